@@ -1,0 +1,227 @@
+"""Kafka wiring: the transactional outbox, the inbox, and consumers with retries and a DLQ.
+
+No dual writes: a handler changes state and adds its events to the outbox in one database
+transaction; the relay publishes them after commit. A consumer records the id of every
+event it applied (the inbox) in that same transaction, so a redelivered event is skipped.
+A message that keeps failing goes to `<topic>.dlq` with the error after bounded retries.
+"""
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+
+import psycopg
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from psycopg_pool import AsyncConnectionPool
+
+from services.common import telemetry
+from services.common.contracts import Event, dead_letter_topic
+from services.common.envelope import Envelope, MalformedEnvelope, envelop, from_kafka, to_kafka
+
+log = logging.getLogger(__name__)
+
+
+# ---- outbox --------------------------------------------------------------------------
+
+
+async def add_to_outbox(conn: psycopg.AsyncConnection, envelope: Envelope) -> None:
+    message = to_kafka(envelope)
+    headers = {k: v.decode() for k, v in message.headers.items()}
+    await conn.execute(
+        "INSERT INTO outbox (event_id, event_type, topic, record_key, headers, body)"
+        " VALUES (%s, %s, %s, %s, %s, %s)",
+        [envelope.id, envelope.type, envelope.event.topic(), message.key, json.dumps(headers), message.value],
+    )
+
+
+class OutboxRelay:
+    """Publishes committed outbox rows in order; wakes on `notify()` or every poll interval."""
+
+    def __init__(self, pool: AsyncConnectionPool, broker: KafkaBroker, service: str, poll_interval_s: float):
+        self.pool, self.broker, self.service = pool, broker, service
+        self.poll_interval_s = poll_interval_s
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"{self.service}-outbox-relay")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                while await self.relay_batch():
+                    pass
+            except Exception:  # broker or database away: keep the rows, try again later
+                log.exception("outbox relay failed; will retry")
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+
+    async def relay_batch(self, limit: int = 200) -> int:
+        async with self.pool.connection() as conn, conn.transaction():
+            rows = await (
+                await conn.execute(
+                    "SELECT seq, topic, record_key, headers, body FROM outbox WHERE published_at IS NULL"
+                    " ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED",
+                    [limit],
+                )
+            ).fetchall()
+            if not rows:
+                telemetry.OUTBOX_PENDING.labels(self.service).set(0)
+                return 0
+            sent = [await self._send(row) for row in rows]
+            await asyncio.gather(*sent)
+            await conn.execute(
+                "UPDATE outbox SET published_at = now() WHERE seq = ANY(%s)", [[r["seq"] for r in rows]]
+            )
+        telemetry.OUTBOX_RELAYED.labels(self.service).inc(len(rows))
+        return len(rows)
+
+    async def _send(self, row: dict) -> asyncio.Future:
+        return await self.broker.publish(
+            bytes(row["body"]),
+            row["topic"],
+            key=bytes(row["record_key"]) if row["record_key"] is not None else None,
+            headers=row["headers"],
+            no_confirm=True,
+        )
+
+
+# ---- inbox and handlers ---------------------------------------------------------------
+
+
+@dataclass
+class HandlerContext:
+    """What a handler gets: the open transaction, the incoming envelope, and `emit`."""
+
+    conn: psycopg.AsyncConnection
+    envelope: Envelope
+    source: str
+    emitted: list[Envelope] = field(default_factory=list)
+
+    async def emit(self, event: Event) -> Envelope:
+        envelope = envelop(event, self.source, cause=self.envelope)
+        await add_to_outbox(self.conn, envelope)
+        self.emitted.append(envelope)
+        return envelope
+
+
+Handler = Callable[[HandlerContext, Event], Awaitable[None]]
+
+
+async def already_applied(conn: psycopg.AsyncConnection, event_id: str) -> bool:
+    row = await (await conn.execute("SELECT 1 FROM inbox WHERE event_id = %s", [event_id])).fetchone()
+    return row is not None
+
+
+async def record_applied(conn: psycopg.AsyncConnection, envelope: Envelope) -> bool:
+    """Claim the event for this transaction; False means it was applied before."""
+    cur = await conn.execute(
+        "INSERT INTO inbox (event_id, event_type) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+        [envelope.id, envelope.type],
+    )
+    return cur.rowcount == 1
+
+
+class PermanentError(Exception):
+    """A failure that retrying cannot fix: the message goes to the DLQ at once."""
+
+
+class EventConsumer:
+    """One consumer group of a service: routes each event type to its handler, exactly once
+    in effect, with bounded retries and a dead-letter topic."""
+
+    def __init__(self, service: str, pool: AsyncConnectionPool, relay: OutboxRelay, settings) -> None:
+        self.service, self.pool, self.relay, self.settings = service, pool, relay, settings
+        self.handlers: dict[type[Event], Handler] = {}
+
+    def on(self, event_type: type[Event]) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            self.handlers[event_type] = handler
+            return handler
+
+        return register
+
+    def attach(self, broker: KafkaBroker, topics: Iterable[str]) -> None:
+        s = self.settings
+        subscriber = broker.subscriber(
+            *topics,
+            group_id=f"genline-{self.service}",
+            auto_offset_reset="earliest",
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            session_timeout_ms=s.kafka_session_timeout_ms,
+            heartbeat_interval_ms=s.kafka_heartbeat_interval_ms,
+        )
+        subscriber(self._on_message)
+        self.broker = broker
+
+    async def _on_message(self, msg: KafkaMessage) -> None:
+        record = msg.raw_message
+        headers = {k: v for k, v in (record.headers or ())}
+        try:
+            envelope = from_kafka(headers, record.key, record.value)
+        except MalformedEnvelope as exc:
+            await self._dead_letter(record, exc, attempts=1)
+            return
+        if type(envelope.event) not in self.handlers:
+            return  # another consumer's event on a shared topic
+        with telemetry.job_context(envelope.subject):
+            await self._apply_with_retries(record, envelope)
+
+    async def _apply_with_retries(self, record, envelope: Envelope) -> None:
+        s = self.settings
+        for attempt in range(1, s.consumer_max_attempts + 1):
+            try:
+                await self.apply(envelope)
+                telemetry.EVENTS_CONSUMED.labels(self.service, envelope.type, "applied").inc()
+                return
+            except Exception as exc:
+                log.warning("handling %s failed (attempt %d): %s", envelope.type, attempt, exc, exc_info=True)
+                if isinstance(exc, PermanentError) or attempt == s.consumer_max_attempts:
+                    await self._dead_letter(record, exc, attempts=attempt)
+                    return
+                backoff = min(s.consumer_backoff_max_s, s.consumer_backoff_s * 2 ** (attempt - 1))
+                await asyncio.sleep(backoff * (0.5 + random.random()))
+
+    async def apply(self, envelope: Envelope) -> bool:
+        """Apply one event in one transaction; returns False when it had been applied before."""
+        handler = self.handlers[type(envelope.event)]
+        async with self.pool.connection() as conn:
+            if await already_applied(conn, envelope.id):
+                telemetry.EVENTS_CONSUMED.labels(self.service, envelope.type, "duplicate").inc()
+                return False
+            async with conn.transaction():
+                if not await record_applied(conn, envelope):
+                    return False
+                ctx = HandlerContext(conn, envelope, source=f"/genline/{self.service}")
+                await handler(ctx, envelope.event)
+        if ctx.emitted:
+            self.relay.notify()
+        return True
+
+    async def _dead_letter(self, record, exc: Exception, attempts: int) -> None:
+        headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
+        headers |= {
+            "genline_error": f"{type(exc).__name__}: {exc}"[:2000],
+            "genline_consumer": f"genline-{self.service}",
+            "genline_attempts": str(attempts),
+            "genline_source_offset": f"{record.topic}/{record.partition}/{record.offset}",
+        }
+        await self.broker.publish(record.value, dead_letter_topic(record.topic), key=record.key, headers=headers)
+        telemetry.DLQ_MESSAGES.labels(self.service, record.topic).inc()
+        log.error("sent %s/%s/%s to the DLQ after %d attempts: %s", record.topic, record.partition, record.offset, attempts, exc)

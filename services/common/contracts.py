@@ -1,0 +1,277 @@
+"""Event contracts: the one place where Genline's events are defined.
+
+Every event is a frozen pydantic model whose CloudEvents type carries its version
+(`genline.job.submitted.v1`). Services publish to the topic of their own service and key
+every job event by job id, so one job's events stay in order. Money is always an integer:
+credits for users, micro-USD for provider costs.
+
+A payload change that old readers cannot read gets a new version and an upcaster in
+`UPCASTERS`, so readers only ever see the newest shape.
+"""
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, ClassVar, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+TOPICS = {
+    "ingest": "genline.ingest.v1",
+    "ledger": "genline.ledger.v1",
+    "router": "genline.router.v1",
+    "scorer": "genline.scorer.v1",
+    "delivery": "genline.delivery.v1",
+}
+
+
+def dead_letter_topic(topic: str) -> str:
+    return f"{topic}.dlq"
+
+
+ALL_TOPICS = [*TOPICS.values(), *(dead_letter_topic(t) for t in TOPICS.values())]
+
+
+class Contract(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Event(Contract):
+    """Base of every event; `event_type` and `publisher` are set by each subclass."""
+
+    event_type: ClassVar[str]
+    publisher: ClassVar[str]
+
+    @classmethod
+    def topic(cls) -> str:
+        return TOPICS[cls.publisher]
+
+
+class JobEvent(Event):
+    job_id: UUID
+    tenant_id: str
+
+
+# ---- shared shapes -------------------------------------------------------------------
+
+
+class JobSpec(Contract):
+    """What the client asked for, carried along so no service needs another's tables."""
+
+    job_id: UUID
+    tenant_id: str
+    template: str
+    prompt: str
+    images: int = Field(ge=1, description="K: images the client wants delivered")
+    candidates: int = Field(ge=1, description="N: candidates to generate, N >= K")
+    seed: int
+    submitted_at: datetime
+
+
+class CandidateRef(Contract):
+    """A generated image in the internal bucket; images never travel on Kafka."""
+
+    index: int
+    key: str
+    media_type: str
+    size_bytes: int
+    sha256: str
+    width: int
+    height: int
+    provider: str
+    cost_micro_usd: int
+
+
+class DimensionScore(Contract):
+    value: float
+    threshold: float
+    passed: bool
+    reason: str
+
+
+class CandidateScore(Contract):
+    index: int
+    key: str
+    passed: bool
+    score: float
+    dimensions: dict[str, DimensionScore]
+
+
+class DeliveredImage(Contract):
+    n: int
+    key: str
+    url: str
+    expires_at: datetime
+    sha256: str
+    size_bytes: int
+    media_type: str
+
+
+# ---- ingest --------------------------------------------------------------------------
+
+
+class JobSubmitted(JobEvent):
+    """Published by ingest when a client submits a job; the ledger reserves credits for it."""
+
+    event_type = "genline.job.submitted.v1"
+    publisher = "ingest"
+    job: JobSpec
+
+
+# ---- ledger --------------------------------------------------------------------------
+
+
+class CreditsReserved(JobEvent):
+    """Published by the ledger when credits for a job are held; the job is admitted and the
+    router may start generating."""
+
+    event_type = "genline.credits.reserved.v1"
+    publisher = "ledger"
+    job: JobSpec
+    transfer_id: UUID
+    amount: int
+    unit_price: int
+
+
+class ReservationRejected(JobEvent):
+    """Published by the ledger when a job cannot be admitted (e.g. too few credits)."""
+
+    event_type = "genline.credits.reservation_rejected.v1"
+    publisher = "ledger"
+    reason_code: Literal["insufficient_credits", "unknown_account", "unknown_template"]
+    reason: str
+    required: int
+    available: int
+
+
+class ReservationSettled(JobEvent):
+    """Published by the ledger when a job's reservation is closed: the delivered images are
+    charged and the rest released. Exactly one per reservation."""
+
+    event_type = "genline.credits.reservation_settled.v1"
+    publisher = "ledger"
+    transfer_id: UUID
+    reserved: int
+    charged: int
+    released: int
+    delivered_images: int
+
+
+class CreditsGranted(Event):
+    """Published by the ledger when credits are added to a tenant's account."""
+
+    event_type = "genline.credits.granted.v1"
+    publisher = "ledger"
+    tenant_id: str
+    amount: int
+    reason: str
+    available_after: int
+
+
+# ---- router --------------------------------------------------------------------------
+
+
+class CandidatesGenerated(JobEvent):
+    """Published by the router when a generation attempt has stored its candidates."""
+
+    event_type = "genline.candidates.generated.v1"
+    publisher = "router"
+    attempt: int
+    images: int
+    started_at: datetime
+    candidates: list[CandidateRef]
+    cost_micro_usd: int
+
+
+class GenerationFailed(JobEvent):
+    """Published by the router when no provider could generate the job's candidates."""
+
+    event_type = "genline.generation.failed.v1"
+    publisher = "router"
+    attempt: int
+    failure_code: str
+    reason: str
+
+
+# ---- scorer --------------------------------------------------------------------------
+
+
+class CandidatesScored(JobEvent):
+    """Published by the scorer with every candidate's scores and the selection to deliver."""
+
+    event_type = "genline.candidates.scored.v1"
+    publisher = "scorer"
+    attempt: int
+    images: int
+    scores: list[CandidateScore]
+    selected: list[int] = Field(description="candidate indices to deliver, best first")
+
+
+class ScoringFailed(JobEvent):
+    """Published by the scorer when no candidate can be delivered; the job fails at no charge."""
+
+    event_type = "genline.scoring.failed.v1"
+    publisher = "scorer"
+    attempt: int
+    failure_code: str
+    reason: str
+    scores: list[CandidateScore]
+
+
+# ---- delivery ------------------------------------------------------------------------
+
+
+class JobDelivered(JobEvent):
+    """Published by delivery when the selected images are public and links are signed;
+    the ledger charges for `len(images)`."""
+
+    event_type = "genline.job.delivered.v1"
+    publisher = "delivery"
+    requested: int
+    images: list[DeliveredImage]
+
+
+class DeliveryFailed(JobEvent):
+    """Published by delivery when the selected images could not be published."""
+
+    event_type = "genline.delivery.failed.v1"
+    publisher = "delivery"
+    failure_code: str
+    reason: str
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.event_type: cls
+    for cls in (
+        JobSubmitted,
+        CreditsReserved,
+        ReservationRejected,
+        ReservationSettled,
+        CreditsGranted,
+        CandidatesGenerated,
+        GenerationFailed,
+        CandidatesScored,
+        ScoringFailed,
+        JobDelivered,
+        DeliveryFailed,
+    )
+}
+
+# (old type name) -> (new type name, payload converter). Empty until a v2 exists.
+UPCASTERS: dict[str, tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]] = {}
+
+
+class UnknownEventType(ValueError):
+    pass
+
+
+def parse_event(event_type: str, data: dict[str, Any]) -> Event:
+    """Build the newest model for a payload, upcasting old versions first."""
+    while event_type in UPCASTERS:
+        event_type, upcast = UPCASTERS[event_type]
+        data = upcast(data)
+    try:
+        model = EVENT_TYPES[event_type]
+    except KeyError:
+        raise UnknownEventType(f"unknown event type {event_type!r}") from None
+    return model.model_validate(data)

@@ -1,0 +1,73 @@
+"""PostgreSQL access: one schema per service, versioned SQL migrations, a connection pool.
+
+Each service keeps its migrations as `migrations/NNNN_name.sql` files in its own package.
+The outbox and inbox tables every service needs come first, from this package.
+"""
+
+import hashlib
+from importlib import resources
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+COMMON_MIGRATIONS = "services.common"
+
+
+def migration_files(package: str) -> list[tuple[str, str]]:
+    folder = resources.files(package) / "migrations"
+    names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".sql"))
+    return [(name.removesuffix(".sql"), (folder / name).read_text()) for name in names]
+
+
+def _lock_id(schema: str) -> int:
+    return int.from_bytes(hashlib.sha256(schema.encode()).digest()[:8], "big", signed=True)
+
+
+async def migrate(database_url: str, schema: str, packages: list[str]) -> list[str]:
+    """Apply the not-yet-applied migrations of `packages`, in order, inside `schema`.
+
+    An advisory lock makes concurrent starts of the same service apply each file once.
+    """
+    applied_now: list[str] = []
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await conn.execute("SELECT pg_advisory_lock(%s)", [_lock_id(schema)])
+        try:
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            await conn.execute(f'SET search_path TO "{schema}"')
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            rows = await (await conn.execute("SELECT version FROM schema_migrations")).fetchall()
+            done = {r[0] for r in rows}
+            for package in packages:
+                for version, sql in migration_files(package):
+                    key = f"{package}:{version}"
+                    if key in done:
+                        continue
+                    async with conn.transaction():
+                        await conn.execute(sql)
+                        await conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", [key])
+                    applied_now.append(key)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(%s)", [_lock_id(schema)])
+    return applied_now
+
+
+def open_pool(database_url: str, schema: str, size: int) -> AsyncConnectionPool:
+    """A pool of autocommit connections that see the service's own schema by default;
+    `conn.transaction()` is then a real transaction, never a savepoint."""
+
+    async def configure(conn: psycopg.AsyncConnection) -> None:
+        await conn.execute(f'SET search_path TO "{schema}"')
+
+    return AsyncConnectionPool(
+        database_url,
+        min_size=1,
+        max_size=size,
+        open=False,
+        configure=configure,
+        kwargs={"row_factory": dict_row, "autocommit": True},
+    )
+

@@ -1,0 +1,96 @@
+"""CloudEvents 1.0 envelopes and their Kafka binary binding.
+
+Attributes travel in `ce_*` headers (`ce_subject` is the job id, the extension `tenantid`
+names the tenant and `traceparent` carries the W3C trace context); the body is the event's
+JSON payload and the record key is the job id.
+"""
+
+import json
+import secrets
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from uuid import uuid4
+
+from cloudevents.core.bindings.kafka import KafkaMessage, from_binary_event, to_binary_event
+from cloudevents.core.v1.event import CloudEvent
+
+from services.common.contracts import Event, JobEvent, parse_event
+
+CONTENT_TYPE = "application/json"
+
+
+@dataclass(frozen=True)
+class Envelope:
+    id: str
+    source: str
+    time: datetime
+    subject: str | None
+    tenant_id: str | None
+    traceparent: str
+    event: Event
+
+    @property
+    def type(self) -> str:
+        return self.event.event_type
+
+    @property
+    def key(self) -> bytes | None:
+        return self.subject.encode() if self.subject else None
+
+
+def new_traceparent(trace_id: str | None = None) -> str:
+    trace_id = trace_id or secrets.token_hex(16)
+    return f"00-{trace_id}-{secrets.token_hex(8)}-01"
+
+
+def child_traceparent(parent: str) -> str:
+    """Same trace, new span: the caused event joins its cause's trace."""
+    parts = parent.split("-")
+    return new_traceparent(parts[1] if len(parts) == 4 and len(parts[1]) == 32 else None)
+
+
+def envelop(event: Event, source: str, cause: Envelope | None = None) -> Envelope:
+    subject = str(event.job_id) if isinstance(event, JobEvent) else None
+    tenant_id = getattr(event, "tenant_id", None)
+    trace = child_traceparent(cause.traceparent) if cause else new_traceparent()
+    return Envelope(str(uuid4()), source, datetime.now(UTC), subject, tenant_id, trace, event)
+
+
+def to_kafka(envelope: Envelope) -> KafkaMessage:
+    attributes = {
+        "id": envelope.id,
+        "type": envelope.type,
+        "source": envelope.source,
+        "time": envelope.time,
+        "datacontenttype": CONTENT_TYPE,
+        "traceparent": envelope.traceparent,
+    }
+    if envelope.subject:
+        attributes["subject"] = envelope.subject
+    if envelope.tenant_id:
+        attributes["tenantid"] = envelope.tenant_id
+    data = json.loads(envelope.event.model_dump_json())
+    message = to_binary_event(CloudEvent(attributes, data))
+    return replace(message, key=envelope.key)
+
+
+class MalformedEnvelope(ValueError):
+    pass
+
+
+def from_kafka(headers: dict[str, bytes], key: bytes | None, value: bytes) -> Envelope:
+    try:
+        ce = from_binary_event(KafkaMessage(headers=headers, key=key, value=value))
+        attributes = ce.get_attributes()
+        event = parse_event(attributes["type"], ce.get_data())
+    except Exception as exc:  # any undecodable record is a poison message, not a crash
+        raise MalformedEnvelope(f"cannot decode event: {exc}") from exc
+    return Envelope(
+        id=attributes["id"],
+        source=attributes["source"],
+        time=attributes.get("time") or datetime.now(UTC),
+        subject=attributes.get("subject"),
+        tenant_id=attributes.get("tenantid"),
+        traceparent=attributes.get("traceparent") or new_traceparent(),
+        event=event,
+    )

@@ -1,0 +1,91 @@
+"""What every service process has: database pool and migrations, broker, outbox relay,
+consumer, ops endpoints, and an orderly start and stop (SIGTERM drains)."""
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterable
+
+import psycopg
+import uvicorn
+from faststream.kafka import KafkaBroker
+from starlette.applications import Starlette
+
+from services.common import telemetry
+from services.common.bus import EventConsumer, OutboxRelay, add_to_outbox
+from services.common.contracts import Event
+from services.common.db import COMMON_MIGRATIONS, migrate, open_pool
+from services.common.envelope import Envelope, envelop
+from services.common.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+
+class ServiceRuntime:
+    def __init__(self, name: str, settings: ServiceSettings, migrations_package: str | None) -> None:
+        self.name, self.settings = name, settings
+        self.migrations = [COMMON_MIGRATIONS] + ([migrations_package] if migrations_package else [])
+        self.database_url = settings.database_url.get_secret_value()
+        self.pool = open_pool(self.database_url, name, settings.database_pool_size)
+        self.broker = KafkaBroker(settings.kafka_bootstrap, logger=logging.getLogger("faststream"))
+        self.relay = OutboxRelay(self.pool, self.broker, name, settings.outbox_poll_interval_s)
+        self.consumer = EventConsumer(name, self.pool, self.relay, settings)
+        self.readiness_checks = {"database": self._ping_database, "broker": self._ping_broker}
+
+    def consume(self, topics: Iterable[str]) -> None:
+        self.consumer.attach(self.broker, topics)
+
+    async def start(self) -> None:
+        applied = await migrate(self.database_url, self.name, self.migrations)
+        if applied:
+            log.info("applied migrations %s", applied)
+        await self.pool.open(wait=True)
+        await self.broker.start()
+        self.relay.start()
+        self.relay.notify()  # publish what a previous run committed but did not relay
+        log.info("%s started", self.name)
+
+    async def stop(self) -> None:
+        await self.relay.stop()
+        await self.broker.stop()
+        await self.pool.close()
+        log.info("%s stopped", self.name)
+
+    async def emit(self, conn: psycopg.AsyncConnection, event: Event) -> Envelope:
+        """Add an event to the outbox inside the caller's transaction; call `relay.notify()`
+        after the commit."""
+        envelope = envelop(event, f"/genline/{self.name}")
+        await add_to_outbox(conn, envelope)
+        return envelope
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _app) -> AsyncIterator[None]:
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
+
+    async def _ping_database(self) -> None:
+        async with self.pool.connection(timeout=2) as conn:
+            await conn.execute("SELECT 1")
+
+    async def _ping_broker(self) -> None:
+        if not await self.broker.ping(timeout=2):
+            raise ConnectionError("Kafka broker does not answer")
+
+
+def ops_app(runtime: ServiceRuntime) -> Starlette:
+    """The HTTP face of a worker service: health, readiness and metrics."""
+    return Starlette(routes=telemetry.ops_routes(runtime.readiness_checks), lifespan=runtime.lifespan)
+
+
+def serve(app, settings: ServiceSettings) -> None:
+    telemetry.configure_logging(settings.service_name, settings.log_level)
+    uvicorn.run(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=20,
+    )

@@ -1,0 +1,53 @@
+"""Settings shared by every service: where the broker, the database and the object store are.
+
+Each service subclasses `ServiceSettings` with its own fields. Settings are built once at
+startup (never at import) from environment variables prefixed `GENLINE_`.
+"""
+
+from typing import Literal
+
+from pydantic import SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "password", "minioadmin", "testing"}
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GENLINE_", extra="ignore")
+
+    service_name: str = "genline"
+    environment: Literal["development", "test", "production"] = "development"
+    log_level: str = "INFO"
+
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_session_timeout_ms: int = 10_000
+    kafka_heartbeat_interval_ms: int = 1_000
+
+    database_url: SecretStr
+    database_pool_size: int = 8
+
+    s3_endpoint_url: str | None = None
+    # Presigned links are signed for the host clients reach, which may differ from the
+    # endpoint the services use inside the cluster.
+    s3_public_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str
+    s3_secret_access_key: SecretStr
+    internal_bucket: str = "genline-internal"
+    public_bucket: str = "genline-public"
+
+    consumer_max_attempts: int = 5
+    consumer_backoff_s: float = 0.2
+    consumer_backoff_max_s: float = 5.0
+    outbox_poll_interval_s: float = 1.0
+
+    @model_validator(mode="after")
+    def reject_placeholder_secrets(self) -> "ServiceSettings":
+        if self.environment == "production":
+            secret = self.s3_secret_access_key.get_secret_value()
+            if secret.lower() in PLACEHOLDER_SECRETS:
+                raise ValueError("GENLINE_S3_SECRET_ACCESS_KEY is a placeholder; set a real secret in production")
+        return self

@@ -1,0 +1,118 @@
+"""The outbox, inbox and DLQ against the real broker and PostgreSQL."""
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from services.common.contracts import JobSpec, JobSubmitted, TOPICS, dead_letter_topic
+from services.common.envelope import envelop, from_kafka
+from services.common.runtime import ServiceRuntime
+from tests.conftest import settings_for
+
+
+def submitted(tenant="t-bus") -> JobSubmitted:
+    job_id = uuid.uuid4()
+    spec = JobSpec(job_id=job_id, tenant_id=tenant, template="generic", prompt="a red fox",
+                   images=2, candidates=3, seed=7, submitted_at=datetime.now(UTC))
+    return JobSubmitted(job_id=job_id, tenant_id=tenant, job=spec)
+
+
+async def read_topic(bootstrap: str, topic: str, want: int, timeout_s: float = 30) -> list:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                group_id=f"reader-{uuid.uuid4()}")
+    await consumer.start()
+    records = []
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while len(records) < want and asyncio.get_running_loop().time() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            records += [r for rs in batch.values() for r in rs]
+    finally:
+        await consumer.stop()
+    return records
+
+
+@pytest.fixture
+async def runtime(endpoints):
+    rt = ServiceRuntime(f"bus_{uuid.uuid4().hex[:8]}", settings_for(endpoints), None)
+    await rt.start()
+    async with rt.pool.connection() as conn:
+        await conn.execute("CREATE TABLE effects (job_id uuid, n int)")
+    yield rt
+    await rt.stop()
+
+
+async def test_outbox_relays_cloudevents_in_binary_mode(runtime, endpoints):
+    event = submitted()
+    async with runtime.pool.connection() as conn, conn.transaction():
+        envelope = await runtime.emit(conn, event)
+    runtime.relay.notify()
+    records = await read_topic(endpoints.kafka_bootstrap, TOPICS["ingest"], want=10**6, timeout_s=8)
+    mine = [r for r in records if dict(r.headers).get("ce_id") == envelope.id.encode()]
+    assert len(mine) == 1
+    headers = dict(mine[0].headers)
+    assert headers["ce_type"] == b"genline.job.submitted.v1"
+    assert headers["ce_subject"] == str(event.job_id).encode()
+    assert headers["ce_tenantid"] == b"t-bus"
+    assert headers["ce_specversion"] == b"1.0"
+    assert mine[0].key == str(event.job_id).encode()
+    decoded = from_kafka(headers, mine[0].key, mine[0].value)
+    assert decoded.event == event
+
+
+async def test_a_redelivered_event_has_one_effect(runtime):
+    @runtime.consumer.on(JobSubmitted)
+    async def record_effect(ctx, event):
+        await ctx.conn.execute("INSERT INTO effects VALUES (%s, 1)", [event.job_id])
+
+    envelope = envelop(submitted(), "/test")
+    assert await runtime.consumer.apply(envelope) is True
+    assert await runtime.consumer.apply(envelope) is False
+    async with runtime.pool.connection() as conn:
+        rows = await (await conn.execute("SELECT count(*) AS n FROM effects")).fetchone()
+    assert rows["n"] == 1
+
+
+async def test_a_failing_handler_rolls_back_and_leaves_no_inbox_row(runtime):
+    @runtime.consumer.on(JobSubmitted)
+    async def fail_after_write(ctx, event):
+        await ctx.conn.execute("INSERT INTO effects VALUES (%s, 1)", [event.job_id])
+        raise RuntimeError("boom")
+
+    envelope = envelop(submitted(), "/test")
+    with pytest.raises(RuntimeError):
+        await runtime.consumer.apply(envelope)
+    async with runtime.pool.connection() as conn:
+        effects = await (await conn.execute("SELECT count(*) AS n FROM effects")).fetchone()
+        inbox = await (await conn.execute("SELECT count(*) AS n FROM inbox")).fetchone()
+    assert effects["n"] == 0 and inbox["n"] == 0
+
+
+async def test_poison_and_always_failing_messages_go_to_the_dlq(endpoints):
+    settings = settings_for(endpoints, consumer_max_attempts=2, consumer_backoff_s=0.01)
+    rt = ServiceRuntime(f"dlq_{uuid.uuid4().hex[:8]}", settings, None)
+    failing = submitted(tenant="t-dlq")
+
+    @rt.consumer.on(JobSubmitted)
+    async def always_fail(ctx, event):
+        if event.job_id == failing.job_id:
+            raise RuntimeError("handler cannot cope")
+
+    rt.consume([TOPICS["ingest"]])
+    await rt.start()
+    try:
+        async with rt.pool.connection() as conn, conn.transaction():
+            await rt.emit(conn, failing)
+        rt.relay.notify()
+        await rt.broker.publish(b"not json at all", TOPICS["ingest"], key=b"poison",
+                                headers={"ce_id": "x", "ce_type": "genline.job.submitted.v1"})
+        dlq = await read_topic(endpoints.kafka_bootstrap, dead_letter_topic(TOPICS["ingest"]), want=2, timeout_s=60)
+    finally:
+        await rt.stop()
+    errors = {r.key: dict(r.headers)["genline_error"] for r in dlq}
+    assert b"handler cannot cope" in errors[str(failing.job_id).encode()]
+    assert b"cannot decode event" in errors[b"poison"]
+    assert dict(dlq[0].headers)["genline_consumer"].startswith(b"genline-dlq_")

@@ -1,0 +1,42 @@
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from services.common.settings import ServiceSettings
+from services.common.storage import ObjectStore
+from services.stack.embedded import Endpoints
+from tests.stacks import chosen_stack, start_stack
+
+
+@pytest.fixture(scope="session")
+def stack_kind() -> str:
+    kind, why = chosen_stack()
+    if kind == "unavailable":
+        pytest.skip(f"GENLINE_TEST_STACK=containers but {why}")
+    return kind
+
+
+@pytest.fixture(scope="session")
+def endpoints(stack_kind, tmp_path_factory) -> Iterator[Endpoints]:
+    """The one place tests get their servers from: broker, PostgreSQL and S3."""
+    stack, endpoints = start_stack(stack_kind, tmp_path_factory.mktemp("stack"))
+    try:
+        yield endpoints
+    finally:
+        stack.stop()
+
+
+def settings_for(endpoints: Endpoints, **overrides) -> ServiceSettings:
+    env = endpoints.service_env() | {"GENLINE_ENVIRONMENT": "test"}
+    values = {k.removeprefix("GENLINE_").lower(): v for k, v in env.items()}
+    return ServiceSettings(**(values | overrides))
+
+
+@pytest.fixture(scope="session")
+def object_store(endpoints) -> ObjectStore:
+    import asyncio
+
+    store = ObjectStore(settings_for(endpoints))
+    asyncio.run(store.ensure_buckets())
+    return store
