@@ -1,0 +1,244 @@
+"""The built-in image provider: seeded, deterministic PNG paintings made on the CPU.
+
+`LocalGenerator` lets the whole pipeline run offline. Each candidate is a colour
+gradient with a patch of fine pattern, filled shapes with crisp edges and thin lines,
+coloured from a hash of the prompt and a per-candidate random generator. A labelled
+share of every batch is deliberately defective ("blur" or "blank"), so that scoring
+has something to reject.
+
+Candidate `i` of a (prompt, seed) pair is painted from its own generator, so it comes
+out identical whether it is painted in a batch starting at 0 or at `i`. Which
+candidates of a batch are defective depends on the batch (seed, start_index, count).
+"""
+
+import colorsys
+import hashlib
+import io
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+Defect = Literal["blur", "blank"]
+
+MIN_SIDE = 16
+MAX_SIDE = 4096
+BLUR_RADIUS = 10
+# ITU-R BT.601 luma weights, as in Pillow's "L" mode.
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])
+# Tags keep the candidate and defect generators on separate streams for equal inputs.
+_CANDIDATE_STREAM = 1
+_DEFECT_STREAM = 2
+
+
+@dataclass(frozen=True)
+class PaintedCandidate:
+    index: int
+    png: bytes
+    defect: Defect | None
+
+
+class LocalGenerator:
+    """Paints `width`×`height` PNG candidates; `defect_rate` of each batch is defective."""
+
+    def __init__(self, width: int = 512, height: int = 512, defect_rate: float = 0.25) -> None:
+        _check_side("width", width)
+        _check_side("height", height)
+        if not isinstance(defect_rate, (int, float)) or not 0 <= defect_rate < 1:
+            raise ValueError(f"defect_rate must be at least 0 and below 1, got {defect_rate!r}")
+        self.width = width
+        self.height = height
+        self.defect_rate = float(defect_rate)
+
+    def paint(
+        self, prompt: str, seed: int, count: int, start_index: int = 0
+    ) -> list[PaintedCandidate]:
+        _check_paint_arguments(prompt, seed, count, start_index)
+        prompt_words = _prompt_words(prompt)
+        defects = self._choose_defects(seed, count, start_index)
+        return [
+            self._paint_one(prompt_words, seed, index, defects.get(index))
+            for index in range(start_index, start_index + count)
+        ]
+
+    def _choose_defects(self, seed: int, count: int, start_index: int) -> dict[int, Defect]:
+        """Pick exactly floor(count * defect_rate) defective indices, kinds alternating."""
+        defective = math.floor(count * self.defect_rate)
+        rng = np.random.default_rng([_DEFECT_STREAM, _seed_word(seed), start_index, count])
+        offsets = sorted(rng.choice(count, size=defective, replace=False).tolist())
+        first_kind = int(rng.integers(2))
+        kinds: tuple[Defect, Defect] = ("blur", "blank")
+        return {
+            start_index + offset: kinds[(first_kind + n) % 2] for n, offset in enumerate(offsets)
+        }
+
+    def _paint_one(
+        self, prompt_words: list[int], seed: int, index: int, defect: Defect | None
+    ) -> PaintedCandidate:
+        rng = np.random.default_rng([_CANDIDATE_STREAM, *prompt_words, _seed_word(seed), index])
+        if defect == "blank":
+            image = _blank_frame(rng, self.width, self.height)
+        else:
+            image = _paint_clean(rng, prompt_words[0], self.width, self.height)
+        if defect == "blur":
+            image = image.filter(ImageFilter.GaussianBlur(radius=BLUR_RADIUS))
+        return PaintedCandidate(index=index, png=_encode_png(image), defect=defect)
+
+
+def _check_side(name: str, value: int) -> None:
+    if not _is_int(value) or not MIN_SIDE <= value <= MAX_SIDE:
+        raise ValueError(f"{name} must be an integer from {MIN_SIDE} to {MAX_SIDE}, got {value!r}")
+
+
+def _check_paint_arguments(prompt: str, seed: int, count: int, start_index: int) -> None:
+    if not isinstance(prompt, str):
+        raise ValueError(f"prompt must be a string, got {type(prompt).__name__}")
+    if not _is_int(seed):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    if not _is_int(count) or count < 0:
+        raise ValueError(f"count must be an integer of at least 0, got {count!r}")
+    if not _is_int(start_index) or start_index < 0:
+        raise ValueError(f"start_index must be an integer of at least 0, got {start_index!r}")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _prompt_words(prompt: str) -> list[int]:
+    """Four stable 32-bit words of the prompt's SHA-256 (Python's hash() varies per run)."""
+    digest = hashlib.sha256(prompt.encode("utf-8")).digest()
+    return [int.from_bytes(digest[i : i + 4], "big") for i in range(0, 16, 4)]
+
+
+def _seed_word(seed: int) -> int:
+    # SeedSequence takes only non-negative entropy, so negative seeds wrap around.
+    return seed % 2**64
+
+
+def _paint_clean(
+    rng: np.random.Generator, prompt_word: int, width: int, height: int
+) -> Image.Image:
+    base_hue = (prompt_word % 360) / 360
+    pixels = _gradient(rng, base_hue, width, height)
+    _add_pattern_patch(rng, base_hue, pixels)
+    image = Image.fromarray(pixels, "RGB")
+    draw = ImageDraw.Draw(image)
+    for _ in range(int(rng.integers(6, 11))):
+        _draw_shape(rng, draw, base_hue, width, height)
+    for _ in range(int(rng.integers(3, 7))):
+        _draw_line(rng, draw, base_hue, width, height)
+    return image
+
+
+def _colour(
+    rng: np.random.Generator,
+    base_hue: float,
+    luma: tuple[float, float],
+    saturation: tuple[float, float] = (0.35, 0.9),
+) -> np.ndarray:
+    """An RGB colour (0..255) near the prompt's hue whose luminance lies in the `luma` band.
+
+    Choosing by luminance rather than HSV value keeps exposure moderate for every hue:
+    a fully bright blue is darker than a half bright yellow.
+    """
+    hue = (base_hue + rng.uniform(-0.25, 0.25)) % 1.0
+    target = rng.uniform(*luma)
+    bright = np.array(colorsys.hsv_to_rgb(hue, float(rng.uniform(*saturation)), 1.0))
+    rgb = bright * (target / float(bright @ LUMA_WEIGHTS))
+    if rgb.max() > 1:
+        # Out of gamut: move toward the grey of the same luminance until it fits.
+        rgb = target + (rgb - target) * ((1 - target) / (rgb.max() - target))
+    return rgb * 255
+
+
+def _rgb_tuple(colour: np.ndarray) -> tuple[int, int, int]:
+    red, green, blue = (int(round(c)) for c in colour)
+    return red, green, blue
+
+
+def _gradient(rng: np.random.Generator, base_hue: float, width: int, height: int) -> np.ndarray:
+    # A darker and a lighter end keep the luminance spread well clear of a blank frame.
+    start, end = _colour(rng, base_hue, (0.3, 0.42)), _colour(rng, base_hue, (0.6, 0.75))
+    angle = rng.uniform(0, 2 * math.pi)
+    xs = np.linspace(0, 1, width, dtype=np.float32)[None, :]
+    ys = np.linspace(0, 1, height, dtype=np.float32)[:, None]
+    along = xs * math.cos(angle) + ys * math.sin(angle)
+    along = (along - along.min()) / max(float(along.max() - along.min()), 1e-6)
+    blend = along[:, :, None]
+    return (start * (1 - blend) + end * blend).round().astype(np.uint8)
+
+
+def _add_pattern_patch(rng: np.random.Generator, base_hue: float, pixels: np.ndarray) -> None:
+    """Fill one rectangle with a fine checkerboard or diagonal stripes, in place."""
+    height, width, _ = pixels.shape
+    patch_h = int(height * rng.uniform(0.15, 0.3))
+    patch_w = int(width * rng.uniform(0.15, 0.3))
+    top = int(rng.integers(0, height - patch_h + 1))
+    left = int(rng.integers(0, width - patch_w + 1))
+    period = int(rng.integers(2, 6))
+    ys, xs = np.mgrid[0:patch_h, 0:patch_w]
+    cells = (ys // period + xs // period) if rng.random() < 0.5 else (ys + xs) // period
+    # Pale against deep, so the pattern has contrast in luminance whatever the hue.
+    light = _colour(rng, base_hue, (0.75, 0.88), saturation=(0.15, 0.4))
+    dark = _colour(rng, base_hue, (0.12, 0.25), saturation=(0.5, 0.9))
+    patch = np.where((cells % 2 == 0)[:, :, None], light, dark)
+    pixels[top : top + patch_h, left : left + patch_w] = patch.round().astype(np.uint8)
+
+
+def _draw_shape(
+    rng: np.random.Generator, draw: ImageDraw.ImageDraw, base_hue: float, width: int, height: int
+) -> None:
+    fill = _rgb_tuple(_colour(rng, base_hue, (0.25, 0.8)))
+    outline = _rgb_tuple(_colour(rng, base_hue, (0.15, 0.85))) if rng.random() < 0.5 else None
+    kind = int(rng.integers(3))
+    if kind == 2:
+        draw.polygon(_polygon(rng, width, height), fill=fill, outline=outline)
+        return
+    box = _box(rng, width, height)
+    shape = draw.rectangle if kind == 0 else draw.ellipse
+    shape(box, fill=fill, outline=outline, width=int(rng.integers(1, 4)))
+
+
+def _box(rng: np.random.Generator, width: int, height: int) -> tuple[int, int, int, int]:
+    side = min(width, height)
+    box_w, box_h = (int(side * rng.uniform(0.08, 0.4)) + 2 for _ in range(2))
+    left = int(rng.integers(-box_w // 4, width - box_w // 2))
+    top = int(rng.integers(-box_h // 4, height - box_h // 2))
+    return left, top, left + box_w, top + box_h
+
+
+def _polygon(rng: np.random.Generator, width: int, height: int) -> list[tuple[float, float]]:
+    centre_x, centre_y = rng.uniform(0, width), rng.uniform(0, height)
+    radius = min(width, height) * rng.uniform(0.06, 0.22)
+    corners = int(rng.integers(3, 7))
+    angles = np.sort(rng.uniform(0, 2 * math.pi, corners))
+    radii = radius * rng.uniform(0.6, 1.0, corners)
+    return [
+        (centre_x + r * math.cos(a), centre_y + r * math.sin(a)) for r, a in zip(radii, angles)
+    ]
+
+
+def _draw_line(
+    rng: np.random.Generator, draw: ImageDraw.ImageDraw, base_hue: float, width: int, height: int
+) -> None:
+    ends = [(rng.uniform(0, width), rng.uniform(0, height)) for _ in range(2)]
+    colour = _rgb_tuple(_colour(rng, base_hue, (0.1, 0.9)))
+    draw.line(ends, fill=colour, width=int(rng.integers(1, 4)))
+
+
+def _blank_frame(rng: np.random.Generator, width: int, height: int) -> Image.Image:
+    """A black frame or a frame of one random colour."""
+    if rng.random() < 0.5:
+        return Image.new("RGB", (width, height), (0, 0, 0))
+    colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+    return Image.new("RGB", (width, height), colour)
+
+
+def _encode_png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    # Light compression keeps a 512×512 painting well under 100 ms.
+    image.save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
