@@ -92,6 +92,9 @@ class DimensionScore(Contract):
 class CandidateScore(Contract):
     index: int
     key: str
+    sha256: str
+    size_bytes: int
+    media_type: str
     passed: bool
     score: float
     dimensions: dict[str, DimensionScore]

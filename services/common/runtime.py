@@ -79,6 +79,19 @@ def ops_app(runtime: ServiceRuntime) -> Starlette:
     return Starlette(routes=telemetry.ops_routes(runtime.readiness_checks), lifespan=runtime.lifespan)
 
 
+def build_worker(name: str, settings: ServiceSettings, topics: Iterable[str], register):
+    """A worker service that handles events on `topics` and reads or writes object storage;
+    `register(consumer, store, settings)` adds its handlers."""
+    from services.common.storage import ObjectStore
+
+    runtime = ServiceRuntime(name, settings, f"services.{name}")
+    store = ObjectStore(settings)
+    runtime.readiness_checks["object_store"] = store.ping
+    register(runtime.consumer, store, settings)
+    runtime.consume(topics)
+    return runtime, ops_app(runtime)
+
+
 def serve(app, settings: ServiceSettings) -> None:
     telemetry.configure_logging(settings.service_name, settings.log_level)
     uvicorn.run(
@@ -89,3 +102,10 @@ def serve(app, settings: ServiceSettings) -> None:
         access_log=False,
         timeout_graceful_shutdown=20,
     )
+
+
+def run(settings_class: type[ServiceSettings], build) -> None:
+    """`python -m services.<name>`: settings from the environment, then serve until SIGTERM."""
+    settings = settings_class()
+    _, app = build(settings)
+    serve(app, settings)

@@ -22,6 +22,8 @@ EVENTS_CONSUMED = Counter(
 DLQ_MESSAGES = Counter("genline_dlq_messages_total", "Messages sent to a dead-letter topic", ["service", "topic"])
 OUTBOX_RELAYED = Counter("genline_outbox_relayed_total", "Outbox events published to Kafka", ["service"])
 OUTBOX_PENDING = Gauge("genline_outbox_pending", "Outbox events not yet published (last seen)", ["service"])
+JOBS_SUBMITTED = Counter("genline_jobs_submitted_total", "Jobs accepted by the public API", ["template"])
+JOBS_FINISHED = Counter("genline_jobs_finished_total", "Jobs that reached a final state", ["state"])
 STAGE_SECONDS = Histogram(
     "genline_stage_seconds",
     "Time spent in one pipeline stage",

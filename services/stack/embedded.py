@@ -32,6 +32,11 @@ class Endpoints:
     s3_access_key_id: str = DEV_S3_KEY_ID
     s3_secret_access_key: str = DEV_S3_SECRET
 
+    def settings(self, settings_class, **overrides):
+        """Settings for code that runs in this process (seeding, tests)."""
+        values = {k.removeprefix("GENLINE_").lower(): v for k, v in self.service_env().items()}
+        return settings_class(**(values | overrides))
+
     def service_env(self) -> dict[str, str]:
         """Environment for a service process (see `services.common.settings`)."""
         return {
@@ -76,7 +81,7 @@ class EmbeddedStack:
                 database_url=self._start_postgres(),
                 s3_endpoint_url=self._start_moto(),
             )
-            asyncio.run(create_topics(endpoints.kafka_bootstrap))
+            asyncio.run(provision(endpoints))
         except BaseException:
             self.stop()
             raise
@@ -126,6 +131,15 @@ def stop_process(process: subprocess.Popen, grace_s: float = 10) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+async def provision(endpoints: Endpoints) -> None:
+    """Topics and buckets, created once; services create their own schemas."""
+    from services.common.settings import ServiceSettings
+    from services.common.storage import ObjectStore
+
+    await create_topics(endpoints.kafka_bootstrap)
+    await ObjectStore(endpoints.settings(ServiceSettings)).ensure_buckets()
 
 
 async def create_topics(bootstrap: str, topics: list[str] = ALL_TOPICS) -> None:

@@ -1,0 +1,43 @@
+"""The ingest service: Genline's public HTTP API and the job read model behind it."""
+
+from fastapi import FastAPI
+
+from services.common import telemetry
+from services.common.contracts import TOPICS
+from services.common.db import migrate
+from services.common.runtime import ServiceRuntime
+from services.common.storage import ObjectStore
+from services.ingest import handlers, problems
+from services.ingest.domain import hash_api_key, new_api_key
+from services.ingest.routes import jobs
+from services.ingest.settings import IngestSettings
+
+
+def build(settings: IngestSettings):
+    runtime = ServiceRuntime("ingest", settings, "services.ingest")
+    store = ObjectStore(settings)
+    handlers.register(runtime.consumer)
+    runtime.consume([TOPICS["ledger"], TOPICS["router"], TOPICS["scorer"], TOPICS["delivery"]])
+    app = FastAPI(title="Genline", version="1", lifespan=runtime.lifespan)
+    app.state.runtime, app.state.settings, app.state.store = runtime, settings, store
+    problems.install(app)
+    app.include_router(jobs.router)
+    app.router.routes.extend(telemetry.ops_routes(runtime.readiness_checks))
+    return runtime, app
+
+
+async def create_tenant(settings: IngestSettings, tenant_id: str, name: str | None = None) -> str:
+    """Create a tenant (or reuse it) and return a new API key; only its hash is stored."""
+    runtime = ServiceRuntime("ingest", settings, "services.ingest")
+    key = new_api_key()
+    await migrate(runtime.database_url, "ingest", runtime.migrations)
+    await runtime.pool.open(wait=True)
+    try:
+        async with runtime.pool.connection() as conn, conn.transaction():
+            await conn.execute("INSERT INTO tenants (id, name) VALUES (%s, %s) ON CONFLICT (id) DO NOTHING",
+                               [tenant_id, name or tenant_id])
+            await conn.execute("INSERT INTO api_keys (key_hash, tenant_id, prefix) VALUES (%s, %s, %s)",
+                               [hash_api_key(key), tenant_id, key[:8]])
+    finally:
+        await runtime.pool.close()
+    return key

@@ -1,0 +1,150 @@
+"""The job read model and its state machine, without I/O.
+
+`submitted → admitted | rejected`; `admitted → generating → scoring → delivering →
+succeeded | partially_succeeded | failed`. Events of different services arrive on
+different topics, so not always in order: a job's state only moves forward, while the data
+an event carries (scores, links, billing) is merged whenever it arrives.
+"""
+
+import hashlib
+import math
+import secrets
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel
+
+from services.common.contracts import (
+    CandidatesGenerated,
+    CandidateScore,
+    CandidatesScored,
+    CreditsReserved,
+    DeliveredImage,
+    DeliveryFailed,
+    Event,
+    GenerationFailed,
+    JobDelivered,
+    JobSpec,
+    ReservationRejected,
+    ReservationSettled,
+    ScoringFailed,
+)
+
+State = Literal[
+    "submitted", "admitted", "rejected", "generating", "scoring", "delivering",
+    "succeeded", "partially_succeeded", "failed",
+]
+FINAL_STATES = {"rejected", "succeeded", "partially_succeeded", "failed"}
+_ORDER = ["submitted", "admitted", "generating", "scoring", "delivering"]
+
+
+def rank(state: str) -> int:
+    return len(_ORDER) if state in FINAL_STATES else _ORDER.index(state)
+
+
+class Failure(BaseModel):
+    code: str
+    stage: str
+    reason: str
+
+
+class Billing(BaseModel):
+    state: Literal["pending", "reserved", "settled", "rejected"] = "pending"
+    reserved: int | None = None
+    charged: int | None = None
+    released: int | None = None
+
+
+class JobView(BaseModel):
+    id: UUID
+    tenant_id: str
+    state: State
+    template: str
+    prompt: str
+    images: int
+    candidates: int
+    seed: int
+    created_at: datetime
+    updated_at: datetime
+    timestamps: dict[str, datetime]
+    failure: Failure | None = None
+    scores: list[CandidateScore] = []
+    selected: list[int] = []
+    outputs: list[DeliveredImage] = []
+    billing: Billing = Billing()
+    provider_cost_micro_usd: int = 0
+
+    @property
+    def final(self) -> bool:
+        return self.state in FINAL_STATES
+
+
+def plan_candidates(images: int, candidates: int | None, oversample: float) -> int:
+    """N defaults to K × oversample, and always at least one spare candidate."""
+    return candidates if candidates is not None else max(images + 1, math.ceil(images * oversample))
+
+
+def submitted_view(spec: JobSpec) -> JobView:
+    at = spec.submitted_at
+    return JobView(id=spec.job_id, tenant_id=spec.tenant_id, state="submitted", template=spec.template,
+                   prompt=spec.prompt, images=spec.images, candidates=spec.candidates, seed=spec.seed,
+                   created_at=at, updated_at=at, timestamps={"submitted": at})
+
+
+def advance(view: JobView, state: State, at: datetime, **changes) -> JobView:
+    """Merge `changes`; move to `state` only if that is forward from where the job is."""
+    timestamps = dict(view.timestamps)
+    timestamps.setdefault(state, at)
+    forward = not view.final and rank(state) > rank(view.state)
+    return view.model_copy(update=changes | {
+        "timestamps": timestamps,
+        "state": state if forward else view.state,
+        "updated_at": max(view.updated_at, at),
+    })
+
+
+def apply_event(view: JobView, event: Event, at: datetime) -> JobView:
+    match event:
+        case CreditsReserved():
+            return advance(view, "admitted", at, billing=Billing(state="reserved", reserved=event.amount))
+        case ReservationRejected():
+            failure = Failure(code=event.reason_code, stage="admission", reason=event.reason)
+            return advance(view, "rejected", at, failure=failure, billing=Billing(state="rejected"))
+        case CandidatesGenerated():
+            view = advance(view, "generating", event.started_at)
+            return advance(view, "scoring", at, provider_cost_micro_usd=view.provider_cost_micro_usd + event.cost_micro_usd)
+        case GenerationFailed():
+            return advance(view, "failed", at, failure=Failure(code=event.failure_code, stage="generation", reason=event.reason))
+        case CandidatesScored():
+            return advance(view, "delivering", at, scores=event.scores, selected=event.selected)
+        case ScoringFailed():
+            failure = Failure(code=event.failure_code, stage="scoring", reason=event.reason)
+            return advance(view, "failed", at, scores=event.scores, failure=failure)
+        case JobDelivered():
+            state = "succeeded" if len(event.images) >= event.requested else "partially_succeeded"
+            return advance(view, state, at, outputs=event.images)
+        case DeliveryFailed():
+            return advance(view, "failed", at, failure=Failure(code=event.failure_code, stage="delivery", reason=event.reason))
+        case ReservationSettled():
+            billing = Billing(state="settled", reserved=event.reserved, charged=event.charged, released=event.released)
+            return view.model_copy(update={"billing": billing, "updated_at": max(view.updated_at, at)})
+    return view
+
+
+# ---- API keys ------------------------------------------------------------------------
+
+API_KEY_PREFIX = "gl_"
+
+
+def new_api_key() -> str:
+    return API_KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_api_key(key: str) -> str:
+    """Keys are 256 random bits, so one SHA-256 is enough: there is nothing to brute-force."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def request_fingerprint(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()

@@ -1,0 +1,128 @@
+"""`/v1/jobs`: submit a job and follow it to its links."""
+
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+from uuid import UUID, uuid4
+
+import psycopg
+from fastapi import APIRouter, Header, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from services.common import telemetry
+from services.common.contracts import JobSpec, JobSubmitted
+from services.ingest import domain
+from services.ingest.deps import Runtime, Settings, Store, Tenant
+from services.ingest.problems import Problem
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+
+class JobRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field(min_length=1, max_length=2000)
+    template: Literal["generic", "headshot", "product"] = "generic"
+    images: int = Field(1, ge=1, le=16, description="K: images to deliver")
+    candidates: int | None = Field(None, ge=1, le=64, description="N: candidates to generate (N >= K)")
+    seed: int | None = Field(None, ge=0, le=2**31 - 1)
+
+    @model_validator(mode="after")
+    def candidates_cover_images(self) -> "JobRequest":
+        if self.candidates is not None and self.candidates < self.images:
+            raise ValueError(f"candidates ({self.candidates}) must be at least images ({self.images})")
+        return self
+
+
+class JobAccepted(BaseModel):
+    id: UUID
+    state: str
+    created_at: datetime
+    url: str
+
+
+def job_spec(tenant_id: str, body: JobRequest, settings) -> JobSpec:
+    candidates = domain.plan_candidates(body.images, body.candidates, settings.default_oversample)
+    seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
+    return JobSpec(job_id=uuid4(), tenant_id=tenant_id, template=body.template, prompt=body.prompt,
+                   images=body.images, candidates=candidates, seed=seed, submitted_at=datetime.now(UTC))
+
+
+async def insert_job(conn: psycopg.AsyncConnection, view: domain.JobView) -> None:
+    await conn.execute(
+        "INSERT INTO jobs (id, tenant_id, state, view, created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s)",
+        [view.id, view.tenant_id, view.state, view.model_dump_json(), view.created_at, view.updated_at],
+    )
+
+
+async def replay_of(conn, tenant_id: str, key: str, fingerprint: str) -> UUID | None:
+    row = await (await conn.execute(
+        "SELECT job_id, request_hash FROM idempotency_keys WHERE tenant_id = %s AND key = %s", [tenant_id, key]
+    )).fetchone()
+    if row and row["request_hash"] != fingerprint:
+        raise Problem(422, "idempotency-key-reused", f"Idempotency-Key {key!r} was used with a different request")
+    return row["job_id"] if row else None
+
+
+async def read_view(conn, tenant_id: str, job_id: UUID) -> domain.JobView | None:
+    row = await (await conn.execute(
+        "SELECT view FROM jobs WHERE id = %s AND tenant_id = %s", [job_id, tenant_id]
+    )).fetchone()
+    return domain.JobView.model_validate(row["view"]) if row else None
+
+
+async def record_submission(runtime, tenant: str, body: JobRequest, settings, idempotency_key: str | None,
+                            fingerprint: str) -> domain.JobView:
+    async with runtime.pool.connection() as conn, conn.transaction():
+        if idempotency_key and (existing := await replay_of(conn, tenant, idempotency_key, fingerprint)):
+            return await read_view(conn, tenant, existing)
+        spec = job_spec(tenant, body, settings)
+        view = domain.submitted_view(spec)
+        await insert_job(conn, view)
+        if idempotency_key:
+            await conn.execute(
+                "INSERT INTO idempotency_keys (tenant_id, key, request_hash, job_id) VALUES (%s, %s, %s, %s)",
+                [tenant, idempotency_key, fingerprint, spec.job_id],
+            )
+        await runtime.emit(conn, JobSubmitted(job_id=spec.job_id, tenant_id=tenant, job=spec))
+    runtime.relay.notify()
+    telemetry.JOBS_SUBMITTED.labels(view.template).inc()
+    return view
+
+
+@router.post("", status_code=202, response_model=JobAccepted)
+async def submit_job(body: JobRequest, request: Request, response: Response, tenant: Tenant, runtime: Runtime,
+                     settings: Settings, idempotency_key: Annotated[str | None, Header(max_length=255)] = None):
+    """Accept a job (202); it moves on asynchronously. Retries with the same `Idempotency-Key`
+    and body return the first job instead of submitting another."""
+    fingerprint = domain.request_fingerprint(await request.body())
+    submit = (runtime, tenant, body, settings, idempotency_key, fingerprint)
+    try:
+        view = await record_submission(*submit)
+    except psycopg.errors.UniqueViolation:
+        view = await record_submission(*submit)  # a concurrent retry won the key: answer with its job
+    response.headers["Location"] = f"/v1/jobs/{view.id}"
+    return JobAccepted(id=view.id, state=view.state, created_at=view.created_at, url=f"/v1/jobs/{view.id}")
+
+
+def fresh_links(view: domain.JobView, store, ttl_s: int) -> domain.JobView:
+    """Links are signed on every read, so a client never gets one that has already expired."""
+    expires_at = datetime.now(UTC) + timedelta(seconds=ttl_s)
+    outputs = [o.model_copy(update={"url": store.presign_get(store.public_bucket, o.key, ttl_s),
+                                    "expires_at": expires_at}) for o in view.outputs]
+    return view.model_copy(update={"outputs": outputs})
+
+
+@router.get("/{job_id}", response_model=domain.JobView)
+async def get_job(job_id: str, tenant: Tenant, runtime: Runtime, settings: Settings, store: Store):
+    try:
+        parsed = UUID(job_id)
+    except ValueError:
+        parsed = None
+    view = None
+    if parsed is not None:
+        async with runtime.pool.connection() as conn:
+            view = await read_view(conn, tenant, parsed)
+    if view is None:  # another tenant's job is as unknown as a job that never existed
+        raise Problem(404, "job-not-found", f"no job {job_id!r}")
+    return fresh_links(view, store, settings.link_ttl_s)

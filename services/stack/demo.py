@@ -1,0 +1,56 @@
+"""The demo job: submitted through the public API and followed to its links."""
+
+import time
+
+import httpx
+
+FINAL = {"rejected", "succeeded", "partially_succeeded", "failed"}
+
+
+def submit_demo_job(client: httpx.Client, images: int = 4, candidates: int = 6) -> str:
+    response = client.post("/v1/jobs", json={
+        "prompt": "a lighthouse on a cliff at dawn, watercolour", "template": "generic",
+        "images": images, "candidates": candidates,
+    })
+    response.raise_for_status()
+    return response.json()["id"]
+
+
+def follow_job(client: httpx.Client, job_id: str, timeout_s: float = 180, say=print) -> dict:
+    """Poll until the job is final and settled, printing each new state."""
+    deadline, seen = time.monotonic() + timeout_s, None
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        if job["state"] != seen:
+            seen = job["state"]
+            say(f"  state: {seen:<20} at {job['timestamps'].get(seen, job['updated_at'])}")
+        if job["state"] in FINAL and job["billing"]["state"] in ("settled", "rejected"):
+            return job
+        time.sleep(0.3)
+    raise TimeoutError(f"job {job_id} not final after {timeout_s}s (last state {seen})")
+
+
+def print_report(job: dict, say=print) -> None:
+    say("  candidates:")
+    for score in job["scores"]:
+        verdict = "PASS" if score["passed"] else "FAIL"
+        dims = ", ".join(f"{name}={d['value']:.3g} ({'ok' if d['passed'] else d['reason']})"
+                         for name, d in score["dimensions"].items())
+        chosen = " selected" if score["index"] in job["selected"] else ""
+        say(f"    #{score['index']}: {verdict}{chosen} score={score['score']:.3f}  {dims}")
+    if job.get("failure"):
+        say(f"  failure: {job['failure']}")
+    say("  delivered links (expire {}):".format(job["outputs"][0]["expires_at"] if job["outputs"] else "-"))
+    for output in job["outputs"]:
+        say(f"    {output['n']}. {output['url']}")
+    billing = job["billing"]
+    say(f"  credits: reserved {billing['reserved']}, charged {billing['charged']}, released {billing['released']}")
+
+
+def run_demo(ingest_url: str, api_key: str, say=print) -> bool:
+    with httpx.Client(base_url=ingest_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=10) as client:
+        job_id = submit_demo_job(client)
+        say(f"demo job {job_id} submitted")
+        job = follow_job(client, job_id, say=say)
+        print_report(job, say=say)
+    return bool(job["outputs"])

@@ -1,0 +1,87 @@
+"""The five services as separate processes: start, wait until ready, kill, restart, stop."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from services.stack.embedded import Endpoints, free_port, stop_process
+
+SERVICES = ("ledger", "router", "scorer", "delivery", "ingest")
+
+
+class ServiceFleet:
+    def __init__(self, endpoints: Endpoints, log_dir: Path, ingest_port: int | None = None,
+                 extra_env: dict[str, str] | None = None) -> None:
+        self.endpoints, self.log_dir = endpoints, log_dir
+        self.ports = {name: free_port() for name in SERVICES}
+        if ingest_port:
+            self.ports["ingest"] = ingest_port
+        self.extra_env = extra_env or {}
+        self.processes: dict[str, subprocess.Popen] = {}
+
+    @property
+    def ingest_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['ingest']}"
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    def env(self, name: str) -> dict[str, str]:
+        return os.environ | self.endpoints.service_env() | {
+            "GENLINE_HTTP_PORT": str(self.ports[name]),
+            "GENLINE_SERVICE_NAME": name,
+            "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+        } | self.extra_env
+
+    def start(self, name: str) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_dir / f"{name}.log", "ab")
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, "-m", f"services.{name}"], env=self.env(name), stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def start_all(self, timeout_s: float = 120) -> None:
+        for name in SERVICES:
+            self.start(name)
+        for name in SERVICES:
+            self.wait_ready(name, timeout_s)
+
+    def wait_ready(self, name: str, timeout_s: float = 120) -> None:
+        deadline, last = time.monotonic() + timeout_s, "no answer"
+        while time.monotonic() < deadline:
+            process = self.processes[name]
+            if process.poll() is not None:
+                raise RuntimeError(f"{name} exited with {process.returncode}; see {self.log_dir / (name + '.log')}")
+            try:
+                response = httpx.get(f"{self.url(name)}/readyz", timeout=2)
+                if response.status_code == 200:
+                    return
+                last = response.text
+            except httpx.HTTPError as exc:
+                last = repr(exc)
+            time.sleep(0.2)
+        raise TimeoutError(f"{name} not ready after {timeout_s}s ({last}); see {self.log_dir / (name + '.log')}")
+
+    def kill(self, name: str) -> None:
+        """SIGKILL: no drain, no goodbye, as a crash would."""
+        process = self.processes[name]
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+
+    def restart(self, name: str) -> None:
+        self.start(name)
+        self.wait_ready(name)
+
+    def crashed(self) -> list[str]:
+        return [name for name, p in self.processes.items() if p.poll() is not None]
+
+    def stop_all(self) -> None:
+        for name in reversed(SERVICES):
+            if name in self.processes:
+                stop_process(self.processes[name], grace_s=20)
