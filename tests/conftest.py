@@ -1,4 +1,3 @@
-import os
 from collections.abc import Iterator
 
 import pytest
@@ -27,10 +26,8 @@ def endpoints(stack_kind, tmp_path_factory) -> Iterator[Endpoints]:
         stack.stop()
 
 
-def settings_for(endpoints: Endpoints, **overrides) -> ServiceSettings:
-    env = endpoints.service_env() | {"GENLINE_ENVIRONMENT": "test"}
-    values = {k.removeprefix("GENLINE_").lower(): v for k, v in env.items()}
-    return ServiceSettings(**(values | overrides))
+def settings_for(endpoints: Endpoints, settings_class=ServiceSettings, **overrides) -> ServiceSettings:
+    return endpoints.settings(settings_class, **({"environment": "test"} | overrides))
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ embedded stack otherwise. `GENLINE_TEST_STACK` = auto | embedded | containers.""
 import os
 from pathlib import Path
 
-from services.stack.embedded import EmbeddedStack, Endpoints, create_topics
+from services.stack.embedded import EmbeddedStack, Endpoints, provision
 
 
 def docker_engine_answers() -> tuple[bool, str]:
@@ -54,7 +54,7 @@ class ContainerStack:
             s3_access_key_id=minio.access_key,
             s3_secret_access_key=minio.secret_key,
         )
-        asyncio.run(create_topics(endpoints.kafka_bootstrap))
+        asyncio.run(provision(endpoints))
         return endpoints
 
     def stop(self) -> None:

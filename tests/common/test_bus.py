@@ -1,16 +1,15 @@
 """The outbox, inbox and DLQ against the real broker and PostgreSQL."""
 
-import asyncio
 import uuid
 from datetime import UTC, datetime
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from services.common.contracts import JobSpec, JobSubmitted, TOPICS, dead_letter_topic
 from services.common.envelope import envelop, from_kafka
 from services.common.runtime import ServiceRuntime
 from tests.conftest import settings_for
+from tests.kafka import read_topic
 
 
 def submitted(tenant="t-bus") -> JobSubmitted:
@@ -18,21 +17,6 @@ def submitted(tenant="t-bus") -> JobSubmitted:
     spec = JobSpec(job_id=job_id, tenant_id=tenant, template="generic", prompt="a red fox",
                    images=2, candidates=3, seed=7, submitted_at=datetime.now(UTC))
     return JobSubmitted(job_id=job_id, tenant_id=tenant, job=spec)
-
-
-async def read_topic(bootstrap: str, topic: str, want: int, timeout_s: float = 30) -> list:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                group_id=f"reader-{uuid.uuid4()}")
-    await consumer.start()
-    records = []
-    try:
-        deadline = asyncio.get_running_loop().time() + timeout_s
-        while len(records) < want and asyncio.get_running_loop().time() < deadline:
-            batch = await consumer.getmany(timeout_ms=500)
-            records += [r for rs in batch.values() for r in rs]
-    finally:
-        await consumer.stop()
-    return records
 
 
 @pytest.fixture

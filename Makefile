@@ -1,0 +1,34 @@
+# Genline: `make run` starts the platform and runs a demo job; `make test` runs the tests.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: run test install install-test clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+# torch is pinned and installed first, so nothing can pull a CUDA build from the index.
+$(VENV)/.installed-all: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet "torch==2.13.0"
+	$(PY) -m pip install --quiet -e ".[all]"
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed-all
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed-all
+
+install-test: $(VENV)/.installed-test
+
+# EXIT_AFTER_DEMO=1 stops everything after the demo; the exit code says whether images were delivered.
+run: install
+	$(PY) -m services.stack $(if $(filter 1 true yes,$(EXIT_AFTER_DEMO)),--exit-after-demo)
+
+test: install-test
+	$(PY) -m pytest
+
+clean:
+	rm -rf .genline .pytest_cache

@@ -1,0 +1,89 @@
+"""The five services as separate processes on the real broker, database and S3 endpoint."""
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import psycopg
+import pytest
+
+from services.ingest.app import create_tenant
+from services.ingest.settings import IngestSettings
+from services.ledger.app import grant
+from services.ledger.settings import LedgerSettings
+from services.stack.embedded import Endpoints
+from services.stack.fleet import ServiceFleet
+
+FINAL = {"rejected", "succeeded", "partially_succeeded", "failed"}
+
+
+@pytest.fixture(scope="session")
+def platform(endpoints, tmp_path_factory) -> Iterator[ServiceFleet]:
+    fleet = ServiceFleet(endpoints, tmp_path_factory.mktemp("service-logs"),
+                         extra_env={"GENLINE_ENVIRONMENT": "test", "GENLINE_KAFKA_SESSION_TIMEOUT_MS": "6000"})
+    try:
+        fleet.start_all()
+        yield fleet
+    finally:
+        fleet.stop_all()
+
+
+@dataclass
+class Tenant:
+    id: str
+    api_key: str
+    http: httpx.Client
+    endpoints: Endpoints
+
+    def submit(self, **body) -> str:
+        response = self.http.post("/v1/jobs", json={"prompt": "a red bicycle against a brick wall"} | body)
+        assert response.status_code == 202, response.text
+        return response.json()["id"]
+
+    def job(self, job_id: str) -> dict:
+        response = self.http.get(f"/v1/jobs/{job_id}")
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def wait_settled(self, job_ids: list[str], timeout_s: float = 240) -> dict[str, dict]:
+        """Until every job is final and its credits settled (or it was rejected)."""
+        deadline, done = time.monotonic() + timeout_s, {}
+        while len(done) < len(job_ids) and time.monotonic() < deadline:
+            for job_id in set(job_ids) - done.keys():
+                job = self.job(job_id)
+                if job["state"] in FINAL and job["billing"]["state"] in ("settled", "rejected"):
+                    done[job_id] = job
+            time.sleep(0.3)
+        missing = {j: self.job(j)["state"] for j in set(job_ids) - done.keys()}
+        assert not missing, f"jobs not settled after {timeout_s}s: {missing}"
+        return done
+
+    def balance(self) -> dict:
+        with psycopg.connect(self.endpoints.database_url) as conn:
+            row = conn.execute("SELECT posted, pending FROM ledger.accounts WHERE tenant_id = %s", [self.id]).fetchone()
+        return {"posted": row[0], "pending": row[1], "available": row[0] - row[1]}
+
+
+def make_tenant(endpoints: Endpoints, platform: ServiceFleet, credits: int) -> Tenant:
+    tenant_id = f"t-{uuid.uuid4().hex[:10]}"
+    api_key = asyncio.run(create_tenant(endpoints.settings(IngestSettings), tenant_id))
+    if credits:
+        asyncio.run(grant(endpoints.settings(LedgerSettings), tenant_id, credits, "test grant"))
+    http = httpx.Client(base_url=platform.ingest_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=10)
+    return Tenant(tenant_id, api_key, http, endpoints)
+
+
+@pytest.fixture
+def tenant_factory(endpoints, platform):
+    made: list[Tenant] = []
+
+    def factory(credits: int = 10_000) -> Tenant:
+        made.append(make_tenant(endpoints, platform, credits))
+        return made[-1]
+
+    yield factory
+    for tenant in made:
+        tenant.http.close()
