@@ -107,7 +107,8 @@ def advance(view: JobView, state: State, at: datetime, **changes) -> JobView:
 def apply_event(view: JobView, event: Event, at: datetime) -> JobView:
     match event:
         case CreditsReserved():
-            return advance(view, "admitted", at, billing=Billing(state="reserved", reserved=event.amount))
+            billing = view.billing if view.billing.state == "settled" else Billing(state="reserved", reserved=event.amount)
+            return advance(view, "admitted", at, billing=billing)
         case ReservationRejected():
             failure = Failure(code=event.reason_code, stage="admission", reason=event.reason)
             return advance(view, "rejected", at, failure=failure, billing=Billing(state="rejected"))

@@ -1,0 +1,26 @@
+"""`genline`: the operator's command line.
+
+    genline run [--exit-after-demo]   the platform on the embedded stack, with a demo job
+    genline create-tenant TENANT      a tenant and a new API key   (python -m services.ingest)
+    genline grant TENANT CREDITS      credits for a tenant         (python -m services.ledger)
+"""
+
+import sys
+
+COMMANDS = {
+    "run": "services.stack.__main__",
+    "create-tenant": "services.ingest.__main__",
+    "grant": "services.ledger.__main__",
+}
+
+
+def main() -> None:
+    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
+        print(__doc__.strip(), file=sys.stderr)
+        sys.exit(2)
+    import importlib
+
+    command = sys.argv[1]
+    module = importlib.import_module(COMMANDS[command])
+    sys.argv = [f"genline {command}", *([] if command == "run" else [command]), *sys.argv[2:]]
+    sys.exit(module.main())

@@ -1,0 +1,69 @@
+"""The job state machine: events from different topics arrive in any order."""
+
+import itertools
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from services.common.contracts import (
+    CandidateRef,
+    CandidatesGenerated,
+    CandidateScore,
+    CandidatesScored,
+    CreditsReserved,
+    DeliveredImage,
+    JobDelivered,
+    JobSpec,
+    ReservationSettled,
+)
+from services.ingest.domain import apply_event, plan_candidates, submitted_view
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+JOB = uuid.uuid4()
+SPEC = JobSpec(job_id=JOB, tenant_id="t", template="generic", prompt="p", images=1, candidates=2, seed=1,
+               submitted_at=T0)
+REF = CandidateRef(index=0, key="k", media_type="image/png", size_bytes=1, sha256="s", width=8, height=8,
+                   provider="local", cost_micro_usd=5)
+SCORE = CandidateScore(index=0, key="k", sha256="s", size_bytes=1, media_type="image/png", passed=True, score=1.0,
+                       dimensions={})
+IMAGE = DeliveredImage(n=1, key="t/2026/11/j/1.png", url="u", expires_at=T0, sha256="s", size_bytes=1,
+                       media_type="image/png")
+EVENTS = [
+    CreditsReserved(job_id=JOB, tenant_id="t", job=SPEC, transfer_id=uuid.uuid4(), amount=10, unit_price=10),
+    CandidatesGenerated(job_id=JOB, tenant_id="t", attempt=1, images=1, started_at=T0, candidates=[REF],
+                        cost_micro_usd=5),
+    CandidatesScored(job_id=JOB, tenant_id="t", attempt=1, images=1, scores=[SCORE], selected=[0]),
+    JobDelivered(job_id=JOB, tenant_id="t", requested=1, images=[IMAGE]),
+    ReservationSettled(job_id=JOB, tenant_id="t", transfer_id=uuid.uuid4(), reserved=10, charged=10, released=0,
+                       delivered_images=1),
+]
+
+
+def test_any_arrival_order_ends_in_the_same_view():
+    views = []
+    for order in itertools.permutations(range(len(EVENTS))):
+        view = submitted_view(SPEC)
+        for i in order:
+            view = apply_event(view, EVENTS[i], T0 + timedelta(seconds=i + 1))
+        views.append(view)
+    assert all(v == views[0] for v in views)
+    final = views[0]
+    assert final.state == "succeeded" and final.outputs == [IMAGE] and final.billing.charged == 10
+    assert final.scores == [SCORE] and final.provider_cost_micro_usd == 5
+    assert list(final.timestamps) != [] and final.timestamps["delivering"] == T0 + timedelta(seconds=3)
+
+
+def test_a_final_state_is_never_left():
+    view = apply_event(submitted_view(SPEC), EVENTS[3], T0)
+    view = apply_event(view, EVENTS[1], T0 + timedelta(seconds=1))
+    assert view.state == "succeeded"
+
+
+def test_partial_delivery_is_partially_succeeded():
+    partial = JobDelivered(job_id=JOB, tenant_id="t", requested=2, images=[IMAGE])
+    assert apply_event(submitted_view(SPEC), partial, T0).state == "partially_succeeded"
+
+
+def test_candidates_default_to_oversampling_with_a_spare():
+    assert plan_candidates(1, None, 1.5) == 2
+    assert plan_candidates(4, None, 1.5) == 6
+    assert plan_candidates(4, 4, 1.5) == 4

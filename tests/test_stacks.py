@@ -1,0 +1,52 @@
+"""Where servers come from: the embedded stack here, containers where a Docker engine answers."""
+
+import asyncio
+import uuid
+
+import httpx
+import psycopg
+import pytest
+
+from services.common.settings import ServiceSettings
+from services.common.storage import ObjectStore
+from tests.kafka import read_topic
+from tests.stacks import ContainerStack, docker_engine_answers
+
+
+async def exercise(endpoints) -> None:
+    """One real round trip through each server the stack provides."""
+    with psycopg.connect(endpoints.database_url) as conn:
+        assert conn.execute("SHOW server_version").fetchone()[0].startswith("16")
+    store = ObjectStore(endpoints.settings(ServiceSettings))
+    key = f"roundtrip/{uuid.uuid4()}.bin"
+    stored = await store.put(store.internal_bucket, key, b"\x89PNG genline", "image/png")
+    await store.copy(store.internal_bucket, key, store.public_bucket, key)
+    assert await store.get(store.public_bucket, key) == b"\x89PNG genline"
+    link = store.presign_get(store.public_bucket, key, ttl_s=60)
+    assert httpx.get(link).content == b"\x89PNG genline" and stored.size_bytes == 12
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=endpoints.kafka_bootstrap)
+    await producer.start()
+    try:
+        topic_marker = uuid.uuid4().bytes
+        await producer.send_and_wait("genline.ingest.v1.dlq", topic_marker, key=b"roundtrip")
+    finally:
+        await producer.stop()
+    records = await read_topic(endpoints.kafka_bootstrap, "genline.ingest.v1.dlq", want=10**9, timeout_s=6)
+    assert topic_marker in [r.value for r in records]
+
+
+def test_the_session_stack_serves_postgres_16_s3_and_kafka(endpoints):
+    asyncio.run(exercise(endpoints))
+
+
+def test_the_container_stack_serves_the_same(stack_kind):
+    available, why = docker_engine_answers()
+    if not available:
+        pytest.skip(f"container stack not tested: {why}")
+    stack = ContainerStack()
+    try:
+        asyncio.run(exercise(stack.start()))
+    finally:
+        stack.stop()
