@@ -29,13 +29,13 @@ log = logging.getLogger(__name__)
 # ---- outbox --------------------------------------------------------------------------
 
 
-async def add_to_outbox(conn: psycopg.AsyncConnection, envelope: Envelope) -> None:
+async def add_to_outbox(conn: psycopg.AsyncConnection, envelope: Envelope, namespace: str) -> None:
     message = to_kafka(envelope)
     headers = {k: v.decode() for k, v in message.headers.items()}
     await conn.execute(
         "INSERT INTO outbox (event_id, event_type, topic, record_key, headers, body)"
         " VALUES (%s, %s, %s, %s, %s, %s)",
-        [envelope.id, envelope.type, envelope.event.topic(), message.key, json.dumps(headers), message.value],
+        [envelope.id, envelope.type, envelope.event.topic(namespace), message.key, json.dumps(headers), message.value],
     )
 
 
@@ -112,11 +112,12 @@ class HandlerContext:
     conn: psycopg.AsyncConnection
     envelope: Envelope
     source: str
+    namespace: str
     emitted: list[Envelope] = field(default_factory=list)
 
     async def emit(self, event: Event) -> Envelope:
         envelope = envelop(event, self.source, cause=self.envelope)
-        await add_to_outbox(self.conn, envelope)
+        await add_to_outbox(self.conn, envelope, self.namespace)
         self.emitted.append(envelope)
         return envelope
 
@@ -208,7 +209,7 @@ class EventConsumer:
             async with conn.transaction():
                 if not await record_applied(conn, envelope):
                     return False
-                ctx = HandlerContext(conn, envelope, source=f"/genline/{self.service}")
+                ctx = HandlerContext(conn, envelope, f"/genline/{self.service}", self.settings.topic_namespace)
                 await handler(ctx, envelope.event)
         if ctx.emitted:
             self.relay.notify()

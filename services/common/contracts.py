@@ -16,20 +16,26 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-TOPICS = {
-    "ingest": "genline.ingest.v1",
-    "ledger": "genline.ledger.v1",
-    "router": "genline.router.v1",
-    "scorer": "genline.scorer.v1",
-    "delivery": "genline.delivery.v1",
-}
+PUBLISHERS = ("ingest", "ledger", "router", "scorer", "delivery")
+DEFAULT_NAMESPACE = "genline"
+
+
+def topic_of(publisher: str, namespace: str = DEFAULT_NAMESPACE) -> str:
+    """`genline.ledger.v1`; another namespace lets several environments share one cluster."""
+    return f"{namespace}.{publisher}.v1"
 
 
 def dead_letter_topic(topic: str) -> str:
     return f"{topic}.dlq"
 
 
-ALL_TOPICS = [*TOPICS.values(), *(dead_letter_topic(t) for t in TOPICS.values())]
+def all_topics(namespace: str = DEFAULT_NAMESPACE) -> list[str]:
+    topics = [topic_of(p, namespace) for p in PUBLISHERS]
+    return [*topics, *(dead_letter_topic(t) for t in topics)]
+
+
+TOPICS = {p: topic_of(p) for p in PUBLISHERS}
+ALL_TOPICS = all_topics()
 
 
 class Contract(BaseModel):
@@ -43,8 +49,8 @@ class Event(Contract):
     publisher: ClassVar[str]
 
     @classmethod
-    def topic(cls) -> str:
-        return TOPICS[cls.publisher]
+    def topic(cls, namespace: str = DEFAULT_NAMESPACE) -> str:
+        return topic_of(cls.publisher, namespace)
 
 
 class JobEvent(Event):

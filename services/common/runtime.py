@@ -12,7 +12,7 @@ from starlette.applications import Starlette
 
 from services.common import telemetry
 from services.common.bus import EventConsumer, OutboxRelay, add_to_outbox
-from services.common.contracts import Event
+from services.common.contracts import Event, topic_of
 from services.common.db import COMMON_MIGRATIONS, migrate, open_pool
 from services.common.envelope import Envelope, envelop
 from services.common.settings import ServiceSettings
@@ -31,8 +31,9 @@ class ServiceRuntime:
         self.consumer = EventConsumer(name, self.pool, self.relay, settings)
         self.readiness_checks = {"database": self._ping_database, "broker": self._ping_broker}
 
-    def consume(self, topics: Iterable[str]) -> None:
-        self.consumer.attach(self.broker, topics)
+    def consume(self, publishers: Iterable[str]) -> None:
+        """Subscribe to the topics of these services (in this runtime's topic namespace)."""
+        self.consumer.attach(self.broker, [topic_of(p, self.settings.topic_namespace) for p in publishers])
 
     async def start(self) -> None:
         applied = await migrate(self.database_url, self.name, self.migrations)
@@ -54,7 +55,7 @@ class ServiceRuntime:
         """Add an event to the outbox inside the caller's transaction; call `relay.notify()`
         after the commit."""
         envelope = envelop(event, f"/genline/{self.name}")
-        await add_to_outbox(conn, envelope)
+        await add_to_outbox(conn, envelope, self.settings.topic_namespace)
         return envelope
 
     @contextlib.asynccontextmanager
@@ -79,8 +80,8 @@ def ops_app(runtime: ServiceRuntime) -> Starlette:
     return Starlette(routes=telemetry.ops_routes(runtime.readiness_checks), lifespan=runtime.lifespan)
 
 
-def build_worker(name: str, settings: ServiceSettings, topics: Iterable[str], register):
-    """A worker service that handles events on `topics` and reads or writes object storage;
+def build_worker(name: str, settings: ServiceSettings, publishers: Iterable[str], register):
+    """A worker service that handles the events of `publishers` and reads or writes object storage;
     `register(consumer, store, settings)` adds its handlers."""
     from services.common.storage import ObjectStore
 
@@ -88,7 +89,7 @@ def build_worker(name: str, settings: ServiceSettings, topics: Iterable[str], re
     store = ObjectStore(settings)
     runtime.readiness_checks["object_store"] = store.ping
     register(runtime.consumer, store, settings)
-    runtime.consume(topics)
+    runtime.consume(publishers)
     return runtime, ops_app(runtime)
 
 

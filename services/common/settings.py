@@ -23,6 +23,7 @@ class ServiceSettings(BaseSettings):
     http_port: int = 8080
 
     kafka_bootstrap: str = "127.0.0.1:9092"
+    topic_namespace: str = "genline"
     kafka_session_timeout_ms: int = 10_000
     kafka_heartbeat_interval_ms: int = 1_000
 

@@ -3,7 +3,6 @@
 from fastapi import FastAPI
 
 from services.common import telemetry
-from services.common.contracts import TOPICS
 from services.common.db import migrate
 from services.common.runtime import ServiceRuntime
 from services.common.storage import ObjectStore
@@ -17,7 +16,7 @@ def build(settings: IngestSettings):
     runtime = ServiceRuntime("ingest", settings, "services.ingest")
     store = ObjectStore(settings)
     handlers.register(runtime.consumer)
-    runtime.consume([TOPICS["ledger"], TOPICS["router"], TOPICS["scorer"], TOPICS["delivery"]])
+    runtime.consume(["ledger", "router", "scorer", "delivery"])
     app = FastAPI(title="Genline", version="1", lifespan=runtime.lifespan)
     app.state.runtime, app.state.settings, app.state.store = runtime, settings, store
     problems.install(app)

@@ -1,6 +1,5 @@
 """The ledger service: prepaid credits, reserved on submission and charged on delivery."""
 
-from services.common.contracts import TOPICS
 from services.common.runtime import ServiceRuntime, ops_app
 from services.ledger import handlers
 from services.ledger.settings import LedgerSettings
@@ -9,7 +8,7 @@ from services.ledger.settings import LedgerSettings
 def build(settings: LedgerSettings):
     runtime = ServiceRuntime("ledger", settings, "services.ledger")
     handlers.register(runtime.consumer, settings)
-    runtime.consume([TOPICS["ingest"], TOPICS["router"], TOPICS["scorer"], TOPICS["delivery"]])
+    runtime.consume(["ingest", "router", "scorer", "delivery"])
     return runtime, ops_app(runtime)
 
 

@@ -85,7 +85,7 @@ async def test_poison_and_always_failing_messages_go_to_the_dlq(endpoints):
         if event.job_id == failing.job_id:
             raise RuntimeError("handler cannot cope")
 
-    rt.consume([TOPICS["ingest"]])
+    rt.consume(["ingest"])
     await rt.start()
     try:
         async with rt.pool.connection() as conn, conn.transaction():
