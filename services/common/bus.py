@@ -29,14 +29,24 @@ log = logging.getLogger(__name__)
 # ---- outbox --------------------------------------------------------------------------
 
 
-async def add_to_outbox(conn: psycopg.AsyncConnection, envelope: Envelope, namespace: str) -> None:
+OUTBOX_INSERT = ("INSERT INTO outbox (event_id, event_type, topic, record_key, headers, body)"
+                 " VALUES (%s, %s, %s, %s, %s, %s)")
+
+
+def _outbox_row(envelope: Envelope, namespace: str) -> tuple:
     message = to_kafka(envelope)
     headers = {k: v.decode() for k, v in message.headers.items()}
-    await conn.execute(
-        "INSERT INTO outbox (event_id, event_type, topic, record_key, headers, body)"
-        " VALUES (%s, %s, %s, %s, %s, %s)",
-        [envelope.id, envelope.type, envelope.event.topic(namespace), message.key, json.dumps(headers), message.value],
-    )
+    return (envelope.id, envelope.type, envelope.event.topic(namespace), message.key, json.dumps(headers),
+            message.value)
+
+
+async def add_to_outbox(conn: psycopg.AsyncConnection, envelope: Envelope, namespace: str) -> None:
+    await conn.execute(OUTBOX_INSERT, _outbox_row(envelope, namespace))
+
+
+async def add_many_to_outbox(conn: psycopg.AsyncConnection, envelopes: list[Envelope], namespace: str) -> None:
+    async with conn.cursor() as cur:
+        await cur.executemany(OUTBOX_INSERT, [_outbox_row(e, namespace) for e in envelopes])
 
 
 class OutboxRelay:
@@ -123,6 +133,9 @@ class HandlerContext:
 
 
 Handler = Callable[[HandlerContext, Event], Awaitable[None]]
+# A batch handler gets the open transaction and the not-yet-applied envelopes, in order,
+# and returns the events to publish, each with the envelope that caused it.
+BatchHandler = Callable[[psycopg.AsyncConnection, list[Envelope]], Awaitable[list[tuple[Event, Envelope]]]]
 
 
 async def already_applied(conn: psycopg.AsyncConnection, event_id: str) -> bool:
@@ -139,6 +152,18 @@ async def record_applied(conn: psycopg.AsyncConnection, envelope: Envelope) -> b
     return cur.rowcount == 1
 
 
+async def record_applied_many(conn: psycopg.AsyncConnection, envelopes: list[Envelope]) -> list[Envelope]:
+    """Claim a batch; returns the envelopes not applied before, in order, each id once."""
+    cur = await conn.execute(
+        "INSERT INTO inbox (event_id, event_type) SELECT * FROM unnest(%s::text[], %s::text[])"
+        " ON CONFLICT DO NOTHING RETURNING event_id",
+        [[e.id for e in envelopes], [e.type for e in envelopes]],
+    )
+    fresh = {row["event_id"] for row in await cur.fetchall()}
+    unique = {e.id: e for e in reversed(envelopes)}  # first occurrence wins
+    return [e for e in envelopes if e.id in fresh and unique[e.id] is e]
+
+
 class PermanentError(Exception):
     """A failure that retrying cannot fix: the message goes to the DLQ at once."""
 
@@ -150,6 +175,8 @@ class EventConsumer:
     def __init__(self, service: str, pool: AsyncConnectionPool, relay: OutboxRelay, settings) -> None:
         self.service, self.pool, self.relay, self.settings = service, pool, relay, settings
         self.handlers: dict[type[Event], Handler] = {}
+        self.batch_handler: BatchHandler | None = None
+        self.batch_types: tuple[type[Event], ...] = ()
 
     def on(self, event_type: type[Event]) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
@@ -158,18 +185,65 @@ class EventConsumer:
 
         return register
 
+    def on_batch(self, event_types: tuple[type[Event], ...], handler: BatchHandler) -> None:
+        """Apply these event types a batch per transaction (for throughput on hot rows)."""
+        self.batch_types, self.batch_handler = event_types, handler
+
+    def handles(self, envelope: Envelope) -> bool:
+        return type(envelope.event) in self.handlers or isinstance(envelope.event, self.batch_types)
+
     def attach(self, broker: KafkaBroker, topics: Iterable[str]) -> None:
         s = self.settings
-        subscriber = broker.subscriber(
-            *topics,
+        options = dict(
             group_id=f"genline-{self.service}",
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.NACK_ON_ERROR,
             session_timeout_ms=s.kafka_session_timeout_ms,
             heartbeat_interval_ms=s.kafka_heartbeat_interval_ms,
         )
-        subscriber(self._on_message)
+        if self.batch_handler:
+            subscriber = broker.subscriber(*topics, batch=True, max_records=s.consumer_batch_size, **options)
+            subscriber(self._on_batch)
+        else:
+            broker.subscriber(*topics, **options)(self._on_message)
         self.broker = broker
+
+    async def _on_batch(self, msg: KafkaMessage) -> None:
+        decoded = []
+        for record in msg.raw_message:
+            try:
+                envelope = from_kafka(dict(record.headers or ()), record.key, record.value)
+            except MalformedEnvelope as exc:
+                await self._dead_letter(record, exc, attempts=1)
+                continue
+            if self.handles(envelope):
+                decoded.append((record, envelope))
+        if not decoded:
+            return
+        try:
+            await self.apply_batch([envelope for _, envelope in decoded])
+            return
+        except Exception:
+            log.warning("a batch of %d events failed; applying them one by one", len(decoded), exc_info=True)
+        for record, envelope in decoded:  # isolates the event that fails, which alone goes to the DLQ
+            with telemetry.job_context(envelope.subject):
+                await self._apply_with_retries(record, envelope)
+
+    async def apply_batch(self, envelopes: list[Envelope]) -> list[Envelope]:
+        """Apply a batch in one transaction; returns the envelopes that had not been applied."""
+        async with self.pool.connection() as conn:
+            async with conn.transaction():
+                fresh = await record_applied_many(conn, envelopes)
+                if not fresh:
+                    return []
+                caused = await self.batch_handler(conn, fresh)
+                outgoing = [envelop(event, f"/genline/{self.service}", cause=cause) for event, cause in caused]
+                await add_many_to_outbox(conn, outgoing, self.settings.topic_namespace)
+        for envelope in fresh:
+            telemetry.EVENTS_CONSUMED.labels(self.service, envelope.type, "applied").inc()
+        if outgoing:
+            self.relay.notify()
+        return fresh
 
     async def _on_message(self, msg: KafkaMessage) -> None:
         record = msg.raw_message
@@ -179,7 +253,7 @@ class EventConsumer:
         except MalformedEnvelope as exc:
             await self._dead_letter(record, exc, attempts=1)
             return
-        if type(envelope.event) not in self.handlers:
+        if not self.handles(envelope):
             return  # another consumer's event on a shared topic
         with telemetry.job_context(envelope.subject):
             await self._apply_with_retries(record, envelope)
@@ -189,7 +263,6 @@ class EventConsumer:
         for attempt in range(1, s.consumer_max_attempts + 1):
             try:
                 await self.apply(envelope)
-                telemetry.EVENTS_CONSUMED.labels(self.service, envelope.type, "applied").inc()
                 return
             except Exception as exc:
                 log.warning("handling %s failed (attempt %d): %s", envelope.type, attempt, exc, exc_info=True)
@@ -201,6 +274,8 @@ class EventConsumer:
 
     async def apply(self, envelope: Envelope) -> bool:
         """Apply one event in one transaction; returns False when it had been applied before."""
+        if self.batch_handler and isinstance(envelope.event, self.batch_types):
+            return bool(await self.apply_batch([envelope]))
         handler = self.handlers[type(envelope.event)]
         async with self.pool.connection() as conn:
             if await already_applied(conn, envelope.id):
@@ -211,6 +286,7 @@ class EventConsumer:
                     return False
                 ctx = HandlerContext(conn, envelope, f"/genline/{self.service}", self.settings.topic_namespace)
                 await handler(ctx, envelope.event)
+        telemetry.EVENTS_CONSUMED.labels(self.service, envelope.type, "applied").inc()
         if ctx.emitted:
             self.relay.notify()
         return True

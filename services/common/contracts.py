@@ -61,12 +61,17 @@ class JobEvent(Event):
 # ---- shared shapes -------------------------------------------------------------------
 
 
+Tier = Literal["stable", "fast", "low-cost"]
+
+
 class JobSpec(Contract):
     """What the client asked for, carried along so no service needs another's tables."""
 
     job_id: UUID
     tenant_id: str
     template: str
+    tier: Tier = "stable"
+    use_retry_tokens: bool = Field(False, description="spend retry tokens before credits")
     prompt: str
     images: int = Field(ge=1, description="K: images the client wants delivered")
     candidates: int = Field(ge=1, description="N: candidates to generate, N >= K")
@@ -127,6 +132,17 @@ class JobSubmitted(JobEvent):
     job: JobSpec
 
 
+class OutputReported(JobEvent):
+    """Published by ingest when a client reports a delivered image as bad; the ledger refunds
+    it or issues a retry token, by the tenant's setting, if the report is within the window."""
+
+    event_type = "genline.job.output_reported.v1"
+    publisher = "ingest"
+    n: int
+    reason: str
+    reported_at: datetime
+
+
 # ---- ledger --------------------------------------------------------------------------
 
 
@@ -140,6 +156,9 @@ class CreditsReserved(JobEvent):
     transfer_id: UUID
     amount: int
     unit_price: int
+    tokens_held: int = 0
+    pricebook_version: str = ""
+    max_provider_spend_micro_usd: int = Field(0, description="the router stops generating at this spend")
 
 
 class ReservationRejected(JobEvent):
@@ -147,7 +166,7 @@ class ReservationRejected(JobEvent):
 
     event_type = "genline.credits.reservation_rejected.v1"
     publisher = "ledger"
-    reason_code: Literal["insufficient_credits", "unknown_account", "unknown_template"]
+    reason_code: Literal["insufficient_credits", "unknown_account", "unknown_template", "unknown_tier"]
     reason: str
     required: int
     available: int
@@ -164,6 +183,11 @@ class ReservationSettled(JobEvent):
     charged: int
     released: int
     delivered_images: int
+    outcome: Literal["charged", "voided", "expired"] = "charged"
+    tokens_used: int = 0
+    tokens_returned: int = 0
+    provider_cost_micro_usd: int = 0
+    revenue_micro_usd: int = 0
 
 
 class CreditsGranted(Event):
@@ -175,6 +199,53 @@ class CreditsGranted(Event):
     amount: int
     reason: str
     available_after: int
+    grant_id: UUID | None = None
+    source: str = "admin"
+    expires_at: datetime | None = None
+    payment_id: str | None = None
+
+
+class CreditsExpired(Event):
+    """Published by the ledger when the unused part of a grant expires (or rolls over into a
+    new grant, announced by its own CreditsGranted)."""
+
+    event_type = "genline.credits.expired.v1"
+    publisher = "ledger"
+    tenant_id: str
+    grant_id: UUID
+    amount: int
+    available_after: int
+
+
+class CreditsRefunded(JobEvent):
+    """Published by the ledger when a reported image is refunded as a new grant."""
+
+    event_type = "genline.credits.refunded.v1"
+    publisher = "ledger"
+    n: int
+    amount: int
+    reason: str
+    grant_id: UUID
+
+
+class RetryTokenIssued(JobEvent):
+    """Published by the ledger when a reported image earns a free regeneration."""
+
+    event_type = "genline.credits.retry_token_issued.v1"
+    publisher = "ledger"
+    n: int
+    reason: str
+    tokens_after: int
+
+
+class ReportDeclined(JobEvent):
+    """Published by the ledger when a report cannot be honoured (outside the window, not a
+    delivered image, or reported before)."""
+
+    event_type = "genline.credits.report_declined.v1"
+    publisher = "ledger"
+    n: int
+    reason: str
 
 
 # ---- router --------------------------------------------------------------------------
@@ -253,7 +324,12 @@ EVENT_TYPES: dict[str, type[Event]] = {
     cls.event_type: cls
     for cls in (
         JobSubmitted,
+        OutputReported,
         CreditsReserved,
+        CreditsExpired,
+        CreditsRefunded,
+        RetryTokenIssued,
+        ReportDeclined,
         ReservationRejected,
         ReservationSettled,
         CreditsGranted,

@@ -30,6 +30,9 @@ class ServiceRuntime:
         self.relay = OutboxRelay(self.pool, self.broker, name, settings.outbox_poll_interval_s)
         self.consumer = EventConsumer(name, self.pool, self.relay, settings)
         self.readiness_checks = {"database": self._ping_database, "broker": self._ping_broker}
+        # Extra servers and loops a service runs beside its consumer (gRPC, sweepers).
+        self.startup_hooks: list = []
+        self.shutdown_hooks: list = []
 
     def consume(self, publishers: Iterable[str]) -> None:
         """Subscribe to the topics of these services (in this runtime's topic namespace)."""
@@ -43,9 +46,13 @@ class ServiceRuntime:
         await self.broker.start()
         self.relay.start()
         self.relay.notify()  # publish what a previous run committed but did not relay
+        for hook in self.startup_hooks:
+            await hook()
         log.info("%s started", self.name)
 
     async def stop(self) -> None:
+        for hook in reversed(self.shutdown_hooks):
+            await hook()
         await self.relay.stop()
         await self.broker.stop()
         await self.pool.close()

@@ -41,6 +41,7 @@ class ServiceSettings(BaseSettings):
     public_bucket: str = "genline-public"
 
     consumer_max_attempts: int = 5
+    consumer_batch_size: int = 500
     consumer_backoff_s: float = 0.2
     consumer_backoff_max_s: float = 5.0
     outbox_poll_interval_s: float = 1.0

@@ -6,7 +6,8 @@ from services.common import telemetry
 from services.common.db import migrate
 from services.common.runtime import ServiceRuntime
 from services.common.storage import ObjectStore
-from services.ingest import handlers, problems
+from services.common import problems
+from services.ingest import handlers
 from services.ingest.domain import hash_api_key, new_api_key
 from services.ingest.routes import jobs
 from services.ingest.settings import IngestSettings

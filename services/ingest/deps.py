@@ -7,7 +7,7 @@ from fastapi import Depends, Header, Request
 from services.common.runtime import ServiceRuntime
 from services.common.storage import ObjectStore
 from services.ingest.domain import hash_api_key
-from services.ingest.problems import Problem
+from services.common.problems import Problem
 from services.ingest.settings import IngestSettings
 
 UNAUTHORIZED = {"WWW-Authenticate": 'Bearer realm="genline"'}

@@ -1,26 +1,120 @@
 """The ledger service: prepaid credits, reserved on submission and charged on delivery."""
 
-from services.common.runtime import ServiceRuntime, ops_app
-from services.ledger import handlers
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+import psycopg
+from fastapi import FastAPI
+
+from services.common import problems, telemetry
+from services.common.contracts import CreditsGranted
+from services.common.problems import Problem
+from services.common.runtime import ServiceRuntime
+from services.ledger import handlers, routes
+from services.ledger.grpc import start_grpc_server
+from services.ledger.pricebook import load_price_book
 from services.ledger.settings import LedgerSettings
+
+log = logging.getLogger(__name__)
+
+
+class LedgerApp:
+    """The ledger's runtime and the operations that do not come from Kafka."""
+
+    def __init__(self, settings: LedgerSettings, runtime: ServiceRuntime | None = None) -> None:
+        self.settings = settings
+        self.runtime = runtime or ServiceRuntime("ledger", settings, "services.ledger")
+        self.price_book = load_price_book(settings.price_book_path)
+        self.ledger = handlers.Ledger(settings, self.price_book)
+
+    async def grant(self, tenant_id: str, credits: int, source: str, reason: str, **terms) -> CreditsGranted:
+        async with self.runtime.pool.connection() as conn, conn.transaction():
+            granted = await self.grant_in(conn, tenant_id, credits, source, reason, **terms)
+        self.runtime.relay.notify()
+        return granted
+
+    async def grant_in(self, conn, tenant_id: str, credits: int, source: str, reason: str, *, expires_at=None,
+                       rollover_days=None, payment_id=None) -> CreditsGranted:
+        """Grant inside the caller's transaction; the caller notifies the relay after commit."""
+        book = await self.ledger.open_book(conn, [tenant_id])
+        granted = book.grant(tenant_id, credits, source, reason, datetime.now(UTC), expires_at, rollover_days,
+                             payment_id)
+        await handlers.write_book(conn, book)
+        await self.runtime.emit(conn, granted)
+        return granted
+
+    async def pay(self, event_id: str, tenant_id: str, credits: int, payment) -> CreditsGranted:
+        """A verified payment grants its credits once: the event id is the idempotency key."""
+        async with self.runtime.pool.connection() as conn, conn.transaction():
+            try:
+                await conn.execute(
+                    "INSERT INTO payments (event_id, tenant_id, credits, amount_minor, currency) VALUES (%s, %s, %s, %s, %s)",
+                    [event_id, tenant_id, credits, payment.amount, payment.currency])
+            except psycopg.errors.UniqueViolation:
+                raise Problem(409, "event-already-processed", f"payment event {event_id!r} was processed before") from None
+            granted = await self.grant_in(conn, tenant_id, credits, "payment", f"payment {event_id}",
+                                          payment_id=event_id)
+            await conn.execute("UPDATE payments SET grant_id = %s WHERE event_id = %s", [granted.grant_id, event_id])
+        self.runtime.relay.notify()
+        return granted
+
+    async def sweep_once(self) -> int:
+        async with self.runtime.pool.connection() as conn, conn.transaction():
+            events = await self.ledger.sweep(conn, datetime.now(UTC))
+            for event in events:
+                await self.runtime.emit(conn, event)
+        if events:
+            self.runtime.relay.notify()
+        return len(events)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            try:
+                await self.sweep_once()
+            except Exception:
+                log.exception("ledger sweep failed; will retry")
+            await asyncio.sleep(self.settings.sweep_interval_s)
+
+    def serve_in_background(self) -> None:
+        """gRPC and the sweeper start and stop with the service."""
+        state = {}
+
+        async def start() -> None:
+            state["grpc"] = await start_grpc_server(self.runtime.pool, self.price_book, self.settings.grpc_host,
+                                                    self.settings.grpc_port)
+            state["sweeper"] = asyncio.create_task(self._sweep_forever())
+
+        async def stop() -> None:
+            state["sweeper"].cancel()
+            await state["grpc"].stop(grace=5)
+
+        self.runtime.startup_hooks.append(start)
+        self.runtime.shutdown_hooks.append(stop)
 
 
 def build(settings: LedgerSettings):
-    runtime = ServiceRuntime("ledger", settings, "services.ledger")
-    handlers.register(runtime.consumer, settings)
+    ledger = LedgerApp(settings)
+    runtime = ledger.runtime
+    runtime.consumer.on_batch(handlers.CONSUMED, ledger.ledger.apply_events)
     runtime.consume(["ingest", "router", "scorer", "delivery"])
-    return runtime, ops_app(runtime)
+    ledger.serve_in_background()
+    app = FastAPI(title="Genline ledger", version="1", lifespan=runtime.lifespan)
+    app.state.runtime, app.state.settings = runtime, settings
+    app.state.grant, app.state.pay = ledger.grant, ledger.pay
+    problems.install(app)
+    app.include_router(routes.router)
+    app.router.routes.extend(telemetry.ops_routes(runtime.readiness_checks))
+    return runtime, app
 
 
-async def grant(settings: LedgerSettings, tenant_id: str, amount: int, reason: str) -> int:
+async def grant(settings: LedgerSettings, tenant_id: str, amount: int, reason: str, **terms) -> int:
     """Grant credits through the ledger's own code and outbox (used by seeding and the CLI)."""
-    runtime = ServiceRuntime("ledger", settings, "services.ledger")
-    await runtime.start()
+    ledger = LedgerApp(settings)
+    await ledger.runtime.start()
     try:
-        async with runtime.pool.connection() as conn, conn.transaction():
-            granted = await handlers.grant_credits(conn, tenant_id, amount, reason)
-            await runtime.emit(conn, granted)
-        await runtime.relay.relay_batch()
+        granted = await ledger.grant(tenant_id, amount, "admin", reason, **terms)
+        await ledger.runtime.relay.relay_batch()
     finally:
-        await runtime.stop()
+        await ledger.runtime.stop()
     return granted.available_after

@@ -1,26 +1,358 @@
-"""Ledger rules, without I/O: what a job costs and how a reservation settles."""
+"""Ledger rules, without I/O: the state one batch of events touches, and how each event
+changes it.
 
-from dataclasses import dataclass
+Credits move by two-phase transfers (TigerBeetle's model): a *pending* transfer holds
+credits for a job; it is *posted* for what was delivered (possibly less than held) and the
+rest released, or *voided* when the job fails or the hold times out. A tenant's posted
+credits are the sum of its grants' remaining credits; charges consume grants
+earliest-expiring first. Every movement is a double-entry journal line between named
+accounts (`tenant:<id>`, `platform:issued`, `platform:holds`, `platform:revenue`,
+`platform:expired`), so the books of all accounts always sum to zero.
+
+The database enforces the same invariants (available ≥ 0, one settlement per reservation);
+this module decides, the transaction around it makes the decision atomic.
+"""
+
+import hashlib
+import hmac
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from uuid import UUID, uuid4
+
+from services.common.contracts import (
+    CreditsExpired,
+    CreditsGranted,
+    CreditsRefunded,
+    CreditsReserved,
+    Event,
+    JobSpec,
+    ReportDeclined,
+    ReservationRejected,
+    ReservationSettled,
+    RetryTokenIssued,
+)
+from services.ledger.pricebook import PriceBook
+
+ISSUED, HOLDS, REVENUE, EXPIRED = "platform:issued", "platform:holds", "platform:revenue", "platform:expired"
+
+
+def tenant_account(tenant_id: str) -> str:
+    return f"tenant:{tenant_id}"
+
+
+@dataclass
+class Account:
+    tenant_id: str
+    posted: int = 0
+    pending: int = 0
+    retry_tokens: int = 0
+    report_policy: str = "refund"
+
+    @property
+    def available(self) -> int:
+        return self.posted - self.pending
+
+
+@dataclass
+class Transfer:
+    id: UUID
+    job_id: UUID
+    tenant_id: str
+    amount: int
+    unit_price: int
+    images: int
+    tokens_held: int
+    tier: str
+    pricebook_version: str
+    max_provider_spend: int
+    timeout_at: datetime
+    state: str = "pending"
+    charged: int | None = None
+    delivered: int | None = None
+    settled_at: datetime | None = None
+
+
+@dataclass
+class Grant:
+    id: UUID
+    tenant_id: str
+    source: str
+    amount: int
+    remaining: int
+    expires_at: datetime | None
+    created_at: datetime
+    rollover_days: int | None = None
+    payment_id: str | None = None
+
+    def order_key(self) -> tuple:
+        """Earliest-expiring first; grants that never expire last; then oldest first."""
+        return (self.expires_at is None, self.expires_at or self.created_at, self.created_at, str(self.id))
+
+
+@dataclass(frozen=True)
+class Entry:
+    tenant_id: str
+    kind: str
+    amount: int
+    debit_account: str
+    credit_account: str
+    transfer_id: UUID | None = None
+    grant_id: UUID | None = None
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
 class Settlement:
     charged: int
     released: int
+    tokens_used: int
+    tokens_returned: int
 
 
-def job_price(unit_prices: dict[str, int], template: str, images: int) -> int | None:
-    """Users pay by result: credits per delivered image of the template; None if unpriced."""
-    unit = unit_prices.get(template)
-    return None if unit is None else unit * images
-
-
-def settle(amount: int, unit_price: int, images: int, delivered: int) -> Settlement:
-    """Charge only what was delivered, never more than was reserved; release the rest."""
-    charged = min(max(delivered, 0), images) * unit_price
-    charged = min(charged, amount)
-    return Settlement(charged=charged, released=amount - charged)
+def settle_amounts(transfer: Transfer, delivered: int) -> Settlement:
+    """Charge only what was delivered, retry tokens first, never more than was held."""
+    delivered = min(max(delivered, 0), transfer.images)
+    tokens_used = min(delivered, transfer.tokens_held)
+    charged = min((delivered - tokens_used) * transfer.unit_price, transfer.amount)
+    return Settlement(charged, transfer.amount - charged, tokens_used, transfer.tokens_held - tokens_used)
 
 
 def insufficient_credits_reason(required: int, available: int) -> str:
     return f"the job costs {required} credits but only {available} are available"
+
+
+@dataclass
+class Book:
+    """The accounts, transfers and grants a batch touches, loaded by the caller, and what the
+    batch changed: the caller writes back exactly the `changed_*` and `new_*` rows."""
+
+    price_book: PriceBook
+    credit_value_micro_usd: int
+    reservation_timeout: timedelta
+    report_window: timedelta
+    accounts: dict[str, Account] = field(default_factory=dict)
+    transfers: dict[UUID, Transfer] = field(default_factory=dict)  # by job id
+    grants: dict[str, list[Grant]] = field(default_factory=dict)  # by tenant id
+    provider_costs: dict[UUID, int] = field(default_factory=dict)  # by job id
+    reported: set[tuple[UUID, int]] = field(default_factory=set)
+    new_accounts: set[str] = field(default_factory=set)
+    changed_accounts: set[str] = field(default_factory=set)
+    new_transfers: list[Transfer] = field(default_factory=list)
+    changed_transfers: list[Transfer] = field(default_factory=list)
+    new_grants: list[Grant] = field(default_factory=list)
+    changed_grants: dict[UUID, Grant] = field(default_factory=dict)
+    entries: list[Entry] = field(default_factory=list)
+    new_costs: list[tuple[UUID, int, str, int]] = field(default_factory=list)
+    new_reports: list[tuple[UUID, int, str, str, int]] = field(default_factory=list)
+
+    # ---- reservations ----------------------------------------------------------------
+
+    def reserve(self, job: JobSpec, now: datetime) -> Event | None:
+        if job.job_id in self.transfers:
+            return None  # the same job submitted again under another event id
+        prices = self.price_book.at(job.submitted_at)  # the price in force when the client submitted
+        unit = prices.unit_price(job.template, job.tier)
+        if unit is None:
+            known = job.template in prices.prices
+            code = "unknown_tier" if known else "unknown_template"
+            return self._reject(job, code, f"no price for template {job.template!r} in tier {job.tier!r}", 0, 0)
+        account = self.accounts.get(job.tenant_id)
+        if account is None:
+            return self._reject(job, "unknown_account", f"tenant {job.tenant_id!r} has no credit account", 0, 0)
+        tokens = min(account.retry_tokens, job.images) if job.use_retry_tokens else 0
+        amount = (job.images - tokens) * unit
+        if amount > account.available:
+            reason = insufficient_credits_reason(amount, account.available)
+            return self._reject(job, "insufficient_credits", reason, amount, account.available)
+        account.pending += amount
+        account.retry_tokens -= tokens
+        self.changed_accounts.add(job.tenant_id)
+        transfer = Transfer(uuid4(), job.job_id, job.tenant_id, amount, unit, job.images, tokens, job.tier,
+                            prices.version, prices.spend_cap(job.tier, job.images), now + self.reservation_timeout)
+        self.transfers[job.job_id] = transfer
+        self.new_transfers.append(transfer)
+        self._journal(job.tenant_id, "reserve", amount, tenant_account(job.tenant_id), HOLDS, transfer=transfer.id)
+        return CreditsReserved(job_id=job.job_id, tenant_id=job.tenant_id, job=job, transfer_id=transfer.id,
+                               amount=amount, unit_price=unit, tokens_held=tokens,
+                               pricebook_version=prices.version,
+                               max_provider_spend_micro_usd=transfer.max_provider_spend)
+
+    def _reject(self, job: JobSpec, code: str, reason: str, required: int, available: int) -> Event:
+        return ReservationRejected(job_id=job.job_id, tenant_id=job.tenant_id, reason_code=code, reason=reason,
+                                   required=required, available=available)
+
+    def settle(self, job_id: UUID, delivered: int, now: datetime, outcome: str = "charged") -> Event | None:
+        transfer = self.transfers.get(job_id)
+        if transfer is None or transfer.state != "pending":
+            return None  # never reserved, or settled already: settlement happens once
+        s = settle_amounts(transfer, delivered)
+        transfer.state = "posted" if s.charged or s.tokens_used else "voided"
+        transfer.charged, transfer.delivered, transfer.settled_at = s.charged, min(delivered, transfer.images), now
+        self.changed_transfers.append(transfer)
+        account = self.accounts[transfer.tenant_id]
+        account.pending -= transfer.amount
+        account.retry_tokens += s.tokens_returned
+        self._consume_grants(account, s.charged)
+        self.changed_accounts.add(account.tenant_id)
+        tenant = tenant_account(account.tenant_id)
+        self._journal(account.tenant_id, "charge", s.charged, HOLDS, REVENUE, transfer=transfer.id)
+        self._journal(account.tenant_id, "release", s.released, HOLDS, tenant, transfer=transfer.id)
+        if outcome == "charged" and transfer.state == "voided":
+            outcome = "voided"
+        return ReservationSettled(
+            job_id=job_id, tenant_id=transfer.tenant_id, transfer_id=transfer.id, reserved=transfer.amount,
+            charged=s.charged, released=s.released, delivered_images=transfer.delivered, outcome=outcome,
+            tokens_used=s.tokens_used, tokens_returned=s.tokens_returned,
+            provider_cost_micro_usd=self.provider_costs.get(job_id, 0),
+            revenue_micro_usd=s.charged * self.credit_value_micro_usd,
+        )
+
+    def record_provider_cost(self, job_id: UUID, attempt: int, provider: str, cost_micro_usd: int) -> None:
+        self.provider_costs[job_id] = self.provider_costs.get(job_id, 0) + cost_micro_usd
+        self.new_costs.append((job_id, attempt, provider, cost_micro_usd))
+
+    # ---- grants ------------------------------------------------------------------------
+
+    def open_account(self, tenant_id: str) -> Account:
+        if tenant_id not in self.accounts:
+            self.accounts[tenant_id] = Account(tenant_id)
+            self.new_accounts.add(tenant_id)
+        return self.accounts[tenant_id]
+
+    def grant(self, tenant_id: str, amount: int, source: str, reason: str, now: datetime,
+              expires_at: datetime | None = None, rollover_days: int | None = None,
+              payment_id: str | None = None) -> CreditsGranted:
+        if amount <= 0:
+            raise ValueError("a grant must be a positive number of credits")
+        account = self.open_account(tenant_id)
+        grant = Grant(uuid4(), tenant_id, source, amount, amount, expires_at, now, rollover_days, payment_id)
+        self.grants.setdefault(tenant_id, []).append(grant)
+        self.new_grants.append(grant)
+        account.posted += amount
+        self.changed_accounts.add(tenant_id)
+        # A refund gives back revenue; any other grant issues new credits.
+        kind, debit = ("refund", REVENUE) if source == "refund" else ("grant", ISSUED)
+        self._journal(tenant_id, kind, amount, debit, tenant_account(tenant_id), grant=grant.id, reason=reason)
+        return CreditsGranted(tenant_id=tenant_id, amount=amount, reason=reason, available_after=account.available,
+                              grant_id=grant.id, source=source, expires_at=expires_at, payment_id=payment_id)
+
+    def _consume_grants(self, account: Account, amount: int) -> None:
+        account.posted -= amount
+        for grant in sorted(self.grants.get(account.tenant_id, []), key=Grant.order_key):
+            if amount == 0:
+                return
+            taken = min(grant.remaining, amount)
+            if taken:
+                grant.remaining -= taken
+                amount -= taken
+                self._touch(grant)
+        if amount:
+            raise AssertionError(f"grants of {account.tenant_id} do not cover its posted credits")
+
+    def _touch(self, grant: Grant) -> None:
+        if grant not in self.new_grants:
+            self.changed_grants[grant.id] = grant
+
+    def expire_grant(self, grant: Grant, now: datetime) -> list[Event]:
+        """Expire what is not held; what holds still need expires once they are settled.
+        A rollover grant's unused credits move once into a new grant instead."""
+        account = self.accounts[grant.tenant_id]
+        amount = min(grant.remaining, account.available)
+        if amount <= 0:
+            return []
+        grant.remaining -= amount
+        account.posted -= amount
+        self._touch(grant)
+        self.changed_accounts.add(grant.tenant_id)
+        self._journal(grant.tenant_id, "expire", amount, tenant_account(grant.tenant_id), EXPIRED, grant=grant.id)
+        events: list[Event] = [CreditsExpired(tenant_id=grant.tenant_id, grant_id=grant.id, amount=amount,
+                                              available_after=account.available)]
+        if grant.rollover_days and grant.source != "rollover":
+            until = grant.expires_at + timedelta(days=grant.rollover_days)
+            events.append(self.grant(grant.tenant_id, amount, "rollover", f"rollover of grant {grant.id}", now, until))
+        return events
+
+    def expire_due(self, now: datetime) -> list[Event]:
+        """Void holds past their timeout, then expire grants past their date."""
+        events: list[Event] = []
+        for transfer in list(self.transfers.values()):
+            if transfer.state == "pending" and transfer.timeout_at <= now:
+                events.append(self.settle(transfer.job_id, 0, now, outcome="expired"))
+        for grants in list(self.grants.values()):
+            for grant in list(grants):
+                if grant.expires_at and grant.expires_at <= now and grant.remaining > 0:
+                    events += self.expire_grant(grant, now)
+        return events
+
+    # ---- reports of bad images ---------------------------------------------------------
+
+    def report(self, job_id: UUID, tenant_id: str, n: int, reason: str, reported_at: datetime) -> Event:
+        transfer = self.transfers.get(job_id)
+        if transfer is not None and transfer.tenant_id != tenant_id:
+            transfer = None  # another tenant's job is as unknown as no job
+        declined = self._report_declined(transfer, job_id, n, reported_at)
+        if declined:
+            return ReportDeclined(job_id=job_id, tenant_id=tenant_id, n=n, reason=declined)
+        account = self.accounts[transfer.tenant_id]
+        if account.report_policy == "retry_token":
+            account.retry_tokens += 1
+            self.changed_accounts.add(account.tenant_id)
+            self.new_reports.append((job_id, n, transfer.tenant_id, "retry_token", 0))
+            self.reported.add((job_id, n))
+            return RetryTokenIssued(job_id=job_id, tenant_id=transfer.tenant_id, n=n, reason=reason,
+                                    tokens_after=account.retry_tokens)
+        refund = transfer.charged // transfer.delivered  # what one delivered image cost, tokens aside
+        granted = self.grant(transfer.tenant_id, refund, "refund", f"refund for image {n} of job {job_id}", reported_at)
+        self.new_reports.append((job_id, n, transfer.tenant_id, "refund", refund))
+        self.reported.add((job_id, n))
+        return CreditsRefunded(job_id=job_id, tenant_id=transfer.tenant_id, n=n, amount=refund, reason=reason,
+                               grant_id=granted.grant_id)
+
+    def _report_declined(self, transfer: Transfer | None, job_id: UUID, n: int, reported_at: datetime) -> str | None:
+        if transfer is None or transfer.state != "posted" or not transfer.delivered:
+            return "the job has no delivered, charged images"
+        if not 1 <= n <= transfer.delivered:
+            return f"image {n} was not delivered (the job delivered {transfer.delivered})"
+        if (job_id, n) in self.reported:
+            return f"image {n} was reported before"
+        if reported_at > transfer.settled_at + self.report_window:
+            return f"reports are accepted within {self.report_window} of delivery"
+        if self.accounts[transfer.tenant_id].report_policy == "refund" and not transfer.charged:
+            return "the images were paid with retry tokens; there is nothing to refund"
+        return None
+
+    def _journal(self, tenant_id: str, kind: str, amount: int, debit: str, credit: str, *,
+                 transfer: UUID | None = None, grant: UUID | None = None, reason: str | None = None) -> None:
+        if amount:
+            self.entries.append(Entry(tenant_id, kind, amount, debit, credit, transfer, grant, reason))
+
+
+# ---- payment webhooks ------------------------------------------------------------------
+
+
+class SignatureError(ValueError):
+    pass
+
+
+def sign_payload(secret: str, timestamp: int, payload: bytes) -> str:
+    signed = f"{timestamp}.".encode() + payload
+    return hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+
+
+def verify_signature(secret: str, header: str | None, payload: bytes, now: float, tolerance_s: int) -> int:
+    """Check a `t=<unix time>,v1=<hex hmac-sha256 of "t.payload">` header, as Stripe signs
+    webhooks; returns the timestamp. Any v1 may match (secrets rotate)."""
+    if not header:
+        raise SignatureError("the signature header is missing")
+    parts = [p.split("=", 1) for p in header.split(",") if "=" in p]
+    stamps = [v for k, v in parts if k.strip() == "t"]
+    signatures = [v for k, v in parts if k.strip() == "v1"]
+    if len(stamps) != 1 or not stamps[0].strip().isdigit() or not signatures:
+        raise SignatureError("the signature header must read t=<timestamp>,v1=<signature>")
+    timestamp = int(stamps[0])
+    expected = sign_payload(secret, timestamp, payload)
+    if not any(hmac.compare_digest(expected, s.strip()) for s in signatures):
+        raise SignatureError("no signature matches the payload")
+    if abs(now - timestamp) > tolerance_s:
+        raise SignatureError(f"the timestamp is more than {tolerance_s}s from now; the event may be replayed")
+    return timestamp

@@ -19,26 +19,40 @@ from services.common.db import migrate
 from services.common.envelope import envelop
 from services.common.runtime import ServiceRuntime
 from services.ledger import handlers
+from services.ledger.app import LedgerApp
 from services.ledger.settings import LedgerSettings
 from tests.conftest import settings_for
 
 
-@pytest.fixture
-async def ledger(endpoints):
-    """The ledger's consumer on a scratch schema, without a broker: events are applied directly
-    and what it would publish stays in its outbox, where the test reads it."""
-    settings = settings_for(endpoints, LedgerSettings)
-    runtime = ServiceRuntime(f"ledger_{uuid.uuid4().hex[:8]}", settings, "services.ledger")
-    handlers.register(runtime.consumer, settings)
+def scratch_ledger(endpoints, **overrides) -> LedgerApp:
+    """The ledger on a schema of its own; without `start()`, no broker: events are applied
+    directly and what it would publish stays in its outbox, where the test reads it."""
+    settings = settings_for(endpoints, LedgerSettings, **overrides)
+    ledger = LedgerApp(settings, ServiceRuntime(f"ledger_{uuid.uuid4().hex[:8]}", settings, "services.ledger"))
+    ledger.runtime.consumer.on_batch(handlers.CONSUMED, ledger.ledger.apply_events)
+    return ledger
+
+
+async def open_scratch(ledger: LedgerApp) -> LedgerApp:
+    runtime = ledger.runtime
     await migrate(runtime.database_url, runtime.name, runtime.migrations)
     await runtime.pool.open(wait=True)
-    yield runtime
-    await runtime.pool.close()
+    return ledger
 
 
-async def grant(runtime, tenant: str, credits: int) -> None:
-    async with runtime.pool.connection() as conn, conn.transaction():
-        await handlers.grant_credits(conn, tenant, credits, "test")
+@pytest.fixture
+async def ledger(endpoints):
+    app = await open_scratch(scratch_ledger(endpoints))
+    yield app
+    await app.runtime.pool.close()
+
+
+async def grant(ledger: LedgerApp, tenant: str, credits: int, **terms) -> None:
+    await ledger.grant(tenant, credits, "admin", "test", **terms)
+
+
+async def apply(ledger: LedgerApp, event) -> bool:
+    return await ledger.runtime.consumer.apply(envelop(event, "/test"))
 
 
 def submitted(tenant: str, images: int = 1, template: str = "generic") -> JobSubmitted:
@@ -55,14 +69,14 @@ def delivered(event: JobSubmitted, count: int) -> JobDelivered:
                         images=[image.model_copy(update={"n": n}) for n in range(1, count + 1)])
 
 
-async def published(runtime, event_type: str) -> list[dict]:
-    async with runtime.pool.connection() as conn:
+async def published(ledger: LedgerApp, event_type: str) -> list[dict]:
+    async with ledger.runtime.pool.connection() as conn:
         rows = await (await conn.execute("SELECT body FROM outbox WHERE event_type = %s", [event_type])).fetchall()
     return [json.loads(bytes(r["body"])) for r in rows]
 
 
-async def account(runtime, tenant: str) -> dict:
-    async with runtime.pool.connection() as conn:
+async def account(ledger: LedgerApp, tenant: str) -> dict:
+    async with ledger.runtime.pool.connection() as conn:
         return await (await conn.execute(
             "SELECT posted, pending, posted - pending AS available FROM accounts WHERE tenant_id = %s", [tenant]
         )).fetchone()
@@ -71,7 +85,7 @@ async def account(runtime, tenant: str) -> dict:
 async def test_concurrent_reservations_admit_exactly_what_the_balance_covers(ledger):
     await grant(ledger, "t1", 170)  # 17 generic images at 10 credits
     jobs = [submitted("t1") for _ in range(60)]
-    await asyncio.gather(*(ledger.consumer.apply(envelop(job, "/test")) for job in jobs))
+    await asyncio.gather(*(ledger.runtime.consumer.apply(envelop(job, "/test")) for job in jobs))
     reserved = await published(ledger, "genline.credits.reserved.v1")
     rejected = await published(ledger, "genline.credits.reservation_rejected.v1")
     assert len(reserved) == 17 and len(rejected) == 43
@@ -81,7 +95,7 @@ async def test_concurrent_reservations_admit_exactly_what_the_balance_covers(led
 
 async def test_the_database_refuses_an_overdraft_whatever_the_code_does(ledger):
     await grant(ledger, "t2", 10)
-    async with ledger.pool.connection() as conn:
+    async with ledger.runtime.pool.connection() as conn:
         with pytest.raises(psycopg.errors.CheckViolation):
             await conn.execute("UPDATE accounts SET pending = 11 WHERE tenant_id = 't2'")
 
@@ -89,11 +103,11 @@ async def test_the_database_refuses_an_overdraft_whatever_the_code_does(ledger):
 async def test_delivery_is_charged_once_and_only_for_what_was_delivered(ledger):
     await grant(ledger, "t3", 100)
     job = submitted("t3", images=3)
-    await ledger.consumer.apply(envelop(job, "/test"))
+    await ledger.runtime.consumer.apply(envelop(job, "/test"))
     first, second = envelop(delivered(job, 2), "/test"), envelop(delivered(job, 2), "/test")
-    assert await ledger.consumer.apply(first) is True
-    assert await ledger.consumer.apply(first) is False  # redelivered: same event id
-    await ledger.consumer.apply(second)  # the same fact under another event id
+    assert await ledger.runtime.consumer.apply(first) is True
+    assert await ledger.runtime.consumer.apply(first) is False  # redelivered: same event id
+    await ledger.runtime.consumer.apply(second)  # the same fact under another event id
     settled = await published(ledger, "genline.credits.reservation_settled.v1")
     assert len(settled) == 1 and (settled[0]["charged"], settled[0]["released"]) == (20, 10)
     assert await account(ledger, "t3") == {"posted": 80, "pending": 0, "available": 80}
@@ -102,27 +116,28 @@ async def test_delivery_is_charged_once_and_only_for_what_was_delivered(ledger):
 async def test_a_platform_failure_costs_nothing(ledger):
     await grant(ledger, "t4", 50)
     job = submitted("t4", images=2, template="headshot")
-    await ledger.consumer.apply(envelop(job, "/test"))
+    await ledger.runtime.consumer.apply(envelop(job, "/test"))
     assert (await account(ledger, "t4"))["available"] == 10
     failure = ScoringFailed(job_id=job.job_id, tenant_id="t4", attempt=1, failure_code="no_candidate_passed",
                             reason="r", scores=[])
-    await ledger.consumer.apply(envelop(failure, "/test"))
+    await ledger.runtime.consumer.apply(envelop(failure, "/test"))
     assert await account(ledger, "t4") == {"posted": 50, "pending": 0, "available": 50}
 
 
 async def test_the_database_allows_one_settlement_per_reservation(ledger):
     await grant(ledger, "t5", 10)
     job = submitted("t5")
-    await ledger.consumer.apply(envelop(job, "/test"))
-    await ledger.consumer.apply(envelop(delivered(job, 1), "/test"))
-    async with ledger.pool.connection() as conn:
+    await ledger.runtime.consumer.apply(envelop(job, "/test"))
+    await ledger.runtime.consumer.apply(envelop(delivered(job, 1), "/test"))
+    async with ledger.runtime.pool.connection() as conn:
         with pytest.raises(psycopg.errors.UniqueViolation):
-            await conn.execute("INSERT INTO entries (tenant_id, transfer_id, kind, amount)"
-                               " SELECT tenant_id, id, 'charge', 0 FROM transfers WHERE job_id = %s", [job.job_id])
+            await conn.execute("INSERT INTO entries (tenant_id, transfer_id, kind, amount, debit_account, credit_account)"
+                               " SELECT tenant_id, id, 'charge', 0, 'platform:holds', 'platform:revenue'"
+                               " FROM transfers WHERE job_id = %s", [job.job_id])
 
 
 async def test_unknown_template_is_rejected(ledger):
     await grant(ledger, "t6", 100)
-    await ledger.consumer.apply(envelop(submitted("t6", template="poster"), "/test"))
+    await ledger.runtime.consumer.apply(envelop(submitted("t6", template="poster"), "/test"))
     rejected = await published(ledger, "genline.credits.reservation_rejected.v1")
     assert [r["reason_code"] for r in rejected] == ["unknown_template"]

@@ -13,7 +13,7 @@ from services.common import telemetry
 from services.common.contracts import JobSpec, JobSubmitted
 from services.ingest import domain
 from services.ingest.deps import Runtime, Settings, Store, Tenant
-from services.ingest.problems import Problem
+from services.common.problems import Problem
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 

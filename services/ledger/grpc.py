@@ -1,0 +1,94 @@
+"""The ledger's gRPC server: GetBalance, Quote, ListEntries, plus standard health checking
+and server reflection. Internal only."""
+
+from datetime import UTC, datetime
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from psycopg_pool import AsyncConnectionPool
+
+from services.common.protos import load
+from services.ledger.pricebook import PriceBook
+
+pb, rpc = load("genline.ledger.v1")
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["LedgerService"].full_name
+MAX_PAGE = 500
+
+
+def _iso(value) -> str:
+    return value.isoformat() if value else ""
+
+
+class LedgerService(rpc.LedgerServiceServicer):
+    def __init__(self, pool: AsyncConnectionPool, price_book: PriceBook) -> None:
+        self.pool, self.price_book = pool, price_book
+
+    async def _account(self, tenant_id: str) -> dict | None:
+        async with self.pool.connection() as conn:
+            return await (await conn.execute(
+                "SELECT posted, pending, retry_tokens, report_policy FROM accounts WHERE tenant_id = %s", [tenant_id]
+            )).fetchone()
+
+    async def GetBalance(self, request, context):
+        account = await self._account(request.tenant_id)
+        if account is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"tenant {request.tenant_id!r} has no credit account")
+        async with self.pool.connection() as conn:
+            grants = await (await conn.execute(
+                "SELECT id, source, amount, remaining, expires_at FROM grants WHERE tenant_id = %s AND remaining > 0"
+                " ORDER BY expires_at NULLS LAST, created_at", [request.tenant_id])).fetchall()
+        return pb.Balance(
+            tenant_id=request.tenant_id, available=account["posted"] - account["pending"], posted=account["posted"],
+            pending=account["pending"], retry_tokens=account["retry_tokens"], report_policy=account["report_policy"],
+            grants=[pb.Grant(id=str(g["id"]), source=g["source"], amount=g["amount"], remaining=g["remaining"],
+                             expires_at=_iso(g["expires_at"])) for g in grants],
+        )
+
+    async def Quote(self, request, context):
+        if request.images < 1:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "images must be at least 1")
+        prices = self.price_book.at(datetime.now(UTC))
+        unit = prices.unit_price(request.template, request.tier or "stable")
+        if unit is None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"no price for template {request.template!r} in tier {request.tier or 'stable'!r}")
+        account = await self._account(request.tenant_id) or {"posted": 0, "pending": 0, "retry_tokens": 0}
+        tokens = min(account["retry_tokens"], request.images) if request.use_retry_tokens else 0
+        credits, available = (request.images - tokens) * unit, account["posted"] - account["pending"]
+        return pb.QuoteResponse(credits=credits, unit_price=unit, pricebook_version=prices.version,
+                                available=available, affordable=credits <= available, retry_tokens_applied=tokens,
+                                max_provider_spend_micro_usd=prices.spend_cap(request.tier or "stable", request.images))
+
+    async def ListEntries(self, request, context):
+        size = request.page_size or 50
+        if not 1 <= size <= MAX_PAGE or (request.page_token and not request.page_token.isdigit()):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"page_size must be 1..{MAX_PAGE} and page_token"
+                                                                  " one returned by a previous page")
+        before = int(request.page_token) if request.page_token else 2**63 - 1
+        async with self.pool.connection() as conn:
+            rows = await (await conn.execute(
+                "SELECT id, kind, amount, debit_account, credit_account, transfer_id, grant_id, reason, created_at"
+                " FROM entries WHERE tenant_id = %s AND id < %s ORDER BY id DESC LIMIT %s",
+                [request.tenant_id, before, size + 1])).fetchall()
+        entries = [pb.Entry(id=r["id"], kind=r["kind"], amount=r["amount"], debit_account=r["debit_account"],
+                            credit_account=r["credit_account"], transfer_id=str(r["transfer_id"] or ""),
+                            grant_id=str(r["grant_id"] or ""), reason=r["reason"] or "",
+                            created_at=_iso(r["created_at"])) for r in rows[:size]]
+        token = str(rows[size - 1]["id"]) if len(rows) > size else ""
+        return pb.ListEntriesResponse(entries=entries, next_page_token=token)
+
+
+async def start_grpc_server(pool: AsyncConnectionPool, price_book: PriceBook, host: str, port: int) -> grpc.aio.Server:
+    server = grpc.aio.server()
+    rpc.add_LedgerServiceServicer_to_server(LedgerService(pool, price_book), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server)
+    if server.add_insecure_port(f"{host}:{port}") == 0:
+        raise OSError(f"cannot listen for gRPC on {host}:{port}")
+    await server.start()
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return server

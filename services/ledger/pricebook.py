@@ -1,0 +1,52 @@
+"""The price book: credits per delivered image by template × tier, versioned in YAML."""
+
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+TIERS = ("stable", "fast", "low-cost")
+
+
+class PriceBookVersion(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: str
+    effective_from: datetime
+    credit_value_micro_usd: int = Field(gt=0)
+    prices: dict[str, dict[str, int]]
+    provider_spend_cap_per_image_micro_usd: dict[str, int]
+
+    @model_validator(mode="after")
+    def prices_are_positive_per_known_tier(self) -> "PriceBookVersion":
+        for template, by_tier in self.prices.items():
+            for tier, price in by_tier.items():
+                if tier not in TIERS or price <= 0:
+                    raise ValueError(f"{self.version}: {template}/{tier} must be a known tier with a positive price")
+        return self
+
+    def unit_price(self, template: str, tier: str) -> int | None:
+        return self.prices.get(template, {}).get(tier)
+
+    def spend_cap(self, tier: str, images: int) -> int:
+        return self.provider_spend_cap_per_image_micro_usd.get(tier, 0) * images
+
+
+class PriceBook(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    versions: list[PriceBookVersion] = Field(min_length=1)
+
+    def at(self, when: datetime) -> PriceBookVersion:
+        """The version in force at `when` (the latest that has taken effect)."""
+        in_force = [v for v in self.versions if v.effective_from <= when]
+        if not in_force:
+            raise LookupError(f"no price book version is in force at {when.isoformat()}")
+        return max(in_force, key=lambda v: v.effective_from)
+
+
+def load_price_book(path: str | Path | None = None) -> PriceBook:
+    text = Path(path).read_text() if path else (resources.files("services.ledger") / "pricebook.yaml").read_text()
+    return PriceBook.model_validate(yaml.safe_load(text))

@@ -1,0 +1,149 @@
+"""The ledger's HTTP API: admin top-ups and settings, reconciliation, and payment webhooks
+signed like Stripe's (`Stripe-Signature: t=…,v1=…`), idempotent by event id."""
+
+import hmac
+import json
+import time
+from datetime import datetime
+from typing import Annotated, Literal
+
+import psycopg
+from fastapi import APIRouter, Depends, Header, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.common.problems import Problem
+from services.ledger.domain import SignatureError, verify_signature
+
+router = APIRouter()
+
+
+class GrantRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tenant_id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    credits: int = Field(gt=0, le=10**12)
+    reason: str = Field("admin grant", max_length=500)
+    expires_at: datetime | None = None
+    rollover_days: int | None = Field(None, gt=0, le=3650)
+
+
+class PolicyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    report_policy: Literal["refund", "retry_token"]
+
+
+def require_admin(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
+    token = request.app.state.settings.admin_token
+    if token is None:
+        raise Problem(404, "admin-api-disabled", "the admin API is off: set GENLINE_ADMIN_TOKEN to enable it")
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
+        raise Problem(401, "invalid-admin-token", "send the admin token as 'Authorization: Bearer <token>'",
+                      {"WWW-Authenticate": 'Bearer realm="genline-admin"'})
+
+
+Admin = Annotated[None, Depends(require_admin)]
+
+
+@router.post("/admin/v1/grants", status_code=201)
+async def admin_grant(body: GrantRequest, request: Request, _: Admin):
+    granted = await request.app.state.grant(body.tenant_id, body.credits, "admin", body.reason,
+                                            expires_at=body.expires_at, rollover_days=body.rollover_days)
+    return {"grant_id": str(granted.grant_id), "tenant_id": body.tenant_id, "available": granted.available_after}
+
+
+@router.put("/admin/v1/accounts/{tenant_id}/report-policy")
+async def set_report_policy(tenant_id: str, body: PolicyRequest, request: Request, _: Admin):
+    async with request.app.state.runtime.pool.connection() as conn:
+        cur = await conn.execute("UPDATE accounts SET report_policy = %s WHERE tenant_id = %s",
+                                 [body.report_policy, tenant_id])
+    if cur.rowcount == 0:
+        raise Problem(404, "account-not-found", f"tenant {tenant_id!r} has no credit account")
+    return {"tenant_id": tenant_id, "report_policy": body.report_policy}
+
+
+@router.get("/admin/v1/reconciliation")
+async def reconciliation(request: Request, _: Admin):
+    async with request.app.state.runtime.pool.connection() as conn:
+        return await reconcile(conn)
+
+
+async def reconcile(conn: psycopg.AsyncConnection) -> dict:
+    """Every payment should have made exactly one grant of the paid credits, and every
+    payment grant should come from a payment."""
+    rows = await (await conn.execute(
+        "SELECT p.event_id, p.tenant_id, p.credits, p.amount_minor, p.currency, g.id AS grant_id,"
+        " g.amount AS granted FROM payments p FULL JOIN (SELECT * FROM grants WHERE source = 'payment') g"
+        " ON g.payment_id = p.event_id ORDER BY p.received_at"
+    )).fetchall()
+    problems = []
+    for r in rows:
+        if r["event_id"] is None:
+            problems.append({"grant_id": str(r["grant_id"]), "problem": "payment grant without a payment"})
+        elif r["grant_id"] is None:
+            problems.append({"event_id": r["event_id"], "problem": "payment without a grant"})
+        elif r["granted"] != r["credits"]:
+            problems.append({"event_id": r["event_id"], "problem": f"paid for {r['credits']} credits, granted {r['granted']}"})
+    paid = [r for r in rows if r["event_id"]]
+    return {
+        "payments": len(paid),
+        "credits_paid": sum(r["credits"] for r in paid),
+        "credits_granted": sum(r["granted"] or 0 for r in rows),
+        "amount_minor_by_currency": _sum_by(paid, "currency", "amount_minor"),
+        "problems": problems,
+    }
+
+
+def _sum_by(rows: list[dict], key: str, value: str) -> dict:
+    totals: dict = {}
+    for r in rows:
+        totals[r[key]] = totals.get(r[key], 0) + r[value]
+    return totals
+
+
+class PaymentObject(BaseModel):
+    amount: int = Field(ge=0)
+    currency: str
+    metadata: dict[str, str]
+
+
+class PaymentEvent(BaseModel):
+    id: str = Field(min_length=1, max_length=255)
+    type: str
+    data: dict
+
+
+HANDLED_TYPES = {"payment_intent.succeeded", "checkout.session.completed"}
+
+
+@router.post("/v1/webhooks/payments")
+async def payment_webhook(request: Request, stripe_signature: Annotated[str | None, Header()] = None):
+    settings = request.app.state.settings
+    if settings.payment_webhook_secret is None:
+        raise Problem(404, "webhooks-disabled", "payment webhooks are off: set GENLINE_PAYMENT_WEBHOOK_SECRET")
+    payload = await request.body()
+    try:
+        verify_signature(settings.payment_webhook_secret.get_secret_value(), stripe_signature, payload,
+                         time.time(), settings.payment_webhook_tolerance_s)
+        event = PaymentEvent.model_validate(json.loads(payload))
+    except SignatureError as exc:
+        raise Problem(400, "invalid-signature", str(exc)) from None
+    except ValueError as exc:
+        raise Problem(400, "invalid-payload", f"the event is not a payment event: {exc}") from None
+    if event.type not in HANDLED_TYPES:
+        return {"received": True, "granted": 0, "detail": f"event type {event.type!r} needs no action"}
+    tenant_id, credits, payment = payment_terms(event)
+    granted = await request.app.state.pay(event.id, tenant_id, credits, payment)
+    return {"received": True, "granted": credits, "grant_id": str(granted.grant_id)}
+
+
+def payment_terms(event: PaymentEvent) -> tuple[str, int, PaymentObject]:
+    try:
+        payment = PaymentObject.model_validate(event.data.get("object", {}))
+        tenant_id, credits = payment.metadata["tenant_id"], int(payment.metadata["credits"])
+    except (ValueError, KeyError) as exc:
+        raise Problem(400, "invalid-payload", f"metadata must carry tenant_id and credits: {exc}") from None
+    if credits <= 0:
+        raise Problem(400, "invalid-payload", "credits must be positive")
+    return tenant_id, credits, payment
