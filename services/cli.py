@@ -3,6 +3,7 @@
     genline run [--exit-after-demo]   the platform on the embedded stack, with a demo job
     genline create-tenant TENANT      a tenant and a new API key   (python -m services.ingest)
     genline grant TENANT CREDITS      credits for a tenant         (python -m services.ledger)
+    genline replay ledger             rebuild accounts from the ledger topic and compare
 """
 
 import sys
@@ -11,6 +12,7 @@ COMMANDS = {
     "run": "services.stack.__main__",
     "create-tenant": "services.ingest.__main__",
     "grant": "services.ledger.__main__",
+    "replay": "services.ledger.replay",
 }
 
 
@@ -22,5 +24,6 @@ def main() -> None:
 
     command = sys.argv[1]
     module = importlib.import_module(COMMANDS[command])
-    sys.argv = [f"genline {command}", *([] if command == "run" else [command]), *sys.argv[2:]]
+    keeps_name = command in ("create-tenant", "grant")  # their modules take the command as a sub-command
+    sys.argv = [f"genline {command}", *([command] if keeps_name else []), *sys.argv[2:]]
     sys.exit(module.main())

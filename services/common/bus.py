@@ -21,6 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from services.common import telemetry
 from services.common.contracts import Event, dead_letter_topic
+from services.common.db import insert_many
 from services.common.envelope import Envelope, MalformedEnvelope, envelop, from_kafka, to_kafka
 
 log = logging.getLogger(__name__)
@@ -44,9 +45,12 @@ async def add_to_outbox(conn: psycopg.AsyncConnection, envelope: Envelope, names
     await conn.execute(OUTBOX_INSERT, _outbox_row(envelope, namespace))
 
 
+OUTBOX_COLUMNS = {"event_id": "uuid", "event_type": "text", "topic": "text", "record_key": "bytea",
+                  "headers": "jsonb", "body": "bytea"}
+
+
 async def add_many_to_outbox(conn: psycopg.AsyncConnection, envelopes: list[Envelope], namespace: str) -> None:
-    async with conn.cursor() as cur:
-        await cur.executemany(OUTBOX_INSERT, [_outbox_row(e, namespace) for e in envelopes])
+    await insert_many(conn, "outbox", OUTBOX_COLUMNS, [_outbox_row(e, namespace) for e in envelopes])
 
 
 class OutboxRelay:
@@ -133,9 +137,11 @@ class HandlerContext:
 
 
 Handler = Callable[[HandlerContext, Event], Awaitable[None]]
-# A batch handler gets the open transaction and the not-yet-applied envelopes, in order,
-# and returns the events to publish, each with the envelope that caused it.
-BatchHandler = Callable[[psycopg.AsyncConnection, list[Envelope]], Awaitable[list[tuple[Event, Envelope]]]]
+# A batch handler gets the open transaction, the not-yet-applied envelopes in order, and
+# `publish`, which adds events (each with the envelope that caused it) to the outbox; it
+# calls `publish` when it likes, so its most contended writes can come last.
+Publish = Callable[[list[tuple[Event, Envelope]]], Awaitable[None]]
+BatchHandler = Callable[[psycopg.AsyncConnection, list[Envelope], Publish], Awaitable[None]]
 
 
 async def already_applied(conn: psycopg.AsyncConnection, event_id: str) -> bool:
@@ -164,6 +170,25 @@ async def record_applied_many(conn: psycopg.AsyncConnection, envelopes: list[Env
     return [e for e in envelopes if e.id in fresh and unique[e.id] is e]
 
 
+class TransientConflict(Exception):
+    """A concurrent transaction won a race; applying the same work again on fresh state
+    will succeed."""
+
+
+RACE_RETRIES = 8
+
+
+async def retry_races(work: Callable[[], Awaitable]):
+    """Run `work` (one whole transaction) again while it loses races, with a short jitter."""
+    for attempt in range(1, RACE_RETRIES + 1):
+        try:
+            return await work()
+        except TransientConflict:
+            if attempt == RACE_RETRIES:
+                raise
+            await asyncio.sleep(random.random() * 0.005 * attempt)
+
+
 class PermanentError(Exception):
     """A failure that retrying cannot fix: the message goes to the DLQ at once."""
 
@@ -185,6 +210,10 @@ class EventConsumer:
 
         return register
 
+    @property
+    def group_id(self) -> str:
+        return f"{self.settings.topic_namespace}-{self.service}"
+
     def on_batch(self, event_types: tuple[type[Event], ...], handler: BatchHandler) -> None:
         """Apply these event types a batch per transaction (for throughput on hot rows)."""
         self.batch_types, self.batch_handler = event_types, handler
@@ -195,7 +224,7 @@ class EventConsumer:
     def attach(self, broker: KafkaBroker, topics: Iterable[str]) -> None:
         s = self.settings
         options = dict(
-            group_id=f"genline-{self.service}",
+            group_id=self.group_id,
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.NACK_ON_ERROR,
             session_timeout_ms=s.kafka_session_timeout_ms,
@@ -231,14 +260,22 @@ class EventConsumer:
 
     async def apply_batch(self, envelopes: list[Envelope]) -> list[Envelope]:
         """Apply a batch in one transaction; returns the envelopes that had not been applied."""
+        return await retry_races(lambda: self._apply_batch_once(envelopes))
+
+    async def _apply_batch_once(self, envelopes: list[Envelope]) -> list[Envelope]:
+        outgoing: list[Envelope] = []
         async with self.pool.connection() as conn:
             async with conn.transaction():
                 fresh = await record_applied_many(conn, envelopes)
                 if not fresh:
                     return []
-                caused = await self.batch_handler(conn, fresh)
-                outgoing = [envelop(event, f"/genline/{self.service}", cause=cause) for event, cause in caused]
-                await add_many_to_outbox(conn, outgoing, self.settings.topic_namespace)
+
+                async def publish(caused: list[tuple[Event, Envelope]]) -> None:
+                    batch = [envelop(event, f"/genline/{self.service}", cause=cause) for event, cause in caused]
+                    await add_many_to_outbox(conn, batch, self.settings.topic_namespace)
+                    outgoing.extend(batch)
+
+                await self.batch_handler(conn, fresh, publish)
         for envelope in fresh:
             telemetry.EVENTS_CONSUMED.labels(self.service, envelope.type, "applied").inc()
         if outgoing:
@@ -295,7 +332,7 @@ class EventConsumer:
         headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
         headers |= {
             "genline_error": f"{type(exc).__name__}: {exc}"[:2000],
-            "genline_consumer": f"genline-{self.service}",
+            "genline_consumer": self.group_id,
             "genline_attempts": str(attempts),
             "genline_source_offset": f"{record.topic}/{record.partition}/{record.offset}",
         }

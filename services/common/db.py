@@ -71,3 +71,47 @@ def open_pool(database_url: str, schema: str, size: int) -> AsyncConnectionPool:
         kwargs={"row_factory": dict_row, "autocommit": True},
     )
 
+
+
+async def insert_many(conn: psycopg.AsyncConnection, table: str, columns: dict[str, str], rows: list[tuple],
+                      suffix: str = "") -> None:
+    """One `INSERT … SELECT FROM unnest(arrays)` for any number of rows: the server runs one
+    statement instead of one per row. `columns` maps column name to PostgreSQL type."""
+    if not rows:
+        return
+    names = ", ".join(columns)
+    arrays = ", ".join(f"%b::{pg_type}[]" for pg_type in columns.values())  # binary: no escaping
+    await conn.execute(f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays}) {suffix}",
+                       [list(column) for column in zip(*rows, strict=True)])
+
+
+async def update_many(conn: psycopg.AsyncConnection, table: str, key: str, columns: dict[str, str],
+                      rows: list[tuple]) -> None:
+    """One `UPDATE … FROM unnest(arrays)`; each row is (key value, *column values)."""
+    if not rows:
+        return
+    names = list(columns)
+    arrays = ", ".join(f"%b::{pg_type}[]" for pg_type in columns.values())  # binary: no escaping
+    assignments = ", ".join(f"{n} = u.{n}" for n in names[1:])
+    await conn.execute(
+        f"UPDATE {table} AS t SET {assignments} FROM unnest({arrays}) AS u({', '.join(names)})"
+        f" WHERE t.{key} = u.{key}",
+        [list(column) for column in zip(*rows, strict=True)],
+    )
+
+
+async def add_many(conn: psycopg.AsyncConnection, table: str, key: str, columns: dict[str, str],
+                   rows: list[tuple]) -> None:
+    """One `UPDATE … SET c = c + delta FROM unnest(arrays)`: concurrent writers add up
+    instead of overwriting each other; each row is (key value, *deltas), in key order so
+    concurrent batches lock rows in the same order."""
+    if not rows:
+        return
+    names = list(columns)
+    arrays = ", ".join(f"%b::{pg_type}[]" for pg_type in columns.values())
+    assignments = ", ".join(f"{n} = t.{n} + u.{n}" for n in names[1:])
+    await conn.execute(
+        f"UPDATE {table} AS t SET {assignments} FROM (SELECT * FROM unnest({arrays}) AS u({', '.join(names)})"
+        f" ORDER BY {key}) AS u WHERE t.{key} = u.{key}",
+        [list(column) for column in zip(*sorted(rows), strict=True)],
+    )

@@ -5,7 +5,6 @@ names the tenant and `traceparent` carries the W3C trace context); the body is t
 JSON payload and the record key is the job id.
 """
 
-import json
 import secrets
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -69,7 +68,7 @@ def to_kafka(envelope: Envelope) -> KafkaMessage:
         attributes["subject"] = envelope.subject
     if envelope.tenant_id:
         attributes["tenantid"] = envelope.tenant_id
-    data = json.loads(envelope.event.model_dump_json())
+    data = envelope.event.model_dump(mode="json")
     message = to_binary_event(CloudEvent(attributes, data))
     return replace(message, key=envelope.key)
 

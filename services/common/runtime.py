@@ -22,13 +22,13 @@ log = logging.getLogger(__name__)
 
 class ServiceRuntime:
     def __init__(self, name: str, settings: ServiceSettings, migrations_package: str | None) -> None:
-        self.name, self.settings = name, settings
+        self.name, self.settings = settings.schema_name or name, settings
         self.migrations = [COMMON_MIGRATIONS] + ([migrations_package] if migrations_package else [])
         self.database_url = settings.database_url.get_secret_value()
-        self.pool = open_pool(self.database_url, name, settings.database_pool_size)
+        self.pool = open_pool(self.database_url, self.name, settings.database_pool_size)
         self.broker = KafkaBroker(settings.kafka_bootstrap, logger=logging.getLogger("faststream"))
         self.relay = OutboxRelay(self.pool, self.broker, name, settings.outbox_poll_interval_s)
-        self.consumer = EventConsumer(name, self.pool, self.relay, settings)
+        self.consumer = EventConsumer(self.name, self.pool, self.relay, settings)
         self.readiness_checks = {"database": self._ping_database, "broker": self._ping_broker}
         # Extra servers and loops a service runs beside its consumer (gRPC, sweepers).
         self.startup_hooks: list = []

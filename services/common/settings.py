@@ -24,6 +24,8 @@ class ServiceSettings(BaseSettings):
 
     kafka_bootstrap: str = "127.0.0.1:9092"
     topic_namespace: str = "genline"
+    # The service's PostgreSQL schema; its name when unset.
+    schema_name: str | None = None
     kafka_session_timeout_ms: int = 10_000
     kafka_heartbeat_interval_ms: int = 1_000
 

@@ -1,5 +1,6 @@
 """The ingest service: Genline's public HTTP API and the job read model behind it."""
 
+import grpc
 from fastapi import FastAPI
 
 from services.common import telemetry
@@ -9,7 +10,7 @@ from services.common.storage import ObjectStore
 from services.common import problems
 from services.ingest import handlers
 from services.ingest.domain import hash_api_key, new_api_key
-from services.ingest.routes import jobs
+from services.ingest.routes import account, jobs
 from services.ingest.settings import IngestSettings
 
 
@@ -20,10 +21,26 @@ def build(settings: IngestSettings):
     runtime.consume(["ledger", "router", "scorer", "delivery"])
     app = FastAPI(title="Genline", version="1", lifespan=runtime.lifespan)
     app.state.runtime, app.state.settings, app.state.store = runtime, settings, store
+    connect_ledger(runtime, app, settings)
     problems.install(app)
     app.include_router(jobs.router)
+    app.include_router(account.router)
     app.router.routes.extend(telemetry.ops_routes(runtime.readiness_checks))
     return runtime, app
+
+
+def connect_ledger(runtime: ServiceRuntime, app: FastAPI, settings: IngestSettings) -> None:
+    """One gRPC channel to the ledger for the life of the service."""
+
+    async def open_channel() -> None:
+        app.state.ledger_channel = grpc.aio.insecure_channel(settings.ledger_grpc_target)
+        app.state.ledger_stub = account.rpc.LedgerServiceStub(app.state.ledger_channel)
+
+    async def close_channel() -> None:
+        await app.state.ledger_channel.close()
+
+    runtime.startup_hooks.append(open_channel)
+    runtime.shutdown_hooks.append(close_channel)
 
 
 async def create_tenant(settings: IngestSettings, tenant_id: str, name: str | None = None) -> str:

@@ -19,6 +19,7 @@ from services.common.contracts import (
     CandidatesGenerated,
     CandidateScore,
     CandidatesScored,
+    CreditsRefunded,
     CreditsReserved,
     DeliveredImage,
     DeliveryFailed,
@@ -26,8 +27,10 @@ from services.common.contracts import (
     GenerationFailed,
     JobDelivered,
     JobSpec,
+    ReportDeclined,
     ReservationRejected,
     ReservationSettled,
+    RetryTokenIssued,
     ScoringFailed,
 )
 
@@ -54,6 +57,15 @@ class Billing(BaseModel):
     reserved: int | None = None
     charged: int | None = None
     released: int | None = None
+    retry_tokens_used: int = 0
+    price_book_version: str | None = None
+
+
+class ReportOutcome(BaseModel):
+    n: int
+    outcome: Literal["refunded", "retry_token", "declined"]
+    credits: int = 0
+    reason: str
 
 
 class JobView(BaseModel):
@@ -74,6 +86,7 @@ class JobView(BaseModel):
     outputs: list[DeliveredImage] = []
     billing: Billing = Billing()
     provider_cost_micro_usd: int = 0
+    reports: list[ReportOutcome] = []
 
     @property
     def final(self) -> bool:
@@ -107,7 +120,9 @@ def advance(view: JobView, state: State, at: datetime, **changes) -> JobView:
 def apply_event(view: JobView, event: Event, at: datetime) -> JobView:
     match event:
         case CreditsReserved():
-            billing = view.billing if view.billing.state == "settled" else Billing(state="reserved", reserved=event.amount)
+            reserved = Billing(state="reserved", reserved=event.amount, price_book_version=event.pricebook_version)
+            settled = view.billing.model_copy(update={"price_book_version": event.pricebook_version})
+            billing = settled if view.billing.state == "settled" else reserved
             return advance(view, "admitted", at, billing=billing)
         case ReservationRejected():
             failure = Failure(code=event.reason_code, stage="admission", reason=event.reason)
@@ -128,9 +143,21 @@ def apply_event(view: JobView, event: Event, at: datetime) -> JobView:
         case DeliveryFailed():
             return advance(view, "failed", at, failure=Failure(code=event.failure_code, stage="delivery", reason=event.reason))
         case ReservationSettled():
-            billing = Billing(state="settled", reserved=event.reserved, charged=event.charged, released=event.released)
+            billing = view.billing.model_copy(update=dict(state="settled", reserved=event.reserved, charged=event.charged,
+                                                          released=event.released, retry_tokens_used=event.tokens_used))
             return view.model_copy(update={"billing": billing, "updated_at": max(view.updated_at, at)})
+        case CreditsRefunded():
+            return add_report(view, ReportOutcome(n=event.n, outcome="refunded", credits=event.amount, reason=event.reason), at)
+        case RetryTokenIssued():
+            return add_report(view, ReportOutcome(n=event.n, outcome="retry_token", reason=event.reason), at)
+        case ReportDeclined():
+            return add_report(view, ReportOutcome(n=event.n, outcome="declined", reason=event.reason), at)
     return view
+
+
+def add_report(view: JobView, outcome: ReportOutcome, at: datetime) -> JobView:
+    reports = [r for r in view.reports if r.n != outcome.n] + [outcome]
+    return view.model_copy(update={"reports": sorted(reports, key=lambda r: r.n), "updated_at": max(view.updated_at, at)})
 
 
 # ---- API keys ------------------------------------------------------------------------

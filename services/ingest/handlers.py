@@ -7,20 +7,24 @@ from services.common.bus import EventConsumer, HandlerContext
 from services.common.contracts import (
     CandidatesGenerated,
     CandidatesScored,
+    CreditsRefunded,
     CreditsReserved,
     DeliveryFailed,
     GenerationFailed,
     JobDelivered,
     JobEvent,
+    ReportDeclined,
     ReservationRejected,
     ReservationSettled,
+    RetryTokenIssued,
     ScoringFailed,
 )
 from services.ingest.domain import JobView, apply_event
 
 log = logging.getLogger(__name__)
 PROJECTED = (CreditsReserved, ReservationRejected, ReservationSettled, CandidatesGenerated, GenerationFailed,
-             CandidatesScored, ScoringFailed, JobDelivered, DeliveryFailed)
+             CandidatesScored, ScoringFailed, JobDelivered, DeliveryFailed, CreditsRefunded, RetryTokenIssued,
+             ReportDeclined)
 
 
 async def project(ctx: HandlerContext, event: JobEvent) -> None:

@@ -9,3 +9,5 @@ class IngestSettings(ServiceSettings):
     # Without an explicit N, generate this many candidates per requested image (rounded up).
     default_oversample: float = 1.5
     link_ttl_s: int = 3600
+    ledger_grpc_target: str = "127.0.0.1:50051"
+    ledger_grpc_timeout_s: float = 3.0

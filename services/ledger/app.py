@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from services.common import problems, telemetry
 from services.common.contracts import CreditsGranted
+from services.common.bus import retry_races
 from services.common.problems import Problem
 from services.common.runtime import ServiceRuntime
 from services.ledger import handlers, routes
@@ -29,8 +30,11 @@ class LedgerApp:
         self.ledger = handlers.Ledger(settings, self.price_book)
 
     async def grant(self, tenant_id: str, credits: int, source: str, reason: str, **terms) -> CreditsGranted:
-        async with self.runtime.pool.connection() as conn, conn.transaction():
-            granted = await self.grant_in(conn, tenant_id, credits, source, reason, **terms)
+        async def once() -> CreditsGranted:
+            async with self.runtime.pool.connection() as conn, conn.transaction():
+                return await self.grant_in(conn, tenant_id, credits, source, reason, **terms)
+
+        granted = await retry_races(once)
         self.runtime.relay.notify()
         return granted
 
@@ -46,6 +50,11 @@ class LedgerApp:
 
     async def pay(self, event_id: str, tenant_id: str, credits: int, payment) -> CreditsGranted:
         """A verified payment grants its credits once: the event id is the idempotency key."""
+        granted = await retry_races(lambda: self._pay_once(event_id, tenant_id, credits, payment))
+        self.runtime.relay.notify()
+        return granted
+
+    async def _pay_once(self, event_id: str, tenant_id: str, credits: int, payment) -> CreditsGranted:
         async with self.runtime.pool.connection() as conn, conn.transaction():
             try:
                 await conn.execute(
@@ -56,14 +65,17 @@ class LedgerApp:
             granted = await self.grant_in(conn, tenant_id, credits, "payment", f"payment {event_id}",
                                           payment_id=event_id)
             await conn.execute("UPDATE payments SET grant_id = %s WHERE event_id = %s", [granted.grant_id, event_id])
-        self.runtime.relay.notify()
         return granted
 
-    async def sweep_once(self) -> int:
-        async with self.runtime.pool.connection() as conn, conn.transaction():
-            events = await self.ledger.sweep(conn, datetime.now(UTC))
-            for event in events:
-                await self.runtime.emit(conn, event)
+    async def sweep_once(self, now: datetime | None = None) -> int:
+        async def once() -> list:
+            async with self.runtime.pool.connection() as conn, conn.transaction():
+                swept = await self.ledger.sweep(conn, now or datetime.now(UTC))
+                for event in swept:
+                    await self.runtime.emit(conn, event)
+                return swept
+
+        events = await retry_races(once)
         if events:
             self.runtime.relay.notify()
         return len(events)

@@ -15,6 +15,7 @@ this module decides, the transaction around it makes the decision atomic.
 
 import hashlib
 import hmac
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from uuid import UUID, uuid4
@@ -144,6 +145,22 @@ class Book:
     entries: list[Entry] = field(default_factory=list)
     new_costs: list[tuple[UUID, int, str, int]] = field(default_factory=list)
     new_reports: list[tuple[UUID, int, str, str, int]] = field(default_factory=list)
+    # What was loaded, so the changes can be written as deltas: concurrent batches then
+    # add up, and the database's CHECKs refuse a sum that would overdraw.
+    loaded_accounts: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    loaded_grants: dict[UUID, int] = field(default_factory=dict)
+
+    def account_deltas(self) -> list[tuple[str, int, int, int]]:
+        """(tenant, Δposted, Δpending, Δretry tokens) of every account the batch changed."""
+        deltas = []
+        for tenant in sorted(self.changed_accounts | self.new_accounts):
+            a = self.accounts[tenant]
+            posted, pending, tokens = self.loaded_accounts.get(tenant, (0, 0, 0))
+            deltas.append((tenant, a.posted - posted, a.pending - pending, a.retry_tokens - tokens))
+        return deltas
+
+    def grants_taken(self) -> list[tuple[UUID, int]]:
+        return [(g.id, self.loaded_grants[g.id] - g.remaining) for g in self.changed_grants.values()]
 
     # ---- reservations ----------------------------------------------------------------
 
@@ -356,3 +373,35 @@ def verify_signature(secret: str, header: str | None, payload: bytes, now: float
     if abs(now - timestamp) > tolerance_s:
         raise SignatureError(f"the timestamp is more than {tolerance_s}s from now; the event may be replayed")
     return timestamp
+
+
+# ---- replay ----------------------------------------------------------------------------
+
+
+@dataclass
+class ReplayedAccount:
+    posted: int = 0
+    pending: int = 0
+    retry_tokens: int = 0
+
+
+def replay_balances(events: Iterable[Event]) -> dict[str, ReplayedAccount]:
+    """Every account's balances from the ledger's events alone (each event once)."""
+    accounts: dict[str, ReplayedAccount] = {}
+    for event in events:
+        account = accounts.setdefault(event.tenant_id, ReplayedAccount())
+        match event:
+            case CreditsGranted() | CreditsRefunded():
+                account.posted += event.amount
+            case CreditsExpired():
+                account.posted -= event.amount
+            case CreditsReserved():
+                account.pending += event.amount
+                account.retry_tokens -= event.tokens_held
+            case ReservationSettled():
+                account.pending -= event.reserved
+                account.posted -= event.charged
+                account.retry_tokens += event.tokens_returned
+            case RetryTokenIssued():
+                account.retry_tokens += 1
+    return accounts

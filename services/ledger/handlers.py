@@ -45,14 +45,13 @@ class Ledger:
     async def open_book(self, conn: psycopg.AsyncConnection, tenants: Iterable[str], jobs: Iterable[UUID] = ()) -> Book:
         return await load_book(conn, self.new_book(), tenants, jobs)
 
-    async def apply_events(self, conn: psycopg.AsyncConnection, envelopes: list[Envelope]) -> list[tuple[Event, Envelope]]:
+    async def apply_events(self, conn: psycopg.AsyncConnection, envelopes: list[Envelope], publish) -> None:
         events = [e.event for e in envelopes]
         book = await self.open_book(conn, {e.tenant_id for e in events},
                                     {e.job_id for e in events if isinstance(e, JobEvent)})
         now = datetime.now(UTC)
-        caused = [(out, envelope) for envelope in envelopes for out in decide(book, envelope.event, now) if out]
-        await write_book(conn, book)
-        return caused
+        await publish([(out, envelope) for envelope in envelopes for out in decide(book, envelope.event, now) if out])
+        await write_book(conn, book)  # balances last: the hot rows stay locked only until commit
 
     async def sweep(self, conn: psycopg.AsyncConnection, now: datetime, limit: int = 500) -> list[Event]:
         """Void holds past their timeout and expire grants past their date."""

@@ -39,12 +39,19 @@ class PriceBook(BaseModel):
 
     versions: list[PriceBookVersion] = Field(min_length=1)
 
+    @model_validator(mode="after")
+    def versions_in_order(self) -> "PriceBook":
+        dates = [v.effective_from for v in self.versions]
+        if dates != sorted(dates) or len(set(dates)) != len(dates):
+            raise ValueError("price book versions must be listed by strictly increasing effective_from")
+        return self
+
     def at(self, when: datetime) -> PriceBookVersion:
-        """The version in force at `when` (the latest that has taken effect)."""
-        in_force = [v for v in self.versions if v.effective_from <= when]
-        if not in_force:
-            raise LookupError(f"no price book version is in force at {when.isoformat()}")
-        return max(in_force, key=lambda v: v.effective_from)
+        """The version in force at `when`: the latest that has taken effect."""
+        for version in reversed(self.versions):  # newest first; usually the first one answers
+            if version.effective_from <= when:
+                return version
+        raise LookupError(f"no price book version is in force at {when.isoformat()}")
 
 
 def load_price_book(path: str | Path | None = None) -> PriceBook:

@@ -1,18 +1,29 @@
 """Loading the slice of ledger state a batch touches (locked), and writing back what the
-batch changed, in a few pipelined statements whatever the batch size."""
+batch changed: one statement per table, whatever the batch size."""
 
 from collections.abc import Iterable
 from uuid import UUID
 
 import psycopg
 
+from services.common.bus import TransientConflict
+from services.common.db import add_many, insert_many, update_many
 from services.ledger.domain import Account, Book, Grant, Transfer
 
-TRANSFER_COLUMNS = ("id", "job_id", "tenant_id", "amount", "unit_price", "images", "tokens_held", "tier",
-                    "pricebook_version", "max_provider_spend", "timeout_at", "state", "charged", "delivered",
-                    "settled_at")
-GRANT_COLUMNS = ("id", "tenant_id", "source", "amount", "remaining", "expires_at", "created_at", "rollover_days",
-                 "payment_id")
+TRANSFER_COLUMNS = {"id": "uuid", "job_id": "uuid", "tenant_id": "text", "amount": "bigint", "unit_price": "bigint",
+                    "images": "int", "tokens_held": "int", "tier": "text", "pricebook_version": "text",
+                    "max_provider_spend": "bigint", "timeout_at": "timestamptz", "state": "text",
+                    "charged": "bigint", "delivered": "int", "settled_at": "timestamptz"}
+SETTLED_COLUMNS = {"id": "uuid", "state": "text", "charged": "bigint", "delivered": "int",
+                   "settled_at": "timestamptz"}
+GRANT_COLUMNS = {"id": "uuid", "tenant_id": "text", "source": "text", "amount": "bigint", "remaining": "bigint",
+                 "expires_at": "timestamptz", "created_at": "timestamptz", "rollover_days": "int",
+                 "payment_id": "text"}
+ENTRY_COLUMNS = {"tenant_id": "text", "transfer_id": "uuid", "grant_id": "uuid", "kind": "text", "amount": "bigint",
+                 "debit_account": "text", "credit_account": "text", "reason": "text"}
+ACCOUNT_COLUMNS = {"tenant_id": "text", "posted": "bigint", "pending": "bigint", "retry_tokens": "int"}
+COST_COLUMNS = {"job_id": "uuid", "attempt": "int", "provider": "text", "cost_micro_usd": "bigint"}
+REPORT_COLUMNS = {"job_id": "uuid", "n": "int", "tenant_id": "text", "outcome": "text", "amount": "bigint"}
 
 
 async def _rows(conn: psycopg.AsyncConnection, sql: str, params: list) -> list[dict]:
@@ -21,12 +32,13 @@ async def _rows(conn: psycopg.AsyncConnection, sql: str, params: list) -> list[d
 
 async def load_book(conn: psycopg.AsyncConnection, book: Book, tenant_ids: Iterable[str],
                     job_ids: Iterable[UUID]) -> Book:
-    """Lock the accounts (in one order, so concurrent batches cannot deadlock), then the
-    transfers and grants below them."""
+    """Accounts and grants are read without locks (their changes are written as deltas that
+    the database checks); a job's transfer is locked, so it settles once."""
     tenants, jobs = sorted(set(tenant_ids)), list(set(job_ids))
     for row in await _rows(conn, "SELECT tenant_id, posted, pending, retry_tokens, report_policy FROM accounts"
-                                 " WHERE tenant_id = ANY(%s) ORDER BY tenant_id FOR UPDATE", [tenants]):
+                                 " WHERE tenant_id = ANY(%s)", [tenants]):
         book.accounts[row["tenant_id"]] = Account(**row)
+        book.loaded_accounts[row["tenant_id"]] = (row["posted"], row["pending"], row["retry_tokens"])
     if jobs:
         for row in await _rows(conn, f"SELECT {', '.join(TRANSFER_COLUMNS)} FROM transfers"
                                      " WHERE job_id = ANY(%s) FOR UPDATE", [jobs]):
@@ -37,46 +49,43 @@ async def load_book(conn: psycopg.AsyncConnection, book: Book, tenant_ids: Itera
         for row in await _rows(conn, "SELECT job_id, n FROM reports WHERE job_id = ANY(%s)", [jobs]):
             book.reported.add((row["job_id"], row["n"]))
     for row in await _rows(conn, f"SELECT {', '.join(GRANT_COLUMNS)} FROM grants"
-                                 " WHERE tenant_id = ANY(%s) AND remaining > 0 FOR UPDATE", [tenants]):
+                                 " WHERE tenant_id = ANY(%s) AND remaining > 0", [tenants]):
         book.grants.setdefault(row["tenant_id"], []).append(Grant(**row))
+        book.loaded_grants[row["id"]] = row["remaining"]
     return book
 
 
+def _values(obj, columns: dict[str, str]) -> tuple:
+    return tuple(getattr(obj, c) for c in columns)
+
+
+class LostRace(TransientConflict):
+    """A concurrent batch changed the same balances first and the database refused the sum
+    (or the same job was reserved twice); the batch is rolled back and applied again."""
+
+
+RACES = (psycopg.errors.CheckViolation, psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected)
+
+
 async def write_book(conn: psycopg.AsyncConnection, book: Book) -> None:
-    async with conn.cursor() as cur:
-        accounts = [book.accounts[t] for t in sorted(book.changed_accounts | book.new_accounts)]
-        await cur.executemany(
-            "INSERT INTO accounts (tenant_id, posted, pending, retry_tokens) VALUES (%s, %s, %s, %s)"
-            " ON CONFLICT (tenant_id) DO UPDATE SET posted = EXCLUDED.posted, pending = EXCLUDED.pending,"
-            " retry_tokens = EXCLUDED.retry_tokens, updated_at = now()",
-            [(a.tenant_id, a.posted, a.pending, a.retry_tokens) for a in accounts],
-        )
-        await cur.executemany(
-            f"INSERT INTO grants ({', '.join(GRANT_COLUMNS)}) VALUES ({', '.join(['%s'] * len(GRANT_COLUMNS))})",
-            [tuple(getattr(g, c) for c in GRANT_COLUMNS) for g in book.new_grants],
-        )
-        await cur.executemany("UPDATE grants SET remaining = %s WHERE id = %s",
-                              [(g.remaining, g.id) for g in book.changed_grants.values()])
-        await cur.executemany(
-            f"INSERT INTO transfers ({', '.join(TRANSFER_COLUMNS)})"
-            f" VALUES ({', '.join(['%s'] * len(TRANSFER_COLUMNS))})",
-            [tuple(getattr(t, c) for c in TRANSFER_COLUMNS) for t in book.new_transfers],
-        )
-        await cur.executemany(
-            "UPDATE transfers SET state = %s, charged = %s, delivered = %s, settled_at = %s WHERE id = %s",
-            [(t.state, t.charged, t.delivered, t.settled_at, t.id) for t in book.changed_transfers],
-        )
-        await cur.executemany(
-            "INSERT INTO entries (tenant_id, transfer_id, grant_id, kind, amount, debit_account, credit_account,"
-            " reason) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-            [(e.tenant_id, e.transfer_id, e.grant_id, e.kind, e.amount, e.debit_account, e.credit_account, e.reason)
-             for e in book.entries],
-        )
-        await cur.executemany(
-            "INSERT INTO provider_costs (job_id, attempt, provider, cost_micro_usd) VALUES (%s, %s, %s, %s)"
-            " ON CONFLICT DO NOTHING", book.new_costs,
-        )
-        await cur.executemany(
-            "INSERT INTO reports (job_id, n, tenant_id, outcome, amount) VALUES (%s, %s, %s, %s, %s)",
-            book.new_reports,
-        )
+    try:
+        await _write_book(conn, book)
+    except RACES as exc:
+        raise LostRace(str(exc)) from exc
+
+
+async def _write_book(conn: psycopg.AsyncConnection, book: Book) -> None:
+    """Rows only this batch touches first; the rows concurrent batches share (balances,
+    grants) last, so their locks are held for the shortest time."""
+    await insert_many(conn, "accounts", ACCOUNT_COLUMNS, [(t, 0, 0, 0) for t in sorted(book.new_accounts)],
+                      "ON CONFLICT (tenant_id) DO NOTHING")
+    await insert_many(conn, "grants", GRANT_COLUMNS, [_values(g, GRANT_COLUMNS) for g in book.new_grants])
+    await insert_many(conn, "transfers", TRANSFER_COLUMNS, [_values(t, TRANSFER_COLUMNS) for t in book.new_transfers])
+    await update_many(conn, "transfers", "id", SETTLED_COLUMNS,
+                      [_values(t, SETTLED_COLUMNS) for t in book.changed_transfers])
+    await insert_many(conn, "entries", ENTRY_COLUMNS, [_values(e, ENTRY_COLUMNS) for e in book.entries])
+    await insert_many(conn, "provider_costs", COST_COLUMNS, book.new_costs, "ON CONFLICT DO NOTHING")
+    await insert_many(conn, "reports", REPORT_COLUMNS, book.new_reports)
+    await add_many(conn, "grants", "id", {"id": "uuid", "remaining": "bigint"},
+                   [(gid, -taken) for gid, taken in book.grants_taken()])
+    await add_many(conn, "accounts", "tenant_id", ACCOUNT_COLUMNS, book.account_deltas())

@@ -21,6 +21,7 @@ class ServiceFleet:
         self.ports = {name: free_port() for name in SERVICES}
         if ingest_port:
             self.ports["ingest"] = ingest_port
+        self.ledger_grpc_port = free_port()
         self.extra_env = extra_env or {}
         self.processes: dict[str, subprocess.Popen] = {}
 
@@ -36,6 +37,8 @@ class ServiceFleet:
             "GENLINE_HTTP_PORT": str(self.ports[name]),
             "GENLINE_SERVICE_NAME": name,
             "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+            "GENLINE_GRPC_PORT": str(self.ledger_grpc_port),
+            "GENLINE_LEDGER_GRPC_TARGET": f"127.0.0.1:{self.ledger_grpc_port}",
         } | self.extra_env
 
     def start(self, name: str) -> None:

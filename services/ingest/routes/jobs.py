@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.common import telemetry
-from services.common.contracts import JobSpec, JobSubmitted
+from services.common.contracts import JobSpec, JobSubmitted, OutputReported, Tier
 from services.ingest import domain
 from services.ingest.deps import Runtime, Settings, Store, Tenant
 from services.common.problems import Problem
@@ -23,6 +23,8 @@ class JobRequest(BaseModel):
 
     prompt: str = Field(min_length=1, max_length=2000)
     template: Literal["generic", "headshot", "product"] = "generic"
+    tier: Tier = Field("stable", description="quality tier: stable, fast or low-cost")
+    use_retry_tokens: bool = Field(False, description="spend retry tokens earned by reported images first")
     images: int = Field(1, ge=1, le=16, description="K: images to deliver")
     candidates: int | None = Field(None, ge=1, le=64, description="N: candidates to generate (N >= K)")
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
@@ -44,7 +46,8 @@ class JobAccepted(BaseModel):
 def job_spec(tenant_id: str, body: JobRequest, settings) -> JobSpec:
     candidates = domain.plan_candidates(body.images, body.candidates, settings.default_oversample)
     seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
-    return JobSpec(job_id=uuid4(), tenant_id=tenant_id, template=body.template, prompt=body.prompt,
+    return JobSpec(job_id=uuid4(), tenant_id=tenant_id, template=body.template, tier=body.tier,
+                   use_retry_tokens=body.use_retry_tokens, prompt=body.prompt,
                    images=body.images, candidates=candidates, seed=seed, submitted_at=datetime.now(UTC))
 
 
@@ -126,3 +129,33 @@ async def get_job(job_id: str, tenant: Tenant, runtime: Runtime, settings: Setti
     if view is None:  # another tenant's job is as unknown as a job that never existed
         raise Problem(404, "job-not-found", f"no job {job_id!r}")
     return fresh_links(view, store, settings.link_ttl_s)
+
+
+class OutputReport(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=1000)
+
+
+@router.post("/{job_id}/outputs/{n}/report", status_code=202)
+async def report_output(job_id: str, n: int, body: OutputReport, tenant: Tenant, runtime: Runtime):
+    """Report a delivered image as bad: within the window it is refunded or earns a retry
+    token, by the tenant's setting; the outcome shows on the job."""
+    try:
+        parsed = UUID(job_id)
+    except ValueError:
+        raise Problem(404, "job-not-found", f"no job {job_id!r}") from None
+    async with runtime.pool.connection() as conn, conn.transaction():
+        view = await read_view(conn, tenant, parsed)
+        if view is None:
+            raise Problem(404, "job-not-found", f"no job {job_id!r}")
+        if not any(o.n == n for o in view.outputs):
+            raise Problem(404, "output-not-found", f"job {job_id} has no delivered image {n}")
+        cur = await conn.execute("INSERT INTO output_reports (job_id, n, reason) VALUES (%s, %s, %s)"
+                                 " ON CONFLICT DO NOTHING", [parsed, n, body.reason])
+        if cur.rowcount == 0:
+            raise Problem(409, "already-reported", f"image {n} of job {job_id} was reported before")
+        await runtime.emit(conn, OutputReported(job_id=parsed, tenant_id=tenant, n=n, reason=body.reason,
+                                                reported_at=datetime.now(UTC)))
+    runtime.relay.notify()
+    return {"job_id": job_id, "n": n, "state": "reported"}

@@ -1,0 +1,134 @@
+"""`genline replay ledger`: rebuild every account from the ledger topic and compare.
+
+Reads the ledger topic from the beginning, folds its events into balances in a scratch
+schema, compares them with the live `accounts` table, prints every difference, and exits
+non-zero if there is any.
+"""
+
+import argparse
+import asyncio
+import sys
+import time
+from dataclasses import dataclass
+
+import psycopg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from services.common.contracts import topic_of
+from services.common.envelope import MalformedEnvelope, from_kafka
+from services.ledger.domain import replay_balances
+from services.ledger.settings import LedgerSettings
+
+COLUMNS = ("posted", "pending", "retry_tokens")
+
+
+@dataclass(frozen=True)
+class Difference:
+    tenant_id: str
+    column: str
+    live: int | None
+    replayed: int | None
+
+
+async def read_topic_to_end(bootstrap: str, topic: str) -> list:
+    """Every record from offset 0 to the end as it was when the read began."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or
+                                                           await _partitions(consumer, topic))]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        end = await consumer.end_offsets(partitions)
+        records = []
+        while any(await consumer.position(tp) < end[tp] for tp in partitions):
+            batch = await consumer.getmany(*partitions, timeout_ms=1000)
+            records += [r for rs in batch.values() for r in rs if r.offset < end[TopicPartition(r.topic, r.partition)]]
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    await consumer._client.force_metadata_update()  # aiokafka learns topics lazily
+    partitions = consumer.partitions_for_topic(topic)
+    if not partitions:
+        raise LookupError(f"topic {topic!r} does not exist")
+    return partitions
+
+
+def ledger_events(records: list) -> tuple[list, int]:
+    """Decoded events, each event id once; and how many records could not be decoded."""
+    seen, events, malformed = set(), [], 0
+    for record in records:
+        try:
+            envelope = from_kafka(dict(record.headers or ()), record.key, record.value)
+        except MalformedEnvelope:
+            malformed += 1
+            continue
+        if envelope.id not in seen:
+            seen.add(envelope.id)
+            events.append(envelope.event)
+    return events, malformed
+
+
+def wait_for_outbox(conn: psycopg.Connection, schema: str, timeout_s: float) -> int:
+    """The live tables are ahead of the topic until the outbox is relayed; wait for it."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        pending = conn.execute(f'SELECT count(*) FROM "{schema}".outbox WHERE published_at IS NULL').fetchone()[0]
+        if pending == 0 or time.monotonic() > deadline:
+            return pending
+        time.sleep(0.2)
+
+
+def compare(conn: psycopg.Connection, schema: str, balances: dict) -> list[Difference]:
+    scratch = f"{schema}_replay_{int(time.time() * 1000)}"
+    conn.execute(f'CREATE SCHEMA "{scratch}"')
+    try:
+        conn.execute(f'CREATE TABLE "{scratch}".accounts (tenant_id text PRIMARY KEY, posted bigint, pending bigint,'
+                     ' retry_tokens bigint)')
+        with conn.cursor().copy(f'COPY "{scratch}".accounts FROM STDIN') as copy:
+            for tenant_id, a in balances.items():
+                copy.write_row((tenant_id, a.posted, a.pending, a.retry_tokens))
+        rows = conn.execute(
+            f'SELECT coalesce(l.tenant_id, r.tenant_id) AS tenant_id, {", ".join(f"l.{c}, r.{c}" for c in COLUMNS)}'
+            f' FROM "{schema}".accounts l FULL JOIN "{scratch}".accounts r ON l.tenant_id = r.tenant_id'
+            f' WHERE {" OR ".join(f"l.{c} IS DISTINCT FROM r.{c}" for c in COLUMNS)} ORDER BY 1'
+        ).fetchall()
+    finally:
+        conn.execute(f'DROP SCHEMA "{scratch}" CASCADE')
+    return [Difference(row[0], column, row[1 + 2 * i], row[2 + 2 * i])
+            for row in rows for i, column in enumerate(COLUMNS) if row[1 + 2 * i] != row[2 + 2 * i]]
+
+
+def replay_ledger(settings: LedgerSettings, schema: str, out=print, outbox_timeout_s: float = 30) -> int:
+    topic = topic_of("ledger", settings.topic_namespace)
+    with psycopg.connect(settings.database_url.get_secret_value(), autocommit=True) as conn:
+        unrelayed = wait_for_outbox(conn, schema, outbox_timeout_s)
+        records = asyncio.run(read_topic_to_end(settings.kafka_bootstrap, topic))
+        events, malformed = ledger_events(records)
+        balances = replay_balances(events)
+        differences = compare(conn, schema, balances)
+    out(f"replayed {len(events)} events ({len(records)} records) from {topic} into {len(balances)} accounts")
+    if unrelayed:
+        out(f"warning: {unrelayed} events of {schema} were not yet published; they count as differences")
+    if malformed:
+        out(f"warning: {malformed} records could not be decoded")
+    for d in differences:
+        out(f"DIFFERENCE tenant={d.tenant_id} {d.column}: live={d.live} replayed={d.replayed}")
+    out(f"{len({d.tenant_id for d in differences})} account(s) differ" if differences else "no differences")
+    return 1 if differences else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="genline replay", description=__doc__.splitlines()[0])
+    parser.add_argument("target", choices=["ledger"])
+    parser.add_argument("--schema", default="ledger", help="the live ledger schema to compare with")
+    parser.add_argument("--outbox-timeout", type=float, default=30)
+    args = parser.parse_args(argv)
+    return replay_ledger(LedgerSettings(), args.schema, outbox_timeout_s=args.outbox_timeout)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

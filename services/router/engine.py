@@ -1,0 +1,557 @@
+"""The routing engine: one attempt of one job, from plan to generated candidates.
+
+`RoutingEngine.route(request)`:
+
+1. plan — capable providers (model pin, size, image input) are quoted (current price
+   estimate, pass rate for the template, latency estimate, breaker state) and ranked by
+   expected cost per passing image within the tier's latency target; N is the smallest
+   count with P(at least K pass) ≥ the round's target, cut to what the cost cap allows;
+2. generate — the N indices are cut into batches; each batch walks the provider chain:
+   a provider whose breaker is open or whose concurrency is used up is passed over, a
+   call is bounded by a timeout, server errors are retried with jitter, anything else
+   falls back to the next provider; a batch never spends beyond the cap;
+3. learn — every call updates its provider's breaker, AIMD limit, price and latency
+   estimates; `observe_scores` feeds the scorer's verdicts into the pass-rate estimate.
+
+Each index is generated at most once per attempt: a batch is only retried, or moved to
+another provider, for the indices no call has returned. The engine reads time only
+through its `Clock`, so it runs unchanged on simulated time (`bench/routing.py`).
+"""
+
+import asyncio
+import math
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from services.common.contracts import Tier
+from services.router.clock import Clock, LoopClock
+from services.router.providers.base import GeneratedImage, GenerationRequest, Provider, ProviderError
+from services.router.providers.registry import ProviderConfig, Registry
+from services.router.resilience import (AimdLimiter, AimdSettings, BreakerSettings, BreakerState, CircuitBreaker,
+                                        RetryPolicy, run_with_timeout, wait_for_event)
+from services.router.selection import (PassRateEstimator, ProviderQuote, RankBy, RunningRatio, candidates_needed,
+                                       fixed_oversample, rank_providers, round_target)
+
+# Prices in status reports are for one image of this size.
+REFERENCE_SIZE = (1024, 1024)
+
+
+class RoutingError(Exception):
+    """Why an attempt produced nothing."""
+
+
+class NoCapableProvider(RoutingError):
+    pass
+
+
+class CostCapReached(RoutingError):
+    pass
+
+
+class AllProvidersFailed(RoutingError):
+    def __init__(self, message: str, errors: tuple[str, ...] = ()) -> None:
+        super().__init__(message if not errors else f"{message}: {'; '.join(errors[-5:])}")
+        self.errors = errors
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingPolicy:
+    """How the engine decides. The defaults are Genline's; the benchmark turns parts off."""
+
+    rank_by: RankBy = "cost_per_passing_image"
+    oversampling: Literal["adaptive", "fixed"] = "adaptive"
+    fixed_oversample_factor: float = 1.5
+    learn_pass_rates: bool = True
+    fallback: bool = True
+    only_provider: str | None = None
+    retry: RetryPolicy = RetryPolicy()
+    breaker: BreakerSettings = BreakerSettings()
+    aimd: AimdSettings = AimdSettings()
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRequest:
+    job_id: str
+    tenant_id: str
+    tier: Tier
+    template: str
+    prompt: str
+    seed: int
+    images_needed: int
+    width: int = 1024
+    height: int = 1024
+    attempt: int = 1
+    # The first candidate index of this attempt, so a rework never reuses an index.
+    start_index: int = 0
+    model: str | None = None
+    model_version: str | None = None
+    needs_image_input: bool = False
+    needs_seed_control: bool = False
+    cost_cap_micro_usd: int | None = None
+    time_left_s: float | None = None
+    max_candidates: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RoutePlan:
+    chain: tuple[ProviderQuote, ...]
+    candidates: int
+    success_target: float
+    expected_cost_micro_usd: int
+    expected_latency_s: float
+    cost_cap_limited: bool
+    # Capable providers left out because one image there costs more than the cap allows.
+    priced_out: tuple[str, ...] = ()
+
+    @property
+    def primary(self) -> ProviderQuote:
+        return self.chain[0]
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    provider: str
+    start_index: int
+    count: int
+    expected_cost_micro_usd: int
+    actual_cost_micro_usd: int
+    expected_latency_s: float
+    latency_s: float
+    outcome: str  # "ok" or a ProviderError kind
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RoutedImage:
+    provider: str
+    image: GeneratedImage
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    job_id: str
+    attempt: int
+    planned_candidates: int
+    success_target: float
+    images: tuple[RoutedImage, ...]
+    calls: tuple[CallRecord, ...]
+    expected_cost_micro_usd: int
+    actual_cost_micro_usd: int
+    expected_latency_s: float
+    latency_s: float
+    cost_cap_reached: bool
+    errors: tuple[str, ...]
+
+    @property
+    def providers_used(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(image.provider for image in self.images))
+
+    @property
+    def shortfall(self) -> int:
+        return self.planned_candidates - len(self.images)
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderStatus:
+    name: str
+    adapter: str
+    state: str
+    healthy: bool
+    price_micro_usd: int
+    pass_rates: dict[str, float]
+    prior_pass_rate: float
+    in_flight: int
+    concurrency_limit: int
+    max_concurrency: int
+    latency_estimate_s: float
+    calls: int
+    failures: int
+
+
+@dataclass
+class _ProviderHealth:
+    breaker: CircuitBreaker
+    limiter: AimdLimiter
+    price: RunningRatio = field(default_factory=RunningRatio)
+    latency: RunningRatio = field(default_factory=RunningRatio)
+    calls: int = 0
+    failures: int = 0
+
+    def available(self) -> bool:
+        return self.breaker.is_available() and self.limiter.has_capacity()
+
+
+class _CostBudget:
+    """The attempt's remaining cap: spent so far plus what calls in flight are expected to cost."""
+
+    def __init__(self, cap_micro_usd: int | None) -> None:
+        self.cap = cap_micro_usd
+        self.spent = 0
+        self.reserved = 0
+        self.refused = False
+
+    def try_reserve(self, amount: int) -> bool:
+        if self.cap is not None and self.spent + self.reserved + amount > self.cap:
+            self.refused = True
+            return False
+        self.reserved += amount
+        return True
+
+    def settle(self, reserved: int, actual: int) -> None:
+        self.reserved -= reserved
+        self.spent += actual
+
+
+@dataclass
+class _Batch:
+    """The indices one chunk of the attempt still has to get, and what it has got so far."""
+
+    pending: list[int]
+    images: list[RoutedImage] = field(default_factory=list)
+    calls: list[CallRecord] = field(default_factory=list)
+
+
+class RoutingEngine:
+    def __init__(self, registry: Registry, providers: Mapping[str, Provider],
+                 estimator: PassRateEstimator | None = None, clock: Clock | None = None,
+                 policy: RoutingPolicy = RoutingPolicy(), rng: random.Random | None = None) -> None:
+        missing = set(registry.providers) - set(providers)
+        if missing:
+            raise ValueError(f"no adapter given for providers: {', '.join(sorted(missing))}")
+        self.registry = registry
+        self.providers = dict(providers)
+        self.clock = clock or LoopClock()
+        self.policy = policy
+        self.estimator = estimator or PassRateEstimator(
+            {name: c.pass_rate_prior for name, c in registry.providers.items()}, clock=self.clock)
+        self._rng = rng or random.Random()
+        self._health = {name: self._new_health(config) for name, config in registry.providers.items()}
+        self._capacity_freed = asyncio.Event()
+
+    # ---- the service's calls ------------------------------------------------------------
+
+    async def route(self, request: RouteRequest) -> AttemptResult:
+        started = self.clock.now()
+        plan = self.plan(request)
+        deadline = started + request.time_left_s if request.time_left_s is not None else None
+        budget = _CostBudget(request.cost_cap_micro_usd)
+        chunks = _split(range(request.start_index, request.start_index + plan.candidates), plan.primary.max_batch)
+        batches = await asyncio.gather(*(self._generate(request, plan, _Batch(list(c)), budget, deadline)
+                                         for c in chunks))
+        return self._result(request, plan, batches, budget, started)
+
+    def plan(self, request: RouteRequest) -> RoutePlan:
+        """The provider chain and the number of candidates for this attempt (no calls made)."""
+        if request.images_needed < 1:
+            raise ValueError(f"images_needed must be at least 1, got {request.images_needed}")
+        capable = self._capable(request)
+        if not capable:
+            raise NoCapableProvider(self._incapable_reason(request))
+        quotes = [self._quote(config, request) for config in capable]
+        affordable = [q for q in quotes if _fits(request.cost_cap_micro_usd, q.price_micro_usd)]
+        if not affordable:
+            raise CostCapReached(f"job {request.job_id}: {request.cost_cap_micro_usd} µUSD left, "
+                                 f"cheapest capable image costs {min(q.price_micro_usd for q in quotes)}")
+        chain = rank_providers(affordable, self._tier(request).latency_target_s, self.policy.rank_by)
+        if not chain:
+            raise AllProvidersFailed(f"job {request.job_id}: every capable provider is open or saturated")
+        chain = chain if self.policy.fallback else chain[:1]
+        priced_out = tuple(q.provider for q in quotes if q not in affordable)
+        return self._sized_plan(request, tuple(chain), priced_out)
+
+    def observe_scores(self, provider: str, template: str, passed: int, failed: int) -> None:
+        """The scorer's verdicts on candidates from `provider` for `template`."""
+        if self.policy.learn_pass_rates:
+            self.estimator.observe(provider, template, passed, failed)
+
+    def provider_status(self) -> list[ProviderStatus]:
+        return [self._status(name, config) for name, config in self.registry.providers.items()]
+
+    def has_capacity(self) -> bool:
+        """False when every provider is open, paused or at its limit: stop taking jobs."""
+        return any(health.available() for health in self._health.values())
+
+    async def wait_for_capacity(self, timeout_s: float | None = None, providers: list[str] | None = None) -> bool:
+        """Wait until one of `providers` (default: any) can take a call; False if `timeout_s` passed first."""
+        names = providers if providers is not None else list(self._health)
+        deadline = self.clock.now() + timeout_s if timeout_s is not None else None
+        while not any(self._health[name].available() for name in names):
+            wait_s = self._next_capacity_check_s(deadline)
+            if wait_s <= 0:
+                return False
+            await wait_for_event(self.clock, self._capacity_freed, wait_s)
+        return True
+
+    # ---- planning -----------------------------------------------------------------------
+
+    def _capable(self, request: RouteRequest) -> list[ProviderConfig]:
+        configs = self.registry.providers.values()
+        if self.policy.only_provider is not None:
+            configs = [c for c in configs if c.name == self.policy.only_provider]
+        return [c for c in configs if _is_capable(c, request)]
+
+    def _incapable_reason(self, request: RouteRequest) -> str:
+        pin = f"model {request.model} {request.model_version or '(any version)'}" if request.model else "default model"
+        return (f"job {request.job_id}: no provider offers {pin} at {request.width}×{request.height}"
+                f"{' with image input' if request.needs_image_input else ''}")
+
+    def _quote(self, config: ProviderConfig, request: RouteRequest) -> ProviderQuote:
+        health = self._health[config.name]
+        batch = min(request.images_needed, config.capabilities.max_images_per_request)
+        breaker_ok = health.breaker.is_available() or not self.policy.breaker.enabled
+        return ProviderQuote(
+            provider=config.name,
+            price_micro_usd=round(config.list_price_micro_usd(request.width, request.height) * health.price.value),
+            pass_rate=self.estimator.mean(config.name, request.template),
+            latency_s=self._expected_latency_s(config.name, batch),
+            max_batch=config.capabilities.max_images_per_request,
+            available=breaker_ok,
+        )
+
+    def _expected_latency_s(self, name: str, count: int) -> float:
+        return self.registry.providers[name].latency.batch_s(count) * self._health[name].latency.value
+
+    def _sized_plan(self, request: RouteRequest, chain: tuple[ProviderQuote, ...],
+                    priced_out: tuple[str, ...]) -> RoutePlan:
+        primary = chain[0]
+        target = self._round_target(request, primary)
+        wanted = self._candidates_for(request, primary.pass_rate, target)
+        affordable = wanted if request.cost_cap_micro_usd is None else \
+            request.cost_cap_micro_usd // max(primary.price_micro_usd, 1)
+        candidates = max(1, min(wanted, affordable))
+        return RoutePlan(chain=chain, candidates=candidates, success_target=target,
+                         expected_cost_micro_usd=candidates * primary.price_micro_usd,
+                         expected_latency_s=primary.latency_s, cost_cap_limited=candidates < wanted,
+                         priced_out=priced_out)
+
+    def _candidates_for(self, request: RouteRequest, pass_rate: float, target: float) -> int:
+        limit = min(self.registry.planning.max_candidates, request.max_candidates or math.inf)
+        if self.policy.oversampling == "fixed":
+            wanted = fixed_oversample(request.images_needed, self.policy.fixed_oversample_factor)
+        else:
+            wanted = candidates_needed(request.images_needed, pass_rate, target, int(limit))
+        return int(max(1, min(wanted, limit)))
+
+    def _round_target(self, request: RouteRequest, primary: ProviderQuote) -> float:
+        """The tier's target, spread over the rework rounds the deadline leaves time for."""
+        target = self._tier(request).success_target
+        planning = self.registry.planning
+        if request.time_left_s is None:
+            return target
+        rounds = int(request.time_left_s // (primary.latency_s + planning.round_overhead_s))
+        return round_target(target, min(max(rounds, 1), planning.max_rounds))
+
+    def _tier(self, request: RouteRequest):
+        return self.registry.tiers[request.tier]
+
+    # ---- generating ---------------------------------------------------------------------
+
+    async def _generate(self, request: RouteRequest, plan: RoutePlan, batch: _Batch, budget: _CostBudget,
+                        deadline: float | None) -> _Batch:
+        """Get the batch's indices from the chain, within the call budget and the deadline."""
+        errors_seen = 0
+        while batch.pending and len(batch.calls) < self.policy.retry.max_calls and not _past(self.clock, deadline):
+            called = await self._walk_chain(request, plan, batch, budget, deadline)
+            if not batch.pending:
+                break
+            if not called:
+                if budget.refused or not await self._wait_for_chain(plan, deadline):
+                    break
+                continue
+            errors_seen += 1
+            await self.clock.sleep(self.policy.retry.backoff_s(errors_seen, self._rng))
+        return batch
+
+    async def _walk_chain(self, request: RouteRequest, plan: RoutePlan, batch: _Batch, budget: _CostBudget,
+                          deadline: float | None) -> bool:
+        """One pass over the chain for the pending indices; whether any call was made."""
+        called = False
+        for quote in plan.chain:
+            retries = 0
+            while batch.pending and len(batch.calls) < self.policy.retry.max_calls:
+                error = await self._call(request, quote, batch, budget, deadline)
+                if error is _NOT_CALLED:
+                    break
+                called = True
+                if error is None or not self._retry_same_provider(error, retries, deadline):
+                    break
+                retries += 1
+                await self.clock.sleep(self.policy.retry.backoff_s(retries, self._rng, error.retry_after_s))
+            if not batch.pending:
+                break
+        return called
+
+    def _retry_same_provider(self, error: ProviderError, retries: int, deadline: float | None) -> bool:
+        # Without fallback a provider is retried whatever the error; with it, only a
+        # server error is worth a second try before moving on.
+        retryable = error.kind != "bad_request" and (not self.policy.fallback or error.kind == "server_error")
+        return retryable and retries < self.policy.retry.same_provider_retries and not _past(self.clock, deadline)
+
+    async def _call(self, request: RouteRequest, quote: ProviderQuote, batch: _Batch, budget: _CostBudget,
+                    deadline: float | None) -> "ProviderError | None | _NotCalled":
+        """One call for the batch's pending indices (as many as fit the provider's batch)."""
+        health = self._health[quote.provider]
+        indices = batch.pending[: quote.max_batch]
+        expected_cost = quote.price_micro_usd * len(indices)
+        expected_latency = self._expected_latency_s(quote.provider, len(indices))
+        timeout_s = self._call_timeout_s(quote.provider, deadline)
+        if timeout_s <= 0 or not budget.try_reserve(expected_cost):
+            return _NOT_CALLED
+        if not self._acquire(health):
+            budget.settle(expected_cost, 0)
+            return _NOT_CALLED
+        started = self.clock.now()
+        images, error = await self._generate_on(quote.provider, request, indices, timeout_s)
+        latency = self.clock.now() - started
+        self._release(health)
+        images = [i for i in images if i.index in indices]
+        actual_cost = sum(i.cost_micro_usd for i in images)
+        budget.settle(expected_cost, actual_cost)
+        self._learn(quote.provider, request, images, error, latency)
+        batch.images.extend(RoutedImage(quote.provider, image) for image in images)
+        returned = {image.index for image in images}
+        batch.pending = [i for i in batch.pending if i not in returned]
+        batch.calls.append(CallRecord(quote.provider, indices[0], len(indices), expected_cost, actual_cost,
+                                      expected_latency, latency, error.kind if error else "ok",
+                                      str(error) if error else None))
+        if error is None and len(images) < len(indices):
+            return ProviderError("server_error", f"{quote.provider} returned {len(images)} of {len(indices)} images")
+        return error
+
+    async def _generate_on(self, name: str, request: RouteRequest, indices: list[int],
+                           timeout_s: float) -> tuple[list[GeneratedImage], ProviderError | None]:
+        generation = GenerationRequest(
+            job_id=request.job_id, attempt=request.attempt, prompt=request.prompt, seed=request.seed,
+            count=len(indices), width=request.width, height=request.height, start_index=indices[0],
+            model=self._model_of(name, request).name, model_version=self._model_of(name, request).version,
+            timeout_s=timeout_s,
+        )
+        try:
+            return await run_with_timeout(self.clock, self.providers[name].generate(generation), timeout_s), None
+        except TimeoutError:
+            return [], ProviderError("timeout", f"{name} gave no answer within {timeout_s:.1f} s")
+        except ProviderError as error:
+            return [], error
+        except Exception as error:  # noqa: BLE001 — a broken adapter must not take the router down
+            return [], ProviderError("server_error", f"{name} adapter failed: {error!r}")
+
+    def _model_of(self, name: str, request: RouteRequest):
+        # Capability was checked at planning, so the pin is there.
+        return self.registry.providers[name].model_for(request.model, request.model_version)
+
+    def _call_timeout_s(self, name: str, deadline: float | None) -> float:
+        timeout = self.registry.providers[name].timeouts.overall_s
+        return timeout if deadline is None else min(timeout, deadline - self.clock.now())
+
+    def _acquire(self, health: _ProviderHealth) -> bool:
+        if not health.limiter.has_capacity():
+            return False
+        if self.policy.breaker.enabled and not health.breaker.try_acquire():
+            return False
+        return health.limiter.try_acquire()
+
+    def _release(self, health: _ProviderHealth) -> None:
+        health.limiter.release()
+        self._signal_capacity()
+
+    def _learn(self, name: str, request: RouteRequest, images: list[GeneratedImage], error: ProviderError | None,
+               latency_s: float) -> None:
+        health, config = self._health[name], self.registry.providers[name]
+        health.calls += 1
+        if error is not None:
+            health.failures += 1
+            health.breaker.record(False if error.counts_against_health else None)
+            if error.kind == "rate_limited":
+                health.limiter.on_rate_limited(error.retry_after_s)
+            return
+        health.breaker.record(True)
+        health.limiter.on_success()
+        if images:
+            # Against list figures, so the ratios say how far the market is from the registry.
+            list_price = config.list_price_micro_usd(request.width, request.height) * len(images)
+            health.price.update(sum(i.cost_micro_usd for i in images), list_price)
+            health.latency.update(latency_s, config.latency.batch_s(len(images)))
+
+    async def _wait_for_chain(self, plan: RoutePlan, deadline: float | None) -> bool:
+        """Wait for a provider of the chain to free up (not past the deadline); whether one did."""
+        limit = self.policy.retry.max_delay_s if deadline is None else min(self.policy.retry.max_delay_s,
+                                                                            deadline - self.clock.now())
+        return limit > 0 and await self.wait_for_capacity(limit, [quote.provider for quote in plan.chain])
+
+    def _next_capacity_check_s(self, deadline: float | None) -> float:
+        """How long to wait for a release before looking again (a pause or cooldown may end first)."""
+        now = self.clock.now()
+        moments = [h.limiter.paused_until for h in self._health.values() if h.limiter.paused_until > now]
+        moments += [h.breaker.half_open_at for h in self._health.values() if h.breaker.state is BreakerState.OPEN]
+        wait = min(moments, default=now + 1.0) - now
+        return wait if deadline is None else min(wait, deadline - now)
+
+    def _signal_capacity(self) -> None:
+        self._capacity_freed.set()
+        self._capacity_freed = asyncio.Event()
+
+    # ---- reporting ----------------------------------------------------------------------
+
+    def _result(self, request: RouteRequest, plan: RoutePlan, batches: list[_Batch], budget: _CostBudget,
+                started: float) -> AttemptResult:
+        calls = tuple(call for batch in batches for call in batch.calls)
+        images = tuple(sorted((i for batch in batches for i in batch.images), key=lambda r: r.image.index))
+        errors = tuple(call.error for call in calls if call.error)
+        if not images and (budget.refused or plan.priced_out):
+            tried = f" after {len(calls)} failed call(s): {errors[-1]}" if errors else ""
+            raise CostCapReached(f"job {request.job_id}: cost cap of {budget.cap} µUSD reached{tried}")
+        if not images:
+            raise AllProvidersFailed(f"job {request.job_id}: no candidate generated", errors)
+        return AttemptResult(
+            job_id=request.job_id, attempt=request.attempt, planned_candidates=plan.candidates,
+            success_target=plan.success_target, images=images, calls=calls,
+            expected_cost_micro_usd=sum(c.expected_cost_micro_usd for c in calls if c.outcome == "ok"),
+            actual_cost_micro_usd=budget.spent, expected_latency_s=plan.expected_latency_s,
+            latency_s=self.clock.now() - started, cost_cap_reached=plan.cost_cap_limited or budget.refused,
+            errors=errors,
+        )
+
+    def _status(self, name: str, config: ProviderConfig) -> ProviderStatus:
+        health = self._health[name]
+        return ProviderStatus(
+            name=name, adapter=config.adapter, state=str(health.breaker.state), healthy=health.breaker.is_available(),
+            price_micro_usd=round(config.list_price_micro_usd(*REFERENCE_SIZE) * health.price.value),
+            pass_rates={t: self.estimator.mean(name, t) for t in self.estimator.templates_of(name)},
+            prior_pass_rate=self.estimator.prior(name).mean, in_flight=health.limiter.in_flight,
+            concurrency_limit=health.limiter.current_limit, max_concurrency=config.concurrency,
+            latency_estimate_s=self._expected_latency_s(name, 1),
+            calls=health.calls, failures=health.failures,
+        )
+
+    def _new_health(self, config: ProviderConfig) -> _ProviderHealth:
+        return _ProviderHealth(breaker=CircuitBreaker(self.clock, self.policy.breaker),
+                               limiter=AimdLimiter(self.clock, config.concurrency, self.policy.aimd))
+
+
+class _NotCalled:
+    """No call was made: the provider was open, saturated, over budget or out of time."""
+
+
+_NOT_CALLED = _NotCalled()
+
+
+def _is_capable(config: ProviderConfig, request: RouteRequest) -> bool:
+    capabilities = config.capabilities
+    return (config.model_for(request.model, request.model_version) is not None
+            and capabilities.supports_size(request.width, request.height)
+            and (capabilities.image_input or not request.needs_image_input)
+            and (capabilities.seed_control or not request.needs_seed_control))
+
+
+def _fits(cap: int | None, amount: int) -> bool:
+    return cap is None or amount <= cap
+
+
+def _past(clock: Clock, deadline: float | None) -> bool:
+    return deadline is not None and clock.now() >= deadline
+
+
+def _split(indices: range, size: int) -> list[range]:
+    return [indices[i: i + size] for i in range(0, len(indices), max(1, size))]

@@ -1,0 +1,64 @@
+"""The local provider: `LocalGenerator` behind the provider interface, with a character.
+
+Several local providers can be configured with different prices, latencies, failure
+rates and defect rates, so that routing has a market to choose from offline. Everything
+is deterministic: the same request paints the same PNGs and fails or succeeds the same
+way. Painting runs in a worker thread; the simulated latency is slept on the clock.
+"""
+
+import asyncio
+import hashlib
+from functools import lru_cache
+
+from services.router.clock import Clock, LoopClock
+from services.router.providers.base import GeneratedImage, GenerationRequest, ProviderError
+from services.router.providers.local import LocalGenerator
+from services.router.providers.registry import ProviderConfig
+
+
+class LocalProvider:
+    def __init__(self, config: ProviderConfig, clock: Clock | None = None) -> None:
+        self.name = config.name
+        self.config = config
+        self.clock = clock or LoopClock()
+
+    async def generate(self, request: GenerationRequest) -> list[GeneratedImage]:
+        self._check(request)
+        latency = self._latency_s(request.count)
+        if latency > request.timeout_s:
+            await self.clock.sleep(request.timeout_s)
+            raise ProviderError("timeout", f"{self.name} takes {latency:.1f} s, over the {request.timeout_s:.1f} s allowed")
+        await self.clock.sleep(latency)
+        if self._fails(request):
+            raise ProviderError("server_error", f"{self.name} failed (simulated)")
+        generator = _generator(request.width, request.height, self.config.local_options.defect_rate)
+        painted = await asyncio.to_thread(generator.paint, request.prompt, request.seed, request.count,
+                                          request.start_index)
+        cost = self.config.price.price_micro_usd(request.width, request.height, latency / max(1, request.count))
+        return [GeneratedImage(index=p.index, data=p.png, media_type="image/png", seed=request.seed_for(p.index),
+                               cost_micro_usd=cost, latency_s=latency) for p in painted]
+
+    def _check(self, request: GenerationRequest) -> None:
+        if self.config.model_for(request.model, request.model_version) is None:
+            raise ProviderError("bad_request", f"{self.name} has no model {request.model} {request.model_version}")
+        if not self.config.capabilities.supports_size(request.width, request.height):
+            raise ProviderError("bad_request", f"{self.name} cannot paint {request.width}×{request.height}")
+
+    def _latency_s(self, count: int) -> float:
+        configured = self.config.local_options.latency_s
+        return configured if configured is not None else self.config.latency.batch_s(count)
+
+    def _fails(self, request: GenerationRequest) -> bool:
+        rate = self.config.local_options.failure_rate
+        return rate > 0 and _unit_draw(self.name, request.idempotency_key, request.seed) < rate
+
+
+@lru_cache(maxsize=32)
+def _generator(width: int, height: int, defect_rate: float) -> LocalGenerator:
+    return LocalGenerator(width, height, defect_rate)
+
+
+def _unit_draw(*parts: object) -> float:
+    """A uniform number in [0, 1) fixed by `parts`, stable across runs and processes."""
+    digest = hashlib.sha256("|".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64

@@ -1,0 +1,253 @@
+"""The provider registry: which providers exist, what they can do and what they cost.
+
+Loaded from YAML (`services/router/providers.yaml` by default) into frozen pydantic
+models. A provider names its credentials (the name of a secret, never the secret); the
+caller resolves the name and hands the secret to the adapter. Each model is pinned to a
+version: a job pinned to a model and version is only ever sent to a provider that lists
+exactly that pair.
+"""
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from services.common.contracts import Tier
+
+AdapterName = Literal["local", "fal", "replicate", "comfyui"]
+HTTP_ADAPTERS = frozenset({"fal", "replicate", "comfyui"})
+DEFAULT_PATH = Path(__file__).resolve().parents[1] / "providers.yaml"
+# A secret's name looks like an environment variable; anything else is likely the secret.
+_SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
+class RegistryError(ValueError):
+    """The registry file is missing, not YAML, or breaks a rule; the message says where."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ModelPin(_Frozen):
+    name: str = Field(min_length=1)
+    version: str = Field(min_length=1)
+    # The provider's own identifier for this model at this version: a fal app id, a
+    # Replicate version id, a ComfyUI checkpoint file. Defaults to `name`.
+    remote_id: str | None = None
+
+    @property
+    def remote(self) -> str:
+        return self.remote_id or self.name
+
+
+class Capabilities(_Frozen):
+    # Exact sizes the provider accepts; empty means any size within the limits below.
+    sizes: tuple[tuple[int, int], ...] = ()
+    min_side: int = Field(64, ge=1)
+    max_side: int = Field(2048, ge=1)
+    max_megapixels: float = Field(1.05, gt=0)
+    seed_control: bool = True
+    image_input: bool = False
+    max_images_per_request: int = Field(4, ge=1, le=64)
+
+    def supports_size(self, width: int, height: int) -> bool:
+        if self.sizes:
+            return (width, height) in self.sizes
+        sides_fit = self.min_side <= min(width, height) and max(width, height) <= self.max_side
+        return sides_fit and width * height / 1e6 <= self.max_megapixels
+
+
+class PriceModel(_Frozen):
+    """A provider's list price; any mix of per image, per megapixel and per second."""
+
+    per_image_micro_usd: int = Field(0, ge=0)
+    per_megapixel_micro_usd: int = Field(0, ge=0)
+    per_second_micro_usd: int = Field(0, ge=0)
+
+    def price_micro_usd(self, width: int, height: int, seconds: float) -> int:
+        megapixels = width * height / 1e6
+        return round(
+            self.per_image_micro_usd
+            + self.per_megapixel_micro_usd * megapixels
+            + self.per_second_micro_usd * max(0.0, seconds)
+        )
+
+
+class Timeouts(_Frozen):
+    submit_s: float = Field(10.0, gt=0)
+    overall_s: float = Field(120.0, gt=0)
+
+    @model_validator(mode="after")
+    def submit_fits_in_overall(self) -> "Timeouts":
+        if self.submit_s > self.overall_s:
+            raise ValueError(f"submit_s ({self.submit_s}) must not exceed overall_s ({self.overall_s})")
+        return self
+
+
+class LatencyEstimate(_Frozen):
+    """Expected wall time of a batch: a fixed part (queue, start-up) plus a part per image."""
+
+    base_s: float = Field(2.0, ge=0)
+    per_image_s: float = Field(1.0, ge=0)
+
+    def batch_s(self, count: int) -> float:
+        return self.base_s + self.per_image_s * count
+
+
+class PassRatePrior(_Frozen):
+    """What we believe of a provider's pass rate before the scorer has said anything."""
+
+    mean: float = Field(0.7, gt=0, lt=1)
+    strength: float = Field(4.0, gt=0, description="worth this many scored images")
+
+
+class LocalOptions(_Frozen):
+    """How a local provider behaves, so several local providers can stand in for a market."""
+
+    defect_rate: float = Field(0.25, ge=0, lt=1)
+    failure_rate: float = Field(0.0, ge=0, le=1)
+    # Simulated generation time of a batch; without it, the latency estimate.
+    latency_s: float | None = Field(None, ge=0)
+
+
+class ProviderConfig(_Frozen):
+    name: str = Field(min_length=1)
+    adapter: AdapterName
+    endpoint: str | None = None
+    credentials: str | None = Field(None, description="the NAME of the secret holding the API key")
+    models: tuple[ModelPin, ...] = Field(min_length=1)
+    capabilities: Capabilities = Capabilities()
+    price: PriceModel
+    concurrency: int = Field(ge=1, le=1024)
+    timeouts: Timeouts = Timeouts()
+    latency: LatencyEstimate = LatencyEstimate()
+    pass_rate_prior: PassRatePrior = PassRatePrior()
+    poll_interval_s: float = Field(1.0, gt=0)
+    local: LocalOptions | None = None
+
+    @field_validator("endpoint")
+    @classmethod
+    def endpoint_is_http(cls, endpoint: str | None) -> str | None:
+        if endpoint is not None and not endpoint.startswith(("http://", "https://")):
+            raise ValueError(f"endpoint must be an http:// or https:// URL, got {endpoint!r}")
+        return endpoint.rstrip("/") if endpoint else endpoint
+
+    @field_validator("credentials")
+    @classmethod
+    def credentials_name_a_secret(cls, credentials: str | None) -> str | None:
+        if credentials is not None and not _SECRET_NAME.match(credentials):
+            raise ValueError("credentials must be the name of a secret (like FAL_KEY), not the secret itself")
+        return credentials
+
+    @model_validator(mode="after")
+    def adapter_settings_agree(self) -> "ProviderConfig":
+        if self.adapter in HTTP_ADAPTERS and self.endpoint is None:
+            raise ValueError(f"adapter {self.adapter!r} needs an endpoint")
+        if self.adapter in ("fal", "replicate") and self.credentials is None:
+            raise ValueError(f"adapter {self.adapter!r} needs credentials (the name of its API key secret)")
+        if self.adapter == "local" and (self.endpoint or self.credentials):
+            raise ValueError("adapter 'local' takes no endpoint or credentials")
+        if self.adapter != "local" and self.local is not None:
+            raise ValueError("'local' options apply only to adapter 'local'")
+        pins = [(m.name, m.version) for m in self.models]
+        if len(set(pins)) != len(pins):
+            raise ValueError("each model name and version may be listed once")
+        return self
+
+    @property
+    def local_options(self) -> LocalOptions:
+        return self.local or LocalOptions()
+
+    def model_for(self, model: str | None, version: str | None) -> ModelPin | None:
+        """The pinned model a job gets here: its exact pin, or this provider's default."""
+        if model is None:
+            return self.models[0]
+        for pin in self.models:
+            if pin.name == model and (version is None or pin.version == version):
+                return pin
+        return None
+
+    def list_price_micro_usd(self, width: int, height: int) -> int:
+        """The price of one image, its compute time taken from the latency estimate."""
+        return self.price.price_micro_usd(width, height, self.latency.per_image_s)
+
+
+class TierConfig(_Frozen):
+    latency_target_s: float = Field(gt=0, description="longest expected generation time for this tier")
+    success_target: float = Field(0.95, gt=0, lt=1, description="P(enough candidates pass) to plan for")
+
+
+class PlanningConfig(_Frozen):
+    max_candidates: int = Field(64, ge=1)
+    # Rework rounds the engine may count on when the deadline leaves time for them.
+    max_rounds: int = Field(3, ge=1)
+    # Time a round takes beyond generation: storing, scoring, the rework event.
+    round_overhead_s: float = Field(5.0, ge=0)
+
+
+def _default_tiers() -> dict[str, TierConfig]:
+    return {
+        "fast": TierConfig(latency_target_s=20),
+        "stable": TierConfig(latency_target_s=60),
+        "low-cost": TierConfig(latency_target_s=300),
+    }
+
+
+class Registry(_Frozen):
+    providers: dict[str, ProviderConfig] = Field(min_length=1)
+    tiers: dict[Tier, TierConfig] = Field(default_factory=_default_tiers)
+    planning: PlanningConfig = PlanningConfig()
+
+    @field_validator("providers", mode="before")
+    @classmethod
+    def names_come_from_keys(cls, providers: Any) -> Any:
+        if not isinstance(providers, Mapping):
+            return providers
+        return {name: _named(name, body) for name, body in providers.items()}
+
+    @model_validator(mode="after")
+    def every_tier_has_a_target(self) -> "Registry":
+        missing = {"fast", "stable", "low-cost"} - set(self.tiers)
+        if missing:
+            raise ValueError(f"tiers lack latency targets for: {', '.join(sorted(missing))}")
+        return self
+
+    def provider(self, name: str) -> ProviderConfig:
+        return self.providers[name]
+
+
+def _named(name: str, body: Any) -> Any:
+    if isinstance(body, Mapping) and "name" not in body:
+        return {"name": name, **body}
+    return body
+
+
+def parse_registry(data: Any, source: str = "<registry>") -> Registry:
+    try:
+        return Registry.model_validate(data)
+    except ValidationError as error:
+        raise RegistryError(f"{source}: invalid provider registry:\n{_describe(error)}") from None
+
+
+def load_registry(path: str | Path | None = None) -> Registry:
+    """Read and check a registry file; the default is the registry shipped with the router."""
+    path = Path(path) if path is not None else DEFAULT_PATH
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise RegistryError(f"{path}: cannot read the provider registry: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise RegistryError(f"{path}: not valid YAML: {error}") from None
+    return parse_registry(data, str(path))
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for problem in error.errors():
+        where = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        lines.append(f"  {where}: {problem['msg']}")
+    return "\n".join(lines)

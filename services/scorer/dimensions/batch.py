@@ -1,0 +1,172 @@
+"""Decoding images once and grouping them into batches the dimensions measure.
+
+Every image is decoded exactly once, with OpenCV in a thread pool (decoding releases the
+GIL). What is decoded depends on what the measured dimensions read: luminance alone when
+none reads colour — for a JPEG that is its stored Y plane, two to three times faster to
+decode than RGB — or RGB plus luminance. Luminance is BT.601 luma rounded to 8 bits, as
+JPEG stores it and `cv2.cvtColor` computes it; when colour is decoded too, a JPEG's luma
+is recomputed from its decoded RGB and may differ from its stored Y by a level or two.
+
+Decoded images of one size are stacked into `ImageBatch`es of `planes`, uint8 shaped
+(B, H, W, C), C = 1 (luma) or 4 (R, G, B, luma): one host-to-device copy per batch, from
+pinned memory on CUDA. On the CPU a batch stays small (a few megapixels), so each
+dimension's passes over it run in cache; on CUDA a batch holds up to `max_images`.
+"""
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+CPU_BATCH_PIXELS = 1 << 21
+CUDA_BATCH_PIXELS = 1 << 27
+CUDA_BATCH_IMAGES = 128
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@dataclass(frozen=True, eq=False)
+class ScoringContext:
+    """What one scoring call knows besides the images: inputs, models and a memo.
+
+    The memo holds what is computed once per call and shared by every batch, such as the
+    prompt's text embedding or the reference photo's face.
+    """
+
+    device: torch.device
+    prompt: str | None = None
+    reference: bytes | None = None
+    requested_size: tuple[int, int] | None = None
+    clip: Any = None
+    _memo: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def memo(self, key: str, compute: Callable[[], Any]) -> Any:
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
+
+
+@dataclass(frozen=True, eq=False)
+class ImageBatch:
+    """Decoded images of one size: `planes[j]` is input image `indices[j]`."""
+
+    indices: tuple[int, ...]
+    planes: torch.Tensor
+    context: ScoringContext
+    _memo: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def height(self) -> int:
+        return self.planes.shape[1]
+
+    @property
+    def width(self) -> int:
+        return self.planes.shape[2]
+
+    @property
+    def size(self) -> int:
+        return self.planes.shape[0]
+
+    @property
+    def luma_u8(self) -> torch.Tensor:
+        """(B, H, W) uint8 luma; a strided view when colour was decoded too."""
+        return self.planes[..., -1]
+
+    @cached_property
+    def luma(self) -> torch.Tensor:
+        """(B, H, W) float32 luma on the 0..255 scale, contiguous."""
+        return self.luma_u8.float()
+
+    @cached_property
+    def pixels(self) -> torch.Tensor:
+        """(B, 3, H, W) float32 RGB in [0, 1], channels-last in memory."""
+        if self.planes.shape[-1] != 4:
+            raise RuntimeError("colour was not decoded for this batch")
+        return self.planes[..., :3].permute(0, 3, 1, 2).float().div_(255)
+
+    def memo(self, key: str, compute: Callable[["ImageBatch"], Any]) -> Any:
+        """Compute once per batch what several dimensions share (statistics, faces)."""
+        if key not in self._memo:
+            self._memo[key] = compute(self)
+        return self._memo[key]
+
+
+def decode_planes(index: int, data: bytes, color: bool) -> np.ndarray | None:
+    """(H, W, 1) luma or (H, W, 4) R, G, B, luma, uint8; None when OpenCV cannot decode."""
+    try:
+        buffer = np.frombuffer(data, dtype=np.uint8)
+        if not color:
+            decoded = cv2.imdecode(buffer, cv2.IMREAD_GRAYSCALE)
+            return None if decoded is None else decoded[:, :, None]
+        rgb = cv2.imdecode(buffer, cv2.IMREAD_COLOR_RGB)
+        return None if rgb is None else _with_luma(rgb)
+    except (cv2.error, TypeError, ValueError) as error:
+        raise ValueError(f"image {index} could not be decoded: {error}") from error
+
+
+def _with_luma(rgb: np.ndarray) -> np.ndarray:
+    planes = np.empty((*rgb.shape[:2], 4), dtype=np.uint8)
+    planes[..., :3] = rgb
+    planes[..., 3] = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    return planes
+
+
+def _checked(index: int, planes: np.ndarray | None) -> np.ndarray:
+    if planes is None:
+        raise ValueError(f"image {index} could not be decoded: not a complete image in a known format")
+    return planes
+
+
+def decode_all(
+    images: Sequence[bytes], color: bool, pool: ThreadPoolExecutor | None
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(index, planes) in input order, decoded ahead in `pool` while the caller measures."""
+    if pool is None:
+        decoded: Iterable[np.ndarray | None] = (
+            decode_planes(i, data, color) for i, data in enumerate(images)
+        )
+    else:
+        decoded = pool.map(decode_planes, range(len(images)), images, [color] * len(images))
+    for index, planes in enumerate(decoded):
+        yield index, _checked(index, planes)
+
+
+def batch_limits(device: torch.device) -> tuple[int, int]:
+    """(pixels, images) per batch: cache-sized on the CPU, large on an accelerator."""
+    if device.type == "cpu":
+        return CPU_BATCH_PIXELS, 1 << 16
+    return CUDA_BATCH_PIXELS, CUDA_BATCH_IMAGES
+
+
+def group_by_size(
+    decoded: Iterable[tuple[int, np.ndarray]], max_pixels: int, max_images: int
+) -> Iterator[list[tuple[int, np.ndarray]]]:
+    """Runs of equal-sized images, each full as soon as it reaches the limits."""
+    pending: dict[tuple[int, ...], list[tuple[int, np.ndarray]]] = {}
+    for index, planes in decoded:
+        members = pending.setdefault(planes.shape, [])
+        members.append((index, planes))
+        pixels = len(members) * planes.shape[0] * planes.shape[1]
+        if len(members) >= max_images or pixels >= max_pixels:
+            yield pending.pop(planes.shape)
+    yield from pending.values()
+
+
+def stack_batch(
+    members: list[tuple[int, np.ndarray]], context: ScoringContext
+) -> ImageBatch:
+    """One host-to-device copy of the stacked uint8 planes (pinned on CUDA)."""
+    indices = tuple(index for index, _ in members)
+    first = members[0][1]
+    on_cuda = context.device.type == "cuda"
+    host = torch.empty((len(members), *first.shape), dtype=torch.uint8, pin_memory=on_cuda)
+    np.stack([planes for _, planes in members], out=host.numpy())
+    planes = host.to(context.device, non_blocking=True) if on_cuda else host
+    return ImageBatch(indices=indices, planes=planes, context=context)
