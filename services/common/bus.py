@@ -98,21 +98,21 @@ class OutboxRelay:
             if not rows:
                 telemetry.OUTBOX_PENDING.labels(self.service).set(0)
                 return 0
-            sent = [await self._send(row) for row in rows]
-            await asyncio.gather(*sent)
+            # Confirmed sends, issued together so the producer still batches them; a row is
+            # marked published only once the broker has acknowledged it.
+            await asyncio.gather(*(self._send(row) for row in rows))
             await conn.execute(
                 "UPDATE outbox SET published_at = now() WHERE seq = ANY(%s)", [[r["seq"] for r in rows]]
             )
         telemetry.OUTBOX_RELAYED.labels(self.service).inc(len(rows))
         return len(rows)
 
-    async def _send(self, row: dict) -> asyncio.Future:
-        return await self.broker.publish(
+    async def _send(self, row: dict) -> None:
+        await self.broker.publish(
             bytes(row["body"]),
             row["topic"],
             key=bytes(row["record_key"]) if row["record_key"] is not None else None,
             headers=row["headers"],
-            no_confirm=True,
         )
 
 

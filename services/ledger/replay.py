@@ -30,28 +30,38 @@ class Difference:
     replayed: int | None
 
 
-async def read_topic_to_end(bootstrap: str, topic: str) -> list:
-    """Every record from offset 0 to the end as it was when the read began."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+async def read_topic_to_end(bootstrap: str, topic: str, timeout_s: float = 120) -> list:
+    """Every record from offset 0 to the end as it was when the read began; fails, rather
+    than returning a partial history, if that end is not reached in time."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                                auto_offset_reset="earliest")
     await consumer.start()
     try:
-        partitions = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or
-                                                           await _partitions(consumer, topic))]
+        partitions = [TopicPartition(topic, p) for p in await _partitions(consumer, topic)]
         consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
         end = await consumer.end_offsets(partitions)
-        records = []
-        while any(await consumer.position(tp) < end[tp] for tp in partitions):
-            batch = await consumer.getmany(*partitions, timeout_ms=1000)
-            records += [r for rs in batch.values() for r in rs if r.offset < end[TopicPartition(r.topic, r.partition)]]
+        for tp in partitions:
+            consumer.seek(tp, 0)
+        records, next_offset = [], {tp: 0 for tp in partitions}
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while any(next_offset[tp] < end[tp] for tp in partitions):
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"read {len(records)} records of {topic}; the end {end} was not reached")
+            for tp, batch in (await consumer.getmany(timeout_ms=500)).items():
+                for record in batch:
+                    if record.offset < end[tp]:
+                        records.append(record)
+                    next_offset[tp] = max(next_offset[tp], record.offset + 1)
         return records
     finally:
         await consumer.stop()
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    await consumer._client.force_metadata_update()  # aiokafka learns topics lazily
     partitions = consumer.partitions_for_topic(topic)
+    if not partitions:
+        await consumer._client.force_metadata_update()  # aiokafka learns topics lazily
+        partitions = consumer.partitions_for_topic(topic)
     if not partitions:
         raise LookupError(f"topic {topic!r} does not exist")
     return partitions

@@ -1,0 +1,155 @@
+"""The ledger's rules, as pure logic: grants, expiry, rollover, retry tokens, reports,
+webhook signatures."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.common.contracts import (
+    CreditsExpired,
+    CreditsGranted,
+    CreditsRefunded,
+    CreditsReserved,
+    JobSpec,
+    ReportDeclined,
+    ReservationRejected,
+    RetryTokenIssued,
+)
+from services.ledger.domain import Book, SignatureError, replay_balances, sign_payload, verify_signature
+from services.ledger.pricebook import load_price_book
+
+NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
+DAY = timedelta(days=1)
+
+
+def new_book() -> Book:
+    return Book(load_price_book(), 10_000, reservation_timeout=3 * DAY, report_window=7 * DAY)
+
+
+def spec(tenant="t", images=1, template="generic", tier="stable", tokens=False) -> JobSpec:
+    return JobSpec(job_id=uuid.uuid4(), tenant_id=tenant, template=template, tier=tier, prompt="p", images=images,
+                   candidates=images + 1, seed=1, submitted_at=NOW, use_retry_tokens=tokens)
+
+
+def remaining(book: Book, tenant="t") -> dict[str, int]:
+    return {g.source: g.remaining for g in book.grants[tenant]}
+
+
+def test_charges_consume_the_earliest_expiring_grant_first():
+    book = new_book()
+    book.grant("t", 30, "never", "r", NOW)
+    book.grant("t", 30, "late", "r", NOW, expires_at=NOW + 30 * DAY)
+    book.grant("t", 30, "soon", "r", NOW, expires_at=NOW + 2 * DAY)
+    job = spec(images=4)
+    book.reserve(job, NOW)
+    book.settle(job.job_id, 4, NOW)
+    assert remaining(book) == {"never": 30, "late": 20, "soon": 0}
+    assert book.accounts["t"].posted == 50 and book.accounts["t"].pending == 0
+
+
+def test_tiers_price_differently_and_unknown_tiers_or_templates_are_rejected():
+    book = new_book()
+    book.grant("t", 100, "admin", "r", NOW)
+    fast = book.reserve(spec(images=2, tier="fast"), NOW)
+    assert isinstance(fast, CreditsReserved) and fast.amount == 16 and fast.pricebook_version == "2026-11-01"
+    assert fast.max_provider_spend_micro_usd == 2 * 40_000
+    rejected = book.reserve(spec(template="poster"), NOW)
+    assert isinstance(rejected, ReservationRejected) and rejected.reason_code == "unknown_template"
+
+
+def test_expiry_spares_credits_held_by_a_reservation_and_takes_them_once_settled():
+    book = new_book()
+    book.grant("t", 40, "admin", "r", NOW, expires_at=NOW + DAY)
+    job = spec(images=3)  # holds 30
+    book.reserve(job, NOW)
+    events = book.expire_due(NOW + 2 * DAY)
+    assert [type(e) for e in events] == [CreditsExpired] and events[0].amount == 10
+    assert book.accounts["t"].available == 0
+    book.settle(job.job_id, 1, NOW + 2 * DAY)  # charges 10, releases 20 of an expired grant
+    later = book.expire_due(NOW + 2 * DAY)
+    assert sum(e.amount for e in later) == 20 and book.accounts["t"].posted == 0
+
+
+def test_an_unsettled_reservation_voids_itself_after_its_timeout():
+    book = new_book()
+    book.grant("t", 10, "admin", "r", NOW)
+    job = spec()
+    book.reserve(job, NOW)
+    (settled,) = book.expire_due(NOW + 4 * DAY)
+    assert settled.outcome == "expired" and settled.charged == 0 and book.accounts["t"].available == 10
+
+
+def test_a_rollover_grant_moves_its_unused_credits_into_a_new_grant_once():
+    book = new_book()
+    book.grant("t", 50, "monthly", "r", NOW, expires_at=NOW + DAY, rollover_days=30)
+    events = book.expire_due(NOW + 2 * DAY)
+    assert [type(e) for e in events] == [CreditsExpired, CreditsGranted]
+    rolled = events[1]
+    assert rolled.source == "rollover" and rolled.amount == 50 and rolled.expires_at == NOW + 31 * DAY
+    assert book.accounts["t"].available == 50
+    assert [type(e) for e in book.expire_due(NOW + 40 * DAY)] == [CreditsExpired]  # rolls over only once
+
+
+def test_retry_tokens_pay_for_images_before_credits():
+    book = new_book()
+    book.grant("t", 100, "admin", "r", NOW)
+    book.accounts["t"].report_policy = "retry_token"
+    job = spec(images=2)
+    book.reserve(job, NOW)
+    book.settle(job.job_id, 2, NOW)
+    assert isinstance(book.report(job.job_id, "t", 1, "blurry", NOW + DAY), RetryTokenIssued)
+    assert book.accounts["t"].retry_tokens == 1
+    paid_with_token = spec(images=2, tokens=True)
+    reserved = book.reserve(paid_with_token, NOW)
+    assert (reserved.amount, reserved.tokens_held) == (10, 1)
+    settled = book.settle(paid_with_token.job_id, 1, NOW)  # one delivered: the token pays for it
+    assert (settled.charged, settled.tokens_used, settled.tokens_returned) == (0, 1, 0)
+
+
+def test_reports_are_refunded_once_within_the_window_and_declined_otherwise():
+    book = new_book()
+    book.grant("t", 100, "admin", "r", NOW)
+    job = spec(images=2, template="headshot")
+    book.reserve(job, NOW)
+    book.settle(job.job_id, 2, NOW)
+    refund = book.report(job.job_id, "t", 2, "two noses", NOW + DAY)
+    assert isinstance(refund, CreditsRefunded) and refund.amount == 20 and book.accounts["t"].available == 80
+    for n, when, why in [(2, NOW + DAY, "reported before"), (3, NOW + DAY, "was not delivered"),
+                         (1, NOW + 8 * DAY, "within")]:
+        declined = book.report(job.job_id, "t", n, "bad", when)
+        assert isinstance(declined, ReportDeclined) and why in declined.reason
+    assert isinstance(book.report(job.job_id, "someone-else", 1, "bad", NOW), ReportDeclined)
+
+
+def test_replaying_the_events_gives_the_same_balances():
+    book, events = new_book(), []
+    events.append(book.grant("t", 100, "admin", "r", NOW, expires_at=NOW + DAY))
+    jobs = [spec(images=i % 3 + 1) for i in range(6)]
+    events += [book.reserve(j, NOW) for j in jobs]
+    events += [book.settle(j.job_id, i % 2, NOW) for i, j in enumerate(jobs[:4])]
+    events += book.expire_due(NOW + 2 * DAY)
+    replayed = replay_balances(events)["t"]
+    account = book.accounts["t"]
+    assert (replayed.posted, replayed.pending) == (account.posted, account.pending)
+
+
+SECRET = "whsec_test"
+
+
+def test_a_signature_made_with_the_secret_verifies():
+    body = b'{"id": "evt_1"}'
+    header = f"t=1700000000,v1={sign_payload(SECRET, 1700000000, body)}"
+    assert verify_signature(SECRET, header, body, now=1700000100, tolerance_s=300) == 1700000000
+
+
+@pytest.mark.parametrize("header, now, message", [
+    (None, 0, "missing"),
+    ("v1=abc", 0, "must read"),
+    ("t=1700000000,v1=" + "0" * 64, 1700000000, "no signature matches"),
+    (f"t=1700000000,v1={sign_payload('other', 1700000000, b'{}')}", 1700000000, "no signature matches"),
+    (f"t=1700000000,v1={sign_payload(SECRET, 1700000000, b'{}')}", 1700000301, "more than 300s"),
+])
+def test_bad_signatures_and_stale_timestamps_are_refused(header, now, message):
+    with pytest.raises(SignatureError, match=message):
+        verify_signature(SECRET, header, b"{}", now=now, tolerance_s=300)

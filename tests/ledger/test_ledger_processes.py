@@ -1,0 +1,149 @@
+"""The ledger as separate processes on the real broker: concurrent reservations across
+consumers, and an event committed but not yet published when the process died."""
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+
+import httpx
+import psycopg
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from services.common.contracts import JobSpec, JobSubmitted, topic_of
+from services.common.db import migrate
+from services.common.envelope import envelop, to_kafka
+from services.ledger.app import LedgerApp, grant
+from services.stack.embedded import free_port, stop_process
+from tests.kafka import read_topic
+
+
+def start_ledger_process(settings, log_path) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    env = os.environ | {
+        "GENLINE_DATABASE_URL": settings.database_url.get_secret_value(),
+        "GENLINE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "GENLINE_S3_ACCESS_KEY_ID": settings.s3_access_key_id,
+        "GENLINE_S3_SECRET_ACCESS_KEY": settings.s3_secret_access_key.get_secret_value(),
+        "GENLINE_TOPIC_NAMESPACE": settings.topic_namespace, "GENLINE_SCHEMA_NAME": settings.schema_name,
+        "GENLINE_HTTP_PORT": str(port), "GENLINE_GRPC_PORT": str(free_port()),
+        "GENLINE_KAFKA_SESSION_TIMEOUT_MS": "6000", "GENLINE_CONSUMER_BATCH_SIZE": "16",
+    }
+    process = subprocess.Popen([sys.executable, "-m", "services.ledger"], env=env, stdout=open(log_path, "ab"),
+                               stderr=subprocess.STDOUT, cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    return process, port
+
+
+def wait_ready(port: int, timeout_s: float = 90) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"ledger on {port} not ready")
+
+
+async def group_members(bootstrap: str, group: str) -> int:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        responses = await admin.describe_consumer_groups([group])
+        # raw DescribeGroups responses: groups are (error, group, state, protocol type, protocol, members)
+        return sum(len(g[5]) for r in responses for g in r.groups if g[2] == "Stable")
+    finally:
+        await admin.close()
+
+
+def wait_for_members(bootstrap: str, group: str, count: int, timeout_s: float = 90) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if asyncio.run(group_members(bootstrap, group)) >= count:
+            return
+        time.sleep(1)
+    raise TimeoutError(f"group {group} never had {count} stable members")
+
+
+def submissions(tenant: str, count: int) -> list:
+    now = datetime.now(UTC)
+    events = []
+    for _ in range(count):
+        job_id = uuid.uuid4()
+        spec = JobSpec(job_id=job_id, tenant_id=tenant, template="generic", prompt="p", images=1, candidates=2,
+                       seed=1, submitted_at=now)
+        events.append(envelop(JobSubmitted(job_id=job_id, tenant_id=tenant, job=spec), "/test"))
+    return events
+
+
+async def publish_all(bootstrap: str, topic: str, envelopes: list) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        messages = [to_kafka(e) for e in envelopes]
+        await asyncio.gather(*[await producer.send(topic, m.value, key=m.key, headers=list(m.headers.items()))
+                               for m in messages])
+    finally:
+        await producer.stop()
+
+
+def consumed_submissions(port: int) -> float:
+    for line in httpx.get(f"http://127.0.0.1:{port}/metrics").text.splitlines():
+        if line.startswith("genline_events_consumed_total") and "genline.job.submitted.v1" in line \
+                and 'outcome="applied"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_200_reservations_over_two_ledger_processes_admit_exactly_what_57_images_cost(isolated_settings, tmp_path):
+    settings = isolated_settings
+    asyncio.run(grant(settings, "hot", 57 * 10, "test"))
+    processes = [start_ledger_process(settings, tmp_path / f"ledger-{i}.log") for i in range(2)]
+    try:
+        for _, port in processes:
+            wait_ready(port)
+        wait_for_members(settings.kafka_bootstrap, f"{settings.topic_namespace}-{settings.schema_name}", 2)
+        asyncio.run(publish_all(settings.kafka_bootstrap, topic_of("ingest", settings.topic_namespace),
+                                submissions("hot", 200)))
+        records = asyncio.run(read_topic(settings.kafka_bootstrap, topic_of("ledger", settings.topic_namespace),
+                                         want=201, timeout_s=120))
+        per_process = [consumed_submissions(port) for _, port in processes]
+    finally:
+        for process, _ in processes:
+            stop_process(process)
+    types = [dict(r.headers)["ce_type"] for r in records]
+    assert types.count(b"genline.credits.reserved.v1") == 57
+    assert types.count(b"genline.credits.reservation_rejected.v1") == 143
+    assert all(n > 0 for n in per_process), f"both consumers must have taken part: {per_process}"
+    with psycopg.connect(settings.database_url.get_secret_value()) as conn:
+        row = conn.execute(f'SELECT posted, pending FROM "{settings.schema_name}".accounts WHERE tenant_id = %s',
+                           ["hot"]).fetchone()
+    assert row == (570, 570)
+
+
+async def test_an_event_committed_but_never_published_is_relayed_after_a_restart(isolated_settings):
+    crashed = LedgerApp(isolated_settings)
+    runtime = crashed.runtime
+    await migrate(runtime.database_url, runtime.name, runtime.migrations)
+    await runtime.pool.open(wait=True)
+    granted = await crashed.grant("t-crash", 40, "admin", "before the crash")  # committed; the relay never ran
+    async with runtime.pool.connection() as conn:
+        unpublished = await (await conn.execute("SELECT count(*) AS n FROM outbox WHERE published_at IS NULL")).fetchone()
+    await runtime.pool.close()  # the process dies before publishing
+    assert unpublished["n"] == 1
+
+    restarted = LedgerApp(isolated_settings)
+    await restarted.runtime.start()
+    try:
+        records = await read_topic(isolated_settings.kafka_bootstrap,
+                                   topic_of("ledger", isolated_settings.topic_namespace), want=1, timeout_s=30)
+    finally:
+        await restarted.runtime.stop()
+    assert len(records) == 1
+    assert dict(records[0].headers)["ce_type"] == b"genline.credits.granted.v1"
+    assert granted.grant_id and str(granted.grant_id).encode() in records[0].value
