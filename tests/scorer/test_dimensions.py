@@ -1,4 +1,8 @@
-"""Quality dimensions over real LocalGenerator paintings, on the CPU."""
+"""Quality dimensions over real LocalGenerator paintings, on the CPU.
+
+`score_images` is the service's first entry point (the named dimensions with their
+default bounds); the batch and registry tests exercise the Scorer's building blocks.
+"""
 
 import io
 
@@ -9,14 +13,16 @@ from PIL import Image
 from services.router.providers.local import LocalGenerator, PaintedCandidate
 from services.scorer.dimensions import (
     DIMENSIONS,
+    Bounds,
     Dimension,
     ImageVerdict,
-    decode_batch,
-    luminance_spread,
+    ScoringContext,
     register_dimension,
     score_images,
     select_best,
 )
+from services.scorer.dimensions.batch import decode_planes, group_by_size, stack_batch
+from services.scorer.dimensions.engine import measure_batch
 
 CPU = torch.device("cpu")
 SEEDS = range(5)
@@ -166,21 +172,37 @@ def test_mixed_sizes_come_back_in_input_order():
             assert result.value == pytest.approx(alone.dimensions[name].value, rel=1e-5)
 
 
-def test_decode_batch_groups_equal_sizes_and_keeps_indices():
+def test_grouping_stacks_equal_sizes_and_keeps_indices():
     small, large = _png(Image.new("RGB", (20, 10), (10, 20, 30))), _png(Image.new("RGB", (30, 40)))
-    groups = decode_batch([small, large, small, small], CPU)
-    assert [g.indices for g in groups] == [(0, 2, 3), (1,)]
-    assert groups[0].pixels.shape == (3, 3, 10, 20)
-    assert groups[1].pixels.shape == (1, 3, 40, 30)
-    assert groups[0].pixels.dtype == torch.float32
-    assert groups[0].pixels[0, :, 0, 0].tolist() == pytest.approx([10 / 255, 20 / 255, 30 / 255])
+    decoded = [(i, decode_planes(i, data, color=True)) for i, data in enumerate([small, large, small, small])]
+    groups = list(group_by_size(decoded, max_pixels=1 << 20, max_images=2))
+    assert [[i for i, _ in group] for group in groups] == [[0, 2], [1], [3]]
+    batch = stack_batch(groups[0], ScoringContext(CPU))
+    assert batch.indices == (0, 2) and batch.planes.shape == (2, 10, 20, 4)
+    assert batch.pixels.shape == (2, 3, 10, 20) and batch.pixels.dtype == torch.float32
+    assert batch.pixels[0, :, 0, 0].tolist() == pytest.approx([10 / 255, 20 / 255, 30 / 255])
+    assert batch.luma_u8[0, 0, 0] == round(0.299 * 10 + 0.587 * 20 + 0.114 * 30)
+
+
+def test_a_batch_measures_like_its_images_one_by_one(painted):
+    """The CUDA path's batches, run on the CPU, agree with the CPU path's single images."""
+    dimensions = [DIMENSIONS[name] for name in ("sharpness", "noise", "blockiness", "exposure", "clipping", "blank")]
+    images = [c.png for c in painted[:6]]
+    decoded = [(i, decode_planes(i, data, color=False)) for i, data in enumerate(images)]
+    context = ScoringContext(CPU)
+    together = measure_batch(stack_batch(decoded, context), dimensions)
+    for position, member in enumerate(decoded):
+        alone = measure_batch(stack_batch([member], context), dimensions)
+        for row, single in zip(together, alone):
+            assert row[position] == pytest.approx(single[0], rel=1e-5, abs=1e-9)
 
 
 def test_greyscale_and_alpha_images_decode_as_rgb():
     grey = _png(Image.new("L", (16, 16), 128))
     rgba = _png(Image.new("RGBA", (16, 16), (10, 20, 30, 0)))
-    groups = decode_batch([grey, rgba], CPU)
-    assert len(groups) == 1 and groups[0].pixels.shape == (2, 3, 16, 16)
+    assert decode_planes(0, grey, color=True).shape == (16, 16, 4)
+    assert decode_planes(1, rgba, color=True)[0, 0].tolist() == [10, 20, 30, 18]
+    assert decode_planes(1, rgba, color=False).shape == (16, 16, 1)
 
 
 def test_empty_input_gives_no_verdicts():
@@ -196,8 +218,7 @@ def test_a_registered_dimension_is_scored():
     bright = Dimension(
         name="test-darkness",
         measure=lambda pixels: pixels.mean(dim=(1, 2, 3)),
-        threshold=0.5,
-        direction="max",
+        bounds=Bounds(maximum=0.5),
         failure_hint="image is too bright",
     )
     register_dimension(bright)
@@ -215,15 +236,31 @@ def test_a_registered_dimension_is_scored():
 
 
 def test_a_different_dimension_under_a_taken_name_is_rejected():
-    impostor = Dimension("blank", luminance_spread, 0.5, direction="min", failure_hint="x")
+    impostor = Dimension("blank", DIMENSIONS["blank"].measure, Bounds(minimum=0.5), failure_hint="x", reads="luma")
     with pytest.raises(ValueError, match="already registered"):
         register_dimension(impostor)
 
 
 @pytest.mark.parametrize(
-    ("threshold", "direction", "weight"),
-    [(0.0, "min", 1.0), (1.0, "above", 1.0), (1.0, "min", -1.0)],
+    ("bounds", "reads", "weight"),
+    [(Bounds(minimum=1.0), "everything", 1.0), (Bounds(minimum=1.0), "pixels", -1.0), ((0.0, 1.0), "pixels", 1.0)],
 )
-def test_invalid_dimension_is_rejected(threshold, direction, weight):
+def test_invalid_dimension_is_rejected(bounds, reads, weight):
     with pytest.raises(ValueError):
-        Dimension("bad", luminance_spread, threshold, direction, "hint", weight)
+        Dimension("bad", DIMENSIONS["blank"].measure, bounds, "hint", weight, reads)
+
+
+@pytest.mark.parametrize(("minimum", "maximum"), [(None, None), (2.0, 1.0), (float("nan"), None), (None, float("inf"))])
+def test_invalid_bounds_are_rejected(minimum, maximum):
+    with pytest.raises(ValueError):
+        Bounds(minimum, maximum)
+
+
+def test_a_dimension_giving_the_wrong_number_of_values_is_reported():
+    broken = Dimension("test-broken", lambda pixels: torch.zeros(2), Bounds(minimum=0), "hint")
+    register_dimension(broken)
+    try:
+        with pytest.raises(ValueError, match="'test-broken' gave 2 values for a batch of 1"):
+            score_images([_png(Image.new("RGB", (8, 8)))], ["test-broken"], device=CPU)
+    finally:
+        DIMENSIONS.pop("test-broken")

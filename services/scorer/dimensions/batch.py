@@ -7,23 +7,24 @@ decode than RGB — or RGB plus luminance. Luminance is BT.601 luma rounded to 8
 JPEG stores it and `cv2.cvtColor` computes it; when colour is decoded too, a JPEG's luma
 is recomputed from its decoded RGB and may differ from its stored Y by a level or two.
 
-Decoded images of one size are stacked into `ImageBatch`es of `planes`, uint8 shaped
-(B, H, W, C), C = 1 (luma) or 4 (R, G, B, luma): one host-to-device copy per batch, from
-pinned memory on CUDA. On the CPU a batch stays small (a few megapixels), so each
-dimension's passes over it run in cache; on CUDA a batch holds up to `max_images`.
+An `ImageBatch` holds `planes`, uint8 shaped (B, H, W, C), C = 1 (luma) or 4 (R, G, B,
+luma), of images of one size. On CUDA decoded images are grouped by size and stacked, up
+to 128 images or 128 megapixels a batch, one host-to-device copy from pinned memory each.
 """
 
+import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import islice
 from typing import Any
 
 import cv2
 import numpy as np
 import torch
 
-CPU_BATCH_PIXELS = 1 << 21
 CUDA_BATCH_PIXELS = 1 << 27
 CUDA_BATCH_IMAGES = 128
 
@@ -46,11 +47,14 @@ class ScoringContext:
     requested_size: tuple[int, int] | None = None
     clip: Any = None
     _memo: dict[str, Any] = field(default_factory=dict, repr=False)
+    _lock: Any = field(default_factory=threading.RLock, repr=False)
 
     def memo(self, key: str, compute: Callable[[], Any]) -> Any:
-        if key not in self._memo:
-            self._memo[key] = compute()
-        return self._memo[key]
+        """`compute()` once per call, whichever worker thread asks first."""
+        with self._lock:
+            if key not in self._memo:
+                self._memo[key] = compute()
+            return self._memo[key]
 
 
 @dataclass(frozen=True, eq=False)
@@ -98,17 +102,24 @@ class ImageBatch:
         return self._memo[key]
 
 
-def decode_planes(index: int, data: bytes, color: bool) -> np.ndarray | None:
-    """(H, W, 1) luma or (H, W, 4) R, G, B, luma, uint8; None when OpenCV cannot decode."""
+class UndecodableImage(ValueError):
+    """Input image `index` is not a complete image in a format OpenCV reads."""
+
+    def __init__(self, index: int, detail: str = "not a complete image in a known format") -> None:
+        super().__init__(f"image {index} could not be decoded: {detail}")
+        self.index = index
+
+
+def decode_planes(index: int, data: bytes, color: bool) -> np.ndarray:
+    """(H, W, 1) luma or (H, W, 4) R, G, B, luma, uint8."""
     try:
         buffer = np.frombuffer(data, dtype=np.uint8)
-        if not color:
-            decoded = cv2.imdecode(buffer, cv2.IMREAD_GRAYSCALE)
-            return None if decoded is None else decoded[:, :, None]
-        rgb = cv2.imdecode(buffer, cv2.IMREAD_COLOR_RGB)
-        return None if rgb is None else _with_luma(rgb)
+        decoded = cv2.imdecode(buffer, cv2.IMREAD_COLOR_RGB if color else cv2.IMREAD_GRAYSCALE)
     except (cv2.error, TypeError, ValueError) as error:
-        raise ValueError(f"image {index} could not be decoded: {error}") from error
+        raise UndecodableImage(index, str(error)) from error
+    if decoded is None:
+        raise UndecodableImage(index)
+    return _with_luma(decoded) if color else decoded[:, :, None]
 
 
 def _with_luma(rgb: np.ndarray) -> np.ndarray:
@@ -118,31 +129,20 @@ def _with_luma(rgb: np.ndarray) -> np.ndarray:
     return planes
 
 
-def _checked(index: int, planes: np.ndarray | None) -> np.ndarray:
-    if planes is None:
-        raise ValueError(f"image {index} could not be decoded: not a complete image in a known format")
-    return planes
-
-
-def decode_all(
-    images: Sequence[bytes], color: bool, pool: ThreadPoolExecutor | None
+def decode_ahead(
+    images: Sequence[bytes], color: bool, pool: ThreadPoolExecutor, window: int
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """(index, planes) in input order, decoded ahead in `pool` while the caller measures."""
-    if pool is None:
-        decoded: Iterable[np.ndarray | None] = (
-            decode_planes(i, data, color) for i, data in enumerate(images)
-        )
-    else:
-        decoded = pool.map(decode_planes, range(len(images)), images, [color] * len(images))
-    for index, planes in enumerate(decoded):
-        yield index, _checked(index, planes)
+    """(index, planes) in input order, decoded in `pool` up to `window` images ahead.
 
-
-def batch_limits(device: torch.device) -> tuple[int, int]:
-    """(pixels, images) per batch: cache-sized on the CPU, large on an accelerator."""
-    if device.type == "cpu":
-        return CPU_BATCH_PIXELS, 1 << 16
-    return CUDA_BATCH_PIXELS, CUDA_BATCH_IMAGES
+    The window bounds memory while the caller measures earlier images.
+    """
+    work = iter(enumerate(images))
+    pending = deque((index, pool.submit(decode_planes, index, data, color)) for index, data in islice(work, window))
+    while pending:
+        index, future = pending.popleft()
+        for next_index, data in islice(work, 1):
+            pending.append((next_index, pool.submit(decode_planes, next_index, data, color)))
+        yield index, future.result()
 
 
 def group_by_size(

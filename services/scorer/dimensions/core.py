@@ -115,14 +115,12 @@ class DimensionResult:
 
 @dataclass(frozen=True)
 class ImageVerdict:
+    """Every result of one image; `failed` names those that keep it from shipping."""
+
     dimensions: dict[str, DimensionResult]
     passed: bool
     score: float
-
-    @property
-    def failed(self) -> list[str]:
-        """Names of the dimensions that keep this image from shipping."""
-        return [name for name, result in self.dimensions.items() if not result.passed]
+    failed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -160,7 +158,9 @@ class Dimension:
 
 
 def readable(value: float) -> str:
-    if not math.isfinite(value) or value == 0 or abs(value) >= 100:
+    if value == 0:
+        return "0"
+    if not math.isfinite(value) or abs(value) >= 100:
         return f"{value:.1f}"
     return f"{value:.3g}"
 

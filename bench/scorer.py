@@ -1,0 +1,174 @@
+"""Scorer throughput: 1-megapixel JPEGs per second through the Tier-1 dimensions.
+
+N: `Scorer.score`, called with --batch images at a time as the service calls it, decode
+included. No Tier-1 dimension reads colour, so each JPEG's luma plane alone is decoded.
+On the CPU the Scorer's threads each decode and measure one image (the batched dimension
+code on a batch of one, which stays in cache); on CUDA, threads decode and the device
+measures batches of up to 128 images copied once each from pinned memory.
+M: a straightforward per-image loop in the same run: cv2.imdecode to colour, cv2.cvtColor
+to grey, then each metric with NumPy/OpenCV in float64, one image at a time.
+Both judge the same images against the generic profile's Tier-1 bounds (prompt_alignment
+and Tier 2 left out), and their pass/fail verdicts must agree, dimension by dimension.
+
+The images are 1024×1024 JPEGs (quality 90) made from scikit-image photographs (resized)
+and LocalGenerator paintings, plus degraded copies (blur, noise, quality-5 JPEG, blown
+out, black), so that both passes and failures are compared.
+
+    python bench/scorer.py [--images 256] [--batch 32] [--device cpu|cuda] [--rounds 2]
+"""
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from skimage import data as photos  # noqa: E402
+
+from services.router.providers.local import LocalGenerator  # noqa: E402
+from services.scorer.dimensions import Scorer  # noqa: E402
+from services.scorer.dimensions.tier1 import BLOCK_STEP_CAP, BLOWN_LEVEL, CRUSHED_LEVEL  # noqa: E402
+from services.scorer.profiles import Profile, load_profile  # noqa: E402
+
+SIDE = 1024
+PHOTOS = ("astronaut", "coffee", "chelsea", "camera", "rocket")
+TIER_ONE = ("sharpness", "noise", "blockiness", "exposure", "clipping", "blank", "size", "aspect")
+IMMERKAER_KERNEL = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float64)
+
+
+def tier_one_profile() -> Profile:
+    generic = load_profile("generic")
+    checks = tuple(check for check in generic.checks if check.dimension in TIER_ONE)
+    return Profile("tier1", "generic's Tier-1 dimensions", checks)
+
+
+def source_images() -> list[np.ndarray]:
+    """RGB 1024×1024 sources: photos, paintings, and degraded copies of the photos."""
+    sources = []
+    for name in PHOTOS:
+        image = getattr(photos, name)()
+        rgb = np.stack([image] * 3, axis=-1) if image.ndim == 2 else image[..., :3]
+        sources.append(cv2.resize(rgb, (SIDE, SIDE), interpolation=cv2.INTER_LANCZOS4))
+    generator = LocalGenerator(SIDE, SIDE, defect_rate=0.25)
+    for candidate in generator.paint("bench", seed=7, count=8):
+        sources.append(cv2.imdecode(np.frombuffer(candidate.png, np.uint8), cv2.IMREAD_COLOR_RGB))
+    rng = np.random.default_rng(0)
+    photo = sources[0]
+    sources.append(cv2.GaussianBlur(photo, (0, 0), 4))
+    sources.append(np.clip(photo + rng.normal(0, 30, photo.shape), 0, 255).astype(np.uint8))
+    sources.append(np.clip(photo.astype(np.int32) * 2 + 160, 0, 255).astype(np.uint8))
+    sources.append(np.zeros_like(photo))
+    return sources
+
+
+def encode(rgb: np.ndarray, quality: int = 90) -> bytes:
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    return cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes()
+
+
+def bench_images(count: int) -> list[bytes]:
+    sources = source_images()
+    encoded = [encode(rgb) for rgb in sources] + [encode(sources[1], quality=5)]
+    return [encoded[i % len(encoded)] for i in range(count)]
+
+
+def baseline_metrics(data: bytes, requested: tuple[int, int]) -> dict[str, float]:
+    """Every Tier-1 metric of one image, the plain way."""
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    luma = grey.astype(np.float64)
+    height, width = grey.shape
+    laplacian = cv2.Laplacian(luma, cv2.CV_64F, ksize=1)[1:-1, 1:-1]
+    noise_response = cv2.filter2D(luma, cv2.CV_64F, IMMERKAER_KERNEL)[1:-1, 1:-1]
+    return {
+        "sharpness": float(laplacian.var()),
+        "noise": math.sqrt(math.pi / 2) / 6 * float(np.abs(noise_response).mean()),
+        "blockiness": baseline_blockiness(luma),
+        "exposure": float(luma.mean()) / 255,
+        "clipping": float(((grey <= CRUSHED_LEVEL) | (grey >= BLOWN_LEVEL)).mean()),
+        "blank": float(luma.std()) / 255,
+        "size": max(abs(width - requested[0]) / requested[0], abs(height - requested[1]) / requested[1]),
+        "aspect": abs(math.log((width / height) / (requested[0] / requested[1]))),
+    }
+
+
+def baseline_blockiness(luma: np.ndarray) -> float:
+    across = np.minimum(np.abs(np.diff(luma, axis=1)), BLOCK_STEP_CAP)
+    down = np.minimum(np.abs(np.diff(luma, axis=0)), BLOCK_STEP_CAP)
+    seams = np.concatenate([across[:, 7::8].ravel(), down[7::8].ravel()]).mean()
+    middles = np.concatenate([across[:, 3::8].ravel(), down[3::8].ravel()]).mean()
+    return float((seams + 1) / (middles + 1))
+
+
+def baseline_verdicts(images: list[bytes], profile: Profile, requested) -> list[dict[str, bool]]:
+    verdicts = []
+    for data in images:
+        values = baseline_metrics(data, requested)
+        verdicts.append({c.dimension: c.bounds.admits(values[c.dimension]) for c in profile.checks})
+    return verdicts
+
+
+def scorer_verdicts(scorer: Scorer, images: list[bytes], profile: Profile, batch: int, requested):
+    verdicts = []
+    for start in range(0, len(images), batch):
+        chunk = images[start : start + batch]
+        verdicts += scorer.score(chunk, profile, requested_size=requested)
+    if scorer.device.type == "cuda":
+        torch.cuda.synchronize()
+    return [{name: result.passed for name, result in v.dimensions.items()} for v in verdicts]
+
+
+def timed(run) -> tuple[float, object]:
+    start = time.perf_counter()
+    result = run()
+    return time.perf_counter() - start, result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--rounds", type=int, default=2, help="timed rounds of each path; the best counts")
+    args = parser.parse_args()
+
+    images = bench_images(args.images)
+    profile = tier_one_profile()
+    requested = (SIDE, SIDE)
+    scorer = Scorer(torch.device(args.device), load_entry_points=False)
+    scorer_verdicts(scorer, images[: args.batch], profile, args.batch, requested)  # warm-up
+
+    scorer_times, baseline_times = [], []
+    for _ in range(args.rounds):
+        seconds, ours = timed(lambda: scorer_verdicts(scorer, images, profile, args.batch, requested))
+        scorer_times.append(seconds)
+        seconds, theirs = timed(lambda: baseline_verdicts(images, profile, requested))
+        baseline_times.append(seconds)
+    scorer.close()
+
+    disagreements = [i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b]
+    passing = sum(all(v.values()) for v in ours)
+    n_rate = args.images / min(scorer_times)
+    m_rate = args.images / min(baseline_times)
+    print(f"{args.images} JPEG images of {SIDE}x{SIDE} ({sum(map(len, images)) / len(images) / 1e3:.0f} kB mean), "
+          f"batch {args.batch}, torch threads {torch.get_num_threads()}, scorer threads {scorer.threads}")
+    print(f"{'path':<34}{'best s':>9}{'all rounds s':>24}{'images/s':>10}")
+    path = "per-image tasks" if args.device == "cpu" else "batches"
+    print(f"{'Scorer (' + args.device + ', ' + path + ')':<34}{min(scorer_times):>9.2f}"
+          f"{' '.join(f'{t:.2f}' for t in scorer_times):>24}{n_rate:>10.1f}")
+    print(f"{'per-image NumPy/OpenCV loop':<34}{min(baseline_times):>9.2f}"
+          f"{' '.join(f'{t:.2f}' for t in baseline_times):>24}{m_rate:>10.1f}")
+    print(f"verdicts: {passing}/{args.images} pass; {len(disagreements)} images judged differently")
+    if disagreements:
+        first = disagreements[0]
+        raise SystemExit(f"verdicts differ on images {disagreements[:10]}; image {first}: {ours[first]} vs {theirs[first]}")
+    print(f"images/s: {n_rate:.1f} baseline: {m_rate:.1f} ratio: {n_rate / m_rate:.2f} device: {args.device}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""`score` on the command line: judge image files against a scoring profile.
+
+    python -m services.scorer.cli score [--profile NAME] [--reference PATH] [--prompt TEXT]
+        [--clip-model DIR] [--size WxH] [--rules FILE] [--device cpu|cuda] [--json] PATH...
+
+With --json it prints one JSON array, an object per image:
+{"path", "passed", "score", "dimensions": {NAME: {"value", "threshold", "passed", "reason"}}}
+(an unavailable dimension has value null and passed false). Otherwise a table.
+Exit status: 0 when every image passed, 1 when any failed, 2 on a usage error (unknown
+profile, unreadable or undecodable file, invalid rules, missing CLIP model for a
+profile that requires it), with the reason on stderr.
+"""
+
+import argparse
+import json
+import math
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+import yaml
+from pydantic import ValidationError
+
+from services.scorer.dimensions import ClipModelError, ImageVerdict, QualityRules, Scorer, UndecodableImage
+from services.scorer.dimensions.core import readable
+from services.scorer.profiles import ProfileError, load_profile, profile_names
+
+ALL_PASSED, SOME_FAILED, USAGE_ERROR = 0, 1, 2
+SIZE = re.compile(r"(\d+)[xX×](\d+)")
+
+
+class UsageError(Exception):
+    """Something the user can fix; reported in one line, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="genline", description="Genline's image scorer.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    score = commands.add_parser("score", help="score image files against a profile")
+    score.add_argument("paths", nargs="+", metavar="PATH", help="image files (PNG, JPEG, WebP, ...)")
+    score.add_argument("--profile", default="generic", help=f"scoring profile: {', '.join(profile_names())}")
+    score.add_argument("--reference", metavar="PATH", help="reference photo for skin tone")
+    score.add_argument("--prompt", metavar="TEXT", help="the prompt, for prompt alignment")
+    score.add_argument("--clip-model", metavar="DIR", help="local folder of a CLIP model (save_pretrained)")
+    score.add_argument("--size", metavar="WxH", help="requested size, for the size and aspect dimensions")
+    score.add_argument("--rules", metavar="FILE", help="QualityRules as a JSON or YAML file")
+    score.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when present")
+    score.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+    stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # argparse has printed usage or help already
+        return stop.code if isinstance(stop.code, int) else USAGE_ERROR
+    try:
+        verdicts = score_files(args)
+    except UsageError as error:
+        print(f"genline score: {error}", file=stderr)
+        return USAGE_ERROR
+    if args.json:
+        json.dump([_as_json(path, v) for path, v in zip(args.paths, verdicts)], stdout, indent=2, allow_nan=False)
+        stdout.write("\n")
+    else:
+        stdout.write(render_table(args.paths, verdicts))
+    return ALL_PASSED if all(v.passed for v in verdicts) else SOME_FAILED
+
+
+def score_files(args: argparse.Namespace) -> list[ImageVerdict]:
+    images = [_read(path, "image") for path in args.paths]
+    reference = _read(args.reference, "reference photo") if args.reference else None
+    profile = _profile(args.profile, _rules(args.rules) if args.rules else None)
+    try:
+        scorer = Scorer(args.device, clip_model_dir=args.clip_model)
+    except (ClipModelError, RuntimeError) as error:
+        raise UsageError(str(error)) from None
+    with scorer:
+        missing = scorer.missing_capabilities(profile)
+        if missing:
+            raise UsageError(f"profile {profile.name!r} requires {', '.join(missing)}, which needs --clip-model")
+        try:
+            return scorer.score(images, profile, prompt=args.prompt, reference=reference,
+                                requested_size=_size(args.size))
+        except UndecodableImage as error:
+            raise UsageError(f"cannot decode {args.paths[error.index]}: not an image OpenCV can read") from None
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        raise UsageError(f"cannot read {what} {path}: {error.strerror or error}") from None
+
+
+def _rules(path: str) -> QualityRules:
+    try:
+        return QualityRules.model_validate(yaml.safe_load(_read(path, "rules file")))
+    except yaml.YAMLError as error:
+        raise UsageError(f"rules file {path} is not JSON or YAML: {error}") from None
+    except ValidationError as error:
+        raise UsageError(f"rules file {path} is invalid: {error}") from None
+
+
+def _profile(name: str, rules: QualityRules | None):
+    try:
+        return load_profile(name, rules)
+    except ProfileError as error:
+        raise UsageError(str(error)) from None
+
+
+def _size(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    match = SIZE.fullmatch(text.strip())
+    if not match or 0 in (int(match[1]), int(match[2])):
+        raise UsageError(f"--size must look like 1024x768, got {text!r}")
+    return int(match[1]), int(match[2])
+
+
+def _json_number(value: float | None) -> float | None:
+    return None if value is None or math.isnan(value) else value
+
+
+def _as_json(path: str, verdict: ImageVerdict) -> dict:
+    dimensions = {
+        name: {
+            "value": _json_number(result.value),
+            "threshold": result.threshold,
+            "passed": result.passed,
+            "reason": result.reason,
+        }
+        for name, result in verdict.dimensions.items()
+    }
+    return {"path": path, "passed": verdict.passed, "score": verdict.score, "dimensions": dimensions}
+
+
+def render_table(paths: Sequence[str], verdicts: Sequence[ImageVerdict]) -> str:
+    lines = []
+    for path, verdict in zip(paths, verdicts):
+        outcome = "PASS" if verdict.passed else f"FAIL ({', '.join(verdict.failed)})"
+        lines.append(f"{path}  {outcome}  score {verdict.score:.3f}")
+        width = max(len(name) for name in verdict.dimensions) if verdict.dimensions else 0
+        for name, result in verdict.dimensions.items():
+            value = "-" if result.value is None else readable(result.value)
+            status = "pass" if result.passed else "FAIL" if result.available else "n/a"
+            note = "" if result.passed and result.value is not None else f"  {result.reason}"
+            lines.append(f"  {name:<{width}}  {value:>10}  {readable(result.threshold):>8}  {status:<4}{note}")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,98 @@
+"""Tier 3: quality rules a template or a job declares on top of a scoring profile.
+
+`QualityRules` (JSON or YAML; every field optional):
+
+    {
+      "profile": "headshot",                       # the profile to start from
+      "thresholds": {                              # bounds override the profile's, side by side
+        "sharpness": {"min": 80},
+        "exposure": {"min": 0.3, "max": 0.7, "weight": 2},
+        "prompt_alignment": {"min": 0.25}          # a dimension the profile lacks is added
+      },
+      "require": ["prompt_alignment"],             # must be measurable and pass
+      "forbid": [{"dimension": "faces", "min": 1}] # fail when faces >= 1
+    }
+
+* `thresholds[name]` has `min`, `max` (both: a range) and `weight` (ranking weight, ≥ 0).
+  For a dimension of the profile, a side given replaces the profile's side and a side
+  left out keeps it; a dimension the profile lacks is added with exactly the sides given
+  (with its default bounds when none is given).
+* `require`: a required dimension that this scorer cannot compute (prompt_alignment with
+  no CLIP model) makes the job unscorable (`Scorer.missing_capabilities`); one that cannot
+  be computed for a call (no prompt) fails every image. Other dimensions that are not
+  computable are reported unavailable and do not count against an image.
+* `forbid`: an image fails when the dimension's value lies inside [min, max] (an open side
+  is unbounded). A forbidden condition must be computable, like a required dimension.
+
+Unknown dimension names, min above max, and unknown fields are rejected with a
+ValueError (pydantic's ValidationError) that names the culprit.
+"""
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from services.scorer.dimensions.core import DIMENSIONS, unknown_names
+from services.scorer.dimensions.plugins import discover_plugins
+
+STRICT = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+def _check_order(minimum: float | None, maximum: float | None, what: str) -> None:
+    if minimum is not None and maximum is not None and minimum > maximum:
+        raise ValueError(f"{what}: min {minimum} is above max {maximum}")
+
+
+def check_known_dimensions(names, where: str) -> None:
+    discover_plugins()
+    unknown = unknown_names(list(names))
+    if unknown:
+        raise ValueError(f"unknown dimension(s) {unknown} in {where}; known: {sorted(DIMENSIONS)}")
+
+
+class Threshold(BaseModel):
+    """Bounds and ranking weight for one dimension; any part may be left out."""
+
+    model_config = STRICT
+
+    min: float | None = None
+    max: float | None = None
+    weight: float | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Threshold":
+        _check_order(self.min, self.max, "threshold")
+        return self
+
+
+class ForbiddenCondition(BaseModel):
+    """Fail an image when `dimension`'s value lies within [min, max]."""
+
+    model_config = STRICT
+
+    dimension: str
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _meaningful(self) -> "ForbiddenCondition":
+        if self.min is None and self.max is None:
+            raise ValueError(f"forbidden condition on {self.dimension!r} needs a min, a max or both")
+        _check_order(self.min, self.max, f"forbidden condition on {self.dimension!r}")
+        check_known_dimensions([self.dimension], "forbid")
+        return self
+
+
+class QualityRules(BaseModel):
+    """Custom rules of a template or job; see the module docstring for the format."""
+
+    model_config = STRICT
+
+    profile: str | None = Field(default=None, min_length=1)
+    thresholds: dict[str, Threshold] = Field(default_factory=dict)
+    require: tuple[str, ...] = ()
+    forbid: tuple[ForbiddenCondition, ...] = ()
+
+    @model_validator(mode="after")
+    def _known_dimensions(self) -> "QualityRules":
+        check_known_dimensions(self.thresholds, "thresholds")
+        check_known_dimensions(self.require, "require")
+        return self

@@ -1,0 +1,206 @@
+"""Tier 1: measurements every image gets, all from one luminance tensor.
+
+Luma is on the 0..255 scale. Two shared computations feed six dimensions, each done once
+per batch: a 256-bin histogram (exposure, blank, clipping: exact moments in float64) and
+the horizontal and vertical second differences (sharpness and noise share them). Noise
+and blockiness are calibrated on images of 256 pixels a side or more; on thumbnails a few
+edges weigh enough to read as noise or blocks.
+
+* sharpness — variance of the 4-neighbour Laplacian (interior pixels).
+* noise — Immerkær's estimate of the standard deviation of Gaussian noise, in luma
+  levels: sqrt(π/2) / (6 (W−2)(H−2)) · Σ |I ∗ N|, N = [1 −2 1; −2 4 −2; 1 −2 1]
+  (J. Immerkær, "Fast noise variance estimation", CVIU 64(2), 1996). Dense fine texture
+  (grass, gravel) reads as noise too.
+* blockiness — JPEG-like 8×8 blocks: mean absolute step across block boundaries (between
+  pixel 8k−1 and 8k, both axes) over the mean step in the middle of blocks (between 8k+3
+  and 8k+4), each plus one level so flat images read 1. Comparing with the block middle,
+  a whole-period phase of the grid, keeps 2- and 4-pixel patterns from reading as blocks;
+  steps are capped at 16 levels, since a larger step is a content edge, not a block seam,
+  and a few edges that happen to lie on seams would otherwise decide small images.
+* exposure — mean luma in [0, 1].
+* clipping — share of pixels with luma at most 5 (crushed) or at least 250 (blown).
+* blank — standard deviation of luma in [0, 1]: 0 for uniform and black frames.
+* size, aspect — how far the image is from the requested size: the larger relative error
+  of width and height, and |ln(actual aspect / requested aspect)|; waived when no size is
+  requested.
+"""
+
+import math
+
+import torch
+
+from services.scorer.dimensions.batch import ImageBatch
+from services.scorer.dimensions.core import Bounds, Dimension, register_dimension
+
+LEVELS = 256
+CRUSHED_LEVEL = 5
+BLOWN_LEVEL = 250
+BLOCK = 8
+# The block step ratio adds one luma level top and bottom so flat regions read as 1.
+BLOCK_STEP_FLOOR = 1.0
+BLOCK_STEP_CAP = 16.0
+IMMERKAER_FACTOR = math.sqrt(math.pi / 2) / 6
+
+
+def luma_histogram(batch: ImageBatch) -> torch.Tensor:
+    """(B, 256) float64 counts of each luma level."""
+    levels = batch.luma_u8.reshape(batch.size, -1)
+    if batch.size == 1:
+        return torch.bincount(levels[0], minlength=LEVELS)[None].double()
+    # One count over the whole batch: each image's levels shifted into its own 256 bins.
+    offsets = torch.arange(batch.size, device=levels.device, dtype=torch.int32)[:, None] * LEVELS
+    counts = torch.bincount((levels.int() + offsets).reshape(-1), minlength=batch.size * LEVELS)
+    return counts.view(batch.size, LEVELS).double()
+
+
+def histogram_moments(batch: ImageBatch) -> dict[str, torch.Tensor]:
+    histogram = batch.memo("luma_histogram", luma_histogram)
+    levels = torch.arange(LEVELS, device=histogram.device, dtype=torch.float64)
+    count = histogram.sum(dim=1)
+    mean = (histogram @ levels) / count
+    variance = ((histogram @ levels.square()) / count - mean.square()).clamp_(min=0)
+    clipped = histogram[:, : CRUSHED_LEVEL + 1].sum(dim=1) + histogram[:, BLOWN_LEVEL:].sum(dim=1)
+    return {"mean": mean, "std": variance.sqrt(), "clipped": clipped / count}
+
+
+def second_differences(batch: ImageBatch) -> dict[str, torch.Tensor]:
+    """Laplacian variance and Immerkær noise sigma, sharing the horizontal differences."""
+    luma = batch.luma
+    if batch.height < 3 or batch.width < 3:
+        zeros = luma.new_zeros(batch.size)
+        return {"laplacian_variance": zeros, "noise_sigma": zeros}
+    across = torch.add(luma[:, :, 2:], luma[:, :, :-2]).sub_(luma[:, :, 1:-1], alpha=2)
+    noise = torch.add(across[:, 2:], across[:, :-2]).sub_(across[:, 1:-1], alpha=2)
+    laplacian = torch.add(luma[:, 2:, 1:-1], luma[:, :-2, 1:-1]).sub_(luma[:, 1:-1, 1:-1], alpha=2)
+    laplacian = laplacian.add_(across[:, 1:-1]).view(batch.size, -1)
+    count = laplacian.shape[1]
+    mean = laplacian.sum(dim=1) / count
+    mean_square = torch.linalg.vector_norm(laplacian, dim=1).square() / count
+    sigma = noise.abs_().view(batch.size, -1).sum(dim=1) * (IMMERKAER_FACTOR / count)
+    return {"laplacian_variance": (mean_square - mean.square()).clamp_(min=0), "noise_sigma": sigma}
+
+
+def _step_sums(luma: torch.Tensor, axis: int, before: int) -> tuple[torch.Tensor, int]:
+    """Sum of |luma[k] − luma[k−1]| over k ≡ before+1 (mod 8) along `axis`, and its count."""
+    length = luma.shape[axis]
+    after = luma.narrow(axis, before + 1, length - before - 1)[_every_eighth(axis)]
+    first = luma.narrow(axis, before, length - before - 1)[_every_eighth(axis)]
+    steps = after.sub(first).abs_().clamp_(max=BLOCK_STEP_CAP)
+    return steps.sum(dim=(1, 2)), steps[0].numel()
+
+
+def _every_eighth(axis: int) -> tuple[slice, ...]:
+    return (slice(None),) * axis + (slice(None, None, BLOCK),)
+
+
+def block_step_ratio(batch: ImageBatch) -> torch.Tensor:
+    luma = batch.luma
+    boundary = middle = luma.new_zeros(batch.size)
+    boundary_count = middle_count = 0
+    for axis in (1, 2):
+        if luma.shape[axis] < 2 * BLOCK:
+            continue
+        boundary_sum, count = _step_sums(luma, axis, BLOCK - 1)
+        boundary, boundary_count = boundary + boundary_sum, boundary_count + count
+        middle_sum, count = _step_sums(luma, axis, BLOCK // 2 - 1)
+        middle, middle_count = middle + middle_sum, middle_count + count
+    if boundary_count == 0:
+        return luma.new_ones(batch.size)
+    return (boundary / boundary_count + BLOCK_STEP_FLOOR) / (middle / middle_count + BLOCK_STEP_FLOOR)
+
+
+def _moment(name: str, scale: float = 1.0):
+    def measure(batch: ImageBatch) -> torch.Tensor:
+        return batch.memo("histogram_moments", histogram_moments)[name] / scale
+
+    return measure
+
+
+def _second_difference(name: str):
+    def measure(batch: ImageBatch) -> torch.Tensor:
+        return batch.memo("second_differences", second_differences)[name]
+
+    return measure
+
+
+def size_error(batch: ImageBatch) -> torch.Tensor:
+    width, height = batch.context.requested_size
+    error = max(abs(batch.width - width) / width, abs(batch.height - height) / height)
+    return torch.full((batch.size,), error, dtype=torch.float64)
+
+
+def aspect_error(batch: ImageBatch) -> torch.Tensor:
+    width, height = batch.context.requested_size
+    error = abs(math.log((batch.width / batch.height) / (width / height)))
+    return torch.full((batch.size,), error, dtype=torch.float64)
+
+
+TIER_ONE = (
+    Dimension(
+        name="sharpness",
+        measure=_second_difference("laplacian_variance"),
+        bounds=Bounds(minimum=20.0),
+        failure_hint="image looks blurred",
+        reads="luma",
+    ),
+    Dimension(
+        name="noise",
+        measure=_second_difference("noise_sigma"),
+        bounds=Bounds(maximum=10.0),
+        failure_hint="image is noisy or grainy",
+        reads="luma",
+    ),
+    Dimension(
+        name="blockiness",
+        measure=block_step_ratio,
+        bounds=Bounds(maximum=1.7),
+        failure_hint="image shows 8×8 compression blocks",
+        weight=0.5,
+        reads="luma",
+    ),
+    Dimension(
+        name="exposure",
+        measure=_moment("mean", 255.0),
+        bounds=Bounds(minimum=0.08, maximum=0.92),
+        failure_hint="image is under- or overexposed",
+        weight=0.5,
+        reads="luma",
+    ),
+    Dimension(
+        name="clipping",
+        measure=_moment("clipped"),
+        bounds=Bounds(maximum=0.35),
+        failure_hint="too many blown highlights or crushed shadows",
+        weight=0.5,
+        reads="luma",
+    ),
+    Dimension(
+        name="blank",
+        measure=_moment("std", 255.0),
+        bounds=Bounds(minimum=0.02),
+        failure_hint="image is blank or a uniform frame",
+        weight=0.0,
+        reads="luma",
+    ),
+    Dimension(
+        name="size",
+        measure=size_error,
+        bounds=Bounds(maximum=0.05),
+        failure_hint="image is not the requested size",
+        weight=0.0,
+        reads="luma",
+        waived_without=frozenset({"requested_size"}),
+    ),
+    Dimension(
+        name="aspect",
+        measure=aspect_error,
+        bounds=Bounds(maximum=0.01),
+        failure_hint="image does not have the requested aspect ratio",
+        weight=0.0,
+        reads="luma",
+        waived_without=frozenset({"requested_size"}),
+    ),
+)
+
+for _dimension in TIER_ONE:
+    register_dimension(_dimension)

@@ -1,0 +1,172 @@
+"""Scoring profiles: which dimensions an image must pass, with what bounds and weights.
+
+A profile is a YAML file in `services/scorer/profiles/` (`generic`, `headshot`, `product`):
+
+    name: product
+    description: Product photos ...
+    dimensions:                 # every dimension listed is measured and must pass
+      sharpness: {min: 50, weight: 1.0}
+      exposure: {min: 0.25, max: 0.9, weight: 0.5}
+      blank: {}                 # the dimension's own default bounds and weight
+    require: []                 # dimensions that must be computable (see QualityRules)
+    forbid:
+      - {dimension: faces, min: 1}
+
+A dimension's bounds in a profile replace the dimension's defaults (`{}` keeps them).
+`load_profile(name, rules)` reads one and applies a template's or job's `QualityRules`
+on top (`rules.profile`, when set, picks the profile instead of `name`). A dimension that
+cannot be computed here is reported unavailable and does not count against an image,
+unless the profile or rules require it or a forbidden condition reads it.
+"""
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError, model_validator
+
+from services.scorer.dimensions.core import DIMENSIONS, Bounds, Dimension
+from services.scorer.dimensions.rules import (
+    STRICT,
+    ForbiddenCondition,
+    QualityRules,
+    Threshold,
+    check_known_dimensions,
+)
+
+PROFILES_DIR = Path(__file__).with_name("profiles")
+PROFILE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+
+__all__ = ["Check", "Forbidden", "Profile", "ProfileError", "QualityRules", "load_profile", "profile_names"]
+
+
+class ProfileError(ValueError):
+    """An unknown profile, an invalid profile file, or rules that contradict a profile."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """One dimension an image must pass: the bounds in force and its ranking weight."""
+
+    dimension: str
+    bounds: Bounds
+    weight: float
+
+
+@dataclass(frozen=True)
+class Forbidden:
+    """An image fails when `dimension`'s value lies within `bounds`."""
+
+    dimension: str
+    bounds: Bounds
+
+    @property
+    def label(self) -> str:
+        """The result's name in a verdict, e.g. 'forbid:faces>=1'."""
+        low, high = self.bounds.minimum, self.bounds.maximum
+        if high is None:
+            return f"forbid:{self.dimension}>={low:g}"
+        if low is None:
+            return f"forbid:{self.dimension}<={high:g}"
+        return f"forbid:{low:g}<={self.dimension}<={high:g}"
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    checks: tuple[Check, ...]
+    required: frozenset[str] = frozenset()
+    forbidden: tuple[Forbidden, ...] = ()
+
+    @property
+    def dimension_names(self) -> tuple[str, ...]:
+        return tuple(check.dimension for check in self.checks)
+
+    def must_compute(self) -> list[str]:
+        """Dimensions that have to be measurable: the required ones and the forbidden ones."""
+        names = [c.dimension for c in self.checks if c.dimension in self.required]
+        return list(dict.fromkeys(names + [f.dimension for f in self.forbidden]))
+
+
+class ProfileSpec(BaseModel):
+    """A profile file as written."""
+
+    model_config = STRICT
+
+    name: str
+    description: str = ""
+    dimensions: dict[str, Threshold] = Field(min_length=1)
+    require: tuple[str, ...] = ()
+    forbid: tuple[ForbiddenCondition, ...] = ()
+
+    @model_validator(mode="after")
+    def _known_dimensions(self) -> "ProfileSpec":
+        check_known_dimensions(self.dimensions, "dimensions")
+        check_known_dimensions(self.require, "require")
+        return self
+
+
+def profile_names(directory: Path = PROFILES_DIR) -> list[str]:
+    return sorted(path.stem for path in directory.glob("*.yaml"))
+
+
+def load_profile(name: str, rules: QualityRules | None = None, *, directory: Path = PROFILES_DIR) -> Profile:
+    """The named profile (or `rules.profile`) with `rules` applied; ProfileError if unknown."""
+    chosen = rules.profile if rules is not None and rules.profile else name
+    return build_profile(read_profile_spec(chosen, directory), rules)
+
+
+@lru_cache(maxsize=64)
+def read_profile_spec(name: str, directory: Path = PROFILES_DIR) -> ProfileSpec:
+    if not isinstance(name, str) or not PROFILE_NAME.fullmatch(name) or name not in profile_names(directory):
+        raise ProfileError(f"unknown profile {name!r}; known: {profile_names(directory)}")
+    path = directory / f"{name}.yaml"
+    try:
+        spec = ProfileSpec.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    except (yaml.YAMLError, ValidationError, OSError) as error:
+        raise ProfileError(f"profile file {path} is invalid: {error}") from error
+    if spec.name != name:
+        raise ProfileError(f"profile file {path} names itself {spec.name!r}")
+    return spec
+
+
+def build_profile(spec: ProfileSpec, rules: QualityRules | None = None) -> Profile:
+    rules = rules or QualityRules()
+    layers = [spec.dimensions, rules.thresholds]
+    names = list(dict.fromkeys([*spec.dimensions, *rules.thresholds, *spec.require, *rules.require]))
+    try:
+        checks = tuple(_check(DIMENSIONS[name], [layer[name] for layer in layers if name in layer]) for name in names)
+        forbidden = tuple(
+            Forbidden(condition.dimension, Bounds(condition.min, condition.max))
+            for condition in (*spec.forbid, *rules.forbid)
+        )
+    except ValueError as error:
+        raise ProfileError(f"profile {spec.name!r} with these rules is contradictory: {error}") from error
+    required = frozenset(spec.require) | frozenset(rules.require)
+    return Profile(spec.name, spec.description, checks, required, forbidden)
+
+
+def _check(dimension: Dimension, layers: list[Threshold]) -> Check:
+    """Defaults, overridden by the profile's entry, then by the rules' entry."""
+    # The first layer stating a bound replaces the defaults (a profile's `faces: {max: 0}`
+    # means at most 0, not 1 to 0); later layers replace side by side.
+    bounds, weight, stated = dimension.bounds, dimension.weight, False
+    for layer in layers:
+        try:
+            if layer.min is not None or layer.max is not None:
+                bounds = bounds.merged(layer.min, layer.max) if stated else Bounds(layer.min, layer.max)
+                stated = True
+        except ValueError as error:
+            raise ValueError(f"{dimension.name}: {error}") from None
+        weight = weight if layer.weight is None else layer.weight
+    return Check(dimension.name, bounds, weight)
+
+
+def profile_of_dimensions(names: tuple[str, ...]) -> Profile:
+    """An ad-hoc profile of registered dimensions with their default bounds."""
+    check_known_dimensions(names, "dimensions")
+    checks = tuple(_check(DIMENSIONS[name], []) for name in dict.fromkeys(names))
+    return Profile("custom", "the listed dimensions with their default bounds", checks)
