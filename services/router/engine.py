@@ -9,7 +9,9 @@
 2. generate — the N indices are cut into batches; each batch walks the provider chain:
    a provider whose breaker is open or whose concurrency is used up is passed over, a
    call is bounded by a timeout, server errors are retried with jitter, anything else
-   falls back to the next provider; a batch never spends beyond the cap;
+   falls back to the next provider; a batch never spends beyond the cap; while its
+   preferred providers are merely busy it waits for them (within the tier's latency
+   target and the deadline) rather than spill to a much dearer one;
 3. learn — every call updates its provider's breaker, AIMD limit, price and latency
    estimates; `observe_scores` feeds the scorer's verdicts into the pass-rate estimate.
 
@@ -29,8 +31,8 @@ from services.common.contracts import Tier
 from services.router.clock import Clock, LoopClock
 from services.router.providers.base import GeneratedImage, GenerationRequest, Provider, ProviderError
 from services.router.providers.registry import ProviderConfig, Registry
-from services.router.resilience import (AimdLimiter, AimdSettings, BreakerSettings, BreakerState, CircuitBreaker,
-                                        RetryPolicy, run_with_timeout, wait_for_event)
+from services.router.resilience import (AimdLimiter, AimdSettings, BreakerSettings, BreakerState,
+                                        CapacityWaiters, CircuitBreaker, RetryPolicy, run_with_timeout)
 from services.router.selection import (PassRateEstimator, ProviderQuote, RankBy, RunningRatio, candidates_needed,
                                        fixed_oversample, rank_providers, round_target)
 
@@ -65,6 +67,10 @@ class RoutingPolicy:
     fixed_oversample_factor: float = 1.5
     learn_pass_rates: bool = True
     fallback: bool = True
+    # While a batch's preferred providers are only busy, it waits for them rather than
+    # spilling to a provider dearer than this many times the best, as long as the tier's
+    # latency target and the deadline allow. None: spill at once.
+    spill_tolerance: float | None = 1.25
     only_provider: str | None = None
     retry: RetryPolicy = RetryPolicy()
     breaker: BreakerSettings = BreakerSettings()
@@ -228,7 +234,7 @@ class RoutingEngine:
             {name: c.pass_rate_prior for name, c in registry.providers.items()}, clock=self.clock)
         self._rng = rng or random.Random()
         self._health = {name: self._new_health(config) for name, config in registry.providers.items()}
-        self._capacity_freed = asyncio.Event()
+        self._waiters = CapacityWaiters()
 
     # ---- the service's calls ------------------------------------------------------------
 
@@ -270,21 +276,29 @@ class RoutingEngine:
         return [self._status(name, config) for name, config in self.registry.providers.items()]
 
     def has_capacity(self) -> bool:
-        """False when every provider is open, paused or at its limit: stop taking jobs."""
-        return any(health.available() for health in self._health.values())
+        """False when every usable provider is open, paused or at its limit: stop taking jobs."""
+        return any(self._health[name].available() for name in self._usable())
 
     async def wait_for_capacity(self, timeout_s: float | None = None, providers: list[str] | None = None) -> bool:
-        """Wait until one of `providers` (default: any) can take a call; False if `timeout_s` passed first."""
-        names = providers if providers is not None else list(self._health)
+        """Wait until one of `providers` (default: any usable) can take a call; False if `timeout_s` passed first."""
+        names = providers if providers is not None else self._usable()
         deadline = self.clock.now() + timeout_s if timeout_s is not None else None
+        woken = False
         while not any(self._health[name].available() for name in names):
-            wait_s = self._next_capacity_check_s(deadline)
-            if wait_s <= 0:
+            wait_s = self._next_capacity_check_s(names, deadline)
+            if wait_s is not None and wait_s <= 0:
                 return False
-            await wait_for_event(self.clock, self._capacity_freed, wait_s)
+            woken = await self._sleep_until_offered(names, wait_s)
+        if woken:
+            # Pass the baton: if this waiter leaves a slot unused, the next one gets it.
+            asyncio.get_running_loop().call_soon(self._offer_capacity, names)
         return True
 
     # ---- planning -----------------------------------------------------------------------
+
+    def _usable(self) -> list[str]:
+        only = self.policy.only_provider
+        return [only] if only is not None else list(self._health)
 
     def _capable(self, request: RouteRequest) -> list[ProviderConfig]:
         configs = self.registry.providers.values()
@@ -352,29 +366,58 @@ class RoutingEngine:
                         deadline: float | None) -> _Batch:
         """Get the batch's indices from the chain, within the call budget and the deadline."""
         errors_seen = 0
+        patient_until = self._patience_until(request, plan, deadline)
         while batch.pending and len(batch.calls) < self.policy.retry.max_calls and not _past(self.clock, deadline):
-            called = await self._walk_chain(request, plan, batch, budget, deadline)
+            patient = errors_seen == 0 and self.clock.now() < patient_until
+            spill_limit = self._spill_limit(plan) if patient else math.inf
+            called = await self._walk_chain(request, plan, batch, budget, deadline, spill_limit)
             if not batch.pending:
                 break
             if not called:
-                if budget.refused or not await self._wait_for_chain(plan, deadline):
+                if budget.refused:
                     break
+                preferred = [q for q in plan.chain if q.rank_key(self.policy.rank_by) <= spill_limit]
+                freed = await self._wait_for_chain(plan, preferred, patient_until if patient else deadline)
+                if not freed and not patient:
+                    break
+                if not freed:
+                    patient_until = self.clock.now()  # the preferred ones stay busy: spill over
                 continue
             errors_seen += 1
             await self.clock.sleep(self.policy.retry.backoff_s(errors_seen, self._rng))
         return batch
 
+    def _patience_until(self, request: RouteRequest, plan: RoutePlan, deadline: float | None) -> float:
+        """Until when a batch may wait for its preferred providers instead of spilling over."""
+        if self.policy.spill_tolerance is None or not self.policy.fallback:
+            return -math.inf
+        until = self.clock.now() + self._tier(request).latency_target_s
+        if deadline is None:
+            return until
+        # Leave time for the dearer provider's call and one more round after it.
+        slowest = max(quote.latency_s for quote in plan.chain)
+        return min(until, deadline - 2 * (slowest + self.registry.planning.round_overhead_s))
+
+    def _spill_limit(self, plan: RoutePlan) -> float:
+        return plan.primary.rank_key(self.policy.rank_by) * (self.policy.spill_tolerance or math.inf)
+
     async def _walk_chain(self, request: RouteRequest, plan: RoutePlan, batch: _Batch, budget: _CostBudget,
-                          deadline: float | None) -> bool:
-        """One pass over the chain for the pending indices; whether any call was made."""
-        called = False
+                          deadline: float | None, spill_limit: float = math.inf) -> bool:
+        """One pass over the chain for the pending indices; whether any call was made.
+
+        Providers dearer than `spill_limit` are only tried once a call in this pass failed.
+        """
+        called = failed = False
         for quote in plan.chain:
+            if quote.rank_key(self.policy.rank_by) > spill_limit and not failed:
+                continue
             retries = 0
             while batch.pending and len(batch.calls) < self.policy.retry.max_calls:
                 error = await self._call(request, quote, batch, budget, deadline)
                 if error is _NOT_CALLED:
                     break
                 called = True
+                failed = failed or error is not None
                 if error is None or not self._retry_same_provider(error, retries, deadline):
                     break
                 retries += 1
@@ -403,9 +446,15 @@ class RoutingEngine:
             budget.settle(expected_cost, 0)
             return _NOT_CALLED
         started = self.clock.now()
-        images, error = await self._generate_on(quote.provider, request, indices, timeout_s)
+        try:
+            images, error = await self._generate_on(quote.provider, request, indices, timeout_s)
+        except asyncio.CancelledError:
+            health.breaker.record(None)
+            raise
+        finally:
+            # Released even when the attempt itself is cancelled, so no slot leaks.
+            self._release(quote.provider)
         latency = self.clock.now() - started
-        self._release(health)
         images = [i for i in images if i.index in indices]
         actual_cost = sum(i.cost_micro_usd for i in images)
         budget.settle(expected_cost, actual_cost)
@@ -452,9 +501,9 @@ class RoutingEngine:
             return False
         return health.limiter.try_acquire()
 
-    def _release(self, health: _ProviderHealth) -> None:
-        health.limiter.release()
-        self._signal_capacity()
+    def _release(self, name: str) -> None:
+        self._health[name].limiter.release()
+        self._offer_capacity([name])
 
     def _learn(self, name: str, request: RouteRequest, images: list[GeneratedImage], error: ProviderError | None,
                latency_s: float) -> None:
@@ -474,23 +523,52 @@ class RoutingEngine:
             health.price.update(sum(i.cost_micro_usd for i in images), list_price)
             health.latency.update(latency_s, config.latency.batch_s(len(images)))
 
-    async def _wait_for_chain(self, plan: RoutePlan, deadline: float | None) -> bool:
-        """Wait for a provider of the chain to free up (not past the deadline); whether one did."""
-        limit = self.policy.retry.max_delay_s if deadline is None else min(self.policy.retry.max_delay_s,
-                                                                            deadline - self.clock.now())
-        return limit > 0 and await self.wait_for_capacity(limit, [quote.provider for quote in plan.chain])
+    async def _wait_for_chain(self, plan: RoutePlan, quotes: list[ProviderQuote], until: float | None) -> bool:
+        """Wait for one of `quotes` to free up, no later than `until`; whether one did."""
+        # Without a limit, wait as long as one call to the primary may take.
+        limit = (until - self.clock.now() if until is not None
+                 else self.registry.providers[plan.primary.provider].timeouts.overall_s)
+        names = [quote.provider for quote in quotes]
+        return self._may_free_up_within(names, limit) and await self.wait_for_capacity(limit, names)
 
-    def _next_capacity_check_s(self, deadline: float | None) -> float:
-        """How long to wait for a release before looking again (a pause or cooldown may end first)."""
+    def _may_free_up_within(self, names: list[str], limit_s: float) -> bool:
+        """Whether a provider may take calls within `limit_s`: one is only busy, or its breaker half-opens."""
+        if limit_s <= 0 or not names:
+            return False
+        breakers = [self._health[name].breaker for name in names]
+        if not self.policy.breaker.enabled or any(b.state is not BreakerState.OPEN for b in breakers):
+            return True
+        return min(b.half_open_at for b in breakers) < self.clock.now() + limit_s
+
+    def _next_capacity_check_s(self, names: list[str], deadline: float | None) -> float | None:
+        """How long to sleep at most: until a pause or cooldown ends, or the deadline; None: until woken."""
         now = self.clock.now()
-        moments = [h.limiter.paused_until for h in self._health.values() if h.limiter.paused_until > now]
-        moments += [h.breaker.half_open_at for h in self._health.values() if h.breaker.state is BreakerState.OPEN]
-        wait = min(moments, default=now + 1.0) - now
-        return wait if deadline is None else min(wait, deadline - now)
+        healths = [self._health[name] for name in names]
+        moments = [h.limiter.paused_until for h in healths if h.limiter.paused_until > now]
+        moments += [h.breaker.half_open_at for h in healths if h.breaker.state is BreakerState.OPEN]
+        if deadline is not None:
+            moments.append(deadline)
+        return min(moments) - now if moments else None
 
-    def _signal_capacity(self) -> None:
-        self._capacity_freed.set()
-        self._capacity_freed = asyncio.Event()
+    async def _sleep_until_offered(self, names: list[str], limit_s: float | None) -> bool:
+        """Sleep until a slot of `names` is offered (True) or `limit_s` passes (False)."""
+        key, offered = self._waiters.add(names)
+        try:
+            if limit_s is None:
+                await offered
+            else:
+                await run_with_timeout(self.clock, offered, limit_s)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self._waiters.remove(key, names)
+
+    def _offer_capacity(self, names: list[str]) -> None:
+        for name in names:
+            health = self._health[name]
+            if health.available():
+                self._waiters.wake(name, health.limiter.current_limit - health.limiter.in_flight)
 
     # ---- reporting ----------------------------------------------------------------------
 

@@ -27,8 +27,9 @@ class ComfyUIProvider(RemoteProvider):
         return {"Authorization": f"Bearer {self.secret}"} if self.secret else {}
 
     async def _submit(self, request: GenerationRequest, pin: ModelPin) -> str:
+        workflow = text_to_image_workflow(request, pin.remote)
         response = await self._send("POST", f"{self.config.endpoint}/prompt",
-                                    json={"prompt": text_to_image_workflow(request, pin.remote), "client_id": CLIENT_ID},
+                                    json={"prompt": workflow, "client_id": CLIENT_ID},
                                     headers={"Idempotency-Key": request.idempotency_key})
         prompt_id = json_body(response, self.name).get("prompt_id")
         if not prompt_id:

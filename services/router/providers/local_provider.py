@@ -27,7 +27,8 @@ class LocalProvider:
         latency = self._latency_s(request.count)
         if latency > request.timeout_s:
             await self.clock.sleep(request.timeout_s)
-            raise ProviderError("timeout", f"{self.name} takes {latency:.1f} s, over the {request.timeout_s:.1f} s allowed")
+            raise ProviderError("timeout", f"{self.name} takes {latency:.1f} s, "
+                                           f"over the {request.timeout_s:.1f} s allowed")
         await self.clock.sleep(latency)
         if self._fails(request):
             raise ProviderError("server_error", f"{self.name} failed (simulated)")

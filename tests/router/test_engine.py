@@ -1,0 +1,177 @@
+"""The routing engine on local providers: planning, learning, pins, tiers, simulated time."""
+
+import asyncio
+import io
+import uuid
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from services.router.clock import LoopClock, run_simulated
+from services.router.engine import NoCapableProvider, RouteRequest, RoutingEngine
+from services.router.providers.factory import build_providers
+from services.router.providers.registry import parse_registry
+
+
+def local(price: int, *, defect: float = 0.0, failure: float = 0.0, latency: float = 2.0, prior: float = 0.7,
+          versions: tuple[str, ...] = ("1",), timeout: float = 60.0, max_batch: int = 8,
+          actual_latency: float | None = None) -> dict:
+    return {
+        "adapter": "local", "models": [{"name": "painter", "version": v} for v in versions],
+        "capabilities": {"min_side": 16, "max_images_per_request": max_batch},
+        "price": {"per_image_micro_usd": price}, "concurrency": 4,
+        "timeouts": {"submit_s": 5, "overall_s": timeout},
+        "latency": {"base_s": latency, "per_image_s": 0.0}, "pass_rate_prior": {"mean": prior, "strength": 4},
+        "local": {"defect_rate": defect, "failure_rate": failure, "latency_s": actual_latency},
+    }
+
+
+def engine_of(**providers) -> RoutingEngine:
+    registry = parse_registry({"providers": providers})
+    return RoutingEngine(registry, build_providers(registry))
+
+
+def job(images: int = 2, **overrides) -> RouteRequest:
+    fields = dict(job_id=uuid.uuid4().hex, tenant_id="t1", tier="stable", template="headshot", prompt="a portrait",
+                  seed=3, images_needed=images, width=48, height=48)
+    return RouteRequest(**(fields | overrides))
+
+
+def looks_fine(png: bytes) -> bool:
+    """A stand-in for the scorer: blank frames have no spread, blurred ones no edges."""
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("L")).astype(float)
+    return pixels.std() > 5 and np.abs(np.diff(pixels, axis=1)).mean() > 2
+
+
+def test_plan_oversamples_for_the_tier_target():
+    engine = engine_of(only=local(10_000, prior=0.5))
+    # stable: P(at least 2 of N pass) ≥ 0.95 at p = 0.5 needs N = 8.
+    assert engine.plan(job(images=2)).candidates == 8
+    # Time for three rounds: each needs only 1 − 0.05^(1/3) ≈ 0.63, so N = 4.
+    assert engine.plan(job(images=2, time_left_s=600)).candidates == 4
+    # Not enough time for a second round: back to the full target.
+    assert engine.plan(job(images=2, time_left_s=5)).candidates == 8
+
+
+def test_cheap_provider_whose_images_fail_loses_the_traffic():
+    engine = engine_of(cheap=local(8_000, defect=0.75), solid=local(12_000, defect=0.0))
+    assert engine.plan(job()).primary.provider == "cheap"
+
+    async def route_and_score(jobs: int) -> list[str]:
+        chosen = []
+        for _ in range(jobs):
+            result = await engine.route(job(images=2))
+            chosen.append(result.providers_used[0])
+            for provider in result.providers_used:
+                verdicts = [looks_fine(r.image.data) for r in result.images if r.provider == provider]
+                engine.observe_scores(provider, "headshot", sum(verdicts), len(verdicts) - sum(verdicts))
+        return chosen
+
+    chosen = run_simulated(route_and_score(8))
+    assert chosen[0] == "cheap" and chosen[-1] == "solid"
+    assert engine.plan(job()).primary.provider == "solid"
+    assert engine.estimator.mean("cheap", "headshot") < 0.5
+    # Another template has its own estimate: there cheap is still worth trying.
+    assert engine.plan(job(template="product")).primary.provider == "cheap"
+
+
+def test_pinned_version_goes_only_where_that_version_is():
+    engine = engine_of(cheap=local(5_000, versions=("1",)), dear=local(20_000, versions=("1", "2")))
+    assert engine.plan(job(model="painter", model_version="2")).primary.provider == "dear"
+    assert [q.provider for q in engine.plan(job(model="painter", model_version="2")).chain] == ["dear"]
+    with pytest.raises(NoCapableProvider, match="painter 3"):
+        engine.plan(job(model="painter", model_version="3"))
+
+
+def test_size_beyond_every_provider_is_not_capable():
+    engine = engine_of(only=local(5_000))
+    with pytest.raises(NoCapableProvider):
+        engine.plan(job(width=4096, height=4096))
+    with pytest.raises(NoCapableProvider, match="image input"):
+        engine.plan(job(needs_image_input=True))
+
+
+def test_fast_tier_prefers_a_provider_within_its_latency_target():
+    engine = engine_of(slow_cheap=local(5_000, latency=45), quick=local(15_000, latency=4))
+    assert engine.plan(job(tier="low-cost")).primary.provider == "slow_cheap"
+    assert engine.plan(job(tier="fast")).primary.provider == "quick"
+
+
+def test_hanging_provider_times_out_on_simulated_time_and_falls_back():
+    engine = engine_of(hangs=local(5_000, latency=3, actual_latency=500, timeout=30), backup=local(9_000, latency=3))
+
+    async def scenario():
+        clock = LoopClock()
+        started = clock.now()
+        result = await engine.route(job(images=1, time_left_s=120))
+        return result, clock.now() - started
+
+    result, elapsed = run_simulated(scenario())
+    assert [c.outcome for c in result.calls] == ["timeout", "ok"]
+    assert result.providers_used == ("backup",)
+    assert elapsed == pytest.approx(33)
+    assert result.latency_s == pytest.approx(33)
+
+
+def test_attempt_records_expected_and_actual_cost_and_latency():
+    engine = engine_of(only=local(7_000, latency=4))
+    result = run_simulated(engine.route(job(images=3)))
+    assert result.expected_cost_micro_usd == result.actual_cost_micro_usd == 7_000 * result.planned_candidates
+    assert result.expected_latency_s == pytest.approx(4)
+    assert result.latency_s == pytest.approx(4)
+    assert all(c.expected_latency_s == pytest.approx(4) and c.latency_s == pytest.approx(4) for c in result.calls)
+
+
+def test_provider_status_reports_health_price_pass_rate_and_load():
+    engine = engine_of(a=local(7_000, prior=0.6), b=local(9_000))
+    engine.observe_scores("a", "headshot", passed=10, failed=0)
+    status = {s.name: s for s in engine.provider_status()}
+    assert status["a"].state == "closed" and status["a"].healthy
+    assert status["a"].price_micro_usd == 7_000
+    assert status["a"].pass_rates["headshot"] > 0.6 == status["a"].prior_pass_rate
+    assert status["b"].pass_rates == {}
+    assert status["a"].in_flight == 0 and status["a"].concurrency_limit == 4
+
+
+def test_cancelled_attempt_gives_its_concurrency_back():
+    engine = engine_of(only=local(5_000, latency=50))
+
+    async def scenario():
+        attempt = asyncio.create_task(engine.route(job(images=1)))
+        await asyncio.sleep(10)
+        busy = engine.provider_status()[0].in_flight
+        attempt.cancel()
+        await asyncio.gather(attempt, return_exceptions=True)
+        return busy, engine.provider_status()[0].in_flight
+
+    assert run_simulated(scenario()) == (1, 0)
+
+
+def test_busy_preferred_provider_is_waited_for_before_spilling_to_a_dear_one():
+    engine = engine_of(good=local(5_000, latency=10, prior=0.99), dear=local(20_000, latency=10, prior=0.99))
+
+    async def scenario():
+        first = [asyncio.create_task(engine.route(job(images=1, tier="low-cost", time_left_s=900))) for _ in range(4)]
+        await asyncio.sleep(0)
+        # Four calls fill the good provider; the fifth waits for it instead of paying 4×.
+        fifth = await engine.route(job(images=1, tier="low-cost", time_left_s=900))
+        await asyncio.gather(*first)
+        return fifth
+
+    fifth = run_simulated(scenario())
+    assert fifth.providers_used == ("good",)
+    assert fifth.latency_s == pytest.approx(20)
+
+
+def test_spills_to_the_next_provider_when_waiting_would_miss_the_deadline():
+    engine = engine_of(good=local(5_000, latency=10, prior=0.99), dear=local(20_000, latency=10, prior=0.99))
+
+    async def scenario():
+        first = [asyncio.create_task(engine.route(job(images=1, time_left_s=30))) for _ in range(4)]
+        await asyncio.sleep(0)
+        fifth = await engine.route(job(images=1, time_left_s=30))
+        await asyncio.gather(*first)
+        return fifth
+
+    assert run_simulated(scenario()).providers_used == ("dear",)
