@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test install install-test clean
+.PHONY: run test install install-test proto clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,7 @@ $(PY):
 $(VENV)/.installed-all: pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet "torch==2.13.0"
 	$(PY) -m pip install --quiet -e ".[all]"
+	$(PY) -m services.common.protos
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed-all
@@ -29,6 +30,10 @@ run: install
 
 test: install-test
 	$(PY) -m pytest
+
+# gRPC stubs from proto/ into services/_generated (also built on first use when missing).
+proto: | $(PY)
+	$(PY) -m services.common.protos
 
 clean:
 	rm -rf .genline .pytest_cache

@@ -4,6 +4,7 @@
     genline create-tenant TENANT      a tenant and a new API key   (python -m services.ingest)
     genline grant TENANT CREDITS      credits for a tenant         (python -m services.ledger)
     genline replay ledger             rebuild accounts from the ledger topic and compare
+    genline score [--profile NAME] [--json] PATH...   score image files without the platform
 """
 
 import sys
@@ -13,6 +14,7 @@ COMMANDS = {
     "create-tenant": "services.ingest.__main__",
     "grant": "services.ledger.__main__",
     "replay": "services.ledger.replay",
+    "score": "services.scorer.cli",
 }
 
 
@@ -24,6 +26,6 @@ def main() -> None:
 
     command = sys.argv[1]
     module = importlib.import_module(COMMANDS[command])
-    keeps_name = command in ("create-tenant", "grant")  # their modules take the command as a sub-command
+    keeps_name = command in ("create-tenant", "grant", "score")  # their modules take it as a sub-command
     sys.argv = [f"genline {command}", *([command] if keeps_name else []), *sys.argv[2:]]
     sys.exit(module.main())
