@@ -29,3 +29,7 @@ def main() -> None:
     keeps_name = command in ("create-tenant", "grant", "score")  # their modules take it as a sub-command
     sys.argv = [f"genline {command}", *([command] if keeps_name else []), *sys.argv[2:]]
     sys.exit(module.main())
+
+
+if __name__ == "__main__":
+    main()
