@@ -52,6 +52,8 @@ RUN set -eu; \
 
 WORKDIR /src
 COPY . .
+# gRPC stubs are generated from proto/ here and shipped in the package (never hand-edited).
+RUN pip install "grpcio-tools>=1.62" && python -m services.common.protos
 RUN pip install --constraint /tmp/constraints.txt ".[${SERVICE_EXTRA}]"
 
 # Fail the build, not the pod: the module must be importable from the installed

@@ -18,6 +18,7 @@ def proto_files() -> list[Path]:
 
 
 def stale() -> bool:
+    """Installed from a wheel there is no proto/ beside the package: the shipped stubs stand."""
     for proto in proto_files():
         stub = GENERATED / proto.relative_to(PROTO_DIR).with_name(proto.stem + "_pb2.py")
         if not stub.exists() or stub.stat().st_mtime < proto.stat().st_mtime:
