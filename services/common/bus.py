@@ -61,6 +61,7 @@ class OutboxRelay:
         self.poll_interval_s = poll_interval_s
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._stopping = False
 
     def notify(self) -> None:
         self._wake.set()
@@ -68,8 +69,17 @@ class OutboxRelay:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"{self.service}-outbox-relay")
 
-    async def stop(self) -> None:
-        if self._task:
+    async def stop(self, grace_s: float = 15) -> None:
+        """Publish what is committed, then stop; never cancel a send half-way (what is left
+        after the grace period is relayed by the next start)."""
+        if not self._task:
+            return
+        self._stopping = True
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), grace_s)
+        except TimeoutError:
+            log.warning("outbox relay did not drain in %ss; the next start relays the rest", grace_s)
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
@@ -80,6 +90,8 @@ class OutboxRelay:
                     pass
             except Exception:  # broker or database away: keep the rows, try again later
                 log.exception("outbox relay failed; will retry")
+            if self._stopping:
+                return
             try:
                 await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
             except TimeoutError:

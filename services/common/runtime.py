@@ -53,19 +53,10 @@ class ServiceRuntime:
     async def stop(self) -> None:
         for hook in reversed(self.shutdown_hooks):
             await hook()
-        await self.relay.stop()
-        await self.drain_outbox()
+        await self.relay.stop()  # drains the outbox first
         await self.broker.stop()
         await self.pool.close()
         log.info("%s stopped", self.name)
-
-    async def drain_outbox(self) -> None:
-        """On a graceful stop, publish what was committed; a crash leaves it for the next start."""
-        try:
-            while await self.relay.relay_batch():
-                pass
-        except Exception:
-            log.warning("outbox not drained on stop; the next start relays it", exc_info=True)
 
     async def emit(self, conn: psycopg.AsyncConnection, event: Event) -> Envelope:
         """Add an event to the outbox inside the caller's transaction; call `relay.notify()`
