@@ -85,33 +85,30 @@ async def insert_many(conn: psycopg.AsyncConnection, table: str, columns: dict[s
                        [list(column) for column in zip(*rows, strict=True)])
 
 
-async def update_many(conn: psycopg.AsyncConnection, table: str, key: str, columns: dict[str, str],
-                      rows: list[tuple]) -> None:
-    """One `UPDATE … FROM unnest(arrays)`; each row is (key value, *column values)."""
+async def _update_from_arrays(conn: psycopg.AsyncConnection, table: str, key: str, columns: dict[str, str],
+                              rows: list[tuple], assign: str) -> None:
+    """One `UPDATE … FROM unnest(arrays)`, rows in key order (so concurrent batches lock rows
+    in the same order); `assign` formats each column's assignment from `{c}`."""
     if not rows:
         return
     names = list(columns)
     arrays = ", ".join(f"%b::{pg_type}[]" for pg_type in columns.values())  # binary: no escaping
-    assignments = ", ".join(f"{n} = u.{n}" for n in names[1:])
-    await conn.execute(
-        f"UPDATE {table} AS t SET {assignments} FROM unnest({arrays}) AS u({', '.join(names)})"
-        f" WHERE t.{key} = u.{key}",
-        [list(column) for column in zip(*rows, strict=True)],
-    )
-
-
-async def add_many(conn: psycopg.AsyncConnection, table: str, key: str, columns: dict[str, str],
-                   rows: list[tuple]) -> None:
-    """One `UPDATE … SET c = c + delta FROM unnest(arrays)`: concurrent writers add up
-    instead of overwriting each other; each row is (key value, *deltas), in key order so
-    concurrent batches lock rows in the same order."""
-    if not rows:
-        return
-    names = list(columns)
-    arrays = ", ".join(f"%b::{pg_type}[]" for pg_type in columns.values())
-    assignments = ", ".join(f"{n} = t.{n} + u.{n}" for n in names[1:])
+    assignments = ", ".join(assign.format(c=n) for n in names[1:])
     await conn.execute(
         f"UPDATE {table} AS t SET {assignments} FROM (SELECT * FROM unnest({arrays}) AS u({', '.join(names)})"
         f" ORDER BY {key}) AS u WHERE t.{key} = u.{key}",
         [list(column) for column in zip(*sorted(rows), strict=True)],
     )
+
+
+async def update_many(conn: psycopg.AsyncConnection, table: str, key: str, columns: dict[str, str],
+                      rows: list[tuple]) -> None:
+    """Set columns; each row is (key value, *column values)."""
+    await _update_from_arrays(conn, table, key, columns, rows, "{c} = u.{c}")
+
+
+async def add_many(conn: psycopg.AsyncConnection, table: str, key: str, columns: dict[str, str],
+                   rows: list[tuple]) -> None:
+    """Add deltas (`c = c + delta`): concurrent writers add up instead of overwriting each
+    other; each row is (key value, *deltas)."""
+    await _update_from_arrays(conn, table, key, columns, rows, "{c} = t.{c} + u.{c}")
