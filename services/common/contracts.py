@@ -75,14 +75,18 @@ class JobSpec(Contract):
     prompt: str
     images: int = Field(ge=1, description="K: images the client wants delivered")
     candidates: int = Field(ge=1, description="N: candidates to generate, N >= K")
+    candidates_fixed: bool = Field(False, description="the client chose N; otherwise the router sizes it")
     seed: int
     submitted_at: datetime
+    profile: str | None = Field(None, description="scoring profile; None means the template's own")
+    quality_rules: dict[str, Any] | None = Field(None, description="custom rules (Tier 3), checked by the scorer")
+    reference_key: str | None = Field(None, description="reference photo in the internal bucket")
 
 
 class CandidateRef(Contract):
     """A generated image in the internal bucket; images never travel on Kafka."""
 
-    index: int
+    index: int = Field(description="unique within the job, across all its attempts")
     key: str
     media_type: str
     size_bytes: int
@@ -94,7 +98,7 @@ class CandidateRef(Contract):
 
 
 class DimensionScore(Contract):
-    value: float
+    value: float | None = Field(description="None when the dimension could not be measured")
     threshold: float
     passed: bool
     reason: str
@@ -102,6 +106,8 @@ class DimensionScore(Contract):
 
 class CandidateScore(Contract):
     index: int
+    attempt: int = 1
+    provider: str = ""
     key: str
     sha256: str
     size_bytes: int
@@ -251,8 +257,28 @@ class ReportDeclined(JobEvent):
 # ---- router --------------------------------------------------------------------------
 
 
+class ProviderCall(Contract):
+    """One call to one provider within an attempt, with what was expected and what happened."""
+
+    provider: str
+    model: str = ""
+    model_version: str = ""
+    outcome: Literal["ok", "error", "timeout", "rate_limited", "circuit_open", "cancelled"]
+    candidates: int = 0
+    expected_cost_micro_usd: int = 0
+    cost_micro_usd: int = 0
+    expected_latency_ms: int = 0
+    latency_ms: int = 0
+    detail: str = ""
+
+
 class CandidatesGenerated(JobEvent):
-    """Published by the router when a generation attempt has stored its candidates."""
+    """Published by the router when a generation attempt has stored its candidates.
+
+    `final` says the router will generate nothing more for this job (cost cap reached,
+    attempts exhausted, or no provider left), so the scorer must decide with what it has. An
+    attempt after the first that produced nothing is still published, with no candidates,
+    `final` set and the reason in `stop_reason`."""
 
     event_type = "genline.candidates.generated.v1"
     publisher = "router"
@@ -261,6 +287,11 @@ class CandidatesGenerated(JobEvent):
     started_at: datetime
     candidates: list[CandidateRef]
     cost_micro_usd: int
+    spent_micro_usd: int = Field(0, description="the job's provider spend so far, this attempt included")
+    budget_micro_usd: int = Field(0, description="the job's provider-spend cap; 0 means none")
+    final: bool = False
+    stop_reason: str | None = None
+    calls: list[ProviderCall] = []
 
 
 class GenerationFailed(JobEvent):
@@ -277,7 +308,8 @@ class GenerationFailed(JobEvent):
 
 
 class CandidatesScored(JobEvent):
-    """Published by the scorer with every candidate's scores and the selection to deliver."""
+    """Published by the scorer with every candidate's scores (all attempts) and the selection
+    to deliver; fewer than `images` selected means a partial delivery."""
 
     event_type = "genline.candidates.scored.v1"
     publisher = "scorer"
@@ -285,6 +317,21 @@ class CandidatesScored(JobEvent):
     images: int
     scores: list[CandidateScore]
     selected: list[int] = Field(description="candidate indices to deliver, best first")
+
+
+class RegenerationRequested(JobEvent):
+    """Published by the scorer when fewer than K candidates of the job pass and the router has
+    not said the attempt was final; the router generates for the shortfall. `scores` are
+    this attempt's candidates only, so the router learns each outcome once."""
+
+    event_type = "genline.regeneration.requested.v1"
+    publisher = "scorer"
+    attempt: int = Field(description="the attempt that fell short; the next one is attempt + 1")
+    images: int
+    passed: int = Field(description="candidates of the job that pass so far, every attempt counted")
+    needed: int = Field(ge=1, description="images still missing")
+    reason: str
+    scores: list[CandidateScore]
 
 
 class ScoringFailed(JobEvent):
@@ -336,6 +383,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         CandidatesGenerated,
         GenerationFailed,
         CandidatesScored,
+        RegenerationRequested,
         ScoringFailed,
         JobDelivered,
         DeliveryFailed,
