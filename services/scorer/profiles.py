@@ -27,7 +27,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from services.scorer.dimensions.core import DIMENSIONS, Bounds, Dimension
+from services.scorer.dimensions.core import CAPABILITIES, DIMENSIONS, Bounds, Dimension, registered
 from services.scorer.dimensions.rules import (
     STRICT,
     ForbiddenCondition,
@@ -39,7 +39,16 @@ from services.scorer.dimensions.rules import (
 PROFILES_DIR = Path(__file__).with_name("profiles")
 PROFILE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
-__all__ = ["Check", "Forbidden", "Profile", "ProfileError", "QualityRules", "load_profile", "profile_names"]
+__all__ = [
+    "Check",
+    "Forbidden",
+    "Profile",
+    "ProfileError",
+    "QualityRules",
+    "job_profile",
+    "load_profile",
+    "profile_names",
+]
 
 
 class ProfileError(ValueError):
@@ -90,6 +99,12 @@ class Profile:
         names = [c.dimension for c in self.checks if c.dimension in self.required]
         return list(dict.fromkeys(names + [f.dimension for f in self.forbidden]))
 
+    def missing_capabilities(self, capabilities: frozenset[str]) -> list[str]:
+        """Dimensions the profile must compute that a scorer with `capabilities` cannot."""
+        return [
+            name for name in self.must_compute() if (registered(name).requires & CAPABILITIES) - capabilities
+        ]
+
 
 class ProfileSpec(BaseModel):
     """A profile file as written."""
@@ -117,6 +132,25 @@ def load_profile(name: str, rules: QualityRules | None = None, *, directory: Pat
     """The named profile (or `rules.profile`) with `rules` applied; ProfileError if unknown."""
     chosen = rules.profile if rules is not None and rules.profile else name
     return build_profile(read_profile_spec(chosen, directory), rules)
+
+
+def job_profile(template: str, profile: str | None = None, rules: dict | None = None) -> Profile:
+    """The profile a job is scored with: the rules' profile, else the job's, else the one
+    named like its template (generic when none is). ProfileError names what is wrong."""
+    try:
+        parsed = QualityRules.model_validate(rules) if rules is not None else None
+    except ValidationError as error:
+        raise ProfileError(f"invalid quality rules: {_first_problems(error)}") from None
+    fallback = template if template in profile_names() else "generic"
+    return load_profile(profile or fallback, parsed)
+
+
+def _first_problems(error: ValidationError, limit: int = 3) -> str:
+    problems = [
+        f"{'.'.join(str(part) for part in e['loc']) or 'rules'}: {e['msg'].removeprefix('Value error, ')}"
+        for e in error.errors()[:limit]
+    ]
+    return "; ".join(problems)
 
 
 @lru_cache(maxsize=64)

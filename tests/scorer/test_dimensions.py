@@ -1,7 +1,7 @@
 """Quality dimensions over real LocalGenerator paintings, on the CPU.
 
-`score_images` is the service's first entry point (the named dimensions with their
-default bounds); the batch and registry tests exercise the Scorer's building blocks.
+`score_images` scores the named dimensions with their default bounds; the batch and
+registry tests exercise the Scorer's building blocks.
 """
 
 import io
@@ -16,16 +16,22 @@ from services.scorer.dimensions import (
     Bounds,
     Dimension,
     ImageVerdict,
+    Scorer,
     ScoringContext,
     register_dimension,
-    score_images,
     select_best,
 )
 from services.scorer.dimensions.batch import decode_planes, group_by_size, stack_batch
 from services.scorer.dimensions.engine import measure_batch
+from services.scorer.profiles import profile_of_dimensions
 
 CPU = torch.device("cpu")
 SEEDS = range(5)
+
+
+def score_images(images, dimension_names=("sharpness", "blank"), device=CPU) -> list[ImageVerdict]:
+    with Scorer(device, load_entry_points=False) as scorer:
+        return scorer.score(images, profile_of_dimensions(tuple(dimension_names)))
 
 
 @pytest.fixture(scope="module")

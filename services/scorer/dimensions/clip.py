@@ -16,7 +16,6 @@ import torch
 import torch.nn.functional as F
 
 from services.scorer.dimensions.batch import ImageBatch
-from services.scorer.dimensions.core import Bounds, Dimension, register_dimension
 
 # OpenAI CLIP's normalisation, used when the folder has no preprocessor_config.json.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -95,16 +94,3 @@ def prompt_similarity(batch: ImageBatch) -> torch.Tensor:
     context = batch.context
     text = context.memo("prompt_embedding", lambda: context.clip.embed_text(context.prompt))
     return context.clip.embed_images(batch.pixels) @ text
-
-
-PROMPT_ALIGNMENT = register_dimension(
-    Dimension(
-        name="prompt_alignment",
-        measure=prompt_similarity,
-        bounds=Bounds(minimum=0.2),
-        failure_hint="the image does not match its prompt",
-        weight=2.0,
-        reads="color",
-        requires=frozenset({"clip_model", "prompt"}),
-    )
-)

@@ -16,12 +16,15 @@ of a range). Every dimension scores 0 at or beyond its bound and grows with qual
 logarithm keeps one very large margin (a very sharp image) from drowning the rest.
 """
 
+import importlib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from functools import cache
+from typing import TYPE_CHECKING, Literal
 
-import torch
+if TYPE_CHECKING:  # measuring needs torch; declaring, judging and validating do not
+    import torch
 
 # What a measure reads. "pixels": it is called with the (B, 3, H, W) float tensor in
 # [0, 1] (the form for plugins). "luma": it is called with the ImageBatch and reads only
@@ -134,7 +137,7 @@ class Dimension:
     """
 
     name: str
-    measure: Callable[..., torch.Tensor]
+    measure: Callable[..., "torch.Tensor"]
     bounds: Bounds
     failure_hint: str
     weight: float = 1.0
@@ -227,6 +230,23 @@ def select_best(verdicts: Sequence[ImageVerdict], k: int) -> list[int]:
         raise ValueError(f"k must be at least 0, got {k}")
     passing = [index for index, verdict in enumerate(verdicts) if verdict.passed]
     return sorted(passing, key=lambda index: (-verdicts[index].score, index))[:k]
+
+
+@dataclass(frozen=True)
+class MeasureIn:
+    """A measure named by its module and attribute, imported on first use, so that the
+    dimensions can be declared (and profiles and rules checked) without importing torch."""
+
+    module: str
+    attribute: str
+
+    def __call__(self, source) -> "torch.Tensor":
+        return _resolved(self.module, self.attribute)(source)
+
+
+@cache
+def _resolved(module: str, attribute: str) -> Callable[..., "torch.Tensor"]:
+    return getattr(importlib.import_module(module), attribute)
 
 
 DIMENSIONS: dict[str, Dimension] = {}

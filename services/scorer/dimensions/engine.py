@@ -30,7 +30,6 @@ from services.scorer.dimensions.batch import (
 )
 from services.scorer.dimensions.clip import PromptAligner
 from services.scorer.dimensions.core import (
-    CAPABILITIES,
     Dimension,
     DimensionResult,
     ImageVerdict,
@@ -106,11 +105,7 @@ class Scorer:
 
     def missing_capabilities(self, profile: "Profile") -> list[str]:
         """Dimensions the profile must compute (required, forbidden) that this scorer cannot."""
-        return [
-            name
-            for name in profile.must_compute()
-            if (registered(name).requires & CAPABILITIES) - self.capabilities
-        ]
+        return profile.missing_capabilities(self.capabilities)
 
     def score(
         self,

@@ -24,7 +24,6 @@ import numpy as np
 import torch
 
 from services.scorer.dimensions.batch import ImageBatch
-from services.scorer.dimensions.core import Bounds, Dimension, register_dimension
 
 FACE_CASCADE = "haarcascade_frontalface_default.xml"
 EYE_CASCADE = "haarcascade_eye.xml"
@@ -164,53 +163,3 @@ def _stops_apart(luma: float, reference_luma: float) -> float:
         return math.nan
     # One luma level as a floor keeps a black face from dividing by zero.
     return abs(math.log2(max(luma, 1.0) / max(reference_luma, 1.0)))
-
-
-TIER_TWO = (
-    Dimension(
-        name="faces",
-        measure=face_count,
-        bounds=Bounds(minimum=1, maximum=1),
-        failure_hint="the image should show exactly one face",
-        weight=0.0,
-        reads="luma",
-    ),
-    Dimension(
-        name="face_size",
-        measure=face_area_share,
-        bounds=Bounds(minimum=0.02, maximum=0.6),
-        failure_hint="the face is too small or too close",
-        weight=0.5,
-        reads="luma",
-    ),
-    Dimension(
-        name="face_position",
-        measure=face_offset,
-        bounds=Bounds(maximum=0.7),
-        failure_hint="the face is too far from the centre of the frame",
-        weight=0.5,
-        reads="luma",
-        unmeasurable_hint="no face was found",
-    ),
-    Dimension(
-        name="eyes_open",
-        measure=open_eyes,
-        bounds=Bounds(minimum=2),
-        failure_hint="two open eyes were not found in the face",
-        weight=0.0,
-        reads="luma",
-    ),
-    Dimension(
-        name="skin_tone",
-        measure=skin_tone_stops,
-        bounds=Bounds(maximum=1.0),
-        failure_hint="the face is lit or toned differently from the reference photo",
-        weight=0.5,
-        reads="luma",
-        waived_without=frozenset({"reference"}),
-        unmeasurable_hint="no face was found in the image or in the reference photo",
-    ),
-)
-
-for _dimension in TIER_TWO:
-    register_dimension(_dimension)

@@ -30,7 +30,6 @@ import math
 import torch
 
 from services.scorer.dimensions.batch import ImageBatch
-from services.scorer.dimensions.core import Bounds, Dimension, register_dimension
 
 LEVELS = 256
 CRUSHED_LEVEL = 5
@@ -135,72 +134,10 @@ def aspect_error(batch: ImageBatch) -> torch.Tensor:
     return torch.full((batch.size,), error, dtype=torch.float64)
 
 
-TIER_ONE = (
-    Dimension(
-        name="sharpness",
-        measure=_second_difference("laplacian_variance"),
-        bounds=Bounds(minimum=20.0),
-        failure_hint="image looks blurred",
-        reads="luma",
-    ),
-    Dimension(
-        name="noise",
-        measure=_second_difference("noise_sigma"),
-        bounds=Bounds(maximum=10.0),
-        failure_hint="image is noisy or grainy",
-        reads="luma",
-    ),
-    Dimension(
-        name="blockiness",
-        measure=block_step_ratio,
-        bounds=Bounds(maximum=1.7),
-        failure_hint="image shows 8×8 compression blocks",
-        weight=0.5,
-        reads="luma",
-    ),
-    Dimension(
-        name="exposure",
-        measure=_moment("mean", 255.0),
-        bounds=Bounds(minimum=0.08, maximum=0.92),
-        failure_hint="image is under- or overexposed",
-        weight=0.5,
-        reads="luma",
-    ),
-    Dimension(
-        name="clipping",
-        measure=_moment("clipped"),
-        bounds=Bounds(maximum=0.35),
-        failure_hint="too many blown highlights or crushed shadows",
-        weight=0.5,
-        reads="luma",
-    ),
-    Dimension(
-        name="blank",
-        measure=_moment("std", 255.0),
-        bounds=Bounds(minimum=0.02),
-        failure_hint="image is blank or a uniform frame",
-        weight=0.0,
-        reads="luma",
-    ),
-    Dimension(
-        name="size",
-        measure=size_error,
-        bounds=Bounds(maximum=0.05),
-        failure_hint="image is not the requested size",
-        weight=0.0,
-        reads="luma",
-        waived_without=frozenset({"requested_size"}),
-    ),
-    Dimension(
-        name="aspect",
-        measure=aspect_error,
-        bounds=Bounds(maximum=0.01),
-        failure_hint="image does not have the requested aspect ratio",
-        weight=0.0,
-        reads="luma",
-        waived_without=frozenset({"requested_size"}),
-    ),
-)
-
-for _dimension in TIER_ONE:
-    register_dimension(_dimension)
+# The measures the built-in declarations (`builtin`) name; sharpness and noise share one
+# pass over the second differences, exposure, clipping and blank one histogram.
+laplacian_variance = _second_difference("laplacian_variance")
+noise_sigma = _second_difference("noise_sigma")
+mean_luma = _moment("mean", 255.0)
+clipped_share = _moment("clipped")
+luma_std = _moment("std", 255.0)

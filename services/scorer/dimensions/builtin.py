@@ -1,0 +1,141 @@
+"""The built-in dimensions, declared apart from their measurements.
+
+Declaring a dimension (name, default bounds, weight, what it reads and requires) needs no
+torch; its measure lives in `tier1`, `faces` or `clip` and is imported on first use. So
+ingest checks a job's profile and rules at submission without loading torch, OpenCV or
+transformers, and the scorer measures with the very same declarations.
+"""
+
+from functools import partial
+
+from services.scorer.dimensions.core import Bounds, Dimension, MeasureIn, register_dimension
+
+TIER1 = partial(MeasureIn, "services.scorer.dimensions.tier1")
+FACES = partial(MeasureIn, "services.scorer.dimensions.faces")
+CLIP = partial(MeasureIn, "services.scorer.dimensions.clip")
+
+TIER_ONE = (
+    Dimension(
+        name="sharpness",
+        measure=TIER1("laplacian_variance"),
+        bounds=Bounds(minimum=20.0),
+        failure_hint="image looks blurred",
+        reads="luma",
+    ),
+    Dimension(
+        name="noise",
+        measure=TIER1("noise_sigma"),
+        bounds=Bounds(maximum=10.0),
+        failure_hint="image is noisy or grainy",
+        reads="luma",
+    ),
+    Dimension(
+        name="blockiness",
+        measure=TIER1("block_step_ratio"),
+        bounds=Bounds(maximum=1.7),
+        failure_hint="image shows 8×8 compression blocks",
+        weight=0.5,
+        reads="luma",
+    ),
+    Dimension(
+        name="exposure",
+        measure=TIER1("mean_luma"),
+        bounds=Bounds(minimum=0.08, maximum=0.92),
+        failure_hint="image is under- or overexposed",
+        weight=0.5,
+        reads="luma",
+    ),
+    Dimension(
+        name="clipping",
+        measure=TIER1("clipped_share"),
+        bounds=Bounds(maximum=0.35),
+        failure_hint="too many blown highlights or crushed shadows",
+        weight=0.5,
+        reads="luma",
+    ),
+    Dimension(
+        name="blank",
+        measure=TIER1("luma_std"),
+        bounds=Bounds(minimum=0.02),
+        failure_hint="image is blank or a uniform frame",
+        weight=0.0,
+        reads="luma",
+    ),
+    Dimension(
+        name="size",
+        measure=TIER1("size_error"),
+        bounds=Bounds(maximum=0.05),
+        failure_hint="image is not the requested size",
+        weight=0.0,
+        reads="luma",
+        waived_without=frozenset({"requested_size"}),
+    ),
+    Dimension(
+        name="aspect",
+        measure=TIER1("aspect_error"),
+        bounds=Bounds(maximum=0.01),
+        failure_hint="image does not have the requested aspect ratio",
+        weight=0.0,
+        reads="luma",
+        waived_without=frozenset({"requested_size"}),
+    ),
+)
+
+PROMPT_ALIGNMENT = Dimension(
+    name="prompt_alignment",
+    measure=CLIP("prompt_similarity"),
+    bounds=Bounds(minimum=0.2),
+    failure_hint="the image does not match its prompt",
+    weight=2.0,
+    reads="color",
+    requires=frozenset({"clip_model", "prompt"}),
+)
+
+TIER_TWO = (
+    Dimension(
+        name="faces",
+        measure=FACES("face_count"),
+        bounds=Bounds(minimum=1, maximum=1),
+        failure_hint="the image should show exactly one face",
+        weight=0.0,
+        reads="luma",
+    ),
+    Dimension(
+        name="face_size",
+        measure=FACES("face_area_share"),
+        bounds=Bounds(minimum=0.02, maximum=0.6),
+        failure_hint="the face is too small or too close",
+        weight=0.5,
+        reads="luma",
+    ),
+    Dimension(
+        name="face_position",
+        measure=FACES("face_offset"),
+        bounds=Bounds(maximum=0.7),
+        failure_hint="the face is too far from the centre of the frame",
+        weight=0.5,
+        reads="luma",
+        unmeasurable_hint="no face was found",
+    ),
+    Dimension(
+        name="eyes_open",
+        measure=FACES("open_eyes"),
+        bounds=Bounds(minimum=2),
+        failure_hint="two open eyes were not found in the face",
+        weight=0.0,
+        reads="luma",
+    ),
+    Dimension(
+        name="skin_tone",
+        measure=FACES("skin_tone_stops"),
+        bounds=Bounds(maximum=1.0),
+        failure_hint="the face is lit or toned differently from the reference photo",
+        weight=0.5,
+        reads="luma",
+        waived_without=frozenset({"reference"}),
+        unmeasurable_hint="no face was found in the image or in the reference photo",
+    ),
+)
+
+for _dimension in (*TIER_ONE, PROMPT_ALIGNMENT, *TIER_TWO):
+    register_dimension(_dimension)
