@@ -115,6 +115,7 @@ class CandidateScore(Contract):
     passed: bool
     score: float
     dimensions: dict[str, DimensionScore]
+    failed: list[str] = Field([], description="the dimensions that keep this candidate from shipping")
 
 
 class DeliveredImage(Contract):
@@ -292,6 +293,7 @@ class CandidatesGenerated(JobEvent):
     final: bool = False
     stop_reason: str | None = None
     calls: list[ProviderCall] = []
+    job: JobSpec | None = Field(None, description="what the client asked for: the scorer's profile, rules and prompt")
 
 
 class GenerationFailed(JobEvent):

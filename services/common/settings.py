@@ -42,6 +42,10 @@ class ServiceSettings(BaseSettings):
     internal_bucket: str = "genline-internal"
     public_bucket: str = "genline-public"
 
+    # A local folder with a CLIP model (save_pretrained) for prompt_alignment; the scorer
+    # loads it, and ingest rejects jobs whose profile requires it when none is configured.
+    clip_model_dir: str | None = None
+
     consumer_max_attempts: int = 5
     consumer_batch_size: int = 500
     consumer_backoff_s: float = 0.2
