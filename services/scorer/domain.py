@@ -1,28 +1,96 @@
-"""Scorer rules, without I/O: from verdicts to published scores and a selection."""
+"""Scorer rules, without I/O: from verdicts to published scores, and from a job's scores
+so far to what happens next.
 
+After each attempt the job's candidates of every attempt count together. K passing: the
+best K are selected. Fewer, and the router may generate more: regeneration is requested
+for the shortfall. Fewer, and the router has said the attempt was final: what passed is
+delivered (partially), or the job fails with the reasons its candidates were rejected.
+"""
+
+import math
+from collections import Counter
 from collections.abc import Sequence
 
-from services.common.contracts import CandidateRef, CandidateScore, DimensionScore
-from services.scorer.dimensions import ImageVerdict
+from services.common.contracts import (
+    CandidateRef,
+    CandidateScore,
+    CandidatesGenerated,
+    CandidatesScored,
+    DimensionScore,
+    RegenerationRequested,
+    ScoringFailed,
+)
+from services.scorer.dimensions.core import DimensionResult, ImageVerdict, select_best
+
+Outcome = CandidatesScored | RegenerationRequested | ScoringFailed
+UNDECODABLE = "decodable"
 
 
-def candidate_scores(candidates: Sequence[CandidateRef], verdicts: Sequence[ImageVerdict]) -> list[CandidateScore]:
-    return [
-        CandidateScore(
-            index=c.index, key=c.key, sha256=c.sha256, size_bytes=c.size_bytes, media_type=c.media_type,
-            passed=v.passed, score=v.score,
-            dimensions={name: DimensionScore(value=d.value, threshold=d.threshold, passed=d.passed, reason=d.reason)
-                        for name, d in v.dimensions.items()},
-        )
-        for c, v in zip(candidates, verdicts, strict=True)
-    ]
+def candidate_score(candidate: CandidateRef, attempt: int, verdict: ImageVerdict) -> CandidateScore:
+    return CandidateScore(
+        index=candidate.index, attempt=attempt, provider=candidate.provider, key=candidate.key,
+        sha256=candidate.sha256, size_bytes=candidate.size_bytes, media_type=candidate.media_type,
+        passed=verdict.passed, score=verdict.score, failed=list(verdict.failed),
+        dimensions={name: DimensionScore(value=_measured(d.value), threshold=d.threshold, passed=d.passed,
+                                         reason=d.reason)
+                    for name, d in verdict.dimensions.items()},
+    )
 
 
-def failure_reason(scores: Sequence[CandidateScore]) -> str:
-    """Why nothing can ship: how often each dimension failed."""
-    failed: dict[str, int] = {}
+def _measured(value: float | None) -> float | None:
+    """NaN (could not be measured on this image, e.g. no face) is published as None."""
+    return None if value is None or math.isnan(value) else value
+
+
+def undecodable_verdict(detail: str) -> ImageVerdict:
+    """A candidate that is not an image: rejected, with the decoder's word as the reason."""
+    result = DimensionResult(None, 0.0, False, f"the candidate could not be decoded: {detail}")
+    return ImageVerdict(dimensions={UNDECODABLE: result}, passed=False, score=0.0, failed=(UNDECODABLE,))
+
+
+def rejection_summary(scores: Sequence[CandidateScore]) -> str:
+    """'6 failed sharpness (sharpness 3.1 is below the minimum 20 (image looks blurred)), …':
+    how many candidates each dimension rejected, most first, with one reason as example."""
+    failures: Counter[str] = Counter()
+    example: dict[str, str] = {}
     for score in scores:
-        for name, dimension in score.dimensions.items():
-            failed[name] = failed.get(name, 0) + (not dimension.passed)
-    detail = ", ".join(f"{name} failed on {n}" for name, n in sorted(failed.items()) if n)
-    return f"none of the {len(scores)} candidates passed every dimension ({detail})"
+        for name in score.failed:
+            failures[name] += 1
+            example.setdefault(name, score.dimensions[name].reason if name in score.dimensions else name)
+    return ", ".join(f"{count} failed {name} ({example[name]})" for name, count in failures.most_common())
+
+
+def decide(event: CandidatesGenerated, job_scores: Sequence[CandidateScore],
+           attempt_scores: Sequence[CandidateScore]) -> Outcome:
+    """What follows this attempt, given every score of the job (this attempt's included)."""
+    passed = sum(score.passed for score in job_scores)
+    common = dict(job_id=event.job_id, tenant_id=event.tenant_id, attempt=event.attempt)
+    if passed >= event.images or (event.final and passed):
+        chosen = select_best(job_scores, event.images)
+        return CandidatesScored(**common, images=event.images, scores=list(job_scores),
+                                selected=[job_scores[i].index for i in chosen])
+    if not event.final:
+        reason = f"{passed} of {event.images} images pass after attempt {event.attempt}"
+        rejected = rejection_summary(attempt_scores)
+        return RegenerationRequested(**common, images=event.images, passed=passed, needed=event.images - passed,
+                                     reason=f"{reason}; this attempt: {rejected}" if rejected else reason,
+                                     scores=list(attempt_scores))
+    return failed(event, job_scores)
+
+
+def failed(event: CandidatesGenerated, job_scores: Sequence[CandidateScore]) -> ScoringFailed:
+    if job_scores:
+        code = "no_candidate_passed"
+        reason = f"no candidate passed: {rejection_summary(job_scores)}"
+    else:
+        code, reason = "no_candidates", "no candidate was generated"
+    if event.stop_reason:
+        reason += f"; generation stopped: {event.stop_reason}"
+    return ScoringFailed(job_id=event.job_id, tenant_id=event.tenant_id, attempt=event.attempt,
+                         failure_code=code, reason=reason, scores=list(job_scores))
+
+
+def unscorable(event: CandidatesGenerated, code: str, reason: str) -> ScoringFailed:
+    """The job cannot be scored at all (invalid rules, a capability this scorer lacks)."""
+    return ScoringFailed(job_id=event.job_id, tenant_id=event.tenant_id, attempt=event.attempt,
+                         failure_code=code, reason=reason, scores=[])

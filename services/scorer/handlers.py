@@ -1,50 +1,126 @@
-"""Scorer handlers: score every candidate of an attempt as one batch, select the best K."""
+"""Scorer handlers: score an attempt's candidates as one batch against the job's profile,
+then select, ask for more, or fail, counting the job's earlier attempts too."""
 
 import asyncio
 import json
+import logging
 import time
 
 from services.common import telemetry
 from services.common.bus import EventConsumer, HandlerContext
-from services.common.contracts import CandidatesGenerated, CandidateScore, CandidatesScored, ScoringFailed
+from services.common.contracts import (
+    CandidatesGenerated,
+    CandidateScore,
+    CandidatesScored,
+    JobSpec,
+    RegenerationRequested,
+)
 from services.common.storage import ObjectStore
 from services.scorer import domain
-from services.scorer.dimensions import pick_device, score_images, select_best
+from services.scorer.dimensions import ImageVerdict, Scorer, UndecodableImage
+from services.scorer.profiles import Profile, ProfileError, job_profile
 from services.scorer.settings import ScorerSettings
 
+log = logging.getLogger(__name__)
 
-async def store_scores(ctx: HandlerContext, event: CandidatesGenerated, scores: list[CandidateScore],
-                       selected: set[int]) -> None:
+
+def profile_of(spec: JobSpec | None) -> Profile:
+    if spec is None:  # a router that does not pass the job on: technical quality only
+        return job_profile("generic")
+    return job_profile(spec.template, spec.profile, spec.quality_rules)
+
+
+def score_decodable(scorer: Scorer, images: list[bytes], profile: Profile, **inputs) -> list[ImageVerdict]:
+    """Verdicts in input order; a candidate that cannot be decoded is rejected as such
+    and the others are scored without it."""
+    rejected: dict[int, ImageVerdict] = {}
+    while True:
+        kept = [i for i in range(len(images)) if i not in rejected]
+        try:
+            verdicts = scorer.score([images[i] for i in kept], profile, **inputs)
+        except UndecodableImage as error:
+            rejected[kept[error.index]] = domain.undecodable_verdict(str(error))
+            continue
+        by_index = dict(zip(kept, verdicts)) | rejected
+        return [by_index[i] for i in range(len(images))]
+
+
+async def lock_job(ctx: HandlerContext, event: CandidatesGenerated) -> str | None:
+    """Take the job's row for this transaction; the outcome already published, if any."""
+    row = await (await ctx.conn.execute(
+        "INSERT INTO scored_jobs (job_id, attempts) VALUES (%s, %s) ON CONFLICT (job_id)"
+        " DO UPDATE SET attempts = GREATEST(scored_jobs.attempts, EXCLUDED.attempts) RETURNING outcome",
+        [event.job_id, event.attempt],
+    )).fetchone()
+    return row["outcome"]
+
+
+async def store_scores(ctx: HandlerContext, event: CandidatesGenerated, scores: list[CandidateScore]) -> None:
     async with ctx.conn.cursor() as cur:
         await cur.executemany(
-            "INSERT INTO scores (job_id, attempt, index, key, passed, score, dimensions, selected)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-            [(event.job_id, event.attempt, s.index, s.key, s.passed, s.score,
-              json.dumps({k: d.model_dump() for k, d in s.dimensions.items()}), s.index in selected)
+            "INSERT INTO scores (job_id, attempt, index, key, provider, passed, score, dimensions, selected, candidate)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, false, %s) ON CONFLICT (job_id, index) DO NOTHING",
+            [(event.job_id, s.attempt, s.index, s.key, s.provider, s.passed, s.score,
+              json.dumps(s.model_dump(mode="json")["dimensions"]), s.model_dump_json())
              for s in scores],
         )
 
 
-async def score_candidates(ctx: HandlerContext, event: CandidatesGenerated, store: ObjectStore,
-                           settings: ScorerSettings, device) -> None:
-    clock = time.perf_counter()
+async def job_scores(ctx: HandlerContext, event: CandidatesGenerated) -> list[CandidateScore]:
+    rows = await (await ctx.conn.execute(
+        "SELECT candidate FROM scores WHERE job_id = %s AND candidate IS NOT NULL ORDER BY index", [event.job_id]
+    )).fetchall()
+    return [CandidateScore.model_validate(row["candidate"]) for row in rows]
+
+
+async def record_outcome(ctx: HandlerContext, event: CandidatesGenerated, outcome: domain.Outcome) -> None:
+    if isinstance(outcome, RegenerationRequested):
+        return
+    await ctx.conn.execute("UPDATE scored_jobs SET outcome = %s, decided_at = now() WHERE job_id = %s",
+                           [outcome.event_type, event.job_id])
+    if isinstance(outcome, CandidatesScored):
+        await ctx.conn.execute("UPDATE scores SET selected = true WHERE job_id = %s AND index = ANY(%s)",
+                               [event.job_id, outcome.selected])
+
+
+async def score_attempt(ctx: HandlerContext, event: CandidatesGenerated, store: ObjectStore,
+                        scorer: Scorer) -> list[CandidateScore]:
+    """Score this attempt's candidates in one batch; ProfileError when the job's profile or
+    rules are invalid."""
+    spec, profile = event.job, profile_of(event.job)
+    missing = scorer.missing_capabilities(profile)
+    if missing:
+        raise ProfileError(f"profile {profile.name!r} requires {', '.join(missing)}, which this scorer cannot"
+                           " compute: no CLIP model is configured")
     images = await asyncio.gather(*(store.get(store.internal_bucket, c.key) for c in event.candidates))
-    verdicts = await asyncio.to_thread(score_images, images, settings.dimensions, device)
-    scores = domain.candidate_scores(event.candidates, verdicts)
-    selected = [event.candidates[i].index for i in select_best(verdicts, event.images)]
-    await store_scores(ctx, event, scores, set(selected))
+    reference = await store.get(store.internal_bucket, spec.reference_key) if spec and spec.reference_key else None
+    clock = time.perf_counter()
+    verdicts = await asyncio.to_thread(score_decodable, scorer, list(images), profile,
+                                       prompt=spec.prompt if spec else None, reference=reference)
     telemetry.STAGE_SECONDS.labels("scorer", "score").observe(time.perf_counter() - clock)
-    common = dict(job_id=event.job_id, tenant_id=event.tenant_id, attempt=event.attempt, scores=scores)
-    if selected:
-        await ctx.emit(CandidatesScored(**common, images=event.images, selected=selected))
+    return [domain.candidate_score(c, event.attempt, v) for c, v in zip(event.candidates, verdicts, strict=True)]
+
+
+async def judge_attempt(ctx: HandlerContext, event: CandidatesGenerated, store: ObjectStore, scorer: Scorer) -> None:
+    decided = await lock_job(ctx, event)
+    if decided:
+        log.warning("attempt %d of job %s arrived after its outcome (%s); not judged again",
+                    event.attempt, event.job_id, decided)
+        return
+    try:
+        scores = await score_attempt(ctx, event, store, scorer)
+    except ProfileError as error:
+        outcome = domain.unscorable(event, "unscorable_profile", str(error))
     else:
-        await ctx.emit(ScoringFailed(**common, failure_code="no_candidate_passed",
-                                     reason=domain.failure_reason(scores)))
+        await store_scores(ctx, event, scores)
+        outcome = domain.decide(event, await job_scores(ctx, event), scores)
+    await record_outcome(ctx, event, outcome)
+    await ctx.emit(outcome)
 
 
 def register(consumer: EventConsumer, store: ObjectStore, settings: ScorerSettings) -> None:
-    device = pick_device()
+    scorer = Scorer(settings.device, settings.clip_model_dir)
 
     @consumer.on(CandidatesGenerated)
     async def on_candidates_generated(ctx: HandlerContext, event: CandidatesGenerated) -> None:
-        await score_candidates(ctx, event, store, settings, device)
+        await judge_attempt(ctx, event, store, scorer)

@@ -21,7 +21,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:  # measuring needs torch; declaring, judging and validating do not
     import torch
@@ -224,8 +224,14 @@ def ranking_score(weighted: Sequence[tuple[Dimension, Bounds, float, DimensionRe
     return sum(weight * term for weight, term in terms) / total_weight
 
 
-def select_best(verdicts: Sequence[ImageVerdict], k: int) -> list[int]:
-    """Indices of at most `k` passing images, best score first, ties to the lower index."""
+class Ranked(Protocol):
+    passed: bool
+    score: float
+
+
+def select_best(verdicts: Sequence[Ranked], k: int) -> list[int]:
+    """Indices of at most `k` passing images (verdicts or published scores), best score
+    first, ties to the lower index."""
     if k < 0:
         raise ValueError(f"k must be at least 0, got {k}")
     passing = [index for index, verdict in enumerate(verdicts) if verdict.passed]

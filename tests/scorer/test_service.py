@@ -1,0 +1,197 @@
+"""The scorer service as a process on the real broker, PostgreSQL and S3: photographs and
+degraded copies go into the internal bucket, CandidatesGenerated onto the router topic,
+and what the scorer decides is read back from its own topic."""
+
+import asyncio
+import hashlib
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from services.common.contracts import (
+    CandidateRef,
+    CandidatesGenerated,
+    CandidatesScored,
+    JobSpec,
+    RegenerationRequested,
+    ScoringFailed,
+    all_topics,
+    topic_of,
+)
+from services.common.envelope import Envelope, envelop, from_kafka, to_kafka
+from services.stack.embedded import create_topics
+from services.stack.fleet import ServiceFleet
+from tests.scorer.conftest import blown_out, blurred, jpeg, noisy, png, rgb_photo
+
+BLACK = png(rgb_photo("camera") * 0)
+
+
+@dataclass
+class ScorerUnderTest:
+    namespace: str
+    bootstrap: str
+    store: object
+
+    def put(self, job_id: uuid.UUID, index: int, data: bytes, provider: str = "local") -> CandidateRef:
+        key = f"test/{job_id}/{index}"
+        asyncio.run(self.store.put(self.store.internal_bucket, key, data, "image/png"))
+        return CandidateRef(index=index, key=key, media_type="image/png", size_bytes=len(data),
+                            sha256=hashlib.sha256(data).hexdigest(), width=0, height=0, provider=provider,
+                            cost_micro_usd=100)
+
+    def publish(self, *envelopes: Envelope) -> None:
+        asyncio.run(_publish(self.bootstrap, topic_of("router", self.namespace), list(envelopes)))
+
+    def outcomes(self, job_id: uuid.UUID, want: int = 1, timeout_s: float = 90) -> list:
+        """The scorer's events for the job, once `want` of them have arrived."""
+        return asyncio.run(_events_of(self.bootstrap, topic_of("scorer", self.namespace), str(job_id), want,
+                                      timeout_s))
+
+
+async def _publish(bootstrap: str, topic: str, envelopes: list[Envelope]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for envelope in envelopes:
+            message = to_kafka(envelope)
+            await producer.send_and_wait(topic, message.value, key=message.key, headers=list(message.headers.items()))
+    finally:
+        await producer.stop()
+
+
+async def _events_of(bootstrap: str, topic: str, job_id: str, want: int, timeout_s: float) -> list:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    events = []
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while len(events) < want and asyncio.get_running_loop().time() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for record in (r for rs in batch.values() for r in rs):
+                if record.key == job_id.encode():
+                    events.append(from_kafka(dict(record.headers), record.key, record.value).event)
+        # Anything more would be a duplicate: give it a moment to show up.
+        batch = await consumer.getmany(timeout_ms=1500)
+        events += [from_kafka(dict(r.headers), r.key, r.value).event
+                   for rs in batch.values() for r in rs if r.key == job_id.encode()]
+    finally:
+        await consumer.stop()
+    return events
+
+
+@pytest.fixture(scope="module")
+def scorer_service(endpoints, object_store, tmp_path_factory) -> Iterator[ScorerUnderTest]:
+    suffix = uuid.uuid4().hex[:8]
+    namespace = f"s{suffix}"
+    asyncio.run(create_topics(endpoints.kafka_bootstrap, all_topics(namespace)))
+    fleet = ServiceFleet(endpoints, tmp_path_factory.mktemp("scorer-logs"), extra_env={
+        "GENLINE_ENVIRONMENT": "test", "GENLINE_TOPIC_NAMESPACE": namespace,
+        "GENLINE_SCHEMA_NAME": f"scorer_{suffix}", "GENLINE_KAFKA_SESSION_TIMEOUT_MS": "6000",
+    })
+    try:
+        fleet.start("scorer")
+        fleet.wait_ready("scorer")
+        yield ScorerUnderTest(namespace, endpoints.kafka_bootstrap, object_store)
+    finally:
+        fleet.stop_all()
+
+
+def attempt(job_id, candidates, *, images=1, number=1, final=False, stop_reason=None, spec=True, **job):
+    spec_fields = dict(template="generic", prompt="a photograph") | job
+    job_spec = JobSpec(job_id=job_id, tenant_id="t-scorer", images=images, candidates=len(candidates) or 1, seed=1,
+                       submitted_at=datetime.now(UTC), **spec_fields) if spec else None
+    event = CandidatesGenerated(job_id=job_id, tenant_id="t-scorer", attempt=number, images=images,
+                                started_at=datetime.now(UTC), candidates=candidates, cost_micro_usd=100,
+                                final=final, stop_reason=stop_reason, job=job_spec)
+    return envelop(event, "/test/router")
+
+
+def test_the_originals_pass_generic_and_the_best_k_are_selected_once(scorer_service):
+    job = uuid.uuid4()
+    names = ("astronaut", "coffee", "chelsea", "camera")
+    refs = [scorer_service.put(job, i, png(rgb_photo(name))) for i, name in enumerate(names)]
+    submitted = attempt(job, refs, images=3, spec=False)  # no job spec: the generic profile
+    scorer_service.publish(submitted, submitted)  # redelivered: judged once
+
+    [scored] = scorer_service.outcomes(job)
+    assert isinstance(scored, CandidatesScored)
+    assert all(s.passed for s in scored.scores), [(s.index, s.failed) for s in scored.scores]
+    assert len(scored.selected) == 3 and set(scored.selected) <= {0, 1, 2, 3}
+    ranked = sorted(scored.scores, key=lambda s: -s.score)
+    assert scored.selected == [s.index for s in ranked[:3]]
+    assert {"sharpness", "noise", "blockiness", "exposure", "clipping", "blank"} <= set(scored.scores[0].dimensions)
+    alignment = scored.scores[0].dimensions["prompt_alignment"]
+    assert alignment.value is None and "no CLIP model" in alignment.reason
+
+
+def test_degraded_copies_fail_their_dimension_and_a_final_attempt_fails_the_job_with_reasons(scorer_service):
+    job = uuid.uuid4()
+    coffee = rgb_photo("coffee")
+    degraded = {"sharpness": png(blurred(coffee, 8)), "blockiness": jpeg(coffee, 2), "noise": png(noisy(coffee, 0.15)),
+                "blank": BLACK, "clipping": png(blown_out(coffee))}
+    refs = [scorer_service.put(job, i, data) for i, data in enumerate(degraded.values())]
+    scorer_service.publish(attempt(job, refs, images=2, final=True, stop_reason="cost cap reached"))
+
+    [failed] = scorer_service.outcomes(job)
+    assert isinstance(failed, ScoringFailed) and failed.failure_code == "no_candidate_passed"
+    by_index = {s.index: s for s in failed.scores}
+    for index, dimension in enumerate(degraded):
+        assert dimension in by_index[index].failed, (dimension, by_index[index].failed)
+        assert not by_index[index].dimensions[dimension].passed
+    assert failed.reason.startswith("no candidate passed: ")
+    for dimension in degraded:
+        assert f"failed {dimension} ({dimension} " in failed.reason
+    assert failed.reason.endswith("; generation stopped: cost cap reached")
+
+
+def test_the_astronaut_passes_headshot_and_the_cat_fails_it(scorer_service):
+    job = uuid.uuid4()
+    refs = [scorer_service.put(job, 0, png(rgb_photo("chelsea"))), scorer_service.put(job, 1, png(rgb_photo("astronaut")))]
+    scorer_service.publish(attempt(job, refs, images=1, template="headshot"))
+
+    [scored] = scorer_service.outcomes(job)
+    assert isinstance(scored, CandidatesScored) and scored.selected == [1]
+    cat, astronaut = sorted(scored.scores, key=lambda s: s.index)
+    assert astronaut.passed and astronaut.dimensions["faces"].value == 1
+    assert not cat.passed and "faces" in cat.failed
+
+
+def test_passing_candidates_accumulate_across_attempts(scorer_service):
+    job = uuid.uuid4()
+    coffee, camera = rgb_photo("coffee"), rgb_photo("camera")
+    first = [scorer_service.put(job, 0, png(coffee)), scorer_service.put(job, 1, png(blurred(coffee, 8)))]
+    scorer_service.publish(attempt(job, first, images=2))
+    [regeneration] = scorer_service.outcomes(job)
+    assert isinstance(regeneration, RegenerationRequested)
+    assert (regeneration.attempt, regeneration.passed, regeneration.needed) == (1, 1, 1)
+    assert [s.index for s in regeneration.scores] == [0, 1]
+    assert "1 failed sharpness" in regeneration.reason
+
+    second = [scorer_service.put(job, 2, BLACK, provider="other"), scorer_service.put(job, 3, png(camera), "other")]
+    scorer_service.publish(attempt(job, second, images=2, number=2))
+    _, scored = scorer_service.outcomes(job, want=2)
+    assert isinstance(scored, CandidatesScored) and scored.attempt == 2
+    assert sorted(scored.selected) == [0, 3]
+    assert {(s.index, s.attempt, s.provider, s.passed) for s in scored.scores} == {
+        (0, 1, "local", True), (1, 1, "local", False), (2, 2, "other", False), (3, 2, "other", True)}
+
+
+def test_a_final_attempt_with_too_few_passing_delivers_what_passed(scorer_service):
+    job = uuid.uuid4()
+    refs = [scorer_service.put(job, 0, BLACK), scorer_service.put(job, 1, png(rgb_photo("astronaut")))]
+    scorer_service.publish(attempt(job, refs, images=3, final=True, stop_reason="attempts exhausted"))
+    [scored] = scorer_service.outcomes(job)
+    assert isinstance(scored, CandidatesScored) and scored.selected == [1] and scored.images == 3
+
+
+def test_rules_the_scorer_cannot_honour_fail_the_job_at_once(scorer_service):
+    job = uuid.uuid4()
+    scorer_service.publish(attempt(job, [], quality_rules={"require": ["prompt_alignment"]}))
+    [failed] = scorer_service.outcomes(job)
+    assert isinstance(failed, ScoringFailed) and failed.failure_code == "unscorable_profile"
+    assert "prompt_alignment" in failed.reason and "no CLIP model" in failed.reason
