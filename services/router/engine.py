@@ -41,7 +41,10 @@ REFERENCE_SIZE = (1024, 1024)
 
 
 class RoutingError(Exception):
-    """Why an attempt produced nothing."""
+    """Why an attempt produced nothing; `calls` are the provider calls it made on the way."""
+
+    calls: tuple["CallRecord", ...] = ()
+    spent_micro_usd: int = 0
 
 
 class NoCapableProvider(RoutingError):
@@ -98,6 +101,9 @@ class RouteRequest:
     cost_cap_micro_usd: int | None = None
     time_left_s: float | None = None
     max_candidates: int | None = None
+    # N chosen by the client: generate exactly this many (within the cost cap) instead of
+    # sizing N from the pass-rate estimate.
+    candidates: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +273,11 @@ class RoutingEngine:
         priced_out = tuple(q.provider for q in quotes if q not in affordable)
         return self._sized_plan(request, tuple(chain), priced_out)
 
+    def cheapest_price_micro_usd(self, request: RouteRequest) -> int | None:
+        """What one candidate costs at the cheapest capable provider now; None if none is capable."""
+        prices = [self._quote(config, request).price_micro_usd for config in self._capable(request)]
+        return min(prices) if prices else None
+
     def observe_scores(self, provider: str, template: str, passed: int, failed: int) -> None:
         """The scorer's verdicts on candidates from `provider` for `template`."""
         if self.policy.learn_pass_rates:
@@ -342,7 +353,9 @@ class RoutingEngine:
 
     def _candidates_for(self, request: RouteRequest, pass_rate: float, target: float) -> int:
         limit = min(self.registry.planning.max_candidates, request.max_candidates or math.inf)
-        if self.policy.oversampling == "fixed":
+        if request.candidates is not None:
+            wanted = request.candidates
+        elif self.policy.oversampling == "fixed":
             wanted = fixed_oversample(request.images_needed, self.policy.fixed_oversample_factor)
         else:
             wanted = candidates_needed(request.images_needed, pass_rate, target, int(limit))
@@ -577,11 +590,8 @@ class RoutingEngine:
         calls = tuple(call for batch in batches for call in batch.calls)
         images = tuple(sorted((i for batch in batches for i in batch.images), key=lambda r: r.image.index))
         errors = tuple(call.error for call in calls if call.error)
-        if not images and (budget.refused or plan.priced_out):
-            tried = f" after {len(calls)} failed call(s): {errors[-1]}" if errors else ""
-            raise CostCapReached(f"job {request.job_id}: cost cap of {budget.cap} µUSD reached{tried}")
         if not images:
-            raise AllProvidersFailed(f"job {request.job_id}: no candidate generated", errors)
+            raise _with_calls(self._nothing_generated(request, plan, budget, errors), calls, budget.spent)
         return AttemptResult(
             job_id=request.job_id, attempt=request.attempt, planned_candidates=plan.candidates,
             success_target=plan.success_target, images=images, calls=calls,
@@ -590,6 +600,14 @@ class RoutingEngine:
             latency_s=self.clock.now() - started, cost_cap_reached=plan.cost_cap_limited or budget.refused,
             errors=errors,
         )
+
+    @staticmethod
+    def _nothing_generated(request: RouteRequest, plan: RoutePlan, budget: _CostBudget,
+                           errors: tuple[str, ...]) -> RoutingError:
+        if budget.refused or plan.priced_out:
+            tried = f" after {len(errors)} failed call(s): {errors[-1]}" if errors else ""
+            return CostCapReached(f"job {request.job_id}: cost cap of {budget.cap} µUSD reached{tried}")
+        return AllProvidersFailed(f"job {request.job_id}: no candidate generated", errors)
 
     def _status(self, name: str, config: ProviderConfig) -> ProviderStatus:
         health = self._health[name]
@@ -621,6 +639,11 @@ def _is_capable(config: ProviderConfig, request: RouteRequest) -> bool:
             and capabilities.supports_size(request.width, request.height)
             and (capabilities.image_input or not request.needs_image_input)
             and (capabilities.seed_control or not request.needs_seed_control))
+
+
+def _with_calls(error: RoutingError, calls: tuple[CallRecord, ...], spent_micro_usd: int) -> RoutingError:
+    error.calls, error.spent_micro_usd = calls, spent_micro_usd
+    return error
 
 
 def _fits(cap: int | None, amount: int) -> bool:

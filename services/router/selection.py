@@ -72,6 +72,16 @@ class PassRateEstimator:
         old_passed, old_failed = self._faded(provider, template)
         self._evidence[(provider, template)] = (old_passed + passed, old_failed + failed, self._clock.now())
 
+    def set_evidence(self, provider: str, template: str, passed: float, failed: float, age_s: float = 0.0) -> None:
+        """Replace the evidence with counts kept elsewhere (faded as of `age_s` seconds ago)."""
+        if passed < 0 or failed < 0:
+            raise ValueError(f"counts must not be negative, got passed={passed}, failed={failed}")
+        self._evidence[(provider, template)] = (passed, failed, self._clock.now() - max(0.0, age_s))
+
+    @property
+    def half_life_s(self) -> float | None:
+        return self._half_life_s
+
     def mean(self, provider: str, template: str) -> float:
         alpha, beta = self._posterior(provider, template)
         return alpha / (alpha + beta)
