@@ -47,7 +47,7 @@ async def create_tenant(settings: IngestSettings, tenant_id: str, name: str | No
     """Create a tenant (or reuse it) and return a new API key; only its hash is stored."""
     runtime = ServiceRuntime("ingest", settings, "services.ingest")
     key = new_api_key()
-    await migrate(runtime.database_url, "ingest", runtime.migrations)
+    await migrate(runtime.database_url, runtime.name, runtime.migrations)
     await runtime.pool.open(wait=True)
     try:
         async with runtime.pool.connection() as conn, conn.transaction():

@@ -3,7 +3,9 @@
 `submitted → admitted | rejected`; `admitted → generating → scoring → delivering →
 succeeded | partially_succeeded | failed`. Events of different services arrive on
 different topics, so not always in order: a job's state only moves forward, while the data
-an event carries (scores, links, billing) is merged whenever it arrives.
+an event carries (scores, links, billing) is merged whenever it arrives. A rework loop
+(scoring asked for more candidates) keeps the job in `scoring` and is recorded in
+`regenerations`; the scores of every attempt are kept, each tagged with its attempt.
 """
 
 import hashlib
@@ -27,6 +29,7 @@ from services.common.contracts import (
     GenerationFailed,
     JobDelivered,
     JobSpec,
+    RegenerationRequested,
     ReportDeclined,
     ReservationRejected,
     ReservationSettled,
@@ -61,6 +64,15 @@ class Billing(BaseModel):
     price_book_version: str | None = None
 
 
+class Regeneration(BaseModel):
+    """An attempt whose candidates fell short: how many passed, how many more are needed, why."""
+
+    attempt: int
+    passed: int
+    needed: int
+    reason: str
+
+
 class ReportOutcome(BaseModel):
     n: int
     outcome: Literal["refunded", "retry_token", "declined"]
@@ -77,10 +89,14 @@ class JobView(BaseModel):
     images: int
     candidates: int
     seed: int
+    profile: str | None = None
+    quality: dict | None = None
     created_at: datetime
     updated_at: datetime
     timestamps: dict[str, datetime]
     failure: Failure | None = None
+    attempts: int = 0
+    regenerations: list[Regeneration] = []
     scores: list[CandidateScore] = []
     selected: list[int] = []
     outputs: list[DeliveredImage] = []
@@ -102,13 +118,27 @@ def submitted_view(spec: JobSpec) -> JobView:
     at = spec.submitted_at
     return JobView(id=spec.job_id, tenant_id=spec.tenant_id, state="submitted", template=spec.template,
                    prompt=spec.prompt, images=spec.images, candidates=spec.candidates, seed=spec.seed,
+                   profile=spec.profile, quality=spec.quality_rules,
                    created_at=at, updated_at=at, timestamps={"submitted": at})
+
+
+def merged_scores(view: JobView, scores: list[CandidateScore]) -> list[CandidateScore]:
+    """Every candidate's score once, by index, whatever order attempts are reported in."""
+    by_index = {score.index: score for score in view.scores} | {score.index: score for score in scores}
+    return [by_index[index] for index in sorted(by_index)]
+
+
+def with_regeneration(view: JobView, event: RegenerationRequested) -> list[Regeneration]:
+    earlier = [r for r in view.regenerations if r.attempt != event.attempt]
+    added = Regeneration(attempt=event.attempt, passed=event.passed, needed=event.needed, reason=event.reason)
+    return sorted([*earlier, added], key=lambda r: r.attempt)
 
 
 def advance(view: JobView, state: State, at: datetime, **changes) -> JobView:
     """Merge `changes`; move to `state` only if that is forward from where the job is."""
     timestamps = dict(view.timestamps)
-    timestamps.setdefault(state, at)
+    # When the job first entered the state, whichever of its events arrived first.
+    timestamps[state] = min(timestamps.get(state, at), at)
     forward = not view.final and rank(state) > rank(view.state)
     return view.model_copy(update=changes | {
         "timestamps": timestamps,
@@ -129,14 +159,18 @@ def apply_event(view: JobView, event: Event, at: datetime) -> JobView:
             return advance(view, "rejected", at, failure=failure, billing=Billing(state="rejected"))
         case CandidatesGenerated():
             view = advance(view, "generating", event.started_at)
-            return advance(view, "scoring", at, provider_cost_micro_usd=view.provider_cost_micro_usd + event.cost_micro_usd)
+            return advance(view, "scoring", at, provider_cost_micro_usd=view.provider_cost_micro_usd + event.cost_micro_usd,
+                           attempts=max(view.attempts, event.attempt))
         case GenerationFailed():
             return advance(view, "failed", at, failure=Failure(code=event.failure_code, stage="generation", reason=event.reason))
+        case RegenerationRequested():
+            return advance(view, "scoring", at, scores=merged_scores(view, event.scores),
+                           regenerations=with_regeneration(view, event))
         case CandidatesScored():
-            return advance(view, "delivering", at, scores=event.scores, selected=event.selected)
+            return advance(view, "delivering", at, scores=merged_scores(view, event.scores), selected=event.selected)
         case ScoringFailed():
             failure = Failure(code=event.failure_code, stage="scoring", reason=event.reason)
-            return advance(view, "failed", at, scores=event.scores, failure=failure)
+            return advance(view, "failed", at, scores=merged_scores(view, event.scores), failure=failure)
         case JobDelivered():
             state = "succeeded" if len(event.images) >= event.requested else "partially_succeeded"
             return advance(view, state, at, outputs=event.images)

@@ -13,6 +13,7 @@ from services.common.contracts import (
     GenerationFailed,
     JobDelivered,
     JobEvent,
+    RegenerationRequested,
     ReportDeclined,
     ReservationRejected,
     ReservationSettled,
@@ -23,8 +24,8 @@ from services.ingest.domain import JobView, apply_event
 
 log = logging.getLogger(__name__)
 PROJECTED = (CreditsReserved, ReservationRejected, ReservationSettled, CandidatesGenerated, GenerationFailed,
-             CandidatesScored, ScoringFailed, JobDelivered, DeliveryFailed, CreditsRefunded, RetryTokenIssued,
-             ReportDeclined)
+             RegenerationRequested, CandidatesScored, ScoringFailed, JobDelivered, DeliveryFailed, CreditsRefunded,
+             RetryTokenIssued, ReportDeclined)
 
 
 async def project(ctx: HandlerContext, event: JobEvent) -> None:

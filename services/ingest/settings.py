@@ -9,5 +9,7 @@ class IngestSettings(ServiceSettings):
     # Without an explicit N, generate this many candidates per requested image (rounded up).
     default_oversample: float = 1.5
     link_ttl_s: int = 3600
+    # Reference photos larger than this many pixels are refused (decompression bombs too).
+    max_reference_pixels: int = 40_000_000
     ledger_grpc_target: str = "127.0.0.1:50051"
     ledger_grpc_timeout_s: float = 3.0

@@ -13,6 +13,7 @@ from services.common.contracts import (
     DeliveredImage,
     JobDelivered,
     JobSpec,
+    RegenerationRequested,
     ReservationSettled,
 )
 from services.ingest.domain import apply_event, plan_candidates, submitted_view
@@ -67,3 +68,37 @@ def test_candidates_default_to_oversampling_with_a_spare():
     assert plan_candidates(1, None, 1.5) == 2
     assert plan_candidates(4, None, 1.5) == 6
     assert plan_candidates(4, 4, 1.5) == 4
+
+
+def test_a_rework_loop_keeps_every_attempts_scores_in_any_arrival_order():
+    rejected = SCORE.model_copy(update={"index": 1, "passed": False, "failed": ["sharpness"]})
+    accepted = SCORE.model_copy(update={"index": 2, "attempt": 2})
+    loop = [
+        CandidatesGenerated(job_id=JOB, tenant_id="t", attempt=1, images=1, started_at=T0,
+                            candidates=[REF.model_copy(update={"index": 1})], cost_micro_usd=5),
+        RegenerationRequested(job_id=JOB, tenant_id="t", attempt=1, images=1, passed=0, needed=1,
+                              reason="0 of 1 images pass after attempt 1", scores=[rejected]),
+        CandidatesGenerated(job_id=JOB, tenant_id="t", attempt=2, images=1, started_at=T0,
+                            candidates=[REF.model_copy(update={"index": 2})], cost_micro_usd=7),
+        CandidatesScored(job_id=JOB, tenant_id="t", attempt=2, images=1, scores=[rejected, accepted], selected=[2]),
+    ]
+    views = []
+    for order in itertools.permutations(range(len(loop))):
+        view = submitted_view(SPEC)
+        for i in order:
+            view = apply_event(view, loop[i], T0 + timedelta(seconds=i + 1))
+        views.append(view)
+    assert all(v == views[0] for v in views)
+    view = views[0]
+    assert view.timestamps["scoring"] == T0 + timedelta(seconds=1)
+    assert view.state == "delivering" and view.attempts == 2 and view.provider_cost_micro_usd == 12
+    assert [(r.attempt, r.passed, r.needed) for r in view.regenerations] == [(1, 0, 1)]
+    assert [(s.index, s.attempt, s.passed) for s in view.scores] == [(1, 1, False), (2, 2, True)]
+    assert view.selected == [2]
+
+
+def test_regeneration_does_not_move_a_job_back():
+    regeneration = RegenerationRequested(job_id=JOB, tenant_id="t", attempt=1, images=1, passed=0, needed=1,
+                                         reason="r", scores=[])
+    view = apply_event(submitted_view(SPEC), EVENTS[2], T0)
+    assert apply_event(view, regeneration, T0 + timedelta(seconds=1)).state == "delivering"

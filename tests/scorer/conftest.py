@@ -81,12 +81,15 @@ def _tiny_config(vocab_size: int) -> CLIPConfig:
     return CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)
 
 
-@pytest.fixture(scope="session")
-def clip_dir(tmp_path_factory):
+def save_tiny_clip(folder, tokenizer_source):
     """A tiny random CLIP and its tokenizer, saved with save_pretrained; nothing downloaded."""
-    folder = tmp_path_factory.mktemp("tiny-clip")
-    tokenizer = _write_tokenizer_files(tmp_path_factory.mktemp("tokenizer-source"))
+    tokenizer = _write_tokenizer_files(tokenizer_source)
     torch.manual_seed(0)
     CLIPModel(_tiny_config(len(tokenizer))).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def clip_dir(tmp_path_factory):
+    return save_tiny_clip(tmp_path_factory.mktemp("tiny-clip"), tmp_path_factory.mktemp("tokenizer-source"))

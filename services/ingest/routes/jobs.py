@@ -2,7 +2,7 @@
 
 import secrets
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID, uuid4
 
 import psycopg
@@ -11,9 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.common import telemetry
 from services.common.contracts import JobSpec, JobSubmitted, OutputReported, Tier
-from services.ingest import domain
-from services.ingest.deps import Runtime, Settings, Store, Tenant
 from services.common.problems import Problem
+from services.ingest import domain, screening
+from services.ingest.deps import Runtime, Settings, Store, Tenant
+from services.scorer.profiles import ProfileError, job_profile, profile_names
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -28,6 +29,13 @@ class JobRequest(BaseModel):
     images: int = Field(1, ge=1, le=16, description="K: images to deliver")
     candidates: int | None = Field(None, ge=1, le=64, description="N: candidates to generate (N >= K)")
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
+    profile: str | None = Field(None, max_length=64,
+                                description="scoring profile (generic, headshot, product); the template's by default")
+    quality: dict[str, Any] | None = Field(
+        None, description="quality rules on top of the profile: thresholds, require, forbid (see the scorer docs)")
+    reference_image: str | None = Field(
+        None, max_length=screening.MAX_REFERENCE_BASE64,
+        description="base64 JPEG, PNG or WebP reference photo; headshot skin tone is compared with it")
 
     @model_validator(mode="after")
     def candidates_cover_images(self) -> "JobRequest":
@@ -43,12 +51,42 @@ class JobAccepted(BaseModel):
     url: str
 
 
-def job_spec(tenant_id: str, body: JobRequest, settings) -> JobSpec:
+def job_spec(tenant_id: str, body: JobRequest, settings, reference_key: str | None = None) -> JobSpec:
     candidates = domain.plan_candidates(body.images, body.candidates, settings.default_oversample)
     seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
     return JobSpec(job_id=uuid4(), tenant_id=tenant_id, template=body.template, tier=body.tier,
                    use_retry_tokens=body.use_retry_tokens, prompt=body.prompt,
-                   images=body.images, candidates=candidates, seed=seed, submitted_at=datetime.now(UTC))
+                   images=body.images, candidates=candidates, seed=seed, submitted_at=datetime.now(UTC),
+                   profile=body.profile, quality_rules=body.quality, reference_key=reference_key)
+
+
+def check_scoring(body: JobRequest, settings) -> None:
+    """Refuse at submission what the scorer would refuse later: an unknown profile, invalid
+    rules, or a dimension that must be computed without the model it needs."""
+    if body.profile is not None and body.profile not in profile_names():
+        raise Problem(422, "unknown-profile", f"unknown profile {body.profile!r}; known: {profile_names()}")
+    try:
+        profile = job_profile(body.template, body.profile, body.quality)
+    except ProfileError as error:
+        raise Problem(422, "invalid-quality-rules", str(error)) from None
+    capabilities = frozenset({"clip_model"}) if settings.clip_model_dir else frozenset()
+    missing = profile.missing_capabilities(capabilities)
+    if missing:
+        raise Problem(422, "dimension-unavailable",
+                      f"profile {profile.name!r} with these rules requires {', '.join(missing)}, but no CLIP model"
+                      " is configured on this platform, so it could not be scored; do not require it",
+                      unavailable=missing)
+
+
+async def store_reference(store, tenant_id: str, body: JobRequest, settings) -> str | None:
+    """The screened reference photo in the internal bucket, stored by content, so a retried
+    submission stores nothing new."""
+    if body.reference_image is None:
+        return None
+    photo = screening.screened_photo(body.reference_image, settings.max_reference_pixels)
+    key = f"{tenant_id}/references/{photo.sha256}.{photo.extension}"
+    await store.put(store.internal_bucket, key, photo.data, photo.media_type)
+    return key
 
 
 async def insert_job(conn: psycopg.AsyncConnection, view: domain.JobView) -> None:
@@ -75,11 +113,11 @@ async def read_view(conn, tenant_id: str, job_id: UUID) -> domain.JobView | None
 
 
 async def record_submission(runtime, tenant: str, body: JobRequest, settings, idempotency_key: str | None,
-                            fingerprint: str) -> domain.JobView:
+                            fingerprint: str, reference_key: str | None) -> domain.JobView:
     async with runtime.pool.connection() as conn, conn.transaction():
         if idempotency_key and (existing := await replay_of(conn, tenant, idempotency_key, fingerprint)):
             return await read_view(conn, tenant, existing)
-        spec = job_spec(tenant, body, settings)
+        spec = job_spec(tenant, body, settings, reference_key)
         view = domain.submitted_view(spec)
         await insert_job(conn, view)
         if idempotency_key:
@@ -95,11 +133,15 @@ async def record_submission(runtime, tenant: str, body: JobRequest, settings, id
 
 @router.post("", status_code=202, response_model=JobAccepted)
 async def submit_job(body: JobRequest, request: Request, response: Response, tenant: Tenant, runtime: Runtime,
-                     settings: Settings, idempotency_key: Annotated[str | None, Header(max_length=255)] = None):
+                     settings: Settings, store: Store,
+                     idempotency_key: Annotated[str | None, Header(max_length=255)] = None):
     """Accept a job (202); it moves on asynchronously. Retries with the same `Idempotency-Key`
-    and body return the first job instead of submitting another."""
+    and body return the first job instead of submitting another. A profile, quality rules or
+    reference photo the scorer could not use are refused here (422)."""
+    check_scoring(body, settings)
+    reference_key = await store_reference(store, tenant, body, settings)
     fingerprint = domain.request_fingerprint(await request.body())
-    submit = (runtime, tenant, body, settings, idempotency_key, fingerprint)
+    submit = (runtime, tenant, body, settings, idempotency_key, fingerprint, reference_key)
     try:
         view = await record_submission(*submit)
     except psycopg.errors.UniqueViolation:
