@@ -56,7 +56,8 @@ def job_spec(tenant_id: str, body: JobRequest, settings, reference_key: str | No
     seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
     return JobSpec(job_id=uuid4(), tenant_id=tenant_id, template=body.template, tier=body.tier,
                    use_retry_tokens=body.use_retry_tokens, prompt=body.prompt,
-                   images=body.images, candidates=candidates, seed=seed, submitted_at=datetime.now(UTC),
+                   images=body.images, candidates=candidates, candidates_fixed=body.candidates is not None,
+                   seed=seed, submitted_at=datetime.now(UTC),
                    profile=body.profile, quality_rules=body.quality, reference_key=reference_key)
 
 
