@@ -39,13 +39,19 @@ EVENTS = [
 ]
 
 
-def test_any_arrival_order_ends_in_the_same_view():
+def views_in_every_order(events) -> list:
+    """The view after the events in every order; event i happens at T0 + i + 1 seconds."""
     views = []
-    for order in itertools.permutations(range(len(EVENTS))):
+    for order in itertools.permutations(range(len(events))):
         view = submitted_view(SPEC)
         for i in order:
-            view = apply_event(view, EVENTS[i], T0 + timedelta(seconds=i + 1))
+            view = apply_event(view, events[i], T0 + timedelta(seconds=i + 1))
         views.append(view)
+    return views
+
+
+def test_any_arrival_order_ends_in_the_same_view():
+    views = views_in_every_order(EVENTS)
     assert all(v == views[0] for v in views)
     final = views[0]
     assert final.state == "succeeded" and final.outputs == [IMAGE] and final.billing.charged == 10
@@ -82,12 +88,7 @@ def test_a_rework_loop_keeps_every_attempts_scores_in_any_arrival_order():
                             candidates=[REF.model_copy(update={"index": 2})], cost_micro_usd=7),
         CandidatesScored(job_id=JOB, tenant_id="t", attempt=2, images=1, scores=[rejected, accepted], selected=[2]),
     ]
-    views = []
-    for order in itertools.permutations(range(len(loop))):
-        view = submitted_view(SPEC)
-        for i in order:
-            view = apply_event(view, loop[i], T0 + timedelta(seconds=i + 1))
-        views.append(view)
+    views = views_in_every_order(loop)
     assert all(v == views[0] for v in views)
     view = views[0]
     assert view.timestamps["scoring"] == T0 + timedelta(seconds=1)
