@@ -1,0 +1,74 @@
+"""What follows an attempt, decided from the job's scores (pure logic, no servers)."""
+
+import uuid
+from datetime import UTC, datetime
+
+from services.common.contracts import (
+    CandidateScore,
+    CandidatesGenerated,
+    CandidatesScored,
+    DimensionScore,
+    RegenerationRequested,
+    ScoringFailed,
+)
+from services.scorer.domain import decide, rejection_summary
+
+JOB = uuid.uuid4()
+BLURRED = DimensionScore(value=3.0, threshold=20, passed=False, reason="sharpness 3 is below the minimum 20 (blurred)")
+DARK = DimensionScore(value=0.0, threshold=0.08, passed=False, reason="exposure 0 is below the minimum 0.08 (dark)")
+NO_CLIP = DimensionScore(value=None, threshold=0.2, passed=False, reason="prompt_alignment unavailable: no CLIP")
+
+
+def score(index: int, value: float, failed: tuple[str, ...] = (), attempt: int = 1) -> CandidateScore:
+    dimensions = {"sharpness": BLURRED, "exposure": DARK, "prompt_alignment": NO_CLIP}
+    return CandidateScore(index=index, attempt=attempt, key=f"k{index}", sha256="s", size_bytes=1,
+                          media_type="image/png", passed=not failed, score=value, failed=list(failed),
+                          dimensions=dimensions)
+
+
+def attempt(number: int = 1, images: int = 2, final: bool = False, stop_reason: str | None = None):
+    return CandidatesGenerated(job_id=JOB, tenant_id="t", attempt=number, images=images,
+                               started_at=datetime.now(UTC), candidates=[], cost_micro_usd=0, final=final,
+                               stop_reason=stop_reason)
+
+
+def test_the_summary_counts_only_the_dimensions_that_rejected_a_candidate():
+    scores = [score(0, 0, ("sharpness",)), score(1, 0, ("sharpness", "exposure")), score(2, 1.0)]
+    summary = rejection_summary(scores)
+    assert summary == ("2 failed sharpness (sharpness 3 is below the minimum 20 (blurred)), "
+                       "1 failed exposure (exposure 0 is below the minimum 0.08 (dark))")
+    assert "prompt_alignment" not in summary  # unavailable but excused: not why anything failed
+
+
+def test_k_passing_over_all_attempts_selects_the_best_k_by_score():
+    scores = [score(0, 0.5), score(1, 0, ("sharpness",)), score(2, 0.9, attempt=2), score(3, 0.7, attempt=2)]
+    outcome = decide(attempt(2), scores, scores[2:])
+    assert isinstance(outcome, CandidatesScored) and outcome.selected == [2, 3] and outcome.scores == scores
+
+
+def test_too_few_passing_asks_for_the_shortfall_with_this_attempts_scores():
+    earlier, now = [score(0, 0.5)], [score(1, 0, ("sharpness",)), score(2, 0, ("exposure",))]
+    outcome = decide(attempt(2, images=3), earlier + now, now)
+    assert isinstance(outcome, RegenerationRequested)
+    assert (outcome.passed, outcome.needed, outcome.scores) == (1, 2, now)
+    assert outcome.reason.startswith("1 of 3 images pass after attempt 2; this attempt: 1 failed sharpness")
+
+
+def test_a_final_attempt_delivers_what_passed():
+    scores = [score(0, 0, ("sharpness",)), score(1, 0.4)]
+    outcome = decide(attempt(final=True, images=3), scores, scores)
+    assert isinstance(outcome, CandidatesScored) and outcome.selected == [1] and outcome.images == 3
+
+
+def test_a_final_attempt_with_nothing_passing_fails_with_the_reasons_and_the_routers():
+    scores = [score(0, 0, ("sharpness",)), score(1, 0, ("sharpness",))]
+    outcome = decide(attempt(final=True, stop_reason="cost cap reached"), scores, scores)
+    assert isinstance(outcome, ScoringFailed) and outcome.failure_code == "no_candidate_passed"
+    assert outcome.reason == ("no candidate passed: 2 failed sharpness (sharpness 3 is below the minimum 20 (blurred));"
+                              " generation stopped: cost cap reached")
+
+
+def test_a_final_attempt_with_no_candidates_at_all_says_so():
+    outcome = decide(attempt(final=True, stop_reason="no provider can generate this template"), [], [])
+    assert isinstance(outcome, ScoringFailed) and outcome.failure_code == "no_candidates"
+    assert outcome.reason == "no candidate was generated; generation stopped: no provider can generate this template"
