@@ -1,0 +1,44 @@
+"""The router's gRPC server: ListProviders, plus standard health checking and server
+reflection. Internal only."""
+
+from collections.abc import Awaitable, Callable
+
+import grpc
+
+from services.common.grpc_server import start_grpc_server
+from services.common.protos import load
+from services.router.engine import ProviderStatus, RoutingEngine
+
+pb, rpc = load("genline.router.v1")
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RouterService"].full_name
+
+
+def _provider(status: ProviderStatus, estimate: Callable[[str], float], templates: list[str]) -> "pb.Provider":
+    pass_rates = status.pass_rates | {t: estimate(t) for t in templates if t not in status.pass_rates}
+    return pb.Provider(
+        name=status.name, adapter=status.adapter, state=status.state, healthy=status.healthy,
+        price_micro_usd=status.price_micro_usd, pass_rates=pass_rates, prior_pass_rate=status.prior_pass_rate,
+        in_flight=status.in_flight, concurrency_limit=status.concurrency_limit,
+        max_concurrency=status.max_concurrency, latency_estimate_s=status.latency_estimate_s,
+        calls=status.calls, failures=status.failures,
+    )
+
+
+class RouterService(rpc.RouterServiceServicer):
+    def __init__(self, engine: RoutingEngine, refresh: Callable[[], Awaitable[None]]) -> None:
+        self.engine, self.refresh = engine, refresh
+
+    async def ListProviders(self, request, context):
+        await self.refresh()  # other router processes may have learnt since
+        templates = list(request.templates)
+        return pb.ListProvidersResponse(providers=[
+            _provider(status, lambda t, name=status.name: self.engine.estimator.mean(name, t), templates)
+            for status in self.engine.provider_status()
+        ])
+
+
+async def start_router_grpc(engine: RoutingEngine, refresh: Callable[[], Awaitable[None]], host: str,
+                            port: int) -> grpc.aio.Server:
+    return await start_grpc_server(
+        lambda server: rpc.add_RouterServiceServicer_to_server(RouterService(engine, refresh), server),
+        SERVICE_NAME, host, port)
