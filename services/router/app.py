@@ -1,9 +1,74 @@
-"""The router service: turns admitted jobs into stored candidates."""
+"""The router service: admitted jobs and rework requests become candidates, generated on
+the providers of the registry by expected cost per passing image."""
 
-from services.common.runtime import build_worker
+import os
+import socket
+import uuid
+
+import httpx
+
+from services.common.runtime import ServiceRuntime, ops_app
+from services.common.storage import ObjectStore
 from services.router import handlers
+from services.router.engine import RoutingEngine, RoutingPolicy
+from services.router.generation import AttemptRunner
+from services.router.grpc import start_router_grpc
+from services.router.providers.factory import build_providers
+from services.router.providers.registry import Registry, load_registry
+from services.router.resilience import BreakerSettings, RetryPolicy
+from services.router.scheduler import AttemptScheduler
+from services.router.selection import PassRateEstimator
 from services.router.settings import RouterSettings
 
 
+def routing_policy(settings: RouterSettings) -> RoutingPolicy:
+    return RoutingPolicy(
+        breaker=BreakerSettings(window_s=settings.breaker_window_s, min_calls=settings.breaker_min_calls,
+                                failure_rate=settings.breaker_failure_rate, cooldown_s=settings.breaker_cooldown_s),
+        retry=RetryPolicy(base_delay_s=settings.retry_base_delay_s, max_delay_s=settings.retry_max_delay_s),
+    )
+
+
+def routing_engine(settings: RouterSettings, registry: Registry, http: httpx.AsyncClient) -> RoutingEngine:
+    secrets = {name: secret.get_secret_value() for name, secret in settings.provider_secrets.items()}
+    estimator = PassRateEstimator({name: config.pass_rate_prior for name, config in registry.providers.items()},
+                                  half_life_s=settings.pass_rate_half_life_s)
+    return RoutingEngine(registry, build_providers(registry, http, secrets), estimator=estimator,
+                         policy=routing_policy(settings))
+
+
+class RouterApp:
+    def __init__(self, settings: RouterSettings) -> None:
+        self.settings = settings
+        self.runtime = ServiceRuntime("router", settings, "services.router")
+        self.objects = ObjectStore(settings)
+        self.runtime.readiness_checks["object_store"] = self.objects.ping
+        self.http = httpx.AsyncClient()
+        self.engine = routing_engine(settings, load_registry(settings.providers_path), self.http)
+        # Names this process in the claims it holds on attempts.
+        owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.runner = AttemptRunner(self.runtime, self.engine, self.objects, settings, owner)
+        self.scheduler = AttemptScheduler(
+            self.runtime.pool, self.engine, self.runner.run, owner=owner, max_queued=settings.max_queued_attempts,
+            max_running=settings.max_concurrent_attempts, poll_interval_s=settings.attempt_poll_interval_s,
+            lease_s=settings.claim_lease_s)
+        handlers.register(self.runtime.consumer, self.scheduler, settings.max_attempts,
+                          settings.pass_rate_half_life_s)
+        self.runtime.consume(["ledger", "scorer"])
+        self.runtime.startup_hooks.append(self._start)
+        self.runtime.shutdown_hooks.append(self._stop)
+
+    async def _start(self) -> None:
+        self.grpc = await start_router_grpc(self.engine, self.runner.refresh_pass_rates, self.settings.grpc_host,
+                                            self.settings.grpc_port)
+        self.scheduler.start()
+
+    async def _stop(self) -> None:
+        await self.scheduler.stop()
+        await self.grpc.stop(grace=5)
+        await self.http.aclose()
+
+
 def build(settings: RouterSettings):
-    return build_worker("router", settings, ["ledger"], handlers.register)
+    router = RouterApp(settings)
+    return router.runtime, ops_app(router.runtime)

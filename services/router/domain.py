@@ -1,11 +1,93 @@
-"""Router rules, without I/O: where candidates are stored and what an attempt costs."""
+"""Router rules, without I/O: what an attempt asks the engine for, where its candidates are
+stored, when a job can get no more candidates, and what the scorer's verdicts teach."""
 
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
 from uuid import UUID
+
+from services.common.contracts import CandidateScore, CandidatesGenerated, JobSpec, ProviderCall
+from services.router.engine import CallRecord, RouteRequest
+from services.router.providers.registry import Registry
+
+COST_CAP_REACHED = "cost_cap_reached"
+MAX_ATTEMPTS_REACHED = "max_attempts_reached"
+# Engine outcomes that are not ProviderCall outcomes of their own.
+_CALL_OUTCOMES = {"ok": "ok", "timeout": "timeout", "rate_limited": "rate_limited"}
+
+
+@dataclass(frozen=True, slots=True)
+class JobState:
+    """What the router keeps of an admitted job."""
+
+    spec: JobSpec
+    budget_micro_usd: int  # 0: no cap
+    spent_micro_usd: int = 0
+    next_index: int = 0
+    final: bool = False
+    stop_reason: str | None = None
+
+    @property
+    def remaining_micro_usd(self) -> int | None:
+        return max(0, self.budget_micro_usd - self.spent_micro_usd) if self.budget_micro_usd else None
 
 
 def candidate_key(tenant_id: str, job_id: UUID, attempt: int, index: int) -> str:
     return f"candidates/{tenant_id}/{job_id}/{attempt}/{index}.png"
 
 
-def attempt_cost(candidates: int, cost_per_image_micro_usd: int) -> int:
-    return candidates * cost_per_image_micro_usd
+def route_request(job: JobState, attempt: int, images_needed: int, width: int, height: int) -> RouteRequest:
+    """Attempt 1 generates the client's N when the client chose it; every other attempt is
+    sized from the pass-rate estimate. Indices continue where the last attempt stopped."""
+    spec = job.spec
+    fixed = spec.candidates if spec.candidates_fixed and attempt == 1 else None
+    return RouteRequest(
+        job_id=str(spec.job_id), tenant_id=spec.tenant_id, tier=spec.tier, template=spec.template,
+        prompt=spec.prompt, seed=spec.seed, images_needed=images_needed, width=width, height=height,
+        attempt=attempt, start_index=job.next_index, needs_image_input=spec.reference_key is not None,
+        cost_cap_micro_usd=job.remaining_micro_usd, candidates=fixed,
+    )
+
+
+def stop_reason(attempt: int, max_attempts: int, remaining_micro_usd: int | None,
+                cheapest_price_micro_usd: int | None) -> str | None:
+    """Why the router will generate nothing more after this attempt, or None if it could."""
+    if attempt >= max_attempts:
+        return MAX_ATTEMPTS_REACHED
+    if remaining_micro_usd is not None and (cheapest_price_micro_usd is None
+                                            or remaining_micro_usd < cheapest_price_micro_usd):
+        return COST_CAP_REACHED
+    return None
+
+
+def provider_calls(calls: Iterable[CallRecord], registry: Registry) -> list[ProviderCall]:
+    return [_provider_call(call, registry) for call in calls]
+
+
+def _provider_call(call: CallRecord, registry: Registry) -> ProviderCall:
+    model = registry.providers[call.provider].models[0]
+    return ProviderCall(
+        provider=call.provider, model=model.name, model_version=model.version,
+        outcome=_CALL_OUTCOMES.get(call.outcome, "error"), candidates=call.count if call.outcome == "ok" else 0,
+        expected_cost_micro_usd=call.expected_cost_micro_usd, cost_micro_usd=call.actual_cost_micro_usd,
+        expected_latency_ms=round(call.expected_latency_s * 1000), latency_ms=round(call.latency_s * 1000),
+        detail=(call.error or "")[:500],
+    )
+
+
+def verdicts_by_provider(scores: Iterable[CandidateScore], attempt: int | None = None) -> dict[str, tuple[int, int]]:
+    """(passed, failed) per provider, of the scores of `attempt` (all when None)."""
+    passed, failed = Counter(), Counter()
+    for score in scores:
+        if score.provider and (attempt is None or score.attempt == attempt):
+            (passed if score.passed else failed)[score.provider] += 1
+    return {provider: (passed[provider], failed[provider]) for provider in passed.keys() | failed.keys()}
+
+
+def nothing_more(job: JobState, attempt: int, reason: str) -> CandidatesGenerated:
+    """The answer to a rework request for a job the router has already said it is done with."""
+    spec = job.spec
+    return CandidatesGenerated(job_id=spec.job_id, tenant_id=spec.tenant_id, attempt=attempt, images=spec.images,
+                               started_at=spec.submitted_at, candidates=[], cost_micro_usd=0,
+                               spent_micro_usd=job.spent_micro_usd, budget_micro_usd=job.budget_micro_usd,
+                               final=True, stop_reason=reason, job=spec)

@@ -1,50 +1,62 @@
-"""Router handlers: an admitted job is generated on the local provider and stored."""
+"""Router handlers: admitted jobs and rework requests become attempts to generate; the
+scorer's verdicts teach the pass-rate estimate. Attempts run in the scheduler, outside
+the consumer, so one slow provider call never holds up the topic."""
 
-import asyncio
-import time
-from datetime import UTC, datetime
-
-from services.common import telemetry
-from services.common.bus import EventConsumer, HandlerContext
-from services.common.contracts import CandidateRef, CandidatesGenerated, CreditsReserved
-from services.common.storage import ObjectStore
-from services.router import domain
-from services.router.providers.local import LocalGenerator, PaintedCandidate
-from services.router.settings import RouterSettings
-
-PROVIDER = "local"
+from services.common.bus import EventConsumer, HandlerContext, PermanentError
+from services.common.contracts import (CandidateScore, CandidatesScored, CreditsReserved, RegenerationRequested,
+                                       ScoringFailed)
+from services.router import domain, store
+from services.router.scheduler import AttemptScheduler
+from services.router.store import AttemptRequest
 
 
-async def store_candidate(store: ObjectStore, event: CreditsReserved, attempt: int, painted: PaintedCandidate,
-                          settings: RouterSettings) -> CandidateRef:
-    key = domain.candidate_key(event.tenant_id, event.job_id, attempt, painted.index)
-    stored = await store.put(store.internal_bucket, key, painted.png, "image/png")
-    return CandidateRef(index=painted.index, key=key, media_type=stored.media_type, size_bytes=stored.size_bytes,
-                        sha256=stored.sha256, width=settings.local_width, height=settings.local_height,
-                        provider=PROVIDER, cost_micro_usd=settings.local_cost_micro_usd_per_image)
+async def admit(ctx: HandlerContext, event: CreditsReserved, scheduler: AttemptScheduler) -> None:
+    await scheduler.wait_for_room()
+    if await store.admit_job(ctx.conn, event.job, event.max_provider_spend_micro_usd):
+        scheduler.announce(AttemptRequest(event.job_id, 1, event.job.images, event.job.tier, event.tenant_id))
 
 
-async def generate_candidates(ctx: HandlerContext, event: CreditsReserved, generator: LocalGenerator,
-                              store: ObjectStore, settings: RouterSettings) -> None:
-    job, attempt = event.job, 1
-    started_at, clock = datetime.now(UTC), time.perf_counter()
-    painted = await asyncio.to_thread(generator.paint, job.prompt, job.seed, job.candidates)
-    refs = await asyncio.gather(*(store_candidate(store, event, attempt, p, settings) for p in painted))
-    cost = domain.attempt_cost(len(refs), settings.local_cost_micro_usd_per_image)
-    await ctx.conn.execute(
-        "INSERT INTO attempts (job_id, attempt, tenant_id, provider, candidates, cost_micro_usd, started_at)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s)",
-        [job.job_id, attempt, job.tenant_id, PROVIDER, len(refs), cost, started_at],
-    )
-    telemetry.STAGE_SECONDS.labels("router", "generate").observe(time.perf_counter() - clock)
-    await ctx.emit(CandidatesGenerated(job_id=job.job_id, tenant_id=job.tenant_id, attempt=attempt,
-                                       images=job.images, started_at=started_at, candidates=list(refs),
-                                       cost_micro_usd=cost))
+async def learn(ctx: HandlerContext, job: domain.JobState | None, scores: list[CandidateScore], attempt: int,
+                half_life_s: float) -> None:
+    """Count the verdicts on this attempt's candidates (earlier attempts were counted before)."""
+    verdicts = domain.verdicts_by_provider(scores, attempt)
+    if job is not None and verdicts:
+        await store.add_verdicts(ctx.conn, job.spec.template, verdicts, half_life_s)
 
 
-def register(consumer: EventConsumer, store: ObjectStore, settings: RouterSettings) -> None:
-    generator = LocalGenerator(settings.local_width, settings.local_height, settings.local_defect_rate)
+async def regenerate(ctx: HandlerContext, event: RegenerationRequested, scheduler: AttemptScheduler,
+                     max_attempts: int, half_life_s: float) -> None:
+    job = await store.load_job(ctx.conn, event.job_id, lock=True)
+    if job is None:
+        raise PermanentError(f"rework asked for job {event.job_id}, which this router never admitted")
+    await learn(ctx, job, event.scores, event.attempt, half_life_s)
+    if job.final or event.attempt + 1 > max_attempts:
+        reason = job.stop_reason or domain.MAX_ATTEMPTS_REACHED
+        await ctx.emit(domain.nothing_more(job, event.attempt + 1, reason))
+        return
+    if await store.request_attempt(ctx.conn, event.job_id, event.attempt + 1, event.needed):
+        scheduler.announce(AttemptRequest(event.job_id, event.attempt + 1, event.needed, job.spec.tier,
+                                          event.tenant_id))
 
+
+async def learn_from_verdict(ctx: HandlerContext, event: CandidatesScored | ScoringFailed, half_life_s: float) -> None:
+    job = await store.load_job(ctx.conn, event.job_id)
+    await learn(ctx, job, event.scores, event.attempt, half_life_s)
+
+
+def register(consumer: EventConsumer, scheduler: AttemptScheduler, max_attempts: int, half_life_s: float) -> None:
     @consumer.on(CreditsReserved)
     async def on_credits_reserved(ctx: HandlerContext, event: CreditsReserved) -> None:
-        await generate_candidates(ctx, event, generator, store, settings)
+        await admit(ctx, event, scheduler)
+
+    @consumer.on(RegenerationRequested)
+    async def on_regeneration_requested(ctx: HandlerContext, event: RegenerationRequested) -> None:
+        await regenerate(ctx, event, scheduler, max_attempts, half_life_s)
+
+    @consumer.on(CandidatesScored)
+    async def on_candidates_scored(ctx: HandlerContext, event: CandidatesScored) -> None:
+        await learn_from_verdict(ctx, event, half_life_s)
+
+    @consumer.on(ScoringFailed)
+    async def on_scoring_failed(ctx: HandlerContext, event: ScoringFailed) -> None:
+        await learn_from_verdict(ctx, event, half_life_s)

@@ -1,11 +1,36 @@
+from pydantic import SecretStr
+
 from services.common.settings import ServiceSettings
 
 
 class RouterSettings(ServiceSettings):
     service_name: str = "router"
     http_port: int = 8083
-    # The built-in local provider: paints candidates on the CPU, some deliberately defective.
-    local_width: int = 512
-    local_height: int = 512
-    local_defect_rate: float = 0.25
-    local_cost_micro_usd_per_image: int = 2_000
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = 50052
+    # The provider registry; the packaged providers.yaml (local providers only) when unset.
+    providers_path: str | None = None
+    # API keys of hosted providers, by the secret names the registry gives (JSON object).
+    provider_secrets: dict[str, SecretStr] = {}
+    # Jobs do not name a size yet: every candidate is generated at this one.
+    image_width: int = 512
+    image_height: int = 512
+    # Attempt 1 plus at most this many minus one rework rounds.
+    max_attempts: int = 3
+    # Attempts waiting in memory (a few hundred bytes each); when full, because every
+    # provider is busy, consumption pauses. Fairness reorders only what is queued.
+    max_queued_attempts: int = 2000
+    max_concurrent_attempts: int = 16
+    # A claimed attempt is renewed while it runs; a crashed router's claims lapse after this.
+    claim_lease_s: float = 30.0
+    # How often to look for attempts no router holds (their router died, or a run failed).
+    attempt_poll_interval_s: float = 2.0
+    # An attempt that keeps failing inside the router (storage down) is given up after this many tries.
+    attempt_max_tries: int = 5
+    pass_rate_half_life_s: float = 6 * 3600
+    breaker_window_s: float = 60.0
+    breaker_min_calls: int = 5
+    breaker_failure_rate: float = 0.5
+    breaker_cooldown_s: float = 30.0
+    retry_base_delay_s: float = 0.5
+    retry_max_delay_s: float = 10.0

@@ -22,6 +22,7 @@ class ServiceFleet:
         if ingest_port:
             self.ports["ingest"] = ingest_port
         self.ledger_grpc_port = free_port()
+        self.router_grpc_port = free_port()
         self.extra_env = extra_env or {}
         self.processes: dict[str, subprocess.Popen] = {}
 
@@ -39,7 +40,10 @@ class ServiceFleet:
             "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
             "GENLINE_GRPC_PORT": str(self.ledger_grpc_port),
             "GENLINE_LEDGER_GRPC_TARGET": f"127.0.0.1:{self.ledger_grpc_port}",
-        } | self.extra_env
+        } | self._own_grpc_port(name) | self.extra_env
+
+    def _own_grpc_port(self, name: str) -> dict[str, str]:
+        return {"GENLINE_GRPC_PORT": str(self.router_grpc_port)} if name == "router" else {}
 
     def start(self, name: str) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)

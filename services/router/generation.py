@@ -1,0 +1,167 @@
+"""One attempt of one job, from its claim to the event that announces it.
+
+The attempt is claimed first, so no two router processes generate it; the engine routes
+it; its candidates go to the internal bucket; then, in one transaction, the claim is
+closed, the spend added to the job and CandidatesGenerated (or GenerationFailed) put in
+the outbox. A process that dies half-way leaves the claim to lapse and another process
+runs the attempt again; only the run that closes the claim is ever published.
+"""
+
+import asyncio
+import io
+import logging
+import time
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from PIL import Image
+from prometheus_client import Counter, Histogram
+
+from services.common import telemetry
+from services.common.contracts import CandidateRef, CandidatesGenerated, GenerationFailed
+from services.common.runtime import ServiceRuntime
+from services.common.storage import ObjectStore
+from services.router import domain, store
+from services.router.engine import (AttemptResult, CallRecord, CostCapReached, NoCapableProvider, RouteRequest, RoutedImage,
+                                    RoutingEngine, RoutingError)
+from services.router.settings import RouterSettings
+from services.router.store import AttemptRecord, AttemptRequest
+
+log = logging.getLogger(__name__)
+
+PROVIDER_CALLS = Counter("genline_router_provider_calls_total", "Calls to image providers", ["provider", "outcome"])
+PROVIDER_COST = Counter("genline_router_provider_cost_micro_usd_total", "Provider spend", ["provider"])
+PROVIDER_LATENCY = Histogram("genline_router_provider_call_seconds", "Time per provider call", ["provider"],
+                             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120))
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    code: str
+    reason: str
+    error: RoutingError | None = None
+
+
+def failure_of(error: RoutingError) -> Failure:
+    if isinstance(error, CostCapReached):
+        return Failure(domain.COST_CAP_REACHED, str(error), error)
+    if isinstance(error, NoCapableProvider):
+        return Failure("no_capable_provider", str(error), error)
+    return Failure("all_providers_failed", str(error), error)
+
+
+class AttemptRunner:
+    def __init__(self, runtime: ServiceRuntime, engine: RoutingEngine, objects: ObjectStore,
+                 settings: RouterSettings, owner: str) -> None:
+        self.runtime, self.engine, self.objects = runtime, engine, objects
+        self.settings, self.owner = settings, owner
+
+    async def run(self, request: AttemptRequest) -> None:
+        async with self.runtime.pool.connection() as conn:
+            tries = await store.claim_attempt(conn, request, self.owner, self.settings.claim_lease_s)
+        if tries is None:
+            return  # another router has it, or it is done
+        try:
+            await self._run_claimed(request, tries)
+        except Exception:
+            log.exception("attempt %s of job %s failed in the router (try %d)", request.attempt, request.job_id, tries)
+            async with self.runtime.pool.connection() as conn:
+                await store.release_claim(conn, request, self.owner, retry_in_s=min(60.0, 2.0 ** tries))
+
+    async def refresh_pass_rates(self) -> None:
+        """Every router process shares the scorer's verdicts through the database."""
+        async with self.runtime.pool.connection() as conn:
+            rows = await store.verdict_counts(conn)
+        for row in rows:
+            self.engine.estimator.set_evidence(row["provider"], row["template"], row["passed"], row["failed"],
+                                               row["age_s"])
+
+    async def _run_claimed(self, request: AttemptRequest, tries: int) -> None:
+        async with self.runtime.pool.connection() as conn:
+            job = await store.load_job(conn, request.job_id)
+        route = domain.route_request(job, request.attempt, request.images_needed, self.settings.image_width,
+                                     self.settings.image_height)
+        started_at = datetime.now(UTC)
+        if tries > self.settings.attempt_max_tries:
+            await self._publish_failure(request, job, route, started_at,
+                                        Failure("router_error", f"the router failed this attempt {tries - 1} times"))
+            return
+        await self.refresh_pass_rates()
+        clock = time.perf_counter()
+        try:
+            result = await self.engine.route(route)
+        except RoutingError as error:
+            self._observe_calls(error.calls)
+            await self._publish_failure(request, job, route, started_at, failure_of(error))
+            return
+        self._observe_calls(result.calls)
+        refs = await asyncio.gather(*(self._store_candidate(job, request.attempt, image) for image in result.images))
+        telemetry.STAGE_SECONDS.labels("router", "generate").observe(time.perf_counter() - clock)
+        await self._publish_candidates(request, job, route, result, list(refs), started_at)
+
+    async def _store_candidate(self, job: domain.JobState, attempt: int, routed: RoutedImage) -> CandidateRef:
+        image, spec = routed.image, job.spec
+        key = domain.candidate_key(spec.tenant_id, spec.job_id, attempt, image.index)
+        stored = await self.objects.put(self.objects.internal_bucket, key, image.data, image.media_type)
+        width, height = Image.open(io.BytesIO(image.data)).size  # reads the header only
+        return CandidateRef(index=image.index, key=key, media_type=stored.media_type, size_bytes=stored.size_bytes,
+                            sha256=stored.sha256, width=width, height=height, provider=routed.provider,
+                            cost_micro_usd=image.cost_micro_usd)
+
+    async def _publish_candidates(self, request: AttemptRequest, job: domain.JobState, route: RouteRequest,
+                                  result: AttemptResult, refs: list[CandidateRef], started_at: datetime) -> None:
+        remaining = None if job.remaining_micro_usd is None else job.remaining_micro_usd - result.actual_cost_micro_usd
+        reason = domain.stop_reason(request.attempt, self.settings.max_attempts, remaining,
+                                    self.engine.cheapest_price_micro_usd(route))
+        record = AttemptRecord(
+            job_id=request.job_id, attempt=request.attempt, tenant_id=request.tenant_id,
+            providers=",".join(result.providers_used), candidates=len(refs), cost_micro_usd=result.actual_cost_micro_usd,
+            expected_cost_micro_usd=result.expected_cost_micro_usd,
+            started_at=started_at, next_index=route.start_index + result.planned_candidates, stop_reason=reason)
+        await self._publish(request, job, record, result.calls, refs)
+
+    async def _publish_failure(self, request: AttemptRequest, job: domain.JobState, route: RouteRequest,
+                               started_at: datetime, failure: Failure) -> None:
+        log.warning("attempt %d of job %s generated nothing: %s", request.attempt, request.job_id, failure.reason)
+        error = failure.error
+        record = AttemptRecord(
+            job_id=request.job_id, attempt=request.attempt, tenant_id=request.tenant_id, providers="", candidates=0,
+            cost_micro_usd=error.spent_micro_usd if error else 0, expected_cost_micro_usd=0,
+            started_at=started_at, next_index=route.start_index, stop_reason=failure.code)
+        await self._publish(request, job, record, error.calls if error else (), [], failure)
+
+    async def _publish(self, request: AttemptRequest, job: domain.JobState, record: AttemptRecord,
+                       calls: tuple[CallRecord, ...],
+                       refs: list[CandidateRef], failure: Failure | None = None) -> None:
+        """Close the claim, add the attempt to the job and announce it, in one transaction."""
+        provider_calls = domain.provider_calls(calls, self.engine.registry)
+        record = replace(record, calls=tuple(call.model_dump(mode="json") for call in provider_calls))
+        async with self.runtime.pool.connection() as conn, conn.transaction():
+            if not await store.finish_attempt(conn, request, self.owner):
+                log.warning("attempt %d of job %s was taken over by another router; not publishing",
+                            request.attempt, request.job_id)
+                return
+            spent = await store.record_attempt(conn, record)
+            await self.runtime.emit(conn, self._event(request, job, record, spent, provider_calls, refs, failure))
+        self.runtime.relay.notify()
+
+    def _event(self, request: AttemptRequest, job: domain.JobState, record: AttemptRecord, spent: int,
+               provider_calls, refs: list[CandidateRef], failure: Failure | None):
+        spec = job.spec
+        if failure is not None and request.attempt == 1:
+            # Nothing was generated for the job at all: it fails, and the ledger releases its credits.
+            return GenerationFailed(job_id=spec.job_id, tenant_id=spec.tenant_id, attempt=1,
+                                    failure_code=failure.code, reason=failure.reason)
+        return CandidatesGenerated(
+            job_id=spec.job_id, tenant_id=spec.tenant_id, attempt=request.attempt, images=spec.images,
+            started_at=record.started_at, candidates=refs, cost_micro_usd=record.cost_micro_usd,
+            spent_micro_usd=spent, budget_micro_usd=job.budget_micro_usd, final=record.stop_reason is not None,
+            stop_reason=record.stop_reason, calls=provider_calls, job=spec)
+
+    @staticmethod
+    def _observe_calls(calls) -> None:
+        for call in calls:
+            PROVIDER_CALLS.labels(call.provider, call.outcome).inc()
+            PROVIDER_COST.labels(call.provider).inc(call.actual_cost_micro_usd)
+            PROVIDER_LATENCY.labels(call.provider).observe(call.latency_s)
+

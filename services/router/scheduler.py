@@ -1,0 +1,131 @@
+"""Which attempt runs next, and when to stop taking work.
+
+Attempts asked for (by CreditsReserved or RegenerationRequested) are rows in the
+database. The handler that asks for one announces it, and the scheduler queues it in a
+`FairQueue` (paid tiers first, tenants of a tier in fair turns); every poll interval it
+also looks for attempts no live router holds (their router died, or a run failed). It
+starts queued attempts while providers have room, up to `max_concurrent_attempts` at
+once; the claim an attempt takes first keeps two routers from running it. The queue holds at most `max_queued_attempts`: when it
+is full, because every capable provider is busy, `wait_for_room` holds the consumer, so
+consumption pauses instead of work piling up in memory, and the backlog stays in Kafka as
+consumer lag, where autoscaling sees it. The queue must still be deep enough to hold the
+jobs of every tenant waiting, or a small tenant's jobs wait behind a large one's in Kafka.
+"""
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from psycopg_pool import AsyncConnectionPool
+
+from services.router import store
+from services.router.engine import RoutingEngine
+from services.router.fairness import FairQueue
+from services.router.store import AttemptRequest
+
+log = logging.getLogger(__name__)
+
+
+class AttemptScheduler:
+    def __init__(self, pool: AsyncConnectionPool, engine: RoutingEngine, run: Callable[[AttemptRequest], Awaitable[None]],
+                 *, owner: str, max_queued: int, max_running: int, poll_interval_s: float, lease_s: float) -> None:
+        self.pool, self.engine, self.run = pool, engine, run
+        self.owner, self.max_queued, self.max_running = owner, max_queued, max_running
+        self.poll_interval_s, self.lease_s = poll_interval_s, lease_s
+        self.queue: FairQueue[AttemptRequest] = FairQueue()
+        self.known: set = set()  # queued or running, by (job id, attempt)
+        self.running: set[asyncio.Task] = set()
+        self._changed = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        # Asked for in a consumer transaction that may not have committed yet; counted as
+        # queued, so a burst of events cannot overfill the queue.
+        self._announced: list[AttemptRequest] = []
+        self._tasks: list[asyncio.Task] = []
+
+    # ---- the consumer's side ------------------------------------------------------------
+
+    async def wait_for_room(self) -> None:
+        """Return once the queue can take more; until then the consumer takes no new events."""
+        while len(self.queue) + len(self._announced) >= self.max_queued:
+            self._room.clear()
+            await self._room.wait()
+
+    def announce(self, request: AttemptRequest) -> None:
+        """An attempt was asked for; queue it once the asking transaction has (most likely)
+        committed. Popped before that, its claim fails and the next look finds it."""
+        self._announced.append(request)
+        asyncio.get_running_loop().call_later(0.02, self._changed.set)
+
+    # ---- running --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._dispatch_forever(), name="router-dispatch"),
+                       asyncio.create_task(self._renew_forever(), name="router-renew-claims")]
+
+    async def stop(self, grace_s: float = 15) -> None:
+        """Stop taking attempts; let those running finish (their claims lapse if they cannot)."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.running:
+            await asyncio.wait(self.running, timeout=grace_s)
+        for task in self.running:
+            task.cancel()
+        await asyncio.gather(*self.running, return_exceptions=True)
+
+    async def _dispatch_forever(self) -> None:
+        look = True
+        while True:
+            try:
+                if look:
+                    await self._look_for_unheld()
+                self._queue_all(self._announced)
+                self._announced = []
+                self._start_what_fits()
+            except Exception:
+                log.exception("looking for attempts failed; will retry")
+            try:
+                await asyncio.wait_for(self._changed.wait(), self.poll_interval_s)
+                look = False
+            except TimeoutError:
+                look = True
+            self._changed.clear()
+
+    async def _look_for_unheld(self) -> None:
+        room = self.max_queued - len(self.queue)
+        if room > 0:
+            async with self.pool.connection() as conn:
+                self._queue_all(await store.claimable_attempts(conn, room + len(self.known)))
+
+    def _queue_all(self, requests: list[AttemptRequest]) -> None:
+        for request in requests:
+            if request.key not in self.known and len(self.queue) < self.max_queued:
+                self.known.add(request.key)
+                self.queue.push(request, request.tier, request.tenant_id, cost=request.images_needed)
+
+    def _start_what_fits(self) -> None:
+        while len(self.running) < self.max_running and self.engine.has_capacity():
+            request = self.queue.pop()
+            if request is None:
+                return
+            self._room.set()
+            task = asyncio.create_task(self._run(request), name=f"attempt-{request.job_id}-{request.attempt}")
+            self.running.add(task)
+
+    async def _run(self, request: AttemptRequest) -> None:
+        try:
+            await self.run(request)
+        finally:
+            self.running.discard(asyncio.current_task())
+            self.known.discard(request.key)
+            self._changed.set()
+
+    async def _renew_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_s / 3)
+            try:
+                async with self.pool.connection() as conn:
+                    await store.renew_claims(conn, self.owner, self.lease_s)
+            except Exception:
+                log.exception("renewing attempt claims failed; will retry")

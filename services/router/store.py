@@ -1,0 +1,152 @@
+"""The router's tables: admitted jobs, the attempts asked for and their claims, attempt
+outcomes, and the scorer's verdicts per provider and template."""
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+import psycopg
+
+from services.common.contracts import JobSpec
+from services.router.domain import JobState
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRequest:
+    """An attempt waiting for a router process: what the fair queue needs to order it."""
+
+    job_id: UUID
+    attempt: int
+    images_needed: int
+    tier: str
+    tenant_id: str
+
+    @property
+    def key(self) -> tuple[UUID, int]:
+        return self.job_id, self.attempt
+
+
+async def admit_job(conn: psycopg.AsyncConnection, spec: JobSpec, budget_micro_usd: int) -> bool:
+    """Record an admitted job and ask for its first attempt; False if it was admitted before."""
+    cur = await conn.execute(
+        "INSERT INTO jobs (job_id, tenant_id, tier, template, spec, budget_micro_usd)"
+        " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+        [spec.job_id, spec.tenant_id, spec.tier, spec.template, spec.model_dump_json(), budget_micro_usd])
+    if cur.rowcount == 0:
+        return False
+    return await request_attempt(conn, spec.job_id, 1, spec.images)
+
+
+async def request_attempt(conn: psycopg.AsyncConnection, job_id: UUID, attempt: int, images_needed: int) -> bool:
+    cur = await conn.execute(
+        "INSERT INTO attempt_requests (job_id, attempt, images_needed) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+        [job_id, attempt, images_needed])
+    return cur.rowcount == 1
+
+
+async def load_job(conn: psycopg.AsyncConnection, job_id: UUID, lock: bool = False) -> JobState | None:
+    row = await (await conn.execute(
+        "SELECT spec, budget_micro_usd, spent_micro_usd, next_index, final, stop_reason FROM jobs"
+        f" WHERE job_id = %s{' FOR UPDATE' if lock else ''}", [job_id])).fetchone()
+    if row is None:
+        return None
+    return JobState(spec=JobSpec.model_validate(row["spec"]), budget_micro_usd=row["budget_micro_usd"],
+                    spent_micro_usd=row["spent_micro_usd"], next_index=row["next_index"], final=row["final"],
+                    stop_reason=row["stop_reason"])
+
+
+async def claimable_attempts(conn: psycopg.AsyncConnection, limit: int) -> list[AttemptRequest]:
+    """Pending attempts no live router holds, oldest first."""
+    rows = await (await conn.execute(
+        "SELECT r.job_id, r.attempt, r.images_needed, j.tier, j.tenant_id FROM attempt_requests r"
+        " JOIN jobs j USING (job_id) WHERE r.state = 'pending'"
+        " AND (r.claimed_until IS NULL OR r.claimed_until < now()) ORDER BY r.requested_at LIMIT %s",
+        [limit])).fetchall()
+    return [AttemptRequest(**row) for row in rows]
+
+
+async def claim_attempt(conn: psycopg.AsyncConnection, request: AttemptRequest, owner: str,
+                        lease_s: float) -> int | None:
+    """Take the attempt for `owner`; its try number, or None if another router holds it or it is done."""
+    row = await (await conn.execute(
+        "UPDATE attempt_requests SET claimed_by = %s, claimed_until = now() + make_interval(secs => %s),"
+        " tries = tries + 1 WHERE job_id = %s AND attempt = %s AND state = 'pending'"
+        " AND (claimed_until IS NULL OR claimed_until < now()) RETURNING tries",
+        [owner, lease_s, request.job_id, request.attempt])).fetchone()
+    return row["tries"] if row else None
+
+
+async def renew_claims(conn: psycopg.AsyncConnection, owner: str, lease_s: float) -> None:
+    await conn.execute(
+        "UPDATE attempt_requests SET claimed_until = now() + make_interval(secs => %s)"
+        " WHERE claimed_by = %s AND state = 'pending'", [lease_s, owner])
+
+
+async def release_claim(conn: psycopg.AsyncConnection, request: AttemptRequest, owner: str, retry_in_s: float) -> None:
+    await conn.execute(
+        "UPDATE attempt_requests SET claimed_by = NULL, claimed_until = now() + make_interval(secs => %s)"
+        " WHERE job_id = %s AND attempt = %s AND claimed_by = %s AND state = 'pending'",
+        [retry_in_s, request.job_id, request.attempt, owner])
+
+
+async def finish_attempt(conn: psycopg.AsyncConnection, request: AttemptRequest, owner: str) -> bool:
+    """Mark the attempt done; False if `owner` no longer holds it (its outcome must not be published)."""
+    cur = await conn.execute(
+        "UPDATE attempt_requests SET state = 'done' WHERE job_id = %s AND attempt = %s AND state = 'pending'"
+        " AND claimed_by = %s", [request.job_id, request.attempt, owner])
+    return cur.rowcount == 1
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    job_id: UUID
+    attempt: int
+    tenant_id: str
+    providers: str
+    candidates: int
+    cost_micro_usd: int
+    expected_cost_micro_usd: int
+    started_at: datetime
+    next_index: int
+    stop_reason: str | None
+    calls: tuple[dict, ...] = ()  # ProviderCall, as JSON
+
+
+async def record_attempt(conn: psycopg.AsyncConnection, record: AttemptRecord) -> int:
+    """Store the attempt's outcome and add it to its job; the job's spend after it."""
+    await conn.execute(
+        "INSERT INTO attempts (job_id, attempt, tenant_id, provider, candidates, cost_micro_usd,"
+        " expected_cost_micro_usd, calls, stop_reason, started_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        [record.job_id, record.attempt, record.tenant_id, record.providers, record.candidates, record.cost_micro_usd,
+         record.expected_cost_micro_usd, json.dumps(list(record.calls)), record.stop_reason, record.started_at])
+    row = await (await conn.execute(
+        "UPDATE jobs SET spent_micro_usd = spent_micro_usd + %s, next_index = GREATEST(next_index, %s),"
+        " final = final OR %s, stop_reason = COALESCE(%s, stop_reason) WHERE job_id = %s RETURNING spent_micro_usd",
+        [record.cost_micro_usd, record.next_index, record.stop_reason is not None, record.stop_reason,
+         record.job_id])).fetchone()
+    return row["spent_micro_usd"]
+
+
+async def add_verdicts(conn: psycopg.AsyncConnection, template: str, verdicts: dict[str, tuple[int, int]],
+                       half_life_s: float) -> None:
+    """Add scored outcomes per provider, fading what was there by its age."""
+    for provider, (passed, failed) in sorted(verdicts.items()):  # sorted: concurrent writers lock in one order
+        await conn.execute(
+            "INSERT INTO pass_rates AS p (provider, template, passed, failed, updated_at)"
+            " VALUES (%(provider)s, %(template)s, %(passed)s, %(failed)s, now())"
+            " ON CONFLICT (provider, template) DO UPDATE SET"
+            " passed = p.passed * power(0.5, extract(epoch FROM now() - p.updated_at)::float8 / %(half_life)s)"
+            " + EXCLUDED.passed,"
+            " failed = p.failed * power(0.5, extract(epoch FROM now() - p.updated_at)::float8 / %(half_life)s)"
+            " + EXCLUDED.failed,"
+            " updated_at = now()",
+            {"provider": provider, "template": template, "passed": passed, "failed": failed,
+             "half_life": half_life_s})
+
+
+async def verdict_counts(conn: psycopg.AsyncConnection) -> list[dict]:
+    """Every (provider, template) with its faded counts and their age in seconds."""
+    return await (await conn.execute(
+        "SELECT provider, template, passed, failed, extract(epoch FROM now() - updated_at)::float8 AS age_s"
+        " FROM pass_rates")).fetchall()
