@@ -1,0 +1,157 @@
+"""The router service on the real broker, PostgreSQL and S3, with stub HTTP providers:
+fallback, the breaker seen over gRPC, one effect per event, the cost cap, rework with
+continued indices, and pass rates learnt from the scorer."""
+
+import pytest
+
+from services.common.contracts import CandidatesGenerated, GenerationFailed
+from services.common.envelope import envelop
+from tests.router.service import (RouterTopic, credits_reserved, job_spec, list_providers, publish, rework,
+                                  router_settings, running_router, score, stub_registry, until)
+from tests.router.stubs import Behaviour
+
+
+@pytest.fixture
+def settings(endpoints, object_store, tmp_path, fal, replicate):
+    return router_settings(endpoints, tmp_path, stub_registry(fal, replicate))
+
+
+@pytest.mark.parametrize("failure, outcome", [
+    (Behaviour(error_status=500), "error"),
+    (Behaviour(hang=True), "timeout"),
+    (Behaviour(error_status=429, retry_after_s=5), "rate_limited"),
+])
+async def test_a_failing_primary_still_yields_candidates_through_the_fallback(settings, fal, replicate, failure,
+                                                                              outcome):
+    fal.market.reset(failure)
+    spec = job_spec(images=2, candidates=3)
+    async with running_router(settings), RouterTopic(settings) as topic:
+        await publish(settings, credits_reserved(spec))
+        event = await topic.wait_for(spec.job_id, 1)
+    assert isinstance(event, CandidatesGenerated) and event.job == spec
+    assert sorted(c.index for c in event.candidates) == [0, 1, 2]
+    assert {c.provider for c in event.candidates} == {"fallback"}
+    assert event.calls[0].provider == "primary" and event.calls[0].outcome == outcome
+    assert event.calls[0].cost_micro_usd == 0
+    ok = [c for c in event.calls if c.outcome == "ok"]
+    assert {c.provider for c in ok} == {"fallback"} and sum(c.candidates for c in ok) == 3
+    assert event.cost_micro_usd == event.spent_micro_usd == 3 * 30_000 == sum(c.cost_micro_usd for c in event.calls)
+    assert all(c.expected_cost_micro_usd == 30_000 * c.candidates for c in ok)
+    assert not event.final
+
+
+async def test_the_breaker_opens_on_errors_and_closes_after_the_cooldown(endpoints, object_store, tmp_path, fal,
+                                                                         replicate):
+    settings = router_settings(endpoints, tmp_path, stub_registry(fal, replicate), breaker_min_calls=2,
+                               breaker_cooldown_s=1.0)
+    fal.market.reset(Behaviour(error_status=500))
+    async with running_router(settings), RouterTopic(settings) as topic:
+        first = job_spec()
+        await publish(settings, credits_reserved(first))
+        await topic.wait_for(first.job_id, 1)
+        assert (await list_providers(settings))["primary"].state == "open"
+        refused = fal.market.refused[500]
+
+        fal.market.reset(Behaviour())
+
+        async def cooled_down() -> bool:
+            return (await list_providers(settings))["primary"].state != "open"
+
+        await until(cooled_down, topic)
+        second = job_spec()
+        await publish(settings, credits_reserved(second))
+        event = await topic.wait_for(second.job_id, 1)
+        primary = (await list_providers(settings))["primary"]
+    assert refused >= 2
+    assert {c.provider for c in event.candidates} == {"primary"}
+    assert primary.state == "closed" and primary.healthy
+
+
+async def test_a_redelivered_credits_reserved_generates_each_candidate_once(settings, fal, replicate):
+    spec = job_spec(images=2, candidates=4)
+    event = credits_reserved(spec)
+    envelope = envelop(event, "/test")
+    async with running_router(settings) as router, RouterTopic(settings) as topic:
+        # The same message twice (redelivery), then the same event again under a new id.
+        await publish(settings, envelope, envelope, event)
+        await topic.wait_for(spec.job_id, 1)
+
+        async def both_events_applied() -> bool:  # the second copy of `envelope` comes before `event`
+            async with router.runtime.pool.connection() as conn:
+                return (await (await conn.execute("SELECT count(*) AS n FROM inbox")).fetchone())["n"] == 2
+
+        await until(both_events_applied, topic)
+        await topic.read_some(timeout_ms=1000)
+    generated = fal.market.generated_candidates()
+    assert len(topic.of(spec.job_id)) == 1
+    assert sorted(index for (_, _, index) in generated) == [0, 1, 2, 3]
+    assert set(generated.values()) == {1}
+
+
+async def test_the_cost_cap_stops_generation_and_spend_never_passes_it(settings, fal, replicate):
+    spec = job_spec(images=2, candidates=2)
+    async with running_router(settings), RouterTopic(settings) as topic:
+        await publish(settings, credits_reserved(spec, budget_micro_usd=35_000))
+        first = await topic.wait_for(spec.job_id, 1)
+        await publish(settings, rework(spec, 1, needed=2, scores=[score(c, passed=False) for c in first.candidates]))
+        second = await topic.wait_for(spec.job_id, 2)
+        await publish(settings, rework(spec, 2, needed=1, scores=[score(c, False, 2) for c in second.candidates]))
+        third = await topic.wait_for(spec.job_id, 3)
+    assert len(first.candidates) == 2 and first.spent_micro_usd == 20_000 and not first.final
+    # 15,000 left buys one more 10,000 candidate, after which not even one fits.
+    assert [c.index for c in second.candidates] == [2]
+    assert second.spent_micro_usd == 30_000 and second.budget_micro_usd == 35_000
+    assert second.final and second.stop_reason == "cost_cap_reached"
+    assert third.candidates == [] and third.final and third.stop_reason == "cost_cap_reached"
+    assert third.spent_micro_usd == 30_000
+    assert sum(fal.market.generated_candidates().values()) == 3
+
+
+async def test_nothing_affordable_for_a_rework_is_a_final_attempt_without_candidates(settings, fal, replicate):
+    spec = job_spec(images=1, candidates=1)
+    async with running_router(settings), RouterTopic(settings) as topic:
+        await publish(settings, credits_reserved(spec, budget_micro_usd=10_000))
+        first = await topic.wait_for(spec.job_id, 1)
+        await publish(settings, rework(spec, 1, needed=1, scores=[score(c, False) for c in first.candidates]))
+        second = await topic.wait_for(spec.job_id, 2)
+    assert first.final and first.stop_reason == "cost_cap_reached"
+    assert second.candidates == [] and second.final and second.spent_micro_usd == 10_000
+
+
+async def test_a_rework_continues_the_indices_and_what_the_scorer_says_moves_the_estimate(settings, fal, replicate):
+    spec = job_spec(images=2, candidates=3)
+    async with running_router(settings) as router, RouterTopic(settings) as topic:
+        before = (await list_providers(settings, ("generic",)))["primary"].pass_rates["generic"]
+        await publish(settings, credits_reserved(spec))
+        first = await topic.wait_for(spec.job_id, 1)
+        await publish(settings, rework(spec, 1, needed=2, scores=[score(c, passed=False) for c in first.candidates]))
+        second = await topic.wait_for(spec.job_id, 2)
+        after = (await list_providers(settings, ("generic",)))["primary"].pass_rates["generic"]
+        async with router.runtime.pool.connection() as conn:
+            counts = await (await conn.execute(
+                "SELECT provider, template, round(passed) AS passed, round(failed) AS failed FROM pass_rates")).fetchall()
+    assert [c.index for c in first.candidates] == [0, 1, 2]
+    first_new = max(c.index for c in first.candidates) + 1
+    assert [c.index for c in second.candidates] == list(range(first_new, first_new + len(second.candidates)))
+    assert len(second.candidates) >= 2  # oversampled for the 2 still needed
+    assert before == pytest.approx(0.8)
+    assert after < 0.5  # three failures against a prior worth four images
+    assert counts == [{"provider": "primary", "template": "generic", "passed": 0, "failed": 3}]
+
+
+async def test_the_first_attempt_failing_everywhere_fails_the_job_and_a_later_one_ends_it(settings, fal, replicate):
+    failed_job, reworked = job_spec(), job_spec(images=2, candidates=2)
+    async with running_router(settings), RouterTopic(settings) as topic:
+        await publish(settings, credits_reserved(reworked))
+        first = await topic.wait_for(reworked.job_id, 1)
+        fal.market.reset(Behaviour(error_status=500))
+        replicate.market.reset(Behaviour(error_status=500))
+        await publish(settings, credits_reserved(failed_job),
+                      rework(reworked, 1, needed=1, scores=[score(c, c.index == 0) for c in first.candidates]))
+        failed = await topic.wait_for(failed_job.job_id, 1)
+        ended = await topic.wait_for(reworked.job_id, 2)
+    assert isinstance(failed, GenerationFailed) and failed.failure_code == "all_providers_failed"
+    assert isinstance(ended, CandidatesGenerated) and ended.candidates == [] and ended.final
+    assert ended.stop_reason == "all_providers_failed"
+    assert {c.provider for c in ended.calls} == {"primary", "fallback"}
+    assert all(c.outcome == "error" for c in ended.calls)
