@@ -152,12 +152,14 @@ def test_degraded_copies_fail_their_dimension_and_a_final_attempt_fails_the_job_
 def test_the_astronaut_passes_headshot_and_the_cat_fails_it(scorer_service):
     job = uuid.uuid4()
     refs = [scorer_service.put(job, 0, png(rgb_photo("chelsea"))), scorer_service.put(job, 1, png(rgb_photo("astronaut")))]
-    scorer_service.publish(attempt(job, refs, images=1, template="headshot"))
+    reference = scorer_service.put(job, 99, png(rgb_photo("astronaut"))).key  # the photo the job was given
+    scorer_service.publish(attempt(job, refs, images=1, template="headshot", reference_key=reference))
 
     [scored] = scorer_service.outcomes(job)
     assert isinstance(scored, CandidatesScored) and scored.selected == [1]
     cat, astronaut = sorted(scored.scores, key=lambda s: s.index)
     assert astronaut.passed and astronaut.dimensions["faces"].value == 1
+    assert astronaut.dimensions["skin_tone"].value == 0  # compared with itself
     assert not cat.passed and "faces" in cat.failed
 
 
