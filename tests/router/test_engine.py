@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from services.router.clock import LoopClock, run_simulated
-from services.router.engine import NoCapableProvider, RouteRequest, RoutingEngine
+from services.router.engine import AllProvidersFailed, NoCapableProvider, RouteRequest, RoutingEngine
 from services.router.providers.factory import build_providers
 from services.router.providers.registry import parse_registry
 
@@ -175,3 +175,23 @@ def test_spills_to_the_next_provider_when_waiting_would_miss_the_deadline():
         return fifth
 
     assert run_simulated(scenario()).providers_used == ("dear",)
+
+
+def test_a_client_chosen_n_is_generated_as_asked_within_the_cost_cap():
+    engine = engine_of(only=local(10_000, prior=0.5))
+    assert engine.plan(job(images=2, candidates=3)).candidates == 3
+    assert engine.plan(job(images=2, candidates=9, cost_cap_micro_usd=50_000)).candidates == 5
+
+
+def test_an_attempt_that_got_nothing_reports_the_calls_it_made():
+    engine = engine_of(flaky=local(5_000, failure=1.0, latency=1))
+    with pytest.raises(AllProvidersFailed) as raised:
+        run_simulated(engine.route(job(images=1)))
+    assert raised.value.calls and {c.provider for c in raised.value.calls} == {"flaky"}
+    assert all(c.outcome == "server_error" for c in raised.value.calls) and raised.value.spent_micro_usd == 0
+
+
+def test_cheapest_capable_price_ignores_providers_that_cannot_take_the_job():
+    engine = engine_of(small=local(1_000, versions=("2",)), big=local(7_000))
+    assert engine.cheapest_price_micro_usd(job(model="painter", model_version="1")) == 7_000
+    assert engine.cheapest_price_micro_usd(job(model="painter", model_version="3")) is None
