@@ -85,12 +85,16 @@ class OutboxRelay:
 
     async def _run(self) -> None:
         while True:
+            # Only a pass that began after stop() was asked is sure to see every row committed
+            # before it; a pass already running may have selected just before such a commit.
+            stopping = self._stopping
             try:
                 while await self.relay_batch():
                     pass
             except Exception:  # broker or database away: keep the rows, try again later
                 log.exception("outbox relay failed; will retry")
-            if self._stopping:
+                stopping = False  # stop() gives up after its grace period
+            if stopping:
                 return
             try:
                 await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)

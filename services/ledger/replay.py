@@ -31,8 +31,12 @@ class Difference:
 
 
 async def read_topic_to_end(bootstrap: str, topic: str, timeout_s: float = 120) -> list:
-    """Every record from offset 0 to the end as it was when the read began; fails, rather
-    than returning a partial history, if that end is not reached in time."""
+    """Every record from offset 0 to at least the end as it was when the read began; fails,
+    rather than returning a partial history, if that end is not reached in time.
+
+    Records past that end that arrive in the same fetch are kept: some Kafka-protocol brokers
+    (Tansu among them) report a partition's end as the first offset of its last record batch
+    plus one, so the rest of that batch lies "past the end" although it was acknowledged."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
                                 auto_offset_reset="earliest")
     await consumer.start()
@@ -48,10 +52,9 @@ async def read_topic_to_end(bootstrap: str, topic: str, timeout_s: float = 120) 
             if asyncio.get_running_loop().time() > deadline:
                 raise TimeoutError(f"read {len(records)} records of {topic}; the end {end} was not reached")
             for tp, batch in (await consumer.getmany(timeout_ms=500)).items():
-                for record in batch:
-                    if record.offset < end[tp]:
-                        records.append(record)
-                    next_offset[tp] = max(next_offset[tp], record.offset + 1)
+                records.extend(batch)
+                if batch:
+                    next_offset[tp] = max(next_offset[tp], batch[-1].offset + 1)
         return records
     finally:
         await consumer.stop()

@@ -7,7 +7,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import psycopg
-import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from services.common.contracts import JobDelivered, JobSpec, JobSubmitted, OutputReported, ScoringFailed
@@ -115,9 +114,6 @@ def tamper(ledger_settings, tenant: str) -> None:
                      [tenant])
 
 
-@pytest.mark.skip(reason="known defect: on the embedded Tansu broker, events the outbox relay saw acknowledged are "
-                         "sometimes missing when the ledger topic is read back, so replay reports differences; "
-                         "under investigation (see the closing note), not a passing proof yet")
 @settings(max_examples=1, deadline=None, derandomize=False,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example,
                                  HealthCheck.function_scoped_fixture])
