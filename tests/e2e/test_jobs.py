@@ -52,6 +52,9 @@ def test_every_candidate_is_scored_and_defects_are_never_delivered(tenant_factor
     rejected = [s for s in job["scores"] if not s["passed"]]
     assert len(rejected) == 2  # the local generator makes floor(8 x 0.25) defective candidates
     for score in rejected:
-        failing = [d for d in score["dimensions"].values() if not d["passed"]]
-        assert failing and all("below the minimum" in d["reason"] for d in failing)
+        failing = [score["dimensions"][name] for name in score["failed"]]
+        assert failing and all("below the minimum" in d["reason"] or "above the maximum" in d["reason"]
+                               for d in failing)
+        unmeasured = [d for name, d in score["dimensions"].items() if d["value"] is None]
+        assert all("unavailable" in d["reason"] or "unmeasured" in d["reason"] for d in unmeasured)
     assert set(job["selected"]).isdisjoint(s["index"] for s in rejected)
