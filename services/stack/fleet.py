@@ -16,8 +16,11 @@ SERVICES = ("ledger", "router", "scorer", "delivery", "ingest")
 
 class ServiceFleet:
     def __init__(self, endpoints: Endpoints, log_dir: Path, ingest_port: int | None = None,
-                 extra_env: dict[str, str] | None = None) -> None:
-        self.endpoints, self.log_dir = endpoints, log_dir
+                 extra_env: dict[str, str] | None = None, namespace: str | None = None) -> None:
+        """`namespace` gives this fleet topics and schemas of its own (`<namespace>_<service>`),
+        so it can share a broker and a database with another fleet without either seeing
+        the other's events."""
+        self.endpoints, self.log_dir, self.namespace = endpoints, log_dir, namespace
         self.ports = {name: free_port() for name in SERVICES}
         if ingest_port:
             self.ports["ingest"] = ingest_port
@@ -40,7 +43,15 @@ class ServiceFleet:
             "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
             "GENLINE_GRPC_PORT": str(self.ledger_grpc_port),
             "GENLINE_LEDGER_GRPC_TARGET": f"127.0.0.1:{self.ledger_grpc_port}",
-        } | self._own_grpc_port(name) | self.extra_env
+        } | self._own_grpc_port(name) | self._isolation(name) | self.extra_env
+
+    def schema(self, name: str) -> str:
+        return f"{self.namespace}_{name}" if self.namespace else name
+
+    def _isolation(self, name: str) -> dict[str, str]:
+        if not self.namespace:
+            return {}
+        return {"GENLINE_TOPIC_NAMESPACE": self.namespace, "GENLINE_SCHEMA_NAME": self.schema(name)}
 
     def _own_grpc_port(self, name: str) -> dict[str, str]:
         return {"GENLINE_GRPC_PORT": str(self.router_grpc_port)} if name == "router" else {}

@@ -37,6 +37,7 @@ class Tenant:
     api_key: str
     http: httpx.Client
     endpoints: Endpoints
+    ledger_schema: str = "ledger"
 
     def submit(self, **body) -> str:
         response = self.http.post("/v1/jobs", json={"prompt": "a red bicycle against a brick wall"} | body)
@@ -63,17 +64,21 @@ class Tenant:
 
     def balance(self) -> dict:
         with psycopg.connect(self.endpoints.database_url) as conn:
-            row = conn.execute("SELECT posted, pending FROM ledger.accounts WHERE tenant_id = %s", [self.id]).fetchone()
+            row = conn.execute(f'SELECT posted, pending FROM "{self.ledger_schema}".accounts WHERE tenant_id = %s',
+                               [self.id]).fetchone()
         return {"posted": row[0], "pending": row[1], "available": row[0] - row[1]}
 
 
 def make_tenant(endpoints: Endpoints, platform: ServiceFleet, credits: int) -> Tenant:
     tenant_id = f"t-{uuid.uuid4().hex[:10]}"
-    api_key = asyncio.run(create_tenant(endpoints.settings(IngestSettings), tenant_id))
+    scoped = {"topic_namespace": platform.namespace} if platform.namespace else {}
+    ingest = endpoints.settings(IngestSettings, schema_name=platform.schema("ingest"), **scoped)
+    api_key = asyncio.run(create_tenant(ingest, tenant_id))
     if credits:
-        asyncio.run(grant(endpoints.settings(LedgerSettings), tenant_id, credits, "test grant"))
+        ledger = endpoints.settings(LedgerSettings, schema_name=platform.schema("ledger"), **scoped)
+        asyncio.run(grant(ledger, tenant_id, credits, "test grant"))
     http = httpx.Client(base_url=platform.ingest_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=10)
-    return Tenant(tenant_id, api_key, http, endpoints)
+    return Tenant(tenant_id, api_key, http, endpoints, platform.schema("ledger"))
 
 
 @pytest.fixture
