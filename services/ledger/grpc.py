@@ -4,10 +4,9 @@ and server reflection. Internal only."""
 from datetime import UTC, datetime
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from psycopg_pool import AsyncConnectionPool
 
+from services.common import grpc_server
 from services.common.protos import load
 from services.ledger.pricebook import PriceBook
 
@@ -80,15 +79,6 @@ class LedgerService(rpc.LedgerServiceServicer):
 
 
 async def start_grpc_server(pool: AsyncConnectionPool, price_book: PriceBook, host: str, port: int) -> grpc.aio.Server:
-    server = grpc.aio.server()
-    rpc.add_LedgerServiceServicer_to_server(LedgerService(pool, price_book), server)
-    health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server)
-    if server.add_insecure_port(f"{host}:{port}") == 0:
-        raise OSError(f"cannot listen for gRPC on {host}:{port}")
-    await server.start()
-    for name in ("", SERVICE_NAME):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return server
+    return await grpc_server.start_grpc_server(
+        lambda server: rpc.add_LedgerServiceServicer_to_server(LedgerService(pool, price_book), server),
+        SERVICE_NAME, host, port)
