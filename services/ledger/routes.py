@@ -71,11 +71,12 @@ async def reconciliation(request: Request, _: Admin):
 
 async def reconcile(conn: psycopg.AsyncConnection) -> dict:
     """Every payment should have made exactly one grant of the paid credits, and every
-    payment grant should come from a payment."""
+    payment grant should come from a payment; `lines` pairs each payment with its grant."""
     rows = await (await conn.execute(
-        "SELECT p.event_id, p.tenant_id, p.credits, p.amount_minor, p.currency, g.id AS grant_id,"
-        " g.amount AS granted FROM payments p FULL JOIN (SELECT * FROM grants WHERE source = 'payment') g"
-        " ON g.payment_id = p.event_id ORDER BY p.received_at"
+        "SELECT p.event_id, COALESCE(p.tenant_id, g.tenant_id) AS tenant_id, p.credits, p.amount_minor, p.currency,"
+        " g.id AS grant_id, g.amount AS granted FROM payments p"
+        " FULL JOIN (SELECT * FROM grants WHERE source = 'payment') g ON g.payment_id = p.event_id"
+        " ORDER BY p.received_at"
     )).fetchall()
     problems = []
     for r in rows:
@@ -92,7 +93,15 @@ async def reconcile(conn: psycopg.AsyncConnection) -> dict:
         "credits_granted": sum(r["granted"] or 0 for r in rows),
         "amount_minor_by_currency": _sum_by(paid, "currency", "amount_minor"),
         "problems": problems,
+        "lines": [_line(r) for r in rows],
     }
+
+
+def _line(row: dict) -> dict:
+    """One payment against the grant it made (either side may be missing)."""
+    return {"event_id": row["event_id"], "tenant_id": row["tenant_id"], "credits_paid": row["credits"],
+            "amount_minor": row["amount_minor"], "currency": row["currency"],
+            "grant_id": str(row["grant_id"]) if row["grant_id"] else None, "credits_granted": row["granted"]}
 
 
 def _sum_by(rows: list[dict], key: str, value: str) -> dict:

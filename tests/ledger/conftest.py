@@ -1,9 +1,13 @@
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
+import uvicorn
 
 from services.common.contracts import all_topics
+from services.ledger.app import build
 from services.ledger.settings import LedgerSettings
 from services.stack.embedded import create_topics
 
@@ -21,3 +25,24 @@ def isolated_ledger_settings(endpoints, **overrides) -> LedgerSettings:
 @pytest.fixture
 def isolated_settings(endpoints) -> LedgerSettings:
     return isolated_ledger_settings(endpoints)
+
+
+@asynccontextmanager
+async def served_ledger(settings: LedgerSettings) -> AsyncIterator[str]:
+    """The ledger service as it runs in production (HTTP app, consumer, outbox relay, gRPC
+    and sweeper, started by its lifespan), served by uvicorn in this event loop; yields its
+    base URL."""
+    _, app = build(settings)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=settings.http_port, log_config=None,
+                                           access_log=False))
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        if serving.done():  # startup failed: its exception says why
+            await serving
+            raise RuntimeError("the ledger stopped during startup")
+        await asyncio.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{settings.http_port}"
+    finally:
+        server.should_exit = True
+        await serving

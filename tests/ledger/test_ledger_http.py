@@ -1,0 +1,262 @@
+"""The ledger's HTTP surface on the running service: payment webhooks signed like Stripe's,
+the admin API, and the reconciliation of payments against grants."""
+
+import hashlib
+import hmac
+import json
+import time
+import uuid
+
+import httpx
+import psycopg
+import pytest
+
+from services.common.contracts import CreditsGranted, topic_of
+from services.common.envelope import from_kafka
+from services.stack.embedded import free_port
+from tests.kafka import read_topic
+from tests.ledger.conftest import isolated_ledger_settings, served_ledger
+
+WEBHOOK_SECRET = "whsec_test_9f2c41d0"
+ADMIN_TOKEN = "admin-test-token-3b7e"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+TOLERANCE_S = 300
+
+
+def webhook_ledger_settings(endpoints):
+    return isolated_ledger_settings(endpoints, http_port=free_port(), grpc_port=free_port(), admin_token=ADMIN_TOKEN,
+                                    payment_webhook_secret=WEBHOOK_SECRET, payment_webhook_tolerance_s=TOLERANCE_S)
+
+
+@pytest.fixture(scope="module")
+def shared_settings(endpoints):
+    return webhook_ledger_settings(endpoints)
+
+
+@pytest.fixture(scope="module")
+async def shared_http(shared_settings):
+    """One ledger for the tests that look only at balances and responses (each uses its own
+    tenants); starting one costs seconds."""
+    async with served_ledger(shared_settings) as url, httpx.AsyncClient(base_url=url, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+def settings(endpoints):
+    return webhook_ledger_settings(endpoints)
+
+
+@pytest.fixture
+async def http(settings):
+    """A ledger of its own, for tests that read everything it published."""
+    async with served_ledger(settings) as url, httpx.AsyncClient(base_url=url, timeout=10) as client:
+        yield client
+
+
+def signature(payload: bytes, timestamp: int, secret: str = WEBHOOK_SECRET) -> str:
+    """Stripe's scheme, written out here rather than borrowed from the code under test."""
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def payment(event_id: str, tenant_id: str, credits: int, amount_minor: int = 1999) -> bytes:
+    return json.dumps({"id": event_id, "type": "payment_intent.succeeded", "data": {"object": {
+        "amount": amount_minor, "currency": "usd", "metadata": {"tenant_id": tenant_id, "credits": str(credits)}}}},
+    ).encode()
+
+
+async def post_webhook(http: httpx.AsyncClient, payload: bytes, header: str | None) -> httpx.Response:
+    headers = {"Content-Type": "application/json"} | ({"Stripe-Signature": header} if header is not None else {})
+    return await http.post("/v1/webhooks/payments", content=payload, headers=headers)
+
+
+async def admin_grant(http: httpx.AsyncClient, tenant_id: str, credits: int) -> dict:
+    response = await http.post("/admin/v1/grants", json={"tenant_id": tenant_id, "credits": credits}, headers=ADMIN)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def assert_problem(response: httpx.Response, status: int, kind: str) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["status"] == status and problem["type"].endswith(kind) and problem["detail"]
+    return problem
+
+
+def available(settings, tenant_id: str) -> int:
+    with psycopg.connect(settings.database_url.get_secret_value()) as conn:
+        row = conn.execute(f'SELECT posted - pending FROM "{settings.schema_name}".accounts WHERE tenant_id = %s',
+                           [tenant_id]).fetchone()
+    return row[0] if row else 0
+
+
+async def ledger_grants(settings, want: int) -> list[CreditsGranted]:
+    """What the ledger published, from the start of its (isolated) topic."""
+    records = await read_topic(settings.kafka_bootstrap, topic_of("ledger", settings.topic_namespace), want)
+    return [from_kafka(dict(r.headers or ()), r.key, r.value).event for r in records]
+
+
+def tenant() -> str:
+    return f"t-{uuid.uuid4().hex[:10]}"
+
+
+async def test_a_signed_payment_grants_its_credits_and_publishes_the_grant(http, settings):
+    buyer, event_id = tenant(), f"evt_{uuid.uuid4().hex}"
+
+    response = await post_webhook(http, payment(event_id, buyer, 500), signature(payment(event_id, buyer, 500),
+                                                                                   int(time.time())))
+
+    assert response.status_code == 200, response.text
+    assert response.json()["granted"] == 500
+    assert available(settings, buyer) == 500
+    [granted] = await ledger_grants(settings, want=1)
+    assert isinstance(granted, CreditsGranted)
+    assert (granted.tenant_id, granted.amount, granted.source, granted.payment_id) == (buyer, 500, "payment", event_id)
+    assert str(granted.grant_id) == response.json()["grant_id"]
+
+
+async def test_a_replayed_event_id_is_409_and_grants_nothing_more(http, settings):
+    buyer, event_id = tenant(), f"evt_{uuid.uuid4().hex}"
+    body = payment(event_id, buyer, 300)
+    assert (await post_webhook(http, body, signature(body, int(time.time())))).status_code == 200
+
+    # Freshly signed, so only the event id can refuse it.
+    replay = await post_webhook(http, body, signature(body, int(time.time()) + 1))
+
+    problem = assert_problem(replay, 409, "event-already-processed")
+    assert event_id in problem["detail"]
+    assert available(settings, buyer) == 300
+    await admin_grant(http, buyer, 1)  # published after anything the replay could have caused
+    assert sorted((g.source, g.amount) for g in await ledger_grants(settings, want=2)) == [("admin", 1), ("payment", 300)]
+
+
+def signed_with_another_secret(body: bytes) -> str | None:
+    return signature(body, int(time.time()), "whsec_someone_else")
+
+
+def signed_for_another_body(body: bytes) -> str | None:
+    return signature(body.replace(b'"credits": "250"', b'"credits": "2500"'), int(time.time()))
+
+
+def stale(body: bytes) -> str | None:
+    return signature(body, int(time.time()) - TOLERANCE_S - 60)
+
+
+def from_the_future(body: bytes) -> str | None:
+    return signature(body, int(time.time()) + TOLERANCE_S + 60)
+
+
+def missing(_body: bytes) -> str | None:
+    return None
+
+
+def malformed(body: bytes) -> str | None:
+    return signature(body, int(time.time())).split(",")[1]  # v1=… without t=…
+
+
+async def reconciliation_lines(http: httpx.AsyncClient, tenant_id: str) -> list[dict]:
+    response = await http.get("/admin/v1/reconciliation", headers=ADMIN)
+    assert response.status_code == 200, response.text
+    return [line for line in response.json()["lines"] if line["tenant_id"] == tenant_id]
+
+
+@pytest.mark.parametrize("sign, says", [
+    (signed_with_another_secret, "no signature matches"),
+    (signed_for_another_body, "no signature matches"),
+    (stale, "timestamp"),
+    (from_the_future, "timestamp"),
+    (missing, "missing"),
+    (malformed, "t=<timestamp>,v1=<signature>"),
+])
+async def test_a_refused_webhook_is_400_and_grants_nothing(shared_http, shared_settings, sign, says):
+    buyer, event_id = tenant(), f"evt_{uuid.uuid4().hex}"
+    await admin_grant(shared_http, buyer, 7)
+    body = payment(event_id, buyer, 250)
+
+    response = await post_webhook(shared_http, body, sign(body))
+
+    problem = assert_problem(response, 400, "invalid-signature")
+    assert says in problem["detail"]
+    assert available(shared_settings, buyer) == 7
+    assert await reconciliation_lines(shared_http, buyer) == []
+
+
+async def test_a_refused_signature_leaves_the_event_id_usable(shared_http, shared_settings):
+    """A forged event must not burn the id of the real one that follows."""
+    buyer, event_id = tenant(), f"evt_{uuid.uuid4().hex}"
+    body = payment(event_id, buyer, 250)
+    assert (await post_webhook(shared_http, body, signed_with_another_secret(body))).status_code == 400
+
+    assert (await post_webhook(shared_http, body, signature(body, int(time.time())))).status_code == 200
+    assert available(shared_settings, buyer) == 250
+
+
+async def test_an_event_that_is_not_a_payment_grants_nothing(shared_http, shared_settings):
+    buyer = tenant()
+    refund = json.dumps({"id": f"evt_{uuid.uuid4().hex}", "type": "charge.refunded", "data": {}}).encode()
+    no_credits = payment(f"evt_{uuid.uuid4().hex}", buyer, 5).replace(b'"credits": "5"', b'"credits": "five"')
+
+    ignored = await post_webhook(shared_http, refund, signature(refund, int(time.time())))
+    refused = await post_webhook(shared_http, no_credits, signature(no_credits, int(time.time())))
+
+    assert ignored.status_code == 200 and ignored.json()["granted"] == 0
+    assert_problem(refused, 400, "invalid-payload")
+    assert available(shared_settings, buyer) == 0
+
+
+@pytest.mark.parametrize("headers", [
+    {},
+    {"Authorization": "Bearer not-the-token"},
+    {"Authorization": f"Basic {ADMIN_TOKEN}"},
+], ids=["missing", "wrong", "not-bearer"])
+async def test_the_admin_api_refuses_a_missing_or_wrong_token(shared_http, shared_settings, headers):
+    buyer = tenant()
+    for response in [
+        await shared_http.post("/admin/v1/grants", json={"tenant_id": buyer, "credits": 5}, headers=headers),
+        await shared_http.get("/admin/v1/reconciliation", headers=headers),
+        await shared_http.put(f"/admin/v1/accounts/{buyer}/report-policy", json={"report_policy": "refund"},
+                              headers=headers),
+    ]:
+        assert_problem(response, 401, "invalid-admin-token")
+        assert response.headers["www-authenticate"].startswith("Bearer")
+    assert available(shared_settings, buyer) == 0
+
+
+async def test_an_admin_grant_adds_credits_and_a_bad_grant_is_422(shared_http, shared_settings):
+    buyer = tenant()
+    assert (await admin_grant(shared_http, buyer, 120))["available"] == 120
+    assert (await admin_grant(shared_http, buyer, 30))["available"] == 150
+
+    for body in [{"tenant_id": buyer, "credits": 0}, {"tenant_id": buyer, "credits": -5},
+                 {"tenant_id": "Not A Tenant!", "credits": 5}, {"tenant_id": buyer}]:
+        assert_problem(await shared_http.post("/admin/v1/grants", json=body, headers=ADMIN), 422, "validation-error")
+    assert available(shared_settings, buyer) == 150
+
+
+async def test_reconciliation_lists_each_payment_against_its_grant_and_finds_a_mismatch(shared_http, shared_settings):
+    buyer, event_id = tenant(), f"evt_{uuid.uuid4().hex}"
+    body = payment(event_id, buyer, 800, amount_minor=4999)
+    paid = (await post_webhook(shared_http, body, signature(body, int(time.time())))).json()
+    await admin_grant(shared_http, buyer, 50)  # not a payment: not in the report
+
+    assert await reconciliation_lines(shared_http, buyer) == [
+        {"event_id": event_id, "tenant_id": buyer, "credits_paid": 800, "amount_minor": 4999, "currency": "usd",
+         "grant_id": paid["grant_id"], "credits_granted": 800}]
+
+    with psycopg.connect(shared_settings.database_url.get_secret_value()) as conn:
+        conn.execute(f'UPDATE "{shared_settings.schema_name}".grants SET amount = 700, remaining = 700'
+                     " WHERE payment_id = %s", [event_id])
+    report = (await shared_http.get("/admin/v1/reconciliation", headers=ADMIN)).json()
+    assert {"event_id": event_id, "problem": "paid for 800 credits, granted 700"} in report["problems"]
+
+
+async def test_reconciliation_totals_add_up_payments_by_currency(http):
+    for credits, amount in [(100, 999), (250, 1999)]:
+        body = payment(f"evt_{uuid.uuid4().hex}", tenant(), credits, amount_minor=amount)
+        assert (await post_webhook(http, body, signature(body, int(time.time())))).status_code == 200
+
+    report = (await http.get("/admin/v1/reconciliation", headers=ADMIN)).json()
+
+    assert (report["payments"], report["credits_paid"], report["credits_granted"]) == (2, 350, 350)
+    assert report["amount_minor_by_currency"] == {"usd": 2998} and report["problems"] == []
