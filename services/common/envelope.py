@@ -68,7 +68,8 @@ def to_kafka(envelope: Envelope) -> KafkaMessage:
         attributes["subject"] = envelope.subject
     if envelope.tenant_id:
         attributes["tenantid"] = envelope.tenant_id
-    data = envelope.event.model_dump(mode="json")
+    # The payload as JSON bytes straight from pydantic: the binding passes bytes through.
+    data = envelope.event.model_dump_json().encode()
     message = to_binary_event(CloudEvent(attributes, data))
     return replace(message, key=envelope.key)
 
