@@ -70,6 +70,8 @@ class LedgerService(rpc.LedgerServiceServicer):
                 "SELECT id, kind, amount, debit_account, credit_account, transfer_id, grant_id, reason, created_at"
                 " FROM entries WHERE tenant_id = %s AND id < %s ORDER BY id DESC LIMIT %s",
                 [request.tenant_id, before, size + 1])).fetchall()
+        if not rows and not request.page_token and await self._account(request.tenant_id) is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"tenant {request.tenant_id!r} has no credit account")
         entries = [pb.Entry(id=r["id"], kind=r["kind"], amount=r["amount"], debit_account=r["debit_account"],
                             credit_account=r["credit_account"], transfer_id=str(r["transfer_id"] or ""),
                             grant_id=str(r["grant_id"] or ""), reason=r["reason"] or "",

@@ -3,13 +3,17 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
 import pytest
 import uvicorn
 
 from services.common.contracts import all_topics
 from services.ledger.app import build
 from services.ledger.settings import LedgerSettings
-from services.stack.embedded import create_topics
+from services.stack.embedded import create_topics, free_port
+
+ADMIN_TOKEN = "admin-test-token-3b7e"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 def isolated_ledger_settings(endpoints, **overrides) -> LedgerSettings:
@@ -25,6 +29,19 @@ def isolated_ledger_settings(endpoints, **overrides) -> LedgerSettings:
 @pytest.fixture
 def isolated_settings(endpoints) -> LedgerSettings:
     return isolated_ledger_settings(endpoints)
+
+
+def served_ledger_settings(endpoints, **overrides) -> LedgerSettings:
+    """Isolated settings for a ledger served on free ports, with its admin API on."""
+    return isolated_ledger_settings(endpoints, **({"http_port": free_port(), "grpc_port": free_port(),
+                                                   "admin_token": ADMIN_TOKEN} | overrides))
+
+
+async def admin_grant(http: httpx.AsyncClient, tenant_id: str, credits: int, **terms) -> dict:
+    response = await http.post("/admin/v1/grants", json={"tenant_id": tenant_id, "credits": credits} | terms,
+                               headers=ADMIN)
+    assert response.status_code == 201, response.text
+    return response.json()
 
 
 @asynccontextmanager

@@ -13,19 +13,16 @@ import pytest
 
 from services.common.contracts import CreditsGranted, topic_of
 from services.common.envelope import from_kafka
-from services.stack.embedded import free_port
 from tests.kafka import read_topic
-from tests.ledger.conftest import isolated_ledger_settings, served_ledger
+from tests.ledger.conftest import ADMIN, ADMIN_TOKEN, admin_grant, served_ledger, served_ledger_settings
 
 WEBHOOK_SECRET = "whsec_test_9f2c41d0"
-ADMIN_TOKEN = "admin-test-token-3b7e"
-ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 TOLERANCE_S = 300
 
 
 def webhook_ledger_settings(endpoints):
-    return isolated_ledger_settings(endpoints, http_port=free_port(), grpc_port=free_port(), admin_token=ADMIN_TOKEN,
-                                    payment_webhook_secret=WEBHOOK_SECRET, payment_webhook_tolerance_s=TOLERANCE_S)
+    return served_ledger_settings(endpoints, payment_webhook_secret=WEBHOOK_SECRET,
+                                  payment_webhook_tolerance_s=TOLERANCE_S)
 
 
 @pytest.fixture(scope="module")
@@ -68,12 +65,6 @@ def payment(event_id: str, tenant_id: str, credits: int, amount_minor: int = 199
 async def post_webhook(http: httpx.AsyncClient, payload: bytes, header: str | None) -> httpx.Response:
     headers = {"Content-Type": "application/json"} | ({"Stripe-Signature": header} if header is not None else {})
     return await http.post("/v1/webhooks/payments", content=payload, headers=headers)
-
-
-async def admin_grant(http: httpx.AsyncClient, tenant_id: str, credits: int) -> dict:
-    response = await http.post("/admin/v1/grants", json={"tenant_id": tenant_id, "credits": credits}, headers=ADMIN)
-    assert response.status_code == 201, response.text
-    return response.json()
 
 
 def assert_problem(response: httpx.Response, status: int, kind: str) -> dict:
