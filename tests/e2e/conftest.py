@@ -18,12 +18,14 @@ from services.stack.embedded import Endpoints
 from services.stack.fleet import ServiceFleet
 
 FINAL = {"rejected", "succeeded", "partially_succeeded", "failed"}
+LEDGER_ADMIN_TOKEN = "e2e-ledger-admin-token"
 
 
 @pytest.fixture(scope="session")
 def platform(endpoints, tmp_path_factory) -> Iterator[ServiceFleet]:
     fleet = ServiceFleet(endpoints, tmp_path_factory.mktemp("service-logs"),
-                         extra_env={"GENLINE_ENVIRONMENT": "test", "GENLINE_KAFKA_SESSION_TIMEOUT_MS": "6000"})
+                         extra_env={"GENLINE_ENVIRONMENT": "test", "GENLINE_KAFKA_SESSION_TIMEOUT_MS": "6000",
+                                    "GENLINE_ADMIN_TOKEN": LEDGER_ADMIN_TOKEN})
     try:
         fleet.start_all()
         yield fleet
