@@ -30,12 +30,18 @@ def follow_job(client: httpx.Client, job_id: str, timeout_s: float = 180, say=pr
     raise TimeoutError(f"job {job_id} not final after {timeout_s}s (last state {seen})")
 
 
+def dimension_summary(name: str, dimension: dict) -> str:
+    """A dimension the scorer could not measure has no value, only its reason."""
+    if dimension["value"] is None:
+        return f"{name}=- ({dimension['reason']})"
+    return f"{name}={dimension['value']:.3g} ({'ok' if dimension['passed'] else dimension['reason']})"
+
+
 def print_report(job: dict, say=print) -> None:
     say("  candidates:")
     for score in job["scores"]:
         verdict = "PASS" if score["passed"] else "FAIL"
-        dims = ", ".join(f"{name}={d['value']:.3g} ({'ok' if d['passed'] else d['reason']})"
-                         for name, d in score["dimensions"].items())
+        dims = ", ".join(dimension_summary(name, d) for name, d in score["dimensions"].items())
         chosen = " selected" if score["index"] in job["selected"] else ""
         say(f"    #{score['index']}: {verdict}{chosen} score={score['score']:.3f}  {dims}")
     if job.get("failure"):
