@@ -20,6 +20,10 @@ from services.stack.embedded import EmbeddedStack, Endpoints
 from services.stack.fleet import ServiceFleet
 
 DEMO_TENANT = "demo"
+# The ledger's admin API and payment webhook stay off without these; the local stack turns
+# them on with values that say what they are. Never defaults of the settings themselves.
+DEV_LEDGER_SECRETS = {"admin_token": "genline-dev-admin-token-not-for-production",
+                      "payment_webhook_secret": "whsec_genline_dev_not_for_production"}
 
 
 class Stop(Exception):
@@ -34,6 +38,21 @@ async def seed(endpoints: Endpoints, credits: int) -> str:
     api_key = await create_tenant(endpoints.settings(IngestSettings), DEMO_TENANT, "Demo tenant")
     await grant(endpoints.settings(LedgerSettings), DEMO_TENANT, credits, "demo seed")
     return api_key
+
+
+def dev_ledger_secrets(endpoints: Endpoints) -> dict[str, str]:
+    """The dev admin token and webhook secret, for those the developer has not set."""
+    configured = endpoints.settings(LedgerSettings)
+    return {name: value for name, value in DEV_LEDGER_SECRETS.items() if getattr(configured, name) is None}
+
+
+def say_how_to_reach_the_ledger(fleet: ServiceFleet, dev_secrets: dict[str, str]) -> None:
+    ledger = fleet.url("ledger")
+    token = dev_secrets.get("admin_token", "<your GENLINE_ADMIN_TOKEN>")
+    secret = dev_secrets.get("payment_webhook_secret", "<your GENLINE_PAYMENT_WEBHOOK_SECRET>")
+    print(f"ledger admin API: {ledger}/admin/v1 with 'Authorization: Bearer {token}'", flush=True)
+    print(f"payment webhook: POST {ledger}/v1/webhooks/payments, signed (Stripe-Signature) with {secret}",
+          flush=True)
 
 
 def serve_until_stopped(fleet: ServiceFleet) -> None:
@@ -58,10 +77,13 @@ def main() -> int:
         endpoints = stack.start()
         print(f"embedded stack up: kafka {endpoints.kafka_bootstrap}, s3 {endpoints.s3_endpoint_url}", flush=True)
         api_key = asyncio.run(seed(endpoints, args.credits))
-        fleet = ServiceFleet(endpoints, args.data_dir / "logs", ingest_port=args.port)
+        dev_secrets = dev_ledger_secrets(endpoints)
+        fleet = ServiceFleet(endpoints, args.data_dir / "logs", ingest_port=args.port,
+                             extra_env={f"GENLINE_{name.upper()}": value for name, value in dev_secrets.items()})
         fleet.start_all()
         print(f"services ready in {time.monotonic() - started:.1f}s; public API {fleet.ingest_url}", flush=True)
         print(f"demo tenant API key: {api_key}", flush=True)
+        say_how_to_reach_the_ledger(fleet, dev_secrets)
         delivered = run_demo(fleet.ingest_url, api_key, say=lambda line: print(line, flush=True))
         print(f"demo finished {time.monotonic() - started:.1f}s after start", flush=True)
         if args.exit_after_demo:
