@@ -1,6 +1,7 @@
 """The ledger's HTTP surface on the running service: payment webhooks signed like Stripe's,
 the admin API, and the reconciliation of payments against grants."""
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -251,3 +252,31 @@ async def test_reconciliation_totals_add_up_payments_by_currency(http):
 
     assert (report["payments"], report["credits_paid"], report["credits_granted"]) == (2, 350, 350)
     assert report["amount_minor_by_currency"] == {"usd": 2998} and report["problems"] == []
+
+
+async def test_the_same_event_delivered_at_once_several_times_grants_once(shared_http, shared_settings):
+    """Payment providers retry and may overlap deliveries; the event id decides."""
+    buyer, event_id = tenant(), f"evt_{uuid.uuid4().hex}"
+    body = payment(event_id, buyer, 90)
+
+    responses = await asyncio.gather(*[post_webhook(shared_http, body, signature(body, int(time.time())))
+                                       for _ in range(6)])
+
+    assert sorted(r.status_code for r in responses) == [200] + [409] * 5
+    assert available(shared_settings, buyer) == 90
+    assert len(await reconciliation_lines(shared_http, buyer)) == 1
+
+
+@pytest.fixture
+def unconfigured_settings(endpoints):
+    return served_ledger_settings(endpoints, admin_token=None)
+
+
+async def test_without_a_token_and_a_secret_the_admin_api_and_webhooks_are_off(unconfigured_settings):
+    async with served_ledger(unconfigured_settings) as url, httpx.AsyncClient(base_url=url, timeout=10) as http:
+        body = payment(f"evt_{uuid.uuid4().hex}", tenant(), 10)
+        webhook = await post_webhook(http, body, signature(body, int(time.time())))
+        grant = await http.post("/admin/v1/grants", json={"tenant_id": tenant(), "credits": 5}, headers=ADMIN)
+
+    assert_problem(webhook, 404, "webhooks-disabled")
+    assert_problem(grant, 404, "admin-api-disabled")
