@@ -15,7 +15,13 @@ import pytest
 from services.common.contracts import CreditsGranted, topic_of
 from services.common.envelope import from_kafka
 from tests.kafka import read_topic
-from tests.ledger.conftest import ADMIN, ADMIN_TOKEN, admin_grant, served_ledger, served_ledger_settings
+from tests.ledger.conftest import (
+    ADMIN,
+    ADMIN_TOKEN,
+    admin_grant,
+    served_ledger,
+    served_ledger_settings,
+)
 
 WEBHOOK_SECRET = "whsec_test_9f2c41d0"
 TOLERANCE_S = 300
@@ -120,7 +126,8 @@ async def test_a_replayed_event_id_is_409_and_grants_nothing_more(http, settings
     assert event_id in problem["detail"]
     assert available(settings, buyer) == 300
     await admin_grant(http, buyer, 1)  # published after anything the replay could have caused
-    assert sorted((g.source, g.amount) for g in await ledger_grants(settings, want=2)) == [("admin", 1), ("payment", 300)]
+    published = await ledger_grants(settings, want=2)
+    assert sorted((g.source, g.amount) for g in published) == [("admin", 1), ("payment", 300)]
 
 
 def signed_with_another_secret(body: bytes) -> str | None:
