@@ -2,10 +2,15 @@ from collections.abc import Iterator
 
 import pytest
 
+from services.common.grpc_server import hold_grpc_aio
 from services.common.settings import ServiceSettings
 from services.common.storage import ObjectStore
 from services.stack.embedded import Endpoints
 from tests.stacks import chosen_stack, start_stack
+
+# Tests run gRPC servers and channels on many event loops, one after another; without this,
+# freeing the last of them at the end of the session can hang pytest (see hold_grpc_aio).
+hold_grpc_aio()
 
 
 @pytest.fixture(scope="session")

@@ -4,8 +4,20 @@ server reflection, serving once started."""
 from collections.abc import Callable
 
 import grpc
+from grpc.experimental.aio import init_grpc_aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+
+
+def hold_grpc_aio() -> None:
+    """Keep grpc.aio's process-wide completion queue for the life of the process.
+
+    grpc.aio shuts that queue down when the last object using it is freed and joins its
+    poller thread; once the event loops that drained the poller have stopped, that join can
+    wait forever (grpc/grpc#40989), which hangs a process at exit. One reference taken from
+    the main thread keeps the queue open; its poller is a daemon thread and ends with the
+    process."""
+    init_grpc_aio()
 
 
 async def start_grpc_server(add_servicer: Callable[[grpc.aio.Server], None], service_name: str, host: str,

@@ -14,6 +14,7 @@ from services.common import telemetry
 from services.common.bus import EventConsumer, OutboxRelay, add_to_outbox
 from services.common.contracts import Event, topic_of
 from services.common.db import COMMON_MIGRATIONS, migrate, open_pool
+from services.common.grpc_server import hold_grpc_aio
 from services.common.envelope import Envelope, envelop
 from services.common.settings import ServiceSettings
 
@@ -115,5 +116,6 @@ def serve(app, settings: ServiceSettings) -> None:
 def run(settings_class: type[ServiceSettings], build) -> None:
     """`python -m services.<name>`: settings from the environment, then serve until SIGTERM."""
     settings = settings_class()
+    hold_grpc_aio()
     _, app = build(settings)
     serve(app, settings)
