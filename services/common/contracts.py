@@ -81,6 +81,10 @@ class JobSpec(Contract):
     profile: str | None = Field(None, description="scoring profile; None means the template's own")
     quality_rules: dict[str, Any] | None = Field(None, description="custom rules (Tier 3), checked by the scorer")
     reference_key: str | None = Field(None, description="reference photo in the internal bucket")
+    width: int | None = Field(None, ge=64, le=4096, description="requested size; None means the router's default")
+    height: int | None = Field(None, ge=64, le=4096)
+    model: str | None = Field(None, description="pinned model; None lets the router choose")
+    model_version: str | None = Field(None, description="pinned version; only providers serving it are used")
 
 
 class CandidateRef(Contract):

@@ -91,6 +91,10 @@ class JobView(BaseModel):
     seed: int
     profile: str | None = None
     quality: dict | None = None
+    width: int | None = None
+    height: int | None = None
+    model: str | None = None
+    model_version: str | None = None
     created_at: datetime
     updated_at: datetime
     timestamps: dict[str, datetime]
@@ -118,7 +122,8 @@ def submitted_view(spec: JobSpec) -> JobView:
     at = spec.submitted_at
     return JobView(id=spec.job_id, tenant_id=spec.tenant_id, state="submitted", template=spec.template,
                    prompt=spec.prompt, images=spec.images, candidates=spec.candidates, seed=spec.seed,
-                   profile=spec.profile, quality=spec.quality_rules,
+                   profile=spec.profile, quality=spec.quality_rules, width=spec.width, height=spec.height,
+                   model=spec.model, model_version=spec.model_version,
                    created_at=at, updated_at=at, timestamps={"submitted": at})
 
 

@@ -39,14 +39,17 @@ def candidate_key(tenant_id: str, job_id: UUID, attempt: int, index: int) -> str
 def route_request(job: JobState, attempt: int, images_needed: int, width: int, height: int) -> RouteRequest:
     """Attempt 1 generates the client's N when the client chose it; every other attempt is
     sized from the pass-rate estimate. Indices continue where the last attempt stopped.
+    The job's size, when it asked for one, overrides the default `width`×`height`; a pinned
+    model (and version) limits the providers to those that serve it, on every attempt.
     A reference photo is for the scorer only: adapters take no image input yet, so it does
     not narrow the providers."""
     spec = job.spec
     fixed = spec.candidates if spec.candidates_fixed and attempt == 1 else None
     return RouteRequest(
         job_id=str(spec.job_id), tenant_id=spec.tenant_id, tier=spec.tier, template=spec.template,
-        prompt=spec.prompt, seed=spec.seed, images_needed=images_needed, width=width, height=height,
-        attempt=attempt, start_index=job.next_index,
+        prompt=spec.prompt, seed=spec.seed, images_needed=images_needed,
+        width=spec.width or width, height=spec.height or height,
+        attempt=attempt, start_index=job.next_index, model=spec.model, model_version=spec.model_version,
         cost_cap_micro_usd=job.remaining_micro_usd, candidates=fixed,
     )
 

@@ -95,8 +95,9 @@ async def score_attempt(ctx: HandlerContext, event: CandidatesGenerated, store: 
     images = await asyncio.gather(*(store.get(store.internal_bucket, c.key) for c in event.candidates))
     reference = await store.get(store.internal_bucket, spec.reference_key) if spec and spec.reference_key else None
     clock = time.perf_counter()
+    size = (spec.width, spec.height) if spec and spec.width and spec.height else None
     verdicts = await asyncio.to_thread(score_decodable, scorer, list(images), profile,
-                                       prompt=spec.prompt if spec else None, reference=reference)
+                                       prompt=spec.prompt if spec else None, reference=reference, requested_size=size)
     telemetry.STAGE_SECONDS.labels("scorer", "score").observe(time.perf_counter() - clock)
     return [domain.candidate_score(c, event.attempt, v) for c, v in zip(event.candidates, verdicts, strict=True)]
 

@@ -5,6 +5,7 @@ refused at once as a problem (RFC 9457); what it can is carried in the JobSubmit
 import asyncio
 import base64
 import io
+import json
 import uuid
 from collections.abc import Iterator
 
@@ -122,3 +123,26 @@ def test_a_reference_photo_is_stored_and_named_in_the_job(with_clip, object_stor
 def test_a_reference_that_is_not_a_photo_is_refused(without_clip, reference):
     response = without_clip.post("/v1/jobs", json={"prompt": "p", "reference_image": reference})
     assert_problem(response, 422, "invalid-reference-image", "reference_image")
+
+
+@pytest.mark.parametrize(("body", "named"), [
+    ({"width": 320}, "width and height go together"),
+    ({"height": 240}, "width and height go together"),
+    ({"width": 32, "height": 240}, "width"),
+    ({"model_version": "1"}, "model_version needs model"),
+])
+def test_a_half_given_size_or_pin_is_refused(without_clip, body, named):
+    response = without_clip.post("/v1/jobs", json={"prompt": "p"} | body)
+    problem = assert_problem(response, 422, "validation-error")
+    assert named in json.dumps(problem)
+
+
+def test_size_and_model_pin_are_carried_to_the_router(without_clip):
+    body = {"prompt": "p", "width": 320, "height": 240, "model": "local-painter", "model_version": "1"}
+    response = without_clip.post("/v1/jobs", json=body)
+    assert response.status_code == 202, response.text
+    job_id = response.json()["id"]
+    spec = submitted_jobs(without_clip, 1)[job_id].job
+    assert (spec.width, spec.height, spec.model, spec.model_version) == (320, 240, "local-painter", "1")
+    view = without_clip.get(f"/v1/jobs/{job_id}").json()
+    assert (view["width"], view["height"], view["model"], view["model_version"]) == (320, 240, "local-painter", "1")

@@ -46,3 +46,13 @@ def test_verdicts_are_counted_per_provider_for_one_attempt_only():
               verdict("", True)]
     assert domain.verdicts_by_provider(scores, 1) == {"a": (1, 1), "b": (0, 1)}
     assert domain.verdicts_by_provider(scores, 2) == {"a": (1, 0)}
+
+
+def test_the_jobs_size_and_model_pin_reach_every_attempt():
+    job = domain.JobState(spec(width=320, height=240, model="local-painter", model_version="1"), budget_micro_usd=0)
+    for attempt in (1, 2):
+        request = domain.route_request(job, attempt, 1, 512, 512)
+        assert (request.width, request.height) == (320, 240)
+        assert (request.model, request.model_version) == ("local-painter", "1")
+    default = domain.route_request(domain.JobState(spec(), budget_micro_usd=0), 1, 1, 512, 384)
+    assert (default.width, default.height, default.model, default.model_version) == (512, 384, None, None)

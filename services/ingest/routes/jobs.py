@@ -37,10 +37,25 @@ class JobRequest(BaseModel):
         None, max_length=screening.MAX_REFERENCE_BASE64,
         description="base64 JPEG, PNG or WebP reference photo; headshot skin tone is compared with it")
 
+    width: int | None = Field(None, ge=64, le=2048, description="image width in pixels (with height)")
+    height: int | None = Field(None, ge=64, le=2048, description="image height in pixels (with width)")
+    model: str | None = Field(None, min_length=1, max_length=128,
+                              description="pin a model; only providers that serve it are used")
+    model_version: str | None = Field(None, min_length=1, max_length=128,
+                                      description="pin the model's version too (needs model)")
+
     @model_validator(mode="after")
     def candidates_cover_images(self) -> "JobRequest":
         if self.candidates is not None and self.candidates < self.images:
             raise ValueError(f"candidates ({self.candidates}) must be at least images ({self.images})")
+        return self
+
+    @model_validator(mode="after")
+    def size_and_pin_are_whole(self) -> "JobRequest":
+        if (self.width is None) != (self.height is None):
+            raise ValueError("width and height go together: give both or neither")
+        if self.model_version is not None and self.model is None:
+            raise ValueError("model_version needs model")
         return self
 
 
@@ -58,7 +73,8 @@ def job_spec(tenant_id: str, body: JobRequest, settings, reference_key: str | No
                    use_retry_tokens=body.use_retry_tokens, prompt=body.prompt,
                    images=body.images, candidates=candidates, candidates_fixed=body.candidates is not None,
                    seed=seed, submitted_at=datetime.now(UTC),
-                   profile=body.profile, quality_rules=body.quality, reference_key=reference_key)
+                   profile=body.profile, quality_rules=body.quality, reference_key=reference_key,
+                   width=body.width, height=body.height, model=body.model, model_version=body.model_version)
 
 
 def check_scoring(body: JobRequest, settings) -> None:
