@@ -3,6 +3,7 @@ signed like Stripe's (`Stripe-Signature: t=…,v1=…`), idempotent by event id.
 
 import hmac
 import json
+import re
 import time
 from datetime import datetime
 from typing import Annotated, Literal
@@ -17,10 +18,13 @@ from services.ledger.domain import SignatureError, verify_signature
 router = APIRouter()
 
 
+TENANT_ID = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+
+
 class GrantRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    tenant_id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    tenant_id: str = Field(pattern=TENANT_ID)
     credits: int = Field(gt=0, le=10**12)
     reason: str = Field("admin grant", max_length=500)
     expires_at: datetime | None = None
@@ -155,4 +159,6 @@ def payment_terms(event: PaymentEvent) -> tuple[str, int, PaymentObject]:
         raise Problem(400, "invalid-payload", f"metadata must carry tenant_id and credits: {exc}") from None
     if credits <= 0:
         raise Problem(400, "invalid-payload", "credits must be positive")
+    if not isinstance(tenant_id, str) or not re.match(TENANT_ID, tenant_id):
+        raise Problem(400, "invalid-payload", f"metadata tenant_id {tenant_id!r} is not a tenant id")
     return tenant_id, credits, payment

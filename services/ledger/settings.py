@@ -1,4 +1,4 @@
-from pydantic import SecretStr
+from pydantic import SecretStr, model_validator
 
 from services.common.settings import ServiceSettings
 
@@ -16,3 +16,13 @@ class LedgerSettings(ServiceSettings):
     admin_token: SecretStr | None = None
     payment_webhook_secret: SecretStr | None = None
     payment_webhook_tolerance_s: int = 300
+
+    @model_validator(mode="after")
+    def reject_dev_secrets_in_production(self) -> "LedgerSettings":
+        """`make run` sets dev values for these; they must never reach production."""
+        if self.environment == "production":
+            for name in ("admin_token", "payment_webhook_secret"):
+                value = getattr(self, name)
+                if value is not None and "not_for_production" in value.get_secret_value().replace("-", "_"):
+                    raise ValueError(f"GENLINE_{name.upper()} is the development value; set a real secret in production")
+        return self

@@ -14,6 +14,7 @@ import pytest
 
 from services.common.contracts import CreditsGranted, topic_of
 from services.common.envelope import from_kafka
+from services.ledger.settings import LedgerSettings
 from tests.kafka import read_topic
 from tests.ledger.conftest import (
     ADMIN,
@@ -287,3 +288,22 @@ async def test_without_a_token_and_a_secret_the_admin_api_and_webhooks_are_off(u
 
     assert_problem(webhook, 404, "webhooks-disabled")
     assert_problem(grant, 404, "admin-api-disabled")
+
+
+async def test_a_signed_payment_for_a_malformed_tenant_id_grants_nothing(shared_http, shared_settings):
+    body = payment(f"evt_{uuid.uuid4().hex}", "Not A Tenant!", 50)
+
+    response = await post_webhook(shared_http, body, signature(body, int(time.time())))
+
+    assert "tenant_id" in assert_problem(response, 400, "invalid-payload")["detail"]
+    assert available(shared_settings, "Not A Tenant!") == 0
+
+
+@pytest.mark.parametrize("name", ["admin_token", "payment_webhook_secret"])
+def test_the_dev_admin_token_and_webhook_secret_are_refused_in_production(endpoints, name):
+    from services.stack.__main__ import DEV_LEDGER_SECRETS
+
+    with pytest.raises(ValueError, match=f"GENLINE_{name.upper()} is the development value"):
+        endpoints.settings(LedgerSettings, environment="production", s3_secret_access_key="a-real-secret",
+                           **{name: DEV_LEDGER_SECRETS[name]})
+    assert endpoints.settings(LedgerSettings, environment="development", **{name: DEV_LEDGER_SECRETS[name]})
