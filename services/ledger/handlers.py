@@ -30,6 +30,7 @@ from services.ledger.store import load_book, write_book
 
 CONSUMED = (JobSubmitted, JobDelivered, GenerationFailed, ScoringFailed, DeliveryFailed, CandidatesGenerated,
             OutputReported)
+SETTLING = (JobDelivered, GenerationFailed, ScoringFailed, DeliveryFailed)  # each settles its job's reservation
 
 
 class Ledger:
@@ -42,13 +43,16 @@ class Ledger:
                     timedelta(seconds=self.settings.reservation_timeout_s),
                     timedelta(seconds=self.settings.report_window_s))
 
-    async def open_book(self, conn: psycopg.AsyncConnection, tenants: Iterable[str], jobs: Iterable[UUID] = ()) -> Book:
-        return await load_book(conn, self.new_book(), tenants, jobs)
+    async def open_book(self, conn: psycopg.AsyncConnection, tenants: Iterable[str], jobs: Iterable[UUID] = (),
+                        **only) -> Book:
+        return await load_book(conn, self.new_book(), tenants, jobs, **only)
 
     async def apply_events(self, conn: psycopg.AsyncConnection, envelopes: list[Envelope], publish) -> None:
         events = [e.event for e in envelopes]
         book = await self.open_book(conn, {e.tenant_id for e in events},
-                                    {e.job_id for e in events if isinstance(e, JobEvent)})
+                                    {e.job_id for e in events if isinstance(e, JobEvent)},
+                                    costs_of=[e.job_id for e in events if isinstance(e, SETTLING)],
+                                    reports_of=[e.job_id for e in events if isinstance(e, OutputReported)])
         now = datetime.now(UTC)
         await publish([(out, envelope) for envelope in envelopes for out in decide(book, envelope.event, now) if out])
         await write_book(conn, book)  # balances last: the hot rows stay locked only until commit

@@ -31,10 +31,15 @@ async def _rows(conn: psycopg.AsyncConnection, sql: str, params: list) -> list[d
 
 
 async def load_book(conn: psycopg.AsyncConnection, book: Book, tenant_ids: Iterable[str],
-                    job_ids: Iterable[UUID]) -> Book:
+                    job_ids: Iterable[UUID], *, costs_of: Iterable[UUID] | None = None,
+                    reports_of: Iterable[UUID] | None = None) -> Book:
     """Accounts and grants are read without locks (their changes are written as deltas that
-    the database checks); a job's transfer is locked, so it settles once."""
+    the database checks); a job's transfer is locked, so it settles once. Provider costs
+    and reports are read for `costs_of` and `reports_of` (by default every job): a batch
+    that settles nothing needs no costs, one that reports nothing no reports."""
     tenants, jobs = sorted(set(tenant_ids)), list(set(job_ids))
+    costs = jobs if costs_of is None else list(set(costs_of))
+    reports = jobs if reports_of is None else list(set(reports_of))
     for row in await _rows(conn, "SELECT tenant_id, posted, pending, retry_tokens, report_policy FROM accounts"
                                  " WHERE tenant_id = ANY(%s)", [tenants]):
         book.accounts[row["tenant_id"]] = Account(**row)
@@ -43,10 +48,12 @@ async def load_book(conn: psycopg.AsyncConnection, book: Book, tenant_ids: Itera
         for row in await _rows(conn, f"SELECT {', '.join(TRANSFER_COLUMNS)} FROM transfers"
                                      " WHERE job_id = ANY(%s) FOR UPDATE", [jobs]):
             book.transfers[row["job_id"]] = Transfer(**row)
+    if costs:
         for row in await _rows(conn, "SELECT job_id, sum(cost_micro_usd)::bigint AS cost FROM provider_costs"
-                                     " WHERE job_id = ANY(%s) GROUP BY job_id", [jobs]):
+                                     " WHERE job_id = ANY(%s) GROUP BY job_id", [costs]):
             book.provider_costs[row["job_id"]] = row["cost"]
-        for row in await _rows(conn, "SELECT job_id, n FROM reports WHERE job_id = ANY(%s)", [jobs]):
+    if reports:
+        for row in await _rows(conn, "SELECT job_id, n FROM reports WHERE job_id = ANY(%s)", [reports]):
             book.reported.add((row["job_id"], row["n"]))
     for row in await _rows(conn, f"SELECT {', '.join(GRANT_COLUMNS)} FROM grants"
                                  " WHERE tenant_id = ANY(%s) AND remaining > 0", [tenants]):
