@@ -24,6 +24,11 @@ OUTBOX_RELAYED = Counter("genline_outbox_relayed_total", "Outbox events publishe
 OUTBOX_PENDING = Gauge("genline_outbox_pending", "Outbox events not yet published (last seen)", ["service"])
 JOBS_SUBMITTED = Counter("genline_jobs_submitted_total", "Jobs accepted by the public API", ["template"])
 JOBS_FINISHED = Counter("genline_jobs_finished_total", "Jobs that reached a final state", ["state"])
+CANDIDATES_SCORED = Counter("genline_candidates_scored_total", "Candidates scored, by profile and verdict",
+                            ["profile", "verdict"])
+DIMENSION_FAILURES = Counter("genline_dimension_failures_total",
+                             "Candidates a dimension rejected (pass rate per dimension, with the total above)",
+                             ["profile", "dimension"])
 STAGE_SECONDS = Histogram(
     "genline_stage_seconds",
     "Time spent in one pipeline stage",

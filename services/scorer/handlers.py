@@ -99,7 +99,12 @@ async def score_attempt(ctx: HandlerContext, event: CandidatesGenerated, store: 
     verdicts = await asyncio.to_thread(score_decodable, scorer, list(images), profile,
                                        prompt=spec.prompt if spec else None, reference=reference, requested_size=size)
     telemetry.STAGE_SECONDS.labels("scorer", "score").observe(time.perf_counter() - clock)
-    return [domain.candidate_score(c, event.attempt, v) for c, v in zip(event.candidates, verdicts, strict=True)]
+    scores = [domain.candidate_score(c, event.attempt, v) for c, v in zip(event.candidates, verdicts, strict=True)]
+    for score in scores:
+        telemetry.CANDIDATES_SCORED.labels(profile.name, "passed" if score.passed else "rejected").inc()
+        for dimension in score.failed:
+            telemetry.DIMENSION_FAILURES.labels(profile.name, dimension).inc()
+    return scores
 
 
 async def judge_attempt(ctx: HandlerContext, event: CandidatesGenerated, store: ObjectStore, scorer: Scorer) -> None:

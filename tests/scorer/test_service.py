@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -35,6 +36,15 @@ class ScorerUnderTest:
     namespace: str
     bootstrap: str
     store: object
+    url: str
+
+    def metric(self, name: str, **labels: str) -> float:
+        """A sample from the scorer's /metrics; 0 when it has not been counted yet."""
+        wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+        for line in httpx.get(f"{self.url}/metrics", timeout=5).text.splitlines():
+            if line.startswith(f"{name}{{{wanted}}} "):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
 
     def put(self, job_id: uuid.UUID, index: int, data: bytes, provider: str = "local") -> CandidateRef:
         key = f"test/{job_id}/{index}"
@@ -96,7 +106,7 @@ def scorer_service(endpoints, object_store, tmp_path_factory) -> Iterator[Scorer
     try:
         fleet.start("scorer")
         fleet.wait_ready("scorer")
-        yield ScorerUnderTest(namespace, endpoints.kafka_bootstrap, object_store)
+        yield ScorerUnderTest(namespace, endpoints.kafka_bootstrap, object_store, fleet.url("scorer"))
     finally:
         fleet.stop_all()
 
@@ -135,6 +145,9 @@ def test_degraded_copies_fail_their_dimension_and_a_final_attempt_fails_the_job_
     degraded = {"sharpness": png(blurred(coffee, 8)), "blockiness": jpeg(coffee, 2), "noise": png(noisy(coffee, 0.15)),
                 "blank": BLACK, "clipping": png(blown_out(coffee))}
     refs = [scorer_service.put(job, i, data) for i, data in enumerate(degraded.values())]
+    counted = {d: scorer_service.metric("genline_dimension_failures_total", profile="generic", dimension=d)
+               for d in degraded}
+    rejected = scorer_service.metric("genline_candidates_scored_total", profile="generic", verdict="rejected")
     scorer_service.publish(attempt(job, refs, images=2, final=True, stop_reason="cost cap reached"))
 
     [failed] = scorer_service.outcomes(job)
@@ -147,6 +160,12 @@ def test_degraded_copies_fail_their_dimension_and_a_final_attempt_fails_the_job_
     for dimension in degraded:
         assert f"failed {dimension} ({dimension} " in failed.reason
     assert failed.reason.endswith("; generation stopped: cost cap reached")
+    # Pass rates per dimension, for dashboards: each rejection is counted against its dimension.
+    for dimension in degraded:
+        now = scorer_service.metric("genline_dimension_failures_total", profile="generic", dimension=dimension)
+        assert now >= counted[dimension] + 1, dimension
+    assert scorer_service.metric("genline_candidates_scored_total", profile="generic",
+                                 verdict="rejected") == rejected + len(degraded)
 
 
 def test_the_astronaut_passes_headshot_and_the_cat_fails_it(scorer_service):
