@@ -10,7 +10,7 @@ FINAL = {"rejected", "succeeded", "partially_succeeded", "failed"}
 def submit_demo_job(client: httpx.Client, images: int = 4, candidates: int = 6) -> str:
     response = client.post("/v1/jobs", json={
         "prompt": "a lighthouse on a cliff at dawn, watercolour", "template": "generic",
-        "images": images, "candidates": candidates,
+        "images": images, "candidates": candidates, "width": 512, "height": 512,
     })
     response.raise_for_status()
     return response.json()["id"]
