@@ -7,7 +7,7 @@ M: a naive loop, one transaction per operation (lock, check, update, insert, com
 the same run on the same server. The no-overdraft and settle-once invariants are checked
 after the run.
 
-    python bench/ledger.py [--pairs 20000] [--batch 250] [--processes 2] [--streams 4] [--baseline-pairs 2000]
+    python bench/ledger.py [--pairs 20000] [--batch 500] [--processes 2] [--streams 4] [--baseline-pairs 2000]
 """
 
 import argparse
@@ -27,6 +27,7 @@ from services.common.contracts import DeliveredImage, JobDelivered, JobSpec, Job
 from services.common.db import migrate  # noqa: E402
 from services.common.envelope import envelop  # noqa: E402
 from services.common.runtime import ServiceRuntime  # noqa: E402
+from services.common.settings import ServiceSettings  # noqa: E402
 from services.ledger import handlers  # noqa: E402
 from services.ledger.app import LedgerApp  # noqa: E402
 from services.ledger.settings import LedgerSettings  # noqa: E402
@@ -190,7 +191,8 @@ def run(args, database_url: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=20_000)
-    parser.add_argument("--batch", type=int, default=250)
+    parser.add_argument("--batch", type=int, default=ServiceSettings.model_fields["consumer_batch_size"].default,
+                        help="events per transaction; the default is what a ledger consumer takes from Kafka at once")
     parser.add_argument("--processes", type=int, default=2, help="ledger consumer processes")
     parser.add_argument("--streams", type=int, default=4, help="partitions each process consumes concurrently")
     parser.add_argument("--baseline-pairs", type=int, default=2_000)
