@@ -26,7 +26,7 @@ from services.common.contracts import (
 from services.common.envelope import Envelope, envelop, from_kafka, to_kafka
 from services.stack.embedded import create_topics
 from services.stack.fleet import ServiceFleet
-from tests.scorer.conftest import blown_out, blurred, jpeg, noisy, png, rgb_photo
+from tests.scorer.conftest import blown_out, blurred, jpeg, noisy, png, rgb_photo, save_tiny_clip
 
 BLACK = png(rgb_photo("camera") * 0)
 
@@ -94,21 +94,26 @@ async def _events_of(bootstrap: str, topic: str, job_id: str, want: int, timeout
     return events
 
 
-@pytest.fixture(scope="module")
-def scorer_service(endpoints, object_store, tmp_path_factory) -> Iterator[ScorerUnderTest]:
+def running_scorer(endpoints, object_store, log_dir, **env: str) -> Iterator[ScorerUnderTest]:
+    """A scorer process on topics and a schema of its own."""
     suffix = uuid.uuid4().hex[:8]
     namespace = f"s{suffix}"
     asyncio.run(create_topics(endpoints.kafka_bootstrap, all_topics(namespace)))
-    fleet = ServiceFleet(endpoints, tmp_path_factory.mktemp("scorer-logs"), extra_env={
+    fleet = ServiceFleet(endpoints, log_dir, extra_env={
         "GENLINE_ENVIRONMENT": "test", "GENLINE_TOPIC_NAMESPACE": namespace,
         "GENLINE_SCHEMA_NAME": f"scorer_{suffix}", "GENLINE_KAFKA_SESSION_TIMEOUT_MS": "6000",
-    })
+    } | env)
     try:
         fleet.start("scorer")
         fleet.wait_ready("scorer")
         yield ScorerUnderTest(namespace, endpoints.kafka_bootstrap, object_store, fleet.url("scorer"))
     finally:
         fleet.stop_all()
+
+
+@pytest.fixture(scope="module")
+def scorer_service(endpoints, object_store, tmp_path_factory) -> Iterator[ScorerUnderTest]:
+    yield from running_scorer(endpoints, object_store, tmp_path_factory.mktemp("scorer-logs"))
 
 
 def attempt(job_id, candidates, *, images=1, number=1, final=False, stop_reason=None, spec=True, **job):
@@ -216,3 +221,29 @@ def test_rules_the_scorer_cannot_honour_fail_the_job_at_once(scorer_service):
     [failed] = scorer_service.outcomes(job)
     assert isinstance(failed, ScoringFailed) and failed.failure_code == "unscorable_profile"
     assert "prompt_alignment" in failed.reason and "no CLIP model" in failed.reason
+
+
+def test_with_a_clip_model_configured_the_service_measures_prompt_alignment(endpoints, object_store,
+                                                                            tmp_path_factory):
+    """A tiny random CLIP built here stands in for a real one: its similarities mean nothing,
+    but they are measured, judged against the threshold, and a job that requires the
+    dimension is scored instead of failed as unscorable."""
+    clip = save_tiny_clip(tmp_path_factory.mktemp("clip"), tmp_path_factory.mktemp("clip-tokenizer"))
+    scorer = running_scorer(endpoints, object_store, tmp_path_factory.mktemp("clip-scorer-logs"),
+                            GENLINE_CLIP_MODEL_DIR=str(clip))
+    service = next(scorer)
+    try:
+        job = uuid.uuid4()
+        refs = [service.put(job, i, png(rgb_photo(name))) for i, name in enumerate(("astronaut", "coffee"))]
+        service.publish(attempt(job, refs, images=1, final=True, prompt="a photograph of a cup of coffee",
+                                quality_rules={"require": ["prompt_alignment"], "thresholds": {
+                                    "prompt_alignment": {"min": -1.0}}}))
+        [outcome] = service.outcomes(job)
+        assert isinstance(outcome, CandidatesScored), outcome
+        for score in outcome.scores:
+            alignment = score.dimensions["prompt_alignment"]
+            assert isinstance(alignment.value, float) and -1.0 <= alignment.value <= 1.0, alignment
+            assert alignment.threshold == -1.0 and alignment.passed
+    finally:
+        scorer.close()
+
