@@ -14,8 +14,8 @@ from services.common import telemetry
 from services.common.bus import EventConsumer, OutboxRelay, add_to_outbox
 from services.common.contracts import Event, topic_of
 from services.common.db import COMMON_MIGRATIONS, migrate, open_pool
-from services.common.grpc_server import hold_grpc_aio
 from services.common.envelope import Envelope, envelop
+from services.common.grpc_server import hold_grpc_aio
 from services.common.settings import ServiceSettings
 
 log = logging.getLogger(__name__)

@@ -3,6 +3,12 @@ from pydantic import SecretStr, model_validator
 from services.common.settings import ServiceSettings
 
 
+# The ledger's admin API and payment webhook stay off without these; the local stack turns
+# them on with values that say what they are. Never defaults of the settings themselves.
+DEV_LEDGER_SECRETS = {"admin_token": "genline-dev-admin-token-not-for-production",
+                      "payment_webhook_secret": "whsec_genline_dev_not_for_production"}
+
+
 class LedgerSettings(ServiceSettings):
     service_name: str = "ledger"
     http_port: int = 8082
@@ -19,10 +25,10 @@ class LedgerSettings(ServiceSettings):
 
     @model_validator(mode="after")
     def reject_dev_secrets_in_production(self) -> "LedgerSettings":
-        """`make run` sets dev values for these; they must never reach production."""
+        """`make run` sets the dev values for these; they must never reach production."""
         if self.environment == "production":
-            for name in ("admin_token", "payment_webhook_secret"):
+            for name, dev_value in DEV_LEDGER_SECRETS.items():
                 value = getattr(self, name)
-                if value is not None and "not_for_production" in value.get_secret_value().replace("-", "_"):
+                if value is not None and value.get_secret_value() == dev_value:
                     raise ValueError(f"GENLINE_{name.upper()} is the development value; set a real secret in production")
         return self

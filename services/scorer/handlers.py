@@ -56,13 +56,14 @@ async def lock_job(ctx: HandlerContext, event: CandidatesGenerated) -> str | Non
 
 
 async def store_scores(ctx: HandlerContext, event: CandidatesGenerated, scores: list[CandidateScore]) -> None:
+    dumped = [s.model_dump(mode="json") for s in scores]
     async with ctx.conn.cursor() as cur:
         await cur.executemany(
             "INSERT INTO scores (job_id, attempt, index, key, provider, passed, score, dimensions, selected, candidate)"
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, false, %s) ON CONFLICT (job_id, index) DO NOTHING",
             [(event.job_id, s.attempt, s.index, s.key, s.provider, s.passed, s.score,
-              json.dumps(s.model_dump(mode="json")["dimensions"]), s.model_dump_json())
-             for s in scores],
+              json.dumps(d["dimensions"]), json.dumps(d))
+             for s, d in zip(scores, dumped, strict=True)],
         )
 
 

@@ -14,16 +14,12 @@ from pathlib import Path
 from services.ingest.app import create_tenant
 from services.ingest.settings import IngestSettings
 from services.ledger.app import grant
-from services.ledger.settings import LedgerSettings
+from services.ledger.settings import DEV_LEDGER_SECRETS, LedgerSettings
 from services.stack.demo import run_demo
 from services.stack.embedded import EmbeddedStack, Endpoints
 from services.stack.fleet import ServiceFleet
 
 DEMO_TENANT = "demo"
-# The ledger's admin API and payment webhook stay off without these; the local stack turns
-# them on with values that say what they are. Never defaults of the settings themselves.
-DEV_LEDGER_SECRETS = {"admin_token": "genline-dev-admin-token-not-for-production",
-                      "payment_webhook_secret": "whsec_genline_dev_not_for_production"}
 
 
 class Stop(Exception):

@@ -14,7 +14,7 @@ import pytest
 
 from services.common.contracts import CreditsGranted, topic_of
 from services.common.envelope import from_kafka
-from services.ledger.settings import LedgerSettings
+from services.ledger.settings import DEV_LEDGER_SECRETS, LedgerSettings
 from tests.kafka import read_topic
 from tests.ledger.conftest import (
     ADMIN,
@@ -301,8 +301,6 @@ async def test_a_signed_payment_for_a_malformed_tenant_id_grants_nothing(shared_
 
 @pytest.mark.parametrize("name", ["admin_token", "payment_webhook_secret"])
 def test_the_dev_admin_token_and_webhook_secret_are_refused_in_production(endpoints, name):
-    from services.stack.__main__ import DEV_LEDGER_SECRETS
-
     with pytest.raises(ValueError, match=f"GENLINE_{name.upper()} is the development value"):
         endpoints.settings(LedgerSettings, environment="production", s3_secret_access_key="a-real-secret",
                            **{name: DEV_LEDGER_SECRETS[name]})
