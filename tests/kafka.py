@@ -1,22 +1,50 @@
-"""Reading a topic from the beginning, as an auditor would."""
+"""Reading a topic from the beginning, as an auditor would, and publishing events as a
+service's outbox relay would."""
 
 import asyncio
 import uuid
+from collections.abc import Callable, Iterable
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from services.common.envelope import Envelope, to_kafka
 
 
-async def read_topic(bootstrap: str, topic: str, want: int, timeout_s: float = 30) -> list:
-    """Records of `topic` from offset 0 until `want` are read or `timeout_s` passes."""
+async def read_topic(bootstrap: str, topic: str, want: int, timeout_s: float = 30,
+                     keep: Callable[[object], bool] | None = None, settle_s: float = 0) -> list:
+    """Records of `topic` from offset 0 (those `keep` accepts) until `want` are read or
+    `timeout_s` passes; then `settle_s` longer, so that a record that should not be there
+    (a duplicate) has time to show."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
                                 group_id=f"reader-{uuid.uuid4()}", enable_auto_commit=False)
     await consumer.start()
     records = []
+
+    async def read(timeout_ms: int) -> None:
+        batch = await consumer.getmany(timeout_ms=timeout_ms)
+        records.extend(r for rs in batch.values() for r in rs if keep is None or keep(r))
+
     try:
         deadline = asyncio.get_running_loop().time() + timeout_s
         while len(records) < want and asyncio.get_running_loop().time() < deadline:
-            batch = await consumer.getmany(timeout_ms=500)
-            records += [r for rs in batch.values() for r in rs]
+            await read(500)
+        if settle_s:
+            await read(int(settle_s * 1000))
     finally:
         await consumer.stop()
     return records
+
+
+async def publish_envelopes(bootstrap: str, envelopes: Iterable[Envelope], topic: Callable[[Envelope], str]) -> None:
+    """Send in order (one producer keeps a partition's order) and wait for every ack."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        sent = []
+        for envelope in envelopes:
+            message = to_kafka(envelope)
+            sent.append(await producer.send(topic(envelope), message.value, key=message.key,
+                                            headers=list(message.headers.items())))
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()

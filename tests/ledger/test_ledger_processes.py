@@ -11,15 +11,15 @@ from datetime import UTC, datetime
 
 import httpx
 import psycopg
-from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from services.common.contracts import JobSpec, JobSubmitted, topic_of
 from services.common.db import migrate
-from services.common.envelope import envelop, to_kafka
+from services.common.envelope import envelop
 from services.ledger.app import LedgerApp, grant
 from services.stack.embedded import free_port, stop_process
-from tests.kafka import read_topic
+from tests.kafka import publish_envelopes, read_topic
+from tests.metrics import metric_value
 
 
 def start_ledger_process(settings, log_path) -> tuple[subprocess.Popen, int]:
@@ -81,23 +81,9 @@ def submissions(tenant: str, count: int) -> list:
     return events
 
 
-async def publish_all(bootstrap: str, topic: str, envelopes: list) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
-    await producer.start()
-    try:
-        messages = [to_kafka(e) for e in envelopes]
-        await asyncio.gather(*[await producer.send(topic, m.value, key=m.key, headers=list(m.headers.items()))
-                               for m in messages])
-    finally:
-        await producer.stop()
-
-
 def consumed_submissions(port: int) -> float:
-    for line in httpx.get(f"http://127.0.0.1:{port}/metrics").text.splitlines():
-        if line.startswith("genline_events_consumed_total") and "genline.job.submitted.v1" in line \
-                and 'outcome="applied"' in line:
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    return metric_value(f"http://127.0.0.1:{port}", "genline_events_consumed_total",
+                        type="genline.job.submitted.v1", outcome="applied")
 
 
 def test_200_reservations_over_two_ledger_processes_admit_exactly_what_57_images_cost(isolated_settings, tmp_path):
@@ -108,8 +94,8 @@ def test_200_reservations_over_two_ledger_processes_admit_exactly_what_57_images
         for _, port in processes:
             wait_ready(port)
         wait_for_members(settings.kafka_bootstrap, f"{settings.topic_namespace}-{settings.schema_name}", 2)
-        asyncio.run(publish_all(settings.kafka_bootstrap, topic_of("ingest", settings.topic_namespace),
-                                submissions("hot", 200)))
+        ingest_topic = topic_of("ingest", settings.topic_namespace)
+        asyncio.run(publish_envelopes(settings.kafka_bootstrap, submissions("hot", 200), lambda _: ingest_topic))
         records = asyncio.run(read_topic(settings.kafka_bootstrap, topic_of("ledger", settings.topic_namespace),
                                          want=201, timeout_s=120))
         per_process = [consumed_submissions(port) for _, port in processes]

@@ -13,15 +13,16 @@ from pathlib import Path
 
 import grpc
 import yaml
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.common.contracts import (CandidateScore, CreditsReserved, Event, JobSpec, RegenerationRequested,
                                        all_topics, topic_of)
-from services.common.envelope import Envelope, envelop, from_kafka, to_kafka
+from services.common.envelope import Envelope, envelop, from_kafka
 from services.router.app import RouterApp
 from services.router.grpc import pb, rpc
 from services.router.settings import RouterSettings
 from services.stack.embedded import create_topics, free_port
+from tests.kafka import publish_envelopes
 from tests.router.stubs import STUB_SECRET, Stub, stub_provider
 
 
@@ -80,18 +81,9 @@ def rework(spec: JobSpec, attempt: int, needed: int, scores: list[CandidateScore
 
 async def publish(settings: RouterSettings, *events: Event | Envelope) -> None:
     """Publish events (or exact envelopes, to redeliver one) on their publisher's topic."""
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
-    await producer.start()
-    try:
-        sent = []
-        for item in events:  # sent in order, acknowledged together
-            envelope = item if isinstance(item, Envelope) else envelop(item, "/test")
-            message = to_kafka(envelope)
-            sent.append(await producer.send(topic_of(envelope.event.publisher, settings.topic_namespace),
-                                            message.value, key=message.key, headers=list(message.headers.items())))
-        await asyncio.gather(*sent)
-    finally:
-        await producer.stop()
+    envelopes = [item if isinstance(item, Envelope) else envelop(item, "/test") for item in events]
+    await publish_envelopes(settings.kafka_bootstrap, envelopes,
+                            lambda envelope: topic_of(envelope.event.publisher, settings.topic_namespace))
 
 
 class RouterTopic:

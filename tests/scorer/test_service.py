@@ -9,9 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from services.common.contracts import (
     CandidateRef,
@@ -23,9 +21,11 @@ from services.common.contracts import (
     all_topics,
     topic_of,
 )
-from services.common.envelope import Envelope, envelop, from_kafka, to_kafka
+from services.common.envelope import Envelope, envelop, from_kafka
 from services.stack.embedded import create_topics
 from services.stack.fleet import ServiceFleet
+from tests.kafka import publish_envelopes, read_topic
+from tests.metrics import metric_value
 from tests.scorer.conftest import blown_out, blurred, jpeg, noisy, png, rgb_photo, save_tiny_clip
 
 BLACK = png(rgb_photo("camera") * 0)
@@ -39,12 +39,7 @@ class ScorerUnderTest:
     url: str
 
     def metric(self, name: str, **labels: str) -> float:
-        """A sample from the scorer's /metrics; 0 when it has not been counted yet."""
-        wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-        for line in httpx.get(f"{self.url}/metrics", timeout=5).text.splitlines():
-            if line.startswith(f"{name}{{{wanted}}} "):
-                return float(line.rsplit(" ", 1)[1])
-        return 0.0
+        return metric_value(self.url, name, **labels)
 
     def put(self, job_id: uuid.UUID, index: int, data: bytes, provider: str = "local") -> CandidateRef:
         key = f"test/{job_id}/{index}"
@@ -54,44 +49,15 @@ class ScorerUnderTest:
                             cost_micro_usd=100)
 
     def publish(self, *envelopes: Envelope) -> None:
-        asyncio.run(_publish(self.bootstrap, topic_of("router", self.namespace), list(envelopes)))
+        topic = topic_of("router", self.namespace)
+        asyncio.run(publish_envelopes(self.bootstrap, envelopes, lambda _: topic))
 
     def outcomes(self, job_id: uuid.UUID, want: int = 1, timeout_s: float = 90) -> list:
-        """The scorer's events for the job, once `want` of them have arrived."""
-        return asyncio.run(_events_of(self.bootstrap, topic_of("scorer", self.namespace), str(job_id), want,
-                                      timeout_s))
-
-
-async def _publish(bootstrap: str, topic: str, envelopes: list[Envelope]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
-    await producer.start()
-    try:
-        for envelope in envelopes:
-            message = to_kafka(envelope)
-            await producer.send_and_wait(topic, message.value, key=message.key, headers=list(message.headers.items()))
-    finally:
-        await producer.stop()
-
-
-async def _events_of(bootstrap: str, topic: str, job_id: str, want: int, timeout_s: float) -> list:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                group_id=None, enable_auto_commit=False)
-    await consumer.start()
-    events = []
-    try:
-        deadline = asyncio.get_running_loop().time() + timeout_s
-        while len(events) < want and asyncio.get_running_loop().time() < deadline:
-            batch = await consumer.getmany(timeout_ms=500)
-            for record in (r for rs in batch.values() for r in rs):
-                if record.key == job_id.encode():
-                    events.append(from_kafka(dict(record.headers), record.key, record.value).event)
-        # Anything more would be a duplicate: give it a moment to show up.
-        batch = await consumer.getmany(timeout_ms=1500)
-        events += [from_kafka(dict(r.headers), r.key, r.value).event
-                   for rs in batch.values() for r in rs if r.key == job_id.encode()]
-    finally:
-        await consumer.stop()
-    return events
+        """The scorer's events for the job, once `want` of them have arrived (and anything
+        more, which would be a duplicate, had a moment to show up)."""
+        records = asyncio.run(read_topic(self.bootstrap, topic_of("scorer", self.namespace), want, timeout_s,
+                                         keep=lambda r: r.key == str(job_id).encode(), settle_s=1.5))
+        return [from_kafka(dict(r.headers), r.key, r.value).event for r in records]
 
 
 def running_scorer(endpoints, object_store, log_dir, **env: str) -> Iterator[ScorerUnderTest]:
