@@ -16,9 +16,17 @@ $(VENV)/.installed-all: pyproject.toml | $(PY)
 	$(PY) -m services.common.protos
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed-all
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed-all | $(VENV)/bin/promtool
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $@
+
+# promtool, for the alert rule tests: unpacked from Debian's prometheus package into the
+# venv (no server installed, nothing started).
+$(VENV)/bin/promtool: | $(PY)
+	tmp=$$(mktemp -d) && cd $$tmp && chmod 755 . \
+	  && { apt-get download prometheus 2>/dev/null || { apt-get update -qq && apt-get download prometheus; }; } \
+	  && dpkg-deb -x prometheus_*.deb unpacked && cp unpacked/usr/bin/promtool $(CURDIR)/$@; \
+	  status=$$?; rm -rf $$tmp; exit $$status
 
 install: $(VENV)/.installed-all
 
