@@ -20,7 +20,7 @@ async def exercise(endpoints) -> None:
     store = ObjectStore(endpoints.settings(ServiceSettings))
     key = f"roundtrip/{uuid.uuid4()}.bin"
     stored = await store.put(store.internal_bucket, key, b"\x89PNG genline", "image/png")
-    await store.copy(store.internal_bucket, key, store.public_bucket, key)
+    await store.copy(store.internal_bucket, key, store.public_bucket, key, stored.size_bytes)
     assert await store.get(store.public_bucket, key) == b"\x89PNG genline"
     link = store.presign_get(store.public_bucket, key, ttl_s=60)
     assert httpx.get(link).content == b"\x89PNG genline" and stored.size_bytes == 12

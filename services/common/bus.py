@@ -7,19 +7,22 @@ A message that keeps failing goes to `<topic>.dlq` with the error after bounded 
 """
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import psycopg
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from opentelemetry.trace import SpanKind
 from psycopg_pool import AsyncConnectionPool
 
-from services.common import telemetry
+from services.common import telemetry, tracing
 from services.common.contracts import Event, dead_letter_topic
 from services.common.db import insert_many
 from services.common.envelope import Envelope, MalformedEnvelope, envelop, from_kafka, to_kafka
@@ -54,11 +57,15 @@ async def add_many_to_outbox(conn: psycopg.AsyncConnection, envelopes: list[Enve
 
 
 class OutboxRelay:
-    """Publishes committed outbox rows in order; wakes on `notify()` or every poll interval."""
+    """Publishes committed outbox rows in order; wakes on `notify()` or every poll interval.
+
+    `observers` are called with (event type, JSON body) of every row once it is published,
+    which is how a service counts what it announced (the ledger's credits)."""
 
     def __init__(self, pool: AsyncConnectionPool, broker: KafkaBroker, service: str, poll_interval_s: float):
         self.pool, self.broker, self.service = pool, broker, service
         self.poll_interval_s = poll_interval_s
+        self.observers: list[Callable[[str, bytes], None]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._stopping = False
@@ -94,6 +101,7 @@ class OutboxRelay:
             except Exception:  # broker or database away: keep the rows, try again later
                 log.exception("outbox relay failed; will retry")
                 stopping = False  # stop() gives up after its grace period
+            await self.measure_backlog()
             if stopping:
                 return
             try:
@@ -102,17 +110,28 @@ class OutboxRelay:
                 pass
             self._wake.clear()
 
+    async def measure_backlog(self) -> int | None:
+        """Count the rows still to publish, also (above all) while the broker is away."""
+        try:
+            async with self.pool.connection(timeout=5) as conn:
+                row = await (await conn.execute(
+                    "SELECT count(*) AS n FROM outbox WHERE published_at IS NULL")).fetchone()
+        except Exception:  # the database is away too: the last value stands
+            log.warning("cannot count the outbox backlog", exc_info=True)
+            return None
+        telemetry.OUTBOX_PENDING.labels(self.service).set(row["n"])
+        return row["n"]
+
     async def relay_batch(self, limit: int = 200) -> int:
         async with self.pool.connection() as conn, conn.transaction():
             rows = await (
                 await conn.execute(
-                    "SELECT seq, topic, record_key, headers, body FROM outbox WHERE published_at IS NULL"
+                    "SELECT seq, event_type, topic, record_key, headers, body FROM outbox WHERE published_at IS NULL"
                     " ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED",
                     [limit],
                 )
             ).fetchall()
             if not rows:
-                telemetry.OUTBOX_PENDING.labels(self.service).set(0)
                 return 0
             # Confirmed sends, issued together so the producer still batches them; a row is
             # marked published only once the broker has acknowledged it.
@@ -121,6 +140,9 @@ class OutboxRelay:
                 "UPDATE outbox SET published_at = now() WHERE seq = ANY(%s)", [[r["seq"] for r in rows]]
             )
         telemetry.OUTBOX_RELAYED.labels(self.service).inc(len(rows))
+        for observe in self.observers:
+            for row in rows:
+                observe(row["event_type"], bytes(row["body"]))
         return len(rows)
 
     async def _send(self, row: dict) -> None:
@@ -239,6 +261,11 @@ class EventConsumer:
 
     def attach(self, broker: KafkaBroker, topics: Iterable[str]) -> None:
         s = self.settings
+        topics = list(topics)
+        telemetry.preinitialise(telemetry.DLQ_MESSAGES, *((self.service, topic) for topic in topics))
+        handled = [*self.handlers, *self.batch_types]
+        telemetry.preinitialise(telemetry.EVENTS_CONSUMED, *((self.service, t.event_type, outcome)
+                                                             for t in handled for outcome in ("applied", "duplicate")))
         options = dict(
             group_id=self.group_id,
             auto_offset_reset="earliest",
@@ -262,6 +289,7 @@ class EventConsumer:
                 await self._dead_letter(record, exc, attempts=1)
                 continue
             if self.handles(envelope):
+                self._observe_queue_time(record, envelope)
                 decoded.append((record, envelope))
         if not decoded:
             return
@@ -271,12 +299,17 @@ class EventConsumer:
         except Exception:
             log.warning("a batch of %d events failed; applying them one by one", len(decoded), exc_info=True)
         for record, envelope in decoded:  # isolates the event that fails, which alone goes to the DLQ
-            with telemetry.job_context(envelope.subject):
+            with self._handling(record, envelope):
                 await self._apply_with_retries(record, envelope)
+
+    def _observe_queue_time(self, record, envelope: Envelope) -> None:
+        waited = (datetime.now(UTC) - envelope.time).total_seconds()
+        telemetry.QUEUE_SECONDS.labels(self.service, record.topic).observe(max(0.0, waited))
 
     async def apply_batch(self, envelopes: list[Envelope]) -> list[Envelope]:
         """Apply a batch in one transaction; returns the envelopes that had not been applied."""
-        return await retry_races(lambda: self._apply_batch_once(envelopes))
+        with telemetry.timed_stage(self.service, "apply_batch"):
+            return await retry_races(lambda: self._apply_batch_once(envelopes))
 
     async def _apply_batch_once(self, envelopes: list[Envelope]) -> list[Envelope]:
         outgoing: list[Envelope] = []
@@ -294,6 +327,8 @@ class EventConsumer:
                 await self.batch_handler(conn, fresh, publish)
         for envelope in fresh:
             telemetry.EVENTS_CONSUMED.labels(self.service, envelope.type, "applied").inc()
+            with telemetry.job_context(envelope.subject, envelope.tenant_id, envelope.traceparent):
+                log.info("applied %s", envelope.type)
         if outgoing:
             self.relay.notify()
         return fresh
@@ -308,8 +343,16 @@ class EventConsumer:
             return
         if not self.handles(envelope):
             return  # another consumer's event on a shared topic
-        with telemetry.job_context(envelope.subject):
+        self._observe_queue_time(record, envelope)
+        with self._handling(record, envelope):
             await self._apply_with_retries(record, envelope)
+
+    @contextlib.contextmanager
+    def _handling(self, record, envelope: Envelope) -> Iterator[None]:
+        """Logs name the job, tenant and trace; a consumer span continues the event's trace."""
+        with (telemetry.job_context(envelope.subject, envelope.tenant_id, envelope.traceparent),
+              tracing.continued(envelope.traceparent, f"{record.topic} process", SpanKind.CONSUMER)):
+            yield
 
     async def _apply_with_retries(self, record, envelope: Envelope) -> None:
         s = self.settings
@@ -338,8 +381,10 @@ class EventConsumer:
                 if not await record_applied(conn, envelope):
                     return False
                 ctx = HandlerContext(conn, envelope, f"/genline/{self.service}", self.settings.topic_namespace)
-                await handler(ctx, envelope.event)
+                with telemetry.timed_stage(self.service, f"apply:{envelope.type}"):
+                    await handler(ctx, envelope.event)
         telemetry.EVENTS_CONSUMED.labels(self.service, envelope.type, "applied").inc()
+        log.info("applied %s", envelope.type)
         if ctx.emitted:
             self.relay.notify()
         return True

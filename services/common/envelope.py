@@ -14,6 +14,7 @@ from cloudevents.core.bindings.kafka import KafkaMessage, from_binary_event, to_
 from cloudevents.core.v1.event import CloudEvent
 
 from services.common.contracts import Event, JobEvent, parse_event
+from services.common.tracing import current_traceparent, trace_id_of
 
 CONTENT_TYPE = "application/json"
 
@@ -44,15 +45,22 @@ def new_traceparent(trace_id: str | None = None) -> str:
 
 def child_traceparent(parent: str) -> str:
     """Same trace, new span: the caused event joins its cause's trace."""
-    parts = parent.split("-")
-    return new_traceparent(parts[1] if len(parts) == 4 and len(parts[1]) == 32 else None)
+    return new_traceparent(trace_id_of(parent))
+
+
+def trace_of(cause: Envelope | None) -> str:
+    """The current span's context when it belongs to the cause's trace (or there is no cause:
+    an API request's span); else the cause's trace; else a new one."""
+    current = current_traceparent()
+    if current and (cause is None or trace_id_of(current) == trace_id_of(cause.traceparent)):
+        return current
+    return child_traceparent(cause.traceparent) if cause else new_traceparent()
 
 
 def envelop(event: Event, source: str, cause: Envelope | None = None) -> Envelope:
     subject = str(event.job_id) if isinstance(event, JobEvent) else None
     tenant_id = getattr(event, "tenant_id", None)
-    trace = child_traceparent(cause.traceparent) if cause else new_traceparent()
-    return Envelope(str(uuid4()), source, datetime.now(UTC), subject, tenant_id, trace, event)
+    return Envelope(str(uuid4()), source, datetime.now(UTC), subject, tenant_id, trace_of(cause), event)
 
 
 def to_kafka(envelope: Envelope) -> KafkaMessage:

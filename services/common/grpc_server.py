@@ -1,12 +1,15 @@
 """A service's internal gRPC server: its own servicer plus standard health checking and
-server reflection, serving once started."""
+server reflection, serving once started, with every unary call counted and timed."""
 
+import time
 from collections.abc import Callable
 
 import grpc
 from grpc.experimental.aio import init_grpc_aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+
+from services.common import telemetry, tracing
 
 
 def hold_grpc_aio() -> None:
@@ -23,7 +26,7 @@ def hold_grpc_aio() -> None:
 async def start_grpc_server(add_servicer: Callable[[grpc.aio.Server], None], service_name: str, host: str,
                             port: int) -> grpc.aio.Server:
     """`add_servicer(server)` adds the service's servicer; `service_name` is its full proto name."""
-    server = grpc.aio.server()
+    server = grpc.aio.server(interceptors=[tracing.grpc_server_interceptor(), GrpcTelemetry(service_name.split(".")[1])])
     add_servicer(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -35,3 +38,37 @@ async def start_grpc_server(add_servicer: Callable[[grpc.aio.Server], None], ser
     for name in ("", service_name):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return server
+
+
+class GrpcTelemetry(grpc.aio.ServerInterceptor):
+    """Counts unary calls by method and status code and times them (streams pass untouched)."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        method, inner = handler_call_details.method, handler.unary_unary
+
+        async def observed(request, context):
+            started, failed = time.perf_counter(), False
+            try:
+                return await inner(request, context)
+            except BaseException:
+                failed = True
+                raise
+            finally:
+                self._record(method, context, failed, time.perf_counter() - started)
+
+        return grpc.unary_unary_rpc_method_handler(observed, request_deserializer=handler.request_deserializer,
+                                                   response_serializer=handler.response_serializer)
+
+    def _record(self, method: str, context, failed: bool, elapsed_s: float) -> None:
+        code = context.code()
+        if code is None:
+            code = grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK
+        name = code.name if isinstance(code, grpc.StatusCode) else grpc.StatusCode(code).name
+        telemetry.GRPC_REQUESTS.labels(self.service, method, name).inc()
+        telemetry.GRPC_SECONDS.labels(self.service, method).observe(elapsed_s)

@@ -10,7 +10,7 @@ import uvicorn
 from faststream.kafka import KafkaBroker
 from starlette.applications import Starlette
 
-from services.common import telemetry
+from services.common import telemetry, tracing
 from services.common.bus import EventConsumer, OutboxRelay, add_to_outbox
 from services.common.contracts import Event, topic_of
 from services.common.db import COMMON_MIGRATIONS, migrate, open_pool
@@ -85,7 +85,9 @@ class ServiceRuntime:
 
 def ops_app(runtime: ServiceRuntime) -> Starlette:
     """The HTTP face of a worker service: health, readiness and metrics."""
-    return Starlette(routes=telemetry.ops_routes(runtime.readiness_checks), lifespan=runtime.lifespan)
+    app = Starlette(routes=telemetry.ops_routes(runtime.readiness_checks), lifespan=runtime.lifespan)
+    telemetry.instrument_http(app, runtime.settings.service_name)
+    return app
 
 
 def build_worker(name: str, settings: ServiceSettings, publishers: Iterable[str], register):
@@ -102,7 +104,6 @@ def build_worker(name: str, settings: ServiceSettings, publishers: Iterable[str]
 
 
 def serve(app, settings: ServiceSettings) -> None:
-    telemetry.configure_logging(settings.service_name, settings.log_level)
     uvicorn.run(
         app,
         host=settings.http_host,
@@ -116,6 +117,8 @@ def serve(app, settings: ServiceSettings) -> None:
 def run(settings_class: type[ServiceSettings], build) -> None:
     """`python -m services.<name>`: settings from the environment, then serve until SIGTERM."""
     settings = settings_class()
+    telemetry.configure_logging(settings.service_name, settings.log_level)
+    tracing.configure_tracing(settings.service_name, settings.otlp_endpoint)
     hold_grpc_aio()
     _, app = build(settings)
     serve(app, settings)

@@ -18,6 +18,8 @@ class ServiceSettings(BaseSettings):
     service_name: str = "genline"
     environment: Literal["development", "test", "production"] = "development"
     log_level: str = "INFO"
+    # Where to send traces (OTLP over HTTP, e.g. http://otel-collector:4318); none by default.
+    otlp_endpoint: str | None = None
 
     http_host: str = "127.0.0.1"
     http_port: int = 8080

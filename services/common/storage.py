@@ -12,6 +12,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from services.common import telemetry
 from services.common.settings import ServiceSettings
 
 MAX_LINK_TTL_S = 7 * 24 * 3600  # SigV4 presigned URLs cannot live longer
@@ -46,6 +47,8 @@ class ObjectStore:
         self.public_bucket = settings.public_bucket
         self._s3 = _client(settings, settings.s3_endpoint_url)
         self._signer = _client(settings, settings.s3_public_endpoint_url or settings.s3_endpoint_url)
+        for counter in (telemetry.STORED_BYTES, telemetry.STORED_OBJECTS):
+            telemetry.preinitialise(counter, (self.internal_bucket,), (self.public_bucket,))
 
     async def put(self, bucket: str, key: str, data: bytes, media_type: str) -> StoredObject:
         digest = hashlib.sha256(data).hexdigest()
@@ -53,15 +56,23 @@ class ObjectStore:
             self._s3.put_object, Bucket=bucket, Key=key, Body=data, ContentType=media_type,
             Metadata={"sha256": digest},
         )
+        self._count_stored(bucket, len(data))
         return StoredObject(key, len(data), digest, media_type)
 
     async def get(self, bucket: str, key: str) -> bytes:
         response = await asyncio.to_thread(self._s3.get_object, Bucket=bucket, Key=key)
         return await asyncio.to_thread(response["Body"].read)
 
-    async def copy(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str) -> None:
+    async def copy(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str, size_bytes: int) -> None:
+        """`size_bytes` is the object's known size, counted as stored in the destination."""
         source = {"Bucket": src_bucket, "Key": src_key}
         await asyncio.to_thread(self._s3.copy_object, CopySource=source, Bucket=dst_bucket, Key=dst_key)
+        self._count_stored(dst_bucket, size_bytes)
+
+    @staticmethod
+    def _count_stored(bucket: str, size_bytes: int) -> None:
+        telemetry.STORED_BYTES.labels(bucket).inc(size_bytes)
+        telemetry.STORED_OBJECTS.labels(bucket).inc()
 
     def presign_get(self, bucket: str, key: str, ttl_s: int) -> str:
         ttl_s = max(1, min(ttl_s, MAX_LINK_TTL_S))

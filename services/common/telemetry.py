@@ -1,27 +1,46 @@
-"""Telemetry every service shares: JSON logs carrying the job id, Prometheus metrics, and
-the `/healthz`, `/readyz` and `/metrics` endpoints."""
+"""Telemetry every service shares: JSON logs carrying the job, tenant and request ids,
+Prometheus metrics, and the `/healthz`, `/readyz` and `/metrics` endpoints.
+
+Metric names follow Prometheus conventions: base units (seconds, bytes, USD, credits) and
+`_total` for counters. Counters whose label values are known up front are created at zero
+(`preinitialise`), so `increase()` sees the first event of a label set.
+"""
 
 import contextlib
 import contextvars
 import json
 import logging
+import re
 import sys
+import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 
+from opentelemetry import trace
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from services.common import tracing
+
 _job_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("job_id", default=None)
+_tenant_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("tenant_id", default=None)
+_traceparent: contextvars.ContextVar[str | None] = contextvars.ContextVar("traceparent", default=None)
+# The id of the HTTP request being served: set once per request (from `X-Request-ID` or new)
+# by the HTTP middleware, read by the logs and by problem bodies.
+request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+
+SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 EVENTS_CONSUMED = Counter(
     "genline_events_consumed_total", "Events handled by a consumer", ["service", "type", "outcome"]
 )
 DLQ_MESSAGES = Counter("genline_dlq_messages_total", "Messages sent to a dead-letter topic", ["service", "topic"])
 OUTBOX_RELAYED = Counter("genline_outbox_relayed_total", "Outbox events published to Kafka", ["service"])
-OUTBOX_PENDING = Gauge("genline_outbox_pending", "Outbox events not yet published (last seen)", ["service"])
+OUTBOX_PENDING = Gauge("genline_outbox_pending", "Outbox events committed and not yet published to Kafka",
+                       ["service"])
 JOBS_SUBMITTED = Counter("genline_jobs_submitted_total", "Jobs accepted by the public API", ["template"])
 JOBS_FINISHED = Counter("genline_jobs_finished_total", "Jobs that reached a final state", ["state"])
 CANDIDATES_SCORED = Counter("genline_candidates_scored_total", "Candidates scored, by profile and verdict",
@@ -33,17 +52,64 @@ STAGE_SECONDS = Histogram(
     "genline_stage_seconds",
     "Time spent in one pipeline stage",
     ["service", "stage"],
-    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+    buckets=SECONDS_BUCKETS,
 )
+QUEUE_SECONDS = Histogram("genline_queue_seconds", "From an event's time to the moment a consumer handles it",
+                          ["service", "topic"], buckets=SECONDS_BUCKETS)
+HTTP_REQUESTS = Counter("genline_http_requests_total", "HTTP requests served, by route template and status",
+                        ["service", "method", "route", "status"])
+HTTP_SECONDS = Histogram("genline_http_request_seconds", "Time to answer an HTTP request",
+                         ["service", "method", "route"], buckets=SECONDS_BUCKETS)
+GRPC_REQUESTS = Counter("genline_grpc_requests_total", "gRPC calls served, by method and status code",
+                        ["service", "method", "code"])
+GRPC_SECONDS = Histogram("genline_grpc_request_seconds", "Time to answer a gRPC call", ["service", "method"],
+                         buckets=SECONDS_BUCKETS)
+STORED_BYTES = Counter("genline_storage_bytes_total", "Bytes written to object storage", ["bucket"])
+STORED_OBJECTS = Counter("genline_storage_objects_total", "Objects written to object storage", ["bucket"])
+FINAL_STATES = ("rejected", "succeeded", "partially_succeeded", "failed", "canceled", "expired")
+
+
+def preinitialise(counter: Counter, *label_sets: tuple[str, ...]) -> None:
+    """Create these label sets at zero, so the first increment is an increase Prometheus sees."""
+    for labels in label_sets:
+        counter.labels(*labels)
+
+
+preinitialise(JOBS_FINISHED, *((state,) for state in FINAL_STATES))
 
 
 @contextlib.contextmanager
-def job_context(job_id: str | None) -> Iterator[None]:
-    token = _job_id.set(job_id)
+def job_context(job_id: str | None, tenant_id: str | None = None, traceparent: str | None = None) -> Iterator[None]:
+    """Log lines inside name this job and tenant, and the trace of the event being handled."""
+    tokens = _job_id.set(job_id), _tenant_id.set(tenant_id), _traceparent.set(traceparent)
     try:
         yield
     finally:
-        _job_id.reset(token)
+        for var, token in zip((_job_id, _tenant_id, _traceparent), tokens):
+            var.reset(token)
+
+
+def bind_tenant(tenant_id: str) -> None:
+    """Name the tenant in the log lines of the rest of this request."""
+    _tenant_id.set(tenant_id)
+
+
+@contextlib.contextmanager
+def timed_stage(service: str, stage: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        STAGE_SECONDS.labels(service, stage).observe(time.perf_counter() - started)
+
+
+def trace_id() -> str | None:
+    """The trace of the current span, or of the event being handled."""
+    span = trace.get_current_span().get_span_context()
+    if span.is_valid:
+        return format(span.trace_id, "032x")
+    traceparent = _traceparent.get()
+    return tracing.trace_id_of(traceparent) if traceparent else None
 
 
 class JsonFormatter(logging.Formatter):
@@ -59,8 +125,11 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        if job_id := _job_id.get():
-            entry["job_id"] = job_id
+        ids = {"trace_id": trace_id(), "job_id": _job_id.get(), "tenant_id": _tenant_id.get(),
+               "request_id": request_id.get()}
+        entry |= {name: value for name, value in ids.items() if value}
+        if access := getattr(record, "access", None):
+            entry |= access
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry)
@@ -99,3 +168,70 @@ def ops_routes(readiness_checks: dict[str, ReadinessCheck]) -> list[Route]:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return [Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics)]
+
+
+# ---- HTTP: request metrics, request ids, the access log --------------------------------
+
+REQUEST_ID_HEADER = "x-request-id"
+_VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+_QUIET_PATHS = {"/healthz", "/readyz", "/metrics"}
+access_log = logging.getLogger("genline.access")
+
+
+def _route_template(scope: dict) -> str:
+    """The matched route's template (`/v1/jobs/{job_id}`), so ids do not explode the labels."""
+    route = scope.get("route")
+    return getattr(route, "path", None) or "unmatched"
+
+
+def _incoming_request_id(scope: dict) -> str:
+    for name, value in scope.get("headers", ()):
+        if name == REQUEST_ID_HEADER.encode():
+            candidate = value.decode("latin-1")
+            if _VALID_REQUEST_ID.fullmatch(candidate):
+                return candidate
+    return uuid.uuid4().hex
+
+
+class HttpTelemetry:
+    """ASGI middleware: counts and times every request by route template and status, gives it
+    a request id (the caller's `X-Request-ID` when well-formed, echoed back) and writes one
+    access log line."""
+
+    def __init__(self, app, service: str) -> None:
+        self.app, self.service = app, service
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        rid = _incoming_request_id(scope)
+        status = 500  # what the client gets when the app raises before answering
+
+        async def send_with_id(message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), (REQUEST_ID_HEADER.encode(), rid.encode())]
+            await send(message)
+
+        token, started = request_id.set(rid), time.perf_counter()
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            self._record(scope, status, time.perf_counter() - started)
+            request_id.reset(token)
+
+    def _record(self, scope: dict, status: int, elapsed_s: float) -> None:
+        method, route = scope["method"], _route_template(scope)
+        HTTP_REQUESTS.labels(self.service, method, route, str(status)).inc()
+        HTTP_SECONDS.labels(self.service, method, route).observe(elapsed_s)
+        level = logging.DEBUG if scope["path"] in _QUIET_PATHS else logging.INFO
+        access_log.log(level, "%s %s %d", method, scope["path"], status, extra={"access": {
+            "method": method, "path": scope["path"], "route": route, "status": status,
+            "duration_ms": round(elapsed_s * 1000, 1)}})
+
+
+def instrument_http(app, service: str) -> None:
+    """Metrics, request id and access log inside a span that continues the caller's trace."""
+    app.add_middleware(HttpTelemetry, service=service)
+    app.add_middleware(tracing.http_middleware)

@@ -14,7 +14,7 @@ async def publish_image(ctx: HandlerContext, event: CandidatesScored, n: int, ca
                         store: ObjectStore, settings: DeliverySettings) -> DeliveredImage:
     # The key derives from the scored event's time, so a redelivered event writes the same object.
     key = domain.public_key(event.tenant_id, ctx.envelope.time, event.job_id, n, candidate.media_type)
-    await store.copy(store.internal_bucket, candidate.key, store.public_bucket, key)
+    await store.copy(store.internal_bucket, candidate.key, store.public_bucket, key, candidate.size_bytes)
     await ctx.conn.execute(
         "INSERT INTO delivered_images (job_id, n, tenant_id, key, source_key, sha256, size_bytes)"
         " VALUES (%s, %s, %s, %s, %s, %s, %s)",

@@ -3,7 +3,7 @@
 import grpc
 from fastapi import FastAPI
 
-from services.common import telemetry
+from services.common import telemetry, tracing
 from services.common.db import migrate
 from services.common.runtime import ServiceRuntime
 from services.common.storage import ObjectStore
@@ -23,6 +23,7 @@ def build(settings: IngestSettings):
     app.state.runtime, app.state.settings, app.state.store = runtime, settings, store
     connect_ledger(runtime, app, settings)
     problems.install(app)
+    telemetry.instrument_http(app, "ingest")
     app.include_router(jobs.router)
     app.include_router(account.router)
     app.router.routes.extend(telemetry.ops_routes(runtime.readiness_checks))
@@ -33,7 +34,8 @@ def connect_ledger(runtime: ServiceRuntime, app: FastAPI, settings: IngestSettin
     """One gRPC channel to the ledger for the life of the service."""
 
     async def open_channel() -> None:
-        app.state.ledger_channel = grpc.aio.insecure_channel(settings.ledger_grpc_target)
+        app.state.ledger_channel = grpc.aio.insecure_channel(settings.ledger_grpc_target,
+                                                             interceptors=tracing.grpc_client_interceptors())
         app.state.ledger_stub = account.rpc.LedgerServiceStub(app.state.ledger_channel)
 
     async def close_channel() -> None:

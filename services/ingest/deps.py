@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
+from services.common import telemetry
 from services.common.runtime import ServiceRuntime
 from services.common.storage import ObjectStore
 from services.ingest.domain import hash_api_key
@@ -43,6 +44,7 @@ async def current_tenant(runtime: Runtime, authorization: Annotated[str | None, 
         )).fetchone()
     if row is None:
         raise Problem(401, "invalid-api-key", "the API key is not valid", UNAUTHORIZED)
+    telemetry.bind_tenant(row["tenant_id"])
     return row["tenant_id"]
 
 

@@ -12,7 +12,7 @@ from services.common.contracts import CreditsGranted
 from services.common.bus import retry_races
 from services.common.problems import Problem
 from services.common.runtime import ServiceRuntime
-from services.ledger import handlers, routes
+from services.ledger import handlers, metrics, routes
 from services.ledger.grpc import start_grpc_server
 from services.ledger.pricebook import load_price_book
 from services.ledger.settings import LedgerSettings
@@ -28,6 +28,7 @@ class LedgerApp:
         self.runtime = runtime or ServiceRuntime("ledger", settings, "services.ledger")
         self.price_book = load_price_book(settings.price_book_path)
         self.ledger = handlers.Ledger(settings, self.price_book)
+        self.runtime.relay.observers.append(metrics.count_published)
 
     async def grant(self, tenant_id: str, credits: int, source: str, reason: str, **terms) -> CreditsGranted:
         async def once() -> CreditsGranted:
@@ -115,6 +116,7 @@ def build(settings: LedgerSettings):
     app.state.runtime, app.state.settings = runtime, settings
     app.state.grant, app.state.pay = ledger.grant, ledger.pay
     problems.install(app)
+    telemetry.instrument_http(app, "ledger")
     app.include_router(routes.router)
     app.router.routes.extend(telemetry.ops_routes(runtime.readiness_checks))
     return runtime, app

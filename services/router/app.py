@@ -9,7 +9,7 @@ import httpx
 
 from services.common.runtime import ServiceRuntime, ops_app
 from services.common.storage import ObjectStore
-from services.router import handlers
+from services.router import handlers, metrics
 from services.router.engine import RoutingEngine, RoutingPolicy
 from services.router.generation import AttemptRunner
 from services.router.grpc import start_router_grpc
@@ -44,7 +44,9 @@ class RouterApp:
         self.objects = ObjectStore(settings)
         self.runtime.readiness_checks["object_store"] = self.objects.ping
         self.http = httpx.AsyncClient()
-        self.engine = routing_engine(settings, load_registry(settings.providers_path), self.http)
+        registry = load_registry(settings.providers_path)
+        self.engine = routing_engine(settings, registry, self.http)
+        metrics.expose(self.engine, registry.providers, settings.spend_alert_usd_per_hour)
         # Names this process in the claims it holds on attempts.
         owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.runner = AttemptRunner(self.runtime, self.engine, self.objects, settings, owner)

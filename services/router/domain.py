@@ -26,6 +26,7 @@ class JobState:
     next_index: int = 0
     final: bool = False
     stop_reason: str | None = None
+    traceparent: str | None = None  # of the event that admitted it
 
     @property
     def remaining_micro_usd(self) -> int | None:

@@ -15,24 +15,18 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from PIL import Image
-from prometheus_client import Counter, Histogram
 
-from services.common import telemetry
+from services.common import telemetry, tracing
 from services.common.contracts import CandidateRef, CandidatesGenerated, GenerationFailed
 from services.common.runtime import ServiceRuntime
 from services.common.storage import ObjectStore
-from services.router import domain, store
+from services.router import domain, metrics, store
 from services.router.engine import (AttemptResult, CallRecord, CostCapReached, NoCapableProvider, RouteRequest, RoutedImage,
                                     RoutingEngine, RoutingError)
 from services.router.settings import RouterSettings
 from services.router.store import AttemptRecord, AttemptRequest
 
 log = logging.getLogger(__name__)
-
-PROVIDER_CALLS = Counter("genline_router_provider_calls_total", "Calls to image providers", ["provider", "outcome"])
-PROVIDER_COST = Counter("genline_router_provider_cost_micro_usd_total", "Provider spend", ["provider"])
-PROVIDER_LATENCY = Histogram("genline_router_provider_call_seconds", "Time per provider call", ["provider"],
-                             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120))
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +73,11 @@ class AttemptRunner:
     async def _run_claimed(self, request: AttemptRequest, tries: int) -> None:
         async with self.runtime.pool.connection() as conn:
             job = await store.load_job(conn, request.job_id)
+        with (telemetry.job_context(str(request.job_id), request.tenant_id, job.traceparent),
+              tracing.continued(job.traceparent, f"generate attempt {request.attempt}")):
+            await self._attempt(request, job, tries)
+
+    async def _attempt(self, request: AttemptRequest, job: domain.JobState, tries: int) -> None:
         route = domain.route_request(job, request.attempt, request.images_needed, self.settings.image_width,
                                      self.settings.image_height)
         started_at = datetime.now(UTC)
@@ -91,10 +90,10 @@ class AttemptRunner:
         try:
             result = await self.engine.route(route)
         except RoutingError as error:
-            self._observe_calls(error.calls)
+            metrics.observe_calls(error.calls)
             await self._publish_failure(request, job, route, started_at, failure_of(error))
             return
-        self._observe_calls(result.calls)
+        metrics.observe_calls(result.calls)
         refs = await asyncio.gather(*(self._store_candidate(job, request.attempt, image) for image in result.images))
         telemetry.STAGE_SECONDS.labels("router", "generate").observe(time.perf_counter() - clock)
         await self._publish_candidates(request, job, route, result, list(refs), started_at)
@@ -158,10 +157,4 @@ class AttemptRunner:
             spent_micro_usd=spent, budget_micro_usd=job.budget_micro_usd, final=record.stop_reason is not None,
             stop_reason=record.stop_reason, calls=provider_calls, job=spec)
 
-    @staticmethod
-    def _observe_calls(calls) -> None:
-        for call in calls:
-            PROVIDER_CALLS.labels(call.provider, call.outcome).inc()
-            PROVIDER_COST.labels(call.provider).inc(call.actual_cost_micro_usd)
-            PROVIDER_LATENCY.labels(call.provider).observe(call.latency_s)
 

@@ -12,7 +12,7 @@ from services.router.store import AttemptRequest
 
 async def admit(ctx: HandlerContext, event: CreditsReserved, scheduler: AttemptScheduler) -> None:
     await scheduler.wait_for_room()
-    if await store.admit_job(ctx.conn, event.job, event.max_provider_spend_micro_usd):
+    if await store.admit_job(ctx.conn, event.job, event.max_provider_spend_micro_usd, ctx.envelope.traceparent):
         scheduler.announce(AttemptRequest(event.job_id, 1, event.job.images, event.job.tier, event.tenant_id))
 
 

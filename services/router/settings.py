@@ -28,6 +28,8 @@ class RouterSettings(ServiceSettings):
     # An attempt that keeps failing inside the router (storage down) is given up after this many tries.
     attempt_max_tries: int = 5
     pass_rate_half_life_s: float = 6 * 3600
+    # Provider spend per hour (USD, all routers together) above which GenlineSpendHigh fires.
+    spend_alert_usd_per_hour: float = 50.0
     breaker_window_s: float = 60.0
     breaker_min_calls: int = 5
     breaker_failure_rate: float = 0.5

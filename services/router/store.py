@@ -27,12 +27,14 @@ class AttemptRequest:
         return self.job_id, self.attempt
 
 
-async def admit_job(conn: psycopg.AsyncConnection, spec: JobSpec, budget_micro_usd: int) -> bool:
+async def admit_job(conn: psycopg.AsyncConnection, spec: JobSpec, budget_micro_usd: int,
+                    traceparent: str | None = None) -> bool:
     """Record an admitted job and ask for its first attempt; False if it was admitted before."""
     cur = await conn.execute(
-        "INSERT INTO jobs (job_id, tenant_id, tier, template, spec, budget_micro_usd)"
-        " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-        [spec.job_id, spec.tenant_id, spec.tier, spec.template, spec.model_dump_json(), budget_micro_usd])
+        "INSERT INTO jobs (job_id, tenant_id, tier, template, spec, budget_micro_usd, traceparent)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+        [spec.job_id, spec.tenant_id, spec.tier, spec.template, spec.model_dump_json(), budget_micro_usd,
+         traceparent])
     if cur.rowcount == 0:
         return False
     return await request_attempt(conn, spec.job_id, 1, spec.images)
@@ -47,13 +49,13 @@ async def request_attempt(conn: psycopg.AsyncConnection, job_id: UUID, attempt: 
 
 async def load_job(conn: psycopg.AsyncConnection, job_id: UUID, lock: bool = False) -> JobState | None:
     row = await (await conn.execute(
-        "SELECT spec, budget_micro_usd, spent_micro_usd, next_index, final, stop_reason FROM jobs"
+        "SELECT spec, budget_micro_usd, spent_micro_usd, next_index, final, stop_reason, traceparent FROM jobs"
         f" WHERE job_id = %s{' FOR UPDATE' if lock else ''}", [job_id])).fetchone()
     if row is None:
         return None
     return JobState(spec=JobSpec.model_validate(row["spec"]), budget_micro_usd=row["budget_micro_usd"],
                     spent_micro_usd=row["spent_micro_usd"], next_index=row["next_index"], final=row["final"],
-                    stop_reason=row["stop_reason"])
+                    stop_reason=row["stop_reason"], traceparent=row["traceparent"])
 
 
 async def claimable_attempts(conn: psycopg.AsyncConnection, limit: int) -> list[AttemptRequest]:

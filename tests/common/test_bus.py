@@ -1,11 +1,14 @@
 """The outbox, inbox and DLQ against the real broker and PostgreSQL."""
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 
 import pytest
+from prometheus_client import REGISTRY
 
 from services.common.contracts import JobSpec, JobSubmitted, TOPICS, dead_letter_topic
+from services.common.db import migrate
 from services.common.envelope import envelop, from_kafka
 from services.common.runtime import ServiceRuntime
 from tests.conftest import settings_for
@@ -100,3 +103,39 @@ async def test_poison_and_always_failing_messages_go_to_the_dlq(endpoints):
     assert b"handler cannot cope" in errors[str(failing.job_id).encode()]
     assert b"cannot decode event" in errors[b"poison"]
     assert dict(dlq[0].headers)["genline_consumer"].startswith(b"genline-dlq_")
+
+
+async def test_the_outbox_backlog_is_counted_while_the_broker_is_away(endpoints):
+    """With no broker to publish to, the committed rows stay and the gauge shows how many."""
+    name = f"backlog_{uuid.uuid4().hex[:8]}"
+    rt = ServiceRuntime(name, settings_for(endpoints, kafka_bootstrap="127.0.0.1:9", outbox_poll_interval_s=0.1),
+                        None)
+    await migrate(rt.database_url, rt.name, rt.migrations)
+    await rt.pool.open(wait=True)
+    try:
+        async with rt.pool.connection() as conn, conn.transaction():
+            for _ in range(3):
+                await rt.emit(conn, submitted())
+        rt.relay.start()
+        backlog = None
+        for _ in range(100):
+            backlog = REGISTRY.get_sample_value("genline_outbox_pending", {"service": name})
+            if backlog:
+                break
+            await asyncio.sleep(0.1)
+        await rt.relay.stop(grace_s=1)
+    finally:
+        await rt.pool.close()
+    assert backlog == 3
+
+
+async def test_dead_letter_counters_exist_at_zero_before_the_first_message(endpoints):
+    """So `increase()` sees the first message dead-lettered from each consumed topic."""
+    name = f"dlqzero_{uuid.uuid4().hex[:8]}"
+    rt = ServiceRuntime(name, settings_for(endpoints), None)
+    rt.consumer.on(JobSubmitted)(lambda ctx, event: None)
+    rt.consume(["ingest", "ledger"])
+    for topic in (TOPICS["ingest"], TOPICS["ledger"]):
+        assert REGISTRY.get_sample_value("genline_dlq_messages_total", {"service": name, "topic": topic}) == 0
+    assert REGISTRY.get_sample_value("genline_events_consumed_total", {
+        "service": name, "type": "genline.job.submitted.v1", "outcome": "applied"}) == 0

@@ -1,0 +1,75 @@
+"""OpenTelemetry traces across the services.
+
+One trace follows a job: the public API continues the caller's `traceparent` (or starts a
+trace), every event carries the context in its CloudEvents `traceparent` header, each
+consumer continues it in a span around its handler, and gRPC carries it in metadata.
+PostgreSQL queries and S3 calls are spans of whatever span is current. Spans are exported
+over OTLP (HTTP) only when `GENLINE_OTLP_ENDPOINT` is set; without it they still give every
+log line its trace id, and nothing leaves the process.
+"""
+
+import contextlib
+import logging
+from collections.abc import Iterator
+
+from opentelemetry import context, trace
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+from opentelemetry.instrumentation.botocore import BotocoreInstrumentor
+from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
+from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import SpanKind
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("genline")
+_propagator = TraceContextTextMapPropagator()
+
+
+def configure_tracing(service: str, otlp_endpoint: str | None) -> None:
+    """Once per process, before any database connection or S3 client is made."""
+    provider = TracerProvider(resource=Resource.create({"service.name": f"genline-{service}"}))
+    if otlp_endpoint:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{otlp_endpoint.rstrip('/')}/v1/traces")))
+        log.info("exporting traces to %s", otlp_endpoint)
+    trace.set_tracer_provider(provider)
+    PsycopgInstrumentor().instrument(skip_dep_check=True)
+    BotocoreInstrumentor().instrument()
+
+
+def trace_id_of(traceparent: str) -> str | None:
+    """The trace id of a W3C `traceparent`, None when it is malformed."""
+    parts = traceparent.split("-")
+    return parts[1] if len(parts) == 4 and len(parts[1]) == 32 else None
+
+
+def current_traceparent() -> str | None:
+    """The W3C `traceparent` of the current span, when there is a real one."""
+    carrier: dict[str, str] = {}
+    _propagator.inject(carrier)
+    return carrier.get("traceparent")
+
+
+@contextlib.contextmanager
+def continued(traceparent: str | None, name: str, kind: SpanKind = SpanKind.INTERNAL) -> Iterator[None]:
+    """A span that continues the trace of `traceparent` (an event's, a stored job's)."""
+    parent = _propagator.extract({"traceparent": traceparent}) if traceparent else context.Context()
+    with tracer.start_as_current_span(name, context=parent, kind=kind):
+        yield
+
+
+def http_middleware(app, excluded_paths: str = "/healthz,/readyz,/metrics"):
+    """The ASGI middleware that continues an incoming `traceparent` in a server span."""
+    return OpenTelemetryMiddleware(app, excluded_urls=excluded_paths, exclude_spans=["receive", "send"])
+
+
+def grpc_server_interceptor():
+    return aio_server_interceptor()
+
+
+def grpc_client_interceptors() -> list:
+    return aio_client_interceptors()
