@@ -17,17 +17,18 @@ from services.common.contracts import (
 )
 from services.common.storage import ObjectStore
 from services.scorer import domain
-from services.scorer.dimensions import ImageVerdict, Scorer, UndecodableImage
-from services.scorer.profiles import Profile, ProfileError, job_profile
+from services.scorer.dimensions import ImageVerdict, Scorer, UndecodableImage, moderation
+from services.scorer.profiles import Profile, ProfileError, job_profile, with_ceiling
 from services.scorer.settings import ScorerSettings
 
 log = logging.getLogger(__name__)
 
 
-def profile_of(spec: JobSpec | None) -> Profile:
+def profile_of(spec: JobSpec | None, nsfw_ceiling: float | None = None) -> Profile:
+    """The job's profile, its nsfw bound capped at the tenant's ceiling."""
     if spec is None:  # a router that does not pass the job on: technical quality only
-        return job_profile("generic")
-    return job_profile(spec.template, spec.profile, spec.quality_rules)
+        return with_ceiling(job_profile("generic"), "nsfw", nsfw_ceiling)
+    return with_ceiling(job_profile(spec.template, spec.profile, spec.quality_rules), "nsfw", nsfw_ceiling)
 
 
 def score_decodable(scorer: Scorer, images: list[bytes], profile: Profile, **inputs) -> list[ImageVerdict]:
@@ -85,10 +86,10 @@ async def record_outcome(ctx: HandlerContext, event: CandidatesGenerated, outcom
 
 
 async def score_attempt(ctx: HandlerContext, event: CandidatesGenerated, store: ObjectStore,
-                        scorer: Scorer) -> list[CandidateScore]:
+                        scorer: Scorer, settings: ScorerSettings) -> list[CandidateScore]:
     """Score this attempt's candidates in one batch; ProfileError when the job's profile or
     rules are invalid."""
-    spec, profile = event.job, profile_of(event.job)
+    spec, profile = event.job, profile_of(event.job, settings.nsfw_max_by_tenant.get(event.tenant_id))
     missing = scorer.missing_capabilities(profile)
     if missing:
         raise ProfileError(f"profile {profile.name!r} requires {', '.join(missing)}, which this scorer cannot"
@@ -108,14 +109,15 @@ async def score_attempt(ctx: HandlerContext, event: CandidatesGenerated, store: 
     return scores
 
 
-async def judge_attempt(ctx: HandlerContext, event: CandidatesGenerated, store: ObjectStore, scorer: Scorer) -> None:
+async def judge_attempt(ctx: HandlerContext, event: CandidatesGenerated, store: ObjectStore, scorer: Scorer,
+                        settings: ScorerSettings) -> None:
     decided = await lock_job(ctx, event)
     if decided:
         log.warning("attempt %d of job %s arrived after its outcome (%s); not judged again",
                     event.attempt, event.job_id, decided)
         return
     try:
-        scores = await score_attempt(ctx, event, store, scorer)
+        scores = await score_attempt(ctx, event, store, scorer, settings)
     except ProfileError as error:
         outcome = domain.unscorable(event, "unscorable_profile", str(error))
     else:
@@ -126,8 +128,9 @@ async def judge_attempt(ctx: HandlerContext, event: CandidatesGenerated, store: 
 
 
 def register(consumer: EventConsumer, store: ObjectStore, settings: ScorerSettings) -> None:
-    scorer = Scorer(settings.device, settings.clip_model_dir)
+    moderated = settings.moderated_classes or moderation.MODERATED_BY_DEFAULT
+    scorer = Scorer(settings.device, settings.clip_model_dir, moderated_classes=moderated)
 
     @consumer.on(CandidatesGenerated)
     async def on_candidates_generated(ctx: HandlerContext, event: CandidatesGenerated) -> None:
-        await judge_attempt(ctx, event, store, scorer)
+        await judge_attempt(ctx, event, store, scorer, settings)

@@ -20,7 +20,7 @@ unless the profile or rules require it or a forbidden condition reads it.
 """
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -197,6 +197,26 @@ def _check(dimension: Dimension, layers: list[Threshold]) -> Check:
             raise ValueError(f"{dimension.name}: {error}") from None
         weight = weight if layer.weight is None else layer.weight
     return Check(dimension.name, bounds, weight)
+
+
+def with_ceiling(profile: Profile, dimension: str, maximum: float | None) -> Profile:
+    """`profile` with `dimension`'s maximum lowered to `maximum` where it is higher (a
+    tenant's moderation ceiling over a job's own rules); unchanged without the dimension."""
+    if maximum is None:
+        return profile
+    checks = tuple(
+        Check(c.dimension, _lowered(c.bounds, maximum), c.weight) if c.dimension == dimension else c
+        for c in profile.checks
+    )
+    return replace(profile, checks=checks)
+
+
+def _lowered(bounds: Bounds, maximum: float) -> Bounds:
+    if bounds.maximum is not None and bounds.maximum <= maximum:
+        return bounds
+    if bounds.minimum is not None and bounds.minimum > maximum:
+        raise ProfileError(f"the tenant's ceiling {maximum} is below the rules' minimum {bounds.minimum}")
+    return Bounds(bounds.minimum, maximum)
 
 
 def profile_of_dimensions(names: tuple[str, ...]) -> Profile:

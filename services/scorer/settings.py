@@ -6,3 +6,8 @@ class ScorerSettings(ServiceSettings):
     http_port: int = 8084
     # "cuda" or "cpu"; the CUDA device when present unless set.
     device: str | None = None
+    # NudeNet classes that `nsfw` scores; the explicit ones (moderation.MODERATED_BY_DEFAULT) when unset.
+    moderated_classes: frozenset[str] | None = None
+    # Per-tenant ceiling on nsfw, tenant id to the highest score let through (JSON in
+    # GENLINE_NSFW_MAX_BY_TENANT); a job's rules may be stricter than it, never looser.
+    nsfw_max_by_tenant: dict[str, float] = {}

@@ -13,7 +13,8 @@ from services.scorer.cli import main
 from tests.scorer.conftest import png
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-GENERIC = {"sharpness", "noise", "blockiness", "exposure", "clipping", "blank", "size", "aspect", "prompt_alignment"}
+GENERIC = {"sharpness", "noise", "blockiness", "exposure", "clipping", "blank", "banding", "nsfw", "size", "aspect",
+           "prompt_alignment"}
 
 
 @pytest.fixture(scope="module")

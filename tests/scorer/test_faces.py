@@ -1,12 +1,21 @@
-"""Tier 2 on real photographs: the astronaut is a headshot, the cat is not."""
+"""Tier 2 on real photographs: the astronaut (Eileen Collins, scikit-image) and Grace
+Hopper (matplotlib's sample data) are two people; the cat, the coffee cup are no one."""
 
 import numpy as np
 import pytest
+from matplotlib import cbook
+from PIL import Image
 
+from services.scorer.dimensions import Scorer, face_models
 from services.scorer.profiles import load_profile
-from tests.scorer.conftest import png
+from tests.scorer.conftest import CPU, png, rgb_photo
 
-FACE_DIMENSIONS = ("faces", "face_size", "face_position", "eyes_open", "skin_tone")
+FACE_DIMENSIONS = ("faces", "face_size", "face_position", "eyes_open", "identity", "skin_tone", "lighting")
+
+
+def grace_hopper() -> np.ndarray:
+    with Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)) as image:
+        return np.asarray(image.convert("RGB"))
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +30,22 @@ def astronaut_png(photos) -> bytes:
 
 @pytest.fixture(scope="module")
 def darker_astronaut_png(photos) -> bytes:
-    """The same portrait 1.5 stops darker."""
+    """The same portrait 1.5 stops darker in its encoded values (3.3 stops of light)."""
     return png((photos["astronaut"] * 2**-1.5).round().astype(np.uint8))
+
+
+@pytest.fixture(scope="module")
+def edited_astronaut_png(photos) -> bytes:
+    """A mild edit: 10 % brighter, lifted, cropped by a few pixels."""
+    brighter = np.clip(photos["astronaut"].astype(np.float64) * 1.1 + 10, 0, 255).astype(np.uint8)
+    return png(np.ascontiguousarray(brighter[10:500, 5:505]))
+
+
+@pytest.fixture(scope="module")
+def two_people_png(photos) -> bytes:
+    astronaut = Image.fromarray(photos["astronaut"]).resize((512, 512))
+    grace = Image.fromarray(grace_hopper()).resize((437, 512))
+    return png(np.concatenate([np.asarray(astronaut), np.asarray(grace)], axis=1))
 
 
 @pytest.fixture(scope="module")
@@ -38,45 +61,110 @@ def test_astronaut_passes_headshot(verdicts):
     assert astronaut.dimensions["eyes_open"].value >= 2
     assert 0.02 < astronaut.dimensions["face_size"].value < 0.1
     assert astronaut.dimensions["face_position"].value < 0.7
+    assert astronaut.dimensions["lighting"].value < 1.0
+    assert astronaut.dimensions["background"].value < 0.25
 
 
 def test_cat_fails_faces(verdicts):
     cat = verdicts["chelsea"]
     assert not cat.passed
     assert cat.dimensions["faces"].value == 0
-    assert {"faces", "face_size", "face_position", "eyes_open"} <= set(cat.failed)
+    assert {"faces", "face_size", "face_position", "eyes_open", "lighting"} <= set(cat.failed)
     assert "exactly one face" in cat.dimensions["faces"].reason
     assert "no face was found" in cat.dimensions["face_position"].reason
 
 
-def test_skin_tone_without_reference_passes_and_says_so(verdicts):
-    skin_tone = verdicts["astronaut"].dimensions["skin_tone"]
-    assert skin_tone.passed and skin_tone.value is None and skin_tone.available
-    assert "no reference photo was given" in skin_tone.reason
+def test_identity_and_skin_tone_without_reference_pass_and_say_so(verdicts):
+    for name in ("identity", "skin_tone"):
+        result = verdicts["astronaut"].dimensions[name]
+        assert result.passed and result.value is None and result.available
+        assert "no reference photo was given" in result.reason
 
 
-def test_skin_tone_against_reference(scorer, headshot, astronaut_png, darker_astronaut_png):
+def test_same_person_passes_identity_another_fails(scorer, headshot, astronaut_png, edited_astronaut_png):
+    same, edited, other = scorer.score([astronaut_png, edited_astronaut_png, png(grace_hopper())], headshot,
+                                       reference=astronaut_png)
+    assert same.dimensions["identity"].value == pytest.approx(0, abs=0.01)
+    assert edited.dimensions["identity"].passed and edited.dimensions["identity"].value < 0.3
+    assert same.passed and edited.passed, (same.failed, edited.failed)
+    assert other.dimensions["faces"].value == 1
+    assert other.dimensions["identity"].value > 0.6
+    assert "identity" in other.failed
+    assert "not the reference photo's person" in other.dimensions["identity"].reason
+
+
+def test_no_face_and_two_faces_are_reported_as_such(scorer, headshot, photos, astronaut_png, two_people_png):
+    nobody, two = scorer.score([png(photos["coffee"]), two_people_png], headshot, reference=astronaut_png)
+    assert nobody.dimensions["faces"].value == 0 and two.dimensions["faces"].value == 2
+    for verdict in (nobody, two):
+        identity = verdict.dimensions["identity"]
+        assert {"faces", "identity"} <= set(verdict.failed)
+        assert identity.value is not None and np.isnan(identity.value)
+        assert "does not show exactly one face" in identity.reason
+
+
+def test_darker_copy_fails_skin_tone_against_the_original_and_passes_against_itself(
+    scorer, headshot, astronaut_png, darker_astronaut_png
+):
     same, darker = scorer.score([astronaut_png, darker_astronaut_png], headshot, reference=astronaut_png)
     assert same.dimensions["skin_tone"].value == pytest.approx(0, abs=0.01)
-    assert same.passed
     assert darker.dimensions["faces"].value == 1
-    assert darker.dimensions["skin_tone"].value == pytest.approx(1.5, abs=0.1)
-    assert darker.failed == ("skin_tone",)
+    assert darker.dimensions["skin_tone"].value > 2
+    assert "skin_tone" in darker.failed and "identity" not in darker.failed
+    [itself] = scorer.score([darker_astronaut_png], headshot, reference=darker_astronaut_png)
+    assert itself.dimensions["skin_tone"].passed and itself.dimensions["skin_tone"].value == pytest.approx(0, abs=0.01)
 
 
-def test_reference_without_a_face_fails_skin_tone_with_a_reason(scorer, headshot, photos, astronaut_png):
+def test_white_balance_cast_is_not_a_skin_tone(scorer, headshot, photos, astronaut_png):
+    """A warm cast over the whole image (a white-balance error) leaves the skin tone."""
+    warm = photos["astronaut"].astype(np.float64) * np.array([1.0, 0.85, 0.7])
+    [verdict] = scorer.score([png(warm.astype(np.uint8))], headshot, reference=astronaut_png)
+    assert verdict.dimensions["skin_tone"].value < 0.5
+
+
+def test_half_shadowed_face_fails_lighting(scorer, headshot, photos):
+    shadowed = photos["astronaut"].astype(np.float64)
+    shadowed[60:200, 170:222] *= 0.55  # the left half of her face
+    [verdict] = scorer.score([png(shadowed.astype(np.uint8))], headshot)
+    assert verdict.dimensions["faces"].value == 1
+    assert verdict.failed == ("lighting",)
+    assert "harsh shadow" in verdict.dimensions["lighting"].reason
+
+
+def test_reference_without_a_face_fails_identity_and_skin_tone(scorer, headshot, photos, astronaut_png):
     [verdict] = scorer.score([astronaut_png], headshot, reference=png(photos["coffee"]))
-    assert verdict.failed == ("skin_tone",)
+    assert verdict.failed == ("identity", "skin_tone")
     assert "reference photo" in verdict.dimensions["skin_tone"].reason
 
 
-def test_generic_profile_does_not_detect_faces(scorer, verdicts, astronaut_png):
+def test_without_the_face_model_identity_is_unavailable_and_fails(monkeypatch, photos, headshot, astronaut_png):
+    monkeypatch.setattr(face_models, "models_dir", lambda: None)
+    with Scorer(CPU, load_entry_points=False) as scorer:
+        [verdict] = scorer.score([astronaut_png], headshot, reference=astronaut_png)
+    identity = verdict.dimensions["identity"]
+    assert not identity.available and identity.value is None
+    assert verdict.failed == ("identity",)
+    assert "face-recognition-models" in identity.reason
+
+
+def test_without_dlib_haar_stands_in_and_says_so(monkeypatch, headshot, astronaut_png):
+    monkeypatch.setattr(face_models, "dlib", None)
+    with Scorer(CPU, load_entry_points=False) as scorer:
+        [verdict] = scorer.score([astronaut_png], headshot)
+    assert verdict.dimensions["faces"].value == 1
+    assert "Haar cascade" in verdict.dimensions["faces"].reason
+
+
+def test_generic_profile_does_not_detect_faces(scorer, astronaut_png):
     [verdict] = scorer.score([astronaut_png], load_profile("generic"))
     assert not set(FACE_DIMENSIONS) & set(verdict.dimensions)
 
 
-def test_product_profile_forbids_faces(scorer, photos, astronaut_png):
-    astronaut, coffee = scorer.score([astronaut_png, png(photos["coffee"])], load_profile("product"))
+def test_product_profile_forbids_faces_and_clutter(scorer, photos, astronaut_png):
+    astronaut, coffee, grass = scorer.score(
+        [astronaut_png, png(photos["coffee"]), png(rgb_photo("grass"))], load_profile("product")
+    )
     assert astronaut.failed == ("forbid:faces>=1",)
     assert "inside the forbidden minimum 1" in astronaut.dimensions["forbid:faces>=1"].reason
     assert coffee.passed, coffee.failed
+    assert "background" in grass.failed

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from services.scorer.dimensions import DIMENSIONS, Bounds, QualityRules
 from services.scorer.dimensions.core import judge
-from services.scorer.profiles import ProfileError, load_profile, profile_names
+from services.scorer.profiles import ProfileError, load_profile, profile_names, with_ceiling
 from tests.scorer.conftest import png
 
 EXAMPLE = {
@@ -46,10 +46,10 @@ def test_thresholds_come_from_the_yaml_files():
     assert [(f.dimension, f.bounds) for f in product.forbidden] == [("faces", Bounds(minimum=1))]
 
 
-def test_generic_does_not_require_prompt_alignment():
+def test_generic_does_not_require_prompt_alignment_but_moderation():
     generic = load_profile("generic")
     assert "prompt_alignment" in generic.dimension_names
-    assert generic.required == frozenset()
+    assert generic.required == frozenset({"nsfw"})
 
 
 @pytest.mark.parametrize("name", ["nope", "../generic", "", "Generic"])
@@ -63,8 +63,8 @@ def test_the_example_rules_validate_and_apply():
     profile = load_profile("generic", rules)
     assert profile.name == "headshot", "rules.profile picks the profile"
     assert bounds_of(profile, "sharpness") == Bounds(minimum=80)
-    assert profile.required == {"prompt_alignment"}
-    assert profile.must_compute() == ["prompt_alignment", "faces"]
+    assert profile.required == {"prompt_alignment", "nsfw", "identity"}
+    assert set(profile.must_compute()) == {"prompt_alignment", "nsfw", "identity", "faces"}
 
 
 def test_rules_are_frozen():
@@ -198,3 +198,12 @@ def test_judging_agrees_with_the_bounds(value, low, high):
     assert result.passed == (low <= value <= high)
     assert result.threshold in (low, high)
     assert ("meets the range" in result.reason) == result.passed
+
+
+def test_tenant_nsfw_ceiling_tightens_and_never_loosens():
+    loose = QualityRules.model_validate({"thresholds": {"nsfw": {"max": 0.9}}})
+    capped = with_ceiling(load_profile("generic", loose), "nsfw", 0.3)
+    assert bounds_of(capped, "nsfw") == Bounds(maximum=0.3)
+    strict = QualityRules.model_validate({"thresholds": {"nsfw": {"max": 0.1}}})
+    assert bounds_of(with_ceiling(load_profile("generic", strict), "nsfw", 0.3), "nsfw") == Bounds(maximum=0.1)
+    assert with_ceiling(load_profile("generic"), "nsfw", None) == load_profile("generic")

@@ -5,9 +5,11 @@ A `Dimension` maps a batch of images to one value per image — plugins get the 
 luma and shared intermediate results — and has default `Bounds` that profiles override.
 `DIMENSIONS` is the registry. Built in (declared in `builtin`):
 
-* Tier 1 (`tier1`): sharpness, noise, blockiness, exposure, clipping, blank, size,
-  aspect; and prompt_alignment (`clip`) with a CLIP model from a local folder.
-* Tier 2 (`faces`): faces, face_size, face_position, eyes_open, skin_tone.
+* Tier 1 (`tier1`): sharpness, noise, blockiness, banding, exposure, clipping, blank,
+  size, aspect; and prompt_alignment (`clip`) with a CLIP model from a local folder.
+* Tier 2: faces, face_size, face_position, eyes_open, identity (`faces`, with dlib's
+  models from `face_models`); skin_tone, lighting, background (`portrait`).
+* Moderation (`moderation`): nsfw, NudeNet's detector on onnxruntime, in every profile.
 * Tier 3: `QualityRules` (`rules`) and plugins through entry points (`plugins`).
 
 `Scorer` (`engine`) judges encoded images against a `services.scorer.profiles.Profile`;

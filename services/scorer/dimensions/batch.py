@@ -46,7 +46,9 @@ class ScoringContext:
     reference: bytes | None = None
     requested_size: tuple[int, int] | None = None
     clip: Any = None
+    moderated_classes: frozenset[str] = frozenset()
     _memo: dict[str, Any] = field(default_factory=dict, repr=False)
+    _notes: dict[tuple[str, int | None], str] = field(default_factory=dict, repr=False)
     _lock: Any = field(default_factory=threading.RLock, repr=False)
 
     def memo(self, key: str, compute: Callable[[], Any]) -> Any:
@@ -55,6 +57,16 @@ class ScoringContext:
             if key not in self._memo:
                 self._memo[key] = compute()
             return self._memo[key]
+
+    def note(self, dimension: str, text: str, index: int | None = None) -> None:
+        """Something a dimension's reason must add: how it was measured (for every image,
+        `index` None) or what it found in input image `index`."""
+        with self._lock:
+            self._notes[(dimension, index)] = text
+
+    def notes_for(self, dimension: str, index: int) -> list[str]:
+        with self._lock:
+            return [text for key in ((dimension, None), (dimension, index)) if (text := self._notes.get(key))]
 
 
 @dataclass(frozen=True, eq=False)

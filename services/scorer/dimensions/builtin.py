@@ -12,6 +12,8 @@ from services.scorer.dimensions.core import Bounds, Dimension, MeasureIn, regist
 
 TIER1 = partial(MeasureIn, "services.scorer.dimensions.tier1")
 FACES = partial(MeasureIn, "services.scorer.dimensions.faces")
+PORTRAIT = partial(MeasureIn, "services.scorer.dimensions.portrait")
+MODERATION = partial(MeasureIn, "services.scorer.dimensions.moderation")
 CLIP = partial(MeasureIn, "services.scorer.dimensions.clip")
 
 TIER_ONE = (
@@ -59,6 +61,14 @@ TIER_ONE = (
         bounds=Bounds(minimum=0.02),
         failure_hint="image is blank or a uniform frame",
         weight=0.0,
+        reads="luma",
+    ),
+    Dimension(
+        name="banding",
+        measure=TIER1("banding_share"),
+        bounds=Bounds(maximum=0.3),
+        failure_hint="smooth gradients are posterised into bands",
+        weight=0.5,
         reads="luma",
     ),
     Dimension(
@@ -126,16 +136,54 @@ TIER_TWO = (
         reads="luma",
     ),
     Dimension(
+        name="identity",
+        measure=FACES("identity_distance"),
+        bounds=Bounds(maximum=0.6),
+        failure_hint="the face is not the reference photo's person",
+        weight=1.0,
+        reads="color",
+        requires=frozenset({"face_model"}),
+        waived_without=frozenset({"reference"}),
+        unmeasurable_hint="the image or the reference photo does not show exactly one face",
+    ),
+    Dimension(
         name="skin_tone",
-        measure=FACES("skin_tone_stops"),
+        measure=PORTRAIT("skin_tone_stops"),
         bounds=Bounds(maximum=1.0),
-        failure_hint="the face is lit or toned differently from the reference photo",
+        failure_hint="the skin's lightness or colour differs from the reference photo's",
         weight=0.5,
-        reads="luma",
+        reads="color",
         waived_without=frozenset({"reference"}),
         unmeasurable_hint="no face was found in the image or in the reference photo",
     ),
+    Dimension(
+        name="lighting",
+        measure=PORTRAIT("lighting_stops"),
+        bounds=Bounds(maximum=1.0),
+        failure_hint="the face is under- or overexposed or half in harsh shadow",
+        weight=0.5,
+        reads="luma",
+        unmeasurable_hint="no face was found",
+    ),
+    Dimension(
+        name="background",
+        measure=PORTRAIT("background_clutter"),
+        bounds=Bounds(maximum=0.25),
+        failure_hint="the background around the subject is cluttered",
+        weight=0.5,
+        reads="luma",
+    ),
 )
 
-for _dimension in (*TIER_ONE, PROMPT_ALIGNMENT, *TIER_TWO):
+NSFW = Dimension(
+    name="nsfw",
+    measure=MODERATION("nsfw_score"),
+    bounds=Bounds(maximum=0.5),
+    failure_hint="the image shows content this deployment moderates",
+    weight=0.0,
+    reads="color",
+    requires=frozenset({"moderation_model"}),
+)
+
+for _dimension in (*TIER_ONE, PROMPT_ALIGNMENT, *TIER_TWO, NSFW):
     register_dimension(_dimension)

@@ -34,9 +34,14 @@ Reads = Literal["pixels", "luma", "color"]
 
 # Requirements a scorer either has or lacks for good (capabilities), and inputs a single
 # scoring call may or may not carry; each maps to the reason given when it is missing.
+# Only CAPABILITIES are checked before scoring (a job needing a missing one is refused);
+# the face and moderation models are package dependencies, so a scorer without them says
+# so image by image (unavailable, failed where required) rather than refusing jobs.
 CAPABILITIES = frozenset({"clip_model"})
 MISSING_REQUIREMENT_REASONS = {
     "clip_model": "no CLIP model is configured",
+    "face_model": "dlib or the face-recognition-models package is not installed",
+    "moderation_model": "onnxruntime or the nudenet package (its detector model) is not installed",
     "prompt": "no prompt was given",
     "reference": "no reference photo was given",
     "requested_size": "no size was requested",

@@ -11,7 +11,7 @@ required is reported but excused; forbidden conditions must hold too.
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -28,6 +28,7 @@ from services.scorer.dimensions.batch import (
     pick_device,
     stack_batch,
 )
+from services.scorer.dimensions import face_models, moderation
 from services.scorer.dimensions.clip import PromptAligner
 from services.scorer.dimensions.core import (
     Dimension,
@@ -67,6 +68,10 @@ class Scorer:
     (entry points of `genline.scorer.dimensions`) are registered unless
     `load_entry_points` is False.
 
+    The face models (dlib and face-recognition-models) and the moderation model (NudeNet's
+    detector) come from installed packages; without them identity and nsfw are reported
+    unavailable. `moderated_classes` are the detector's classes that `nsfw` scores.
+
     `threads` (the CPU count by default) work in parallel. On CUDA they decode while the
     main thread measures batches of up to 128 images of one size, each batch copied to the
     device once from pinned memory. On the CPU each thread decodes and measures one image
@@ -81,12 +86,21 @@ class Scorer:
         *,
         threads: int | None = None,
         load_entry_points: bool = True,
+        moderated_classes: frozenset[str] = moderation.MODERATED_BY_DEFAULT,
     ) -> None:
         self.device = torch.device(device) if device is not None else pick_device()
         if load_entry_points:
             discover_plugins()
         self.clip = PromptAligner.load(clip_model_dir, self.device) if clip_model_dir else None
-        self.capabilities = frozenset({"clip_model"}) if self.clip else frozenset()
+        unknown = moderation.unknown_classes(frozenset(moderated_classes))
+        if unknown or not moderated_classes:
+            raise ValueError(f"moderated classes must be some of {moderation.LABELS}; unknown: {unknown}")
+        self.moderated_classes = frozenset(moderated_classes)
+        self.capabilities = frozenset(
+            ({"clip_model"} if self.clip else set())
+            | ({"face_model"} if face_models.embedding_available() else set())
+            | ({"moderation_model"} if moderation.model_path() else set())
+        )
         self.threads = threads or os.cpu_count() or 1
         if self.device.type == "cpu":
             # Images, not operations, are spread over the cores: intra-op threads would
@@ -121,11 +135,13 @@ class Scorer:
         Raises ValueError naming the index of an image that cannot be decoded, or when the
         reference photo cannot be decoded.
         """
-        context = ScoringContext(self.device, prompt, reference, _checked_size(requested_size), self.clip)
+        context = ScoringContext(self.device, prompt, reference, _checked_size(requested_size), self.clip,
+                                 self.moderated_classes)
         plan = self._plan(profile, context)
         measured = [entry.dimension for entry in plan.values() if entry.measured]
         values = self._measure(images, measured, context)
-        return [_verdict(profile, plan, image_values) for image_values in values]
+        return [_noted(_verdict(profile, plan, image_values), context, index)
+                for index, image_values in enumerate(values)]
 
     def _plan(self, profile: "Profile", context: ScoringContext) -> dict[str, PlannedDimension]:
         present = set(self.capabilities)
@@ -182,9 +198,22 @@ def _measured(dimension: Dimension, batch: ImageBatch) -> torch.Tensor:
 
 
 def _planned(dimension: Dimension, present: set[str]) -> PlannedDimension:
-    missing = sorted(dimension.requires - present)
+    # Waived first: with nothing to compare to (no reference), a missing model is moot.
     skipped = sorted(dimension.waived_without - present)
-    return PlannedDimension(dimension, missing[0] if missing else None, skipped[0] if skipped else None)
+    if skipped:
+        return PlannedDimension(dimension, waived_for=skipped[0])
+    missing = sorted(dimension.requires - present)
+    return PlannedDimension(dimension, missing[0] if missing else None)
+
+
+def _noted(verdict: ImageVerdict, context: ScoringContext, index: int) -> ImageVerdict:
+    """The verdict with what the dimensions noted (how they measured, what they found)
+    added to their reasons."""
+    noted = {}
+    for name, result in verdict.dimensions.items():
+        notes = context.notes_for(name, index)
+        noted[name] = replace(result, reason=f"{result.reason}; {'; '.join(notes)}") if notes else result
+    return replace(verdict, dimensions=noted)
 
 
 def _checked_size(requested_size: tuple[int, int] | None) -> tuple[int, int] | None:

@@ -20,6 +20,12 @@ edges weigh enough to read as noise or blocks.
 * exposure — mean luma in [0, 1].
 * clipping — share of pixels with luma at most 5 (crushed) or at least 250 (blown).
 * blank — standard deviation of luma in [0, 1]: 0 for uniform and black frames.
+* banding — posterised gradients in smooth regions: of the gentle steps between
+  neighbours (1 to 24 luma levels, along either axis), the share that are steps of 2 or
+  more with no change for two pixels on either side: false contours between flat
+  plateaus (two, so that a nearest-neighbour upscale's doubled pixels are not plateaus). A smooth
+  8-bit gradient changes by single levels and grain keeps its neighbours moving; a
+  posterised one only jumps between plateaus. Flat images read 0.
 * size, aspect — how far the image is from the requested size: the larger relative error
   of width and height, and |ln(actual aspect / requested aspect)|; waived when no size is
   requested.
@@ -120,6 +126,24 @@ def _second_difference(name: str):
         return batch.memo("second_differences", second_differences)[name]
 
     return measure
+
+
+BANDING_STEP = (2.0, 24.0)
+
+
+def banding_share(batch: ImageBatch) -> torch.Tensor:
+    contours = gentle = batch.luma.new_zeros(batch.size)
+    for axis in (1, 2):
+        if batch.luma.shape[axis] < 6:
+            continue
+        steps = batch.luma.diff(dim=axis).abs_()
+        window = [steps.narrow(axis, start, steps.shape[axis] - 4) for start in range(5)]
+        step = window[2]
+        flat_around = (window[0] == 0) & (window[1] == 0) & (window[3] == 0) & (window[4] == 0)
+        contour = (step >= BANDING_STEP[0]) & (step <= BANDING_STEP[1]) & flat_around
+        contours = contours + contour.sum(dim=(1, 2))
+        gentle = gentle + ((step >= 1) & (step <= BANDING_STEP[1])).sum(dim=(1, 2))
+    return (contours / gentle.clamp(min=1)).double()
 
 
 def size_error(batch: ImageBatch) -> torch.Tensor:
