@@ -35,7 +35,7 @@ class JobRequest(BaseModel):
         None, description="quality rules on top of the profile: thresholds, require, forbid (see the scorer docs)")
     reference_image: str | None = Field(
         None, max_length=screening.MAX_REFERENCE_BASE64,
-        description="base64 JPEG, PNG or WebP reference photo; headshot skin tone is compared with it")
+        description="base64 JPEG, PNG or WebP reference photo; a headshot's identity and skin tone are compared with it")
 
     width: int | None = Field(None, ge=64, le=2048, description="image width in pixels (with height)")
     height: int | None = Field(None, ge=64, le=2048, description="image height in pixels (with width)")
