@@ -1,0 +1,310 @@
+"""End-to-end overhead: what the platform costs per job, beside the work a job needs.
+
+Starts the embedded stack and the five services as separate processes, with one local
+provider that paints without latency or defects, and runs in one go:
+
+1. Sequential: --sequential jobs (1 image of 2 candidates, --side pixels square), one at a
+   time; latency from the 202 to the job final and settled in ingest's read model, and the
+   median of each hop, from the job's own timestamps (each the time an event was made).
+2. Burst: --burst jobs of 4 candidates from --clients clients at once; jobs/s from the
+   first 202 to the last job settled, latency under load, and CPU milliseconds per job of
+   each service, the broker, PostgreSQL (every backend), the S3 server and this client.
+3. Baseline: the same work in this process without the bus, one job after another: paint
+   the candidates, score them in one batch, put the best in S3 and sign its link, one
+   INSERT. Its median per job, for the sequential job and for the burst's.
+
+The last line: `e2e: p50_ms p99_ms jobs_per_s baseline_ms overhead_factor throughput_ratio`,
+where baseline_ms is the sequential job's in-process time, overhead_factor = p50 /
+baseline_ms and throughput_ratio = jobs_per_s × baseline_ms / 1000 (at 1, the platform on
+every core keeps pace with one process doing that work on one core).
+
+    python bench/e2e.py [--sequential 40] [--burst 300] [--clients 4] [--side 128]
+"""
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import httpx  # noqa: E402
+import psutil  # noqa: E402
+import psycopg  # noqa: E402
+
+from services.common.settings import ServiceSettings  # noqa: E402
+from services.common.storage import ObjectStore  # noqa: E402
+from services.ingest.app import create_tenant  # noqa: E402
+from services.ingest.settings import IngestSettings  # noqa: E402
+from services.ledger.app import grant  # noqa: E402
+from services.ledger.settings import LedgerSettings  # noqa: E402
+from services.router.providers.local import LocalGenerator  # noqa: E402
+from services.scorer.dimensions import Scorer  # noqa: E402
+from services.scorer.profiles import job_profile  # noqa: E402
+from services.stack.embedded import EmbeddedStack, Endpoints  # noqa: E402
+from services.stack.fleet import SERVICES, ServiceFleet  # noqa: E402
+
+PROMPT = "a red bicycle against a brick wall"
+FINAL = ("rejected", "succeeded", "partially_succeeded", "failed", "canceled", "expired")
+# The job's states in the order they are reached, and the hop that leads to each.
+HOPS = (("admitted", "ingest → ledger: reserve"),
+        ("generating", "ledger → router: attempt starts"), ("scoring", "router: paint, store"),
+        ("delivering", "router → scorer: fetch, score"), ("succeeded", "scorer → delivery: copy, sign"))
+PROVIDERS_YAML = """
+providers:
+  local-bench:
+    adapter: local
+    models:
+      - {name: local-painter, version: "1"}
+    capabilities: {max_side: 2048, max_megapixels: 4.2, max_images_per_request: 8}
+    price: {per_image_micro_usd: 4000}
+    concurrency: 64
+    latency: {base_s: 0, per_image_s: 0}
+    pass_rate_prior: {mean: 0.95, strength: 4}
+    local: {defect_rate: 0.0, failure_rate: 0.0, latency_s: 0}
+"""
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def job_body(side: int, candidates: int, seed: int) -> dict:
+    return {"prompt": PROMPT, "images": 1, "candidates": candidates, "width": side, "height": side, "seed": seed}
+
+
+# ---- the platform ---------------------------------------------------------------------
+
+
+class Watcher:
+    """Reads ingest's read model directly (cheaper than the API for the services under
+    test) and notes when each job is first seen final and settled."""
+
+    def __init__(self, database_url: str, interval_s: float) -> None:
+        self.conn = psycopg.connect(database_url, autocommit=True)
+        self.interval_s = interval_s
+        self.pending: dict[str, float] = {}  # job id → time of its 202
+        self.done: dict[str, tuple[float, float]] = {}  # job id → (202, seen settled)
+        self.lock = threading.Lock()
+
+    def submitted(self, job_id: str, at: float) -> None:
+        with self.lock:
+            self.pending[job_id] = at
+
+    def poll(self) -> None:
+        with self.lock:
+            ids = list(self.pending)
+        if not ids:
+            return
+        rows = self.conn.execute(
+            "SELECT id::text FROM ingest.jobs WHERE id = ANY(%s::uuid[]) AND state = ANY(%s)"
+            " AND view->'billing'->>'state' IN ('settled', 'rejected')", [ids, list(FINAL)]).fetchall()
+        seen = time.time()
+        with self.lock:
+            for (job_id,) in rows:
+                self.done[job_id] = (self.pending.pop(job_id), seen)
+
+    def wait_all(self, count: int, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while len(self.done) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{count - len(self.done)} jobs not settled after {timeout_s}s")
+            self.poll()
+            time.sleep(self.interval_s)
+
+    def views(self, job_ids: list[str]) -> dict[str, dict]:
+        rows = self.conn.execute("SELECT id::text, view FROM ingest.jobs WHERE id = ANY(%s::uuid[])",
+                                 [job_ids]).fetchall()
+        return dict(rows)
+
+
+def submit(http: httpx.Client, watcher: Watcher, body: dict) -> str:
+    response = http.post("/v1/jobs", json=body)
+    at = time.time()
+    if response.status_code != 202:
+        raise RuntimeError(f"submission refused: {response.status_code} {response.text}")
+    job_id = response.json()["id"]
+    watcher.submitted(job_id, at)
+    return job_id
+
+
+def hop_medians(views: list[dict], done: dict[str, tuple[float, float]]) -> list[tuple[str, float]]:
+    """Median ms of each hop, state to state from submission, then final to settled seen."""
+    hops: dict[str, list[float]] = {name: [] for _, name in HOPS} | {"ledger → ingest: settled, projected": []}
+    for view in views:
+        settled = done[view["id"]][1]
+        times = {state: datetime.fromisoformat(at).timestamp() for state, at in view["timestamps"].items()}
+        previous = times["submitted"]
+        for state, name in HOPS:
+            if state in times:
+                hops[name].append((times[state] - previous) * 1000)
+                previous = times[state]
+        hops["ledger → ingest: settled, projected"].append((settled - previous) * 1000)
+    return [(name, statistics.median(values)) for name, values in hops.items() if values]
+
+
+def sequential(http: httpx.Client, watcher: Watcher, jobs: int, side: int) -> tuple[list[float], list]:
+    for i in range(jobs):
+        submit(http, watcher, job_body(side, 2, i))
+        watcher.wait_all(i + 1, 120)
+    latencies = [(seen - accepted) * 1000 for accepted, seen in watcher.done.values()]
+    return latencies, hop_medians(list(watcher.views(list(watcher.done)).values()), watcher.done)
+
+
+class CpuMeter:
+    """CPU seconds of the processes behind each part of the platform, between two reads."""
+
+    def __init__(self, stack: EmbeddedStack, fleet: ServiceFleet, pgdata: Path) -> None:
+        tansu, s3 = stack._processes
+        postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
+        self.parts = {name: psutil.Process(fleet.processes[name].pid) for name in SERVICES}
+        self.parts |= {"broker": psutil.Process(tansu.pid), "s3": psutil.Process(s3.pid)}
+        self.postgres = psutil.Process(postmaster)
+        self.client = psutil.Process()
+
+    def read(self) -> dict[str, float]:
+        seconds = {name: _cpu(process) for name, process in self.parts.items()}
+        seconds["postgres"] = _cpu(self.postgres, exited_children=True) + sum(
+            _cpu(child) for child in self.postgres.children(recursive=True) if child.is_running())
+        seconds["bench client"] = _cpu(self.client)
+        return seconds
+
+
+def _cpu(process: psutil.Process, exited_children: bool = False) -> float:
+    try:
+        times = process.cpu_times()
+    except psutil.NoSuchProcess:
+        return 0.0
+    own = times.user + times.system
+    return own + (times.children_user + times.children_system if exited_children else 0.0)
+
+
+def burst(fleet_url: str, api_key: str, watcher: Watcher, meter: CpuMeter, jobs: int, clients: int,
+          side: int) -> dict:
+    before = meter.read()
+    started = time.time()
+
+    def client(offset: int) -> None:
+        with httpx.Client(base_url=fleet_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=30) as http:
+            for i in range(offset, jobs, clients):
+                submit(http, watcher, job_body(side, 4, 10_000 + i))
+
+    with ThreadPoolExecutor(clients) as pool:
+        submitting = [pool.submit(client, offset) for offset in range(clients)]
+        watcher.wait_all(jobs, 600)
+        for future in submitting:
+            future.result()
+    finished = max(seen for _, seen in watcher.done.values())
+    after = meter.read()
+    latencies = [(seen - accepted) * 1000 for accepted, seen in watcher.done.values()]
+    return {"jobs_per_s": jobs / (finished - started), "latencies": latencies, "seconds": finished - started,
+            "cpu_ms": {name: (after[name] - before[name]) * 1000 / jobs for name in after}}
+
+
+# ---- the same work in one process -----------------------------------------------------
+
+
+async def in_process(endpoints: Endpoints, jobs: int, side: int, candidates: int) -> float:
+    """Median ms per job: paint, score in one batch, store the best with a link, one INSERT."""
+    generator = LocalGenerator(side, side, defect_rate=0.0)
+    profile = job_profile("generic")
+    store = ObjectStore(endpoints.settings(ServiceSettings))
+    times = []
+    with Scorer(load_entry_points=False) as scorer:
+        conn = await psycopg.AsyncConnection.connect(endpoints.database_url, autocommit=True)
+        await conn.execute("CREATE TABLE IF NOT EXISTS bench_delivered (job_id uuid PRIMARY KEY, key text,"
+                           " url text, score float8)")
+        for i in range(jobs + 3):  # the first few warm up
+            clock = time.perf_counter()
+            painted = generator.paint(PROMPT, seed=i, count=candidates)
+            verdicts = scorer.score([p.png for p in painted], profile, prompt=PROMPT, requested_size=(side, side))
+            best = max(range(candidates), key=lambda n: (verdicts[n].passed, verdicts[n].score))
+            job_id = uuid.uuid4()
+            key = f"bench/{job_id}/1.png"
+            await store.put(store.public_bucket, key, painted[best].png, "image/png")
+            url = store.presign_get(store.public_bucket, key, 3600)
+            await conn.execute("INSERT INTO bench_delivered VALUES (%s, %s, %s, %s)",
+                               [job_id, key, url, verdicts[best].score])
+            times.append((time.perf_counter() - clock) * 1000)
+        await conn.close()
+    return statistics.median(times[3:])
+
+
+# ---- the run --------------------------------------------------------------------------
+
+
+def start_platform(data_dir: Path):
+    stack = EmbeddedStack(data_dir)
+    endpoints = stack.start()
+    providers = data_dir / "providers.yaml"
+    providers.write_text(PROVIDERS_YAML)
+    fleet = ServiceFleet(endpoints, data_dir / "logs", extra_env={"GENLINE_PROVIDERS_PATH": str(providers)})
+    return stack, endpoints, fleet
+
+
+def tenant(endpoints: Endpoints) -> str:
+    name = f"bench-{uuid.uuid4().hex[:8]}"
+    api_key = asyncio.run(create_tenant(endpoints.settings(IngestSettings), name))
+    asyncio.run(grant(endpoints.settings(LedgerSettings), name, 10_000_000, "bench"))
+    return api_key
+
+
+def report(args, seq_latencies, hops, load: dict, baseline_ms: float, burst_baseline_ms: float) -> None:
+    p50, p99 = percentile(seq_latencies, 50), percentile(seq_latencies, 99)
+    print(f"\nsequential: {len(seq_latencies)} jobs of 1 image from 2 candidates, {args.side}×{args.side}")
+    print(f"  202 → final and settled: p50 {p50:.0f} ms, p99 {p99:.0f} ms, max {max(seq_latencies):.0f} ms")
+    for name, ms in hops:
+        print(f"  {name:<40} median {ms:7.1f} ms")
+    print(f"\nburst: {args.burst} jobs of 1 image from 4 candidates, {args.clients} clients")
+    print(f"  {load['jobs_per_s']:.1f} jobs/s ({load['seconds']:.1f} s); latency p50"
+          f" {percentile(load['latencies'], 50):.0f} ms, p99 {percentile(load['latencies'], 99):.0f} ms")
+    print("  CPU ms per job:")
+    for name, ms in sorted(load["cpu_ms"].items(), key=lambda item: -item[1]):
+        print(f"    {name:<14} {ms:7.1f}")
+    platform_ms = sum(ms for name, ms in load["cpu_ms"].items() if name != "bench client")
+    print(f"    {'platform':<14} {platform_ms:7.1f}  (every process above but the bench client)")
+    print(f"\nin one process, per job: {baseline_ms:.1f} ms (2 candidates), {burst_baseline_ms:.1f} ms (4 candidates)")
+    print(f"  burst throughput against the 4-candidate work: {load['jobs_per_s'] * burst_baseline_ms / 1000:.2f}")
+    print(f"e2e: p50_ms={p50:.0f} p99_ms={p99:.0f} jobs_per_s={load['jobs_per_s']:.1f} baseline_ms={baseline_ms:.1f}"
+          f" overhead_factor={p50 / baseline_ms:.1f} throughput_ratio={load['jobs_per_s'] * baseline_ms / 1000:.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sequential", type=int, default=40)
+    parser.add_argument("--burst", type=int, default=300)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--side", type=int, default=128)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="genline-e2e-") as tmp:
+        data_dir = Path(tmp)
+        stack, endpoints, fleet = start_platform(data_dir)
+        try:
+            api_key = tenant(endpoints)
+            fleet.start_all()
+            http = httpx.Client(base_url=fleet.ingest_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=30)
+            warmup = Watcher(endpoints.database_url, 0.002)
+            sequential(http, warmup, 3, args.side)  # first jobs pay for imports and connections
+            seq_latencies, hops = sequential(http, Watcher(endpoints.database_url, 0.002), args.sequential, args.side)
+            meter = CpuMeter(stack, fleet, data_dir / "pgdata")
+            load = burst(fleet.ingest_url, api_key, Watcher(endpoints.database_url, 0.02), meter, args.burst,
+                         args.clients, args.side)
+            fleet.stop_all()  # idle services would take CPU from the baseline
+            baseline_ms = asyncio.run(in_process(endpoints, 40, args.side, 2))
+            burst_baseline_ms = asyncio.run(in_process(endpoints, 40, args.side, 4))
+        finally:
+            fleet.stop_all()
+            stack.stop()
+    report(args, seq_latencies, hops, load, baseline_ms, burst_baseline_ms)
+
+
+if __name__ == "__main__":
+    main()
