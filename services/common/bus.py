@@ -14,8 +14,10 @@ import random
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import psycopg
+import psycopg.sql
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -56,18 +58,28 @@ async def add_many_to_outbox(conn: psycopg.AsyncConnection, envelopes: list[Enve
     await insert_many(conn, "outbox", OUTBOX_COLUMNS, [_outbox_row(e, namespace) for e in envelopes])
 
 
+def outbox_channel(schema: str) -> str:
+    """The channel the outbox's trigger notifies when a transaction that added rows commits."""
+    return f"outbox_{schema}"
+
+
 class OutboxRelay:
-    """Publishes committed outbox rows in order; wakes on `notify()` or every poll interval.
+    """Publishes committed outbox rows in order. Wakes on `notify()` (this process committed),
+    on a commit anywhere that added rows (PostgreSQL NOTIFY, when `database_url` and `schema`
+    are given: another replica, a CLI), and every poll interval as a safety net.
 
     `observers` are called with (event type, JSON body) of every row once it is published,
     which is how a service counts what it announced (the ledger's credits)."""
 
-    def __init__(self, pool: AsyncConnectionPool, broker: KafkaBroker, service: str, poll_interval_s: float):
+    def __init__(self, pool: AsyncConnectionPool, broker: KafkaBroker, service: str, poll_interval_s: float,
+                 database_url: str | None = None, schema: str | None = None):
         self.pool, self.broker, self.service = pool, broker, service
         self.poll_interval_s = poll_interval_s
+        self.database_url, self.schema = database_url, schema
         self.observers: list[Callable[[str, bytes], None]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._listener: asyncio.Task | None = None
         self._stopping = False
 
     def notify(self) -> None:
@@ -75,10 +87,28 @@ class OutboxRelay:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"{self.service}-outbox-relay")
+        if self.database_url and self.schema:
+            self._listener = asyncio.create_task(self._listen_for_commits(), name=f"{self.service}-outbox-listen")
+
+    async def _listen_for_commits(self) -> None:
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(self.database_url, autocommit=True) as conn:
+                    await conn.execute(psycopg.sql.SQL("LISTEN {}").format(
+                        psycopg.sql.Identifier(outbox_channel(self.schema))))
+                    self._wake.set()  # rows may have been committed while nobody listened
+                    async for _ in conn.notifies():
+                        self._wake.set()
+            except Exception:  # database away: the poll carries on until it is back
+                log.warning("listening for outbox commits failed; polling meanwhile", exc_info=True)
+                await asyncio.sleep(self.poll_interval_s)
 
     async def stop(self, grace_s: float = 15) -> None:
         """Publish what is committed, then stop; never cancel a send half-way (what is left
         after the grace period is relayed by the next start)."""
+        if self._listener:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
         if not self._task:
             return
         self._stopping = True
@@ -159,13 +189,20 @@ class OutboxRelay:
 
 @dataclass
 class HandlerContext:
-    """What a handler gets: the open transaction, the incoming envelope, and `emit`."""
+    """What a handler gets: the open transaction, the incoming envelope, what was prepared
+    for it, `emit`, and `after_commit` for what may only happen once its work is visible."""
 
     conn: psycopg.AsyncConnection
     envelope: Envelope
     source: str
     namespace: str
+    prepared: Any = None  # what the event type's `prepare` returned, before the transaction
     emitted: list[Envelope] = field(default_factory=list)
+    committed: list[Callable[[], None]] = field(default_factory=list)
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once the transaction has committed (never if it rolls back)."""
+        self.committed.append(callback)
 
     async def emit(self, event: Event) -> Envelope:
         envelope = envelop(event, self.source, cause=self.envelope)
@@ -175,6 +212,7 @@ class HandlerContext:
 
 
 Handler = Callable[[HandlerContext, Event], Awaitable[None]]
+Prepare = Callable[[Event], Awaitable[Any]]
 # A batch handler gets the open transaction, the not-yet-applied envelopes in order, and
 # `publish`, which adds events (each with the envelope that caused it) to the outbox; it
 # calls `publish` when it likes, so its most contended writes can come last.
@@ -238,12 +276,19 @@ class EventConsumer:
     def __init__(self, service: str, pool: AsyncConnectionPool, relay: OutboxRelay, settings) -> None:
         self.service, self.pool, self.relay, self.settings = service, pool, relay, settings
         self.handlers: dict[type[Event], Handler] = {}
+        self.preparers: dict[type[Event], Prepare] = {}
         self.batch_handler: BatchHandler | None = None
         self.batch_types: tuple[type[Event], ...] = ()
+        self._lane_slots = asyncio.Semaphore(settings.consumer_lanes)
 
-    def on(self, event_type: type[Event]) -> Callable[[Handler], Handler]:
+    def on(self, event_type: type[Event], prepare: "Prepare | None" = None) -> Callable[[Handler], Handler]:
+        """Register the handler of `event_type`. `prepare`, if given, does the event's slow
+        I/O and computation before the transaction opens (it must be safe to repeat); the
+        handler finds its result in `ctx.prepared`."""
         def register(handler: Handler) -> Handler:
             self.handlers[event_type] = handler
+            if prepare is not None:
+                self.preparers[event_type] = prepare
             return handler
 
         return register
@@ -272,17 +317,17 @@ class EventConsumer:
             ack_policy=AckPolicy.NACK_ON_ERROR,
             session_timeout_ms=s.kafka_session_timeout_ms,
             heartbeat_interval_ms=s.kafka_heartbeat_interval_ms,
+            fetch_max_wait_ms=s.kafka_fetch_max_wait_ms,
         )
-        if self.batch_handler:
-            subscriber = broker.subscriber(*topics, batch=True, max_records=s.consumer_batch_size, **options)
-            subscriber(self._on_batch)
-        else:
-            broker.subscriber(*topics, **options)(self._on_message)
+        subscriber = broker.subscriber(*topics, batch=True, max_records=s.consumer_batch_size,
+                                       batch_timeout_ms=s.kafka_batch_timeout_ms, **options)
+        subscriber(self._on_batch if self.batch_handler else self._on_records)
         self.broker = broker
 
-    async def _on_batch(self, msg: KafkaMessage) -> None:
+    async def _decode(self, records) -> list[tuple[object, Envelope]]:
+        """The records this consumer handles, decoded; undecodable ones go to the DLQ."""
         decoded = []
-        for record in msg.raw_message:
+        for record in records:
             try:
                 envelope = from_kafka(dict(record.headers or ()), record.key, record.value)
             except MalformedEnvelope as exc:
@@ -291,6 +336,29 @@ class EventConsumer:
             if self.handles(envelope):
                 self._observe_queue_time(record, envelope)
                 decoded.append((record, envelope))
+        return decoded
+
+    async def _on_records(self, msg: KafkaMessage) -> None:
+        """Per-key lanes: the records of one key (one job) are applied in their order, those
+        of different keys side by side, up to `consumer_lanes` at once. The offsets are
+        committed when every lane is done, so a crash redelivers the batch (the inbox skips
+        what was applied)."""
+        lanes: dict[bytes | None, list[tuple[object, Envelope]]] = {}
+        for record, envelope in await self._decode(msg.raw_message):
+            lanes.setdefault(record.key, []).append((record, envelope))
+        outcomes = await asyncio.gather(*(self._run_lane(lane) for lane in lanes.values()), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome  # the broker is away (even the DLQ): the batch comes again
+
+    async def _run_lane(self, lane: list[tuple[object, Envelope]]) -> None:
+        async with self._lane_slots:
+            for record, envelope in lane:
+                with self._handling(record, envelope):
+                    await self._apply_with_retries(record, envelope)
+
+    async def _on_batch(self, msg: KafkaMessage) -> None:
+        decoded = await self._decode(msg.raw_message)
         if not decoded:
             return
         try:
@@ -333,20 +401,6 @@ class EventConsumer:
             self.relay.notify()
         return fresh
 
-    async def _on_message(self, msg: KafkaMessage) -> None:
-        record = msg.raw_message
-        headers = {k: v for k, v in (record.headers or ())}
-        try:
-            envelope = from_kafka(headers, record.key, record.value)
-        except MalformedEnvelope as exc:
-            await self._dead_letter(record, exc, attempts=1)
-            return
-        if not self.handles(envelope):
-            return  # another consumer's event on a shared topic
-        self._observe_queue_time(record, envelope)
-        with self._handling(record, envelope):
-            await self._apply_with_retries(record, envelope)
-
     @contextlib.contextmanager
     def _handling(self, record, envelope: Envelope) -> Iterator[None]:
         """Logs name the job, tenant and trace; a consumer span continues the event's trace."""
@@ -372,21 +426,26 @@ class EventConsumer:
         """Apply one event in one transaction; returns False when it had been applied before."""
         if self.batch_handler and isinstance(envelope.event, self.batch_types):
             return bool(await self.apply_batch([envelope]))
-        handler = self.handlers[type(envelope.event)]
+        handler, prepare = self.handlers[type(envelope.event)], self.preparers.get(type(envelope.event))
         async with self.pool.connection() as conn:
             if await already_applied(conn, envelope.id):
                 telemetry.EVENTS_CONSUMED.labels(self.service, envelope.type, "duplicate").inc()
                 return False
+        prepared = await prepare(envelope.event) if prepare else None  # no connection held meanwhile
+        async with self.pool.connection() as conn:
             async with conn.transaction():
                 if not await record_applied(conn, envelope):
                     return False
-                ctx = HandlerContext(conn, envelope, f"/genline/{self.service}", self.settings.topic_namespace)
+                ctx = HandlerContext(conn, envelope, f"/genline/{self.service}", self.settings.topic_namespace,
+                                     prepared=prepared)
                 with telemetry.timed_stage(self.service, f"apply:{envelope.type}"):
                     await handler(ctx, envelope.event)
         telemetry.EVENTS_CONSUMED.labels(self.service, envelope.type, "applied").inc()
         log.info("applied %s", envelope.type)
         if ctx.emitted:
             self.relay.notify()
+        for callback in ctx.committed:
+            callback()
         return True
 
     async def _dead_letter(self, record, exc: Exception, attempts: int) -> None:

@@ -28,7 +28,8 @@ class ServiceRuntime:
         self.database_url = settings.database_url.get_secret_value()
         self.pool = open_pool(self.database_url, self.name, settings.database_pool_size)
         self.broker = KafkaBroker(settings.kafka_bootstrap, logger=logging.getLogger("faststream"))
-        self.relay = OutboxRelay(self.pool, self.broker, name, settings.outbox_poll_interval_s)
+        self.relay = OutboxRelay(self.pool, self.broker, name, settings.outbox_poll_interval_s,
+                                 self.database_url, self.name)
         self.consumer = EventConsumer(self.name, self.pool, self.relay, settings)
         self.readiness_checks = {"database": self._ping_database, "broker": self._ping_broker}
         # Extra servers and loops a service runs beside its consumer (gRPC, sweepers).

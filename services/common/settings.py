@@ -30,6 +30,13 @@ class ServiceSettings(BaseSettings):
     schema_name: str | None = None
     kafka_session_timeout_ms: int = 10_000
     kafka_heartbeat_interval_ms: int = 1_000
+    # How long a fetch may wait on the broker for new records. Apache Kafka answers as soon
+    # as records arrive, so a long wait costs nothing there; Tansu holds every fetch until
+    # the wait expires, so on the embedded stack it is the latency of every hop and is short.
+    kafka_fetch_max_wait_ms: int = 500
+    # A batch consumer waits this long for records, and after an empty wait FastStream sleeps
+    # as long again before it looks: latency on any broker, so short everywhere.
+    kafka_batch_timeout_ms: int = 10
 
     database_url: SecretStr
     database_pool_size: int = 8
@@ -50,9 +57,14 @@ class ServiceSettings(BaseSettings):
 
     consumer_max_attempts: int = 5
     consumer_batch_size: int = 500
+    # Jobs a consumer applies side by side (each job's events stay in order); each holds a
+    # database connection while it runs, so keep it well below database_pool_size.
+    consumer_lanes: int = 4
     consumer_backoff_s: float = 0.2
     consumer_backoff_max_s: float = 5.0
-    outbox_poll_interval_s: float = 1.0
+    # The relay wakes on every commit that adds outbox rows (PostgreSQL NOTIFY); this poll
+    # is only the safety net for a lost listening connection.
+    outbox_poll_interval_s: float = 5.0
 
     @model_validator(mode="after")
     def reject_placeholder_secrets(self) -> "ServiceSettings":

@@ -4,6 +4,7 @@ import asyncio
 import uuid
 from datetime import UTC, datetime
 
+import psycopg
 import pytest
 from prometheus_client import REGISTRY
 
@@ -12,7 +13,7 @@ from services.common.db import migrate
 from services.common.envelope import envelop, from_kafka
 from services.common.runtime import ServiceRuntime
 from tests.conftest import settings_for
-from tests.kafka import read_topic
+from tests.kafka import publish_envelopes, read_topic
 
 
 def submitted(tenant="t-bus") -> JobSubmitted:
@@ -139,3 +140,79 @@ async def test_dead_letter_counters_exist_at_zero_before_the_first_message(endpo
         assert REGISTRY.get_sample_value("genline_dlq_messages_total", {"service": name, "topic": topic}) == 0
     assert REGISTRY.get_sample_value("genline_events_consumed_total", {
         "service": name, "type": "genline.job.submitted.v1", "outcome": "applied"}) == 0
+
+
+async def test_a_commit_in_another_process_wakes_the_relay_without_a_poll(endpoints):
+    """The relay polls once an hour here: only the outbox's commit notification can wake it."""
+    schema = f"wake_{uuid.uuid4().hex[:8]}"
+    relaying = ServiceRuntime(schema, settings_for(endpoints, outbox_poll_interval_s=3600), None)
+    await relaying.start()
+    writer = ServiceRuntime(schema, settings_for(endpoints), None)  # never started: no relay of its own
+    await writer.pool.open(wait=True)
+    try:
+        await asyncio.sleep(0.5)  # the relay's first pass has run; it now sleeps until woken
+        async with writer.pool.connection() as conn, conn.transaction():
+            envelope = await writer.emit(conn, submitted(tenant="t-wake"))
+        records = await read_topic(endpoints.kafka_bootstrap, TOPICS["ingest"], want=1, timeout_s=60,
+                                   keep=lambda r: dict(r.headers).get("ce_id") == envelope.id.encode())
+    finally:
+        await writer.pool.close()
+        await relaying.stop()
+    assert len(records) == 1
+
+
+async def test_after_commit_runs_once_committed_and_never_after_a_rollback(runtime):
+    seen: list[tuple[str, object]] = []
+
+    @runtime.consumer.on(JobSubmitted)
+    async def write_then_maybe_fail(ctx, event):
+        await ctx.conn.execute("INSERT INTO effects VALUES (%s, 1)", [event.job_id])
+        ctx.after_commit(lambda: seen.append((event.tenant_id, ctx.conn.info.transaction_status)))
+        if event.tenant_id == "t-fail":
+            raise RuntimeError("rolled back")
+
+    with pytest.raises(RuntimeError):
+        await runtime.consumer.apply(envelop(submitted(tenant="t-fail"), "/test"))
+    assert seen == []
+    await runtime.consumer.apply(envelop(submitted(tenant="t-ok"), "/test"))
+    assert seen == [("t-ok", psycopg.pq.TransactionStatus.IDLE)]  # no transaction open any more
+
+
+async def test_jobs_are_applied_side_by_side_and_each_job_in_order(endpoints):
+    """The first job's first event waits for the second job to start: one event at a time
+    would never get there. Each job's own events still apply in the order sent."""
+    tag = uuid.uuid4().hex[:8]
+    rt = ServiceRuntime(f"lanes_{tag}", settings_for(endpoints), None)
+    first, second = submitted(tenant=f"t-lanes-{tag}"), submitted(tenant=f"t-lanes-{tag}")
+    applied = {first.job_id: [], second.job_id: []}
+    second_started, overlapped = asyncio.Event(), []
+
+    @rt.consumer.on(JobSubmitted)
+    async def record_step(ctx, event):
+        if event.job_id not in applied:
+            return  # other tests' events on the shared topic
+        step = int(event.job.prompt.removeprefix("step "))
+        if event.job_id == second.job_id:
+            second_started.set()
+        elif step == 0:
+            try:
+                await asyncio.wait_for(second_started.wait(), 20)
+                overlapped.append(True)
+            except TimeoutError:
+                overlapped.append(False)
+        applied[event.job_id].append(step)
+
+    steps = [envelop(job.model_copy(update={"job": job.job.model_copy(update={"prompt": f"step {n}"})}), "/test")
+             for n in range(5) for job in (first, second)]
+    await publish_envelopes(endpoints.kafka_bootstrap, steps, lambda _: TOPICS["ingest"])
+    rt.consume(["ingest"])
+    await rt.start()
+    try:
+        for _ in range(600):
+            if all(len(done) == 5 for done in applied.values()):
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await rt.stop()
+    assert overlapped == [True]
+    assert applied == {first.job_id: [0, 1, 2, 3, 4], second.job_id: [0, 1, 2, 3, 4]}
