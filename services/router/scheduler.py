@@ -38,8 +38,8 @@ class AttemptScheduler:
         self._changed = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
-        # Asked for in a consumer transaction that may not have committed yet; counted as
-        # queued, so a burst of events cannot overfill the queue.
+        # Asked for by a committed transaction, not queued yet; counted as queued, so a burst
+        # of events cannot overfill the queue.
         self._announced: list[AttemptRequest] = []
         self._tasks: list[asyncio.Task] = []
 
@@ -52,10 +52,10 @@ class AttemptScheduler:
             await self._room.wait()
 
     def announce(self, request: AttemptRequest) -> None:
-        """An attempt was asked for; queue it once the asking transaction has (most likely)
-        committed. Popped before that, its claim fails and the next look finds it."""
+        """An attempt was asked for by a transaction that has committed (call it after the
+        commit, or its claim could fail and wait for the next look)."""
         self._announced.append(request)
-        asyncio.get_running_loop().call_later(0.02, self._changed.set)
+        self._changed.set()
 
     # ---- running --------------------------------------------------------------------------
 
