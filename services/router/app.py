@@ -15,7 +15,7 @@ from services.router.generation import AttemptRunner
 from services.router.grpc import start_router_grpc
 from services.router.providers.factory import build_providers
 from services.router.providers.registry import Registry, load_registry
-from services.router.resilience import BreakerSettings, RetryPolicy
+from services.router.resilience import BreakerSettings, QualitySettings, RetryPolicy
 from services.router.scheduler import AttemptScheduler
 from services.router.selection import PassRateEstimator
 from services.router.settings import RouterSettings
@@ -25,6 +25,8 @@ def routing_policy(settings: RouterSettings) -> RoutingPolicy:
     return RoutingPolicy(
         breaker=BreakerSettings(window_s=settings.breaker_window_s, min_calls=settings.breaker_min_calls,
                                 failure_rate=settings.breaker_failure_rate, cooldown_s=settings.breaker_cooldown_s),
+        quality=QualitySettings(window_s=settings.quality_window_s, window_verdicts=settings.quality_window_verdicts,
+                                max_pass_rate=settings.quality_max_pass_rate, cooldown_s=settings.quality_cooldown_s),
         retry=RetryPolicy(base_delay_s=settings.retry_base_delay_s, max_delay_s=settings.retry_max_delay_s),
     )
 

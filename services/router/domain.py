@@ -9,6 +9,7 @@ from uuid import UUID
 from services.common.contracts import CandidateScore, CandidatesGenerated, JobSpec, ProviderCall
 from services.router.engine import CallRecord, RouteRequest
 from services.router.providers.registry import Registry
+from services.router.resilience import Verdict
 
 COST_CAP_REACHED = "cost_cap_reached"
 MAX_ATTEMPTS_REACHED = "max_attempts_reached"
@@ -88,6 +89,15 @@ def verdicts_by_provider(scores: Iterable[CandidateScore], attempt: int | None =
         if score.provider and (attempt is None or score.attempt == attempt):
             (passed if score.passed else failed)[score.provider] += 1
     return {provider: (passed[provider], failed[provider]) for provider in passed.keys() | failed.keys()}
+
+
+def quality_verdicts(scores: Iterable[CandidateScore], attempt: int) -> dict[str, list[Verdict]]:
+    """The verdicts of `attempt`, per provider, with the dimensions that failed, for the quality breakers."""
+    verdicts: dict[str, list[Verdict]] = {}
+    for score in scores:
+        if score.provider and score.attempt == attempt:
+            verdicts.setdefault(score.provider, []).append(Verdict(score.passed, tuple(score.failed)))
+    return verdicts
 
 
 def nothing_more(job: JobState, attempt: int, reason: str) -> CandidatesGenerated:

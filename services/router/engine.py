@@ -7,13 +7,15 @@
    expected cost per passing image within the tier's latency target; N is the smallest
    count with P(at least K pass) ≥ the round's target, cut to what the cost cap allows;
 2. generate — the N indices are cut into batches; each batch walks the provider chain:
-   a provider whose breaker is open or whose concurrency is used up is passed over, a
+   a provider whose breaker is open or whose concurrency is used up is passed over (so is
+   one whose quality breaker for the template is open, unless every capable one's is), a
    call is bounded by a timeout, server errors are retried with jitter, anything else
    falls back to the next provider; a batch never spends beyond the cap; while its
    preferred providers are merely busy it waits for them (within the tier's latency
    target and the deadline) rather than spill to a much dearer one;
 3. learn — every call updates its provider's breaker, AIMD limit, price and latency
-   estimates; `observe_scores` feeds the scorer's verdicts into the pass-rate estimate.
+   estimates; `observe_scores` feeds the scorer's verdicts into the pass-rate estimate,
+   `observe_verdicts` into the quality breaker of the provider and template.
 
 Each index is generated at most once per attempt: a batch is only retried, or moved to
 another provider, for the indices no call has returned. The engine reads time only
@@ -24,7 +26,7 @@ import asyncio
 import math
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from services.common.contracts import Tier
@@ -32,7 +34,8 @@ from services.router.clock import Clock, LoopClock
 from services.router.providers.base import GeneratedImage, GenerationRequest, Provider, ProviderError
 from services.router.providers.registry import ProviderConfig, Registry
 from services.router.resilience import (AimdLimiter, AimdSettings, BreakerSettings, BreakerState,
-                                        CapacityWaiters, CircuitBreaker, RetryPolicy, run_with_timeout)
+                                        CapacityWaiters, CircuitBreaker, QualityBreaker, QualitySettings,
+                                        RetryPolicy, Verdict, run_with_timeout)
 from services.router.selection import (PassRateEstimator, ProviderQuote, RankBy, RunningRatio, candidates_needed,
                                        fixed_oversample, rank_providers, round_target)
 
@@ -77,6 +80,7 @@ class RoutingPolicy:
     only_provider: str | None = None
     retry: RetryPolicy = RetryPolicy()
     breaker: BreakerSettings = BreakerSettings()
+    quality: QualitySettings = QualitySettings()
     aimd: AimdSettings = AimdSettings()
 
 
@@ -116,6 +120,9 @@ class RoutePlan:
     cost_cap_limited: bool
     # Capable providers left out because one image there costs more than the cap allows.
     priced_out: tuple[str, ...] = ()
+    # Every capable provider's quality breaker is open for the template: quality cannot
+    # tell them apart, so none is passed over for it.
+    quality_waived: bool = False
 
     @property
     def primary(self) -> ProviderQuote:
@@ -166,6 +173,16 @@ class AttemptResult:
 
 
 @dataclass(frozen=True, slots=True)
+class QualityStatus:
+    """One provider's quality breaker for one template."""
+
+    state: str
+    reason: str
+    pass_rate: float | None
+    verdicts: int
+
+
+@dataclass(frozen=True, slots=True)
 class ProviderStatus:
     name: str
     adapter: str
@@ -180,6 +197,7 @@ class ProviderStatus:
     latency_estimate_s: float
     calls: int
     failures: int
+    quality: dict[str, QualityStatus] = field(default_factory=dict)
 
 
 @dataclass
@@ -240,6 +258,7 @@ class RoutingEngine:
             {name: c.pass_rate_prior for name, c in registry.providers.items()}, clock=self.clock)
         self._rng = rng or random.Random()
         self._health = {name: self._new_health(config) for name, config in registry.providers.items()}
+        self._quality: dict[tuple[str, str], QualityBreaker] = {}
         self._waiters = CapacityWaiters()
 
     # ---- the service's calls ------------------------------------------------------------
@@ -261,7 +280,9 @@ class RoutingEngine:
         capable = self._capable(request)
         if not capable:
             raise NoCapableProvider(self._incapable_reason(request))
-        quotes = [self._quote(config, request) for config in capable]
+        collapsed = {c.name for c in capable if not self._quality_of(c.name, request.template).is_available()}
+        waived = len(collapsed) == len(capable)
+        quotes = [self._quote(config, request, waived or config.name not in collapsed) for config in capable]
         affordable = [q for q in quotes if _fits(request.cost_cap_micro_usd, q.price_micro_usd)]
         if not affordable:
             raise CostCapReached(f"job {request.job_id}: {request.cost_cap_micro_usd} µUSD left, "
@@ -271,7 +292,7 @@ class RoutingEngine:
             raise AllProvidersFailed(f"job {request.job_id}: every capable provider is open or saturated")
         chain = chain if self.policy.fallback else chain[:1]
         priced_out = tuple(q.provider for q in quotes if q not in affordable)
-        return self._sized_plan(request, tuple(chain), priced_out)
+        return replace(self._sized_plan(request, tuple(chain), priced_out), quality_waived=waived)
 
     def cheapest_price_micro_usd(self, request: RouteRequest) -> int | None:
         """What one candidate costs at the cheapest capable provider now; None if none is capable."""
@@ -282,6 +303,11 @@ class RoutingEngine:
         """The scorer's verdicts on candidates from `provider` for `template`."""
         if self.policy.learn_pass_rates:
             self.estimator.observe(provider, template, passed, failed)
+
+    def observe_verdicts(self, provider: str, template: str, verdicts: list[Verdict]) -> None:
+        """The scorer's verdicts on candidates from `provider` for `template`, for its quality breaker."""
+        if provider in self._health:
+            self._quality_of(provider, template).record(verdicts)
 
     def provider_status(self) -> list[ProviderStatus]:
         return [self._status(name, config) for name, config in self.registry.providers.items()]
@@ -322,7 +348,13 @@ class RoutingEngine:
         return (f"job {request.job_id}: no provider offers {pin} at {request.width}×{request.height}"
                 f"{' with image input' if request.needs_image_input else ''}")
 
-    def _quote(self, config: ProviderConfig, request: RouteRequest) -> ProviderQuote:
+    def _quality_of(self, provider: str, template: str) -> QualityBreaker:
+        key = (provider, template)
+        if key not in self._quality:
+            self._quality[key] = QualityBreaker(self.clock, self.policy.quality)
+        return self._quality[key]
+
+    def _quote(self, config: ProviderConfig, request: RouteRequest, quality_ok: bool = True) -> ProviderQuote:
         health = self._health[config.name]
         batch = min(request.images_needed, config.capabilities.max_images_per_request)
         breaker_ok = health.breaker.is_available() or not self.policy.breaker.enabled
@@ -332,7 +364,7 @@ class RoutingEngine:
             pass_rate=self.estimator.mean(config.name, request.template),
             latency_s=self._expected_latency_s(config.name, batch),
             max_batch=config.capabilities.max_images_per_request,
-            available=breaker_ok,
+            available=breaker_ok and quality_ok,
         )
 
     def _expected_latency_s(self, name: str, count: int) -> float:
@@ -424,9 +456,13 @@ class RoutingEngine:
         for quote in plan.chain:
             if quote.rank_key(self.policy.rank_by) > spill_limit and not failed:
                 continue
+            if not (plan.quality_waived or self._quality_of(quote.provider, request.template).is_available()):
+                # Opened, or another attempt holds its probe, since planning: as good as failed.
+                failed = True
+                continue
             retries = 0
             while batch.pending and len(batch.calls) < self.policy.retry.max_calls:
-                error = await self._call(request, quote, batch, budget, deadline)
+                error = await self._call(request, quote, batch, budget, deadline, plan.quality_waived)
                 if error is _NOT_CALLED:
                     break
                 called = True
@@ -446,7 +482,7 @@ class RoutingEngine:
         return retryable and retries < self.policy.retry.same_provider_retries and not _past(self.clock, deadline)
 
     async def _call(self, request: RouteRequest, quote: ProviderQuote, batch: _Batch, budget: _CostBudget,
-                    deadline: float | None) -> "ProviderError | None | _NotCalled":
+                    deadline: float | None, quality_waived: bool = False) -> "ProviderError | None | _NotCalled":
         """One call for the batch's pending indices (as many as fit the provider's batch)."""
         health = self._health[quote.provider]
         indices = batch.pending[: quote.max_batch]
@@ -458,6 +494,9 @@ class RoutingEngine:
         if not self._acquire(health):
             budget.settle(expected_cost, 0)
             return _NOT_CALLED
+        if not quality_waived:
+            # The half-open probe, if it is one: `_walk_chain` saw it free, with no await since.
+            self._quality_of(quote.provider, request.template).try_acquire()
         started = self.clock.now()
         try:
             images, error = await self._generate_on(quote.provider, request, indices, timeout_s)
@@ -619,6 +658,8 @@ class RoutingEngine:
             concurrency_limit=health.limiter.current_limit, max_concurrency=config.concurrency,
             latency_estimate_s=self._expected_latency_s(name, 1),
             calls=health.calls, failures=health.failures,
+            quality={template: QualityStatus(str(q.state), q.reason, q.pass_rate, q.verdicts)
+                     for (provider, template), q in self._quality.items() if provider == name},
         )
 
     def _new_health(self, config: ProviderConfig) -> _ProviderHealth:

@@ -1,6 +1,7 @@
 """The router's gRPC server: ListProviders, plus standard health checking and server
 reflection. Internal only."""
 
+import math
 from collections.abc import Awaitable, Callable
 
 import grpc
@@ -21,6 +22,9 @@ def _provider(status: ProviderStatus, estimate: Callable[[str], float], template
         in_flight=status.in_flight, concurrency_limit=status.concurrency_limit,
         max_concurrency=status.max_concurrency, latency_estimate_s=status.latency_estimate_s,
         calls=status.calls, failures=status.failures,
+        quality={template: pb.QualityBreaker(state=q.state, reason=q.reason, verdicts=q.verdicts,
+                                             pass_rate=math.nan if q.pass_rate is None else q.pass_rate)
+                 for template, q in status.quality.items()},
     )
 
 

@@ -6,6 +6,7 @@ from services.common.bus import EventConsumer, HandlerContext, PermanentError
 from services.common.contracts import (CandidateScore, CandidatesScored, CreditsReserved, RegenerationRequested,
                                        ScoringFailed)
 from services.router import domain, store
+from services.router.engine import RoutingEngine
 from services.router.scheduler import AttemptScheduler
 from services.router.store import AttemptRequest
 
@@ -18,11 +19,14 @@ async def admit(ctx: HandlerContext, event: CreditsReserved, scheduler: AttemptS
 
 
 async def learn(ctx: HandlerContext, job: domain.JobState | None, scores: list[CandidateScore], attempt: int,
-                half_life_s: float) -> None:
-    """Count the verdicts on this attempt's candidates (earlier attempts were counted before)."""
+                half_life_s: float, engine: RoutingEngine) -> None:
+    """Count the verdicts on this attempt's candidates (earlier attempts were counted before),
+    and show them to this process's quality breakers."""
     verdicts = domain.verdicts_by_provider(scores, attempt)
     if job is not None and verdicts:
         await store.add_verdicts(ctx.conn, job.spec.template, verdicts, half_life_s)
+        for provider, judged in domain.quality_verdicts(scores, attempt).items():
+            engine.observe_verdicts(provider, job.spec.template, judged)
 
 
 async def regenerate(ctx: HandlerContext, event: RegenerationRequested, scheduler: AttemptScheduler,
@@ -30,7 +34,7 @@ async def regenerate(ctx: HandlerContext, event: RegenerationRequested, schedule
     job = await store.load_job(ctx.conn, event.job_id, lock=True)
     if job is None:
         raise PermanentError(f"rework asked for job {event.job_id}, which this router never admitted")
-    await learn(ctx, job, event.scores, event.attempt, half_life_s)
+    await learn(ctx, job, event.scores, event.attempt, half_life_s, scheduler.engine)
     if job.final or event.attempt + 1 > max_attempts:
         reason = job.stop_reason or domain.MAX_ATTEMPTS_REACHED
         await ctx.emit(domain.nothing_more(job, event.attempt + 1, reason))
@@ -40,9 +44,10 @@ async def regenerate(ctx: HandlerContext, event: RegenerationRequested, schedule
         ctx.after_commit(lambda: scheduler.announce(request))
 
 
-async def learn_from_verdict(ctx: HandlerContext, event: CandidatesScored | ScoringFailed, half_life_s: float) -> None:
+async def learn_from_verdict(ctx: HandlerContext, event: CandidatesScored | ScoringFailed, half_life_s: float,
+                             engine: RoutingEngine) -> None:
     job = await store.load_job(ctx.conn, event.job_id)
-    await learn(ctx, job, event.scores, event.attempt, half_life_s)
+    await learn(ctx, job, event.scores, event.attempt, half_life_s, engine)
 
 
 def register(consumer: EventConsumer, scheduler: AttemptScheduler, max_attempts: int, half_life_s: float) -> None:
@@ -56,8 +61,8 @@ def register(consumer: EventConsumer, scheduler: AttemptScheduler, max_attempts:
 
     @consumer.on(CandidatesScored)
     async def on_candidates_scored(ctx: HandlerContext, event: CandidatesScored) -> None:
-        await learn_from_verdict(ctx, event, half_life_s)
+        await learn_from_verdict(ctx, event, half_life_s, scheduler.engine)
 
     @consumer.on(ScoringFailed)
     async def on_scoring_failed(ctx: HandlerContext, event: ScoringFailed) -> None:
-        await learn_from_verdict(ctx, event, half_life_s)
+        await learn_from_verdict(ctx, event, half_life_s, scheduler.engine)

@@ -30,18 +30,25 @@ def observe_calls(calls) -> None:
 
 
 class BreakerCollector(Collector):
-    """`genline_router_breaker_open{provider}`: 1 while a provider's breaker is open, read from
-    the engines at scrape time (a breaker half-opens with time, not with events)."""
+    """`genline_router_breaker_open{provider}`: 1 while a provider's breaker is open, and
+    `genline_router_quality_breaker_open{provider,template}` for its quality breakers, read
+    from the engines at scrape time (a breaker half-opens with time, not with events)."""
 
     engines: weakref.WeakSet = weakref.WeakSet()
 
     def collect(self):
         family = GaugeMetricFamily("genline_router_breaker_open", "1 while the provider's circuit breaker is open",
                                    labels=["provider"])
+        quality = GaugeMetricFamily("genline_router_quality_breaker_open",
+                                    "1 while the provider's quality breaker for the template is open",
+                                    labels=["provider", "template"])
         for engine in list(self.engines):
             for status in engine.provider_status():
                 family.add_metric([status.name], 1.0 if status.state == "open" else 0.0)
+                for template, breaker in status.quality.items():
+                    quality.add_metric([status.name, template], 1.0 if breaker.state == "open" else 0.0)
         yield family
+        yield quality
 
 
 REGISTRY.register(BreakerCollector())

@@ -3,6 +3,11 @@
 * `CircuitBreaker`: opens when the error rate over a sliding window (with a minimum
   number of calls) crosses a threshold; after a cooldown one probe call is let through
   (half-open); its success closes the breaker, its failure opens it again.
+* `QualityBreaker`: the same breaker over the scorer's verdicts on one provider's
+  candidates for one template, so a provider that answers 200 with black or broken images
+  loses that template's traffic; it says why it opened (pass rate, the dimensions that
+  failed most). Its half-open probe is one attempt; if no verdict comes back for it (the
+  job was cancelled), another probe is let through after a further cooldown.
 * `AimdLimiter`: a provider's concurrency limit, additive increase on success,
   multiplicative decrease on 429 (floor 1), and a pause for Retry-After. The engine never
   queues behind a full limiter; it moves on or reports that it is saturated.
@@ -15,8 +20,8 @@
 import asyncio
 import math
 import random
-from collections import OrderedDict, defaultdict, deque
-from collections.abc import Awaitable
+from collections import Counter, OrderedDict, defaultdict, deque
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeVar
@@ -39,6 +44,11 @@ class BreakerSettings:
     min_calls: int = 5
     failure_rate: float = 0.5
     cooldown_s: float = 30.0
+    # A probe with no outcome after this long is taken as lost; None: wait for it for ever
+    # (a call always reports back, a verdict may never come).
+    probe_lost_after_s: float | None = None
+    # Only the last this-many outcomes count, however recent the older ones; None: all in the window.
+    max_calls: int | None = None
 
 
 class CircuitBreaker:
@@ -47,7 +57,18 @@ class CircuitBreaker:
         self.settings = settings
         self._outcomes: deque[tuple[float, bool]] = deque()
         self._opened_at: float | None = None
-        self._probe_in_flight = False
+        self._probe_started_at: float | None = None
+
+    @property
+    def _probe_in_flight(self) -> bool:
+        started, lost_after = self._probe_started_at, self.settings.probe_lost_after_s
+        if started is None:
+            return False
+        return lost_after is None or self._clock.now() - started < lost_after
+
+    @_probe_in_flight.setter
+    def _probe_in_flight(self, in_flight: bool) -> None:
+        self._probe_started_at = self._clock.now() if in_flight else None
 
     @property
     def state(self) -> BreakerState:
@@ -95,6 +116,8 @@ class CircuitBreaker:
         self._outcomes.append((now, healthy))
         while self._outcomes and self._outcomes[0][0] < now - self.settings.window_s:
             self._outcomes.popleft()
+        while self.settings.max_calls is not None and len(self._outcomes) > self.settings.max_calls:
+            self._outcomes.popleft()
 
     def _window_is_failing(self) -> bool:
         calls = len(self._outcomes)
@@ -108,6 +131,88 @@ class CircuitBreaker:
     def _close(self) -> None:
         self._opened_at = None
         self._outcomes.clear()
+
+
+@dataclass(frozen=True, slots=True)
+class QualitySettings:
+    enabled: bool = True
+    # The last `window_verdicts` verdicts count, if no older than `window_s`: a short
+    # window, so that a collapse shows at once, whatever passed before it.
+    window_verdicts: int = 6
+    window_s: float = 600.0
+    # Open when at most this share of a full window passed: a collapse, not a dip.
+    max_pass_rate: float = 0.2
+    cooldown_s: float = 60.0
+
+    def breaker(self) -> BreakerSettings:
+        return BreakerSettings(enabled=self.enabled, window_s=self.window_s, min_calls=self.window_verdicts,
+                               max_calls=self.window_verdicts, failure_rate=1.0 - self.max_pass_rate,
+                               cooldown_s=self.cooldown_s, probe_lost_after_s=self.cooldown_s)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The scorer's word on one candidate: passed, or the dimensions that rejected it."""
+
+    passed: bool
+    failed: tuple[str, ...] = ()
+
+
+class QualityBreaker:
+    """A `CircuitBreaker` over verdicts, one per provider and template, that says why it opened."""
+
+    def __init__(self, clock: Clock, settings: QualitySettings = QualitySettings()) -> None:
+        self._clock = clock
+        self._breaker = CircuitBreaker(clock, settings.breaker())
+        self._window: deque[tuple[float, Verdict]] = deque()
+        self.reason = ""
+
+    @property
+    def state(self) -> BreakerState:
+        return self._breaker.state
+
+    @property
+    def verdicts(self) -> int:
+        return len(self._window)
+
+    @property
+    def pass_rate(self) -> float | None:
+        return sum(v.passed for _, v in self._window) / len(self._window) if self._window else None
+
+    def is_available(self) -> bool:
+        return self._breaker.is_available()
+
+    def try_acquire(self) -> bool:
+        """Permission for an attempt on this provider; half-open, only the probe gets it."""
+        return self._breaker.try_acquire()
+
+    def record(self, verdicts: Sequence[Verdict]) -> None:
+        # While open, the window keeps the verdicts that opened it, for ListProviders.
+        for verdict in verdicts:
+            was_open = self._breaker.state is not BreakerState.CLOSED
+            self._breaker.record(verdict.passed)
+            now_open = self._breaker.state is not BreakerState.CLOSED
+            if not was_open:
+                self._remember(verdict)
+            if now_open and not was_open:
+                self.reason = self._why_open()
+            elif was_open and not now_open:
+                self._window.clear()
+                self.reason = ""
+
+    def _remember(self, verdict: Verdict) -> None:
+        now = self._clock.now()
+        self._window.append((now, verdict))
+        settings = self._breaker.settings
+        while self._window and (self._window[0][0] < now - settings.window_s or len(self._window) > settings.max_calls):
+            self._window.popleft()
+
+    def _why_open(self) -> str:
+        passed = sum(v.passed for _, v in self._window)
+        failures = Counter(name for _, v in self._window for name in v.failed)
+        worst = ", ".join(f"{name} {count}" for name, count in failures.most_common(5))
+        said = f"{passed} of {len(self._window)} recent candidates passed scoring"
+        return f"{said}; failed most: {worst}" if worst else said
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,5 +34,12 @@ class RouterSettings(ServiceSettings):
     breaker_min_calls: int = 5
     breaker_failure_rate: float = 0.5
     breaker_cooldown_s: float = 30.0
+    # The quality breaker per provider and template: opens when at most `max_pass_rate` of
+    # the last `window_verdicts` scorer verdicts (within `window_s`) passed, although every
+    # call may have returned 200.
+    quality_window_verdicts: int = 6
+    quality_window_s: float = 600.0
+    quality_max_pass_rate: float = 0.2
+    quality_cooldown_s: float = 60.0
     retry_base_delay_s: float = 0.5
     retry_max_delay_s: float = 10.0

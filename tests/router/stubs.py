@@ -11,6 +11,8 @@ generated. Images are real PNGs from the local painter.
 """
 
 import asyncio
+import functools
+import io
 import socket
 import threading
 import time
@@ -21,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import uvicorn
+from PIL import Image
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -29,7 +32,18 @@ from starlette.routing import Route
 from services.router.providers.local import LocalGenerator
 
 STUB_SECRET = "stub-secret"
-_PAINTER = LocalGenerator(width=32, height=32, defect_rate=0)
+
+
+@functools.cache
+def _painter(side: int) -> LocalGenerator:
+    return LocalGenerator(width=side, height=side, defect_rate=0)
+
+
+@functools.cache
+def _black_png(side: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (side, side)).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 @dataclass
@@ -42,6 +56,9 @@ class Behaviour:
     max_in_progress: int | None = None
     # Every n-th accepted submission hangs (0: none).
     hang_every: int = 0
+    # The side of the square images it paints, and whether they come out black (still 200).
+    side: int = 32
+    black: bool = False
 
 
 @dataclass
@@ -113,8 +130,10 @@ class StubMarket:
                    if r.cancelled_at is None and (r.done_at is None or now < r.done_at))
 
     def png(self, request_id: str, offset: int) -> bytes:
-        request = self.requests[request_id]
-        return _PAINTER.paint(request.prompt, request.seed + offset, 1)[0].png
+        request, behaviour = self.requests[request_id], self.behaviour
+        if behaviour.black:
+            return _black_png(behaviour.side)
+        return _painter(behaviour.side).paint(request.prompt, request.seed + offset, 1)[0].png
 
     def generated_candidates(self) -> Counter:
         """How often each (job, attempt, index) was generated here."""
