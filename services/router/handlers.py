@@ -2,6 +2,8 @@
 scorer's verdicts teach the pass-rate estimate. Attempts run in the scheduler, outside
 the consumer, so one slow provider call never holds up the topic."""
 
+from functools import partial
+
 from services.common.bus import EventConsumer, HandlerContext, PermanentError
 from services.common.contracts import (CandidateScore, CandidatesScored, CreditsReserved, RegenerationRequested,
                                        ScoringFailed)
@@ -21,12 +23,13 @@ async def admit(ctx: HandlerContext, event: CreditsReserved, scheduler: AttemptS
 async def learn(ctx: HandlerContext, job: domain.JobState | None, scores: list[CandidateScore], attempt: int,
                 half_life_s: float, engine: RoutingEngine) -> None:
     """Count the verdicts on this attempt's candidates (earlier attempts were counted before),
-    and show them to this process's quality breakers."""
+    and, once that is committed (so a redelivery counts nothing twice), show them to this
+    process's quality breakers."""
     verdicts = domain.verdicts_by_provider(scores, attempt)
     if job is not None and verdicts:
         await store.add_verdicts(ctx.conn, job.spec.template, verdicts, half_life_s)
         for provider, judged in domain.quality_verdicts(scores, attempt).items():
-            engine.observe_verdicts(provider, job.spec.template, judged)
+            ctx.after_commit(partial(engine.observe_verdicts, provider, job.spec.template, judged))
 
 
 async def regenerate(ctx: HandlerContext, event: RegenerationRequested, scheduler: AttemptScheduler,
