@@ -4,12 +4,26 @@ Each service subclasses `ServiceSettings` with its own fields. Settings are buil
 startup (never at import) from environment variables prefixed `GENLINE_`.
 """
 
+import re
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "password", "minioadmin", "testing"}
+# Compared after lower-casing and dropping everything but letters and digits, so CHANGE_ME,
+# change-me and "Change me" are one placeholder; a real secret is also long enough.
+PLACEHOLDER_SECRETS = {"", "changeme", "secret", "password", "minioadmin", "testing", "placeholder", "replaceme",
+                       "example", "todo", "xxx", "default", "admin"}
+MIN_SECRET_LENGTH = 16
+
+
+def refuse_weak_secret(env_name: str, value: str) -> None:
+    """Raise if `value` is a placeholder, however spelt, or shorter than MIN_SECRET_LENGTH."""
+    if re.sub(r"[^a-z0-9]", "", value.lower()) in PLACEHOLDER_SECRETS:
+        raise ValueError(f"{env_name} is a placeholder; set a real secret in production")
+    if len(value) < MIN_SECRET_LENGTH:
+        raise ValueError(f"{env_name} is shorter than {MIN_SECRET_LENGTH} characters; set a real secret in production")
 
 
 class ServiceSettings(BaseSettings):
@@ -69,7 +83,8 @@ class ServiceSettings(BaseSettings):
     @model_validator(mode="after")
     def reject_placeholder_secrets(self) -> "ServiceSettings":
         if self.environment == "production":
-            secret = self.s3_secret_access_key.get_secret_value()
-            if secret.lower() in PLACEHOLDER_SECRETS:
-                raise ValueError("GENLINE_S3_SECRET_ACCESS_KEY is a placeholder; set a real secret in production")
+            refuse_weak_secret("GENLINE_S3_SECRET_ACCESS_KEY", self.s3_secret_access_key.get_secret_value())
+            password = urlsplit(self.database_url.get_secret_value()).password
+            if password is not None:  # none: peer or certificate authentication
+                refuse_weak_secret("the password in GENLINE_DATABASE_URL", password)
         return self

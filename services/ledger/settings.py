@@ -1,6 +1,6 @@
 from pydantic import SecretStr, model_validator
 
-from services.common.settings import ServiceSettings
+from services.common.settings import ServiceSettings, refuse_weak_secret
 
 
 # The ledger's admin API and payment webhook stay off without these; the local stack turns
@@ -31,4 +31,6 @@ class LedgerSettings(ServiceSettings):
                 value = getattr(self, name)
                 if value is not None and value.get_secret_value() == dev_value:
                     raise ValueError(f"GENLINE_{name.upper()} is the development value; set a real secret in production")
+                if value is not None:
+                    refuse_weak_secret(f"GENLINE_{name.upper()}", value.get_secret_value())
         return self

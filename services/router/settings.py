@@ -1,6 +1,6 @@
-from pydantic import SecretStr
+from pydantic import SecretStr, model_validator
 
-from services.common.settings import ServiceSettings
+from services.common.settings import ServiceSettings, refuse_weak_secret
 
 
 class RouterSettings(ServiceSettings):
@@ -43,3 +43,10 @@ class RouterSettings(ServiceSettings):
     quality_cooldown_s: float = 60.0
     retry_base_delay_s: float = 0.5
     retry_max_delay_s: float = 10.0
+
+    @model_validator(mode="after")
+    def reject_placeholder_provider_secrets(self) -> "RouterSettings":
+        if self.environment == "production":
+            for name, secret in self.provider_secrets.items():
+                refuse_weak_secret(f"GENLINE_PROVIDER_SECRETS[{name!r}]", secret.get_secret_value())
+        return self

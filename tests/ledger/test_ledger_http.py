@@ -302,6 +302,6 @@ async def test_a_signed_payment_for_a_malformed_tenant_id_grants_nothing(shared_
 @pytest.mark.parametrize("name", ["admin_token", "payment_webhook_secret"])
 def test_the_dev_admin_token_and_webhook_secret_are_refused_in_production(endpoints, name):
     with pytest.raises(ValueError, match=f"GENLINE_{name.upper()} is the development value"):
-        endpoints.settings(LedgerSettings, environment="production", s3_secret_access_key="a-real-secret",
+        endpoints.settings(LedgerSettings, environment="production", s3_secret_access_key="a-real-secret-of-length",
                            **{name: DEV_LEDGER_SECRETS[name]})
     assert endpoints.settings(LedgerSettings, environment="development", **{name: DEV_LEDGER_SECRETS[name]})

@@ -1,0 +1,45 @@
+"""Production refuses placeholder and short secrets, however they are spelt."""
+
+import pytest
+
+from services.common.settings import ServiceSettings
+from services.ledger.settings import LedgerSettings
+from services.router.settings import RouterSettings
+
+REAL = "q7Zp2vL9xW4mK8rT1yB6"
+DATABASE = f"postgresql://genline:{REAL}@db:5432/genline"
+
+
+def production(settings_class=ServiceSettings, **values):
+    return settings_class(**({"environment": "production", "database_url": DATABASE, "s3_access_key_id": "AKIA",
+                              "s3_secret_access_key": REAL} | values))
+
+
+@pytest.mark.parametrize("placeholder", ["CHANGE_ME", "change-me", "Change Me", "changeme", "REPLACE_ME", "minioadmin",
+                                         "<placeholder>", "secret"])
+def test_placeholders_are_refused_in_production_whatever_their_spelling(placeholder):
+    with pytest.raises(ValueError, match="GENLINE_S3_SECRET_ACCESS_KEY is a placeholder"):
+        production(s3_secret_access_key=placeholder)
+    with pytest.raises(ValueError, match="GENLINE_ADMIN_TOKEN is a placeholder"):
+        production(LedgerSettings, admin_token=placeholder)
+    with pytest.raises(ValueError, match="placeholder"):
+        production(RouterSettings, provider_secrets={"fal": placeholder})
+
+
+def test_the_example_secrets_database_password_is_refused():
+    with pytest.raises(ValueError, match="password in GENLINE_DATABASE_URL is a placeholder"):
+        production(database_url="postgresql://genline:CHANGE_ME@postgres.example.com:5432/genline")
+
+
+def test_short_secrets_are_refused_in_production():
+    with pytest.raises(ValueError, match="shorter than 16 characters"):
+        production(s3_secret_access_key="k3y-2short")
+    with pytest.raises(ValueError, match="GENLINE_PAYMENT_WEBHOOK_SECRET is shorter"):
+        production(LedgerSettings, payment_webhook_secret="whsec_abc")
+
+
+def test_real_secrets_pass_and_development_accepts_anything():
+    assert production(LedgerSettings, admin_token=REAL, payment_webhook_secret=f"whsec_{REAL}").admin_token
+    assert production(database_url="postgresql://genline@db/genline")  # no password: peer authentication
+    assert ServiceSettings(environment="development", database_url="postgresql://x:CHANGE_ME@db/x",
+                           s3_access_key_id="a", s3_secret_access_key="CHANGE_ME")
