@@ -129,7 +129,8 @@ async def judge_attempt(ctx: HandlerContext, event: CandidatesGenerated, store: 
 
 def register(consumer: EventConsumer, store: ObjectStore, settings: ScorerSettings) -> None:
     moderated = settings.moderated_classes or moderation.MODERATED_BY_DEFAULT
-    scorer = Scorer(settings.device, settings.clip_model_dir, moderated_classes=moderated)
+    scorer = Scorer(settings.device, settings.clip_model_dir, moderated_classes=moderated,
+                    threads=settings.scoring_threads)
 
     @consumer.on(CandidatesGenerated)
     async def on_candidates_generated(ctx: HandlerContext, event: CandidatesGenerated) -> None:

@@ -11,3 +11,6 @@ class ScorerSettings(ServiceSettings):
     # Per-tenant ceiling on nsfw, tenant id to the highest score let through (JSON in
     # GENLINE_NSFW_MAX_BY_TENANT); a job's rules may be stricter than it, never looser.
     nsfw_max_by_tenant: dict[str, float] = {}
+    # Images scored in parallel; the CPU count when unset. In a container, set it from the
+    # CPU limit (the node's count can be far larger than the cores the pod may use).
+    scoring_threads: int | None = None
