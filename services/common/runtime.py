@@ -3,6 +3,7 @@ consumer, ops endpoints, and an orderly start and stop (SIGTERM drains)."""
 
 import contextlib
 import logging
+import socket
 from collections.abc import AsyncIterator, Iterable
 
 import psycopg
@@ -19,6 +20,12 @@ from services.common.grpc_server import hold_grpc_aio
 from services.common.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
+
+# How long a stopping service waits, at most, for requests in flight (uvicorn) and then for
+# its outbox to drain; Deployments give pods more than the sum (tests/deploy checks it).
+HTTP_DRAIN_S = 20
+OUTBOX_DRAIN_S = 15
+GRPC_DRAIN_S = 5
 
 
 class ServiceRuntime:
@@ -55,7 +62,7 @@ class ServiceRuntime:
     async def stop(self) -> None:
         for hook in reversed(self.shutdown_hooks):
             await hook()
-        await self.relay.stop()  # drains the outbox first
+        await self.relay.stop(OUTBOX_DRAIN_S)  # drains the outbox first
         await self.broker.stop()
         await self.pool.close()
         log.info("%s stopped", self.name)
@@ -104,15 +111,19 @@ def build_worker(name: str, settings: ServiceSettings, publishers: Iterable[str]
     return runtime, ops_app(runtime)
 
 
+def listen(host: str, ports: Iterable[int]) -> list[socket.socket]:
+    """Listening sockets for one HTTP app on several ports (the ledger's admin port)."""
+    sockets = []
+    for port in ports:
+        sock = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+        sock.set_inheritable(True)
+        sockets.append(sock)
+    return sockets
+
+
 def serve(app, settings: ServiceSettings) -> None:
-    uvicorn.run(
-        app,
-        host=settings.http_host,
-        port=settings.http_port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=20,
-    )
+    config = uvicorn.Config(app, log_config=None, access_log=False, timeout_graceful_shutdown=HTTP_DRAIN_S)
+    uvicorn.Server(config).run(sockets=listen(settings.http_host, settings.http_ports()))
 
 
 def run(settings_class: type[ServiceSettings], build) -> None:

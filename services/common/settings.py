@@ -80,6 +80,10 @@ class ServiceSettings(BaseSettings):
     # is only the safety net for a lost listening connection.
     outbox_poll_interval_s: float = 5.0
 
+    def http_ports(self) -> list[int]:
+        """Every port the service's HTTP app listens on."""
+        return [self.http_port]
+
     @model_validator(mode="after")
     def reject_placeholder_secrets(self) -> "ServiceSettings":
         if self.environment == "production":

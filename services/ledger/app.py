@@ -11,7 +11,7 @@ from services.common import problems, telemetry
 from services.common.contracts import CreditsGranted
 from services.common.bus import retry_races
 from services.common.problems import Problem
-from services.common.runtime import ServiceRuntime
+from services.common.runtime import GRPC_DRAIN_S, ServiceRuntime
 from services.ledger import handlers, metrics, routes
 from services.ledger.grpc import start_grpc_server
 from services.ledger.pricebook import load_price_book
@@ -100,7 +100,7 @@ class LedgerApp:
 
         async def stop() -> None:
             state["sweeper"].cancel()
-            await state["grpc"].stop(grace=5)
+            await state["grpc"].stop(grace=GRPC_DRAIN_S)
 
         self.runtime.startup_hooks.append(start)
         self.runtime.shutdown_hooks.append(stop)

@@ -38,9 +38,12 @@ class PolicyRequest(BaseModel):
 
 
 def require_admin(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
-    token = request.app.state.settings.admin_token
-    if token is None:
+    settings = request.app.state.settings
+    if settings.admin_port and request.scope["server"][1] != settings.admin_port:
+        raise Problem(404, "not-found", "no such resource on this port")
+    if settings.admin_token is None:
         raise Problem(404, "admin-api-disabled", "the admin API is off: set GENLINE_ADMIN_TOKEN to enable it")
+    token = settings.admin_token
     scheme, _, given = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
         raise Problem(401, "invalid-admin-token", "send the admin token as 'Authorization: Bearer <token>'",

@@ -20,8 +20,14 @@ class LedgerSettings(ServiceSettings):
     sweep_interval_s: float = 30.0
     # Admin API and payment webhooks: no defaults, so they stay off until configured.
     admin_token: SecretStr | None = None
+    # Where the admin API answers: on this port only, its own listening socket, which a
+    # NetworkPolicy can close to everyone else; on the HTTP port when unset (a laptop).
+    admin_port: int | None = None
     payment_webhook_secret: SecretStr | None = None
     payment_webhook_tolerance_s: int = 300
+
+    def http_ports(self) -> list[int]:
+        return [self.http_port] + ([self.admin_port] if self.admin_port else [])
 
     @model_validator(mode="after")
     def reject_dev_secrets_in_production(self) -> "LedgerSettings":

@@ -7,7 +7,7 @@ import uuid
 
 import httpx
 
-from services.common.runtime import ServiceRuntime, ops_app
+from services.common.runtime import GRPC_DRAIN_S, ServiceRuntime, ops_app
 from services.common.storage import ObjectStore
 from services.router import handlers, metrics
 from services.router.engine import RoutingEngine, RoutingPolicy
@@ -19,6 +19,9 @@ from services.router.resilience import BreakerSettings, QualitySettings, RetryPo
 from services.router.scheduler import AttemptScheduler
 from services.router.selection import PassRateEstimator
 from services.router.settings import RouterSettings
+
+# Attempts running when the router stops get this long to finish; their claims lapse otherwise.
+ATTEMPT_DRAIN_S = 15
 
 
 def routing_policy(settings: RouterSettings) -> RoutingPolicy:
@@ -68,8 +71,8 @@ class RouterApp:
         self.scheduler.start()
 
     async def _stop(self) -> None:
-        await self.scheduler.stop()
-        await self.grpc.stop(grace=5)
+        await self.scheduler.stop(ATTEMPT_DRAIN_S)
+        await self.grpc.stop(grace=GRPC_DRAIN_S)
         await self.http.aclose()
 
 

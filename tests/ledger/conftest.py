@@ -8,6 +8,7 @@ import pytest
 import uvicorn
 
 from services.common.contracts import all_topics
+from services.common.runtime import listen
 from services.ledger.app import build
 from services.ledger.settings import LedgerSettings
 from services.stack.embedded import create_topics, free_port
@@ -50,9 +51,8 @@ async def served_ledger(settings: LedgerSettings) -> AsyncIterator[str]:
     and sweeper, started by its lifespan), served by uvicorn in this event loop; yields its
     base URL."""
     _, app = build(settings)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=settings.http_port, log_config=None,
-                                           access_log=False))
-    serving = asyncio.create_task(server.serve())
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False))
+    serving = asyncio.create_task(server.serve(sockets=listen("127.0.0.1", settings.http_ports())))
     while not server.started:
         if serving.done():  # startup failed: its exception says why
             await serving

@@ -23,6 +23,7 @@ from tests.ledger.conftest import (
     served_ledger,
     served_ledger_settings,
 )
+from services.stack.embedded import free_port
 
 WEBHOOK_SECRET = "whsec_test_9f2c41d0"
 TOLERANCE_S = 300
@@ -290,6 +291,27 @@ async def test_without_a_token_and_a_secret_the_admin_api_and_webhooks_are_off(u
     assert_problem(grant, 404, "admin-api-disabled")
 
 
+@pytest.fixture
+def admin_port_settings(endpoints):
+    return webhook_ledger_settings(endpoints).model_copy(update={"admin_port": free_port()})
+
+
+async def test_with_an_admin_port_the_admin_api_answers_there_only(admin_port_settings):
+    settings = admin_port_settings
+    buyer = tenant()
+    async with served_ledger(settings) as url, httpx.AsyncClient(base_url=url, timeout=10) as public:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.admin_port}", timeout=10) as admin:
+            refused = await public.post("/admin/v1/grants", json={"tenant_id": buyer, "credits": 5}, headers=ADMIN)
+            granted = await admin_grant(admin, buyer, 7)
+            body = payment(f"evt_{uuid.uuid4().hex}", buyer, 10)
+            webhook = await post_webhook(public, body, signature(body, int(time.time())))
+
+    assert_problem(refused, 404, "not-found")
+    assert granted["available"] == 7
+    assert webhook.status_code == 200, webhook.text
+    assert available(settings, buyer) == 17
+
+
 async def test_a_signed_payment_for_a_malformed_tenant_id_grants_nothing(shared_http, shared_settings):
     body = payment(f"evt_{uuid.uuid4().hex}", "Not A Tenant!", 50)
 
@@ -303,5 +325,6 @@ async def test_a_signed_payment_for_a_malformed_tenant_id_grants_nothing(shared_
 def test_the_dev_admin_token_and_webhook_secret_are_refused_in_production(endpoints, name):
     with pytest.raises(ValueError, match=f"GENLINE_{name.upper()} is the development value"):
         endpoints.settings(LedgerSettings, environment="production", s3_secret_access_key="a-real-secret-of-length",
+                           database_url="postgresql://genline:a-real-password-too@db/genline",
                            **{name: DEV_LEDGER_SECRETS[name]})
     assert endpoints.settings(LedgerSettings, environment="development", **{name: DEV_LEDGER_SECRETS[name]})
