@@ -1,0 +1,196 @@
+"""Every kustomization renders, and every object it renders is one a cluster accepts:
+validated offline against the Kubernetes schemas (kubernetes-validate, strict) and, for the
+custom resources, against schemas of their CRDs (KEDA and the Prometheus Operator from the
+pydantic models of their CRDs, Strimzi's KafkaTopic from tests/deploy/schemas/). Unknown
+fields are refused everywhere, as `kubectl apply`'s strict field validation does."""
+
+import functools
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy/k8s"
+SCHEMAS = Path(__file__).with_name("schemas")
+KUBERNETES_VERSION = "1.31.0"  # the oldest release the manifests must work on
+# Components are rendered through the overlays that use them.
+KUSTOMIZATIONS = sorted(p.parent for p in K8S.rglob("kustomization.yaml")
+                        if yaml.safe_load(p.read_text()).get("kind", "Kustomization") == "Kustomization")
+
+
+def render(directory: Path) -> list[dict]:
+    kubectl = Path(sys.executable).with_name("kubectl")
+    result = subprocess.run([str(kubectl), "kustomize", str(directory)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, f"{directory.relative_to(ROOT)} does not render: {result.stderr}"
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def strict(schema):
+    """Refuse fields a schema does not declare (pydantic's schemas allow them)."""
+    if isinstance(schema, dict):
+        if "properties" in schema and "additionalProperties" not in schema:
+            schema["additionalProperties"] = False
+        for value in schema.values():
+            strict(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            strict(value)
+    return schema
+
+
+@functools.cache
+def custom_resource_schemas() -> dict[tuple[str, str], dict]:
+    from cloudcoil.models.keda import v1alpha1 as keda
+    from cloudcoil.models.prometheus_operator import v1 as monitoring
+
+    models = {("keda.sh/v1alpha1", "ScaledObject"): keda.ScaledObject,
+              ("keda.sh/v1alpha1", "TriggerAuthentication"): keda.TriggerAuthentication,
+              ("monitoring.coreos.com/v1", "PodMonitor"): monitoring.PodMonitor,
+              ("monitoring.coreos.com/v1", "PrometheusRule"): monitoring.PrometheusRule}
+    schemas = {key: strict(model.model_json_schema(by_alias=True)) for key, model in models.items()}
+    for path in SCHEMAS.glob("*.json"):
+        group_version, kind = path.stem.replace("_", "/", 1).rsplit("_", 1)
+        schemas[(group_version, kind)] = json.loads(path.read_text())
+    return schemas
+
+
+def problems_of(obj: dict) -> list[str]:
+    """What a cluster would refuse in `obj` (empty when it accepts it)."""
+    key = (obj.get("apiVersion"), obj.get("kind"))
+    name = f"{key[1]} {obj.get('metadata', {}).get('name')}"
+    if key in custom_resource_schemas():
+        validator = jsonschema.Draft202012Validator(custom_resource_schemas()[key])
+        return [f"{name}: {'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(obj)]
+    try:
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as error:
+        return [f"{name}: {'.'.join(map(str, error.absolute_path))}: {error.message}"]
+    except kubernetes_validate.SchemaNotFoundError:
+        return [f"{name}: no schema for {key[0]} {key[1]} (not a Kubernetes kind, nor a known CRD)"]
+    return []
+
+
+@pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=lambda p: str(p.relative_to(K8S)))
+def test_every_kustomization_renders_objects_a_cluster_accepts(directory):
+    objects = render(directory)
+    assert objects
+    problems = [problem for obj in objects for problem in problems_of(obj)]
+    assert not problems, "\n".join(problems)
+
+
+def test_the_example_secret_is_a_valid_secret():
+    secret = yaml.safe_load((K8S / "secret.example.yaml").read_text())
+    assert problems_of(secret) == []
+
+
+def test_a_broken_manifest_is_refused():
+    """The validation can fail: a misspelt field, a wrong type, an unknown kind."""
+    deployment = next(o for o in render(K8S / "base") if o["kind"] == "Deployment")
+    deployment["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] = 3
+    deployment["spec"]["replica"] = 2
+    assert len(problems_of(deployment)) >= 1
+    topic = render(K8S / "kafka")[0]
+    topic["spec"]["partitions"] = "six"
+    assert problems_of(topic)
+    assert problems_of({"apiVersion": "kafka.strimzi.io/v1beta2", "kind": "KafkaTopic", "metadata": {"name": "x"}})
+
+
+# ---- what the objects must say, beyond being valid ----------------------------------
+
+
+@functools.cache
+def base() -> tuple[dict, ...]:
+    return tuple(render(K8S / "base"))
+
+
+def of_kind(kind: str, objects=None) -> dict[str, dict]:
+    return {o["metadata"]["name"]: o for o in (objects or base()) if o["kind"] == kind}
+
+
+def container(deployment: dict) -> dict:
+    return deployment["spec"]["template"]["spec"]["containers"][0]
+
+
+def env_of(deployment: dict) -> dict[str, dict]:
+    return {e["name"]: e for e in container(deployment).get("env", [])}
+
+
+def test_every_pod_has_time_to_drain_before_it_is_killed():
+    from services.common.runtime import GRPC_DRAIN_S, HTTP_DRAIN_S, OUTBOX_DRAIN_S
+    from services.router.app import ATTEMPT_DRAIN_S
+
+    extra = {"ledger": GRPC_DRAIN_S, "router": GRPC_DRAIN_S + ATTEMPT_DRAIN_S}
+    for name, deployment in of_kind("Deployment").items():
+        worst = HTTP_DRAIN_S + OUTBOX_DRAIN_S + extra.get(name, 0)
+        assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > worst, name
+
+
+def test_every_workload_has_a_network_policy():
+    policies = of_kind("NetworkPolicy").values()
+    for name, deployment in of_kind("Deployment").items():
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert any(p["spec"]["podSelector"]["matchLabels"].items() <= labels.items() for p in policies), name
+
+
+def test_the_ledger_admin_api_has_its_own_port_that_only_the_namespace_reaches():
+    ledger = of_kind("Deployment")["ledger"]
+    admin_port = int(env_of(ledger)["GENLINE_ADMIN_PORT"]["value"])
+    assert {"name": "admin", "containerPort": admin_port, "protocol": "TCP"} in container(ledger)["ports"]
+    rules = of_kind("NetworkPolicy")["ledger"]["spec"]["ingress"]
+    admitting = [rule for rule in rules if any(p["port"] == admin_port for p in rule["ports"])]
+    assert admitting and all(rule.get("from") == [{"podSelector": {}}] for rule in admitting)
+    ingress = of_kind("Ingress")["ingest"]
+    backends = [path["backend"]["service"] for rule in ingress["spec"]["rules"] for path in rule["http"]["paths"]]
+    assert all(b["port"] != {"number": admin_port} and b["port"] != {"name": "admin"} for b in backends)
+
+
+def test_the_ingress_takes_the_largest_job_the_api_accepts():
+    from services.ingest.screening import MAX_REFERENCE_BASE64
+
+    limit = of_kind("Ingress")["ingest"]["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"]
+    assert limit.endswith("m") and int(limit[:-1]) * 1024 * 1024 > MAX_REFERENCE_BASE64 + 64 * 1024
+
+
+def test_scorer_threads_follow_its_cpu_limit():
+    source = env_of(of_kind("Deployment")["scorer"])["GENLINE_SCORING_THREADS"]["valueFrom"]["resourceFieldRef"]
+    assert source["resource"] == "limits.cpu" and source["containerName"] == "scorer"
+
+
+def test_the_providers_config_map_is_a_registry_the_router_loads(tmp_path):
+    from services.router.providers.registry import load_registry
+
+    (config_map,) = [c for name, c in of_kind("ConfigMap").items() if name.startswith("genline-providers")]
+    router = of_kind("Deployment")["router"]
+    mounted = {v["name"]: v for v in router["spec"]["template"]["spec"]["volumes"]}["providers"]
+    assert mounted["configMap"]["name"] == config_map["metadata"]["name"]
+    path = Path(env_of(router)["GENLINE_PROVIDERS_PATH"]["value"])
+    (tmp_path / path.name).write_text(config_map["data"][path.name])
+    assert load_registry(tmp_path / path.name).providers
+
+
+def test_the_example_secret_names_every_key_and_cannot_be_applied_unedited(monkeypatch):
+    """Its values, as the pods get them (environment variables), are refused in production."""
+    from services.ledger.settings import LedgerSettings
+    from services.router.settings import RouterSettings
+
+    secret = yaml.safe_load((K8S / "secret.example.yaml").read_text())["stringData"]
+    for name, value in secret.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("GENLINE_ENVIRONMENT", "production")
+    monkeypatch.setenv("GENLINE_S3_SECRET_ACCESS_KEY", "a-real-s3-secret-key")
+    monkeypatch.setenv("GENLINE_DATABASE_URL", "postgresql://genline:a-real-db-password@db/genline")
+    for settings_class, refused in ((LedgerSettings, "GENLINE_ADMIN_TOKEN"), (RouterSettings, "FAL_KEY")):
+        with pytest.raises(ValueError, match=f"{refused}.* is a placeholder"):
+            settings_class()
+
+
+def test_the_ledger_topic_is_kept_for_ever_and_topics_use_strimzi_v1():
+    topics = {t["spec"]["topicName"]: t for t in render(K8S / "kafka")}
+    assert {t["apiVersion"] for t in topics.values()} == {"kafka.strimzi.io/v1"}
+    assert topics["genline.ledger.v1"]["spec"]["config"]["retention.ms"] == -1
