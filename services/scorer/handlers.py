@@ -18,7 +18,7 @@ from services.common.contracts import (
 from services.common.storage import ObjectStore
 from services.scorer import domain
 from services.scorer.dimensions import ImageVerdict, Scorer, UndecodableImage, moderation
-from services.scorer.profiles import Profile, ProfileError, job_profile, with_ceiling
+from services.scorer.profiles import Profile, ProfileError, job_profile, load_profile, profile_names, with_ceiling
 from services.scorer.settings import ScorerSettings
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,16 @@ async def judge_attempt(ctx: HandlerContext, event: CandidatesGenerated, store: 
     await ctx.emit(outcome)
 
 
+def count_from_zero() -> None:
+    """Pass and rejection counters of the packaged profiles exist before the first score."""
+    for name in profile_names():
+        telemetry.preinitialise(telemetry.CANDIDATES_SCORED, (name, "passed"), (name, "rejected"))
+        telemetry.preinitialise(telemetry.DIMENSION_FAILURES,
+                                *((name, dimension) for dimension in load_profile(name).dimension_names))
+
+
 def register(consumer: EventConsumer, store: ObjectStore, settings: ScorerSettings) -> None:
+    count_from_zero()
     moderated = settings.moderated_classes or moderation.MODERATED_BY_DEFAULT
     scorer = Scorer(settings.device, settings.clip_model_dir, moderated_classes=moderated,
                     threads=settings.scoring_threads)
