@@ -58,6 +58,9 @@ async def add_many_to_outbox(conn: psycopg.AsyncConnection, envelopes: list[Enve
     await insert_many(conn, "outbox", OUTBOX_COLUMNS, [_outbox_row(e, namespace) for e in envelopes])
 
 
+RELAY_BATCH = 200
+
+
 def outbox_channel(schema: str) -> str:
     """The channel the outbox's trigger notifies when a transaction that added rows commits."""
     return f"outbox_{schema}"
@@ -126,7 +129,7 @@ class OutboxRelay:
             # before it; a pass already running may have selected just before such a commit.
             stopping = self._stopping
             try:
-                while await self.relay_batch():
+                while await self.relay_batch() == RELAY_BATCH:  # a short batch took every row there was
                     pass
             except Exception:  # broker or database away: keep the rows, try again later
                 log.exception("outbox relay failed; will retry")
@@ -152,7 +155,7 @@ class OutboxRelay:
         telemetry.OUTBOX_PENDING.labels(self.service).set(row["n"])
         return row["n"]
 
-    async def relay_batch(self, limit: int = 200) -> int:
+    async def relay_batch(self, limit: int = RELAY_BATCH) -> int:
         async with self.pool.connection() as conn, conn.transaction():
             rows = await (
                 await conn.execute(
@@ -427,14 +430,17 @@ class EventConsumer:
         if self.batch_handler and isinstance(envelope.event, self.batch_types):
             return bool(await self.apply_batch([envelope]))
         handler, prepare = self.handlers[type(envelope.event)], self.preparers.get(type(envelope.event))
-        async with self.pool.connection() as conn:
-            if await already_applied(conn, envelope.id):
-                telemetry.EVENTS_CONSUMED.labels(self.service, envelope.type, "duplicate").inc()
-                return False
-        prepared = await prepare(envelope.event) if prepare else None  # no connection held meanwhile
+        prepared = None
+        if prepare:  # not for an event applied before; and no connection is held meanwhile
+            async with self.pool.connection() as conn:
+                if await already_applied(conn, envelope.id):
+                    telemetry.EVENTS_CONSUMED.labels(self.service, envelope.type, "duplicate").inc()
+                    return False
+            prepared = await prepare(envelope.event)
         async with self.pool.connection() as conn:
             async with conn.transaction():
                 if not await record_applied(conn, envelope):
+                    telemetry.EVENTS_CONSUMED.labels(self.service, envelope.type, "duplicate").inc()
                     return False
                 ctx = HandlerContext(conn, envelope, f"/genline/{self.service}", self.settings.topic_namespace,
                                      prepared=prepared)
