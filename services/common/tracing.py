@@ -14,7 +14,6 @@ from collections.abc import Iterator
 
 from opentelemetry import context, trace
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
-from opentelemetry.instrumentation.botocore import BotocoreInstrumentor
 from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
 from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
 from opentelemetry.sdk.resources import Resource
@@ -29,7 +28,8 @@ _propagator = TraceContextTextMapPropagator()
 
 
 def configure_tracing(service: str, otlp_endpoint: str | None) -> None:
-    """Once per process, before any database connection or S3 client is made."""
+    """Once per process, before any database connection is made (S3 calls make their own
+    spans: services/common/storage.py)."""
     provider = TracerProvider(resource=Resource.create({"service.name": f"genline-{service}"}))
     if otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -38,7 +38,6 @@ def configure_tracing(service: str, otlp_endpoint: str | None) -> None:
         log.info("exporting traces to %s", otlp_endpoint)
     trace.set_tracer_provider(provider)
     PsycopgInstrumentor().instrument(skip_dep_check=True)
-    BotocoreInstrumentor().instrument()
 
 
 def trace_id_of(traceparent: str) -> str | None:
