@@ -14,7 +14,14 @@ The images are 1024×1024 JPEGs (quality 90) made from scikit-image photographs 
 and LocalGenerator paintings, plus degraded copies (blur, noise, quality-5 JPEG, blown
 out, black), so that both passes and failures are compared.
 
+Then the cost of each newer dimension alone, in images/s through `Scorer.score` (decode
+included, colour where the dimension reads it), on the same images: banding and nsfw
+(batched), and the face dimensions on portraits (the astronaut, Grace Hopper and the
+astronaut edited), with the astronaut as the reference photo. Face dimensions each detect
+faces anew, so each figure is what adding that one dimension to a profile costs.
+
     python bench/scorer.py [--images 256] [--batch 32] [--device cpu|cuda] [--rounds 2]
+                           [--dimension-images 48]
 """
 
 import argparse
@@ -33,11 +40,13 @@ from skimage import data as photos  # noqa: E402
 from services.router.providers.local import LocalGenerator  # noqa: E402
 from services.scorer.dimensions import Scorer  # noqa: E402
 from services.scorer.dimensions.tier1 import BLOCK_STEP_CAP, BLOWN_LEVEL, CRUSHED_LEVEL  # noqa: E402
-from services.scorer.profiles import Profile, load_profile  # noqa: E402
+from services.scorer.profiles import Profile, load_profile, profile_of_dimensions  # noqa: E402
 
 SIDE = 1024
 PHOTOS = ("astronaut", "coffee", "chelsea", "camera", "rocket")
 TIER_ONE = ("sharpness", "noise", "blockiness", "exposure", "clipping", "blank", "size", "aspect")
+NEWER_DIMENSIONS = ("banding", "nsfw", "faces", "identity", "skin_tone", "lighting", "background")
+PORTRAIT_DIMENSIONS = {"faces", "identity", "skin_tone", "lighting", "background"}
 IMMERKAER_KERNEL = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float64)
 
 
@@ -123,6 +132,30 @@ def scorer_verdicts(scorer: Scorer, images: list[bytes], profile: Profile, batch
     return [{name: result.passed for name, result in v.dimensions.items()} for v in verdicts]
 
 
+def portraits() -> list[bytes]:
+    from matplotlib import cbook
+
+    astronaut = photos.astronaut()
+    grace = cv2.imread(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False), cv2.IMREAD_COLOR_RGB)
+    edited = np.clip(astronaut.astype(np.float64) * 1.1 + 10, 0, 255).astype(np.uint8)
+    return [encode(cv2.resize(rgb, (SIDE, SIDE), interpolation=cv2.INTER_LANCZOS4)) for rgb in (astronaut, grace, edited)]
+
+
+def dimension_rates(scorer: Scorer, images: list[bytes], count: int, batch: int) -> dict[str, float]:
+    """Images per second through each newer dimension alone, the best of two rounds."""
+    faces = portraits()
+    rates = {}
+    for name in NEWER_DIMENSIONS:
+        pool = faces if name in PORTRAIT_DIMENSIONS else images
+        chosen = [pool[i % len(pool)] for i in range(count)]
+        profile = profile_of_dimensions((name,))
+        run = lambda: [scorer.score(chosen[s : s + batch], profile, reference=faces[0])  # noqa: E731
+                       for s in range(0, count, batch)]
+        run()  # loads the model
+        rates[name] = count / min(timed(run)[0] for _ in range(2))
+    return rates
+
+
 def timed(run) -> tuple[float, object]:
     start = time.perf_counter()
     result = run()
@@ -135,6 +168,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--rounds", type=int, default=2, help="timed rounds of each path; the best counts")
+    parser.add_argument("--dimension-images", type=int, default=48, help="images per newer dimension; 0: skip")
     args = parser.parse_args()
 
     images = bench_images(args.images)
@@ -149,6 +183,7 @@ def main() -> None:
         scorer_times.append(seconds)
         seconds, theirs = timed(lambda: baseline_verdicts(images, profile, requested))
         baseline_times.append(seconds)
+    rates = dimension_rates(scorer, images, args.dimension_images, args.batch) if args.dimension_images else {}
     scorer.close()
 
     disagreements = [i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b]
@@ -167,6 +202,9 @@ def main() -> None:
     if disagreements:
         first = disagreements[0]
         raise SystemExit(f"verdicts differ on images {disagreements[:10]}; image {first}: {ours[first]} vs {theirs[first]}")
+    for name, rate in rates.items():
+        print(f"dimension {name:<12} alone: {rate:8.1f} images/s ({args.device}, {SIDE}x{SIDE}, "
+              f"{'portraits' if name in PORTRAIT_DIMENSIONS else 'bench images'})")
     print(f"images/s: {n_rate:.1f} baseline: {m_rate:.1f} ratio: {n_rate / m_rate:.2f} device: {args.device}")
 
 
