@@ -3,6 +3,12 @@
     python -m services.scorer.cli score [--profile NAME] [--reference PATH] [--prompt TEXT]
         [--clip-model DIR] [--size WxH] [--rules FILE] [--device cpu|cuda] [--json] PATH...
 
+    python -m services.scorer.cli score --calibrate DIR [--profile NAME] [...] [--json]
+
+With --calibrate, DIR holds images people judged, in the subfolders `good/` and `bad/`;
+each is scored and, per dimension, the pass rate, the bad images let through and a
+threshold suggestion are printed (see `services.scorer.calibration`); exit status 0.
+
 With --json it prints one JSON array, an object per image:
 {"path", "passed", "score", "dimensions": {NAME: {"value", "threshold", "passed", "reason"}}}
 (an unavailable dimension has value null and passed false). Otherwise a table.
@@ -12,6 +18,7 @@ profile that requires it), with the reason on stderr.
 """
 
 import argparse
+import dataclasses
 import json
 import math
 import re
@@ -23,6 +30,7 @@ from typing import TextIO
 import yaml
 from pydantic import ValidationError
 
+from services.scorer import calibration
 from services.scorer.dimensions import ClipModelError, ImageVerdict, QualityRules, Scorer, UndecodableImage
 from services.scorer.dimensions.core import readable
 from services.scorer.profiles import ProfileError, load_profile, profile_names
@@ -39,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="genline", description="Genline's image scorer.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     score = commands.add_parser("score", help="score image files against a profile")
-    score.add_argument("paths", nargs="+", metavar="PATH", help="image files (PNG, JPEG, WebP, ...)")
+    score.add_argument("paths", nargs="*", metavar="PATH", help="image files (PNG, JPEG, WebP, ...)")
+    score.add_argument("--calibrate", metavar="DIR", help="suggest thresholds from the images in DIR/good and DIR/bad")
     score.add_argument("--profile", default="generic", help=f"scoring profile: {', '.join(profile_names())}")
     score.add_argument("--reference", metavar="PATH", help="reference photo for skin tone")
     score.add_argument("--prompt", metavar="TEXT", help="the prompt, for prompt alignment")
@@ -58,6 +67,8 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr
     except SystemExit as stop:  # argparse has printed usage or help already
         return stop.code if isinstance(stop.code, int) else USAGE_ERROR
     try:
+        if args.calibrate:
+            return print_calibration(args, stdout)
         verdicts = score_files(args)
     except UsageError as error:
         print(f"genline score: {error}", file=stderr)
@@ -70,7 +81,38 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr
     return ALL_PASSED if all(v.passed for v in verdicts) else SOME_FAILED
 
 
+def print_calibration(args: argparse.Namespace, stdout: TextIO) -> int:
+    if args.paths:
+        raise UsageError("--calibrate reads its images from DIR/good and DIR/bad; give no other paths")
+    labelled = [(path, folder == "bad") for folder in ("good", "bad") for path in _images_in(args.calibrate, folder)]
+    args.paths = [str(path) for path, _ in labelled]
+    verdicts = score_files(args)
+    rows = calibration.calibrate(
+        calibration.Judged(args.profile, bad, {n: (r.value, r.passed) for n, r in v.dimensions.items()},
+                           {n: r.threshold for n, r in v.dimensions.items()})
+        for (_, bad), v in zip(labelled, verdicts)
+    )
+    if args.json:
+        json.dump([dataclasses.asdict(row) for row in rows], stdout, indent=2)
+        stdout.write("\n")
+    else:
+        stdout.write(calibration.render(rows))
+    return ALL_PASSED
+
+
+def _images_in(directory: str, folder: str) -> list[Path]:
+    found = Path(directory) / folder
+    if not found.is_dir():
+        raise UsageError(f"{found} is not a folder; --calibrate needs DIR/good and DIR/bad")
+    files = sorted(path for path in found.iterdir() if path.is_file() and not path.name.startswith("."))
+    if not files:
+        raise UsageError(f"{found} holds no images")
+    return files
+
+
 def score_files(args: argparse.Namespace) -> list[ImageVerdict]:
+    if not args.paths:
+        raise UsageError("give image files to score, or --calibrate DIR")
     images = [_read(path, "image") for path in args.paths]
     reference = _read(args.reference, "reference photo") if args.reference else None
     profile = _profile(args.profile, _rules(args.rules) if args.rules else None)

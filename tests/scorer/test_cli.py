@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from services.scorer.cli import main
-from tests.scorer.conftest import png
+from tests.scorer.conftest import blurred, png
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GENERIC = {"sharpness", "noise", "blockiness", "exposure", "clipping", "blank", "banding", "nsfw", "size", "aspect",
@@ -142,3 +142,46 @@ def test_runs_as_a_module(files):
     )
     assert completed.returncode == 1, completed.stderr
     assert [item["passed"] for item in json.loads(completed.stdout)] == [True, False]
+
+
+@pytest.fixture(scope="module")
+def judged_folder(tmp_path_factory, photos) -> Path:
+    """Photos people liked in good/, slightly blurred copies they rejected in bad/: the
+    blur (radius 1.5) still passes the generic sharpness minimum of 20."""
+    folder = tmp_path_factory.mktemp("judged")
+    for label in ("good", "bad"):
+        (folder / label).mkdir()
+    for name in ("astronaut", "coffee", "chelsea", "rocket"):
+        (folder / "good" / f"{name}.png").write_bytes(png(photos[name]))
+        (folder / "bad" / f"{name}.png").write_bytes(png(blurred(photos[name], 1.5)))
+    return folder
+
+
+def test_calibrate_suggests_a_sharpness_threshold_that_catches_the_rejected_images(judged_folder):
+    status, out, _ = run("score", "--calibrate", str(judged_folder), "--json")
+    rows = {row["dimension"]: row for row in json.loads(out)}
+    assert status == 0
+    sharpness = rows["sharpness"]
+    assert sharpness["images"] == 8 and sharpness["bad"] == 4 and sharpness["threshold"] == 20
+    assert sharpness["bad_passed"] >= 1  # the threshold in force lets a rejected image through
+    assert sharpness["side"] == "min" and sharpness["suggested_threshold"] > 20
+    assert sharpness["suggested_separation"] == 1.0 > sharpness["separation"]
+    assert rows["nsfw"]["suggested_threshold"] is None  # moderation is policy, not calibrated
+    _, table, _ = run("score", "--calibrate", str(judged_folder))
+    assert table.splitlines()[0].split()[:2] == ["profile", "dimension"]
+    assert any(line.startswith("generic") and "sharpness" in line and "min " in line for line in table.splitlines())
+
+
+@pytest.mark.parametrize("layout, message", [("no-bad", "needs DIR/good and DIR/bad"), ("empty", "holds no images")])
+def test_calibrate_without_both_labelled_folders_is_a_usage_error(tmp_path, files, layout, message):
+    (tmp_path / "good").mkdir()
+    (tmp_path / "good" / "a.png").write_bytes(files["astronaut"].read_bytes())
+    if layout == "empty":
+        (tmp_path / "bad").mkdir()
+    status, _, err = run("score", "--calibrate", str(tmp_path))
+    assert status == 2 and message in err
+
+
+def test_no_paths_and_no_calibration_is_a_usage_error():
+    status, _, err = run("score")
+    assert status == 2 and "give image files" in err
