@@ -10,7 +10,7 @@ from services.common.storage import ObjectStore
 from services.common import problems
 from services.ingest import handlers
 from services.ingest.domain import hash_api_key, new_api_key
-from services.ingest.routes import account, jobs
+from services.ingest.routes import account, admin, jobs
 from services.ingest.settings import IngestSettings
 
 
@@ -26,6 +26,7 @@ def build(settings: IngestSettings):
     telemetry.instrument_http(app, "ingest")
     app.include_router(jobs.router)
     app.include_router(account.router)
+    app.include_router(admin.router)
     app.router.routes.extend(telemetry.ops_routes(runtime.readiness_checks))
     return runtime, app
 

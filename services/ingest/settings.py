@@ -1,3 +1,5 @@
+from pydantic import SecretStr
+
 from services.common.settings import ServiceSettings
 
 
@@ -13,3 +15,10 @@ class IngestSettings(ServiceSettings):
     max_reference_pixels: int = 40_000_000
     ledger_grpc_target: str = "127.0.0.1:50051"
     ledger_grpc_timeout_s: float = 3.0
+    # Bearer token of the admin API (`/admin/v1/calibration`); without one it is off.
+    admin_token: SecretStr | None = None
+    # Where the admin API answers, as the ledger's: on this port only, off the public one.
+    admin_port: int | None = None
+
+    def http_ports(self) -> list[int]:
+        return [self.http_port] + ([self.admin_port] if self.admin_port else [])

@@ -1,7 +1,6 @@
 """The ledger's HTTP API: admin top-ups and settings, reconciliation, and payment webhooks
 signed like Stripe's (`Stripe-Signature: t=…,v1=…`), idempotent by event id."""
 
-import hmac
 import json
 import re
 import time
@@ -9,9 +8,10 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 import psycopg
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.common.admin import Admin
 from services.common.problems import Problem
 from services.ledger.domain import SignatureError, verify_signature
 
@@ -35,22 +35,6 @@ class PolicyRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     report_policy: Literal["refund", "retry_token"]
-
-
-def require_admin(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
-    settings = request.app.state.settings
-    if settings.admin_port and request.scope["server"][1] != settings.admin_port:
-        raise Problem(404, "not-found", "no such resource on this port")
-    if settings.admin_token is None:
-        raise Problem(404, "admin-api-disabled", "the admin API is off: set GENLINE_ADMIN_TOKEN to enable it")
-    token = settings.admin_token
-    scheme, _, given = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
-        raise Problem(401, "invalid-admin-token", "send the admin token as 'Authorization: Bearer <token>'",
-                      {"WWW-Authenticate": 'Bearer realm="genline-admin"'})
-
-
-Admin = Annotated[None, Depends(require_admin)]
 
 
 @router.post("/admin/v1/grants", status_code=201)

@@ -1,0 +1,63 @@
+"""`/admin/v1/calibration`: how the scorer's thresholds fare against what customers said.
+
+For a tenant and a time range (jobs created in it), every delivered image is judged good
+or bad: bad when its customer reported it and was refunded or given a retry token. Per
+profile and dimension: images, bad ones, the pass rate, the bad ones it let through, and a
+threshold suggestion (`services.scorer.calibration`). It is served here because the job
+read model is where scores, deliveries and reports meet. Behind the admin token; not part
+of the public OpenAPI document.
+"""
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from services.common.admin import Admin
+from services.common.problems import Problem
+from services.ingest.deps import Runtime
+from services.ingest.domain import JobView
+from services.scorer.calibration import Judged, calibrate
+from services.scorer.profiles import profile_names
+
+router = APIRouter(prefix="/admin/v1", include_in_schema=False)
+BAD_OUTCOMES = {"refunded", "retry_token"}
+DEFAULT_RANGE = timedelta(days=30)
+
+
+@router.get("/calibration")
+async def calibration_report(runtime: Runtime, _: Admin, tenant_id: Annotated[str, Query(max_length=63)],
+                             since: datetime | None = None, until: datetime | None = None) -> dict:
+    until = _aware(until) or datetime.now(UTC)
+    since = _aware(since) or until - DEFAULT_RANGE
+    if since >= until:
+        raise Problem(422, "invalid-range", f"since ({since.isoformat()}) must be before until ({until.isoformat()})")
+    async with runtime.pool.connection() as conn:
+        rows = await (await conn.execute(
+            "SELECT view FROM jobs WHERE tenant_id = %s AND created_at >= %s AND created_at < %s"
+            " AND jsonb_array_length(view->'outputs') > 0", [tenant_id, since, until])).fetchall()
+    judged = [image for row in rows for image in delivered_images(JobView.model_validate(row["view"]))]
+    return {"tenant_id": tenant_id, "since": since, "until": until, "images": len(judged),
+            "reported_bad": sum(image.bad for image in judged),
+            "dimensions": [dataclasses.asdict(row) for row in calibrate(judged)]}
+
+
+def delivered_images(view: JobView) -> list[Judged]:
+    """Each delivered image of a job with the scores it was selected on; output n is the
+    n-th selected candidate."""
+    profile = view.profile or (view.template if view.template in profile_names() else "generic")
+    bad = {report.n for report in view.reports if report.outcome in BAD_OUTCOMES}
+    scores = {score.index: score for score in view.scores}
+    judged = []
+    for output in view.outputs:
+        score = scores.get(view.selected[output.n - 1]) if output.n <= len(view.selected) else None
+        if score is not None:
+            judged.append(Judged(profile, output.n in bad,
+                                 {name: (d.value, d.passed) for name, d in score.dimensions.items()},
+                                 {name: d.threshold for name, d in score.dimensions.items()}))
+    return judged
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    return moment if moment is None or moment.tzinfo else moment.replace(tzinfo=UTC)
