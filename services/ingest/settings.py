@@ -1,6 +1,6 @@
-from pydantic import SecretStr
+from pydantic import SecretStr, model_validator
 
-from services.common.settings import ServiceSettings
+from services.common.settings import ServiceSettings, refuse_weak_secret
 
 
 class IngestSettings(ServiceSettings):
@@ -22,3 +22,9 @@ class IngestSettings(ServiceSettings):
 
     def http_ports(self) -> list[int]:
         return [self.http_port] + ([self.admin_port] if self.admin_port else [])
+
+    @model_validator(mode="after")
+    def reject_weak_admin_token(self) -> "IngestSettings":
+        if self.environment == "production" and self.admin_token is not None:
+            refuse_weak_secret("GENLINE_ADMIN_TOKEN", self.admin_token.get_secret_value())
+        return self
