@@ -4,6 +4,7 @@
     genline create-tenant TENANT      a tenant and a new API key   (python -m services.ingest)
     genline grant TENANT CREDITS      credits for a tenant         (python -m services.ledger)
     genline replay ledger             rebuild accounts from the ledger topic and compare
+    genline replay jobs [--tenant T]  rebuild every job's read model from all topics and compare
     genline score [--profile NAME] [--json] PATH...   score image files without the platform
 """
 
@@ -13,7 +14,7 @@ COMMANDS = {
     "run": "services.stack.__main__",
     "create-tenant": "services.ingest.__main__",
     "grant": "services.ledger.__main__",
-    "replay": "services.ledger.replay",
+    "replay": {"ledger": "services.ledger.replay", "jobs": "services.ingest.replay"},
     "score": "services.scorer.cli",
 }
 
@@ -25,7 +26,13 @@ def main() -> None:
     import importlib
 
     command = sys.argv[1]
-    module = importlib.import_module(COMMANDS[command])
+    target = COMMANDS[command]
+    if isinstance(target, dict):  # `replay ledger`, `replay jobs`: the second word picks the module
+        if len(sys.argv) < 3 or sys.argv[2] not in target:
+            print(__doc__.strip(), file=sys.stderr)
+            sys.exit(2)
+        target = target[sys.argv[2]]
+    module = importlib.import_module(target)
     keeps_name = command in ("create-tenant", "grant", "score")  # their modules take it as a sub-command
     sys.argv = [f"genline {command}", *([command] if keeps_name else []), *sys.argv[2:]]
     sys.exit(module.main())

@@ -28,7 +28,9 @@ from services.common.contracts import (
     Event,
     GenerationFailed,
     JobDelivered,
+    JobEvent,
     JobSpec,
+    JobSubmitted,
     RegenerationRequested,
     ReportDeclined,
     ReservationRejected,
@@ -192,6 +194,16 @@ def apply_event(view: JobView, event: Event, at: datetime) -> JobView:
         case ReportDeclined():
             return add_report(view, ReportOutcome(n=event.n, outcome="declined", reason=event.reason), at)
     return view
+
+
+def replay_views(events: list[tuple[datetime, Event]]) -> dict[UUID, JobView]:
+    """Every job's read model rebuilt from its events (each with its event time), through the
+    same `apply_event` as the live projection: from its submission, then in event-time order."""
+    views = {event.job_id: submitted_view(event.job) for _, event in events if isinstance(event, JobSubmitted)}
+    for at, event in sorted(events, key=lambda timed: timed[0]):
+        if isinstance(event, JobEvent) and not isinstance(event, JobSubmitted) and event.job_id in views:
+            views[event.job_id] = apply_event(views[event.job_id], event, at)
+    return views
 
 
 def add_report(view: JobView, outcome: ReportOutcome, at: datetime) -> JobView:
