@@ -1,6 +1,8 @@
-"""`python -m services.stack`: up, demo, and on SIGTERM down with no process left behind."""
+"""`python -m services.stack`: up, demo, and on SIGTERM down with no process left behind;
+started again on the same data, it reuses the demo tenant and its key and grants nothing."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -10,27 +12,40 @@ import psutil
 
 from services.stack.embedded import free_port
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-def test_sigterm_stops_every_process_the_stack_started(tmp_path):
-    port = free_port()
-    launcher = subprocess.Popen(
-        [sys.executable, "-m", "services.stack", "--data-dir", str(tmp_path / "data"), "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+
+def launch(data_dir, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "services.stack", "--data-dir", str(data_dir), "--port", str(free_port()), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
     )
+
+
+def read_until(launcher: subprocess.Popen, marker: str, timeout_s: float = 240) -> str:
+    lines, deadline = [], time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        line = launcher.stdout.readline()
+        lines.append(line)
+        if marker in line or (not line and launcher.poll() is not None):
+            break
+    output = "".join(lines)
+    assert marker in output, output
+    return output
+
+
+def demo_key(output: str) -> str:
+    return re.search(r"demo tenant API key: (\S+)", output).group(1)
+
+
+def test_sigterm_stops_every_process_the_stack_started_and_a_second_run_reuses_the_demo_tenant(tmp_path):
+    launcher = launch(tmp_path / "data")
     try:
-        lines = []
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            line = launcher.stdout.readline()
-            lines.append(line)
-            if "press Ctrl-C to stop" in line or launcher.poll() is not None:
-                break
-        output = "".join(lines)
-        assert "press Ctrl-C to stop" in output, output
+        output = read_until(launcher, "press Ctrl-C to stop")
         assert "credits: reserved 40, charged 40, released 0" in output
+        assert "demo tenant: 960 credits available, 1 grant(s)" in output
         descendants = psutil.Process(launcher.pid).children(recursive=True)
-        assert len(descendants) >= 7  # tansu, moto, five services
+        assert len(descendants) >= 7  # seaweedfs, tansu, five services
         # pg_ctl daemonizes PostgreSQL, so it is no descendant: find it by its pid file.
         postmaster = psutil.Process(int((tmp_path / "data" / "pgdata" / "postmaster.pid").read_text().split()[0]))
         descendants.append(postmaster)
@@ -43,3 +58,14 @@ def test_sigterm_stops_every_process_the_stack_started(tmp_path):
         if launcher.poll() is None:  # a failed assertion must not leave the platform running
             launcher.send_signal(signal.SIGTERM)
             launcher.wait(60)
+
+    again = launch(tmp_path / "data", "--exit-after-demo")
+    try:
+        second = read_until(again, "demo finished")
+        assert demo_key(second) == demo_key(output)
+        assert "demo tenant: 920 credits available, 1 grant(s)" in second  # the second job paid, nothing granted
+        assert again.wait(60) == 0
+    finally:
+        if again.poll() is None:
+            again.send_signal(signal.SIGTERM)
+            again.wait(60)

@@ -1,5 +1,7 @@
 """The ingest service: Genline's public HTTP API and the job read model behind it."""
 
+from contextlib import asynccontextmanager
+
 import grpc
 from fastapi import FastAPI
 
@@ -46,18 +48,38 @@ def connect_ledger(runtime: ServiceRuntime, app: FastAPI, settings: IngestSettin
     runtime.shutdown_hooks.append(close_channel)
 
 
-async def create_tenant(settings: IngestSettings, tenant_id: str, name: str | None = None) -> str:
-    """Create a tenant (or reuse it) and return a new API key; only its hash is stored."""
+@asynccontextmanager
+async def tenants_transaction(settings: IngestSettings):
+    """One transaction on ingest's tables, for commands run outside the service (CLI, seeding)."""
     runtime = ServiceRuntime("ingest", settings, "services.ingest")
-    key = new_api_key()
     await migrate(runtime.database_url, runtime.name, runtime.migrations)
     await runtime.pool.open(wait=True)
     try:
         async with runtime.pool.connection() as conn, conn.transaction():
-            await conn.execute("INSERT INTO tenants (id, name) VALUES (%s, %s) ON CONFLICT (id) DO NOTHING",
-                               [tenant_id, name or tenant_id])
-            await conn.execute("INSERT INTO api_keys (key_hash, tenant_id, prefix) VALUES (%s, %s, %s)",
-                               [hash_api_key(key), tenant_id, key[:8]])
+            yield conn
     finally:
         await runtime.pool.close()
+
+
+async def create_tenant(settings: IngestSettings, tenant_id: str, name: str | None = None) -> str:
+    """Create a tenant (or reuse it) and return a new API key; only its hash is stored."""
+    key, _ = await ensure_tenant(settings, tenant_id, name)
     return key
+
+
+async def ensure_tenant(settings: IngestSettings, tenant_id: str, name: str | None = None,
+                        known_key: str | None = None) -> tuple[str, bool]:
+    """The tenant's API key, `known_key` while it is still a valid key of this tenant, else a
+    new one; and whether the tenant was created now."""
+    async with tenants_transaction(settings) as conn:
+        created = await (await conn.execute(
+            "INSERT INTO tenants (id, name) VALUES (%s, %s) ON CONFLICT (id) DO NOTHING RETURNING id",
+            [tenant_id, name or tenant_id])).fetchone() is not None
+        if known_key and await (await conn.execute(
+                "SELECT 1 FROM api_keys WHERE key_hash = %s AND tenant_id = %s AND revoked_at IS NULL",
+                [hash_api_key(known_key), tenant_id])).fetchone():
+            return known_key, created
+        key = new_api_key()
+        await conn.execute("INSERT INTO api_keys (key_hash, tenant_id, prefix) VALUES (%s, %s, %s)",
+                           [hash_api_key(key), tenant_id, key[:8]])
+    return key, created

@@ -1,6 +1,6 @@
 """`python -m services.stack`: the whole platform on the embedded stack, plus a demo job.
 
-Starts Tansu, PostgreSQL and moto, the five services as separate processes, seeds the demo
+Starts SeaweedFS, Tansu and PostgreSQL, the five services as separate processes, seeds the demo
 tenant, runs the demo job, then serves until Ctrl-C or SIGTERM and stops everything.
 """
 
@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from services.ingest.app import create_tenant
+from services.ingest.app import ensure_tenant
 from services.ingest.settings import IngestSettings
 from services.ledger.app import grant
 from services.ledger.settings import DEV_LEDGER_SECRETS, LedgerSettings
@@ -30,9 +30,17 @@ def raise_stop(signum, _frame) -> None:
     raise Stop(signal.Signals(signum).name)
 
 
-async def seed(endpoints: Endpoints, credits: int) -> str:
-    api_key = await create_tenant(endpoints.settings(IngestSettings), DEMO_TENANT, "Demo tenant")
-    await grant(endpoints.settings(LedgerSettings), DEMO_TENANT, credits, "demo seed")
+async def seed(endpoints: Endpoints, credits: int, key_file: Path) -> str:
+    """The demo tenant, granted its credits when it is created; a later run on the same data
+    reuses the tenant and the key saved in `key_file`, and grants nothing."""
+    saved = key_file.read_text().strip() if key_file.exists() else None
+    settings = endpoints.settings(IngestSettings)
+    api_key, created = await ensure_tenant(settings, DEMO_TENANT, "Demo tenant", known_key=saved)
+    if created:
+        await grant(endpoints.settings(LedgerSettings), DEMO_TENANT, credits, "demo seed")
+    if api_key != saved:
+        key_file.touch(mode=0o600)
+        key_file.write_text(api_key)
     return api_key
 
 
@@ -61,7 +69,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m services.stack")
     parser.add_argument("--data-dir", type=Path, default=Path(".genline"))
     parser.add_argument("--port", type=int, default=8000, help="public API port")
-    parser.add_argument("--credits", type=int, default=1000, help="credits granted to the demo tenant")
+    parser.add_argument("--credits", type=int, default=1000, help="credits granted to the demo tenant when it is created")
     parser.add_argument("--exit-after-demo", action="store_true")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, raise_stop)
@@ -72,7 +80,7 @@ def main() -> int:
     try:
         endpoints = stack.start()
         print(f"embedded stack up: kafka {endpoints.kafka_bootstrap}, s3 {endpoints.s3_endpoint_url}", flush=True)
-        api_key = asyncio.run(seed(endpoints, args.credits))
+        api_key = asyncio.run(seed(endpoints, args.credits, args.data_dir / "demo-api-key"))
         dev_secrets = dev_ledger_secrets(endpoints)
         fleet = ServiceFleet(endpoints, args.data_dir / "logs", ingest_port=args.port,
                              extra_env={f"GENLINE_{name.upper()}": value for name, value in dev_secrets.items()})

@@ -59,4 +59,6 @@ def run_demo(ingest_url: str, api_key: str, say=print) -> bool:
         say(f"demo job {job_id} submitted")
         job = follow_job(client, job_id, say=say)
         print_report(job, say=say)
+        account = client.get("/v1/account").json()
+        say(f"  demo tenant: {account['available']} credits available, {len(account['grants'])} grant(s)")
     return bool(job["outputs"])
