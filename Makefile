@@ -9,9 +9,16 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-# torch is pinned and installed first, so nothing can pull a CUDA build from the index.
+# torch is pinned and installed first, as the CPU build, so that nothing pulls PyPI's build
+# with its gigabytes of CUDA wheels: the `+cpu` wheel where pip already finds one (a wheel
+# directory or mirror in pip's own configuration), else from PyTorch's CPU index, which
+# also serves the plain build for macOS. TORCH_INDEX_URL=…/cu128 installs a CUDA build.
+TORCH_VERSION := 2.13.0
+TORCH_INDEX_URL ?= https://download.pytorch.org/whl/cpu
+
 $(VENV)/.installed-all: pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet "torch==2.13.0"
+	$(PY) -m pip install --quiet "torch==$(TORCH_VERSION)+cpu" 2>/dev/null \
+	  || $(PY) -m pip install --quiet --index-url "$(TORCH_INDEX_URL)" "torch==$(TORCH_VERSION)"
 	$(PY) -m pip install --quiet -e ".[all]"
 	$(PY) -m services.common.protos
 	touch $@
