@@ -78,7 +78,10 @@ def free_port() -> int:
 
 
 def port_is_free(port: int) -> bool:
+    """Free to listen on, as a server would (SO_REUSEADDR: connections of a stopped server
+    that linger in TIME_WAIT do not keep its port)."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
