@@ -62,3 +62,13 @@ def decoded_envelopes(records: list) -> tuple[list[Envelope], int]:
             seen.add(envelope.id)
             envelopes.append(envelope)
     return envelopes, malformed
+
+
+def report(out, malformed: int, differences: list[str], differing: int, noun: str) -> int:
+    """A replay's closing lines (undecodable records, each difference, the verdict) and its exit code."""
+    if malformed:
+        out(f"warning: {malformed} records could not be decoded")
+    for difference in differences:
+        out(f"DIFFERENCE {difference}")
+    out(f"{differing} {noun}(s) differ" if differences else "no differences")
+    return 1 if differences else 0

@@ -17,7 +17,7 @@ from uuid import UUID
 import psycopg
 
 from services.common.contracts import PUBLISHERS, topic_of
-from services.common.replay import decoded_envelopes, read_topic_to_end
+from services.common.replay import decoded_envelopes, read_topic_to_end, report
 from services.ingest.domain import JobView, replay_views
 from services.ingest.settings import IngestSettings
 
@@ -78,12 +78,8 @@ def replay_jobs(settings: IngestSettings, schema: str, tenant: str | None = None
             time.sleep(1)
     out(f"replayed {history.events} events ({history.records} records) from {len(PUBLISHERS)} topics"
         f" into {len(replayed)} jobs")
-    if history.malformed:
-        out(f"warning: {history.malformed} records could not be decoded")
-    for d in differences:
-        out(f"DIFFERENCE job={d.job_id} {d.field}: live={d.live!r} replayed={d.replayed!r}")
-    out(f"{len({d.job_id for d in differences})} job(s) differ" if differences else "no differences")
-    return 1 if differences else 0
+    lines = [f"job={d.job_id} {d.field}: live={d.live!r} replayed={d.replayed!r}" for d in differences]
+    return report(out, history.malformed, lines, len({d.job_id for d in differences}), "job")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import psycopg
 
 from services.common.contracts import topic_of
-from services.common.replay import decoded_envelopes, read_topic_to_end
+from services.common.replay import decoded_envelopes, read_topic_to_end, report
 from services.ledger.domain import replay_balances
 from services.ledger.settings import LedgerSettings
 
@@ -76,12 +76,8 @@ def replay_ledger(settings: LedgerSettings, schema: str, out=print, outbox_timeo
     out(f"replayed {len(events)} events ({len(records)} records) from {topic} into {len(balances)} accounts")
     if unrelayed:
         out(f"warning: {unrelayed} events of {schema} were not yet published; they count as differences")
-    if malformed:
-        out(f"warning: {malformed} records could not be decoded")
-    for d in differences:
-        out(f"DIFFERENCE tenant={d.tenant_id} {d.column}: live={d.live} replayed={d.replayed}")
-    out(f"{len({d.tenant_id for d in differences})} account(s) differ" if differences else "no differences")
-    return 1 if differences else 0
+    lines = [f"tenant={d.tenant_id} {d.column}: live={d.live} replayed={d.replayed}" for d in differences]
+    return report(out, malformed, lines, len({d.tenant_id for d in differences}), "account")
 
 
 def main(argv: list[str] | None = None) -> int:
