@@ -1,0 +1,130 @@
+"""The embedded stack's cost: start time, and server CPU per S3 request and per Kafka record.
+
+Starts the embedded stack on a fresh directory and again on the same one (a restart), then
+drives its S3 endpoint the way the platform does (put a candidate, copy it to the public
+bucket, get it, open a presigned link) and its broker the way the outbox relay does
+(acknowledged sends of ~1 KB events), and prints wall time per operation and the CPU seconds
+the server process spent per operation (user + system, read from /proc through psutil).
+
+With `--s3 moto`, the same S3 operations against `moto` in server mode (the previous
+embedded S3; `pip install 'moto[server]'` first), for comparison.
+
+    python bench/stack.py [--requests 300] [--records 500] [--s3 moto]
+"""
+
+import argparse
+import asyncio
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from services.common.settings import ServiceSettings  # noqa: E402
+from services.common.storage import ObjectStore  # noqa: E402
+from services.stack.embedded import EmbeddedStack, Endpoints, free_port, wait_for_port  # noqa: E402
+
+CANDIDATE = os.urandom(350_000)  # about a 512×512 PNG
+
+
+def cpu_s(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+async def s3_round(store: ObjectStore, n: int) -> None:
+    key = f"bench/{n}.png"
+    await store.put(store.internal_bucket, key, CANDIDATE, "image/png")
+    await store.copy(store.internal_bucket, key, store.public_bucket, key)
+    assert await store.get(store.public_bucket, key) == CANDIDATE
+    link = store.presign_get(store.public_bucket, key, 60)
+    response = await asyncio.to_thread(httpx.get, link, timeout=10)
+    assert hashlib.sha256(response.content).digest() == hashlib.sha256(CANDIDATE).digest()
+
+
+def measure_s3(endpoints: Endpoints, server: psutil.Process, rounds: int, label: str) -> None:
+    store = ObjectStore(endpoints.settings(ServiceSettings))
+    asyncio.run(store.ensure_buckets())
+    asyncio.run(s3_round(store, -1))  # warm the connection pools
+    cpu, started = cpu_s(server), time.perf_counter()
+
+    async def all_rounds() -> None:
+        for n in range(rounds):
+            await s3_round(store, n)
+
+    asyncio.run(all_rounds())
+    wall, spent = time.perf_counter() - started, cpu_s(server) - cpu
+    requests = rounds * 4
+    print(f"{label}: {requests} requests (put, copy, get, presigned get of 350 KB): "
+          f"{wall / requests * 1000:.1f} ms wall, {spent / requests * 1000:.2f} ms server CPU per request")
+
+
+def measure_broker(endpoints: Endpoints, broker: psutil.Process, records: int) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    async def send_all() -> float:
+        producer = AIOKafkaProducer(bootstrap_servers=endpoints.kafka_bootstrap, acks="all")
+        await producer.start()
+        try:
+            await producer.send_and_wait("genline.ingest.v1.dlq", b"warm-up")
+            started = time.perf_counter()
+            for n in range(records):
+                await producer.send_and_wait("genline.ingest.v1.dlq", os.urandom(1000), key=str(n).encode())
+            return time.perf_counter() - started
+        finally:
+            await producer.stop()
+
+    before = cpu_s(broker) + sum(cpu_s(p) for p in broker.children(recursive=True))
+    wall = asyncio.run(send_all())
+    print(f"broker: {records} acknowledged sends one after another: {wall / records * 1000:.1f} ms each, "
+          f"{(cpu_s(broker) - before) / records * 1000:.2f} ms broker CPU each")
+
+
+def embedded(args) -> None:
+    data = Path(tempfile.mkdtemp(prefix="genline-bench-"))
+    for label in ("fresh directory", "restart on the same data"):
+        stack = EmbeddedStack(data)
+        started = time.perf_counter()
+        endpoints = stack.start()
+        print(f"stack start, {label}: {time.perf_counter() - started:.1f}s")
+        servers = {Path(p.args[0]).name: psutil.Process(p.pid) for p in stack._processes}
+        try:
+            if label.startswith("restart"):
+                measure_s3(endpoints, servers["weed"], args.requests, "SeaweedFS")
+                tansu = next(p for name, p in servers.items() if name.startswith("tansu"))
+                measure_broker(endpoints, tansu, args.records)
+        finally:
+            stack.stop()
+
+
+def moto(args) -> None:
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, 60, server)
+        endpoints = Endpoints("unused:9092", "unused", f"http://127.0.0.1:{port}")
+        measure_s3(endpoints, psutil.Process(server.pid), args.requests, "moto")
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=300, help="S3 rounds (4 requests each)")
+    parser.add_argument("--records", type=int, default=500)
+    parser.add_argument("--s3", choices=["embedded", "moto"], default="embedded")
+    args = parser.parse_args()
+    (moto if args.s3 == "moto" else embedded)(args)
+
+
+if __name__ == "__main__":
+    main()
