@@ -194,7 +194,8 @@ class EmbeddedStack:
         taken = {self.s3_port, self.s3_port + SEAWEED_GRPC_OFFSET}
         ports = zip(SEAWEED_COMPONENTS, free_ports_with_grpc_neighbours(len(SEAWEED_COMPONENTS), taken))
         args = [seaweedfs_binary(), "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-                f"-s3.port={self.s3_port}", *(f"-{name}.port={port}" for name, port in ports), f"-s3.config={identities}", f"-bucket={BROKER_BUCKET}",
+                f"-s3.port={self.s3_port}", *(f"-{name}.port={port}" for name, port in ports),
+                f"-s3.config={identities}", f"-bucket={BROKER_BUCKET}",
                 "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false", "-admin.ui=false",
                 "-master.telemetry=false"]
         self._spawn(args, "seaweedfs.log")
