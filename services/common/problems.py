@@ -1,11 +1,15 @@
-"""Errors as RFC 9457 problem details (`application/problem+json`), never a bare 500."""
+"""Errors as RFC 9457 problem details (`application/problem+json`), never a bare 500, and
+the schema that declares them in the OpenAPI documents."""
 
 import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from services.common import telemetry
 
 log = logging.getLogger(__name__)
 MEDIA_TYPE = "application/problem+json"
@@ -13,6 +17,39 @@ TITLES = {400: "Bad request", 401: "Unauthorized", 404: "Not found", 405: "Metho
           409: "Conflict", 413: "Content too large", 415: "Unsupported media type",
           422: "Unprocessable content", 429: "Too many requests", 500: "Internal server error",
           503: "Service unavailable"}
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="dotted path of the offending field, e.g. `quality.thresholds.sharpness.min`")
+    message: str
+    code: str = Field(description="machine-readable kind of error, e.g. `int_type`, `unstorable_text`")
+
+
+class ProblemDetails(BaseModel):
+    """An RFC 9457 problem. Members other than those listed may appear for a specific `type`
+    (for example `unavailable`, the dimensions a deployment cannot measure)."""
+
+    model_config = ConfigDict(title="Problem", extra="allow", json_schema_extra={"examples": [{
+        "type": "/problems/validation-error", "title": "Unprocessable content", "status": 422,
+        "detail": "images: Input should be less than or equal to 16", "instance": "/v1/jobs",
+        "request_id": "7f0c2a9e5b4d4e0f9a1b2c3d4e5f6a7b",
+        "errors": [{"field": "images", "message": "Input should be less than or equal to 16",
+                    "code": "less_than_equal"}]}]})
+
+    type: str = Field(description="identifies the kind of problem; stable, for programs to branch on")
+    title: str
+    status: int
+    detail: str = Field(description="what went wrong with this request, for people")
+    instance: str = Field(description="the path of the request that failed")
+    request_id: str | None = Field(None, description="the request's `X-Request-ID`, also in the server's logs")
+    errors: list[FieldError] | None = Field(None, description="every invalid field (validation errors only)")
+    retry_after: int | None = Field(None, description="seconds to wait before retrying (also `Retry-After`)")
+
+
+def responses(*statuses: int) -> dict[int | str, dict]:
+    """`responses=` for a route or router: the statuses it answers with a problem. The document
+    builder (services.common.api) gives each the Problem schema under `application/problem+json`."""
+    return {status: {"description": TITLES[status]} for status in statuses}
 
 
 class Problem(Exception):
@@ -24,7 +61,10 @@ class Problem(Exception):
 def problem_response(request: Request, status: int, slug: str, detail: str,
                      headers: dict[str, str] | None = None, **extra) -> JSONResponse:
     body = {"type": f"/problems/{slug}", "title": TITLES.get(status, "Error"), "status": status,
-            "detail": detail, "instance": request.url.path} | extra
+            "detail": detail, "instance": request.url.path, "request_id": telemetry.request_id.get()} | extra
+    # An unhandled error is answered outside the request-id middleware, so the id is set here too.
+    if telemetry.request_id.get():
+        headers = (headers or {}) | {telemetry.REQUEST_ID_HEADER: telemetry.request_id.get()}
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
@@ -50,5 +90,5 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception):
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
         return problem_response(request, 500, "internal-error", "an unexpected error occurred; it has been logged")

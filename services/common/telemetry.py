@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 
 from opentelemetry import trace
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -211,15 +212,18 @@ class HttpTelemetry:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), (REQUEST_ID_HEADER.encode(), rid.encode())]
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = rid  # a problem may have set it already
             await send(message)
 
-        token, started = request_id.set(rid), time.perf_counter()
+        # Not reset afterwards: an unhandled error is answered (and logged) by Starlette's
+        # outermost middleware after this one has returned, and both must still name the id.
+        # Every request runs in a task, and so a context, of its own: nothing leaks to the next.
+        request_id.set(rid)
+        started = time.perf_counter()
         try:
             await self.app(scope, receive, send_with_id)
         finally:
             self._record(scope, status, time.perf_counter() - started)
-            request_id.reset(token)
 
     def _record(self, scope: dict, status: int, elapsed_s: float) -> None:
         method, route = scope["method"], _route_template(scope)

@@ -5,15 +5,25 @@ from contextlib import asynccontextmanager
 import grpc
 from fastapi import FastAPI
 
-from services.common import telemetry, tracing
+from services.common import api, telemetry, tracing
 from services.common.db import migrate
 from services.common.runtime import ServiceRuntime
 from services.common.storage import ObjectStore
-from services.common import problems
 from services.ingest import handlers
 from services.ingest.domain import hash_api_key, new_api_key
 from services.ingest.routes import account, admin, jobs
 from services.ingest.settings import IngestSettings
+
+
+DESCRIPTION = """Ask for K good images: Genline generates candidates on the cheapest capable providers,
+scores every one, delivers only those that pass, and charges credits only for what it delivered.
+
+Every error is an RFC 9457 problem (`application/problem+json`) with the request's id; send
+`X-Request-ID` to choose that id, and retry a submission safely with `Idempotency-Key`."""
+TAGS = [
+    {"name": "jobs", "description": "Submit a job, follow it to its links, report a bad image."},
+    {"name": "account", "description": "Prices before paying, the balance, holds and retry tokens."},
+]
 
 
 def build(settings: IngestSettings):
@@ -21,11 +31,10 @@ def build(settings: IngestSettings):
     store = ObjectStore(settings)
     handlers.register(runtime.consumer)
     runtime.consume(["ledger", "router", "scorer", "delivery"])
-    app = FastAPI(title="Genline", version="1", lifespan=runtime.lifespan)
+    app = api.create_app("ingest", title="Genline", description=DESCRIPTION, tags=TAGS,
+                         lifespan=runtime.lifespan)
     app.state.runtime, app.state.settings, app.state.store = runtime, settings, store
     connect_ledger(runtime, app, settings)
-    problems.install(app)
-    telemetry.instrument_http(app, "ingest")
     app.include_router(jobs.router)
     app.include_router(account.router)
     app.include_router(admin.router)

@@ -2,7 +2,8 @@
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from services.common import telemetry
 from services.common.runtime import ServiceRuntime
@@ -12,6 +13,9 @@ from services.common.problems import Problem
 from services.ingest.settings import IngestSettings
 
 UNAUTHORIZED = {"WWW-Authenticate": 'Bearer realm="genline"'}
+# The scheme the OpenAPI document names; the key itself is checked below, with clearer problems.
+api_key = HTTPBearer(scheme_name="apiKey", bearerFormat="gl_…", auto_error=False,
+                     description="`Authorization: Bearer <api key>`; one tenant per key")
 
 
 def get_runtime(request: Request) -> ServiceRuntime:
@@ -31,16 +35,17 @@ Settings = Annotated[IngestSettings, Depends(get_settings)]
 Store = Annotated[ObjectStore, Depends(get_store)]
 
 
-async def current_tenant(runtime: Runtime, authorization: Annotated[str | None, Header()] = None) -> str:
+async def current_tenant(runtime: Runtime, request: Request,
+                         bearer: Annotated[HTTPAuthorizationCredentials | None, Security(api_key)]) -> str:
     """`Authorization: Bearer <api key>`; every read and write is scoped to its tenant."""
-    if not authorization:
+    if not request.headers.get("authorization"):
         raise Problem(401, "missing-api-key", "send your API key as 'Authorization: Bearer <key>'", UNAUTHORIZED)
-    scheme, _, key = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
+    if bearer is None:
         raise Problem(401, "invalid-api-key", "the Authorization header must be 'Bearer <key>'", UNAUTHORIZED)
     async with runtime.pool.connection() as conn:
         row = await (await conn.execute(
-            "SELECT tenant_id FROM api_keys WHERE key_hash = %s AND revoked_at IS NULL", [hash_api_key(key.strip())]
+            "SELECT tenant_id FROM api_keys WHERE key_hash = %s AND revoked_at IS NULL",
+            [hash_api_key(bearer.credentials.strip())]
         )).fetchone()
     if row is None:
         raise Problem(401, "invalid-api-key", "the API key is not valid", UNAUTHORIZED)

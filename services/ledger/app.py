@@ -5,9 +5,8 @@ import logging
 from datetime import UTC, datetime
 
 import psycopg
-from fastapi import FastAPI
 
-from services.common import problems, telemetry
+from services.common import api, telemetry
 from services.common.contracts import CreditsGranted
 from services.common.bus import retry_races
 from services.common.problems import Problem
@@ -106,17 +105,25 @@ class LedgerApp:
         self.runtime.shutdown_hooks.append(stop)
 
 
+DESCRIPTION = """The ledger's HTTP face: the admin API (internal; off without `GENLINE_ADMIN_TOKEN`)
+and the payment webhook (off without `GENLINE_PAYMENT_WEBHOOK_SECRET`). Balances and quotes
+are served over gRPC. Every error is an RFC 9457 problem with the request's id."""
+TAGS = [
+    {"name": "admin", "description": "Grants, report policies and the reconciliation of payments (internal)."},
+    {"name": "webhooks", "description": "Signed payment events, each granting its credits once."},
+]
+
+
 def build(settings: LedgerSettings):
     ledger = LedgerApp(settings)
     runtime = ledger.runtime
     runtime.consumer.on_batch(handlers.CONSUMED, ledger.ledger.apply_events)
     runtime.consume(["ingest", "router", "scorer", "delivery"])
     ledger.serve_in_background()
-    app = FastAPI(title="Genline ledger", version="1", lifespan=runtime.lifespan)
+    app = api.create_app("ledger", title="Genline ledger", description=DESCRIPTION, tags=TAGS,
+                         lifespan=runtime.lifespan)
     app.state.runtime, app.state.settings = runtime, settings
     app.state.grant, app.state.pay = ledger.grant, ledger.pay
-    problems.install(app)
-    telemetry.instrument_http(app, "ledger")
     app.include_router(routes.router)
     app.router.routes.extend(telemetry.ops_routes(runtime.readiness_checks))
     return runtime, app

@@ -4,14 +4,15 @@ signed like Stripe's (`Stripe-Signature: t=…,v1=…`), idempotent by event id.
 import json
 import re
 import time
-from datetime import datetime
 from typing import Annotated, Literal
 
 import psycopg
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.common import problems
 from services.common.admin import Admin
+from services.common.api import RequestModel, Timestamp
 from services.common.problems import Problem
 from services.ledger.domain import SignatureError, verify_signature
 
@@ -21,40 +22,78 @@ router = APIRouter()
 TENANT_ID = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
 
-class GrantRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class GrantRequest(RequestModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"tenant_id": "acme", "credits": 500, "reason": "pilot", "expires_at": "2027-01-01T00:00:00Z"}]})
 
     tenant_id: str = Field(pattern=TENANT_ID)
     credits: int = Field(gt=0, le=10**12)
     reason: str = Field("admin grant", max_length=500)
-    expires_at: datetime | None = None
+    expires_at: Timestamp | None = None
     rollover_days: int | None = Field(None, gt=0, le=3650)
 
 
-class PolicyRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class GrantMade(BaseModel):
+    grant_id: str
+    tenant_id: str
+    available: int = Field(description="the tenant's available credits after the grant")
+
+
+class PolicyRequest(RequestModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"report_policy": "retry_token"}]})
 
     report_policy: Literal["refund", "retry_token"]
 
 
-@router.post("/admin/v1/grants", status_code=201)
+class PolicySet(BaseModel):
+    tenant_id: str
+    report_policy: Literal["refund", "retry_token"]
+
+
+# Every admin operation answers 404 while the admin API is off (or on the public port).
+ADMIN_PROBLEMS = problems.responses(404)
+
+
+@router.post("/admin/v1/grants", status_code=201, tags=["admin"], response_model=GrantMade,
+             responses=ADMIN_PROBLEMS)
 async def admin_grant(body: GrantRequest, request: Request, _: Admin):
     granted = await request.app.state.grant(body.tenant_id, body.credits, "admin", body.reason,
                                             expires_at=body.expires_at, rollover_days=body.rollover_days)
-    return {"grant_id": str(granted.grant_id), "tenant_id": body.tenant_id, "available": granted.available_after}
+    return GrantMade(grant_id=str(granted.grant_id), tenant_id=body.tenant_id, available=granted.available_after)
 
 
-@router.put("/admin/v1/accounts/{tenant_id}/report-policy")
-async def set_report_policy(tenant_id: str, body: PolicyRequest, request: Request, _: Admin):
+@router.put("/admin/v1/accounts/{tenant_id}/report-policy", tags=["admin"], response_model=PolicySet,
+            responses=ADMIN_PROBLEMS)
+async def set_report_policy(tenant_id: Annotated[str, Path(pattern=TENANT_ID)], body: PolicyRequest,
+                            request: Request, _: Admin):
     async with request.app.state.runtime.pool.connection() as conn:
         cur = await conn.execute("UPDATE accounts SET report_policy = %s WHERE tenant_id = %s",
                                  [body.report_policy, tenant_id])
     if cur.rowcount == 0:
         raise Problem(404, "account-not-found", f"tenant {tenant_id!r} has no credit account")
-    return {"tenant_id": tenant_id, "report_policy": body.report_policy}
+    return PolicySet(tenant_id=tenant_id, report_policy=body.report_policy)
 
 
-@router.get("/admin/v1/reconciliation")
+class ReconciliationLine(BaseModel):
+    event_id: str | None
+    tenant_id: str | None
+    credits_paid: int | None
+    amount_minor: int | None
+    currency: str | None
+    grant_id: str | None
+    credits_granted: int | None
+
+
+class Reconciliation(BaseModel):
+    payments: int
+    credits_paid: int
+    credits_granted: int
+    amount_minor_by_currency: dict[str, int]
+    problems: list[dict[str, str]] = Field(description="each payment without its grant, or grant without payment")
+    lines: list[ReconciliationLine]
+
+
+@router.get("/admin/v1/reconciliation", tags=["admin"], response_model=Reconciliation, responses=ADMIN_PROBLEMS)
 async def reconciliation(request: Request, _: Admin):
     async with request.app.state.runtime.pool.connection() as conn:
         return await reconcile(conn)
@@ -102,22 +141,39 @@ def _sum_by(rows: list[dict], key: str, value: str) -> dict:
     return totals
 
 
-class PaymentObject(BaseModel):
+class PaymentObject(RequestModel):
+    model_config = ConfigDict(extra="ignore")  # a payment provider's objects carry much more
+
     amount: int = Field(ge=0)
-    currency: str
+    currency: str = Field(max_length=16)
     metadata: dict[str, str]
 
 
-class PaymentEvent(BaseModel):
+class PaymentEvent(RequestModel):
+    model_config = ConfigDict(extra="ignore")
+
     id: str = Field(min_length=1, max_length=255)
     type: str
     data: dict
 
 
+class WebhookReceipt(BaseModel):
+    received: bool
+    granted: int = Field(description="credits granted for this event (0 when it needs no action)")
+    grant_id: str | None = None
+    detail: str | None = None
+
+
+PAYMENT_EVENT_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "description": "a payment event signed like Stripe's; `payment_intent.succeeded` and"
+    " `checkout.session.completed` grant `data.object.metadata.credits` to `data.object.metadata.tenant_id`"}}}}}
+
+
 HANDLED_TYPES = {"payment_intent.succeeded", "checkout.session.completed"}
 
 
-@router.post("/v1/webhooks/payments")
+@router.post("/v1/webhooks/payments", tags=["webhooks"], response_model=WebhookReceipt,
+             responses=problems.responses(400, 404, 409), openapi_extra=PAYMENT_EVENT_BODY)
 async def payment_webhook(request: Request, stripe_signature: Annotated[str | None, Header()] = None):
     settings = request.app.state.settings
     if settings.payment_webhook_secret is None:
@@ -132,10 +188,10 @@ async def payment_webhook(request: Request, stripe_signature: Annotated[str | No
     except ValueError as exc:
         raise Problem(400, "invalid-payload", f"the event is not a payment event: {exc}") from None
     if event.type not in HANDLED_TYPES:
-        return {"received": True, "granted": 0, "detail": f"event type {event.type!r} needs no action"}
+        return WebhookReceipt(received=True, granted=0, detail=f"event type {event.type!r} needs no action")
     tenant_id, credits, payment = payment_terms(event)
     granted = await request.app.state.pay(event.id, tenant_id, credits, payment)
-    return {"received": True, "granted": credits, "grant_id": str(granted.grant_id)}
+    return WebhookReceipt(received=True, granted=credits, grant_id=str(granted.grant_id))
 
 
 def payment_terms(event: PaymentEvent) -> tuple[str, int, PaymentObject]:
@@ -146,6 +202,6 @@ def payment_terms(event: PaymentEvent) -> tuple[str, int, PaymentObject]:
         raise Problem(400, "invalid-payload", f"metadata must carry tenant_id and credits: {exc}") from None
     if credits <= 0:
         raise Problem(400, "invalid-payload", "credits must be positive")
-    if not isinstance(tenant_id, str) or not re.match(TENANT_ID, tenant_id):
+    if not isinstance(tenant_id, str) or not re.fullmatch(TENANT_ID, tenant_id):
         raise Problem(400, "invalid-payload", f"metadata tenant_id {tenant_id!r} is not a tenant id")
     return tenant_id, credits, payment

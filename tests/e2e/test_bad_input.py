@@ -1,5 +1,6 @@
 """Bad input gets a clear RFC 9457 problem, never a 500."""
 
+import json
 import uuid
 
 import httpx
@@ -98,3 +99,38 @@ def test_services_expose_health_readiness_and_metrics(platform):
         assert httpx.get(f"{platform.url(name)}/healthz").json() == {"status": "ok"}
         assert httpx.get(f"{platform.url(name)}/readyz").status_code == 200
         assert "genline_" in httpx.get(f"{platform.url(name)}/metrics").text
+
+
+def post_json(http: httpx.Client, path: str, body: dict) -> httpx.Response:
+    """JSON with \\u escapes, so a lone surrogate travels as the client wrote it."""
+    return http.post(path, content=json.dumps(body), headers={"content-type": "application/json"})
+
+
+@pytest.mark.parametrize("path, body, field", [
+    ("/v1/jobs", {"prompt": "a red\x00 bicycle"}, "prompt"),
+    ("/v1/jobs", {"prompt": "a red bicycle", "model": "local-painter\x00"}, "model"),
+    ("/v1/jobs", {"prompt": "a red \ud83d bicycle"}, "prompt"),
+    ("/v1/jobs", {"prompt": "a red bicycle", "quality": {"require": ["sharp\x00ness"]}}, "quality"),
+    (f"/v1/jobs/{uuid.uuid4()}/outputs/1/report", {"reason": "blurry\x00"}, "reason"),
+    ("/v1/quotes", {"template": "generic\ud800"}, "template"),
+])
+def test_text_postgresql_cannot_store_is_422_naming_the_field(tenant_factory, path, body, field):
+    tenant = tenant_factory(credits=0)
+    problem = assert_problem(post_json(tenant.http, path, body), 422)
+    assert [e["field"] for e in problem["errors"]] == [field]
+    assert problem["errors"][0]["code"] == "unstorable_text"
+
+
+@pytest.mark.parametrize("path, body, field", [
+    ("/v1/jobs", {"prompt": "x", "use_retry_tokens": "yes"}, "use_retry_tokens"),
+    ("/v1/jobs", {"prompt": "x", "images": "2"}, "images"),
+    ("/v1/jobs", {"prompt": "x", "seed": 7.0}, "seed"),
+    ("/v1/jobs", {"prompt": "x", "quality": {"thresholds": {"sharpness": {"min": "80"}}}},
+     "quality.thresholds.sharpness.min"),
+    ("/v1/quotes", {"images": "1"}, "images"),
+    ("/v1/quotes", {"use_retry_tokens": 1}, "use_retry_tokens"),
+])
+def test_numbers_and_booleans_are_not_read_from_other_types(tenant_factory, path, body, field):
+    tenant = tenant_factory(credits=0)
+    problem = assert_problem(tenant.http.post(path, json=body), 422)
+    assert field in [e["field"] for e in problem["errors"]]

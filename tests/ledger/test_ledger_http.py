@@ -235,6 +235,34 @@ async def test_an_admin_grant_adds_credits_and_a_bad_grant_is_422(shared_http, s
     assert available(shared_settings, buyer) == 150
 
 
+@pytest.mark.parametrize("body, field", [
+    ({"credits": 5, "reason": "pilot\x00"}, "reason"),
+    ({"credits": "5"}, "credits"),
+    ({"credits": 5, "expires_at": 1893456000}, "expires_at"),
+    ({"credits": 5, "expires_at": "2030-01-01T00:00:00"}, "expires_at"),  # RFC 3339 needs the offset
+])
+async def test_a_grant_is_refused_for_unstorable_text_coerced_numbers_or_a_vague_date(shared_http, shared_settings,
+                                                                                      body, field):
+    buyer = tenant()
+    response = await shared_http.post("/admin/v1/grants", json={"tenant_id": buyer} | body, headers=ADMIN)
+    problem = assert_problem(response, 422, "validation-error")
+    assert [e["field"] for e in problem["errors"]] == [field]
+    assert available(shared_settings, buyer) == 0
+
+
+async def test_a_report_policy_for_a_tenant_id_with_a_nul_is_422(shared_http):
+    response = await shared_http.put("/admin/v1/accounts/acme%00/report-policy", json={"report_policy": "refund"},
+                                     headers=ADMIN)
+    assert assert_problem(response, 422, "validation-error")["errors"][0]["field"] == "path.tenant_id"
+
+
+async def test_a_signed_payment_whose_event_id_has_a_nul_grants_nothing(shared_http, shared_settings):
+    buyer = tenant()
+    body = payment(f"evt_{uuid.uuid4().hex}\x00", buyer, 100)
+    assert_problem(await post_webhook(shared_http, body, signature(body, int(time.time()))), 400, "invalid-payload")
+    assert available(shared_settings, buyer) == 0
+
+
 async def test_reconciliation_lists_each_payment_against_its_grant_and_finds_a_mismatch(shared_http, shared_settings):
     buyer, event_id = tenant(), f"evt_{uuid.uuid4().hex}"
     body = payment(event_id, buyer, 800, amount_minor=4999)

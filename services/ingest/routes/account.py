@@ -6,13 +6,16 @@ import grpc
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.common import problems
+from services.common.api import RequestModel
 from services.common.contracts import Tier
 from services.common.problems import Problem
 from services.common.protos import load
 from services.ingest.deps import Settings, Tenant
 
 pb, rpc = load("genline.ledger.v1")
-router = APIRouter(prefix="/v1", tags=["account"])
+# Both answer from the ledger, which may be briefly away (503).
+router = APIRouter(prefix="/v1", tags=["account"], responses=problems.responses(503))
 
 
 def ledger_stub(request: Request):
@@ -22,13 +25,52 @@ def ledger_stub(request: Request):
 Ledger = Annotated[object, Depends(ledger_stub)]
 
 
-class QuoteRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class QuoteRequest(RequestModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"template": "headshot", "tier": "fast", "images": 4}]})
 
     template: str = Field("generic", max_length=64)
     tier: Tier = "stable"
     images: int = Field(1, ge=1, le=16)
     use_retry_tokens: bool = False
+
+
+class Quote(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "template": "headshot", "tier": "fast", "images": 4, "credits": 60, "unit_price": 15,
+        "price_book_version": "2026-01", "available": 1000, "affordable": True, "retry_tokens_applied": 0}]})
+
+    template: str
+    tier: Tier
+    images: int
+    credits: int = Field(description="what the job would cost now")
+    unit_price: int = Field(description="credits per delivered image")
+    price_book_version: str
+    available: int = Field(description="credits available now")
+    affordable: bool
+    retry_tokens_applied: int
+
+
+class Grant(BaseModel):
+    id: str
+    source: str
+    amount: int
+    remaining: int
+    expires_at: str | None = Field(description="RFC 3339; null when the grant never expires")
+
+
+class Account(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "tenant_id": "acme", "available": 940, "posted": 1000, "pending": 60, "retry_tokens": 1,
+        "report_policy": "refund", "grants": [{"id": "5b0f9c7e-8d1a-4e52-9a57-3f1c2b7d6e40", "source": "payment",
+                                               "amount": 1000, "remaining": 1000, "expires_at": None}]}]})
+
+    tenant_id: str
+    available: int
+    posted: int
+    pending: int = Field(description="credits held for jobs in progress")
+    retry_tokens: int = Field(description="free images earned by reported images")
+    report_policy: str | None = Field(None, description="what a reported image earns: refund or retry_token")
+    grants: list[Grant]
 
 
 async def call_ledger(method, message, timeout_s: float):
@@ -40,10 +82,10 @@ async def call_ledger(method, message, timeout_s: float):
         if exc.code() == grpc.StatusCode.NOT_FOUND:
             return None
         raise Problem(503, "ledger-unavailable", "the ledger does not answer; try again shortly",
-                      {"Retry-After": "2"}) from None
+                      {"Retry-After": "2"}, retry_after=2) from None
 
 
-@router.post("/quotes")
+@router.post("/quotes", response_model=Quote)
 async def quote(body: QuoteRequest, tenant: Tenant, ledger: Ledger, settings: Settings):
     """What a job would cost now, and whether the balance covers it. Nothing is held."""
     answer = await call_ledger(ledger.Quote, pb.QuoteRequest(tenant_id=tenant, **body.model_dump()),
@@ -54,7 +96,7 @@ async def quote(body: QuoteRequest, tenant: Tenant, ledger: Ledger, settings: Se
             "retry_tokens_applied": answer.retry_tokens_applied}
 
 
-@router.get("/account")
+@router.get("/account", response_model=Account)
 async def account(tenant: Tenant, ledger: Ledger, settings: Settings):
     balance = await call_ledger(ledger.GetBalance, pb.GetBalanceRequest(tenant_id=tenant),
                                 settings.ledger_grpc_timeout_s)

@@ -2,25 +2,28 @@
 
 import secrets
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from uuid import UUID, uuid4
 
 import psycopg
 from fastapi import APIRouter, Header, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from services.common import telemetry
+from services.common import problems, telemetry
+from services.common.api import RequestModel
 from services.common.contracts import JobSpec, JobSubmitted, OutputReported, Tier
 from services.common.problems import Problem
 from services.ingest import domain, screening
 from services.ingest.deps import Runtime, Settings, Store, Tenant
-from services.scorer.profiles import ProfileError, job_profile, profile_names
+from services.scorer.profiles import ProfileError, QualityRules, job_profile, profile_names
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 
-class JobRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class JobRequest(RequestModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"prompt": "a red bicycle against a brick wall", "template": "generic", "images": 2, "candidates": 4,
+         "seed": 7, "quality": {"thresholds": {"sharpness": {"min": 80}}}}]})
 
     prompt: str = Field(min_length=1, max_length=2000)
     template: Literal["generic", "headshot", "product"] = "generic"
@@ -31,8 +34,7 @@ class JobRequest(BaseModel):
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
     profile: str | None = Field(None, max_length=64,
                                 description="scoring profile (generic, headshot, product); the template's by default")
-    quality: dict[str, Any] | None = Field(
-        None, description="quality rules on top of the profile: thresholds, require, forbid (see the scorer docs)")
+    quality: QualityRules | None = Field(None, description="quality rules on top of the profile")
     reference_image: str | None = Field(
         None, max_length=screening.MAX_REFERENCE_BASE64,
         description="base64 JPEG, PNG or WebP reference photo; a headshot's identity and skin tone are compared with it")
@@ -73,8 +75,13 @@ def job_spec(tenant_id: str, body: JobRequest, settings, reference_key: str | No
                    use_retry_tokens=body.use_retry_tokens, prompt=body.prompt,
                    images=body.images, candidates=candidates, candidates_fixed=body.candidates is not None,
                    seed=seed, submitted_at=datetime.now(UTC),
-                   profile=body.profile, quality_rules=body.quality, reference_key=reference_key,
+                   profile=body.profile, quality_rules=quality_rules(body), reference_key=reference_key,
                    width=body.width, height=body.height, model=body.model, model_version=body.model_version)
+
+
+def quality_rules(body: JobRequest) -> dict | None:
+    """The rules as the client wrote them, without the defaults of what it left out."""
+    return body.quality.model_dump(mode="json", exclude_unset=True) if body.quality is not None else None
 
 
 def check_scoring(body: JobRequest, settings) -> None:
@@ -83,7 +90,7 @@ def check_scoring(body: JobRequest, settings) -> None:
     if body.profile is not None and body.profile not in profile_names():
         raise Problem(422, "unknown-profile", f"unknown profile {body.profile!r}; known: {profile_names()}")
     try:
-        profile = job_profile(body.template, body.profile, body.quality)
+        profile = job_profile(body.template, body.profile, quality_rules(body))
     except ProfileError as error:
         raise Problem(422, "invalid-quality-rules", str(error)) from None
     capabilities = frozenset({"clip_model"}) if settings.clip_model_dir else frozenset()
@@ -148,7 +155,7 @@ async def record_submission(runtime, tenant: str, body: JobRequest, settings, id
     return view
 
 
-@router.post("", status_code=202, response_model=JobAccepted)
+@router.post("", status_code=202, response_model=JobAccepted, responses=problems.responses(413))
 async def submit_job(body: JobRequest, request: Request, response: Response, tenant: Tenant, runtime: Runtime,
                      settings: Settings, store: Store,
                      idempotency_key: Annotated[str | None, Header(max_length=255)] = None):
@@ -175,7 +182,7 @@ def fresh_links(view: domain.JobView, store, ttl_s: int) -> domain.JobView:
     return view.model_copy(update={"outputs": outputs})
 
 
-@router.get("/{job_id}", response_model=domain.JobView)
+@router.get("/{job_id}", response_model=domain.JobView, responses=problems.responses(404))
 async def get_job(job_id: str, tenant: Tenant, runtime: Runtime, settings: Settings, store: Store):
     try:
         parsed = UUID(job_id)
@@ -190,13 +197,20 @@ async def get_job(job_id: str, tenant: Tenant, runtime: Runtime, settings: Setti
     return fresh_links(view, store, settings.link_ttl_s)
 
 
-class OutputReport(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class OutputReport(RequestModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"reason": "the bicycle has three wheels"}]})
 
     reason: str = Field(min_length=1, max_length=1000)
 
 
-@router.post("/{job_id}/outputs/{n}/report", status_code=202)
+class ReportAccepted(BaseModel):
+    job_id: UUID
+    n: int
+    state: Literal["reported"]
+
+
+@router.post("/{job_id}/outputs/{n}/report", status_code=202, response_model=ReportAccepted,
+             responses=problems.responses(404, 409))
 async def report_output(job_id: str, n: int, body: OutputReport, tenant: Tenant, runtime: Runtime):
     """Report a delivered image as bad: within the window it is refunded or earns a retry
     token, by the tenant's setting; the outcome shows on the job."""
@@ -217,4 +231,4 @@ async def report_output(job_id: str, n: int, body: OutputReport, tenant: Tenant,
         await runtime.emit(conn, OutputReported(job_id=parsed, tenant_id=tenant, n=n, reason=body.reason,
                                                 reported_at=datetime.now(UTC)))
     runtime.relay.notify()
-    return {"job_id": job_id, "n": n, "state": "reported"}
+    return ReportAccepted(job_id=parsed, n=n, state="reported")

@@ -53,9 +53,10 @@ class Threshold(BaseModel):
 
     model_config = STRICT
 
-    min: float | None = None
-    max: float | None = None
-    weight: float | None = Field(default=None, ge=0)
+    # strict: a bound sent as a string is refused, not read as a number
+    min: float | None = Field(default=None, strict=True)
+    max: float | None = Field(default=None, strict=True)
+    weight: float | None = Field(default=None, ge=0, strict=True)
 
     @model_validator(mode="after")
     def _ordered(self) -> "Threshold":
@@ -69,8 +70,8 @@ class ForbiddenCondition(BaseModel):
     model_config = STRICT
 
     dimension: str
-    min: float | None = None
-    max: float | None = None
+    min: float | None = Field(default=None, strict=True)
+    max: float | None = Field(default=None, strict=True)
 
     @model_validator(mode="after")
     def _meaningful(self) -> "ForbiddenCondition":

@@ -1,0 +1,136 @@
+"""What every Genline HTTP API keeps to, so that its OpenAPI document says exactly what it does.
+
+1. Strict input: request bodies derive from `RequestModel`, which refuses unknown fields,
+   numbers and booleans sent as strings, and text PostgreSQL cannot store (U+0000, unpaired
+   surrogates), naming the field (422).
+2. Errors are problems: FastAPI's default 422 schema is replaced by the shared Problem
+   schema, every error status is filed under `application/problem+json`, and an operation
+   behind a security scheme declares its 401. A route declares its other statuses with
+   `problems.responses(...)`.
+3. Operation ids are the route functions' names; every response names its `X-Request-ID`.
+
+`create_app` wires all of this, so a route added later is documented the same way.
+"""
+
+from typing import Annotated, Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
+
+from services.common import problems, telemetry
+
+CONTACT = {"name": "the operators of this Genline deployment"}
+LICENSE = {"name": "Apache-2.0", "identifier": "Apache-2.0"}
+_UNSTORABLE = {0: "U+0000 (NUL)"}
+
+
+def unstorable_character(text: str) -> str | None:
+    """The first character PostgreSQL cannot keep in text or jsonb, described, or None."""
+    for char in text:
+        code = ord(char)
+        if code == 0:
+            return _UNSTORABLE[0]
+        if 0xD800 <= code <= 0xDFFF:  # half of a surrogate pair: not encodable as UTF-8
+            return f"U+{code:04X} (an unpaired surrogate)"
+    return None
+
+
+def _check_storable(value: Any) -> None:
+    if isinstance(value, str):
+        if found := unstorable_character(value):
+            raise PydanticCustomError("unstorable_text", "contains {found}, which cannot be stored", {"found": found})
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_storable(key)
+            _check_storable(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _check_storable(item)
+
+
+def _text_only(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise PydanticCustomError("datetime_type", "Input should be an RFC 3339 date-time string")
+    return value
+
+
+# FastAPI validates a body as Python objects, where a date-time can only arrive as a string;
+# strict mode would refuse that string, lax mode would also take a number. RFC 3339 needs the offset.
+Timestamp = Annotated[AwareDatetime, Field(strict=False), BeforeValidator(_text_only)]
+
+
+class RequestModel(BaseModel):
+    """A request body: JSON types as sent (no "5" for 5, no "yes" for true), no unknown
+    fields, and only text that can be stored. Date-times are `Timestamp`s."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _storable(cls, value: Any, _: ValidationInfo) -> Any:
+        _check_storable(value)
+        return value
+
+
+def operation_id(route: APIRoute) -> str:
+    return route.name
+
+
+def create_app(service: str, *, title: str, description: str, tags: list[dict], lifespan,
+               version: str = "1.0") -> FastAPI:
+    app = FastAPI(title=title, description=description, version=version, contact=CONTACT, license_info=LICENSE,
+                  openapi_tags=tags, lifespan=lifespan, generate_unique_id_function=operation_id)
+    problems.install(app)
+    telemetry.instrument_http(app, service)
+    app.openapi = lambda: _document(app)
+    return app
+
+
+def _document(app: FastAPI) -> dict:
+    if app.openapi_schema is None:
+        document = get_openapi(title=app.title, version=app.version, openapi_version=app.openapi_version,
+                               summary=app.summary, description=app.description, routes=app.routes,
+                               tags=app.openapi_tags, contact=app.contact, license_info=app.license_info,
+                               separate_input_output_schemas=app.separate_input_output_schemas)
+        app.openapi_schema = declare_problems(document)
+    return app.openapi_schema
+
+
+def declare_problems(document: dict) -> dict:
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
+    problem = problems.ProblemDetails.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(problem.pop("$defs", {}))
+    schemas["Problem"] = problem
+    seen: set[str] = set()
+    for path in document.get("paths", {}).values():
+        for operation in path.values():
+            if operation["operationId"] in seen:
+                raise RuntimeError(f"two operations are named {operation['operationId']!r}")
+            seen.add(operation["operationId"])
+            _declare_operation_problems(operation)
+    return document
+
+
+def _declare_operation_problems(operation: dict) -> None:
+    responses = operation["responses"]
+    if "422" in responses:  # FastAPI's own, for routes with parameters or a body
+        responses["422"] = _problem(422)
+    if operation.get("security"):
+        responses.setdefault("401", _problem(401))
+    if "requestBody" in operation:  # a body that is not UTF-8 cannot even be parsed
+        responses.setdefault("400", _problem(400))
+    for status, response in responses.items():
+        if int(status) >= 400:
+            response["content"] = {problems.MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        response.setdefault("headers", {})["X-Request-ID"] = {
+            "description": "the request's id: the one sent, when usable, else a new one", "required": True,
+            "schema": {"type": "string"}}
+
+
+def _problem(status: int) -> dict:
+    return {"description": problems.TITLES[status], "content": {}}
