@@ -19,13 +19,15 @@ from services.stack.fleet import ServiceFleet
 
 FINAL = {"rejected", "succeeded", "partially_succeeded", "failed"}
 LEDGER_ADMIN_TOKEN = "e2e-ledger-admin-token"
+PAYMENT_WEBHOOK_SECRET = "whsec_e2e_5d1f0a2c"
 
 
 @pytest.fixture(scope="session")
 def platform(endpoints, tmp_path_factory) -> Iterator[ServiceFleet]:
     fleet = ServiceFleet(endpoints, tmp_path_factory.mktemp("service-logs"),
                          extra_env={"GENLINE_ENVIRONMENT": "test", "GENLINE_KAFKA_SESSION_TIMEOUT_MS": "6000",
-                                    "GENLINE_ADMIN_TOKEN": LEDGER_ADMIN_TOKEN})
+                                    "GENLINE_ADMIN_TOKEN": LEDGER_ADMIN_TOKEN,
+                                    "GENLINE_PAYMENT_WEBHOOK_SECRET": PAYMENT_WEBHOOK_SECRET})
     try:
         fleet.start_all()
         yield fleet

@@ -1,0 +1,53 @@
+"""The served APIs keep to their own OpenAPI documents: schemathesis reads each document,
+generates requests for every operation it lists (valid ones, and invalid ones of every
+kind), sends them to the running ingest and ledger, and fails on any 5xx, any status,
+header or body the document does not declare, and any error that is not an RFC 9457
+problem (tests/e2e/contract_checks.py). A route added later is covered once it is served."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import LEDGER_ADMIN_TOKEN, make_tenant
+
+pytestmark = pytest.mark.contract
+ROOT = Path(__file__).resolve().parents[2]
+
+# Bounded so that both documents together take well under two minutes on a small machine.
+CASES_PER_OPERATION = 200
+RUN_LIMIT_S = 150
+
+
+def schemathesis_run(base_url: str, token: str, report_dir) -> subprocess.CompletedProcess:
+    command = [
+        sys.executable, "-c", "from schemathesis.cli import schemathesis; schemathesis()", "run",
+        f"{base_url}/openapi.json", "--checks", "all",
+        # Valid by the schema is not always acceptable: cross-field rules (candidates >= images,
+        # known dimension names, width with height) are checked by the service and answered 422.
+        "--exclude-checks", "positive_data_acceptance",
+        "--phases", "examples,coverage,fuzzing", "--max-examples", str(CASES_PER_OPERATION), "--seed", "10",
+        "--workers", "1", "--request-timeout", "10", "-H", f"Authorization: Bearer {token}",
+        "--report", "ndjson", "--report-ndjson-path", str(report_dir / "events.ndjson"),
+    ]
+    env = os.environ | {"SCHEMATHESIS_HOOKS": "tests.e2e.contract_checks", "NO_COLOR": "1", "PYTHONPATH": str(ROOT)}
+    # Run from the report folder: schemathesis keeps a cache in its working directory.
+    return subprocess.run(command, env=env, cwd=report_dir, capture_output=True, text=True, timeout=RUN_LIMIT_S)
+
+
+def assert_kept(run: subprocess.CompletedProcess, report_dir) -> None:
+    assert run.returncode == 0, f"schemathesis found contract violations:\n{run.stdout[-12000:]}\n{run.stderr[-3000:]}"
+    assert "errors_are_problems" in (report_dir / "events.ndjson").read_text()  # our check ran too
+
+
+def test_ingest_keeps_its_contract(endpoints, platform, tmp_path):
+    # A tenant without credits: its generated jobs are rejected at admission, nothing is generated.
+    tenant = make_tenant(endpoints, platform, credits=0)
+    tenant.http.close()
+    assert_kept(schemathesis_run(platform.ingest_url, tenant.api_key, tmp_path), tmp_path)
+
+
+def test_ledger_keeps_its_contract(platform, tmp_path):
+    assert_kept(schemathesis_run(platform.url("ledger"), LEDGER_ADMIN_TOKEN, tmp_path), tmp_path)
