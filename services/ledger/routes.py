@@ -85,6 +85,12 @@ class ReconciliationLine(BaseModel):
 
 
 class Reconciliation(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "payments": 1, "credits_paid": 800, "credits_granted": 800, "amount_minor_by_currency": {"usd": 4999},
+        "problems": [], "lines": [{"event_id": "evt_1NbQ", "tenant_id": "acme", "credits_paid": 800,
+                                   "amount_minor": 4999, "currency": "usd",
+                                   "grant_id": "5b0f9c7e-8d1a-4e52-9a57-3f1c2b7d6e40", "credits_granted": 800}]}]})
+
     payments: int
     credits_paid: int
     credits_granted: int
@@ -166,7 +172,9 @@ class WebhookReceipt(BaseModel):
 
 PAYMENT_EVENT_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
     "type": "object", "description": "a payment event signed like Stripe's; `payment_intent.succeeded` and"
-    " `checkout.session.completed` grant `data.object.metadata.credits` to `data.object.metadata.tenant_id`"}}}}}
+    " `checkout.session.completed` grant `data.object.metadata.credits` to `data.object.metadata.tenant_id`",
+    "examples": [{"id": "evt_1NbQ", "type": "payment_intent.succeeded", "data": {"object": {
+        "amount": 4999, "currency": "usd", "metadata": {"tenant_id": "acme", "credits": "800"}}}}]}}}}}
 
 
 HANDLED_TYPES = {"payment_intent.succeeded", "checkout.session.completed"}

@@ -4,11 +4,14 @@ kind), sends them to the running ingest and ledger, and fails on any 5xx, any st
 header or body the document does not declare, and any error that is not an RFC 9457
 problem (tests/e2e/contract_checks.py). A route added later is covered once it is served."""
 
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.e2e.conftest import LEDGER_ADMIN_TOKEN, make_tenant
@@ -51,3 +54,27 @@ def test_ingest_keeps_its_contract(endpoints, platform, tmp_path):
 
 def test_ledger_keeps_its_contract(platform, tmp_path):
     assert_kept(schemathesis_run(platform.url("ledger"), LEDGER_ADMIN_TOKEN, tmp_path), tmp_path)
+
+
+def operations(document: dict):
+    for path, methods in document["paths"].items():
+        for method, operation in methods.items():
+            yield f"{method.upper()} {path}", operation
+
+
+@pytest.mark.parametrize("service", ["ingest", "ledger"])
+def test_every_operation_is_documented_for_a_client_generator(platform, service):
+    """What a generated client needs beyond conformance: readable ids, an example to start
+    from, and only problems for errors."""
+    document = httpx.get(f"{platform.url(service)}/openapi.json").json()
+    assert document["info"]["description"] and document["info"]["contact"] and document["tags"]
+    schemas = document["components"]["schemas"]
+    for name, operation in operations(document):
+        assert re.fullmatch(r"[a-z][a-z_]+", operation["operationId"]), name
+        text = json.dumps(operation)
+        referenced = re.findall(r"#/components/schemas/(\w+)", text)
+        assert "example" in text or any("examples" in schemas[r] for r in referenced if r != "Problem"), name
+        for status, response in operation["responses"].items():
+            if int(status) >= 400:
+                assert response["content"] == {"application/problem+json": {"schema": {
+                    "$ref": "#/components/schemas/Problem"}}}, (name, status)

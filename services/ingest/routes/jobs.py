@@ -174,6 +174,25 @@ async def submit_job(body: JobRequest, request: Request, response: Response, ten
     return JobAccepted(id=view.id, state=view.state, created_at=view.created_at, url=f"/v1/jobs/{view.id}")
 
 
+JOB_ID = "0f6c2d4e-9b1a-4c3e-8f7d-2a5b6c7d8e9f"
+JOB_EXAMPLE = {
+    "id": JOB_ID, "tenant_id": "acme", "state": "succeeded", "template": "generic",
+    "prompt": "a red bicycle against a brick wall", "images": 1, "candidates": 2, "seed": 7,
+    "created_at": "2026-11-02T10:00:00Z", "updated_at": "2026-11-02T10:00:09Z",
+    "timestamps": {"submitted": "2026-11-02T10:00:00Z", "succeeded": "2026-11-02T10:00:09Z"},
+    "attempts": 1, "selected": [0],
+    "scores": [{"index": 0, "attempt": 1, "provider": "local-fast", "key": f"acme/candidates/{JOB_ID}/0.png",
+                "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "size_bytes": 48213,
+                "media_type": "image/png", "passed": True, "score": 0.91, "failed": [],
+                "dimensions": {"sharpness": {"value": 212.4, "threshold": 80, "passed": True, "reason": "sharp enough"}}}],
+    "outputs": [{"n": 0, "key": f"acme/2026/11/{JOB_ID}/0.png", "url": "https://…/0.png?X-Amz-Signature=…",
+                 "expires_at": "2026-11-02T11:00:09Z", "size_bytes": 48213, "media_type": "image/png",
+                 "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"}],
+    "billing": {"state": "settled", "reserved": 10, "charged": 10, "released": 0, "price_book_version": "2026-01"},
+    "provider_cost_micro_usd": 4000,
+}
+
+
 def fresh_links(view: domain.JobView, store, ttl_s: int) -> domain.JobView:
     """Links are signed on every read, so a client never gets one that has already expired."""
     expires_at = datetime.now(UTC) + timedelta(seconds=ttl_s)
@@ -182,7 +201,8 @@ def fresh_links(view: domain.JobView, store, ttl_s: int) -> domain.JobView:
     return view.model_copy(update={"outputs": outputs})
 
 
-@router.get("/{job_id}", response_model=domain.JobView, responses=problems.responses(404))
+@router.get("/{job_id}", response_model=domain.JobView,
+            responses=problems.responses(404) | {200: {"content": {"application/json": {"example": JOB_EXAMPLE}}}})
 async def get_job(job_id: str, tenant: Tenant, runtime: Runtime, settings: Settings, store: Store):
     try:
         parsed = UUID(job_id)
