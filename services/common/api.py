@@ -17,7 +17,16 @@ from typing import Annotated, Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from services.common import problems, telemetry
@@ -60,6 +69,15 @@ def _text_only(value: Any) -> Any:
 # FastAPI validates a body as Python objects, where a date-time can only arrive as a string;
 # strict mode would refuse that string, lax mode would also take a number. RFC 3339 needs the offset.
 Timestamp = Annotated[AwareDatetime, Field(strict=False), BeforeValidator(_text_only)]
+
+
+def _storable_text(value: str) -> str:
+    _check_storable(value)
+    return value
+
+
+# For text taken outside a body (query, path): the same refusal, naming the parameter.
+StorableText = Annotated[str, AfterValidator(_storable_text)]
 
 
 class RequestModel(BaseModel):

@@ -40,3 +40,5 @@ def test_the_report_needs_the_admin_token_and_a_sane_range(platform):
     backwards = calibration(platform, tenant_id="t-x", since="2026-02-01T00:00:00Z", until="2026-01-01T00:00:00Z")
     assert assert_problem(backwards, 422)["type"].endswith("invalid-range")
     assert_problem(calibration(platform), 422)  # no tenant named
+    # a NUL would make PostgreSQL fail the query: refused as a validation error instead
+    assert assert_problem(calibration(platform, tenant_id="t-\x00"), 422)["errors"][0]["code"] == "unstorable_text"
