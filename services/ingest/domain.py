@@ -6,16 +6,21 @@ different topics, so not always in order: a job's state only moves forward, whil
 an event carries (scores, links, billing) is merged whenever it arrives. A rework loop
 (scoring asked for more candidates) keeps the job in `scoring` and is recorded in
 `regenerations`; the scores of every attempt are kept, each tagged with its attempt.
+
+A final state is shown only with everything it implies: a delivered job's selection and
+scores, and every final job's settlement. Until then the final state the job reached is
+held in `reached` (kept out of the API) and `state` shows where the view has got to.
 """
 
 import hashlib
+import json
 import math
 import secrets
 from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from services.common.contracts import (
     CandidatesGenerated,
@@ -109,10 +114,17 @@ class JobView(BaseModel):
     billing: Billing = Billing()
     provider_cost_micro_usd: int = 0
     reports: list[ReportOutcome] = []
+    # The final state reached, until the view holds what it implies (then it is `state`);
+    # never shown to clients, who would otherwise see the final state early.
+    reached: State | None = Field(None, exclude=True)
 
     @property
     def final(self) -> bool:
         return self.state in FINAL_STATES
+
+    def stored_json(self) -> str:
+        """The view as the read model keeps it: what clients see, and what is held back."""
+        return json.dumps(self.model_dump(mode="json") | {"reached": self.reached})
 
 
 def plan_candidates(images: int, candidates: int | None, oversample: float) -> int:
@@ -142,19 +154,51 @@ def with_regeneration(view: JobView, event: RegenerationRequested) -> list[Regen
 
 
 def advance(view: JobView, state: State, at: datetime, **changes) -> JobView:
-    """Merge `changes`; move to `state` only if that is forward from where the job is."""
+    """Merge `changes`; move to `state` only if that is forward from where the job is. The
+    first final state reached is held in `reached` until `shown_when_complete` shows it."""
     timestamps = dict(view.timestamps)
     # When the job first entered the state, whichever of its events arrived first.
     timestamps[state] = min(timestamps.get(state, at), at)
-    forward = not view.final and rank(state) > rank(view.state)
+    reached, shown = view.reached, view.state
+    if state in FINAL_STATES:
+        reached = reached or (None if view.final else state)
+    elif not view.final and rank(state) > rank(view.state):
+        shown = state
     return view.model_copy(update=changes | {
         "timestamps": timestamps,
-        "state": state if forward else view.state,
+        "state": shown,
+        "reached": reached,
         "updated_at": max(view.updated_at, at),
     })
 
 
+def complete(view: JobView, final_state: str) -> bool:
+    """The view holds everything `final_state` implies: the admission and settlement of every
+    job that was admitted, the generation of every attempt scored, and the selection and
+    scores of a job that got as far as delivery."""
+    if final_state == "rejected":
+        return view.billing.state == "rejected"
+    if view.billing.state != "settled" or "admitted" not in view.timestamps:
+        return False
+    if view.attempts < max((score.attempt for score in view.scores), default=0):
+        return False
+    if final_state in ("succeeded", "partially_succeeded") or (view.failure and view.failure.stage == "delivery"):
+        return bool(view.selected) and set(view.selected) <= {score.index for score in view.scores}
+    return True
+
+
+def shown_when_complete(view: JobView) -> JobView:
+    if view.reached and not view.final and complete(view, view.reached):
+        return view.model_copy(update={"state": view.reached, "reached": None})  # nothing is held back now
+    return view
+
+
 def apply_event(view: JobView, event: Event, at: datetime) -> JobView:
+    """The view after `event`, whatever order the job's events arrive in."""
+    return shown_when_complete(merged(view, event, at))
+
+
+def merged(view: JobView, event: Event, at: datetime) -> JobView:
     match event:
         case CreditsReserved():
             reserved = Billing(state="reserved", reserved=event.amount, price_book_version=event.pricebook_version)

@@ -37,7 +37,7 @@ async def project(ctx: HandlerContext, event: JobEvent) -> None:
     after = apply_event(before, event, ctx.envelope.time)
     await ctx.conn.execute(
         "UPDATE jobs SET state = %s, view = %s, updated_at = %s WHERE id = %s",
-        [after.state, after.model_dump_json(), after.updated_at, after.id],
+        [after.state, after.stored_json(), after.updated_at, after.id],
     )
     if after.final and not before.final:
         telemetry.JOBS_FINISHED.labels(after.state).inc()

@@ -15,8 +15,9 @@ from services.common.contracts import (
     JobSpec,
     RegenerationRequested,
     ReservationSettled,
+    ScoringFailed,
 )
-from services.ingest.domain import apply_event, plan_candidates, submitted_view
+from services.ingest.domain import JobView, apply_event, plan_candidates, submitted_view
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 JOB = uuid.uuid4()
@@ -60,14 +61,50 @@ def test_any_arrival_order_ends_in_the_same_view():
 
 
 def test_a_final_state_is_never_left():
-    view = apply_event(submitted_view(SPEC), EVENTS[3], T0)
-    view = apply_event(view, EVENTS[1], T0 + timedelta(seconds=1))
+    view = submitted_view(SPEC)
+    for i in (3, 2, 4, 1, 0):
+        view = apply_event(view, EVENTS[i], T0 + timedelta(seconds=i))
     assert view.state == "succeeded"
+    assert apply_event(view, EVENTS[1], T0 + timedelta(seconds=9)).state == "succeeded"
 
 
 def test_partial_delivery_is_partially_succeeded():
     partial = JobDelivered(job_id=JOB, tenant_id="t", requested=2, images=[IMAGE])
-    assert apply_event(submitted_view(SPEC), partial, T0).state == "partially_succeeded"
+    view = submitted_view(SPEC)
+    for event in (*EVENTS[:3], partial, EVENTS[4]):
+        view = apply_event(view, event, T0)
+    assert view.state == "partially_succeeded"
+
+
+def test_a_job_is_shown_final_only_with_its_scores_selection_outputs_and_billing():
+    """Every prefix of every arrival order: the final state shows only with all it implies."""
+    for order in itertools.permutations(range(len(EVENTS))):
+        view = submitted_view(SPEC)
+        for step, i in enumerate(order, start=1):
+            view = apply_event(view, EVENTS[i], T0 + timedelta(seconds=i + 1))
+            if view.final:
+                assert view.scores == [SCORE] and view.selected == [0] and view.outputs == [IMAGE]
+                assert view.billing.state == "settled" and view.billing.charged == 10
+            assert view.final == (step == len(EVENTS)), f"after {[type(EVENTS[j]).__name__ for j in order[:step]]}"
+
+
+def test_a_failed_job_is_shown_failed_once_its_credits_are_released():
+    failed = ScoringFailed(job_id=JOB, tenant_id="t", attempt=1, failure_code="no_candidate_passed",
+                           reason="nothing passed", scores=[SCORE.model_copy(update={"passed": False})])
+    released = EVENTS[4].model_copy(update={"charged": 0, "released": 10, "delivered_images": 0})
+    held = submitted_view(SPEC)
+    for i, event in enumerate((EVENTS[0], EVENTS[1], failed)):
+        held = apply_event(held, event, T0 + timedelta(seconds=i))
+    assert held.state == "scoring" and held.failure.stage == "scoring"
+    shown = apply_event(held, released, T0 + timedelta(seconds=3))
+    assert shown.state == "failed" and shown.billing.released == 10
+
+
+def test_clients_never_see_the_state_held_back():
+    view = apply_event(submitted_view(SPEC), EVENTS[3], T0)
+    assert view.reached == "succeeded" and view.state == "submitted"
+    assert "reached" not in view.model_dump() and "reached" not in view.model_dump_json()
+    assert JobView.model_validate_json(view.stored_json()).reached == "succeeded"
 
 
 def test_candidates_default_to_oversampling_with_a_spare():
