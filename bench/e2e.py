@@ -127,7 +127,11 @@ class Watcher:
 
 
 def submit(http: httpx.Client, watcher: Watcher, body: dict) -> str:
-    response = http.post("/v1/jobs", json=body)
+    key = {"Idempotency-Key": str(uuid.uuid4())}  # a retry after a dropped keep-alive is the same job
+    try:
+        response = http.post("/v1/jobs", json=body, headers=key)
+    except httpx.TransportError:
+        response = http.post("/v1/jobs", json=body, headers=key)
     at = time.time()
     if response.status_code != 202:
         raise RuntimeError(f"submission refused: {response.status_code} {response.text}")
