@@ -42,7 +42,7 @@ def cpu_s(process: psutil.Process) -> float:
 async def s3_round(store: ObjectStore, n: int) -> None:
     key = f"bench/{n}.png"
     await store.put(store.internal_bucket, key, CANDIDATE, "image/png")
-    await store.copy(store.internal_bucket, key, store.public_bucket, key)
+    await store.copy(store.internal_bucket, key, store.public_bucket, key, len(CANDIDATE))
     assert await store.get(store.public_bucket, key) == CANDIDATE
     link = store.presign_get(store.public_bucket, key, 60)
     response = await asyncio.to_thread(httpx.get, link, timeout=10)
@@ -50,17 +50,16 @@ async def s3_round(store: ObjectStore, n: int) -> None:
 
 
 def measure_s3(endpoints: Endpoints, server: psutil.Process, rounds: int, label: str) -> None:
-    store = ObjectStore(endpoints.settings(ServiceSettings))
-    asyncio.run(store.ensure_buckets())
-    asyncio.run(s3_round(store, -1))  # warm the connection pools
-    cpu, started = cpu_s(server), time.perf_counter()
-
-    async def all_rounds() -> None:
+    async def all_rounds() -> tuple[float, float]:
+        store = ObjectStore(endpoints.settings(ServiceSettings))
+        await store.ensure_buckets()
+        await s3_round(store, -1)  # warm the connection pool
+        cpu, started = cpu_s(server), time.perf_counter()
         for n in range(rounds):
             await s3_round(store, n)
+        return time.perf_counter() - started, cpu_s(server) - cpu
 
-    asyncio.run(all_rounds())
-    wall, spent = time.perf_counter() - started, cpu_s(server) - cpu
+    wall, spent = asyncio.run(all_rounds())
     requests = rounds * 4
     print(f"{label}: {requests} requests (put, copy, get, presigned get of 350 KB): "
           f"{wall / requests * 1000:.1f} ms wall, {spent / requests * 1000:.2f} ms server CPU per request")
