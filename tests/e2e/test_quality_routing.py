@@ -25,7 +25,8 @@ from tests.e2e.conftest import make_tenant
 from tests.router.stubs import STUB_SECRET, Behaviour, Stub, StubMarket, fal_app, serve, stub_provider
 
 WINDOW_VERDICTS = 4
-COOLDOWN_S = 3
+# Long enough that a job through five loaded processes ends before the breaker half-opens.
+COOLDOWN_S = 20
 SIDE = 256
 
 
@@ -104,7 +105,7 @@ def test_black_images_move_the_traffic_and_a_probe_brings_it_back(endpoints, fle
     assert providers_of(moved) == {"solid"}
 
     stub.market.reset(Behaviour(side=SIDE))
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 2 * COOLDOWN_S
     while quality_of(fleet).state == "open" and time.monotonic() < deadline:
         time.sleep(0.5)
     assert quality_of(fleet).state == "half_open"
