@@ -62,6 +62,9 @@ class JobEvent(Event):
 
 
 Tier = Literal["stable", "fast", "low-cost"]
+# The failure code of a job whose deadline passed before enough images passed scoring:
+# ingest shows such a job `expired`, and it costs nothing.
+DEADLINE_EXCEEDED = "deadline_exceeded"
 
 
 class JobSpec(Contract):
@@ -85,6 +88,8 @@ class JobSpec(Contract):
     height: int | None = Field(None, ge=64, le=4096)
     model: str | None = Field(None, description="pinned model; None lets the router choose")
     model_version: str | None = Field(None, description="pinned version; only providers serving it are used")
+    deadline_s: int | None = Field(None, ge=1, description="seconds after submission; None means no deadline")
+    min_images: int | None = Field(None, ge=1, description="at the deadline, deliver if this many passed; None: images")
 
 
 class CandidateRef(Contract):
@@ -154,6 +159,30 @@ class OutputReported(JobEvent):
     reported_at: datetime
 
 
+class JobCancelRequested(JobEvent):
+    """Published by ingest when a client cancels a job (or the sweeper gives up on a job
+    stuck past its deadline, `final_state` expired). The router stops generating, the
+    scorer drops the job; delivery answers with JobCanceled unless it had already
+    published the images, in which case the job stays delivered and charged."""
+
+    event_type = "genline.job.cancel_requested.v1"
+    publisher = "ingest"
+    reason: str
+    final_state: Literal["canceled", "expired"] = "canceled"
+    requested_at: datetime
+
+
+class JobExpired(JobEvent):
+    """Published by ingest's sweeper when a job stayed in a state past that state's deadline
+    and delivery did not answer the cancel: the job ends here, uncharged. Later events of
+    the job change nothing."""
+
+    event_type = "genline.job.expired.v1"
+    publisher = "ingest"
+    stuck_in: str = Field(description="the state the job was stuck in")
+    reason: str
+
+
 # ---- ledger --------------------------------------------------------------------------
 
 
@@ -177,7 +206,7 @@ class ReservationRejected(JobEvent):
 
     event_type = "genline.credits.reservation_rejected.v1"
     publisher = "ledger"
-    reason_code: Literal["insufficient_credits", "unknown_account", "unknown_template", "unknown_tier"]
+    reason_code: Literal["insufficient_credits", "unknown_account", "unknown_template", "unknown_tier", "job_closed"]
     reason: str
     required: int
     available: int
@@ -194,7 +223,7 @@ class ReservationSettled(JobEvent):
     charged: int
     released: int
     delivered_images: int
-    outcome: Literal["charged", "voided", "expired"] = "charged"
+    outcome: Literal["charged", "voided", "expired", "canceled"] = "charged"
     tokens_used: int = 0
     tokens_returned: int = 0
     provider_cost_micro_usd: int = 0
@@ -365,11 +394,23 @@ class JobDelivered(JobEvent):
 
 
 class DeliveryFailed(JobEvent):
-    """Published by delivery when the selected images could not be published."""
+    """Published by delivery when the selected images could not be published after bounded
+    retries; the job fails at stage delivery and costs nothing."""
 
     event_type = "genline.delivery.failed.v1"
     publisher = "delivery"
     failure_code: str
+    reason: str
+
+
+class JobCanceled(JobEvent):
+    """Published by delivery in answer to JobCancelRequested when it had published nothing of
+    the job: the job ends `final_state` (canceled or expired) and nothing is charged. Delivery
+    publishes exactly one of JobDelivered, DeliveryFailed and JobCanceled per job."""
+
+    event_type = "genline.job.canceled.v1"
+    publisher = "delivery"
+    final_state: Literal["canceled", "expired"] = "canceled"
     reason: str
 
 
@@ -378,6 +419,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
     for cls in (
         JobSubmitted,
         OutputReported,
+        JobCancelRequested,
+        JobExpired,
         CreditsReserved,
         CreditsExpired,
         CreditsRefunded,
@@ -393,6 +436,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ScoringFailed,
         JobDelivered,
         DeliveryFailed,
+        JobCanceled,
     )
 }
 

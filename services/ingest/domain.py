@@ -1,11 +1,14 @@
 """The job read model and its state machine, without I/O.
 
 `submitted → admitted | rejected`; `admitted → generating → scoring → delivering →
-succeeded | partially_succeeded | failed`. Events of different services arrive on
-different topics, so not always in order: a job's state only moves forward, while the data
-an event carries (scores, links, billing) is merged whenever it arrives. A rework loop
-(scoring asked for more candidates) keeps the job in `scoring` and is recorded in
-`regenerations`; the scores of every attempt are kept, each tagged with its attempt.
+succeeded | partially_succeeded | failed`; any non-final state `→ canceled` (the client
+asked, delivery confirmed) or `→ expired` (the deadline passed with too few images, or the
+sweeper gave up on a stuck job). Events of different services arrive on different topics,
+so not always in order: a job's state only moves forward and a final job stays as it is,
+while the data an event carries (scores, billing) is merged whenever it arrives. When the
+job entered each state and why are in `timestamps` and `reasons`. A rework loop (scoring asked for
+more candidates) keeps the job in `scoring` and is recorded in `regenerations`; the scores
+of every attempt are kept, each tagged with its attempt.
 
 A final state is shown only with everything it implies: a delivered job's selection and
 scores, and every final job's settlement. Until then the final state the job reached is
@@ -15,6 +18,7 @@ held in `reached` (kept out of the API) and `state` shows where the view has got
 import hashlib
 import json
 import math
+import re
 import secrets
 from datetime import datetime
 from typing import Literal
@@ -23,6 +27,7 @@ from uuid import UUID
 from pydantic import BaseModel, Field
 
 from services.common.contracts import (
+    DEADLINE_EXCEEDED,
     CandidatesGenerated,
     CandidateScore,
     CandidatesScored,
@@ -32,8 +37,11 @@ from services.common.contracts import (
     DeliveryFailed,
     Event,
     GenerationFailed,
+    JobCanceled,
+    JobCancelRequested,
     JobDelivered,
     JobEvent,
+    JobExpired,
     JobSpec,
     JobSubmitted,
     RegenerationRequested,
@@ -46,9 +54,10 @@ from services.common.contracts import (
 
 State = Literal[
     "submitted", "admitted", "rejected", "generating", "scoring", "delivering",
-    "succeeded", "partially_succeeded", "failed",
+    "succeeded", "partially_succeeded", "failed", "canceled", "expired",
 ]
-FINAL_STATES = {"rejected", "succeeded", "partially_succeeded", "failed"}
+FINAL_STATES = {"rejected", "succeeded", "partially_succeeded", "failed", "canceled", "expired"}
+
 _ORDER = ["submitted", "admitted", "generating", "scoring", "delivering"]
 
 
@@ -94,7 +103,8 @@ class JobView(BaseModel):
     template: str
     prompt: str
     images: int
-    candidates: int
+    candidates: int  # N: what the router generated, every attempt counted (its plan until it reports)
+    generated: dict[int, int] = {}  # candidates generated per attempt
     seed: int
     profile: str | None = None
     quality: dict | None = None
@@ -102,9 +112,13 @@ class JobView(BaseModel):
     height: int | None = None
     model: str | None = None
     model_version: str | None = None
+    deadline_s: int | None = None
+    min_images: int | None = None
     created_at: datetime
     updated_at: datetime
     timestamps: dict[str, datetime]
+    reasons: dict[str, str] = {}  # why the job entered each state of `timestamps`
+    cancel_requested_at: datetime | None = None
     failure: Failure | None = None
     attempts: int = 0
     regenerations: list[Regeneration] = []
@@ -132,13 +146,32 @@ def plan_candidates(images: int, candidates: int | None, oversample: float) -> i
     return candidates if candidates is not None else max(images + 1, math.ceil(images * oversample))
 
 
+_DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in a `Cancel-After` value: `90`, `90s`, `5m`, `1h30m` (Replicate's form)."""
+    text = text.strip()
+    if text.isdigit():
+        seconds = int(text)
+    elif (match := _DURATION.fullmatch(text)) and any(match.groups()):
+        hours, minutes, secs = (int(g or 0) for g in match.groups())
+        seconds = hours * 3600 + minutes * 60 + secs
+    else:
+        raise ValueError(f"Cancel-After {text!r} is not a duration like 90, 90s, 5m or 1h30m")
+    if not 1 <= seconds <= 7 * 24 * 3600:
+        raise ValueError(f"Cancel-After {text!r} must be between 1 second and 7 days")
+    return seconds
+
+
 def submitted_view(spec: JobSpec) -> JobView:
     at = spec.submitted_at
     return JobView(id=spec.job_id, tenant_id=spec.tenant_id, state="submitted", template=spec.template,
                    prompt=spec.prompt, images=spec.images, candidates=spec.candidates, seed=spec.seed,
                    profile=spec.profile, quality=spec.quality_rules, width=spec.width, height=spec.height,
-                   model=spec.model, model_version=spec.model_version,
-                   created_at=at, updated_at=at, timestamps={"submitted": at})
+                   model=spec.model, model_version=spec.model_version, deadline_s=spec.deadline_s,
+                   min_images=spec.min_images, created_at=at, updated_at=at, timestamps={"submitted": at},
+                   reasons={"submitted": "submitted by the client"})
 
 
 def merged_scores(view: JobView, scores: list[CandidateScore]) -> list[CandidateScore]:
@@ -153,19 +186,25 @@ def with_regeneration(view: JobView, event: RegenerationRequested) -> list[Regen
     return sorted([*earlier, added], key=lambda r: r.attempt)
 
 
-def advance(view: JobView, state: State, at: datetime, **changes) -> JobView:
+def advance(view: JobView, state: State, at: datetime, reason: str, **changes) -> JobView:
     """Merge `changes`; move to `state` only if that is forward from where the job is. The
-    first final state reached is held in `reached` until `shown_when_complete` shows it."""
-    timestamps = dict(view.timestamps)
-    # When the job first entered the state, whichever of its events arrived first.
-    timestamps[state] = min(timestamps.get(state, at), at)
+    first final state reached is held in `reached` until `shown_when_complete` shows it; a
+    later terminal event changes nothing."""
+    if state in FINAL_STATES and (view.final or view.reached):
+        return view
+    timestamps, reasons = dict(view.timestamps), dict(view.reasons)
+    # When and why the job first entered the state, whichever of its events arrived first.
+    # (Ties broken by the reason, so any arrival order gives the same view.)
+    if state not in timestamps or (at, reason) < (timestamps[state], reasons.get(state, "")):
+        timestamps[state], reasons[state] = at, reason
     reached, shown = view.reached, view.state
     if state in FINAL_STATES:
-        reached = reached or (None if view.final else state)
+        reached = state
     elif not view.final and rank(state) > rank(view.state):
         shown = state
     return view.model_copy(update=changes | {
         "timestamps": timestamps,
+        "reasons": reasons,
         "state": shown,
         "reached": reached,
         "updated_at": max(view.updated_at, at),
@@ -178,6 +217,8 @@ def complete(view: JobView, final_state: str) -> bool:
     scores of a job that got as far as delivery."""
     if final_state == "rejected":
         return view.billing.state == "rejected"
+    if final_state in ("canceled", "expired"):  # released, or never held (the ledger refused it)
+        return view.billing.state in ("settled", "rejected")
     if view.billing.state != "settled" or "admitted" not in view.timestamps:
         return False
     if view.attempts < max((score.attempt for score in view.scores), default=0):
@@ -193,6 +234,39 @@ def shown_when_complete(view: JobView) -> JobView:
     return view
 
 
+def with_generated(view: JobView, event: CandidatesGenerated) -> dict:
+    generated = view.generated | {event.attempt: len(event.candidates)}
+    return {"generated": generated, "candidates": sum(generated.values()),
+            "provider_cost_micro_usd": view.provider_cost_micro_usd + event.cost_micro_usd,
+            "attempts": max(view.attempts, event.attempt)}
+
+
+def failed_or_expired(view: JobView, at: datetime, code: str, stage: str, reason: str, **changes) -> JobView:
+    """A failure, or the deadline passing (then the job expires), at `stage`."""
+    state = "expired" if code == DEADLINE_EXCEEDED else "failed"
+    return advance(view, state, at, reason, failure=Failure(code=code, stage=stage, reason=reason), **changes)
+
+
+def cancel_requested(view: JobView, at: datetime) -> JobView:
+    """The client asked to cancel; the job ends when delivery confirms (or the sweeper gives up)."""
+    return view.model_copy(update={"cancel_requested_at": view.cancel_requested_at or at,
+                                   "updated_at": max(view.updated_at, at)})
+
+
+class JobIsFinal(Exception):
+    pass
+
+
+def request_cancel(view: JobView, at: datetime, reason: str) -> tuple[JobView, JobCancelRequested | None]:
+    """Cancel a job that is not final; asking again changes nothing and publishes nothing."""
+    if view.final:
+        raise JobIsFinal(f"job {view.id} is {view.state} already; a final job cannot be canceled")
+    if view.cancel_requested_at is not None:
+        return view, None
+    event = JobCancelRequested(job_id=view.id, tenant_id=view.tenant_id, reason=reason, requested_at=at)
+    return cancel_requested(view, at), event
+
+
 def apply_event(view: JobView, event: Event, at: datetime) -> JobView:
     """The view after `event`, whatever order the job's events arrive in."""
     return shown_when_complete(merged(view, event, at))
@@ -204,29 +278,41 @@ def merged(view: JobView, event: Event, at: datetime) -> JobView:
             reserved = Billing(state="reserved", reserved=event.amount, price_book_version=event.pricebook_version)
             settled = view.billing.model_copy(update={"price_book_version": event.pricebook_version})
             billing = settled if view.billing.state == "settled" else reserved
-            return advance(view, "admitted", at, billing=billing)
+            return advance(view, "admitted", at, f"{event.amount} credits reserved", billing=billing)
+        case ReservationRejected() if view.final or view.reached:  # ended before the ledger held anything
+            return view.model_copy(update={"billing": Billing(state="rejected"), "updated_at": max(view.updated_at, at)})
         case ReservationRejected():
             failure = Failure(code=event.reason_code, stage="admission", reason=event.reason)
-            return advance(view, "rejected", at, failure=failure, billing=Billing(state="rejected"))
+            return advance(view, "rejected", at, event.reason, failure=failure, billing=Billing(state="rejected"))
         case CandidatesGenerated():
-            view = advance(view, "generating", event.started_at)
-            return advance(view, "scoring", at, provider_cost_micro_usd=view.provider_cost_micro_usd + event.cost_micro_usd,
-                           attempts=max(view.attempts, event.attempt))
+            view = advance(view, "generating", event.started_at, f"attempt {event.attempt} started")
+            return advance(view, "scoring", at, f"attempt {event.attempt} generated {len(event.candidates)} candidates",
+                           **with_generated(view, event))
         case GenerationFailed():
-            return advance(view, "failed", at, failure=Failure(code=event.failure_code, stage="generation", reason=event.reason))
+            return failed_or_expired(view, at, event.failure_code, "generation", event.reason)
         case RegenerationRequested():
-            return advance(view, "scoring", at, scores=merged_scores(view, event.scores),
+            return advance(view, "scoring", at, event.reason, scores=merged_scores(view, event.scores),
                            regenerations=with_regeneration(view, event))
         case CandidatesScored():
-            return advance(view, "delivering", at, scores=merged_scores(view, event.scores), selected=event.selected)
+            return advance(view, "delivering", at, f"{len(event.selected)} of {event.images} images selected",
+                           scores=merged_scores(view, event.scores), selected=event.selected)
         case ScoringFailed():
-            failure = Failure(code=event.failure_code, stage="scoring", reason=event.reason)
-            return advance(view, "failed", at, scores=merged_scores(view, event.scores), failure=failure)
+            return failed_or_expired(view, at, event.failure_code, "scoring", event.reason,
+                                     scores=merged_scores(view, event.scores))
         case JobDelivered():
             state = "succeeded" if len(event.images) >= event.requested else "partially_succeeded"
-            return advance(view, state, at, outputs=event.images)
+            return advance(view, state, at, f"{len(event.images)} of {event.requested} images delivered",
+                           outputs=event.images)
         case DeliveryFailed():
-            return advance(view, "failed", at, failure=Failure(code=event.failure_code, stage="delivery", reason=event.reason))
+            return failed_or_expired(view, at, event.failure_code, "delivery", event.reason)
+        case JobCancelRequested():
+            return cancel_requested(view, event.requested_at)
+        case JobCanceled():
+            code = "canceled" if event.final_state == "canceled" else DEADLINE_EXCEEDED
+            failure = Failure(code=code, stage=view.state, reason=event.reason)
+            return advance(view, event.final_state, at, event.reason, failure=failure)
+        case JobExpired():
+            return failed_or_expired(view, at, DEADLINE_EXCEEDED, event.stuck_in, event.reason)
         case ReservationSettled():
             billing = view.billing.model_copy(update=dict(state="settled", reserved=event.reserved, charged=event.charged,
                                                           released=event.released, retry_tokens_used=event.tokens_used))
@@ -269,5 +355,6 @@ def hash_api_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def request_fingerprint(body: bytes) -> str:
-    return hashlib.sha256(body).hexdigest()
+def request_fingerprint(request: dict) -> str:
+    """The parsed request, keys sorted: the same JSON spaced or ordered otherwise is the same request."""
+    return hashlib.sha256(json.dumps(request, sort_keys=True, separators=(",", ":")).encode()).hexdigest()

@@ -11,6 +11,7 @@ from services.common.contracts import (
     CreditsReserved,
     DeliveryFailed,
     GenerationFailed,
+    JobCanceled,
     JobDelivered,
     JobEvent,
     RegenerationRequested,
@@ -20,25 +21,22 @@ from services.common.contracts import (
     RetryTokenIssued,
     ScoringFailed,
 )
-from services.ingest.domain import JobView, apply_event
+from services.ingest import store
+from services.ingest.domain import apply_event
 
 log = logging.getLogger(__name__)
 PROJECTED = (CreditsReserved, ReservationRejected, ReservationSettled, CandidatesGenerated, GenerationFailed,
              RegenerationRequested, CandidatesScored, ScoringFailed, JobDelivered, DeliveryFailed, CreditsRefunded,
-             RetryTokenIssued, ReportDeclined)
+             RetryTokenIssued, ReportDeclined, JobCanceled)
 
 
 async def project(ctx: HandlerContext, event: JobEvent) -> None:
-    row = await (await ctx.conn.execute("SELECT view FROM jobs WHERE id = %s FOR UPDATE", [event.job_id])).fetchone()
-    if row is None:
+    before = await store.read_view(ctx.conn, event.job_id, lock=True)
+    if before is None:
         log.warning("%s for unknown job %s ignored", event.event_type, event.job_id)
         return
-    before = JobView.model_validate(row["view"])
     after = apply_event(before, event, ctx.envelope.time)
-    await ctx.conn.execute(
-        "UPDATE jobs SET state = %s, view = %s, updated_at = %s WHERE id = %s",
-        [after.state, after.stored_json(), after.updated_at, after.id],
-    )
+    await store.write_view(ctx.conn, after)
     if after.final and not before.final:
         telemetry.JOBS_FINISHED.labels(after.state).inc()
 

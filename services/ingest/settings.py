@@ -19,6 +19,10 @@ class IngestSettings(ServiceSettings):
     admin_token: SecretStr | None = None
     # Where the admin API answers, as the ledger's: on this port only, off the public one.
     admin_port: int | None = None
+    # A retried POST /v1/jobs with the same Idempotency-Key returns the first job for this long.
+    idempotency_key_ttl_s: int = 24 * 3600
+    # A job's deadline when it names none (no deadline_s, no Cancel-After header), by tier.
+    tier_deadline_s: dict[str, int] = {"fast": 600, "stable": 3600, "low-cost": 4 * 3600}
 
     def http_ports(self) -> list[int]:
         return [self.http_port] + ([self.admin_port] if self.admin_port else [])

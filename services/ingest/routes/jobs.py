@@ -6,14 +6,14 @@ from typing import Annotated, Literal
 from uuid import UUID, uuid4
 
 import psycopg
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Header, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.common import problems, telemetry
 from services.common.api import RequestModel
 from services.common.contracts import JobSpec, JobSubmitted, OutputReported, Tier
 from services.common.problems import Problem
-from services.ingest import domain, screening
+from services.ingest import domain, screening, store as jobs_store
 from services.ingest.deps import Runtime, Settings, Store, Tenant
 from services.scorer.profiles import ProfileError, QualityRules, job_profile, profile_names
 
@@ -45,6 +45,10 @@ class JobRequest(RequestModel):
                               description="pin a model; only providers that serve it are used")
     model_version: str | None = Field(None, min_length=1, max_length=128,
                                       description="pin the model's version too (needs model)")
+    deadline_s: int | None = Field(None, ge=1, le=7 * 24 * 3600,
+                                   description="seconds the job may take; the tier's default when left out")
+    min_images: int | None = Field(None, ge=1, le=16,
+                                   description="at the deadline, deliver if at least this many passed (default: images)")
 
     @model_validator(mode="after")
     def candidates_cover_images(self) -> "JobRequest":
@@ -60,6 +64,12 @@ class JobRequest(RequestModel):
             raise ValueError("model_version needs model")
         return self
 
+    @model_validator(mode="after")
+    def min_images_within_images(self) -> "JobRequest":
+        if self.min_images is not None and self.min_images > self.images:
+            raise ValueError(f"min_images ({self.min_images}) cannot exceed images ({self.images})")
+        return self
+
 
 class JobAccepted(BaseModel):
     id: UUID
@@ -68,10 +78,25 @@ class JobAccepted(BaseModel):
     url: str
 
 
+def with_deadline(body: JobRequest, cancel_after: str | None, settings) -> JobRequest:
+    """The body's `deadline_s`, else the `Cancel-After` header, else the tier's default."""
+    if body.deadline_s is not None:
+        return body
+    if cancel_after is not None:
+        try:
+            deadline_s = domain.parse_duration(cancel_after)
+        except ValueError as error:
+            raise Problem(422, "invalid-cancel-after", str(error)) from None
+    else:
+        deadline_s = settings.tier_deadline_s.get(body.tier)
+    return body.model_copy(update={"deadline_s": deadline_s})
+
+
 def job_spec(tenant_id: str, body: JobRequest, settings, reference_key: str | None = None) -> JobSpec:
     candidates = domain.plan_candidates(body.images, body.candidates, settings.default_oversample)
     seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
     return JobSpec(job_id=uuid4(), tenant_id=tenant_id, template=body.template, tier=body.tier,
+                   deadline_s=body.deadline_s, min_images=body.min_images,
                    use_retry_tokens=body.use_retry_tokens, prompt=body.prompt,
                    images=body.images, candidates=candidates, candidates_fixed=body.candidates is not None,
                    seed=seed, submitted_at=datetime.now(UTC),
@@ -113,42 +138,24 @@ async def store_reference(store, tenant_id: str, body: JobRequest, settings) -> 
     return key
 
 
-async def insert_job(conn: psycopg.AsyncConnection, view: domain.JobView) -> None:
-    await conn.execute(
-        "INSERT INTO jobs (id, tenant_id, state, view, created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s)",
-        [view.id, view.tenant_id, view.state, view.model_dump_json(), view.created_at, view.updated_at],
-    )
-
-
-async def replay_of(conn, tenant_id: str, key: str, fingerprint: str) -> UUID | None:
-    row = await (await conn.execute(
-        "SELECT job_id, request_hash FROM idempotency_keys WHERE tenant_id = %s AND key = %s", [tenant_id, key]
-    )).fetchone()
-    if row and row["request_hash"] != fingerprint:
+async def replay_of(conn, tenant_id: str, key: str, fingerprint: str, ttl_s: int) -> UUID | None:
+    bound = await jobs_store.job_of_key(conn, tenant_id, key, ttl_s)
+    if bound and bound[1] != fingerprint:
         raise Problem(422, "idempotency-key-reused", f"Idempotency-Key {key!r} was used with a different request")
-    return row["job_id"] if row else None
-
-
-async def read_view(conn, tenant_id: str, job_id: UUID) -> domain.JobView | None:
-    row = await (await conn.execute(
-        "SELECT view FROM jobs WHERE id = %s AND tenant_id = %s", [job_id, tenant_id]
-    )).fetchone()
-    return domain.JobView.model_validate(row["view"]) if row else None
+    return bound[0] if bound else None
 
 
 async def record_submission(runtime, tenant: str, body: JobRequest, settings, idempotency_key: str | None,
                             fingerprint: str, reference_key: str | None) -> domain.JobView:
+    ttl_s = settings.idempotency_key_ttl_s
     async with runtime.pool.connection() as conn, conn.transaction():
-        if idempotency_key and (existing := await replay_of(conn, tenant, idempotency_key, fingerprint)):
-            return await read_view(conn, tenant, existing)
+        if idempotency_key and (existing := await replay_of(conn, tenant, idempotency_key, fingerprint, ttl_s)):
+            return await jobs_store.read_view(conn, existing, tenant)
         spec = job_spec(tenant, body, settings, reference_key)
         view = domain.submitted_view(spec)
-        await insert_job(conn, view)
+        await jobs_store.insert_job(conn, view)
         if idempotency_key:
-            await conn.execute(
-                "INSERT INTO idempotency_keys (tenant_id, key, request_hash, job_id) VALUES (%s, %s, %s, %s)",
-                [tenant, idempotency_key, fingerprint, spec.job_id],
-            )
+            await jobs_store.remember_key(conn, tenant, idempotency_key, fingerprint, spec.job_id, ttl_s)
         await runtime.emit(conn, JobSubmitted(job_id=spec.job_id, tenant_id=tenant, job=spec))
     runtime.relay.notify()
     telemetry.JOBS_SUBMITTED.labels(view.template).inc()
@@ -156,19 +163,23 @@ async def record_submission(runtime, tenant: str, body: JobRequest, settings, id
 
 
 @router.post("", status_code=202, response_model=JobAccepted, responses=problems.responses(413))
-async def submit_job(body: JobRequest, request: Request, response: Response, tenant: Tenant, runtime: Runtime,
+async def submit_job(body: JobRequest, response: Response, tenant: Tenant, runtime: Runtime,
                      settings: Settings, store: Store,
-                     idempotency_key: Annotated[str | None, Header(max_length=255)] = None):
+                     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+                     cancel_after: Annotated[str | None, Header(max_length=32)] = None):
     """Accept a job (202); it moves on asynchronously. Retries with the same `Idempotency-Key`
-    and body return the first job instead of submitting another. A profile, quality rules or
-    reference photo the scorer could not use are refused here (422)."""
+    and the same request (the JSON parsed, so spacing and key order do not matter) within
+    24 hours return the first job instead of submitting another. A profile, quality rules
+    or reference photo the scorer could not use are refused here (422). The job's deadline is
+    `deadline_s`, or the `Cancel-After` header (`90`, `90s`, `5m`, `1h30m`), or its tier's."""
+    body = with_deadline(body, cancel_after, settings)
     check_scoring(body, settings)
     reference_key = await store_reference(store, tenant, body, settings)
-    fingerprint = domain.request_fingerprint(await request.body())
+    fingerprint = domain.request_fingerprint(body.model_dump(mode="json"))
     submit = (runtime, tenant, body, settings, idempotency_key, fingerprint, reference_key)
     try:
         view = await record_submission(*submit)
-    except psycopg.errors.UniqueViolation:
+    except (psycopg.errors.UniqueViolation, jobs_store.IdempotencyKeyTaken):
         view = await record_submission(*submit)  # a concurrent retry won the key: answer with its job
     response.headers["Location"] = f"/v1/jobs/{view.id}"
     return JobAccepted(id=view.id, state=view.state, created_at=view.created_at, url=f"/v1/jobs/{view.id}")
@@ -201,19 +212,84 @@ def fresh_links(view: domain.JobView, store, ttl_s: int) -> domain.JobView:
     return view.model_copy(update={"outputs": outputs})
 
 
+def parse_job_id(job_id: str) -> UUID:
+    try:
+        return UUID(job_id)
+    except ValueError:
+        raise Problem(404, "job-not-found", f"no job {job_id!r}") from None
+
+
+class JobSummary(BaseModel):
+    id: UUID
+    state: domain.State
+    template: str
+    images: int
+    delivered: int
+    created_at: datetime
+    updated_at: datetime
+    failure: domain.Failure | None
+    billing: domain.Billing
+    url: str
+
+
+class JobPage(BaseModel):
+    data: list[JobSummary]
+    next: str | None = Field(description="cursor of the next (older) page; null on the last page")
+
+
+def summary(view: domain.JobView) -> JobSummary:
+    return JobSummary(id=view.id, state=view.state, template=view.template, images=view.images,
+                      delivered=len(view.outputs), created_at=view.created_at, updated_at=view.updated_at,
+                      failure=view.failure, billing=view.billing, url=f"/v1/jobs/{view.id}")
+
+
+@router.get("", response_model=JobPage)
+async def list_jobs(tenant: Tenant, runtime: Runtime,
+                    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+                    cursor: Annotated[str | None, Query(max_length=200)] = None,
+                    state: domain.State | None = None,
+                    template: Annotated[str | None, Query(max_length=64)] = None,
+                    created_after: datetime | None = None, created_before: datetime | None = None):
+    """Your jobs, newest first, `limit` per page; pass the body's `next` as `cursor` for the
+    next page. Jobs submitted while you page appear on no later page, so a walk through the
+    pages sees every job once."""
+    try:
+        after = jobs_store.Cursor.decode(cursor) if cursor else None
+    except jobs_store.InvalidCursor as error:
+        raise Problem(422, "invalid-cursor", str(error)) from None
+    where = jobs_store.JobFilter(state, template, created_after, created_before)
+    async with runtime.pool.connection() as conn:
+        views, more = await jobs_store.list_views(conn, tenant, where, after, limit)
+    return JobPage(data=[summary(v) for v in views], next=more.encode() if more else None)
+
+
 @router.get("/{job_id}", response_model=domain.JobView,
             responses=problems.responses(404) | {200: {"content": {"application/json": {"example": JOB_EXAMPLE}}}})
 async def get_job(job_id: str, tenant: Tenant, runtime: Runtime, settings: Settings, store: Store):
-    try:
-        parsed = UUID(job_id)
-    except ValueError:
-        parsed = None
-    view = None
-    if parsed is not None:
-        async with runtime.pool.connection() as conn:
-            view = await read_view(conn, tenant, parsed)
+    async with runtime.pool.connection() as conn:
+        view = await jobs_store.read_view(conn, parse_job_id(job_id), tenant)
     if view is None:  # another tenant's job is as unknown as a job that never existed
         raise Problem(404, "job-not-found", f"no job {job_id!r}")
+    return fresh_links(view, store, settings.link_ttl_s)
+
+
+@router.post("/{job_id}/cancel", status_code=202, response_model=domain.JobView)
+async def cancel_job(job_id: str, tenant: Tenant, runtime: Runtime, settings: Settings, store: Store):
+    """Cancel a job that is not final (202 with the job; asking again is harmless). Generation
+    stops and nothing more is charged; images delivered before the cancel reached delivery
+    stay delivered and charged. A final job answers 409 and stays as it is."""
+    async with runtime.pool.connection() as conn, conn.transaction():
+        view = await jobs_store.read_view(conn, parse_job_id(job_id), tenant, lock=True)
+        if view is None:
+            raise Problem(404, "job-not-found", f"no job {job_id!r}")
+        try:
+            view, event = domain.request_cancel(view, datetime.now(UTC), "canceled by the client")
+        except domain.JobIsFinal as error:
+            raise Problem(409, "job-final", str(error), state=view.state) from None
+        if event is not None:
+            await jobs_store.write_view(conn, view)
+            await runtime.emit(conn, event)
+    runtime.relay.notify()
     return fresh_links(view, store, settings.link_ttl_s)
 
 
@@ -234,12 +310,9 @@ class ReportAccepted(BaseModel):
 async def report_output(job_id: str, n: int, body: OutputReport, tenant: Tenant, runtime: Runtime):
     """Report a delivered image as bad: within the window it is refunded or earns a retry
     token, by the tenant's setting; the outcome shows on the job."""
-    try:
-        parsed = UUID(job_id)
-    except ValueError:
-        raise Problem(404, "job-not-found", f"no job {job_id!r}") from None
+    parsed = parse_job_id(job_id)
     async with runtime.pool.connection() as conn, conn.transaction():
-        view = await read_view(conn, tenant, parsed)
+        view = await jobs_store.read_view(conn, parsed, tenant)
         if view is None:
             raise Problem(404, "job-not-found", f"no job {job_id!r}")
         if not any(o.n == n for o in view.outputs):

@@ -1,0 +1,129 @@
+"""The ingest tables: the job read model, its listing pages, and idempotency keys."""
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+import psycopg
+
+from services.ingest.domain import JobView
+
+
+async def insert_job(conn: psycopg.AsyncConnection, view: JobView) -> None:
+    await conn.execute(
+        "INSERT INTO jobs (id, tenant_id, state, template, view, created_at, updated_at)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        [view.id, view.tenant_id, view.state, view.template, view.stored_json(), view.created_at,
+         view.updated_at],
+    )
+
+
+async def read_view(conn: psycopg.AsyncConnection, job_id: UUID, tenant_id: str | None = None,
+                    lock: bool = False) -> JobView | None:
+    """The job, if it is `tenant_id`'s (any tenant's when None); locked for the transaction with `lock`."""
+    tenant_clause = " AND tenant_id = %s" if tenant_id is not None else ""
+    row = await (await conn.execute(
+        f"SELECT view FROM jobs WHERE id = %s{tenant_clause}{' FOR UPDATE' if lock else ''}",
+        [job_id] + ([tenant_id] if tenant_id is not None else []),
+    )).fetchone()
+    return JobView.model_validate(row["view"]) if row else None
+
+
+async def write_view(conn: psycopg.AsyncConnection, view: JobView) -> None:
+    await conn.execute("UPDATE jobs SET state = %s, view = %s, updated_at = %s WHERE id = %s",
+                       [view.state, view.stored_json(), view.updated_at, view.id])
+
+
+# ---- listing ---------------------------------------------------------------------------
+
+
+class InvalidCursor(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a page ended: the last job's (created_at, id). Newer jobs sort before it, so
+    jobs submitted while a client pages never shift the pages still to come."""
+
+    created_at: datetime
+    id: UUID
+
+    def encode(self) -> str:
+        raw = json.dumps([self.created_at.isoformat(), str(self.id)]).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> "Cursor":
+        try:
+            created_at, job_id = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+            return cls(datetime.fromisoformat(created_at), UUID(job_id))
+        except (binascii.Error, ValueError, TypeError) as error:
+            raise InvalidCursor(f"the cursor {text!r} was not issued by this API") from error
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    state: str | None = None
+    template: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
+async def list_views(conn: psycopg.AsyncConnection, tenant_id: str, where: JobFilter, after: Cursor | None,
+                     limit: int) -> tuple[list[JobView], Cursor | None]:
+    """A page of the tenant's jobs, newest first, and the cursor of the next page (None at the end)."""
+    clauses, params = ["tenant_id = %s"], [tenant_id]
+    for clause, value in (("state = %s", where.state), ("template = %s", where.template),
+                          ("created_at > %s", where.created_after), ("created_at < %s", where.created_before)):
+        if value is not None:
+            clauses.append(clause)
+            params.append(value)
+    if after is not None:
+        clauses.append("(created_at, id) < (%s, %s)")
+        params += [after.created_at, after.id]
+    rows = await (await conn.execute(
+        f"SELECT view FROM jobs WHERE {' AND '.join(clauses)} ORDER BY created_at DESC, id DESC LIMIT %s",
+        [*params, limit + 1],
+    )).fetchall()
+    views = [JobView.model_validate(row["view"]) for row in rows[:limit]]
+    more = len(rows) > limit
+    return views, Cursor(views[-1].created_at, views[-1].id) if more else None
+
+
+# ---- idempotency keys -------------------------------------------------------------------
+
+
+class IdempotencyKeyTaken(Exception):
+    """A concurrent request with the same key committed first: answer with its job."""
+
+
+async def job_of_key(conn: psycopg.AsyncConnection, tenant_id: str, key: str, ttl_s: int) -> tuple[UUID, str] | None:
+    """The job and request fingerprint a live (younger than `ttl_s`) key was first used with."""
+    row = await (await conn.execute(
+        "SELECT job_id, request_hash FROM idempotency_keys WHERE tenant_id = %s AND key = %s"
+        " AND created_at > now() - make_interval(secs => %s)", [tenant_id, key, ttl_s])).fetchone()
+    return (row["job_id"], row["request_hash"]) if row else None
+
+
+async def remember_key(conn: psycopg.AsyncConnection, tenant_id: str, key: str, fingerprint: str, job_id: UUID,
+                       ttl_s: int) -> None:
+    """Bind the key to the job; an expired binding is replaced. IdempotencyKeyTaken if a live one won."""
+    cur = await conn.execute(
+        "INSERT INTO idempotency_keys AS k (tenant_id, key, request_hash, job_id) VALUES (%s, %s, %s, %s)"
+        " ON CONFLICT (tenant_id, key) DO UPDATE SET request_hash = EXCLUDED.request_hash,"
+        " job_id = EXCLUDED.job_id, created_at = now()"
+        " WHERE k.created_at <= now() - make_interval(secs => %s)",
+        [tenant_id, key, fingerprint, job_id, ttl_s])
+    if cur.rowcount == 0:
+        raise IdempotencyKeyTaken(key)
+
+
+async def forget_expired_keys(conn: psycopg.AsyncConnection, ttl_s: int, limit: int = 1000) -> int:
+    cur = await conn.execute(
+        "DELETE FROM idempotency_keys WHERE ctid = ANY(ARRAY(SELECT ctid FROM idempotency_keys"
+        " WHERE created_at <= now() - make_interval(secs => %s) LIMIT %s))", [ttl_s, limit])
+    return cur.rowcount
