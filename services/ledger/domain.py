@@ -136,6 +136,8 @@ class Book:
     grants: dict[str, list[Grant]] = field(default_factory=dict)  # by tenant id
     provider_costs: dict[UUID, int] = field(default_factory=dict)  # by job id
     reported: set[tuple[UUID, int]] = field(default_factory=set)
+    closed: set[UUID] = field(default_factory=set)  # jobs that ended before any reservation
+    new_closed: list[tuple[UUID, str, str]] = field(default_factory=list)
     new_accounts: set[str] = field(default_factory=set)
     changed_accounts: set[str] = field(default_factory=set)
     new_transfers: list[Transfer] = field(default_factory=list)
@@ -167,6 +169,8 @@ class Book:
     def reserve(self, job: JobSpec, now: datetime) -> Event | None:
         if job.job_id in self.transfers:
             return None  # the same job submitted again under another event id
+        if job.job_id in self.closed:
+            return self._reject(job, "job_closed", "the job was canceled before credits were reserved", 0, 0)
         prices = self.price_book.at(job.submitted_at)  # the price in force when the client submitted
         unit = prices.unit_price(job.template, job.tier)
         if unit is None:
@@ -223,6 +227,16 @@ class Book:
             provider_cost_micro_usd=self.provider_costs.get(job_id, 0),
             revenue_micro_usd=s.charged * self.credit_value_micro_usd,
         )
+
+    def close(self, job_id: UUID, tenant_id: str, outcome: str, now: datetime) -> Event | None:
+        """A job ended without delivering (canceled, expired): release its hold, or, when the
+        ledger has not reserved for it yet, remember it so that it never will."""
+        if job_id in self.transfers:
+            return self.settle(job_id, 0, now, outcome=outcome)
+        if job_id not in self.closed:
+            self.closed.add(job_id)
+            self.new_closed.append((job_id, tenant_id, outcome))
+        return None
 
     def record_provider_cost(self, job_id: UUID, attempt: int, provider: str, cost_micro_usd: int) -> None:
         self.provider_costs[job_id] = self.provider_costs.get(job_id, 0) + cost_micro_usd

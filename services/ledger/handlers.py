@@ -16,8 +16,10 @@ from services.common.contracts import (
     DeliveryFailed,
     Event,
     GenerationFailed,
+    JobCanceled,
     JobDelivered,
     JobEvent,
+    JobExpired,
     JobSubmitted,
     OutputReported,
     ScoringFailed,
@@ -29,8 +31,9 @@ from services.ledger.settings import LedgerSettings
 from services.ledger.store import load_book, write_book
 
 CONSUMED = (JobSubmitted, JobDelivered, GenerationFailed, ScoringFailed, DeliveryFailed, CandidatesGenerated,
-            OutputReported)
-SETTLING = (JobDelivered, GenerationFailed, ScoringFailed, DeliveryFailed)  # each settles its job's reservation
+            OutputReported, JobCanceled, JobExpired)
+# Each settles its job's reservation; the first to arrive settles it, the others change nothing.
+SETTLING = (JobDelivered, GenerationFailed, ScoringFailed, DeliveryFailed, JobCanceled, JobExpired)
 
 
 class Ledger:
@@ -80,10 +83,27 @@ def decide(book: Book, event: Event, now: datetime) -> list[Event | None]:
             return [book.settle(event.job_id, len(event.images), now)]
         case GenerationFailed() | ScoringFailed() | DeliveryFailed():
             return [book.settle(event.job_id, 0, now, outcome="voided")]  # the platform's failure costs nothing
+        case JobCanceled():
+            return [book.close(event.job_id, event.tenant_id, event.final_state, now)]
+        case JobExpired():
+            return [book.close(event.job_id, event.tenant_id, "expired", now)]
         case CandidatesGenerated():
-            provider = event.candidates[0].provider if event.candidates else "unknown"
-            book.record_provider_cost(event.job_id, event.attempt, provider, event.cost_micro_usd)
+            for provider, cost in costs_by_provider(event).items():
+                book.record_provider_cost(event.job_id, event.attempt, provider, cost)
             return []
         case OutputReported():
             return [book.report(event.job_id, event.tenant_id, event.n, event.reason, event.reported_at)]
     return []
+
+
+def costs_by_provider(event: CandidatesGenerated) -> dict[str, int]:
+    """The attempt's spend per provider called (fallbacks included), from its calls; what the
+    calls do not account for goes to the provider of its first candidate."""
+    costs: dict[str, int] = {}
+    for call in event.calls:
+        costs[call.provider] = costs.get(call.provider, 0) + call.cost_micro_usd
+    rest = event.cost_micro_usd - sum(costs.values())
+    if rest > 0 or not costs:
+        provider = event.candidates[0].provider if event.candidates else "unknown"
+        costs[provider] = costs.get(provider, 0) + max(rest, 0)
+    return costs

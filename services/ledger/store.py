@@ -23,6 +23,7 @@ ENTRY_COLUMNS = {"tenant_id": "text", "transfer_id": "uuid", "grant_id": "uuid",
                  "debit_account": "text", "credit_account": "text", "reason": "text"}
 ACCOUNT_COLUMNS = {"tenant_id": "text", "posted": "bigint", "pending": "bigint", "retry_tokens": "int"}
 COST_COLUMNS = {"job_id": "uuid", "attempt": "int", "provider": "text", "cost_micro_usd": "bigint"}
+CLOSED_COLUMNS = {"job_id": "uuid", "tenant_id": "text", "outcome": "text"}
 REPORT_COLUMNS = {"job_id": "uuid", "n": "int", "tenant_id": "text", "outcome": "text", "amount": "bigint"}
 
 
@@ -48,6 +49,8 @@ async def load_book(conn: psycopg.AsyncConnection, book: Book, tenant_ids: Itera
         for row in await _rows(conn, f"SELECT {', '.join(TRANSFER_COLUMNS)} FROM transfers"
                                      " WHERE job_id = ANY(%s) FOR UPDATE", [jobs]):
             book.transfers[row["job_id"]] = Transfer(**row)
+        for row in await _rows(conn, "SELECT job_id FROM closed_jobs WHERE job_id = ANY(%s)", [jobs]):
+            book.closed.add(row["job_id"])
     if costs:
         for row in await _rows(conn, "SELECT job_id, sum(cost_micro_usd)::bigint AS cost FROM provider_costs"
                                      " WHERE job_id = ANY(%s) GROUP BY job_id", [costs]):
@@ -93,6 +96,7 @@ async def _write_book(conn: psycopg.AsyncConnection, book: Book) -> None:
     await insert_many(conn, "entries", ENTRY_COLUMNS, [_values(e, ENTRY_COLUMNS) for e in book.entries])
     await insert_many(conn, "provider_costs", COST_COLUMNS, book.new_costs, "ON CONFLICT DO NOTHING")
     await insert_many(conn, "reports", REPORT_COLUMNS, book.new_reports)
+    await insert_many(conn, "closed_jobs", CLOSED_COLUMNS, book.new_closed, "ON CONFLICT DO NOTHING")
     await add_many(conn, "grants", "id", {"id": "uuid", "remaining": "bigint"},
                    [(gid, -taken) for gid, taken in book.grants_taken()])
     await add_many(conn, "accounts", "tenant_id", ACCOUNT_COLUMNS, book.account_deltas())
