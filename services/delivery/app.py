@@ -6,4 +6,4 @@ from services.delivery.settings import DeliverySettings
 
 
 def build(settings: DeliverySettings):
-    return build_worker("delivery", settings, ["scorer"], handlers.register)
+    return build_worker("delivery", settings, ["scorer", "ingest"], handlers.register)

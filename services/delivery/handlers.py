@@ -1,43 +1,95 @@
-"""Delivery handlers: publish the selected images and sign links that expire."""
+"""Delivery handlers: publish the selected images and sign links that expire, or answer a
+cancel; each job gets one outcome (see domain)."""
 
 import asyncio
+import logging
 from datetime import UTC, datetime, timedelta
 
 from services.common.bus import EventConsumer, HandlerContext
-from services.common.contracts import CandidateScore, CandidatesScored, DeliveredImage, JobDelivered
+from services.common.contracts import (CandidateScore, CandidatesScored, DeliveredImage, JobCancelRequested,
+                                       JobDelivered)
 from services.common.storage import ObjectStore
 from services.delivery import domain
 from services.delivery.settings import DeliverySettings
+
+log = logging.getLogger(__name__)
+
+
+async def decide_outcome(ctx: HandlerContext, job_id, tenant_id: str, outcome: str) -> bool:
+    """Claim the job's one outcome for this transaction; False if it has one already."""
+    cur = await ctx.conn.execute(
+        "INSERT INTO job_outcomes (job_id, tenant_id, outcome) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+        [job_id, tenant_id, outcome])
+    return cur.rowcount == 1
+
+
+async def set_outcome(ctx: HandlerContext, job_id, outcome: str) -> None:
+    await ctx.conn.execute("UPDATE job_outcomes SET outcome = %s WHERE job_id = %s", [outcome, job_id])
+
+
+async def copy_with_retries(store: ObjectStore, candidate: CandidateScore, key: str,
+                            settings: DeliverySettings) -> None:
+    for attempt in range(1, settings.copy_attempts + 1):
+        try:
+            await store.copy(store.internal_bucket, candidate.key, store.public_bucket, key, candidate.size_bytes)
+            return
+        except Exception:
+            if attempt == settings.copy_attempts:
+                raise
+            await asyncio.sleep(domain.copy_backoff_s(attempt, settings.copy_backoff_s, settings.copy_backoff_max_s))
 
 
 async def publish_image(ctx: HandlerContext, event: CandidatesScored, n: int, candidate: CandidateScore,
                         store: ObjectStore, settings: DeliverySettings) -> DeliveredImage:
     # The key derives from the scored event's time, so a redelivered event writes the same object.
     key = domain.public_key(event.tenant_id, ctx.envelope.time, event.job_id, n, candidate.media_type)
-    await store.copy(store.internal_bucket, candidate.key, store.public_bucket, key, candidate.size_bytes)
-    await ctx.conn.execute(
-        "INSERT INTO delivered_images (job_id, n, tenant_id, key, source_key, sha256, size_bytes)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s)",
-        [event.job_id, n, event.tenant_id, key, candidate.key, candidate.sha256, candidate.size_bytes],
-    )
+    await copy_with_retries(store, candidate, key, settings)
     return DeliveredImage(n=n, key=key, url=store.presign_get(store.public_bucket, key, settings.link_ttl_s),
                           expires_at=datetime.now(UTC) + timedelta(seconds=settings.link_ttl_s),
                           sha256=candidate.sha256, size_bytes=candidate.size_bytes,
                           media_type=candidate.media_type)
 
 
+async def record_delivered(ctx: HandlerContext, event: CandidatesScored, images: list[DeliveredImage],
+                           chosen: list[CandidateScore]) -> None:
+    async with ctx.conn.cursor() as cur:
+        await cur.executemany(
+            "INSERT INTO delivered_images (job_id, n, tenant_id, key, source_key, sha256, size_bytes)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            [(event.job_id, image.n, event.tenant_id, image.key, candidate.key, image.sha256, image.size_bytes)
+             for image, candidate in zip(images, chosen, strict=True)])
+
+
 async def deliver_selection(ctx: HandlerContext, event: CandidatesScored, store: ObjectStore,
                             settings: DeliverySettings) -> None:
+    if not await decide_outcome(ctx, event.job_id, event.tenant_id, "delivered"):
+        log.info("job %s has its outcome already (canceled or delivered); its images are not published", event.job_id)
+        return
     by_index = {s.index: s for s in event.scores}
     chosen = [by_index[i] for i in event.selected[: event.images]]
-    images = await asyncio.gather(
-        *(publish_image(ctx, event, n, c, store, settings) for n, c in enumerate(chosen, start=1))
-    )
+    try:
+        images = await asyncio.gather(
+            *(publish_image(ctx, event, n, c, store, settings) for n, c in enumerate(chosen, start=1)))
+    except Exception as error:
+        log.warning("publishing the images of job %s failed: %s", event.job_id, error)
+        await set_outcome(ctx, event.job_id, "failed")
+        await ctx.emit(domain.copy_failed(event.job_id, event.tenant_id, settings.copy_attempts, error))
+        return
+    await record_delivered(ctx, event, list(images), chosen)
     await ctx.emit(JobDelivered(job_id=event.job_id, tenant_id=event.tenant_id, requested=event.images,
                                 images=list(images)))
+
+
+async def answer_cancel(ctx: HandlerContext, event: JobCancelRequested) -> None:
+    if await decide_outcome(ctx, event.job_id, event.tenant_id, event.final_state):
+        await ctx.emit(domain.canceled(event))
 
 
 def register(consumer: EventConsumer, store: ObjectStore, settings: DeliverySettings) -> None:
     @consumer.on(CandidatesScored)
     async def on_candidates_scored(ctx: HandlerContext, event: CandidatesScored) -> None:
         await deliver_selection(ctx, event, store, settings)
+
+    @consumer.on(JobCancelRequested)
+    async def on_cancel_requested(ctx: HandlerContext, event: JobCancelRequested) -> None:
+        await answer_cancel(ctx, event)
