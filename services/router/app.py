@@ -61,7 +61,7 @@ class RouterApp:
             lease_s=settings.claim_lease_s)
         handlers.register(self.runtime.consumer, self.scheduler, settings.max_attempts,
                           settings.pass_rate_half_life_s)
-        self.runtime.consume(["ledger", "scorer"])
+        self.runtime.consume(["ledger", "scorer", "ingest"])
         self.runtime.startup_hooks.append(self._start)
         self.runtime.shutdown_hooks.append(self._stop)
 

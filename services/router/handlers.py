@@ -5,8 +5,8 @@ the consumer, so one slow provider call never holds up the topic."""
 from functools import partial
 
 from services.common.bus import EventConsumer, HandlerContext, PermanentError
-from services.common.contracts import (CandidateScore, CandidatesScored, CreditsReserved, RegenerationRequested,
-                                       ScoringFailed)
+from services.common.contracts import (CandidateScore, CandidatesScored, CreditsReserved, JobCancelRequested,
+                                       RegenerationRequested, ScoringFailed)
 from services.router import domain, store
 from services.router.engine import RoutingEngine
 from services.router.scheduler import AttemptScheduler
@@ -53,6 +53,11 @@ async def learn_from_verdict(ctx: HandlerContext, event: CandidatesScored | Scor
     await learn(ctx, job, event.scores, event.attempt, half_life_s, engine)
 
 
+async def cancel(ctx: HandlerContext, event: JobCancelRequested, scheduler: AttemptScheduler) -> None:
+    if await store.cancel_job(ctx.conn, event.job_id):
+        scheduler.abort(event.job_id)
+
+
 def register(consumer: EventConsumer, scheduler: AttemptScheduler, max_attempts: int, half_life_s: float) -> None:
     @consumer.on(CreditsReserved)
     async def on_credits_reserved(ctx: HandlerContext, event: CreditsReserved) -> None:
@@ -69,3 +74,7 @@ def register(consumer: EventConsumer, scheduler: AttemptScheduler, max_attempts:
     @consumer.on(ScoringFailed)
     async def on_scoring_failed(ctx: HandlerContext, event: ScoringFailed) -> None:
         await learn_from_verdict(ctx, event, half_life_s, scheduler.engine)
+
+    @consumer.on(JobCancelRequested)
+    async def on_cancel_requested(ctx: HandlerContext, event: JobCancelRequested) -> None:
+        await cancel(ctx, event, scheduler)

@@ -35,6 +35,7 @@ class AttemptScheduler:
         self.queue: FairQueue[AttemptRequest] = FairQueue()
         self.known: set = set()  # queued or running, by (job id, attempt)
         self.running: set[asyncio.Task] = set()
+        self.running_jobs: dict[asyncio.Task, object] = {}  # task -> job id
         self._changed = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
@@ -56,6 +57,13 @@ class AttemptScheduler:
         commit, or its claim could fail and wait for the next look)."""
         self._announced.append(request)
         self._changed.set()
+
+    def abort(self, job_id) -> None:
+        """The job was canceled: stop its running attempts, calls in flight included (the
+        adapters ask their providers to cancel). Queued ones find their claim closed."""
+        for task, running_job in list(self.running_jobs.items()):
+            if running_job == job_id:
+                task.cancel()
 
     # ---- running --------------------------------------------------------------------------
 
@@ -112,12 +120,14 @@ class AttemptScheduler:
             self._room.set()
             task = asyncio.create_task(self._run(request), name=f"attempt-{request.job_id}-{request.attempt}")
             self.running.add(task)
+            self.running_jobs[task] = request.job_id
 
     async def _run(self, request: AttemptRequest) -> None:
         try:
             await self.run(request)
         finally:
             self.running.discard(asyncio.current_task())
+            self.running_jobs.pop(asyncio.current_task(), None)
             self.known.discard(request.key)
             self._changed.set()
 

@@ -29,7 +29,9 @@ class AttemptRequest:
 
 async def admit_job(conn: psycopg.AsyncConnection, spec: JobSpec, budget_micro_usd: int,
                     traceparent: str | None = None) -> bool:
-    """Record an admitted job and ask for its first attempt; False if it was admitted before."""
+    """Record an admitted job and ask for its first attempt; False if it was admitted (or canceled) before."""
+    if await (await conn.execute("SELECT 1 FROM canceled_jobs WHERE job_id = %s", [spec.job_id])).fetchone():
+        return False
     cur = await conn.execute(
         "INSERT INTO jobs (job_id, tenant_id, tier, template, spec, budget_micro_usd, traceparent)"
         " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
@@ -44,6 +46,15 @@ async def request_attempt(conn: psycopg.AsyncConnection, job_id: UUID, attempt: 
     cur = await conn.execute(
         "INSERT INTO attempt_requests (job_id, attempt, images_needed) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
         [job_id, attempt, images_needed])
+    return cur.rowcount == 1
+
+
+async def cancel_job(conn: psycopg.AsyncConnection, job_id: UUID) -> bool:
+    """Generate nothing more for the job: its pending attempts are closed, so one running now
+    cannot publish. False if it was canceled before."""
+    cur = await conn.execute("INSERT INTO canceled_jobs (job_id) VALUES (%s) ON CONFLICT DO NOTHING", [job_id])
+    await conn.execute("UPDATE jobs SET final = true, stop_reason = 'canceled' WHERE job_id = %s", [job_id])
+    await conn.execute("UPDATE attempt_requests SET state = 'done' WHERE job_id = %s AND state = 'pending'", [job_id])
     return cur.rowcount == 1
 
 

@@ -6,4 +6,4 @@ from services.scorer.settings import ScorerSettings
 
 
 def build(settings: ScorerSettings):
-    return build_worker("scorer", settings, ["router"], handlers.register)
+    return build_worker("scorer", settings, ["router", "ingest"], handlers.register)

@@ -12,6 +12,7 @@ from services.common.contracts import (
     CandidatesGenerated,
     CandidateScore,
     CandidatesScored,
+    JobCancelRequested,
     JobSpec,
     RegenerationRequested,
 )
@@ -135,6 +136,15 @@ def count_from_zero() -> None:
                                 *((name, dimension) for dimension in load_profile(name).dimension_names))
 
 
+async def drop_job(ctx: HandlerContext, event: JobCancelRequested) -> None:
+    """A canceled job's outcome is decided: candidates that arrive later are not scored."""
+    await ctx.conn.execute(
+        "INSERT INTO scored_jobs (job_id, outcome, decided_at) VALUES (%s, %s, now()) ON CONFLICT (job_id)"
+        " DO UPDATE SET outcome = COALESCE(scored_jobs.outcome, EXCLUDED.outcome),"
+        " decided_at = COALESCE(scored_jobs.decided_at, EXCLUDED.decided_at)",
+        [event.job_id, event.event_type])
+
+
 def register(consumer: EventConsumer, store: ObjectStore, settings: ScorerSettings) -> None:
     count_from_zero()
     moderated = settings.moderated_classes or moderation.MODERATED_BY_DEFAULT
@@ -144,3 +154,7 @@ def register(consumer: EventConsumer, store: ObjectStore, settings: ScorerSettin
     @consumer.on(CandidatesGenerated)
     async def on_candidates_generated(ctx: HandlerContext, event: CandidatesGenerated) -> None:
         await judge_attempt(ctx, event, store, scorer, settings)
+
+    @consumer.on(JobCancelRequested)
+    async def on_cancel_requested(ctx: HandlerContext, event: JobCancelRequested) -> None:
+        await drop_job(ctx, event)
