@@ -4,15 +4,17 @@ stored, when a job can get no more candidates, and what the scorer's verdicts te
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from uuid import UUID
 
-from services.common.contracts import CandidateScore, CandidatesGenerated, JobSpec, ProviderCall
+from services.common.contracts import DEADLINE_EXCEEDED, CandidateScore, CandidatesGenerated, JobSpec, ProviderCall
 from services.router.engine import CallRecord, RouteRequest
 from services.router.providers.registry import Registry
 from services.router.resilience import Verdict
 
 COST_CAP_REACHED = "cost_cap_reached"
 MAX_ATTEMPTS_REACHED = "max_attempts_reached"
+CANCELED = "canceled"
 # Engine outcomes that are not ProviderCall outcomes of their own.
 _CALL_OUTCOMES = {"ok": "ok", "timeout": "timeout", "rate_limited": "rate_limited"}
 
@@ -38,10 +40,20 @@ def candidate_key(tenant_id: str, job_id: UUID, attempt: int, index: int) -> str
     return f"candidates/{tenant_id}/{job_id}/{attempt}/{index}.png"
 
 
-def route_request(job: JobState, attempt: int, images_needed: int, width: int, height: int) -> RouteRequest:
+def time_left_s(spec: JobSpec, now: datetime) -> float | None:
+    """Seconds until the job's deadline (negative once past); None when it has none."""
+    if spec.deadline_s is None:
+        return None
+    return (spec.submitted_at + timedelta(seconds=spec.deadline_s) - now).total_seconds()
+
+
+def route_request(job: JobState, attempt: int, images_needed: int, width: int, height: int,
+                  now: datetime | None = None) -> RouteRequest:
     """Attempt 1 generates the client's N when the client chose it; every other attempt is
     sized from the pass-rate estimate. Indices continue where the last attempt stopped.
-    The job's size, when it asked for one, overrides the default `width`×`height`; a pinned
+    The time left until the job's deadline (as of `now`) bounds the engine's calls and
+    spreads its target over the rounds that fit. The job's size, when it asked for one,
+    overrides the default `width`×`height`; a pinned
     model (and version) limits the providers to those that serve it, on every attempt.
     A reference photo is for the scorer only: adapters take no image input yet, so it does
     not narrow the providers."""
@@ -53,12 +65,15 @@ def route_request(job: JobState, attempt: int, images_needed: int, width: int, h
         width=spec.width or width, height=spec.height or height,
         attempt=attempt, start_index=job.next_index, model=spec.model, model_version=spec.model_version,
         cost_cap_micro_usd=job.remaining_micro_usd, candidates=fixed,
+        time_left_s=time_left_s(spec, now) if now is not None else None,
     )
 
 
 def stop_reason(attempt: int, max_attempts: int, remaining_micro_usd: int | None,
-                cheapest_price_micro_usd: int | None) -> str | None:
+                cheapest_price_micro_usd: int | None, time_left: float | None = None) -> str | None:
     """Why the router will generate nothing more after this attempt, or None if it could."""
+    if time_left is not None and time_left <= 0:
+        return DEADLINE_EXCEEDED
     if attempt >= max_attempts:
         return MAX_ATTEMPTS_REACHED
     if remaining_micro_usd is not None and (cheapest_price_micro_usd is None
@@ -67,12 +82,14 @@ def stop_reason(attempt: int, max_attempts: int, remaining_micro_usd: int | None
     return None
 
 
-def provider_calls(calls: Iterable[CallRecord], registry: Registry) -> list[ProviderCall]:
-    return [_provider_call(call, registry) for call in calls]
+def provider_calls(calls: Iterable[CallRecord], registry: Registry, route: RouteRequest) -> list[ProviderCall]:
+    return [_provider_call(call, registry, route) for call in calls]
 
 
-def _provider_call(call: CallRecord, registry: Registry) -> ProviderCall:
-    model = registry.providers[call.provider].models[0]
+def _provider_call(call: CallRecord, registry: Registry, route: RouteRequest) -> ProviderCall:
+    """The call as published, with the model it was made with: the job's pin where it has one."""
+    config = registry.providers[call.provider]
+    model = config.model_for(route.model, route.model_version) or config.models[0]
     return ProviderCall(
         provider=call.provider, model=model.name, model_version=model.version,
         outcome=_CALL_OUTCOMES.get(call.outcome, "error"), candidates=call.count if call.outcome == "ok" else 0,

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from PIL import Image
 
 from services.common import telemetry, tracing
-from services.common.contracts import CandidateRef, CandidatesGenerated, GenerationFailed
+from services.common.contracts import DEADLINE_EXCEEDED, CandidateRef, CandidatesGenerated, GenerationFailed
 from services.common.runtime import ServiceRuntime
 from services.common.storage import ObjectStore
 from services.router import domain, metrics, store
@@ -78,12 +78,17 @@ class AttemptRunner:
             await self._attempt(request, job, tries)
 
     async def _attempt(self, request: AttemptRequest, job: domain.JobState, tries: int) -> None:
-        route = domain.route_request(job, request.attempt, request.images_needed, self.settings.image_width,
-                                     self.settings.image_height)
         started_at = datetime.now(UTC)
+        route = domain.route_request(job, request.attempt, request.images_needed, self.settings.image_width,
+                                     self.settings.image_height, now=started_at)
         if tries > self.settings.attempt_max_tries:
             await self._publish_failure(request, job, route, started_at,
                                         Failure("router_error", f"the router failed this attempt {tries - 1} times"))
+            return
+        if route.time_left_s is not None and route.time_left_s <= 0:
+            await self._publish_failure(request, job, route, started_at, Failure(
+                DEADLINE_EXCEEDED, f"the job's deadline ({job.spec.deadline_s} s) passed before attempt"
+                                   f" {request.attempt} started"))
             return
         await self.refresh_pass_rates()
         clock = time.perf_counter()
@@ -91,12 +96,20 @@ class AttemptRunner:
             result = await self.engine.route(route)
         except RoutingError as error:
             metrics.observe_calls(error.calls)
-            await self._publish_failure(request, job, route, started_at, failure_of(error))
+            await self._publish_failure(request, job, route, started_at, self._failure(error, job))
             return
         metrics.observe_calls(result.calls)
         refs = await asyncio.gather(*(self._store_candidate(job, request.attempt, image) for image in result.images))
         telemetry.STAGE_SECONDS.labels("router", "generate").observe(time.perf_counter() - clock)
         await self._publish_candidates(request, job, route, result, list(refs), started_at)
+
+    @staticmethod
+    def _failure(error: RoutingError, job: domain.JobState) -> Failure:
+        """Nothing generated: because the deadline came (the job expires), or as the engine says."""
+        left = domain.time_left_s(job.spec, datetime.now(UTC))
+        if left is not None and left <= 0:
+            return Failure(DEADLINE_EXCEEDED, f"the job's deadline ({job.spec.deadline_s} s) passed: {error}", error)
+        return failure_of(error)
 
     async def _store_candidate(self, job: domain.JobState, attempt: int, routed: RoutedImage) -> CandidateRef:
         image, spec = routed.image, job.spec
@@ -111,13 +124,14 @@ class AttemptRunner:
                                   result: AttemptResult, refs: list[CandidateRef], started_at: datetime) -> None:
         remaining = None if job.remaining_micro_usd is None else job.remaining_micro_usd - result.actual_cost_micro_usd
         reason = domain.stop_reason(request.attempt, self.settings.max_attempts, remaining,
-                                    self.engine.cheapest_price_micro_usd(route))
+                                    self.engine.cheapest_price_micro_usd(route),
+                                    domain.time_left_s(job.spec, datetime.now(UTC)))
         record = AttemptRecord(
             job_id=request.job_id, attempt=request.attempt, tenant_id=request.tenant_id,
             providers=",".join(result.providers_used), candidates=len(refs), cost_micro_usd=result.actual_cost_micro_usd,
             expected_cost_micro_usd=result.expected_cost_micro_usd,
             started_at=started_at, next_index=route.start_index + result.planned_candidates, stop_reason=reason)
-        await self._publish(request, job, record, result.calls, refs)
+        await self._publish(request, job, route, record, result.calls, refs)
 
     async def _publish_failure(self, request: AttemptRequest, job: domain.JobState, route: RouteRequest,
                                started_at: datetime, failure: Failure) -> None:
@@ -127,13 +141,13 @@ class AttemptRunner:
             job_id=request.job_id, attempt=request.attempt, tenant_id=request.tenant_id, providers="", candidates=0,
             cost_micro_usd=error.spent_micro_usd if error else 0, expected_cost_micro_usd=0,
             started_at=started_at, next_index=route.start_index, stop_reason=failure.code)
-        await self._publish(request, job, record, error.calls if error else (), [], failure)
+        await self._publish(request, job, route, record, error.calls if error else (), [], failure)
 
-    async def _publish(self, request: AttemptRequest, job: domain.JobState, record: AttemptRecord,
-                       calls: tuple[CallRecord, ...],
+    async def _publish(self, request: AttemptRequest, job: domain.JobState, route: RouteRequest,
+                       record: AttemptRecord, calls: tuple[CallRecord, ...],
                        refs: list[CandidateRef], failure: Failure | None = None) -> None:
         """Close the claim, add the attempt to the job and announce it, in one transaction."""
-        provider_calls = domain.provider_calls(calls, self.engine.registry)
+        provider_calls = domain.provider_calls(calls, self.engine.registry, route)
         record = replace(record, calls=tuple(call.model_dump(mode="json") for call in provider_calls))
         async with self.runtime.pool.connection() as conn, conn.transaction():
             if not await store.finish_attempt(conn, request, self.owner):

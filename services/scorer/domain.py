@@ -5,6 +5,8 @@ After each attempt the job's candidates of every attempt count together. K passi
 best K are selected. Fewer, and the router may generate more: regeneration is requested
 for the shortfall. Fewer, and the router has said the attempt was final: what passed is
 delivered (partially), or the job fails with the reasons its candidates were rejected.
+When the router stopped because the job's deadline passed, a partial delivery needs at
+least the job's `min_images` passing (all K by default); with fewer the job expires.
 """
 
 import math
@@ -12,6 +14,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from services.common.contracts import (
+    DEADLINE_EXCEEDED,
     CandidateRef,
     CandidateScore,
     CandidatesGenerated,
@@ -65,6 +68,10 @@ def decide(event: CandidatesGenerated, job_scores: Sequence[CandidateScore],
     """What follows this attempt, given every score of the job (this attempt's included)."""
     passed = sum(score.passed for score in job_scores)
     common = dict(job_id=event.job_id, tenant_id=event.tenant_id, attempt=event.attempt)
+    if event.final and event.stop_reason == DEADLINE_EXCEEDED and passed < min(event.images, enough(event)):
+        return ScoringFailed(**common, failure_code=DEADLINE_EXCEEDED, scores=list(job_scores),
+                             reason=f"the deadline passed with {passed} image(s) passing; the job needed"
+                                    f" at least {enough(event)}")
     if passed >= event.images or (event.final and passed):
         chosen = select_best(job_scores, event.images)
         return CandidatesScored(**common, images=event.images, scores=list(job_scores),
@@ -76,6 +83,11 @@ def decide(event: CandidatesGenerated, job_scores: Sequence[CandidateScore],
                                      reason=f"{reason}; this attempt: {rejected}" if rejected else reason,
                                      scores=list(attempt_scores))
     return failed(event, job_scores)
+
+
+def enough(event: CandidatesGenerated) -> int:
+    """How many passing images make a delivery at the deadline: the job's min_images, else K."""
+    return event.job.min_images if event.job and event.job.min_images else event.images
 
 
 def failed(event: CandidatesGenerated, job_scores: Sequence[CandidateScore]) -> ScoringFailed:

@@ -56,3 +56,34 @@ def test_the_jobs_size_and_model_pin_reach_every_attempt():
         assert (request.model, request.model_version) == ("local-painter", "1")
     default = domain.route_request(domain.JobState(spec(), budget_micro_usd=0), 1, 1, 512, 384)
     assert (default.width, default.height, default.model, default.model_version) == (512, 384, None, None)
+
+
+def test_the_time_left_to_the_deadline_reaches_the_engine_and_stops_the_job_once_past():
+    from datetime import timedelta
+
+    job = domain.JobState(spec(deadline_s=60), budget_micro_usd=0)
+    request = domain.route_request(job, 1, 2, 512, 512, now=job.spec.submitted_at + timedelta(seconds=45))
+    assert request.time_left_s == 15
+    no_deadline = domain.route_request(domain.JobState(spec(), budget_micro_usd=0), 1, 2, 512, 512,
+                                       now=datetime.now(UTC))
+    assert no_deadline.time_left_s is None
+    assert domain.stop_reason(1, 3, None, None, time_left=-0.1) == "deadline_exceeded"
+    assert domain.stop_reason(1, 3, None, None, time_left=10) is None
+
+
+def test_a_call_reports_the_pinned_model_it_was_made_with(tmp_path):
+    import yaml
+
+    from services.router.engine import CallRecord
+    from services.router.providers.registry import load_registry
+    from tests.router.stubs import Stub, StubMarket, stub_provider
+
+    entry = stub_provider(Stub("fal", "http://127.0.0.1:9", StubMarket()), price=1, versions=("1", "2"))
+    (tmp_path / "providers.yaml").write_text(yaml.safe_dump({"providers": {"two-versions": entry}}))
+    registry = load_registry(str(tmp_path / "providers.yaml"))
+    call = CallRecord(provider="two-versions", start_index=0, count=1, expected_cost_micro_usd=1,
+                      actual_cost_micro_usd=1, expected_latency_s=0.1, latency_s=0.1, outcome="ok")
+    pinned = domain.route_request(domain.JobState(spec(model="stub-model", model_version="2"), budget_micro_usd=0),
+                                  1, 1, 512, 512)
+    (published,) = domain.provider_calls([call], registry, pinned)
+    assert (published.model, published.model_version) == ("stub-model", "2")

@@ -72,3 +72,22 @@ def test_a_final_attempt_with_no_candidates_at_all_says_so():
     outcome = decide(attempt(final=True, stop_reason="no provider can generate this template"), [], [])
     assert isinstance(outcome, ScoringFailed) and outcome.failure_code == "no_candidates"
     assert outcome.reason == "no candidate was generated; generation stopped: no provider can generate this template"
+
+
+def at_deadline(images: int, min_images: int | None) -> CandidatesGenerated:
+    from services.common.contracts import JobSpec
+
+    spec = JobSpec(job_id=JOB, tenant_id="t", template="generic", prompt="p", images=images, candidates=images,
+                   seed=1, submitted_at=datetime.now(UTC), deadline_s=5, min_images=min_images)
+    return attempt(2, images=images, final=True, stop_reason="deadline_exceeded").model_copy(update={"job": spec})
+
+
+def test_at_the_deadline_min_images_passing_are_delivered_and_fewer_expire_the_job():
+    scores = [score(0, 0.5), score(1, 0.9), score(2, 0, ("sharpness",))]
+    partial = decide(at_deadline(images=4, min_images=2), scores, scores)
+    assert isinstance(partial, CandidatesScored) and partial.selected == [1, 0]
+    expired = decide(at_deadline(images=4, min_images=3), scores, scores)
+    assert isinstance(expired, ScoringFailed) and expired.failure_code == "deadline_exceeded"
+    assert "at least 3" in expired.reason
+    by_default = decide(at_deadline(images=4, min_images=None), scores, scores)  # min_images = images
+    assert isinstance(by_default, ScoringFailed) and by_default.failure_code == "deadline_exceeded"
