@@ -172,14 +172,15 @@ class JobCancelRequested(JobEvent):
     requested_at: datetime
 
 
-class JobExpired(JobEvent):
-    """Published by ingest's sweeper when a job stayed in a state past that state's deadline
-    and delivery did not answer the cancel: the job ends here, uncharged. Later events of
-    the job change nothing."""
+class JobClosed(JobEvent):
+    """Published by ingest's sweeper when it asked a job to end (canceled by the client, or
+    stuck in a state past that state's deadline) and delivery did not answer in time: the
+    job ends here as `final_state`, uncharged. Later events of the job change nothing."""
 
-    event_type = "genline.job.expired.v1"
+    event_type = "genline.job.closed.v1"
     publisher = "ingest"
-    stuck_in: str = Field(description="the state the job was stuck in")
+    final_state: Literal["canceled", "expired"]
+    stuck_in: str = Field(description="the state the job was in")
     reason: str
 
 
@@ -420,7 +421,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         JobSubmitted,
         OutputReported,
         JobCancelRequested,
-        JobExpired,
+        JobClosed,
         CreditsReserved,
         CreditsExpired,
         CreditsRefunded,

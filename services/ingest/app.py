@@ -10,6 +10,7 @@ from services.common.db import migrate
 from services.common.runtime import ServiceRuntime
 from services.common.storage import ObjectStore
 from services.ingest import handlers
+from services.ingest.sweeper import Sweeper
 from services.ingest.domain import hash_api_key, new_api_key
 from services.ingest.routes import account, admin, jobs
 from services.ingest.settings import IngestSettings
@@ -35,6 +36,9 @@ def build(settings: IngestSettings):
                          lifespan=runtime.lifespan)
     app.state.runtime, app.state.settings, app.state.store = runtime, settings, store
     connect_ledger(runtime, app, settings)
+    sweeper = Sweeper(runtime, settings)
+    runtime.startup_hooks.append(sweeper.start)
+    runtime.shutdown_hooks.append(sweeper.stop)
     app.include_router(jobs.router)
     app.include_router(account.router)
     app.include_router(admin.router)

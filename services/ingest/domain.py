@@ -20,7 +20,8 @@ import json
 import math
 import re
 import secrets
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Literal
 from uuid import UUID
 
@@ -40,8 +41,8 @@ from services.common.contracts import (
     JobCanceled,
     JobCancelRequested,
     JobDelivered,
+    JobClosed,
     JobEvent,
-    JobExpired,
     JobSpec,
     JobSubmitted,
     RegenerationRequested,
@@ -119,6 +120,7 @@ class JobView(BaseModel):
     timestamps: dict[str, datetime]
     reasons: dict[str, str] = {}  # why the job entered each state of `timestamps`
     cancel_requested_at: datetime | None = None
+    cancel_requested_as: Literal["canceled", "expired"] | None = None  # how the job ends if nobody answers
     failure: Failure | None = None
     attempts: int = 0
     regenerations: list[Regeneration] = []
@@ -247,9 +249,12 @@ def failed_or_expired(view: JobView, at: datetime, code: str, stage: str, reason
     return advance(view, state, at, reason, failure=Failure(code=code, stage=stage, reason=reason), **changes)
 
 
-def cancel_requested(view: JobView, at: datetime) -> JobView:
-    """The client asked to cancel; the job ends when delivery confirms (or the sweeper gives up)."""
-    return view.model_copy(update={"cancel_requested_at": view.cancel_requested_at or at,
+def cancel_requested(view: JobView, at: datetime, final_state: str = "canceled") -> JobView:
+    """Asked to end (by the client, or by the sweeper: then it expires); the job ends when
+    delivery confirms, or when the sweeper gives up waiting."""
+    if view.cancel_requested_at is not None:
+        return view
+    return view.model_copy(update={"cancel_requested_at": at, "cancel_requested_as": final_state,
                                    "updated_at": max(view.updated_at, at)})
 
 
@@ -265,6 +270,57 @@ def request_cancel(view: JobView, at: datetime, reason: str) -> tuple[JobView, J
         return view, None
     event = JobCancelRequested(job_id=view.id, tenant_id=view.tenant_id, reason=reason, requested_at=at)
     return cancel_requested(view, at), event
+
+
+# ---- the sweeper -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SweepPolicy:
+    """How long a job may stay in each non-final state; how long after its own deadline the
+    router and scorer get to end it themselves (a partial delivery); how long delivery
+    gets to answer a request to end before the sweeper ends the job itself."""
+
+    state_deadline_s: dict[str, float]
+    deadline_grace_s: float
+    answer_timeout_s: float
+
+    @property
+    def shortest_wait_s(self) -> float:
+        return min([*self.state_deadline_s.values(), self.deadline_grace_s, self.answer_timeout_s])
+
+
+def overdue(view: JobView, now: datetime, policy: SweepPolicy) -> str | None:
+    """Why the job should have ended by now, or None."""
+    if view.deadline_s is not None:
+        if now > view.created_at + timedelta(seconds=view.deadline_s + policy.deadline_grace_s):
+            return f"the job's deadline of {view.deadline_s} s passed while it was {view.state}"
+    limit = policy.state_deadline_s.get(view.state)
+    entered = view.timestamps.get(view.state, view.created_at)
+    if limit is not None and now > entered + timedelta(seconds=limit):
+        return f"the job was {view.state} for more than {limit:g} s, that state's deadline"
+    return None
+
+
+def sweep(view: JobView, now: datetime, policy: SweepPolicy) -> tuple[JobView, Event | None]:
+    """One look at a job that is not final: ask it to end when it is overdue (it expires),
+    and end it here when an earlier request got no answer in time. A job whose final state
+    is reached but not shown yet (its settlement on the way) is left alone."""
+    if view.final or view.reached:
+        return view, None
+    if view.cancel_requested_at is not None:
+        if now < view.cancel_requested_at + timedelta(seconds=policy.answer_timeout_s):
+            return view, None
+        reason = f"asked to end at {view.cancel_requested_at:%H:%M:%S}, nothing answered in {policy.answer_timeout_s:g} s"
+        closed = JobClosed(job_id=view.id, tenant_id=view.tenant_id, final_state=view.cancel_requested_as or "expired",
+                           stuck_in=view.state, reason=reason)
+        return apply_event(view, closed, now), closed
+    why = overdue(view, now, policy)
+    if why is None:
+        return view, None
+    event = JobCancelRequested(job_id=view.id, tenant_id=view.tenant_id, reason=why, final_state="expired",
+                               requested_at=now)
+    return cancel_requested(view, now, "expired"), event
 
 
 def apply_event(view: JobView, event: Event, at: datetime) -> JobView:
@@ -306,13 +362,15 @@ def merged(view: JobView, event: Event, at: datetime) -> JobView:
         case DeliveryFailed():
             return failed_or_expired(view, at, event.failure_code, "delivery", event.reason)
         case JobCancelRequested():
-            return cancel_requested(view, event.requested_at)
+            return cancel_requested(view, event.requested_at, event.final_state)
         case JobCanceled():
             code = "canceled" if event.final_state == "canceled" else DEADLINE_EXCEEDED
             failure = Failure(code=code, stage=view.state, reason=event.reason)
             return advance(view, event.final_state, at, event.reason, failure=failure)
-        case JobExpired():
-            return failed_or_expired(view, at, DEADLINE_EXCEEDED, event.stuck_in, event.reason)
+        case JobClosed():
+            code = "canceled" if event.final_state == "canceled" else DEADLINE_EXCEEDED
+            failure = Failure(code=code, stage=event.stuck_in, reason=event.reason)
+            return advance(view, event.final_state, at, event.reason, failure=failure)
         case ReservationSettled():
             billing = view.billing.model_copy(update=dict(state="settled", reserved=event.reserved, charged=event.charged,
                                                           released=event.released, retry_tokens_used=event.tokens_used))

@@ -23,6 +23,15 @@ class IngestSettings(ServiceSettings):
     idempotency_key_ttl_s: int = 24 * 3600
     # A job's deadline when it names none (no deadline_s, no Cancel-After header), by tier.
     tier_deadline_s: dict[str, int] = {"fast": 600, "stable": 3600, "low-cost": 4 * 3600}
+    # The sweeper: how often it looks, how many jobs a round, how long a job may stay in
+    # each non-final state, how long after its own deadline the pipeline gets to end it
+    # (a partial delivery), and how long delivery gets to answer before the job is ended here.
+    sweep_interval_s: float = 10.0
+    sweep_batch_size: int = 200
+    state_deadline_s: dict[str, float] = {"submitted": 600, "admitted": 1800, "generating": 3600,
+                                          "scoring": 1800, "delivering": 900}
+    deadline_grace_s: float = 120.0
+    cancel_answer_timeout_s: float = 120.0
 
     def http_ports(self) -> list[int]:
         return [self.http_port] + ([self.admin_port] if self.admin_port else [])

@@ -9,7 +9,7 @@ from uuid import UUID
 
 import psycopg
 
-from services.ingest.domain import JobView
+from services.ingest.domain import FINAL_STATES, JobView
 
 
 async def insert_job(conn: psycopg.AsyncConnection, view: JobView) -> None:
@@ -35,6 +35,17 @@ async def read_view(conn: psycopg.AsyncConnection, job_id: UUID, tenant_id: str 
 async def write_view(conn: psycopg.AsyncConnection, view: JobView) -> None:
     await conn.execute("UPDATE jobs SET state = %s, view = %s, updated_at = %s WHERE id = %s",
                        [view.state, view.stored_json(), view.updated_at, view.id])
+
+
+async def quiet_open_views(conn: psycopg.AsyncConnection, now: datetime, quiet_s: float,
+                           limit: int) -> list[JobView]:
+    """Non-final jobs unchanged for `quiet_s`, least recently changed first, locked (others
+    that a client or a consumer holds right now are skipped: they are moving)."""
+    rows = await (await conn.execute(
+        "SELECT view FROM jobs WHERE state <> ALL(%s) AND updated_at < %s - make_interval(secs => %s)"
+        " ORDER BY updated_at LIMIT %s FOR UPDATE SKIP LOCKED",
+        [sorted(FINAL_STATES), now, quiet_s, limit])).fetchall()
+    return [JobView.model_validate(row["view"]) for row in rows]
 
 
 # ---- listing ---------------------------------------------------------------------------

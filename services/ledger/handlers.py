@@ -19,7 +19,7 @@ from services.common.contracts import (
     JobCanceled,
     JobDelivered,
     JobEvent,
-    JobExpired,
+    JobClosed,
     JobSubmitted,
     OutputReported,
     ScoringFailed,
@@ -31,9 +31,9 @@ from services.ledger.settings import LedgerSettings
 from services.ledger.store import load_book, write_book
 
 CONSUMED = (JobSubmitted, JobDelivered, GenerationFailed, ScoringFailed, DeliveryFailed, CandidatesGenerated,
-            OutputReported, JobCanceled, JobExpired)
+            OutputReported, JobCanceled, JobClosed)
 # Each settles its job's reservation; the first to arrive settles it, the others change nothing.
-SETTLING = (JobDelivered, GenerationFailed, ScoringFailed, DeliveryFailed, JobCanceled, JobExpired)
+SETTLING = (JobDelivered, GenerationFailed, ScoringFailed, DeliveryFailed, JobCanceled, JobClosed)
 
 
 class Ledger:
@@ -85,8 +85,8 @@ def decide(book: Book, event: Event, now: datetime) -> list[Event | None]:
             return [book.settle(event.job_id, 0, now, outcome="voided")]  # the platform's failure costs nothing
         case JobCanceled():
             return [book.close(event.job_id, event.tenant_id, event.final_state, now)]
-        case JobExpired():
-            return [book.close(event.job_id, event.tenant_id, "expired", now)]
+        case JobClosed():
+            return [book.close(event.job_id, event.tenant_id, event.final_state, now)]
         case CandidatesGenerated():
             for provider, cost in costs_by_provider(event).items():
                 book.record_provider_cost(event.job_id, event.attempt, provider, cost)

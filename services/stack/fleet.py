@@ -27,6 +27,8 @@ class ServiceFleet:
         self.ledger_grpc_port = free_port()
         self.router_grpc_port = free_port()
         self.extra_env = extra_env or {}
+        # Settings for one service only (e.g. a delivery that cannot reach its bucket), by name.
+        self.service_env: dict[str, dict[str, str]] = {}
         self.processes: dict[str, subprocess.Popen] = {}
 
     @property
@@ -43,7 +45,7 @@ class ServiceFleet:
             "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
             "GENLINE_GRPC_PORT": str(self.ledger_grpc_port),
             "GENLINE_LEDGER_GRPC_TARGET": f"127.0.0.1:{self.ledger_grpc_port}",
-        } | self._own_grpc_port(name) | self._isolation(name) | self.extra_env
+        } | self._own_grpc_port(name) | self._isolation(name) | self.extra_env | self.service_env.get(name, {})
 
     def schema(self, name: str) -> str:
         return f"{self.namespace}_{name}" if self.namespace else name

@@ -1,13 +1,14 @@
 """Canceled and expired jobs in the read model, as pure logic: a final job stays as it is,
-whatever arrives after it; requests are fingerprinted parsed; Cancel-After durations."""
+whatever arrives after it; the sweeper's decisions; requests are fingerprinted parsed;
+Cancel-After durations."""
 
 from datetime import timedelta
 
 import pytest
 
-from services.common.contracts import DeliveryFailed, JobCanceled, JobExpired, ScoringFailed
-from services.ingest.domain import (JobIsFinal, apply_event, parse_duration, request_cancel, request_fingerprint,
-                                    submitted_view)
+from services.common.contracts import DeliveryFailed, JobCanceled, JobCancelRequested, JobClosed, ScoringFailed
+from services.ingest.domain import (JobIsFinal, SweepPolicy, apply_event, parse_duration, request_cancel,
+                                    request_fingerprint, submitted_view, sweep)
 from tests.ingest.test_read_model import EVENTS, JOB, SPEC, T0, views_in_every_order
 
 CANCELED = JobCanceled(job_id=JOB, tenant_id="t", reason="canceled by the client")
@@ -52,8 +53,8 @@ def test_a_deadline_failure_expires_the_job_and_other_failures_fail_it_at_their_
                                  DeliveryFailed(job_id=JOB, tenant_id="t", failure_code="copy_failed",
                          reason="s3 down"), T0))
     assert failed.state == "failed" and (failed.failure.code, failed.failure.stage) == ("copy_failed", "delivery")
-    swept = settled(apply_event(submitted_view(SPEC), JobExpired(job_id=JOB, tenant_id="t", stuck_in="delivering",
-                                reason="no answer"), T0))
+    closed = JobClosed(job_id=JOB, tenant_id="t", final_state="expired", stuck_in="delivering", reason="no answer")
+    swept = settled(apply_event(submitted_view(SPEC), closed, T0))
     assert swept.state == "expired" and swept.failure.stage == "delivering"
 
 
@@ -71,3 +72,30 @@ def test_cancel_after_durations(text, seconds):
 def test_bad_cancel_after_durations_are_refused(text):
     with pytest.raises(ValueError):
         parse_duration(text)
+
+
+POLICY = SweepPolicy(state_deadline_s={"submitted": 60, "delivering": 30}, deadline_grace_s=10, answer_timeout_s=20)
+
+
+def test_the_sweeper_asks_an_overdue_job_to_end_then_ends_it_when_nobody_answers():
+    view = apply_event(submitted_view(SPEC), EVENTS[2], T0)  # delivering since T0
+    assert sweep(view, T0 + timedelta(seconds=29), POLICY) == (view, None)
+
+    asked, request = sweep(view, T0 + timedelta(seconds=31), POLICY)
+    assert isinstance(request, JobCancelRequested) and request.final_state == "expired"
+    assert "delivering" in request.reason and asked.cancel_requested_as == "expired"
+    assert sweep(asked, T0 + timedelta(seconds=50), POLICY) == (asked, None)  # waits for delivery's answer
+
+    ended, closed = sweep(asked, T0 + timedelta(seconds=52), POLICY)
+    assert isinstance(closed, JobClosed) and closed.final_state == "expired" and closed.stuck_in == "delivering"
+    assert settled(ended).state == "expired" and ended.failure.stage == "delivering"
+    assert sweep(ended, T0 + timedelta(days=1), POLICY) == (ended, None)
+
+
+def test_an_unanswered_client_cancel_ends_canceled_and_a_job_deadline_gets_its_grace():
+    canceled, _ = request_cancel(submitted_view(SPEC), T0, "client")
+    ended, closed = sweep(canceled, T0 + timedelta(seconds=21), POLICY)
+    assert closed.final_state == "canceled" and settled(ended).state == "canceled"
+    with_deadline = submitted_view(SPEC.model_copy(update={"deadline_s": 5}))
+    assert sweep(with_deadline, T0 + timedelta(seconds=14), POLICY)[1] is None
+    assert "deadline of 5 s" in sweep(with_deadline, T0 + timedelta(seconds=16), POLICY)[1].reason

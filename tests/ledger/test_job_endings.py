@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 
 from services.common.contracts import (CandidateRef, CandidatesGenerated, DeliveredImage, JobCanceled, JobDelivered,
-                                       JobExpired, JobSubmitted, ProviderCall, ReservationRejected,
+                                       JobClosed, JobSubmitted, ProviderCall, ReservationRejected,
                                        ReservationSettled)
 from services.ledger.handlers import costs_by_provider, decide
 from tests.ledger.test_book import NOW, new_book, spec
@@ -18,7 +18,7 @@ def terminal_events(job):
     common = dict(job_id=job.job_id, tenant_id=job.tenant_id)
     return [JobDelivered(**common, requested=job.images, images=[IMAGE]),
             JobCanceled(**common, reason="canceled by the client"),
-            JobExpired(**common, stuck_in="delivering", reason="stuck")]
+            JobClosed(**common, final_state="expired", stuck_in="delivering", reason="stuck")]
 
 
 def test_a_canceled_job_releases_its_whole_hold():

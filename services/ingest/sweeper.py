@@ -1,0 +1,74 @@
+"""The sweeper: no job waits for ever, also when events were lost.
+
+Every `sweep_interval_s` one ingest replica (the one holding a transaction-level advisory
+lock; the others skip the round) looks at the non-final jobs that have not changed for a
+while and lets `domain.sweep` decide: an overdue job is asked to end (JobCancelRequested,
+which delivery answers with JobCanceled unless it delivered first); a job whose request
+got no answer in time is ended here (JobClosed), and the ledger releases its credits.
+Expired idempotency keys are deleted on the way.
+"""
+
+import asyncio
+import hashlib
+import logging
+from datetime import UTC, datetime
+
+from services.common import telemetry
+from services.common.runtime import ServiceRuntime
+from services.ingest import domain, store
+from services.ingest.settings import IngestSettings
+
+log = logging.getLogger(__name__)
+
+
+def lock_id(schema: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"{schema}:sweeper".encode()).digest()[:8], "big", signed=True)
+
+
+class Sweeper:
+    def __init__(self, runtime: ServiceRuntime, settings: IngestSettings) -> None:
+        self.runtime, self.settings = runtime, settings
+        self.policy = domain.SweepPolicy(settings.state_deadline_s, settings.deadline_grace_s,
+                                         settings.cancel_answer_timeout_s)
+        self._task: asyncio.Task | None = None
+
+    async def sweep_once(self, now: datetime | None = None) -> int:
+        """One round; the number of events it published (0 when another replica holds the round)."""
+        now = now or datetime.now(UTC)
+        published = 0
+        async with self.runtime.pool.connection() as conn, conn.transaction():
+            lock = await (await conn.execute("SELECT pg_try_advisory_xact_lock(%s) AS held",
+                                             [lock_id(self.runtime.name)])).fetchone()
+            if not lock["held"]:
+                return 0
+            for view in await store.quiet_open_views(conn, now, self.policy.shortest_wait_s,
+                                                     self.settings.sweep_batch_size):
+                after, event = domain.sweep(view, now, self.policy)
+                if event is None:
+                    continue
+                await store.write_view(conn, after)
+                await self.runtime.emit(conn, event)
+                published += 1
+                if after.final:
+                    telemetry.JOBS_FINISHED.labels(after.state).inc()
+            await store.forget_expired_keys(conn, self.settings.idempotency_key_ttl_s)
+        if published:
+            log.warning("sweeper moved %d stuck jobs on", published)
+            self.runtime.relay.notify()
+        return published
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            try:
+                await self.sweep_once()
+            except Exception:
+                log.exception("sweeping jobs failed; will retry")
+            await asyncio.sleep(self.settings.sweep_interval_s)
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._sweep_forever(), name="ingest-sweeper")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
