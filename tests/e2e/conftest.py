@@ -4,17 +4,21 @@ import asyncio
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
+import yaml
 
+from services.common.contracts import all_topics
 from services.ingest.app import create_tenant
 from services.ingest.settings import IngestSettings
 from services.ledger.app import grant
 from services.ledger.settings import LedgerSettings
-from services.stack.embedded import Endpoints
+from services.stack.embedded import Endpoints, create_topics
 from services.stack.fleet import ServiceFleet
 
 FINAL = {"rejected", "succeeded", "partially_succeeded", "failed"}
@@ -28,6 +32,25 @@ def platform(endpoints, tmp_path_factory) -> Iterator[ServiceFleet]:
                          extra_env={"GENLINE_ENVIRONMENT": "test", "GENLINE_KAFKA_SESSION_TIMEOUT_MS": "6000",
                                     "GENLINE_ADMIN_TOKEN": LEDGER_ADMIN_TOKEN,
                                     "GENLINE_PAYMENT_WEBHOOK_SECRET": PAYMENT_WEBHOOK_SECRET})
+    try:
+        fleet.start_all()
+        yield fleet
+    finally:
+        fleet.stop_all()
+
+
+@contextmanager
+def own_fleet(endpoints: Endpoints, directory: Path, name: str, registry: dict,
+              env: dict[str, str] | None = None) -> Iterator[ServiceFleet]:
+    """A fleet with topics and schemas of its own (`<name><random>`), generating on the
+    providers of `registry`, with `env` settings on top of the test defaults."""
+    namespace = f"{name}{uuid.uuid4().hex[:6]}"
+    asyncio.run(create_topics(endpoints.kafka_bootstrap, all_topics(namespace)))
+    providers = directory / "providers.yaml"
+    providers.write_text(yaml.safe_dump(registry))
+    fleet = ServiceFleet(endpoints, directory / "logs", namespace=namespace,
+                         extra_env={"GENLINE_ENVIRONMENT": "test", "GENLINE_KAFKA_SESSION_TIMEOUT_MS": "6000",
+                                    "GENLINE_PROVIDERS_PATH": str(providers)} | (env or {}))
     try:
         fleet.start_all()
         yield fleet

@@ -9,19 +9,15 @@ Jobs pin a model to choose their provider: `slow-painter` takes a minute a batch
 provider. The sweeper here is impatient: 4 s in `delivering`, 3 s for an answer.
 """
 
-import asyncio
 import time
 import uuid
 from collections.abc import Iterator
 
 import psycopg
 import pytest
-import yaml
 
-from services.common.contracts import all_topics
-from services.stack.embedded import create_topics
 from services.stack.fleet import ServiceFleet
-from tests.e2e.conftest import make_tenant
+from tests.e2e.conftest import make_tenant, own_fleet
 
 PRICE = 10  # generic × stable, credits per delivered image
 FINAL = {"canceled", "expired", "failed", "succeeded", "partially_succeeded", "rejected"}
@@ -52,18 +48,8 @@ SWEEPER = {"GENLINE_SWEEP_INTERVAL_S": "0.5", "GENLINE_CANCEL_ANSWER_TIMEOUT_S":
 
 @pytest.fixture(scope="module")
 def fleet(endpoints, tmp_path_factory) -> Iterator[ServiceFleet]:
-    namespace = f"ends{uuid.uuid4().hex[:6]}"
-    asyncio.run(create_topics(endpoints.kafka_bootstrap, all_topics(namespace)))
-    directory = tmp_path_factory.mktemp("endings")
-    (directory / "providers.yaml").write_text(yaml.safe_dump(REGISTRY))
-    fleet = ServiceFleet(endpoints, directory / "logs", namespace=namespace,
-                         extra_env={"GENLINE_ENVIRONMENT": "test", "GENLINE_KAFKA_SESSION_TIMEOUT_MS": "6000",
-                                    "GENLINE_PROVIDERS_PATH": str(directory / "providers.yaml")} | SWEEPER)
-    try:
-        fleet.start_all()
+    with own_fleet(endpoints, tmp_path_factory.mktemp("endings"), "ends", REGISTRY, SWEEPER) as fleet:
         yield fleet
-    finally:
-        fleet.stop_all()
 
 
 @pytest.fixture

@@ -6,19 +6,14 @@ This fleet has topics and schemas of its own and a single local provider that pa
 of every batch defective while its prior promises 90 %, so the first attempt falls short.
 """
 
-import asyncio
-import uuid
-from datetime import UTC, datetime
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
-import yaml
 
-from services.common.contracts import all_topics
 from services.ledger.pricebook import load_price_book
-from services.stack.embedded import create_topics
 from services.stack.fleet import ServiceFleet
-from tests.e2e.conftest import make_tenant
+from tests.e2e.conftest import make_tenant, own_fleet
 
 PRICE = 10  # generic × stable, credits per delivered image
 PRICE_PER_CANDIDATE_MICRO_USD = 4_000
@@ -43,19 +38,8 @@ FLAKY = {
 
 @pytest.fixture(scope="module")
 def flaky_platform(endpoints, tmp_path_factory) -> Iterator[ServiceFleet]:
-    namespace = f"rework{uuid.uuid4().hex[:6]}"
-    asyncio.run(create_topics(endpoints.kafka_bootstrap, all_topics(namespace)))
-    directory = tmp_path_factory.mktemp("rework")
-    providers = directory / "providers.yaml"
-    providers.write_text(yaml.safe_dump(FLAKY))
-    fleet = ServiceFleet(endpoints, directory / "logs", namespace=namespace,
-                         extra_env={"GENLINE_ENVIRONMENT": "test", "GENLINE_KAFKA_SESSION_TIMEOUT_MS": "6000",
-                                    "GENLINE_PROVIDERS_PATH": str(providers)})
-    try:
-        fleet.start_all()
+    with own_fleet(endpoints, tmp_path_factory.mktemp("rework"), "rework", FLAKY) as fleet:
         yield fleet
-    finally:
-        fleet.stop_all()
 
 
 @pytest.fixture
