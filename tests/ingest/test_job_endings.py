@@ -99,3 +99,13 @@ def test_an_unanswered_client_cancel_ends_canceled_and_a_job_deadline_gets_its_g
     with_deadline = submitted_view(SPEC.model_copy(update={"deadline_s": 5}))
     assert sweep(with_deadline, T0 + timedelta(seconds=14), POLICY)[1] is None
     assert "deadline of 5 s" in sweep(with_deadline, T0 + timedelta(seconds=16), POLICY)[1].reason
+
+
+def test_candidates_counts_what_the_router_generated_not_the_plan():
+    assert submitted_view(SPEC).candidates == 2  # the plan, until the router reports
+    generated = EVENTS[1]  # attempt 1: one candidate
+    second = generated.model_copy(update={"attempt": 2, "candidates": [generated.candidates[0]] * 3})
+    view = submitted_view(SPEC)
+    for event in (generated, second, generated):  # a redelivered attempt counts once
+        view = apply_event(view, event, T0)
+    assert view.candidates == 4 and view.generated == {1: 1, 2: 3}
