@@ -55,7 +55,7 @@ async def learn_from_verdict(ctx: HandlerContext, event: CandidatesScored | Scor
 
 async def cancel(ctx: HandlerContext, event: JobCancelRequested, scheduler: AttemptScheduler) -> None:
     if await store.cancel_job(ctx.conn, event.job_id):
-        scheduler.abort(event.job_id)
+        ctx.after_commit(lambda: scheduler.abort(event.job_id))
 
 
 def register(consumer: EventConsumer, scheduler: AttemptScheduler, max_attempts: int, half_life_s: float) -> None:
