@@ -13,6 +13,7 @@ process behind; `kill()` ends every process with SIGKILL, as a power cut would.
 """
 
 import asyncio
+import atexit
 import contextlib
 import json
 import os
@@ -132,6 +133,31 @@ def seaweedfs_binary() -> str:
     return found
 
 
+POSTGRES_RECOVERY_TIMEOUT_S = 180
+
+
+def forget_pgserver_handle(pgdata: Path) -> None:
+    """Drop the handle pgserver registered before its start timed out, so the next
+    `get_server` looks at the data folder afresh instead of returning a server that never started."""
+    from pgserver.postgres_server import PostgresServer
+
+    broken = PostgresServer._instances.pop(pgdata, None)
+    if broken is not None:
+        atexit.unregister(broken._cleanup)
+
+
+def wait_for_postmaster_ready(pgdata: Path, timeout_s: float) -> None:
+    from pgserver.utils import PostmasterInfo
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        info = PostmasterInfo.read_from_pgdata(pgdata)
+        if info is not None and info.is_running() and info.status == "ready":
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"PostgreSQL in {pgdata} is not ready after {timeout_s}s of crash recovery")
+
+
 class EmbeddedStack:
     def __init__(self, data_dir: Path, kafka_port: int | None = None, s3_port: int | None = None) -> None:
         self.data_dir = data_dir
@@ -179,7 +205,16 @@ class EmbeddedStack:
     def _start_postgres(self) -> str:
         import pgserver
 
-        self._postgres = pgserver.get_server(self.data_dir / "pgdata", cleanup_mode="stop")
+        pgdata = (self.data_dir / "pgdata").resolve()
+        try:
+            self._postgres = pgserver.get_server(pgdata, cleanup_mode="stop")
+        except subprocess.TimeoutExpired:
+            # pgserver gives `pg_ctl start` 10 s, and crash recovery after a SIGKILL on a busy
+            # machine can take longer. The postmaster goes on recovering: forget the handle
+            # pgserver half made, wait until the server says it is ready, then adopt it.
+            forget_pgserver_handle(pgdata)
+            wait_for_postmaster_ready(pgdata, POSTGRES_RECOVERY_TIMEOUT_S)
+            self._postgres = pgserver.get_server(pgdata, cleanup_mode="stop")
         return self._postgres.get_uri()
 
     def _spawn_seaweedfs(self) -> str:

@@ -237,13 +237,25 @@ class JobPage(BaseModel):
     next: str | None = Field(description="cursor of the next (older) page; null on the last page")
 
 
+JOB_PAGE_EXAMPLE = {
+    "data": [{"id": JOB_ID, "state": "succeeded", "template": "generic", "images": 1, "delivered": 1,
+              "created_at": "2026-11-02T10:00:00Z", "updated_at": "2026-11-02T10:00:09Z", "failure": None,
+              "billing": JOB_EXAMPLE["billing"], "url": f"/v1/jobs/{JOB_ID}"}],
+    "next": "eyJ0IjoiMjAyNi0xMS0wMlQxMDowMDowMFoiLCJpZCI6IjBmNmMifQ",
+}
+CANCELED_EXAMPLE = JOB_EXAMPLE | {
+    "state": "canceled", "outputs": [], "selected": [],
+    "timestamps": {"submitted": "2026-11-02T10:00:00Z", "canceled": "2026-11-02T10:00:04Z"},
+    "billing": {"state": "settled", "reserved": 10, "charged": 0, "released": 10, "price_book_version": "2026-01"},
+}
+
 def summary(view: domain.JobView) -> JobSummary:
     return JobSummary(id=view.id, state=view.state, template=view.template, images=view.images,
                       delivered=len(view.outputs), created_at=view.created_at, updated_at=view.updated_at,
                       failure=view.failure, billing=view.billing, url=f"/v1/jobs/{view.id}")
 
 
-@router.get("", response_model=JobPage)
+@router.get("", response_model=JobPage, responses={200: {"content": {"application/json": {"example": JOB_PAGE_EXAMPLE}}}})
 async def list_jobs(tenant: Tenant, runtime: Runtime,
                     limit: Annotated[int, Query(ge=1, le=100)] = 20,
                     cursor: Annotated[str | None, Query(max_length=200)] = None,
@@ -273,7 +285,8 @@ async def get_job(job_id: str, tenant: Tenant, runtime: Runtime, settings: Setti
     return fresh_links(view, store, settings.link_ttl_s)
 
 
-@router.post("/{job_id}/cancel", status_code=202, response_model=domain.JobView)
+@router.post("/{job_id}/cancel", status_code=202, response_model=domain.JobView,
+             responses=problems.responses(404, 409) | {202: {"content": {"application/json": {"example": CANCELED_EXAMPLE}}}})
 async def cancel_job(job_id: str, tenant: Tenant, runtime: Runtime, settings: Settings, store: Store):
     """Cancel a job that is not final (202 with the job; asking again is harmless). Generation
     stops and nothing more is charged; images delivered before the cancel reached delivery
