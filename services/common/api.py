@@ -12,6 +12,7 @@
 `create_app` wires all of this, so a route added later is documented the same way.
 """
 
+import re
 from typing import Annotated, Any
 
 from fastapi import FastAPI
@@ -60,8 +61,12 @@ def _check_storable(value: Any) -> None:
             _check_storable(item)
 
 
+RFC3339_START = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
 def _text_only(value: Any) -> Any:
-    if not isinstance(value, str):
+    # A query parameter is always text, and lax parsing would read "0.5" as a Unix time.
+    if not isinstance(value, str) or not RFC3339_START.match(value):
         raise PydanticCustomError("datetime_type", "Input should be an RFC 3339 date-time string")
     return value
 

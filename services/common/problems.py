@@ -8,6 +8,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from services.common import telemetry
 
@@ -72,6 +73,16 @@ def _field(loc) -> str:
     return ".".join(str(part) for part in loc if part != "body") or "body"
 
 
+def allowed_methods(request: Request) -> str:
+    """Starlette's 405 names the methods of the first route on the path; a path served by
+    several routes (GET and POST /v1/jobs) allows all of theirs."""
+    methods = set()
+    for route in request.app.router.routes:
+        if route.matches(request.scope)[0] != Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def on_problem(request: Request, exc: Problem):
@@ -86,7 +97,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(request: Request, exc: StarletteHTTPException):
         slug = TITLES.get(exc.status_code, "error").lower().replace(" ", "-")
-        return problem_response(request, exc.status_code, slug, str(exc.detail), getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            headers = (headers or {}) | {"Allow": allowed_methods(request)}
+        return problem_response(request, exc.status_code, slug, str(exc.detail), headers)
 
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception):

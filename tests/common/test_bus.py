@@ -8,10 +8,11 @@ import psycopg
 import pytest
 from prometheus_client import REGISTRY
 
-from services.common.contracts import JobSpec, JobSubmitted, TOPICS, dead_letter_topic
+from services.common.contracts import TOPICS, JobSpec, JobSubmitted, all_topics, dead_letter_topic, topic_of
 from services.common.db import migrate
 from services.common.envelope import envelop, from_kafka
 from services.common.runtime import ServiceRuntime
+from services.stack.embedded import create_topics
 from tests.conftest import settings_for
 from tests.kafka import publish_envelopes, read_topic
 
@@ -186,7 +187,11 @@ async def test_jobs_are_applied_side_by_side_and_each_job_in_order(endpoints):
     """The first job's first event waits for the second job to start: one event at a time
     would never get there. Each job's own events still apply in the order sent."""
     tag = uuid.uuid4().hex[:8]
-    rt = ServiceRuntime(f"lanes_{tag}", settings_for(endpoints), None)
+    # A topic of its own: behind the session's earlier events, the two jobs could sit in
+    # different fetches, and lanes only run side by side what one fetch brought.
+    settings = settings_for(endpoints, topic_namespace=f"lanes{tag}")
+    await create_topics(settings.kafka_bootstrap, all_topics(settings.topic_namespace))
+    rt = ServiceRuntime(f"lanes_{tag}", settings, None)
     first, second = submitted(tenant=f"t-lanes-{tag}"), submitted(tenant=f"t-lanes-{tag}")
     applied = {first.job_id: [], second.job_id: []}
     second_started, overlapped = asyncio.Event(), []
@@ -208,7 +213,7 @@ async def test_jobs_are_applied_side_by_side_and_each_job_in_order(endpoints):
 
     steps = [envelop(job.model_copy(update={"job": job.job.model_copy(update={"prompt": f"step {n}"})}), "/test")
              for n in range(5) for job in (first, second)]
-    await publish_envelopes(endpoints.kafka_bootstrap, steps, lambda _: TOPICS["ingest"])
+    await publish_envelopes(endpoints.kafka_bootstrap, steps, lambda _: topic_of("ingest", settings.topic_namespace))
     rt.consume(["ingest"])
     await rt.start()
     try:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.common import problems, telemetry
-from services.common.api import RequestModel
+from services.common.api import RequestModel, Timestamp
 from services.common.contracts import JobSpec, JobSubmitted, OutputReported, Tier
 from services.common.problems import Problem
 from services.ingest import domain, screening, store as jobs_store
@@ -261,7 +261,7 @@ async def list_jobs(tenant: Tenant, runtime: Runtime,
                     cursor: Annotated[str | None, Query(max_length=200)] = None,
                     state: domain.State | None = None,
                     template: Annotated[str | None, Query(max_length=64)] = None,
-                    created_after: datetime | None = None, created_before: datetime | None = None):
+                    created_after: Timestamp | None = None, created_before: Timestamp | None = None):
     """Your jobs, newest first, `limit` per page; pass the body's `next` as `cursor` for the
     next page. Jobs submitted while you page appear on no later page, so a walk through the
     pages sees every job once."""
