@@ -5,6 +5,9 @@ from services.common.settings import ServiceSettings, refuse_weak_secret
 
 class RouterSettings(ServiceSettings):
     service_name: str = "router"
+    # One event at a time: admission waits for room in the attempt queue, and that wait is
+    # what pauses consumption when providers are saturated. Lanes would consume past it.
+    consumer_lanes: int = 1
     http_port: int = 8083
     grpc_host: str = "127.0.0.1"
     grpc_port: int = 50052

