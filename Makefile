@@ -16,10 +16,11 @@ $(PY):
 TORCH_VERSION := 2.13.0
 TORCH_INDEX_URL ?= https://download.pytorch.org/whl/cpu
 
-$(VENV)/.installed-all: pyproject.toml | $(PY)
+# The Python client is its own distribution (clients/python); the `genline jobs` commands use it.
+$(VENV)/.installed-all: pyproject.toml clients/python/pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet "torch==$(TORCH_VERSION)+cpu" 2>/dev/null \
 	  || $(PY) -m pip install --quiet --index-url "$(TORCH_INDEX_URL)" "torch==$(TORCH_VERSION)"
-	$(PY) -m pip install --quiet -e ".[all]"
+	$(PY) -m pip install --quiet -e ".[all]" -e clients/python
 	$(PY) -m services.common.protos
 	touch $@
 

@@ -1,0 +1,34 @@
+"""Genline's Python client: `Genline` (sync) and `AsyncGenline` (asyncio), typed errors,
+and `verify_webhook` for the webhooks Genline sends."""
+
+from genline_client.aio import AsyncGenline
+from genline_client.errors import (
+    APIConnectionError,
+    APIError,
+    BadRequest,
+    ChecksumMismatch,
+    ConfigurationError,
+    Conflict,
+    GenlineError,
+    NotFound,
+    PayloadTooLarge,
+    PermissionDenied,
+    RateLimited,
+    ServerError,
+    ServiceUnavailable,
+    Unauthorized,
+    ValidationError,
+    WaitTimeout,
+)
+from genline_client.models import FINAL_STATES, Job, JobEvent, JobPage, JobSummary, Output, SubmittedJob
+from genline_client.retry import NO_RETRIES, RetryPolicy
+from genline_client.sync import Genline
+from genline_client.webhooks import WebhookVerificationError, verify_webhook
+
+__all__ = [
+    "APIConnectionError", "APIError", "AsyncGenline", "BadRequest", "ChecksumMismatch", "ConfigurationError",
+    "Conflict", "FINAL_STATES", "Genline", "GenlineError", "Job", "JobEvent", "JobPage", "JobSummary",
+    "NO_RETRIES", "NotFound", "Output", "PayloadTooLarge", "PermissionDenied", "RateLimited", "RetryPolicy",
+    "ServerError", "ServiceUnavailable", "SubmittedJob", "Unauthorized", "ValidationError", "WaitTimeout",
+    "WebhookVerificationError", "verify_webhook",
+]

@@ -1,0 +1,160 @@
+"""What each API call sends and how its answer is read, shared by the sync and async
+clients, which differ only in how they wait for I/O."""
+
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from uuid import UUID
+
+import httpx
+
+from genline_client.errors import APIConnectionError, ConfigurationError, NotFound, WaitTimeout
+from genline_client.models import Job, JobEvent
+from genline_client.retry import RetryPolicy
+from genline_client.sse import ServerSentEvent
+
+DEFAULT_API_URL = "http://127.0.0.1:8000"
+USER_AGENT = "genline-client-python/0.1.0"
+STREAM_MEDIA_TYPE = "text/event-stream"
+STREAM_READ_TIMEOUT_S = 60.0  # the server sends a keep-alive comment every 15 s
+LINK_MARGIN_S = 60  # links that expire sooner are signed again before a download
+
+
+def resolve_config(api_key: str | None, base_url: str | None) -> tuple[str, str]:
+    """The API's URL and key: the arguments, else GENLINE_API_URL and GENLINE_API_KEY."""
+    api_key = api_key or os.environ.get("GENLINE_API_KEY")
+    base_url = base_url or os.environ.get("GENLINE_API_URL") or DEFAULT_API_URL
+    if not api_key:
+        raise ConfigurationError("no API key: pass api_key=… or set GENLINE_API_KEY")
+    if not base_url.startswith(("http://", "https://")):
+        raise ConfigurationError(f"the API URL must start with http:// or https://, not {base_url!r}")
+    return base_url.rstrip("/"), api_key
+
+
+@dataclass(frozen=True)
+class Call:
+    method: str
+    path: str
+    params: dict[str, Any] | None = None
+    json: dict[str, Any] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def job_id_of(job: Any) -> str:
+    """A job id from an id (str or UUID) or from anything with an `id` (Job, SubmittedJob, JobSummary)."""
+    if isinstance(job, str | UUID):
+        return str(job)
+    return str(job.id)
+
+
+def without_none(values: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def create_job(prompt: str, images: int, template: str | None, idempotency_key: str | None,
+               options: dict[str, Any]) -> Call:
+    # One key for every try of this submission: a retry after a lost answer finds the first job.
+    key = idempotency_key or str(uuid.uuid4())
+    body = without_none({"prompt": prompt, "images": images, "template": template} | options)
+    return Call("POST", "/v1/jobs", json=body, headers={"Idempotency-Key": key})
+
+
+def list_jobs(limit: int | None, cursor: str | None, state: str | None, template: str | None,
+              created_after, created_before) -> Call:
+    params = without_none({"limit": limit, "cursor": cursor, "state": state, "template": template,
+                           "created_after": _time(created_after), "created_before": _time(created_before)})
+    return Call("GET", "/v1/jobs", params=params)
+
+
+def _time(value) -> str | None:
+    return value.isoformat() if hasattr(value, "isoformat") else value
+
+
+def job_events(job: Any, after: int) -> Call:
+    return Call("GET", f"/v1/jobs/{job_id_of(job)}/events", params={"after": after})
+
+
+@dataclass
+class StreamPosition:
+    """Where a client is in an event stream, so that a dropped connection resumes after the
+    last entry received (`Last-Event-ID`) rather than from the start."""
+
+    path: str
+    last_id: str | None
+    deadline: float | None
+    attempt: int = 0
+
+    def request(self, http: httpx.Client | httpx.AsyncClient) -> httpx.Request:
+        headers = {"Accept": STREAM_MEDIA_TYPE}
+        if self.last_id is not None:
+            headers["Last-Event-ID"] = self.last_id
+        return http.build_request("GET", self.path, headers=headers, timeout=stream_timeout(http.timeout, self.deadline))
+
+    def received(self, message: ServerSentEvent) -> JobEvent | None:
+        if event := event_of(message):
+            self.attempt, self.last_id = 0, message.id or str(event.seq)
+        return event
+
+    def delay_after(self, error: httpx.TransportError, retry: RetryPolicy) -> float:
+        """How long to wait before reconnecting; raises when the deadline or the retries are spent."""
+        if past(self.deadline):
+            raise WaitTimeout(f"no end of {self.path} before the deadline") from error
+        delay = retry.after_error(self.attempt)
+        if delay is None:
+            raise APIConnectionError(f"GET {self.path}: {error!r}") from error
+        self.attempt += 1
+        return delay
+
+
+def events_of_page(body: Any) -> list[JobEvent]:
+    """The entries of an events answer: a list, or an object holding them in `data` or `events`."""
+    entries = body if isinstance(body, list) else body.get("data", body.get("events", []))
+    return [JobEvent.model_validate(entry) for entry in entries]
+
+
+def event_of(message: ServerSentEvent) -> JobEvent | None:
+    """A log entry from a server-sent event; None for anything else the stream carries."""
+    try:
+        entry = json.loads(message.data)
+    except ValueError:
+        return None
+    if not isinstance(entry, dict):
+        return None
+    if "seq" not in entry and message.id is not None and message.id.isdigit():
+        entry["seq"] = int(message.id)
+    entry.setdefault("type", message.event)
+    return JobEvent.model_validate(entry) if "seq" in entry else None
+
+
+def stream_timeout(timeout: httpx.Timeout, deadline: float | None) -> httpx.Timeout:
+    """A read timeout longer than the server's keep-alive interval, cut short by the deadline."""
+    read = STREAM_READ_TIMEOUT_S if deadline is None else max(0.1, min(STREAM_READ_TIMEOUT_S, deadline - time.monotonic()))
+    return httpx.Timeout(timeout.connect, read=read, write=timeout.write, pool=timeout.pool)
+
+
+def past(deadline: float | None) -> bool:
+    return deadline is not None and time.monotonic() >= deadline
+
+
+def deadline_in(timeout_s: float | None) -> float | None:
+    return None if timeout_s is None else time.monotonic() + timeout_s
+
+
+def has_no_stream(error: NotFound) -> bool:
+    """A 404 for the route itself (a platform without streams), not for the job."""
+    return not error.type.endswith("job-not-found")
+
+
+def links_expire_soon(job: Job) -> bool:
+    soon = datetime.now(timezone.utc) + timedelta(seconds=LINK_MARGIN_S)
+    return any(output.expires_at <= soon for output in job.outputs)
+
+
+def without_authorization(request: httpx.Request) -> httpx.Request:
+    # A signed link carries its own authorisation; a bearer token beside it is refused by S3.
+    del request.headers["Authorization"]
+    return request

@@ -1,0 +1,175 @@
+"""`AsyncGenline`, the asyncio client: the same calls as `Genline`, awaited.
+
+    async with AsyncGenline() as client:
+        job = await client.jobs.create("a red bicycle", images=2)
+        async for event in client.jobs.stream(job):
+            print(event.seq, event.type)
+"""
+
+from __future__ import annotations  # `list[...]` below, inside a class with a `list` method
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from genline_client import _calls
+from genline_client._download import OutputFile
+from genline_client.errors import APIConnectionError, NotFound, WaitTimeout, raise_for_problem
+from genline_client.models import Job, JobEvent, JobPage, JobSummary, SubmittedJob
+from genline_client.retry import RetryPolicy
+from genline_client.sse import EventStreamParser
+
+
+class AsyncGenline:
+    def __init__(self, api_key: str | None = None, base_url: str | None = None, *, timeout: float = 30.0,
+                 retry: RetryPolicy = RetryPolicy(), transport: httpx.AsyncBaseTransport | None = None,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        self.base_url, api_key = _calls.resolve_config(api_key, base_url)
+        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, transport=transport,
+                                       headers={"Authorization": f"Bearer {api_key}", "User-Agent": _calls.USER_AGENT})
+        self._retry, self._sleep = retry, sleep
+        self.jobs = AsyncJobs(self)
+
+    async def __aenter__(self) -> "AsyncGenline":
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def call(self, call: _calls.Call) -> Any:
+        """Send one call, with retries; its JSON answer, or the problem as an exception."""
+        request = self._http.build_request(call.method, call.path, params=call.params, json=call.json,
+                                           headers=call.headers)
+        return (await self._send(request)).json()
+
+    async def _send(self, request: httpx.Request, stream: bool = False) -> httpx.Response:
+        for attempt in itertools.count():
+            try:
+                response = await self._http.send(request, stream=stream)
+            except httpx.TransportError as error:
+                delay = self._retry.after_error(attempt)
+                if delay is None:
+                    raise APIConnectionError(f"{request.method} {request.url}: {error!r}") from error
+            else:
+                delay = self._retry.after_response(attempt, response)
+                if delay is None:
+                    return await _checked(response)
+                await response.aclose()
+            await self._sleep(delay)
+        raise AssertionError("unreachable")
+
+    @asynccontextmanager
+    async def _open(self, request: httpx.Request) -> AsyncIterator[httpx.Response]:
+        response = await self._send(request, stream=True)
+        try:
+            yield response
+        finally:
+            await response.aclose()
+
+    async def stream_events(self, path: str, after: str | None = None,
+                            deadline: float | None = None) -> AsyncIterator[JobEvent]:
+        """The entries of an event stream, resumed after the last one received when the
+        connection drops; ends when the server ends the stream."""
+        position = _calls.StreamPosition(path, after, deadline)
+        while True:
+            try:
+                async with self._open(position.request(self._http)) as response:
+                    parser = EventStreamParser(position.last_id)
+                    async for line in response.aiter_lines():
+                        if (message := parser.feed(line)) and (event := position.received(message)):
+                            yield event
+                return
+            except httpx.TransportError as error:
+                await self._sleep(position.delay_after(error, self._retry))
+
+    async def download_to(self, url: str, file: OutputFile) -> Path:
+        request = _calls.without_authorization(self._http.build_request("GET", url))
+        try:
+            async with self._open(request) as response:
+                async for chunk in response.aiter_bytes():
+                    file.write(chunk)
+            return file.finish()
+        except BaseException:
+            file.discard()
+            raise
+
+
+async def _checked(response: httpx.Response) -> httpx.Response:
+    if not response.is_success:
+        await response.aread()
+        await response.aclose()
+        raise_for_problem(response)
+    return response
+
+
+class AsyncJobs:
+    """`client.jobs`: submit, follow, cancel and download jobs."""
+
+    def __init__(self, client: AsyncGenline) -> None:
+        self._client = client
+
+    async def create(self, prompt: str, *, images: int = 1, template: str | None = None,
+                     idempotency_key: str | None = None, **options: Any) -> SubmittedJob:
+        """Submit a job; see `Jobs.create`."""
+        call = _calls.create_job(prompt, images, template, idempotency_key, options)
+        return SubmittedJob.model_validate(await self._client.call(call))
+
+    async def get(self, job: Any) -> Job:
+        return Job.model_validate(await self._client.call(_calls.Call("GET", f"/v1/jobs/{_calls.job_id_of(job)}")))
+
+    async def list(self, *, limit: int | None = None, cursor: str | None = None, state: str | None = None,
+                   template: str | None = None, created_after=None, created_before=None) -> JobPage:
+        call = _calls.list_jobs(limit, cursor, state, template, created_after, created_before)
+        return JobPage.model_validate(await self._client.call(call))
+
+    async def iterate(self, **filters: Any) -> AsyncIterator[JobSummary]:
+        cursor = None
+        while True:
+            page = await self.list(cursor=cursor, **filters)
+            for summary in page.data:
+                yield summary
+            if not (cursor := page.next):
+                return
+
+    async def cancel(self, job: Any) -> Job:
+        call = _calls.Call("POST", f"/v1/jobs/{_calls.job_id_of(job)}/cancel")
+        return Job.model_validate(await self._client.call(call))
+
+    async def events(self, job: Any, after: int = 0) -> list[JobEvent]:
+        return _calls.events_of_page(await self._client.call(_calls.job_events(job, after)))
+
+    def stream(self, job: Any, after: int | None = None) -> AsyncIterator[JobEvent]:
+        last_id = None if after is None else str(after)
+        return self._client.stream_events(f"/v1/jobs/{_calls.job_id_of(job)}/stream", last_id)
+
+    async def wait(self, job: Any, *, timeout: float | None = None, poll_interval: float = 1.0,
+                   on_event: Callable[[JobEvent], None] | None = None) -> Job:
+        """The job once it is final; see `Jobs.wait`."""
+        deadline = _calls.deadline_in(timeout)
+        try:
+            async for event in self._client.stream_events(f"/v1/jobs/{_calls.job_id_of(job)}/stream", None, deadline):
+                if on_event is not None:
+                    on_event(event)
+        except NotFound as error:
+            if not _calls.has_no_stream(error):
+                raise
+        while not (view := await self.get(job)).final:
+            if _calls.past(deadline):
+                raise WaitTimeout(f"job {view.id} is still {view.state}")
+            await asyncio.sleep(poll_interval)
+        return view
+
+    async def download(self, job: Any, directory: str | PathLike) -> list[Path]:
+        if not isinstance(job, Job) or _calls.links_expire_soon(job):
+            job = await self.get(job)
+        return [await self._client.download_to(output.url, OutputFile(Path(directory), str(job.id), output))
+                for output in job.outputs]

@@ -1,0 +1,124 @@
+"""The API's answers as pydantic models.
+
+They accept fields this version does not know (`extra="allow"`), so a newer platform does
+not break an older client; what is not declared here is still on the object.
+"""
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+FINAL_STATES = frozenset({"rejected", "succeeded", "partially_succeeded", "failed", "canceled", "expired"})
+SUCCESSFUL_STATES = frozenset({"succeeded", "partially_succeeded"})
+
+
+class APIModel(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class Failure(APIModel):
+    code: str
+    stage: str
+    reason: str
+
+
+class Billing(APIModel):
+    state: str
+    reserved: int | None = None
+    charged: int | None = None
+    released: int | None = None
+    retry_tokens_used: int = 0
+    price_book_version: str | None = None
+
+
+class Output(APIModel):
+    """A delivered image: a link signed for a while, and the hash its content must have."""
+
+    n: int
+    key: str
+    url: str
+    expires_at: datetime
+    sha256: str
+    size_bytes: int
+    media_type: str
+
+
+class Candidate(APIModel):
+    """A generated candidate with its scores; `failed` names the dimensions that rejected it."""
+
+    index: int
+    attempt: int = 1
+    provider: str | None = None
+    passed: bool
+    score: float | None = None
+    failed: list[str] = []
+    dimensions: dict[str, dict[str, Any]] = {}
+
+
+class Job(APIModel):
+    id: UUID
+    state: str
+    template: str
+    prompt: str
+    images: int
+    candidates: int
+    seed: int
+    created_at: datetime
+    updated_at: datetime
+    timestamps: dict[str, datetime] = {}
+    reasons: dict[str, str] = {}
+    failure: Failure | None = None
+    attempts: int = 0
+    scores: list[Candidate] = []
+    selected: list[int] = []
+    outputs: list[Output] = []
+    billing: Billing | None = None
+    provider_cost_micro_usd: int = 0
+
+    @property
+    def final(self) -> bool:
+        return self.state in FINAL_STATES
+
+
+class SubmittedJob(APIModel):
+    """The answer to a submission: the job is accepted and moves on asynchronously."""
+
+    id: UUID
+    state: str
+    created_at: datetime
+    url: str
+
+
+class JobSummary(APIModel):
+    id: UUID
+    state: str
+    template: str
+    images: int
+    delivered: int
+    created_at: datetime
+    updated_at: datetime
+    failure: Failure | None = None
+    url: str
+
+
+class JobPage(APIModel):
+    data: list[JobSummary]
+    next: str | None = Field(None, description="cursor of the next (older) page; None on the last page")
+
+
+class JobEvent(APIModel):
+    """An entry of a job's event log: `seq` counts from 1 per job, without gaps."""
+
+    seq: int
+    type: str
+    time: datetime | None = None
+    job_id: UUID | None = None
+    state: str | None = None
+    payload: dict[str, Any] = {}
+
+    @property
+    def new_state(self) -> str | None:
+        """The state the job entered, for a state change; None for other entries."""
+        return self.state or self.payload.get("state")

@@ -1,0 +1,184 @@
+"""`Genline`, the synchronous client.
+
+    client = Genline()                      # GENLINE_API_URL, GENLINE_API_KEY
+    job = client.jobs.create("a red bicycle", images=2)
+    job = client.jobs.wait(job)             # follows the job's event stream to its end
+    paths = client.jobs.download(job, "out/")
+"""
+
+from __future__ import annotations  # `list[...]` below, inside a class with a `list` method
+
+import itertools
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from genline_client import _calls
+from genline_client._download import OutputFile
+from genline_client.errors import APIConnectionError, NotFound, WaitTimeout, raise_for_problem
+from genline_client.models import Job, JobEvent, JobPage, JobSummary, SubmittedJob
+from genline_client.retry import RetryPolicy
+from genline_client.sse import EventStreamParser
+
+
+class Genline:
+    def __init__(self, api_key: str | None = None, base_url: str | None = None, *, timeout: float = 30.0,
+                 retry: RetryPolicy = RetryPolicy(), transport: httpx.BaseTransport | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.base_url, api_key = _calls.resolve_config(api_key, base_url)
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport,
+                                  headers={"Authorization": f"Bearer {api_key}", "User-Agent": _calls.USER_AGENT})
+        self._retry, self._sleep = retry, sleep
+        self.jobs = Jobs(self)
+
+    def __enter__(self) -> "Genline":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def call(self, call: _calls.Call) -> Any:
+        """Send one call, with retries; its JSON answer, or the problem as an exception."""
+        request = self._http.build_request(call.method, call.path, params=call.params, json=call.json,
+                                           headers=call.headers)
+        return self._send(request).json()
+
+    def _send(self, request: httpx.Request, stream: bool = False) -> httpx.Response:
+        for attempt in itertools.count():
+            try:
+                response = self._http.send(request, stream=stream)
+            except httpx.TransportError as error:
+                delay = self._retry.after_error(attempt)
+                if delay is None:
+                    raise APIConnectionError(f"{request.method} {request.url}: {error!r}") from error
+            else:
+                delay = self._retry.after_response(attempt, response)
+                if delay is None:
+                    return _checked(response)
+                response.close()
+            self._sleep(delay)
+        raise AssertionError("unreachable")
+
+    @contextmanager
+    def _open(self, request: httpx.Request) -> Iterator[httpx.Response]:
+        response = self._send(request, stream=True)
+        try:
+            yield response
+        finally:
+            response.close()
+
+    def stream_events(self, path: str, after: str | None = None, deadline: float | None = None) -> Iterator[JobEvent]:
+        """The entries of an event stream, resumed after the last one received when the
+        connection drops; ends when the server ends the stream."""
+        position = _calls.StreamPosition(path, after, deadline)
+        while True:
+            try:
+                with self._open(position.request(self._http)) as response:
+                    parser = EventStreamParser(position.last_id)
+                    for line in response.iter_lines():
+                        if (message := parser.feed(line)) and (event := position.received(message)):
+                            yield event
+                return
+            except httpx.TransportError as error:
+                self._sleep(position.delay_after(error, self._retry))
+
+    def download_to(self, url: str, file: OutputFile) -> Path:
+        request = _calls.without_authorization(self._http.build_request("GET", url))
+        try:
+            with self._open(request) as response:
+                for chunk in response.iter_bytes():
+                    file.write(chunk)
+            return file.finish()
+        except BaseException:
+            file.discard()
+            raise
+
+
+def _checked(response: httpx.Response) -> httpx.Response:
+    if not response.is_success:
+        response.read()
+        response.close()
+        raise_for_problem(response)
+    return response
+
+
+class Jobs:
+    """`client.jobs`: submit, follow, cancel and download jobs."""
+
+    def __init__(self, client: Genline) -> None:
+        self._client = client
+
+    def create(self, prompt: str, *, images: int = 1, template: str | None = None,
+               idempotency_key: str | None = None, **options: Any) -> SubmittedJob:
+        """Submit a job. Other fields of the API's job request (`candidates`, `tier`, `seed`,
+        `quality`, `deadline_s` …) go in `options`. Retries carry one Idempotency-Key, so a
+        submission retried after a lost answer is still one job."""
+        call = _calls.create_job(prompt, images, template, idempotency_key, options)
+        return SubmittedJob.model_validate(self._client.call(call))
+
+    def get(self, job: Any) -> Job:
+        return Job.model_validate(self._client.call(_calls.Call("GET", f"/v1/jobs/{_calls.job_id_of(job)}")))
+
+    def list(self, *, limit: int | None = None, cursor: str | None = None, state: str | None = None,
+             template: str | None = None, created_after=None, created_before=None) -> JobPage:
+        call = _calls.list_jobs(limit, cursor, state, template, created_after, created_before)
+        return JobPage.model_validate(self._client.call(call))
+
+    def iterate(self, **filters: Any) -> Iterator[JobSummary]:
+        """Every job matching the filters of `list`, newest first, page after page."""
+        cursor = None
+        while True:
+            page = self.list(cursor=cursor, **filters)
+            yield from page.data
+            if not (cursor := page.next):
+                return
+
+    def cancel(self, job: Any) -> Job:
+        """Cancel a job that is not final (again is harmless); `Conflict` once it is final."""
+        return Job.model_validate(self._client.call(_calls.Call("POST", f"/v1/jobs/{_calls.job_id_of(job)}/cancel")))
+
+    def events(self, job: Any, after: int = 0) -> list[JobEvent]:
+        """The job's event log after entry `after`."""
+        return _calls.events_of_page(self._client.call(_calls.job_events(job, after)))
+
+    def stream(self, job: Any, after: int | None = None) -> Iterator[JobEvent]:
+        """The job's events as they happen (from entry `after` on), until the job is final."""
+        last_id = None if after is None else str(after)
+        return self._client.stream_events(f"/v1/jobs/{_calls.job_id_of(job)}/stream", last_id)
+
+    def wait(self, job: Any, *, timeout: float | None = None, poll_interval: float = 1.0,
+             on_event: Callable[[JobEvent], None] | None = None) -> Job:
+        """The job once it is final: its event stream followed to the end (`on_event` sees
+        each entry), or, on a platform without streams, polled every `poll_interval` s."""
+        deadline = _calls.deadline_in(timeout)
+        try:
+            for event in self._client.stream_events(f"/v1/jobs/{_calls.job_id_of(job)}/stream", None, deadline):
+                if on_event is not None:
+                    on_event(event)
+        except NotFound as error:
+            if not _calls.has_no_stream(error):
+                raise
+        return self._poll(job, deadline, poll_interval)
+
+    def _poll(self, job: Any, deadline: float | None, poll_interval: float) -> Job:
+        while not (view := self.get(job)).final:
+            if _calls.past(deadline):
+                raise WaitTimeout(f"job {view.id} is still {view.state}")
+            time.sleep(poll_interval)
+        return view
+
+    def download(self, job: Any, directory: str | PathLike) -> list[Path]:
+        """Write the job's delivered images into `directory` as `<job id>-<n>.<ext>`, each
+        checked against its sha256 (`ChecksumMismatch` otherwise); their paths."""
+        if not isinstance(job, Job) or _calls.links_expire_soon(job):
+            job = self.get(job)
+        return [self._client.download_to(output.url, OutputFile(Path(directory), str(job.id), output))
+                for output in job.outputs]
