@@ -1,41 +1,53 @@
-"""`genline`: the operator's command line.
+"""`genline`: the command line, for users and operators.
 
+Your jobs (GENLINE_API_URL, GENLINE_API_KEY; --json on every command):
+    genline jobs submit PROMPT --images K [--template T] [--wait] [--download DIR]
+    genline jobs list | get JOB_ID | cancel JOB_ID | events JOB_ID | watch JOB_ID | download JOB_ID DIR
+
+Operating the platform:
     genline run [--exit-after-demo]   the platform on the embedded stack, with a demo job
     genline create-tenant TENANT      a tenant and a new API key   (python -m services.ingest)
     genline grant TENANT CREDITS      credits for a tenant         (python -m services.ledger)
     genline replay ledger             rebuild accounts from the ledger topic and compare
     genline replay jobs [--tenant T]  rebuild every job's read model from all topics and compare
     genline score [--profile NAME] [--json] PATH...   score image files without the platform
+
+`genline COMMAND --help` describes each command.
 """
 
+import importlib
 import sys
 
 COMMANDS = {
+    "jobs": "services.jobs_cli",
     "run": "services.stack.__main__",
     "create-tenant": "services.ingest.__main__",
     "grant": "services.ledger.__main__",
     "replay": {"ledger": "services.ledger.replay", "jobs": "services.ingest.replay"},
     "score": "services.scorer.cli",
 }
+KEEPS_NAME = {"create-tenant", "grant", "score"}  # their modules take it as a sub-command
+PROG = {"jobs": "genline jobs", "run": "genline run", "create-tenant": "genline", "grant": "genline"}
+HELP = ("-h", "--help")
+
+
+def usage(status: int) -> None:
+    print(__doc__.strip(), file=sys.stdout if status == 0 else sys.stderr)
+    sys.exit(status)
 
 
 def main() -> None:
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
-        print(__doc__.strip(), file=sys.stderr)
-        sys.exit(2)
-    import importlib
-
+        usage(0 if sys.argv[1:2] and sys.argv[1] in HELP else 2)
     command = sys.argv[1]
     target = COMMANDS[command]
     if isinstance(target, dict):  # `replay ledger`, `replay jobs`: the second word picks the module
         if len(sys.argv) < 3 or sys.argv[2] not in target:
-            print(__doc__.strip(), file=sys.stderr)
-            sys.exit(2)
+            usage(0 if sys.argv[2:3] and sys.argv[2] in HELP else 2)
         target = target[sys.argv[2]]
     module = importlib.import_module(target)
-    keeps_name = command in ("create-tenant", "grant", "score")  # their modules take it as a sub-command
-    sys.argv = [f"genline {command}", *([command] if keeps_name else []), *sys.argv[2:]]
-    sys.exit(module.main())
+    sys.argv = [f"genline {command}", *([command] if command in KEEPS_NAME else []), *sys.argv[2:]]
+    sys.exit(module.main(prog=PROG[command]) if command in PROG else module.main())
 
 
 if __name__ == "__main__":

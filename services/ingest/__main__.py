@@ -6,8 +6,8 @@ from services.ingest.app import build, create_tenant
 from services.ingest.settings import IngestSettings
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m services.ingest")
+def main(prog: str = "python -m services.ingest") -> None:
+    parser = argparse.ArgumentParser(prog=prog)
     commands = parser.add_subparsers(dest="command")
     tenant_cmd = commands.add_parser("create-tenant", help="create a tenant and print a new API key")
     tenant_cmd.add_argument("tenant")

@@ -6,8 +6,8 @@ from services.ledger.app import build, grant
 from services.ledger.settings import LedgerSettings
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m services.ledger")
+def main(prog: str = "python -m services.ledger") -> None:
+    parser = argparse.ArgumentParser(prog=prog)
     commands = parser.add_subparsers(dest="command")
     grant_cmd = commands.add_parser("grant", help="add credits to a tenant's account")
     grant_cmd.add_argument("tenant")

@@ -65,8 +65,8 @@ def serve_until_stopped(fleet: ServiceFleet) -> None:
     raise RuntimeError(f"service(s) exited: {', '.join(crashed)}")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.stack")
+def main(prog: str = "python -m services.stack") -> int:
+    parser = argparse.ArgumentParser(prog=prog)
     parser.add_argument("--data-dir", type=Path, default=Path(".genline"))
     parser.add_argument("--port", type=int, default=8000, help="public API port")
     parser.add_argument("--credits", type=int, default=1000, help="credits granted to the demo tenant when it is created")

@@ -1,0 +1,257 @@
+"""`genline jobs …`: a user's commands, on the Python client (genline_client).
+
+The API's URL and key come from GENLINE_API_URL and GENLINE_API_KEY (or --api-url,
+--api-key). With --json a command writes only JSON on stdout (`watch` one event a line);
+what is for people (progress, errors) goes to stderr. An error prints the problem's title
+and detail, never a traceback.
+
+Exit status: 0 done; 1 the API refused or could not be reached; 2 bad usage or
+configuration; 3 the job ended without images (failed, rejected, canceled, expired).
+"""
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from genline_client import (
+    APIError,
+    ConfigurationError,
+    Genline,
+    GenlineError,
+    Job,
+    JobEvent,
+)
+from genline_client.models import SUCCESSFUL_STATES
+
+STAGES = ["submitted", "admitted", "generating", "scoring", "delivering"]  # then a final state
+EXIT_API, EXIT_USAGE, EXIT_NO_IMAGES = 1, 2, 3
+
+
+def build_parser(prog: str = "genline jobs") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Submit jobs and follow them to their images.",
+                                     epilog=__doc__.split("\n\n")[-1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="machine-readable output only, on stdout")
+    common.add_argument("--api-url", help="the API's URL (default: GENLINE_API_URL, else http://127.0.0.1:8000)")
+    common.add_argument("--api-key", help="your API key (default: GENLINE_API_KEY)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    submit = commands.add_parser("submit", parents=[common], help="submit a job", description="Submit a job.")
+    submit.add_argument("prompt")
+    submit.add_argument("--images", type=int, default=1, metavar="K", help="images to deliver (default 1)")
+    submit.add_argument("--candidates", type=int, metavar="N", help="candidates to generate (N >= K)")
+    submit.add_argument("--template", help="generic, headshot or product")
+    submit.add_argument("--tier", choices=["stable", "fast", "low-cost"])
+    submit.add_argument("--seed", type=int)
+    submit.add_argument("--profile", help="scoring profile (the template's by default)")
+    submit.add_argument("--deadline", type=int, dest="deadline_s", metavar="SECONDS")
+    submit.add_argument("--idempotency-key", help="the same key and request within 24 h return the first job")
+    submit.add_argument("--wait", action="store_true", help="follow the job, with live progress, until it is final")
+    submit.add_argument("--download", type=Path, metavar="DIR", help="write the images into DIR (implies --wait)")
+    submit.add_argument("--timeout", type=float, metavar="SECONDS", help="stop waiting after this long")
+
+    listing = commands.add_parser("list", parents=[common], help="your jobs, newest first")
+    listing.add_argument("--limit", type=int, default=20)
+    listing.add_argument("--state")
+    listing.add_argument("--template")
+    listing.add_argument("--cursor", help="the `next` of the previous page")
+
+    for name, text in [("get", "a job: state, scores, links, billing"), ("cancel", "cancel a job that is not final")]:
+        commands.add_parser(name, parents=[common], help=text, description=text).add_argument("job_id", metavar="JOB_ID")
+    events = commands.add_parser("events", parents=[common], help="a job's event log")
+    events.add_argument("job_id", metavar="JOB_ID")
+    events.add_argument("--after", type=int, default=0, metavar="SEQ", help="only entries after this one")
+    watch = commands.add_parser("watch", parents=[common], help="follow a job live until it is final")
+    watch.add_argument("job_id", metavar="JOB_ID")
+    watch.add_argument("--timeout", type=float, metavar="SECONDS")
+    download = commands.add_parser("download", parents=[common], help="write a job's images into a folder")
+    download.add_argument("job_id", metavar="JOB_ID")
+    download.add_argument("directory", type=Path, metavar="DIR")
+    return parser
+
+
+class Output:
+    """Where a command writes: JSON or rich text on stdout, people's messages on stderr."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self.out, self.err = Console(highlight=False), Console(stderr=True, highlight=False)
+
+    def json(self, value) -> None:
+        sys.stdout.write(json.dumps(value, default=str) + "\n")
+        sys.stdout.flush()
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "genline jobs") -> int:
+    args = build_parser(prog).parse_args(argv)
+    output = Output(args.json)
+    try:
+        with Genline(args.api_key, args.api_url) as client:
+            return COMMANDS[args.command](client, args, output)
+    except ConfigurationError as error:
+        output.err.print(f"genline: {error}")
+        return EXIT_USAGE
+    except APIError as error:
+        report_problem(output, error)
+        return EXIT_API
+    except GenlineError as error:
+        output.err.print(f"genline: {error}")
+        return EXIT_API
+    except KeyboardInterrupt:
+        return 130
+
+
+def report_problem(output: Output, error: APIError) -> None:
+    if output.as_json:
+        print(json.dumps(error.problem), file=sys.stderr)
+        return
+    output.err.print(f"genline: {error.title} ({error.status})" + (f": {error.detail}" if error.detail else ""))
+    for field in error.errors:
+        output.err.print(f"  {field.get('field')}: {field.get('message')}")
+
+
+def submit(client: Genline, args, output: Output) -> int:
+    options = {name: getattr(args, name) for name in ("candidates", "tier", "seed", "profile", "deadline_s")}
+    submitted = client.jobs.create(args.prompt, images=args.images, template=args.template,
+                                   idempotency_key=args.idempotency_key, **options)
+    if not (args.wait or args.download):
+        if output.as_json:
+            output.json(submitted.model_dump(mode="json"))
+        else:
+            output.out.print(f"{submitted.id}  {submitted.state}")
+        return 0
+    if not output.as_json:
+        output.err.print(f"job {submitted.id} submitted")
+    job = follow(client, submitted.id, output, args.timeout)
+    return finish(client, job, args.download, output)
+
+
+def follow(client: Genline, job_id, output: Output, timeout: float | None) -> Job:
+    """Wait for the job, showing each event (progress on stderr; lines on stdout unless --json)."""
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[state]}"),
+                  TimeElapsedColumn(), console=output.err, transient=True,
+                  disable=output.as_json or not output.err.is_terminal) as progress:
+        task = progress.add_task(f"job {str(job_id)[:8]}", total=len(STAGES), state="submitted")
+
+        def show(event: JobEvent) -> None:
+            if (state := event.new_state) is not None:
+                progress.update(task, completed=stage_of(state), state=state)
+            if not output.as_json:
+                output.out.print(event_line(event))
+
+        return client.jobs.wait(job_id, timeout=timeout, on_event=show)
+
+
+def stage_of(state: str) -> int:
+    return STAGES.index(state) if state in STAGES else len(STAGES)
+
+
+def finish(client: Genline, job: Job, directory: Path | None, output: Output) -> int:
+    paths = client.jobs.download(job, directory) if directory and job.outputs else []
+    if output.as_json:
+        output.json(job.model_dump(mode="json") | ({"files": [str(p) for p in paths]} if directory else {}))
+    else:
+        show_job(output.out, job)
+        for path in paths:
+            output.out.print(f"wrote {path}")
+    return 0 if job.state in SUCCESSFUL_STATES else EXIT_NO_IMAGES
+
+
+def event_line(event: JobEvent) -> str:
+    when = event.time.strftime("%H:%M:%S") if event.time else "--:--:--"
+    state = event.new_state
+    detail = state if state else ", ".join(f"{k}={v}" for k, v in event.payload.items() if not isinstance(v, dict | list))
+    return f"{event.seq:>4}  {when}  {event.type:<24} {detail}"
+
+
+def show_job(console: Console, job: Job) -> None:
+    console.print(f"[bold]{job.id}[/bold]  {job.state}  {job.template}  {len(job.outputs)}/{job.images} images")
+    console.print(f"  prompt: {job.prompt}")
+    for state, when in job.timestamps.items():
+        reason = job.reasons.get(state)
+        console.print(f"  {when:%Y-%m-%d %H:%M:%S}  {state}" + (f"  ({reason})" if reason else ""))
+    if job.failure:
+        console.print(f"  failure: {job.failure.code} at {job.failure.stage}: {job.failure.reason}")
+    if job.billing:
+        console.print(f"  credits: reserved {job.billing.reserved}, charged {job.billing.charged},"
+                      f" released {job.billing.released} ({job.billing.state})")
+    for image in job.outputs:
+        console.print(f"  image {image.n}: {image.url}", soft_wrap=True)
+
+
+def get(client: Genline, args, output: Output) -> int:
+    job = client.jobs.get(args.job_id)
+    if output.as_json:
+        output.json(job.model_dump(mode="json"))
+    else:
+        show_job(output.out, job)
+    return 0
+
+
+def cancel(client: Genline, args, output: Output) -> int:
+    job = client.jobs.cancel(args.job_id)
+    if output.as_json:
+        output.json(job.model_dump(mode="json"))
+    else:
+        output.out.print(f"{job.id}  {job.state}" + ("" if job.final else "  (cancel requested)"))
+    return 0
+
+
+def list_jobs(client: Genline, args, output: Output) -> int:
+    page = client.jobs.list(limit=args.limit, cursor=args.cursor, state=args.state, template=args.template)
+    if output.as_json:
+        output.json(page.model_dump(mode="json"))
+        return 0
+    table = Table("id", "state", "template", "images", "created")
+    for job in page.data:
+        table.add_row(str(job.id), job.state, job.template, f"{job.delivered}/{job.images}",
+                      f"{job.created_at:%Y-%m-%d %H:%M:%S}")
+    output.out.print(table)
+    if page.next:
+        output.out.print(f"more: --cursor {page.next}")
+    return 0
+
+
+def events(client: Genline, args, output: Output) -> int:
+    entries = client.jobs.events(args.job_id, after=args.after)
+    if output.as_json:
+        output.json([entry.model_dump(mode="json") for entry in entries])
+    else:
+        for entry in entries:
+            output.out.print(event_line(entry))
+    return 0
+
+
+def watch(client: Genline, args, output: Output) -> int:
+    if output.as_json:  # one JSON object per event, as it happens
+        job = client.jobs.wait(args.job_id, timeout=args.timeout,
+                               on_event=lambda event: output.json(event.model_dump(mode="json")))
+    else:
+        job = follow(client, args.job_id, output, args.timeout)
+        output.out.print(f"{job.id}  {job.state}")
+    return 0 if job.state in SUCCESSFUL_STATES else EXIT_NO_IMAGES
+
+
+def download(client: Genline, args, output: Output) -> int:
+    paths = client.jobs.download(args.job_id, args.directory)
+    if output.as_json:
+        output.json([str(p) for p in paths])
+    for path in [] if output.as_json else paths:
+        output.out.print(f"wrote {path}")
+    return 0
+
+
+COMMANDS: dict[str, Callable[[Genline, argparse.Namespace, Output], int]] = {
+    "submit": submit, "list": list_jobs, "get": get, "cancel": cancel, "events": events, "watch": watch,
+    "download": download,
+}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
