@@ -10,6 +10,7 @@ Operating the platform:
     genline grant TENANT CREDITS      credits for a tenant         (python -m services.ledger)
     genline replay ledger             rebuild accounts from the ledger topic and compare
     genline replay jobs [--tenant T]  rebuild every job's read model from all topics and compare
+    genline replay audit              rebuild the audit trail from all topics and compare
     genline score [--profile NAME] [--json] PATH...   score image files without the platform
 
 `genline COMMAND --help` describes each command.
@@ -23,7 +24,8 @@ COMMANDS = {
     "run": "services.stack.__main__",
     "create-tenant": "services.ingest.__main__",
     "grant": "services.ledger.__main__",
-    "replay": {"ledger": "services.ledger.replay", "jobs": "services.ingest.replay"},
+    "replay": {"ledger": "services.ledger.replay", "jobs": "services.ingest.replay",
+               "audit": "services.ledger.audit_replay"},
     "score": "services.scorer.cli",
 }
 KEEPS_NAME = {"create-tenant", "grant", "score"}  # their modules take it as a sub-command

@@ -184,6 +184,30 @@ class JobClosed(JobEvent):
     reason: str
 
 
+# ---- audit ---------------------------------------------------------------------------
+
+
+class AuditRecorded(Event):
+    """Published by whichever service performs an admin or account action (a grant, a
+    policy, key, plan, webhook-endpoint or retention change, a job's erasure), on its own
+    topic, in the same transaction as the change. The ledger keeps the trail (`audit_log`)
+    and lists it to operators; `genline replay audit` rebuilds it from the topics."""
+
+    event_type = "genline.audit.recorded.v1"
+    publisher = "ledger"  # the default; `service` names the one that published it
+    service: Literal["ingest", "ledger", "router", "scorer", "delivery"]
+    actor: str = Field(description="`operator:<token name>`, `key:<api key id>` or `system:<service>`")
+    action: str = Field(description="what was done, `<thing>.<verb>`: credits.grant, report_policy.set, job.erase")
+    target: str = Field(description="what it was done to, `<kind>:<id>`: tenant:acme, job:<uuid>")
+    tenant_id: str | None = Field(None, description="the tenant concerned, when there is one")
+    details: dict[str, Any] = {}
+    at: datetime
+
+    def topic(self, namespace: str = DEFAULT_NAMESPACE) -> str:  # type: ignore[override]
+        """The topic of the service that performed the action, not a shared one."""
+        return topic_of(self.service, namespace)
+
+
 # ---- ledger --------------------------------------------------------------------------
 
 
@@ -438,6 +462,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         JobDelivered,
         DeliveryFailed,
         JobCanceled,
+        AuditRecorded,
     )
 }
 

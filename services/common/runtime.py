@@ -30,7 +30,8 @@ GRPC_DRAIN_S = 5
 
 class ServiceRuntime:
     def __init__(self, name: str, settings: ServiceSettings, migrations_package: str | None) -> None:
-        self.name, self.settings = settings.schema_name or name, settings
+        # `service` is what it is (ingest); `name` its schema, which a namespace may prefix.
+        self.service, self.name, self.settings = name, settings.schema_name or name, settings
         self.migrations = [COMMON_MIGRATIONS] + ([migrations_package] if migrations_package else [])
         self.database_url = settings.database_url.get_secret_value()
         self.pool = open_pool(self.database_url, self.name, settings.database_pool_size)

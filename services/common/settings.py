@@ -4,11 +4,12 @@ Each service subclasses `ServiceSettings` with its own fields. Settings are buil
 startup (never at import) from environment variables prefixed `GENLINE_`.
 """
 
+import hashlib
 import re
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Compared after lower-casing and dropping everything but letters and digits, so CHANGE_ME,
@@ -18,9 +19,13 @@ PLACEHOLDER_SECRETS = {"", "changeme", "secret", "password", "minioadmin", "test
 MIN_SECRET_LENGTH = 16
 
 
+def _normalised(value: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", value.lower())
+
+
 def refuse_weak_secret(env_name: str, value: str) -> None:
     """Raise if `value` is a placeholder, however spelt, or shorter than MIN_SECRET_LENGTH."""
-    if re.sub(r"[^a-z0-9]", "", value.lower()) in PLACEHOLDER_SECRETS:
+    if _normalised(value) in PLACEHOLDER_SECRETS:
         raise ValueError(f"{env_name} is a placeholder; set a real secret in production")
     if len(value) < MIN_SECRET_LENGTH:
         raise ValueError(f"{env_name} is shorter than {MIN_SECRET_LENGTH} characters; set a real secret in production")
@@ -91,4 +96,73 @@ class ServiceSettings(BaseSettings):
             password = urlsplit(self.database_url.get_secret_value()).password
             if password is not None:  # none: peer or certificate authentication
                 refuse_weak_secret("the password in GENLINE_DATABASE_URL", password)
+        return self
+
+
+# What an operator token may allow; "*" allows everything.
+OPERATOR_SCOPES = ("credits:grant", "tenants:manage", "billing:read", "audit:read", "calibration:read")
+# The name the single GENLINE_ADMIN_TOKEN goes by in the audit trail; it holds every scope.
+LEGACY_OPERATOR = "admin"
+
+
+def sha256_hex(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+# Hashes of the placeholders as they are usually spelt, so that a token given only by its hash
+# is refused too when it is the hash of "changeme" or "CHANGE_ME".
+_PLACEHOLDER_HASHES = {sha256_hex(spelling) for p in PLACEHOLDER_SECRETS
+                       for spelling in (p, p.upper(), p.replace("me", "_me").upper())}
+
+
+class OperatorToken(BaseModel):
+    """One named operator token: the token itself or its SHA-256 (hex), and what it may do."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    token: SecretStr | None = None
+    token_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    scopes: frozenset[Literal["*", *OPERATOR_SCOPES]] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def one_secret(self) -> "OperatorToken":
+        if (self.token is None) == (self.token_sha256 is None):
+            raise ValueError("give either token or token_sha256")
+        return self
+
+    def digest(self) -> str:
+        return self.token_sha256 or sha256_hex(self.token.get_secret_value())
+
+
+class AdminApiSettings(ServiceSettings):
+    """A service with an admin API (ingest, ledger): its operator tokens and its port."""
+
+    # One shared token with every scope (GENLINE_ADMIN_TOKEN), kept for existing deployments;
+    # named tokens with scopes (GENLINE_ADMIN_TOKENS, JSON name -> {token or token_sha256,
+    # scopes}) are the way to go. Without either, the admin API is off.
+    admin_token: SecretStr | None = None
+    admin_tokens: dict[str, OperatorToken] = {}
+    # Where the admin API answers: on this port only, its own listening socket, which a
+    # NetworkPolicy can close to everyone else; on the HTTP port when unset (a laptop).
+    admin_port: int | None = None
+
+    def http_ports(self) -> list[int]:
+        return [self.http_port] + ([self.admin_port] if self.admin_port else [])
+
+    def operators(self) -> dict[str, OperatorToken]:
+        """Every operator token by name, the shared one as `admin` with every scope."""
+        legacy = {LEGACY_OPERATOR: OperatorToken(token=self.admin_token, scopes={"*"})} if self.admin_token else {}
+        return legacy | self.admin_tokens
+
+    @model_validator(mode="after")
+    def refuse_placeholder_operator_tokens(self) -> "AdminApiSettings":
+        """A placeholder admin token opens the admin API to anyone who read the example:
+        refused in every environment, whether given in clear or by its hash."""
+        if self.admin_token is not None:
+            refuse_weak_secret("GENLINE_ADMIN_TOKEN", self.admin_token.get_secret_value())
+        for name, operator in self.admin_tokens.items():
+            if operator.token is not None:
+                refuse_weak_secret(f"GENLINE_ADMIN_TOKENS[{name!r}]", operator.token.get_secret_value())
+            elif operator.token_sha256 in _PLACEHOLDER_HASHES:
+                raise ValueError(f"GENLINE_ADMIN_TOKENS[{name!r}] is the hash of a placeholder")
         return self

@@ -1,9 +1,7 @@
-from pydantic import SecretStr, model_validator
-
-from services.common.settings import ServiceSettings, refuse_weak_secret
+from services.common.settings import AdminApiSettings
 
 
-class IngestSettings(ServiceSettings):
+class IngestSettings(AdminApiSettings):
     service_name: str = "ingest"
     http_port: int = 8081
     max_images: int = 16
@@ -15,10 +13,6 @@ class IngestSettings(ServiceSettings):
     max_reference_pixels: int = 40_000_000
     ledger_grpc_target: str = "127.0.0.1:50051"
     ledger_grpc_timeout_s: float = 3.0
-    # Bearer token of the admin API (`/admin/v1/calibration`); without one it is off.
-    admin_token: SecretStr | None = None
-    # Where the admin API answers, as the ledger's: on this port only, off the public one.
-    admin_port: int | None = None
     # A retried POST /v1/jobs with the same Idempotency-Key returns the first job for this long.
     idempotency_key_ttl_s: int = 24 * 3600
     # A job's deadline when it names none (no deadline_s, no Cancel-After header), by tier.
@@ -32,12 +26,3 @@ class IngestSettings(ServiceSettings):
                                           "scoring": 1800, "delivering": 900}
     deadline_grace_s: float = 120.0
     cancel_answer_timeout_s: float = 120.0
-
-    def http_ports(self) -> list[int]:
-        return [self.http_port] + ([self.admin_port] if self.admin_port else [])
-
-    @model_validator(mode="after")
-    def reject_weak_admin_token(self) -> "IngestSettings":
-        if self.environment == "production" and self.admin_token is not None:
-            refuse_weak_secret("GENLINE_ADMIN_TOKEN", self.admin_token.get_secret_value())
-        return self

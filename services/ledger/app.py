@@ -7,11 +7,12 @@ from datetime import UTC, datetime
 import psycopg
 
 from services.common import api, telemetry
+from services.common.audit import operator_actor, record_action
 from services.common.contracts import CreditsGranted
 from services.common.bus import retry_races
 from services.common.problems import Problem
 from services.common.runtime import GRPC_DRAIN_S, ServiceRuntime
-from services.ledger import handlers, metrics, routes
+from services.ledger import audit, handlers, metrics, routes
 from services.ledger.grpc import start_grpc_server
 from services.ledger.pricebook import load_price_book
 from services.ledger.settings import LedgerSettings
@@ -29,10 +30,17 @@ class LedgerApp:
         self.ledger = handlers.Ledger(settings, self.price_book)
         self.runtime.relay.observers.append(metrics.count_published)
 
-    async def grant(self, tenant_id: str, credits: int, source: str, reason: str, **terms) -> CreditsGranted:
+    async def grant(self, tenant_id: str, credits: int, source: str, reason: str, actor: str | None = None,
+                    **terms) -> CreditsGranted:
+        """Grant credits; an operator's grant (`actor`) is recorded in the audit trail with it."""
         async def once() -> CreditsGranted:
             async with self.runtime.pool.connection() as conn, conn.transaction():
-                return await self.grant_in(conn, tenant_id, credits, source, reason, **terms)
+                granted = await self.grant_in(conn, tenant_id, credits, source, reason, **terms)
+                if actor:
+                    await self.audit(conn, actor, "credits.grant", f"tenant:{tenant_id}", tenant_id,
+                                     credits=credits, reason=reason, grant_id=str(granted.grant_id),
+                                     expires_at=terms.get("expires_at") and terms["expires_at"].isoformat())
+                return granted
 
         granted = await retry_races(once)
         self.runtime.relay.notify()
@@ -47,6 +55,23 @@ class LedgerApp:
         await handlers.write_book(conn, book)
         await self.runtime.emit(conn, granted)
         return granted
+
+    async def audit(self, conn, actor: str, action: str, target: str, tenant_id: str | None, **details) -> None:
+        """Record an action of the ledger's own: published like any service's, and kept in the
+        trail at once (the ledger does not consume its own topic)."""
+        await audit.keep(conn, [await record_action(self.runtime, conn, actor, action, target, tenant_id, **details)])
+
+    async def set_report_policy(self, tenant_id: str, policy: str, actor: str) -> bool:
+        async with self.runtime.pool.connection() as conn, conn.transaction():
+            row = await (await conn.execute(
+                "SELECT report_policy FROM accounts WHERE tenant_id = %s FOR UPDATE", [tenant_id])).fetchone()
+            if row is None:
+                return False
+            await conn.execute("UPDATE accounts SET report_policy = %s WHERE tenant_id = %s", [policy, tenant_id])
+            await self.audit(conn, actor, "report_policy.set", f"tenant:{tenant_id}", tenant_id,
+                             report_policy=policy, previous=row["report_policy"])
+        self.runtime.relay.notify()
+        return True
 
     async def pay(self, event_id: str, tenant_id: str, credits: int, payment) -> CreditsGranted:
         """A verified payment grants its credits once: the event id is the idempotency key."""
@@ -105,11 +130,13 @@ class LedgerApp:
         self.runtime.shutdown_hooks.append(stop)
 
 
-DESCRIPTION = """The ledger's HTTP face: the admin API (internal; off without `GENLINE_ADMIN_TOKEN`)
+DESCRIPTION = """The ledger's HTTP face: the admin API (internal; off without operator tokens,
+`GENLINE_ADMIN_TOKENS`, each with its scopes)
 and the payment webhook (off without `GENLINE_PAYMENT_WEBHOOK_SECRET`). Balances and quotes
 are served over gRPC. Every error is an RFC 9457 problem with the request's id."""
 TAGS = [
-    {"name": "admin", "description": "Grants, report policies and the reconciliation of payments (internal)."},
+    {"name": "admin", "description": "Grants, report policies, the reconciliation of payments and the audit trail"
+     " (internal)."},
     {"name": "webhooks", "description": "Signed payment events, each granting its credits once."},
 ]
 
@@ -123,8 +150,9 @@ def build(settings: LedgerSettings):
     app = api.create_app("ledger", title="Genline ledger", description=DESCRIPTION, tags=TAGS,
                          lifespan=runtime.lifespan)
     app.state.runtime, app.state.settings = runtime, settings
-    app.state.grant, app.state.pay = ledger.grant, ledger.pay
+    app.state.grant, app.state.pay, app.state.ledger = ledger.grant, ledger.pay, ledger
     app.include_router(routes.router)
+    app.include_router(audit.router)
     app.router.routes.extend(telemetry.ops_routes(runtime.readiness_checks))
     return runtime, app
 
@@ -134,7 +162,7 @@ async def grant(settings: LedgerSettings, tenant_id: str, amount: int, reason: s
     ledger = LedgerApp(settings)
     await ledger.runtime.start()
     try:
-        granted = await ledger.grant(tenant_id, amount, "admin", reason, **terms)
+        granted = await ledger.grant(tenant_id, amount, "admin", reason, operator_actor("cli"), **terms)
         await ledger.runtime.relay.relay_batch()
     finally:
         await ledger.runtime.stop()

@@ -12,6 +12,7 @@ from uuid import UUID
 import psycopg
 
 from services.common.contracts import (
+    AuditRecorded,
     CandidatesGenerated,
     DeliveryFailed,
     Event,
@@ -25,13 +26,14 @@ from services.common.contracts import (
     ScoringFailed,
 )
 from services.common.envelope import Envelope
+from services.ledger import audit
 from services.ledger.domain import Book
 from services.ledger.pricebook import PriceBook
 from services.ledger.settings import LedgerSettings
 from services.ledger.store import load_book, write_book
 
 CONSUMED = (JobSubmitted, JobDelivered, GenerationFailed, ScoringFailed, DeliveryFailed, CandidatesGenerated,
-            OutputReported, JobCanceled, JobClosed)
+            OutputReported, JobCanceled, JobClosed, AuditRecorded)
 # Each settles its job's reservation; the first to arrive settles it, the others change nothing.
 SETTLING = (JobDelivered, GenerationFailed, ScoringFailed, DeliveryFailed, JobCanceled, JobClosed)
 
@@ -51,6 +53,10 @@ class Ledger:
         return await load_book(conn, self.new_book(), tenants, jobs, **only)
 
     async def apply_events(self, conn: psycopg.AsyncConnection, envelopes: list[Envelope], publish) -> None:
+        await audit.keep(conn, [e for e in envelopes if isinstance(e.event, AuditRecorded)])
+        envelopes = [e for e in envelopes if not isinstance(e.event, AuditRecorded)]
+        if not envelopes:
+            return
         events = [e.event for e in envelopes]
         book = await self.open_book(conn, {e.tenant_id for e in events},
                                     {e.job_id for e in events if isinstance(e, JobEvent)},

@@ -11,7 +11,8 @@ from fastapi import APIRouter, Header, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.common import problems
-from services.common.admin import Admin
+from services.common.admin import OperatorWith
+from services.common.audit import operator_actor
 from services.common.api import RequestModel, Timestamp
 from services.common.problems import Problem
 from services.ledger.domain import SignatureError, verify_signature
@@ -50,26 +51,26 @@ class PolicySet(BaseModel):
     report_policy: Literal["refund", "retry_token"]
 
 
-# Every admin operation answers 404 while the admin API is off (or on the public port).
-ADMIN_PROBLEMS = problems.responses(404)
+# Every admin operation answers 404 while the admin API is off (or on the public port), and
+# 403 to an operator without its scope.
+ADMIN_PROBLEMS = problems.responses(403, 404)
 
 
 @router.post("/admin/v1/grants", status_code=201, tags=["admin"], response_model=GrantMade,
              responses=ADMIN_PROBLEMS)
-async def admin_grant(body: GrantRequest, request: Request, _: Admin):
+async def admin_grant(body: GrantRequest, request: Request, operator: OperatorWith("credits:grant")):
     granted = await request.app.state.grant(body.tenant_id, body.credits, "admin", body.reason,
-                                            expires_at=body.expires_at, rollover_days=body.rollover_days)
+                                            operator_actor(operator.name), expires_at=body.expires_at,
+                                            rollover_days=body.rollover_days)
     return GrantMade(grant_id=str(granted.grant_id), tenant_id=body.tenant_id, available=granted.available_after)
 
 
 @router.put("/admin/v1/accounts/{tenant_id}/report-policy", tags=["admin"], response_model=PolicySet,
             responses=ADMIN_PROBLEMS)
 async def set_report_policy(tenant_id: Annotated[str, Path(pattern=TENANT_ID)], body: PolicyRequest,
-                            request: Request, _: Admin):
-    async with request.app.state.runtime.pool.connection() as conn:
-        cur = await conn.execute("UPDATE accounts SET report_policy = %s WHERE tenant_id = %s",
-                                 [body.report_policy, tenant_id])
-    if cur.rowcount == 0:
+                            request: Request, operator: OperatorWith("tenants:manage")):
+    if not await request.app.state.ledger.set_report_policy(tenant_id, body.report_policy,
+                                                            operator_actor(operator.name)):
         raise Problem(404, "account-not-found", f"tenant {tenant_id!r} has no credit account")
     return PolicySet(tenant_id=tenant_id, report_policy=body.report_policy)
 
@@ -100,7 +101,7 @@ class Reconciliation(BaseModel):
 
 
 @router.get("/admin/v1/reconciliation", tags=["admin"], response_model=Reconciliation, responses=ADMIN_PROBLEMS)
-async def reconciliation(request: Request, _: Admin):
+async def reconciliation(request: Request, _: OperatorWith("billing:read")):
     async with request.app.state.runtime.pool.connection() as conn:
         return await reconcile(conn)
 

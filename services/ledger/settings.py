@@ -1,6 +1,6 @@
 from pydantic import SecretStr, model_validator
 
-from services.common.settings import ServiceSettings, refuse_weak_secret
+from services.common.settings import AdminApiSettings, refuse_weak_secret
 
 
 # The ledger's admin API and payment webhook stay off without these; the local stack turns
@@ -9,7 +9,7 @@ DEV_LEDGER_SECRETS = {"admin_token": "genline-dev-admin-token-not-for-production
                       "payment_webhook_secret": "whsec_genline_dev_not_for_production"}
 
 
-class LedgerSettings(ServiceSettings):
+class LedgerSettings(AdminApiSettings):
     service_name: str = "ledger"
     http_port: int = 8082
     grpc_host: str = "127.0.0.1"
@@ -18,16 +18,9 @@ class LedgerSettings(ServiceSettings):
     reservation_timeout_s: int = 24 * 3600
     report_window_s: int = 7 * 24 * 3600
     sweep_interval_s: float = 30.0
-    # Admin API and payment webhooks: no defaults, so they stay off until configured.
-    admin_token: SecretStr | None = None
-    # Where the admin API answers: on this port only, its own listening socket, which a
-    # NetworkPolicy can close to everyone else; on the HTTP port when unset (a laptop).
-    admin_port: int | None = None
+    # Payment webhooks: no default, so they stay off until configured.
     payment_webhook_secret: SecretStr | None = None
     payment_webhook_tolerance_s: int = 300
-
-    def http_ports(self) -> list[int]:
-        return [self.http_port] + ([self.admin_port] if self.admin_port else [])
 
     @model_validator(mode="after")
     def reject_dev_secrets_in_production(self) -> "LedgerSettings":

@@ -92,8 +92,10 @@ def available(settings, tenant_id: str) -> int:
 
 
 async def ledger_grants(settings, want: int) -> list[CreditsGranted]:
-    """What the ledger published, from the start of its (isolated) topic."""
-    records = await read_topic(settings.kafka_bootstrap, topic_of("ledger", settings.topic_namespace), want)
+    """The grants the ledger published, from the start of its (isolated) topic (its audit
+    events of the same operations left out)."""
+    records = await read_topic(settings.kafka_bootstrap, topic_of("ledger", settings.topic_namespace), want,
+                               keep=lambda r: dict(r.headers)["ce_type"] == CreditsGranted.event_type.encode())
     return [from_kafka(dict(r.headers or ()), r.key, r.value).event for r in records]
 
 

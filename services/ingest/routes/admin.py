@@ -14,7 +14,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from services.common.admin import Admin
+from services.common.admin import OperatorWith
 from services.common.api import StorableText
 from services.common.problems import Problem
 from services.ingest.deps import Runtime
@@ -28,7 +28,7 @@ DEFAULT_RANGE = timedelta(days=30)
 
 
 @router.get("/calibration")
-async def calibration_report(runtime: Runtime, _: Admin, tenant_id: Annotated[StorableText, Query(max_length=63)],
+async def calibration_report(runtime: Runtime, _: OperatorWith("calibration:read"), tenant_id: Annotated[StorableText, Query(max_length=63)],
                              since: datetime | None = None, until: datetime | None = None) -> dict:
     until = _aware(until) or datetime.now(UTC)
     since = _aware(since) or until - DEFAULT_RANGE

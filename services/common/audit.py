@@ -1,0 +1,32 @@
+"""Recording an action in the audit trail: an AuditRecorded event added to the acting
+service's outbox in the same transaction as the change, so there is no change without its
+record and no record without its change."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+
+from services.common.contracts import AuditRecorded
+from services.common.envelope import Envelope
+
+
+def operator_actor(name: str) -> str:
+    return f"operator:{name}"
+
+
+def key_actor(key_id: str) -> str:
+    return f"key:{key_id}"
+
+
+def system_actor(service: str) -> str:
+    return f"system:{service}"
+
+
+async def record_action(runtime, conn: psycopg.AsyncConnection, actor: str, action: str, target: str,
+                        tenant_id: str | None = None, **details: Any) -> Envelope:
+    """Add the action's event to `runtime`'s outbox inside the caller's transaction; the caller
+    notifies the relay after commit."""
+    event = AuditRecorded(service=runtime.service, actor=actor, action=action, target=target,
+                          tenant_id=tenant_id, details=details, at=datetime.now(UTC))
+    return await runtime.emit(conn, event)
