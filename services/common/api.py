@@ -5,7 +5,7 @@
    surrogates), naming the field (422).
 2. Errors are problems: FastAPI's default 422 schema is replaced by the shared Problem
    schema, every error status is filed under `application/problem+json`, and an operation
-   behind a security scheme declares its 401. A route declares its other statuses with
+   behind a security scheme declares its 401 (and its 403 when it lists scopes). A route declares its other statuses with
    `problems.responses(...)`.
 3. Operation ids are the route functions' names; every response names its `X-Request-ID`.
 
@@ -145,6 +145,8 @@ def _declare_operation_problems(operation: dict) -> None:
         responses["422"] = _problem(422)
     if operation.get("security"):
         responses.setdefault("401", _problem(401))
+    if any(scopes for requirement in operation.get("security", []) for scopes in requirement.values()):
+        responses.setdefault("403", _problem(403))  # a key without the scope the operation lists
     if "requestBody" in operation:  # a body that is not UTF-8 cannot even be parsed
         responses.setdefault("400", _problem(400))
     for status, response in responses.items():

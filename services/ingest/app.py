@@ -9,10 +9,9 @@ from services.common import api, telemetry, tracing
 from services.common.db import migrate
 from services.common.runtime import ServiceRuntime
 from services.common.storage import ObjectStore
-from services.ingest import handlers
+from services.ingest import handlers, keys, tenants
 from services.ingest.sweeper import Sweeper
-from services.ingest.domain import hash_api_key, new_api_key
-from services.ingest.routes import account, admin, jobs
+from services.ingest.routes import account, admin, admin_tenants, jobs, keys as key_routes
 from services.ingest.settings import IngestSettings
 
 
@@ -24,6 +23,7 @@ Every error is an RFC 9457 problem (`application/problem+json`) with the request
 TAGS = [
     {"name": "jobs", "description": "Submit a job, follow it to its links, report a bad image."},
     {"name": "account", "description": "Prices before paying, the balance, holds and retry tokens."},
+    {"name": "keys", "description": "Your API keys: create them with scopes, list, revoke and rotate them."},
 ]
 
 
@@ -41,7 +41,9 @@ def build(settings: IngestSettings):
     runtime.shutdown_hooks.append(sweeper.stop)
     app.include_router(jobs.router)
     app.include_router(account.router)
+    app.include_router(key_routes.router)
     app.include_router(admin.router)
+    app.include_router(admin_tenants.router)
     app.router.routes.extend(telemetry.ops_routes(runtime.readiness_checks))
     return runtime, app
 
@@ -85,14 +87,8 @@ async def ensure_tenant(settings: IngestSettings, tenant_id: str, name: str | No
     """The tenant's API key, `known_key` while it is still a valid key of this tenant, else a
     new one; and whether the tenant was created now."""
     async with tenants_transaction(settings) as conn:
-        created = await (await conn.execute(
-            "INSERT INTO tenants (id, name) VALUES (%s, %s) ON CONFLICT (id) DO NOTHING RETURNING id",
-            [tenant_id, name or tenant_id])).fetchone() is not None
-        if known_key and await (await conn.execute(
-                "SELECT 1 FROM api_keys WHERE key_hash = %s AND tenant_id = %s AND revoked_at IS NULL",
-                [hash_api_key(known_key), tenant_id])).fetchone():
+        created = await tenants.insert_tenant(conn, tenant_id, name)
+        if known_key and await tenants.key_is_live(conn, tenant_id, known_key):
             return known_key, created
-        key = new_api_key()
-        await conn.execute("INSERT INTO api_keys (key_hash, tenant_id, prefix) VALUES (%s, %s, %s)",
-                           [hash_api_key(key), tenant_id, key[:8]])
+        key = (await keys.issue_key(conn, tenant_id, keys.OPERATOR_KEY_NAME)).secret
     return key, created

@@ -1,21 +1,27 @@
-"""FastAPI dependencies: the service's runtime, its settings, and the caller's tenant."""
+"""FastAPI dependencies: the service's runtime, its settings, and the caller: the tenant of
+an API key that holds the scope the route needs."""
 
+from dataclasses import dataclass
 from typing import Annotated
+from uuid import UUID
 
 from fastapi import Depends, Request, Security
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
 
 from services.common import telemetry
+from services.common.problems import Problem
 from services.common.runtime import ServiceRuntime
 from services.common.storage import ObjectStore
 from services.ingest.domain import hash_api_key
-from services.common.problems import Problem
 from services.ingest.settings import IngestSettings
 
 UNAUTHORIZED = {"WWW-Authenticate": 'Bearer realm="genline"'}
-# The scheme the OpenAPI document names; the key itself is checked below, with clearer problems.
+# The scheme the OpenAPI document names, with the scopes each operation needs; the key
+# itself is checked below, with clearer problems.
 api_key = HTTPBearer(scheme_name="apiKey", bearerFormat="gl_…", auto_error=False,
-                     description="`Authorization: Bearer <api key>`; one tenant per key")
+                     description="`Authorization: Bearer <api key>`; one tenant per key. An operation"
+                                 " lists the scope the key needs (`jobs:write`, `jobs:read`, `account:read`,"
+                                 " `keys:manage`, `webhooks:manage`); without it the answer is 403.")
 
 
 def get_runtime(request: Request) -> ServiceRuntime:
@@ -35,22 +41,65 @@ Settings = Annotated[IngestSettings, Depends(get_settings)]
 Store = Annotated[ObjectStore, Depends(get_store)]
 
 
-async def current_tenant(runtime: Runtime, request: Request,
-                         bearer: Annotated[HTTPAuthorizationCredentials | None, Security(api_key)]) -> str:
-    """`Authorization: Bearer <api key>`; every read and write is scoped to its tenant."""
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: the tenant, the key it used, and what that key may do."""
+
+    tenant_id: str
+    key_id: UUID
+    scopes: frozenset[str]
+
+
+# A key's last use is written at most this often, so a busy key costs no write per request.
+LAST_USED_RESOLUTION = "1 minute"
+
+
+async def authenticated(runtime: Runtime, request: Request,
+                        bearer: Annotated[HTTPAuthorizationCredentials | None, Security(api_key)]) -> Caller:
+    """`Authorization: Bearer <api key>`, looked up on every request (no cache), so a key
+    revoked or past its rotation overlap is refused at once by every replica."""
     if not request.headers.get("authorization"):
         raise Problem(401, "missing-api-key", "send your API key as 'Authorization: Bearer <key>'", UNAUTHORIZED)
     if bearer is None:
         raise Problem(401, "invalid-api-key", "the Authorization header must be 'Bearer <key>'", UNAUTHORIZED)
     async with runtime.pool.connection() as conn:
         row = await (await conn.execute(
-            "SELECT tenant_id FROM api_keys WHERE key_hash = %s AND revoked_at IS NULL",
-            [hash_api_key(bearer.credentials.strip())]
-        )).fetchone()
+            "SELECT id, tenant_id, scopes, last_used_at > now() - %s::interval AS fresh FROM api_keys"
+            " WHERE key_hash = %s AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())",
+            [LAST_USED_RESOLUTION, hash_api_key(bearer.credentials.strip())])).fetchone()
+        if row is not None and not row["fresh"]:
+            await conn.execute("UPDATE api_keys SET last_used_at = now() WHERE id = %s", [row["id"]])
     if row is None:
         raise Problem(401, "invalid-api-key", "the API key is not valid", UNAUTHORIZED)
     telemetry.bind_tenant(row["tenant_id"])
-    return row["tenant_id"]
+    return Caller(row["tenant_id"], row["id"], frozenset(row["scopes"]))
 
 
-Tenant = Annotated[str, Depends(current_tenant)]
+def scoped_caller(security_scopes: SecurityScopes, caller: Annotated[Caller, Depends(authenticated)]) -> Caller:
+    missing = [scope for scope in security_scopes.scopes if scope not in caller.scopes]
+    if missing:
+        raise Problem(403, "missing-scope", f"this API key lacks the scope {missing[0]!r} that this operation needs",
+                      scope=missing[0])
+    return caller
+
+
+def scoped_tenant(caller: Annotated[Caller, Security(scoped_caller)]) -> str:
+    return caller.tenant_id
+
+
+def Scoped(scope: str):  # noqa: N802 - used as a type: `tenant: Scoped("jobs:write")`
+    """The caller's tenant, when its key holds `scope` (else 403 naming it); the scope is
+    listed in the operation's security requirement in the OpenAPI document."""
+    return Annotated[str, Security(scoped_tenant, scopes=[scope])]
+
+
+def ScopedCaller(scope: str):  # noqa: N802
+    """As Scoped, but the whole Caller: for routes that act on keys."""
+    return Annotated[Caller, Security(scoped_caller, scopes=[scope])]
+
+
+JobsWriter = Scoped("jobs:write")
+JobsReader = Scoped("jobs:read")
+AccountReader = Scoped("account:read")
+WebhooksManager = Scoped("webhooks:manage")
+KeysManager = ScopedCaller("keys:manage")

@@ -402,6 +402,9 @@ def add_report(view: JobView, outcome: ReportOutcome, at: datetime) -> JobView:
 # ---- API keys ------------------------------------------------------------------------
 
 API_KEY_PREFIX = "gl_"
+# What a key may do; a key is created with a subset of its creator's. Keys made before
+# scopes existed, and keys operators create, hold all of them.
+SCOPES = ("jobs:write", "jobs:read", "account:read", "keys:manage", "webhooks:manage")
 
 
 def new_api_key() -> str:

@@ -26,3 +26,7 @@ class IngestSettings(AdminApiSettings):
                                           "scoring": 1800, "delivering": 900}
     deadline_grace_s: float = 120.0
     cancel_answer_timeout_s: float = 120.0
+    # A rotated API key keeps working this long, so clients can switch over, unless the
+    # rotation names its own overlap (up to the maximum).
+    key_rotation_overlap_s: int = 24 * 3600
+    max_key_rotation_overlap_s: int = 30 * 24 * 3600

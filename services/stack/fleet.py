@@ -39,8 +39,9 @@ class ServiceFleet:
         return f"http://127.0.0.1:{self.ports[name]}"
 
     def env(self, name: str) -> dict[str, str]:
+        name, process = service_of(name), name
         return os.environ | self.endpoints.service_env() | {
-            "GENLINE_HTTP_PORT": str(self.ports[name]),
+            "GENLINE_HTTP_PORT": str(self.ports[process]),
             "GENLINE_SERVICE_NAME": name,
             "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
             "GENLINE_GRPC_PORT": str(self.ledger_grpc_port),
@@ -62,9 +63,22 @@ class ServiceFleet:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_dir / f"{name}.log", "ab")
         self.processes[name] = subprocess.Popen(
-            [sys.executable, "-m", f"services.{name}"], env=self.env(name), stdout=log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", f"services.{service_of(name)}"], env=self.env(name), stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+    def start_replica(self, name: str) -> str:
+        """One more process of service `name`, on a port of its own, sharing the service's
+        schema, topics and consumer group, as a second pod would; returns its process name
+        (`ingest#2`), to pass to `url`, `kill` or `stop`."""
+        replica = f"{name}#{sum(service_of(p) == name for p in self.processes) + 1}"
+        self.ports[replica] = free_port()
+        self.start(replica)
+        self.wait_ready(replica)
+        return replica
+
+    def stop(self, name: str) -> None:
+        stop_process(self.processes.pop(name), grace_s=20)
 
     def start_all(self, timeout_s: float = 120) -> None:
         for name in SERVICES:
@@ -102,6 +116,11 @@ class ServiceFleet:
         return [name for name, p in self.processes.items() if p.poll() is not None]
 
     def stop_all(self) -> None:
-        for name in reversed(SERVICES):
-            if name in self.processes:
-                stop_process(self.processes[name], grace_s=20)
+        replicas = [name for name in self.processes if name not in SERVICES]
+        for name in replicas + [name for name in reversed(SERVICES) if name in self.processes]:
+            stop_process(self.processes[name], grace_s=20)
+
+
+def service_of(process: str) -> str:
+    """`ingest#2` (a replica) → `ingest`."""
+    return process.split("#")[0]

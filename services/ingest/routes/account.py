@@ -11,7 +11,7 @@ from services.common.api import RequestModel
 from services.common.contracts import Tier
 from services.common.problems import Problem
 from services.common.protos import load
-from services.ingest.deps import Settings, Tenant
+from services.ingest.deps import AccountReader, Settings
 
 pb, rpc = load("genline.ledger.v1")
 # Both answer from the ledger, which may be briefly away (503).
@@ -86,7 +86,7 @@ async def call_ledger(method, message, timeout_s: float):
 
 
 @router.post("/quotes", response_model=Quote)
-async def quote(body: QuoteRequest, tenant: Tenant, ledger: Ledger, settings: Settings):
+async def quote(body: QuoteRequest, tenant: AccountReader, ledger: Ledger, settings: Settings):
     """What a job would cost now, and whether the balance covers it. Nothing is held."""
     answer = await call_ledger(ledger.Quote, pb.QuoteRequest(tenant_id=tenant, **body.model_dump()),
                                settings.ledger_grpc_timeout_s)
@@ -97,7 +97,7 @@ async def quote(body: QuoteRequest, tenant: Tenant, ledger: Ledger, settings: Se
 
 
 @router.get("/account", response_model=Account)
-async def account(tenant: Tenant, ledger: Ledger, settings: Settings):
+async def account(tenant: AccountReader, ledger: Ledger, settings: Settings):
     balance = await call_ledger(ledger.GetBalance, pb.GetBalanceRequest(tenant_id=tenant),
                                 settings.ledger_grpc_timeout_s)
     if balance is None:

@@ -14,7 +14,7 @@ from services.common.api import RequestModel, Timestamp
 from services.common.contracts import JobSpec, JobSubmitted, OutputReported, Tier
 from services.common.problems import Problem
 from services.ingest import domain, screening, store as jobs_store
-from services.ingest.deps import Runtime, Settings, Store, Tenant
+from services.ingest.deps import JobsReader, JobsWriter, Runtime, Settings, Store
 from services.scorer.profiles import ProfileError, QualityRules, job_profile, profile_names
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -163,7 +163,7 @@ async def record_submission(runtime, tenant: str, body: JobRequest, settings, id
 
 
 @router.post("", status_code=202, response_model=JobAccepted, responses=problems.responses(413))
-async def submit_job(body: JobRequest, response: Response, tenant: Tenant, runtime: Runtime,
+async def submit_job(body: JobRequest, response: Response, tenant: JobsWriter, runtime: Runtime,
                      settings: Settings, store: Store,
                      idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
                      cancel_after: Annotated[str | None, Header(max_length=32)] = None):
@@ -256,7 +256,7 @@ def summary(view: domain.JobView) -> JobSummary:
 
 
 @router.get("", response_model=JobPage, responses={200: {"content": {"application/json": {"example": JOB_PAGE_EXAMPLE}}}})
-async def list_jobs(tenant: Tenant, runtime: Runtime,
+async def list_jobs(tenant: JobsReader, runtime: Runtime,
                     limit: Annotated[int, Query(ge=1, le=100)] = 20,
                     cursor: Annotated[str | None, Query(max_length=200)] = None,
                     state: domain.State | None = None,
@@ -277,7 +277,7 @@ async def list_jobs(tenant: Tenant, runtime: Runtime,
 
 @router.get("/{job_id}", response_model=domain.JobView,
             responses=problems.responses(404) | {200: {"content": {"application/json": {"example": JOB_EXAMPLE}}}})
-async def get_job(job_id: str, tenant: Tenant, runtime: Runtime, settings: Settings, store: Store):
+async def get_job(job_id: str, tenant: JobsReader, runtime: Runtime, settings: Settings, store: Store):
     async with runtime.pool.connection() as conn:
         view = await jobs_store.read_view(conn, parse_job_id(job_id), tenant)
     if view is None:  # another tenant's job is as unknown as a job that never existed
@@ -287,7 +287,7 @@ async def get_job(job_id: str, tenant: Tenant, runtime: Runtime, settings: Setti
 
 @router.post("/{job_id}/cancel", status_code=202, response_model=domain.JobView,
              responses=problems.responses(404, 409) | {202: {"content": {"application/json": {"example": CANCELED_EXAMPLE}}}})
-async def cancel_job(job_id: str, tenant: Tenant, runtime: Runtime, settings: Settings, store: Store):
+async def cancel_job(job_id: str, tenant: JobsWriter, runtime: Runtime, settings: Settings, store: Store):
     """Cancel a job that is not final (202 with the job; asking again is harmless). Generation
     stops and nothing more is charged; images delivered before the cancel reached delivery
     stay delivered and charged. A final job answers 409 and stays as it is."""
@@ -320,7 +320,7 @@ class ReportAccepted(BaseModel):
 
 @router.post("/{job_id}/outputs/{n}/report", status_code=202, response_model=ReportAccepted,
              responses=problems.responses(404, 409))
-async def report_output(job_id: str, n: int, body: OutputReport, tenant: Tenant, runtime: Runtime):
+async def report_output(job_id: str, n: int, body: OutputReport, tenant: JobsWriter, runtime: Runtime):
     """Report a delivered image as bad: within the window it is refunded or earns a retry
     token, by the tenant's setting; the outcome shows on the job."""
     parsed = parse_job_id(job_id)

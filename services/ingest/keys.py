@@ -1,0 +1,62 @@
+"""The api_keys table: issue, list, revoke and rotate a tenant's keys. Only a key's SHA-256
+is stored; the secret is returned once, when it is issued."""
+
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+import psycopg
+
+from services.ingest.domain import SCOPES, hash_api_key, new_api_key
+
+# How much of a key is kept in clear, so a tenant can tell its keys apart: "gl_" and 5 more.
+DISPLAY_PREFIX_LENGTH = 8
+# The name of the keys operators create (CLI, admin API), as the tenant's key listing shows it.
+OPERATOR_KEY_NAME = "operator"
+KEY_COLUMNS = "id, name, prefix, scopes, created_at, last_used_at, expires_at, revoked_at"
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    id: UUID
+    secret: str
+    prefix: str
+    created_at: datetime
+
+
+async def issue_key(conn: psycopg.AsyncConnection, tenant_id: str, name: str = "",
+                    scopes: tuple[str, ...] = SCOPES) -> IssuedKey:
+    secret = new_api_key()
+    row = await (await conn.execute(
+        "INSERT INTO api_keys (key_hash, tenant_id, prefix, name, scopes) VALUES (%s, %s, %s, %s, %s)"
+        " RETURNING id, created_at",
+        [hash_api_key(secret), tenant_id, secret[:DISPLAY_PREFIX_LENGTH], name, list(scopes)])).fetchone()
+    return IssuedKey(row["id"], secret, secret[:DISPLAY_PREFIX_LENGTH], row["created_at"])
+
+
+async def list_keys(conn: psycopg.AsyncConnection, tenant_id: str) -> list[dict]:
+    """The tenant's keys still in use (not revoked, not past their rotation overlap), oldest first."""
+    return await (await conn.execute(
+        f"SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = %s AND revoked_at IS NULL"
+        " AND (expires_at IS NULL OR expires_at > now()) ORDER BY created_at, id", [tenant_id])).fetchall()
+
+
+async def revoke_key(conn: psycopg.AsyncConnection, tenant_id: str, key_id: UUID) -> bool:
+    """Revoke a live key of the tenant; False when it has none by that id."""
+    cur = await conn.execute(
+        "UPDATE api_keys SET revoked_at = now() WHERE id = %s AND tenant_id = %s AND revoked_at IS NULL"
+        " AND (expires_at IS NULL OR expires_at > now())", [key_id, tenant_id])
+    return cur.rowcount == 1
+
+
+async def rotate_key(conn: psycopg.AsyncConnection, tenant_id: str, key_id: UUID,
+                     overlap_s: int) -> tuple[IssuedKey, dict] | None:
+    """A new key with the old one's name and scopes; the old one keeps working for `overlap_s`
+    (never longer than it already would). None when the tenant has no live key by that id."""
+    old = await (await conn.execute(
+        f"UPDATE api_keys SET expires_at = LEAST(coalesce(expires_at, 'infinity'), now() + make_interval(secs => %s))"
+        f" WHERE id = %s AND tenant_id = %s AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())"
+        f" RETURNING {KEY_COLUMNS}", [overlap_s, key_id, tenant_id])).fetchone()
+    if old is None:
+        return None
+    return await issue_key(conn, tenant_id, old["name"], tuple(old["scopes"])), old
