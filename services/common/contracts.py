@@ -331,6 +331,18 @@ class ProviderCall(Contract):
     detail: str = ""
 
 
+class AttemptStarted(JobEvent):
+    """Published by the router when it claims a generation attempt and starts calling
+    providers, so clients see the job `generating` while it happens. A claim taken over
+    after a router died publishes it again for the same attempt; readers apply it once."""
+
+    event_type = "genline.attempt.started.v1"
+    publisher = "router"
+    attempt: int
+    images_needed: int = Field(description="passing images this attempt is to make up")
+    started_at: datetime
+
+
 class CandidatesGenerated(JobEvent):
     """Published by the router when a generation attempt has stored its candidates.
 
@@ -454,6 +466,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ReservationRejected,
         ReservationSettled,
         CreditsGranted,
+        AttemptStarted,
         CandidatesGenerated,
         GenerationFailed,
         CandidatesScored,

@@ -29,6 +29,7 @@ from pydantic import BaseModel, Field
 
 from services.common.contracts import (
     DEADLINE_EXCEEDED,
+    AttemptStarted,
     CandidatesGenerated,
     CandidateScore,
     CandidatesScored,
@@ -340,6 +341,8 @@ def merged(view: JobView, event: Event, at: datetime) -> JobView:
         case ReservationRejected():
             failure = Failure(code=event.reason_code, stage="admission", reason=event.reason)
             return advance(view, "rejected", at, event.reason, failure=failure, billing=Billing(state="rejected"))
+        case AttemptStarted():
+            return advance(view, "generating", event.started_at, f"attempt {event.attempt} started")
         case CandidatesGenerated():
             view = advance(view, "generating", event.started_at, f"attempt {event.attempt} started")
             return advance(view, "scoring", at, f"attempt {event.attempt} generated {len(event.candidates)} candidates",

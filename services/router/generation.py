@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 from PIL import Image
 
 from services.common import telemetry, tracing
-from services.common.contracts import DEADLINE_EXCEEDED, CandidateRef, CandidatesGenerated, GenerationFailed
+from services.common.contracts import (DEADLINE_EXCEEDED, AttemptStarted, CandidateRef, CandidatesGenerated,
+                                       GenerationFailed)
 from services.common.runtime import ServiceRuntime
 from services.common.storage import ObjectStore
 from services.router import domain, metrics, store
@@ -51,10 +52,16 @@ class AttemptRunner:
         self.settings, self.owner = settings, owner
 
     async def run(self, request: AttemptRequest) -> None:
-        async with self.runtime.pool.connection() as conn:
+        async with self.runtime.pool.connection() as conn, conn.transaction():
             tries = await store.claim_attempt(conn, request, self.owner, self.settings.claim_lease_s)
+            if tries == 1:  # clients see the job generating now; a takeover announces nothing new
+                await self.runtime.emit(conn, AttemptStarted(job_id=request.job_id, tenant_id=request.tenant_id,
+                                                             attempt=request.attempt,
+                                                             images_needed=request.images_needed,
+                                                             started_at=datetime.now(UTC)))
         if tries is None:
             return  # another router has it, or it is done
+        self.runtime.relay.notify()
         try:
             await self._run_claimed(request, tries)
         except Exception:

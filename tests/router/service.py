@@ -15,8 +15,8 @@ import grpc
 import yaml
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from services.common.contracts import (CandidateScore, CreditsReserved, Event, JobSpec, RegenerationRequested,
-                                       all_topics, topic_of)
+from services.common.contracts import (AttemptStarted, CandidateScore, CreditsReserved, Event, JobSpec,
+                                       RegenerationRequested, all_topics, topic_of)
 from services.common.envelope import Envelope, envelop, from_kafka
 from services.router.app import RouterApp
 from services.router.grpc import pb, rpc
@@ -93,7 +93,8 @@ class RouterTopic:
         self.topic = topic_of("router", settings.topic_namespace)
         # No consumer group: partitions are assigned by hand, so reading starts at once.
         self.consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
-        self.events: list[Event] = []
+        self.events: list[Event] = []  # each attempt's outcome
+        self.started: list[AttemptStarted] = []  # each attempt's start, announced before it
 
     async def __aenter__(self) -> "RouterTopic":
         await self.consumer.start()
@@ -126,7 +127,8 @@ class RouterTopic:
     async def read_some(self, timeout_ms: int = 300) -> None:
         batch = await self.consumer.getmany(timeout_ms=timeout_ms)
         for record in (r for records in batch.values() for r in records):
-            self.events.append(from_kafka(dict(record.headers or ()), record.key, record.value).event)
+            event = from_kafka(dict(record.headers or ()), record.key, record.value).event
+            (self.started if isinstance(event, AttemptStarted) else self.events).append(event)
 
 
 async def until(check, topic: RouterTopic, timeout_s: float = 30) -> None:
