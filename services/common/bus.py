@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-import psycopg.sql
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -26,7 +25,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from services.common import telemetry, tracing
 from services.common.contracts import Event, dead_letter_topic
-from services.common.db import insert_many
+from services.common.db import insert_many, listen
 from services.common.envelope import Envelope, MalformedEnvelope, envelop, from_kafka, to_kafka
 
 log = logging.getLogger(__name__)
@@ -94,17 +93,8 @@ class OutboxRelay:
             self._listener = asyncio.create_task(self._listen_for_commits(), name=f"{self.service}-outbox-listen")
 
     async def _listen_for_commits(self) -> None:
-        while True:
-            try:
-                async with await psycopg.AsyncConnection.connect(self.database_url, autocommit=True) as conn:
-                    await conn.execute(psycopg.sql.SQL("LISTEN {}").format(
-                        psycopg.sql.Identifier(outbox_channel(self.schema))))
-                    self._wake.set()  # rows may have been committed while nobody listened
-                    async for _ in conn.notifies():
-                        self._wake.set()
-            except Exception:  # database away: the poll carries on until it is back
-                log.warning("listening for outbox commits failed; polling meanwhile", exc_info=True)
-                await asyncio.sleep(self.poll_interval_s)
+        # The poll carries on while the database is away.
+        await listen(self.database_url, outbox_channel(self.schema), lambda _: self._wake.set(), self.poll_interval_s)
 
     async def stop(self, grace_s: float = 15) -> None:
         """Publish what is committed, then stop; never cancel a send half-way (what is left

@@ -4,14 +4,19 @@ Each service keeps its migrations as `migrations/NNNN_name.sql` files in its own
 The outbox and inbox tables every service needs come first, from this package.
 """
 
+import asyncio
 import hashlib
+import logging
+from collections.abc import Callable
 from importlib import resources
 
 import psycopg
+import psycopg.sql
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 COMMON_MIGRATIONS = "services.common"
+log = logging.getLogger(__name__)
 
 
 def migration_files(package: str) -> list[tuple[str, str]]:
@@ -112,3 +117,19 @@ async def add_many(conn: psycopg.AsyncConnection, table: str, key: str, columns:
     """Add deltas (`c = c + delta`): concurrent writers add up instead of overwriting each
     other; each row is (key value, *deltas)."""
     await _update_from_arrays(conn, table, key, columns, rows, "{c} = t.{c} + u.{c}")
+
+
+async def listen(database_url: str, channel: str, on_notify: Callable[[str | None], None], retry_s: float) -> None:
+    """Call `on_notify(payload)` for each NOTIFY on `channel`, and `on_notify(None)` whenever
+    listening (re)starts, since commits may have happened while nobody listened. Runs until
+    cancelled; a lost connection is opened again after `retry_s`."""
+    while True:
+        try:
+            async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+                await conn.execute(psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(channel)))
+                on_notify(None)
+                async for notice in conn.notifies():
+                    on_notify(notice.payload)
+        except Exception:  # database away: whoever relies on this polls until it is back
+            log.warning("listening on %s failed; trying again in %ss", channel, retry_s, exc_info=True)
+            await asyncio.sleep(retry_s)

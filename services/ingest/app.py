@@ -11,7 +11,8 @@ from services.common.runtime import ServiceRuntime
 from services.common.storage import ObjectStore
 from services.ingest import handlers, keys, tenants
 from services.ingest.sweeper import Sweeper
-from services.ingest.routes import account, admin, admin_tenants, jobs, keys as key_routes
+from services.ingest.live import LogWatch
+from services.ingest.routes import account, admin, admin_tenants, events, jobs, keys as key_routes
 from services.ingest.settings import IngestSettings
 
 
@@ -22,6 +23,7 @@ Every error is an RFC 9457 problem (`application/problem+json`) with the request
 `X-Request-ID` to choose that id, and retry a submission safely with `Idempotency-Key`."""
 TAGS = [
     {"name": "jobs", "description": "Submit a job, follow it to its links, report a bad image."},
+    {"name": "events", "description": "Each job's event log, and live streams of it (Server-Sent Events)."},
     {"name": "account", "description": "Prices before paying, the balance, holds and retry tokens."},
     {"name": "keys", "description": "Your API keys: create them with scopes, list, revoke and rotate them."},
 ]
@@ -30,16 +32,19 @@ TAGS = [
 def build(settings: IngestSettings):
     runtime = ServiceRuntime("ingest", settings, "services.ingest")
     store = ObjectStore(settings)
-    handlers.register(runtime.consumer)
-    runtime.consume(["ledger", "router", "scorer", "delivery"])
+    if settings.consume_events:
+        handlers.register(runtime.consumer)
+        runtime.consume(["ledger", "router", "scorer", "delivery"])
     app = api.create_app("ingest", title="Genline", description=DESCRIPTION, tags=TAGS,
                          lifespan=runtime.lifespan)
     app.state.runtime, app.state.settings, app.state.store = runtime, settings, store
     connect_ledger(runtime, app, settings)
     sweeper = Sweeper(runtime, settings)
-    runtime.startup_hooks.append(sweeper.start)
-    runtime.shutdown_hooks.append(sweeper.stop)
+    app.state.log_watch = LogWatch(runtime.database_url, runtime.name, settings.stream_poll_s)
+    runtime.startup_hooks += [sweeper.start, app.state.log_watch.start]
+    runtime.shutdown_hooks += [sweeper.stop, app.state.log_watch.stop]
     app.include_router(jobs.router)
+    app.include_router(events.router)
     app.include_router(account.router)
     app.include_router(key_routes.router)
     app.include_router(admin.router)

@@ -13,6 +13,7 @@ from services.common.problems import Problem
 from services.common.runtime import ServiceRuntime
 from services.common.storage import ObjectStore
 from services.ingest.domain import hash_api_key
+from services.ingest.live import LogWatch
 from services.ingest.settings import IngestSettings
 
 UNAUTHORIZED = {"WWW-Authenticate": 'Bearer realm="genline"'}
@@ -36,9 +37,14 @@ def get_store(request: Request) -> ObjectStore:
     return request.app.state.store
 
 
+def get_log_watch(request: Request) -> LogWatch:
+    return request.app.state.log_watch
+
+
 Runtime = Annotated[ServiceRuntime, Depends(get_runtime)]
 Settings = Annotated[IngestSettings, Depends(get_settings)]
 Store = Annotated[ObjectStore, Depends(get_store)]
+Watch = Annotated[LogWatch, Depends(get_log_watch)]
 
 
 @dataclass(frozen=True)

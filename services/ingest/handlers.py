@@ -1,10 +1,11 @@
-"""Ingest handlers: project every service's job events into the job read model."""
+"""Ingest handlers: project every service's job events into the job read model and its log."""
 
 import logging
 
 from services.common import telemetry
 from services.common.bus import EventConsumer, HandlerContext
 from services.common.contracts import (
+    AttemptStarted,
     CandidatesGenerated,
     CandidatesScored,
     CreditsRefunded,
@@ -25,8 +26,8 @@ from services.ingest import store
 from services.ingest.domain import apply_event
 
 log = logging.getLogger(__name__)
-PROJECTED = (CreditsReserved, ReservationRejected, ReservationSettled, CandidatesGenerated, GenerationFailed,
-             RegenerationRequested, CandidatesScored, ScoringFailed, JobDelivered, DeliveryFailed, CreditsRefunded,
+PROJECTED = (CreditsReserved, ReservationRejected, ReservationSettled, AttemptStarted, CandidatesGenerated,
+             GenerationFailed, RegenerationRequested, CandidatesScored, ScoringFailed, JobDelivered, DeliveryFailed, CreditsRefunded,
              RetryTokenIssued, ReportDeclined, JobCanceled)
 
 
@@ -36,7 +37,7 @@ async def project(ctx: HandlerContext, event: JobEvent) -> None:
         log.warning("%s for unknown job %s ignored", event.event_type, event.job_id)
         return
     after = apply_event(before, event, ctx.envelope.time)
-    await store.write_view(ctx.conn, after)
+    await store.record(ctx.conn, before, after, event, ctx.envelope.time)
     if after.final and not before.final:
         telemetry.JOBS_FINISHED.labels(after.state).inc()
 

@@ -30,3 +30,10 @@ class IngestSettings(AdminApiSettings):
     # rotation names its own overlap (up to the maximum).
     key_rotation_overlap_s: int = 24 * 3600
     max_key_rotation_overlap_s: int = 30 * 24 * 3600
+    # False: this replica serves the API and its streams only, and leaves applying the job
+    # events to the replicas that consume them (a stream shows what any replica applied).
+    consume_events: bool = True
+    # SSE streams: a keep-alive comment this often, so proxies keep an idle stream open; and
+    # a look at the log this often even when no commit was notified (a lost notification).
+    stream_keepalive_s: float = 15.0
+    stream_poll_s: float = 5.0

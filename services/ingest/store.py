@@ -1,4 +1,5 @@
-"""The ingest tables: the job read model, its listing pages, and idempotency keys."""
+"""The ingest tables: the job read model and its event log, its listing pages, and
+idempotency keys."""
 
 import base64
 import binascii
@@ -9,7 +10,10 @@ from uuid import UUID
 
 import psycopg
 
+from services.common.contracts import Event
+from services.common.db import insert_many
 from services.ingest.domain import FINAL_STATES, JobView
+from services.ingest.job_log import NewEntry, entries_for
 
 
 async def insert_job(conn: psycopg.AsyncConnection, view: JobView) -> None:
@@ -35,6 +39,74 @@ async def read_view(conn: psycopg.AsyncConnection, job_id: UUID, tenant_id: str 
 async def write_view(conn: psycopg.AsyncConnection, view: JobView) -> None:
     await conn.execute("UPDATE jobs SET state = %s, view = %s, updated_at = %s WHERE id = %s",
                        [view.state, view.stored_json(), view.updated_at, view.id])
+
+
+async def record(conn: psycopg.AsyncConnection, before: JobView | None, after: JobView, event: Event | None,
+                 at: datetime) -> None:
+    """Store the view `event` moved the job to (`before` None: a new job) and append what it
+    tells clients to the job's log, in the caller's transaction, which holds the job's row."""
+    if before is None:
+        await insert_job(conn, after)
+    elif after != before:
+        await write_view(conn, after)
+    await append_log(conn, after, entries_for(before, after, event, at))
+
+
+# ---- the event log ----------------------------------------------------------------------
+
+LOG_COLUMNS = {"job_id": "uuid", "seq": "int4", "tenant_id": "text", "tenant_seq": "int8", "type": "text",
+               "time": "timestamptz", "payload": "jsonb"}
+
+
+LOG_CHANNEL_PREFIX = "job_log_"
+
+
+def log_channel(schema: str) -> str:
+    """Notified with the tenant's id when a transaction that appended entries commits."""
+    return LOG_CHANNEL_PREFIX + schema
+
+
+async def append_log(conn: psycopg.AsyncConnection, view: JobView, entries: list[NewEntry]) -> None:
+    """Number the entries after the job's and the tenant's last ones; the tenant's counter
+    stays locked until commit, so the tenant's entries commit in `tenant_seq` order."""
+    if not entries:
+        return
+    n = len(entries)
+    job = await (await conn.execute("UPDATE jobs SET log_seq = log_seq + %s WHERE id = %s RETURNING log_seq",
+                                    [n, view.id])).fetchone()
+    tenant = await (await conn.execute("UPDATE tenants SET log_seq = log_seq + %s WHERE id = %s RETURNING log_seq",
+                                       [n, view.tenant_id])).fetchone()
+    rows = [(view.id, job["log_seq"] - n + i, view.tenant_id, tenant["log_seq"] - n + i, e.type, e.time,
+             json.dumps(e.payload)) for i, e in enumerate(entries, start=1)]
+    await insert_many(conn, "job_log", LOG_COLUMNS, rows)
+    await conn.execute("SELECT pg_notify(%s || current_schema(), %s)", [LOG_CHANNEL_PREFIX, view.tenant_id])
+
+
+async def read_log(conn: psycopg.AsyncConnection, job_id: UUID, after: int, limit: int) -> list[dict]:
+    """The job's entries after `seq` `after`, in order."""
+    return await (await conn.execute(
+        "SELECT seq, type, time, payload FROM job_log WHERE job_id = %s AND seq > %s ORDER BY seq LIMIT %s",
+        [job_id, after, limit])).fetchall()
+
+
+async def read_tenant_log(conn: psycopg.AsyncConnection, tenant_id: str, after: int, limit: int) -> list[dict]:
+    """All of the tenant's entries after `tenant_seq` `after`, in order, each with its job."""
+    return await (await conn.execute(
+        "SELECT tenant_seq, job_id, seq, type, time, payload FROM job_log WHERE tenant_id = %s AND tenant_seq > %s"
+        " ORDER BY tenant_seq LIMIT %s", [tenant_id, after, limit])).fetchall()
+
+
+async def tenant_log_position(conn: psycopg.AsyncConnection, tenant_id: str) -> int:
+    """The `tenant_seq` of the tenant's last entry (0 before any)."""
+    row = await (await conn.execute("SELECT log_seq FROM tenants WHERE id = %s", [tenant_id])).fetchone()
+    return row["log_seq"] if row else 0
+
+
+async def job_state(conn: psycopg.AsyncConnection, job_id: UUID, tenant_id: str) -> str | None:
+    """The job's shown state if it is `tenant_id`'s, else None."""
+    row = await (await conn.execute("SELECT state FROM jobs WHERE id = %s AND tenant_id = %s",
+                                    [job_id, tenant_id])).fetchone()
+    return row["state"] if row else None
 
 
 async def quiet_open_views(conn: psycopg.AsyncConnection, now: datetime, quiet_s: float,

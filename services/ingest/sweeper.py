@@ -46,7 +46,7 @@ class Sweeper:
                 after, event = domain.sweep(view, now, self.policy)
                 if event is None:
                     continue
-                await store.write_view(conn, after)
+                await store.record(conn, view, after, event, now)
                 await self.runtime.emit(conn, event)
                 published += 1
                 if after.final:

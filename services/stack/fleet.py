@@ -46,7 +46,8 @@ class ServiceFleet:
             "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
             "GENLINE_GRPC_PORT": str(self.ledger_grpc_port),
             "GENLINE_LEDGER_GRPC_TARGET": f"127.0.0.1:{self.ledger_grpc_port}",
-        } | self._own_grpc_port(name) | self._isolation(name) | self.extra_env | self.service_env.get(name, {})
+        } | (self._own_grpc_port(name) | self._isolation(name) | self.extra_env | self.service_env.get(name, {})
+             | self.service_env.get(process, {}))
 
     def schema(self, name: str) -> str:
         return f"{self.namespace}_{name}" if self.namespace else name
@@ -67,12 +68,12 @@ class ServiceFleet:
             start_new_session=True,
         )
 
-    def start_replica(self, name: str) -> str:
+    def start_replica(self, name: str, env: dict[str, str] | None = None) -> str:
         """One more process of service `name`, on a port of its own, sharing the service's
-        schema, topics and consumer group, as a second pod would; returns its process name
-        (`ingest#2`), to pass to `url`, `kill` or `stop`."""
+        schema, topics and consumer group, as a second pod would, with `env` on top of the
+        service's settings; returns its process name (`ingest#2`), to pass to `url`, `kill` or `stop`."""
         replica = f"{name}#{sum(service_of(p) == name for p in self.processes) + 1}"
-        self.ports[replica] = free_port()
+        self.ports[replica], self.service_env[replica] = free_port(), env or {}
         self.start(replica)
         self.wait_ready(replica)
         return replica

@@ -153,7 +153,7 @@ async def record_submission(runtime, tenant: str, body: JobRequest, settings, id
             return await jobs_store.read_view(conn, existing, tenant)
         spec = job_spec(tenant, body, settings, reference_key)
         view = domain.submitted_view(spec)
-        await jobs_store.insert_job(conn, view)
+        await jobs_store.record(conn, None, view, None, spec.submitted_at)
         if idempotency_key:
             await jobs_store.remember_key(conn, tenant, idempotency_key, fingerprint, spec.job_id, ttl_s)
         await runtime.emit(conn, JobSubmitted(job_id=spec.job_id, tenant_id=tenant, job=spec))
@@ -292,15 +292,15 @@ async def cancel_job(job_id: str, tenant: JobsWriter, runtime: Runtime, settings
     stops and nothing more is charged; images delivered before the cancel reached delivery
     stay delivered and charged. A final job answers 409 and stays as it is."""
     async with runtime.pool.connection() as conn, conn.transaction():
-        view = await jobs_store.read_view(conn, parse_job_id(job_id), tenant, lock=True)
-        if view is None:
+        before = await jobs_store.read_view(conn, parse_job_id(job_id), tenant, lock=True)
+        if before is None:
             raise Problem(404, "job-not-found", f"no job {job_id!r}")
         try:
-            view, event = domain.request_cancel(view, datetime.now(UTC), "canceled by the client")
+            view, event = domain.request_cancel(before, datetime.now(UTC), "canceled by the client")
         except domain.JobIsFinal as error:
-            raise Problem(409, "job-final", str(error), state=view.state) from None
+            raise Problem(409, "job-final", str(error), state=before.state) from None
         if event is not None:
-            await jobs_store.write_view(conn, view)
+            await jobs_store.record(conn, before, view, event, event.requested_at)
             await runtime.emit(conn, event)
     runtime.relay.notify()
     return fresh_links(view, store, settings.link_ttl_s)

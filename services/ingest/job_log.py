@@ -1,0 +1,112 @@
+"""The per-job event log, without I/O: what a client is told about a job, entry by entry.
+
+Ingest appends entries in the same transaction as it changes the job's read model, from
+the view before, the view after and the event that moved it, so a redelivered event (which
+the inbox skips) adds nothing, and a job's `seq` runs 1, 2, 3 … without gaps. Entry types:
+
+* `state`: the job's shown state changed (`state`, `previous`, `reason`, and `failure`
+  when it failed or ended early); the final state is the job's last `state` entry;
+* `billing.reserved`, `billing.rejected`, `billing.settled`: what the ledger held and charged;
+* `attempt.started`, `attempt.generated`, `attempt.scored`: each generation attempt, with
+  candidates generated, scored and passing, and the provider cost so far;
+* `delivery.published`: the images delivered (count, no links: links are signed per read);
+* `cancel.requested`: the client (or the sweeper) asked the job to end;
+* `report.refunded`, `report.retry_token`, `report.declined`: a reported image's outcome.
+"""
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from services.common.contracts import (
+    AttemptStarted,
+    CandidatesGenerated,
+    CandidatesScored,
+    CreditsRefunded,
+    CreditsReserved,
+    Event,
+    JobCancelRequested,
+    JobDelivered,
+    RegenerationRequested,
+    ReportDeclined,
+    ReservationRejected,
+    ReservationSettled,
+    RetryTokenIssued,
+)
+from services.ingest.domain import JobView, rank
+
+
+class NewEntry(BaseModel):
+    """An entry before it is numbered."""
+
+    type: str
+    time: datetime
+    payload: dict[str, Any]
+
+
+def entries_for(before: JobView | None, after: JobView, event: Event | None, at: datetime) -> list[NewEntry]:
+    """What applying `event` at `at` (moving the job from `before` to `after`) tells a client:
+    the facts the event carries first, then the states the job was shown passing through."""
+    facts = [NewEntry(type=kind, time=at, payload=payload) for kind, payload in event_facts(after, event)]
+    return facts + [NewEntry(type="state", time=at, payload=payload) for payload in state_changes(before, after)]
+
+
+def state_changes(before: JobView | None, after: JobView) -> list[dict[str, Any]]:
+    """Each shown state the job entered, in order: states the view moved past in one step
+    (`generating` when the attempt's start arrived with its end) are named too."""
+    if before is not None and before.state == after.state:
+        return []
+    start = rank(before.state) if before is not None else -1
+    passed = [s for s in ("admitted", "generating", "scoring", "delivering")
+              if start < rank(s) < rank(after.state) and s in after.timestamps]
+    changes, previous = [], before.state if before is not None else None
+    for state in [*passed, after.state]:
+        change = {"state": state, "previous": previous, "reason": after.reasons.get(state, "")}
+        if after.final and state == after.state and after.failure is not None:
+            change["failure"] = after.failure.model_dump(mode="json")
+        changes.append(change)
+        previous = state
+    return changes
+
+
+def event_facts(after: JobView, event: Event | None) -> list[tuple[str, dict[str, Any]]]:
+    match event:
+        case CreditsReserved():
+            return [("billing.reserved", {"credits": event.amount, "unit_price": event.unit_price})]
+        case ReservationRejected():
+            return [("billing.rejected", {"code": event.reason_code, "reason": event.reason})]
+        case ReservationSettled():
+            return [("billing.settled", {"reserved": event.reserved, "charged": event.charged,
+                                         "released": event.released, "delivered_images": event.delivered_images})]
+        case AttemptStarted():
+            return [("attempt.started", {"attempt": event.attempt, "images_needed": event.images_needed})]
+        case CandidatesGenerated():
+            return [("attempt.generated", {"attempt": event.attempt, "candidates": len(event.candidates),
+                                           "cost_micro_usd": event.cost_micro_usd,
+                                           "cost_so_far_micro_usd": after.provider_cost_micro_usd,
+                                           "final": event.final})]
+        case RegenerationRequested():
+            return [("attempt.scored", attempt_scored(after, event.attempt) | {"needed": event.needed,
+                                                                                "reason": event.reason})]
+        case CandidatesScored():
+            return [("attempt.scored", attempt_scored(after, event.attempt) | {"selected": len(event.selected)})]
+        case JobDelivered():
+            return [("delivery.published", {"images": len(event.images), "requested": event.requested})]
+        case JobCancelRequested():
+            return [("cancel.requested", {"reason": event.reason, "ends_as": event.final_state})]
+        case CreditsRefunded():
+            return [("report.refunded", {"n": event.n, "credits": event.amount, "reason": event.reason})]
+        case RetryTokenIssued():
+            return [("report.retry_token", {"n": event.n, "reason": event.reason})]
+        case ReportDeclined():
+            return [("report.declined", {"n": event.n, "reason": event.reason})]
+    return []
+
+
+def attempt_scored(after: JobView, attempt: int) -> dict[str, Any]:
+    """An attempt's candidates scored and passing, and how many pass over every attempt so far."""
+    own = [s for s in after.scores if s.attempt == attempt]
+    return {"attempt": attempt, "scored": len(own), "passed": sum(s.passed for s in own),
+            "passed_so_far": sum(s.passed for s in after.scores),
+            "cost_so_far_micro_usd": after.provider_cost_micro_usd}

@@ -1,0 +1,97 @@
+"""Live entries of the job log for the streams this process serves, whichever replica wrote them.
+
+Every transaction that appends entries notifies `job_log_<schema>` with the tenant's id
+(PostgreSQL delivers it on commit). One connection per process listens and wakes the
+streams of that tenant; a woken stream reads the log by number from where it is, so a
+notification that is lost or merged with another costs nothing but a little delay: the
+streams also look again every `stream_poll_s`.
+"""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from uuid import UUID
+
+from psycopg_pool import AsyncConnectionPool
+
+from services.common.db import listen
+from services.ingest import store
+from services.ingest.domain import FINAL_STATES
+
+PAGE = 200
+
+
+class LogWatch:
+    def __init__(self, database_url: str, schema: str, retry_s: float) -> None:
+        self.database_url, self.schema, self.retry_s = database_url, schema, retry_s
+        self._waiting: dict[str, set[asyncio.Event]] = {}
+        self._task: asyncio.Task | None = None
+
+    def _notified(self, tenant_id: str | None) -> None:
+        """A tenant's entries committed; None: listening (re)started, anything may have."""
+        groups = [self._waiting.get(tenant_id, set())] if tenant_id is not None else self._waiting.values()
+        for group in groups:
+            for woken in group:
+                woken.set()
+
+    @contextlib.contextmanager
+    def watching(self, tenant_id: str) -> Iterator[asyncio.Event]:
+        """An event set whenever entries of the tenant commit; clear it before each read."""
+        woken = asyncio.Event()
+        self._waiting.setdefault(tenant_id, set()).add(woken)
+        try:
+            yield woken
+        finally:
+            self._waiting[tenant_id].discard(woken)
+            if not self._waiting[tenant_id]:
+                del self._waiting[tenant_id]
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(listen(self.database_url, store.log_channel(self.schema), self._notified,
+                                                self.retry_s), name="ingest-log-watch")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
+async def until_woken(woken: asyncio.Event, poll_s: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(woken.wait(), poll_s)
+
+
+async def job_entries(pool: AsyncConnectionPool, watch: LogWatch, job_id: UUID, tenant_id: str, after: int,
+                      poll_s: float) -> AsyncIterator[dict]:
+    """The job's entries after `after`, then each as it commits, until the job is final and
+    every entry up to its final state has been given."""
+    with watch.watching(tenant_id) as woken:
+        while True:
+            woken.clear()
+            async with pool.connection() as conn:
+                # The state first: a final state is committed with its entry, so the read below sees it.
+                state = await store.job_state(conn, job_id, tenant_id)
+                rows = await store.read_log(conn, job_id, after, PAGE)
+            for row in rows:
+                yield row
+                after = row["seq"]
+            if len(rows) == PAGE:
+                continue
+            if state is None or state in FINAL_STATES:
+                return
+            await until_woken(woken, poll_s)
+
+
+async def tenant_entries(pool: AsyncConnectionPool, watch: LogWatch, tenant_id: str, after: int,
+                         poll_s: float) -> AsyncIterator[dict]:
+    """All of the tenant's entries after `tenant_seq` `after`, then each as it commits, for ever."""
+    with watch.watching(tenant_id) as woken:
+        while True:
+            woken.clear()
+            async with pool.connection() as conn:
+                rows = await store.read_tenant_log(conn, tenant_id, after, PAGE)
+            for row in rows:
+                yield row
+                after = row["tenant_seq"]
+            if len(rows) < PAGE:
+                await until_woken(woken, poll_s)

@@ -1,0 +1,59 @@
+"""What the event log tells a client, entry by entry, as events move a job (pure, no I/O)."""
+
+from datetime import timedelta
+
+from services.common.contracts import AttemptStarted, JobCancelRequested, JobCanceled, ReservationSettled
+from services.ingest.domain import apply_event, submitted_view
+from services.ingest.job_log import entries_for
+from tests.ingest.test_read_model import EVENTS, JOB, SPEC, T0
+
+STARTED = AttemptStarted(job_id=JOB, tenant_id="t", attempt=1, images_needed=1, started_at=T0)
+
+
+def log_of(events) -> list:
+    """Every entry, in order, from the submission through `events` (event i at T0 + i + 1 s)."""
+    view = submitted_view(SPEC)
+    log = entries_for(None, view, None, T0)
+    for i, event in enumerate(events):
+        after = apply_event(view, event, T0 + timedelta(seconds=i + 1))
+        log += entries_for(view, after, event, T0 + timedelta(seconds=i + 1))
+        view = after
+    return log
+
+
+def states(log) -> list[str]:
+    return [entry.payload["state"] for entry in log if entry.type == "state"]
+
+
+def test_a_delivered_job_tells_each_state_attempt_and_settlement_in_order():
+    log = log_of([EVENTS[0], STARTED, *EVENTS[1:]])
+    assert states(log) == ["submitted", "admitted", "generating", "scoring", "delivering", "succeeded"]
+    assert [e.type for e in log if e.type != "state"] == [
+        "billing.reserved", "attempt.started", "attempt.generated", "attempt.scored", "delivery.published",
+        "billing.settled"]
+    assert log[-1].type == "state" and log[-2].type == "billing.settled"  # final only once settled
+    generated = next(e for e in log if e.type == "attempt.generated").payload
+    assert generated["candidates"] == 1 and generated["cost_so_far_micro_usd"] == 5
+    scored = next(e for e in log if e.type == "attempt.scored").payload
+    assert (scored["scored"], scored["passed"], scored["selected"]) == (1, 1, 1)
+
+
+def test_generating_is_named_when_the_attempt_start_arrives_with_its_end():
+    assert states(log_of(EVENTS))[:4] == ["submitted", "admitted", "generating", "scoring"]
+
+
+def test_a_canceled_job_ends_with_its_failure_in_the_last_state():
+    canceled = JobCanceled(job_id=JOB, tenant_id="t", reason="canceled by the client")
+    settled = ReservationSettled(job_id=JOB, tenant_id="t", transfer_id=JOB, reserved=10, charged=0, released=10,
+                                 delivered_images=0, outcome="canceled")
+    asked = JobCancelRequested(job_id=JOB, tenant_id="t", reason="canceled by the client", requested_at=T0)
+    log = log_of([EVENTS[0], STARTED, asked, canceled, settled])
+    assert states(log) == ["submitted", "admitted", "generating", "canceled"]
+    assert "cancel.requested" in [e.type for e in log]
+    assert log[-1].payload["failure"]["code"] == "canceled"
+
+
+def test_an_event_that_changes_no_state_adds_only_its_fact():
+    view = apply_event(submitted_view(SPEC), EVENTS[0], T0)
+    again = apply_event(view, STARTED, T0)
+    assert [e.type for e in entries_for(again, apply_event(again, STARTED, T0), STARTED, T0)] == ["attempt.started"]
