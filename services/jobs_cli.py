@@ -165,8 +165,11 @@ def finish(client: Genline, job: Job, directory: Path | None, output: Output) ->
 
 def event_line(event: JobEvent) -> str:
     when = event.time.strftime("%H:%M:%S") if event.time else "--:--:--"
-    state = event.new_state
-    detail = state if state else ", ".join(f"{k}={v}" for k, v in event.payload.items() if not isinstance(v, dict | list))
+    if state := event.new_state:
+        reason = event.payload.get("reason")
+        detail = f"{state}  ({reason})" if reason else state
+    else:
+        detail = ", ".join(f"{k}={v}" for k, v in event.payload.items() if not isinstance(v, dict | list))
     return f"{event.seq:>4}  {when}  {event.type:<24} {detail}"
 
 

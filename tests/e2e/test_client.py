@@ -14,6 +14,7 @@ from genline_client import (
     Conflict,
     Genline,
     NotFound,
+    PermissionDenied,
     RateLimited,
     RetryPolicy,
     Unauthorized,
@@ -30,7 +31,7 @@ class Interfering(httpx.HTTPTransport):
 
     def __init__(self, *spoil: str) -> None:
         super().__init__()
-        self.spoil, self.forwarded = list(spoil), []
+        self.spoil, self.forwarded, self.resumed_from = list(spoil), [], []
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         action = self.spoil.pop(0) if self.spoil else "pass"
@@ -39,12 +40,30 @@ class Interfering(httpx.HTTPTransport):
                        "detail": "slow down", "instance": request.url.path}
             return httpx.Response(429, json=problem, headers={"Retry-After": "2"})
         self.forwarded.append((request.method, request.url.path, request.headers.get("idempotency-key")))
+        self.resumed_from.append(request.headers.get("last-event-id"))
         response = super().handle_request(request)
         if action == "lose":
             response.read()
             response.close()
             raise httpx.ReadError("connection reset before the answer arrived", request=request)
+        if action == "cut":
+            return httpx.Response(response.status_code, headers=response.headers, request=request,
+                                  stream=CutAfterFirstChunk(response))
         return response
+
+
+class CutAfterFirstChunk(httpx.SyncByteStream):
+    """A body whose connection breaks after its first chunk (for a stream: its first events)."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+
+    def __iter__(self):
+        for chunk in self.response.iter_raw():
+            yield chunk
+            break
+        self.response.close()
+        raise httpx.ReadError("connection reset mid-stream")
 
 
 def sha256_of(path) -> str:
@@ -66,6 +85,31 @@ def test_submit_wait_list_and_download_with_checked_hashes(tenant_factory, platf
     assert [s.id for s in page.data] == [job.id] and page.data[0].delivered == 2
 
 
+def test_a_dropped_stream_resumes_after_the_last_entry_and_gives_every_entry_once(tenant_factory, platform):
+    tenant = tenant_factory()
+    job_id = tenant.submit(images=1, candidates=2, seed=13)
+    cutting = Interfering("cut")
+    with Genline(tenant.api_key, platform.ingest_url, transport=cutting, retry=FAST_RETRIES) as client:
+        streamed = list(client.jobs.stream(job_id))
+        logged = client.jobs.events(job_id)
+        resumed = list(client.jobs.stream(job_id, after=3))
+        tenant_wide = []
+        for event in client.jobs.stream_all(after=0):
+            tenant_wide.append(event)
+            if event.final:
+                break
+
+    seqs = [e.seq for e in streamed]
+    assert seqs == list(range(1, len(seqs) + 1)) and streamed[-1].final  # each once, ending with the final state
+    first_try, reconnect = cutting.resumed_from[:2]  # the stream broke after its first chunk
+    assert first_try is None and 0 < int(reconnect) < seqs[-1]
+    assert [e.new_state for e in streamed if e.new_state][:2] == ["submitted", "admitted"]
+    assert logged == streamed
+    assert [e.seq for e in resumed] == seqs[3:]
+    assert {e.job_id for e in tenant_wide} == {uuid.UUID(job_id)} and [e.seq for e in tenant_wide] == seqs
+    assert [e.cursor for e in tenant_wide] == sorted({e.cursor for e in tenant_wide})
+
+
 def test_problems_become_typed_errors_that_carry_their_fields(tenant_factory, platform):
     owner, stranger = tenant_factory(), tenant_factory()
     job_id = owner.submit(images=1, candidates=2, seed=5)
@@ -78,6 +122,9 @@ def test_problems_become_typed_errors_that_carry_their_fields(tenant_factory, pl
             client.jobs.create("a bicycle", images=99)
     with Genline("gl_not-a-key", platform.ingest_url) as client, pytest.raises(Unauthorized) as unauthorized:
         client.jobs.list()
+    reader = owner.http.post("/v1/api-keys", json={"name": "reader", "scopes": ["jobs:read"]})
+    with Genline(reader.json()["secret"], platform.ingest_url) as client, pytest.raises(PermissionDenied) as denied:
+        client.jobs.create("a bicycle")
     with Genline(owner.api_key, platform.ingest_url) as client:
         client.jobs.wait(job_id, timeout=240)
         with pytest.raises(Conflict) as final:
@@ -87,6 +134,7 @@ def test_problems_become_typed_errors_that_carry_their_fields(tenant_factory, pl
     assert not_found.value.request_id and not_found.value.instance == f"/v1/jobs/{job_id}"
     assert invalid.value.status == 422 and [e["field"] for e in invalid.value.errors] == ["images"]
     assert unauthorized.value.type == "/problems/invalid-api-key"
+    assert denied.value.status == 403 and denied.value.problem["scope"] == "jobs:write"
     assert final.value.problem["state"] == "succeeded"
 
 
@@ -122,9 +170,11 @@ def test_the_async_client_submits_cancels_and_waits(tenant_factory, platform):
             submitted = await client.jobs.create("a red bicycle against a brick wall", images=2, candidates=4,
                                                  idempotency_key=str(uuid.uuid4()))
             await client.jobs.cancel(submitted)
-            return submitted, await client.jobs.wait(submitted.id, timeout=240), \
+            return submitted, await client.jobs.wait(submitted.id, timeout=240, on_event=seen.append), \
                 [s async for s in client.jobs.iterate(limit=1)]
 
+    seen = []
     submitted, job, summaries = asyncio.run(scenario())
+    assert seen[-1].new_state == job.state  # waited on the stream, to the final state
     assert job.state in ("canceled", "succeeded") and job.billing.state == "settled"
     assert [s.id for s in summaries] == [submitted.id]

@@ -55,3 +55,20 @@ def test_an_unreachable_api_or_a_missing_key_is_an_error_message_not_a_traceback
 
     assert missing.returncode == 2 and "GENLINE_API_KEY" in missing.stderr
     assert unreachable.returncode == 1 and "Traceback" not in unreachable.stderr
+
+
+def test_watch_prints_every_state_in_order(tenant_factory, platform):
+    tenant = tenant_factory()
+    job_id = tenant.submit(images=1, candidates=2, seed=6)
+    as_owner = {"api_url": platform.ingest_url, "api_key": tenant.api_key}
+
+    watched = genline("jobs", "watch", job_id, **as_owner)
+    as_json = genline("jobs", "watch", job_id, "--json", **as_owner)  # the job is final now: the whole log again
+
+    expected = ["submitted", "admitted", "generating", "scoring", "delivering", "succeeded"]
+    assert watched.returncode == 0, watched.stderr
+    printed = [line.split()[3] for line in watched.stdout.splitlines() if line.split()[2:3] == ["state"]]
+    assert printed == expected
+    entries = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert [e["payload"]["state"] for e in entries if e["type"] == "state"] == expected
+    assert [e["seq"] for e in entries] == list(range(1, len(entries) + 1))

@@ -78,6 +78,13 @@ def job_events(job: Any, after: int) -> Call:
     return Call("GET", f"/v1/jobs/{job_id_of(job)}/events", params={"after": after})
 
 
+def job_stream(job: Any) -> str:
+    return f"/v1/jobs/{job_id_of(job)}/stream"
+
+
+TENANT_STREAM = "/v1/events/stream"
+
+
 @dataclass
 class StreamPosition:
     """Where a client is in an event stream, so that a dropped connection resumes after the
@@ -108,12 +115,6 @@ class StreamPosition:
             raise APIConnectionError(f"GET {self.path}: {error!r}") from error
         self.attempt += 1
         return delay
-
-
-def events_of_page(body: Any) -> list[JobEvent]:
-    """The entries of an events answer: a list, or an object holding them in `data` or `events`."""
-    entries = body if isinstance(body, list) else body.get("data", body.get("events", []))
-    return [JobEvent.model_validate(entry) for entry in entries]
 
 
 def event_of(message: ServerSentEvent) -> JobEvent | None:

@@ -21,7 +21,7 @@ import httpx
 from genline_client import _calls
 from genline_client._download import OutputFile
 from genline_client.errors import APIConnectionError, NotFound, WaitTimeout, raise_for_problem
-from genline_client.models import Job, JobEvent, JobPage, JobSummary, SubmittedJob
+from genline_client.models import Job, JobEvent, JobEvents, JobPage, JobSummary, SubmittedJob
 from genline_client.retry import RetryPolicy
 from genline_client.sse import EventStreamParser
 
@@ -145,18 +145,26 @@ class AsyncJobs:
         return Job.model_validate(await self._client.call(call))
 
     async def events(self, job: Any, after: int = 0) -> list[JobEvent]:
-        return _calls.events_of_page(await self._client.call(_calls.job_events(job, after)))
+        entries = []
+        while True:
+            page = JobEvents.model_validate(await self._client.call(_calls.job_events(job, after)))
+            entries += page.data
+            if page.next is None:
+                return entries
+            after = page.next
 
     def stream(self, job: Any, after: int | None = None) -> AsyncIterator[JobEvent]:
-        last_id = None if after is None else str(after)
-        return self._client.stream_events(f"/v1/jobs/{_calls.job_id_of(job)}/stream", last_id)
+        return self._client.stream_events(_calls.job_stream(job), None if after is None else str(after))
+
+    def stream_all(self, after: int | None = None) -> AsyncIterator[JobEvent]:
+        return self._client.stream_events(_calls.TENANT_STREAM, None if after is None else str(after))
 
     async def wait(self, job: Any, *, timeout: float | None = None, poll_interval: float = 1.0,
                    on_event: Callable[[JobEvent], None] | None = None) -> Job:
         """The job once it is final; see `Jobs.wait`."""
         deadline = _calls.deadline_in(timeout)
         try:
-            async for event in self._client.stream_events(f"/v1/jobs/{_calls.job_id_of(job)}/stream", None, deadline):
+            async for event in self._client.stream_events(_calls.job_stream(job), None, deadline):
                 if on_event is not None:
                     on_event(event)
         except NotFound as error:

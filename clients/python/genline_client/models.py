@@ -109,16 +109,31 @@ class JobPage(APIModel):
 
 
 class JobEvent(APIModel):
-    """An entry of a job's event log: `seq` counts from 1 per job, without gaps."""
+    """An entry of a job's event log: `seq` numbers a job's entries 1, 2, 3 … without gaps.
+    On the stream of all a tenant's jobs, `job_id` says whose entry it is and `cursor`
+    numbers all of the tenant's entries the same way."""
 
     seq: int
     type: str
     time: datetime | None = None
-    job_id: UUID | None = None
-    state: str | None = None
     payload: dict[str, Any] = {}
+    job_id: UUID | None = None
+    cursor: int | None = None
 
     @property
     def new_state(self) -> str | None:
-        """The state the job entered, for a state change; None for other entries."""
-        return self.state or self.payload.get("state")
+        """The state the job entered, for a `state` entry; None for other entries."""
+        return self.payload.get("state") if self.type == "state" else None
+
+    @property
+    def final(self) -> bool:
+        return self.new_state in FINAL_STATES
+
+
+class JobEvents(APIModel):
+    """A page of a job's event log; `next` is the `after` of the next page, None at the end."""
+
+    job_id: UUID
+    state: str
+    data: list[JobEvent]
+    next: int | None = None

@@ -21,7 +21,7 @@ import httpx
 from genline_client import _calls
 from genline_client._download import OutputFile
 from genline_client.errors import APIConnectionError, NotFound, WaitTimeout, raise_for_problem
-from genline_client.models import Job, JobEvent, JobPage, JobSummary, SubmittedJob
+from genline_client.models import Job, JobEvent, JobEvents, JobPage, JobSummary, SubmittedJob
 from genline_client.retry import RetryPolicy
 from genline_client.sse import EventStreamParser
 
@@ -146,13 +146,23 @@ class Jobs:
         return Job.model_validate(self._client.call(_calls.Call("POST", f"/v1/jobs/{_calls.job_id_of(job)}/cancel")))
 
     def events(self, job: Any, after: int = 0) -> list[JobEvent]:
-        """The job's event log after entry `after`."""
-        return _calls.events_of_page(self._client.call(_calls.job_events(job, after)))
+        """The job's event log after entry `after`, every page of it."""
+        entries = []
+        while True:
+            page = JobEvents.model_validate(self._client.call(_calls.job_events(job, after)))
+            entries += page.data
+            if page.next is None:
+                return entries
+            after = page.next
 
     def stream(self, job: Any, after: int | None = None) -> Iterator[JobEvent]:
-        """The job's events as they happen (from entry `after` on), until the job is final."""
-        last_id = None if after is None else str(after)
-        return self._client.stream_events(f"/v1/jobs/{_calls.job_id_of(job)}/stream", last_id)
+        """The job's events as they happen (after entry `after`; all without it), until the
+        job is final; a dropped connection resumes after the last entry received."""
+        return self._client.stream_events(_calls.job_stream(job), None if after is None else str(after))
+
+    def stream_all(self, after: int | None = None) -> Iterator[JobEvent]:
+        """Every job's events from now on (after `cursor` `after`, when given); it does not end."""
+        return self._client.stream_events(_calls.TENANT_STREAM, None if after is None else str(after))
 
     def wait(self, job: Any, *, timeout: float | None = None, poll_interval: float = 1.0,
              on_event: Callable[[JobEvent], None] | None = None) -> Job:
@@ -160,7 +170,7 @@ class Jobs:
         each entry), or, on a platform without streams, polled every `poll_interval` s."""
         deadline = _calls.deadline_in(timeout)
         try:
-            for event in self._client.stream_events(f"/v1/jobs/{_calls.job_id_of(job)}/stream", None, deadline):
+            for event in self._client.stream_events(_calls.job_stream(job), None, deadline):
                 if on_event is not None:
                     on_event(event)
         except NotFound as error:
