@@ -138,12 +138,14 @@ def follow(client: Genline, job_id, output: Output, timeout: float | None) -> Jo
                   TimeElapsedColumn(), console=output.err, transient=True,
                   disable=output.as_json or not output.err.is_terminal) as progress:
         task = progress.add_task(f"job {str(job_id)[:8]}", total=len(STAGES), state="submitted")
+        # On one terminal the lines go above the progress bar, through its console, not across it.
+        lines = progress.console if progress.live.is_started and output.out.is_terminal else output.out
 
         def show(event: JobEvent) -> None:
             if (state := event.new_state) is not None:
                 progress.update(task, completed=stage_of(state), state=state)
             if not output.as_json:
-                output.out.print(event_line(event))
+                lines.print(event_line(event))
 
         return client.jobs.wait(job_id, timeout=timeout, on_event=show)
 
