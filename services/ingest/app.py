@@ -12,7 +12,7 @@ from services.common.storage import ObjectStore
 from services.ingest import handlers, keys, tenants
 from services.ingest.sweeper import Sweeper
 from services.ingest.live import LogWatch
-from services.ingest.routes import account, admin, admin_tenants, events, jobs, keys as key_routes
+from services.ingest.routes import account, admin, admin_tenants, events, jobs, keys as key_routes, uploads
 from services.ingest.settings import IngestSettings
 
 
@@ -24,6 +24,7 @@ Every error is an RFC 9457 problem (`application/problem+json`) with the request
 TAGS = [
     {"name": "jobs", "description": "Submit a job, follow it to its links, report a bad image."},
     {"name": "events", "description": "Each job's event log, and live streams of it (Server-Sent Events)."},
+    {"name": "uploads", "description": "Input photos for jobs, screened and stored without metadata."},
     {"name": "account", "description": "Prices before paying, the balance, holds and retry tokens."},
     {"name": "keys", "description": "Your API keys: create them with scopes, list, revoke and rotate them."},
 ]
@@ -45,6 +46,7 @@ def build(settings: IngestSettings):
     runtime.shutdown_hooks += [sweeper.stop, app.state.log_watch.stop]
     app.include_router(jobs.router)
     app.include_router(events.router)
+    app.include_router(uploads.router)
     app.include_router(account.router)
     app.include_router(key_routes.router)
     app.include_router(admin.router)

@@ -9,8 +9,14 @@ class IngestSettings(AdminApiSettings):
     # Without an explicit N, generate this many candidates per requested image (rounded up).
     default_oversample: float = 1.5
     link_ttl_s: int = 3600
-    # Reference photos larger than this many pixels are refused (decompression bombs too).
+    # Input photos (uploads and base64 reference photos) larger than this many pixels are
+    # refused from their declared size, before decoding (decompression bombs too), and
+    # uploads larger than this many bytes from their Content-Length or while reading.
     max_reference_pixels: int = 40_000_000
+    max_upload_bytes: int = 8 * 1024 * 1024
+    # The scorer's internal API, which measures an input photo against its template's checks.
+    scorer_url: str = "http://127.0.0.1:8084"
+    scorer_timeout_s: float = 30.0
     ledger_grpc_target: str = "127.0.0.1:50051"
     ledger_grpc_timeout_s: float = 3.0
     # A retried POST /v1/jobs with the same Idempotency-Key returns the first job for this long.

@@ -210,3 +210,17 @@ async def forget_expired_keys(conn: psycopg.AsyncConnection, ttl_s: int, limit: 
         "DELETE FROM idempotency_keys WHERE ctid = ANY(ARRAY(SELECT ctid FROM idempotency_keys"
         " WHERE created_at <= now() - make_interval(secs => %s) LIMIT %s))", [ttl_s, limit])
     return cur.rowcount
+
+
+async def insert_upload(conn: psycopg.AsyncConnection, upload_id: UUID, tenant_id: str, key: str, photo) -> dict:
+    """Record a screened photo stored under `key`; `photo` is a screening.ScreenedImage."""
+    return await (await conn.execute(
+        "INSERT INTO uploads (id, tenant_id, key, media_type, width, height, size_bytes, sha256)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING *",
+        [upload_id, tenant_id, key, photo.media_type, photo.width, photo.height, len(photo.data), photo.sha256],
+    )).fetchone()
+
+
+async def read_upload(conn: psycopg.AsyncConnection, upload_id: UUID, tenant_id: str) -> dict | None:
+    return await (await conn.execute(
+        "SELECT * FROM uploads WHERE id = %s AND tenant_id = %s", [upload_id, tenant_id])).fetchone()

@@ -1,9 +1,15 @@
-"""The scorer service: scores every candidate and selects what may ship."""
+"""The scorer service: scores every candidate and selects what may ship; measures input
+photos for ingest's template checks on its internal API."""
+
+from functools import partial
 
 from services.common.runtime import build_worker
-from services.scorer import handlers
+from services.scorer import handlers, measurements
 from services.scorer.settings import ScorerSettings
 
 
 def build(settings: ScorerSettings):
-    return build_worker("scorer", settings, ["router", "ingest"], handlers.register)
+    scorer = handlers.new_scorer(settings)
+    runtime, app = build_worker("scorer", settings, ["router", "ingest"], partial(handlers.register, scorer=scorer))
+    app.router.routes.append(measurements.route(scorer))
+    return runtime, app

@@ -145,11 +145,16 @@ async def drop_job(ctx: HandlerContext, event: JobCancelRequested) -> None:
         [event.job_id, event.event_type])
 
 
-def register(consumer: EventConsumer, store: ObjectStore, settings: ScorerSettings) -> None:
-    count_from_zero()
+def new_scorer(settings: ScorerSettings) -> Scorer:
     moderated = settings.moderated_classes or moderation.MODERATED_BY_DEFAULT
-    scorer = Scorer(settings.device, settings.clip_model_dir, moderated_classes=moderated,
-                    threads=settings.scoring_threads)
+    return Scorer(settings.device, settings.clip_model_dir, moderated_classes=moderated,
+                  threads=settings.scoring_threads)
+
+
+def register(consumer: EventConsumer, store: ObjectStore, settings: ScorerSettings,
+             scorer: Scorer | None = None) -> None:
+    count_from_zero()
+    scorer = scorer or new_scorer(settings)
 
     @consumer.on(CandidatesGenerated)
     async def on_candidates_generated(ctx: HandlerContext, event: CandidatesGenerated) -> None:

@@ -46,6 +46,7 @@ class ServiceFleet:
             "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
             "GENLINE_GRPC_PORT": str(self.ledger_grpc_port),
             "GENLINE_LEDGER_GRPC_TARGET": f"127.0.0.1:{self.ledger_grpc_port}",
+            "GENLINE_SCORER_URL": self.url("scorer"),
         } | (self._own_grpc_port(name) | self._isolation(name) | self.extra_env | self.service_env.get(name, {})
              | self.service_env.get(process, {}))
 

@@ -108,24 +108,26 @@ def test_with_a_clip_model_the_same_rules_are_accepted_and_carried_to_the_scorer
     assert view["profile"] == "product" and view["quality"] == body["quality"]
 
 
-def test_a_reference_photo_is_stored_and_named_in_the_job(with_clip, object_store):
+def test_a_reference_photo_is_screened_stored_and_named_in_the_job(with_clip, object_store):
     encoded, photo = png_base64()
-    response = with_clip.post("/v1/jobs", json={"prompt": "a portrait", "template": "headshot",
+    # The generic template asks nothing of its input, so no scorer is needed to check it.
+    response = with_clip.post("/v1/jobs", json={"prompt": "a portrait", "profile": "headshot",
                                                 "reference_image": encoded})
     assert response.status_code == 202, response.text
     spec = submitted_jobs(with_clip, 2)[response.json()["id"]].job
     assert spec.reference_key and spec.reference_key.endswith(".png")
-    assert asyncio.run(object_store.get(object_store.internal_bucket, spec.reference_key)) == photo
+    stored = asyncio.run(object_store.get(object_store.internal_bucket, spec.reference_key))
+    assert Image.open(io.BytesIO(stored)).tobytes() == Image.open(io.BytesIO(photo)).tobytes()
 
 
-@pytest.mark.parametrize("reference", [
-    "not base64!",
-    base64.b64encode(b"GIF89a" + bytes(64)).decode(),
-    png_base64()[0][:80],  # a truncated PNG
+@pytest.mark.parametrize(("reference", "status", "slug"), [
+    ("not base64!", 422, "invalid-reference-image"),
+    (base64.b64encode(b"GIF89a" + bytes(64)).decode(), 415, "unsupported-image-type"),
+    (png_base64()[0][:80], 422, "truncated-image"),
 ])
-def test_a_reference_that_is_not_a_photo_is_refused(without_clip, reference):
+def test_a_reference_that_is_not_a_photo_is_refused(without_clip, reference, status, slug):
     response = without_clip.post("/v1/jobs", json={"prompt": "p", "reference_image": reference})
-    assert_problem(response, 422, "invalid-reference-image", "reference_image")
+    assert_problem(response, status, slug, "reference_image")
 
 
 @pytest.mark.parametrize(("body", "named"), [

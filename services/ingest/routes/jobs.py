@@ -1,5 +1,6 @@
 """`/v1/jobs`: submit a job and follow it to its links."""
 
+import asyncio
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
@@ -13,7 +14,7 @@ from services.common import problems, telemetry
 from services.common.api import RequestModel, Timestamp
 from services.common.contracts import JobSpec, JobSubmitted, OutputReported, Tier
 from services.common.problems import Problem
-from services.ingest import domain, screening, store as jobs_store
+from services.ingest import domain, guidance, screening, store as jobs_store
 from services.ingest.deps import JobsReader, JobsWriter, Runtime, Settings, Store
 from services.scorer.profiles import ProfileError, QualityRules, job_profile, profile_names
 
@@ -38,6 +39,9 @@ class JobRequest(RequestModel):
     reference_image: str | None = Field(
         None, max_length=screening.MAX_REFERENCE_BASE64,
         description="base64 JPEG, PNG or WebP reference photo; a headshot's identity and skin tone are compared with it")
+    input_upload: UUID | None = Field(
+        None, strict=False, description="id of an upload (POST /v1/uploads) to use as the job's input photo, instead of "
+                          "reference_image; checked against the template's input requirements")
 
     width: int | None = Field(None, ge=64, le=2048, description="image width in pixels (with height)")
     height: int | None = Field(None, ge=64, le=2048, description="image height in pixels (with width)")
@@ -62,6 +66,12 @@ class JobRequest(RequestModel):
             raise ValueError("width and height go together: give both or neither")
         if self.model_version is not None and self.model is None:
             raise ValueError("model_version needs model")
+        return self
+
+    @model_validator(mode="after")
+    def one_input_photo(self) -> "JobRequest":
+        if self.input_upload is not None and self.reference_image is not None:
+            raise ValueError("give the input photo once: input_upload or reference_image, not both")
         return self
 
     @model_validator(mode="after")
@@ -127,12 +137,22 @@ def check_scoring(body: JobRequest, settings) -> None:
                       unavailable=missing)
 
 
-async def store_reference(store, tenant_id: str, body: JobRequest, settings) -> str | None:
-    """The screened reference photo in the internal bucket, stored by content, so a retried
-    submission stores nothing new."""
+async def input_photo(runtime, store, tenant_id: str, body: JobRequest, settings) -> str | None:
+    """The key of the job's input photo in the internal bucket, after screening and the
+    template's input checks: an upload of the tenant's, or the base64 reference photo, screened
+    like an upload and stored by content, so a retried submission stores nothing new."""
+    if body.input_upload is not None:
+        async with runtime.pool.connection() as conn:
+            upload = await jobs_store.read_upload(conn, body.input_upload, tenant_id)
+        if upload is None:
+            raise Problem(422, "unknown-upload", f"input_upload: you have no upload {body.input_upload}")
+        await guidance.check_input(settings, body.template, await store.get(store.internal_bucket, upload["key"]))
+        return upload["key"]
     if body.reference_image is None:
         return None
-    photo = screening.screened_photo(body.reference_image, settings.max_reference_pixels)
+    limits = screening.ScreeningLimits(settings.max_upload_bytes, settings.max_reference_pixels)
+    photo = await asyncio.to_thread(screening.screened_photo, body.reference_image, limits)
+    await guidance.check_input(settings, body.template, photo.data)
     key = f"{tenant_id}/references/{photo.sha256}.{photo.extension}"
     await store.put(store.internal_bucket, key, photo.data, photo.media_type)
     return key
@@ -162,7 +182,7 @@ async def record_submission(runtime, tenant: str, body: JobRequest, settings, id
     return view
 
 
-@router.post("", status_code=202, response_model=JobAccepted, responses=problems.responses(413))
+@router.post("", status_code=202, response_model=JobAccepted, responses=problems.responses(413, 415, 503))
 async def submit_job(body: JobRequest, response: Response, tenant: JobsWriter, runtime: Runtime,
                      settings: Settings, store: Store,
                      idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
@@ -170,11 +190,13 @@ async def submit_job(body: JobRequest, response: Response, tenant: JobsWriter, r
     """Accept a job (202); it moves on asynchronously. Retries with the same `Idempotency-Key`
     and the same request (the JSON parsed, so spacing and key order do not matter) within
     24 hours return the first job instead of submitting another. A profile, quality rules
-    or reference photo the scorer could not use are refused here (422). The job's deadline is
+    or reference photo the scorer could not use are refused here (422), and so is an input photo
+    (`input_upload` or `reference_image`) that fails its template's input checks, with a
+    sentence per failed check saying what to change (422 `input-guidance`). The job's deadline is
     `deadline_s`, or the `Cancel-After` header (`90`, `90s`, `5m`, `1h30m`), or its tier's."""
     body = with_deadline(body, cancel_after, settings)
     check_scoring(body, settings)
-    reference_key = await store_reference(store, tenant, body, settings)
+    reference_key = await input_photo(runtime, store, tenant, body, settings)
     fingerprint = domain.request_fingerprint(body.model_dump(mode="json"))
     submit = (runtime, tenant, body, settings, idempotency_key, fingerprint, reference_key)
     try:

@@ -1,0 +1,84 @@
+"""Guidance: an input photo judged against its template's checks, before a job is accepted.
+
+The scorer measures the photo (its internal API, `POST /internal/v1/measurements`) with
+the same dimensions it scores candidates with; here each value is judged against the
+template's bounds and every failure is said in a sentence a person can act on. The
+judging is pure (`failed_checks`); only `measure` does I/O.
+"""
+
+import math
+from dataclasses import dataclass
+
+import httpx
+
+from services.common.problems import Problem
+from services.common.templates import InputCheck, load_catalogue
+
+
+@dataclass(frozen=True)
+class FailedCheck:
+    dimension: str
+    value: float | None
+    min: float | None
+    max: float | None
+    message: str
+
+    def as_json(self) -> dict:
+        return {"dimension": self.dimension, "value": self.value, "min": self.min, "max": self.max,
+                "message": self.message}
+
+
+def failed_checks(checks: dict[str, InputCheck], values: dict[str, float | None]) -> list[FailedCheck]:
+    """Every check the measured `values` fail, in the catalogue's order; a check whose
+    `needs` failed is skipped, and a value that could not be measured fails its check."""
+    failed: list[FailedCheck] = []
+    for dimension, check in checks.items():
+        if check.needs is not None and any(f.dimension == check.needs for f in failed):
+            continue
+        value = values.get(dimension)
+        if value is None or math.isnan(value):
+            failed.append(FailedCheck(dimension, None, check.min, check.max,
+                                      f"the photo's {dimension.replace('_', ' ')} could not be measured"))
+        elif check.min is not None and value < check.min:
+            failed.append(FailedCheck(dimension, value, check.min, check.max, said(check.below, value, check)))
+        elif check.max is not None and value > check.max:
+            failed.append(FailedCheck(dimension, value, check.min, check.max, said(check.above, value, check)))
+    return failed
+
+
+def said(sentence: str, value: float, check: InputCheck) -> str:
+    return sentence.format(value=value, min=check.min if check.min is not None else math.nan,
+                           max=check.max if check.max is not None else math.nan)
+
+
+def guidance_problem(template: str, failed: list[FailedCheck]) -> Problem:
+    sentences = "; and ".join(f.message for f in failed)
+    return Problem(422, "input-guidance",
+                   f"the input photo does not suit the {template} template: {sentences}.",
+                   template=template, checks=[f.as_json() for f in failed])
+
+
+async def measure(scorer_url: str, timeout_s: float, photo: bytes, dimensions: list[str]) -> dict[str, float | None]:
+    """The scorer's values of `dimensions` for `photo` (None where it cannot measure one)."""
+    try:
+        async with httpx.AsyncClient(base_url=scorer_url, timeout=timeout_s) as client:
+            response = await client.post("/internal/v1/measurements", content=photo,
+                                         params={"dimensions": ",".join(dimensions)},
+                                         headers={"content-type": "application/octet-stream"})
+            response.raise_for_status()
+    except httpx.HTTPError as error:
+        raise Problem(503, "input-check-unavailable",
+                      f"the input photo could not be checked now ({type(error).__name__}); try again shortly",
+                      {"Retry-After": "5"}, retry_after=5) from None
+    return response.json()["values"]
+
+
+async def check_input(settings, template: str, photo: bytes) -> None:
+    """Refuse (422, with guidance) a photo that fails its template's input checks."""
+    checks = load_catalogue().input_checks(template)
+    if not checks:
+        return
+    values = await measure(settings.scorer_url, settings.scorer_timeout_s, photo, list(checks))
+    failed = failed_checks(checks, values)
+    if failed:
+        raise guidance_problem(template, failed)

@@ -1,0 +1,45 @@
+"""The scorer's internal API: measure one photo with named dimensions, judge nothing.
+
+Ingest asks it to check an input photo against its template (services/ingest/guidance.py)
+with the very code that scores candidates, so a threshold means the same on both sides.
+Internal: served on the scorer's own port, which only the cluster reaches.
+"""
+
+import asyncio
+import math
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from services.scorer.dimensions import Scorer, UndecodableImage
+from services.scorer.profiles import profile_of_dimensions
+
+MAX_PHOTO_BYTES = 32 * 1024 * 1024
+
+
+def measured_values(scorer: Scorer, photo: bytes, dimensions: tuple[str, ...]) -> dict[str, float | None]:
+    """Each dimension's value for `photo`; None where it was not measured (no model, no input)."""
+    verdict = scorer.score([photo], profile_of_dimensions(dimensions))[0]
+    return {name: _finite(verdict.dimensions[name].value) for name in dimensions}
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or math.isnan(value) else value
+
+
+def route(scorer: Scorer) -> Route:
+    async def measurements(request: Request) -> JSONResponse:
+        names = tuple(n for n in request.query_params.get("dimensions", "").split(",") if n)
+        photo = await request.body()
+        if not names or len(photo) > MAX_PHOTO_BYTES:
+            return JSONResponse({"error": "name dimensions and send at most 32 MiB"}, status_code=400)
+        try:
+            values = await asyncio.to_thread(measured_values, scorer, photo, names)
+        except UndecodableImage as error:
+            return JSONResponse({"error": str(error)}, status_code=422)
+        except ValueError as error:  # an unknown dimension
+            return JSONResponse({"error": str(error)}, status_code=400)
+        return JSONResponse({"values": values})
+
+    return Route("/internal/v1/measurements", measurements, methods=["POST"])
