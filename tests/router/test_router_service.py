@@ -130,6 +130,8 @@ async def test_a_rework_continues_the_indices_and_what_the_scorer_says_moves_the
         async with router.runtime.pool.connection() as conn:
             counts = await (await conn.execute(
                 "SELECT provider, template, round(passed) AS passed, round(failed) AS failed FROM pass_rates")).fetchall()
+    # Each attempt was announced when the router started it.
+    assert [(e.attempt, e.images_needed) for e in topic.started if e.job_id == spec.job_id] == [(1, 2), (2, 2)]
     assert [c.index for c in first.candidates] == [0, 1, 2]
     first_new = max(c.index for c in first.candidates) + 1
     assert [c.index for c in second.candidates] == list(range(first_new, first_new + len(second.candidates)))
