@@ -11,7 +11,7 @@ A payload change that old readers cannot read gets a new version and an upcaster
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -90,6 +90,8 @@ class JobSpec(Contract):
     model_version: str | None = Field(None, description="pinned version; only providers serving it are used")
     deadline_s: int | None = Field(None, ge=1, description="seconds after submission; None means no deadline")
     min_images: int | None = Field(None, ge=1, description="at the deadline, deliver if this many passed; None: images")
+    webhook_url: str | None = Field(None, description="where delivery sends this job's webhooks, besides the tenant's endpoints")
+    webhook_events: list[str] | None = Field(None, description="the WEBHOOK_EVENTS sent to webhook_url; None: all")
 
 
 class CandidateRef(Contract):
@@ -182,6 +184,25 @@ class JobClosed(JobEvent):
     final_state: Literal["canceled", "expired"]
     stuck_in: str = Field(description="the state the job was in")
     reason: str
+
+
+class JobFinished(JobEvent):
+    """Published by ingest when its read model first shows a job final, with everything that
+    state implies; delivery sends the job's webhooks (`job.<state>`) with `view`, the job as
+    `GET /v1/jobs/{id}` shows it, to the tenant's endpoints and the job's own `webhook_url`."""
+
+    event_type = "genline.job.finished.v1"
+    publisher = "ingest"
+    state: Literal["rejected", "succeeded", "partially_succeeded", "failed", "canceled", "expired"]
+    view: dict[str, Any]
+    webhook_url: str | None = None
+    webhook_events: list[str] | None = None
+
+
+# The webhook event types a tenant can subscribe to, one per final state.
+WebhookEvent = Literal["job.succeeded", "job.partially_succeeded", "job.failed", "job.canceled", "job.expired",
+                       "job.rejected"]
+WEBHOOK_EVENTS: tuple[str, ...] = get_args(WebhookEvent)
 
 
 # ---- audit ---------------------------------------------------------------------------
@@ -458,6 +479,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         OutputReported,
         JobCancelRequested,
         JobClosed,
+        JobFinished,
         CreditsReserved,
         CreditsExpired,
         CreditsRefunded,

@@ -1,9 +1,23 @@
-"""The delivery service: publishes selected images and signs their links."""
+"""The delivery service: publishes selected images, signs their links, and sends webhooks."""
 
 from services.common.runtime import build_worker
 from services.delivery import handlers
 from services.delivery.settings import DeliverySettings
+from services.delivery.webhook_api import NotFound, WebhookApi, not_found_handler
+from services.delivery.webhooks import WebhookSender
 
 
 def build(settings: DeliverySettings):
-    return build_worker("delivery", settings, ["scorer", "ingest"], handlers.register)
+    senders: list[WebhookSender] = []
+
+    def register(consumer, store, settings_) -> None:
+        senders.append(WebhookSender(consumer.pool, store, settings_))
+        handlers.register(consumer, store, settings_, senders[0])
+
+    runtime, app = build_worker("delivery", settings, ["scorer", "ingest"], register)
+    sender = senders[0]
+    runtime.startup_hooks.append(sender.start)
+    runtime.shutdown_hooks.append(sender.stop)
+    app.router.routes.extend(WebhookApi(runtime.pool, sender, settings).routes())
+    app.add_exception_handler(NotFound, not_found_handler)
+    return runtime, app

@@ -1,15 +1,22 @@
 """Delivery rules, without I/O: where delivered images live, how long a failing copy is
-retried, and which one outcome a job gets.
+retried, which one outcome a job gets, and what a webhook is: its id, body, signatures and
+retry schedule.
 
 Delivery publishes exactly one outcome per job: JobDelivered, DeliveryFailed, or JobCanceled
 when a cancel reached it before the images were published. What it published before a
 cancel stays delivered (and is charged); a cancel that comes after changes nothing.
 """
 
+import base64
+import json
+import random
+import secrets
 from datetime import datetime
-from uuid import UUID
+from uuid import NAMESPACE_URL, UUID, uuid5
 
-from services.common.contracts import DeliveryFailed, JobCanceled, JobCancelRequested
+from standardwebhooks.webhooks import Webhook
+
+from services.common.contracts import WEBHOOK_EVENTS, DeliveryFailed, JobCanceled, JobCancelRequested
 
 EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 COPY_FAILED = "copy_failed"
@@ -33,3 +40,57 @@ def canceled(event: JobCancelRequested) -> JobCanceled:
 def copy_failed(job_id: UUID, tenant_id: str, attempts: int, error: Exception) -> DeliveryFailed:
     return DeliveryFailed(job_id=job_id, tenant_id=tenant_id, failure_code=COPY_FAILED,
                           reason=f"publishing the images failed {attempts} times: {type(error).__name__}: {error}"[:1000])
+
+
+# ---- webhooks ------------------------------------------------------------------------
+
+RESPONSE_EXCERPT_CHARS = 500
+
+
+def new_webhook_secret() -> str:
+    """A Standard Webhooks secret: `whsec_` and 32 random bytes in base64."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def webhook_event(final_state: str) -> str:
+    return f"job.{final_state}"
+
+
+def wanted(event_type: str, subscribed: list[str] | None) -> bool:
+    """None subscribes to every event type."""
+    return event_type in WEBHOOK_EVENTS and (subscribed is None or event_type in subscribed)
+
+
+def webhook_id(job_id: UUID, event_type: str, target: str) -> str:
+    """The `webhook-id` of one event to one target (an endpoint's id, or `job` for the job's own
+    URL): the same for every retry and redelivery, so a receiver can deduplicate."""
+    return "msg_" + uuid5(NAMESPACE_URL, f"genline:{job_id}:{event_type}:{target}").hex
+
+
+def webhook_body(event_type: str, at: datetime, view: dict) -> bytes:
+    """The Standard Webhooks payload shape: type, timestamp, data (the job as the API shows it)."""
+    return json.dumps({"type": event_type, "timestamp": at.isoformat(), "data": view},
+                      separators=(",", ":")).encode()
+
+
+def signature_header(signing_secrets: list[str], message_id: str, at: datetime, body: bytes) -> str:
+    """`webhook-signature`: one `v1,<base64>` per secret, space-separated (the receiver accepts
+    any), so during a rotation's overlap both the old and the new secret verify."""
+    return " ".join(Webhook(secret).sign(message_id, at, body.decode()) for secret in signing_secrets)
+
+
+def retry_delay_s(failures: int, schedule_s: list[float], jitter: float, rand: float | None = None) -> float | None:
+    """Seconds until the next attempt after `failures` failed ones, ±`jitter` of it so that
+    messages failing together spread out; None when the schedule is spent."""
+    if failures > len(schedule_s):
+        return None
+    rand = random.random() if rand is None else rand
+    return schedule_s[failures - 1] * (1 + jitter * (2 * rand - 1))
+
+
+def attempt_outcome(status_code: int | None) -> str:
+    """`delivered` for a 2xx, `gone` for 410 (the endpoint is disabled), else `retry`. A 3xx
+    is not followed: a redirect could lead to an address that was never checked."""
+    if status_code is not None and 200 <= status_code < 300:
+        return "delivered"
+    return "gone" if status_code == 410 else "retry"

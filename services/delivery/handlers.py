@@ -1,5 +1,5 @@
 """Delivery handlers: publish the selected images and sign links that expire, or answer a
-cancel; each job gets one outcome (see domain)."""
+cancel; each job gets one outcome (see domain). A finished job's webhooks are queued."""
 
 import asyncio
 import logging
@@ -7,10 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 from services.common.bus import EventConsumer, HandlerContext
 from services.common.contracts import (CandidateScore, CandidatesScored, DeliveredImage, JobCancelRequested,
-                                       JobDelivered)
+                                       JobDelivered, JobFinished)
 from services.common.storage import ObjectStore
 from services.delivery import domain
 from services.delivery.settings import DeliverySettings
+from services.delivery.webhooks import WebhookSender, queue_webhooks
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ async def answer_cancel(ctx: HandlerContext, event: JobCancelRequested) -> None:
         await ctx.emit(domain.canceled(event))
 
 
-def register(consumer: EventConsumer, store: ObjectStore, settings: DeliverySettings) -> None:
+def register(consumer: EventConsumer, store: ObjectStore, settings: DeliverySettings, sender: WebhookSender) -> None:
     @consumer.on(CandidatesScored)
     async def on_candidates_scored(ctx: HandlerContext, event: CandidatesScored) -> None:
         await deliver_selection(ctx, event, store, settings)
@@ -93,3 +94,8 @@ def register(consumer: EventConsumer, store: ObjectStore, settings: DeliverySett
     @consumer.on(JobCancelRequested)
     async def on_cancel_requested(ctx: HandlerContext, event: JobCancelRequested) -> None:
         await answer_cancel(ctx, event)
+
+    @consumer.on(JobFinished)
+    async def on_job_finished(ctx: HandlerContext, event: JobFinished) -> None:
+        if await queue_webhooks(ctx.conn, event):
+            ctx.after_commit(sender.notify)

@@ -10,3 +10,18 @@ class DeliverySettings(ServiceSettings):
     copy_attempts: int = 4
     copy_backoff_s: float = 0.5
     copy_backoff_max_s: float = 5.0
+    # Webhooks: a failed attempt is retried after each of these delays in turn (±jitter of
+    # each), then given up: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h, about 28 h in all,
+    # Standard Webhooks' reference schedule. Each attempt may take webhook_timeout_s.
+    webhook_retry_schedule_s: list[float] = [5, 300, 1800, 7200, 18000, 36000, 36000]
+    webhook_retry_jitter: float = 0.2
+    webhook_timeout_s: float = 15.0
+    # Messages sent side by side, and the safety-net poll for due retries (commits wake it).
+    webhook_concurrency: int = 16
+    webhook_poll_interval_s: float = 1.0
+    # How long a sender holds a message it is sending before another may take it over.
+    webhook_claim_s: float = 120.0
+    # After a secret rotation the old secret signs too for this long, unless the rotation says.
+    webhook_secret_overlap_s: float = 24 * 3600
+    # Networks webhooks may reach although they are not public (e.g. ["127.0.0.0/8"] on a laptop).
+    webhook_allowed_networks: list[str] = []

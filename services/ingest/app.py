@@ -3,6 +3,7 @@
 from contextlib import asynccontextmanager
 
 import grpc
+import httpx
 from fastapi import FastAPI
 
 from services.common import api, telemetry, tracing
@@ -12,7 +13,7 @@ from services.common.storage import ObjectStore
 from services.ingest import handlers, keys, tenants
 from services.ingest.sweeper import Sweeper
 from services.ingest.live import LogWatch
-from services.ingest.routes import account, admin, admin_tenants, events, jobs, keys as key_routes, uploads
+from services.ingest.routes import account, admin, admin_tenants, events, jobs, keys as key_routes, uploads, webhooks
 from services.ingest.settings import IngestSettings
 
 
@@ -27,6 +28,7 @@ TAGS = [
     {"name": "uploads", "description": "Input photos for jobs, screened and stored without metadata."},
     {"name": "account", "description": "Prices before paying, the balance, holds and retry tokens."},
     {"name": "keys", "description": "Your API keys: create them with scopes, list, revoke and rotate them."},
+    {"name": "webhooks", "description": "Signed webhooks when jobs end: endpoints, secrets, every attempt, redelivery."},
 ]
 
 
@@ -40,6 +42,7 @@ def build(settings: IngestSettings):
                          lifespan=runtime.lifespan)
     app.state.runtime, app.state.settings, app.state.store = runtime, settings, store
     connect_ledger(runtime, app, settings)
+    connect_delivery(runtime, app, settings)
     sweeper = Sweeper(runtime, settings)
     app.state.log_watch = LogWatch(runtime.database_url, runtime.name, settings.stream_poll_s)
     runtime.startup_hooks += [sweeper.start, app.state.log_watch.start]
@@ -49,6 +52,7 @@ def build(settings: IngestSettings):
     app.include_router(uploads.router)
     app.include_router(account.router)
     app.include_router(key_routes.router)
+    app.include_router(webhooks.router)
     app.include_router(admin.router)
     app.include_router(admin_tenants.router)
     app.router.routes.extend(telemetry.ops_routes(runtime.readiness_checks))
@@ -68,6 +72,19 @@ def connect_ledger(runtime: ServiceRuntime, app: FastAPI, settings: IngestSettin
 
     runtime.startup_hooks.append(open_channel)
     runtime.shutdown_hooks.append(close_channel)
+
+
+def connect_delivery(runtime: ServiceRuntime, app: FastAPI, settings: IngestSettings) -> None:
+    """One HTTP client for delivery's internal API (webhook endpoints and attempts)."""
+
+    async def open_client() -> None:
+        app.state.delivery_http = httpx.AsyncClient(base_url=settings.delivery_url, timeout=settings.delivery_timeout_s)
+
+    async def close_client() -> None:
+        await app.state.delivery_http.aclose()
+
+    runtime.startup_hooks.append(open_client)
+    runtime.shutdown_hooks.append(close_client)
 
 
 @asynccontextmanager

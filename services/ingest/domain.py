@@ -44,6 +44,7 @@ from services.common.contracts import (
     JobDelivered,
     JobClosed,
     JobEvent,
+    JobFinished,
     JobSpec,
     JobSubmitted,
     RegenerationRequested,
@@ -116,6 +117,8 @@ class JobView(BaseModel):
     model_version: str | None = None
     deadline_s: int | None = None
     min_images: int | None = None
+    webhook_url: str | None = None
+    webhook_events: list[str] | None = None
     created_at: datetime
     updated_at: datetime
     timestamps: dict[str, datetime]
@@ -173,7 +176,8 @@ def submitted_view(spec: JobSpec) -> JobView:
                    prompt=spec.prompt, images=spec.images, candidates=spec.candidates, seed=spec.seed,
                    profile=spec.profile, quality=spec.quality_rules, width=spec.width, height=spec.height,
                    model=spec.model, model_version=spec.model_version, deadline_s=spec.deadline_s,
-                   min_images=spec.min_images, created_at=at, updated_at=at, timestamps={"submitted": at},
+                   min_images=spec.min_images, webhook_url=spec.webhook_url, webhook_events=spec.webhook_events,
+                   created_at=at, updated_at=at, timestamps={"submitted": at},
                    reasons={"submitted": "submitted by the client"})
 
 
@@ -385,6 +389,15 @@ def merged(view: JobView, event: Event, at: datetime) -> JobView:
         case ReportDeclined():
             return add_report(view, ReportOutcome(n=event.n, outcome="declined", reason=event.reason), at)
     return view
+
+
+def finished(before: JobView, after: JobView) -> JobFinished | None:
+    """The announcement of a job shown final for the first time (its webhooks go out on it)."""
+    if not after.final or before.final:
+        return None
+    return JobFinished(job_id=after.id, tenant_id=after.tenant_id, state=after.state,
+                       view=after.model_dump(mode="json"), webhook_url=after.webhook_url,
+                       webhook_events=after.webhook_events)
 
 
 def replay_views(events: list[tuple[datetime, Event]]) -> dict[UUID, JobView]:

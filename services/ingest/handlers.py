@@ -23,7 +23,7 @@ from services.common.contracts import (
     ScoringFailed,
 )
 from services.ingest import store
-from services.ingest.domain import apply_event
+from services.ingest.domain import apply_event, finished
 
 log = logging.getLogger(__name__)
 PROJECTED = (CreditsReserved, ReservationRejected, ReservationSettled, AttemptStarted, CandidatesGenerated,
@@ -38,7 +38,8 @@ async def project(ctx: HandlerContext, event: JobEvent) -> None:
         return
     after = apply_event(before, event, ctx.envelope.time)
     await store.record(ctx.conn, before, after, event, ctx.envelope.time)
-    if after.final and not before.final:
+    if announcement := finished(before, after):
+        await ctx.emit(announcement)
         telemetry.JOBS_FINISHED.labels(after.state).inc()
 
 

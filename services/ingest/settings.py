@@ -19,6 +19,11 @@ class IngestSettings(AdminApiSettings):
     scorer_timeout_s: float = 30.0
     ledger_grpc_target: str = "127.0.0.1:50051"
     ledger_grpc_timeout_s: float = 3.0
+    # Delivery's internal API, which keeps the webhook endpoints and attempts.
+    delivery_url: str = "http://127.0.0.1:8085"
+    delivery_timeout_s: float = 5.0
+    # Networks webhook URLs may name although they are not public (delivery has the same setting).
+    webhook_allowed_networks: list[str] = []
     # A retried POST /v1/jobs with the same Idempotency-Key returns the first job for this long.
     idempotency_key_ttl_s: int = 24 * 3600
     # A job's deadline when it names none (no deadline_s, no Cancel-After header), by tier.

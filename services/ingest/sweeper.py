@@ -49,7 +49,8 @@ class Sweeper:
                 await store.record(conn, view, after, event, now)
                 await self.runtime.emit(conn, event)
                 published += 1
-                if after.final:
+                if announcement := domain.finished(view, after):
+                    await self.runtime.emit(conn, announcement)
                     telemetry.JOBS_FINISHED.labels(after.state).inc()
             await store.forget_expired_keys(conn, self.settings.idempotency_key_ttl_s)
         if published:

@@ -47,6 +47,10 @@ class ServiceFleet:
             "GENLINE_GRPC_PORT": str(self.ledger_grpc_port),
             "GENLINE_LEDGER_GRPC_TARGET": f"127.0.0.1:{self.ledger_grpc_port}",
             "GENLINE_SCORER_URL": self.url("scorer"),
+            "GENLINE_DELIVERY_URL": self.url("delivery"),
+            # Webhooks may go to this machine (receivers on a laptop, in tests); still no
+            # other private address.
+            "GENLINE_WEBHOOK_ALLOWED_NETWORKS": '["127.0.0.0/8", "::1/128"]',
         } | (self._own_grpc_port(name) | self._isolation(name) | self.extra_env | self.service_env.get(name, {})
              | self.service_env.get(process, {}))
 

@@ -31,7 +31,9 @@ def platform(endpoints, tmp_path_factory) -> Iterator[ServiceFleet]:
     fleet = ServiceFleet(endpoints, tmp_path_factory.mktemp("service-logs"),
                          extra_env={"GENLINE_ENVIRONMENT": "test", "GENLINE_KAFKA_SESSION_TIMEOUT_MS": "6000",
                                     "GENLINE_ADMIN_TOKEN": LEDGER_ADMIN_TOKEN,
-                                    "GENLINE_PAYMENT_WEBHOOK_SECRET": PAYMENT_WEBHOOK_SECRET})
+                                    "GENLINE_PAYMENT_WEBHOOK_SECRET": PAYMENT_WEBHOOK_SECRET,
+                                    # Webhook retries within seconds, not a day.
+                                    "GENLINE_WEBHOOK_RETRY_SCHEDULE_S": "[0.3, 0.6, 1.2, 2.4]"})
     try:
         fleet.start_all()
         yield fleet

@@ -10,9 +10,9 @@ import psycopg
 from fastapi import APIRouter, Header, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from services.common import problems, telemetry
+from services.common import problems, targets, telemetry
 from services.common.api import RequestModel, Timestamp
-from services.common.contracts import JobSpec, JobSubmitted, OutputReported, Tier
+from services.common.contracts import JobSpec, JobSubmitted, OutputReported, Tier, WebhookEvent
 from services.common.problems import Problem
 from services.ingest import domain, guidance, screening, store as jobs_store
 from services.ingest.deps import JobsReader, JobsWriter, Runtime, Settings, Store
@@ -53,6 +53,11 @@ class JobRequest(RequestModel):
                                    description="seconds the job may take; the tier's default when left out")
     min_images: int | None = Field(None, ge=1, le=16,
                                    description="at the deadline, deliver if at least this many passed (default: images)")
+    webhook_url: str | None = Field(None, min_length=1, max_length=2000,
+                                    description="http(s) URL that gets this job's webhooks, signed with the secret of"
+                                                " GET /v1/webhooks/default/secret; public addresses only")
+    webhook_events: list[WebhookEvent] | None = Field(None, max_length=6,
+                                                      description="events sent to webhook_url; all final events by default")
 
     @model_validator(mode="after")
     def candidates_cover_images(self) -> "JobRequest":
@@ -111,7 +116,8 @@ def job_spec(tenant_id: str, body: JobRequest, settings, reference_key: str | No
                    images=body.images, candidates=candidates, candidates_fixed=body.candidates is not None,
                    seed=seed, submitted_at=datetime.now(UTC),
                    profile=body.profile, quality_rules=quality_rules(body), reference_key=reference_key,
-                   width=body.width, height=body.height, model=body.model, model_version=body.model_version)
+                   width=body.width, height=body.height, model=body.model, model_version=body.model_version,
+                   webhook_url=body.webhook_url, webhook_events=body.webhook_events)
 
 
 def quality_rules(body: JobRequest) -> dict | None:
@@ -135,6 +141,15 @@ def check_scoring(body: JobRequest, settings) -> None:
                       f"profile {profile.name!r} with these rules requires {', '.join(missing)}, but no CLIP model"
                       " is configured on this platform, so it could not be scored; do not require it",
                       unavailable=missing)
+
+
+async def check_webhook_url(url: str, settings) -> None:
+    """A webhook URL must be http(s) and resolve to public addresses only (SSRF), unless the
+    deployment allows the network; delivery checks again when it sends."""
+    try:
+        await targets.checked_address(url, targets.allowed_networks(settings.webhook_allowed_networks))
+    except targets.RefusedTarget as refused:
+        raise Problem(422, "webhook-url-refused", f"webhooks cannot be sent to {url!r}: {refused}") from None
 
 
 async def input_photo(runtime, store, tenant_id: str, body: JobRequest, settings) -> str | None:
@@ -196,6 +211,8 @@ async def submit_job(body: JobRequest, response: Response, tenant: JobsWriter, r
     `deadline_s`, or the `Cancel-After` header (`90`, `90s`, `5m`, `1h30m`), or its tier's."""
     body = with_deadline(body, cancel_after, settings)
     check_scoring(body, settings)
+    if body.webhook_url is not None:
+        await check_webhook_url(body.webhook_url, settings)
     reference_key = await input_photo(runtime, store, tenant, body, settings)
     fingerprint = domain.request_fingerprint(body.model_dump(mode="json"))
     submit = (runtime, tenant, body, settings, idempotency_key, fingerprint, reference_key)

@@ -1,0 +1,177 @@
+"""Delivery's internal HTTP API over the webhook tables it owns, for ingest, which serves the
+public `/v1/webhook-endpoints` routes, checks the caller's key and input, and forwards here
+with the tenant in the path. Not exposed publicly; every lookup is scoped to that tenant, so
+another tenant's endpoint or attempt is as unknown as one that never existed (404)."""
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from services.delivery import domain
+from services.delivery.settings import DeliverySettings
+from services.delivery.webhooks import WebhookSender, job_secret
+
+PREFIX = "/internal/v1/tenants/{tenant}"
+ENDPOINT_COLUMNS = ("id, url, description, event_types, enabled, disabled_reason, created_at, updated_at,"
+                    " CASE WHEN previous_expires_at > now() THEN previous_expires_at END AS previous_secret_expires_at")
+ATTEMPTS = """
+SELECT a.id, m.webhook_id, m.endpoint_id, m.job_id, m.event_type, m.url, m.state AS message_state, a.attempted_at,
+       a.status_code, a.latency_ms, a.response_excerpt, a.error
+FROM webhook_attempts a JOIN webhook_messages m ON m.id = a.message_id
+WHERE m.tenant_id = %s AND {where} ORDER BY a.attempted_at DESC, a.id LIMIT %s
+"""
+
+
+class NotFound(Exception):
+    pass
+
+
+def _json_value(value):
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
+def answer(body, status: int = 200) -> Response:
+    return Response(json.dumps(body, default=_json_value), status, media_type="application/json")
+
+
+def problem(status: int, slug: str, detail: str) -> JSONResponse:
+    return JSONResponse({"status": status, "slug": slug, "detail": detail}, status)
+
+
+def parse_uuid(text: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise NotFound from None
+
+
+class WebhookApi:
+    def __init__(self, pool, sender: WebhookSender, settings: DeliverySettings) -> None:
+        self.pool, self.sender, self.settings = pool, sender, settings
+
+    def routes(self) -> list[Route]:
+        endpoints, one = f"{PREFIX}/webhook-endpoints", f"{PREFIX}/webhook-endpoints/{{endpoint_id}}"
+        return [
+            Route(endpoints, self.create, methods=["POST"]),
+            Route(endpoints, self.list_endpoints, methods=["GET"]),
+            Route(one, self.get, methods=["GET"]),
+            Route(one, self.update, methods=["PATCH"]),
+            Route(one, self.delete, methods=["DELETE"]),
+            Route(f"{one}/rotate-secret", self.rotate, methods=["POST"]),
+            Route(f"{one}/attempts", self.endpoint_attempts, methods=["GET"]),
+            Route(f"{PREFIX}/jobs/{{job_id}}/webhook-attempts", self.job_attempts, methods=["GET"]),
+            Route(f"{PREFIX}/webhook-attempts/{{attempt_id}}/redeliver", self.redeliver, methods=["POST"]),
+            Route(f"{PREFIX}/webhook-secret", self.secret, methods=["GET"]),
+        ]
+
+    async def _endpoint(self, conn, tenant: str, endpoint_id: str, lock: bool = False) -> dict:
+        row = await (await conn.execute(
+            f"SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = %s AND tenant_id = %s AND deleted_at IS NULL"
+            + (" FOR UPDATE" if lock else ""), [parse_uuid(endpoint_id), tenant])).fetchone()
+        if row is None:
+            raise NotFound
+        return row
+
+    async def create(self, request: Request) -> Response:
+        body, tenant = await request.json(), request.path_params["tenant"]
+        secret = domain.new_webhook_secret()
+        async with self.pool.connection() as conn:
+            row = await (await conn.execute(
+                f"INSERT INTO webhook_endpoints (id, tenant_id, url, description, event_types, enabled, secret)"
+                f" VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING {ENDPOINT_COLUMNS}",
+                [uuid.uuid4(), tenant, body["url"], body.get("description", ""), body["event_types"],
+                 body.get("enabled", True), secret])).fetchone()
+        return answer(row | {"secret": secret}, 201)
+
+    async def list_endpoints(self, request: Request) -> Response:
+        async with self.pool.connection() as conn:
+            rows = await (await conn.execute(
+                f"SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE tenant_id = %s AND deleted_at IS NULL"
+                " ORDER BY created_at, id", [request.path_params["tenant"]])).fetchall()
+        return answer({"data": rows})
+
+    async def get(self, request: Request) -> Response:
+        async with self.pool.connection() as conn:
+            return answer(await self._endpoint(conn, request.path_params["tenant"], request.path_params["endpoint_id"]))
+
+    async def update(self, request: Request) -> Response:
+        """Changes what is given; enabling an endpoint again clears why it was disabled."""
+        body, params = await request.json(), request.path_params
+        changes = {k: body[k] for k in ("url", "description", "event_types", "enabled") if k in body}
+        if changes.get("enabled"):
+            changes["disabled_reason"] = None
+        async with self.pool.connection() as conn, conn.transaction():
+            row = await self._endpoint(conn, params["tenant"], params["endpoint_id"], lock=True)
+            if changes:
+                assignments = ", ".join(f"{column} = %s" for column in changes)
+                row = await (await conn.execute(
+                    f"UPDATE webhook_endpoints SET {assignments}, updated_at = now() WHERE id = %s"
+                    f" RETURNING {ENDPOINT_COLUMNS}", [*changes.values(), row["id"]])).fetchone()
+        return answer(row)
+
+    async def delete(self, request: Request) -> Response:
+        params = request.path_params
+        async with self.pool.connection() as conn, conn.transaction():
+            row = await self._endpoint(conn, params["tenant"], params["endpoint_id"], lock=True)
+            await conn.execute("UPDATE webhook_endpoints SET deleted_at = now(), enabled = false WHERE id = %s",
+                               [row["id"]])
+        return Response(status_code=204)
+
+    async def rotate(self, request: Request) -> Response:
+        """A new secret signs from now on; the one it replaces signs too for `overlap_s`."""
+        body, params = await request.json(), request.path_params
+        overlap_s = body.get("overlap_s", self.settings.webhook_secret_overlap_s)
+        secret = domain.new_webhook_secret()
+        async with self.pool.connection() as conn, conn.transaction():
+            row = await self._endpoint(conn, params["tenant"], params["endpoint_id"], lock=True)
+            row = await (await conn.execute(
+                f"UPDATE webhook_endpoints SET previous_secret = secret, secret = %s, previous_expires_at = %s,"
+                f" updated_at = now() WHERE id = %s RETURNING {ENDPOINT_COLUMNS}",
+                [secret, datetime.now(UTC) + timedelta(seconds=overlap_s), row["id"]])).fetchone()
+        return answer(row | {"secret": secret})
+
+    async def _attempts(self, tenant: str, where: str, value, request: Request) -> Response:
+        limit = min(int(request.query_params.get("limit", "100")), 500)
+        async with self.pool.connection() as conn:
+            rows = await (await conn.execute(ATTEMPTS.format(where=where), [tenant, value, limit])).fetchall()
+        return answer({"data": rows})
+
+    async def endpoint_attempts(self, request: Request) -> Response:
+        params = request.path_params
+        async with self.pool.connection() as conn:
+            row = await self._endpoint(conn, params["tenant"], params["endpoint_id"])
+        return await self._attempts(params["tenant"], "m.endpoint_id = %s", row["id"], request)
+
+    async def job_attempts(self, request: Request) -> Response:
+        params = request.path_params
+        return await self._attempts(params["tenant"], "m.job_id = %s", parse_uuid(params["job_id"]), request)
+
+    async def redeliver(self, request: Request) -> Response:
+        """Queue the attempt's message again, at once, with the same `webhook-id`."""
+        params = request.path_params
+        async with self.pool.connection() as conn, conn.transaction():
+            row = await (await conn.execute(
+                "SELECT m.id, m.webhook_id, e.enabled FROM webhook_attempts a JOIN webhook_messages m ON m.id = a.message_id"
+                " LEFT JOIN webhook_endpoints e ON e.id = m.endpoint_id"
+                " WHERE a.id = %s AND m.tenant_id = %s FOR UPDATE OF m",
+                [parse_uuid(params["attempt_id"]), params["tenant"]])).fetchone()
+            if row is None:
+                raise NotFound
+            if row["enabled"] is False:
+                return problem(409, "endpoint-disabled", "the endpoint is disabled; enable it before redelivering")
+            await conn.execute("UPDATE webhook_messages SET state = 'pending', failures = 0, next_attempt_at = now()"
+                               " WHERE id = %s", [row["id"]])
+        self.sender.notify()
+        return answer({"message_id": row["id"], "webhook_id": row["webhook_id"], "state": "pending"}, 202)
+
+    async def secret(self, request: Request) -> Response:
+        async with self.pool.connection() as conn:
+            return answer({"key": await job_secret(conn, request.path_params["tenant"])})
+
+
+def not_found_handler(_request, _exc) -> JSONResponse:
+    return problem(404, "not-found", "no such webhook endpoint or attempt")

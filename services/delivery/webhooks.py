@@ -1,0 +1,252 @@
+"""Webhooks, sent by delivery from its own outbox (the `webhook_messages` table).
+
+1. Queue: a job's JobFinished adds one message per enabled endpoint of its tenant subscribed to
+   `job.<state>`, and one for the job's own `webhook_url`, in the transaction that records
+   the event as applied; each message has its `webhook-id` for good.
+2. Send: the sender claims due messages (a lease, so replicas share the work and a message
+   whose sender died is taken over), checks the target's addresses after resolving it, and
+   posts the job with freshly signed links, signed with every secret in force. Redirects
+   are not followed.
+3. Record: every attempt (time, status, latency, the start of the answer, the error); a 2xx
+   delivers the message, a 410 disables the endpoint, anything else is retried on the
+   schedule until it is spent. A redelivery queues the message again, same `webhook-id`.
+"""
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import psycopg
+
+from services.common import targets
+from services.common.contracts import JobFinished
+from services.common.storage import ObjectStore
+from services.delivery import domain
+from services.delivery.settings import DeliverySettings
+
+log = logging.getLogger(__name__)
+
+
+# ---- queueing ----------------------------------------------------------------------------
+
+
+async def job_secret(conn: psycopg.AsyncConnection, tenant_id: str) -> str:
+    """The secret that signs the tenant's per-job webhooks, made on first use."""
+    await conn.execute("INSERT INTO webhook_job_secrets (tenant_id, secret) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                       [tenant_id, domain.new_webhook_secret()])
+    row = await (await conn.execute("SELECT secret FROM webhook_job_secrets WHERE tenant_id = %s",
+                                    [tenant_id])).fetchone()
+    return row["secret"]
+
+
+QUEUE = ("INSERT INTO webhook_messages (id, webhook_id, tenant_id, endpoint_id, url, job_id, event_type, payload)"
+         " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (webhook_id) DO NOTHING")
+
+
+async def queue_webhooks(conn: psycopg.AsyncConnection, event: JobFinished) -> int:
+    """The messages of a finished job: one per subscribed endpoint, one for its own URL."""
+    event_type = domain.webhook_event(event.state)
+    endpoints = await (await conn.execute(
+        "SELECT id, url FROM webhook_endpoints WHERE tenant_id = %s AND enabled AND deleted_at IS NULL"
+        " AND %s = ANY(event_types)", [event.tenant_id, event_type])).fetchall()
+    targets_ = [(e["id"], e["url"], str(e["id"])) for e in endpoints]
+    if event.webhook_url and domain.wanted(event_type, event.webhook_events):
+        await job_secret(conn, event.tenant_id)
+        targets_.append((None, event.webhook_url, "job"))
+    payload = json.dumps(event.view)
+    for endpoint_id, url, target in targets_:
+        await conn.execute(QUEUE, [uuid.uuid4(), domain.webhook_id(event.job_id, event_type, target), event.tenant_id,
+                                   endpoint_id, url, event.job_id, event_type, payload])
+    return len(targets_)
+
+
+# ---- sending -----------------------------------------------------------------------------
+
+
+CLAIM = """
+UPDATE webhook_messages m SET next_attempt_at = now() + make_interval(secs => %s)
+FROM (SELECT id FROM webhook_messages WHERE state = 'pending' AND next_attempt_at <= now()
+      ORDER BY next_attempt_at LIMIT %s FOR UPDATE SKIP LOCKED) due
+WHERE m.id = due.id
+RETURNING m.id
+"""
+CLAIMED = """
+SELECT m.id, m.webhook_id, m.tenant_id, m.endpoint_id, m.job_id, m.event_type, m.payload, m.failures,
+       coalesce(e.url, m.url) AS url, e.enabled, e.deleted_at, e.secret, e.previous_secret,
+       e.previous_expires_at > now() AS previous_in_force, s.secret AS job_secret
+FROM webhook_messages m
+LEFT JOIN webhook_endpoints e ON e.id = m.endpoint_id
+LEFT JOIN webhook_job_secrets s ON s.tenant_id = m.tenant_id AND m.endpoint_id IS NULL
+WHERE m.id = ANY(%s)
+"""
+
+
+def signing_secrets(message: dict) -> list[str]:
+    if message["endpoint_id"] is None:
+        return [message["job_secret"]]
+    return [message["secret"]] + ([message["previous_secret"]] if message["previous_in_force"] else [])
+
+
+class Attempt:
+    """What one POST came to."""
+
+    def __init__(self, status_code: int | None = None, excerpt: str = "", error: str | None = None,
+                 latency_ms: int = 0) -> None:
+        self.status_code, self.excerpt, self.error, self.latency_ms = status_code, excerpt, error, latency_ms
+
+
+async def read_excerpt(response: httpx.Response, limit: int = domain.RESPONSE_EXCERPT_CHARS * 4) -> str:
+    """The start of the answer only: a receiver may answer with anything, of any size."""
+    data = b""
+    async for chunk in response.aiter_bytes():
+        data += chunk
+        if len(data) >= limit:
+            break
+    return data.decode(errors="replace")[: domain.RESPONSE_EXCERPT_CHARS]
+
+
+def pinned_request(url: str, address: targets.IPAddress) -> tuple[str, dict, dict]:
+    """The URL with the checked address in place of the host, the Host header, and the TLS
+    server name, so the connection goes where the check said, whatever DNS says next."""
+    parts = httpx.URL(url)
+    extensions = {"sni_hostname": parts.host} if parts.scheme == "https" else {}
+    return str(parts.copy_with(host=str(address))), {"Host": parts.netloc.decode()}, extensions
+
+
+class WebhookSender:
+    def __init__(self, pool, store: ObjectStore, settings: DeliverySettings) -> None:
+        self.pool, self.store, self.settings = pool, store, settings
+        self.allowed = targets.allowed_networks(settings.webhook_allowed_networks)
+        self.http = httpx.AsyncClient(follow_redirects=False, timeout=settings.webhook_timeout_s)
+        self._wake = asyncio.Event()
+        self._inflight: set[asyncio.Task] = set()
+        self._task: asyncio.Task | None = None
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="delivery-webhooks")
+
+    async def stop(self) -> None:
+        """Stop claiming; what is being sent gets its timeout, and a message cut off is sent
+        again once its claim lapses."""
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._inflight:
+            await asyncio.wait(self._inflight, timeout=self.settings.webhook_timeout_s)
+        await self.http.aclose()
+
+    async def _run(self) -> None:
+        while True:
+            free = self.settings.webhook_concurrency - len(self._inflight)
+            claimed = await self._claim(free) if free > 0 else []
+            for message in claimed:
+                task = asyncio.create_task(self.send(message))
+                self._inflight.add(task)
+                task.add_done_callback(self._sent)
+            if claimed and len(claimed) == free:
+                continue  # more may be due
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.settings.webhook_poll_interval_s)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+
+    def _sent(self, task: asyncio.Task) -> None:
+        self._inflight.discard(task)
+        if not task.cancelled() and task.exception():
+            log.error("sending a webhook failed", exc_info=task.exception())
+        self._wake.set()
+
+    async def _claim(self, limit: int) -> list[dict]:
+        try:
+            async with self.pool.connection() as conn, conn.transaction():
+                ids = [r["id"] for r in await (await conn.execute(
+                    CLAIM, [self.settings.webhook_claim_s, limit])).fetchall()]
+                return await (await conn.execute(CLAIMED, [ids])).fetchall() if ids else []
+        except Exception:  # the database is away: try again at the next poll
+            log.warning("claiming due webhooks failed", exc_info=True)
+            return []
+
+    async def send(self, message: dict) -> None:
+        if message["endpoint_id"] is not None and (not message["enabled"] or message["deleted_at"] is not None):
+            await self._close(message["id"], "abandoned")
+            return
+        at = datetime.now(UTC)
+        body = domain.webhook_body(message["event_type"], at, self.with_fresh_links(message["payload"]))
+        headers = {"webhook-id": message["webhook_id"], "webhook-timestamp": str(int(at.timestamp())),
+                   "webhook-signature": domain.signature_header(signing_secrets(message), message["webhook_id"],
+                                                                at, body),
+                   "content-type": "application/json", "user-agent": "Genline-Webhooks/1"}
+        attempt = await self.post(message["url"], body, headers)
+        await self.record(message, at, attempt)
+
+    def with_fresh_links(self, view: dict) -> dict:
+        ttl_s = self.settings.link_ttl_s
+        expires_at = (datetime.now(UTC) + timedelta(seconds=ttl_s)).isoformat()
+        outputs = [o | {"url": self.store.presign_get(self.store.public_bucket, o["key"], ttl_s),
+                        "expires_at": expires_at} for o in view.get("outputs", [])]
+        return view | {"outputs": outputs}
+
+    async def post(self, url: str, body: bytes, headers: dict) -> Attempt:
+        started = time.perf_counter()
+        try:
+            address = await targets.checked_address(url, self.allowed)
+            pinned, host, extensions = pinned_request(url, address)
+            async with self.http.stream("POST", pinned, content=body, headers=headers | host,
+                                        extensions=extensions) as response:
+                excerpt = await read_excerpt(response)
+            return Attempt(response.status_code, excerpt, latency_ms=elapsed_ms(started))
+        except targets.RefusedTarget as refused:
+            return Attempt(error=f"refused: {refused}", latency_ms=elapsed_ms(started))
+        except httpx.HTTPError as error:
+            return Attempt(error=f"{type(error).__name__}: {error}"[:500], latency_ms=elapsed_ms(started))
+
+    async def record(self, message: dict, at: datetime, attempt: Attempt) -> None:
+        outcome = domain.attempt_outcome(attempt.status_code)
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO webhook_attempts (id, message_id, attempted_at, status_code, latency_ms, response_excerpt,"
+                " error) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                [uuid.uuid4(), message["id"], at, attempt.status_code, attempt.latency_ms, attempt.excerpt,
+                 attempt.error])
+            if outcome == "delivered":
+                await conn.execute("UPDATE webhook_messages SET state = 'delivered' WHERE id = %s", [message["id"]])
+            elif outcome == "gone":
+                await conn.execute("UPDATE webhook_messages SET state = 'failed' WHERE id = %s", [message["id"]])
+                await disable_endpoint(conn, message["endpoint_id"], f"answered 410 Gone at {at:%Y-%m-%d %H:%M:%S}Z")
+            else:
+                await self._schedule_retry(conn, message)
+        log.info("webhook %s to %s: %s", message["webhook_id"], message["url"],
+                 attempt.status_code or attempt.error)
+
+    async def _schedule_retry(self, conn: psycopg.AsyncConnection, message: dict) -> None:
+        failures = message["failures"] + 1
+        delay_s = domain.retry_delay_s(failures, self.settings.webhook_retry_schedule_s,
+                                       self.settings.webhook_retry_jitter)
+        if delay_s is None:
+            await conn.execute("UPDATE webhook_messages SET state = 'failed', failures = %s WHERE id = %s",
+                               [failures, message["id"]])
+            return
+        await conn.execute("UPDATE webhook_messages SET failures = %s, next_attempt_at = now() + make_interval(secs => %s)"
+                           " WHERE id = %s", [failures, delay_s, message["id"]])
+
+    async def _close(self, message_id, state: str) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute("UPDATE webhook_messages SET state = %s WHERE id = %s", [state, message_id])
+
+
+async def disable_endpoint(conn: psycopg.AsyncConnection, endpoint_id, reason: str) -> None:
+    if endpoint_id is not None:
+        await conn.execute("UPDATE webhook_endpoints SET enabled = false, disabled_reason = %s, updated_at = now()"
+                           " WHERE id = %s", [reason, endpoint_id])
+
+
+def elapsed_ms(started: float) -> int:
+    return int((time.perf_counter() - started) * 1000)
