@@ -472,6 +472,20 @@ class JobCanceled(JobEvent):
     reason: str
 
 
+class WebhookSent(JobEvent):
+    """Published by delivery when a webhook about a job was answered with a 2xx (`delivered`)
+    or will not be sent again (`failed`: the retries are spent, or the endpoint answered 410)."""
+
+    event_type = "genline.webhook.sent.v1"
+    publisher = "delivery"
+    webhook_id: str
+    event: str = Field(description="the webhook's event type, e.g. job.succeeded")
+    endpoint_id: UUID | None = Field(description="None for the job's own webhook_url")
+    outcome: Literal["delivered", "failed"]
+    attempts: int
+    status_code: int | None
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.event_type: cls
     for cls in (
@@ -498,6 +512,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         DeliveryFailed,
         JobCanceled,
         AuditRecorded,
+        WebhookSent,
     )
 }
 

@@ -65,6 +65,10 @@ GRPC_REQUESTS = Counter("genline_grpc_requests_total", "gRPC calls served, by me
                         ["service", "method", "code"])
 GRPC_SECONDS = Histogram("genline_grpc_request_seconds", "Time to answer a gRPC call", ["service", "method"],
                          buckets=SECONDS_BUCKETS)
+WEBHOOK_ATTEMPTS = Counter("genline_webhook_attempts_total",
+                           "Webhook attempts, by outcome: delivered, gone (410), retry, given_up", ["outcome"])
+WEBHOOK_SECONDS = Histogram("genline_webhook_attempt_seconds", "Time a webhook receiver took to answer",
+                            buckets=SECONDS_BUCKETS)
 STORED_BYTES = Counter("genline_storage_bytes_total", "Bytes written to object storage", ["bucket"])
 STORED_OBJECTS = Counter("genline_storage_objects_total", "Objects written to object storage", ["bucket"])
 FINAL_STATES = ("rejected", "succeeded", "partially_succeeded", "failed", "canceled", "expired")

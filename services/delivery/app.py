@@ -11,7 +11,7 @@ def build(settings: DeliverySettings):
     senders: list[WebhookSender] = []
 
     def register(consumer, store, settings_) -> None:
-        senders.append(WebhookSender(consumer.pool, store, settings_))
+        senders.append(WebhookSender(consumer.pool, consumer.relay, store, settings_))
         handlers.register(consumer, store, settings_, senders[0])
 
     runtime, app = build_worker("delivery", settings, ["scorer", "ingest"], register)

@@ -22,8 +22,10 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import psycopg
 
-from services.common import targets
-from services.common.contracts import JobFinished
+from services.common import targets, telemetry
+from services.common.bus import OutboxRelay, add_to_outbox
+from services.common.contracts import JobFinished, WebhookSent
+from services.common.envelope import envelop
 from services.common.storage import ObjectStore
 from services.delivery import domain
 from services.delivery.settings import DeliverySettings
@@ -118,8 +120,8 @@ def pinned_request(url: str, address: targets.IPAddress) -> tuple[str, dict, dic
 
 
 class WebhookSender:
-    def __init__(self, pool, store: ObjectStore, settings: DeliverySettings) -> None:
-        self.pool, self.store, self.settings = pool, store, settings
+    def __init__(self, pool, relay: OutboxRelay, store: ObjectStore, settings: DeliverySettings) -> None:
+        self.pool, self.relay, self.store, self.settings = pool, relay, store, settings
         self.allowed = targets.allowed_networks(settings.webhook_allowed_networks)
         self.http = httpx.AsyncClient(follow_redirects=False, timeout=settings.webhook_timeout_s)
         self._wake = asyncio.Event()
@@ -176,7 +178,7 @@ class WebhookSender:
 
     async def send(self, message: dict) -> None:
         if message["endpoint_id"] is not None and (not message["enabled"] or message["deleted_at"] is not None):
-            await self._close(message["id"], "abandoned")
+            await self._abandon(message["id"])
             return
         at = datetime.now(UTC)
         body = domain.webhook_body(message["event_type"], at, self.with_fresh_links(message["payload"]))
@@ -210,6 +212,7 @@ class WebhookSender:
 
     async def record(self, message: dict, at: datetime, attempt: Attempt) -> None:
         outcome = domain.attempt_outcome(attempt.status_code)
+        telemetry.WEBHOOK_SECONDS.observe(attempt.latency_ms / 1000)
         async with self.pool.connection() as conn, conn.transaction():
             await conn.execute(
                 "INSERT INTO webhook_attempts (id, message_id, attempted_at, status_code, latency_ms, response_excerpt,"
@@ -217,29 +220,43 @@ class WebhookSender:
                 [uuid.uuid4(), message["id"], at, attempt.status_code, attempt.latency_ms, attempt.excerpt,
                  attempt.error])
             if outcome == "delivered":
-                await conn.execute("UPDATE webhook_messages SET state = 'delivered' WHERE id = %s", [message["id"]])
+                await self._close(conn, message, "delivered", attempt)
             elif outcome == "gone":
-                await conn.execute("UPDATE webhook_messages SET state = 'failed' WHERE id = %s", [message["id"]])
+                await self._close(conn, message, "failed", attempt)
                 await disable_endpoint(conn, message["endpoint_id"], f"answered 410 Gone at {at:%Y-%m-%d %H:%M:%S}Z")
-            else:
-                await self._schedule_retry(conn, message)
+            elif not await self._schedule_retry(conn, message):
+                outcome = "given_up"
+                await self._close(conn, message, "failed", attempt)
+        telemetry.WEBHOOK_ATTEMPTS.labels(outcome).inc()
+        if outcome != "retry":
+            self.relay.notify()
         log.info("webhook %s to %s: %s", message["webhook_id"], message["url"],
                  attempt.status_code or attempt.error)
 
-    async def _schedule_retry(self, conn: psycopg.AsyncConnection, message: dict) -> None:
+    async def _schedule_retry(self, conn: psycopg.AsyncConnection, message: dict) -> bool:
+        """False when the schedule is spent."""
         failures = message["failures"] + 1
         delay_s = domain.retry_delay_s(failures, self.settings.webhook_retry_schedule_s,
                                        self.settings.webhook_retry_jitter)
         if delay_s is None:
-            await conn.execute("UPDATE webhook_messages SET state = 'failed', failures = %s WHERE id = %s",
-                               [failures, message["id"]])
-            return
+            return False
         await conn.execute("UPDATE webhook_messages SET failures = %s, next_attempt_at = now() + make_interval(secs => %s)"
                            " WHERE id = %s", [failures, delay_s, message["id"]])
+        return True
 
-    async def _close(self, message_id, state: str) -> None:
+    async def _close(self, conn: psycopg.AsyncConnection, message: dict, state: str, attempt: Attempt) -> None:
+        """The message is done: its state, and WebhookSent for the job's history."""
+        await conn.execute("UPDATE webhook_messages SET state = %s WHERE id = %s", [state, message["id"]])
+        attempts = await (await conn.execute("SELECT count(*) AS n FROM webhook_attempts WHERE message_id = %s",
+                                             [message["id"]])).fetchone()
+        sent = WebhookSent(job_id=message["job_id"], tenant_id=message["tenant_id"], webhook_id=message["webhook_id"],
+                           event=message["event_type"], endpoint_id=message["endpoint_id"], outcome=state,
+                           attempts=attempts["n"], status_code=attempt.status_code)
+        await add_to_outbox(conn, envelop(sent, "/genline/delivery"), self.settings.topic_namespace)
+
+    async def _abandon(self, message_id) -> None:
         async with self.pool.connection() as conn:
-            await conn.execute("UPDATE webhook_messages SET state = %s WHERE id = %s", [state, message_id])
+            await conn.execute("UPDATE webhook_messages SET state = 'abandoned' WHERE id = %s", [message_id])
 
 
 async def disable_endpoint(conn: psycopg.AsyncConnection, endpoint_id, reason: str) -> None:

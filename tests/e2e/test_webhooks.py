@@ -3,6 +3,7 @@ verifies every request with the `standardwebhooks` package. One job ends and its
 to several endpoints of its tenant, each answering its own way, and to the job's own URL.
 The session's retry schedule is short (conftest: GENLINE_WEBHOOK_RETRY_SCHEDULE_S)."""
 
+import asyncio
 import hashlib
 import json
 import threading
@@ -12,6 +13,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from services.common.contracts import TOPICS
+from services.common.envelope import from_kafka
+from tests.kafka import read_topic
 
 
 class Receiver:
@@ -95,7 +100,15 @@ def attempts(tenant, path: str, count: int, timeout_s: float = 30) -> list[dict]
         time.sleep(0.2)
 
 
-def test_a_finished_job_reaches_every_endpoint_signed_retried_recorded_and_redeliverable(tenant_factory, receiver):
+def webhooks_sent(bootstrap: str, job_id: str, want: int) -> list:
+    """The job's WebhookSent events on delivery's topic."""
+    records = asyncio.run(read_topic(bootstrap, TOPICS["delivery"], want, timeout_s=30, keep=lambda r: (
+        dict(r.headers).get("ce_type") == b"genline.webhook.sent.v1" and dict(r.headers).get("ce_subject") == job_id.encode())))
+    return [from_kafka(dict(r.headers), r.key, r.value).event for r in records]
+
+
+def test_a_finished_job_reaches_every_endpoint_signed_retried_recorded_and_redeliverable(tenant_factory, receiver,
+                                                                                           endpoints):
     tenant = tenant_factory()
     receiver.scripts = {"/flaky": [500, 500, 500, 200], "/gone": [410], "/rotated": [200], "/job": [200]}
     flaky = create_endpoint(tenant, receiver.url("/flaky"), event_types=["job.succeeded"])
@@ -166,6 +179,13 @@ def test_a_finished_job_reaches_every_endpoint_signed_retried_recorded_and_redel
     of_job = attempts(tenant, f"/v1/jobs/{job_id}/webhook-attempts", 5 + 2 + 1 + 1)
     assert {a["url"] for a in of_job} == {receiver.url(p) for p in ("/flaky", "/gone", "/rotated", "/job")}
     assert "/never" not in receiver.requests
+
+    # Each message that is done is announced on delivery's topic, for the job's history.
+    sent = webhooks_sent(endpoints.kafka_bootstrap, job_id, 6)
+    by_endpoint = {(e.endpoint_id and str(e.endpoint_id), e.attempts, e.outcome, e.status_code) for e in sent}
+    assert {(flaky["id"], 4, "delivered", 200), (flaky["id"], 5, "delivered", 200), (gone["id"], 1, "failed", 410),
+            (rotated["id"], 1, "delivered", 200), (rotated["id"], 2, "delivered", 200),
+            (None, 1, "delivered", 200)} == by_endpoint
 
 
 @pytest.mark.parametrize("url", ["http://10.0.0.1/hook", "http://169.254.169.254/latest/meta-data",

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import httpx
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.common import problems
@@ -35,6 +35,8 @@ ATTEMPT_EXAMPLE = {
     "event_type": "job.succeeded", "url": "https://example.com/hooks/genline", "message_state": "delivered",
     "attempted_at": "2026-11-02T10:00:10Z", "status_code": 200, "latency_ms": 84, "response_excerpt": "ok",
     "error": None}
+EndpointId = Annotated[UUID, Path(examples=[ENDPOINT_ID])]
+AttemptId = Annotated[UUID, Path(examples=[ATTEMPT_ID])]
 
 
 class EndpointRequest(RequestModel):
@@ -145,16 +147,19 @@ async def ask_delivery(http: httpx.AsyncClient, method: str, tenant: str, path: 
     """Delivery's answer for the tenant; its problems become ours, its absence a 503."""
     try:
         response = await http.request(method, f"/internal/v1/tenants/{tenant}{path}", json=body, params=params)
-    except httpx.HTTPError:
-        raise Problem(503, "delivery-unavailable", "webhooks cannot be reached right now; try again shortly",
-                      {"Retry-After": "2"}, retry_after=2) from None
-    if response.status_code >= 500:
-        raise Problem(503, "delivery-unavailable", "webhooks cannot be reached right now; try again shortly",
-                      {"Retry-After": "2"}, retry_after=2)
+        answer = response.json() if response.content else None
+    except (httpx.HTTPError, ValueError):
+        raise delivery_unavailable() from None
+    if response.status_code >= 500 or (response.status_code >= 400 and not isinstance(answer, dict)):
+        raise delivery_unavailable()
     if response.status_code >= 400:
-        problem = response.json()
-        raise Problem(response.status_code, problem["slug"], problem["detail"])
-    return response.json() if response.content else None
+        raise Problem(response.status_code, answer["slug"], answer["detail"])
+    return answer
+
+
+def delivery_unavailable() -> Problem:
+    return Problem(503, "delivery-unavailable", "webhooks cannot be reached right now; try again shortly",
+                   {"Retry-After": "2"}, retry_after=2)
 
 
 def endpoint_path(endpoint_id: UUID) -> str:
@@ -180,12 +185,12 @@ async def list_webhook_endpoints(tenant: Tenant, delivery: Delivery):
 
 
 @router.get("/webhook-endpoints/{endpoint_id}", response_model=Endpoint, responses=NOT_FOUND)
-async def get_webhook_endpoint(endpoint_id: UUID, tenant: Tenant, delivery: Delivery):
+async def get_webhook_endpoint(endpoint_id: EndpointId, tenant: Tenant, delivery: Delivery):
     return await ask_delivery(delivery, "GET", tenant, endpoint_path(endpoint_id))
 
 
 @router.patch("/webhook-endpoints/{endpoint_id}", response_model=Endpoint, responses=NOT_FOUND)
-async def update_webhook_endpoint(endpoint_id: UUID, body: EndpointChange, tenant: Tenant, settings: Settings,
+async def update_webhook_endpoint(endpoint_id: EndpointId, body: EndpointChange, tenant: Tenant, settings: Settings,
                                   delivery: Delivery):
     """Change the URL, the events, the description, or turn the endpoint off and on."""
     if body.url is not None:
@@ -195,7 +200,7 @@ async def update_webhook_endpoint(endpoint_id: UUID, body: EndpointChange, tenan
 
 
 @router.delete("/webhook-endpoints/{endpoint_id}", status_code=204, response_class=Response, responses=NOT_FOUND)
-async def delete_webhook_endpoint(endpoint_id: UUID, tenant: Tenant, delivery: Delivery):
+async def delete_webhook_endpoint(endpoint_id: EndpointId, tenant: Tenant, delivery: Delivery):
     """Nothing more is sent to it, retries included."""
     await ask_delivery(delivery, "DELETE", tenant, endpoint_path(endpoint_id))
     return Response(status_code=204)
@@ -203,7 +208,7 @@ async def delete_webhook_endpoint(endpoint_id: UUID, tenant: Tenant, delivery: D
 
 @router.post("/webhook-endpoints/{endpoint_id}/rotate-secret", response_model=EndpointWithSecret,
              responses=NOT_FOUND)
-async def rotate_webhook_secret(endpoint_id: UUID, tenant: Tenant, delivery: Delivery, body: Rotation | None = None):
+async def rotate_webhook_secret(endpoint_id: EndpointId, tenant: Tenant, delivery: Delivery, body: Rotation | None = None):
     """A new secret, shown only now, signs from now on; the old one signs beside it (two
     signatures in `webhook-signature`) for `overlap_s`, so receivers can switch without a gap."""
     change = body.model_dump(exclude_unset=True) if body else {}
@@ -211,7 +216,7 @@ async def rotate_webhook_secret(endpoint_id: UUID, tenant: Tenant, delivery: Del
 
 
 @router.get("/webhook-endpoints/{endpoint_id}/attempts", response_model=AttemptList, responses=NOT_FOUND)
-async def list_webhook_attempts(endpoint_id: UUID, tenant: Tenant, delivery: Delivery):
+async def list_webhook_attempts(endpoint_id: EndpointId, tenant: Tenant, delivery: Delivery):
     """Every attempt to send to this endpoint, newest first: time, status, latency and the
     start of the answer."""
     return await ask_delivery(delivery, "GET", tenant, f"{endpoint_path(endpoint_id)}/attempts")
@@ -219,7 +224,7 @@ async def list_webhook_attempts(endpoint_id: UUID, tenant: Tenant, delivery: Del
 
 @router.post("/webhook-attempts/{attempt_id}/redeliver", status_code=202, response_model=Redelivery,
              responses=problems.responses(404, 409))
-async def redeliver_webhook(attempt_id: UUID, tenant: Tenant, delivery: Delivery):
+async def redeliver_webhook(attempt_id: AttemptId, tenant: Tenant, delivery: Delivery):
     """Send the attempt's event again, now, with the same `webhook-id` (receivers that saw it
     already can ignore it), and with the retry schedule from its start."""
     return await ask_delivery(delivery, "POST", tenant, f"/webhook-attempts/{attempt_id}/redeliver")
