@@ -18,6 +18,6 @@ def build(settings: DeliverySettings):
     sender = senders[0]
     runtime.startup_hooks.append(sender.start)
     runtime.shutdown_hooks.append(sender.stop)
-    app.router.routes.extend(WebhookApi(runtime.pool, sender, settings).routes())
+    app.router.routes.extend(WebhookApi(runtime, sender, settings).routes())
     app.add_exception_handler(NotFound, not_found_handler)
     return runtime, app

@@ -1,7 +1,9 @@
 """Delivery's internal HTTP API over the webhook tables it owns, for ingest, which serves the
 public `/v1/webhook-endpoints` routes, checks the caller's key and input, and forwards here
 with the tenant in the path. Not exposed publicly; every lookup is scoped to that tenant, so
-another tenant's endpoint or attempt is as unknown as one that never existed (404)."""
+another tenant's endpoint or attempt is as unknown as one that never existed (404). Every
+change to an endpoint is on the audit trail, recorded in the change's transaction, with the
+actor ingest names in `X-Genline-Actor`."""
 
 import json
 import uuid
@@ -11,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from services.common.audit import record_action, system_actor
 from services.delivery import domain
 from services.delivery.settings import DeliverySettings
 from services.delivery.webhooks import WebhookSender, job_secret
@@ -50,8 +53,13 @@ def parse_uuid(text: str) -> uuid.UUID:
 
 
 class WebhookApi:
-    def __init__(self, pool, sender: WebhookSender, settings: DeliverySettings) -> None:
-        self.pool, self.sender, self.settings = pool, sender, settings
+    def __init__(self, runtime, sender: WebhookSender, settings: DeliverySettings) -> None:
+        self.runtime, self.pool, self.sender, self.settings = runtime, runtime.pool, sender, settings
+
+    async def _audit(self, conn, request: Request, action: str, endpoint: dict, **details) -> None:
+        actor = request.headers.get("x-genline-actor") or system_actor("delivery")
+        await record_action(self.runtime, conn, actor, f"webhook_endpoint.{action}", f"webhook_endpoint:{endpoint['id']}",
+                            request.path_params["tenant"], **details)
 
     def routes(self) -> list[Route]:
         endpoints, one = f"{PREFIX}/webhook-endpoints", f"{PREFIX}/webhook-endpoints/{{endpoint_id}}"
@@ -79,12 +87,15 @@ class WebhookApi:
     async def create(self, request: Request) -> Response:
         body, tenant = await request.json(), request.path_params["tenant"]
         secret = domain.new_webhook_secret()
-        async with self.pool.connection() as conn:
+        async with self.pool.connection() as conn, conn.transaction():
             row = await (await conn.execute(
                 f"INSERT INTO webhook_endpoints (id, tenant_id, url, description, event_types, enabled, secret)"
                 f" VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING {ENDPOINT_COLUMNS}",
                 [uuid.uuid4(), tenant, body["url"], body.get("description", ""), body["event_types"],
                  body.get("enabled", True), secret])).fetchone()
+            await self._audit(conn, request, "create", row, url=row["url"], event_types=row["event_types"],
+                              enabled=row["enabled"])
+        self.runtime.relay.notify()
         return answer(row | {"secret": secret}, 201)
 
     async def list_endpoints(self, request: Request) -> Response:
@@ -111,6 +122,8 @@ class WebhookApi:
                 row = await (await conn.execute(
                     f"UPDATE webhook_endpoints SET {assignments}, updated_at = now() WHERE id = %s"
                     f" RETURNING {ENDPOINT_COLUMNS}", [*changes.values(), row["id"]])).fetchone()
+                await self._audit(conn, request, "update", row, **changes)
+        self.runtime.relay.notify()
         return answer(row)
 
     async def delete(self, request: Request) -> Response:
@@ -119,6 +132,8 @@ class WebhookApi:
             row = await self._endpoint(conn, params["tenant"], params["endpoint_id"], lock=True)
             await conn.execute("UPDATE webhook_endpoints SET deleted_at = now(), enabled = false WHERE id = %s",
                                [row["id"]])
+            await self._audit(conn, request, "delete", row, url=row["url"])
+        self.runtime.relay.notify()
         return Response(status_code=204)
 
     async def rotate(self, request: Request) -> Response:
@@ -132,6 +147,8 @@ class WebhookApi:
                 f"UPDATE webhook_endpoints SET previous_secret = secret, secret = %s, previous_expires_at = %s,"
                 f" updated_at = now() WHERE id = %s RETURNING {ENDPOINT_COLUMNS}",
                 [secret, datetime.now(UTC) + timedelta(seconds=overlap_s), row["id"]])).fetchone()
+            await self._audit(conn, request, "rotate_secret", row, overlap_s=overlap_s)
+        self.runtime.relay.notify()
         return answer(row | {"secret": secret})
 
     async def _attempts(self, tenant: str, where: str, value, request: Request) -> Response:

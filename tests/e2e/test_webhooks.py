@@ -16,6 +16,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from services.common.contracts import TOPICS
 from services.common.envelope import from_kafka
+from tests.e2e.conftest import LEDGER_ADMIN_TOKEN
 from tests.kafka import read_topic
 
 
@@ -203,7 +204,20 @@ def test_private_and_odd_urls_are_refused(tenant_factory, url):
     assert tenant.http.get("/v1/webhook-endpoints").json()["data"] == []
 
 
-def test_another_tenants_endpoints_and_attempts_are_not_found(tenant_factory):
+def audit_trail(platform, tenant_id: str, want: int, timeout_s: float = 30) -> list[dict]:
+    """The tenant's entries in the ledger's audit trail, oldest first, once there are `want`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        response = httpx.get(f"{platform.url('ledger')}/admin/v1/audit", params={"tenant_id": tenant_id},
+                             headers={"Authorization": f"Bearer {LEDGER_ADMIN_TOKEN}"})
+        assert response.status_code == 200, response.text
+        entries = response.json()["entries"]
+        if len(entries) >= want or time.monotonic() > deadline:
+            return entries[::-1]
+        time.sleep(0.3)
+
+
+def test_another_tenants_endpoints_and_attempts_are_not_found(tenant_factory, platform):
     owner, other = tenant_factory(credits=0), tenant_factory(credits=0)
     endpoint = create_endpoint(owner, "http://127.0.0.1:9/hook")
     path = f"/v1/webhook-endpoints/{endpoint['id']}"
@@ -218,5 +232,17 @@ def test_another_tenants_endpoints_and_attempts_are_not_found(tenant_factory):
     assert other.http.get(f"/v1/jobs/{job_id}/webhook-attempts").status_code == 404
     missing = other.http.post(f"/v1/webhook-attempts/{endpoint['id']}/redeliver")
     assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
+    rotated = owner.http.post(f"{path}/rotate-secret", json={"overlap_s": 60})
+    assert rotated.status_code == 200
     assert owner.http.delete(path).status_code == 204
     assert owner.http.get(path).status_code == 404
+
+    # The owner's changes are on the audit trail, by its key, without a secret; the other
+    # tenant's refused ones are not.
+    entries = audit_trail(platform, owner.id, 3)
+    assert [(e["service"], e["action"], e["target"]) for e in entries] == [
+        ("delivery", f"webhook_endpoint.{action}", f"webhook_endpoint:{endpoint['id']}")
+        for action in ("create", "rotate_secret", "delete")]
+    assert {e["actor"] for e in entries} == {f"key:{owner.api_key[:8]}"}
+    assert "whsec_" not in json.dumps(entries) and entries[0]["details"]["url"] == "http://127.0.0.1:9/hook"
+    assert audit_trail(platform, other.id, 1, timeout_s=1) == []

@@ -13,7 +13,7 @@ import httpx
 from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.common import problems
+from services.common import audit, problems
 from services.common.api import RequestModel
 from services.common.contracts import WEBHOOK_EVENTS, WebhookEvent
 from services.common.problems import Problem
@@ -136,17 +136,26 @@ class JobSecret(BaseModel):
 
 
 def delivery_client(request: Request) -> httpx.AsyncClient:
-    return request.app.state.delivery_http
+    """Delivery's internal API, naming the caller's key as the actor of a change (audit trail)
+    by the prefix a tenant sees beside its keys."""
+    token = request.headers.get("authorization", "").removeprefix("Bearer").strip()
+    return DeliveryClient(request.app.state.delivery_http, audit.key_actor(token[:8]))
 
 
-Delivery = Annotated[httpx.AsyncClient, Depends(delivery_client)]
+class DeliveryClient:
+    def __init__(self, http: httpx.AsyncClient, actor: str) -> None:
+        self.http, self.actor = http, actor
 
 
-async def ask_delivery(http: httpx.AsyncClient, method: str, tenant: str, path: str, body: dict | None = None,
+Delivery = Annotated[DeliveryClient, Depends(delivery_client)]
+
+
+async def ask_delivery(delivery: DeliveryClient, method: str, tenant: str, path: str, body: dict | None = None,
                        params: dict | None = None) -> Any:
     """Delivery's answer for the tenant; its problems become ours, its absence a 503."""
     try:
-        response = await http.request(method, f"/internal/v1/tenants/{tenant}{path}", json=body, params=params)
+        response = await delivery.http.request(method, f"/internal/v1/tenants/{tenant}{path}", json=body,
+                                               params=params, headers={"x-genline-actor": delivery.actor})
         answer = response.json() if response.content else None
     except (httpx.HTTPError, ValueError):
         raise delivery_unavailable() from None
