@@ -243,6 +243,18 @@ def test_another_tenants_endpoints_and_attempts_are_not_found(tenant_factory, pl
     assert [(e["service"], e["action"], e["target"]) for e in entries] == [
         ("delivery", f"webhook_endpoint.{action}", f"webhook_endpoint:{endpoint['id']}")
         for action in ("create", "rotate_secret", "delete")]
-    assert {e["actor"] for e in entries} == {f"key:{owner.api_key[:8]}"}
+    [owner_key] = owner.http.get("/v1/api-keys").json()["data"]
+    assert {e["actor"] for e in entries} == {f"key:{owner_key['id']}"}
     assert "whsec_" not in json.dumps(entries) and entries[0]["details"]["url"] == "http://127.0.0.1:9/hook"
     assert audit_trail(platform, other.id, 1, timeout_s=1) == []
+
+
+def test_webhooks_need_a_key_with_the_webhooks_scope(tenant_factory, platform):
+    tenant = tenant_factory(credits=0)
+    reader = tenant.http.post("/v1/api-keys", json={"name": "dashboard", "scopes": ["jobs:read"]}).json()
+    with httpx.Client(base_url=platform.ingest_url, headers={"Authorization": f"Bearer {reader['secret']}"}) as http:
+        for response in (http.get("/v1/webhook-endpoints"), http.get("/v1/webhooks/default/secret"),
+                         http.post("/v1/webhook-endpoints", json={"url": "http://127.0.0.1:9/hook"})):
+            assert response.status_code == 403, response.text
+            assert response.json()["scope"] == "webhooks:manage"
+    assert tenant.http.get("/v1/webhook-endpoints").json()["data"] == []

@@ -18,7 +18,7 @@ from services.common.api import RequestModel
 from services.common.contracts import WEBHOOK_EVENTS, WebhookEvent
 from services.common.problems import Problem
 from services.ingest import store as jobs_store
-from services.ingest.deps import Runtime, Settings, Tenant
+from services.ingest.deps import Runtime, ScopedCaller, Settings
 from services.ingest.routes.jobs import JOB_ID, check_webhook_url, parse_job_id
 
 router = APIRouter(prefix="/v1", tags=["webhooks"], responses=problems.responses(503))
@@ -135,26 +135,27 @@ class JobSecret(BaseModel):
     key: str = Field(description="signs the webhooks of jobs that name their own webhook_url")
 
 
-def delivery_client(request: Request) -> httpx.AsyncClient:
-    """Delivery's internal API, naming the caller's key as the actor of a change (audit trail)
-    by the prefix a tenant sees beside its keys."""
-    token = request.headers.get("authorization", "").removeprefix("Bearer").strip()
-    return DeliveryClient(request.app.state.delivery_http, audit.key_actor(token[:8]))
-
-
 class DeliveryClient:
-    def __init__(self, http: httpx.AsyncClient, actor: str) -> None:
-        self.http, self.actor = http, actor
+    """Delivery's internal API for one caller: its tenant, and its key as the actor of the
+    changes it makes (audit trail)."""
+
+    def __init__(self, http: httpx.AsyncClient, tenant: str, actor: str) -> None:
+        self.http, self.tenant, self.actor = http, tenant, actor
 
 
+def delivery_client(request: Request, caller: ScopedCaller("webhooks:manage")) -> DeliveryClient:
+    return DeliveryClient(request.app.state.delivery_http, caller.tenant_id, audit.key_actor(str(caller.key_id)))
+
+
+# Every route here needs a key with the scope `webhooks:manage`.
 Delivery = Annotated[DeliveryClient, Depends(delivery_client)]
 
 
-async def ask_delivery(delivery: DeliveryClient, method: str, tenant: str, path: str, body: dict | None = None,
+async def ask_delivery(delivery: DeliveryClient, method: str, path: str, body: dict | None = None,
                        params: dict | None = None) -> Any:
-    """Delivery's answer for the tenant; its problems become ours, its absence a 503."""
+    """Delivery's answer for the caller's tenant; its problems become ours, its absence a 503."""
     try:
-        response = await delivery.http.request(method, f"/internal/v1/tenants/{tenant}{path}", json=body,
+        response = await delivery.http.request(method, f"/internal/v1/tenants/{delivery.tenant}{path}", json=body,
                                                params=params, headers={"x-genline-actor": delivery.actor})
         answer = response.json() if response.content else None
     except (httpx.HTTPError, ValueError):
@@ -179,77 +180,77 @@ NOT_FOUND = problems.responses(404)
 
 
 @router.post("/webhook-endpoints", status_code=201, response_model=EndpointWithSecret)
-async def create_webhook_endpoint(body: EndpointRequest, tenant: Tenant, settings: Settings, delivery: Delivery):
+async def create_webhook_endpoint(body: EndpointRequest, settings: Settings, delivery: Delivery):
     """Register a URL for the events of your jobs. The answer holds the signing secret
     (`whsec_…`), shown only now; every request is signed to the Standard Webhooks spec
     (`webhook-id`, `webhook-timestamp`, `webhook-signature`). A URL on a private, loopback or
     link-local address is refused (422)."""
     await check_webhook_url(body.url, settings)
-    return await ask_delivery(delivery, "POST", tenant, "/webhook-endpoints", body.model_dump(mode="json"))
+    return await ask_delivery(delivery, "POST", "/webhook-endpoints", body.model_dump(mode="json"))
 
 
 @router.get("/webhook-endpoints", response_model=EndpointList)
-async def list_webhook_endpoints(tenant: Tenant, delivery: Delivery):
-    return await ask_delivery(delivery, "GET", tenant, "/webhook-endpoints")
+async def list_webhook_endpoints(delivery: Delivery):
+    return await ask_delivery(delivery, "GET", "/webhook-endpoints")
 
 
 @router.get("/webhook-endpoints/{endpoint_id}", response_model=Endpoint, responses=NOT_FOUND)
-async def get_webhook_endpoint(endpoint_id: EndpointId, tenant: Tenant, delivery: Delivery):
-    return await ask_delivery(delivery, "GET", tenant, endpoint_path(endpoint_id))
+async def get_webhook_endpoint(endpoint_id: EndpointId, delivery: Delivery):
+    return await ask_delivery(delivery, "GET", endpoint_path(endpoint_id))
 
 
 @router.patch("/webhook-endpoints/{endpoint_id}", response_model=Endpoint, responses=NOT_FOUND)
-async def update_webhook_endpoint(endpoint_id: EndpointId, body: EndpointChange, tenant: Tenant, settings: Settings,
+async def update_webhook_endpoint(endpoint_id: EndpointId, body: EndpointChange, settings: Settings,
                                   delivery: Delivery):
     """Change the URL, the events, the description, or turn the endpoint off and on."""
     if body.url is not None:
         await check_webhook_url(body.url, settings)
-    return await ask_delivery(delivery, "PATCH", tenant, endpoint_path(endpoint_id),
+    return await ask_delivery(delivery, "PATCH", endpoint_path(endpoint_id),
                               body.model_dump(mode="json", exclude_unset=True))
 
 
 @router.delete("/webhook-endpoints/{endpoint_id}", status_code=204, response_class=Response, responses=NOT_FOUND)
-async def delete_webhook_endpoint(endpoint_id: EndpointId, tenant: Tenant, delivery: Delivery):
+async def delete_webhook_endpoint(endpoint_id: EndpointId, delivery: Delivery):
     """Nothing more is sent to it, retries included."""
-    await ask_delivery(delivery, "DELETE", tenant, endpoint_path(endpoint_id))
+    await ask_delivery(delivery, "DELETE", endpoint_path(endpoint_id))
     return Response(status_code=204)
 
 
 @router.post("/webhook-endpoints/{endpoint_id}/rotate-secret", response_model=EndpointWithSecret,
              responses=NOT_FOUND)
-async def rotate_webhook_secret(endpoint_id: EndpointId, tenant: Tenant, delivery: Delivery, body: Rotation | None = None):
+async def rotate_webhook_secret(endpoint_id: EndpointId, delivery: Delivery, body: Rotation | None = None):
     """A new secret, shown only now, signs from now on; the old one signs beside it (two
     signatures in `webhook-signature`) for `overlap_s`, so receivers can switch without a gap."""
     change = body.model_dump(exclude_unset=True) if body else {}
-    return await ask_delivery(delivery, "POST", tenant, f"{endpoint_path(endpoint_id)}/rotate-secret", change)
+    return await ask_delivery(delivery, "POST", f"{endpoint_path(endpoint_id)}/rotate-secret", change)
 
 
 @router.get("/webhook-endpoints/{endpoint_id}/attempts", response_model=AttemptList, responses=NOT_FOUND)
-async def list_webhook_attempts(endpoint_id: EndpointId, tenant: Tenant, delivery: Delivery):
+async def list_webhook_attempts(endpoint_id: EndpointId, delivery: Delivery):
     """Every attempt to send to this endpoint, newest first: time, status, latency and the
     start of the answer."""
-    return await ask_delivery(delivery, "GET", tenant, f"{endpoint_path(endpoint_id)}/attempts")
+    return await ask_delivery(delivery, "GET", f"{endpoint_path(endpoint_id)}/attempts")
 
 
 @router.post("/webhook-attempts/{attempt_id}/redeliver", status_code=202, response_model=Redelivery,
              responses=problems.responses(404, 409))
-async def redeliver_webhook(attempt_id: AttemptId, tenant: Tenant, delivery: Delivery):
+async def redeliver_webhook(attempt_id: AttemptId, delivery: Delivery):
     """Send the attempt's event again, now, with the same `webhook-id` (receivers that saw it
     already can ignore it), and with the retry schedule from its start."""
-    return await ask_delivery(delivery, "POST", tenant, f"/webhook-attempts/{attempt_id}/redeliver")
+    return await ask_delivery(delivery, "POST", f"/webhook-attempts/{attempt_id}/redeliver")
 
 
 @router.get("/jobs/{job_id}/webhook-attempts", response_model=AttemptList, responses=NOT_FOUND, tags=["jobs"])
-async def list_job_webhook_attempts(job_id: str, tenant: Tenant, runtime: Runtime, delivery: Delivery):
+async def list_job_webhook_attempts(job_id: str, runtime: Runtime, delivery: Delivery):
     """Every webhook attempt about this job, to every endpoint and its own URL, newest first."""
     parsed = parse_job_id(job_id)
     async with runtime.pool.connection() as conn:
-        if await jobs_store.read_view(conn, parsed, tenant) is None:
+        if await jobs_store.read_view(conn, parsed, delivery.tenant) is None:
             raise Problem(404, "job-not-found", f"no job {job_id!r}")
-    return await ask_delivery(delivery, "GET", tenant, f"/jobs/{parsed}/webhook-attempts")
+    return await ask_delivery(delivery, "GET", f"/jobs/{parsed}/webhook-attempts")
 
 
 @router.get("/webhooks/default/secret", response_model=JobSecret)
-async def get_job_webhook_secret(tenant: Tenant, delivery: Delivery):
+async def get_job_webhook_secret(delivery: Delivery):
     """The secret that signs the webhooks of jobs naming their own `webhook_url`."""
-    return await ask_delivery(delivery, "GET", tenant, "/webhook-secret")
+    return await ask_delivery(delivery, "GET", "/webhook-secret")
