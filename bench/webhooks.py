@@ -53,7 +53,9 @@ def measure(http: httpx.Client, arrivals: dict[str, float], jobs: int) -> tuple[
         while job_id not in arrivals and time.monotonic() < deadline:
             time.sleep(0.005)
         view = http.get(f"/v1/jobs/{job_id}").json()
-        [attempt] = http.get(f"/v1/jobs/{job_id}/webhook-attempts").json()["data"]
+        while not (recorded := http.get(f"/v1/jobs/{job_id}/webhook-attempts").json()["data"]):
+            time.sleep(0.01)  # the attempt is recorded once the receiver has answered
+        attempt = recorded[-1]  # the first (newest first)
         final_at = datetime.fromisoformat(view["updated_at"]).timestamp()
         to_attempt.append((datetime.fromisoformat(attempt["attempted_at"]).timestamp() - final_at) * 1000)
         to_arrival.append((arrivals[job_id] - final_at) * 1000)
