@@ -205,6 +205,19 @@ WebhookEvent = Literal["job.succeeded", "job.partially_succeeded", "job.failed",
 WEBHOOK_EVENTS: tuple[str, ...] = get_args(WebhookEvent)
 
 
+class JobErased(JobEvent):
+    """Published by ingest when a client deletes a final job (`DELETE /v1/jobs/{id}`). Every
+    service erases what it keeps of the job's content, once however often it arrives:
+    delivery its images in both buckets (and `reference_key`, the reference photo no other
+    job of the tenant uses), every service the prompt in its tables and outbox. The billing
+    record stays."""
+
+    event_type = "genline.job.erased.v1"
+    publisher = "ingest"
+    requested_at: datetime
+    reference_key: str | None = Field(None, description="the reference photo to delete, when no other job uses it")
+
+
 # ---- audit ---------------------------------------------------------------------------
 
 
@@ -494,6 +507,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         JobCancelRequested,
         JobClosed,
         JobFinished,
+        JobErased,
         CreditsReserved,
         CreditsExpired,
         CreditsRefunded,

@@ -15,7 +15,7 @@ from services.common import telemetry
 log = logging.getLogger(__name__)
 MEDIA_TYPE = "application/problem+json"
 TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found", 405: "Method not allowed",
-          409: "Conflict", 413: "Content too large", 415: "Unsupported media type",
+          409: "Conflict", 410: "Gone", 413: "Content too large", 415: "Unsupported media type",
           422: "Unprocessable content", 429: "Too many requests", 500: "Internal server error",
           503: "Service unavailable"}
 

@@ -25,7 +25,7 @@ def uri_path(bucket: str, key: str = "") -> str:
     return quote(f"/{bucket}/{key}" if key else f"/{bucket}", safe="/-_.~")
 
 
-def _query(params: dict[str, str]) -> str:
+def canonical_query(params: dict[str, str]) -> str:
     return "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(params.items()))
 
 
@@ -57,13 +57,13 @@ class Signer:
         return ";".join(names), signature
 
     def authorize(self, method: str, host: str, path: str, headers: dict[str, str], payload_sha256: str,
-                  now: datetime | None = None) -> dict[str, str]:
-        """`headers` plus x-amz-date, x-amz-content-sha256 and Authorization for this request;
-        every header given is signed."""
+                  now: datetime | None = None, query: dict[str, str] | None = None) -> dict[str, str]:
+        """`headers` plus x-amz-date, x-amz-content-sha256 and Authorization for this request
+        (with `query` as its query string); every header given is signed."""
         stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
         signed = {k.lower(): v.strip() for k, v in headers.items()} | {
             "host": host, "x-amz-date": stamp, "x-amz-content-sha256": payload_sha256}
-        names, signature = self._signature(method, path, "", signed, payload_sha256, stamp)
+        names, signature = self._signature(method, path, canonical_query(query or {}), signed, payload_sha256, stamp)
         credential = f"{self.access_key_id}/{self._scope(stamp[:8])}"
         authorization = f"{ALGORITHM} Credential={credential}, SignedHeaders={names}, Signature={signature}"
         return signed | {"authorization": authorization}
@@ -74,6 +74,6 @@ class Signer:
         stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
         params = {"X-Amz-Algorithm": ALGORITHM, "X-Amz-Credential": f"{self.access_key_id}/{self._scope(stamp[:8])}",
                   "X-Amz-Date": stamp, "X-Amz-Expires": str(expires_s), "X-Amz-SignedHeaders": "host"}
-        query = _query(params)
+        query = canonical_query(params)
         _, signature = self._signature(method, path, query, {"host": host}, UNSIGNED_PAYLOAD, stamp)
         return f"{endpoint}{path}?{query}&X-Amz-Signature={signature}"

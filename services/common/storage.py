@@ -10,14 +10,16 @@ share of the platform's CPU.
 import asyncio
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime
 from urllib.parse import quote
+from xml.etree import ElementTree
 
 import httpx
 from opentelemetry.trace import SpanKind
 
 from services.common import telemetry
 from services.common.settings import ServiceSettings
-from services.common.sigv4 import EMPTY_SHA256, Signer, uri_path
+from services.common.sigv4 import EMPTY_SHA256, Signer, canonical_query, uri_path
 from services.common.tracing import tracer
 
 MAX_LINK_TTL_S = 7 * 24 * 3600  # SigV4 presigned URLs cannot live longer
@@ -29,6 +31,22 @@ class StorageError(Exception):
     def __init__(self, operation: str, status: int, body: bytes) -> None:
         super().__init__(f"S3 {operation} answered {status}: {body[:300].decode(errors='replace')}")
         self.status = status
+
+
+@dataclass(frozen=True)
+class ListedObject:
+    key: str
+    size_bytes: int
+    last_modified: datetime
+
+
+def candidate_prefix(tenant_id: str, job_id) -> str:
+    """Where the router stores a job's candidates in the internal bucket (every attempt)."""
+    return f"candidates/{tenant_id}/{job_id}/"
+
+
+def candidate_key(tenant_id: str, job_id, attempt: int, index: int) -> str:
+    return f"{candidate_prefix(tenant_id, job_id)}{attempt}/{index}.png"
 
 
 @dataclass(frozen=True)
@@ -63,11 +81,13 @@ class ObjectStore:
         return self._http
 
     async def _request(self, operation: str, method: str, bucket: str, key: str = "", body: bytes = b"",
-                       headers: dict[str, str] | None = None, payload_sha256: str | None = None) -> httpx.Response:
+                       headers: dict[str, str] | None = None, payload_sha256: str | None = None,
+                       query: dict[str, str] | None = None) -> httpx.Response:
         path = uri_path(bucket, key)
-        url = httpx.URL(self.endpoint + path)
+        url = httpx.URL(self.endpoint + path + (f"?{canonical_query(query)}" if query else ""))
         signed = self._signer.authorize(method, url.netloc.decode(), path, headers or {},
-                                        payload_sha256 or (hashlib.sha256(body).hexdigest() if body else EMPTY_SHA256))
+                                        payload_sha256 or (hashlib.sha256(body).hexdigest() if body else EMPTY_SHA256),
+                                        query=query)
         # Named and described as OpenTelemetry's botocore instrumentation does an S3 call.
         attributes = {"rpc.system": "aws-api", "rpc.service": "S3", "rpc.method": operation, "aws.s3.bucket": bucket}
         with tracer.start_as_current_span(f"S3.{operation}", kind=SpanKind.CLIENT, attributes=attributes):
@@ -92,6 +112,25 @@ class ObjectStore:
         source = quote(f"/{src_bucket}/{src_key}", safe="/-_.~")
         await self._request("CopyObject", "PUT", dst_bucket, dst_key, headers={"x-amz-copy-source": source})
         self._count_stored(dst_bucket, size_bytes)
+
+    async def delete(self, bucket: str, key: str) -> None:
+        """Delete an object; one that is not there is no error (S3 answers 204 either way)."""
+        await self._request("DeleteObject", "DELETE", bucket, key)
+
+    async def list_objects(self, bucket: str, prefix: str) -> list[ListedObject]:
+        """Every object whose key starts with `prefix` (ListObjectsV2, page after page)."""
+        found, token = [], None
+        while True:
+            query = {"list-type": "2", "prefix": prefix} | ({"continuation-token": token} if token else {})
+            root = ElementTree.fromstring((await self._request("ListObjectsV2", "GET", bucket, query=query)).content)
+            ns = {"s3": root.tag[1:].split("}")[0]} if root.tag.startswith("{") else {}
+            tag = (lambda name: f"s3:{name}") if ns else (lambda name: name)
+            for item in root.findall(tag("Contents"), ns):
+                found.append(ListedObject(item.findtext(tag("Key"), "", ns), int(item.findtext(tag("Size"), "0", ns)),
+                                          datetime.fromisoformat(item.findtext(tag("LastModified"), "", ns))))
+            token = root.findtext(tag("NextContinuationToken"), None, ns)
+            if root.findtext(tag("IsTruncated"), "false", ns) != "true" or not token:
+                return found
 
     @staticmethod
     def _count_stored(bucket: str, size_bytes: int) -> None:

@@ -22,6 +22,11 @@ EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 COPY_FAILED = "copy_failed"
 
 
+def folder_of(key: str) -> str:
+    """`{tenant}/{yyyy}/{mm}/{job}/` of a public key: where the job's images and thumbnails lie."""
+    return key.rsplit("/", 1)[0] + "/"
+
+
 def public_key(tenant_id: str, when: datetime, job_id: UUID, n: int, media_type: str) -> str:
     """`{tenant}/{yyyy}/{mm}/{job}/{n}.{ext}`, n counting from 1 in selection order."""
     return f"{tenant_id}/{when:%Y}/{when:%m}/{job_id}/{n}.{EXTENSIONS.get(media_type, 'bin')}"

@@ -5,10 +5,10 @@ import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 
-from services.common.bus import EventConsumer, HandlerContext
+from services.common.bus import EventConsumer, HandlerContext, erase_prompt_from_outbox
 from services.common.contracts import (CandidateScore, CandidatesScored, DeliveredImage, JobCancelRequested,
-                                       JobDelivered, JobFinished)
-from services.common.storage import ObjectStore
+                                       JobDelivered, JobErased, JobFinished)
+from services.common.storage import ObjectStore, candidate_prefix
 from services.delivery import domain
 from services.delivery.settings import DeliverySettings
 from services.delivery.webhooks import WebhookSender, queue_webhooks
@@ -86,6 +86,24 @@ async def answer_cancel(ctx: HandlerContext, event: JobCancelRequested) -> None:
         await ctx.emit(domain.canceled(event))
 
 
+async def erase_images(ctx: HandlerContext, event: JobErased, store: ObjectStore) -> None:
+    """Delete every object of the job, in both buckets: its candidates (all attempts), its
+    delivered images and whatever lies beside them (thumbnails), and the reference photo
+    ingest names. Deleting again deletes nothing, so a redelivered event is harmless."""
+    rows = await (await ctx.conn.execute("SELECT key FROM delivered_images WHERE job_id = %s",
+                                         [event.job_id])).fetchall()
+    public = {obj.key for folder in {domain.folder_of(row["key"]) for row in rows}
+              for obj in await store.list_objects(store.public_bucket, folder)} | {row["key"] for row in rows}
+    internal = {obj.key for obj in await store.list_objects(store.internal_bucket,
+                                                           candidate_prefix(event.tenant_id, event.job_id))}
+    internal |= {event.reference_key} if event.reference_key else set()
+    await asyncio.gather(*(store.delete(store.public_bucket, key) for key in public),
+                         *(store.delete(store.internal_bucket, key) for key in internal))
+    await ctx.conn.execute("DELETE FROM delivered_images WHERE job_id = %s", [event.job_id])
+    await erase_prompt_from_outbox(ctx.conn, event.job_id)
+    log.info("erased job %s: %d public and %d internal objects", event.job_id, len(public), len(internal))
+
+
 def register(consumer: EventConsumer, store: ObjectStore, settings: DeliverySettings, sender: WebhookSender) -> None:
     @consumer.on(CandidatesScored)
     async def on_candidates_scored(ctx: HandlerContext, event: CandidatesScored) -> None:
@@ -99,3 +117,7 @@ def register(consumer: EventConsumer, store: ObjectStore, settings: DeliverySett
     async def on_job_finished(ctx: HandlerContext, event: JobFinished) -> None:
         if await queue_webhooks(ctx.conn, event):
             ctx.after_commit(sender.notify)
+
+    @consumer.on(JobErased)
+    async def on_job_erased(ctx: HandlerContext, event: JobErased) -> None:
+        await erase_images(ctx, event, store)

@@ -25,12 +25,18 @@ async def insert_job(conn: psycopg.AsyncConnection, view: JobView) -> None:
     )
 
 
+async def remember_reference(conn: psycopg.AsyncConnection, job_id: UUID, key: str) -> None:
+    """The job's reference photo, deleted with the last job of its tenant that uses it."""
+    await conn.execute("UPDATE jobs SET reference_key = %s WHERE id = %s", [key, job_id])
+
+
 async def read_view(conn: psycopg.AsyncConnection, job_id: UUID, tenant_id: str | None = None,
                     lock: bool = False) -> JobView | None:
-    """The job, if it is `tenant_id`'s (any tenant's when None); locked for the transaction with `lock`."""
+    """The job, if it is `tenant_id`'s (any tenant's when None) and not erased; locked for the
+    transaction with `lock`. Events that arrive for an erased job change nothing."""
     tenant_clause = " AND tenant_id = %s" if tenant_id is not None else ""
     row = await (await conn.execute(
-        f"SELECT view FROM jobs WHERE id = %s{tenant_clause}{' FOR UPDATE' if lock else ''}",
+        f"SELECT view FROM jobs WHERE id = %s AND erased_at IS NULL{tenant_clause}{' FOR UPDATE' if lock else ''}",
         [job_id] + ([tenant_id] if tenant_id is not None else []),
     )).fetchone()
     return JobView.model_validate(row["view"]) if row else None
@@ -103,8 +109,8 @@ async def tenant_log_position(conn: psycopg.AsyncConnection, tenant_id: str) -> 
 
 
 async def job_state(conn: psycopg.AsyncConnection, job_id: UUID, tenant_id: str) -> str | None:
-    """The job's shown state if it is `tenant_id`'s, else None."""
-    row = await (await conn.execute("SELECT state FROM jobs WHERE id = %s AND tenant_id = %s",
+    """The job's shown state if it is `tenant_id`'s and not erased, else None."""
+    row = await (await conn.execute("SELECT state FROM jobs WHERE id = %s AND tenant_id = %s AND erased_at IS NULL",
                                     [job_id, tenant_id])).fetchone()
     return row["state"] if row else None
 
@@ -118,6 +124,33 @@ async def quiet_open_views(conn: psycopg.AsyncConnection, now: datetime, quiet_s
         " ORDER BY updated_at LIMIT %s FOR UPDATE SKIP LOCKED",
         [sorted(FINAL_STATES), now, quiet_s, limit])).fetchall()
     return [JobView.model_validate(row["view"]) for row in rows]
+
+
+# ---- erasure ---------------------------------------------------------------------------
+
+
+async def was_erased(conn: psycopg.AsyncConnection, job_id: UUID, tenant_id: str) -> bool:
+    row = await (await conn.execute("SELECT 1 FROM jobs WHERE id = %s AND tenant_id = %s AND erased_at IS NOT NULL",
+                                    [job_id, tenant_id])).fetchone()
+    return row is not None
+
+
+async def erase_job(conn: psycopg.AsyncConnection, view: JobView, now: datetime) -> None:
+    """Keep the row (its id answers 410) without the prompt; forget the idempotency keys
+    that name the job."""
+    erased = view.model_copy(update={"prompt": "", "updated_at": now})
+    await conn.execute("UPDATE jobs SET view = %s, erased_at = %s, updated_at = %s WHERE id = %s",
+                       [erased.stored_json(), now, now, view.id])
+    await conn.execute("DELETE FROM idempotency_keys WHERE job_id = %s", [view.id])
+
+
+async def reference_to_delete(conn: psycopg.AsyncConnection, job_id: UUID) -> str | None:
+    """The job's reference photo, unless another job of its tenant, not erased, uses it too."""
+    row = await (await conn.execute(
+        "SELECT j.reference_key FROM jobs j WHERE j.id = %s AND j.reference_key IS NOT NULL AND NOT EXISTS"
+        " (SELECT 1 FROM jobs o WHERE o.tenant_id = j.tenant_id AND o.reference_key = j.reference_key"
+        " AND o.id <> j.id AND o.erased_at IS NULL)", [job_id])).fetchone()
+    return row["reference_key"] if row else None
 
 
 # ---- listing ---------------------------------------------------------------------------
@@ -159,7 +192,7 @@ class JobFilter:
 async def list_views(conn: psycopg.AsyncConnection, tenant_id: str, where: JobFilter, after: Cursor | None,
                      limit: int) -> tuple[list[JobView], Cursor | None]:
     """A page of the tenant's jobs, newest first, and the cursor of the next page (None at the end)."""
-    clauses, params = ["tenant_id = %s"], [tenant_id]
+    clauses, params = ["tenant_id = %s", "erased_at IS NULL"], [tenant_id]
     for clause, value in (("state = %s", where.state), ("template = %s", where.template),
                           ("created_at > %s", where.created_after), ("created_at < %s", where.created_before)):
         if value is not None:

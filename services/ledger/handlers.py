@@ -21,10 +21,12 @@ from services.common.contracts import (
     JobDelivered,
     JobEvent,
     JobClosed,
+    JobErased,
     JobSubmitted,
     OutputReported,
     ScoringFailed,
 )
+from services.common.bus import erase_prompt_from_outbox
 from services.common.envelope import Envelope
 from services.ledger import audit
 from services.ledger.domain import Book
@@ -33,7 +35,7 @@ from services.ledger.settings import LedgerSettings
 from services.ledger.store import load_book, write_book
 
 CONSUMED = (JobSubmitted, JobDelivered, GenerationFailed, ScoringFailed, DeliveryFailed, CandidatesGenerated,
-            OutputReported, JobCanceled, JobClosed, AuditRecorded)
+            OutputReported, JobCanceled, JobClosed, AuditRecorded, JobErased)
 # Each settles its job's reservation; the first to arrive settles it, the others change nothing.
 SETTLING = (JobDelivered, GenerationFailed, ScoringFailed, DeliveryFailed, JobCanceled, JobClosed)
 
@@ -54,7 +56,9 @@ class Ledger:
 
     async def apply_events(self, conn: psycopg.AsyncConnection, envelopes: list[Envelope], publish) -> None:
         await audit.keep(conn, [e for e in envelopes if isinstance(e.event, AuditRecorded)])
-        envelopes = [e for e in envelopes if not isinstance(e.event, AuditRecorded)]
+        for erased in {e.event.job_id for e in envelopes if isinstance(e.event, JobErased)}:
+            await erase_prompt_from_outbox(conn, erased)  # the billing record stays as it is
+        envelopes = [e for e in envelopes if not isinstance(e.event, AuditRecorded | JobErased)]
         if not envelopes:
             return
         events = [e.event for e in envelopes]

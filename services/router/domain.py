@@ -5,7 +5,6 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from uuid import UUID
 
 from services.common.contracts import DEADLINE_EXCEEDED, CandidateScore, CandidatesGenerated, JobSpec, ProviderCall
 from services.router.engine import CallRecord, RouteRequest
@@ -34,10 +33,6 @@ class JobState:
     @property
     def remaining_micro_usd(self) -> int | None:
         return max(0, self.budget_micro_usd - self.spent_micro_usd) if self.budget_micro_usd else None
-
-
-def candidate_key(tenant_id: str, job_id: UUID, attempt: int, index: int) -> str:
-    return f"candidates/{tenant_id}/{job_id}/{attempt}/{index}.png"
 
 
 def time_left_s(spec: JobSpec, now: datetime) -> float | None:

@@ -20,7 +20,7 @@ from services.common import telemetry, tracing
 from services.common.contracts import (DEADLINE_EXCEEDED, AttemptStarted, CandidateRef, CandidatesGenerated,
                                        GenerationFailed)
 from services.common.runtime import ServiceRuntime
-from services.common.storage import ObjectStore
+from services.common.storage import ObjectStore, candidate_key
 from services.router import domain, metrics, store
 from services.router.engine import (AttemptResult, CallRecord, CostCapReached, NoCapableProvider, RouteRequest, RoutedImage,
                                     RoutingEngine, RoutingError)
@@ -120,7 +120,7 @@ class AttemptRunner:
 
     async def _store_candidate(self, job: domain.JobState, attempt: int, routed: RoutedImage) -> CandidateRef:
         image, spec = routed.image, job.spec
-        key = domain.candidate_key(spec.tenant_id, spec.job_id, attempt, image.index)
+        key = candidate_key(spec.tenant_id, spec.job_id, attempt, image.index)
         stored = await self.objects.put(self.objects.internal_bucket, key, image.data, image.media_type)
         width, height = Image.open(io.BytesIO(image.data)).size  # reads the header only
         return CandidateRef(index=image.index, key=key, media_type=stored.media_type, size_bytes=stored.size_bytes,

@@ -4,9 +4,9 @@ the consumer, so one slow provider call never holds up the topic."""
 
 from functools import partial
 
-from services.common.bus import EventConsumer, HandlerContext, PermanentError
+from services.common.bus import EventConsumer, HandlerContext, PermanentError, erase_prompt_from_outbox
 from services.common.contracts import (CandidateScore, CandidatesScored, CreditsReserved, JobCancelRequested,
-                                       RegenerationRequested, ScoringFailed)
+                                       JobErased, RegenerationRequested, ScoringFailed)
 from services.router import domain, store
 from services.router.engine import RoutingEngine
 from services.router.scheduler import AttemptScheduler
@@ -58,6 +58,13 @@ async def cancel(ctx: HandlerContext, event: JobCancelRequested, scheduler: Atte
         ctx.after_commit(lambda: scheduler.abort(event.job_id))
 
 
+async def erase_prompt(ctx: HandlerContext, event: JobErased) -> None:
+    """The job's prompt leaves the admitted job's spec and the events still in the outbox."""
+    await ctx.conn.execute("""UPDATE jobs SET spec = jsonb_set(spec, '{prompt}', '""') WHERE job_id = %s""",
+                           [event.job_id])
+    await erase_prompt_from_outbox(ctx.conn, event.job_id)
+
+
 def register(consumer: EventConsumer, scheduler: AttemptScheduler, max_attempts: int, half_life_s: float) -> None:
     @consumer.on(CreditsReserved)
     async def on_credits_reserved(ctx: HandlerContext, event: CreditsReserved) -> None:
@@ -78,3 +85,7 @@ def register(consumer: EventConsumer, scheduler: AttemptScheduler, max_attempts:
     @consumer.on(JobCancelRequested)
     async def on_cancel_requested(ctx: HandlerContext, event: JobCancelRequested) -> None:
         await cancel(ctx, event, scheduler)
+
+    @consumer.on(JobErased)
+    async def on_job_erased(ctx: HandlerContext, event: JobErased) -> None:
+        await erase_prompt(ctx, event)

@@ -7,10 +7,11 @@ import logging
 import time
 
 from services.common import telemetry
-from services.common.bus import EventConsumer, HandlerContext
+from services.common.bus import EventConsumer, HandlerContext, erase_prompt_from_outbox
 from services.common.contracts import (
     CandidatesGenerated,
     CandidateScore,
+    JobErased,
     CandidatesScored,
     JobCancelRequested,
     JobSpec,
@@ -163,3 +164,8 @@ def register(consumer: EventConsumer, store: ObjectStore, settings: ScorerSettin
     @consumer.on(JobCancelRequested)
     async def on_cancel_requested(ctx: HandlerContext, event: JobCancelRequested) -> None:
         await drop_job(ctx, event)
+
+    @consumer.on(JobErased)
+    async def on_job_erased(ctx: HandlerContext, event: JobErased) -> None:
+        # The scorer keeps no prompt in its tables; its outbox is cleaned all the same.
+        await erase_prompt_from_outbox(ctx.conn, event.job_id)

@@ -20,7 +20,7 @@ from services.common import problems
 from services.common.problems import Problem
 from services.ingest import domain, live, store as jobs_store
 from services.ingest.deps import JobsReader, Runtime, Settings, Watch
-from services.ingest.routes.jobs import JOB_ID, parse_job_id
+from services.ingest.routes.jobs import JOB_ID, parse_job_id, refuse_missing
 
 router = APIRouter(tags=["events"])
 MAX_SEQ = 2**31 - 1
@@ -95,13 +95,13 @@ async def owned_state(runtime, job_id: str, tenant: str) -> tuple[UUID, str]:
     parsed = parse_job_id(job_id)
     async with runtime.pool.connection() as conn:
         state = await jobs_store.job_state(conn, parsed, tenant)
-    if state is None:  # another tenant's job is as unknown as a job that never existed
-        raise Problem(404, "job-not-found", f"no job {job_id!r}")
+        if state is None:  # 410 for an erased job; another tenant's is as unknown as one that never existed
+            await refuse_missing(conn, job_id, tenant)
     return parsed, state
 
 
 @router.get("/v1/jobs/{job_id}/events", response_model=JobEvents,
-            responses=problems.responses(404) | {200: {"content": {"application/json": {"example": EVENTS_EXAMPLE}}}})
+            responses=problems.responses(404, 410) | {200: {"content": {"application/json": {"example": EVENTS_EXAMPLE}}}})
 async def list_job_events(job_id: str, tenant: JobsReader, runtime: Runtime,
                           after: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
                           limit: Annotated[int, Query(ge=1, le=1000)] = 200):
@@ -124,7 +124,7 @@ def tenant_event(row: dict) -> ServerSentEvent:
     return ServerSentEvent(id=str(row["tenant_seq"]), event=row["type"], data=json.dumps(body))
 
 
-@router.get("/v1/jobs/{job_id}/stream", response_class=EventStream, responses=stream_responses(STREAM_EXAMPLE, 404, 422))
+@router.get("/v1/jobs/{job_id}/stream", response_class=EventStream, responses=stream_responses(STREAM_EXAMPLE, 404, 410, 422))
 async def stream_job_events(job_id: str, tenant: JobsReader, runtime: Runtime, settings: Settings, watch: Watch,
                             after: Annotated[int | None, Query(ge=0, le=MAX_SEQ)] = None,
                             last_event_id: Annotated[str | None, Header(max_length=20)] = None):

@@ -12,7 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.common import problems, targets, telemetry
 from services.common.api import RequestModel, Timestamp
-from services.common.contracts import JobSpec, JobSubmitted, OutputReported, Tier, WebhookEvent
+from services.common.audit import record_action
+from services.common.bus import erase_prompt_from_outbox
+from services.common.contracts import JobErased, JobSpec, JobSubmitted, OutputReported, Tier, WebhookEvent
 from services.common.problems import Problem
 from services.ingest import domain, guidance, screening, store as jobs_store
 from services.ingest.deps import JobsReader, JobsWriter, Runtime, Settings, Store
@@ -189,6 +191,8 @@ async def record_submission(runtime, tenant: str, body: JobRequest, settings, id
         spec = job_spec(tenant, body, settings, reference_key)
         view = domain.submitted_view(spec)
         await jobs_store.record(conn, None, view, None, spec.submitted_at)
+        if reference_key:
+            await jobs_store.remember_reference(conn, view.id, reference_key)
         if idempotency_key:
             await jobs_store.remember_key(conn, tenant, idempotency_key, fingerprint, spec.job_id, ttl_s)
         await runtime.emit(conn, JobSubmitted(job_id=spec.job_id, tenant_id=tenant, job=spec))
@@ -315,17 +319,55 @@ async def list_jobs(tenant: JobsReader, runtime: Runtime,
 
 
 @router.get("/{job_id}", response_model=domain.JobView,
-            responses=problems.responses(404) | {200: {"content": {"application/json": {"example": JOB_EXAMPLE}}}})
+            responses=problems.responses(404, 410) | {200: {"content": {"application/json": {"example": JOB_EXAMPLE}}}})
 async def get_job(job_id: str, tenant: JobsReader, runtime: Runtime, settings: Settings, store: Store):
     async with runtime.pool.connection() as conn:
         view = await jobs_store.read_view(conn, parse_job_id(job_id), tenant)
-    if view is None:  # another tenant's job is as unknown as a job that never existed
-        raise Problem(404, "job-not-found", f"no job {job_id!r}")
+        if view is None:
+            await refuse_missing(conn, job_id, tenant)
     return fresh_links(view, store, settings.link_ttl_s)
 
 
+async def refuse_missing(conn, job_id: str, tenant: str) -> None:
+    """410 for a job its tenant erased; 404 otherwise: another tenant's job is as unknown as
+    a job that never existed."""
+    if await jobs_store.was_erased(conn, parse_job_id(job_id), tenant):
+        raise Problem(410, "job-erased", f"job {job_id} and its data were deleted at its owner's request")
+    raise Problem(404, "job-not-found", f"no job {job_id!r}")
+
+
+class JobErasure(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"id": JOB_ID, "state": "erasing"}]})
+
+    id: UUID
+    state: Literal["erasing"] = Field("erasing", description="every service is erasing the job's images and prompt")
+
+
+@router.delete("/{job_id}", status_code=202, response_model=JobErasure, responses=problems.responses(404, 409, 410))
+async def erase_job(job_id: str, tenant: JobsWriter, runtime: Runtime):
+    """Delete a final job's data: its images (candidates, outputs, the reference photo no
+    other job uses) and its prompt, in every service; the billing record stays. The job
+    answers 410 from then on. A job still running answers 409: cancel it first."""
+    now = datetime.now(UTC)
+    async with runtime.pool.connection() as conn, conn.transaction():
+        view = await jobs_store.read_view(conn, parse_job_id(job_id), tenant, lock=True)
+        if view is None:
+            await refuse_missing(conn, job_id, tenant)
+        if not view.final:
+            raise Problem(409, "job-not-final", f"job {job_id} is {view.state}; cancel it and delete it once it has"
+                          " ended", state=view.state)
+        reference_key = await jobs_store.reference_to_delete(conn, view.id)
+        await jobs_store.erase_job(conn, view, now)
+        await erase_prompt_from_outbox(conn, view.id)
+        await runtime.emit(conn, JobErased(job_id=view.id, tenant_id=tenant, requested_at=now,
+                                           reference_key=reference_key))
+        await record_action(runtime, conn, f"tenant:{tenant}", "job.erase", f"job:{view.id}", tenant)
+    runtime.relay.notify()
+    return JobErasure(id=view.id)
+
+
 @router.post("/{job_id}/cancel", status_code=202, response_model=domain.JobView,
-             responses=problems.responses(404, 409) | {202: {"content": {"application/json": {"example": CANCELED_EXAMPLE}}}})
+             responses=problems.responses(404, 409, 410) | {202: {"content": {"application/json": {"example": CANCELED_EXAMPLE}}}})
 async def cancel_job(job_id: str, tenant: JobsWriter, runtime: Runtime, settings: Settings, store: Store):
     """Cancel a job that is not final (202 with the job; asking again is harmless). Generation
     stops and nothing more is charged; images delivered before the cancel reached delivery
@@ -333,7 +375,7 @@ async def cancel_job(job_id: str, tenant: JobsWriter, runtime: Runtime, settings
     async with runtime.pool.connection() as conn, conn.transaction():
         before = await jobs_store.read_view(conn, parse_job_id(job_id), tenant, lock=True)
         if before is None:
-            raise Problem(404, "job-not-found", f"no job {job_id!r}")
+            await refuse_missing(conn, job_id, tenant)
         try:
             view, event = domain.request_cancel(before, datetime.now(UTC), "canceled by the client")
         except domain.JobIsFinal as error:
@@ -358,7 +400,7 @@ class ReportAccepted(BaseModel):
 
 
 @router.post("/{job_id}/outputs/{n}/report", status_code=202, response_model=ReportAccepted,
-             responses=problems.responses(404, 409))
+             responses=problems.responses(404, 409, 410))
 async def report_output(job_id: str, n: int, body: OutputReport, tenant: JobsWriter, runtime: Runtime):
     """Report a delivered image as bad: within the window it is refunded or earns a retry
     token, by the tenant's setting; the outcome shows on the job."""
@@ -366,7 +408,7 @@ async def report_output(job_id: str, n: int, body: OutputReport, tenant: JobsWri
     async with runtime.pool.connection() as conn, conn.transaction():
         view = await jobs_store.read_view(conn, parsed, tenant)
         if view is None:
-            raise Problem(404, "job-not-found", f"no job {job_id!r}")
+            await refuse_missing(conn, job_id, tenant)
         if not any(o.n == n for o in view.outputs):
             raise Problem(404, "output-not-found", f"job {job_id} has no delivered image {n}")
         cur = await conn.execute("INSERT INTO output_reports (job_id, n, reason) VALUES (%s, %s, %s)"
