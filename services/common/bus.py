@@ -406,8 +406,11 @@ class EventConsumer:
 
     @contextlib.contextmanager
     def _handling(self, record, envelope: Envelope) -> Iterator[None]:
-        """Logs name the job, tenant and trace; a consumer span continues the event's trace."""
-        with (telemetry.job_context(envelope.subject, envelope.tenant_id, envelope.traceparent),
+        """Logs name the job, tenant and trace (and know its prompt, to redact it); a consumer
+        span continues the event's trace."""
+        spec = getattr(envelope.event, "job", None)
+        with (telemetry.job_context(envelope.subject, envelope.tenant_id, envelope.traceparent,
+                                    getattr(spec, "prompt", None)),
               tracing.continued(envelope.traceparent, f"{record.topic} process", SpanKind.CONSUMER)):
             yield
 

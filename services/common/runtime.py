@@ -130,7 +130,7 @@ def serve(app, settings: ServiceSettings) -> None:
 def run(settings_class: type[ServiceSettings], build) -> None:
     """`python -m services.<name>`: settings from the environment, then serve until SIGTERM."""
     settings = settings_class()
-    telemetry.configure_logging(settings.service_name, settings.log_level)
+    telemetry.configure_logging(settings.service_name, settings.log_level, settings.redact_prompts)
     tracing.configure_tracing(settings.service_name, settings.otlp_endpoint)
     hold_grpc_aio()
     _, app = build(settings)

@@ -37,6 +37,9 @@ class ServiceSettings(BaseSettings):
     service_name: str = "genline"
     environment: Literal["development", "test", "production"] = "development"
     log_level: str = "INFO"
+    # No log line shows a prompt (clients' prompts may be confidential); off, the lines that
+    # concern a job name its prompt, which helps while developing.
+    redact_prompts: bool = True
     # Where to send traces (OTLP over HTTP, e.g. http://otel-collector:4318); none by default.
     otlp_endpoint: str | None = None
 

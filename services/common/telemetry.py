@@ -29,6 +29,9 @@ from services.common import tracing
 _job_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("job_id", default=None)
 _tenant_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("tenant_id", default=None)
 _traceparent: contextvars.ContextVar[str | None] = contextvars.ContextVar("traceparent", default=None)
+# The prompt of the job being handled, so that a redacting formatter can find it anywhere in
+# a line (an exception's text, a provider's error body) without knowing where it came from.
+_prompt: contextvars.ContextVar[str | None] = contextvars.ContextVar("prompt", default=None)
 # The id of the HTTP request being served: set once per request (from `X-Request-ID` or new)
 # by the HTTP middleware, read by the logs and by problem bodies.
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
@@ -84,19 +87,41 @@ preinitialise(JOBS_FINISHED, *((state,) for state in FINAL_STATES))
 
 
 @contextlib.contextmanager
-def job_context(job_id: str | None, tenant_id: str | None = None, traceparent: str | None = None) -> Iterator[None]:
-    """Log lines inside name this job and tenant, and the trace of the event being handled."""
-    tokens = _job_id.set(job_id), _tenant_id.set(tenant_id), _traceparent.set(traceparent)
+def job_context(job_id: str | None, tenant_id: str | None = None, traceparent: str | None = None,
+                prompt: str | None = None) -> Iterator[None]:
+    """Log lines inside name this job and tenant, and the trace of the event being handled;
+    `prompt` is the job's, which they never show when prompts are redacted."""
+    tokens = _job_id.set(job_id), _tenant_id.set(tenant_id), _traceparent.set(traceparent), _prompt.set(prompt)
     try:
         yield
     finally:
-        for var, token in zip((_job_id, _tenant_id, _traceparent), tokens):
+        for var, token in zip((_job_id, _tenant_id, _traceparent, _prompt), tokens):
             var.reset(token)
 
 
 def bind_tenant(tenant_id: str) -> None:
     """Name the tenant in the log lines of the rest of this request."""
     _tenant_id.set(tenant_id)
+
+
+def bind_prompt(prompt: str) -> None:
+    """The rest of this request handles this prompt (see `_prompt`)."""
+    _prompt.set(prompt)
+
+
+REDACTED = "[prompt redacted]"
+# A prompt shown as a field in text: JSON ("prompt": "…"), a repr ('prompt': '…') or keyword
+# (prompt='…'), with escaped quotes inside.
+_PROMPT_FIELD = re.compile(r"""(["']?prompt["']?\s*[:=]\s*)(["'])((?:\\.|(?!\2).)*)\2""")
+
+
+def redact_prompts(text: str, prompt: str | None) -> str:
+    """`text` without the bound prompt (as written, or escaped as JSON) and without the value
+    of anything that looks like a prompt field."""
+    if prompt:
+        for form in {prompt, json.dumps(prompt)[1:-1]}:
+            text = text.replace(form, REDACTED)
+    return _PROMPT_FIELD.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}{m.group(2)}", text)
 
 
 @contextlib.contextmanager
@@ -118,9 +143,13 @@ def trace_id() -> str | None:
 
 
 class JsonFormatter(logging.Formatter):
-    def __init__(self, service: str) -> None:
+    """One JSON object a line. With `redact` (GENLINE_REDACT_PROMPTS) no prompt reaches the
+    line: a `prompt` field given to the logger is replaced, and the prompt of the job being
+    handled is cut out of the message and the exception wherever it appears."""
+
+    def __init__(self, service: str, redact: bool = True) -> None:
         super().__init__()
-        self.service = service
+        self.service, self.redact = service, redact
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
@@ -135,14 +164,20 @@ class JsonFormatter(logging.Formatter):
         entry |= {name: value for name, value in ids.items() if value}
         if access := getattr(record, "access", None):
             entry |= access
+        if (prompt := getattr(record, "prompt", None)) is not None:
+            entry["prompt"] = REDACTED if self.redact else prompt
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
+        if self.redact:
+            for field in ("msg", "exc"):
+                if field in entry:
+                    entry[field] = redact_prompts(entry[field], _prompt.get())
         return json.dumps(entry)
 
 
-def configure_logging(service: str, level: str) -> None:
+def configure_logging(service: str, level: str, redact_prompts: bool = True) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter(service))
+    handler.setFormatter(JsonFormatter(service, redact_prompts))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -80,7 +80,7 @@ class AttemptRunner:
     async def _run_claimed(self, request: AttemptRequest, tries: int) -> None:
         async with self.runtime.pool.connection() as conn:
             job = await store.load_job(conn, request.job_id)
-        with (telemetry.job_context(str(request.job_id), request.tenant_id, job.traceparent),
+        with (telemetry.job_context(str(request.job_id), request.tenant_id, job.traceparent, job.spec.prompt),
               tracing.continued(job.traceparent, f"generate attempt {request.attempt}")):
             await self._attempt(request, job, tries)
 

@@ -1,6 +1,7 @@
 """`/v1/jobs`: submit a job and follow it to its links."""
 
 import asyncio
+import logging
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
@@ -21,6 +22,7 @@ from services.ingest.deps import JobsReader, JobsWriter, Runtime, Settings, Stor
 from services.scorer.profiles import ProfileError, QualityRules, job_profile, profile_names
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+log = logging.getLogger(__name__)
 
 
 class JobRequest(RequestModel):
@@ -213,6 +215,7 @@ async def submit_job(body: JobRequest, response: Response, tenant: JobsWriter, r
     (`input_upload` or `reference_image`) that fails its template's input checks, with a
     sentence per failed check saying what to change (422 `input-guidance`). The job's deadline is
     `deadline_s`, or the `Cancel-After` header (`90`, `90s`, `5m`, `1h30m`), or its tier's."""
+    telemetry.bind_prompt(body.prompt)
     body = with_deadline(body, cancel_after, settings)
     check_scoring(body, settings)
     if body.webhook_url is not None:
@@ -225,6 +228,8 @@ async def submit_job(body: JobRequest, response: Response, tenant: JobsWriter, r
     except (psycopg.errors.UniqueViolation, jobs_store.IdempotencyKeyTaken):
         view = await record_submission(*submit)  # a concurrent retry won the key: answer with its job
     response.headers["Location"] = f"/v1/jobs/{view.id}"
+    log.info("accepted job %s: %d image(s) of template %s", view.id, view.images, view.template,
+             extra={"prompt": body.prompt})
     return JobAccepted(id=view.id, state=view.state, created_at=view.created_at, url=f"/v1/jobs/{view.id}")
 
 
