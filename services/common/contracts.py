@@ -218,6 +218,20 @@ class JobErased(JobEvent):
     reference_key: str | None = Field(None, description="the reference photo to delete, when no other job uses it")
 
 
+class RetentionSet(Event):
+    """Published by ingest when an operator sets how long a tenant's images are kept: outputs
+    in the public bucket and delivered candidates in the internal one, in days (None: for
+    ever). Delivery's sweeper deletes what is older; rejected candidates are kept at least
+    the platform's audit period."""
+
+    event_type = "genline.tenant.retention_set.v1"
+    publisher = "ingest"
+    tenant_id: str
+    outputs_days: int | None = Field(None, ge=1)
+    candidates_days: int | None = Field(None, ge=1)
+    set_at: datetime
+
+
 # ---- audit ---------------------------------------------------------------------------
 
 
@@ -508,6 +522,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         JobClosed,
         JobFinished,
         JobErased,
+        RetentionSet,
         CreditsReserved,
         CreditsExpired,
         CreditsRefunded,

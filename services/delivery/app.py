@@ -1,7 +1,10 @@
-"""The delivery service: publishes selected images, signs their links, and sends webhooks."""
+"""The delivery service: publishes selected images, signs their links, sends webhooks, erases
+jobs and keeps each tenant's images only as long as its retention says."""
 
 from services.common.runtime import build_worker
+from services.common.storage import ObjectStore
 from services.delivery import handlers
+from services.delivery.retention import RetentionSweeper
 from services.delivery.settings import DeliverySettings
 from services.delivery.webhook_api import NotFound, WebhookApi, not_found_handler
 from services.delivery.webhooks import WebhookSender
@@ -20,4 +23,7 @@ def build(settings: DeliverySettings):
     runtime.shutdown_hooks.append(sender.stop)
     app.router.routes.extend(WebhookApi(runtime, sender, settings).routes())
     app.add_exception_handler(NotFound, not_found_handler)
+    sweeper = RetentionSweeper(runtime, ObjectStore(settings), settings)
+    runtime.startup_hooks.append(sweeper.start)
+    runtime.shutdown_hooks.append(sweeper.stop)
     return runtime, app

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from services.common.bus import EventConsumer, HandlerContext, erase_prompt_from_outbox
 from services.common.contracts import (CandidateScore, CandidatesScored, DeliveredImage, JobCancelRequested,
-                                       JobDelivered, JobErased, JobFinished)
+                                       JobDelivered, JobErased, JobFinished, RetentionSet)
 from services.common.storage import ObjectStore, candidate_prefix
 from services.delivery import domain
 from services.delivery.settings import DeliverySettings
@@ -117,6 +117,15 @@ def register(consumer: EventConsumer, store: ObjectStore, settings: DeliverySett
     async def on_job_finished(ctx: HandlerContext, event: JobFinished) -> None:
         if await queue_webhooks(ctx.conn, event):
             ctx.after_commit(sender.notify)
+
+    @consumer.on(RetentionSet)
+    async def on_retention_set(ctx: HandlerContext, event: RetentionSet) -> None:
+        await ctx.conn.execute(
+            "INSERT INTO tenant_retention (tenant_id, outputs_days, candidates_days, set_at) VALUES (%s, %s, %s, %s)"
+            " ON CONFLICT (tenant_id) DO UPDATE SET outputs_days = EXCLUDED.outputs_days,"
+            " candidates_days = EXCLUDED.candidates_days, set_at = EXCLUDED.set_at"
+            " WHERE tenant_retention.set_at <= EXCLUDED.set_at",
+            [event.tenant_id, event.outputs_days, event.candidates_days, event.set_at])
 
     @consumer.on(JobErased)
     async def on_job_erased(ctx: HandlerContext, event: JobErased) -> None:

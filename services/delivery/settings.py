@@ -25,3 +25,7 @@ class DeliverySettings(ServiceSettings):
     webhook_secret_overlap_s: float = 24 * 3600
     # Networks webhooks may reach although they are not public (e.g. ["127.0.0.0/8"] on a laptop).
     webhook_allowed_networks: list[str] = []
+    # The retention sweeper's round, and how long candidates that were not delivered
+    # (rejected ones above all) are kept for audits, whatever a tenant's retention.
+    retention_sweep_interval_s: float = 3600.0
+    rejected_audit_days: int = 30

@@ -47,15 +47,18 @@ async def seed(endpoints: Endpoints, credits: int, key_file: Path) -> str:
 def dev_ledger_secrets(endpoints: Endpoints) -> dict[str, str]:
     """The dev admin token and webhook secret, for those the developer has not set."""
     configured = endpoints.settings(LedgerSettings)
-    return {name: value for name, value in DEV_LEDGER_SECRETS.items() if getattr(configured, name) is None}
+    missing = {name: value for name, value in DEV_LEDGER_SECRETS.items() if getattr(configured, name) is None}
+    if configured.admin_tokens:  # the developer named operators
+        missing.pop("admin_token", None)
+    return missing
 
 
 def say_how_to_reach_the_ledger(fleet: ServiceFleet, dev_secrets: dict[str, str]) -> None:
-    ledger = fleet.url("ledger")
-    token = dev_secrets.get("admin_token", "<your GENLINE_ADMIN_TOKEN>")
+    token = dev_secrets.get("admin_token", "<an operator token of GENLINE_ADMIN_TOKENS>")
     secret = dev_secrets.get("payment_webhook_secret", "<your GENLINE_PAYMENT_WEBHOOK_SECRET>")
-    print(f"ledger admin API: {ledger}/admin/v1 with 'Authorization: Bearer {token}'", flush=True)
-    print(f"payment webhook: POST {ledger}/v1/webhooks/payments, signed (Stripe-Signature) with {secret}",
+    print(f"admin APIs (their own ports, not the public ones): ledger {fleet.admin_url('ledger')}/admin/v1,"
+          f" ingest {fleet.admin_url('ingest')}/admin/v1, with 'Authorization: Bearer {token}'", flush=True)
+    print(f"payment webhook: POST {fleet.url('ledger')}/v1/webhooks/payments, signed (Stripe-Signature) with {secret}",
           flush=True)
 
 
@@ -82,7 +85,7 @@ def main(prog: str = "python -m services.stack") -> int:
         print(f"embedded stack up: kafka {endpoints.kafka_bootstrap}, s3 {endpoints.s3_endpoint_url}", flush=True)
         api_key = asyncio.run(seed(endpoints, args.credits, args.data_dir / "demo-api-key"))
         dev_secrets = dev_ledger_secrets(endpoints)
-        fleet = ServiceFleet(endpoints, args.data_dir / "logs", ingest_port=args.port,
+        fleet = ServiceFleet(endpoints, args.data_dir / "logs", ingest_port=args.port, admin_ports=True,
                              extra_env={f"GENLINE_{name.upper()}": value for name, value in dev_secrets.items()})
         fleet.start_all()
         print(f"services ready in {time.monotonic() - started:.1f}s; public API {fleet.ingest_url}", flush=True)

@@ -12,18 +12,22 @@ import httpx
 from services.stack.embedded import Endpoints, free_port, stop_process
 
 SERVICES = ("ledger", "router", "scorer", "delivery", "ingest")
+ADMIN_SERVICES = ("ingest", "ledger")
 
 
 class ServiceFleet:
     def __init__(self, endpoints: Endpoints, log_dir: Path, ingest_port: int | None = None,
-                 extra_env: dict[str, str] | None = None, namespace: str | None = None) -> None:
+                 extra_env: dict[str, str] | None = None, namespace: str | None = None,
+                 admin_ports: bool = False) -> None:
         """`namespace` gives this fleet topics and schemas of its own (`<namespace>_<service>`),
         so it can share a broker and a database with another fleet without either seeing
-        the other's events."""
+        the other's events. With `admin_ports` the admin APIs of ingest and the ledger answer
+        on ports of their own only, as in production, not on the public ones."""
         self.endpoints, self.log_dir, self.namespace = endpoints, log_dir, namespace
         self.ports = {name: free_port() for name in SERVICES}
         if ingest_port:
             self.ports["ingest"] = ingest_port
+        self.admin_ports = {name: free_port() for name in ADMIN_SERVICES} if admin_ports else {}
         self.ledger_grpc_port = free_port()
         self.router_grpc_port = free_port()
         self.extra_env = extra_env or {}
@@ -38,6 +42,10 @@ class ServiceFleet:
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
 
+    def admin_url(self, name: str) -> str:
+        """Where the service's admin API answers: its admin port, or its only one."""
+        return f"http://127.0.0.1:{self.admin_ports.get(name, self.ports[name])}"
+
     def env(self, name: str) -> dict[str, str]:
         name, process = service_of(name), name
         return os.environ | self.endpoints.service_env() | {
@@ -51,8 +59,8 @@ class ServiceFleet:
             # Webhooks may go to this machine (receivers on a laptop, in tests); still no
             # other private address.
             "GENLINE_WEBHOOK_ALLOWED_NETWORKS": '["127.0.0.0/8", "::1/128"]',
-        } | (self._own_grpc_port(name) | self._isolation(name) | self.extra_env | self.service_env.get(name, {})
-             | self.service_env.get(process, {}))
+        } | (self._own_grpc_port(name) | self._admin_port(process) | self._isolation(name) | self.extra_env
+             | self.service_env.get(name, {}) | self.service_env.get(process, {}))
 
     def schema(self, name: str) -> str:
         return f"{self.namespace}_{name}" if self.namespace else name
@@ -61,6 +69,9 @@ class ServiceFleet:
         if not self.namespace:
             return {}
         return {"GENLINE_TOPIC_NAMESPACE": self.namespace, "GENLINE_SCHEMA_NAME": self.schema(name)}
+
+    def _admin_port(self, name: str) -> dict[str, str]:
+        return {"GENLINE_ADMIN_PORT": str(self.admin_ports[name])} if name in self.admin_ports else {}
 
     def _own_grpc_port(self, name: str) -> dict[str, str]:
         return {"GENLINE_GRPC_PORT": str(self.router_grpc_port)} if name == "router" else {}

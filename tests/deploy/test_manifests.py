@@ -138,11 +138,12 @@ def test_every_workload_has_a_network_policy():
         assert any(p["spec"]["podSelector"]["matchLabels"].items() <= labels.items() for p in policies), name
 
 
-def test_the_ledger_admin_api_has_its_own_port_that_only_the_namespace_reaches():
-    ledger = of_kind("Deployment")["ledger"]
-    admin_port = int(env_of(ledger)["GENLINE_ADMIN_PORT"]["value"])
-    assert {"name": "admin", "containerPort": admin_port, "protocol": "TCP"} in container(ledger)["ports"]
-    rules = of_kind("NetworkPolicy")["ledger"]["spec"]["ingress"]
+@pytest.mark.parametrize("service", ["ledger", "ingest"])
+def test_the_admin_api_has_its_own_port_that_only_the_namespace_reaches(service):
+    deployment = of_kind("Deployment")[service]
+    admin_port = int(env_of(deployment)["GENLINE_ADMIN_PORT"]["value"])
+    assert {"name": "admin", "containerPort": admin_port, "protocol": "TCP"} in container(deployment)["ports"]
+    rules = of_kind("NetworkPolicy")[service]["spec"]["ingress"]
     admitting = [rule for rule in rules if any(p["port"] == admin_port for p in rule["ports"])]
     assert admitting and all(rule.get("from") == [{"podSelector": {}}] for rule in admitting)
     ingress = of_kind("Ingress")["ingest"]
@@ -185,7 +186,7 @@ def test_the_example_secret_names_every_key_and_cannot_be_applied_unedited(monke
     monkeypatch.setenv("GENLINE_ENVIRONMENT", "production")
     monkeypatch.setenv("GENLINE_S3_SECRET_ACCESS_KEY", "a-real-s3-secret-key")
     monkeypatch.setenv("GENLINE_DATABASE_URL", "postgresql://genline:a-real-db-password@db/genline")
-    for settings_class, refused in ((LedgerSettings, "GENLINE_ADMIN_TOKEN"), (RouterSettings, "FAL_KEY")):
+    for settings_class, refused in ((LedgerSettings, r"GENLINE_ADMIN_TOKENS\[.finance.\]"), (RouterSettings, "FAL_KEY")):
         with pytest.raises(ValueError, match=f"{refused}.* is a placeholder"):
             settings_class()
 

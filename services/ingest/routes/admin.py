@@ -1,4 +1,9 @@
-"""`/admin/v1/calibration`: how the scorer's thresholds fare against what customers said.
+"""The ingest admin API: tenants' retention, and the calibration report.
+
+`/admin/v1/tenants/{tenant}/retention`: how long a tenant's images are kept (RetentionSet,
+which delivery's sweeper enforces), recorded in the audit trail.
+
+`/admin/v1/calibration`: how the scorer's thresholds fare against what customers said.
 
 For a tenant and a time range (jobs created in it), every delivered image is judged good
 or bad: bad when its customer reported it and was refunded or given a retry token. Per
@@ -12,10 +17,13 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.common.admin import OperatorWith
-from services.common.api import StorableText
+from services.common.api import RequestModel, StorableText
+from services.common.audit import operator_actor, record_action
+from services.common.contracts import RetentionSet
 from services.common.problems import Problem
 from services.ingest.deps import Runtime
 from services.ingest.domain import JobView
@@ -25,6 +33,34 @@ from services.scorer.profiles import profile_names
 router = APIRouter(prefix="/admin/v1", include_in_schema=False)
 BAD_OUTCOMES = {"refunded", "retry_token"}
 DEFAULT_RANGE = timedelta(days=30)
+
+
+class Retention(RequestModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"outputs_days": 30, "candidates_days": 7}]})
+
+    outputs_days: int | None = Field(None, ge=1, le=36500, description="delivered images; null keeps them")
+    candidates_days: int | None = Field(None, ge=1, le=36500,
+                                        description="candidates (rejected ones at least the audit period)")
+
+
+class RetentionApplied(BaseModel):
+    tenant_id: str
+    outputs_days: int | None
+    candidates_days: int | None
+
+
+@router.put("/tenants/{tenant_id}/retention", response_model=RetentionApplied)
+async def set_retention(runtime: Runtime, operator: OperatorWith("tenants:manage"), body: Retention,
+                        tenant_id: Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]):
+    async with runtime.pool.connection() as conn, conn.transaction():
+        if await (await conn.execute("SELECT 1 FROM tenants WHERE id = %s", [tenant_id])).fetchone() is None:
+            raise Problem(404, "tenant-not-found", f"no tenant {tenant_id!r}")
+        await runtime.emit(conn, RetentionSet(tenant_id=tenant_id, outputs_days=body.outputs_days,
+                                              candidates_days=body.candidates_days, set_at=datetime.now(UTC)))
+        await record_action(runtime, conn, operator_actor(operator.name), "retention.set", f"tenant:{tenant_id}",
+                            tenant_id, outputs_days=body.outputs_days, candidates_days=body.candidates_days)
+    runtime.relay.notify()
+    return RetentionApplied(tenant_id=tenant_id, **body.model_dump())
 
 
 @router.get("/calibration")

@@ -1,0 +1,91 @@
+"""The retention sweeper: each tenant's images are kept as long as its retention says.
+
+Every `retention_sweep_interval_s` one delivery replica (the one holding a transaction-level
+advisory lock) goes through the tenants with a retention and deletes
+1. outputs (public bucket, `{tenant}/…`, thumbnails included) older than `outputs_days`;
+2. candidates (internal bucket, `candidates/{tenant}/…`) older than `candidates_days` when
+   they were delivered, and older than that or the audit period, whichever is longer, when
+   they were not: a rejected candidate is what an auditor asks about.
+"""
+
+import asyncio
+import hashlib
+import logging
+from datetime import UTC, datetime, timedelta
+
+from services.common.runtime import ServiceRuntime
+from services.common.storage import ListedObject, ObjectStore
+from services.delivery.settings import DeliverySettings
+
+log = logging.getLogger(__name__)
+
+
+def lock_id(schema: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"{schema}:retention".encode()).digest()[:8], "big", signed=True)
+
+
+def expired(objects: list[ListedObject], older_than: datetime) -> list[str]:
+    return [obj.key for obj in objects if obj.last_modified < older_than]
+
+
+class RetentionSweeper:
+    def __init__(self, runtime: ServiceRuntime, store: ObjectStore, settings: DeliverySettings) -> None:
+        self.runtime, self.store, self.settings = runtime, store, settings
+        self._task: asyncio.Task | None = None
+
+    async def sweep_once(self, now: datetime | None = None) -> int:
+        """One round; the number of objects deleted (0 when another replica holds the round)."""
+        now = now or datetime.now(UTC)
+        deleted = 0
+        async with self.runtime.pool.connection() as conn, conn.transaction():
+            lock = await (await conn.execute("SELECT pg_try_advisory_xact_lock(%s) AS held",
+                                             [lock_id(self.runtime.name)])).fetchone()
+            if not lock["held"]:
+                return 0
+            tenants = await (await conn.execute("SELECT tenant_id, outputs_days, candidates_days FROM tenant_retention"
+                                                " WHERE outputs_days IS NOT NULL OR candidates_days IS NOT NULL")
+                             ).fetchall()
+            for tenant in tenants:
+                deleted += await self._sweep_outputs(conn, tenant, now) + await self._sweep_candidates(conn, tenant, now)
+        if deleted:
+            log.info("retention: deleted %d objects", deleted)
+        return deleted
+
+    async def _sweep_outputs(self, conn, tenant: dict, now: datetime) -> int:
+        if tenant["outputs_days"] is None:
+            return 0
+        objects = await self.store.list_objects(self.store.public_bucket, f"{tenant['tenant_id']}/")
+        keys = expired(objects, now - timedelta(days=tenant["outputs_days"]))
+        await asyncio.gather(*(self.store.delete(self.store.public_bucket, key) for key in keys))
+        await conn.execute("DELETE FROM delivered_images WHERE key = ANY(%s)", [keys])
+        return len(keys)
+
+    async def _sweep_candidates(self, conn, tenant: dict, now: datetime) -> int:
+        if tenant["candidates_days"] is None:
+            return 0
+        objects = await self.store.list_objects(self.store.internal_bucket, f"candidates/{tenant['tenant_id']}/")
+        rows = await (await conn.execute("SELECT source_key FROM delivered_images WHERE tenant_id = %s",
+                                         [tenant["tenant_id"]])).fetchall()
+        delivered = {row["source_key"] for row in rows}
+        kept_days = tenant["candidates_days"]
+        audit_days = max(kept_days, self.settings.rejected_audit_days)
+        keys = (expired([o for o in objects if o.key in delivered], now - timedelta(days=kept_days))
+                + expired([o for o in objects if o.key not in delivered], now - timedelta(days=audit_days)))
+        await asyncio.gather(*(self.store.delete(self.store.internal_bucket, key) for key in keys))
+        return len(keys)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            try:
+                await self.sweep_once()
+            except Exception:
+                log.exception("retention sweep failed; will retry")
+            await asyncio.sleep(self.settings.retention_sweep_interval_s)
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._sweep_forever(), name="delivery-retention")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
