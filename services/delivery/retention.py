@@ -46,19 +46,18 @@ class RetentionSweeper:
                                                 " WHERE outputs_days IS NOT NULL OR candidates_days IS NOT NULL")
                              ).fetchall()
             for tenant in tenants:
-                deleted += await self._sweep_outputs(conn, tenant, now) + await self._sweep_candidates(conn, tenant, now)
+                deleted += await self._sweep_outputs(tenant, now) + await self._sweep_candidates(conn, tenant, now)
         if deleted:
             log.info("retention: deleted %d objects", deleted)
         return deleted
 
-    async def _sweep_outputs(self, conn, tenant: dict, now: datetime) -> int:
+    async def _sweep_outputs(self, tenant: dict, now: datetime) -> int:
         if tenant["outputs_days"] is None:
             return 0
         objects = await self.store.list_objects(self.store.public_bucket, f"{tenant['tenant_id']}/")
         keys = expired(objects, now - timedelta(days=tenant["outputs_days"]))
         await asyncio.gather(*(self.store.delete(self.store.public_bucket, key) for key in keys))
-        await conn.execute("DELETE FROM delivered_images WHERE key = ANY(%s)", [keys])
-        return len(keys)
+        return len(keys)  # delivered_images keeps the record: it tells delivered candidates from the others
 
     async def _sweep_candidates(self, conn, tenant: dict, now: datetime) -> int:
         if tenant["candidates_days"] is None:
