@@ -57,14 +57,21 @@ async def add_many_to_outbox(conn: psycopg.AsyncConnection, envelopes: list[Enve
     await insert_many(conn, "outbox", OUTBOX_COLUMNS, [_outbox_row(e, namespace) for e in envelopes])
 
 
+# Where a prompt sits in the events that carry one: a JobSpec (`job`), a job view (`view`).
+PROMPT_PATHS = ("{job,prompt}", "{view,prompt}")
+
+
 async def erase_prompt_from_outbox(conn: psycopg.AsyncConnection, job_id) -> int:
-    """Blank the prompt (`job.prompt`) in the outbox rows of a job whose data was erased, sent
-    or not, so that it is gone from this service's tables; returns the rows changed."""
-    cur = await conn.execute(
-        "UPDATE outbox SET body = convert_to(jsonb_set(convert_from(body, 'UTF8')::jsonb, '{job,prompt}',"
-        " '\"\"')::text, 'UTF8') WHERE record_key = %s"
-        " AND convert_from(body, 'UTF8')::jsonb #>> '{job,prompt}' <> ''", [str(job_id).encode()])
-    return cur.rowcount
+    """Blank the prompt in the outbox rows of a job whose data was erased, sent or not, so
+    that it is gone from this service's tables; returns the rows changed."""
+    changed = 0
+    for path in PROMPT_PATHS:
+        cur = await conn.execute(
+            "UPDATE outbox SET body = convert_to(jsonb_set(convert_from(body, 'UTF8')::jsonb, %(path)s,"
+            " '\"\"')::text, 'UTF8') WHERE record_key = %(key)s"
+            " AND convert_from(body, 'UTF8')::jsonb #>> %(path)s <> ''", {"path": path, "key": str(job_id).encode()})
+        changed += cur.rowcount
+    return changed
 
 
 RELAY_BATCH = 200

@@ -100,6 +100,9 @@ async def erase_images(ctx: HandlerContext, event: JobErased, store: ObjectStore
     await asyncio.gather(*(store.delete(store.public_bucket, key) for key in public),
                          *(store.delete(store.internal_bucket, key) for key in internal))
     await ctx.conn.execute("DELETE FROM delivered_images WHERE job_id = %s", [event.job_id])
+    # Webhook messages carry the job as clients see it; its prompt goes, the record of sending stays.
+    await ctx.conn.execute("""UPDATE webhook_messages SET payload = jsonb_set(payload, '{prompt}', '""')"""
+                           " WHERE job_id = %s AND payload ? 'prompt'", [event.job_id])
     await erase_prompt_from_outbox(ctx.conn, event.job_id)
     log.info("erased job %s: %d public and %d internal objects", event.job_id, len(public), len(internal))
 

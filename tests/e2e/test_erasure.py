@@ -52,7 +52,9 @@ def test_deleting_a_job_erases_its_images_and_prompt_everywhere_and_keeps_its_bi
         platform, tenant_factory, endpoints, object_store):
     tenant = tenant_factory()
     marker = f"erasure-marker-{uuid.uuid4().hex}"
-    job_id = tenant.submit(prompt=f"a lighthouse at dusk {marker}", images=2, candidates=3, seed=5)
+    # A webhook nobody answers: delivery keeps the message (the job as shown, prompt included).
+    job_id = tenant.submit(prompt=f"a lighthouse at dusk {marker}", images=2, candidates=3, seed=5,
+                           webhook_url="http://127.0.0.1:9/hooks")
     job = tenant.wait_settled([job_id])[job_id]
     assert job["state"] == "succeeded"
     schemas = [platform.schema(name) for name in SERVICES]
@@ -63,7 +65,11 @@ def test_deleting_a_job_erases_its_images_and_prompt_everywhere_and_keeps_its_bi
     assert len(keys_under(object_store, object_store.public_bucket, public_folder)) == 2
     assert len(keys_under(object_store, object_store.internal_bucket, candidates)) == 3
     holding = tables_holding(endpoints.database_url, schemas, marker)
-    assert {f"{platform.schema('ingest')}.jobs", f"{platform.schema('router')}.jobs"} <= set(holding), holding
+    assert wait_for(lambda: f"{platform.schema('delivery')}.webhook_messages" in tables_holding(
+        endpoints.database_url, schemas, marker)), "the webhook was never queued"
+    holding = tables_holding(endpoints.database_url, schemas, marker)
+    assert {f"{platform.schema('ingest')}.jobs", f"{platform.schema('router')}.jobs",
+            f"{platform.schema('ingest')}.outbox"} <= set(holding), holding
 
     erased = tenant.http.delete(f"/v1/jobs/{job_id}")
 
