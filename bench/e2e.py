@@ -256,7 +256,7 @@ def start_platform(data_dir: Path):
 
 def tenant(endpoints: Endpoints) -> str:
     name = f"bench-{uuid.uuid4().hex[:8]}"
-    api_key = asyncio.run(create_tenant(endpoints.settings(IngestSettings), name))
+    api_key = asyncio.run(create_tenant(endpoints.settings(IngestSettings), name, plan="enterprise"))
     asyncio.run(grant(endpoints.settings(LedgerSettings), name, 10_000_000, "bench"))
     return api_key
 

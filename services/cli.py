@@ -6,7 +6,8 @@ Your jobs (GENLINE_API_URL, GENLINE_API_KEY; --json on every command):
 
 Operating the platform:
     genline run [--exit-after-demo]   the platform on the embedded stack, with a demo job
-    genline create-tenant TENANT      a tenant and a new API key   (python -m services.ingest)
+    genline create-tenant TENANT [--plan P]   a tenant and a new API key (python -m services.ingest)
+    genline set-plan TENANT PLAN      move a tenant to another plan (free, pro, enterprise)
     genline grant TENANT CREDITS      credits for a tenant         (python -m services.ledger)
     genline replay ledger             rebuild accounts from the ledger topic and compare
     genline replay jobs [--tenant T]  rebuild every job's read model from all topics and compare
@@ -23,13 +24,15 @@ COMMANDS = {
     "jobs": "services.jobs_cli",
     "run": "services.stack.__main__",
     "create-tenant": "services.ingest.__main__",
+    "set-plan": "services.ingest.__main__",
     "grant": "services.ledger.__main__",
     "replay": {"ledger": "services.ledger.replay", "jobs": "services.ingest.replay",
                "audit": "services.ledger.audit_replay"},
     "score": "services.scorer.cli",
 }
-KEEPS_NAME = {"create-tenant", "grant", "score"}  # their modules take it as a sub-command
-PROG = {"jobs": "genline jobs", "run": "genline run", "create-tenant": "genline", "grant": "genline"}
+KEEPS_NAME = {"create-tenant", "set-plan", "grant", "score"}  # their modules take it as a sub-command
+PROG = {"jobs": "genline jobs", "run": "genline run", "create-tenant": "genline", "set-plan": "genline",
+        "grant": "genline"}
 HELP = ("-h", "--help")
 
 

@@ -8,7 +8,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = [[], ["jobs"], *(["jobs", c] for c in ("submit", "list", "get", "cancel", "events", "watch", "download")),
-            ["run"], ["create-tenant"], ["grant"], ["replay"], ["replay", "ledger"], ["replay", "jobs"], ["score"]]
+            ["run"], ["create-tenant"], ["set-plan"], ["grant"], ["replay"], ["replay", "ledger"], ["replay", "jobs"], ["score"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "genline")

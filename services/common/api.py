@@ -5,7 +5,8 @@
    surrogates), naming the field (422).
 2. Errors are problems: FastAPI's default 422 schema is replaced by the shared Problem
    schema, every error status is filed under `application/problem+json`, and an operation
-   behind a security scheme declares its 401 (and its 403 when it lists scopes). A route declares its other statuses with
+   behind a security scheme declares its 401 (its 403 when it lists scopes, its 429 when
+   it takes an API key, whose plan limits the rate). A route declares its other statuses with
    `problems.responses(...)`.
 3. Operation ids are the route functions' names; every response names its `X-Request-ID`.
 
@@ -147,6 +148,8 @@ def _declare_operation_problems(operation: dict) -> None:
         responses.setdefault("401", _problem(401))
     if any(scopes for requirement in operation.get("security", []) for scopes in requirement.values()):
         responses.setdefault("403", _problem(403))  # a key without the scope the operation lists
+    if any(RATE_LIMITED_SCHEME in requirement for requirement in operation.get("security", [])):
+        responses["429"] = _problem(429) | {"headers": dict(RATE_LIMIT_HEADERS)}
     if "requestBody" in operation:  # a body that is not UTF-8 cannot even be parsed
         responses.setdefault("400", _problem(400))
     for status, response in responses.items():
@@ -155,6 +158,17 @@ def _declare_operation_problems(operation: dict) -> None:
         response.setdefault("headers", {})["X-Request-ID"] = {
             "description": "the request's id: the one sent, when usable, else a new one", "required": True,
             "schema": {"type": "string"}}
+
+
+# Requests with an API key count against its tenant's plan (ingest): beyond it, 429 with these.
+RATE_LIMITED_SCHEME = "apiKey"
+RATE_LIMIT_HEADERS = {
+    name: {"description": description, "required": name == "Retry-After", "schema": {"type": "integer", "minimum": 0}}
+    for name, description in (
+        ("Retry-After", "seconds to wait before trying again"),
+        ("RateLimit-Limit", "requests the plan allows at once (its burst)"),
+        ("RateLimit-Remaining", "requests allowed right now"),
+        ("RateLimit-Reset", "seconds until the allowance is whole again (with the two above, on a refused rate)"))}
 
 
 def _problem(status: int) -> dict:

@@ -92,6 +92,7 @@ class JobSpec(Contract):
     min_images: int | None = Field(None, ge=1, description="at the deadline, deliver if this many passed; None: images")
     webhook_url: str | None = Field(None, description="where delivery sends this job's webhooks, besides the tenant's endpoints")
     webhook_events: list[str] | None = Field(None, description="the WEBHOOK_EVENTS sent to webhook_url; None: all")
+    priority: int = Field(0, ge=0, description="the tenant's plan's queue priority, higher first; set by ingest")
 
 
 class CandidateRef(Contract):

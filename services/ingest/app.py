@@ -13,6 +13,7 @@ from services.common.storage import ObjectStore
 from services.ingest import handlers, keys, tenants
 from services.ingest.sweeper import Sweeper
 from services.ingest.live import LogWatch
+from services.ingest.plans import load_plans
 from services.ingest.routes import account, admin, admin_tenants, events, jobs, keys as key_routes, uploads, webhooks
 from services.ingest.settings import IngestSettings
 
@@ -41,6 +42,7 @@ def build(settings: IngestSettings):
     app = api.create_app("ingest", title="Genline", description=DESCRIPTION, tags=TAGS,
                          lifespan=runtime.lifespan)
     app.state.runtime, app.state.settings, app.state.store = runtime, settings, store
+    app.state.plans = load_plans(settings.plans_path)
     connect_ledger(runtime, app, settings)
     connect_delivery(runtime, app, settings)
     sweeper = Sweeper(runtime, settings)
@@ -87,6 +89,22 @@ def connect_delivery(runtime: ServiceRuntime, app: FastAPI, settings: IngestSett
     runtime.shutdown_hooks.append(close_client)
 
 
+def check_plan(settings: IngestSettings, plan: str | None) -> None:
+    offered = load_plans(settings.plans_path).plans
+    if plan is not None and plan not in offered:
+        raise ValueError(f"unknown plan {plan!r}; offered: {', '.join(offered)}")
+
+
+async def set_tenant_plan(settings: IngestSettings, tenant_id: str, plan: str) -> str:
+    """Move a tenant to another plan (the CLI's set-plan); the plan it was on."""
+    check_plan(settings, plan)
+    async with tenants_transaction(settings) as conn:
+        previous = await tenants.set_plan(conn, tenant_id, plan)
+    if previous is None:
+        raise ValueError(f"no tenant {tenant_id!r}")
+    return previous
+
+
 @asynccontextmanager
 async def tenants_transaction(settings: IngestSettings):
     """One transaction on ingest's tables, for commands run outside the service (CLI, seeding)."""
@@ -100,18 +118,20 @@ async def tenants_transaction(settings: IngestSettings):
         await runtime.pool.close()
 
 
-async def create_tenant(settings: IngestSettings, tenant_id: str, name: str | None = None) -> str:
+async def create_tenant(settings: IngestSettings, tenant_id: str, name: str | None = None,
+                        plan: str | None = None) -> str:
     """Create a tenant (or reuse it) and return a new API key; only its hash is stored."""
-    key, _ = await ensure_tenant(settings, tenant_id, name)
+    key, _ = await ensure_tenant(settings, tenant_id, name, plan=plan)
     return key
 
 
 async def ensure_tenant(settings: IngestSettings, tenant_id: str, name: str | None = None,
-                        known_key: str | None = None) -> tuple[str, bool]:
+                        known_key: str | None = None, plan: str | None = None) -> tuple[str, bool]:
     """The tenant's API key, `known_key` while it is still a valid key of this tenant, else a
-    new one; and whether the tenant was created now."""
+    new one; and whether the tenant was created now (on `plan`, the default one when None)."""
+    check_plan(settings, plan)
     async with tenants_transaction(settings) as conn:
-        created = await tenants.insert_tenant(conn, tenant_id, name)
+        created = await tenants.insert_tenant(conn, tenant_id, name, plan)
         if known_key and await tenants.key_is_live(conn, tenant_id, known_key):
             return known_key, created
         key = (await keys.issue_key(conn, tenant_id, keys.OPERATOR_KEY_NAME)).secret

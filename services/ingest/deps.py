@@ -5,15 +5,17 @@ from dataclasses import dataclass
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import Depends, Request, Security
+from fastapi import Depends, Request, Response, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
 
 from services.common import telemetry
 from services.common.problems import Problem
 from services.common.runtime import ServiceRuntime
 from services.common.storage import ObjectStore
+from services.ingest import limits
 from services.ingest.domain import hash_api_key
 from services.ingest.live import LogWatch
+from services.ingest.plans import PlanBook
 from services.ingest.settings import IngestSettings
 
 UNAUTHORIZED = {"WWW-Authenticate": 'Bearer realm="genline"'}
@@ -41,7 +43,12 @@ def get_log_watch(request: Request) -> LogWatch:
     return request.app.state.log_watch
 
 
+def get_plans(request: Request) -> PlanBook:
+    return request.app.state.plans
+
+
 Runtime = Annotated[ServiceRuntime, Depends(get_runtime)]
+Plans = Annotated[PlanBook, Depends(get_plans)]
 Settings = Annotated[IngestSettings, Depends(get_settings)]
 Store = Annotated[ObjectStore, Depends(get_store)]
 Watch = Annotated[LogWatch, Depends(get_log_watch)]
@@ -60,24 +67,34 @@ class Caller:
 LAST_USED_RESOLUTION = "1 minute"
 
 
-async def authenticated(runtime: Runtime, request: Request,
+async def authenticated(runtime: Runtime, plans: Plans, request: Request, response: Response,
                         bearer: Annotated[HTTPAuthorizationCredentials | None, Security(api_key)]) -> Caller:
     """`Authorization: Bearer <api key>`, looked up on every request (no cache), so a key
-    revoked or past its rotation overlap is refused at once by every replica."""
+    revoked or past its rotation overlap is refused at once by every replica. Then the
+    request counts against the tenant's plan's rate (429 beyond it); every answer carries
+    the RateLimit headers."""
     if not request.headers.get("authorization"):
         raise Problem(401, "missing-api-key", "send your API key as 'Authorization: Bearer <key>'", UNAUTHORIZED)
     if bearer is None:
         raise Problem(401, "invalid-api-key", "the Authorization header must be 'Bearer <key>'", UNAUTHORIZED)
     async with runtime.pool.connection() as conn:
         row = await (await conn.execute(
-            "SELECT id, tenant_id, scopes, last_used_at > now() - %s::interval AS fresh FROM api_keys"
-            " WHERE key_hash = %s AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())",
+            "SELECT k.id, k.tenant_id, k.scopes, t.plan, k.last_used_at > now() - %s::interval AS fresh"
+            " FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.key_hash = %s"
+            " AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())",
             [LAST_USED_RESOLUTION, hash_api_key(bearer.credentials.strip())])).fetchone()
-        if row is not None and not row["fresh"]:
+        if row is None:
+            raise Problem(401, "invalid-api-key", "the API key is not valid", UNAUTHORIZED)
+        if not row["fresh"]:
             await conn.execute("UPDATE api_keys SET last_used_at = now() WHERE id = %s", [row["id"]])
-    if row is None:
-        raise Problem(401, "invalid-api-key", "the API key is not valid", UNAUTHORIZED)
+        plan = plans.get(row["plan"])
+        decision = await limits.take_request(conn, row["tenant_id"], plan)
     telemetry.bind_tenant(row["tenant_id"])
+    if not decision.allowed:
+        raise Problem(429, "rate-limited", f"plan {plan.name!r} allows {plan.requests_per_s:g} requests a second"
+                      f" with bursts of {plan.burst}; retry after {decision.retry_after_s} s",
+                      decision.headers(plan), retry_after=decision.retry_after_s, plan=plan.name)
+    response.headers.update(decision.headers(plan))
     return Caller(row["tenant_id"], row["id"], frozenset(row["scopes"]))
 
 

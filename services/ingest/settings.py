@@ -37,6 +37,8 @@ class IngestSettings(AdminApiSettings):
                                           "scoring": 1800, "delivering": 900}
     deadline_grace_s: float = 120.0
     cancel_answer_timeout_s: float = 120.0
+    # Plans (rates, concurrent jobs, images a day, priority); the packaged plans.yaml when unset.
+    plans_path: str | None = None
     # A rotated API key keeps working this long, so clients can switch over, unless the
     # rotation names its own overlap (up to the maximum).
     key_rotation_overlap_s: int = 24 * 3600

@@ -1,6 +1,8 @@
-"""Which admitted job goes next: paid tiers first, tenants of a tier served fairly.
+"""Which admitted job goes next: higher plans first, then paid tiers, tenants of one
+class served fairly.
 
-Tiers are served in strict priority order. Within a tier, tenants take turns by deficit
+A job's class is its tenant's plan priority (higher first) and then its tier; classes are
+served in strict order. Within a class, tenants take turns by deficit
 round-robin: each visit gives a tenant a quantum of images to spend, and a job costs the
 images it asks for, so a tenant of 10,000 one-image jobs and a tenant of four 4-image
 jobs get the same share of the router, and neither waits for the other's backlog.
@@ -64,32 +66,42 @@ class _TenantRoundRobin(Generic[Job]):
 
 
 class FairQueue(Generic[Job]):
-    """Pending jobs by tier and tenant; `pop` returns the job that should run next."""
+    """Pending jobs by class (plan priority, tier) and tenant; `pop` returns the job that
+    should run next."""
 
     def __init__(self, tier_order: Iterable[str] = DEFAULT_TIER_ORDER, quantum: int = 4) -> None:
         if quantum < 1:
             raise ValueError(f"quantum must be at least 1, got {quantum}")
-        self._tiers: dict[str, _TenantRoundRobin[Job]] = {tier: _TenantRoundRobin(quantum) for tier in tier_order}
-        if not self._tiers:
+        self._quantum = quantum
+        self._tier_rank = {tier: rank for rank, tier in enumerate(tier_order)}
+        if not self._tier_rank:
             raise ValueError("tier_order must name at least one tier")
+        # (-priority, tier rank) -> its tenants' round-robin; sorted, so the first is served first.
+        self._classes: dict[tuple[int, int], _TenantRoundRobin[Job]] = {}
 
     def __len__(self) -> int:
-        return sum(len(tier) for tier in self._tiers.values())
+        return sum(len(queue) for queue in self._classes.values())
 
-    def push(self, job: Job, tier: str, tenant: str, cost: int = 1) -> None:
-        """Queue `job`; `cost` is what it takes from the tenant's share (its image count)."""
-        if tier not in self._tiers:
-            raise ValueError(f"unknown tier {tier!r}; known: {', '.join(self._tiers)}")
+    def push(self, job: Job, tier: str, tenant: str, cost: int = 1, priority: int = 0) -> None:
+        """Queue `job`; `cost` is what it takes from the tenant's share (its image count),
+        `priority` its tenant's plan's (higher first, before any tier)."""
+        if tier not in self._tier_rank:
+            raise ValueError(f"unknown tier {tier!r}; known: {', '.join(self._tier_rank)}")
         if cost < 1:
             raise ValueError(f"cost must be at least 1, got {cost}")
-        self._tiers[tier].push(job, tenant, cost)
+        key = (-priority, self._tier_rank[tier])
+        if key not in self._classes:
+            self._classes[key] = _TenantRoundRobin(self._quantum)
+            self._classes = dict(sorted(self._classes.items()))
+        self._classes[key].push(job, tenant, cost)
 
     def pop(self) -> Job | None:
-        for tier in self._tiers.values():
-            job = tier.pop()
+        for queue in self._classes.values():
+            job = queue.pop()
             if job is not None:
                 return job
         return None
 
-    def pending(self, tier: str, tenant: str) -> int:
-        return self._tiers[tier].pending(tenant)
+    def pending(self, tier: str, tenant: str, priority: int = 0) -> int:
+        queue = self._classes.get((-priority, self._tier_rank[tier]))
+        return queue.pending(tenant) if queue else 0

@@ -16,7 +16,8 @@ from services.router.store import AttemptRequest
 async def admit(ctx: HandlerContext, event: CreditsReserved, scheduler: AttemptScheduler) -> None:
     await scheduler.wait_for_room()
     if await store.admit_job(ctx.conn, event.job, event.max_provider_spend_micro_usd, ctx.envelope.traceparent):
-        request = AttemptRequest(event.job_id, 1, event.job.images, event.job.tier, event.tenant_id)
+        request = AttemptRequest(event.job_id, 1, event.job.images, event.job.tier, event.tenant_id,
+                                 event.job.priority)
         ctx.after_commit(lambda: scheduler.announce(request))
 
 
@@ -43,7 +44,8 @@ async def regenerate(ctx: HandlerContext, event: RegenerationRequested, schedule
         await ctx.emit(domain.nothing_more(job, event.attempt + 1, reason))
         return
     if await store.request_attempt(ctx.conn, event.job_id, event.attempt + 1, event.needed):
-        request = AttemptRequest(event.job_id, event.attempt + 1, event.needed, job.spec.tier, event.tenant_id)
+        request = AttemptRequest(event.job_id, event.attempt + 1, event.needed, job.spec.tier, event.tenant_id,
+                                 job.spec.priority)
         ctx.after_commit(lambda: scheduler.announce(request))
 
 

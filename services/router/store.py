@@ -21,6 +21,7 @@ class AttemptRequest:
     images_needed: int
     tier: str
     tenant_id: str
+    priority: int = 0  # the tenant's plan's, served before the tier
 
     @property
     def key(self) -> tuple[UUID, int]:
@@ -72,7 +73,8 @@ async def load_job(conn: psycopg.AsyncConnection, job_id: UUID, lock: bool = Fal
 async def claimable_attempts(conn: psycopg.AsyncConnection, limit: int) -> list[AttemptRequest]:
     """Pending attempts no live router holds, oldest first."""
     rows = await (await conn.execute(
-        "SELECT r.job_id, r.attempt, r.images_needed, j.tier, j.tenant_id FROM attempt_requests r"
+        "SELECT r.job_id, r.attempt, r.images_needed, j.tier, j.tenant_id,"
+        " coalesce((j.spec->>'priority')::int, 0) AS priority FROM attempt_requests r"
         " JOIN jobs j USING (job_id) WHERE r.state = 'pending'"
         " AND (r.claimed_until IS NULL OR r.claimed_until < now()) ORDER BY r.requested_at LIMIT %s",
         [limit])).fetchall()

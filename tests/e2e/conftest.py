@@ -41,6 +41,17 @@ def platform(endpoints, tmp_path_factory) -> Iterator[ServiceFleet]:
         fleet.stop_all()
 
 
+@pytest.fixture(scope="module")
+def two_ingests(platform: ServiceFleet) -> Iterator[list[str]]:
+    """The URLs of the session's ingest and of a second replica beside it, on the same
+    database, as two pods behind one service would be."""
+    replica = platform.start_replica("ingest")
+    try:
+        yield [platform.ingest_url, platform.url(replica)]
+    finally:
+        platform.stop(replica)
+
+
 @contextmanager
 def own_fleet(endpoints: Endpoints, directory: Path, name: str, registry: dict,
               env: dict[str, str] | None = None) -> Iterator[ServiceFleet]:
@@ -98,11 +109,13 @@ class Tenant:
         return {"posted": row[0], "pending": row[1], "available": row[0] - row[1]}
 
 
-def make_tenant(endpoints: Endpoints, platform: ServiceFleet, credits: int) -> Tenant:
+def make_tenant(endpoints: Endpoints, platform: ServiceFleet, credits: int, plan: str = "enterprise") -> Tenant:
+    """A tenant with `credits`, on `plan`: by default the largest, so that tests polling
+    many jobs are not held to a small plan's rate."""
     tenant_id = f"t-{uuid.uuid4().hex[:10]}"
     scoped = {"topic_namespace": platform.namespace} if platform.namespace else {}
     ingest = endpoints.settings(IngestSettings, schema_name=platform.schema("ingest"), **scoped)
-    api_key = asyncio.run(create_tenant(ingest, tenant_id))
+    api_key = asyncio.run(create_tenant(ingest, tenant_id, plan=plan))
     if credits:
         ledger = endpoints.settings(LedgerSettings, schema_name=platform.schema("ledger"), **scoped)
         asyncio.run(grant(ledger, tenant_id, credits, "test grant"))
@@ -114,10 +127,22 @@ def make_tenant(endpoints: Endpoints, platform: ServiceFleet, credits: int) -> T
 def tenant_factory(endpoints, platform):
     made: list[Tenant] = []
 
-    def factory(credits: int = 10_000) -> Tenant:
-        made.append(make_tenant(endpoints, platform, credits))
+    def factory(credits: int = 10_000, plan: str = "enterprise") -> Tenant:
+        made.append(make_tenant(endpoints, platform, credits, plan))
         return made[-1]
 
     yield factory
     for tenant in made:
         tenant.http.close()
+
+
+def wait_for_audit(platform, tenant_id: str, action: str, timeout_s: float = 60) -> dict:
+    """The newest audit entry of `action` for the tenant, once the ledger has kept it."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        entries = httpx.get(f"{platform.url('ledger')}/admin/v1/audit", params={"tenant_id": tenant_id, "action": action},
+                            headers={"Authorization": f"Bearer {LEDGER_ADMIN_TOKEN}"}, timeout=10).json()["entries"]
+        if entries or time.monotonic() > deadline:
+            assert entries, f"no {action} for {tenant_id} in the audit trail after {timeout_s}s"
+            return entries[0]
+        time.sleep(0.3)

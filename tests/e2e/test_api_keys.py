@@ -4,23 +4,10 @@ once by every ingest replica (no cache), rotation with an overlap in which both 
 
 import time
 import uuid
-from collections.abc import Iterator
 
 import httpx
-import pytest
 
-from services.stack.fleet import ServiceFleet
-from tests.e2e.conftest import LEDGER_ADMIN_TOKEN
-
-
-@pytest.fixture(scope="module")
-def two_ingests(platform: ServiceFleet) -> Iterator[list[str]]:
-    """The session's ingest and a second replica beside it, on the same database."""
-    replica = platform.start_replica("ingest")
-    try:
-        yield [platform.ingest_url, platform.url(replica)]
-    finally:
-        platform.stop(replica)
+from tests.e2e.conftest import LEDGER_ADMIN_TOKEN, wait_for_audit
 
 
 def as_key(base_url: str, secret: str) -> httpx.Client:
@@ -78,18 +65,6 @@ def test_keys_are_listed_without_secrets_and_with_their_last_use(tenant_factory,
     dashboard = listed[1]
     assert dashboard["id"] == reader["id"] and dashboard["prefix"] == reader["prefix"]
     assert dashboard["last_used_at"] is not None and listed[0]["last_used_at"] is not None
-
-
-def wait_for_audit(platform, tenant_id: str, action: str, timeout_s: float = 60) -> dict:
-    """The newest audit entry of `action` for the tenant, once the ledger has kept it."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        entries = httpx.get(f"{platform.url('ledger')}/admin/v1/audit", params={"tenant_id": tenant_id, "action": action},
-                            headers={"Authorization": f"Bearer {LEDGER_ADMIN_TOKEN}"}, timeout=10).json()["entries"]
-        if entries or time.monotonic() > deadline:
-            assert entries, f"no {action} for {tenant_id} in the audit trail after {timeout_s}s"
-            return entries[0]
-        time.sleep(0.3)
 
 
 def test_a_revoked_key_is_refused_at_once_by_every_replica(tenant_factory, platform, two_ingests):

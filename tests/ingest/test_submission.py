@@ -29,7 +29,7 @@ def ingest_client(endpoints, **overrides) -> Iterator[TestClient]:
     settings = endpoints.settings(IngestSettings, environment="test", topic_namespace=f"i{suffix}",
                                   schema_name=f"ingest_{suffix}", **overrides)
     asyncio.run(create_topics(endpoints.kafka_bootstrap, all_topics(settings.topic_namespace)))
-    api_key = asyncio.run(create_tenant(settings, f"t-{suffix}"))
+    api_key = asyncio.run(create_tenant(settings, f"t-{suffix}", plan="enterprise"))
     _, app = build(settings)
     with TestClient(app, headers={"Authorization": f"Bearer {api_key}"}) as client:
         client.app_settings = settings

@@ -85,3 +85,21 @@ def test_len_and_pending_count_queued_jobs():
 def test_push_rejects_unknown_tiers_and_free_jobs(tier, cost):
     with pytest.raises(ValueError):
         FairQueue().push("x", tier=tier, tenant="A", cost=cost)
+
+
+def test_a_higher_plan_is_served_before_any_tier_of_a_lower_one():
+    queue = FairQueue()
+    for n in range(3):
+        queue.push(("free", n), tier="stable", tenant="free-tenant")
+    queue.push(("pro", 0), tier="low-cost", tenant="pro-tenant", priority=1)
+    queue.push(("pro", 1), tier="stable", tenant="pro-tenant", priority=1)
+    assert drain(queue) == [("pro", 1), ("pro", 0), ("free", 0), ("free", 1), ("free", 2)]
+    assert queue.pending("stable", "pro-tenant", priority=1) == 0
+
+
+def test_tenants_of_one_plan_still_take_fair_turns():
+    queue = FairQueue()
+    for n in range(6):
+        queue.push(("A", n), tier="stable", tenant="A", priority=2)
+    queue.push(("B", 0), tier="stable", tenant="B", priority=2)
+    assert drain(queue).index(("B", 0)) < 6

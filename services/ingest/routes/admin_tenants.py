@@ -1,5 +1,5 @@
-"""`/admin/v1/tenants`: operators create a tenant and its first API key (every scope), as
-`genline create-tenant` does. Behind an operator token with `tenants:manage`, on the admin port; in the audit trail; not part of the
+"""`/admin/v1/tenants`: operators create a tenant on a plan with its first API key (every
+scope), as `genline create-tenant` does, and move a tenant to another plan. Behind an operator token with `tenants:manage`, on the admin port; in the audit trail; not part of the
 public OpenAPI document."""
 
 from typing import Annotated
@@ -12,7 +12,7 @@ from services.common.audit import operator_actor, record_action
 from services.common.api import RequestModel, StorableText
 from services.common.problems import Problem
 from services.ingest import keys, tenants
-from services.ingest.deps import Runtime
+from services.ingest.deps import Plans, Runtime
 from services.ingest.domain import SCOPES
 
 router = APIRouter(prefix="/admin/v1/tenants", include_in_schema=False)
@@ -21,24 +21,54 @@ router = APIRouter(prefix="/admin/v1/tenants", include_in_schema=False)
 class TenantRequest(RequestModel):
     id: str = Field(pattern=tenants.TENANT_ID_PATTERN)
     name: StorableText | None = Field(None, max_length=200)
+    plan: StorableText | None = Field(None, max_length=64, description="plans.yaml's default when left out")
+
+
+class PlanRequest(RequestModel):
+    plan: StorableText = Field(max_length=64)
 
 
 class NewTenant(BaseModel):
     id: str
+    plan: str
     api_key: str = Field(description="the tenant's first key, shown this once")
     key_id: str
 
 
 @router.post("", status_code=201, response_model=NewTenant)
-async def create_tenant(operator: OperatorWith("tenants:manage"), runtime: Runtime,
+async def create_tenant(operator: OperatorWith("tenants:manage"), runtime: Runtime, plans: Plans,
                         body: Annotated[TenantRequest, Body()]):
+    plan = offered_plan(plans, body.plan or plans.default)
     async with runtime.pool.connection() as conn, conn.transaction():
-        if not await tenants.insert_tenant(conn, body.id, body.name):
+        if not await tenants.insert_tenant(conn, body.id, body.name, plan):
             raise Problem(409, "tenant-exists", f"tenant {body.id!r} exists already; create its keys with its own keys")
         issued = await keys.issue_key(conn, body.id, keys.OPERATOR_KEY_NAME)
         actor = operator_actor(operator.name)
-        await record_action(runtime, conn, actor, "tenant.create", f"tenant:{body.id}", body.id, name=body.name)
+        await record_action(runtime, conn, actor, "tenant.create", f"tenant:{body.id}", body.id, name=body.name,
+                            plan=plan)
         await record_action(runtime, conn, actor, "api_key.create", f"api_key:{issued.id}", body.id,
                             name=keys.OPERATOR_KEY_NAME, scopes=list(SCOPES))
     runtime.relay.notify()
-    return NewTenant(id=body.id, api_key=issued.secret, key_id=str(issued.id))
+    return NewTenant(id=body.id, plan=plan, api_key=issued.secret, key_id=str(issued.id))
+
+
+@router.put("/{tenant_id}/plan")
+async def set_plan(tenant_id: str, operator: OperatorWith("tenants:manage"), runtime: Runtime, plans: Plans,
+                   body: Annotated[PlanRequest, Body()]) -> dict:
+    """Move the tenant to another plan: its next request and submission are held to it; jobs
+    already accepted go on."""
+    plan = offered_plan(plans, body.plan)
+    async with runtime.pool.connection() as conn, conn.transaction():
+        previous = await tenants.set_plan(conn, tenant_id, plan)
+        if previous is None:
+            raise Problem(404, "tenant-not-found", f"no tenant {tenant_id!r}")
+        await record_action(runtime, conn, operator_actor(operator.name), "plan.set", f"tenant:{tenant_id}",
+                            tenant_id, previous=previous, plan=plan)
+    runtime.relay.notify()
+    return {"id": tenant_id, "plan": plan, "previous": previous}
+
+
+def offered_plan(plans, name: str) -> str:
+    if name not in plans.plans:
+        raise Problem(422, "unknown-plan", f"no plan {name!r}; offered: {', '.join(plans.plans)}")
+    return name

@@ -17,8 +17,8 @@ from services.common.audit import record_action
 from services.common.bus import erase_prompt_from_outbox
 from services.common.contracts import JobErased, JobSpec, JobSubmitted, OutputReported, Tier, WebhookEvent
 from services.common.problems import Problem
-from services.ingest import domain, guidance, screening, store as jobs_store
-from services.ingest.deps import JobsReader, JobsWriter, Runtime, Settings, Store
+from services.ingest import domain, guidance, limits, screening, store as jobs_store
+from services.ingest.deps import JobsReader, JobsWriter, Plans, Runtime, Settings, Store
 from services.scorer.profiles import ProfileError, QualityRules, job_profile, profile_names
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -111,7 +111,8 @@ def with_deadline(body: JobRequest, cancel_after: str | None, settings) -> JobRe
     return body.model_copy(update={"deadline_s": deadline_s})
 
 
-def job_spec(tenant_id: str, body: JobRequest, settings, reference_key: str | None = None) -> JobSpec:
+def job_spec(tenant_id: str, body: JobRequest, settings, reference_key: str | None = None,
+             priority: int = 0) -> JobSpec:
     candidates = domain.plan_candidates(body.images, body.candidates, settings.default_oversample)
     seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
     return JobSpec(job_id=uuid4(), tenant_id=tenant_id, template=body.template, tier=body.tier,
@@ -121,7 +122,8 @@ def job_spec(tenant_id: str, body: JobRequest, settings, reference_key: str | No
                    seed=seed, submitted_at=datetime.now(UTC),
                    profile=body.profile, quality_rules=quality_rules(body), reference_key=reference_key,
                    width=body.width, height=body.height, model=body.model, model_version=body.model_version,
-                   webhook_url=body.webhook_url, webhook_events=body.webhook_events)
+                   webhook_url=body.webhook_url, webhook_events=body.webhook_events,
+                   priority=priority)
 
 
 def quality_rules(body: JobRequest) -> dict | None:
@@ -184,13 +186,17 @@ async def replay_of(conn, tenant_id: str, key: str, fingerprint: str, ttl_s: int
     return bound[0] if bound else None
 
 
-async def record_submission(runtime, tenant: str, body: JobRequest, settings, idempotency_key: str | None,
+async def record_submission(runtime, plans, tenant: str, body: JobRequest, settings, idempotency_key: str | None,
                             fingerprint: str, reference_key: str | None) -> domain.JobView:
+    """The job, written with its JobSubmitted; a retry with the same key gets the first job,
+    and a job past the plan's limits is refused before anything is written."""
     ttl_s = settings.idempotency_key_ttl_s
     async with runtime.pool.connection() as conn, conn.transaction():
+        plan = await limits.lock_plan(conn, tenant, plans)
         if idempotency_key and (existing := await replay_of(conn, tenant, idempotency_key, fingerprint, ttl_s)):
             return await jobs_store.read_view(conn, existing, tenant)
-        spec = job_spec(tenant, body, settings, reference_key)
+        await limits.check_submission(conn, tenant, plan, body.images, datetime.now(UTC))
+        spec = job_spec(tenant, body, settings, reference_key, plan.priority)
         view = domain.submitted_view(spec)
         await jobs_store.record(conn, None, view, None, spec.submitted_at)
         if reference_key:
@@ -205,7 +211,7 @@ async def record_submission(runtime, tenant: str, body: JobRequest, settings, id
 
 @router.post("", status_code=202, response_model=JobAccepted, responses=problems.responses(413, 415, 503))
 async def submit_job(body: JobRequest, response: Response, tenant: JobsWriter, runtime: Runtime,
-                     settings: Settings, store: Store,
+                     settings: Settings, store: Store, plans: Plans,
                      idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
                      cancel_after: Annotated[str | None, Header(max_length=32)] = None):
     """Accept a job (202); it moves on asynchronously. Retries with the same `Idempotency-Key`
@@ -214,7 +220,9 @@ async def submit_job(body: JobRequest, response: Response, tenant: JobsWriter, r
     or reference photo the scorer could not use are refused here (422), and so is an input photo
     (`input_upload` or `reference_image`) that fails its template's input checks, with a
     sentence per failed check saying what to change (422 `input-guidance`). The job's deadline is
-    `deadline_s`, or the `Cancel-After` header (`90`, `90s`, `5m`, `1h30m`), or its tier's."""
+    `deadline_s`, or the `Cancel-After` header (`90`, `90s`, `5m`, `1h30m`), or its tier's.
+    A job beyond your plan's jobs in progress or images per day is refused (429, with the
+    reason and `Retry-After`) and nothing is held; an accepted job is never dropped by a limit."""
     telemetry.bind_prompt(body.prompt)
     body = with_deadline(body, cancel_after, settings)
     check_scoring(body, settings)
@@ -222,7 +230,7 @@ async def submit_job(body: JobRequest, response: Response, tenant: JobsWriter, r
         await check_webhook_url(body.webhook_url, settings)
     reference_key = await input_photo(runtime, store, tenant, body, settings)
     fingerprint = domain.request_fingerprint(body.model_dump(mode="json"))
-    submit = (runtime, tenant, body, settings, idempotency_key, fingerprint, reference_key)
+    submit = (runtime, plans, tenant, body, settings, idempotency_key, fingerprint, reference_key)
     try:
         view = await record_submission(*submit)
     except (psycopg.errors.UniqueViolation, jobs_store.IdempotencyKeyTaken):

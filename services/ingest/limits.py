@@ -1,0 +1,64 @@
+"""A plan's limits, enforced on the shared database so they hold across ingest replicas:
+the request rate (GCRA, one row per tenant), and at submission the concurrent jobs and
+images per day (counted under the tenant's row lock, so two replicas cannot both admit
+the last slot). A refusal reserves nothing: the job is never written."""
+
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+
+from services.common.problems import Problem
+from services.ingest.domain import FINAL_STATES
+from services.ingest.plans import Plan, PlanBook, RateDecision, rate_decision
+
+# Seconds a client is told to wait when it has as many jobs running as its plan allows:
+# a job takes about this long to finish.
+CONCURRENCY_RETRY_AFTER_S = 10
+
+
+async def take_request(conn: psycopg.AsyncConnection, tenant_id: str, plan: Plan) -> RateDecision:
+    """Count one request against the tenant's rate; the row moves only when it is allowed."""
+    row = await (await conn.execute(
+        "INSERT INTO rate_limits AS r (tenant_id, tat) VALUES (%(tenant)s, now() + make_interval(secs => %(t)s))"
+        " ON CONFLICT (tenant_id) DO UPDATE SET tat = greatest(r.tat, now()) + make_interval(secs => %(t)s)"
+        " WHERE greatest(r.tat, now()) + make_interval(secs => %(t)s) <= now() + make_interval(secs => %(tol)s)"
+        " RETURNING extract(epoch FROM tat - now())::float8 AS ahead",
+        {"tenant": tenant_id, "t": plan.interval_s, "tol": plan.tolerance_s})).fetchone()
+    if row is not None:
+        return rate_decision(plan, True, row["ahead"])
+    row = await (await conn.execute("SELECT extract(epoch FROM tat - now())::float8 AS ahead FROM rate_limits"
+                                    " WHERE tenant_id = %s", [tenant_id])).fetchone()
+    return rate_decision(plan, False, row["ahead"] if row else 0.0)
+
+
+async def lock_plan(conn: psycopg.AsyncConnection, tenant_id: str, plans: PlanBook) -> Plan:
+    """The tenant's plan, its row locked until the transaction ends: submissions of one
+    tenant are counted one after another, on every replica."""
+    row = await (await conn.execute("SELECT plan FROM tenants WHERE id = %s FOR UPDATE", [tenant_id])).fetchone()
+    return plans.get(row["plan"] if row else None)
+
+
+async def check_submission(conn: psycopg.AsyncConnection, tenant_id: str, plan: Plan, images: int,
+                           now: datetime) -> None:
+    """Refuse (429, with the reason) a job that would pass the plan's concurrent jobs or
+    images per day; call it under `lock_plan`."""
+    day_start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    row = await (await conn.execute(
+        "SELECT count(*) FILTER (WHERE state <> ALL(%(final)s)) AS active,"
+        " coalesce(sum((view->>'images')::int) FILTER (WHERE created_at >= %(day)s AND state <> 'rejected'), 0)"
+        " AS images_today FROM jobs WHERE tenant_id = %(tenant)s"
+        " AND (state <> ALL(%(final)s) OR created_at >= %(day)s)",
+        {"final": sorted(FINAL_STATES), "day": day_start, "tenant": tenant_id})).fetchone()
+    if plan.concurrent_jobs is not None and row["active"] >= plan.concurrent_jobs:
+        raise Problem(429, "concurrent-jobs-limit",
+                      f"plan {plan.name!r} allows {plan.concurrent_jobs} jobs in progress at once and"
+                      f" {row['active']} are; submit again when one has finished",
+                      {"Retry-After": str(CONCURRENCY_RETRY_AFTER_S)}, retry_after=CONCURRENCY_RETRY_AFTER_S,
+                      plan=plan.name, limit=plan.concurrent_jobs, active=row["active"])
+    if plan.images_per_day is not None and row["images_today"] + images > plan.images_per_day:
+        retry_after = max(1, int((day_start + timedelta(days=1) - now).total_seconds()))
+        raise Problem(429, "daily-images-limit",
+                      f"plan {plan.name!r} allows {plan.images_per_day} images a day (UTC); {row['images_today']}"
+                      f" were asked for today and this job asks for {images}",
+                      {"Retry-After": str(retry_after)}, retry_after=retry_after,
+                      plan=plan.name, limit=plan.images_per_day, used=row["images_today"])
