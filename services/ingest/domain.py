@@ -226,7 +226,7 @@ def complete(view: JobView, final_state: str) -> bool:
         return view.billing.state == "rejected"
     if final_state in ("canceled", "expired"):  # released, or never held (the ledger refused it)
         return view.billing.state in ("settled", "rejected")
-    if view.billing.state != "settled" or "admitted" not in view.timestamps:
+    if view.billing.state != "settled" or view.billing.price_book_version is None:  # None: reservation not seen
         return False
     if view.attempts < max((score.attempt for score in view.scores), default=0):
         return False
@@ -346,8 +346,10 @@ def merged(view: JobView, event: Event, at: datetime) -> JobView:
             failure = Failure(code=event.reason_code, stage="admission", reason=event.reason)
             return advance(view, "rejected", at, event.reason, failure=failure, billing=Billing(state="rejected"))
         case AttemptStarted():
+            view = admitted_by_attempt(view, event.started_at, event.attempt)
             return advance(view, "generating", event.started_at, f"attempt {event.attempt} started")
         case CandidatesGenerated():
+            view = admitted_by_attempt(view, event.started_at, event.attempt)
             view = advance(view, "generating", event.started_at, f"attempt {event.attempt} started")
             return advance(view, "scoring", at, f"attempt {event.attempt} generated {len(event.candidates)} candidates",
                            **with_generated(view, event))
@@ -389,6 +391,14 @@ def merged(view: JobView, event: Event, at: datetime) -> JobView:
         case ReportDeclined():
             return add_report(view, ReportOutcome(n=event.n, outcome="declined", reason=event.reason), at)
     return view
+
+
+def admitted_by_attempt(view: JobView, at: datetime, attempt: int) -> JobView:
+    """The router starts attempts only for a job whose credits are held, so an attempt that
+    arrives before the ledger's reservation (ingest reads its topics in no set order) shows
+    the job admitted first: every job passes through `admitted`, in the view and in its log.
+    Whichever says so first in time is kept, so the view is the same in any arrival order."""
+    return advance(view, "admitted", at, f"credits held (attempt {attempt} started)")
 
 
 def finished(before: JobView, after: JobView) -> JobFinished | None:

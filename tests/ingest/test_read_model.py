@@ -5,6 +5,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from services.common.contracts import (
+    AttemptStarted,
     CandidateRef,
     CandidatesGenerated,
     CandidateScore,
@@ -18,6 +19,7 @@ from services.common.contracts import (
     ScoringFailed,
 )
 from services.ingest.domain import JobView, apply_event, plan_candidates, submitted_view
+from services.ingest.job_log import state_changes
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 JOB = uuid.uuid4()
@@ -140,3 +142,15 @@ def test_regeneration_does_not_move_a_job_back():
                                          reason="r", scores=[])
     view = apply_event(submitted_view(SPEC), EVENTS[2], T0)
     assert apply_event(view, regeneration, T0 + timedelta(seconds=1)).state == "delivering"
+
+
+def test_an_attempt_seen_before_the_reservation_still_shows_the_job_admitted_first():
+    """Ingest reads the router's topic and the ledger's in no set order; the router starts
+    attempts only for admitted jobs, so every job passes through `admitted`, once."""
+    started = AttemptStarted(job_id=JOB, tenant_id="t", attempt=1, images_needed=1, started_at=T0 + timedelta(seconds=2))
+    before = submitted_view(SPEC)
+    generating = apply_event(before, started, T0 + timedelta(seconds=2))
+    assert [c["state"] for c in state_changes(before, generating)] == ["admitted", "generating"]
+    reserved = apply_event(generating, EVENTS[0], T0 + timedelta(seconds=1))
+    assert state_changes(generating, reserved) == [] and reserved.billing.state == "reserved"
+    assert reserved.reasons["admitted"] == "10 credits reserved"  # the earlier of the two is kept
