@@ -95,7 +95,11 @@ class ServiceFleet:
         return replica
 
     def stop(self, name: str) -> None:
+        """Stop process `name`; a service keeps its port for a restart, a replica is gone."""
         stop_process(self.processes.pop(name), grace_s=20)
+        if name not in SERVICES:
+            self.ports.pop(name)
+            self.service_env.pop(name, None)
 
     def start_all(self, timeout_s: float = 120) -> None:
         for name in SERVICES:
