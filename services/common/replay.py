@@ -8,13 +8,18 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from services.common.envelope import Envelope, MalformedEnvelope, from_kafka
 
 
+PAST_END_FETCHES = 5
+
+
 async def read_topic_to_end(bootstrap: str, topic: str, timeout_s: float = 120) -> list:
     """Every record from offset 0 to at least the end as it was when the read began; fails,
     rather than returning a partial history, if that end is not reached in time.
 
-    Records past that end that arrive in the same fetch are kept: some Kafka-protocol brokers
+    Reading goes on past that end until a fetch comes back empty (at most a few fetches, on a
+    topic still written to): some Kafka-protocol brokers
     (Tansu among them) report a partition's end as the first offset of its last record batch
-    plus one, so the rest of that batch lies "past the end" although it was acknowledged."""
+    plus one, so the rest of that batch lies "past the end" although it was acknowledged, and
+    it need not come in the same fetch."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
                                 auto_offset_reset="earliest")
     await consumer.start()
@@ -26,12 +31,17 @@ async def read_topic_to_end(bootstrap: str, topic: str, timeout_s: float = 120) 
             consumer.seek(tp, 0)
         records, next_offset = [], {tp: 0 for tp in partitions}
         deadline = asyncio.get_running_loop().time() + timeout_s
-        while any(next_offset[tp] < end[tp] for tp in partitions):
+        fetched, past_end = True, 0  # on a topic still written to, a few fetches past the end suffice
+        while any(next_offset[tp] < end[tp] for tp in partitions) or (fetched and past_end < PAST_END_FETCHES):
             if asyncio.get_running_loop().time() > deadline:
                 raise TimeoutError(f"read {len(records)} records of {topic}; the end {end} was not reached")
+            if all(next_offset[tp] >= end[tp] for tp in partitions):
+                past_end += 1
+            fetched = False
             for tp, batch in (await consumer.getmany(timeout_ms=500)).items():
                 records.extend(batch)
                 if batch:
+                    fetched = True
                     next_offset[tp] = max(next_offset[tp], batch[-1].offset + 1)
         return records
     finally:
