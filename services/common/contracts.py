@@ -95,8 +95,18 @@ class JobSpec(Contract):
     priority: int = Field(0, ge=0, description="the tenant's plan's queue priority, higher first; set by ingest")
 
 
+class CandidateStep(Contract):
+    """One stage of a template's pipeline as one candidate went through it."""
+
+    stage: str = Field(description="the stage's capability: preprocess, generate, stylize, upscale, …")
+    provider: str
+    cost_micro_usd: int
+    latency_ms: int
+
+
 class CandidateRef(Contract):
-    """A generated image in the internal bucket; images never travel on Kafka."""
+    """A generated image in the internal bucket; images never travel on Kafka. A clip (an
+    animated WebP) has more than one frame."""
 
     index: int = Field(description="unique within the job, across all its attempts")
     key: str
@@ -105,8 +115,11 @@ class CandidateRef(Contract):
     sha256: str
     width: int
     height: int
-    provider: str
-    cost_micro_usd: int
+    provider: str = Field(description="the provider of the last stage, whose output this is")
+    cost_micro_usd: int = Field(description="every stage of this candidate together")
+    frames: int = Field(1, ge=1)
+    duration_ms: int = Field(0, ge=0, description="a clip's length; 0 for a still")
+    steps: list[CandidateStep] = Field([], description="the stages it went through, in order; empty: generated")
 
 
 class DimensionScore(Contract):
@@ -378,6 +391,8 @@ class ProviderCall(Contract):
     expected_latency_ms: int = 0
     latency_ms: int = 0
     detail: str = ""
+    stage: str = Field("generate", description="the template stage the call was for")
+    stage_index: int = Field(0, ge=0, description="that stage's place in the template's pipeline")
 
 
 class AttemptStarted(JobEvent):

@@ -45,8 +45,12 @@ def candidate_prefix(tenant_id: str, job_id) -> str:
     return f"candidates/{tenant_id}/{job_id}/"
 
 
-def candidate_key(tenant_id: str, job_id, attempt: int, index: int) -> str:
-    return f"{candidate_prefix(tenant_id, job_id)}{attempt}/{index}.png"
+# File extensions of the media types Genline stores.
+EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
+
+
+def candidate_key(tenant_id: str, job_id, attempt: int, index: int, media_type: str = "image/png") -> str:
+    return f"{candidate_prefix(tenant_id, job_id)}{attempt}/{index}.{EXTENSIONS.get(media_type, 'bin')}"
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,16 @@
-"""The template catalogue (`templates.yaml`): what each template asks of its input photo.
+"""The template catalogue (`templates.yaml`): what each template asks of its input photo,
+the stages that make its images, and the profile they are scored with.
 
 A template's input checks name the scorer's dimensions, with bounds and the sentences a
 person reads when a photo falls outside them. Services read the catalogue; the scorer
-measures the dimensions (its internal API), ingest judges and explains.
+measures the dimensions (its internal API), ingest judges and explains. Its stages are an
+ordered list of capabilities the router runs one after the other, each on the output of
+the one before; a template without stages generates, as every template did before stages.
 """
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -42,10 +46,47 @@ class TemplateInput(BaseModel):
     checks: dict[str, InputCheck] = {}
 
 
+Capability = Literal["preprocess", "remove_background", "generate", "stylize", "upscale", "animate", "postprocess"]
+CAPABILITIES: tuple[str, ...] = Capability.__args__
+
+
+class Stage(BaseModel):
+    """One step of a template: a capability, its parameters, and optionally the provider it must run on."""
+
+    model_config = FROZEN
+
+    capability: Capability
+    params: dict[str, Any] = {}
+    provider: str | None = Field(None, description="pin this stage to one provider of the router's registry")
+
+
+GENERATE_ONLY = (Stage(capability="generate"),)
+
+
 class Template(BaseModel):
     model_config = FROZEN
 
+    description: str = ""
     input: TemplateInput | None = None
+    # An empty list is the generate-only pipeline every template had before stages.
+    stages: tuple[Stage, ...] = ()
+    profile: str | None = Field(None, description="the scoring profile; None: the one named like the template")
+
+    @property
+    def pipeline(self) -> tuple[Stage, ...]:
+        return self.stages or GENERATE_ONLY
+
+    @property
+    def needs_input(self) -> bool:
+        """The first stage works on the job's input photo instead of generating."""
+        return self.pipeline[0].capability != "generate"
+
+    @model_validator(mode="after")
+    def generate_comes_first(self) -> "Template":
+        later = [s.capability for s in self.pipeline[1:] if s.capability == "generate"]
+        if later:
+            raise ValueError("generate can only be the first stage: later stages work on an image")
+        return self
 
 
 class Catalogue(BaseModel):
@@ -62,6 +103,10 @@ class Catalogue(BaseModel):
                 if check.needs is not None and check.needs not in checks:
                     raise ValueError(f"template {name}: {dimension} needs {check.needs!r}, which it does not check")
         return self
+
+    def pipeline(self, template: str) -> tuple[Stage, ...]:
+        found = self.templates.get(template)
+        return found.pipeline if found else GENERATE_ONLY
 
     def input_checks(self, template: str) -> dict[str, InputCheck]:
         found = self.templates.get(template)

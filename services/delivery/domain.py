@@ -17,8 +17,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from standardwebhooks.webhooks import Webhook
 
 from services.common.contracts import WEBHOOK_EVENTS, DeliveryFailed, JobCanceled, JobCancelRequested
-
-EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
+from services.common.storage import EXTENSIONS
 COPY_FAILED = "copy_failed"
 
 

@@ -14,7 +14,8 @@ from services.ingest import handlers, keys, tenants
 from services.ingest.sweeper import Sweeper
 from services.ingest.live import LogWatch
 from services.ingest.plans import load_plans
-from services.ingest.routes import account, admin, admin_tenants, events, jobs, keys as key_routes, uploads, webhooks
+from services.ingest.routes import (account, admin, admin_tenants, events, jobs, keys as key_routes, templates, uploads,
+                                    webhooks)
 from services.ingest.settings import IngestSettings
 
 
@@ -53,6 +54,7 @@ def build(settings: IngestSettings):
     app.include_router(events.router)
     app.include_router(uploads.router)
     app.include_router(account.router)
+    app.include_router(templates.router)
     app.include_router(key_routes.router)
     app.include_router(webhooks.router)
     app.include_router(admin.router)

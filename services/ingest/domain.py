@@ -43,6 +43,7 @@ from services.common.contracts import (
     JobCancelRequested,
     JobDelivered,
     JobClosed,
+    ProviderCall,
     JobEvent,
     JobFinished,
     JobSpec,
@@ -81,6 +82,7 @@ class Billing(BaseModel):
     released: int | None = None
     retry_tokens_used: int = 0
     price_book_version: str | None = None
+    revenue_micro_usd: int | None = Field(None, description="what the charged credits are worth, once settled")
 
 
 class Regeneration(BaseModel):
@@ -90,6 +92,36 @@ class Regeneration(BaseModel):
     passed: int
     needed: int
     reason: str
+
+
+class StageCost(BaseModel):
+    """What one stage of one attempt cost on one provider: the calls it made there, what they
+    were expected to cost and take, and what they did. Calls of a stage run side by side,
+    so its latency is its longest call's; its cost is the sum of theirs."""
+
+    attempt: int
+    stage_index: int
+    stage: str
+    provider: str
+    calls: int
+    candidates: int
+    expected_cost_micro_usd: int
+    cost_micro_usd: int
+    expected_latency_ms: int
+    latency_ms: int
+
+
+def stage_costs(attempt: int, calls: list[ProviderCall]) -> list[StageCost]:
+    grouped: dict[tuple[int, str, str], list[ProviderCall]] = {}
+    for call in calls:
+        grouped.setdefault((call.stage_index, call.stage, call.provider), []).append(call)
+    return [StageCost(attempt=attempt, stage_index=index, stage=stage, provider=provider, calls=len(group),
+                      candidates=sum(c.candidates for c in group),
+                      expected_cost_micro_usd=sum(c.expected_cost_micro_usd for c in group),
+                      cost_micro_usd=sum(c.cost_micro_usd for c in group),
+                      expected_latency_ms=max(c.expected_latency_ms for c in group),
+                      latency_ms=max(c.latency_ms for c in group))
+            for (index, stage, provider), group in sorted(grouped.items())]
 
 
 class ReportOutcome(BaseModel):
@@ -133,6 +165,8 @@ class JobView(BaseModel):
     outputs: list[DeliveredImage] = []
     billing: Billing = Billing()
     provider_cost_micro_usd: int = 0
+    stages: list[StageCost] = Field([], description="cost and latency per attempt, stage and provider; they add up to"
+                                                    " provider_cost_micro_usd")
     reports: list[ReportOutcome] = []
     # The final state reached, until the view holds what it implies (then it is `state`);
     # never shown to clients, who would otherwise see the final state early.
@@ -245,6 +279,7 @@ def with_generated(view: JobView, event: CandidatesGenerated) -> dict:
     generated = view.generated | {event.attempt: len(event.candidates)}
     return {"generated": generated, "candidates": sum(generated.values()),
             "provider_cost_micro_usd": view.provider_cost_micro_usd + event.cost_micro_usd,
+            "stages": [s for s in view.stages if s.attempt != event.attempt] + stage_costs(event.attempt, event.calls),
             "attempts": max(view.attempts, event.attempt)}
 
 
@@ -382,7 +417,8 @@ def merged(view: JobView, event: Event, at: datetime) -> JobView:
             return advance(view, event.final_state, at, event.reason, failure=failure)
         case ReservationSettled():
             billing = view.billing.model_copy(update=dict(state="settled", reserved=event.reserved, charged=event.charged,
-                                                          released=event.released, retry_tokens_used=event.tokens_used))
+                                                          released=event.released, retry_tokens_used=event.tokens_used,
+                                                          revenue_micro_usd=event.revenue_micro_usd))
             return view.model_copy(update={"billing": billing, "updated_at": max(view.updated_at, at)})
         case CreditsRefunded():
             return add_report(view, ReportOutcome(n=event.n, outcome="refunded", credits=event.amount, reason=event.reason), at)

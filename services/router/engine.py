@@ -108,6 +108,14 @@ class RouteRequest:
     # N chosen by the client: generate exactly this many (within the cost cap) instead of
     # sizing N from the pass-rate estimate.
     candidates: int | None = None
+    # The stage this request is for (`pipeline` runs a template's stages through here), its
+    # parameters, the provider it is pinned to, and the images it works on: per index, or
+    # one for every index.
+    capability: str = "generate"
+    params: Mapping[str, object] = field(default_factory=dict)
+    provider: str | None = None
+    inputs: Mapping[int, bytes] = field(default_factory=dict)
+    input: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,12 +148,26 @@ class CallRecord:
     latency_s: float
     outcome: str  # "ok" or a ProviderError kind
     error: str | None = None
+    stage: str = "generate"
+    stage_index: int = 0  # the stage's place in the template's pipeline
+
+
+@dataclass(frozen=True, slots=True)
+class StageStep:
+    """What one stage did to one candidate: where it ran, what it cost, how long it took."""
+
+    stage: str
+    provider: str
+    cost_micro_usd: int
+    latency_s: float
 
 
 @dataclass(frozen=True, slots=True)
 class RoutedImage:
     provider: str
     image: GeneratedImage
+    # Every stage the image went through, this one last (empty: generated, no pipeline).
+    steps: tuple[StageStep, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,9 +363,14 @@ class RoutingEngine:
         configs = self.registry.providers.values()
         if self.policy.only_provider is not None:
             configs = [c for c in configs if c.name == self.policy.only_provider]
+        if request.provider is not None:
+            configs = [c for c in configs if c.name == request.provider]
         return [c for c in configs if _is_capable(c, request)]
 
     def _incapable_reason(self, request: RouteRequest) -> str:
+        if request.capability != "generate":
+            pinned = f" pinned to {request.provider}" if request.provider else ""
+            return f"job {request.job_id}: no provider{pinned} runs the stage {request.capability}"
         pin = f"model {request.model} {request.model_version or '(any version)'}" if request.model else "default model"
         return (f"job {request.job_id}: no provider offers {pin} at {request.width}×{request.height}"
                 f"{' with image input' if request.needs_image_input else ''}")
@@ -527,7 +554,8 @@ class RoutingEngine:
             job_id=request.job_id, attempt=request.attempt, prompt=request.prompt, seed=request.seed,
             count=len(indices), width=request.width, height=request.height, start_index=indices[0],
             model=self._model_of(name, request).name, model_version=self._model_of(name, request).version,
-            timeout_s=timeout_s,
+            timeout_s=timeout_s, capability=request.capability, params=request.params,
+            inputs={i: request.inputs[i] for i in indices if i in request.inputs}, input=request.input,
         )
         try:
             return await run_with_timeout(self.clock, self.providers[name].generate(generation), timeout_s), None
@@ -540,7 +568,10 @@ class RoutingEngine:
 
     def _model_of(self, name: str, request: RouteRequest):
         # Capability was checked at planning, so the pin is there.
-        return self.registry.providers[name].model_for(request.model, request.model_version)
+        config = self.registry.providers[name]
+        if request.capability != "generate":
+            return config.models[0]  # a job's model pin is for its generation
+        return config.model_for(request.model, request.model_version)
 
     def _call_timeout_s(self, name: str, deadline: float | None) -> float:
         timeout = self.registry.providers[name].timeouts.overall_s
@@ -630,7 +661,7 @@ class RoutingEngine:
         images = tuple(sorted((i for batch in batches for i in batch.images), key=lambda r: r.image.index))
         errors = tuple(call.error for call in calls if call.error)
         if not images:
-            raise _with_calls(self._nothing_generated(request, plan, budget, errors), calls, budget.spent)
+            raise with_calls(self._nothing_generated(request, plan, budget, errors), calls, budget.spent)
         return AttemptResult(
             job_id=request.job_id, attempt=request.attempt, planned_candidates=plan.candidates,
             success_target=plan.success_target, images=images, calls=calls,
@@ -676,13 +707,17 @@ _NOT_CALLED = _NotCalled()
 
 def _is_capable(config: ProviderConfig, request: RouteRequest) -> bool:
     capabilities = config.capabilities
+    if not config.runs(request.capability):
+        return False
+    if request.capability != "generate":
+        return True  # works on the image it is given, whatever its size
     return (config.model_for(request.model, request.model_version) is not None
             and capabilities.supports_size(request.width, request.height)
             and (capabilities.image_input or not request.needs_image_input)
             and (capabilities.seed_control or not request.needs_seed_control))
 
 
-def _with_calls(error: RoutingError, calls: tuple[CallRecord, ...], spent_micro_usd: int) -> RoutingError:
+def with_calls(error: RoutingError, calls: tuple[CallRecord, ...], spent_micro_usd: int) -> RoutingError:
     error.calls, error.spent_micro_usd = calls, spent_micro_usd
     return error
 

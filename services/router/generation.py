@@ -18,12 +18,14 @@ from PIL import Image
 
 from services.common import telemetry, tracing
 from services.common.contracts import (DEADLINE_EXCEEDED, AttemptStarted, CandidateRef, CandidatesGenerated,
-                                       GenerationFailed)
+                                       CandidateStep, GenerationFailed)
 from services.common.runtime import ServiceRuntime
 from services.common.storage import ObjectStore, candidate_key
+from services.common.templates import load_catalogue
 from services.router import domain, metrics, store
 from services.router.engine import (AttemptResult, CallRecord, CostCapReached, NoCapableProvider, RouteRequest, RoutedImage,
                                     RoutingEngine, RoutingError)
+from services.router.pipeline import MissingInput, run_pipeline
 from services.router.settings import RouterSettings
 from services.router.store import AttemptRecord, AttemptRequest
 
@@ -42,6 +44,8 @@ def failure_of(error: RoutingError) -> Failure:
         return Failure(domain.COST_CAP_REACHED, str(error), error)
     if isinstance(error, NoCapableProvider):
         return Failure("no_capable_provider", str(error), error)
+    if isinstance(error, MissingInput):
+        return Failure("missing_input", str(error), error)
     return Failure("all_providers_failed", str(error), error)
 
 
@@ -100,7 +104,8 @@ class AttemptRunner:
         await self.refresh_pass_rates()
         clock = time.perf_counter()
         try:
-            result = await self.engine.route(route)
+            result = await run_pipeline(self.engine, route, load_catalogue().pipeline(job.spec.template),
+                                        await self._input_photo(job))
         except RoutingError as error:
             metrics.observe_calls(error.calls)
             await self._publish_failure(request, job, route, started_at, self._failure(error, job))
@@ -118,14 +123,26 @@ class AttemptRunner:
             return Failure(DEADLINE_EXCEEDED, f"the job's deadline ({job.spec.deadline_s} s) passed: {error}", error)
         return failure_of(error)
 
+    async def _input_photo(self, job: domain.JobState) -> bytes | None:
+        """The job's input photo (an upload, or its reference photo), for pipelines that start from it."""
+        key = job.spec.reference_key
+        if key is None or not load_catalogue().templates.get(job.spec.template, _GENERATES).needs_input:
+            return None
+        return await self.objects.get(self.objects.internal_bucket, key)
+
     async def _store_candidate(self, job: domain.JobState, attempt: int, routed: RoutedImage) -> CandidateRef:
         image, spec = routed.image, job.spec
-        key = candidate_key(spec.tenant_id, spec.job_id, attempt, image.index)
+        key = candidate_key(spec.tenant_id, spec.job_id, attempt, image.index, image.media_type)
         stored = await self.objects.put(self.objects.internal_bucket, key, image.data, image.media_type)
-        width, height = Image.open(io.BytesIO(image.data)).size  # reads the header only
+        with Image.open(io.BytesIO(image.data)) as opened:  # reads the header (and a clip's frame table)
+            (width, height), frames = opened.size, getattr(opened, "n_frames", 1)
+            duration_ms = sum(_frame_durations(opened)) if frames > 1 else 0
+        steps = [CandidateStep(stage=step.stage, provider=step.provider, cost_micro_usd=step.cost_micro_usd,
+                               latency_ms=round(step.latency_s * 1000)) for step in routed.steps]
         return CandidateRef(index=image.index, key=key, media_type=stored.media_type, size_bytes=stored.size_bytes,
                             sha256=stored.sha256, width=width, height=height, provider=routed.provider,
-                            cost_micro_usd=image.cost_micro_usd)
+                            cost_micro_usd=sum(s.cost_micro_usd for s in steps) if steps else image.cost_micro_usd,
+                            frames=frames, duration_ms=duration_ms, steps=steps)
 
     async def _publish_candidates(self, request: AttemptRequest, job: domain.JobState, route: RouteRequest,
                                   result: AttemptResult, refs: list[CandidateRef], started_at: datetime) -> None:
@@ -179,3 +196,14 @@ class AttemptRunner:
             stop_reason=record.stop_reason, calls=provider_calls, job=spec)
 
 
+
+
+_GENERATES = load_catalogue().templates["generic"]
+
+
+def _frame_durations(clip: Image.Image) -> list[int]:
+    durations = []
+    for frame in range(clip.n_frames):
+        clip.seek(frame)
+        durations.append(int(clip.info.get("duration", 0)))
+    return durations

@@ -27,6 +27,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
+from services.common.templates import load_catalogue
 from services.scorer.dimensions.core import CAPABILITIES, DIMENSIONS, Bounds, Dimension, registered
 from services.scorer.dimensions.rules import (
     STRICT,
@@ -134,14 +135,22 @@ def load_profile(name: str, rules: QualityRules | None = None, *, directory: Pat
     return build_profile(read_profile_spec(chosen, directory), rules)
 
 
+def template_profile(template: str) -> str:
+    """The profile the template catalogue names for `template`, else the one named like it, else generic."""
+    named = load_catalogue().templates.get(template)
+    if named is not None and named.profile is not None:
+        return named.profile
+    return template if template in profile_names() else "generic"
+
+
 def job_profile(template: str, profile: str | None = None, rules: dict | None = None) -> Profile:
-    """The profile a job is scored with: the rules' profile, else the job's, else the one
-    named like its template (generic when none is). ProfileError names what is wrong."""
+    """The profile a job is scored with: the rules' profile, else the job's, else its
+    template's (`template_profile`). ProfileError names what is wrong."""
     try:
         parsed = QualityRules.model_validate(rules) if rules is not None else None
     except ValidationError as error:
         raise ProfileError(f"invalid quality rules: {_first_problems(error)}") from None
-    fallback = template if template in profile_names() else "generic"
+    fallback = template_profile(template)
     return load_profile(profile or fallback, parsed)
 
 

@@ -5,6 +5,9 @@ which delivery's sweeper enforces), recorded in the audit trail.
 
 `/admin/v1/calibration`: how the scorer's thresholds fare against what customers said.
 
+`/admin/v1/margins`: per template, over jobs settled in a time range, what was charged
+(credits and their worth) against what the providers cost, stage by stage.
+
 For a tenant and a time range (jobs created in it), every delivered image is judged good
 or bad: bad when its customer reported it and was refunded or given a retry token. Per
 profile and dimension: images, bad ones, the pass rate, the bad ones it let through, and a
@@ -78,6 +81,40 @@ async def calibration_report(runtime: Runtime, _: OperatorWith("calibration:read
     return {"tenant_id": tenant_id, "since": since, "until": until, "images": len(judged),
             "reported_bad": sum(image.bad for image in judged),
             "dimensions": [dataclasses.asdict(row) for row in calibrate(judged)]}
+
+
+@router.get("/margins")
+async def margin_report(runtime: Runtime, _: OperatorWith("billing:read"), since: datetime | None = None,
+                        until: datetime | None = None) -> dict:
+    until = _aware(until) or datetime.now(UTC)
+    since = _aware(since) or until - DEFAULT_RANGE
+    if since >= until:
+        raise Problem(422, "invalid-range", f"since ({since.isoformat()}) must be before until ({until.isoformat()})")
+    async with runtime.pool.connection() as conn:
+        rows = await (await conn.execute(
+            "SELECT view FROM jobs WHERE created_at >= %s AND created_at < %s"
+            " AND view->'billing'->>'state' = 'settled'", [since, until])).fetchall()
+    views = [JobView.model_validate(row["view"]) for row in rows]
+    return {"since": since, "until": until, "templates": template_margins(views)}
+
+
+def template_margins(views: list[JobView]) -> list[dict]:
+    """Per template: jobs, credits charged and their worth, provider cost in total and per stage, and the margin."""
+    by_template: dict[str, dict] = {}
+    for view in views:
+        row = by_template.setdefault(view.template, {"template": view.template, "jobs": 0, "charged_credits": 0,
+                                                     "revenue_micro_usd": 0, "provider_cost_micro_usd": 0,
+                                                     "stage_cost_micro_usd": {}})
+        row["jobs"] += 1
+        row["charged_credits"] += view.billing.charged or 0
+        row["revenue_micro_usd"] += view.billing.revenue_micro_usd or 0
+        row["provider_cost_micro_usd"] += view.provider_cost_micro_usd
+        for stage in view.stages:
+            costs = row["stage_cost_micro_usd"]
+            costs[stage.stage] = costs.get(stage.stage, 0) + stage.cost_micro_usd
+    for row in by_template.values():
+        row["margin_micro_usd"] = row["revenue_micro_usd"] - row["provider_cost_micro_usd"]
+    return sorted(by_template.values(), key=lambda row: row["template"])
 
 
 def delivered_images(view: JobView) -> list[Judged]:

@@ -17,6 +17,7 @@ from services.common.audit import record_action
 from services.common.bus import erase_prompt_from_outbox
 from services.common.contracts import JobErased, JobSpec, JobSubmitted, OutputReported, Tier, WebhookEvent
 from services.common.problems import Problem
+from services.common.templates import load_catalogue
 from services.ingest import domain, guidance, limits, screening, store as jobs_store
 from services.ingest.deps import JobsReader, JobsWriter, Plans, Runtime, Settings, Store
 from services.scorer.profiles import ProfileError, QualityRules, job_profile, profile_names
@@ -25,13 +26,16 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 log = logging.getLogger(__name__)
 
 
+TemplateName = Literal[tuple(load_catalogue().templates)]
+
+
 class JobRequest(RequestModel):
     model_config = ConfigDict(json_schema_extra={"examples": [
         {"prompt": "a red bicycle against a brick wall", "template": "generic", "images": 2, "candidates": 4,
          "seed": 7, "quality": {"thresholds": {"sharpness": {"min": 80}}}}]})
 
     prompt: str = Field(min_length=1, max_length=2000)
-    template: Literal["generic", "headshot", "product"] = "generic"
+    template: TemplateName = Field("generic", description="a template of GET /v1/templates")
     tier: Tier = Field("stable", description="quality tier: stable, fast or low-cost")
     use_retry_tokens: bool = Field(False, description="spend retry tokens earned by reported images first")
     images: int = Field(1, ge=1, le=16, description="K: images to deliver")
@@ -162,6 +166,10 @@ async def input_photo(runtime, store, tenant_id: str, body: JobRequest, settings
     """The key of the job's input photo in the internal bucket, after screening and the
     template's input checks: an upload of the tenant's, or the base64 reference photo, screened
     like an upload and stored by content, so a retried submission stores nothing new."""
+    template = load_catalogue().templates[body.template]
+    if template.needs_input and body.input_upload is None and body.reference_image is None:
+        raise Problem(422, "input-required", f"template {body.template!r} works on your photo: give input_upload"
+                      f" ({template.input.description if template.input else 'an upload'})")
     if body.input_upload is not None:
         async with runtime.pool.connection() as conn:
             upload = await jobs_store.read_upload(conn, body.input_upload, tenant_id)

@@ -6,12 +6,17 @@ the engine acts on: `rate_limited` lowers that provider's concurrency, `timeout`
 `server_error` and `unavailable` count against its circuit breaker, `bad_request` is the
 request's fault and counts against nothing.
 
+A request names the stage it is for (`capability`, `generate` unless a template's pipeline
+says otherwise) and its parameters; a stage after generation gets each candidate's image
+to work on in `inputs` (by index), or one image for every index in `input`.
+
 Seeds: candidate `i` of a job is generated with seed `seed + i` wherever the provider
 takes a seed, so a candidate is the same whichever batch it is generated in.
 """
 
-from dataclasses import dataclass
-from typing import Literal, Protocol
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
 
 ErrorKind = Literal["rate_limited", "server_error", "timeout", "bad_request", "unavailable"]
 # Errors that say something about the provider's health, not about the request.
@@ -31,6 +36,13 @@ class GenerationRequest:
     model_version: str
     start_index: int = 0
     timeout_s: float = 120.0
+    capability: str = "generate"
+    params: Mapping[str, Any] = field(default_factory=dict)
+    inputs: Mapping[int, bytes] = field(default_factory=dict)
+    input: bytes | None = None
+
+    def input_for(self, index: int) -> bytes | None:
+        return self.inputs.get(index, self.input)
 
     @property
     def indices(self) -> range:

@@ -4,6 +4,10 @@ Several local providers can be configured with different prices, latencies, fail
 rates and defect rates, so that routing has a market to choose from offline. Everything
 is deterministic: the same request paints the same PNGs and fails or succeeds the same
 way. Painting runs in a worker thread; the simulated latency is slept on the clock.
+
+A local provider configured for another stage (`local.operation`) runs that image
+operation (`image_stages`) on each candidate's input instead of painting, priced like a
+painting of the output's size.
 """
 
 import asyncio
@@ -11,6 +15,7 @@ import hashlib
 from functools import lru_cache
 
 from services.router.clock import Clock, LoopClock
+from services.router.providers import image_stages
 from services.router.providers.base import GeneratedImage, GenerationRequest, ProviderError
 from services.router.providers.local import LocalGenerator
 from services.router.providers.registry import ProviderConfig
@@ -32,6 +37,8 @@ class LocalProvider:
         await self.clock.sleep(latency)
         if self._fails(request):
             raise ProviderError("server_error", f"{self.name} failed (simulated)")
+        if request.capability != "generate":
+            return await self._run_stage(request, latency)
         generator = _generator(request.width, request.height, self.config.local_options.defect_rate)
         painted = await asyncio.to_thread(generator.paint, request.prompt, request.seed, request.count,
                                           request.start_index)
@@ -39,7 +46,28 @@ class LocalProvider:
         return [GeneratedImage(index=p.index, data=p.png, media_type="image/png", seed=request.seed_for(p.index),
                                cost_micro_usd=cost, latency_s=latency) for p in painted]
 
+    async def _run_stage(self, request: GenerationRequest, latency: float) -> list[GeneratedImage]:
+        operation = image_stages.OPERATIONS[self.config.local_options.operation or ""]
+        params = {**request.params, **self.config.local_options.options}
+        images = []
+        for index in request.indices:
+            source = request.input_for(index)
+            if source is None:
+                raise ProviderError("bad_request", f"{self.name}: {request.capability} needs an input image")
+            try:
+                out = await asyncio.to_thread(operation, source, params, request.seed_for(index))
+            except image_stages.StageInputError as error:
+                raise ProviderError("bad_request", f"{self.name}: {error}") from None
+            cost = self.config.price.price_micro_usd(out.width, out.height, latency / max(1, request.count))
+            images.append(GeneratedImage(index=index, data=out.data, media_type=out.media_type,
+                                         seed=request.seed_for(index), cost_micro_usd=cost, latency_s=latency))
+        return images
+
     def _check(self, request: GenerationRequest) -> None:
+        if not self.config.runs(request.capability):
+            raise ProviderError("bad_request", f"{self.name} does not run {request.capability}")
+        if request.capability != "generate":
+            return  # the size is the input's; no model pin applies to it
         if self.config.model_for(request.model, request.model_version) is None:
             raise ProviderError("bad_request", f"{self.name} has no model {request.model} {request.model_version}")
         if not self.config.capabilities.supports_size(request.width, request.height):

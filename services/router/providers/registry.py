@@ -16,6 +16,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from services.common.contracts import Tier
+from services.common.templates import Capability
+from services.router.providers.image_stages import OPERATIONS
 
 AdapterName = Literal["local", "fal", "replicate", "comfyui"]
 HTTP_ADAPTERS = frozenset({"fal", "replicate", "comfyui"})
@@ -53,6 +55,8 @@ class Capabilities(_Frozen):
     seed_control: bool = True
     image_input: bool = False
     max_images_per_request: int = Field(4, ge=1, le=64)
+    # The stages of a template this provider can run; generation alone by default.
+    stages: tuple[Capability, ...] = Field(("generate",), min_length=1)
 
     def supports_size(self, width: int, height: int) -> bool:
         if self.sizes:
@@ -112,6 +116,17 @@ class LocalOptions(_Frozen):
     failure_rate: float = Field(0.0, ge=0, le=1)
     # Simulated generation time of a batch; without it, the latency estimate.
     latency_s: float | None = Field(None, ge=0)
+    # For stages other than generate: the image operation (`image_stages.OPERATIONS`) and
+    # parameters of this provider's own, which the stage's parameters cannot override.
+    operation: str | None = None
+    options: dict[str, Any] = {}
+
+    @field_validator("operation")
+    @classmethod
+    def operation_is_known(cls, operation: str | None) -> str | None:
+        if operation is not None and operation not in OPERATIONS:
+            raise ValueError(f"unknown operation {operation!r}; known: {', '.join(OPERATIONS)}")
+        return operation
 
 
 class ProviderConfig(_Frozen):
@@ -153,6 +168,9 @@ class ProviderConfig(_Frozen):
             raise ValueError("adapter 'local' takes no endpoint or credentials")
         if self.adapter != "local" and self.local is not None:
             raise ValueError("'local' options apply only to adapter 'local'")
+        stages = set(self.capabilities.stages) - {"generate"}
+        if self.adapter == "local" and stages and (len(stages) > 1 or self.local_options.operation is None):
+            raise ValueError("a local provider runs one stage other than generate, named with local.operation")
         pins = [(m.name, m.version) for m in self.models]
         if len(set(pins)) != len(pins):
             raise ValueError("each model name and version may be listed once")
@@ -161,6 +179,9 @@ class ProviderConfig(_Frozen):
     @property
     def local_options(self) -> LocalOptions:
         return self.local or LocalOptions()
+
+    def runs(self, capability: str) -> bool:
+        return capability in self.capabilities.stages
 
     def model_for(self, model: str | None, version: str | None) -> ModelPin | None:
         """The pinned model a job gets here: its exact pin, or this provider's default."""

@@ -1,0 +1,89 @@
+"""A template's stages, run for one attempt: each stage routed like generation.
+
+`run_pipeline(engine, request, stages, input_photo)`:
+
+1. the first stage plans the attempt's N candidates and runs them, on generation
+   providers (`generate`) or, for a pipeline that starts from the job's input photo, on
+   providers of its capability, every candidate from the photo;
+2. every later stage runs each surviving candidate once more, on the cheapest healthy
+   provider of that stage's capability (the engine's ranking, fallback, breakers and cap),
+   the candidates side by side; a candidate a stage cannot process is dropped;
+3. the result is one `AttemptResult`: the last stage's images, each with the steps it went
+   through, and every call of every stage, tagged with its stage, so that cost and latency
+   are known per stage and the attempt's cost is their sum.
+
+A generate-only pipeline is exactly `engine.route(request)`.
+"""
+
+import asyncio
+from dataclasses import replace
+
+from services.common.templates import Stage
+from services.router.engine import (AllProvidersFailed, AttemptResult, CallRecord, RouteRequest, RoutedImage,
+                                    RoutingEngine, RoutingError, StageStep, with_calls)
+
+
+class MissingInput(RoutingError):
+    """The pipeline starts from the job's input photo, and the job has none."""
+
+
+async def run_pipeline(engine: RoutingEngine, request: RouteRequest, stages: tuple[Stage, ...],
+                       input_photo: bytes | None = None) -> AttemptResult:
+    first = stages[0]
+    if first.capability != "generate" and input_photo is None:
+        raise MissingInput(f"job {request.job_id}: the stage {first.capability} needs the job's input photo")
+    result = await engine.route(_stage_request(request, first, input=input_photo))
+    result = _tagged(result, first, 0)
+    for number, stage in enumerate(stages[1:], start=1):
+        result = await _next_stage(engine, request, stage, number, result)
+    return result
+
+
+def _stage_request(request: RouteRequest, stage: Stage, **changes) -> RouteRequest:
+    return replace(request, capability=stage.capability, params=dict(stage.params), provider=stage.provider,
+                   **changes)
+
+
+def _tagged(result: AttemptResult, stage: Stage, number: int) -> AttemptResult:
+    """The first stage's result with its calls and images marked as that stage's."""
+    calls = tuple(replace(call, stage=stage.capability, stage_index=number) for call in result.calls)
+    images = tuple(replace(routed, steps=(_step(stage, routed),)) for routed in result.images)
+    return replace(result, calls=calls, images=images)
+
+
+def _step(stage: Stage, routed: RoutedImage) -> StageStep:
+    return StageStep(stage.capability, routed.provider, routed.image.cost_micro_usd, routed.image.latency_s)
+
+
+async def _next_stage(engine: RoutingEngine, request: RouteRequest, stage: Stage, number: int,
+                      previous: AttemptResult) -> AttemptResult:
+    cap = request.cost_cap_micro_usd
+    share = None if cap is None else max(0, cap - previous.actual_cost_micro_usd) // max(1, len(previous.images))
+    runs = await asyncio.gather(*(_one_candidate(engine, request, stage, number, routed, share)
+                                  for routed in previous.images))
+    images = tuple(image for image, _ in runs if image is not None)
+    calls = previous.calls + tuple(call for _, calls in runs for call in calls)
+    spent = previous.actual_cost_micro_usd + sum(c.actual_cost_micro_usd for _, cs in runs for c in cs)
+    if not images:
+        errors = tuple(call.error for call in calls if call.error)
+        raise with_calls(AllProvidersFailed(f"job {request.job_id}: no candidate got through {stage.capability}",
+                                             errors), calls, spent)
+    return replace(previous, images=images, calls=calls, actual_cost_micro_usd=spent,
+                   expected_cost_micro_usd=sum(c.expected_cost_micro_usd for c in calls if c.outcome == "ok"),
+                   latency_s=previous.latency_s + max((c.latency_s for _, cs in runs for c in cs), default=0.0),
+                   errors=tuple(call.error for call in calls if call.error))
+
+
+async def _one_candidate(engine: RoutingEngine, request: RouteRequest, stage: Stage, number: int,
+                         routed: RoutedImage, cap: int | None) -> tuple[RoutedImage | None, tuple[CallRecord, ...]]:
+    index = routed.image.index
+    stage_request = _stage_request(request, stage, candidates=1, images_needed=1, start_index=index,
+                                   inputs={index: routed.image.data}, cost_cap_micro_usd=cap)
+    try:
+        result = await engine.route(stage_request)
+    except RoutingError as error:
+        return None, tuple(replace(c, stage=stage.capability, stage_index=number) for c in error.calls)
+    calls = tuple(replace(c, stage=stage.capability, stage_index=number) for c in result.calls)
+    done = result.images[0]
+    return replace(done, steps=(*routed.steps, _step(stage, done))), calls
+
