@@ -27,7 +27,7 @@ def registry_error(**fal_changes) -> str:
 
 def test_shipped_registry_has_several_distinct_local_providers():
     registry = load_registry()
-    local = {name: p for name, p in registry.providers.items() if p.adapter == "local"}
+    local = {name: p for name, p in registry.providers.items() if p.adapter == "local" and p.runs("generate")}
     assert {"local-standard", "local-budget", "local-premium"} <= set(local)
     prices = {p.list_price_micro_usd(1024, 1024) for p in local.values()}
     defects = {p.local_options.defect_rate for p in local.values()}
@@ -35,6 +35,8 @@ def test_shipped_registry_has_several_distinct_local_providers():
     assert len(prices) == len(defects) == len(latencies) == len(local)
     assert set(registry.tiers) == {"fast", "stable", "low-cost"}
     assert registry.tiers["fast"].latency_target_s < registry.tiers["low-cost"].latency_target_s
+    stages = {stage for p in registry.providers.values() for stage in p.capabilities.stages}
+    assert stages == {"preprocess", "remove_background", "generate", "stylize", "upscale", "animate", "postprocess"}
 
 
 def test_shipped_registry_builds_offline_without_secrets():
