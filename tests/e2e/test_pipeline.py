@@ -7,12 +7,12 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import pytest
 import yaml
 from PIL import Image
 from skimage import data
 
 from services.router.providers.registry import DEFAULT_PATH
+from tests.e2e.conftest import LEDGER_ADMIN_TOKEN
 
 CHEAPER_UPSCALER = {
     "adapter": "local", "models": [{"name": "opencv-nearest", "version": "4"}],
@@ -84,7 +84,7 @@ def test_headshot_from_an_uploaded_portrait_lists_each_stage_and_its_cost(tenant
     assert image.size == (640, 640)  # the 320-pixel face crop, upscaled twice
 
 
-def test_product_cutout_is_delivered_with_a_transparent_background(tenant_factory):
+def test_product_cutout_is_delivered_with_a_transparent_background(platform, tenant_factory):
     tenant = tenant_factory()
     job = run(tenant, prompt="a cup of coffee", template="product-cutout", input_upload=upload(tenant, data.coffee()))
     assert stages_of(job) == [("remove_background", "local-cutout")]
@@ -93,6 +93,13 @@ def test_product_cutout_is_delivered_with_a_transparent_background(tenant_factor
     height, width = cut.shape[:2]
     assert cut[2, 2, 3] == 0 and cut[-3, -3, 3] == 0  # the background is transparent
     assert cut[height // 2, width // 2, 3] == 255  # the cup is not
+
+    margins = httpx.get(f"{platform.ingest_url}/admin/v1/margins", timeout=30,
+                        headers={"Authorization": f"Bearer {LEDGER_ADMIN_TOKEN}"})
+    assert margins.status_code == 200, margins.text
+    [row] = [r for r in margins.json()["templates"] if r["template"] == "product-cutout"]
+    assert row["margin_micro_usd"] == row["revenue_micro_usd"] - row["provider_cost_micro_usd"]
+    assert row["stage_cost_micro_usd"]["remove_background"] >= job["provider_cost_micro_usd"] > 0
 
 
 def test_motion_delivers_a_clip_of_the_declared_frames_and_size(tenant_factory):
