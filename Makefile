@@ -24,9 +24,16 @@ $(VENV)/.installed-all: pyproject.toml clients/python/pyproject.toml | $(PY)
 	$(PY) -m services.common.protos
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed-all | $(VENV)/bin/promtool
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed-all | $(VENV)/bin/promtool chromium
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $@
+
+# Debian's chromium, for the console's browser tests (Playwright drives it; it downloads no
+# browser of its own). Installed once, when no chromium is on the PATH.
+.PHONY: chromium
+chromium:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null \
+	  || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
 
 # promtool, for the alert rule tests: unpacked from Debian's prometheus package into the
 # venv (no server installed, nothing started).
