@@ -48,6 +48,27 @@ async def read_topic_to_end(bootstrap: str, topic: str, timeout_s: float = 120) 
         await consumer.stop()
 
 
+async def topic_sizes(bootstrap: str, topics: list[str], timeout_s: float = 10) -> dict[str, int]:
+    """How many records each topic holds (end minus beginning offsets, every partition); a
+    topic that does not exist holds none. The end is as the broker reports it (see above)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                                request_timeout_ms=int(timeout_s * 1000))
+    await consumer.start()
+    try:
+        sizes = {}
+        for topic in topics:
+            try:
+                partitions = [TopicPartition(topic, p) for p in await _partitions(consumer, topic)]
+            except LookupError:
+                sizes[topic] = 0
+                continue
+            start, end = await consumer.beginning_offsets(partitions), await consumer.end_offsets(partitions)
+            sizes[topic] = sum(end[tp] - start[tp] for tp in partitions)
+        return sizes
+    finally:
+        await consumer.stop()
+
+
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
     partitions = consumer.partitions_for_topic(topic)
     if not partitions:

@@ -103,7 +103,8 @@ class ServiceSettings(BaseSettings):
 
 
 # What an operator token may allow; "*" allows everything.
-OPERATOR_SCOPES = ("credits:grant", "tenants:manage", "billing:read", "audit:read", "calibration:read")
+OPERATOR_SCOPES = ("credits:grant", "tenants:manage", "billing:read", "audit:read", "calibration:read",
+                   "platform:read")
 # The name the single GENLINE_ADMIN_TOKEN goes by in the audit trail; it holds every scope.
 LEGACY_OPERATOR = "admin"
 

@@ -14,8 +14,8 @@ from services.ingest import handlers, keys, tenants
 from services.ingest.sweeper import Sweeper
 from services.ingest.live import LogWatch
 from services.ingest.plans import load_plans
-from services.ingest.routes import (account, admin, admin_tenants, events, jobs, keys as key_routes, templates, uploads,
-                                    webhooks)
+from services.ingest.routes import (account, admin, admin_platform, admin_tenants, candidates, console, events, jobs,
+                                    keys as key_routes, templates, uploads, webhooks)
 from services.ingest.settings import IngestSettings
 
 
@@ -44,13 +44,15 @@ def build(settings: IngestSettings):
                          lifespan=runtime.lifespan)
     app.state.runtime, app.state.settings, app.state.store = runtime, settings, store
     app.state.plans = load_plans(settings.plans_path)
-    connect_ledger(runtime, app, settings)
+    connect_grpc(runtime, app, "ledger", settings.ledger_grpc_target, account.rpc.LedgerServiceStub)
+    connect_grpc(runtime, app, "router", settings.router_grpc_target, admin_platform.rpc.RouterServiceStub)
     connect_delivery(runtime, app, settings)
     sweeper = Sweeper(runtime, settings)
     app.state.log_watch = LogWatch(runtime.database_url, runtime.name, settings.stream_poll_s)
     runtime.startup_hooks += [sweeper.start, app.state.log_watch.start]
     runtime.shutdown_hooks += [sweeper.stop, app.state.log_watch.stop]
     app.include_router(jobs.router)
+    app.include_router(candidates.router)
     app.include_router(events.router)
     app.include_router(uploads.router)
     app.include_router(account.router)
@@ -59,20 +61,23 @@ def build(settings: IngestSettings):
     app.include_router(webhooks.router)
     app.include_router(admin.router)
     app.include_router(admin_tenants.router)
+    app.include_router(admin_platform.router)
+    console.mount(app)
     app.router.routes.extend(telemetry.ops_routes(runtime.readiness_checks))
     return runtime, app
 
 
-def connect_ledger(runtime: ServiceRuntime, app: FastAPI, settings: IngestSettings) -> None:
-    """One gRPC channel to the ledger for the life of the service."""
+def connect_grpc(runtime: ServiceRuntime, app: FastAPI, name: str, target: str, stub_class) -> None:
+    """One gRPC channel to service `name` for the life of the service; its stub is
+    `app.state.<name>_stub`."""
 
     async def open_channel() -> None:
-        app.state.ledger_channel = grpc.aio.insecure_channel(settings.ledger_grpc_target,
-                                                             interceptors=tracing.grpc_client_interceptors())
-        app.state.ledger_stub = account.rpc.LedgerServiceStub(app.state.ledger_channel)
+        channel = grpc.aio.insecure_channel(target, interceptors=tracing.grpc_client_interceptors())
+        setattr(app.state, f"{name}_channel", channel)
+        setattr(app.state, f"{name}_stub", stub_class(channel))
 
     async def close_channel() -> None:
-        await app.state.ledger_channel.close()
+        await getattr(app.state, f"{name}_channel").close()
 
     runtime.startup_hooks.append(open_channel)
     runtime.shutdown_hooks.append(close_channel)

@@ -19,6 +19,9 @@ class IngestSettings(AdminApiSettings):
     scorer_timeout_s: float = 30.0
     ledger_grpc_target: str = "127.0.0.1:50051"
     ledger_grpc_timeout_s: float = 3.0
+    # The router's internal gRPC API: providers' breakers, prices and load, for the operator view.
+    router_grpc_target: str = "127.0.0.1:50052"
+    router_grpc_timeout_s: float = 5.0
     # Delivery's internal API, which keeps the webhook endpoints and attempts.
     delivery_url: str = "http://127.0.0.1:8085"
     delivery_timeout_s: float = 5.0

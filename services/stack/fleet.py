@@ -5,6 +5,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -54,6 +56,7 @@ class ServiceFleet:
             "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
             "GENLINE_GRPC_PORT": str(self.ledger_grpc_port),
             "GENLINE_LEDGER_GRPC_TARGET": f"127.0.0.1:{self.ledger_grpc_port}",
+            "GENLINE_ROUTER_GRPC_TARGET": f"127.0.0.1:{self.router_grpc_port}",
             "GENLINE_SCORER_URL": self.url("scorer"),
             "GENLINE_DELIVERY_URL": self.url("delivery"),
             # Webhooks may go to this machine (receivers on a laptop, in tests); still no
@@ -128,6 +131,17 @@ class ServiceFleet:
         process = self.processes[name]
         process.send_signal(signal.SIGKILL)
         process.wait()
+
+    @contextmanager
+    def paused(self, name: str) -> Iterator[None]:
+        """SIGSTOP until the block ends, then SIGCONT: a service that hangs and holds its work
+        (jobs wait in the state before it) without losing it."""
+        process = self.processes[name]
+        process.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            process.send_signal(signal.SIGCONT)
 
     def restart(self, name: str) -> None:
         self.start(name)

@@ -1,0 +1,100 @@
+"""What an operator watches (the console's operator view reads these), behind an operator
+token with `platform:read`, on the admin port; not part of the public OpenAPI document.
+
+`/admin/v1/providers`: every provider as the router sees it now (its gRPC ListProviders):
+breaker, price, pass rates by template, calls in flight.
+
+`/admin/v1/dead-letters`: how many messages each dead-letter topic holds, that is, messages
+a service gave up on after its retries.
+"""
+
+import asyncio
+import math
+from typing import Annotated
+
+import grpc
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel
+
+from services.common.admin import OperatorWith
+from services.common.contracts import PUBLISHERS, dead_letter_topic, topic_of
+from services.common.problems import Problem
+from services.common.protos import load
+from services.common.replay import topic_sizes
+from services.common.templates import load_catalogue
+from services.ingest.deps import Settings
+
+pb, rpc = load("genline.router.v1")
+router = APIRouter(prefix="/admin/v1", include_in_schema=False)
+Reader = OperatorWith("platform:read")
+
+
+def router_stub(request: Request):
+    return request.app.state.router_stub
+
+
+RouterStub = Annotated[object, Depends(router_stub)]
+
+
+class QualityBreaker(BaseModel):
+    state: str
+    reason: str
+    pass_rate: float | None
+    verdicts: int
+
+
+class ProviderStatus(BaseModel):
+    name: str
+    adapter: str
+    state: str
+    healthy: bool
+    price_micro_usd: int
+    pass_rates: dict[str, float]
+    prior_pass_rate: float
+    in_flight: int
+    concurrency_limit: int
+    max_concurrency: int
+    latency_estimate_s: float
+    calls: int
+    failures: int
+    quality: dict[str, QualityBreaker]
+
+
+class ProviderList(BaseModel):
+    providers: list[ProviderStatus]
+
+
+class DeadLetters(BaseModel):
+    topics: dict[str, int]
+    total: int
+
+
+def provider_status(provider) -> ProviderStatus:
+    quality = {template: QualityBreaker(state=q.state, reason=q.reason, verdicts=q.verdicts,
+                                        pass_rate=None if math.isnan(q.pass_rate) else q.pass_rate)
+               for template, q in provider.quality.items()}
+    fields = {name: getattr(provider, name) for name in ProviderStatus.model_fields if name not in ("quality", "pass_rates")}
+    return ProviderStatus(**fields, pass_rates=dict(provider.pass_rates), quality=quality)
+
+
+@router.get("/providers", response_model=ProviderList)
+async def list_providers(_: Reader, stub: RouterStub, settings: Settings):
+    templates = list(load_catalogue().templates)
+    try:
+        answer = await stub.ListProviders(pb.ListProvidersRequest(templates=templates),
+                                          timeout=settings.router_grpc_timeout_s)
+    except grpc.aio.AioRpcError:
+        raise Problem(503, "router-unavailable", "the router does not answer; try again shortly",
+                      {"Retry-After": "2"}, retry_after=2) from None
+    return ProviderList(providers=[provider_status(p) for p in answer.providers])
+
+
+@router.get("/dead-letters", response_model=DeadLetters)
+async def dead_letters(_: Reader, settings: Settings):
+    topics = [dead_letter_topic(topic_of(p, settings.topic_namespace)) for p in PUBLISHERS]
+    try:
+        sizes = await asyncio.wait_for(topic_sizes(settings.kafka_bootstrap, topics), timeout=15)
+    except Exception:  # noqa: BLE001 - whatever the broker client raised, the answer is the same
+        raise Problem(503, "broker-unavailable", "the broker does not answer; try again shortly",
+                      {"Retry-After": "2"}, retry_after=2) from None
+    return DeadLetters(topics=sizes, total=sum(sizes.values()))

@@ -1,0 +1,49 @@
+"""`/v1/jobs/{id}/candidates/{index}/image`: a candidate as the provider made it, passed or
+not, so its owner can see what the scores judged (the console's gallery does). Candidates
+live in the internal bucket, which has no public links; ingest reads the one asked for after
+checking that the job is the caller's."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response
+
+from services.common import problems
+from services.common.problems import Problem
+from services.common.storage import StorageError
+from services.ingest import store as jobs_store
+from services.ingest.deps import JobsReader, Runtime, Store
+from services.ingest.routes.jobs import parse_job_id, refuse_missing
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp")
+PNG_EXAMPLE = "(the PNG bytes)"
+IMAGE_RESPONSE = {200: {"description": "the candidate's image, as generated",
+                        "content": {t: {"schema": {"type": "string", "format": "binary"},
+                                        **({"example": PNG_EXAMPLE} if t == "image/png" else {})}
+                                    for t in IMAGE_TYPES}}}
+# A candidate never changes once stored, so a browser may keep it for the life of a link.
+CACHE_CONTROL = "private, max-age=3600, immutable"
+
+
+@router.get("/{job_id}/candidates/{index}/image", response_class=Response,
+            responses=problems.responses(404, 410) | IMAGE_RESPONSE)
+async def candidate_image(job_id: str, index: Annotated[int, Path(ge=0, le=10_000)], tenant: JobsReader,
+                          runtime: Runtime, store: Store):
+    """Candidate `index` of the job (the `index` of its entry in `scores`), of any attempt,
+    selected or rejected. 404 for a candidate that was not scored (yet), 410 once retention
+    has deleted it."""
+    async with runtime.pool.connection() as conn:
+        view = await jobs_store.read_view(conn, parse_job_id(job_id), tenant)
+        if view is None:
+            await refuse_missing(conn, job_id, tenant)
+    score = next((s for s in view.scores if s.index == index), None)
+    if score is None:
+        raise Problem(404, "candidate-not-found", f"job {job_id} has no scored candidate {index}")
+    try:
+        data = await store.get(store.internal_bucket, score.key)
+    except StorageError as error:
+        if error.status != 404:
+            raise
+        raise Problem(410, "candidate-deleted", f"candidate {index} of job {job_id} is past its retention") from None
+    media_type = score.media_type if score.media_type in IMAGE_TYPES else "application/octet-stream"
+    return Response(data, media_type=media_type, headers={"Cache-Control": CACHE_CONTROL})
