@@ -1,0 +1,199 @@
+"""The web console in a real headless browser (Debian's chromium, driven by Playwright; no
+browser is downloaded), against the five services: sign in, submit from the form, watch the
+job succeed without reloading, read every candidate's verdict; cancel a job held in
+`admitted`; another tenant's job is not found; screenshots of the job page and the operator
+view at desktop and phone widths (saved under artifacts/console/); and no request the pages
+made left 127.0.0.1."""
+
+import json
+import shutil
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.e2e.conftest import LEDGER_ADMIN_TOKEN
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "console"
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+# The pipeline runs on a machine shared by several test runs: generous waits for the job,
+# short ones for what the page draws from an answer it already has.
+JOB_TIMEOUT_MS = 180_000
+PAGE_TIMEOUT_MS = 20_000
+
+
+def chromium_path() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found:
+        pytest.skip("no chromium on the PATH (make install-test installs Debian's)")
+    return found
+
+
+@pytest.fixture(scope="module")
+def browser(platform) -> Iterator:
+    """One browser for the module. Playwright's sync API keeps an event loop running on this
+    thread while it is open, so the platform starts before it, and tenants are made on
+    another thread (see `tenants`)."""
+    with playwright_api.sync_playwright() as driver:
+        launched = driver.chromium.launch(executable_path=chromium_path(), headless=True)
+        yield launched
+        launched.close()
+
+
+class Console:
+    """One browser context on the console, recording the host of every request its pages make."""
+
+    def __init__(self, browser, base_url: str) -> None:
+        self.base_url, self.hosts = base_url, set()
+        self.context = browser.new_context(viewport=DESKTOP, base_url=base_url)
+        self.context.set_default_timeout(PAGE_TIMEOUT_MS)
+        self.context.on("request", self.record)
+
+    def record(self, request) -> None:
+        url = urlsplit(request.url)
+        if url.scheme != "blob":  # a candidate fetched with the key, shown from memory
+            self.hosts.add(url.hostname)
+
+    def page(self, api_key: str | None = None):
+        page = self.context.new_page()
+        if api_key:  # signed in, as the sign-in form leaves the tab
+            page.add_init_script(f"sessionStorage.setItem('genline.apiKey', {json.dumps(api_key)})")
+        return page
+
+
+@pytest.fixture
+def console(browser, platform) -> Iterator[Console]:
+    opened = Console(browser, platform.ingest_url)
+    yield opened
+    opened.context.close()
+
+
+@pytest.fixture
+def tenants(tenant_factory):
+    """`tenants(credits)`: a new tenant, made on a thread of its own (tenant_factory runs
+    asyncio.run, which cannot run beside Playwright's loop)."""
+    with ThreadPoolExecutor(1) as pool:
+        yield lambda credits: pool.submit(tenant_factory, credits).result()
+
+
+def screenshot(page, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    print(f"console screenshot: {path}")
+    return path
+
+
+def assert_only_local_requests(console: Console) -> None:
+    assert console.hosts and console.hosts <= {"127.0.0.1"}, f"requests left 127.0.0.1: {console.hosts}"
+
+
+def text_of(page, testid: str) -> str:
+    return page.get_by_test_id(testid).inner_text()
+
+
+def test_a_job_submitted_from_the_form_is_followed_live_and_explained(console, tenants):
+    tenant = tenants(1_000)
+    page = console.page()
+    page.goto("/console/jobs")
+    page.get_by_label("API key").fill(tenant.api_key)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("heading", name="Jobs").wait_for()
+
+    page.get_by_role("link", name="New job").first.click()
+    page.get_by_label("Prompt").fill("a red bicycle against a brick wall")
+    page.get_by_label("Images to deliver (K)").fill("2")
+    page.get_by_label("Candidates (N)").fill("4")
+    page.get_by_label("Seed").fill("11")
+    page.locator("#quote").filter(has_text="credits").wait_for()  # the price, before submitting
+    page.get_by_role("button", name="Submit job").click()
+    page.wait_for_url("**/console/jobs/*")
+    page.evaluate("window.stillTheSamePage = true")
+    page.locator('#job-state[data-state="succeeded"]').wait_for(timeout=JOB_TIMEOUT_MS)
+    assert page.evaluate("window.stillTheSamePage === true")  # followed live: no reload
+
+    job_id = page.url.rsplit("/", 1)[1]
+    job = tenant.wait_settled([job_id])[job_id]
+    page.get_by_test_id("billing-state").filter(has_text="settled").wait_for()
+    cards = page.locator("li.candidate")
+    assert cards.count() == len(job["scores"]) == 4
+    page.wait_for_function("[...document.querySelectorAll('li.candidate img')].every(i => i.complete && i.naturalWidth > 0)")
+    scores = {s["index"]: s for s in job["scores"]}
+    rejected = [s for s in job["scores"] if not s["passed"]]
+    assert rejected, "the local provider paints a defect into one candidate of four"
+    for score in rejected:
+        card = page.locator(f'li.candidate[data-index="{score["index"]}"]')
+        assert card.get_attribute("data-verdict") == "rejected"
+        listed = card.locator("ul.failing li").evaluate_all("items => items.map(i => i.dataset.dimension)")
+        assert listed == score["failed"] and listed
+        for name in listed:
+            assert f"against {format_number(score['dimensions'][name]['threshold'])}" in \
+                card.locator(f'li[data-dimension="{name}"]').inner_text()
+    selected = page.locator('li.candidate[data-verdict="selected"]').evaluate_all("cs => cs.map(c => +c.dataset.index)")
+    assert sorted(selected) == sorted(job["selected"]) and all(scores[i]["passed"] for i in selected)
+    assert text_of(page, "total-candidates") == str(len(job["scores"]))
+    assert text_of(page, "total-passed") == str(len(job["scores"]) - len(rejected))
+    assert text_of(page, "total-rejected") == str(len(rejected))
+    assert text_of(page, "total-selected") == str(len(job["selected"]))
+    assert text_of(page, "total-delivered") == str(len(job["outputs"])) == "2"
+    for part in ("reserved", "charged", "released"):
+        assert text_of(page, f"billing-{part}") == str(job["billing"][part])
+    assert page.get_by_role("link", name="Download image").count() == 2
+    screenshot(page, "job-desktop")
+    page.set_viewport_size(PHONE)
+    screenshot(page, "job-phone")
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]  # nothing wider than the phone
+    assert_only_local_requests(console)
+
+
+def format_number(value: float) -> str:
+    """As the console writes a threshold."""
+    if float(value).is_integer():
+        return str(int(value))
+    return f"{value:.1f}" if abs(value) >= 10 else f"{value:.3f}"
+
+
+def test_a_job_held_before_generation_is_canceled_from_its_page(console, tenants, platform):
+    tenant = tenants(1_000)
+    page = console.page(tenant.api_key)
+    with platform.paused("router"):  # the job waits in `admitted` until the router answers
+        job_id = tenant.submit(images=1, candidates=2, seed=5)
+        page.goto(f"/console/jobs/{job_id}")
+        page.get_by_role("button", name="Cancel job").click()
+        page.locator('#job-state[data-state="canceled"]').wait_for(timeout=JOB_TIMEOUT_MS)
+    assert tenant.job(job_id)["state"] == "canceled"
+    assert page.get_by_role("button", name="Cancel job").count() == 0
+    page.locator("ol.timeline li[data-type='cancel.requested']").wait_for()
+    assert_only_local_requests(console)
+
+
+def test_another_tenants_job_is_not_found(console, tenants):
+    owner, stranger = tenants(0), tenants(0)
+    job_id = owner.submit(images=1)  # rejected at admission (no credits): it exists all the same
+    page = console.page(stranger.api_key)
+    page.goto(f"/console/jobs/{job_id}")
+    page.get_by_role("heading", name="Job not found").wait_for()
+    assert job_id in page.get_by_role("main").inner_text()
+    assert page.locator("li.candidate").count() == 0
+    assert_only_local_requests(console)
+
+
+def test_the_operator_view_shows_providers_and_dead_letters(console, platform):
+    page = console.page()
+    page.goto("/console/operator")
+    page.get_by_label("Operator token").fill(LEDGER_ADMIN_TOKEN)
+    page.get_by_role("button", name="Open operator view").click()
+    page.locator("tr[data-provider='local-standard']").wait_for()
+    page.get_by_test_id("dead-total").wait_for()
+    breaker = page.locator("tr[data-provider='local-standard'] .badge").first.inner_text()
+    assert breaker in ("closed", "open", "half open")
+    assert page.locator("table").filter(has_text="genline.router.v1.dlq").count() == 1
+    screenshot(page, "operator-desktop")
+    page.set_viewport_size(PHONE)
+    screenshot(page, "operator-phone")
+    assert_only_local_requests(console)
