@@ -10,7 +10,8 @@ const ADMIN_TOKEN = "genline.adminToken";
 const FINAL = new Set(["rejected", "succeeded", "partially_succeeded", "failed", "canceled", "expired"]);
 const STATES = ["submitted", "admitted", "rejected", "generating", "scoring", "delivering",
   "succeeded", "partially_succeeded", "failed", "canceled", "expired"];
-const TEMPLATES = ["generic", "headshot", "product"];
+const TEMPLATES = ["generic", "headshot", "product"]; // when the catalogue cannot be read
+let catalogue = null; // GET /v1/templates, read once a sign-in
 const TIERS = ["stable", "fast", "low-cost"];
 const main = document.getElementById("main");
 let page = new AbortController(); // aborted when the person leaves the page: its streams stop
@@ -183,6 +184,16 @@ async function* messages(body, signal) {
   }
 }
 
+// The template catalogue (stages, input, prices), or the base templates for a key that may
+// not read it.
+function templates() {
+  if (!catalogue) {
+    catalogue = api("/v1/templates", {signal: new AbortController().signal}).then((answer) => answer.templates)
+      .catch(() => TEMPLATES.map((name) => ({name, description: "", stages: [], input: {required: false}, prices: {}})));
+  }
+  return catalogue;
+}
+
 // ---- navigation -----------------------------------------------------------------------
 
 function navigate(url) {
@@ -221,6 +232,7 @@ function route() {
 }
 
 document.getElementById("sign-out").addEventListener("click", () => {
+  catalogue = null;
   sessionStorage.removeItem(KEY);
   sessionStorage.removeItem(ADMIN_TOKEN);
   announce("Signed out");
@@ -268,6 +280,11 @@ function jobsPage() {
   field("filter-after", "Created after", h("input", {type: "date", name: "created_after", value: query.get("created_after") || ""})),
   field("filter-before", "Created before", h("input", {type: "date", name: "created_before", value: query.get("created_before") || ""})),
   h("button", {type: "submit", text: "Filter"}));
+  templates().then((known) => {
+    const chosen = filters.elements.template.value;
+    filters.elements.template.replaceChildren(...[["", "any"], ...known.map((t) => [t.name, t.name])].map(([value, text]) =>
+      h("option", {value, selected: value === chosen, text})));
+  });
   const body = h("div");
   const live = h("p", {class: "muted", "aria-live": "polite"});
   show(h("div", {class: "actions"}, h("h1", {text: "Jobs"}), h("a", {class: "button", href: "/console/new", text: "New job"})),
@@ -343,11 +360,29 @@ function newJobPage() {
       "Optional (a headshot needs one): JPEG, PNG or WebP."),
     h("p", {}, h("strong", {text: "Quote: "}), quote),
     h("button", {type: "submit", text: "Submit job"}), problem);
+  const about = h("p", {class: "hint", id: "job-template-about", "aria-live": "polite"});
+  form.elements.template.setAttribute("aria-describedby", "job-template-about");
+  form.elements.template.closest(".field").append(about);
   show(h("h1", {text: "New job"}), form);
+  templates().then((known) => {
+    form.elements.template.replaceChildren(...known.map((t) => h("option", {value: t.name, text: t.name,
+      selected: t.name === "generic"})));
+    const describe = () => describeTemplate(known.find((t) => t.name === form.elements.template.value), form, about);
+    form.elements.template.addEventListener("change", describe);
+    describe();
+  });
   const requote = debounce(() => showQuote(form, quote), 250);
   form.addEventListener("change", requote);
   form.elements.images.addEventListener("input", requote);
   requote();
+}
+
+function describeTemplate(template, form, about) {
+  if (!template) return;
+  const stages = template.stages.map((stage) => stage.capability).join(" → ");
+  about.textContent = [template.description, stages && `Stages: ${stages}.`,
+    template.input.required ? "Needs an input photo." : ""].filter(Boolean).join(" ");
+  form.elements.photo.required = template.input.required;
 }
 
 async function showQuote(form, output) {
@@ -499,13 +534,18 @@ function costFacts(job) {
   ]);
 }
 
-// Cost by stage, when the job's view has it (templates with stages); nothing otherwise.
+// Cost by stage and provider, per attempt, when the job's view has them (every attempt
+// records its stages); nothing for a view without.
 function stageCosts(job) {
-  const stages = job.stages || job.stage_costs;
+  const stages = job.stages;
   if (!Array.isArray(stages) || !stages.length) return null;
-  return h("div", {}, h("h3", {text: "By stage"}), table([["Stage"], ["Provider"], ["Cost", "num"]],
-    stages.map((s) => h("tr", {}, h("td", {text: s.stage || s.name || s.capability || "?"}),
-      h("td", {text: s.provider || "—"}), h("td", {class: "num", text: usd(s.cost_micro_usd || 0)}))), "Cost by stage"));
+  return h("div", {}, h("h3", {text: "By stage and provider"}), table(
+    [["Attempt", "num"], ["Stage"], ["Provider"], ["Calls", "num"], ["Expected", "num"], ["Cost", "num"], ["Time", "num"]],
+    stages.map((s) => h("tr", {"data-stage": s.stage},
+      h("td", {class: "num", text: s.attempt}), h("td", {text: s.stage}), h("td", {text: s.provider}),
+      h("td", {class: "num", text: s.calls}), h("td", {class: "num", text: usd(s.expected_cost_micro_usd || 0)}),
+      h("td", {class: "num", text: usd(s.cost_micro_usd || 0)}),
+      h("td", {class: "num", text: `${((s.latency_ms || 0) / 1000).toFixed(1)} s`}))), "Cost by stage"));
 }
 
 async function cancelJob(button, state, parts) {
@@ -677,14 +717,16 @@ function operatorPage() {
   if (!sessionStorage.getItem(ADMIN_TOKEN)) return operatorSignIn();
   const providers = h("section", {}, h("h2", {text: "Providers"}));
   const dead = h("section", {}, h("h2", {text: "Dead-lettered messages"}));
+  const margins = h("section", {}, h("h2", {text: "Margin per template (last 30 days)"}));
   const calibration = h("section", {}, h("h2", {text: "Calibration"}), calibrationForm());
   show(h("div", {class: "actions"}, h("h1", {text: "Operator view"}),
     h("button", {type: "button", class: "secondary", text: "Forget operator token", onclick: () => {
       sessionStorage.removeItem(ADMIN_TOKEN);
       route();
-    }})), providers, dead, calibration);
+    }})), providers, dead, margins, calibration);
   fill(providers, async () => drawProviders((await api("/admin/v1/providers", {admin: true})).providers));
   fill(dead, async () => drawDeadLetters(await api("/admin/v1/dead-letters", {admin: true})));
+  fill(margins, async () => drawMargins((await api("/admin/v1/margins", {admin: true})).templates));
 }
 
 function operatorSignIn() {
@@ -701,7 +743,7 @@ function operatorSignIn() {
       const hint = error.status === 404 ? " Open the console on ingest's admin port (GENLINE_ADMIN_PORT)." : "";
       problem.replaceChildren(errorBox(new Error(error.message + hint)));
     }
-  }}, field("admin-token", "Operator token", input, "An operator token with platform:read (GENLINE_ADMIN_TOKENS)."),
+  }}, field("admin-token", "Operator token", input, "An operator token (GENLINE_ADMIN_TOKENS) with platform:read; billing:read shows margins, calibration:read calibration."),
   h("button", {type: "submit", text: "Open operator view"}), problem);
   show(h("h1", {text: "Operator view"}), h("section", {}, form));
   input.focus();
@@ -725,6 +767,18 @@ function drawDeadLetters(dead) {
   return [h("p", {}, "Messages a service gave up on after its retries: ", h("strong", {"data-testid": "dead-total", text: dead.total})),
     table([["Topic"], ["Messages", "num"]], Object.entries(dead.topics).map(([topic, count]) => h("tr", {},
       h("td", {class: "mono", text: topic}), h("td", {class: "num", text: count}))), "Dead-letter topics")];
+}
+
+function drawMargins(rows) {
+  if (!rows.length) return h("p", {class: "muted", text: "No job was settled in the last 30 days."});
+  return table([["Template"], ["Jobs", "num"], ["Credits charged", "num"], ["Revenue", "num"], ["Provider cost", "num"],
+    ["Margin", "num"], ["Cost by stage"]], rows.map((row) => h("tr", {"data-template": row.template},
+    h("th", {scope: "row", text: row.template}), h("td", {class: "num", text: row.jobs}),
+    h("td", {class: "num", text: row.charged_credits}), h("td", {class: "num", text: usd(row.revenue_micro_usd)}),
+    h("td", {class: "num", text: usd(row.provider_cost_micro_usd)}),
+    h("td", {class: "num", "data-testid": `margin-${row.template}`, text: usd(row.margin_micro_usd)}),
+    h("td", {text: Object.entries(row.stage_cost_micro_usd || {}).map(([stage, cost]) => `${stage} ${usd(cost)}`).join(", ") || "—"}))),
+  "Margin per template");
 }
 
 function calibrationForm() {
