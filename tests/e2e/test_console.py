@@ -1,12 +1,13 @@
 """The web console in a real headless browser (Debian's chromium, driven by Playwright; no
 browser is downloaded), against the five services: sign in, submit from the form, watch the
-job succeed without reloading, read every candidate's verdict; cancel a job held in
-`admitted`; another tenant's job is not found; screenshots of the job page and the operator
-view at desktop and phone widths (saved under artifacts/console/); and no request the pages
-made left 127.0.0.1."""
+job succeed without reloading, read every candidate's verdict; see the hold of a job kept
+in `admitted` on the account page and cancel it from its page; another tenant's job is not
+found; screenshots of the job page and the operator view at desktop and phone widths (saved
+under artifacts/console/); and no request the pages made left 127.0.0.1."""
 
 import json
 import shutil
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -163,13 +164,26 @@ def test_a_job_held_before_generation_is_canceled_from_its_page(console, tenants
     page = console.page(tenant.api_key)
     with platform.paused("router"):  # the job waits in `admitted` until the router answers
         job_id = tenant.submit(images=1, candidates=2, seed=5)
-        page.goto(f"/console/jobs/{job_id}")
+        held = wait_reserved(tenant, job_id)
+        page.goto("/console/account")  # the account shows the hold
+        page.get_by_role("link", name=f"Job {job_id}").wait_for()
+        assert page.get_by_test_id("account-available").inner_text() == str(1_000 - held)
+        page.get_by_role("link", name=f"Job {job_id}").click()
         page.get_by_role("button", name="Cancel job").click()
         page.locator('#job-state[data-state="canceled"]').wait_for(timeout=JOB_TIMEOUT_MS)
     assert tenant.job(job_id)["state"] == "canceled"
     assert page.get_by_role("button", name="Cancel job").count() == 0
     page.locator("ol.timeline li[data-type='cancel.requested']").wait_for()
     assert_only_local_requests(console)
+
+
+def wait_reserved(tenant, job_id: str, timeout_s: float = 120) -> int:
+    """The credits the ledger holds for the job, once it holds them."""
+    deadline = time.monotonic() + timeout_s
+    while (billing := tenant.job(job_id)["billing"])["state"] != "reserved":
+        assert time.monotonic() < deadline, f"job {job_id} has no reservation after {timeout_s}s: {billing}"
+        time.sleep(0.3)
+    return billing["reserved"]
 
 
 def test_another_tenants_job_is_not_found(console, tenants):
@@ -193,6 +207,8 @@ def test_the_operator_view_shows_providers_and_dead_letters(console, platform):
     breaker = page.locator("tr[data-provider='local-standard'] .badge").first.inner_text()
     assert breaker in ("closed", "open", "half open")
     assert page.locator("table").filter(has_text="genline.router.v1.dlq").count() == 1
+    margins = page.locator("section").filter(has=page.get_by_role("heading", name="Margin per template"))
+    margins.locator("table, p.muted").first.wait_for()  # a row per template, or none settled lately
     screenshot(page, "operator-desktop")
     page.set_viewport_size(PHONE)
     screenshot(page, "operator-phone")

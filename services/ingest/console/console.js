@@ -49,8 +49,8 @@ function facts(pairs) {
     [h("dt", {text: term}), h("dd", {"data-testid": testid}, value === null ? "—" : String(value))]));
 }
 
-function table(headers, rows, caption) {
-  return h("div", {class: "table-wrap"}, h("table", {},
+function table(headers, rows, caption, wide = false) {
+  return h("div", {class: "table-wrap"}, h("table", {class: wide ? "wide" : null},
     caption ? h("caption", {class: "visually-hidden", text: caption}) : null,
     h("thead", {}, h("tr", {}, headers.map(([text, cls]) => h("th", {scope: "col", class: cls, text})))),
     h("tbody", {}, rows)));
@@ -658,11 +658,13 @@ function reportForm(job, n) {
 async function accountPage() {
   document.title = "Account · Genline";
   const balance = h("section", {}, h("h2", {text: "Balance"}));
+  const holds = h("section", {}, h("h2", {text: "Holds"}));
   const keys = h("section", {}, h("h2", {text: "API keys"}));
   const hooks = h("section", {}, h("h2", {text: "Webhook endpoints"}));
-  show(h("h1", {text: "Account"}), balance, keys, hooks);
+  show(h("h1", {text: "Account"}), balance, holds, keys, hooks);
   await Promise.all([
     fill(balance, async () => drawBalance(await api("/v1/account"))),
+    fill(holds, async () => drawHolds((await api("/v1/jobs?limit=100")).data)),
     fill(keys, async () => drawKeys((await api("/v1/api-keys")).data)),
     fill(hooks, async () => drawEndpoints((await api("/v1/webhook-endpoints")).data)),
   ]);
@@ -687,6 +689,15 @@ function drawBalance(account) {
       h("td", {text: g.source}), h("td", {class: "num", text: g.amount}), h("td", {class: "num", text: g.remaining}),
       h("td", {text: g.expires_at ? when(g.expires_at) : "never"}))), "Grants, earliest expiring first")
     : h("p", {class: "muted", text: "No grants."})];
+}
+
+// Credits held: the reservations of your newest jobs that are still running.
+function drawHolds(jobs) {
+  const held = jobs.filter((job) => !FINAL.has(job.state) && job.billing.state === "reserved");
+  if (!held.length) return h("p", {class: "muted", text: "No credits are held: none of your newest jobs is running."});
+  return table([["Job"], ["State"], ["Held", "num"]], held.map((job) => h("tr", {},
+    h("td", {}, h("a", {href: `/console/jobs/${job.id}`, class: "mono", text: job.id.slice(0, 8), "aria-label": `Job ${job.id}`})),
+    h("td", {}, badge(job.state)), h("td", {class: "num", text: job.billing.reserved}))), "Credits held by running jobs");
 }
 
 function drawKeys(keys) {
@@ -755,12 +766,13 @@ function drawProviders(providers) {
     h("th", {scope: "row"}, p.name, h("div", {class: "muted", text: p.adapter})),
     h("td", {}, badge(p.state)),
     h("td", {class: "num", text: usd(p.price_micro_usd)}),
-    h("td", {text: Object.entries(p.pass_rates).map(([t, r]) => `${t} ${(r * 100).toFixed(0)}%`).join(", ")}),
+    h("td", {}, h("ul", {class: "compact"}, Object.entries(p.pass_rates).map(([t, r]) =>
+      h("li", {text: `${t} ${(r * 100).toFixed(0)}%`})))),
     h("td", {class: "num", text: `${p.in_flight} / ${p.concurrency_limit}`}),
     h("td", {class: "num", text: `${p.latency_estimate_s.toFixed(2)} s`}),
     h("td", {class: "num", text: `${p.calls} / ${p.failures}`}),
     h("td", {text: Object.entries(p.quality).filter(([, q]) => q.state !== "closed")
-      .map(([t, q]) => `${t}: ${q.state} (${q.reason})`).join("; ") || "all closed"}))), "Providers");
+      .map(([t, q]) => `${t}: ${q.state} (${q.reason})`).join("; ") || "all closed"}))), "Providers", true);
 }
 
 function drawDeadLetters(dead) {
@@ -778,7 +790,7 @@ function drawMargins(rows) {
     h("td", {class: "num", text: usd(row.provider_cost_micro_usd)}),
     h("td", {class: "num", "data-testid": `margin-${row.template}`, text: usd(row.margin_micro_usd)}),
     h("td", {text: Object.entries(row.stage_cost_micro_usd || {}).map(([stage, cost]) => `${stage} ${usd(cost)}`).join(", ") || "—"}))),
-  "Margin per template");
+  "Margin per template", true);
 }
 
 function calibrationForm() {
@@ -804,7 +816,7 @@ function drawCalibration(report) {
       h("td", {text: d.profile}), h("td", {text: d.dimension}), h("td", {class: "num", text: d.images}),
       h("td", {class: "num", text: d.bad}), h("td", {class: "num", text: `${(d.pass_rate * 100).toFixed(0)}%`}),
       h("td", {class: "num", text: d.bad_passed}), h("td", {class: "num", text: format(d.threshold)}),
-      h("td", {class: "num", text: d.suggested_threshold === null ? "—" : format(d.suggested_threshold)}))), "Calibration by dimension"));
+      h("td", {class: "num", text: d.suggested_threshold === null ? "—" : format(d.suggested_threshold)}))), "Calibration by dimension", true));
 }
 
 route();
