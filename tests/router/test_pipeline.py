@@ -1,9 +1,11 @@
 """A template's stages run through the engine: each stage on its own providers, cheapest
 first, every call tagged with its stage, and the attempt's cost the sum of the stages'."""
 
+import asyncio
 import io
 import uuid
 
+import httpx
 import numpy as np
 import pytest
 from PIL import Image
@@ -12,6 +14,7 @@ from services.common.templates import Stage
 from services.router.clock import run_simulated
 from services.router.engine import AllProvidersFailed, RouteRequest, RoutingEngine
 from services.router.pipeline import MissingInput, run_pipeline
+from services.router.providers.base import GenerationRequest, ProviderError
 from services.router.providers.factory import build_providers
 from services.router.providers.registry import RegistryError, parse_registry
 
@@ -102,3 +105,21 @@ def test_a_stage_no_provider_runs_fails_the_attempt_with_the_calls_made():
 def test_a_local_stage_provider_must_name_its_operation():
     with pytest.raises(RegistryError, match="local.operation"):
         parse_registry({"providers": {"x": provider(100, "upscale")}})
+
+
+def test_a_hosted_adapter_refuses_a_stage_it_cannot_send_an_image_to():
+    hosted = {"adapter": "fal", "endpoint": "https://queue.example", "credentials": "FAL_KEY",
+              "models": [{"name": "m", "version": "1"}], "capabilities": {"stages": ["upscale"]},
+              "price": {"per_image_micro_usd": 10}, "concurrency": 1}
+    registry = parse_registry({"providers": {"hosted": hosted}})
+
+    async def call():
+        async with httpx.AsyncClient() as client:
+            provider = build_providers(registry, client, {"FAL_KEY": "k"})["hosted"]
+            await provider.generate(GenerationRequest(job_id="j", attempt=1, prompt="p", seed=1, count=1, width=64,
+                                                      height=64, model="m", model_version="1", capability="upscale",
+                                                      input=photo()))
+
+    with pytest.raises(ProviderError) as refused:
+        asyncio.run(call())
+    assert refused.value.kind == "bad_request" and "cannot run upscale" in str(refused.value)

@@ -44,6 +44,11 @@ class RemoteProvider(ABC):
         self.clock = clock or LoopClock()
 
     async def generate(self, request: GenerationRequest) -> list[GeneratedImage]:
+        if request.capability != "generate":
+            # A hosted provider may declare a stage in the registry, but these adapters send
+            # prompts only: refuse rather than return a fresh painting as the stage's output.
+            raise ProviderError("bad_request", f"{self.name}: the {self.config.adapter} adapter does not send input"
+                                               f" images, so it cannot run {request.capability}")
         pin = self._pin(request)
         started = self.clock.now()
         handle: Any = None
