@@ -37,7 +37,7 @@ def test_margin_per_template_is_revenue_less_provider_cost():
     rows = {r["template"]: r for r in template_margins([view("studio-headshot", 25, 7300), view("generic", 10, 8000),
                                                         view("generic", 0, 4000)])}
     assert rows["generic"] == {"template": "generic", "jobs": 2, "charged_credits": 10, "revenue_micro_usd": 100_000,
-                                    "provider_cost_micro_usd": 12_000, "stage_cost_micro_usd": {},
-                                    "margin_micro_usd": 88_000}
+                               "provider_cost_micro_usd": 12_000, "stage_cost_micro_usd": {},
+                               "margin_micro_usd": 88_000}
     assert rows["studio-headshot"]["margin_micro_usd"] == 250_000 - 7300
     assert rows["studio-headshot"]["stage_cost_micro_usd"] == {"preprocess": 300, "stylize": 4000, "upscale": 1000}
