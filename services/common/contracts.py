@@ -415,7 +415,8 @@ class CandidatesGenerated(JobEvent):
     attempt after the first that produced nothing is still published, with no candidates,
     `final` set and the reason in `stop_reason`."""
 
-    event_type = "genline.candidates.generated.v1"
+    # v2: candidates carry their frames, duration and pipeline steps, calls their stage.
+    event_type = "genline.candidates.generated.v2"
     publisher = "router"
     attempt: int
     images: int
@@ -561,8 +562,16 @@ EVENT_TYPES: dict[str, type[Event]] = {
     )
 }
 
-# (old type name) -> (new type name, payload converter). Empty until a v2 exists.
-UPCASTERS: dict[str, tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]] = {}
+def upcast_candidates_generated_v1_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """A v1 attempt generated stills in one stage: what v2 adds has its defaults (one frame,
+    no steps, calls of the generate stage), so the payload reads as it is."""
+    return data
+
+
+# (old type name) -> (new type name, payload converter).
+UPCASTERS: dict[str, tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]] = {
+    "genline.candidates.generated.v1": ("genline.candidates.generated.v2", upcast_candidates_generated_v1_v2),
+}
 
 
 class UnknownEventType(ValueError):

@@ -38,7 +38,7 @@ async def test_a_small_tenant_is_served_before_a_large_backlog_is(endpoints, obj
 
         await until(small_tenant_done, Waiter(), timeout_s=120)
         announced = [row["record_key"].decode() for row in await router_state(
-            router, "SELECT record_key FROM outbox WHERE event_type = 'genline.candidates.generated.v1' ORDER BY seq")]
+            router, "SELECT record_key FROM outbox WHERE event_type = 'genline.candidates.generated.v2' ORDER BY seq")]
     small_ids = {str(spec.job_id) for spec in small}
     last_of_small = max(i for i, job in enumerate(announced) if job in small_ids)
     # The bar (B's 4 before A's 100th of 1,000), at a scale that runs in seconds.
