@@ -125,10 +125,11 @@ async function api(path, {method = "GET", body, admin = false, raw = false, sign
   return response.status === 204 ? null : response.json();
 }
 
-// Server-Sent Events over fetch: yields {id, event, data} and, when the connection drops,
-// reconnects with Last-Event-ID after the last id seen. A stream the server ends (a job's,
-// after its final state) ends here too.
-async function* events(path, signal) {
+// Server-Sent Events over fetch: yields {id, event, data} and, when the connection drops
+// or the server closes it before `finished()` says the stream is complete (a job's ends
+// after its final state; the tenant's never does), reconnects with Last-Event-ID after the
+// last id seen.
+async function* events(path, signal, finished = () => false) {
   let lastId = null;
   let failures = 0;
   while (!signal.aborted) {
@@ -146,7 +147,8 @@ async function* events(path, signal) {
         if (message.id !== undefined) lastId = message.id;
         if (message.data !== undefined) yield message;
       }
-      return;
+      if (finished()) return;
+      throw new Error("the stream closed early");
     } catch (error) {
       if (signal.aborted) return;
       failures += 1;
@@ -469,8 +471,11 @@ function jobMissing(jobId, error) {
 }
 
 async function followJob(jobId, timeline, changed) {
-  for await (const message of events(`/v1/jobs/${encodeURIComponent(jobId)}/stream`, page.signal)) {
+  let final = false;
+  const path = `/v1/jobs/${encodeURIComponent(jobId)}/stream`;
+  for await (const message of events(path, page.signal, () => final)) {
     const entry = JSON.parse(message.data);
+    if (entry.type === "state") final = FINAL.has(entry.payload.state);
     timeline.append(h("li", {"data-type": entry.type},
       h("time", {datetime: entry.time, text: new Date(entry.time).toLocaleTimeString()}),
       h("span", {}, h("strong", {text: entry.type}), ` ${describeEntry(entry)}`)));
