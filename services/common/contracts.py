@@ -144,6 +144,9 @@ class CandidateScore(Contract):
 
 
 class DeliveredImage(Contract):
+    """A published image: `sha256`, `size_bytes` and `media_type` describe the delivered
+    bytes (after the template's format and watermark), and its thumbnail lies beside it."""
+
     n: int
     key: str
     url: str
@@ -151,6 +154,13 @@ class DeliveredImage(Contract):
     sha256: str
     size_bytes: int
     media_type: str
+    width: int | None = Field(None, description="pixels; None for images delivered before sizes were recorded")
+    height: int | None = None
+    frames: int = Field(1, ge=1, description="more than 1: an animated clip")
+    watermarked: bool = False
+    thumbnail_key: str | None = Field(None, description="the thumbnail beside the image in the public bucket")
+    thumbnail_url: str | None = Field(None, description="the thumbnail's link, expiring with `url`")
+    thumbnail_media_type: str | None = None
 
 
 # ---- ingest --------------------------------------------------------------------------
@@ -448,12 +458,13 @@ class CandidatesScored(JobEvent):
     """Published by the scorer with every candidate's scores (all attempts) and the selection
     to deliver; fewer than `images` selected means a partial delivery."""
 
-    event_type = "genline.candidates.scored.v1"
+    event_type = "genline.candidates.scored.v2"
     publisher = "scorer"
     attempt: int
     images: int
     scores: list[CandidateScore]
     selected: list[int] = Field(description="candidate indices to deliver, best first")
+    template: str | None = Field(None, description="the job's template: how delivery post-processes the images")
 
 
 class RegenerationRequested(JobEvent):
@@ -486,10 +497,11 @@ class ScoringFailed(JobEvent):
 
 
 class JobDelivered(JobEvent):
-    """Published by delivery when the selected images are public and links are signed;
-    the ledger charges for `len(images)`."""
+    """Published by delivery when the selected images are public, post-processed as the
+    template says, with their thumbnails, and links are signed; the ledger charges for
+    `len(images)`."""
 
-    event_type = "genline.job.delivered.v1"
+    event_type = "genline.job.delivered.v2"
     publisher = "delivery"
     requested: int
     images: list[DeliveredImage]
@@ -562,15 +574,28 @@ EVENT_TYPES: dict[str, type[Event]] = {
     )
 }
 
+
 def upcast_candidates_generated_v1_v2(data: dict[str, Any]) -> dict[str, Any]:
     """A v1 attempt generated stills in one stage: what v2 adds has its defaults (one frame,
     no steps, calls of the generate stage), so the payload reads as it is."""
     return data
 
 
+def upcast_candidates_scored_v1_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """v1 did not name the template; delivery then uses the default delivery."""
+    return data | {"template": None}
+
+
+def upcast_job_delivered_v1_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """v1 images had no size, frames, watermark or thumbnail: one frame, none of the rest."""
+    return data | {"images": [image | {"frames": 1, "watermarked": False} for image in data.get("images", [])]}
+
+
 # (old type name) -> (new type name, payload converter).
 UPCASTERS: dict[str, tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]] = {
     "genline.candidates.generated.v1": ("genline.candidates.generated.v2", upcast_candidates_generated_v1_v2),
+    "genline.candidates.scored.v1": ("genline.candidates.scored.v2", upcast_candidates_scored_v1_v2),
+    "genline.job.delivered.v1": ("genline.job.delivered.v2", upcast_job_delivered_v1_v2),
 }
 
 

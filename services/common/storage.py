@@ -10,7 +10,8 @@ share of the platform's CPU.
 import asyncio
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import quote
 from xml.etree import ElementTree
 
@@ -160,3 +161,11 @@ class ObjectStore:
 
     async def ping(self) -> None:
         await self._request("HeadBucket", "HEAD", self.internal_bucket)
+
+
+def signed_links(store: ObjectStore, key: str, thumbnail_key: str | None, ttl_s: int) -> dict[str, Any]:
+    """Fresh links to a delivered image and to its thumbnail (when it has one), and when they
+    expire. Links are signed on every read, so nobody is handed one that has expired."""
+    return {"url": store.presign_get(store.public_bucket, key, ttl_s),
+            "thumbnail_url": store.presign_get(store.public_bucket, thumbnail_key, ttl_s) if thumbnail_key else None,
+            "expires_at": datetime.now(UTC) + timedelta(seconds=max(1, min(ttl_s, MAX_LINK_TTL_S)))}

@@ -1,11 +1,14 @@
 """The template catalogue (`templates.yaml`): what each template asks of its input photo,
-the stages that make its images, and the profile they are scored with.
+the stages that make its images, the profile they are scored with, and how its outputs
+are delivered.
 
 A template's input checks name the scorer's dimensions, with bounds and the sentences a
 person reads when a photo falls outside them. Services read the catalogue; the scorer
 measures the dimensions (its internal API), ingest judges and explains. Its stages are an
 ordered list of capabilities the router runs one after the other, each on the output of
 the one before; a template without stages generates, as every template did before stages.
+Its `delivery` says the output format and quality, a watermark and the thumbnail;
+delivery applies it.
 """
 
 from functools import lru_cache
@@ -63,11 +66,44 @@ class Stage(BaseModel):
 GENERATE_ONLY = (Stage(capability="generate"),)
 
 
+class Watermark(BaseModel):
+    """Text drawn over every delivered image (each frame of a clip), `opacity` 0 to 1."""
+
+    model_config = FROZEN
+
+    text: str = Field(min_length=1, max_length=100)
+    opacity: float = Field(0.5, gt=0, le=1)
+    position: Literal["top-left", "top-right", "bottom-left", "bottom-right", "center"] = "bottom-right"
+
+
+class Thumbnail(BaseModel):
+    """A small copy stored beside each delivered image, its longer side at most `max_side`."""
+
+    model_config = FROZEN
+
+    max_side: int = Field(256, ge=16, le=1024)
+    format: Literal["webp", "jpeg", "png"] = "webp"
+
+
+class Delivery(BaseModel):
+    """How a template's outputs are delivered. `original` keeps the candidate's format; an
+    image already in the asked format and without a watermark is delivered byte for byte.
+    PNG and WebP keep transparency; JPEG has none, so transparent pixels become white."""
+
+    model_config = FROZEN
+
+    format: Literal["original", "jpeg", "webp", "png"] = "original"
+    quality: int = Field(90, ge=1, le=100, description="JPEG and WebP encoder quality")
+    watermark: Watermark | None = None
+    thumbnail: Thumbnail = Thumbnail()
+
+
 class Template(BaseModel):
     model_config = FROZEN
 
     description: str = ""
     input: TemplateInput | None = None
+    delivery: Delivery = Delivery()
     # An empty list is the generate-only pipeline every template had before stages.
     stages: tuple[Stage, ...] = ()
     profile: str | None = Field(None, description="the scoring profile; None: the one named like the template")
@@ -107,6 +143,11 @@ class Catalogue(BaseModel):
     def pipeline(self, template: str) -> tuple[Stage, ...]:
         found = self.templates.get(template)
         return found.pipeline if found else GENERATE_ONLY
+
+    def delivery(self, template: str | None) -> Delivery:
+        """The template's delivery; an unknown template (or none) gets the defaults."""
+        found = self.templates.get(template) if template else None
+        return found.delivery if found else Delivery()
 
     def input_checks(self, template: str) -> dict[str, InputCheck]:
         found = self.templates.get(template)

@@ -1,6 +1,6 @@
-"""Delivery rules, without I/O: where delivered images live, how long a failing copy is
-retried, which one outcome a job gets, and what a webhook is: its id, body, signatures and
-retry schedule.
+"""Delivery rules, without I/O: where delivered images and their thumbnails live, what is
+said of them, how long a failing copy is retried, which one outcome a job gets, and what a
+webhook is: its id, body, signatures and retry schedule.
 
 Delivery publishes exactly one outcome per job: JobDelivered, DeliveryFailed, or JobCanceled
 when a cancel reached it before the images were published. What it published before a
@@ -8,6 +8,7 @@ cancel stays delivered (and is charged); a cancel that comes after changes nothi
 """
 
 import base64
+import hashlib
 import json
 import random
 import secrets
@@ -16,9 +17,14 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from standardwebhooks.webhooks import Webhook
 
-from services.common.contracts import WEBHOOK_EVENTS, DeliveryFailed, JobCanceled, JobCancelRequested
+from services.common.contracts import (WEBHOOK_EVENTS, DeliveredImage, DeliveryFailed, JobCanceled,
+                                       JobCancelRequested)
 from services.common.storage import EXTENSIONS
+from services.common.templates import Delivery
+from services.delivery.postprocess import Delivered
+
 COPY_FAILED = "copy_failed"
+UNPUBLISHABLE = "unpublishable_image"
 
 
 def folder_of(key: str) -> str:
@@ -31,6 +37,22 @@ def public_key(tenant_id: str, when: datetime, job_id: UUID, n: int, media_type:
     return f"{tenant_id}/{when:%Y}/{when:%m}/{job_id}/{n}.{EXTENSIONS.get(media_type, 'bin')}"
 
 
+def thumbnail_key(key: str, media_type: str) -> str:
+    """`…/{n}.thumb.{ext}`, beside the image `…/{n}.{ext}` in the job's folder."""
+    return f"{key.rsplit('.', 1)[0]}.thumb.{EXTENSIONS.get(media_type, 'bin')}"
+
+
+def delivered_image(n: int, key: str, thumbnail_key: str, done: Delivered, delivery: Delivery,
+                    links: dict) -> DeliveredImage:
+    """What JobDelivered says of one image: the delivered bytes' hash, size and shape."""
+    image = done.image
+    return DeliveredImage(n=n, key=key, url=links["url"], expires_at=links["expires_at"],
+                          sha256=hashlib.sha256(image.data).hexdigest(), size_bytes=len(image.data),
+                          media_type=image.media_type, width=image.width, height=image.height, frames=image.frames,
+                          watermarked=delivery.watermark is not None, thumbnail_key=thumbnail_key,
+                          thumbnail_url=links["thumbnail_url"], thumbnail_media_type=done.thumbnail.media_type)
+
+
 def copy_backoff_s(attempt: int, base_s: float, max_s: float) -> float:
     """Seconds to wait after failed copy `attempt` (1, 2, …) before the next one."""
     return min(max_s, base_s * 2 ** (attempt - 1))
@@ -39,6 +61,11 @@ def copy_backoff_s(attempt: int, base_s: float, max_s: float) -> float:
 def canceled(event: JobCancelRequested) -> JobCanceled:
     return JobCanceled(job_id=event.job_id, tenant_id=event.tenant_id, final_state=event.final_state,
                        reason=event.reason)
+
+
+def unpublishable(job_id: UUID, tenant_id: str, error: Exception) -> DeliveryFailed:
+    return DeliveryFailed(job_id=job_id, tenant_id=tenant_id, failure_code=UNPUBLISHABLE,
+                          reason=f"a selected image could not be post-processed: {error}"[:1000])
 
 
 def copy_failed(job_id: UUID, tenant_id: str, attempts: int, error: Exception) -> DeliveryFailed:

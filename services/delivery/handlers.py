@@ -3,17 +3,21 @@ cancel; each job gets one outcome (see domain). A finished job's webhooks are qu
 
 import asyncio
 import logging
-from datetime import UTC, datetime, timedelta
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from services.common.bus import EventConsumer, HandlerContext, erase_prompt_from_outbox
 from services.common.contracts import (CandidateScore, CandidatesScored, DeliveredImage, JobCancelRequested,
                                        JobDelivered, JobErased, JobFinished, RetentionSet)
-from services.common.storage import ObjectStore, candidate_prefix
-from services.delivery import domain
+from services.common import telemetry
+from services.common.storage import ObjectStore, candidate_prefix, signed_links
+from services.common.templates import Delivery, load_catalogue
+from services.delivery import domain, postprocess
 from services.delivery.settings import DeliverySettings
 from services.delivery.webhooks import WebhookSender, queue_webhooks
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 async def decide_outcome(ctx: HandlerContext, job_id, tenant_id: str, outcome: str) -> bool:
@@ -28,27 +32,34 @@ async def set_outcome(ctx: HandlerContext, job_id, outcome: str) -> None:
     await ctx.conn.execute("UPDATE job_outcomes SET outcome = %s WHERE job_id = %s", [outcome, job_id])
 
 
-async def copy_with_retries(store: ObjectStore, candidate: CandidateScore, key: str,
-                            settings: DeliverySettings) -> None:
+async def with_retries(settings: DeliverySettings, operation: Callable[[], Awaitable[T]]) -> T:
+    """`operation()`, tried again with backoff when it fails, `settings.copy_attempts` times in all."""
     for attempt in range(1, settings.copy_attempts + 1):
         try:
-            await store.copy(store.internal_bucket, candidate.key, store.public_bucket, key, candidate.size_bytes)
-            return
+            return await operation()
         except Exception:
             if attempt == settings.copy_attempts:
                 raise
             await asyncio.sleep(domain.copy_backoff_s(attempt, settings.copy_backoff_s, settings.copy_backoff_max_s))
+    raise AssertionError("copy_attempts must be at least 1")
 
 
 async def publish_image(ctx: HandlerContext, event: CandidatesScored, n: int, candidate: CandidateScore,
-                        store: ObjectStore, settings: DeliverySettings) -> DeliveredImage:
+                        store: ObjectStore, settings: DeliverySettings, delivery: Delivery) -> DeliveredImage:
+    """Post-process one selected candidate (format, watermark, thumbnail; in a thread) and
+    store the image and its thumbnail side by side in the public bucket."""
+    source = await with_retries(settings, lambda: store.get(store.internal_bucket, candidate.key))
+    with telemetry.timed_stage("delivery", "postprocess"):
+        done = await asyncio.to_thread(postprocess.postprocess, source, delivery)
     # The key derives from the scored event's time, so a redelivered event writes the same object.
-    key = domain.public_key(event.tenant_id, ctx.envelope.time, event.job_id, n, candidate.media_type)
-    await copy_with_retries(store, candidate, key, settings)
-    return DeliveredImage(n=n, key=key, url=store.presign_get(store.public_bucket, key, settings.link_ttl_s),
-                          expires_at=datetime.now(UTC) + timedelta(seconds=settings.link_ttl_s),
-                          sha256=candidate.sha256, size_bytes=candidate.size_bytes,
-                          media_type=candidate.media_type)
+    key = domain.public_key(event.tenant_id, ctx.envelope.time, event.job_id, n, done.image.media_type)
+    thumbnail_key = domain.thumbnail_key(key, done.thumbnail.media_type)
+    await asyncio.gather(
+        with_retries(settings, lambda: store.put(store.public_bucket, key, done.image.data, done.image.media_type)),
+        with_retries(settings, lambda: store.put(store.public_bucket, thumbnail_key, done.thumbnail.data,
+                                                 done.thumbnail.media_type)))
+    links = signed_links(store, key, thumbnail_key, settings.link_ttl_s)
+    return domain.delivered_image(n, key, thumbnail_key, done, delivery, links)
 
 
 async def record_delivered(ctx: HandlerContext, event: CandidatesScored, images: list[DeliveredImage],
@@ -68,9 +79,15 @@ async def deliver_selection(ctx: HandlerContext, event: CandidatesScored, store:
         return
     by_index = {s.index: s for s in event.scores}
     chosen = [by_index[i] for i in event.selected[: event.images]]
+    delivery = load_catalogue().delivery(event.template)
     try:
         images = await asyncio.gather(
-            *(publish_image(ctx, event, n, c, store, settings) for n, c in enumerate(chosen, start=1)))
+            *(publish_image(ctx, event, n, c, store, settings, delivery) for n, c in enumerate(chosen, start=1)))
+    except postprocess.UnpublishableImage as error:
+        log.warning("job %s selected an image delivery cannot publish: %s", event.job_id, error)
+        await set_outcome(ctx, event.job_id, "failed")
+        await ctx.emit(domain.unpublishable(event.job_id, event.tenant_id, error))
+        return
     except Exception as error:
         log.warning("publishing the images of job %s failed: %s", event.job_id, error)
         await set_outcome(ctx, event.job_id, "failed")

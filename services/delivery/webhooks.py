@@ -17,7 +17,7 @@ import json
 import logging
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import httpx
 import psycopg
@@ -26,7 +26,7 @@ from services.common import targets, telemetry
 from services.common.bus import OutboxRelay, add_to_outbox
 from services.common.contracts import JobFinished, WebhookSent
 from services.common.envelope import envelop
-from services.common.storage import ObjectStore
+from services.common.storage import ObjectStore, signed_links
 from services.delivery import domain
 from services.delivery.settings import DeliverySettings
 
@@ -190,10 +190,10 @@ class WebhookSender:
         await self.record(message, at, attempt)
 
     def with_fresh_links(self, view: dict) -> dict:
-        ttl_s = self.settings.link_ttl_s
-        expires_at = (datetime.now(UTC) + timedelta(seconds=ttl_s)).isoformat()
-        outputs = [o | {"url": self.store.presign_get(self.store.public_bucket, o["key"], ttl_s),
-                        "expires_at": expires_at} for o in view.get("outputs", [])]
+        outputs = []
+        for output in view.get("outputs", []):
+            links = signed_links(self.store, output["key"], output.get("thumbnail_key"), self.settings.link_ttl_s)
+            outputs.append(output | links | {"expires_at": links["expires_at"].isoformat()})
         return view | {"outputs": outputs}
 
     async def post(self, url: str, body: bytes, headers: dict) -> Attempt:

@@ -75,7 +75,8 @@ def decide(event: CandidatesGenerated, job_scores: Sequence[CandidateScore],
     if passed >= event.images or (event.final and passed):
         chosen = select_best(job_scores, event.images)
         return CandidatesScored(**common, images=event.images, scores=list(job_scores),
-                                selected=[job_scores[i].index for i in chosen])
+                                selected=[job_scores[i].index for i in chosen],
+                                template=event.job.template if event.job else None)
     if not event.final:
         reason = f"{passed} of {event.images} images pass after attempt {event.attempt}"
         rejected = rejection_summary(attempt_scores)

@@ -1,6 +1,8 @@
 """Old event versions are read through their upcasters as the newest model."""
 
-from services.common.contracts import CandidatesGenerated, parse_event
+from uuid import uuid4
+
+from services.common.contracts import CandidatesGenerated, CandidatesScored, JobDelivered, parse_event
 
 V1_CANDIDATES_GENERATED = {
     "job_id": "9b3c1f3e-0d0a-4a57-8b1e-6a1f6a0b6d2e", "tenant_id": "t", "attempt": 1, "images": 1,
@@ -17,3 +19,24 @@ def test_a_v1_candidates_generated_reads_as_a_one_stage_attempt_of_stills():
     [candidate], [call] = event.candidates, event.calls
     assert (candidate.frames, candidate.duration_ms, candidate.steps) == (1, 0, [])
     assert (call.stage, call.stage_index) == ("generate", 0)
+
+JOB = str(uuid4())
+IMAGE_V1 = {"n": 1, "key": "t/2026/11/j/1.png", "url": "u", "expires_at": "2026-11-02T10:00:00Z",
+            "sha256": "s", "size_bytes": 10, "media_type": "image/png"}
+
+
+def test_a_v1_delivery_reads_as_v2_images_of_one_frame_without_thumbnail():
+    event = parse_event("genline.job.delivered.v1", {"job_id": JOB, "tenant_id": "t", "requested": 1,
+                                                     "images": [IMAGE_V1]})
+
+    assert isinstance(event, JobDelivered) and JobDelivered.event_type == "genline.job.delivered.v2"
+    image = event.images[0]
+    assert (image.frames, image.watermarked, image.thumbnail_url, image.width) == (1, False, None, None)
+
+
+def test_a_v1_selection_reads_as_v2_without_a_template():
+    event = parse_event("genline.candidates.scored.v1", {"job_id": JOB, "tenant_id": "t", "attempt": 1,
+                                                         "images": 1, "scores": [], "selected": []})
+
+    assert isinstance(event, CandidatesScored) and event.template is None
+    assert CandidatesScored.event_type == "genline.candidates.scored.v2"

@@ -7,7 +7,7 @@ from collections import Counter
 
 import psycopg
 
-from services.common.contracts import TOPICS
+from services.common.contracts import TOPICS, JobDelivered
 from tests.kafka import read_topic
 
 UNIT_PRICE = 10
@@ -61,6 +61,6 @@ def test_killed_scorer_and_delivery_lose_nothing_and_do_nothing_twice(tenant_fac
     assert after["pending"] == 0
     records = asyncio.run(read_topic(endpoints.kafka_bootstrap, TOPICS["delivery"], want=10**9, timeout_s=8))
     delivered_events = {dict(r.headers)["ce_id"]: r.key.decode() for r in records
-                        if dict(r.headers)["ce_type"] == b"genline.job.delivered.v1"}
+                        if dict(r.headers)["ce_type"] == JobDelivered.event_type.encode()}
     per_job = Counter(job for job in delivered_events.values() if job in job_ids)
     assert per_job == {j: 1 for j in job_ids}, "a job was delivered under two different events"

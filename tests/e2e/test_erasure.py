@@ -62,7 +62,7 @@ def test_deleting_a_job_erases_its_images_and_prompt_everywhere_and_keeps_its_bi
     candidates = candidate_prefix(tenant.id, job_id)
     before = tenant.balance()
     # What the erasure must remove is there to begin with, so the checks below can fail.
-    assert len(keys_under(object_store, object_store.public_bucket, public_folder)) == 2
+    assert len(keys_under(object_store, object_store.public_bucket, public_folder)) == 4  # 2 images, 2 thumbnails
     assert len(keys_under(object_store, object_store.internal_bucket, candidates)) == 3
     holding = tables_holding(endpoints.database_url, schemas, marker)
     assert wait_for(lambda: f"{platform.schema('delivery')}.webhook_messages" in tables_holding(

@@ -45,7 +45,7 @@ def test_outputs_and_candidates_are_deleted_past_the_tenant_s_retention_and_reje
     job = tenant.wait_settled([job_id])[job_id]
     public, internal = f"{tenant.id}/", candidate_prefix(tenant.id, job_id)
     delivered = {s["key"] for s in job["scores"] if s["index"] in job["selected"][:1]}
-    assert len(keys_under(object_store, object_store.public_bucket, public)) == 1
+    assert len(keys_under(object_store, object_store.public_bucket, public)) == 2  # the image and its thumbnail
     assert len(keys_under(object_store, object_store.internal_bucket, internal)) == 4
 
     response = httpx.put(f"{platform.url('ingest')}/admin/v1/tenants/{tenant.id}/retention",
@@ -62,7 +62,7 @@ def test_outputs_and_candidates_are_deleted_past_the_tenant_s_retention_and_reje
     now = datetime.now(UTC)
     assert sweep(endpoints, delivery, now) == 0  # nothing is old yet
 
-    assert sweep(endpoints, delivery, now + timedelta(days=1, hours=1)) == 1
+    assert sweep(endpoints, delivery, now + timedelta(days=1, hours=1)) == 2
     assert keys_under(object_store, object_store.public_bucket, public) == set()
     assert len(keys_under(object_store, object_store.internal_bucket, internal)) == 4
 

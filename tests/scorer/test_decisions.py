@@ -91,3 +91,10 @@ def test_at_the_deadline_min_images_passing_are_delivered_and_fewer_expire_the_j
     assert "at least 3" in expired.reason
     by_default = decide(at_deadline(images=4, min_images=None), scores, scores)  # min_images = images
     assert isinstance(by_default, ScoringFailed) and by_default.failure_code == "deadline_exceeded"
+
+
+def test_the_selection_names_the_job_s_template_for_delivery():
+    scores = [score(0, 0.5), score(1, 0.9)]
+    assert decide(attempt(images=2), scores, scores).template is None  # an attempt that carries no job
+    chosen = decide(at_deadline(images=2, min_images=None), scores, scores)
+    assert isinstance(chosen, CandidatesScored) and chosen.template == "generic"

@@ -34,7 +34,8 @@ class Billing(APIModel):
 
 
 class Output(APIModel):
-    """A delivered image: a link signed for a while, and the hash its content must have."""
+    """A delivered image: a link signed for a while, and the hash its content must have; its
+    size and frames (more than one: an animated clip), and a thumbnail with its own link."""
 
     n: int
     key: str
@@ -43,6 +44,12 @@ class Output(APIModel):
     sha256: str
     size_bytes: int
     media_type: str
+    width: int | None = None
+    height: int | None = None
+    frames: int = 1
+    watermarked: bool = False
+    thumbnail_url: str | None = None
+    thumbnail_media_type: str | None = None
 
 
 class Candidate(APIModel):

@@ -3,7 +3,7 @@
 import asyncio
 import logging
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 from uuid import UUID, uuid4
 
@@ -17,6 +17,7 @@ from services.common.audit import record_action
 from services.common.bus import erase_prompt_from_outbox
 from services.common.contracts import JobErased, JobSpec, JobSubmitted, OutputReported, Tier, WebhookEvent
 from services.common.problems import Problem
+from services.common.storage import signed_links
 from services.common.templates import load_catalogue
 from services.ingest import domain, guidance, limits, screening, store as jobs_store
 from services.ingest.deps import JobsReader, JobsWriter, Plans, Runtime, Settings, Store
@@ -270,9 +271,7 @@ JOB_EXAMPLE = {
 
 def fresh_links(view: domain.JobView, store, ttl_s: int) -> domain.JobView:
     """Links are signed on every read, so a client never gets one that has already expired."""
-    expires_at = datetime.now(UTC) + timedelta(seconds=ttl_s)
-    outputs = [o.model_copy(update={"url": store.presign_get(store.public_bucket, o.key, ttl_s),
-                                    "expires_at": expires_at}) for o in view.outputs]
+    outputs = [o.model_copy(update=signed_links(store, o.key, o.thumbnail_key, ttl_s)) for o in view.outputs]
     return view.model_copy(update={"outputs": outputs})
 
 

@@ -1,0 +1,146 @@
+"""Post-processing of a delivered image, without I/O: the template's format and quality, its
+watermark, and the thumbnail stored beside the image.
+
+* An image already in the asked format, without a watermark to draw, is delivered byte for
+  byte: re-encoding a lossy image only loses more.
+* Transparency is kept wherever the format has it (PNG, WebP); JPEG has none, so a
+  transparent image is laid on white rather than on the black its hidden pixels may hold.
+* A clip (an animated image, more than one frame) stays an animated WebP whatever format
+  the template names, each frame watermarked, with its frame timings (100 ms if unsaid); its thumbnail is its
+  first frame.
+* The thumbnail is made from the delivered image (watermark included), its longer side at
+  most `max_side`; an image smaller than that is not enlarged.
+
+Pillow does the work; callers run it in a thread, off the event loop.
+"""
+
+import io
+from dataclasses import dataclass
+
+from PIL import Image, ImageDraw, ImageFont, ImageSequence
+
+from services.common.templates import Delivery, Thumbnail, Watermark
+
+MEDIA_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
+PIL_FORMATS = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}
+WHITE = (255, 255, 255)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """Encoded bytes and what they show."""
+
+    data: bytes
+    media_type: str
+    width: int
+    height: int
+    frames: int = 1
+
+
+@dataclass(frozen=True)
+class Delivered:
+    image: Rendered
+    thumbnail: Rendered
+
+
+class UnpublishableImage(ValueError):
+    """The candidate is not an image delivery can decode and publish."""
+
+
+def postprocess(data: bytes, delivery: Delivery) -> Delivered:
+    """The image to deliver and its thumbnail, as the template's delivery says."""
+    try:
+        with Image.open(io.BytesIO(data)) as source:
+            frames = [frame.copy() for frame in ImageSequence.Iterator(source)]
+            source_format, loop = source.format, source.info.get("loop", 0)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        raise UnpublishableImage(f"{type(error).__name__}: {error}") from error
+    target = target_format(source_format, len(frames), delivery)
+    durations = [frame.info.get("duration") or 100 for frame in frames]
+    if delivery.watermark is not None:
+        frames = [watermarked(frame, delivery.watermark) for frame in frames]
+    if target == source_format and delivery.watermark is None:
+        image = Rendered(data, MEDIA_TYPES[target], *frames[0].size, len(frames))
+    elif len(frames) > 1:
+        image = encoded_clip(frames, durations, loop, delivery.quality)
+    else:
+        image = encoded(frames[0], target, delivery.quality)
+    return Delivered(image, thumbnail(frames[0], delivery.thumbnail))
+
+
+def target_format(source_format: str | None, frames: int, delivery: Delivery) -> str:
+    if source_format not in MEDIA_TYPES:
+        raise UnpublishableImage(f"not an image delivery can publish: {source_format or 'unknown format'}")
+    if frames > 1:
+        return "WEBP"
+    return source_format if delivery.format == "original" else PIL_FORMATS[delivery.format]
+
+
+def has_alpha(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
+
+
+def encoded(image: Image.Image, pil_format: str, quality: int) -> Rendered:
+    """One still image in `pil_format`, keeping transparency where the format has it."""
+    alpha = has_alpha(image)
+    if pil_format == "JPEG":
+        pixels = on_white(image) if alpha else image.convert("RGB")
+    else:
+        pixels = image.convert("RGBA" if alpha else "RGB")
+    buffer = io.BytesIO()
+    options = {"quality": quality} if pil_format in ("JPEG", "WEBP") else {}
+    pixels.save(buffer, format=pil_format, **options)
+    return Rendered(buffer.getvalue(), MEDIA_TYPES[pil_format], *pixels.size)
+
+
+def encoded_clip(frames: list[Image.Image], durations: list[int], loop: int, quality: int) -> Rendered:
+    """An animated WebP of `frames`, each shown for its duration (ms)."""
+    pixels = [frame.convert("RGBA") for frame in frames]
+    buffer = io.BytesIO()
+    pixels[0].save(buffer, format="WEBP", save_all=True, append_images=pixels[1:], duration=durations,
+                   loop=loop, quality=quality)
+    return Rendered(buffer.getvalue(), "image/webp", *pixels[0].size, len(pixels))
+
+
+def on_white(image: Image.Image) -> Image.Image:
+    rgba = image.convert("RGBA")
+    flat = Image.new("RGB", rgba.size, WHITE)
+    flat.paste(rgba, mask=rgba.getchannel("A"))
+    return flat
+
+
+def thumbnail(image: Image.Image, spec: Thumbnail) -> Rendered:
+    small = image.copy()
+    small.thumbnail((spec.max_side, spec.max_side), Image.Resampling.BICUBIC)
+    return encoded(small, PIL_FORMATS[spec.format], quality=80)
+
+
+def watermarked(image: Image.Image, mark: Watermark) -> Image.Image:
+    """`image` with the mark's text drawn at its position: white with a dark outline, so it
+    shows on light and dark images alike, at the mark's opacity. The text scales with the
+    image (a sixteenth of its shorter side). Transparency is kept."""
+    alpha = has_alpha(image)
+    base = image.convert("RGBA")
+    size = max(10, min(base.size) // 16)
+    font = ImageFont.load_default(size=size)
+    stroke = max(1, size // 12)
+    overlay = Image.new("RGBA", base.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(overlay)
+    left, top, right, bottom = draw.textbbox((0, 0), mark.text, font=font, stroke_width=stroke)
+    x, y = placed(base.size, (right - left, bottom - top), mark.position, margin=size // 2)
+    opacity = round(255 * mark.opacity)
+    draw.text((x - left, y - top), mark.text, font=font, fill=(*WHITE, opacity), stroke_width=stroke,
+              stroke_fill=(0, 0, 0, opacity))
+    marked = Image.alpha_composite(base, overlay)
+    return marked if alpha else marked.convert("RGB")
+
+
+def placed(size: tuple[int, int], box: tuple[int, int], position: str, margin: int) -> tuple[int, int]:
+    """Top-left corner of a `box` at `position` in an image of `size`, `margin` from its edges."""
+    (width, height), (box_width, box_height) = size, box
+    x = {"left": margin, "right": width - box_width - margin}
+    y = {"top": margin, "bottom": height - box_height - margin}
+    if position == "center":
+        return (width - box_width) // 2, (height - box_height) // 2
+    vertical, horizontal = position.split("-")
+    return max(0, x[horizontal]), max(0, y[vertical])
