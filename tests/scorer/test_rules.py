@@ -34,8 +34,8 @@ def bounds_of(profile, name):
     return next(c.bounds for c in profile.checks if c.dimension == name)
 
 
-def test_the_three_profiles_exist():
-    assert profile_names() == ["generic", "headshot", "product"]
+def test_the_packaged_profiles_exist():
+    assert profile_names() == ["generic", "headshot", "motion", "product"]
 
 
 def test_thresholds_come_from_the_yaml_files():

@@ -10,6 +10,8 @@ luma and shared intermediate results — and has default `Bounds` that profiles 
 * Tier 2: faces, face_size, face_position, eyes_open, identity (`faces`, with dlib's
   models from `face_models`); skin_tone, lighting, background (`portrait`).
 * Moderation (`moderation`): nsfw, NudeNet's detector on onnxruntime, in every profile.
+* Clips (`motion`): frames, frame_sharpness (the blurriest frame), flicker (the largest
+  frame-to-frame brightness jump). Every dimension measures a clip on each of its frames.
 * Tier 3: `QualityRules` (`rules`) and plugins through entry points (`plugins`).
 
 `Scorer` (`engine`) judges encoded images against a `services.scorer.profiles.Profile`;

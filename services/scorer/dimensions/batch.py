@@ -10,8 +10,13 @@ is recomputed from its decoded RGB and may differ from its stored Y by a level o
 An `ImageBatch` holds `planes`, uint8 shaped (B, H, W, C), C = 1 (luma) or 4 (R, G, B,
 luma), of images of one size. On CUDA decoded images are grouped by size and stacked, up
 to 128 images or 128 megapixels a batch, one host-to-device copy from pinned memory each.
+
+A clip (an animated WebP) is decoded with Pillow into all its frames, which make a batch
+of their own, in order, marked `clip`: dimensions measure each frame, and those that
+compare frames (flicker) read them as a sequence.
 """
 
+import io
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -24,9 +29,11 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
+from PIL import Image, ImageSequence
 
 CUDA_BATCH_PIXELS = 1 << 27
 CUDA_BATCH_IMAGES = 128
+MAX_CLIP_FRAMES = 240
 
 
 def pick_device() -> torch.device:
@@ -71,11 +78,13 @@ class ScoringContext:
 
 @dataclass(frozen=True, eq=False)
 class ImageBatch:
-    """Decoded images of one size: `planes[j]` is input image `indices[j]`."""
+    """Decoded images of one size: `planes[j]` is input image `indices[j]`; or, with `clip`,
+    the frames of one input image in order (`indices` names it once per frame)."""
 
     indices: tuple[int, ...]
     planes: torch.Tensor
     context: ScoringContext
+    clip: bool = False
     _memo: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -134,6 +143,27 @@ def decode_planes(index: int, data: bytes, color: bool) -> np.ndarray:
     return _with_luma(decoded) if color else decoded[:, :, None]
 
 
+def is_clip(data: bytes) -> bool:
+    """An animated WebP: the animation flag of its VP8X header (RIFF container, WebP spec)."""
+    return data[:4] == b"RIFF" and data[8:16] == b"WEBPVP8X" and len(data) > 20 and bool(data[20] & 0x02)
+
+
+def decode_frames(index: int, data: bytes, color: bool) -> np.ndarray:
+    """(F, H, W, 1) luma or (F, H, W, 4) R, G, B, luma of every frame of a clip, in order."""
+    try:
+        with Image.open(io.BytesIO(data)) as clip:
+            count = getattr(clip, "n_frames", 1)
+            frames = ([np.asarray(frame.convert("RGB")) for frame in ImageSequence.Iterator(clip)]
+                      if count <= MAX_CLIP_FRAMES else [])
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        raise UndecodableImage(index, str(error)) from error
+    if not frames:
+        raise UndecodableImage(index, f"a clip of {count} frames; at most {MAX_CLIP_FRAMES} are scored")
+    if color:
+        return np.stack([_with_luma(frame) for frame in frames])
+    return np.stack([cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)[:, :, None] for frame in frames])
+
+
 def _with_luma(rgb: np.ndarray) -> np.ndarray:
     planes = np.empty((*rgb.shape[:2], 4), dtype=np.uint8)
     planes[..., :3] = rgb
@@ -142,13 +172,14 @@ def _with_luma(rgb: np.ndarray) -> np.ndarray:
 
 
 def decode_ahead(
-    images: Sequence[bytes], color: bool, pool: ThreadPoolExecutor, window: int
+    images: Iterable[tuple[int, bytes]], color: bool, pool: ThreadPoolExecutor, window: int
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """(index, planes) in input order, decoded in `pool` up to `window` images ahead.
+    """(index, planes) of (index, encoded image) pairs in order, decoded in `pool` up to
+    `window` images ahead.
 
     The window bounds memory while the caller measures earlier images.
     """
-    work = iter(enumerate(images))
+    work = iter(images)
     pending = deque((index, pool.submit(decode_planes, index, data, color)) for index, data in islice(work, window))
     while pending:
         index, future = pending.popleft()

@@ -15,6 +15,7 @@ FACES = partial(MeasureIn, "services.scorer.dimensions.faces")
 PORTRAIT = partial(MeasureIn, "services.scorer.dimensions.portrait")
 MODERATION = partial(MeasureIn, "services.scorer.dimensions.moderation")
 CLIP = partial(MeasureIn, "services.scorer.dimensions.clip")
+MOTION = partial(MeasureIn, "services.scorer.dimensions.motion")
 
 TIER_ONE = (
     Dimension(
@@ -145,6 +146,7 @@ TIER_TWO = (
         requires=frozenset({"face_model"}),
         waived_without=frozenset({"reference"}),
         unmeasurable_hint="the image or the reference photo does not show exactly one face",
+        over_frames="max",  # every frame must show the reference's person
     ),
     Dimension(
         name="skin_tone",
@@ -183,7 +185,37 @@ NSFW = Dimension(
     weight=0.0,
     reads="color",
     requires=frozenset({"moderation_model"}),
+    over_frames="max",  # one flagged frame flags the clip
 )
 
-for _dimension in (*TIER_ONE, PROMPT_ALIGNMENT, *TIER_TWO, NSFW):
+# Clips (animated images): measured on their frames. Tier-1 dimensions of a clip are its
+# frames' mean; these look at single frames and at how frames follow one another.
+CLIP_DIMENSIONS = (
+    Dimension(
+        name="frames",
+        measure=MOTION("frame_count"),
+        bounds=Bounds(minimum=2),
+        failure_hint="a clip needs more than one frame",
+        weight=0.0,
+        reads="luma",
+    ),
+    Dimension(
+        name="frame_sharpness",
+        measure=TIER1("laplacian_variance"),
+        bounds=Bounds(minimum=30.0),
+        failure_hint="at least one frame is blurred",
+        reads="luma",
+        over_frames="min",
+    ),
+    Dimension(
+        name="flicker",
+        measure=MOTION("brightness_jump"),
+        bounds=Bounds(maximum=0.03),
+        failure_hint="brightness jumps from one frame to the next",
+        reads="luma",
+        over_frames="max",
+    ),
+)
+
+for _dimension in (*TIER_ONE, PROMPT_ALIGNMENT, *TIER_TWO, NSFW, *CLIP_DIMENSIONS):
     register_dimension(_dimension)

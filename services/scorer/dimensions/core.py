@@ -138,7 +138,8 @@ class Dimension:
     `measure` returns one value per image as a tensor of shape (B,); NaN means "could not
     be measured on this image" and fails with `unmeasurable_hint`. `requires` names
     capabilities or inputs without which the dimension is unavailable; `waived_without`
-    names inputs without which it passes unmeasured.
+    names inputs without which it passes unmeasured. A clip is measured on each frame and
+    `over_frames` makes one value of them: the mean, or the lowest or highest frame's.
     """
 
     name: str
@@ -151,6 +152,7 @@ class Dimension:
     waived_without: frozenset[str] = frozenset()
     scale: float | None = None
     unmeasurable_hint: str = "the value is not a number"
+    over_frames: Literal["mean", "min", "max"] = "mean"
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -161,6 +163,8 @@ class Dimension:
             raise ValueError(f"dimension {self.name!r}: reads must be 'pixels', 'luma' or 'color'")
         if not (math.isfinite(self.weight) and self.weight >= 0):
             raise ValueError(f"dimension {self.name!r}: weight must be a number of at least 0")
+        if self.over_frames not in ("mean", "min", "max"):
+            raise ValueError(f"dimension {self.name!r}: over_frames must be 'mean', 'min' or 'max'")
         if self.scale is not None and not (math.isfinite(self.scale) and self.scale > 0):
             raise ValueError(f"dimension {self.name!r}: scale must be a positive number")
 

@@ -3,7 +3,8 @@
 For one call the Scorer plans each dimension of the profile — measured, unavailable
 (a capability or input it requires is missing) or waived (an optional input is missing,
 e.g. no requested size) — decodes each image once (colour only when a measured dimension
-reads it), measures every planned dimension per batch, and judges each image. An image
+reads it), measures every planned dimension per batch, and judges each image. A clip is
+measured frame by frame, and each dimension combines its frames' values (`over_frames`). An image
 passes when every dimension passes, except that a dimension which is unavailable and not
 required is reported but excused; forbidden conditions must hold too.
 """
@@ -23,8 +24,10 @@ from services.scorer.dimensions.batch import (
     CUDA_BATCH_IMAGES,
     CUDA_BATCH_PIXELS,
     decode_ahead,
+    decode_frames,
     decode_planes,
     group_by_size,
+    is_clip,
     pick_device,
     stack_batch,
 )
@@ -156,9 +159,27 @@ class Scorer:
     ) -> list[dict[str, float]]:
         color = any(d.reads in ("pixels", "color") for d in dimensions)
         if self.device.type == "cpu":
-            return list(self._pool.map(partial(_measure_one, dimensions, context, color), range(len(images)), images))
+            return self._measure_each(images, dimensions, context, color)
+        return self._measure_batched(images, dimensions, context, color)
+
+    def _measure_each(
+        self, images: Sequence[bytes], dimensions: list[Dimension], context: ScoringContext, color: bool
+    ) -> list[dict[str, float]]:
+        """Each worker decodes and measures one image at a time (the CPU path)."""
+        return list(self._pool.map(partial(_measure_one, dimensions, context, color), range(len(images)), images))
+
+    def _measure_batched(
+        self, images: Sequence[bytes], dimensions: list[Dimension], context: ScoringContext, color: bool
+    ) -> list[dict[str, float]]:
+        """Stills decoded ahead and stacked by size, each clip a batch of its frames (CUDA)."""
         values: list[dict[str, float]] = [{} for _ in images]
-        decoded = decode_ahead(images, color, self._pool, window=4 * self.threads)
+        stills = []
+        for index, data in enumerate(images):
+            if is_clip(data):  # a clip is a batch of its own frames
+                values[index] = _measure_one(dimensions, context, color, index, data)
+            else:
+                stills.append((index, data))
+        decoded = decode_ahead(stills, color, self._pool, window=4 * self.threads)
         for members in group_by_size(decoded, CUDA_BATCH_PIXELS, CUDA_BATCH_IMAGES):
             batch = stack_batch(members, context)
             rows = measure_batch(batch, dimensions)
@@ -170,11 +191,24 @@ class Scorer:
 def _measure_one(
     dimensions: list[Dimension], context: ScoringContext, color: bool, index: int, data: bytes
 ) -> dict[str, float]:
-    """Decode and measure one image in a worker thread, while it is still in cache."""
-    planes = decode_planes(index, data, color)
-    batch = ImageBatch(indices=(index,), planes=torch.from_numpy(planes[None]), context=context)
+    """Decode and measure one image in a worker thread, while it is still in cache; a clip's
+    frames are measured together and each dimension's values combined over them."""
+    clip = is_clip(data)
+    planes = decode_frames(index, data, color) if clip else decode_planes(index, data, color)[None]
+    batch = ImageBatch(indices=(index,) * len(planes), planes=torch.from_numpy(planes).to(context.device),
+                       context=context, clip=clip)
     rows = measure_batch(batch, dimensions)
-    return {dimension.name: row[0] for dimension, row in zip(dimensions, rows)}
+    return {dimension.name: over_frames(dimension, row) for dimension, row in zip(dimensions, rows)}
+
+
+def over_frames(dimension: Dimension, values: list[float]) -> float:
+    """One value of a clip from its frames' (a still image has one): their mean, or the
+    worst frame where the dimension says so (the blurriest, the most flagged)."""
+    if dimension.over_frames == "min":
+        return min(values)
+    if dimension.over_frames == "max":
+        return max(values)
+    return sum(values) / len(values)
 
 
 def measure_batch(batch: ImageBatch, dimensions: list[Dimension]) -> list[list[float]]:
