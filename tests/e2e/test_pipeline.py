@@ -82,6 +82,10 @@ def test_headshot_from_an_uploaded_portrait_lists_each_stage_and_its_cost(tenant
     assert_stage_costs_add_up(job)
     image = downloaded(job)
     assert image.size == (640, 640)  # the 320-pixel face crop, upscaled twice
+    output = job["outputs"][0]
+    assert image.format == "WEBP" and output["watermarked"] and output["thumbnail_url"]
+    # Identity is scored against the uploaded portrait, not waived for want of a reference.
+    assert job["scores"][0]["dimensions"]["identity"]["value"] is not None
 
 
 def test_product_cutout_is_delivered_with_a_transparent_background(platform, tenant_factory):
@@ -109,7 +113,9 @@ def test_motion_delivers_a_clip_of_the_declared_frames_and_size(tenant_factory):
     assert_stage_costs_add_up(job)
     clip = downloaded(job)
     assert (clip.format, getattr(clip, "n_frames", 1), clip.size) == ("WEBP", 8, (320, 320))
-    assert job["outputs"][0]["media_type"] == "image/webp"
+    assert job["outputs"][0]["media_type"] == "image/webp" and job["outputs"][0]["frames"] == 8
+    scored = job["scores"][0]["dimensions"]  # the motion profile: measured on the frames
+    assert scored["frames"]["value"] == 8 and scored["flicker"]["passed"] and scored["frame_sharpness"]["passed"]
 
 
 def test_a_cheaper_upscaler_declared_in_yaml_takes_the_next_job(platform, tenant_factory, tmp_path: Path):
