@@ -26,7 +26,9 @@ LEDGER_ADMIN_TOKEN = "e2e-ledger-admin-token"
 PAYMENT_WEBHOOK_SECRET = "whsec_e2e_5d1f0a2c"
 
 
-@pytest.fixture(scope="session")
+# Package scope: the fleet stops when the last e2e test is done, so its idle consumers do
+# not take CPU from the suites that run after this package.
+@pytest.fixture(scope="package")
 def platform(endpoints, tmp_path_factory) -> Iterator[ServiceFleet]:
     fleet = ServiceFleet(endpoints, tmp_path_factory.mktemp("service-logs"),
                          extra_env={"GENLINE_ENVIRONMENT": "test", "GENLINE_KAFKA_SESSION_TIMEOUT_MS": "6000",
