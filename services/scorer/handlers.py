@@ -6,6 +6,8 @@ import json
 import logging
 import time
 
+from psycopg_pool import AsyncConnectionPool
+
 from services.common import telemetry
 from services.common.bus import EventConsumer, HandlerContext, erase_prompt_from_outbox
 from services.common.contracts import (
@@ -87,8 +89,8 @@ async def record_outcome(ctx: HandlerContext, event: CandidatesGenerated, outcom
                                [event.job_id, outcome.selected])
 
 
-async def score_attempt(ctx: HandlerContext, event: CandidatesGenerated, store: ObjectStore,
-                        scorer: Scorer, settings: ScorerSettings) -> list[CandidateScore]:
+async def score_attempt(event: CandidatesGenerated, store: ObjectStore, scorer: Scorer,
+                        settings: ScorerSettings) -> list[CandidateScore]:
     """Score this attempt's candidates in one batch; ProfileError when the job's profile or
     rules are invalid."""
     spec, profile = event.job, profile_of(event.job, settings.nsfw_max_by_tenant.get(event.tenant_id))
@@ -111,20 +113,35 @@ async def score_attempt(ctx: HandlerContext, event: CandidatesGenerated, store: 
     return scores
 
 
-async def judge_attempt(ctx: HandlerContext, event: CandidatesGenerated, store: ObjectStore, scorer: Scorer,
-                        settings: ScorerSettings) -> None:
-    decided = await lock_job(ctx, event)
-    if decided:
-        log.warning("attempt %d of job %s arrived after its outcome (%s); not judged again",
-                    event.attempt, event.job_id, decided)
-        return
+async def prepare_scores(event: CandidatesGenerated, pool: AsyncConnectionPool, store: ObjectStore,
+                         scorer: Scorer, settings: ScorerSettings) -> list[CandidateScore] | ProfileError | None:
+    """Fetch and score before the transaction opens, so that no transaction (nor a pooled
+    connection) waits on S3 or on the scoring threads; None for a job already decided
+    (canceled, or judged before), which is not scored. Safe to repeat."""
+    async with pool.connection() as conn:
+        row = await (await conn.execute("SELECT outcome FROM scored_jobs WHERE job_id = %s",
+                                        [event.job_id])).fetchone()
+    if row and row["outcome"]:
+        return None
     try:
-        scores = await score_attempt(ctx, event, store, scorer, settings)
+        return await score_attempt(event, store, scorer, settings)
     except ProfileError as error:
-        outcome = domain.unscorable(event, "unscorable_profile", str(error))
+        return error
+
+
+async def judge_attempt(ctx: HandlerContext, event: CandidatesGenerated) -> None:
+    """Judge what `prepare_scores` measured, under the job's row lock: a cancel or another
+    attempt's outcome committed since is seen here and wins."""
+    decided = await lock_job(ctx, event)
+    if decided or ctx.prepared is None:
+        log.warning("attempt %d of job %s arrived after its outcome (%s); not judged again",
+                    event.attempt, event.job_id, decided or "decided before it was scored")
+        return
+    if isinstance(ctx.prepared, ProfileError):
+        outcome = domain.unscorable(event, "unscorable_profile", str(ctx.prepared))
     else:
-        await store_scores(ctx, event, scores)
-        outcome = domain.decide(event, await job_scores(ctx, event), scores)
+        await store_scores(ctx, event, ctx.prepared)
+        outcome = domain.decide(event, await job_scores(ctx, event), ctx.prepared)
     await record_outcome(ctx, event, outcome)
     await ctx.emit(outcome)
 
@@ -157,9 +174,12 @@ def register(consumer: EventConsumer, store: ObjectStore, settings: ScorerSettin
     count_from_zero()
     scorer = scorer or new_scorer(settings)
 
-    @consumer.on(CandidatesGenerated)
+    async def prepare(event: CandidatesGenerated) -> list[CandidateScore] | ProfileError | None:
+        return await prepare_scores(event, consumer.pool, store, scorer, settings)
+
+    @consumer.on(CandidatesGenerated, prepare=prepare)
     async def on_candidates_generated(ctx: HandlerContext, event: CandidatesGenerated) -> None:
-        await judge_attempt(ctx, event, store, scorer, settings)
+        await judge_attempt(ctx, event)
 
     @consumer.on(JobCancelRequested)
     async def on_cancel_requested(ctx: HandlerContext, event: JobCancelRequested) -> None:

@@ -4,11 +4,15 @@ and what the scorer decides is read back from its own topic."""
 
 import asyncio
 import hashlib
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import numpy as np
+import psycopg
 import pytest
 
 from services.common.contracts import (
@@ -37,6 +41,8 @@ class ScorerUnderTest:
     bootstrap: str
     store: object
     url: str
+    database_url: str
+    application_name: str  # what the scorer's database sessions are called
 
     def metric(self, name: str, **labels: str) -> float:
         return metric_value(self.url, name, **labels)
@@ -68,11 +74,13 @@ def running_scorer(endpoints, object_store, log_dir, **env: str) -> Iterator[Sco
     fleet = ServiceFleet(endpoints, log_dir, extra_env={
         "GENLINE_ENVIRONMENT": "test", "GENLINE_TOPIC_NAMESPACE": namespace,
         "GENLINE_SCHEMA_NAME": f"scorer_{suffix}", "GENLINE_KAFKA_SESSION_TIMEOUT_MS": "6000",
+        "PGAPPNAME": f"scorer-{suffix}",
     } | env)
     try:
         fleet.start("scorer")
         fleet.wait_ready("scorer")
-        yield ScorerUnderTest(namespace, endpoints.kafka_bootstrap, object_store, fleet.url("scorer"))
+        yield ScorerUnderTest(namespace, endpoints.kafka_bootstrap, object_store, fleet.url("scorer"),
+                              endpoints.database_url, f"scorer-{suffix}")
     finally:
         fleet.stop_all()
 
@@ -187,6 +195,40 @@ def test_rules_the_scorer_cannot_honour_fail_the_job_at_once(scorer_service):
     [failed] = scorer_service.outcomes(job)
     assert isinstance(failed, ScoringFailed) and failed.failure_code == "unscorable_profile"
     assert "prompt_alignment" in failed.reason and "no CLIP model" in failed.reason
+
+
+def test_no_transaction_stays_open_while_candidates_are_fetched_and_scored(scorer_service):
+    """Large candidates take the scorer a second or more; meanwhile none of its database
+    sessions may sit idle inside a transaction (holding the job's row and a connection)."""
+    job = uuid.uuid4()
+    big = np.tile(rgb_photo("astronaut"), (3, 3, 1))  # 1536 pixels square, as sharp as the photo
+    refs = [scorer_service.put(job, i, png(np.rot90(big, i).copy())) for i in range(2)]
+    held: list[tuple] = []
+    polls = 0
+    scoring = threading.Event()
+
+    def watch() -> None:
+        nonlocal polls
+        with psycopg.connect(scorer_service.database_url, autocommit=True) as conn:
+            while not scoring.is_set():
+                held.extend(conn.execute(
+                    "SELECT query, now() - state_change FROM pg_stat_activity WHERE application_name = %s"
+                    " AND state = 'idle in transaction' AND now() - state_change > interval '300 milliseconds'",
+                    [scorer_service.application_name]).fetchall())
+                polls += 1
+                time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        scorer_service.publish(attempt(job, refs, images=1))
+        [scored] = scorer_service.outcomes(job)
+    finally:
+        scoring.set()
+        watcher.join()
+    assert isinstance(scored, CandidatesScored) and len(scored.scores) == 2
+    assert polls > 0
+    assert not held, held[0]
 
 
 def test_with_a_clip_model_configured_the_service_measures_prompt_alignment(endpoints, object_store,
