@@ -252,8 +252,12 @@ async def record_applied_many(conn: psycopg.AsyncConnection, envelopes: list[Env
         [[e.id for e in envelopes], [e.type for e in envelopes]],
     )
     fresh = {row["event_id"] for row in await cur.fetchall()}
-    unique = {e.id: e for e in reversed(envelopes)}  # first occurrence wins
-    return [e for e in envelopes if e.id in fresh and unique[e.id] is e]
+    claimed = []
+    for envelope in envelopes:  # the first occurrence of an id wins
+        if envelope.id in fresh:
+            fresh.discard(envelope.id)
+            claimed.append(envelope)
+    return claimed
 
 
 class TransientConflict(Exception):

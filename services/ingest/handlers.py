@@ -2,8 +2,10 @@
 
 import logging
 
+import psycopg
+
 from services.common import telemetry
-from services.common.bus import EventConsumer, HandlerContext
+from services.common.bus import EventConsumer, Publish
 from services.common.contracts import (
     AttemptStarted,
     CandidatesGenerated,
@@ -14,7 +16,7 @@ from services.common.contracts import (
     GenerationFailed,
     JobCanceled,
     JobDelivered,
-    JobEvent,
+    JobFinished,
     RegenerationRequested,
     ReportDeclined,
     ReservationRejected,
@@ -22,6 +24,7 @@ from services.common.contracts import (
     RetryTokenIssued,
     ScoringFailed,
 )
+from services.common.envelope import Envelope
 from services.ingest import store
 from services.ingest.domain import apply_event, finished
 
@@ -31,18 +34,26 @@ PROJECTED = (CreditsReserved, ReservationRejected, ReservationSettled, AttemptSt
              RetryTokenIssued, ReportDeclined, JobCanceled)
 
 
-async def project(ctx: HandlerContext, event: JobEvent) -> None:
-    before = await store.read_view(ctx.conn, event.job_id, lock=True)
-    if before is None:
-        log.warning("%s for unknown job %s ignored", event.event_type, event.job_id)
-        return
-    after = apply_event(before, event, ctx.envelope.time)
-    await store.record(ctx.conn, before, after, event, ctx.envelope.time)
-    if announcement := finished(before, after):
-        await ctx.emit(announcement)
-        telemetry.JOBS_FINISHED.labels(after.state).inc()
+async def project_batch(conn: psycopg.AsyncConnection, envelopes: list[Envelope], publish: Publish) -> None:
+    """Apply a fetch's events in one transaction: each job's row is locked once, its events
+    applied in their order, its view written once, and every log entry appended at once."""
+    views = await store.lock_views(conn, {e.event.job_id for e in envelopes})
+    changes: list[store.Change] = []
+    announcements: list[tuple[JobFinished, Envelope]] = []
+    for envelope in envelopes:
+        event = envelope.event
+        before = views.get(event.job_id)
+        if before is None:
+            log.warning("%s for unknown job %s ignored", event.event_type, event.job_id)
+            continue
+        views[event.job_id] = after = apply_event(before, event, envelope.time)
+        changes.append((before, after, event, envelope.time))
+        if announcement := finished(before, after):
+            announcements.append((announcement, envelope))
+            telemetry.JOBS_FINISHED.labels(after.state).inc()
+    await store.record_changes(conn, changes)
+    await publish(announcements)
 
 
 def register(consumer: EventConsumer) -> None:
-    for event_type in PROJECTED:
-        consumer.on(event_type)(project)
+    consumer.on_batch(PROJECTED, project_batch)

@@ -4,6 +4,7 @@ idempotency keys."""
 import base64
 import binascii
 import json
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -11,7 +12,7 @@ from uuid import UUID
 import psycopg
 
 from services.common.contracts import Event
-from services.common.db import insert_many
+from services.common.db import insert_many, update_many
 from services.ingest.domain import FINAL_STATES, JobView
 from services.ingest.job_log import NewEntry, entries_for
 
@@ -42,9 +43,22 @@ async def read_view(conn: psycopg.AsyncConnection, job_id: UUID, tenant_id: str 
     return JobView.model_validate(row["view"]) if row else None
 
 
-async def write_view(conn: psycopg.AsyncConnection, view: JobView) -> None:
-    await conn.execute("UPDATE jobs SET state = %s, view = %s, updated_at = %s WHERE id = %s",
-                       [view.state, view.stored_json(), view.updated_at, view.id])
+async def lock_views(conn: psycopg.AsyncConnection, job_ids: set[UUID]) -> dict[UUID, JobView]:
+    """The jobs that exist and are not erased, locked for the transaction in id order (as
+    every batch takes them, so that two batches never wait on each other in a circle)."""
+    rows = await (await conn.execute(
+        "SELECT view FROM jobs WHERE id = ANY(%s) AND erased_at IS NULL ORDER BY id FOR UPDATE",
+        [sorted(job_ids)])).fetchall()
+    views = [JobView.model_validate(row["view"]) for row in rows]
+    return {view.id: view for view in views}
+
+
+VIEW_COLUMNS = {"id": "uuid", "state": "text", "view": "jsonb", "updated_at": "timestamptz"}
+
+
+async def write_views(conn: psycopg.AsyncConnection, views: list[JobView]) -> None:
+    await update_many(conn, "jobs", "id", VIEW_COLUMNS,
+                      [(view.id, view.state, view.stored_json(), view.updated_at) for view in views])
 
 
 async def record(conn: psycopg.AsyncConnection, before: JobView | None, after: JobView, event: Event | None,
@@ -53,9 +67,27 @@ async def record(conn: psycopg.AsyncConnection, before: JobView | None, after: J
     tells clients to the job's log, in the caller's transaction, which holds the job's row."""
     if before is None:
         await insert_job(conn, after)
-    elif after != before:
-        await write_view(conn, after)
-    await append_log(conn, after, entries_for(before, after, event, at))
+        await append_log(conn, [(after, entry) for entry in entries_for(None, after, event, at)])
+    else:
+        await record_changes(conn, [(before, after, event, at)])
+
+
+Change = tuple[JobView, JobView, Event | None, datetime]  # before, after, the event that moved it, when
+
+
+async def record_changes(conn: psycopg.AsyncConnection, changes: list[Change]) -> None:
+    """Store what a series of events did to existing jobs (a job's changes in the order they
+    happened, each `before` the previous `after`): each job's last view written once, in
+    one statement for every job, and every entry appended at once. The caller holds the
+    jobs' rows."""
+    first: dict[UUID, JobView] = {}
+    last: dict[UUID, JobView] = {}
+    for before, after, _, _ in changes:
+        first.setdefault(before.id, before)
+        last[after.id] = after
+    await write_views(conn, [view for job_id, view in last.items() if view != first[job_id]])
+    await append_log(conn, [(after, entry) for before, after, event, at in changes
+                            for entry in entries_for(before, after, event, at)])
 
 
 # ---- the event log ----------------------------------------------------------------------
@@ -72,20 +104,36 @@ def log_channel(schema: str) -> str:
     return LOG_CHANNEL_PREFIX + schema
 
 
-async def append_log(conn: psycopg.AsyncConnection, view: JobView, entries: list[NewEntry]) -> None:
-    """Number the entries after the job's and the tenant's last ones; the tenant's counter
-    stays locked until commit, so the tenant's entries commit in `tenant_seq` order."""
+async def append_log(conn: psycopg.AsyncConnection, entries: list[tuple[JobView, NewEntry]]) -> None:
+    """Number each job's entries after its last one and each tenant's after the tenant's last
+    one, in the order given; the tenants' counters stay locked until commit, so a tenant's
+    entries commit in `tenant_seq` order. The caller holds the jobs' rows."""
     if not entries:
         return
-    n = len(entries)
-    job = await (await conn.execute("UPDATE jobs SET log_seq = log_seq + %s WHERE id = %s RETURNING log_seq",
-                                    [n, view.id])).fetchone()
-    tenant = await (await conn.execute("UPDATE tenants SET log_seq = log_seq + %s WHERE id = %s RETURNING log_seq",
-                                       [n, view.tenant_id])).fetchone()
-    rows = [(view.id, job["log_seq"] - n + i, view.tenant_id, tenant["log_seq"] - n + i, e.type, e.time,
-             json.dumps(e.payload)) for i, e in enumerate(entries, start=1)]
+    tenants = Counter(view.tenant_id for view, _ in entries)
+    if len(tenants) > 1:  # every writer takes several tenants' counters in one order: no deadlock
+        await conn.execute("SELECT 1 FROM tenants WHERE id = ANY(%s) ORDER BY id FOR UPDATE", [sorted(tenants)])
+    job_seq = await _take_numbers(conn, "jobs", "uuid", Counter(view.id for view, _ in entries))
+    tenant_seq = await _take_numbers(conn, "tenants", "text", tenants)
+    rows = []
+    for view, entry in entries:
+        job_seq[view.id] += 1
+        tenant_seq[view.tenant_id] += 1
+        rows.append((view.id, job_seq[view.id], view.tenant_id, tenant_seq[view.tenant_id], entry.type, entry.time,
+                     json.dumps(entry.payload)))
     await insert_many(conn, "job_log", LOG_COLUMNS, rows)
-    await conn.execute("SELECT pg_notify(%s || current_schema(), %s)", [LOG_CHANNEL_PREFIX, view.tenant_id])
+    await conn.execute("SELECT pg_notify(%s || current_schema(), tenant) FROM unnest(%s::text[]) AS tenant",
+                       [LOG_CHANNEL_PREFIX, sorted(tenants)])
+
+
+async def _take_numbers(conn: psycopg.AsyncConnection, table: str, key_type: str, counts: Counter) -> dict:
+    """Move each row's `log_seq` on by its count; the last number each had before, from which
+    its new ones follow."""
+    rows = await (await conn.execute(
+        f"UPDATE {table} AS t SET log_seq = t.log_seq + u.n FROM unnest(%s::{key_type}[], %s::int8[]) AS u(id, n)"
+        " WHERE t.id = u.id RETURNING t.id, t.log_seq, u.n",
+        [list(counts), list(counts.values())])).fetchall()
+    return {row["id"]: row["log_seq"] - row["n"] for row in rows}
 
 
 async def read_log(conn: psycopg.AsyncConnection, job_id: UUID, after: int, limit: int) -> list[dict]:

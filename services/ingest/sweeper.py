@@ -41,17 +41,19 @@ class Sweeper:
                                              [lock_id(self.runtime.name)])).fetchone()
             if not lock["held"]:
                 return 0
+            changes: list[store.Change] = []
             for view in await store.quiet_open_views(conn, now, self.policy.shortest_wait_s,
                                                      self.settings.sweep_batch_size):
                 after, event = domain.sweep(view, now, self.policy)
                 if event is None:
                     continue
-                await store.record(conn, view, after, event, now)
+                changes.append((view, after, event, now))
                 await self.runtime.emit(conn, event)
                 published += 1
                 if announcement := domain.finished(view, after):
                     await self.runtime.emit(conn, announcement)
                     telemetry.JOBS_FINISHED.labels(after.state).inc()
+            await store.record_changes(conn, changes)  # one write for every job, tenants' counters in order
             await store.forget_expired_keys(conn, self.settings.idempotency_key_ttl_s)
         if published:
             log.warning("sweeper moved %d stuck jobs on", published)

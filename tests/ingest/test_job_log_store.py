@@ -91,3 +91,27 @@ async def test_a_commit_wakes_the_streams_watching_its_tenant_only(ingest):
             assert not theirs.is_set()
         finally:
             await watch.stop()
+
+
+async def test_a_batch_tells_each_job_what_its_events_one_by_one_would(ingest):
+    """Ingest applies a fetch's events in one transaction: each job's entries and view come
+    out as if its events had been applied one at a time, and nothing is applied twice."""
+    batched, single = [await submit(ingest) for _ in range(2)], [await submit(ingest) for _ in range(2)]
+    early = envelop(reserved(batched[0]), "/test")
+    assert await ingest.consumer.apply(early)
+    for spec in single:
+        for event in (reserved(spec), started(spec)):
+            assert await ingest.consumer.apply(envelop(event, "/test"))
+    late = envelop(started(batched[0]), "/test")
+    batch = [early, envelop(reserved(batched[1]), "/test"), late, late, envelop(started(batched[1]), "/test")]
+    applied = await ingest.consumer.apply_batch(batch)
+
+    assert applied == [batch[1], late, batch[4]]  # the early one was applied before, `late` once
+    told = [[(e["seq"], e["type"], e["payload"].get("state")) for e in await job_log(ingest, s.job_id)]
+            for s in batched + single]
+    assert told[0] == told[1] == told[2] == told[3] and [seq for seq, _, _ in told[0]] == [1, 2, 3, 4, 5]
+    async with ingest.pool.connection() as conn:
+        views = [await store.read_view(conn, s.job_id) for s in batched + single]
+        everything = await store.read_tenant_log(conn, TENANT, 0, 1000)
+    assert {(v.state, v.billing.state, v.billing.reserved) for v in views} == {("generating", "reserved", 10)}
+    assert [e["tenant_seq"] for e in everything] == list(range(1, 4 * 5 + 1))
