@@ -11,6 +11,7 @@ generated. Images are real PNGs from the local painter.
 """
 
 import asyncio
+import base64
 import functools
 import io
 import socket
@@ -59,6 +60,8 @@ class Behaviour:
     # The side of the square images it paints, and whether they come out black (still 200).
     side: int = 32
     black: bool = False
+    # Whether a stage's result comes back as an MP4 video instead of an image.
+    video: bool = False
 
 
 @dataclass
@@ -71,6 +74,10 @@ class RemoteRequest:
     submitted_at: float
     done_at: float | None
     cancelled_at: float | None = None
+    # A stage's input image (sent as a data: URI); its result is that image at twice the size.
+    input_image: bytes | None = None
+    body: dict = field(default_factory=dict)
+    model: str = ""
 
     def finished(self, now: float) -> bool:
         return self.done_at is not None and now >= self.done_at and self.cancelled_at is None
@@ -105,7 +112,8 @@ class StubMarket:
             return self._refuse(429, behaviour.retry_after_s)
         return None
 
-    def submit(self, candidates_key: str, prompt: str, seed: int, count: int) -> RemoteRequest:
+    def submit(self, candidates_key: str, prompt: str, seed: int, count: int, body: dict | None = None,
+               model: str = "") -> RemoteRequest:
         now = time.monotonic()
         behaviour = self.behaviour
         with self.lock:
@@ -113,7 +121,8 @@ class StubMarket:
             hangs = behaviour.hang or (behaviour.hang_every > 0 and nth % behaviour.hang_every == 0)
             request = RemoteRequest(request_id=uuid.uuid4().hex, candidates_key=candidates_key, prompt=prompt,
                                     seed=seed, count=count, submitted_at=now,
-                                    done_at=None if hangs else now + behaviour.latency_s)
+                                    done_at=None if hangs else now + behaviour.latency_s, body=body or {},
+                                    input_image=_data_uri_image(body or {}), model=model)
             self.requests[request.request_id] = request
         return request
 
@@ -133,6 +142,8 @@ class StubMarket:
         request, behaviour = self.requests[request_id], self.behaviour
         if behaviour.black:
             return _black_png(behaviour.side)
+        if request.input_image is not None:
+            return _doubled_png(request.input_image)
         return _painter(behaviour.side).paint(request.prompt, request.seed + offset, 1)[0].png
 
     def generated_candidates(self) -> Counter:
@@ -154,6 +165,22 @@ class StubMarket:
         return JSONResponse({"detail": f"stub refuses with {status}"}, status_code=status, headers=headers)
 
 
+def _data_uri_image(body: dict) -> bytes | None:
+    uris = [v for v in body.values() if isinstance(v, str) and v.startswith("data:")]
+    return base64.b64decode(uris[0].partition(",")[2]) if uris else None
+
+
+def _doubled_png(image: bytes) -> bytes:
+    with Image.open(io.BytesIO(image)) as source:
+        buffer = io.BytesIO()
+        source.resize((source.width * 2, source.height * 2)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+# The first bytes of an MP4 file: what an image-to-video model returns.
+MP4_BYTES = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
+
+
 def _authorised(request: Request, scheme: str) -> bool:
     return request.headers.get("authorization") == f"{scheme} {STUB_SECRET}"
 
@@ -165,6 +192,8 @@ def _unauthorised() -> Response:
 def _png_response(market: StubMarket, request_id: str, offset: int) -> Response:
     if request_id not in market.requests:
         return JSONResponse({"detail": "not found"}, status_code=404)
+    if market.behaviour.video and market.requests[request_id].input_image is not None:
+        return Response(MP4_BYTES, media_type="video/mp4")
     return Response(market.png(request_id, offset), media_type="image/png")
 
 
@@ -178,7 +207,8 @@ def fal_app(market: StubMarket) -> Starlette:
         body = await request.json()
         if (refusal := market.refusal()) is not None:
             return refusal
-        remote = market.submit(request.headers["idempotency-key"], body["prompt"], body["seed"], body["num_images"])
+        remote = market.submit(request.headers["idempotency-key"], body.get("prompt", ""), body.get("seed", 0),
+                               body.get("num_images", 1), body, request.path_params["model"])
         app, base = _fal_app_id(request.path_params["model"]), str(request.base_url).rstrip("/")
         urls = f"{base}/{app}/requests/{remote.request_id}"
         return JSONResponse({"request_id": remote.request_id, "response_url": urls, "status_url": f"{urls}/status",
@@ -224,7 +254,7 @@ def _fal_app_id(model: str) -> str:
 # ---- Replicate ---------------------------------------------------------------------------
 
 
-def replicate_app(market: StubMarket, known_versions: frozenset[str] = frozenset({"v-abc"})) -> Starlette:
+def replicate_app(market: StubMarket, known_versions: frozenset[str] = frozenset({"v-abc", "v-esrgan"})) -> Starlette:
     def prediction(request: Request, remote: RemoteRequest) -> dict:
         base = str(request.base_url).rstrip("/")
         now = time.monotonic()
@@ -250,8 +280,9 @@ def replicate_app(market: StubMarket, known_versions: frozenset[str] = frozenset
         if (refusal := market.refusal()) is not None:
             return refusal
         prompt_input = body["input"]
-        remote = market.submit(request.headers["idempotency-key"], prompt_input["prompt"], prompt_input["seed"],
-                               prompt_input["num_outputs"])
+        remote = market.submit(request.headers["idempotency-key"], prompt_input.get("prompt", ""),
+                               prompt_input.get("seed", 0), prompt_input.get("num_outputs", 1), prompt_input,
+                               body["version"])
         await _wait_as_preferred(request, remote)
         return JSONResponse(prediction(request, remote), status_code=201)
 

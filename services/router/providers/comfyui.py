@@ -9,7 +9,8 @@
 The workflow is a plain text-to-image graph (checkpoint → CLIP text encode → empty latent
 of `count` images → KSampler → VAE decode → SaveImage); the pinned model's `remote_id`
 is the checkpoint file. ComfyUI has no authentication of its own; a secret, when
-configured, is sent as a bearer token for the proxy in front of it.
+configured, is sent as a bearer token for the proxy in front of it. It runs no stage other
+than generate: its graphs are text-to-image, and `stages` is refused in its configuration.
 """
 
 from typing import Any
@@ -26,10 +27,12 @@ class ComfyUIProvider(RemoteProvider):
     def _auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.secret}"} if self.secret else {}
 
-    async def _submit(self, request: GenerationRequest, pin: ModelPin) -> str:
-        workflow = text_to_image_workflow(request, pin.remote)
+    def _prompt_input(self, request: GenerationRequest, pin: ModelPin) -> dict[str, Any]:
+        return text_to_image_workflow(request, pin.remote)
+
+    async def _submit(self, request: GenerationRequest, pin: ModelPin, payload: dict[str, Any]) -> str:
         response = await self._send("POST", f"{self.config.endpoint}/prompt",
-                                    json={"prompt": workflow, "client_id": CLIENT_ID},
+                                    json={"prompt": payload, "client_id": CLIENT_ID},
                                     headers={"Idempotency-Key": request.idempotency_key})
         prompt_id = json_body(response, self.name).get("prompt_id")
         if not prompt_id:

@@ -6,6 +6,9 @@
     PUT  {endpoint}/{app}/requests/{id}/cancel
     Authorization: Key <secret>
 
+A stage other than generate (`stages` in the provider's configuration) posts the model's
+input as configured, the candidate's image as a data: URI in its top-level `image_field`.
+
 `{app}` is the model id without its sub-path (`fal-ai/flux` for `fal-ai/flux/dev`);
 the URLs the submit answer returns are used when present, as fal's documentation advises.
 """
@@ -30,8 +33,11 @@ class FalProvider(RemoteProvider):
     def _auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Key {self.secret}"} if self.secret else {}
 
-    async def _submit(self, request: GenerationRequest, pin: ModelPin) -> FalRequest:
-        response = await self._send("POST", f"{self.config.endpoint}/{pin.remote}", json=fal_input(request),
+    def _prompt_input(self, request: GenerationRequest, pin: ModelPin) -> dict[str, Any]:
+        return fal_input(request)
+
+    async def _submit(self, request: GenerationRequest, pin: ModelPin, payload: dict[str, Any]) -> FalRequest:
+        response = await self._send("POST", f"{self.config.endpoint}/{pin.remote}", json=payload,
                                     headers={"Idempotency-Key": request.idempotency_key})
         body = json_body(response, self.name)
         request_id = body.get("request_id")
@@ -60,7 +66,9 @@ def fal_input(request: GenerationRequest) -> dict[str, Any]:
 
 
 def fal_output(body: dict[str, Any], provider: str) -> RemoteOutput:
-    images = body.get("images")
+    # Image-to-image models answer {image: {url}}, image-to-video ones {video: {url}}.
+    single = body.get("image") or body.get("video")
+    images = body.get("images") or ([single] if single else None)
     if not isinstance(images, list) or not all(isinstance(i, dict) and i.get("url") for i in images):
         raise ProviderError("server_error", f"{provider}: result has no image URLs")
     inference = (body.get("timings") or {}).get("inference")

@@ -129,6 +129,21 @@ class LocalOptions(_Frozen):
         return operation
 
 
+class HostedStage(_Frozen):
+    """How a hosted (fal or Replicate) provider runs one stage: the model it calls and where
+    the candidate's image, the prompt and the parameters go in that model's input."""
+
+    # The provider's first model when not given (a provider that runs just this stage).
+    model: ModelPin | None = None
+    image_field: str = Field("image_url", min_length=1)
+    # Where the job's prompt goes, for image-to-image models that take one; none: not sent.
+    prompt_field: str | None = None
+    # Fixed inputs of this model; the template stage's parameters cannot override them.
+    params: dict[str, Any] = {}
+    # The template stage's parameters this model takes, by the name it gives them.
+    param_fields: dict[str, str] = {}
+
+
 class ProviderConfig(_Frozen):
     name: str = Field(min_length=1)
     adapter: AdapterName
@@ -143,6 +158,8 @@ class ProviderConfig(_Frozen):
     pass_rate_prior: PassRatePrior = PassRatePrior()
     poll_interval_s: float = Field(1.0, gt=0)
     local: LocalOptions | None = None
+    # For fal and Replicate: how each stage of `capabilities.stages` other than generate runs.
+    stages: dict[Capability, HostedStage] = {}
 
     @field_validator("endpoint")
     @classmethod
@@ -171,6 +188,11 @@ class ProviderConfig(_Frozen):
         stages = set(self.capabilities.stages) - {"generate"}
         if self.adapter == "local" and stages and (len(stages) > 1 or self.local_options.operation is None):
             raise ValueError("a local provider runs one stage other than generate, named with local.operation")
+        if self.stages and self.adapter not in ("fal", "replicate"):
+            raise ValueError("'stages' apply only to adapters 'fal' and 'replicate'")
+        unused = sorted(set(self.stages) - stages)
+        if unused:
+            raise ValueError(f"stages {', '.join(unused)} are configured but not in capabilities.stages")
         pins = [(m.name, m.version) for m in self.models]
         if len(set(pins)) != len(pins):
             raise ValueError("each model name and version may be listed once")
@@ -182,6 +204,9 @@ class ProviderConfig(_Frozen):
 
     def runs(self, capability: str) -> bool:
         return capability in self.capabilities.stages
+
+    def stage_model(self, stage: HostedStage) -> ModelPin:
+        return stage.model or self.models[0]
 
     def model_for(self, model: str | None, version: str | None) -> ModelPin | None:
         """The pinned model a job gets here: its exact pin, or this provider's default."""

@@ -7,21 +7,28 @@ for work we will not use. HTTP answers map to `ProviderError` kinds: 429 → rat
 (with Retry-After), 5xx → server_error, 401/403 → unavailable (our credentials are wrong
 for every request, so the breaker should take the provider out), other 4xx →
 bad_request, client timeouts → timeout, connection failures → unavailable.
+
+A stage other than generate runs when the provider's configuration has a `stages` entry
+for it: each candidate's image goes to the stage's model as a data: URI, one request per
+candidate, and what comes back must be an image Pillow opens (the scorer and delivery read
+nothing else), or the call fails and the engine falls back.
 """
 
 import asyncio
 import base64
 import email.utils
+import io
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
+from PIL import Image
 
 from services.router.clock import Clock, LoopClock
 from services.router.providers.base import GeneratedImage, GenerationRequest, ProviderError
-from services.router.providers.registry import ModelPin, ProviderConfig
+from services.router.providers.registry import HostedStage, ModelPin, ProviderConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,17 +51,33 @@ class RemoteProvider(ABC):
         self.clock = clock or LoopClock()
 
     async def generate(self, request: GenerationRequest) -> list[GeneratedImage]:
-        if request.capability != "generate":
-            # A hosted provider may declare a stage in the registry, but these adapters send
-            # prompts only: refuse rather than return a fresh painting as the stage's output.
-            raise ProviderError("bad_request", f"{self.name}: the {self.config.adapter} adapter does not send input"
-                                               f" images, so it cannot run {request.capability}")
-        pin = self._pin(request)
+        if request.capability == "generate":
+            pin = self._pin(request)
+            return await self._run(request, pin, self._prompt_input(request, pin))
+        stage = self.config.stages.get(request.capability)
+        if stage is None:
+            # A stage declared in capabilities with no `stages` entry: we would not know where
+            # its image goes, so refuse rather than return a fresh painting as its output.
+            raise ProviderError("bad_request", f"{self.name}: no stages.{request.capability} is configured for"
+                                               f" the {self.config.adapter} adapter, so it cannot run"
+                                               f" {request.capability}")
+        # Image-to-image models take one image per call: one remote request per candidate.
+        singles = [replace(request, start_index=index, count=1) for index in request.indices]
+        try:
+            async with asyncio.TaskGroup() as group:
+                runs = [group.create_task(self._run(single, self.config.stage_model(stage),
+                                                    stage_input(single, stage))) for single in singles]
+        except ExceptionGroup as failed:
+            raise _first_provider_error(failed) from None
+        return [image for run in runs for image in run.result()]
+
+    async def _run(self, request: GenerationRequest, pin: ModelPin, payload: dict[str, Any]) -> list[GeneratedImage]:
+        """Submit `payload` to `pin`, wait for it under the deadline, and download its images."""
         started = self.clock.now()
         handle: Any = None
         try:
             async with asyncio.timeout(self._overall_s(request)):
-                handle = await self._submit(request, pin)
+                handle = await self._submit(request, pin, payload)
                 output = await self._wait(handle)
                 images = await asyncio.gather(*(self._download(url) for url in output.image_urls[: request.count]))
         except TimeoutError:
@@ -67,6 +90,8 @@ class RemoteProvider(ABC):
         except asyncio.CancelledError:
             await self._cancel_quietly(handle)
             raise
+        if request.capability != "generate":
+            images = [readable_image(self.name, data, media_type) for data, media_type in images]
         return self._generated(request, images, output, self.clock.now() - started)
 
     async def _wait(self, handle: Any) -> RemoteOutput:
@@ -77,8 +102,12 @@ class RemoteProvider(ABC):
             await self.clock.sleep(self.config.poll_interval_s)
 
     @abstractmethod
-    async def _submit(self, request: GenerationRequest, pin: ModelPin) -> Any:
-        """Queue the work; return what `_poll` and `_cancel` need to find it again."""
+    def _prompt_input(self, request: GenerationRequest, pin: ModelPin) -> dict[str, Any]:
+        """The model input that generates the request's candidates from its prompt."""
+
+    @abstractmethod
+    async def _submit(self, request: GenerationRequest, pin: ModelPin, payload: dict[str, Any]) -> Any:
+        """Queue `payload` for the model; return what `_poll` and `_cancel` need to find it again."""
 
     @abstractmethod
     async def _poll(self, handle: Any) -> RemoteOutput | None:
@@ -136,6 +165,46 @@ class RemoteProvider(ABC):
                            cost_micro_usd=cost, latency_s=latency_s)
             for index, (data, media_type) in zip(request.indices, images)
         ]
+
+
+def stage_input(request: GenerationRequest, stage: HostedStage) -> dict[str, Any]:
+    """A stage model's input: the candidate's image as a data: URI, the prompt and parameters
+    where the stage's configuration puts them."""
+    image = request.input_for(request.start_index)
+    if image is None:
+        raise ProviderError("bad_request", f"candidate {request.start_index} has no image for {request.capability}")
+    payload = {field: request.params[name] for name, field in stage.param_fields.items() if name in request.params}
+    payload |= stage.params | {stage.image_field: data_uri(image)}
+    if stage.prompt_field:
+        payload[stage.prompt_field] = request.prompt
+    return payload
+
+
+def data_uri(image: bytes) -> str:
+    try:
+        media_type = Image.open(io.BytesIO(image)).get_format_mimetype() or "application/octet-stream"
+    except (OSError, ValueError):
+        raise ProviderError("bad_request", "the stage's input is not an image") from None
+    return f"data:{media_type};base64,{base64.b64encode(image).decode('ascii')}"
+
+
+def readable_image(provider: str, data: bytes, media_type: str) -> tuple[bytes, str]:
+    """A stage's result, if it is an image Pillow opens (animated WebP and GIF included).
+
+    The scorer and delivery read images only, so a video answer (an image-to-video model's
+    `video/mp4`) fails the call: the engine then falls back to another provider of the stage.
+    """
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return data, image.get_format_mimetype() or media_type
+    except (OSError, ValueError):
+        raise ProviderError("server_error", f"{provider}: the stage's result is {media_type}, not an image"
+                                            " the scorer and delivery can read") from None
+
+
+def _first_provider_error(failed: ExceptionGroup) -> Exception:
+    errors = [e for e in failed.exceptions if isinstance(e, ProviderError)]
+    return errors[0] if errors else failed
 
 
 def raise_for_provider_status(provider: str, response: httpx.Response) -> None:

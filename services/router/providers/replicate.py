@@ -9,7 +9,8 @@ A prediction is {id, status: starting | processing | succeeded | failed | cancel
 output: [url, …], error, metrics: {predict_time}, urls: {get, cancel}}. `Prefer: wait`
 holds the create call open up to N seconds (at most half the deadline, so the id comes
 back in time to cancel), so short generations finish in one round trip; longer ones are
-polled. Replicate bills by predict_time, so that is the compute
+polled. A stage other than generate (`stages` in the provider's configuration) sends the
+candidate's image as a data: URI in `input.{image_field}`. Replicate bills by predict_time, so that is the compute
 time the price is taken from.
 """
 
@@ -27,14 +28,17 @@ class ReplicateProvider(RemoteProvider):
     def _auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.secret}"} if self.secret else {}
 
-    async def _submit(self, request: GenerationRequest, pin: ModelPin) -> dict[str, Any]:
+    def _prompt_input(self, request: GenerationRequest, pin: ModelPin) -> dict[str, Any]:
+        return replicate_input(request)
+
+    async def _submit(self, request: GenerationRequest, pin: ModelPin, payload: dict[str, Any]) -> dict[str, Any]:
         # Wait at most half the deadline in the create call: we must learn the
         # prediction's id in time to cancel it if it runs over.
         wait_s = min(MAX_WAIT_S, int(self._overall_s(request) / 2))
         headers = {"Idempotency-Key": request.idempotency_key} | ({"Prefer": f"wait={wait_s}"} if wait_s >= 1 else {})
         response = await self._send(
             "POST", f"{self.config.endpoint}/v1/predictions",
-            json={"version": pin.remote, "input": replicate_input(request)},
+            json={"version": pin.remote, "input": payload},
             headers=headers, timeout_s=self.config.timeouts.submit_s + wait_s,
         )
         prediction = json_body(response, self.name)
