@@ -232,7 +232,10 @@ class EmbeddedStack:
                 f"-s3.port={self.s3_port}", *(f"-{name}.port={port}" for name, port in ports),
                 f"-s3.config={identities}", f"-bucket={BROKER_BUCKET}",
                 "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false", "-admin.ui=false",
-                "-master.telemetry=false"]
+                "-master.telemetry=false",
+                # As AWS S3 does: an upload to a bucket that does not exist is NoSuchBucket, not
+                # a new bucket, so a misnamed bucket fails loudly instead of filling a stray one.
+                "-s3.autoCreateBucket=false"]
         self._spawn(args, "seaweedfs.log")
         return f"http://127.0.0.1:{self.s3_port}"
 
