@@ -1,10 +1,11 @@
 """What every service process has: database pool and migrations, broker, outbox relay,
 consumer, ops endpoints, and an orderly start and stop (SIGTERM drains)."""
 
+import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 import psycopg
 import uvicorn
@@ -90,6 +91,17 @@ class ServiceRuntime:
     async def _ping_broker(self) -> None:
         if not await self.broker.ping(timeout=2):
             raise ConnectionError("Kafka broker does not answer")
+
+
+async def every(interval_s: float, tick: Callable[[], Awaitable[object]], what: str) -> None:
+    """Call `tick` forever, `interval_s` apart: a sweeper's loop. A failed call is logged, and
+    the next one comes as usual."""
+    while True:
+        try:
+            await tick()
+        except Exception:
+            log.exception("%s failed; will retry", what)
+        await asyncio.sleep(interval_s)
 
 
 def ops_app(runtime: ServiceRuntime) -> Starlette:

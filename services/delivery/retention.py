@@ -13,7 +13,7 @@ import hashlib
 import logging
 from datetime import UTC, datetime, timedelta
 
-from services.common.runtime import ServiceRuntime
+from services.common.runtime import ServiceRuntime, every
 from services.common.storage import ListedObject, ObjectStore
 from services.delivery.settings import DeliverySettings
 
@@ -73,16 +73,9 @@ class RetentionSweeper:
         await asyncio.gather(*(self.store.delete(self.store.internal_bucket, key) for key in keys))
         return len(keys)
 
-    async def _sweep_forever(self) -> None:
-        while True:
-            try:
-                await self.sweep_once()
-            except Exception:
-                log.exception("retention sweep failed; will retry")
-            await asyncio.sleep(self.settings.retention_sweep_interval_s)
-
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._sweep_forever(), name="delivery-retention")
+        sweeps = every(self.settings.retention_sweep_interval_s, self.sweep_once, "retention sweep")
+        self._task = asyncio.create_task(sweeps, name="delivery-retention")
 
     async def stop(self) -> None:
         if self._task:

@@ -14,7 +14,7 @@ import logging
 from datetime import UTC, datetime
 
 from services.common import telemetry
-from services.common.runtime import ServiceRuntime
+from services.common.runtime import ServiceRuntime, every
 from services.ingest import domain, store
 from services.ingest.settings import IngestSettings
 
@@ -60,16 +60,9 @@ class Sweeper:
             self.runtime.relay.notify()
         return published
 
-    async def _sweep_forever(self) -> None:
-        while True:
-            try:
-                await self.sweep_once()
-            except Exception:
-                log.exception("sweeping jobs failed; will retry")
-            await asyncio.sleep(self.settings.sweep_interval_s)
-
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._sweep_forever(), name="ingest-sweeper")
+        sweeps = every(self.settings.sweep_interval_s, self.sweep_once, "sweeping jobs")
+        self._task = asyncio.create_task(sweeps, name="ingest-sweeper")
 
     async def stop(self) -> None:
         if self._task:

@@ -1,7 +1,6 @@
 """The ledger service: prepaid credits, reserved on submission and charged on delivery."""
 
 import asyncio
-import logging
 from datetime import UTC, datetime
 
 import psycopg
@@ -11,13 +10,11 @@ from services.common.audit import operator_actor, record_action
 from services.common.contracts import CreditsGranted
 from services.common.bus import retry_races
 from services.common.problems import Problem
-from services.common.runtime import GRPC_DRAIN_S, ServiceRuntime
+from services.common.runtime import GRPC_DRAIN_S, ServiceRuntime, every
 from services.ledger import audit, handlers, metrics, routes
 from services.ledger.grpc import start_grpc_server
 from services.ledger.pricebook import load_price_book
 from services.ledger.settings import LedgerSettings
-
-log = logging.getLogger(__name__)
 
 
 class LedgerApp:
@@ -105,14 +102,6 @@ class LedgerApp:
             self.runtime.relay.notify()
         return len(events)
 
-    async def _sweep_forever(self) -> None:
-        while True:
-            try:
-                await self.sweep_once()
-            except Exception:
-                log.exception("ledger sweep failed; will retry")
-            await asyncio.sleep(self.settings.sweep_interval_s)
-
     def serve_in_background(self) -> None:
         """gRPC and the sweeper start and stop with the service."""
         state = {}
@@ -120,7 +109,8 @@ class LedgerApp:
         async def start() -> None:
             state["grpc"] = await start_grpc_server(self.runtime.pool, self.price_book, self.settings.grpc_host,
                                                     self.settings.grpc_port)
-            state["sweeper"] = asyncio.create_task(self._sweep_forever())
+            sweeps = every(self.settings.sweep_interval_s, self.sweep_once, "ledger sweep")
+            state["sweeper"] = asyncio.create_task(sweeps)
 
         async def stop() -> None:
             state["sweeper"].cancel()
