@@ -69,10 +69,7 @@ async def set_retention(runtime: Runtime, operator: OperatorWith("tenants:manage
 @router.get("/calibration")
 async def calibration_report(runtime: Runtime, _: OperatorWith("calibration:read"), tenant_id: Annotated[StorableText, Query(max_length=63)],
                              since: datetime | None = None, until: datetime | None = None) -> dict:
-    until = _aware(until) or datetime.now(UTC)
-    since = _aware(since) or until - DEFAULT_RANGE
-    if since >= until:
-        raise Problem(422, "invalid-range", f"since ({since.isoformat()}) must be before until ({until.isoformat()})")
+    since, until = report_range(since, until)
     async with runtime.pool.connection() as conn:
         rows = await (await conn.execute(
             "SELECT view FROM jobs WHERE tenant_id = %s AND created_at >= %s AND created_at < %s"
@@ -86,10 +83,7 @@ async def calibration_report(runtime: Runtime, _: OperatorWith("calibration:read
 @router.get("/margins")
 async def margin_report(runtime: Runtime, _: OperatorWith("billing:read"), since: datetime | None = None,
                         until: datetime | None = None) -> dict:
-    until = _aware(until) or datetime.now(UTC)
-    since = _aware(since) or until - DEFAULT_RANGE
-    if since >= until:
-        raise Problem(422, "invalid-range", f"since ({since.isoformat()}) must be before until ({until.isoformat()})")
+    since, until = report_range(since, until)
     async with runtime.pool.connection() as conn:
         rows = await (await conn.execute(
             "SELECT view FROM jobs WHERE created_at >= %s AND created_at < %s"
@@ -131,6 +125,15 @@ def delivered_images(view: JobView) -> list[Judged]:
                                  {name: (d.value, d.passed) for name, d in score.dimensions.items()},
                                  {name: d.threshold for name, d in score.dimensions.items()}))
     return judged
+
+
+def report_range(since: datetime | None, until: datetime | None) -> tuple[datetime, datetime]:
+    """A report's [since, until): until defaults to now and since to DEFAULT_RANGE before it."""
+    until = _aware(until) or datetime.now(UTC)
+    since = _aware(since) or until - DEFAULT_RANGE
+    if since >= until:
+        raise Problem(422, "invalid-range", f"since ({since.isoformat()}) must be before until ({until.isoformat()})")
+    return since, until
 
 
 def _aware(moment: datetime | None) -> datetime | None:
