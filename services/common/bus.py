@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -283,6 +285,64 @@ class PermanentError(Exception):
     """A failure that retrying cannot fix: the message goes to the DLQ at once."""
 
 
+class OffsetCommits:
+    """The offsets of the records a consumer has applied, committed to the broker every
+    interval instead of after each batch (on the embedded broker a commit is an object-store
+    write per partition, and it delayed every hop). Nothing is traded for it: a record is
+    noted only once it is applied, so a crash or a rebalance can only deliver again what the
+    inbox then skips, in the order it came. `flush()` commits what is noted, before a stop."""
+
+    def __init__(self, service: str, interval_s: float) -> None:
+        self.service, self.interval_s = service, interval_s
+        self._pending: dict[TopicPartition, int] = {}
+        self._kafka = None  # the aiokafka consumer the records came from
+        self._task: asyncio.Task | None = None
+
+    def applied(self, kafka, records) -> None:
+        self._kafka = kafka
+        for record in records:
+            tp = TopicPartition(record.topic, record.partition)
+            self._pending[tp] = max(self._pending.get(tp, 0), record.offset + 1)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._every_interval(), name=f"{self.service}-offset-commits")
+
+    async def _every_interval(self) -> None:
+        while self._pending:
+            await asyncio.sleep(self.interval_s)
+            await self.commit()
+
+    async def commit(self) -> None:
+        pending, self._pending = self._pending, {}
+        if not pending or self._kafka is None:
+            return
+        assigned = self._kafka.assignment()  # a partition handed to another member is theirs to commit
+        offsets = {tp: offset for tp, offset in pending.items() if tp in assigned}
+        if not offsets:
+            return
+        try:
+            await self._kafka.commit(offsets)
+        except KafkaError as exc:  # the broker is away, or the group is rebalancing: try again later
+            log.warning("committing offsets failed, will retry: %s", exc)
+            for tp, offset in offsets.items():
+                self._pending[tp] = max(self._pending.get(tp, 0), offset)
+
+    async def flush(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.commit()
+
+
+def rewind(kafka, records) -> None:
+    """Seek each partition of a batch back to its first record, so that the batch comes again."""
+    first: dict[TopicPartition, int] = {}
+    for record in records:
+        tp = TopicPartition(record.topic, record.partition)
+        first[tp] = min(first.get(tp, record.offset), record.offset)
+    for tp, offset in first.items():
+        kafka.seek(tp, offset)
+
+
 class EventConsumer:
     """One consumer group of a service: routes each event type to its handler, exactly once
     in effect, with bounded retries and a dead-letter topic."""
@@ -294,6 +354,7 @@ class EventConsumer:
         self.batch_handler: BatchHandler | None = None
         self.batch_types: tuple[type[Event], ...] = ()
         self._lane_slots = asyncio.Semaphore(settings.consumer_lanes)
+        self.offsets = OffsetCommits(service, settings.kafka_commit_interval_ms / 1000)
 
     def on(self, event_type: type[Event], prepare: "Prepare | None" = None) -> Callable[[Handler], Handler]:
         """Register the handler of `event_type`. `prepare`, if given, does the event's slow
@@ -328,15 +389,28 @@ class EventConsumer:
         options = dict(
             group_id=self.group_id,
             auto_offset_reset="earliest",
-            ack_policy=AckPolicy.NACK_ON_ERROR,
+            ack_policy=AckPolicy.MANUAL,  # see OffsetCommits
             session_timeout_ms=s.kafka_session_timeout_ms,
             heartbeat_interval_ms=s.kafka_heartbeat_interval_ms,
             fetch_max_wait_ms=s.kafka_fetch_max_wait_ms,
         )
         subscriber = broker.subscriber(*topics, batch=True, max_records=s.consumer_batch_size,
                                        batch_timeout_ms=s.kafka_batch_timeout_ms, **options)
-        subscriber(self._on_batch if self.batch_handler else self._on_records)
+        subscriber(self._committing(self._on_batch if self.batch_handler else self._on_records))
         self.broker = broker
+
+    def _committing(self, apply: Callable[[KafkaMessage], Awaitable[None]]):
+        """`apply` for a fetched batch; its offsets are committed later (OffsetCommits), and a
+        batch that fails (the broker is away, even for the DLQ) is fetched again."""
+        async def on_message(msg: KafkaMessage) -> None:
+            try:
+                await apply(msg)
+            except BaseException:
+                rewind(msg.consumer, msg.raw_message)
+                raise
+            self.offsets.applied(msg.consumer, msg.raw_message)
+
+        return on_message
 
     async def _decode(self, records) -> list[tuple[object, Envelope]]:
         """The records this consumer handles, decoded; undecodable ones go to the DLQ."""

@@ -65,6 +65,7 @@ class ServiceRuntime:
         for hook in reversed(self.shutdown_hooks):
             await hook()
         await self.relay.stop(OUTBOX_DRAIN_S)  # drains the outbox first
+        await self.consumer.offsets.flush()
         await self.broker.stop()
         await self.pool.close()
         log.info("%s stopped", self.name)

@@ -59,6 +59,9 @@ class ServiceSettings(BaseSettings):
     # A batch consumer waits this long for records, and after an empty wait FastStream sleeps
     # as long again before it looks: latency on any broker, so short everywhere.
     kafka_batch_timeout_ms: int = 10
+    # How often a consumer commits the offsets of what it applied (see bus.OffsetCommits):
+    # what a crash delivers again is what the inbox skips.
+    kafka_commit_interval_ms: int = 1000
 
     database_url: SecretStr
     database_pool_size: int = 8

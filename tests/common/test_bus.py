@@ -236,3 +236,75 @@ async def run_two_jobs_in_lanes(endpoints):
     finally:
         await rt.stop()
     return overlapped, applied, (first, second)
+
+
+async def committed_offsets(bootstrap: str, group_id: str, topic: str) -> int:
+    """The sum of a consumer group's committed offsets over the partitions of `topic`."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    # Asks the group's coordinator without joining the group.
+    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False)
+    await reader.start()
+    try:
+        await reader.topics()  # loads the cluster's metadata
+        partitions = reader.partitions_for_topic(topic) or set()
+        committed = [await reader.committed(TopicPartition(topic, p)) for p in sorted(partitions)]
+    finally:
+        await reader.stop()
+    return sum(offset or 0 for offset in committed)
+
+
+async def apply_jobs_then(endpoints, commit_interval_ms: int, while_running):
+    """A consumer on a topic of its own applies three events; `while_running(rt)` runs once
+    all are applied, before the consumer stops. Returns the consumer's group id and topic."""
+    tag = uuid.uuid4().hex[:8]
+    settings = settings_for(endpoints, topic_namespace=f"commits{tag}", kafka_commit_interval_ms=commit_interval_ms)
+    await create_topics(settings.kafka_bootstrap, all_topics(settings.topic_namespace))
+    rt = ServiceRuntime(f"commits_{tag}", settings, None)
+    applied = []
+
+    @rt.consumer.on(JobSubmitted)
+    async def record(ctx, event):
+        applied.append(event.job_id)
+
+    jobs = [envelop(submitted(tenant=f"t-commits-{tag}"), "/test") for _ in range(3)]
+    await publish_envelopes(endpoints.kafka_bootstrap, jobs, lambda _: topic_of("ingest", settings.topic_namespace))
+    rt.consume(["ingest"])
+    await rt.start()
+    try:
+        for _ in range(600):
+            if len(applied) == 3:
+                break
+            await asyncio.sleep(0.1)
+        assert len(applied) == 3
+        await while_running(rt)
+    finally:
+        await rt.stop()
+    return rt.consumer.group_id, ingest_topic(rt)
+
+
+def ingest_topic(rt: ServiceRuntime) -> str:
+    return topic_of("ingest", rt.settings.topic_namespace)
+
+
+async def test_applied_offsets_are_committed_every_interval_while_the_consumer_runs(endpoints):
+    async def committed_while_running(rt):
+        for _ in range(300):
+            if await committed_offsets(endpoints.kafka_bootstrap, rt.consumer.group_id, ingest_topic(rt)) == 3:
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError("the applied offsets were not committed while the consumer ran")
+
+    await apply_jobs_then(endpoints, 200, committed_while_running)
+
+
+async def test_a_stopping_consumer_commits_what_it_applied_before_the_interval_is_up(endpoints):
+    uncommitted_while_running = []
+
+    async def note_committed(rt):
+        uncommitted_while_running.append(await committed_offsets(endpoints.kafka_bootstrap, rt.consumer.group_id,
+                                                                 ingest_topic(rt)))
+
+    group_id, topic = await apply_jobs_then(endpoints, 600_000, note_committed)
+    assert uncommitted_while_running == [0]
+    assert await committed_offsets(endpoints.kafka_bootstrap, group_id, topic) == 3
