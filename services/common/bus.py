@@ -224,7 +224,7 @@ class HandlerContext:
 
 
 Handler = Callable[[HandlerContext, Event], Awaitable[None]]
-Prepare = Callable[[Event], Awaitable[Any]]
+Prepare = Callable[[Envelope], Awaitable[Any]]
 # A batch handler gets the open transaction, the not-yet-applied envelopes in order, and
 # `publish`, which adds events (each with the envelope that caused it) to the outbox; it
 # calls `publish` when it likes, so its most contended writes can come last.
@@ -524,7 +524,7 @@ class EventConsumer:
                 if await already_applied(conn, envelope.id):
                     telemetry.EVENTS_CONSUMED.labels(self.service, envelope.type, "duplicate").inc()
                     return False
-            prepared = await prepare(envelope.event)
+            prepared = await prepare(envelope)
         async with self.pool.connection() as conn:
             async with conn.transaction():
                 if not await record_applied(conn, envelope):

@@ -6,10 +6,13 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from psycopg_pool import AsyncConnectionPool
+
 from services.common.bus import EventConsumer, HandlerContext, erase_prompt_from_outbox
 from services.common.contracts import (CandidateScore, CandidatesScored, DeliveredImage, JobCancelRequested,
                                        JobDelivered, JobErased, JobFinished, RetentionSet)
 from services.common import telemetry
+from services.common.envelope import Envelope
 from services.common.storage import ObjectStore, candidate_prefix, signed_links
 from services.common.templates import Delivery, load_catalogue
 from services.delivery import domain, postprocess
@@ -44,15 +47,16 @@ async def with_retries(settings: DeliverySettings, operation: Callable[[], Await
     raise AssertionError("copy_attempts must be at least 1")
 
 
-async def publish_image(ctx: HandlerContext, event: CandidatesScored, n: int, candidate: CandidateScore,
-                        store: ObjectStore, settings: DeliverySettings, delivery: Delivery) -> DeliveredImage:
+async def publish_image(envelope: Envelope, n: int, candidate: CandidateScore, store: ObjectStore,
+                        settings: DeliverySettings, delivery: Delivery) -> DeliveredImage:
     """Post-process one selected candidate (format, watermark, thumbnail; in a thread) and
     store the image and its thumbnail side by side in the public bucket."""
+    event = envelope.event
     source = await with_retries(settings, lambda: store.get(store.internal_bucket, candidate.key))
     with telemetry.timed_stage("delivery", "postprocess"):
         done = await asyncio.to_thread(postprocess.postprocess, source, delivery)
     # The key derives from the scored event's time, so a redelivered event writes the same object.
-    key = domain.public_key(event.tenant_id, ctx.envelope.time, event.job_id, n, done.image.media_type)
+    key = domain.public_key(event.tenant_id, envelope.time, event.job_id, n, done.image.media_type)
     thumbnail_key = domain.thumbnail_key(key, done.thumbnail.media_type)
     await asyncio.gather(
         with_retries(settings, lambda: store.put(store.public_bucket, key, done.image.data, done.image.media_type)),
@@ -60,6 +64,35 @@ async def publish_image(ctx: HandlerContext, event: CandidatesScored, n: int, ca
                                                  done.thumbnail.media_type)))
     links = signed_links(store, key, thumbnail_key, settings.link_ttl_s)
     return domain.delivered_image(n, key, thumbnail_key, done, delivery, links)
+
+
+def chosen_candidates(event: CandidatesScored) -> list[CandidateScore]:
+    by_index = {s.index: s for s in event.scores}
+    return [by_index[i] for i in event.selected[: event.images]]
+
+
+async def prepare_delivery(envelope: Envelope, pool: AsyncConnectionPool, store: ObjectStore,
+                           settings: DeliverySettings) -> list[DeliveredImage] | Exception | None:
+    """Publish the selected images before the transaction opens, so that no transaction (nor
+    a pooled connection) waits on S3, post-processing or copy retries: the images, or the
+    error that kept them from being published; None for a job with an outcome already
+    (canceled), whose images are not published. Safe to repeat: the keys are the same."""
+    async with pool.connection() as conn:
+        if await (await conn.execute("SELECT 1 FROM job_outcomes WHERE job_id = %s",
+                                     [envelope.event.job_id])).fetchone():
+            return None
+    return await publish_selection(envelope, store, settings)
+
+
+async def publish_selection(envelope: Envelope, store: ObjectStore,
+                            settings: DeliverySettings) -> list[DeliveredImage] | Exception:
+    event = envelope.event
+    delivery = load_catalogue().delivery(event.template)
+    try:
+        return list(await asyncio.gather(*(publish_image(envelope, n, c, store, settings, delivery)
+                                           for n, c in enumerate(chosen_candidates(event), start=1))))
+    except Exception as error:  # judged under the outcome's claim, in the transaction
+        return error
 
 
 async def record_delivered(ctx: HandlerContext, event: CandidatesScored, images: list[DeliveredImage],
@@ -74,28 +107,30 @@ async def record_delivered(ctx: HandlerContext, event: CandidatesScored, images:
 
 async def deliver_selection(ctx: HandlerContext, event: CandidatesScored, store: ObjectStore,
                             settings: DeliverySettings) -> None:
+    """Decide the job's outcome from what `prepare_delivery` published, under the outcome's
+    claim: a cancel committed meanwhile wins, and the images published for nothing go."""
+    published = ctx.prepared
     if not await decide_outcome(ctx, event.job_id, event.tenant_id, "delivered"):
         log.info("job %s has its outcome already (canceled or delivered); its images are not published", event.job_id)
+        if isinstance(published, list):
+            await asyncio.gather(*(store.delete(store.public_bucket, key) for image in published
+                                   for key in (image.key, image.thumbnail_key) if key))
         return
-    by_index = {s.index: s for s in event.scores}
-    chosen = [by_index[i] for i in event.selected[: event.images]]
-    delivery = load_catalogue().delivery(event.template)
-    try:
-        images = await asyncio.gather(
-            *(publish_image(ctx, event, n, c, store, settings, delivery) for n, c in enumerate(chosen, start=1)))
-    except postprocess.UnpublishableImage as error:
-        log.warning("job %s selected an image delivery cannot publish: %s", event.job_id, error)
+    if published is None:  # an outcome seen while preparing has gone since (the job was erased)
+        published = await publish_selection(ctx.envelope, store, settings)
+    if isinstance(published, postprocess.UnpublishableImage):
+        log.warning("job %s selected an image delivery cannot publish: %s", event.job_id, published)
         await set_outcome(ctx, event.job_id, "failed")
-        await ctx.emit(domain.unpublishable(event.job_id, event.tenant_id, error))
+        await ctx.emit(domain.unpublishable(event.job_id, event.tenant_id, published))
         return
-    except Exception as error:
-        log.warning("publishing the images of job %s failed: %s", event.job_id, error)
+    if isinstance(published, Exception):
+        log.warning("publishing the images of job %s failed: %s", event.job_id, published)
         await set_outcome(ctx, event.job_id, "failed")
-        await ctx.emit(domain.copy_failed(event.job_id, event.tenant_id, settings.copy_attempts, error))
+        await ctx.emit(domain.copy_failed(event.job_id, event.tenant_id, settings.copy_attempts, published))
         return
-    await record_delivered(ctx, event, list(images), chosen)
+    await record_delivered(ctx, event, published, chosen_candidates(event))
     await ctx.emit(JobDelivered(job_id=event.job_id, tenant_id=event.tenant_id, requested=event.images,
-                                images=list(images)))
+                                images=published))
 
 
 async def answer_cancel(ctx: HandlerContext, event: JobCancelRequested) -> None:
@@ -125,7 +160,10 @@ async def erase_images(ctx: HandlerContext, event: JobErased, store: ObjectStore
 
 
 def register(consumer: EventConsumer, store: ObjectStore, settings: DeliverySettings, sender: WebhookSender) -> None:
-    @consumer.on(CandidatesScored)
+    async def prepare(envelope: Envelope) -> list[DeliveredImage] | Exception | None:
+        return await prepare_delivery(envelope, consumer.pool, store, settings)
+
+    @consumer.on(CandidatesScored, prepare=prepare)
     async def on_candidates_scored(ctx: HandlerContext, event: CandidatesScored) -> None:
         await deliver_selection(ctx, event, store, settings)
 

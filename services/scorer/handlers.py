@@ -19,6 +19,7 @@ from services.common.contracts import (
     JobSpec,
     RegenerationRequested,
 )
+from services.common.envelope import Envelope
 from services.common.storage import ObjectStore
 from services.scorer import domain
 from services.scorer.dimensions import ImageVerdict, Scorer, UndecodableImage, moderation
@@ -174,8 +175,8 @@ def register(consumer: EventConsumer, store: ObjectStore, settings: ScorerSettin
     count_from_zero()
     scorer = scorer or new_scorer(settings)
 
-    async def prepare(event: CandidatesGenerated) -> list[CandidateScore] | ProfileError | None:
-        return await prepare_scores(event, consumer.pool, store, scorer, settings)
+    async def prepare(envelope: Envelope) -> list[CandidateScore] | ProfileError | None:
+        return await prepare_scores(envelope.event, consumer.pool, store, scorer, settings)
 
     @consumer.on(CandidatesGenerated, prepare=prepare)
     async def on_candidates_generated(ctx: HandlerContext, event: CandidatesGenerated) -> None:

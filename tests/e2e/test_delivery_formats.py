@@ -10,6 +10,7 @@ from PIL import Image
 
 from genline_client import Genline
 from services.common.templates import load_catalogue
+from tests.transactions import watch_idle_in_transaction
 
 
 def opened(data: bytes) -> Image.Image:
@@ -46,3 +47,17 @@ def test_a_headshot_is_delivered_as_watermarked_webp_with_a_thumbnail_link(platf
         assert shown.thumbnail_url and httpx.get(shown.thumbnail_url, timeout=10).status_code == 200
         [path] = client.jobs.download(job_id, tmp_path)
     assert path.suffix == ".webp" and hashlib.sha256(path.read_bytes()).hexdigest() == output["sha256"]
+
+
+def test_no_transaction_stays_open_while_large_images_are_post_processed_and_stored(tenant_factory, endpoints):
+    """Two large headshots take delivery a while to turn into watermarked WebP and store;
+    meanwhile none of its sessions may sit idle inside the transaction that claims the job's
+    outcome (holding a pooled connection and the claim)."""
+    tenant = tenant_factory()
+    with watch_idle_in_transaction(endpoints.database_url, "query ILIKE %s", ["%job_outcomes%"]) as seen:
+        job_id = tenant.submit(template="headshot", profile="generic", images=2, candidates=2, width=1536,
+                               height=1536, seed=5)
+        job = tenant.wait_settled([job_id])[job_id]
+    assert job["state"] == "succeeded" and len(job["outputs"]) == 2, job
+    assert seen.polls > 0
+    assert not seen.held, seen.held[0]

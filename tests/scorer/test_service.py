@@ -4,15 +4,12 @@ and what the scorer decides is read back from its own topic."""
 
 import asyncio
 import hashlib
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
-import psycopg
 import pytest
 
 from services.common.contracts import (
@@ -28,6 +25,7 @@ from services.common.contracts import (
 from services.common.envelope import Envelope, envelop, from_kafka
 from services.stack.embedded import create_topics
 from services.stack.fleet import ServiceFleet
+from tests.transactions import watch_idle_in_transaction
 from tests.kafka import publish_envelopes, read_topic
 from tests.metrics import metric_value
 from tests.scorer.conftest import blown_out, blurred, jpeg, noisy, png, rgb_photo, save_tiny_clip
@@ -203,32 +201,13 @@ def test_no_transaction_stays_open_while_candidates_are_fetched_and_scored(score
     job = uuid.uuid4()
     big = np.tile(rgb_photo("astronaut"), (3, 3, 1))  # 1536 pixels square, as sharp as the photo
     refs = [scorer_service.put(job, i, png(np.rot90(big, i).copy())) for i in range(2)]
-    held: list[tuple] = []
-    polls = 0
-    scoring = threading.Event()
-
-    def watch() -> None:
-        nonlocal polls
-        with psycopg.connect(scorer_service.database_url, autocommit=True) as conn:
-            while not scoring.is_set():
-                held.extend(conn.execute(
-                    "SELECT query, now() - state_change FROM pg_stat_activity WHERE application_name = %s"
-                    " AND state = 'idle in transaction' AND now() - state_change > interval '300 milliseconds'",
-                    [scorer_service.application_name]).fetchall())
-                polls += 1
-                time.sleep(0.02)
-
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    try:
+    with watch_idle_in_transaction(scorer_service.database_url, "application_name = %s",
+                                   [scorer_service.application_name]) as seen:
         scorer_service.publish(attempt(job, refs, images=1))
         [scored] = scorer_service.outcomes(job)
-    finally:
-        scoring.set()
-        watcher.join()
     assert isinstance(scored, CandidatesScored) and len(scored.scores) == 2
-    assert polls > 0
-    assert not held, held[0]
+    assert seen.polls > 0
+    assert not seen.held, seen.held[0]
 
 
 def test_with_a_clip_model_configured_the_service_measures_prompt_alignment(endpoints, object_store,
