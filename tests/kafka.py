@@ -1,11 +1,11 @@
-"""Reading a topic from the beginning, as an auditor would, and publishing events as a
-service's outbox relay would."""
+"""Reading a topic from the beginning, as an auditor would, publishing events as a
+service's outbox relay would, and asking how far a consumer group has read."""
 
 import asyncio
 import uuid
 from collections.abc import Callable, Iterable
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from services.common.envelope import Envelope, to_kafka
 
@@ -48,3 +48,35 @@ async def publish_envelopes(bootstrap: str, envelopes: Iterable[Envelope], topic
         await asyncio.gather(*sent)
     finally:
         await producer.stop()
+
+
+async def unread_records(bootstrap: str, groups: dict[str, list[str]]) -> tuple[int, int]:
+    """How many records of its topics each consumer group (name → topics) has not committed
+    yet, summed, and how many the topics hold (their end offsets, summed: a change says that
+    something was published meanwhile)."""
+    end = await end_offsets(bootstrap, {t for ts in groups.values() for t in ts})
+    unread = 0
+    for group, topics in groups.items():
+        # A consumer of the group that joins nothing (no subscription) only reads its offsets.
+        reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=group)
+        await reader.start()
+        try:
+            for partition in (tp for tp in end if tp.topic in topics):
+                # Never committed counts from 0. Some brokers (Tansu) give a partition's end as its
+                # last batch's first offset + 1, so a group that has read everything may stand
+                # past that end: no negative counts.
+                unread += max(0, end[partition] - (await reader.committed(partition) or 0))
+        finally:
+            await reader.stop()
+    return unread, sum(end.values())
+
+
+async def end_offsets(bootstrap: str, topics: set[str]) -> dict[TopicPartition, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()  # aiokafka learns topics lazily
+        return await consumer.end_offsets([TopicPartition(t, p) for t in topics
+                                           for p in consumer.partitions_for_topic(t) or ()])
+    finally:
+        await consumer.stop()

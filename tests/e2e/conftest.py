@@ -13,13 +13,14 @@ import psycopg
 import pytest
 import yaml
 
-from services.common.contracts import all_topics
+from services.common.contracts import DEFAULT_NAMESPACE, all_topics, topic_of
 from services.ingest.app import create_tenant
 from services.ingest.settings import IngestSettings
 from services.ledger.app import grant
 from services.ledger.settings import LedgerSettings
 from services.stack.embedded import Endpoints, create_topics
-from services.stack.fleet import ServiceFleet
+from services.stack.fleet import SERVICES, ServiceFleet
+from tests.kafka import unread_records
 
 FINAL = {"rejected", "succeeded", "partially_succeeded", "failed"}
 LEDGER_ADMIN_TOKEN = "e2e-ledger-admin-token"
@@ -148,3 +149,36 @@ def wait_for_audit(platform, tenant_id: str, action: str, timeout_s: float = 60)
             assert entries, f"no {action} for {tenant_id} in the audit trail after {timeout_s}s"
             return entries[0]
         time.sleep(0.3)
+
+
+# The publishers whose topics each service's consumer group reads (its `consume` or
+# `build_worker` call).
+SUBSCRIPTIONS = {"ingest": ("ledger", "router", "scorer", "delivery"),
+                 "ledger": ("ingest", "router", "scorer", "delivery"),
+                 "router": ("ledger", "scorer", "ingest"), "scorer": ("router", "ingest"), "delivery": ("scorer", "ingest")}
+
+
+def wait_caught_up(fleet: ServiceFleet, timeout_s: float = 90) -> None:
+    """Until every service of the fleet has applied every event on the topics it reads and no
+    outbox holds an event still to publish, twice in a row with nothing published between:
+    whatever the services do about the events sent so far, they have done (a restarted
+    service too, once it has rejoined its group)."""
+    namespace = fleet.namespace or DEFAULT_NAMESPACE
+    # A service's consumer group is named after its namespace and its schema (EventConsumer.group_id).
+    groups = {f"{namespace}-{fleet.schema(name)}": [topic_of(p, namespace) for p in SUBSCRIPTIONS[name]]
+              for name in SERVICES}
+    deadline, quiet, last = time.monotonic() + timeout_s, 0, None
+    while True:
+        unread, published = asyncio.run(unread_records(fleet.endpoints.kafka_bootstrap, groups))
+        pending = unpublished_outbox_rows(fleet)
+        quiet, last = (quiet + 1 if (unread, pending, published) == (0, 0, last) else 0), published
+        if quiet == 2:
+            return
+        assert time.monotonic() < deadline, f"not caught up after {timeout_s}s: {unread} unread, {pending} to publish"
+        time.sleep(0.3)
+
+
+def unpublished_outbox_rows(fleet: ServiceFleet) -> int:
+    with psycopg.connect(fleet.endpoints.database_url) as conn:
+        return sum(conn.execute(f'SELECT count(*) FROM "{fleet.schema(name)}".outbox WHERE published_at IS NULL')
+                   .fetchone()[0] for name in SERVICES)

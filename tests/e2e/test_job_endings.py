@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from services.stack.fleet import ServiceFleet
-from tests.e2e.conftest import make_tenant, own_fleet
+from tests.e2e.conftest import make_tenant, own_fleet, wait_caught_up
 
 PRICE = 10  # generic × stable, credits per delivered image
 FINAL = {"canceled", "expired", "failed", "succeeded", "partially_succeeded", "rejected"}
@@ -109,7 +109,7 @@ def test_cancel_while_scoring_or_delivering_ends_the_job_canceled_and_free(tenan
         fleet.restart(stopped)
     assert job["state"] == "canceled" and job["outputs"] == []
     assert job["billing"]["charged"] == 0 and job["billing"]["released"] == PRICE
-    time.sleep(5)  # the service catches up on the job's events
+    wait_caught_up(fleet)  # the service, back, has applied the job's events
 
     after = tenant.job(job_id)
     assert after["state"] == "canceled" and after["outputs"] == [] and after["billing"] == job["billing"]
@@ -157,7 +157,7 @@ def test_delivery_gone_for_good_leaves_the_job_to_the_sweeper_which_ends_it_once
         assert settlements(endpoints, fleet, job_id) == 1
     finally:
         fleet.restart("delivery")
-    time.sleep(8)  # delivery catches up on the job's events: its images, the request to end it
+    wait_caught_up(fleet)  # delivery, back, has applied the job's events: its images, the request to end it
 
     after = tenant.job(job_id)
     assert after["state"] == "expired" and after["outputs"] == [] and after["billing"] == job["billing"]
