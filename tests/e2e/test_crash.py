@@ -8,7 +8,8 @@ from collections import Counter
 import psycopg
 
 from services.common.contracts import TOPICS, JobDelivered
-from tests.kafka import read_topic
+from services.common.replay import read_topic_to_end
+from tests.e2e.conftest import wait_caught_up
 
 UNIT_PRICE = 10
 
@@ -59,7 +60,10 @@ def test_killed_scorer_and_delivery_lose_nothing_and_do_nothing_twice(tenant_fac
     after = tenant.balance()
     assert before["available"] - after["available"] == len(job_ids) * 2 * UNIT_PRICE
     assert after["pending"] == 0
-    records = asyncio.run(read_topic(endpoints.kafka_bootstrap, TOPICS["delivery"], want=10**9, timeout_s=8))
+    # Once the services have applied every event and published every outbox row, the topic up to
+    # its end holds every JobDelivered there will be, a second one of any job too.
+    wait_caught_up(platform)
+    records = asyncio.run(read_topic_to_end(endpoints.kafka_bootstrap, TOPICS["delivery"]))
     delivered_events = {dict(r.headers)["ce_id"]: r.key.decode() for r in records
                         if dict(r.headers)["ce_type"] == JobDelivered.event_type.encode()}
     per_job = Counter(job for job in delivered_events.values() if job in job_ids)
