@@ -110,9 +110,9 @@ def test_a_job_past_the_plans_concurrent_jobs_is_refused_and_nothing_is_reserved
 REGISTRY = {
     "tiers": {tier: {"latency_target_s": 60, "success_target": 0.95} for tier in ("stable", "fast", "low-cost")},
     "planning": {"max_candidates": 8, "max_rounds": 2, "round_overhead_s": 1},
-    # One call at a time, 8 s each: long enough for jobs submitted during a call to reach the
+    # One call at a time, 5 s each: long enough for jobs submitted during a call to reach the
     # router's queue, where they wait in the order it chooses.
-    "providers": {"slow": local_provider("local-painter", 4_000, 8.0, 0.0, batch=1, concurrency=1)},
+    "providers": {"slow": local_provider("local-painter", 4_000, 5.0, 0.0, batch=1, concurrency=1)},
 }
 
 
