@@ -14,7 +14,6 @@ from services.router.store import AttemptRequest
 
 
 async def admit(ctx: HandlerContext, event: CreditsReserved, scheduler: AttemptScheduler) -> None:
-    await scheduler.wait_for_room()
     if await store.admit_job(ctx.conn, event.job, event.max_provider_spend_micro_usd, ctx.envelope.traceparent):
         request = AttemptRequest(event.job_id, 1, event.job.images, event.job.tier, event.tenant_id,
                                  event.job.priority)
@@ -68,7 +67,12 @@ async def erase_prompt(ctx: HandlerContext, event: JobErased) -> None:
 
 
 def register(consumer: EventConsumer, scheduler: AttemptScheduler, max_attempts: int, half_life_s: float) -> None:
-    @consumer.on(CreditsReserved)
+    async def wait_for_room(_envelope) -> None:
+        # Before the transaction: a full queue pauses consumption without holding a
+        # pooled connection idle in an open transaction meanwhile.
+        await scheduler.wait_for_room()
+
+    @consumer.on(CreditsReserved, prepare=wait_for_room)
     async def on_credits_reserved(ctx: HandlerContext, event: CreditsReserved) -> None:
         await admit(ctx, event, scheduler)
 
