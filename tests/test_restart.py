@@ -45,12 +45,15 @@ class Platform:
 
 
 def wait_until_mid_flight(tenant, job_ids: list[str], timeout_s: float = 240) -> None:
-    """Until some jobs are delivered and others are not final yet."""
+    """Until some jobs are delivered and others are not final yet; fails at once when every
+    job is final, as none can be mid-flight any more."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         states = [tenant.job(j)["state"] for j in job_ids]
         if "succeeded" in states and any(s not in FINAL for s in states):
             return
+        if all(s in FINAL for s in states):
+            break
         time.sleep(0.2)
     raise AssertionError(f"never mid-flight: {states}")
 
