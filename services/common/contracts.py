@@ -18,6 +18,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 PUBLISHERS = ("ingest", "ledger", "router", "scorer", "delivery")
 DEFAULT_NAMESPACE = "genline"
+# The publishers whose topics each service's consumer group reads.
+SUBSCRIPTIONS = {"ingest": ("ledger", "router", "scorer", "delivery"),
+                 "ledger": ("ingest", "router", "scorer", "delivery"),
+                 "router": ("ledger", "scorer", "ingest"),
+                 "scorer": ("router", "ingest"),
+                 "delivery": ("scorer", "ingest")}
 
 
 def topic_of(publisher: str, namespace: str = DEFAULT_NAMESPACE) -> str:

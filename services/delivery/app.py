@@ -1,6 +1,7 @@
 """The delivery service: publishes selected images, signs their links, sends webhooks, erases
 jobs and keeps each tenant's images only as long as its retention says."""
 
+from services.common.contracts import SUBSCRIPTIONS
 from services.common.runtime import build_worker
 from services.common.storage import ObjectStore
 from services.delivery import handlers
@@ -17,7 +18,7 @@ def build(settings: DeliverySettings):
         senders.append(WebhookSender(consumer.pool, consumer.relay, store, settings_))
         handlers.register(consumer, store, settings_, senders[0])
 
-    runtime, app = build_worker("delivery", settings, ["scorer", "ingest"], register)
+    runtime, app = build_worker("delivery", settings, SUBSCRIPTIONS["delivery"], register)
     sender = senders[0]
     runtime.startup_hooks.append(sender.start)
     runtime.shutdown_hooks.append(sender.stop)

@@ -7,6 +7,7 @@ import httpx
 from fastapi import FastAPI
 
 from services.common import api, telemetry, tracing
+from services.common.contracts import SUBSCRIPTIONS
 from services.common.db import migrate
 from services.common.runtime import ServiceRuntime
 from services.common.storage import ObjectStore
@@ -39,7 +40,7 @@ def build(settings: IngestSettings):
     store = ObjectStore(settings)
     if settings.consume_events:
         handlers.register(runtime.consumer)
-        runtime.consume(["ledger", "router", "scorer", "delivery"])
+        runtime.consume(SUBSCRIPTIONS["ingest"])
     app = api.create_app("ingest", title="Genline", description=DESCRIPTION, tags=TAGS,
                          lifespan=runtime.lifespan)
     app.state.runtime, app.state.settings, app.state.store = runtime, settings, store

@@ -7,7 +7,7 @@ import psycopg
 
 from services.common import api, telemetry
 from services.common.audit import operator_actor, record_action
-from services.common.contracts import CreditsGranted
+from services.common.contracts import SUBSCRIPTIONS, CreditsGranted
 from services.common.bus import retry_races
 from services.common.problems import Problem
 from services.common.runtime import GRPC_DRAIN_S, ServiceRuntime, every
@@ -135,7 +135,7 @@ def build(settings: LedgerSettings):
     ledger = LedgerApp(settings)
     runtime = ledger.runtime
     runtime.consumer.on_batch(handlers.CONSUMED, ledger.ledger.apply_events)
-    runtime.consume(["ingest", "router", "scorer", "delivery"])
+    runtime.consume(SUBSCRIPTIONS["ledger"])
     ledger.serve_in_background()
     app = api.create_app("ledger", title="Genline ledger", description=DESCRIPTION, tags=TAGS,
                          lifespan=runtime.lifespan)

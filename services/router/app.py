@@ -7,6 +7,7 @@ import uuid
 
 import httpx
 
+from services.common.contracts import SUBSCRIPTIONS
 from services.common.runtime import GRPC_DRAIN_S, ServiceRuntime, ops_app
 from services.common.storage import ObjectStore
 from services.router import handlers, metrics
@@ -61,7 +62,7 @@ class RouterApp:
             lease_s=settings.claim_lease_s)
         handlers.register(self.runtime.consumer, self.scheduler, settings.max_attempts,
                           settings.pass_rate_half_life_s)
-        self.runtime.consume(["ledger", "scorer", "ingest"])
+        self.runtime.consume(SUBSCRIPTIONS["router"])
         self.runtime.startup_hooks.append(self._start)
         self.runtime.shutdown_hooks.append(self._stop)
 

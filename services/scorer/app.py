@@ -3,6 +3,7 @@ photos for ingest's template checks on its internal API."""
 
 from functools import partial
 
+from services.common.contracts import SUBSCRIPTIONS
 from services.common.runtime import build_worker
 from services.scorer import handlers, measurements
 from services.scorer.settings import ScorerSettings
@@ -10,6 +11,6 @@ from services.scorer.settings import ScorerSettings
 
 def build(settings: ScorerSettings):
     scorer = handlers.new_scorer(settings)
-    runtime, app = build_worker("scorer", settings, ["router", "ingest"], partial(handlers.register, scorer=scorer))
+    runtime, app = build_worker("scorer", settings, SUBSCRIPTIONS["scorer"], partial(handlers.register, scorer=scorer))
     app.router.routes.append(measurements.route(scorer))
     return runtime, app

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 import yaml
 
-from services.common.contracts import DEFAULT_NAMESPACE, all_topics, topic_of
+from services.common.contracts import DEFAULT_NAMESPACE, SUBSCRIPTIONS, all_topics, topic_of
 from services.ingest.app import create_tenant
 from services.ingest.settings import IngestSettings
 from services.ledger.app import grant
@@ -149,13 +149,6 @@ def wait_for_audit(platform, tenant_id: str, action: str, timeout_s: float = 60)
             assert entries, f"no {action} for {tenant_id} in the audit trail after {timeout_s}s"
             return entries[0]
         time.sleep(0.3)
-
-
-# The publishers whose topics each service's consumer group reads (its `consume` or
-# `build_worker` call).
-SUBSCRIPTIONS = {"ingest": ("ledger", "router", "scorer", "delivery"),
-                 "ledger": ("ingest", "router", "scorer", "delivery"),
-                 "router": ("ledger", "scorer", "ingest"), "scorer": ("router", "ingest"), "delivery": ("scorer", "ingest")}
 
 
 def wait_caught_up(fleet: ServiceFleet, timeout_s: float = 90) -> None:
