@@ -297,13 +297,14 @@ class OffsetCommits:
         self._pending: dict[TopicPartition, int] = {}
         self._kafka = None  # the aiokafka consumer the records came from
         self._task: asyncio.Task | None = None
+        self._flushed = False
 
     def applied(self, kafka, records) -> None:
         self._kafka = kafka
         for record in records:
             tp = TopicPartition(record.topic, record.partition)
             self._pending[tp] = max(self._pending.get(tp, 0), record.offset + 1)
-        if self._task is None or self._task.done():
+        if not self._flushed and (self._task is None or self._task.done()):
             self._task = asyncio.create_task(self._every_interval(), name=f"{self.service}-offset-commits")
 
     async def _every_interval(self) -> None:
@@ -327,6 +328,9 @@ class OffsetCommits:
                 self._pending[tp] = max(self._pending.get(tp, 0), offset)
 
     async def flush(self) -> None:
+        """Commit what is noted, once, as the service stops; a batch still being applied
+        meanwhile is not committed after it (the next start delivers it again)."""
+        self._flushed = True
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
