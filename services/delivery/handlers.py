@@ -77,16 +77,10 @@ async def prepare_delivery(envelope: Envelope, pool: AsyncConnectionPool, store:
     a pooled connection) waits on S3, post-processing or copy retries: the images, or the
     error that kept them from being published; None for a job with an outcome already
     (canceled), whose images are not published. Safe to repeat: the keys are the same."""
-    async with pool.connection() as conn:
-        if await (await conn.execute("SELECT 1 FROM job_outcomes WHERE job_id = %s",
-                                     [envelope.event.job_id])).fetchone():
-            return None
-    return await publish_selection(envelope, store, settings)
-
-
-async def publish_selection(envelope: Envelope, store: ObjectStore,
-                            settings: DeliverySettings) -> list[DeliveredImage] | Exception:
     event = envelope.event
+    async with pool.connection() as conn:
+        if await (await conn.execute("SELECT 1 FROM job_outcomes WHERE job_id = %s", [event.job_id])).fetchone():
+            return None
     delivery = load_catalogue().delivery(event.template)
     try:
         return list(await asyncio.gather(*(publish_image(envelope, n, c, store, settings, delivery)
@@ -108,7 +102,8 @@ async def record_delivered(ctx: HandlerContext, event: CandidatesScored, images:
 async def deliver_selection(ctx: HandlerContext, event: CandidatesScored, store: ObjectStore,
                             settings: DeliverySettings) -> None:
     """Decide the job's outcome from what `prepare_delivery` published, under the outcome's
-    claim: a cancel committed meanwhile wins, and the images published for nothing go."""
+    claim: a cancel committed meanwhile wins, and the images published for nothing go. (An
+    outcome is never removed, so a job `prepare_delivery` found decided loses the claim.)"""
     published = ctx.prepared
     if not await decide_outcome(ctx, event.job_id, event.tenant_id, "delivered"):
         log.info("job %s has its outcome already (canceled or delivered); its images are not published", event.job_id)
@@ -116,8 +111,6 @@ async def deliver_selection(ctx: HandlerContext, event: CandidatesScored, store:
             await asyncio.gather(*(store.delete(store.public_bucket, key) for image in published
                                    for key in (image.key, image.thumbnail_key) if key))
         return
-    if published is None:  # an outcome seen while preparing has gone since (the job was erased)
-        published = await publish_selection(ctx.envelope, store, settings)
     if isinstance(published, postprocess.UnpublishableImage):
         log.warning("job %s selected an image delivery cannot publish: %s", event.job_id, published)
         await set_outcome(ctx, event.job_id, "failed")
