@@ -19,7 +19,10 @@ where baseline_ms is the sequential job's in-process time on one core, overhead_
 p50 / baseline_ms and throughput_ratio = jobs_per_s × baseline_ms / 1000 (at 1, the
 platform on every core keeps pace with one process doing that work on one core).
 
-    python bench/e2e.py [--sequential 40] [--burst 300] [--clients 4] [--side 128]
+    python bench/e2e.py [--sequential 40] [--burst 300] [--clients 4] [--side 128] [--broker-log memory]
+
+`--broker-log memory` keeps the broker's log in memory instead of in S3 (not durable): the
+difference between the two runs is what the embedded broker's object-store log costs.
 """
 
 import argparse
@@ -264,8 +267,8 @@ async def in_process(endpoints: Endpoints, jobs: int, side: int, candidates: int
 # ---- the run --------------------------------------------------------------------------
 
 
-def start_platform(data_dir: Path):
-    stack = EmbeddedStack(data_dir)
+def start_platform(data_dir: Path, broker_log: str = "s3"):
+    stack = EmbeddedStack(data_dir, broker_log=broker_log)
     endpoints = stack.start()
     providers = data_dir / "providers.yaml"
     providers.write_text(PROVIDERS_YAML)
@@ -283,7 +286,8 @@ def tenant(endpoints: Endpoints) -> str:
 def report(args, seq_latencies, hops, load: dict, baseline_ms: float, burst_baseline_ms: float,
            every_core_ms: float) -> None:
     p50, p99 = percentile(seq_latencies, 50), percentile(seq_latencies, 99)
-    print(f"\nsequential: {len(seq_latencies)} jobs of 1 image from 2 candidates, {args.side}×{args.side}")
+    print(f"\nthe broker's log in {args.broker_log}")
+    print(f"sequential: {len(seq_latencies)} jobs of 1 image from 2 candidates, {args.side}×{args.side}")
     print(f"  202 → final and settled: p50 {p50:.0f} ms, p99 {p99:.0f} ms, max {max(seq_latencies):.0f} ms")
     for name, ms in hops:
         print(f"  {name:<40} median {ms:7.1f} ms")
@@ -309,10 +313,12 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=300)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--side", type=int, default=128)
+    parser.add_argument("--broker-log", choices=("s3", "memory"), default="s3",
+                        help="where the broker keeps its log; memory is not durable, only for comparison")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="genline-e2e-") as tmp:
         data_dir = Path(tmp)
-        stack, endpoints, fleet = start_platform(data_dir)
+        stack, endpoints, fleet = start_platform(data_dir, args.broker_log)
         try:
             api_key = tenant(endpoints)
             fleet.start_all()

