@@ -181,7 +181,9 @@ def configure_logging(service: str, level: str, redact_prompts: bool = True) -> 
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("aiokafka", "botocore", "urllib3", "faststream"):
+    # The HTTP clients' own lines (httpx logs every request at INFO: each S3 call of every
+    # job) say less than the services' lines and spans, at a cost on every call.
+    for noisy in ("aiokafka", "botocore", "urllib3", "faststream", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 

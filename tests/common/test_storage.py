@@ -2,12 +2,15 @@
 and nothing else (the embedded SeaweedFS checks signatures and expiry as S3 does)."""
 
 import asyncio
+import logging
 import time
 import uuid
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 import pytest
+
+from services.common import telemetry
 
 IMAGE = b"\x89PNG\r\n\x1a\n delivered image"
 
@@ -64,3 +67,28 @@ def test_a_link_cannot_be_stretched_or_moved_to_another_object(object_store, sto
 def test_an_unsigned_url_is_refused(object_store, stored):
     link = object_store.presign_get(object_store.public_bucket, stored[0], ttl_s=300)
     refused(urlunsplit(urlsplit(link)._replace(query="")))
+
+
+@pytest.fixture
+def service_logging():
+    """The root logger and the levels configure_logging changes, as they were after the test."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    quieted = {name: logging.getLogger(name).level for name in ("httpx", "httpcore")}
+    yield
+    root.handlers[:], root.level = handlers, level
+    for name, was in quieted.items():
+        logging.getLogger(name).setLevel(was)
+
+
+def test_a_service_at_info_does_not_log_each_object_store_call(object_store, service_logging, capsys):
+    telemetry.configure_logging("router", "INFO")
+    key = f"t-logs/{uuid.uuid4()}.png"
+
+    asyncio.run(object_store.put(object_store.internal_bucket, key, IMAGE, "image/png"))
+    assert asyncio.run(object_store.get(object_store.internal_bucket, key)) == IMAGE
+    logging.getLogger("services.router").info("candidates stored")
+
+    lines = capsys.readouterr().err.splitlines()
+    assert [line for line in lines if "candidates stored" in line], lines
+    assert not [line for line in lines if key in line or "HTTP Request" in line], lines
