@@ -174,10 +174,9 @@ class CpuMeter:
     """CPU seconds of the processes behind each part of the platform, between two reads."""
 
     def __init__(self, stack: EmbeddedStack, fleet: ServiceFleet, pgdata: Path) -> None:
-        tansu, s3 = stack._processes
         postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
         self.parts = {name: psutil.Process(fleet.processes[name].pid) for name in SERVICES}
-        self.parts |= {"broker": psutil.Process(tansu.pid), "s3": psutil.Process(s3.pid)}
+        self.parts |= {part: psutil.Process(server.pid) for part, server in stack.servers.items()}
         self.postgres = psutil.Process(postmaster)
         self.client = psutil.Process()
 

@@ -93,12 +93,11 @@ def embedded(args) -> None:
         started = time.perf_counter()
         endpoints = stack.start()
         print(f"stack start, {label}: {time.perf_counter() - started:.1f}s")
-        servers = {Path(p.args[0]).name: psutil.Process(p.pid) for p in stack._processes}
+        servers = {part: psutil.Process(server.pid) for part, server in stack.servers.items()}
         try:
             if label.startswith("restart"):
-                measure_s3(endpoints, servers["weed"], args.requests, "SeaweedFS")
-                tansu = next(p for name, p in servers.items() if name.startswith("tansu"))
-                measure_broker(endpoints, tansu, args.records)
+                measure_s3(endpoints, servers["s3"], args.requests, "SeaweedFS")
+                measure_broker(endpoints, servers["broker"], args.records)
         finally:
             stack.stop()
 

@@ -22,13 +22,18 @@ def stack_kind() -> str:
 
 
 @pytest.fixture(scope="session")
-def endpoints(stack_kind, tmp_path_factory) -> Iterator[Endpoints]:
+def session_stack(stack_kind, tmp_path_factory) -> Iterator[tuple[object, Endpoints]]:
     """The one place tests get their servers from: broker, PostgreSQL and S3."""
     stack, endpoints = start_stack(stack_kind, tmp_path_factory.mktemp("stack"))
     try:
-        yield endpoints
+        yield stack, endpoints
     finally:
         stack.stop()
+
+
+@pytest.fixture(scope="session")
+def endpoints(session_stack) -> Endpoints:
+    return session_stack[1]
 
 
 def settings_for(endpoints: Endpoints, settings_class=ServiceSettings, **overrides) -> ServiceSettings:

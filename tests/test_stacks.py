@@ -4,12 +4,14 @@ import asyncio
 import uuid
 
 import httpx
+import psutil
 import psycopg
 import pytest
 
 from services.common.settings import ServiceSettings
 from services.common.storage import ObjectStore
 from tests.kafka import read_topic
+from services.stack.embedded import EmbeddedStack
 from tests.stacks import ContainerStack, docker_engine_answers
 
 
@@ -40,6 +42,21 @@ async def exercise(endpoints) -> None:
 
 def test_the_session_stack_serves_postgres_16_s3_and_kafka(endpoints):
     asyncio.run(exercise(endpoints))
+
+
+def listening_ports(pid: int) -> set[int]:
+    return {c.laddr.port for c in psutil.Process(pid).net_connections("tcp") if c.status == psutil.CONN_LISTEN}
+
+
+def test_the_embedded_stack_names_each_server_it_started_by_what_it_serves(session_stack):
+    """Benchmarks charge each server's CPU to its part by these names."""
+    stack, endpoints = session_stack
+    if not isinstance(stack, EmbeddedStack):
+        pytest.skip("the session's servers are containers")
+
+    assert list(stack.servers) == ["s3", "broker"]
+    assert int(endpoints.kafka_bootstrap.rsplit(":", 1)[1]) in listening_ports(stack.servers["broker"].pid)
+    assert int(endpoints.s3_endpoint_url.rsplit(":", 1)[1]) in listening_ports(stack.servers["s3"].pid)
 
 
 def test_the_container_stack_serves_the_same(stack_kind):

@@ -170,7 +170,8 @@ class EmbeddedStack:
         self.broker_log = broker_log
         self.kafka_port = kafka_port or free_port()
         self.s3_port = s3_port
-        self._processes: list[subprocess.Popen] = []
+        # The servers it started, by part: "s3", then "broker" (stopped in reverse).
+        self.servers: dict[str, subprocess.Popen] = {}
         self._postgres = None
 
     def start(self) -> Endpoints:
@@ -178,7 +179,7 @@ class EmbeddedStack:
         try:
             s3_url = self._spawn_seaweedfs()
             database_url = self._start_postgres()  # while SeaweedFS boots
-            self._wait_for_s3(s3_url, self._processes[-1])
+            self._wait_for_s3(s3_url, self.servers["s3"])
             endpoints = Endpoints(kafka_bootstrap=self._start_tansu(s3_url), database_url=database_url,
                                   s3_endpoint_url=s3_url,
                                   kafka_fetch_max_wait_ms=TANSU_FETCH_MAX_WAIT_MS)
@@ -189,19 +190,19 @@ class EmbeddedStack:
         return endpoints
 
     def stop(self) -> None:
-        for process in reversed(self._processes):
+        for process in reversed(self.servers.values()):
             stop_process(process)
-        self._processes.clear()
+        self.servers.clear()
         if self._postgres is not None:
             self._postgres.cleanup()
             self._postgres = None
 
     def kill(self) -> None:
         """SIGKILL to every server: no flush, no goodbye. PostgreSQL's backends follow their postmaster."""
-        for process in self._processes:
+        for process in self.servers.values():
             process.send_signal(signal.SIGKILL)
             process.wait()
-        self._processes.clear()
+        self.servers.clear()
         if self._postgres is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self._postgres.get_pid(), signal.SIGKILL)
@@ -243,7 +244,7 @@ class EmbeddedStack:
                 # As AWS S3 does: an upload to a bucket that does not exist is NoSuchBucket, not
                 # a new bucket, so a misnamed bucket fails loudly instead of filling a stray one.
                 "-s3.autoCreateBucket=false"]
-        self._spawn(args, "seaweedfs.log")
+        self._spawn("s3", args, "seaweedfs.log")
         return f"http://127.0.0.1:{self.s3_port}"
 
     def _wait_for_s3(self, url: str, process: subprocess.Popen, timeout_s: float = 60) -> None:
@@ -270,14 +271,14 @@ class EmbeddedStack:
         # Tansu's S3 engine reads its endpoint and keys from the AWS variables.
         s3_env = {"AWS_ENDPOINT": s3_url, "AWS_ALLOW_HTTP": "true", "AWS_DEFAULT_REGION": S3_REGION,
                   "AWS_ACCESS_KEY_ID": DEV_S3_KEY_ID, "AWS_SECRET_ACCESS_KEY": DEV_S3_SECRET}
-        process = self._spawn(args, "tansu.log", os.environ | s3_env)
+        process = self._spawn("broker", args, "tansu.log", os.environ | s3_env)
         wait_for_port(self.kafka_port, 30, process)
         return f"127.0.0.1:{self.kafka_port}"
 
-    def _spawn(self, args: list[str], log_name: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    def _spawn(self, part: str, args: list[str], log_name: str, env: dict[str, str] | None = None) -> subprocess.Popen:
         log = open(self.data_dir / log_name, "ab")
         process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
-        self._processes.append(process)
+        self.servers[part] = process
         return process
 
 
