@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -77,6 +78,8 @@ async def erase_prompt_from_outbox(conn: psycopg.AsyncConnection, job_id) -> int
 
 
 RELAY_BATCH = 200
+# While a backlog drains, its size is counted at most this often.
+BACKLOG_COUNT_INTERVAL_S = 1.0
 
 
 def outbox_channel(schema: str) -> str:
@@ -101,6 +104,7 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._listener: asyncio.Task | None = None
+        self._backlog_counted_at = 0.0
         self._stopping = False
 
     def notify(self) -> None:
@@ -138,12 +142,16 @@ class OutboxRelay:
             # before it; a pass already running may have selected just before such a commit.
             stopping = self._stopping
             try:
-                while await self.relay_batch() == RELAY_BATCH:  # a short batch took every row there was
-                    pass
+                while await self.relay_batch() == RELAY_BATCH:
+                    if time.monotonic() - self._backlog_counted_at >= BACKLOG_COUNT_INTERVAL_S:
+                        await self.measure_backlog()
+                # A short batch took every row committed before it (but those another replica
+                # is publishing): no backlog, and no query to count it on every commit.
+                telemetry.OUTBOX_PENDING.labels(self.service).set(0)
             except Exception:  # broker or database away: keep the rows, try again later
                 log.exception("outbox relay failed; will retry")
                 stopping = False  # stop() gives up after its grace period
-            await self.measure_backlog()
+                await self.measure_backlog()
             if stopping:
                 return
             try:
@@ -162,6 +170,7 @@ class OutboxRelay:
             log.warning("cannot count the outbox backlog", exc_info=True)
             return None
         telemetry.OUTBOX_PENDING.labels(self.service).set(row["n"])
+        self._backlog_counted_at = time.monotonic()
         return row["n"]
 
     async def relay_batch(self, limit: int = RELAY_BATCH) -> int:
