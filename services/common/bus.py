@@ -88,9 +88,10 @@ def outbox_channel(schema: str) -> str:
 
 
 class OutboxRelay:
-    """Publishes committed outbox rows in order. Wakes on `notify()` (this process committed),
-    on a commit anywhere that added rows (PostgreSQL NOTIFY, when `database_url` and `schema`
-    are given: another replica, a CLI), and every poll interval as a safety net.
+    """Publishes committed outbox rows in order. Wakes on a commit anywhere that added rows
+    (PostgreSQL NOTIFY, when `database_url` and `schema` are given: this process, another
+    replica, a CLI), on `notify()` (this process committed) while no such listener is
+    connected, and every poll interval as a safety net.
 
     `observers` are called with (event type, JSON body) of every row once it is published,
     which is how a service counts what it announced (the ledger's credits)."""
@@ -104,11 +105,16 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._listener: asyncio.Task | None = None
+        self._listening = False
         self._backlog_counted_at = 0.0
         self._stopping = False
 
     def notify(self) -> None:
-        self._wake.set()
+        """This process committed outbox rows. While the listener is connected, the commit's
+        own NOTIFY wakes the relay: waking it here too made a second, empty pass (one more
+        transaction) whenever the NOTIFY came during the first."""
+        if not self._listening:
+            self._wake.set()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"{self.service}-outbox-relay")
@@ -117,7 +123,17 @@ class OutboxRelay:
 
     async def _listen_for_commits(self) -> None:
         # The poll carries on while the database is away.
-        await listen(self.database_url, outbox_channel(self.schema), lambda _: self._wake.set(), self.poll_interval_s)
+        def on_notify(_payload: str | None) -> None:
+            self._listening = True  # (re)connected or notified: every commit from now on is announced
+            self._wake.set()
+
+        def on_lost() -> None:
+            self._listening = False
+
+        try:
+            await listen(self.database_url, outbox_channel(self.schema), on_notify, self.poll_interval_s, on_lost)
+        finally:
+            self._listening = False
 
     async def stop(self, grace_s: float = 15) -> None:
         """Publish what is committed, then stop; never cancel a send half-way (what is left

@@ -119,17 +119,23 @@ async def add_many(conn: psycopg.AsyncConnection, table: str, key: str, columns:
     await _update_from_arrays(conn, table, key, columns, rows, "{c} = t.{c} + u.{c}")
 
 
-async def listen(database_url: str, channel: str, on_notify: Callable[[str | None], None], retry_s: float) -> None:
+async def listen(database_url: str, channel: str, on_notify: Callable[[str | None], None], retry_s: float,
+                 on_lost: Callable[[], None] | None = None) -> None:
     """Call `on_notify(payload)` for each NOTIFY on `channel`, and `on_notify(None)` whenever
-    listening (re)starts, since commits may have happened while nobody listened. Runs until
-    cancelled; a lost connection is opened again after `retry_s`."""
+    listening (re)starts, since commits may have happened while nobody listened; `on_lost()`
+    when the connection is lost. Runs until cancelled; a lost connection is opened again
+    after `retry_s`."""
     while True:
         try:
-            async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-                await conn.execute(psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(channel)))
-                on_notify(None)
-                async for notice in conn.notifies():
-                    on_notify(notice.payload)
+            try:
+                async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+                    await conn.execute(psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(channel)))
+                    on_notify(None)
+                    async for notice in conn.notifies():
+                        on_notify(notice.payload)
+            finally:
+                if on_lost is not None:
+                    on_lost()
         except Exception:  # database away: whoever relies on this polls until it is back
             log.warning("listening on %s failed; trying again in %ss", channel, retry_s, exc_info=True)
             await asyncio.sleep(retry_s)

@@ -203,6 +203,71 @@ async def test_a_relay_that_publishes_everything_shows_no_backlog_without_counti
     assert REGISTRY.get_sample_value("genline_outbox_pending", {"service": runtime.name}) == 0
 
 
+async def listening(rt) -> None:
+    """Until the relay's listener has subscribed to the outbox's commit notifications."""
+    for _ in range(600):
+        async with rt.pool.connection() as conn:
+            row = await (await conn.execute("SELECT count(*) AS n FROM pg_stat_activity WHERE query = %s",
+                                            [f'LISTEN "outbox_{rt.name}"'])).fetchone()
+        if row["n"]:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the relay's listener never connected")
+
+
+async def test_while_listening_the_relay_makes_one_pass_per_commit_of_this_process(endpoints):
+    """A commit's own NOTIFY wakes the relay; the process's `notify()` of the same commit must
+    not wake it again, which made a second, empty pass whenever the NOTIFY came during the
+    first. The relay polls once an hour here."""
+    rt = ServiceRuntime(f"onepass_{uuid.uuid4().hex[:8]}", settings_for(endpoints, outbox_poll_interval_s=3600), None)
+    await rt.start()
+    passes: list[int] = []
+    relay_batch = rt.relay.relay_batch
+
+    async def counted(*args, **kwargs) -> int:
+        passes.append(await relay_batch(*args, **kwargs))
+        return passes[-1]
+
+    try:
+        await listening(rt)
+        await asyncio.sleep(0.5)  # the passes of the start have run; the relay sleeps until woken
+        rt.relay.relay_batch = counted
+        for _ in range(3):
+            async with rt.pool.connection() as conn, conn.transaction():
+                envelope = await rt.emit(conn, submitted(tenant="t-onepass"))
+            await published(rt, envelope)  # on the NOTIFY alone: no notify() was called
+            rt.relay.notify()  # announced late, as a busy process may: nothing is left to publish
+            await asyncio.sleep(0.3)  # time for the pass it would start
+        seen = list(passes)  # (stopping makes a last pass)
+    finally:
+        await rt.stop()
+    assert seen == [1, 1, 1]
+
+
+async def test_without_its_listener_the_relay_wakes_on_this_process_commits(endpoints):
+    """The relay polls once an hour and listens again only after as long: once its listening
+    connection is gone, `notify()` alone must wake it."""
+    rt = ServiceRuntime(f"nolisten_{uuid.uuid4().hex[:8]}", settings_for(endpoints, outbox_poll_interval_s=3600),
+                        None)
+    await rt.start()
+    try:
+        await listening(rt)
+        async with rt.pool.connection() as conn:
+            await conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = %s",
+                               [f'LISTEN "outbox_{rt.name}"'])
+        for _ in range(600):
+            if not rt.relay._listening:
+                break
+            await asyncio.sleep(0.05)
+        assert not rt.relay._listening
+        async with rt.pool.connection() as conn, conn.transaction():
+            envelope = await rt.emit(conn, submitted(tenant="t-nolisten"))
+        rt.relay.notify()
+        await published(rt, envelope)
+    finally:
+        await rt.stop()
+
+
 async def test_after_commit_runs_once_committed_and_never_after_a_rollback(runtime):
     seen: list[tuple[str, object]] = []
 
