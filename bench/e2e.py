@@ -50,6 +50,7 @@ from services.common.settings import ServiceSettings  # noqa: E402
 from services.common.storage import ObjectStore  # noqa: E402
 from services.ingest.app import create_tenant  # noqa: E402
 from services.ingest.settings import IngestSettings  # noqa: E402
+from services.ingest.store import log_channel  # noqa: E402
 from services.ledger.app import grant  # noqa: E402
 from services.ledger.settings import LedgerSettings  # noqa: E402
 from services.router.providers.local import LocalGenerator  # noqa: E402
@@ -93,10 +94,17 @@ def job_body(side: int, candidates: int, seed: int) -> dict:
 
 class Watcher:
     """Reads ingest's read model directly (cheaper than the API for the services under
-    test) and notes when each job is first seen final and settled."""
+    test) and notes when each job is first seen final and settled. With `listen`, it reads
+    again when ingest announces new entries in its jobs' log (as a stream's client would
+    hear of them), and every `interval_s` besides: polling every few milliseconds instead
+    took 0.12 of this machine's two cores from the platform it measured."""
 
-    def __init__(self, database_url: str, interval_s: float) -> None:
+    def __init__(self, database_url: str, interval_s: float, listen: bool = False) -> None:
         self.conn = psycopg.connect(database_url, autocommit=True)
+        self.listener = None
+        if listen:
+            self.listener = psycopg.connect(database_url, autocommit=True)
+            self.listener.execute(f"LISTEN {log_channel('ingest')}")
         self.interval_s = interval_s
         self.pending: dict[str, float] = {}  # job id → time of its 202
         self.done: dict[str, tuple[float, float]] = {}  # job id → (202, seen settled)
@@ -125,7 +133,11 @@ class Watcher:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{count - len(self.done)} jobs not settled after {timeout_s}s")
             self.poll()
-            time.sleep(self.interval_s)
+            if self.listener is None:
+                time.sleep(self.interval_s)
+            else:
+                for _ in self.listener.notifies(timeout=self.interval_s, stop_after=1):
+                    pass
 
     def views(self, job_ids: list[str]) -> dict[str, dict]:
         rows = self.conn.execute("SELECT id::text, view FROM ingest.jobs WHERE id = ANY(%s::uuid[])",
@@ -322,9 +334,10 @@ def main() -> None:
             api_key = tenant(endpoints)
             fleet.start_all()
             http = httpx.Client(base_url=fleet.ingest_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=30)
-            warmup = Watcher(endpoints.database_url, 0.002)
+            warmup = Watcher(endpoints.database_url, 0.05, listen=True)
             sequential(http, warmup, 3, args.side)  # first jobs pay for imports and connections
-            seq_latencies, hops = sequential(http, Watcher(endpoints.database_url, 0.002), args.sequential, args.side)
+            seq_latencies, hops = sequential(http, Watcher(endpoints.database_url, 0.05, listen=True),
+                                             args.sequential, args.side)
             meter = CpuMeter(stack, fleet, data_dir / "pgdata")
             load = burst(fleet.ingest_url, api_key, Watcher(endpoints.database_url, 0.02), meter, args.burst,
                          args.clients, args.side)
