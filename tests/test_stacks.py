@@ -10,8 +10,8 @@ import pytest
 
 from services.common.settings import ServiceSettings
 from services.common.storage import ObjectStore
-from tests.kafka import read_topic
 from services.stack.embedded import EmbeddedStack
+from tests.kafka import read_topic
 from tests.stacks import ContainerStack, docker_engine_answers
 
 

@@ -130,10 +130,7 @@ class OutboxRelay:
         def on_lost() -> None:
             self._listening = False
 
-        try:
-            await listen(self.database_url, outbox_channel(self.schema), on_notify, self.poll_interval_s, on_lost)
-        finally:
-            self._listening = False
+        await listen(self.database_url, outbox_channel(self.schema), on_notify, self.poll_interval_s, on_lost)
 
     async def stop(self, grace_s: float = 15) -> None:
         """Publish what is committed, then stop; never cancel a send half-way (what is left

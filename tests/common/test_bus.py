@@ -8,6 +8,7 @@ import psycopg
 import pytest
 from prometheus_client import REGISTRY
 
+from services.common.bus import outbox_channel
 from services.common.contracts import TOPICS, JobSpec, JobSubmitted, all_topics, dead_letter_topic, topic_of
 from services.common.db import migrate
 from services.common.envelope import envelop, from_kafka
@@ -172,15 +173,23 @@ async def test_a_commit_in_another_process_wakes_the_relay_without_a_poll(endpoi
     assert len(records) == 1
 
 
+async def eventually(check, what: str, timeout_s: float = 30) -> None:
+    """Until `check()` (a coroutine function) is true."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{what}: not after {timeout_s}s")
+        await asyncio.sleep(0.05)
+
+
 async def published(runtime, envelope) -> None:
-    for _ in range(600):
+    async def is_published() -> bool:
         async with runtime.pool.connection() as conn:
             row = await (await conn.execute("SELECT published_at FROM outbox WHERE event_id = %s",
                                             [envelope.id])).fetchone()
-        if row["published_at"] is not None:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{envelope.id} was never published")
+        return row["published_at"] is not None
+
+    await eventually(is_published, f"{envelope.id} published")
 
 
 async def test_a_relay_that_publishes_everything_shows_no_backlog_without_counting_it(runtime):
@@ -203,16 +212,20 @@ async def test_a_relay_that_publishes_everything_shows_no_backlog_without_counti
     assert REGISTRY.get_sample_value("genline_outbox_pending", {"service": runtime.name}) == 0
 
 
+def listen_statement(rt) -> str:
+    """What the relay's listening connection last ran, as pg_stat_activity shows it."""
+    return f'LISTEN "{outbox_channel(rt.name)}"'
+
+
 async def listening(rt) -> None:
     """Until the relay's listener has subscribed to the outbox's commit notifications."""
-    for _ in range(600):
+    async def subscribed() -> bool:
         async with rt.pool.connection() as conn:
             row = await (await conn.execute("SELECT count(*) AS n FROM pg_stat_activity WHERE query = %s",
-                                            [f'LISTEN "outbox_{rt.name}"'])).fetchone()
-        if row["n"]:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("the relay's listener never connected")
+                                            [listen_statement(rt)])).fetchone()
+        return row["n"] > 0
+
+    await eventually(subscribed, "the relay's listener connected")
 
 
 async def test_while_listening_the_relay_makes_one_pass_per_commit_of_this_process(endpoints):
@@ -254,12 +267,12 @@ async def test_without_its_listener_the_relay_wakes_on_this_process_commits(endp
         await listening(rt)
         async with rt.pool.connection() as conn:
             await conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = %s",
-                               [f'LISTEN "outbox_{rt.name}"'])
-        for _ in range(600):
-            if not rt.relay._listening:
-                break
-            await asyncio.sleep(0.05)
-        assert not rt.relay._listening
+                               [listen_statement(rt)])
+
+        async def lost() -> bool:
+            return not rt.relay._listening
+
+        await eventually(lost, "the relay saw its listener go")
         async with rt.pool.connection() as conn, conn.transaction():
             envelope = await rt.emit(conn, submitted(tenant="t-nolisten"))
         rt.relay.notify()
