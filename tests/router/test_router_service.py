@@ -141,7 +141,11 @@ async def test_a_rework_continues_the_indices_and_what_the_scorer_says_moves_the
     assert counts == [{"provider": "primary", "template": "generic", "passed": 0, "failed": 3}]
 
 
-async def test_the_first_attempt_failing_everywhere_fails_the_job_and_a_later_one_ends_it(settings, fal, replicate):
+async def test_the_first_attempt_failing_everywhere_fails_the_job_and_a_later_one_ends_it(endpoints, object_store,
+                                                                                         tmp_path, fal, replicate):
+    # Every call must end in the stub's 500: on a loaded machine the primary's usual 0.5 s
+    # limit was once reached first, and the call counted as a timeout.
+    settings = router_settings(endpoints, tmp_path, stub_registry(fal, replicate, overall_s=5.0))
     failed_job, reworked = job_spec(), job_spec(images=2, candidates=2)
     async with running_router(settings), RouterTopic(settings) as topic:
         await publish(settings, credits_reserved(reworked))
