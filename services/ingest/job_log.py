@@ -12,6 +12,11 @@ the inbox skips) adds nothing, and a job's `seq` runs 1, 2, 3 … without gaps. 
 * `delivery.published`: the images delivered (count, no links: links are signed per read);
 * `cancel.requested`: the client (or the sweeper) asked the job to end;
 * `report.refunded`, `report.retry_token`, `report.declined`: a reported image's outcome.
+
+A job's course ends with its final state: a fact about that course that ingest reads after
+it (an attempt's start that crossed a cancel, a reservation read after its settlement: the
+topics are read in no set order) still changes the view, but the log then takes only what
+happens after the end, the reports on delivered images.
 """
 
 from datetime import datetime
@@ -37,6 +42,9 @@ from services.common.contracts import (
 from services.ingest.domain import JobView, rank
 
 
+AFTER_THE_END = "report."  # the entries a job's log still takes once it is shown final
+
+
 class NewEntry(BaseModel):
     """An entry before it is numbered."""
 
@@ -48,7 +56,8 @@ class NewEntry(BaseModel):
 def entries_for(before: JobView | None, after: JobView, event: Event | None, at: datetime) -> list[NewEntry]:
     """What applying `event` at `at` (moving the job from `before` to `after`) tells a client:
     the facts the event carries first, then the states the job was shown passing through."""
-    facts = [NewEntry(type=kind, time=at, payload=payload) for kind, payload in event_facts(after, event)]
+    facts = [NewEntry(type=kind, time=at, payload=payload) for kind, payload in event_facts(after, event)
+             if before is None or not before.final or kind.startswith(AFTER_THE_END)]
     return facts + [NewEntry(type="state", time=at, payload=payload) for payload in state_changes(before, after)]
 
 

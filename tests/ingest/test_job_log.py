@@ -2,7 +2,13 @@
 
 from datetime import timedelta
 
-from services.common.contracts import AttemptStarted, JobCancelRequested, JobCanceled, ReservationSettled
+from services.common.contracts import (
+    AttemptStarted,
+    JobCancelRequested,
+    JobCanceled,
+    ReportDeclined,
+    ReservationSettled,
+)
 from services.ingest.domain import apply_event, submitted_view
 from services.ingest.job_log import entries_for
 from tests.ingest.test_read_model import EVENTS, JOB, SPEC, T0
@@ -51,6 +57,22 @@ def test_a_canceled_job_ends_with_its_failure_in_the_last_state():
     assert states(log) == ["submitted", "admitted", "generating", "canceled"]
     assert "cancel.requested" in [e.type for e in log]
     assert log[-1].payload["failure"]["code"] == "canceled"
+
+
+def test_facts_read_after_the_final_state_change_the_view_and_the_log_takes_only_reports():
+    canceled = JobCanceled(job_id=JOB, tenant_id="t", reason="canceled by the client")
+    settled = ReservationSettled(job_id=JOB, tenant_id="t", transfer_id=JOB, reserved=10, charged=0, released=10,
+                                 delivered_images=0, outcome="canceled")
+    generated = EVENTS[1]  # the attempt that crossed the cancel, and its provider's cost
+    log = log_of([canceled, settled, STARTED, generated, EVENTS[0],
+                  ReportDeclined(job_id=JOB, tenant_id="t", n=1, reason="not a delivered image")])
+    assert states(log) == ["submitted", "canceled"]
+    after_the_end = [e.type for e in log[[e.type for e in log].index("state", 1):]]
+    assert after_the_end == ["state", "report.declined"]
+    view = submitted_view(SPEC)
+    for i, event in enumerate([canceled, settled, STARTED, generated]):
+        view = apply_event(view, event, T0 + timedelta(seconds=i + 1))
+    assert view.state == "canceled" and view.provider_cost_micro_usd == 5  # the view still takes the late cost
 
 
 def test_an_event_that_changes_no_state_adds_only_its_fact():
