@@ -4,7 +4,6 @@ idempotency keys."""
 import base64
 import binascii
 import json
-from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -12,7 +11,7 @@ from uuid import UUID
 import psycopg
 
 from services.common.contracts import Event
-from services.common.db import insert_many, update_many
+from services.common.db import update_many
 from services.ingest.domain import FINAL_STATES, JobView
 from services.ingest.job_log import NewEntry, entries_for
 
@@ -92,10 +91,6 @@ async def record_changes(conn: psycopg.AsyncConnection, changes: list[Change]) -
 
 # ---- the event log ----------------------------------------------------------------------
 
-LOG_COLUMNS = {"job_id": "uuid", "seq": "int4", "tenant_id": "text", "tenant_seq": "int8", "type": "text",
-               "time": "timestamptz", "payload": "jsonb"}
-
-
 LOG_CHANNEL_PREFIX = "job_log_"
 
 
@@ -106,34 +101,41 @@ def log_channel(schema: str) -> str:
 
 async def append_log(conn: psycopg.AsyncConnection, entries: list[tuple[JobView, NewEntry]]) -> None:
     """Number each job's entries after its last one and each tenant's after the tenant's last
-    one, in the order given; the tenants' counters stay locked until commit, so a tenant's
-    entries commit in `tenant_seq` order. The caller holds the jobs' rows."""
+    one, in the order given, append them and notify each tenant's streams, in one statement.
+    The tenants' counters stay locked until commit, so a tenant's entries commit in
+    `tenant_seq` order. The caller holds the jobs' rows."""
     if not entries:
         return
-    tenants = Counter(view.tenant_id for view, _ in entries)
+    tenants = sorted({view.tenant_id for view, _ in entries})
     if len(tenants) > 1:  # every writer takes several tenants' counters in one order: no deadlock
-        await conn.execute("SELECT 1 FROM tenants WHERE id = ANY(%s) ORDER BY id FOR UPDATE", [sorted(tenants)])
-    job_seq = await _take_numbers(conn, "jobs", "uuid", Counter(view.id for view, _ in entries))
-    tenant_seq = await _take_numbers(conn, "tenants", "text", tenants)
-    rows = []
-    for view, entry in entries:
-        job_seq[view.id] += 1
-        tenant_seq[view.tenant_id] += 1
-        rows.append((view.id, job_seq[view.id], view.tenant_id, tenant_seq[view.tenant_id], entry.type, entry.time,
-                     json.dumps(entry.payload)))
-    await insert_many(conn, "job_log", LOG_COLUMNS, rows)
-    await conn.execute("SELECT pg_notify(%s || current_schema(), tenant) FROM unnest(%s::text[]) AS tenant",
-                       [LOG_CHANNEL_PREFIX, sorted(tenants)])
+        await conn.execute("SELECT 1 FROM tenants WHERE id = ANY(%s) ORDER BY id FOR UPDATE", [tenants])
+    columns = list(zip(*[(view.id, view.tenant_id, entry.type, entry.time, json.dumps(entry.payload))
+                         for view, entry in entries], strict=True))
+    await conn.execute(APPEND_LOG, [*map(list, columns), LOG_CHANNEL_PREFIX])
 
 
-async def _take_numbers(conn: psycopg.AsyncConnection, table: str, key_type: str, counts: Counter) -> dict:
-    """Move each row's `log_seq` on by its count; the last number each had before, from which
-    its new ones follow."""
-    rows = await (await conn.execute(
-        f"UPDATE {table} AS t SET log_seq = t.log_seq + u.n FROM unnest(%s::{key_type}[], %s::int8[]) AS u(id, n)"
-        " WHERE t.id = u.id RETURNING t.id, t.log_seq, u.n",
-        [list(counts), list(counts.values())])).fetchall()
-    return {row["id"]: row["log_seq"] - row["n"] for row in rows}
+# Each counter (`log_seq` of the job, of the tenant) moves on by its number of entries; the
+# entries take the numbers after the counter's old value, in the order given (`n`).
+APPEND_LOG = """
+WITH entry AS (
+    SELECT * FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::timestamptz[], %b::text[])
+        WITH ORDINALITY AS e(job_id, tenant_id, type, time, payload, n)),
+job AS (
+    UPDATE jobs AS t SET log_seq = t.log_seq + c.n
+    FROM (SELECT job_id, count(*) AS n FROM entry GROUP BY job_id) AS c WHERE t.id = c.job_id
+    RETURNING t.id, t.log_seq - c.n AS last),
+tenant AS (
+    UPDATE tenants AS t SET log_seq = t.log_seq + c.n
+    FROM (SELECT tenant_id, count(*) AS n FROM entry GROUP BY tenant_id) AS c WHERE t.id = c.tenant_id
+    RETURNING t.id, t.log_seq - c.n AS last),
+appended AS (
+    INSERT INTO job_log (job_id, seq, tenant_id, tenant_seq, type, time, payload)
+    SELECT e.job_id, job.last + row_number() OVER (PARTITION BY e.job_id ORDER BY e.n),
+           e.tenant_id, tenant.last + row_number() OVER (PARTITION BY e.tenant_id ORDER BY e.n),
+           e.type, e.time, e.payload::jsonb
+    FROM entry AS e JOIN job ON job.id = e.job_id JOIN tenant ON tenant.id = e.tenant_id)
+SELECT pg_notify(%b || current_schema(), id) FROM tenant
+"""
 
 
 async def read_log(conn: psycopg.AsyncConnection, job_id: UUID, after: int, limit: int) -> list[dict]:
