@@ -78,6 +78,11 @@ def open_pool(database_url: str, schema: str, size: int) -> AsyncConnectionPool:
 
 
 
+def as_arrays(rows: list[tuple]) -> list[list]:
+    """Rows as one list per column, the parameters of an `unnest(arrays)` statement."""
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
 async def insert_many(conn: psycopg.AsyncConnection, table: str, columns: dict[str, str], rows: list[tuple],
                       suffix: str = "") -> None:
     """One `INSERT … SELECT FROM unnest(arrays)` for any number of rows: the server runs one
@@ -87,7 +92,7 @@ async def insert_many(conn: psycopg.AsyncConnection, table: str, columns: dict[s
     names = ", ".join(columns)
     arrays = ", ".join(f"%b::{pg_type}[]" for pg_type in columns.values())  # binary: no escaping
     await conn.execute(f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays}) {suffix}",
-                       [list(column) for column in zip(*rows, strict=True)])
+                       as_arrays(rows))
 
 
 async def _update_from_arrays(conn: psycopg.AsyncConnection, table: str, key: str, columns: dict[str, str],
@@ -102,7 +107,7 @@ async def _update_from_arrays(conn: psycopg.AsyncConnection, table: str, key: st
     await conn.execute(
         f"UPDATE {table} AS t SET {assignments} FROM (SELECT * FROM unnest({arrays}) AS u({', '.join(names)})"
         f" ORDER BY {key}) AS u WHERE t.{key} = u.{key}",
-        [list(column) for column in zip(*sorted(rows), strict=True)],
+        as_arrays(sorted(rows)),
     )
 
 

@@ -11,7 +11,7 @@ from uuid import UUID
 import psycopg
 
 from services.common.contracts import Event
-from services.common.db import update_many
+from services.common.db import as_arrays, update_many
 from services.ingest.domain import FINAL_STATES, JobView
 from services.ingest.job_log import NewEntry, entries_for
 
@@ -109,9 +109,8 @@ async def append_log(conn: psycopg.AsyncConnection, entries: list[tuple[JobView,
     tenants = sorted({view.tenant_id for view, _ in entries})
     if len(tenants) > 1:  # every writer takes several tenants' counters in one order: no deadlock
         await conn.execute("SELECT 1 FROM tenants WHERE id = ANY(%s) ORDER BY id FOR UPDATE", [tenants])
-    columns = list(zip(*[(view.id, view.tenant_id, entry.type, entry.time, json.dumps(entry.payload))
-                         for view, entry in entries], strict=True))
-    await conn.execute(APPEND_LOG, [*map(list, columns), LOG_CHANNEL_PREFIX])
+    rows = [(view.id, view.tenant_id, entry.type, entry.time, json.dumps(entry.payload)) for view, entry in entries]
+    await conn.execute(APPEND_LOG, [*as_arrays(rows), LOG_CHANNEL_PREFIX])
 
 
 # Each counter (`log_seq` of the job, of the tenant) moves on by its number of entries; the

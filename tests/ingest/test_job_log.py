@@ -14,6 +14,9 @@ from services.ingest.job_log import entries_for
 from tests.ingest.test_read_model import EVENTS, JOB, SPEC, T0
 
 STARTED = AttemptStarted(job_id=JOB, tenant_id="t", attempt=1, images_needed=1, started_at=T0)
+CANCELED = JobCanceled(job_id=JOB, tenant_id="t", reason="canceled by the client")
+RELEASED = ReservationSettled(job_id=JOB, tenant_id="t", transfer_id=JOB, reserved=10, charged=0, released=10,
+                              delivered_images=0, outcome="canceled")
 
 
 def log_of(events) -> list:
@@ -49,28 +52,22 @@ def test_generating_is_named_when_the_attempt_start_arrives_with_its_end():
 
 
 def test_a_canceled_job_ends_with_its_failure_in_the_last_state():
-    canceled = JobCanceled(job_id=JOB, tenant_id="t", reason="canceled by the client")
-    settled = ReservationSettled(job_id=JOB, tenant_id="t", transfer_id=JOB, reserved=10, charged=0, released=10,
-                                 delivered_images=0, outcome="canceled")
     asked = JobCancelRequested(job_id=JOB, tenant_id="t", reason="canceled by the client", requested_at=T0)
-    log = log_of([EVENTS[0], STARTED, asked, canceled, settled])
+    log = log_of([EVENTS[0], STARTED, asked, CANCELED, RELEASED])
     assert states(log) == ["submitted", "admitted", "generating", "canceled"]
     assert "cancel.requested" in [e.type for e in log]
     assert log[-1].payload["failure"]["code"] == "canceled"
 
 
 def test_facts_read_after_the_final_state_change_the_view_and_the_log_takes_only_reports():
-    canceled = JobCanceled(job_id=JOB, tenant_id="t", reason="canceled by the client")
-    settled = ReservationSettled(job_id=JOB, tenant_id="t", transfer_id=JOB, reserved=10, charged=0, released=10,
-                                 delivered_images=0, outcome="canceled")
     generated = EVENTS[1]  # the attempt that crossed the cancel, and its provider's cost
-    log = log_of([canceled, settled, STARTED, generated, EVENTS[0],
+    log = log_of([CANCELED, RELEASED, STARTED, generated, EVENTS[0],
                   ReportDeclined(job_id=JOB, tenant_id="t", n=1, reason="not a delivered image")])
     assert states(log) == ["submitted", "canceled"]
     after_the_end = [e.type for e in log[[e.type for e in log].index("state", 1):]]
     assert after_the_end == ["state", "report.declined"]
     view = submitted_view(SPEC)
-    for i, event in enumerate([canceled, settled, STARTED, generated]):
+    for i, event in enumerate([CANCELED, RELEASED, STARTED, generated]):
         view = apply_event(view, event, T0 + timedelta(seconds=i + 1))
     assert view.state == "canceled" and view.provider_cost_micro_usd == 5  # the view still takes the late cost
 
