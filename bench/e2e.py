@@ -6,23 +6,29 @@ provider that paints without latency or defects, and runs in one go:
 1. Sequential: --sequential jobs (1 image of 2 candidates, --side pixels square), one at a
    time; latency from the 202 to the job final and settled in ingest's read model, and the
    median of each hop, from the job's own timestamps (each the time an event was made).
-2. Burst: --burst jobs of 4 candidates from --clients clients at once; jobs/s from the
+2. With --history N: N records of history put on the topics the services read (the events
+   of the sequential jobs published again, round and round, which every inbox skips), then
+   the sequential jobs once more, on a stack that has carried that history: their p50
+   against the fresh stack's.
+3. Burst: --burst jobs of 4 candidates from --clients clients at once; jobs/s from the
    first 202 to the last job settled, latency under load, and CPU milliseconds per job of
    each service, the broker, PostgreSQL (every backend), the S3 server and this client.
-3. Baseline: the same work in this process without the bus, one job after another, on one
+4. Baseline: the same work in this process without the bus, one job after another, on one
    core: paint the candidates, score them in one batch, put the best in S3 and sign its
-   link, one INSERT. Its median per job, for the sequential job and for the burst's; and,
-   for reference, the sequential job's on every core (its candidates scored side by side).
+   link, one INSERT. Its median per job, for the sequential job and for the burst's, and
+   the part of it spent painting and scoring; and, for reference, the sequential job's on
+   every core (its candidates scored side by side).
+
+The platform's CPU per job outside painting and scoring is its CPU per burst job less the
+painting and scoring the baseline measured for the same job.
 
 The last line: `e2e: p50_ms p99_ms jobs_per_s baseline_ms overhead_factor throughput_ratio`,
 where baseline_ms is the sequential job's in-process time on one core, overhead_factor =
-p50 / baseline_ms and throughput_ratio = jobs_per_s × baseline_ms / 1000 (at 1, the
-platform on every core keeps pace with one process doing that work on one core).
+p50 / baseline_ms and throughput_ratio = jobs_per_s × the burst job's in-process ms / 1000
+(at 1, the platform on every core keeps pace with one process doing the burst's work on one
+core); with --history, a second line `history: records p50_fresh_ms p50_after_ms ratio`.
 
-    python bench/e2e.py [--sequential 40] [--burst 300] [--clients 4] [--side 128] [--broker-log memory]
-
-`--broker-log memory` keeps the broker's log in memory instead of in S3 (not durable): the
-difference between the two runs is what the embedded broker's object-store log costs.
+    python bench/e2e.py [--sequential 40] [--burst 300] [--clients 4] [--side 128] [--history 0]
 """
 
 import argparse
@@ -37,6 +43,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -248,13 +255,23 @@ def on_one_core() -> Iterator[None]:
         os.sched_setaffinity(0, cores)
 
 
-async def in_process(endpoints: Endpoints, jobs: int, side: int, candidates: int, threads: int | None = None) -> float:
-    """Median ms per job: paint, score in one batch (on `threads`, every core by default),
-    store the best with a link, one INSERT."""
+@dataclass
+class InProcess:
+    """Median ms per job of the in-process work, and of its painting and scoring."""
+
+    total_ms: float
+    paint_ms: float
+    score_ms: float
+
+
+async def in_process(endpoints: Endpoints, jobs: int, side: int, candidates: int,
+                     threads: int | None = None) -> InProcess:
+    """Paint, score in one batch (on `threads`, every core by default), store the best with a
+    link, one INSERT: per job."""
     generator = LocalGenerator(side, side, defect_rate=0.0)
     profile = job_profile("generic")
     store = ObjectStore(endpoints.settings(ServiceSettings))
-    times = []
+    totals, paints, scores = [], [], []
     with Scorer(load_entry_points=False, threads=threads) as scorer:
         conn = await psycopg.AsyncConnection.connect(endpoints.database_url, autocommit=True)
         await conn.execute("CREATE TABLE IF NOT EXISTS bench_delivered (job_id uuid PRIMARY KEY, key text,"
@@ -262,7 +279,9 @@ async def in_process(endpoints: Endpoints, jobs: int, side: int, candidates: int
         for i in range(jobs + 3):  # the first few warm up
             clock = time.perf_counter()
             painted = generator.paint(PROMPT, seed=i, count=candidates)
+            painted_at = time.perf_counter()
             verdicts = scorer.score([p.png for p in painted], profile, prompt=PROMPT, requested_size=(side, side))
+            scored_at = time.perf_counter()
             best = max(range(candidates), key=lambda n: (verdicts[n].passed, verdicts[n].score))
             job_id = uuid.uuid4()
             key = f"bench/{job_id}/1.png"
@@ -270,16 +289,95 @@ async def in_process(endpoints: Endpoints, jobs: int, side: int, candidates: int
             url = store.presign_get(store.public_bucket, key, 3600)
             await conn.execute("INSERT INTO bench_delivered VALUES (%s, %s, %s, %s)",
                                [job_id, key, url, verdicts[best].score])
-            times.append((time.perf_counter() - clock) * 1000)
+            totals.append((time.perf_counter() - clock) * 1000)
+            paints.append((painted_at - clock) * 1000)
+            scores.append((scored_at - painted_at) * 1000)
         await conn.close()
-    return statistics.median(times[3:])
+    return InProcess(*(statistics.median(values[3:]) for values in (totals, paints, scores)))
+
+
+# ---- history ----------------------------------------------------------------------------
+
+
+def journal_records(database_url: str) -> list[tuple[str, bytes | None, bytes, list]]:
+    """Every event the services have published so far, as (topic, key, value, headers)."""
+    records = []
+    with psycopg.connect(database_url) as conn:
+        for name in SERVICES:
+            rows = conn.execute(f'SELECT topic, record_key, body, headers FROM "{name}".outbox'
+                                " WHERE published_at IS NOT NULL ORDER BY seq").fetchall()
+            records += [(topic, bytes(key) if key is not None else None, bytes(body),
+                         [(k, v.encode()) for k, v in headers.items()]) for topic, key, body, headers in rows]
+    return records
+
+
+async def publish_history(bootstrap: str, records: list, count: int) -> None:
+    """`count` records: these, published again and again, in order."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=256 * 1024)
+    await producer.start()
+    try:
+        pending = []
+        for i in range(count):
+            topic, key, value, headers = records[i % len(records)]
+            pending.append(await producer.send(topic, value, key=key, headers=headers))
+            if len(pending) >= 5_000:
+                await asyncio.gather(*pending)
+                pending = []
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+async def unread(bootstrap: str, database_url: str) -> int:
+    """Records the services' consumer groups have yet to read: each partition's end less the
+    group's committed offset, or, where the group committed nothing since the partition's
+    log began (a rotation), less that beginning, as the owning service's journal notes it."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from services.common import kafka_admin
+    from services.common.contracts import SUBSCRIPTIONS, consumer_group, topic_of
+
+    with psycopg.connect(database_url) as conn:
+        starts = {(topic, partition): start for name in SERVICES for topic, partition, start in conn.execute(
+            f'SELECT topic, partition, log_start FROM "{name}".outbox_partitions').fetchall()}
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        client, behind = admin._client, 0
+        for reader, publishers in SUBSCRIPTIONS.items():
+            for topic in (topic_of(p) for p in publishers):
+                partitions = await kafka_admin.partitions_of(client, topic)
+                ends = await kafka_admin.high_watermarks(client, topic, partitions)
+                committed = await kafka_admin.committed_offsets(admin, consumer_group("genline", reader), topic,
+                                                                partitions)
+                behind += sum(max(0, end - max(committed.get(p, 0), starts.get((topic, p), 0)))
+                              for p, end in ends.items())
+        return behind
+    finally:
+        await admin.close()
+
+
+def load_history(endpoints: Endpoints, count: int) -> float:
+    """Put `count` records of history on the topics and wait until every service has read
+    them; returns the seconds it took."""
+    started = time.monotonic()
+    records = journal_records(endpoints.database_url)
+    asyncio.run(publish_history(endpoints.kafka_bootstrap, records, count))
+    deadline = time.monotonic() + 1800
+    while (behind := asyncio.run(unread(endpoints.kafka_bootstrap, endpoints.database_url))) > 0:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the services still had {behind} records of history to read")
+        time.sleep(2)
+    return time.monotonic() - started
 
 
 # ---- the run --------------------------------------------------------------------------
 
 
-def start_platform(data_dir: Path, broker_log: str = "s3"):
-    stack = EmbeddedStack(data_dir, broker_log=broker_log)
+def start_platform(data_dir: Path):
+    stack = EmbeddedStack(data_dir)
     endpoints = stack.start()
     providers = data_dir / "providers.yaml"
     providers.write_text(PROVIDERS_YAML)
@@ -294,14 +392,17 @@ def tenant(endpoints: Endpoints) -> str:
     return api_key
 
 
-def report(args, seq_latencies, hops, load: dict, baseline_ms: float, burst_baseline_ms: float,
-           every_core_ms: float) -> None:
+def report(args, seq_latencies, hops, load: dict, seq_work: InProcess, burst_work: InProcess, every_core: InProcess,
+           history: dict | None) -> None:
     p50, p99 = percentile(seq_latencies, 50), percentile(seq_latencies, 99)
-    print(f"\nthe broker's log in {args.broker_log}")
-    print(f"sequential: {len(seq_latencies)} jobs of 1 image from 2 candidates, {args.side}×{args.side}")
+    print(f"\nsequential: {len(seq_latencies)} jobs of 1 image from 2 candidates, {args.side}×{args.side}")
     print(f"  202 → final and settled: p50 {p50:.0f} ms, p99 {p99:.0f} ms, max {max(seq_latencies):.0f} ms")
     for name, ms in hops:
         print(f"  {name:<40} median {ms:7.1f} ms")
+    if history:
+        print(f"\nhistory: {history['records']} records put on the topics and read by every service in"
+              f" {history['seconds']:.0f} s; then {len(history['latencies'])} sequential jobs:"
+              f" p50 {percentile(history['latencies'], 50):.0f} ms, p99 {percentile(history['latencies'], 99):.0f} ms")
     print(f"\nburst: {args.burst} jobs of 1 image from 4 candidates, {args.clients} clients")
     print(f"  {load['jobs_per_s']:.1f} jobs/s ({load['seconds']:.1f} s); latency p50"
           f" {percentile(load['latencies'], 50):.0f} ms, p99 {percentile(load['latencies'], 99):.0f} ms")
@@ -310,12 +411,21 @@ def report(args, seq_latencies, hops, load: dict, baseline_ms: float, burst_base
         print(f"    {name:<14} {ms:7.1f}")
     platform_ms = sum(ms for name, ms in load["cpu_ms"].items() if name != "bench client")
     print(f"    {'platform':<14} {platform_ms:7.1f}  (every process above but the bench client)")
-    print(f"\nin one process on one core, per job: {baseline_ms:.1f} ms (2 candidates),"
-          f" {burst_baseline_ms:.1f} ms (4 candidates)")
-    print(f"  on every core: {every_core_ms:.1f} ms (2 candidates); p50 against it: {p50 / every_core_ms:.1f}")
-    print(f"  burst throughput against the 4-candidate work: {load['jobs_per_s'] * burst_baseline_ms / 1000:.2f}")
-    print(f"e2e: p50_ms={p50:.0f} p99_ms={p99:.0f} jobs_per_s={load['jobs_per_s']:.1f} baseline_ms={baseline_ms:.1f}"
-          f" overhead_factor={p50 / baseline_ms:.1f} throughput_ratio={load['jobs_per_s'] * baseline_ms / 1000:.2f}")
+    outside = platform_ms - burst_work.paint_ms - burst_work.score_ms
+    print(f"    {'outside work':<14} {outside:7.1f}  (the platform less painting {burst_work.paint_ms:.1f}"
+          f" and scoring {burst_work.score_ms:.1f}, as measured in process)")
+    print(f"\nin one process on one core, per job: {seq_work.total_ms:.1f} ms (2 candidates: painting"
+          f" {seq_work.paint_ms:.1f}, scoring {seq_work.score_ms:.1f}), {burst_work.total_ms:.1f} ms (4 candidates)")
+    print(f"  on every core: {every_core.total_ms:.1f} ms (2 candidates); p50 against it: {p50 / every_core.total_ms:.1f}")
+    print(f"  burst throughput against one core's 2-candidate work: {load['jobs_per_s'] * seq_work.total_ms / 1000:.2f}")
+    print(f"e2e: p50_ms={p50:.0f} p99_ms={p99:.0f} jobs_per_s={load['jobs_per_s']:.1f} baseline_ms={seq_work.total_ms:.1f}"
+          f" overhead_factor={p50 / seq_work.total_ms:.2f}"
+          f" throughput_ratio={load['jobs_per_s'] * burst_work.total_ms / 1000:.2f}"
+          f" p99_over_p50={p99 / p50:.2f} outside_work_cpu_ms={outside:.0f}")
+    if history:
+        after = percentile(history["latencies"], 50)
+        print(f"history: records={history['records']} p50_fresh_ms={p50:.0f} p50_after_ms={after:.0f}"
+              f" ratio={after / p50:.2f}")
 
 
 def main() -> None:
@@ -324,12 +434,13 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=300)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--side", type=int, default=128)
-    parser.add_argument("--broker-log", choices=("s3", "memory"), default="s3",
-                        help="where the broker keeps its log; memory is not durable, only for comparison")
+    parser.add_argument("--history", type=int, default=0,
+                        help="records of history to put on the topics before the sequential jobs run again")
     args = parser.parse_args()
+    history = None
     with tempfile.TemporaryDirectory(prefix="genline-e2e-") as tmp:
         data_dir = Path(tmp)
-        stack, endpoints, fleet = start_platform(data_dir, args.broker_log)
+        stack, endpoints, fleet = start_platform(data_dir)
         try:
             api_key = tenant(endpoints)
             fleet.start_all()
@@ -338,18 +449,23 @@ def main() -> None:
             sequential(http, warmup, 3, args.side)  # first jobs pay for imports and connections
             seq_latencies, hops = sequential(http, Watcher(endpoints.database_url, 0.05, listen=True),
                                              args.sequential, args.side)
+            if args.history:
+                seconds = load_history(endpoints, args.history)
+                latencies, _ = sequential(http, Watcher(endpoints.database_url, 0.05, listen=True),
+                                          args.sequential, args.side)
+                history = {"records": args.history, "seconds": seconds, "latencies": latencies}
             meter = CpuMeter(stack, fleet, data_dir / "pgdata")
             load = burst(fleet.ingest_url, api_key, Watcher(endpoints.database_url, 0.02), meter, args.burst,
                          args.clients, args.side)
             fleet.stop_all()  # idle services would take CPU from the baseline
             with on_one_core():
-                baseline_ms = asyncio.run(in_process(endpoints, 40, args.side, 2, threads=1))
-                burst_baseline_ms = asyncio.run(in_process(endpoints, 40, args.side, 4, threads=1))
-            every_core_ms = asyncio.run(in_process(endpoints, 40, args.side, 2))
+                seq_work = asyncio.run(in_process(endpoints, 40, args.side, 2, threads=1))
+                burst_work = asyncio.run(in_process(endpoints, 40, args.side, 4, threads=1))
+            every_core = asyncio.run(in_process(endpoints, 40, args.side, 2))
         finally:
             fleet.stop_all()
             stack.stop()
-    report(args, seq_latencies, hops, load, baseline_ms, burst_baseline_ms, every_core_ms)
+    report(args, seq_latencies, hops, load, seq_work, burst_work, every_core, history)
 
 
 if __name__ == "__main__":

@@ -9,9 +9,11 @@ Operating the platform:
     genline create-tenant TENANT [--plan P]   a tenant and a new API key (python -m services.ingest)
     genline set-plan TENANT PLAN      move a tenant to another plan (free, pro, enterprise)
     genline grant TENANT CREDITS      credits for a tenant         (python -m services.ledger)
-    genline replay ledger             rebuild accounts from the ledger topic and compare
-    genline replay jobs [--tenant T]  rebuild every job's read model from all topics and compare
-    genline replay audit              rebuild the audit trail from all topics and compare
+    genline replay ledger             rebuild accounts from the ledger's journal and compare
+    genline replay jobs [--tenant T]  rebuild every job's read model from every journal and compare
+    genline replay audit              rebuild the audit trail from every journal and compare
+                                      (--source topics: from the topics instead)
+    genline bus status | rebuild [--all]   the topics as the journals see them; publish them again
     genline score [--profile NAME] [--json] PATH...   score image files without the platform
 
 `genline COMMAND --help` describes each command.
@@ -29,10 +31,11 @@ COMMANDS = {
     "replay": {"ledger": "services.ledger.replay", "jobs": "services.ingest.replay",
                "audit": "services.ledger.audit_replay"},
     "score": "services.scorer.cli",
+    "bus": "services.bus_cli",
 }
 KEEPS_NAME = {"create-tenant", "set-plan", "grant", "score"}  # their modules take it as a sub-command
 PROG = {"jobs": "genline jobs", "run": "genline run", "create-tenant": "genline", "set-plan": "genline",
-        "grant": "genline"}
+        "grant": "genline", "bus": "genline bus"}
 HELP = ("-h", "--help")
 
 

@@ -63,5 +63,7 @@ class ContainerStack:
 
 
 def start_stack(kind: str, data_dir: Path):
-    stack = ContainerStack() if kind == "containers" else EmbeddedStack(data_dir)
+    # The services rotate nothing on the session's broker: tests read their topics from the
+    # beginning to see what was published (tests/test_broker_loss.py rotates its own).
+    stack = ContainerStack() if kind == "containers" else EmbeddedStack(data_dir, rotate_after_records=None)
     return stack, stack.start()

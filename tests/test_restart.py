@@ -23,13 +23,14 @@ FLEET_ENV = {"GENLINE_ENVIRONMENT": "test", "GENLINE_KAFKA_SESSION_TIMEOUT_MS": 
 class Platform:
     """The embedded stack and the five services on one data directory, started and stopped as a whole."""
 
-    def __init__(self, data_dir) -> None:
+    def __init__(self, data_dir, fleet_env: dict[str, str] | None = None, **stack_options) -> None:
         self.data_dir, self.stack, self.fleet = data_dir, None, None
+        self.fleet_env, self.stack_options = FLEET_ENV | (fleet_env or {}), stack_options
 
     def start(self) -> ServiceFleet:
-        self.stack = EmbeddedStack(self.data_dir)
+        self.stack = EmbeddedStack(self.data_dir, **self.stack_options)
         self.endpoints = self.stack.start()
-        self.fleet = ServiceFleet(self.endpoints, self.data_dir / "logs", extra_env=FLEET_ENV)
+        self.fleet = ServiceFleet(self.endpoints, self.data_dir / "logs", extra_env=self.fleet_env)
         self.fleet.start_all()
         return self.fleet
 

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
@@ -26,10 +26,11 @@ from faststream.kafka.annotations import KafkaMessage
 from opentelemetry.trace import SpanKind
 from psycopg_pool import AsyncConnectionPool
 
-from services.common import telemetry, tracing
-from services.common.contracts import Event, dead_letter_topic
+from services.common import kafka_admin, telemetry, tracing
+from services.common.contracts import Event, consumer_group, dead_letter_topic
 from services.common.db import insert_many, listen
 from services.common.envelope import Envelope, MalformedEnvelope, envelop, from_kafka, to_kafka
+from services.common.journal import BUS_FENCE, BrokerChanged, Journal, LogLost, outbox_lock
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,25 @@ RELAY_BATCH = 200
 # While a backlog drains, its size is counted at most this often.
 BACKLOG_COUNT_INTERVAL_S = 1.0
 
+# A pass takes the bus fence and its outbox's lock (journal.py) first, in a statement of its
+# own: the rows' statement then sees what a recovery that held the lock committed. It takes
+# none while a rotation is under way.
+FENCE = "SELECT pg_advisory_xact_lock_shared(%s), pg_advisory_xact_lock_shared(%s)"
+UNPUBLISHED_ROWS = (
+    "SELECT seq, event_type, topic, record_key, headers, body FROM outbox"
+    " WHERE published_at IS NULL AND NOT EXISTS (SELECT 1 FROM outbox_partitions WHERE rotate_to IS NOT NULL)"
+    " ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED")
+# Published rows keep the partition and offset the broker gave them; each partition's
+# highest acknowledged offset is noted (a new partition's with the broker it came from).
+MARK_PUBLISHED = (
+    "WITH acked AS (SELECT * FROM unnest(%(seqs)s::bigint[], %(partitions)s::int[], %(offsets)s::bigint[])"
+    "  AS a(seq, part, off)),"
+    " marked AS (UPDATE outbox o SET published_at = now(), partition = a.part, \"offset\" = a.off FROM acked a"
+    "  WHERE o.seq = a.seq RETURNING o.topic, a.part, a.off)"
+    " INSERT INTO outbox_partitions AS p (topic, partition, broker, acked_through)"
+    " SELECT topic, part, %(broker)s, max(off) FROM marked GROUP BY topic, part"
+    " ON CONFLICT (topic, partition) DO UPDATE SET acked_through = greatest(p.acked_through, excluded.acked_through)")
+
 
 def outbox_channel(schema: str) -> str:
     """The channel the outbox's trigger notifies when a transaction that added rows commits."""
@@ -88,23 +108,28 @@ def outbox_channel(schema: str) -> str:
 
 
 class OutboxRelay:
-    """Publishes committed outbox rows in order. Wakes on a commit anywhere that added rows
-    (PostgreSQL NOTIFY, when `database_url` and `schema` are given: this process, another
-    replica, a CLI), on `notify()` (this process committed) while no such listener is
-    connected, and every poll interval as a safety net.
+    """Publishes committed outbox rows in order, and keeps them as the service's journal
+    (journal.py): each row's partition and offset, the broker they came from, and what to do
+    when that broker is replaced. Wakes on a commit anywhere that added rows (PostgreSQL
+    NOTIFY, when `database_url` is given: this process, another replica, a CLI), on
+    `notify()` (this process committed) while no such listener is connected, and every poll
+    interval as a safety net.
 
     `observers` are called with (event type, JSON body) of every row once it is published,
     which is how a service counts what it announced (the ledger's credits)."""
 
-    def __init__(self, pool: AsyncConnectionPool, broker: KafkaBroker, service: str, poll_interval_s: float,
-                 database_url: str | None = None, schema: str | None = None):
-        self.pool, self.broker, self.service = pool, broker, service
-        self.poll_interval_s = poll_interval_s
-        self.database_url, self.schema = database_url, schema
+    def __init__(self, pool: AsyncConnectionPool, settings, schema: str, journal: Journal,
+                 database_url: str | None = None):
+        self.pool, self.settings, self.service, self.journal = pool, settings, schema, journal
+        self.poll_interval_s = settings.outbox_poll_interval_s
+        self.database_url = database_url
         self.observers: list[Callable[[str, bytes], None]] = []
+        self._producer: AIOKafkaProducer | None = None
+        self._verified: frozenset = frozenset()  # the broker connections the journal's broker answered on
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._listener: asyncio.Task | None = None
+        self._watcher: asyncio.Task | None = None
         self._listening = False
         self._backlog_counted_at = 0.0
         self._stopping = False
@@ -118,7 +143,8 @@ class OutboxRelay:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"{self.service}-outbox-relay")
-        if self.database_url and self.schema:
+        self._watcher = asyncio.create_task(self._watch(), name=f"{self.service}-journal")
+        if self.database_url:
             self._listener = asyncio.create_task(self._listen_for_commits(), name=f"{self.service}-outbox-listen")
 
     async def _listen_for_commits(self) -> None:
@@ -130,24 +156,28 @@ class OutboxRelay:
         def on_lost() -> None:
             self._listening = False
 
-        await listen(self.database_url, outbox_channel(self.schema), on_notify, self.poll_interval_s, on_lost)
+        await listen(self.database_url, outbox_channel(self.service), on_notify, self.poll_interval_s, on_lost)
 
     async def stop(self, grace_s: float = 15) -> None:
         """Publish what is committed, then stop; never cancel a send half-way (what is left
         after the grace period is relayed by the next start)."""
-        if self._listener:
-            self._listener.cancel()
-            await asyncio.gather(self._listener, return_exceptions=True)
-        if not self._task:
-            return
-        self._stopping = True
-        self._wake.set()
-        try:
-            await asyncio.wait_for(asyncio.shield(self._task), grace_s)
-        except TimeoutError:
-            log.warning("outbox relay did not drain in %ss; the next start relays the rest", grace_s)
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in (self._listener, self._watcher):
+            if task:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        if self._task:
+            self._stopping = True
+            self._wake.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), grace_s)
+            except TimeoutError:
+                log.warning("outbox relay did not drain in %ss; the next start relays the rest", grace_s)
+                self._task.cancel()
+                await asyncio.gather(self._task, return_exceptions=True)
+        await self.journal.close()
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
 
     async def _run(self) -> None:
         while True:
@@ -173,6 +203,20 @@ class OutboxRelay:
                 pass
             self._wake.clear()
 
+    async def _watch(self) -> None:
+        """The journal's periodic look (journal.Journal.tick), which also notices a broker
+        replaced while the relay had nothing to publish."""
+        while True:
+            await asyncio.sleep(self.settings.bus_check_interval_s)
+            try:
+                producer = await self.producer()
+                await self.verify_broker(producer, recheck=True)
+                await self.journal.tick(producer.client)
+            except BrokerChanged as changed:
+                await self._recover(changed)
+            except Exception:
+                log.warning("the journal's look at the broker failed; will retry", exc_info=True)
+
     async def measure_backlog(self) -> int | None:
         """Count the rows still to publish, also (above all) while the broker is away."""
         try:
@@ -186,36 +230,69 @@ class OutboxRelay:
         self._backlog_counted_at = time.monotonic()
         return row["n"]
 
+    async def producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, acks="all",
+                                        request_timeout_ms=self.settings.bus_send_timeout_ms)
+            try:
+                await producer.start()
+            except BaseException:
+                await producer.stop()
+                raise
+            self._producer = producer
+        return self._producer
+
+    async def verify_broker(self, producer: AIOKafkaProducer, recheck: bool = False) -> None:
+        """Raise BrokerChanged unless the broker answering is the one the journal's offsets
+        came from. Asked again only on a connection made since the last answer: a broker
+        that restarted cannot answer on a connection opened before."""
+        connections = kafka_admin.connections(producer.client)
+        if connections and connections == self._verified and not recheck:
+            return
+        current = await kafka_admin.cluster_id(producer.client)
+        recorded = self.journal.broker if self.journal.broker is not None else await self.journal.recorded_broker()
+        if recorded is not None and recorded != current:
+            raise BrokerChanged(current)
+        self.journal.broker = current
+        self._verified = kafka_admin.connections(producer.client)
+
+    async def _recover(self, changed: BrokerChanged) -> None:
+        await self.journal.recover((await self.producer()).client, changed.broker, rebuild=isinstance(changed, LogLost))
+        self._verified = frozenset()
+        self._wake.set()
+
     async def relay_batch(self, limit: int = RELAY_BATCH) -> int:
+        try:
+            return await self._relay_batch(limit)
+        except BrokerChanged as changed:
+            await self._recover(changed)
+            return await self._relay_batch(limit)
+
+    async def _relay_batch(self, limit: int) -> int:
+        producer = await self.producer()
         async with self.pool.connection() as conn, conn.transaction():
-            rows = await (
-                await conn.execute(
-                    "SELECT seq, event_type, topic, record_key, headers, body FROM outbox WHERE published_at IS NULL"
-                    " ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED",
-                    [limit],
-                )
-            ).fetchall()
+            await conn.execute(FENCE, [BUS_FENCE, outbox_lock(self.service)])
+            rows = await (await conn.execute(UNPUBLISHED_ROWS, [limit])).fetchall()
             if not rows:
                 return 0
-            # Confirmed sends, issued together so the producer still batches them; a row is
-            # marked published only once the broker has acknowledged it.
-            await asyncio.gather(*(self._send(row) for row in rows))
-            await conn.execute(
-                "UPDATE outbox SET published_at = now() WHERE seq = ANY(%s)", [[r["seq"] for r in rows]]
-            )
+            await self.verify_broker(producer)
+            # Sent in order (a partition keeps it), acknowledged together so that the producer
+            # batches them; a row is marked published only once the broker acknowledged it.
+            sent = [await producer.send(row["topic"], bytes(row["body"]), key=_key(row["record_key"]),
+                                        headers=[(k, v.encode()) for k, v in row["headers"].items()]) for row in rows]
+            acks = await asyncio.gather(*sent)
+            await conn.execute(MARK_PUBLISHED, {"seqs": [r["seq"] for r in rows],
+                                                "partitions": [a.partition for a in acks],
+                                                "offsets": [a.offset for a in acks], "broker": self.journal.broker})
         telemetry.OUTBOX_RELAYED.labels(self.service).inc(len(rows))
         for observe in self.observers:
             for row in rows:
                 observe(row["event_type"], bytes(row["body"]))
         return len(rows)
 
-    async def _send(self, row: dict) -> None:
-        await self.broker.publish(
-            bytes(row["body"]),
-            row["topic"],
-            key=bytes(row["record_key"]) if row["record_key"] is not None else None,
-            headers=row["headers"],
-        )
+
+def _key(record_key) -> bytes | None:
+    return bytes(record_key) if record_key is not None else None
 
 
 # ---- inbox and handlers ---------------------------------------------------------------
@@ -282,6 +359,10 @@ async def record_applied_many(conn: psycopg.AsyncConnection, envelopes: list[Env
             fresh.discard(envelope.id)
             claimed.append(envelope)
     return claimed
+
+
+# A fetched batch at least this large is checked against the inbox in one query first.
+SKIP_CHECK_BATCH = 16
 
 
 class TransientConflict(Exception):
@@ -359,6 +440,46 @@ class OffsetCommits:
         await self.commit()
 
 
+class EndWatch:
+    """A consumer standing past a partition's end (its broker lost its log without the
+    journal's gap, as a restored Apache Kafka cluster would) reads that partition from its
+    beginning: waiting for the new log to reach the old offsets would skip its first records.
+    The inbox skips what was applied already."""
+
+    def __init__(self, service: str, interval_s: float) -> None:
+        self.service, self.interval_s = service, interval_s
+        self._kafka = None
+        self._task: asyncio.Task | None = None
+
+    def watch(self, kafka) -> None:
+        self._kafka = kafka
+        if self._task is None:
+            self._task = asyncio.create_task(self._every_interval(), name=f"{self.service}-end-watch")
+
+    async def _every_interval(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            with contextlib.suppress(KafkaError, AssertionError):  # rebalancing: look again later
+                await self.start_over_past_the_end()
+
+    async def start_over_past_the_end(self) -> list[TopicPartition]:
+        restarted = []
+        for tp in self._kafka.assignment():
+            end = self._kafka.highwater(tp)
+            if end is not None and await self._kafka.position(tp) > end:
+                restarted.append(tp)
+        if restarted:
+            log.warning("standing past the end of %s (the broker lost its log): reading them from the beginning",
+                        restarted)
+            await self._kafka.seek_to_beginning(*restarted)
+        return restarted
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
 def rewind(kafka, records) -> None:
     """Seek each partition of a batch back to its first record, so that the batch comes again."""
     first: dict[TopicPartition, int] = {}
@@ -381,6 +502,7 @@ class EventConsumer:
         self.batch_types: tuple[type[Event], ...] = ()
         self._lane_slots = asyncio.Semaphore(settings.consumer_lanes)
         self.offsets = OffsetCommits(service, settings.kafka_commit_interval_ms / 1000)
+        self.end_watch = EndWatch(service, settings.bus_check_interval_s)
 
     def on(self, event_type: type[Event], prepare: "Prepare | None" = None) -> Callable[[Handler], Handler]:
         """Register the handler of `event_type`. `prepare`, if given, does the event's slow
@@ -396,7 +518,7 @@ class EventConsumer:
 
     @property
     def group_id(self) -> str:
-        return f"{self.settings.topic_namespace}-{self.service}"
+        return consumer_group(self.settings.topic_namespace, self.service)
 
     def on_batch(self, event_types: tuple[type[Event], ...], handler: BatchHandler) -> None:
         """Apply these event types a batch per transaction (for throughput on hot rows)."""
@@ -435,6 +557,7 @@ class EventConsumer:
                 rewind(msg.consumer, msg.raw_message)
                 raise
             self.offsets.applied(msg.consumer, msg.raw_message)
+            self.end_watch.watch(msg.consumer)
 
         return on_message
 
@@ -458,12 +581,27 @@ class EventConsumer:
         committed when every lane is done, so a crash redelivers the batch (the inbox skips
         what was applied)."""
         lanes: dict[bytes | None, list[tuple[object, Envelope]]] = {}
-        for record, envelope in await self._decode(msg.raw_message):
+        for record, envelope in await self._not_applied(await self._decode(msg.raw_message)):
             lanes.setdefault(record.key, []).append((record, envelope))
         outcomes = await asyncio.gather(*(self._run_lane(lane) for lane in lanes.values()), return_exceptions=True)
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome  # the broker is away (even the DLQ): the batch comes again
+
+    async def _not_applied(self, decoded: list[tuple[object, Envelope]]) -> list[tuple[object, Envelope]]:
+        """A large batch without the events applied before, found in one query: what a
+        journal publishes again after a broker lost its log is skipped in batches, not a
+        transaction per event. (A small batch is new events, which the inbox insert checks.)"""
+        if len(decoded) < SKIP_CHECK_BATCH:
+            return decoded
+        async with self.pool.connection() as conn:
+            rows = await (await conn.execute("SELECT event_id FROM inbox WHERE event_id = ANY(%s)",
+                                             [[envelope.id for _, envelope in decoded]])).fetchall()
+        applied = {row["event_id"] for row in rows}
+        for _, envelope in decoded:
+            if envelope.id in applied:
+                telemetry.EVENTS_CONSUMED.labels(self.service, envelope.type, "duplicate").inc()
+        return [(record, envelope) for record, envelope in decoded if envelope.id not in applied]
 
     async def _run_lane(self, lane: list[tuple[object, Envelope]]) -> None:
         async with self._lane_slots:

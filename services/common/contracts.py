@@ -26,6 +26,16 @@ SUBSCRIPTIONS = {"ingest": ("ledger", "router", "scorer", "delivery"),
                  "delivery": ("scorer", "ingest")}
 
 
+def readers_of(publisher: str) -> tuple[str, ...]:
+    """The services whose consumer groups read `publisher`'s topic."""
+    return tuple(reader for reader, publishers in SUBSCRIPTIONS.items() if publisher in publishers)
+
+
+def consumer_group(namespace: str, schema: str) -> str:
+    """A service's consumer group, named after its namespace and its schema: `genline-ledger`."""
+    return f"{namespace}-{schema}"
+
+
 def topic_of(publisher: str, namespace: str = DEFAULT_NAMESPACE) -> str:
     """`genline.ledger.v1`; another namespace lets several environments share one cluster."""
     return f"{namespace}.{publisher}.v1"

@@ -1,11 +1,71 @@
-"""Reading a topic's whole history, as the replay commands do: every record from offset 0 to
-the end, decoded into envelopes, each event id once."""
+"""Reading a service's whole history, as the replay commands do: from its journal (the rows of
+its outbox, services/common/journal.py) by default, or from its topic, every record from its
+first offset to its end; decoded into envelopes, each event id once. Both hold the same
+events: the topic is what the journal published, for as long as the broker keeps it."""
 
 import asyncio
+from dataclasses import dataclass
+from datetime import datetime
 
+import psycopg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from services.common.contracts import topic_of
 from services.common.envelope import Envelope, MalformedEnvelope, from_kafka
+
+SOURCES = ("journal", "topics")
+
+
+@dataclass(frozen=True)
+class JournalRecord:
+    """An outbox row in the shape of a Kafka record, for the decoding topics use."""
+
+    headers: list[tuple[str, bytes]]
+    key: bytes | None
+    value: bytes
+
+
+def journal_schema(publisher: str, schema: str, service: str) -> str | None:
+    """The schema of `publisher`'s journal, found beside `schema`, the schema of `service`:
+    the services of one platform share their schemas' prefix (`<namespace>_`), as they share
+    their consumer groups'. None when `schema` does not end with its service's name."""
+    return schema.removesuffix(service) + publisher if schema.endswith(service) else None
+
+
+def read_journal(conn: psycopg.Connection, schema: str) -> list[JournalRecord]:
+    """Every row of the schema's outbox, published or not, in the order they were written;
+    none when the schema has no outbox (a service that never ran)."""
+    try:
+        rows = conn.execute(f'SELECT headers, record_key, body FROM "{schema}".outbox ORDER BY seq').fetchall()
+    except psycopg.errors.UndefinedTable:
+        conn.rollback()
+        return []
+    return [JournalRecord([(k, v.encode()) for k, v in headers.items()], bytes(key) if key is not None else None,
+                          bytes(body)) for headers, key, body in rows]
+
+
+def journal_horizon(conn: psycopg.Connection, schemas: list[str]) -> datetime | None:
+    """The latest time before which one of these journals was pruned: what came earlier is
+    not all there any more."""
+    horizons = []
+    for schema in schemas:
+        try:
+            horizons.append(conn.execute(f'SELECT max(pruned_before) FROM "{schema}".outbox_horizon').fetchone()[0])
+        except psycopg.errors.UndefinedTable:
+            conn.rollback()
+    return max((h for h in horizons if h is not None), default=None)
+
+
+def read_history(conn: psycopg.Connection, source: str, bootstrap: str, namespace: str,
+                 schemas: dict[str, str]) -> list:
+    """The records of these publishers (publisher → its journal's schema), from their
+    journals or from their topics."""
+    if source == "topics":
+        async def read_all() -> list:
+            return [r for publisher in schemas for r in await read_topic_to_end(bootstrap, topic_of(publisher, namespace))]
+
+        return asyncio.run(read_all())
+    return [r for schema in schemas.values() for r in read_journal(conn, schema)]
 
 
 PAST_END_FETCHES = 5

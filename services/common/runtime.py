@@ -14,10 +14,11 @@ from starlette.applications import Starlette
 
 from services.common import telemetry, tracing
 from services.common.bus import EventConsumer, OutboxRelay, add_to_outbox
-from services.common.contracts import Event, topic_of
+from services.common.contracts import PUBLISHERS, Event, consumer_group, readers_of, topic_of
 from services.common.db import COMMON_MIGRATIONS, migrate, open_pool
 from services.common.envelope import Envelope, envelop
 from services.common.grpc_server import hold_grpc_aio
+from services.common.journal import Journal
 from services.common.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,17 @@ OUTBOX_DRAIN_S = 15
 GRPC_DRAIN_S = 5
 
 
+def journal_of(service: str, schema: str, settings: ServiceSettings, pool, database_url: str) -> Journal:
+    """The service's outbox as its journal. A service owns its topic, and the groups of the
+    services reading it are named after its schema's prefix (`<namespace>_ledger` beside
+    `<namespace>_router`); an outbox named otherwise owns no topic and rotates none."""
+    if service not in PUBLISHERS or not schema.endswith(service):
+        return Journal(pool, database_url, schema, settings)
+    prefix, namespace = schema.removesuffix(service), settings.topic_namespace
+    readers = tuple(consumer_group(namespace, prefix + reader) for reader in readers_of(service))
+    return Journal(pool, database_url, schema, settings, topic_of(service, namespace), readers)
+
+
 class ServiceRuntime:
     def __init__(self, name: str, settings: ServiceSettings, migrations_package: str | None) -> None:
         # `service` is what it is (ingest); `name` its schema, which a namespace may prefix.
@@ -37,8 +49,8 @@ class ServiceRuntime:
         self.database_url = settings.database_url.get_secret_value()
         self.pool = open_pool(self.database_url, self.name, settings.database_pool_size)
         self.broker = KafkaBroker(settings.kafka_bootstrap, logger=logging.getLogger("faststream"))
-        self.relay = OutboxRelay(self.pool, self.broker, name, settings.outbox_poll_interval_s,
-                                 self.database_url, self.name)
+        self.journal = journal_of(name, self.name, settings, self.pool, self.database_url)
+        self.relay = OutboxRelay(self.pool, settings, self.name, self.journal, self.database_url)
         self.consumer = EventConsumer(self.name, self.pool, self.relay, settings)
         self.readiness_checks = {"database": self._ping_database, "broker": self._ping_broker}
         # Extra servers and loops a service runs beside its consumer (gRPC, sweepers).
@@ -66,6 +78,7 @@ class ServiceRuntime:
             await hook()
         await self.relay.stop(OUTBOX_DRAIN_S)  # drains the outbox first
         await self.consumer.offsets.flush()
+        await self.consumer.end_watch.stop()
         await self.broker.stop()
         await self.pool.close()
         log.info("%s stopped", self.name)

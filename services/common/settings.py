@@ -90,6 +90,23 @@ class ServiceSettings(BaseSettings):
     # The relay wakes on every commit that adds outbox rows (PostgreSQL NOTIFY); this poll
     # is only the safety net for a lost listening connection.
     outbox_poll_interval_s: float = 5.0
+    # How long published rows stay in the outbox, the service's journal (services/common/
+    # journal.py); None keeps them for ever. Rows some reader has not read yet always stay.
+    outbox_retention_s: float | None = 7 * 24 * 3600
+
+    # A send the broker has not acknowledged in this long fails, and the relay's pass with
+    # it (its rows stay unpublished): a broker that went away never holds a pass for long.
+    bus_send_timeout_ms: int = 5_000
+    # How often the relay looks at its topic: which broker answers, where each partition
+    # ends, how far its readers have read, whether to rotate it, what to prune.
+    bus_check_interval_s: float = 5.0
+    # Rotate the service's topic once one of its partitions holds this many records and every
+    # group reading it has read to its end: for a broker that keeps its whole log and whose
+    # fetches cost more as it grows (the embedded stack's). None: never, as on Apache Kafka,
+    # whose retention bounds the log.
+    bus_rotate_after_records: int | None = None
+    # How long a rotation waits for the readers to catch up before it gives up until later.
+    bus_rotation_wait_s: float = 10.0
 
     def http_ports(self) -> list[int]:
         """Every port the service's HTTP app listens on."""

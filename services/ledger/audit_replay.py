@@ -1,28 +1,32 @@
-"""`genline replay audit`: rebuild the audit trail from every service's topic and compare.
+"""`genline replay audit`: rebuild the audit trail from every service's events and compare.
 
-Reads the five topics from the beginning, keeps every AuditRecorded event once, and compares
-them with the ledger's live `audit_log`: an entry missing on either side or differing in any
-field is a difference, and the command exits non-zero.
+Reads the five services' events, from their journals by default (their outboxes) or from their
+topics from the beginning (`--source topics`), keeps every AuditRecorded event once, and
+compares them with the ledger's live `audit_log`: an entry missing on either side or differing
+in any field is a difference, and the command exits non-zero. Entries older than the horizon
+of a journal pruned after its retention window are counted and left out.
 """
 
 import argparse
-import asyncio
 import sys
 import time
 
 import psycopg
 
-from services.common.contracts import PUBLISHERS, AuditRecorded, topic_of
-from services.common.replay import decoded_envelopes, read_topic_to_end, report
+from services.common.contracts import PUBLISHERS, AuditRecorded
+from services.common.replay import SOURCES, decoded_envelopes, journal_horizon, journal_schema, read_history, report
 from services.ledger.audit import COLUMNS
 from services.ledger.settings import LedgerSettings
 
 FIELDS = COLUMNS[1:]
 
 
-async def rebuilt_trail(bootstrap: str, namespace: str) -> tuple[dict[str, tuple], int, int]:
-    """The trail the topics hold, by event id; how many records were read, how many undecodable."""
-    records = [r for publisher in PUBLISHERS for r in await read_topic_to_end(bootstrap, topic_of(publisher, namespace))]
+def rebuilt_trail(conn: psycopg.Connection, settings: LedgerSettings, schema: str,
+                  source: str) -> tuple[dict[str, tuple], int, int]:
+    """The trail the services' events hold, by event id; how many records were read, how
+    many undecodable."""
+    schemas = {publisher: journal_schema(publisher, schema, "ledger") or publisher for publisher in PUBLISHERS}
+    records = read_history(conn, source, settings.kafka_bootstrap, settings.topic_namespace, schemas)
     envelopes, malformed = decoded_envelopes(records)
     trail = {e.id: (e.event.at, e.event.service, e.event.actor, e.event.action, e.event.target, e.event.tenant_id,
                     e.event.details) for e in envelopes if isinstance(e.event, AuditRecorded)}
@@ -47,19 +51,28 @@ def compare(live: dict[str, tuple], replayed: dict[str, tuple]) -> list[str]:
     return lines
 
 
-def replay_audit(settings: LedgerSettings, schema: str, out=print, settle_s: float = 30) -> int:
-    """The ledger keeps other services' entries as it consumes their topics: a difference
+def replay_audit(settings: LedgerSettings, schema: str, out=print, settle_s: float = 30,
+                 source: str = "journal") -> int:
+    """The ledger keeps other services' entries as it consumes their events: a difference
     counts only when it lasts `settle_s`."""
     deadline = time.monotonic() + settle_s
     with psycopg.connect(settings.database_url.get_secret_value(), autocommit=True) as conn:
+        horizon = None
+        if source == "journal":
+            horizon = journal_horizon(conn, [journal_schema(p, schema, "ledger") or p for p in PUBLISHERS])
         while True:
-            replayed, records, malformed = asyncio.run(rebuilt_trail(settings.kafka_bootstrap,
-                                                                     settings.topic_namespace))
-            differences = compare(live_trail(conn, schema), replayed)
+            replayed, records, malformed = rebuilt_trail(conn, settings, schema, source)
+            live = live_trail(conn, schema)
+            older = {i for i, entry in live.items() if horizon is not None and entry[0] < horizon}
+            differences = compare({i: e for i, e in live.items() if i not in older},
+                                  {i: e for i, e in replayed.items() if i not in older})
             if not differences or time.monotonic() > deadline:
                 break
             time.sleep(1)
-    out(f"replayed {len(replayed)} audit entries ({records} records) from {len(PUBLISHERS)} topics")
+    out(f"replayed {len(replayed)} audit entries ({records} records) from {len(PUBLISHERS)}"
+        f" {'journals' if source == 'journal' else 'topics'}")
+    if older:
+        out(f"{len(older)} entries older than the journals' horizon ({horizon.isoformat()}) not compared")
     return report(out, malformed, differences, len({d.split()[0] for d in differences}), "audit entry")
 
 
@@ -68,8 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("target", choices=["audit"])
     parser.add_argument("--schema", default="ledger", help="the live ledger schema to compare with")
     parser.add_argument("--settle", type=float, default=30, help="seconds a difference must last to count")
+    parser.add_argument("--source", choices=SOURCES, default="journal",
+                        help="the services' journals (their outboxes), or their topics from the beginning")
     args = parser.parse_args(argv)
-    return replay_audit(LedgerSettings(), args.schema, settle_s=args.settle)
+    return replay_audit(LedgerSettings(), args.schema, settle_s=args.settle, source=args.source)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
-"""`genline replay ledger`: rebuild every account from the ledger topic and compare.
+"""`genline replay ledger`: rebuild every account from the ledger's events and compare.
 
-Reads the ledger topic from the beginning, folds its events into balances in a scratch
-schema, compares them with the live `accounts` table, prints every difference, and exits
-non-zero if there is any.
+Reads every event the ledger ever published: from its journal by default (its outbox, kept
+for ever, read in the same snapshot as the accounts), or from its topic from the beginning
+(`--source topics`, for a Kafka that keeps it). Folds them into balances in a scratch schema,
+compares them with the live `accounts` table, prints every difference, and exits non-zero if
+there is any.
 """
 
 import argparse
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 import psycopg
 
 from services.common.contracts import topic_of
-from services.common.replay import decoded_envelopes, read_topic_to_end, report
+from services.common.replay import SOURCES, decoded_envelopes, read_journal, read_topic_to_end, report
 from services.ledger.domain import replay_balances
 from services.ledger.settings import LedgerSettings
 
@@ -65,15 +67,23 @@ def compare(conn: psycopg.Connection, schema: str, balances: dict) -> list[Diffe
             for row in rows for i, column in enumerate(COLUMNS) if row[1 + 2 * i] != row[2 + 2 * i]]
 
 
-def replay_ledger(settings: LedgerSettings, schema: str, out=print, outbox_timeout_s: float = 30) -> int:
+def replay_ledger(settings: LedgerSettings, schema: str, out=print, outbox_timeout_s: float = 30,
+                  source: str = "journal") -> int:
     topic = topic_of("ledger", settings.topic_namespace)
+    unrelayed = 0
     with psycopg.connect(settings.database_url.get_secret_value(), autocommit=True) as conn:
-        unrelayed = wait_for_outbox(conn, schema, outbox_timeout_s)
-        records = asyncio.run(read_topic_to_end(settings.kafka_bootstrap, topic))
-        events, malformed = ledger_events(records)
-        balances = replay_balances(events)
-        differences = compare(conn, schema, balances)
-    out(f"replayed {len(events)} events ({len(records)} records) from {topic} into {len(balances)} accounts")
+        if source == "topics":
+            unrelayed = wait_for_outbox(conn, schema, outbox_timeout_s)
+            records = asyncio.run(read_topic_to_end(settings.kafka_bootstrap, topic))
+            where = topic
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        with conn.transaction():  # the journal and the accounts as of one instant
+            if source == "journal":
+                records, where = read_journal(conn, schema), f"the journal of {schema}"
+            events, malformed = ledger_events(records)
+            balances = replay_balances(events)
+            differences = compare(conn, schema, balances)
+    out(f"replayed {len(events)} events ({len(records)} records) from {where} into {len(balances)} accounts")
     if unrelayed:
         out(f"warning: {unrelayed} events of {schema} were not yet published; they count as differences")
     lines = [f"tenant={d.tenant_id} {d.column}: live={d.live} replayed={d.replayed}" for d in differences]
@@ -84,9 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="genline replay", description=__doc__.splitlines()[0])
     parser.add_argument("target", choices=["ledger"])
     parser.add_argument("--schema", default="ledger", help="the live ledger schema to compare with")
-    parser.add_argument("--outbox-timeout", type=float, default=30)
+    parser.add_argument("--source", choices=SOURCES, default="journal",
+                        help="the ledger's journal (its outbox, kept for ever), or its topic from the beginning")
+    parser.add_argument("--outbox-timeout", type=float, default=30,
+                        help="with --source topics: seconds to wait for the outbox to be published")
     args = parser.parse_args(argv)
-    return replay_ledger(LedgerSettings(), args.schema, outbox_timeout_s=args.outbox_timeout)
+    return replay_ledger(LedgerSettings(), args.schema, outbox_timeout_s=args.outbox_timeout, source=args.source)
 
 
 if __name__ == "__main__":

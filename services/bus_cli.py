@@ -1,0 +1,131 @@
+"""`genline bus`: the bus as the services' journals see it, and topics rebuilt from them.
+
+    genline bus status               each service's topic: partitions, where their records
+                                     begin and end, rotations, how far each reading group is
+                                     behind; each journal's rows and those still to publish
+    genline bus rebuild [--all]      after a disaster (a Kafka cluster restored empty, topics
+                                     deleted): every service opens its partitions past their old
+                                     ends and publishes again what a reader may lack (with --all,
+                                     every row its journal holds); the inboxes skip the rest
+
+The database and the broker come from the services' settings (GENLINE_DATABASE_URL,
+GENLINE_KAFKA_BOOTSTRAP, GENLINE_TOPIC_NAMESPACE); `--schema-prefix` names the services'
+schemas when they share a prefix (`<namespace>_`).
+"""
+
+import argparse
+import asyncio
+import json
+import sys
+
+import psycopg
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from services.common import kafka_admin
+from services.common.contracts import PUBLISHERS, consumer_group, readers_of, topic_of
+from services.common.db import open_pool
+from services.common.journal import Journal, Partition, read_partitions
+from services.common.settings import ServiceSettings
+
+
+class BusSettings(ServiceSettings):
+    s3_access_key_id: str = ""  # the bus needs no object store
+    s3_secret_access_key: str = ""
+
+
+async def status(settings: BusSettings, prefix: str) -> list[dict]:
+    """One entry per service: its topic's partitions and readers, and its journal."""
+    namespace, database_url = settings.topic_namespace, settings.database_url.get_secret_value()
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    services = []
+    try:
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True,
+                                                         row_factory=psycopg.rows.dict_row) as conn:
+            for service in PUBLISHERS:
+                schema, topic = prefix + service, topic_of(service, namespace)
+                await conn.execute(f'SET search_path TO "{schema}"')
+                try:
+                    rows = await (await conn.execute("SELECT count(*) AS rows, count(*) FILTER"
+                                                     " (WHERE published_at IS NULL) AS unpublished FROM outbox")).fetchone()
+                except psycopg.errors.UndefinedTable:
+                    continue  # a service that never ran keeps no journal
+                partitions = await kafka_admin.partitions_of(admin._client, topic)
+                ends = await kafka_admin.high_watermarks(admin._client, topic, partitions) if partitions else {}
+                known = {p: row for (_, p), row in (await read_partitions(conn, topic)).items()}
+                groups = {reader: await kafka_admin.committed_offsets(
+                    admin, consumer_group(namespace, prefix + reader), topic, partitions) for reader in readers_of(service)}
+                services.append({"service": service, "topic": topic, "journal": dict(rows), "partitions": [
+                    partition_status(p, end, known.get(p), groups) for p, end in ends.items()]})
+    finally:
+        await admin.close()
+    return services
+
+
+def partition_status(partition: int, end: int, known: Partition | None, groups: dict[str, dict[int, int]]) -> dict:
+    start = known.log_start if known else 0
+    return {"partition": partition, "log_start": start, "end": end, "rotations": known.rotations if known else 0,
+            # A group that committed nothing since the partition's log began has all of it to read.
+            "behind": {reader: max(0, end - max(committed.get(partition, 0), start))
+                       for reader, committed in groups.items()}}
+
+
+async def rebuild(settings: BusSettings, prefix: str, everything: bool, out) -> int:
+    """Every service's journal, recovered as after a lost broker: returns the rows queued."""
+    database_url = settings.database_url.get_secret_value()
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+    await producer.start()
+    queued = 0
+    try:
+        broker = await kafka_admin.cluster_id(producer.client)
+        for service in PUBLISHERS:
+            schema = prefix + service
+            pool = open_pool(database_url, schema, 2)
+            await pool.open(wait=True)
+            readers = tuple(consumer_group(settings.topic_namespace, prefix + r) for r in readers_of(service))
+            journal = Journal(pool, database_url, schema, settings, topic_of(service, settings.topic_namespace), readers)
+            try:
+                count = await journal.recover(producer.client, broker, rebuild=True, everything=everything)
+            except psycopg.errors.UndefinedTable:
+                count = 0  # a service that never ran keeps no journal
+            finally:
+                await journal.close()
+                await pool.close()
+            out(f"{service}: {count} rows to publish again on {journal.owned_topic}")
+            queued += count
+    finally:
+        await producer.stop()
+    return queued
+
+
+def main(argv: list[str] | None = None, prog: str = "genline bus") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    show = commands.add_parser("status", help="each topic's partitions, readers and journal")
+    show.add_argument("--json", action="store_true")
+    again = commands.add_parser("rebuild", help="publish the journals again after a disaster")
+    again.add_argument("--all", action="store_true", help="every row each journal holds, not only what may be unread")
+    for command in (show, again):
+        command.add_argument("--schema-prefix", default="", help="the prefix the services' schemas share")
+    args = parser.parse_args(argv)
+    settings = BusSettings()
+    if args.command == "rebuild":
+        asyncio.run(rebuild(settings, args.schema_prefix, args.all, print))
+        return 0
+    services = asyncio.run(status(settings, args.schema_prefix))
+    if args.json:
+        print(json.dumps(services, indent=2))
+        return 0
+    for entry in services:
+        journal = entry["journal"]
+        print(f"{entry['topic']}: journal {journal['rows']} rows, {journal['unpublished']} to publish")
+        for p in entry["partitions"]:
+            behind = ", ".join(f"{reader} {n}" for reader, n in p["behind"].items())
+            print(f"  partition {p['partition']}: records {p['log_start']}..{p['end']} ({p['end'] - p['log_start']} held),"
+                  f" rotated {p['rotations']}x; behind: {behind}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,371 @@
+"""The outbox as the service's journal, and a bus that outlives its broker's log.
+
+PostgreSQL is the record and the broker the transport. An outbox row stays after it is
+published, with the partition and offset the broker acknowledged, for its topic's retention
+window (the ledger's for ever): the journal that replays and audits read. `outbox_partitions`
+keeps, for each partition the service publishes to, the broker its offsets came from, where its
+log starts, the highest offset acknowledged, its end as last seen and how far every group
+reading it has committed. On top of that, three things keep the bus whole:
+
+1. The broker lost its log (restarted empty, restored empty): it answers with another cluster
+   id. The relay stops publishing (`BrokerChanged`) and recovers: a gap moves each partition's
+   next offset past anything the old log can have reached (kafka_admin.produce_gap), so a
+   reader standing anywhere in the old log reads on from the first new record and never skips
+   one; then every row a reader may not have applied is queued again, in its original order,
+   before anything newer. The inboxes skip what was applied already.
+2. Rotation. A broker that keeps its whole log (Tansu's in-memory one) makes every fetch cost
+   more as a partition grows. Once a partition of the service's topic holds
+   `bus_rotate_after_records` and every reader group has committed its end, the topic is
+   deleted and created again, each partition opened by a gap up to its old end: readers go on
+   from where they stood, nothing is lost or repeated.
+3. Retention. Published rows older than the topic's window, and read by every group, are
+   pruned; the horizon is kept, so that a replay knows what the journal no longer holds.
+
+Locks: every relay pass holds, for its transaction, the bus fence and its outbox's lock, both
+shared. Whoever replaces the broker (services/stack) holds the fence exclusively, and a
+recovery or a rotation holds the outbox's lock exclusively: no row is published meanwhile.
+"""
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, fields
+
+import psycopg
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import KafkaError
+from psycopg_pool import AsyncConnectionPool
+
+from services.common import kafka_admin
+from services.common.db import as_arrays
+
+log = logging.getLogger(__name__)
+
+# Offsets a lost log may have reached beyond what this service last saw of it (sends whose
+# acknowledgement never reached it, other writers since its last look): the gap after a loss
+# goes this far past.
+LOSS_MARGIN = 1_000_000
+# A rotation is tried only when no reader is more behind than this share of the limit, or
+# than a live reader's commits lag (a reader that is down falls further behind).
+ROTATION_LAG_SHARE = 0.1
+ROTATION_LAG_MIN = 100
+# After a rotation that could not wait for its readers, the next try comes this much later.
+ROTATION_BACKOFF_S = 60.0
+PRUNE_INTERVAL_S = 60.0
+PRUNE_BATCH = 5_000
+LOCK_TIMEOUT = "60s"
+
+
+def lock_key(name: str) -> int:
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+# Held exclusively while the broker is replaced; shared by every relay pass.
+BUS_FENCE = lock_key("genline.bus.fence")
+
+
+def outbox_lock(schema: str) -> int:
+    return lock_key(f"genline.outbox.{schema}")
+
+
+class BrokerChanged(Exception):
+    """The broker answering is not the one the journal's offsets came from."""
+
+    def __init__(self, broker: str) -> None:
+        super().__init__(f"the broker answering ({broker}) is not the one the journal's offsets came from")
+        self.broker = broker
+
+
+class LogLost(BrokerChanged):
+    """The same broker, but a partition of the service's topic ends below what it
+    acknowledged: the topic was deleted, or the broker restored empty under its old id."""
+
+
+@dataclass
+class Partition:
+    """One row of `outbox_partitions`."""
+
+    topic: str
+    partition: int
+    broker: str | None = None
+    log_start: int = 0
+    acked_through: int | None = None
+    log_end: int | None = None
+    consumed_through: int | None = None
+    rotate_to: int | None = None
+    rotations: int = 0
+
+    def reach(self) -> int:
+        """The furthest offset this service knows the partition to have reached."""
+        acked = -1 if self.acked_through is None else self.acked_through
+        return max(acked + 1, self.log_end or 0, self.log_start)
+
+
+COLUMNS = tuple(f.name for f in fields(Partition))
+COLUMN_TYPES = ("text", "int", "text", "bigint", "bigint", "bigint", "bigint", "bigint", "int")
+KEEP_READ = "consumed_through = greatest(outbox_partitions.consumed_through, excluded.consumed_through)"
+
+
+async def read_partitions(conn: psycopg.AsyncConnection, topic: str | None = None) -> dict[tuple[str, int], Partition]:
+    rows = await (await conn.execute(f"SELECT {', '.join(COLUMNS)} FROM outbox_partitions"
+                                     " WHERE %(topic)s::text IS NULL OR topic = %(topic)s", {"topic": topic})).fetchall()
+    return {(r["topic"], r["partition"]): Partition(**r) for r in rows}
+
+
+async def write_partitions(conn: psycopg.AsyncConnection, rows: list[Partition], *on_conflict: str) -> None:
+    """Insert these rows; where one exists, apply `on_conflict` (`excluded` is the new row)."""
+    if not rows:
+        return
+    await conn.execute(
+        f"INSERT INTO outbox_partitions ({', '.join(COLUMNS)})"
+        f" SELECT * FROM unnest({', '.join(f'%s::{t}[]' for t in COLUMN_TYPES)})"
+        f" ON CONFLICT (topic, partition) DO UPDATE SET {', '.join(on_conflict)}",
+        as_arrays([tuple(getattr(row, c) for c in COLUMNS) for row in rows]))
+
+
+class Journal:
+    """One service's outbox seen as a journal (see the module's account). `owned_topic` is the
+    topic the service owns, which it alone rotates; `readers` the consumer groups reading it."""
+
+    def __init__(self, pool: AsyncConnectionPool, database_url: str, schema: str, settings,
+                 owned_topic: str | None = None, readers: tuple[str, ...] = ()) -> None:
+        self.pool, self.database_url, self.schema, self.settings = pool, database_url, schema, settings
+        self.owned_topic, self.readers = owned_topic, readers
+        self.broker: str | None = None  # the cluster id the journal's offsets belong to
+        self._admin: AIOKafkaAdminClient | None = None
+        self._next_rotation_try = 0.0
+        self._next_prune = 0.0
+
+    async def partitions(self, topic: str | None = None) -> dict[tuple[str, int], Partition]:
+        async with self.pool.connection() as conn:
+            return await read_partitions(conn, topic)
+
+    async def recorded_broker(self) -> str | None:
+        """The broker the journal's offsets came from; None before anything was published,
+        "" when a recovery stopped half-way (so that it runs again)."""
+        brokers = {p.broker for p in (await self.partitions()).values() if p.broker is not None}
+        return brokers.pop() if len(brokers) == 1 else ("" if brokers else None)
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[psycopg.AsyncConnection]:
+        """The outbox's lock exclusively and the bus fence shared, on a connection of its own
+        (the pool's serve the passes this holds off), until the block ends."""
+        async with await psycopg.AsyncConnection.connect(self.database_url, autocommit=True,
+                                                         row_factory=psycopg.rows.dict_row) as conn:
+            await conn.execute(f'SET search_path TO "{self.schema}"')
+            await conn.execute(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
+            await conn.execute("SELECT pg_advisory_lock_shared(%s), pg_advisory_lock(%s)",
+                               [BUS_FENCE, outbox_lock(self.schema)])
+            try:
+                yield conn
+            finally:
+                with contextlib.suppress(psycopg.Error):
+                    await conn.execute("SELECT pg_advisory_unlock_all()")
+
+    async def admin(self) -> AIOKafkaAdminClient:
+        if self._admin is None:
+            admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap,
+                                        request_timeout_ms=self.settings.bus_send_timeout_ms)
+            await admin.start()
+            self._admin = admin
+        return self._admin
+
+    async def close(self) -> None:
+        if self._admin is not None:
+            await self._admin.close()
+            self._admin = None
+
+    async def _gap(self, client: AIOKafkaClient, topic: str, partition: int, span: int) -> None:
+        if span <= 0:
+            return
+        try:
+            await kafka_admin.produce_gap(client, topic, partition, span)
+        except KafkaError as exc:  # Apache Kafka refuses control batches from clients
+            log.warning("the broker refused a gap on %s/%s (%s): readers standing past its end start over",
+                        topic, partition, exc)
+
+    async def _ensure_topic(self, client: AIOKafkaClient, topic: str, count: int) -> list[int]:
+        partitions = await kafka_admin.partitions_of(client, topic)
+        if not partitions and count:
+            await (await self.admin()).create_topics([NewTopic(topic, count, 1)])
+            partitions = await kafka_admin.partitions_of(client, topic)
+        return partitions
+
+    # ---- 1. the broker lost its log ---------------------------------------------------------
+
+    async def recover(self, client: AIOKafkaClient, broker: str, rebuild: bool = False, everything: bool = False) -> int:
+        """Open each partition past the lost log and queue again the rows a reader may lack
+        (with `everything`, every row the journal holds); returns how many were queued. With
+        `rebuild` it does so even though the broker did not change (an operator's order)."""
+        async with self.exclusive() as conn:
+            known = await read_partitions(conn)
+            if not rebuild and known and all(p.broker == broker for p in known.values()):
+                self.broker = broker  # another replica recovered meanwhile
+                return 0
+            topics = sorted({topic for topic, _ in known} | ({self.owned_topic} if self.owned_topic else set()))
+            opened: list[Partition] = []
+            for topic in topics:
+                opened += await self._open_after_loss(client, topic, known, broker)
+            async with conn.transaction():
+                queued = await conn.execute(
+                    "UPDATE outbox o SET published_at = NULL" if everything else
+                    "UPDATE outbox o SET published_at = NULL FROM outbox_partitions p"
+                    " WHERE p.topic = o.topic AND p.partition = o.partition AND o.published_at IS NOT NULL"
+                    " AND o.\"offset\" >= coalesce(p.consumed_through, 0)")
+                await conn.execute(f"NOTIFY \"outbox_{self.schema}\"")  # the relays, wherever they run
+                await write_partitions(conn, opened, "broker = excluded.broker", "log_start = excluded.log_start",
+                                       "log_end = excluded.log_end", "rotate_to = NULL")
+        self.broker = broker
+        log.warning("%s (broker %s): %d rows queued again for %s", "rebuilt" if rebuild else "the broker lost its log",
+                    broker, queued.rowcount, ", ".join(topics))
+        return queued.rowcount
+
+    async def _open_after_loss(self, client: AIOKafkaClient, topic: str, known: dict[tuple[str, int], Partition],
+                               broker: str) -> list[Partition]:
+        written = sorted(p for t, p in known if t == topic)
+        partitions = await self._ensure_topic(client, topic, max(written, default=-1) + 1)
+        if topic != self.owned_topic:  # another service's topic: only where this one wrote
+            partitions = [p for p in partitions if p in written]
+        ends = await kafka_admin.high_watermarks(client, topic, partitions)
+        opened = []
+        for partition in partitions:
+            reach = (known.get((topic, partition)) or Partition(topic, partition)).reach()
+            start = max(ends[partition], reach + LOSS_MARGIN if reach else 0)
+            await self._gap(client, topic, partition, start - ends[partition])
+            opened.append(Partition(topic, partition, broker=broker, log_start=start, log_end=start))
+        return opened
+
+    # ---- the periodic look: readers, rotation, pruning -----------------------------------------
+
+    async def tick(self, client: AIOKafkaClient) -> None:
+        """Note where the service's topic ends and how far its readers are; finish a rotation a
+        crash interrupted, or rotate when due; prune when due."""
+        if self.owned_topic and self.broker:
+            # What was acknowledged is read before where the partitions end: a healthy log
+            # ends past it whatever was published in between.
+            acked = await self.partitions(self.owned_topic)
+            starts, ends, committed = await self.observe(client)
+            if any(row.acked_through is not None and ends.get(p, 0) <= row.acked_through for (_, p), row in acked.items()):
+                raise LogLost(self.broker)
+            if any(row.rotate_to is not None for row in (await self.partitions(self.owned_topic)).values()):
+                await self.rotate(client)
+            elif self._rotation_due(starts, ends, committed):
+                await self.rotate(client)
+        if self.settings.outbox_retention_s is not None and time.monotonic() >= self._next_prune:
+            self._next_prune = time.monotonic() + PRUNE_INTERVAL_S
+            await self.prune()
+
+    async def observe(self, client: AIOKafkaClient) -> tuple[dict[int, int], dict[int, int], dict[str, dict[int, int]]]:
+        """Each partition's start and end, and each reader's committed offsets, noted."""
+        topic = self.owned_topic
+        partitions = await kafka_admin.partitions_of(client, topic)
+        ends = await kafka_admin.high_watermarks(client, topic, partitions)
+        committed = await self.committed(topic, partitions)
+        rows = [Partition(topic, p, broker=self.broker, log_end=end, consumed_through=self._read_by_all(p, committed))
+                for p, end in ends.items()]
+        async with self.pool.connection() as conn:
+            await write_partitions(conn, rows, "log_end = excluded.log_end", KEEP_READ)
+            known = await read_partitions(conn, topic)
+        return {p: known[(topic, p)].log_start for p in ends}, ends, committed
+
+    async def committed(self, topic: str, partitions: list[int]) -> dict[str, dict[int, int]]:
+        admin = await self.admin()
+        return {group: await kafka_admin.committed_offsets(admin, group, topic, partitions) for group in self.readers}
+
+    @staticmethod
+    def _read_by_all(partition: int, committed: dict[str, dict[int, int]]) -> int | None:
+        """The offset every reader has committed on `partition`; None while one has not."""
+        offsets = [by_partition.get(partition) for by_partition in committed.values()]
+        return min(offsets) if offsets and None not in offsets else None
+
+    @staticmethod
+    def _behind(partition: int, end: int, start: int, committed: dict[str, dict[int, int]]) -> int:
+        """The most records a reader group has yet to read on the partition (a group that
+        committed nothing there since the log began has all of them to read)."""
+        return max((end - max(start, by_partition.get(partition, start)) for by_partition in committed.values()),
+                   default=0)
+
+    def _rotation_due(self, starts: dict[int, int], ends: dict[int, int], committed: dict[str, dict[int, int]]) -> bool:
+        limit = self.settings.bus_rotate_after_records
+        if not limit or time.monotonic() < self._next_rotation_try:
+            return False
+        if not any(end - starts[p] >= limit for p, end in ends.items()):
+            return False
+        slack = max(ROTATION_LAG_MIN, int(limit * ROTATION_LAG_SHARE))
+        return all(self._behind(p, end, starts[p], committed) <= slack for p, end in ends.items())
+
+    # ---- 2. rotation ----------------------------------------------------------------------------
+
+    async def rotate(self, client: AIOKafkaClient) -> bool:
+        """Start the service's topic on a new, empty log whose offsets go on from the old end,
+        or finish a rotation a crash interrupted. False when the readers did not catch up in
+        time; nothing was changed then."""
+        topic = self.owned_topic
+        async with self.exclusive() as conn:
+            known = {p: row for (_, p), row in (await read_partitions(conn, topic)).items()}
+            targets = {p: row.rotate_to for p, row in known.items() if row.rotate_to is not None}
+            if not targets:
+                partitions = await kafka_admin.partitions_of(client, topic)
+                ends = await kafka_admin.high_watermarks(client, topic, partitions)
+                starts = {p: known[p].log_start if p in known else 0 for p in partitions}
+                if not await self._wait_until_read(topic, ends, starts):
+                    self._next_rotation_try = time.monotonic() + ROTATION_BACKOFF_S
+                    log.info("not rotating %s yet: its readers did not catch up", topic)
+                    return False
+                targets = ends
+                # Noted before the topic goes, so that a crash from here on is finished later.
+                await write_partitions(conn, [Partition(topic, p, broker=self.broker, rotate_to=end)
+                                              for p, end in targets.items()], "rotate_to = excluded.rotate_to")
+                await kafka_admin.recreate_topic(await self.admin(), topic, len(targets))
+            await self._open_at(client, topic, targets)
+            await write_partitions(conn, [Partition(topic, p, log_start=end, log_end=end, consumed_through=end)
+                                          for p, end in targets.items()],
+                                   "rotate_to = NULL", "log_start = excluded.log_start", "log_end = excluded.log_end",
+                                   KEEP_READ, "rotations = outbox_partitions.rotations + 1")
+        log.info("rotated %s: its partitions start again at %s", topic, targets)
+        return True
+
+    async def _wait_until_read(self, topic: str, ends: dict[int, int], starts: dict[int, int]) -> bool:
+        deadline = time.monotonic() + self.settings.bus_rotation_wait_s
+        while True:
+            committed = await self.committed(topic, list(ends))
+            if all(self._behind(p, end, starts[p], committed) == 0 for p, end in ends.items()):
+                return True
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.05)
+
+    async def _open_at(self, client: AIOKafkaClient, topic: str, targets: dict[int, int]) -> None:
+        """Each partition of the (re-created) topic opened by a gap up to its target offset."""
+        await self._ensure_topic(client, topic, len(targets))
+        ends = await kafka_admin.high_watermarks(client, topic, list(targets))
+        for partition, target in targets.items():
+            await self._gap(client, topic, partition, target - ends[partition])
+
+    # ---- 3. retention ---------------------------------------------------------------------------
+
+    async def prune(self) -> int:
+        """Delete published rows older than the retention window that every reader has read,
+        oldest first; returns how many went."""
+        pruned = 0
+        async with self.pool.connection() as conn:
+            while True:
+                row = await (await conn.execute(
+                    "WITH oldest AS (SELECT seq FROM outbox ORDER BY seq LIMIT %(batch)s),"
+                    " gone AS (DELETE FROM outbox o USING oldest WHERE o.seq = oldest.seq"
+                    "  AND o.published_at < now() - make_interval(secs => %(retention)s)"
+                    "  AND (o.partition IS NULL OR EXISTS (SELECT 1 FROM outbox_partitions p WHERE p.topic = o.topic"
+                    "   AND p.partition = o.partition AND o.\"offset\" < p.consumed_through))"
+                    "  RETURNING o.topic, o.created_at),"
+                    " horizon AS (INSERT INTO outbox_horizon (topic, pruned_before)"
+                    "  SELECT topic, max(created_at) FROM gone GROUP BY topic ON CONFLICT (topic) DO UPDATE"
+                    "  SET pruned_before = greatest(outbox_horizon.pruned_before, excluded.pruned_before))"
+                    " SELECT count(*) AS n FROM gone",
+                    {"batch": PRUNE_BATCH, "retention": self.settings.outbox_retention_s})).fetchone()
+                pruned += row["n"]
+                if row["n"] == 0:
+                    return pruned
