@@ -30,6 +30,7 @@ from services.common import kafka_admin, telemetry, tracing
 from services.common.contracts import Event, consumer_group, dead_letter_topic
 from services.common.db import insert_many, listen
 from services.common.envelope import Envelope, MalformedEnvelope, envelop, from_kafka, to_kafka
+from services.common.wake import FetchWaker, bus_channel
 from services.common.journal import BUS_FENCE, BrokerChanged, Journal, LogLost, outbox_lock
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,9 @@ MARK_PUBLISHED = (
     " INSERT INTO outbox_partitions AS p (topic, partition, broker, acked_through)"
     " SELECT topic, part, %(broker)s, max(off) FROM marked GROUP BY topic, part"
     " ON CONFLICT (topic, partition) DO UPDATE SET acked_through = greatest(p.acked_through, excluded.acked_through)")
+# The same, announcing each topic published to (wake.py), once the transaction commits.
+MARK_AND_ANNOUNCE = MARK_PUBLISHED.replace(
+    " FROM marked GROUP BY", " FROM marked, LATERAL (SELECT pg_notify(%(channel)s, marked.topic)) AS said GROUP BY")
 
 
 def outbox_channel(schema: str) -> str:
@@ -257,7 +261,8 @@ class OutboxRelay:
         self._verified = kafka_admin.connections(producer.client)
 
     async def _recover(self, changed: BrokerChanged) -> None:
-        await self.journal.recover((await self.producer()).client, changed.broker, rebuild=isinstance(changed, LogLost))
+        lost = isinstance(changed, LogLost)
+        await self.journal.recover((await self.producer()).client, changed.broker, rebuild=lost, if_lost=lost)
         self._verified = frozenset()
         self._wake.set()
 
@@ -281,9 +286,10 @@ class OutboxRelay:
             sent = [await producer.send(row["topic"], bytes(row["body"]), key=_key(row["record_key"]),
                                         headers=[(k, v.encode()) for k, v in row["headers"].items()]) for row in rows]
             acks = await asyncio.gather(*sent)
-            await conn.execute(MARK_PUBLISHED, {"seqs": [r["seq"] for r in rows],
-                                                "partitions": [a.partition for a in acks],
-                                                "offsets": [a.offset for a in acks], "broker": self.journal.broker})
+            await conn.execute(MARK_AND_ANNOUNCE if self.settings.bus_wake_on_publish else MARK_PUBLISHED,
+                               {"seqs": [r["seq"] for r in rows], "partitions": [a.partition for a in acks],
+                                "offsets": [a.offset for a in acks], "broker": self.journal.broker,
+                                "channel": bus_channel(self.settings.topic_namespace)})
         telemetry.OUTBOX_RELAYED.labels(self.service).inc(len(rows))
         for observe in self.observers:
             for row in rows:
@@ -503,6 +509,9 @@ class EventConsumer:
         self._lane_slots = asyncio.Semaphore(settings.consumer_lanes)
         self.offsets = OffsetCommits(service, settings.kafka_commit_interval_ms / 1000)
         self.end_watch = EndWatch(service, settings.bus_check_interval_s)
+        self.subscriber = None
+        self.topics: list[str] = []
+        self.waker: FetchWaker | None = None
 
     def on(self, event_type: type[Event], prepare: "Prepare | None" = None) -> Callable[[Handler], Handler]:
         """Register the handler of `event_type`. `prepare`, if given, does the event's slow
@@ -545,17 +554,31 @@ class EventConsumer:
         subscriber = broker.subscriber(*topics, batch=True, max_records=s.consumer_batch_size,
                                        batch_timeout_ms=s.kafka_batch_timeout_ms, **options)
         subscriber(self._committing(self._on_batch if self.batch_handler else self._on_records))
-        self.broker = broker
+        self.broker, self.subscriber, self.topics = broker, subscriber, topics
+
+    def start_waking(self, database_url: str) -> None:
+        """Once the broker has started: fetch when the relays announce (wake.py), if so set."""
+        s = self.settings
+        if s.bus_wake_on_publish and self.subscriber is not None and self.subscriber.consumer is not None:
+            self.waker = FetchWaker(database_url, s.topic_namespace, self.topics, s.bus_wake_linger_ms / 1000,
+                                    s.bus_idle_fetch_interval_s)
+            self.waker.start(self.subscriber.consumer)
 
     def _committing(self, apply: Callable[[KafkaMessage], Awaitable[None]]):
         """`apply` for a fetched batch; its offsets are committed later (OffsetCommits), and a
         batch that fails (the broker is away, even for the DLQ) is fetched again."""
         async def on_message(msg: KafkaMessage) -> None:
+            if self.waker:
+                self.waker.handling += 1
             try:
                 await apply(msg)
             except BaseException:
                 rewind(msg.consumer, msg.raw_message)
                 raise
+            finally:
+                if self.waker:
+                    self.waker.handling -= 1
+                    self.waker.linger()
             self.offsets.applied(msg.consumer, msg.raw_message)
             self.end_watch.watch(msg.consumer)
 

@@ -197,14 +197,21 @@ class Journal:
 
     # ---- 1. the broker lost its log ---------------------------------------------------------
 
-    async def recover(self, client: AIOKafkaClient, broker: str, rebuild: bool = False, everything: bool = False) -> int:
+    async def recover(self, client: AIOKafkaClient, broker: str, rebuild: bool = False, everything: bool = False,
+                      if_lost: bool = False) -> int:
         """Open each partition past the lost log and queue again the rows a reader may lack
         (with `everything`, every row the journal holds); returns how many were queued. With
-        `rebuild` it does so even though the broker did not change (an operator's order)."""
+        `rebuild` it does so even though the broker did not change (an operator's order);
+        with `if_lost`, only if a partition of the owned topic still ends below what it
+        acknowledged once the lock is held (a rotation by another replica looks like a loss
+        while it runs)."""
         async with self.exclusive() as conn:
             known = await read_partitions(conn)
             if not rebuild and known and all(p.broker == broker for p in known.values()):
                 self.broker = broker  # another replica recovered meanwhile
+                return 0
+            pending_rotation = any(row.rotate_to is not None for row in known.values())
+            if if_lost and (pending_rotation or not await self._below_acknowledged(client, known)):
                 return 0
             topics = sorted({topic for topic, _ in known} | ({self.owned_topic} if self.owned_topic else set()))
             opened: list[Partition] = []
@@ -248,12 +255,13 @@ class Journal:
             # What was acknowledged is read before where the partitions end: a healthy log
             # ends past it whatever was published in between.
             acked = await self.partitions(self.owned_topic)
+            if any(row.rotate_to is not None for row in acked.values()):
+                await self.rotate(client)  # a rotation a crash cut short: its topic looks lost until it is done
+                return
             starts, ends, committed = await self.observe(client)
-            if any(row.acked_through is not None and ends.get(p, 0) <= row.acked_through for (_, p), row in acked.items()):
+            if self._ends_below(acked, ends):
                 raise LogLost(self.broker)
-            if any(row.rotate_to is not None for row in (await self.partitions(self.owned_topic)).values()):
-                await self.rotate(client)
-            elif self._rotation_due(starts, ends, committed):
+            if self._rotation_due(starts, ends, committed):
                 await self.rotate(client)
         if self.settings.outbox_retention_s is not None and time.monotonic() >= self._next_prune:
             self._next_prune = time.monotonic() + PRUNE_INTERVAL_S
@@ -271,6 +279,17 @@ class Journal:
             await write_partitions(conn, rows, "log_end = excluded.log_end", KEEP_READ)
             known = await read_partitions(conn, topic)
         return {p: known[(topic, p)].log_start for p in ends}, ends, committed
+
+    @staticmethod
+    def _ends_below(acked: dict[tuple[str, int], Partition], ends: dict[int, int]) -> bool:
+        """A partition ends at or below an offset the broker acknowledged: its log was lost."""
+        return any(row.acked_through is not None and ends.get(p, 0) <= row.acked_through for (_, p), row in acked.items())
+
+    async def _below_acknowledged(self, client: AIOKafkaClient, known: dict[tuple[str, int], Partition]) -> bool:
+        mine = {key: row for key, row in known.items() if key[0] == self.owned_topic}
+        partitions = await kafka_admin.partitions_of(client, self.owned_topic)
+        ends = await kafka_admin.high_watermarks(client, self.owned_topic, partitions) if partitions else {}
+        return self._ends_below(mine, ends)
 
     async def committed(self, topic: str, partitions: list[int]) -> dict[str, dict[int, int]]:
         admin = await self.admin()

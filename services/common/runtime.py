@@ -67,6 +67,7 @@ class ServiceRuntime:
             log.info("applied migrations %s", applied)
         await self.pool.open(wait=True)
         await self.broker.start()
+        self.consumer.start_waking(self.database_url)
         self.relay.start()
         self.relay.notify()  # publish what a previous run committed but did not relay
         for hook in self.startup_hooks:
@@ -79,6 +80,8 @@ class ServiceRuntime:
         await self.relay.stop(OUTBOX_DRAIN_S)  # drains the outbox first
         await self.consumer.offsets.flush()
         await self.consumer.end_watch.stop()
+        if self.consumer.waker:
+            await self.consumer.waker.stop()
         await self.broker.stop()
         await self.pool.close()
         log.info("%s stopped", self.name)

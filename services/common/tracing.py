@@ -19,6 +19,7 @@ from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -29,13 +30,18 @@ _propagator = TraceContextTextMapPropagator()
 
 def configure_tracing(service: str, otlp_endpoint: str | None) -> None:
     """Once per process, before any database connection is made (S3 calls make their own
-    spans: services/common/storage.py)."""
-    provider = TracerProvider(resource=Resource.create({"service.name": f"genline-{service}"}))
-    if otlp_endpoint:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    spans: services/common/storage.py). Without an endpoint no span is recorded and no query
+    is wrapped: spans only carry the trace's context (log lines still name the trace, events
+    still pass it on), which costs next to nothing."""
+    resource = Resource.create({"service.name": f"genline-{service}"})
+    if not otlp_endpoint:
+        trace.set_tracer_provider(TracerProvider(resource=resource, sampler=ALWAYS_OFF))
+        return
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{otlp_endpoint.rstrip('/')}/v1/traces")))
-        log.info("exporting traces to %s", otlp_endpoint)
+    provider = TracerProvider(resource=resource)
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{otlp_endpoint.rstrip('/')}/v1/traces")))
+    log.info("exporting traces to %s", otlp_endpoint)
     trace.set_tracer_provider(provider)
     PsycopgInstrumentor().instrument(skip_dep_check=True)
 

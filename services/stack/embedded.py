@@ -63,6 +63,7 @@ class Endpoints:
     # size at which the services rotate their topics on a broker without retention.
     kafka_fetch_max_wait_ms: int | None = None
     bus_rotate_after_records: int | None = None
+    bus_wake_on_publish: bool = False
 
     def settings(self, settings_class, **overrides):
         """Settings for code that runs in this process (seeding, tests)."""
@@ -82,6 +83,8 @@ class Endpoints:
             env["GENLINE_KAFKA_FETCH_MAX_WAIT_MS"] = str(self.kafka_fetch_max_wait_ms)
         if self.bus_rotate_after_records is not None:
             env["GENLINE_BUS_ROTATE_AFTER_RECORDS"] = str(self.bus_rotate_after_records)
+        if self.bus_wake_on_publish:
+            env["GENLINE_BUS_WAKE_ON_PUBLISH"] = "true"
         return env
 
 
@@ -195,7 +198,7 @@ class EmbeddedStack:
             self._wait_for_s3(s3_url, self.servers["s3"])
             self.endpoints = Endpoints(kafka_bootstrap=f"127.0.0.1:{self.kafka_port}", database_url=database_url,
                                        s3_endpoint_url=s3_url, kafka_fetch_max_wait_ms=TANSU_FETCH_MAX_WAIT_MS,
-                                       bus_rotate_after_records=self.rotate_after_records)
+                                       bus_rotate_after_records=self.rotate_after_records, bus_wake_on_publish=True)
             asyncio.run(provision(self.endpoints))
         except BaseException:
             self.stop()
