@@ -1,5 +1,6 @@
-"""`python -m services.stack`: up, demo, and on SIGTERM down with no process left behind;
-started again on the same data, it reuses the demo tenant and its key and grants nothing."""
+"""`python -m services.stack`: up, demo, a dead broker replaced while it serves, and on SIGTERM
+down with no process left behind; started again on the same data, it reuses the demo tenant
+and its key and grants nothing."""
 
 import os
 import re
@@ -8,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import httpx
 import psutil
 
 from services.stack.embedded import free_port
@@ -38,12 +40,34 @@ def demo_key(output: str) -> str:
     return re.search(r"demo tenant API key: (\S+)", output).group(1)
 
 
+def job_succeeds(api: str, key: str, timeout_s: float = 120) -> str:
+    """Submit a job and return the state it ends in."""
+    headers = {"Authorization": f"Bearer {key}"}
+    job = httpx.post(f"{api}/v1/jobs", json={"prompt": "a lighthouse", "images": 1}, headers=headers, timeout=10)
+    assert job.status_code == 202, job.text
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        state = httpx.get(f"{api}/v1/jobs/{job.json()['id']}", headers=headers, timeout=10).json()["state"]
+        if state in ("succeeded", "partially_succeeded", "failed", "rejected", "canceled", "expired"):
+            return state
+        time.sleep(0.3)
+    return state
+
+
 def test_sigterm_stops_every_process_the_stack_started_and_a_second_run_reuses_the_demo_tenant(tmp_path):
     launcher = launch(tmp_path / "data")
     try:
         output = read_until(launcher, "press Ctrl-C to stop")
         assert "credits: reserved 40, charged 40, released 0" in output
         assert "demo tenant: 960 credits available, 1 grant(s)" in output
+
+        # The broker dies: an empty one takes its place, and the platform goes on serving.
+        [broker] = [p for p in psutil.Process(launcher.pid).children(recursive=True) if "tansu" in p.name()]
+        broker.kill()
+        read_until(launcher, "the broker exited; starting an empty one")
+        api = re.search(r"public API (\S+)", output).group(1)
+        assert job_succeeds(api, demo_key(output)) == "succeeded"
+
         descendants = psutil.Process(launcher.pid).children(recursive=True)
         assert len(descendants) >= 7  # seaweedfs, tansu, five services
         # pg_ctl daemonizes PostgreSQL, so it is no descendant: find it by its pid file.
@@ -63,7 +87,8 @@ def test_sigterm_stops_every_process_the_stack_started_and_a_second_run_reuses_t
     try:
         second = read_until(again, "demo finished")
         assert demo_key(second) == demo_key(output)
-        assert "demo tenant: 920 credits available, 1 grant(s)" in second  # the second job paid, nothing granted
+        # The job after the broker's death (10) and the second demo (40) paid, nothing granted.
+        assert "demo tenant: 910 credits available, 1 grant(s)" in second
         assert again.wait(60) == 0
     finally:
         if again.poll() is None:
