@@ -189,10 +189,10 @@ class Journal:
                         topic, partition, exc)
 
     async def _ensure_topic(self, client: AIOKafkaClient, topic: str, count: int) -> list[int]:
-        partitions = await kafka_admin.partitions_of(client, topic)
+        partitions = await kafka_admin.partitions_of(client, topic, fresh=True)
         if not partitions and count:
             await (await self.admin()).create_topics([NewTopic(topic, count, 1)])
-            partitions = await kafka_admin.partitions_of(client, topic)
+            partitions = await kafka_admin.partitions_of(client, topic, fresh=True)
         return partitions
 
     # ---- 1. the broker lost its log ---------------------------------------------------------

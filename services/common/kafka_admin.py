@@ -56,9 +56,11 @@ def connections(client: AIOKafkaClient) -> frozenset:
     return frozenset(conn for conn in client._conns.values() if conn.connected())
 
 
-async def partitions_of(client: AIOKafkaClient, topic: str) -> list[int]:
-    """The topic's partitions; none when it does not exist."""
-    await client.force_metadata_update()
+async def partitions_of(client: AIOKafkaClient, topic: str, fresh: bool = False) -> list[int]:
+    """The topic's partitions, as last known (`fresh`: as the broker says now); none when it
+    does not exist."""
+    if fresh or not client.cluster.partitions_for_topic(topic):
+        await client.force_metadata_update()
     return sorted(client.cluster.partitions_for_topic(topic) or ())
 
 

@@ -252,15 +252,15 @@ async def test_a_topic_is_rotated_under_a_stream_and_its_readers_lose_and_repeat
 
 
 async def test_a_rotation_waits_for_a_reader_that_lags(endpoints, broker):
-    async with ledger_on(endpoints, broker, bus_rotate_after_records=10, bus_rotation_wait_s=0.5) as ledger:
+    async with ledger_on(endpoints, broker, bus_rotate_after_records=10) as ledger:
         ingest = await Reader.join(broker.bootstrap, ledger.topic, ledger.group("ingest"))
-        await ledger.grant(60)
-        await ingest.read(set(range(60)))
+        await ledger.grant(500)
+        await ingest.read(set(range(500)))
         await asyncio.sleep(2)  # ten looks at the topic: the router's group has read nothing
         rotations = await ledger.rows("SELECT sum(rotations) AS n FROM outbox_partitions")
         router = await Reader.join(broker.bootstrap, ledger.topic, ledger.group("router"))
-        await router.read(set(range(60)))
-        await ledger.until("SELECT 1 FROM outbox_partitions HAVING min(rotations) >= 1", timeout_s=120)
+        await router.read(set(range(500)))
+        await ledger.until("SELECT 1 FROM outbox_partitions HAVING min(rotations) >= 1", timeout_s=60)
         await asyncio.gather(ingest.leave(), router.leave())
     assert rotations[0]["n"] == 0
 
