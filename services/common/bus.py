@@ -560,25 +560,18 @@ class EventConsumer:
         """Once the broker has started: fetch when the relays announce (wake.py), if so set."""
         s = self.settings
         if s.bus_wake_on_publish and self.subscriber is not None and self.subscriber.consumer is not None:
-            self.waker = FetchWaker(database_url, s.topic_namespace, self.topics, s.bus_wake_linger_ms / 1000,
-                                    s.bus_idle_fetch_interval_s)
+            self.waker = FetchWaker(database_url, s.topic_namespace, self.topics, s.bus_idle_fetch_interval_s)
             self.waker.start(self.subscriber.consumer)
 
     def _committing(self, apply: Callable[[KafkaMessage], Awaitable[None]]):
         """`apply` for a fetched batch; its offsets are committed later (OffsetCommits), and a
         batch that fails (the broker is away, even for the DLQ) is fetched again."""
         async def on_message(msg: KafkaMessage) -> None:
-            if self.waker:
-                self.waker.handling += 1
             try:
                 await apply(msg)
             except BaseException:
                 rewind(msg.consumer, msg.raw_message)
                 raise
-            finally:
-                if self.waker:
-                    self.waker.handling -= 1
-                    self.waker.linger()
             self.offsets.applied(msg.consumer, msg.raw_message)
             self.end_watch.watch(msg.consumer)
 

@@ -108,11 +108,9 @@ class ServiceSettings(BaseSettings):
     # How long a rotation waits for the readers to catch up before it gives up until later.
     bus_rotation_wait_s: float = 10.0
     # On a broker that holds every fetch for its whole wait (the embedded stack's), consumers
-    # fetch when a relay says it published to their topics (services/common/wake.py): they
-    # keep fetching for `linger` after a word or a batch, and fetch everything once every
-    # `idle_fetch_interval` whatever was said.
+    # fetch when a relay says it published to their topics (services/common/wake.py), until
+    # a fetch comes back empty, and fetch everything once every `idle_fetch_interval`.
     bus_wake_on_publish: bool = False
-    bus_wake_linger_ms: int = 20
     bus_idle_fetch_interval_s: float = 1.0
 
     def http_ports(self) -> list[int]:

@@ -5,14 +5,17 @@ Apache Kafka answers a consumer's fetch as soon as records arrive, so a consumer
 long fetch and pays nothing. Tansu answers only when the wait is over, so a consumer either
 waits long (every hop takes that long) or polls often (each poll costs its CPU and the
 broker's, idle or not). Here the relays say when they published: after a pass, a relay
-NOTIFYs `bus_channel(namespace)` with the topic, in the transaction that marks the rows
-published. A consumer keeps its partitions paused while nothing is said; a word about one of
-its topics resumes that topic's partitions, for short fetches, until nothing has come for
-`linger`; and every `idle_fetch_s` it fetches everything once, for records that came
-unannounced (written by another producer, or while the listening connection was away).
+NOTIFYs `bus_channel(namespace)` with the topic, in the transaction that marks its rows
+published. A consumer's partitions stay paused while nothing is said; a word about one of its
+topics resumes that topic's partitions, and they fetch, with a short wait, until a fetch that
+asked for every announced topic after its word comes back empty. Every `idle_fetch_s` everything is fetched
+once, for records that came unannounced (written by another producer, or while the
+listening connection was away).
 
-A partition is paused only when nothing fetched waits to be handled and no batch is being
-handled: records buffered for a paused partition would be dropped and fetched again.
+Partitions are paused only right after an empty fetch and while nothing fetched waits to be
+handled: records buffered for a paused partition would be dropped, to be fetched again only
+at the next word. (aiokafka has no hook after a fetch; the waker wraps its fetcher's
+`_proc_fetch_request`, whose result says whether the fetch brought records.)
 """
 
 import asyncio
@@ -33,20 +36,22 @@ def bus_channel(namespace: str) -> str:
 
 
 class FetchWaker:
-    def __init__(self, database_url: str, namespace: str, topics: list[str], linger_s: float, idle_fetch_s: float,
+    def __init__(self, database_url: str, namespace: str, topics: list[str], idle_fetch_s: float,
                  retry_s: float = 5.0) -> None:
         self.database_url, self.namespace, self.topics = database_url, namespace, set(topics)
-        self.linger_s, self.idle_fetch_s, self.retry_s = linger_s, idle_fetch_s, retry_s
+        self.idle_fetch_s, self.retry_s = idle_fetch_s, retry_s
         self.kafka: AIOKafkaConsumer | None = None
-        self.handling = 0
-        self._fetching_until = 0.0
-        self._pause_at: asyncio.TimerHandle | None = None
+        # Topics announced and not fetched since, with when they were announced: a fetch
+        # covers one only if it asked for the topic and was sent after the word.
+        self._announced: dict[str, float] = {}
         self._tasks: list[asyncio.Task] = []
 
     def start(self, kafka: AIOKafkaConsumer) -> None:
-        """Start with every partition fetching (what came meanwhile), then wait for words."""
+        """Watch the consumer's fetches, and the relays' words; everything is fetched first."""
         self.kafka = kafka
-        self._tasks = [asyncio.create_task(listen(self.database_url, bus_channel(self.namespace), self._announced,
+        fetcher = kafka._fetcher
+        fetcher._proc_fetch_request = self._watching(fetcher._proc_fetch_request)
+        self._tasks = [asyncio.create_task(listen(self.database_url, bus_channel(self.namespace), self._heard,
                                                   self.retry_s), name="bus-wake-listen"),
                        asyncio.create_task(self._fetch_now_and_then(), name="bus-wake-idle")]
         self.fetch(self.topics)
@@ -55,10 +60,26 @@ class FetchWaker:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._pause_at is not None:
-            self._pause_at.cancel()
 
-    def _announced(self, topic: str | None) -> None:
+    def _watching(self, fetch):
+        async def fetch_and_see(assignment, node_id, request):
+            sent_at = time.monotonic()
+            brought = await fetch(assignment, node_id, request)
+            assigned = {tp.topic for tp in self.kafka.assignment()}
+            for topic, _ in request.topics:
+                if self._announced.get(topic, sent_at) < sent_at:
+                    del self._announced[topic]
+            for topic in set(self._announced) - assigned:  # handed to another member meanwhile
+                del self._announced[topic]
+            if self._announced:  # asked for after this fetch was built: once it is done, fetch them
+                asyncio.current_task().add_done_callback(lambda _: self._resume(set(self._announced)))
+            elif not brought:
+                self._pause_if_nothing_waits()
+            return brought
+
+        return fetch_and_see
+
+    def _heard(self, topic: str | None) -> None:
         # None: listening (re)started, and words may have been missed meanwhile.
         self.fetch(self.topics if topic is None else self.topics & {topic})
 
@@ -68,32 +89,31 @@ class FetchWaker:
             self.fetch(self.topics)
 
     def fetch(self, topics: set[str]) -> None:
-        """Resume these topics' partitions; pause them again once nothing came for a while."""
-        if not topics or self.kafka is None:
+        """Fetch these topics until a fetch sent from now on comes back empty."""
+        if self.kafka is None:
             return
-        with contextlib.suppress(Exception):  # not assigned yet, or rebalancing: the next word
-            self.kafka.resume(*self._assigned(topics))
-        self.linger()
+        now, mine = time.monotonic(), {tp.topic for tp in self._assigned(topics)}
+        for topic in mine:  # a topic of which no partition is this member's is another's to fetch
+            self._announced[topic] = now
+        self._resume(mine)
 
-    def linger(self) -> None:
-        """Keep fetching for `linger_s` from now."""
-        self._fetching_until = time.monotonic() + self.linger_s
-        if self._pause_at is None:
-            self._pause_at = asyncio.get_running_loop().call_later(self.linger_s, self._pause_if_quiet)
+    def _resume(self, topics: set[str]) -> None:
+        if topics and self.kafka is not None:
+            with contextlib.suppress(Exception):  # not assigned yet, or rebalancing: the next word
+                self.kafka.resume(*self._assigned(topics))
+                # The fetcher may be waiting on a fetch to the same broker that left these
+                # partitions out: have it look again as soon as that one is back.
+                fetcher = self.kafka._fetcher
+                fetcher._notify(fetcher._wait_consume_future)
 
-    def _pause_if_quiet(self) -> None:
-        self._pause_at = None
-        left = self._fetching_until - time.monotonic()
-        if left > 0 or self.handling or self._buffered():
-            self._pause_at = asyncio.get_running_loop().call_later(max(left, self.linger_s), self._pause_if_quiet)
-            return
-        with contextlib.suppress(Exception):
-            self.kafka.pause(*self._assigned(self.topics))
+    def _pause_if_nothing_waits(self) -> None:
+        if not self._buffered():
+            with contextlib.suppress(Exception):
+                self.kafka.pause(*self._assigned(self.topics))
 
     def _assigned(self, topics: set[str]) -> list[TopicPartition]:
         return [tp for tp in self.kafka.assignment() if tp.topic in topics]
 
     def _buffered(self) -> bool:
         """Fetched records not handed over yet (aiokafka keeps them in its fetcher)."""
-        fetcher = getattr(self.kafka, "_fetcher", None)
-        return bool(getattr(fetcher, "_records", None))
+        return bool(getattr(self.kafka._fetcher, "_records", None))
