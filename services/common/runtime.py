@@ -3,7 +3,6 @@ consumer, ops endpoints, and an orderly start and stop (SIGTERM drains)."""
 
 import asyncio
 import contextlib
-import gc
 import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -164,7 +163,4 @@ def run(settings_class: type[ServiceSettings], build) -> None:
     tracing.configure_tracing(settings.service_name, settings.otlp_endpoint)
     hold_grpc_aio()
     _, app = build(settings)
-    # What was built at startup (modules, models, clients) lives as long as the process: kept
-    # out of the collector's full passes, which otherwise walk it all and stall the loop.
-    gc.freeze()
     serve(app, settings)
