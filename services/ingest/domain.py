@@ -303,11 +303,12 @@ class JobIsFinal(Exception):
 
 
 def request_cancel(view: JobView, at: datetime, reason: str) -> tuple[JobView, JobCancelRequested | None]:
-    """Cancel a job that is not final; asking again changes nothing and publishes nothing."""
-    if view.final:
-        raise JobIsFinal(f"job {view.id} is {view.state} already; a final job cannot be canceled")
+    """Cancel a job that is not final; asking again changes nothing and publishes nothing,
+    also once the job has ended since the first request (a client retrying its cancel)."""
     if view.cancel_requested_at is not None:
         return view, None
+    if view.final:
+        raise JobIsFinal(f"job {view.id} is {view.state} already; a final job cannot be canceled")
     event = JobCancelRequested(job_id=view.id, tenant_id=view.tenant_id, reason=reason, requested_at=at)
     return cancel_requested(view, at), event
 

@@ -41,8 +41,10 @@ def test_cancel_is_idempotent_and_refused_once_final():
     assert event is not None and event.requested_at == T0 and view.cancel_requested_at == T0
     again, second = request_cancel(view, T0 + timedelta(seconds=1), "client")
     assert second is None and again == view
+    ended = settled(apply_event(view, CANCELED, T0))
+    assert request_cancel(ended, T0 + timedelta(seconds=2), "client") == (ended, None)  # a retried cancel
     with pytest.raises(JobIsFinal):
-        request_cancel(settled(apply_event(view, CANCELED, T0)), T0, "client")
+        request_cancel(settled(apply_event(submitted_view(SPEC), CANCELED, T0)), T0, "client")
 
 
 def test_a_deadline_failure_expires_the_job_and_other_failures_fail_it_at_their_stage():

@@ -391,7 +391,8 @@ async def erase_job(job_id: str, tenant: JobsWriter, runtime: Runtime):
 async def cancel_job(job_id: str, tenant: JobsWriter, runtime: Runtime, settings: Settings, store: Store):
     """Cancel a job that is not final (202 with the job; asking again is harmless). Generation
     stops and nothing more is charged; images delivered before the cancel reached delivery
-    stay delivered and charged. A final job answers 409 and stays as it is."""
+    stay delivered and charged. A final job answers 409 and stays as it is, unless its cancel
+    was asked for before: asking again answers 202 with the job as it ended."""
     async with runtime.pool.connection() as conn, conn.transaction():
         before = await jobs_store.read_view(conn, parse_job_id(job_id), tenant, lock=True)
         if before is None:
