@@ -56,9 +56,10 @@ class ServiceSettings(BaseSettings):
     # as records arrive, so a long wait costs nothing there; Tansu holds every fetch until
     # the wait expires, so on the embedded stack it is the latency of every hop and is short.
     kafka_fetch_max_wait_ms: int = 500
-    # A batch consumer waits this long for records, and after an empty wait FastStream sleeps
-    # as long again before it looks: latency on any broker, so short everywhere.
-    kafka_batch_timeout_ms: int = 10
+    # The longest a batch consumer waits for records before it looks again; it takes them as
+    # soon as a fetch brings them (services/common/bus.py, take_as_they_come), so a long wait
+    # costs no latency and saves idle turns.
+    kafka_batch_timeout_ms: int = 200
     # How often a consumer commits the offsets of what it applied (see bus.OffsetCommits):
     # what a crash delivers again is what the inbox skips.
     kafka_commit_interval_ms: int = 1000
