@@ -122,6 +122,23 @@ class ImageBatch:
             self._memo[key] = compute(self)
         return self._memo[key]
 
+    def kept(self) -> "ImageBatch":
+        """This batch to measure later: the same planes and shared results, without the float
+        copies of luma and colour (four bytes a pixel each), which are made again if read."""
+        return ImageBatch(self.indices, self.planes, self.context, self.clip, self._memo)
+
+    def select(self, indices: Sequence[int]) -> "ImageBatch | None":
+        """The batch of these input images only (all frames of a clip); None for none.
+        Of the same batch it is this one, with what its dimensions shared."""
+        if list(dict.fromkeys(self.indices)) == list(indices):
+            return self
+        if not indices:
+            return None
+        wanted = set(indices)
+        positions = [p for p, index in enumerate(self.indices) if index in wanted]
+        planes = self.planes[positions[0] : positions[0] + 1] if len(positions) == 1 else self.planes[positions]
+        return ImageBatch(tuple(self.indices[p] for p in positions), planes, self.context, self.clip)
+
 
 class UndecodableImage(ValueError):
     """Input image `index` is not a complete image in a format OpenCV reads."""
@@ -200,6 +217,31 @@ def group_by_size(
         if len(members) >= max_images or pixels >= max_pixels:
             yield pending.pop(planes.shape)
     yield from pending.values()
+
+
+def decode_image(index: int, data: bytes, color: bool, context: ScoringContext) -> ImageBatch:
+    """A batch of one image: a still, or a clip's frames."""
+    clip = is_clip(data)
+    planes = decode_frames(index, data, color) if clip else decode_planes(index, data, color)[None]
+    return ImageBatch(indices=(index,) * len(planes), planes=torch.from_numpy(planes).to(context.device),
+                      context=context, clip=clip)
+
+
+def joined(batches: Sequence[ImageBatch]) -> list[ImageBatch]:
+    """The stills of equal size stacked into one batch each (on their device), clips alone."""
+    groups: dict[tuple[int, ...], list[ImageBatch]] = {}
+    alone = []
+    for batch in batches:
+        if batch.clip:
+            alone.append(batch)
+        else:
+            groups.setdefault(tuple(batch.planes.shape[1:]), []).append(batch)
+    stacked = [
+        group[0] if len(group) == 1 else ImageBatch(tuple(i for b in group for i in b.indices),
+                                                    torch.cat([b.planes for b in group]), group[0].context)
+        for group in groups.values()
+    ]
+    return stacked + alone
 
 
 def stack_batch(

@@ -1,9 +1,10 @@
 """The built-in dimensions, declared apart from their measurements.
 
 Declaring a dimension (name, default bounds, weight, tier, what it reads and requires,
-the least and most its measure gives) needs no torch; its measure lives in `tier1`, `faces` or `clip` and is imported on first use. So
-ingest checks a job's profile and rules at submission without loading torch, OpenCV or
-transformers, and the scorer measures with the very same declarations.
+the least and most its measure gives) needs no torch; its measure lives in `tier1`,
+`faces` or `clip` and is imported on first use. So ingest checks a job's profile and
+rules at submission without loading torch, OpenCV or transformers, and the scorer
+measures with the very same declarations.
 """
 
 from functools import partial
