@@ -95,10 +95,11 @@ def _provider_call(call: CallRecord, registry: Registry, route: RouteRequest) ->
 
 
 def verdicts_by_provider(scores: Iterable[CandidateScore], attempt: int | None = None) -> dict[str, tuple[int, int]]:
-    """(passed, failed) per provider, of the scores of `attempt` (all when None)."""
+    """(passed, failed) per provider, of the scores of `attempt` (all when None); a candidate
+    left without a verdict (the job had enough better ones) counts neither way."""
     passed, failed = Counter(), Counter()
     for score in scores:
-        if score.provider and (attempt is None or score.attempt == attempt):
+        if score.provider and score.judged and (attempt is None or score.attempt == attempt):
             (passed if score.passed else failed)[score.provider] += 1
     return {provider: (passed[provider], failed[provider]) for provider in passed.keys() | failed.keys()}
 
@@ -107,7 +108,7 @@ def quality_verdicts(scores: Iterable[CandidateScore], attempt: int) -> dict[str
     """The verdicts of `attempt`, per provider, with the dimensions that failed, for the quality breakers."""
     verdicts: dict[str, list[Verdict]] = {}
     for score in scores:
-        if score.provider and score.attempt == attempt:
+        if score.provider and score.judged and score.attempt == attempt:
             verdicts.setdefault(score.provider, []).append(Verdict(score.passed, tuple(score.failed)))
     return verdicts
 

@@ -13,9 +13,9 @@ def spec(**fields) -> JobSpec:
                        "candidates": 5, "seed": 1, "submitted_at": datetime.now(UTC)} | fields))
 
 
-def verdict(provider: str, passed: bool, attempt: int = 1) -> CandidateScore:
+def verdict(provider: str, passed: bool, attempt: int = 1, judged: bool = True) -> CandidateScore:
     return CandidateScore(index=0, attempt=attempt, provider=provider, key="k", sha256="s", size_bytes=1,
-                          media_type="image/png", passed=passed, score=0.0, dimensions={})
+                          media_type="image/png", passed=passed, score=0.0, dimensions={}, judged=judged)
 
 
 def test_only_the_first_attempt_of_a_client_chosen_n_is_fixed():
@@ -46,6 +46,12 @@ def test_verdicts_are_counted_per_provider_for_one_attempt_only():
               verdict("", True)]
     assert domain.verdicts_by_provider(scores, 1) == {"a": (1, 1), "b": (0, 1)}
     assert domain.verdicts_by_provider(scores, 2) == {"a": (1, 0)}
+
+
+def test_a_candidate_left_without_a_verdict_teaches_neither_pass_rates_nor_quality_breakers():
+    scores = [verdict("a", True), verdict("a", False), verdict("a", False, judged=False)]
+    assert domain.verdicts_by_provider(scores, 1) == {"a": (1, 1)}
+    assert [v.passed for v in domain.quality_verdicts(scores, 1)["a"]] == [True, False]
 
 
 def test_the_jobs_size_and_model_pin_reach_every_attempt():
