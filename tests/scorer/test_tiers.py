@@ -102,7 +102,7 @@ def test_a_candidate_rejected_at_tier_one_is_not_measured_further_and_says_so(sc
         nsfw = tier.dimensions["nsfw"]
         assert tier.not_measured == ("nsfw",)
         assert nsfw.value is None and not nsfw.passed and "nsfw" not in tier.failed
-        assert nsfw.reason == f"not measured: rejected at tier 1 by {', '.join(tier.failed)}"
+        assert nsfw.reason == f"nsfw unmeasured: rejected at tier 1 by {', '.join(tier.failed)}"
         for name in tier.failed:
             assert tier.dimensions[name] == full.dimensions[name]
 
@@ -252,3 +252,19 @@ def _context(scorer, reference):
     from services.scorer.dimensions.batch import ScoringContext
 
     return ScoringContext(scorer.device, None, reference, None, scorer.clip, scorer.moderated_classes)
+
+
+def test_a_job_or_its_template_can_ask_for_every_dimension(monkeypatch):
+    from services.common.templates import Catalogue, Template
+    from services.scorer import profiles
+    from services.scorer.profiles import ProfileError, job_profile
+
+    assert not job_profile("generic").score_all
+    assert job_profile("generic", rules={"score_all": True}).score_all
+    assert job_profile("headshot", rules={"thresholds": {"sharpness": {"min": 40}}, "score_all": True}).score_all
+    with pytest.raises(ProfileError, match="score_all"):
+        job_profile("generic", rules={"score_all": "yes"})
+
+    catalogue = Catalogue(version="test", templates={"calibration": Template(profile="generic", score_all=True)})
+    monkeypatch.setattr(profiles, "load_catalogue", lambda: catalogue)
+    assert job_profile("calibration").score_all

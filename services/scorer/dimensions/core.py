@@ -263,8 +263,8 @@ def waived(dimension: Dimension, bounds: Bounds, missing: str) -> DimensionResul
     return DimensionResult(None, bounds.nearest(None), True, reason)
 
 
-def skipped(bounds: Bounds, why: str) -> DimensionResult:
-    return DimensionResult(None, bounds.nearest(None), False, f"not measured: {why}", skipped=True)
+def skipped(dimension: Dimension, bounds: Bounds, why: str) -> DimensionResult:
+    return DimensionResult(None, bounds.nearest(None), False, f"{dimension.name} unmeasured: {why}", skipped=True)
 
 
 def ranking_score(weighted: Sequence[tuple[Dimension, Bounds, float, DimensionResult]]) -> float:

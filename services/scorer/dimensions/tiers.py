@@ -9,12 +9,12 @@ A tiered walk measures one tier at a time and judges it before the next:
 
 1. After each tier an image that fails one of the tier's checks (a bound, a forbidden
    condition, a required dimension that cannot be computed) is rejected and not measured
-   further. Each dimension of a later tier says so: value None, not passed, reason "not
-   measured: rejected at tier 1 by blank, sharpness". It is never counted as a pass.
+   further. Each dimension of a later tier says so: value None, not passed, reason "nsfw
+   unmeasured: rejected at tier 1 by blank, sharpness". It is never counted as a pass.
 2. Enough, not all (`Enough`). The last tier is measured in the order of the images'
    ceilings (below), a chunk at a time — as many as the job still needs — and measuring
    stops once the job has K passing images and no unmeasured image could outrank the K-th
-   of them. Those left have no verdict (neither passed nor failed): "not measured:
+   of them. Those left have no verdict (neither passed nor failed): "nsfw unmeasured:
    measuring stopped once the job had K passing candidates that this one could not
    outrank". A job whose best images fail measures the next ones.
 
@@ -187,10 +187,9 @@ class TierWalk:
 
     def verdict(self, progress: Progress) -> ImageVerdict:
         reached = {tier for step in self.steps[: progress.steps_done] for tier in step.tiers}
-        results = {
-            j.label: j.judged(progress.values) if j.tier in reached else skipped(j.bounds, progress.stopped or "")
-            for j in self.judgements
-        }
+        why = progress.stopped or ""
+        results = {j.label: j.judged(progress.values) if j.tier in reached else skipped(j.dimension, j.bounds, why)
+                   for j in self.judgements}
         ranked = [(j.dimension, j.bounds, j.weight, results[j.label]) for j in self.judgements if j.weight is not None]
         failed = tuple(j.label for j in self.judgements if _counts_against(j, results[j.label]))
         not_measured = tuple(label for label, result in results.items() if result.skipped)
