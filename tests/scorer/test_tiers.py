@@ -68,8 +68,9 @@ def counted():
 def test_each_dimension_declares_its_tier_by_cost():
     assert set(TIER_ONE) == {"sharpness", "noise", "blockiness", "exposure", "clipping", "blank", "banding", "size",
                              "aspect", "prompt_alignment", "frames", "frame_sharpness", "flicker"}
-    assert set(TIER_TWO) == {"faces", "face_size", "face_position", "eyes_open", "identity", "skin_tone", "lighting",
-                             "background", "nsfw"}
+    assert set(TIER_TWO) == {"faces", "face_size", "face_position", "eyes_open", "skin_tone", "lighting", "background",
+                             "nsfw"}
+    assert DIMENSIONS["identity"].tier == 3, "the face embedding is the dearest check: marked expensive"
     plugin = Dimension(name="plugin", measure=lambda pixels: pixels, bounds=Bounds(maximum=1), failure_hint="")
     assert plugin.tier == 3, "a dimension that does not say is expensive"
     with pytest.raises(ValueError, match="tier"):
@@ -117,9 +118,10 @@ def test_tier_two_is_judged_only_where_tier_one_passed(scorer, portraits, photos
     assert [v.passed for v in tiered] == [v.passed for v in everything]
     black, cat = tiered[-1], tiered[5]
     assert "blank" in black.failed and "faces" in black.not_measured and "identity" in black.not_measured
-    assert "faces" in cat.failed and cat.not_measured == ("test_brightness",)
+    assert "faces" in cat.failed and set(cat.not_measured) == {"identity", "test_brightness"}
     assert "rejected at tier 2 by faces" in cat.dimensions["test_brightness"].reason
-    assert counted.measured == sum(v.passed for v in everything), "Tier 3 measured only what passed Tiers 1 and 2"
+    passed_tiers_one_and_two = [v for v in everything if all(DIMENSIONS[name].tier == 3 for name in v.failed)]
+    assert counted.measured == len(passed_tiers_one_and_two) < len(portraits), "Tier 3 measured only those"
 
 
 @pytest.mark.parametrize("k", [1, 2, 3])
@@ -202,6 +204,8 @@ def test_a_ceiling_is_the_best_score_the_last_tier_can_give():
     plan |= {name: PlannedDimension(registered(name), waived_for="reference") for name in ("identity", "skin_tone")}
     plan["prompt_alignment"] = PlannedDimension(registered("prompt_alignment"), missing="clip_model")
     walk = TierWalk.of(profile, plan, tiered=True)
+    assert [sorted(step.tiers) for step in walk.steps] == [[1], [2, 3]], "identity, waived, is judged with Tier 2"
+    assert walk.orders_last_step
     tier_one = {"sharpness": 35.0, "noise": 4.0, "blockiness": 1.1, "exposure": 0.4, "clipping": 0.1, "blank": 0.2,
                 "banding": 0.01, "size": 0.0, "aspect": 0.0}
     best = {"faces": 1.0, "face_size": 0.31, "face_position": 0.0, "eyes_open": 2.0, "lighting": 0.0,
@@ -268,3 +272,23 @@ def test_a_job_or_its_template_can_ask_for_every_dimension(monkeypatch):
     catalogue = Catalogue(version="test", templates={"calibration": Template(profile="generic", score_all=True)})
     monkeypatch.setattr(profiles, "load_catalogue", lambda: catalogue)
     assert job_profile("calibration").score_all
+
+
+def test_faces_are_found_once_per_image_whichever_tier_reads_them(scorer, portraits, monkeypatch):
+    """identity (Tier 3) reads the faces that Tier 2 found, image by image and in batches."""
+    from services.scorer.dimensions import face_models
+
+    found = []
+    detect = face_models.detect_faces
+    monkeypatch.setattr(face_models, "detect_faces", lambda luma, smallest: found.append(luma.shape) or
+                        detect(luma, smallest))
+    profile = load_profile("headshot")
+    context = _context(scorer, portraits[0])
+    walk = TierWalk.of(profile, scorer._plan(profile, context), tiered=True)
+    assert [sorted(step.tiers) for step in walk.steps] == [[1], [2], [3]]
+    for way in (scorer._walk_each, scorer._walk_batched):
+        found.clear()
+        walked = way(portraits, walk, _context(scorer, portraits[0]), True, len(walk.steps))
+        reached_tier_two = sum(progress.steps_done >= 2 for progress, _ in walked)
+        assert len(found) == reached_tier_two + 1, way.__name__  # and the reference photo's, once
+        assert any(progress.values.get("identity") is not None for progress, _ in walked)

@@ -128,8 +128,9 @@ class ImageBatch:
         return ImageBatch(self.indices, self.planes, self.context, self.clip, self._memo)
 
     def select(self, indices: Sequence[int]) -> "ImageBatch | None":
-        """The batch of these input images only (all frames of a clip); None for none.
-        Of the same batch it is this one, with what its dimensions shared."""
+        """The batch of these input images only (all frames of a clip); None for none. What
+        the dimensions shared image by image (a list per batch, such as the faces found)
+        goes along, so that a later tier does not compute it again."""
         if list(dict.fromkeys(self.indices)) == list(indices):
             return self
         if not indices:
@@ -137,7 +138,9 @@ class ImageBatch:
         wanted = set(indices)
         positions = [p for p, index in enumerate(self.indices) if index in wanted]
         planes = self.planes[positions[0] : positions[0] + 1] if len(positions) == 1 else self.planes[positions]
-        return ImageBatch(tuple(self.indices[p] for p in positions), planes, self.context, self.clip)
+        per_image = {key: [value[p] for p in positions] for key, value in self._memo.items()
+                     if isinstance(value, list) and len(value) == self.size}
+        return ImageBatch(tuple(self.indices[p] for p in positions), planes, self.context, self.clip, per_image)
 
 
 class UndecodableImage(ValueError):

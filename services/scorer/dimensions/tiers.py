@@ -130,7 +130,7 @@ class Step:
 
     @property
     def name(self) -> str:
-        return f"tier {min(self.tiers)}" if len(self.tiers) == 1 else "scoring"
+        return f"tier {min(self.tiers)}"
 
 
 @dataclass
@@ -152,13 +152,19 @@ class TierWalk:
 
     @classmethod
     def of(cls, profile: "Profile", plan: Mapping[str, PlannedDimension], tiered: bool) -> "TierWalk":
+        """One step per tier when `tiered`, else one for all. A tier with nothing to measure
+        (its dimensions unavailable or waived) is judged with the step before it."""
         judgements = _judgements(profile, plan)
-        groups = [frozenset({tier}) for tier in TIERS] if tiered else [frozenset(TIERS)]
-        steps = tuple(
-            Step(tiers, tuple(dict.fromkeys(j.dimension for j in judgements if j.tier in tiers and j.planned.measured)))
-            for tiers in groups if any(j.tier in tiers for j in judgements)
-        )
-        return cls(judgements, steps)
+        steps: list[Step] = []
+        for tiers in [frozenset({tier}) for tier in TIERS] if tiered else [frozenset(TIERS)]:
+            if not any(j.tier in tiers for j in judgements):
+                continue
+            measured = tuple(dict.fromkeys(j.dimension for j in judgements if j.tier in tiers and j.planned.measured))
+            if steps and not measured:
+                steps[-1] = Step(steps[-1].tiers | tiers, steps[-1].dimensions)
+            else:
+                steps.append(Step(tiers, measured))
+        return cls(judgements, tuple(steps))
 
     @classmethod
     def measuring(cls, dimensions: Sequence[Dimension]) -> "TierWalk":
