@@ -149,8 +149,8 @@ def banding_share(batch: ImageBatch) -> torch.Tensor:
         flat_around &= flat.narrow(axis, 4, inner)
         gentle_step = (step != 0) & (step <= BANDING_STEP[1])
         contour = flat_around & gentle_step & (step >= BANDING_STEP[0])
-        contours = contours + torch.count_nonzero(contour, dim=(1, 2))
-        gentle = gentle + torch.count_nonzero(gentle_step, dim=(1, 2))
+        contours = contours + contour.sum(dim=(1, 2))
+        gentle = gentle + gentle_step.sum(dim=(1, 2))
     return (contours / gentle.clamp(min=1)).double()
 
 
