@@ -292,3 +292,24 @@ def test_faces_are_found_once_per_image_whichever_tier_reads_them(scorer, portra
         reached_tier_two = sum(progress.steps_done >= 2 for progress, _ in walked)
         assert len(found) == reached_tier_two + 1, way.__name__  # and the reference photo's, once
         assert any(progress.values.get("identity") is not None for progress, _ in walked)
+
+
+def test_batches_split_and_joined_between_tiers_keep_the_faces_found(scorer, portraits, monkeypatch):
+    """On a GPU the survivors of a tier are selected out of their batch and joined again for
+    the last tier; the faces found image by image go along, in the images' order, and are
+    not looked for again."""
+    from services.scorer.dimensions import face_models
+    from services.scorer.dimensions.batch import decode_planes, joined, stack_batch
+    from services.scorer.dimensions.faces import findings
+
+    context = _context(scorer, portraits[0])
+    stills = [(i, decode_planes(i, portraits[i], color=True)) for i in (0, 1, 7)]  # three of 512×512
+    batch = stack_batch(stills, context)
+    found = findings(batch)
+    assert found[0].faces, "the astronaut's face"
+    first, last = batch.select([0]).kept(), batch.select([1, 7]).kept()
+    monkeypatch.setattr(face_models, "detect_faces", lambda *_: pytest.fail("faces looked for again"))
+    together = joined([last, first])
+    assert [b.indices for b in together] == [(1, 7, 0)]
+    assert findings(together[0]) == [found[1], found[2], found[0]]
+    assert torch.equal(together[0].planes[2], batch.planes[0])

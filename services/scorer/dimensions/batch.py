@@ -233,7 +233,8 @@ def decode_image(index: int, data: bytes, color: bool, context: ScoringContext) 
 
 
 def joined(batches: Sequence[ImageBatch]) -> list[ImageBatch]:
-    """The stills of equal size stacked into one batch each (on their device), clips alone."""
+    """The stills of equal size stacked into one batch each (on their device), clips alone;
+    what every one of them shared image by image (the faces found) goes along."""
     groups: dict[tuple[int, ...], list[ImageBatch]] = {}
     alone = []
     for batch in batches:
@@ -241,12 +242,15 @@ def joined(batches: Sequence[ImageBatch]) -> list[ImageBatch]:
             alone.append(batch)
         else:
             groups.setdefault(tuple(batch.planes.shape[1:]), []).append(batch)
-    stacked = [
-        group[0] if len(group) == 1 else ImageBatch(tuple(i for b in group for i in b.indices),
-                                                    torch.cat([b.planes for b in group]), group[0].context)
-        for group in groups.values()
-    ]
-    return stacked + alone
+    return [group[0] if len(group) == 1 else _stacked(group) for group in groups.values()] + alone
+
+
+def _stacked(group: list[ImageBatch]) -> ImageBatch:
+    shared = set.intersection(*({k for k, v in b._memo.items() if isinstance(v, list) and len(v) == b.size}
+                                for b in group))
+    per_image = {key: [value for b in group for value in b._memo[key]] for key in shared}
+    return ImageBatch(tuple(i for b in group for i in b.indices), torch.cat([b.planes for b in group]),
+                      group[0].context, False, per_image)
 
 
 def stack_batch(
