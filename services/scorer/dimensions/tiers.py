@@ -1,9 +1,11 @@
 """Tiers: each image pays only for the checks that can still change its verdict.
 
 Every dimension declares its tier by cost (`Dimension.tier`): 1, the batched checks on
-luma and colour; 2, face and person checks and moderation; 3, anything expensive (plugins,
-unless they say otherwise). A profile's checks and forbidden conditions are judged in their
-dimension's tier; custom rules (`QualityRules`) bound and forbid dimensions of any tier.
+luma and colour; 2, face and person checks and moderation; 3, anything expensive (the face
+embedding of identity; plugins, unless they say otherwise). A profile's checks and
+forbidden conditions are judged in their dimension's tier; custom rules (`QualityRules`)
+bound and forbid dimensions of any tier. A tier with nothing to measure in a call (its
+dimensions unavailable or waived) is judged with the tier before it.
 
 A tiered walk measures one tier at a time and judges it before the next:
 
@@ -13,8 +15,8 @@ A tiered walk measures one tier at a time and judges it before the next:
    unmeasured: rejected at tier 1 by blank, sharpness". It is never counted as a pass.
 2. Enough, not all (`Enough`). The last tier is measured in the order of the images'
    ceilings (below), a chunk at a time — as many as the job still needs — and measuring
-   stops once the job has K passing images and no unmeasured image could outrank the K-th
-   of them. Those left have no verdict (neither passed nor failed): "nsfw unmeasured:
+   stops once the job has K passing images (its earlier attempts' count too) and no
+   unmeasured image could outrank the K-th of them. Those left have no verdict (neither passed nor failed): "nsfw unmeasured:
    measuring stopped once the job had K passing candidates that this one could not
    outrank". A job whose best images fail measures the next ones.
 
