@@ -108,8 +108,9 @@ async def passed_before(conn, event: CandidatesGenerated) -> tuple[tuple[float, 
 
 def enough_for(event: CandidatesGenerated, profile: Profile, passed: tuple[tuple[float, int], ...]) -> Enough | None:
     """When this attempt may stop measuring; None (measure everything) when the job asks for
-    every dimension, or did not come with the attempt (its wish is then unknown)."""
-    if event.job is None or profile.score_all:
+    every dimension, did not come with the attempt (its wish is then unknown), or wants no
+    image (nothing can be enough)."""
+    if event.job is None or profile.score_all or event.images < 1:
         return None
     return Enough(event.images, tuple(c.index for c in event.candidates), passed)
 
