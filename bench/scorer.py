@@ -20,14 +20,31 @@ included, colour where the dimension reads it), on the same images: banding and 
 astronaut edited), with the astronaut as the reference photo. Face dimensions each detect
 faces anew, so each figure is what adding that one dimension to a profile costs.
 
+Then scoring in tiers against measuring every dimension, per profile (generic, headshot,
+product, motion), on the same jobs in the same run: each job is 12 candidates for 3 images
+(N = 4K), 4 of them with planted defects that Tier 1 rejects (blurred, noisy, blown out,
+black, blocky; for clips also a still and a blurred clip) and 8 sound ones, shuffled.
+Stills are 1024x1024 JPEGs: photographs and LocalGenerator paintings for generic and
+product, portraits (the astronaut, Grace Hopper, crops, mild blurs, edits, a cat and a
+coffee cup) for headshot, with the astronaut as the reference photo; clips are the
+router's own pan-and-zoom animations (8 frames of 384x384). Each job is scored both ways,
+alternately, `Scorer.score` as the service calls it: all dimensions (score_all), and tiered
+with the job's K. The figures are candidates per second of process CPU time (every
+thread's, not wall time, so that other work on the machine does not count), the share of
+dimension evaluations (a dimension measured on a candidate) the tiers skipped, and
+whether both selected the same K in every job; a differing selection stops the bench.
+
     python bench/scorer.py [--images 256] [--batch 32] [--device cpu|cuda] [--rounds 2]
-                           [--dimension-images 48]
+                           [--dimension-images 48] [--tier-jobs 3]
+
+`--images 0` and `--dimension-images 0` leave out the first two parts; `--tier-jobs 0` the last.
 """
 
 import argparse
 import math
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -37,8 +54,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from skimage import data as photos  # noqa: E402
 
+from services.router.providers.image_stages import animate  # noqa: E402
 from services.router.providers.local import LocalGenerator  # noqa: E402
-from services.scorer.dimensions import Scorer  # noqa: E402
+from services.scorer.dimensions import ImageVerdict, Scorer, select_best  # noqa: E402
+from services.scorer.dimensions.core import registered  # noqa: E402
+from services.scorer.dimensions.tiers import Enough  # noqa: E402
 from services.scorer.dimensions.tier1 import BLOCK_STEP_CAP, BLOWN_LEVEL, CRUSHED_LEVEL  # noqa: E402
 from services.scorer.profiles import Profile, load_profile, profile_of_dimensions  # noqa: E402
 
@@ -156,6 +176,126 @@ def dimension_rates(scorer: Scorer, images: list[bytes], count: int, batch: int)
     return rates
 
 
+TIER_PROFILES = ("generic", "headshot", "product", "motion")
+JOB_SOUND, JOB_DEFECTIVE, JOB_IMAGES = 8, 4, 3
+CLIP_SIDE = 384
+
+
+def degraded(rgb: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+    """Copies that fail Tier 1: blurred, noisy, blown out, black."""
+    return [cv2.GaussianBlur(rgb, (0, 0), 6), np.clip(rgb + rng.normal(0, 40, rgb.shape), 0, 255).astype(np.uint8),
+            np.clip(rgb.astype(np.int32) * 2 + 160, 0, 255).astype(np.uint8), np.zeros_like(rgb)]
+
+
+def still_pools(rng: np.random.Generator) -> dict[str, tuple[list[bytes], list[bytes]]]:
+    """(sound, defective) JPEGs per kind of still: 'scenes' and 'portraits'."""
+    scenes = source_images()[: len(PHOTOS) + 8]  # the photographs and the paintings, no copies
+    defects = [encode(copy) for rgb in scenes[:3] for copy in degraded(rgb, rng)] + [encode(scenes[1], quality=5)]
+    from matplotlib import cbook
+
+    astronaut = cv2.resize(photos.astronaut(), (SIDE, SIDE), interpolation=cv2.INTER_LANCZOS4)
+    grace = cv2.resize(cv2.imread(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False), cv2.IMREAD_COLOR_RGB),
+                       (SIDE, SIDE), interpolation=cv2.INTER_LANCZOS4)
+    crop = cv2.resize(astronaut[40:900, 60:920], (SIDE, SIDE), interpolation=cv2.INTER_LANCZOS4)
+    people = [astronaut, grace, crop, cv2.GaussianBlur(astronaut, (0, 0), 1.2), cv2.GaussianBlur(grace, (0, 0), 1.0),
+              np.clip(astronaut.astype(np.float64) * 1.1 + 10, 0, 255).astype(np.uint8),
+              cv2.resize(photos.chelsea(), (SIDE, SIDE)), cv2.resize(photos.coffee(), (SIDE, SIDE))]
+    portraits = [encode(rgb) for rgb in people]
+    portrait_defects = [encode(copy) for rgb in (astronaut, grace) for copy in degraded(rgb, rng)]
+    return {"scenes": ([encode(rgb) for rgb in scenes], defects), "portraits": (portraits, portrait_defects)}
+
+
+def clip_pool(rng: np.random.Generator) -> tuple[list[bytes], list[bytes]]:
+    """(sound, defective) clips: pan-and-zoom animations of stills, and of degraded stills."""
+    params = {"frames": 8, "width": CLIP_SIDE, "height": CLIP_SIDE, "zoom": 1.2}
+    scenes = source_images()[: len(PHOTOS) + 8]
+    sound = [animate(encode(rgb), params, seed).data for seed, rgb in enumerate(scenes)]
+    broken = [copy for rgb in scenes[:2] for copy in degraded(rgb, rng)]
+    defective = [animate(encode(rgb), params, seed).data for seed, rgb in enumerate(broken)]
+    return sound, defective + [encode(cv2.resize(scenes[0], (CLIP_SIDE, CLIP_SIDE)))]  # a still is no clip
+
+
+def tier_jobs(sound: list[bytes], defective: list[bytes], jobs: int, rng: np.random.Generator) -> list[list[bytes]]:
+    """Jobs of 8 sound and 4 defective candidates, drawn without repeats within a job, shuffled."""
+    made = []
+    for _ in range(jobs):
+        chosen = [sound[i] for i in rng.choice(len(sound), JOB_SOUND, replace=len(sound) < JOB_SOUND)]
+        chosen += [defective[i] for i in rng.choice(len(defective), JOB_DEFECTIVE, replace=False)]
+        made.append([chosen[i] for i in rng.permutation(len(chosen))])
+    return made
+
+
+def evaluations(verdicts: list[ImageVerdict]) -> int:
+    """Dimensions measured, over all candidates (unavailable, waived and skipped ones are not)."""
+    return sum(result.value is not None for v in verdicts for result in v.dimensions.values())
+
+
+def cpu_timed(run) -> tuple[float, object]:
+    start = time.process_time()
+    result = run()
+    return time.process_time() - start, result
+
+
+def tier_one_of(profile: Profile) -> Profile:
+    """The profile's Tier-1 checks and conditions alone."""
+    return replace(profile, checks=tuple(c for c in profile.checks if registered(c.dimension).tier == 1),
+                   forbidden=tuple(f for f in profile.forbidden if registered(f.dimension).tier == 1))
+
+
+def tier_comparison(scorer: Scorer, name: str, jobs: list[list[bytes]], reference: bytes | None,
+                    rounds: int) -> dict[str, float]:
+    """Both ways on every job, alternately; per way the least CPU time of the rounds, summed
+    over jobs. `oracle`: Tier 1 for every candidate and the rest for the K selected only,
+    the least any way that selects the same K could measure."""
+    profile = load_profile(name)
+    whole = lambda job: scorer.score(job, profile, reference=reference)  # noqa: E731
+    tiered = lambda job: scorer.score(job, profile, reference=reference, tiered=True,  # noqa: E731
+                                      enough=Enough(JOB_IMAGES, tuple(range(len(job)))))
+    whole(jobs[0][:2]), tiered(jobs[0][:2])  # loads the models
+    cpu = {"all": 0.0, "tiered": 0.0, "oracle": 0.0}
+    measured = {"all": 0, "tiered": 0}
+    for job in jobs:
+        wanted = select_best(whole(job), JOB_IMAGES)
+        others = [image for i, image in enumerate(job) if i not in wanted]
+        oracle = lambda: (scorer.score([job[i] for i in wanted], profile, reference=reference),  # noqa: E731
+                          scorer.score(others, tier_one_of(profile), reference=reference))
+        best = dict.fromkeys(cpu, math.inf)
+        for round_ in range(rounds):
+            for way, run in (("all", lambda: whole(job)), ("tiered", lambda: tiered(job)), ("oracle", oracle)):
+                seconds, verdicts = cpu_timed(run)
+                best[way] = min(best[way], seconds)
+                if way in measured and round_ == 0:
+                    measured[way] += evaluations(verdicts)
+                if way == "tiered" and select_best(verdicts, JOB_IMAGES) != wanted:
+                    raise SystemExit(f"{name}: tiers selected {select_best(verdicts, JOB_IMAGES)}, all {wanted}")
+        for way in cpu:
+            cpu[way] += best[way]
+    candidates = sum(len(job) for job in jobs)
+    return {"candidates": candidates, **{way: candidates / seconds for way, seconds in cpu.items()},
+            "skipped": 1 - measured["tiered"] / measured["all"]}
+
+
+def tier_report(scorer: Scorer, jobs_per_profile: int, rounds: int, profiles=TIER_PROFILES) -> None:
+    rng = np.random.default_rng(27)
+    pools = still_pools(rng)
+    reference = pools["portraits"][0][0]
+    sources = {"generic": pools["scenes"], "product": pools["scenes"], "headshot": pools["portraits"],
+               "motion": clip_pool(rng)}
+    print(f"\ntiers: jobs of {JOB_SOUND + JOB_DEFECTIVE} candidates ({JOB_DEFECTIVE} with Tier-1 defects) for"
+          f" {JOB_IMAGES} images; candidates per second of process CPU time, least of {rounds} rounds;"
+          f" scorer threads {scorer.threads}")
+    print(f"{'profile':<10}{'jobs':>5}{'candidates':>11}{'all dims/CPU-s':>16}{'tiered/CPU-s':>14}{'ratio':>8}"
+          f"{'oracle ratio':>14}{'evaluations skipped':>21}{'same K selected':>17}")
+    for name in TIER_PROFILES:
+        jobs = tier_jobs(*sources[name], jobs_per_profile, rng)
+        if name not in profiles:
+            continue
+        row = tier_comparison(scorer, name, jobs, reference if name == "headshot" else None, rounds)
+        print(f"{name:<10}{len(jobs):>5}{row['candidates']:>11}{row['all']:>16.1f}{row['tiered']:>14.1f}"
+              f"{row['tiered'] / row['all']:>7.2f}x{row['oracle'] / row['all']:>13.2f}x{row['skipped']:>20.0%}"
+              f"{len(jobs):>13}/{len(jobs)}")
+
+
 def timed(run) -> tuple[float, object]:
     start = time.perf_counter()
     result = run()
@@ -169,7 +309,17 @@ def main() -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--rounds", type=int, default=2, help="timed rounds of each path; the best counts")
     parser.add_argument("--dimension-images", type=int, default=48, help="images per newer dimension; 0: skip")
+    parser.add_argument("--tier-jobs", type=int, default=3, help="jobs per profile, tiered against all; 0: skip")
+    parser.add_argument("--tier-profiles", nargs="+", choices=TIER_PROFILES, default=TIER_PROFILES)
     args = parser.parse_args()
+    if not args.images:
+        with Scorer(torch.device(args.device), load_entry_points=False) as scorer:
+            if args.dimension_images:
+                print_dimension_rates(scorer, dimension_rates(scorer, bench_images(48), args.dimension_images,
+                                                              args.batch), args.device)
+            if args.tier_jobs:
+                tier_report(scorer, args.tier_jobs, args.rounds, args.tier_profiles)
+        return
 
     images = bench_images(args.images)
     profile = tier_one_profile()
@@ -202,10 +352,17 @@ def main() -> None:
     if disagreements:
         first = disagreements[0]
         raise SystemExit(f"verdicts differ on images {disagreements[:10]}; image {first}: {ours[first]} vs {theirs[first]}")
-    for name, rate in rates.items():
-        print(f"dimension {name:<12} alone: {rate:8.1f} images/s ({args.device}, {SIDE}x{SIDE}, "
-              f"{'portraits' if name in PORTRAIT_DIMENSIONS else 'bench images'})")
+    print_dimension_rates(scorer, rates, args.device)
     print(f"images/s: {n_rate:.1f} baseline: {m_rate:.1f} ratio: {n_rate / m_rate:.2f} device: {args.device}")
+    if args.tier_jobs:
+        with Scorer(torch.device(args.device), load_entry_points=False) as tiers_scorer:
+            tier_report(tiers_scorer, args.tier_jobs, args.rounds, args.tier_profiles)
+
+
+def print_dimension_rates(scorer: Scorer, rates: dict[str, float], device: str) -> None:
+    for name, rate in rates.items():
+        print(f"dimension {name:<12} alone: {rate:8.1f} images/s ({device}, {SIDE}x{SIDE}, "
+              f"{'portraits' if name in PORTRAIT_DIMENSIONS else 'bench images'})")
 
 
 if __name__ == "__main__":

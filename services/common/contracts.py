@@ -146,6 +146,10 @@ class DimensionScore(Contract):
 
 
 class CandidateScore(Contract):
+    """One candidate's scores. A candidate without a verdict (`judged` false) neither passed
+    nor failed: the scorer stopped measuring before its last tier, since the job had K
+    passing candidates that it could not outrank (`not_measured` names what was left)."""
+
     index: int
     attempt: int = 1
     provider: str = ""
@@ -157,6 +161,11 @@ class CandidateScore(Contract):
     score: float
     dimensions: dict[str, DimensionScore]
     failed: list[str] = Field([], description="the dimensions that keep this candidate from shipping")
+    not_measured: list[str] = Field(
+        [], description="dimensions not measured, each with its reason: the candidate was rejected at an earlier tier,"
+                        " or the job had enough better candidates; never a pass")
+    judged: bool = Field(True, description="false: no verdict, neither passed nor failed; measuring stopped once the"
+                                           " job had enough passing candidates that this one could not outrank")
 
 
 class DeliveredImage(Contract):
@@ -474,7 +483,7 @@ class CandidatesScored(JobEvent):
     """Published by the scorer with every candidate's scores (all attempts) and the selection
     to deliver; fewer than `images` selected means a partial delivery."""
 
-    event_type = "genline.candidates.scored.v2"
+    event_type = "genline.candidates.scored.v3"
     publisher = "scorer"
     attempt: int
     images: int
@@ -488,7 +497,7 @@ class RegenerationRequested(JobEvent):
     not said the attempt was final; the router generates for the shortfall. `scores` are
     this attempt's candidates only, so the router learns each outcome once."""
 
-    event_type = "genline.regeneration.requested.v1"
+    event_type = "genline.regeneration.requested.v2"
     publisher = "scorer"
     attempt: int = Field(description="the attempt that fell short; the next one is attempt + 1")
     images: int
@@ -501,7 +510,7 @@ class RegenerationRequested(JobEvent):
 class ScoringFailed(JobEvent):
     """Published by the scorer when no candidate can be delivered; the job fails at no charge."""
 
-    event_type = "genline.scoring.failed.v1"
+    event_type = "genline.scoring.failed.v2"
     publisher = "scorer"
     attempt: int
     failure_code: str
@@ -602,6 +611,12 @@ def upcast_candidates_scored_v1_v2(data: dict[str, Any]) -> dict[str, Any]:
     return data | {"template": None}
 
 
+def upcast_scores_without_tiers(data: dict[str, Any]) -> dict[str, Any]:
+    """Scores before tiers measured every dimension of every candidate: each was judged and
+    nothing left unmeasured, as the defaults of `judged` and `not_measured` say."""
+    return data
+
+
 def upcast_job_delivered_v1_v2(data: dict[str, Any]) -> dict[str, Any]:
     """v1 images had no size, frames, watermark or thumbnail: one frame, none of the rest."""
     return data | {"images": [image | {"frames": 1, "watermarked": False} for image in data.get("images", [])]}
@@ -611,6 +626,9 @@ def upcast_job_delivered_v1_v2(data: dict[str, Any]) -> dict[str, Any]:
 UPCASTERS: dict[str, tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]] = {
     "genline.candidates.generated.v1": ("genline.candidates.generated.v2", upcast_candidates_generated_v1_v2),
     "genline.candidates.scored.v1": ("genline.candidates.scored.v2", upcast_candidates_scored_v1_v2),
+    "genline.candidates.scored.v2": ("genline.candidates.scored.v3", upcast_scores_without_tiers),
+    "genline.regeneration.requested.v1": ("genline.regeneration.requested.v2", upcast_scores_without_tiers),
+    "genline.scoring.failed.v1": ("genline.scoring.failed.v2", upcast_scores_without_tiers),
     "genline.job.delivered.v1": ("genline.job.delivered.v2", upcast_job_delivered_v1_v2),
 }
 

@@ -107,6 +107,7 @@ class Template(BaseModel):
     # An empty list is the generate-only pipeline every template had before stages.
     stages: tuple[Stage, ...] = ()
     profile: str | None = Field(None, description="the scoring profile; None: the one named like the template")
+    score_all: bool = Field(False, description="measure every dimension of every candidate, not tier by tier")
 
     @property
     def pipeline(self) -> tuple[Stage, ...]:

@@ -8,7 +8,9 @@ the inbox skips) adds nothing, and a job's `seq` runs 1, 2, 3 … without gaps. 
   when it failed or ended early); the final state is the job's last `state` entry;
 * `billing.reserved`, `billing.rejected`, `billing.settled`: what the ledger held and charged;
 * `attempt.started`, `attempt.generated`, `attempt.scored`: each generation attempt, with
-  candidates generated, scored and passing, and the provider cost so far;
+  candidates generated, scored and passing, and the provider cost so far; `attempt.scored`
+  also names each rejected candidate's failed and unmeasured dimensions, and the candidates
+  left without a verdict once the job had enough;
 * `delivery.published`: the images delivered (count, no links: links are signed per read);
 * `cancel.requested`: the client (or the sweeper) asked the job to end;
 * `report.refunded`, `report.retry_token`, `report.declined`: a reported image's outcome.
@@ -114,8 +116,12 @@ def event_facts(after: JobView, event: Event | None) -> list[tuple[str, dict[str
 
 
 def attempt_scored(after: JobView, attempt: int) -> dict[str, Any]:
-    """An attempt's candidates scored and passing, and how many pass over every attempt so far."""
+    """An attempt's candidates scored and passing, and how many pass over every attempt so
+    far; why each rejected one was, and which were left without a verdict."""
     own = [s for s in after.scores if s.attempt == attempt]
     return {"attempt": attempt, "scored": len(own), "passed": sum(s.passed for s in own),
             "passed_so_far": sum(s.passed for s in after.scores),
-            "cost_so_far_micro_usd": after.provider_cost_micro_usd}
+            "cost_so_far_micro_usd": after.provider_cost_micro_usd,
+            "rejected": [{"index": s.index, "failed": s.failed, "not_measured": s.not_measured}
+                         for s in own if s.judged and not s.passed],
+            "not_judged": [s.index for s in own if not s.judged]}

@@ -94,20 +94,37 @@ def _provider_call(call: CallRecord, registry: Registry, route: RouteRequest) ->
     )
 
 
-def verdicts_by_provider(scores: Iterable[CandidateScore], attempt: int | None = None) -> dict[str, tuple[int, int]]:
-    """(passed, failed) per provider, of the scores of `attempt` (all when None)."""
-    passed, failed = Counter(), Counter()
+def verdicts_by_provider(scores: Iterable[CandidateScore],
+                         attempt: int | None = None) -> dict[str, tuple[float, float]]:
+    """(passed, failed) per provider, of the scores of `attempt` (all when None).
+
+    A candidate left without a verdict (the scorer stopped once the job had enough better
+    ones) passed every tier but the last, so it counts as the provider's candidates that
+    reached the last tier did: passed in the share of them that passed. Left out instead,
+    the rejections of the cheap tiers would weigh more than they do, and the pass rate
+    learnt would fall below the provider's."""
+    passed, failed, reached_last, unjudged = Counter(), Counter(), Counter(), Counter()
     for score in scores:
-        if score.provider and (attempt is None or score.attempt == attempt):
-            (passed if score.passed else failed)[score.provider] += 1
-    return {provider: (passed[provider], failed[provider]) for provider in passed.keys() | failed.keys()}
+        if not score.provider or (attempt is not None and score.attempt != attempt):
+            continue
+        if not score.judged:
+            unjudged[score.provider] += 1
+            continue
+        (passed if score.passed else failed)[score.provider] += 1
+        reached_last[score.provider] += not score.not_measured
+    counted = {}
+    for provider in passed.keys() | failed.keys():
+        share = passed[provider] / reached_last[provider] if reached_last[provider] else 0.0
+        guessed = unjudged[provider] if reached_last[provider] else 0
+        counted[provider] = (passed[provider] + guessed * share, failed[provider] + guessed * (1 - share))
+    return counted
 
 
 def quality_verdicts(scores: Iterable[CandidateScore], attempt: int) -> dict[str, list[Verdict]]:
     """The verdicts of `attempt`, per provider, with the dimensions that failed, for the quality breakers."""
     verdicts: dict[str, list[Verdict]] = {}
     for score in scores:
-        if score.provider and score.attempt == attempt:
+        if score.provider and score.judged and score.attempt == attempt:
             verdicts.setdefault(score.provider, []).append(Verdict(score.passed, tuple(score.failed)))
     return verdicts
 

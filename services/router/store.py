@@ -143,7 +143,7 @@ async def record_attempt(conn: psycopg.AsyncConnection, record: AttemptRecord) -
     return row["spent_micro_usd"]
 
 
-async def add_verdicts(conn: psycopg.AsyncConnection, template: str, verdicts: dict[str, tuple[int, int]],
+async def add_verdicts(conn: psycopg.AsyncConnection, template: str, verdicts: dict[str, tuple[float, float]],
                        half_life_s: float) -> None:
     """Add scored outcomes per provider, fading what was there by its age."""
     for provider, (passed, failed) in sorted(verdicts.items()):  # sorted: concurrent writers lock in one order

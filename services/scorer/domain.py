@@ -34,6 +34,7 @@ def candidate_score(candidate: CandidateRef, attempt: int, verdict: ImageVerdict
         index=candidate.index, attempt=attempt, provider=candidate.provider, key=candidate.key,
         sha256=candidate.sha256, size_bytes=candidate.size_bytes, media_type=candidate.media_type,
         passed=verdict.passed, score=verdict.score, failed=list(verdict.failed),
+        not_measured=list(verdict.not_measured), judged=verdict.judged,
         dimensions={name: DimensionScore(value=_measured(d.value), threshold=d.threshold, passed=d.passed,
                                          reason=d.reason)
                     for name, d in verdict.dimensions.items()},

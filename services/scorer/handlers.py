@@ -1,5 +1,10 @@
 """Scorer handlers: score an attempt's candidates as one batch against the job's profile,
-then select, ask for more, or fail, counting the job's earlier attempts too."""
+then select, ask for more, or fail, counting the job's earlier attempts too.
+
+Candidates are scored tier by tier, and the last tier only until the job's best K are
+known, counting the candidates of its earlier attempts that passed (`tiers`); a job or
+template that asks for every dimension (`score_all`), or an attempt that comes without
+its job, is measured in full."""
 
 import asyncio
 import json
@@ -23,6 +28,7 @@ from services.common.envelope import Envelope
 from services.common.storage import ObjectStore
 from services.scorer import domain
 from services.scorer.dimensions import ImageVerdict, Scorer, UndecodableImage, moderation
+from services.scorer.dimensions.tiers import Enough
 from services.scorer.profiles import Profile, ProfileError, job_profile, load_profile, profile_names, with_ceiling
 from services.scorer.settings import ScorerSettings
 
@@ -36,14 +42,16 @@ def profile_of(spec: JobSpec | None, nsfw_ceiling: float | None = None) -> Profi
     return with_ceiling(job_profile(spec.template, spec.profile, spec.quality_rules), "nsfw", nsfw_ceiling)
 
 
-def score_decodable(scorer: Scorer, images: list[bytes], profile: Profile, **inputs) -> list[ImageVerdict]:
+def score_decodable(scorer: Scorer, images: list[bytes], profile: Profile, enough: Enough | None = None,
+                    **inputs) -> list[ImageVerdict]:
     """Verdicts in input order; a candidate that cannot be decoded is rejected as such
-    and the others are scored without it."""
+    and the others are scored without it. With `enough`, tier by tier (`tiers`)."""
     rejected: dict[int, ImageVerdict] = {}
     while True:
         kept = [i for i in range(len(images)) if i not in rejected]
         try:
-            verdicts = scorer.score([images[i] for i in kept], profile, **inputs)
+            verdicts = scorer.score([images[i] for i in kept], profile, tiered=enough is not None,
+                                    enough=enough.of(kept) if enough is not None else None, **inputs)
         except UndecodableImage as error:
             rejected[kept[error.index]] = domain.undecodable_verdict(str(error))
             continue
@@ -90,10 +98,27 @@ async def record_outcome(ctx: HandlerContext, event: CandidatesGenerated, outcom
                                [event.job_id, outcome.selected])
 
 
+async def passed_before(conn, event: CandidatesGenerated) -> tuple[tuple[float, int], ...]:
+    """(score, index) of the job's candidates of earlier attempts that passed."""
+    rows = await (await conn.execute(
+        "SELECT score, index FROM scores WHERE job_id = %s AND attempt < %s AND passed", [event.job_id, event.attempt]
+    )).fetchall()
+    return tuple((row["score"], row["index"]) for row in rows)
+
+
+def enough_for(event: CandidatesGenerated, profile: Profile, passed: tuple[tuple[float, int], ...]) -> Enough | None:
+    """When this attempt may stop measuring; None (measure everything) when the job asks for
+    every dimension, did not come with the attempt (its wish is then unknown), or wants no
+    image (nothing can be enough)."""
+    if event.job is None or profile.score_all or event.images < 1:
+        return None
+    return Enough(event.images, tuple(c.index for c in event.candidates), passed)
+
+
 async def score_attempt(event: CandidatesGenerated, store: ObjectStore, scorer: Scorer,
-                        settings: ScorerSettings) -> list[CandidateScore]:
-    """Score this attempt's candidates in one batch; ProfileError when the job's profile or
-    rules are invalid."""
+                        settings: ScorerSettings, passed: tuple[tuple[float, int], ...] = ()) -> list[CandidateScore]:
+    """Score this attempt's candidates in one batch, `passed` being the job's earlier passing
+    candidates; ProfileError when the job's profile or rules are invalid."""
     spec, profile = event.job, profile_of(event.job, settings.nsfw_max_by_tenant.get(event.tenant_id))
     missing = scorer.missing_capabilities(profile)
     if missing:
@@ -103,11 +128,12 @@ async def score_attempt(event: CandidatesGenerated, store: ObjectStore, scorer: 
     reference = await store.get(store.internal_bucket, spec.reference_key) if spec and spec.reference_key else None
     clock = time.perf_counter()
     size = (spec.width, spec.height) if spec and spec.width and spec.height else None
-    verdicts = await asyncio.to_thread(score_decodable, scorer, list(images), profile,
+    enough = enough_for(event, profile, passed)
+    verdicts = await asyncio.to_thread(score_decodable, scorer, list(images), profile, enough,
                                        prompt=spec.prompt if spec else None, reference=reference, requested_size=size)
     telemetry.STAGE_SECONDS.labels("scorer", "score").observe(time.perf_counter() - clock)
     scores = [domain.candidate_score(c, event.attempt, v) for c, v in zip(event.candidates, verdicts, strict=True)]
-    for score in scores:
+    for score in (s for s in scores if s.judged):
         telemetry.CANDIDATES_SCORED.labels(profile.name, "passed" if score.passed else "rejected").inc()
         for dimension in score.failed:
             telemetry.DIMENSION_FAILURES.labels(profile.name, dimension).inc()
@@ -122,10 +148,11 @@ async def prepare_scores(event: CandidatesGenerated, pool: AsyncConnectionPool, 
     async with pool.connection() as conn:
         row = await (await conn.execute("SELECT outcome FROM scored_jobs WHERE job_id = %s",
                                         [event.job_id])).fetchone()
-    if row and row["outcome"]:
-        return None
+        if row and row["outcome"]:
+            return None
+        passed = await passed_before(conn, event) if event.attempt > 1 else ()
     try:
-        return await score_attempt(event, store, scorer, settings)
+        return await score_attempt(event, store, scorer, settings, passed)
     except ProfileError as error:
         return error
 

@@ -14,7 +14,9 @@ A profile is a YAML file in `services/scorer/profiles/` (`generic`, `headshot`, 
 
 A dimension's bounds in a profile replace the dimension's defaults (`{}` keeps them).
 `load_profile(name, rules)` reads one and applies a template's or job's `QualityRules`
-on top (`rules.profile`, when set, picks the profile instead of `name`). A dimension that
+on top (`rules.profile`, when set, picks the profile instead of `name`). A profile is
+scored tier by tier unless the rules or the job's template ask for every dimension of
+every candidate (`score_all`). A dimension that
 cannot be computed here is reported unavailable and does not count against an image,
 unless the profile or rules require it or a forbidden condition reads it.
 """
@@ -90,6 +92,7 @@ class Profile:
     checks: tuple[Check, ...]
     required: frozenset[str] = frozenset()
     forbidden: tuple[Forbidden, ...] = ()
+    score_all: bool = False
 
     @property
     def dimension_names(self) -> tuple[str, ...]:
@@ -145,13 +148,15 @@ def template_profile(template: str) -> str:
 
 def job_profile(template: str, profile: str | None = None, rules: dict | None = None) -> Profile:
     """The profile a job is scored with: the rules' profile, else the job's, else its
-    template's (`template_profile`). ProfileError names what is wrong."""
+    template's (`template_profile`); measuring everything when the rules or the template
+    ask to. ProfileError names what is wrong."""
     try:
         parsed = QualityRules.model_validate(rules) if rules is not None else None
     except ValidationError as error:
         raise ProfileError(f"invalid quality rules: {_first_problems(error)}") from None
-    fallback = template_profile(template)
-    return load_profile(profile or fallback, parsed)
+    chosen = load_profile(profile or template_profile(template), parsed)
+    named = load_catalogue().templates.get(template)
+    return replace(chosen, score_all=True) if named is not None and named.score_all else chosen
 
 
 def _first_problems(error: ValidationError, limit: int = 3) -> str:
@@ -189,7 +194,7 @@ def build_profile(spec: ProfileSpec, rules: QualityRules | None = None) -> Profi
     except ValueError as error:
         raise ProfileError(f"profile {spec.name!r} with these rules is contradictory: {error}") from error
     required = frozenset(spec.require) | frozenset(rules.require)
-    return Profile(spec.name, spec.description, checks, required, forbidden)
+    return Profile(spec.name, spec.description, checks, required, forbidden, rules.score_all)
 
 
 def _check(dimension: Dimension, layers: list[Threshold]) -> Check:

@@ -2,7 +2,14 @@
 
 from uuid import uuid4
 
-from services.common.contracts import CandidatesGenerated, CandidatesScored, JobDelivered, parse_event
+from services.common.contracts import (
+    CandidatesGenerated,
+    CandidatesScored,
+    JobDelivered,
+    RegenerationRequested,
+    ScoringFailed,
+    parse_event,
+)
 
 V1_CANDIDATES_GENERATED = {
     "job_id": "9b3c1f3e-0d0a-4a57-8b1e-6a1f6a0b6d2e", "tenant_id": "t", "attempt": 1, "images": 1,
@@ -34,9 +41,27 @@ def test_a_v1_delivery_reads_as_v2_images_of_one_frame_without_thumbnail():
     assert (image.frames, image.watermarked, image.thumbnail_url, image.width) == (1, False, None, None)
 
 
-def test_a_v1_selection_reads_as_v2_without_a_template():
+def test_a_v1_selection_reads_as_the_newest_without_a_template():
     event = parse_event("genline.candidates.scored.v1", {"job_id": JOB, "tenant_id": "t", "attempt": 1,
                                                          "images": 1, "scores": [], "selected": []})
 
     assert isinstance(event, CandidatesScored) and event.template is None
-    assert CandidatesScored.event_type == "genline.candidates.scored.v2"
+    assert CandidatesScored.event_type == "genline.candidates.scored.v3"
+
+
+SCORE_BEFORE_TIERS = {"index": 0, "key": "k", "sha256": "s", "size_bytes": 10, "media_type": "image/png",
+                      "passed": False, "score": 0.4, "failed": ["sharpness"],
+                      "dimensions": {"sharpness": {"value": 3.1, "threshold": 20, "passed": False, "reason": "blurred"}}}
+
+
+def test_scores_from_before_tiers_read_as_measured_in_full():
+    common = {"job_id": JOB, "tenant_id": "t", "attempt": 1, "scores": [SCORE_BEFORE_TIERS]}
+    selection = parse_event("genline.candidates.scored.v2", common | {"images": 1, "selected": [], "template": None})
+    rework = parse_event("genline.regeneration.requested.v1",
+                         common | {"images": 1, "passed": 0, "needed": 1, "reason": "0 of 1 images pass"})
+    failure = parse_event("genline.scoring.failed.v1", common | {"failure_code": "no_candidate_passed", "reason": "r"})
+
+    assert (type(selection), type(rework), type(failure)) == (CandidatesScored, RegenerationRequested, ScoringFailed)
+    for event in (selection, rework, failure):
+        [score] = event.scores
+        assert score.not_measured == [] and score.judged and score.failed == ["sharpness"]

@@ -125,7 +125,7 @@ def test_a_job_submitted_from_the_form_is_followed_live_and_explained(console, t
     assert cards.count() == len(job["scores"]) == 4
     page.wait_for_function("[...document.querySelectorAll('li.candidate img')].every(i => i.complete && i.naturalWidth > 0)")
     scores = {s["index"]: s for s in job["scores"]}
-    rejected = [s for s in job["scores"] if not s["passed"]]
+    rejected = [s for s in job["scores"] if s["judged"] and not s["passed"]]
     assert rejected, "the local provider paints a defect into one candidate of four"
     for score in rejected:
         card = page.locator(f'li.candidate[data-index="{score["index"]}"]')
@@ -135,11 +135,20 @@ def test_a_job_submitted_from_the_form_is_followed_live_and_explained(console, t
         for name in listed:
             assert f"against {format_number(score['dimensions'][name]['threshold'])}" in \
                 card.locator(f'li[data-dimension="{name}"]').inner_text()
+        assert card.locator("p.not-measured").get_attribute("data-dimensions") == " ".join(score["not_measured"])
+        assert "rejected at tier 1 by" in card.locator("p.not-measured").inner_text()
+    unjudged = [s for s in job["scores"] if not s["judged"]]
+    assert unjudged, "of three sound candidates for two images, the one ranked last by Tier 1 is not needed"
+    for score in unjudged:  # two better ones passed first; the scorer measured no further
+        card = page.locator(f'li.candidate[data-index="{score["index"]}"]')
+        assert card.get_attribute("data-verdict") == "not_judged" and card.locator("ul.failing").count() == 0
+        assert "measuring stopped" in card.locator("p.not-measured").inner_text()
     selected = page.locator('li.candidate[data-verdict="selected"]').evaluate_all("cs => cs.map(c => +c.dataset.index)")
     assert sorted(selected) == sorted(job["selected"]) and all(scores[i]["passed"] for i in selected)
     assert text_of(page, "total-candidates") == str(len(job["scores"]))
-    assert text_of(page, "total-passed") == str(len(job["scores"]) - len(rejected))
+    assert text_of(page, "total-passed") == str(len(job["scores"]) - len(rejected) - len(unjudged))
     assert text_of(page, "total-rejected") == str(len(rejected))
+    assert text_of(page, "total-not-judged") == str(len(unjudged))
     assert text_of(page, "total-selected") == str(len(job["selected"]))
     assert text_of(page, "total-delivered") == str(len(job["outputs"])) == "2"
     for part in ("reserved", "charged", "released"):

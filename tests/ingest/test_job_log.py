@@ -76,3 +76,20 @@ def test_an_event_that_changes_no_state_adds_only_its_fact():
     view = apply_event(submitted_view(SPEC), EVENTS[0], T0)
     again = apply_event(view, STARTED, T0)
     assert [e.type for e in entries_for(again, apply_event(again, STARTED, T0), STARTED, T0)] == ["attempt.started"]
+
+
+def test_an_attempts_scores_say_why_each_candidate_was_rejected_and_which_were_not_judged():
+    from services.common.contracts import CandidatesScored
+    from tests.ingest.test_read_model import SCORE
+
+    blank = SCORE.model_copy(update={"index": 1, "passed": False, "score": 0.3, "failed": ["sharpness", "blank"],
+                                     "not_measured": ["nsfw"]})
+    spare = SCORE.model_copy(update={"index": 2, "passed": False, "score": 0.9, "not_measured": ["nsfw"],
+                                     "judged": False})
+    scored = CandidatesScored(job_id=JOB, tenant_id="t", attempt=1, images=1, scores=[SCORE, blank, spare],
+                              selected=[0])
+    log = log_of([EVENTS[0], STARTED, EVENTS[1], scored])
+    payload = next(e for e in log if e.type == "attempt.scored").payload
+    assert (payload["scored"], payload["passed"]) == (3, 1)
+    assert payload["rejected"] == [{"index": 1, "failed": ["sharpness", "blank"], "not_measured": ["nsfw"]}]
+    assert payload["not_judged"] == [2]

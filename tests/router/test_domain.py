@@ -13,9 +13,11 @@ def spec(**fields) -> JobSpec:
                        "candidates": 5, "seed": 1, "submitted_at": datetime.now(UTC)} | fields))
 
 
-def verdict(provider: str, passed: bool, attempt: int = 1) -> CandidateScore:
+def verdict(provider: str, passed: bool, attempt: int = 1, judged: bool = True, failed: tuple[str, ...] = (),
+            not_measured: tuple[str, ...] = ()) -> CandidateScore:
     return CandidateScore(index=0, attempt=attempt, provider=provider, key="k", sha256="s", size_bytes=1,
-                          media_type="image/png", passed=passed, score=0.0, dimensions={})
+                          media_type="image/png", passed=passed, score=0.0, dimensions={}, judged=judged,
+                          failed=list(failed), not_measured=list(not_measured))
 
 
 def test_only_the_first_attempt_of_a_client_chosen_n_is_fixed():
@@ -46,6 +48,17 @@ def test_verdicts_are_counted_per_provider_for_one_attempt_only():
               verdict("", True)]
     assert domain.verdicts_by_provider(scores, 1) == {"a": (1, 1), "b": (0, 1)}
     assert domain.verdicts_by_provider(scores, 2) == {"a": (1, 0)}
+
+
+def test_candidates_left_without_a_verdict_count_as_those_that_reached_the_last_tier():
+    """Of provider a's candidates that reached the last tier, one of two passed: its two
+    candidates without a verdict count half passed; its Tier-1 rejection counts as failed.
+    The quality breakers see only verdicts."""
+    unjudged = verdict("a", False, judged=False, not_measured=("nsfw",))
+    scores = [verdict("a", False, failed=("blank",), not_measured=("nsfw",)), verdict("a", True),
+              verdict("a", False, failed=("nsfw",)), unjudged, unjudged, verdict("b", False, judged=False)]
+    assert domain.verdicts_by_provider(scores, 1) == {"a": (2.0, 3.0)}
+    assert [v.passed for v in domain.quality_verdicts(scores, 1)["a"]] == [False, True, False]
 
 
 def test_the_jobs_size_and_model_pin_reach_every_attempt():

@@ -33,3 +33,31 @@ def test_photographs_pass(scorer, name):
     """The moon is a nearest-neighbour upscale: its doubled pixels are not plateaus."""
     [verdict] = scorer.score([png(rgb_photo(name))], BANDING)
     assert verdict.dimensions["banding"].value < 0.05
+
+
+def banding_as_written(luma: np.ndarray) -> float:
+    """The docstring's banding in floats, one image: contours over gentle steps."""
+    contours = gentle = 0
+    for axis in (0, 1):
+        if luma.shape[axis] < 6:
+            continue
+        steps = np.abs(np.diff(luma.astype(np.float64), axis=axis))
+        window = [np.take(steps, range(start, steps.shape[axis] - 4 + start), axis=axis) for start in range(5)]
+        step, flat = window[2], [w == 0 for w in window]
+        contours += int(((step >= 2) & (step <= 24) & flat[0] & flat[1] & flat[3] & flat[4]).sum())
+        gentle += int(((step >= 1) & (step <= 24)).sum())
+    return contours / max(gentle, 1)
+
+
+@pytest.mark.parametrize("name", [*PHOTO_NAMES, "moon", "text", "page"])
+def test_banding_is_measured_as_written(scorer, name):
+    """The 8-bit masks count exactly what the float formula counts, here on photographs, a
+    posterised sky and a few edge cases (flat, tiny, narrower than the window)."""
+    from services.scorer.dimensions.batch import decode_planes
+
+    skies = [sky(), sky(levels=12), np.zeros((7, 40, 3), np.uint8), np.full((40, 5, 3), 9, np.uint8)]
+    for image in [rgb_photo(name), *skies]:
+        encoded = png(image)
+        [verdict] = scorer.score([encoded], BANDING)
+        luma = decode_planes(0, encoded, color=False)[..., 0]
+        assert verdict.dimensions["banding"].value == pytest.approx(banding_as_written(luma), rel=1e-6)

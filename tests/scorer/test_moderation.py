@@ -80,3 +80,12 @@ def test_default_moderation_covers_explicit_classes_only():
 def test_unknown_moderated_class_is_refused():
     with pytest.raises(ValueError, match="unknown"):
         Scorer(CPU, load_entry_points=False, moderated_classes=frozenset({"NAKED_TRUTH"}))
+
+
+def test_the_detector_runs_on_the_gpu_where_onnxruntime_can():
+    from services.scorer.dimensions.moderation import execution_providers
+
+    both = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert execution_providers(True, both) == both
+    assert execution_providers(True, ["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
+    assert execution_providers(False, both) == ["CPUExecutionProvider"]

@@ -179,6 +179,41 @@ def test_passing_candidates_accumulate_across_attempts(scorer_service):
         (0, 1, "local", True), (1, 1, "local", False), (2, 2, "other", False), (3, 2, "other", True)}
 
 
+def test_tiers_deliver_what_measuring_every_dimension_delivers(scorer_service):
+    """The same eight paintings (a third blurred or blank) as two jobs of K = 2: one scored
+    tier by tier, one asking for every dimension (`score_all`). Both select the same two;
+    the tiered job left the rejected and the unneeded candidates' moderation unmeasured."""
+    from services.router.providers.local import LocalGenerator
+
+    painted = LocalGenerator(256, 256, defect_rate=0.34).paint("a lighthouse at dusk", seed=11, count=8)
+    tiered, everything = uuid.uuid4(), uuid.uuid4()
+    judged = scorer_service.metric("genline_candidates_scored_total", profile="generic", verdict="passed")
+    judged += scorer_service.metric("genline_candidates_scored_total", profile="generic", verdict="rejected")
+    for job, rules in ((tiered, None), (everything, {"score_all": True})):
+        refs = [scorer_service.put(job, c.index, c.png) for c in painted]
+        scorer_service.publish(attempt(job, refs, images=2, quality_rules=rules))
+    [by_tiers], [in_full] = scorer_service.outcomes(tiered), scorer_service.outcomes(everything)
+
+    assert isinstance(by_tiers, CandidatesScored) and isinstance(in_full, CandidatesScored)
+    assert by_tiers.selected == in_full.selected and len(by_tiers.selected) == 2
+    assert all(s.judged and not s.not_measured for s in in_full.scores)
+    full = {s.index: s for s in in_full.scores}
+    for score in by_tiers.scores:
+        defect = painted[score.index].defect
+        if defect is not None:  # rejected at Tier 1: moderation never ran
+            assert score.judged and not score.passed and score.not_measured == ["nsfw"]
+            assert score.dimensions["nsfw"].reason.startswith("nsfw unmeasured: rejected at tier 1 by ")
+        elif not score.judged:  # not needed: the two selected outrank it whatever nsfw says
+            assert not score.passed and score.failed == [] and score.not_measured == ["nsfw"]
+            assert full[score.index].passed
+        else:
+            assert score.passed == full[score.index].passed and score.score == full[score.index].score
+    assert any(not s.judged for s in by_tiers.scores)
+    now = scorer_service.metric("genline_candidates_scored_total", profile="generic", verdict="passed")
+    now += scorer_service.metric("genline_candidates_scored_total", profile="generic", verdict="rejected")
+    assert now == judged + 8 + sum(s.judged for s in by_tiers.scores), "a candidate without a verdict is not counted"
+
+
 def test_a_final_attempt_with_too_few_passing_delivers_what_passed(scorer_service):
     job = uuid.uuid4()
     refs = [scorer_service.put(job, 0, BLACK), scorer_service.put(job, 1, png(rgb_photo("astronaut")))]

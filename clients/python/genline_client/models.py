@@ -53,7 +53,9 @@ class Output(APIModel):
 
 
 class Candidate(APIModel):
-    """A generated candidate with its scores; `failed` names the dimensions that rejected it."""
+    """A generated candidate with its scores; `failed` names the dimensions that rejected it
+    and `not_measured` those the scorer did not measure (each dimension's reason says why).
+    A candidate with `judged` false neither passed nor failed: the job had enough better ones."""
 
     index: int
     attempt: int = 1
@@ -61,7 +63,13 @@ class Candidate(APIModel):
     passed: bool
     score: float | None = None
     failed: list[str] = []
+    not_measured: list[str] = []
+    judged: bool = True
     dimensions: dict[str, dict[str, Any]] = {}
+
+    @property
+    def rejected(self) -> bool:
+        return self.judged and not self.passed
 
 
 class Job(APIModel):

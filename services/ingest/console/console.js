@@ -57,6 +57,7 @@ function table(headers, rows, caption, wide = false) {
 }
 
 const TONES = {succeeded: "ok", partially_succeeded: "warn", failed: "bad", rejected: "bad", canceled: "warn",
+  not_judged: "",
   expired: "warn", closed: "ok", open: "bad", half_open: "warn", selected: "ok", enabled: "ok", disabled: "bad"};
 
 function badge(state) {
@@ -493,7 +494,8 @@ function describeEntry(entry) {
     case "billing.settled": return `${p.charged} charged, ${p.released} released`;
     case "attempt.started": return `attempt ${p.attempt}: ${p.images_needed} image(s) needed`;
     case "attempt.generated": return `attempt ${p.attempt}: ${p.candidates} candidates, ${usd(p.cost_micro_usd)}`;
-    case "attempt.scored": return `attempt ${p.attempt}: ${p.passed} of ${p.scored} passed`;
+    case "attempt.scored": return `attempt ${p.attempt}: ${p.passed} of ${p.scored} passed`
+      + (p.not_judged && p.not_judged.length ? `, ${p.not_judged.length} not judged (enough passed)` : "");
     case "delivery.published": return `${p.images} of ${p.requested} image(s) delivered`;
     default: return Object.entries(p).map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`).join(", ");
   }
@@ -512,7 +514,8 @@ function drawJob(state, parts) {
     ["Template", job.template], ["Prompt", job.prompt], ["Images asked", job.images, "total-images"],
     ["Candidates generated", job.scores.length, "total-candidates"],
     ["Passed", job.scores.filter((s) => s.passed).length, "total-passed"],
-    ["Rejected", job.scores.filter((s) => !s.passed).length, "total-rejected"],
+    ["Rejected", job.scores.filter(rejected).length, "total-rejected"],
+    ["Not judged", job.scores.filter(notJudged).length || undefined, "total-not-judged"],
     ["Selected", job.selected.length, "total-selected"], ["Delivered", job.outputs.length, "total-delivered"],
     ["Attempts", job.attempts], ["Created", when(job.created_at)], ["Updated", when(job.updated_at)],
     ["Failure", job.failure ? `${job.failure.code} at ${job.failure.stage}: ${job.failure.reason}` : undefined],
@@ -565,6 +568,16 @@ async function cancelJob(button, state, parts) {
   }
 }
 
+// A candidate without a verdict: the scorer stopped measuring once the job had enough
+// better ones. It neither passed nor was rejected.
+function notJudged(score) {
+  return score.judged === false;
+}
+
+function rejected(score) {
+  return !score.passed && !notJudged(score);
+}
+
 function sortedScores(scores, sort) {
   const copy = [...scores];
   if (sort === "score-desc") copy.sort((a, b) => b.score - a.score);
@@ -580,17 +593,19 @@ function candidateGallery(state, parts) {
     ["index", "candidate number"]], state.sort);
   sorter.addEventListener("change", () => { state.sort = sorter.value; drawJob(state, parts); });
   const passed = job.scores.filter((s) => s.passed).length;
+  const unjudged = job.scores.filter(notJudged).length;
   return h("div", {},
     h("div", {class: "actions"}, field("candidate-sort", "Sort by", sorter),
       h("p", {class: "muted", text: `${job.scores.length} candidates: ${passed} passed, `
-        + `${job.scores.length - passed} rejected, ${job.selected.length} selected.`})),
+        + `${job.scores.filter(rejected).length} rejected, ${unjudged ? `${unjudged} not judged, ` : ""}`
+        + `${job.selected.length} selected.`})),
     h("ul", {class: "gallery"}, sortedScores(job.scores, state.sort).map((score) => candidateCard(state, score))));
 }
 
 function candidateCard(state, score) {
   const job = state.job;
   const selected = job.selected.includes(score.index);
-  const verdict = selected ? "selected" : score.passed ? "passed" : "rejected";
+  const verdict = selected ? "selected" : score.passed ? "passed" : notJudged(score) ? "not_judged" : "rejected";
   const img = h("img", {alt: `Candidate ${score.index} (${verdict})`, width: "256", height: "256"});
   loadCandidate(state, score.index, img);
   const failing = score.failed.length ? h("ul", {class: "failing", "aria-label": "Failed dimensions"},
@@ -600,17 +615,28 @@ function candidateCard(state, score) {
         `: ${d.value === null || d.value === undefined ? "not measured" : format(d.value)} against ${format(d.threshold)}`
         + (d.reason ? ` (${d.reason})` : ""));
     })) : null;
+  const unmeasured = score.not_measured || [];
+  const skipped = unmeasured.length ? h("p", {class: "muted not-measured", "data-dimensions": unmeasured.join(" ")},
+    h("strong", {text: "Not measured"}), `: ${unmeasured.join(", ")} (${whyUnmeasured(score, unmeasured[0])})`) : null;
   const rows = Object.entries(score.dimensions).map(([name, d]) => h("tr", {},
     h("th", {scope: "row", text: name}), h("td", {class: "num", text: d.value === null ? "—" : format(d.value)}),
-    h("td", {class: "num", text: format(d.threshold)}), h("td", {text: d.passed ? "pass" : "fail"})));
+    h("td", {class: "num", text: format(d.threshold)}),
+    h("td", {text: d.passed ? "pass" : unmeasured.includes(name) ? "not measured" : "fail"})));
   return h("li", {class: `candidate ${verdict}`, "data-index": score.index, "data-verdict": verdict},
     img,
     h("h3", {}, `#${score.index}`, badge(verdict),
       h("span", {class: "muted", text: `score ${format(score.score)}`})),
     h("p", {class: "muted", text: `attempt ${score.attempt} · ${score.provider || "unknown provider"}`}),
     failing,
+    skipped,
     h("details", {}, h("summary", {text: "All dimensions"}),
       table([["Dimension"], ["Value", "num"], ["Threshold", "num"], ["Verdict"]], rows, `Scores of candidate ${score.index}`)));
+}
+
+// What the reason of an unmeasured dimension says after "nsfw unmeasured: ".
+function whyUnmeasured(score, name) {
+  const reason = (score.dimensions[name] || {}).reason || "";
+  return reason.slice(reason.indexOf(": ") + 2);
 }
 
 async function loadCandidate(state, index, img) {

@@ -57,6 +57,7 @@ EVENTS_EXAMPLE = {"job_id": JOB_ID, "state": "succeeded", "next": None, "data": 
                   cost_so_far_micro_usd=4000, final=False),
     entry_example(7, "state", 5, state="scoring", previous="generating", reason="attempt 1 generated 2 candidates"),
     entry_example(8, "attempt.scored", 7, attempt=1, scored=2, passed=1, passed_so_far=1, cost_so_far_micro_usd=4000,
+                  rejected=[{"index": 1, "failed": ["sharpness", "blank"], "not_measured": ["nsfw"]}], not_judged=[],
                   selected=1),
     entry_example(9, "state", 7, state="delivering", previous="scoring", reason="1 of 1 images selected"),
     entry_example(10, "delivery.published", 8, images=1, requested=1),

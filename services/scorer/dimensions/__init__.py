@@ -7,12 +7,16 @@ luma and shared intermediate results — and has default `Bounds` that profiles 
 
 * Tier 1 (`tier1`): sharpness, noise, blockiness, banding, exposure, clipping, blank,
   size, aspect; and prompt_alignment (`clip`) with a CLIP model from a local folder.
-* Tier 2: faces, face_size, face_position, eyes_open, identity (`faces`, with dlib's
-  models from `face_models`); skin_tone, lighting, background (`portrait`).
-* Moderation (`moderation`): nsfw, NudeNet's detector on onnxruntime, in every profile.
-* Clips (`motion`): frames, frame_sharpness (the blurriest frame), flicker (the largest
+  Clips (`motion`): frames, frame_sharpness (the blurriest frame), flicker (the largest
   frame-to-frame brightness jump). Every dimension measures a clip on each of its frames.
-* Tier 3: `QualityRules` (`rules`) and plugins through entry points (`plugins`).
+* Tier 2: faces, face_size, face_position, eyes_open, identity (`faces`, with dlib's
+  models from `face_models`); skin_tone, lighting, background (`portrait`); and
+  moderation (`moderation`): nsfw, NudeNet's detector on onnxruntime, in every profile.
+* Tier 3: plugins through entry points (`plugins`), and anything declared expensive.
+  `QualityRules` (`rules`) bound and forbid dimensions of every tier.
+
+`tiers` walks a profile's dimensions tier by tier, so that an image rejected by a cheap
+check is not measured by the expensive ones.
 
 `Scorer` (`engine`) judges encoded images against a `services.scorer.profiles.Profile`;
 `select_best` picks the best passing ones. Declaring, judging and checking rules need no
@@ -35,8 +39,8 @@ from services.scorer.dimensions.core import (
 from services.scorer.dimensions.plugins import ENTRY_POINT_GROUP, PluginError, discover_plugins, load_plugins
 from services.scorer.dimensions.rules import ForbiddenCondition, QualityRules, Threshold
 
-TIER_ONE = tuple(d.name for d in builtin.TIER_ONE) + (builtin.PROMPT_ALIGNMENT.name,)
-TIER_TWO = tuple(d.name for d in builtin.TIER_TWO)
+TIER_ONE = tuple(d.name for d in builtin.BUILT_IN if d.tier == 1)
+TIER_TWO = tuple(d.name for d in builtin.BUILT_IN if d.tier == 2)
 
 # Names that need torch (and OpenCV or transformers), by the module that defines them.
 _MEASURING = {

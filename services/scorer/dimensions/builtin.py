@@ -1,9 +1,10 @@
 """The built-in dimensions, declared apart from their measurements.
 
-Declaring a dimension (name, default bounds, weight, what it reads and requires) needs no
-torch; its measure lives in `tier1`, `faces` or `clip` and is imported on first use. So
-ingest checks a job's profile and rules at submission without loading torch, OpenCV or
-transformers, and the scorer measures with the very same declarations.
+Declaring a dimension (name, default bounds, weight, tier, what it reads and requires,
+the least and most its measure gives) needs no torch; its measure lives in `tier1`,
+`faces` or `clip` and is imported on first use. So ingest checks a job's profile and
+rules at submission without loading torch, OpenCV or transformers, and the scorer
+measures with the very same declarations.
 """
 
 from functools import partial
@@ -24,6 +25,7 @@ TIER_ONE = (
         bounds=Bounds(minimum=20.0),
         failure_hint="image looks blurred",
         reads="luma",
+        tier=1, lowest=0.0,
     ),
     Dimension(
         name="noise",
@@ -31,6 +33,7 @@ TIER_ONE = (
         bounds=Bounds(maximum=10.0),
         failure_hint="image is noisy or grainy",
         reads="luma",
+        tier=1, lowest=0.0,
     ),
     Dimension(
         name="blockiness",
@@ -39,6 +42,7 @@ TIER_ONE = (
         failure_hint="image shows 8×8 compression blocks",
         weight=0.5,
         reads="luma",
+        tier=1, lowest=0.0,
     ),
     Dimension(
         name="exposure",
@@ -47,6 +51,7 @@ TIER_ONE = (
         failure_hint="image is under- or overexposed",
         weight=0.5,
         reads="luma",
+        tier=1, lowest=0.0, highest=1.0,
     ),
     Dimension(
         name="clipping",
@@ -55,6 +60,7 @@ TIER_ONE = (
         failure_hint="too many blown highlights or crushed shadows",
         weight=0.5,
         reads="luma",
+        tier=1, lowest=0.0, highest=1.0,
     ),
     Dimension(
         name="blank",
@@ -63,6 +69,7 @@ TIER_ONE = (
         failure_hint="image is blank or a uniform frame",
         weight=0.0,
         reads="luma",
+        tier=1, lowest=0.0,
     ),
     Dimension(
         name="banding",
@@ -71,6 +78,7 @@ TIER_ONE = (
         failure_hint="smooth gradients are posterised into bands",
         weight=0.5,
         reads="luma",
+        tier=1, lowest=0.0, highest=1.0,
     ),
     Dimension(
         name="size",
@@ -80,6 +88,7 @@ TIER_ONE = (
         weight=0.0,
         reads="luma",
         waived_without=frozenset({"requested_size"}),
+        tier=1, lowest=0.0,
     ),
     Dimension(
         name="aspect",
@@ -89,6 +98,7 @@ TIER_ONE = (
         weight=0.0,
         reads="luma",
         waived_without=frozenset({"requested_size"}),
+        tier=1, lowest=0.0,
     ),
 )
 
@@ -100,6 +110,7 @@ PROMPT_ALIGNMENT = Dimension(
     weight=2.0,
     reads="color",
     requires=frozenset({"clip_model", "prompt"}),
+    tier=1,
 )
 
 TIER_TWO = (
@@ -110,6 +121,7 @@ TIER_TWO = (
         failure_hint="the image should show exactly one face",
         weight=0.0,
         reads="luma",
+        tier=2, lowest=0.0,
     ),
     Dimension(
         name="face_size",
@@ -118,6 +130,7 @@ TIER_TWO = (
         failure_hint="the face is too small or too close",
         weight=0.5,
         reads="luma",
+        tier=2, lowest=0.0,
     ),
     Dimension(
         name="face_position",
@@ -127,6 +140,7 @@ TIER_TWO = (
         weight=0.5,
         reads="luma",
         unmeasurable_hint="no face was found",
+        tier=2, lowest=0.0,
     ),
     Dimension(
         name="eyes_open",
@@ -135,6 +149,7 @@ TIER_TWO = (
         failure_hint="two open eyes were not found in the face",
         weight=0.0,
         reads="luma",
+        tier=2, lowest=0.0,
     ),
     Dimension(
         name="identity",
@@ -147,6 +162,9 @@ TIER_TWO = (
         waived_without=frozenset({"reference"}),
         unmeasurable_hint="the image or the reference photo does not show exactly one face",
         over_frames="max",  # every frame must show the reference's person
+        # Expensive: the face embedding takes 85 ms a face on a CPU core, the detection the
+        # face dimensions share 33 ms; a candidate whose face fails Tier 2 never pays for it.
+        tier=3, lowest=0.0,
     ),
     Dimension(
         name="skin_tone",
@@ -157,6 +175,7 @@ TIER_TWO = (
         reads="color",
         waived_without=frozenset({"reference"}),
         unmeasurable_hint="no face was found in the image or in the reference photo",
+        tier=2, lowest=0.0,
     ),
     Dimension(
         name="lighting",
@@ -166,6 +185,7 @@ TIER_TWO = (
         weight=0.5,
         reads="luma",
         unmeasurable_hint="no face was found",
+        tier=2, lowest=0.0,
     ),
     Dimension(
         name="background",
@@ -174,6 +194,7 @@ TIER_TWO = (
         failure_hint="the background around the subject is cluttered",
         weight=0.5,
         reads="luma",
+        tier=2, lowest=0.0, highest=1.0,
     ),
 )
 
@@ -186,6 +207,7 @@ NSFW = Dimension(
     reads="color",
     requires=frozenset({"moderation_model"}),
     over_frames="max",  # one flagged frame flags the clip
+    tier=2, lowest=0.0, highest=1.0,
 )
 
 # Clips (animated images): measured on their frames. Tier-1 dimensions of a clip are its
@@ -198,6 +220,7 @@ CLIP_DIMENSIONS = (
         failure_hint="a clip needs more than one frame",
         weight=0.0,
         reads="luma",
+        tier=1, lowest=1.0,
     ),
     Dimension(
         name="frame_sharpness",
@@ -206,6 +229,7 @@ CLIP_DIMENSIONS = (
         failure_hint="at least one frame is blurred",
         reads="luma",
         over_frames="min",
+        tier=1, lowest=0.0,
     ),
     Dimension(
         name="flicker",
@@ -214,8 +238,11 @@ CLIP_DIMENSIONS = (
         failure_hint="brightness jumps from one frame to the next",
         reads="luma",
         over_frames="max",
+        tier=1, lowest=0.0,
     ),
 )
 
-for _dimension in (*TIER_ONE, PROMPT_ALIGNMENT, *TIER_TWO, NSFW, *CLIP_DIMENSIONS):
+BUILT_IN = (*TIER_ONE, PROMPT_ALIGNMENT, *TIER_TWO, NSFW, *CLIP_DIMENSIONS)
+
+for _dimension in BUILT_IN:
     register_dimension(_dimension)

@@ -14,6 +14,12 @@ Ranking score of an image (`ranking_score`):
 with scale_d the dimension's `scale` (by default the size of its bound, or the half-width
 of a range). Every dimension scores 0 at or beyond its bound and grows with quality; the
 logarithm keeps one very large margin (a very sharp image) from drowning the rest.
+
+Each dimension declares its `tier`, by what it costs (`tiers` measures them in that order):
+1 for the batched checks on luma and colour, 2 for face, person and moderation checks, 3
+for anything expensive (a plugin's tier unless it says otherwise). `lowest` and `highest`
+are the least and most its measure can give; they bound what a dimension not yet measured
+can add to a ranking score (`Bounds.most_headroom`).
 """
 
 import importlib
@@ -31,6 +37,8 @@ if TYPE_CHECKING:  # measuring needs torch; declaring, judging and validating do
 # luminance, sizes or faces, so colour need not be decoded. "color": called with the
 # ImageBatch and reads `batch.pixels`.
 Reads = Literal["pixels", "luma", "color"]
+
+TIERS = (1, 2, 3)
 
 # Requirements a scorer either has or lacks for good (capabilities), and inputs a single
 # scoring call may or may not carry; each maps to the reason given when it is missing.
@@ -99,6 +107,20 @@ class Bounds:
         unit = scale or self._natural_scale()
         return max(min(gaps), 0.0) / unit
 
+    def most_headroom(self, lowest: float | None, highest: float | None, scale: float | None) -> float:
+        """The most headroom any value from `lowest` to `highest` (None: unbounded) can
+        have: the middle of a range, else the value farthest from the one bound; infinite
+        when nothing limits it."""
+        if self.minimum is not None and self.maximum is not None:
+            best = (self.minimum + self.maximum) / 2
+            best = best if lowest is None else max(best, lowest)
+            best = best if highest is None else min(best, highest)
+        elif self.minimum is not None:
+            best = highest
+        else:
+            best = lowest
+        return math.inf if best is None else self.headroom(best, scale)
+
     def _natural_scale(self) -> float:
         if self.minimum is not None and self.maximum is not None:
             return (self.maximum - self.minimum) / 2 or 1.0
@@ -110,8 +132,9 @@ class DimensionResult:
     """One dimension's judgement of one image.
 
     `value` is None when the dimension was not measured: unavailable (`available` False,
-    never passed) or waived for want of an optional input (`available` True, passed,
-    e.g. skin tone with no reference photo). `threshold` is the bound that decides.
+    never passed), waived for want of an optional input (`available` True, passed, e.g.
+    skin tone with no reference photo), or `skipped`: the image's verdict was reached
+    without it (`tiers`), never passed. `threshold` is the bound that decides.
     """
 
     value: float | None
@@ -119,16 +142,24 @@ class DimensionResult:
     passed: bool
     reason: str
     available: bool = True
+    skipped: bool = False
 
 
 @dataclass(frozen=True)
 class ImageVerdict:
-    """Every result of one image; `failed` names those that keep it from shipping."""
+    """Every result of one image; `failed` names those that keep it from shipping and
+    `not_measured` those skipped. An image that neither passed nor failed has no verdict:
+    measuring stopped before its last tier (`tiers`)."""
 
     dimensions: dict[str, DimensionResult]
     passed: bool
     score: float
     failed: tuple[str, ...] = ()
+    not_measured: tuple[str, ...] = ()
+
+    @property
+    def judged(self) -> bool:
+        return self.passed or bool(self.failed)
 
 
 @dataclass(frozen=True)
@@ -140,6 +171,8 @@ class Dimension:
     capabilities or inputs without which the dimension is unavailable; `waived_without`
     names inputs without which it passes unmeasured. A clip is measured on each frame and
     `over_frames` makes one value of them: the mean, or the lowest or highest frame's.
+    `tier` is when it is measured (1, 2 or 3, by cost); `lowest` and `highest`, where set,
+    are what its measure can give at the extremes, and a value beyond them is an error.
     """
 
     name: str
@@ -153,6 +186,9 @@ class Dimension:
     scale: float | None = None
     unmeasurable_hint: str = "the value is not a number"
     over_frames: Literal["mean", "min", "max"] = "mean"
+    tier: int = 3
+    lowest: float | None = None
+    highest: float | None = None
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -167,6 +203,13 @@ class Dimension:
             raise ValueError(f"dimension {self.name!r}: over_frames must be 'mean', 'min' or 'max'")
         if self.scale is not None and not (math.isfinite(self.scale) and self.scale > 0):
             raise ValueError(f"dimension {self.name!r}: scale must be a positive number")
+        if self.tier not in TIERS:
+            raise ValueError(f"dimension {self.name!r}: tier must be one of {TIERS}")
+        for side in (self.lowest, self.highest):
+            if side is not None and not (isinstance(side, (int, float)) and math.isfinite(side)):
+                raise ValueError(f"dimension {self.name!r}: lowest and highest must be finite numbers")
+        if self.lowest is not None and self.highest is not None and self.lowest > self.highest:
+            raise ValueError(f"dimension {self.name!r}: lowest is above highest")
 
 
 def readable(value: float) -> str:
@@ -220,13 +263,21 @@ def waived(dimension: Dimension, bounds: Bounds, missing: str) -> DimensionResul
     return DimensionResult(None, bounds.nearest(None), True, reason)
 
 
+def skipped(dimension: Dimension, bounds: Bounds, why: str) -> DimensionResult:
+    return DimensionResult(None, bounds.nearest(None), False, f"{dimension.name} unmeasured: {why}", skipped=True)
+
+
 def ranking_score(weighted: Sequence[tuple[Dimension, Bounds, float, DimensionResult]]) -> float:
     """Weighted mean of log1p(headroom) over the measured dimensions; 0 when none weigh."""
-    terms = [
+    return weighted_mean([
         (weight, math.log1p(bounds.headroom(result.value, dimension.scale)))
         for dimension, bounds, weight, result in weighted
         if result.value is not None and not math.isnan(result.value)
-    ]
+    ])
+
+
+def weighted_mean(terms: Sequence[tuple[float, float]]) -> float:
+    """Σ weight · term / Σ weight over (weight, term) pairs, in their order; 0 when none weigh."""
     total_weight = sum(weight for weight, _ in terms)
     if total_weight == 0:
         return 0.0

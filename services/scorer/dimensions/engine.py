@@ -3,16 +3,22 @@
 For one call the Scorer plans each dimension of the profile — measured, unavailable
 (a capability or input it requires is missing) or waived (an optional input is missing,
 e.g. no requested size) — decodes each image once (colour only when a measured dimension
-reads it), measures every planned dimension per batch, and judges each image. A clip is
-measured frame by frame, and each dimension combines its frames' values (`over_frames`). An image
+reads it), measures the planned dimensions, and judges each image. A clip is measured
+frame by frame, and each dimension combines its frames' values (`over_frames`). An image
 passes when every dimension passes, except that a dimension which is unavailable and not
 required is reported but excused; forbidden conditions must hold too.
+
+By default every dimension of every image is measured. A tiered call (`tiers`) measures
+tier by tier and stops measuring an image at the first tier it fails; with `Enough` it
+also measures the last tier only until the job's best K are known. An image's decoded
+planes and what its dimensions share (luma statistics, faces, the face embedding) serve
+every tier it reaches.
 """
 
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -24,43 +30,21 @@ from services.scorer.dimensions.batch import (
     CUDA_BATCH_IMAGES,
     CUDA_BATCH_PIXELS,
     decode_ahead,
-    decode_frames,
-    decode_planes,
+    decode_image,
     group_by_size,
     is_clip,
+    joined,
     pick_device,
     stack_batch,
 )
 from services.scorer.dimensions import face_models, moderation
 from services.scorer.dimensions.clip import PromptAligner
-from services.scorer.dimensions.core import (
-    Dimension,
-    DimensionResult,
-    ImageVerdict,
-    judge,
-    judge_forbidden,
-    ranking_score,
-    registered,
-    unavailable,
-    waived,
-)
+from services.scorer.dimensions.core import Dimension, ImageVerdict, registered
 from services.scorer.dimensions.plugins import discover_plugins
+from services.scorer.dimensions.tiers import Enough, PlannedDimension, Progress, TierWalk
 
 if TYPE_CHECKING:
     from services.scorer.profiles import Profile
-
-
-@dataclass(frozen=True)
-class PlannedDimension:
-    """How one dimension is treated in one call: measured, or why not."""
-
-    dimension: Dimension
-    missing: str | None = None
-    waived_for: str | None = None
-
-    @property
-    def measured(self) -> bool:
-        return self.missing is None and self.waived_for is None
 
 
 class Scorer:
@@ -80,6 +64,8 @@ class Scorer:
     device once from pinned memory. On the CPU each thread decodes and measures one image
     at a time, so the image stays in cache between the passes of the dimensions; torch's
     intra-op parallelism is then set to one thread, process-wide (torch.set_num_threads).
+    A call with `enough` keeps the decoded planes of the images that reach the last tier
+    until that tier is measured: the last tier measures them in order, a chunk at a time.
     """
 
     def __init__(
@@ -132,19 +118,29 @@ class Scorer:
         prompt: str | None = None,
         reference: bytes | None = None,
         requested_size: tuple[int, int] | None = None,
+        tiered: bool = False,
+        enough: Enough | None = None,
     ) -> list[ImageVerdict]:
         """One verdict per image, in input order. `requested_size` is (width, height).
+
+        `tiered` stops measuring an image at the first tier it fails; `enough` (tiered
+        only) measures the last tier in order until the job's best K are known, and the
+        images left unmeasured then have no verdict (`tiers`).
 
         Raises ValueError naming the index of an image that cannot be decoded, or when the
         reference photo cannot be decoded.
         """
+        if enough is not None and (not tiered or len(enough.indices) != len(images)):
+            raise ValueError("enough needs a tiered call and one job index per image")
         context = ScoringContext(self.device, prompt, reference, _checked_size(requested_size), self.clip,
                                  self.moderated_classes)
-        plan = self._plan(profile, context)
-        measured = [entry.dimension for entry in plan.values() if entry.measured]
-        values = self._measure(images, measured, context)
-        return [_noted(_verdict(profile, plan, image_values), context, index)
-                for index, image_values in enumerate(values)]
+        walk = TierWalk.of(profile, self._plan(profile, context), tiered)
+        color = any(d.reads in ("pixels", "color") for d in walk.measured)
+        ordered = enough is not None and walk.orders_last_step
+        progress, kept = self._walk(images, walk, context, color, len(walk.steps) - ordered)
+        if ordered:
+            self._measure_in_order(kept, progress, walk, enough)
+        return [_noted(walk.verdict(p), context, index) for index, p in enumerate(progress)]
 
     def _plan(self, profile: "Profile", context: ScoringContext) -> dict[str, PlannedDimension]:
         present = set(self.capabilities)
@@ -154,51 +150,122 @@ class Scorer:
         names = [*profile.dimension_names, *(f.dimension for f in profile.forbidden)]
         return {name: _planned(registered(name), present) for name in dict.fromkeys(names)}
 
-    def _measure(
-        self, images: Sequence[bytes], dimensions: list[Dimension], context: ScoringContext
-    ) -> list[dict[str, float]]:
-        color = any(d.reads in ("pixels", "color") for d in dimensions)
+    def _walk(
+        self, images: Sequence[bytes], walk: TierWalk, context: ScoringContext, color: bool, steps: int
+    ) -> tuple[list[Progress], dict[int, ImageBatch]]:
+        """Each image through the first `steps` steps of the walk, as far as it passes them;
+        the images that passed them all while more steps remain are kept, decoded."""
         if self.device.type == "cpu":
-            return self._measure_each(images, dimensions, context, color)
-        return self._measure_batched(images, dimensions, context, color)
+            walked = self._walk_each(images, walk, context, color, steps)
+        else:
+            walked = self._walk_batched(images, walk, context, color, steps)
+        progress, kept = [], {}
+        for index, (image_progress, batch) in enumerate(walked):
+            progress.append(image_progress)
+            if batch is not None:
+                kept[index] = batch
+        return progress, kept
 
     def _measure_each(
-        self, images: Sequence[bytes], dimensions: list[Dimension], context: ScoringContext, color: bool
+        self, images: Sequence[bytes], dimensions: Sequence[Dimension], context: ScoringContext, color: bool
     ) -> list[dict[str, float]]:
-        """Each worker decodes and measures one image at a time (the CPU path)."""
-        return list(self._pool.map(partial(_measure_one, dimensions, context, color), range(len(images)), images))
+        """Every dimension of every image, each worker decoding and measuring one image at a time."""
+        return [p.values for p, _ in self._walk_each(images, TierWalk.measuring(dimensions), context, color, 1)]
 
     def _measure_batched(
-        self, images: Sequence[bytes], dimensions: list[Dimension], context: ScoringContext, color: bool
+        self, images: Sequence[bytes], dimensions: Sequence[Dimension], context: ScoringContext, color: bool
     ) -> list[dict[str, float]]:
-        """Stills decoded ahead and stacked by size, each clip a batch of its frames (CUDA)."""
-        values: list[dict[str, float]] = [{} for _ in images]
+        """Every dimension of every image, stills stacked by size (the CUDA path)."""
+        return [p.values for p, _ in self._walk_batched(images, TierWalk.measuring(dimensions), context, color, 1)]
+
+    def _walk_each(
+        self, images: Sequence[bytes], walk: TierWalk, context: ScoringContext, color: bool, steps: int
+    ) -> list[tuple[Progress, ImageBatch | None]]:
+        """Each worker decodes one image at a time and takes it through the steps (the CPU path)."""
+        return list(self._pool.map(partial(_walk_one, walk, context, color, steps), range(len(images)), images))
+
+    def _walk_batched(
+        self, images: Sequence[bytes], walk: TierWalk, context: ScoringContext, color: bool, steps: int
+    ) -> list[tuple[Progress, ImageBatch | None]]:
+        """Stills decoded ahead and stacked by size, each clip a batch of its frames (CUDA);
+        each step measures only the images of a batch that passed the steps before."""
+        walked: list[tuple[Progress, ImageBatch | None]] = [(Progress(), None) for _ in images]
         stills = []
         for index, data in enumerate(images):
             if is_clip(data):  # a clip is a batch of its own frames
-                values[index] = _measure_one(dimensions, context, color, index, data)
+                walked[index] = _walk_one(walk, context, color, steps, index, data)
             else:
                 stills.append((index, data))
         decoded = decode_ahead(stills, color, self._pool, window=4 * self.threads)
         for members in group_by_size(decoded, CUDA_BATCH_PIXELS, CUDA_BATCH_IMAGES):
             batch = stack_batch(members, context)
-            rows = measure_batch(batch, dimensions)
-            for position, index in enumerate(batch.indices):
-                values[index] = {d.name: row[position] for d, row in zip(dimensions, rows)}
-        return values
+            progress = {index: Progress() for index in batch.indices}
+            for position in range(steps):
+                values = image_values(batch, walk.steps[position].dimensions)
+                batch = batch.select([i for i in batch.indices if _passes_step(walk, progress[i], values[i], position)])
+                if batch is None:
+                    break
+            kept = set(batch.indices) if batch is not None and steps < len(walk.steps) else set()
+            for index in progress:
+                walked[index] = (progress[index], batch.select([index]).kept() if index in kept else None)
+        return walked
+
+    def _measure_in_order(
+        self, kept: dict[int, ImageBatch], progress: list[Progress], walk: TierWalk, enough: Enough
+    ) -> None:
+        """The last step, measured a chunk at a time in order of the images' ceilings until
+        the job's best K are known (`tiers`); those left unmeasured are told why."""
+        last = len(walk.steps) - 1
+        ceilings = {i: (walk.ceiling(progress[i]), enough.indices[i]) for i in kept}
+        waiting = sorted(kept, key=lambda i: (-ceilings[i][0], -walk.score(progress[i]), enough.indices[i]))
+        passing = list(enough.passed_before)
+        while waiting and not enough.settled(passing, [ceilings[i] for i in waiting]):
+            chunk, waiting = waiting[: enough.wanted(passing)], waiting[enough.wanted(passing):]
+            values = self._measure_kept([kept[i] for i in chunk], walk.steps[last].dimensions)
+            for index in chunk:
+                if _passes_step(walk, progress[index], values[index], last):
+                    passing.append((walk.score(progress[index]), enough.indices[index]))
+        for index in waiting:
+            progress[index].stopped = enough.stop_reason
+
+    def _measure_kept(
+        self, batches: list[ImageBatch], dimensions: tuple[Dimension, ...]
+    ) -> dict[int, dict[str, float]]:
+        """`dimensions` of kept images: on the CPU one image per worker, on CUDA the stills
+        of one size stacked into one batch (one model run for all of them)."""
+        if self.device.type == "cpu":
+            found = self._pool.map(partial(image_values, dimensions=dimensions), batches)
+        else:
+            found = [image_values(group, dimensions) for group in joined(batches)]
+        return {index: values for values_by_index in found for index, values in values_by_index.items()}
 
 
-def _measure_one(
-    dimensions: list[Dimension], context: ScoringContext, color: bool, index: int, data: bytes
-) -> dict[str, float]:
-    """Decode and measure one image in a worker thread, while it is still in cache; a clip's
-    frames are measured together and each dimension's values combined over them."""
-    clip = is_clip(data)
-    planes = decode_frames(index, data, color) if clip else decode_planes(index, data, color)[None]
-    batch = ImageBatch(indices=(index,) * len(planes), planes=torch.from_numpy(planes).to(context.device),
-                       context=context, clip=clip)
+def _walk_one(
+    walk: TierWalk, context: ScoringContext, color: bool, steps: int, index: int, data: bytes
+) -> tuple[Progress, ImageBatch | None]:
+    """Decode image `index` and take it through the first `steps` steps in a worker thread,
+    while it is in cache; its batch (planes and what its dimensions shared) is kept when it
+    passed them all and more steps remain."""
+    batch = decode_image(index, data, color, context)
+    progress = Progress()
+    for position in range(steps):
+        if not _passes_step(walk, progress, image_values(batch, walk.steps[position].dimensions)[index], position):
+            return progress, None
+    return progress, batch.kept() if steps < len(walk.steps) else None
+
+
+def _passes_step(walk: TierWalk, progress: Progress, values: dict[str, float], position: int) -> bool:
+    progress.values |= values
+    return walk.judge_step(progress, position)
+
+
+def image_values(batch: ImageBatch, dimensions: Sequence[Dimension]) -> dict[int, dict[str, float]]:
+    """Each input image's value of each dimension; a clip's frames combined (`over_frames`)."""
     rows = measure_batch(batch, dimensions)
-    return {dimension.name: over_frames(dimension, row) for dimension, row in zip(dimensions, rows)}
+    if batch.clip:
+        return {batch.indices[0]: {d.name: over_frames(d, row) for d, row in zip(dimensions, rows)}}
+    return {index: {d.name: row[position] for d, row in zip(dimensions, rows)}
+            for position, index in enumerate(batch.indices)}
 
 
 def over_frames(dimension: Dimension, values: list[float]) -> float:
@@ -211,7 +278,7 @@ def over_frames(dimension: Dimension, values: list[float]) -> float:
     return sum(values) / len(values)
 
 
-def measure_batch(batch: ImageBatch, dimensions: list[Dimension]) -> list[list[float]]:
+def measure_batch(batch: ImageBatch, dimensions: Sequence[Dimension]) -> list[list[float]]:
     """One row per dimension, one value per image, copied to the host once."""
     if not dimensions:
         return []
@@ -228,6 +295,12 @@ def _measured(dimension: Dimension, batch: ImageBatch) -> torch.Tensor:
         raise ValueError(
             f"dimension {dimension.name!r} gave {values.numel()} values for a batch of {batch.size}"
         )
+    # The ceilings of `tiers` rely on the declared range; NaN (not measurable) is outside no range.
+    if (dimension.lowest is not None and bool((values < dimension.lowest).any())) or (
+        dimension.highest is not None and bool((values > dimension.highest).any())
+    ):
+        raise ValueError(f"dimension {dimension.name!r} gave a value outside its declared range"
+                         f" {dimension.lowest} to {dimension.highest}")
     return values
 
 
@@ -245,7 +318,7 @@ def _noted(verdict: ImageVerdict, context: ScoringContext, index: int) -> ImageV
     added to their reasons."""
     noted = {}
     for name, result in verdict.dimensions.items():
-        notes = context.notes_for(name, index)
+        notes = [] if result.skipped else context.notes_for(name, index)
         noted[name] = replace(result, reason=f"{result.reason}; {'; '.join(notes)}") if notes else result
     return replace(verdict, dimensions=noted)
 
@@ -257,39 +330,3 @@ def _checked_size(requested_size: tuple[int, int] | None) -> tuple[int, int] | N
     if not (isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0):
         raise ValueError(f"requested_size must be two positive integers (width, height), got {requested_size!r}")
     return width, height
-
-
-def _judged(entry: PlannedDimension, bounds, values: dict[str, float], forbidden: bool) -> DimensionResult:
-    if entry.missing is not None:
-        return unavailable(entry.dimension, bounds, entry.missing)
-    if entry.waived_for is not None and not forbidden:
-        return waived(entry.dimension, bounds, entry.waived_for)
-    if entry.waived_for is not None:
-        # A forbidden condition on a dimension with nothing to measure cannot be violated.
-        return DimensionResult(None, bounds.nearest(None), True, f"{entry.dimension.name} not measured")
-    value = values[entry.dimension.name]
-    return judge_forbidden(entry.dimension, value, bounds) if forbidden else judge(entry.dimension, value, bounds)
-
-
-def _verdict(profile: "Profile", plan: dict[str, PlannedDimension], values: dict[str, float]) -> ImageVerdict:
-    results: dict[str, DimensionResult] = {}
-    ranked = []
-    for check in profile.checks:
-        entry = plan[check.dimension]
-        result = _judged(entry, check.bounds, values, forbidden=False)
-        results[check.dimension] = result
-        ranked.append((entry.dimension, check.bounds, check.weight, result))
-    excused = {
-        name for name, result in results.items() if not result.available and name not in profile.required
-    }
-    for condition in profile.forbidden:
-        label = _unique(condition.label, results)
-        results[label] = _judged(plan[condition.dimension], condition.bounds, values, forbidden=True)
-    failed = tuple(name for name, result in results.items() if not result.passed and name not in excused)
-    return ImageVerdict(dimensions=results, passed=not failed, score=ranking_score(ranked), failed=failed)
-
-
-def _unique(label: str, taken: dict[str, DimensionResult]) -> str:
-    if label not in taken:
-        return label
-    return next(f"{label}#{n}" for n in range(2, len(taken) + 3) if f"{label}#{n}" not in taken)

@@ -6,6 +6,11 @@ code is not imported (its wheel carries AGPL-3.0 licence files). Each image is p
 a square at its top-left, shrunk to 320², and the highest score of a moderated class over
 all anchors is the image's value. Only that image fails, and its reason names the class.
 
+The detector runs where the other dimensions do: on a CUDA scorer on the GPU, when
+onnxruntime has its CUDA execution provider (the onnxruntime-gpu build), once for all the
+candidates of one size; on the CPU one image per worker thread, since one run for several
+images measured no faster there (19.7 against 17.3 ms an image, eight at once).
+
 Moderated by default: exposed genitalia, anus and female breasts. `BUTTOCKS_EXPOSED` is
 left out because it fires on benign images: 0.83 on scikit-image's colour wheel, 0.32 on
 its coffee cup. A deployment widens or narrows the set (`Scorer(moderated_classes=…)`).
@@ -58,15 +63,23 @@ def unknown_classes(classes: frozenset[str]) -> list[str]:
 _load_lock = threading.Lock()
 
 
+def execution_providers(on_gpu: bool, available: list[str]) -> list[str]:
+    """CUDA first when the scorer is on the GPU and onnxruntime has it, else the CPU."""
+    if on_gpu and "CUDAExecutionProvider" in available:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
 @cache
-def _session() -> "onnxruntime.InferenceSession":
+def _session(on_gpu: bool = False) -> "onnxruntime.InferenceSession":
     # One session for every worker thread (run is thread-safe); images, not operators,
     # are spread over the cores, as for the other dimensions.
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
+    providers = execution_providers(on_gpu, onnxruntime.get_available_providers())
     with _load_lock:
-        return onnxruntime.InferenceSession(str(model_path()), options, providers=["CPUExecutionProvider"])
+        return onnxruntime.InferenceSession(str(model_path()), options, providers=providers)
 
 
 def model_input(rgb: np.ndarray) -> np.ndarray:
@@ -79,9 +92,9 @@ def model_input(rgb: np.ndarray) -> np.ndarray:
     return small.transpose(2, 0, 1).astype(np.float32) / 255
 
 
-def class_scores(rgbs: np.ndarray) -> np.ndarray:
+def class_scores(rgbs: np.ndarray, on_gpu: bool = False) -> np.ndarray:
     """(B, 18) highest score of each class over all anchors, one batched run."""
-    session = _session()
+    session = _session(on_gpu)
     inputs = np.stack([model_input(rgb) for rgb in rgbs])
     output = session.run(None, {session.get_inputs()[0].name: inputs})[0]  # (B, 4 + 18, anchors)
     return output[:, 4:, :].max(axis=2)
@@ -90,7 +103,7 @@ def class_scores(rgbs: np.ndarray) -> np.ndarray:
 def nsfw_score(batch: ImageBatch) -> torch.Tensor:
     moderated = sorted(batch.context.moderated_classes)
     columns = [LABELS.index(name) for name in moderated]
-    scores = class_scores(rgb_images(batch))[:, columns]
+    scores = class_scores(rgb_images(batch), on_gpu=batch.planes.device.type == "cuda")[:, columns]
     for position, image_scores in enumerate(scores):
         strongest = int(image_scores.argmax())
         if image_scores[strongest] >= NAMED_FROM:

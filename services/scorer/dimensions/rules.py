@@ -10,7 +10,8 @@
         "prompt_alignment": {"min": 0.25}          # a dimension the profile lacks is added
       },
       "require": ["prompt_alignment"],             # must be measurable and pass
-      "forbid": [{"dimension": "faces", "min": 1}] # fail when faces >= 1
+      "forbid": [{"dimension": "faces", "min": 1}],# fail when faces >= 1
+      "score_all": true                            # measure every dimension of every candidate
     }
 
 * `thresholds[name]` has `min`, `max` (both: a range) and `weight` (ranking weight, ≥ 0).
@@ -23,6 +24,8 @@
   computable are reported unavailable and do not count against an image.
 * `forbid`: an image fails when the dimension's value lies inside [min, max] (an open side
   is unbounded). A forbidden condition must be computable, like a required dimension.
+* `score_all`: every dimension of every candidate is measured, for calibration, instead
+  of tier by tier (`tiers`); verdicts and the selection are the same either way.
 
 Unknown dimension names, min above max, and unknown fields are rejected with a
 ValueError (pydantic's ValidationError) that names the culprit.
@@ -91,6 +94,7 @@ class QualityRules(BaseModel):
     thresholds: dict[str, Threshold] = Field(default_factory=dict)
     require: tuple[str, ...] = ()
     forbid: tuple[ForbiddenCondition, ...] = ()
+    score_all: bool = Field(False, strict=True, description="measure every dimension of every candidate")
 
     @model_validator(mode="after")
     def _known_dimensions(self) -> "QualityRules":

@@ -128,21 +128,29 @@ def _second_difference(name: str):
     return measure
 
 
-BANDING_STEP = (2.0, 24.0)
+BANDING_STEP = (2, 24)
 
 
 def banding_share(batch: ImageBatch) -> torch.Tensor:
-    contours = gentle = batch.luma.new_zeros(batch.size)
+    # In 8 bits throughout: a step between neighbours is the larger level minus the smaller,
+    # exact, and each mask is a byte a pixel (twice as fast as the float steps).
+    luma = batch.luma_u8
+    contours = gentle = luma.new_zeros(batch.size, dtype=torch.float32)
     for axis in (1, 2):
-        if batch.luma.shape[axis] < 6:
+        length = luma.shape[axis]
+        if length < 6:
             continue
-        steps = batch.luma.diff(dim=axis).abs_()
-        window = [steps.narrow(axis, start, steps.shape[axis] - 4) for start in range(5)]
-        step = window[2]
-        flat_around = (window[0] == 0) & (window[1] == 0) & (window[3] == 0) & (window[4] == 0)
-        contour = (step >= BANDING_STEP[0]) & (step <= BANDING_STEP[1]) & flat_around
+        after, before = luma.narrow(axis, 1, length - 1), luma.narrow(axis, 0, length - 1)
+        steps = torch.maximum(after, before).sub_(torch.minimum(after, before))
+        flat, inner = steps == 0, length - 5
+        step = steps.narrow(axis, 2, inner)
+        flat_around = flat.narrow(axis, 0, inner) & flat.narrow(axis, 1, inner)
+        flat_around &= flat.narrow(axis, 3, inner)
+        flat_around &= flat.narrow(axis, 4, inner)
+        gentle_step = (step != 0) & (step <= BANDING_STEP[1])
+        contour = flat_around & gentle_step & (step >= BANDING_STEP[0])
         contours = contours + contour.sum(dim=(1, 2))
-        gentle = gentle + ((step >= 1) & (step <= BANDING_STEP[1])).sum(dim=(1, 2))
+        gentle = gentle + gentle_step.sum(dim=(1, 2))
     return (contours / gentle.clamp(min=1)).double()
 
 

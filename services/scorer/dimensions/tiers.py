@@ -1,0 +1,285 @@
+"""Tiers: each image pays only for the checks that can still change its verdict.
+
+Every dimension declares its tier by cost (`Dimension.tier`): 1, the batched checks on
+luma and colour; 2, face and person checks and moderation; 3, anything expensive (the face
+embedding of identity; plugins, unless they say otherwise). A profile's checks and
+forbidden conditions are judged in their dimension's tier; custom rules (`QualityRules`)
+bound and forbid dimensions of any tier. A tier with nothing to measure in a call (its
+dimensions unavailable or waived) is judged with the tier before it.
+
+A tiered walk measures one tier at a time and judges it before the next:
+
+1. After each tier an image that fails one of the tier's checks (a bound, a forbidden
+   condition, a required dimension that cannot be computed) is rejected and not measured
+   further. Each dimension of a later tier says so: value None, not passed, reason "nsfw
+   unmeasured: rejected at tier 1 by blank, sharpness". It is never counted as a pass.
+2. Enough, not all (`Enough`). The last tier is measured in the order of the images'
+   ceilings (below), a chunk at a time — as many as the job still needs — and measuring
+   stops once the job has K passing images (its earlier attempts' count too) and no
+   unmeasured image could outrank the K-th of them. Those left have no verdict (neither passed nor failed): "nsfw unmeasured:
+   measuring stopped once the job had K passing candidates that this one could not
+   outrank". A job whose best images fail measures the next ones.
+
+The ceiling (how the bound is computed). An image's ranking score is the weighted mean of
+log1p(headroom) over its measured dimensions (`core.ranking_score`). An image that passes
+has every dimension of the last tier measured and within its bounds, so its score is at
+most the same mean with each of those terms at its largest: log1p of the most headroom a
+value between the dimension's `lowest` and `highest` can have (`Bounds.most_headroom`:
+for a minimum, the highest value; for a maximum, the lowest; for a range, the middle).
+A weighted dimension with no such limit makes the ceiling infinite, and nothing is then
+skipped. The ceiling is summed in the score's own order and widened by one part in a
+billion, so rounding cannot lift a score above it; ties go to the lower index, as in
+`select_best`. Every unmeasured image therefore ranks below K measured passing ones, and
+the K best passing images are those that measuring every image would select.
+
+Walking untiered (score_all) measures every dimension of every image in one step.
+"""
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from services.scorer.dimensions.core import (
+    TIERS,
+    Bounds,
+    Dimension,
+    DimensionResult,
+    ImageVerdict,
+    judge,
+    judge_forbidden,
+    ranking_score,
+    skipped,
+    unavailable,
+    waived,
+    weighted_mean,
+)
+
+if TYPE_CHECKING:
+    from services.scorer.profiles import Profile
+
+CEILING_MARGIN = 1e-9
+
+
+@dataclass(frozen=True)
+class PlannedDimension:
+    """How one dimension is treated in one call: measured, or why not."""
+
+    dimension: Dimension
+    missing: str | None = None
+    waived_for: str | None = None
+
+    @property
+    def measured(self) -> bool:
+        return self.missing is None and self.waived_for is None
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """One result of a verdict: a profile's check (with its ranking weight) or a forbidden
+    condition (`weight` None), under `label` ('sharpness', 'forbid:faces>=1')."""
+
+    label: str
+    planned: PlannedDimension
+    bounds: Bounds
+    weight: float | None
+    required: bool = False
+
+    @property
+    def dimension(self) -> Dimension:
+        return self.planned.dimension
+
+    @property
+    def tier(self) -> int:
+        return self.dimension.tier
+
+    def judged(self, values: Mapping[str, float]) -> DimensionResult:
+        planned, forbidden = self.planned, self.weight is None
+        if planned.missing is not None:
+            return unavailable(planned.dimension, self.bounds, planned.missing)
+        if planned.waived_for is not None and not forbidden:
+            return waived(planned.dimension, self.bounds, planned.waived_for)
+        if planned.waived_for is not None:
+            # A forbidden condition on a dimension with nothing to measure cannot be violated.
+            return DimensionResult(None, self.bounds.nearest(None), True, f"{planned.dimension.name} not measured")
+        value = values[planned.dimension.name]
+        if forbidden:
+            return judge_forbidden(planned.dimension, value, self.bounds)
+        return judge(planned.dimension, value, self.bounds)
+
+    def excused(self, result: DimensionResult) -> bool:
+        """An unavailable check that is not required does not count against an image."""
+        return self.weight is not None and not result.available and not self.required
+
+    def term(self, values: Mapping[str, float]) -> tuple[float, float] | None:
+        """(weight, log1p(headroom)) of a measured value, as the ranking score adds it."""
+        value = values.get(self.dimension.name)
+        if self.weight is None or value is None or math.isnan(value):
+            return None
+        return self.weight, math.log1p(self.bounds.headroom(value, self.dimension.scale))
+
+    def largest_term(self) -> tuple[float, float]:
+        most = self.bounds.most_headroom(self.dimension.lowest, self.dimension.highest, self.dimension.scale)
+        return self.weight, math.log1p(most)
+
+
+@dataclass(frozen=True)
+class Step:
+    """Tiers judged together and the dimensions measured for them."""
+
+    tiers: frozenset[int]
+    dimensions: tuple[Dimension, ...]
+
+    @property
+    def name(self) -> str:
+        return f"tier {min(self.tiers)}"
+
+
+@dataclass
+class Progress:
+    """How far one image got: its measured values, the steps judged, and why it stopped
+    early (None when every step was judged)."""
+
+    values: dict[str, float] = field(default_factory=dict)
+    steps_done: int = 0
+    stopped: str | None = None
+
+
+@dataclass(frozen=True)
+class TierWalk:
+    """A profile's judgements for one call, and the steps that measure them in order."""
+
+    judgements: tuple[Judgement, ...]
+    steps: tuple[Step, ...]
+
+    @classmethod
+    def of(cls, profile: "Profile", plan: Mapping[str, PlannedDimension], tiered: bool) -> "TierWalk":
+        """One step per tier when `tiered`, else one for all. A tier with nothing to measure
+        (its dimensions unavailable or waived) is judged with the step before it."""
+        judgements = _judgements(profile, plan)
+        steps: list[Step] = []
+        for tiers in [frozenset({tier}) for tier in TIERS] if tiered else [frozenset(TIERS)]:
+            if not any(j.tier in tiers for j in judgements):
+                continue
+            measured = tuple(dict.fromkeys(j.dimension for j in judgements if j.tier in tiers and j.planned.measured))
+            if steps and not measured:
+                steps[-1] = Step(steps[-1].tiers | tiers, steps[-1].dimensions)
+            else:
+                steps.append(Step(tiers, measured))
+        return cls(judgements, tuple(steps))
+
+    @classmethod
+    def measuring(cls, dimensions: Sequence[Dimension]) -> "TierWalk":
+        """A walk that measures `dimensions` in one step and judges nothing."""
+        return cls((), (Step(frozenset(TIERS), tuple(dimensions)),))
+
+    @property
+    def measured(self) -> tuple[Dimension, ...]:
+        return tuple(dimension for step in self.steps for dimension in step.dimensions)
+
+    @property
+    def orders_last_step(self) -> bool:
+        """Whether the last step can be measured in order of ceilings: it measures something
+        and has a step before it whose values rank the images."""
+        return len(self.steps) > 1 and bool(self.steps[-1].dimensions)
+
+    def judge_step(self, progress: Progress, position: int) -> bool:
+        """Judge step `position` on the values measured; False (and why) when it rejects the image."""
+        step = self.steps[position]
+        failing = [j.label for j in self.judgements
+                   if j.tier in step.tiers and _counts_against(j, j.judged(progress.values))]
+        progress.steps_done = position + 1
+        if failing:
+            progress.stopped = f"rejected at {step.name} by {', '.join(failing)}"
+        return not failing
+
+    def verdict(self, progress: Progress) -> ImageVerdict:
+        reached = {tier for step in self.steps[: progress.steps_done] for tier in step.tiers}
+        why = progress.stopped or ""
+        results = {j.label: j.judged(progress.values) if j.tier in reached else skipped(j.dimension, j.bounds, why)
+                   for j in self.judgements}
+        ranked = [(j.dimension, j.bounds, j.weight, results[j.label]) for j in self.judgements if j.weight is not None]
+        failed = tuple(j.label for j in self.judgements if _counts_against(j, results[j.label]))
+        not_measured = tuple(label for label, result in results.items() if result.skipped)
+        return ImageVerdict(dimensions=results, passed=not failed and not not_measured, score=ranking_score(ranked),
+                            failed=failed, not_measured=not_measured)
+
+    def score(self, progress: Progress) -> float:
+        """The ranking score of what has been measured."""
+        return weighted_mean([term for j in self.judgements if (term := j.term(progress.values)) is not None])
+
+    def ceiling(self, progress: Progress) -> float:
+        """The highest ranking score the image can reach if it passes the last step."""
+        last = self.steps[-1]
+        terms = []
+        for judgement in self.judgements:
+            term = judgement.term(progress.values)
+            if term is None and judgement.weight and judgement.tier in last.tiers and judgement.planned.measured:
+                term = judgement.largest_term()
+            if term is not None:
+                terms.append(term)
+        highest = weighted_mean(terms)
+        return highest + abs(highest) * CEILING_MARGIN
+
+
+def _counts_against(judgement: Judgement, result: DimensionResult) -> bool:
+    return not result.passed and not result.skipped and not judgement.excused(result)
+
+
+def _judgements(profile: "Profile", plan: Mapping[str, PlannedDimension]) -> tuple[Judgement, ...]:
+    judgements = [Judgement(c.dimension, plan[c.dimension], c.bounds, c.weight, c.dimension in profile.required)
+                  for c in profile.checks]
+    taken = {j.label for j in judgements}
+    for condition in profile.forbidden:
+        label = _unique(condition.label, taken)
+        taken.add(label)
+        judgements.append(Judgement(label, plan[condition.dimension], condition.bounds, None))
+    return tuple(judgements)
+
+
+def _unique(label: str, taken: set[str]) -> str:
+    if label not in taken:
+        return label
+    return next(f"{label}#{n}" for n in range(2, len(taken) + 3) if f"{label}#{n}" not in taken)
+
+
+Ranking = tuple[float, int]  # (score, the candidate's index in its job): higher first, then the lower index
+
+
+def outranks(one: Ranking, other: Ranking) -> bool:
+    return one[0] > other[0] or (one[0] == other[0] and one[1] < other[1])
+
+
+@dataclass(frozen=True)
+class Enough:
+    """When a job has enough: `images` (K) passing candidates. `indices` are the job's
+    indices of the images scored now, in their order (ties go to the lower); `passed_before`
+    the (score, index) of its candidates that passed in earlier attempts."""
+
+    images: int
+    indices: tuple[int, ...]
+    passed_before: tuple[Ranking, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.images < 1:
+            raise ValueError(f"a job needs at least one image, not {self.images}")
+
+    def of(self, positions: Sequence[int]) -> "Enough":
+        """The same job, for the images at `positions` of this call only."""
+        return Enough(self.images, tuple(self.indices[p] for p in positions), self.passed_before)
+
+    def wanted(self, passing: Sequence[Ranking]) -> int:
+        """How many images to measure next: as many as still lack, at least one."""
+        return max(1, self.images - len(passing))
+
+    def settled(self, passing: Sequence[Ranking], waiting: Sequence[Ranking]) -> bool:
+        """K pass, and no waiting image's ceiling outranks the K-th best of them."""
+        if len(passing) < self.images:
+            return False
+        kth = sorted(passing, key=lambda ranking: (-ranking[0], ranking[1]))[self.images - 1]
+        return not any(outranks(ceiling, kth) for ceiling in waiting)
+
+    @property
+    def stop_reason(self) -> str:
+        return (f"measuring stopped once the job had {self.images} passing candidate(s) that this one"
+                " could not outrank")
