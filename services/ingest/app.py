@@ -15,10 +15,9 @@ from services.ingest import handlers, keys, tenants
 from services.ingest.sweeper import Sweeper
 from services.ingest.live import LogWatch
 from services.ingest.plans import load_plans
-from services.ingest.routes import (account, admin, admin_platform, admin_tenants, candidates, console, events, jobs,
-                                    keys as key_routes, templates, uploads, webhooks)
+from services.ingest.routes import (account, admin, admin_platform, admin_tenants, candidates, console, events, internal,
+                                    jobs, keys as key_routes, templates, uploads, webhooks)
 from services.ingest.settings import IngestSettings
-
 
 DESCRIPTION = """Ask for K good images: Genline generates candidates on the cheapest capable providers,
 scores every one, delivers only those that pass, and charges credits only for what it delivered.
@@ -63,6 +62,7 @@ def build(settings: IngestSettings):
     app.include_router(admin.router)
     app.include_router(admin_tenants.router)
     app.include_router(admin_platform.router)
+    app.include_router(internal.router)
     console.mount(app)
     app.router.routes.extend(telemetry.ops_routes(runtime.readiness_checks))
     return runtime, app

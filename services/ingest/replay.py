@@ -16,8 +16,10 @@ from uuid import UUID
 
 import psycopg
 
-from services.common.contracts import PUBLISHERS, topic_of
+from services.common.contracts import PUBLISHERS, JobSpec, topic_of
 from services.common.replay import decoded_envelopes, read_topic_to_end, report
+from services.common.sealing import ERASED, open_sealed
+from services.ingest.data_keys import keys_of
 from services.ingest.domain import JobView, replay_views
 from services.ingest.settings import IngestSettings
 
@@ -38,17 +40,32 @@ class History:
     views: dict[UUID, JobView]
 
 
-async def read_history(bootstrap: str, namespace: str) -> History:
+async def read_history(bootstrap: str, namespace: str, open_prompt) -> History:
     records = [r for publisher in PUBLISHERS for r in await read_topic_to_end(bootstrap, topic_of(publisher, namespace))]
     envelopes, malformed = decoded_envelopes(records)
-    views = replay_views([(envelope.time, envelope.event) for envelope in envelopes])
+    views = replay_views([(envelope.time, envelope.event) for envelope in envelopes], open_prompt)
     return History(len(envelopes), len(records), malformed, views)
 
 
+def prompt_opener(conn: psycopg.Connection, schema: str):
+    """Opens each job's sealed prompt with its data key; an erased job's prompt (its key
+    gone, or an old event's clear text) reads as erased, as its live view shows it."""
+    keys = keys_of(conn, schema)
+    erased = {row[0] for row in conn.execute(f'SELECT id FROM "{schema}".jobs WHERE erased_at IS NOT NULL')}
+
+    def open_prompt(spec: JobSpec) -> str:
+        return ERASED if spec.job_id in erased else open_sealed(keys.get(spec.job_id), spec.job_id, "prompt", spec.prompt)
+
+    return open_prompt
+
+
 def live_views(conn: psycopg.Connection, schema: str, tenant: str | None) -> dict[UUID, JobView]:
-    rows = conn.execute(f'SELECT id, view FROM "{schema}".jobs WHERE %(tenant)s::text IS NULL OR tenant_id = %(tenant)s',
-                        {"tenant": tenant}).fetchall()
-    return {row[0]: JobView.model_validate(row[1]) for row in rows}
+    rows = conn.execute(f'SELECT id, view, erased_at IS NOT NULL FROM "{schema}".jobs'
+                        ' WHERE %(tenant)s::text IS NULL OR tenant_id = %(tenant)s', {"tenant": tenant}).fetchall()
+    views = {row[0]: JobView.model_validate(row[1]) for row in rows}
+    # Jobs erased before prompts were sealed kept an empty prompt.
+    return {job_id: view.model_copy(update={"prompt": ERASED}) if erased else view
+            for (job_id, _, erased), view in zip(rows, views.values(), strict=True)}
 
 
 def compare(live: dict[UUID, JobView], replayed: dict[UUID, JobView]) -> list[Difference]:
@@ -59,7 +76,7 @@ def compare(live: dict[UUID, JobView], replayed: dict[UUID, JobView]) -> list[Di
             differences.append(Difference(job_id, "job", mine and mine.state, theirs and theirs.state))
             continue
         # Through JSON, as the live view was stored, so both sides have the same types.
-        theirs = JobView.model_validate_json(theirs.model_dump_json())
+        theirs = JobView.model_validate_json(theirs.stored_json())
         differences += [Difference(job_id, name, getattr(mine, name), getattr(theirs, name))
                         for name in JobView.model_fields if getattr(mine, name) != getattr(theirs, name)]
     return differences
@@ -70,7 +87,8 @@ def replay_jobs(settings: IngestSettings, schema: str, tenant: str | None = None
     deadline = time.monotonic() + settle_s
     with psycopg.connect(settings.database_url.get_secret_value(), autocommit=True) as conn:
         while True:
-            history = asyncio.run(read_history(settings.kafka_bootstrap, settings.topic_namespace))
+            history = asyncio.run(read_history(settings.kafka_bootstrap, settings.topic_namespace,
+                                               prompt_opener(conn, schema)))
             replayed = {j: v for j, v in history.views.items() if tenant is None or v.tenant_id == tenant}
             differences = compare(live_views(conn, schema, tenant), replayed)
             if not differences or time.monotonic() > deadline:

@@ -1,4 +1,6 @@
-from services.common.settings import AdminApiSettings
+from pydantic import SecretStr, model_validator
+
+from services.common.settings import AdminApiSettings, refuse_missing_or_weak
 
 
 class IngestSettings(AdminApiSettings):
@@ -53,3 +55,12 @@ class IngestSettings(AdminApiSettings):
     # a look at the log this often even when no commit was notified (a lost notification).
     stream_keepalive_s: float = 15.0
     stream_poll_s: float = 5.0
+    # The token the services that open sealed prompts send to the internal data-key API
+    # (their GENLINE_DATA_KEY_TOKEN), required in production; that API answers on the admin
+    # port when there is one, never on the public port then.
+    data_key_token: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def data_key_token_in_production(self) -> "IngestSettings":
+        refuse_missing_or_weak("GENLINE_DATA_KEY_TOKEN", self.data_key_token, self.environment == "production")
+        return self

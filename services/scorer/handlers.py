@@ -19,6 +19,7 @@ from services.common.contracts import (
     JobSpec,
     RegenerationRequested,
 )
+from services.common.data_keys import DataKeys
 from services.common.envelope import Envelope
 from services.common.storage import ObjectStore
 from services.scorer import domain
@@ -90,8 +91,19 @@ async def record_outcome(ctx: HandlerContext, event: CandidatesGenerated, outcom
                                [event.job_id, outcome.selected])
 
 
+async def job_prompt(spec: JobSpec | None, settings: ScorerSettings, data_keys: DataKeys | None) -> str | None:
+    """The job's prompt in clear, for prompt alignment: opened (its key asked of ingest) only
+    by a scorer with a CLIP model, and the key not kept past this attempt."""
+    if spec is None or not settings.clip_model_dir or data_keys is None:
+        return None
+    try:
+        return await data_keys.open(spec.job_id, spec.prompt)
+    finally:
+        data_keys.forget(spec.job_id)
+
+
 async def score_attempt(event: CandidatesGenerated, store: ObjectStore, scorer: Scorer,
-                        settings: ScorerSettings) -> list[CandidateScore]:
+                        settings: ScorerSettings, data_keys: DataKeys | None = None) -> list[CandidateScore]:
     """Score this attempt's candidates in one batch; ProfileError when the job's profile or
     rules are invalid."""
     spec, profile = event.job, profile_of(event.job, settings.nsfw_max_by_tenant.get(event.tenant_id))
@@ -103,8 +115,9 @@ async def score_attempt(event: CandidatesGenerated, store: ObjectStore, scorer: 
     reference = await store.get(store.internal_bucket, spec.reference_key) if spec and spec.reference_key else None
     clock = time.perf_counter()
     size = (spec.width, spec.height) if spec and spec.width and spec.height else None
+    prompt = await job_prompt(spec, settings, data_keys)
     verdicts = await asyncio.to_thread(score_decodable, scorer, list(images), profile,
-                                       prompt=spec.prompt if spec else None, reference=reference, requested_size=size)
+                                       prompt=prompt, reference=reference, requested_size=size)
     telemetry.STAGE_SECONDS.labels("scorer", "score").observe(time.perf_counter() - clock)
     scores = [domain.candidate_score(c, event.attempt, v) for c, v in zip(event.candidates, verdicts, strict=True)]
     for score in scores:
@@ -115,7 +128,8 @@ async def score_attempt(event: CandidatesGenerated, store: ObjectStore, scorer: 
 
 
 async def prepare_scores(event: CandidatesGenerated, pool: AsyncConnectionPool, store: ObjectStore,
-                         scorer: Scorer, settings: ScorerSettings) -> list[CandidateScore] | ProfileError | None:
+                         scorer: Scorer, settings: ScorerSettings,
+                         data_keys: DataKeys | None = None) -> list[CandidateScore] | ProfileError | None:
     """Fetch and score before the transaction opens, so that no transaction (nor a pooled
     connection) waits on S3 or on the scoring threads; None for a job already decided
     (canceled, or judged before), which is not scored. Safe to repeat."""
@@ -125,7 +139,7 @@ async def prepare_scores(event: CandidatesGenerated, pool: AsyncConnectionPool, 
     if row and row["outcome"]:
         return None
     try:
-        return await score_attempt(event, store, scorer, settings)
+        return await score_attempt(event, store, scorer, settings, data_keys)
     except ProfileError as error:
         return error
 
@@ -174,9 +188,10 @@ def register(consumer: EventConsumer, store: ObjectStore, settings: ScorerSettin
              scorer: Scorer | None = None) -> None:
     count_from_zero()
     scorer = scorer or new_scorer(settings)
+    data_keys = DataKeys(settings, "scorer")
 
     async def prepare(envelope: Envelope) -> list[CandidateScore] | ProfileError | None:
-        return await prepare_scores(envelope.event, consumer.pool, store, scorer, settings)
+        return await prepare_scores(envelope.event, consumer.pool, store, scorer, settings, data_keys)
 
     @consumer.on(CandidatesGenerated, prepare=prepare)
     async def on_candidates_generated(ctx: HandlerContext, event: CandidatesGenerated) -> None:

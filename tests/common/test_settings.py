@@ -3,6 +3,7 @@
 import pytest
 
 from services.common.settings import ServiceSettings
+from services.ingest.settings import IngestSettings
 from services.ledger.settings import LedgerSettings
 from services.router.settings import RouterSettings
 
@@ -23,7 +24,9 @@ def test_placeholders_are_refused_in_production_whatever_their_spelling(placehol
     with pytest.raises(ValueError, match="GENLINE_ADMIN_TOKEN is a placeholder"):
         production(LedgerSettings, admin_token=placeholder)
     with pytest.raises(ValueError, match="placeholder"):
-        production(RouterSettings, provider_secrets={"fal": placeholder})
+        production(RouterSettings, provider_secrets={"fal": placeholder}, data_key_token=REAL)
+    with pytest.raises(ValueError, match="GENLINE_DATA_KEY_TOKEN is a placeholder"):
+        production(RouterSettings, data_key_token=placeholder)
 
 
 def test_the_example_secrets_database_password_is_refused():
@@ -43,3 +46,11 @@ def test_real_secrets_pass_and_development_accepts_anything():
     assert production(database_url="postgresql://genline@db/genline")  # no password: peer authentication
     assert ServiceSettings(environment="development", database_url="postgresql://x:CHANGE_ME@db/x",
                            s3_access_key_id="a", s3_secret_access_key="CHANGE_ME")
+
+
+def test_production_needs_the_data_key_token_on_both_sides():
+    with pytest.raises(ValueError, match="GENLINE_DATA_KEY_TOKEN must be set in production"):
+        production(IngestSettings)
+    with pytest.raises(ValueError, match="GENLINE_DATA_KEY_TOKEN must be set in production"):
+        production(RouterSettings)
+    assert production(IngestSettings, data_key_token=REAL).data_key_token

@@ -17,9 +17,10 @@ from services.common.audit import record_action
 from services.common.bus import erase_prompt_from_outbox
 from services.common.contracts import JobErased, JobSpec, JobSubmitted, OutputReported, Tier, WebhookEvent
 from services.common.problems import Problem
+from services.common.sealing import seal
 from services.common.storage import signed_links
 from services.common.templates import load_catalogue
-from services.ingest import domain, guidance, limits, screening, store as jobs_store
+from services.ingest import data_keys, domain, guidance, limits, screening, store as jobs_store
 from services.ingest.deps import JobsReader, JobsWriter, Plans, Runtime, Settings, Store
 from services.scorer.profiles import ProfileError, QualityRules, job_profile, profile_names
 
@@ -116,13 +117,15 @@ def with_deadline(body: JobRequest, cancel_after: str | None, settings) -> JobRe
     return body.model_copy(update={"deadline_s": deadline_s})
 
 
-def job_spec(tenant_id: str, body: JobRequest, settings, reference_key: str | None = None,
+def job_spec(tenant_id: str, body: JobRequest, settings, data_key: bytes, reference_key: str | None = None,
              priority: int = 0) -> JobSpec:
+    """What the job asks for, its prompt sealed with its own `data_key`."""
     candidates = domain.plan_candidates(body.images, body.candidates, settings.default_oversample)
     seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
-    return JobSpec(job_id=uuid4(), tenant_id=tenant_id, template=body.template, tier=body.tier,
+    job_id = uuid4()
+    return JobSpec(job_id=job_id, tenant_id=tenant_id, template=body.template, tier=body.tier,
                    deadline_s=body.deadline_s, min_images=body.min_images,
-                   use_retry_tokens=body.use_retry_tokens, prompt=body.prompt,
+                   use_retry_tokens=body.use_retry_tokens, prompt=seal(data_key, job_id, "prompt", body.prompt),
                    images=body.images, candidates=candidates, candidates_fixed=body.candidates is not None,
                    seed=seed, submitted_at=datetime.now(UTC),
                    profile=body.profile, quality_rules=quality_rules(body), reference_key=reference_key,
@@ -205,8 +208,10 @@ async def record_submission(runtime, plans, tenant: str, body: JobRequest, setti
         if idempotency_key and (existing := await replay_of(conn, tenant, idempotency_key, fingerprint, ttl_s)):
             return await jobs_store.read_view(conn, existing, tenant)
         await limits.check_submission(conn, tenant, plan, body.images, datetime.now(UTC))
-        spec = job_spec(tenant, body, settings, reference_key, plan.priority)
-        view = domain.submitted_view(spec)
+        key = data_keys.new_data_key()
+        spec = job_spec(tenant, body, settings, key, reference_key, plan.priority)
+        await data_keys.insert(conn, spec.job_id, tenant, key)
+        view = domain.submitted_view(spec, body.prompt)
         await jobs_store.record(conn, None, view, None, spec.submitted_at)
         if reference_key:
             await jobs_store.remember_reference(conn, view.id, reference_key)
@@ -366,8 +371,9 @@ class JobErasure(BaseModel):
 @router.delete("/{job_id}", status_code=202, response_model=JobErasure, responses=problems.responses(404, 409, 410))
 async def erase_job(job_id: str, tenant: JobsWriter, runtime: Runtime):
     """Delete a final job's data: its images (candidates, outputs, the reference photo no
-    other job uses) and its prompt, in every service; the billing record stays. The job
-    answers 410 from then on. A job still running answers 409: cancel it first."""
+    other job uses) and its prompt, in every service; the key its prompt was sealed with in
+    every event is destroyed, so no copy of those events can show it again. The billing record
+    stays. The job answers 410 from then on. A job still running answers 409: cancel it first."""
     now = datetime.now(UTC)
     async with runtime.pool.connection() as conn, conn.transaction():
         view = await jobs_store.read_view(conn, parse_job_id(job_id), tenant, lock=True)
@@ -378,7 +384,8 @@ async def erase_job(job_id: str, tenant: JobsWriter, runtime: Runtime):
                           " ended", state=view.state)
         reference_key = await jobs_store.reference_to_delete(conn, view.id)
         await jobs_store.erase_job(conn, view, now)
-        await erase_prompt_from_outbox(conn, view.id)
+        await data_keys.destroy(conn, view.id)  # every sealed copy of the prompt, anywhere, is now unreadable
+        await erase_prompt_from_outbox(conn, view.id)  # clear prompts of events from before sealing
         await runtime.emit(conn, JobErased(job_id=view.id, tenant_id=tenant, requested_at=now,
                                            reference_key=reference_key))
         await record_action(runtime, conn, f"tenant:{tenant}", "job.erase", f"job:{view.id}", tenant)
