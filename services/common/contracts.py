@@ -118,6 +118,9 @@ class JobSpec(Contract):
     webhook_url: str | None = Field(None, description="where delivery sends this job's webhooks, besides the tenant's endpoints")
     webhook_events: list[str] | None = Field(None, description="the WEBHOOK_EVENTS sent to webhook_url; None: all")
     priority: int = Field(0, ge=0, description="the tenant's plan's queue priority, higher first; set by ingest")
+    template_version: str | None = Field(None, description="the template catalogue's version at submission")
+    profile_name: str | None = Field(None, description="the scoring profile in force, resolved at submission")
+    profile_version: str | None = Field(None, description="a digest of that profile's checks with the job's rules")
 
     @field_validator("prompt", mode="before")
     @classmethod
@@ -243,17 +246,20 @@ class JobClosed(JobEvent):
 
 class JobFinished(JobEvent):
     """Published by ingest when its read model first shows a job final, with everything that
-    state implies; delivery sends the job's webhooks (`job.<state>`) with `view`, the job as
-    `GET /v1/jobs/{id}` shows it (its prompt sealed, as a SealedText), to the tenant's
-    endpoints and the job's own `webhook_url`."""
+    state implies, in the transaction that issues the job's signed receipt; delivery sends
+    the job's webhooks (`job.<state>`) with `view`, the job as `GET /v1/jobs/{id}` shows it
+    (its prompt sealed, as a SealedText), to the tenant's endpoints and the job's own
+    `webhook_url`."""
 
-    # v2: the view's prompt is sealed.
+    # v2: the view's prompt is sealed, and the receipt's hash is named.
     event_type = "genline.job.finished.v2"
     publisher = "ingest"
     state: Literal["rejected", "succeeded", "partially_succeeded", "failed", "canceled", "expired"]
     view: dict[str, Any]
     webhook_url: str | None = None
     webhook_events: list[str] | None = None
+    receipt_sha256: str | None = Field(None, description="the SHA-256 of the job's receipt (its canonical JSON);"
+                                                         " None for jobs finished before receipts")
 
 
 # The webhook event types a tenant can subscribe to, one per final state.
@@ -624,11 +630,11 @@ def upcast_spec_prompt_sealed(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def upcast_job_finished_v1_v2(data: dict[str, Any]) -> dict[str, Any]:
-    """v1's view showed the prompt in clear."""
+    """v1's view showed the prompt in clear, and no receipt was issued."""
     view = data["view"]
     if "prompt" in view:
         view = view | {"prompt": SealedText.read(view["prompt"]).model_dump()}
-    return data | {"view": view}
+    return data | {"view": view, "receipt_sha256": None}
 
 
 def upcast_candidates_scored_v1_v2(data: dict[str, Any]) -> dict[str, Any]:

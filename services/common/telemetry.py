@@ -48,6 +48,7 @@ OUTBOX_PENDING = Gauge("genline_outbox_pending", "Outbox events committed and no
 JOBS_SUBMITTED = Counter("genline_jobs_submitted_total", "Jobs accepted by the public API", ["template"])
 DATA_KEYS_READ = Counter("genline_data_keys_read_total", "Jobs' data keys asked of ingest's internal API",
                          ["service", "outcome"])
+RECEIPTS_ISSUED = Counter("genline_receipts_issued_total", "Signed job receipts issued", ["state"])
 JOBS_FINISHED = Counter("genline_jobs_finished_total", "Jobs that reached a final state", ["state"])
 CANDIDATES_SCORED = Counter("genline_candidates_scored_total", "Candidates scored, by profile and verdict",
                             ["profile", "verdict"])

@@ -128,6 +128,13 @@ def stage_costs(attempt: int, calls: list[ProviderCall]) -> list[StageCost]:
             for (index, stage, provider), group in sorted(grouped.items())]
 
 
+class ReceiptRef(BaseModel):
+    """The job's signed receipt: its hash, and where to get it."""
+
+    sha256: str = Field(description="SHA-256 of the receipt's RFC 8785 canonical JSON")
+    url: str
+
+
 class ReportOutcome(BaseModel):
     n: int
     outcome: Literal["refunded", "retry_token", "declined"]
@@ -140,12 +147,16 @@ class JobView(BaseModel):
     tenant_id: str
     state: State
     template: str
+    template_version: str | None = Field(None, description="the template catalogue's version at submission")
     prompt: str
     images: int
     candidates: int  # N: what the router generated, every attempt counted (its plan until it reports)
     generated: dict[int, int] = {}  # candidates generated per attempt
     seed: int
     profile: str | None = None
+    scoring_profile: str | None = Field(None, description="the profile the job is scored with: its own, else its"
+                                                          " template's")
+    profile_version: str | None = Field(None, description="a digest of that profile's checks with the job's rules")
     quality: dict | None = None
     width: int | None = None
     height: int | None = None
@@ -172,6 +183,7 @@ class JobView(BaseModel):
     stages: list[StageCost] = Field([], description="cost and latency per attempt, stage and provider; they add up to"
                                                     " provider_cost_micro_usd")
     reports: list[ReportOutcome] = []
+    receipt: ReceiptRef | None = Field(None, description="the signed receipt, once the job is final and settled")
     # The prompt as events carry it, sealed with the job's data key (None for jobs submitted
     # before prompts were sealed): JobFinished announces the view with it.
     sealed_prompt: SealedText | None = Field(None, exclude=True)
@@ -224,8 +236,9 @@ def submitted_view(spec: JobSpec, prompt: str | None = None) -> JobView:
     prompt = prompt if prompt is not None else spec.prompt.clear or ""
     sealed = spec.prompt if spec.prompt.ciphertext is not None else None
     return JobView(id=spec.job_id, tenant_id=spec.tenant_id, state="submitted", template=spec.template,
-                   prompt=prompt, sealed_prompt=sealed,
+                   template_version=spec.template_version, prompt=prompt, sealed_prompt=sealed,
                    images=spec.images, candidates=spec.candidates, seed=spec.seed, profile=spec.profile,
+                   scoring_profile=spec.profile_name, profile_version=spec.profile_version,
                    quality=spec.quality_rules, width=spec.width, height=spec.height,
                    model=spec.model, model_version=spec.model_version, deadline_s=spec.deadline_s,
                    min_images=spec.min_images, webhook_url=spec.webhook_url, webhook_events=spec.webhook_events,
@@ -444,6 +457,8 @@ def merged(view: JobView, event: Event, at: datetime) -> JobView:
             return add_report(view, ReportOutcome(n=event.n, outcome="retry_token", reason=event.reason), at)
         case ReportDeclined():
             return add_report(view, ReportOutcome(n=event.n, outcome="declined", reason=event.reason), at)
+        case JobFinished() if event.receipt_sha256:  # ingest's own announcement, read back by a replay
+            return with_receipt(view, event.receipt_sha256)
         case JobErased():
             return erased(view, event.requested_at)
     return view
@@ -452,6 +467,10 @@ def merged(view: JobView, event: Event, at: datetime) -> JobView:
 def erased(view: JobView, at: datetime) -> JobView:
     """What is kept of an erased job (its id answers 410): everything but its prompt."""
     return view.model_copy(update={"prompt": ERASED, "updated_at": at})
+
+
+def with_receipt(view: JobView, sha256: str) -> JobView:
+    return view.model_copy(update={"receipt": ReceiptRef(sha256=sha256, url=f"/v1/jobs/{view.id}/receipt")})
 
 
 def admitted_by_attempt(view: JobView, at: datetime, attempt: int) -> JobView:
@@ -467,7 +486,8 @@ def finished(before: JobView, after: JobView) -> JobFinished | None:
     if not after.final or before.final:
         return None
     return JobFinished(job_id=after.id, tenant_id=after.tenant_id, state=after.state, view=after.announced(),
-                       webhook_url=after.webhook_url, webhook_events=after.webhook_events)
+                       webhook_url=after.webhook_url, webhook_events=after.webhook_events,
+                       receipt_sha256=after.receipt.sha256 if after.receipt else None)
 
 
 def replay_views(events: list[tuple[datetime, Event]],

@@ -19,11 +19,14 @@ import base64
 import binascii
 import hashlib
 import json
+from datetime import datetime
 from typing import Any
 
 import rfc8785
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from services.ingest.domain import JobView
 
 FORMAT = "genline.receipt.v1"
 ALGORITHM = "EdDSA"
@@ -93,3 +96,36 @@ class Signer:
         content = canonical(body)
         return {"receipt": body, "sha256": hashlib.sha256(content).hexdigest(),
                 "signature": {"alg": ALGORITHM, "kid": self.kid, "value": b64url(self.key.sign(content))}}
+
+
+def _json(value: Any) -> Any:
+    return value.isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else value
+
+
+def receipt_body(view: JobView, sequence: int, previous_sha256: str | None, kid: str,
+                 issued_at: datetime) -> dict[str, Any]:
+    """What the receipt of a job shown final says (see the module's docstring)."""
+    selected = set(view.selected)
+    billing = view.billing
+    return {
+        "format": FORMAT, "kid": kid, "job_id": str(view.id), "tenant_id": view.tenant_id,
+        "sequence": sequence, "previous_sha256": previous_sha256, "issued_at": _json(issued_at),
+        "state": view.state,
+        "failure": {"code": view.failure.code, "stage": view.failure.stage} if view.failure else None,
+        "template": {"name": view.template, "version": view.template_version},
+        "profile": {"name": view.scoring_profile, "version": view.profile_version},
+        "images": {"requested": view.images, "delivered": len(view.outputs)},
+        "outputs": [{"n": o.n, "key": o.key, "sha256": o.sha256, "media_type": o.media_type,
+                     "size_bytes": o.size_bytes} for o in view.outputs],
+        "candidates": [{"index": s.index, "attempt": s.attempt, "provider": s.provider, "sha256": s.sha256,
+                        "verdict": "selected" if s.index in selected else "passed" if s.passed else "rejected",
+                        "failed": list(s.failed)} for s in view.scores],
+        "credits": {"reserved": billing.reserved or 0, "charged": billing.charged or 0,
+                    "released": billing.released or 0, "retry_tokens_used": billing.retry_tokens_used,
+                    "price_book_version": billing.price_book_version},
+        "provider_cost": {"total_micro_usd": view.provider_cost_micro_usd,
+                          "stages": [{"attempt": s.attempt, "stage_index": s.stage_index, "stage": s.stage,
+                                      "provider": s.provider, "calls": s.calls, "cost_micro_usd": s.cost_micro_usd}
+                                     for s in view.stages]},
+        "times": {state: _json(at) for state, at in sorted(view.timestamps.items(), key=lambda item: item[1])},
+    }

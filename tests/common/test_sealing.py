@@ -42,5 +42,5 @@ def test_events_from_before_sealing_read_with_their_clear_prompt_and_blanked_one
     assert open_sealed(None, JOB, "prompt", submitted.job.prompt) == "an old clear prompt"
     finished = parse_event("genline.job.finished.v1", {"job_id": str(JOB), "tenant_id": "t", "state": "succeeded",
                                                        "view": {"id": str(JOB), "prompt": ""}})
-    assert isinstance(finished, JobFinished)
+    assert isinstance(finished, JobFinished) and finished.receipt_sha256 is None
     assert open_sealed(None, JOB, "prompt", SealedText.read(finished.view["prompt"])) == ERASED

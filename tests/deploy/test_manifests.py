@@ -189,7 +189,7 @@ def test_the_example_secret_names_every_key_and_cannot_be_applied_unedited(monke
     monkeypatch.setenv("GENLINE_DATABASE_URL", "postgresql://genline:a-real-db-password@db/genline")
     for settings_class, refused in ((LedgerSettings, r"GENLINE_ADMIN_TOKENS\[.finance.\]"),
                                     (RouterSettings, "(FAL_KEY|GENLINE_DATA_KEY_TOKEN)"),
-                                    (IngestSettings, "(GENLINE_ADMIN_TOKENS.*|GENLINE_DATA_KEY_TOKEN)")):
+                                    (IngestSettings, "(GENLINE_ADMIN_TOKENS.*|GENLINE_RECEIPT_SIGNING_KEY|GENLINE_DATA_KEY_TOKEN)")):
         with pytest.raises(ValueError, match=f"{refused}.* is a placeholder"):
             settings_class()
 
