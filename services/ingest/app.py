@@ -21,7 +21,7 @@ from services.ingest.plans import load_plans
 from services.ingest.receipt_store import record_signing_key
 from services.ingest.receipts import Signer, load_signing_key
 from services.ingest.routes import (account, admin, admin_platform, admin_tenants, candidates, console, events, internal,
-                                    jobs, keys as key_routes, receipts, templates, uploads, webhooks)
+                                    jobs, keys as key_routes, receipts, templates, uploads, usage, webhooks)
 from services.ingest.settings import IngestSettings
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ TAGS = [
     {"name": "jobs", "description": "Submit a job, follow it to its links, report a bad image."},
     {"name": "events", "description": "Each job's event log, and live streams of it (Server-Sent Events)."},
     {"name": "uploads", "description": "Input photos for jobs, screened and stored without metadata."},
-    {"name": "account", "description": "Prices before paying, the balance, holds and retry tokens."},
+    {"name": "account", "description": "Prices before paying, the balance, holds and retry tokens, the plan's usage."},
     {"name": "receipts", "description": "Signed receipts of final jobs, chained per tenant, and the keys that verify"
                                         " them offline."},
     {"name": "keys", "description": "Your API keys: create them with scopes, list, revoke and rotate them."},
@@ -75,6 +75,7 @@ def build(settings: IngestSettings):
     app.include_router(events.router)
     app.include_router(uploads.router)
     app.include_router(account.router)
+    app.include_router(usage.router)
     app.include_router(receipts.router)
     app.include_router(templates.router)
     app.include_router(key_routes.router)
