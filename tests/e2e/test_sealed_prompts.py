@@ -2,11 +2,14 @@
 own data key; erasing the job destroys the key, after which the topics, every outbox (the
 ledger's is its journal, kept for ever) and every event read raw hold the prompt nowhere in
 clear, the job's events still read (its prompt as erased), and `genline replay ledger`,
-`replay jobs` and `replay audit` still find no difference."""
+`replay jobs` and `replay audit` still find no difference. The keys' internal API answers
+only callers that hold its token."""
 
 import asyncio
+import base64
 import uuid
 
+import httpx
 import psycopg
 
 from services.common.contracts import PUBLISHERS, JobSubmitted, all_topics
@@ -90,3 +93,27 @@ def test_an_erased_job_s_prompt_is_nowhere_in_clear_and_the_replays_still_agree(
     assert replay_jobs(endpoints.settings(IngestSettings), "ingest", tenant.id, out=lines.append, settle_s=30) == 0, lines
     assert replay_audit(endpoints.settings(LedgerSettings), "ledger", out=lines.append, settle_s=30) == 0, lines
     assert lines.count("no differences") == 3, lines
+
+
+def test_the_data_key_api_answers_only_callers_with_its_token(platform, tenant_factory, endpoints):
+    """An ingest replica that demands GENLINE_DATA_KEY_TOKEN, as production does."""
+    token = f"data-key-token-{uuid.uuid4().hex}"
+    tenant = tenant_factory()
+    job_id = tenant.submit(images=1, candidates=2)
+    replica = platform.start_replica("ingest", env={"GENLINE_DATA_KEY_TOKEN": token})
+    try:
+        url = f"{platform.url(replica)}/internal/v1/jobs/{job_id}/data-key"
+        refused = [httpx.get(url, headers=headers, timeout=10) for headers in
+                   ({}, {"Authorization": "Bearer not-the-token"})]
+        answered = httpx.get(url, headers={"Authorization": f"Bearer {token}", "X-Genline-Service": "router"},
+                             timeout=10)
+        unknown = httpx.get(url.replace(job_id, str(uuid.uuid4())), headers={"Authorization": f"Bearer {token}"},
+                            timeout=10)
+    finally:
+        platform.stop(replica)
+    assert [r.status_code for r in refused] == [401, 401]
+    assert all(r.headers["content-type"] == "application/problem+json" for r in refused)
+    assert answered.status_code == 200 and base64.b64decode(answered.json()["key"]) == data_key(
+        endpoints.database_url, job_id)
+    assert unknown.status_code == 404 and unknown.json()["type"] == "/problems/data-key-not-found"
+    tenant.wait_settled([job_id])
