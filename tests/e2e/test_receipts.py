@@ -83,6 +83,7 @@ def test_receipts_verify_offline_and_any_change_drop_or_forgery_fails_naming_wha
         assert job["receipt"] == {"sha256": receipt["sha256"], "url": f"/v1/jobs/{job_id}/receipt"}
         assert finished[job_id].receipt_sha256 == receipt["sha256"]
         assert hooks[job_id]["receipt"]["sha256"] == receipt["sha256"]
+        assert hooks[job_id]["prompt"] == job["prompt"]  # delivery opened the sealed prompt for its tenant
         log = tenant.http.get(f"/v1/jobs/{job_id}/events").json()["data"]
         issued = [e for e in log if e["type"] == "receipt.issued"]
         assert [e["payload"]["sha256"] for e in issued] == [receipt["sha256"]]
