@@ -4,6 +4,10 @@ Your jobs (GENLINE_API_URL, GENLINE_API_KEY; --json on every command):
     genline jobs submit PROMPT --images K [--template T] [--wait] [--download DIR]
     genline jobs list | get JOB_ID | cancel JOB_ID | events JOB_ID | watch JOB_ID | download JOB_ID DIR
 
+Receipts, checked offline (no call to the platform):
+    genline receipts verify FILE... --keys FILE   signatures and each tenant's chain
+    genline receipts keygen           a new receipt signing key (GENLINE_RECEIPT_SIGNING_KEY)
+
 Operating the platform:
     genline run [--exit-after-demo]   the platform on the embedded stack, with a demo job
     genline create-tenant TENANT [--plan P]   a tenant and a new API key (python -m services.ingest)
@@ -13,6 +17,7 @@ Operating the platform:
     genline replay jobs [--tenant T]  rebuild every job's read model from every journal and compare
     genline replay audit              rebuild the audit trail from every journal and compare
                                       (--source topics: from the topics instead)
+    genline replay receipts [--tenant T]   check every receipt against the ledger and the public bucket
     genline bus status | rebuild [--all]   the topics as the journals see them; publish them again
     genline score [--profile NAME] [--json] PATH...   score image files without the platform
 
@@ -28,14 +33,15 @@ COMMANDS = {
     "create-tenant": "services.ingest.__main__",
     "set-plan": "services.ingest.__main__",
     "grant": "services.ledger.__main__",
+    "receipts": "services.receipts_cli",
     "replay": {"ledger": "services.ledger.replay", "jobs": "services.ingest.replay",
-               "audit": "services.ledger.audit_replay"},
+               "audit": "services.ledger.audit_replay", "receipts": "services.ingest.receipt_replay"},
     "score": "services.scorer.cli",
     "bus": "services.bus_cli",
 }
 KEEPS_NAME = {"create-tenant", "set-plan", "grant", "score"}  # their modules take it as a sub-command
-PROG = {"jobs": "genline jobs", "run": "genline run", "create-tenant": "genline", "set-plan": "genline",
-        "grant": "genline", "bus": "genline bus"}
+PROG = {"jobs": "genline jobs", "receipts": "genline receipts", "run": "genline run", "create-tenant": "genline",
+        "set-plan": "genline", "grant": "genline", "bus": "genline bus"}
 HELP = ("-h", "--help")
 
 

@@ -70,12 +70,14 @@ PROMPT_PATHS = ("{job,prompt}", "{view,prompt}")
 
 async def erase_prompt_from_outbox(conn: psycopg.AsyncConnection, job_id) -> int:
     """Blank the prompt in the outbox rows of a job whose data was erased, sent or not, so
-    that it is gone from this service's tables; returns the rows changed."""
+    that it is gone from this service's tables; returns the rows changed. Only a clear prompt
+    (events from before prompts were sealed): a sealed one is gone with its data key."""
     changed = 0
     for path in PROMPT_PATHS:
         cur = await conn.execute(
             "UPDATE outbox SET body = convert_to(jsonb_set(convert_from(body, 'UTF8')::jsonb, %(path)s,"
             " '\"\"')::text, 'UTF8') WHERE record_key = %(key)s"
+            " AND jsonb_typeof(convert_from(body, 'UTF8')::jsonb #> %(path)s) = 'string'"
             " AND convert_from(body, 'UTF8')::jsonb #>> %(path)s <> ''", {"path": path, "key": str(job_id).encode()})
         changed += cur.rowcount
     return changed

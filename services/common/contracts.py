@@ -7,6 +7,10 @@ credits for users, micro-USD for provider costs.
 
 A payload change that old readers cannot read gets a new version and an upcaster in
 `UPCASTERS`, so readers only ever see the newest shape.
+
+A tenant's content (the prompt) never travels in clear: it is `SealedText`, encrypted with
+the job's own data key (`services.common.sealing`), so destroying that key erases every copy
+of it on the topics, in the journals and in backups.
 """
 
 from collections.abc import Callable
@@ -14,7 +18,7 @@ from datetime import datetime
 from typing import Any, ClassVar, Literal, get_args
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 PUBLISHERS = ("ingest", "ledger", "router", "scorer", "delivery")
 DEFAULT_NAMESPACE = "genline"
@@ -77,6 +81,21 @@ class JobEvent(Event):
 # ---- shared shapes -------------------------------------------------------------------
 
 
+class SealedText(Contract):
+    """A tenant's text as events carry it: AES-256-GCM under the job's data key, which ingest
+    keeps and an erasure destroys (`services.common.sealing` seals and opens it). Events
+    published before contents were sealed are upcast with their text in `clear`."""
+
+    ciphertext: str | None = Field(None, description="base64 of nonce, ciphertext and tag; None only in old events")
+    clear: str | None = Field(None, description="the text of an event published before sealing; '' once erased")
+
+    @classmethod
+    def read(cls, value: "str | dict[str, Any] | SealedText") -> "SealedText":
+        """The one place old payloads' clear text is upcast: a plain string (an event, a stored
+        spec or a job view from before sealing) reads as `clear`."""
+        return cls(clear=value) if isinstance(value, str) else cls.model_validate(value)
+
+
 Tier = Literal["stable", "fast", "low-cost"]
 # The failure code of a job whose deadline passed before enough images passed scoring:
 # ingest shows such a job `expired`, and it costs nothing.
@@ -91,7 +110,7 @@ class JobSpec(Contract):
     template: str
     tier: Tier = "stable"
     use_retry_tokens: bool = Field(False, description="spend retry tokens before credits")
-    prompt: str
+    prompt: SealedText = Field(description="sealed with the job's data key; only the router and scorer open it")
     images: int = Field(ge=1, description="K: images the client wants delivered")
     candidates: int = Field(ge=1, description="N: candidates to generate, N >= K")
     candidates_fixed: bool = Field(False, description="the client chose N; otherwise the router sizes it")
@@ -109,6 +128,14 @@ class JobSpec(Contract):
     webhook_url: str | None = Field(None, description="where delivery sends this job's webhooks, besides the tenant's endpoints")
     webhook_events: list[str] | None = Field(None, description="the WEBHOOK_EVENTS sent to webhook_url; None: all")
     priority: int = Field(0, ge=0, description="the tenant's plan's queue priority, higher first; set by ingest")
+    template_version: str | None = Field(None, description="the template catalogue's version at submission")
+    profile_name: str | None = Field(None, description="the scoring profile in force, resolved at submission")
+    profile_version: str | None = Field(None, description="a digest of that profile's checks with the job's rules")
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _prompt_sealed(cls, value: Any) -> Any:
+        return SealedText.read(value) if isinstance(value, str) else value
 
 
 class CandidateStep(Contract):
@@ -194,7 +221,8 @@ class DeliveredImage(Contract):
 class JobSubmitted(JobEvent):
     """Published by ingest when a client submits a job; the ledger reserves credits for it."""
 
-    event_type = "genline.job.submitted.v1"
+    # v2: the prompt is sealed.
+    event_type = "genline.job.submitted.v2"
     publisher = "ingest"
     job: JobSpec
 
@@ -237,15 +265,20 @@ class JobClosed(JobEvent):
 
 class JobFinished(JobEvent):
     """Published by ingest when its read model first shows a job final, with everything that
-    state implies; delivery sends the job's webhooks (`job.<state>`) with `view`, the job as
-    `GET /v1/jobs/{id}` shows it, to the tenant's endpoints and the job's own `webhook_url`."""
+    state implies, in the transaction that issues the job's signed receipt; delivery sends
+    the job's webhooks (`job.<state>`) with `view`, the job as `GET /v1/jobs/{id}` shows it
+    (its prompt sealed, as a SealedText), to the tenant's endpoints and the job's own
+    `webhook_url`."""
 
-    event_type = "genline.job.finished.v1"
+    # v2: the view's prompt is sealed, and the receipt's hash is named.
+    event_type = "genline.job.finished.v2"
     publisher = "ingest"
     state: Literal["rejected", "succeeded", "partially_succeeded", "failed", "canceled", "expired"]
     view: dict[str, Any]
     webhook_url: str | None = None
     webhook_events: list[str] | None = None
+    receipt_sha256: str | None = Field(None, description="the SHA-256 of the job's receipt (its canonical JSON);"
+                                                         " None for jobs finished before receipts")
 
 
 # The webhook event types a tenant can subscribe to, one per final state.
@@ -312,7 +345,8 @@ class CreditsReserved(JobEvent):
     """Published by the ledger when credits for a job are held; the job is admitted and the
     router may start generating."""
 
-    event_type = "genline.credits.reserved.v1"
+    # v2: the job's prompt is sealed.
+    event_type = "genline.credits.reserved.v2"
     publisher = "ledger"
     job: JobSpec
     transfer_id: UUID
@@ -451,7 +485,8 @@ class CandidatesGenerated(JobEvent):
     `final` set and the reason in `stop_reason`."""
 
     # v2: candidates carry their frames, duration and pipeline steps, calls their stage.
-    event_type = "genline.candidates.generated.v2"
+    # v3: the job's prompt is sealed.
+    event_type = "genline.candidates.generated.v3"
     publisher = "router"
     attempt: int
     images: int
@@ -606,6 +641,21 @@ def upcast_candidates_generated_v1_v2(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def upcast_spec_prompt_sealed(data: dict[str, Any]) -> dict[str, Any]:
+    """Before v2 (v3 for CandidatesGenerated) a JobSpec carried its prompt in clear; JobSpec
+    reads that string as a SealedText with `clear` set (SealedText.read), and nothing else
+    changed, so the payload reads as it is."""
+    return data
+
+
+def upcast_job_finished_v1_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """v1's view showed the prompt in clear, and no receipt was issued."""
+    view = data["view"]
+    if "prompt" in view:
+        view = view | {"prompt": SealedText.read(view["prompt"]).model_dump()}
+    return data | {"view": view, "receipt_sha256": None}
+
+
 def upcast_candidates_scored_v1_v2(data: dict[str, Any]) -> dict[str, Any]:
     """v1 did not name the template; delivery then uses the default delivery."""
     return data | {"template": None}
@@ -624,7 +674,11 @@ def upcast_job_delivered_v1_v2(data: dict[str, Any]) -> dict[str, Any]:
 
 # (old type name) -> (new type name, payload converter).
 UPCASTERS: dict[str, tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]] = {
+    "genline.job.submitted.v1": ("genline.job.submitted.v2", upcast_spec_prompt_sealed),
+    "genline.job.finished.v1": ("genline.job.finished.v2", upcast_job_finished_v1_v2),
+    "genline.credits.reserved.v1": ("genline.credits.reserved.v2", upcast_spec_prompt_sealed),
     "genline.candidates.generated.v1": ("genline.candidates.generated.v2", upcast_candidates_generated_v1_v2),
+    "genline.candidates.generated.v2": ("genline.candidates.generated.v3", upcast_spec_prompt_sealed),
     "genline.candidates.scored.v1": ("genline.candidates.scored.v2", upcast_candidates_scored_v1_v2),
     "genline.candidates.scored.v2": ("genline.candidates.scored.v3", upcast_scores_without_tiers),
     "genline.regeneration.requested.v1": ("genline.regeneration.requested.v2", upcast_scores_without_tiers),

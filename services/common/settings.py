@@ -128,6 +128,33 @@ class ServiceSettings(BaseSettings):
         return self
 
 
+def refuse_missing_or_weak(env_name: str, value: SecretStr | None, required: bool) -> None:
+    """A secret the service cannot do without in production: refused when missing there,
+    and when it is a placeholder anywhere."""
+    if value is None:
+        if required:
+            raise ValueError(f"{env_name} must be set in production")
+        return
+    refuse_weak_secret(env_name, value.get_secret_value())
+
+
+class SealedContentSettings(ServiceSettings):
+    """A service that opens jobs' sealed contents (the router, the scorer, delivery): where
+    ingest's internal data-key API answers, and the token it asks for (required in
+    production). A key is kept in memory for at most `data_key_cache_s`, and forgotten when
+    the service is done with the job."""
+
+    data_key_url: str = "http://127.0.0.1:8081"
+    data_key_token: SecretStr | None = None
+    data_key_timeout_s: float = 5.0
+    data_key_cache_s: float = 600.0
+
+    @model_validator(mode="after")
+    def data_key_token_in_production(self) -> "SealedContentSettings":
+        refuse_missing_or_weak("GENLINE_DATA_KEY_TOKEN", self.data_key_token, self.environment == "production")
+        return self
+
+
 # What an operator token may allow; "*" allows everything.
 OPERATOR_SCOPES = ("credits:grant", "tenants:manage", "billing:read", "audit:read", "calibration:read",
                    "platform:read")

@@ -46,6 +46,9 @@ OUTBOX_RELAYED = Counter("genline_outbox_relayed_total", "Outbox events publishe
 OUTBOX_PENDING = Gauge("genline_outbox_pending", "Outbox events committed and not yet published to Kafka",
                        ["service"])
 JOBS_SUBMITTED = Counter("genline_jobs_submitted_total", "Jobs accepted by the public API", ["template"])
+DATA_KEYS_READ = Counter("genline_data_keys_read_total", "Jobs' data keys asked of ingest's internal API",
+                         ["service", "outcome"])
+RECEIPTS_ISSUED = Counter("genline_receipts_issued_total", "Signed job receipts issued", ["state"])
 JOBS_FINISHED = Counter("genline_jobs_finished_total", "Jobs that reached a final state", ["state"])
 CANDIDATES_SCORED = Counter("genline_candidates_scored_total", "Candidates scored, by profile and verdict",
                             ["profile", "verdict"])
@@ -90,7 +93,9 @@ preinitialise(JOBS_FINISHED, *((state,) for state in FINAL_STATES))
 def job_context(job_id: str | None, tenant_id: str | None = None, traceparent: str | None = None,
                 prompt: str | None = None) -> Iterator[None]:
     """Log lines inside name this job and tenant, and the trace of the event being handled;
-    `prompt` is the job's, which they never show when prompts are redacted."""
+    `prompt` is the job's, which they never show when prompts are redacted (a sealed prompt,
+    which is not text, has nothing to redact)."""
+    prompt = prompt if isinstance(prompt, str) else None
     tokens = _job_id.set(job_id), _tenant_id.set(tenant_id), _traceparent.set(traceparent), _prompt.set(prompt)
     try:
         yield

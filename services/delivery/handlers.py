@@ -181,3 +181,4 @@ def register(consumer: EventConsumer, store: ObjectStore, settings: DeliverySett
     @consumer.on(JobErased)
     async def on_job_erased(ctx: HandlerContext, event: JobErased) -> None:
         await erase_images(ctx, event, store)
+        ctx.after_commit(lambda: sender.data_keys.forget(event.job_id))

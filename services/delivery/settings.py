@@ -1,7 +1,7 @@
-from services.common.settings import ServiceSettings
+from services.common.settings import SealedContentSettings
 
 
-class DeliverySettings(ServiceSettings):
+class DeliverySettings(SealedContentSettings):
     service_name: str = "delivery"
     http_port: int = 8085
     link_ttl_s: int = 3600

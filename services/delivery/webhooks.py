@@ -5,8 +5,9 @@
    the event as applied; each message has its `webhook-id` for good.
 2. Send: the sender claims due messages (a lease, so replicas share the work and a message
    whose sender died is taken over), checks the target's addresses after resolving it, and
-   posts the job with freshly signed links, signed with every secret in force. Redirects
-   are not followed.
+   posts the job with freshly signed links and its prompt opened (the message keeps it
+   sealed, as JobFinished carried it; an erased job's reads as erased), signed with every
+   secret in force. Redirects are not followed.
 3. Record: every attempt (time, status, latency, the start of the answer, the error); a 2xx
    delivers the message, a 410 disables the endpoint, anything else is retried on the
    schedule until it is spent. A redelivery queues the message again, same `webhook-id`.
@@ -24,7 +25,8 @@ import psycopg
 
 from services.common import targets, telemetry
 from services.common.bus import OutboxRelay, add_to_outbox
-from services.common.contracts import JobFinished, WebhookSent
+from services.common.contracts import JobFinished, SealedText, WebhookSent
+from services.common.data_keys import DataKeys
 from services.common.envelope import envelop
 from services.common.storage import ObjectStore, signed_links
 from services.delivery import domain
@@ -124,6 +126,7 @@ class WebhookSender:
         self.pool, self.relay, self.store, self.settings = pool, relay, store, settings
         self.allowed = targets.allowed_networks(settings.webhook_allowed_networks)
         self.http = httpx.AsyncClient(follow_redirects=False, timeout=settings.webhook_timeout_s)
+        self.data_keys = DataKeys(settings, "delivery")
         self._wake = asyncio.Event()
         self._inflight: set[asyncio.Task] = set()
         self._task: asyncio.Task | None = None
@@ -143,6 +146,7 @@ class WebhookSender:
         if self._inflight:
             await asyncio.wait(self._inflight, timeout=self.settings.webhook_timeout_s)
         await self.http.aclose()
+        await self.data_keys.aclose()
 
     async def _run(self) -> None:
         while True:
@@ -180,14 +184,21 @@ class WebhookSender:
         if message["endpoint_id"] is not None and (not message["enabled"] or message["deleted_at"] is not None):
             await self._abandon(message["id"])
             return
+        view = await self.with_clear_prompt(message["job_id"], self.with_fresh_links(message["payload"]))
         at = datetime.now(UTC)
-        body = domain.webhook_body(message["event_type"], at, self.with_fresh_links(message["payload"]))
+        body = domain.webhook_body(message["event_type"], at, view)
         headers = {"webhook-id": message["webhook_id"], "webhook-timestamp": str(int(at.timestamp())),
                    "webhook-signature": domain.signature_header(signing_secrets(message), message["webhook_id"],
                                                                 at, body),
                    "content-type": "application/json", "user-agent": "Genline-Webhooks/1"}
         attempt = await self.post(message["url"], body, headers)
         await self.record(message, at, attempt)
+
+    async def with_clear_prompt(self, job_id, view: dict) -> dict:
+        """The view as its tenant sees it: the prompt opened with the job's data key."""
+        if "prompt" not in view:
+            return view
+        return view | {"prompt": await self.data_keys.open(job_id, SealedText.read(view["prompt"]))}
 
     def with_fresh_links(self, view: dict) -> dict:
         outputs = []

@@ -1,9 +1,12 @@
 """The ingest service: Genline's public HTTP API and the job read model behind it."""
 
+import logging
 from contextlib import asynccontextmanager
+from functools import partial
 
 import grpc
 import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 
 from services.common import api, telemetry, tracing
@@ -15,10 +18,13 @@ from services.ingest import handlers, keys, tenants
 from services.ingest.sweeper import Sweeper
 from services.ingest.live import LogWatch
 from services.ingest.plans import load_plans
-from services.ingest.routes import (account, admin, admin_platform, admin_tenants, candidates, console, events, jobs,
-                                    keys as key_routes, templates, uploads, webhooks)
+from services.ingest.receipt_store import record_signing_key
+from services.ingest.receipts import Signer, load_signing_key
+from services.ingest.routes import (account, admin, admin_platform, admin_tenants, candidates, console, events, internal,
+                                    jobs, keys as key_routes, receipts, templates, uploads, usage, webhooks)
 from services.ingest.settings import IngestSettings
 
+log = logging.getLogger(__name__)
 
 DESCRIPTION = """Ask for K good images: Genline generates candidates on the cheapest capable providers,
 scores every one, delivers only those that pass, and charges credits only for what it delivered.
@@ -29,43 +35,63 @@ TAGS = [
     {"name": "jobs", "description": "Submit a job, follow it to its links, report a bad image."},
     {"name": "events", "description": "Each job's event log, and live streams of it (Server-Sent Events)."},
     {"name": "uploads", "description": "Input photos for jobs, screened and stored without metadata."},
-    {"name": "account", "description": "Prices before paying, the balance, holds and retry tokens."},
+    {"name": "account", "description": "Prices before paying, the balance, holds and retry tokens, the plan's usage."},
+    {"name": "receipts", "description": "Signed receipts of final jobs, chained per tenant, and the keys that verify"
+                                        " them offline."},
     {"name": "keys", "description": "Your API keys: create them with scopes, list, revoke and rotate them."},
     {"name": "webhooks", "description": "Signed webhooks when jobs end: endpoints, secrets, every attempt, redelivery."},
 ]
 
 
+def receipt_signer(settings: IngestSettings) -> Signer:
+    """The configured key; without one (development, tests), a key of this process's own,
+    published like any other."""
+    if settings.receipt_signing_key is not None:
+        return Signer(load_signing_key(settings.receipt_signing_key.get_secret_value()))
+    log.warning("GENLINE_RECEIPT_SIGNING_KEY is not set: receipts are signed with a key made for this process")
+    return Signer(Ed25519PrivateKey.generate())
+
+
 def build(settings: IngestSettings):
     runtime = ServiceRuntime("ingest", settings, "services.ingest")
     store = ObjectStore(settings)
+    signer = receipt_signer(settings)
     if settings.consume_events:
-        handlers.register(runtime.consumer)
+        handlers.register(runtime.consumer, signer)
         runtime.consume(SUBSCRIPTIONS["ingest"])
     app = api.create_app("ingest", title="Genline", description=DESCRIPTION, tags=TAGS,
                          lifespan=runtime.lifespan)
-    app.state.runtime, app.state.settings, app.state.store = runtime, settings, store
+    app.state.runtime, app.state.settings, app.state.store, app.state.signer = runtime, settings, store, signer
     app.state.plans = load_plans(settings.plans_path)
     connect_grpc(runtime, app, "ledger", settings.ledger_grpc_target, account.rpc.LedgerServiceStub)
     connect_grpc(runtime, app, "router", settings.router_grpc_target, admin_platform.rpc.RouterServiceStub)
     connect_delivery(runtime, app, settings)
-    sweeper = Sweeper(runtime, settings)
+    sweeper = Sweeper(runtime, settings, signer)
     app.state.log_watch = LogWatch(runtime.database_url, runtime.name, settings.stream_poll_s)
-    runtime.startup_hooks += [sweeper.start, app.state.log_watch.start]
+    runtime.startup_hooks += [partial(publish_signing_key, runtime, signer), sweeper.start, app.state.log_watch.start]
     runtime.shutdown_hooks += [sweeper.stop, app.state.log_watch.stop]
     app.include_router(jobs.router)
     app.include_router(candidates.router)
     app.include_router(events.router)
     app.include_router(uploads.router)
     app.include_router(account.router)
+    app.include_router(usage.router)
+    app.include_router(receipts.router)
     app.include_router(templates.router)
     app.include_router(key_routes.router)
     app.include_router(webhooks.router)
     app.include_router(admin.router)
     app.include_router(admin_tenants.router)
     app.include_router(admin_platform.router)
+    app.include_router(internal.router)
     console.mount(app)
     app.router.routes.extend(telemetry.ops_routes(runtime.readiness_checks))
     return runtime, app
+
+
+async def publish_signing_key(runtime: ServiceRuntime, signer: Signer) -> None:
+    async with runtime.pool.connection() as conn:
+        await record_signing_key(conn, signer)
 
 
 def connect_grpc(runtime: ServiceRuntime, app: FastAPI, name: str, target: str, stub_class) -> None:

@@ -20,6 +20,7 @@ import json
 import math
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -44,10 +45,12 @@ from services.common.contracts import (
     JobDelivered,
     JobClosed,
     ProviderCall,
+    JobErased,
     JobEvent,
     JobFinished,
     JobSpec,
     JobSubmitted,
+    SealedText,
     RegenerationRequested,
     ReportDeclined,
     ReservationRejected,
@@ -55,6 +58,7 @@ from services.common.contracts import (
     RetryTokenIssued,
     ScoringFailed,
 )
+from services.common.sealing import ERASED
 
 State = Literal[
     "submitted", "admitted", "rejected", "generating", "scoring", "delivering",
@@ -124,6 +128,13 @@ def stage_costs(attempt: int, calls: list[ProviderCall]) -> list[StageCost]:
             for (index, stage, provider), group in sorted(grouped.items())]
 
 
+class ReceiptRef(BaseModel):
+    """The job's signed receipt: its hash, and where to get it."""
+
+    sha256: str = Field(description="SHA-256 of the receipt's RFC 8785 canonical JSON")
+    url: str
+
+
 class ReportOutcome(BaseModel):
     n: int
     outcome: Literal["refunded", "retry_token", "declined"]
@@ -136,12 +147,16 @@ class JobView(BaseModel):
     tenant_id: str
     state: State
     template: str
+    template_version: str | None = Field(None, description="the template catalogue's version at submission")
     prompt: str
     images: int
     candidates: int  # N: what the router generated, every attempt counted (its plan until it reports)
     generated: dict[int, int] = {}  # candidates generated per attempt
     seed: int
     profile: str | None = None
+    scoring_profile: str | None = Field(None, description="the profile the job is scored with: its own, else its"
+                                                          " template's")
+    profile_version: str | None = Field(None, description="a digest of that profile's checks with the job's rules")
     quality: dict | None = None
     width: int | None = None
     height: int | None = None
@@ -168,6 +183,10 @@ class JobView(BaseModel):
     stages: list[StageCost] = Field([], description="cost and latency per attempt, stage and provider; they add up to"
                                                     " provider_cost_micro_usd")
     reports: list[ReportOutcome] = []
+    receipt: ReceiptRef | None = Field(None, description="the signed receipt, once the job is final and settled")
+    # The prompt as events carry it, sealed with the job's data key (None for jobs submitted
+    # before prompts were sealed): JobFinished announces the view with it.
+    sealed_prompt: SealedText | None = Field(None, exclude=True)
     # The final state reached, until the view holds what it implies (then it is `state`);
     # never shown to clients, who would otherwise see the final state early.
     reached: State | None = Field(None, exclude=True)
@@ -178,7 +197,13 @@ class JobView(BaseModel):
 
     def stored_json(self) -> str:
         """The view as the read model keeps it: what clients see, and what is held back."""
-        return json.dumps(self.model_dump(mode="json") | {"reached": self.reached})
+        sealed = self.sealed_prompt.model_dump() if self.sealed_prompt else None
+        return json.dumps(self.model_dump(mode="json") | {"reached": self.reached, "sealed_prompt": sealed})
+
+    def announced(self) -> dict:
+        """The view as JobFinished carries it: what clients see, the prompt sealed."""
+        return self.model_dump(mode="json") | {
+            "prompt": (self.sealed_prompt or SealedText(clear=self.prompt)).model_dump()}
 
 
 def plan_candidates(images: int, candidates: int | None, oversample: float) -> int:
@@ -204,11 +229,17 @@ def parse_duration(text: str) -> int:
     return seconds
 
 
-def submitted_view(spec: JobSpec) -> JobView:
+def submitted_view(spec: JobSpec, prompt: str | None = None) -> JobView:
+    """The new job's view; `prompt` is the spec's sealed prompt opened (None: the clear text
+    of a spec from before prompts were sealed)."""
     at = spec.submitted_at
+    prompt = prompt if prompt is not None else spec.prompt.clear or ""
+    sealed = spec.prompt if spec.prompt.ciphertext is not None else None
     return JobView(id=spec.job_id, tenant_id=spec.tenant_id, state="submitted", template=spec.template,
-                   prompt=spec.prompt, images=spec.images, candidates=spec.candidates, seed=spec.seed,
-                   profile=spec.profile, quality=spec.quality_rules, width=spec.width, height=spec.height,
+                   template_version=spec.template_version, prompt=prompt, sealed_prompt=sealed,
+                   images=spec.images, candidates=spec.candidates, seed=spec.seed, profile=spec.profile,
+                   scoring_profile=spec.profile_name, profile_version=spec.profile_version,
+                   quality=spec.quality_rules, width=spec.width, height=spec.height,
                    model=spec.model, model_version=spec.model_version, deadline_s=spec.deadline_s,
                    min_images=spec.min_images, webhook_url=spec.webhook_url, webhook_events=spec.webhook_events,
                    created_at=at, updated_at=at, timestamps={"submitted": at},
@@ -427,7 +458,20 @@ def merged(view: JobView, event: Event, at: datetime) -> JobView:
             return add_report(view, ReportOutcome(n=event.n, outcome="retry_token", reason=event.reason), at)
         case ReportDeclined():
             return add_report(view, ReportOutcome(n=event.n, outcome="declined", reason=event.reason), at)
+        case JobFinished() if event.receipt_sha256:  # ingest's own announcement, read back by a replay
+            return with_receipt(view, event.receipt_sha256)
+        case JobErased():
+            return erased(view, event.requested_at)
     return view
+
+
+def erased(view: JobView, at: datetime) -> JobView:
+    """What is kept of an erased job (its id answers 410): everything but its prompt."""
+    return view.model_copy(update={"prompt": ERASED, "updated_at": at})
+
+
+def with_receipt(view: JobView, sha256: str) -> JobView:
+    return view.model_copy(update={"receipt": ReceiptRef(sha256=sha256, url=f"/v1/jobs/{view.id}/receipt")})
 
 
 def admitted_by_attempt(view: JobView, at: datetime, attempt: int) -> JobView:
@@ -442,15 +486,18 @@ def finished(before: JobView, after: JobView) -> JobFinished | None:
     """The announcement of a job shown final for the first time (its webhooks go out on it)."""
     if not after.final or before.final:
         return None
-    return JobFinished(job_id=after.id, tenant_id=after.tenant_id, state=after.state,
-                       view=after.model_dump(mode="json"), webhook_url=after.webhook_url,
-                       webhook_events=after.webhook_events)
+    return JobFinished(job_id=after.id, tenant_id=after.tenant_id, state=after.state, view=after.announced(),
+                       webhook_url=after.webhook_url, webhook_events=after.webhook_events,
+                       receipt_sha256=after.receipt.sha256 if after.receipt else None)
 
 
-def replay_views(events: list[tuple[datetime, Event]]) -> dict[UUID, JobView]:
+def replay_views(events: list[tuple[datetime, Event]],
+                 open_prompt: Callable[[JobSpec], str | None] = lambda spec: None) -> dict[UUID, JobView]:
     """Every job's read model rebuilt from its events (each with its event time), through the
-    same `apply_event` as the live projection: from its submission, then in event-time order."""
-    views = {event.job_id: submitted_view(event.job) for _, event in events if isinstance(event, JobSubmitted)}
+    same `apply_event` as the live projection: from its submission (its prompt opened with
+    `open_prompt`), then in event-time order."""
+    views = {event.job_id: submitted_view(event.job, open_prompt(event.job))
+             for _, event in events if isinstance(event, JobSubmitted)}
     for at, event in sorted(events, key=lambda timed: timed[0]):
         if isinstance(event, JobEvent) and not isinstance(event, JobSubmitted) and event.job_id in views:
             views[event.job_id] = apply_event(views[event.job_id], event, at)

@@ -1,6 +1,8 @@
 """Ingest handlers: project every service's job events into the job read model and its log."""
 
 import logging
+from datetime import UTC, datetime
+from functools import partial
 
 import psycopg
 
@@ -27,6 +29,8 @@ from services.common.contracts import (
 from services.common.envelope import Envelope
 from services.ingest import store
 from services.ingest.domain import apply_event, finished
+from services.ingest.receipt_store import issue_receipts
+from services.ingest.receipts import Signer
 
 log = logging.getLogger(__name__)
 PROJECTED = (CreditsReserved, ReservationRejected, ReservationSettled, AttemptStarted, CandidatesGenerated,
@@ -34,12 +38,14 @@ PROJECTED = (CreditsReserved, ReservationRejected, ReservationSettled, AttemptSt
              RetryTokenIssued, ReportDeclined, JobCanceled)
 
 
-async def project_batch(conn: psycopg.AsyncConnection, envelopes: list[Envelope], publish: Publish) -> None:
+async def project_batch(conn: psycopg.AsyncConnection, envelopes: list[Envelope], publish: Publish,
+                        signer: Signer) -> None:
     """Apply a fetch's events in one transaction: each job's row is locked once, its events
-    applied in their order, its view written once, and every log entry appended at once."""
+    applied in their order, a job shown final gets its signed receipt, its view is written
+    once, and every log entry appended at once."""
     views = await store.lock_views(conn, {e.event.job_id for e in envelopes})
     changes: list[store.Change] = []
-    announcements: list[tuple[JobFinished, Envelope]] = []
+    causes: list[Envelope] = []
     for envelope in envelopes:
         event = envelope.event
         before = views.get(event.job_id)
@@ -48,6 +54,10 @@ async def project_batch(conn: psycopg.AsyncConnection, envelopes: list[Envelope]
             continue
         views[event.job_id] = after = apply_event(before, event, envelope.time)
         changes.append((before, after, event, envelope.time))
+        causes.append(envelope)
+    changes = await issue_receipts(conn, changes, signer, datetime.now(UTC))
+    announcements: list[tuple[JobFinished, Envelope]] = []
+    for (before, after, _, _), envelope in zip(changes, causes, strict=True):
         if announcement := finished(before, after):
             announcements.append((announcement, envelope))
             telemetry.JOBS_FINISHED.labels(after.state).inc()
@@ -55,5 +65,5 @@ async def project_batch(conn: psycopg.AsyncConnection, envelopes: list[Envelope]
     await publish(announcements)
 
 
-def register(consumer: EventConsumer) -> None:
-    consumer.on_batch(PROJECTED, project_batch)
+def register(consumer: EventConsumer, signer: Signer) -> None:
+    consumer.on_batch(PROJECTED, partial(project_batch, signer=signer))

@@ -13,7 +13,8 @@ the inbox skips) adds nothing, and a job's `seq` runs 1, 2, 3 … without gaps. 
   left without a verdict once the job had enough;
 * `delivery.published`: the images delivered (count, no links: links are signed per read);
 * `cancel.requested`: the client (or the sweeper) asked the job to end;
-* `report.refunded`, `report.retry_token`, `report.declined`: a reported image's outcome.
+* `report.refunded`, `report.retry_token`, `report.declined`: a reported image's outcome;
+* `receipt.issued`: the job's signed receipt (`sha256`, `url`), just before its final state.
 
 A job's course ends with its final state: a fact about that course that ingest reads after
 it (an attempt's start that crossed a cancel, a reservation read after its settlement: the
@@ -60,6 +61,8 @@ def entries_for(before: JobView | None, after: JobView, event: Event | None, at:
     the facts the event carries first, then the states the job was shown passing through."""
     facts = [NewEntry(type=kind, time=at, payload=payload) for kind, payload in event_facts(after, event)
              if before is None or not before.final or kind.startswith(AFTER_THE_END)]
+    if after.receipt is not None and (before is None or before.receipt is None):
+        facts.append(NewEntry(type="receipt.issued", time=at, payload=after.receipt.model_dump()))
     return facts + [NewEntry(type="state", time=at, payload=payload) for payload in state_changes(before, after)]
 
 

@@ -18,8 +18,10 @@ from uuid import UUID
 
 import psycopg
 
-from services.common.contracts import PUBLISHERS
+from services.common.contracts import PUBLISHERS, JobSpec
 from services.common.replay import SOURCES, decoded_envelopes, journal_horizon, journal_schema, read_history, report
+from services.common.sealing import ERASED, open_sealed
+from services.ingest.data_keys import keys_of
 from services.ingest.domain import JobView, replay_views
 from services.ingest.settings import IngestSettings
 
@@ -44,14 +46,29 @@ def history(conn: psycopg.Connection, settings: IngestSettings, schema: str, sou
     schemas = {publisher: journal_schema(publisher, schema, "ingest") or publisher for publisher in PUBLISHERS}
     records = read_history(conn, source, settings.kafka_bootstrap, settings.topic_namespace, schemas)
     envelopes, malformed = decoded_envelopes(records)
-    views = replay_views([(envelope.time, envelope.event) for envelope in envelopes])
+    views = replay_views([(envelope.time, envelope.event) for envelope in envelopes], prompt_opener(conn, schema))
     return History(len(envelopes), len(records), malformed, views)
 
 
+def prompt_opener(conn: psycopg.Connection, schema: str):
+    """Opens each job's sealed prompt with its data key; an erased job's prompt (its key
+    gone, or an old event's clear text) reads as erased, as its live view shows it."""
+    keys = keys_of(conn, schema)
+    erased = {row[0] for row in conn.execute(f'SELECT id FROM "{schema}".jobs WHERE erased_at IS NOT NULL')}
+
+    def open_prompt(spec: JobSpec) -> str:
+        return ERASED if spec.job_id in erased else open_sealed(keys.get(spec.job_id), spec.job_id, "prompt", spec.prompt)
+
+    return open_prompt
+
+
 def live_views(conn: psycopg.Connection, schema: str, tenant: str | None) -> dict[UUID, JobView]:
-    rows = conn.execute(f'SELECT id, view FROM "{schema}".jobs WHERE %(tenant)s::text IS NULL OR tenant_id = %(tenant)s',
-                        {"tenant": tenant}).fetchall()
-    return {row[0]: JobView.model_validate(row[1]) for row in rows}
+    rows = conn.execute(f'SELECT id, view, erased_at IS NOT NULL FROM "{schema}".jobs'
+                        ' WHERE %(tenant)s::text IS NULL OR tenant_id = %(tenant)s', {"tenant": tenant}).fetchall()
+    views = {row[0]: JobView.model_validate(row[1]) for row in rows}
+    # Jobs erased before prompts were sealed kept an empty prompt.
+    return {job_id: view.model_copy(update={"prompt": ERASED}) if erased else view
+            for (job_id, _, erased), view in zip(rows, views.values(), strict=True)}
 
 
 def compare(live: dict[UUID, JobView], replayed: dict[UUID, JobView]) -> list[Difference]:
@@ -62,7 +79,7 @@ def compare(live: dict[UUID, JobView], replayed: dict[UUID, JobView]) -> list[Di
             differences.append(Difference(job_id, "job", mine and mine.state, theirs and theirs.state))
             continue
         # Through JSON, as the live view was stored, so both sides have the same types.
-        theirs = JobView.model_validate_json(theirs.model_dump_json())
+        theirs = JobView.model_validate_json(theirs.stored_json())
         differences += [Difference(job_id, name, getattr(mine, name), getattr(theirs, name))
                         for name in JobView.model_fields if getattr(mine, name) != getattr(theirs, name)]
     return differences

@@ -12,6 +12,7 @@ import psycopg
 
 from services.common.contracts import Event
 from services.common.db import as_arrays, update_many
+from services.ingest import domain
 from services.ingest.domain import FINAL_STATES, JobView
 from services.ingest.job_log import NewEntry, entries_for
 
@@ -187,7 +188,7 @@ async def was_erased(conn: psycopg.AsyncConnection, job_id: UUID, tenant_id: str
 async def erase_job(conn: psycopg.AsyncConnection, view: JobView, now: datetime) -> None:
     """Keep the row (its id answers 410) without the prompt; forget the idempotency keys
     that name the job."""
-    erased = view.model_copy(update={"prompt": "", "updated_at": now})
+    erased = domain.erased(view, now)
     await conn.execute("UPDATE jobs SET view = %s, erased_at = %s, updated_at = %s WHERE id = %s",
                        [erased.stored_json(), now, now, view.id])
     await conn.execute("DELETE FROM idempotency_keys WHERE job_id = %s", [view.id])

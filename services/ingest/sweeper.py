@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from services.common import telemetry
 from services.common.runtime import ServiceRuntime, every
 from services.ingest import domain, store
+from services.ingest.receipt_store import issue_receipts
+from services.ingest.receipts import Signer
 from services.ingest.settings import IngestSettings
 
 log = logging.getLogger(__name__)
@@ -26,8 +28,8 @@ def lock_id(schema: str) -> int:
 
 
 class Sweeper:
-    def __init__(self, runtime: ServiceRuntime, settings: IngestSettings) -> None:
-        self.runtime, self.settings = runtime, settings
+    def __init__(self, runtime: ServiceRuntime, settings: IngestSettings, signer: Signer) -> None:
+        self.runtime, self.settings, self.signer = runtime, settings, signer
         self.policy = domain.SweepPolicy(settings.state_deadline_s, settings.deadline_grace_s,
                                          settings.cancel_answer_timeout_s)
         self._task: asyncio.Task | None = None
@@ -50,6 +52,8 @@ class Sweeper:
                 changes.append((view, after, event, now))
                 await self.runtime.emit(conn, event)
                 published += 1
+            changes = await issue_receipts(conn, changes, self.signer, now)
+            for view, after, _, _ in changes:
                 if announcement := domain.finished(view, after):
                     await self.runtime.emit(conn, announcement)
                     telemetry.JOBS_FINISHED.labels(after.state).inc()

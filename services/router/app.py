@@ -8,6 +8,7 @@ import uuid
 import httpx
 
 from services.common.contracts import SUBSCRIPTIONS
+from services.common.data_keys import DataKeys
 from services.common.runtime import GRPC_DRAIN_S, ServiceRuntime, ops_app
 from services.common.storage import ObjectStore
 from services.router import handlers, metrics
@@ -55,7 +56,8 @@ class RouterApp:
         metrics.expose(self.engine, registry.providers, settings.spend_alert_usd_per_hour)
         # Names this process in the claims it holds on attempts.
         owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self.runner = AttemptRunner(self.runtime, self.engine, self.objects, settings, owner)
+        self.data_keys = DataKeys(settings, "router")
+        self.runner = AttemptRunner(self.runtime, self.engine, self.objects, settings, owner, self.data_keys)
         self.scheduler = AttemptScheduler(
             self.runtime.pool, self.engine, self.runner.run, owner=owner, max_queued=settings.max_queued_attempts,
             max_running=settings.max_concurrent_attempts, poll_interval_s=settings.attempt_poll_interval_s,
@@ -75,6 +77,7 @@ class RouterApp:
         await self.scheduler.stop(ATTEMPT_DRAIN_S)
         await self.grpc.stop(grace=GRPC_DRAIN_S)
         await self.http.aclose()
+        await self.data_keys.aclose()
 
 
 def build(settings: RouterSettings):

@@ -43,7 +43,7 @@ def time_left_s(spec: JobSpec, now: datetime) -> float | None:
 
 
 def route_request(job: JobState, attempt: int, images_needed: int, width: int, height: int,
-                  now: datetime | None = None) -> RouteRequest:
+                  now: datetime | None = None, prompt: str | None = None) -> RouteRequest:
     """Attempt 1 generates the client's N when the client chose it; every other attempt is
     sized from the pass-rate estimate. Indices continue where the last attempt stopped.
     The time left until the job's deadline (as of `now`) bounds the engine's calls and
@@ -51,12 +51,13 @@ def route_request(job: JobState, attempt: int, images_needed: int, width: int, h
     overrides the default `width`×`height`; a pinned
     model (and version) limits the providers to those that serve it, on every attempt.
     A reference photo is for the scorer only: adapters take no image input yet, so it does
-    not narrow the providers."""
+    not narrow the providers. `prompt` is the spec's sealed prompt opened (None: the clear
+    text of a job submitted before prompts were sealed)."""
     spec = job.spec
     fixed = spec.candidates if spec.candidates_fixed and attempt == 1 else None
     return RouteRequest(
         job_id=str(spec.job_id), tenant_id=spec.tenant_id, tier=spec.tier, template=spec.template,
-        prompt=spec.prompt, seed=spec.seed, images_needed=images_needed,
+        prompt=prompt if prompt is not None else spec.prompt.clear or "", seed=spec.seed, images_needed=images_needed,
         width=spec.width or width, height=spec.height or height,
         attempt=attempt, start_index=job.next_index, model=spec.model, model_version=spec.model_version,
         cost_cap_micro_usd=job.remaining_micro_usd, candidates=fixed,

@@ -19,6 +19,7 @@ from PIL import Image
 from services.common import telemetry, tracing
 from services.common.contracts import (DEADLINE_EXCEEDED, AttemptStarted, CandidateRef, CandidatesGenerated,
                                        CandidateStep, GenerationFailed)
+from services.common.data_keys import DataKeys
 from services.common.runtime import ServiceRuntime
 from services.common.storage import ObjectStore, candidate_key
 from services.common.templates import load_catalogue
@@ -51,9 +52,9 @@ def failure_of(error: RoutingError) -> Failure:
 
 class AttemptRunner:
     def __init__(self, runtime: ServiceRuntime, engine: RoutingEngine, objects: ObjectStore,
-                 settings: RouterSettings, owner: str) -> None:
+                 settings: RouterSettings, owner: str, data_keys: DataKeys) -> None:
         self.runtime, self.engine, self.objects = runtime, engine, objects
-        self.settings, self.owner = settings, owner
+        self.settings, self.owner, self.data_keys = settings, owner, data_keys
 
     async def run(self, request: AttemptRequest) -> None:
         async with self.runtime.pool.connection() as conn, conn.transaction():
@@ -84,14 +85,19 @@ class AttemptRunner:
     async def _run_claimed(self, request: AttemptRequest, tries: int) -> None:
         async with self.runtime.pool.connection() as conn:
             job = await store.load_job(conn, request.job_id)
-        with (telemetry.job_context(str(request.job_id), request.tenant_id, job.traceparent, job.spec.prompt),
+        # The prompt in clear for this attempt only: its key is not kept past it.
+        try:
+            prompt = await self.data_keys.open(job.spec.job_id, job.spec.prompt)
+        finally:
+            self.data_keys.forget(job.spec.job_id)
+        with (telemetry.job_context(str(request.job_id), request.tenant_id, job.traceparent, prompt),
               tracing.continued(job.traceparent, f"generate attempt {request.attempt}")):
-            await self._attempt(request, job, tries)
+            await self._attempt(request, job, tries, prompt)
 
-    async def _attempt(self, request: AttemptRequest, job: domain.JobState, tries: int) -> None:
+    async def _attempt(self, request: AttemptRequest, job: domain.JobState, tries: int, prompt: str) -> None:
         started_at = datetime.now(UTC)
         route = domain.route_request(job, request.attempt, request.images_needed, self.settings.image_width,
-                                     self.settings.image_height, now=started_at)
+                                     self.settings.image_height, now=started_at, prompt=prompt)
         if tries > self.settings.attempt_max_tries:
             await self._publish_failure(request, job, route, started_at,
                                         Failure("router_error", f"the router failed this attempt {tries - 1} times"))

@@ -60,9 +60,10 @@ async def cancel(ctx: HandlerContext, event: JobCancelRequested, scheduler: Atte
 
 
 async def erase_prompt(ctx: HandlerContext, event: JobErased) -> None:
-    """The job's prompt leaves the admitted job's spec and the events still in the outbox."""
-    await ctx.conn.execute("""UPDATE jobs SET spec = jsonb_set(spec, '{prompt}', '""') WHERE job_id = %s""",
-                           [event.job_id])
+    """A job admitted before prompts were sealed keeps its prompt in clear in its spec and in
+    the events still in the outbox: it goes. (A sealed prompt is gone with its key.)"""
+    await ctx.conn.execute("""UPDATE jobs SET spec = jsonb_set(spec, '{prompt}', '""') WHERE job_id = %s"""
+                           " AND jsonb_typeof(spec->'prompt') = 'string'", [event.job_id])
     await erase_prompt_from_outbox(ctx.conn, event.job_id)
 
 

@@ -1,9 +1,9 @@
 from pydantic import SecretStr, model_validator
 
-from services.common.settings import ServiceSettings, refuse_weak_secret
+from services.common.settings import SealedContentSettings, refuse_weak_secret
 
 
-class RouterSettings(ServiceSettings):
+class RouterSettings(SealedContentSettings):
     service_name: str = "router"
     # One event at a time: admission waits for room in the attempt queue, and that wait is
     # what pauses consumption when providers are saturated. Lanes would consume past it.

@@ -24,6 +24,7 @@ from services.common.contracts import (
     JobSpec,
     RegenerationRequested,
 )
+from services.common.data_keys import DataKeys
 from services.common.envelope import Envelope
 from services.common.storage import ObjectStore
 from services.scorer import domain
@@ -98,6 +99,17 @@ async def record_outcome(ctx: HandlerContext, event: CandidatesGenerated, outcom
                                [event.job_id, outcome.selected])
 
 
+async def job_prompt(spec: JobSpec | None, settings: ScorerSettings, data_keys: DataKeys | None) -> str | None:
+    """The job's prompt in clear, for prompt alignment: opened (its key asked of ingest) only
+    by a scorer with a CLIP model, and the key not kept past this attempt."""
+    if spec is None or not settings.clip_model_dir or data_keys is None:
+        return None
+    try:
+        return await data_keys.open(spec.job_id, spec.prompt)
+    finally:
+        data_keys.forget(spec.job_id)
+
+
 async def passed_before(conn, event: CandidatesGenerated) -> tuple[tuple[float, int], ...]:
     """(score, index) of the job's candidates of earlier attempts that passed."""
     rows = await (await conn.execute(
@@ -116,7 +128,8 @@ def enough_for(event: CandidatesGenerated, profile: Profile, passed: tuple[tuple
 
 
 async def score_attempt(event: CandidatesGenerated, store: ObjectStore, scorer: Scorer,
-                        settings: ScorerSettings, passed: tuple[tuple[float, int], ...] = ()) -> list[CandidateScore]:
+                        settings: ScorerSettings, passed: tuple[tuple[float, int], ...] = (),
+                        data_keys: DataKeys | None = None) -> list[CandidateScore]:
     """Score this attempt's candidates in one batch, `passed` being the job's earlier passing
     candidates; ProfileError when the job's profile or rules are invalid."""
     spec, profile = event.job, profile_of(event.job, settings.nsfw_max_by_tenant.get(event.tenant_id))
@@ -129,8 +142,9 @@ async def score_attempt(event: CandidatesGenerated, store: ObjectStore, scorer: 
     clock = time.perf_counter()
     size = (spec.width, spec.height) if spec and spec.width and spec.height else None
     enough = enough_for(event, profile, passed)
+    prompt = await job_prompt(spec, settings, data_keys)
     verdicts = await asyncio.to_thread(score_decodable, scorer, list(images), profile, enough,
-                                       prompt=spec.prompt if spec else None, reference=reference, requested_size=size)
+                                       prompt=prompt, reference=reference, requested_size=size)
     telemetry.STAGE_SECONDS.labels("scorer", "score").observe(time.perf_counter() - clock)
     scores = [domain.candidate_score(c, event.attempt, v) for c, v in zip(event.candidates, verdicts, strict=True)]
     for score in (s for s in scores if s.judged):
@@ -141,7 +155,8 @@ async def score_attempt(event: CandidatesGenerated, store: ObjectStore, scorer: 
 
 
 async def prepare_scores(event: CandidatesGenerated, pool: AsyncConnectionPool, store: ObjectStore,
-                         scorer: Scorer, settings: ScorerSettings) -> list[CandidateScore] | ProfileError | None:
+                         scorer: Scorer, settings: ScorerSettings,
+                         data_keys: DataKeys | None = None) -> list[CandidateScore] | ProfileError | None:
     """Fetch and score before the transaction opens, so that no transaction (nor a pooled
     connection) waits on S3 or on the scoring threads; None for a job already decided
     (canceled, or judged before), which is not scored. Safe to repeat."""
@@ -152,7 +167,7 @@ async def prepare_scores(event: CandidatesGenerated, pool: AsyncConnectionPool, 
             return None
         passed = await passed_before(conn, event) if event.attempt > 1 else ()
     try:
-        return await score_attempt(event, store, scorer, settings, passed)
+        return await score_attempt(event, store, scorer, settings, passed, data_keys)
     except ProfileError as error:
         return error
 
@@ -201,9 +216,10 @@ def register(consumer: EventConsumer, store: ObjectStore, settings: ScorerSettin
              scorer: Scorer | None = None) -> None:
     count_from_zero()
     scorer = scorer or new_scorer(settings)
+    data_keys = DataKeys(settings, "scorer")
 
     async def prepare(envelope: Envelope) -> list[CandidateScore] | ProfileError | None:
-        return await prepare_scores(envelope.event, consumer.pool, store, scorer, settings)
+        return await prepare_scores(envelope.event, consumer.pool, store, scorer, settings, data_keys)
 
     @consumer.on(CandidatesGenerated, prepare=prepare)
     async def on_candidates_generated(ctx: HandlerContext, event: CandidatesGenerated) -> None:

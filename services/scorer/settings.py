@@ -1,7 +1,7 @@
-from services.common.settings import ServiceSettings
+from services.common.settings import SealedContentSettings
 
 
-class ScorerSettings(ServiceSettings):
+class ScorerSettings(SealedContentSettings):
     service_name: str = "scorer"
     http_port: int = 8084
     # "cuda" or "cpu"; the CUDA device when present unless set.

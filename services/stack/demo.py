@@ -40,8 +40,10 @@ def dimension_summary(name: str, dimension: dict) -> str:
 def print_report(job: dict, say=print) -> None:
     say("  candidates:")
     for score in job["scores"]:
-        verdict = "PASS" if score["passed"] else "FAIL"
+        verdict = "PASS" if score["passed"] else "FAIL" if score.get("judged", True) else "NOT JUDGED"
         dims = ", ".join(dimension_summary(name, d) for name, d in score["dimensions"].items())
+        if score.get("not_measured"):
+            dims += f"; not measured: {', '.join(score['not_measured'])}"
         chosen = " selected" if score["index"] in job["selected"] else ""
         say(f"    #{score['index']}: {verdict}{chosen} score={score['score']:.3f}  {dims}")
     if job.get("failure"):

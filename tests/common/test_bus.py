@@ -50,7 +50,7 @@ async def test_outbox_relays_cloudevents_in_binary_mode(runtime, endpoints):
     mine = [r for r in await read_topic_to_end(endpoints.kafka_bootstrap, TOPICS["ingest"]) if is_mine(r)]
     assert len(mine) == 1
     headers = dict(mine[0].headers)
-    assert headers["ce_type"] == b"genline.job.submitted.v1"
+    assert headers["ce_type"] == JobSubmitted.event_type.encode()
     assert headers["ce_subject"] == str(event.job_id).encode()
     assert headers["ce_tenantid"] == b"t-bus"
     assert headers["ce_specversion"] == b"1.0"
@@ -151,7 +151,7 @@ async def test_dead_letter_counters_exist_at_zero_before_the_first_message(endpo
     for topic in (TOPICS["ingest"], TOPICS["ledger"]):
         assert REGISTRY.get_sample_value("genline_dlq_messages_total", {"service": name, "topic": topic}) == 0
     assert REGISTRY.get_sample_value("genline_events_consumed_total", {
-        "service": name, "type": "genline.job.submitted.v1", "outcome": "applied"}) == 0
+        "service": name, "type": JobSubmitted.event_type, "outcome": "applied"}) == 0
 
 
 async def test_a_commit_in_another_process_wakes_the_relay_without_a_poll(endpoints):
@@ -327,7 +327,7 @@ async def run_two_jobs_in_lanes(endpoints):
     async def record_step(ctx, event):
         if event.job_id not in applied:
             return  # other tests' events on the shared topic
-        step = int(event.job.prompt.removeprefix("step "))
+        step = int(event.job.prompt.clear.removeprefix("step "))  # a plain string reads as clear text
         if event.job_id == second.job_id:
             second_started.set()
         elif step == 0:

@@ -22,7 +22,7 @@ V1_CANDIDATES_GENERATED = {
 
 def test_a_v1_candidates_generated_reads_as_a_one_stage_attempt_of_stills():
     event = parse_event("genline.candidates.generated.v1", V1_CANDIDATES_GENERATED)
-    assert isinstance(event, CandidatesGenerated) and event.event_type.endswith(".v2")
+    assert isinstance(event, CandidatesGenerated) and event.event_type.endswith(".v3")  # through v2
     [candidate], [call] = event.candidates, event.calls
     assert (candidate.frames, candidate.duration_ms, candidate.steps) == (1, 0, [])
     assert (call.stage, call.stage_index) == ("generate", 0)

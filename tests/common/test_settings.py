@@ -3,6 +3,8 @@
 import pytest
 
 from services.common.settings import ServiceSettings
+from services.ingest.receipts import new_signing_key_text
+from services.ingest.settings import IngestSettings
 from services.ledger.settings import LedgerSettings
 from services.router.settings import RouterSettings
 
@@ -23,7 +25,11 @@ def test_placeholders_are_refused_in_production_whatever_their_spelling(placehol
     with pytest.raises(ValueError, match="GENLINE_ADMIN_TOKEN is a placeholder"):
         production(LedgerSettings, admin_token=placeholder)
     with pytest.raises(ValueError, match="placeholder"):
-        production(RouterSettings, provider_secrets={"fal": placeholder})
+        production(RouterSettings, provider_secrets={"fal": placeholder}, data_key_token=REAL)
+    with pytest.raises(ValueError, match="GENLINE_DATA_KEY_TOKEN is a placeholder"):
+        production(RouterSettings, data_key_token=placeholder)
+    with pytest.raises(ValueError, match="GENLINE_RECEIPT_SIGNING_KEY is a placeholder"):
+        production(IngestSettings, receipt_signing_key=placeholder, data_key_token=REAL)
 
 
 def test_the_example_secrets_database_password_is_refused():
@@ -43,3 +49,17 @@ def test_real_secrets_pass_and_development_accepts_anything():
     assert production(database_url="postgresql://genline@db/genline")  # no password: peer authentication
     assert ServiceSettings(environment="development", database_url="postgresql://x:CHANGE_ME@db/x",
                            s3_access_key_id="a", s3_secret_access_key="CHANGE_ME")
+
+
+def test_production_needs_a_receipt_signing_key_and_a_data_key_token_and_refuses_what_is_not_a_key():
+    with pytest.raises(ValueError, match="GENLINE_RECEIPT_SIGNING_KEY must be set in production"):
+        production(IngestSettings, data_key_token=REAL)
+    with pytest.raises(ValueError, match="GENLINE_DATA_KEY_TOKEN must be set in production"):
+        production(IngestSettings, receipt_signing_key=new_signing_key_text())
+    with pytest.raises(ValueError, match="GENLINE_DATA_KEY_TOKEN must be set in production"):
+        production(RouterSettings)
+    with pytest.raises(ValueError, match="not an Ed25519 private key"):
+        production(IngestSettings, receipt_signing_key=REAL + REAL, data_key_token=REAL)
+    assert production(IngestSettings, receipt_signing_key=new_signing_key_text(), data_key_token=REAL)
+    assert IngestSettings(environment="test", database_url=DATABASE, s3_access_key_id="a",
+                          s3_secret_access_key="b").receipt_signing_key is None  # each process signs with its own

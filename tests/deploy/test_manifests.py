@@ -177,6 +177,7 @@ def test_the_providers_config_map_is_a_registry_the_router_loads(tmp_path):
 
 def test_the_example_secret_names_every_key_and_cannot_be_applied_unedited(monkeypatch):
     """Its values, as the pods get them (environment variables), are refused in production."""
+    from services.ingest.settings import IngestSettings
     from services.ledger.settings import LedgerSettings
     from services.router.settings import RouterSettings
 
@@ -186,7 +187,9 @@ def test_the_example_secret_names_every_key_and_cannot_be_applied_unedited(monke
     monkeypatch.setenv("GENLINE_ENVIRONMENT", "production")
     monkeypatch.setenv("GENLINE_S3_SECRET_ACCESS_KEY", "a-real-s3-secret-key")
     monkeypatch.setenv("GENLINE_DATABASE_URL", "postgresql://genline:a-real-db-password@db/genline")
-    for settings_class, refused in ((LedgerSettings, r"GENLINE_ADMIN_TOKENS\[.finance.\]"), (RouterSettings, "FAL_KEY")):
+    for settings_class, refused in ((LedgerSettings, r"GENLINE_ADMIN_TOKENS\[.finance.\]"),
+                                    (RouterSettings, "(FAL_KEY|GENLINE_DATA_KEY_TOKEN)"),
+                                    (IngestSettings, "(GENLINE_ADMIN_TOKENS.*|GENLINE_RECEIPT_SIGNING_KEY|GENLINE_DATA_KEY_TOKEN)")):
         with pytest.raises(ValueError, match=f"{refused}.* is a placeholder"):
             settings_class()
 

@@ -195,6 +195,30 @@ def wait_reserved(tenant, job_id: str, timeout_s: float = 120) -> int:
     return billing["reserved"]
 
 
+def test_the_account_page_shows_a_bar_per_limit_of_the_plan(console, tenant_factory):
+    with ThreadPoolExecutor(1) as pool:  # see `tenants`: tenants are made beside Playwright's loop
+        tenant = pool.submit(tenant_factory, 1_000, "free").result()
+    job_id = tenant.submit(images=3, candidates=3, seed=2)
+    tenant.wait_settled([job_id])
+    usage = tenant.http.get("/v1/usage").json()
+    page = console.page(tenant.api_key)
+    page.goto("/console/account")
+    images = page.get_by_test_id("usage-images_per_day")
+    images.locator("meter").wait_for()
+    assert text_of(page, "usage-plan") == "free"
+    meter = images.get_by_role("meter", name="Images today (UTC)")
+    assert (meter.get_attribute("value"), meter.get_attribute("max")) == ("3", str(usage["plan"]["images_per_day"]))
+    assert images.inner_text().endswith(f"3 of {usage['plan']['images_per_day']}")
+    jobs = page.get_by_test_id("usage-concurrent_jobs").get_by_role("meter", name="Jobs in progress")
+    assert (jobs.get_attribute("value"), jobs.get_attribute("max")) == ("0", str(usage["plan"]["concurrent_jobs"]))
+    assert page.get_by_test_id("usage-requests_burst").locator("meter").count() == 1
+    screenshot(page, "account-desktop")
+    page.set_viewport_size(PHONE)
+    screenshot(page, "account-phone")
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    assert_only_local_requests(console)
+
+
 def test_another_tenants_job_is_not_found(console, tenants):
     owner, stranger = tenants(0), tenants(0)
     job_id = owner.submit(images=1)  # rejected at admission (no credits): it exists all the same

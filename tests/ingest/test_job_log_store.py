@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from services.common.contracts import AttemptStarted, CreditsReserved, JobSpec
 from services.common.db import migrate
@@ -14,6 +15,7 @@ from services.common.runtime import ServiceRuntime
 from services.ingest import handlers, store
 from services.ingest.domain import submitted_view
 from services.ingest.live import LogWatch
+from services.ingest.receipts import Signer
 from tests.conftest import settings_for
 
 TENANT = "t-log"
@@ -22,7 +24,7 @@ TENANT = "t-log"
 @pytest.fixture
 async def ingest(endpoints):
     runtime = ServiceRuntime(f"ingest_log_{uuid.uuid4().hex[:8]}", settings_for(endpoints), "services.ingest")
-    handlers.register(runtime.consumer)
+    handlers.register(runtime.consumer, Signer(Ed25519PrivateKey.generate()))
     await migrate(runtime.database_url, runtime.name, runtime.migrations)
     await runtime.pool.open(wait=True)
     async with runtime.pool.connection() as conn:

@@ -13,7 +13,7 @@ import httpx
 import psycopg
 from aiokafka.admin import AIOKafkaAdminClient
 
-from services.common.contracts import JobSpec, JobSubmitted, topic_of
+from services.common.contracts import CreditsReserved, JobSpec, JobSubmitted, topic_of
 from services.common.db import migrate
 from services.common.envelope import envelop
 from services.ledger.app import LedgerApp, grant
@@ -83,7 +83,7 @@ def submissions(tenant: str, count: int) -> list:
 
 def consumed_submissions(port: int) -> float:
     return metric_value(f"http://127.0.0.1:{port}", "genline_events_consumed_total",
-                        type="genline.job.submitted.v1", outcome="applied")
+                        type=JobSubmitted.event_type, outcome="applied")
 
 
 def test_200_reservations_over_two_ledger_processes_admit_exactly_what_57_images_cost(isolated_settings, tmp_path):
@@ -103,7 +103,7 @@ def test_200_reservations_over_two_ledger_processes_admit_exactly_what_57_images
         for process, _ in processes:
             stop_process(process)
     types = [dict(r.headers)["ce_type"] for r in records]
-    assert types.count(b"genline.credits.reserved.v1") == 57
+    assert types.count(CreditsReserved.event_type.encode()) == 57
     assert types.count(b"genline.credits.reservation_rejected.v1") == 143
     assert all(n > 0 for n in per_process), f"both consumers must have taken part: {per_process}"
     with psycopg.connect(settings.database_url.get_secret_value()) as conn:

@@ -9,6 +9,7 @@ import psycopg
 import pytest
 
 from services.common.contracts import (
+    CreditsReserved,
     DeliveredImage,
     JobDelivered,
     JobSpec,
@@ -86,7 +87,7 @@ async def test_concurrent_reservations_admit_exactly_what_the_balance_covers(led
     await grant(ledger, "t1", 170)  # 17 generic images at 10 credits
     jobs = [submitted("t1") for _ in range(60)]
     await asyncio.gather(*(ledger.runtime.consumer.apply(envelop(job, "/test")) for job in jobs))
-    reserved = await published(ledger, "genline.credits.reserved.v1")
+    reserved = await published(ledger, CreditsReserved.event_type)
     rejected = await published(ledger, "genline.credits.reservation_rejected.v1")
     assert len(reserved) == 17 and len(rejected) == 43
     assert {r["reason_code"] for r in rejected} == {"insufficient_credits"}

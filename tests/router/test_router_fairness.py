@@ -4,6 +4,7 @@ saturated the router stops consuming instead of queueing everything in memory.""
 
 import asyncio
 
+from services.common.contracts import CandidatesGenerated
 from tests.router.service import credits_reserved, job_spec, publish, router_settings, running_router, until
 from tests.router.stubs import Behaviour, stub_provider
 
@@ -38,7 +39,7 @@ async def test_a_small_tenant_is_served_before_a_large_backlog_is(endpoints, obj
 
         await until(small_tenant_done, Waiter(), timeout_s=120)
         announced = [row["record_key"].decode() for row in await router_state(
-            router, "SELECT record_key FROM outbox WHERE event_type = 'genline.candidates.generated.v2' ORDER BY seq")]
+            router, "SELECT record_key FROM outbox WHERE event_type = %s ORDER BY seq", CandidatesGenerated.event_type)]
     small_ids = {str(spec.job_id) for spec in small}
     last_of_small = max(i for i, job in enumerate(announced) if job in small_ids)
     # The bar (B's 4 before A's 100th of 1,000), at a scale that runs in seconds.

@@ -1,5 +1,6 @@
 """Genline's Python client: `Genline` (sync) and `AsyncGenline` (asyncio), typed errors,
-and `verify_webhook` for the webhooks Genline sends."""
+`verify_webhook` for the webhooks Genline sends, and `verify_receipt` / `verify_chain` for
+its signed job receipts (offline, with the published keys)."""
 
 from genline_client.aio import AsyncGenline
 from genline_client.errors import (
@@ -21,6 +22,7 @@ from genline_client.errors import (
     WaitTimeout,
 )
 from genline_client.models import FINAL_STATES, Job, JobEvent, JobPage, JobSummary, Output, SubmittedJob
+from genline_client.receipts import ReceiptVerificationError, verify_chain, verify_receipt
 from genline_client.retry import NO_RETRIES, RetryPolicy
 from genline_client.sync import Genline
 from genline_client.webhooks import WebhookVerificationError, verify_webhook
@@ -28,7 +30,7 @@ from genline_client.webhooks import WebhookVerificationError, verify_webhook
 __all__ = [
     "APIConnectionError", "APIError", "AsyncGenline", "BadRequest", "ChecksumMismatch", "ConfigurationError",
     "Conflict", "FINAL_STATES", "Genline", "GenlineError", "Job", "JobEvent", "JobPage", "JobSummary",
-    "NO_RETRIES", "NotFound", "Output", "PayloadTooLarge", "PermissionDenied", "RateLimited", "RetryPolicy",
-    "ServerError", "ServiceUnavailable", "SubmittedJob", "Unauthorized", "ValidationError", "WaitTimeout",
-    "WebhookVerificationError", "verify_webhook",
+    "NO_RETRIES", "NotFound", "Output", "PayloadTooLarge", "PermissionDenied", "RateLimited",
+    "ReceiptVerificationError", "RetryPolicy", "ServerError", "ServiceUnavailable", "SubmittedJob", "Unauthorized",
+    "ValidationError", "WaitTimeout", "WebhookVerificationError", "verify_chain", "verify_receipt", "verify_webhook",
 ]

@@ -689,12 +689,14 @@ function reportForm(job, n) {
 async function accountPage() {
   document.title = "Account · Genline";
   const balance = h("section", {}, h("h2", {text: "Balance"}));
+  const usage = h("section", {}, h("h2", {text: "Plan and usage"}));
   const holds = h("section", {}, h("h2", {text: "Holds"}));
   const keys = h("section", {}, h("h2", {text: "API keys"}));
   const hooks = h("section", {}, h("h2", {text: "Webhook endpoints"}));
-  show(h("h1", {text: "Account"}), balance, holds, keys, hooks);
+  show(h("h1", {text: "Account"}), balance, usage, holds, keys, hooks);
   await Promise.all([
     fill(balance, async () => drawBalance(await api("/v1/account"))),
+    fill(usage, async () => drawUsage(await api("/v1/usage"))),
     fill(holds, async () => drawHolds((await api("/v1/jobs?limit=100")).data)),
     fill(keys, async () => drawKeys((await api("/v1/api-keys")).data)),
     fill(hooks, async () => drawEndpoints((await api("/v1/webhook-endpoints")).data)),
@@ -720,6 +722,35 @@ function drawBalance(account) {
       h("td", {text: g.source}), h("td", {class: "num", text: g.amount}), h("td", {class: "num", text: g.remaining}),
       h("td", {text: g.expires_at ? when(g.expires_at) : "never"}))), "Grants, earliest expiring first")
     : h("p", {class: "muted", text: "No grants."})];
+}
+
+const LIMIT_NAMES = {requests_burst: "Requests at once (burst)", concurrent_jobs: "Jobs in progress",
+  images_per_day: "Images today (UTC)"};
+
+// GET /v1/usage: a bar per limit of the plan, filled to what the limit counts now.
+function drawUsage(usage) {
+  const plan = usage.plan;
+  return [facts([
+    ["Plan", plan.name, "usage-plan"], ["Request rate", `${plan.requests_per_s} a second, bursts of ${plan.burst}`],
+    ["Requests today", usage.requests_today, "usage-requests-today"],
+    ["Credits held", usage.credits_held ?? "the ledger does not answer"],
+    ["Daily counters reset", when(usage.resets_at)],
+  ]), h("ul", {class: "limits"}, usage.limits.map(limitBar))];
+}
+
+function limitBar(limit) {
+  const label = LIMIT_NAMES[limit.name] || limit.name;
+  const id = `limit-${limit.name}`;
+  if (limit.limit === null) {
+    return h("li", {"data-testid": `usage-${limit.name}`, "data-used": limit.used},
+      h("span", {class: "limit-name", text: label}), h("span", {class: "muted", text: `${limit.used}, no limit on your plan`}));
+  }
+  const full = limit.used >= limit.limit;
+  return h("li", {"data-testid": `usage-${limit.name}`, "data-used": limit.used, "data-limit": limit.limit},
+    h("label", {for: id, class: "limit-name", text: label}),
+    h("meter", {id, min: "0", max: String(limit.limit), value: String(limit.used), low: String(limit.limit * 0.8),
+      high: String(limit.limit * 0.95), optimum: "0"}),
+    h("span", {class: full ? "limit-count full" : "limit-count", text: `${limit.used} of ${limit.limit}`}));
 }
 
 // Credits held: the reservations of your newest jobs that are still running.

@@ -1,6 +1,7 @@
 """`/v1/jobs`: submit a job and follow it to its links."""
 
 import asyncio
+import hashlib
 import logging
 import secrets
 from datetime import UTC, datetime
@@ -17,11 +18,12 @@ from services.common.audit import record_action
 from services.common.bus import erase_prompt_from_outbox
 from services.common.contracts import JobErased, JobSpec, JobSubmitted, OutputReported, Tier, WebhookEvent
 from services.common.problems import Problem
+from services.common.sealing import seal
 from services.common.storage import signed_links
 from services.common.templates import load_catalogue
-from services.ingest import domain, guidance, limits, screening, store as jobs_store
+from services.ingest import data_keys, domain, guidance, limits, screening, store as jobs_store
 from services.ingest.deps import JobsReader, JobsWriter, Plans, Runtime, Settings, Store
-from services.scorer.profiles import ProfileError, QualityRules, job_profile, profile_names
+from services.scorer.profiles import Profile, ProfileError, QualityRules, job_profile, profile_names
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 log = logging.getLogger(__name__)
@@ -116,13 +118,17 @@ def with_deadline(body: JobRequest, cancel_after: str | None, settings) -> JobRe
     return body.model_copy(update={"deadline_s": deadline_s})
 
 
-def job_spec(tenant_id: str, body: JobRequest, settings, reference_key: str | None = None,
-             priority: int = 0) -> JobSpec:
+def job_spec(tenant_id: str, body: JobRequest, settings, data_key: bytes, profile: Profile,
+             reference_key: str | None = None, priority: int = 0) -> JobSpec:
+    """What the job asks for, its prompt sealed with its own `data_key`."""
     candidates = domain.plan_candidates(body.images, body.candidates, settings.default_oversample)
     seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
-    return JobSpec(job_id=uuid4(), tenant_id=tenant_id, template=body.template, tier=body.tier,
+    job_id = uuid4()
+    return JobSpec(job_id=job_id, tenant_id=tenant_id, template=body.template, tier=body.tier,
                    deadline_s=body.deadline_s, min_images=body.min_images,
-                   use_retry_tokens=body.use_retry_tokens, prompt=body.prompt,
+                   use_retry_tokens=body.use_retry_tokens, prompt=seal(data_key, job_id, "prompt", body.prompt),
+                   template_version=load_catalogue().version, profile_name=profile.name,
+                   profile_version=profile_version(profile),
                    images=body.images, candidates=candidates, candidates_fixed=body.candidates is not None,
                    seed=seed, submitted_at=datetime.now(UTC),
                    profile=body.profile, quality_rules=quality_rules(body), reference_key=reference_key,
@@ -136,9 +142,16 @@ def quality_rules(body: JobRequest) -> dict | None:
     return body.quality.model_dump(mode="json", exclude_unset=True) if body.quality is not None else None
 
 
-def check_scoring(body: JobRequest, settings) -> None:
+def profile_version(profile: Profile) -> str:
+    """A digest of the checks a profile applies (its thresholds, weights, required and
+    forbidden dimensions, the job's rules included): it changes exactly when they do."""
+    return hashlib.sha256(repr(profile).encode()).hexdigest()[:16]
+
+
+def check_scoring(body: JobRequest, settings) -> Profile:
     """Refuse at submission what the scorer would refuse later: an unknown profile, invalid
-    rules, or a dimension that must be computed without the model it needs."""
+    rules, or a dimension that must be computed without the model it needs; the profile the
+    job will be scored with."""
     if body.profile is not None and body.profile not in profile_names():
         raise Problem(422, "unknown-profile", f"unknown profile {body.profile!r}; known: {profile_names()}")
     try:
@@ -152,6 +165,7 @@ def check_scoring(body: JobRequest, settings) -> None:
                       f"profile {profile.name!r} with these rules requires {', '.join(missing)}, but no CLIP model"
                       " is configured on this platform, so it could not be scored; do not require it",
                       unavailable=missing)
+    return profile
 
 
 async def check_webhook_url(url: str, settings) -> None:
@@ -196,7 +210,7 @@ async def replay_of(conn, tenant_id: str, key: str, fingerprint: str, ttl_s: int
 
 
 async def record_submission(runtime, plans, tenant: str, body: JobRequest, settings, idempotency_key: str | None,
-                            fingerprint: str, reference_key: str | None) -> domain.JobView:
+                            fingerprint: str, reference_key: str | None, profile: Profile) -> domain.JobView:
     """The job, written with its JobSubmitted; a retry with the same key gets the first job,
     and a job past the plan's limits is refused before anything is written."""
     ttl_s = settings.idempotency_key_ttl_s
@@ -205,8 +219,10 @@ async def record_submission(runtime, plans, tenant: str, body: JobRequest, setti
         if idempotency_key and (existing := await replay_of(conn, tenant, idempotency_key, fingerprint, ttl_s)):
             return await jobs_store.read_view(conn, existing, tenant)
         await limits.check_submission(conn, tenant, plan, body.images, datetime.now(UTC))
-        spec = job_spec(tenant, body, settings, reference_key, plan.priority)
-        view = domain.submitted_view(spec)
+        key = data_keys.new_data_key()
+        spec = job_spec(tenant, body, settings, key, profile, reference_key, plan.priority)
+        await data_keys.insert(conn, spec.job_id, tenant, key)
+        view = domain.submitted_view(spec, body.prompt)
         await jobs_store.record(conn, None, view, None, spec.submitted_at)
         if reference_key:
             await jobs_store.remember_reference(conn, view.id, reference_key)
@@ -234,12 +250,12 @@ async def submit_job(body: JobRequest, response: Response, tenant: JobsWriter, r
     reason and `Retry-After`) and nothing is held; an accepted job is never dropped by a limit."""
     telemetry.bind_prompt(body.prompt)
     body = with_deadline(body, cancel_after, settings)
-    check_scoring(body, settings)
+    profile = check_scoring(body, settings)
     if body.webhook_url is not None:
         await check_webhook_url(body.webhook_url, settings)
     reference_key = await input_photo(runtime, store, tenant, body, settings)
     fingerprint = domain.request_fingerprint(body.model_dump(mode="json"))
-    submit = (runtime, plans, tenant, body, settings, idempotency_key, fingerprint, reference_key)
+    submit = (runtime, plans, tenant, body, settings, idempotency_key, fingerprint, reference_key, profile)
     try:
         view = await record_submission(*submit)
     except (psycopg.errors.UniqueViolation, jobs_store.IdempotencyKeyTaken):
@@ -366,8 +382,10 @@ class JobErasure(BaseModel):
 @router.delete("/{job_id}", status_code=202, response_model=JobErasure, responses=problems.responses(404, 409, 410))
 async def erase_job(job_id: str, tenant: JobsWriter, runtime: Runtime):
     """Delete a final job's data: its images (candidates, outputs, the reference photo no
-    other job uses) and its prompt, in every service; the billing record stays. The job
-    answers 410 from then on. A job still running answers 409: cancel it first."""
+    other job uses) and its prompt, in every service; the key its prompt was sealed with in
+    every event is destroyed, so no copy of those events can show it again. The billing record
+    and the job's receipt (which holds no prompt) stay. The job answers 410 from then on. A
+    job still running answers 409: cancel it first."""
     now = datetime.now(UTC)
     async with runtime.pool.connection() as conn, conn.transaction():
         view = await jobs_store.read_view(conn, parse_job_id(job_id), tenant, lock=True)
@@ -378,7 +396,8 @@ async def erase_job(job_id: str, tenant: JobsWriter, runtime: Runtime):
                           " ended", state=view.state)
         reference_key = await jobs_store.reference_to_delete(conn, view.id)
         await jobs_store.erase_job(conn, view, now)
-        await erase_prompt_from_outbox(conn, view.id)
+        await data_keys.destroy(conn, view.id)  # every sealed copy of the prompt, anywhere, is now unreadable
+        await erase_prompt_from_outbox(conn, view.id)  # clear prompts of events from before sealing
         await runtime.emit(conn, JobErased(job_id=view.id, tenant_id=tenant, requested_at=now,
                                            reference_key=reference_key))
         await record_action(runtime, conn, f"tenant:{tenant}", "job.erase", f"job:{view.id}", tenant)

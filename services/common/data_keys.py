@@ -1,0 +1,78 @@
+"""The client side of ingest's internal data-key API, for the services that need a job's
+content in clear (see `services.common.sealing`): the router, the scorer and delivery.
+
+`GET {data_key_url}/internal/v1/jobs/{job_id}/data-key` answers the job's key, or 404 once
+the job was erased (its prompt then opens as ERASED). A key is kept in this process's memory
+only while the service works on the job: at most `data_key_cache_s`, and `forget(job_id)`
+drops it as soon as the service is done with the job.
+"""
+
+import base64
+import time
+from uuid import UUID
+
+import httpx
+
+from services.common.contracts import SealedText
+from services.common.sealing import open_sealed
+from services.common.settings import SealedContentSettings
+
+PATH = "/internal/v1/jobs/{job_id}/data-key"
+
+
+class DataKeyUnavailable(Exception):
+    """Ingest's data-key API did not answer (or refused this service): try again later."""
+
+
+class DataKeys:
+    def __init__(self, settings: SealedContentSettings, service: str) -> None:
+        self.settings, self.service = settings, service
+        self._keys: dict[str, tuple[bytes | None, float]] = {}
+        self._http: httpx.AsyncClient | None = None
+
+    def _client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            token = self.settings.data_key_token
+            headers = {"X-Genline-Service": self.service} | (
+                {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {})
+            self._http = httpx.AsyncClient(base_url=self.settings.data_key_url, headers=headers,
+                                           timeout=self.settings.data_key_timeout_s)
+        return self._http
+
+    async def key(self, job_id: UUID | str) -> bytes | None:
+        """The job's data key; None when the job was erased (or never had one)."""
+        job = str(job_id)
+        cached = self._keys.get(job)
+        if cached is not None and time.monotonic() - cached[1] < self.settings.data_key_cache_s:
+            return cached[0]
+        try:
+            response = await self._client().get(PATH.format(job_id=job))
+        except httpx.HTTPError as error:
+            raise DataKeyUnavailable(f"ingest's data-key API does not answer: {error}") from error
+        if response.status_code == 404:
+            key = None
+        elif response.status_code == 200:
+            key = base64.b64decode(response.json()["key"])
+        else:
+            raise DataKeyUnavailable(f"ingest's data-key API answered {response.status_code} for job {job}")
+        self._forget_stale()
+        self._keys[job] = (key, time.monotonic())
+        return key
+
+    def _forget_stale(self) -> None:
+        now = time.monotonic()
+        for job in [j for j, (_, at) in self._keys.items() if now - at >= self.settings.data_key_cache_s]:
+            del self._keys[job]
+
+    async def open(self, job_id: UUID | str, sealed: SealedText, field: str = "prompt") -> str:
+        """The clear text (ERASED for an erased job); asks for the key only when it is sealed."""
+        if sealed.ciphertext is None:
+            return open_sealed(None, job_id, field, sealed)
+        return open_sealed(await self.key(job_id), job_id, field, sealed)
+
+    def forget(self, job_id: UUID | str) -> None:
+        self._keys.pop(str(job_id), None)
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()

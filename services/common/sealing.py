@@ -1,0 +1,59 @@
+"""Tenant content sealed in events: crypto-shredding.
+
+Every job gets its own 256-bit data key when it is submitted; ingest keeps it in its
+`data_keys` table and seals the job's prompt with it (AES-256-GCM, a fresh 96-bit nonce, the
+job id and field name as associated data, so a sealed value cannot be moved to another job
+or field). Events carry only the sealed value. The services that need the clear text (the
+router to generate, the scorer for prompt alignment, delivery for the webhook body) ask
+ingest's internal API for the key (`services.common.data_keys`).
+
+Erasing a job deletes its key: every copy of its events — on the topics, in the journals,
+in backups — still parses, and its prompt reads as `ERASED`, never as an error.
+"""
+
+import base64
+import os
+from uuid import UUID
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from services.common.contracts import SealedText
+
+DATA_KEY_BYTES = 32
+NONCE_BYTES = 12
+# What an erased job's prompt reads as, wherever it is opened (a replay, an audit, a webhook
+# sent again after the erasure).
+ERASED = "[erased]"
+
+
+class BrokenSeal(ValueError):
+    """A sealed value that its job's key does not open: it was changed, or moved from another
+    job or field."""
+
+
+def new_data_key() -> bytes:
+    return AESGCM.generate_key(bit_length=DATA_KEY_BYTES * 8)
+
+
+def _associated(job_id: UUID | str, field: str) -> bytes:
+    return f"genline/{job_id}/{field}".encode()
+
+
+def seal(key: bytes, job_id: UUID | str, field: str, text: str) -> SealedText:
+    nonce = os.urandom(NONCE_BYTES)  # random per value: a key seals a handful of values, far from the 2^32 bound
+    ciphertext = AESGCM(key).encrypt(nonce, text.encode(), _associated(job_id, field))
+    return SealedText(ciphertext=base64.b64encode(nonce + ciphertext).decode())
+
+
+def open_sealed(key: bytes | None, job_id: UUID | str, field: str, sealed: SealedText) -> str:
+    """The clear text; ERASED when the key is gone (or an old event's clear text was blanked
+    by an erasure). BrokenSeal when the key does not open it."""
+    if sealed.ciphertext is None:
+        return sealed.clear or ERASED
+    if key is None:
+        return ERASED
+    raw = base64.b64decode(sealed.ciphertext)
+    try:
+        return AESGCM(key).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], _associated(job_id, field)).decode()
+    except Exception as error:  # InvalidTag: changed, or sealed for another job or field
+        raise BrokenSeal(f"the sealed {field} of job {job_id} does not open with its key") from error

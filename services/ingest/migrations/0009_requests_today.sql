@@ -1,0 +1,3 @@
+-- Requests answered on `day` (UTC), counted in the statement that takes the rate limit, for
+-- GET /v1/usage.
+ALTER TABLE rate_limits ADD COLUMN day date, ADD COLUMN requests bigint NOT NULL DEFAULT 0;

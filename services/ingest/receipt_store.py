@@ -1,0 +1,80 @@
+"""Ingest's receipts: issuing them in the transaction that first shows a job final, reading
+them, and the public keys they were signed with (`services.ingest.receipts` says what a
+receipt holds)."""
+
+from datetime import datetime
+from uuid import UUID
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from services.common import telemetry
+from services.ingest.domain import JobView, with_receipt
+from services.ingest.receipts import Signer, jwk, receipt_body
+from services.ingest.store import Change
+
+
+async def issue_receipts(conn: psycopg.AsyncConnection, changes: list[Change], signer: Signer,
+                         now: datetime) -> list[Change]:
+    """The changes with a receipt in every view of a job they show final for the first time,
+    the receipts issued (and chained) in the caller's transaction, which holds the jobs' rows."""
+    finishing = [after for before, after, _, _ in changes if after.final and not before.final]
+    if not finishing:
+        return changes
+    issued = await issue(conn, finishing, signer, now)
+
+    def patched(view: JobView) -> JobView:
+        return with_receipt(view, issued[view.id]) if view.id in issued and view.final else view
+
+    return [(patched(before), patched(after), event, at) for before, after, event, at in changes]
+
+
+async def issue(conn: psycopg.AsyncConnection, views: list[JobView], signer: Signer, now: datetime) -> dict[UUID, str]:
+    """Sign a receipt for each view, in order, each after its tenant's last; the hashes by job.
+    The tenants' rows are locked in one order first, so chains grow one receipt at a time
+    and two transactions never wait on each other in a circle."""
+    tenants = sorted({view.tenant_id for view in views})
+    await conn.execute("SELECT 1 FROM tenants WHERE id = ANY(%s) ORDER BY id FOR UPDATE", [tenants])
+    heads = {row["tenant_id"]: (row["sequence"], row["sha256"]) for row in await (await conn.execute(
+        "SELECT DISTINCT ON (tenant_id) tenant_id, sequence, sha256 FROM receipts WHERE tenant_id = ANY(%s)"
+        " ORDER BY tenant_id, sequence DESC", [tenants])).fetchall()}
+    issued: dict[UUID, str] = {}
+    for view in views:
+        sequence, previous = heads.get(view.tenant_id, (0, None))
+        signed = signer.sign(receipt_body(view, sequence + 1, previous, signer.kid, now))
+        await conn.execute("INSERT INTO receipts (job_id, tenant_id, sequence, sha256, document, issued_at)"
+                           " VALUES (%s, %s, %s, %s, %s, %s)",
+                           [view.id, view.tenant_id, sequence + 1, signed["sha256"], Jsonb(signed), now])
+        heads[view.tenant_id] = (sequence + 1, signed["sha256"])
+        issued[view.id] = signed["sha256"]
+        telemetry.RECEIPTS_ISSUED.labels(view.state).inc()
+    return issued
+
+
+async def receipt_of(conn: psycopg.AsyncConnection, job_id: UUID, tenant_id: str) -> dict | None:
+    row = await (await conn.execute("SELECT document FROM receipts WHERE job_id = %s AND tenant_id = %s",
+                                    [job_id, tenant_id])).fetchone()
+    return row["document"] if row else None
+
+
+async def chain(conn: psycopg.AsyncConnection, tenant_id: str, after: int, limit: int) -> list[dict]:
+    """The tenant's receipts after `sequence` `after`, in chain order."""
+    rows = await (await conn.execute(
+        "SELECT document FROM receipts WHERE tenant_id = %s AND sequence > %s ORDER BY sequence LIMIT %s",
+        [tenant_id, after, limit])).fetchall()
+    return [row["document"] for row in rows]
+
+
+async def record_signing_key(conn: psycopg.AsyncConnection, signer: Signer) -> None:
+    """Publish the key this process signs with, for as long as receipts signed with it exist."""
+    await conn.execute("INSERT INTO signing_keys (kid, public_key) VALUES (%s, %s)"
+                       " ON CONFLICT (kid) DO UPDATE SET last_started_at = now()", [signer.kid, signer.public_key])
+
+
+async def published_keys(conn: psycopg.AsyncConnection, current_kid: str) -> list[dict]:
+    """Every key receipts were signed with, as JWKs: the one this process signs with is
+    `active`, the others (rotated out, or another replica's) `retired`."""
+    rows = await (await conn.execute("SELECT kid, public_key, first_used_at FROM signing_keys"
+                                     " ORDER BY first_used_at, kid")).fetchall()
+    return [jwk(bytes(row["public_key"]), status="active" if row["kid"] == current_kid else "retired",
+                created_at=row["first_used_at"].isoformat().replace("+00:00", "Z")) for row in rows]

@@ -1,0 +1,131 @@
+"""Signed job receipts, without I/O: what a receipt says, and how it is signed.
+
+When ingest first shows a job final (and so settled: a final view holds its settlement), it
+issues the job's receipt in the same transaction as the JobFinished that announces it:
+
+1. The body (`receipt_body`) says what the job was asked (template and scoring profile with
+   their versions), what it produced (each delivered output's sha256, media type and size;
+   each candidate's verdict and failing dimensions), what it cost (credits reserved,
+   charged and released with the price book's version; provider cost per stage), when it
+   entered each state, and the hash of the tenant's previous receipt (`sequence` and
+   `previous_sha256`: a chain per tenant). No prompt: a receipt outlives an erasure.
+2. Its hash is the SHA-256 of its RFC 8785 canonical JSON; the Ed25519 signature covers the
+   same bytes, under the key `kid` (the RFC 7638 thumbprint of the public key).
+3. Anyone checks it offline with the keys of `GET /.well-known/genline-keys.json`
+   (genline-client's `verify_receipt` and `verify_chain`).
+"""
+
+import base64
+import binascii
+import hashlib
+import json
+from datetime import datetime
+from typing import Any
+
+import rfc8785
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from services.ingest.domain import JobView
+
+FORMAT = "genline.receipt.v1"
+ALGORITHM = "EdDSA"
+
+
+def canonical(value: Any) -> bytes:
+    """RFC 8785 (JCS) canonical JSON."""
+    return rfc8785.dumps(value)
+
+
+def receipt_sha256(body: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical(body)).hexdigest()
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def key_id(public_key: bytes) -> str:
+    """The RFC 7638 thumbprint of the Ed25519 public key's JWK."""
+    members = {"crv": "Ed25519", "kty": "OKP", "x": b64url(public_key)}
+    return b64url(hashlib.sha256(json.dumps(members, separators=(",", ":"), sort_keys=True).encode()).digest())
+
+
+def jwk(public_key: bytes, **extra: Any) -> dict[str, Any]:
+    return {"kty": "OKP", "crv": "Ed25519", "x": b64url(public_key), "kid": key_id(public_key), "alg": ALGORITHM,
+            "use": "sig"} | extra
+
+
+class InvalidSigningKey(ValueError):
+    pass
+
+
+def load_signing_key(text: str) -> Ed25519PrivateKey:
+    """A PKCS#8 PEM, or the base64url (or base64) of the 32-byte seed."""
+    text = text.strip()
+    try:
+        if text.startswith("-----BEGIN"):
+            key = serialization.load_pem_private_key(text.encode(), password=None)
+        else:
+            key = Ed25519PrivateKey.from_private_bytes(base64.urlsafe_b64decode(
+                text.replace("+", "-").replace("/", "_") + "=" * (-len(text) % 4)))
+    except (ValueError, TypeError, binascii.Error) as error:
+        raise InvalidSigningKey(f"not an Ed25519 private key: {error}") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise InvalidSigningKey("not an Ed25519 private key")
+    return key
+
+
+def new_signing_key_text() -> str:
+    """A fresh key as GENLINE_RECEIPT_SIGNING_KEY takes it."""
+    seed = Ed25519PrivateKey.generate().private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                                                      serialization.NoEncryption())
+    return b64url(seed)
+
+
+class Signer:
+    """Signs receipt bodies with one key."""
+
+    def __init__(self, key: Ed25519PrivateKey) -> None:
+        self.key = key
+        self.public_key = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        self.kid = key_id(self.public_key)
+
+    def sign(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The receipt as clients get it: the body, its hash, and the signature of its canonical bytes."""
+        content = canonical(body)
+        return {"receipt": body, "sha256": hashlib.sha256(content).hexdigest(),
+                "signature": {"alg": ALGORITHM, "kid": self.kid, "value": b64url(self.key.sign(content))}}
+
+
+def _json(value: Any) -> Any:
+    return value.isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else value
+
+
+def receipt_body(view: JobView, sequence: int, previous_sha256: str | None, kid: str,
+                 issued_at: datetime) -> dict[str, Any]:
+    """What the receipt of a job shown final says (see the module's docstring)."""
+    selected = set(view.selected)
+    billing = view.billing
+    return {
+        "format": FORMAT, "kid": kid, "job_id": str(view.id), "tenant_id": view.tenant_id,
+        "sequence": sequence, "previous_sha256": previous_sha256, "issued_at": _json(issued_at),
+        "state": view.state,
+        "failure": {"code": view.failure.code, "stage": view.failure.stage} if view.failure else None,
+        "template": {"name": view.template, "version": view.template_version},
+        "profile": {"name": view.scoring_profile, "version": view.profile_version},
+        "images": {"requested": view.images, "delivered": len(view.outputs)},
+        "outputs": [{"n": o.n, "key": o.key, "sha256": o.sha256, "media_type": o.media_type,
+                     "size_bytes": o.size_bytes} for o in view.outputs],
+        "candidates": [{"index": s.index, "attempt": s.attempt, "provider": s.provider, "sha256": s.sha256,
+                        "verdict": "selected" if s.index in selected else "passed" if s.passed else "rejected",
+                        "failed": list(s.failed)} for s in view.scores],
+        "credits": {"reserved": billing.reserved or 0, "charged": billing.charged or 0,
+                    "released": billing.released or 0, "retry_tokens_used": billing.retry_tokens_used,
+                    "price_book_version": billing.price_book_version},
+        "provider_cost": {"total_micro_usd": view.provider_cost_micro_usd,
+                          "stages": [{"attempt": s.attempt, "stage_index": s.stage_index, "stage": s.stage,
+                                      "provider": s.provider, "calls": s.calls, "cost_micro_usd": s.cost_micro_usd}
+                                     for s in view.stages]},
+        "times": {state: _json(at) for state, at in sorted(view.timestamps.items(), key=lambda item: item[1])},
+    }

@@ -1,0 +1,55 @@
+"""`/internal/v1`: the data-key API, for the services that need a job's content in clear
+(the router to generate, the scorer for prompt alignment, delivery for the webhook body).
+
+Not part of the public API: with an admin port it answers there only (a port a
+NetworkPolicy closes to the public), and with GENLINE_DATA_KEY_TOKEN set (required in
+production) only to callers that send it. A job erased, or unknown, has no key (404): its
+sealed prompt reads as erased. Every read is counted per calling service."""
+
+import base64
+import hmac
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Header, Request
+from pydantic import BaseModel
+
+from services.common import telemetry
+from services.common.problems import Problem
+from services.ingest import data_keys
+from services.ingest.deps import Runtime, Settings
+
+router = APIRouter(prefix="/internal/v1", include_in_schema=False)
+CALLERS = ("router", "scorer", "delivery")
+
+
+class DataKey(BaseModel):
+    job_id: UUID
+    key: str  # base64 of the 32-byte AES-256-GCM key
+
+
+def check_caller(request: Request, settings, authorization: str | None) -> None:
+    if settings.admin_port and request.scope["server"][1] != settings.admin_port:
+        raise Problem(404, "not-found", "no such resource on this port")
+    expected = settings.data_key_token
+    given = (authorization or "").removeprefix("Bearer ").strip()
+    if expected is not None and not hmac.compare_digest(given.encode(), expected.get_secret_value().encode()):
+        raise Problem(401, "invalid-data-key-token", "send GENLINE_DATA_KEY_TOKEN as 'Authorization: Bearer <token>'")
+
+
+@router.get("/jobs/{job_id}/data-key", response_model=DataKey)
+async def data_key(job_id: str, request: Request, runtime: Runtime, settings: Settings,
+                   authorization: Annotated[str | None, Header()] = None,
+                   x_genline_service: Annotated[str, Header(max_length=32)] = "unnamed"):
+    check_caller(request, settings, authorization)
+    try:
+        parsed = UUID(job_id)
+    except ValueError:
+        raise Problem(404, "data-key-not-found", f"no job {job_id!r}") from None
+    async with runtime.pool.connection() as conn:
+        key = await data_keys.key_of(conn, parsed)
+    caller = x_genline_service if x_genline_service in CALLERS else "other"
+    telemetry.DATA_KEYS_READ.labels(caller, "found" if key else "none").inc()
+    if key is None:
+        raise Problem(404, "data-key-not-found", f"job {job_id} has no data key: it was erased, or never existed")
+    return DataKey(job_id=parsed, key=base64.b64encode(key).decode())

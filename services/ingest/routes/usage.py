@@ -1,0 +1,95 @@
+"""`GET /v1/usage`: the tenant's plan, its limits and where it stands against each, counted
+exactly as the limits count when they refuse a request or a job (services.ingest.limits)."""
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.common.problems import Problem
+from services.common.protos import load
+from services.ingest import limits
+from services.ingest.deps import AccountReader, Plans, Runtime, Settings
+from services.ingest.plans import Plan, rate_decision
+from services.ingest.routes.account import call_ledger
+
+pb, _ = load("genline.ledger.v1")
+router = APIRouter(prefix="/v1", tags=["account"])
+
+
+class PlanLimits(BaseModel):
+    name: str
+    requests_per_s: float = Field(description="the request rate, with `burst` on top")
+    burst: int
+    concurrent_jobs: int | None = Field(description="jobs in progress at once; null: no limit")
+    images_per_day: int | None = Field(description="images asked for per UTC day; null: no limit")
+    priority: int = Field(description="queue priority in the router, higher first")
+
+
+class Limit(BaseModel):
+    """One limit of the plan and where the tenant stands against it: a bar in the console."""
+
+    name: str = Field(description="requests_burst, concurrent_jobs or images_per_day")
+    used: int
+    limit: int | None = Field(description="null: this plan sets no limit")
+    remaining: int | None
+    resets_at: datetime | None = Field(description="when `used` starts again from zero; null: as jobs finish")
+
+
+class Usage(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "tenant_id": "acme", "plan": {"name": "free", "requests_per_s": 5, "burst": 10, "concurrent_jobs": 3,
+                                      "images_per_day": 100, "priority": 0},
+        "requests_today": 212, "images_today": 40, "jobs_in_progress": 2, "credits_held": 30,
+        "resets_at": "2026-11-03T00:00:00Z",
+        "limits": [{"name": "requests_burst", "used": 1, "limit": 10, "remaining": 9, "resets_at": None},
+                   {"name": "concurrent_jobs", "used": 2, "limit": 3, "remaining": 1, "resets_at": None},
+                   {"name": "images_per_day", "used": 40, "limit": 100, "remaining": 60,
+                    "resets_at": "2026-11-03T00:00:00Z"}]}]})
+
+    tenant_id: str
+    plan: PlanLimits
+    requests_today: int = Field(description="requests answered today (UTC), this one included")
+    images_today: int = Field(description="images asked for today (UTC) by jobs not rejected: the daily limit's count")
+    jobs_in_progress: int = Field(description="jobs not yet final: the concurrent-jobs limit's count")
+    credits_held: int | None = Field(description="credits the ledger holds for jobs in progress; null when it does"
+                                                 " not answer")
+    resets_at: datetime = Field(description="midnight UTC, when the daily counters start again")
+    limits: list[Limit]
+
+
+def limit_bars(plan: Plan, usage: limits.Usage, burst_remaining: int) -> list[Limit]:
+    def bar(name: str, used: int, limit: int | None, resets_at: datetime | None = None) -> Limit:
+        return Limit(name=name, used=used, limit=limit, remaining=None if limit is None else max(0, limit - used),
+                     resets_at=resets_at)
+
+    return [bar("requests_burst", plan.burst - burst_remaining, plan.burst),
+            bar("concurrent_jobs", usage.active, plan.concurrent_jobs),
+            bar("images_per_day", usage.images_today, plan.images_per_day, usage.resets_at)]
+
+
+async def credits_held(request: Request, tenant: str, settings) -> int | None:
+    try:
+        balance = await call_ledger(request.app.state.ledger_stub.GetBalance, pb.GetBalanceRequest(tenant_id=tenant),
+                                    settings.ledger_grpc_timeout_s)
+    except Problem:  # the ledger is away: the limits, which ingest counts, are still shown
+        return None
+    return balance.pending if balance is not None else 0
+
+
+@router.get("/usage", response_model=Usage)
+async def usage(request: Request, tenant: AccountReader, runtime: Runtime, plans: Plans, settings: Settings):
+    """Your plan, its limits, and where you stand against each: requests and images today,
+    jobs in progress, credits held, and when the daily counters reset. The counts are those
+    the limits check (a job is refused with 429 exactly when it would pass one)."""
+    now = datetime.now(UTC)
+    async with runtime.pool.connection() as conn:
+        plan = plans.get((await (await conn.execute("SELECT plan FROM tenants WHERE id = %s",
+                                                    [tenant])).fetchone())["plan"])
+        counted = await limits.count_usage(conn, tenant, now)
+        requests, ahead_s = await limits.requests_today(conn, tenant)
+    held = await credits_held(request, tenant, settings)
+    burst_remaining = rate_decision(plan, True, ahead_s).remaining
+    return Usage(tenant_id=tenant, plan=PlanLimits(**plan.model_dump()), requests_today=requests,
+                 images_today=counted.images_today, jobs_in_progress=counted.active, credits_held=held,
+                 resets_at=counted.resets_at, limits=limit_bars(plan, counted, burst_remaining))

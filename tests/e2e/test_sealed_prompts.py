@@ -1,0 +1,119 @@
+"""Prompts sealed in events, on the running services: a job's prompt travels sealed with its
+own data key; erasing the job destroys the key, after which the topics, every outbox (the
+ledger's is its journal, kept for ever) and every event read raw hold the prompt nowhere in
+clear, the job's events still read (its prompt as erased), and `genline replay ledger`,
+`replay jobs` and `replay audit` still find no difference. The keys' internal API answers
+only callers that hold its token."""
+
+import asyncio
+import base64
+import uuid
+
+import httpx
+import psycopg
+
+from services.common.contracts import PUBLISHERS, JobSubmitted, all_topics
+from services.common.replay import decoded_envelopes, read_topic_to_end
+from services.common.sealing import ERASED, open_sealed
+from services.ingest.replay import replay_jobs
+from services.ingest.settings import IngestSettings
+from services.ledger.audit_replay import replay_audit
+from services.ledger.replay import replay_ledger
+from services.ledger.settings import LedgerSettings
+from services.stack.fleet import SERVICES
+from tests.e2e.conftest import wait_caught_up, wait_for_audit
+
+
+def raw_records(bootstrap: str) -> list:
+    """Every record of every topic and dead-letter topic, as the broker holds it."""
+    async def read_all() -> list:
+        return [r for topic in all_topics() for r in await read_topic_to_end(bootstrap, topic)]
+
+    return asyncio.run(read_all())
+
+
+def in_clear(records: list, marker: str) -> list[str]:
+    needle = marker.encode()
+    return [f"{r.topic}/{r.partition}/{r.offset}" for r in records
+            if needle in (r.value or b"") or any(needle in (value or b"") for _, value in (r.headers or ()))]
+
+
+def outboxes_holding(database_url: str, schemas: list[str], marker: str) -> list[str]:
+    """The outboxes (journals) with a row whose body or headers, read raw, hold `marker`."""
+    with psycopg.connect(database_url) as conn:
+        return [schema for schema in schemas if conn.execute(
+            f'SELECT 1 FROM "{schema}".outbox WHERE position(%s IN body) > 0 OR headers::text LIKE %s LIMIT 1',
+            [marker.encode(), f"%{marker}%"]).fetchone()]
+
+
+def data_key(database_url: str, job_id: str) -> bytes | None:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT key FROM ingest.data_keys WHERE job_id = %s", [job_id]).fetchone()
+    return bytes(row[0]) if row else None
+
+
+def submitted_of(records: list, job_id: str) -> list[JobSubmitted]:
+    envelopes, _ = decoded_envelopes([r for r in records if r.key == job_id.encode()])
+    return [e.event for e in envelopes if isinstance(e.event, JobSubmitted)]
+
+
+def test_an_erased_job_s_prompt_is_nowhere_in_clear_and_the_replays_still_agree(
+        platform, tenant_factory, endpoints):
+    tenant = tenant_factory()
+    marker = f"sealed-marker-{uuid.uuid4().hex}"
+    job_id = tenant.submit(prompt=f"a harbour at night {marker}", images=1, candidates=2, seed=3)
+    job = tenant.wait_settled([job_id])[job_id]
+    assert job["state"] == "succeeded" and job["prompt"].endswith(marker)  # the tenant sees its prompt
+    wait_caught_up(platform)
+    schemas = [platform.schema(name) for name in SERVICES]
+    records = raw_records(endpoints.kafka_bootstrap)
+    # Sealed from the start: on no topic nor in any outbox in clear, though the job's events
+    # carry it (the key opens the one ingest published).
+    assert not in_clear(records, marker) and not outboxes_holding(endpoints.database_url, schemas, marker)
+    [submitted] = submitted_of(records, job_id)
+    key = data_key(endpoints.database_url, job_id)
+    assert key is not None and open_sealed(key, job_id, "prompt", submitted.job.prompt).endswith(marker)
+
+    assert tenant.http.delete(f"/v1/jobs/{job_id}").status_code == 202
+    wait_for_audit(platform, tenant.id, "job.erase")
+    wait_caught_up(platform)
+
+    assert data_key(endpoints.database_url, job_id) is None  # the key row is gone
+    records = raw_records(endpoints.kafka_bootstrap)
+    assert not in_clear(records, marker)
+    assert not outboxes_holding(endpoints.database_url, schemas, marker)
+    ours = [r for r in records if r.key == job_id.encode()]
+    envelopes, malformed = decoded_envelopes(ours)
+    assert malformed == 0 and len(envelopes) >= len(PUBLISHERS)  # every service's events of the job still read
+    [submitted] = submitted_of(records, job_id)
+    assert open_sealed(data_key(endpoints.database_url, job_id), job_id, "prompt", submitted.job.prompt) == ERASED
+
+    lines: list[str] = []
+    assert replay_ledger(endpoints.settings(LedgerSettings), "ledger", out=lines.append) == 0, lines
+    assert replay_jobs(endpoints.settings(IngestSettings), "ingest", tenant.id, out=lines.append, settle_s=30) == 0, lines
+    assert replay_audit(endpoints.settings(LedgerSettings), "ledger", out=lines.append, settle_s=30) == 0, lines
+    assert lines.count("no differences") == 3, lines
+
+
+def test_the_data_key_api_answers_only_callers_with_its_token(platform, tenant_factory, endpoints):
+    """An ingest replica that demands GENLINE_DATA_KEY_TOKEN, as production does."""
+    token = f"data-key-token-{uuid.uuid4().hex}"
+    tenant = tenant_factory()
+    job_id = tenant.submit(images=1, candidates=2)
+    replica = platform.start_replica("ingest", env={"GENLINE_DATA_KEY_TOKEN": token})
+    try:
+        url = f"{platform.url(replica)}/internal/v1/jobs/{job_id}/data-key"
+        refused = [httpx.get(url, headers=headers, timeout=10) for headers in
+                   ({}, {"Authorization": "Bearer not-the-token"})]
+        answered = httpx.get(url, headers={"Authorization": f"Bearer {token}", "X-Genline-Service": "router"},
+                             timeout=10)
+        unknown = httpx.get(url.replace(job_id, str(uuid.uuid4())), headers={"Authorization": f"Bearer {token}"},
+                            timeout=10)
+    finally:
+        platform.stop(replica)
+    assert [r.status_code for r in refused] == [401, 401]
+    assert all(r.headers["content-type"] == "application/problem+json" for r in refused)
+    assert answered.status_code == 200 and base64.b64decode(answered.json()["key"]) == data_key(
+        endpoints.database_url, job_id)
+    assert unknown.status_code == 404 and unknown.json()["type"] == "/problems/data-key-not-found"
+    tenant.wait_settled([job_id])

@@ -1,0 +1,85 @@
+"""`GET /v1/usage` on the running services equals what the limits enforce: a tenant on the
+free plan spends its daily images, its usage says so, and the next job is refused (429)
+with the very counts the usage showed. Every request the test made is in `requests_today`."""
+
+import time
+
+import psycopg
+
+from services.ingest.domain import FINAL_STATES
+from services.ingest.plans import load_plans
+
+FREE = load_plans().plans["free"]
+
+
+class Counted:
+    """The tenant's API, each answered request counted; a request the rate refused (which is
+    not answered, nor counted) waits its Retry-After and goes again."""
+
+    def __init__(self, tenant) -> None:
+        self.tenant, self.answered = tenant, 0
+
+    def __call__(self, method: str, path: str, **kwargs):
+        while True:
+            response = self.tenant.http.request(method, path, **kwargs)
+            if response.status_code == 429 and response.json()["type"] == "/problems/rate-limited":
+                time.sleep(int(response.headers["Retry-After"]))
+                continue
+            self.answered += 1
+            return response
+
+
+def wait_final(database_url: str, job_ids: list[str], timeout_s: float = 180) -> None:
+    """Read from ingest's table, so that waiting spends none of the tenant's request rate."""
+    deadline = time.monotonic() + timeout_s
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        while True:
+            states = [row[0] for row in conn.execute("SELECT state FROM ingest.jobs WHERE id = ANY(%s::uuid[])",
+                                                     [job_ids])]
+            if len(states) == len(job_ids) and set(states) <= FINAL_STATES:
+                return
+            assert time.monotonic() < deadline, f"jobs not final after {timeout_s}s: {states}"
+            time.sleep(0.5)
+
+
+def submit_and_cancel(api: Counted, images: int) -> str:
+    """A job that counts its images against the day (a canceled job counts: it was asked for)."""
+    response = api("POST", "/v1/jobs", json={"prompt": "a blue kite", "images": images, "candidates": images})
+    assert response.status_code == 202, response.text
+    job_id = response.json()["id"]
+    assert api("POST", f"/v1/jobs/{job_id}/cancel").status_code in (202, 409)  # 409: it finished first
+    return job_id
+
+
+def test_usage_counts_what_the_limits_enforce_once_the_free_plan_s_daily_images_are_spent(tenant_factory, endpoints):
+    tenant = tenant_factory(credits=10_000, plan="free")
+    api = Counted(tenant)
+    fresh = api("GET", "/v1/usage").json()
+    assert fresh["plan"] == {"name": "free"} | FREE.model_dump(exclude={"name"})
+    assert (fresh["images_today"], fresh["jobs_in_progress"], fresh["requests_today"]) == (0, 0, 1)
+
+    sizes = [16] * (FREE.images_per_day // 16) + [FREE.images_per_day % 16]
+    for start in range(0, len(sizes), FREE.concurrent_jobs):  # never more jobs at once than the plan allows
+        batch = [submit_and_cancel(api, images) for images in sizes[start:start + FREE.concurrent_jobs]]
+        wait_final(endpoints.database_url, batch)
+
+    usage = api("GET", "/v1/usage")
+    assert usage.status_code == 200, usage.text
+    usage = usage.json()
+    assert usage["images_today"] == FREE.images_per_day == sum(sizes)
+    assert usage["jobs_in_progress"] == 0 and usage["credits_held"] == 0
+    assert usage["requests_today"] == api.answered
+    bars = {bar["name"]: bar for bar in usage["limits"]}
+    assert bars["images_per_day"] | {"resets_at": None} == {
+        "name": "images_per_day", "used": FREE.images_per_day, "limit": FREE.images_per_day, "remaining": 0,
+        "resets_at": None}
+    assert bars["images_per_day"]["resets_at"] == usage["resets_at"] and usage["resets_at"].endswith("T00:00:00Z")
+    assert bars["concurrent_jobs"] == {"name": "concurrent_jobs", "used": 0, "limit": FREE.concurrent_jobs,
+                                       "remaining": FREE.concurrent_jobs, "resets_at": None}
+
+    refused = api("POST", "/v1/jobs", json={"prompt": "one more", "images": 1})
+    assert refused.status_code == 429 and refused.headers["content-type"] == "application/problem+json"
+    problem = refused.json()
+    assert problem["type"] == "/problems/daily-images-limit"
+    assert (problem["used"], problem["limit"]) == (usage["images_today"], bars["images_per_day"]["limit"])
+    assert api("GET", "/v1/usage").json()["requests_today"] == api.answered  # the refused job was answered too
