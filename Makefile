@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test install install-test proto clean
+.PHONY: run test test-fast install install-test proto clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,10 @@ run: install
 
 test: install-test
 	$(PY) -m pytest
+
+# Between edits: everything but the tests that start processes or a browser (a few minutes).
+test-fast: install-test
+	$(PY) -m pytest -m "not processes"
 
 # gRPC stubs from proto/ into services/_generated (also built on first use when missing).
 proto: | $(PY)

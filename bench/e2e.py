@@ -53,6 +53,7 @@ import httpx  # noqa: E402
 import psutil  # noqa: E402
 import psycopg  # noqa: E402
 
+from services.common.contracts import FINAL_STATES  # noqa: E402
 from services.common.settings import ServiceSettings  # noqa: E402
 from services.common.storage import ObjectStore  # noqa: E402
 from services.ingest.app import create_tenant  # noqa: E402
@@ -67,7 +68,6 @@ from services.stack.embedded import EmbeddedStack, Endpoints  # noqa: E402
 from services.stack.fleet import SERVICES, ServiceFleet  # noqa: E402
 
 PROMPT = "a red bicycle against a brick wall"
-FINAL = ("rejected", "succeeded", "partially_succeeded", "failed", "canceled", "expired")
 # The job's states in the order they are reached, and the hop that leads to each.
 HOPS = (("admitted", "ingest → ledger: reserve"),
         ("generating", "ledger → router: attempt starts"), ("scoring", "router: paint, store"),
@@ -131,7 +131,7 @@ class Watcher:
             return
         rows = self.conn.execute(
             "SELECT id::text FROM ingest.jobs WHERE id = ANY(%s::uuid[]) AND state = ANY(%s)"
-            " AND view->'billing'->>'state' IN ('settled', 'rejected')", [ids, list(FINAL)]).fetchall()
+            " AND view->'billing'->>'state' IN ('settled', 'rejected')", [ids, list(FINAL_STATES)]).fetchall()
         seen = time.time()
         with self.lock:
             for (job_id,) in rows:

@@ -1,4 +1,5 @@
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +12,17 @@ from tests.stacks import chosen_stack, start_stack
 # Tests run gRPC servers and channels on many event loops, one after another; without this,
 # freeing the last of them at the end of the session can hang pytest (see hold_grpc_aio).
 hold_grpc_aio()
+
+# Tests that start the platform's services as processes, a browser, or stop and start the
+# stack's own servers: left out of the fast lane (`make test-fast`). Every end-to-end test
+# is one; elsewhere a module says so with `pytestmark = pytest.mark.processes`.
+E2E = Path(__file__).parent / "e2e"
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        if item.path.is_relative_to(E2E):
+            item.add_marker(pytest.mark.processes)
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ credit, and repeat none."""
 import time
 
 import psycopg
+import pytest
 
 from services.ingest.replay import replay_jobs
 from services.ingest.settings import IngestSettings
@@ -14,6 +15,8 @@ from services.ledger.settings import LedgerSettings
 from services.stack.fleet import SERVICES
 from tests.e2e.conftest import make_tenant
 from tests.test_restart import Platform, delivered, sha256_at, wait_until_mid_flight
+
+pytestmark = pytest.mark.processes  # starts the platform's processes or the stack's servers again
 
 UNIT_PRICE = 10
 FINAL_STATES = ["succeeded", "partially_succeeded", "failed", "rejected", "canceled", "expired"]

@@ -17,6 +17,8 @@ from services.stack.embedded import EmbeddedStack
 from services.stack.fleet import ServiceFleet
 from tests.e2e.conftest import FINAL, make_tenant
 
+pytestmark = pytest.mark.processes  # starts the platform's processes or the stack's servers again
+
 FLEET_ENV = {"GENLINE_ENVIRONMENT": "test", "GENLINE_KAFKA_SESSION_TIMEOUT_MS": "6000"}
 
 

@@ -11,8 +11,11 @@ import time
 
 import httpx
 import psutil
+import pytest
 
 from services.stack.embedded import free_port
+
+pytestmark = pytest.mark.processes  # starts the platform's processes or the stack's servers again
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -14,6 +14,8 @@ from services.stack.embedded import EmbeddedStack
 from tests.kafka import read_topic
 from tests.stacks import ContainerStack, docker_engine_answers
 
+pytestmark = pytest.mark.processes  # starts the platform's processes or the stack's servers again
+
 
 async def exercise(endpoints) -> None:
     """One real round trip through each server the stack provides."""

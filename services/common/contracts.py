@@ -97,6 +97,10 @@ class SealedText(Contract):
 
 
 Tier = Literal["stable", "fast", "low-cost"]
+# The states a job ends in, in the order a reader lists them; the one place they are spelled
+# (the client package keeps its own copy, since it ships alone).
+FinalState = Literal["rejected", "succeeded", "partially_succeeded", "failed", "canceled", "expired"]
+FINAL_STATES: tuple[str, ...] = get_args(FinalState)
 # The failure code of a job whose deadline passed before enough images passed scoring:
 # ingest shows such a job `expired`, and it costs nothing.
 DEADLINE_EXCEEDED = "deadline_exceeded"
@@ -273,7 +277,7 @@ class JobFinished(JobEvent):
     # v2: the view's prompt is sealed, and the receipt's hash is named.
     event_type = "genline.job.finished.v2"
     publisher = "ingest"
-    state: Literal["rejected", "succeeded", "partially_succeeded", "failed", "canceled", "expired"]
+    state: FinalState
     view: dict[str, Any]
     webhook_url: str | None = None
     webhook_events: list[str] | None = None

@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from services.common import tracing
+from services.common.contracts import FINAL_STATES
 
 _job_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("job_id", default=None)
 _tenant_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("tenant_id", default=None)
@@ -77,7 +78,6 @@ WEBHOOK_SECONDS = Histogram("genline_webhook_attempt_seconds", "Time a webhook r
                             buckets=SECONDS_BUCKETS)
 STORED_BYTES = Counter("genline_storage_bytes_total", "Bytes written to object storage", ["bucket"])
 STORED_OBJECTS = Counter("genline_storage_objects_total", "Objects written to object storage", ["bucket"])
-FINAL_STATES = ("rejected", "succeeded", "partially_succeeded", "failed", "canceled", "expired")
 
 
 def preinitialise(counter: Counter, *label_sets: tuple[str, ...]) -> None:

@@ -4,7 +4,7 @@ import time
 
 import httpx
 
-FINAL = {"rejected", "succeeded", "partially_succeeded", "failed"}
+from services.common.contracts import FINAL_STATES
 
 
 def submit_demo_job(client: httpx.Client, images: int = 4, candidates: int = 6) -> str:
@@ -24,7 +24,7 @@ def follow_job(client: httpx.Client, job_id: str, timeout_s: float = 180, say=pr
         if job["state"] != seen:
             seen = job["state"]
             say(f"  state: {seen:<20} at {job['timestamps'].get(seen, job['updated_at'])}")
-        if job["state"] in FINAL and job["billing"]["state"] in ("settled", "rejected"):
+        if job["state"] in FINAL_STATES and job["billing"]["state"] in ("settled", "rejected"):
             return job
         time.sleep(0.3)
     raise TimeoutError(f"job {job_id} not final after {timeout_s}s (last state {seen})")

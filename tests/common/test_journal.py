@@ -21,6 +21,8 @@ from services.stack.embedded import bus_fence, create_topics, free_port, start_t
 from tests.conftest import settings_for
 from tests.kafka import publish_envelopes
 
+pytestmark = pytest.mark.processes  # starts the platform's processes or the stack's servers again
+
 JOBS = [uuid.uuid4() for _ in range(5)]  # the records' keys
 
 

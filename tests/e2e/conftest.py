@@ -13,7 +13,7 @@ import psycopg
 import pytest
 import yaml
 
-from services.common.contracts import DEFAULT_NAMESPACE, SUBSCRIPTIONS, all_topics, topic_of
+from services.common.contracts import DEFAULT_NAMESPACE, FINAL_STATES, SUBSCRIPTIONS, all_topics, topic_of
 from services.ingest.app import create_tenant
 from services.ingest.settings import IngestSettings
 from services.ledger.app import grant
@@ -22,7 +22,7 @@ from services.stack.embedded import Endpoints, create_topics
 from services.stack.fleet import SERVICES, ServiceFleet
 from tests.kafka import unread_records
 
-FINAL = {"rejected", "succeeded", "partially_succeeded", "failed"}
+FINAL = set(FINAL_STATES)
 LEDGER_ADMIN_TOKEN = "e2e-ledger-admin-token"
 PAYMENT_WEBHOOK_SECRET = "whsec_e2e_5d1f0a2c"
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 import httpx
 import psycopg
+import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from services.common.contracts import CreditsReserved, JobSpec, JobSubmitted, topic_of
@@ -20,6 +21,8 @@ from services.ledger.app import LedgerApp, grant
 from services.stack.embedded import free_port, stop_process
 from tests.kafka import publish_envelopes, read_topic
 from tests.metrics import metric_value
+
+pytestmark = pytest.mark.processes  # starts the platform's processes or the stack's servers again
 
 
 def start_ledger_process(settings, log_path) -> tuple[subprocess.Popen, int]:

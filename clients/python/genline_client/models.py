@@ -10,6 +10,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# The platform spells these once, in services/common/contracts.py; the client ships alone
+# and keeps its own copy.
 FINAL_STATES = frozenset({"rejected", "succeeded", "partially_succeeded", "failed", "canceled", "expired"})
 SUCCESSFUL_STATES = frozenset({"succeeded", "partially_succeeded"})
 
