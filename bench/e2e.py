@@ -377,7 +377,22 @@ def load_history(endpoints: Endpoints, count: int) -> float:
         if time.monotonic() > deadline:
             raise TimeoutError(f"the services still had {behind} records of history to read")
         time.sleep(2)
+    if endpoints.bus_rotate_after_records:
+        wait_rotated(endpoints.database_url, endpoints.bus_rotate_after_records, deadline)
     return time.monotonic() - started
+
+
+def wait_rotated(database_url: str, bound: int, deadline: float) -> None:
+    """Wait until every journal has rotated its topics down to the bound: what the jobs after
+    the history then meet is the steady state the bound keeps, not the rotations under way."""
+    query = " UNION ALL ".join(
+        f"SELECT count(*) FROM {schema}.outbox_partitions WHERE rotate_to IS NOT NULL OR log_end - log_start > %s"
+        for schema in SERVICES)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        while sum(row[0] for row in conn.execute(query, [bound] * len(SERVICES))) > 0:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the journals did not rotate their topics after the history")
+            time.sleep(2)
 
 
 # ---- the run --------------------------------------------------------------------------
