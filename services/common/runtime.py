@@ -13,7 +13,8 @@ from faststream.kafka import KafkaBroker
 from starlette.applications import Starlette
 
 from services.common import telemetry, tracing
-from services.common.bus import EventConsumer, OutboxRelay, add_to_outbox
+from services.common.consumer import EventConsumer
+from services.common.outbox import OutboxRelay, add_to_outbox
 from services.common.contracts import PUBLISHERS, Event, consumer_group, readers_of, topic_of
 from services.common.db import COMMON_MIGRATIONS, migrate, open_pool
 from services.common.envelope import Envelope, envelop

@@ -8,7 +8,9 @@ from typing import TypeVar
 
 from psycopg_pool import AsyncConnectionPool
 
-from services.common.bus import EventConsumer, HandlerContext, erase_prompt_from_outbox
+from services.common.consumer import EventConsumer
+from services.common.inbox import HandlerContext
+from services.common.outbox import erase_prompt_from_outbox
 from services.common.contracts import (CandidateScore, CandidatesScored, DeliveredImage, JobCancelRequested,
                                        JobDelivered, JobErased, JobFinished, RetentionSet)
 from services.common import telemetry

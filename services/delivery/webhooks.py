@@ -24,7 +24,7 @@ import httpx
 import psycopg
 
 from services.common import targets, telemetry
-from services.common.bus import OutboxRelay, add_to_outbox
+from services.common.outbox import OutboxRelay, add_to_outbox
 from services.common.contracts import JobFinished, SealedText, WebhookSent
 from services.common.data_keys import DataKeys
 from services.common.envelope import envelop

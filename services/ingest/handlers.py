@@ -7,7 +7,8 @@ from functools import partial
 import psycopg
 
 from services.common import telemetry
-from services.common.bus import EventConsumer, Publish
+from services.common.consumer import EventConsumer
+from services.common.inbox import Publish
 from services.common.contracts import (
     AttemptStarted,
     CandidatesGenerated,

@@ -8,7 +8,7 @@ import psycopg
 from services.common import api, telemetry
 from services.common.audit import operator_actor, record_action
 from services.common.contracts import SUBSCRIPTIONS, CreditsGranted
-from services.common.bus import retry_races
+from services.common.inbox import retry_races
 from services.common.problems import Problem
 from services.common.runtime import GRPC_DRAIN_S, ServiceRuntime, every
 from services.ledger import audit, handlers, metrics, routes

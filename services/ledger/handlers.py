@@ -26,7 +26,7 @@ from services.common.contracts import (
     OutputReported,
     ScoringFailed,
 )
-from services.common.bus import erase_prompt_from_outbox
+from services.common.outbox import erase_prompt_from_outbox
 from services.common.envelope import Envelope
 from services.ledger import audit
 from services.ledger.domain import Book

@@ -6,7 +6,7 @@ from uuid import UUID
 
 import psycopg
 
-from services.common.bus import TransientConflict
+from services.common.inbox import TransientConflict
 from services.common.db import add_many, insert_many, update_many
 from services.ledger.domain import Account, Book, Grant, Transfer
 

@@ -4,7 +4,9 @@ the consumer, so one slow provider call never holds up the topic."""
 
 from functools import partial
 
-from services.common.bus import EventConsumer, HandlerContext, PermanentError, erase_prompt_from_outbox
+from services.common.consumer import EventConsumer
+from services.common.inbox import HandlerContext, PermanentError
+from services.common.outbox import erase_prompt_from_outbox
 from services.common.contracts import (CandidateScore, CandidatesScored, CreditsReserved, JobCancelRequested,
                                        JobErased, RegenerationRequested, ScoringFailed)
 from services.router import domain, store

@@ -14,7 +14,9 @@ import time
 from psycopg_pool import AsyncConnectionPool
 
 from services.common import telemetry
-from services.common.bus import EventConsumer, HandlerContext, erase_prompt_from_outbox
+from services.common.consumer import EventConsumer
+from services.common.inbox import HandlerContext
+from services.common.outbox import erase_prompt_from_outbox
 from services.common.contracts import (
     CandidatesGenerated,
     CandidateScore,

@@ -8,7 +8,7 @@ import psycopg
 import pytest
 from prometheus_client import REGISTRY
 
-from services.common.bus import outbox_channel
+from services.common.outbox import outbox_channel
 from services.common.contracts import TOPICS, JobSpec, JobSubmitted, all_topics, dead_letter_topic, topic_of
 from services.common.db import migrate
 from services.common.envelope import envelop, from_kafka

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from services.common import problems, targets, telemetry
 from services.common.api import RequestModel, Timestamp
 from services.common.audit import record_action
-from services.common.bus import erase_prompt_from_outbox
+from services.common.outbox import erase_prompt_from_outbox
 from services.common.contracts import JobErased, JobSpec, JobSubmitted, OutputReported, Tier, WebhookEvent
 from services.common.problems import Problem
 from services.common.sealing import seal

@@ -1,26 +1,18 @@
-"""Kafka wiring: the transactional outbox, the inbox, and consumers with retries and a DLQ.
-
-No dual writes: a handler changes state and adds its events to the outbox in one database
-transaction; the relay publishes them after commit. A consumer records the id of every
-event it applied (the inbox) in that same transaction, so a redelivered event is skipped.
-A message that keeps failing goes to `<topic>.dlq` with the error after bounded retries.
-"""
+"""Consumers: a FastStream subscriber per service over its topics, applying each batch in
+one transaction with the inbox (inbox.py), with bounded retries and a DLQ (`<topic>.dlq`)
+for a message that keeps failing, offsets committed every interval, and the broker's end
+watched (a consumer past it reads from the beginning)."""
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
-import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import partial
 from itertools import chain
-from datetime import UTC, datetime
-from typing import Any
 
-import psycopg
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
@@ -28,379 +20,25 @@ from faststream.kafka.annotations import KafkaMessage
 from opentelemetry.trace import SpanKind
 from psycopg_pool import AsyncConnectionPool
 
-from services.common import kafka_admin, telemetry, tracing
+from services.common import telemetry, tracing
 from services.common.contracts import Event, consumer_group, dead_letter_topic
-from services.common.db import insert_many, listen
-from services.common.envelope import Envelope, MalformedEnvelope, envelop, from_kafka, to_kafka
-from services.common.wake import FetchWaker, bus_channel
-from services.common.journal import BUS_FENCE, BrokerChanged, Journal, LogLost, outbox_lock
+from services.common.envelope import Envelope, MalformedEnvelope, envelop, from_kafka
+from services.common.inbox import (
+    SKIP_CHECK_BATCH,
+    BatchHandler,
+    Handler,
+    HandlerContext,
+    PermanentError,
+    Prepare,
+    already_applied,
+    record_applied,
+    record_applied_many,
+    retry_races,
+)
+from services.common.outbox import OutboxRelay, add_many_to_outbox
+from services.common.wake import FetchWaker
 
 log = logging.getLogger(__name__)
-
-
-# ---- outbox --------------------------------------------------------------------------
-
-
-OUTBOX_INSERT = ("INSERT INTO outbox (event_id, event_type, topic, record_key, headers, body)"
-                 " VALUES (%s, %s, %s, %s, %s, %s)")
-
-
-def _outbox_row(envelope: Envelope, namespace: str) -> tuple:
-    message = to_kafka(envelope)
-    headers = {k: v.decode() for k, v in message.headers.items()}
-    return (envelope.id, envelope.type, envelope.event.topic(namespace), message.key, json.dumps(headers),
-            message.value)
-
-
-async def add_to_outbox(conn: psycopg.AsyncConnection, envelope: Envelope, namespace: str) -> None:
-    await conn.execute(OUTBOX_INSERT, _outbox_row(envelope, namespace))
-
-
-OUTBOX_COLUMNS = {"event_id": "uuid", "event_type": "text", "topic": "text", "record_key": "bytea",
-                  "headers": "jsonb", "body": "bytea"}
-
-
-async def add_many_to_outbox(conn: psycopg.AsyncConnection, envelopes: list[Envelope], namespace: str) -> None:
-    await insert_many(conn, "outbox", OUTBOX_COLUMNS, [_outbox_row(e, namespace) for e in envelopes])
-
-
-# Where a prompt sits in the events that carry one: a JobSpec (`job`), a job view (`view`).
-PROMPT_PATHS = ("{job,prompt}", "{view,prompt}")
-
-
-async def erase_prompt_from_outbox(conn: psycopg.AsyncConnection, job_id) -> int:
-    """Blank the prompt in the outbox rows of a job whose data was erased, sent or not, so
-    that it is gone from this service's tables; returns the rows changed. Only a clear prompt
-    (events from before prompts were sealed): a sealed one is gone with its data key."""
-    changed = 0
-    for path in PROMPT_PATHS:
-        cur = await conn.execute(
-            "UPDATE outbox SET body = convert_to(jsonb_set(convert_from(body, 'UTF8')::jsonb, %(path)s,"
-            " '\"\"')::text, 'UTF8') WHERE record_key = %(key)s"
-            " AND jsonb_typeof(convert_from(body, 'UTF8')::jsonb #> %(path)s) = 'string'"
-            " AND convert_from(body, 'UTF8')::jsonb #>> %(path)s <> ''", {"path": path, "key": str(job_id).encode()})
-        changed += cur.rowcount
-    return changed
-
-
-RELAY_BATCH = 200
-# While a backlog drains, its size is counted at most this often.
-BACKLOG_COUNT_INTERVAL_S = 1.0
-
-# A pass takes the bus fence and its outbox's lock (journal.py) first, in a statement of its
-# own: the rows' statement then sees what a recovery that held the lock committed. It takes
-# none while a rotation is under way.
-FENCE = "SELECT pg_advisory_xact_lock_shared(%s), pg_advisory_xact_lock_shared(%s)"
-UNPUBLISHED_ROWS = (
-    "SELECT seq, event_type, topic, record_key, headers, body FROM outbox"
-    " WHERE published_at IS NULL AND NOT EXISTS (SELECT 1 FROM outbox_partitions WHERE rotate_to IS NOT NULL)"
-    " ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED")
-# Published rows keep the partition and offset the broker gave them; each partition's
-# highest acknowledged offset is noted (a new partition's with the broker it came from).
-MARK_PUBLISHED = (
-    "WITH acked AS (SELECT * FROM unnest(%(seqs)s::bigint[], %(partitions)s::int[], %(offsets)s::bigint[])"
-    "  AS a(seq, part, off)),"
-    " marked AS (UPDATE outbox o SET published_at = now(), partition = a.part, \"offset\" = a.off FROM acked a"
-    "  WHERE o.seq = a.seq RETURNING o.topic, a.part, a.off)"
-    " INSERT INTO outbox_partitions AS p (topic, partition, broker, acked_through)"
-    " SELECT topic, part, %(broker)s, max(off) FROM marked GROUP BY topic, part"
-    " ON CONFLICT (topic, partition) DO UPDATE SET acked_through = greatest(p.acked_through, excluded.acked_through)")
-# The same, announcing each topic published to (wake.py), once the transaction commits.
-MARK_AND_ANNOUNCE = MARK_PUBLISHED.replace(
-    " FROM marked GROUP BY", " FROM marked, LATERAL (SELECT pg_notify(%(channel)s, marked.topic)) AS said GROUP BY")
-
-
-def outbox_channel(schema: str) -> str:
-    """The channel the outbox's trigger notifies when a transaction that added rows commits."""
-    return f"outbox_{schema}"
-
-
-class OutboxRelay:
-    """Publishes committed outbox rows in order, and keeps them as the service's journal
-    (journal.py): each row's partition and offset, the broker they came from, and what to do
-    when that broker is replaced. Wakes on a commit anywhere that added rows (PostgreSQL
-    NOTIFY, when `database_url` is given: this process, another replica, a CLI), on
-    `notify()` (this process committed) while no such listener is connected, and every poll
-    interval as a safety net.
-
-    `observers` are called with (event type, JSON body) of every row once it is published,
-    which is how a service counts what it announced (the ledger's credits)."""
-
-    def __init__(self, pool: AsyncConnectionPool, settings, schema: str, journal: Journal,
-                 database_url: str | None = None):
-        self.pool, self.settings, self.service, self.journal = pool, settings, schema, journal
-        self.poll_interval_s = settings.outbox_poll_interval_s
-        self.database_url = database_url
-        self.observers: list[Callable[[str, bytes], None]] = []
-        self._producer: AIOKafkaProducer | None = None
-        self._verified: frozenset = frozenset()  # the broker connections the journal's broker answered on
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
-        self._listener: asyncio.Task | None = None
-        self._watcher: asyncio.Task | None = None
-        self._listening = False
-        self._backlog_counted_at = 0.0
-        self._stopping = False
-
-    def notify(self) -> None:
-        """This process committed outbox rows. While the listener is connected, the commit's
-        own NOTIFY wakes the relay: waking it here too made a second, empty pass (one more
-        transaction) whenever the NOTIFY came during the first."""
-        if not self._listening:
-            self._wake.set()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"{self.service}-outbox-relay")
-        self._watcher = asyncio.create_task(self._watch(), name=f"{self.service}-journal")
-        if self.database_url:
-            self._listener = asyncio.create_task(self._listen_for_commits(), name=f"{self.service}-outbox-listen")
-
-    async def _listen_for_commits(self) -> None:
-        # The poll carries on while the database is away.
-        def on_notify(_payload: str | None) -> None:
-            self._listening = True  # (re)connected or notified: every commit from now on is announced
-            self._wake.set()
-
-        def on_lost() -> None:
-            self._listening = False
-
-        await listen(self.database_url, outbox_channel(self.service), on_notify, self.poll_interval_s, on_lost)
-
-    async def stop(self, grace_s: float = 15) -> None:
-        """Publish what is committed, then stop; never cancel a send half-way (what is left
-        after the grace period is relayed by the next start)."""
-        for task in (self._listener, self._watcher):
-            if task:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-        if self._task:
-            self._stopping = True
-            self._wake.set()
-            try:
-                await asyncio.wait_for(asyncio.shield(self._task), grace_s)
-            except TimeoutError:
-                log.warning("outbox relay did not drain in %ss; the next start relays the rest", grace_s)
-                self._task.cancel()
-                await asyncio.gather(self._task, return_exceptions=True)
-        await self.journal.close()
-        if self._producer is not None:
-            await self._producer.stop()
-            self._producer = None
-
-    async def _run(self) -> None:
-        while True:
-            # Only a pass that began after stop() was asked is sure to see every row committed
-            # before it; a pass already running may have selected just before such a commit.
-            stopping = self._stopping
-            try:
-                while await self.relay_batch() == RELAY_BATCH:
-                    if time.monotonic() - self._backlog_counted_at >= BACKLOG_COUNT_INTERVAL_S:
-                        await self.measure_backlog()
-                # A short batch took every row committed before it (but those another replica
-                # is publishing): no backlog, and no query to count it on every commit.
-                telemetry.OUTBOX_PENDING.labels(self.service).set(0)
-            except Exception:  # broker or database away: keep the rows, try again later
-                log.exception("outbox relay failed; will retry")
-                stopping = False  # stop() gives up after its grace period
-                await self.measure_backlog()
-            if stopping:
-                return
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
-            except TimeoutError:
-                pass
-            self._wake.clear()
-
-    async def _watch(self) -> None:
-        """The journal's periodic look (journal.Journal.tick), which also notices a broker
-        replaced while the relay had nothing to publish."""
-        while True:
-            await asyncio.sleep(self.settings.bus_check_interval_s)
-            try:
-                producer = await self.producer()
-                await self.verify_broker(producer, recheck=True)
-                await self.journal.tick(producer.client)
-            except BrokerChanged as changed:
-                await self._recover(changed)
-            except Exception:
-                log.warning("the journal's look at the broker failed; will retry", exc_info=True)
-
-    async def measure_backlog(self) -> int | None:
-        """Count the rows still to publish, also (above all) while the broker is away."""
-        try:
-            async with self.pool.connection(timeout=5) as conn:
-                row = await (await conn.execute(
-                    "SELECT count(*) AS n FROM outbox WHERE published_at IS NULL")).fetchone()
-        except Exception:  # the database is away too: the last value stands
-            log.warning("cannot count the outbox backlog", exc_info=True)
-            return None
-        telemetry.OUTBOX_PENDING.labels(self.service).set(row["n"])
-        self._backlog_counted_at = time.monotonic()
-        return row["n"]
-
-    async def producer(self) -> AIOKafkaProducer:
-        if self._producer is None:
-            producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, acks="all",
-                                        request_timeout_ms=self.settings.bus_send_timeout_ms)
-            try:
-                await producer.start()
-            except BaseException:
-                await producer.stop()
-                raise
-            self._producer = producer
-        return self._producer
-
-    async def verify_broker(self, producer: AIOKafkaProducer, recheck: bool = False) -> None:
-        """Raise BrokerChanged unless the broker answering is the one the journal's offsets
-        came from. Asked again only on a connection made since the last answer: a broker
-        that restarted cannot answer on a connection opened before."""
-        connections = kafka_admin.connections(producer.client)
-        if connections and connections == self._verified and not recheck:
-            return
-        current = await kafka_admin.cluster_id(producer.client)
-        recorded = self.journal.broker if self.journal.broker is not None else await self.journal.recorded_broker()
-        if recorded is not None and recorded != current:
-            raise BrokerChanged(current)
-        self.journal.broker = current
-        self._verified = kafka_admin.connections(producer.client)
-
-    async def _recover(self, changed: BrokerChanged) -> None:
-        lost = isinstance(changed, LogLost)
-        await self.journal.recover((await self.producer()).client, changed.broker, rebuild=lost, if_lost=lost)
-        self._verified = frozenset()
-        self._wake.set()
-
-    async def relay_batch(self, limit: int = RELAY_BATCH) -> int:
-        try:
-            return await self._relay_batch(limit)
-        except BrokerChanged as changed:
-            await self._recover(changed)
-            return await self._relay_batch(limit)
-
-    async def _relay_batch(self, limit: int) -> int:
-        producer = await self.producer()
-        # Pipelined: the transaction's opening statements travel in one round trip.
-        async with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
-            # A pass need not wait for the disk at its commit: a mark lost to a crash only has
-            # the rows published again, which the inboxes skip.
-            await conn.execute("SET LOCAL synchronous_commit TO off")
-            await conn.execute(FENCE, [BUS_FENCE, outbox_lock(self.service)])
-            rows = await (await conn.execute(UNPUBLISHED_ROWS, [limit])).fetchall()
-            if not rows:
-                return 0
-            await self.verify_broker(producer)
-            # Sent in order (a partition keeps it), acknowledged together so that the producer
-            # batches them; a row is marked published only once the broker acknowledged it.
-            sent = [await producer.send(row["topic"], bytes(row["body"]), key=_key(row["record_key"]),
-                                        headers=[(k, v.encode()) for k, v in row["headers"].items()]) for row in rows]
-            acks = await asyncio.gather(*sent)
-            await conn.execute(MARK_AND_ANNOUNCE if self.settings.bus_wake_on_publish else MARK_PUBLISHED,
-                               {"seqs": [r["seq"] for r in rows], "partitions": [a.partition for a in acks],
-                                "offsets": [a.offset for a in acks], "broker": self.journal.broker,
-                                "channel": bus_channel(self.settings.topic_namespace)})
-        telemetry.OUTBOX_RELAYED.labels(self.service).inc(len(rows))
-        for observe in self.observers:
-            for row in rows:
-                observe(row["event_type"], bytes(row["body"]))
-        return len(rows)
-
-
-def _key(record_key) -> bytes | None:
-    return bytes(record_key) if record_key is not None else None
-
-
-# ---- inbox and handlers ---------------------------------------------------------------
-
-
-@dataclass
-class HandlerContext:
-    """What a handler gets: the open transaction, the incoming envelope, what was prepared
-    for it, `emit`, and `after_commit` for what may only happen once its work is visible."""
-
-    conn: psycopg.AsyncConnection
-    envelope: Envelope
-    source: str
-    namespace: str
-    prepared: Any = None  # what the event type's `prepare` returned, before the transaction
-    emitted: list[Envelope] = field(default_factory=list)
-    committed: list[Callable[[], None]] = field(default_factory=list)
-
-    def after_commit(self, callback: Callable[[], None]) -> None:
-        """Call `callback` once the transaction has committed (never if it rolls back)."""
-        self.committed.append(callback)
-
-    async def emit(self, event: Event) -> Envelope:
-        envelope = envelop(event, self.source, cause=self.envelope)
-        await add_to_outbox(self.conn, envelope, self.namespace)
-        self.emitted.append(envelope)
-        return envelope
-
-
-Handler = Callable[[HandlerContext, Event], Awaitable[None]]
-Prepare = Callable[[Envelope], Awaitable[Any]]
-# A batch handler gets the open transaction, the not-yet-applied envelopes in order, and
-# `publish`, which adds events (each with the envelope that caused it) to the outbox; it
-# calls `publish` when it likes, so its most contended writes can come last.
-Publish = Callable[[list[tuple[Event, Envelope]]], Awaitable[None]]
-BatchHandler = Callable[[psycopg.AsyncConnection, list[Envelope], Publish], Awaitable[None]]
-
-
-async def already_applied(conn: psycopg.AsyncConnection, event_id: str) -> bool:
-    row = await (await conn.execute("SELECT 1 FROM inbox WHERE event_id = %s", [event_id])).fetchone()
-    return row is not None
-
-
-async def record_applied(conn: psycopg.AsyncConnection, envelope: Envelope) -> bool:
-    """Claim the event for this transaction; False means it was applied before."""
-    cur = await conn.execute(
-        "INSERT INTO inbox (event_id, event_type) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-        [envelope.id, envelope.type],
-    )
-    return cur.rowcount == 1
-
-
-async def record_applied_many(conn: psycopg.AsyncConnection, envelopes: list[Envelope]) -> list[Envelope]:
-    """Claim a batch; returns the envelopes not applied before, in order, each id once."""
-    cur = await conn.execute(
-        "INSERT INTO inbox (event_id, event_type) SELECT * FROM unnest(%s::text[], %s::text[])"
-        " ON CONFLICT DO NOTHING RETURNING event_id",
-        [[e.id for e in envelopes], [e.type for e in envelopes]],
-    )
-    fresh = {row["event_id"] for row in await cur.fetchall()}
-    claimed = []
-    for envelope in envelopes:  # the first occurrence of an id wins
-        if envelope.id in fresh:
-            fresh.discard(envelope.id)
-            claimed.append(envelope)
-    return claimed
-
-
-# A fetched batch at least this large is checked against the inbox in one query first.
-SKIP_CHECK_BATCH = 16
-
-
-class TransientConflict(Exception):
-    """A concurrent transaction won a race; applying the same work again on fresh state
-    will succeed."""
-
-
-RACE_RETRIES = 8
-
-
-async def retry_races(work: Callable[[], Awaitable]):
-    """Run `work` (one whole transaction) again while it loses races, with a short jitter."""
-    for attempt in range(1, RACE_RETRIES + 1):
-        try:
-            return await work()
-        except TransientConflict:
-            if attempt == RACE_RETRIES:
-                raise
-            await asyncio.sleep(random.random() * 0.005 * attempt)
-
-
-class PermanentError(Exception):
-    """A failure that retrying cannot fix: the message goes to the DLQ at once."""
-
 
 class OffsetCommits:
     """The offsets of the records a consumer has applied, committed to the broker every

@@ -1,0 +1,110 @@
+"""The inbox: a consumer records the id of every event it applied in the transaction that
+applied it, so a redelivered event is skipped; what a handler gets (HandlerContext), and
+the errors that say whether trying again can help."""
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from services.common.contracts import Event
+from services.common.envelope import Envelope, envelop
+from services.common.outbox import add_to_outbox
+
+log = logging.getLogger(__name__)
+
+# ---- inbox and handlers ---------------------------------------------------------------
+
+
+@dataclass
+class HandlerContext:
+    """What a handler gets: the open transaction, the incoming envelope, what was prepared
+    for it, `emit`, and `after_commit` for what may only happen once its work is visible."""
+
+    conn: psycopg.AsyncConnection
+    envelope: Envelope
+    source: str
+    namespace: str
+    prepared: Any = None  # what the event type's `prepare` returned, before the transaction
+    emitted: list[Envelope] = field(default_factory=list)
+    committed: list[Callable[[], None]] = field(default_factory=list)
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once the transaction has committed (never if it rolls back)."""
+        self.committed.append(callback)
+
+    async def emit(self, event: Event) -> Envelope:
+        envelope = envelop(event, self.source, cause=self.envelope)
+        await add_to_outbox(self.conn, envelope, self.namespace)
+        self.emitted.append(envelope)
+        return envelope
+
+
+Handler = Callable[[HandlerContext, Event], Awaitable[None]]
+Prepare = Callable[[Envelope], Awaitable[Any]]
+# A batch handler gets the open transaction, the not-yet-applied envelopes in order, and
+# `publish`, which adds events (each with the envelope that caused it) to the outbox; it
+# calls `publish` when it likes, so its most contended writes can come last.
+Publish = Callable[[list[tuple[Event, Envelope]]], Awaitable[None]]
+BatchHandler = Callable[[psycopg.AsyncConnection, list[Envelope], Publish], Awaitable[None]]
+
+
+async def already_applied(conn: psycopg.AsyncConnection, event_id: str) -> bool:
+    row = await (await conn.execute("SELECT 1 FROM inbox WHERE event_id = %s", [event_id])).fetchone()
+    return row is not None
+
+
+async def record_applied(conn: psycopg.AsyncConnection, envelope: Envelope) -> bool:
+    """Claim the event for this transaction; False means it was applied before."""
+    cur = await conn.execute(
+        "INSERT INTO inbox (event_id, event_type) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+        [envelope.id, envelope.type],
+    )
+    return cur.rowcount == 1
+
+
+async def record_applied_many(conn: psycopg.AsyncConnection, envelopes: list[Envelope]) -> list[Envelope]:
+    """Claim a batch; returns the envelopes not applied before, in order, each id once."""
+    cur = await conn.execute(
+        "INSERT INTO inbox (event_id, event_type) SELECT * FROM unnest(%s::text[], %s::text[])"
+        " ON CONFLICT DO NOTHING RETURNING event_id",
+        [[e.id for e in envelopes], [e.type for e in envelopes]],
+    )
+    fresh = {row["event_id"] for row in await cur.fetchall()}
+    claimed = []
+    for envelope in envelopes:  # the first occurrence of an id wins
+        if envelope.id in fresh:
+            fresh.discard(envelope.id)
+            claimed.append(envelope)
+    return claimed
+
+
+# A fetched batch at least this large is checked against the inbox in one query first.
+SKIP_CHECK_BATCH = 16
+
+
+class TransientConflict(Exception):
+    """A concurrent transaction won a race; applying the same work again on fresh state
+    will succeed."""
+
+
+RACE_RETRIES = 8
+
+
+async def retry_races(work: Callable[[], Awaitable]):
+    """Run `work` (one whole transaction) again while it loses races, with a short jitter."""
+    for attempt in range(1, RACE_RETRIES + 1):
+        try:
+            return await work()
+        except TransientConflict:
+            if attempt == RACE_RETRIES:
+                raise
+            await asyncio.sleep(random.random() * 0.005 * attempt)
+
+
+class PermanentError(Exception):
+    """A failure that retrying cannot fix: the message goes to the DLQ at once."""
