@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from services.common.contracts import Tier
+from services.common.contracts import ProviderStatus, QualityStatus, Tier
 from services.router.clock import Clock, LoopClock
 from services.router.providers.base import GeneratedImage, GenerationRequest, Provider, ProviderError
 from services.router.providers.registry import ProviderConfig, Registry
@@ -192,34 +192,6 @@ class AttemptResult:
     @property
     def shortfall(self) -> int:
         return self.planned_candidates - len(self.images)
-
-
-@dataclass(frozen=True, slots=True)
-class QualityStatus:
-    """One provider's quality breaker for one template."""
-
-    state: str
-    reason: str
-    pass_rate: float | None
-    verdicts: int
-
-
-@dataclass(frozen=True, slots=True)
-class ProviderStatus:
-    name: str
-    adapter: str
-    state: str
-    healthy: bool
-    price_micro_usd: int
-    pass_rates: dict[str, float]
-    prior_pass_rate: float
-    in_flight: int
-    concurrency_limit: int
-    max_concurrency: int
-    latency_estimate_s: float
-    calls: int
-    failures: int
-    quality: dict[str, QualityStatus] = field(default_factory=dict)
 
 
 @dataclass
@@ -689,7 +661,8 @@ class RoutingEngine:
             concurrency_limit=health.limiter.current_limit, max_concurrency=config.concurrency,
             latency_estimate_s=self._expected_latency_s(name, 1),
             calls=health.calls, failures=health.failures,
-            quality={template: QualityStatus(str(q.state), q.reason, q.pass_rate, q.verdicts)
+            quality={template: QualityStatus(state=str(q.state), reason=q.reason, pass_rate=q.pass_rate,
+                                             verdicts=q.verdicts)
                      for (provider, template), q in self._quality.items() if provider == name},
         )
 
