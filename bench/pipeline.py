@@ -26,7 +26,8 @@ from skimage import data
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from services.common.templates import load_catalogue  # noqa: E402
-from services.router.engine import RouteRequest, RoutingEngine  # noqa: E402
+from services.router.attempts import RoutingEngine  # noqa: E402
+from services.router.routing_types import RouteRequest  # noqa: E402
 from services.router.pipeline import run_pipeline  # noqa: E402
 from services.router.providers import image_stages  # noqa: E402
 from services.router.providers.factory import build_providers  # noqa: E402

@@ -36,13 +36,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from services.router.attempts import RoutingEngine  # noqa: E402
 from services.router.clock import Clock, LoopClock, run_simulated  # noqa: E402
-from services.router.engine import (AllProvidersFailed, CostCapReached, NoCapableProvider, RouteRequest,  # noqa: E402
-                                    RoutingEngine, RoutingPolicy)
 from services.router.fairness import FairQueue  # noqa: E402
 from services.router.providers.base import GeneratedImage, GenerationRequest, ProviderError  # noqa: E402
 from services.router.providers.registry import Registry, parse_registry  # noqa: E402
 from services.router.resilience import AimdSettings, BreakerSettings  # noqa: E402
+from services.router.routing_types import (AllProvidersFailed, CostCapReached, NoCapableProvider, RouteRequest,  # noqa: E402
+                                           RoutingPolicy)
 
 HOUR = 3600.0
 DAY_S = 24 * HOUR

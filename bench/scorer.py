@@ -55,7 +55,7 @@ import torch  # noqa: E402
 from skimage import data as photos  # noqa: E402
 
 from services.router.providers.image_stages import animate  # noqa: E402
-from services.router.providers.local import LocalGenerator  # noqa: E402
+from services.router.providers.painter import LocalGenerator  # noqa: E402
 from services.scorer.dimensions import ImageVerdict, Scorer, select_best  # noqa: E402
 from services.scorer.dimensions.core import registered  # noqa: E402
 from services.scorer.dimensions.tiers import Enough  # noqa: E402

@@ -468,6 +468,35 @@ class ProviderCall(Contract):
     stage_index: int = Field(0, ge=0, description="that stage's place in the template's pipeline")
 
 
+class QualityStatus(Contract):
+    """One provider's quality breaker for one template, inside `ProviderStatus`."""
+
+    state: str
+    reason: str
+    pass_rate: float | None
+    verdicts: int
+
+
+class ProviderStatus(Contract):
+    """One provider as the router sees it now: the router reports it (its gRPC ListProviders
+    carries these fields) and ingest's operator view `/admin/v1/providers` shows it."""
+
+    name: str
+    adapter: str
+    state: str
+    healthy: bool
+    price_micro_usd: int
+    pass_rates: dict[str, float]
+    prior_pass_rate: float
+    in_flight: int
+    concurrency_limit: int
+    max_concurrency: int
+    latency_estimate_s: float
+    calls: int
+    failures: int
+    quality: dict[str, QualityStatus] = {}
+
+
 class AttemptStarted(JobEvent):
     """Published by the router when it claims a generation attempt and starts calling
     providers, so clients see the job `generating` while it happens. A claim taken over

@@ -15,7 +15,7 @@ from services.common.admin import OperatorWith
 from services.common.audit import operator_actor
 from services.common.api import RequestModel, Timestamp
 from services.common.problems import Problem
-from services.ledger.domain import SignatureError, verify_signature
+from services.ledger.payment_signatures import SignatureError, verify_signature
 
 router = APIRouter()
 

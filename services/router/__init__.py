@@ -1,0 +1,30 @@
+"""The router: admitted jobs become candidates, generated where a passing image is cheapest.
+
+app.py             the service: bus consumers, scheduler, gRPC server, metrics
+__main__.py        `python -m services.router`
+handlers.py        events in: admitted jobs and rework requests become attempts; verdicts teach
+scheduler.py       which attempt runs next, and when to stop taking work
+fairness.py        the queue order: plans, paid tiers, tenants of one class served fairly
+generation.py      one attempt of one job, from its claim to the event that announces it
+pipeline.py        a template's stages for one attempt, each routed like generation
+attempts.py        `RoutingEngine`: one attempt's batches and calls (its docstring tells the attempt)
+routing_types.py   what an attempt takes and gives: policy, request, plan, call records, errors
+planning.py        the plan without I/O: capable providers, their ranking, how many candidates
+selection.py       pass-rate estimates, quotes, ranking and candidate counts, without I/O
+capacity.py        what a call reserves (a provider slot, its share of the cost cap); waiting for slots
+health.py          each provider's breaker, limit and learnt ratios; how calls update it; its status
+resilience.py      circuit and quality breakers, AIMD limits, retry backoff, timeouts on the clock
+clock.py           the event loop's clock and a simulated one that skips idle time
+domain.py          router rules without I/O: what an attempt asks for, when a job can get no more
+store.py           the router's tables: jobs, attempts and claims, outcomes, verdicts
+grpc.py            the gRPC server: ListProviders
+metrics.py         provider calls, latency, spend and breaker state
+settings.py        the router's settings
+providers.yaml     the shipped provider registry
+providers/         base.py (the adapter interface), registry.py (providers.yaml's model),
+                   factory.py (adapters from the registry), remote.py (what the HTTP adapters
+                   share), fal.py / replicate.py / comfyui.py (hosted APIs), local_provider.py
+                   (the local adapter), painter.py (its offline painter), image_stages.py
+                   (the built-in stages' image operations)
+migrations/        the router's schema
+"""

@@ -12,7 +12,8 @@ from services.common.data_keys import DataKeys
 from services.common.runtime import GRPC_DRAIN_S, ServiceRuntime, ops_app
 from services.common.storage import ObjectStore
 from services.router import handlers, metrics
-from services.router.engine import RoutingEngine, RoutingPolicy
+from services.router.attempts import RoutingEngine
+from services.router.routing_types import RoutingPolicy
 from services.router.generation import AttemptRunner
 from services.router.grpc import start_router_grpc
 from services.router.providers.factory import build_providers

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from services.common.contracts import DEADLINE_EXCEEDED, CandidateScore, CandidatesGenerated, JobSpec, ProviderCall
-from services.router.engine import CallRecord, RouteRequest
+from services.router.routing_types import CallRecord, RouteRequest
 from services.router.providers.registry import Registry
 from services.router.resilience import Verdict
 

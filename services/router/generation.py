@@ -24,8 +24,9 @@ from services.common.runtime import ServiceRuntime
 from services.common.storage import ObjectStore, candidate_key
 from services.common.templates import load_catalogue
 from services.router import domain, metrics, store
-from services.router.engine import (AttemptResult, CallRecord, CostCapReached, NoCapableProvider, RouteRequest, RoutedImage,
-                                    RoutingEngine, RoutingError)
+from services.router.attempts import RoutingEngine
+from services.router.routing_types import (AttemptResult, CallRecord, CostCapReached, NoCapableProvider, RouteRequest,
+                                           RoutedImage, RoutingError)
 from services.router.pipeline import MissingInput, run_pipeline
 from services.router.settings import RouterSettings
 from services.router.store import AttemptRecord, AttemptRequest

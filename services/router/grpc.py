@@ -6,9 +6,10 @@ from collections.abc import Awaitable, Callable
 
 import grpc
 
+from services.common.contracts import ProviderStatus
 from services.common.grpc_server import start_grpc_server
 from services.common.protos import load
-from services.router.engine import ProviderStatus, RoutingEngine
+from services.router.attempts import RoutingEngine
 
 pb, rpc = load("genline.router.v1")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RouterService"].full_name

@@ -10,7 +10,7 @@ from services.common.outbox import erase_prompt_from_outbox
 from services.common.contracts import (CandidateScore, CandidatesScored, CreditsReserved, JobCancelRequested,
                                        JobErased, RegenerationRequested, ScoringFailed)
 from services.router import domain, store
-from services.router.engine import RoutingEngine
+from services.router.attempts import RoutingEngine
 from services.router.scheduler import AttemptScheduler
 from services.router.store import AttemptRequest
 

@@ -19,8 +19,9 @@ import asyncio
 from dataclasses import replace
 
 from services.common.templates import Stage
-from services.router.engine import (AllProvidersFailed, AttemptResult, CallRecord, RouteRequest, RoutedImage,
-                                    RoutingEngine, RoutingError, StageStep, with_calls)
+from services.router.attempts import RoutingEngine
+from services.router.routing_types import (AllProvidersFailed, AttemptResult, CallRecord, RouteRequest, RoutedImage,
+                                           RoutingError, StageStep, with_calls)
 
 
 class MissingInput(RoutingError):

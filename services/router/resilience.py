@@ -14,13 +14,12 @@
 * `RetryPolicy`: bounded calls per chunk, exponential backoff with full jitter.
 * `run_with_timeout`: races a call against the injected clock, so timeouts hold on
   simulated time too.
-* `CapacityWaiters`: tasks waiting for a provider slot, woken one per freed slot.
 """
 
 import asyncio
 import math
 import random
-from collections import Counter, OrderedDict, defaultdict, deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -297,34 +296,3 @@ async def run_with_timeout(clock: Clock, call: Awaitable[T], timeout_s: float) -
     # Let the call clean up (an adapter cancels its remote request) before we report.
     await asyncio.gather(task, return_exceptions=True)
     raise TimeoutError(f"no answer within {timeout_s:.1f} s")
-
-
-class CapacityWaiters:
-    """Tasks waiting for providers to free up, woken one per free slot in arrival order.
-
-    Waking every waiter on every release would cost O(waiters) per call when thousands
-    of batches wait out a saturated market.
-    """
-
-    def __init__(self) -> None:
-        self._by_provider: dict[str, OrderedDict[int, asyncio.Future]] = defaultdict(OrderedDict)
-        self._next_key = 0
-
-    def add(self, names: list[str]) -> tuple[int, asyncio.Future]:
-        key, self._next_key = self._next_key, self._next_key + 1
-        offered = asyncio.get_running_loop().create_future()
-        for name in names:
-            self._by_provider[name][key] = offered
-        return key, offered
-
-    def remove(self, key: int, names: list[str]) -> None:
-        for name in names:
-            self._by_provider[name].pop(key, None)
-
-    def wake(self, name: str, slots: int) -> None:
-        waiting = self._by_provider.get(name)
-        while slots > 0 and waiting:
-            _, offered = waiting.popitem(last=False)
-            if not offered.done():
-                offered.set_result(None)
-                slots -= 1

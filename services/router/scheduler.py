@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from psycopg_pool import AsyncConnectionPool
 
 from services.router import store
-from services.router.engine import RoutingEngine
+from services.router.attempts import RoutingEngine
 from services.router.fairness import FairQueue
 from services.router.store import AttemptRequest
 

@@ -16,7 +16,8 @@ from services.common.contracts import (
     ReservationRejected,
     RetryTokenIssued,
 )
-from services.ledger.domain import Book, SignatureError, replay_balances, sign_payload, verify_signature
+from services.ledger.domain import Book, replay_balances
+from services.ledger.payment_signatures import SignatureError, sign_payload, verify_signature
 from services.ledger.pricebook import load_price_book
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)

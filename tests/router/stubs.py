@@ -30,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from services.router.providers.local import LocalGenerator
+from services.router.providers.painter import LocalGenerator
 
 STUB_SECRET = "stub-secret"
 

@@ -87,7 +87,7 @@ def test_the_time_left_to_the_deadline_reaches_the_engine_and_stops_the_job_once
 def test_a_call_reports_the_pinned_model_it_was_made_with(tmp_path):
     import yaml
 
-    from services.router.engine import CallRecord
+    from services.router.routing_types import CallRecord
     from services.router.providers.registry import load_registry
     from tests.router.stubs import Stub, StubMarket, stub_provider
 

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from services.router.clock import LoopClock, run_simulated
-from services.router.engine import AllProvidersFailed, NoCapableProvider, RouteRequest, RoutingEngine
+from services.router.attempts import RoutingEngine
+from services.router.routing_types import AllProvidersFailed, NoCapableProvider, RouteRequest
 from services.router.providers.factory import build_providers
 from services.router.providers.registry import parse_registry
 

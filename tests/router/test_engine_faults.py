@@ -10,7 +10,8 @@ from collections import Counter
 
 import pytest
 
-from services.router.engine import CostCapReached, RouteRequest, RoutingEngine, RoutingPolicy
+from services.router.attempts import RoutingEngine
+from services.router.routing_types import CostCapReached, RouteRequest, RoutingPolicy
 from services.router.providers.factory import build_providers
 from services.router.providers.registry import parse_registry
 from services.router.resilience import BreakerSettings, RetryPolicy

@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from services.common.templates import Stage
-from services.router.engine import RouteRequest, RoutingEngine
+from services.router.attempts import RoutingEngine
+from services.router.routing_types import RouteRequest
 from services.router.pipeline import run_pipeline
 from services.router.providers.base import GenerationRequest, ProviderError
 from services.router.providers.factory import build_providers

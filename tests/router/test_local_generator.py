@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from services.router.providers.local import LocalGenerator, PaintedCandidate
+from services.router.providers.painter import LocalGenerator, PaintedCandidate
 
 
 def _open(candidate: PaintedCandidate) -> Image.Image:

@@ -12,7 +12,8 @@ from PIL import Image
 
 from services.common.templates import Stage
 from services.router.clock import run_simulated
-from services.router.engine import AllProvidersFailed, RouteRequest, RoutingEngine
+from services.router.attempts import RoutingEngine
+from services.router.routing_types import AllProvidersFailed, RouteRequest
 from services.router.pipeline import MissingInput, run_pipeline
 from services.router.providers.base import GenerationRequest, ProviderError
 from services.router.providers.factory import build_providers

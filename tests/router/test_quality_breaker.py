@@ -4,7 +4,8 @@ call succeeds, loses one template's traffic, says why, and wins it back with a p
 import uuid
 
 from services.router.clock import ManualClock, run_simulated
-from services.router.engine import RouteRequest, RoutingEngine, RoutingPolicy
+from services.router.attempts import RoutingEngine
+from services.router.routing_types import RouteRequest, RoutingPolicy
 from services.router.providers.factory import build_providers
 from services.router.providers.registry import parse_registry
 from services.router.resilience import BreakerState, QualityBreaker, QualitySettings, Verdict

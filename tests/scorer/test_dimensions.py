@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from services.router.providers.local import LocalGenerator, PaintedCandidate
+from services.router.providers.painter import LocalGenerator, PaintedCandidate
 from services.scorer.dimensions import (
     DIMENSIONS,
     Bounds,

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from services.router.providers.local import LocalGenerator
+from services.router.providers.painter import LocalGenerator
 from services.scorer.dimensions import DIMENSIONS, TIER_ONE, TIER_TWO, Bounds, Dimension, QualityRules, select_best
 from services.scorer.dimensions.core import registered
 from services.scorer.dimensions.tiers import Enough, PlannedDimension, Progress, TierWalk

@@ -125,6 +125,8 @@ def raise_for_problem(response: httpx.Response) -> None:
     raise error_class(status)(status, problem_of(response), response)
 
 
+# The services parse Retry-After in services/common/http_headers.py; this copy exists only
+# because the client ships alone and must not import the services.
 def retry_after(response: httpx.Response) -> float | None:
     """`Retry-After` in seconds, from either of its forms (delta-seconds or an HTTP date)."""
     value = response.headers.get("retry-after")

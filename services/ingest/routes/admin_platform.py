@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 
 from services.common.admin import OperatorWith
-from services.common.contracts import PUBLISHERS, dead_letter_topic, topic_of
+from services.common.contracts import PUBLISHERS, ProviderStatus, QualityStatus, dead_letter_topic, topic_of
 from services.common.problems import Problem
 from services.common.protos import load
 from services.common.replay import topic_sizes
@@ -36,30 +36,6 @@ def router_stub(request: Request):
 RouterStub = Annotated[object, Depends(router_stub)]
 
 
-class QualityBreaker(BaseModel):
-    state: str
-    reason: str
-    pass_rate: float | None
-    verdicts: int
-
-
-class ProviderStatus(BaseModel):
-    name: str
-    adapter: str
-    state: str
-    healthy: bool
-    price_micro_usd: int
-    pass_rates: dict[str, float]
-    prior_pass_rate: float
-    in_flight: int
-    concurrency_limit: int
-    max_concurrency: int
-    latency_estimate_s: float
-    calls: int
-    failures: int
-    quality: dict[str, QualityBreaker]
-
-
 class ProviderList(BaseModel):
     providers: list[ProviderStatus]
 
@@ -70,8 +46,8 @@ class DeadLetters(BaseModel):
 
 
 def provider_status(provider) -> ProviderStatus:
-    quality = {template: QualityBreaker(state=q.state, reason=q.reason, verdicts=q.verdicts,
-                                        pass_rate=None if math.isnan(q.pass_rate) else q.pass_rate)
+    quality = {template: QualityStatus(state=q.state, reason=q.reason, verdicts=q.verdicts,
+                                       pass_rate=None if math.isnan(q.pass_rate) else q.pass_rate)
                for template, q in provider.quality.items()}
     fields = {name: getattr(provider, name) for name in ProviderStatus.model_fields if name not in ("quality", "pass_rates")}
     return ProviderStatus(**fields, pass_rates=dict(provider.pass_rates), quality=quality)

@@ -17,7 +17,7 @@ from functools import lru_cache
 from services.router.clock import Clock, LoopClock
 from services.router.providers import image_stages
 from services.router.providers.base import GeneratedImage, GenerationRequest, ProviderError
-from services.router.providers.local import LocalGenerator
+from services.router.providers.painter import LocalGenerator
 from services.router.providers.registry import ProviderConfig
 
 

@@ -16,9 +16,7 @@ nothing else), or the call fails and the engine falls back.
 
 import asyncio
 import base64
-import email.utils
 import io
-import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
 from typing import Any
@@ -26,6 +24,7 @@ from typing import Any
 import httpx
 from PIL import Image
 
+from services.common.http_headers import retry_after_s
 from services.router.clock import Clock, LoopClock
 from services.router.providers.base import GeneratedImage, GenerationRequest, ProviderError
 from services.router.providers.registry import HostedStage, ModelPin, ProviderConfig
@@ -221,22 +220,6 @@ def raise_for_provider_status(provider: str, response: httpx.Response) -> None:
     if status >= 500:
         raise ProviderError("server_error", detail, retry_after_s(response))
     raise ProviderError("bad_request", detail)
-
-
-def retry_after_s(response: httpx.Response) -> float | None:
-    """Retry-After in seconds, from either of its forms (delta-seconds or an HTTP date)."""
-    value = response.headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def decode_data_uri(uri: str) -> tuple[bytes, str]:

@@ -1,4 +1,5 @@
-"""The built-in image provider: seeded, deterministic PNG paintings made on the CPU.
+"""The built-in painter: seeded, deterministic PNG paintings made on the CPU (`local_provider`
+puts it behind the provider interface).
 
 `LocalGenerator` lets the whole pipeline run offline. Each candidate is a colour
 gradient with a patch of fine pattern, filled shapes with crisp edges and thin lines,

@@ -1,0 +1,380 @@
+"""The routing engine: one attempt of one job, from plan to generated candidates.
+
+`RoutingEngine.route(request)`:
+
+1. plan — capable providers (model pin, size, image input) are quoted (current price
+   estimate, pass rate for the template, latency estimate, breaker state) and ranked by
+   expected cost per passing image within the tier's latency target; N is the smallest
+   count with P(at least K pass) ≥ the round's target, cut to what the cost cap allows;
+2. generate — the N indices are cut into batches; each batch walks the provider chain:
+   a provider whose breaker is open or whose concurrency is used up is passed over (so is
+   one whose quality breaker for the template is open, unless every capable one's is), a
+   call is bounded by a timeout, server errors are retried with jitter, anything else
+   falls back to the next provider; a batch never spends beyond the cap; while its
+   preferred providers are merely busy it waits for them (within the tier's latency
+   target and the deadline) rather than spill to a much dearer one;
+3. learn — every call updates its provider's breaker, AIMD limit, price and latency
+   estimates; `observe_scores` feeds the scorer's verdicts into the pass-rate estimate,
+   `observe_verdicts` into the quality breaker of the provider and template.
+
+Each index is generated at most once per attempt: a batch is only retried, or moved to
+another provider, for the indices no call has returned. The engine reads time only
+through its `Clock`, so it runs unchanged on simulated time (`bench/routing.py`).
+
+Planning is `planning.py` (pure, over a snapshot of provider health); what a call reserves
+(a provider slot, its share of the cost cap) and waiting for slots are `capacity.py`; what
+calls teach about a provider is `health.py`; this module runs the batches and their calls.
+"""
+
+import asyncio
+import math
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from services.common.contracts import ProviderStatus
+from services.router import planning
+from services.router.capacity import CostBudget, ProviderSlots
+from services.router.clock import Clock, LoopClock
+from services.router.health import learn_from_call, new_health, status_of
+from services.router.planning import ProviderSnapshot
+from services.router.providers.base import GeneratedImage, GenerationRequest, Provider, ProviderError
+from services.router.providers.registry import ProviderConfig, Registry
+from services.router.resilience import QualityBreaker, Verdict, run_with_timeout
+from services.router.routing_types import (AllProvidersFailed, AttemptResult, CallRecord, CostCapReached, RoutedImage,
+                                           RoutePlan, RouteRequest, RoutingError, RoutingPolicy, with_calls)
+from services.router.selection import PassRateEstimator, ProviderQuote
+
+
+@dataclass
+class _Batch:
+    """The indices one chunk of the attempt still has to get, and what it has got so far."""
+
+    pending: list[int]
+    images: list[RoutedImage] = field(default_factory=list)
+    calls: list[CallRecord] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """One call about to be made: its provider and indices, what it should cost and take, its timeout."""
+
+    provider: str
+    indices: list[int]
+    expected_cost: int
+    expected_latency_s: float
+    timeout_s: float
+
+
+class RoutingEngine:
+    def __init__(self, registry: Registry, providers: Mapping[str, Provider],
+                 estimator: PassRateEstimator | None = None, clock: Clock | None = None,
+                 policy: RoutingPolicy = RoutingPolicy(),  # noqa: B008 - frozen, so one default is safe
+                 rng: random.Random | None = None) -> None:
+        missing = set(registry.providers) - set(providers)
+        if missing:
+            raise ValueError(f"no adapter given for providers: {', '.join(sorted(missing))}")
+        self.registry = registry
+        self.providers = dict(providers)
+        self.clock = clock or LoopClock()
+        self.policy = policy
+        self.estimator = estimator or PassRateEstimator(
+            {name: c.pass_rate_prior for name, c in registry.providers.items()}, clock=self.clock)
+        self._rng = rng or random.Random()
+        self._health = {name: new_health(config, self.clock, policy) for name, config in registry.providers.items()}
+        self._quality: dict[tuple[str, str], QualityBreaker] = {}
+        self._slots = ProviderSlots(self._health, self.clock, policy.breaker.enabled)
+
+    # ---- the service's calls ------------------------------------------------------------
+
+    async def route(self, request: RouteRequest) -> AttemptResult:
+        started = self.clock.now()
+        plan = self.plan(request)
+        deadline = started + request.time_left_s if request.time_left_s is not None else None
+        budget = CostBudget(request.cost_cap_micro_usd)
+        chunks = _split(range(request.start_index, request.start_index + plan.candidates), plan.primary.max_batch)
+        batches = await asyncio.gather(*(self._generate(request, plan, _Batch(list(c)), budget, deadline)
+                                         for c in chunks))
+        return self._result(request, plan, batches, budget, started)
+
+    def plan(self, request: RouteRequest) -> RoutePlan:
+        """The provider chain and the number of candidates for this attempt (no calls made)."""
+        planning.check_request(request)
+        capable = self._capable(request)
+        return planning.plan_attempt(request, capable, self._snapshot(capable, request.template), self.registry,
+                                     self.policy)
+
+    def cheapest_price_micro_usd(self, request: RouteRequest) -> int | None:
+        """What one candidate costs at the cheapest capable provider now; None if none is capable."""
+        prices = [planning.price_micro_usd(config, request, self._health[config.name].price.value)
+                  for config in self._capable(request)]
+        return min(prices) if prices else None
+
+    def observe_scores(self, provider: str, template: str, passed: int, failed: int) -> None:
+        """The scorer's verdicts on candidates from `provider` for `template`."""
+        if self.policy.learn_pass_rates:
+            self.estimator.observe(provider, template, passed, failed)
+
+    def observe_verdicts(self, provider: str, template: str, verdicts: list[Verdict]) -> None:
+        """The scorer's verdicts on candidates from `provider` for `template`, for its quality breaker."""
+        if provider in self._health:
+            self._quality_of(provider, template).record(verdicts)
+
+    def provider_status(self) -> list[ProviderStatus]:
+        return [self._status(name, config) for name, config in self.registry.providers.items()]
+
+    def has_capacity(self) -> bool:
+        """False when every usable provider is open, paused or at its limit: stop taking jobs."""
+        return self._slots.any_available(self._usable())
+
+    async def wait_for_capacity(self, timeout_s: float | None = None, providers: list[str] | None = None) -> bool:
+        """Wait until one of `providers` (default: any usable) can take a call; False if `timeout_s` passed first."""
+        return await self._slots.wait(providers if providers is not None else self._usable(), timeout_s)
+
+    # ---- what planning reads --------------------------------------------------------------
+
+    def _usable(self) -> list[str]:
+        only = self.policy.only_provider
+        return [only] if only is not None else list(self._health)
+
+    def _capable(self, request: RouteRequest) -> list[ProviderConfig]:
+        return planning.capable_providers(self.registry.providers.values(), self.policy, request)
+
+    def _snapshot(self, capable: list[ProviderConfig], template: str) -> dict[str, ProviderSnapshot]:
+        return {config.name: self._snapshot_of(config.name, template) for config in capable}
+
+    def _snapshot_of(self, name: str, template: str) -> ProviderSnapshot:
+        health = self._health[name]
+        return ProviderSnapshot(breaker_available=health.breaker.is_available(),
+                                quality_available=self._quality_of(name, template).is_available(),
+                                price_ratio=health.price.value, latency_ratio=health.latency.value,
+                                pass_rate=self.estimator.mean(name, template))
+
+    def _quality_of(self, provider: str, template: str) -> QualityBreaker:
+        key = (provider, template)
+        if key not in self._quality:
+            self._quality[key] = QualityBreaker(self.clock, self.policy.quality)
+        return self._quality[key]
+
+    def _expected_latency_s(self, name: str, count: int) -> float:
+        return planning.expected_latency_s(self.registry.providers[name], self._health[name].latency.value, count)
+
+    # ---- generating ---------------------------------------------------------------------
+
+    async def _generate(self, request: RouteRequest, plan: RoutePlan, batch: _Batch, budget: CostBudget,
+                        deadline: float | None) -> _Batch:
+        """Get the batch's indices from the chain, within the call budget and the deadline."""
+        errors_seen = 0
+        patient_until = self._patience_until(request, plan, deadline)
+        while batch.pending and len(batch.calls) < self.policy.retry.max_calls and not _past(self.clock, deadline):
+            patient = errors_seen == 0 and self.clock.now() < patient_until
+            spill_limit = self._spill_limit(plan) if patient else math.inf
+            called = await self._walk_chain(request, plan, batch, budget, deadline, spill_limit)
+            if not batch.pending:
+                break
+            if not called:
+                if budget.refused:
+                    break
+                preferred = [q for q in plan.chain if q.rank_key(self.policy.rank_by) <= spill_limit]
+                freed = await self._wait_for_chain(plan, preferred, patient_until if patient else deadline)
+                if not freed and not patient:
+                    break
+                if not freed:
+                    patient_until = self.clock.now()  # the preferred ones stay busy: spill over
+                continue
+            errors_seen += 1
+            await self.clock.sleep(self.policy.retry.backoff_s(errors_seen, self._rng))
+        return batch
+
+    def _patience_until(self, request: RouteRequest, plan: RoutePlan, deadline: float | None) -> float:
+        """Until when a batch may wait for its preferred providers instead of spilling over."""
+        if self.policy.spill_tolerance is None or not self.policy.fallback:
+            return -math.inf
+        until = self.clock.now() + planning.tier_of(self.registry, request).latency_target_s
+        if deadline is None:
+            return until
+        # Leave time for the dearer provider's call and one more round after it.
+        slowest = max(quote.latency_s for quote in plan.chain)
+        return min(until, deadline - 2 * (slowest + self.registry.planning.round_overhead_s))
+
+    def _spill_limit(self, plan: RoutePlan) -> float:
+        return plan.primary.rank_key(self.policy.rank_by) * (self.policy.spill_tolerance or math.inf)
+
+    async def _walk_chain(self, request: RouteRequest, plan: RoutePlan, batch: _Batch, budget: CostBudget,
+                          deadline: float | None, spill_limit: float = math.inf) -> bool:
+        """One pass over the chain for the pending indices; whether any call was made.
+
+        Providers dearer than `spill_limit` are only tried once a call in this pass failed.
+        """
+        called = failed = False
+        for quote in plan.chain:
+            if quote.rank_key(self.policy.rank_by) > spill_limit and not failed:
+                continue
+            if not (plan.quality_waived or self._quality_of(quote.provider, request.template).is_available()):
+                # Opened, or another attempt holds its probe, since planning: as good as failed.
+                failed = True
+                continue
+            retries = 0
+            while batch.pending and len(batch.calls) < self.policy.retry.max_calls:
+                error = await self._call(request, quote, batch, budget, deadline, plan.quality_waived)
+                if error is _NOT_CALLED:
+                    break
+                called = True
+                failed = failed or error is not None
+                if error is None or not self._retry_same_provider(error, retries, deadline):
+                    break
+                retries += 1
+                await self.clock.sleep(self.policy.retry.backoff_s(retries, self._rng, error.retry_after_s))
+            if not batch.pending:
+                break
+        return called
+
+    def _retry_same_provider(self, error: ProviderError, retries: int, deadline: float | None) -> bool:
+        # Without fallback a provider is retried whatever the error; with it, only a
+        # server error is worth a second try before moving on.
+        retryable = error.kind != "bad_request" and (not self.policy.fallback or error.kind == "server_error")
+        return retryable and retries < self.policy.retry.same_provider_retries and not _past(self.clock, deadline)
+
+    async def _wait_for_chain(self, plan: RoutePlan, quotes: list[ProviderQuote], until: float | None) -> bool:
+        """Wait for one of `quotes` to free up, no later than `until`; whether one did."""
+        # Without a limit, wait as long as one call to the primary may take.
+        limit = (until - self.clock.now() if until is not None
+                 else self.registry.providers[plan.primary.provider].timeouts.overall_s)
+        names = [quote.provider for quote in quotes]
+        return self._slots.may_free_up_within(names, limit) and await self.wait_for_capacity(limit, names)
+
+    # ---- one call -----------------------------------------------------------------------
+
+    async def _call(self, request: RouteRequest, quote: ProviderQuote, batch: _Batch, budget: CostBudget,
+                    deadline: float | None, quality_waived: bool = False) -> "ProviderError | None | _NotCalled":
+        """One call for the batch's pending indices (as many as fit the provider's batch)."""
+        call = self._prepare_call(quote, batch, deadline)
+        if not self._reserve_cost_and_slot(call, budget):
+            return _NOT_CALLED
+        if not quality_waived:
+            # The half-open probe, if it is one: `_walk_chain` saw it free, with no await since.
+            self._quality_of(quote.provider, request.template).try_acquire()
+        images, error, latency = await self._make_call(call, request)
+        images = [i for i in images if i.index in call.indices]
+        actual_cost = sum(i.cost_micro_usd for i in images)
+        budget.settle(call.expected_cost, actual_cost)
+        learn_from_call(self._health[call.provider], self.registry.providers[call.provider], request, images,
+                        error, latency)
+        self._record_call(batch, call, images, error, latency, actual_cost)
+        if error is None and len(images) < len(call.indices):
+            returned = f"{len(images)} of {len(call.indices)} images"
+            return ProviderError("server_error", f"{call.provider} returned {returned}")
+        return error
+
+    def _prepare_call(self, quote: ProviderQuote, batch: _Batch, deadline: float | None) -> _Call:
+        indices = batch.pending[: quote.max_batch]
+        return _Call(quote.provider, indices, expected_cost=quote.price_micro_usd * len(indices),
+                     expected_latency_s=self._expected_latency_s(quote.provider, len(indices)),
+                     timeout_s=self._call_timeout_s(quote.provider, deadline))
+
+    def _reserve_cost_and_slot(self, call: _Call, budget: CostBudget) -> bool:
+        """Reserve the call's expected cost, then a slot at its provider; neither is kept unless both are."""
+        if call.timeout_s <= 0 or not budget.try_reserve(call.expected_cost):
+            return False
+        if not self._slots.try_acquire(call.provider):
+            budget.settle(call.expected_cost, 0)
+            return False
+        return True
+
+    async def _make_call(self, call: _Call, request: RouteRequest
+                         ) -> tuple[list[GeneratedImage], ProviderError | None, float]:
+        """The provider's images or error, and how long it took; its slot is given back whatever happens."""
+        started = self.clock.now()
+        try:
+            images, error = await self._generate_on(call.provider, request, call.indices, call.timeout_s)
+        except asyncio.CancelledError:
+            self._health[call.provider].breaker.record(None)
+            raise
+        finally:
+            # Released even when the attempt itself is cancelled, so no slot leaks.
+            self._slots.release(call.provider)
+        return images, error, self.clock.now() - started
+
+    @staticmethod
+    def _record_call(batch: _Batch, call: _Call, images: list[GeneratedImage], error: ProviderError | None,
+                     latency_s: float, actual_cost: int) -> None:
+        batch.images.extend(RoutedImage(call.provider, image) for image in images)
+        returned = {image.index for image in images}
+        batch.pending = [i for i in batch.pending if i not in returned]
+        batch.calls.append(CallRecord(call.provider, call.indices[0], len(call.indices), call.expected_cost,
+                                      actual_cost, call.expected_latency_s, latency_s,
+                                      error.kind if error else "ok", str(error) if error else None))
+
+    async def _generate_on(self, name: str, request: RouteRequest, indices: list[int],
+                           timeout_s: float) -> tuple[list[GeneratedImage], ProviderError | None]:
+        generation = GenerationRequest(
+            job_id=request.job_id, attempt=request.attempt, prompt=request.prompt, seed=request.seed,
+            count=len(indices), width=request.width, height=request.height, start_index=indices[0],
+            model=self._model_of(name, request).name, model_version=self._model_of(name, request).version,
+            timeout_s=timeout_s, capability=request.capability, params=request.params,
+            inputs={i: request.inputs[i] for i in indices if i in request.inputs}, input=request.input,
+        )
+        try:
+            return await run_with_timeout(self.clock, self.providers[name].generate(generation), timeout_s), None
+        except TimeoutError:
+            return [], ProviderError("timeout", f"{name} gave no answer within {timeout_s:.1f} s")
+        except ProviderError as error:
+            return [], error
+        except Exception as error:  # noqa: BLE001 — a broken adapter must not take the router down
+            return [], ProviderError("server_error", f"{name} adapter failed: {error!r}")
+
+    def _model_of(self, name: str, request: RouteRequest):
+        # Capability was checked at planning, so the pin is there.
+        config = self.registry.providers[name]
+        if request.capability != "generate":
+            return config.models[0]  # a job's model pin is for its generation
+        return config.model_for(request.model, request.model_version)
+
+    def _call_timeout_s(self, name: str, deadline: float | None) -> float:
+        timeout = self.registry.providers[name].timeouts.overall_s
+        return timeout if deadline is None else min(timeout, deadline - self.clock.now())
+
+    # ---- reporting ----------------------------------------------------------------------
+
+    def _result(self, request: RouteRequest, plan: RoutePlan, batches: list[_Batch], budget: CostBudget,
+                started: float) -> AttemptResult:
+        calls = tuple(call for batch in batches for call in batch.calls)
+        images = tuple(sorted((i for batch in batches for i in batch.images), key=lambda r: r.image.index))
+        errors = tuple(call.error for call in calls if call.error)
+        if not images:
+            raise with_calls(self._nothing_generated(request, plan, budget, errors), calls, budget.spent)
+        return AttemptResult(
+            job_id=request.job_id, attempt=request.attempt, planned_candidates=plan.candidates,
+            success_target=plan.success_target, images=images, calls=calls,
+            expected_cost_micro_usd=sum(c.expected_cost_micro_usd for c in calls if c.outcome == "ok"),
+            actual_cost_micro_usd=budget.spent, expected_latency_s=plan.expected_latency_s,
+            latency_s=self.clock.now() - started, cost_cap_reached=plan.cost_cap_limited or budget.refused,
+            errors=errors,
+        )
+
+    @staticmethod
+    def _nothing_generated(request: RouteRequest, plan: RoutePlan, budget: CostBudget,
+                           errors: tuple[str, ...]) -> RoutingError:
+        if budget.refused or plan.priced_out:
+            tried = f" after {len(errors)} failed call(s): {errors[-1]}" if errors else ""
+            return CostCapReached(f"job {request.job_id}: cost cap of {budget.cap} µUSD reached{tried}")
+        return AllProvidersFailed(f"job {request.job_id}: no candidate generated", errors)
+
+    def _status(self, name: str, config: ProviderConfig) -> ProviderStatus:
+        return status_of(name, config, self._health[name], self.estimator, self._quality,
+                         self._expected_latency_s(name, 1))
+
+
+class _NotCalled:
+    """No call was made: the provider was open, saturated, over budget or out of time."""
+
+
+_NOT_CALLED = _NotCalled()
+
+
+def _past(clock: Clock, deadline: float | None) -> bool:
+    return deadline is not None and clock.now() >= deadline
+
+
+def _split(indices: range, size: int) -> list[range]:
+    return [indices[i: i + size] for i in range(0, len(indices), max(1, size))]

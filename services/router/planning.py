@@ -1,0 +1,153 @@
+"""Planning one attempt, without I/O: which providers, in what order, and how many candidates.
+
+Capable providers (model pin, size, image input, the stage) are quoted from a snapshot of
+their health taken when the attempt starts (breaker, quality breaker for the template,
+learnt price and latency ratios, pass-rate estimate) and ranked by expected cost per
+passing image within the tier's latency target. N is the smallest count with P(at least K
+pass) ≥ the round's target, cut to what the cost cap allows. The same snapshot and request
+always give the same plan.
+"""
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from services.router.providers.registry import ProviderConfig, Registry
+from services.router.routing_types import (AllProvidersFailed, CostCapReached, NoCapableProvider, RoutePlan,
+                                           RouteRequest, RoutingPolicy)
+from services.router.selection import (ProviderQuote, candidates_needed, fixed_oversample, rank_providers,
+                                       round_target)
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSnapshot:
+    """One capable provider's health as planning reads it, for the request's template."""
+
+    breaker_available: bool
+    quality_available: bool
+    price_ratio: float
+    latency_ratio: float
+    pass_rate: float
+
+
+def plan_attempt(request: RouteRequest, capable: list[ProviderConfig], snapshot: Mapping[str, ProviderSnapshot],
+                 registry: Registry, policy: RoutingPolicy) -> RoutePlan:
+    """The provider chain and the number of candidates for this attempt (no calls made)."""
+    if not capable:
+        raise NoCapableProvider(incapable_reason(request))
+    collapsed = {c.name for c in capable if not snapshot[c.name].quality_available}
+    waived = len(collapsed) == len(capable)
+    quotes = [quote(config, request, snapshot[config.name], policy, waived or config.name not in collapsed)
+              for config in capable]
+    affordable = [q for q in quotes if fits(request.cost_cap_micro_usd, q.price_micro_usd)]
+    if not affordable:
+        raise CostCapReached(f"job {request.job_id}: {request.cost_cap_micro_usd} µUSD left, "
+                             f"cheapest capable image costs {min(q.price_micro_usd for q in quotes)}")
+    chain = rank_providers(affordable, tier_of(registry, request).latency_target_s, policy.rank_by)
+    if not chain:
+        raise AllProvidersFailed(f"job {request.job_id}: every capable provider is open or saturated")
+    chain = chain if policy.fallback else chain[:1]
+    priced_out = tuple(q.provider for q in quotes if q not in affordable)
+    return sized_plan(request, tuple(chain), priced_out, registry, policy, quality_waived=waived)
+
+
+def check_request(request: RouteRequest) -> None:
+    if request.images_needed < 1:
+        raise ValueError(f"images_needed must be at least 1, got {request.images_needed}")
+
+
+def capable_providers(configs: Iterable[ProviderConfig], policy: RoutingPolicy,
+                      request: RouteRequest) -> list[ProviderConfig]:
+    if policy.only_provider is not None:
+        configs = [c for c in configs if c.name == policy.only_provider]
+    if request.provider is not None:
+        configs = [c for c in configs if c.name == request.provider]
+    return [c for c in configs if is_capable(c, request)]
+
+
+def is_capable(config: ProviderConfig, request: RouteRequest) -> bool:
+    capabilities = config.capabilities
+    if not config.runs(request.capability):
+        return False
+    if request.capability != "generate":
+        return True  # works on the image it is given, whatever its size
+    return (config.model_for(request.model, request.model_version) is not None
+            and capabilities.supports_size(request.width, request.height)
+            and (capabilities.image_input or not request.needs_image_input)
+            and (capabilities.seed_control or not request.needs_seed_control))
+
+
+def incapable_reason(request: RouteRequest) -> str:
+    if request.capability != "generate":
+        pinned = f" pinned to {request.provider}" if request.provider else ""
+        return f"job {request.job_id}: no provider{pinned} runs the stage {request.capability}"
+    pin = f"model {request.model} {request.model_version or '(any version)'}" if request.model else "default model"
+    return (f"job {request.job_id}: no provider offers {pin} at {request.width}×{request.height}"
+            f"{' with image input' if request.needs_image_input else ''}")
+
+
+def quote(config: ProviderConfig, request: RouteRequest, health: ProviderSnapshot, policy: RoutingPolicy,
+          quality_ok: bool = True) -> ProviderQuote:
+    batch = min(request.images_needed, config.capabilities.max_images_per_request)
+    breaker_ok = health.breaker_available or not policy.breaker.enabled
+    return ProviderQuote(
+        provider=config.name,
+        price_micro_usd=price_micro_usd(config, request, health.price_ratio),
+        pass_rate=health.pass_rate,
+        latency_s=expected_latency_s(config, health.latency_ratio, batch),
+        max_batch=config.capabilities.max_images_per_request,
+        available=breaker_ok and quality_ok,
+    )
+
+
+def price_micro_usd(config: ProviderConfig, request: RouteRequest, price_ratio: float) -> int:
+    """One image of the request's size at the provider's list price, corrected by what calls cost."""
+    return round(config.list_price_micro_usd(request.width, request.height) * price_ratio)
+
+
+def expected_latency_s(config: ProviderConfig, latency_ratio: float, count: int) -> float:
+    return config.latency.batch_s(count) * latency_ratio
+
+
+def sized_plan(request: RouteRequest, chain: tuple[ProviderQuote, ...], priced_out: tuple[str, ...],
+               registry: Registry, policy: RoutingPolicy, quality_waived: bool = False) -> RoutePlan:
+    primary = chain[0]
+    target = _round_target(request, primary, registry)
+    wanted = _candidates_for(request, primary.pass_rate, target, registry, policy)
+    affordable = wanted if request.cost_cap_micro_usd is None else \
+        request.cost_cap_micro_usd // max(primary.price_micro_usd, 1)
+    candidates = max(1, min(wanted, affordable))
+    return RoutePlan(chain=chain, candidates=candidates, success_target=target,
+                     expected_cost_micro_usd=candidates * primary.price_micro_usd,
+                     expected_latency_s=primary.latency_s, cost_cap_limited=candidates < wanted,
+                     priced_out=priced_out, quality_waived=quality_waived)
+
+
+def _candidates_for(request: RouteRequest, pass_rate: float, target: float, registry: Registry,
+                    policy: RoutingPolicy) -> int:
+    limit = min(registry.planning.max_candidates, request.max_candidates or math.inf)
+    if request.candidates is not None:
+        wanted = request.candidates
+    elif policy.oversampling == "fixed":
+        wanted = fixed_oversample(request.images_needed, policy.fixed_oversample_factor)
+    else:
+        wanted = candidates_needed(request.images_needed, pass_rate, target, int(limit))
+    return int(max(1, min(wanted, limit)))
+
+
+def _round_target(request: RouteRequest, primary: ProviderQuote, registry: Registry) -> float:
+    """The tier's target, spread over the rework rounds the deadline leaves time for."""
+    target = tier_of(registry, request).success_target
+    planning = registry.planning
+    if request.time_left_s is None:
+        return target
+    rounds = int(request.time_left_s // (primary.latency_s + planning.round_overhead_s))
+    return round_target(target, min(max(rounds, 1), planning.max_rounds))
+
+
+def tier_of(registry: Registry, request: RouteRequest):
+    return registry.tiers[request.tier]
+
+
+def fits(cap: int | None, amount: int) -> bool:
+    return cap is None or amount <= cap

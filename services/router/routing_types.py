@@ -1,0 +1,168 @@
+"""What one routing attempt takes and gives: the policy it follows, the request, the plan,
+the provider calls it made and the images it got, and the errors it ends with.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from services.common.contracts import Tier
+from services.router.providers.base import GeneratedImage
+from services.router.resilience import AimdSettings, BreakerSettings, QualitySettings, RetryPolicy
+from services.router.selection import ProviderQuote, RankBy
+
+
+class RoutingError(Exception):
+    """Why an attempt produced nothing; `calls` are the provider calls it made on the way."""
+
+    calls: tuple["CallRecord", ...] = ()
+    spent_micro_usd: int = 0
+
+
+class NoCapableProvider(RoutingError):
+    pass
+
+
+class CostCapReached(RoutingError):
+    pass
+
+
+class AllProvidersFailed(RoutingError):
+    def __init__(self, message: str, errors: tuple[str, ...] = ()) -> None:
+        super().__init__(message if not errors else f"{message}: {'; '.join(errors[-5:])}")
+        self.errors = errors
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingPolicy:
+    """How the engine decides. The defaults are Genline's; the benchmark turns parts off."""
+
+    rank_by: RankBy = "cost_per_passing_image"
+    oversampling: Literal["adaptive", "fixed"] = "adaptive"
+    fixed_oversample_factor: float = 1.5
+    learn_pass_rates: bool = True
+    fallback: bool = True
+    # While a batch's preferred providers are only busy, it waits for them rather than
+    # spilling to a provider dearer than this many times the best, as long as the tier's
+    # latency target and the deadline allow. None: spill at once.
+    spill_tolerance: float | None = 1.25
+    only_provider: str | None = None
+    retry: RetryPolicy = RetryPolicy()
+    breaker: BreakerSettings = BreakerSettings()
+    quality: QualitySettings = QualitySettings()
+    aimd: AimdSettings = AimdSettings()
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRequest:
+    job_id: str
+    tenant_id: str
+    tier: Tier
+    template: str
+    prompt: str
+    seed: int
+    images_needed: int
+    width: int = 1024
+    height: int = 1024
+    attempt: int = 1
+    # The first candidate index of this attempt, so a rework never reuses an index.
+    start_index: int = 0
+    model: str | None = None
+    model_version: str | None = None
+    needs_image_input: bool = False
+    needs_seed_control: bool = False
+    cost_cap_micro_usd: int | None = None
+    time_left_s: float | None = None
+    max_candidates: int | None = None
+    # N chosen by the client: generate exactly this many (within the cost cap) instead of
+    # sizing N from the pass-rate estimate.
+    candidates: int | None = None
+    # The stage this request is for (`pipeline` runs a template's stages through here), its
+    # parameters, the provider it is pinned to, and the images it works on: per index, or
+    # one for every index.
+    capability: str = "generate"
+    params: Mapping[str, object] = field(default_factory=dict)
+    provider: str | None = None
+    inputs: Mapping[int, bytes] = field(default_factory=dict)
+    input: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RoutePlan:
+    chain: tuple[ProviderQuote, ...]
+    candidates: int
+    success_target: float
+    expected_cost_micro_usd: int
+    expected_latency_s: float
+    cost_cap_limited: bool
+    # Capable providers left out because one image there costs more than the cap allows.
+    priced_out: tuple[str, ...] = ()
+    # Every capable provider's quality breaker is open for the template: quality cannot
+    # tell them apart, so none is passed over for it.
+    quality_waived: bool = False
+
+    @property
+    def primary(self) -> ProviderQuote:
+        return self.chain[0]
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    provider: str
+    start_index: int
+    count: int
+    expected_cost_micro_usd: int
+    actual_cost_micro_usd: int
+    expected_latency_s: float
+    latency_s: float
+    outcome: str  # "ok" or a ProviderError kind
+    error: str | None = None
+    stage: str = "generate"
+    stage_index: int = 0  # the stage's place in the template's pipeline
+
+
+@dataclass(frozen=True, slots=True)
+class StageStep:
+    """What one stage did to one candidate: where it ran, what it cost, how long it took."""
+
+    stage: str
+    provider: str
+    cost_micro_usd: int
+    latency_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class RoutedImage:
+    provider: str
+    image: GeneratedImage
+    # Every stage the image went through, this one last (empty: generated, no pipeline).
+    steps: tuple[StageStep, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    job_id: str
+    attempt: int
+    planned_candidates: int
+    success_target: float
+    images: tuple[RoutedImage, ...]
+    calls: tuple[CallRecord, ...]
+    expected_cost_micro_usd: int
+    actual_cost_micro_usd: int
+    expected_latency_s: float
+    latency_s: float
+    cost_cap_reached: bool
+    errors: tuple[str, ...]
+
+    @property
+    def providers_used(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(image.provider for image in self.images))
+
+    @property
+    def shortfall(self) -> int:
+        return self.planned_candidates - len(self.images)
+
+
+def with_calls(error: RoutingError, calls: tuple[CallRecord, ...], spent_micro_usd: int) -> RoutingError:
+    error.calls, error.spent_micro_usd = calls, spent_micro_usd
+    return error
