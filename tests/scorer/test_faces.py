@@ -6,7 +6,8 @@ import pytest
 from matplotlib import cbook
 from PIL import Image
 
-from services.scorer.dimensions import Scorer, face_models
+from services.common import face_models
+from services.scorer.dimensions import Scorer
 from services.scorer.profiles import load_profile
 from tests.scorer.conftest import CPU, png, rgb_photo
 

@@ -276,7 +276,7 @@ def test_a_job_or_its_template_can_ask_for_every_dimension(monkeypatch):
 
 def test_faces_are_found_once_per_image_whichever_tier_reads_them(scorer, portraits, monkeypatch):
     """identity (Tier 3) reads the faces that Tier 2 found, image by image and in batches."""
-    from services.scorer.dimensions import face_models
+    from services.common import face_models
 
     found = []
     detect = face_models.detect_faces
@@ -298,7 +298,7 @@ def test_batches_split_and_joined_between_tiers_keep_the_faces_found(scorer, por
     """On a GPU the survivors of a tier are selected out of their batch and joined again for
     the last tier; the faces found image by image go along, in the images' order, and are
     not looked for again."""
-    from services.scorer.dimensions import face_models
+    from services.common import face_models
     from services.scorer.dimensions.batch import decode_planes, joined, stack_batch
     from services.scorer.dimensions.faces import findings
 

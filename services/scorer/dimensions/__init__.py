@@ -10,8 +10,8 @@ luma and shared intermediate results — and has default `Bounds` that profiles 
   Clips (`motion`): frames, frame_sharpness (the blurriest frame), flicker (the largest
   frame-to-frame brightness jump). Every dimension measures a clip on each of its frames.
 * Tier 2: faces, face_size, face_position, eyes_open, identity (`faces`, with dlib's
-  models from `face_models`); skin_tone, lighting, background (`portrait`); and
-  moderation (`moderation`): nsfw, NudeNet's detector on onnxruntime, in every profile.
+  models from `services.common.face_models`); skin_tone, lighting, background
+  (`portrait`); and moderation (`moderation`): nsfw, NudeNet's detector on onnxruntime, in every profile.
 * Tier 3: plugins through entry points (`plugins`), and anything declared expensive.
   `QualityRules` (`rules`) bound and forbid dimensions of every tier.
 

@@ -37,7 +37,8 @@ from services.scorer.dimensions.batch import (
     pick_device,
     stack_batch,
 )
-from services.scorer.dimensions import face_models, moderation
+from services.common import face_models
+from services.scorer.dimensions import moderation
 from services.scorer.dimensions.clip import PromptAligner
 from services.scorer.dimensions.core import Dimension, ImageVerdict, registered
 from services.scorer.dimensions.plugins import discover_plugins
