@@ -28,7 +28,7 @@ from services.scorer import domain
 from services.scorer import store as tables  # `store` names the object store here
 from services.scorer.dimensions import ImageVerdict, Scorer, UndecodableImage, moderation
 from services.scorer.dimensions.tiers import Enough
-from services.scorer.profiles import Profile, ProfileError, job_profile, load_profile, profile_names, with_ceiling
+from services.common.quality.profiles import Profile, ProfileError, job_profile, load_profile, profile_names, with_ceiling
 from services.scorer.settings import ScorerSettings
 
 log = logging.getLogger(__name__)

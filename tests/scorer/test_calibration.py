@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from services.router.providers.local import LocalGenerator
-from services.scorer.profiles import load_profile
+from services.common.quality.profiles import load_profile
 from tests.scorer.conftest import PHOTO_NAMES, blown_out, blurred, jpeg, noisy, png
 
 DEGRADATIONS = {
