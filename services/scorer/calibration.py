@@ -1,8 +1,9 @@
 """Calibrating thresholds on images people have judged: good ones and bad ones.
 
-A `Judged` image (`services.common.quality.calibration`) is what the scorer said about it (each dimension's value and verdict) and
-whether people called it bad: a delivered image its customer reported (refunded or given a
-retry token), or an operator's image filed under `bad/`. Per profile and dimension,
+A `Judged` image (`services.common.quality.calibration`) is what the scorer said about it
+(each dimension's value and verdict) and whether people called it bad: a delivered image
+its customer reported (refunded or given a retry token), or an operator's image filed
+under `bad/`. Per profile and dimension,
 `calibrate` reports how many images there were, how many were bad, the dimension's pass
 rate, how many bad images it let through, and a threshold suggestion:
 
