@@ -63,7 +63,7 @@ from services.ledger.app import grant  # noqa: E402
 from services.ledger.settings import LedgerSettings  # noqa: E402
 from services.router.providers.painter import LocalGenerator  # noqa: E402
 from services.scorer.dimensions import Scorer  # noqa: E402
-from services.scorer.profiles import job_profile  # noqa: E402
+from services.common.quality.profiles import job_profile  # noqa: E402
 from services.stack.embedded import EmbeddedStack, Endpoints  # noqa: E402
 from services.stack.fleet import SERVICES, ServiceFleet  # noqa: E402
 

@@ -57,10 +57,10 @@ from skimage import data as photos  # noqa: E402
 from services.router.providers.image_stages import animate  # noqa: E402
 from services.router.providers.painter import LocalGenerator  # noqa: E402
 from services.scorer.dimensions import ImageVerdict, Scorer, select_best  # noqa: E402
-from services.scorer.dimensions.core import registered  # noqa: E402
+from services.common.quality.dimensions import registered  # noqa: E402
 from services.scorer.dimensions.tiers import Enough  # noqa: E402
 from services.scorer.dimensions.tier1 import BLOCK_STEP_CAP, BLOWN_LEVEL, CRUSHED_LEVEL  # noqa: E402
-from services.scorer.profiles import Profile, load_profile, profile_of_dimensions  # noqa: E402
+from services.common.quality.profiles import Profile, load_profile, profile_of_dimensions  # noqa: E402
 
 SIDE = 1024
 PHOTOS = ("astronaut", "coffee", "chelsea", "camera", "rocket")

@@ -1,0 +1,16 @@
+"""Delivery: publishes selected images, signs their links, sends webhooks, erases jobs and
+keeps each tenant's images only as long as its retention says.
+
+* `app.py` — the service: the event worker, the webhook sender, the retention sweeper and
+  the internal webhook API.
+* `__main__.py` — `python -m services.delivery`.
+* `settings.py` — `DeliverySettings`: link lifetimes, webhook retries and networks, retention rounds.
+* `handlers.py` — thin adapters: a scored job's images published, or a cancel answered.
+* `domain.py` — pure rules: where images live, one outcome per job, what a webhook is.
+* `postprocess.py` — pure: a delivered image's format, quality, watermark and thumbnail.
+* `webhooks.py` — webhooks queued in delivery's own outbox and sent with retries.
+* `webhook_api.py` — internal HTTP API over the webhook tables, for ingest's public routes.
+* `retention.py` — the retention sweeper: deletes images older than a tenant's retention,
+  one replica a round (`services.common.rounds`).
+* `migrations/` — delivery's tables.
+"""

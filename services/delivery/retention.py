@@ -9,19 +9,15 @@ advisory lock) goes through the tenants with a retention and deletes
 """
 
 import asyncio
-import hashlib
 import logging
 from datetime import UTC, datetime, timedelta
 
+from services.common.rounds import exclusive_round
 from services.common.runtime import ServiceRuntime, every
 from services.common.storage import ListedObject, ObjectStore
 from services.delivery.settings import DeliverySettings
 
 log = logging.getLogger(__name__)
-
-
-def lock_id(schema: str) -> int:
-    return int.from_bytes(hashlib.sha256(f"{schema}:retention".encode()).digest()[:8], "big", signed=True)
 
 
 def expired(objects: list[ListedObject], older_than: datetime) -> list[str]:
@@ -37,10 +33,8 @@ class RetentionSweeper:
         """One round; the number of objects deleted (0 when another replica holds the round)."""
         now = now or datetime.now(UTC)
         deleted = 0
-        async with self.runtime.pool.connection() as conn, conn.transaction():
-            lock = await (await conn.execute("SELECT pg_try_advisory_xact_lock(%s) AS held",
-                                             [lock_id(self.runtime.name)])).fetchone()
-            if not lock["held"]:
+        async with exclusive_round(self.runtime.pool, self.runtime.name, "retention") as conn:
+            if conn is None:
                 return 0
             tenants = await (await conn.execute("SELECT tenant_id, outputs_days, candidates_days FROM tenant_retention"
                                                 " WHERE outputs_days IS NOT NULL OR candidates_days IS NOT NULL")

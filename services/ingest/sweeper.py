@@ -9,11 +9,11 @@ Expired idempotency keys are deleted on the way.
 """
 
 import asyncio
-import hashlib
 import logging
 from datetime import UTC, datetime
 
 from services.common import telemetry
+from services.common.rounds import exclusive_round
 from services.common.runtime import ServiceRuntime, every
 from services.ingest import domain, store
 from services.ingest.receipt_store import issue_receipts
@@ -21,10 +21,6 @@ from services.ingest.receipts import Signer
 from services.ingest.settings import IngestSettings
 
 log = logging.getLogger(__name__)
-
-
-def lock_id(schema: str) -> int:
-    return int.from_bytes(hashlib.sha256(f"{schema}:sweeper".encode()).digest()[:8], "big", signed=True)
 
 
 class Sweeper:
@@ -38,10 +34,8 @@ class Sweeper:
         """One round; the number of events it published (0 when another replica holds the round)."""
         now = now or datetime.now(UTC)
         published = 0
-        async with self.runtime.pool.connection() as conn, conn.transaction():
-            lock = await (await conn.execute("SELECT pg_try_advisory_xact_lock(%s) AS held",
-                                             [lock_id(self.runtime.name)])).fetchone()
-            if not lock["held"]:
+        async with exclusive_round(self.runtime.pool, self.runtime.name, "sweeper") as conn:
+            if conn is None:
                 return 0
             changes: list[store.Change] = []
             for view in await store.quiet_open_views(conn, now, self.policy.shortest_wait_s,

@@ -1,0 +1,18 @@
+"""The scorer: measures every candidate, judges it against the job's profile, and selects
+what may ship. What profiles, rules and dimensions are is shared vocabulary in
+`services.common.quality`; faces are found by `services.common.face_models`.
+
+* `app.py` — the service: the event worker plus the internal API's two routes.
+* `__main__.py` — `python -m services.scorer`.
+* `settings.py` — `ScorerSettings`: device, CLIP model, threads, per-tenant nsfw ceilings.
+* `handlers.py` — thin adapters: an attempt's candidates in, scores and an outcome out.
+* `domain.py` — pure rules: from verdicts to published scores, from scores to what follows.
+* `store.py` — every SQL statement of the scorer (`scored_jobs`, `scores`).
+* `measurements.py` — internal API: measure one input photo for ingest's template checks.
+* `calibration.py` — pure: thresholds against images people judged, with suggestions.
+* `calibration_api.py` — internal API: `calibration.py` for ingest's calibration report.
+* `cli.py` — `genline score`: judge image files from the command line.
+* `dimensions/` — the measures (tier 1, faces, portrait, moderation, CLIP, motion), the
+  tier-by-tier walk and the `Scorer` engine.
+* `migrations/` — the scorer's tables.
+"""

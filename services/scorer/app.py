@@ -1,11 +1,12 @@
-"""The scorer service: scores every candidate and selects what may ship; measures input
-photos for ingest's template checks on its internal API."""
+"""The scorer service: scores every candidate and selects what may ship; on its internal
+API, measures input photos for ingest's template checks and calibrates thresholds for
+ingest's calibration report."""
 
 from functools import partial
 
 from services.common.contracts import SUBSCRIPTIONS
 from services.common.runtime import build_worker
-from services.scorer import handlers, measurements
+from services.scorer import calibration_api, handlers, measurements
 from services.scorer.settings import ScorerSettings
 
 
@@ -13,4 +14,5 @@ def build(settings: ScorerSettings):
     scorer = handlers.new_scorer(settings)
     runtime, app = build_worker("scorer", settings, SUBSCRIPTIONS["scorer"], partial(handlers.register, scorer=scorer))
     app.router.routes.append(measurements.route(scorer))
+    app.router.routes.append(calibration_api.route())
     return runtime, app

@@ -1,8 +1,9 @@
 """Calibrating thresholds on images people have judged: good ones and bad ones.
 
-A `Judged` image is what the scorer said about it (each dimension's value and verdict) and
-whether people called it bad: a delivered image its customer reported (refunded or given a
-retry token), or an operator's image filed under `bad/`. Per profile and dimension,
+A `Judged` image (`services.common.quality.calibration`) is what the scorer said about it
+(each dimension's value and verdict) and whether people called it bad: a delivered image
+its customer reported (refunded or given a retry token), or an operator's image filed
+under `bad/`. Per profile and dimension,
 `calibrate` reports how many images there were, how many were bad, the dimension's pass
 rate, how many bad images it let through, and a threshold suggestion:
 
@@ -13,25 +14,17 @@ separation is suggested when it beats the threshold in force; ties go to the one
 to it. Only one-sided dimensions get suggestions (a range, such as exactly one face, is
 not a threshold), only when both good and bad images were measured, and never nsfw: what
 is moderated is a policy, not a matter of taste. With few images a suggestion is a hint.
-No torch is needed.
+No torch is needed. Ingest asks for it on the scorer's internal API (`calibration_api`).
 """
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from services.scorer.dimensions.core import DIMENSIONS
+from services.common.quality.calibration import Judged
+from services.common.quality.dimensions import DIMENSIONS
 
 POLICY_DIMENSIONS = frozenset({"nsfw"})
-
-
-@dataclass(frozen=True)
-class Judged:
-    profile: str
-    bad: bool
-    # dimension → (value or None when not measured, passed)
-    dimensions: Mapping[str, tuple[float | None, bool]]
-    threshold: Mapping[str, float]
 
 
 @dataclass(frozen=True)

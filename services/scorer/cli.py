@@ -32,8 +32,8 @@ from pydantic import ValidationError
 
 from services.scorer import calibration
 from services.scorer.dimensions import ClipModelError, ImageVerdict, QualityRules, Scorer, UndecodableImage
-from services.scorer.dimensions.core import readable
-from services.scorer.profiles import ProfileError, load_profile, profile_names
+from services.common.quality.dimensions import readable
+from services.common.quality.profiles import ProfileError, load_profile, profile_names
 
 ALL_PASSED, SOME_FAILED, USAGE_ERROR = 0, 1, 2
 SIZE = re.compile(r"(\d+)[xX×](\d+)")

@@ -7,7 +7,6 @@ template that asks for every dimension (`score_all`), or an attempt that comes w
 its job, is measured in full."""
 
 import asyncio
-import json
 import logging
 import time
 
@@ -21,18 +20,17 @@ from services.common.contracts import (
     CandidatesGenerated,
     CandidateScore,
     JobErased,
-    CandidatesScored,
     JobCancelRequested,
     JobSpec,
-    RegenerationRequested,
 )
 from services.common.data_keys import DataKeys
 from services.common.envelope import Envelope
 from services.common.storage import ObjectStore
 from services.scorer import domain
+from services.scorer import store as tables  # `store` names the object store here
 from services.scorer.dimensions import ImageVerdict, Scorer, UndecodableImage, moderation
 from services.scorer.dimensions.tiers import Enough
-from services.scorer.profiles import Profile, ProfileError, job_profile, load_profile, profile_names, with_ceiling
+from services.common.quality.profiles import Profile, ProfileError, job_profile, load_profile, profile_names, with_ceiling
 from services.scorer.settings import ScorerSettings
 
 log = logging.getLogger(__name__)
@@ -62,45 +60,6 @@ def score_decodable(scorer: Scorer, images: list[bytes], profile: Profile, enoug
         return [by_index[i] for i in range(len(images))]
 
 
-async def lock_job(ctx: HandlerContext, event: CandidatesGenerated) -> str | None:
-    """Take the job's row for this transaction; the outcome already published, if any."""
-    row = await (await ctx.conn.execute(
-        "INSERT INTO scored_jobs (job_id, attempts) VALUES (%s, %s) ON CONFLICT (job_id)"
-        " DO UPDATE SET attempts = GREATEST(scored_jobs.attempts, EXCLUDED.attempts) RETURNING outcome",
-        [event.job_id, event.attempt],
-    )).fetchone()
-    return row["outcome"]
-
-
-async def store_scores(ctx: HandlerContext, event: CandidatesGenerated, scores: list[CandidateScore]) -> None:
-    dumped = [s.model_dump(mode="json") for s in scores]
-    async with ctx.conn.cursor() as cur:
-        await cur.executemany(
-            "INSERT INTO scores (job_id, attempt, index, key, provider, passed, score, dimensions, selected, candidate)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, false, %s) ON CONFLICT (job_id, index) DO NOTHING",
-            [(event.job_id, s.attempt, s.index, s.key, s.provider, s.passed, s.score,
-              json.dumps(d["dimensions"]), json.dumps(d))
-             for s, d in zip(scores, dumped, strict=True)],
-        )
-
-
-async def job_scores(ctx: HandlerContext, event: CandidatesGenerated) -> list[CandidateScore]:
-    rows = await (await ctx.conn.execute(
-        "SELECT candidate FROM scores WHERE job_id = %s AND candidate IS NOT NULL ORDER BY index", [event.job_id]
-    )).fetchall()
-    return [CandidateScore.model_validate(row["candidate"]) for row in rows]
-
-
-async def record_outcome(ctx: HandlerContext, event: CandidatesGenerated, outcome: domain.Outcome) -> None:
-    if isinstance(outcome, RegenerationRequested):
-        return
-    await ctx.conn.execute("UPDATE scored_jobs SET outcome = %s, decided_at = now() WHERE job_id = %s",
-                           [outcome.event_type, event.job_id])
-    if isinstance(outcome, CandidatesScored):
-        await ctx.conn.execute("UPDATE scores SET selected = true WHERE job_id = %s AND index = ANY(%s)",
-                               [event.job_id, outcome.selected])
-
-
 async def job_prompt(spec: JobSpec | None, settings: ScorerSettings, data_keys: DataKeys | None) -> str | None:
     """The job's prompt in clear, for prompt alignment: opened (its key asked of ingest) only
     by a scorer with a CLIP model, and the key not kept past this attempt."""
@@ -110,14 +69,6 @@ async def job_prompt(spec: JobSpec | None, settings: ScorerSettings, data_keys: 
         return await data_keys.open(spec.job_id, spec.prompt)
     finally:
         data_keys.forget(spec.job_id)
-
-
-async def passed_before(conn, event: CandidatesGenerated) -> tuple[tuple[float, int], ...]:
-    """(score, index) of the job's candidates of earlier attempts that passed."""
-    rows = await (await conn.execute(
-        "SELECT score, index FROM scores WHERE job_id = %s AND attempt < %s AND passed", [event.job_id, event.attempt]
-    )).fetchall()
-    return tuple((row["score"], row["index"]) for row in rows)
 
 
 def enough_for(event: CandidatesGenerated, profile: Profile, passed: tuple[tuple[float, int], ...]) -> Enough | None:
@@ -163,11 +114,9 @@ async def prepare_scores(event: CandidatesGenerated, pool: AsyncConnectionPool, 
     connection) waits on S3 or on the scoring threads; None for a job already decided
     (canceled, or judged before), which is not scored. Safe to repeat."""
     async with pool.connection() as conn:
-        row = await (await conn.execute("SELECT outcome FROM scored_jobs WHERE job_id = %s",
-                                        [event.job_id])).fetchone()
-        if row and row["outcome"]:
+        if await tables.decided_outcome(conn, event.job_id):
             return None
-        passed = await passed_before(conn, event) if event.attempt > 1 else ()
+        passed = await tables.passed_before(conn, event.job_id, event.attempt) if event.attempt > 1 else ()
     try:
         return await score_attempt(event, store, scorer, settings, passed, data_keys)
     except ProfileError as error:
@@ -177,7 +126,7 @@ async def prepare_scores(event: CandidatesGenerated, pool: AsyncConnectionPool, 
 async def judge_attempt(ctx: HandlerContext, event: CandidatesGenerated) -> None:
     """Judge what `prepare_scores` measured, under the job's row lock: a cancel or another
     attempt's outcome committed since is seen here and wins."""
-    decided = await lock_job(ctx, event)
+    decided = await tables.lock_job(ctx.conn, event.job_id, event.attempt)
     if decided or ctx.prepared is None:
         log.warning("attempt %d of job %s arrived after its outcome (%s); not judged again",
                     event.attempt, event.job_id, decided or "decided before it was scored")
@@ -185,9 +134,9 @@ async def judge_attempt(ctx: HandlerContext, event: CandidatesGenerated) -> None
     if isinstance(ctx.prepared, ProfileError):
         outcome = domain.unscorable(event, "unscorable_profile", str(ctx.prepared))
     else:
-        await store_scores(ctx, event, ctx.prepared)
-        outcome = domain.decide(event, await job_scores(ctx, event), ctx.prepared)
-    await record_outcome(ctx, event, outcome)
+        await tables.store_scores(ctx.conn, event.job_id, ctx.prepared)
+        outcome = domain.decide(event, await tables.job_scores(ctx.conn, event.job_id), ctx.prepared)
+    await tables.record_outcome(ctx.conn, event.job_id, outcome)
     await ctx.emit(outcome)
 
 
@@ -201,11 +150,7 @@ def count_from_zero() -> None:
 
 async def drop_job(ctx: HandlerContext, event: JobCancelRequested) -> None:
     """A canceled job's outcome is decided: candidates that arrive later are not scored."""
-    await ctx.conn.execute(
-        "INSERT INTO scored_jobs (job_id, outcome, decided_at) VALUES (%s, %s, now()) ON CONFLICT (job_id)"
-        " DO UPDATE SET outcome = COALESCE(scored_jobs.outcome, EXCLUDED.outcome),"
-        " decided_at = COALESCE(scored_jobs.decided_at, EXCLUDED.decided_at)",
-        [event.job_id, event.event_type])
+    await tables.decide_canceled(ctx.conn, event.job_id, event.event_type)
 
 
 def new_scorer(settings: ScorerSettings) -> Scorer:

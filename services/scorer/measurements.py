@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from services.scorer.dimensions import Scorer, UndecodableImage
-from services.scorer.profiles import profile_of_dimensions
+from services.common.quality.profiles import profile_of_dimensions
 
 MAX_PHOTO_BYTES = 32 * 1024 * 1024
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from services.scorer.profiles import profile_of_dimensions
+from services.common.quality.profiles import profile_of_dimensions
 from tests.scorer.conftest import PHOTO_NAMES, png, rgb_photo
 
 BANDING = profile_of_dimensions(("banding",))

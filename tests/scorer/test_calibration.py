@@ -7,8 +7,8 @@ others it does not touch keep passing, so a failure is explained by the right re
 import numpy as np
 import pytest
 
+from services.common.quality.profiles import load_profile
 from services.router.providers.painter import LocalGenerator
-from services.scorer.profiles import load_profile
 from tests.scorer.conftest import PHOTO_NAMES, blown_out, blurred, jpeg, noisy, png
 
 DEGRADATIONS = {

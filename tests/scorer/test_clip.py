@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from services.scorer.dimensions import ClipModelError, PromptAligner, QualityRules, Scorer
-from services.scorer.profiles import load_profile
+from services.common.quality.profiles import load_profile
 from tests.scorer.conftest import CPU, png
 
 

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, ImageFilter, ImageSequence
 
 from services.scorer.dimensions.batch import is_clip
-from services.scorer.profiles import load_profile, profile_of_dimensions
+from services.common.quality.profiles import load_profile, profile_of_dimensions
 from tests.scorer.conftest import png
 
 CLIP_CHECKS = profile_of_dimensions(("sharpness", "exposure", "frames", "frame_sharpness", "flicker"))

@@ -23,7 +23,7 @@ from services.scorer.dimensions import (
 )
 from services.scorer.dimensions.batch import decode_planes, group_by_size, stack_batch
 from services.scorer.dimensions.engine import measure_batch
-from services.scorer.profiles import profile_of_dimensions
+from services.common.quality.profiles import profile_of_dimensions
 
 CPU = torch.device("cpu")
 SEEDS = range(5)

@@ -15,7 +15,7 @@ from services.scorer.dimensions import (
     QualityRules,
     load_plugins,
 )
-from services.scorer.profiles import load_profile
+from services.common.quality.profiles import load_profile
 from tests.scorer.conftest import png
 
 

@@ -2,7 +2,8 @@
 
 import pytest
 
-from services.scorer.calibration import Judged, calibrate
+from services.common.quality.calibration import Judged
+from services.scorer.calibration import calibrate
 
 
 def judged(bad: bool, **values: float) -> Judged:

@@ -14,9 +14,9 @@ import torch
 
 from services.router.providers.painter import LocalGenerator
 from services.scorer.dimensions import DIMENSIONS, TIER_ONE, TIER_TWO, Bounds, Dimension, QualityRules, select_best
-from services.scorer.dimensions.core import registered
+from services.common.quality.dimensions import registered
 from services.scorer.dimensions.tiers import Enough, PlannedDimension, Progress, TierWalk
-from services.scorer.profiles import load_profile
+from services.common.quality.profiles import load_profile
 from tests.scorer.conftest import blurred, png, rgb_photo
 from tests.scorer.test_faces import grace_hopper
 
@@ -260,8 +260,8 @@ def _context(scorer, reference):
 
 def test_a_job_or_its_template_can_ask_for_every_dimension(monkeypatch):
     from services.common.templates import Catalogue, Template
-    from services.scorer import profiles
-    from services.scorer.profiles import ProfileError, job_profile
+    from services.common.quality import profiles
+    from services.common.quality.profiles import ProfileError, job_profile
 
     assert not job_profile("generic").score_all
     assert job_profile("generic", rules={"score_all": True}).score_all
@@ -276,7 +276,7 @@ def test_a_job_or_its_template_can_ask_for_every_dimension(monkeypatch):
 
 def test_faces_are_found_once_per_image_whichever_tier_reads_them(scorer, portraits, monkeypatch):
     """identity (Tier 3) reads the faces that Tier 2 found, image by image and in batches."""
-    from services.scorer.dimensions import face_models
+    from services.common import face_models
 
     found = []
     detect = face_models.detect_faces
@@ -298,7 +298,7 @@ def test_batches_split_and_joined_between_tiers_keep_the_faces_found(scorer, por
     """On a GPU the survivors of a tier are selected out of their batch and joined again for
     the last tier; the faces found image by image go along, in the images' order, and are
     not looked for again."""
-    from services.scorer.dimensions import face_models
+    from services.common import face_models
     from services.scorer.dimensions.batch import decode_planes, joined, stack_batch
     from services.scorer.dimensions.faces import findings
 

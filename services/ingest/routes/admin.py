@@ -11,15 +11,16 @@ which delivery's sweeper enforces), recorded in the audit trail.
 For a tenant and a time range (jobs created in it), every delivered image is judged good
 or bad: bad when its customer reported it and was refunded or given a retry token. Per
 profile and dimension: images, bad ones, the pass rate, the bad ones it let through, and a
-threshold suggestion (`services.scorer.calibration`). It is served here because the job
-read model is where scores, deliveries and reports meet. Behind the admin token; not part
+threshold suggestion, which the scorer computes on its internal API
+(`POST /internal/v1/calibration`). It is served here because the job read model is where
+scores, deliveries and reports meet. Behind the admin token; not part
 of the public OpenAPI document.
 """
 
-import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
+import httpx
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -28,10 +29,10 @@ from services.common.api import RequestModel, StorableText
 from services.common.audit import operator_actor, record_action
 from services.common.contracts import RetentionSet
 from services.common.problems import Problem
-from services.ingest.deps import Runtime
+from services.common.quality.calibration import Judged
+from services.common.quality.profiles import profile_names
+from services.ingest.deps import Runtime, Settings
 from services.ingest.domain import JobView
-from services.scorer.calibration import Judged, calibrate
-from services.scorer.profiles import profile_names
 
 router = APIRouter(prefix="/admin/v1", include_in_schema=False)
 BAD_OUTCOMES = {"refunded", "retry_token"}
@@ -67,7 +68,7 @@ async def set_retention(runtime: Runtime, operator: OperatorWith("tenants:manage
 
 
 @router.get("/calibration")
-async def calibration_report(runtime: Runtime, _: OperatorWith("calibration:read"), tenant_id: Annotated[StorableText, Query(max_length=63)],
+async def calibration_report(runtime: Runtime, settings: Settings, _: OperatorWith("calibration:read"), tenant_id: Annotated[StorableText, Query(max_length=63)],
                              since: datetime | None = None, until: datetime | None = None) -> dict:
     since, until = report_range(since, until)
     async with runtime.pool.connection() as conn:
@@ -77,7 +78,21 @@ async def calibration_report(runtime: Runtime, _: OperatorWith("calibration:read
     judged = [image for row in rows for image in delivered_images(JobView.model_validate(row["view"]))]
     return {"tenant_id": tenant_id, "since": since, "until": until, "images": len(judged),
             "reported_bad": sum(image.bad for image in judged),
-            "dimensions": [dataclasses.asdict(row) for row in calibrate(judged)]}
+            "dimensions": await calibrate(settings.scorer_url, settings.scorer_timeout_s, judged)}
+
+
+async def calibrate(scorer_url: str, timeout_s: float, judged: list[Judged]) -> list[dict]:
+    """The scorer's calibration rows for `judged` (its internal API), as JSON."""
+    try:
+        async with httpx.AsyncClient(base_url=scorer_url, timeout=timeout_s) as client:
+            response = await client.post("/internal/v1/calibration",
+                                         json={"images": [image.as_json() for image in judged]})
+            response.raise_for_status()
+    except httpx.HTTPError as error:
+        raise Problem(503, "calibration-unavailable",
+                      f"the scorer could not calibrate now ({type(error).__name__}); try again shortly",
+                      {"Retry-After": "5"}, retry_after=5) from None
+    return response.json()["dimensions"]
 
 
 @router.get("/margins")

@@ -21,9 +21,9 @@ from services.common.problems import Problem
 from services.common.sealing import seal
 from services.common.storage import signed_links
 from services.common.templates import load_catalogue
+from services.common.quality.profiles import Profile, ProfileError, QualityRules, job_profile, profile_names
 from services.ingest import data_keys, domain, guidance, limits, screening, store as jobs_store
 from services.ingest.deps import JobsReader, JobsWriter, Plans, Runtime, Settings, Store
-from services.scorer.profiles import Profile, ProfileError, QualityRules, job_profile, profile_names
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 log = logging.getLogger(__name__)

@@ -3,8 +3,8 @@
 Each operation takes encoded image bytes, the stage's parameters and a per-candidate seed,
 and returns `StageOutput` (encoded bytes, media type, and frames for a clip). They are
 deterministic: the same input, parameters and seed give the same bytes. OpenCV and Pillow
-only; the one model used is a face detector — the scorer's (dlib's HOG) when it can be
-imported, else OpenCV's bundled Haar cascade — so nothing is downloaded.
+only; the one model used is the face detector the scorer uses (`services.common.face_models`:
+dlib's HOG, else OpenCV's bundled Haar cascade, failing as it fails), so nothing is downloaded.
 
 * crop_to_subject (preprocess): a square around the largest face (or the centre when
   there is none), grown by `margin` of the face box on every side, resized to `size`.
@@ -71,14 +71,10 @@ def subject_box(rgb: np.ndarray) -> tuple[int, int, int, int] | None:
     """(x, y, w, h) of the largest face, or None."""
     luma = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     smallest = max(24, int(min(luma.shape) * 0.08))
-    try:
-        from services.scorer.dimensions import face_models
-        faces = face_models.detect_faces(np.ascontiguousarray(luma), smallest)
-        return (faces[0].x, faces[0].y, faces[0].width, faces[0].height) if faces else None
-    except ImportError:
-        cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
-        boxes = cascade.detectMultiScale(luma, scaleFactor=1.1, minNeighbors=5, minSize=(smallest, smallest))
-        return tuple(int(v) for v in max(boxes, key=lambda b: b[2] * b[3])) if len(boxes) else None
+    from services.common import face_models  # on first crop: dlib loads only where a crop needs it
+
+    faces = face_models.detect_faces(np.ascontiguousarray(luma), smallest)
+    return (faces[0].x, faces[0].y, faces[0].width, faces[0].height) if faces else None
 
 
 def square_around(box: tuple[int, int, int, int] | None, shape: tuple[int, ...], margin: float) -> tuple[int, int, int]:

@@ -3,41 +3,38 @@
 A `Dimension` maps a batch of images to one value per image — plugins get the RGB batch
 (B, 3, H, W) float32 in [0, 1], built-ins the `ImageBatch` it comes from, which also holds
 luma and shared intermediate results — and has default `Bounds` that profiles override.
-`DIMENSIONS` is the registry. Built in (declared in `builtin`):
+`DIMENSIONS` is the registry. Declaring dimensions, profiles and rules is the shared
+vocabulary in `services.common.quality`; this package measures and judges. Built in
+(declared in `services.common.quality.builtin`):
 
 * Tier 1 (`tier1`): sharpness, noise, blockiness, banding, exposure, clipping, blank,
   size, aspect; and prompt_alignment (`clip`) with a CLIP model from a local folder.
   Clips (`motion`): frames, frame_sharpness (the blurriest frame), flicker (the largest
   frame-to-frame brightness jump). Every dimension measures a clip on each of its frames.
 * Tier 2: faces, face_size, face_position, eyes_open, identity (`faces`, with dlib's
-  models from `face_models`); skin_tone, lighting, background (`portrait`); and
-  moderation (`moderation`): nsfw, NudeNet's detector on onnxruntime, in every profile.
-* Tier 3: plugins through entry points (`plugins`), and anything declared expensive.
-  `QualityRules` (`rules`) bound and forbid dimensions of every tier.
+  models from `services.common.face_models`); skin_tone, lighting, background
+  (`portrait`); and moderation (`moderation`): nsfw, NudeNet's detector on onnxruntime,
+  in every profile.
+* Tier 3: plugins through entry points (`services.common.quality.plugins`), and anything
+  declared expensive. `QualityRules` (`services.common.quality.rules`) bound and forbid
+  dimensions of every tier.
 
 `tiers` walks a profile's dimensions tier by tier, so that an image rejected by a cheap
 check is not measured by the expensive ones.
 
-`Scorer` (`engine`) judges encoded images against a `services.scorer.profiles.Profile`;
-`select_best` picks the best passing ones. Declaring, judging and checking rules need no
+`Scorer` (`engine`) judges encoded images against a profile
+(`services.common.quality.profiles.Profile`); `select_best` picks the best passing ones. Declaring, judging and checking rules need no
 torch: the names that measure (`Scorer`, `ImageBatch`, `PromptAligner`, …) are imported
 on first use.
 """
 
 import importlib
 
-from services.scorer.dimensions import builtin
-from services.scorer.dimensions.core import (
-    DIMENSIONS,
-    Bounds,
-    Dimension,
-    DimensionResult,
-    ImageVerdict,
-    register_dimension,
-    select_best,
-)
-from services.scorer.dimensions.plugins import ENTRY_POINT_GROUP, PluginError, discover_plugins, load_plugins
-from services.scorer.dimensions.rules import ForbiddenCondition, QualityRules, Threshold
+from services.common.quality import builtin
+from services.common.quality.dimensions import DIMENSIONS, Bounds, Dimension, register_dimension
+from services.scorer.dimensions.core import DimensionResult, ImageVerdict, select_best
+from services.common.quality.plugins import ENTRY_POINT_GROUP, PluginError, discover_plugins, load_plugins
+from services.common.quality.rules import ForbiddenCondition, QualityRules, Threshold
 
 TIER_ONE = tuple(d.name for d in builtin.BUILT_IN if d.tier == 1)
 TIER_TWO = tuple(d.name for d in builtin.BUILT_IN if d.tier == 2)

@@ -37,14 +37,16 @@ from services.scorer.dimensions.batch import (
     pick_device,
     stack_batch,
 )
-from services.scorer.dimensions import face_models, moderation
+from services.common import face_models
+from services.scorer.dimensions import moderation
 from services.scorer.dimensions.clip import PromptAligner
-from services.scorer.dimensions.core import Dimension, ImageVerdict, registered
-from services.scorer.dimensions.plugins import discover_plugins
+from services.common.quality.dimensions import Dimension, registered
+from services.scorer.dimensions.core import ImageVerdict
+from services.common.quality.plugins import discover_plugins
 from services.scorer.dimensions.tiers import Enough, PlannedDimension, Progress, TierWalk
 
 if TYPE_CHECKING:
-    from services.scorer.profiles import Profile
+    from services.common.quality.profiles import Profile
 
 
 class Scorer:

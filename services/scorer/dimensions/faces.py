@@ -1,5 +1,5 @@
-"""Tier 2: faces, found with dlib's HOG detector (`face_models`), OpenCV's Haar cascade
-only when dlib cannot be loaded — and then every face result says so.
+"""Tier 2: faces, found with dlib's HOG detector (`services.common.face_models`), OpenCV's
+Haar cascade only when dlib cannot be loaded — and then every face result says so.
 
 Detection runs per image on the CPU, on luma shrunk to at most 640 pixels a side, and
 only when a profile names a face dimension. The largest face is the subject:
@@ -25,9 +25,9 @@ import cv2
 import numpy as np
 import torch
 
-from services.scorer.dimensions import face_models
+from services.common import face_models
 from services.scorer.dimensions.batch import ImageBatch
-from services.scorer.dimensions.face_models import Face
+from services.common.face_models import Face
 
 DETECTION_SIDE = 640
 # Faces smaller than this share of the shorter side are not subjects.

@@ -40,10 +40,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from services.common.quality.dimensions import TIERS, Bounds, Dimension
 from services.scorer.dimensions.core import (
-    TIERS,
-    Bounds,
-    Dimension,
     DimensionResult,
     ImageVerdict,
     judge,
@@ -56,7 +54,7 @@ from services.scorer.dimensions.core import (
 )
 
 if TYPE_CHECKING:
-    from services.scorer.profiles import Profile
+    from services.common.quality.profiles import Profile
 
 CEILING_MARGIN = 1e-9
 

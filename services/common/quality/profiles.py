@@ -1,6 +1,6 @@
 """Scoring profiles: which dimensions an image must pass, with what bounds and weights.
 
-A profile is a YAML file in `services/scorer/profiles/` (`generic`, `headshot`, `product`):
+A profile is a YAML file in `profile_files/` beside this module (`generic`, `headshot`, …):
 
     name: product
     description: Product photos ...
@@ -30,8 +30,8 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from services.common.templates import load_catalogue
-from services.scorer.dimensions.core import CAPABILITIES, DIMENSIONS, Bounds, Dimension, registered
-from services.scorer.dimensions.rules import (
+from services.common.quality.dimensions import CAPABILITIES, DIMENSIONS, Bounds, Dimension, registered
+from services.common.quality.rules import (
     STRICT,
     ForbiddenCondition,
     QualityRules,
@@ -39,7 +39,7 @@ from services.scorer.dimensions.rules import (
     check_known_dimensions,
 )
 
-PROFILES_DIR = Path(__file__).with_name("profiles")
+PROFILES_DIR = Path(__file__).with_name("profile_files")
 PROFILE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
 __all__ = [

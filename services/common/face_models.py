@@ -1,4 +1,6 @@
-"""The face models, loaded from installed packages; nothing is downloaded.
+"""The face models, loaded from installed packages; nothing is downloaded. One
+implementation for every service that looks for faces: the scorer's face dimensions and
+the router's crop stage find the same faces and fail the same way.
 
 * Detector: dlib's HOG frontal-face detector (built into dlib). It finds portraits that
   Haar misses and gives fewer false faces; dlib's CNN detector (`mmod_human_face_detector`)
@@ -24,7 +26,7 @@ import numpy as np
 
 try:
     import dlib
-except ImportError:  # the scorer still runs, with Haar faces and no identity
+except ImportError:  # faces are still found, with Haar, and the scorer has no identity
     dlib = None
 
 LANDMARKS_FILE = "shape_predictor_5_face_landmarks.dat"

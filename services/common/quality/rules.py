@@ -1,4 +1,4 @@
-"""Tier 3: quality rules a template or a job declares on top of a scoring profile.
+"""Quality rules a template or a job declares on top of a scoring profile.
 
 `QualityRules` (JSON or YAML; every field optional):
 
@@ -18,14 +18,14 @@
   For a dimension of the profile, a side given replaces the profile's side and a side
   left out keeps it; a dimension the profile lacks is added with exactly the sides given
   (with its default bounds when none is given).
-* `require`: a required dimension that this scorer cannot compute (prompt_alignment with
-  no CLIP model) makes the job unscorable (`Scorer.missing_capabilities`); one that cannot
-  be computed for a call (no prompt) fails every image. Other dimensions that are not
+* `require`: a required dimension that the scorer cannot compute (prompt_alignment with
+  no CLIP model) makes the job unscorable (the scorer's `Scorer.missing_capabilities`);
+  one that cannot be computed for a call (no prompt) fails every image. Other dimensions that are not
   computable are reported unavailable and do not count against an image.
 * `forbid`: an image fails when the dimension's value lies inside [min, max] (an open side
   is unbounded). A forbidden condition must be computable, like a required dimension.
 * `score_all`: every dimension of every candidate is measured, for calibration, instead
-  of tier by tier (`tiers`); verdicts and the selection are the same either way.
+  of tier by tier (the scorer's `tiers`); verdicts and the selection are the same either way.
 
 Unknown dimension names, min above max, and unknown fields are rejected with a
 ValueError (pydantic's ValidationError) that names the culprit.
@@ -33,8 +33,8 @@ ValueError (pydantic's ValidationError) that names the culprit.
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from services.scorer.dimensions.core import DIMENSIONS, unknown_names
-from services.scorer.dimensions.plugins import discover_plugins
+from services.common.quality.dimensions import DIMENSIONS, unknown_names
+from services.common.quality.plugins import discover_plugins
 
 STRICT = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 

@@ -1,22 +1,25 @@
 """The built-in dimensions, declared apart from their measurements.
 
 Declaring a dimension (name, default bounds, weight, tier, what it reads and requires,
-the least and most its measure gives) needs no torch; its measure lives in `tier1`,
-`faces` or `clip` and is imported on first use. So ingest checks a job's profile and
-rules at submission without loading torch, OpenCV or transformers, and the scorer
+the least and most its measure gives) needs no torch; its measure lives in the scorer
+(`services.scorer.dimensions.tier1`, `faces`, `clip`, …) and is imported on first use,
+by the scorer only. So ingest checks a job's profile and rules at submission without loading torch, OpenCV or transformers, and the scorer
 measures with the very same declarations.
 """
 
 from functools import partial
 
-from services.scorer.dimensions.core import Bounds, Dimension, MeasureIn, register_dimension
+from services.common.quality.dimensions import Bounds, Dimension, MeasureIn, register_dimension
 
-TIER1 = partial(MeasureIn, "services.scorer.dimensions.tier1")
-FACES = partial(MeasureIn, "services.scorer.dimensions.faces")
-PORTRAIT = partial(MeasureIn, "services.scorer.dimensions.portrait")
-MODERATION = partial(MeasureIn, "services.scorer.dimensions.moderation")
-CLIP = partial(MeasureIn, "services.scorer.dimensions.clip")
-MOTION = partial(MeasureIn, "services.scorer.dimensions.motion")
+# Where the measures live: named, never imported here; only the scorer calls a measure,
+# and the name is resolved then (`MeasureIn`).
+MEASURES = "services.scorer.dimensions"
+TIER1 = partial(MeasureIn, f"{MEASURES}.tier1")
+FACES = partial(MeasureIn, f"{MEASURES}.faces")
+PORTRAIT = partial(MeasureIn, f"{MEASURES}.portrait")
+MODERATION = partial(MeasureIn, f"{MEASURES}.moderation")
+CLIP = partial(MeasureIn, f"{MEASURES}.clip")
+MOTION = partial(MeasureIn, f"{MEASURES}.motion")
 
 TIER_ONE = (
     Dimension(

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from functools import cache
 from importlib.metadata import EntryPoint, entry_points
 
-from services.scorer.dimensions.core import Dimension, register_dimension
+from services.common.quality.dimensions import Dimension, register_dimension
 
 ENTRY_POINT_GROUP = "genline.scorer.dimensions"
 

@@ -1,0 +1,31 @@
+"""Periodic rounds that one replica at a time runs: the advisory-lock round.
+
+A sweeper (ingest's stuck jobs, delivery's retention) runs a round every few seconds on
+every replica; the replica that takes the round's transaction-level advisory lock does the
+work and the others skip it. The lock is released when the transaction ends, so a replica
+that dies mid-round frees it at once.
+
+    async with exclusive_round(runtime.pool, runtime.name, "sweeper") as conn:
+        if conn is None:
+            return 0          # another replica holds this round
+        ...                   # the round's work, in the lock's transaction
+"""
+
+import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+
+def round_lock_id(schema: str, round_name: str) -> int:
+    """The advisory lock of `round_name` in the service whose schema is `schema`."""
+    return int.from_bytes(hashlib.sha256(f"{schema}:{round_name}".encode()).digest()[:8], "big", signed=True)
+
+
+@asynccontextmanager
+async def exclusive_round(pool, schema: str, round_name: str) -> AsyncIterator:
+    """A connection in a transaction that holds the round's lock, or None when another
+    replica holds it (the transaction then ends at once)."""
+    async with pool.connection() as conn, conn.transaction():
+        lock = await (await conn.execute("SELECT pg_try_advisory_xact_lock(%s) AS held",
+                                         [round_lock_id(schema, round_name)])).fetchone()
+        yield conn if lock["held"] else None

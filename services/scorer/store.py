@@ -1,0 +1,70 @@
+"""The scorer's tables: `scored_jobs` (one row per job: attempts seen, the outcome once
+decided) and `scores` (one row per candidate, the selected ones marked). Every SQL
+statement of the scorer is here; handlers call these with the connection they hold."""
+
+import json
+
+from services.common.contracts import CandidateScore, CandidatesScored, RegenerationRequested
+
+
+async def decided_outcome(conn, job_id: str) -> str | None:
+    """The outcome already published for the job, if any (no lock taken)."""
+    row = await (await conn.execute("SELECT outcome FROM scored_jobs WHERE job_id = %s", [job_id])).fetchone()
+    return row["outcome"] if row else None
+
+
+async def lock_job(conn, job_id: str, attempt: int) -> str | None:
+    """Take the job's row for this transaction; the outcome already published, if any."""
+    row = await (await conn.execute(
+        "INSERT INTO scored_jobs (job_id, attempts) VALUES (%s, %s) ON CONFLICT (job_id)"
+        " DO UPDATE SET attempts = GREATEST(scored_jobs.attempts, EXCLUDED.attempts) RETURNING outcome",
+        [job_id, attempt],
+    )).fetchone()
+    return row["outcome"]
+
+
+async def store_scores(conn, job_id: str, scores: list[CandidateScore]) -> None:
+    dumped = [s.model_dump(mode="json") for s in scores]
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            "INSERT INTO scores (job_id, attempt, index, key, provider, passed, score, dimensions, selected, candidate)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, false, %s) ON CONFLICT (job_id, index) DO NOTHING",
+            [(job_id, s.attempt, s.index, s.key, s.provider, s.passed, s.score,
+              json.dumps(d["dimensions"]), json.dumps(d))
+             for s, d in zip(scores, dumped, strict=True)],
+        )
+
+
+async def job_scores(conn, job_id: str) -> list[CandidateScore]:
+    rows = await (await conn.execute(
+        "SELECT candidate FROM scores WHERE job_id = %s AND candidate IS NOT NULL ORDER BY index", [job_id]
+    )).fetchall()
+    return [CandidateScore.model_validate(row["candidate"]) for row in rows]
+
+
+async def passed_before(conn, job_id: str, attempt: int) -> tuple[tuple[float, int], ...]:
+    """(score, index) of the job's candidates of attempts before `attempt` that passed."""
+    rows = await (await conn.execute(
+        "SELECT score, index FROM scores WHERE job_id = %s AND attempt < %s AND passed", [job_id, attempt]
+    )).fetchall()
+    return tuple((row["score"], row["index"]) for row in rows)
+
+
+async def record_outcome(conn, job_id: str, outcome) -> None:
+    """The job's outcome and its selected candidates; a regeneration decides nothing yet."""
+    if isinstance(outcome, RegenerationRequested):
+        return
+    await conn.execute("UPDATE scored_jobs SET outcome = %s, decided_at = now() WHERE job_id = %s",
+                       [outcome.event_type, job_id])
+    if isinstance(outcome, CandidatesScored):
+        await conn.execute("UPDATE scores SET selected = true WHERE job_id = %s AND index = ANY(%s)",
+                           [job_id, outcome.selected])
+
+
+async def decide_canceled(conn, job_id: str, outcome: str) -> None:
+    """A canceled job's outcome, unless one was decided before."""
+    await conn.execute(
+        "INSERT INTO scored_jobs (job_id, outcome, decided_at) VALUES (%s, %s, now()) ON CONFLICT (job_id)"
+        " DO UPDATE SET outcome = COALESCE(scored_jobs.outcome, EXCLUDED.outcome),"
+        " decided_at = COALESCE(scored_jobs.decided_at, EXCLUDED.decided_at)",
+        [job_id, outcome])
