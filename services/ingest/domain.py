@@ -19,7 +19,6 @@ import hashlib
 import json
 import math
 import re
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -507,23 +506,6 @@ def replay_views(events: list[tuple[datetime, Event]],
 def add_report(view: JobView, outcome: ReportOutcome, at: datetime) -> JobView:
     reports = [r for r in view.reports if r.n != outcome.n] + [outcome]
     return view.model_copy(update={"reports": sorted(reports, key=lambda r: r.n), "updated_at": max(view.updated_at, at)})
-
-
-# ---- API keys ------------------------------------------------------------------------
-
-API_KEY_PREFIX = "gl_"
-# What a key may do; a key is created with a subset of its creator's. Keys made before
-# scopes existed, and keys operators create, hold all of them.
-SCOPES = ("jobs:write", "jobs:read", "account:read", "keys:manage", "webhooks:manage")
-
-
-def new_api_key() -> str:
-    return API_KEY_PREFIX + secrets.token_urlsafe(32)
-
-
-def hash_api_key(key: str) -> str:
-    """Keys are 256 random bits, so one SHA-256 is enough: there is nothing to brute-force."""
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def request_fingerprint(request: dict) -> str:

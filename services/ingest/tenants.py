@@ -2,7 +2,7 @@
 
 import psycopg
 
-from services.ingest.domain import hash_api_key
+from services.ingest.keys import hash_api_key
 
 TENANT_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
