@@ -21,8 +21,9 @@ from services.common.problems import Problem
 from services.common.sealing import seal
 from services.common.storage import signed_links
 from services.common.templates import load_catalogue
-from services.ingest import data_keys, domain, guidance, limits, screening, store as jobs_store
+from services.ingest import data_keys, domain, guidance, limits, request_rules, screening, store as jobs_store
 from services.ingest.deps import JobsReader, JobsWriter, Plans, Runtime, Settings, Store
+from services.ingest.view_parts import Billing, Failure
 from services.scorer.profiles import Profile, ProfileError, QualityRules, job_profile, profile_names
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -110,7 +111,7 @@ def with_deadline(body: JobRequest, cancel_after: str | None, settings) -> JobRe
         return body
     if cancel_after is not None:
         try:
-            deadline_s = domain.parse_duration(cancel_after)
+            deadline_s = request_rules.parse_duration(cancel_after)
         except ValueError as error:
             raise Problem(422, "invalid-cancel-after", str(error)) from None
     else:
@@ -121,7 +122,7 @@ def with_deadline(body: JobRequest, cancel_after: str | None, settings) -> JobRe
 def job_spec(tenant_id: str, body: JobRequest, settings, data_key: bytes, profile: Profile,
              reference_key: str | None = None, priority: int = 0) -> JobSpec:
     """What the job asks for, its prompt sealed with its own `data_key`."""
-    candidates = domain.plan_candidates(body.images, body.candidates, settings.default_oversample)
+    candidates = request_rules.plan_candidates(body.images, body.candidates, settings.default_oversample)
     seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
     job_id = uuid4()
     return JobSpec(job_id=job_id, tenant_id=tenant_id, template=body.template, tier=body.tier,
@@ -254,7 +255,7 @@ async def submit_job(body: JobRequest, response: Response, tenant: JobsWriter, r
     if body.webhook_url is not None:
         await check_webhook_url(body.webhook_url, settings)
     reference_key = await input_photo(runtime, store, tenant, body, settings)
-    fingerprint = domain.request_fingerprint(body.model_dump(mode="json"))
+    fingerprint = request_rules.request_fingerprint(body.model_dump(mode="json"))
     submit = (runtime, plans, tenant, body, settings, idempotency_key, fingerprint, reference_key, profile)
     try:
         view = await record_submission(*submit)
@@ -306,8 +307,8 @@ class JobSummary(BaseModel):
     delivered: int
     created_at: datetime
     updated_at: datetime
-    failure: domain.Failure | None
-    billing: domain.Billing
+    failure: Failure | None
+    billing: Billing
     url: str
 
 
