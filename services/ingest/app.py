@@ -12,7 +12,7 @@ from services.common import api, telemetry, tracing
 from services.common.contracts import SUBSCRIPTIONS
 from services.common.runtime import ServiceRuntime
 from services.common.storage import ObjectStore
-from services.ingest import handlers
+from services.ingest import handlers, ledger_calls
 from services.ingest.sweeper import Sweeper
 from services.ingest.live import LogWatch
 from services.ingest.plans import load_plans
@@ -61,7 +61,7 @@ def build(settings: IngestSettings):
                          lifespan=runtime.lifespan)
     app.state.runtime, app.state.settings, app.state.store, app.state.signer = runtime, settings, store, signer
     app.state.plans = load_plans(settings.plans_path)
-    connect_grpc(runtime, app, "ledger", settings.ledger_grpc_target, account.rpc.LedgerServiceStub)
+    connect_grpc(runtime, app, "ledger", settings.ledger_grpc_target, ledger_calls.rpc.LedgerServiceStub)
     connect_grpc(runtime, app, "router", settings.router_grpc_target, admin_platform.rpc.RouterServiceStub)
     connect_delivery(runtime, app, settings)
     sweeper = Sweeper(runtime, settings, signer)

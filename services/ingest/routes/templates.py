@@ -9,7 +9,7 @@ from services.common import problems
 from services.common.contracts import Tier
 from services.common.templates import Template, load_catalogue
 from services.ingest.deps import AccountReader, Settings
-from services.ingest.routes.account import Ledger, call_ledger, pb
+from services.ingest.ledger_calls import Ledger, call_ledger, pb
 from services.scorer.profiles import template_profile
 
 router = APIRouter(prefix="/v1", tags=["templates"], responses=problems.responses(503))
