@@ -2,8 +2,9 @@ import argparse
 import asyncio
 
 from services.common.runtime import run
-from services.ingest.app import build, create_tenant, set_tenant_plan
+from services.ingest.app import build
 from services.ingest.settings import IngestSettings
+from services.ingest.tenants import create_tenant, set_tenant_plan
 
 
 def main(prog: str = "python -m services.ingest") -> None:

@@ -1,7 +1,6 @@
 """The ingest service: Genline's public HTTP API and the job read model behind it."""
 
 import logging
-from contextlib import asynccontextmanager
 from functools import partial
 
 import grpc
@@ -11,10 +10,9 @@ from fastapi import FastAPI
 
 from services.common import api, telemetry, tracing
 from services.common.contracts import SUBSCRIPTIONS
-from services.common.db import migrate
 from services.common.runtime import ServiceRuntime
 from services.common.storage import ObjectStore
-from services.ingest import handlers, keys, tenants
+from services.ingest import handlers, ledger_calls
 from services.ingest.sweeper import Sweeper
 from services.ingest.live import LogWatch
 from services.ingest.plans import load_plans
@@ -63,7 +61,7 @@ def build(settings: IngestSettings):
                          lifespan=runtime.lifespan)
     app.state.runtime, app.state.settings, app.state.store, app.state.signer = runtime, settings, store, signer
     app.state.plans = load_plans(settings.plans_path)
-    connect_grpc(runtime, app, "ledger", settings.ledger_grpc_target, account.rpc.LedgerServiceStub)
+    connect_grpc(runtime, app, "ledger", settings.ledger_grpc_target, ledger_calls.rpc.LedgerServiceStub)
     connect_grpc(runtime, app, "router", settings.router_grpc_target, admin_platform.rpc.RouterServiceStub)
     connect_delivery(runtime, app, settings)
     sweeper = Sweeper(runtime, settings, signer)
@@ -121,52 +119,3 @@ def connect_delivery(runtime: ServiceRuntime, app: FastAPI, settings: IngestSett
 
     runtime.startup_hooks.append(open_client)
     runtime.shutdown_hooks.append(close_client)
-
-
-def check_plan(settings: IngestSettings, plan: str | None) -> None:
-    offered = load_plans(settings.plans_path).plans
-    if plan is not None and plan not in offered:
-        raise ValueError(f"unknown plan {plan!r}; offered: {', '.join(offered)}")
-
-
-async def set_tenant_plan(settings: IngestSettings, tenant_id: str, plan: str) -> str:
-    """Move a tenant to another plan (the CLI's set-plan); the plan it was on."""
-    check_plan(settings, plan)
-    async with tenants_transaction(settings) as conn:
-        previous = await tenants.set_plan(conn, tenant_id, plan)
-    if previous is None:
-        raise ValueError(f"no tenant {tenant_id!r}")
-    return previous
-
-
-@asynccontextmanager
-async def tenants_transaction(settings: IngestSettings):
-    """One transaction on ingest's tables, for commands run outside the service (CLI, seeding)."""
-    runtime = ServiceRuntime("ingest", settings, "services.ingest")
-    await migrate(runtime.database_url, runtime.name, runtime.migrations)
-    await runtime.pool.open(wait=True)
-    try:
-        async with runtime.pool.connection() as conn, conn.transaction():
-            yield conn
-    finally:
-        await runtime.pool.close()
-
-
-async def create_tenant(settings: IngestSettings, tenant_id: str, name: str | None = None,
-                        plan: str | None = None) -> str:
-    """Create a tenant (or reuse it) and return a new API key; only its hash is stored."""
-    key, _ = await ensure_tenant(settings, tenant_id, name, plan=plan)
-    return key
-
-
-async def ensure_tenant(settings: IngestSettings, tenant_id: str, name: str | None = None,
-                        known_key: str | None = None, plan: str | None = None) -> tuple[str, bool]:
-    """The tenant's API key, `known_key` while it is still a valid key of this tenant, else a
-    new one; and whether the tenant was created now (on `plan`, the default one when None)."""
-    check_plan(settings, plan)
-    async with tenants_transaction(settings) as conn:
-        created = await tenants.insert_tenant(conn, tenant_id, name, plan)
-        if known_key and await tenants.key_is_live(conn, tenant_id, known_key):
-            return known_key, created
-        key = (await keys.issue_key(conn, tenant_id, keys.OPERATOR_KEY_NAME)).secret
-    return key, created

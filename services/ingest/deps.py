@@ -13,7 +13,7 @@ from services.common.problems import Problem
 from services.common.runtime import ServiceRuntime
 from services.common.storage import ObjectStore
 from services.ingest import limits
-from services.ingest.domain import hash_api_key
+from services.ingest.keys import hash_api_key
 from services.ingest.live import LogWatch
 from services.ingest.plans import PlanBook
 from services.ingest.settings import IngestSettings

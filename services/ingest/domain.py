@@ -15,13 +15,8 @@ scores, and every final job's settlement. Until then the final state the job rea
 held in `reached` (kept out of the API) and `state` shows where the view has got to.
 """
 
-import hashlib
 import json
-import math
-import re
-import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 from uuid import UUID
@@ -44,7 +39,6 @@ from services.common.contracts import (
     JobCancelRequested,
     JobDelivered,
     JobClosed,
-    ProviderCall,
     JobErased,
     JobEvent,
     JobFinished,
@@ -59,6 +53,8 @@ from services.common.contracts import (
     ScoringFailed,
 )
 from services.common.sealing import ERASED
+from services.ingest.sweep_rules import SweepPolicy, overdue
+from services.ingest.view_parts import Billing, Failure, ReceiptRef, Regeneration, ReportOutcome, StageCost, stage_costs
 
 State = Literal[
     "submitted", "admitted", "rejected", "generating", "scoring", "delivering",
@@ -71,75 +67,6 @@ _ORDER = ["submitted", "admitted", "generating", "scoring", "delivering"]
 
 def rank(state: str) -> int:
     return len(_ORDER) if state in FINAL_STATES else _ORDER.index(state)
-
-
-class Failure(BaseModel):
-    code: str
-    stage: str
-    reason: str
-
-
-class Billing(BaseModel):
-    state: Literal["pending", "reserved", "settled", "rejected"] = "pending"
-    reserved: int | None = None
-    charged: int | None = None
-    released: int | None = None
-    retry_tokens_used: int = 0
-    price_book_version: str | None = None
-    revenue_micro_usd: int | None = Field(None, description="what the charged credits are worth, once settled")
-
-
-class Regeneration(BaseModel):
-    """An attempt whose candidates fell short: how many passed, how many more are needed, why."""
-
-    attempt: int
-    passed: int
-    needed: int
-    reason: str
-
-
-class StageCost(BaseModel):
-    """What one stage of one attempt cost on one provider: the calls it made there, what they
-    were expected to cost and take, and what they did. Calls of a stage run side by side,
-    so its latency is its longest call's; its cost is the sum of theirs."""
-
-    attempt: int
-    stage_index: int
-    stage: str
-    provider: str
-    calls: int
-    candidates: int
-    expected_cost_micro_usd: int
-    cost_micro_usd: int
-    expected_latency_ms: int
-    latency_ms: int
-
-
-def stage_costs(attempt: int, calls: list[ProviderCall]) -> list[StageCost]:
-    grouped: dict[tuple[int, str, str], list[ProviderCall]] = {}
-    for call in calls:
-        grouped.setdefault((call.stage_index, call.stage, call.provider), []).append(call)
-    return [StageCost(attempt=attempt, stage_index=index, stage=stage, provider=provider, calls=len(group),
-                      candidates=sum(c.candidates for c in group),
-                      expected_cost_micro_usd=sum(c.expected_cost_micro_usd for c in group),
-                      cost_micro_usd=sum(c.cost_micro_usd for c in group),
-                      expected_latency_ms=max(c.expected_latency_ms for c in group),
-                      latency_ms=max(c.latency_ms for c in group))
-            for (index, stage, provider), group in sorted(grouped.items())]
-
-
-class ReceiptRef(BaseModel):
-    """The job's signed receipt: its hash, and where to get it."""
-
-    sha256: str = Field(description="SHA-256 of the receipt's RFC 8785 canonical JSON")
-    url: str
-
-
-class ReportOutcome(BaseModel):
-    n: int
-    outcome: Literal["refunded", "retry_token", "declined"]
-    credits: int = 0
-    reason: str
 
 
 class JobView(BaseModel):
@@ -204,29 +131,6 @@ class JobView(BaseModel):
         """The view as JobFinished carries it: what clients see, the prompt sealed."""
         return self.model_dump(mode="json") | {
             "prompt": (self.sealed_prompt or SealedText(clear=self.prompt)).model_dump()}
-
-
-def plan_candidates(images: int, candidates: int | None, oversample: float) -> int:
-    """N defaults to K × oversample, and always at least one spare candidate."""
-    return candidates if candidates is not None else max(images + 1, math.ceil(images * oversample))
-
-
-_DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
-
-
-def parse_duration(text: str) -> int:
-    """Seconds in a `Cancel-After` value: `90`, `90s`, `5m`, `1h30m` (Replicate's form)."""
-    text = text.strip()
-    if text.isdigit():
-        seconds = int(text)
-    elif (match := _DURATION.fullmatch(text)) and any(match.groups()):
-        hours, minutes, secs = (int(g or 0) for g in match.groups())
-        seconds = hours * 3600 + minutes * 60 + secs
-    else:
-        raise ValueError(f"Cancel-After {text!r} is not a duration like 90, 90s, 5m or 1h30m")
-    if not 1 <= seconds <= 7 * 24 * 3600:
-        raise ValueError(f"Cancel-After {text!r} must be between 1 second and 7 days")
-    return seconds
 
 
 def submitted_view(spec: JobSpec, prompt: str | None = None) -> JobView:
@@ -345,33 +249,6 @@ def request_cancel(view: JobView, at: datetime, reason: str) -> tuple[JobView, J
 
 
 # ---- the sweeper -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SweepPolicy:
-    """How long a job may stay in each non-final state; how long after its own deadline the
-    router and scorer get to end it themselves (a partial delivery); how long delivery
-    gets to answer a request to end before the sweeper ends the job itself."""
-
-    state_deadline_s: dict[str, float]
-    deadline_grace_s: float
-    answer_timeout_s: float
-
-    @property
-    def shortest_wait_s(self) -> float:
-        return min([*self.state_deadline_s.values(), self.deadline_grace_s, self.answer_timeout_s])
-
-
-def overdue(view: JobView, now: datetime, policy: SweepPolicy) -> str | None:
-    """Why the job should have ended by now, or None."""
-    if view.deadline_s is not None:
-        if now > view.created_at + timedelta(seconds=view.deadline_s + policy.deadline_grace_s):
-            return f"the job's deadline of {view.deadline_s} s passed while it was {view.state}"
-    limit = policy.state_deadline_s.get(view.state)
-    entered = view.timestamps.get(view.state, view.created_at)
-    if limit is not None and now > entered + timedelta(seconds=limit):
-        return f"the job was {view.state} for more than {limit:g} s, that state's deadline"
-    return None
 
 
 def sweep(view: JobView, now: datetime, policy: SweepPolicy) -> tuple[JobView, Event | None]:
@@ -509,23 +386,3 @@ def add_report(view: JobView, outcome: ReportOutcome, at: datetime) -> JobView:
     return view.model_copy(update={"reports": sorted(reports, key=lambda r: r.n), "updated_at": max(view.updated_at, at)})
 
 
-# ---- API keys ------------------------------------------------------------------------
-
-API_KEY_PREFIX = "gl_"
-# What a key may do; a key is created with a subset of its creator's. Keys made before
-# scopes existed, and keys operators create, hold all of them.
-SCOPES = ("jobs:write", "jobs:read", "account:read", "keys:manage", "webhooks:manage")
-
-
-def new_api_key() -> str:
-    return API_KEY_PREFIX + secrets.token_urlsafe(32)
-
-
-def hash_api_key(key: str) -> str:
-    """Keys are 256 random bits, so one SHA-256 is enough: there is nothing to brute-force."""
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-def request_fingerprint(request: dict) -> str:
-    """The parsed request, keys sorted: the same JSON spaced or ordered otherwise is the same request."""
-    return hashlib.sha256(json.dumps(request, sort_keys=True, separators=(",", ":")).encode()).hexdigest()

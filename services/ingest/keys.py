@@ -1,19 +1,34 @@
-"""The api_keys table: issue, list, revoke and rotate a tenant's keys. Only a key's SHA-256
-is stored; the secret is returned once, when it is issued."""
+"""API keys: their scopes, how a key is made and hashed, and the api_keys table (issue, list,
+revoke and rotate a tenant's keys). Only a key's SHA-256 is stored; the secret is returned
+once, when it is issued."""
 
+import hashlib
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
 import psycopg
 
-from services.ingest.domain import SCOPES, hash_api_key, new_api_key
+API_KEY_PREFIX = "gl_"
+# What a key may do; a key is created with a subset of its creator's. Keys made before
+# scopes existed, and keys operators create, hold all of them.
+SCOPES = ("jobs:write", "jobs:read", "account:read", "keys:manage", "webhooks:manage")
 
 # How much of a key is kept in clear, so a tenant can tell its keys apart: "gl_" and 5 more.
 DISPLAY_PREFIX_LENGTH = 8
 # The name of the keys operators create (CLI, admin API), as the tenant's key listing shows it.
 OPERATOR_KEY_NAME = "operator"
 KEY_COLUMNS = "id, name, prefix, scopes, created_at, last_used_at, expires_at, revoked_at"
+
+
+def new_api_key() -> str:
+    return API_KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_api_key(key: str) -> str:
+    """Keys are 256 random bits, so one SHA-256 is enough: there is nothing to brute-force."""
+    return hashlib.sha256(key.encode()).hexdigest()
 
 
 @dataclass(frozen=True)

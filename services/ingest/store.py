@@ -206,6 +206,13 @@ async def reference_to_delete(conn: psycopg.AsyncConnection, job_id: UUID) -> st
 # ---- listing ---------------------------------------------------------------------------
 
 
+async def insert_output_report(conn: psycopg.AsyncConnection, job_id: UUID, n: int, reason: str) -> bool:
+    """Record a report of the job's image `n`; False when it was reported before."""
+    cur = await conn.execute("INSERT INTO output_reports (job_id, n, reason) VALUES (%s, %s, %s)"
+                             " ON CONFLICT DO NOTHING", [job_id, n, reason])
+    return cur.rowcount != 0
+
+
 class InvalidCursor(ValueError):
     pass
 

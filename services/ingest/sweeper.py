@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from services.common import telemetry
 from services.common.rounds import exclusive_round
 from services.common.runtime import ServiceRuntime, every
-from services.ingest import domain, store
+from services.ingest import domain, store, sweep_rules
 from services.ingest.receipt_store import issue_receipts
 from services.ingest.receipts import Signer
 from services.ingest.settings import IngestSettings
@@ -26,8 +26,8 @@ log = logging.getLogger(__name__)
 class Sweeper:
     def __init__(self, runtime: ServiceRuntime, settings: IngestSettings, signer: Signer) -> None:
         self.runtime, self.settings, self.signer = runtime, settings, signer
-        self.policy = domain.SweepPolicy(settings.state_deadline_s, settings.deadline_grace_s,
-                                         settings.cancel_answer_timeout_s)
+        self.policy = sweep_rules.SweepPolicy(settings.state_deadline_s, settings.deadline_grace_s,
+                                              settings.cancel_answer_timeout_s)
         self._task: asyncio.Task | None = None
 
     async def sweep_once(self, now: datetime | None = None) -> int:

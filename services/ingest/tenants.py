@@ -1,8 +1,17 @@
-"""The tenants table: who may call the API, each on a plan."""
+"""Tenants: the tenants table (who may call the API, each on a plan), and the operations on
+it that run outside the service (the CLI, the stack's seeding): create a tenant with a key,
+move it to another plan."""
+
+from contextlib import asynccontextmanager
 
 import psycopg
 
-from services.ingest.domain import hash_api_key
+from services.common.db import migrate
+from services.common.runtime import ServiceRuntime
+from services.ingest import keys
+from services.ingest.keys import hash_api_key
+from services.ingest.plans import load_plans
+from services.ingest.settings import IngestSettings
 
 TENANT_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
@@ -30,3 +39,52 @@ async def key_is_live(conn: psycopg.AsyncConnection, tenant_id: str, key: str) -
         "SELECT 1 FROM api_keys WHERE key_hash = %s AND tenant_id = %s AND revoked_at IS NULL"
         " AND (expires_at IS NULL OR expires_at > now())", [hash_api_key(key), tenant_id])).fetchone()
     return row is not None
+
+
+def check_plan(settings: IngestSettings, plan: str | None) -> None:
+    offered = load_plans(settings.plans_path).plans
+    if plan is not None and plan not in offered:
+        raise ValueError(f"unknown plan {plan!r}; offered: {', '.join(offered)}")
+
+
+async def set_tenant_plan(settings: IngestSettings, tenant_id: str, plan: str) -> str:
+    """Move a tenant to another plan (the CLI's set-plan); the plan it was on."""
+    check_plan(settings, plan)
+    async with tenants_transaction(settings) as conn:
+        previous = await set_plan(conn, tenant_id, plan)
+    if previous is None:
+        raise ValueError(f"no tenant {tenant_id!r}")
+    return previous
+
+
+@asynccontextmanager
+async def tenants_transaction(settings: IngestSettings):
+    """One transaction on ingest's tables, for commands run outside the service (CLI, seeding)."""
+    runtime = ServiceRuntime("ingest", settings, "services.ingest")
+    await migrate(runtime.database_url, runtime.name, runtime.migrations)
+    await runtime.pool.open(wait=True)
+    try:
+        async with runtime.pool.connection() as conn, conn.transaction():
+            yield conn
+    finally:
+        await runtime.pool.close()
+
+
+async def create_tenant(settings: IngestSettings, tenant_id: str, name: str | None = None,
+                        plan: str | None = None) -> str:
+    """Create a tenant (or reuse it) and return a new API key; only its hash is stored."""
+    key, _ = await ensure_tenant(settings, tenant_id, name, plan=plan)
+    return key
+
+
+async def ensure_tenant(settings: IngestSettings, tenant_id: str, name: str | None = None,
+                        known_key: str | None = None, plan: str | None = None) -> tuple[str, bool]:
+    """The tenant's API key, `known_key` while it is still a valid key of this tenant, else a
+    new one; and whether the tenant was created now (on `plan`, the default one when None)."""
+    check_plan(settings, plan)
+    async with tenants_transaction(settings) as conn:
+        created = await insert_tenant(conn, tenant_id, name, plan)
+        if known_key and await key_is_live(conn, tenant_id, known_key):
+            return known_key, created
+        key = (await keys.issue_key(conn, tenant_id, keys.OPERATOR_KEY_NAME)).secret
+    return key, created

@@ -12,8 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from services.ingest.app import ensure_tenant
 from services.ingest.settings import IngestSettings
+from services.ingest.tenants import ensure_tenant
 from services.ledger.app import grant
 from services.ledger.settings import DEV_LEDGER_SECRETS, LedgerSettings
 from services.stack.demo import run_demo

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from services.common.contracts import DEFAULT_NAMESPACE, FINAL_STATES, SUBSCRIPTIONS, all_topics, topic_of
-from services.ingest.app import create_tenant
+from services.ingest.tenants import create_tenant
 from services.ingest.settings import IngestSettings
 from services.ledger.app import grant
 from services.ledger.settings import LedgerSettings

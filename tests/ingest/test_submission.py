@@ -15,8 +15,9 @@ from PIL import Image
 
 from services.common.contracts import JobSubmitted, all_topics, topic_of
 from services.common.envelope import from_kafka
-from services.ingest.app import build, create_tenant
+from services.ingest.app import build
 from services.ingest.settings import IngestSettings
+from services.ingest.tenants import create_tenant
 from services.stack.embedded import create_topics
 from tests.kafka import read_topic
 from tests.scorer.conftest import save_tiny_clip

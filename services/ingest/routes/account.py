@@ -1,28 +1,16 @@
 """`/v1/quotes` and `/v1/account`: prices and balances, answered by the ledger over gRPC."""
 
-from typing import Annotated
-
-import grpc
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.common import problems
 from services.common.api import RequestModel
 from services.common.contracts import Tier
-from services.common.problems import Problem
-from services.common.protos import load
 from services.ingest.deps import AccountReader, Settings
+from services.ingest.ledger_calls import Ledger, call_ledger, pb
 
-pb, rpc = load("genline.ledger.v1")
 # Both answer from the ledger, which may be briefly away (503).
 router = APIRouter(prefix="/v1", tags=["account"], responses=problems.responses(503))
-
-
-def ledger_stub(request: Request):
-    return request.app.state.ledger_stub
-
-
-Ledger = Annotated[object, Depends(ledger_stub)]
 
 
 class QuoteRequest(RequestModel):
@@ -71,18 +59,6 @@ class Account(BaseModel):
     retry_tokens: int = Field(description="free images earned by reported images")
     report_policy: str | None = Field(None, description="what a reported image earns: refund or retry_token")
     grants: list[Grant]
-
-
-async def call_ledger(method, message, timeout_s: float):
-    try:
-        return await method(message, timeout=timeout_s)
-    except grpc.aio.AioRpcError as exc:
-        if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
-            raise Problem(422, "invalid-quote", exc.details()) from None
-        if exc.code() == grpc.StatusCode.NOT_FOUND:
-            return None
-        raise Problem(503, "ledger-unavailable", "the ledger does not answer; try again shortly",
-                      {"Retry-After": "2"}, retry_after=2) from None
 
 
 @router.post("/quotes", response_model=Quote)

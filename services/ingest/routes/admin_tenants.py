@@ -13,7 +13,7 @@ from services.common.api import RequestModel, StorableText
 from services.common.problems import Problem
 from services.ingest import keys, tenants
 from services.ingest.deps import Plans, Runtime
-from services.ingest.domain import SCOPES
+from services.ingest.keys import SCOPES
 
 router = APIRouter(prefix="/admin/v1/tenants", include_in_schema=False)
 

@@ -20,7 +20,8 @@ from services.common import problems
 from services.common.problems import Problem
 from services.ingest import domain, live, store as jobs_store
 from services.ingest.deps import JobsReader, Runtime, Settings, Watch
-from services.ingest.routes.jobs import JOB_ID, parse_job_id, refuse_missing
+from services.ingest.examples import JOB_ID
+from services.ingest.job_lookup import parse_job_id, refuse_missing
 
 router = APIRouter(tags=["events"])
 MAX_SEQ = 2**31 - 1

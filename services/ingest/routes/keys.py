@@ -15,7 +15,7 @@ from services.common.audit import key_actor, record_action
 from services.common.problems import Problem
 from services.ingest import keys
 from services.ingest.deps import KeysManager, Runtime, Settings
-from services.ingest.domain import SCOPES
+from services.ingest.keys import SCOPES
 
 router = APIRouter(prefix="/v1/api-keys", tags=["keys"])
 Scope = Annotated[str, Field(pattern="^(" + "|".join(SCOPES) + ")$")]

@@ -12,8 +12,9 @@ from services.common.problems import Problem
 from services.ingest import receipt_store, store as jobs_store
 from services.ingest.domain import FINAL_STATES
 from services.ingest.deps import JobsReader, Runtime
+from services.ingest.examples import JOB_ID
+from services.ingest.job_lookup import parse_job_id
 from services.ingest.receipts import FORMAT
-from services.ingest.routes.jobs import JOB_ID, parse_job_id
 
 router = APIRouter(tags=["receipts"])
 SHA = "5d2a6c3e8f1b0a9d7c4e2f6a8b1d3c5e7f9a0b2c4d6e8f0a1b3c5d7e9f1a2b3c"

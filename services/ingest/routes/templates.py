@@ -10,7 +10,7 @@ from services.common.contracts import Tier
 from services.common.templates import Template, load_catalogue
 from services.common.quality.profiles import template_profile
 from services.ingest.deps import AccountReader, Settings
-from services.ingest.routes.account import Ledger, call_ledger, pb
+from services.ingest.ledger_calls import Ledger, call_ledger, pb
 
 router = APIRouter(prefix="/v1", tags=["templates"], responses=problems.responses(503))
 TIERS: tuple[Tier, ...] = ("stable", "fast", "low-cost")

@@ -10,8 +10,8 @@ from services.common.problems import Problem
 from services.common.protos import load
 from services.ingest import limits
 from services.ingest.deps import AccountReader, Plans, Runtime, Settings
+from services.ingest.ledger_calls import call_ledger
 from services.ingest.plans import Plan, rate_decision
-from services.ingest.routes.account import call_ledger
 
 pb, _ = load("genline.ledger.v1")
 router = APIRouter(prefix="/v1", tags=["account"])

@@ -19,7 +19,9 @@ from services.common.contracts import WEBHOOK_EVENTS, WebhookEvent
 from services.common.problems import Problem
 from services.ingest import store as jobs_store
 from services.ingest.deps import Runtime, ScopedCaller, Settings
-from services.ingest.routes.jobs import JOB_ID, check_webhook_url, parse_job_id
+from services.ingest.examples import JOB_ID
+from services.ingest.job_lookup import parse_job_id
+from services.ingest.webhook_targets import check_webhook_url
 
 router = APIRouter(prefix="/v1", tags=["webhooks"], responses=problems.responses(503))
 

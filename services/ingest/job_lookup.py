@@ -1,0 +1,21 @@
+"""A job as a route names it: its id parsed, and the answer for a job the tenant cannot see."""
+
+from uuid import UUID
+
+from services.common.problems import Problem
+from services.ingest import store as jobs_store
+
+
+def parse_job_id(job_id: str) -> UUID:
+    try:
+        return UUID(job_id)
+    except ValueError:
+        raise Problem(404, "job-not-found", f"no job {job_id!r}") from None
+
+
+async def refuse_missing(conn, job_id: str, tenant: str) -> None:
+    """410 for a job its tenant erased; 404 otherwise: another tenant's job is as unknown as
+    a job that never existed."""
+    if await jobs_store.was_erased(conn, parse_job_id(job_id), tenant):
+        raise Problem(410, "job-erased", f"job {job_id} and its data were deleted at its owner's request")
+    raise Problem(404, "job-not-found", f"no job {job_id!r}")

@@ -1,0 +1,232 @@
+"""Submitting a job: the request, the checks that refuse at once what would fail later (the
+scoring profile and rules, the webhook URL, the input photo), and the idempotent write of the
+job with its JobSubmitted.
+
+1. Check: the deadline (`deadline_s`, `Cancel-After` or the tier's), the profile and rules the
+   scorer will apply, the webhook URL, the input photo (screened, then the template's checks).
+2. Record: in one transaction under the tenant's plan lock, answer a retried `Idempotency-Key`
+   with its first job, or check the plan's limits and write the job, its data key and event.
+"""
+
+import asyncio
+import hashlib
+import secrets
+from datetime import UTC, datetime
+from typing import Literal
+from uuid import UUID, uuid4
+
+import psycopg
+from pydantic import ConfigDict, Field, model_validator
+
+from services.common import telemetry
+from services.common.api import RequestModel
+from services.common.contracts import JobSpec, JobSubmitted, Tier, WebhookEvent
+from services.common.problems import Problem
+from services.common.sealing import seal
+from services.common.templates import load_catalogue
+from services.ingest import data_keys, domain, guidance, limits, request_rules, screening, store as jobs_store
+from services.ingest.examples import JOB_REQUEST_EXAMPLE
+from services.ingest.webhook_targets import check_webhook_url
+from services.common.quality.profiles import Profile, ProfileError, QualityRules, job_profile, profile_names
+
+TemplateName = Literal[tuple(load_catalogue().templates)]
+
+
+class JobRequest(RequestModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [JOB_REQUEST_EXAMPLE]})
+
+    prompt: str = Field(min_length=1, max_length=2000)
+    template: TemplateName = Field("generic", description="a template of GET /v1/templates")
+    tier: Tier = Field("stable", description="quality tier: stable, fast or low-cost")
+    use_retry_tokens: bool = Field(False, description="spend retry tokens earned by reported images first")
+    images: int = Field(1, ge=1, le=16, description="K: images to deliver")
+    candidates: int | None = Field(None, ge=1, le=64, description="N: candidates to generate (N >= K)")
+    seed: int | None = Field(None, ge=0, le=2**31 - 1)
+    profile: str | None = Field(None, max_length=64,
+                                description="scoring profile (generic, headshot, product); the template's by default")
+    quality: QualityRules | None = Field(None, description="quality rules on top of the profile")
+    reference_image: str | None = Field(
+        None, max_length=screening.MAX_REFERENCE_BASE64,
+        description="base64 JPEG, PNG or WebP reference photo; a headshot's identity and skin tone are compared with it")
+    input_upload: UUID | None = Field(
+        None, strict=False, description="id of an upload (POST /v1/uploads) to use as the job's input photo, instead of "
+                          "reference_image; checked against the template's input requirements")
+
+    width: int | None = Field(None, ge=64, le=2048, description="image width in pixels (with height)")
+    height: int | None = Field(None, ge=64, le=2048, description="image height in pixels (with width)")
+    model: str | None = Field(None, min_length=1, max_length=128,
+                              description="pin a model; only providers that serve it are used")
+    model_version: str | None = Field(None, min_length=1, max_length=128,
+                                      description="pin the model's version too (needs model)")
+    deadline_s: int | None = Field(None, ge=1, le=7 * 24 * 3600,
+                                   description="seconds the job may take; the tier's default when left out")
+    min_images: int | None = Field(None, ge=1, le=16,
+                                   description="at the deadline, deliver if at least this many passed (default: images)")
+    webhook_url: str | None = Field(None, min_length=1, max_length=2000,
+                                    description="http(s) URL that gets this job's webhooks, signed with the secret of"
+                                                " GET /v1/webhooks/default/secret; public addresses only")
+    webhook_events: list[WebhookEvent] | None = Field(None, max_length=6,
+                                                      description="events sent to webhook_url; all final events by default")
+
+    @model_validator(mode="after")
+    def candidates_cover_images(self) -> "JobRequest":
+        if self.candidates is not None and self.candidates < self.images:
+            raise ValueError(f"candidates ({self.candidates}) must be at least images ({self.images})")
+        return self
+
+    @model_validator(mode="after")
+    def size_and_pin_are_whole(self) -> "JobRequest":
+        if (self.width is None) != (self.height is None):
+            raise ValueError("width and height go together: give both or neither")
+        if self.model_version is not None and self.model is None:
+            raise ValueError("model_version needs model")
+        return self
+
+    @model_validator(mode="after")
+    def one_input_photo(self) -> "JobRequest":
+        if self.input_upload is not None and self.reference_image is not None:
+            raise ValueError("give the input photo once: input_upload or reference_image, not both")
+        return self
+
+    @model_validator(mode="after")
+    def min_images_within_images(self) -> "JobRequest":
+        if self.min_images is not None and self.min_images > self.images:
+            raise ValueError(f"min_images ({self.min_images}) cannot exceed images ({self.images})")
+        return self
+
+
+def with_deadline(body: JobRequest, cancel_after: str | None, settings) -> JobRequest:
+    """The body's `deadline_s`, else the `Cancel-After` header, else the tier's default."""
+    if body.deadline_s is not None:
+        return body
+    if cancel_after is not None:
+        try:
+            deadline_s = request_rules.parse_duration(cancel_after)
+        except ValueError as error:
+            raise Problem(422, "invalid-cancel-after", str(error)) from None
+    else:
+        deadline_s = settings.tier_deadline_s.get(body.tier)
+    return body.model_copy(update={"deadline_s": deadline_s})
+
+
+def job_spec(tenant_id: str, body: JobRequest, settings, data_key: bytes, profile: Profile,
+             reference_key: str | None = None, priority: int = 0) -> JobSpec:
+    """What the job asks for, its prompt sealed with its own `data_key`."""
+    candidates = request_rules.plan_candidates(body.images, body.candidates, settings.default_oversample)
+    seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
+    job_id = uuid4()
+    return JobSpec(job_id=job_id, tenant_id=tenant_id, template=body.template, tier=body.tier,
+                   deadline_s=body.deadline_s, min_images=body.min_images,
+                   use_retry_tokens=body.use_retry_tokens, prompt=seal(data_key, job_id, "prompt", body.prompt),
+                   template_version=load_catalogue().version, profile_name=profile.name,
+                   profile_version=profile_version(profile),
+                   images=body.images, candidates=candidates, candidates_fixed=body.candidates is not None,
+                   seed=seed, submitted_at=datetime.now(UTC),
+                   profile=body.profile, quality_rules=quality_rules(body), reference_key=reference_key,
+                   width=body.width, height=body.height, model=body.model, model_version=body.model_version,
+                   webhook_url=body.webhook_url, webhook_events=body.webhook_events,
+                   priority=priority)
+
+
+def quality_rules(body: JobRequest) -> dict | None:
+    """The rules as the client wrote them, without the defaults of what it left out."""
+    return body.quality.model_dump(mode="json", exclude_unset=True) if body.quality is not None else None
+
+
+def profile_version(profile: Profile) -> str:
+    """A digest of the checks a profile applies (its thresholds, weights, required and
+    forbidden dimensions, the job's rules included): it changes exactly when they do."""
+    return hashlib.sha256(repr(profile).encode()).hexdigest()[:16]
+
+
+def check_scoring(body: JobRequest, settings) -> Profile:
+    """Refuse at submission what the scorer would refuse later: an unknown profile, invalid
+    rules, or a dimension that must be computed without the model it needs; the profile the
+    job will be scored with."""
+    if body.profile is not None and body.profile not in profile_names():
+        raise Problem(422, "unknown-profile", f"unknown profile {body.profile!r}; known: {profile_names()}")
+    try:
+        profile = job_profile(body.template, body.profile, quality_rules(body))
+    except ProfileError as error:
+        raise Problem(422, "invalid-quality-rules", str(error)) from None
+    capabilities = frozenset({"clip_model"}) if settings.clip_model_dir else frozenset()
+    missing = profile.missing_capabilities(capabilities)
+    if missing:
+        raise Problem(422, "dimension-unavailable",
+                      f"profile {profile.name!r} with these rules requires {', '.join(missing)}, but no CLIP model"
+                      " is configured on this platform, so it could not be scored; do not require it",
+                      unavailable=missing)
+    return profile
+
+
+async def input_photo(runtime, store, tenant_id: str, body: JobRequest, settings) -> str | None:
+    """The key of the job's input photo in the internal bucket, after screening and the
+    template's input checks: an upload of the tenant's, or the base64 reference photo, screened
+    like an upload and stored by content, so a retried submission stores nothing new."""
+    template = load_catalogue().templates[body.template]
+    if template.needs_input and body.input_upload is None and body.reference_image is None:
+        raise Problem(422, "input-required", f"template {body.template!r} works on your photo: give input_upload"
+                      f" ({template.input.description if template.input else 'an upload'})")
+    if body.input_upload is not None:
+        async with runtime.pool.connection() as conn:
+            upload = await jobs_store.read_upload(conn, body.input_upload, tenant_id)
+        if upload is None:
+            raise Problem(422, "unknown-upload", f"input_upload: you have no upload {body.input_upload}")
+        await guidance.check_input(settings, body.template, await store.get(store.internal_bucket, upload["key"]))
+        return upload["key"]
+    if body.reference_image is None:
+        return None
+    limits = screening.ScreeningLimits(settings.max_upload_bytes, settings.max_reference_pixels)
+    photo = await asyncio.to_thread(screening.screened_photo, body.reference_image, limits)
+    await guidance.check_input(settings, body.template, photo.data)
+    key = f"{tenant_id}/references/{photo.sha256}.{photo.extension}"
+    await store.put(store.internal_bucket, key, photo.data, photo.media_type)
+    return key
+
+
+async def replay_of(conn, tenant_id: str, key: str, fingerprint: str, ttl_s: int) -> UUID | None:
+    bound = await jobs_store.job_of_key(conn, tenant_id, key, ttl_s)
+    if bound and bound[1] != fingerprint:
+        raise Problem(422, "idempotency-key-reused", f"Idempotency-Key {key!r} was used with a different request")
+    return bound[0] if bound else None
+
+
+async def record_submission(runtime, plans, tenant: str, body: JobRequest, settings, idempotency_key: str | None,
+                            fingerprint: str, reference_key: str | None, profile: Profile) -> domain.JobView:
+    """The job, written with its JobSubmitted; a retry with the same key gets the first job,
+    and a job past the plan's limits is refused before anything is written."""
+    ttl_s = settings.idempotency_key_ttl_s
+    async with runtime.pool.connection() as conn, conn.transaction():
+        plan = await limits.lock_plan(conn, tenant, plans)
+        if idempotency_key and (existing := await replay_of(conn, tenant, idempotency_key, fingerprint, ttl_s)):
+            return await jobs_store.read_view(conn, existing, tenant)
+        await limits.check_submission(conn, tenant, plan, body.images, datetime.now(UTC))
+        key = data_keys.new_data_key()
+        spec = job_spec(tenant, body, settings, key, profile, reference_key, plan.priority)
+        await data_keys.insert(conn, spec.job_id, tenant, key)
+        view = domain.submitted_view(spec, body.prompt)
+        await jobs_store.record(conn, None, view, None, spec.submitted_at)
+        if reference_key:
+            await jobs_store.remember_reference(conn, view.id, reference_key)
+        if idempotency_key:
+            await jobs_store.remember_key(conn, tenant, idempotency_key, fingerprint, spec.job_id, ttl_s)
+        await runtime.emit(conn, JobSubmitted(job_id=spec.job_id, tenant_id=tenant, job=spec))
+    runtime.relay.notify()
+    telemetry.JOBS_SUBMITTED.labels(view.template).inc()
+    return view
+
+
+async def submit(runtime, store, plans, tenant: str, body: JobRequest, settings, idempotency_key: str | None,
+                 cancel_after: str | None) -> domain.JobView:
+    """The job `body` asks for, checked and recorded (or the first job of a retried key)."""
+    body = with_deadline(body, cancel_after, settings)
+    profile = check_scoring(body, settings)
+    if body.webhook_url is not None:
+        await check_webhook_url(body.webhook_url, settings)
+    reference_key = await input_photo(runtime, store, tenant, body, settings)
+    fingerprint = request_rules.request_fingerprint(body.model_dump(mode="json"))
+    submission = (runtime, plans, tenant, body, settings, idempotency_key, fingerprint, reference_key, profile)
+    try:
+        return await record_submission(*submission)
+    except (psycopg.errors.UniqueViolation, jobs_store.IdempotencyKeyTaken):
+        return await record_submission(*submission)  # a concurrent retry won the key: answer with its job

@@ -1,0 +1,77 @@
+"""The parts of a job's view that are models of their own: why it failed, its billing, its
+regenerations, what each stage cost, its receipt, and what its reported images earned."""
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from services.common.contracts import ProviderCall
+
+
+class Failure(BaseModel):
+    code: str
+    stage: str
+    reason: str
+
+
+class Billing(BaseModel):
+    state: Literal["pending", "reserved", "settled", "rejected"] = "pending"
+    reserved: int | None = None
+    charged: int | None = None
+    released: int | None = None
+    retry_tokens_used: int = 0
+    price_book_version: str | None = None
+    revenue_micro_usd: int | None = Field(None, description="what the charged credits are worth, once settled")
+
+
+class Regeneration(BaseModel):
+    """An attempt whose candidates fell short: how many passed, how many more are needed, why."""
+
+    attempt: int
+    passed: int
+    needed: int
+    reason: str
+
+
+class StageCost(BaseModel):
+    """What one stage of one attempt cost on one provider: the calls it made there, what they
+    were expected to cost and take, and what they did. Calls of a stage run side by side,
+    so its latency is its longest call's; its cost is the sum of theirs."""
+
+    attempt: int
+    stage_index: int
+    stage: str
+    provider: str
+    calls: int
+    candidates: int
+    expected_cost_micro_usd: int
+    cost_micro_usd: int
+    expected_latency_ms: int
+    latency_ms: int
+
+
+def stage_costs(attempt: int, calls: list[ProviderCall]) -> list[StageCost]:
+    grouped: dict[tuple[int, str, str], list[ProviderCall]] = {}
+    for call in calls:
+        grouped.setdefault((call.stage_index, call.stage, call.provider), []).append(call)
+    return [StageCost(attempt=attempt, stage_index=index, stage=stage, provider=provider, calls=len(group),
+                      candidates=sum(c.candidates for c in group),
+                      expected_cost_micro_usd=sum(c.expected_cost_micro_usd for c in group),
+                      cost_micro_usd=sum(c.cost_micro_usd for c in group),
+                      expected_latency_ms=max(c.expected_latency_ms for c in group),
+                      latency_ms=max(c.latency_ms for c in group))
+            for (index, stage, provider), group in sorted(grouped.items())]
+
+
+class ReceiptRef(BaseModel):
+    """The job's signed receipt: its hash, and where to get it."""
+
+    sha256: str = Field(description="SHA-256 of the receipt's RFC 8785 canonical JSON")
+    url: str
+
+
+class ReportOutcome(BaseModel):
+    n: int
+    outcome: Literal["refunded", "retry_token", "declined"]
+    credits: int = 0
+    reason: str

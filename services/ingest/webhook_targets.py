@@ -1,0 +1,13 @@
+"""Where a tenant may ask for webhooks to be sent: checked when a job or an endpoint names the URL."""
+
+from services.common import targets
+from services.common.problems import Problem
+
+
+async def check_webhook_url(url: str, settings) -> None:
+    """A webhook URL must be http(s) and resolve to public addresses only (SSRF), unless the
+    deployment allows the network; delivery checks again when it sends."""
+    try:
+        await targets.checked_address(url, targets.allowed_networks(settings.webhook_allowed_networks))
+    except targets.RefusedTarget as refused:
+        raise Problem(422, "webhook-url-refused", f"webhooks cannot be sent to {url!r}: {refused}") from None
