@@ -1,0 +1,32 @@
+"""The one package every service shares. Which file holds what:
+
+Events and the bus
+    contracts.py     every event and shared shape, versioned, with their upcasters
+    envelope.py      CloudEvents 1.0 envelopes and their Kafka binary binding
+    outbox.py        the transactional outbox and the relay that publishes it
+    inbox.py         applied-event records, what a handler gets, retryable errors
+    consumer.py      subscribers: batches in one transaction, DLQ, offset commits
+    journal.py       the outbox as the service's journal; broker loss, rotation, pruning
+    kafka_admin.py   what the relay asks the broker: offsets, groups, gaps, recreation
+    wake.py          consumers fetch when a relay announces a topic (embedded broker)
+    replay.py        reading a service's history from its journal or its topic
+    audit.py         an action's audit record, in the transaction of the change
+Data and content
+    db.py            PostgreSQL: schemas, migrations, pools, batch inserts
+    storage.py       object storage and signed links; sigv4.py signs its requests
+    sealing.py       tenants' content sealed under per-job data keys
+    data_keys.py     the client of ingest's data-key API
+    templates.py     the template catalogue (templates.yaml)
+    quality/         the quality vocabulary: dimensions, profiles, rules, calibration
+    face_models.py   the one face detector, for the scorer and the router's crop stage
+Serving and running
+    runtime.py       what every service process has, and its orderly start and stop
+    settings.py      the settings every service shares
+    api.py           what every HTTP API keeps to; problems.py its RFC 9457 errors
+    admin.py         operator tokens and scopes for the admin APIs
+    grpc_server.py   a service's internal gRPC server; protos.py builds its stubs
+    rounds.py        the advisory-lock round of every periodic sweeper
+    http_headers.py  headers the services' clients act on (Retry-After)
+    targets.py       where webhooks may go (no SSRF)
+    telemetry.py     logs, metrics, health; tracing.py the traces
+"""

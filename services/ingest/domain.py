@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 
 from services.common.contracts import (
     DEADLINE_EXCEEDED,
+    FINAL_STATES,
     AttemptStarted,
     CandidatesGenerated,
     CandidateScore,
@@ -56,11 +57,12 @@ from services.common.sealing import ERASED
 from services.ingest.sweep_rules import SweepPolicy, overdue
 from services.ingest.view_parts import Billing, Failure, ReceiptRef, Regeneration, ReportOutcome, StageCost, stage_costs
 
+# The job's states in the order the API has always listed them; the final ones are
+# contracts.FINAL_STATES.
 State = Literal[
     "submitted", "admitted", "rejected", "generating", "scoring", "delivering",
     "succeeded", "partially_succeeded", "failed", "canceled", "expired",
 ]
-FINAL_STATES = {"rejected", "succeeded", "partially_succeeded", "failed", "canceled", "expired"}
 
 _ORDER = ["submitted", "admitted", "generating", "scoring", "delivering"]
 

@@ -16,7 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from services.common.db import listen
 from services.ingest import store
-from services.ingest.domain import FINAL_STATES
+from services.common.contracts import FINAL_STATES
 
 PAGE = 200
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from services.common import problems
 from services.common.problems import Problem
 from services.ingest import receipt_store, store as jobs_store
-from services.ingest.domain import FINAL_STATES
+from services.common.contracts import FINAL_STATES
 from services.ingest.deps import JobsReader, Runtime
 from services.ingest.examples import JOB_ID
 from services.ingest.job_lookup import parse_job_id
