@@ -11,9 +11,12 @@ that dies mid-round frees it at once.
         ...                   # the round's work, in the lock's transaction
 """
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+
+from services.common.runtime import every
 
 
 def round_lock_id(schema: str, round_name: str) -> int:
@@ -29,3 +32,23 @@ async def exclusive_round(pool, schema: str, round_name: str) -> AsyncIterator:
         lock = await (await conn.execute("SELECT pg_try_advisory_xact_lock(%s) AS held",
                                          [round_lock_id(schema, round_name)])).fetchone()
         yield conn if lock["held"] else None
+
+
+class PeriodicRound:
+    """A sweeper's life: `sweep_once` every `interval_s` in a task of its own from `start()`
+    until `stop()`; the subclass's `sweep_once` takes its round with `exclusive_round`."""
+
+    interval_s: float
+    task_name: str
+    _task: asyncio.Task | None = None
+
+    async def sweep_once(self) -> int:
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(every(self.interval_s, self.sweep_once, self.task_name), name=self.task_name)
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)

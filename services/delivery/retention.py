@@ -12,8 +12,8 @@ import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 
-from services.common.rounds import exclusive_round
-from services.common.runtime import ServiceRuntime, every
+from services.common.rounds import PeriodicRound, exclusive_round
+from services.common.runtime import ServiceRuntime
 from services.common.storage import ListedObject, ObjectStore
 from services.delivery.settings import DeliverySettings
 
@@ -24,10 +24,10 @@ def expired(objects: list[ListedObject], older_than: datetime) -> list[str]:
     return [obj.key for obj in objects if obj.last_modified < older_than]
 
 
-class RetentionSweeper:
+class RetentionSweeper(PeriodicRound):
     def __init__(self, runtime: ServiceRuntime, store: ObjectStore, settings: DeliverySettings) -> None:
         self.runtime, self.store, self.settings = runtime, store, settings
-        self._task: asyncio.Task | None = None
+        self.interval_s, self.task_name = settings.retention_sweep_interval_s, "delivery-retention"
 
     async def sweep_once(self, now: datetime | None = None) -> int:
         """One round; the number of objects deleted (0 when another replica holds the round)."""
@@ -66,12 +66,3 @@ class RetentionSweeper:
                 + expired([o for o in objects if o.key not in delivered], now - timedelta(days=audit_days)))
         await asyncio.gather(*(self.store.delete(self.store.internal_bucket, key) for key in keys))
         return len(keys)
-
-    async def start(self) -> None:
-        sweeps = every(self.settings.retention_sweep_interval_s, self.sweep_once, "retention sweep")
-        self._task = asyncio.create_task(sweeps, name="delivery-retention")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)

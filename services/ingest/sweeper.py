@@ -8,13 +8,12 @@ got no answer in time is ended here (JobClosed), and the ledger releases its cre
 Expired idempotency keys are deleted on the way.
 """
 
-import asyncio
 import logging
 from datetime import UTC, datetime
 
 from services.common import telemetry
-from services.common.rounds import exclusive_round
-from services.common.runtime import ServiceRuntime, every
+from services.common.rounds import PeriodicRound, exclusive_round
+from services.common.runtime import ServiceRuntime
 from services.ingest import domain, store, sweep_rules
 from services.ingest.receipt_store import issue_receipts
 from services.ingest.receipts import Signer
@@ -23,12 +22,12 @@ from services.ingest.settings import IngestSettings
 log = logging.getLogger(__name__)
 
 
-class Sweeper:
+class Sweeper(PeriodicRound):
     def __init__(self, runtime: ServiceRuntime, settings: IngestSettings, signer: Signer) -> None:
         self.runtime, self.settings, self.signer = runtime, settings, signer
         self.policy = sweep_rules.SweepPolicy(settings.state_deadline_s, settings.deadline_grace_s,
                                               settings.cancel_answer_timeout_s)
-        self._task: asyncio.Task | None = None
+        self.interval_s, self.task_name = settings.sweep_interval_s, "ingest-sweeper"
 
     async def sweep_once(self, now: datetime | None = None) -> int:
         """One round; the number of events it published (0 when another replica holds the round)."""
@@ -57,12 +56,3 @@ class Sweeper:
             log.warning("sweeper moved %d stuck jobs on", published)
             self.runtime.relay.notify()
         return published
-
-    async def start(self) -> None:
-        sweeps = every(self.settings.sweep_interval_s, self.sweep_once, "sweeping jobs")
-        self._task = asyncio.create_task(sweeps, name="ingest-sweeper")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
