@@ -366,10 +366,17 @@ class ReplayedAccount:
     retry_tokens: int = 0
 
 
+BALANCE_EVENTS = (CreditsGranted, CreditsRefunded, CreditsExpired, CreditsReserved, ReservationSettled, RetryTokenIssued)
+
+
 def replay_balances(events: Iterable[Event]) -> dict[str, ReplayedAccount]:
-    """Every account's balances from the ledger's events alone (each event once)."""
+    """Every account's balances from the ledger's events alone (each event once). An event that
+    moves no balance (a reservation refused to a tenant that never held credits, an audit
+    record) opens no account, as it opens none in the live table."""
     accounts: dict[str, ReplayedAccount] = {}
     for event in events:
+        if not isinstance(event, BALANCE_EVENTS):
+            continue
         account = accounts.setdefault(event.tenant_id, ReplayedAccount())
         match event:
             case CreditsGranted() | CreditsRefunded():

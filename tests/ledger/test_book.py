@@ -135,6 +135,13 @@ def test_replaying_the_events_gives_the_same_balances():
     assert (replayed.posted, replayed.pending) == (account.posted, account.pending)
 
 
+def test_a_refused_reservation_opens_no_account_in_the_replay_as_in_the_book():
+    book = new_book()
+    refused = book.reserve(spec(tenant="penniless"), NOW)
+    assert isinstance(refused, ReservationRejected) and "penniless" not in book.accounts
+    assert "penniless" not in replay_balances([refused])
+
+
 SECRET = "whsec_test"
 
 
