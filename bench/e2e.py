@@ -63,6 +63,7 @@ from services.ledger.app import grant  # noqa: E402
 from services.ledger.settings import LedgerSettings  # noqa: E402
 from services.router.providers.painter import LocalGenerator  # noqa: E402
 from services.scorer.dimensions import Scorer  # noqa: E402
+from services.scorer.dimensions.tiers import Enough  # noqa: E402
 from services.common.quality.profiles import job_profile  # noqa: E402
 from services.stack.embedded import EmbeddedStack, Endpoints  # noqa: E402
 from services.stack.fleet import SERVICES, ServiceFleet  # noqa: E402
@@ -287,7 +288,9 @@ async def in_process(endpoints: Endpoints, jobs: int, side: int, candidates: int
             clock = time.perf_counter()
             painted = generator.paint(PROMPT, seed=i, count=candidates)
             painted_at = time.perf_counter()
-            verdicts = scorer.score([p.png for p in painted], profile, prompt=PROMPT, requested_size=(side, side))
+            # As the scorer service scores an attempt: in tiers, until the job's one image is known.
+            verdicts = scorer.score([p.png for p in painted], profile, prompt=PROMPT, requested_size=(side, side),
+                                    tiered=True, enough=Enough(1, tuple(range(candidates))))
             scored_at = time.perf_counter()
             best = max(range(candidates), key=lambda n: (verdicts[n].passed, verdicts[n].score))
             job_id = uuid.uuid4()
