@@ -13,9 +13,9 @@ from tests.stacks import chosen_stack, start_stack
 # freeing the last of them at the end of the session can hang pytest (see hold_grpc_aio).
 hold_grpc_aio()
 
-# Tests that start the platform's services as processes, a browser, or stop and start the
-# stack's own servers: left out of the fast lane (`make test-fast`). Every end-to-end test
-# is one; elsewhere a module says so with `pytestmark = pytest.mark.processes`.
+# Tests that run a Genline service (as a process, or its runtime in this one), a browser, or
+# stop and start the stack's own servers: left out of the fast lane (`make test-fast`). Every
+# end-to-end test is one; elsewhere a module says so with `pytestmark = pytest.mark.processes`.
 E2E = Path(__file__).parent / "e2e"
 
 

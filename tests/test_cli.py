@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.processes  # runs a Genline service, or starts processes
+
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = [[], ["jobs"], *(["jobs", c] for c in ("submit", "list", "get", "cancel", "events", "watch", "download")),
             ["run"], ["create-tenant"], ["set-plan"], ["grant"], ["replay"], ["replay", "ledger"], ["replay", "jobs"], ["score"]]

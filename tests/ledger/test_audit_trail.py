@@ -22,6 +22,8 @@ from services.ledger.settings import LedgerSettings
 from tests.kafka import publish_envelopes
 from tests.ledger.conftest import served_ledger, served_ledger_settings
 
+pytestmark = pytest.mark.processes  # runs a Genline service, or starts processes
+
 TOKENS = {"finance": "finance-token-5c1e9a7d20", "support": "support-token-8b3f61e4c2",
           "auditor": "auditor-token-2d7a0c9f51"}
 

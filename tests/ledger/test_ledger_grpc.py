@@ -17,6 +17,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from services.ledger.grpc import pb, rpc
 from tests.ledger.conftest import admin_grant, served_ledger, served_ledger_settings
 
+pytestmark = pytest.mark.processes  # runs a Genline service, or starts processes
+
 PRICE_BOOK = yaml.safe_load((Path(__file__).parents[2] / "services/ledger/pricebook.yaml").read_text())
 PRICES = PRICE_BOOK["versions"][-1]
 LEDGER_SERVICE = "genline.ledger.v1.LedgerService"

@@ -25,6 +25,8 @@ from tests.ledger.conftest import (
 )
 from services.stack.embedded import free_port
 
+pytestmark = pytest.mark.processes  # runs a Genline service, or starts processes
+
 WEBHOOK_SECRET = "whsec_test_9f2c41d0"
 TOLERANCE_S = 300
 

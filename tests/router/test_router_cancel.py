@@ -12,6 +12,8 @@ from services.common.contracts import JobCancelRequested
 from tests.router.service import RouterTopic, credits_reserved, job_spec, publish, router_settings, running_router
 from tests.router.stubs import Behaviour, stub_provider
 
+pytestmark = pytest.mark.processes  # runs a Genline service, or starts processes
+
 
 async def in_flight(market, settle_s: float, timeout_s: float = 30):
     """The stub's first request, once the adapter has had `settle_s` to learn its id."""

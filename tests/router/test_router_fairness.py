@@ -4,9 +4,13 @@ saturated the router stops consuming instead of queueing everything in memory.""
 
 import asyncio
 
+import pytest
+
 from services.common.contracts import CandidatesGenerated
 from tests.router.service import credits_reserved, job_spec, publish, router_settings, running_router, until
 from tests.router.stubs import Behaviour, stub_provider
+
+pytestmark = pytest.mark.processes  # runs a Genline service, or starts processes
 
 
 def one_slow_provider(stub, concurrency: int = 1) -> dict:

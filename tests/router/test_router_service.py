@@ -10,6 +10,8 @@ from tests.router.service import (RouterTopic, credits_reserved, job_spec, list_
                                   router_settings, running_router, score, stub_registry, until)
 from tests.router.stubs import Behaviour
 
+pytestmark = pytest.mark.processes  # runs a Genline service, or starts processes
+
 
 @pytest.fixture
 def settings(endpoints, object_store, tmp_path, fal, replicate):

@@ -30,6 +30,8 @@ from tests.kafka import publish_envelopes, read_topic
 from tests.metrics import metric_value
 from tests.scorer.conftest import blown_out, blurred, jpeg, noisy, png, rgb_photo, save_tiny_clip
 
+pytestmark = pytest.mark.processes  # runs a Genline service, or starts processes
+
 BLACK = png(rgb_photo("camera") * 0)
 
 
