@@ -13,6 +13,7 @@ request_rules.py   pure rules of a request: candidates planned, Cancel-After, re
 job_lookup.py      a job id as a route names it: parsed, and 404/410 for a job the tenant cannot see
 webhook_targets.py whether a webhook URL may be used (public addresses only)
 ledger_calls.py    the ledger's gRPC messages, its stub as a dependency, its errors as problems
+scorer_calls.py    what ingest asks of the scorer's internal API: measurements, calibration
 domain.py          the job read model (JobView) and its state machine, without I/O
 view_parts.py      the view's own models: failure, billing, regenerations, stage costs, receipt, reports
 sweep_rules.py     the sweeper's policy: how long a job may stay in a state, when it is overdue

@@ -9,10 +9,9 @@ judging is pure (`failed_checks`); only `measure` does I/O.
 import math
 from dataclasses import dataclass
 
-import httpx
-
 from services.common.problems import Problem
 from services.common.templates import InputCheck, load_catalogue
+from services.ingest.scorer_calls import measure
 
 
 @dataclass(frozen=True)
@@ -56,21 +55,6 @@ def guidance_problem(template: str, failed: list[FailedCheck]) -> Problem:
     return Problem(422, "input-guidance",
                    f"the input photo does not suit the {template} template: {sentences}.",
                    template=template, checks=[f.as_json() for f in failed])
-
-
-async def measure(scorer_url: str, timeout_s: float, photo: bytes, dimensions: list[str]) -> dict[str, float | None]:
-    """The scorer's values of `dimensions` for `photo` (None where it cannot measure one)."""
-    try:
-        async with httpx.AsyncClient(base_url=scorer_url, timeout=timeout_s) as client:
-            response = await client.post("/internal/v1/measurements", content=photo,
-                                         params={"dimensions": ",".join(dimensions)},
-                                         headers={"content-type": "application/octet-stream"})
-            response.raise_for_status()
-    except httpx.HTTPError as error:
-        raise Problem(503, "input-check-unavailable",
-                      f"the input photo could not be checked now ({type(error).__name__}); try again shortly",
-                      {"Retry-After": "5"}, retry_after=5) from None
-    return response.json()["values"]
 
 
 async def check_input(settings, template: str, photo: bytes) -> None:

@@ -20,7 +20,6 @@ of the public OpenAPI document.
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-import httpx
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -33,6 +32,7 @@ from services.common.quality.calibration import Judged
 from services.common.quality.profiles import profile_names
 from services.ingest.deps import Runtime, Settings
 from services.ingest.domain import JobView
+from services.ingest.scorer_calls import calibrate
 
 router = APIRouter(prefix="/admin/v1", include_in_schema=False)
 BAD_OUTCOMES = {"refunded", "retry_token"}
@@ -79,20 +79,6 @@ async def calibration_report(runtime: Runtime, settings: Settings, _: OperatorWi
     return {"tenant_id": tenant_id, "since": since, "until": until, "images": len(judged),
             "reported_bad": sum(image.bad for image in judged),
             "dimensions": await calibrate(settings.scorer_url, settings.scorer_timeout_s, judged)}
-
-
-async def calibrate(scorer_url: str, timeout_s: float, judged: list[Judged]) -> list[dict]:
-    """The scorer's calibration rows for `judged` (its internal API), as JSON."""
-    try:
-        async with httpx.AsyncClient(base_url=scorer_url, timeout=timeout_s) as client:
-            response = await client.post("/internal/v1/calibration",
-                                         json={"images": [image.as_json() for image in judged]})
-            response.raise_for_status()
-    except httpx.HTTPError as error:
-        raise Problem(503, "calibration-unavailable",
-                      f"the scorer could not calibrate now ({type(error).__name__}); try again shortly",
-                      {"Retry-After": "5"}, retry_after=5) from None
-    return response.json()["dimensions"]
 
 
 @router.get("/margins")
