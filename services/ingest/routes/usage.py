@@ -7,13 +7,11 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.common.problems import Problem
-from services.common.protos import load
 from services.ingest import limits
 from services.ingest.deps import AccountReader, Plans, Runtime, Settings
-from services.ingest.ledger_calls import call_ledger
+from services.ingest.ledger_calls import call_ledger, pb
 from services.ingest.plans import Plan, rate_decision
 
-pb, _ = load("genline.ledger.v1")
 router = APIRouter(prefix="/v1", tags=["account"])
 
 
