@@ -7,6 +7,7 @@ import time
 import psycopg
 import pytest
 
+from services.common.contracts import FINAL_STATES
 from services.ingest.replay import replay_jobs
 from services.ingest.settings import IngestSettings
 from services.ledger.audit_replay import replay_audit
@@ -19,7 +20,6 @@ from tests.test_restart import Platform, delivered, sha256_at, wait_until_mid_fl
 pytestmark = pytest.mark.processes  # starts the platform's processes or the stack's servers again
 
 UNIT_PRICE = 10
-FINAL_STATES = ["succeeded", "partially_succeeded", "failed", "rejected", "canceled", "expired"]
 
 
 def ended_once_and_charged_once(database_url: str, job_ids: list[str]) -> None:
@@ -27,7 +27,7 @@ def ended_once_and_charged_once(database_url: str, job_ids: list[str]) -> None:
     with psycopg.connect(database_url) as conn:
         endings = dict(conn.execute(
             "SELECT job_id::text, count(*) FROM ingest.job_log WHERE type = 'state' AND payload->>'state' = ANY(%s)"
-            " AND job_id::text = ANY(%s) GROUP BY job_id", [FINAL_STATES, job_ids]).fetchall())
+            " AND job_id::text = ANY(%s) GROUP BY job_id", [list(FINAL_STATES), job_ids]).fetchall())
         charges = dict(conn.execute(
             "SELECT t.job_id::text, count(*) FROM ledger.entries e JOIN ledger.transfers t ON t.id = e.transfer_id"
             " WHERE e.kind = 'charge' AND t.job_id::text = ANY(%s) GROUP BY t.job_id", [job_ids]).fetchall())

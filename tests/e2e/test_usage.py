@@ -6,7 +6,7 @@ import time
 
 import psycopg
 
-from services.ingest.domain import FINAL_STATES
+from services.common.contracts import FINAL_STATES
 from services.ingest.plans import load_plans
 
 FREE = load_plans().plans["free"]
@@ -36,7 +36,7 @@ def wait_final(database_url: str, job_ids: list[str], timeout_s: float = 180) ->
         while True:
             states = [row[0] for row in conn.execute("SELECT state FROM ingest.jobs WHERE id = ANY(%s::uuid[])",
                                                      [job_ids])]
-            if len(states) == len(job_ids) and set(states) <= FINAL_STATES:
+            if len(states) == len(job_ids) and set(states) <= set(FINAL_STATES):
                 return
             assert time.monotonic() < deadline, f"jobs not final after {timeout_s}s: {states}"
             time.sleep(0.5)
