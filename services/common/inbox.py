@@ -3,7 +3,6 @@ applied it, so a redelivered event is skipped; what a handler gets (HandlerConte
 the errors that say whether trying again can help."""
 
 import asyncio
-import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -14,10 +13,6 @@ import psycopg
 from services.common.contracts import Event
 from services.common.envelope import Envelope, envelop
 from services.common.outbox import add_to_outbox
-
-log = logging.getLogger(__name__)
-
-# ---- inbox and handlers ---------------------------------------------------------------
 
 
 @dataclass

@@ -26,9 +26,6 @@ from services.common.wake import bus_channel
 
 log = logging.getLogger(__name__)
 
-# ---- outbox --------------------------------------------------------------------------
-
-
 OUTBOX_INSERT = ("INSERT INTO outbox (event_id, event_type, topic, record_key, headers, body)"
                  " VALUES (%s, %s, %s, %s, %s, %s)")
 

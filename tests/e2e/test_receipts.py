@@ -23,16 +23,7 @@ from services.common.replay import decoded_envelopes, read_topic_to_end
 from services.ingest.receipt_replay import replay_receipts
 from services.ingest.receipts import Signer, new_signing_key_text
 from services.ingest.settings import IngestSettings
-from tests.e2e.test_webhooks import Receiver
-
-
-@pytest.fixture
-def receiver():
-    receiver = Receiver()
-    receiver.thread.start()
-    yield receiver
-    receiver.server.shutdown()
-    receiver.server.server_close()
+from tests.e2e.test_webhooks import receiver  # noqa: F401 - the fixture
 
 
 def published_keys(platform) -> dict:
