@@ -72,6 +72,11 @@ def outbox_lock(schema: str) -> int:
     return lock_key(f"genline.outbox.{schema}")
 
 
+def relay_lock(schema: str) -> int:
+    """Held by the one relay pass of an outbox under way (outbox.py)."""
+    return lock_key(f"genline.outbox.{schema}.relay")
+
+
 class BrokerChanged(Exception):
     """The broker answering is not the one the journal's offsets came from."""
 

@@ -21,6 +21,7 @@ from services.common.journal import (
     Journal,
     LogLost,
     outbox_lock,
+    relay_lock,
 )
 from services.common.wake import bus_channel
 
@@ -74,12 +75,16 @@ BACKLOG_COUNT_INTERVAL_S = 1.0
 
 # A pass takes the bus fence and its outbox's lock (journal.py) first, in a statement of its
 # own: the rows' statement then sees what a recovery that held the lock committed. It takes
-# none while a rotation is under way.
-FENCE = "SELECT pg_advisory_xact_lock_shared(%s), pg_advisory_xact_lock_shared(%s)"
+# none while a rotation is under way. Relays of one outbox (the service's replicas) take
+# turns, holding its relay lock: one selecting later rows while another still published
+# earlier ones would put a job's later events on the topic first. For the same reason a
+# pass waits for a row another transaction has locked (a prompt being erased) rather than
+# skipping it.
+FENCE = "SELECT pg_advisory_xact_lock_shared(%s), pg_advisory_xact_lock_shared(%s), pg_advisory_xact_lock(%s)"
 UNPUBLISHED_ROWS = (
     "SELECT seq, event_type, topic, record_key, headers, body FROM outbox"
     " WHERE published_at IS NULL AND NOT EXISTS (SELECT 1 FROM outbox_partitions WHERE rotate_to IS NOT NULL)"
-    " ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED")
+    " ORDER BY seq LIMIT %s FOR UPDATE")
 # Published rows keep the partition and offset the broker gave them; each partition's
 # highest acknowledged offset is noted (a new partition's with the broker it came from).
 MARK_PUBLISHED = (
@@ -269,7 +274,7 @@ class OutboxRelay:
             # A pass need not wait for the disk at its commit: a mark lost to a crash only has
             # the rows published again, which the inboxes skip.
             await conn.execute("SET LOCAL synchronous_commit TO off")
-            await conn.execute(FENCE, [BUS_FENCE, outbox_lock(self.service)])
+            await conn.execute(FENCE, [BUS_FENCE, outbox_lock(self.service), relay_lock(self.service)])
             rows = await (await conn.execute(UNPUBLISHED_ROWS, [limit])).fetchall()
             if not rows:
                 return 0

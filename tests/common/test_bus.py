@@ -423,3 +423,41 @@ async def test_a_stopping_consumer_commits_what_it_applied_before_the_interval_i
     group_id, topic = await apply_jobs_then(endpoints, 600_000, note_committed)
     assert uncommitted_while_running == [0]
     assert await committed_offsets(endpoints.kafka_bootstrap, group_id, topic) == 3
+
+
+async def test_two_relays_of_one_outbox_keep_each_jobs_order(endpoints):
+    """Replicas of one service (ingest scales out) each run a relay over the same outbox. They
+    take turns: one relay selecting later rows while another was still publishing earlier
+    ones would put a job's later events on the topic first."""
+    tag = uuid.uuid4().hex[:8]
+    settings = settings_for(endpoints, topic_namespace=f"relays{tag}")
+    await create_topics(settings.kafka_bootstrap, all_topics(settings.topic_namespace))
+    replicas = [ServiceRuntime(f"relays_{tag}", settings, None) for _ in range(3)]
+    for replica in replicas:
+        await replica.start()
+    jobs = [submitted(tenant=f"t-relays-{tag}") for _ in range(6)]
+    sent: dict[bytes, list[bytes]] = {str(job.job_id).encode(): [] for job in jobs}
+
+    async def write(job: JobSubmitted) -> None:
+        # Each job's events from one writer, one commit after another, through every
+        # replica in turn: their order is the order of `sent`, while the jobs' commits
+        # interleave and each wakes every relay.
+        for step in range(40):
+            replica = replicas[step % len(replicas)]
+            async with replica.pool.connection() as conn, conn.transaction():
+                envelope = await replica.emit(conn, job)
+            sent[str(job.job_id).encode()].append(envelope.id.encode())
+            replica.relay.notify()
+
+    try:
+        await asyncio.gather(*(write(job) for job in jobs))
+        want = sum(len(ids) for ids in sent.values())
+        records = await read_topic(settings.kafka_bootstrap, topic_of("ingest", settings.topic_namespace),
+                                   want=want, timeout_s=60)
+    finally:
+        for replica in replicas:
+            await replica.stop()
+    received: dict[bytes, list[bytes]] = {key: [] for key in sent}
+    for record in records:
+        received[record.key].append(dict(record.headers)["ce_id"])
+    assert received == sent
