@@ -10,7 +10,7 @@ import pytest
 
 from services.common.settings import ServiceSettings
 from services.common.storage import ObjectStore
-from services.stack.embedded import EmbeddedStack
+from services.stack.embedded import TOPIC_PARTITIONS, EmbeddedStack
 from tests.kafka import read_topic
 from tests.stacks import ContainerStack, docker_engine_answers
 
@@ -44,6 +44,29 @@ async def exercise(endpoints) -> None:
 
 def test_the_session_stack_serves_postgres_16_s3_and_kafka(endpoints):
     asyncio.run(exercise(endpoints))
+
+
+async def partitions_of_a_topic_the_broker_creates_itself(bootstrap: str) -> set[int]:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        topic = f"unasked-{uuid.uuid4().hex[:8]}"
+        await producer.client._metadata_update(producer.client.cluster, [topic])  # only asked about
+        return producer.client.cluster.partitions_for_topic(topic) or set()
+    finally:
+        await producer.stop()
+
+
+def test_a_topic_the_broker_creates_on_its_own_has_the_stacks_partitions(session_stack):
+    """A consumer asking about a topic of a restarted, empty broker creates it; it must be the
+    topic the stack would have created, or a job's events would change partitions."""
+    stack, endpoints = session_stack
+    if not isinstance(stack, EmbeddedStack):
+        pytest.skip("the session's servers are containers")
+    assert asyncio.run(partitions_of_a_topic_the_broker_creates_itself(endpoints.kafka_bootstrap)) == set(
+        range(TOPIC_PARTITIONS))
 
 
 def listening_ports(pid: int) -> set[int]:

@@ -37,7 +37,11 @@ from services.common.contracts import ALL_TOPICS
 DEV_S3_KEY_ID = "genline-dev"
 DEV_S3_SECRET = "genline-dev-secret-not-for-production"
 S3_REGION = "us-east-1"
-TOPIC_PARTITIONS = 3
+# Tansu creates a topic it is asked about that does not exist, with 4 partitions. While a
+# restarted broker is still empty a consumer's metadata request can create a topic before
+# the stack does: with another count, keys would map to other partitions than before, and
+# readers would not see the extra partition until their next metadata refresh.
+TOPIC_PARTITIONS = 4
 # Every fetch that finds records lists the partition's whole log in Tansu (one object per
 # batch), so a hop costs about 0.75 ms of its CPU more per 1,000 batches held: the services
 # rotate a topic once a partition holds this many records and every reader has read them.
