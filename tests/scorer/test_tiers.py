@@ -16,6 +16,7 @@ from services.router.providers.painter import LocalGenerator
 from services.scorer.dimensions import DIMENSIONS, TIER_ONE, TIER_TWO, Bounds, Dimension, QualityRules, select_best
 from services.common.quality.dimensions import registered
 from services.scorer.dimensions.tiers import Enough, PlannedDimension, Progress, TierWalk
+from services.scorer.dimensions import faces
 from services.common.quality.profiles import load_profile
 from tests.scorer.conftest import blurred, png, rgb_photo
 from tests.scorer.test_faces import grace_hopper
@@ -288,10 +289,16 @@ def test_faces_are_found_once_per_image_whichever_tier_reads_them(scorer, portra
     assert [sorted(step.tiers) for step in walk.steps] == [[1], [2], [3]]
     for way in (scorer._walk_each, scorer._walk_batched):
         found.clear()
+        faces.reference_portrait.cache_clear()
+        faces.reference_embedding.cache_clear()
         walked = way(portraits, walk, _context(scorer, portraits[0]), True, len(walk.steps))
         reached_tier_two = sum(progress.steps_done >= 2 for progress, _ in walked)
         assert len(found) == reached_tier_two + 1, way.__name__  # and the reference photo's, once
         assert any(progress.values.get("identity") is not None for progress, _ in walked)
+    # The next call with the same reference photo finds the faces of its images alone.
+    found.clear()
+    walked = scorer._walk_each(portraits, walk, _context(scorer, bytes(bytearray(portraits[0]))), True, len(walk.steps))
+    assert len(found) == sum(progress.steps_done >= 2 for progress, _ in walked)
 
 
 def test_batches_split_and_joined_between_tiers_keep_the_faces_found(scorer, portraits, monkeypatch):
