@@ -32,6 +32,8 @@ FORMAT = "genline.receipt.v1"
 ALGORITHM = "EdDSA"
 
 
+# The client verifies receipts with the same three helpers (genline_client/receipts.py); ingest
+# keeps its own copy because its image does not install the client, which ships alone.
 def canonical(value: Any) -> bytes:
     """RFC 8785 (JCS) canonical JSON."""
     return rfc8785.dumps(value)
