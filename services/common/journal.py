@@ -231,6 +231,12 @@ class Journal:
                 await conn.execute(f"NOTIFY \"outbox_{self.schema}\"")  # the relays, wherever they run
                 await write_partitions(conn, opened, "broker = excluded.broker", "log_start = excluded.log_start",
                                        "log_end = excluded.log_end", "rotate_to = NULL")
+                # A partition the topic no longer has (it came back with fewer) is forgotten:
+                # its rows, queued above, go to the partitions their keys map to now, and its
+                # acknowledged offset would otherwise read as a loss on every look.
+                await conn.execute("DELETE FROM outbox_partitions WHERE topic = ANY(%s) AND (topic, partition)"
+                                   " NOT IN (SELECT * FROM unnest(%s::text[], %s::int[]))",
+                                   [topics, [p.topic for p in opened], [p.partition for p in opened]])
         self.broker = broker
         log.warning("%s (broker %s): %d rows queued again for %s", "rebuilt" if rebuild else "the broker lost its log",
                     broker, queued.rowcount, ", ".join(topics))

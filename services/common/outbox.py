@@ -206,12 +206,13 @@ class OutboxRelay:
         replaced while the relay had nothing to publish."""
         while True:
             await asyncio.sleep(self.settings.bus_check_interval_s)
-            try:
+            try:  # a recovery that fails is tried again at the next look, never ends the looking
                 producer = await self.producer()
-                await self.verify_broker(producer, recheck=True)
-                await self.journal.tick(producer.client)
-            except BrokerChanged as changed:
-                await self._recover(changed)
+                try:
+                    await self.verify_broker(producer, recheck=True)
+                    await self.journal.tick(producer.client)
+                except BrokerChanged as changed:
+                    await self._recover(changed)
             except Exception:
                 log.warning("the journal's look at the broker failed; will retry", exc_info=True)
 

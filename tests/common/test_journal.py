@@ -10,6 +10,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner
 
 from services.bus_cli import BusSettings, rebuild, status
 from services.common import kafka_admin
@@ -17,13 +18,23 @@ from services.common.contracts import ReservationRejected, all_topics, consumer_
 from services.common.envelope import envelop
 from services.common.replay import read_topic_to_end
 from services.common.runtime import ServiceRuntime
-from services.stack.embedded import bus_fence, create_topics, free_port, start_tansu, stop_process
+from services.stack.embedded import TOPIC_PARTITIONS, bus_fence, create_topics, free_port, start_tansu, stop_process
 from tests.conftest import settings_for
 from tests.kafka import publish_envelopes
 
 pytestmark = pytest.mark.processes  # starts the platform's processes or the stack's servers again
 
-JOBS = [uuid.uuid4() for _ in range(5)]  # the records' keys
+
+
+def keys_on_every_partition(count: int, partitions: int) -> list[uuid.UUID]:
+    """`count` job ids whose records land on every one of the topic's partitions."""
+    while True:
+        keys = [uuid.uuid4() for _ in range(count)]
+        if {DefaultPartitioner()(str(k).encode(), list(range(partitions)), []) for k in keys} == set(range(partitions)):
+            return keys
+
+
+JOBS = keys_on_every_partition(5, TOPIC_PARTITIONS)  # the records' keys
 
 
 class Broker:
@@ -273,7 +284,8 @@ async def test_a_rotation_cut_short_by_a_crash_is_finished_before_anything_is_pu
         await ledger.grant(20)
         await reader.read(set(range(20)))
         # A rotation noted its targets and re-created the topic, then its process died.
-        ends = await kafka_admin.high_watermarks(ledger.runtime.relay._producer.client, ledger.topic, [0, 1, 2])
+        ends = await kafka_admin.high_watermarks(ledger.runtime.relay._producer.client, ledger.topic,
+                                                 list(range(TOPIC_PARTITIONS)))
         async with ledger.runtime.pool.connection() as conn:
             for partition, end in ends.items():
                 await conn.execute("INSERT INTO outbox_partitions (topic, partition, rotate_to) VALUES (%s, %s, %s)"
@@ -281,7 +293,7 @@ async def test_a_rotation_cut_short_by_a_crash_is_finished_before_anything_is_pu
                                    [ledger.topic, partition, end])
         admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
         await admin.start()
-        await kafka_admin.recreate_topic(admin, ledger.topic, 3)
+        await kafka_admin.recreate_topic(admin, ledger.topic, TOPIC_PARTITIONS)
         await admin.close()
 
         await ledger.grant(10)
@@ -353,19 +365,26 @@ async def until(condition, timeout_s: float = 60) -> None:
         await asyncio.sleep(0.1)
 
 
-async def test_a_topic_deleted_behind_the_service_s_back_is_published_again(endpoints, broker):
-    """Same broker, but the partitions end below what it acknowledged."""
+@pytest.mark.parametrize("partitions", [TOPIC_PARTITIONS, TOPIC_PARTITIONS - 1], ids=["as many", "fewer"])
+async def test_a_topic_deleted_behind_the_service_s_back_is_published_again(endpoints, broker, partitions):
+    """Same broker, but the partitions end below what it acknowledged; one that is gone for
+    good (the topic came back with fewer) is published again once, to where keys map now."""
     async with ledger_on(endpoints, broker) as ledger:
         await ledger.grant(15)
         await ledger.until(PUBLISHED, 15)
         admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
         await admin.start()
-        await kafka_admin.recreate_topic(admin, ledger.topic, 3)
+        await kafka_admin.recreate_topic(admin, ledger.topic, partitions)
         await admin.close()
         reader = await Reader.join(broker.bootstrap, ledger.topic, ledger.group("router"))
         await reader.read(set(range(15)))
+        await ledger.grant(5)
+        await reader.read(set(range(20)))
         await reader.leave()
-    assert sorted(amount for _, amount, _, _ in reader.seen) == list(range(15))
+        known = await ledger.rows("SELECT partition FROM outbox_partitions ORDER BY partition")
+    assert sorted(amount for _, amount, _, _ in reader.seen) == list(range(20))
+    assert reader.in_key_order()
+    assert [row["partition"] for row in known] == list(range(partitions))
 
 
 async def test_genline_bus_rebuild_publishes_every_journal_again(endpoints, broker):
