@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from services.common.quality.profiles import profile_of_dimensions
 from tests.scorer.conftest import PHOTO_NAMES, png, rgb_photo
@@ -61,3 +62,20 @@ def test_banding_is_measured_as_written(scorer, name):
         [verdict] = scorer.score([encoded], BANDING)
         luma = decode_planes(0, encoded, color=False)[..., 0]
         assert verdict.dimensions["banding"].value == pytest.approx(banding_as_written(luma), rel=1e-6)
+
+
+@pytest.mark.parametrize("name", [*PHOTO_NAMES, "moon", "text", "page"])
+def test_the_cpu_and_the_device_count_the_same_steps(name):
+    """On a CPU banding is counted with OpenCV; on a device with tensor operations. Both
+    count exactly the same contours and gentle steps, batched or not."""
+    from services.scorer.dimensions.batch import decode_planes
+    from services.scorer.dimensions.tier1 import banding_counts, banding_counts_cpu
+
+    planes = [decode_planes(0, png(image), color=False)[..., 0] for image in
+              [rgb_photo(name), sky(), sky(levels=12), np.zeros((7, 40, 3), np.uint8), np.full((40, 5, 3), 9, np.uint8)]]
+    for luma in planes:
+        contours, gentle = banding_counts(torch.from_numpy(np.ascontiguousarray(luma))[None])
+        assert banding_counts_cpu(luma) == (int(contours[0]), int(gentle[0]))
+    same = [luma for luma in planes if luma.shape == planes[0].shape]
+    contours, gentle = banding_counts(torch.from_numpy(np.stack(same)))
+    assert [banding_counts_cpu(luma) for luma in same] == list(zip(contours.tolist(), gentle.tolist()))

@@ -33,6 +33,8 @@ edges weigh enough to read as noise or blocks.
 
 import math
 
+import cv2
+import numpy as np
 import torch
 
 from services.scorer.dimensions.batch import ImageBatch
@@ -132,10 +134,21 @@ BANDING_STEP = (2, 24)
 
 
 def banding_share(batch: ImageBatch) -> torch.Tensor:
-    # In 8 bits throughout: a step between neighbours is the larger level minus the smaller,
-    # exact, and each mask is a byte a pixel (twice as fast as the float steps).
     luma = batch.luma_u8
-    contours = gentle = luma.new_zeros(batch.size, dtype=torch.float32)
+    if luma.device.type == "cpu":
+        counts = [banding_counts_cpu(image.numpy()) for image in luma]
+        contours = torch.tensor([c for c, _ in counts], dtype=torch.int64)
+        gentle = torch.tensor([g for _, g in counts], dtype=torch.int64)
+    else:
+        contours, gentle = banding_counts(luma)
+    return contours.double() / gentle.clamp(min=1).double()
+
+
+def banding_counts(luma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B,) false contours and (B,) gentle steps of (B, H, W) uint8 luma, with tensor
+    operations (on any device). In 8 bits throughout: a step between neighbours is the
+    larger level minus the smaller, exact, and each mask is a byte a pixel."""
+    contours = gentle = luma.new_zeros(luma.shape[0], dtype=torch.int64)
     for axis in (1, 2):
         length = luma.shape[axis]
         if length < 6:
@@ -151,7 +164,31 @@ def banding_share(batch: ImageBatch) -> torch.Tensor:
         contour = flat_around & gentle_step & (step >= BANDING_STEP[0])
         contours = contours + contour.sum(dim=(1, 2))
         gentle = gentle + gentle_step.sum(dim=(1, 2))
-    return (contours / gentle.clamp(min=1)).double()
+    return contours, gentle
+
+
+def banding_counts_cpu(luma: np.ndarray) -> tuple[int, int]:
+    """`banding_counts` of one (H, W) uint8 luma plane with OpenCV's vectorised byte
+    operations: the same counts, about eight times faster than tensor operations on a CPU
+    (11 ms against 1.4 ms a megapixel), which made banding half of Tier 1's cost."""
+    contours = gentle = 0
+    for axis in (0, 1):
+        length = luma.shape[axis]
+        if length < 6:
+            continue
+        steps = cv2.absdiff(_shifted(luma, axis, 1, length - 1), _shifted(luma, axis, 0, length - 1))
+        flat, inner = cv2.compare(steps, 0, cv2.CMP_EQ), length - 5
+        step = _shifted(steps, axis, 2, inner)
+        flat_around = cv2.bitwise_and(cv2.bitwise_and(_shifted(flat, axis, 0, inner), _shifted(flat, axis, 1, inner)),
+                                      cv2.bitwise_and(_shifted(flat, axis, 3, inner), _shifted(flat, axis, 4, inner)))
+        contour = cv2.bitwise_and(flat_around, cv2.inRange(step, BANDING_STEP[0], BANDING_STEP[1]))
+        contours += cv2.countNonZero(contour)
+        gentle += cv2.countNonZero(cv2.inRange(step, 1, BANDING_STEP[1]))
+    return contours, gentle
+
+
+def _shifted(plane: np.ndarray, axis: int, start: int, length: int) -> np.ndarray:
+    return plane[start : start + length] if axis == 0 else plane[:, start : start + length]
 
 
 def size_error(batch: ImageBatch) -> torch.Tensor:
