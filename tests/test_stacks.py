@@ -10,7 +10,15 @@ import pytest
 
 from services.common.settings import ServiceSettings
 from services.common.storage import ObjectStore
-from services.stack.embedded import TOPIC_PARTITIONS, EmbeddedStack
+from services.stack.embedded import (
+    LISTEN_PORT_FLOOR,
+    SEAWEED_GRPC_OFFSET,
+    TOPIC_PARTITIONS,
+    EmbeddedStack,
+    ephemeral_floor,
+    free_port,
+    free_ports_with_grpc_neighbours,
+)
 from tests.kafka import read_topic
 from tests.stacks import ContainerStack, docker_engine_answers
 
@@ -93,3 +101,14 @@ def test_the_container_stack_serves_the_same(stack_kind):
         asyncio.run(exercise(stack.start()))
     finally:
         stack.stop()
+
+
+def test_servers_listen_below_the_ephemeral_range_on_ports_handed_out_once():
+    """An outgoing connection never takes a server's port before the server binds it, and no
+    two servers of one process are given the same port."""
+    ports = [free_port() for _ in range(300)]
+    assert len(set(ports)) == len(ports)
+    assert all(LISTEN_PORT_FLOOR <= port < ephemeral_floor() for port in ports)
+    seaweed = free_ports_with_grpc_neighbours(20)
+    assert not set(seaweed) & set(ports)
+    assert all(port + SEAWEED_GRPC_OFFSET < ephemeral_floor() for port in seaweed)

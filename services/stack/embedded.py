@@ -21,11 +21,13 @@ import atexit
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
 import subprocess
 import sysconfig
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -93,10 +95,37 @@ class Endpoints:
         return env
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# Servers listen on ports chosen below the kernel's ephemeral range. A port the kernel hands
+# out (bind to port 0) lies inside it, and until its server binds it, it can become the
+# local port of any outgoing connection: the services open dozens while they start (to
+# PostgreSQL, the broker, S3), and the server whose port was taken then fails to start.
+LISTEN_PORT_FLOOR = 10000
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_ports = random.Random()  # its own generator: a test that seeds `random` must not repeat ports
+_handed_out: set[int] = set()
+_handed_out_lock = threading.Lock()
+
+
+def ephemeral_floor() -> int:
+    """The lowest port the kernel picks for outgoing connections (Linux's default when unknown)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        return int(EPHEMERAL_RANGE_FILE.read_text().split()[0])
+    return 32768
+
+
+def free_port(below: int | None = None) -> int:
+    """A port free to listen on, below the ephemeral range (and below `below`), that this
+    process has not handed out before; where no such range exists, one the kernel picks."""
+    ceiling = min(ephemeral_floor(), below or 65536)
+    with _handed_out_lock:
+        for _ in range(2000 if ceiling - LISTEN_PORT_FLOOR >= 1000 else 0):
+            port = _ports.randrange(LISTEN_PORT_FLOOR, ceiling)
+            if port not in _handed_out and port_is_free(port):
+                _handed_out.add(port)
+                return port
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
 
 
 def port_is_free(port: int) -> bool:
@@ -115,7 +144,7 @@ def free_ports_with_grpc_neighbours(count: int, taken: set[int] = frozenset()) -
     """`count` free ports whose +10000 neighbours are free too, no two of them sharing a port."""
     chosen: list[int] = []
     while len(chosen) < count:
-        port = free_port()
+        port = free_port(below=ephemeral_floor() - SEAWEED_GRPC_OFFSET)  # the neighbour below it too
         pair = {port, port + SEAWEED_GRPC_OFFSET}
         used = set(taken) | set(chosen) | {p + SEAWEED_GRPC_OFFSET for p in chosen}
         if port + SEAWEED_GRPC_OFFSET < 65536 and not pair & used and port_is_free(port + SEAWEED_GRPC_OFFSET):
