@@ -22,8 +22,9 @@ reading it has committed. On top of that, three things keep the bus whole:
    pruned; the horizon is kept, so that a replay knows what the journal no longer holds.
 
 Locks: every relay pass holds, for its transaction, the bus fence and its outbox's lock, both
-shared, and its outbox's relay lock exclusively (the service's replicas take turns). Whoever replaces the broker (services/stack) holds the fence exclusively, and a
-recovery or a rotation holds the outbox's lock exclusively: no row is published meanwhile.
+shared, and its outbox's relay lock exclusively (the service's replicas take turns). Whoever
+replaces the broker (services/stack) holds the fence exclusively, and a recovery or a rotation
+holds the outbox's lock exclusively: no row is published meanwhile.
 """
 
 import asyncio

@@ -19,6 +19,7 @@ process behind; `kill()` ends every process with SIGKILL, as a power cut would;
 import asyncio
 import atexit
 import contextlib
+import functools
 import json
 import os
 import random
@@ -106,6 +107,7 @@ _handed_out: set[int] = set()
 _handed_out_lock = threading.Lock()
 
 
+@functools.cache
 def ephemeral_floor() -> int:
     """The lowest port the kernel picks for outgoing connections (Linux's default when unknown)."""
     with contextlib.suppress(OSError, ValueError, IndexError):

@@ -25,7 +25,6 @@ from tests.kafka import publish_envelopes
 pytestmark = pytest.mark.processes  # starts the platform's processes or the stack's servers again
 
 
-
 def keys_on_every_partition(count: int, partitions: int) -> list[uuid.UUID]:
     """`count` job ids whose records land on every one of the topic's partitions."""
     while True:

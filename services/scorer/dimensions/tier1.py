@@ -136,9 +136,8 @@ BANDING_STEP = (2, 24)
 def banding_share(batch: ImageBatch) -> torch.Tensor:
     luma = batch.luma_u8
     if luma.device.type == "cpu":
-        counts = [banding_counts_cpu(image.numpy()) for image in luma]
-        contours = torch.tensor([c for c, _ in counts], dtype=torch.int64)
-        gentle = torch.tensor([g for _, g in counts], dtype=torch.int64)
+        counts = torch.tensor([banding_counts_cpu(image.numpy()) for image in luma], dtype=torch.int64)
+        contours, gentle = counts.view(-1, 2).unbind(1)
     else:
         contours, gentle = banding_counts(luma)
     return contours.double() / gentle.clamp(min=1).double()
