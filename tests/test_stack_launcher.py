@@ -1,6 +1,6 @@
-"""`python -m services.stack`: up, demo, a dead broker replaced while it serves, and on SIGTERM
-down with no process left behind; started again on the same data, it reuses the demo tenant
-and its key and grants nothing."""
+"""`python -m services.stack`: up, demo, a dead broker replaced and a dead PostgreSQL and service
+started again while it serves, and on SIGTERM down with no process left behind; started again
+on the same data, it reuses the demo tenant and its key and grants nothing."""
 
 import os
 import re
@@ -8,12 +8,13 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 
 import httpx
 import psutil
 import pytest
 
-from services.stack.embedded import free_port
+from services.stack.embedded import free_port, postgres_processes
 
 pytestmark = pytest.mark.processes  # starts the platform's processes or the stack's servers again
 
@@ -44,11 +45,14 @@ def demo_key(output: str) -> str:
 
 
 def job_succeeds(api: str, key: str, timeout_s: float = 120) -> str:
-    """Submit a job and return the state it ends in."""
-    headers = {"Authorization": f"Bearer {key}"}
-    job = httpx.post(f"{api}/v1/jobs", json={"prompt": "a lighthouse", "images": 1}, headers=headers, timeout=10)
-    assert job.status_code == 202, job.text
+    """Submit a job (again, as a client would, while the platform says it is briefly away)
+    and return the state it ends in."""
+    headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": str(uuid.uuid4())}
     deadline = time.monotonic() + timeout_s
+    while (job := httpx.post(f"{api}/v1/jobs", json={"prompt": "a lighthouse", "images": 1}, headers=headers,
+                             timeout=10)).status_code == 503 and time.monotonic() < deadline:
+        time.sleep(int(job.headers.get("Retry-After", "1")))
+    assert job.status_code == 202, job.text
     while time.monotonic() < deadline:
         state = httpx.get(f"{api}/v1/jobs/{job.json()['id']}", headers=headers, timeout=10).json()["state"]
         if state in ("succeeded", "partially_succeeded", "failed", "rejected", "canceled", "expired"):
@@ -68,6 +72,16 @@ def test_sigterm_stops_every_process_the_stack_started_and_a_second_run_reuses_t
         [broker] = [p for p in psutil.Process(launcher.pid).children(recursive=True) if "tansu" in p.name()]
         broker.kill()
         read_until(launcher, "the broker exited; starting an empty one")
+        # PostgreSQL dies (postmaster and backends): started again on its data, it recovers.
+        pgdata = tmp_path / "data" / "pgdata"
+        for process in postgres_processes(pgdata):
+            process.kill()
+        read_until(launcher, "PostgreSQL exited; starting it again on its data")
+        # A service dies: started again, as an orchestrator would.
+        [delivery] = [p for p in psutil.Process(launcher.pid).children(recursive=True)
+                      if "services.delivery" in p.cmdline()]
+        delivery.kill()
+        read_until(launcher, "delivery exited (-9); starting it again")
         api = re.search(r"public API (\S+)", output).group(1)
         assert job_succeeds(api, demo_key(output)) == "succeeded"
 
@@ -90,7 +104,7 @@ def test_sigterm_stops_every_process_the_stack_started_and_a_second_run_reuses_t
     try:
         second = read_until(again, "demo finished")
         assert demo_key(second) == demo_key(output)
-        # The job after the broker's death (10) and the second demo (40) paid, nothing granted.
+        # The job after the deaths (10) and the second demo (40) paid, nothing granted.
         assert "demo tenant: 910 credits available, 1 grant(s)" in second
         assert again.wait(60) == 0
     finally:

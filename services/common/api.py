@@ -152,6 +152,11 @@ def _declare_operation_problems(operation: dict) -> None:
         responses["429"] = _problem(429) | {"headers": dict(RATE_LIMIT_HEADERS)}
     if "requestBody" in operation:  # a body that is not UTF-8 cannot even be parsed
         responses.setdefault("400", _problem(400))
+    # Any operation may meet its database away (a restart, a failover): 503, with Retry-After.
+    responses.setdefault("503", _problem(503))
+    responses["503"].setdefault("headers", {})["Retry-After"] = {
+        "description": "seconds to wait before trying again, when the service knows", "required": False,
+        "schema": {"type": "integer", "minimum": 0}}
     for status, response in responses.items():
         if int(status) >= 400:
             response["content"] = {problems.MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}

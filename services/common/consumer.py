@@ -22,6 +22,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from services.common import telemetry, tracing
 from services.common.contracts import Event, consumer_group, dead_letter_topic
+from services.common.db import database_away, until_database_answers
 from services.common.envelope import Envelope, MalformedEnvelope, envelop, from_kafka
 from services.common.inbox import (
     SKIP_CHECK_BATCH,
@@ -37,6 +38,7 @@ from services.common.inbox import (
 )
 from services.common.outbox import OutboxRelay, add_many_to_outbox
 from services.common.wake import FetchWaker
+from services.common.supervision import stop_tasks, supervise
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +62,7 @@ class OffsetCommits:
             tp = TopicPartition(record.topic, record.partition)
             self._pending[tp] = max(self._pending.get(tp, 0), record.offset + 1)
         if not self._flushed and (self._task is None or self._task.done()):
-            self._task = asyncio.create_task(self._every_interval(), name=f"{self.service}-offset-commits")
+            self._task = supervise(f"{self.service}-offset-commits", self._every_interval)
 
     async def _every_interval(self) -> None:
         while self._pending:
@@ -86,9 +88,7 @@ class OffsetCommits:
         """Commit what is noted, once, as the service stops; a batch still being applied
         meanwhile is not committed after it (the next start delivers it again)."""
         self._flushed = True
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await stop_tasks(self._task)
         await self.commit()
 
 
@@ -106,7 +106,7 @@ class EndWatch:
     def watch(self, kafka) -> None:
         self._kafka = kafka
         if self._task is None:
-            self._task = asyncio.create_task(self._every_interval(), name=f"{self.service}-end-watch")
+            self._task = supervise(f"{self.service}-end-watch", self._every_interval)
 
     async def _every_interval(self) -> None:
         while True:
@@ -127,9 +127,7 @@ class EndWatch:
         return restarted
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await stop_tasks(self._task)
 
 
 async def take_as_they_come(subscriber, consumer) -> tuple:
@@ -225,8 +223,10 @@ class EventConsumer:
         async def on_message(msg: KafkaMessage) -> None:
             try:
                 await apply(msg)
-            except BaseException:
+            except BaseException as exc:
                 rewind(msg.consumer, msg.raw_message)
+                if isinstance(exc, Exception) and database_away(exc):  # not again before it is back
+                    await until_database_answers(self.pool)
                 raise
             self.offsets.applied(msg.consumer, msg.raw_message)
             self.end_watch.watch(msg.consumer)
@@ -285,11 +285,15 @@ class EventConsumer:
         decoded = await self._decode(msg.raw_message)
         if not decoded:
             return
-        try:
-            await self.apply_batch([envelope for _, envelope in decoded])
-            return
-        except Exception:
-            log.warning("a batch of %d events failed; applying them one by one", len(decoded), exc_info=True)
+        while True:
+            try:
+                await self.apply_batch([envelope for _, envelope in decoded])
+                return
+            except Exception as exc:
+                if not database_away(exc):
+                    log.warning("a batch of %d events failed; applying them one by one", len(decoded), exc_info=True)
+                    break
+                await self._wait_for_database(exc)
         for record, envelope in decoded:  # isolates the event that fails, which alone goes to the DLQ
             with self._handling(record, envelope):
                 await self._apply_with_retries(record, envelope)
@@ -336,18 +340,30 @@ class EventConsumer:
             yield
 
     async def _apply_with_retries(self, record, envelope: Envelope) -> None:
+        """Apply the event, trying again with backoff; one that keeps failing goes to the DLQ.
+        While the database is away nothing can be applied, so waiting for it is not a failure
+        of the event and counts against none of its attempts."""
         s = self.settings
-        for attempt in range(1, s.consumer_max_attempts + 1):
+        attempt = 0
+        while True:
             try:
                 await self.apply(envelope)
                 return
             except Exception as exc:
+                if database_away(exc):
+                    await self._wait_for_database(exc)
+                    continue
+                attempt += 1
                 log.warning("handling %s failed (attempt %d): %s", envelope.type, attempt, exc, exc_info=True)
                 if isinstance(exc, PermanentError) or attempt == s.consumer_max_attempts:
                     await self._dead_letter(record, exc, attempts=attempt)
                     return
                 backoff = min(s.consumer_backoff_max_s, s.consumer_backoff_s * 2 ** (attempt - 1))
                 await asyncio.sleep(backoff * (0.5 + random.random()))
+
+    async def _wait_for_database(self, exc: Exception) -> None:
+        log.warning("the database is away (%s: %s); applying again once it answers", type(exc).__name__, exc)
+        await until_database_answers(self.pool)
 
     async def apply(self, envelope: Envelope) -> bool:
         """Apply one event in one transaction; returns False when it had been applied before."""

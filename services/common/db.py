@@ -7,13 +7,15 @@ The outbox and inbox tables every service needs come first, from this package.
 import asyncio
 import hashlib
 import logging
-from collections.abc import Callable
+import random
+import time
+from collections.abc import Awaitable, Callable
 from importlib import resources
 
 import psycopg
 import psycopg.sql
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 COMMON_MIGRATIONS = "services.common"
 log = logging.getLogger(__name__)
@@ -76,6 +78,46 @@ def open_pool(database_url: str, schema: str, size: int) -> AsyncConnectionPool:
         kwargs={"row_factory": dict_row, "autocommit": True},
     )
 
+
+
+def database_away(exc: BaseException) -> bool:
+    """The database did not answer, or dropped the connection (a restart, a failover, no
+    connection to spare): the same work, from its transaction, will do once it is back.
+    A connection broken this way is discarded by the pool when it is given back."""
+    return isinstance(exc, psycopg.OperationalError | PoolTimeout)
+
+
+async def until_database_answers(pool: AsyncConnectionPool, give_up_after_s: float | None = None) -> bool:
+    """Wait until the database answers a query, trying again with a growing pause (at most
+    2 s); False if it has not answered after `give_up_after_s`."""
+    deadline = None if give_up_after_s is None else time.monotonic() + give_up_after_s
+    pause = 0.1
+    while True:
+        try:
+            async with pool.connection(timeout=2) as conn:
+                await conn.execute("SELECT 1")
+            return True
+        except Exception as exc:
+            if not database_away(exc):
+                raise
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(pause * (0.5 + random.random()))
+        pause = min(2.0, pause * 2)
+
+
+async def while_database_away(work: Callable[[], Awaitable], pool: AsyncConnectionPool, for_s: float):
+    """Run `work` (one whole transaction, safe to run again) until it gets through, while
+    the database is away, for up to `for_s` seconds; its error if still away then."""
+    deadline = time.monotonic() + for_s
+    while True:
+        try:
+            return await work()
+        except Exception as exc:
+            if not database_away(exc) or time.monotonic() >= deadline:
+                raise
+            log.warning("the database is away (%s); trying again once it answers", type(exc).__name__)
+        await until_database_answers(pool, max(0.0, deadline - time.monotonic()))
 
 
 def as_arrays(rows: list[tuple]) -> list[list]:

@@ -10,6 +10,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from services.common import telemetry, tracing
+from services.common.db import database_away
 
 
 def hold_grpc_aio() -> None:
@@ -56,6 +57,11 @@ class GrpcTelemetry(grpc.aio.ServerInterceptor):
             started, failed = time.perf_counter(), False
             try:
                 return await inner(request, context)
+            except Exception as exc:
+                failed = True
+                if database_away(exc):  # the caller may try again, as with any unavailable server
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, "the service's database does not answer")
+                raise
             except BaseException:
                 failed = True
                 raise

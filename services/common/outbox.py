@@ -24,6 +24,7 @@ from services.common.journal import (
     relay_lock,
 )
 from services.common.wake import bus_channel
+from services.common.supervision import failed, stop_tasks, supervise
 
 log = logging.getLogger(__name__)
 
@@ -140,10 +141,10 @@ class OutboxRelay:
             self._wake.set()
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"{self.service}-outbox-relay")
-        self._watcher = asyncio.create_task(self._watch(), name=f"{self.service}-journal")
+        self._task = supervise(f"{self.service}-outbox-relay", self._run)
+        self._watcher = supervise(f"{self.service}-journal", self._watch)
         if self.database_url:
-            self._listener = asyncio.create_task(self._listen_for_commits(), name=f"{self.service}-outbox-listen")
+            self._listener = supervise(f"{self.service}-outbox-listen", self._listen_for_commits)
 
     async def _listen_for_commits(self) -> None:
         # The poll carries on while the database is away.
@@ -159,10 +160,7 @@ class OutboxRelay:
     async def stop(self, grace_s: float = 15) -> None:
         """Publish what is committed, then stop; never cancel a send half-way (what is left
         after the grace period is relayed by the next start)."""
-        for task in (self._listener, self._watcher):
-            if task:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+        await stop_tasks(self._listener, self._watcher)
         if self._task:
             self._stopping = True
             self._wake.set()
@@ -190,7 +188,7 @@ class OutboxRelay:
                 # is publishing): no backlog, and no query to count it on every commit.
                 telemetry.OUTBOX_PENDING.labels(self.service).set(0)
             except Exception:  # broker or database away: keep the rows, try again later
-                log.exception("outbox relay failed; will retry")
+                failed(f"{self.service}-outbox-relay")
                 stopping = False  # stop() gives up after its grace period
                 await self.measure_backlog()
             if stopping:
@@ -214,7 +212,7 @@ class OutboxRelay:
                 except BrokerChanged as changed:
                     await self._recover(changed)
             except Exception:
-                log.warning("the journal's look at the broker failed; will retry", exc_info=True)
+                failed(f"{self.service}-journal")
 
     async def measure_backlog(self) -> int | None:
         """Count the rows still to publish, also (above all) while the broker is away."""

@@ -11,8 +11,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from services.common import telemetry
+from services.common.db import database_away
 
 log = logging.getLogger(__name__)
+# What a client is told to wait when the database is away (a restart or failover takes seconds).
+DATABASE_RETRY_AFTER_S = 2
 MEDIA_TYPE = "application/problem+json"
 TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found", 405: "Method not allowed",
           409: "Conflict", 410: "Gone", 413: "Content too large", 415: "Unsupported media type",
@@ -104,5 +107,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception):
+        if database_away(exc):  # every operation declares this 503 (services.common.api)
+            log.warning("the database is away on %s %s: %s", request.method, request.url.path, exc)
+            return problem_response(request, 503, "database-unavailable",
+                                    "the service's database does not answer; try again shortly",
+                                    {"Retry-After": str(DATABASE_RETRY_AFTER_S)}, retry_after=DATABASE_RETRY_AFTER_S)
         log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
         return problem_response(request, 500, "internal-error", "an unexpected error occurred; it has been logged")

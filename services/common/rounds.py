@@ -16,7 +16,7 @@ import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from services.common.runtime import every
+from services.common.supervision import every, stop_tasks, supervise
 
 
 def round_lock_id(schema: str, round_name: str) -> int:
@@ -46,9 +46,7 @@ class PeriodicRound:
         raise NotImplementedError
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(every(self.interval_s, self.sweep_once, self.task_name), name=self.task_name)
+        self._task = supervise(self.task_name, lambda: every(self.interval_s, self.sweep_once, self.task_name))
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await stop_tasks(self._task)

@@ -1,11 +1,10 @@
 """What every service process has: database pool and migrations, broker, outbox relay,
 consumer, ops endpoints, and an orderly start and stop (SIGTERM drains)."""
 
-import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 
 import psycopg
 import uvicorn
@@ -103,23 +102,20 @@ class ServiceRuntime:
             await self.stop()
 
     async def _ping_database(self) -> None:
-        async with self.pool.connection(timeout=2) as conn:
-            await conn.execute("SELECT 1")
+        # Asked twice: the first may meet a connection the database dropped when it restarted,
+        # which the pool discards; the database answering a new one is what readiness means.
+        for last in (False, True):
+            try:
+                async with self.pool.connection(timeout=2) as conn:
+                    await conn.execute("SELECT 1")
+                return
+            except psycopg.OperationalError:
+                if last:
+                    raise
 
     async def _ping_broker(self) -> None:
         if not await self.broker.ping(timeout=2):
             raise ConnectionError("Kafka broker does not answer")
-
-
-async def every(interval_s: float, tick: Callable[[], Awaitable[object]], what: str) -> None:
-    """Call `tick` forever, `interval_s` apart: a sweeper's loop. A failed call is logged, and
-    the next one comes as usual."""
-    while True:
-        try:
-            await tick()
-        except Exception:
-            log.exception("%s failed; will retry", what)
-        await asyncio.sleep(interval_s)
 
 
 def ops_app(runtime: ServiceRuntime) -> Starlette:

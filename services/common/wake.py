@@ -26,6 +26,7 @@ import time
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.common.db import listen
+from services.common.supervision import stop_tasks, supervise
 
 log = logging.getLogger(__name__)
 
@@ -51,15 +52,13 @@ class FetchWaker:
         self.kafka = kafka
         fetcher = kafka._fetcher
         fetcher._proc_fetch_request = self._watching(fetcher._proc_fetch_request)
-        self._tasks = [asyncio.create_task(listen(self.database_url, bus_channel(self.namespace), self._heard,
-                                                  self.retry_s), name="bus-wake-listen"),
-                       asyncio.create_task(self._fetch_now_and_then(), name="bus-wake-idle")]
+        self._tasks = [supervise("bus-wake-listen", lambda: listen(self.database_url, bus_channel(self.namespace),
+                                                                   self._heard, self.retry_s)),
+                       supervise("bus-wake-idle", self._fetch_now_and_then)]
         self.fetch(self.topics)
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await stop_tasks(*self._tasks)
 
     def _watching(self, fetch):
         async def fetch_and_see(assignment, node_id, request):

@@ -29,6 +29,7 @@ from services.common.contracts import JobFinished, SealedText, WebhookSent
 from services.common.data_keys import DataKeys
 from services.common.envelope import envelop
 from services.common.storage import ObjectStore, signed_links
+from services.common.supervision import stop_tasks, supervise
 from services.delivery import domain
 from services.delivery.settings import DeliverySettings
 
@@ -135,14 +136,12 @@ class WebhookSender:
         self._wake.set()
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="delivery-webhooks")
+        self._task = supervise("delivery-webhooks", self._run)
 
     async def stop(self) -> None:
         """Stop claiming; what is being sent gets its timeout, and a message cut off is sent
         again once its claim lapses."""
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await stop_tasks(self._task)
         if self._inflight:
             await asyncio.wait(self._inflight, timeout=self.settings.webhook_timeout_s)
         await self.http.aclose()

@@ -17,6 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 from services.common.db import listen
 from services.ingest import store
 from services.common.contracts import FINAL_STATES
+from services.common.supervision import stop_tasks, supervise
 
 PAGE = 200
 
@@ -47,13 +48,11 @@ class LogWatch:
                 del self._waiting[tenant_id]
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(listen(self.database_url, store.log_channel(self.schema), self._notified,
-                                                self.retry_s), name="ingest-log-watch")
+        self._task = supervise("ingest-log-watch", lambda: listen(self.database_url, store.log_channel(self.schema),
+                                                                  self._notified, self.retry_s))
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await stop_tasks(self._task)
 
 
 async def until_woken(woken: asyncio.Event, poll_s: float) -> None:

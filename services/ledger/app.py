@@ -1,6 +1,5 @@
 """The ledger service: prepaid credits, reserved on submission and charged on delivery."""
 
-import asyncio
 from datetime import UTC, datetime
 
 import psycopg
@@ -10,7 +9,8 @@ from services.common.audit import operator_actor, record_action
 from services.common.contracts import SUBSCRIPTIONS, CreditsGranted
 from services.common.inbox import retry_races
 from services.common.problems import Problem
-from services.common.runtime import GRPC_DRAIN_S, ServiceRuntime, every
+from services.common.runtime import GRPC_DRAIN_S, ServiceRuntime
+from services.common.supervision import every, stop_tasks, supervise
 from services.ledger import audit, handlers, metrics, routes
 from services.ledger.grpc import start_grpc_server
 from services.ledger.pricebook import load_price_book
@@ -109,11 +109,11 @@ class LedgerApp:
         async def start() -> None:
             state["grpc"] = await start_grpc_server(self.runtime.pool, self.price_book, self.settings.grpc_host,
                                                     self.settings.grpc_port)
-            sweeps = every(self.settings.sweep_interval_s, self.sweep_once, "ledger sweep")
-            state["sweeper"] = asyncio.create_task(sweeps)
+            state["sweeper"] = supervise("ledger-sweep", lambda: every(self.settings.sweep_interval_s, self.sweep_once,
+                                                                      "ledger-sweep"))
 
         async def stop() -> None:
-            state["sweeper"].cancel()
+            await stop_tasks(state["sweeper"])
             await state["grpc"].stop(grace=GRPC_DRAIN_S)
 
         self.runtime.startup_hooks.append(start)

@@ -20,6 +20,7 @@ from services.common import telemetry, tracing
 from services.common.contracts import (DEADLINE_EXCEEDED, AttemptStarted, CandidateRef, CandidatesGenerated,
                                        CandidateStep, GenerationFailed)
 from services.common.data_keys import DataKeys
+from services.common.db import while_database_away
 from services.common.runtime import ServiceRuntime
 from services.common.storage import ObjectStore, candidate_key
 from services.common.templates import load_catalogue
@@ -72,8 +73,17 @@ class AttemptRunner:
             await self._run_claimed(request, tries)
         except Exception:
             log.exception("attempt %s of job %s failed in the router (try %d)", request.attempt, request.job_id, tries)
+            await self._release(request, tries)
+
+    async def _release(self, request: AttemptRequest, tries: int) -> None:
+        """Give the claim back, to be taken again after a pause; when even that fails (the
+        database is away), the claim is no longer renewed and lapses, with the same effect."""
+        try:
             async with self.runtime.pool.connection() as conn:
                 await store.release_claim(conn, request, self.owner, retry_in_s=min(60.0, 2.0 ** tries))
+        except Exception:
+            log.warning("could not release attempt %s of job %s; its claim lapses", request.attempt, request.job_id,
+                        exc_info=True)
 
     async def refresh_pass_rates(self) -> None:
         """Every router process shares the scorer's verdicts through the database."""
@@ -180,14 +190,22 @@ class AttemptRunner:
         """Close the claim, add the attempt to the job and announce it, in one transaction."""
         provider_calls = domain.provider_calls(calls, self.engine.registry, route)
         record = replace(record, calls=tuple(call.model_dump(mode="json") for call in provider_calls))
-        async with self.runtime.pool.connection() as conn, conn.transaction():
-            if not await store.finish_attempt(conn, request, self.owner):
-                log.warning("attempt %d of job %s was taken over by another router; not publishing",
-                            request.attempt, request.job_id)
-                return
-            spent = await store.record_attempt(conn, record)
-            await self.runtime.emit(conn, self._event(request, job, record, spent, provider_calls, refs, failure))
-        self.runtime.relay.notify()
+
+        async def close_and_announce() -> bool:
+            async with self.runtime.pool.connection() as conn, conn.transaction():
+                if not await store.finish_attempt(conn, request, self.owner):
+                    log.warning("attempt %d of job %s was taken over by another router, or is done; not publishing",
+                                request.attempt, request.job_id)
+                    return False
+                spent = await store.record_attempt(conn, record)
+                await self.runtime.emit(conn, self._event(request, job, record, spent, provider_calls, refs, failure))
+                return True
+
+        # What the providers made is not thrown away for a database that restarts meanwhile:
+        # the transaction runs again once it answers (a commit that did get through finds the
+        # attempt done). Past the claim's lease another router may run the attempt instead.
+        if await while_database_away(close_and_announce, self.runtime.pool, self.settings.claim_lease_s):
+            self.runtime.relay.notify()
 
     def _event(self, request: AttemptRequest, job: domain.JobState, record: AttemptRecord, spent: int,
                provider_calls, refs: list[CandidateRef], failure: Failure | None):

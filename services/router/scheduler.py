@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 
 from psycopg_pool import AsyncConnectionPool
 
+from services.common.supervision import failed, stop_tasks, supervise
 from services.router import store
 from services.router.attempts import RoutingEngine
 from services.router.fairness import FairQueue
@@ -34,8 +35,9 @@ class AttemptScheduler:
         self.poll_interval_s, self.lease_s = poll_interval_s, lease_s
         self.queue: FairQueue[AttemptRequest] = FairQueue()
         self.known: set = set()  # queued or running, by (job id, attempt)
-        self.running: set[asyncio.Task] = set()
-        self.running_jobs: dict[asyncio.Task, object] = {}  # task -> job id
+        # The attempts running, by the task that runs each: only their claims are renewed, so
+        # the claim of a task that died lapses and the attempt is taken again.
+        self.running: dict[asyncio.Task, AttemptRequest] = {}
         self._changed = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
@@ -61,26 +63,22 @@ class AttemptScheduler:
     def abort(self, job_id) -> None:
         """The job was canceled: stop its running attempts, calls in flight included (the
         adapters ask their providers to cancel). Queued ones find their claim closed."""
-        for task, running_job in list(self.running_jobs.items()):
-            if running_job == job_id:
+        for task, request in list(self.running.items()):
+            if request.job_id == job_id:
                 task.cancel()
 
     # ---- running --------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._dispatch_forever(), name="router-dispatch"),
-                       asyncio.create_task(self._renew_forever(), name="router-renew-claims")]
+        self._tasks = [supervise("router-dispatch", self._dispatch_forever),
+                       supervise("router-renew-claims", self._renew_forever)]
 
     async def stop(self, grace_s: float = 15) -> None:
         """Stop taking attempts; let those running finish (their claims lapse if they cannot)."""
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await stop_tasks(*self._tasks)
         if self.running:
-            await asyncio.wait(self.running, timeout=grace_s)
-        for task in self.running:
-            task.cancel()
-        await asyncio.gather(*self.running, return_exceptions=True)
+            await asyncio.wait(list(self.running), timeout=grace_s)
+        await stop_tasks(*self.running)
 
     async def _dispatch_forever(self) -> None:
         look = True
@@ -92,7 +90,7 @@ class AttemptScheduler:
                 self._announced = []
                 self._start_what_fits()
             except Exception:
-                log.exception("looking for attempts failed; will retry")
+                failed("router-dispatch")
             try:
                 await asyncio.wait_for(self._changed.wait(), self.poll_interval_s)
                 look = False
@@ -120,23 +118,28 @@ class AttemptScheduler:
                 return
             self._room.set()
             task = asyncio.create_task(self._run(request), name=f"attempt-{request.job_id}-{request.attempt}")
-            self.running.add(task)
-            self.running_jobs[task] = request.job_id
+            self.running[task] = request
 
     async def _run(self, request: AttemptRequest) -> None:
+        """One attempt. If it fails outright (the database went away under it), its claim is no
+        longer renewed and lapses, and the attempt is taken again, here or by another router."""
         try:
             await self.run(request)
+        except Exception:
+            failed("router-attempt")
         finally:
-            self.running.discard(asyncio.current_task())
-            self.running_jobs.pop(asyncio.current_task(), None)
+            self.running.pop(asyncio.current_task(), None)
             self.known.discard(request.key)
             self._changed.set()
 
     async def _renew_forever(self) -> None:
         while True:
             await asyncio.sleep(self.lease_s / 3)
+            held = [request.key for request in self.running.values()]
+            if not held:
+                continue
             try:
                 async with self.pool.connection() as conn:
-                    await store.renew_claims(conn, self.owner, self.lease_s)
+                    await store.renew_claims(conn, self.owner, held, self.lease_s)
             except Exception:
-                log.exception("renewing attempt claims failed; will retry")
+                failed("router-renew-claims")

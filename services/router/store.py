@@ -92,10 +92,14 @@ async def claim_attempt(conn: psycopg.AsyncConnection, request: AttemptRequest, 
     return row["tries"] if row else None
 
 
-async def renew_claims(conn: psycopg.AsyncConnection, owner: str, lease_s: float) -> None:
+async def renew_claims(conn: psycopg.AsyncConnection, owner: str, keys: list[tuple[UUID, int]],
+                       lease_s: float) -> None:
+    """Extend the claims `owner` holds on these attempts (job id, attempt): those it is running."""
     await conn.execute(
         "UPDATE attempt_requests SET claimed_until = now() + make_interval(secs => %s)"
-        " WHERE claimed_by = %s AND state = 'pending'", [lease_s, owner])
+        " WHERE claimed_by = %s AND state = 'pending'"
+        " AND (job_id, attempt) IN (SELECT * FROM unnest(%s::uuid[], %s::int[]))",
+        [lease_s, owner, [job for job, _ in keys], [attempt for _, attempt in keys]])
 
 
 async def release_claim(conn: psycopg.AsyncConnection, request: AttemptRequest, owner: str, retry_in_s: float) -> None:

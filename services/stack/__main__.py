@@ -1,8 +1,10 @@
 """`python -m services.stack`: the whole platform on the embedded stack, plus a demo job.
 
 Starts SeaweedFS, Tansu and PostgreSQL, the five services as separate processes, seeds the demo
-tenant, runs the demo job, then serves until Ctrl-C or SIGTERM and stops everything. A broker
-that exits meanwhile is replaced by an empty one.
+tenant, runs the demo job, then serves until Ctrl-C or SIGTERM and stops everything. While it
+serves it keeps the platform up as an orchestrator would: a broker that exits is replaced by
+an empty one, PostgreSQL is started again on its data, and a service that exits is started
+again, after a pause that doubles while it keeps exiting.
 """
 
 import argparse
@@ -63,15 +65,68 @@ def say_how_to_reach_the_ledger(fleet: ServiceFleet, dev_secrets: dict[str, str]
           flush=True)
 
 
+# A service that exits is started again after this pause, doubled at each exit that follows
+# within RESTART_RESET_S of the last start (a crash loop), up to the ceiling.
+RESTART_PAUSE_S, RESTART_PAUSE_MAX_S, RESTART_RESET_S = 1.0, 30.0, 60.0
+
+
+class Restarts:
+    """When each exited service may start again, with a pause that grows while it keeps exiting."""
+
+    def __init__(self) -> None:
+        self.pause: dict[str, float] = {}
+        self.started_at: dict[str, float] = {}
+        self.due: dict[str, float] = {}
+
+    def exited(self, name: str, now: float) -> float:
+        """Note an exit; returns the pause before its restart."""
+        if name not in self.due:
+            crash_loop = now - self.started_at.get(name, float("-inf")) < RESTART_RESET_S
+            self.pause[name] = min(RESTART_PAUSE_MAX_S, self.pause.get(name, RESTART_PAUSE_S / 2) * 2) \
+                if crash_loop else RESTART_PAUSE_S
+            self.due[name] = now + self.pause[name]
+        return self.pause[name]
+
+    def ready_to_start(self, name: str, now: float) -> bool:
+        if self.due.get(name, float("inf")) > now:
+            return False
+        del self.due[name]
+        self.started_at[name] = now
+        return True
+
+
+def keep_up(stack: EmbeddedStack, fleet: ServiceFleet, restarts: Restarts) -> None:
+    """One look at every process: each one that exited is started again. PostgreSQL first:
+    replacing the broker takes the bus fence, a lock in the database. A replacement that
+    fails (the other died meanwhile) is tried again at the next look."""
+    if not stack.postgres_alive():
+        print("PostgreSQL exited; starting it again on its data (crash recovery)", flush=True)
+        attempt(stack.restart_postgres, "starting PostgreSQL")
+    if not stack.broker_alive():
+        print("the broker exited; starting an empty one (the services publish their journals again)", flush=True)
+        attempt(stack.restart_broker, "starting the broker")
+    now = time.monotonic()
+    for name in fleet.crashed():
+        if name not in restarts.due:
+            code = fleet.processes[name].returncode
+            print(f"{name} exited ({code}); starting it again in {restarts.exited(name, now):.0f}s", flush=True)
+        if restarts.ready_to_start(name, now):
+            fleet.start(name)
+
+
+def attempt(action, what: str) -> None:
+    try:
+        action()
+    except Exception as exc:
+        print(f"{what} failed ({type(exc).__name__}: {exc}); trying again", flush=True)
+
+
 def serve_until_stopped(stack: EmbeddedStack, fleet: ServiceFleet) -> None:
-    """Until a service exits; a broker that exits is replaced by an empty one, which the
-    services fill again from their journals."""
-    while not (crashed := fleet.crashed()):
-        if not stack.broker_alive():
-            print("the broker exited; starting an empty one (the services publish their journals again)", flush=True)
-            stack.restart_broker()
+    """Until stopped, keeping every process up (see `keep_up`)."""
+    restarts = Restarts()
+    while True:
+        keep_up(stack, fleet, restarts)
         time.sleep(0.5)
-    raise RuntimeError(f"service(s) exited: {', '.join(crashed)}")
 
 
 def main(prog: str = "python -m services.stack") -> int:

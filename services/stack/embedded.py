@@ -13,7 +13,9 @@ nothing.
 
 `EmbeddedStack.start()` returns the endpoints the services connect to; `stop()` leaves no
 process behind; `kill()` ends every process with SIGKILL, as a power cut would;
-`restart_broker()` replaces the broker by an empty one while the services run.
+`restart_broker()` replaces the broker by an empty one while the services run, and
+`kill_postgres()` then `restart_postgres()` crash PostgreSQL and start it again on its data
+(crash recovery), at the same address.
 """
 
 import asyncio
@@ -21,7 +23,6 @@ import atexit
 import contextlib
 import functools
 import json
-import os
 import random
 import shutil
 import signal
@@ -34,6 +35,8 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import psutil
 
 from services.common.contracts import ALL_TOPICS
 
@@ -266,17 +269,37 @@ class EmbeddedStack:
             self._postgres = None
 
     def kill(self) -> None:
-        """SIGKILL to every server: no flush, no goodbye. PostgreSQL's backends follow their postmaster."""
+        """SIGKILL to every server: no flush, no goodbye."""
         for process in self.servers.values():
             process.send_signal(signal.SIGKILL)
             process.wait()
         self.servers.clear()
+        self.kill_postgres()
+
+    def postgres_alive(self) -> bool:
+        return self._postgres is not None and self._postgres.get_postmaster_info().process.is_running()
+
+    def kill_postgres(self) -> None:
+        """SIGKILL to PostgreSQL, postmaster and backends at once, as an OOM kill of the server
+        or a power cut would: what it had not written to its WAL is gone."""
+        if self._postgres is None:
+            return
+        # Found by their working directory, the data folder: a postmaster that died already
+        # leaves backends behind, and a new one cannot start while they hold its shared memory.
+        processes = postgres_processes(self._postgres.pgdata)
+        for process in processes:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+        psutil.wait_procs(processes, timeout=30)
+        self._postgres.cleanup()  # forgets the dead server, so a later start runs a new one
+        self._postgres = None
+
+    def restart_postgres(self) -> None:
+        """PostgreSQL started again on its data directory after it died (or was killed): it
+        recovers from its WAL and listens where it did, so the services' URL still holds."""
         if self._postgres is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self._postgres.get_pid(), signal.SIGKILL)
-            self._postgres.get_postmaster_info().process.wait(30)
-            self._postgres.cleanup()  # forgets the dead server, so a later start runs a new one
-            self._postgres = None
+            self.kill_postgres()
+        self._start_postgres()
 
     def _start_postgres(self) -> str:
         import pgserver
@@ -339,6 +362,16 @@ class EmbeddedStack:
         process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.servers[part] = process
         return process
+
+
+def postgres_processes(pgdata: Path) -> list[psutil.Process]:
+    """The postmaster and backends serving `pgdata` (each runs in it)."""
+    found = []
+    for process in psutil.process_iter(["cwd"]):
+        with contextlib.suppress(psutil.Error, TypeError):
+            if process.info["cwd"] and Path(process.info["cwd"]).resolve() == pgdata.resolve():
+                found.append(process)
+    return found
 
 
 def start_tansu(port: int, log) -> subprocess.Popen:

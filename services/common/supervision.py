@@ -1,0 +1,81 @@
+"""Background tasks that never die silently: relays, watchers, sweepers, schedulers.
+
+A task started with `supervise` runs its coroutine again whenever it raises: the error is
+logged with its traceback, counted in `genline_background_task_failures_total{task}`, and
+the coroutine starts afresh after a backoff that doubles up to a ceiling (with jitter, so
+replicas that failed together do not retry together) and falls back to its floor once a run
+has lasted a while. A coroutine that returns has finished its work; cancelling the task
+stops it. `every` is the loop of periodic work under the same rule, one failed round at a time.
+
+    task = supervise("ingest-sweeper", sweeper.run_forever)
+    ...
+    await stop_tasks(task)
+"""
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+
+from prometheus_client import Counter
+
+log = logging.getLogger(__name__)
+
+BACKGROUND_FAILURES = Counter("genline_background_task_failures_total",
+                              "Failures of a service's background tasks (each one logged, then retried)", ["task"])
+RESTART_BACKOFF_S = 0.5
+RESTART_BACKOFF_MAX_S = 30.0
+# A run that lasted this long was healthy: the next failure waits the floor again.
+HEALTHY_RUN_S = 60.0
+
+
+def failed(task: str) -> None:
+    """Log the exception being handled and count it against `task`."""
+    BACKGROUND_FAILURES.labels(task).inc()
+    log.exception("background task %s failed", task)
+
+
+def backoff_s(failures_in_a_row: int, floor_s: float = RESTART_BACKOFF_S, ceiling_s: float = RESTART_BACKOFF_MAX_S) -> float:
+    """The wait after this many failures in a row: doubling from the floor, at most the ceiling, with ±50 % jitter."""
+    return min(ceiling_s, floor_s * 2 ** (failures_in_a_row - 1)) * (0.5 + random.random())
+
+
+async def _supervised(name: str, run: Callable[[], Awaitable[object]], floor_s: float, ceiling_s: float) -> None:
+    in_a_row = 0
+    while True:
+        started = time.monotonic()
+        try:
+            await run()
+            return
+        except Exception:
+            failed(name)
+        in_a_row = 1 if time.monotonic() - started >= HEALTHY_RUN_S else in_a_row + 1
+        await asyncio.sleep(backoff_s(in_a_row, floor_s, ceiling_s))
+
+
+def supervise(name: str, run: Callable[[], Awaitable[object]], *, floor_s: float = RESTART_BACKOFF_S,
+              ceiling_s: float = RESTART_BACKOFF_MAX_S) -> asyncio.Task:
+    """Run `run()` in a task named `name`, again after a backoff whenever it raises."""
+    BACKGROUND_FAILURES.labels(name)  # at zero from the start, so the first failure is an increase
+    return asyncio.create_task(_supervised(name, run, floor_s, ceiling_s), name=name)
+
+
+async def every(interval_s: float, tick: Callable[[], Awaitable[object]], what: str) -> None:
+    """Call `tick` forever, `interval_s` apart: a sweeper's loop. A failed call is logged and
+    counted, and the next one comes as usual."""
+    BACKGROUND_FAILURES.labels(what)
+    while True:
+        try:
+            await tick()
+        except Exception:
+            failed(what)
+        await asyncio.sleep(interval_s)
+
+
+async def stop_tasks(*tasks: asyncio.Task | None) -> None:
+    """Cancel these tasks and wait until each has ended."""
+    running = [task for task in tasks if task is not None]
+    for task in running:
+        task.cancel()
+    await asyncio.gather(*running, return_exceptions=True)

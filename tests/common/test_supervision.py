@@ -1,0 +1,61 @@
+"""Background tasks never die silently: a failure is logged, counted and followed by a
+restart after a backoff; a task that returns is done; a cancelled one stops."""
+
+import asyncio
+import logging
+
+from services.common.supervision import BACKGROUND_FAILURES, backoff_s, every, stop_tasks, supervise
+
+
+def failures(task: str) -> float:
+    return BACKGROUND_FAILURES.labels(task)._value.get()
+
+
+async def test_a_task_that_raises_is_logged_counted_and_started_again(caplog):
+    runs = []
+
+    async def flaky() -> None:
+        runs.append(len(runs))
+        if len(runs) < 3:
+            raise ConnectionError(f"run {len(runs)} lost its connection")
+
+    with caplog.at_level(logging.ERROR, logger="services.common.supervision"):
+        task = supervise("test-flaky", flaky, floor_s=0.01)
+        await asyncio.wait_for(task, 10)
+
+    assert runs == [0, 1, 2]  # the third run got through and the task ended
+    assert failures("test-flaky") == 2
+    logged = [r for r in caplog.records if "test-flaky" in r.getMessage()]
+    assert len(logged) == 2 and all(r.exc_info[0] is ConnectionError for r in logged)
+
+
+async def test_a_cancelled_task_stops_even_while_it_waits_to_restart():
+    async def always_fails() -> None:
+        raise RuntimeError("no")
+
+    task = supervise("test-always-fails", always_fails, floor_s=5)
+    await asyncio.sleep(0.05)  # failed once, now in its backoff
+    await stop_tasks(task)
+    assert task.cancelled()
+    assert failures("test-always-fails") == 1
+
+
+def test_the_backoff_doubles_up_to_its_ceiling_with_jitter():
+    waits = [[backoff_s(n, 1.0, 8.0) for _ in range(200)] for n in range(1, 7)]
+    assert [round(sum(w) / len(w)) for w in waits] == [1, 2, 4, 8, 8, 8]
+    assert all(0.5 * min(8.0, 2 ** i) <= x <= 1.5 * min(8.0, 2 ** i) for i, w in enumerate(waits) for x in w)
+
+
+async def test_a_periodic_round_that_fails_is_counted_and_the_next_comes_as_usual():
+    ticks = []
+
+    async def tick() -> None:
+        ticks.append(1)
+        if len(ticks) % 2:
+            raise ValueError("every other round fails")
+
+    task = asyncio.create_task(every(0.01, tick, "test-every"))
+    while len(ticks) < 6:
+        await asyncio.sleep(0.01)
+    await stop_tasks(task)
+    assert failures("test-every") >= 3

@@ -1,0 +1,118 @@
+"""A claim lives only as long as the task that holds it: an attempt whose task died while
+the database was away is not renewed once the database is back, its claim lapses, and
+another router's scheduler takes the attempt."""
+
+import asyncio
+import uuid
+
+import pytest
+
+from services.common.db import COMMON_MIGRATIONS, migrate, open_pool
+from services.common.supervision import BACKGROUND_FAILURES
+from services.router import store
+from services.router.scheduler import AttemptScheduler
+from services.router.store import AttemptRequest
+from tests.db_proxy import DatabaseProxy
+from tests.router.service import job_spec
+
+LEASE_S = 1.5
+
+
+class RoomForAll:
+    """The scheduler asks the engine only whether a provider has room."""
+
+    def has_capacity(self) -> bool:
+        return True
+
+
+@pytest.fixture
+async def schema(endpoints):
+    name = f"router_claims_{uuid.uuid4().hex[:8]}"
+    await migrate(endpoints.database_url, name, [COMMON_MIGRATIONS, "services.router"])
+    return name
+
+
+async def claim_row(pool, job_id) -> dict:
+    async with pool.connection() as conn:
+        return await (await conn.execute(
+            "SELECT claimed_by, claimed_until > now() AS held, tries, state FROM attempt_requests WHERE job_id = %s",
+            [job_id])).fetchone()
+
+
+async def until(predicate, timeout_s: float = 30) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not await predicate():
+            await asyncio.sleep(0.05)
+
+
+async def test_a_task_that_died_with_the_database_down_leaves_a_claim_another_scheduler_takes(endpoints, schema):
+    proxy = DatabaseProxy(endpoints.database_url)
+    await proxy.open()
+    direct = open_pool(endpoints.database_url, schema, 2)
+    through_proxy = open_pool(proxy.url, schema, 2)
+    await direct.open()
+    await through_proxy.open()
+    spec = job_spec()
+    async with direct.connection() as conn:
+        await store.admit_job(conn, spec, budget_micro_usd=0)
+    died, taken_by_b = asyncio.Event(), asyncio.Event()
+
+    async def run_in_a(request: AttemptRequest) -> None:
+        # Router A claims the attempt, then loses its database mid-run: whatever it does next fails.
+        async with through_proxy.connection() as conn:
+            assert await store.claim_attempt(conn, request, "router-a", LEASE_S) == 1
+        await proxy.cut()
+        died.set()
+        async with through_proxy.connection(timeout=1) as conn:
+            await store.finish_attempt(conn, request, "router-a")
+
+    async def run_in_b(request: AttemptRequest) -> None:
+        async with direct.connection() as conn, conn.transaction():
+            if await store.claim_attempt(conn, request, "router-b", LEASE_S) is not None:
+                assert await store.finish_attempt(conn, request, "router-b")
+                taken_by_b.set()
+
+    failures_before = BACKGROUND_FAILURES.labels("router-attempt")._value.get()
+    # A looks for attempts once, at its start; B only once A's task is dead and A's database back.
+    a = AttemptScheduler(through_proxy, RoomForAll(), run_in_a, owner="router-a", max_queued=10, max_running=2,
+                         poll_interval_s=600, lease_s=LEASE_S)
+    b = AttemptScheduler(direct, RoomForAll(), run_in_b, owner="router-b", max_queued=10, max_running=2,
+                         poll_interval_s=0.2, lease_s=LEASE_S)
+    a.start()
+    try:
+        await asyncio.wait_for(died.wait(), 30)
+        await until(lambda: _true(not a.running))
+        assert BACKGROUND_FAILURES.labels("router-attempt")._value.get() == failures_before + 1  # counted, not lost
+
+        await proxy.open()  # A's database is back: its renewer runs again, for the tasks it runs (none)
+        await asyncio.sleep(LEASE_S)
+        b.start()
+        await asyncio.wait_for(taken_by_b.wait(), 30)
+    finally:
+        await a.stop(grace_s=1)
+        await b.stop(grace_s=1)
+        await proxy.cut()
+        await through_proxy.close()
+    row = await claim_row(direct, spec.job_id)
+    await direct.close()
+    assert (row["claimed_by"], row["tries"], row["state"]) == ("router-b", 2, "done")
+
+
+async def test_only_the_claims_of_running_attempts_are_renewed(endpoints, schema):
+    pool = open_pool(endpoints.database_url, schema, 2)
+    await pool.open()
+    running, abandoned = job_spec(), job_spec()
+    async with pool.connection() as conn:
+        for spec in (running, abandoned):
+            await store.admit_job(conn, spec, budget_micro_usd=0)
+            await store.claim_attempt(conn, AttemptRequest(spec.job_id, 1, 1, "stable", spec.tenant_id),
+                                      "router-a", LEASE_S)
+        await store.renew_claims(conn, "router-a", [(running.job_id, 1)], 60)
+    await asyncio.sleep(LEASE_S + 0.2)
+    assert (await claim_row(pool, running.job_id))["held"] is True
+    assert (await claim_row(pool, abandoned.job_id))["held"] is False
+    await pool.close()
+
+
+async def _true(value: bool) -> bool:
+    return value

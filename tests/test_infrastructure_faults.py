@@ -1,0 +1,162 @@
+"""Every job ends through infrastructure faults too: jobs stream in while PostgreSQL, the
+broker and every service are killed with SIGKILL, one after another, and started again
+(PostgreSQL on its data, recovering from its WAL; the broker empty). Every job ends, none is
+lost or charged twice, no event goes to a dead-letter topic, both replays find the live
+state equal to the record, and readiness follows the database down and up.
+
+`GENLINE_CHAOS_ROUNDS` (default 1) repeats the round of faults and `GENLINE_CHAOS_RATE`
+(jobs a second, default 1.5) sets the stream, for a longer run than the suite's."""
+
+import os
+import threading
+import time
+import uuid
+from collections import Counter
+
+import httpx
+import psycopg
+import pytest
+
+from services.common.contracts import FINAL_STATES
+from services.stack.fleet import SERVICES
+from tests.e2e.conftest import make_tenant
+from tests.test_broker_loss import replays_find_no_difference
+from tests.test_restart import Platform
+
+pytestmark = pytest.mark.processes  # starts the platform's processes and kills the stack's servers
+
+UNIT_PRICE = 10
+ROUNDS = int(os.environ.get("GENLINE_CHAOS_ROUNDS", "1"))
+RATE = float(os.environ.get("GENLINE_CHAOS_RATE", "1.5"))
+# One round: every service once, PostgreSQL three times, the broker twice, interleaved.
+ROUND = ["postgres", "router", "broker", "scorer", "postgres", "ledger", "delivery", "broker", "postgres", "ingest"]
+FAULT_GAP_S = 3.0  # between the end of one fault (all back up) and the next
+
+
+class Stream:
+    """Submits jobs at a steady rate until told to stop; a submission the platform cannot
+    take right now (ingest killed, its database away) is sent again with the same
+    Idempotency-Key, as a client would, so it counts once."""
+
+    def __init__(self, api: str, key: str) -> None:
+        self.http = httpx.Client(base_url=api, headers={"Authorization": f"Bearer {key}"}, timeout=10)
+        self.job_ids: list[str] = []
+        self.refused: Counter = Counter()  # what a try got instead of 202
+        self.stop = threading.Event()
+        self.error: BaseException | None = None  # what ended the stream early (a 500, say)
+        self.thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                started = time.monotonic()
+                self.job_ids.append(self._submit(len(self.job_ids)))
+                time.sleep(max(0.0, 1 / RATE - (time.monotonic() - started)))
+        except BaseException as exc:
+            self.error = exc
+
+    def _submit(self, i: int) -> str:
+        body = {"prompt": f"a lighthouse in a storm, study {i}", "images": 1 + i % 2, "candidates": 2 + i % 2,
+                "seed": i}
+        headers = {"Idempotency-Key": str(uuid.uuid4())}
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                response = self.http.post("/v1/jobs", json=body, headers=headers)
+                if response.status_code == 202:
+                    return response.json()["id"]
+                assert response.status_code in (429, 503), response.text  # never a 500
+                self.refused[response.status_code] += 1
+            except httpx.TransportError as exc:
+                self.refused[type(exc).__name__] += 1
+            assert time.monotonic() < deadline, f"job {i} not accepted in 120 s: {self.refused}"
+            time.sleep(0.5)
+
+
+def readiness(fleet, name: str) -> int | None:
+    try:
+        return httpx.get(f"{fleet.url(name)}/readyz", timeout=3).status_code
+    except httpx.TransportError:
+        return None
+
+
+def until(condition, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.2)
+
+
+def kill_postgres(platform: Platform, unready_seen: list[int | None]) -> None:
+    platform.stack.kill_postgres()
+    time.sleep(1.0)  # down for a moment, as a crash is before its restart
+    unready_seen.append(readiness(platform.fleet, "ingest"))
+    platform.stack.restart_postgres()
+    until(lambda: all(readiness(platform.fleet, name) == 200 for name in SERVICES), 120,
+          "a service did not become ready again after PostgreSQL came back")
+
+
+def kill(platform: Platform, what: str, unready_seen: list[int | None]) -> None:
+    if what == "postgres":
+        kill_postgres(platform, unready_seen)
+    elif what == "broker":
+        platform.stack.servers["broker"].kill()  # its whole log is gone
+        platform.stack.restart_broker()
+    else:
+        platform.fleet.kill(what)
+        platform.fleet.restart(what)
+
+
+def dead_letters(log_dir) -> list[str]:
+    return [line for path in log_dir.glob("*.log") for line in path.read_text(errors="replace").splitlines()
+            if "to the DLQ" in line]
+
+
+def charges_per_job(database_url: str, job_ids: list[str]) -> Counter:
+    with psycopg.connect(database_url) as conn:
+        return Counter(dict(conn.execute(
+            "SELECT t.job_id::text, count(*) FROM ledger.entries e JOIN ledger.transfers t ON t.id = e.transfer_id"
+            " WHERE e.kind = 'charge' AND t.job_id::text = ANY(%s) GROUP BY t.job_id", [job_ids]).fetchall()))
+
+
+def test_jobs_end_through_kills_of_postgres_the_broker_and_every_service(tmp_path):
+    platform = Platform(tmp_path / "data")
+    try:
+        fleet = platform.start()
+        tenant = make_tenant(platform.endpoints, fleet, credits=100_000)
+        stream = Stream(fleet.ingest_url, tenant.api_key)
+        faults: Counter = Counter()
+        unready_seen: list[int | None] = []
+        started = time.monotonic()
+        stream.thread.start()
+        try:
+            for what in ROUND * ROUNDS:
+                time.sleep(FAULT_GAP_S)
+                kill(platform, what, unready_seen)
+                faults[what] += 1
+        finally:
+            stream.stop.set()
+            stream.thread.join(150)
+        assert stream.error is None, f"the stream of jobs broke off: {stream.error!r}"
+        submitted_for_s = time.monotonic() - started
+
+        jobs = tenant.wait_settled(stream.job_ids, timeout_s=300)
+        final_after_s = time.monotonic() - started
+        states = Counter(job["state"] for job in jobs.values())
+        print(f"\n{len(jobs)} jobs over {submitted_for_s:.0f} s; faults {dict(faults)}; every job final"
+              f" {final_after_s:.0f} s after the first submission ({final_after_s - submitted_for_s:.0f} s after"
+              f" the last); states {dict(states)}; submissions refused meanwhile {dict(stream.refused)}")
+
+        assert set(states) <= set(FINAL_STATES) and states["succeeded"] == len(stream.job_ids), states
+        assert len(set(stream.job_ids)) == len(stream.job_ids)  # a retried submission made one job
+        charges = charges_per_job(platform.endpoints.database_url, stream.job_ids)
+        assert charges == {job_id: 1 for job_id in stream.job_ids}
+        images = sum(job["images"] for job in jobs.values())
+        assert tenant.balance() == {"posted": 100_000 - images * UNIT_PRICE, "pending": 0,
+                                    "available": 100_000 - images * UNIT_PRICE}
+        assert dead_letters(platform.data_dir / "logs") == []
+        # While PostgreSQL was down ingest said it was not ready (or was not answering at all).
+        assert unready_seen and all(status in (503, None) for status in unready_seen), unready_seen
+        replays_find_no_difference(platform)
+    finally:
+        platform.stop("sigterm")
