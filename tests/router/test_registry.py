@@ -1,8 +1,11 @@
 """The provider registry: the shipped YAML, prices, pinned models and validation errors."""
 
 import copy
+import re
+from pathlib import Path
 
 import pytest
+import yaml
 
 from services.router.providers.factory import build_providers
 from services.router.providers.local_provider import LocalProvider
@@ -70,7 +73,7 @@ def test_validation_errors_say_where(tmp_path):
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        ({"endpoint": None}, "needs an endpoint"),
+        ({"adapter": "comfyui", "endpoint": None, "credentials": None}, "needs an endpoint"),
         ({"endpoint": "queue.fal.run"}, "http:// or https://"),
         ({"credentials": None}, "needs credentials"),
         ({"credentials": "key-8f2c:77ab91"}, "name of a secret"),
@@ -115,3 +118,12 @@ def test_building_providers_needs_the_named_secrets():
     registry = parse_registry({"providers": {"fal-flux": FAL}})
     with pytest.raises(RegistryError, match="FAL_KEY"):
         build_providers(registry, client=None, secrets={})
+
+
+def test_every_configuration_example_in_the_docs_loads():
+    text = (Path(__file__).parents[2] / "docs" / "providers.md").read_text()
+    examples = [block for block in re.findall(r"```yaml\n(.*?)```", text, re.S) if "adapter:" in block]
+    assert len(examples) >= 8
+    for example in examples:
+        registry = parse_registry({"providers": yaml.safe_load(example)}, "docs/providers.md")
+        assert registry.providers
