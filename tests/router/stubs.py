@@ -431,7 +431,7 @@ def replicate_app(market: Market) -> Starlette:
 def _replicate_size(given: dict) -> tuple[int, int]:
     if "aspect_ratio" in given:
         w, h = (int(part) for part in given["aspect_ratio"].split(":"))
-        area = float(given.get("megapixels", "1")) * 1e6
+        area = float(given.get("megapixels", "1")) * 1024 * 1024
         side = math.sqrt(area * w / h)
         return round(side / 16) * 16, round(area / side / 16) * 16
     return given.get("width", 1024), given.get("height", 1024)
@@ -468,7 +468,8 @@ def fal_app(market: Market) -> Starlette:
         job = market.submit(prompt=body.get("prompt", ""), seed=body.get("seed"), count=body.get("num_images", 1),
                             width=size.get("width", 1024), height=size.get("height", 768), body=body,
                             headers=dict(request.headers), deadline_s=float(timeout) if timeout else None,
-                            input_image=_data_uri_image(body), model=request.path_params["model"])
+                            input_image=_data_uri_image(body), model=request.path_params["model"],
+                            envelope=dict(request.query_params))
         app, base = _fal_app(request.path_params["model"]), _base(request)
         urls = f"{base}/{app}/requests/{job.id}"
         return JSONResponse(fixture("fal/submit.json") | {
@@ -529,7 +530,9 @@ def _fal_app(model: str) -> str:
 # ---- ComfyUI ------------------------------------------------------------------------------
 
 
-def comfyui_app(market: Market, targeted_interrupt: bool = True) -> Starlette:
+def comfyui_app(market: Market, targeted_interrupt: bool = True, lists_running: bool = True) -> Starlette:
+    """`targeted_interrupt`: /interrupt honours a prompt_id (recent servers); `lists_running`:
+    GET /queue says which prompt runs (else, as a proxy that hides it, only how many wait)."""
     def error(status: int) -> Response:
         # ComfyUI has no limits of its own; a proxy in front of it answers these.
         headers = {"retry-after": f"{market.script.retry_after_s:g}"} if market.script.retry_after_s is not None \
@@ -585,6 +588,8 @@ def comfyui_app(market: Market, targeted_interrupt: bool = True) -> Starlette:
 
     async def get_queue(request: Request) -> Response:
         running, pending = running_and_pending()
+        if not lists_running:
+            return JSONResponse({"exec_info": {"queue_remaining": len(running) + len(pending)}})
         def item(job: SimJob) -> list:
             return [job.number, job.id, job.body["prompt"], {"client_id": job.body.get("client_id")}, ["9"]]
         return JSONResponse({"queue_running": [item(j) for j in running], "queue_pending": [item(j) for j in pending]})

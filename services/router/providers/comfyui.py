@@ -11,8 +11,9 @@
 The workflow is the operator's: any graph in ComfyUI's API format (`options.workflow`),
 where a string that is exactly `{{name}}` becomes the value of a placeholder (typed: the
 seed is a number) and `{{name}}` inside a longer string is replaced by its text. The
-placeholders are prompt, negative_prompt, seed, width, height, count, steps, model (the
-pinned model's `remote_id`, a checkpoint file) and filename_prefix; `{{prompt}}` is
+placeholders are prompt, negative_prompt, seed, width, height, count, steps (the model's
+`inputs.steps`), model (the pinned model's `remote_id`, a checkpoint file) and
+filename_prefix; `{{prompt}}` is
 required, and a workflow without `{{count}}` makes one image a call. Without a workflow,
 a plain text-to-image graph (checkpoint → CLIP text encode → empty latent → KSampler → VAE
 decode → SaveImage) is used. The seed each image was made with is read back from the graph
@@ -40,6 +41,7 @@ from services.router.providers.remote import Call, OutputImage, RemoteOutput, Re
 from services.router.providers.transport import json_object
 
 CLIENT_ID = "genline-router"
+DEFAULT_STEPS = 20
 PLACEHOLDERS = frozenset({"prompt", "negative_prompt", "seed", "width", "height", "count", "steps", "model",
                           "filename_prefix"})
 _PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
@@ -62,7 +64,6 @@ class ComfyUIOptions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     workflow: dict[str, Any] = DEFAULT_WORKFLOW
-    steps: int = 20
 
     @model_validator(mode="after")
     def workflow_is_an_api_graph(self) -> "ComfyUIOptions":
@@ -105,7 +106,7 @@ class ComfyUIProvider(RemoteProvider):
             "seed": request.batch_seed % ((inputs.seed.max if inputs.seed else 2**31 - 1) + 1),
             "width": payload.get(inputs.size.width_field, request.width),
             "height": payload.get(inputs.size.height_field, request.height), "count": request.count,
-            "steps": payload.get(inputs.steps.field, self.options.steps) if inputs.steps else self.options.steps,
+            "steps": payload.get(inputs.steps.field, DEFAULT_STEPS) if inputs.steps else DEFAULT_STEPS,
             "model": pin.remote,
             "filename_prefix": f"genline/{request.job_id}/{request.attempt}/{request.start_index}",
         }

@@ -23,6 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from services.router.providers.base import GenerationRequest
 
 _RATIO = re.compile(r"^(\d+):(\d+)$")
+# A megapixel as image models count them: "1" megapixel at 1:1 is 1024×1024.
+MEGAPIXEL = 1024 * 1024
 _SIZE = re.compile(r"^(\d+)x(\d+)$")
 
 
@@ -132,11 +134,11 @@ class SizeInput(_Frozen):
     def _aspect_ratio(self, width: int, height: int) -> tuple[dict[str, Any], tuple[int, int]]:
         ratio = min(self.ratios, key=lambda r: abs(math.log(parse_ratio(r) / (width / height))))
         sent: dict[str, Any] = {self.field: ratio}
-        area = self.area_megapixels * 1e6 if self.area_megapixels else width * height
+        area = self.area_megapixels * MEGAPIXEL if self.area_megapixels else width * height
         if self.megapixels_field:
-            chosen = min(self.megapixels, key=lambda mp: abs(math.log(float(mp) * 1e6 / (width * height))))
+            chosen = min(self.megapixels, key=lambda mp: abs(math.log(float(mp) * MEGAPIXEL / (width * height))))
             sent[self.megapixels_field] = chosen
-            area = float(chosen) * 1e6
+            area = float(chosen) * MEGAPIXEL
         side = math.sqrt(area * parse_ratio(ratio))
         return sent, (self._rounded(side), self._rounded(area / side))
 

@@ -58,9 +58,8 @@ class WebhookInbox:
         self._events.pop((provider, remote_id), None)
 
     def notify(self, provider: str, remote_id: str) -> None:
-        event = self._events.get((provider, remote_id))
-        if event is not None:
-            event.set()
+        # Kept until the job's poller forgets it: a callback between two polls is not lost.
+        self._events.setdefault((provider, remote_id), asyncio.Event()).set()
 
 
 def verify_standard_webhook(secret: str, headers: Mapping[str, str], body: bytes, now: float | None = None) -> None:
