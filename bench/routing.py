@@ -3,9 +3,10 @@
 The day runs on simulated time (`SimulatedEventLoop`): five providers, priced in the
 shapes hosted providers publish (per image by size and quality as OpenAI does, per
 inference step as Runware does, per megapixel as fal does, per image as BFL does, per
-compute second as Replicate does), with prices that move through the day, outages (hangs and error bursts), cold starts, concurrency
-ceilings that answer 429, and pass rates that differ by provider and template (one
-provider's quality dips for an afternoon). Jobs arrive on a daily curve plus one
+compute second as Replicate does), with prices that move through the day, outages
+(hangs and error bursts), cold starts, concurrency ceilings that answer 429, and pass
+rates that differ by provider and template (one provider's quality dips for an
+afternoon). Jobs arrive on a daily curve plus one
 tenant's bulk upload, each asking for K images by a tier deadline under the tier's cost
 cap. Every strategy is the router's own `RoutingEngine` — the real ranking, oversampling,
 breaker, AIMD, retries and pass-rate estimator — fed through the same `FairQueue`, with

@@ -99,3 +99,20 @@ async def test_a_router_that_stops_mid_job_leaves_it_to_the_next_which_resumes_i
     assert {routed.provider for routed in result.images} == {"fal"}
     assert sorted(routed.image.index for routed in result.images) == [0, 1]
     assert [job.state for job in journal.jobs.values()] == ["succeeded"]
+
+
+class UnwritableJournal(MemoryJournal):
+    """PostgreSQL gone between the submit and the write."""
+
+    async def started(self, key, handle) -> None:
+        raise ConnectionError("the database is away")
+
+
+@pytest.mark.parametrize("adapter", ["replicate", "fal", "comfyui"])
+async def test_a_job_that_cannot_be_written_down_is_canceled(adapter, simulators, client):
+    simulator = simulators[adapter]
+    simulator.market.reset(Script(latency_s=5))
+    with pytest.raises(ConnectionError):
+        await adapter_over(simulator, client, UnwritableJournal()).generate(request_for(adapter))
+    [job] = simulator.market.submissions
+    assert simulator.market.cancels == [job.id] and job.polls == 0

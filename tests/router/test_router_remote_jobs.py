@@ -10,7 +10,6 @@ import uuid
 
 import psycopg
 import pytest
-import yaml
 
 from services.common.contracts import CandidatesGenerated, all_topics
 from services.stack.embedded import create_topics

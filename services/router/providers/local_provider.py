@@ -31,7 +31,8 @@ class LocalProvider:
     traits = AdapterTraits(needs_endpoint=False, needs_credentials=False,
                            default_inputs=ModelInputs(count=CountInput(field="count", max=64), seed=SeedInput()))
 
-    def __init__(self, config: ProviderConfig, context: ProviderContext | None = None, secret: str | None = None) -> None:
+    def __init__(self, config: ProviderConfig, context: ProviderContext | None = None,
+                 secret: str | None = None) -> None:
         self.name = config.name
         self.config = config
         self.clock = (context.clock if context else None) or LoopClock()

@@ -55,9 +55,13 @@ class OpenAIImagesProvider(RemoteProvider):
 
     async def _submit(self, call: Call) -> RemoteOutput:
         body = {"model": call.pin.remote, **call.payload}
-        response = await self._send("POST", self.url(self.options.path), json=body, timeout_s=call.deadline_s,
-                                    ok=(200,))
+        response = await self._send("POST", self._route(), json=body, timeout_s=call.deadline_s, ok=(200,))
         return self._output(json_object(response, self.name))
+
+    def _route(self) -> str:
+        # An endpoint written as OpenAI's clients take it (`…/v1`) does not repeat the `/v1`.
+        base, path = self.config.base_url, self.options.path
+        return base + path.removeprefix("/v1") if base.endswith("/v1") and path.startswith("/v1/") else base + path
 
     def _output(self, answer: dict[str, Any]) -> RemoteOutput:
         data = answer.get("data")

@@ -220,7 +220,12 @@ class RemoteProvider(ABC):
                 await self._ended(call, named, "failed")
             raise
         if isinstance(submitted, dict) and named is None and journal is not None:
-            await journal.started(call.key, submitted)
+            try:
+                await journal.started(call.key, submitted)
+            except BaseException:
+                # Not written down, it could never be resumed: it must not run on unseen.
+                await asyncio.shield(self._cancel_quietly(call, submitted))
+                raise
         return submitted
 
     def _name_before_submit(self, call: Call) -> dict[str, Any] | None:
@@ -234,6 +239,10 @@ class RemoteProvider(ABC):
                 try:
                     output = await self._poll(handle)
                 except ProviderError as error:
+                    if error.kind == "bad_request" and not error.terminal:
+                        # We asked about our own job: a 404 or 400 now means the provider lost it.
+                        raise ProviderError("server_error", f"{self.name} no longer knows the job: {error}",
+                                            terminal=True) from None
                     if not _worth_polling_again(error):
                         raise
                     failures += 1

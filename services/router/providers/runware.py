@@ -41,7 +41,7 @@ class RunwareProvider(RemoteProvider):
     )
 
     def _name_before_submit(self, call: Call) -> dict[str, Any]:
-        return {"id": str(uuid.uuid4())}
+        return {"id": str(uuid.uuid4()), "count": call.request.count}
 
     async def _submit(self, call: Call) -> dict[str, Any]:
         handle = call.named or self._name_before_submit(call)
@@ -56,7 +56,8 @@ class RunwareProvider(RemoteProvider):
                                               json=[{"taskType": "getResponse", "taskUUID": handle["id"]}]), self.name)
         self._raise_errors(answer, handle["id"])
         results = [item for item in answer.get("data") or [] if isinstance(item, dict)]
-        if not results or any(item.get("status") == "processing" for item in results):
+        # Each image is listed when its generation starts, and has a URL once it succeeded.
+        if len(results) < handle.get("count", 1) or any(item.get("status") == "processing" for item in results):
             return None
         images = [OutputImage(url=item["imageURL"], seed=item.get("seed") if isinstance(item.get("seed"), int)
                               else None) for item in results if isinstance(item.get("imageURL"), str)]
