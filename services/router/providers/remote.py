@@ -219,6 +219,8 @@ class RemoteProvider(ABC):
             if named is not None and not error.transient:
                 await self._ended(call, named, "failed")
             raise
+        if isinstance(submitted, RemoteOutput) and named is not None:
+            await self._ended(call, named, "succeeded")  # it answered at once
         if isinstance(submitted, dict) and named is None and journal is not None:
             try:
                 await journal.started(call.key, submitted)

@@ -49,21 +49,27 @@ class RunwareProvider(RemoteProvider):
                 "outputType": "URL", "includeCost": True, "deliveryMethod": "async"}
         answer = json_object(await self._send("POST", self.url("/v1"), json=[task], ok=(200,)), self.name)
         self._raise_errors(answer, handle["id"])
-        return handle
+        # A server that answers at once (Runware's synchronous delivery) gives the images here.
+        return self._images(answer, handle) or handle
 
     async def _poll(self, handle: dict[str, Any]) -> RemoteOutput | None:
         answer = json_object(await self._send("POST", self.url("/v1"), ok=(200,),
                                               json=[{"taskType": "getResponse", "taskUUID": handle["id"]}]), self.name)
         self._raise_errors(answer, handle["id"])
-        results = [item for item in answer.get("data") or [] if isinstance(item, dict)]
-        # Each image is listed when its generation starts, and has a URL once it succeeded.
-        if len(results) < handle.get("count", 1) or any(item.get("status") == "processing" for item in results):
+        return self._images(answer, handle)
+
+    def _images(self, answer: dict[str, Any], handle: dict[str, Any]) -> RemoteOutput | None:
+        """The task's images once every one is done; None while any is missing or processing."""
+        items = [item for item in answer.get("data") or [] if isinstance(item, dict)]
+        # An image is listed once its generation starts, and has its URL once it succeeded.
+        done = [item for item in items if isinstance(item.get("imageURL"), str)]
+        if len(done) < handle.get("count", 1) or any(item.get("status") == "processing" for item in items):
             return None
-        images = [OutputImage(url=item["imageURL"], seed=item.get("seed") if isinstance(item.get("seed"), int)
-                              else None) for item in results if isinstance(item.get("imageURL"), str)]
-        costs = [item["cost"] for item in results if isinstance(item.get("cost"), (int, float))]
+        images = [OutputImage(url=item["imageURL"], seed=item["seed"] if isinstance(item.get("seed"), int) else None)
+                  for item in done]
+        costs = [item["cost"] for item in done if isinstance(item.get("cost"), (int, float))]
         return RemoteOutput(images=tuple(images),
-                            cost_micro_usd=round(sum(costs) * 1_000_000) if len(costs) == len(results) else None)
+                            cost_micro_usd=round(sum(costs) * 1_000_000) if len(costs) == len(done) else None)
 
     def _raise_errors(self, answer: dict[str, Any], task_id: str) -> None:
         errors = [e for e in answer.get("errors") or [] if isinstance(e, dict)]

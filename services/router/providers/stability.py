@@ -52,7 +52,8 @@ class StabilityProvider(RemoteProvider):
         response = await self._send("POST", self.url(f"/v2beta/stable-image/generate/{call.pin.remote}"),
                                     files=form, headers={"accept": self.options.accept}, timeout_s=call.deadline_s,
                                     ok=(200,))
-        if self.options.accept == "image/*":
+        # Read by what came back, whatever was asked for.
+        if response.headers.get("content-type", "").startswith("image/"):
             return self._output(response.headers.get("finish-reason"), response.content, response.headers.get("seed"))
         answer = json_object(response, self.name)
         return self._output(answer.get("finish_reason"), decode_base64(answer.get("image"), self.name),
