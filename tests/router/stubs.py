@@ -90,6 +90,7 @@ class Script:
     video: bool = False
 
 
+# The names scenarios written before the simulators use (tests/e2e/test_quality_routing.py).
 Behaviour = Script
 
 
@@ -890,6 +891,7 @@ class Provider:
     market: Market
 
 
+# The names scenarios written before the simulators use, as above.
 Stub = Provider
 StubMarket = Market
 STUB_SECRET = SECRET
