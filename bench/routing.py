@@ -1,9 +1,12 @@
 """Routing on a simulated day of a provider market: what does a delivered image cost?
 
-The day runs on simulated time (`SimulatedEventLoop`): five providers with prices that
-move through the day, outages (hangs and error bursts), cold starts, concurrency
-ceilings that answer 429, and pass rates that differ by provider and template (one
-provider's quality dips for an afternoon). Jobs arrive on a daily curve plus one
+The day runs on simulated time (`SimulatedEventLoop`): five providers, priced in the
+shapes hosted providers publish (per image by size and quality as OpenAI does, per
+inference step as Runware does, per megapixel as fal does, per image as BFL does, per
+compute second as Replicate does), with prices that move through the day, outages
+(hangs and error bursts), cold starts, concurrency ceilings that answer 429, and pass
+rates that differ by provider and template (one provider's quality dips for an
+afternoon). Jobs arrive on a daily curve plus one
 tenant's bulk upload, each asking for K images by a tier deadline under the tier's cost
 cap. Every strategy is the router's own `RoutingEngine` — the real ranking, oversampling,
 breaker, AIMD, retries and pass-rate estimator — fed through the same `FairQueue`, with
@@ -40,7 +43,7 @@ from services.router.attempts import RoutingEngine  # noqa: E402
 from services.router.clock import Clock, LoopClock, run_simulated  # noqa: E402
 from services.router.fairness import FairQueue  # noqa: E402
 from services.router.providers.base import GeneratedImage, GenerationRequest, ProviderError  # noqa: E402
-from services.router.providers.registry import Registry, parse_registry  # noqa: E402
+from services.router.providers.registry import PriceModel, Registry, parse_registry  # noqa: E402
 from services.router.resilience import AimdSettings, BreakerSettings  # noqa: E402
 from services.router.routing_types import (AllProvidersFailed, CostCapReached, NoCapableProvider, RouteRequest,  # noqa: E402
                                            RoutingPolicy)
@@ -73,9 +76,8 @@ class Window:
 @dataclass(frozen=True)
 class MarketProvider:
     name: str
-    price_micro_usd: int               # list price of one 1024² image
-    per_second: bool                    # billed by compute second (list price at the published time)
-    compute_s: float                    # published compute time per image
+    price: dict                         # the registry's price model (providers.yaml `price`)
+    compute_s: float                    # published compute time per image (what per-second prices bill)
     base_latency_s: float
     per_image_latency_s: float
     pass_rates: dict[str, float]
@@ -90,9 +92,12 @@ class MarketProvider:
     cold_start_s: float = 0.0
     idle_before_cold_s: float = 300.0
     retry_after_s: float = 2.0
+    steps: int | None = None            # inference steps per image, for prices per step
 
-    def price_at(self, t: float) -> float:
-        return self.price_micro_usd * by_hour(self.price_curve, t)
+    def price_at(self, t: float, width: int = 1024, height: int = 1024) -> float:
+        """What one image of this size costs at simulated time `t`."""
+        listed = PriceModel(**self.price).price_micro_usd(width, height, self.compute_s, self.steps)
+        return listed * by_hour(self.price_curve, t)
 
     def pass_rate_at(self, template: str, t: float) -> float:
         dips = [float(w.what) for w in self.quality_dips if w.covers(t)]
@@ -103,24 +108,29 @@ PEAK_PRICES = ((0, 0.8), (6, 0.85), (9, 1.3), (13, 1.5), (18, 1.3), (21, 0.9), (
 PEAK_CEILING = ((0, 20), (8, 14), (10, 10), (17, 10), (20, 16), (24, 20))
 
 MARKET = (
-    # The reliable premium host everyone starts with.
-    MarketProvider("atlas", 24_000, False, 3.0, 6.0, 1.5, {"generic": 0.95, "headshot": 0.92, "product": 0.94},
+    # The reliable premium host everyone starts with, priced per image by size and quality.
+    MarketProvider("atlas", {"per_image_by_size": {"1024x1024": 24_000, "1536x1024": 36_000, "1024x1536": 36_000}},
+                   3.0, 6.0, 1.5, {"generic": 0.95, "headshot": 0.92, "product": 0.94},
                    our_concurrency=32, timeout_s=90, max_batch=4),
-    # Cheapest per image, weakest images, and two bad spells.
-    MarketProvider("pennypix", 8_000, False, 4.0, 12.0, 2.0, {"generic": 0.72, "headshot": 0.45, "product": 0.62},
+    # Cheapest per image (per inference step), weakest images, and two bad spells.
+    MarketProvider("pennypix", {"per_step_micro_usd": 2_000}, 4.0, 12.0, 2.0,
+                   {"generic": 0.72, "headshot": 0.45, "product": 0.62}, steps=4,
                    our_concurrency=16, timeout_s=60, max_batch=4, ceiling_curve=((0, 24), (24, 24)),
                    outages=(Window(10.0, 11.0, "hang"), Window(19.0, 19.6, "errors")),
                    quality_dips=(Window(14.0, 17.0, "0.6"),), error_rate=0.01),
-    # Fast, on demand, priced with the daily peak; scales to zero and cold-starts.
-    MarketProvider("swiftgen", 11_000, False, 1.0, 3.0, 0.5, {"generic": 0.88, "headshot": 0.85, "product": 0.9},
+    # Fast, on demand, priced per megapixel with the daily peak; scales to zero and cold-starts.
+    MarketProvider("swiftgen", {"per_megapixel_micro_usd": 10_490}, 1.0, 3.0, 0.5,
+                   {"generic": 0.88, "headshot": 0.85, "product": 0.9},
                    our_concurrency=24, timeout_s=30, max_batch=4, price_curve=PEAK_PRICES,
                    ceiling_curve=PEAK_CEILING, cold_start_s=25.0),
-    # Good value, slow, rate-limited in the day, one night-time incident.
-    MarketProvider("bulkdiff", 9_000, False, 3.0, 15.0, 3.0, {"generic": 0.9, "headshot": 0.8, "product": 0.88},
+    # Good value per image, slow, rate-limited in the day, one night-time incident.
+    MarketProvider("bulkdiff", {"per_image_micro_usd": 9_000}, 3.0, 15.0, 3.0,
+                   {"generic": 0.9, "headshot": 0.8, "product": 0.88},
                    our_concurrency=24, timeout_s=90, max_batch=8, ceiling_curve=((0, 16), (8, 8), (18, 8), (24, 16)),
                    outages=(Window(3.0, 4.0, "errors"),), retry_after_s=5.0),
     # Spot GPUs billed per second: cheap at night, dear at the peak, sometimes preempted.
-    MarketProvider("spotgpu", 1_400, True, 6.0, 4.0, 6.0, {"generic": 0.86, "headshot": 0.8, "product": 0.85},
+    MarketProvider("spotgpu", {"per_second_micro_usd": 1_400}, 6.0, 4.0, 6.0,
+                   {"generic": 0.86, "headshot": 0.8, "product": 0.85},
                    our_concurrency=16, timeout_s=90, max_batch=4, price_curve=PEAK_PRICES,
                    ceiling_curve=((0, 16), (24, 16)), error_rate=0.03),
 )
@@ -161,8 +171,7 @@ class SimulatedProvider:
         finally:
             self.in_flight -= 1
             self.last_busy = self.clock.now()
-        cost = round(self.truth.price_at(now)) if not self.truth.per_second else \
-            round(self.truth.price_at(now) * self.truth.compute_s)
+        cost = round(self.truth.price_at(now, request.width, request.height))
         return [GeneratedImage(index=i, data=b"", media_type="image/png", seed=request.seed_for(i),
                                cost_micro_usd=cost, latency_s=latency) for i in request.indices]
 
@@ -171,7 +180,7 @@ class SimulatedProvider:
         if outage is not None and outage.what == "hang":
             await self.clock.sleep(request.timeout_s + 1)
             raise ProviderError("timeout", f"{self.name} hung")
-        if outage is not None or unit_draw(self.seed, self.name, request.idempotency_key) < self.truth.error_rate:
+        if outage is not None or unit_draw(self.seed, self.name, request.call_key) < self.truth.error_rate:
             await self.clock.sleep(1.0)
             raise ProviderError("server_error", f"{self.name} answered 500")
         if self.in_flight >= by_hour(self.truth.ceiling_curve, now):
@@ -181,7 +190,7 @@ class SimulatedProvider:
     def _latency_s(self, request: GenerationRequest, now: float) -> float:
         truth = self.truth
         cold = truth.cold_start_s if now - self.last_busy > truth.idle_before_cold_s and not self.in_flight > 1 else 0
-        jitter = math.exp(random.Random(f"{self.seed}{self.name}{request.idempotency_key}").gauss(0, 0.2))
+        jitter = math.exp(random.Random(f"{self.seed}{self.name}{request.call_key}").gauss(0, 0.2))
         return cold + (truth.base_latency_s + truth.per_image_latency_s * request.count) * jitter
 
 
@@ -191,11 +200,13 @@ def market_registry() -> Registry:
 
 
 def _registry_entry(p: MarketProvider) -> dict:
-    price = {"per_second_micro_usd": p.price_micro_usd} if p.per_second else {"per_image_micro_usd": p.price_micro_usd}
+    # A per-step price needs the model's steps: the list price counts them.
+    inputs = {"inputs": {"count": {"field": "count", "max": 64}, "seed": {"field": "seed"},
+                         "steps": {"field": "steps", "default": p.steps}}} if p.steps else {}
     return {
-        "adapter": "local", "models": [{"name": "sdxl", "version": "1"}],
+        "adapter": "local", "models": [{"name": "sdxl", "version": "1", **inputs}],
         "capabilities": {"max_side": 2048, "max_images_per_request": p.max_batch},
-        "price": price, "concurrency": p.our_concurrency,
+        "price": p.price, "concurrency": p.our_concurrency,
         "timeouts": {"submit_s": 10, "overall_s": p.timeout_s},
         "latency": {"base_s": p.base_latency_s, "per_image_s": p.per_image_latency_s},
         "pass_rate_prior": {"mean": 0.8, "strength": 4},

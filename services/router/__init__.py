@@ -16,15 +16,21 @@ health.py          each provider's breaker, limit and learnt ratios; how calls u
 resilience.py      circuit and quality breakers, AIMD limits, retry backoff, timeouts on the clock
 clock.py           the event loop's clock and a simulated one that skips idle time
 domain.py          router rules without I/O: what an attempt asks for, when a job can get no more
-store.py           the router's tables: jobs, attempts and claims, outcomes, verdicts
+store.py           the router's tables: jobs, attempts and claims, outcomes, remote jobs, verdicts
 grpc.py            the gRPC server: ListProviders
+webhook_routes.py  the route providers call back on (POST /webhooks/providers/{provider})
 metrics.py         provider calls, latency, spend and breaker state
 settings.py        the router's settings
 providers.yaml     the shipped provider registry
-providers/         base.py (the adapter interface), registry.py (providers.yaml's model),
-                   factory.py (adapters from the registry), remote.py (what the HTTP adapters
-                   share), fal.py / replicate.py / comfyui.py (hosted APIs), local_provider.py
-                   (the local adapter), painter.py (its offline painter), image_stages.py
-                   (the built-in stages' image operations)
+providers/         base.py (the adapter interface, its errors), registry.py (providers.yaml's
+                   model), inputs.py (how a model takes its inputs), adapters.py (adapters by
+                   name) and factory.py (adapters from the registry); remote.py (the flow every
+                   hosted adapter shares: submit, write down, poll, fetch, check, cancel),
+                   transport.py (HTTP: whose key goes where, redirects, size caps, the error
+                   table), outputs.py (image checks), journal.py (remote jobs written down),
+                   webhooks.py (signed callbacks); one module per API: replicate, fal, comfyui,
+                   openai_images, bfl, stability, runware; local_provider.py (the local
+                   adapter), painter.py (its offline painter), image_stages.py (the built-in
+                   stages' image operations)
 migrations/        the router's schema
 """

@@ -11,17 +11,20 @@ from services.common.contracts import SUBSCRIPTIONS
 from services.common.data_keys import DataKeys
 from services.common.runtime import GRPC_DRAIN_S, ServiceRuntime, ops_app
 from services.common.storage import ObjectStore
-from services.router import handlers, metrics
+from services.router import handlers, metrics, store
 from services.router.attempts import RoutingEngine
 from services.router.routing_types import RoutingPolicy
 from services.router.generation import AttemptRunner
 from services.router.grpc import start_router_grpc
+from services.router.providers.base import ProviderContext
 from services.router.providers.factory import build_providers
 from services.router.providers.registry import Registry, load_registry
+from services.router.providers.webhooks import WebhookInbox
 from services.router.resilience import BreakerSettings, QualitySettings, RetryPolicy
 from services.router.scheduler import AttemptScheduler
 from services.router.selection import PassRateEstimator
 from services.router.settings import RouterSettings
+from services.router.webhook_routes import provider_webhook_route
 
 # Attempts running when the router stops get this long to finish; their claims lapse otherwise.
 ATTEMPT_DRAIN_S = 15
@@ -37,12 +40,12 @@ def routing_policy(settings: RouterSettings) -> RoutingPolicy:
     )
 
 
-def routing_engine(settings: RouterSettings, registry: Registry, http: httpx.AsyncClient) -> RoutingEngine:
+def routing_engine(settings: RouterSettings, registry: Registry, context: ProviderContext) -> RoutingEngine:
     secrets = {name: secret.get_secret_value() for name, secret in settings.provider_secrets.items()}
     estimator = PassRateEstimator({name: config.pass_rate_prior for name, config in registry.providers.items()},
                                   half_life_s=settings.pass_rate_half_life_s)
-    return RoutingEngine(registry, build_providers(registry, http, secrets), estimator=estimator,
-                         policy=routing_policy(settings))
+    return RoutingEngine(registry, build_providers(registry, secrets=secrets, context=context), estimator=estimator,
+                         policy=routing_policy(settings), journal=context.journal)
 
 
 class RouterApp:
@@ -53,7 +56,10 @@ class RouterApp:
         self.runtime.readiness_checks["object_store"] = self.objects.ping
         self.http = httpx.AsyncClient()
         registry = load_registry(settings.providers_path)
-        self.engine = routing_engine(settings, registry, self.http)
+        self.webhooks = WebhookInbox()
+        self.providers = ProviderContext(client=self.http, journal=store.RemoteJobs(self.runtime.pool),
+                                         webhooks=self.webhooks)
+        self.engine = routing_engine(settings, registry, self.providers)
         metrics.expose(self.engine, registry.providers, settings.spend_alert_usd_per_hour)
         # Names this process in the claims it holds on attempts.
         owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -75,6 +81,8 @@ class RouterApp:
         self.scheduler.start()
 
     async def _stop(self) -> None:
+        # Remote jobs still running are left to the next router, which resumes them.
+        self.providers.handing_over = True
         await self.scheduler.stop(ATTEMPT_DRAIN_S)
         await self.grpc.stop(grace=GRPC_DRAIN_S)
         await self.http.aclose()
@@ -83,4 +91,6 @@ class RouterApp:
 
 def build(settings: RouterSettings):
     router = RouterApp(settings)
-    return router.runtime, ops_app(router.runtime)
+    app = ops_app(router.runtime)
+    app.router.routes.append(provider_webhook_route(router.engine.providers, router.webhooks))
+    return router.runtime, app

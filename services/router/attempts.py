@@ -18,8 +18,11 @@
    `observe_verdicts` into the quality breaker of the provider and template.
 
 Each index is generated at most once per attempt: a batch is only retried, or moved to
-another provider, for the indices no call has returned. The engine reads time only
-through its `Clock`, so it runs unchanged on simulated time (`bench/routing.py`).
+another provider, for the indices no call has returned. Remote jobs the journal holds for
+the attempt (a router died or stopped while they ran) are batches of their own, called on
+their provider first, so that its adapter polls them instead of submitting again; only
+the indices they do not cover are planned afresh. The engine reads time only through its
+`Clock`, so it runs unchanged on simulated time (`bench/routing.py`).
 
 Planning is `planning.py` (pure, over a snapshot of provider health); what a call reserves
 (a provider slot, its share of the cost cap) and waiting for slots are `capacity.py`; what
@@ -39,6 +42,7 @@ from services.router.clock import Clock, LoopClock
 from services.router.health import learn_from_call, new_health, status_of
 from services.router.planning import ProviderSnapshot
 from services.router.providers.base import GeneratedImage, GenerationRequest, Provider, ProviderError
+from services.router.providers.journal import RemoteJob, RemoteJobJournal
 from services.router.providers.registry import ProviderConfig, Registry
 from services.router.resilience import QualityBreaker, Verdict, run_with_timeout
 from services.router.routing_types import (AllProvidersFailed, AttemptResult, CallRecord, CostCapReached, RoutedImage,
@@ -53,6 +57,8 @@ class _Batch:
     pending: list[int]
     images: list[RoutedImage] = field(default_factory=list)
     calls: list[CallRecord] = field(default_factory=list)
+    # The provider of a remote job of these indices left running by an earlier run of the attempt.
+    resume_on: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +76,7 @@ class RoutingEngine:
     def __init__(self, registry: Registry, providers: Mapping[str, Provider],
                  estimator: PassRateEstimator | None = None, clock: Clock | None = None,
                  policy: RoutingPolicy = RoutingPolicy(),  # noqa: B008 - frozen, so one default is safe
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, journal: RemoteJobJournal | None = None) -> None:
         missing = set(registry.providers) - set(providers)
         if missing:
             raise ValueError(f"no adapter given for providers: {', '.join(sorted(missing))}")
@@ -78,6 +84,7 @@ class RoutingEngine:
         self.providers = dict(providers)
         self.clock = clock or LoopClock()
         self.policy = policy
+        self.journal = journal
         self.estimator = estimator or PassRateEstimator(
             {name: c.pass_rate_prior for name, c in registry.providers.items()}, clock=self.clock)
         self._rng = rng or random.Random()
@@ -92,10 +99,26 @@ class RoutingEngine:
         plan = self.plan(request)
         deadline = started + request.time_left_s if request.time_left_s is not None else None
         budget = CostBudget(request.cost_cap_micro_usd)
-        chunks = _split(range(request.start_index, request.start_index + plan.candidates), plan.primary.max_batch)
-        batches = await asyncio.gather(*(self._generate(request, plan, _Batch(list(c)), budget, deadline)
-                                         for c in chunks))
+        resumed = await self._resumed_batches(request)
+        taken = {index for batch in resumed for index in batch.pending}
+        fresh = [i for i in range(request.start_index, request.start_index + plan.candidates) if i not in taken]
+        batches = resumed + [_Batch(chunk) for chunk in _split(fresh, plan.primary.max_batch)]
+        batches = await asyncio.gather(*(self._generate(request, plan, batch, budget, deadline) for batch in batches))
         return self._result(request, plan, batches, budget, started)
+
+    async def _resumed_batches(self, request: RouteRequest) -> list[_Batch]:
+        """One batch per remote job of this attempt and stage still running or done at its provider."""
+        if self.journal is None:
+            return []
+        jobs = await self.journal.unfinished(request.job_id, request.attempt, request.capability)
+        batches: list[_Batch] = []
+        taken: set[int] = set()
+        for job in sorted(jobs, key=lambda j: j.key.start_index):
+            indices = list(range(job.key.start_index, job.key.start_index + job.key.count))
+            if _belongs(job, request) and job.key.provider in self.providers and not taken & set(indices):
+                batches.append(_Batch(indices, resume_on=job.key.provider))
+                taken |= set(indices)
+        return batches
 
     def plan(self, request: RouteRequest) -> RoutePlan:
         """The provider chain and the number of candidates for this attempt (no calls made)."""
@@ -166,6 +189,10 @@ class RoutingEngine:
         """Get the batch's indices from the chain, within the call budget and the deadline."""
         errors_seen = 0
         patient_until = self._patience_until(request, plan, deadline)
+        resume = next((q for q in plan.chain if q.provider == batch.resume_on), None)
+        if resume is not None:
+            # Its adapter finds the job in the journal and polls it: it is not submitted again.
+            await self._call(request, resume, batch, budget, deadline, plan.quality_waived)
         while batch.pending and len(batch.calls) < self.policy.retry.max_calls and not _past(self.clock, deadline):
             patient = errors_seen == 0 and self.clock.now() < patient_until
             spill_limit = self._spill_limit(plan) if patient else math.inf
@@ -376,5 +403,12 @@ def _past(clock: Clock, deadline: float | None) -> bool:
     return deadline is not None and clock.now() >= deadline
 
 
-def _split(indices: range, size: int) -> list[range]:
+def _split(indices: list[int], size: int) -> list[list[int]]:
     return [indices[i: i + size] for i in range(0, len(indices), max(1, size))]
+
+
+def _belongs(job: RemoteJob, request: RouteRequest) -> bool:
+    """Whether a journal's job is one of this request's: a later stage asks per candidate."""
+    if request.capability == "generate":
+        return job.key.start_index >= request.start_index
+    return job.key.start_index == request.start_index

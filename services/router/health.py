@@ -46,7 +46,10 @@ def learn_from_call(health: ProviderHealth, config: ProviderConfig, request: Rou
     health.calls += 1
     if error is not None:
         health.failures += 1
-        health.breaker.record(False if error.counts_against_health else None)
+        if error.needs_an_operator:
+            health.breaker.trip()  # a wrong key or an empty balance fails every call alike
+        else:
+            health.breaker.record(False if error.counts_against_health else None)
         if error.kind == "rate_limited":
             health.limiter.on_rate_limited(error.retry_after_s)
         return

@@ -71,8 +71,9 @@ def is_capable(config: ProviderConfig, request: RouteRequest) -> bool:
         return False
     if request.capability != "generate":
         return True  # works on the image it is given, whatever its size
-    return (config.model_for(request.model, request.model_version) is not None
-            and capabilities.supports_size(request.width, request.height)
+    pin = config.model_for(request.model, request.model_version)
+    return (pin is not None
+            and config.can_make(pin, request.width, request.height)
             and (capabilities.image_input or not request.needs_image_input)
             and (capabilities.seed_control or not request.needs_seed_control))
 
@@ -88,14 +89,14 @@ def incapable_reason(request: RouteRequest) -> str:
 
 def quote(config: ProviderConfig, request: RouteRequest, health: ProviderSnapshot, policy: RoutingPolicy,
           quality_ok: bool = True) -> ProviderQuote:
-    batch = min(request.images_needed, config.capabilities.max_images_per_request)
+    batch = min(request.images_needed, config.max_batch)
     breaker_ok = health.breaker_available or not policy.breaker.enabled
     return ProviderQuote(
         provider=config.name,
         price_micro_usd=price_micro_usd(config, request, health.price_ratio),
         pass_rate=health.pass_rate,
         latency_s=expected_latency_s(config, health.latency_ratio, batch),
-        max_batch=config.capabilities.max_images_per_request,
+        max_batch=config.max_batch,
         available=breaker_ok and quality_ok,
     )
 

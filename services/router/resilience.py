@@ -110,6 +110,12 @@ class CircuitBreaker:
         if self._window_is_failing():
             self._open()
 
+    def trip(self) -> None:
+        """Open now, whatever the window says: no call can succeed until an operator acts."""
+        self._probe_in_flight = False
+        if self.settings.enabled:
+            self._open()
+
     def _remember(self, healthy: bool) -> None:
         now = self._clock.now()
         self._outcomes.append((now, healthy))

@@ -1,15 +1,20 @@
 """The router's tables: admitted jobs, the attempts asked for and their claims, attempt
-outcomes, and the scorer's verdicts per provider and template."""
+outcomes, the remote jobs each attempt has at hosted providers, and the scorer's verdicts
+per provider and template."""
 
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 import psycopg
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
 
 from services.common.contracts import JobSpec
 from services.router.domain import JobState
+from services.router.providers.journal import RESUMABLE, RemoteJob, RemoteJobKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,3 +174,47 @@ async def verdict_counts(conn: psycopg.AsyncConnection) -> list[dict]:
     return await (await conn.execute(
         "SELECT provider, template, passed, failed, extract(epoch FROM now() - updated_at)::float8 AS age_s"
         " FROM pass_rates")).fetchall()
+
+
+class RemoteJobs:
+    """The journal of remote jobs (`providers/journal.py`) in PostgreSQL: each write commits
+    before it returns, so a job is on record before its first poll."""
+
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self.pool = pool
+
+    async def started(self, key: RemoteJobKey, handle: dict[str, Any]) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO remote_jobs (job_id, attempt, capability, provider, start_index, count, handle)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (job_id, attempt, capability, provider,"
+                " start_index, count) DO UPDATE SET handle = EXCLUDED.handle, state = 'running',"
+                " started_at = now(), ended_at = NULL", [*_key_values(key), Jsonb(handle)])
+
+    async def ended(self, key: RemoteJobKey, state: str) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE remote_jobs SET state = %s, ended_at = now() WHERE job_id = %s AND attempt = %s"
+                " AND capability = %s AND provider = %s AND start_index = %s AND count = %s",
+                [state, *_key_values(key)])
+
+    async def resumable(self, key: RemoteJobKey) -> RemoteJob | None:
+        async with self.pool.connection() as conn:
+            row = await (await conn.execute(
+                "SELECT handle, state FROM remote_jobs WHERE job_id = %s AND attempt = %s AND capability = %s"
+                " AND provider = %s AND start_index = %s AND count = %s AND state = ANY(%s)",
+                [*_key_values(key), sorted(RESUMABLE)])).fetchone()
+        return RemoteJob(key, row["handle"], row["state"]) if row else None
+
+    async def unfinished(self, job_id: str, attempt: int, capability: str) -> list[RemoteJob]:
+        async with self.pool.connection() as conn:
+            rows = await (await conn.execute(
+                "SELECT provider, start_index, count, handle, state FROM remote_jobs WHERE job_id = %s"
+                " AND attempt = %s AND capability = %s AND state = ANY(%s) ORDER BY start_index",
+                [job_id, attempt, capability, sorted(RESUMABLE)])).fetchall()
+        return [RemoteJob(RemoteJobKey(job_id, attempt, capability, row["provider"], row["start_index"], row["count"]),
+                          row["handle"], row["state"]) for row in rows]
+
+
+def _key_values(key: RemoteJobKey) -> list:
+    return [key.job_id, key.attempt, key.capability, key.provider, key.start_index, key.count]

@@ -1,52 +1,40 @@
-"""Stub provider servers (real HTTP on 127.0.0.1), shared by the router tests."""
+"""Simulators of the providers' APIs (real HTTP on 127.0.0.1), shared by the router tests:
+one per adapter for the whole session, each with a foreign host beside it; a test gets
+its simulator with a fresh market."""
 
 from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack
 
 import httpx
 import pytest
 
-from tests.router.stubs import Behaviour, Stub, StubMarket, comfyui_app, fal_app, replicate_app, serve
-
-APPS = {"fal": fal_app, "replicate": replicate_app, "comfyui": comfyui_app}
-
-
-def _serve_stub(adapter: str) -> Iterator[Stub]:
-    market = StubMarket()
-    with serve(APPS[adapter](market)) as url:
-        yield Stub(adapter, url, market)
+from tests.router.stubs import APPS, Provider, simulated
 
 
 @pytest.fixture(scope="session")
-def fal_server() -> Iterator[Stub]:
-    yield from _serve_stub("fal")
+def simulators() -> Iterator[dict[str, Provider]]:
+    with ExitStack() as stack:
+        yield {name: stack.enter_context(simulated(name)) for name in APPS}
 
 
-@pytest.fixture(scope="session")
-def replicate_server() -> Iterator[Stub]:
-    yield from _serve_stub("replicate")
-
-
-@pytest.fixture(scope="session")
-def comfyui_server() -> Iterator[Stub]:
-    yield from _serve_stub("comfyui")
+def _fresh(simulators: dict[str, Provider], name: str) -> Provider:
+    simulators[name].market.reset()
+    return simulators[name]
 
 
 @pytest.fixture
-def fal(fal_server: Stub) -> Stub:
-    fal_server.market.reset(Behaviour())
-    return fal_server
+def fal(simulators) -> Provider:
+    return _fresh(simulators, "fal")
 
 
 @pytest.fixture
-def replicate(replicate_server: Stub) -> Stub:
-    replicate_server.market.reset(Behaviour())
-    return replicate_server
+def replicate(simulators) -> Provider:
+    return _fresh(simulators, "replicate")
 
 
 @pytest.fixture
-def comfyui(comfyui_server: Stub) -> Stub:
-    comfyui_server.market.reset(Behaviour())
-    return comfyui_server
+def comfyui(simulators) -> Provider:
+    return _fresh(simulators, "comfyui")
 
 
 @pytest.fixture

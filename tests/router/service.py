@@ -1,7 +1,7 @@
-"""The router service on the real broker, PostgreSQL and S3, over stub HTTP providers.
+"""The router service on the real broker, PostgreSQL and S3, over simulated HTTP providers.
 
 `running_router` starts the router's own app (consumer, scheduler, engine, gRPC) in the
-test's event loop, on topics and a schema of its own, with a registry of stub providers;
+test's event loop, on topics and a schema of its own, with a registry of simulated providers;
 `RouterTopic` follows what it publishes; `publish` plays the ledger and the scorer.
 """
 
@@ -41,7 +41,7 @@ def router_settings(endpoints, tmp_path: Path, providers: dict, **overrides) -> 
 
 
 def stub_registry(primary: Stub, fallback: Stub, **primary_entry) -> dict:
-    """A cheap primary and a dearer fallback, both stub HTTP providers."""
+    """A cheap primary and a dearer fallback, both simulated HTTP providers."""
     return {"primary": stub_provider(primary, **({"price": 10_000, "overall_s": 0.5} | primary_entry)),
             "fallback": stub_provider(fallback, price=30_000, overall_s=2.0)}
 

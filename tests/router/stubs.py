@@ -1,19 +1,39 @@
-"""Stub image providers: real HTTP servers on 127.0.0.1 that follow the providers' contracts.
+"""Simulators of the providers' published APIs: real HTTP servers on 127.0.0.1.
 
-`fal_app`, `replicate_app` and `comfyui_app` serve the fal queue API, Replicate's
-predictions API and ComfyUI's /prompt + /history + /view, backed by one `StubMarket`
-each. A test steers a stub through its `Behaviour` (latency, error status, 429 with
-Retry-After, hanging, a concurrency ceiling) and reads back what the stub saw: every
-submission, every cancellation, and which candidates (job, attempt, index) it actually
-generated. Images are real PNGs from the local painter.
+Each app answers as its provider documents it (shapes from tests/router/fixtures/, whose
+README says where each came from) and checks requests as the provider would (unknown
+fields, sizes a model cannot make, a missing key: the provider's error, not ours). One
+`Market` holds a simulator's state: every submission with its body and headers, every
+cancel and interrupt, every download and, on the foreign host, every credential that
+arrived there. A test steers it with a `Script`:
 
-`serve(app)` runs an app with uvicorn in a thread and yields its base URL.
+    latency_s, hang, hang_every   how long jobs take (never, every n-th never)
+    submit_status                 every submission answered with this error (401, 402, 429, 5xx, 422)
+    poll_statuses                 the next polls answered with these errors, in order (503, 429)
+    retry_after_s / wait_in_body  the wait a 429 or 503 states: header, or the provider's body text
+    terminal                      how jobs end instead of succeeding: failed, canceled, aborted,
+                                  moderated, interrupted
+    output                        own (the provider's host) | foreign (another host) | redirect |
+                                  wrong_size | corrupt | blank | drop_once | drop_always | too_large |
+                                  expire_once (the first download of each image is refused, 403)
+    max_in_progress               more jobs at once are refused with 429
+    side                          images are side×side whatever was asked
+
+`serve(app)` runs an app with uvicorn in a thread and yields its base URL; `Provider`
+bundles a running simulator with its market, and `entry()` gives its providers.yaml entry.
 """
 
 import asyncio
 import base64
+import copy
+import email.parser
+import email.policy
 import functools
 import io
+import json
+import math
+import os
+import re
 import socket
 import threading
 import time
@@ -22,62 +42,79 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import uvicorn
 from PIL import Image
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from services.router.providers.painter import LocalGenerator
 
-STUB_SECRET = "stub-secret"
+FIXTURES = Path(__file__).parent / "fixtures"
+SECRET = "sim-secret"
 
 
 @functools.cache
-def _painter(side: int) -> LocalGenerator:
-    return LocalGenerator(width=side, height=side, defect_rate=0)
+def _fixture_text(name: str) -> str:
+    return (FIXTURES / name).read_text()
 
 
-@functools.cache
-def _black_png(side: int) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (side, side)).save(buffer, format="PNG")
-    return buffer.getvalue()
+def fixture(name: str) -> Any:
+    """A published example (a fresh copy: callers fill it in)."""
+    return json.loads(_fixture_text(name))
+
+
+# ---- the state behind a simulator ---------------------------------------------------------
 
 
 @dataclass
-class Behaviour:
+class Script:
     latency_s: float = 0.05
-    error_status: int | None = None
-    retry_after_s: float | None = None
     hang: bool = False
-    # More requests than this in progress at once get 429 (None: no ceiling).
-    max_in_progress: int | None = None
-    # Every n-th accepted submission hangs (0: none).
     hang_every: int = 0
-    # The side of the square images it paints, and whether they come out black (still 200).
-    side: int = 32
+    submit_status: int | None = None
+    poll_statuses: list[int] = field(default_factory=list)
+    retry_after_s: float | None = None
+    wait_in_body: bool = False
+    terminal: str | None = None
+    output: str = "own"
+    max_in_progress: int | None = None
+    side: int | None = None
+    # Compatibility with the scenarios written before outputs were checked: a black image.
     black: bool = False
-    # Whether a stage's result comes back as an MP4 video instead of an image.
+    # A stage's result comes back as an MP4 video instead of an image.
     video: bool = False
 
 
+# The names scenarios written before the simulators use (tests/e2e/test_quality_routing.py).
+Behaviour = Script
+
+
 @dataclass
-class RemoteRequest:
-    request_id: str
-    candidates_key: str
+class SimJob:
+    id: str
     prompt: str
-    seed: int
+    seed: int | None
     count: int
+    width: int
+    height: int
+    body: Any
+    headers: dict[str, str]
     submitted_at: float
     done_at: float | None
+    deadline_at: float | None = None
     cancelled_at: float | None = None
-    # A stage's input image (sent as a data: URI); its result is that image at twice the size.
     input_image: bytes | None = None
-    body: dict = field(default_factory=dict)
+    polls: int = 0
+    number: int = 0
+    # The model the submission named (a version, a model path), and the request's whole body
+    # where `body` is the model's input inside it.
     model: str = ""
+    envelope: Any = None
 
     def finished(self, now: float) -> bool:
         return self.done_at is not None and now >= self.done_at and self.cancelled_at is None
@@ -87,87 +124,153 @@ class RemoteRequest:
         return self.done_at is not None and (self.cancelled_at is None or self.cancelled_at >= self.done_at) \
             and time.monotonic() >= self.done_at
 
+    def past_deadline(self, now: float) -> bool:
+        return self.deadline_at is not None and now >= self.deadline_at and not self.finished(now)
+
 
 @dataclass
-class StubMarket:
-    """The state behind one stub provider."""
-
-    behaviour: Behaviour = field(default_factory=Behaviour)
-    requests: dict[str, RemoteRequest] = field(default_factory=dict)
+class Market:
+    script: Script = field(default_factory=Script)
+    jobs: dict[str, SimJob] = field(default_factory=dict)
     refused: Counter = field(default_factory=Counter)
+    cancels: list[str] = field(default_factory=list)
+    interrupts: list[str] = field(default_factory=list)
+    downloads: Counter = field(default_factory=Counter)
+    # Credentials that reached the foreign host: (header, value).
+    foreign_credentials: list[tuple[str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    foreign_url: str = ""
 
-    def reset(self, behaviour: Behaviour | None = None) -> None:
+    def reset(self, script: Script | None = None) -> None:
         with self.lock:
-            self.behaviour = behaviour or Behaviour()
-            self.requests.clear()
+            self.script = script or Script()
+            self.jobs.clear()
             self.refused.clear()
+            self.cancels.clear()
+            self.interrupts.clear()
+            self.downloads.clear()
+            self.foreign_credentials.clear()
 
-    def refusal(self) -> Response | None:
-        """The error this submission gets, if any (checked and submitted with no await between)."""
-        behaviour = self.behaviour
-        if behaviour.error_status is not None:
-            return self._refuse(behaviour.error_status, behaviour.retry_after_s)
-        if behaviour.max_in_progress is not None and self.in_progress() >= behaviour.max_in_progress:
-            return self._refuse(429, behaviour.retry_after_s)
+    @property
+    def requests(self) -> dict[str, SimJob]:
+        return self.jobs
+
+    @property
+    def submissions(self) -> list[SimJob]:
+        return list(self.jobs.values())
+
+    def cancelled(self) -> list[SimJob]:
+        return [job for job in self.jobs.values() if job.cancelled_at is not None]
+
+    def submit(self, *, prompt: str, seed: int | None, count: int, width: int, height: int, body: Any,
+               headers: dict[str, str], deadline_s: float | None = None, input_image: bytes | None = None,
+               job_id: str | None = None, model: str = "", envelope: Any = None) -> SimJob:
+        now, script = time.monotonic(), self.script
+        with self.lock:
+            nth = len(self.jobs) + 1
+            hangs = script.hang or (script.hang_every > 0 and nth % script.hang_every == 0)
+            side = script.side
+            job = SimJob(id=job_id or uuid.uuid4().hex, prompt=prompt, seed=seed, count=count,
+                         width=side or width, height=side or height, body=body, headers=headers, submitted_at=now,
+                         done_at=None if hangs else now + script.latency_s,
+                         deadline_at=now + deadline_s if deadline_s else None, input_image=input_image, number=nth,
+                         model=model, envelope=envelope)
+            self.jobs[job.id] = job
+        return job
+
+    def refusal(self, error) -> Response | None:
+        """The error a submission gets, if any (checked and submitted with no await between)."""
+        script = self.script
+        if script.submit_status is not None:
+            self.refused[script.submit_status] += 1
+            return error(script.submit_status)
+        if script.max_in_progress is not None and self.in_progress() >= script.max_in_progress:
+            self.refused[429] += 1
+            return error(429)
         return None
 
-    def submit(self, candidates_key: str, prompt: str, seed: int, count: int, body: dict | None = None,
-               model: str = "") -> RemoteRequest:
-        now = time.monotonic()
-        behaviour = self.behaviour
+    def poll_fault(self, error) -> Response | None:
         with self.lock:
-            nth = len(self.requests) + 1
-            hangs = behaviour.hang or (behaviour.hang_every > 0 and nth % behaviour.hang_every == 0)
-            request = RemoteRequest(request_id=uuid.uuid4().hex, candidates_key=candidates_key, prompt=prompt,
-                                    seed=seed, count=count, submitted_at=now,
-                                    done_at=None if hangs else now + behaviour.latency_s, body=body or {},
-                                    input_image=_data_uri_image(body or {}), model=model)
-            self.requests[request.request_id] = request
-        return request
+            status = self.script.poll_statuses.pop(0) if self.script.poll_statuses else None
+        if status is None:
+            return None
+        self.refused[status] += 1
+        return error(status)
 
-    def cancel(self, request_id: str) -> bool:
-        request = self.requests.get(request_id)
-        if request is None or request.finished(time.monotonic()):
+    def cancel(self, job_id: str) -> bool:
+        job = self.jobs.get(job_id)
+        self.cancels.append(job_id)
+        if job is None or job.finished(time.monotonic()) or job.cancelled_at is not None:
             return False
-        request.cancelled_at = time.monotonic()
+        job.cancelled_at = time.monotonic()
         return True
 
     def in_progress(self) -> int:
         now = time.monotonic()
-        return sum(1 for r in self.requests.values()
-                   if r.cancelled_at is None and (r.done_at is None or now < r.done_at))
+        return sum(1 for j in self.jobs.values() if j.cancelled_at is None and (j.done_at is None or now < j.done_at))
 
-    def png(self, request_id: str, offset: int) -> bytes:
-        request, behaviour = self.requests[request_id], self.behaviour
-        if behaviour.black:
-            return _black_png(behaviour.side)
-        if request.input_image is not None:
-            return _doubled_png(request.input_image)
-        return _painter(behaviour.side).paint(request.prompt, request.seed + offset, 1)[0].png
+    def state(self, job: SimJob) -> str:
+        """running | succeeded | canceled | deadline | one of the script's terminal ends."""
+        now = time.monotonic()
+        if job.cancelled_at is not None:
+            return "canceled"
+        if job.past_deadline(now):
+            return "deadline"
+        if not job.finished(now):
+            return "running"
+        return self.script.terminal or "succeeded"
 
-    def generated_candidates(self) -> Counter:
-        """How often each (job, attempt, index) was generated here."""
+    def generated_candidates(self, seed: int = 0) -> Counter:
+        """How often each candidate index was generated, reading the batch seed sent (seed + start)."""
         counts: Counter = Counter()
-        for request in self.requests.values():
-            if request.generated():
-                job, attempt, start, count = request.candidates_key.rsplit(":", 3)
-                for index in range(int(start), int(start) + int(count)):
-                    counts[(job, int(attempt), index)] += 1
+        for job in self.jobs.values():
+            if job.generated() and job.seed is not None:
+                for offset in range(job.count):
+                    counts[job.seed - seed + offset] += 1
         return counts
 
-    def cancelled(self) -> list[RemoteRequest]:
-        return [r for r in self.requests.values() if r.cancelled_at is not None]
+    # ---- images --------------------------------------------------------------------------
 
-    def _refuse(self, status: int, retry_after_s: float | None) -> Response:
-        self.refused[status] += 1
-        headers = {"Retry-After": f"{retry_after_s:g}"} if retry_after_s is not None else {}
-        return JSONResponse({"detail": f"stub refuses with {status}"}, status_code=status, headers=headers)
+    def image_url(self, base: str, job: SimJob, n: int) -> str:
+        output = self.script.output
+        if output == "foreign" and self.foreign_url:
+            return f"{self.foreign_url}/files/{job.id}/{n}.png"
+        if output == "redirect":
+            return f"{base}/redirect/{job.id}/{n}.png"
+        return f"{base}/files/{job.id}/{n}.png"
+
+    def image(self, job: SimJob, n: int) -> bytes:
+        script = self.script
+        if script.video and job.input_image is not None:
+            return MP4_BYTES
+        if script.black or script.output == "blank":
+            return _flat_png(job.width, job.height)
+        if script.output == "corrupt":
+            return _painted(job.width, job.height, job.prompt, (job.seed or 0) + n)[:200]
+        if script.output == "wrong_size":
+            return _painted(job.width // 2 + 8, job.height // 2 + 8, job.prompt, (job.seed or 0) + n)
+        if job.input_image is not None:
+            return _doubled_png(job.input_image)
+        return _painted(job.width, job.height, job.prompt, (job.seed or 0) + n)
+
+    def image_b64(self, job: SimJob, n: int) -> str:
+        return base64.b64encode(self.image(job, n)).decode()
 
 
-def _data_uri_image(body: dict) -> bytes | None:
-    uris = [v for v in body.values() if isinstance(v, str) and v.startswith("data:")]
-    return base64.b64decode(uris[0].partition(",")[2]) if uris else None
+# The first bytes of an MP4 file: what an image-to-video model returns.
+MP4_BYTES = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
+
+
+@functools.lru_cache(maxsize=256)
+def _painted(width: int, height: int, prompt: str, seed: int) -> bytes:
+    return LocalGenerator(width=width, height=height, defect_rate=0).paint(prompt or "x", seed % 2**31, 1)[0].png
+
+
+@functools.lru_cache(maxsize=32)
+def _flat_png(width: int, height: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height)).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def _doubled_png(image: bytes) -> bytes:
@@ -177,69 +280,243 @@ def _doubled_png(image: bytes) -> bytes:
     return buffer.getvalue()
 
 
-# The first bytes of an MP4 file: what an image-to-video model returns.
-MP4_BYTES = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
+def _data_uri_image(body: dict) -> bytes | None:
+    uris = [v for v in body.values() if isinstance(v, str) and v.startswith("data:")]
+    return base64.b64decode(uris[0].partition(",")[2]) if uris else None
 
 
-def _authorised(request: Request, scheme: str) -> bool:
-    return request.headers.get("authorization") == f"{scheme} {STUB_SECRET}"
+async def _finished_or_abandoned(market: Market, job: SimJob, request: Request) -> bool:
+    """A synchronous API works while the client waits: a client that hangs up abandons the job
+    (recorded as its cancel). Whether the job finished."""
+    while market.state(job) == "running":
+        if await request.is_disconnected():
+            market.cancel(job.id)
+            return False
+        await asyncio.sleep(0.01)
+    return True
 
 
-def _unauthorised() -> Response:
-    return JSONResponse({"detail": "unauthorised"}, status_code=401)
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
 
 
-def _png_response(market: StubMarket, request_id: str, offset: int) -> Response:
-    if request_id not in market.requests:
-        return JSONResponse({"detail": "not found"}, status_code=404)
-    if market.behaviour.video and market.requests[request_id].input_image is not None:
-        return Response(MP4_BYTES, media_type="video/mp4")
-    return Response(market.png(request_id, offset), media_type="image/png")
+# ---- files: every provider's images, and the foreign host ---------------------------------
 
 
-# ---- fal ---------------------------------------------------------------------------------
+def file_routes(market: Market, foreign: bool = False) -> list[Route]:
+    async def file(request: Request) -> Response:
+        if foreign:
+            market.foreign_credentials.extend((name, value) for name, value in request.headers.items()
+                                              if name in ("authorization", "x-key", "x-api-key"))
+        return served_image(market, request.path_params["jid"], int(request.path_params["n"]))
+
+    async def redirect(request: Request) -> Response:
+        path = f"/files/{request.path_params['jid']}/{request.path_params['n']}.png"
+        return Response(status_code=302, headers={"location": path})
+
+    return [Route("/files/{jid}/{n:int}.png", file, methods=["GET"]),
+            Route("/redirect/{jid}/{n:int}.png", redirect, methods=["GET"])]
 
 
-def fal_app(market: StubMarket) -> Starlette:
-    async def submit(request: Request) -> Response:
-        if not _authorised(request, "Key"):
-            return _unauthorised()
+def served_image(market: Market, job_id: str, n: int) -> Response:
+    """An image as the script serves it: refused once, cut off, padded past the cap, or whole."""
+    job = market.jobs.get(job_id)
+    if job is None:
+        return Response(status_code=404)
+    market.downloads[(job.id, n)] += 1
+    output, tries = market.script.output, market.downloads[(job.id, n)]
+    if output == "expire_once" and tries == 1:
+        return Response(b"<Error><Code>AuthenticationFailed</Code></Error>", status_code=403,
+                        media_type="application/xml")
+    data = market.image(job, n)
+    if output == "drop_always" or (output == "drop_once" and tries == 1):
+        return _dropped(data)
+    if output == "too_large":
+        data = data + os.urandom(1024 * 1024)
+    return Response(data, media_type="video/mp4" if data == MP4_BYTES else "image/png")
+
+
+def _dropped(data: bytes) -> Response:
+    """Half the body, then the connection closes: the declared length is never reached."""
+    async def half():
+        yield data[: len(data) // 2]
+    return StreamingResponse(half(), media_type="image/png", headers={"content-length": str(len(data))})
+
+
+def foreign_app(market: Market) -> Starlette:
+    return Starlette(routes=file_routes(market, foreign=True))
+
+
+# ---- Replicate ----------------------------------------------------------------------------
+
+
+def replicate_app(market: Market) -> Starlette:
+    schema = fixture("replicate/prediction_request.schema.json")
+
+    def error(status: int) -> Response:
+        headers = {"retry-after": f"{market.script.retry_after_s:g}"} if market.script.retry_after_s is not None \
+            and not market.script.wait_in_body else {}
+        if status == 429:
+            body = fixture("replicate/error_429.json")
+            wait = market.script.retry_after_s if market.script.retry_after_s is not None else 1
+            body["detail"] = f"Request was throttled. Expected available in {wait:g} second{'s' if wait != 1 else ''}."
+        elif status == 402:
+            body = fixture("replicate/error_402.json")
+        elif status >= 500:
+            body = fixture("replicate/error_500.json")
+        else:
+            body = {"title": "Error", "detail": f"HTTP {status}", "status": status}
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    def prediction(request: Request, job: SimJob) -> dict:
+        state = market.state(job)
+        status = {"running": "processing", "deadline": "canceled", "moderated": "failed",
+                  "interrupted": "canceled"}.get(state, state)
+        template = fixture("replicate/prediction_succeeded.json" if status == "succeeded"
+                           else "replicate/prediction_starting.json")
+        base = f"{_base(request)}/v1/predictions/{job.id}"
+        return template | {
+            "id": job.id, "status": status, "input": job.body, "urls": {"get": base, "cancel": f"{base}/cancel",
+                                                                        "web": base},
+            "output": [market.image_url(_base(request), job, n) for n in range(job.count)]
+            if status == "succeeded" else None,
+            "error": "E1001: model failed" if status == "failed" else None,
+            "metrics": {"predict_time": 0.5 * job.count} if status == "succeeded" else {},
+        }
+
+    async def create(request: Request) -> Response:
+        if request.headers.get("authorization") != f"Bearer {SECRET}":
+            return JSONResponse({"title": "Unauthenticated", "detail": "You did not pass a valid authentication token",
+                                 "status": 401}, status_code=401)
         body = await request.json()
-        if (refusal := market.refusal()) is not None:
+        unknown = set(body) - set(schema["properties"])
+        if unknown or "input" not in body or ("model" not in request.path_params and "version" not in body):
+            return JSONResponse({"title": "Input validation failed", "detail": f"unknown {sorted(unknown)}",
+                                 "status": 422}, status_code=422)
+        if (refusal := market.refusal(error)) is not None:
             return refusal
-        remote = market.submit(request.headers["idempotency-key"], body.get("prompt", ""), body.get("seed", 0),
-                               body.get("num_images", 1), body, request.path_params["model"])
-        app, base = _fal_app_id(request.path_params["model"]), str(request.base_url).rstrip("/")
-        urls = f"{base}/{app}/requests/{remote.request_id}"
-        return JSONResponse({"request_id": remote.request_id, "response_url": urls, "status_url": f"{urls}/status",
-                             "cancel_url": f"{urls}/cancel"})
+        given = body["input"]
+        width, height = _replicate_size(given)
+        job = market.submit(prompt=given.get("prompt", ""), seed=given.get("seed"),
+                            count=given.get("num_outputs", 1), width=width, height=height, body=given,
+                            headers=dict(request.headers), deadline_s=_duration_s(request.headers.get("cancel-after")),
+                            input_image=_data_uri_image(given), envelope=body,
+                            model=body.get("version") or request.path_params.get("model", ""))
+        return JSONResponse(prediction(request, job), status_code=201)
+
+    async def get(request: Request) -> Response:
+        if request.headers.get("authorization") != f"Bearer {SECRET}":
+            return JSONResponse({"detail": "Unauthenticated"}, status_code=401)
+        if (fault := market.poll_fault(error)) is not None:
+            return fault
+        job = market.jobs.get(request.path_params["pid"])
+        if job is None:
+            return JSONResponse({"detail": "Not found."}, status_code=404)
+        job.polls += 1
+        return JSONResponse(prediction(request, job))
+
+    async def cancel(request: Request) -> Response:
+        market.cancel(request.path_params["pid"])
+        job = market.jobs.get(request.path_params["pid"])
+        return JSONResponse(prediction(request, job)) if job else Response(status_code=404)
+
+    return Starlette(routes=[
+        Route("/v1/predictions", create, methods=["POST"]),
+        Route("/v1/models/{model:path}/predictions", create, methods=["POST"]),
+        Route("/v1/predictions/{pid}", get, methods=["GET"]),
+        Route("/v1/predictions/{pid}/cancel", cancel, methods=["POST"]),
+        *file_routes(market),
+    ])
+
+
+def _replicate_size(given: dict) -> tuple[int, int]:
+    if "aspect_ratio" in given:
+        w, h = (int(part) for part in given["aspect_ratio"].split(":"))
+        area = float(given.get("megapixels", "1")) * 1024 * 1024
+        side = math.sqrt(area * w / h)
+        return round(side / 16) * 16, round(area / side / 16) * 16
+    return given.get("width", 1024), given.get("height", 1024)
+
+
+def _duration_s(text: str | None) -> float | None:
+    """Replicate's Cancel-After: `30`, `30s`, `5m`, `1h30m45s`."""
+    if not text:
+        return None
+    parts = re.findall(r"(\d+)([hms]?)", text)
+    return sum(int(n) * {"h": 3600, "m": 60, "s": 1, "": 1}[unit] for n, unit in parts) or None
+
+
+# ---- fal ----------------------------------------------------------------------------------
+
+
+def fal_app(market: Market) -> Starlette:
+    def error(status: int) -> Response:
+        headers = {"retry-after": f"{market.script.retry_after_s:g}"} if market.script.retry_after_s is not None \
+            else {}
+        if status == 402:  # fal locks the account when its balance is exhausted
+            return JSONResponse({"detail": "User is locked. Reason: Exhausted balance. Top up your balance at"
+                                           " fal.ai/dashboard/billing."}, status_code=403)
+        return JSONResponse({"detail": f"HTTP {status}"}, status_code=status, headers=headers)
+
+    async def submit(request: Request) -> Response:
+        if request.headers.get("authorization") != f"Key {SECRET}":
+            return JSONResponse({"detail": "Unauthorized"}, status_code=401)
+        body = await request.json()
+        if (refusal := market.refusal(error)) is not None:
+            return refusal
+        size = body.get("image_size") if isinstance(body.get("image_size"), dict) else {}
+        timeout = request.headers.get("x-fal-request-timeout")
+        job = market.submit(prompt=body.get("prompt", ""), seed=body.get("seed"), count=body.get("num_images", 1),
+                            width=size.get("width", 1024), height=size.get("height", 768), body=body,
+                            headers=dict(request.headers), deadline_s=float(timeout) if timeout else None,
+                            input_image=_data_uri_image(body), model=request.path_params["model"],
+                            envelope=dict(request.query_params))
+        app, base = _fal_app(request.path_params["model"]), _base(request)
+        urls = f"{base}/{app}/requests/{job.id}"
+        return JSONResponse(fixture("fal/submit.json") | {
+            "request_id": job.id, "response_url": urls, "status_url": f"{urls}/status", "cancel_url": f"{urls}/cancel"})
 
     async def status(request: Request) -> Response:
-        remote = market.requests.get(request.path_params["rid"])
-        if remote is None:
-            return JSONResponse({"detail": "not found"}, status_code=404)
-        state = "COMPLETED" if remote.finished(time.monotonic()) else "IN_PROGRESS"
-        return JSONResponse({"status": state, "queue_position": 0})
+        if (fault := market.poll_fault(error)) is not None:
+            return fault
+        job = market.jobs.get(request.path_params["rid"])
+        if job is None:
+            return JSONResponse({"detail": "Request not found"}, status_code=404)
+        job.polls += 1
+        state, url = market.state(job), f"{_base(request)}/{request.path_params['app']}/requests/{job.id}"
+        if state == "running":
+            return JSONResponse(fixture("fal/status_in_progress.json") | {"response_url": url})
+        body = fixture("fal/status_completed.json") | {"response_url": url}
+        if state in ("failed", "deadline", "canceled", "aborted", "interrupted"):
+            body |= {"error": "Request failed", "error_type": "request_timeout" if state == "deadline"
+                     else "internal_error"}
+        return JSONResponse(body)
 
     async def result(request: Request) -> Response:
-        remote = market.requests.get(request.path_params["rid"])
-        if remote is None or not remote.finished(time.monotonic()):
+        job = market.jobs.get(request.path_params["rid"])
+        if job is None:
+            return JSONResponse({"detail": "Request not found"}, status_code=404)
+        state = market.state(job)
+        if state == "running":
             return JSONResponse({"detail": "Request is still in progress"}, status_code=400)
-        base = str(request.base_url).rstrip("/")
-        images = [{"url": f"{base}/files/{remote.request_id}/{i}.png", "content_type": "image/png",
-                   "width": 32, "height": 32} for i in range(remote.count)]
-        return JSONResponse({"images": images, "seed": remote.seed, "timings": {"inference": 0.5 * remote.count}})
+        if state not in ("succeeded", "moderated"):
+            return JSONResponse({"detail": "Internal server error"}, status_code=500,
+                                headers={"x-fal-request-id": job.id})
+        if job.input_image is not None:
+            return JSONResponse({"image": {"url": market.image_url(_base(request), job, 0)}})
+        images = [{"url": market.image_url(_base(request), job, n), "content_type": "image/png",
+                   "file_name": f"{n}.png", "width": job.width, "height": job.height} for n in range(job.count)]
+        return JSONResponse(fixture("fal/result.json") | {
+            "images": images, "seed": job.seed, "timings": {"inference": 0.5 * job.count},
+            "has_nsfw_concepts": [market.script.terminal == "moderated"] * job.count, "prompt": job.prompt})
 
     async def cancel(request: Request) -> Response:
         cancelled = market.cancel(request.path_params["rid"])
-        return JSONResponse({"status": "CANCELLATION_REQUESTED" if cancelled else "ALREADY_COMPLETED"},
+        return JSONResponse(fixture("fal/cancel_requested.json" if cancelled else "fal/cancel_already_completed.json"),
                             status_code=202 if cancelled else 400)
 
-    async def file(request: Request) -> Response:
-        return _png_response(market, request.path_params["rid"], int(request.path_params["n"]))
-
     return Starlette(routes=[
-        Route("/files/{rid}/{n:int}.png", file, methods=["GET"]),
+        *file_routes(market),
         Route("/{app:path}/requests/{rid}/status", status, methods=["GET"]),
         Route("/{app:path}/requests/{rid}/cancel", cancel, methods=["PUT"]),
         Route("/{app:path}/requests/{rid}", result, methods=["GET"]),
@@ -247,133 +524,338 @@ def fal_app(market: StubMarket) -> Starlette:
     ])
 
 
-def _fal_app_id(model: str) -> str:
+def _fal_app(model: str) -> str:
     return "/".join(model.split("/")[:2])
 
 
-# ---- Replicate ---------------------------------------------------------------------------
+# ---- ComfyUI ------------------------------------------------------------------------------
 
 
-def replicate_app(market: StubMarket, known_versions: frozenset[str] = frozenset({"v-abc", "v-esrgan"})) -> Starlette:
-    def prediction(request: Request, remote: RemoteRequest) -> dict:
-        base = str(request.base_url).rstrip("/")
-        now = time.monotonic()
-        if remote.cancelled_at is not None:
-            status = "canceled"
-        else:
-            status = "succeeded" if remote.finished(now) else "processing"
-        return {
-            "id": remote.request_id, "status": status,
-            "output": [f"{base}/files/{remote.request_id}/{i}.png" for i in range(remote.count)]
-            if status == "succeeded" else None,
-            "error": None, "metrics": {"predict_time": 0.5 * remote.count} if status == "succeeded" else {},
-            "urls": {"get": f"{base}/v1/predictions/{remote.request_id}",
-                     "cancel": f"{base}/v1/predictions/{remote.request_id}/cancel"},
-        }
+def comfyui_app(market: Market, targeted_interrupt: bool = True, lists_running: bool = True) -> Starlette:
+    """`targeted_interrupt`: /interrupt honours a prompt_id (recent servers); `lists_running`:
+    GET /queue says which prompt runs (else, as a proxy that hides it, only how many wait)."""
+    def error(status: int) -> Response:
+        # ComfyUI has no limits of its own; a proxy in front of it answers these.
+        headers = {"retry-after": f"{market.script.retry_after_s:g}"} if market.script.retry_after_s is not None \
+            else {}
+        return JSONResponse({"error": f"HTTP {status}"}, status_code=status, headers=headers)
 
-    async def create(request: Request) -> Response:
-        if not _authorised(request, "Bearer"):
-            return _unauthorised()
-        body = await request.json()
-        if body.get("version") not in known_versions:
-            return JSONResponse({"detail": "Invalid version or not permitted"}, status_code=422)
-        if (refusal := market.refusal()) is not None:
-            return refusal
-        prompt_input = body["input"]
-        remote = market.submit(request.headers["idempotency-key"], prompt_input.get("prompt", ""),
-                               prompt_input.get("seed", 0), prompt_input.get("num_outputs", 1), prompt_input,
-                               body["version"])
-        await _wait_as_preferred(request, remote)
-        return JSONResponse(prediction(request, remote), status_code=201)
-
-    async def get(request: Request) -> Response:
-        if not _authorised(request, "Bearer"):
-            return _unauthorised()
-        remote = market.requests.get(request.path_params["pid"])
-        if remote is None:
-            return JSONResponse({"detail": "Not found."}, status_code=404)
-        return JSONResponse(prediction(request, remote))
-
-    async def cancel(request: Request) -> Response:
-        market.cancel(request.path_params["pid"])
-        remote = market.requests.get(request.path_params["pid"])
-        return JSONResponse(prediction(request, remote)) if remote else Response(status_code=404)
-
-    async def file(request: Request) -> Response:
-        return _png_response(market, request.path_params["rid"], int(request.path_params["n"]))
-
-    return Starlette(routes=[
-        Route("/v1/predictions", create, methods=["POST"]),
-        Route("/v1/predictions/{pid}", get, methods=["GET"]),
-        Route("/v1/predictions/{pid}/cancel", cancel, methods=["POST"]),
-        Route("/files/{rid}/{n:int}.png", file, methods=["GET"]),
-    ])
-
-
-async def _wait_as_preferred(request: Request, remote: RemoteRequest) -> None:
-    """`Prefer: wait=N`: hold the answer until the prediction is done or N seconds passed."""
-    prefer = request.headers.get("prefer", "")
-    wait_s = float(prefer.removeprefix("wait=")) if prefer.startswith("wait=") else 0.0
-    until = time.monotonic() + wait_s
-    while time.monotonic() < until and not remote.finished(time.monotonic()):
-        await asyncio.sleep(0.01)
-
-
-# ---- ComfyUI -----------------------------------------------------------------------------
-
-
-def comfyui_app(market: StubMarket) -> Starlette:
     async def prompt(request: Request) -> Response:
-        workflow = (await request.json()).get("prompt") or {}
-        if (refusal := market.refusal()) is not None:
+        given = await request.json()
+        graph = given.get("prompt") or {}
+        if (refusal := market.refusal(error)) is not None:
             return refusal
-        nodes = {node.get("class_type"): node.get("inputs", {}) for node in workflow.values()}
+        nodes = {node.get("class_type"): node.get("inputs", {}) for node in graph.values() if isinstance(node, dict)}
         if not {"KSampler", "EmptyLatentImage", "CLIPTextEncode", "SaveImage"} <= set(nodes):
-            return JSONResponse({"error": {"type": "prompt_no_outputs"}, "node_errors": {}}, status_code=400)
-        texts = [n["inputs"]["text"] for n in workflow.values() if n.get("class_type") == "CLIPTextEncode"]
-        remote = market.submit(request.headers["idempotency-key"], texts[0], nodes["KSampler"]["seed"],
-                               nodes["EmptyLatentImage"]["batch_size"])
-        return JSONResponse({"prompt_id": remote.request_id, "number": len(market.requests), "node_errors": {}})
+            return JSONResponse(fixture("comfyui/prompt_error.json"), status_code=400)
+        latent = nodes["EmptyLatentImage"]
+        texts = [n["inputs"]["text"] for n in graph.values() if n.get("class_type") == "CLIPTextEncode"]
+        job = market.submit(prompt=texts[0], seed=nodes["KSampler"]["seed"], count=latent["batch_size"],
+                            width=latent["width"], height=latent["height"], body=given, headers=dict(request.headers))
+        return JSONResponse(fixture("comfyui/prompt.json") | {"prompt_id": job.id, "number": job.number})
 
     async def history(request: Request) -> Response:
-        remote = market.requests.get(request.path_params["pid"])
-        if remote is None or not remote.finished(time.monotonic()):
+        if (fault := market.poll_fault(error)) is not None:
+            return fault
+        job = market.jobs.get(request.path_params["pid"])
+        if job is None:
             return JSONResponse({})
-        started_ms = remote.submitted_at * 1000
-        images = [{"filename": f"{remote.request_id}_{i}.png", "subfolder": "genline", "type": "output"}
-                  for i in range(remote.count)]
-        return JSONResponse({remote.request_id: {
-            "prompt": [], "outputs": {"9": {"images": images}},
-            "status": {"status_str": "success", "completed": True, "messages": [
-                ["execution_start", {"prompt_id": remote.request_id, "timestamp": started_ms}],
-                ["execution_success", {"prompt_id": remote.request_id, "timestamp": started_ms + 400 * remote.count}],
-            ]},
-        }})
+        job.polls += 1
+        state = market.state(job)
+        if state == "running":
+            return JSONResponse({})
+        template = fixture("comfyui/history_success.json")
+        entry = next(iter(template.values()))
+        entry["prompt"] = [job.number, job.id, job.body["prompt"], {"client_id": job.body.get("client_id")}, ["9"]]
+        entry["outputs"] = {"9": {"images": [{"filename": f"{job.id}_{n}.png", "subfolder": "", "type": "output"}
+                                             for n in range(job.count)]}}
+        if state != "succeeded":
+            ended = "execution_interrupted" if state in ("canceled", "interrupted") else "execution_error"
+            entry["status"] = {"status_str": "error", "completed": False,
+                               "messages": [["execution_start", {"prompt_id": job.id, "timestamp": 1}],
+                                            [ended, {"prompt_id": job.id, "timestamp": 2}]]}
+            entry["outputs"] = {}
+        return JSONResponse({job.id: entry})
 
     async def view(request: Request) -> Response:
-        if request.query_params.get("type") != "output" or request.query_params.get("subfolder") != "genline":
+        if request.query_params.get("type") != "output":
             return JSONResponse({"detail": "not found"}, status_code=404)
-        request_id, _, n = request.query_params["filename"].removesuffix(".png").rpartition("_")
-        return _png_response(market, request_id, int(n))
+        job_id, _, n = request.query_params["filename"].removesuffix(".png").rpartition("_")
+        return served_image(market, job_id, int(n))
 
-    async def queue(request: Request) -> Response:
+    def running_and_pending() -> tuple[list[SimJob], list[SimJob]]:
+        live = [j for j in market.jobs.values() if market.state(j) == "running" and j.cancelled_at is None]
+        return live[:1], live[1:]  # ComfyUI runs one prompt at a time
+
+    async def get_queue(request: Request) -> Response:
+        running, pending = running_and_pending()
+        if not lists_running:
+            return JSONResponse({"exec_info": {"queue_remaining": len(running) + len(pending)}})
+        def item(job: SimJob) -> list:
+            return [job.number, job.id, job.body["prompt"], {"client_id": job.body.get("client_id")}, ["9"]]
+        return JSONResponse({"queue_running": [item(j) for j in running], "queue_pending": [item(j) for j in pending]})
+
+    async def post_queue(request: Request) -> Response:
+        _, pending = running_and_pending()
         for prompt_id in (await request.json()).get("delete", []):
-            market.cancel(prompt_id)
+            if any(job.id == prompt_id for job in pending):
+                market.cancel(prompt_id)
         return Response(status_code=200)
 
     async def interrupt(request: Request) -> Response:
+        try:
+            asked = (await request.json()).get("prompt_id")
+        except ValueError:
+            asked = None
+        running, _ = running_and_pending()
+        for job in running:
+            if asked is None or not targeted_interrupt or job.id == asked:
+                market.interrupts.append(job.id)
+                market.cancel(job.id)
         return Response(status_code=200)
 
     return Starlette(routes=[
         Route("/prompt", prompt, methods=["POST"]),
         Route("/history/{pid}", history, methods=["GET"]),
         Route("/view", view, methods=["GET"]),
-        Route("/queue", queue, methods=["POST"]),
+        Route("/queue", get_queue, methods=["GET"]),
+        Route("/queue", post_queue, methods=["POST"]),
         Route("/interrupt", interrupt, methods=["POST"]),
     ])
 
 
-# ---- serving -----------------------------------------------------------------------------
+# ---- OpenAI Images and compatible servers ----------------------------------------------------
+
+
+def openai_app(market: Market, compatible: bool = False) -> Starlette:
+    schema = fixture("openai/create_image_request.schema.json")
+
+    def error(status: int) -> Response:
+        headers = {"retry-after-ms": f"{market.script.retry_after_s * 1000:g}"} \
+            if market.script.retry_after_s is not None and not market.script.wait_in_body else {}
+        if status == 402:  # OpenAI says "out of credit" with a 429 and its code
+            return JSONResponse(fixture("openai/error_insufficient_quota.json"), status_code=429)
+        if status == 429:
+            body = fixture("openai/error_rate_limit.json")
+            wait = market.script.retry_after_s or 12
+            body["error"]["message"] = body["error"]["message"].replace("in 12s", f"in {wait:g}s")
+            return JSONResponse(body, status_code=429, headers=headers)
+        return JSONResponse({"error": {"message": f"HTTP {status}", "type": "server_error", "param": None,
+                                       "code": None}}, status_code=status, headers=headers)
+
+    async def generate(request: Request) -> Response:
+        if request.headers.get("authorization") != f"Bearer {SECRET}":
+            return JSONResponse({"error": {"message": "Incorrect API key provided", "type": "invalid_request_error",
+                                           "param": None, "code": "invalid_api_key"}}, status_code=401)
+        body = await request.json()
+        allowed = set(schema["properties"]) | ({"width", "height", "steps", "seed", "negative_prompt"}
+                                               if compatible else set())
+        unknown = set(body) - allowed
+        size = body.get("size", "1024x1024")
+        if unknown or (not compatible and size not in schema["sizes"]):
+            return JSONResponse({"error": {"message": f"Invalid value: {sorted(unknown) or size}",
+                                           "type": "invalid_request_error", "param": "size", "code": "invalid_value"}},
+                                status_code=400)
+        if (refusal := market.refusal(error)) is not None:
+            return refusal
+        width, height = (body["width"], body["height"]) if "width" in body else map(int, size.split("x"))
+        job = market.submit(prompt=body["prompt"], seed=body.get("seed"), count=body.get("n", 1), width=width,
+                            height=height, body=body, headers=dict(request.headers))
+        if not await _finished_or_abandoned(market, job, request):
+            return Response(status_code=499)
+        if market.state(job) == "moderated":
+            return JSONResponse(fixture("openai/error_moderation.json"), status_code=400)
+        if market.state(job) != "succeeded":
+            return error(500)
+        as_url = compatible and body.get("response_format") == "url"
+        data = [{"url": market.image_url(_base(request), job, n)} if as_url else {"b64_json": market.image_b64(job, n)}
+                for n in range(job.count)]
+        if compatible:
+            return JSONResponse(fixture("together/images_response.json") | {
+                "data": [item | {"index": n} for n, item in enumerate(data)], "model": body.get("model")})
+        return JSONResponse(fixture("openai/images_response.json") | {"data": data, "size": size})
+
+    path = "/v1/images/generations"
+    return Starlette(routes=[Route(path, generate, methods=["POST"]), *file_routes(market)])
+
+
+# ---- Black Forest Labs --------------------------------------------------------------------
+
+
+def bfl_app(market: Market) -> Starlette:
+    schema = fixture("bfl/flux_pro_1_1_inputs.schema.json")
+
+    def error(status: int) -> Response:
+        headers = {"retry-after": f"{market.script.retry_after_s:g}"} if market.script.retry_after_s is not None \
+            else {}
+        detail = {402: "Insufficient credits", 429: "You have reached the maximum number of active tasks"}
+        return JSONResponse({"detail": detail.get(status, f"HTTP {status}")}, status_code=status, headers=headers)
+
+    async def submit(request: Request) -> Response:
+        if request.headers.get("x-key") != SECRET:
+            return JSONResponse({"detail": "Not authenticated - Invalid Authentication"}, status_code=403)
+        body = await request.json()
+        unknown = set(body) - set(schema["properties"])
+        sides = [body.get("width", 1024), body.get("height", 768)]
+        if unknown or any(s % 32 or not 256 <= s <= 1440 for s in sides):
+            return JSONResponse({"detail": [{"loc": ["body", "width"], "msg": "invalid", "type": "value_error"}]},
+                                status_code=422)
+        if (refusal := market.refusal(error)) is not None:
+            return refusal
+        job = market.submit(prompt=body.get("prompt", ""), seed=body.get("seed"), count=1, width=sides[0],
+                            height=sides[1], body=body, headers=dict(request.headers))
+        return JSONResponse(fixture("bfl/async_response.json") | {
+            "id": job.id, "polling_url": f"{_base(request)}/v1/get_result?id={job.id}"})
+
+    async def get_result(request: Request) -> Response:
+        if request.headers.get("x-key") != SECRET:
+            return JSONResponse({"detail": "Not authenticated"}, status_code=403)
+        if (fault := market.poll_fault(error)) is not None:
+            return fault
+        job = market.jobs.get(request.query_params.get("id", ""))
+        if job is None:
+            return JSONResponse({"id": request.query_params.get("id"), "status": "Task not found", "result": None})
+        job.polls += 1
+        state = market.state(job)
+        if state == "running":
+            return JSONResponse(fixture("bfl/result_pending.json") | {"id": job.id})
+        if state == "moderated":
+            return JSONResponse(fixture("bfl/result_moderated.json") | {"id": job.id})
+        if state != "succeeded":
+            return JSONResponse({"id": job.id, "status": "Error", "result": None, "details": {"error": state}})
+        ready = fixture("bfl/result_ready.json")
+        # Samples live on a delivery host, signed: the API key must never go there.
+        ready["result"] |= {"sample": market.image_url(market.foreign_url or _base(request), job, 0)
+                            if market.script.output == "own" else market.image_url(_base(request), job, 0),
+                            "seed": job.seed, "prompt": job.prompt}
+        return JSONResponse(ready | {"id": job.id})
+
+    return Starlette(routes=[Route("/v1/get_result", get_result, methods=["GET"]), *file_routes(market),
+                             Route("/v1/{model}", submit, methods=["POST"])])
+
+
+# ---- Stability AI -------------------------------------------------------------------------
+
+
+def stability_app(market: Market) -> Starlette:
+    schema = fixture("stability/core_form.schema.json")
+
+    def error(status: int) -> Response:
+        headers = {"retry-after": f"{market.script.retry_after_s:g}"} if market.script.retry_after_s is not None \
+            else {}
+        if status == 429:
+            return JSONResponse(fixture("stability/error_429.json"), status_code=429, headers=headers)
+        name = {402: "payment_required", 401: "unauthorized"}.get(status, "server_error")
+        return JSONResponse({"id": uuid.uuid4().hex, "name": name, "errors": [f"HTTP {status}"]}, status_code=status,
+                            headers=headers)
+
+    async def generate(request: Request) -> Response:
+        if request.headers.get("authorization") != f"Bearer {SECRET}":
+            return error(401)
+        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+            return JSONResponse(fixture("stability/error_400.json"), status_code=400)
+        form = _form_fields(request.headers["content-type"], await request.body())
+        unknown = set(form) - set(schema["properties"])
+        ratio = form.get("aspect_ratio", "1:1")
+        if unknown or "prompt" not in form or ratio not in schema["aspect_ratio"]:
+            return JSONResponse(fixture("stability/error_400.json"), status_code=400)
+        if (refusal := market.refusal(error)) is not None:
+            return refusal
+        w, h = (int(part) for part in ratio.split(":"))
+        side = math.sqrt(1e6 * w / h)
+        job = market.submit(prompt=form["prompt"], seed=int(form["seed"]) if "seed" in form else None, count=1,
+                            width=round(side / 64) * 64, height=round(1e6 / side / 64) * 64, body=form,
+                            headers=dict(request.headers))
+        if not await _finished_or_abandoned(market, job, request):
+            return Response(status_code=499)
+        state = market.state(job)
+        if state == "moderated":
+            return JSONResponse(fixture("stability/error_403_moderation.json"), status_code=403)
+        if state != "succeeded":
+            return error(500)
+        if request.headers.get("accept", "").startswith("image/"):
+            return Response(market.image(job, 0), media_type="image/png",
+                            headers={"finish-reason": "SUCCESS", "seed": str(job.seed or 0)})
+        return JSONResponse(fixture("stability/generate_json.json") | {"image": market.image_b64(job, 0),
+                                                                       "seed": job.seed or 0})
+
+    return Starlette(routes=[Route("/v2beta/stable-image/generate/{model}", generate, methods=["POST"]),
+                             *file_routes(market)])
+
+
+def _form_fields(content_type: str, body: bytes) -> dict[str, str]:
+    """The text fields of a multipart/form-data body."""
+    message = email.parser.BytesParser(policy=email.policy.default).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + body)
+    fields = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if name and part.get_filename() is None:
+            fields[name] = part.get_content()
+    return fields
+
+
+# ---- Runware ------------------------------------------------------------------------------
+
+
+def runware_app(market: Market) -> Starlette:
+    def error(status: int) -> Response:
+        headers = {"retry-after": f"{market.script.retry_after_s:g}"} if market.script.retry_after_s is not None \
+            else {}
+        code = {402: "insufficientCredits", 429: "rateLimitExceeded", 401: "invalidApiKey"}.get(status, "serverError")
+        return JSONResponse({"errors": [{"code": code, "message": f"HTTP {status}"}]}, status_code=status,
+                            headers=headers)
+
+    async def tasks(request: Request) -> Response:
+        if request.headers.get("authorization") != f"Bearer {SECRET}":
+            return JSONResponse(fixture("runware/errors.json"), status_code=401)
+        given = await request.json()
+        task = given[0] if isinstance(given, list) and given else {}
+        if task.get("taskType") == "getResponse":
+            return poll(request, task)
+        if task.get("width", 0) % 64 or task.get("height", 0) % 64 or "positivePrompt" not in task:
+            return JSONResponse({"errors": [{"code": "invalidWidth", "message": "width must be a multiple of 64",
+                                             "parameter": "width", "taskUUID": task.get("taskUUID")}]},
+                                status_code=400)
+        if (refusal := market.refusal(error)) is not None:
+            return refusal
+        job = market.submit(prompt=task["positivePrompt"], seed=task.get("seed"), count=task.get("numberResults", 1),
+                            width=task["width"], height=task["height"], body=given, headers=dict(request.headers),
+                            job_id=task["taskUUID"])
+        return JSONResponse(fixture("runware/async_ack.json") | {
+            "data": [{"taskType": "imageInference", "taskUUID": job.id}]})
+
+    def poll(request: Request, task: dict) -> Response:
+        if (fault := market.poll_fault(error)) is not None:
+            return fault
+        job = market.jobs.get(task.get("taskUUID", ""))
+        if job is None:
+            return JSONResponse({"errors": [{"code": "taskNotFound", "message": "task not found", "status": "error",
+                                             "taskUUID": task.get("taskUUID")}]})
+        job.polls += 1
+        state = market.state(job)
+        if state == "running":
+            return JSONResponse(fixture("runware/get_response_processing.json") | {
+                "data": [{"taskType": "imageInference", "taskUUID": job.id, "status": "processing"}]})
+        if state != "succeeded":
+            code = "contentModerationFailed" if state == "moderated" else "inferenceFailed"
+            return JSONResponse({"errors": [{"code": code, "message": state, "status": "error", "taskUUID": job.id}]})
+        item = fixture("runware/get_response_success.json")["data"][0]
+        # Images are served from another host than the API (im.runware.ai): no key goes there.
+        base = market.foreign_url if market.script.output == "own" and market.foreign_url else _base(request)
+        return JSONResponse({"data": [item | {"taskUUID": job.id, "imageUUID": f"{job.id}-{n}",
+                                              "imageURL": market.image_url(base, job, n), "seed": (job.seed or 0) + n,
+                                              "cost": 0.0013} for n in range(job.count)]})
+
+    return Starlette(routes=[Route("/v1", tasks, methods=["POST"]), *file_routes(market)])
+
+
+APPS = {"replicate": replicate_app, "fal": fal_app, "comfyui": comfyui_app, "openai": openai_app,
+        "openai-compatible": functools.partial(openai_app, compatible=True), "bfl": bfl_app,
+        "stability": stability_app, "runware": runware_app}
+
+
+# ---- serving ------------------------------------------------------------------------------
 
 
 @contextmanager
@@ -384,13 +866,13 @@ def serve(app: Starlette) -> Iterator[str]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="critical", lifespan="off", timeout_graceful_shutdown=1))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
     while not server.started:
         if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("stub server did not start")
+            raise RuntimeError("simulator did not start")
         time.sleep(0.01)
     try:
         yield f"http://127.0.0.1:{sock.getsockname()[1]}"
@@ -400,30 +882,90 @@ def serve(app: Starlette) -> Iterator[str]:
         sock.close()
 
 
-# ---- registries over the stubs -----------------------------------------------------------
-
-
 @dataclass(frozen=True)
-class Stub:
+class Provider:
+    """A running simulator: its adapter's name, base URL and market."""
+
     adapter: str
     url: str
-    market: StubMarket
+    market: Market
 
 
-def stub_provider(stub: Stub, *, price: int, concurrency: int = 4, max_batch: int = 4, overall_s: float = 2.0,
-                  prior: float = 0.8, versions: tuple[str, ...] = ("1",), latency_s: float = 0.05) -> dict:
-    """A registry entry for `stub` (a plain dict, as it would come from YAML)."""
-    remote = {"fal": "fal-ai/stub/dev", "replicate": "v-abc", "comfyui": "stub.safetensors"}[stub.adapter]
+# The names scenarios written before the simulators use, as above.
+Stub = Provider
+StubMarket = Market
+STUB_SECRET = SECRET
+
+
+@contextmanager
+def simulated(adapter: str, **app_options) -> Iterator[Provider]:
+    """A simulator of `adapter`'s API and a foreign host beside it, sharing one market."""
+    market = Market()
+    with serve(foreign_app(market)) as foreign, serve(APPS[adapter](market, **app_options)) as url:
+        market.foreign_url = foreign
+        yield Provider(adapter, url, market)
+
+
+# ---- registry entries over the simulators -------------------------------------------------
+
+# Each simulated API's model, with the inputs that model takes there.
+MODELS: dict[str, dict] = {
+    "replicate": {"remote_id": "black-forest-labs/flux-schnell", "inputs": {
+        "size": {"style": "aspect_ratio", "field": "aspect_ratio", "ratios": ["1:1", "16:9", "9:16", "4:3", "3:4"],
+                 "megapixels_field": "megapixels", "megapixels": ["1", "0.25"], "multiple_of": 16},
+        "count": {"field": "num_outputs", "max": 4}, "seed": {"field": "seed"}, "fixed": {"output_format": "png"}}},
+    "fal": {"remote_id": "fal-ai/flux/dev"},
+    "comfyui": {"remote_id": "sd_xl_base_1.0.safetensors"},
+    "openai": {"remote_id": "gpt-image-1", "inputs": {
+        "size": {"style": "size", "field": "size", "sizes": ["1024x1024", "1536x1024", "1024x1536"]},
+        "count": {"field": "n", "max": 4}, "fixed": {"quality": "low"}}},
+    "openai-compatible": {"remote_id": "black-forest-labs/FLUX.1-schnell", "inputs": {
+        "size": {"multiple_of": 16}, "count": {"field": "n", "max": 4}, "seed": {"field": "seed"},
+        "steps": {"field": "steps", "default": 4}, "fixed": {"response_format": "url"}}},
+    "bfl": {"remote_id": "flux-pro-1.1", "inputs": {"size": {"multiple_of": 32}, "seed": {"field": "seed"},
+                                                    "fixed": {"output_format": "png"}}},
+    "stability": {"remote_id": "core", "inputs": {
+        "size": {"style": "aspect_ratio", "field": "aspect_ratio", "ratios": ["1:1", "16:9", "9:16"],
+                 "area_megapixels": 1.0, "multiple_of": 64},
+        "seed": {"field": "seed", "max": 4294967294}, "negative_prompt": {"field": "negative_prompt"},
+        "fixed": {"output_format": "png"}}},
+    "runware": {"remote_id": "runware:100@1", "inputs": {
+        "prompt_field": "positivePrompt", "size": {"multiple_of": 64}, "count": {"field": "numberResults", "max": 4},
+        "seed": {"field": "seed"}, "steps": {"field": "steps", "default": 4}}},
+}
+# The size each simulated model makes well: the job size conformance tests ask for.
+SIZES = {"replicate": (1024, 1024), "openai": (1024, 1024), "stability": (1024, 1024), "bfl": (256, 256)}
+NEEDS_KEY = {"replicate", "fal", "openai", "openai-compatible", "bfl", "stability", "runware"}
+
+
+# Models that take the adapter's usual inputs (any size: the engine's tests paint small images).
+PLAIN = {"replicate": {"remote_id": "v-abc"}, "fal": {"remote_id": "fal-ai/stub/dev"},
+         "comfyui": {"remote_id": "stub.safetensors"}}
+
+
+def entry(provider: Provider, *, price: int = 10_000, concurrency: int = 4, max_batch: int = 4,
+          overall_s: float = 2.0, prior: float = 0.8, versions: tuple[str, ...] = ("1",), latency_s: float = 0.05,
+          reject_blank: bool = True, model: dict | None = None, **extra) -> dict:
+    """A providers.yaml entry for a simulator (a plain dict, as it comes from YAML)."""
+    model = model if model is not None else MODELS[provider.adapter]
     return {
-        "adapter": stub.adapter,
-        "endpoint": stub.url,
-        "credentials": "STUB_KEY" if stub.adapter != "comfyui" else None,
-        "models": [{"name": "stub-model", "version": v, "remote_id": remote} for v in versions],
+        "adapter": provider.adapter,
+        "endpoint": provider.url,
+        "credentials": "STUB_KEY" if provider.adapter in NEEDS_KEY else None,
+        "models": [{"name": "stub-model", "version": v, **copy.deepcopy(model)} for v in versions],
         "capabilities": {"min_side": 16, "max_images_per_request": max_batch},
         "price": {"per_image_micro_usd": price},
         "concurrency": concurrency,
-        "timeouts": {"submit_s": min(1.0, overall_s), "overall_s": overall_s},
+        "timeouts": {"submit_s": min(1.0, overall_s), "overall_s": overall_s, "poll_backoff_max_s": 0.2},
         "latency": {"base_s": latency_s, "per_image_s": 0.0},
         "pass_rate_prior": {"mean": prior, "strength": 4},
         "poll_interval_s": 0.02,
+        "outputs": {"reject_blank": reject_blank, "max_bytes": 512 * 1024},
+        **extra,
     }
+
+
+def stub_provider(stub: Provider, **options) -> dict:
+    """`entry()` for a model of the adapter's usual inputs, letting blank images through: the
+    scenarios built on it are about routing and the scorer."""
+    return entry(stub, **({"reject_blank": False, "model": PLAIN[stub.adapter]} | options))

@@ -3,7 +3,7 @@
 import pytest
 
 from services.router.clock import LoopClock, run_simulated
-from services.router.providers.base import GenerationRequest, ProviderError
+from services.router.providers.base import GenerationRequest, ProviderContext, ProviderError
 from services.router.providers.painter import LocalGenerator
 from services.router.providers.local_provider import LocalProvider
 from services.router.providers.registry import ProviderConfig
@@ -25,7 +25,7 @@ def request(job_id: str = "job", count: int = 4, start_index: int = 0, timeout_s
 def test_local_provider_paints_what_the_generator_paints_after_its_latency():
     async def scenario():
         clock = LoopClock()
-        images = await LocalProvider(config(), clock).generate(request(start_index=2))
+        images = await LocalProvider(config(), ProviderContext(clock=clock)).generate(request(start_index=2))
         return images, clock.now()
 
     images, elapsed = run_simulated(scenario())
@@ -59,7 +59,7 @@ def test_slower_than_the_timeout_is_a_timeout_at_the_timeout():
     async def scenario():
         clock = LoopClock()
         with pytest.raises(ProviderError) as raised:
-            await LocalProvider(config(latency_s=100), clock).generate(request(timeout_s=30))
+            await LocalProvider(config(latency_s=100), ProviderContext(clock=clock)).generate(request(timeout_s=30))
         return raised.value.kind, clock.now()
 
     assert run_simulated(scenario()) == ("timeout", 30)

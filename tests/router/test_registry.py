@@ -1,8 +1,11 @@
 """The provider registry: the shipped YAML, prices, pinned models and validation errors."""
 
 import copy
+import re
+from pathlib import Path
 
 import pytest
+import yaml
 
 from services.router.providers.factory import build_providers
 from services.router.providers.local_provider import LocalProvider
@@ -70,7 +73,7 @@ def test_validation_errors_say_where(tmp_path):
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        ({"endpoint": None}, "needs an endpoint"),
+        ({"adapter": "comfyui", "endpoint": None, "credentials": None}, "needs an endpoint"),
         ({"endpoint": "queue.fal.run"}, "http:// or https://"),
         ({"credentials": None}, "needs credentials"),
         ({"credentials": "key-8f2c:77ab91"}, "name of a secret"),
@@ -115,3 +118,41 @@ def test_building_providers_needs_the_named_secrets():
     registry = parse_registry({"providers": {"fal-flux": FAL}})
     with pytest.raises(RegistryError, match="FAL_KEY"):
         build_providers(registry, client=None, secrets={})
+
+
+def test_every_configuration_example_in_the_docs_loads():
+    text = (Path(__file__).parents[2] / "docs" / "providers.md").read_text()
+    examples = [block for block in re.findall(r"```yaml\n(.*?)```", text, re.S) if "adapter:" in block]
+    assert len(examples) >= 8
+    for example in examples:
+        registry = parse_registry({"providers": yaml.safe_load(example)}, "docs/providers.md")
+        assert registry.providers
+
+
+@pytest.mark.parametrize("path", ["services/router/providers.yaml", "deploy/k8s/base/router/providers.yaml"])
+def test_the_hosted_examples_commented_in_the_registry_load(path):
+    text = (Path(__file__).parents[2] / path).read_text()
+    commented = text[text.index("# Hosted providers"):].splitlines()
+    entries = "\n".join(line[2:] for line in commented if line.startswith("#  "))
+    registry = parse_registry({"providers": yaml.safe_load(entries)}, path)
+    assert {"replicate", "fal", "openai", "bfl", "runware", "comfyui"} <= {p.adapter for p in registry.providers.values()}
+
+
+def test_a_new_api_is_one_class_registered_by_name(client):
+    """What an adapter module does: register a class; the registry and factory find it by name."""
+    from services.router.providers.adapters import AdapterTraits, adapter, known_adapters
+    from services.router.providers.remote import OutputImage, RemoteOutput, RemoteProvider
+
+    @adapter("echo-test")
+    class EchoProvider(RemoteProvider):
+        traits = AdapterTraits(needs_credentials=False)
+
+        async def _submit(self, call):
+            return RemoteOutput(images=(OutputImage(url=f"{self.config.base_url}/files/none/0.png"),))
+
+    entry = {"adapter": "echo-test", "endpoint": "http://127.0.0.1:9", "models": [{"name": "m", "version": "1"}],
+             "price": {"per_image_micro_usd": 1}, "concurrency": 1}
+    providers = build_providers(parse_registry({"providers": {"echo": entry}}), client=client)
+    assert isinstance(providers["echo"], EchoProvider) and "echo-test" in known_adapters()
+    assert {"replicate", "fal", "comfyui", "openai", "openai-compatible", "bfl", "stability", "runware",
+            "local"} <= set(known_adapters())

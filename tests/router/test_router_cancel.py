@@ -1,6 +1,7 @@
 """A canceled job's generation stops, calls in flight included: the router asks the hosted
 provider to cancel its request (fal's PUT …/cancel, Replicate's POST …/cancel) and publishes
-nothing for the job. On the real broker, PostgreSQL and S3, over stub HTTP providers."""
+nothing for the job. On the real broker, PostgreSQL and S3, over simulators of the providers'
+APIs."""
 
 import asyncio
 import time
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.processes  # runs a Genline service, or starts processe
 
 
 async def in_flight(market, settle_s: float, timeout_s: float = 30):
-    """The stub's first request, once the adapter has had `settle_s` to learn its id."""
+    """The provider's first job, once the adapter has had `settle_s` to learn its id."""
     deadline = time.monotonic() + timeout_s
     while not market.requests:
         assert time.monotonic() < deadline, "the provider was never called"
@@ -31,10 +32,8 @@ async def test_cancel_stops_generation_and_cancels_the_providers_request(endpoin
                                                                          replicate, primary):
     slow, other = (fal, replicate) if primary == "fal" else (replicate, fal)
     slow.market.reset(Behaviour(latency_s=120))
-    # Replicate's create call waits half the call's time for the result before it answers
-    # with the prediction's id; the cancel must come after that and before the call times out.
     overall_s = 12.0
-    settle_s = overall_s / 2 + 1 if primary == "replicate" else 0.5
+    settle_s = 0.5
     registry = {"slow": stub_provider(slow, price=10_000, overall_s=overall_s),
                 "other": stub_provider(other, price=30_000, overall_s=overall_s)}
     settings = router_settings(endpoints, tmp_path, registry)
@@ -50,7 +49,7 @@ async def test_cancel_stops_generation_and_cancels_the_providers_request(endpoin
         deadline = time.monotonic() + 20
         while not slow.market.cancelled() and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        assert [r.request_id for r in slow.market.cancelled()] == [request.request_id]
+        assert [r.id for r in slow.market.cancelled()] == [request.id]
         assert request.cancelled_at < request.submitted_at + overall_s  # canceled by the job, not a timeout
         for _ in range(6):
             await topic.read_some()

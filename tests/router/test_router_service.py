@@ -1,4 +1,4 @@
-"""The router service on the real broker, PostgreSQL and S3, with stub HTTP providers:
+"""The router service on the real broker, PostgreSQL and S3, with simulated HTTP providers:
 fallback, the breaker seen over gRPC, one effect per event, the cost cap, rework with
 continued indices, and pass rates learnt from the scorer."""
 
@@ -19,9 +19,9 @@ def settings(endpoints, object_store, tmp_path, fal, replicate):
 
 
 @pytest.mark.parametrize("failure, outcome", [
-    (Behaviour(error_status=500), "error"),
+    (Behaviour(submit_status=500), "error"),
     (Behaviour(hang=True), "timeout"),
-    (Behaviour(error_status=429, retry_after_s=5), "rate_limited"),
+    (Behaviour(submit_status=429, retry_after_s=5), "rate_limited"),
 ])
 async def test_a_failing_primary_still_yields_candidates_through_the_fallback(settings, fal, replicate, failure,
                                                                               outcome):
@@ -46,7 +46,7 @@ async def test_the_breaker_opens_on_errors_and_closes_after_the_cooldown(endpoin
                                                                          replicate):
     settings = router_settings(endpoints, tmp_path, stub_registry(fal, replicate), breaker_min_calls=2,
                                breaker_cooldown_s=1.0)
-    fal.market.reset(Behaviour(error_status=500))
+    fal.market.reset(Behaviour(submit_status=500))
     async with running_router(settings), RouterTopic(settings) as topic:
         first = job_spec()
         await publish(settings, credits_reserved(first))
@@ -84,9 +84,9 @@ async def test_a_redelivered_credits_reserved_generates_each_candidate_once(sett
 
         await until(both_events_applied, topic)
         await topic.read_some(timeout_ms=1000)
-    generated = fal.market.generated_candidates()
+    generated = fal.market.generated_candidates(spec.seed)
     assert len(topic.of(spec.job_id)) == 1
-    assert sorted(index for (_, _, index) in generated) == [0, 1, 2, 3]
+    assert sorted(generated) == [0, 1, 2, 3]
     assert set(generated.values()) == {1}
 
 
@@ -152,8 +152,8 @@ async def test_the_first_attempt_failing_everywhere_fails_the_job_and_a_later_on
     async with running_router(settings), RouterTopic(settings) as topic:
         await publish(settings, credits_reserved(reworked))
         first = await topic.wait_for(reworked.job_id, 1)
-        fal.market.reset(Behaviour(error_status=500))
-        replicate.market.reset(Behaviour(error_status=500))
+        fal.market.reset(Behaviour(submit_status=500))
+        replicate.market.reset(Behaviour(submit_status=500))
         await publish(settings, credits_reserved(failed_job),
                       rework(reworked, 1, needed=1, scores=[score(c, c.index == 0) for c in first.candidates]))
         failed = await topic.wait_for(failed_job.job_id, 1)

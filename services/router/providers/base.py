@@ -2,25 +2,43 @@
 
 An adapter turns a `GenerationRequest` (candidates `start_index … start_index+count-1`
 of one attempt of one job) into `GeneratedImage`s, or raises `ProviderError` with a kind
-the engine acts on: `rate_limited` lowers that provider's concurrency, `timeout`,
-`server_error` and `unavailable` count against its circuit breaker, `bad_request` is the
-request's fault and counts against nothing.
+the engine acts on (the table in docs/providers.md lists, per adapter, which answer gives
+which kind):
+
+* `rate_limited` lowers that provider's concurrency and waits out its hint;
+* `credentials` (401/403) and `unavailable` (402, quota, unreachable) open its breaker at
+  once: no call can succeed until an operator acts, and the open breaker alerts;
+* `server_error`, `timeout` and `bad_output` (an image that does not decode, has the wrong
+  size or is blank: the provider's defect) count against its breaker;
+* `bad_request` is the request's fault (invalid input, refused content) and counts
+  against nothing.
 
 A request names the stage it is for (`capability`, `generate` unless a template's pipeline
 says otherwise) and its parameters; a stage after generation gets each candidate's image
 to work on in `inputs` (by index), or one image for every index in `input`.
 
-Seeds: candidate `i` of a job is generated with seed `seed + i` wherever the provider
-takes a seed, so a candidate is the same whichever batch it is generated in.
+Seeds: a batch is sent one seed, `seed + start_index` (so a candidate is the same whichever
+provider runs its batch); each image records the seed its provider reports, or None.
 """
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-ErrorKind = Literal["rate_limited", "server_error", "timeout", "bad_request", "unavailable"]
+if TYPE_CHECKING:
+    import httpx
+
+    from services.router.clock import Clock
+    from services.router.providers.journal import RemoteJobJournal
+    from services.router.providers.webhooks import WebhookInbox
+
+ErrorKind = Literal["rate_limited", "server_error", "timeout", "bad_request", "unavailable", "credentials",
+                    "bad_output"]
 # Errors that say something about the provider's health, not about the request.
-HEALTH_ERRORS: frozenset[ErrorKind] = frozenset({"server_error", "timeout", "unavailable"})
+HEALTH_ERRORS: frozenset[ErrorKind] = frozenset({"server_error", "timeout", "unavailable", "credentials",
+                                                 "bad_output"})
+# Errors no retry can cure until an operator acts (a key, a balance): the breaker opens at once.
+OPERATOR_ERRORS: frozenset[ErrorKind] = frozenset({"unavailable", "credentials"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,13 +66,19 @@ class GenerationRequest:
     def indices(self) -> range:
         return range(self.start_index, self.start_index + self.count)
 
+    @property
+    def batch_seed(self) -> int:
+        """The one seed a batch is sent: the first candidate's."""
+        return self.seed + self.start_index
+
     def seed_for(self, index: int) -> int:
+        """The seed of candidate `index` where a provider takes one seed per image (the local painter)."""
         return self.seed + index
 
     @property
-    def idempotency_key(self) -> str:
-        """Names exactly these candidates, so a provider or proxy can spot a repeat."""
-        return f"{self.job_id}:{self.attempt}:{self.start_index}:{self.count}"
+    def call_key(self) -> str:
+        """Names exactly these candidates of this attempt and stage."""
+        return f"{self.job_id}:{self.attempt}:{self.capability}:{self.start_index}:{self.count}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,20 +86,46 @@ class GeneratedImage:
     index: int
     data: bytes
     media_type: str
-    seed: int
+    # As the provider reports it; None where it reports none.
+    seed: int | None
     cost_micro_usd: int
     latency_s: float
 
 
 class ProviderError(Exception):
-    def __init__(self, kind: ErrorKind, message: str, retry_after_s: float | None = None) -> None:
+    def __init__(self, kind: ErrorKind, message: str, retry_after_s: float | None = None,
+                 terminal: bool = False, transient: bool = False) -> None:
         super().__init__(f"{kind}: {message}")
         self.kind: ErrorKind = kind
         self.retry_after_s = retry_after_s
+        # The remote job ended on its own (failed, canceled, moderated): nothing to cancel.
+        self.terminal = terminal
+        # The network failed, not the provider's answer: a poll may simply be tried again.
+        self.transient = transient
 
     @property
     def counts_against_health(self) -> bool:
         return self.kind in HEALTH_ERRORS
+
+    @property
+    def needs_an_operator(self) -> bool:
+        return self.kind in OPERATOR_ERRORS and not self.transient
+
+
+@dataclass
+class ProviderContext:
+    """What adapters share in one router: the HTTP client, the clock, where remote jobs are
+    written down, the callbacks inbox, and whether the router is handing its work over."""
+
+    client: "httpx.AsyncClient | None" = None
+    clock: "Clock | None" = None
+    journal: "RemoteJobJournal | None" = None
+    webhooks: "WebhookInbox | None" = None
+    # Secrets by name, for those an adapter needs besides its API key (a webhook signing secret).
+    secrets: Mapping[str, str] = field(default_factory=dict)
+    # Set while the router stops: remote jobs in flight are left running (written down, with
+    # their provider-side deadline) for the next router to resume, not canceled.
+    handing_over: bool = False
 
 
 class Provider(Protocol):

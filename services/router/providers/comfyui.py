@@ -1,97 +1,237 @@
-"""ComfyUI server API.
+"""ComfyUI's server routes (comfyanonymous/ComfyUI, server.py).
 
     POST {endpoint}/prompt  {prompt: <workflow in API format>, client_id}  → {prompt_id, number, node_errors}
     GET  {endpoint}/history/{prompt_id}   → {} while queued or running;
-                                            {prompt_id: {status: {status_str, completed}, outputs}} when done
+                                            {prompt_id: {prompt, outputs, status: {status_str, completed, messages}}}
     GET  {endpoint}/view?filename=…&subfolder=…&type=output                → the image bytes
-    POST {endpoint}/queue {delete: [prompt_id]} and POST {endpoint}/interrupt  → cancel
+    GET  {endpoint}/queue                 → {queue_running: [[number, prompt_id, …]], queue_pending: […]}
+    POST {endpoint}/queue {delete: [prompt_id]}   removes a prompt still waiting
+    POST {endpoint}/interrupt {prompt_id}         stops the running prompt
 
-The workflow is a plain text-to-image graph (checkpoint → CLIP text encode → empty latent
-of `count` images → KSampler → VAE decode → SaveImage); the pinned model's `remote_id`
-is the checkpoint file. ComfyUI has no authentication of its own; a secret, when
-configured, is sent as a bearer token for the proxy in front of it. It runs no stage other
-than generate: its graphs are text-to-image, and `stages` is refused in its configuration.
+The workflow is the operator's: any graph in ComfyUI's API format (`options.workflow`),
+where a string that is exactly `{{name}}` becomes the value of a placeholder (typed: the
+seed is a number) and `{{name}}` inside a longer string is replaced by its text. The
+placeholders are prompt, negative_prompt, seed, width, height, count, steps (the model's
+`inputs.steps`), model (the pinned model's `remote_id`, a checkpoint file) and
+filename_prefix; `{{prompt}}` is
+required, and a workflow without `{{count}}` makes one image a call. Without a workflow,
+a plain text-to-image graph (checkpoint → CLIP text encode → empty latent → KSampler → VAE
+decode → SaveImage) is used. The seed each image was made with is read back from the graph
+ComfyUI ran (its history's `prompt`).
+
+Cancel removes the prompt from the queue, then interrupts it only if ComfyUI lists it as
+the one running: `/interrupt` without a prompt id (all an older server understands) stops
+whatever runs, possibly another client's job, so a server whose queue does not say what
+runs is not interrupted. ComfyUI has no authentication of its own; a secret, when
+configured, is sent as a bearer token for the proxy in front of it. It runs no stage
+other than generate.
 """
 
+import copy
+import re
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from services.router.providers.adapters import AdapterTraits, adapter, adapter_options
 from services.router.providers.base import GenerationRequest, ProviderError
+from services.router.providers.inputs import CountInput, ModelInputs, SeedInput, SizeInput, StepsInput
 from services.router.providers.registry import ModelPin
-from services.router.providers.remote import RemoteOutput, RemoteProvider, json_body
+from services.router.providers.remote import Call, OutputImage, RemoteOutput, RemoteProvider
+from services.router.providers.transport import json_object
 
 CLIENT_ID = "genline-router"
-SAVE_NODE = "9"
+DEFAULT_STEPS = 20
+PLACEHOLDERS = frozenset({"prompt", "negative_prompt", "seed", "width", "height", "count", "steps", "model",
+                          "filename_prefix"})
+_PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
+
+DEFAULT_WORKFLOW: dict[str, Any] = {
+    "3": {"class_type": "KSampler", "inputs": {
+        "seed": "{{seed}}", "steps": "{{steps}}", "cfg": 7.0, "sampler_name": "euler", "scheduler": "normal",
+        "denoise": 1.0, "model": ["4", 0], "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["5", 0]}},
+    "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "{{model}}"}},
+    "5": {"class_type": "EmptyLatentImage",
+          "inputs": {"width": "{{width}}", "height": "{{height}}", "batch_size": "{{count}}"}},
+    "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "{{prompt}}", "clip": ["4", 1]}},
+    "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "{{negative_prompt}}", "clip": ["4", 1]}},
+    "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+    "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "{{filename_prefix}}", "images": ["8", 0]}},
+}
 
 
+class ComfyUIOptions(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    workflow: dict[str, Any] = DEFAULT_WORKFLOW
+
+    @model_validator(mode="after")
+    def workflow_is_an_api_graph(self) -> "ComfyUIOptions":
+        for node_id, node in self.workflow.items():
+            if not isinstance(node, dict) or "class_type" not in node or not isinstance(node.get("inputs"), dict):
+                raise ValueError(f"workflow node {node_id!r} is not {{class_type, inputs}}: export the workflow in"
+                                 " ComfyUI's API format")
+        names = set(placeholders_in(self.workflow))
+        unknown = sorted(names - PLACEHOLDERS)
+        if unknown:
+            raise ValueError(f"workflow placeholder {{{{{unknown[0]}}}}} is unknown; known: {sorted(PLACEHOLDERS)}")
+        if "prompt" not in names:
+            raise ValueError("workflow has no {{prompt}} placeholder")
+        return self
+
+
+@adapter("comfyui")
 class ComfyUIProvider(RemoteProvider):
-    def _auth_headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.secret}"} if self.secret else {}
+    traits = AdapterTraits(
+        needs_credentials=False, options=ComfyUIOptions,
+        default_inputs=ModelInputs(size=SizeInput(multiple_of=8), count=CountInput(field="count", max=8),
+                                   seed=SeedInput(max=2**64 - 1), steps=StepsInput(field="steps", default=20)),
+    )
 
-    def _prompt_input(self, request: GenerationRequest, pin: ModelPin) -> dict[str, Any]:
-        return text_to_image_workflow(request, pin.remote)
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.options: ComfyUIOptions = adapter_options(self.config)
+        self._seed_paths = list(paths_of(self.options.workflow, "seed"))
 
-    async def _submit(self, request: GenerationRequest, pin: ModelPin, payload: dict[str, Any]) -> str:
-        response = await self._send("POST", f"{self.config.endpoint}/prompt",
-                                    json={"prompt": payload, "client_id": CLIENT_ID},
-                                    headers={"Idempotency-Key": request.idempotency_key})
-        prompt_id = json_body(response, self.name).get("prompt_id")
+    @classmethod
+    def check_config(cls, config, options: ComfyUIOptions) -> None:
+        if "count" not in set(placeholders_in(options.workflow)) and config.capabilities.max_images_per_request > 1:
+            raise ValueError("capabilities.max_images_per_request: the workflow has no {{count}} placeholder, so it"
+                             " makes one image a call; set it to 1")
+
+    def _model_payload(self, payload: dict[str, Any], request: GenerationRequest, pin: ModelPin) -> dict[str, Any]:
+        inputs = self.config.inputs_for(pin)
+        values = {
+            "prompt": request.prompt, "negative_prompt": request.params.get("negative_prompt", ""),
+            "seed": request.batch_seed % ((inputs.seed.max if inputs.seed else 2**31 - 1) + 1),
+            "width": payload.get(inputs.size.width_field, request.width),
+            "height": payload.get(inputs.size.height_field, request.height), "count": request.count,
+            "steps": payload.get(inputs.steps.field, DEFAULT_STEPS) if inputs.steps else DEFAULT_STEPS,
+            "model": pin.remote,
+            "filename_prefix": f"genline/{request.job_id}/{request.attempt}/{request.start_index}",
+        }
+        return filled(self.options.workflow, values)
+
+    async def _submit(self, call: Call) -> dict[str, Any]:
+        response = await self.http.request("POST", self.url("/prompt"),
+                                           json={"prompt": call.payload, "client_id": CLIENT_ID})
+        if response.status_code == 400:
+            raise ProviderError("bad_request", f"{self.name}: ComfyUI refused the workflow: {response.text[:300]}")
+        if response.status_code != 200:
+            raise self._error(response)
+        prompt_id = json_object(response, self.name).get("prompt_id")
         if not prompt_id:
             raise ProviderError("server_error", f"{self.name}: /prompt answer has no prompt_id")
-        return prompt_id
+        return {"id": prompt_id}
 
-    async def _poll(self, prompt_id: str) -> RemoteOutput | None:
-        history = json_body(await self._send("GET", f"{self.config.endpoint}/history/{prompt_id}"), self.name)
+    async def _poll(self, handle: dict[str, Any]) -> RemoteOutput | None:
+        prompt_id = handle["id"]
+        history = json_object(await self._send("GET", self.url(f"/history/{prompt_id}"), ok=(200,)), self.name)
         entry = history.get(prompt_id)
         if not entry:
             return None
         status = entry.get("status") or {}
         if status.get("status_str") == "error":
-            raise ProviderError("server_error", f"{self.name}: prompt {prompt_id} failed")
+            raise _failure(prompt_id, status, self.name)
         if not status.get("completed", True):
             return None
-        return RemoteOutput(image_urls=tuple(self._view_url(image) for image in output_images(entry)),
+        seed = self._seed_ran(entry)
+        return RemoteOutput(images=tuple(OutputImage(url=self._view_url(image), seed=seed)
+                                         for image in output_images(entry, self.name)),
                             compute_s=execution_seconds(status))
 
-    async def _cancel(self, prompt_id: str) -> None:
-        await self._send("POST", f"{self.config.endpoint}/queue", json={"delete": [prompt_id]})
-        await self._send("POST", f"{self.config.endpoint}/interrupt", json={"prompt_id": prompt_id})
+    async def _cancel(self, handle: dict[str, Any]) -> None:
+        prompt_id = handle["id"]
+        await self._send("POST", self.url("/queue"), json={"delete": [prompt_id]}, ok=(200,))
+        queue = json_object(await self._send("GET", self.url("/queue"), ok=(200,)), self.name)
+        running = queue.get("queue_running")
+        if isinstance(running, list) and any(isinstance(item, list) and len(item) > 1 and item[1] == prompt_id
+                                             for item in running):
+            await self._send("POST", self.url("/interrupt"), json={"prompt_id": prompt_id}, ok=(200,))
 
     def _view_url(self, image: dict[str, Any]) -> str:
-        query = self.client.build_request("GET", f"{self.config.endpoint}/view", params={
+        request = self.http.client.build_request("GET", self.url("/view"), params={
             "filename": image["filename"], "subfolder": image.get("subfolder", ""), "type": image.get("type", "output"),
-        }).url
-        return str(query)
+        })
+        return str(request.url)
+
+    def _seed_ran(self, entry: dict[str, Any]) -> int | None:
+        """The seed in the graph ComfyUI ran, where the workflow has a `{{seed}}`."""
+        ran = entry.get("prompt")
+        graph = ran[2] if isinstance(ran, list) and len(ran) > 2 and isinstance(ran[2], dict) else None
+        for path in self._seed_paths if graph is not None else ():
+            value = _at(graph, path)
+            if isinstance(value, int):
+                return value
+        return None
 
 
-def text_to_image_workflow(request: GenerationRequest, checkpoint: str) -> dict[str, Any]:
-    return {
-        "3": {"class_type": "KSampler", "inputs": {
-            "seed": request.seed_for(request.start_index), "steps": 20, "cfg": 7.0, "sampler_name": "euler",
-            "scheduler": "normal", "denoise": 1.0, "model": ["4", 0], "positive": ["6", 0],
-            "negative": ["7", 0], "latent_image": ["5", 0]}},
-        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": checkpoint}},
-        "5": {"class_type": "EmptyLatentImage",
-              "inputs": {"width": request.width, "height": request.height, "batch_size": request.count}},
-        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": request.prompt, "clip": ["4", 1]}},
-        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["4", 1]}},
-        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
-        SAVE_NODE: {"class_type": "SaveImage", "inputs": {
-            "filename_prefix": f"genline/{request.job_id}/{request.attempt}/{request.start_index}",
-            "images": ["8", 0]}},
-    }
+def placeholders_in(value: Any):
+    if isinstance(value, str):
+        yield from _PLACEHOLDER.findall(value)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from placeholders_in(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from placeholders_in(item)
 
 
-def output_images(entry: dict[str, Any]) -> list[dict[str, Any]]:
+def paths_of(value: Any, name: str, path: tuple = ()):
+    """Where in the graph the string `{{name}}` stands alone."""
+    if isinstance(value, str) and _PLACEHOLDER.fullmatch(value.strip()) and _PLACEHOLDER.findall(value) == [name]:
+        yield path
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from paths_of(item, name, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from paths_of(item, name, (*path, index))
+
+
+def filled(workflow: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    def fill(value: Any) -> Any:
+        if isinstance(value, str):
+            whole = _PLACEHOLDER.fullmatch(value.strip())
+            if whole:
+                return values[whole[1]]
+            return _PLACEHOLDER.sub(lambda m: str(values[m[1]]), value)
+        if isinstance(value, dict):
+            return {key: fill(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [fill(item) for item in value]
+        return value
+    return fill(copy.deepcopy(workflow))
+
+
+def _at(graph: Any, path: tuple) -> Any:
+    for part in path:
+        try:
+            graph = graph[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return graph
+
+
+def _failure(prompt_id: str, status: dict[str, Any], provider: str) -> ProviderError:
+    kinds = {name for name, _ in (m for m in status.get("messages", []) if isinstance(m, list) and len(m) == 2)}
+    if "execution_interrupted" in kinds:
+        return ProviderError("timeout", f"{provider}: prompt {prompt_id} was interrupted", terminal=True)
+    return ProviderError("server_error", f"{provider}: prompt {prompt_id} failed", terminal=True)
+
+
+def output_images(entry: dict[str, Any], provider: str) -> list[dict[str, Any]]:
     images = [image for node in (entry.get("outputs") or {}).values() for image in node.get("images", [])
               if image.get("type", "output") == "output"]
     if not images:
-        raise ProviderError("server_error", "comfyui: finished prompt has no output images")
+        raise ProviderError("bad_output", f"{provider}: finished prompt has no output images", terminal=True)
     return images
 
 
 def execution_seconds(status: dict[str, Any]) -> float | None:
     """GPU time from the execution_start/execution_success timestamps (ms) in the status messages."""
-    stamps = {name: data.get("timestamp") for name, data in status.get("messages", []) if isinstance(data, dict)}
+    stamps = {m[0]: m[1].get("timestamp") for m in status.get("messages", [])
+              if isinstance(m, list) and len(m) == 2 and isinstance(m[1], dict)}
     start, end = stamps.get("execution_start"), stamps.get("execution_success")
     if isinstance(start, (int, float)) and isinstance(end, (int, float)) and end >= start:
         return (end - start) / 1000

@@ -1,79 +1,141 @@
-"""fal-style queue API.
+"""fal's queue API (docs.fal.ai, "Queue"; the fal-ai/fal client `fal_client`).
 
-    POST {endpoint}/{model_id}                       → {request_id, status_url, response_url, cancel_url}
-    GET  {endpoint}/{app}/requests/{id}/status       → {status: IN_QUEUE | IN_PROGRESS | COMPLETED}
-    GET  {endpoint}/{app}/requests/{id}              → {images: [{url, content_type}], seed, timings}
-    PUT  {endpoint}/{app}/requests/{id}/cancel
-    Authorization: Key <secret>
+    POST {endpoint}/{model_id}[?fal_webhook=url]  → {request_id, status_url, response_url, cancel_url}
+    GET  {endpoint}/{app}/requests/{id}/status    → {status: IN_QUEUE | IN_PROGRESS | COMPLETED, …}
+    GET  {endpoint}/{app}/requests/{id}           → the result: {images: [{url, width, height}], seed, timings}
+    PUT  {endpoint}/{app}/requests/{id}/cancel    → 202 CANCELLATION_REQUESTED, 400 ALREADY_COMPLETED
+    Authorization: Key <secret>;  X-Fal-Request-Timeout: <seconds>
 
-A stage other than generate (`stages` in the provider's configuration) posts the model's
-input as configured, the candidate's image as a data: URI in its top-level `image_field`.
+`{app}` is the model id without its sub-path (`fal-ai/flux` for `fal-ai/flux/dev`); the
+URLs the submit answer returns are used when they are fal's own, as the client does.
+`X-Fal-Request-Timeout` is the provider-side deadline (fal gives up on a request not
+started by then). A finished request with an error says so in its status (`error`,
+`error_type`) or in the status of its result; an answer carrying `x-fal-request-id` comes
+from fal's servers and is final, one without (an ingress 502-504) is worth polling again,
+as `fal_client` decides. A 403 about an exhausted balance (fal locks the account) is being
+out of credit, not a wrong key. Images fal's safety checker flagged (`has_nsfw_concepts`) are
+dropped. The batch's seed is in the result. Callbacks are signed with Ed25519 against
+fal's JWKS (`options.jwks_url`).
 
-`{app}` is the model id without its sub-path (`fal-ai/flux` for `fal-ai/flux/dev`);
-the URLs the submit answer returns are used when present, as fal's documentation advises.
+A stage other than generate posts the model's input as configured, the candidate's image
+as a data: URI in its top-level `image_field`.
 """
 
-from dataclasses import dataclass
+import time
 from typing import Any
+from urllib.parse import urlencode
 
-from services.router.providers.base import GenerationRequest, ProviderError
-from services.router.providers.registry import ModelPin
-from services.router.providers.remote import RemoteOutput, RemoteProvider, json_body
+from pydantic import BaseModel, ConfigDict
+
+from services.router.providers.adapters import AdapterTraits, adapter, adapter_options
+from services.router.providers.base import ProviderError
+from services.router.providers.inputs import CountInput, ModelInputs, SeedInput, SizeInput
+from services.router.providers.remote import Call, OutputImage, RemoteOutput, RemoteProvider
+from services.router.providers.transport import json_object
+from services.router.providers.webhooks import callback_json, jwks_ed25519_keys, verify_fal_webhook
+
+JWKS_TTL_S = 24 * 3600
+RUNNING = frozenset({"IN_QUEUE", "IN_PROGRESS"})
 
 
-@dataclass(frozen=True, slots=True)
-class FalRequest:
-    request_id: str
-    status_url: str
-    response_url: str
-    cancel_url: str
+class FalOptions(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Where fal publishes the keys its callbacks are signed with.
+    jwks_url: str = "https://rest.alpha.fal.ai/.well-known/jwks.json"
 
 
+@adapter("fal")
 class FalProvider(RemoteProvider):
+    traits = AdapterTraits(
+        runs_stages=True, default_endpoint="https://queue.fal.run", options=FalOptions,
+        default_inputs=ModelInputs(size=SizeInput(style="image_size", field="image_size", multiple_of=8),
+                                   count=CountInput(field="num_images", max=4), seed=SeedInput()),
+    )
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.options: FalOptions = adapter_options(self.config)
+        self._jwks: tuple[float, list[bytes]] | None = None
+
     def _auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Key {self.secret}"} if self.secret else {}
 
-    def _prompt_input(self, request: GenerationRequest, pin: ModelPin) -> dict[str, Any]:
-        return fal_input(request)
-
-    async def _submit(self, request: GenerationRequest, pin: ModelPin, payload: dict[str, Any]) -> FalRequest:
-        response = await self._send("POST", f"{self.config.endpoint}/{pin.remote}", json=payload,
-                                    headers={"Idempotency-Key": request.idempotency_key})
-        body = json_body(response, self.name)
+    async def _submit(self, call: Call) -> dict[str, Any]:
+        url = self.url(f"/{call.pin.remote}")
+        if self.config.webhooks is not None:
+            url += "?" + urlencode({"fal_webhook": f"{self.config.webhooks.url}/{self.name}"})
+        # fal refuses a timeout of one second or less.
+        timeout = max(2, self.provider_deadline_s(call))
+        body = json_object(await self._send("POST", url, json=call.payload,
+                                            headers={"X-Fal-Request-Timeout": str(timeout)}), self.name)
         request_id = body.get("request_id")
         if not request_id:
-            raise ProviderError("server_error", f"{self.name}: submit answer has no request_id")
-        base = f"{self.config.endpoint}/{app_id(pin.remote)}/requests/{request_id}"
-        return FalRequest(request_id=request_id, status_url=body.get("status_url") or f"{base}/status",
-                          response_url=body.get("response_url") or base,
-                          cancel_url=body.get("cancel_url") or f"{base}/cancel")
+            raise ProviderError("server_error", f"{self.name}: the submit answer has no request_id")
+        base = self.url(f"/{app_id(call.pin.remote)}/requests/{request_id}")
+        return {"id": request_id, "status": self._own(body.get("status_url"), f"{base}/status"),
+                "response": self._own(body.get("response_url"), base),
+                "cancel": self._own(body.get("cancel_url"), f"{base}/cancel")}
 
-    async def _poll(self, handle: FalRequest) -> RemoteOutput | None:
-        status = json_body(await self._send("GET", handle.status_url), self.name).get("status")
-        if status in ("IN_QUEUE", "IN_PROGRESS"):
+    async def _poll(self, handle: dict[str, Any]) -> RemoteOutput | None:
+        status = json_object(await self._send("GET", handle["status"]), self.name)
+        state = status.get("status")
+        if state in RUNNING:
             return None
-        if status != "COMPLETED":
-            raise ProviderError("server_error", f"{self.name}: request {handle.request_id} ended {status}")
-        return fal_output(json_body(await self._send("GET", handle.response_url), self.name), self.name)
+        if state != "COMPLETED":
+            raise ProviderError("server_error", f"{self.name}: request {handle['id']} is {state!r}", terminal=True)
+        if status.get("error"):
+            raise self._failed(status.get("error_type"), status["error"])
+        response = await self.http.request("GET", handle["response"])
+        if response.status_code != 200:
+            raise self._result_error(response)
+        return self._output(json_object(response, self.name))
 
-    async def _cancel(self, handle: FalRequest) -> None:
-        await self._send("PUT", handle.cancel_url)
+    async def _cancel(self, handle: dict[str, Any]) -> None:
+        await self._send("PUT", handle["cancel"], ok=(200, 202, 400))
 
+    def _error(self, response) -> ProviderError:
+        error = super()._error(response)
+        # fal locks an account whose balance is exhausted: a 403 that no key can cure.
+        if response.status_code == 403 and "balance" in response.text.lower():
+            return ProviderError("unavailable", str(error))
+        return error
 
-def fal_input(request: GenerationRequest) -> dict[str, Any]:
-    return {"prompt": request.prompt, "image_size": {"width": request.width, "height": request.height},
-            "num_images": request.count, "seed": request.seed_for(request.start_index)}
+    def _own(self, url: object, built: str) -> str:
+        return url if isinstance(url, str) and self.config.may_receive_credentials(url) else built
 
+    def _failed(self, error_type: object, error: object) -> ProviderError:
+        kind = "timeout" if "timeout" in str(error_type or "").lower() else "server_error"
+        return ProviderError(kind, f"{self.name}: request failed ({error_type}): {error}", terminal=True)
 
-def fal_output(body: dict[str, Any], provider: str) -> RemoteOutput:
-    # Image-to-image models answer {image: {url}}, image-to-video ones {video: {url}}.
-    single = body.get("image") or body.get("video")
-    images = body.get("images") or ([single] if single else None)
-    if not isinstance(images, list) or not all(isinstance(i, dict) and i.get("url") for i in images):
-        raise ProviderError("server_error", f"{provider}: result has no image URLs")
-    inference = (body.get("timings") or {}).get("inference")
-    return RemoteOutput(image_urls=tuple(i["url"] for i in images),
-                        compute_s=float(inference) if isinstance(inference, (int, float)) else None)
+    def _result_error(self, response) -> ProviderError:
+        error = self._error(response)
+        if "x-fal-request-id" in response.headers or error.kind not in ("server_error", "rate_limited"):
+            error.terminal = True  # fal's own answer about the request: polling will not change it
+        return error
+
+    def _output(self, result: dict[str, Any]) -> RemoteOutput:
+        # Image-to-image models answer {image: {url}}, image-to-video ones {video: {url}}.
+        single = result.get("image") or result.get("video")
+        images = result.get("images") or ([single] if single else None)
+        if not isinstance(images, list) or not all(isinstance(i, dict) and i.get("url") for i in images):
+            raise ProviderError("bad_output", f"{self.name}: the result has no image URLs", terminal=True)
+        flagged = result.get("has_nsfw_concepts") or []
+        kept = [image for n, image in enumerate(images) if not (n < len(flagged) and flagged[n] is True)]
+        seed = result.get("seed") if isinstance(result.get("seed"), int) else None
+        inference = (result.get("timings") or {}).get("inference")
+        return RemoteOutput(images=tuple(OutputImage(url=image["url"], seed=seed) for image in kept),
+                            compute_s=float(inference) if isinstance(inference, (int, float)) else None)
+
+    async def verify_webhook(self, headers, body: bytes) -> str:
+        verify_fal_webhook(await self._public_keys(), headers, body)
+        return str(callback_json(body).get("request_id", ""))
+
+    async def _public_keys(self) -> list[bytes]:
+        if self._jwks is None or time.monotonic() - self._jwks[0] > JWKS_TTL_S:
+            document = json_object(await self._send("GET", self.options.jwks_url), self.name)
+            self._jwks = (time.monotonic(), jwks_ed25519_keys(document))
+        return self._jwks[1]
 
 
 def app_id(model_id: str) -> str:

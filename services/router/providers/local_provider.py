@@ -14,18 +14,32 @@ import asyncio
 import hashlib
 from functools import lru_cache
 
-from services.router.clock import Clock, LoopClock
+from typing import Any
+
+from services.router.clock import LoopClock
 from services.router.providers import image_stages
-from services.router.providers.base import GeneratedImage, GenerationRequest, ProviderError
+from services.router.providers.adapters import AdapterTraits, adapter
+from services.router.providers.base import GeneratedImage, GenerationRequest, ProviderContext, ProviderError
+from services.router.providers.inputs import CountInput, ModelInputs, SeedInput
 from services.router.providers.painter import LocalGenerator
 from services.router.providers.registry import ProviderConfig
 
 
+@adapter("local")
 class LocalProvider:
-    def __init__(self, config: ProviderConfig, clock: Clock | None = None) -> None:
+    # It paints any size, as many as asked, each candidate from its own seed.
+    traits = AdapterTraits(needs_endpoint=False, needs_credentials=False,
+                           default_inputs=ModelInputs(count=CountInput(field="count", max=64), seed=SeedInput()))
+
+    def __init__(self, config: ProviderConfig, context: ProviderContext | None = None,
+                 secret: str | None = None) -> None:
         self.name = config.name
         self.config = config
-        self.clock = clock or LoopClock()
+        self.clock = (context.clock if context else None) or LoopClock()
+
+    @classmethod
+    def check_config(cls, config: ProviderConfig, options: Any) -> None:
+        """Nothing beyond what the registry checks for every adapter."""
 
     async def generate(self, request: GenerationRequest) -> list[GeneratedImage]:
         self._check(request)
@@ -79,7 +93,7 @@ class LocalProvider:
 
     def _fails(self, request: GenerationRequest) -> bool:
         rate = self.config.local_options.failure_rate
-        return rate > 0 and _unit_draw(self.name, request.idempotency_key, request.seed) < rate
+        return rate > 0 and _unit_draw(self.name, request.call_key, request.seed) < rate
 
 
 @lru_cache(maxsize=32)

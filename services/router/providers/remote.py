@@ -1,15 +1,24 @@
-"""What the HTTP adapters share: one submit → wait → fetch flow, and the error mapping.
+"""What the HTTP adapters share: one submit → write down → wait → fetch → check flow.
 
-Each hosted provider queues work: we submit, poll until it is done, then download the
-images. `RemoteProvider.generate` runs that flow under the request's deadline; when the
-deadline passes (or the caller gives up) it cancels the remote request, so nobody pays
-for work we will not use. HTTP answers map to `ProviderError` kinds: 429 → rate_limited
-(with Retry-After), 5xx → server_error, 401/403 → unavailable (our credentials are wrong
-for every request, so the breaker should take the provider out), other 4xx →
-bad_request, client timeouts → timeout, connection failures → unavailable.
+`RemoteProvider.generate` runs a call under the request's deadline:
+
+1. input: the pinned model's `ModelInputs` turn the request into the model's input and
+   the size its images must have;
+2. submit, unless the journal holds a job of this very call still running or done (a
+   restarted router polls that one again: nobody pays twice). A synchronous API
+   (`_submit` returns the output itself) stops here;
+3. write the job's handle in the journal, before the first poll;
+4. wait: poll every `poll_interval_s` (or when the provider's callback arrives); a poll
+   that fails with 429, 5xx or a network error is tried again with backoff, as long as the
+   provider asks (Retry-After, or the wait its body states) up to `poll_backoff_max_s`;
+5. fetch the images (credentials only to the provider's hosts, redirects and size capped)
+   and check each (`outputs.py`);
+6. on any failure after submit, and when the caller gives up, cancel the remote job
+   (unless it ended on its own, or the router is stopping and hands it over) and write
+   its end.
 
 A stage other than generate runs when the provider's configuration has a `stages` entry
-for it: each candidate's image goes to the stage's model as a data: URI, one request per
+for it: each candidate's image goes to the stage's model as a data: URI, one remote job per
 candidate, and what comes back must be an image Pillow opens (the scorer and delivery read
 nothing else), or the call fails and the engine falls back.
 """
@@ -17,42 +26,118 @@ nothing else), or the call fails and the engine falls back.
 import asyncio
 import base64
 import io
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, ClassVar
 
-import httpx
 from PIL import Image
 
-from services.common.http_headers import retry_after_s
-from services.router.clock import Clock, LoopClock
-from services.router.providers.base import GeneratedImage, GenerationRequest, ProviderError
+from services.router.clock import LoopClock
+from services.router.providers.adapters import AdapterTraits
+from services.router.providers.base import GeneratedImage, GenerationRequest, ProviderContext, ProviderError
+from services.router.providers.inputs import model_input
+from services.router.providers.journal import JobState, RemoteJobKey
+from services.router.providers.outputs import checked_image
 from services.router.providers.registry import HostedStage, ModelPin, ProviderConfig
+from services.router.providers.transport import ProviderHttp, status_error
+
+
+@dataclass(frozen=True, slots=True)
+class OutputImage:
+    """One image a finished job made: where to fetch it, or its bytes, and its seed if reported."""
+
+    url: str | None = None
+    data: bytes | None = None
+    seed: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class RemoteOutput:
-    """What a finished remote request produced: where its images are, and compute time."""
-
-    image_urls: tuple[str, ...]
+    images: tuple[OutputImage, ...]
     compute_s: float | None = None
+    # What the provider says the job cost, where it says.
+    cost_micro_usd: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One call to make: the request, the model and its input, the size expected back."""
+
+    request: GenerationRequest
+    pin: ModelPin
+    payload: dict[str, Any]
+    size: tuple[int, int] | None
+    steps: int | None
+    key: RemoteJobKey
+    deadline_s: float
+    # The job's handle when the API lets the client name it before submitting.
+    named: dict[str, Any] | None = None
+
+    @property
+    def is_stage(self) -> bool:
+        return self.request.capability != "generate"
+
+
+# A finished job's output and its checked images (bytes, media type, reported seed).
+Fetched = tuple[RemoteOutput, list[tuple[bytes, str, int | None]]]
 
 
 class RemoteProvider(ABC):
-    """A queued HTTP provider; subclasses say how to submit, poll, cancel and find images."""
+    """A hosted HTTP provider; subclasses say how to submit, poll, cancel and read outputs."""
 
-    def __init__(self, config: ProviderConfig, client: httpx.AsyncClient, secret: str | None = None,
-                 clock: Clock | None = None) -> None:
+    traits: ClassVar[AdapterTraits]
+    # Whether the API can cancel a job. One that cannot runs on when abandoned (and is paid):
+    # it stays written down as running, so the next call for it polls it instead.
+    can_cancel: ClassVar[bool] = True
+
+    def __init__(self, config: ProviderConfig, context: ProviderContext, secret: str | None = None) -> None:
+        if context.client is None:
+            raise ValueError(f"provider {config.name!r} ({config.adapter}) needs an httpx.AsyncClient")
         self.name = config.name
         self.config = config
-        self.client = client
         self.secret = secret
-        self.clock = clock or LoopClock()
+        self.context = context
+        self.clock = context.clock or LoopClock()
+        self.http = ProviderHttp(config, context.client, self._auth_headers())
+
+    # ---- what an adapter says ------------------------------------------------------------
+
+    @classmethod
+    def check_config(cls, config: ProviderConfig, options: Any) -> None:
+        """Rules of this adapter's configuration beyond its options model; raise ValueError."""
+
+    def _auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.secret}"} if self.secret else {}
+
+    @abstractmethod
+    async def _submit(self, call: Call) -> dict[str, Any] | RemoteOutput:
+        """Queue the call; the handle `_poll` and `_cancel` need (JSON), or, for an API that
+        answers at once, the output itself."""
+
+    async def _poll(self, handle: dict[str, Any]) -> RemoteOutput | None:
+        """The output once the job is done; None while it is queued or running."""
+        raise NotImplementedError
+
+    async def _cancel(self, handle: dict[str, Any]) -> None:
+        """Ask the provider to drop the job."""
+
+    def _remote_id(self, handle: dict[str, Any]) -> str:
+        return str(handle.get("id", ""))
+
+    def _error(self, response) -> ProviderError:
+        """An unsuccessful answer, read against the table (adapters refine it from the body)."""
+        return status_error(self.name, response)
+
+    async def verify_webhook(self, headers, body: bytes) -> str:
+        """The remote id a genuine callback is about; raises `WebhookRejected` otherwise."""
+        raise NotImplementedError(f"{self.name} takes no callbacks")
+
+    # ---- the flow ------------------------------------------------------------------------
 
     async def generate(self, request: GenerationRequest) -> list[GeneratedImage]:
         if request.capability == "generate":
-            pin = self._pin(request)
-            return await self._run(request, pin, self._prompt_input(request, pin))
+            return await self._run(self._generate_call(request))
         stage = self.config.stages.get(request.capability)
         if stage is None:
             # A stage declared in capabilities with no `stages` entry: we would not know where
@@ -60,110 +145,220 @@ class RemoteProvider(ABC):
             raise ProviderError("bad_request", f"{self.name}: no stages.{request.capability} is configured for"
                                                f" the {self.config.adapter} adapter, so it cannot run"
                                                f" {request.capability}")
-        # Image-to-image models take one image per call: one remote request per candidate.
+        # Image-to-image models take one image per call: one remote job per candidate.
         singles = [replace(request, start_index=index, count=1) for index in request.indices]
         try:
             async with asyncio.TaskGroup() as group:
-                runs = [group.create_task(self._run(single, self.config.stage_model(stage),
-                                                    stage_input(single, stage))) for single in singles]
+                runs = [group.create_task(self._run(self._stage_call(single, stage))) for single in singles]
         except ExceptionGroup as failed:
             raise _first_provider_error(failed) from None
         return [image for run in runs for image in run.result()]
 
-    async def _run(self, request: GenerationRequest, pin: ModelPin, payload: dict[str, Any]) -> list[GeneratedImage]:
-        """Submit `payload` to `pin`, wait for it under the deadline, and download its images."""
-        started = self.clock.now()
-        handle: Any = None
-        try:
-            async with asyncio.timeout(self._overall_s(request)):
-                handle = await self._submit(request, pin, payload)
-                output = await self._wait(handle)
-                images = await asyncio.gather(*(self._download(url) for url in output.image_urls[: request.count]))
-        except TimeoutError:
-            await self._cancel_quietly(handle)
-            raise ProviderError("timeout", f"{self.name} did not finish in {self._overall_s(request):.1f} s") from None
-        except ProviderError as error:
-            if error.kind == "timeout":
-                await self._cancel_quietly(handle)
-            raise
-        except asyncio.CancelledError:
-            await self._cancel_quietly(handle)
-            raise
-        if request.capability != "generate":
-            images = [readable_image(self.name, data, media_type) for data, media_type in images]
-        return self._generated(request, images, output, self.clock.now() - started)
-
-    async def _wait(self, handle: Any) -> RemoteOutput:
-        while True:
-            output = await self._poll(handle)
-            if output is not None:
-                return output
-            await self.clock.sleep(self.config.poll_interval_s)
-
-    @abstractmethod
-    def _prompt_input(self, request: GenerationRequest, pin: ModelPin) -> dict[str, Any]:
-        """The model input that generates the request's candidates from its prompt."""
-
-    @abstractmethod
-    async def _submit(self, request: GenerationRequest, pin: ModelPin, payload: dict[str, Any]) -> Any:
-        """Queue `payload` for the model; return what `_poll` and `_cancel` need to find it again."""
-
-    @abstractmethod
-    async def _poll(self, handle: Any) -> RemoteOutput | None:
-        """The output once the work is done; None while it is still queued or running."""
-
-    @abstractmethod
-    async def _cancel(self, handle: Any) -> None:
-        """Ask the provider to drop the work."""
-
-    def _auth_headers(self) -> dict[str, str]:
-        return {}
-
-    async def _send(self, method: str, url: str, *, timeout_s: float | None = None, **kwargs: Any) -> httpx.Response:
-        headers = {**self._auth_headers(), **kwargs.pop("headers", {})}
-        timeout = timeout_s if timeout_s is not None else self.config.timeouts.submit_s
-        try:
-            response = await self.client.request(method, url, headers=headers, timeout=timeout, **kwargs)
-        except httpx.TimeoutException:
-            raise ProviderError("timeout", f"{self.name}: {method} {url} timed out") from None
-        except httpx.TransportError as error:
-            raise ProviderError("unavailable", f"{self.name}: {method} {url}: {error!r}") from None
-        raise_for_provider_status(self.name, response)
-        return response
-
-    async def _download(self, url: str) -> tuple[bytes, str]:
-        if url.startswith("data:"):
-            return decode_data_uri(url)
-        response = await self._send("GET", url)
-        return response.content, response.headers.get("content-type", "image/png").split(";")[0]
-
-    async def _cancel_quietly(self, handle: Any) -> None:
-        """Cancel remote work, even while our own task is being cancelled; never raise."""
-        if handle is None:
-            return
-        try:
-            await asyncio.shield(asyncio.wait_for(self._cancel(handle), self.config.timeouts.submit_s))
-        except (ProviderError, TimeoutError, asyncio.CancelledError, httpx.HTTPError):
-            pass
-
-    def _pin(self, request: GenerationRequest) -> ModelPin:
+    def _generate_call(self, request: GenerationRequest) -> Call:
         pin = self.config.model_for(request.model, request.model_version)
         if pin is None:
             raise ProviderError("bad_request", f"{self.name} has no model {request.model} {request.model_version}")
-        return pin
+        inputs = self.config.inputs_for(pin)
+        if not inputs.can_make(request.width, request.height):
+            raise ProviderError("bad_request", f"{self.name}: {pin.name} cannot make {request.width}×"
+                                               f"{request.height}")
+        made = model_input(inputs, request)
+        return Call(request, pin, self._model_payload(made.payload, request, pin), made.size, made.steps,
+                    self._key(request), self._deadline_s(request))
 
-    def _overall_s(self, request: GenerationRequest) -> float:
+    def _stage_call(self, request: GenerationRequest, stage: HostedStage) -> Call:
+        return Call(request, self.config.stage_model(stage), stage_input(request, stage), None, None,
+                    self._key(request), self._deadline_s(request))
+
+    def _model_payload(self, payload: dict[str, Any], request: GenerationRequest, pin: ModelPin) -> dict[str, Any]:
+        """The model's input as this API wants it (ComfyUI puts it in a workflow graph)."""
+        return payload
+
+    async def _run(self, call: Call) -> list[GeneratedImage]:
+        started = self.clock.now()
+        try:
+            async with asyncio.timeout(call.deadline_s):
+                output = await self._job(call)
+        except TimeoutError:
+            raise ProviderError("timeout", f"{self.name} did not finish in {call.deadline_s:.1f} s") from None
+        return self._generated(call, output, self.clock.now() - started)
+
+    async def _job(self, call: Call) -> "Fetched":
+        journal = self.context.journal
+        earlier = await journal.resumable(call.key) if journal is not None else None
+        handle = earlier.handle if earlier is not None else None
+        try:
+            if handle is None:
+                handle = await self._submitted(call)
+                if isinstance(handle, RemoteOutput):
+                    return handle, await self._fetched(call, handle)
+            done = await self._wait_and_fetch(call, handle)
+        except BaseException as error:
+            if handle is not None:
+                await self._abandon(call, handle, error)
+            raise
+        await self._ended(call, handle, "succeeded")
+        return done
+
+    async def _wait_and_fetch(self, call: Call, handle: dict[str, Any]) -> "Fetched":
+        output = await self._wait(call, handle)
+        return output, await self._fetched(call, output)
+
+    async def _submitted(self, call: Call) -> dict[str, Any] | RemoteOutput:
+        """Submit, and write the job down before it is polled: first, where the API lets us
+        name the job ourselves (then a crash between the two cannot lose it)."""
+        journal = self.context.journal
+        named = self._name_before_submit(call)
+        if named is not None and journal is not None:
+            await journal.started(call.key, named)
+        try:
+            submitted = await self._submit(replace(call, named=named))
+        except ProviderError as error:
+            # A submit lost on the network may have arrived: a named job stays written down,
+            # so the next try polls it rather than submitting it again.
+            if named is not None and not error.transient:
+                await self._ended(call, named, "failed")
+            raise
+        if isinstance(submitted, RemoteOutput) and named is not None:
+            await self._ended(call, named, "succeeded")  # it answered at once
+        if isinstance(submitted, dict) and named is None and journal is not None:
+            try:
+                await journal.started(call.key, submitted)
+            except BaseException:
+                # Not written down, it could never be resumed: it must not run on unseen.
+                await asyncio.shield(self._cancel_quietly(call, submitted))
+                raise
+        return submitted
+
+    def _name_before_submit(self, call: Call) -> dict[str, Any] | None:
+        """The job's handle before it is submitted, for APIs where the client names jobs."""
+        return None
+
+    async def _wait(self, call: Call, handle: dict[str, Any]) -> RemoteOutput:
+        failures = 0
+        try:
+            while True:
+                try:
+                    output = await self._poll(handle)
+                except ProviderError as error:
+                    if error.kind == "bad_request" and not error.terminal:
+                        # We asked about our own job: a 404 or 400 now means the provider lost it.
+                        raise ProviderError("server_error", f"{self.name} no longer knows the job: {error}",
+                                            terminal=True) from None
+                    if not _worth_polling_again(error):
+                        raise
+                    failures += 1
+                    await self._pause(handle, self._backoff_s(failures, error.retry_after_s))
+                    continue
+                if output is not None:
+                    return output
+                failures = 0
+                await self._pause(handle, self._poll_interval_s())
+        finally:
+            if self.context.webhooks is not None:
+                self.context.webhooks.forget(self.name, self._remote_id(handle))
+
+    async def _pause(self, handle: dict[str, Any], seconds: float) -> None:
+        inbox = self.context.webhooks
+        if inbox is not None and self.config.webhooks is not None:
+            await inbox.wait(self.name, self._remote_id(handle), seconds)
+        else:
+            await self.clock.sleep(seconds)
+
+    def _poll_interval_s(self) -> float:
+        webhooks = self.config.webhooks
+        return webhooks.poll_interval_s if webhooks is not None and self.context.webhooks else \
+            self.config.poll_interval_s
+
+    def _backoff_s(self, failures: int, asked_s: float | None) -> float:
+        doubled = self.config.poll_interval_s * 2 ** (failures - 1)
+        return min(self.config.timeouts.poll_backoff_max_s, max(doubled, asked_s or 0.0))
+
+    async def _abandon(self, call: Call, handle: dict[str, Any], error: BaseException) -> None:
+        """After a failure, or when the caller gives up: cancel the job, and write its end."""
+        if isinstance(error, ProviderError) and (error.terminal or error.kind == "bad_output"):
+            await self._ended(call, handle, "failed")  # it ended at the provider: nothing to cancel
+            return
+        if self.context.handing_over and isinstance(error, asyncio.CancelledError):
+            return  # left running and written down: the next router resumes it
+        if self.can_cancel:
+            await asyncio.shield(self._cancel_quietly(call, handle))
+
+    async def _cancel_quietly(self, call: Call, handle: dict[str, Any]) -> None:
+        try:
+            await asyncio.wait_for(self._cancel(handle), self.config.timeouts.submit_s)
+        except (ProviderError, TimeoutError):
+            pass
+        await self._ended(call, handle, "canceled")
+
+    async def _ended(self, call: Call, handle: dict[str, Any] | None, state: JobState) -> None:
+        journal = self.context.journal
+        if journal is None or handle is None:
+            return
+        try:
+            await asyncio.shield(journal.ended(call.key, state))
+        except Exception:  # noqa: BLE001 - the outcome stands; a stale "running" row is only polled again
+            pass
+
+    # ---- outputs -------------------------------------------------------------------------
+
+    async def _fetched(self, call: Call, output: RemoteOutput) -> list[tuple[bytes, str, int | None]]:
+        wanted = output.images[: call.request.count]
+        return list(await asyncio.gather(*(self._image(call, image) for image in wanted)))
+
+    async def _image(self, call: Call, image: OutputImage) -> tuple[bytes, str, int | None]:
+        declared = None
+        if image.data is not None:
+            data = image.data
+        elif image.url is not None and image.url.startswith("data:"):
+            data = decode_data_uri(image.url)
+        elif image.url is not None:
+            download = await self.http.download(image.url)
+            data, declared = download.data, download.media_type
+        else:
+            raise ProviderError("bad_output", f"{self.name}: an output has neither a URL nor bytes")
+        tolerance = self.config.inputs_for(call.pin).size_tolerance
+        media_type = checked_image(self.name, data, call.size, tolerance,
+                                   self.config.outputs.reject_blank and not call.is_stage, declared)
+        return data, media_type, image.seed
+
+    def _generated(self, call: Call, done: "Fetched", latency_s: float) -> list[GeneratedImage]:
+        output, images = done
+        count = max(1, len(images))
+        width, height = call.size or (call.request.width, call.request.height)
+        compute_per_image = (output.compute_s if output.compute_s is not None else latency_s) / count
+        listed = self.config.price.price_micro_usd(width, height, compute_per_image, call.steps)
+        cost = round(output.cost_micro_usd / count) if output.cost_micro_usd is not None else listed
+        return [GeneratedImage(index=index, data=data, media_type=media_type, seed=seed, cost_micro_usd=cost,
+                               latency_s=latency_s)
+                for index, (data, media_type, seed) in zip(call.request.indices, images)]
+
+    # ---- helpers -------------------------------------------------------------------------
+
+    def _key(self, request: GenerationRequest) -> RemoteJobKey:
+        return RemoteJobKey(request.job_id, request.attempt, request.capability, self.name, request.start_index,
+                            request.count)
+
+    def _deadline_s(self, request: GenerationRequest) -> float:
         return min(request.timeout_s, self.config.timeouts.overall_s)
 
-    def _generated(self, request: GenerationRequest, images: list[tuple[bytes, str]], output: RemoteOutput,
-                   latency_s: float) -> list[GeneratedImage]:
-        compute_per_image = (output.compute_s if output.compute_s is not None else latency_s) / max(1, len(images))
-        cost = self.config.price.price_micro_usd(request.width, request.height, compute_per_image)
-        return [
-            GeneratedImage(index=index, data=data, media_type=media_type, seed=request.seed_for(index),
-                           cost_micro_usd=cost, latency_s=latency_s)
-            for index, (data, media_type) in zip(request.indices, images)
-        ]
+    def provider_deadline_s(self, call: Call) -> int:
+        """The call's deadline in whole seconds, for APIs that take one (rounded up)."""
+        return max(1, math.ceil(call.deadline_s))
+
+    async def _send(self, method: str, url: str, *, ok: tuple[int, ...] = (200, 201, 202), **kwargs: Any):
+        response = await self.http.request(method, url, **kwargs)
+        if response.status_code not in ok:
+            raise self._error(response)
+        return response
+
+    def url(self, path: str) -> str:
+        return f"{self.config.base_url}{path}"
+
+
+def _worth_polling_again(error: ProviderError) -> bool:
+    """A poll's error that says nothing final about the job: the network, 429 or 5xx."""
+    return not error.terminal and (error.transient or error.kind in ("rate_limited", "server_error", "timeout"))
 
 
 def stage_input(request: GenerationRequest, stage: HostedStage) -> dict[str, Any]:
@@ -187,52 +382,23 @@ def data_uri(image: bytes) -> str:
     return f"data:{media_type};base64,{base64.b64encode(image).decode('ascii')}"
 
 
-def readable_image(provider: str, data: bytes, media_type: str) -> tuple[bytes, str]:
-    """A stage's result, if it is an image Pillow opens (animated WebP and GIF included).
-
-    The scorer and delivery read images only, so a video answer (an image-to-video model's
-    `video/mp4`) fails the call: the engine then falls back to another provider of the stage.
-    """
+def decode_data_uri(uri: str) -> bytes:
+    header, _, payload = uri.partition(",")
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            return data, image.get_format_mimetype() or media_type
-    except (OSError, ValueError):
-        raise ProviderError("server_error", f"{provider}: the stage's result is {media_type}, not an image"
-                                            " the scorer and delivery can read") from None
+        return base64.b64decode(payload, validate=True) if ";base64" in header else payload.encode()
+    except ValueError:
+        raise ProviderError("bad_output", "an output data: URI is not base64") from None
+
+
+def decode_base64(text: object, provider: str) -> bytes:
+    if not isinstance(text, str):
+        raise ProviderError("bad_output", f"{provider}: an output has no base64 image")
+    try:
+        return base64.b64decode(text, validate=True)
+    except ValueError:
+        raise ProviderError("bad_output", f"{provider}: an output's base64 does not decode") from None
 
 
 def _first_provider_error(failed: ExceptionGroup) -> Exception:
     errors = [e for e in failed.exceptions if isinstance(e, ProviderError)]
     return errors[0] if errors else failed
-
-
-def raise_for_provider_status(provider: str, response: httpx.Response) -> None:
-    status = response.status_code
-    if status < 400:
-        return
-    detail = f"{provider}: HTTP {status} from {response.request.method} {response.request.url}: {response.text[:200]}"
-    if status == 429:
-        raise ProviderError("rate_limited", detail, retry_after_s(response))
-    if status in (401, 403):
-        raise ProviderError("unavailable", detail)
-    if status == 408:
-        raise ProviderError("timeout", detail)
-    if status >= 500:
-        raise ProviderError("server_error", detail, retry_after_s(response))
-    raise ProviderError("bad_request", detail)
-
-
-def decode_data_uri(uri: str) -> tuple[bytes, str]:
-    header, _, payload = uri.partition(",")
-    media_type = header.removeprefix("data:").split(";")[0] or "application/octet-stream"
-    return base64.b64decode(payload), media_type
-
-
-def json_body(response: httpx.Response, provider: str) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        raise ProviderError("server_error", f"{provider}: answer is not JSON: {response.text[:200]}") from None
-    if not isinstance(body, dict):
-        raise ProviderError("server_error", f"{provider}: answer is not a JSON object")
-    return body

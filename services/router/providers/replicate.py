@@ -1,87 +1,114 @@
-"""Replicate-style predictions API.
+"""Replicate's predictions API (https://api.replicate.com/openapi.json).
 
-    POST {endpoint}/v1/predictions  {version, input}   Prefer: wait=N   → prediction
-    GET  {endpoint}/v1/predictions/{id}                                  → prediction
-    POST {endpoint}/v1/predictions/{id}/cancel
-    Authorization: Bearer <secret>
+    POST {endpoint}/v1/predictions  {version, input}                 → 201/202 prediction
+    POST {endpoint}/v1/models/{owner}/{name}/predictions  {input}    (official models)
+    GET  {endpoint}/v1/predictions/{id}                              → prediction
+    POST {endpoint}/v1/predictions/{id}/cancel                       → prediction
+    Authorization: Bearer <token>;  Cancel-After: <seconds>s (at least 5 s)
 
-A prediction is {id, status: starting | processing | succeeded | failed | canceled,
-output: [url, …], error, metrics: {predict_time}, urls: {get, cancel}}. `Prefer: wait`
-holds the create call open up to N seconds (at most half the deadline, so the id comes
-back in time to cancel), so short generations finish in one round trip; longer ones are
-polled. A stage other than generate (`stages` in the provider's configuration) sends the
-candidate's image as a data: URI in `input.{image_field}`. Replicate bills by predict_time, so that is the compute
-time the price is taken from.
+A model's `remote_id` is a version id (64 hex), `owner/name:version`, or `owner/name` for
+an official model. A prediction is {id, status, output, error, metrics: {predict_time},
+urls: {get, cancel}}; status is starting | processing (running) or succeeded | failed |
+canceled | aborted. `Cancel-After` is the provider-side deadline: a prediction still
+running then is canceled by Replicate (`canceled`), one not started yet is `aborted`.
+Outputs are URLs on replicate.delivery, which the documentation says to fetch with the
+token; Replicate bills by predict_time. A 429 says in its body when to come back
+("Expected available in N seconds"). Replicate's own clients retry polls on 429 and 5xx,
+as `RemoteProvider` does. `Prefer: wait` is not used: the prediction's id must be written
+down before it can run to completion unseen.
 """
 
+import re
 from typing import Any
 
-from services.router.providers.base import GenerationRequest, ProviderError
-from services.router.providers.registry import ModelPin
-from services.router.providers.remote import RemoteOutput, RemoteProvider, json_body
+from services.router.providers.adapters import AdapterTraits, adapter
+from services.router.providers.base import ProviderError
+from services.router.providers.inputs import CountInput, ModelInputs, SeedInput, SizeInput
+from services.router.providers.remote import Call, OutputImage, RemoteOutput, RemoteProvider
+from services.router.providers.transport import json_object
+from services.router.providers.webhooks import WebhookRejected, callback_json, verify_standard_webhook
 
-# Replicate accepts waits of 1–60 s.
-MAX_WAIT_S = 60
+_VERSION_ID = re.compile(r"^[0-9a-f]{64}$")
+MIN_CANCEL_AFTER_S = 5
+RUNNING = frozenset({"starting", "processing"})
 
 
+@adapter("replicate")
 class ReplicateProvider(RemoteProvider):
-    def _auth_headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.secret}"} if self.secret else {}
+    traits = AdapterTraits(
+        runs_stages=True, default_endpoint="https://api.replicate.com",
+        credential_hosts=("replicate.delivery", "*.replicate.delivery"),
+        default_inputs=ModelInputs(size=SizeInput(multiple_of=8), count=CountInput(field="num_outputs", max=4),
+                                   seed=SeedInput()),
+    )
 
-    def _prompt_input(self, request: GenerationRequest, pin: ModelPin) -> dict[str, Any]:
-        return replicate_input(request)
-
-    async def _submit(self, request: GenerationRequest, pin: ModelPin, payload: dict[str, Any]) -> dict[str, Any]:
-        # Wait at most half the deadline in the create call: we must learn the
-        # prediction's id in time to cancel it if it runs over.
-        wait_s = min(MAX_WAIT_S, int(self._overall_s(request) / 2))
-        headers = {"Idempotency-Key": request.idempotency_key} | ({"Prefer": f"wait={wait_s}"} if wait_s >= 1 else {})
-        response = await self._send(
-            "POST", f"{self.config.endpoint}/v1/predictions",
-            json={"version": pin.remote, "input": payload},
-            headers=headers, timeout_s=self.config.timeouts.submit_s + wait_s,
-        )
-        prediction = json_body(response, self.name)
+    async def _submit(self, call: Call) -> dict[str, Any]:
+        body: dict[str, Any] = {"input": call.payload}
+        path = _create_path(call.pin.remote, body)
+        if self.config.webhooks is not None:
+            body |= {"webhook": f"{self.config.webhooks.url}/{self.name}", "webhook_events_filter": ["completed"]}
+        cancel_after = max(MIN_CANCEL_AFTER_S, self.provider_deadline_s(call))
+        response = await self._send("POST", self.url(path), json=body, headers={"Cancel-After": f"{cancel_after}s"})
+        prediction = json_object(response, self.name)
         if not prediction.get("id"):
-            raise ProviderError("server_error", f"{self.name}: prediction has no id")
-        return prediction
-
-    async def _wait(self, handle: dict[str, Any]) -> RemoteOutput:
-        # The create call may already have waited the prediction out.
-        return replicate_output(handle, self.name) or await super()._wait(handle)
+            raise ProviderError("server_error", f"{self.name}: the created prediction has no id")
+        return self._handle(prediction)
 
     async def _poll(self, handle: dict[str, Any]) -> RemoteOutput | None:
-        response = await self._send("GET", self._url(handle, "get"))
-        return replicate_output(json_body(response, self.name), self.name)
+        prediction = json_object(await self._send("GET", handle["get"]), self.name)
+        return self._output(prediction)
 
     async def _cancel(self, handle: dict[str, Any]) -> None:
-        await self._send("POST", self._url(handle, "cancel"))
+        await self._send("POST", handle["cancel"])
 
-    def _url(self, prediction: dict[str, Any], kind: str) -> str:
-        urls = prediction.get("urls") or {}
-        base = f"{self.config.endpoint}/v1/predictions/{prediction['id']}"
-        return urls.get(kind) or (base if kind == "get" else f"{base}/{kind}")
+    def _handle(self, prediction: dict[str, Any]) -> dict[str, Any]:
+        """The prediction's id and URLs: its own `urls` where they are Replicate's, else built."""
+        base = self.url(f"/v1/predictions/{prediction['id']}")
+        urls = prediction.get("urls") if isinstance(prediction.get("urls"), dict) else {}
+        get, cancel = urls.get("get"), urls.get("cancel")
+        return {"id": prediction["id"],
+                "get": get if isinstance(get, str) and self.config.may_receive_credentials(get) else base,
+                "cancel": cancel if isinstance(cancel, str) and self.config.may_receive_credentials(cancel)
+                else f"{base}/cancel"}
+
+    def _output(self, prediction: dict[str, Any]) -> RemoteOutput | None:
+        status, error = prediction.get("status"), prediction.get("error")
+        if status in RUNNING:
+            return None
+        if status == "failed":
+            raise ProviderError("server_error", f"{self.name}: prediction failed: {error}", terminal=True)
+        if status in ("canceled", "aborted"):
+            # We cancel only jobs we stopped waiting for: this one met its Cancel-After deadline
+            # (aborted: before it even started), or someone canceled it on Replicate.
+            raise ProviderError("timeout", f"{self.name}: prediction {status}", terminal=True)
+        if status != "succeeded":
+            raise ProviderError("server_error", f"{self.name}: unknown prediction status {status!r}", terminal=True)
+        urls = _output_urls(prediction.get("output"))
+        if urls is None:
+            raise ProviderError("bad_output", f"{self.name}: prediction output is not image URLs", terminal=True)
+        predict_time = (prediction.get("metrics") or {}).get("predict_time")
+        return RemoteOutput(images=tuple(OutputImage(url=url) for url in urls),
+                            compute_s=float(predict_time) if isinstance(predict_time, (int, float)) else None)
+
+    async def verify_webhook(self, headers, body: bytes) -> str:
+        secret = self.context.secrets.get(self.config.webhooks.secret or "") if self.config.webhooks else None
+        if not secret:
+            raise WebhookRejected(f"{self.name} has no webhook signing secret configured")
+        verify_standard_webhook(secret, headers, body)
+        return str(callback_json(body).get("id", ""))
 
 
-def replicate_input(request: GenerationRequest) -> dict[str, Any]:
-    return {"prompt": request.prompt, "width": request.width, "height": request.height,
-            "num_outputs": request.count, "seed": request.seed_for(request.start_index)}
+def _create_path(remote: str, body: dict[str, Any]) -> str:
+    """Where to create a prediction of `remote`, adding its version to `body` where it takes one."""
+    if _VERSION_ID.match(remote) or ":" in remote:
+        body["version"] = remote
+        return "/v1/predictions"
+    return f"/v1/models/{remote}/predictions"
 
 
-def replicate_output(prediction: dict[str, Any], provider: str) -> RemoteOutput | None:
-    status = prediction.get("status")
-    if status in ("starting", "processing"):
+def _output_urls(output: object) -> list[str] | None:
+    items = [output] if isinstance(output, str) else output
+    if not isinstance(items, list) or not items or not all(isinstance(u, str) for u in items):
         return None
-    if status == "failed":
-        raise ProviderError("server_error", f"{provider}: prediction failed: {prediction.get('error')}")
-    if status == "canceled":
-        raise ProviderError("unavailable", f"{provider}: prediction was canceled")
-    if status != "succeeded":
-        raise ProviderError("server_error", f"{provider}: unknown prediction status {status!r}")
-    output = prediction.get("output")
-    urls = [output] if isinstance(output, str) else output
-    if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
-        raise ProviderError("server_error", f"{provider}: prediction output is not a list of URLs")
-    predict_time = (prediction.get("metrics") or {}).get("predict_time")
-    return RemoteOutput(image_urls=tuple(urls),
-                        compute_s=float(predict_time) if isinstance(predict_time, (int, float)) else None)
+    return items
+

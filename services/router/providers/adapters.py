@@ -1,0 +1,82 @@
+"""Adapters by name, so that a new provider API is one new module in this package.
+
+An adapter module decorates its class with `@adapter("name")`; the package's modules are
+imported the first time a name is looked up (the registry checks `adapter:` against them).
+The class says what its configuration needs through `AdapterTraits`: an endpoint, an API
+key, the hosts its key may go to besides its endpoint's, how its models take their inputs
+when providers.yaml does not say, whether it runs stages other than generate, and a model
+of the adapter's own `options`.
+"""
+
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict
+
+from services.router.providers.inputs import ModelInputs
+
+if TYPE_CHECKING:
+    from services.router.providers.registry import ProviderConfig
+
+_CLASSES: dict[str, type] = {}
+_discovered = False
+
+
+class NoOptions(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+@dataclass(frozen=True)
+class AdapterTraits:
+    needs_endpoint: bool = True
+    needs_credentials: bool = True
+    runs_stages: bool = False
+    default_endpoint: str | None = None
+    # Hosts (fnmatch patterns, `host` or `host:port`) the API key may go to besides the endpoint's.
+    credential_hosts: tuple[str, ...] = ()
+    default_inputs: ModelInputs = field(default_factory=ModelInputs)
+    options: type[BaseModel] = NoOptions
+
+
+def adapter(name: str):
+    """Register the decorated class as the adapter called `name` in providers.yaml."""
+    def register(cls: type) -> type:
+        if name in _CLASSES and _CLASSES[name] is not cls:
+            raise ValueError(f"two adapters are called {name!r}: {_CLASSES[name].__qualname__} and {cls.__qualname__}")
+        cls.adapter_name = name
+        _CLASSES[name] = cls
+        return cls
+    return register
+
+
+def adapter_class(name: str) -> type:
+    _discover()
+    if name not in _CLASSES:
+        raise ValueError(f"unknown adapter {name!r}; known: {', '.join(known_adapters())}")
+    return _CLASSES[name]
+
+
+def known_adapters() -> list[str]:
+    _discover()
+    return sorted(_CLASSES)
+
+
+def traits_of(name: str) -> AdapterTraits:
+    return adapter_class(name).traits
+
+
+def adapter_options(config: "ProviderConfig") -> Any:
+    """The provider's `options`, read by its adapter's model of them."""
+    return traits_of(config.adapter).options.model_validate(config.options)
+
+
+def _discover() -> None:
+    global _discovered
+    if _discovered:
+        return
+    package = importlib.import_module("services.router.providers")
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{package.__name__}.{module.name}")
+    _discovered = True

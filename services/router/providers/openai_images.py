@@ -1,0 +1,109 @@
+"""OpenAI's Images API, and the servers that speak it (openai/openai-openapi, createImage).
+
+    POST {endpoint}/v1/images/generations  {model, prompt, n, size, quality, …}
+        → 200 {created, data: [{b64_json} | {url}], usage, size, quality, output_format}
+    Authorization: Bearer <key>
+
+Synchronous: the answer is the images, so there is no job to write down, poll or cancel;
+the HTTP request's own timeout is the call's deadline. GPT image models always answer in
+base64 (`b64_json`); DALL·E and many compatible servers answer with `url`s unless asked
+for `response_format: b64_json`. No seed is reported. Errors are {error: {message, type,
+code, param}}: a 429 whose code or type is `insufficient_quota` (and a 400
+`billing_hard_limit_reached`) is being out of credit, not a rate limit; a refusal by the
+safety system (`moderation_blocked`, `content_policy_violation`) is the request's. Waits
+come in `retry-after-ms` or `Retry-After`.
+
+`openai` is OpenAI's own service (gpt-image-1: `size` one of 1024x1024, 1536x1024,
+1024x1536, priced per image by size and quality); `openai-compatible` is any server with
+the same route (Together, Fireworks, a self-hosted one), whose models are described in
+providers.yaml: Together's, for one, take `width`, `height`, `steps` and `seed`.
+"""
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from services.router.providers.adapters import AdapterTraits, adapter, adapter_options
+from services.router.providers.base import ProviderError
+from services.router.providers.inputs import CountInput, ModelInputs, SizeInput
+from services.router.providers.remote import Call, OutputImage, RemoteOutput, RemoteProvider, decode_base64
+from services.router.providers.transport import json_body, json_object
+
+OUT_OF_CREDIT = frozenset({"insufficient_quota", "billing_hard_limit_reached", "billing_not_active"})
+REFUSED = frozenset({"moderation_blocked", "content_policy_violation"})
+
+
+class ImagesOptions(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # The route, for servers that mount it elsewhere (Fireworks: /inference/v1/images/generations).
+    path: str = "/v1/images/generations"
+
+
+@adapter("openai")
+class OpenAIImagesProvider(RemoteProvider):
+    traits = AdapterTraits(
+        default_endpoint="https://api.openai.com", options=ImagesOptions,
+        default_inputs=ModelInputs(size=SizeInput(style="size", field="size",
+                                                  sizes=("1024x1024", "1536x1024", "1024x1536")),
+                                   count=CountInput(field="n", max=10)),
+    )
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.options: ImagesOptions = adapter_options(self.config)
+
+    async def _submit(self, call: Call) -> RemoteOutput:
+        body = {"model": call.pin.remote, **call.payload}
+        response = await self._send("POST", self._route(), json=body, timeout_s=call.deadline_s, ok=(200,))
+        return self._output(json_object(response, self.name))
+
+    def _route(self) -> str:
+        # An endpoint written as OpenAI's clients take it (`…/v1`) does not repeat the `/v1`.
+        base, path = self.config.base_url, self.options.path
+        return base + path.removeprefix("/v1") if base.endswith("/v1") and path.startswith("/v1/") else base + path
+
+    def _output(self, answer: dict[str, Any]) -> RemoteOutput:
+        data = answer.get("data")
+        if not isinstance(data, list) or not data:
+            raise ProviderError("bad_output", f"{self.name}: the answer has no images")
+        return RemoteOutput(images=tuple(self._output_image(item) for item in data))
+
+    def _output_image(self, item: object) -> OutputImage:
+        if isinstance(item, dict) and item.get("b64_json"):
+            return OutputImage(data=decode_base64(item["b64_json"], self.name))
+        if isinstance(item, dict) and isinstance(item.get("url"), str):
+            return OutputImage(url=item["url"])
+        raise ProviderError("bad_output", f"{self.name}: an image has neither b64_json nor url")
+
+    def _error(self, response) -> ProviderError:
+        error = super()._error(response)
+        code = _error_code(response)
+        if code in OUT_OF_CREDIT:
+            return ProviderError("unavailable", str(error))
+        if code in REFUSED:
+            return ProviderError("bad_request", str(error))
+        return error
+
+
+@adapter("openai-compatible")
+class OpenAICompatibleProvider(OpenAIImagesProvider):
+    """The same route on another server: an endpoint is required, a key is not (self-hosted)."""
+
+    traits = AdapterTraits(
+        needs_credentials=False, options=ImagesOptions,
+        default_inputs=ModelInputs(size=SizeInput(style="size", field="size", multiple_of=8),
+                                   count=CountInput(field="n", max=4), fixed={"response_format": "b64_json"}),
+    )
+
+
+def _error_code(response) -> str | None:
+    try:
+        body = json_body(response, "")
+    except ProviderError:
+        return None
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return None
+    return next((str(error[k]) for k in ("code", "type") if error.get(k) in OUT_OF_CREDIT | REFUSED),
+                str(error.get("code") or error.get("type") or ""))

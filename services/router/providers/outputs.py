@@ -1,0 +1,49 @@
+"""What an image from a provider must be before it counts as a candidate.
+
+It decodes completely (a truncated or corrupt file is refused, not stored), its size is
+the size the model was asked for within the model's tolerance, and it is not one flat
+colour (a blank from a failed safety filter or a broken decoder), unless the provider's
+configuration lets blanks through. A refusal is `bad_output`: the provider's defect, which
+counts against its breaker. Stages other than generate are held to decoding only: their
+output size is the stage's business (an upscaler doubles it).
+"""
+
+import io
+import warnings
+
+from PIL import Image, ImageStat
+
+from services.router.providers.base import ProviderError
+from services.router.providers.inputs import within
+
+# Below this spread of grey levels (0-255) an image is one flat colour.
+_BLANK_SPREAD = 2.0
+_THUMBNAIL = (64, 64)
+
+
+def checked_image(provider: str, data: bytes, expected: tuple[int, int] | None, tolerance: float,
+                  reject_blank: bool, declared: str | None = None) -> str:
+    """The image's media type, if it passes; else raises `bad_output`. `declared`: the media
+    type the provider gave it, for the message."""
+    media_type, size, spread = _decoded(provider, data, declared)
+    if expected is not None and not within(size, expected, tolerance):
+        raise ProviderError("bad_output", f"{provider}: image is {size[0]}×{size[1]}, asked for "
+                                          f"{expected[0]}×{expected[1]} (±{tolerance:.0%})")
+    if reject_blank and spread < _BLANK_SPREAD:
+        raise ProviderError("bad_output", f"{provider}: image is blank (one flat colour)")
+    return media_type
+
+
+def _decoded(provider: str, data: bytes, declared: str | None) -> tuple[str, tuple[int, int], float]:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                image.load()  # decodes every byte: a truncated file fails here, not in the scorer
+                media_type = image.get_format_mimetype() or "application/octet-stream"
+                thumbnail = image.convert("L")
+                thumbnail.thumbnail(_THUMBNAIL)
+                return media_type, image.size, ImageStat.Stat(thumbnail).stddev[0]
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ProviderError("bad_output", f"{provider}: output ({declared or 'no media type'}, {len(data)} bytes)"
+                                          " is not an image the scorer and delivery can read") from None

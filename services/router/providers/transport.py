@@ -1,0 +1,196 @@
+"""HTTP for provider adapters: credentials only to the provider's own hosts, redirects
+followed with a cap, downloads with a size cap, and every answer read against one table.
+
+The table (`status_error`), an adapter refining it where its API says more in the body:
+
+    401, 403                 credentials   (the key is wrong: breaker opens, operators alerted)
+    402                      unavailable   (out of credit: breaker opens, operators alerted)
+    408, client timeout      timeout
+    429                      rate_limited  (with the wait the provider asks for: Retry-After,
+                                            retry-after-ms, or "available in N seconds" in the body)
+    5xx                      server_error  (with its Retry-After, if any)
+    other 4xx                bad_request
+    connection refused/lost  unavailable   (a download lost mid-way is tried again first)
+
+A request goes out with the adapter's auth headers only when `ProviderConfig.
+may_receive_credentials` says its URL is the provider's: an output URL on a storage host,
+or a redirect to one, gets no key. httpx follows no redirects here; this does, at most
+`outputs.max_redirects` hops, deciding about the key again at each hop.
+"""
+
+import asyncio
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urljoin
+
+import httpx
+
+from services.common.http_headers import retry_after_s
+from services.router.providers.base import ProviderError
+from services.router.providers.registry import ProviderConfig
+
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+# "Request was throttled. Expected available in 3 seconds." (Replicate, and Django REST
+# framework APIs generally), or "try again in 20s" / "retry after 2.5 seconds".
+_WAIT_IN_BODY = re.compile(r"(?:available|again|retry)\s+(?:in|after)\s+(\d+(?:\.\d+)?)\s*(?:s\b|sec|second)",
+                           re.IGNORECASE)
+DOWNLOAD_TRIES = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Download:
+    data: bytes
+    media_type: str
+
+
+class ProviderHttp:
+    def __init__(self, config: ProviderConfig, client: httpx.AsyncClient, auth_headers: dict[str, str]) -> None:
+        self.config = config
+        self.client = client
+        self.auth_headers = auth_headers
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    async def request(self, method: str, url: str, *, timeout_s: float | None = None,
+                      headers: dict[str, str] | None = None, **kwargs: Any) -> httpx.Response:
+        """One request, redirects followed; any status comes back (see `status_error`)."""
+        timeout = timeout_s if timeout_s is not None else self.config.timeouts.submit_s
+        for _ in range(self.config.outputs.max_redirects + 1):
+            request = self.client.build_request(method, url, headers=self._headers(url, headers), timeout=timeout,
+                                                **kwargs)
+            response = await self._send(request)
+            if response.status_code not in REDIRECTS or "location" not in response.headers:
+                return response
+            method, url, kwargs = _redirected(method, response, kwargs)
+        raise ProviderError("server_error", f"{self.name}: more than {self.config.outputs.max_redirects} redirects"
+                                            f" from {method} {url}")
+
+    async def download(self, url: str) -> Download:
+        """An output's bytes, within the size cap; a connection lost mid-way is tried again."""
+        for attempt in range(1, DOWNLOAD_TRIES + 1):
+            try:
+                return await self._download_once(url)
+            except (httpx.RemoteProtocolError, httpx.ReadError) as error:
+                if attempt == DOWNLOAD_TRIES:
+                    raise ProviderError("server_error", f"{self.name}: the connection was lost downloading {url}"
+                                                        f" ({DOWNLOAD_TRIES} tries): {error!r}") from None
+                await asyncio.sleep(0.1 * attempt)
+            except httpx.TimeoutException:
+                raise ProviderError("timeout", f"{self.name}: downloading {url} timed out") from None
+        raise AssertionError("unreachable")
+
+    async def _download_once(self, url: str) -> Download:
+        timeout = httpx.Timeout(self.config.timeouts.submit_s)
+        for _ in range(self.config.outputs.max_redirects + 1):
+            request = self.client.build_request("GET", url, headers=self._headers(url, None), timeout=timeout)
+            response = await self._send(request, stream=True)
+            try:
+                if response.status_code in REDIRECTS and "location" in response.headers:
+                    url = urljoin(url, response.headers["location"])
+                    continue
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise status_error(self.name, response)
+                data = await self._capped_body(response, url)
+                media_type = response.headers.get("content-type", "application/octet-stream").split(";")[0].strip()
+                return Download(data, media_type)
+            finally:
+                await response.aclose()
+        raise ProviderError("server_error", f"{self.name}: more than {self.config.outputs.max_redirects} redirects"
+                                            f" downloading {url}")
+
+    async def _capped_body(self, response: httpx.Response, url: str) -> bytes:
+        cap = self.config.outputs.max_bytes
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > cap:
+            raise ProviderError("bad_output", f"{self.name}: {url} is {declared} bytes, over the {cap} allowed")
+        chunks, size = [], 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > cap:
+                raise ProviderError("bad_output", f"{self.name}: {url} is over the {cap} bytes allowed")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _send(self, request: httpx.Request, stream: bool = False) -> httpx.Response:
+        where = f"{request.method} {request.url.copy_with(query=None)}"
+        try:
+            return await self.client.send(request, stream=stream)
+        except httpx.TimeoutException:
+            raise ProviderError("timeout", f"{self.name}: {where} timed out", transient=True) from None
+        except (httpx.RemoteProtocolError, httpx.ReadError):
+            if stream:
+                raise
+            raise ProviderError("unavailable", f"{self.name}: the connection was lost: {where}",
+                                transient=True) from None
+        except httpx.TransportError as error:
+            raise ProviderError("unavailable", f"{self.name}: {where}: {error!r}", transient=True) from None
+
+    def _headers(self, url: str, extra: dict[str, str] | None) -> dict[str, str]:
+        own = self.auth_headers if self.config.may_receive_credentials(url) else {}
+        return {**own, **(extra or {})}
+
+
+def _redirected(method: str, response: httpx.Response, kwargs: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+    url = urljoin(str(response.request.url), response.headers["location"])
+    if response.status_code == 303 or (response.status_code in (301, 302) and method == "POST"):
+        return "GET", url, {}
+    return method, url, kwargs
+
+
+def status_error(provider: str, response: httpx.Response) -> ProviderError:
+    """The table above, for an answer that is not a success."""
+    status = response.status_code
+    detail = f"{provider}: HTTP {status} from {response.request.method} {response.request.url}: {response.text[:300]}"
+    if status in (401, 403):
+        return ProviderError("credentials", detail)
+    if status == 402:
+        return ProviderError("unavailable", detail)
+    if status == 408:
+        return ProviderError("timeout", detail)
+    if status == 429:
+        return ProviderError("rate_limited", detail, wait_hint_s(response))
+    if status >= 500:
+        return ProviderError("server_error", detail, wait_hint_s(response))
+    return ProviderError("bad_request", detail)
+
+
+def wait_hint_s(response: httpx.Response) -> float | None:
+    """How long the provider asks us to wait: its headers, else what its body says."""
+    header = retry_after_s(response)
+    if header is not None:
+        return header
+    milliseconds = response.headers.get("retry-after-ms", "")
+    try:
+        return max(0.0, float(milliseconds) / 1000) if milliseconds else _wait_in_body(response.text)
+    except ValueError:
+        return _wait_in_body(response.text)
+
+
+def _wait_in_body(text: str) -> float | None:
+    try:
+        body = json.loads(text)
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("retry_after"), (int, float)):
+        return max(0.0, float(body["retry_after"]))
+    match = _WAIT_IN_BODY.search(text)
+    return float(match[1]) if match else None
+
+
+def json_body(response: httpx.Response, provider: str) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        raise ProviderError("server_error", f"{provider}: answer is not JSON: {response.text[:200]}") from None
+
+
+def json_object(response: httpx.Response, provider: str) -> dict[str, Any]:
+    body = json_body(response, provider)
+    if not isinstance(body, dict):
+        raise ProviderError("server_error", f"{provider}: answer is not a JSON object: {response.text[:200]}")
+    return body
