@@ -23,10 +23,43 @@ def allowed_networks(names: list[str]) -> list[ipaddress.IPv4Network | ipaddress
     return [ipaddress.ip_network(name, strict=False) for name in names]
 
 
+# IPv6 forms that carry an IPv4 address (RFC 4291, 6052, 6145, 3056, 4380): a private or
+# metadata address hides behind each as easily as it shows in dotted form.
+NAT64_WELL_KNOWN = ipaddress.ip_network("64:ff9b::/96")
+NAT64_LOCAL_USE = ipaddress.ip_network("64:ff9b:1::/48")  # a site's own translator: never public
+SIIT_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")
+IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+# Ranges the standard library counts as global that no webhook receiver lives in: IETF
+# protocol assignments (192.0.0.8, the IPv4 dummy address, among them) and deprecated
+# site-local IPv6, which some networks still route internally.
+NEVER_PUBLIC = [ipaddress.ip_network("192.0.0.0/24"), ipaddress.ip_network("fec0::/10")]
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """Every IPv4 address an IPv6 address carries, by any of the forms above."""
+    low32 = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    found = []
+    if address.ipv4_mapped:
+        found.append(address.ipv4_mapped)
+    if address in NAT64_WELL_KNOWN or address in SIIT_TRANSLATED or address in IPV4_COMPATIBLE:
+        found.append(low32)
+    if address.sixtofour:
+        found.append(address.sixtofour)
+    if address.teredo:
+        found.extend(address.teredo)  # the relay server and the client, de-obfuscated
+    return found
+
+
 def is_public(address: IPAddress) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    return address.is_global and not address.is_multicast
+    """Globally routable, not multicast, and so is every IPv4 address it carries."""
+    if not address.is_global or address.is_multicast or any(address in net for net in NEVER_PUBLIC
+                                                           if net.version == address.version):
+        return False
+    if isinstance(address, ipaddress.IPv6Address):
+        if address in NAT64_LOCAL_USE:
+            return False
+        return all(is_public(inner) for inner in embedded_ipv4(address))
+    return True
 
 
 def check_address(address: IPAddress, allowed: list) -> None:
