@@ -1,9 +1,10 @@
 """The broker is the transport, PostgreSQL the record: a broker killed mid-flight and started
 again empty, and topics rotated while jobs stream through them, lose no job, no event and no
-credit, and repeat none."""
+credit, and repeat none; while the broker is away ingest stays ready and takes jobs."""
 
 import time
 
+import httpx
 import psycopg
 import pytest
 
@@ -59,6 +60,11 @@ def test_a_broker_killed_mid_flight_and_started_again_empty_loses_nothing(tmp_pa
         before = delivered(tenant, job_ids)
 
         platform.stack.servers["broker"].kill()  # SIGKILL: its whole log is gone
+        # Without a broker ingest stays ready and takes jobs: they wait in its outbox.
+        for name in ("ingest", "ledger"):
+            readiness = httpx.get(f"{fleet.url(name)}/readyz", timeout=10)
+            assert readiness.status_code == 200 and "broker" in readiness.json()["degraded"], readiness.text
+        job_ids += [tenant.submit(images=1, candidates=2, seed=200 + i) for i in range(3)]
         platform.stack.restart_broker()
         job_ids += [tenant.submit(images=1, candidates=2, seed=100 + i) for i in range(5)]
 

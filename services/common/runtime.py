@@ -52,7 +52,9 @@ class ServiceRuntime:
         self.journal = journal_of(name, self.name, settings, self.pool, self.database_url)
         self.relay = OutboxRelay(self.pool, settings, self.name, self.journal, self.database_url)
         self.consumer = EventConsumer(self.name, self.pool, self.relay, settings)
-        self.readiness_checks = {"database": self._ping_database, "broker": self._ping_broker}
+        self.readiness_checks = {"database": self._ping_database}
+        # The outbox holds what the service publishes while the broker is away: it stays ready.
+        self.reported_checks = {"broker": self._ping_broker}
         # Extra servers and loops a service runs beside its consumer (gRPC, sweepers).
         self.startup_hooks: list = []
         self.shutdown_hooks: list = []
@@ -120,7 +122,8 @@ class ServiceRuntime:
 
 def ops_app(runtime: ServiceRuntime) -> Starlette:
     """The HTTP face of a worker service: health, readiness and metrics."""
-    app = Starlette(routes=telemetry.ops_routes(runtime.readiness_checks), lifespan=runtime.lifespan)
+    app = Starlette(routes=telemetry.ops_routes(runtime.readiness_checks, runtime.reported_checks),
+                    lifespan=runtime.lifespan)
     telemetry.instrument_http(app, runtime.settings.service_name)
     return app
 

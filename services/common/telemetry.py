@@ -195,21 +195,37 @@ def configure_logging(service: str, level: str, redact_prompts: bool = True) -> 
 ReadinessCheck = Callable[[], Awaitable[None]]
 
 
-def ops_routes(readiness_checks: dict[str, ReadinessCheck]) -> list[Route]:
-    """Liveness says the process serves; readiness says its dependencies answer."""
+DEPENDENCY_UP = Gauge("genline_dependency_up", "Whether a dependency answered the last readiness probe (1) or not (0)",
+                      ["dependency"])
+
+
+async def _failures(checks: dict[str, ReadinessCheck]) -> dict[str, str]:
+    failures = {}
+    for name, check in checks.items():
+        try:
+            await check()
+        except Exception as exc:
+            failures[name] = str(exc) or type(exc).__name__
+        DEPENDENCY_UP.labels(name).set(0 if name in failures else 1)
+    return failures
+
+
+def ops_routes(readiness_checks: dict[str, ReadinessCheck],
+               reported_checks: dict[str, ReadinessCheck] | None = None) -> list[Route]:
+    """Liveness says the process serves; readiness says the dependencies it cannot work
+    without answer. `reported_checks` are dependencies whose outage the service absorbs
+    (the broker: events wait in the outbox): reported under `degraded`, and in
+    `genline_dependency_up`, but the service stays ready."""
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     async def readyz(_: Request) -> Response:
-        failures = {}
-        for name, check in readiness_checks.items():
-            try:
-                await check()
-            except Exception as exc:
-                failures[name] = str(exc) or type(exc).__name__
+        failures = await _failures(readiness_checks)
+        degraded = await _failures(reported_checks or {})
         status = 503 if failures else 200
-        return JSONResponse({"status": "unready" if failures else "ready", "failures": failures}, status)
+        return JSONResponse({"status": "unready" if failures else "ready", "failures": failures,
+                             "degraded": degraded}, status)
 
     async def metrics(_: Request) -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

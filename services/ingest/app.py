@@ -18,6 +18,7 @@ from services.ingest.live import LogWatch
 from services.ingest.plans import load_plans
 from services.ingest.receipt_store import record_signing_key
 from services.ingest.receipts import Signer, load_signing_key
+from services.ingest.screening import ScreeningGate
 from services.ingest.routes import (account, admin, admin_platform, admin_tenants, candidates, console, events, internal,
                                     jobs, keys as key_routes, receipts, templates, uploads, usage, webhooks)
 from services.ingest.settings import IngestSettings
@@ -61,6 +62,8 @@ def build(settings: IngestSettings):
                          lifespan=runtime.lifespan)
     app.state.runtime, app.state.settings, app.state.store, app.state.signer = runtime, settings, store, signer
     app.state.plans = load_plans(settings.plans_path)
+    app.state.screening = ScreeningGate(settings.screening_budget_bytes(), settings.screening_threads,
+                                        settings.screening_wait_s)
     connect_grpc(runtime, app, "ledger", settings.ledger_grpc_target, ledger_calls.rpc.LedgerServiceStub)
     connect_grpc(runtime, app, "router", settings.router_grpc_target, admin_platform.rpc.RouterServiceStub)
     connect_delivery(runtime, app, settings)
@@ -83,7 +86,7 @@ def build(settings: IngestSettings):
     app.include_router(admin_platform.router)
     app.include_router(internal.router)
     console.mount(app)
-    app.router.routes.extend(telemetry.ops_routes(runtime.readiness_checks))
+    app.router.routes.extend(telemetry.ops_routes(runtime.readiness_checks, runtime.reported_checks))
     return runtime, app
 
 

@@ -16,6 +16,7 @@ from services.ingest import limits
 from services.ingest.keys import hash_api_key
 from services.ingest.live import LogWatch
 from services.ingest.plans import PlanBook
+from services.ingest.screening import ScreeningGate
 from services.ingest.settings import IngestSettings
 
 UNAUTHORIZED = {"WWW-Authenticate": 'Bearer realm="genline"'}
@@ -47,11 +48,16 @@ def get_plans(request: Request) -> PlanBook:
     return request.app.state.plans
 
 
+def get_screening(request: Request) -> ScreeningGate:
+    return request.app.state.screening
+
+
 Runtime = Annotated[ServiceRuntime, Depends(get_runtime)]
 Plans = Annotated[PlanBook, Depends(get_plans)]
 Settings = Annotated[IngestSettings, Depends(get_settings)]
 Store = Annotated[ObjectStore, Depends(get_store)]
 Watch = Annotated[LogWatch, Depends(get_log_watch)]
+Screening = Annotated[ScreeningGate, Depends(get_screening)]
 
 
 @dataclass(frozen=True)

@@ -9,22 +9,33 @@ Every input photo (an upload, or a job's base64 reference photo) goes through
    RIFF size); a missing end is a truncated file, bytes after it a polyglot, and an
    archive, HTML or script signature inside a metadata segment an embedded payload (422);
 4. pixel count from the declared dimensions, before anything is decoded, so a
-   decompression bomb costs nothing (413);
+   decompression bomb costs nothing (413): too many pixels, or far more pixels than the
+   file could hold (a photograph large enough to matter never compresses beyond
+   MAX_COMPRESSION_RATIO; a few kilobytes that declare a canvas of megapixels do);
 5. a full decode (`load()`): corrupt or truncated pixel data (422);
 6. EXIF orientation applied, then the image re-encoded without any metadata (EXIF, GPS,
    XMP, ICC, text chunks).
 
-It is CPU work: callers run it off the event loop (`asyncio.to_thread`).
+Steps 1-4 read headers only (`declared`); 5 and 6 (`decoded_clean`) cost memory in
+proportion to the pixels. The service screens through one `ScreeningGate`, which holds
+the decodes in flight to a memory budget (from the pod's memory limit) and to a number of
+threads: an image whose decode alone would not fit is refused (413), and one that would
+not fit beside those in flight within a few seconds is asked to come back (503 with
+Retry-After), so a burst of bombs costs ingest no more than its budget.
 """
 
+import asyncio
 import base64
 import binascii
+import contextlib
 import hashlib
 import io
 import re
 import struct
 import warnings
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from PIL import Image, ImageOps
 
@@ -69,15 +80,58 @@ class ScreenedImage:
         return hashlib.sha256(self.data).hexdigest()
 
 
+# Peak memory of screening one image, in bytes per pixel, as measured on 12-megapixel
+# photographs with a margin: the decode, the upright copy and the encoder's buffers
+# (libwebp's encoder needs about three times what PNG's and JPEG's do).
+BYTES_PER_PIXEL = {"JPEG": 10, "PNG": 10, "WEBP": 40}
+# Decoded bytes per file byte beyond which a large image is a bomb, not a photograph: photos
+# compress 2-15 times, a product shot on a white ground a few dozen; a bomb hundreds or
+# thousands of times. Images that decode to less than BOMB_FLOOR_BYTES may be flat.
+MAX_COMPRESSION_RATIO = 250
+BOMB_FLOOR_BYTES = 24 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Declared:
+    """What an image's headers say, before a pixel is decoded."""
+
+    image_format: str
+    width: int
+    height: int
+
+    @property
+    def decode_bytes(self) -> int:
+        return self.width * self.height * BYTES_PER_PIXEL[self.image_format]
+
+
 def screen_image(data: bytes, limits: ScreeningLimits, name: str = "the image") -> ScreenedImage:
     """`data` screened and cleaned; a Problem naming the reason when it is refused."""
+    return decoded_clean(data, declared(data, limits, name), limits, name)
+
+
+def declared(data: bytes, limits: ScreeningLimits, name: str) -> Declared:
+    """Steps 1-4: bytes, type by content, structure and declared pixels, from headers only."""
     if len(data) > limits.max_bytes:
         raise Problem(413, "image-too-large", f"{name} is {len(data)} bytes; at most {limits.max_bytes} are accepted",
                       reason="bytes", limit=limits.max_bytes)
     image_format = format_by_content(data, name)
     check_structure(image_format, data, name)
-    image = decoded(data, image_format, limits, name)
-    return clean_copy(image, image_format)
+    with opened(data, image_format, limits, name) as image:
+        check_compression(image.width * image.height * len(image.getbands()), len(data), name)
+        return Declared(image_format, image.width, image.height)
+
+
+def check_compression(decoded_bytes: int, file_bytes: int, name: str) -> None:
+    if decoded_bytes > BOMB_FLOOR_BYTES and decoded_bytes > file_bytes * MAX_COMPRESSION_RATIO:
+        raise Problem(413, "decompression-bomb",
+                      f"{name} is {file_bytes} bytes but declares {decoded_bytes} bytes of pixels, more than"
+                      f" {MAX_COMPRESSION_RATIO} times its size: a decompression bomb, not a photograph",
+                      reason="compression-ratio", limit=MAX_COMPRESSION_RATIO)
+
+
+def decoded_clean(data: bytes, found: Declared, limits: ScreeningLimits, name: str) -> ScreenedImage:
+    """Steps 5-6: every pixel decoded once, then an upright copy without metadata."""
+    return clean_copy(decoded(data, found.image_format, limits, name), found.image_format)
 
 
 def format_by_content(data: bytes, name: str) -> str:
@@ -184,15 +238,16 @@ def webp_layout(data: bytes) -> tuple[int, list[bytes]]:
     return end, metadata
 
 
-def decoded(data: bytes, image_format: str, limits: ScreeningLimits, name: str) -> Image.Image:
-    """Every pixel decoded once, after the declared size was checked against the budget."""
+@contextlib.contextmanager
+def opened(data: bytes, image_format: str, limits: ScreeningLimits, name: str):
+    """The image opened (headers read, nothing decoded), its declared pixels checked; the
+    errors of opening and of decoding inside the block become problems."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=[image_format])
             check_pixels(image.width, image.height, limits, name)
-            image.load()
-            return image
+            yield image
     except Problem:
         raise
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
@@ -201,6 +256,13 @@ def decoded(data: bytes, image_format: str, limits: ScreeningLimits, name: str) 
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise Problem(422, "corrupt-image", f"{name} could not be decoded completely ({error})",
                       reason="corrupt") from None
+
+
+def decoded(data: bytes, image_format: str, limits: ScreeningLimits, name: str) -> Image.Image:
+    """Every pixel decoded once, after the declared size was checked against the limits."""
+    with opened(data, image_format, limits, name) as image:
+        image.load()
+        return image
 
 
 def check_pixels(width: int, height: int, limits: ScreeningLimits, name: str) -> None:
@@ -221,10 +283,67 @@ def clean_copy(image: Image.Image, image_format: str) -> ScreenedImage:
     return ScreenedImage(out.getvalue(), media_type, extension, upright.width, upright.height)
 
 
-def screened_photo(encoded: str, limits: ScreeningLimits) -> ScreenedImage:
-    """A job's base64 reference photo, screened like an upload."""
+def reference_photo_bytes(encoded: str) -> bytes:
+    """A job's base64 reference photo, as bytes to screen like an upload."""
     try:
-        data = base64.b64decode(encoded, validate=True)
+        return base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
         raise Problem(422, "invalid-reference-image", "reference_image is not valid base64") from None
-    return screen_image(data, limits, "reference_image")
+
+
+CGROUP_MEMORY_LIMITS = (Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
+# Beyond this a cgroup "limit" means none was set (cgroup v1 writes a huge number for that).
+NO_LIMIT_ABOVE = 1 << 50
+
+
+def memory_limit_bytes() -> int | None:
+    """The container's memory limit (cgroup v2, then v1), or None where none is set."""
+    for path in CGROUP_MEMORY_LIMITS:
+        with contextlib.suppress(OSError, ValueError):
+            value = int(path.read_text().strip())
+            return value if value < NO_LIMIT_ABOVE else None
+    return None
+
+
+class ScreeningGate:
+    """Screenings in flight hold the memory their decode needs (`Declared.decode_bytes`)
+    out of `budget_bytes`, and one of `threads` threads; a screening that cannot get both
+    within `wait_s` is refused for now (503, Retry-After)."""
+
+    def __init__(self, budget_bytes: int, threads: int, wait_s: float) -> None:
+        self.budget_bytes, self.threads, self.wait_s = budget_bytes, threads, wait_s
+        self.held_bytes, self.running = 0, 0
+        self._changed = asyncio.Condition()
+
+    async def screen(self, data: bytes, limits: ScreeningLimits, name: str) -> ScreenedImage:
+        found = await asyncio.to_thread(declared, data, limits, name)
+        if found.decode_bytes > self.budget_bytes:
+            most = self.budget_bytes // BYTES_PER_PIXEL[found.image_format]
+            raise Problem(413, "too-many-pixels",
+                          f"{name} declares {found.width}×{found.height} = {found.width * found.height} pixels; this"
+                          f" service screens at most {most} pixels of {found.image_format}", reason="pixels",
+                          limit=most)
+        async with self._holding(found.decode_bytes, name):
+            return await asyncio.to_thread(decoded_clean, data, found, limits, name)
+
+    @contextlib.asynccontextmanager
+    async def _holding(self, need: int, name: str) -> AsyncIterator[None]:
+        async with self._changed:
+            try:
+                await asyncio.wait_for(self._changed.wait_for(lambda: self._fits(need)), self.wait_s)
+            except TimeoutError:
+                retry = max(1, round(self.wait_s))
+                raise Problem(503, "screening-busy", f"{name} cannot be screened right now: other photos are being"
+                              " screened; try again shortly", {"Retry-After": str(retry)}, retry_after=retry) from None
+            self.held_bytes += need
+            self.running += 1
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self.held_bytes -= need
+                self.running -= 1
+                self._changed.notify_all()
+
+    def _fits(self, need: int) -> bool:
+        return self.running < self.threads and self.held_bytes + need <= self.budget_bytes

@@ -1,6 +1,7 @@
 from pydantic import SecretStr, model_validator
 
 from services.common.settings import AdminApiSettings, refuse_missing_or_weak
+from services.ingest import screening
 from services.ingest.receipts import load_signing_key
 
 
@@ -17,6 +18,20 @@ class IngestSettings(AdminApiSettings):
     # uploads larger than this many bytes from their Content-Length or while reading.
     max_reference_pixels: int = 40_000_000
     max_upload_bytes: int = 8 * 1024 * 1024
+    # Screening decodes at most this much memory at once (services/ingest/screening.py): by
+    # default this share of the pod's memory limit (cgroup), or 512 MiB where none is set;
+    # an image that cannot be decoded within it is refused, one that must wait longer than
+    # `screening_wait_s` for room is asked to come back (503).
+    screening_memory_bytes: int | None = None
+    screening_memory_share: float = 0.4
+    screening_threads: int = 2
+    screening_wait_s: float = 3.0
+
+    def screening_budget_bytes(self) -> int:
+        if self.screening_memory_bytes is not None:
+            return self.screening_memory_bytes
+        limit = screening.memory_limit_bytes()
+        return int(limit * self.screening_memory_share) if limit else 512 * 1024 * 1024
     # The scorer's internal API, which measures an input photo against its template's checks.
     scorer_url: str = "http://127.0.0.1:8084"
     scorer_timeout_s: float = 30.0

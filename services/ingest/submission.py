@@ -8,7 +8,6 @@ job with its JobSubmitted.
    with its first job, or check the plan's limits and write the job, its data key and event.
 """
 
-import asyncio
 import hashlib
 import secrets
 from datetime import UTC, datetime
@@ -159,7 +158,8 @@ def check_scoring(body: JobRequest, settings) -> Profile:
     return profile
 
 
-async def input_photo(runtime, store, tenant_id: str, body: JobRequest, settings) -> str | None:
+async def input_photo(runtime, store, tenant_id: str, body: JobRequest, settings,
+                      gate: screening.ScreeningGate) -> str | None:
     """The key of the job's input photo in the internal bucket, after screening and the
     template's input checks: an upload of the tenant's, or the base64 reference photo, screened
     like an upload and stored by content, so a retried submission stores nothing new."""
@@ -177,7 +177,7 @@ async def input_photo(runtime, store, tenant_id: str, body: JobRequest, settings
     if body.reference_image is None:
         return None
     limits = screening.ScreeningLimits(settings.max_upload_bytes, settings.max_reference_pixels)
-    photo = await asyncio.to_thread(screening.screened_photo, body.reference_image, limits)
+    photo = await gate.screen(screening.reference_photo_bytes(body.reference_image), limits, "reference_image")
     await guidance.check_input(settings, body.template, photo.data)
     key = f"{tenant_id}/references/{photo.sha256}.{photo.extension}"
     await store.put(store.internal_bucket, key, photo.data, photo.media_type)
@@ -217,13 +217,13 @@ async def record_submission(runtime, plans, tenant: str, body: JobRequest, setti
 
 
 async def submit(runtime, store, plans, tenant: str, body: JobRequest, settings, idempotency_key: str | None,
-                 cancel_after: str | None) -> domain.JobView:
+                 cancel_after: str | None, gate: screening.ScreeningGate) -> domain.JobView:
     """The job `body` asks for, checked and recorded (or the first job of a retried key)."""
     body = with_deadline(body, cancel_after, settings)
     profile = check_scoring(body, settings)
     if body.webhook_url is not None:
         await check_webhook_url(body.webhook_url, settings)
-    reference_key = await input_photo(runtime, store, tenant, body, settings)
+    reference_key = await input_photo(runtime, store, tenant, body, settings, gate)
     fingerprint = request_rules.request_fingerprint(body.model_dump(mode="json"))
     submission = (runtime, plans, tenant, body, settings, idempotency_key, fingerprint, reference_key, profile)
     try:

@@ -143,7 +143,7 @@ def build(settings: LedgerSettings):
     app.state.grant, app.state.pay, app.state.ledger = ledger.grant, ledger.pay, ledger
     app.include_router(routes.router)
     app.include_router(audit.router)
-    app.router.routes.extend(telemetry.ops_routes(runtime.readiness_checks))
+    app.router.routes.extend(telemetry.ops_routes(runtime.readiness_checks, runtime.reported_checks))
     return runtime, app
 
 

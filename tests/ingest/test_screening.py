@@ -1,15 +1,18 @@
 """Screening on crafted files, without servers: what is refused and why, and what is kept."""
 
+import asyncio
 import io
 import struct
+import unittest.mock
 import zipfile
 import zlib
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from services.common.problems import Problem
-from services.ingest.screening import ScreeningLimits, screen_image
+from services.ingest.screening import BYTES_PER_PIXEL, ScreeningGate, ScreeningLimits, decoded_clean, screen_image
 
 LIMITS = ScreeningLimits(max_bytes=2 * 1024 * 1024, max_pixels=4_000_000)
 
@@ -142,3 +145,67 @@ def test_exif_orientation_is_applied_and_metadata_stripped():
     assert b"CameraMaker" not in screened.data and b"taken at home" not in screened.data
     red, green, blue = clean.getpixel((20, 10))  # rotated clockwise: the blue half is on top
     assert blue > 150 and red < 100
+
+
+# ---- the gate: memory budget and threads ------------------------------------------------
+
+LARGE = ScreeningLimits(max_bytes=64 * 1024 * 1024, max_pixels=100_000_000)
+
+
+def noisy_png(width: int, height: int) -> bytes:
+    """A PNG that compresses as a photograph does (noise in 8×8 blocks)."""
+    rng = np.random.default_rng(7)
+    blocks = rng.integers(0, 255, (height // 8, width // 8, 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(blocks.repeat(8, 0).repeat(8, 1)).save(out, format="PNG", compress_level=1)
+    return out.getvalue()
+
+
+def test_megapixels_in_a_few_kilobytes_are_a_decompression_bomb():
+    problem = refused(bomb_png(6000, 6000), LARGE)
+    assert (problem.status, problem.slug) == (413, "decompression-bomb")
+    assert screen_image(noisy_png(4000, 3000), LARGE).width == 4000  # a photograph as large passes
+
+
+async def test_an_image_whose_decode_would_not_fit_the_budget_is_refused_before_decoding():
+    gate = ScreeningGate(budget_bytes=50 * 1024 * 1024, threads=2, wait_s=1)
+    with pytest.raises(Problem) as caught:
+        await gate.screen(noisy_png(4000, 3000), LARGE, "the upload")  # 12 MP × 10 bytes > 50 MiB
+    assert (caught.value.status, caught.value.slug) == (413, "too-many-pixels")
+    assert caught.value.extra["limit"] == 50 * 1024 * 1024 // BYTES_PER_PIXEL["PNG"]
+    assert gate.held_bytes == 0 and gate.running == 0
+
+
+async def test_screenings_beyond_the_budget_wait_for_room_then_are_asked_to_come_back():
+    photo = noisy_png(2000, 1500)  # 3 MP: 30 MB to decode
+    gate = ScreeningGate(budget_bytes=40 * 1024 * 1024, threads=4, wait_s=0.3)
+    async with gate._holding(35 * 1024 * 1024, "another photo"):
+        with pytest.raises(Problem) as caught:
+            await gate.screen(photo, LARGE, "the upload")
+    assert (caught.value.status, caught.value.slug) == (503, "screening-busy")
+    assert caught.value.headers == {"Retry-After": "1"}
+
+    async def release_soon() -> None:
+        async with gate._holding(35 * 1024 * 1024, "another photo"):
+            await asyncio.sleep(0.1)
+
+    holder = asyncio.create_task(release_soon())
+    await asyncio.sleep(0.01)
+    screened = await gate.screen(photo, LARGE, "the upload")  # waited for the room, then went through
+    await holder
+    assert screened.width == 2000 and gate.held_bytes == 0
+
+
+async def test_no_more_screenings_run_at_once_than_the_gate_has_threads():
+    gate = ScreeningGate(budget_bytes=1 << 34, threads=2, wait_s=10)
+    most = 0
+
+    def watched(*args):
+        nonlocal most
+        most = max(most, gate.running)
+        return decoded_clean(*args)
+
+    photo = encoded("PNG", size=(640, 480))
+    with unittest.mock.patch("services.ingest.screening.decoded_clean", watched):
+        await asyncio.gather(*(gate.screen(photo, LARGE, f"photo {i}") for i in range(8)))
+    assert most == 2

@@ -16,7 +16,7 @@ from services.common.outbox import erase_prompt_from_outbox
 from services.common.problems import Problem
 from services.common.storage import signed_links
 from services.ingest import data_keys, domain, store as jobs_store, submission
-from services.ingest.deps import JobsReader, JobsWriter, Plans, Runtime, Settings, Store
+from services.ingest.deps import JobsReader, JobsWriter, Plans, Runtime, Screening, Settings, Store
 from services.ingest.examples import CANCELED_EXAMPLE, ERASURE_EXAMPLE, JOB_EXAMPLE, JOB_PAGE_EXAMPLE, REPORT_EXAMPLE
 from services.ingest.job_lookup import parse_job_id, refuse_missing
 from services.ingest.submission import JobRequest
@@ -35,7 +35,7 @@ class JobAccepted(BaseModel):
 
 @router.post("", status_code=202, response_model=JobAccepted, responses=problems.responses(413, 415, 503))
 async def submit_job(body: JobRequest, response: Response, tenant: JobsWriter, runtime: Runtime,
-                     settings: Settings, store: Store, plans: Plans,
+                     settings: Settings, store: Store, plans: Plans, gate: Screening,
                      idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
                      cancel_after: Annotated[str | None, Header(max_length=32)] = None):
     """Accept a job (202); it moves on asynchronously. Retries with the same `Idempotency-Key`
@@ -48,7 +48,7 @@ async def submit_job(body: JobRequest, response: Response, tenant: JobsWriter, r
     A job beyond your plan's jobs in progress or images per day is refused (429, with the
     reason and `Retry-After`) and nothing is held; an accepted job is never dropped by a limit."""
     telemetry.bind_prompt(body.prompt)
-    view = await submission.submit(runtime, store, plans, tenant, body, settings, idempotency_key, cancel_after)
+    view = await submission.submit(runtime, store, plans, tenant, body, settings, idempotency_key, cancel_after, gate)
     response.headers["Location"] = f"/v1/jobs/{view.id}"
     log.info("accepted job %s: %d image(s) of template %s", view.id, view.images, view.template,
              extra={"prompt": body.prompt})

@@ -1,6 +1,5 @@
 """`/v1/uploads`: input photos for later jobs, screened before anything is stored."""
 
-import asyncio
 from datetime import datetime
 from email import policy
 from email.parser import BytesParser
@@ -12,7 +11,7 @@ from pydantic import BaseModel
 from services.common import problems
 from services.common.problems import Problem
 from services.ingest import screening, store as ingest_store
-from services.ingest.deps import JobsReader, JobsWriter, Runtime, Settings, Store
+from services.ingest.deps import JobsReader, JobsWriter, Runtime, Screening, Settings, Store
 
 router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
 
@@ -87,10 +86,10 @@ def as_upload(row: dict) -> Upload:
 
 
 @router.post("", status_code=201, response_model=Upload, openapi_extra=UPLOAD_BODY,
-             responses=problems.responses(413, 415, 422) | {
+             responses=problems.responses(413, 415, 422, 503) | {
                  201: {"content": {"application/json": {"example": UPLOAD_EXAMPLE}}}})
 async def create_upload(request: Request, response: Response, tenant: JobsWriter, runtime: Runtime,
-                        settings: Settings, store: Store):
+                        settings: Settings, store: Store, gate: Screening):
     """Upload a JPEG, PNG or WebP photo (the raw body, or a multipart part named `file`) for
     later jobs (`input_upload`). The type is read from the content, never from a name or a
     header; too many bytes (413), too many pixels or a decompression bomb (413), another type
@@ -99,7 +98,7 @@ async def create_upload(request: Request, response: Response, tenant: JobsWriter
     applied) and carries no metadata (EXIF, GPS, XMP, ICC)."""
     data = await received_photo(request, settings.max_upload_bytes)
     limits = screening.ScreeningLimits(settings.max_upload_bytes, settings.max_reference_pixels)
-    photo = await asyncio.to_thread(screening.screen_image, data, limits, "the upload")
+    photo = await gate.screen(data, limits, "the upload")
     upload_id = uuid4()
     key = f"{tenant}/uploads/{upload_id}.{photo.extension}"
     await store.put(store.internal_bucket, key, photo.data, photo.media_type)
