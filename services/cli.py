@@ -7,6 +7,7 @@ Your jobs (GENLINE_API_URL, GENLINE_API_KEY; --json on every command):
 Receipts, checked offline (no call to the platform):
     genline receipts verify FILE... --keys FILE   signatures and each tenant's chain
     genline receipts keygen           a new receipt signing key (GENLINE_RECEIPT_SIGNING_KEY)
+    genline service-keys [SERVICE...]  new identity keys for internal calls (GENLINE_SERVICE_KEY, _KEYS)
 
 Operating the platform:
     genline run [--exit-after-demo]   the platform on the embedded stack, with a demo job
@@ -38,10 +39,12 @@ COMMANDS = {
                "audit": "services.ledger.audit_replay", "receipts": "services.ingest.receipt_replay"},
     "score": "services.scorer.cli",
     "bus": "services.bus_cli",
+    "service-keys": "services.service_keys_cli",
 }
 KEEPS_NAME = {"create-tenant", "set-plan", "grant", "score"}  # their modules take it as a sub-command
 PROG = {"jobs": "genline jobs", "receipts": "genline receipts", "run": "genline run", "create-tenant": "genline",
-        "set-plan": "genline", "grant": "genline", "bus": "genline bus"}
+        "set-plan": "genline", "grant": "genline", "bus": "genline bus",
+        "service-keys": "genline service-keys"}
 HELP = ("-h", "--help")
 
 

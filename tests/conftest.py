@@ -1,3 +1,4 @@
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,10 @@ from tests.stacks import chosen_stack, start_stack
 # Tests run gRPC servers and channels on many event loops, one after another; without this,
 # freeing the last of them at the end of the session can hang pytest (see hold_grpc_aio).
 hold_grpc_aio()
+
+# Settings made in this process are the test environment's unless a test says otherwise (a
+# service's own default is production; tests/common/test_settings.py checks it is).
+os.environ.setdefault("GENLINE_ENVIRONMENT", "test")
 
 # Tests that run a Genline service (as a process, or its runtime in this one), a browser, or
 # stop and start the stack's own servers: left out of the fast lane (`make test-fast`). Every

@@ -30,7 +30,8 @@ def chosen_stack() -> tuple[str, str]:
 class ContainerStack:
     """Apache Kafka, PostgreSQL 16 and MinIO in containers, through testcontainers."""
 
-    def __init__(self) -> None:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
         self._containers = []
 
     def start(self) -> Endpoints:
@@ -53,6 +54,7 @@ class ContainerStack:
             s3_endpoint_url=f"http://{host}:{port}",
             s3_access_key_id=minio.access_key,
             s3_secret_access_key=minio.secret_key,
+            credentials_dir=str(self.data_dir / "credentials"),
         )
         asyncio.run(provision(endpoints))
         return endpoints
@@ -65,5 +67,5 @@ class ContainerStack:
 def start_stack(kind: str, data_dir: Path):
     # The services rotate nothing on the session's broker: tests read their topics from the
     # beginning to see what was published (tests/test_broker_loss.py rotates its own).
-    stack = ContainerStack() if kind == "containers" else EmbeddedStack(data_dir, rotate_after_records=None)
+    stack = ContainerStack(data_dir) if kind == "containers" else EmbeddedStack(data_dir, rotate_after_records=None)
     return stack, stack.start()

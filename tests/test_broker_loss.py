@@ -46,8 +46,8 @@ def rotations(database_url: str) -> dict[str, int]:
 def replays_find_no_difference(platform: Platform) -> None:
     lines: list[str] = []
     assert replay_ledger(platform.endpoints.settings(LedgerSettings), "ledger", out=lines.append) == 0, lines
-    assert replay_jobs(platform.endpoints.settings(IngestSettings), "ingest", out=lines.append) == 0, lines
-    assert replay_audit(platform.endpoints.settings(LedgerSettings), "ledger", out=lines.append) == 0, lines
+    assert replay_jobs(platform.endpoints.operator_settings(IngestSettings), "ingest", out=lines.append) == 0, lines
+    assert replay_audit(platform.endpoints.operator_settings(LedgerSettings), "ledger", out=lines.append) == 0, lines
 
 
 def test_a_broker_killed_mid_flight_and_started_again_empty_loses_nothing(tmp_path):

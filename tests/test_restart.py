@@ -103,6 +103,6 @@ def test_nothing_is_lost_when_everything_stops_and_starts_again(tmp_path, how):
 
         lines: list[str] = []
         assert replay_ledger(platform.endpoints.settings(LedgerSettings), "ledger", out=lines.append) == 0, lines
-        assert replay_jobs(platform.endpoints.settings(IngestSettings), "ingest", out=lines.append) == 0, lines
+        assert replay_jobs(platform.endpoints.operator_settings(IngestSettings), "ingest", out=lines.append) == 0, lines
     finally:
         platform.stop("sigterm")

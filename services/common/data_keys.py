@@ -14,6 +14,7 @@ from uuid import UUID
 import httpx
 
 from services.common.contracts import SealedText
+from services.common.internal_calls import ServiceAuth, signer_of
 from services.common.sealing import open_sealed
 from services.common.settings import SealedContentSettings
 
@@ -32,11 +33,8 @@ class DataKeys:
 
     def _client(self) -> httpx.AsyncClient:
         if self._http is None:
-            token = self.settings.data_key_token
-            headers = {"X-Genline-Service": self.service} | (
-                {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {})
-            self._http = httpx.AsyncClient(base_url=self.settings.data_key_url, headers=headers,
-                                           timeout=self.settings.data_key_timeout_s)
+            self._http = httpx.AsyncClient(base_url=self.settings.data_key_url, timeout=self.settings.data_key_timeout_s,
+                                           auth=ServiceAuth(signer_of(self.settings), "ingest"))
         return self._http
 
     async def key(self, job_id: UUID | str) -> bytes | None:

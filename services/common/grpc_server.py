@@ -1,5 +1,6 @@
 """A service's internal gRPC server: its own servicer plus standard health checking and
-server reflection, serving once started, with every unary call counted and timed."""
+server reflection, serving once started, answering only proven callers, with every unary
+call counted and timed."""
 
 import time
 from collections.abc import Callable
@@ -11,6 +12,8 @@ from grpc_reflection.v1alpha import reflection
 
 from services.common import telemetry, tracing
 from services.common.db import database_away
+from services.common.identity import ServiceVerifier
+from services.common.internal_calls import GrpcIdentity
 
 
 def hold_grpc_aio() -> None:
@@ -25,9 +28,11 @@ def hold_grpc_aio() -> None:
 
 
 async def start_grpc_server(add_servicer: Callable[[grpc.aio.Server], None], service_name: str, host: str,
-                            port: int) -> grpc.aio.Server:
-    """`add_servicer(server)` adds the service's servicer; `service_name` is its full proto name."""
-    server = grpc.aio.server(interceptors=[tracing.grpc_server_interceptor(), GrpcTelemetry(service_name.split(".")[1])])
+                            port: int, verifier: ServiceVerifier) -> grpc.aio.Server:
+    """`add_servicer(server)` adds the service's servicer; `service_name` is its full proto
+    name. Every call but health checks must carry a caller `verifier` proves (GrpcIdentity)."""
+    server = grpc.aio.server(interceptors=[tracing.grpc_server_interceptor(), GrpcIdentity(verifier),
+                                           GrpcTelemetry(service_name.split(".")[1])])
     add_servicer(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

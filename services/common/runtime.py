@@ -10,6 +10,7 @@ import psycopg
 import uvicorn
 from faststream.kafka import KafkaBroker
 from starlette.applications import Starlette
+from starlette.responses import JSONResponse
 
 from services.common import telemetry, tracing
 from services.common.consumer import EventConsumer
@@ -151,7 +152,26 @@ def listen(host: str, ports: Iterable[int]) -> list[socket.socket]:
     return sockets
 
 
+class OpsPort:
+    """With an ops port, probes and /metrics answer there only, and nothing else does (404)."""
+
+    def __init__(self, app, ops_port: int | None) -> None:
+        self.app, self.ops_port = app, ops_port
+
+    async def __call__(self, scope, receive, send) -> None:
+        if self.ops_port and scope["type"] == "http":
+            on_ops_port = (scope.get("server") or (None, None))[1] == self.ops_port
+            if on_ops_port != (scope["path"] in telemetry.OPS_PATHS):
+                response = JSONResponse({"type": "/problems/not-found", "title": "Not Found", "status": 404,
+                                         "detail": "no such resource on this port"}, 404,
+                                        media_type="application/problem+json")
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def serve(app, settings: ServiceSettings) -> None:
+    app = OpsPort(app, settings.ops_port)
     config = uvicorn.Config(app, log_config=None, access_log=False, timeout_graceful_shutdown=HTTP_DRAIN_S)
     uvicorn.Server(config).run(sockets=listen(settings.http_host, settings.http_ports()))
 

@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.common.identity import INTERNAL_SERVICES, public_key_of, valid_public_key
+
 # Compared after lower-casing and dropping everything but letters and digits, so CHANGE_ME,
 # change-me and "Change me" are one placeholder; a real secret is also long enough.
 PLACEHOLDER_SECRETS = {"", "changeme", "secret", "password", "minioadmin", "testing", "placeholder", "replaceme",
@@ -35,7 +37,10 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GENLINE_", extra="ignore")
 
     service_name: str = "genline"
-    environment: Literal["development", "test", "production"] = "development"
+    # Production unless said otherwise: a service started with missing or placeholder secrets
+    # refuses to start, naming the setting. The embedded stack (services/stack) sets
+    # development for what it starts; nothing else defaults to it.
+    environment: Literal["development", "test", "production"] = "production"
     log_level: str = "INFO"
     # No log line shows a prompt (clients' prompts may be confidential); off, the lines that
     # concern a job name its prompt, which helps while developing.
@@ -45,6 +50,9 @@ class ServiceSettings(BaseSettings):
 
     http_host: str = "127.0.0.1"
     http_port: int = 8080
+    # Probes and /metrics on a port of their own (what the kubelet and Prometheus reach, and
+    # nothing else); unset, they answer on every port.
+    ops_port: int | None = None
 
     kafka_bootstrap: str = "127.0.0.1:9092"
     topic_namespace: str = "genline"
@@ -63,6 +71,13 @@ class ServiceSettings(BaseSettings):
     # How often a consumer commits the offsets of what it applied (see consumer.OffsetCommits):
     # what a crash delivers again is what the inbox skips.
     kafka_commit_interval_ms: int = 1000
+
+    # This service's identity for internal calls (services/common/identity.py): its Ed25519
+    # key (base64url of the 32-byte seed, from a Secret only this service mounts), and the
+    # public keys of the services it answers (JSON, name → key, a shared ConfigMap). Both
+    # required in production; without them internal calls to it are refused.
+    service_key: SecretStr | None = None
+    service_keys: dict[str, str] = {}
 
     database_url: SecretStr
     database_pool_size: int = 8
@@ -116,7 +131,29 @@ class ServiceSettings(BaseSettings):
 
     def http_ports(self) -> list[int]:
         """Every port the service's HTTP app listens on."""
-        return [self.http_port]
+        return [self.http_port] + self._ops_ports()
+
+    def _ops_ports(self) -> list[int]:
+        return [self.ops_port] if self.ops_port else []
+
+    @model_validator(mode="after")
+    def valid_service_identity(self) -> "ServiceSettings":
+        needed = self.environment == "production" and self.service_name in INTERNAL_SERVICES
+        if self.service_key is None and needed:
+            raise ValueError("GENLINE_SERVICE_KEY must be set in production (`genline service-keys` makes one)")
+        if self.service_key is not None:
+            if self.environment == "production":
+                refuse_weak_secret("GENLINE_SERVICE_KEY", self.service_key.get_secret_value())
+            try:
+                public_key_of(self.service_key.get_secret_value())
+            except ValueError as error:
+                raise ValueError(f"GENLINE_SERVICE_KEY is not an Ed25519 seed (base64url of 32 bytes): {error}") from None
+        if needed and not self.service_keys:
+            raise ValueError("GENLINE_SERVICE_KEYS must name the services' public keys in production")
+        for name, key in self.service_keys.items():
+            if not valid_public_key(key):
+                raise ValueError(f"GENLINE_SERVICE_KEYS: the key of {name!r} is not an Ed25519 public key")
+        return self
 
     @model_validator(mode="after")
     def reject_placeholder_secrets(self) -> "ServiceSettings":
@@ -140,19 +177,13 @@ def refuse_missing_or_weak(env_name: str, value: SecretStr | None, required: boo
 
 class SealedContentSettings(ServiceSettings):
     """A service that opens jobs' sealed contents (the router, the scorer, delivery): where
-    ingest's internal data-key API answers, and the token it asks for (required in
-    production). A key is kept in memory for at most `data_key_cache_s`, and forgotten when
-    the service is done with the job."""
+    ingest's internal data-key API answers (it proves who calls with its service key). A key
+    is kept in memory for at most `data_key_cache_s`, and forgotten when the service is done
+    with the job."""
 
     data_key_url: str = "http://127.0.0.1:8081"
-    data_key_token: SecretStr | None = None
     data_key_timeout_s: float = 5.0
     data_key_cache_s: float = 600.0
-
-    @model_validator(mode="after")
-    def data_key_token_in_production(self) -> "SealedContentSettings":
-        refuse_missing_or_weak("GENLINE_DATA_KEY_TOKEN", self.data_key_token, self.environment == "production")
-        return self
 
 
 # What an operator token may allow; "*" allows everything.
@@ -204,7 +235,7 @@ class AdminApiSettings(ServiceSettings):
     admin_port: int | None = None
 
     def http_ports(self) -> list[int]:
-        return [self.http_port] + ([self.admin_port] if self.admin_port else [])
+        return [self.http_port] + ([self.admin_port] if self.admin_port else []) + self._ops_ports()
 
     def operators(self) -> dict[str, OperatorToken]:
         """Every operator token by name, the shared one as `admin` with every scope."""

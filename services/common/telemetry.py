@@ -210,6 +210,9 @@ async def _failures(checks: dict[str, ReadinessCheck]) -> dict[str, str]:
     return failures
 
 
+OPS_PATHS = ("/healthz", "/readyz", "/metrics")
+
+
 def ops_routes(readiness_checks: dict[str, ReadinessCheck],
                reported_checks: dict[str, ReadinessCheck] | None = None) -> list[Route]:
     """Liveness says the process serves; readiness says the dependencies it cannot work
@@ -230,7 +233,7 @@ def ops_routes(readiness_checks: dict[str, ReadinessCheck],
     async def metrics(_: Request) -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    return [Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics)]
+    return [Route(path, endpoint) for path, endpoint in zip(OPS_PATHS, (healthz, readyz, metrics), strict=True)]
 
 
 # ---- HTTP: request metrics, request ids, the access log --------------------------------

@@ -2,6 +2,7 @@
 jobs and keeps each tenant's images only as long as its retention says."""
 
 from services.common.contracts import SUBSCRIPTIONS
+from services.common.internal_calls import guard, verifier_of
 from services.common.runtime import build_worker
 from services.common.storage import ObjectStore
 from services.delivery import handlers
@@ -22,7 +23,8 @@ def build(settings: DeliverySettings):
     sender = senders[0]
     runtime.startup_hooks.append(sender.start)
     runtime.shutdown_hooks.append(sender.stop)
-    app.router.routes.extend(WebhookApi(runtime, sender, settings).routes())
+    verifier = verifier_of(settings)
+    app.router.routes.extend(guard(route, verifier, "webhooks") for route in WebhookApi(runtime, sender, settings).routes())
     app.add_exception_handler(NotFound, not_found_handler)
     sweeper = RetentionSweeper(runtime, ObjectStore(settings), settings)
     runtime.startup_hooks.append(sweeper.start)

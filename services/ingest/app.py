@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from services.common import api, telemetry, tracing
 from services.common.contracts import SUBSCRIPTIONS
+from services.common.internal_calls import ServiceAuth, identity_client_interceptor, signer_of, verifier_of
 from services.common.runtime import ServiceRuntime
 from services.common.storage import ObjectStore
 from services.ingest import handlers, ledger_calls
@@ -62,6 +63,7 @@ def build(settings: IngestSettings):
                          lifespan=runtime.lifespan)
     app.state.runtime, app.state.settings, app.state.store, app.state.signer = runtime, settings, store, signer
     app.state.plans = load_plans(settings.plans_path)
+    app.state.service_verifier = verifier_of(settings)
     app.state.screening = ScreeningGate(settings.screening_budget_bytes(), settings.screening_threads,
                                         settings.screening_wait_s)
     connect_grpc(runtime, app, "ledger", settings.ledger_grpc_target, ledger_calls.rpc.LedgerServiceStub)
@@ -100,7 +102,8 @@ def connect_grpc(runtime: ServiceRuntime, app: FastAPI, name: str, target: str, 
     `app.state.<name>_stub`."""
 
     async def open_channel() -> None:
-        channel = grpc.aio.insecure_channel(target, interceptors=tracing.grpc_client_interceptors())
+        interceptors = tracing.grpc_client_interceptors() + identity_client_interceptor(signer_of(app.state.settings), name)
+        channel = grpc.aio.insecure_channel(target, interceptors=interceptors)
         setattr(app.state, f"{name}_channel", channel)
         setattr(app.state, f"{name}_stub", stub_class(channel))
 
@@ -115,7 +118,8 @@ def connect_delivery(runtime: ServiceRuntime, app: FastAPI, settings: IngestSett
     """One HTTP client for delivery's internal API (webhook endpoints and attempts)."""
 
     async def open_client() -> None:
-        app.state.delivery_http = httpx.AsyncClient(base_url=settings.delivery_url, timeout=settings.delivery_timeout_s)
+        app.state.delivery_http = httpx.AsyncClient(base_url=settings.delivery_url, timeout=settings.delivery_timeout_s,
+                                                    auth=ServiceAuth(signer_of(settings), "delivery"))
 
     async def close_client() -> None:
         await app.state.delivery_http.aclose()

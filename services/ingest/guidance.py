@@ -62,7 +62,7 @@ async def check_input(settings, template: str, photo: bytes) -> None:
     checks = load_catalogue().input_checks(template)
     if not checks:
         return
-    values = await measure(settings.scorer_url, settings.scorer_timeout_s, photo, list(checks))
+    values = await measure(settings, photo, list(checks))
     failed = failed_checks(checks, values)
     if failed:
         raise guidance_problem(template, failed)

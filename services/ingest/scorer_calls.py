@@ -4,17 +4,19 @@ Retry-After, never a 500."""
 
 import httpx
 
+from services.common.internal_calls import ServiceAuth, signer_of
 from services.common.problems import Problem
 from services.common.quality.calibration import Judged
 
 RETRY_AFTER_S = 5
 
 
-async def ask_scorer(scorer_url: str, timeout_s: float, path: str, unavailable: tuple[str, str], **request) -> dict:
-    """POST `request` to the scorer's `path`; `unavailable` is the problem's type and what it
-    says could not be done now."""
+async def ask_scorer(settings, path: str, unavailable: tuple[str, str], **request) -> dict:
+    """POST `request` to the scorer's `path`, as ingest; `unavailable` is the problem's type
+    and what it says could not be done now."""
     try:
-        async with httpx.AsyncClient(base_url=scorer_url, timeout=timeout_s) as client:
+        async with httpx.AsyncClient(base_url=settings.scorer_url, timeout=settings.scorer_timeout_s,
+                                     auth=ServiceAuth(signer_of(settings), "scorer")) as client:
             response = await client.post(path, **request)
             response.raise_for_status()
     except httpx.HTTPError as error:
@@ -24,18 +26,18 @@ async def ask_scorer(scorer_url: str, timeout_s: float, path: str, unavailable: 
     return response.json()
 
 
-async def measure(scorer_url: str, timeout_s: float, photo: bytes, dimensions: list[str]) -> dict[str, float | None]:
+async def measure(settings, photo: bytes, dimensions: list[str]) -> dict[str, float | None]:
     """The scorer's values of `dimensions` for `photo` (None where it cannot measure one)."""
-    answer = await ask_scorer(scorer_url, timeout_s, "/internal/v1/measurements",
+    answer = await ask_scorer(settings, "/internal/v1/measurements",
                               ("input-check-unavailable", "the input photo could not be checked"),
                               content=photo, params={"dimensions": ",".join(dimensions)},
                               headers={"content-type": "application/octet-stream"})
     return answer["values"]
 
 
-async def calibrate(scorer_url: str, timeout_s: float, judged: list[Judged]) -> list[dict]:
+async def calibrate(settings, judged: list[Judged]) -> list[dict]:
     """The scorer's calibration rows for `judged`, as JSON."""
-    answer = await ask_scorer(scorer_url, timeout_s, "/internal/v1/calibration",
+    answer = await ask_scorer(settings, "/internal/v1/calibration",
                               ("calibration-unavailable", "the scorer could not calibrate"),
                               json={"images": [image.as_json() for image in judged]})
     return answer["dimensions"]

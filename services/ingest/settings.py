@@ -76,16 +76,11 @@ class IngestSettings(AdminApiSettings):
     # another: the public keys of earlier ones stay published. Unset in development and
     # tests, each process signs with a key of its own, published like any other.
     receipt_signing_key: SecretStr | None = None
-    # The token the services that open sealed prompts send to the internal data-key API
-    # (their GENLINE_DATA_KEY_TOKEN), required in production; that API answers on the admin
-    # port when there is one, never on the public port then.
-    data_key_token: SecretStr | None = None
 
     @model_validator(mode="after")
-    def signing_and_data_key_secrets(self) -> "IngestSettings":
+    def signing_key(self) -> "IngestSettings":
         production = self.environment == "production"
         refuse_missing_or_weak("GENLINE_RECEIPT_SIGNING_KEY", self.receipt_signing_key, production)
         if self.receipt_signing_key is not None:
             load_signing_key(self.receipt_signing_key.get_secret_value())  # InvalidSigningKey names what is wrong
-        refuse_missing_or_weak("GENLINE_DATA_KEY_TOKEN", self.data_key_token, production)
         return self

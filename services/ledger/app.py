@@ -12,6 +12,7 @@ from services.common.problems import Problem
 from services.common.runtime import GRPC_DRAIN_S, ServiceRuntime
 from services.common.supervision import every, stop_tasks, supervise
 from services.ledger import audit, handlers, metrics, routes
+from services.common.internal_calls import verifier_of
 from services.ledger.grpc import start_grpc_server
 from services.ledger.pricebook import load_price_book
 from services.ledger.settings import LedgerSettings
@@ -108,7 +109,7 @@ class LedgerApp:
 
         async def start() -> None:
             state["grpc"] = await start_grpc_server(self.runtime.pool, self.price_book, self.settings.grpc_host,
-                                                    self.settings.grpc_port)
+                                                    self.settings.grpc_port, verifier_of(self.settings))
             state["sweeper"] = supervise("ledger-sweep", lambda: every(self.settings.sweep_interval_s, self.sweep_once,
                                                                       "ledger-sweep"))
 

@@ -7,6 +7,7 @@ import grpc
 from psycopg_pool import AsyncConnectionPool
 
 from services.common import grpc_server
+from services.common.identity import ServiceVerifier
 from services.common.protos import load
 from services.ledger.pricebook import PriceBook
 
@@ -80,7 +81,8 @@ class LedgerService(rpc.LedgerServiceServicer):
         return pb.ListEntriesResponse(entries=entries, next_page_token=token)
 
 
-async def start_grpc_server(pool: AsyncConnectionPool, price_book: PriceBook, host: str, port: int) -> grpc.aio.Server:
+async def start_grpc_server(pool: AsyncConnectionPool, price_book: PriceBook, host: str, port: int,
+                            verifier: ServiceVerifier) -> grpc.aio.Server:
     return await grpc_server.start_grpc_server(
         lambda server: rpc.add_LedgerServiceServicer_to_server(LedgerService(pool, price_book), server),
-        SERVICE_NAME, host, port)
+        SERVICE_NAME, host, port, verifier)

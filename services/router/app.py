@@ -15,6 +15,7 @@ from services.router import handlers, metrics, store
 from services.router.attempts import RoutingEngine
 from services.router.routing_types import RoutingPolicy
 from services.router.generation import AttemptRunner
+from services.common.internal_calls import verifier_of
 from services.router.grpc import start_router_grpc
 from services.router.providers.base import ProviderContext
 from services.router.providers.factory import build_providers
@@ -77,7 +78,7 @@ class RouterApp:
 
     async def _start(self) -> None:
         self.grpc = await start_router_grpc(self.engine, self.runner.refresh_pass_rates, self.settings.grpc_host,
-                                            self.settings.grpc_port)
+                                            self.settings.grpc_port, verifier_of(self.settings))
         self.scheduler.start()
 
     async def _stop(self) -> None:

@@ -8,6 +8,7 @@ import grpc
 
 from services.common.contracts import ProviderStatus
 from services.common.grpc_server import start_grpc_server
+from services.common.identity import ServiceVerifier
 from services.common.protos import load
 from services.router.attempts import RoutingEngine
 
@@ -43,7 +44,7 @@ class RouterService(rpc.RouterServiceServicer):
 
 
 async def start_router_grpc(engine: RoutingEngine, refresh: Callable[[], Awaitable[None]], host: str,
-                            port: int) -> grpc.aio.Server:
+                            port: int, verifier: ServiceVerifier) -> grpc.aio.Server:
     return await start_grpc_server(
         lambda server: rpc.add_RouterServiceServicer_to_server(RouterService(engine, refresh), server),
-        SERVICE_NAME, host, port)
+        SERVICE_NAME, host, port, verifier)

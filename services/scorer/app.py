@@ -5,6 +5,7 @@ ingest's calibration report."""
 from functools import partial
 
 from services.common.contracts import SUBSCRIPTIONS
+from services.common.internal_calls import guard, verifier_of
 from services.common.runtime import build_worker
 from services.scorer import calibration_api, handlers, measurements
 from services.scorer.settings import ScorerSettings
@@ -13,6 +14,7 @@ from services.scorer.settings import ScorerSettings
 def build(settings: ScorerSettings):
     scorer = handlers.new_scorer(settings)
     runtime, app = build_worker("scorer", settings, SUBSCRIPTIONS["scorer"], partial(handlers.register, scorer=scorer))
-    app.router.routes.append(measurements.route(scorer))
-    app.router.routes.append(calibration_api.route())
+    verifier = verifier_of(settings)
+    app.router.routes.append(guard(measurements.route(scorer), verifier, "measurements"))
+    app.router.routes.append(guard(calibration_api.route(), verifier, "calibration"))
     return runtime, app

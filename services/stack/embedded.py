@@ -39,6 +39,8 @@ from pathlib import Path
 import psutil
 
 from services.common.contracts import ALL_TOPICS
+from services.common.identity import ServiceSigner
+from services.stack.credentials import SERVICES, ensure_credentials, provision_roles, public_keys, read_credentials
 
 DEV_S3_KEY_ID = "genline-dev"
 DEV_S3_SECRET = "genline-dev-secret-not-for-production"
@@ -75,15 +77,36 @@ class Endpoints:
     kafka_fetch_max_wait_ms: int | None = None
     bus_rotate_after_records: int | None = None
     bus_wake_on_publish: bool = False
+    # Each service's own credentials (services/stack/credentials.py); the URLs above are the
+    # administrator's, for provisioning, tests and audits.
+    credentials_dir: str | None = None
 
     def settings(self, settings_class, **overrides):
-        """Settings for code that runs in this process (seeding, tests)."""
-        values = {k.removeprefix("GENLINE_").lower(): v for k, v in self.service_env().items()}
+        """Settings for code that runs in this process (seeding, tests): a service's settings
+        class gets that service's credentials, any other the administrator's."""
+        service = settings_class.model_fields["service_name"].default
+        values = {k.removeprefix("GENLINE_").lower(): v for k, v in self.service_env(service).items()}
+        if "service_keys" in values:
+            values["service_keys"] = json.loads(values["service_keys"])
         return settings_class(**(values | overrides))
 
-    def service_env(self) -> dict[str, str]:
-        """Environment for a service process (see `services.common.settings`)."""
+    def operator_settings(self, settings_class, **overrides):
+        """Settings for the operators' tools that read every service's journal (the replays,
+        the audits): the administrator's database login, not a service's, which reads its
+        own schemas only."""
+        return self.settings(settings_class, **({"database_url": self.database_url} | overrides))
+
+    def signer(self, service: str) -> ServiceSigner:
+        """Speaks as `service` on internal calls, for tools and tests that call internal APIs."""
+        return ServiceSigner(service, read_credentials(Path(self.credentials_dir), service).identity_key)
+
+    def service_env(self, service: str | None = None) -> dict[str, str]:
+        """Environment for a service process (see `services.common.settings`): with its own
+        credentials when `service` names one of the five."""
         env = {
+            # The embedded stack is where development's defaults live (the services'
+            # own default is production).
+            "GENLINE_ENVIRONMENT": "development",
             "GENLINE_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
             "GENLINE_DATABASE_URL": self.database_url,
             "GENLINE_S3_ENDPOINT_URL": self.s3_endpoint_url,
@@ -96,6 +119,9 @@ class Endpoints:
             env["GENLINE_BUS_ROTATE_AFTER_RECORDS"] = str(self.bus_rotate_after_records)
         if self.bus_wake_on_publish:
             env["GENLINE_BUS_WAKE_ON_PUBLISH"] = "true"
+        if self.credentials_dir and service in SERVICES:
+            directory = Path(self.credentials_dir)
+            env |= read_credentials(directory, service).env(self.database_url, public_keys(directory))
         return env
 
 
@@ -237,7 +263,8 @@ class EmbeddedStack:
             self._wait_for_s3(s3_url, self.servers["s3"])
             self.endpoints = Endpoints(kafka_bootstrap=f"127.0.0.1:{self.kafka_port}", database_url=database_url,
                                        s3_endpoint_url=s3_url, kafka_fetch_max_wait_ms=TANSU_FETCH_MAX_WAIT_MS,
-                                       bus_rotate_after_records=self.rotate_after_records, bus_wake_on_publish=True)
+                                       bus_rotate_after_records=self.rotate_after_records, bus_wake_on_publish=True,
+                                       credentials_dir=str(self.data_dir / "credentials"))
             asyncio.run(provision(self.endpoints))
         except BaseException:
             self.stop()
@@ -314,6 +341,7 @@ class EmbeddedStack:
             forget_pgserver_handle(pgdata)
             wait_for_postmaster_ready(pgdata, POSTGRES_RECOVERY_TIMEOUT_S)
             self._postgres = pgserver.get_server(pgdata, cleanup_mode="stop")
+        require_passwords(self._postgres)
         return self._postgres.get_uri()
 
     def _spawn_seaweedfs(self) -> str:
@@ -362,6 +390,22 @@ class EmbeddedStack:
         process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.servers[part] = process
         return process
+
+
+# The administrator, on the server's own socket, without a password (the stack provisions
+# through it); every other role, the services' included, with its password.
+PG_HBA = """local all postgres trust
+local all all scram-sha-256
+host all all 127.0.0.1/32 scram-sha-256
+host all all ::1/128 scram-sha-256
+"""
+
+
+def require_passwords(server) -> None:
+    hba = Path(server.pgdata) / "pg_hba.conf"
+    if hba.read_text() != PG_HBA:
+        hba.write_text(PG_HBA)
+        server.psql("SELECT pg_reload_conf();")
 
 
 def postgres_processes(pgdata: Path) -> list[psutil.Process]:
@@ -424,12 +468,15 @@ def stop_process(process: subprocess.Popen, grace_s: float = 10) -> None:
 
 
 async def provision(endpoints: Endpoints) -> None:
-    """Topics and buckets, created once; services create their own schemas."""
+    """Topics, buckets and each service's database role, created once; services create their
+    own schemas, as their roles."""
     from services.common.settings import ServiceSettings
     from services.common.storage import ObjectStore
 
     await create_topics(endpoints.kafka_bootstrap)
     await ObjectStore(endpoints.settings(ServiceSettings)).ensure_buckets()
+    if endpoints.credentials_dir:
+        await provision_roles(endpoints.database_url, ensure_credentials(Path(endpoints.credentials_dir)))
 
 
 async def create_topics(bootstrap: str, topics: list[str] = ALL_TOPICS) -> None:

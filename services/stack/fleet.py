@@ -50,7 +50,7 @@ class ServiceFleet:
 
     def env(self, name: str) -> dict[str, str]:
         name, process = service_of(name), name
-        return os.environ | self.endpoints.service_env() | {
+        return os.environ | self.endpoints.service_env(name) | {
             "GENLINE_HTTP_PORT": str(self.ports[process]),
             "GENLINE_SERVICE_NAME": name,
             "PYTHONPATH": str(Path(__file__).resolve().parents[2]),

@@ -2,6 +2,7 @@
 
 import pytest
 
+from services.common.identity import new_service_key
 from services.common.settings import ServiceSettings
 from services.ingest.receipts import new_signing_key_text
 from services.ingest.settings import IngestSettings
@@ -12,9 +13,13 @@ REAL = "q7Zp2vL9xW4mK8rT1yB6"
 DATABASE = f"postgresql://genline:{REAL}@db:5432/genline"
 
 
+SEED, PUBLIC = new_service_key()
+
+
 def production(settings_class=ServiceSettings, **values):
     return settings_class(**({"environment": "production", "database_url": DATABASE, "s3_access_key_id": "AKIA",
-                              "s3_secret_access_key": REAL} | values))
+                              "s3_secret_access_key": REAL, "service_key": SEED, "service_keys": {"ingest": PUBLIC}}
+                             | values))
 
 
 @pytest.mark.parametrize("placeholder", ["CHANGE_ME", "change-me", "Change Me", "changeme", "REPLACE_ME", "minioadmin",
@@ -25,11 +30,9 @@ def test_placeholders_are_refused_in_production_whatever_their_spelling(placehol
     with pytest.raises(ValueError, match="GENLINE_ADMIN_TOKEN is a placeholder"):
         production(LedgerSettings, admin_token=placeholder)
     with pytest.raises(ValueError, match="placeholder"):
-        production(RouterSettings, provider_secrets={"fal": placeholder}, data_key_token=REAL)
-    with pytest.raises(ValueError, match="GENLINE_DATA_KEY_TOKEN is a placeholder"):
-        production(RouterSettings, data_key_token=placeholder)
+        production(RouterSettings, provider_secrets={"fal": placeholder})
     with pytest.raises(ValueError, match="GENLINE_RECEIPT_SIGNING_KEY is a placeholder"):
-        production(IngestSettings, receipt_signing_key=placeholder, data_key_token=REAL)
+        production(IngestSettings, receipt_signing_key=placeholder)
 
 
 def test_the_example_secrets_database_password_is_refused():
@@ -51,15 +54,33 @@ def test_real_secrets_pass_and_development_accepts_anything():
                            s3_access_key_id="a", s3_secret_access_key="CHANGE_ME")
 
 
-def test_production_needs_a_receipt_signing_key_and_a_data_key_token_and_refuses_what_is_not_a_key():
+def test_production_needs_a_receipt_signing_key_and_refuses_what_is_not_a_key():
     with pytest.raises(ValueError, match="GENLINE_RECEIPT_SIGNING_KEY must be set in production"):
-        production(IngestSettings, data_key_token=REAL)
-    with pytest.raises(ValueError, match="GENLINE_DATA_KEY_TOKEN must be set in production"):
-        production(IngestSettings, receipt_signing_key=new_signing_key_text())
-    with pytest.raises(ValueError, match="GENLINE_DATA_KEY_TOKEN must be set in production"):
-        production(RouterSettings)
+        production(IngestSettings)
     with pytest.raises(ValueError, match="not an Ed25519 private key"):
-        production(IngestSettings, receipt_signing_key=REAL + REAL, data_key_token=REAL)
-    assert production(IngestSettings, receipt_signing_key=new_signing_key_text(), data_key_token=REAL)
+        production(IngestSettings, receipt_signing_key=REAL + REAL)
+    assert production(IngestSettings, receipt_signing_key=new_signing_key_text())
     assert IngestSettings(environment="test", database_url=DATABASE, s3_access_key_id="a",
                           s3_secret_access_key="b").receipt_signing_key is None  # each process signs with its own
+
+
+@pytest.mark.parametrize("settings_class", [IngestSettings, LedgerSettings, RouterSettings])
+def test_production_needs_the_services_identity_key_and_its_peers_public_keys(settings_class):
+    extra = {"receipt_signing_key": new_signing_key_text()} if settings_class is IngestSettings else {}
+    with pytest.raises(ValueError, match="GENLINE_SERVICE_KEY must be set in production"):
+        production(settings_class, service_key=None, **extra)
+    with pytest.raises(ValueError, match="GENLINE_SERVICE_KEYS must name"):
+        production(settings_class, service_keys={}, **extra)
+    with pytest.raises(ValueError, match="GENLINE_SERVICE_KEY is not an Ed25519 seed"):
+        production(settings_class, service_key=REAL, **extra)
+    with pytest.raises(ValueError, match="the key of 'ingest' is not an Ed25519 public key"):
+        production(settings_class, service_keys={"ingest": "abc"}, **extra)
+    assert production(settings_class, **extra).service_key
+
+
+def test_production_is_the_default_environment(monkeypatch):
+    monkeypatch.delenv("GENLINE_ENVIRONMENT", raising=False)
+    with pytest.raises(ValueError, match="GENLINE_SERVICE_KEY must be set in production"):
+        RouterSettings(database_url=DATABASE, s3_access_key_id="AKIA", s3_secret_access_key=REAL)
+    with pytest.raises(ValueError, match="GENLINE_S3_SECRET_ACCESS_KEY is a placeholder"):
+        ServiceSettings(database_url=DATABASE, s3_access_key_id="AKIA", s3_secret_access_key="CHANGE_ME")

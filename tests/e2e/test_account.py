@@ -1,19 +1,26 @@
 """`POST /v1/quotes` and `GET /v1/account` through ingest answer with the ledger's own
 numbers, which ingest fetches over gRPC."""
 
+import functools
+from types import SimpleNamespace
+
 import grpc
 import httpx
 import pytest
 
 from services.ledger.grpc import pb, rpc
 from tests.e2e.test_bad_input import assert_problem
+from tests.identity import metadata_as
 
 
 @pytest.fixture(scope="module")
 def ledger(platform):
-    """The fleet's ledger over gRPC, to compare ingest's answers with."""
+    """The fleet's ledger over gRPC, called as ingest calls it, to compare ingest's answers with."""
+    metadata = metadata_as(platform.endpoints, "ingest", "ledger")
     with grpc.insecure_channel(f"127.0.0.1:{platform.ledger_grpc_port}") as channel:
-        yield rpc.LedgerServiceStub(channel)
+        stub = rpc.LedgerServiceStub(channel)
+        yield SimpleNamespace(Quote=functools.partial(stub.Quote, metadata=metadata),
+                              GetBalance=functools.partial(stub.GetBalance, metadata=metadata))
 
 
 @pytest.mark.parametrize("body", [

@@ -13,13 +13,13 @@ import time
 import uuid
 from collections.abc import Iterator
 
-import grpc
 import pytest
 import yaml
 
 from services.common.contracts import all_topics
 from services.router.grpc import pb, rpc
 from services.stack.embedded import create_topics
+from tests.identity import channel_as
 from services.stack.fleet import ServiceFleet
 from tests.e2e.conftest import make_tenant
 from tests.router.stubs import STUB_SECRET, Behaviour, Stub, StubMarket, fal_app, serve, stub_provider
@@ -70,7 +70,7 @@ def fleet(endpoints, tmp_path_factory, stub) -> Iterator[ServiceFleet]:
 
 def quality_of(fleet: ServiceFleet, template: str = "generic"):
     async def ask():
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{fleet.router_grpc_port}") as channel:
+        async with channel_as(fleet.endpoints, "ingest", f"127.0.0.1:{fleet.router_grpc_port}", "router") as channel:
             return await rpc.RouterServiceStub(channel).ListProviders(pb.ListProvidersRequest())
     stub = next(p for p in asyncio.run(ask()).providers if p.name == "stub")
     return stub.quality[template] if template in stub.quality else None

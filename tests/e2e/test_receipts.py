@@ -144,7 +144,7 @@ def test_after_a_key_rotation_old_receipts_still_verify(platform, tenant_factory
 def test_replay_receipts_reports_a_delivered_object_replaced_in_the_bucket(tenant_factory, endpoints, object_store):
     tenant = tenant_factory()
     job_ids = run_jobs(tenant, 2)
-    settings = endpoints.settings(IngestSettings)
+    settings = endpoints.operator_settings(IngestSettings)
     lines: list[str] = []
     assert replay_receipts(settings, "ingest", tenant.id, out=lines.append) == 0, lines
     assert lines[0].startswith("checked 2 receipts of 1 tenants") and lines[-1] == "no differences"

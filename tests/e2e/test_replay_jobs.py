@@ -9,7 +9,7 @@ from services.ingest.settings import IngestSettings
 
 def replay(endpoints, tenant_id: str, settle_s: float) -> tuple[int, list[str]]:
     lines: list[str] = []
-    code = replay_jobs(endpoints.settings(IngestSettings), "ingest", tenant_id, out=lines.append, settle_s=settle_s)
+    code = replay_jobs(endpoints.operator_settings(IngestSettings), "ingest", tenant_id, out=lines.append, settle_s=settle_s)
     return code, lines
 
 

@@ -3,7 +3,7 @@ own data key; erasing the job destroys the key, after which the topics, every ou
 ledger's is its journal, kept for ever) and every event read raw hold the prompt nowhere in
 clear, the job's events still read (its prompt as erased), and `genline replay ledger`,
 `replay jobs` and `replay audit` still find no difference. The keys' internal API answers
-only callers that hold its token."""
+only the services that open sealed content, proven by their identity."""
 
 import asyncio
 import base64
@@ -22,6 +22,7 @@ from services.ledger.replay import replay_ledger
 from services.ledger.settings import LedgerSettings
 from services.stack.fleet import SERVICES
 from tests.e2e.conftest import wait_caught_up, wait_for_audit
+from tests.identity import headers_as
 
 
 def raw_records(bootstrap: str) -> list:
@@ -90,28 +91,22 @@ def test_an_erased_job_s_prompt_is_nowhere_in_clear_and_the_replays_still_agree(
 
     lines: list[str] = []
     assert replay_ledger(endpoints.settings(LedgerSettings), "ledger", out=lines.append) == 0, lines
-    assert replay_jobs(endpoints.settings(IngestSettings), "ingest", tenant.id, out=lines.append, settle_s=30) == 0, lines
-    assert replay_audit(endpoints.settings(LedgerSettings), "ledger", out=lines.append, settle_s=30) == 0, lines
+    assert replay_jobs(endpoints.operator_settings(IngestSettings), "ingest", tenant.id, out=lines.append, settle_s=30) == 0, lines
+    assert replay_audit(endpoints.operator_settings(LedgerSettings), "ledger", out=lines.append, settle_s=30) == 0, lines
     assert lines.count("no differences") == 3, lines
 
 
-def test_the_data_key_api_answers_only_callers_with_its_token(platform, tenant_factory, endpoints):
-    """An ingest replica that demands GENLINE_DATA_KEY_TOKEN, as production does."""
-    token = f"data-key-token-{uuid.uuid4().hex}"
+def test_the_data_key_api_answers_only_the_services_that_open_sealed_content(platform, tenant_factory, endpoints):
     tenant = tenant_factory()
     job_id = tenant.submit(images=1, candidates=2)
-    replica = platform.start_replica("ingest", env={"GENLINE_DATA_KEY_TOKEN": token})
-    try:
-        url = f"{platform.url(replica)}/internal/v1/jobs/{job_id}/data-key"
-        refused = [httpx.get(url, headers=headers, timeout=10) for headers in
-                   ({}, {"Authorization": "Bearer not-the-token"})]
-        answered = httpx.get(url, headers={"Authorization": f"Bearer {token}", "X-Genline-Service": "router"},
-                             timeout=10)
-        unknown = httpx.get(url.replace(job_id, str(uuid.uuid4())), headers={"Authorization": f"Bearer {token}"},
-                            timeout=10)
-    finally:
-        platform.stop(replica)
-    assert [r.status_code for r in refused] == [401, 401]
+    url = f"{platform.admin_url('ingest')}/internal/v1/jobs/{job_id}/data-key"
+    refused = [httpx.get(url, headers=headers, timeout=10) for headers in
+               ({}, {"Authorization": "Bearer not-a-token"}, headers_as(endpoints, "ledger", "ingest"),
+                headers_as(endpoints, "router", "delivery"))]
+    answered = httpx.get(url, headers=headers_as(endpoints, "router", "ingest"), timeout=10)
+    unknown = httpx.get(url.replace(job_id, str(uuid.uuid4())), headers=headers_as(endpoints, "delivery", "ingest"),
+                        timeout=10)
+    assert [r.status_code for r in refused] == [401, 401, 403, 401]
     assert all(r.headers["content-type"] == "application/problem+json" for r in refused)
     assert answered.status_code == 200 and base64.b64decode(answered.json()["key"]) == data_key(
         endpoints.database_url, job_id)

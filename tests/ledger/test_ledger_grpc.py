@@ -15,6 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from services.ledger.grpc import pb, rpc
+from tests.identity import channel_as
 from tests.ledger.conftest import admin_grant, served_ledger, served_ledger_settings
 
 pytestmark = pytest.mark.processes  # runs a Genline service, or starts processes
@@ -36,8 +37,8 @@ async def http(settings):
 
 
 @pytest.fixture(scope="module")
-async def channel(http, settings):
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{settings.grpc_port}") as channel:
+async def channel(http, settings, endpoints):
+    async with channel_as(endpoints, "ingest", f"127.0.0.1:{settings.grpc_port}", "ledger") as channel:
         yield channel
 
 

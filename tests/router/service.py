@@ -11,7 +11,6 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-import grpc
 import yaml
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -22,6 +21,7 @@ from services.router.app import RouterApp
 from services.router.grpc import pb, rpc
 from services.router.settings import RouterSettings
 from services.stack.embedded import create_topics, free_port
+from tests.identity import channel_as
 from tests.kafka import publish_envelopes
 from tests.router.stubs import STUB_SECRET, Stub, stub_provider
 
@@ -140,8 +140,8 @@ async def until(check, topic: RouterTopic, timeout_s: float = 30) -> None:
         await topic.read_some()
 
 
-async def list_providers(settings: RouterSettings, templates: tuple[str, ...] = ()) -> dict:
-    """ListProviders over gRPC, by provider name."""
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{settings.grpc_port}") as channel:
+async def list_providers(endpoints, settings: RouterSettings, templates: tuple[str, ...] = ()) -> dict:
+    """ListProviders over gRPC as ingest asks, by provider name."""
+    async with channel_as(endpoints, "ingest", f"127.0.0.1:{settings.grpc_port}", "router") as channel:
         response = await rpc.RouterServiceStub(channel).ListProviders(pb.ListProvidersRequest(templates=templates))
     return {p.name: p for p in response.providers}

@@ -51,19 +51,19 @@ async def test_the_breaker_opens_on_errors_and_closes_after_the_cooldown(endpoin
         first = job_spec()
         await publish(settings, credits_reserved(first))
         await topic.wait_for(first.job_id, 1)
-        assert (await list_providers(settings))["primary"].state == "open"
+        assert (await list_providers(endpoints, settings))["primary"].state == "open"
         refused = fal.market.refused[500]
 
         fal.market.reset(Behaviour())
 
         async def cooled_down() -> bool:
-            return (await list_providers(settings))["primary"].state != "open"
+            return (await list_providers(endpoints, settings))["primary"].state != "open"
 
         await until(cooled_down, topic)
         second = job_spec()
         await publish(settings, credits_reserved(second))
         event = await topic.wait_for(second.job_id, 1)
-        primary = (await list_providers(settings))["primary"]
+        primary = (await list_providers(endpoints, settings))["primary"]
     assert refused >= 2
     assert {c.provider for c in event.candidates} == {"primary"}
     assert primary.state == "closed" and primary.healthy
@@ -120,15 +120,15 @@ async def test_nothing_affordable_for_a_rework_is_a_final_attempt_without_candid
     assert second.candidates == [] and second.final and second.spent_micro_usd == 10_000
 
 
-async def test_a_rework_continues_the_indices_and_what_the_scorer_says_moves_the_estimate(settings, fal, replicate):
+async def test_a_rework_continues_the_indices_and_what_the_scorer_says_moves_the_estimate(endpoints, settings, fal, replicate):
     spec = job_spec(images=2, candidates=3)
     async with running_router(settings) as router, RouterTopic(settings) as topic:
-        before = (await list_providers(settings, ("generic",)))["primary"].pass_rates["generic"]
+        before = (await list_providers(endpoints, settings, ("generic",)))["primary"].pass_rates["generic"]
         await publish(settings, credits_reserved(spec))
         first = await topic.wait_for(spec.job_id, 1)
         await publish(settings, rework(spec, 1, needed=2, scores=[score(c, passed=False) for c in first.candidates]))
         second = await topic.wait_for(spec.job_id, 2)
-        after = (await list_providers(settings, ("generic",)))["primary"].pass_rates["generic"]
+        after = (await list_providers(endpoints, settings, ("generic",)))["primary"].pass_rates["generic"]
         async with router.runtime.pool.connection() as conn:
             counts = await (await conn.execute(
                 "SELECT provider, template, round(passed) AS passed, round(failed) AS failed FROM pass_rates")).fetchall()

@@ -78,7 +78,7 @@ async def calibration_report(runtime: Runtime, settings: Settings, _: OperatorWi
     judged = [image for row in rows for image in delivered_images(JobView.model_validate(row["view"]))]
     return {"tenant_id": tenant_id, "since": since, "until": until, "images": len(judged),
             "reported_bad": sum(image.bad for image in judged),
-            "dimensions": await calibrate(settings.scorer_url, settings.scorer_timeout_s, judged)}
+            "dimensions": await calibrate(settings, judged)}
 
 
 @router.get("/margins")

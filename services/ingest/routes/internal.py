@@ -2,12 +2,12 @@
 (the router to generate, the scorer for prompt alignment, delivery for the webhook body).
 
 Not part of the public API: with an admin port it answers there only (a port a
-NetworkPolicy closes to the public), and with GENLINE_DATA_KEY_TOKEN set (required in
-production) only to callers that send it. A job erased, or unknown, has no key (404): its
-sealed prompt reads as erased. Every read is counted per calling service."""
+NetworkPolicy closes to the public), and only to the services `MAY_CALL` names, proven by
+their service token (services/common/identity.py): 401 without one, 403 for another
+service. A job erased, or unknown, has no key (404): its sealed prompt reads as erased.
+Every read is counted per calling service."""
 
 import base64
-import hmac
 from typing import Annotated
 from uuid import UUID
 
@@ -15,12 +15,12 @@ from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel
 
 from services.common import telemetry
+from services.common.identity import Forbidden, Unauthenticated
 from services.common.problems import Problem
 from services.ingest import data_keys
 from services.ingest.deps import Runtime, Settings
 
 router = APIRouter(prefix="/internal/v1", include_in_schema=False)
-CALLERS = ("router", "scorer", "delivery")
 
 
 class DataKey(BaseModel):
@@ -28,27 +28,29 @@ class DataKey(BaseModel):
     key: str  # base64 of the 32-byte AES-256-GCM key
 
 
-def check_caller(request: Request, settings, authorization: str | None) -> None:
+def check_caller(request: Request, settings, authorization: str | None) -> str:
+    """The proven service calling, once it may read data keys."""
     if settings.admin_port and request.scope["server"][1] != settings.admin_port:
         raise Problem(404, "not-found", "no such resource on this port")
-    expected = settings.data_key_token
-    given = (authorization or "").removeprefix("Bearer ").strip()
-    if expected is not None and not hmac.compare_digest(given.encode(), expected.get_secret_value().encode()):
-        raise Problem(401, "invalid-data-key-token", "send GENLINE_DATA_KEY_TOKEN as 'Authorization: Bearer <token>'")
+    try:
+        return request.app.state.service_verifier.authorize(authorization, "data-keys")
+    except Unauthenticated as error:
+        raise Problem(401, "service-unauthenticated", str(error),
+                      {"WWW-Authenticate": 'Bearer realm="genline-internal"'}) from None
+    except Forbidden as error:
+        raise Problem(403, "service-forbidden", str(error)) from None
 
 
 @router.get("/jobs/{job_id}/data-key", response_model=DataKey)
 async def data_key(job_id: str, request: Request, runtime: Runtime, settings: Settings,
-                   authorization: Annotated[str | None, Header()] = None,
-                   x_genline_service: Annotated[str, Header(max_length=32)] = "unnamed"):
-    check_caller(request, settings, authorization)
+                   authorization: Annotated[str | None, Header()] = None):
+    caller = check_caller(request, settings, authorization)
     try:
         parsed = UUID(job_id)
     except ValueError:
         raise Problem(404, "data-key-not-found", f"no job {job_id!r}") from None
     async with runtime.pool.connection() as conn:
         key = await data_keys.key_of(conn, parsed)
-    caller = x_genline_service if x_genline_service in CALLERS else "other"
     telemetry.DATA_KEYS_READ.labels(caller, "found" if key else "none").inc()
     if key is None:
         raise Problem(404, "data-key-not-found", f"job {job_id} has no data key: it was erased, or never existed")

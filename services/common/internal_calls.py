@@ -1,0 +1,164 @@
+"""Internal calls, both ends: the caller's service token and trace context on every request
+(HTTP through `ServiceAuth`, gRPC through `identity_client_interceptor`), and the check of
+the callee (`require_service` for Starlette routes, `GrpcIdentity` for gRPC servers), with
+the refusals services.common.identity defines: 401 / UNAUTHENTICATED without a proven
+caller, 403 / PERMISSION_DENIED for a caller with no business there."""
+
+import functools
+from collections.abc import Awaitable, Callable
+
+import grpc
+import httpx
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from services.common import tracing
+from services.common.identity import Forbidden, ServiceSigner, ServiceVerifier, Unauthenticated
+from services.common.problems import MEDIA_TYPE
+from services.common.settings import ServiceSettings
+
+# gRPC's own health checks answer without a token: the kubelet's probes carry none.
+OPEN_GRPC_SERVICES = ("grpc.health.v1.Health",)
+
+
+def signer_of(settings: ServiceSettings) -> ServiceSigner | None:
+    """This service's signer (one per key in the process, so its tokens are reused); None
+    without a key, when its calls go out unsigned and are refused."""
+    key = settings.service_key
+    return _signer(settings.service_name, key.get_secret_value()) if key else None
+
+
+@functools.cache
+def _signer(service: str, seed: str) -> ServiceSigner:
+    return ServiceSigner(service, seed)
+
+
+def verifier_of(settings: ServiceSettings) -> ServiceVerifier:
+    return ServiceVerifier.of(settings.service_name, settings.service_keys)
+
+
+class ServiceAuth(httpx.Auth):
+    """An httpx client's requests to `audience` carry this service's token and the current
+    trace context (`traceparent`)."""
+
+    def __init__(self, signer: ServiceSigner | None, audience: str) -> None:
+        self.signer, self.audience = signer, audience
+
+    def auth_flow(self, request: httpx.Request):
+        if self.signer is not None:
+            request.headers["Authorization"] = self.signer.authorization(self.audience)
+        if traceparent := tracing.current_traceparent():
+            request.headers["traceparent"] = traceparent
+        yield request
+
+
+def refusal(error: Unauthenticated | Forbidden, path: str) -> JSONResponse:
+    status = 401 if isinstance(error, Unauthenticated) else 403
+    slug = "service-unauthenticated" if status == 401 else "service-forbidden"
+    body = {"type": f"/problems/{slug}", "title": "Unauthorized" if status == 401 else "Forbidden",
+            "status": status, "detail": str(error), "instance": path}
+    headers = {"WWW-Authenticate": 'Bearer realm="genline-internal"'} if status == 401 else None
+    return JSONResponse(body, status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def require_service(verifier: ServiceVerifier, capability: str,
+                    endpoint: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """`endpoint`, answering only callers `verifier` proves and `MAY_CALL` lets use `capability`."""
+
+    async def checked(request: Request) -> Response:
+        try:
+            request.state.caller = verifier.authorize(request.headers.get("authorization"), capability)
+        except (Unauthenticated, Forbidden) as error:
+            return refusal(error, request.url.path)
+        return await endpoint(request)
+
+    return checked
+
+
+def guard(route: Route, verifier: ServiceVerifier, capability: str) -> Route:
+    """`route`, answering only callers that may use `capability` (see require_service)."""
+    return Route(route.path, require_service(verifier, capability, route.endpoint),
+                 methods=sorted((route.methods or set()) - {"HEAD"}), name=route.name)
+
+
+class _Token:
+    def __init__(self, signer: ServiceSigner, audience: str) -> None:
+        self.signer, self.audience = signer, audience
+
+    def _signed(self, details):
+        metadata = list(details.metadata or ()) + [("authorization", self.signer.authorization(self.audience))]
+        return details._replace(metadata=metadata)
+
+
+# One class per arity: a channel files each interceptor under the first kind it is.
+class _UnaryUnaryToken(_Token, grpc.aio.UnaryUnaryClientInterceptor):
+    async def intercept_unary_unary(self, continuation, details, request):
+        return await continuation(self._signed(details), request)
+
+
+class _UnaryStreamToken(_Token, grpc.aio.UnaryStreamClientInterceptor):
+    async def intercept_unary_stream(self, continuation, details, request):
+        return await continuation(self._signed(details), request)
+
+
+class _StreamUnaryToken(_Token, grpc.aio.StreamUnaryClientInterceptor):
+    async def intercept_stream_unary(self, continuation, details, request_iterator):
+        return await continuation(self._signed(details), request_iterator)
+
+
+class _StreamStreamToken(_Token, grpc.aio.StreamStreamClientInterceptor):
+    async def intercept_stream_stream(self, continuation, details, request_iterator):
+        return await continuation(self._signed(details), request_iterator)
+
+
+def identity_client_interceptor(signer: ServiceSigner | None, audience: str) -> list:
+    """Interceptors for a channel to `audience` that sign every call, of every arity: none
+    when this service has no key (its calls are then refused)."""
+    if signer is None:
+        return []
+    return [kind(signer, audience) for kind in (_UnaryUnaryToken, _UnaryStreamToken, _StreamUnaryToken,
+                                                _StreamStreamToken)]
+
+
+class GrpcIdentity(grpc.aio.ServerInterceptor):
+    """Every call but health checks must come from a service `MAY_CALL` lets use the called
+    gRPC service (the capability is its full name, e.g. genline.ledger.v1.LedgerService)."""
+
+    def __init__(self, verifier: ServiceVerifier) -> None:
+        self.verifier = verifier
+
+    async def intercept_service(self, continuation, details):
+        handler = await continuation(details)
+        service = details.method.strip("/").split("/")[0]
+        if handler is None or service in OPEN_GRPC_SERVICES:
+            return handler
+        authorization = dict(details.invocation_metadata or ()).get("authorization")
+        try:
+            self.verifier.authorize(authorization, service)
+        except Unauthenticated as error:
+            return _refusing(handler, grpc.StatusCode.UNAUTHENTICATED, str(error))
+        except Forbidden as error:
+            return _refusing(handler, grpc.StatusCode.PERMISSION_DENIED, str(error))
+        return handler
+
+
+def _refusing(handler, code: grpc.StatusCode, detail: str):
+    """A handler of the same arity as `handler` that refuses the call with `code`."""
+
+    async def refuse(_request, context):
+        await context.abort(code, detail)
+
+    async def refuse_stream(_request, context):
+        await context.abort(code, detail)
+        yield  # never reached: makes this a stream handler
+
+    codecs = {"request_deserializer": handler.request_deserializer,
+              "response_serializer": handler.response_serializer}
+    if handler.request_streaming and handler.response_streaming:
+        return grpc.stream_stream_rpc_method_handler(refuse_stream, **codecs)
+    if handler.request_streaming:
+        return grpc.stream_unary_rpc_method_handler(refuse, **codecs)
+    if handler.response_streaming:
+        return grpc.unary_stream_rpc_method_handler(refuse_stream, **codecs)
+    return grpc.unary_unary_rpc_method_handler(refuse, **codecs)
