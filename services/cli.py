@@ -8,6 +8,7 @@ Receipts, checked offline (no call to the platform):
     genline receipts verify FILE... --keys FILE   signatures and each tenant's chain
     genline receipts keygen           a new receipt signing key (GENLINE_RECEIPT_SIGNING_KEY)
     genline service-keys [SERVICE...]  new identity keys for internal calls (GENLINE_SERVICE_KEY, _KEYS)
+    genline data-keys new-kek FILE | rewrap | status   the key-encryption keys of the jobs' data keys
 
 Operating the platform:
     genline run [--exit-after-demo]   the platform on the embedded stack, with a demo job
@@ -40,11 +41,12 @@ COMMANDS = {
     "score": "services.scorer.cli",
     "bus": "services.bus_cli",
     "service-keys": "services.service_keys_cli",
+    "data-keys": "services.data_keys_cli",
 }
 KEEPS_NAME = {"create-tenant", "set-plan", "grant", "score"}  # their modules take it as a sub-command
 PROG = {"jobs": "genline jobs", "receipts": "genline receipts", "run": "genline run", "create-tenant": "genline",
         "set-plan": "genline", "grant": "genline", "bus": "genline bus",
-        "service-keys": "genline service-keys"}
+        "service-keys": "genline service-keys", "data-keys": "genline data-keys"}
 HELP = ("-h", "--help")
 
 

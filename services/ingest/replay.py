@@ -22,6 +22,7 @@ from services.common.contracts import PUBLISHERS, JobSpec
 from services.common.replay import SOURCES, decoded_envelopes, journal_horizon, journal_schema, read_history, report
 from services.common.sealing import ERASED, open_sealed
 from services.ingest.data_keys import keys_of
+from services.ingest.key_encryption import Keyring, keyring_of
 from services.ingest.domain import JobView, replay_views
 from services.ingest.settings import IngestSettings
 
@@ -46,14 +47,14 @@ def history(conn: psycopg.Connection, settings: IngestSettings, schema: str, sou
     schemas = {publisher: journal_schema(publisher, schema, "ingest") or publisher for publisher in PUBLISHERS}
     records = read_history(conn, source, settings.kafka_bootstrap, settings.topic_namespace, schemas)
     envelopes, malformed = decoded_envelopes(records)
-    views = replay_views([(envelope.time, envelope.event) for envelope in envelopes], prompt_opener(conn, schema))
+    views = replay_views([(envelope.time, envelope.event) for envelope in envelopes], prompt_opener(conn, schema, keyring_of(settings)))
     return History(len(envelopes), len(records), malformed, views)
 
 
-def prompt_opener(conn: psycopg.Connection, schema: str):
+def prompt_opener(conn: psycopg.Connection, schema: str, keyring: Keyring):
     """Opens each job's sealed prompt with its data key; an erased job's prompt (its key
     gone, or an old event's clear text) reads as erased, as its live view shows it."""
-    keys = keys_of(conn, schema)
+    keys = keys_of(conn, schema, keyring)
     erased = {row[0] for row in conn.execute(f'SELECT id FROM "{schema}".jobs WHERE erased_at IS NOT NULL')}
 
     def open_prompt(spec: JobSpec) -> str:

@@ -1,7 +1,10 @@
+from pathlib import Path
+
 from pydantic import SecretStr, model_validator
 
 from services.common.settings import AdminApiSettings, refuse_missing_or_weak
 from services.ingest import screening
+from services.ingest.key_encryption import LocalKeys
 from services.ingest.receipts import load_signing_key
 
 
@@ -76,6 +79,13 @@ class IngestSettings(AdminApiSettings):
     # another: the public keys of earlier ones stay published. Unset in development and
     # tests, each process signs with a key of its own, published like any other.
     receipt_signing_key: SecretStr | None = None
+    # The key-encryption key every job's data key is stored wrapped under
+    # (services/ingest/key_encryption.py), one of them required in production: a key file
+    # (JSON, `genline data-keys new-kek FILE` makes or extends one) mounted from a Secret
+    # only ingest reads, or an AWS KMS key (id, ARN or alias), which wraps new keys when set.
+    data_key_kek_file: str | None = None
+    data_key_kms_key_id: str | None = None
+    data_key_kms_endpoint_url: str | None = None
 
     @model_validator(mode="after")
     def signing_key(self) -> "IngestSettings":
@@ -83,4 +93,9 @@ class IngestSettings(AdminApiSettings):
         refuse_missing_or_weak("GENLINE_RECEIPT_SIGNING_KEY", self.receipt_signing_key, production)
         if self.receipt_signing_key is not None:
             load_signing_key(self.receipt_signing_key.get_secret_value())  # InvalidSigningKey names what is wrong
+        if production and not (self.data_key_kek_file or self.data_key_kms_key_id):
+            raise ValueError("GENLINE_DATA_KEY_KEK_FILE or GENLINE_DATA_KEY_KMS_KEY_ID must be set in production:"
+                             " jobs' data keys are stored wrapped under it")
+        if self.data_key_kek_file:
+            LocalKeys.read(Path(self.data_key_kek_file))  # names what is wrong with the file
         return self

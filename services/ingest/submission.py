@@ -23,6 +23,7 @@ from services.common.contracts import JobSpec, JobSubmitted, Tier, WebhookEvent
 from services.common.problems import Problem
 from services.common.sealing import seal
 from services.common.templates import load_catalogue
+from services.ingest.key_encryption import keyring_of
 from services.ingest import data_keys, domain, guidance, limits, request_rules, screening, store as jobs_store
 from services.ingest.examples import JOB_REQUEST_EXAMPLE
 from services.ingest.webhook_targets import check_webhook_url
@@ -203,7 +204,7 @@ async def record_submission(runtime, plans, tenant: str, body: JobRequest, setti
         await limits.check_submission(conn, tenant, plan, body.images, datetime.now(UTC))
         key = data_keys.new_data_key()
         spec = job_spec(tenant, body, settings, key, profile, reference_key, plan.priority)
-        await data_keys.insert(conn, spec.job_id, tenant, key)
+        await data_keys.insert(conn, spec.job_id, tenant, key, keyring_of(settings))
         view = domain.submitted_view(spec, body.prompt)
         await jobs_store.record(conn, None, view, None, spec.submitted_at)
         if reference_key:

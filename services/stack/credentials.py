@@ -21,6 +21,7 @@ import psycopg.sql
 
 from services.common.contracts import PUBLISHERS
 from services.common.identity import new_service_key, public_key_of
+from services.ingest.key_encryption import new_key_file
 
 SERVICES = PUBLISHERS
 
@@ -44,9 +45,12 @@ class ServiceCredentials:
         """The administrator's URL with this service's role and password instead."""
         return url_as(admin_url, role_of(self.service), self.database_password)
 
-    def env(self, admin_url: str, public_keys: dict[str, str]) -> dict[str, str]:
-        return {"GENLINE_DATABASE_URL": self.database_url(admin_url), "GENLINE_SERVICE_KEY": self.identity_key,
-                "GENLINE_SERVICE_KEYS": json.dumps(public_keys)}
+    def env(self, admin_url: str, public_keys: dict[str, str], directory: Path) -> dict[str, str]:
+        env = {"GENLINE_DATABASE_URL": self.database_url(admin_url), "GENLINE_SERVICE_KEY": self.identity_key,
+               "GENLINE_SERVICE_KEYS": json.dumps(public_keys)}
+        if self.service == "ingest":  # the key-encryption key of the jobs' data keys, ingest's alone
+            env["GENLINE_DATA_KEY_KEK_FILE"] = str(directory / KEK_FILE)
+        return env
 
 
 def public_keys(directory: Path) -> dict[str, str]:
@@ -60,9 +64,14 @@ def url_as(database_url: str, user: str, password: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"))
 
 
+KEK_FILE = "ingest-kek.json"
+
+
 def ensure_credentials(directory: Path) -> dict[str, ServiceCredentials]:
     """Every service's credentials, made on first use and read back afterwards."""
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not (directory / KEK_FILE).exists():
+        new_key_file(directory / KEK_FILE)
     made = {}
     for service in SERVICES:
         path = directory / f"{service}.json"

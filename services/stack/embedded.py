@@ -121,7 +121,7 @@ class Endpoints:
             env["GENLINE_BUS_WAKE_ON_PUBLISH"] = "true"
         if self.credentials_dir and service in SERVICES:
             directory = Path(self.credentials_dir)
-            env |= read_credentials(directory, service).env(self.database_url, public_keys(directory))
+            env |= read_credentials(directory, service).env(self.database_url, public_keys(directory), directory)
         return env
 
 

@@ -19,6 +19,7 @@ SEED, PUBLIC = new_service_key()
 def production(settings_class=ServiceSettings, **values):
     return settings_class(**({"environment": "production", "database_url": DATABASE, "s3_access_key_id": "AKIA",
                               "s3_secret_access_key": REAL, "service_key": SEED, "service_keys": {"ingest": PUBLIC}}
+                             | ({"data_key_kms_key_id": "alias/genline"} if settings_class is IngestSettings else {})
                              | values))
 
 
@@ -84,3 +85,12 @@ def test_production_is_the_default_environment(monkeypatch):
         RouterSettings(database_url=DATABASE, s3_access_key_id="AKIA", s3_secret_access_key=REAL)
     with pytest.raises(ValueError, match="GENLINE_S3_SECRET_ACCESS_KEY is a placeholder"):
         ServiceSettings(database_url=DATABASE, s3_access_key_id="AKIA", s3_secret_access_key="CHANGE_ME")
+
+
+def test_production_ingest_needs_a_key_encryption_key_and_refuses_a_broken_key_file(tmp_path):
+    with pytest.raises(ValueError, match="GENLINE_DATA_KEY_KEK_FILE or GENLINE_DATA_KEY_KMS_KEY_ID must be set"):
+        production(IngestSettings, receipt_signing_key=new_signing_key_text(), data_key_kms_key_id=None)
+    (tmp_path / "kek.json").write_text("{}")
+    with pytest.raises(ValueError, match="GENLINE_DATA_KEY_KEK_FILE .*kek.json: not a KEK file"):
+        production(IngestSettings, receipt_signing_key=new_signing_key_text(), data_key_kms_key_id=None,
+                   data_key_kek_file=str(tmp_path / "kek.json"))

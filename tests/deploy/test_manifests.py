@@ -86,8 +86,20 @@ def test_every_kustomization_renders_objects_a_cluster_accepts(directory):
 
 
 def example_secrets() -> dict[str, dict]:
+    """The services' Secrets (genline-<service>) of the example, by service."""
     return {s["metadata"]["labels"]["app.kubernetes.io/name"]: s
-            for s in yaml.safe_load_all((K8S / "secret.example.yaml").read_text())}
+            for s in yaml.safe_load_all((K8S / "secret.example.yaml").read_text())
+            if s["metadata"]["name"] == f"genline-{s['metadata']['labels']['app.kubernetes.io/name']}"}
+
+
+def test_only_ingest_mounts_the_key_encryption_key():
+    kek = [s for s in yaml.safe_load_all((K8S / "secret.example.yaml").read_text())
+           if s["metadata"]["name"] == "genline-ingest-kek"]
+    assert kek and problems_of(kek[0]) == []
+    mounting = {d["metadata"]["name"] for d in render(K8S / "base") if d["kind"] == "Deployment"
+                for v in d["spec"]["template"]["spec"].get("volumes", ()) if v.get("secret", {}).get("secretName")
+                == "genline-ingest-kek"}
+    assert mounting == {"ingest"}
 
 
 def test_the_example_secrets_are_valid_secrets_one_per_service_each_mounted_by_its_service_only():

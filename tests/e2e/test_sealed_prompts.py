@@ -11,10 +11,12 @@ import uuid
 
 import httpx
 import psycopg
+import pytest
 
 from services.common.contracts import PUBLISHERS, JobSubmitted, all_topics
 from services.common.replay import decoded_envelopes, read_topic_to_end
-from services.common.sealing import ERASED, open_sealed
+from services.common.sealing import ERASED, BrokenSeal, open_sealed
+from services.ingest.key_encryption import keyring_of
 from services.ingest.replay import replay_jobs
 from services.ingest.settings import IngestSettings
 from services.ledger.audit_replay import replay_audit
@@ -47,10 +49,18 @@ def outboxes_holding(database_url: str, schemas: list[str], marker: str) -> list
             [marker.encode(), f"%{marker}%"]).fetchone()]
 
 
-def data_key(database_url: str, job_id: str) -> bytes | None:
+def stored_key(database_url: str, job_id: str) -> tuple[str | None, bytes] | None:
+    """The job's row in `data_keys` as a copy of the database holds it: (kek_id, wrapped key)."""
     with psycopg.connect(database_url) as conn:
-        row = conn.execute("SELECT key FROM ingest.data_keys WHERE job_id = %s", [job_id]).fetchone()
-    return bytes(row[0]) if row else None
+        row = conn.execute("SELECT kek_id, key FROM ingest.data_keys WHERE job_id = %s", [job_id]).fetchone()
+    return (row[0], bytes(row[1])) if row else None
+
+
+def data_key(endpoints, job_id: str) -> bytes | None:
+    """The job's data key, opened with ingest's key-encryption key."""
+    stored = stored_key(endpoints.database_url, job_id)
+    keyring = keyring_of(endpoints.settings(IngestSettings))
+    return keyring.unwrap(stored[0], stored[1], uuid.UUID(job_id)) if stored else None
 
 
 def submitted_of(records: list, job_id: str) -> list[JobSubmitted]:
@@ -72,14 +82,14 @@ def test_an_erased_job_s_prompt_is_nowhere_in_clear_and_the_replays_still_agree(
     # carry it (the key opens the one ingest published).
     assert not in_clear(records, marker) and not outboxes_holding(endpoints.database_url, schemas, marker)
     [submitted] = submitted_of(records, job_id)
-    key = data_key(endpoints.database_url, job_id)
+    key = data_key(endpoints, job_id)
     assert key is not None and open_sealed(key, job_id, "prompt", submitted.job.prompt).endswith(marker)
 
     assert tenant.http.delete(f"/v1/jobs/{job_id}").status_code == 202
     wait_for_audit(platform, tenant.id, "job.erase")
     wait_caught_up(platform)
 
-    assert data_key(endpoints.database_url, job_id) is None  # the key row is gone
+    assert data_key(endpoints, job_id) is None  # the key row is gone
     records = raw_records(endpoints.kafka_bootstrap)
     assert not in_clear(records, marker)
     assert not outboxes_holding(endpoints.database_url, schemas, marker)
@@ -87,13 +97,35 @@ def test_an_erased_job_s_prompt_is_nowhere_in_clear_and_the_replays_still_agree(
     envelopes, malformed = decoded_envelopes(ours)
     assert malformed == 0 and len(envelopes) >= len(PUBLISHERS)  # every service's events of the job still read
     [submitted] = submitted_of(records, job_id)
-    assert open_sealed(data_key(endpoints.database_url, job_id), job_id, "prompt", submitted.job.prompt) == ERASED
+    assert open_sealed(data_key(endpoints, job_id), job_id, "prompt", submitted.job.prompt) == ERASED
 
     lines: list[str] = []
     assert replay_ledger(endpoints.settings(LedgerSettings), "ledger", out=lines.append) == 0, lines
     assert replay_jobs(endpoints.operator_settings(IngestSettings), "ingest", tenant.id, out=lines.append, settle_s=30) == 0, lines
     assert replay_audit(endpoints.operator_settings(LedgerSettings), "ledger", out=lines.append, settle_s=30) == 0, lines
     assert lines.count("no differences") == 3, lines
+
+
+def test_a_copy_of_the_database_alone_opens_no_sealed_prompt(platform, tenant_factory, endpoints):
+    """What a leaked backup holds: every row of `data_keys`, wrapped under a KEK that is not
+    in the database, and the job's sealed prompt; no stored key opens it as it is."""
+    tenant = tenant_factory()
+    marker = f"leaked-backup-{uuid.uuid4().hex}"
+    job_id = tenant.submit(prompt=f"a lighthouse {marker}", images=1, candidates=2)
+    tenant.wait_settled([job_id])
+    wait_caught_up(platform)
+    [submitted] = submitted_of(raw_records(endpoints.kafka_bootstrap), job_id)
+    with psycopg.connect(endpoints.database_url) as conn:
+        backup = [(kek_id, bytes(key)) for kek_id, key in conn.execute("SELECT kek_id, key FROM ingest.data_keys")]
+
+    kek_id, wrapped = stored_key(endpoints.database_url, job_id)
+    assert kek_id is not None and kek_id.startswith("local:") and len(wrapped) == 12 + 32 + 16
+    assert all(kek is not None for kek, _ in backup)  # nothing stored in clear
+    for _, key in backup:  # no stored value, nor any 32 bytes of one, opens the prompt
+        for candidate in [key] + [key[i:i + 32] for i in range(len(key) - 31)]:
+            with pytest.raises(BrokenSeal):
+                open_sealed(candidate, job_id, "prompt", submitted.job.prompt)
+    assert open_sealed(data_key(endpoints, job_id), job_id, "prompt", submitted.job.prompt).endswith(marker)
 
 
 def test_the_data_key_api_answers_only_the_services_that_open_sealed_content(platform, tenant_factory, endpoints):
@@ -108,7 +140,6 @@ def test_the_data_key_api_answers_only_the_services_that_open_sealed_content(pla
                         timeout=10)
     assert [r.status_code for r in refused] == [401, 401, 403, 401]
     assert all(r.headers["content-type"] == "application/problem+json" for r in refused)
-    assert answered.status_code == 200 and base64.b64decode(answered.json()["key"]) == data_key(
-        endpoints.database_url, job_id)
+    assert answered.status_code == 200 and base64.b64decode(answered.json()["key"]) == data_key(endpoints, job_id)
     assert unknown.status_code == 404 and unknown.json()["type"] == "/problems/data-key-not-found"
     tenant.wait_settled([job_id])

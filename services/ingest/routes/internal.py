@@ -18,6 +18,7 @@ from services.common import telemetry
 from services.common.identity import Forbidden, Unauthenticated
 from services.common.problems import Problem
 from services.ingest import data_keys
+from services.ingest.key_encryption import keyring_of
 from services.ingest.deps import Runtime, Settings
 
 router = APIRouter(prefix="/internal/v1", include_in_schema=False)
@@ -50,7 +51,7 @@ async def data_key(job_id: str, request: Request, runtime: Runtime, settings: Se
     except ValueError:
         raise Problem(404, "data-key-not-found", f"no job {job_id!r}") from None
     async with runtime.pool.connection() as conn:
-        key = await data_keys.key_of(conn, parsed)
+        key = await data_keys.key_of(conn, parsed, keyring_of(settings))
     telemetry.DATA_KEYS_READ.labels(caller, "found" if key else "none").inc()
     if key is None:
         raise Problem(404, "data-key-not-found", f"job {job_id} has no data key: it was erased, or never existed")
