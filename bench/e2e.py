@@ -29,6 +29,7 @@ p50 / baseline_ms and throughput_ratio = jobs_per_s × the burst job's in-proces
 core); with --history, a second line `history: records p50_fresh_ms p50_after_ms ratio`.
 
     python bench/e2e.py [--sequential 40] [--burst 300] [--clients 4] [--side 128] [--history 0]
+                        [--kafka-plaintext]   (the broker is behind TLS by default, as `make run` has it)
 """
 
 import argparse
@@ -321,11 +322,11 @@ def journal_records(database_url: str) -> list[tuple[str, bytes | None, bytes, l
     return records
 
 
-async def publish_history(bootstrap: str, records: list, count: int) -> None:
+async def publish_history(options: dict, records: list, count: int) -> None:
     """`count` records: these, published again and again, in order."""
     from aiokafka import AIOKafkaProducer
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=256 * 1024)
+    producer = AIOKafkaProducer(**options, linger_ms=5, max_batch_size=256 * 1024)
     await producer.start()
     try:
         pending = []
@@ -340,7 +341,7 @@ async def publish_history(bootstrap: str, records: list, count: int) -> None:
         await producer.stop()
 
 
-async def unread(bootstrap: str, database_url: str) -> int:
+async def unread(options: dict, database_url: str) -> int:
     """Records the services' consumer groups have yet to read: each partition's end less the
     group's committed offset, or, where the group committed nothing since the partition's
     log began (a rotation), less that beginning, as the owning service's journal notes it."""
@@ -352,7 +353,7 @@ async def unread(bootstrap: str, database_url: str) -> int:
     with psycopg.connect(database_url) as conn:
         starts = {(topic, partition): start for name in SERVICES for topic, partition, start in conn.execute(
             f'SELECT topic, partition, log_start FROM "{name}".outbox_partitions').fetchall()}
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**options)
     await admin.start()
     try:
         client, behind = admin._client, 0
@@ -374,9 +375,9 @@ def load_history(endpoints: Endpoints, count: int) -> float:
     them; returns the seconds it took."""
     started = time.monotonic()
     records = journal_records(endpoints.database_url)
-    asyncio.run(publish_history(endpoints.kafka_bootstrap, records, count))
+    asyncio.run(publish_history(endpoints.kafka_options(), records, count))
     deadline = time.monotonic() + 1800
-    while (behind := asyncio.run(unread(endpoints.kafka_bootstrap, endpoints.database_url))) > 0:
+    while (behind := asyncio.run(unread(endpoints.kafka_options(), endpoints.database_url))) > 0:
         if time.monotonic() > deadline:
             raise TimeoutError(f"the services still had {behind} records of history to read")
         time.sleep(2)
@@ -401,8 +402,8 @@ def wait_rotated(database_url: str, bound: int, deadline: float) -> None:
 # ---- the run --------------------------------------------------------------------------
 
 
-def start_platform(data_dir: Path):
-    stack = EmbeddedStack(data_dir)
+def start_platform(data_dir: Path, kafka_tls: bool = True):
+    stack = EmbeddedStack(data_dir, kafka_tls=kafka_tls)
     endpoints = stack.start()
     providers = data_dir / "providers.yaml"
     providers.write_text(PROVIDERS_YAML)
@@ -461,11 +462,13 @@ def main() -> None:
     parser.add_argument("--side", type=int, default=128)
     parser.add_argument("--history", type=int, default=0,
                         help="records of history to put on the topics before the sequential jobs run again")
+    parser.add_argument("--kafka-plaintext", action="store_true",
+                        help="the broker in plain text, not behind TLS as `make run` has it (what TLS costs)")
     args = parser.parse_args()
     history = None
     with tempfile.TemporaryDirectory(prefix="genline-e2e-") as tmp:
         data_dir = Path(tmp)
-        stack, endpoints, fleet = start_platform(data_dir)
+        stack, endpoints, fleet = start_platform(data_dir, kafka_tls=not args.kafka_plaintext)
         try:
             api_key = tenant(endpoints)
             fleet.start_all()

@@ -26,6 +26,7 @@ from services.common import kafka_admin
 from services.common.contracts import PUBLISHERS, consumer_group, readers_of, topic_of
 from services.common.db import open_pool
 from services.common.journal import Journal, Partition, read_partitions
+from services.common.kafka_security import client_options
 from services.common.settings import ServiceSettings
 
 
@@ -37,7 +38,7 @@ class BusSettings(ServiceSettings):
 async def status(settings: BusSettings, prefix: str) -> list[dict]:
     """One entry per service: its topic's partitions and readers, and its journal."""
     namespace, database_url = settings.topic_namespace, settings.database_url.get_secret_value()
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     services = []
     try:
@@ -74,7 +75,7 @@ def partition_status(partition: int, end: int, known: Partition | None, groups: 
 async def rebuild(settings: BusSettings, prefix: str, everything: bool, out) -> int:
     """Every service's journal, recovered as after a lost broker: returns the rows queued."""
     database_url = settings.database_url.get_secret_value()
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+    producer = AIOKafkaProducer(**client_options(settings))
     await producer.start()
     queued = 0
     try:

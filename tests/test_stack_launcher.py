@@ -2,9 +2,11 @@
 started again while it serves, and on SIGTERM down with no process left behind; started again
 on the same data, it reuses the demo tenant and its key and grants nothing."""
 
+import asyncio
 import os
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -40,6 +42,22 @@ def read_until(launcher: subprocess.Popen, marker: str, timeout_s: float = 240) 
     return output
 
 
+async def topics_over(bootstrap: str, ca_file) -> list[str]:
+    """The broker's topics, asked over TLS checked against `ca_file`, or in plain text; none
+    when the broker does not answer that way."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    options = {"security_protocol": "SSL", "ssl_context": ssl.create_default_context(cafile=ca_file)} if ca_file else {}
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000, **options)
+    try:
+        await asyncio.wait_for(admin.start(), 15)
+        return await admin.list_topics()
+    except Exception:
+        return []
+    finally:
+        await admin.close()
+
+
 def demo_key(output: str) -> str:
     return re.search(r"demo tenant API key: (\S+)", output).group(1)
 
@@ -67,6 +85,10 @@ def test_sigterm_stops_every_process_the_stack_started_and_a_second_run_reuses_t
         output = read_until(launcher, "press Ctrl-C to stop")
         assert "credits: reserved 40, charged 40, released 0" in output
         assert "demo tenant: 960 credits available, 1 grant(s)" in output
+        # The services reached the broker over TLS, under the stack's own CA; nothing else answers.
+        kafka = re.search(r"embedded stack up: kafka (\S+),", output).group(1)
+        ca = tmp_path / "data" / "credentials" / "kafka-tls" / "ca.pem"
+        assert asyncio.run(topics_over(kafka, ca)) and not asyncio.run(topics_over(kafka, None))
 
         # The broker dies: an empty one takes its place, and the platform goes on serving.
         [broker] = [p for p in psutil.Process(launcher.pid).children(recursive=True) if "tansu" in p.name()]

@@ -43,6 +43,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from services.common import kafka_admin
 from services.common.db import as_arrays
+from services.common.kafka_security import client_options
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +175,7 @@ class Journal:
 
     async def admin(self) -> AIOKafkaAdminClient:
         if self._admin is None:
-            admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap,
+            admin = AIOKafkaAdminClient(**client_options(self.settings),
                                         request_timeout_ms=self.settings.bus_send_timeout_ms)
             await admin.start()
             self._admin = admin

@@ -23,8 +23,9 @@ from services.common.journal import (
     outbox_lock,
     relay_lock,
 )
-from services.common.wake import bus_channel
+from services.common.kafka_security import client_options
 from services.common.supervision import failed, stop_tasks, supervise
+from services.common.wake import bus_channel
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +230,7 @@ class OutboxRelay:
 
     async def producer(self) -> AIOKafkaProducer:
         if self._producer is None:
-            producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, acks="all",
+            producer = AIOKafkaProducer(**client_options(self.settings), acks="all",
                                         request_timeout_ms=self.settings.bus_send_timeout_ms)
             try:
                 await producer.start()

@@ -56,7 +56,7 @@ def journal_horizon(conn: psycopg.Connection, schemas: list[str]) -> datetime | 
     return max((h for h in horizons if h is not None), default=None)
 
 
-def read_history(conn: psycopg.Connection, source: str, bootstrap: str, namespace: str,
+def read_history(conn: psycopg.Connection, source: str, bootstrap: str | dict, namespace: str,
                  schemas: dict[str, str]) -> list:
     """The records of these publishers (publisher → its journal's schema), from their
     journals or from their topics."""
@@ -71,7 +71,12 @@ def read_history(conn: psycopg.Connection, source: str, bootstrap: str, namespac
 PAST_END_FETCHES = 5
 
 
-async def read_topic_to_end(bootstrap: str, topic: str, timeout_s: float = 120) -> list:
+def kafka_options(bootstrap: str | dict) -> dict:
+    """A bootstrap address, or a service's whole client options (kafka_security.client_options)."""
+    return {"bootstrap_servers": bootstrap} if isinstance(bootstrap, str) else bootstrap
+
+
+async def read_topic_to_end(bootstrap: str | dict, topic: str, timeout_s: float = 120) -> list:
     """Every record from offset 0 to at least the end as it was when the read began; fails,
     rather than returning a partial history, if that end is not reached in time.
 
@@ -80,7 +85,7 @@ async def read_topic_to_end(bootstrap: str, topic: str, timeout_s: float = 120) 
     (Tansu among them) report a partition's end as the first offset of its last record batch
     plus one, so the rest of that batch lies "past the end" although it was acknowledged, and
     it need not come in the same fetch."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+    consumer = AIOKafkaConsumer(**kafka_options(bootstrap), enable_auto_commit=False, group_id=None,
                                 auto_offset_reset="earliest")
     await consumer.start()
     try:
@@ -108,10 +113,10 @@ async def read_topic_to_end(bootstrap: str, topic: str, timeout_s: float = 120) 
         await consumer.stop()
 
 
-async def topic_sizes(bootstrap: str, topics: list[str], timeout_s: float = 10) -> dict[str, int]:
+async def topic_sizes(bootstrap: str | dict, topics: list[str], timeout_s: float = 10) -> dict[str, int]:
     """How many records each topic holds (end minus beginning offsets, every partition); a
     topic that does not exist holds none. The end is as the broker reports it (see above)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+    consumer = AIOKafkaConsumer(**kafka_options(bootstrap), enable_auto_commit=False, group_id=None,
                                 request_timeout_ms=int(timeout_s * 1000))
     await consumer.start()
     try:

@@ -14,12 +14,19 @@ from starlette.responses import JSONResponse
 
 from services.common import telemetry, tracing
 from services.common.consumer import EventConsumer
-from services.common.outbox import OutboxRelay, add_to_outbox
-from services.common.contracts import PUBLISHERS, Event, consumer_group, readers_of, topic_of
+from services.common.contracts import (
+    PUBLISHERS,
+    Event,
+    consumer_group,
+    readers_of,
+    topic_of,
+)
 from services.common.db import COMMON_MIGRATIONS, migrate, open_pool
 from services.common.envelope import Envelope, envelop
 from services.common.grpc_server import hold_grpc_aio
 from services.common.journal import Journal
+from services.common.kafka_security import faststream_security
+from services.common.outbox import OutboxRelay, add_to_outbox
 from services.common.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -49,7 +56,8 @@ class ServiceRuntime:
         self.migrations = [COMMON_MIGRATIONS] + ([migrations_package] if migrations_package else [])
         self.database_url = settings.database_url.get_secret_value()
         self.pool = open_pool(self.database_url, self.name, settings.database_pool_size)
-        self.broker = KafkaBroker(settings.kafka_bootstrap, logger=logging.getLogger("faststream"))
+        self.broker = KafkaBroker(settings.kafka_bootstrap, logger=logging.getLogger("faststream"),
+                                  security=faststream_security(settings))
         self.journal = journal_of(name, self.name, settings, self.pool, self.database_url)
         self.relay = OutboxRelay(self.pool, settings, self.name, self.journal, self.database_url)
         self.consumer = EventConsumer(self.name, self.pool, self.relay, settings)

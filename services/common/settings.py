@@ -55,6 +55,17 @@ class ServiceSettings(BaseSettings):
     ops_port: int | None = None
 
     kafka_bootstrap: str = "127.0.0.1:9092"
+    # How the service's Kafka clients protect the wire and log in (services/common/
+    # kafka_security.py): SASL_SSL in production, as its Strimzi KafkaUser (SCRAM-SHA-512,
+    # username genline-<service> unless set), checked against the cluster's CA file.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = "SCRAM-SHA-512"
+    kafka_username: str | None = None
+    kafka_password: SecretStr | None = None
+    kafka_ca_file: str | None = None
+    # An explicit, named exception to the rule above (a broker reachable only over a private
+    # link, say): anything that reaches it can then forge events.
+    kafka_allow_unauthenticated: bool = False
     topic_namespace: str = "genline"
     # The service's PostgreSQL schema; its name when unset.
     schema_name: str | None = None
@@ -135,6 +146,20 @@ class ServiceSettings(BaseSettings):
 
     def _ops_ports(self) -> list[int]:
         return [self.ops_port] if self.ops_port else []
+
+    @model_validator(mode="after")
+    def kafka_login(self) -> "ServiceSettings":
+        if self.kafka_security_protocol.startswith("SASL"):
+            self.kafka_username = self.kafka_username or f"genline-{self.service_name}"
+            if self.kafka_password is None:
+                raise ValueError(f"GENLINE_KAFKA_PASSWORD must be set with {self.kafka_security_protocol}")
+            if self.environment == "production":
+                refuse_weak_secret("GENLINE_KAFKA_PASSWORD", self.kafka_password.get_secret_value())
+        if self.environment == "production" and self.service_name in INTERNAL_SERVICES \
+                and self.kafka_security_protocol != "SASL_SSL" and not self.kafka_allow_unauthenticated:
+            raise ValueError(f"GENLINE_KAFKA_SECURITY_PROTOCOL is {self.kafka_security_protocol}: production needs"
+                             " SASL_SSL (or GENLINE_KAFKA_ALLOW_UNAUTHENTICATED=true where the network alone guards it)")
+        return self
 
     @model_validator(mode="after")
     def valid_service_identity(self) -> "ServiceSettings":

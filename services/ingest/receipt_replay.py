@@ -25,6 +25,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from services.common.contracts import CreditsReserved, ReservationSettled, topic_of
+from services.common.kafka_security import client_options
 from services.common.replay import decoded_envelopes, read_topic_to_end, report
 from services.common.storage import ObjectStore, StorageError
 from services.ingest.receipts import canonical, receipt_sha256
@@ -46,7 +47,7 @@ class Journal:
                 "price_book_version": reserved.pricebook_version if reserved else None}
 
 
-async def read_journal(bootstrap: str, namespace: str) -> tuple[Journal, int]:
+async def read_journal(bootstrap: str | dict, namespace: str) -> tuple[Journal, int]:
     envelopes, malformed = decoded_envelopes(await read_topic_to_end(bootstrap, topic_of("ledger", namespace)))
     journal = Journal()
     for envelope in envelopes:
@@ -131,7 +132,7 @@ def load_keys(conn: psycopg.Connection, schema: str) -> dict[str, Ed25519PublicK
 
 
 async def check(settings: IngestSettings, chains: dict[str, list[dict]], keys) -> tuple[list[str], int, int, int]:
-    journal, malformed = await read_journal(settings.kafka_bootstrap, settings.topic_namespace)
+    journal, malformed = await read_journal(client_options(settings), settings.topic_namespace)
     store = ObjectStore(settings)
     lines, gone, checked = [], 0, 0
     for documents in chains.values():

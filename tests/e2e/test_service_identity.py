@@ -153,7 +153,8 @@ def test_a_service_started_in_production_without_its_key_refuses_to_start_naming
     from services.delivery.settings import DeliverySettings
 
     with pytest.raises(ValueError, match="GENLINE_SERVICE_KEY must be set"):
-        endpoints.settings(DeliverySettings, environment="production", service_key=None)
+        endpoints.settings(DeliverySettings, environment="production", service_key=None,
+                           kafka_security_protocol="SASL_SSL", kafka_password="a-kafka-password-long-enough")
     keys = json.loads(endpoints.service_env("delivery")["GENLINE_SERVICE_KEYS"])
     assert set(keys) == set(INTERNAL_SERVICES)
 

@@ -17,7 +17,14 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 
 from services.common.admin import OperatorWith
-from services.common.contracts import PUBLISHERS, ProviderStatus, QualityStatus, dead_letter_topic, topic_of
+from services.common.contracts import (
+    PUBLISHERS,
+    ProviderStatus,
+    QualityStatus,
+    dead_letter_topic,
+    topic_of,
+)
+from services.common.kafka_security import client_options
 from services.common.problems import Problem
 from services.common.protos import load
 from services.common.replay import topic_sizes
@@ -69,7 +76,7 @@ async def list_providers(_: Reader, stub: RouterStub, settings: Settings):
 async def dead_letters(_: Reader, settings: Settings):
     topics = [dead_letter_topic(topic_of(p, settings.topic_namespace)) for p in PUBLISHERS]
     try:
-        sizes = await asyncio.wait_for(topic_sizes(settings.kafka_bootstrap, topics), timeout=15)
+        sizes = await asyncio.wait_for(topic_sizes(client_options(settings), topics), timeout=15)
     except Exception:  # noqa: BLE001 - whatever the broker client raised, the answer is the same
         raise Problem(503, "broker-unavailable", "the broker does not answer; try again shortly",
                       {"Retry-After": "2"}, retry_after=2) from None

@@ -1,0 +1,54 @@
+"""How every Kafka client of a service proves itself and protects the wire: TLS and
+SASL/SCRAM from the service's settings, in one place, for FastStream's broker and for every
+aiokafka producer, consumer and admin client (the relay, the journal, the replays, the bus
+tools).
+
+On Kubernetes each service is a Strimzi `KafkaUser` (deploy/k8s/kafka/users.yaml) whose
+ACLs let it write its own topic only, read what it consumes, and use its own consumer
+groups; the password comes from the Secret Strimzi makes for that user, the cluster's CA
+from the Secret Strimzi makes for the cluster.
+"""
+
+import functools
+import ssl
+
+from faststream.security import BaseSecurity, SASLScram256, SASLScram512
+
+from services.common.settings import ServiceSettings
+
+TLS_PROTOCOLS = ("SSL", "SASL_SSL")
+SASL_PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL")
+
+
+@functools.cache
+def _ssl_context(ca_file: str | None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=ca_file)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+def ssl_context_of(settings: ServiceSettings) -> ssl.SSLContext | None:
+    return _ssl_context(settings.kafka_ca_file) if settings.kafka_security_protocol in TLS_PROTOCOLS else None
+
+
+def client_options(settings: ServiceSettings) -> dict:
+    """Keyword arguments for an aiokafka client: where the brokers are and how to log in."""
+    options = {"bootstrap_servers": settings.kafka_bootstrap, "security_protocol": settings.kafka_security_protocol}
+    if (context := ssl_context_of(settings)) is not None:
+        options["ssl_context"] = context
+    if settings.kafka_security_protocol in SASL_PROTOCOLS:
+        options |= {"sasl_mechanism": settings.kafka_sasl_mechanism, "sasl_plain_username": settings.kafka_username,
+                    "sasl_plain_password": settings.kafka_password.get_secret_value()}
+    return options
+
+
+def faststream_security(settings: ServiceSettings) -> BaseSecurity | None:
+    """The same for FastStream's KafkaBroker (its consumers)."""
+    protocol, context = settings.kafka_security_protocol, ssl_context_of(settings)
+    if protocol in SASL_PROTOCOLS:
+        scram = SASLScram512 if settings.kafka_sasl_mechanism == "SCRAM-SHA-512" else SASLScram256
+        return scram(settings.kafka_username, settings.kafka_password.get_secret_value(), ssl_context=context,
+                     use_ssl=protocol == "SASL_SSL")
+    if protocol == "SSL":
+        return BaseSecurity(ssl_context=context, use_ssl=True)
+    return None
