@@ -203,6 +203,8 @@ class EventConsumer:
             session_timeout_ms=s.kafka_session_timeout_ms,
             heartbeat_interval_ms=s.kafka_heartbeat_interval_ms,
             fetch_max_wait_ms=s.kafka_fetch_max_wait_ms,
+            max_poll_interval_ms=s.kafka_max_poll_interval_ms,
+            group_instance_id=s.kafka_group_instance_id,
         )
         subscriber = broker.subscriber(*topics, batch=True, max_records=s.consumer_batch_size,
                                        batch_timeout_ms=s.kafka_batch_timeout_ms, **options)

@@ -36,14 +36,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, fields
 
 import psycopg
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
 from psycopg_pool import AsyncConnectionPool
 
 from services.common import kafka_admin
 from services.common.db import as_arrays
-from services.common.kafka_security import client_options
+from services.common.kafka_security import client_options, new_topic
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +198,7 @@ class Journal:
     async def _ensure_topic(self, client: AIOKafkaClient, topic: str, count: int) -> list[int]:
         partitions = await kafka_admin.partitions_of(client, topic, fresh=True)
         if not partitions and count:
-            await (await self.admin()).create_topics([NewTopic(topic, count, 1)])
+            await (await self.admin()).create_topics([new_topic(self.settings, topic, count)])
             partitions = await kafka_admin.partitions_of(client, topic, fresh=True)
         return partitions
 
@@ -352,7 +352,7 @@ class Journal:
                 # Noted before the topic goes, so that a crash from here on is finished later.
                 await write_partitions(conn, [Partition(topic, p, broker=self.broker, rotate_to=end)
                                               for p, end in targets.items()], "rotate_to = excluded.rotate_to")
-                await kafka_admin.recreate_topic(await self.admin(), topic, len(targets))
+                await kafka_admin.recreate_topic(await self.admin(), new_topic(self.settings, topic, len(targets)))
             await self._open_at(client, topic, targets)
             await write_partitions(conn, [Partition(topic, p, log_start=end, log_end=end, consumed_through=end)
                                           for p, end in targets.items()],

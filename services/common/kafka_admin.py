@@ -143,13 +143,14 @@ async def committed_offsets(admin: AIOKafkaAdminClient, group: str, topic: str, 
     return {tp.partition: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
 
 
-async def recreate_topic(admin: AIOKafkaAdminClient, topic: str, partitions: int) -> None:
-    """Delete the topic and create it again, empty, with as many partitions."""
+async def recreate_topic(admin: AIOKafkaAdminClient, new: NewTopic) -> None:
+    """Delete the topic and create it again, empty, as `new` says (its partitions and replicas)."""
+    topic = new.name
     deleted = await admin.delete_topics([topic])
     for name, error in deleted.topic_error_codes:
         if error and error != 3:  # 3: it was gone already
             raise for_code(error)(f"deleting {name}")
-    created = await admin.create_topics([NewTopic(topic, partitions, 1)])
+    created = await admin.create_topics([new])
     for name, error, *_ in created.topic_errors:
         if error:
             raise for_code(error)(f"creating {name}")

@@ -42,6 +42,18 @@ def client_options(settings: ServiceSettings) -> dict:
     return options
 
 
+def compression(settings: ServiceSettings) -> str | None:
+    return None if settings.kafka_compression_type == "none" else settings.kafka_compression_type
+
+
+def new_topic(settings: ServiceSettings, name: str, partitions: int):
+    """A topic this service creates: as many replicas as configured, min ISR one less."""
+    from aiokafka.admin import NewTopic
+
+    replicas = settings.kafka_replication_factor
+    return NewTopic(name, partitions, replicas, topic_configs={"min.insync.replicas": str(max(1, replicas - 1))})
+
+
 def faststream_security(settings: ServiceSettings) -> BaseSecurity | None:
     """The same for FastStream's KafkaBroker (its consumers)."""
     protocol, context = settings.kafka_security_protocol, ssl_context_of(settings)

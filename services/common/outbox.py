@@ -23,7 +23,7 @@ from services.common.journal import (
     outbox_lock,
     relay_lock,
 )
-from services.common.kafka_security import client_options
+from services.common.kafka_security import client_options, compression
 from services.common.supervision import failed, stop_tasks, supervise
 from services.common.wake import bus_channel
 
@@ -231,6 +231,8 @@ class OutboxRelay:
     async def producer(self) -> AIOKafkaProducer:
         if self._producer is None:
             producer = AIOKafkaProducer(**client_options(self.settings), acks="all",
+                                        enable_idempotence=self.settings.kafka_idempotent_producer,
+                                        compression_type=compression(self.settings),
                                         request_timeout_ms=self.settings.bus_send_timeout_ms)
             try:
                 await producer.start()

@@ -56,8 +56,10 @@ class ServiceRuntime:
         self.migrations = [COMMON_MIGRATIONS] + ([migrations_package] if migrations_package else [])
         self.database_url = settings.database_url.get_secret_value()
         self.pool = open_pool(self.database_url, self.name, settings.database_pool_size)
+        # Its producer sends only dead letters: acknowledged by every in-sync replica, once.
         self.broker = KafkaBroker(settings.kafka_bootstrap, logger=logging.getLogger("faststream"),
-                                  security=faststream_security(settings))
+                                  security=faststream_security(settings), acks="all",
+                                  enable_idempotence=settings.kafka_idempotent_producer)
         self.journal = journal_of(name, self.name, settings, self.pool, self.database_url)
         self.relay = OutboxRelay(self.pool, settings, self.name, self.journal, self.database_url)
         self.consumer = EventConsumer(self.name, self.pool, self.relay, settings)

@@ -71,6 +71,27 @@ class ServiceSettings(BaseSettings):
     schema_name: str | None = None
     kafka_session_timeout_ms: int = 10_000
     kafka_heartbeat_interval_ms: int = 1_000
+    # Static membership: a consumer that comes back under the same id within the session
+    # timeout gets its partitions back without stopping the whole group to rebalance. On
+    # Kubernetes, the pod's name (a container restarted in place keeps it); unset: dynamic.
+    kafka_group_instance_id: str | None = None
+    # A consumer that does not poll again within this long is taken out of its group. A
+    # batch of consumer_batch_size records must be applied well within it (the scorer's
+    # rule: batch × worst scoring time per candidate × 2 < this).
+    kafka_max_poll_interval_ms: int = 300_000
+    # Topics a service creates itself (what its journal recovers, a dead-letter topic):
+    # never fewer replicas than this, and min.insync.replicas one less, at least 1 (set 3 on
+    # a real cluster; the embedded broker has one). Partitions are the topic's own: the
+    # journal recreates a lost topic with as many as it had, since a job's events keep their
+    # order only while its key maps to the same partition. Growing them is a migration, not
+    # a setting: docs/operations.md.
+    kafka_replication_factor: int = 1
+    # The outbox's producer: idempotent (a retried send is written once; the inboxes make
+    # a duplicate harmless anyway), acks=all, and its batches compressed (gzip needs no
+    # native library; lz4 and zstd need theirs installed). The embedded broker grants no
+    # producer ids, so the embedded stack turns idempotence off.
+    kafka_idempotent_producer: bool = True
+    kafka_compression_type: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "gzip"
     # How long a fetch may wait on the broker for new records. Apache Kafka answers as soon
     # as records arrive, so a long wait costs nothing there; Tansu holds every fetch until
     # the wait expires, so on the embedded stack it is the latency of every hop and is short.

@@ -4,6 +4,10 @@ from services.common.settings import SealedContentSettings
 class ScorerSettings(SealedContentSettings):
     service_name: str = "scorer"
     http_port: int = 8084
+    # A batch is scored before the next poll: 64 candidates at worst ~4 s each on one CPU
+    # core (every dimension, a large image) is ~4 min, half the poll interval.
+    consumer_batch_size: int = 64
+    kafka_max_poll_interval_ms: int = 540_000
     # "cuda" or "cpu"; the CUDA device when present unless set.
     device: str | None = None
     # NudeNet classes that `nsfw` scores; the explicit ones (moderation.MODERATED_BY_DEFAULT) when unset.

@@ -126,6 +126,8 @@ class Endpoints:
             "GENLINE_S3_ACCESS_KEY_ID": self.s3_access_key_id,
             "GENLINE_S3_SECRET_ACCESS_KEY": self.s3_secret_access_key,
         }
+        # Tansu 0.6 on its in-memory log grants no producer ids (InitProducerId fails).
+        env["GENLINE_KAFKA_IDEMPOTENT_PRODUCER"] = "false"
         if self.kafka_security_protocol != "PLAINTEXT":
             env |= {"GENLINE_KAFKA_SECURITY_PROTOCOL": self.kafka_security_protocol,
                     "GENLINE_KAFKA_CA_FILE": self.kafka_ca_file}

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pytest
 from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
@@ -292,7 +292,7 @@ async def test_a_rotation_cut_short_by_a_crash_is_finished_before_anything_is_pu
                                    [ledger.topic, partition, end])
         admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
         await admin.start()
-        await kafka_admin.recreate_topic(admin, ledger.topic, TOPIC_PARTITIONS)
+        await kafka_admin.recreate_topic(admin, NewTopic(ledger.topic, TOPIC_PARTITIONS, 1))
         await admin.close()
 
         await ledger.grant(10)
@@ -373,7 +373,7 @@ async def test_a_topic_deleted_behind_the_service_s_back_is_published_again(endp
         await ledger.until(PUBLISHED, 15)
         admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
         await admin.start()
-        await kafka_admin.recreate_topic(admin, ledger.topic, partitions)
+        await kafka_admin.recreate_topic(admin, NewTopic(ledger.topic, partitions, 1))
         await admin.close()
         reader = await Reader.join(broker.bootstrap, ledger.topic, ledger.group("router"))
         await reader.read(set(range(15)))

@@ -289,3 +289,25 @@ def test_the_services_reach_kafka_over_tls_as_their_own_user():
         ca = [v for v in pod["volumes"] if v.get("secret", {}).get("secretName") == "genline-kafka-ca"]
         mounts = [m for m in pod["containers"][0]["volumeMounts"] if ca and m["name"] == ca[0]["name"]]
         assert mounts and config["GENLINE_KAFKA_CA_FILE"].startswith(mounts[0]["mountPath"]), deployment["metadata"]
+
+
+def test_the_connection_budget_at_the_most_replicas_fits_the_max_connections_written_down():
+    """docs/operations.md: each replica's pool plus its dedicated connections, at the most
+    replicas the HPA and the ScaledObjects allow, plus 10 kept for operators, within the
+    `max_connections` it asks of PostgreSQL."""
+    import re
+
+    from services.common.settings import ServiceSettings
+
+    written = int(re.search(r"max_connections = (\d+)", (ROOT / "docs/operations.md").read_text()).group(1))
+    config = next(o for o in render(K8S / "base") if o["kind"] == "ConfigMap" and o["metadata"]["name"] ==
+                  "genline-config")["data"]
+    pool = int(config.get("GENLINE_DATABASE_POOL_SIZE", ServiceSettings.model_fields["database_pool_size"].default))
+    most = {o["spec"]["scaleTargetRef"]["name"]: o["spec"]["maxReplicas"] for o in render(K8S / "base")
+            if o["kind"] == "HorizontalPodAutoscaler"}
+    most |= {o["spec"]["scaleTargetRef"]["name"]: o["spec"]["maxReplicaCount"] for o in render(K8S / "keda")
+             if o["kind"] == "ScaledObject"}
+    assert set(most) == set(SERVICES)
+    dedicated = {"ingest": 3}  # the relay's LISTEN, the journal's lock, the job log watch
+    total = sum(replicas * (pool + dedicated.get(service, 2)) for service, replicas in most.items())
+    assert total + 10 <= written, f"{total} connections at the most replicas; docs/operations.md says {written}"
