@@ -9,7 +9,7 @@ import re
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common.identity import INTERNAL_SERVICES, public_key_of, valid_public_key
@@ -46,7 +46,12 @@ class ServiceSettings(BaseSettings):
     # concern a job name its prompt, which helps while developing.
     redact_prompts: bool = True
     # Where to send traces (OTLP over HTTP, e.g. http://otel-collector:4318); none by default.
-    otlp_endpoint: str | None = None
+    # OpenTelemetry's own variables are honoured too: OTEL_EXPORTER_OTLP_ENDPOINT (the same),
+    # OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (the traces' full URL), OTEL_SERVICE_NAME,
+    # OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_SAMPLER(_ARG), OTEL_SDK_DISABLED and
+    # OTEL_TRACES_EXPORTER=none (services/common/tracing.py).
+    otlp_endpoint: str | None = Field(None, validation_alias=AliasChoices(
+        "otlp_endpoint", "GENLINE_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
 
     http_host: str = "127.0.0.1"
     http_port: int = 8080

@@ -9,6 +9,7 @@ log line its trace id, and nothing leaves the process.
 """
 
 import contextlib
+import os
 import logging
 from collections.abc import Iterator
 
@@ -33,14 +34,18 @@ def configure_tracing(service: str, otlp_endpoint: str | None) -> None:
     spans: services/common/storage.py). Without an endpoint no span is recorded and no query
     is wrapped: spans only carry the trace's context (log lines still name the trace, events
     still pass it on), which costs next to nothing."""
-    resource = Resource.create({"service.name": f"genline-{service}"})
-    if not otlp_endpoint:
+    resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME") or f"genline-{service}"})
+    disabled = (os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true"
+                or os.environ.get("OTEL_TRACES_EXPORTER", "").lower() == "none")
+    if not otlp_endpoint or disabled:
         trace.set_tracer_provider(TracerProvider(resource=resource, sampler=ALWAYS_OFF))
         return
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-    provider = TracerProvider(resource=resource)
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{otlp_endpoint.rstrip('/')}/v1/traces")))
+    # OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is the traces' URL as it is; any other is a base.
+    traces_url = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or f"{otlp_endpoint.rstrip('/')}/v1/traces"
+    provider = TracerProvider(resource=resource)  # its sampler from OTEL_TRACES_SAMPLER, else parent-based
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=traces_url)))
     log.info("exporting traces to %s", otlp_endpoint)
     trace.set_tracer_provider(provider)
     PsycopgInstrumentor().instrument(skip_dep_check=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from services.common.tracing import continued
 
 ROOT = Path(__file__).resolve().parents[2]
 # One unit of work in a fresh process, traced as a service traces it: a continued trace,
@@ -86,7 +87,35 @@ def test_with_an_endpoint_database_and_s3_calls_are_exported_in_the_continued_tr
     assert any(a.get("rpc.service") == "S3" for a in attributes)
 
 
-def test_without_a_genline_endpoint_nothing_is_exported(endpoints, collector):
-    """Not even to the endpoint OpenTelemetry's own variable names: exporting is opt-in."""
-    run_probe(endpoints, secrets.token_hex(16), OTEL_EXPORTER_OTLP_ENDPOINT=collector)
+def test_opentelemetrys_own_variables_are_honoured(endpoints, collector):
+    trace_id = secrets.token_hex(16)
+    run_probe(endpoints, trace_id, OTEL_EXPORTER_OTLP_ENDPOINT=collector, OTEL_SERVICE_NAME="probe-by-otel")
+    assert {service for service, _ in exported_spans()} == {"probe-by-otel"}
+    assert {span.trace_id.hex() for _, span in exported_spans()} == {trace_id}
+    Collector.requests = []
+    run_probe(endpoints, secrets.token_hex(16), OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=f"{collector}/v1/traces")
+    assert exported_spans()
+
+
+@pytest.mark.parametrize("off", [{}, {"OTEL_SDK_DISABLED": "true"}, {"OTEL_TRACES_EXPORTER": "none"}])
+def test_without_an_endpoint_or_with_the_sdk_disabled_nothing_is_exported(endpoints, collector, off):
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector} | off if off else {}
+    run_probe(endpoints, secrets.token_hex(16), **env)
     assert Collector.requests == []
+
+
+def test_an_internal_http_call_carries_its_service_token_and_the_current_trace():
+    """What ServiceAuth adds to a request (the header, not a server: pure logic)."""
+    import httpx
+
+    from services.common.identity import ServiceSigner, new_service_key
+    from services.common.internal_calls import ServiceAuth
+
+    seen = []
+    transport = httpx.MockTransport(lambda request: seen.append(request.headers) or httpx.Response(200))
+    trace_id = secrets.token_hex(16)
+    with httpx.Client(transport=transport, auth=ServiceAuth(ServiceSigner("ingest", new_service_key()[0]), "scorer")) as client, \
+            continued(f"00-{trace_id}-{secrets.token_hex(8)}-01", "a call"):
+        client.get("http://scorer/internal/v1/calibration")
+    assert seen[0]["authorization"].startswith("Bearer ")
+    assert seen[0]["traceparent"].split("-")[1] == trace_id

@@ -311,3 +311,13 @@ def test_the_connection_budget_at_the_most_replicas_fits_the_max_connections_wri
     dedicated = {"ingest": 3}  # the relay's LISTEN, the journal's lock, the job log watch
     total = sum(replicas * (pool + dedicated.get(service, 2)) for service, replicas in most.items())
     assert total + 10 <= written, f"{total} connections at the most replicas; docs/operations.md says {written}"
+
+
+def test_the_ingress_serves_the_api_the_receipt_keys_and_the_console_and_nothing_internal():
+    [ingress] = [o for o in render(K8S / "base") if o["kind"] == "Ingress"]
+    paths = {(p["path"], p["pathType"]): p["backend"]["service"]["name"]
+             for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]}
+    assert paths == {("/v1", "Prefix"): "ingest", ("/v1/webhooks/payments", "Exact"): "ledger",
+                     ("/.well-known/genline-keys.json", "Exact"): "ingest", ("/console", "Prefix"): "ingest"}
+    assert all(p["backend"]["service"]["port"]["name"] == "http"
+               for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"])
