@@ -40,21 +40,23 @@ RUN apt-get update \
 
 RUN python -m venv "${VIRTUAL_ENV}"
 
-# Scorer only: install torch from the PyTorch index first (CPU by default), and
-# pin it with a constraint so that resolving `.[scorer]` can neither replace it
-# with the (CUDA-bundling) PyPI build nor move it to another version.
+# Scorer only: torch from the PyTorch index (CPU by default), the exact version, without
+# its dependencies, which come hashed from the scorer's lock below; never PyPI's
+# CUDA-bundling build.
 RUN set -eu; \
-    : > /tmp/constraints.txt; \
     if [ "${SERVICE_EXTRA}" = "scorer" ]; then \
-      pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"; \
-      echo "torch==${TORCH_VERSION}" > /tmp/constraints.txt; \
+      pip install --no-deps --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"; \
     fi
 
 WORKDIR /src
 COPY . .
-# gRPC stubs are generated from proto/ here and shipped in the package (never hand-edited).
-RUN pip install "grpcio-tools>=1.62" && python -m services.common.protos
-RUN pip install --constraint /tmp/constraints.txt ".[${SERVICE_EXTRA}]"
+# Every package from a locked set (requirements/*.lock: pinned with the hashes of its
+# files, `make lock`): the build's tools, then the service's own, then the service itself
+# without resolving anything again. gRPC stubs are generated from proto/ here and shipped
+# in the package (never hand-edited).
+RUN pip install --require-hashes --no-deps -r requirements/build.lock && python -m services.common.protos
+RUN pip install --require-hashes --no-deps -r "requirements/${SERVICE_EXTRA}.lock" \
+ && pip install --no-deps .
 
 # Fail the build, not the pod: the module must be importable from the installed
 # distribution (run outside /src so the source tree cannot mask a packaging bug),

@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test test-fast install install-test proto clean
+.PHONY: run test test-fast install install-test proto clean lock audit
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -16,16 +16,31 @@ $(PY):
 TORCH_VERSION := 2.13.0
 TORCH_INDEX_URL ?= https://download.pytorch.org/whl/cpu
 
+# Every other package comes from the locked set: requirements/run.lock (the platform) and
+# requirements/test.lock (and what the tests need), each package pinned with the hashes of
+# its files, resolved for CPython 3.11 on Linux x86_64 (where the platform, its images and
+# CI run); pip refuses a file whose hash is not in the lock. `make lock` resolves them again
+# from pyproject.toml; LOCKED=0 installs from pyproject.toml's ranges instead (another
+# platform). torch, pinned above, is installed on its own (its CPU build is not on PyPI).
+LOCKED ?= 1
+define install_locked
+	$(if $(filter 1,$(LOCKED)),$(PY) -m pip install --quiet --require-hashes --no-deps -r $(1),$(PY) -m pip install --quiet -e ".[$(2)]")
+endef
+define install_torch
+	$(PY) -m pip install --quiet --no-deps "torch==$(TORCH_VERSION)+cpu" 2>/dev/null \
+	  || $(PY) -m pip install --quiet --no-deps --index-url "$(TORCH_INDEX_URL)" "torch==$(TORCH_VERSION)"
+endef
+
 # The Python client is its own distribution (clients/python); the `genline jobs` commands use it.
-$(VENV)/.installed-all: pyproject.toml clients/python/pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet "torch==$(TORCH_VERSION)+cpu" 2>/dev/null \
-	  || $(PY) -m pip install --quiet --index-url "$(TORCH_INDEX_URL)" "torch==$(TORCH_VERSION)"
-	$(PY) -m pip install --quiet -e ".[all]" -e clients/python
+$(VENV)/.installed-all: pyproject.toml clients/python/pyproject.toml requirements/run.lock | $(PY)
+	$(call install_locked,requirements/run.lock,all)
+	$(install_torch)
+	$(PY) -m pip install --quiet --no-deps -e . -e clients/python
 	$(PY) -m services.common.protos
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed-all | $(VENV)/bin/promtool chromium
-	$(PY) -m pip install --quiet -e ".[test]"
+$(VENV)/.installed-test: pyproject.toml requirements/test.lock $(VENV)/.installed-all | $(VENV)/bin/promtool chromium
+	$(call install_locked,requirements/test.lock,test)
 	touch $@
 
 # Debian's chromium, for the console's browser tests (Playwright drives it; it downloads no
@@ -57,6 +72,29 @@ test: install-test
 # Between edits: everything but the tests that start processes or a browser (a few minutes).
 test-fast: install-test
 	$(PY) -m pytest -m "not processes"
+
+# requirements/*.lock again from pyproject.toml: the newest versions its ranges allow, with
+# torch's CPU build (so that none of PyPI's CUDA packages enter the lock), found where pip
+# finds wheels (PIP_FIND_LINKS) or on PyTorch's CPU index.
+LOCK_OPTIONS = --python-version 3.11 --python-platform x86_64-manylinux_2_28 --generate-hashes --no-header --quiet \
+  --no-emit-package torch --override requirements/torch-cpu.txt --index-strategy unsafe-best-match \
+  $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS),--extra-index-url $(TORCH_INDEX_URL))
+lock: install-test
+	echo "torch==$(TORCH_VERSION)+cpu" > requirements/torch-cpu.txt
+	$(VENV)/bin/uv pip compile pyproject.toml clients/python/pyproject.toml --extra all --extra test $(LOCK_OPTIONS) \
+	  -o requirements/test.lock
+	$(VENV)/bin/uv pip compile pyproject.toml clients/python/pyproject.toml --extra all -c requirements/test.lock \
+	  $(LOCK_OPTIONS) -o requirements/run.lock
+	$(VENV)/bin/uv pip compile requirements/build.in -c requirements/test.lock $(LOCK_OPTIONS) -o requirements/build.lock
+	for service in ingest ledger router scorer delivery; do \
+	  $(VENV)/bin/uv pip compile pyproject.toml --extra $$service -c requirements/test.lock $(LOCK_OPTIONS) \
+	    -o requirements/$$service.lock || exit 1; \
+	done
+
+# The locked set against PyPI's vulnerability data (pip-audit): exits 1 on a known
+# vulnerability, and on a package it could not check (no answer from PyPI is no pass).
+audit: install-test
+	$(PY) -m pip_audit --strict --disable-pip --require-hashes --progress-spinner off -r requirements/test.lock
 
 # gRPC stubs from proto/ into services/_generated (also built on first use when missing).
 proto: | $(PY)
