@@ -321,3 +321,14 @@ def test_the_ingress_serves_the_api_the_receipt_keys_and_the_console_and_nothing
                      ("/.well-known/genline-keys.json", "Exact"): "ingest", ("/console", "Prefix"): "ingest"}
     assert all(p["backend"]["service"]["port"]["name"] == "http"
                for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"])
+
+
+def test_images_carry_the_release_version_never_latest():
+    import tomllib
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    for directory in KUSTOMIZATIONS:
+        for obj in render(directory):
+            for container in obj.get("spec", {}).get("template", {}).get("spec", {}).get("containers", ()):
+                image = container["image"]
+                assert "@sha256:" in image or image.endswith(f":{version}"), (directory.name, image)
