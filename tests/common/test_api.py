@@ -6,7 +6,7 @@ import logging
 from typing import Annotated
 
 import pytest
-from fastapi import APIRouter, Depends, Security
+from fastapi import APIRouter, Security
 from fastapi.security import HTTPBearer
 from fastapi.testclient import TestClient
 

@@ -56,7 +56,7 @@ def genline(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 
 
 def test_receipts_verify_offline_and_any_change_drop_or_forgery_fails_naming_what(
-        platform, tenant_factory, endpoints, receiver, tmp_path):
+        platform, tenant_factory, endpoints, receiver, tmp_path):  # noqa: F811 - the fixture imported above
     tenant = tenant_factory()
     job_ids = run_jobs(tenant, 3, webhook_url=receiver.url("/hooks"))
     receipts, keys = chain(tenant), published_keys(platform)

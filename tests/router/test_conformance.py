@@ -75,7 +75,6 @@ DEFAULT = {
     "submit answers 429": "rate_limited", "submit answers 503": "server_error",
     "out of credit (402, or the API's way)": "unavailable", "wrong key": "credentials",
     "job fails": "server_error", "job canceled by the provider": "timeout", "job aborted before it started": "timeout",
-    "provider-side deadline passed": "timeout",
     "provider-side deadline passed": "timeout", "content refused": "bad_request", "slow: past the call's deadline": "timeout", "image behind a redirect": "ok",
     "image on a foreign host": "ok", "image of the wrong size": "bad_output", "corrupt image bytes": "bad_output",
     "blank image": "bad_output", "connection lost mid-download, once": "ok",

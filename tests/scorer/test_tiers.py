@@ -18,7 +18,7 @@ from services.common.quality.dimensions import registered
 from services.scorer.dimensions.tiers import Enough, PlannedDimension, Progress, TierWalk
 from services.scorer.dimensions import faces
 from services.common.quality.profiles import load_profile
-from tests.scorer.conftest import blurred, png, rgb_photo
+from tests.scorer.conftest import blurred, png
 from tests.scorer.test_faces import grace_hopper
 
 SEEDS = range(8)
