@@ -27,6 +27,7 @@ Retry-After), so a burst of bombs costs ingest no more than its budget.
 import asyncio
 import base64
 import binascii
+import concurrent.futures
 import contextlib
 import hashlib
 import io
@@ -308,12 +309,18 @@ def memory_limit_bytes() -> int | None:
 class ScreeningGate:
     """Screenings in flight hold the memory their decode needs (`Declared.decode_bytes`)
     out of `budget_bytes`, and one of `threads` threads; a screening that cannot get both
-    within `wait_s` is refused for now (503, Retry-After)."""
+    within `wait_s` is refused for now (503, Retry-After).
+
+    Decodes run on threads of the gate's own, `threads` of them: the allocator keeps what a
+    thread freed in that thread's arena for its next use, so decodes spread over a larger
+    pool (asyncio's default has cpu + 4 threads) would leave up to one decode's memory
+    resident per thread, well past the budget."""
 
     def __init__(self, budget_bytes: int, threads: int, wait_s: float) -> None:
         self.budget_bytes, self.threads, self.wait_s = budget_bytes, threads, wait_s
         self.held_bytes, self.running = 0, 0
         self._changed = asyncio.Condition()
+        self._decoders = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="screening")
 
     async def screen(self, data: bytes, limits: ScreeningLimits, name: str) -> ScreenedImage:
         found = await asyncio.to_thread(declared, data, limits, name)
@@ -324,7 +331,8 @@ class ScreeningGate:
                           f" service screens at most {most} pixels of {found.image_format}", reason="pixels",
                           limit=most)
         async with self._holding(found.decode_bytes, name):
-            return await asyncio.to_thread(decoded_clean, data, found, limits, name)
+            return await asyncio.get_running_loop().run_in_executor(
+                self._decoders, decoded_clean, data, found, limits, name)
 
     @contextlib.asynccontextmanager
     async def _holding(self, need: int, name: str) -> AsyncIterator[None]:

@@ -358,5 +358,6 @@ def test_the_dev_admin_token_and_webhook_secret_are_refused_in_production(endpoi
     with pytest.raises(ValueError, match=f"GENLINE_{name.upper()} is the development value"):
         endpoints.settings(LedgerSettings, environment="production", s3_secret_access_key="a-real-secret-of-length",
                            database_url="postgresql://genline:a-real-password-too@db/genline",
+                           kafka_security_protocol="SASL_SSL", kafka_password="a-real-kafka-password",
                            **{name: DEV_LEDGER_SECRETS[name]})
     assert endpoints.settings(LedgerSettings, environment="development", **{name: DEV_LEDGER_SECRETS[name]})

@@ -35,6 +35,7 @@ def start_ledger_process(settings, log_path) -> tuple[subprocess.Popen, int]:
         "GENLINE_TOPIC_NAMESPACE": settings.topic_namespace, "GENLINE_SCHEMA_NAME": settings.schema_name,
         "GENLINE_HTTP_PORT": str(port), "GENLINE_GRPC_PORT": str(free_port()),
         "GENLINE_KAFKA_SESSION_TIMEOUT_MS": "6000", "GENLINE_CONSUMER_BATCH_SIZE": "16",
+        "GENLINE_KAFKA_IDEMPOTENT_PRODUCER": str(settings.kafka_idempotent_producer).lower(),
     }
     process = subprocess.Popen([sys.executable, "-m", "services.ledger"], env=env, stdout=open(log_path, "ab"),
                                stderr=subprocess.STDOUT, cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
