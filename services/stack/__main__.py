@@ -18,6 +18,7 @@ from services.ingest.settings import IngestSettings
 from services.ingest.tenants import ensure_tenant
 from services.ledger.app import grant
 from services.ledger.settings import DEV_LEDGER_SECRETS, LedgerSettings
+from services.stack.credentials import KEK_FILE
 from services.stack.demo import run_demo
 from services.stack.embedded import EmbeddedStack, Endpoints
 from services.stack.fleet import ServiceFleet
@@ -54,6 +55,21 @@ def dev_ledger_secrets(endpoints: Endpoints) -> dict[str, str]:
     if configured.admin_tokens:  # the developer named operators
         missing.pop("admin_token", None)
     return missing
+
+
+def write_operator_env(endpoints, path):
+    """The environment of the operator's commands on this stack (the replays and audits
+    read every service's journal: the administrator's database login; the jobs' KEK, to
+    open sealed prompts), readable by its owner only; returns its path."""
+    import os
+    import shlex
+    from pathlib import Path
+
+    env = endpoints.service_env() | {"GENLINE_DATA_KEY_KEK_FILE": str(Path(endpoints.credentials_dir) / KEK_FILE)}
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.writelines(f"{name}={shlex.quote(value)}\n" for name, value in sorted(env.items()))
+    return path.resolve()
 
 
 def say_how_to_reach_the_ledger(fleet: ServiceFleet, dev_secrets: dict[str, str]) -> None:
@@ -145,6 +161,7 @@ def main(prog: str = "python -m services.stack") -> int:
         endpoints = stack.start()
         print(f"embedded stack up: kafka {endpoints.kafka_bootstrap}, s3 {endpoints.s3_endpoint_url}", flush=True)
         api_key = asyncio.run(seed(endpoints, args.credits, args.data_dir / "demo-api-key"))
+        operator_env = write_operator_env(endpoints, args.data_dir / "operator.env")
         dev_secrets = dev_ledger_secrets(endpoints)
         fleet = ServiceFleet(endpoints, args.data_dir / "logs", ingest_port=args.port, admin_ports=True,
                              extra_env={f"GENLINE_{name.upper()}": value for name, value in dev_secrets.items()})
@@ -152,6 +169,8 @@ def main(prog: str = "python -m services.stack") -> int:
         print(f"services ready in {time.monotonic() - started:.1f}s; public API {fleet.ingest_url}", flush=True)
         print(f"demo tenant API key: {api_key}", flush=True)
         say_how_to_reach_the_ledger(fleet, dev_secrets)
+        print(f"operator commands (genline replay, bus, grant, data-keys): first `set -a; . {operator_env}; set +a`",
+              flush=True)
         delivered = run_demo(fleet.ingest_url, api_key, say=lambda line: print(line, flush=True))
         print(f"demo finished {time.monotonic() - started:.1f}s after start", flush=True)
         if args.exit_after_demo:
