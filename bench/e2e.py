@@ -12,7 +12,10 @@ provider that paints without latency or defects, and runs in one go:
    against the fresh stack's.
 3. Burst: --burst jobs of 4 candidates from --clients clients at once; jobs/s from the
    first 202 to the last job settled, latency under load, and CPU milliseconds per job of
-   each service, the broker, PostgreSQL (every backend), the S3 server and this client.
+   each service, the broker, PostgreSQL (every backend), the S3 server and this client;
+   and, counted by the services themselves (their /metrics before and after), per job:
+   SQL statements, S3 requests, records produced and consumed, relay passes, gRPC calls
+   and internal HTTP calls. Those counts are exact and machine-independent.
 4. Baseline: the same work in this process without the bus, one job after another, on one
    core: paint the candidates, score them in one batch, put the best in S3 and sign its
    link, one INSERT. Its median per job, for the sequential job and for the burst's, and
@@ -196,6 +199,42 @@ def sequential(http: httpx.Client, watcher: Watcher, jobs: int, side: int) -> tu
         watcher.wait_all(i + 1, 120)
     latencies = [(seen - accepted) * 1000 for accepted, seen in watcher.done.values()]
     return latencies, hop_medians(list(watcher.views(list(watcher.done)).values()), watcher.done)
+
+
+# What the services count of their own work (services/common/telemetry.py), summed over the
+# five: per job of the burst, these are exact and do not depend on the machine.
+COUNTED = {
+    "pg_statements": ("genline_db_statements_total", None),
+    "s3_requests": ("genline_s3_requests_total", None),
+    "records_produced": ("genline_outbox_relayed_total", None),
+    "records_consumed": ("genline_events_consumed_total", None),
+    "relay_passes": ("genline_outbox_relay_passes_total", None),
+    "relay_passes_with_rows": ("genline_outbox_relay_passes_total", {"found": "yes"}),
+    "grpc_calls": ("genline_grpc_requests_total", None),
+    "internal_http_calls": ("genline_http_requests_total", {"internal": True}),
+}
+
+
+def counted(fleet: ServiceFleet) -> dict[str, float]:
+    """The COUNTED figures, summed over every service's /metrics now."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    totals = dict.fromkeys(COUNTED, 0.0)
+    for name in SERVICES:
+        text = httpx.get(f"{fleet.url(name)}/metrics", timeout=10).text
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if not sample.name.endswith("_total"):
+                    continue
+                for figure, (metric, where) in COUNTED.items():
+                    if sample.name != metric:
+                        continue
+                    if where and where.get("internal") and "/internal/" not in sample.labels.get("route", ""):
+                        continue
+                    if where and any(sample.labels.get(k) != v for k, v in where.items() if k != "internal"):
+                        continue
+                    totals[figure] += sample.value
+    return totals
 
 
 class CpuMeter:
@@ -435,6 +474,9 @@ def report(args, seq_latencies, hops, load: dict, seq_work: InProcess, burst_wor
     print("  CPU ms per job:")
     for name, ms in sorted(load["cpu_ms"].items(), key=lambda item: -item[1]):
         print(f"    {name:<14} {ms:7.1f}")
+    print("  counted per job (exact, summed over the five services):")
+    for name, value in load["counts"].items():
+        print(f"    {name:<24} {value:7.1f}")
     platform_ms = sum(ms for name, ms in load["cpu_ms"].items() if name != "bench client")
     print(f"    {'platform':<14} {platform_ms:7.1f}  (every process above but the bench client)")
     outside = platform_ms - burst_work.paint_ms - burst_work.score_ms
@@ -447,7 +489,9 @@ def report(args, seq_latencies, hops, load: dict, seq_work: InProcess, burst_wor
     print(f"e2e: p50_ms={p50:.0f} p99_ms={p99:.0f} jobs_per_s={load['jobs_per_s']:.1f} baseline_ms={seq_work.total_ms:.1f}"
           f" overhead_factor={p50 / seq_work.total_ms:.2f}"
           f" throughput_ratio={load['jobs_per_s'] * burst_work.total_ms / 1000:.2f}"
-          f" p99_over_p50={p99 / p50:.2f} outside_work_cpu_ms={outside:.0f}")
+          f" p99_over_p50={p99 / p50:.2f} outside_work_cpu_ms={outside:.0f}"
+          f" work_cpu_ms={burst_work.paint_ms + burst_work.score_ms:.0f}"
+          f" statements_per_job={load['counts']['pg_statements']:.1f} s3_per_job={load['counts']['s3_requests']:.1f}")
     if history:
         after = percentile(history["latencies"], 50)
         print(f"history: records={history['records']} p50_fresh_ms={p50:.0f} p50_after_ms={after:.0f}"
@@ -483,8 +527,11 @@ def main() -> None:
                                           args.sequential, args.side)
                 history = {"records": args.history, "seconds": seconds, "latencies": latencies}
             meter = CpuMeter(stack, fleet, data_dir / "pgdata")
+            counted_before = counted(fleet)
             load = burst(fleet.ingest_url, api_key, Watcher(endpoints.database_url, 0.5, listen=True, coalesce_s=0.05), meter, args.burst,
                          args.clients, args.side)
+            load["counts"] = {name: (value - counted_before.get(name, 0.0)) / args.burst
+                              for name, value in counted(fleet).items()}
             fleet.stop_all()  # idle services would take CPU from the baseline
             with on_one_core():
                 seq_work = asyncio.run(in_process(endpoints, 40, args.side, 2, threads=1))

@@ -49,7 +49,8 @@ def pair_events(tenant: str, count: int):
 
 
 def open_ledger(database_url: str, schema: str, pool_size: int) -> LedgerApp:
-    settings = LedgerSettings(database_url=database_url, s3_access_key_id="-", s3_secret_access_key="-",
+    settings = LedgerSettings(environment="development", database_url=database_url, s3_access_key_id="-",
+                              s3_secret_access_key="-",
                               schema_name=schema, database_pool_size=pool_size)
     ledger = LedgerApp(settings, ServiceRuntime("ledger", settings, "services.ledger"))
     ledger.runtime.consumer.on_batch(handlers.CONSUMED, ledger.ledger.apply_events)

@@ -62,11 +62,32 @@ async def migrate(database_url: str, schema: str, packages: list[str]) -> list[s
     return applied_now
 
 
+class CountingCursor(psycopg.AsyncCursor):
+    """Counts the statements it sends (genline_db_statements_total): what a job costs in
+    round trips to PostgreSQL, counted exactly, not guessed."""
+
+    counter = None
+
+    async def execute(self, query, params=None, **kwargs):
+        self.counter.inc()
+        return await super().execute(query, params, **kwargs)
+
+    async def executemany(self, query, params_seq, **kwargs):
+        params_seq = list(params_seq)
+        self.counter.inc(len(params_seq))
+        return await super().executemany(query, params_seq, **kwargs)
+
+
 def open_pool(database_url: str, schema: str, size: int) -> AsyncConnectionPool:
     """A pool of autocommit connections that see the service's own schema by default;
-    `conn.transaction()` is then a real transaction, never a savepoint."""
+    `conn.transaction()` is then a real transaction, never a savepoint. Its statements are
+    counted under the schema's name."""
+    from services.common import telemetry
+
+    counting = type("CountingCursor", (CountingCursor,), {"counter": telemetry.DB_STATEMENTS.labels(schema)})
 
     async def configure(conn: psycopg.AsyncConnection) -> None:
+        conn.cursor_factory = counting
         await conn.execute(f'SET search_path TO "{schema}"')
 
     return AsyncConnectionPool(

@@ -278,6 +278,7 @@ class OutboxRelay:
             await conn.execute("SET LOCAL synchronous_commit TO off")
             await conn.execute(FENCE, [BUS_FENCE, outbox_lock(self.service), relay_lock(self.service)])
             rows = await (await conn.execute(UNPUBLISHED_ROWS, [limit])).fetchall()
+            telemetry.RELAY_PASSES.labels(self.service, "yes" if rows else "no").inc()
             if not rows:
                 return 0
             await self.verify_broker(producer)

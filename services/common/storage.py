@@ -95,6 +95,7 @@ class ObjectStore:
                                         query=query)
         # Named and described as OpenTelemetry's botocore instrumentation does an S3 call.
         attributes = {"rpc.system": "aws-api", "rpc.service": "S3", "rpc.method": operation, "aws.s3.bucket": bucket}
+        telemetry.S3_REQUESTS.labels(operation).inc()
         with tracer.start_as_current_span(f"S3.{operation}", kind=SpanKind.CLIENT, attributes=attributes):
             response = await self._client().request(method, url, content=body, headers=signed)
         # A copy can fail after its 200 has been sent: the error is then in the body.

@@ -44,6 +44,13 @@ EVENTS_CONSUMED = Counter(
 )
 DLQ_MESSAGES = Counter("genline_dlq_messages_total", "Messages sent to a dead-letter topic", ["service", "topic"])
 OUTBOX_RELAYED = Counter("genline_outbox_relayed_total", "Outbox events published to Kafka", ["service"])
+# What a job costs, counted (bench/e2e.py divides these by the jobs): statements sent to
+# PostgreSQL by the service's pool, requests to object storage, relay passes that found rows.
+DB_STATEMENTS = Counter("genline_db_statements_total", "SQL statements the service's pool sent to PostgreSQL",
+                        ["service"])
+S3_REQUESTS = Counter("genline_s3_requests_total", "Requests made to object storage", ["operation"])
+RELAY_PASSES = Counter("genline_outbox_relay_passes_total", "Outbox relay passes, by whether they found rows",
+                       ["service", "found"])
 OUTBOX_PENDING = Gauge("genline_outbox_pending", "Outbox events committed and not yet published to Kafka",
                        ["service"])
 JOBS_SUBMITTED = Counter("genline_jobs_submitted_total", "Jobs accepted by the public API", ["template"])

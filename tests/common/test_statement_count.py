@@ -1,0 +1,28 @@
+"""The pool counts the statements it sends (genline_db_statements_total, under its schema):
+what bench/e2e.py divides by the jobs to give statements per job."""
+
+import uuid
+
+from services.common import telemetry
+from services.common.db import open_pool
+
+
+def sent(schema: str) -> float:
+    return telemetry.DB_STATEMENTS.labels(schema)._value.get()
+
+
+async def test_each_statement_and_each_row_of_executemany_is_counted(endpoints):
+    schema = f"count_{uuid.uuid4().hex[:8]}"
+    pool = open_pool(endpoints.database_url, schema, 2)
+    await pool.open()
+    try:
+        async with pool.connection() as conn:
+            before = sent(schema)
+            await conn.execute("SELECT 1")
+            async with conn.cursor() as cursor:
+                await cursor.execute("SELECT %s", [2])
+                await cursor.executemany("SELECT %s", [[3], [4], [5]])
+            assert sent(schema) - before == 5
+            assert (await (await conn.execute("SELECT 7 AS seven")).fetchone())["seven"] == 7  # rows still dicts
+    finally:
+        await pool.close()
