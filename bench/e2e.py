@@ -203,15 +203,19 @@ def sequential(http: httpx.Client, watcher: Watcher, jobs: int, side: int) -> tu
 
 # What the services count of their own work (services/common/telemetry.py), summed over the
 # five: per job of the burst, these are exact and do not depend on the machine.
+def every(labels: dict) -> bool:
+    return True
+
+
 COUNTED = {
-    "pg_statements": ("genline_db_statements_total", None),
-    "s3_requests": ("genline_s3_requests_total", None),
-    "records_produced": ("genline_outbox_relayed_total", None),
-    "records_consumed": ("genline_events_consumed_total", None),
-    "relay_passes": ("genline_outbox_relay_passes_total", None),
-    "relay_passes_with_rows": ("genline_outbox_relay_passes_total", {"found": "yes"}),
-    "grpc_calls": ("genline_grpc_requests_total", None),
-    "internal_http_calls": ("genline_http_requests_total", {"internal": True}),
+    "pg_statements": ("genline_db_statements_total", every),
+    "s3_requests": ("genline_s3_requests_total", every),
+    "records_produced": ("genline_outbox_relayed_total", every),
+    "records_consumed": ("genline_events_consumed_total", every),
+    "relay_passes": ("genline_outbox_relay_passes_total", every),
+    "relay_passes_with_rows": ("genline_outbox_relay_passes_total", lambda labels: labels.get("found") == "yes"),
+    "grpc_calls": ("genline_grpc_requests_total", every),
+    "internal_http_calls": ("genline_http_requests_total", lambda labels: "/internal/" in labels.get("route", "")),
 }
 
 
@@ -224,16 +228,9 @@ def counted(fleet: ServiceFleet) -> dict[str, float]:
         text = httpx.get(f"{fleet.url(name)}/metrics", timeout=10).text
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
-                if not sample.name.endswith("_total"):
-                    continue
-                for figure, (metric, where) in COUNTED.items():
-                    if sample.name != metric:
-                        continue
-                    if where and where.get("internal") and "/internal/" not in sample.labels.get("route", ""):
-                        continue
-                    if where and any(sample.labels.get(k) != v for k, v in where.items() if k != "internal"):
-                        continue
-                    totals[figure] += sample.value
+                for figure, (metric, keep) in COUNTED.items():
+                    if sample.name == metric and keep(sample.labels):
+                        totals[figure] += sample.value
     return totals
 
 

@@ -20,6 +20,10 @@ from psycopg.rows import dict_row
 from services.ingest.key_encryption import new_key_file
 
 
+def schema_of(settings) -> str:
+    return settings.schema_name or "ingest"
+
+
 async def rewrap_all(settings, out=print) -> int:
     from services.ingest.data_keys import rewrap
     from services.ingest.key_encryption import keyring_of
@@ -27,7 +31,7 @@ async def rewrap_all(settings, out=print) -> int:
     keyring, total = keyring_of(settings), 0
     async with await psycopg.AsyncConnection.connect(settings.database_url.get_secret_value(), autocommit=True,
                                                      row_factory=dict_row) as conn:
-        await conn.execute(f'SET search_path TO "{settings.schema_name or "ingest"}"')
+        await conn.execute(f'SET search_path TO "{schema_of(settings)}"')
         while done := await rewrap(conn, keyring):
             total += done
     out(f"{total} data keys wrapped again under {keyring.active}")
@@ -37,7 +41,7 @@ async def rewrap_all(settings, out=print) -> int:
 async def status(settings, out=print) -> dict:
     async with await psycopg.AsyncConnection.connect(settings.database_url.get_secret_value(), autocommit=True) as conn:
         rows = await (await conn.execute(
-            f'SELECT coalesce(kek_id, \'(clear)\'), count(*) FROM "{settings.schema_name or "ingest"}".data_keys'
+            f'SELECT coalesce(kek_id, \'(clear)\'), count(*) FROM "{schema_of(settings)}".data_keys'
             " GROUP BY 1 ORDER BY 1")).fetchall()
     for kek_id, count in rows:
         out(f"{kek_id}\t{count}")

@@ -10,12 +10,12 @@ from collections.abc import Awaitable, Callable
 import grpc
 import httpx
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from services.common import tracing
 from services.common.identity import Forbidden, ServiceSigner, ServiceVerifier, Unauthenticated
-from services.common.problems import MEDIA_TYPE
+from services.common.problems import Problem, problem_response
 from services.common.settings import ServiceSettings
 
 # gRPC's own health checks answer without a token: the kubelet's probes carry none.
@@ -53,13 +53,16 @@ class ServiceAuth(httpx.Auth):
         yield request
 
 
-def refusal(error: Unauthenticated | Forbidden, path: str) -> JSONResponse:
-    status = 401 if isinstance(error, Unauthenticated) else 403
-    slug = "service-unauthenticated" if status == 401 else "service-forbidden"
-    body = {"type": f"/problems/{slug}", "title": "Unauthorized" if status == 401 else "Forbidden",
-            "status": status, "detail": str(error), "instance": path}
-    headers = {"WWW-Authenticate": 'Bearer realm="genline-internal"'} if status == 401 else None
-    return JSONResponse(body, status, media_type=MEDIA_TYPE, headers=headers)
+def problem_of(error: Unauthenticated | Forbidden) -> Problem:
+    """The refusal of an internal call: 401 without a proven caller, 403 for one with no business there."""
+    if isinstance(error, Unauthenticated):
+        return Problem(401, "service-unauthenticated", str(error), {"WWW-Authenticate": 'Bearer realm="genline-internal"'})
+    return Problem(403, "service-forbidden", str(error))
+
+
+def refusal(error: Unauthenticated | Forbidden, request: Request) -> Response:
+    problem = problem_of(error)
+    return problem_response(request, problem.status, problem.slug, problem.detail, problem.headers)
 
 
 def require_service(verifier: ServiceVerifier, capability: str,
@@ -70,7 +73,7 @@ def require_service(verifier: ServiceVerifier, capability: str,
         try:
             request.state.caller = verifier.authorize(request.headers.get("authorization"), capability)
         except (Unauthenticated, Forbidden) as error:
-            return refusal(error, request.url.path)
+            return refusal(error, request)
         return await endpoint(request)
 
     return checked

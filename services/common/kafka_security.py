@@ -21,14 +21,15 @@ SASL_PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL")
 
 
 @functools.cache
-def _ssl_context(ca_file: str | None) -> ssl.SSLContext:
+def tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """A client's TLS, checking the broker against `ca_file` (the system's CAs when None)."""
     context = ssl.create_default_context(cafile=ca_file)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     return context
 
 
 def ssl_context_of(settings: ServiceSettings) -> ssl.SSLContext | None:
-    return _ssl_context(settings.kafka_ca_file) if settings.kafka_security_protocol in TLS_PROTOCOLS else None
+    return tls_context(settings.kafka_ca_file) if settings.kafka_security_protocol in TLS_PROTOCOLS else None
 
 
 def client_options(settings: ServiceSettings) -> dict:

@@ -10,23 +10,18 @@ import psycopg
 import uvicorn
 from faststream.kafka import KafkaBroker
 from starlette.applications import Starlette
-from starlette.responses import JSONResponse
+from starlette.requests import Request
 
 from services.common import telemetry, tracing
 from services.common.consumer import EventConsumer
-from services.common.contracts import (
-    PUBLISHERS,
-    Event,
-    consumer_group,
-    readers_of,
-    topic_of,
-)
+from services.common.contracts import PUBLISHERS, Event, consumer_group, readers_of, topic_of
 from services.common.db import COMMON_MIGRATIONS, migrate, open_pool
 from services.common.envelope import Envelope, envelop
 from services.common.grpc_server import hold_grpc_aio
 from services.common.journal import Journal
 from services.common.kafka_security import faststream_security
 from services.common.outbox import OutboxRelay, add_to_outbox
+from services.common.problems import problem_response
 from services.common.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -172,9 +167,7 @@ class OpsPort:
         if self.ops_port and scope["type"] == "http":
             on_ops_port = (scope.get("server") or (None, None))[1] == self.ops_port
             if on_ops_port != (scope["path"] in telemetry.OPS_PATHS):
-                response = JSONResponse({"type": "/problems/not-found", "title": "Not Found", "status": 404,
-                                         "detail": "no such resource on this port"}, 404,
-                                        media_type="application/problem+json")
+                response = problem_response(Request(scope), 404, "not-found", "no such resource on this port")
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)

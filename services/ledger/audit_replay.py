@@ -15,14 +15,7 @@ import psycopg
 
 from services.common.contracts import PUBLISHERS, AuditRecorded
 from services.common.kafka_security import client_options
-from services.common.replay import (
-    SOURCES,
-    decoded_envelopes,
-    journal_horizon,
-    journal_schema,
-    read_history,
-    report,
-)
+from services.common.replay import SOURCES, decoded_envelopes, journal_horizon, journal_schema, read_history, report
 from services.ledger.audit import COLUMNS
 from services.ledger.settings import LedgerSettings
 

@@ -18,7 +18,7 @@ from services.ingest.settings import IngestSettings
 from services.ingest.tenants import ensure_tenant
 from services.ledger.app import grant
 from services.ledger.settings import DEV_LEDGER_SECRETS, LedgerSettings
-from services.stack.credentials import KEK_FILE
+from services.stack.credentials import kek_env
 from services.stack.demo import run_demo
 from services.stack.embedded import EmbeddedStack, Endpoints
 from services.stack.fleet import ServiceFleet
@@ -65,7 +65,7 @@ def write_operator_env(endpoints, path):
     import shlex
     from pathlib import Path
 
-    env = endpoints.service_env() | {"GENLINE_DATA_KEY_KEK_FILE": str(Path(endpoints.credentials_dir) / KEK_FILE)}
+    env = endpoints.service_env() | kek_env(Path(endpoints.credentials_dir))
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as file:
         file.writelines(f"{name}={shlex.quote(value)}\n" for name, value in sorted(env.items()))

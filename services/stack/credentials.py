@@ -49,7 +49,7 @@ class ServiceCredentials:
         env = {"GENLINE_DATABASE_URL": self.database_url(admin_url), "GENLINE_SERVICE_KEY": self.identity_key,
                "GENLINE_SERVICE_KEYS": json.dumps(public_keys)}
         if self.service == "ingest":  # the key-encryption key of the jobs' data keys, ingest's alone
-            env["GENLINE_DATA_KEY_KEK_FILE"] = str(directory / KEK_FILE)
+            env |= kek_env(directory)
         return env
 
 
@@ -65,6 +65,11 @@ def url_as(database_url: str, user: str, password: str) -> str:
 
 
 KEK_FILE = "ingest-kek.json"
+
+
+def kek_env(directory: Path) -> dict[str, str]:
+    """Where the jobs' key-encryption key is, for ingest and for the operator's replays."""
+    return {"GENLINE_DATA_KEY_KEK_FILE": str(directory / KEK_FILE)}
 
 
 def ensure_credentials(directory: Path) -> dict[str, ServiceCredentials]:

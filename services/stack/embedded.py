@@ -87,11 +87,11 @@ class Endpoints:
 
     def kafka_options(self) -> dict:
         """Keyword arguments for an aiokafka client of the tests and tools."""
+        from services.common.kafka_security import tls_context
+
         options = {"bootstrap_servers": self.kafka_bootstrap, "security_protocol": self.kafka_security_protocol}
         if self.kafka_security_protocol == "SSL":
-            import ssl
-
-            options["ssl_context"] = ssl.create_default_context(cafile=self.kafka_ca_file)
+            options["ssl_context"] = tls_context(self.kafka_ca_file)
         return options
 
     def settings(self, settings_class, **overrides):

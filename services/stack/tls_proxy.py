@@ -28,7 +28,7 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         while data := await reader.read(CHUNK):
             writer.write(data)
             await writer.drain()
-    except (ConnectionError, ssl.SSLError, OSError):
+    except OSError:  # a reset, a TLS error, a closed socket: that connection is over
         pass
     finally:
         with contextlib.suppress(Exception):

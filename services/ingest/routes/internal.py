@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from services.common import telemetry
 from services.common.identity import Forbidden, Unauthenticated
+from services.common.internal_calls import problem_of
 from services.common.problems import Problem
 from services.ingest import data_keys
 from services.ingest.key_encryption import keyring_of
@@ -35,11 +36,8 @@ def check_caller(request: Request, settings, authorization: str | None) -> str:
         raise Problem(404, "not-found", "no such resource on this port")
     try:
         return request.app.state.service_verifier.authorize(authorization, "data-keys")
-    except Unauthenticated as error:
-        raise Problem(401, "service-unauthenticated", str(error),
-                      {"WWW-Authenticate": 'Bearer realm="genline-internal"'}) from None
-    except Forbidden as error:
-        raise Problem(403, "service-forbidden", str(error)) from None
+    except (Unauthenticated, Forbidden) as error:
+        raise problem_of(error) from None
 
 
 @router.get("/jobs/{job_id}/data-key", response_model=DataKey)
