@@ -26,7 +26,7 @@ import psycopg  # noqa: E402
 from services.common.contracts import DeliveredImage, JobDelivered, JobSpec, JobSubmitted  # noqa: E402
 from services.common.db import migrate  # noqa: E402
 from services.common.envelope import envelop  # noqa: E402
-from services.common.runtime import ServiceRuntime  # noqa: E402
+from services.common.runtime import ServiceRuntime, tune_collector  # noqa: E402
 from services.common.settings import ServiceSettings  # noqa: E402
 from services.ledger import handlers  # noqa: E402
 from services.ledger.app import LedgerApp  # noqa: E402
@@ -76,6 +76,7 @@ def consumer_process(database_url: str, schema: str, tenant: str, pairs: int, ba
     """One ledger consumer process: events built beforehand, then timed from the common start."""
     async def run_consumer() -> None:
         ledger = open_ledger(database_url, schema, streams)
+        tune_collector()  # as a service process does once started
         reserves, settles = pair_events(tenant, pairs)
         await ledger.runtime.pool.open(wait=True)
         ready.put(True)

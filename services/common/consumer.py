@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from functools import partial
@@ -269,7 +270,7 @@ class EventConsumer:
         if len(decoded) < SKIP_CHECK_BATCH:
             return decoded
         async with self.pool.connection() as conn:
-            rows = await (await conn.execute("SELECT event_id FROM inbox WHERE event_id = ANY(%s)",
+            rows = await (await conn.execute("SELECT event_id FROM inbox WHERE event_id = ANY(%b)",
                                              [[envelope.id for _, envelope in decoded]])).fetchall()
         applied = {row["event_id"] for row in rows}
         for _, envelope in decoded:
@@ -323,10 +324,12 @@ class EventConsumer:
                     outgoing.extend(batch)
 
                 await self.batch_handler(conn, fresh, publish)
-        for envelope in fresh:
-            telemetry.EVENTS_CONSUMED.labels(self.service, envelope.type, "applied").inc()
-            with telemetry.job_context(envelope.subject, envelope.tenant_id, envelope.traceparent):
-                log.info("applied %s", envelope.type)
+        for event_type, count in Counter(envelope.type for envelope in fresh).items():
+            telemetry.EVENTS_CONSUMED.labels(self.service, event_type, "applied").inc(count)
+        if log.isEnabledFor(logging.INFO):
+            for envelope in fresh:
+                with telemetry.job_context(envelope.subject, envelope.tenant_id, envelope.traceparent):
+                    log.info("applied %s", envelope.type)
         if outgoing:
             self.relay.notify()
         return fresh

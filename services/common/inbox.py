@@ -65,7 +65,7 @@ async def record_applied(conn: psycopg.AsyncConnection, envelope: Envelope) -> b
 async def record_applied_many(conn: psycopg.AsyncConnection, envelopes: list[Envelope]) -> list[Envelope]:
     """Claim a batch; returns the envelopes not applied before, in order, each id once."""
     cur = await conn.execute(
-        "INSERT INTO inbox (event_id, event_type) SELECT * FROM unnest(%s::text[], %s::text[])"
+        "INSERT INTO inbox (event_id, event_type) SELECT * FROM unnest(%b::text[], %b::text[])"
         " ON CONFLICT DO NOTHING RETURNING event_id",
         [[e.id for e in envelopes], [e.type for e in envelopes]],
     )

@@ -14,7 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from services.common import kafka_admin, telemetry
 from services.common.db import insert_many, listen
-from services.common.envelope import Envelope, to_kafka
+from services.common.envelope import Envelope, ce_headers
 from services.common.journal import (
     BUS_FENCE,
     BrokerChanged,
@@ -33,15 +33,15 @@ OUTBOX_INSERT = ("INSERT INTO outbox (event_id, event_type, topic, record_key, h
                  " VALUES (%s, %s, %s, %s, %s, %s)")
 
 
-def _outbox_row(envelope: Envelope, namespace: str) -> tuple:
-    message = to_kafka(envelope)
-    headers = {k: v.decode() for k, v in message.headers.items()}
-    return (envelope.id, envelope.type, envelope.event.topic(namespace), message.key, json.dumps(headers),
-            message.value)
+def outbox_row(envelope: Envelope, namespace: str) -> tuple:
+    """The record as the relay will publish it (tests/common/test_envelope.py holds it equal to
+    `to_kafka`): its headers as JSON text, its body the event's JSON."""
+    return (envelope.id, envelope.type, envelope.event.topic(namespace), envelope.key,
+            json.dumps(ce_headers(envelope)), envelope.event.model_dump_json().encode())
 
 
 async def add_to_outbox(conn: psycopg.AsyncConnection, envelope: Envelope, namespace: str) -> None:
-    await conn.execute(OUTBOX_INSERT, _outbox_row(envelope, namespace))
+    await conn.execute(OUTBOX_INSERT, outbox_row(envelope, namespace))
 
 
 OUTBOX_COLUMNS = {"event_id": "uuid", "event_type": "text", "topic": "text", "record_key": "bytea",
@@ -49,7 +49,7 @@ OUTBOX_COLUMNS = {"event_id": "uuid", "event_type": "text", "topic": "text", "re
 
 
 async def add_many_to_outbox(conn: psycopg.AsyncConnection, envelopes: list[Envelope], namespace: str) -> None:
-    await insert_many(conn, "outbox", OUTBOX_COLUMNS, [_outbox_row(e, namespace) for e in envelopes])
+    await insert_many(conn, "outbox", OUTBOX_COLUMNS, [outbox_row(e, namespace) for e in envelopes])
 
 
 # Where a prompt sits in the events that carry one: a JobSpec (`job`), a job view (`view`).

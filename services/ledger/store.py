@@ -42,24 +42,24 @@ async def load_book(conn: psycopg.AsyncConnection, book: Book, tenant_ids: Itera
     costs = jobs if costs_of is None else list(set(costs_of))
     reports = jobs if reports_of is None else list(set(reports_of))
     for row in await _rows(conn, "SELECT tenant_id, posted, pending, retry_tokens, report_policy FROM accounts"
-                                 " WHERE tenant_id = ANY(%s)", [tenants]):
+                                 " WHERE tenant_id = ANY(%b)", [tenants]):
         book.accounts[row["tenant_id"]] = Account(**row)
         book.loaded_accounts[row["tenant_id"]] = (row["posted"], row["pending"], row["retry_tokens"])
     if jobs:
         for row in await _rows(conn, f"SELECT {', '.join(TRANSFER_COLUMNS)} FROM transfers"
-                                     " WHERE job_id = ANY(%s) FOR UPDATE", [jobs]):
+                                     " WHERE job_id = ANY(%b) FOR UPDATE", [jobs]):
             book.transfers[row["job_id"]] = Transfer(**row)
-        for row in await _rows(conn, "SELECT job_id FROM closed_jobs WHERE job_id = ANY(%s)", [jobs]):
+        for row in await _rows(conn, "SELECT job_id FROM closed_jobs WHERE job_id = ANY(%b)", [jobs]):
             book.closed.add(row["job_id"])
     if costs:
         for row in await _rows(conn, "SELECT job_id, sum(cost_micro_usd)::bigint AS cost FROM provider_costs"
-                                     " WHERE job_id = ANY(%s) GROUP BY job_id", [costs]):
+                                     " WHERE job_id = ANY(%b) GROUP BY job_id", [costs]):
             book.provider_costs[row["job_id"]] = row["cost"]
     if reports:
-        for row in await _rows(conn, "SELECT job_id, n FROM reports WHERE job_id = ANY(%s)", [reports]):
+        for row in await _rows(conn, "SELECT job_id, n FROM reports WHERE job_id = ANY(%b)", [reports]):
             book.reported.add((row["job_id"], row["n"]))
     for row in await _rows(conn, f"SELECT {', '.join(GRANT_COLUMNS)} FROM grants"
-                                 " WHERE tenant_id = ANY(%s) AND remaining > 0", [tenants]):
+                                 " WHERE tenant_id = ANY(%b) AND remaining > 0", [tenants]):
         book.grants.setdefault(row["tenant_id"], []).append(Grant(**row))
         book.loaded_grants[row["id"]] = row["remaining"]
     return book
