@@ -119,8 +119,11 @@ def test_tier_two_is_judged_only_where_tier_one_passed(scorer, portraits, photos
     assert [v.passed for v in tiered] == [v.passed for v in everything]
     black, cat = tiered[-1], tiered[5]
     assert "blank" in black.failed and "faces" in black.not_measured and "identity" in black.not_measured
-    assert "faces" in cat.failed and set(cat.not_measured) == {"identity", "test_brightness"}
+    # Moderation decides pass or fail, never rank: judged last, it is not paid for a cat that
+    # the face checks reject. Counting faces shares the face checks' work: it stays in tier 2.
+    assert "faces" in cat.failed and set(cat.not_measured) == {"nsfw", "identity", "test_brightness"}
     assert "rejected at tier 2 by faces" in cat.dimensions["test_brightness"].reason
+    assert "rejected at tier 2 by faces" in cat.dimensions["nsfw"].reason
     passed_tiers_one_and_two = [v for v in everything if all(DIMENSIONS[name].tier == 3 for name in v.failed)]
     assert counted.measured == len(passed_tiers_one_and_two) < len(portraits), "Tier 3 measured only those"
 
@@ -147,6 +150,31 @@ def test_enough_not_all_delivers_the_best_k_of_measuring_everything(scorer, jobs
                 assert "measuring stopped once the job had" in tier.dimensions["nsfw"].reason
                 skipped += 1
     assert skipped >= len(jobs), "each job skips some of its candidates' moderation"
+
+
+def test_the_tiers_after_the_first_are_measured_best_first(scorer, jobs, counted):
+    """A ranking Tier-2 dimension and a Tier-3 one, each counting what it measures: with
+    Enough, a candidate whose ceiling cannot outrank the K-th passing one is not measured
+    in Tier 2, and Tier 3 is measured only where Tier 2 passed; the selection is that of
+    measuring everything."""
+    middle = Counting()
+    DIMENSIONS["test_middle"] = Dimension(name="test_middle", measure=middle, bounds=Bounds(maximum=1.0),
+                                          failure_hint="never fails", weight=1.0, tier=2, lowest=0.0, highest=1.0)
+    try:
+        profile = load_profile("generic", QualityRules(thresholds={"test_middle": {}, "test_brightness": {}}))
+        survivors = measured_middle = measured_last = 0
+        for job in jobs:
+            everything = scorer.score(job, profile)
+            middle.measured = counted.measured = 0
+            tiered = scorer.score(job, profile, tiered=True, enough=Enough(1, tuple(range(len(job)))))
+            assert select_best(tiered, 1) == select_best(everything, 1)
+            survivors += sum(not set(full.failed) & set(TIER_ONE) for full in everything)
+            measured_middle, measured_last = measured_middle + middle.measured, measured_last + counted.measured
+            assert counted.measured <= middle.measured
+        assert measured_middle < survivors, "some candidates were never measured past Tier 1"
+        assert measured_last <= measured_middle
+    finally:
+        DIMENSIONS.pop("test_middle")
 
 
 def test_enough_not_all_on_portraits_selects_as_measuring_everything(scorer, portraits):
@@ -205,8 +233,8 @@ def test_a_ceiling_is_the_best_score_the_last_tier_can_give():
     plan |= {name: PlannedDimension(registered(name), waived_for="reference") for name in ("identity", "skin_tone")}
     plan["prompt_alignment"] = PlannedDimension(registered("prompt_alignment"), missing="clip_model")
     walk = TierWalk.of(profile, plan, tiered=True)
-    assert [sorted(step.tiers) for step in walk.steps] == [[1], [2, 3]], "identity, waived, is judged with Tier 2"
-    assert walk.orders_last_step
+    assert [sorted(step.tiers) for step in walk.steps] == [[1], [2], [3]], "nsfw, which does not rank, is judged last"
+    assert walk.ordered_from == 1
     tier_one = {"sharpness": 35.0, "noise": 4.0, "blockiness": 1.1, "exposure": 0.4, "clipping": 0.1, "blank": 0.2,
                 "banding": 0.01, "size": 0.0, "aspect": 0.0}
     best = {"faces": 1.0, "face_size": 0.31, "face_position": 0.0, "eyes_open": 2.0, "lighting": 0.0,
@@ -220,11 +248,17 @@ def test_a_ceiling_is_the_best_score_the_last_tier_can_give():
         assert walk.score(Progress(tier_one | best | {name: worse})) < ceiling
 
 
-def test_a_weighted_last_tier_dimension_without_limits_leaves_nothing_unmeasured(scorer, portraits):
-    """eyes_open counts eyes: no most. Weighted, it makes every ceiling infinite."""
+def test_a_weighted_dimension_without_limits_is_measured_wherever_it_could_rank(scorer, portraits):
+    """eyes_open counts eyes: no most. Weighted, it makes a ceiling infinite until it is
+    measured, so every candidate that passes Tier 1 is measured in Tier 2; the selection is
+    that of measuring everything."""
     profile = load_profile("headshot", QualityRules(thresholds={"eyes_open": {"weight": 1.0}}))
+    everything = scorer.score(portraits, profile)
     tiered = scorer.score(portraits, profile, tiered=True, enough=Enough(1, tuple(range(len(portraits)))))
-    assert all(v.judged for v in tiered)
+    assert select_best(tiered, 1) == select_best(everything, 1)
+    survivors = [t for t, e in zip(tiered, everything) if not set(e.failed) & set(TIER_ONE)]
+    assert len(survivors) >= 4
+    assert all(t.dimensions["eyes_open"].value is not None for t in survivors)
 
 
 def test_a_value_beyond_the_declared_range_is_an_error(scorer, jobs):

@@ -1,11 +1,13 @@
 """Decoding images once and grouping them into batches the dimensions measure.
 
-Every image is decoded exactly once, with OpenCV in a thread pool (decoding releases the
-GIL). What is decoded depends on what the measured dimensions read: luminance alone when
-none reads colour — for a JPEG that is its stored Y plane, two to three times faster to
-decode than RGB — or RGB plus luminance. Luminance is BT.601 luma rounded to 8 bits, as
-JPEG stores it and `cv2.cvtColor` computes it; when colour is decoded too, a JPEG's luma
-is recomputed from its decoded RGB and may differ from its stored Y by a level or two.
+Images are decoded with OpenCV in a thread pool (decoding releases the GIL). What is
+decoded depends on what the measured dimensions read: luminance alone when none reads
+colour — for a JPEG that is its stored Y plane, two to three times faster to decode than
+RGB — or RGB plus luminance. Luminance is always the decoder's own grey (BT.601 luma
+rounded to 8 bits, for a JPEG its stored Y), whether or not colour is decoded beside it,
+so that every dimension reading luma gives the same value however an image was decoded.
+A tiered walk on the CPU decodes luma first and adds colour (`in_color`) only to the
+stills that reach a step reading it: most rejected candidates never pay for colour.
 
 An `ImageBatch` holds `planes`, uint8 shaped (B, H, W, C), C = 1 (luma) or 4 (R, G, B,
 luma), of images of one size. On CUDA decoded images are grouped by size and stacked, up
@@ -99,6 +101,10 @@ class ImageBatch:
     def size(self) -> int:
         return self.planes.shape[0]
 
+    @property
+    def has_color(self) -> bool:
+        return self.planes.shape[-1] == 4
+
     @cached_property
     def luma_u8(self) -> torch.Tensor:
         """(B, H, W) uint8 luma, contiguous: copied once out of the planes when colour was
@@ -113,7 +119,7 @@ class ImageBatch:
     @cached_property
     def pixels(self) -> torch.Tensor:
         """(B, 3, H, W) float32 RGB in [0, 1], channels-last in memory."""
-        if self.planes.shape[-1] != 4:
+        if not self.has_color:
             raise RuntimeError("colour was not decoded for this batch")
         return self.planes[..., :3].permute(0, 3, 1, 2).float().div_(255)
 
@@ -154,14 +160,30 @@ class UndecodableImage(ValueError):
 
 def decode_planes(index: int, data: bytes, color: bool) -> np.ndarray:
     """(H, W, 1) luma or (H, W, 4) R, G, B, luma, uint8."""
+    luma = _decoded(index, data, cv2.IMREAD_GRAYSCALE)
+    return _with_luma(_decoded(index, data, cv2.IMREAD_COLOR_RGB), luma) if color else luma[:, :, None]
+
+
+def _decoded(index: int, data: bytes, flags: int) -> np.ndarray:
     try:
-        buffer = np.frombuffer(data, dtype=np.uint8)
-        decoded = cv2.imdecode(buffer, cv2.IMREAD_COLOR_RGB if color else cv2.IMREAD_GRAYSCALE)
+        decoded = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
     except (cv2.error, TypeError, ValueError) as error:
         raise UndecodableImage(index, str(error)) from error
     if decoded is None:
         raise UndecodableImage(index)
-    return _with_luma(decoded) if color else decoded[:, :, None]
+    return decoded
+
+
+def in_color(batch: "ImageBatch", data: bytes) -> "ImageBatch":
+    """A still decoded in luma alone, now in colour too: its RGB decoded beside the luma it
+    has, which is what a colour decode would give, so that what its dimensions shared so
+    far (statistics, faces) stays valid. A batch that has colour is returned as it is."""
+    if batch.has_color:
+        return batch
+    luma = batch.planes[0, :, :, 0].cpu().numpy()
+    planes = _with_luma(_decoded(batch.indices[0], data, cv2.IMREAD_COLOR_RGB), luma)
+    return ImageBatch(batch.indices, torch.from_numpy(planes[None]).to(batch.planes.device), batch.context,
+                      batch.clip, dict(batch._memo))
 
 
 def is_clip(data: bytes) -> bool:
@@ -185,11 +207,13 @@ def decode_frames(index: int, data: bytes, color: bool) -> np.ndarray:
     return np.stack([cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)[:, :, None] for frame in frames])
 
 
-def _with_luma(rgb: np.ndarray) -> np.ndarray:
+def _with_luma(rgb: np.ndarray, luma: np.ndarray | None = None) -> np.ndarray:
     # OpenCV writes the four planes in two passes (1.6 ms for a megapixel; NumPy's strided
     # copies took 5.3), which every candidate decoded in colour pays.
     planes = cv2.cvtColor(rgb, cv2.COLOR_RGB2RGBA)
-    cv2.mixChannels([cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)], [planes], [0, 3])
+    if luma is None or luma.shape != rgb.shape[:2]:
+        luma = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    cv2.mixChannels([luma], [planes], [0, 3])
     return planes
 
 

@@ -2,8 +2,8 @@
 
 For one call the Scorer plans each dimension of the profile — measured, unavailable
 (a capability or input it requires is missing) or waived (an optional input is missing,
-e.g. no requested size) — decodes each image once (colour only when a measured dimension
-reads it), measures the planned dimensions, and judges each image. A clip is measured
+e.g. no requested size) — decodes each image (colour only when a measured dimension reads
+it, and in a tiered walk on the CPU only once the image reaches a step that reads it), measures the planned dimensions, and judges each image. A clip is measured
 frame by frame, and each dimension combines its frames' values (`over_frames`). An image
 passes when every dimension passes, except that a dimension which is unavailable and not
 required is reported but excused; forbidden conditions must hold too.
@@ -32,6 +32,7 @@ from services.scorer.dimensions.batch import (
     decode_ahead,
     decode_image,
     group_by_size,
+    in_color,
     is_clip,
     joined,
     pick_device,
@@ -43,7 +44,7 @@ from services.scorer.dimensions.clip import PromptAligner
 from services.common.quality.dimensions import Dimension, registered
 from services.scorer.dimensions.core import ImageVerdict
 from services.common.quality.plugins import discover_plugins
-from services.scorer.dimensions.tiers import Enough, PlannedDimension, Progress, TierWalk
+from services.scorer.dimensions.tiers import Enough, PlannedDimension, Progress, Step, TierWalk
 
 if TYPE_CHECKING:
     from services.common.quality.profiles import Profile
@@ -66,8 +67,8 @@ class Scorer:
     device once from pinned memory. On the CPU each thread decodes and measures one image
     at a time, so the image stays in cache between the passes of the dimensions; torch's
     intra-op parallelism is then set to one thread, process-wide (torch.set_num_threads).
-    A call with `enough` keeps the decoded planes of the images that reach the last tier
-    until that tier is measured: the last tier measures them in order, a chunk at a time.
+    A call with `enough` keeps the decoded planes of the images that pass Tier 1, and what
+    their dimensions shared, while the later tiers measure them best first, a chunk at a time.
     """
 
     def __init__(
@@ -126,8 +127,8 @@ class Scorer:
         """One verdict per image, in input order. `requested_size` is (width, height).
 
         `tiered` stops measuring an image at the first tier it fails; `enough` (tiered
-        only) measures the last tier in order until the job's best K are known, and the
-        images left unmeasured then have no verdict (`tiers`).
+        only) measures the tiers after the first best first until the job's best K are
+        known, and the images left unmeasured then have no verdict (`tiers`).
 
         Raises ValueError naming the index of an image that cannot be decoded, or when the
         reference photo cannot be decoded.
@@ -138,10 +139,10 @@ class Scorer:
                                  self.moderated_classes)
         walk = TierWalk.of(profile, self._plan(profile, context), tiered)
         color = any(d.reads in ("pixels", "color") for d in walk.measured)
-        ordered = enough is not None and walk.orders_last_step
-        progress, kept = self._walk(images, walk, context, color, len(walk.steps) - ordered)
-        if ordered:
-            self._measure_in_order(kept, progress, walk, enough)
+        unordered = walk.ordered_from if enough is not None else len(walk.steps)
+        progress, kept = self._walk(images, walk, context, color, unordered)
+        if unordered < len(walk.steps):
+            self._measure_in_order(kept, progress, walk, enough, images)
         return [_noted(walk.verdict(p), context, index) for index, p in enumerate(progress)]
 
     def _plan(self, profile: "Profile", context: ScoringContext) -> dict[str, PlannedDimension]:
@@ -213,33 +214,51 @@ class Scorer:
         return walked
 
     def _measure_in_order(
-        self, kept: dict[int, ImageBatch], progress: list[Progress], walk: TierWalk, enough: Enough
+        self, kept: dict[int, ImageBatch], progress: list[Progress], walk: TierWalk, enough: Enough,
+        images: Sequence[bytes],
     ) -> None:
-        """The last step, measured a chunk at a time in order of the images' ceilings until
-        the job's best K are known (`tiers`); those left unmeasured are told why."""
-        last = len(walk.steps) - 1
-        ceilings = {i: (walk.ceiling(progress[i]), enough.indices[i]) for i in kept}
-        waiting = sorted(kept, key=lambda i: (-ceilings[i][0], -walk.score(progress[i]), enough.indices[i]))
+        """The steps after the first, best first (`tiers`): each round measures the next step
+        of as many images as the job still lacks, those whose ceilings rank highest, until
+        the job's best K are known; those left unmeasured are told why."""
+        waiting = dict(kept)
+        ceilings = {i: (walk.ceiling(progress[i]), enough.indices[i]) for i in waiting}
         passing = list(enough.passed_before)
-        while waiting and not enough.settled(passing, [ceilings[i] for i in waiting]):
-            chunk, waiting = waiting[: enough.wanted(passing)], waiting[enough.wanted(passing):]
-            values = self._measure_kept([kept[i] for i in chunk], walk.steps[last].dimensions)
+        while waiting and not enough.settled(passing, list(ceilings.values())):
+            ranked = sorted(waiting, key=lambda i: (-ceilings[i][0], -walk.score(progress[i]), enough.indices[i]))
+            chunk = ranked[: enough.wanted(passing)]
+            measured = self._measure_kept([(waiting[i], images[i], walk.steps[progress[i].steps_done]) for i in chunk],
+                                          walk.steps[-1])
             for index in chunk:
-                if _passes_step(walk, progress[index], values[index], last):
+                batch, values = measured[index]
+                position = progress[index].steps_done
+                passed = _passes_step(walk, progress[index], values, position)
+                if passed and position + 1 < len(walk.steps):
+                    waiting[index], ceilings[index] = batch, (walk.ceiling(progress[index]), enough.indices[index])
+                    continue
+                del waiting[index], ceilings[index]
+                if passed:
                     passing.append((walk.score(progress[index]), enough.indices[index]))
         for index in waiting:
             progress[index].stopped = enough.stop_reason
 
     def _measure_kept(
-        self, batches: list[ImageBatch], dimensions: tuple[Dimension, ...]
-    ) -> dict[int, dict[str, float]]:
-        """`dimensions` of kept images: on the CPU one image per worker, on CUDA the stills
-        of one size stacked into one batch (one model run for all of them)."""
+        self, kept: list[tuple[ImageBatch, bytes, Step]], last: Step
+    ) -> dict[int, tuple[ImageBatch, dict[str, float]]]:
+        """Each kept image's next step (with its encoded bytes, to add colour where the step
+        reads it), and the image as measured, what its dimensions shared kept for its next
+        step: on the CPU one image per worker; on CUDA the stills at the `last` step stacked
+        by size (one model run for all of them), the others one by one."""
+        def one(batch: ImageBatch, data: bytes, step: Step) -> tuple[ImageBatch, dict[int, dict[str, float]]]:
+            batch = _for_step(step, batch, data)
+            return batch, image_values(batch, step.dimensions)
+
         if self.device.type == "cpu":
-            found = self._pool.map(partial(image_values, dimensions=dimensions), batches)
+            found = list(self._pool.map(lambda item: one(*item), kept))
         else:
-            found = [image_values(group, dimensions) for group in joined(batches)]
-        return {index: values for values_by_index in found for index, values in values_by_index.items()}
+            stacked = [_for_step(last, batch, data) for batch, data, step in kept if step is last and not batch.clip]
+            found = [one(*item) for item in kept if item[2] is not last or item[0].clip]
+            found += [(group, image_values(group, last.dimensions)) for group in joined(stacked)]
+        return {index: (batch, values) for batch, by_index in found for index, values in by_index.items()}
 
 
 def _walk_one(
@@ -248,12 +267,19 @@ def _walk_one(
     """Decode image `index` and take it through the first `steps` steps in a worker thread,
     while it is in cache; its batch (planes and what its dimensions shared) is kept when it
     passed them all and more steps remain."""
-    batch = decode_image(index, data, color, context)
+    clip = is_clip(data)
+    batch = decode_image(index, data, color and (clip or walk.steps[0].reads_color), context)
     progress = Progress()
     for position in range(steps):
+        batch = _for_step(walk.steps[position], batch, data)
         if not _passes_step(walk, progress, image_values(batch, walk.steps[position].dimensions)[index], position):
             return progress, None
     return progress, batch.kept() if steps < len(walk.steps) else None
+
+
+def _for_step(step: Step, batch: ImageBatch, data: bytes) -> ImageBatch:
+    """The batch with colour where the step reads it and the still was decoded in luma alone."""
+    return in_color(batch, data) if step.reads_color and not batch.clip else batch
 
 
 def _passes_step(walk: TierWalk, progress: Progress, values: dict[str, float], position: int) -> bool:

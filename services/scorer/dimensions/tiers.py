@@ -9,21 +9,28 @@ dimensions unavailable or waived) is judged with the tier before it.
 
 A tiered walk measures one tier at a time and judges it before the next:
 
+What does not rank is judged last (`_deferred`): from tier 2 on, a check of weight 0 or a
+forbidden condition is judged in the last tier, unless a check that ranks in its own tier
+shares its measure (faces counted beside the face's size); so moderation, which decides
+only pass or fail, is measured after the face checks and, with `Enough`, in rank order.
+
 1. After each tier an image that fails one of the tier's checks (a bound, a forbidden
    condition, a required dimension that cannot be computed) is rejected and not measured
    further. Each dimension of a later tier says so: value None, not passed, reason "nsfw
    unmeasured: rejected at tier 1 by blank, sharpness". It is never counted as a pass.
-2. Enough, not all (`Enough`). The last tier is measured in the order of the images'
-   ceilings (below), a chunk at a time — as many as the job still needs — and measuring
-   stops once the job has K passing images (its earlier attempts' count too) and no
-   unmeasured image could outrank the K-th of them. Those left have no verdict (neither passed nor failed): "nsfw unmeasured:
-   measuring stopped once the job had K passing candidates that this one could not
-   outrank". A job whose best images fail measures the next ones.
+2. Enough, not all (`Enough`). Tier 1 is measured for every image; the tiers after it
+   best first: each round measures the next tier of the images whose ceilings (below)
+   rank highest — as many as the job still needs — and an image's ceiling falls as its
+   tiers are measured. Measuring stops once the job has K passing images (its earlier
+   attempts' count too) and no image still waiting could outrank the K-th of them. Those
+   left have no verdict (neither passed nor failed): "nsfw unmeasured: measuring stopped
+   once the job had K passing candidates that this one could not outrank". A job whose
+   best images fail measures the next ones.
 
 The ceiling (how the bound is computed). An image's ranking score is the weighted mean of
 log1p(headroom) over its measured dimensions (`core.ranking_score`). An image that passes
-has every dimension of the last tier measured and within its bounds, so its score is at
-most the same mean with each of those terms at its largest: log1p of the most headroom a
+has every dimension measured and within its bounds, so its score is at most the same mean
+with each term not yet measured at its largest: log1p of the most headroom a
 value between the dimension's `lowest` and `highest` can have (`Bounds.most_headroom`:
 for a minimum, the highest value; for a maximum, the lowest; for a range, the middle).
 A weighted dimension with no such limit makes the ceiling infinite, and nothing is then
@@ -37,7 +44,7 @@ Walking untiered (score_all) measures every dimension of every image in one step
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from services.common.quality.dimensions import TIERS, Bounds, Dimension
@@ -82,6 +89,7 @@ class Judgement:
     bounds: Bounds
     weight: float | None
     required: bool = False
+    judged_in: int | None = None  # a later tier than the dimension's own (`_deferred`)
 
     @property
     def dimension(self) -> Dimension:
@@ -89,7 +97,11 @@ class Judgement:
 
     @property
     def tier(self) -> int:
-        return self.dimension.tier
+        return self.judged_in or self.dimension.tier
+
+    @property
+    def ranks(self) -> bool:
+        return bool(self.weight)
 
     def judged(self, values: Mapping[str, float]) -> DimensionResult:
         planned, forbidden = self.planned, self.weight is None
@@ -132,6 +144,10 @@ class Step:
     def name(self) -> str:
         return f"tier {min(self.tiers)}"
 
+    @property
+    def reads_color(self) -> bool:
+        return any(d.reads in ("pixels", "color") for d in self.dimensions)
+
 
 @dataclass
 class Progress:
@@ -155,6 +171,8 @@ class TierWalk:
         """One step per tier when `tiered`, else one for all. A tier with nothing to measure
         (its dimensions unavailable or waived) is judged with the step before it."""
         judgements = _judgements(profile, plan)
+        if tiered:
+            judgements = _deferred(judgements)
         steps: list[Step] = []
         for tiers in [frozenset({tier}) for tier in TIERS] if tiered else [frozenset(TIERS)]:
             if not any(j.tier in tiers for j in judgements):
@@ -176,10 +194,10 @@ class TierWalk:
         return tuple(dimension for step in self.steps for dimension in step.dimensions)
 
     @property
-    def orders_last_step(self) -> bool:
-        """Whether the last step can be measured in order of ceilings: it measures something
-        and has a step before it whose values rank the images."""
-        return len(self.steps) > 1 and bool(self.steps[-1].dimensions)
+    def ordered_from(self) -> int:
+        """The first step that `Enough` measures best first: every step after the first, whose
+        values rank the images; none for a walk of one step."""
+        return 1 if len(self.steps) > 1 else len(self.steps)
 
     def judge_step(self, progress: Progress, position: int) -> bool:
         """Judge step `position` on the values measured; False (and why) when it rejects the image."""
@@ -207,12 +225,13 @@ class TierWalk:
         return weighted_mean([term for j in self.judgements if (term := j.term(progress.values)) is not None])
 
     def ceiling(self, progress: Progress) -> float:
-        """The highest ranking score the image can reach if it passes the last step."""
-        last = self.steps[-1]
+        """The highest ranking score the image can reach if it passes the steps it has not
+        been measured in: each of their weighted dimensions at its largest term."""
         terms = []
         for judgement in self.judgements:
             term = judgement.term(progress.values)
-            if term is None and judgement.weight and judgement.tier in last.tiers and judgement.planned.measured:
+            if (term is None and judgement.weight and judgement.planned.measured
+                    and judgement.dimension.name not in progress.values):
                 term = judgement.largest_term()
             if term is not None:
                 terms.append(term)
@@ -233,6 +252,29 @@ def _judgements(profile: "Profile", plan: Mapping[str, PlannedDimension]) -> tup
         taken.add(label)
         judgements.append(Judgement(label, plan[condition.dimension], condition.bounds, None))
     return tuple(judgements)
+
+
+def _deferred(judgements: tuple[Judgement, ...]) -> tuple[Judgement, ...]:
+    """What does not rank is judged last. A check of weight 0 or a forbidden condition
+    decides whether an image passes, never its place; from tier 2 on it is moved to the last
+    tier, so that it is measured only on the images that reach the end (with `Enough`, in
+    rank order: only until the job's best K are known). It stays in its tier where a check
+    that ranks there is measured by the same measure family (faces counted beside the face's
+    size): its cost is paid anyway, and it still rejects early and says why."""
+    last = max((j.dimension.tier for j in judgements), default=1)
+    ranked = {(j.dimension.tier, _family(j.dimension)) for j in judgements if j.ranks and j.planned.measured}
+    return tuple(
+        replace(j, judged_in=last)
+        if not j.ranks and 1 < j.dimension.tier < last and (j.dimension.tier, _family(j.dimension)) not in ranked
+        else j
+        for j in judgements
+    )
+
+
+def _family(dimension: Dimension) -> object:
+    """What a dimension's measure shares its work with: the module of a built-in measure
+    (`MeasureIn`), else the measure itself."""
+    return getattr(dimension.measure, "module", dimension.measure)
 
 
 def _unique(label: str, taken: set[str]) -> str:
