@@ -120,8 +120,10 @@ def test_tier_two_is_judged_only_where_tier_one_passed(scorer, portraits, photos
     black, cat = tiered[-1], tiered[5]
     assert "blank" in black.failed and "faces" in black.not_measured and "identity" in black.not_measured
     # Moderation decides pass or fail, never rank: judged last, it is not paid for a cat that
-    # the face checks reject. Counting faces shares the face checks' work: it stays in tier 2.
-    assert "faces" in cat.failed and set(cat.not_measured) == {"nsfw", "identity", "test_brightness"}
+    # the face checks reject, nor are the portrait checks, measured after them. Counting
+    # faces shares the face checks' work: it stays with them.
+    assert "faces" in cat.failed and set(cat.not_measured) == {"skin_tone", "lighting", "background", "nsfw",
+                                                                "identity", "test_brightness"}
     assert "rejected at tier 2 by faces" in cat.dimensions["test_brightness"].reason
     assert "rejected at tier 2 by faces" in cat.dimensions["nsfw"].reason
     passed_tiers_one_and_two = [v for v in everything if all(DIMENSIONS[name].tier == 3 for name in v.failed)]
@@ -233,7 +235,9 @@ def test_a_ceiling_is_the_best_score_the_last_tier_can_give():
     plan |= {name: PlannedDimension(registered(name), waived_for="reference") for name in ("identity", "skin_tone")}
     plan["prompt_alignment"] = PlannedDimension(registered("prompt_alignment"), missing="clip_model")
     walk = TierWalk.of(profile, plan, tiered=True)
-    assert [sorted(step.tiers) for step in walk.steps] == [[1], [2], [3]], "nsfw, which does not rank, is judged last"
+    assert [sorted(step.tiers) for step in walk.steps] == [[1], [2], [2], [3]], "nsfw, which does not rank, is judged last"
+    assert [sorted(d.name for d in step.dimensions) for step in walk.steps[1:]] == [
+        ["eyes_open", "face_position", "face_size", "faces"], ["background", "lighting"], ["nsfw"]], "face checks first"
     assert walk.ordered_from == 1
     tier_one = {"sharpness": 35.0, "noise": 4.0, "blockiness": 1.1, "exposure": 0.4, "clipping": 0.1, "blank": 0.2,
                 "banding": 0.01, "size": 0.0, "aspect": 0.0}
@@ -320,7 +324,7 @@ def test_faces_are_found_once_per_image_whichever_tier_reads_them(scorer, portra
     profile = load_profile("headshot")
     context = _context(scorer, portraits[0])
     walk = TierWalk.of(profile, scorer._plan(profile, context), tiered=True)
-    assert [sorted(step.tiers) for step in walk.steps] == [[1], [2], [3]]
+    assert [sorted(step.tiers) for step in walk.steps] == [[1], [2], [2], [3], [3]]
     for way in (scorer._walk_each, scorer._walk_batched):
         found.clear()
         faces.reference_portrait.cache_clear()

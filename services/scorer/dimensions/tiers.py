@@ -13,6 +13,9 @@ What does not rank is judged last (`_deferred`): from tier 2 on, a check of weig
 forbidden condition is judged in the last tier, unless a check that ranks in its own tier
 shares its measure (faces counted beside the face's size); so moderation, which decides
 only pass or fail, is measured after the face checks and, with `Enough`, in rank order.
+From tier 2 on, a tier is measured one measure family at a time (`_families`: the face
+checks, then the portrait checks), so an image is not measured further than its first
+failure.
 
 1. After each tier an image that fails one of the tier's checks (a bound, a forbidden
    condition, a required dimension that cannot be computed) is rejected and not measured
@@ -135,10 +138,12 @@ class Judgement:
 
 @dataclass(frozen=True)
 class Step:
-    """Tiers judged together and the dimensions measured for them."""
+    """Judgements (by label) of one tier, or of tiers judged together, and the dimensions
+    measured for them."""
 
     tiers: frozenset[int]
     dimensions: tuple[Dimension, ...]
+    labels: frozenset[str] = frozenset()
 
     @property
     def name(self) -> str:
@@ -168,20 +173,22 @@ class TierWalk:
 
     @classmethod
     def of(cls, profile: "Profile", plan: Mapping[str, PlannedDimension], tiered: bool) -> "TierWalk":
-        """One step per tier when `tiered`, else one for all. A tier with nothing to measure
-        (its dimensions unavailable or waived) is judged with the step before it."""
+        """One step per tier when `tiered`, else one for all; from tier 2 on, one step per
+        measure family within a tier (`_families`). A step with nothing to measure (its
+        dimensions unavailable or waived) is judged with the step before it."""
         judgements = _judgements(profile, plan)
         if tiered:
             judgements = _deferred(judgements)
         steps: list[Step] = []
         for tiers in [frozenset({tier}) for tier in TIERS] if tiered else [frozenset(TIERS)]:
-            if not any(j.tier in tiers for j in judgements):
-                continue
-            measured = tuple(dict.fromkeys(j.dimension for j in judgements if j.tier in tiers and j.planned.measured))
-            if steps and not measured:
-                steps[-1] = Step(steps[-1].tiers | tiers, steps[-1].dimensions)
-            else:
-                steps.append(Step(tiers, measured))
+            members = [j for j in judgements if j.tier in tiers]
+            for part in _families(members) if tiered and min(tiers) > 1 else [members] if members else []:
+                measured = tuple(dict.fromkeys(j.dimension for j in part if j.planned.measured))
+                labels = frozenset(j.label for j in part)
+                if steps and not measured:
+                    steps[-1] = Step(steps[-1].tiers | tiers, steps[-1].dimensions, steps[-1].labels | labels)
+                else:
+                    steps.append(Step(tiers, measured, labels))
         return cls(judgements, tuple(steps))
 
     @classmethod
@@ -203,16 +210,16 @@ class TierWalk:
         """Judge step `position` on the values measured; False (and why) when it rejects the image."""
         step = self.steps[position]
         failing = [j.label for j in self.judgements
-                   if j.tier in step.tiers and _counts_against(j, j.judged(progress.values))]
+                   if j.label in step.labels and _counts_against(j, j.judged(progress.values))]
         progress.steps_done = position + 1
         if failing:
             progress.stopped = f"rejected at {step.name} by {', '.join(failing)}"
         return not failing
 
     def verdict(self, progress: Progress) -> ImageVerdict:
-        reached = {tier for step in self.steps[: progress.steps_done] for tier in step.tiers}
+        reached = {label for step in self.steps[: progress.steps_done] for label in step.labels}
         why = progress.stopped or ""
-        results = {j.label: j.judged(progress.values) if j.tier in reached else skipped(j.dimension, j.bounds, why)
+        results = {j.label: j.judged(progress.values) if j.label in reached else skipped(j.dimension, j.bounds, why)
                    for j in self.judgements}
         ranked = [(j.dimension, j.bounds, j.weight, results[j.label]) for j in self.judgements if j.weight is not None]
         failed = tuple(j.label for j in self.judgements if _counts_against(j, results[j.label]))
@@ -269,6 +276,16 @@ def _deferred(judgements: tuple[Judgement, ...]) -> tuple[Judgement, ...]:
         else j
         for j in judgements
     )
+
+
+def _families(judgements: Sequence[Judgement]) -> list[list[Judgement]]:
+    """A tier's judgements by measure family, those of a family that ranks first, otherwise
+    in the profile's order: an image that fails the face checks never pays for the portrait
+    checks or moderation, and what ranks is known before what only gates."""
+    families: dict[object, list[Judgement]] = {}
+    for judgement in judgements:
+        families.setdefault(_family(judgement.dimension), []).append(judgement)
+    return sorted(families.values(), key=lambda family: not any(j.ranks and j.planned.measured for j in family))
 
 
 def _family(dimension: Dimension) -> object:
