@@ -219,11 +219,16 @@ COUNTED = {
 }
 
 
+# Of these, shown service by service too: where the statements and requests to cut are.
+BY_SERVICE = ("pg_statements", "s3_requests")
+
+
 def counted(fleet: ServiceFleet) -> dict[str, float]:
-    """The COUNTED figures, summed over every service's /metrics now."""
+    """The COUNTED figures, summed over every service's /metrics now, and those of
+    BY_SERVICE for each service as well (`pg_statements ingest`)."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    totals = dict.fromkeys(COUNTED, 0.0)
+    totals = dict.fromkeys(COUNTED, 0.0) | {f"{figure} {name}": 0.0 for figure in BY_SERVICE for name in SERVICES}
     for name in SERVICES:
         text = httpx.get(f"{fleet.url(name)}/metrics", timeout=10).text
         for family in text_string_to_metric_families(text):
@@ -231,6 +236,8 @@ def counted(fleet: ServiceFleet) -> dict[str, float]:
                 for figure, (metric, keep) in COUNTED.items():
                     if sample.name == metric and keep(sample.labels):
                         totals[figure] += sample.value
+                        if figure in BY_SERVICE:
+                            totals[f"{figure} {name}"] += sample.value
     return totals
 
 
@@ -473,7 +480,11 @@ def report(args, seq_latencies, hops, load: dict, seq_work: InProcess, burst_wor
         print(f"    {name:<14} {ms:7.1f}")
     print("  counted per job (exact, summed over the five services):")
     for name, value in load["counts"].items():
-        print(f"    {name:<24} {value:7.1f}")
+        if name in COUNTED:
+            print(f"    {name:<24} {value:7.1f}")
+    for figure in BY_SERVICE:
+        print(f"    {figure} by service: " + ", ".join(f"{name} {load['counts'][f'{figure} {name}']:.1f}"
+                                                   for name in SERVICES))
     platform_ms = sum(ms for name, ms in load["cpu_ms"].items() if name != "bench client")
     print(f"    {'platform':<14} {platform_ms:7.1f}  (every process above but the bench client)")
     outside = platform_ms - burst_work.paint_ms - burst_work.score_ms
