@@ -1,12 +1,14 @@
 """Router rules, without I/O: what an attempt asks the engine for, where its candidates are
 stored, when a job can get no more candidates, and what the scorer's verdicts teach."""
 
+import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from services.common.contracts import DEADLINE_EXCEEDED, CandidateScore, CandidatesGenerated, JobSpec, ProviderCall
+from services.common.quality.dimensions import DIMENSIONS
 from services.router.routing_types import CallRecord, RouteRequest
 from services.router.providers.registry import Registry
 from services.router.resilience import Verdict
@@ -99,12 +101,12 @@ def verdicts_by_provider(scores: Iterable[CandidateScore],
                          attempt: int | None = None) -> dict[str, tuple[float, float]]:
     """(passed, failed) per provider, of the scores of `attempt` (all when None).
 
-    A candidate left without a verdict (the scorer stopped once the job had enough better
-    ones) passed every tier but the last, so it counts as the provider's candidates that
-    reached the last tier did: passed in the share of them that passed. Left out instead,
-    the rejections of the cheap tiers would weigh more than they do, and the pass rate
-    learnt would fall below the provider's."""
-    passed, failed, reached_last, unjudged = Counter(), Counter(), Counter(), Counter()
+    A candidate left without a verdict (the scorer, measuring the tiers after the first best
+    first, stopped once the job had enough better ones) passed Tier 1 at least, so it counts
+    as the provider's judged candidates that passed Tier 1 did: passed in the share of them
+    that passed. Left out instead, the rejections of the cheap tier would weigh more than
+    they do, and the pass rate learnt would fall below the provider's."""
+    passed, failed, past_first, unjudged = Counter(), Counter(), Counter(), Counter()
     for score in scores:
         if not score.provider or (attempt is not None and score.attempt != attempt):
             continue
@@ -112,13 +114,20 @@ def verdicts_by_provider(scores: Iterable[CandidateScore],
             unjudged[score.provider] += 1
             continue
         (passed if score.passed else failed)[score.provider] += 1
-        reached_last[score.provider] += not score.not_measured
+        past_first[score.provider] += not any(_first_tier(name) for name in score.failed)
     counted = {}
     for provider in passed.keys() | failed.keys():
-        share = passed[provider] / reached_last[provider] if reached_last[provider] else 0.0
-        guessed = unjudged[provider] if reached_last[provider] else 0
+        share = passed[provider] / past_first[provider] if past_first[provider] else 0.0
+        guessed = unjudged[provider] if past_first[provider] else 0
         counted[provider] = (passed[provider] + guessed * share, failed[provider] + guessed * (1 - share))
     return counted
+
+
+def _first_tier(dimension: str) -> bool:
+    """Whether a failed check (a dimension, or a forbidden condition on one: 'forbid:faces>=1')
+    is of Tier 1; one this process does not know (a plugin's) is not."""
+    parts = re.split(r"[<>=#]+", dimension.removeprefix("forbid:"))  # 'forbid:0.2<=nsfw<=0.5'
+    return any((known := DIMENSIONS.get(part)) is not None and known.tier == 1 for part in parts)
 
 
 def quality_verdicts(scores: Iterable[CandidateScore], attempt: int) -> dict[str, list[Verdict]]:

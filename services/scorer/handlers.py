@@ -1,8 +1,8 @@
 """Scorer handlers: score an attempt's candidates as one batch against the job's profile,
 then select, ask for more, or fail, counting the job's earlier attempts too.
 
-Candidates are scored tier by tier, and the last tier only until the job's best K are
-known, counting the candidates of its earlier attempts that passed (`tiers`); a job or
+Candidates are scored tier by tier, and the tiers after the first best first, only until
+the job's best K are known, counting the candidates of its earlier attempts that passed (`tiers`); a job or
 template that asks for every dimension (`score_all`), or an attempt that comes without
 its job, is measured in full."""
 

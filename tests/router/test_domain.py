@@ -50,15 +50,20 @@ def test_verdicts_are_counted_per_provider_for_one_attempt_only():
     assert domain.verdicts_by_provider(scores, 2) == {"a": (1, 0)}
 
 
-def test_candidates_left_without_a_verdict_count_as_those_that_reached_the_last_tier():
-    """Of provider a's candidates that reached the last tier, one of two passed: its two
-    candidates without a verdict count half passed; its Tier-1 rejection counts as failed.
-    The quality breakers see only verdicts."""
-    unjudged = verdict("a", False, judged=False, not_measured=("nsfw",))
+def test_candidates_left_without_a_verdict_count_as_those_that_passed_tier_one():
+    """Of provider a's judged candidates that passed Tier 1, one of two passed (one failed
+    nsfw; a face check or a forbidden face counts the same): its two candidates without a
+    verdict count half passed; its Tier-1 rejections count as failed. The quality breakers
+    see only verdicts."""
+    unjudged = verdict("a", False, judged=False, not_measured=("faces", "nsfw"))
     scores = [verdict("a", False, failed=("blank",), not_measured=("nsfw",)), verdict("a", True),
-              verdict("a", False, failed=("nsfw",)), unjudged, unjudged, verdict("b", False, judged=False)]
-    assert domain.verdicts_by_provider(scores, 1) == {"a": (2.0, 3.0)}
-    assert [v.passed for v in domain.quality_verdicts(scores, 1)["a"]] == [False, True, False]
+              verdict("a", False, failed=("nsfw",)), unjudged, unjudged, verdict("b", False, judged=False),
+              verdict("a", False, failed=("sharpness", "forbid:faces>=1"), not_measured=("nsfw",))]
+    assert domain.verdicts_by_provider(scores, 1) == {"a": (2.0, 4.0)}
+    assert [v.passed for v in domain.quality_verdicts(scores, 1)["a"]] == [False, True, False, False]
+    later = [verdict("c", True), verdict("c", False, failed=("forbid:faces>=1",)),
+             verdict("c", False, failed=("eyes_open", "skin_tone")), verdict("c", True), verdict("c", False, judged=False)]
+    assert domain.verdicts_by_provider(later, 1) == {"c": (2.5, 2.5)}
 
 
 def test_the_jobs_size_and_model_pin_reach_every_attempt():

@@ -10,7 +10,7 @@ required is reported but excused; forbidden conditions must hold too.
 
 By default every dimension of every image is measured. A tiered call (`tiers`) measures
 tier by tier and stops measuring an image at the first tier it fails; with `Enough` it
-also measures the last tier only until the job's best K are known. An image's decoded
+measures the tiers after the first best first, only until the job's best K are known. An image's decoded
 planes and what its dimensions share (luma statistics, faces, the face embedding) serve
 every tier it reaches.
 """
