@@ -35,7 +35,8 @@ async def exercise(endpoints) -> None:
     await store.copy(store.internal_bucket, key, store.public_bucket, key, stored.size_bytes)
     assert await store.get(store.public_bucket, key) == b"\x89PNG genline"
     link = store.presign_get(store.public_bucket, key, ttl_s=60)
-    assert httpx.get(link).content == b"\x89PNG genline" and stored.size_bytes == 12
+    async with httpx.AsyncClient() as client:
+        assert (await client.get(link)).content == b"\x89PNG genline" and stored.size_bytes == 12
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(bootstrap_servers=endpoints.kafka_bootstrap)

@@ -3,16 +3,16 @@
 For one call the Scorer plans each dimension of the profile — measured, unavailable
 (a capability or input it requires is missing) or waived (an optional input is missing,
 e.g. no requested size) — decodes each image (colour only when a measured dimension reads
-it, and in a tiered walk on the CPU only once the image reaches a step that reads it), measures the planned dimensions, and judges each image. A clip is measured
-frame by frame, and each dimension combines its frames' values (`over_frames`). An image
-passes when every dimension passes, except that a dimension which is unavailable and not
+it, and in a tiered walk on the CPU only once the image reaches a step that reads it),
+measures the planned dimensions, and judges each image. A clip is measured frame by frame,
+and each dimension combines its frames' values (`over_frames`). An image passes when every dimension passes, except that a dimension which is unavailable and not
 required is reported but excused; forbidden conditions must hold too.
 
 By default every dimension of every image is measured. A tiered call (`tiers`) measures
 tier by tier and stops measuring an image at the first tier it fails; with `Enough` it
-measures the tiers after the first best first, only until the job's best K are known. An image's decoded
-planes and what its dimensions share (luma statistics, faces, the face embedding) serve
-every tier it reaches.
+measures the tiers after the first best first, only until the job's best K are known. An
+image's decoded planes and what its dimensions share (luma statistics, faces, the face
+embedding) serve every tier it reaches.
 """
 
 import os
@@ -138,7 +138,7 @@ class Scorer:
         context = ScoringContext(self.device, prompt, reference, _checked_size(requested_size), self.clip,
                                  self.moderated_classes)
         walk = TierWalk.of(profile, self._plan(profile, context), tiered)
-        color = any(d.reads in ("pixels", "color") for d in walk.measured)
+        color = any(step.reads_color for step in walk.steps)
         unordered = walk.ordered_from if enough is not None else len(walk.steps)
         progress, kept = self._walk(images, walk, context, color, unordered)
         if unordered < len(walk.steps):
@@ -220,8 +220,11 @@ class Scorer:
         """The steps after the first, best first (`tiers`): each round measures the next step
         of as many images as the job still lacks, those whose ceilings rank highest, until
         the job's best K are known; those left unmeasured are told why."""
+        def ceiling(index: int) -> tuple[float, int]:
+            return walk.ceiling(progress[index]), enough.indices[index]
+
         waiting = dict(kept)
-        ceilings = {i: (walk.ceiling(progress[i]), enough.indices[i]) for i in waiting}
+        ceilings = {i: ceiling(i) for i in waiting}
         passing = list(enough.passed_before)
         while waiting and not enough.settled(passing, list(ceilings.values())):
             ranked = sorted(waiting, key=lambda i: (-ceilings[i][0], -walk.score(progress[i]), enough.indices[i]))
@@ -233,7 +236,7 @@ class Scorer:
                 position = progress[index].steps_done
                 passed = _passes_step(walk, progress[index], values, position)
                 if passed and position + 1 < len(walk.steps):
-                    waiting[index], ceilings[index] = batch, (walk.ceiling(progress[index]), enough.indices[index])
+                    waiting[index], ceilings[index] = batch, ceiling(index)
                     continue
                 del waiting[index], ceilings[index]
                 if passed:
@@ -255,8 +258,12 @@ class Scorer:
         if self.device.type == "cpu":
             found = list(self._pool.map(lambda item: one(*item), kept))
         else:
-            stacked = [_for_step(last, batch, data) for batch, data, step in kept if step is last and not batch.clip]
-            found = [one(*item) for item in kept if item[2] is not last or item[0].clip]
+            stacked, found = [], []
+            for batch, data, step in kept:
+                if step is last and not batch.clip:
+                    stacked.append(_for_step(last, batch, data))
+                else:
+                    found.append(one(batch, data, step))
             found += [(group, image_values(group, last.dimensions)) for group in joined(stacked)]
         return {index: (batch, values) for batch, by_index in found for index, values in by_index.items()}
 
@@ -267,8 +274,7 @@ def _walk_one(
     """Decode image `index` and take it through the first `steps` steps in a worker thread,
     while it is in cache; its batch (planes and what its dimensions shared) is kept when it
     passed them all and more steps remain."""
-    clip = is_clip(data)
-    batch = decode_image(index, data, color and (clip or walk.steps[0].reads_color), context)
+    batch = decode_image(index, data, color and (walk.steps[0].reads_color or is_clip(data)), context)
     progress = Progress()
     for position in range(steps):
         batch = _for_step(walk.steps[position], batch, data)

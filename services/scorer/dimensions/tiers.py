@@ -7,8 +7,6 @@ forbidden conditions are judged in their dimension's tier; custom rules (`Qualit
 bound and forbid dimensions of any tier. A tier with nothing to measure in a call (its
 dimensions unavailable or waived) is judged with the tier before it.
 
-A tiered walk measures one tier at a time and judges it before the next:
-
 What does not rank is judged last (`_deferred`): from tier 2 on, a check of weight 0 or a
 forbidden condition is judged in the last tier, unless a check that ranks in its own tier
 shares its measure (faces counted beside the face's size); so moderation, which decides
@@ -16,6 +14,8 @@ only pass or fail, is measured after the face checks and, with `Enough`, in rank
 From tier 2 on, a tier is measured one measure family at a time (`_families`: the face
 checks, then the portrait checks), so an image is not measured further than its first
 failure.
+
+A tiered walk measures one step at a time and judges it before the next:
 
 1. After each tier an image that fails one of the tier's checks (a bound, a forbidden
    condition, a required dimension that cannot be computed) is rejected and not measured
@@ -204,7 +204,7 @@ class TierWalk:
     def ordered_from(self) -> int:
         """The first step that `Enough` measures best first: every step after the first, whose
         values rank the images; none for a walk of one step."""
-        return 1 if len(self.steps) > 1 else len(self.steps)
+        return min(1, len(self.steps))
 
     def judge_step(self, progress: Progress, position: int) -> bool:
         """Judge step `position` on the values measured; False (and why) when it rejects the image."""
@@ -237,7 +237,7 @@ class TierWalk:
         terms = []
         for judgement in self.judgements:
             term = judgement.term(progress.values)
-            if (term is None and judgement.weight and judgement.planned.measured
+            if (term is None and judgement.ranks and judgement.planned.measured
                     and judgement.dimension.name not in progress.values):
                 term = judgement.largest_term()
             if term is not None:
