@@ -2,11 +2,14 @@
 
     genline bus status               each service's topic: partitions, where their records
                                      begin and end, rotations, how far each reading group is
-                                     behind; each journal's rows and those still to publish
+                                     behind; each journal's rows, those still to publish, and its
+                                     floor (nothing created before it is published again)
     genline bus rebuild [--all]      after a disaster (a Kafka cluster restored empty, topics
                                      deleted): every service opens its partitions past their old
                                      ends and publishes again what a reader may lack (with --all,
-                                     every row its journal holds); the inboxes skip the rest
+                                     every row its journal holds at or above its floor: the
+                                     republish window, by default the last 7 days, and all that
+                                     some group has not read); the inboxes skip the rest
 
 The database and the broker come from the services' settings (GENLINE_DATABASE_URL,
 GENLINE_KAFKA_BOOTSTRAP, GENLINE_TOPIC_NAMESPACE); `--schema-prefix` names the services'
@@ -48,8 +51,9 @@ async def status(settings: BusSettings, prefix: str) -> list[dict]:
                 schema, topic = prefix + service, topic_of(service, namespace)
                 await conn.execute(f'SET search_path TO "{schema}"')
                 try:
-                    rows = await (await conn.execute("SELECT count(*) AS rows, count(*) FILTER"
-                                                     " (WHERE published_at IS NULL) AS unpublished FROM outbox")).fetchone()
+                    rows = await (await conn.execute(
+                        "SELECT count(*) AS rows, count(*) FILTER (WHERE published_at IS NULL) AS unpublished,"
+                        " (SELECT floor FROM journal_floor) AS floor FROM outbox")).fetchone()
                 except psycopg.errors.UndefinedTable:
                     continue  # a service that never ran keeps no journal
                 partitions = await kafka_admin.partitions_of(admin._client, topic)
@@ -57,7 +61,8 @@ async def status(settings: BusSettings, prefix: str) -> list[dict]:
                 known = {p: row for (_, p), row in (await read_partitions(conn, topic)).items()}
                 groups = {reader: await kafka_admin.committed_offsets(
                     admin, consumer_group(namespace, prefix + reader), topic, partitions) for reader in readers_of(service)}
-                services.append({"service": service, "topic": topic, "journal": dict(rows), "partitions": [
+                journal = dict(rows) | {"floor": rows["floor"].isoformat() if rows["floor"] else None}
+                services.append({"service": service, "topic": topic, "journal": journal, "partitions": [
                     partition_status(p, end, known.get(p), groups) for p, end in ends.items()]})
     finally:
         await admin.close()
@@ -106,7 +111,8 @@ def main(argv: list[str] | None = None, prog: str = "genline bus") -> int:
     show = commands.add_parser("status", help="each topic's partitions, readers and journal")
     show.add_argument("--json", action="store_true")
     again = commands.add_parser("rebuild", help="publish the journals again after a disaster")
-    again.add_argument("--all", action="store_true", help="every row each journal holds, not only what may be unread")
+    again.add_argument("--all", action="store_true",
+                       help="every row each journal holds at or above its floor, not only what may be unread")
     for command in (show, again):
         command.add_argument("--schema-prefix", default="", help="the prefix the services' schemas share")
     args = parser.parse_args(argv)

@@ -33,15 +33,19 @@ from services.common.inbox import (
     PermanentError,
     Prepare,
     already_applied,
+    prune_inbox,
     record_applied,
     record_applied_many,
     retry_races,
 )
 from services.common.outbox import OutboxRelay, add_many_to_outbox
 from services.common.wake import FetchWaker
-from services.common.supervision import stop_tasks, supervise
+from services.common.supervision import every, stop_tasks, supervise
 
 log = logging.getLogger(__name__)
+
+INBOX_PRUNE_INTERVAL_S = 60.0
+EARLIEST = datetime.min.replace(tzinfo=UTC)
 
 class OffsetCommits:
     """The offsets of the records a consumer has applied, committed to the broker every
@@ -166,6 +170,9 @@ class EventConsumer:
         self.subscriber = None
         self.topics: list[str] = []
         self.waker: FetchWaker | None = None
+        # The highest floor seen on each topic (journal.py): the inbox forgets what lies below.
+        self.floors: dict[str, datetime] = {}
+        self._pruning: asyncio.Task | None = None
 
     def on(self, event_type: type[Event], prepare: "Prepare | None" = None) -> Callable[[Handler], Handler]:
         """Register the handler of `event_type`. `prepare`, if given, does the event's slow
@@ -220,6 +227,25 @@ class EventConsumer:
             self.waker = FetchWaker(database_url, s.topic_namespace, self.topics, s.bus_idle_fetch_interval_s)
             self.waker.start(self.subscriber.consumer)
 
+    def start_pruning(self) -> None:
+        """Forget, every little while, the applied events that can never arrive again."""
+        self._pruning = supervise(f"{self.service}-inbox-prune",
+                                  partial(every, INBOX_PRUNE_INTERVAL_S, self.prune_inbox, f"{self.service}-inbox-prune"))
+
+    async def stop_pruning(self) -> None:
+        await stop_tasks(self._pruning)
+        self._pruning = None
+
+    async def prune_inbox(self) -> int:
+        """Forget the applied events below their topic's floor (inbox.py); returns how many."""
+        if not self.floors:
+            return 0
+        async with self.pool.connection() as conn:
+            pruned = await prune_inbox(conn, dict(self.floors))
+        if pruned:
+            log.info("the inbox forgot %d events below their journals' floors", pruned)
+        return pruned
+
     def _committing(self, apply: Callable[[KafkaMessage], Awaitable[None]]):
         """`apply` for a fetched batch; its offsets are committed later (OffsetCommits), and a
         batch that fails (the broker is away, even for the DLQ) is fetched again."""
@@ -241,10 +267,12 @@ class EventConsumer:
         decoded = []
         for record in records:
             try:
-                envelope = from_kafka(dict(record.headers or ()), record.key, record.value)
+                envelope = from_kafka(dict(record.headers or ()), record.key, record.value, record.topic)
             except MalformedEnvelope as exc:
                 await self._dead_letter(record, exc, attempts=1)
                 continue
+            if envelope.floor is not None and envelope.floor > self.floors.get(record.topic, EARLIEST):
+                self.floors[record.topic] = envelope.floor
             if self.handles(envelope):
                 self._observe_queue_time(record, envelope)
                 decoded.append((record, envelope))

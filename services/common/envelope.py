@@ -6,7 +6,7 @@ JSON payload and the record key is the job id.
 """
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from uuid import uuid4
 
@@ -19,6 +19,12 @@ CONTENT_TYPE = "application/json"
 SPECVERSION = "1.0"
 
 
+# Headers the relay adds beside the CloudEvents ones (journal.py): when the event's row was
+# written to its producer's journal, and that journal's floor.
+JOURNALED_AT = "genline_journaled_at"
+FLOOR = "genline_floor"
+
+
 @dataclass(frozen=True)
 class Envelope:
     id: str
@@ -28,6 +34,11 @@ class Envelope:
     tenant_id: str | None
     traceparent: str
     event: Event
+    # Where a received event came from, as its producer's journal stamped it (None when it
+    # was sent otherwise): what the inbox needs to forget it once it cannot arrive again.
+    topic: str | None = field(default=None, compare=False)
+    journaled_at: datetime | None = field(default=None, compare=False)
+    floor: datetime | None = field(default=None, compare=False)
 
     @property
     def type(self) -> str:
@@ -100,7 +111,7 @@ class MalformedEnvelope(ValueError):
     pass
 
 
-def from_kafka(headers: dict[str, bytes], key: bytes | None, value: bytes) -> Envelope:
+def from_kafka(headers: dict[str, bytes], key: bytes | None, value: bytes, topic: str | None = None) -> Envelope:
     try:
         ce = from_binary_event(KafkaMessage(headers=headers, key=key, value=value))
         attributes = ce.get_attributes()
@@ -115,4 +126,17 @@ def from_kafka(headers: dict[str, bytes], key: bytes | None, value: bytes) -> En
         tenant_id=attributes.get("tenantid"),
         traceparent=attributes.get("traceparent") or new_traceparent(),
         event=event,
+        topic=topic,
+        journaled_at=_moment(headers.get(JOURNALED_AT)),
+        floor=_moment(headers.get(FLOOR)),
     )
+
+
+def _moment(value: bytes | None) -> datetime | None:
+    """A journal's timestamp header; one that does not read as an aware time counts as
+    absent (the event is then never forgotten, which is safe)."""
+    try:
+        moment = datetime.fromisoformat(value.decode()) if value else None
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return moment if moment is not None and moment.tzinfo is not None else None

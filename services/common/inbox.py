@@ -1,11 +1,17 @@
 """The inbox: a consumer records the id of every event it applied in the transaction that
 applied it, so a redelivered event is skipped; what a handler gets (HandlerContext), and
-the errors that say whether trying again can help."""
+the errors that say whether trying again can help.
+
+An inbox row goes once its event can never arrive again: its producer's journal stamped, on
+a later record of the same topic, a floor past the time its row was written (journal.py).
+Below that floor every reader group had read the event, so the broker does not deliver it
+again, and neither a recovery nor `genline bus rebuild --all` publishes it again."""
 
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -56,8 +62,8 @@ async def already_applied(conn: psycopg.AsyncConnection, event_id: str) -> bool:
 async def record_applied(conn: psycopg.AsyncConnection, envelope: Envelope) -> bool:
     """Claim the event for this transaction; False means it was applied before."""
     cur = await conn.execute(
-        "INSERT INTO inbox (event_id, event_type) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-        [envelope.id, envelope.type],
+        "INSERT INTO inbox (event_id, event_type, topic, journaled_at) VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+        [envelope.id, envelope.type, envelope.topic, envelope.journaled_at],
     )
     return cur.rowcount == 1
 
@@ -65,9 +71,11 @@ async def record_applied(conn: psycopg.AsyncConnection, envelope: Envelope) -> b
 async def record_applied_many(conn: psycopg.AsyncConnection, envelopes: list[Envelope]) -> list[Envelope]:
     """Claim a batch; returns the envelopes not applied before, in order, each id once."""
     cur = await conn.execute(
-        "INSERT INTO inbox (event_id, event_type) SELECT * FROM unnest(%b::text[], %b::text[])"
+        "INSERT INTO inbox (event_id, event_type, topic, journaled_at)"
+        " SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::timestamptz[])"
         " ON CONFLICT DO NOTHING RETURNING event_id",
-        [[e.id for e in envelopes], [e.type for e in envelopes]],
+        [[e.id for e in envelopes], [e.type for e in envelopes], [e.topic for e in envelopes],
+         [e.journaled_at for e in envelopes]],
     )
     fresh = {row["event_id"] for row in await cur.fetchall()}
     claimed = []
@@ -76,6 +84,24 @@ async def record_applied_many(conn: psycopg.AsyncConnection, envelopes: list[Env
             fresh.discard(envelope.id)
             claimed.append(envelope)
     return claimed
+
+
+INBOX_PRUNE_BATCH = 5_000
+
+
+async def prune_inbox(conn: psycopg.AsyncConnection, floors: dict[str, datetime]) -> int:
+    """Forget the events of each topic written to their journal before that topic's floor
+    (the highest seen); returns how many rows went."""
+    pruned = 0
+    for topic, floor in sorted(floors.items()):
+        while True:
+            cur = await conn.execute(
+                "DELETE FROM inbox WHERE event_id IN (SELECT event_id FROM inbox WHERE topic = %s"
+                " AND journaled_at < %s ORDER BY journaled_at LIMIT %s)", [topic, floor, INBOX_PRUNE_BATCH])
+            pruned += cur.rowcount
+            if cur.rowcount < INBOX_PRUNE_BATCH:
+                break
+    return pruned
 
 
 # A fetched batch at least this large is checked against the inbox in one query first.

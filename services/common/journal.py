@@ -20,6 +20,18 @@ reading it has committed. On top of that, three things keep the bus whole:
    from where they stood, nothing is lost or repeated.
 3. Retention. Published rows older than the topic's window, and read by every group, are
    pruned; the horizon is kept, so that a replay knows what the journal no longer holds.
+4. The floor. A recovery or `genline bus rebuild --all` publishes again only rows created at
+   or after the journal's floor, which rises to a checkpoint once every reader group has read
+   past it, and never closer to now than the republish window (`bus_republish_window_s`).
+   The relay stamps the floor, and each row's own creation time, on what it sends
+   (`genline_floor`, `genline_journaled_at`): a reader's inbox forgets an event once a floor
+   from its topic has passed it, for nothing can bring that event again (inbox.py).
+   A checkpoint is a time and, per partition, the highest offset acknowledged: it is taken in
+   one statement that sees no unpublished row created before its time, and its time is no
+   later than the start of any transaction then running (a row is created at its
+   transaction's start), so every row created before it was published at or below those
+   offsets. A recovery drops the checkpoint under way: the rows it queues again get new
+   offsets.
 
 Locks: every relay pass holds, for its transaction, the bus fence and its outbox's lock, both
 shared, and its outbox's relay lock exclusively (the service's replicas take turns). Whoever
@@ -34,6 +46,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, fields
+from datetime import datetime
 
 import psycopg
 from aiokafka.admin import AIOKafkaAdminClient
@@ -59,6 +72,8 @@ ROTATION_LAG_MIN = 100
 ROTATION_BACKOFF_S = 60.0
 PRUNE_INTERVAL_S = 60.0
 PRUNE_BATCH = 5_000
+# A checkpoint's time stays at least this far behind the database's clock.
+FLOOR_MARGIN_S = 60.0
 LOCK_TIMEOUT = "60s"
 
 
@@ -111,6 +126,26 @@ class Partition:
         acked = -1 if self.acked_through is None else self.acked_through
         return max(acked + 1, self.log_end or 0, self.log_start)
 
+
+# The start of the oldest transaction running in this database now (its rows, once
+# committed, carry it as their creation time); the clock when none is.
+OLDEST_TRANSACTION = (
+    "SELECT coalesce(min(xact_start), clock_timestamp()) AS at FROM pg_stat_activity"
+    " WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+    " AND xact_start IS NOT NULL")
+# One statement, so one snapshot: no unpublished row created before the checkpoint's time,
+# and each partition's highest acknowledged offset, as of the same moment.
+TAKE_CHECKPOINT = (
+    "WITH marked AS (UPDATE outbox_partitions SET checkpoint = acked_through RETURNING 1)"
+    " UPDATE journal_floor SET checkpoint_at = least(%(running)s, now() - make_interval(secs => %(margin)s),"
+    "  (SELECT min(created_at) FROM outbox WHERE published_at IS NULL))")  # WITH runs whether read or not
+# Every reader group has read past the checkpoint's offsets (a partition no group is known
+# to have read holds it back): the floor rises to its time, or to the republish window.
+RAISE_FLOOR = (
+    "UPDATE journal_floor SET floor = greatest(floor, least(checkpoint_at, now() - make_interval(secs => %(window)s))),"
+    " checkpoint_at = NULL WHERE checkpoint_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM outbox_partitions p"
+    " WHERE p.checkpoint IS NOT NULL AND (p.consumed_through IS NULL OR p.consumed_through <= p.checkpoint))")
+NOT_BELOW_FLOOR = "o.created_at >= coalesce((SELECT floor FROM journal_floor), '-infinity')"
 
 COLUMNS = tuple(f.name for f in fields(Partition))
 COLUMN_TYPES = ("text", "int", "text", "bigint", "bigint", "bigint", "bigint", "bigint", "int")
@@ -225,11 +260,13 @@ class Journal:
             for topic in topics:
                 opened += await self._open_after_loss(client, topic, known, broker)
             async with conn.transaction():
+                # Never below the floor: every reader read those rows, and may have forgotten them.
                 queued = await conn.execute(
-                    "UPDATE outbox o SET published_at = NULL" if everything else
+                    f"UPDATE outbox o SET published_at = NULL WHERE {NOT_BELOW_FLOOR}" if everything else
                     "UPDATE outbox o SET published_at = NULL FROM outbox_partitions p"
                     " WHERE p.topic = o.topic AND p.partition = o.partition AND o.published_at IS NOT NULL"
-                    " AND o.\"offset\" >= coalesce(p.consumed_through, 0)")
+                    f" AND o.\"offset\" >= coalesce(p.consumed_through, 0) AND {NOT_BELOW_FLOOR}")
+                await conn.execute("UPDATE journal_floor SET checkpoint_at = NULL")  # its offsets are of the old log
                 await conn.execute(f"NOTIFY \"outbox_{self.schema}\"")  # the relays, wherever they run
                 await write_partitions(conn, opened, "broker = excluded.broker", "log_start = excluded.log_start",
                                        "log_end = excluded.log_end", "rotate_to = NULL")
@@ -276,6 +313,7 @@ class Journal:
                 raise LogLost(self.broker)
             if self._rotation_due(starts, ends, committed):
                 await self.rotate(client)
+            await self.advance_floor()
         if self.settings.outbox_retention_s is not None and time.monotonic() >= self._next_prune:
             self._next_prune = time.monotonic() + PRUNE_INTERVAL_S
             await self.prune()
@@ -401,3 +439,26 @@ class Journal:
                 pruned += row["n"]
                 if row["n"] == 0:
                     return pruned
+
+    # ---- 4. the floor ----------------------------------------------------------------------------
+
+    async def advance_floor(self) -> None:
+        """Raise the floor to the checkpoint under way once every reader has read past it;
+        then, with none under way, take the next."""
+        window = self.settings.bus_republish_window_s
+        if window is None:
+            return
+        async with self.pool.connection() as conn:
+            # Read before the checkpoint's statement: a transaction that ends in between
+            # committed before that statement's snapshot, which then sees its rows.
+            running = (await (await conn.execute(OLDEST_TRANSACTION)).fetchone())["at"]
+            async with conn.transaction():
+                pending = await (await conn.execute("SELECT checkpoint_at FROM journal_floor FOR UPDATE")).fetchone()
+                if pending["checkpoint_at"] is not None and not (
+                        await conn.execute(RAISE_FLOOR, {"window": window})).rowcount:
+                    return
+                await conn.execute(TAKE_CHECKPOINT, {"running": running, "margin": FLOOR_MARGIN_S})
+
+    async def floor(self) -> datetime | None:
+        async with self.pool.connection() as conn:
+            return (await (await conn.execute("SELECT floor FROM journal_floor")).fetchone())["floor"]

@@ -14,7 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from services.common import kafka_admin, telemetry
 from services.common.db import insert_many, listen
-from services.common.envelope import Envelope, ce_headers
+from services.common.envelope import FLOOR, JOURNALED_AT, Envelope, ce_headers
 from services.common.journal import (
     BUS_FENCE,
     BrokerChanged,
@@ -84,7 +84,8 @@ BACKLOG_COUNT_INTERVAL_S = 1.0
 # skipping it.
 FENCE = "SELECT pg_advisory_xact_lock_shared(%s), pg_advisory_xact_lock_shared(%s), pg_advisory_xact_lock(%s)"
 UNPUBLISHED_ROWS = (
-    "SELECT seq, event_type, topic, record_key, headers, body FROM outbox"
+    "SELECT seq, event_type, topic, record_key, headers, body, created_at,"
+    " (SELECT floor FROM journal_floor) AS floor FROM outbox"
     " WHERE published_at IS NULL AND NOT EXISTS (SELECT 1 FROM outbox_partitions WHERE rotate_to IS NOT NULL)"
     " ORDER BY seq LIMIT %s FOR UPDATE")
 # Published rows keep the partition and offset the broker gave them; each partition's
@@ -285,7 +286,7 @@ class OutboxRelay:
             # Sent in order (a partition keeps it), acknowledged together so that the producer
             # batches them; a row is marked published only once the broker acknowledged it.
             sent = [await producer.send(row["topic"], bytes(row["body"]), key=_key(row["record_key"]),
-                                        headers=[(k, v.encode()) for k, v in row["headers"].items()]) for row in rows]
+                                        headers=_headers(row)) for row in rows]
             acks = await asyncio.gather(*sent)
             await conn.execute(MARK_AND_ANNOUNCE if self.settings.bus_wake_on_publish else MARK_PUBLISHED,
                                {"seqs": [r["seq"] for r in rows], "partitions": [a.partition for a in acks],
@@ -296,6 +297,16 @@ class OutboxRelay:
             for row in rows:
                 observe(row["event_type"], bytes(row["body"]))
         return len(rows)
+
+
+def _headers(row: dict) -> list[tuple[str, bytes]]:
+    """The event's CloudEvents headers, and what the journal says of it: when its row was
+    written, and the floor below which nothing is ever published again (journal.py)."""
+    headers = [(k, v.encode()) for k, v in row["headers"].items()]
+    headers.append((JOURNALED_AT, row["created_at"].isoformat().encode()))
+    if row["floor"] is not None:
+        headers.append((FLOOR, row["floor"].isoformat().encode()))
+    return headers
 
 
 def _key(record_key) -> bytes | None:

@@ -77,6 +77,7 @@ class ServiceRuntime:
         await self.pool.open(wait=True)
         await self.broker.start()
         self.consumer.start_waking(self.database_url)
+        self.consumer.start_pruning()
         self.relay.start()
         self.relay.notify()  # publish what a previous run committed but did not relay
         for hook in self.startup_hooks:
@@ -89,6 +90,7 @@ class ServiceRuntime:
         await self.relay.stop(OUTBOX_DRAIN_S)  # drains the outbox first
         await self.consumer.offsets.flush()
         await self.consumer.end_watch.stop()
+        await self.consumer.stop_pruning()
         if self.consumer.waker:
             await self.consumer.waker.stop()
         await self.broker.stop()

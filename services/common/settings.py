@@ -146,6 +146,12 @@ class ServiceSettings(BaseSettings):
     # How long published rows stay in the outbox, the service's journal (services/common/
     # journal.py); None keeps them for ever. Rows some reader has not read yet always stay.
     outbox_retention_s: float | None = 7 * 24 * 3600
+    # How far back a recovery or `genline bus rebuild --all` publishes the journal again: a
+    # service restored from a backup younger than this catches up from the bus. Rows older
+    # than it that every reader has read are never published again (the ledger keeps them
+    # for audits all the same), so the readers' inboxes may forget them. None: no limit,
+    # and no inbox ever forgets this service's events.
+    bus_republish_window_s: float | None = 7 * 24 * 3600
 
     # A send the broker has not acknowledged in this long fails, and the relay's pass with
     # it (its rows stay unpublished): a broker that went away never holds a pass for long.

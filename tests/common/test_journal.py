@@ -6,6 +6,7 @@ import contextlib
 import uuid
 from dataclasses import dataclass, field
 
+import psycopg
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -13,7 +14,8 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
 from services.bus_cli import BusSettings, rebuild, status
-from services.common import kafka_admin
+from services.common import journal as journal_module
+from services.common import kafka_admin, telemetry
 from services.common.contracts import ReservationRejected, all_topics, consumer_group, topic_of
 from services.common.envelope import envelop
 from services.common.replay import read_topic_to_end
@@ -117,7 +119,7 @@ async def ledger_on(endpoints, broker: Broker, **settings):
     await create_topics(broker.bootstrap, all_topics(namespace))
     runtime = ServiceRuntime("ledger", settings_for(
         endpoints, kafka_bootstrap=broker.bootstrap, topic_namespace=namespace, schema_name=f"{namespace}_ledger",
-        outbox_poll_interval_s=0.2, bus_check_interval_s=0.2, bus_send_timeout_ms=2000, **settings), None)
+        **({"outbox_poll_interval_s": 0.2, "bus_check_interval_s": 0.2, "bus_send_timeout_ms": 2000} | settings)), None)
     await runtime.start()
     try:
         yield Ledger(runtime, namespace)
@@ -405,5 +407,137 @@ async def test_genline_bus_rebuild_publishes_every_journal_again(endpoints, brok
     assert sorted(amount for _, amount, _, _ in again.seen) == list(range(10))
     assert min(offset for _, _, _, offset in again.seen) > max(offset for _, _, _, offset in first.seen)
     [ledger_status] = [s for s in services if s["service"] == "ledger"]
-    assert ledger_status["journal"] == {"rows": 10, "unpublished": 0}
+    assert {k: ledger_status["journal"][k] for k in ("rows", "unpublished")} == {"rows": 10, "unpublished": 0}
+    assert "floor" in ledger_status["journal"]
     assert all(p["behind"]["router"] == 0 for p in ledger_status["partitions"])
+
+
+# ---- the floor, and the inboxes that forget below it ------------------------------------------
+
+async def created_at(ledger: Ledger, amounts: list[int]) -> list:
+    async with ledger.runtime.pool.connection() as conn:
+        rows = await (await conn.execute(
+            "SELECT created_at FROM outbox WHERE (convert_from(body, 'UTF8')::jsonb ->> 'required')::int = ANY(%s)",
+            [amounts])).fetchall()
+    assert len(rows) == len(amounts)
+    return [row["created_at"] for row in rows]
+
+
+async def floor_after(ledger: Ledger, looks: int = 2):
+    """The floor after `looks` of the journal's own look at its readers (the first may only take
+    the checkpoint that the next raises the floor to)."""
+    journal = ledger.runtime.journal
+    for _ in range(looks):
+        await journal.observe(ledger.runtime.relay._producer.client)
+        await journal.advance_floor()
+    return await journal.floor()
+
+
+@pytest.fixture
+def no_margin(monkeypatch):
+    """Checkpoints as late as the database allows: the test's rows are seconds old."""
+    monkeypatch.setattr(journal_module, "FLOOR_MARGIN_S", 0.0)
+
+
+async def test_the_floor_rises_past_what_every_group_read_and_never_past_a_running_transaction(
+        endpoints, broker, no_margin):
+    async with ledger_on(endpoints, broker, bus_republish_window_s=0, bus_check_interval_s=3600) as ledger:
+        ingest = await Reader.join(broker.bootstrap, ledger.topic, ledger.group("ingest"))
+        router = await Reader.join(broker.bootstrap, ledger.topic, ledger.group("router"))
+        empty = await floor_after(ledger)  # nothing published: nothing any group has to read
+        await ledger.grant(10)
+        await ledger.until(PUBLISHED, 10)
+        await asyncio.gather(ingest.read(set(range(10))), router.read(set(range(10))))
+        first_ten = await floor_after(ledger)
+
+        # A transaction that began before the next rows (it may yet write rows created then)
+        # holds the floor back until it ends, though every group reads those rows.
+        async with await psycopg.AsyncConnection.connect(endpoints.database_url) as other:
+            await other.execute("BEGIN")
+            await other.execute("SELECT 1")
+            began = (await (await other.execute("SELECT now() AS t")).fetchone())[0]
+            await ledger.grant(5)
+            await ledger.until(PUBLISHED, 15)
+            await asyncio.gather(ingest.read(set(range(15))), router.read(set(range(15))))
+            held = await floor_after(ledger, looks=3)
+            await other.execute("ROLLBACK")
+        released = await floor_after(ledger)
+
+        # A group that lags holds it below what that group has not read.
+        await ingest.leave()
+        await ledger.grant(5)
+        await ledger.until(PUBLISHED, 20)
+        await router.read(set(range(20)))
+        lagging = await floor_after(ledger, looks=3)
+        await router.leave()
+        created = {amount: at for amount, at in zip(range(20), await created_at(ledger, list(range(20))), strict=True)}
+    assert empty is not None and empty < min(created.values())
+    assert first_ten > max(created[a] for a in range(10))
+    assert first_ten <= held <= began < min(created[a] for a in range(10, 15))
+    assert released > max(created[a] for a in range(15))
+    assert released <= lagging < min(created[a] for a in range(15, 20))
+
+
+async def test_an_inbox_forgets_below_the_floor_and_a_rebuild_never_publishes_what_it_forgot(
+        endpoints, broker, no_margin):
+    async with ledger_on(endpoints, broker, bus_republish_window_s=0) as ledger:
+        ingest = ServiceRuntime("ingest", settings_for(
+            endpoints, kafka_bootstrap=broker.bootstrap, topic_namespace=ledger.namespace,
+            schema_name=f"{ledger.namespace}_ingest", kafka_commit_interval_ms=100), None)
+
+        @ingest.consumer.on(ReservationRejected)
+        async def note(ctx, event):
+            await ctx.conn.execute("INSERT INTO effects VALUES (%s)", [event.required])
+
+        ingest.consume(["ledger"])
+        await ingest.start()
+        try:
+            async with ingest.pool.connection() as conn:
+                await conn.execute("CREATE TABLE effects (amount int)")
+            router = await Reader.join(broker.bootstrap, ledger.topic, ledger.group("router"))
+            await ledger.grant(10)
+            await router.read(set(range(10)))
+            await rows_until(ingest, "SELECT 1 FROM effects HAVING count(*) >= 10")
+            ten = max(await created_at(ledger, list(range(10))))
+            # The ledger's own looks (every 0.2 s) raise its floor past them.
+            deadline = asyncio.get_running_loop().time() + 60
+            while (floor := await ledger.runtime.journal.floor()) is None or floor <= ten:
+                assert asyncio.get_running_loop().time() < deadline, "the floor never passed what both groups read"
+                await asyncio.sleep(0.2)
+            await router.leave()  # the router's group reads no further: the floor stays below what comes next
+            await ledger.grant(1)  # it carries the floor to the ingest group's inbox
+            await rows_until(ingest, "SELECT 1 FROM effects HAVING count(*) >= 11")
+            forgotten = await ingest.consumer.prune_inbox()
+            kept = await rows_of(ingest, "SELECT count(*) AS n FROM inbox")
+
+            duplicates = telemetry.EVENTS_CONSUMED.labels(ingest.name, ReservationRejected.event_type, "duplicate")
+            skipped = duplicates._value.get()
+            lines: list[str] = []
+            settings = BusSettings(database_url=endpoints.database_url, kafka_bootstrap=broker.bootstrap,
+                                   topic_namespace=ledger.namespace)
+            await rebuild(settings, f"{ledger.namespace}_", everything=True, out=lines.append)
+            deadline = asyncio.get_running_loop().time() + 60
+            while duplicates._value.get() < skipped + 1:  # the one row above the floor, skipped
+                assert asyncio.get_running_loop().time() < deadline, "the row above the floor never came again"
+                await asyncio.sleep(0.1)
+            await ledger.grant(1)  # and what comes next is applied as usual
+            await rows_until(ingest, "SELECT 1 FROM effects HAVING count(*) >= 12")
+            effects = await rows_of(ingest, "SELECT amount FROM effects ORDER BY amount")
+        finally:
+            await ingest.stop()
+    assert forgotten == 10 and kept[0]["n"] == 1
+    assert f"ledger: 1 rows to publish again on {ledger.topic}" in lines
+    assert [row["amount"] for row in effects] == list(range(12))  # each once
+
+
+async def rows_of(runtime: ServiceRuntime, sql: str) -> list[dict]:
+    async with runtime.pool.connection() as conn:
+        return await (await conn.execute(sql)).fetchall()
+
+
+async def rows_until(runtime: ServiceRuntime, sql: str, timeout_s: float = 60) -> list[dict]:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not (rows := await rows_of(runtime, sql)):
+        assert asyncio.get_running_loop().time() < deadline, f"never: {sql}"
+        await asyncio.sleep(0.1)
+    return rows
