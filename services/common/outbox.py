@@ -82,7 +82,10 @@ BACKLOG_COUNT_INTERVAL_S = 1.0
 # earlier ones would put a job's later events on the topic first. For the same reason a
 # pass waits for a row another transaction has locked (a prompt being erased) rather than
 # skipping it.
-FENCE = "SELECT pg_advisory_xact_lock_shared(%s), pg_advisory_xact_lock_shared(%s), pg_advisory_xact_lock(%s)"
+# The same statement says the pass need not wait for the disk at its commit: a mark lost to
+# a crash only has the rows published again, which the inboxes skip.
+FENCE = ("SELECT set_config('synchronous_commit', 'off', true), pg_advisory_xact_lock_shared(%s),"
+         " pg_advisory_xact_lock_shared(%s), pg_advisory_xact_lock(%s)")
 UNPUBLISHED_ROWS = (
     "SELECT seq, event_type, topic, record_key, headers, body, created_at,"
     " (SELECT floor FROM journal_floor) AS floor FROM outbox"
@@ -274,9 +277,6 @@ class OutboxRelay:
         producer = await self.producer()
         # Pipelined: the transaction's opening statements travel in one round trip.
         async with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
-            # A pass need not wait for the disk at its commit: a mark lost to a crash only has
-            # the rows published again, which the inboxes skip.
-            await conn.execute("SET LOCAL synchronous_commit TO off")
             await conn.execute(FENCE, [BUS_FENCE, outbox_lock(self.service), relay_lock(self.service)])
             rows = await (await conn.execute(UNPUBLISHED_ROWS, [limit])).fetchall()
             telemetry.RELAY_PASSES.labels(self.service, "yes" if rows else "no").inc()
