@@ -5,6 +5,7 @@ statement of the scorer is here; handlers call these with the connection they ho
 import json
 
 from services.common.contracts import CandidateScore, CandidatesScored, RegenerationRequested
+from services.common.db import insert_many
 
 
 async def decided_outcome(conn, job_id: str) -> str | None:
@@ -23,16 +24,17 @@ async def lock_job(conn, job_id: str, attempt: int) -> str | None:
     return row["outcome"]
 
 
+SCORE_COLUMNS = {"job_id": "uuid", "attempt": "int", "index": "int", "key": "text", "provider": "text",
+                 "passed": "bool", "score": "float8", "dimensions": "jsonb", "selected": "bool", "candidate": "jsonb"}
+
+
 async def store_scores(conn, job_id: str, scores: list[CandidateScore]) -> None:
+    """The attempt's scores in one statement (a candidate scored before keeps its row)."""
     dumped = [s.model_dump(mode="json") for s in scores]
-    async with conn.cursor() as cur:
-        await cur.executemany(
-            "INSERT INTO scores (job_id, attempt, index, key, provider, passed, score, dimensions, selected, candidate)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, false, %s) ON CONFLICT (job_id, index) DO NOTHING",
-            [(job_id, s.attempt, s.index, s.key, s.provider, s.passed, s.score,
-              json.dumps(d["dimensions"]), json.dumps(d))
-             for s, d in zip(scores, dumped, strict=True)],
-        )
+    await insert_many(conn, "scores", SCORE_COLUMNS,
+                      [(str(job_id), s.attempt, s.index, s.key, s.provider, s.passed, s.score,
+                        json.dumps(d["dimensions"]), False, json.dumps(d)) for s, d in zip(scores, dumped, strict=True)],
+                      suffix="ON CONFLICT (job_id, index) DO NOTHING")
 
 
 async def job_scores(conn, job_id: str) -> list[CandidateScore]:
