@@ -32,7 +32,6 @@ from services.common.inbox import (
     HandlerContext,
     PermanentError,
     Prepare,
-    already_applied,
     prune_inbox,
     record_applied,
     record_applied_many,
@@ -403,13 +402,11 @@ class EventConsumer:
         if self.batch_handler and isinstance(envelope.event, self.batch_types):
             return bool(await self.apply_batch([envelope]))
         handler, prepare = self.handlers[type(envelope.event)], self.preparers.get(type(envelope.event))
-        prepared = None
-        if prepare:  # not for an event applied before; and no connection is held meanwhile
-            async with self.pool.connection() as conn:
-                if await already_applied(conn, envelope.id):
-                    telemetry.EVENTS_CONSUMED.labels(self.service, envelope.type, "duplicate").inc()
-                    return False
-            prepared = await prepare(envelope)
+        # No connection is held while it prepares. An event applied before is not looked up
+        # first: a large batch was sifted by `_not_applied`, a redelivered event in a small
+        # one is rare, and each preparer, safe to repeat, finds its job done in its own first
+        # query; the inbox then skips the handler.
+        prepared = await prepare(envelope) if prepare else None
         async with self.pool.connection() as conn:
             async with conn.transaction():
                 if not await record_applied(conn, envelope):

@@ -54,11 +54,6 @@ Publish = Callable[[list[tuple[Event, Envelope]]], Awaitable[None]]
 BatchHandler = Callable[[psycopg.AsyncConnection, list[Envelope], Publish], Awaitable[None]]
 
 
-async def already_applied(conn: psycopg.AsyncConnection, event_id: str) -> bool:
-    row = await (await conn.execute("SELECT 1 FROM inbox WHERE event_id = %s", [event_id])).fetchone()
-    return row is not None
-
-
 async def record_applied(conn: psycopg.AsyncConnection, envelope: Envelope) -> bool:
     """Claim the event for this transaction; False means it was applied before."""
     cur = await conn.execute(
