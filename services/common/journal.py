@@ -5,7 +5,7 @@ published, with the partition and offset the broker acknowledged, for its topic'
 window (the ledger's for ever): the journal that replays and audits read. `outbox_partitions`
 keeps, for each partition the service publishes to, the broker its offsets came from, where its
 log starts, the highest offset acknowledged, its end as last seen and how far every group
-reading it has committed. On top of that, three things keep the bus whole:
+reading it has committed. On top of that, four things keep the bus whole:
 
 1. The broker lost its log (restarted empty, restored empty): it answers with another cluster
    id. The relay stops publishing (`BrokerChanged`) and recovers: a gap moves each partition's
