@@ -170,7 +170,10 @@ class EventConsumer:
         self.topics: list[str] = []
         self.waker: FetchWaker | None = None
         # The highest floor seen on each topic (journal.py): the inbox forgets what lies below.
+        # Only on `floor_topics`: those whose journals count this consumer's group among
+        # their readers (ServiceRuntime.consume).
         self.floors: dict[str, datetime] = {}
+        self.floor_topics: set[str] = set()
         self._pruning: asyncio.Task | None = None
 
     def on(self, event_type: type[Event], prepare: "Prepare | None" = None) -> Callable[[Handler], Handler]:
@@ -270,7 +273,8 @@ class EventConsumer:
             except MalformedEnvelope as exc:
                 await self._dead_letter(record, exc, attempts=1)
                 continue
-            if envelope.floor is not None and envelope.floor > self.floors.get(record.topic, EARLIEST):
+            if (envelope.floor is not None and record.topic in self.floor_topics
+                    and envelope.floor > self.floors.get(record.topic, EARLIEST)):
                 self.floors[record.topic] = envelope.floor
             if self.handles(envelope):
                 self._observe_queue_time(record, envelope)

@@ -68,7 +68,12 @@ class ServiceRuntime:
 
     def consume(self, publishers: Iterable[str]) -> None:
         """Subscribe to the topics of these services (in this runtime's topic namespace)."""
-        self.consumer.attach(self.broker, [topic_of(p, self.settings.topic_namespace) for p in publishers])
+        topics = {p: topic_of(p, self.settings.topic_namespace) for p in publishers}
+        self.consumer.attach(self.broker, list(topics.values()))
+        # A journal's floor vouches only for the groups its contract names (journal_of): on
+        # another service's topic, this inbox forgets below the floor only if it is one.
+        self.consumer.floor_topics = {topic for publisher, topic in topics.items()
+                                      if self.service in readers_of(publisher) and self.name.endswith(self.service)}
 
     async def start(self) -> None:
         applied = await migrate(self.database_url, self.name, self.migrations)

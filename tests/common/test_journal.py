@@ -524,6 +524,7 @@ async def test_an_inbox_forgets_below_the_floor_and_a_rebuild_never_publishes_wh
             effects = await rows_of(ingest, "SELECT amount FROM effects ORDER BY amount")
         finally:
             await ingest.stop()
+    assert ingest.consumer.floor_topics == {ledger.topic}
     assert forgotten == 10 and kept[0]["n"] == 1
     assert f"ledger: 1 rows to publish again on {ledger.topic}" in lines
     assert [row["amount"] for row in effects] == list(range(12))  # each once
@@ -540,3 +541,17 @@ async def rows_until(runtime: ServiceRuntime, sql: str, timeout_s: float = 60) -
         assert asyncio.get_running_loop().time() < deadline, f"never: {sql}"
         await asyncio.sleep(0.1)
     return rows
+
+
+def test_an_inbox_forgets_only_on_topics_whose_journals_count_its_group_among_their_readers(endpoints):
+    """A floor says every reader group the producer's contract names has read below it; a
+    consumer outside that list (another name, a topic it is not a contract reader of) keeps
+    every event it applied."""
+    namespace = f"f{uuid.uuid4().hex[:8]}"
+    runtimes = {name: ServiceRuntime(name, settings_for(endpoints, topic_namespace=namespace,
+                                                        schema_name=f"{namespace}_{name}"), None)
+                for name in ("router", "audit_copy")}
+    runtimes["router"].consume(["ledger", "scorer", "delivery"])  # not a contract reader of delivery
+    runtimes["audit_copy"].consume(["ledger"])
+    assert runtimes["router"].consumer.floor_topics == {topic_of("ledger", namespace), topic_of("scorer", namespace)}
+    assert runtimes["audit_copy"].consumer.floor_topics == set()
