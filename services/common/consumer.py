@@ -38,13 +38,14 @@ from services.common.inbox import (
     retry_races,
 )
 from services.common.outbox import OutboxRelay, add_many_to_outbox
-from services.common.wake import FetchWaker
 from services.common.supervision import every, stop_tasks, supervise
+from services.common.wake import FetchWaker
 
 log = logging.getLogger(__name__)
 
 INBOX_PRUNE_INTERVAL_S = 60.0
 EARLIEST = datetime.min.replace(tzinfo=UTC)
+
 
 class OffsetCommits:
     """The offsets of the records a consumer has applied, committed to the broker every

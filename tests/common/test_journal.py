@@ -101,16 +101,24 @@ class Ledger:
         self.runtime.relay.notify()
 
     async def rows(self, sql: str, *params) -> list[dict]:
-        async with self.runtime.pool.connection() as conn:
-            return await (await conn.execute(sql, params)).fetchall()
+        return await rows_of(self.runtime, sql, *params)
 
     async def until(self, sql: str, *params, timeout_s: float = 60) -> list[dict]:
-        """The rows of `sql` once there are any."""
-        deadline = asyncio.get_running_loop().time() + timeout_s
-        while not (rows := await self.rows(sql, *params)):
-            assert asyncio.get_running_loop().time() < deadline, f"never: {sql}"
-            await asyncio.sleep(0.1)
-        return rows
+        return await rows_until(self.runtime, sql, *params, timeout_s=timeout_s)
+
+
+async def rows_of(runtime: ServiceRuntime, sql: str, *params) -> list[dict]:
+    async with runtime.pool.connection() as conn:
+        return await (await conn.execute(sql, params)).fetchall()
+
+
+async def rows_until(runtime: ServiceRuntime, sql: str, *params, timeout_s: float = 60) -> list[dict]:
+    """The rows of `sql` once there are any."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not (rows := await rows_of(runtime, sql, *params)):
+        assert asyncio.get_running_loop().time() < deadline, f"never: {sql}"
+        await asyncio.sleep(0.1)
+    return rows
 
 
 @contextlib.asynccontextmanager
@@ -415,10 +423,9 @@ async def test_genline_bus_rebuild_publishes_every_journal_again(endpoints, brok
 # ---- the floor, and the inboxes that forget below it ------------------------------------------
 
 async def created_at(ledger: Ledger, amounts: list[int]) -> list:
-    async with ledger.runtime.pool.connection() as conn:
-        rows = await (await conn.execute(
-            "SELECT created_at FROM outbox WHERE (convert_from(body, 'UTF8')::jsonb ->> 'required')::int = ANY(%s)",
-            [amounts])).fetchall()
+    rows = await ledger.rows(
+        "SELECT created_at FROM outbox WHERE (convert_from(body, 'UTF8')::jsonb ->> 'required')::int = ANY(%s)",
+        amounts)
     assert len(rows) == len(amounts)
     return [row["created_at"] for row in rows]
 
@@ -528,19 +535,6 @@ async def test_an_inbox_forgets_below_the_floor_and_a_rebuild_never_publishes_wh
     assert forgotten == 10 and kept[0]["n"] == 1
     assert f"ledger: 1 rows to publish again on {ledger.topic}" in lines
     assert [row["amount"] for row in effects] == list(range(12))  # each once
-
-
-async def rows_of(runtime: ServiceRuntime, sql: str) -> list[dict]:
-    async with runtime.pool.connection() as conn:
-        return await (await conn.execute(sql)).fetchall()
-
-
-async def rows_until(runtime: ServiceRuntime, sql: str, timeout_s: float = 60) -> list[dict]:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not (rows := await rows_of(runtime, sql)):
-        assert asyncio.get_running_loop().time() < deadline, f"never: {sql}"
-        await asyncio.sleep(0.1)
-    return rows
 
 
 def test_an_inbox_forgets_only_on_topics_whose_journals_count_its_group_among_their_readers(endpoints):
