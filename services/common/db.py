@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import logging
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
@@ -21,10 +22,29 @@ COMMON_MIGRATIONS = "services.common"
 log = logging.getLogger(__name__)
 
 
+FORMERLY = re.compile(r"\A-- formerly: (\S+)\n")
+
+
+class MigrationNumberTaken(Exception):
+    """Two migrations of one package carry the same number: their order would be alphabetical
+    by accident."""
+
+
 def migration_files(package: str) -> list[tuple[str, str]]:
+    """The package's migrations in order, (version, sql); each number is used once."""
     folder = resources.files(package) / "migrations"
     names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".sql"))
+    numbers = [name.split("_", 1)[0] for name in names]
+    if taken := sorted({n for n in numbers if numbers.count(n) > 1}):
+        raise MigrationNumberTaken(f"{package}: migration numbers used twice: {', '.join(taken)}")
     return [(name.removesuffix(".sql"), (folder / name).read_text()) for name in names]
+
+
+def former_version(sql: str) -> str | None:
+    """The name a renumbered migration was applied under before (its first line says
+    `-- formerly: NNNN_name`): a database that applied it then does not apply it again."""
+    match = FORMERLY.match(sql)
+    return match.group(1) if match else None
 
 
 def _lock_id(schema: str) -> int:
@@ -54,7 +74,8 @@ async def migrate(database_url: str, schema: str, packages: list[str]) -> list[s
                     if key in done:
                         continue
                     async with conn.transaction():
-                        await conn.execute(sql)
+                        if f"{package}:{former_version(sql)}" not in done:
+                            await conn.execute(sql)
                         await conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", [key])
                     applied_now.append(key)
         finally:

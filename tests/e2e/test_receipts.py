@@ -14,14 +14,16 @@ import sys
 import uuid
 
 import httpx
+import psycopg
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from psycopg.types.json import Jsonb
 
 from genline_client import ReceiptVerificationError, verify_chain, verify_receipt
 from services.common.contracts import TOPICS, JobFinished
 from services.common.replay import decoded_envelopes, read_topic_to_end
 from services.ingest.receipt_replay import replay_receipts
-from services.ingest.receipts import Signer, new_signing_key_text
+from services.ingest.receipts import Signer, canonical, jwk, new_signing_key_text
 from services.ingest.settings import IngestSettings
 from tests.e2e.test_webhooks import receiver  # noqa: F401 - the fixture
 
@@ -121,6 +123,27 @@ def test_receipts_verify_offline_and_any_change_drop_or_forgery_fails_naming_wha
 def flip_one_character(text: str) -> str:
     middle = len(text) // 2
     return text[:middle] + ("0" if text[middle] != "0" else "1") + text[middle + 1:]
+
+
+def test_a_served_receipt_is_the_signed_document_whole(tenant_factory, endpoints):
+    """A field added to a receipt's body is served and still verifies: the routes send the
+    stored document's own canonical bytes, not what a response model keeps of them."""
+    tenant = tenant_factory()
+    [job_id] = run_jobs(tenant, 1)
+    signer = Signer(Ed25519PrivateKey.generate())
+    amended = signer.sign(chain(tenant)[0]["receipt"] | {"kid": signer.kid, "region": "eu-west-1",
+                                                         "terms": {"version": 3}})
+    with psycopg.connect(endpoints.database_url, autocommit=True) as conn:
+        conn.execute("UPDATE ingest.receipts SET document = %s, sha256 = %s WHERE job_id = %s",
+                     [Jsonb(amended), amended["sha256"], job_id])
+
+    served = tenant.http.get(f"/v1/jobs/{job_id}/receipt")
+    assert served.status_code == 200 and served.headers["content-type"] == "application/json"
+    assert served.content == canonical(amended)
+    keys = {"keys": [jwk(signer.public_key, status="active", created_at="2026-11-25T00:00:00Z")]}
+    assert verify_receipt(served.json(), keys)["region"] == "eu-west-1"
+    assert chain(tenant) == [amended]
+    assert verify_chain(chain(tenant), keys)[0]["terms"] == {"version": 3}
 
 
 def test_after_a_key_rotation_old_receipts_still_verify(platform, tenant_factory):

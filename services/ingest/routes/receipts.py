@@ -4,7 +4,7 @@ and the public keys that verify them at `GET /.well-known/genline-keys.json`."""
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from services.common import problems
@@ -14,9 +14,16 @@ from services.common.contracts import FINAL_STATES
 from services.ingest.deps import JobsReader, Runtime
 from services.ingest.examples import JOB_ID
 from services.ingest.job_lookup import parse_job_id
-from services.ingest.receipts import FORMAT
+from services.ingest.receipts import FORMAT, canonical
 
 router = APIRouter(tags=["receipts"])
+
+
+def signed_json(content: dict) -> Response:
+    """The receipts as they were signed, in their RFC 8785 canonical bytes: the models below
+    document the shape, but a response model would drop any key it does not declare, and a
+    field added to a signed body would then break its signature."""
+    return Response(canonical(content), media_type="application/json")
 SHA = "5d2a6c3e8f1b0a9d7c4e2f6a8b1d3c5e7f9a0b2c4d6e8f0a1b3c5d7e9f1a2b3c"
 
 
@@ -174,7 +181,7 @@ async def get_receipt(job_id: str, tenant: JobsReader, runtime: Runtime):
                 raise Problem(409, "job-not-final", f"job {job_id} is {state}; its receipt is issued when it is final"
                               " and settled", state=state)
             raise Problem(404, "receipt-not-found", f"job {job_id} ended before receipts were issued")
-    return document
+    return signed_json(document)
 
 
 @router.get("/v1/receipts", response_model=ReceiptPage,
@@ -189,7 +196,7 @@ async def list_receipts(tenant: JobsReader, runtime: Runtime,
     async with runtime.pool.connection() as conn:
         documents = await receipt_store.chain(conn, tenant, after, limit)
     more = len(documents) == limit
-    return {"data": documents, "next_after": documents[-1]["receipt"]["sequence"] if more else None}
+    return signed_json({"data": documents, "next_after": documents[-1]["receipt"]["sequence"] if more else None})
 
 
 KEYS_EXAMPLE = {"keys": [

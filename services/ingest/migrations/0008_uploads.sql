@@ -1,3 +1,4 @@
+-- formerly: 0006_uploads
 -- Screened uploads: a tenant's input photos, stored in the internal bucket, referenced by jobs.
 CREATE TABLE uploads (
     id          uuid PRIMARY KEY,

@@ -1,3 +1,4 @@
+-- formerly: 0008_receipts
 -- One signed receipt per final job, chained per tenant by `sequence` (the chain's head is
 -- the tenant's highest) and each naming the hash of the one before.
 CREATE TABLE receipts (

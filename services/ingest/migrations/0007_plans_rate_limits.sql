@@ -1,3 +1,4 @@
+-- formerly: 0005_plans_rate_limits
 -- Every tenant is on a plan (plans.yaml); existing tenants start on the free one.
 ALTER TABLE tenants ADD COLUMN plan text NOT NULL DEFAULT 'free';
 

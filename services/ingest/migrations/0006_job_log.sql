@@ -1,3 +1,4 @@
+-- formerly: 0005_job_log
 -- The per-job event log. `seq` numbers a job's entries 1, 2, 3 … (jobs.log_seq is the last
 -- one given); `tenant_seq` numbers all of a tenant's entries the same way (tenants.log_seq),
 -- the cursor of the tenant-wide stream. Both counters are bumped under the row lock of the

@@ -1,3 +1,4 @@
+-- formerly: 0003_webhooks
 -- Webhooks. Delivery owns them (DESIGN §2): the tenants' endpoints with their signing
 -- secrets, the secret that signs jobs' own webhook URLs, the messages to send (its webhook
 -- outbox: one per event and target, sent until delivered or out of retries) and every attempt.

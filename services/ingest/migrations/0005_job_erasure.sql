@@ -1,3 +1,4 @@
+-- formerly: 0004_job_erasure
 -- A job whose data its tenant deleted: the row stays (its id answers 410), its prompt is
 -- gone. The reference photo is stored by content, so two jobs may share it: it is deleted
 -- with the last job that uses it.
