@@ -130,5 +130,4 @@ def ScopedCaller(scope: str):  # noqa: N802
 JobsWriter = Scoped("jobs:write")
 JobsReader = Scoped("jobs:read")
 AccountReader = Scoped("account:read")
-WebhooksManager = Scoped("webhooks:manage")
 KeysManager = ScopedCaller("keys:manage")

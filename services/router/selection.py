@@ -86,17 +86,6 @@ class PassRateEstimator:
         alpha, beta = self._posterior(provider, template)
         return alpha / (alpha + beta)
 
-    def lower_bound(self, provider: str, template: str, z: float = 1.645) -> float:
-        """A one-sided lower confidence bound (normal approximation to the Beta)."""
-        alpha, beta = self._posterior(provider, template)
-        total = alpha + beta
-        spread = math.sqrt(alpha * beta / (total**2 * (total + 1)))
-        return max(0.0, alpha / total - z * spread)
-
-    def evidence(self, provider: str, template: str) -> float:
-        """How many scored images (after fading) the estimate rests on."""
-        return sum(self._faded(provider, template))
-
     def templates_of(self, provider: str) -> list[str]:
         return sorted(template for name, template in self._evidence if name == provider)
 

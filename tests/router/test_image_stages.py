@@ -32,6 +32,18 @@ def test_crop_centres_a_square_on_the_face_at_the_asked_size():
     assert abs(centre[0] - 80) < 24 and abs(centre[1] - 80) < 24
 
 
+def test_a_crop_without_dlib_says_once_that_the_haar_cascade_finds_its_faces(monkeypatch, caplog):
+    from services.common import face_models
+
+    monkeypatch.setattr(face_models, "dlib", None)
+    image_stages.say_which_detector.cache_clear()
+    for _ in range(2):
+        image_stages.crop_to_subject(ASTRONAUT, {"size": 64}, seed=1)
+    image_stages.say_which_detector.cache_clear()
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "OpenCV Haar cascade" in warnings[0] and "dlib is not installed" in warnings[0]
+
+
 def test_without_a_face_the_crop_is_the_central_square():
     assert image_stages.square_around(None, (100, 300, 3), 0.5) == (100, 0, 100)
 

@@ -86,7 +86,6 @@ def test_estimator_starts_at_the_prior_and_learns_from_outcomes():
     # Beta(3.2 + 2, 0.8 + 14)
     assert estimator.mean("cheap", "headshot") == pytest.approx(5.2 / 20)
     assert estimator.mean("cheap", "generic") == pytest.approx(0.8), "templates are learnt apart"
-    assert estimator.lower_bound("cheap", "headshot") < estimator.mean("cheap", "headshot")
 
 
 def test_estimator_evidence_fades_back_toward_the_prior():
@@ -95,7 +94,6 @@ def test_estimator_evidence_fades_back_toward_the_prior():
     estimator.observe("p", "t", passed=0, failed=40)
     fresh = estimator.mean("p", "t")
     clock.advance(3600)
-    assert estimator.evidence("p", "t") == pytest.approx(20)
     clock.advance(10 * 3600)
     assert fresh < estimator.mean("p", "t") < 0.8
     assert estimator.mean("p", "t") == pytest.approx(0.8, abs=0.05)

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image, ImageFilter, ImageSequence
 
 from services.scorer.dimensions.batch import is_clip
+from services.scorer.dimensions.tiers import TierWalk
 from services.common.quality.profiles import load_profile, profile_of_dimensions
 from tests.scorer.conftest import png
 
@@ -103,8 +104,9 @@ def test_batched_scoring_measures_clips_beside_stills_as_one_by_one_scoring_does
     images = [png(frames[0]), animated_webp(frames), png(frames[1])]
     dimensions = [d.dimension for d in scorer._plan(CLIP_CHECKS, scorer_context(scorer)).values()]
 
-    batched = scorer._measure_batched(images, dimensions, scorer_context(scorer), color=False)
-    one_by_one = scorer._measure_each(images, dimensions, scorer_context(scorer), color=False)
+    walk = TierWalk.measuring(dimensions)
+    batched = [p.values for p, _ in scorer._walk_batched(images, walk, scorer_context(scorer), False, 1)]
+    one_by_one = [p.values for p, _ in scorer._walk_each(images, walk, scorer_context(scorer), False, 1)]
 
     for measured_batched, measured_alone in zip(batched, one_by_one, strict=True):
         assert measured_batched == pytest.approx(measured_alone)

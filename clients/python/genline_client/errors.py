@@ -11,8 +11,6 @@ from email.utils import parsedate_to_datetime
 
 import httpx
 
-PROBLEM_MEDIA_TYPE = "application/problem+json"
-
 
 class GenlineError(Exception):
     """Every error this client raises."""

@@ -19,7 +19,9 @@ dlib's HOG, else OpenCV's bundled Haar cascade, failing as it fails), so nothing
 * postprocess: a mild denoise and contrast stretch.
 """
 
+import functools
 import io
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +32,7 @@ from PIL import Image
 
 MAX_UPSCALED_SIDE = 4096
 GRABCUT_SIDE = 512
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +76,19 @@ def subject_box(rgb: np.ndarray) -> tuple[int, int, int, int] | None:
     smallest = max(24, int(min(luma.shape) * 0.08))
     from services.common import face_models  # on first crop: dlib loads only where a crop needs it
 
+    say_which_detector(face_models.detector_name(), face_models.dlib is None)
     faces = face_models.detect_faces(np.ascontiguousarray(luma), smallest)
     return (faces[0].x, faces[0].y, faces[0].width, faces[0].height) if faces else None
+
+
+@functools.cache
+def say_which_detector(name: str, fallback: bool) -> None:
+    """Once per process: which detector finds the subjects, and a warning where it is the fallback."""
+    if fallback:
+        log.warning("the crop stage finds faces with the %s: dlib is not installed, so it misses more "
+                    "portraits and finds more false faces", name)
+    else:
+        log.info("the crop stage finds faces with %s", name)
 
 
 def square_around(box: tuple[int, int, int, int] | None, shape: tuple[int, ...], margin: float) -> tuple[int, int, int]:

@@ -169,18 +169,6 @@ class Scorer:
                 kept[index] = batch
         return progress, kept
 
-    def _measure_each(
-        self, images: Sequence[bytes], dimensions: Sequence[Dimension], context: ScoringContext, color: bool
-    ) -> list[dict[str, float]]:
-        """Every dimension of every image, each worker decoding and measuring one image at a time."""
-        return [p.values for p, _ in self._walk_each(images, TierWalk.measuring(dimensions), context, color, 1)]
-
-    def _measure_batched(
-        self, images: Sequence[bytes], dimensions: Sequence[Dimension], context: ScoringContext, color: bool
-    ) -> list[dict[str, float]]:
-        """Every dimension of every image, stills stacked by size (the CUDA path)."""
-        return [p.values for p, _ in self._walk_batched(images, TierWalk.measuring(dimensions), context, color, 1)]
-
     def _walk_each(
         self, images: Sequence[bytes], walk: TierWalk, context: ScoringContext, color: bool, steps: int
     ) -> list[tuple[Progress, ImageBatch | None]]:
