@@ -58,6 +58,7 @@ import psutil  # noqa: E402
 import psycopg  # noqa: E402
 
 from services.common.contracts import FINAL_STATES  # noqa: E402
+from services.common.quality.profiles import job_profile  # noqa: E402
 from services.common.settings import ServiceSettings  # noqa: E402
 from services.common.storage import ObjectStore  # noqa: E402
 from services.ingest.settings import IngestSettings  # noqa: E402
@@ -68,7 +69,6 @@ from services.ledger.settings import LedgerSettings  # noqa: E402
 from services.router.providers.painter import LocalGenerator  # noqa: E402
 from services.scorer.dimensions import Scorer  # noqa: E402
 from services.scorer.dimensions.tiers import Enough  # noqa: E402
-from services.common.quality.profiles import job_profile  # noqa: E402
 from services.stack.embedded import EmbeddedStack, Endpoints  # noqa: E402
 from services.stack.fleet import SERVICES, ServiceFleet  # noqa: E402
 

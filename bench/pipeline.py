@@ -17,6 +17,7 @@ import statistics
 import sys
 import time
 import uuid
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -27,11 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from services.common.templates import load_catalogue  # noqa: E402
 from services.router.attempts import RoutingEngine  # noqa: E402
-from services.router.routing_types import RouteRequest  # noqa: E402
 from services.router.pipeline import run_pipeline  # noqa: E402
 from services.router.providers import image_stages  # noqa: E402
 from services.router.providers.factory import build_providers  # noqa: E402
 from services.router.providers.registry import load_registry, parse_registry  # noqa: E402
+from services.router.routing_types import RouteRequest  # noqa: E402
 
 SIDE = 1024
 
@@ -94,7 +95,7 @@ def main() -> None:
     inputs = {side: photo(side) for side in (SIDE, SIDE // 2)}
     print(f"CPU seconds per stage, one {SIDE}×{SIDE} image (median of {args.repeat}):")
     for label, (operation, params, side) in STAGE_RUNS.items():
-        seconds = cpu_s(lambda: image_stages.OPERATIONS[operation](inputs[side], params, 7), args.repeat)
+        seconds = cpu_s(partial(image_stages.OPERATIONS[operation], inputs[side], params, 7), args.repeat)
         print(f"  {label:32s} {seconds:7.3f} s")
     print(f"\nCPU seconds per job, one candidate at {SIDE}×{SIDE} through the engine:")
     generate_only = job_cpu_s("generic", inputs[SIDE], args.repeat)

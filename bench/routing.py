@@ -45,8 +45,13 @@ from services.router.fairness import FairQueue  # noqa: E402
 from services.router.providers.base import GeneratedImage, GenerationRequest, ProviderError  # noqa: E402
 from services.router.providers.registry import PriceModel, Registry, parse_registry  # noqa: E402
 from services.router.resilience import AimdSettings, BreakerSettings  # noqa: E402
-from services.router.routing_types import (AllProvidersFailed, CostCapReached, NoCapableProvider, RouteRequest,  # noqa: E402
-                                           RoutingPolicy)
+from services.router.routing_types import (  # noqa: E402
+    AllProvidersFailed,
+    CostCapReached,
+    NoCapableProvider,
+    RouteRequest,
+    RoutingPolicy,
+)
 
 HOUR = 3600.0
 DAY_S = 24 * HOUR

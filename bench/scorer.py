@@ -45,6 +45,7 @@ import math
 import sys
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -54,13 +55,13 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from skimage import data as photos  # noqa: E402
 
+from services.common.quality.dimensions import registered  # noqa: E402
+from services.common.quality.profiles import Profile, load_profile, profile_of_dimensions  # noqa: E402
 from services.router.providers.image_stages import animate  # noqa: E402
 from services.router.providers.painter import LocalGenerator  # noqa: E402
 from services.scorer.dimensions import ImageVerdict, Scorer, select_best  # noqa: E402
-from services.common.quality.dimensions import registered  # noqa: E402
-from services.scorer.dimensions.tiers import Enough  # noqa: E402
 from services.scorer.dimensions.tier1 import BLOCK_STEP_CAP, BLOWN_LEVEL, CRUSHED_LEVEL  # noqa: E402
-from services.common.quality.profiles import Profile, load_profile, profile_of_dimensions  # noqa: E402
+from services.scorer.dimensions.tiers import Enough  # noqa: E402
 
 SIDE = 1024
 PHOTOS = ("astronaut", "coffee", "chelsea", "camera", "rocket")
@@ -169,8 +170,10 @@ def dimension_rates(scorer: Scorer, images: list[bytes], count: int, batch: int)
         pool = faces if name in PORTRAIT_DIMENSIONS else images
         chosen = [pool[i % len(pool)] for i in range(count)]
         profile = profile_of_dimensions((name,))
-        run = lambda: [scorer.score(chosen[s : s + batch], profile, reference=faces[0])  # noqa: E731
-                       for s in range(0, count, batch)]
+
+        def run(chosen=chosen, profile=profile):
+            return [scorer.score(chosen[s : s + batch], profile, reference=faces[0]) for s in range(0, count, batch)]
+
         run()  # loads the model
         rates[name] = count / min(timed(run)[0] for _ in range(2))
     return rates
@@ -257,11 +260,14 @@ def tier_comparison(scorer: Scorer, name: str, jobs: list[list[bytes]], referenc
     for job in jobs:
         wanted = select_best(whole(job), JOB_IMAGES)
         others = [image for i, image in enumerate(job) if i not in wanted]
-        oracle = lambda: (scorer.score([job[i] for i in wanted], profile, reference=reference),  # noqa: E731
-                          scorer.score(others, tier_one_of(profile), reference=reference))
+
+        def oracle(job=job, wanted=wanted, others=others):
+            return (scorer.score([job[i] for i in wanted], profile, reference=reference),
+                    scorer.score(others, tier_one_of(profile), reference=reference))
+
         best = dict.fromkeys(cpu, math.inf)
         for round_ in range(rounds):
-            for way, run in (("all", lambda: whole(job)), ("tiered", lambda: tiered(job)), ("oracle", oracle)):
+            for way, run in (("all", partial(whole, job)), ("tiered", partial(tiered, job)), ("oracle", oracle)):
                 seconds, verdicts = cpu_timed(run)
                 best[way] = min(best[way], seconds)
                 if way in measured and round_ == 0:

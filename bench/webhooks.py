@@ -21,7 +21,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
-
 from e2e import percentile, start_platform, tenant  # bench/e2e.py, beside this file
 
 

@@ -32,8 +32,8 @@ def ended_once_and_charged_once(database_url: str, job_ids: list[str]) -> None:
         charges = dict(conn.execute(
             "SELECT t.job_id::text, count(*) FROM ledger.entries e JOIN ledger.transfers t ON t.id = e.transfer_id"
             " WHERE e.kind = 'charge' AND t.job_id::text = ANY(%s) GROUP BY t.job_id", [job_ids]).fetchall())
-    assert endings == {j: 1 for j in job_ids}
-    assert charges == {j: 1 for j in job_ids}
+    assert endings == dict.fromkeys(job_ids, 1)
+    assert charges == dict.fromkeys(job_ids, 1)
 
 
 def rotations(database_url: str) -> dict[str, int]:

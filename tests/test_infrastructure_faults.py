@@ -150,7 +150,7 @@ def test_jobs_end_through_kills_of_postgres_the_broker_and_every_service(tmp_pat
         assert set(states) <= set(FINAL_STATES) and states["succeeded"] == len(stream.job_ids), states
         assert len(set(stream.job_ids)) == len(stream.job_ids)  # a retried submission made one job
         charges = charges_per_job(platform.endpoints.database_url, stream.job_ids)
-        assert charges == {job_id: 1 for job_id in stream.job_ids}
+        assert charges == dict.fromkeys(stream.job_ids, 1)
         images = sum(job["images"] for job in jobs.values())
         assert tenant.balance() == {"posted": 100_000 - images * UNIT_PRICE, "pending": 0,
                                     "available": 100_000 - images * UNIT_PRICE}

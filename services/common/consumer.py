@@ -207,16 +207,16 @@ class EventConsumer:
         handled = [*self.handlers, *self.batch_types]
         telemetry.preinitialise(telemetry.EVENTS_CONSUMED, *((self.service, t.event_type, outcome)
                                                              for t in handled for outcome in ("applied", "duplicate")))
-        options = dict(
-            group_id=self.group_id,
-            auto_offset_reset="earliest",
-            ack_policy=AckPolicy.MANUAL,  # see OffsetCommits
-            session_timeout_ms=s.kafka_session_timeout_ms,
-            heartbeat_interval_ms=s.kafka_heartbeat_interval_ms,
-            fetch_max_wait_ms=s.kafka_fetch_max_wait_ms,
-            max_poll_interval_ms=s.kafka_max_poll_interval_ms,
-            group_instance_id=s.kafka_group_instance_id,
-        )
+        options = {
+            "group_id": self.group_id,
+            "auto_offset_reset": "earliest",
+            "ack_policy": AckPolicy.MANUAL,  # see OffsetCommits
+            "session_timeout_ms": s.kafka_session_timeout_ms,
+            "heartbeat_interval_ms": s.kafka_heartbeat_interval_ms,
+            "fetch_max_wait_ms": s.kafka_fetch_max_wait_ms,
+            "max_poll_interval_ms": s.kafka_max_poll_interval_ms,
+            "group_instance_id": s.kafka_group_instance_id,
+        }
         subscriber = broker.subscriber(*topics, batch=True, max_records=s.consumer_batch_size,
                                        batch_timeout_ms=s.kafka_batch_timeout_ms, **options)
         subscriber(self._committing(self._on_batch if self.batch_handler else self._on_records))

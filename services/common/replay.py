@@ -94,7 +94,7 @@ async def read_topic_to_end(bootstrap: str | dict, topic: str, timeout_s: float 
         end = await consumer.end_offsets(partitions)
         for tp in partitions:
             consumer.seek(tp, 0)
-        records, next_offset = [], {tp: 0 for tp in partitions}
+        records, next_offset = [], dict.fromkeys(partitions, 0)
         deadline = asyncio.get_running_loop().time() + timeout_s
         fetched, past_end = True, 0  # on a topic still written to, a few fetches past the end suffice
         while any(next_offset[tp] < end[tp] for tp in partitions) or (fetched and past_end < PAST_END_FETCHES):

@@ -9,8 +9,8 @@ log line its trace id, and nothing leaves the process.
 """
 
 import contextlib
-import os
 import logging
+import os
 from collections.abc import Iterator
 
 from opentelemetry import context, trace

@@ -17,8 +17,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from standardwebhooks.webhooks import Webhook
 
-from services.common.contracts import (WEBHOOK_EVENTS, DeliveredImage, DeliveryFailed, JobCanceled,
-                                       JobCancelRequested)
+from services.common.contracts import WEBHOOK_EVENTS, DeliveredImage, DeliveryFailed, JobCanceled, JobCancelRequested
 from services.common.storage import EXTENSIONS
 from services.common.templates import Delivery
 from services.delivery.postprocess import Delivered

@@ -8,13 +8,21 @@ from typing import TypeVar
 
 from psycopg_pool import AsyncConnectionPool
 
+from services.common import telemetry
 from services.common.consumer import EventConsumer
+from services.common.contracts import (
+    CandidateScore,
+    CandidatesScored,
+    DeliveredImage,
+    JobCancelRequested,
+    JobDelivered,
+    JobErased,
+    JobFinished,
+    RetentionSet,
+)
+from services.common.envelope import Envelope
 from services.common.inbox import HandlerContext
 from services.common.outbox import erase_prompt_from_outbox
-from services.common.contracts import (CandidateScore, CandidatesScored, DeliveredImage, JobCancelRequested,
-                                       JobDelivered, JobErased, JobFinished, RetentionSet)
-from services.common import telemetry
-from services.common.envelope import Envelope
 from services.common.storage import ObjectStore, candidate_prefix, signed_links
 from services.common.templates import Delivery, load_catalogue
 from services.delivery import domain, postprocess

@@ -27,8 +27,8 @@ from services.common.contracts import (
     DEADLINE_EXCEEDED,
     FINAL_STATES,
     AttemptStarted,
-    CandidatesGenerated,
     CandidateScore,
+    CandidatesGenerated,
     CandidatesScored,
     CreditsRefunded,
     CreditsReserved,
@@ -38,20 +38,20 @@ from services.common.contracts import (
     GenerationFailed,
     JobCanceled,
     JobCancelRequested,
-    JobDelivered,
     JobClosed,
+    JobDelivered,
     JobErased,
     JobEvent,
     JobFinished,
     JobSpec,
     JobSubmitted,
-    SealedText,
     RegenerationRequested,
     ReportDeclined,
     ReservationRejected,
     ReservationSettled,
     RetryTokenIssued,
     ScoringFailed,
+    SealedText,
 )
 from services.common.sealing import ERASED
 from services.ingest.sweep_rules import SweepPolicy, overdue
@@ -327,9 +327,9 @@ def merged(view: JobView, event: Event, at: datetime) -> JobView:
             failure = Failure(code=code, stage=event.stuck_in, reason=event.reason)
             return advance(view, event.final_state, at, event.reason, failure=failure)
         case ReservationSettled():
-            billing = view.billing.model_copy(update=dict(state="settled", reserved=event.reserved, charged=event.charged,
-                                                          released=event.released, retry_tokens_used=event.tokens_used,
-                                                          revenue_micro_usd=event.revenue_micro_usd))
+            billing = view.billing.model_copy(update={"state": "settled", "reserved": event.reserved, "charged": event.charged,
+                                                          "released": event.released, "retry_tokens_used": event.tokens_used,
+                                                          "revenue_micro_usd": event.revenue_micro_usd})
             return view.model_copy(update={"billing": billing, "updated_at": max(view.updated_at, at)})
         case CreditsRefunded():
             return add_report(view, ReportOutcome(n=event.n, outcome="refunded", credits=event.amount, reason=event.reason), at)

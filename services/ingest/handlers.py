@@ -8,7 +8,6 @@ import psycopg
 
 from services.common import telemetry
 from services.common.consumer import EventConsumer
-from services.common.inbox import Publish
 from services.common.contracts import (
     AttemptStarted,
     CandidatesGenerated,
@@ -28,6 +27,7 @@ from services.common.contracts import (
     ScoringFailed,
 )
 from services.common.envelope import Envelope
+from services.common.inbox import Publish
 from services.ingest import store
 from services.ingest.domain import apply_event, finished
 from services.ingest.receipt_store import issue_receipts

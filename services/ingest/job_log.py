@@ -44,7 +44,6 @@ from services.common.contracts import (
 )
 from services.ingest.domain import JobView, rank
 
-
 AFTER_THE_END = "report."  # the entries a job's log still takes once it is shown final
 
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from services.common.problems import Problem
 from services.common.contracts import FINAL_STATES
+from services.common.problems import Problem
 from services.ingest.plans import Plan, PlanBook, RateDecision, rate_decision
 
 # Seconds a client is told to wait when it has as many jobs running as its plan allows:

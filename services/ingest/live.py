@@ -14,10 +14,10 @@ from uuid import UUID
 
 from psycopg_pool import AsyncConnectionPool
 
-from services.common.db import listen
-from services.ingest import store
 from services.common.contracts import FINAL_STATES
+from services.common.db import listen
 from services.common.supervision import stop_tasks, supervise
+from services.ingest import store
 
 PAGE = 200
 

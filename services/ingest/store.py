@@ -10,10 +10,9 @@ from uuid import UUID
 
 import psycopg
 
-from services.common.contracts import Event
+from services.common.contracts import FINAL_STATES, Event
 from services.common.db import as_arrays, update_many
 from services.ingest import domain
-from services.common.contracts import FINAL_STATES
 from services.ingest.domain import JobView
 from services.ingest.job_log import NewEntry, entries_for
 

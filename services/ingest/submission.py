@@ -21,13 +21,14 @@ from services.common import telemetry
 from services.common.api import RequestModel
 from services.common.contracts import JobSpec, JobSubmitted, Tier, WebhookEvent
 from services.common.problems import Problem
+from services.common.quality.profiles import Profile, ProfileError, QualityRules, job_profile, profile_names
 from services.common.sealing import seal
 from services.common.templates import load_catalogue
-from services.ingest.key_encryption import keyring_of
-from services.ingest import data_keys, domain, guidance, limits, request_rules, screening, store as jobs_store
+from services.ingest import data_keys, domain, guidance, limits, request_rules, screening
+from services.ingest import store as jobs_store
 from services.ingest.examples import JOB_REQUEST_EXAMPLE
+from services.ingest.key_encryption import keyring_of
 from services.ingest.webhook_targets import check_webhook_url
-from services.common.quality.profiles import Profile, ProfileError, QualityRules, job_profile, profile_names
 
 TemplateName = Literal[tuple(load_catalogue().templates)]
 

@@ -8,11 +8,11 @@ from services.common import api, telemetry
 from services.common.audit import operator_actor, record_action
 from services.common.contracts import SUBSCRIPTIONS, CreditsGranted
 from services.common.inbox import retry_races
+from services.common.internal_calls import verifier_of
 from services.common.problems import Problem
 from services.common.runtime import GRPC_DRAIN_S, ServiceRuntime
 from services.common.supervision import every, stop_tasks, supervise
 from services.ledger import audit, handlers, metrics, routes
-from services.common.internal_calls import verifier_of
 from services.ledger.grpc import start_grpc_server
 from services.ledger.pricebook import load_price_book
 from services.ledger.settings import LedgerSettings

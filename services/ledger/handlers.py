@@ -18,16 +18,16 @@ from services.common.contracts import (
     Event,
     GenerationFailed,
     JobCanceled,
-    JobDelivered,
-    JobEvent,
     JobClosed,
+    JobDelivered,
     JobErased,
+    JobEvent,
     JobSubmitted,
     OutputReported,
     ScoringFailed,
 )
-from services.common.outbox import erase_prompt_from_outbox
 from services.common.envelope import Envelope
+from services.common.outbox import erase_prompt_from_outbox
 from services.ledger import audit
 from services.ledger.domain import Book
 from services.ledger.pricebook import PriceBook

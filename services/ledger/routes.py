@@ -12,8 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.common import problems
 from services.common.admin import OperatorWith
-from services.common.audit import operator_actor
 from services.common.api import RequestModel, Timestamp
+from services.common.audit import operator_actor
 from services.common.problems import Problem
 from services.ledger.payment_signatures import SignatureError, verify_signature
 

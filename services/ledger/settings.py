@@ -2,7 +2,6 @@ from pydantic import SecretStr, model_validator
 
 from services.common.settings import AdminApiSettings, refuse_weak_secret
 
-
 # The ledger's admin API and payment webhook stay off without these; the local stack turns
 # them on with values that say what they are. Never defaults of the settings themselves.
 DEV_LEDGER_SECRETS = {"admin_token": "genline-dev-admin-token-not-for-production",

@@ -45,8 +45,18 @@ from services.router.providers.base import GeneratedImage, GenerationRequest, Pr
 from services.router.providers.journal import RemoteJob, RemoteJobJournal
 from services.router.providers.registry import ProviderConfig, Registry
 from services.router.resilience import QualityBreaker, Verdict, run_with_timeout
-from services.router.routing_types import (AllProvidersFailed, AttemptResult, CallRecord, CostCapReached, RoutedImage,
-                                           RoutePlan, RouteRequest, RoutingError, RoutingPolicy, with_calls)
+from services.router.routing_types import (
+    AllProvidersFailed,
+    AttemptResult,
+    CallRecord,
+    CostCapReached,
+    RoutedImage,
+    RoutePlan,
+    RouteRequest,
+    RoutingError,
+    RoutingPolicy,
+    with_calls,
+)
 from services.router.selection import PassRateEstimator, ProviderQuote
 
 

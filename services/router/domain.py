@@ -9,9 +9,9 @@ from datetime import datetime, timedelta
 
 from services.common.contracts import DEADLINE_EXCEEDED, CandidateScore, CandidatesGenerated, JobSpec, ProviderCall
 from services.common.quality.dimensions import DIMENSIONS
-from services.router.routing_types import CallRecord, RouteRequest
 from services.router.providers.registry import Registry
 from services.router.resilience import Verdict
+from services.router.routing_types import CallRecord, RouteRequest
 
 COST_CAP_REACHED = "cost_cap_reached"
 MAX_ATTEMPTS_REACHED = "max_attempts_reached"

@@ -17,8 +17,14 @@ from datetime import UTC, datetime
 from PIL import Image
 
 from services.common import telemetry, tracing
-from services.common.contracts import (DEADLINE_EXCEEDED, AttemptStarted, CandidateRef, CandidatesGenerated,
-                                       CandidateStep, GenerationFailed)
+from services.common.contracts import (
+    DEADLINE_EXCEEDED,
+    AttemptStarted,
+    CandidateRef,
+    CandidatesGenerated,
+    CandidateStep,
+    GenerationFailed,
+)
 from services.common.data_keys import DataKeys
 from services.common.db import while_database_away
 from services.common.runtime import ServiceRuntime
@@ -26,9 +32,16 @@ from services.common.storage import ObjectStore, candidate_key
 from services.common.templates import load_catalogue
 from services.router import domain, metrics, store
 from services.router.attempts import RoutingEngine
-from services.router.routing_types import (AttemptResult, CallRecord, CostCapReached, NoCapableProvider, RouteRequest,
-                                           RoutedImage, RoutingError)
 from services.router.pipeline import MissingInput, run_pipeline
+from services.router.routing_types import (
+    AttemptResult,
+    CallRecord,
+    CostCapReached,
+    NoCapableProvider,
+    RoutedImage,
+    RouteRequest,
+    RoutingError,
+)
 from services.router.settings import RouterSettings
 from services.router.store import AttemptRecord, AttemptRequest
 

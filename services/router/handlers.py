@@ -5,10 +5,17 @@ the consumer, so one slow provider call never holds up the topic."""
 from functools import partial
 
 from services.common.consumer import EventConsumer
+from services.common.contracts import (
+    CandidateScore,
+    CandidatesScored,
+    CreditsReserved,
+    JobCancelRequested,
+    JobErased,
+    RegenerationRequested,
+    ScoringFailed,
+)
 from services.common.inbox import HandlerContext, PermanentError
 from services.common.outbox import erase_prompt_from_outbox
-from services.common.contracts import (CandidateScore, CandidatesScored, CreditsReserved, JobCancelRequested,
-                                       JobErased, RegenerationRequested, ScoringFailed)
 from services.router import domain, store
 from services.router.attempts import RoutingEngine
 from services.router.scheduler import AttemptScheduler

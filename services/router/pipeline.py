@@ -20,8 +20,16 @@ from dataclasses import replace
 
 from services.common.templates import Stage
 from services.router.attempts import RoutingEngine
-from services.router.routing_types import (AllProvidersFailed, AttemptResult, CallRecord, RouteRequest, RoutedImage,
-                                           RoutingError, StageStep, with_calls)
+from services.router.routing_types import (
+    AllProvidersFailed,
+    AttemptResult,
+    CallRecord,
+    RoutedImage,
+    RouteRequest,
+    RoutingError,
+    StageStep,
+    with_calls,
+)
 
 
 class MissingInput(RoutingError):

@@ -13,10 +13,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from services.router.providers.registry import ProviderConfig, Registry
-from services.router.routing_types import (AllProvidersFailed, CostCapReached, NoCapableProvider, RoutePlan,
-                                           RouteRequest, RoutingPolicy)
-from services.router.selection import (ProviderQuote, candidates_needed, fixed_oversample, rank_providers,
-                                       round_target)
+from services.router.routing_types import (
+    AllProvidersFailed,
+    CostCapReached,
+    NoCapableProvider,
+    RoutePlan,
+    RouteRequest,
+    RoutingPolicy,
+)
+from services.router.selection import ProviderQuote, candidates_needed, fixed_oversample, rank_providers, round_target
 
 
 @dataclass(frozen=True, slots=True)

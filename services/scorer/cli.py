@@ -30,10 +30,10 @@ from typing import TextIO
 import yaml
 from pydantic import ValidationError
 
-from services.scorer import calibration
-from services.scorer.dimensions import ClipModelError, ImageVerdict, QualityRules, Scorer, UndecodableImage
 from services.common.quality.dimensions import readable
 from services.common.quality.profiles import ProfileError, load_profile, profile_names
+from services.scorer import calibration
+from services.scorer.dimensions import ClipModelError, ImageVerdict, QualityRules, Scorer, UndecodableImage
 
 ALL_PASSED, SOME_FAILED, USAGE_ERROR = 0, 1, 2
 SIZE = re.compile(r"(\d+)[xX×](\d+)")

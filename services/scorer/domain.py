@@ -68,7 +68,7 @@ def decide(event: CandidatesGenerated, job_scores: Sequence[CandidateScore],
            attempt_scores: Sequence[CandidateScore]) -> Outcome:
     """What follows this attempt, given every score of the job (this attempt's included)."""
     passed = sum(score.passed for score in job_scores)
-    common = dict(job_id=event.job_id, tenant_id=event.tenant_id, attempt=event.attempt)
+    common = {"job_id": event.job_id, "tenant_id": event.tenant_id, "attempt": event.attempt}
     if event.final and event.stop_reason == DEADLINE_EXCEEDED and passed < min(event.images, enough(event)):
         return ScoringFailed(**common, failure_code=DEADLINE_EXCEEDED, scores=list(job_scores),
                              reason=f"the deadline passed with {passed} image(s) passing; the job needed"

@@ -14,23 +14,30 @@ from psycopg_pool import AsyncConnectionPool
 
 from services.common import telemetry
 from services.common.consumer import EventConsumer
-from services.common.inbox import HandlerContext
-from services.common.outbox import erase_prompt_from_outbox
 from services.common.contracts import (
-    CandidatesGenerated,
     CandidateScore,
-    JobErased,
+    CandidatesGenerated,
     JobCancelRequested,
+    JobErased,
     JobSpec,
 )
 from services.common.data_keys import DataKeys
 from services.common.envelope import Envelope
+from services.common.inbox import HandlerContext
+from services.common.outbox import erase_prompt_from_outbox
+from services.common.quality.profiles import (
+    Profile,
+    ProfileError,
+    job_profile,
+    load_profile,
+    profile_names,
+    with_ceiling,
+)
 from services.common.storage import ObjectStore
 from services.scorer import domain
 from services.scorer import store as tables  # `store` names the object store here
 from services.scorer.dimensions import ImageVerdict, Scorer, UndecodableImage, moderation
 from services.scorer.dimensions.tiers import Enough
-from services.common.quality.profiles import Profile, ProfileError, job_profile, load_profile, profile_names, with_ceiling
 from services.scorer.settings import ScorerSettings
 
 log = logging.getLogger(__name__)

@@ -12,8 +12,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from services.scorer.dimensions import Scorer, UndecodableImage
 from services.common.quality.profiles import profile_of_dimensions
+from services.scorer.dimensions import Scorer, UndecodableImage
 
 MAX_PHOTO_BYTES = 32 * 1024 * 1024
 

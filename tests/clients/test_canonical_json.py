@@ -67,5 +67,5 @@ def test_numbers_are_written_as_ecmascript_writes_them(bits, written):
 
 @pytest.mark.parametrize("bits", ["7fffffffffffffff", "7ff0000000000000"])
 def test_nan_and_infinity_have_no_canonical_form(bits):
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError):  # rfc8785.FloatDomainError
         canonical(struct.unpack(">d", bytes.fromhex(bits))[0])

@@ -1,11 +1,10 @@
 """When the client tries again, and how long it waits (pure policy)."""
 
 import httpx
+import pytest
 
 from genline_client.errors import RateLimited, ServerError, raise_for_problem
 from genline_client.retry import RetryPolicy
-
-import pytest
 
 
 def answer(status: int, **headers: str) -> httpx.Response:

@@ -4,8 +4,16 @@ import time
 
 import pytest
 
-from services.common.identity import (MAY_CALL, TOKEN_LIFETIME_S, Forbidden, ServiceSigner, ServiceVerifier,
-                                      Unauthenticated, _b64, new_service_key)
+from services.common.identity import (
+    MAY_CALL,
+    TOKEN_LIFETIME_S,
+    Forbidden,
+    ServiceSigner,
+    ServiceVerifier,
+    Unauthenticated,
+    _b64,
+    new_service_key,
+)
 
 KEYS = {name: new_service_key() for name in ("ingest", "router", "delivery")}
 PUBLIC = {name: public for name, (_, public) in KEYS.items()}

@@ -477,7 +477,7 @@ async def test_the_floor_rises_past_what_every_group_read_and_never_past_a_runni
         await router.read(set(range(20)))
         lagging = await floor_after(ledger, looks=3)
         await router.leave()
-        created = {amount: at for amount, at in zip(range(20), await created_at(ledger, list(range(20))), strict=True)}
+        created = dict(zip(range(20), await created_at(ledger, list(range(20))), strict=True))
     assert empty is not None and empty < min(created.values())
     assert first_ten > max(created[a] for a in range(10))
     assert first_ten <= held <= began < min(created[a] for a in range(10, 15))

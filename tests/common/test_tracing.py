@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
 from services.common.tracing import continued
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -231,11 +231,10 @@ def test_the_providers_config_map_is_a_registry_the_router_loads(tmp_path):
 
 def test_the_example_secret_names_every_key_and_cannot_be_applied_unedited(monkeypatch):
     """Its values, as the pods get them (environment variables), are refused in production."""
+    from services.delivery.settings import DeliverySettings
     from services.ingest.settings import IngestSettings
     from services.ledger.settings import LedgerSettings
     from services.router.settings import RouterSettings
-
-    from services.delivery.settings import DeliverySettings
     from services.scorer.settings import ScorerSettings
 
     settings_of = {"ledger": LedgerSettings, "router": RouterSettings, "ingest": IngestSettings,

@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from services.common.contracts import DEFAULT_NAMESPACE, FINAL_STATES, SUBSCRIPTIONS, all_topics, topic_of
-from services.ingest.tenants import create_tenant
 from services.ingest.settings import IngestSettings
+from services.ingest.tenants import create_tenant
 from services.ledger.app import grant
 from services.ledger.settings import LedgerSettings
 from services.stack.embedded import Endpoints, create_topics

@@ -55,8 +55,8 @@ def test_killed_scorer_and_delivery_lose_nothing_and_do_nothing_twice(tenant_fac
 
     assert in_flight_at_kill, "the kill came after every job had finished"
     assert {job["state"] for job in jobs.values()} == {"succeeded"}
-    assert delivered_per_job(endpoints.database_url, job_ids) == {j: 2 for j in job_ids}
-    assert settlements_per_job(endpoints.database_url, job_ids) == {j: 1 for j in job_ids}
+    assert delivered_per_job(endpoints.database_url, job_ids) == dict.fromkeys(job_ids, 2)
+    assert settlements_per_job(endpoints.database_url, job_ids) == dict.fromkeys(job_ids, 1)
     after = tenant.balance()
     assert before["available"] - after["available"] == len(job_ids) * 2 * UNIT_PRICE
     assert after["pending"] == 0
@@ -67,4 +67,4 @@ def test_killed_scorer_and_delivery_lose_nothing_and_do_nothing_twice(tenant_fac
     delivered_events = {dict(r.headers)["ce_id"]: r.key.decode() for r in records
                         if dict(r.headers)["ce_type"] == JobDelivered.event_type.encode()}
     per_job = Counter(job for job in delivered_events.values() if job in job_ids)
-    assert per_job == {j: 1 for j in job_ids}, "a job was delivered under two different events"
+    assert per_job == dict.fromkeys(job_ids, 1), "a job was delivered under two different events"

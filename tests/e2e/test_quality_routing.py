@@ -19,9 +19,9 @@ import yaml
 from services.common.contracts import all_topics
 from services.router.grpc import pb, rpc
 from services.stack.embedded import create_topics
-from tests.identity import channel_as
 from services.stack.fleet import ServiceFleet
 from tests.e2e.conftest import make_tenant
+from tests.identity import channel_as
 from tests.router.stubs import STUB_SECRET, Behaviour, Stub, StubMarket, fal_app, serve, stub_provider
 
 WINDOW_VERDICTS = 4

@@ -4,7 +4,6 @@ measured, in the job view, in the job's event log and in the Python client's mod
 that asks for every dimension (`quality.score_all`) gets every candidate measured."""
 
 from genline_client import Genline
-
 from services.scorer.dimensions import TIER_ONE
 
 

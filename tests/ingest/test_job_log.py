@@ -4,8 +4,8 @@ from datetime import timedelta
 
 from services.common.contracts import (
     AttemptStarted,
-    JobCancelRequested,
     JobCanceled,
+    JobCancelRequested,
     ReportDeclined,
     ReservationSettled,
 )

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 from services.common.contracts import (
     AttemptStarted,
     CandidateRef,
-    CandidatesGenerated,
     CandidateScore,
+    CandidatesGenerated,
     CandidatesScored,
     CreditsReserved,
     DeliveredImage,

@@ -5,9 +5,18 @@ import itertools
 import uuid
 from datetime import UTC, datetime
 
-from services.common.contracts import (CandidateRef, CandidatesGenerated, DeliveredImage, JobCanceled, JobDelivered,
-                                       JobClosed, JobSubmitted, ProviderCall, ReservationRejected,
-                                       ReservationSettled)
+from services.common.contracts import (
+    CandidateRef,
+    CandidatesGenerated,
+    DeliveredImage,
+    JobCanceled,
+    JobClosed,
+    JobDelivered,
+    JobSubmitted,
+    ProviderCall,
+    ReservationRejected,
+    ReservationSettled,
+)
 from services.ledger.handlers import costs_by_provider, decide
 from tests.ledger.test_book import NOW, new_book, spec
 
@@ -15,7 +24,7 @@ IMAGE = DeliveredImage(n=1, key="k", url="u", expires_at=NOW, sha256="s", size_b
 
 
 def terminal_events(job):
-    common = dict(job_id=job.job_id, tenant_id=job.tenant_id)
+    common = {"job_id": job.job_id, "tenant_id": job.tenant_id}
     return [JobDelivered(**common, requested=job.images, images=[IMAGE]),
             JobCanceled(**common, reason="canceled by the client"),
             JobClosed(**common, final_state="expired", stuck_in="delivering", reason="stuck")]

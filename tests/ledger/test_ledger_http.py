@@ -15,6 +15,7 @@ import pytest
 from services.common.contracts import CreditsGranted, topic_of
 from services.common.envelope import from_kafka
 from services.ledger.settings import DEV_LEDGER_SECRETS, LedgerSettings
+from services.stack.embedded import free_port
 from tests.kafka import read_topic
 from tests.ledger.conftest import (
     ADMIN,
@@ -23,7 +24,6 @@ from tests.ledger.conftest import (
     served_ledger,
     served_ledger_settings,
 )
-from services.stack.embedded import free_port
 
 pytestmark = pytest.mark.processes  # runs a Genline service, or starts processes
 

@@ -7,10 +7,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import psycopg
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from services.common.contracts import JobDelivered, JobSpec, JobSubmitted, OutputReported, ScoringFailed
-from services.common.contracts import DeliveredImage
+from services.common.contracts import DeliveredImage, JobDelivered, JobSpec, JobSubmitted, OutputReported, ScoringFailed
 from services.common.envelope import envelop
 from services.ledger import handlers
 from services.ledger.app import LedgerApp

@@ -14,8 +14,16 @@ from pathlib import Path
 import yaml
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from services.common.contracts import (AttemptStarted, CandidateScore, CreditsReserved, Event, JobSpec,
-                                       RegenerationRequested, all_topics, topic_of)
+from services.common.contracts import (
+    AttemptStarted,
+    CandidateScore,
+    CreditsReserved,
+    Event,
+    JobSpec,
+    RegenerationRequested,
+    all_topics,
+    topic_of,
+)
 from services.common.envelope import Envelope, envelop, from_kafka
 from services.router.app import RouterApp
 from services.router.grpc import pb, rpc

@@ -92,8 +92,8 @@ def test_the_time_left_to_the_deadline_reaches_the_engine_and_stops_the_job_once
 def test_a_call_reports_the_pinned_model_it_was_made_with(tmp_path):
     import yaml
 
-    from services.router.routing_types import CallRecord
     from services.router.providers.registry import load_registry
+    from services.router.routing_types import CallRecord
     from tests.router.stubs import Stub, StubMarket, stub_provider
 
     entry = stub_provider(Stub("fal", "http://127.0.0.1:9", StubMarket()), price=1, versions=("1", "2"))

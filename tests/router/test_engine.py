@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from services.router.clock import LoopClock, run_simulated
 from services.router.attempts import RoutingEngine
-from services.router.routing_types import AllProvidersFailed, NoCapableProvider, RouteRequest
+from services.router.clock import LoopClock, run_simulated
 from services.router.providers.factory import build_providers
 from services.router.providers.registry import parse_registry
+from services.router.routing_types import AllProvidersFailed, NoCapableProvider, RouteRequest
 
 
 def local(price: int, *, defect: float = 0.0, failure: float = 0.0, latency: float = 2.0, prior: float = 0.7,
@@ -34,8 +34,8 @@ def engine_of(**providers) -> RoutingEngine:
 
 
 def job(images: int = 2, **overrides) -> RouteRequest:
-    fields = dict(job_id=uuid.uuid4().hex, tenant_id="t1", tier="stable", template="headshot", prompt="a portrait",
-                  seed=3, images_needed=images, width=48, height=48)
+    fields = {"job_id": uuid.uuid4().hex, "tenant_id": "t1", "tier": "stable", "template": "headshot", "prompt": "a portrait",
+                  "seed": 3, "images_needed": images, "width": 48, "height": 48}
     return RouteRequest(**(fields | overrides))
 
 

@@ -11,10 +11,10 @@ from collections import Counter
 import pytest
 
 from services.router.attempts import RoutingEngine
-from services.router.routing_types import CostCapReached, RouteRequest, RoutingPolicy
 from services.router.providers.factory import build_providers
 from services.router.providers.registry import parse_registry
 from services.router.resilience import BreakerSettings, RetryPolicy
+from services.router.routing_types import CostCapReached, RouteRequest, RoutingPolicy
 from tests.router.stubs import STUB_SECRET, Behaviour, Stub, stub_provider
 
 BREAKER = BreakerSettings(window_s=60, min_calls=3, failure_rate=0.5, cooldown_s=30)
@@ -46,8 +46,8 @@ def engine_over(client, primary: Stub, fallback: Stub, clock=None, *, primary_en
 
 
 def job(images: int = 2, **overrides) -> RouteRequest:
-    fields = dict(job_id=uuid.uuid4().hex, tenant_id="t1", tier="stable", template="generic", prompt="a red fox",
-                  seed=7, images_needed=images, width=32, height=32, model="stub-model", time_left_s=10.0)
+    fields = {"job_id": uuid.uuid4().hex, "tenant_id": "t1", "tier": "stable", "template": "generic", "prompt": "a red fox",
+                  "seed": 7, "images_needed": images, "width": 32, "height": 32, "model": "stub-model", "time_left_s": 10.0}
     return RouteRequest(**(fields | overrides))
 
 

@@ -11,11 +11,11 @@ from PIL import Image
 
 from services.common.templates import Stage
 from services.router.attempts import RoutingEngine
-from services.router.routing_types import RouteRequest
 from services.router.pipeline import run_pipeline
 from services.router.providers.base import GenerationRequest, ProviderError
 from services.router.providers.factory import build_providers
 from services.router.providers.registry import RegistryError, parse_registry
+from services.router.routing_types import RouteRequest
 from tests.router.stubs import STUB_SECRET, Behaviour, Stub, stub_provider
 
 STAGE_MODEL = {"fal": "fal-ai/esrgan", "replicate": "v-esrgan"}
@@ -48,10 +48,10 @@ def candidate_png(side: int = 32) -> bytes:
 
 
 def stage_call(capability: str = "upscale", indices: range = range(3, 4), **changes) -> GenerationRequest:
-    fields = dict(job_id="job-1", attempt=1, prompt="a lighthouse", seed=100, count=len(indices), width=32,
-                  height=32, model="stub-model", model_version="1", start_index=indices.start, timeout_s=2.0,
-                  capability=capability, params={"factor": 2, "unused": 1},
-                  inputs={i: candidate_png() for i in indices})
+    fields = {"job_id": "job-1", "attempt": 1, "prompt": "a lighthouse", "seed": 100, "count": len(indices), "width": 32,
+                  "height": 32, "model": "stub-model", "model_version": "1", "start_index": indices.start, "timeout_s": 2.0,
+                  "capability": capability, "params": {"factor": 2, "unused": 1},
+                  "inputs": {i: candidate_png() for i in indices}}
     return GenerationRequest(**(fields | changes))
 
 

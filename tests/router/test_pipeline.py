@@ -11,13 +11,13 @@ import pytest
 from PIL import Image
 
 from services.common.templates import Stage
-from services.router.clock import run_simulated
 from services.router.attempts import RoutingEngine
-from services.router.routing_types import AllProvidersFailed, RouteRequest
+from services.router.clock import run_simulated
 from services.router.pipeline import MissingInput, run_pipeline
 from services.router.providers.base import GenerationRequest, ProviderError
 from services.router.providers.factory import build_providers
 from services.router.providers.registry import RegistryError, parse_registry
+from services.router.routing_types import AllProvidersFailed, RouteRequest
 
 
 def provider(price: int, stage: str = "generate", operation: str | None = None, failure: float = 0.0,
@@ -38,8 +38,8 @@ def engine_of(**providers) -> RoutingEngine:
 
 
 def request(**overrides) -> RouteRequest:
-    fields = dict(job_id=uuid.uuid4().hex, tenant_id="t1", tier="stable", template="motion", prompt="a harbour",
-                  seed=5, images_needed=1, candidates=2, width=64, height=64)
+    fields = {"job_id": uuid.uuid4().hex, "tenant_id": "t1", "tier": "stable", "template": "motion", "prompt": "a harbour",
+                  "seed": 5, "images_needed": 1, "candidates": 2, "width": 64, "height": 64}
     return RouteRequest(**(fields | overrides))
 
 

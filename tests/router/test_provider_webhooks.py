@@ -22,8 +22,13 @@ from starlette.routing import Route
 from services.router.providers.base import ProviderContext
 from services.router.providers.factory import build_providers
 from services.router.providers.registry import parse_registry
-from services.router.providers.webhooks import (WebhookInbox, WebhookRejected, jwks_ed25519_keys,
-                                                verify_fal_webhook, verify_standard_webhook)
+from services.router.providers.webhooks import (
+    WebhookInbox,
+    WebhookRejected,
+    jwks_ed25519_keys,
+    verify_fal_webhook,
+    verify_standard_webhook,
+)
 from services.router.webhook_routes import provider_webhook_route
 from tests.router.stubs import SECRET, Script, entry, serve
 from tests.router.test_conformance import request_for

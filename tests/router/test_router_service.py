@@ -6,8 +6,19 @@ import pytest
 
 from services.common.contracts import CandidatesGenerated, GenerationFailed
 from services.common.envelope import envelop
-from tests.router.service import (RouterTopic, credits_reserved, job_spec, list_providers, publish, rework,
-                                  router_settings, running_router, score, stub_registry, until)
+from tests.router.service import (
+    RouterTopic,
+    credits_reserved,
+    job_spec,
+    list_providers,
+    publish,
+    rework,
+    router_settings,
+    running_router,
+    score,
+    stub_registry,
+    until,
+)
 from tests.router.stubs import Behaviour
 
 pytestmark = pytest.mark.processes  # runs a Genline service, or starts processes

@@ -8,8 +8,15 @@ from hypothesis import strategies as st
 
 from services.router.clock import ManualClock
 from services.router.providers.registry import PassRatePrior
-from services.router.selection import (PassRateEstimator, ProviderQuote, candidates_needed, fixed_oversample,
-                                       probability_at_least, rank_providers, round_target)
+from services.router.selection import (
+    PassRateEstimator,
+    ProviderQuote,
+    candidates_needed,
+    fixed_oversample,
+    probability_at_least,
+    rank_providers,
+    round_target,
+)
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from services.scorer.dimensions import ClipModelError, PromptAligner, QualityRules, Scorer
 from services.common.quality.profiles import load_profile
+from services.scorer.dimensions import ClipModelError, PromptAligner, QualityRules, Scorer
 from tests.scorer.conftest import CPU, png
 
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter, ImageSequence
 
+from services.common.quality.profiles import load_profile, profile_of_dimensions
 from services.scorer.dimensions.batch import is_clip
 from services.scorer.dimensions.tiers import TierWalk
-from services.common.quality.profiles import load_profile, profile_of_dimensions
 from tests.scorer.conftest import png
 
 CLIP_CHECKS = profile_of_dimensions(("sharpness", "exposure", "frames", "frame_sharpness", "flicker"))

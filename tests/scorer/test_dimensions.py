@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from services.common.quality.profiles import profile_of_dimensions
 from services.router.providers.painter import LocalGenerator, PaintedCandidate
 from services.scorer.dimensions import (
     DIMENSIONS,
@@ -23,7 +24,6 @@ from services.scorer.dimensions import (
 )
 from services.scorer.dimensions.batch import decode_planes, group_by_size, stack_batch
 from services.scorer.dimensions.engine import measure_batch
-from services.common.quality.profiles import profile_of_dimensions
 
 CPU = torch.device("cpu")
 SEEDS = range(5)

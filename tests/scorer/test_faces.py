@@ -7,8 +7,8 @@ from matplotlib import cbook
 from PIL import Image
 
 from services.common import face_models
-from services.scorer.dimensions import Scorer
 from services.common.quality.profiles import load_profile
+from services.scorer.dimensions import Scorer
 from tests.scorer.conftest import CPU, png, rgb_photo
 
 FACE_DIMENSIONS = ("faces", "face_size", "face_position", "eyes_open", "identity", "skin_tone", "lighting")

@@ -13,9 +13,9 @@ from matplotlib import cbook
 from PIL import Image
 from skimage import data as skimage_data
 
+from services.common.quality.profiles import load_profile
 from services.scorer.dimensions import Scorer
 from services.scorer.dimensions.moderation import LABELS, MODERATED_BY_DEFAULT
-from services.common.quality.profiles import load_profile
 from tests.scorer.conftest import CPU, png
 from tests.scorer.test_faces import grace_hopper
 

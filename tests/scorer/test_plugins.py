@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from services.common.quality.profiles import load_profile
 from services.scorer.dimensions import (
     DIMENSIONS,
     ENTRY_POINT_GROUP,
@@ -15,7 +16,6 @@ from services.scorer.dimensions import (
     QualityRules,
     load_plugins,
 )
-from services.common.quality.profiles import load_profile
 from tests.scorer.conftest import png
 
 

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from services.common.quality.profiles import ProfileError, load_profile, profile_names, with_ceiling
 from services.scorer.dimensions import DIMENSIONS, Bounds, QualityRules
 from services.scorer.dimensions.core import judge
-from services.common.quality.profiles import ProfileError, load_profile, profile_names, with_ceiling
 from tests.scorer.conftest import png
 
 EXAMPLE = {

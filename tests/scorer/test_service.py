@@ -25,10 +25,10 @@ from services.common.contracts import (
 from services.common.envelope import Envelope, envelop, from_kafka
 from services.stack.embedded import create_topics
 from services.stack.fleet import ServiceFleet
-from tests.transactions import watch_idle_in_transaction
 from tests.kafka import publish_envelopes, read_topic
 from tests.metrics import metric_value
 from tests.scorer.conftest import blown_out, blurred, jpeg, noisy, png, rgb_photo, save_tiny_clip
+from tests.transactions import watch_idle_in_transaction
 
 pytestmark = pytest.mark.processes  # runs a Genline service, or starts processes
 
@@ -91,7 +91,7 @@ def scorer_service(endpoints, object_store, tmp_path_factory) -> Iterator[Scorer
 
 
 def attempt(job_id, candidates, *, images=1, number=1, final=False, stop_reason=None, spec=True, **job):
-    spec_fields = dict(template="generic", prompt="a photograph") | job
+    spec_fields = {"template": "generic", "prompt": "a photograph"} | job
     job_spec = JobSpec(job_id=job_id, tenant_id="t-scorer", images=images, candidates=len(candidates) or 1, seed=1,
                        submitted_at=datetime.now(UTC), **spec_fields) if spec else None
     event = CandidatesGenerated(job_id=job_id, tenant_id="t-scorer", attempt=number, images=images,

@@ -12,12 +12,20 @@ import numpy as np
 import pytest
 import torch
 
-from services.router.providers.painter import LocalGenerator
-from services.scorer.dimensions import DIMENSIONS, TIER_ONE, TIER_TWO, Bounds, Dimension, QualityRules, select_best
 from services.common.quality.dimensions import registered
-from services.scorer.dimensions.tiers import Enough, PlannedDimension, Progress, TierWalk
-from services.scorer.dimensions import faces
 from services.common.quality.profiles import load_profile
+from services.router.providers.painter import LocalGenerator
+from services.scorer.dimensions import (
+    DIMENSIONS,
+    TIER_ONE,
+    TIER_TWO,
+    Bounds,
+    Dimension,
+    QualityRules,
+    faces,
+    select_best,
+)
+from services.scorer.dimensions.tiers import Enough, PlannedDimension, Progress, TierWalk
 from tests.scorer.conftest import blurred, png
 from tests.scorer.test_faces import grace_hopper
 
@@ -298,9 +306,9 @@ def _context(scorer, reference):
 
 
 def test_a_job_or_its_template_can_ask_for_every_dimension(monkeypatch):
-    from services.common.templates import Catalogue, Template
     from services.common.quality import profiles
     from services.common.quality.profiles import ProfileError, job_profile
+    from services.common.templates import Catalogue, Template
 
     assert not job_profile("generic").score_all
     assert job_profile("generic", rules={"score_all": True}).score_all

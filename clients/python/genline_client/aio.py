@@ -36,7 +36,7 @@ class AsyncGenline:
         self._retry, self._sleep = retry, sleep
         self.jobs = AsyncJobs(self)
 
-    async def __aenter__(self) -> "AsyncGenline":
+    async def __aenter__(self) -> AsyncGenline:
         return self
 
     async def __aexit__(self, *exc_info) -> None:

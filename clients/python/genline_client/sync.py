@@ -36,7 +36,7 @@ class Genline:
         self._retry, self._sleep = retry, sleep
         self.jobs = Jobs(self)
 
-    def __enter__(self) -> "Genline":
+    def __enter__(self) -> Genline:
         return self
 
     def __exit__(self, *exc_info) -> None:

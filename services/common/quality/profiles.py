@@ -29,7 +29,6 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from services.common.templates import load_catalogue
 from services.common.quality.dimensions import CAPABILITIES, DIMENSIONS, Bounds, Dimension, registered
 from services.common.quality.rules import (
     STRICT,
@@ -38,6 +37,7 @@ from services.common.quality.rules import (
     Threshold,
     check_known_dimensions,
 )
+from services.common.templates import load_catalogue
 
 PROFILES_DIR = Path(__file__).with_name("profile_files")
 PROFILE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")

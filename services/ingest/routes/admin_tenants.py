@@ -8,8 +8,8 @@ from fastapi import APIRouter, Body
 from pydantic import BaseModel, Field
 
 from services.common.admin import OperatorWith
-from services.common.audit import operator_actor, record_action
 from services.common.api import RequestModel, StorableText
+from services.common.audit import operator_actor, record_action
 from services.common.problems import Problem
 from services.ingest import keys, tenants
 from services.ingest.deps import Plans, Runtime

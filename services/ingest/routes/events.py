@@ -18,7 +18,8 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from services.common import problems
 from services.common.problems import Problem
-from services.ingest import domain, live, store as jobs_store
+from services.ingest import domain, live
+from services.ingest import store as jobs_store
 from services.ingest.deps import JobsReader, Runtime, Settings, Watch
 from services.ingest.examples import JOB_ID
 from services.ingest.job_lookup import parse_job_id, refuse_missing

@@ -19,8 +19,8 @@ from services.common.identity import Forbidden, Unauthenticated
 from services.common.internal_calls import problem_of
 from services.common.problems import Problem
 from services.ingest import data_keys
-from services.ingest.key_encryption import keyring_of
 from services.ingest.deps import Runtime, Settings
+from services.ingest.key_encryption import keyring_of
 
 router = APIRouter(prefix="/internal/v1", include_in_schema=False)
 

@@ -15,7 +15,8 @@ from services.common.contracts import JobErased, OutputReported
 from services.common.outbox import erase_prompt_from_outbox
 from services.common.problems import Problem
 from services.common.storage import signed_links
-from services.ingest import data_keys, domain, store as jobs_store, submission
+from services.ingest import data_keys, domain, submission
+from services.ingest import store as jobs_store
 from services.ingest.deps import JobsReader, JobsWriter, Plans, Runtime, Screening, Settings, Store
 from services.ingest.examples import CANCELED_EXAMPLE, ERASURE_EXAMPLE, JOB_EXAMPLE, JOB_PAGE_EXAMPLE, REPORT_EXAMPLE
 from services.ingest.job_lookup import parse_job_id, refuse_missing

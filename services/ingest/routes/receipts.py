@@ -8,9 +8,10 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from services.common import problems
-from services.common.problems import Problem
-from services.ingest import receipt_store, store as jobs_store
 from services.common.contracts import FINAL_STATES
+from services.common.problems import Problem
+from services.ingest import receipt_store
+from services.ingest import store as jobs_store
 from services.ingest.deps import JobsReader, Runtime
 from services.ingest.examples import JOB_ID
 from services.ingest.job_lookup import parse_job_id

@@ -7,8 +7,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.common import problems
 from services.common.contracts import Tier
-from services.common.templates import Template, load_catalogue
 from services.common.quality.profiles import template_profile
+from services.common.templates import Template, load_catalogue
 from services.ingest.deps import AccountReader, Settings
 from services.ingest.ledger_calls import Ledger, call_ledger, pb
 

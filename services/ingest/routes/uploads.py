@@ -10,7 +10,8 @@ from pydantic import BaseModel
 
 from services.common import problems
 from services.common.problems import Problem
-from services.ingest import screening, store as ingest_store
+from services.ingest import screening
+from services.ingest import store as ingest_store
 from services.ingest.deps import JobsReader, JobsWriter, Runtime, Screening, Settings, Store
 
 router = APIRouter(prefix="/v1/uploads", tags=["uploads"])

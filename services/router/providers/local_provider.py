@@ -13,7 +13,6 @@ painting of the output's size.
 import asyncio
 import hashlib
 from functools import lru_cache
-
 from typing import Any
 
 from services.router.clock import LoopClock

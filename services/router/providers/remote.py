@@ -103,7 +103,7 @@ class RemoteProvider(ABC):
 
     # ---- what an adapter says ------------------------------------------------------------
 
-    @classmethod
+    @classmethod  # noqa: B027 - optional: most adapters have no rule beyond their options model
     def check_config(cls, config: ProviderConfig, options: Any) -> None:
         """Rules of this adapter's configuration beyond its options model; raise ValueError."""
 
@@ -119,7 +119,7 @@ class RemoteProvider(ABC):
         """The output once the job is done; None while it is queued or running."""
         raise NotImplementedError
 
-    async def _cancel(self, handle: dict[str, Any]) -> None:
+    async def _cancel(self, handle: dict[str, Any]) -> None:  # noqa: B027 - optional: some APIs cannot cancel
         """Ask the provider to drop the job."""
 
     def _remote_id(self, handle: dict[str, Any]) -> str:

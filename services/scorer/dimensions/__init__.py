@@ -32,9 +32,9 @@ import importlib
 
 from services.common.quality import builtin
 from services.common.quality.dimensions import DIMENSIONS, Bounds, Dimension, register_dimension
-from services.scorer.dimensions.core import DimensionResult, ImageVerdict, select_best
 from services.common.quality.plugins import ENTRY_POINT_GROUP, PluginError, discover_plugins, load_plugins
 from services.common.quality.rules import ForbiddenCondition, QualityRules, Threshold
+from services.scorer.dimensions.core import DimensionResult, ImageVerdict, select_best
 
 TIER_ONE = tuple(d.name for d in builtin.BUILT_IN if d.tier == 1)
 TIER_TWO = tuple(d.name for d in builtin.BUILT_IN if d.tier == 2)

@@ -25,6 +25,7 @@ from typing import Protocol
 
 from services.common.quality.dimensions import MISSING_REQUIREMENT_REASONS, Bounds, Dimension, readable
 
+
 @dataclass(frozen=True)
 class DimensionResult:
     """One dimension's judgement of one image.

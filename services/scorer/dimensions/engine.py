@@ -24,11 +24,15 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from services.common import face_models
+from services.common.quality.dimensions import Dimension, registered
+from services.common.quality.plugins import discover_plugins
+from services.scorer.dimensions import moderation
 from services.scorer.dimensions.batch import (
-    ImageBatch,
-    ScoringContext,
     CUDA_BATCH_IMAGES,
     CUDA_BATCH_PIXELS,
+    ImageBatch,
+    ScoringContext,
     decode_ahead,
     decode_image,
     group_by_size,
@@ -38,12 +42,8 @@ from services.scorer.dimensions.batch import (
     pick_device,
     stack_batch,
 )
-from services.common import face_models
-from services.scorer.dimensions import moderation
 from services.scorer.dimensions.clip import PromptAligner
-from services.common.quality.dimensions import Dimension, registered
 from services.scorer.dimensions.core import ImageVerdict
-from services.common.quality.plugins import discover_plugins
 from services.scorer.dimensions.tiers import Enough, PlannedDimension, Progress, Step, TierWalk
 
 if TYPE_CHECKING:

@@ -27,8 +27,8 @@ import numpy as np
 import torch
 
 from services.common import face_models
-from services.scorer.dimensions.batch import ImageBatch
 from services.common.face_models import Face
+from services.scorer.dimensions.batch import ImageBatch
 
 DETECTION_SIDE = 640
 # Faces smaller than this share of the shorter side are not subjects.

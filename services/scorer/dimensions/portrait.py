@@ -23,8 +23,8 @@ import cv2
 import numpy as np
 import torch
 
-from services.scorer.dimensions.batch import ImageBatch
 from services.common.face_models import Face
+from services.scorer.dimensions.batch import ImageBatch
 from services.scorer.dimensions.faces import findings, per_image, reference_of, rgb_images
 
 # Inside the face box: cheeks and nose, not hair, brows or background (left, top, right, bottom).
