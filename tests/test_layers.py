@@ -2,7 +2,9 @@
 imports only services.common and itself, common no service, the client nothing of the
 services, and ingest's route modules not one another."""
 
+import ast
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -34,3 +36,32 @@ def test_a_service_importing_another_breaks_the_contract(tmp_path):
     assert result.returncode == 1
     assert "services.ingest is not allowed to import services.scorer" in result.stdout
     assert "services.ingest.domain -> services.scorer.domain" in result.stdout
+
+
+SERVICE_NAMED = re.compile(r"\bservices\.(ingest|ledger|router|scorer|delivery|stack)\b")
+
+
+def names_of_services(source: str) -> list[str]:
+    """The services a module names in its code's strings (docstrings aside): an import by
+    name (importlib, an entry point, a dotted path in a table) the import contract cannot see."""
+    tree = ast.parse(source)
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+                  and node.body and isinstance(node.body[0], ast.Expr)
+                  and isinstance(node.body[0].value, ast.Constant) and isinstance(node.body[0].value.value, str)}
+    return [match.group(0) for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+            for match in SERVICE_NAMED.finditer(node.value)]
+
+
+def test_common_names_no_service_even_as_a_string():
+    named = {str(path.relative_to(ROOT)): found for path in sorted((ROOT / "services" / "common").rglob("*.py"))
+             if (found := names_of_services(path.read_text()))}
+    data = {str(path.relative_to(ROOT)): SERVICE_NAMED.findall(path.read_text())
+            for path in (ROOT / "services" / "common").rglob("*") if path.suffix in (".yaml", ".json", ".sql")}
+    assert named == {} and {path: found for path, found in data.items() if found} == {}
+
+
+def test_a_service_named_in_a_string_is_found():
+    planted = '"""Docs may say services.scorer."""\nMEASURES = "services.scorer.dimensions"\nload(f"services.router.{x}")\n'
+    assert names_of_services(planted) == ["services.scorer", "services.router"]

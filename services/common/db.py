@@ -47,8 +47,10 @@ def former_version(sql: str) -> str | None:
     return match.group(1) if match else None
 
 
-def _lock_id(schema: str) -> int:
-    return int.from_bytes(hashlib.sha256(schema.encode()).digest()[:8], "big", signed=True)
+def advisory_key(name: str) -> int:
+    """The key of PostgreSQL's advisory lock named `name`: the first 8 bytes of its SHA-256,
+    as the signed bigint pg_advisory_lock takes. Every named lock of the platform uses it."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
 async def migrate(database_url: str, schema: str, packages: list[str]) -> list[str]:
@@ -58,7 +60,7 @@ async def migrate(database_url: str, schema: str, packages: list[str]) -> list[s
     """
     applied_now: list[str] = []
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-        await conn.execute("SELECT pg_advisory_lock(%s)", [_lock_id(schema)])
+        await conn.execute("SELECT pg_advisory_lock(%s)", [advisory_key(schema)])
         try:
             await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
             await conn.execute(f'SET search_path TO "{schema}"')
@@ -79,7 +81,7 @@ async def migrate(database_url: str, schema: str, packages: list[str]) -> list[s
                         await conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", [key])
                     applied_now.append(key)
         finally:
-            await conn.execute("SELECT pg_advisory_unlock(%s)", [_lock_id(schema)])
+            await conn.execute("SELECT pg_advisory_unlock(%s)", [advisory_key(schema)])
     return applied_now
 
 

@@ -41,7 +41,6 @@ holds the outbox's lock exclusively: no row is published meanwhile.
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -55,7 +54,7 @@ from aiokafka.errors import KafkaError
 from psycopg_pool import AsyncConnectionPool
 
 from services.common import kafka_admin
-from services.common.db import as_arrays
+from services.common.db import advisory_key, as_arrays
 from services.common.kafka_security import client_options, new_topic
 
 log = logging.getLogger(__name__)
@@ -80,21 +79,17 @@ FLOOR_INTERVAL_S = 30.0
 LOCK_TIMEOUT = "60s"
 
 
-def lock_key(name: str) -> int:
-    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
-
-
 # Held exclusively while the broker is replaced; shared by every relay pass.
-BUS_FENCE = lock_key("genline.bus.fence")
+BUS_FENCE = advisory_key("genline.bus.fence")
 
 
 def outbox_lock(schema: str) -> int:
-    return lock_key(f"genline.outbox.{schema}")
+    return advisory_key(f"genline.outbox.{schema}")
 
 
 def relay_lock(schema: str) -> int:
     """Held by the one relay pass of an outbox under way (outbox.py)."""
-    return lock_key(f"genline.outbox.{schema}.relay")
+    return advisory_key(f"genline.outbox.{schema}.relay")
 
 
 class BrokerChanged(Exception):

@@ -12,16 +12,16 @@ that dies mid-round frees it at once.
 """
 
 import asyncio
-import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from services.common.db import advisory_key
 from services.common.supervision import every, stop_tasks, supervise
 
 
 def round_lock_id(schema: str, round_name: str) -> int:
     """The advisory lock of `round_name` in the service whose schema is `schema`."""
-    return int.from_bytes(hashlib.sha256(f"{schema}:{round_name}".encode()).digest()[:8], "big", signed=True)
+    return advisory_key(f"{schema}:{round_name}")
 
 
 @asynccontextmanager

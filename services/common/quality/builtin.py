@@ -1,9 +1,9 @@
 """The built-in dimensions, declared apart from their measurements.
 
 Declaring a dimension (name, default bounds, weight, tier, what it reads and requires,
-the least and most its measure gives) needs no torch; its measure lives in the scorer
-(`services.scorer.dimensions.tier1`, `faces`, `clip`, …) and is imported on first use,
-by the scorer only. So ingest checks a job's profile and rules at submission without loading torch, OpenCV or transformers, and the scorer
+the least and most its measure gives) needs no torch; its measure is named by family
+(`tier1`, `faces`, `clip`, …), and the scorer, the one service that measures, attaches each
+family's code at start-up (`attach_measures`); it is imported on first use. So ingest checks a job's profile and rules at submission without loading torch, OpenCV or transformers, and the scorer
 measures with the very same declarations.
 """
 
@@ -11,15 +11,9 @@ from functools import partial
 
 from services.common.quality.dimensions import Bounds, Dimension, MeasureIn, register_dimension
 
-# Where the measures live: named, never imported here; only the scorer calls a measure,
-# and the name is resolved then (`MeasureIn`).
-MEASURES = "services.scorer.dimensions"
-TIER1 = partial(MeasureIn, f"{MEASURES}.tier1")
-FACES = partial(MeasureIn, f"{MEASURES}.faces")
-PORTRAIT = partial(MeasureIn, f"{MEASURES}.portrait")
-MODERATION = partial(MeasureIn, f"{MEASURES}.moderation")
-CLIP = partial(MeasureIn, f"{MEASURES}.clip")
-MOTION = partial(MeasureIn, f"{MEASURES}.motion")
+# The families of measures, named, never imported here: the scorer attaches their code.
+MEASURE_FAMILIES = ("tier1", "faces", "portrait", "moderation", "clip", "motion")
+TIER1, FACES, PORTRAIT, MODERATION, CLIP, MOTION = (partial(MeasureIn, family) for family in MEASURE_FAMILIES)
 
 TIER_ONE = (
     Dimension(

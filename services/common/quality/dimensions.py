@@ -9,10 +9,9 @@ and colour, 2 for face, person and moderation checks, 3 for anything expensive (
 plugin's tier unless it says otherwise). `lowest` and `highest` are the least and most its
 measure can give. Declaring needs no torch: a built-in measure is named (`MeasureIn`) and
 imported on first use, which only the scorer makes. Judging lives in the scorer
-(`services.scorer.dimensions.core`).
+(the scorer's `dimensions.core`).
 """
 
-import importlib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -177,19 +176,39 @@ def readable(value: float) -> str:
 
 @dataclass(frozen=True)
 class MeasureIn:
-    """A measure named by its module and attribute, imported on first use, so that the
-    dimensions can be declared (and profiles and rules checked) without importing torch."""
+    """A built-in measure named by its family and attribute, so that the dimensions can be
+    declared (and profiles and rules checked) without importing torch. The service that
+    measures attaches each family's code (`attach_measures`); it is loaded on first use."""
 
-    module: str
+    family: str
     attribute: str
 
     def __call__(self, source) -> "torch.Tensor":
-        return _resolved(self.module, self.attribute)(source)
+        return _resolved(self.family, self.attribute)(source)
+
+
+class MeasuresNotAttached(LookupError):
+    """A built-in measure was called in a process whose measuring service did not attach it."""
+
+
+# family -> what loads the object that holds its measures (attached by the scorer at start-up)
+MEASURE_FAMILIES: dict[str, Callable[[], object]] = {}
+
+
+def attach_measures(family: str, load: Callable[[], object]) -> None:
+    """Say where the measures of `family` live: `load()` returns the object that holds them
+    (a module), called on the family's first measure. The owner of the measures attaches
+    them, so this vocabulary names no service, not even as a string."""
+    MEASURE_FAMILIES[family] = load
+    _resolved.cache_clear()
 
 
 @cache
-def _resolved(module: str, attribute: str) -> Callable[..., "torch.Tensor"]:
-    return getattr(importlib.import_module(module), attribute)
+def _resolved(family: str, attribute: str) -> Callable[..., "torch.Tensor"]:
+    if family not in MEASURE_FAMILIES:
+        raise MeasuresNotAttached(f"the {family!r} measures are not attached in this process: only the scorer "
+                                  "measures the built-in dimensions")
+    return getattr(MEASURE_FAMILIES[family](), attribute)
 
 
 DIMENSIONS: dict[str, Dimension] = {}

@@ -289,9 +289,9 @@ def _families(judgements: Sequence[Judgement]) -> list[list[Judgement]]:
 
 
 def _family(dimension: Dimension) -> object:
-    """What a dimension's measure shares its work with: the module of a built-in measure
+    """What a dimension's measure shares its work with: the family of a built-in measure
     (`MeasureIn`), else the measure itself."""
-    return getattr(dimension.measure, "module", dimension.measure)
+    return getattr(dimension.measure, "family", dimension.measure)
 
 
 def _unique(label: str, taken: set[str]) -> str:
