@@ -390,7 +390,7 @@ async def unread(options: dict, database_url: str) -> int:
     log began (a rotation), less that beginning, as the owning service's journal notes it."""
     from aiokafka.admin import AIOKafkaAdminClient
 
-    from services.common import kafka_admin
+    from services.common.bus import kafka_admin
     from services.common.contracts import SUBSCRIPTIONS, consumer_group, topic_of
 
     with psycopg.connect(database_url) as conn:

@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psycopg  # noqa: E402
 
+from services.common.bus.envelope import envelop  # noqa: E402
 from services.common.contracts import DeliveredImage, JobDelivered, JobSpec, JobSubmitted  # noqa: E402
 from services.common.db import migrate  # noqa: E402
-from services.common.envelope import envelop  # noqa: E402
 from services.common.runtime import ServiceRuntime, tune_collector  # noqa: E402
 from services.common.settings import ServiceSettings  # noqa: E402
 from services.ledger import handlers  # noqa: E402

@@ -25,11 +25,11 @@ import psycopg
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from services.common import kafka_admin
+from services.common.bus import kafka_admin
+from services.common.bus.journal import Journal, Partition, read_partitions
+from services.common.bus.kafka_security import client_options
 from services.common.contracts import PUBLISHERS, consumer_group, readers_of, topic_of
 from services.common.db import open_pool
-from services.common.journal import Journal, Partition, read_partitions
-from services.common.kafka_security import client_options
 from services.common.settings import ServiceSettings
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from services.common.envelope import Envelope, to_kafka
+from services.common.bus.envelope import Envelope, to_kafka
 
 
 async def read_topic(bootstrap: str, topic: str, want: int, timeout_s: float = 30,

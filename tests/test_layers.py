@@ -1,6 +1,8 @@
 """The layers as a tested contract (pyproject.toml, [tool.importlinter]): each service
-imports only services.common and itself, common no service, the client nothing of the
-services, and ingest's route modules not one another."""
+imports only services.common and itself, common no service (not even by a name in a
+string), the client nothing of the services, the bus sits under the runtime and over the
+database, the services reach Kafka only through the bus, and ingest's route modules do
+not import one another."""
 
 import ast
 import os
@@ -23,19 +25,35 @@ def lint_imports(source_root: Path) -> subprocess.CompletedProcess:
 def test_every_layer_contract_is_kept():
     result = lint_imports(ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Contracts: 4 kept, 0 broken." in result.stdout
+    assert "Contracts: 6 kept, 0 broken." in result.stdout
 
 
 def test_a_service_importing_another_breaks_the_contract(tmp_path):
-    shutil.copytree(ROOT / "services", tmp_path / "services", ignore=shutil.ignore_patterns("__pycache__", "_generated"))
-    domain = tmp_path / "services" / "ingest" / "domain.py"
-    domain.write_text(domain.read_text() + "\nimport services.scorer.domain  # the import the contract refuses\n")
-
-    result = lint_imports(tmp_path)
+    result = lint_imports(planted(tmp_path, "ingest/domain.py", "import services.scorer.domain  # refused"))
 
     assert result.returncode == 1
     assert "services.ingest is not allowed to import services.scorer" in result.stdout
     assert "services.ingest.domain -> services.scorer.domain" in result.stdout
+
+
+def planted(tmp_path: Path, module: str, line: str) -> Path:
+    """A copy of the tree with `line` added to `module` (a path under services/)."""
+    shutil.copytree(ROOT / "services", tmp_path / "services", ignore=shutil.ignore_patterns("__pycache__", "_generated"))
+    path = tmp_path / "services" / module
+    path.write_text(path.read_text() + f"\n{line}\n")
+    return tmp_path
+
+
+def test_the_bus_reaching_up_to_the_runtime_breaks_its_layer(tmp_path):
+    result = lint_imports(planted(tmp_path, "common/bus/inbox.py", "import services.common.runtime"))
+    assert result.returncode == 1
+    assert "services.common.bus.inbox -> services.common.runtime" in result.stdout
+
+
+def test_a_service_speaking_kafka_itself_breaks_the_contract(tmp_path):
+    result = lint_imports(planted(tmp_path, "router/domain.py", "import aiokafka"))
+    assert result.returncode == 1
+    assert "services.router is not allowed to import aiokafka" in result.stdout
 
 
 SERVICE_NAMED = re.compile(r"\bservices\.(ingest|ledger|router|scorer|delivery|stack)\b")

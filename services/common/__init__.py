@@ -2,14 +2,8 @@
 
 Events and the bus
     contracts.py     every event and shared shape, versioned, with their upcasters
-    envelope.py      CloudEvents 1.0 envelopes and their Kafka binary binding
-    outbox.py        the transactional outbox and the relay that publishes it
-    inbox.py         applied-event records, what a handler gets, retryable errors
-    consumer.py      subscribers: batches in one transaction, DLQ, offset commits
-    journal.py       the outbox as the service's journal; broker loss, rotation, pruning
-    kafka_admin.py   what the relay asks the broker: offsets, groups, gaps, recreation
-    wake.py          consumers fetch when a relay announces a topic (embedded broker)
-    replay.py        reading a service's history from its journal or its topic
+    bus/             outbox, relay, inbox, consumer, journal, envelopes, replay: how
+                     events travel between services (its own docstring lists its files)
     audit.py         an action's audit record, in the transaction of the change
 Data and content
     db.py            PostgreSQL: schemas, migrations, pools, batch inserts

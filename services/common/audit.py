@@ -7,8 +7,8 @@ from typing import Any
 
 import psycopg
 
+from services.common.bus.envelope import Envelope
 from services.common.contracts import AuditRecorded
-from services.common.envelope import Envelope
 
 
 def operator_actor(name: str) -> str:

@@ -14,14 +14,14 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 
 from services.common import telemetry, tracing
-from services.common.consumer import EventConsumer
+from services.common.bus.consumer import EventConsumer
+from services.common.bus.envelope import Envelope, envelop
+from services.common.bus.journal import Journal
+from services.common.bus.kafka_security import faststream_security
+from services.common.bus.outbox import OutboxRelay, add_to_outbox
 from services.common.contracts import PUBLISHERS, Event, consumer_group, readers_of, topic_of
 from services.common.db import COMMON_MIGRATIONS, migrate, open_pool
-from services.common.envelope import Envelope, envelop
 from services.common.grpc_server import hold_grpc_aio
-from services.common.journal import Journal
-from services.common.kafka_security import faststream_security
-from services.common.outbox import OutboxRelay, add_to_outbox
 from services.common.problems import problem_response
 from services.common.settings import ServiceSettings
 

@@ -102,7 +102,7 @@ class ServiceSettings(BaseSettings):
     # the wait expires, so on the embedded stack it is the latency of every hop and is short.
     kafka_fetch_max_wait_ms: int = 500
     # The longest a batch consumer waits for records before it looks again; it takes them as
-    # soon as a fetch brings them (services/common/consumer.py, take_as_they_come), so a long wait
+    # soon as a fetch brings them (services/common/bus/consumer.py, take_as_they_come), so a long wait
     # costs no latency and saves idle turns.
     kafka_batch_timeout_ms: int = 200
     # How often a consumer commits the offsets of what it applied (see consumer.OffsetCommits):
@@ -167,7 +167,7 @@ class ServiceSettings(BaseSettings):
     # How long a rotation waits for the readers to catch up before it gives up until later.
     bus_rotation_wait_s: float = 10.0
     # On a broker that holds every fetch for its whole wait (the embedded stack's), consumers
-    # fetch when a relay says it published to their topics (services/common/wake.py), until
+    # fetch when a relay says it published to their topics (services/common/bus/wake.py), until
     # a fetch comes back empty, and fetch everything once every `idle_fetch_interval`.
     bus_wake_on_publish: bool = False
     bus_idle_fetch_interval_s: float = 1.0

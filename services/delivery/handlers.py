@@ -9,7 +9,10 @@ from typing import TypeVar
 from psycopg_pool import AsyncConnectionPool
 
 from services.common import telemetry
-from services.common.consumer import EventConsumer
+from services.common.bus.consumer import EventConsumer
+from services.common.bus.envelope import Envelope
+from services.common.bus.inbox import HandlerContext
+from services.common.bus.outbox import erase_prompt_from_outbox
 from services.common.contracts import (
     CandidateScore,
     CandidatesScored,
@@ -20,9 +23,6 @@ from services.common.contracts import (
     JobFinished,
     RetentionSet,
 )
-from services.common.envelope import Envelope
-from services.common.inbox import HandlerContext
-from services.common.outbox import erase_prompt_from_outbox
 from services.common.storage import ObjectStore, candidate_prefix, signed_links
 from services.common.templates import Delivery, load_catalogue
 from services.delivery import domain, postprocess

@@ -24,10 +24,10 @@ import httpx
 import psycopg
 
 from services.common import targets, telemetry
+from services.common.bus.envelope import envelop
+from services.common.bus.outbox import OutboxRelay, add_to_outbox
 from services.common.contracts import JobFinished, SealedText, WebhookSent
 from services.common.data_keys import DataKeys
-from services.common.envelope import envelop
-from services.common.outbox import OutboxRelay, add_to_outbox
 from services.common.storage import ObjectStore, signed_links
 from services.common.supervision import stop_tasks, supervise
 from services.delivery import domain

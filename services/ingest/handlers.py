@@ -7,7 +7,9 @@ from functools import partial
 import psycopg
 
 from services.common import telemetry
-from services.common.consumer import EventConsumer
+from services.common.bus.consumer import EventConsumer
+from services.common.bus.envelope import Envelope
+from services.common.bus.inbox import Publish
 from services.common.contracts import (
     AttemptStarted,
     CandidatesGenerated,
@@ -26,8 +28,6 @@ from services.common.contracts import (
     RetryTokenIssued,
     ScoringFailed,
 )
-from services.common.envelope import Envelope
-from services.common.inbox import Publish
 from services.ingest import store
 from services.ingest.domain import apply_event, finished
 from services.ingest.receipt_store import issue_receipts

@@ -18,9 +18,9 @@ from uuid import UUID
 
 import psycopg
 
+from services.common.bus.kafka_security import client_options
+from services.common.bus.replay import SOURCES, decoded_envelopes, journal_horizon, journal_schema, read_history, report
 from services.common.contracts import PUBLISHERS, JobSpec
-from services.common.kafka_security import client_options
-from services.common.replay import SOURCES, decoded_envelopes, journal_horizon, journal_schema, read_history, report
 from services.common.sealing import ERASED, open_sealed
 from services.ingest.data_keys import keys_of
 from services.ingest.domain import JobView, replay_views

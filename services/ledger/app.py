@@ -6,8 +6,8 @@ import psycopg
 
 from services.common import api, telemetry
 from services.common.audit import operator_actor, record_action
+from services.common.bus.inbox import retry_races
 from services.common.contracts import SUBSCRIPTIONS, CreditsGranted
-from services.common.inbox import retry_races
 from services.common.internal_calls import verifier_of
 from services.common.problems import Problem
 from services.common.runtime import GRPC_DRAIN_S, ServiceRuntime

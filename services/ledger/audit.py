@@ -12,8 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.common import problems
 from services.common.admin import OperatorWith
 from services.common.api import StorableText, Timestamp
+from services.common.bus.envelope import Envelope
 from services.common.contracts import AuditRecorded
-from services.common.envelope import Envelope
 from services.common.problems import Problem
 
 COLUMNS = ("event_id", "at", "service", "actor", "action", "target", "tenant_id", "details")

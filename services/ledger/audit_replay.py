@@ -13,9 +13,9 @@ import time
 
 import psycopg
 
+from services.common.bus.kafka_security import client_options
+from services.common.bus.replay import SOURCES, decoded_envelopes, journal_horizon, journal_schema, read_history, report
 from services.common.contracts import PUBLISHERS, AuditRecorded
-from services.common.kafka_security import client_options
-from services.common.replay import SOURCES, decoded_envelopes, journal_horizon, journal_schema, read_history, report
 from services.ledger.audit import COLUMNS
 from services.ledger.settings import LedgerSettings
 

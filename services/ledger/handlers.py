@@ -11,6 +11,8 @@ from uuid import UUID
 
 import psycopg
 
+from services.common.bus.envelope import Envelope
+from services.common.bus.outbox import erase_prompt_from_outbox
 from services.common.contracts import (
     AuditRecorded,
     CandidatesGenerated,
@@ -26,8 +28,6 @@ from services.common.contracts import (
     OutputReported,
     ScoringFailed,
 )
-from services.common.envelope import Envelope
-from services.common.outbox import erase_prompt_from_outbox
 from services.ledger import audit
 from services.ledger.domain import Book
 from services.ledger.pricebook import PriceBook

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import psycopg
 
+from services.common.bus.kafka_security import client_options
+from services.common.bus.replay import SOURCES, decoded_envelopes, read_journal, read_topic_to_end, report
 from services.common.contracts import topic_of
-from services.common.kafka_security import client_options
-from services.common.replay import SOURCES, decoded_envelopes, read_journal, read_topic_to_end, report
 from services.ledger.domain import replay_balances
 from services.ledger.settings import LedgerSettings
 

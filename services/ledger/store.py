@@ -6,8 +6,8 @@ from uuid import UUID
 
 import psycopg
 
+from services.common.bus.inbox import TransientConflict
 from services.common.db import add_many, insert_many, update_many
-from services.common.inbox import TransientConflict
 from services.ledger.domain import Account, Book, Grant, Transfer
 
 TRANSFER_COLUMNS = {"id": "uuid", "job_id": "uuid", "tenant_id": "text", "amount": "bigint", "unit_price": "bigint",

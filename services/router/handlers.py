@@ -4,7 +4,9 @@ the consumer, so one slow provider call never holds up the topic."""
 
 from functools import partial
 
-from services.common.consumer import EventConsumer
+from services.common.bus.consumer import EventConsumer
+from services.common.bus.inbox import HandlerContext, PermanentError
+from services.common.bus.outbox import erase_prompt_from_outbox
 from services.common.contracts import (
     CandidateScore,
     CandidatesScored,
@@ -14,8 +16,6 @@ from services.common.contracts import (
     RegenerationRequested,
     ScoringFailed,
 )
-from services.common.inbox import HandlerContext, PermanentError
-from services.common.outbox import erase_prompt_from_outbox
 from services.router import domain, store
 from services.router.attempts import RoutingEngine
 from services.router.scheduler import AttemptScheduler

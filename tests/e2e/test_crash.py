@@ -7,8 +7,8 @@ from collections import Counter
 
 import psycopg
 
+from services.common.bus.replay import read_topic_to_end
 from services.common.contracts import TOPICS, JobDelivered
-from services.common.replay import read_topic_to_end
 from tests.e2e.conftest import wait_caught_up
 
 UNIT_PRICE = 10

@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from psycopg.types.json import Jsonb
 
 from genline_client import ReceiptVerificationError, verify_chain, verify_receipt
+from services.common.bus.replay import decoded_envelopes, read_topic_to_end
 from services.common.contracts import TOPICS, JobFinished
-from services.common.replay import decoded_envelopes, read_topic_to_end
 from services.ingest.receipt_replay import replay_receipts
 from services.ingest.receipts import Signer, canonical, jwk, new_signing_key_text
 from services.ingest.settings import IngestSettings

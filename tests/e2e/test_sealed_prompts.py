@@ -13,8 +13,8 @@ import httpx
 import psycopg
 import pytest
 
+from services.common.bus.replay import decoded_envelopes, read_topic_to_end
 from services.common.contracts import PUBLISHERS, JobSubmitted, all_topics
-from services.common.replay import decoded_envelopes, read_topic_to_end
 from services.common.sealing import ERASED, BrokenSeal, open_sealed
 from services.ingest.key_encryption import keyring_of
 from services.ingest.replay import replay_jobs

@@ -14,8 +14,8 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from services.common.bus.envelope import from_kafka
 from services.common.contracts import TOPICS
-from services.common.envelope import from_kafka
 from tests.e2e.conftest import LEDGER_ADMIN_TOKEN
 from tests.kafka import read_topic
 

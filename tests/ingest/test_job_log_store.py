@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from services.common.bus.envelope import envelop
 from services.common.contracts import AttemptStarted, CreditsReserved, JobSpec
 from services.common.db import migrate
-from services.common.envelope import envelop
 from services.common.runtime import ServiceRuntime
 from services.ingest import handlers, store
 from services.ingest.domain import submitted_view

@@ -13,8 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from services.common.bus.envelope import from_kafka
 from services.common.contracts import JobSubmitted, all_topics, topic_of
-from services.common.envelope import from_kafka
 from services.ingest.app import build
 from services.ingest.settings import IngestSettings
 from services.ingest.tenants import create_tenant

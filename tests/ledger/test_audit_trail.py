@@ -15,8 +15,8 @@ import httpx
 import psycopg
 import pytest
 
+from services.common.bus.envelope import envelop
 from services.common.contracts import AuditRecorded, topic_of
-from services.common.envelope import envelop
 from services.ledger.audit_replay import replay_audit
 from services.ledger.settings import LedgerSettings
 from tests.kafka import publish_envelopes

@@ -12,8 +12,8 @@ import httpx
 import psycopg
 import pytest
 
+from services.common.bus.envelope import from_kafka
 from services.common.contracts import CreditsGranted, topic_of
-from services.common.envelope import from_kafka
 from services.ledger.settings import DEV_LEDGER_SECRETS, LedgerSettings
 from services.stack.embedded import free_port
 from tests.kafka import read_topic

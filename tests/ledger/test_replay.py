@@ -10,8 +10,8 @@ import psycopg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from services.common.bus.envelope import envelop
 from services.common.contracts import DeliveredImage, JobDelivered, JobSpec, JobSubmitted, OutputReported, ScoringFailed
-from services.common.envelope import envelop
 from services.ledger import handlers
 from services.ledger.app import LedgerApp
 from services.ledger.replay import replay_ledger

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
+from services.common.bus.envelope import envelop
 from services.common.contracts import (
     CreditsReserved,
     DeliveredImage,
@@ -17,7 +18,6 @@ from services.common.contracts import (
     ScoringFailed,
 )
 from services.common.db import migrate
-from services.common.envelope import envelop
 from services.common.runtime import ServiceRuntime
 from services.ledger import handlers
 from services.ledger.app import LedgerApp

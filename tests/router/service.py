@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from services.common.bus.envelope import Envelope, envelop, from_kafka
 from services.common.contracts import (
     AttemptStarted,
     CandidateScore,
@@ -24,7 +25,6 @@ from services.common.contracts import (
     all_topics,
     topic_of,
 )
-from services.common.envelope import Envelope, envelop, from_kafka
 from services.router.app import RouterApp
 from services.router.grpc import pb, rpc
 from services.router.settings import RouterSettings

@@ -4,8 +4,8 @@ continued indices, and pass rates learnt from the scorer."""
 
 import pytest
 
+from services.common.bus.envelope import envelop
 from services.common.contracts import CandidatesGenerated, GenerationFailed
-from services.common.envelope import envelop
 from tests.router.service import (
     RouterTopic,
     credits_reserved,

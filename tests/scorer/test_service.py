@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
+from services.common.bus.envelope import Envelope, envelop, from_kafka
 from services.common.contracts import (
     CandidateRef,
     CandidatesGenerated,
@@ -22,7 +23,6 @@ from services.common.contracts import (
     all_topics,
     topic_of,
 )
-from services.common.envelope import Envelope, envelop, from_kafka
 from services.stack.embedded import create_topics
 from services.stack.fleet import ServiceFleet
 from tests.kafka import publish_envelopes, read_topic

@@ -11,8 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.common import problems, telemetry
 from services.common.api import RequestModel, Timestamp
 from services.common.audit import record_action
+from services.common.bus.outbox import erase_prompt_from_outbox
 from services.common.contracts import JobErased, OutputReported
-from services.common.outbox import erase_prompt_from_outbox
 from services.common.problems import Problem
 from services.common.storage import signed_links
 from services.ingest import data_keys, domain, submission

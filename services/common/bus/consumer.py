@@ -22,10 +22,8 @@ from opentelemetry.trace import SpanKind
 from psycopg_pool import AsyncConnectionPool
 
 from services.common import telemetry, tracing
-from services.common.contracts import Event, consumer_group, dead_letter_topic
-from services.common.db import database_away, until_database_answers
-from services.common.envelope import Envelope, MalformedEnvelope, envelop, from_kafka
-from services.common.inbox import (
+from services.common.bus.envelope import Envelope, MalformedEnvelope, envelop, from_kafka
+from services.common.bus.inbox import (
     SKIP_CHECK_BATCH,
     BatchHandler,
     Handler,
@@ -37,9 +35,11 @@ from services.common.inbox import (
     record_applied_many,
     retry_races,
 )
-from services.common.outbox import OutboxRelay, add_many_to_outbox
+from services.common.bus.outbox import OutboxRelay, add_many_to_outbox
+from services.common.bus.wake import FetchWaker
+from services.common.contracts import Event, consumer_group, dead_letter_topic
+from services.common.db import database_away, until_database_answers
 from services.common.supervision import every, stop_tasks, supervise
-from services.common.wake import FetchWaker
 
 log = logging.getLogger(__name__)
 

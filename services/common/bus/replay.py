@@ -1,5 +1,5 @@
 """Reading a service's whole history, as the replay commands do: from its journal (the rows of
-its outbox, services/common/journal.py) by default, or from its topic, every record from its
+its outbox, services/common/bus/journal.py) by default, or from its topic, every record from its
 first offset to its end; decoded into envelopes, each event id once. Both hold the same
 events: the topic is what the journal published, for as long as the broker keeps it."""
 
@@ -10,8 +10,8 @@ from datetime import datetime
 import psycopg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from services.common.bus.envelope import Envelope, MalformedEnvelope, from_kafka
 from services.common.contracts import topic_of
-from services.common.envelope import Envelope, MalformedEnvelope, from_kafka
 
 SOURCES = ("journal", "topics")
 

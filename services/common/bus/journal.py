@@ -53,9 +53,9 @@ from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
 from psycopg_pool import AsyncConnectionPool
 
-from services.common import kafka_admin
+from services.common.bus import kafka_admin
+from services.common.bus.kafka_security import client_options, new_topic
 from services.common.db import advisory_key, as_arrays
-from services.common.kafka_security import client_options, new_topic
 
 log = logging.getLogger(__name__)
 

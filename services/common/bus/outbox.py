@@ -12,10 +12,10 @@ import psycopg
 from aiokafka import AIOKafkaProducer
 from psycopg_pool import AsyncConnectionPool
 
-from services.common import kafka_admin, telemetry
-from services.common.db import insert_many, listen
-from services.common.envelope import FLOOR, JOURNALED_AT, Envelope, ce_headers
-from services.common.journal import (
+from services.common import telemetry
+from services.common.bus import kafka_admin
+from services.common.bus.envelope import FLOOR, JOURNALED_AT, Envelope, ce_headers
+from services.common.bus.journal import (
     BUS_FENCE,
     BrokerChanged,
     Journal,
@@ -23,9 +23,10 @@ from services.common.journal import (
     outbox_lock,
     relay_lock,
 )
-from services.common.kafka_security import client_options, compression
+from services.common.bus.kafka_security import client_options, compression
+from services.common.bus.wake import bus_channel
+from services.common.db import insert_many, listen
 from services.common.supervision import failed, stop_tasks, supervise
-from services.common.wake import bus_channel
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import psycopg
 
+from services.common.bus.envelope import Envelope, envelop
+from services.common.bus.outbox import add_to_outbox
 from services.common.contracts import Event
-from services.common.envelope import Envelope, envelop
-from services.common.outbox import add_to_outbox
 
 
 @dataclass
