@@ -64,7 +64,7 @@ install-test: $(VENV)/.installed-test
 
 # EXIT_AFTER_DEMO=1 stops everything after the demo; the exit code says whether images were delivered.
 run: install
-	$(PY) -m services.stack $(if $(filter 1 true yes,$(EXIT_AFTER_DEMO)),--exit-after-demo)
+	$(PY) -m genline_stack $(if $(filter 1 true yes,$(EXIT_AFTER_DEMO)),--exit-after-demo)
 
 test: install-test
 	$(PY) -m pytest
@@ -96,7 +96,7 @@ lock: install-test
 audit: install-test
 	$(PY) -m pip_audit --strict --disable-pip --require-hashes --progress-spinner off -r requirements/test.lock
 
-# gRPC stubs from proto/ into services/_generated (also built on first use when missing).
+# gRPC stubs from proto/ into services/common/_generated (also built on first use when missing).
 proto: | $(PY)
 	$(PY) -m services.common.protos
 

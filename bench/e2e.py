@@ -57,6 +57,8 @@ import httpx  # noqa: E402
 import psutil  # noqa: E402
 import psycopg  # noqa: E402
 
+from genline_stack.embedded import EmbeddedStack, Endpoints  # noqa: E402
+from genline_stack.fleet import SERVICES, ServiceFleet  # noqa: E402
 from services.common.contracts import FINAL_STATES  # noqa: E402
 from services.common.quality.profiles import job_profile  # noqa: E402
 from services.common.settings import ServiceSettings  # noqa: E402
@@ -69,8 +71,6 @@ from services.ledger.settings import LedgerSettings  # noqa: E402
 from services.router.providers.painter import LocalGenerator  # noqa: E402
 from services.scorer.dimensions import Scorer  # noqa: E402
 from services.scorer.dimensions.tiers import Enough  # noqa: E402
-from services.stack.embedded import EmbeddedStack, Endpoints  # noqa: E402
-from services.stack.fleet import SERVICES, ServiceFleet  # noqa: E402
 
 PROMPT = "a red bicycle against a brick wall"
 # The job's states in the order they are reached, and the hop that leads to each.

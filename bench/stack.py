@@ -27,9 +27,9 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from genline_stack.embedded import EmbeddedStack, Endpoints, free_port, wait_for_port  # noqa: E402
 from services.common.settings import ServiceSettings  # noqa: E402
 from services.common.storage import ObjectStore  # noqa: E402
-from services.stack.embedded import EmbeddedStack, Endpoints, free_port, wait_for_port  # noqa: E402
 
 CANDIDATE = os.urandom(350_000)  # about a 512×512 PNG
 

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
+from genline_stack.embedded import Endpoints
 from services.common.grpc_server import hold_grpc_aio
 from services.common.settings import ServiceSettings
 from services.common.storage import ObjectStore
-from services.stack.embedded import Endpoints
 from tests.stacks import chosen_stack, start_stack
 
 # Tests run gRPC servers and channels on many event loops, one after another; without this,

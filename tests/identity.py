@@ -3,8 +3,8 @@ the services themselves do, services/common/internal_calls.py)."""
 
 import grpc
 
+from genline_stack.embedded import Endpoints
 from services.common.internal_calls import identity_client_interceptor
-from services.stack.embedded import Endpoints
 
 
 def channel_as(endpoints: Endpoints, service: str, target: str, audience: str) -> grpc.aio.Channel:

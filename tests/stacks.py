@@ -4,7 +4,7 @@ embedded stack otherwise. `GENLINE_TEST_STACK` = auto | embedded | containers.""
 import os
 from pathlib import Path
 
-from services.stack.embedded import EmbeddedStack, Endpoints, provision
+from genline_stack.embedded import EmbeddedStack, Endpoints, provision
 
 
 def docker_engine_answers() -> tuple[bool, str]:

@@ -8,13 +8,13 @@ import httpx
 import psycopg
 import pytest
 
+from genline_stack.fleet import SERVICES
 from services.common.contracts import FINAL_STATES
 from services.ingest.replay import replay_jobs
 from services.ingest.settings import IngestSettings
 from services.ledger.audit_replay import replay_audit
 from services.ledger.replay import replay_ledger
 from services.ledger.settings import LedgerSettings
-from services.stack.fleet import SERVICES
 from tests.e2e.conftest import make_tenant
 from tests.test_restart import Platform, delivered, sha256_at, wait_until_mid_flight
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from genline_stack.credentials import SERVICES, read_credentials, role_of, url_as
+from genline_stack.embedded import Endpoints
 from services.common.db import COMMON_MIGRATIONS, migrate
-from services.stack.credentials import SERVICES, read_credentials, role_of, url_as
-from services.stack.embedded import Endpoints
 
 # One table each service owns, to be read by every other.
 OWN_TABLE = {"ingest": "data_keys", "ledger": "accounts", "router": "attempt_requests", "scorer": "scores",

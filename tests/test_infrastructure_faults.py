@@ -17,8 +17,8 @@ import httpx
 import psycopg
 import pytest
 
+from genline_stack.fleet import SERVICES
 from services.common.contracts import FINAL_STATES
-from services.stack.fleet import SERVICES
 from tests.e2e.conftest import make_tenant
 from tests.test_broker_loss import replays_find_no_difference
 from tests.test_restart import Platform

@@ -10,12 +10,12 @@ import httpx
 import psycopg
 import pytest
 
+from genline_stack.embedded import EmbeddedStack
+from genline_stack.fleet import ServiceFleet
 from services.ingest.replay import replay_jobs
 from services.ingest.settings import IngestSettings
 from services.ledger.replay import replay_ledger
 from services.ledger.settings import LedgerSettings
-from services.stack.embedded import EmbeddedStack
-from services.stack.fleet import ServiceFleet
 from tests.e2e.conftest import FINAL, make_tenant
 
 pytestmark = pytest.mark.processes  # starts the platform's processes or the stack's servers again

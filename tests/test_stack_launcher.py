@@ -1,4 +1,4 @@
-"""`python -m services.stack`: up, demo, a dead broker replaced and a dead PostgreSQL and service
+"""`python -m genline_stack`: up, demo, a dead broker replaced and a dead PostgreSQL and service
 started again while it serves, and on SIGTERM down with no process left behind; started again
 on the same data, it reuses the demo tenant and its key and grants nothing."""
 
@@ -16,7 +16,7 @@ import httpx
 import psutil
 import pytest
 
-from services.stack.embedded import free_port, postgres_processes
+from genline_stack.embedded import free_port, postgres_processes
 
 pytestmark = pytest.mark.processes  # starts the platform's processes or the stack's servers again
 
@@ -25,7 +25,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def launch(data_dir, *args: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "services.stack", "--data-dir", str(data_dir), "--port", str(free_port()), *args],
+        [sys.executable, "-m", "genline_stack", "--data-dir", str(data_dir), "--port", str(free_port()), *args],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
     )
 
@@ -91,7 +91,7 @@ def test_sigterm_stops_every_process_the_stack_started_and_a_second_run_reuses_t
         assert asyncio.run(topics_over(kafka, ca)) and not asyncio.run(topics_over(kafka, None))
         # The operator's commands run with the environment it wrote, as the README says.
         operator = subprocess.run(["bash", "-c", f"set -a; . {tmp_path / 'data' / 'operator.env'}; set +a;"
-                                   f" {sys.executable} -m services.cli replay ledger"],
+                                   f" {sys.executable} -m genline_cli replay ledger"],
                                   capture_output=True, text=True, timeout=120, cwd=ROOT)
         assert operator.returncode == 0 and "no differences" in operator.stdout, operator.stdout + operator.stderr
 

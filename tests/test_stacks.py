@@ -8,9 +8,7 @@ import psutil
 import psycopg
 import pytest
 
-from services.common.settings import ServiceSettings
-from services.common.storage import ObjectStore
-from services.stack.embedded import (
+from genline_stack.embedded import (
     LISTEN_PORT_FLOOR,
     SEAWEED_GRPC_OFFSET,
     TOPIC_PARTITIONS,
@@ -19,6 +17,8 @@ from services.stack.embedded import (
     free_port,
     free_ports_with_grpc_neighbours,
 )
+from services.common.settings import ServiceSettings
+from services.common.storage import ObjectStore
 from tests.kafka import read_topic
 from tests.stacks import ContainerStack, docker_engine_answers
 

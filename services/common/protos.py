@@ -1,6 +1,6 @@
 """Stubs generated from `proto/` (never copied, never hand-edited).
 
-`make proto` (part of `make install`) builds them into `services/_generated`; if they are
+`make proto` (part of `make install`) builds them into `services/common/_generated`; if they are
 missing or older than their .proto, the first import builds them.
 """
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PROTO_DIR = ROOT / "proto"
-GENERATED = Path(__file__).resolve().parents[1] / "_generated"
+GENERATED = Path(__file__).resolve().parent / "_generated"
 
 
 def proto_files() -> list[Path]:

@@ -38,7 +38,7 @@ class ServiceSettings(BaseSettings):
 
     service_name: str = "genline"
     # Production unless said otherwise: a service started with missing or placeholder secrets
-    # refuses to start, naming the setting. The embedded stack (services/stack) sets
+    # refuses to start, naming the setting. The embedded stack (genline_stack) sets
     # development for what it starts; nothing else defaults to it.
     environment: Literal["development", "test", "production"] = "production"
     log_level: str = "INFO"

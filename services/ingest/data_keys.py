@@ -7,11 +7,12 @@ import asyncio
 from uuid import UUID
 
 import psycopg
+from psycopg.rows import dict_row
 
 from services.common.sealing import new_data_key
-from services.ingest.key_encryption import KMS, Keyring
+from services.ingest.key_encryption import KMS, Keyring, keyring_of
 
-__all__ = ["destroy", "insert", "key_of", "keys_of", "new_data_key", "rewrap"]
+__all__ = ["destroy", "insert", "key_of", "keys_of", "new_data_key", "rewrap", "rewrap_all", "status"]
 
 
 async def _off_loop(keyring: Keyring, kek_id: str | None, function, *args):
@@ -62,3 +63,31 @@ async def rewrap(conn: psycopg.AsyncConnection, keyring: Keyring, batch: int = 2
             await conn.execute("UPDATE data_keys SET key = %s, kek_id = %s WHERE job_id = %s",
                                [wrapped, kek_id, row["job_id"]])
     return len(rows)
+
+
+# ---- `genline data-keys rewrap | status` (services/ingest/cli.py) ----------------------
+
+
+def schema_of(settings) -> str:
+    return settings.schema_name or "ingest"
+
+
+async def rewrap_all(settings, out=print) -> int:
+    keyring, total = keyring_of(settings), 0
+    async with await psycopg.AsyncConnection.connect(settings.database_url.get_secret_value(), autocommit=True,
+                                                     row_factory=dict_row) as conn:
+        await conn.execute(f'SET search_path TO "{schema_of(settings)}"')
+        while done := await rewrap(conn, keyring):
+            total += done
+    out(f"{total} data keys wrapped again under {keyring.active}")
+    return total
+
+
+async def status(settings, out=print) -> dict:
+    async with await psycopg.AsyncConnection.connect(settings.database_url.get_secret_value(), autocommit=True) as conn:
+        rows = await (await conn.execute(
+            f'SELECT coalesce(kek_id, \'(clear)\'), count(*) FROM "{schema_of(settings)}".data_keys'
+            " GROUP BY 1 ORDER BY 1")).fetchall()
+    for kek_id, count in rows:
+        out(f"{kek_id}\t{count}")
+    return dict(rows)

@@ -12,11 +12,9 @@ Prints every difference and exits non-zero if there is any. An output no longer 
 job erased, or past its tenant's retention) cannot be checked: it is counted, not a difference.
 """
 
-import argparse
 import asyncio
 import base64
 import hashlib
-import sys
 from dataclasses import dataclass, field
 from uuid import UUID
 
@@ -159,16 +157,3 @@ def replay_receipts(settings: IngestSettings, schema: str = "ingest", tenant: st
     if gone:
         out(f"note: {gone} outputs are no longer stored (erased, or past their retention) and were not checked")
     return report(out, malformed, lines, len({line.split()[0] for line in lines}), "receipt")
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="genline replay receipts", description=__doc__.splitlines()[0])
-    parser.add_argument("target", choices=["receipts"])
-    parser.add_argument("--schema", default="ingest", help="the live ingest schema that holds the receipts")
-    parser.add_argument("--tenant", help="only this tenant's receipts")
-    args = parser.parse_args(argv)
-    return replay_receipts(IngestSettings(), args.schema, args.tenant)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -10,8 +10,6 @@ after its retention window no longer holds the whole history of older jobs: thos
 before its horizon are counted and left out.
 """
 
-import argparse
-import sys
 import time
 from dataclasses import dataclass
 from uuid import UUID
@@ -19,7 +17,7 @@ from uuid import UUID
 import psycopg
 
 from services.common.bus.kafka_security import client_options
-from services.common.bus.replay import SOURCES, decoded_envelopes, journal_horizon, journal_schema, read_history, report
+from services.common.bus.replay import decoded_envelopes, journal_horizon, journal_schema, read_history, report
 from services.common.contracts import PUBLISHERS, JobSpec
 from services.common.sealing import ERASED, open_sealed
 from services.ingest.data_keys import keys_of
@@ -110,19 +108,3 @@ def replay_jobs(settings: IngestSettings, schema: str, tenant: str | None = None
         out(f"{len(older)} job(s) submitted before the journals' horizon ({horizon.isoformat()}) not compared")
     lines = [f"job={d.job_id} {d.field}: live={d.live!r} replayed={d.replayed!r}" for d in differences]
     return report(out, replayed_history.malformed, lines, len({d.job_id for d in differences}), "job")
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="genline replay jobs", description=__doc__.splitlines()[0])
-    parser.add_argument("target", choices=["jobs"])
-    parser.add_argument("--schema", default="ingest", help="the live ingest schema to compare with")
-    parser.add_argument("--tenant", help="only this tenant's jobs")
-    parser.add_argument("--settle", type=float, default=30, help="seconds a difference must last to count")
-    parser.add_argument("--source", choices=SOURCES, default="journal",
-                        help="the services' journals (their outboxes), or their topics from the beginning")
-    args = parser.parse_args(argv)
-    return replay_jobs(IngestSettings(), args.schema, args.tenant, settle_s=args.settle, source=args.source)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

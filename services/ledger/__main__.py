@@ -1,23 +1,19 @@
 import argparse
-import asyncio
+import sys
 
+from services.common.cli import CommandTree
 from services.common.runtime import run
-from services.ledger.app import build, grant
+from services.ledger import cli
+from services.ledger.app import build
 from services.ledger.settings import LedgerSettings
 
 
-def main(prog: str = "python -m services.ledger") -> None:
-    parser = argparse.ArgumentParser(prog=prog)
-    commands = parser.add_subparsers(dest="command")
-    grant_cmd = commands.add_parser("grant", help="add credits to a tenant's account")
-    grant_cmd.add_argument("tenant")
-    grant_cmd.add_argument("credits", type=int)
-    grant_cmd.add_argument("--reason", default="admin grant")
-    args = parser.parse_args()
-    if args.command == "grant":
-        available = asyncio.run(grant(LedgerSettings(), args.tenant, args.credits, args.reason))
-        print(f"{args.tenant}: {available} credits available")
-        return
+def main() -> None:
+    """The service; with a command (`grant`, `replay ledger`, …), that command (as `genline` runs it)."""
+    if len(sys.argv) > 1:
+        tree = CommandTree(argparse.ArgumentParser(prog="python -m services.ledger"))
+        cli.add_commands(tree)
+        sys.exit(tree.main())
     run(LedgerSettings, build)
 
 

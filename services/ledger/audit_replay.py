@@ -7,14 +7,12 @@ in any field is a difference, and the command exits non-zero. Entries older than
 of a journal pruned after its retention window are counted and left out.
 """
 
-import argparse
-import sys
 import time
 
 import psycopg
 
 from services.common.bus.kafka_security import client_options
-from services.common.bus.replay import SOURCES, decoded_envelopes, journal_horizon, journal_schema, read_history, report
+from services.common.bus.replay import decoded_envelopes, journal_horizon, journal_schema, read_history, report
 from services.common.contracts import PUBLISHERS, AuditRecorded
 from services.ledger.audit import COLUMNS
 from services.ledger.settings import LedgerSettings
@@ -75,18 +73,3 @@ def replay_audit(settings: LedgerSettings, schema: str, out=print, settle_s: flo
     if older:
         out(f"{len(older)} entries older than the journals' horizon ({horizon.isoformat()}) not compared")
     return report(out, malformed, differences, len({d.split()[0] for d in differences}), "audit entry")
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="genline replay audit", description=__doc__.splitlines()[0])
-    parser.add_argument("target", choices=["audit"])
-    parser.add_argument("--schema", default="ledger", help="the live ledger schema to compare with")
-    parser.add_argument("--settle", type=float, default=30, help="seconds a difference must last to count")
-    parser.add_argument("--source", choices=SOURCES, default="journal",
-                        help="the services' journals (their outboxes), or their topics from the beginning")
-    args = parser.parse_args(argv)
-    return replay_audit(LedgerSettings(), args.schema, settle_s=args.settle, source=args.source)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,16 +7,14 @@ compares them with the live `accounts` table, prints every difference, and exits
 there is any.
 """
 
-import argparse
 import asyncio
-import sys
 import time
 from dataclasses import dataclass
 
 import psycopg
 
 from services.common.bus.kafka_security import client_options
-from services.common.bus.replay import SOURCES, decoded_envelopes, read_journal, read_topic_to_end, report
+from services.common.bus.replay import decoded_envelopes, read_journal, read_topic_to_end, report
 from services.common.contracts import topic_of
 from services.ledger.domain import replay_balances
 from services.ledger.settings import LedgerSettings
@@ -89,19 +87,3 @@ def replay_ledger(settings: LedgerSettings, schema: str, out=print, outbox_timeo
         out(f"warning: {unrelayed} events of {schema} were not yet published; they count as differences")
     lines = [f"tenant={d.tenant_id} {d.column}: live={d.live} replayed={d.replayed}" for d in differences]
     return report(out, malformed, lines, len({d.tenant_id for d in differences}), "account")
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="genline replay", description=__doc__.splitlines()[0])
-    parser.add_argument("target", choices=["ledger"])
-    parser.add_argument("--schema", default="ledger", help="the live ledger schema to compare with")
-    parser.add_argument("--source", choices=SOURCES, default="journal",
-                        help="the ledger's journal (its outbox, kept for ever), or its topic from the beginning")
-    parser.add_argument("--outbox-timeout", type=float, default=30,
-                        help="with --source topics: seconds to wait for the outbox to be published")
-    args = parser.parse_args(argv)
-    return replay_ledger(LedgerSettings(), args.schema, outbox_timeout_s=args.outbox_timeout, source=args.source)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

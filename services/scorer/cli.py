@@ -1,52 +1,30 @@
-"""`score` on the command line: judge image files against a scoring profile.
+"""The scorer's command: `genline score`, image files judged against a scoring profile
+without the platform (`offline.py` does it, and loads torch when the command runs).
 
-    python -m services.scorer.cli score [--profile NAME] [--reference PATH] [--prompt TEXT]
-        [--clip-model DIR] [--size WxH] [--rules FILE] [--device cpu|cuda] [--json] PATH...
-
-    python -m services.scorer.cli score --calibrate DIR [--profile NAME] [...] [--json]
-
-With --calibrate, DIR holds images people judged, in the subfolders `good/` and `bad/`;
-each is scored and, per dimension, the pass rate, the bad images let through and a
-threshold suggestion are printed (see `services.scorer.calibration`); exit status 0.
-
-With --json it prints one JSON array, an object per image:
-{"path", "passed", "score", "dimensions": {NAME: {"value", "threshold", "passed", "reason"}}}
-(an unavailable dimension has value null and passed false). Otherwise a table.
-Exit status: 0 when every image passed, 1 when any failed, 2 on a usage error (unknown
-profile, unreadable or undecodable file, invalid rules, missing CLIP model for a
-profile that requires it), with the reason on stderr.
+    python -m services.scorer.cli score [--profile NAME] [...] [--json] PATH...
 """
 
 import argparse
-import dataclasses
-import json
-import math
-import re
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TextIO
 
-import yaml
-from pydantic import ValidationError
-
-from services.common.quality.dimensions import readable
-from services.common.quality.profiles import ProfileError, load_profile, profile_names
-from services.scorer import calibration
-from services.scorer.dimensions import ClipModelError, ImageVerdict, QualityRules, Scorer, UndecodableImage
+from services.common.cli import CommandTree
+from services.common.quality.profiles import profile_names
 
 ALL_PASSED, SOME_FAILED, USAGE_ERROR = 0, 1, 2
-SIZE = re.compile(r"(\d+)[xX×](\d+)")
 
 
-class UsageError(Exception):
-    """Something the user can fix; reported in one line, exit status 2."""
+def score_files(args: argparse.Namespace) -> int:
+    from services.scorer.offline import score
+
+    return score(args)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="genline", description="Genline's image scorer.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    score = commands.add_parser("score", help="score image files against a profile")
+def add_commands(tree: CommandTree) -> None:
+    score = tree.command("score", score_files, help="score image files against a profile, without the platform",
+                         description="Judge image files against a scoring profile. Exit status: 0 when every image"
+                         " passed, 1 when any failed, 2 on a usage error.")
     score.add_argument("paths", nargs="*", metavar="PATH", help="image files (PNG, JPEG, WebP, ...)")
     score.add_argument("--calibrate", metavar="DIR", help="suggest thresholds from the images in DIR/good and DIR/bad")
     score.add_argument("--profile", default="generic", help=f"scoring profile: {', '.join(profile_names())}")
@@ -57,144 +35,20 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--rules", metavar="FILE", help="QualityRules as a JSON or YAML file")
     score.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when present")
     score.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    return parser
 
 
 def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
-    stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
+    """`score …` as `genline score …` runs it, writing to `stdout` and `stderr`."""
+    from services.scorer.offline import score
+
+    tree = CommandTree(argparse.ArgumentParser(prog="genline", description="Genline's image scorer."))
+    add_commands(tree)
     try:
-        args = build_parser().parse_args(argv)
+        args = tree.parser.parse_args(argv)
     except SystemExit as stop:  # argparse has printed usage or help already
         return stop.code if isinstance(stop.code, int) else USAGE_ERROR
-    try:
-        if args.calibrate:
-            return print_calibration(args, stdout)
-        verdicts = score_files(args)
-    except UsageError as error:
-        print(f"genline score: {error}", file=stderr)
-        return USAGE_ERROR
-    if args.json:
-        json.dump([_as_json(path, v) for path, v in zip(args.paths, verdicts)], stdout, indent=2, allow_nan=False)
-        stdout.write("\n")
-    else:
-        stdout.write(render_table(args.paths, verdicts))
-    return ALL_PASSED if all(v.passed for v in verdicts) else SOME_FAILED
-
-
-def print_calibration(args: argparse.Namespace, stdout: TextIO) -> int:
-    if args.paths:
-        raise UsageError("--calibrate reads its images from DIR/good and DIR/bad; give no other paths")
-    labelled = [(path, folder == "bad") for folder in ("good", "bad") for path in _images_in(args.calibrate, folder)]
-    args.paths = [str(path) for path, _ in labelled]
-    verdicts = score_files(args)
-    rows = calibration.calibrate(
-        calibration.Judged(args.profile, bad, {n: (r.value, r.passed) for n, r in v.dimensions.items()},
-                           {n: r.threshold for n, r in v.dimensions.items()})
-        for (_, bad), v in zip(labelled, verdicts)
-    )
-    if args.json:
-        json.dump([dataclasses.asdict(row) for row in rows], stdout, indent=2)
-        stdout.write("\n")
-    else:
-        stdout.write(calibration.render(rows))
-    return ALL_PASSED
-
-
-def _images_in(directory: str, folder: str) -> list[Path]:
-    found = Path(directory) / folder
-    if not found.is_dir():
-        raise UsageError(f"{found} is not a folder; --calibrate needs DIR/good and DIR/bad")
-    files = sorted(path for path in found.iterdir() if path.is_file() and not path.name.startswith("."))
-    if not files:
-        raise UsageError(f"{found} holds no images")
-    return files
-
-
-def score_files(args: argparse.Namespace) -> list[ImageVerdict]:
-    if not args.paths:
-        raise UsageError("give image files to score, or --calibrate DIR")
-    images = [_read(path, "image") for path in args.paths]
-    reference = _read(args.reference, "reference photo") if args.reference else None
-    profile = _profile(args.profile, _rules(args.rules) if args.rules else None)
-    try:
-        scorer = Scorer(args.device, clip_model_dir=args.clip_model)
-    except (ClipModelError, RuntimeError) as error:
-        raise UsageError(str(error)) from None
-    with scorer:
-        missing = scorer.missing_capabilities(profile)
-        if missing:
-            raise UsageError(f"profile {profile.name!r} requires {', '.join(missing)}, which needs --clip-model")
-        try:
-            return scorer.score(images, profile, prompt=args.prompt, reference=reference,
-                                requested_size=_size(args.size))
-        except UndecodableImage as error:
-            raise UsageError(f"cannot decode {args.paths[error.index]}: not an image OpenCV can read") from None
-        except ValueError as error:
-            raise UsageError(str(error)) from None
-
-
-def _read(path: str, what: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as error:
-        raise UsageError(f"cannot read {what} {path}: {error.strerror or error}") from None
-
-
-def _rules(path: str) -> QualityRules:
-    try:
-        return QualityRules.model_validate(yaml.safe_load(_read(path, "rules file")))
-    except yaml.YAMLError as error:
-        raise UsageError(f"rules file {path} is not JSON or YAML: {error}") from None
-    except ValidationError as error:
-        raise UsageError(f"rules file {path} is invalid: {error}") from None
-
-
-def _profile(name: str, rules: QualityRules | None):
-    try:
-        return load_profile(name, rules)
-    except ProfileError as error:
-        raise UsageError(str(error)) from None
-
-
-def _size(text: str | None) -> tuple[int, int] | None:
-    if text is None:
-        return None
-    match = SIZE.fullmatch(text.strip())
-    if not match or 0 in (int(match[1]), int(match[2])):
-        raise UsageError(f"--size must look like 1024x768, got {text!r}")
-    return int(match[1]), int(match[2])
-
-
-def _json_number(value: float | None) -> float | None:
-    return None if value is None or math.isnan(value) else value
-
-
-def _as_json(path: str, verdict: ImageVerdict) -> dict:
-    dimensions = {
-        name: {
-            "value": _json_number(result.value),
-            "threshold": result.threshold,
-            "passed": result.passed,
-            "reason": result.reason,
-        }
-        for name, result in verdict.dimensions.items()
-    }
-    return {"path": path, "passed": verdict.passed, "score": verdict.score, "dimensions": dimensions}
-
-
-def render_table(paths: Sequence[str], verdicts: Sequence[ImageVerdict]) -> str:
-    lines = []
-    for path, verdict in zip(paths, verdicts):
-        outcome = "PASS" if verdict.passed else f"FAIL ({', '.join(verdict.failed)})"
-        lines.append(f"{path}  {outcome}  score {verdict.score:.3f}")
-        width = max(len(name) for name in verdict.dimensions) if verdict.dimensions else 0
-        for name, result in verdict.dimensions.items():
-            value = "-" if result.value is None else readable(result.value)
-            status = "pass" if result.passed else "FAIL" if result.available else "n/a"
-            note = "" if result.passed and result.value is not None else f"  {result.reason}"
-            lines.append(f"  {name:<{width}}  {value:>10}  {readable(result.threshold):>8}  {status:<4}{note}")
-    return "\n".join(lines) + "\n"
+    return score(args, stdout, stderr)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

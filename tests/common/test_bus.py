@@ -8,13 +8,13 @@ import psycopg
 import pytest
 from prometheus_client import REGISTRY
 
+from genline_stack.embedded import create_topics
 from services.common.bus.envelope import envelop, from_kafka
 from services.common.bus.outbox import outbox_channel
 from services.common.bus.replay import read_topic_to_end
 from services.common.contracts import TOPICS, JobSpec, JobSubmitted, all_topics, dead_letter_topic, topic_of
 from services.common.db import migrate
 from services.common.runtime import ServiceRuntime
-from services.stack.embedded import create_topics
 from tests.conftest import settings_for
 from tests.kafka import publish_envelopes, read_topic
 

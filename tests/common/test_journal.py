@@ -13,15 +13,15 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
-from services.bus_cli import BusSettings, rebuild, status
+from genline_stack.embedded import TOPIC_PARTITIONS, bus_fence, create_topics, free_port, start_tansu, stop_process
 from services.common import telemetry
 from services.common.bus import journal as journal_module
 from services.common.bus import kafka_admin
 from services.common.bus.envelope import envelop
+from services.common.bus.rebuild import BusSettings, rebuild, status
 from services.common.bus.replay import read_topic_to_end
 from services.common.contracts import ReservationRejected, all_topics, consumer_group, topic_of
 from services.common.runtime import ServiceRuntime
-from services.stack.embedded import TOPIC_PARTITIONS, bus_fence, create_topics, free_port, start_tansu, stop_process
 from tests.conftest import settings_for
 from tests.kafka import publish_envelopes
 

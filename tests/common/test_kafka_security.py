@@ -43,7 +43,7 @@ def test_sasl_ssl_logs_in_as_the_services_own_user_over_verified_tls():
 
 
 def test_tls_alone_checks_the_cluster_ca(tmp_path):
-    from services.stack.tls_proxy import make_certificates
+    from genline_stack.tls_proxy import make_certificates
 
     ca, _, _ = make_certificates(tmp_path)
     options = client_options(settings(kafka_security_protocol="SSL", kafka_ca_file=str(ca)))

@@ -9,8 +9,8 @@ import uuid
 import httpx
 import psycopg
 
+from genline_stack.fleet import SERVICES
 from services.common.storage import ObjectStore, candidate_prefix
-from services.stack.fleet import SERVICES
 from tests.e2e.conftest import LEDGER_ADMIN_TOKEN
 
 

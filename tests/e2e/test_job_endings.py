@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from services.stack.fleet import ServiceFleet
+from genline_stack.fleet import ServiceFleet
 from tests.e2e.conftest import make_tenant, own_fleet, wait_caught_up
 
 PRICE = 10  # generic × stable, credits per delivered image

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-GENLINE = [sys.executable, "-m", "services.cli"]
+GENLINE = [sys.executable, "-m", "genline_cli"]
 ROOT = Path(__file__).resolve().parents[2]
 
 

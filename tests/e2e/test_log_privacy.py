@@ -3,7 +3,7 @@ and a job run end to end leaves its prompt in no line of any service's log."""
 
 import uuid
 
-from services.stack.fleet import SERVICES
+from genline_stack.fleet import SERVICES
 
 
 def test_a_job_s_prompt_appears_in_no_log_line_of_any_service(platform, tenant_factory):

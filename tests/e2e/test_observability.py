@@ -11,8 +11,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from genline_stack.fleet import SERVICES
 from services.common.contracts import topic_of
-from services.stack.fleet import SERVICES
 from tests.e2e.conftest import make_tenant
 from tests.metrics import metric_value
 

@@ -16,10 +16,10 @@ from collections.abc import Iterator
 import pytest
 import yaml
 
+from genline_stack.embedded import create_topics
+from genline_stack.fleet import ServiceFleet
 from services.common.contracts import all_topics
 from services.router.grpc import pb, rpc
-from services.stack.embedded import create_topics
-from services.stack.fleet import ServiceFleet
 from tests.e2e.conftest import make_tenant
 from tests.identity import channel_as
 from tests.router.stubs import STUB_SECRET, Behaviour, Stub, StubMarket, fal_app, serve, stub_provider

@@ -53,7 +53,7 @@ def finished_events(bootstrap: str, job_ids: list[str]) -> dict[str, JobFinished
 
 
 def genline(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "services.cli", *args], capture_output=True, text=True, timeout=120,
+    return subprocess.run([sys.executable, "-m", "genline_cli", *args], capture_output=True, text=True, timeout=120,
                           env=os.environ | (env or {}))
 
 

@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from genline_stack.fleet import ServiceFleet
 from services.ledger.pricebook import load_price_book
-from services.stack.fleet import ServiceFleet
 from tests.e2e.conftest import make_tenant, own_fleet
 
 PRICE = 10  # generic × stable, credits per delivered image

@@ -13,6 +13,7 @@ import httpx
 import psycopg
 import pytest
 
+from genline_stack.fleet import SERVICES
 from services.common.bus.replay import decoded_envelopes, read_topic_to_end
 from services.common.contracts import PUBLISHERS, JobSubmitted, all_topics
 from services.common.sealing import ERASED, BrokenSeal, open_sealed
@@ -22,7 +23,6 @@ from services.ingest.settings import IngestSettings
 from services.ledger.audit_replay import replay_audit
 from services.ledger.replay import replay_ledger
 from services.ledger.settings import LedgerSettings
-from services.stack.fleet import SERVICES
 from tests.e2e.conftest import wait_caught_up, wait_for_audit
 from tests.identity import headers_as
 

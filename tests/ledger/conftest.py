@@ -7,11 +7,11 @@ import httpx
 import pytest
 import uvicorn
 
+from genline_stack.embedded import create_topics, free_port
 from services.common.contracts import all_topics
 from services.common.runtime import listen
 from services.ledger.app import build
 from services.ledger.settings import LedgerSettings
-from services.stack.embedded import create_topics, free_port
 
 ADMIN_TOKEN = "admin-test-token-3b7e"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

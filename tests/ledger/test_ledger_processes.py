@@ -14,11 +14,11 @@ import psycopg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
+from genline_stack.embedded import free_port, stop_process
 from services.common.bus.envelope import envelop
 from services.common.contracts import CreditsReserved, JobSpec, JobSubmitted, topic_of
 from services.common.db import migrate
 from services.ledger.app import LedgerApp, grant
-from services.stack.embedded import free_port, stop_process
 from tests.kafka import publish_envelopes, read_topic
 from tests.metrics import metric_value
 

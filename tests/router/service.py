@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from genline_stack.embedded import create_topics, free_port
 from services.common.bus.envelope import Envelope, envelop, from_kafka
 from services.common.contracts import (
     AttemptStarted,
@@ -28,7 +29,6 @@ from services.common.contracts import (
 from services.router.app import RouterApp
 from services.router.grpc import pb, rpc
 from services.router.settings import RouterSettings
-from services.stack.embedded import create_topics, free_port
 from tests.identity import channel_as
 from tests.kafka import publish_envelopes
 from tests.router.stubs import STUB_SECRET, Stub, stub_provider

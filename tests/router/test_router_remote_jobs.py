@@ -11,9 +11,9 @@ import uuid
 import psycopg
 import pytest
 
+from genline_stack.embedded import create_topics
+from genline_stack.fleet import ServiceFleet
 from services.common.contracts import CandidatesGenerated, all_topics
-from services.stack.embedded import create_topics
-from services.stack.fleet import ServiceFleet
 from tests.router.service import RouterTopic, credits_reserved, job_spec, publish, router_settings, running_router
 from tests.router.stubs import SECRET, Script, entry
 

@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
+from genline_stack.embedded import create_topics
+from genline_stack.fleet import ServiceFleet
 from services.common.bus.envelope import Envelope, envelop, from_kafka
 from services.common.contracts import (
     CandidateRef,
@@ -23,8 +25,6 @@ from services.common.contracts import (
     all_topics,
     topic_of,
 )
-from services.stack.embedded import create_topics
-from services.stack.fleet import ServiceFleet
 from tests.kafka import publish_envelopes, read_topic
 from tests.metrics import metric_value
 from tests.scorer.conftest import blown_out, blurred, jpeg, noisy, png, rgb_photo, save_tiny_clip

@@ -171,15 +171,15 @@ def receipts_in(document: Any) -> list[dict]:
     return [document]
 
 
-def main(argv: Sequence[str] | None = None, prog: str = "python -m genline_client.receipts") -> int:
-    """`verify FILE… --keys FILE`: 0 when every receipt and chain checks out, 1 otherwise."""
-    parser = argparse.ArgumentParser(prog=prog, description="Check signed job receipts offline.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    verify = commands.add_parser("verify", help="verify receipts and their chain with the published keys")
+def add_verify_arguments(verify: argparse.ArgumentParser) -> None:
     verify.add_argument("files", nargs="+", metavar="FILE", help="a receipt, a list of them, or a GET /v1/receipts page")
     verify.add_argument("--keys", required=True, metavar="FILE", help="GET /.well-known/genline-keys.json, saved")
     verify.add_argument("--previous", metavar="SHA256", help="the hash of the receipt before the first one given")
-    args = parser.parse_args(argv)
+
+
+def verify_files(args: argparse.Namespace, prog: str) -> int:
+    """`verify`'s work: 0 when every receipt and chain checks out, 1 when one does not, 2
+    when a file cannot be read; what failed on stderr."""
     try:
         with open(args.keys, encoding="utf-8") as file:
             keys = json.load(file)
@@ -197,6 +197,14 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m genline_clien
     tenants = sorted({str(b["tenant_id"]) for b in bodies})
     print(f"OK {len(bodies)} receipt(s) of {', '.join(tenants)}: signatures and chain verify")
     return 0
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "python -m genline_client.receipts") -> int:
+    """`verify FILE… --keys FILE`: 0 when every receipt and chain checks out, 1 otherwise."""
+    parser = argparse.ArgumentParser(prog=prog, description="Check signed job receipts offline.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_verify_arguments(commands.add_parser("verify", help="verify receipts and their chain with the published keys"))
+    return verify_files(parser.parse_args(argv), prog)
 
 
 if __name__ == "__main__":

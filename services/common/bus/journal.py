@@ -35,7 +35,7 @@ reading it has committed. On top of that, four things keep the bus whole:
 
 Locks: every relay pass holds, for its transaction, the bus fence and its outbox's lock, both
 shared, and its outbox's relay lock exclusively (the service's replicas take turns). Whoever
-replaces the broker (services/stack) holds the fence exclusively, and a recovery or a rotation
+replaces the broker (genline_stack) holds the fence exclusively, and a recovery or a rotation
 holds the outbox's lock exclusively: no row is published meanwhile.
 """
 

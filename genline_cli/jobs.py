@@ -12,7 +12,7 @@ configuration; 3 the job ended without images (failed, rejected, canceled, expir
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -28,19 +28,24 @@ from genline_client import (
     JobEvent,
 )
 from genline_client.models import SUCCESSFUL_STATES
+from services.common.cli import CommandTree
 
 STAGES = ["submitted", "admitted", "generating", "scoring", "delivering"]  # then a final state
 EXIT_API, EXIT_USAGE, EXIT_NO_IMAGES = 1, 2, 3
 
 
-def build_parser(prog: str = "genline jobs") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description="Submit jobs and follow them to their images.",
-                                     epilog=__doc__.split("\n\n")[-1], formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_commands(tree: CommandTree) -> None:
+    add_arguments(tree.command("jobs", run, help="submit jobs and follow them to their images",
+                               description="Submit jobs and follow them to their images.",
+                               epilog=__doc__.split("\n\n")[-1], formatter_class=argparse.RawDescriptionHelpFormatter))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="machine-readable output only, on stdout")
     common.add_argument("--api-url", help="the API's URL (default: GENLINE_API_URL, else http://127.0.0.1:8000)")
     common.add_argument("--api-key", help="your API key (default: GENLINE_API_KEY)")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="jobs_command", required=True, metavar="COMMAND")
 
     submit = commands.add_parser("submit", parents=[common], help="submit a job", description="Submit a job.")
     submit.add_argument("prompt")
@@ -73,7 +78,6 @@ def build_parser(prog: str = "genline jobs") -> argparse.ArgumentParser:
     download = commands.add_parser("download", parents=[common], help="write a job's images into a folder")
     download.add_argument("job_id", metavar="JOB_ID")
     download.add_argument("directory", type=Path, metavar="DIR")
-    return parser
 
 
 class Output:
@@ -88,12 +92,11 @@ class Output:
         sys.stdout.flush()
 
 
-def main(argv: Sequence[str] | None = None, prog: str = "genline jobs") -> int:
-    args = build_parser(prog).parse_args(argv)
+def run(args: argparse.Namespace) -> int:
     output = Output(args.json)
     try:
         with Genline(args.api_key, args.api_url) as client:
-            return COMMANDS[args.command](client, args, output)
+            return COMMANDS[args.jobs_command](client, args, output)
     except ConfigurationError as error:
         output.err.print(f"genline: {error}")
         return EXIT_USAGE
@@ -257,6 +260,3 @@ COMMANDS: dict[str, Callable[[Genline, argparse.Namespace, Output], int]] = {
     "download": download,
 }
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""`python -m services.stack`: the whole platform on the embedded stack, plus a demo job.
+"""`python -m genline_stack`: the whole platform on the embedded stack, plus a demo job.
 
 Starts SeaweedFS, Tansu and PostgreSQL, the five services as separate processes, seeds the demo
 tenant, runs the demo job, then serves until Ctrl-C or SIGTERM and stops everything. While it
@@ -14,14 +14,15 @@ import sys
 import time
 from pathlib import Path
 
+from genline_stack.cli import add_arguments
+from genline_stack.credentials import kek_env
+from genline_stack.demo import run_demo
+from genline_stack.embedded import EmbeddedStack, Endpoints
+from genline_stack.fleet import ServiceFleet
 from services.ingest.settings import IngestSettings
 from services.ingest.tenants import ensure_tenant
 from services.ledger.app import grant
 from services.ledger.settings import DEV_LEDGER_SECRETS, LedgerSettings
-from services.stack.credentials import kek_env
-from services.stack.demo import run_demo
-from services.stack.embedded import EmbeddedStack, Endpoints
-from services.stack.fleet import ServiceFleet
 
 DEMO_TENANT = "demo"
 
@@ -145,13 +146,8 @@ def serve_until_stopped(stack: EmbeddedStack, fleet: ServiceFleet) -> None:
         time.sleep(0.5)
 
 
-def main(prog: str = "python -m services.stack") -> int:
-    parser = argparse.ArgumentParser(prog=prog)
-    parser.add_argument("--data-dir", type=Path, default=Path(".genline"))
-    parser.add_argument("--port", type=int, default=8000, help="public API port")
-    parser.add_argument("--credits", type=int, default=1000, help="credits granted to the demo tenant when it is created")
-    parser.add_argument("--exit-after-demo", action="store_true")
-    args = parser.parse_args()
+def launch(args: argparse.Namespace) -> int:
+    """What `genline run` does (its arguments in `genline_stack.cli`); the exit status."""
     signal.signal(signal.SIGTERM, raise_stop)
     signal.signal(signal.SIGINT, raise_stop)
     stack = EmbeddedStack(args.data_dir.resolve(), kafka_tls=True)  # as a cluster: the broker over TLS only
@@ -192,6 +188,12 @@ def main(prog: str = "python -m services.stack") -> int:
             fleet.stop_all()
         stack.stop()
     return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m genline_stack", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return launch(parser.parse_args())
 
 
 if __name__ == "__main__":

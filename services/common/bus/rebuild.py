@@ -1,4 +1,4 @@
-"""`genline bus`: the bus as the services' journals see it, and topics rebuilt from them.
+"""The bus as the services' journals see it, and topics rebuilt from them (`genline bus`).
 
     genline bus status               each service's topic: partitions, where their records
                                      begin and end, rotations, how far each reading group is
@@ -16,10 +16,6 @@ GENLINE_KAFKA_BOOTSTRAP, GENLINE_TOPIC_NAMESPACE); `--schema-prefix` names the s
 schemas when they share a prefix (`<namespace>_`).
 """
 
-import argparse
-import asyncio
-import json
-import sys
 
 import psycopg
 from aiokafka import AIOKafkaProducer
@@ -103,36 +99,3 @@ async def rebuild(settings: BusSettings, prefix: str, everything: bool, out) -> 
     finally:
         await producer.stop()
     return queued
-
-
-def main(argv: list[str] | None = None, prog: str = "genline bus") -> int:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    show = commands.add_parser("status", help="each topic's partitions, readers and journal")
-    show.add_argument("--json", action="store_true")
-    again = commands.add_parser("rebuild", help="publish the journals again after a disaster")
-    again.add_argument("--all", action="store_true",
-                       help="every row each journal holds at or above its floor, not only what may be unread")
-    for command in (show, again):
-        command.add_argument("--schema-prefix", default="", help="the prefix the services' schemas share")
-    args = parser.parse_args(argv)
-    settings = BusSettings()
-    if args.command == "rebuild":
-        asyncio.run(rebuild(settings, args.schema_prefix, args.all, print))
-        return 0
-    services = asyncio.run(status(settings, args.schema_prefix))
-    if args.json:
-        print(json.dumps(services, indent=2))
-        return 0
-    for entry in services:
-        journal = entry["journal"]
-        print(f"{entry['topic']}: journal {journal['rows']} rows, {journal['unpublished']} to publish")
-        for p in entry["partitions"]:
-            behind = ", ".join(f"{reader} {n}" for reader, n in p["behind"].items())
-            print(f"  partition {p['partition']}: records {p['log_start']}..{p['end']} ({p['end'] - p['log_start']} held),"
-                  f" rotated {p['rotations']}x; behind: {behind}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

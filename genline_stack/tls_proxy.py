@@ -4,7 +4,7 @@ as they do to a real cluster (GENLINE_KAFKA_SECURITY_PROTOCOL=SSL, the stack's C
 Tansu 0.6 cannot serve TLS itself: its `--cert` and `--key` options exclude each other, and
 it needs both. This process terminates TLS on the port the broker advertises and passes the
 bytes to the broker's own loopback port; a broker restarted on that port is reached again
-by the next connection. `python -m services.stack.tls_proxy LISTEN TARGET CERT KEY`.
+by the next connection. `python -m genline_stack.tls_proxy LISTEN TARGET CERT KEY`.
 
 The stack's certificates (`make_certificates`): a CA made once per data folder, and a
 server certificate for 127.0.0.1 and localhost signed by it.

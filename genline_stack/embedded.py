@@ -39,9 +39,9 @@ from pathlib import Path
 
 import psutil
 
+from genline_stack.credentials import SERVICES, ensure_credentials, provision_roles, public_keys, read_credentials
 from services.common.contracts import ALL_TOPICS
 from services.common.identity import ServiceSigner
-from services.stack.credentials import SERVICES, ensure_credentials, provision_roles, public_keys, read_credentials
 
 DEV_S3_KEY_ID = "genline-dev"
 DEV_S3_SECRET = "genline-dev-secret-not-for-production"
@@ -78,7 +78,7 @@ class Endpoints:
     kafka_fetch_max_wait_ms: int | None = None
     bus_rotate_after_records: int | None = None
     bus_wake_on_publish: bool = False
-    # Each service's own credentials (services/stack/credentials.py); the URLs above are the
+    # Each service's own credentials (genline_stack/credentials.py); the URLs above are the
     # administrator's, for provisioning, tests and audits.
     credentials_dir: str | None = None
     # How Kafka clients reach the broker: SSL with the stack's CA where it serves TLS.
@@ -263,7 +263,7 @@ class EmbeddedStack:
 
     def __init__(self, data_dir: Path, kafka_port: int | None = None, s3_port: int | None = None,
                  rotate_after_records: int | None = ROTATE_AFTER_RECORDS, kafka_tls: bool = False) -> None:
-        """With `kafka_tls` the broker is reached over TLS only (services.stack.tls_proxy),
+        """With `kafka_tls` the broker is reached over TLS only (genline_stack.tls_proxy),
         under the stack's own CA, as a real cluster is."""
         self.data_dir = data_dir
         self.kafka_port = kafka_port or free_port()
@@ -416,10 +416,10 @@ class EmbeddedStack:
 
     def _start_tls_proxy(self) -> dict:
         """TLS on `kafka_port` in front of the broker; the Endpoints' settings for it."""
-        from services.stack.tls_proxy import make_certificates
+        from genline_stack.tls_proxy import make_certificates
 
         ca, cert, key = make_certificates(self.data_dir / "credentials" / "kafka-tls")
-        self._spawn("broker-tls", [sys.executable, "-m", "services.stack.tls_proxy", str(self.kafka_port),
+        self._spawn("broker-tls", [sys.executable, "-m", "genline_stack.tls_proxy", str(self.kafka_port),
                                    str(self.broker_port), str(cert), str(key)], "tls-proxy.log")
         wait_for_port(self.kafka_port, 30, self.servers["broker-tls"])
         return {"kafka_security_protocol": "SSL", "kafka_ca_file": str(ca)}

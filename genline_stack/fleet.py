@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from services.stack.embedded import Endpoints, free_port, stop_process
+from genline_stack.embedded import Endpoints, free_port, stop_process
 
 SERVICES = ("ledger", "router", "scorer", "delivery", "ingest")
 ADMIN_SERVICES = ("ingest", "ledger")
@@ -53,7 +53,7 @@ class ServiceFleet:
         return os.environ | self.endpoints.service_env(name) | {
             "GENLINE_HTTP_PORT": str(self.ports[process]),
             "GENLINE_SERVICE_NAME": name,
-            "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+            "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
             "GENLINE_GRPC_PORT": str(self.ledger_grpc_port),
             "GENLINE_LEDGER_GRPC_TARGET": f"127.0.0.1:{self.ledger_grpc_port}",
             "GENLINE_ROUTER_GRPC_TARGET": f"127.0.0.1:{self.router_grpc_port}",

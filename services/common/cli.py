@@ -1,0 +1,85 @@
+"""The `genline` command line is one argparse tree, to which each part of the platform adds
+its commands (`add_commands(tree)` in its `cli` module), as a FastAPI app includes routers:
+one parser, one generated `--help` at every level. A command's `run(args)` returns its exit
+status. Modules that add commands import only what declaring them needs; what a command
+does is imported when it runs, so `genline jobs list` never loads torch.
+
+Common's own command: `genline service-keys`, new identity keys for internal calls.
+"""
+
+import argparse
+import json
+from collections.abc import Callable, Sequence
+
+from services.common.identity import INTERNAL_SERVICES, new_service_key
+
+Run = Callable[[argparse.Namespace], int | None]
+# Where a replay reads history from (services.common.bus.replay.SOURCES, which loads Kafka's client).
+REPLAY_SOURCES = ("journal", "topics")
+
+
+def add_replay_source(parser: argparse.ArgumentParser, help: str) -> None:  # noqa: A002
+    parser.add_argument("--source", choices=REPLAY_SOURCES, default="journal", help=help)
+
+
+class CommandTree:
+    """A parser and its subcommands, grouped by path (`tree.command("replay ledger", …)`)."""
+
+    def __init__(self, parser: argparse.ArgumentParser) -> None:
+        self.parser = parser
+        self._groups: dict[tuple[str, ...], argparse._SubParsersAction] = {}
+
+    def group(self, path: str, help: str, description: str | None = None) -> argparse.ArgumentParser:  # noqa: A002
+        """The parser of a group of commands (`replay`, `receipts`), made on first mention."""
+        words = tuple(path.split())
+        parent = self._subcommands(words[:-1])
+        if words[-1] not in parent.choices:
+            made = parent.add_parser(words[-1], help=help, description=description or help)
+            self._groups[words] = made.add_subparsers(dest="_".join(("command", *words)), required=True,
+                                                      metavar="COMMAND")
+        return parent.choices[words[-1]]
+
+    def command(self, path: str, run: Run, help: str, **parser_options) -> argparse.ArgumentParser:  # noqa: A002
+        """A command at `path` (its group made when missing), whose `run(args)` does it."""
+        *group, name = path.split()
+        parser = self._subcommands(tuple(group)).add_parser(name, help=help,
+                                                            **{"description": help} | parser_options)
+        parser.set_defaults(run=run)
+        return parser
+
+    def _subcommands(self, words: tuple[str, ...]) -> argparse._SubParsersAction:
+        if words not in self._groups:
+            if words:
+                self.group(" ".join(words), help=f"{' '.join(words)} commands")
+            else:
+                self._groups[()] = self.parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+        return self._groups[words]
+
+    def main(self, argv: Sequence[str] | None = None) -> int:
+        args = self.parser.parse_args(argv)
+        status = args.run(args)
+        return 0 if status is None else status
+
+
+def new_service_keys(args: argparse.Namespace) -> int:
+    unknown = set(args.services) - set(INTERNAL_SERVICES)
+    if unknown:
+        args.parser.error(f"no service {', '.join(sorted(unknown))}; choose from {', '.join(INTERNAL_SERVICES)}")
+    public = {}
+    for service in args.services or INTERNAL_SERVICES:
+        seed, public[service] = new_service_key()
+        print(f"# genline-{service} Secret")
+        print(f"GENLINE_SERVICE_KEY={seed}")
+    print("# every service (public: a ConfigMap); merge with the keys of services not renewed")
+    print(f"GENLINE_SERVICE_KEYS={json.dumps(public, separators=(',', ':'))}")
+    return 0
+
+
+def add_commands(tree: CommandTree) -> None:
+    keys = tree.command("service-keys", new_service_keys, help="new identity keys for internal calls",
+                        description="Print a new Ed25519 identity key per service: each GENLINE_SERVICE_KEY goes into"
+                        " that service's own Secret only; GENLINE_SERVICE_KEYS (public) goes to every service.")
+    keys.add_argument("services", nargs="*", metavar="SERVICE",
+                      help=f"the services to make keys for: {', '.join(INTERNAL_SERVICES)} (default: all)")
+    keys.set_defaults(parser=keys)
+

@@ -1,0 +1,48 @@
+"""The ledger's commands: credits granted to a tenant, and the replays of the accounts and
+of the audit trail from the journals. Each imports what it does when it runs."""
+
+import argparse
+import asyncio
+
+from services.common.cli import CommandTree, add_replay_source
+
+
+def grant_credits(args: argparse.Namespace) -> int:
+    from services.ledger.app import grant
+    from services.ledger.settings import LedgerSettings
+
+    available = asyncio.run(grant(LedgerSettings(), args.tenant, args.credits, args.reason))
+    print(f"{args.tenant}: {available} credits available")
+    return 0
+
+
+def replay_ledger(args: argparse.Namespace) -> int:
+    from services.ledger.replay import replay_ledger
+    from services.ledger.settings import LedgerSettings
+
+    return replay_ledger(LedgerSettings(), args.schema, outbox_timeout_s=args.outbox_timeout, source=args.source)
+
+
+def replay_audit(args: argparse.Namespace) -> int:
+    from services.ledger.audit_replay import replay_audit
+    from services.ledger.settings import LedgerSettings
+
+    return replay_audit(LedgerSettings(), args.schema, settle_s=args.settle, source=args.source)
+
+
+def add_commands(tree: CommandTree) -> None:
+    grant = tree.command("grant", grant_credits, help="add credits to a tenant's account")
+    grant.add_argument("tenant")
+    grant.add_argument("credits", type=int)
+    grant.add_argument("--reason", default="admin grant")
+
+    tree.group("replay", help="rebuild state from the journals and compare it with the live one")
+    ledger = tree.command("replay ledger", replay_ledger, help="rebuild accounts from the ledger's journal and compare")
+    ledger.add_argument("--schema", default="ledger", help="the live ledger schema to compare with")
+    add_replay_source(ledger, "the ledger's journal (its outbox, kept for ever), or its topic from the beginning")
+    ledger.add_argument("--outbox-timeout", type=float, default=30,
+                        help="with --source topics: seconds to wait for the outbox to be published")
+    audit = tree.command("replay audit", replay_audit, help="rebuild the audit trail from every journal and compare")
+    audit.add_argument("--schema", default="ledger", help="the live ledger schema to compare with")
+    audit.add_argument("--settle", type=float, default=30, help="seconds a difference must last to count")
+    add_replay_source(audit, "the services' journals (their outboxes), or their topics from the beginning")
