@@ -27,7 +27,7 @@ from skimage import data
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from services.common.templates import load_catalogue  # noqa: E402
-from services.router.attempts import RoutingEngine  # noqa: E402
+from services.router.engine import RoutingEngine  # noqa: E402
 from services.router.pipeline import run_pipeline  # noqa: E402
 from services.router.providers import image_stages  # noqa: E402
 from services.router.providers.factory import build_providers  # noqa: E402

@@ -39,13 +39,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from services.router.attempts import RoutingEngine  # noqa: E402
 from services.router.clock import Clock, LoopClock, run_simulated  # noqa: E402
+from services.router.engine import RoutingEngine  # noqa: E402
 from services.router.fairness import FairQueue  # noqa: E402
+from services.router.health import BreakerSettings  # noqa: E402
 from services.router.providers.base import GeneratedImage, GenerationRequest, ProviderError  # noqa: E402
 from services.router.providers.registry import PriceModel, Registry, parse_registry  # noqa: E402
-from services.router.resilience import AimdSettings, BreakerSettings  # noqa: E402
 from services.router.routing_types import (  # noqa: E402
+    AimdSettings,
     AllProvidersFailed,
     CostCapReached,
     NoCapableProvider,

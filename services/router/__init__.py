@@ -7,13 +7,14 @@ scheduler.py       which attempt runs next, and when to stop taking work
 fairness.py        the queue order: plans, paid tiers, tenants of one class served fairly
 generation.py      one attempt of one job, from its claim to the event that announces it
 pipeline.py        a template's stages for one attempt, each routed like generation
-attempts.py        `RoutingEngine`: one attempt's batches and calls (its docstring tells the attempt)
-routing_types.py   what an attempt takes and gives: policy, request, plan, call records, errors
-planning.py        the plan without I/O: capable providers, their ranking, how many candidates
-selection.py       pass-rate estimates, quotes, ranking and candidate counts, without I/O
+engine.py          `RoutingEngine`: one attempt's batches and calls (its docstring tells the attempt)
+routing_types.py   what an attempt takes and gives: policy and its settings, request, quotes,
+                   plan, call records, errors
+planning.py        the plan without I/O: pass-rate estimates, capable providers, their
+                   ranking, how many candidates
 capacity.py        what a call reserves (a provider slot, its share of the cost cap); waiting for slots
-health.py          each provider's breaker, limit and learnt ratios; how calls update it; its status
-resilience.py      circuit and quality breakers, AIMD limits, retry backoff, timeouts on the clock
+health.py          each provider's health: circuit and quality breakers, AIMD limits, retry
+                   backoff, timeouts on the clock, learnt ratios, how calls update them, its status
 clock.py           the event loop's clock and a simulated one that skips idle time
 domain.py          router rules without I/O: what an attempt asks for, when a job can get no more
 store.py           the router's tables: jobs, attempts and claims, outcomes, remote jobs, verdicts

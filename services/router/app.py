@@ -13,17 +13,16 @@ from services.common.internal_calls import verifier_of
 from services.common.runtime import GRPC_DRAIN_S, ServiceRuntime, ops_app
 from services.common.storage import ObjectStore
 from services.router import handlers, metrics, store
-from services.router.attempts import RoutingEngine
+from services.router.engine import RoutingEngine
 from services.router.generation import AttemptRunner
 from services.router.grpc import start_router_grpc
+from services.router.planning import PassRateEstimator
 from services.router.providers.base import ProviderContext
 from services.router.providers.factory import build_providers
 from services.router.providers.registry import Registry, load_registry
 from services.router.providers.webhooks import WebhookInbox
-from services.router.resilience import BreakerSettings, QualitySettings, RetryPolicy
-from services.router.routing_types import RoutingPolicy
+from services.router.routing_types import BreakerSettings, QualitySettings, RetryPolicy, RoutingPolicy
 from services.router.scheduler import AttemptScheduler
-from services.router.selection import PassRateEstimator
 from services.router.settings import RouterSettings
 from services.router.webhook_routes import provider_webhook_route
 

@@ -11,8 +11,7 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Mapping
 
 from services.router.clock import Clock
-from services.router.health import ProviderHealth
-from services.router.resilience import BreakerState, run_with_timeout
+from services.router.health import BreakerState, ProviderHealth, run_with_timeout
 
 
 class CostBudget:

@@ -9,8 +9,8 @@ from datetime import datetime, timedelta
 
 from services.common.contracts import DEADLINE_EXCEEDED, CandidateScore, CandidatesGenerated, JobSpec, ProviderCall
 from services.common.quality.dimensions import DIMENSIONS
+from services.router.health import Verdict
 from services.router.providers.registry import Registry
-from services.router.resilience import Verdict
 from services.router.routing_types import CallRecord, RouteRequest
 
 COST_CAP_REACHED = "cost_cap_reached"

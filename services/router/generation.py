@@ -31,7 +31,7 @@ from services.common.runtime import ServiceRuntime
 from services.common.storage import ObjectStore, candidate_key
 from services.common.templates import load_catalogue
 from services.router import domain, metrics, store
-from services.router.attempts import RoutingEngine
+from services.router.engine import RoutingEngine
 from services.router.pipeline import MissingInput, run_pipeline
 from services.router.routing_types import (
     AttemptResult,

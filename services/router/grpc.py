@@ -10,7 +10,7 @@ from services.common.contracts import ProviderStatus
 from services.common.grpc_server import start_grpc_server
 from services.common.identity import ServiceVerifier
 from services.common.protos import load
-from services.router.attempts import RoutingEngine
+from services.router.engine import RoutingEngine
 
 pb, rpc = load("genline.router.v1")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RouterService"].full_name

@@ -17,7 +17,7 @@ from services.common.contracts import (
     ScoringFailed,
 )
 from services.router import domain, store
-from services.router.attempts import RoutingEngine
+from services.router.engine import RoutingEngine
 from services.router.scheduler import AttemptScheduler
 from services.router.store import AttemptRequest
 

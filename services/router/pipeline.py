@@ -19,7 +19,7 @@ import asyncio
 from dataclasses import replace
 
 from services.common.templates import Stage
-from services.router.attempts import RoutingEngine
+from services.router.engine import RoutingEngine
 from services.router.routing_types import (
     AllProvidersFailed,
     AttemptResult,

@@ -2,14 +2,94 @@
 the provider calls it made and the images it got, and the errors it ends with.
 """
 
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
 from services.common.contracts import Tier
 from services.router.providers.base import GeneratedImage
-from services.router.resilience import AimdSettings, BreakerSettings, QualitySettings, RetryPolicy
-from services.router.selection import ProviderQuote, RankBy
+
+RankBy = Literal["cost_per_passing_image", "price_per_image"]
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderQuote:
+    """What a provider is expected to charge and deliver for one job, right now."""
+
+    provider: str
+    price_micro_usd: int
+    pass_rate: float
+    latency_s: float
+    max_batch: int
+    available: bool = True
+
+    @property
+    def cost_per_passing_image(self) -> float:
+        return self.price_micro_usd / max(self.pass_rate, 1e-6)
+
+    def rank_key(self, rank_by: RankBy) -> float:
+        return self.cost_per_passing_image if rank_by == "cost_per_passing_image" else self.price_micro_usd
+
+
+# ---- the breakers', limits' and retries' settings (health.py holds what uses them) ----
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerSettings:
+    enabled: bool = True
+    window_s: float = 60.0
+    min_calls: int = 5
+    failure_rate: float = 0.5
+    cooldown_s: float = 30.0
+    # A probe with no outcome after this long is taken as lost; None: wait for it for ever
+    # (a call always reports back, a verdict may never come).
+    probe_lost_after_s: float | None = None
+    # Only the last this-many outcomes count, however recent the older ones; None: all in the window.
+    max_calls: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QualitySettings:
+    enabled: bool = True
+    # The last `window_verdicts` verdicts count, if no older than `window_s`: a short
+    # window, so that a collapse shows at once, whatever passed before it.
+    window_verdicts: int = 6
+    window_s: float = 600.0
+    # Open when at most this share of a full window passed: a collapse, not a dip.
+    max_pass_rate: float = 0.2
+    cooldown_s: float = 60.0
+
+    def breaker(self) -> BreakerSettings:
+        return BreakerSettings(enabled=self.enabled, window_s=self.window_s, min_calls=self.window_verdicts,
+                               max_calls=self.window_verdicts, failure_rate=1.0 - self.max_pass_rate,
+                               cooldown_s=self.cooldown_s, probe_lost_after_s=self.cooldown_s)
+
+
+@dataclass(frozen=True, slots=True)
+class AimdSettings:
+    enabled: bool = True
+    # The limit grows by `increase` after `limit` successes in a row, as TCP's window does.
+    increase: float = 1.0
+    decrease_factor: float = 0.5
+    floor: int = 1
+    # How long to leave a provider alone after a 429 that names no Retry-After.
+    default_pause_s: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    # Calls one chunk of candidates may make, over all providers of its chain.
+    max_calls: int = 4
+    # Extra calls to the same provider after a server error, before falling back.
+    same_provider_retries: int = 1
+    base_delay_s: float = 0.5
+    max_delay_s: float = 10.0
+
+    def backoff_s(self, retry_number: int, rng: random.Random, retry_after_s: float | None = None) -> float:
+        """Full jitter: uniform in [0, min(max, base·2ⁿ)], but never sooner than Retry-After."""
+        ceiling = min(self.max_delay_s, self.base_delay_s * 2 ** max(0, retry_number))
+        return max(rng.uniform(0, ceiling), retry_after_s or 0.0)
 
 
 class RoutingError(Exception):

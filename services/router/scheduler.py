@@ -20,7 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from services.common.supervision import failed, stop_tasks, supervise
 from services.router import store
-from services.router.attempts import RoutingEngine
+from services.router.engine import RoutingEngine
 from services.router.fairness import FairQueue
 from services.router.store import AttemptRequest
 

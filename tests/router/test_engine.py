@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from services.router.attempts import RoutingEngine
 from services.router.clock import LoopClock, run_simulated
+from services.router.engine import RoutingEngine
 from services.router.providers.factory import build_providers
 from services.router.providers.registry import parse_registry
 from services.router.routing_types import AllProvidersFailed, NoCapableProvider, RouteRequest

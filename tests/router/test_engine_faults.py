@@ -10,11 +10,10 @@ from collections import Counter
 
 import pytest
 
-from services.router.attempts import RoutingEngine
+from services.router.engine import RoutingEngine
 from services.router.providers.factory import build_providers
 from services.router.providers.registry import parse_registry
-from services.router.resilience import BreakerSettings, RetryPolicy
-from services.router.routing_types import CostCapReached, RouteRequest, RoutingPolicy
+from services.router.routing_types import BreakerSettings, CostCapReached, RetryPolicy, RouteRequest, RoutingPolicy
 from tests.router.stubs import STUB_SECRET, Behaviour, Stub, stub_provider
 
 BREAKER = BreakerSettings(window_s=60, min_calls=3, failure_rate=0.5, cooldown_s=30)

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from services.common.templates import Stage
-from services.router.attempts import RoutingEngine
+from services.router.engine import RoutingEngine
 from services.router.pipeline import run_pipeline
 from services.router.providers.base import GenerationRequest, ProviderError
 from services.router.providers.factory import build_providers

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from services.common.templates import Stage
-from services.router.attempts import RoutingEngine
 from services.router.clock import run_simulated
+from services.router.engine import RoutingEngine
 from services.router.pipeline import MissingInput, run_pipeline
 from services.router.providers.base import GenerationRequest, ProviderError
 from services.router.providers.factory import build_providers

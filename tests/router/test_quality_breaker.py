@@ -3,12 +3,12 @@ call succeeds, loses one template's traffic, says why, and wins it back with a p
 
 import uuid
 
-from services.router.attempts import RoutingEngine
 from services.router.clock import ManualClock, run_simulated
+from services.router.engine import RoutingEngine
+from services.router.health import BreakerState, QualityBreaker, Verdict
 from services.router.providers.factory import build_providers
 from services.router.providers.registry import parse_registry
-from services.router.resilience import BreakerState, QualityBreaker, QualitySettings, Verdict
-from services.router.routing_types import RouteRequest, RoutingPolicy
+from services.router.routing_types import QualitySettings, RouteRequest, RoutingPolicy
 from tests.router.test_engine import local
 
 SETTINGS = QualitySettings(window_s=600, window_verdicts=4, max_pass_rate=0.2, cooldown_s=30)

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import pytest
 
-from services.router.attempts import RoutingEngine
+from services.router.engine import RoutingEngine
 from services.router.providers.base import ProviderContext, ProviderError
 from services.router.providers.factory import build_providers
 from services.router.providers.journal import MemoryJournal

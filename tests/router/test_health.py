@@ -6,15 +6,8 @@ import random
 import pytest
 
 from services.router.clock import LoopClock, ManualClock, run_simulated
-from services.router.resilience import (
-    AimdLimiter,
-    AimdSettings,
-    BreakerSettings,
-    BreakerState,
-    CircuitBreaker,
-    RetryPolicy,
-    run_with_timeout,
-)
+from services.router.health import AimdLimiter, BreakerState, CircuitBreaker, run_with_timeout
+from services.router.routing_types import AimdSettings, BreakerSettings, RetryPolicy
 
 SETTINGS = BreakerSettings(window_s=60, min_calls=4, failure_rate=0.5, cooldown_s=30)
 

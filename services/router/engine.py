@@ -39,17 +39,17 @@ from services.common.contracts import ProviderStatus
 from services.router import planning
 from services.router.capacity import CostBudget, ProviderSlots
 from services.router.clock import Clock, LoopClock
-from services.router.health import learn_from_call, new_health, status_of
-from services.router.planning import ProviderSnapshot
+from services.router.health import QualityBreaker, Verdict, learn_from_call, new_health, run_with_timeout, status_of
+from services.router.planning import PassRateEstimator, ProviderSnapshot
 from services.router.providers.base import GeneratedImage, GenerationRequest, Provider, ProviderError
 from services.router.providers.journal import RemoteJob, RemoteJobJournal
 from services.router.providers.registry import ProviderConfig, Registry
-from services.router.resilience import QualityBreaker, Verdict, run_with_timeout
 from services.router.routing_types import (
     AllProvidersFailed,
     AttemptResult,
     CallRecord,
     CostCapReached,
+    ProviderQuote,
     RoutedImage,
     RoutePlan,
     RouteRequest,
@@ -57,7 +57,6 @@ from services.router.routing_types import (
     RoutingPolicy,
     with_calls,
 )
-from services.router.selection import PassRateEstimator, ProviderQuote
 
 
 @dataclass

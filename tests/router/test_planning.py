@@ -7,16 +7,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.router.clock import ManualClock
-from services.router.providers.registry import PassRatePrior
-from services.router.selection import (
+from services.router.planning import (
     PassRateEstimator,
-    ProviderQuote,
     candidates_needed,
     fixed_oversample,
     probability_at_least,
     rank_providers,
     round_target,
 )
+from services.router.providers.registry import PassRatePrior
+from services.router.routing_types import ProviderQuote
 
 
 @pytest.mark.parametrize(
