@@ -6,7 +6,6 @@ from functools import partial
 
 import psycopg
 
-from services.common import telemetry
 from services.common.bus.consumer import EventConsumer
 from services.common.bus.envelope import Envelope
 from services.common.bus.inbox import Publish
@@ -20,7 +19,6 @@ from services.common.contracts import (
     GenerationFailed,
     JobCanceled,
     JobDelivered,
-    JobFinished,
     RegenerationRequested,
     ReportDeclined,
     ReservationRejected,
@@ -29,8 +27,8 @@ from services.common.contracts import (
     ScoringFailed,
 )
 from services.ingest import store
-from services.ingest.domain import apply_event, finished
-from services.ingest.receipt_store import issue_receipts
+from services.ingest.domain import apply_event
+from services.ingest.projection import commit_changes
 from services.ingest.receipts import Signer
 
 log = logging.getLogger(__name__)
@@ -56,14 +54,8 @@ async def project_batch(conn: psycopg.AsyncConnection, envelopes: list[Envelope]
         views[event.job_id] = after = apply_event(before, event, envelope.time)
         changes.append((before, after, event, envelope.time))
         causes.append(envelope)
-    changes = await issue_receipts(conn, changes, signer, datetime.now(UTC))
-    announcements: list[tuple[JobFinished, Envelope]] = []
-    for (before, after, _, _), envelope in zip(changes, causes, strict=True):
-        if announcement := finished(before, after):
-            announcements.append((announcement, envelope))
-            telemetry.JOBS_FINISHED.labels(after.state).inc()
-    await store.record_changes(conn, changes)
-    await publish(announcements)
+    announcements = await commit_changes(conn, changes, signer, datetime.now(UTC))
+    await publish([(announcement, causes[index]) for announcement, index in announcements])
 
 
 def register(consumer: EventConsumer, signer: Signer) -> None:

@@ -10,14 +10,20 @@ after its retention window no longer holds the whole history of older jobs: thos
 before its horizon are counted and left out.
 """
 
-import time
 from dataclasses import dataclass
 from uuid import UUID
 
 import psycopg
 
 from services.common.bus.kafka_security import client_options
-from services.common.bus.replay import decoded_envelopes, journal_horizon, journal_schema, read_history, report
+from services.common.bus.replay import (
+    decoded_envelopes,
+    journal_horizon,
+    journal_schema,
+    read_history,
+    report,
+    until_settled,
+)
 from services.common.contracts import PUBLISHERS, JobSpec
 from services.common.sealing import ERASED, open_sealed
 from services.ingest.data_keys import keys_of
@@ -87,21 +93,20 @@ def compare(live: dict[UUID, JobView], replayed: dict[UUID, JobView]) -> list[Di
 
 def replay_jobs(settings: IngestSettings, schema: str, tenant: str | None = None, out=print,
                 settle_s: float = 30, source: str = "journal") -> int:
-    deadline = time.monotonic() + settle_s
     with psycopg.connect(settings.database_url.get_secret_value(), autocommit=True) as conn:
         horizon = None
         if source == "journal":
             horizon = journal_horizon(conn, [journal_schema(p, schema, "ingest") or p for p in PUBLISHERS])
-        while True:
+
+        def look():
             replayed_history = history(conn, settings, schema, source)
             replayed = {j: v for j, v in replayed_history.views.items() if tenant is None or v.tenant_id == tenant}
             live = live_views(conn, schema, tenant)
             older = {j for j, v in live.items() if horizon is not None and v.created_at < horizon}
-            differences = compare({j: v for j, v in live.items() if j not in older},
-                                  {j: v for j, v in replayed.items() if j not in older})
-            if not differences or time.monotonic() > deadline:
-                break
-            time.sleep(1)
+            return compare({j: v for j, v in live.items() if j not in older},
+                           {j: v for j, v in replayed.items() if j not in older}), (replayed_history, replayed, older)
+
+        differences, (replayed_history, replayed, older) = until_settled(settle_s, look)
     out(f"replayed {replayed_history.events} events ({replayed_history.records} records) from"
         f" {len(PUBLISHERS)} {'journals' if source == 'journal' else 'topics'} into {len(replayed)} jobs")
     if older:

@@ -11,11 +11,10 @@ Expired idempotency keys are deleted on the way.
 import logging
 from datetime import UTC, datetime
 
-from services.common import telemetry
 from services.common.rounds import PeriodicRound, exclusive_round
 from services.common.runtime import ServiceRuntime
 from services.ingest import domain, store, sweep_rules
-from services.ingest.receipt_store import issue_receipts
+from services.ingest.projection import commit_changes
 from services.ingest.receipts import Signer
 from services.ingest.settings import IngestSettings
 
@@ -45,12 +44,8 @@ class Sweeper(PeriodicRound):
                 changes.append((view, after, event, now))
                 await self.runtime.emit(conn, event)
                 published += 1
-            changes = await issue_receipts(conn, changes, self.signer, now)
-            for view, after, _, _ in changes:
-                if announcement := domain.finished(view, after):
-                    await self.runtime.emit(conn, announcement)
-                    telemetry.JOBS_FINISHED.labels(after.state).inc()
-            await store.record_changes(conn, changes)  # one write for every job, tenants' counters in order
+            for announcement, _ in await commit_changes(conn, changes, self.signer, now):
+                await self.runtime.emit(conn, announcement)
             await store.forget_expired_keys(conn, self.settings.idempotency_key_ttl_s)
         if published:
             log.warning("sweeper moved %d stuck jobs on", published)

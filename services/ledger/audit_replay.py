@@ -7,12 +7,18 @@ in any field is a difference, and the command exits non-zero. Entries older than
 of a journal pruned after its retention window are counted and left out.
 """
 
-import time
 
 import psycopg
 
 from services.common.bus.kafka_security import client_options
-from services.common.bus.replay import decoded_envelopes, journal_horizon, journal_schema, read_history, report
+from services.common.bus.replay import (
+    decoded_envelopes,
+    journal_horizon,
+    journal_schema,
+    read_history,
+    report,
+    until_settled,
+)
 from services.common.contracts import PUBLISHERS, AuditRecorded
 from services.ledger.audit import COLUMNS
 from services.ledger.settings import LedgerSettings
@@ -54,20 +60,19 @@ def replay_audit(settings: LedgerSettings, schema: str, out=print, settle_s: flo
                  source: str = "journal") -> int:
     """The ledger keeps other services' entries as it consumes their events: a difference
     counts only when it lasts `settle_s`."""
-    deadline = time.monotonic() + settle_s
     with psycopg.connect(settings.database_url.get_secret_value(), autocommit=True) as conn:
         horizon = None
         if source == "journal":
             horizon = journal_horizon(conn, [journal_schema(p, schema, "ledger") or p for p in PUBLISHERS])
-        while True:
+
+        def look():
             replayed, records, malformed = rebuilt_trail(conn, settings, schema, source)
             live = live_trail(conn, schema)
             older = {i for i, entry in live.items() if horizon is not None and entry[0] < horizon}
-            differences = compare({i: e for i, e in live.items() if i not in older},
-                                  {i: e for i, e in replayed.items() if i not in older})
-            if not differences or time.monotonic() > deadline:
-                break
-            time.sleep(1)
+            return compare({i: e for i, e in live.items() if i not in older},
+                           {i: e for i, e in replayed.items() if i not in older}), (replayed, records, malformed, older)
+
+        differences, (replayed, records, malformed, older) = until_settled(settle_s, look)
     out(f"replayed {len(replayed)} audit entries ({records} records) from {len(PUBLISHERS)}"
         f" {'journals' if source == 'journal' else 'topics'}")
     if older:

@@ -4,8 +4,11 @@ first offset to its end; decoded into envelopes, each event id once. Both hold t
 events: the topic is what the journal published, for as long as the broker keeps it."""
 
 import asyncio
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 import psycopg
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -14,6 +17,7 @@ from services.common.bus.envelope import Envelope, MalformedEnvelope, from_kafka
 from services.common.contracts import topic_of
 
 SOURCES = ("journal", "topics")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -158,6 +162,18 @@ def decoded_envelopes(records: list) -> tuple[list[Envelope], int]:
             seen.add(envelope.id)
             envelopes.append(envelope)
     return envelopes, malformed
+
+
+def until_settled(settle_s: float, look: Callable[[], tuple[list, T]]) -> tuple[list, T]:
+    """`look()` (the differences, and what else it found), looked again once a second while
+    differences remain, for at most `settle_s`: services still consuming events make
+    differences that go; a difference that lasts is one."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        differences, found = look()
+        if not differences or time.monotonic() > deadline:
+            return differences, found
+        time.sleep(1)
 
 
 def report(out, malformed: int, differences: list[str], differing: int, noun: str) -> int:

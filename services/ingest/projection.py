@@ -1,0 +1,28 @@
+"""How changes to jobs' views are committed, whoever made them (the events of other
+services, or the sweeper): receipts issued for the jobs a change shows final for the first
+time, a JobFinished announced for each, and every view written once."""
+
+from datetime import datetime
+
+import psycopg
+
+from services.common import telemetry
+from services.common.contracts import JobFinished
+from services.ingest import store
+from services.ingest.domain import finished
+from services.ingest.receipt_store import issue_receipts
+from services.ingest.receipts import Signer
+
+
+async def commit_changes(conn: psycopg.AsyncConnection, changes: list[store.Change], signer: Signer,
+                         now: datetime) -> list[tuple[JobFinished, int]]:
+    """Write the changes in the caller's transaction; the JobFinished events to publish with
+    it, each with the index of the change that finished its job."""
+    changes = await issue_receipts(conn, changes, signer, now)
+    announcements = []
+    for index, (before, after, _, _) in enumerate(changes):
+        if announcement := finished(before, after):
+            announcements.append((announcement, index))
+            telemetry.JOBS_FINISHED.labels(after.state).inc()
+    await store.record_changes(conn, changes)  # one write for every job, tenants' counters in order
+    return announcements
