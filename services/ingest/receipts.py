@@ -20,16 +20,112 @@ import binascii
 import hashlib
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import rfc8785
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import BaseModel, Field
 
 from services.ingest.domain import JobView
 
 FORMAT = "genline.receipt.v1"
 ALGORITHM = "EdDSA"
+
+
+# ---- the receipt's shape: what receipt_body builds, and what the API documents -------------
+
+
+class ReceiptTemplate(BaseModel):
+    name: str
+    version: str | None = Field(description="the template catalogue's version at submission")
+
+
+class ReceiptProfile(BaseModel):
+    name: str | None
+    version: str | None = Field(description="a digest of the profile's checks, the job's rules included")
+
+
+class ReceiptImages(BaseModel):
+    requested: int
+    delivered: int
+
+
+class ReceiptFailure(BaseModel):
+    code: str
+    stage: str
+
+
+class ReceiptOutput(BaseModel):
+    n: int
+    key: str = Field(description="the object in the public bucket")
+    sha256: str
+    media_type: str
+    size_bytes: int
+
+
+class ReceiptCandidate(BaseModel):
+    index: int
+    attempt: int
+    provider: str
+    sha256: str
+    verdict: Literal["selected", "passed", "rejected"]
+    failed: list[str] = Field(description="the dimensions that rejected it")
+
+
+class ReceiptCredits(BaseModel):
+    reserved: int
+    charged: int
+    released: int
+    retry_tokens_used: int
+    price_book_version: str | None
+
+
+class ReceiptStage(BaseModel):
+    attempt: int
+    stage_index: int
+    stage: str
+    provider: str
+    calls: int
+    cost_micro_usd: int
+
+
+class ReceiptProviderCost(BaseModel):
+    total_micro_usd: int
+    stages: list[ReceiptStage]
+
+
+class ReceiptBody(BaseModel):
+    format: Literal["genline.receipt.v1"]
+    kid: str = Field(description="the signing key: the RFC 7638 thumbprint of its public key")
+    job_id: str
+    tenant_id: str
+    sequence: int = Field(ge=1, description="the receipt's place in the tenant's chain, from 1")
+    previous_sha256: str | None = Field(description="the sha256 of the tenant's receipt before this one; null for the first")
+    issued_at: str
+    state: str
+    failure: ReceiptFailure | None
+    template: ReceiptTemplate
+    profile: ReceiptProfile
+    images: ReceiptImages
+    outputs: list[ReceiptOutput]
+    candidates: list[ReceiptCandidate]
+    credits: ReceiptCredits
+    provider_cost: ReceiptProviderCost
+    times: dict[str, str] = Field(description="when the job entered each state, RFC 3339")
+
+
+class ReceiptSignature(BaseModel):
+    alg: Literal["EdDSA"]
+    kid: str
+    value: str = Field(description="base64url Ed25519 signature of the receipt's RFC 8785 canonical JSON")
+
+
+class SignedReceipt(BaseModel):
+    receipt: ReceiptBody
+    sha256: str = Field(description="SHA-256 (hex) of the receipt's RFC 8785 canonical JSON")
+    signature: ReceiptSignature
+
 
 
 # The client verifies receipts with the same three helpers (genline_client/receipts.py); ingest
@@ -106,28 +202,27 @@ def _json(value: Any) -> Any:
 
 def receipt_body(view: JobView, sequence: int, previous_sha256: str | None, kid: str,
                  issued_at: datetime) -> dict[str, Any]:
-    """What the receipt of a job shown final says (see the module's docstring)."""
+    """What the receipt of a job shown final says (see the module's docstring), as JSON."""
     selected = set(view.selected)
     billing = view.billing
-    return {
-        "format": FORMAT, "kid": kid, "job_id": str(view.id), "tenant_id": view.tenant_id,
-        "sequence": sequence, "previous_sha256": previous_sha256, "issued_at": _json(issued_at),
-        "state": view.state,
-        "failure": {"code": view.failure.code, "stage": view.failure.stage} if view.failure else None,
-        "template": {"name": view.template, "version": view.template_version},
-        "profile": {"name": view.scoring_profile, "version": view.profile_version},
-        "images": {"requested": view.images, "delivered": len(view.outputs)},
-        "outputs": [{"n": o.n, "key": o.key, "sha256": o.sha256, "media_type": o.media_type,
-                     "size_bytes": o.size_bytes} for o in view.outputs],
-        "candidates": [{"index": s.index, "attempt": s.attempt, "provider": s.provider, "sha256": s.sha256,
-                        "verdict": "selected" if s.index in selected else "passed" if s.passed else "rejected",
-                        "failed": list(s.failed)} for s in view.scores],
-        "credits": {"reserved": billing.reserved or 0, "charged": billing.charged or 0,
-                    "released": billing.released or 0, "retry_tokens_used": billing.retry_tokens_used,
-                    "price_book_version": billing.price_book_version},
-        "provider_cost": {"total_micro_usd": view.provider_cost_micro_usd,
-                          "stages": [{"attempt": s.attempt, "stage_index": s.stage_index, "stage": s.stage,
-                                      "provider": s.provider, "calls": s.calls, "cost_micro_usd": s.cost_micro_usd}
-                                     for s in view.stages]},
-        "times": {state: _json(at) for state, at in sorted(view.timestamps.items(), key=lambda item: item[1])},
-    }
+    return ReceiptBody(
+        format=FORMAT, kid=kid, job_id=str(view.id), tenant_id=view.tenant_id, sequence=sequence,
+        previous_sha256=previous_sha256, issued_at=_json(issued_at), state=view.state,
+        failure=ReceiptFailure(code=view.failure.code, stage=view.failure.stage) if view.failure else None,
+        template=ReceiptTemplate(name=view.template, version=view.template_version),
+        profile=ReceiptProfile(name=view.scoring_profile, version=view.profile_version),
+        images=ReceiptImages(requested=view.images, delivered=len(view.outputs)),
+        outputs=[ReceiptOutput(n=o.n, key=o.key, sha256=o.sha256, media_type=o.media_type, size_bytes=o.size_bytes)
+                 for o in view.outputs],
+        candidates=[ReceiptCandidate(index=s.index, attempt=s.attempt, provider=s.provider, sha256=s.sha256,
+                                     verdict="selected" if s.index in selected else "passed" if s.passed else "rejected",
+                                     failed=list(s.failed)) for s in view.scores],
+        credits=ReceiptCredits(reserved=billing.reserved or 0, charged=billing.charged or 0,
+                               released=billing.released or 0, retry_tokens_used=billing.retry_tokens_used,
+                               price_book_version=billing.price_book_version),
+        provider_cost=ReceiptProviderCost(
+            total_micro_usd=view.provider_cost_micro_usd,
+            stages=[ReceiptStage(attempt=s.attempt, stage_index=s.stage_index, stage=s.stage, provider=s.provider,
+                                 calls=s.calls, cost_micro_usd=s.cost_micro_usd) for s in view.stages]),
+        times={state: _json(at) for state, at in sorted(view.timestamps.items(), key=lambda item: item[1])},
+    ).model_dump(mode="json")

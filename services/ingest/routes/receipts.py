@@ -15,7 +15,7 @@ from services.ingest import store as jobs_store
 from services.ingest.deps import JobsReader, Runtime
 from services.ingest.examples import JOB_ID
 from services.ingest.job_lookup import parse_job_id
-from services.ingest.receipts import FORMAT, canonical
+from services.ingest.receipts import FORMAT, SignedReceipt, canonical
 
 router = APIRouter(tags=["receipts"])
 
@@ -26,97 +26,6 @@ def signed_json(content: dict) -> Response:
     field added to a signed body would then break its signature."""
     return Response(canonical(content), media_type="application/json")
 SHA = "5d2a6c3e8f1b0a9d7c4e2f6a8b1d3c5e7f9a0b2c4d6e8f0a1b3c5d7e9f1a2b3c"
-
-
-class ReceiptTemplate(BaseModel):
-    name: str
-    version: str | None = Field(description="the template catalogue's version at submission")
-
-
-class ReceiptProfile(BaseModel):
-    name: str | None
-    version: str | None = Field(description="a digest of the profile's checks, the job's rules included")
-
-
-class ReceiptImages(BaseModel):
-    requested: int
-    delivered: int
-
-
-class ReceiptFailure(BaseModel):
-    code: str
-    stage: str
-
-
-class ReceiptOutput(BaseModel):
-    n: int
-    key: str = Field(description="the object in the public bucket")
-    sha256: str
-    media_type: str
-    size_bytes: int
-
-
-class ReceiptCandidate(BaseModel):
-    index: int
-    attempt: int
-    provider: str
-    sha256: str
-    verdict: Literal["selected", "passed", "rejected"]
-    failed: list[str] = Field(description="the dimensions that rejected it")
-
-
-class ReceiptCredits(BaseModel):
-    reserved: int
-    charged: int
-    released: int
-    retry_tokens_used: int
-    price_book_version: str | None
-
-
-class ReceiptStage(BaseModel):
-    attempt: int
-    stage_index: int
-    stage: str
-    provider: str
-    calls: int
-    cost_micro_usd: int
-
-
-class ReceiptProviderCost(BaseModel):
-    total_micro_usd: int
-    stages: list[ReceiptStage]
-
-
-class ReceiptBody(BaseModel):
-    format: Literal["genline.receipt.v1"]
-    kid: str = Field(description="the signing key: the RFC 7638 thumbprint of its public key")
-    job_id: str
-    tenant_id: str
-    sequence: int = Field(ge=1, description="the receipt's place in the tenant's chain, from 1")
-    previous_sha256: str | None = Field(description="the sha256 of the tenant's receipt before this one; null for the first")
-    issued_at: str
-    state: str
-    failure: ReceiptFailure | None
-    template: ReceiptTemplate
-    profile: ReceiptProfile
-    images: ReceiptImages
-    outputs: list[ReceiptOutput]
-    candidates: list[ReceiptCandidate]
-    credits: ReceiptCredits
-    provider_cost: ReceiptProviderCost
-    times: dict[str, str] = Field(description="when the job entered each state, RFC 3339")
-
-
-class ReceiptSignature(BaseModel):
-    alg: Literal["EdDSA"]
-    kid: str
-    value: str = Field(description="base64url Ed25519 signature of the receipt's RFC 8785 canonical JSON")
-
-
-class SignedReceipt(BaseModel):
-    receipt: ReceiptBody
-    sha256: str = Field(description="SHA-256 (hex) of the receipt's RFC 8785 canonical JSON")
-    signature: ReceiptSignature
 
 
 class ReceiptPage(BaseModel):
