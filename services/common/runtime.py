@@ -144,13 +144,13 @@ def ops_app(runtime: ServiceRuntime) -> Starlette:
 
 def build_worker(name: str, settings: ServiceSettings, publishers: Iterable[str], register):
     """A worker service that handles the events of `publishers` and reads or writes object storage;
-    `register(consumer, store, settings)` adds its handlers."""
+    `register(consumer, objects, settings)` adds its handlers."""
     from services.common.storage import ObjectStore
 
     runtime = ServiceRuntime(name, settings, f"services.{name}")
-    store = ObjectStore(settings)
-    runtime.readiness_checks["object_store"] = store.ping
-    register(runtime.consumer, store, settings)
+    objects = ObjectStore(settings)
+    runtime.readiness_checks["object_store"] = objects.ping
+    register(runtime.consumer, objects, settings)
     runtime.consume(publishers)
     return runtime, ops_app(runtime)
 

@@ -1,4 +1,4 @@
-"""Object storage (S3 or any S3-compatible store) for candidates and delivered images.
+"""Object storage (S3 or any S3-compatible objects) for candidates and delivered images.
 
 Two buckets: internal (every candidate) and public (delivered images, reached through
 presigned links that expire). Requests are plain async HTTP calls signed with SigV4
@@ -164,9 +164,9 @@ class ObjectStore:
         await self._request("HeadBucket", "HEAD", self.internal_bucket)
 
 
-def signed_links(store: ObjectStore, key: str, thumbnail_key: str | None, ttl_s: int) -> dict[str, Any]:
+def signed_links(objects: ObjectStore, key: str, thumbnail_key: str | None, ttl_s: int) -> dict[str, Any]:
     """Fresh links to a delivered image and to its thumbnail (when it has one), and when they
     expire. Links are signed on every read, so nobody is handed one that has expired."""
-    return {"url": store.presign_get(store.public_bucket, key, ttl_s),
-            "thumbnail_url": store.presign_get(store.public_bucket, thumbnail_key, ttl_s) if thumbnail_key else None,
+    return {"url": objects.presign_get(objects.public_bucket, key, ttl_s),
+            "thumbnail_url": objects.presign_get(objects.public_bucket, thumbnail_key, ttl_s) if thumbnail_key else None,
             "expires_at": datetime.now(UTC) + timedelta(seconds=max(1, min(ttl_s, MAX_LINK_TTL_S)))}

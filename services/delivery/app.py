@@ -14,12 +14,12 @@ from services.delivery.webhooks import WebhookSender
 
 def build(settings: DeliverySettings):
     senders: list[WebhookSender] = []
-    stores: list[ObjectStore] = []  # the worker's one object store, the one its readiness pings
+    objects_of: list[ObjectStore] = []  # the worker's one object store, the one its readiness pings
 
-    def register(consumer, store, settings_) -> None:
-        stores.append(store)
-        senders.append(WebhookSender(consumer.pool, consumer.relay, store, settings_))
-        handlers.register(consumer, store, settings_, senders[0])
+    def register(consumer, objects, settings_) -> None:
+        objects_of.append(objects)
+        senders.append(WebhookSender(consumer.pool, consumer.relay, objects, settings_))
+        handlers.register(consumer, objects, settings_, senders[0])
 
     runtime, app = build_worker("delivery", settings, SUBSCRIPTIONS["delivery"], register)
     sender = senders[0]
@@ -28,7 +28,7 @@ def build(settings: DeliverySettings):
     verifier = verifier_of(settings)
     app.router.routes.extend(guard(route, verifier, "webhooks") for route in WebhookApi(runtime, sender, settings).routes())
     app.add_exception_handler(NotFound, not_found_handler)
-    sweeper = RetentionSweeper(runtime, stores[0], settings)
+    sweeper = RetentionSweeper(runtime, objects_of[0], settings)
     runtime.startup_hooks.append(sweeper.start)
     runtime.shutdown_hooks.append(sweeper.stop)
     return runtime, app

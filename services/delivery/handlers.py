@@ -57,22 +57,22 @@ async def with_retries(settings: DeliverySettings, operation: Callable[[], Await
     raise AssertionError("copy_attempts must be at least 1")
 
 
-async def publish_image(envelope: Envelope, n: int, candidate: CandidateScore, store: ObjectStore,
+async def publish_image(envelope: Envelope, n: int, candidate: CandidateScore, objects: ObjectStore,
                         settings: DeliverySettings, delivery: Delivery) -> DeliveredImage:
     """Post-process one selected candidate (format, watermark, thumbnail; in a thread) and
     store the image and its thumbnail side by side in the public bucket."""
     event = envelope.event
-    source = await with_retries(settings, lambda: store.get(store.internal_bucket, candidate.key))
+    source = await with_retries(settings, lambda: objects.get(objects.internal_bucket, candidate.key))
     with telemetry.timed_stage("delivery", "postprocess"):
         done = await asyncio.to_thread(postprocess.postprocess, source, delivery)
     # The key derives from the scored event's time, so a redelivered event writes the same object.
     key = domain.public_key(event.tenant_id, envelope.time, event.job_id, n, done.image.media_type)
     thumbnail_key = domain.thumbnail_key(key, done.thumbnail.media_type)
     await asyncio.gather(
-        with_retries(settings, lambda: store.put(store.public_bucket, key, done.image.data, done.image.media_type)),
-        with_retries(settings, lambda: store.put(store.public_bucket, thumbnail_key, done.thumbnail.data,
+        with_retries(settings, lambda: objects.put(objects.public_bucket, key, done.image.data, done.image.media_type)),
+        with_retries(settings, lambda: objects.put(objects.public_bucket, thumbnail_key, done.thumbnail.data,
                                                  done.thumbnail.media_type)))
-    links = signed_links(store, key, thumbnail_key, settings.link_ttl_s)
+    links = signed_links(objects, key, thumbnail_key, settings.link_ttl_s)
     return domain.delivered_image(n, key, thumbnail_key, done, delivery, links)
 
 
@@ -81,7 +81,7 @@ def chosen_candidates(event: CandidatesScored) -> list[CandidateScore]:
     return [by_index[i] for i in event.selected[: event.images]]
 
 
-async def prepare_delivery(envelope: Envelope, pool: AsyncConnectionPool, store: ObjectStore,
+async def prepare_delivery(envelope: Envelope, pool: AsyncConnectionPool, objects: ObjectStore,
                            settings: DeliverySettings) -> list[DeliveredImage] | Exception | None:
     """Publish the selected images before the transaction opens, so that no transaction (nor
     a pooled connection) waits on S3, post-processing or copy retries: the images, or the
@@ -93,7 +93,7 @@ async def prepare_delivery(envelope: Envelope, pool: AsyncConnectionPool, store:
             return None
     delivery = load_catalogue().delivery(event.template)
     try:
-        return list(await asyncio.gather(*(publish_image(envelope, n, c, store, settings, delivery)
+        return list(await asyncio.gather(*(publish_image(envelope, n, c, objects, settings, delivery)
                                            for n, c in enumerate(chosen_candidates(event), start=1))))
     except Exception as error:  # judged under the outcome's claim, in the transaction
         return error
@@ -109,7 +109,7 @@ async def record_delivered(ctx: HandlerContext, event: CandidatesScored, images:
              for image, candidate in zip(images, chosen, strict=True)])
 
 
-async def deliver_selection(ctx: HandlerContext, event: CandidatesScored, store: ObjectStore,
+async def deliver_selection(ctx: HandlerContext, event: CandidatesScored, objects: ObjectStore,
                             settings: DeliverySettings) -> None:
     """Decide the job's outcome from what `prepare_delivery` published, under the outcome's
     claim: a cancel committed meanwhile wins, and the images published for nothing go. (An
@@ -118,7 +118,7 @@ async def deliver_selection(ctx: HandlerContext, event: CandidatesScored, store:
     if not await decide_outcome(ctx, event.job_id, event.tenant_id, "delivered"):
         log.info("job %s has its outcome already (canceled or delivered); its images are not published", event.job_id)
         if isinstance(published, list):
-            await asyncio.gather(*(store.delete(store.public_bucket, key) for image in published
+            await asyncio.gather(*(objects.delete(objects.public_bucket, key) for image in published
                                    for key in (image.key, image.thumbnail_key) if key))
         return
     if isinstance(published, postprocess.UnpublishableImage):
@@ -141,19 +141,19 @@ async def answer_cancel(ctx: HandlerContext, event: JobCancelRequested) -> None:
         await ctx.emit(domain.canceled(event))
 
 
-async def erase_images(ctx: HandlerContext, event: JobErased, store: ObjectStore) -> None:
+async def erase_images(ctx: HandlerContext, event: JobErased, objects: ObjectStore) -> None:
     """Delete every object of the job, in both buckets: its candidates (all attempts), its
     delivered images and whatever lies beside them (thumbnails), and the reference photo
     ingest names. Deleting again deletes nothing, so a redelivered event is harmless."""
     rows = await (await ctx.conn.execute("SELECT key FROM delivered_images WHERE job_id = %s",
                                          [event.job_id])).fetchall()
     public = {obj.key for folder in {domain.folder_of(row["key"]) for row in rows}
-              for obj in await store.list_objects(store.public_bucket, folder)} | {row["key"] for row in rows}
-    internal = {obj.key for obj in await store.list_objects(store.internal_bucket,
+              for obj in await objects.list_objects(objects.public_bucket, folder)} | {row["key"] for row in rows}
+    internal = {obj.key for obj in await objects.list_objects(objects.internal_bucket,
                                                            candidate_prefix(event.tenant_id, event.job_id))}
     internal |= {event.reference_key} if event.reference_key else set()
-    await asyncio.gather(*(store.delete(store.public_bucket, key) for key in public),
-                         *(store.delete(store.internal_bucket, key) for key in internal))
+    await asyncio.gather(*(objects.delete(objects.public_bucket, key) for key in public),
+                         *(objects.delete(objects.internal_bucket, key) for key in internal))
     await ctx.conn.execute("DELETE FROM delivered_images WHERE job_id = %s", [event.job_id])
     # Webhook messages carry the job as clients see it; its prompt goes, the record of sending stays.
     await ctx.conn.execute("""UPDATE webhook_messages SET payload = jsonb_set(payload, '{prompt}', '""')"""
@@ -162,13 +162,13 @@ async def erase_images(ctx: HandlerContext, event: JobErased, store: ObjectStore
     log.info("erased job %s: %d public and %d internal objects", event.job_id, len(public), len(internal))
 
 
-def register(consumer: EventConsumer, store: ObjectStore, settings: DeliverySettings, sender: WebhookSender) -> None:
+def register(consumer: EventConsumer, objects: ObjectStore, settings: DeliverySettings, sender: WebhookSender) -> None:
     async def prepare(envelope: Envelope) -> list[DeliveredImage] | Exception | None:
-        return await prepare_delivery(envelope, consumer.pool, store, settings)
+        return await prepare_delivery(envelope, consumer.pool, objects, settings)
 
     @consumer.on(CandidatesScored, prepare=prepare)
     async def on_candidates_scored(ctx: HandlerContext, event: CandidatesScored) -> None:
-        await deliver_selection(ctx, event, store, settings)
+        await deliver_selection(ctx, event, objects, settings)
 
     @consumer.on(JobCancelRequested)
     async def on_cancel_requested(ctx: HandlerContext, event: JobCancelRequested) -> None:
@@ -190,5 +190,5 @@ def register(consumer: EventConsumer, store: ObjectStore, settings: DeliverySett
 
     @consumer.on(JobErased)
     async def on_job_erased(ctx: HandlerContext, event: JobErased) -> None:
-        await erase_images(ctx, event, store)
+        await erase_images(ctx, event, objects)
         ctx.after_commit(lambda: sender.data_keys.forget(event.job_id))

@@ -25,8 +25,8 @@ def expired(objects: list[ListedObject], older_than: datetime) -> list[str]:
 
 
 class RetentionSweeper(PeriodicRound):
-    def __init__(self, runtime: ServiceRuntime, store: ObjectStore, settings: DeliverySettings) -> None:
-        self.runtime, self.store, self.settings = runtime, store, settings
+    def __init__(self, runtime: ServiceRuntime, objects: ObjectStore, settings: DeliverySettings) -> None:
+        self.runtime, self.objects, self.settings = runtime, objects, settings
         self.interval_s, self.task_name = settings.retention_sweep_interval_s, "delivery-retention"
 
     async def sweep_once(self, now: datetime | None = None) -> int:
@@ -48,15 +48,15 @@ class RetentionSweeper(PeriodicRound):
     async def _sweep_outputs(self, tenant: dict, now: datetime) -> int:
         if tenant["outputs_days"] is None:
             return 0
-        objects = await self.store.list_objects(self.store.public_bucket, f"{tenant['tenant_id']}/")
+        objects = await self.objects.list_objects(self.objects.public_bucket, f"{tenant['tenant_id']}/")
         keys = expired(objects, now - timedelta(days=tenant["outputs_days"]))
-        await asyncio.gather(*(self.store.delete(self.store.public_bucket, key) for key in keys))
+        await asyncio.gather(*(self.objects.delete(self.objects.public_bucket, key) for key in keys))
         return len(keys)  # delivered_images keeps the record: it tells delivered candidates from the others
 
     async def _sweep_candidates(self, conn, tenant: dict, now: datetime) -> int:
         if tenant["candidates_days"] is None:
             return 0
-        objects = await self.store.list_objects(self.store.internal_bucket, f"candidates/{tenant['tenant_id']}/")
+        objects = await self.objects.list_objects(self.objects.internal_bucket, f"candidates/{tenant['tenant_id']}/")
         rows = await (await conn.execute("SELECT source_key FROM delivered_images WHERE tenant_id = %s",
                                          [tenant["tenant_id"]])).fetchall()
         delivered = {row["source_key"] for row in rows}
@@ -64,5 +64,5 @@ class RetentionSweeper(PeriodicRound):
         audit_days = max(kept_days, self.settings.rejected_audit_days)
         keys = (expired([o for o in objects if o.key in delivered], now - timedelta(days=kept_days))
                 + expired([o for o in objects if o.key not in delivered], now - timedelta(days=audit_days)))
-        await asyncio.gather(*(self.store.delete(self.store.internal_bucket, key) for key in keys))
+        await asyncio.gather(*(self.objects.delete(self.objects.internal_bucket, key) for key in keys))
         return len(keys)

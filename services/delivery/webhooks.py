@@ -123,8 +123,8 @@ def pinned_request(url: str, address: targets.IPAddress) -> tuple[str, dict, dic
 
 
 class WebhookSender:
-    def __init__(self, pool, relay: OutboxRelay, store: ObjectStore, settings: DeliverySettings) -> None:
-        self.pool, self.relay, self.store, self.settings = pool, relay, store, settings
+    def __init__(self, pool, relay: OutboxRelay, objects: ObjectStore, settings: DeliverySettings) -> None:
+        self.pool, self.relay, self.objects, self.settings = pool, relay, objects, settings
         self.allowed = targets.allowed_networks(settings.webhook_allowed_networks)
         self.http = httpx.AsyncClient(follow_redirects=False, timeout=settings.webhook_timeout_s)
         self.data_keys = DataKeys(settings, "delivery")
@@ -202,7 +202,7 @@ class WebhookSender:
     def with_fresh_links(self, view: dict) -> dict:
         outputs = []
         for output in view.get("outputs", []):
-            links = signed_links(self.store, output["key"], output.get("thumbnail_key"), self.settings.link_ttl_s)
+            links = signed_links(self.objects, output["key"], output.get("thumbnail_key"), self.settings.link_ttl_s)
             outputs.append(output | links | {"expires_at": links["expires_at"].isoformat()})
         return view | {"outputs": outputs}
 

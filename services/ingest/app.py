@@ -69,14 +69,14 @@ def receipt_signer(settings: IngestSettings) -> Signer:
 
 def build(settings: IngestSettings):
     runtime = ServiceRuntime("ingest", settings, "services.ingest")
-    store = ObjectStore(settings)
+    objects = ObjectStore(settings)
     signer = receipt_signer(settings)
     if settings.consume_events:
         handlers.register(runtime.consumer, signer)
         runtime.consume(SUBSCRIPTIONS["ingest"])
     app = api.create_app("ingest", title="Genline", description=DESCRIPTION, tags=TAGS,
                          lifespan=runtime.lifespan)
-    app.state.runtime, app.state.settings, app.state.store, app.state.signer = runtime, settings, store, signer
+    app.state.runtime, app.state.settings, app.state.objects, app.state.signer = runtime, settings, objects, signer
     app.state.plans = load_plans(settings.plans_path)
     app.state.service_verifier = verifier_of(settings)
     app.state.screening = ScreeningGate(settings.screening_budget_bytes(), settings.screening_threads,

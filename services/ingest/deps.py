@@ -36,8 +36,8 @@ def get_settings(request: Request) -> IngestSettings:
     return request.app.state.settings
 
 
-def get_store(request: Request) -> ObjectStore:
-    return request.app.state.store
+def get_objects(request: Request) -> ObjectStore:
+    return request.app.state.objects
 
 
 def get_log_watch(request: Request) -> LogWatch:
@@ -55,7 +55,7 @@ def get_screening(request: Request) -> ScreeningGate:
 Runtime = Annotated[ServiceRuntime, Depends(get_runtime)]
 Plans = Annotated[PlanBook, Depends(get_plans)]
 Settings = Annotated[IngestSettings, Depends(get_settings)]
-Store = Annotated[ObjectStore, Depends(get_store)]
+Objects = Annotated[ObjectStore, Depends(get_objects)]
 Watch = Annotated[LogWatch, Depends(get_log_watch)]
 Screening = Annotated[ScreeningGate, Depends(get_screening)]
 

@@ -3,7 +3,7 @@
 from uuid import UUID
 
 from services.common.problems import Problem
-from services.ingest import store as jobs_store
+from services.ingest import store
 
 
 def parse_job_id(job_id: str) -> UUID:
@@ -16,6 +16,6 @@ def parse_job_id(job_id: str) -> UUID:
 async def refuse_missing(conn, job_id: str, tenant: str) -> None:
     """410 for a job its tenant erased; 404 otherwise: another tenant's job is as unknown as
     a job that never existed."""
-    if await jobs_store.was_erased(conn, parse_job_id(job_id), tenant):
+    if await store.was_erased(conn, parse_job_id(job_id), tenant):
         raise Problem(410, "job-erased", f"job {job_id} and its data were deleted at its owner's request")
     raise Problem(404, "job-not-found", f"no job {job_id!r}")

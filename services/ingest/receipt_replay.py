@@ -89,13 +89,13 @@ def chain_problems(documents: list[dict]) -> list[str]:
     return problems
 
 
-async def output_problems(store: ObjectStore, body: dict) -> tuple[list[str], int]:
+async def output_problems(objects: ObjectStore, body: dict) -> tuple[list[str], int]:
     """Differences between the outputs a receipt lists and the public bucket; and how many
     outputs are no longer stored."""
     problems, gone = [], 0
     for output in body["outputs"]:
         try:
-            data = await store.get(store.public_bucket, output["key"])
+            data = await objects.get(objects.public_bucket, output["key"])
         except StorageError as error:
             if error.status != 404:
                 raise
@@ -131,7 +131,7 @@ def load_keys(conn: psycopg.Connection, schema: str) -> dict[str, Ed25519PublicK
 
 async def check(settings: IngestSettings, chains: dict[str, list[dict]], keys) -> tuple[list[str], int, int, int]:
     journal, malformed = await read_journal(client_options(settings), settings.topic_namespace)
-    store = ObjectStore(settings)
+    objects = ObjectStore(settings)
     lines, gone, checked = [], 0, 0
     for documents in chains.values():
         lines += chain_problems(documents)
@@ -140,7 +140,7 @@ async def check(settings: IngestSettings, chains: dict[str, list[dict]], keys) -
             if problem := signature_problem(document, keys):
                 lines.append(f"receipt={body['job_id']} signature: {problem}")
             lines += credit_problems(body, journal)
-            found, missing = await output_problems(store, body)
+            found, missing = await output_problems(objects, body)
             lines += found
             gone += missing
             checked += len(body["outputs"]) - missing

@@ -24,8 +24,7 @@ from services.common.problems import Problem
 from services.common.quality.profiles import Profile, ProfileError, QualityRules, job_profile, profile_names
 from services.common.sealing import seal
 from services.common.templates import load_catalogue
-from services.ingest import data_keys, domain, guidance, limits, request_rules, screening
-from services.ingest import store as jobs_store
+from services.ingest import data_keys, domain, guidance, limits, request_rules, screening, store
 from services.ingest.examples import JOB_REQUEST_EXAMPLE
 from services.ingest.key_encryption import keyring_of
 from services.ingest.webhook_targets import check_webhook_url
@@ -160,7 +159,7 @@ def check_scoring(body: JobRequest, settings) -> Profile:
     return profile
 
 
-async def input_photo(runtime, store, tenant_id: str, body: JobRequest, settings,
+async def input_photo(runtime, objects, tenant_id: str, body: JobRequest, settings,
                       gate: screening.ScreeningGate) -> str | None:
     """The key of the job's input photo in the internal bucket, after screening and the
     template's input checks: an upload of the tenant's, or the base64 reference photo, screened
@@ -171,10 +170,10 @@ async def input_photo(runtime, store, tenant_id: str, body: JobRequest, settings
                       f" ({template.input.description if template.input else 'an upload'})")
     if body.input_upload is not None:
         async with runtime.pool.connection() as conn:
-            upload = await jobs_store.read_upload(conn, body.input_upload, tenant_id)
+            upload = await store.read_upload(conn, body.input_upload, tenant_id)
         if upload is None:
             raise Problem(422, "unknown-upload", f"input_upload: you have no upload {body.input_upload}")
-        await guidance.check_input(settings, body.template, await store.get(store.internal_bucket, upload["key"]))
+        await guidance.check_input(settings, body.template, await objects.get(objects.internal_bucket, upload["key"]))
         return upload["key"]
     if body.reference_image is None:
         return None
@@ -182,12 +181,12 @@ async def input_photo(runtime, store, tenant_id: str, body: JobRequest, settings
     photo = await gate.screen(screening.reference_photo_bytes(body.reference_image), limits, "reference_image")
     await guidance.check_input(settings, body.template, photo.data)
     key = f"{tenant_id}/references/{photo.sha256}.{photo.extension}"
-    await store.put(store.internal_bucket, key, photo.data, photo.media_type)
+    await objects.put(objects.internal_bucket, key, photo.data, photo.media_type)
     return key
 
 
 async def replay_of(conn, tenant_id: str, key: str, fingerprint: str, ttl_s: int) -> UUID | None:
-    bound = await jobs_store.job_of_key(conn, tenant_id, key, ttl_s)
+    bound = await store.job_of_key(conn, tenant_id, key, ttl_s)
     if bound and bound[1] != fingerprint:
         raise Problem(422, "idempotency-key-reused", f"Idempotency-Key {key!r} was used with a different request")
     return bound[0] if bound else None
@@ -201,34 +200,34 @@ async def record_submission(runtime, plans, tenant: str, body: JobRequest, setti
     async with runtime.pool.connection() as conn, conn.transaction():
         plan = await limits.lock_plan(conn, tenant, plans)
         if idempotency_key and (existing := await replay_of(conn, tenant, idempotency_key, fingerprint, ttl_s)):
-            return await jobs_store.read_view(conn, existing, tenant)
+            return await store.read_view(conn, existing, tenant)
         await limits.check_submission(conn, tenant, plan, body.images, datetime.now(UTC))
         key = data_keys.new_data_key()
         spec = job_spec(tenant, body, settings, key, profile, reference_key, plan.priority)
         await data_keys.insert(conn, spec.job_id, tenant, key, keyring_of(settings))
         view = domain.submitted_view(spec, body.prompt)
-        await jobs_store.record(conn, None, view, None, spec.submitted_at)
+        await store.record(conn, None, view, None, spec.submitted_at)
         if reference_key:
-            await jobs_store.remember_reference(conn, view.id, reference_key)
+            await store.remember_reference(conn, view.id, reference_key)
         if idempotency_key:
-            await jobs_store.remember_key(conn, tenant, idempotency_key, fingerprint, spec.job_id, ttl_s)
+            await store.remember_key(conn, tenant, idempotency_key, fingerprint, spec.job_id, ttl_s)
         await runtime.emit(conn, JobSubmitted(job_id=spec.job_id, tenant_id=tenant, job=spec))
     runtime.relay.notify()
     telemetry.JOBS_SUBMITTED.labels(view.template).inc()
     return view
 
 
-async def submit(runtime, store, plans, tenant: str, body: JobRequest, settings, idempotency_key: str | None,
+async def submit(runtime, objects, plans, tenant: str, body: JobRequest, settings, idempotency_key: str | None,
                  cancel_after: str | None, gate: screening.ScreeningGate) -> domain.JobView:
     """The job `body` asks for, checked and recorded (or the first job of a retried key)."""
     body = with_deadline(body, cancel_after, settings)
     profile = check_scoring(body, settings)
     if body.webhook_url is not None:
         await check_webhook_url(body.webhook_url, settings)
-    reference_key = await input_photo(runtime, store, tenant, body, settings, gate)
+    reference_key = await input_photo(runtime, objects, tenant, body, settings, gate)
     fingerprint = request_rules.request_fingerprint(body.model_dump(mode="json"))
     submission = (runtime, plans, tenant, body, settings, idempotency_key, fingerprint, reference_key, profile)
     try:
         return await record_submission(*submission)
-    except (psycopg.errors.UniqueViolation, jobs_store.IdempotencyKeyTaken):
+    except (psycopg.errors.UniqueViolation, store.IdempotencyKeyTaken):
         return await record_submission(*submission)  # a concurrent retry won the key: answer with its job

@@ -34,8 +34,7 @@ from services.common.quality.profiles import (
     with_ceiling,
 )
 from services.common.storage import ObjectStore
-from services.scorer import domain
-from services.scorer import store as tables  # `store` names the object store here
+from services.scorer import domain, store
 from services.scorer.dimensions import ImageVerdict, Scorer, UndecodableImage, moderation
 from services.scorer.dimensions.tiers import Enough
 from services.scorer.settings import ScorerSettings
@@ -87,7 +86,7 @@ def enough_for(event: CandidatesGenerated, profile: Profile, passed: tuple[tuple
     return Enough(event.images, tuple(c.index for c in event.candidates), passed)
 
 
-async def score_attempt(event: CandidatesGenerated, store: ObjectStore, scorer: Scorer,
+async def score_attempt(event: CandidatesGenerated, objects: ObjectStore, scorer: Scorer,
                         settings: ScorerSettings, passed: tuple[tuple[float, int], ...] = (),
                         data_keys: DataKeys | None = None) -> list[CandidateScore]:
     """Score this attempt's candidates in one batch, `passed` being the job's earlier passing
@@ -97,8 +96,8 @@ async def score_attempt(event: CandidatesGenerated, store: ObjectStore, scorer: 
     if missing:
         raise ProfileError(f"profile {profile.name!r} requires {', '.join(missing)}, which this scorer cannot"
                            " compute: no CLIP model is configured")
-    images = await asyncio.gather(*(store.get(store.internal_bucket, c.key) for c in event.candidates))
-    reference = await store.get(store.internal_bucket, spec.reference_key) if spec and spec.reference_key else None
+    images = await asyncio.gather(*(objects.get(objects.internal_bucket, c.key) for c in event.candidates))
+    reference = await objects.get(objects.internal_bucket, spec.reference_key) if spec and spec.reference_key else None
     clock = time.perf_counter()
     size = (spec.width, spec.height) if spec and spec.width and spec.height else None
     enough = enough_for(event, profile, passed)
@@ -114,18 +113,18 @@ async def score_attempt(event: CandidatesGenerated, store: ObjectStore, scorer: 
     return scores
 
 
-async def prepare_scores(event: CandidatesGenerated, pool: AsyncConnectionPool, store: ObjectStore,
+async def prepare_scores(event: CandidatesGenerated, pool: AsyncConnectionPool, objects: ObjectStore,
                          scorer: Scorer, settings: ScorerSettings,
                          data_keys: DataKeys | None = None) -> list[CandidateScore] | ProfileError | None:
     """Fetch and score before the transaction opens, so that no transaction (nor a pooled
     connection) waits on S3 or on the scoring threads; None for a job already decided
     (canceled, or judged before), which is not scored. Safe to repeat."""
     async with pool.connection() as conn:
-        if await tables.decided_outcome(conn, event.job_id):
+        if await store.decided_outcome(conn, event.job_id):
             return None
-        passed = await tables.passed_before(conn, event.job_id, event.attempt) if event.attempt > 1 else ()
+        passed = await store.passed_before(conn, event.job_id, event.attempt) if event.attempt > 1 else ()
     try:
-        return await score_attempt(event, store, scorer, settings, passed, data_keys)
+        return await score_attempt(event, objects, scorer, settings, passed, data_keys)
     except ProfileError as error:
         return error
 
@@ -133,7 +132,7 @@ async def prepare_scores(event: CandidatesGenerated, pool: AsyncConnectionPool, 
 async def judge_attempt(ctx: HandlerContext, event: CandidatesGenerated) -> None:
     """Judge what `prepare_scores` measured, under the job's row lock: a cancel or another
     attempt's outcome committed since is seen here and wins."""
-    decided = await tables.lock_job(ctx.conn, event.job_id, event.attempt)
+    decided = await store.lock_job(ctx.conn, event.job_id, event.attempt)
     if decided or ctx.prepared is None:
         log.warning("attempt %d of job %s arrived after its outcome (%s); not judged again",
                     event.attempt, event.job_id, decided or "decided before it was scored")
@@ -141,9 +140,9 @@ async def judge_attempt(ctx: HandlerContext, event: CandidatesGenerated) -> None
     if isinstance(ctx.prepared, ProfileError):
         outcome = domain.unscorable(event, "unscorable_profile", str(ctx.prepared))
     else:
-        await tables.store_scores(ctx.conn, event.job_id, ctx.prepared)
-        outcome = domain.decide(event, await tables.job_scores(ctx.conn, event.job_id), ctx.prepared)
-    await tables.record_outcome(ctx.conn, event.job_id, outcome)
+        await store.store_scores(ctx.conn, event.job_id, ctx.prepared)
+        outcome = domain.decide(event, await store.job_scores(ctx.conn, event.job_id), ctx.prepared)
+    await store.record_outcome(ctx.conn, event.job_id, outcome)
     await ctx.emit(outcome)
 
 
@@ -157,7 +156,7 @@ def count_from_zero() -> None:
 
 async def drop_job(ctx: HandlerContext, event: JobCancelRequested) -> None:
     """A canceled job's outcome is decided: candidates that arrive later are not scored."""
-    await tables.decide_canceled(ctx.conn, event.job_id, event.event_type)
+    await store.decide_canceled(ctx.conn, event.job_id, event.event_type)
 
 
 def new_scorer(settings: ScorerSettings) -> Scorer:
@@ -166,14 +165,14 @@ def new_scorer(settings: ScorerSettings) -> Scorer:
                   threads=settings.scoring_threads)
 
 
-def register(consumer: EventConsumer, store: ObjectStore, settings: ScorerSettings,
+def register(consumer: EventConsumer, objects: ObjectStore, settings: ScorerSettings,
              scorer: Scorer | None = None) -> None:
     count_from_zero()
     scorer = scorer or new_scorer(settings)
     data_keys = DataKeys(settings, "scorer")
 
     async def prepare(envelope: Envelope) -> list[CandidateScore] | ProfileError | None:
-        return await prepare_scores(envelope.event, consumer.pool, store, scorer, settings, data_keys)
+        return await prepare_scores(envelope.event, consumer.pool, objects, scorer, settings, data_keys)
 
     @consumer.on(CandidatesGenerated, prepare=prepare)
     async def on_candidates_generated(ctx: HandlerContext, event: CandidatesGenerated) -> None:

@@ -36,7 +36,7 @@ def redirecting_server():
 def sender(allowed: list[str]) -> WebhookSender:
     settings = DeliverySettings(database_url="postgresql://unused", s3_access_key_id="unused",
                                 s3_secret_access_key="unused", webhook_allowed_networks=allowed, webhook_timeout_s=5)
-    return WebhookSender(pool=None, relay=None, store=None, settings=settings)
+    return WebhookSender(pool=None, relay=None, objects=None, settings=settings)
 
 
 async def test_a_redirect_is_recorded_and_not_followed(redirecting_server):

@@ -15,4 +15,4 @@ def test_every_part_of_delivery_uses_the_object_store_its_readiness_pings(endpoi
     sweepers = [o for o in owners if isinstance(o, RetentionSweeper)]
     senders = [o for o in owners if isinstance(o, WebhookSender)]
     assert len(sweepers) == 1 and len(senders) == 1
-    assert sweepers[0].store is pinged and senders[0].store is pinged
+    assert sweepers[0].objects is pinged and senders[0].objects is pinged

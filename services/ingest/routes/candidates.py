@@ -10,8 +10,8 @@ from fastapi import APIRouter, Path, Response
 from services.common import problems
 from services.common.problems import Problem
 from services.common.storage import StorageError
-from services.ingest import store as jobs_store
-from services.ingest.deps import JobsReader, Runtime, Store
+from services.ingest import store
+from services.ingest.deps import JobsReader, Objects, Runtime
 from services.ingest.job_lookup import parse_job_id, refuse_missing
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -28,19 +28,19 @@ CACHE_CONTROL = "private, max-age=3600, immutable"
 @router.get("/{job_id}/candidates/{index}/image", response_class=Response,
             responses=problems.responses(404, 410) | IMAGE_RESPONSE)
 async def candidate_image(job_id: str, index: Annotated[int, Path(ge=0, le=10_000)], tenant: JobsReader,
-                          runtime: Runtime, store: Store):
+                          runtime: Runtime, objects: Objects):
     """Candidate `index` of the job (the `index` of its entry in `scores`), of any attempt,
     selected or rejected. 404 for a candidate that was not scored (yet), 410 once retention
     has deleted it."""
     async with runtime.pool.connection() as conn:
-        view = await jobs_store.read_view(conn, parse_job_id(job_id), tenant)
+        view = await store.read_view(conn, parse_job_id(job_id), tenant)
         if view is None:
             await refuse_missing(conn, job_id, tenant)
     score = next((s for s in view.scores if s.index == index), None)
     if score is None:
         raise Problem(404, "candidate-not-found", f"job {job_id} has no scored candidate {index}")
     try:
-        data = await store.get(store.internal_bucket, score.key)
+        data = await objects.get(objects.internal_bucket, score.key)
     except StorageError as error:
         if error.status != 404:
             raise

@@ -22,9 +22,9 @@ ASSETS = {"console.js": "text/javascript", "console.css": "text/css", "favicon.s
 def content_security_policy(request: Request) -> str:
     """Scripts, styles and API calls from this origin only; images also from blobs (candidates
     are fetched with the key, then shown) and from the object store's public endpoint."""
-    store = request.app.state.store
+    objects = request.app.state.objects
     return ("default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self';"
-            f" img-src 'self' blob: {store.public_endpoint}; object-src 'none'; base-uri 'none';"
+            f" img-src 'self' blob: {objects.public_endpoint}; object-src 'none'; base-uri 'none';"
             " frame-ancestors 'none'; form-action 'self'")
 
 

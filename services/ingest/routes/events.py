@@ -18,8 +18,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from services.common import problems
 from services.common.problems import Problem
-from services.ingest import domain, live
-from services.ingest import store as jobs_store
+from services.ingest import domain, live, store
 from services.ingest.deps import JobsReader, Runtime, Settings, Watch
 from services.ingest.examples import JOB_ID
 from services.ingest.job_lookup import parse_job_id, refuse_missing
@@ -97,7 +96,7 @@ def resume_point(last_event_id: str | None, after: int | None, largest: int) -> 
 async def owned_state(runtime, job_id: str, tenant: str) -> tuple[UUID, str]:
     parsed = parse_job_id(job_id)
     async with runtime.pool.connection() as conn:
-        state = await jobs_store.job_state(conn, parsed, tenant)
+        state = await store.job_state(conn, parsed, tenant)
         if state is None:  # 410 for an erased job; another tenant's is as unknown as one that never existed
             await refuse_missing(conn, job_id, tenant)
     return parsed, state
@@ -112,7 +111,7 @@ async def list_job_events(job_id: str, tenant: JobsReader, runtime: Runtime,
     each attempt started and finished, billing, delivery, cancel and reports."""
     parsed, state = await owned_state(runtime, job_id, tenant)
     async with runtime.pool.connection() as conn:
-        rows = await jobs_store.read_log(conn, parsed, after, limit + 1)
+        rows = await store.read_log(conn, parsed, after, limit + 1)
     entries = [LogEntry(**row) for row in rows[:limit]]
     return JobEvents(job_id=parsed, state=state, data=entries, next=entries[-1].seq if len(rows) > limit else None)
 
@@ -151,6 +150,6 @@ async def stream_tenant_events(tenant: JobsReader, runtime: Runtime, settings: S
     start = resume_point(last_event_id, after, MAX_CURSOR)
     if start is None:
         async with runtime.pool.connection() as conn:
-            start = await jobs_store.tenant_log_position(conn, tenant)
+            start = await store.tenant_log_position(conn, tenant)
     rows = live.tenant_entries(runtime.pool, watch, tenant, start, settings.stream_poll_s)
     return EventStream((tenant_event(row) async for row in rows), ping=settings.stream_keepalive_s)

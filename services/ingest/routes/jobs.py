@@ -15,9 +15,8 @@ from services.common.bus.outbox import erase_prompt_from_outbox
 from services.common.contracts import JobErased, OutputReported
 from services.common.problems import Problem
 from services.common.storage import signed_links
-from services.ingest import data_keys, domain, submission
-from services.ingest import store as jobs_store
-from services.ingest.deps import JobsReader, JobsWriter, Plans, Runtime, Screening, Settings, Store
+from services.ingest import data_keys, domain, store, submission
+from services.ingest.deps import JobsReader, JobsWriter, Objects, Plans, Runtime, Screening, Settings
 from services.ingest.examples import CANCELED_EXAMPLE, ERASURE_EXAMPLE, JOB_EXAMPLE, JOB_PAGE_EXAMPLE, REPORT_EXAMPLE
 from services.ingest.job_lookup import parse_job_id, refuse_missing
 from services.ingest.submission import JobRequest
@@ -36,7 +35,7 @@ class JobAccepted(BaseModel):
 
 @router.post("", status_code=202, response_model=JobAccepted, responses=problems.responses(413, 415, 503))
 async def submit_job(body: JobRequest, response: Response, tenant: JobsWriter, runtime: Runtime,
-                     settings: Settings, store: Store, plans: Plans, gate: Screening,
+                     settings: Settings, objects: Objects, plans: Plans, gate: Screening,
                      idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
                      cancel_after: Annotated[str | None, Header(max_length=32)] = None):
     """Accept a job (202); it moves on asynchronously. Retries with the same `Idempotency-Key`
@@ -49,16 +48,16 @@ async def submit_job(body: JobRequest, response: Response, tenant: JobsWriter, r
     A job beyond your plan's jobs in progress or images per day is refused (429, with the
     reason and `Retry-After`) and nothing is held; an accepted job is never dropped by a limit."""
     telemetry.bind_prompt(body.prompt)
-    view = await submission.submit(runtime, store, plans, tenant, body, settings, idempotency_key, cancel_after, gate)
+    view = await submission.submit(runtime, objects, plans, tenant, body, settings, idempotency_key, cancel_after, gate)
     response.headers["Location"] = f"/v1/jobs/{view.id}"
     log.info("accepted job %s: %d image(s) of template %s", view.id, view.images, view.template,
              extra={"prompt": body.prompt})
     return JobAccepted(id=view.id, state=view.state, created_at=view.created_at, url=f"/v1/jobs/{view.id}")
 
 
-def fresh_links(view: domain.JobView, store, ttl_s: int) -> domain.JobView:
+def fresh_links(view: domain.JobView, objects, ttl_s: int) -> domain.JobView:
     """Links are signed on every read, so a client never gets one that has already expired."""
-    outputs = [o.model_copy(update=signed_links(store, o.key, o.thumbnail_key, ttl_s)) for o in view.outputs]
+    outputs = [o.model_copy(update=signed_links(objects, o.key, o.thumbnail_key, ttl_s)) for o in view.outputs]
     return view.model_copy(update={"outputs": outputs})
 
 
@@ -97,23 +96,23 @@ async def list_jobs(tenant: JobsReader, runtime: Runtime,
     next page. Jobs submitted while you page appear on no later page, so a walk through the
     pages sees every job once."""
     try:
-        after = jobs_store.Cursor.decode(cursor) if cursor else None
-    except jobs_store.InvalidCursor as error:
+        after = store.Cursor.decode(cursor) if cursor else None
+    except store.InvalidCursor as error:
         raise Problem(422, "invalid-cursor", str(error)) from None
-    where = jobs_store.JobFilter(state, template, created_after, created_before)
+    where = store.JobFilter(state, template, created_after, created_before)
     async with runtime.pool.connection() as conn:
-        views, more = await jobs_store.list_views(conn, tenant, where, after, limit)
+        views, more = await store.list_views(conn, tenant, where, after, limit)
     return JobPage(data=[summary(v) for v in views], next=more.encode() if more else None)
 
 
 @router.get("/{job_id}", response_model=domain.JobView,
             responses=problems.responses(404, 410) | {200: {"content": {"application/json": {"example": JOB_EXAMPLE}}}})
-async def get_job(job_id: str, tenant: JobsReader, runtime: Runtime, settings: Settings, store: Store):
+async def get_job(job_id: str, tenant: JobsReader, runtime: Runtime, settings: Settings, objects: Objects):
     async with runtime.pool.connection() as conn:
-        view = await jobs_store.read_view(conn, parse_job_id(job_id), tenant)
+        view = await store.read_view(conn, parse_job_id(job_id), tenant)
         if view is None:
             await refuse_missing(conn, job_id, tenant)
-    return fresh_links(view, store, settings.link_ttl_s)
+    return fresh_links(view, objects, settings.link_ttl_s)
 
 
 class JobErasure(BaseModel):
@@ -132,14 +131,14 @@ async def erase_job(job_id: str, tenant: JobsWriter, runtime: Runtime):
     job still running answers 409: cancel it first."""
     now = datetime.now(UTC)
     async with runtime.pool.connection() as conn, conn.transaction():
-        view = await jobs_store.read_view(conn, parse_job_id(job_id), tenant, lock=True)
+        view = await store.read_view(conn, parse_job_id(job_id), tenant, lock=True)
         if view is None:
             await refuse_missing(conn, job_id, tenant)
         if not view.final:
             raise Problem(409, "job-not-final", f"job {job_id} is {view.state}; cancel it and delete it once it has"
                           " ended", state=view.state)
-        reference_key = await jobs_store.reference_to_delete(conn, view.id)
-        await jobs_store.erase_job(conn, view, now)
+        reference_key = await store.reference_to_delete(conn, view.id)
+        await store.erase_job(conn, view, now)
         await data_keys.destroy(conn, view.id)  # every sealed copy of the prompt, anywhere, is now unreadable
         await erase_prompt_from_outbox(conn, view.id)  # clear prompts of events from before sealing
         await runtime.emit(conn, JobErased(job_id=view.id, tenant_id=tenant, requested_at=now,
@@ -151,13 +150,13 @@ async def erase_job(job_id: str, tenant: JobsWriter, runtime: Runtime):
 
 @router.post("/{job_id}/cancel", status_code=202, response_model=domain.JobView,
              responses=problems.responses(404, 409, 410) | {202: {"content": {"application/json": {"example": CANCELED_EXAMPLE}}}})
-async def cancel_job(job_id: str, tenant: JobsWriter, runtime: Runtime, settings: Settings, store: Store):
+async def cancel_job(job_id: str, tenant: JobsWriter, runtime: Runtime, settings: Settings, objects: Objects):
     """Cancel a job that is not final (202 with the job; asking again is harmless). Generation
     stops and nothing more is charged; images delivered before the cancel reached delivery
     stay delivered and charged. A final job answers 409 and stays as it is, unless its cancel
     was asked for before: asking again answers 202 with the job as it ended."""
     async with runtime.pool.connection() as conn, conn.transaction():
-        before = await jobs_store.read_view(conn, parse_job_id(job_id), tenant, lock=True)
+        before = await store.read_view(conn, parse_job_id(job_id), tenant, lock=True)
         if before is None:
             await refuse_missing(conn, job_id, tenant)
         try:
@@ -165,10 +164,10 @@ async def cancel_job(job_id: str, tenant: JobsWriter, runtime: Runtime, settings
         except domain.JobIsFinal as error:
             raise Problem(409, "job-final", str(error), state=before.state) from None
         if event is not None:
-            await jobs_store.record(conn, before, view, event, event.requested_at)
+            await store.record(conn, before, view, event, event.requested_at)
             await runtime.emit(conn, event)
     runtime.relay.notify()
-    return fresh_links(view, store, settings.link_ttl_s)
+    return fresh_links(view, objects, settings.link_ttl_s)
 
 
 class OutputReport(RequestModel):
@@ -190,12 +189,12 @@ async def report_output(job_id: str, n: int, body: OutputReport, tenant: JobsWri
     token, by the tenant's setting; the outcome shows on the job."""
     parsed = parse_job_id(job_id)
     async with runtime.pool.connection() as conn, conn.transaction():
-        view = await jobs_store.read_view(conn, parsed, tenant)
+        view = await store.read_view(conn, parsed, tenant)
         if view is None:
             await refuse_missing(conn, job_id, tenant)
         if not any(o.n == n for o in view.outputs):
             raise Problem(404, "output-not-found", f"job {job_id} has no delivered image {n}")
-        if not await jobs_store.insert_output_report(conn, parsed, n, body.reason):
+        if not await store.insert_output_report(conn, parsed, n, body.reason):
             raise Problem(409, "already-reported", f"image {n} of job {job_id} was reported before")
         await runtime.emit(conn, OutputReported(job_id=parsed, tenant_id=tenant, n=n, reason=body.reason,
                                                 reported_at=datetime.now(UTC)))

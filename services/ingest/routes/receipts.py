@@ -10,8 +10,7 @@ from pydantic import BaseModel, Field
 from services.common import problems
 from services.common.contracts import FINAL_STATES
 from services.common.problems import Problem
-from services.ingest import receipt_store
-from services.ingest import store as jobs_store
+from services.ingest import receipt_store, store
 from services.ingest.deps import JobsReader, Runtime
 from services.ingest.examples import JOB_ID
 from services.ingest.job_lookup import parse_job_id
@@ -84,8 +83,8 @@ async def get_receipt(job_id: str, tenant: JobsReader, runtime: Runtime):
     async with runtime.pool.connection() as conn:
         document = await receipt_store.receipt_of(conn, parsed, tenant)
         if document is None:
-            state = await jobs_store.job_state(conn, parsed, tenant)
-            if state is None and not await jobs_store.was_erased(conn, parsed, tenant):
+            state = await store.job_state(conn, parsed, tenant)
+            if state is None and not await store.was_erased(conn, parsed, tenant):
                 raise Problem(404, "job-not-found", f"no job {job_id!r}")
             if state is not None and state not in FINAL_STATES:
                 raise Problem(409, "job-not-final", f"job {job_id} is {state}; its receipt is issued when it is final"

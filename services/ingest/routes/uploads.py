@@ -10,9 +10,8 @@ from pydantic import BaseModel
 
 from services.common import problems
 from services.common.problems import Problem
-from services.ingest import screening
-from services.ingest import store as ingest_store
-from services.ingest.deps import JobsReader, JobsWriter, Runtime, Screening, Settings, Store
+from services.ingest import screening, store
+from services.ingest.deps import JobsReader, JobsWriter, Objects, Runtime, Screening, Settings
 
 router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
 
@@ -90,7 +89,7 @@ def as_upload(row: dict) -> Upload:
              responses=problems.responses(413, 415, 422, 503) | {
                  201: {"content": {"application/json": {"example": UPLOAD_EXAMPLE}}}})
 async def create_upload(request: Request, response: Response, tenant: JobsWriter, runtime: Runtime,
-                        settings: Settings, store: Store, gate: Screening):
+                        settings: Settings, objects: Objects, gate: Screening):
     """Upload a JPEG, PNG or WebP photo (the raw body, or a multipart part named `file`) for
     later jobs (`input_upload`). The type is read from the content, never from a name or a
     header; too many bytes (413), too many pixels or a decompression bomb (413), another type
@@ -102,9 +101,9 @@ async def create_upload(request: Request, response: Response, tenant: JobsWriter
     photo = await gate.screen(data, limits, "the upload")
     upload_id = uuid4()
     key = f"{tenant}/uploads/{upload_id}.{photo.extension}"
-    await store.put(store.internal_bucket, key, photo.data, photo.media_type)
+    await objects.put(objects.internal_bucket, key, photo.data, photo.media_type)
     async with runtime.pool.connection() as conn:
-        row = await ingest_store.insert_upload(conn, upload_id, tenant, key, photo)
+        row = await store.insert_upload(conn, upload_id, tenant, key, photo)
     response.headers["Location"] = f"/v1/uploads/{upload_id}"
     return as_upload(row)
 
@@ -121,7 +120,7 @@ def parse_upload_id(upload_id: str) -> UUID:
 async def get_upload(upload_id: str, tenant: JobsReader, runtime: Runtime):
     """An upload's screened properties; another tenant's upload is as unknown as none."""
     async with runtime.pool.connection() as conn:
-        row = await ingest_store.read_upload(conn, parse_upload_id(upload_id), tenant)
+        row = await store.read_upload(conn, parse_upload_id(upload_id), tenant)
     if row is None:
         raise Problem(404, "upload-not-found", f"no upload {upload_id!r}")
     return as_upload(row)

@@ -17,7 +17,7 @@ from services.common import audit, problems
 from services.common.api import RequestModel
 from services.common.contracts import WEBHOOK_EVENTS, WebhookEvent
 from services.common.problems import Problem
-from services.ingest import store as jobs_store
+from services.ingest import store
 from services.ingest.deps import Runtime, ScopedCaller, Settings
 from services.ingest.examples import JOB_ID
 from services.ingest.job_lookup import parse_job_id
@@ -247,7 +247,7 @@ async def list_job_webhook_attempts(job_id: str, runtime: Runtime, delivery: Del
     """Every webhook attempt about this job, to every endpoint and its own URL, newest first."""
     parsed = parse_job_id(job_id)
     async with runtime.pool.connection() as conn:
-        if await jobs_store.read_view(conn, parsed, delivery.tenant) is None:
+        if await store.read_view(conn, parsed, delivery.tenant) is None:
             raise Problem(404, "job-not-found", f"no job {job_id!r}")
     return await ask_delivery(delivery, "GET", f"/jobs/{parsed}/webhook-attempts")
 
