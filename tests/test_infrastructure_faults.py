@@ -20,6 +20,7 @@ import pytest
 from genline_stack.fleet import SERVICES
 from services.common.contracts import FINAL_STATES
 from tests.e2e.conftest import make_tenant
+from tests.polling import until
 from tests.test_broker_loss import replays_find_no_difference
 from tests.test_restart import Platform
 
@@ -78,13 +79,6 @@ def readiness(fleet, name: str) -> int | None:
         return httpx.get(f"{fleet.url(name)}/readyz", timeout=3).status_code
     except httpx.TransportError:
         return None
-
-
-def until(condition, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.2)
 
 
 def kill_postgres(platform: Platform, unready_seen: list[int | None]) -> None:

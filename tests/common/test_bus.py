@@ -17,6 +17,7 @@ from services.common.db import migrate
 from services.common.runtime import ServiceRuntime
 from tests.conftest import settings_for
 from tests.kafka import publish_envelopes, read_topic
+from tests.polling import eventually
 
 
 def submitted(tenant="t-bus") -> JobSubmitted:
@@ -173,15 +174,6 @@ async def test_a_commit_in_another_process_wakes_the_relay_without_a_poll(endpoi
     assert len(records) == 1
 
 
-async def eventually(check, what: str, timeout_s: float = 30) -> None:
-    """Until `check()` (a coroutine function) is true."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"{what}: not after {timeout_s}s")
-        await asyncio.sleep(0.05)
-
-
 async def published(runtime, envelope) -> None:
     async def is_published() -> bool:
         async with runtime.pool.connection() as conn:
@@ -189,7 +181,7 @@ async def published(runtime, envelope) -> None:
                                             [envelope.id])).fetchone()
         return row["published_at"] is not None
 
-    await eventually(is_published, f"{envelope.id} published")
+    await eventually(is_published, 30, f"{envelope.id} published")
 
 
 async def test_a_relay_that_publishes_everything_shows_no_backlog_without_counting_it(runtime):
@@ -225,7 +217,7 @@ async def listening(rt) -> None:
                                             [listen_statement(rt)])).fetchone()
         return row["n"] > 0
 
-    await eventually(subscribed, "the relay's listener connected")
+    await eventually(subscribed, 30, "the relay's listener connected")
 
 
 async def test_while_listening_the_relay_makes_one_pass_per_commit_of_this_process(endpoints):
@@ -272,7 +264,7 @@ async def test_without_its_listener_the_relay_wakes_on_this_process_commits(endp
         async def lost() -> bool:
             return not rt.relay._listening
 
-        await eventually(lost, "the relay saw its listener go")
+        await eventually(lost, 30, "the relay saw its listener go")
         async with rt.pool.connection() as conn, conn.transaction():
             envelope = await rt.emit(conn, submitted(tenant="t-nolisten"))
         rt.relay.notify()

@@ -24,6 +24,7 @@ from services.common.contracts import ReservationRejected, all_topics, consumer_
 from services.common.runtime import ServiceRuntime
 from tests.conftest import settings_for
 from tests.kafka import publish_envelopes
+from tests.polling import eventually
 
 pytestmark = pytest.mark.processes  # starts the platform's processes or the stack's servers again
 
@@ -115,11 +116,7 @@ async def rows_of(runtime: ServiceRuntime, sql: str, *params) -> list[dict]:
 
 async def rows_until(runtime: ServiceRuntime, sql: str, *params, timeout_s: float = 60) -> list[dict]:
     """The rows of `sql` once there are any."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not (rows := await rows_of(runtime, sql, *params)):
-        assert asyncio.get_running_loop().time() < deadline, f"never: {sql}"
-        await asyncio.sleep(0.1)
-    return rows
+    return await eventually(lambda: rows_of(runtime, sql, *params), timeout_s, f"no rows: {sql}", pause_s=0.1)
 
 
 @contextlib.asynccontextmanager
@@ -352,11 +349,11 @@ async def test_a_consumer_past_the_end_of_a_log_restarted_without_a_gap_reads_it
     await runtime.start()
     try:
         await publish_numbered(broker.bootstrap, namespace, range(20))
-        await until(lambda: len(applied) == 20)
+        await eventually(lambda: len(applied) == 20)
         broker.kill()
         await asyncio.to_thread(broker.restart_empty, all_topics(namespace))
         await publish_numbered(broker.bootstrap, namespace, range(20, 23))
-        await until(lambda: set(applied) >= set(range(23)), timeout_s=90)
+        await eventually(lambda: set(applied) >= set(range(23)), timeout_s=90)
     finally:
         await runtime.stop()
 
@@ -366,13 +363,6 @@ async def publish_numbered(bootstrap: str, namespace: str, numbers) -> None:
                                   reason="numbered", required=n, available=0) for n in numbers]
     await publish_envelopes(bootstrap, [envelop(event, "/test") for event in events],
                             lambda _: topic_of("ledger", namespace))
-
-
-async def until(condition, timeout_s: float = 60) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "never"
-        await asyncio.sleep(0.1)
 
 
 @pytest.mark.parametrize("partitions", [TOPIC_PARTITIONS, TOPIC_PARTITIONS - 1], ids=["as many", "fewer"])

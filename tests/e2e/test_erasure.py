@@ -3,7 +3,6 @@ every service's tables (elsewhere than ingest's read model it was only ever seal
 billing stays, the job answers 410, and the erasure is in the audit trail."""
 
 import asyncio
-import time
 import uuid
 
 import httpx
@@ -12,6 +11,7 @@ import psycopg
 from genline_stack.fleet import SERVICES
 from services.common.storage import ObjectStore, candidate_prefix
 from tests.e2e.conftest import LEDGER_ADMIN_TOKEN
+from tests.polling import until
 
 
 def tables_holding(database_url: str, schemas: list[str], text: str) -> list[str]:
@@ -44,15 +44,6 @@ def keys_under(store: ObjectStore, bucket: str, prefix: str) -> list[str]:
     return [obj.key for obj in asyncio.run(store.list_objects(bucket, prefix))]
 
 
-def wait_for(check, timeout_s: float = 60):
-    deadline, value = time.monotonic() + timeout_s, None
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        time.sleep(0.5)
-    return value
-
-
 def test_deleting_a_job_erases_its_images_and_prompt_everywhere_and_keeps_its_billing(
         platform, tenant_factory, endpoints, object_store):
     tenant = tenant_factory()
@@ -69,8 +60,8 @@ def test_deleting_a_job_erases_its_images_and_prompt_everywhere_and_keeps_its_bi
     # What the erasure must remove is there to begin with, so the checks below can fail.
     assert len(keys_under(object_store, object_store.public_bucket, public_folder)) == 4  # 2 images, 2 thumbnails
     assert len(keys_under(object_store, object_store.internal_bucket, candidates)) == 3
-    assert wait_for(lambda: webhook_messages(endpoints.database_url, platform.schema("delivery"), job_id)), \
-        "the webhook was never queued"
+    until(lambda: webhook_messages(endpoints.database_url, platform.schema("delivery"), job_id), 60,
+          "the webhook was never queued", pause_s=0.5)
     # Sealed everywhere else (events, outboxes, the router's spec, the queued webhook): only
     # ingest's read model, which answers the tenant, holds the prompt in clear.
     assert tables_holding(endpoints.database_url, schemas, marker) == [f"{platform.schema('ingest')}.jobs"]
@@ -84,10 +75,10 @@ def test_deleting_a_job_erases_its_images_and_prompt_everywhere_and_keeps_its_bi
     assert gone.json()["type"] == "/problems/job-erased"
     assert tenant.http.delete(f"/v1/jobs/{job_id}").status_code == 410
     assert job_id not in {j["id"] for j in tenant.http.get("/v1/jobs").json()["data"]}
-    assert wait_for(lambda: not keys_under(object_store, object_store.public_bucket, public_folder)
-                    and not keys_under(object_store, object_store.internal_bucket, candidates)), "objects remain"
-    assert wait_for(lambda: not tables_holding(endpoints.database_url, schemas, marker)), \
-        tables_holding(endpoints.database_url, schemas, marker)
+    until(lambda: not keys_under(object_store, object_store.public_bucket, public_folder)
+          and not keys_under(object_store, object_store.internal_bucket, candidates), 60, "objects remain", pause_s=0.5)
+    until(lambda: not tables_holding(endpoints.database_url, schemas, marker), 60,
+          lambda: f"the prompt is still in {tables_holding(endpoints.database_url, schemas, marker)}", pause_s=0.5)
     assert httpx.get(job["outputs"][0]["url"], timeout=10).status_code in (403, 404)
     assert tenant.balance() == before
     with psycopg.connect(endpoints.database_url) as conn:
@@ -101,7 +92,7 @@ def test_deleting_a_job_erases_its_images_and_prompt_everywhere_and_keeps_its_bi
         assert response.status_code == 200, response.text
         return [e for e in response.json()["entries"] if e["action"] == "job.erase"]
 
-    entries = wait_for(erasure_in_trail)
+    entries = until(erasure_in_trail, 60, "no job.erase in the audit trail", pause_s=0.5)
     assert [(e["service"], e["actor"], e["target"]) for e in entries] == [
         ("ingest", f"tenant:{tenant.id}", f"job:{job_id}")]
 

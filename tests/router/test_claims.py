@@ -13,6 +13,7 @@ from services.router import store
 from services.router.scheduler import AttemptScheduler
 from services.router.store import AttemptRequest
 from tests.db_proxy import DatabaseProxy
+from tests.polling import eventually
 from tests.router.service import job_spec
 
 LEASE_S = 1.5
@@ -37,12 +38,6 @@ async def claim_row(pool, job_id) -> dict:
         return await (await conn.execute(
             "SELECT claimed_by, claimed_until > now() AS held, tries, state FROM attempt_requests WHERE job_id = %s",
             [job_id])).fetchone()
-
-
-async def until(predicate, timeout_s: float = 30) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not await predicate():
-            await asyncio.sleep(0.05)
 
 
 async def test_a_task_that_died_with_the_database_down_leaves_a_claim_another_scheduler_takes(endpoints, schema):
@@ -81,7 +76,7 @@ async def test_a_task_that_died_with_the_database_down_leaves_a_claim_another_sc
     a.start()
     try:
         await asyncio.wait_for(died.wait(), 30)
-        await until(lambda: _true(not a.running))
+        await eventually(lambda: not a.running, 30)
         assert BACKGROUND_FAILURES.labels("router-attempt")._value.get() == failures_before + 1  # counted, not lost
 
         await proxy.open()  # A's database is back: its renewer runs again, for the tasks it runs (none)
@@ -112,7 +107,3 @@ async def test_only_the_claims_of_running_attempts_are_renewed(endpoints, schema
     assert (await claim_row(pool, running.job_id))["held"] is True
     assert (await claim_row(pool, abandoned.job_id))["held"] is False
     await pool.close()
-
-
-async def _true(value: bool) -> bool:
-    return value

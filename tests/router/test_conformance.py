@@ -10,7 +10,6 @@ adapter × fault table; a test holds the two equal.
 """
 
 import io
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from services.router.providers.base import GenerationRequest, ProviderContext, P
 from services.router.providers.factory import build_provider
 from services.router.providers.journal import MemoryJournal
 from services.router.providers.registry import ProviderConfig
+from tests.polling import until
 from tests.router.stubs import APPS, SECRET, SIZES, Script, entry
 
 DOCS = Path(__file__).parents[2] / "docs" / "providers.md"
@@ -134,19 +134,12 @@ async def test_adapter_meets_its_providers_contract(adapter, fault, simulators, 
         abandoned(adapter, market, journal)
 
 
-def wait_until(check, timeout_s: float = 5.0) -> None:
-    """The simulator runs in its own thread: give it time to see a request closed."""
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, "the provider never saw the job abandoned"
-        time.sleep(0.01)
-
-
 def abandoned(adapter: str, market, journal: MemoryJournal) -> None:
     """A job given up on is canceled where the API can, and carried a provider-side deadline where it takes one."""
     job = market.submissions[0]
     if adapter in CANCELS:
-        wait_until(lambda: market.cancels == [job.id])
+        # The simulator runs in its own thread: give it time to see a request closed.
+        until(lambda: market.cancels == [job.id], 5.0, "the provider never saw the job abandoned", pause_s=0.01)
     if adapter in QUEUED:
         assert [j.state for j in journal.jobs.values()] == ["canceled" if adapter in CANCELS else "running"]
     if adapter in DEADLINE_HEADER:
