@@ -1,5 +1,5 @@
 """`genline run`: the whole platform on the embedded stack, with a demo job (what it does
-is `genline_stack.__main__.launch`, imported when the command runs)."""
+is `genline_stack.launcher.launch`, imported when the command runs)."""
 
 import argparse
 from pathlib import Path
@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_platform(args: argparse.Namespace) -> int:
-    from genline_stack.__main__ import launch
+    from genline_stack.launcher import launch
 
     return launch(args)
 

@@ -1,7 +1,7 @@
 """The launcher starts an exited service again after a pause that doubles while it keeps
 exiting (a crash loop), and falls back to the shortest pause once a run lasted."""
 
-from genline_stack.__main__ import RESTART_PAUSE_MAX_S, RESTART_PAUSE_S, RESTART_RESET_S, Restarts
+from genline_stack.launcher import RESTART_PAUSE_MAX_S, RESTART_PAUSE_S, RESTART_RESET_S, Restarts
 
 
 def exits_in_a_row(restarts: Restarts, times: int, now: float = 0.0) -> list[float]:

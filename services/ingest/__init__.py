@@ -16,7 +16,7 @@ ledger_calls.py    the ledger's gRPC messages, its stub as a dependency, its err
 scorer_calls.py    what ingest asks of the scorer's internal API: measurements, calibration
 domain.py          the job read model (JobView) and its state machine, without I/O
 view_parts.py      the view's own models: failure, billing, regenerations, stage costs, receipt, reports
-sweep_rules.py     the sweeper's policy: how long a job may stay in a state, when it is overdue
+sweep_rules.py     the sweeper's rules: how long a job may stay in a state, when it is overdue, what a look decides
 sweeper.py         the sweeper's rounds: one replica at a time ends the overdue jobs
 job_log.py         the per-job event log a client reads, without I/O
 handlers.py        bus handlers: every service's job events projected into the read model and its log

@@ -17,7 +17,7 @@ held in `reached` (kept out of the API) and `state` shows where the view has got
 
 import json
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
@@ -54,7 +54,6 @@ from services.common.contracts import (
     SealedText,
 )
 from services.common.sealing import ERASED
-from services.ingest.sweep_rules import SweepPolicy, overdue
 from services.ingest.view_parts import Billing, Failure, ReceiptRef, Regeneration, ReportOutcome, StageCost, stage_costs
 
 # The job's states in the order the API has always listed them; the final ones are
@@ -251,27 +250,6 @@ def request_cancel(view: JobView, at: datetime, reason: str) -> tuple[JobView, J
 
 
 # ---- the sweeper -------------------------------------------------------------------------
-
-
-def sweep(view: JobView, now: datetime, policy: SweepPolicy) -> tuple[JobView, Event | None]:
-    """One look at a job that is not final: ask it to end when it is overdue (it expires),
-    and end it here when an earlier request got no answer in time. A job whose final state
-    is reached but not shown yet (its settlement on the way) is left alone."""
-    if view.final or view.reached:
-        return view, None
-    if view.cancel_requested_at is not None:
-        if now < view.cancel_requested_at + timedelta(seconds=policy.answer_timeout_s):
-            return view, None
-        reason = f"asked to end at {view.cancel_requested_at:%H:%M:%S}, nothing answered in {policy.answer_timeout_s:g} s"
-        closed = JobClosed(job_id=view.id, tenant_id=view.tenant_id, final_state=view.cancel_requested_as or "expired",
-                           stuck_in=view.state, reason=reason)
-        return apply_event(view, closed, now), closed
-    why = overdue(view, now, policy)
-    if why is None:
-        return view, None
-    event = JobCancelRequested(job_id=view.id, tenant_id=view.tenant_id, reason=why, final_state="expired",
-                               requested_at=now)
-    return cancel_requested(view, now, "expired"), event
 
 
 def apply_event(view: JobView, event: Event, at: datetime) -> JobView:

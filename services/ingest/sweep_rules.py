@@ -1,14 +1,11 @@
-"""The sweeper's policy: how long a job may stay in each state, and when it is overdue.
-`domain.sweep` applies it to a job; `sweeper.py` runs the rounds."""
-
-from __future__ import annotations
+"""The sweeper's rules, without I/O: how long a job may stay in each state, when it is
+overdue, and what one look at a job decides (`sweep`); `sweeper.py` runs the rounds."""
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # domain.py imports this module: its sweep applies the policy
-    from services.ingest.domain import JobView
+from services.common.contracts import Event, JobCancelRequested, JobClosed
+from services.ingest.domain import JobView, apply_event, cancel_requested
 
 
 @dataclass(frozen=True)
@@ -36,3 +33,24 @@ def overdue(view: JobView, now: datetime, policy: SweepPolicy) -> str | None:
     if limit is not None and now > entered + timedelta(seconds=limit):
         return f"the job was {view.state} for more than {limit:g} s, that state's deadline"
     return None
+
+
+def sweep(view: JobView, now: datetime, policy: SweepPolicy) -> tuple[JobView, Event | None]:
+    """One look at a job that is not final: ask it to end when it is overdue (it expires),
+    and end it here when an earlier request got no answer in time. A job whose final state
+    is reached but not shown yet (its settlement on the way) is left alone."""
+    if view.final or view.reached:
+        return view, None
+    if view.cancel_requested_at is not None:
+        if now < view.cancel_requested_at + timedelta(seconds=policy.answer_timeout_s):
+            return view, None
+        reason = f"asked to end at {view.cancel_requested_at:%H:%M:%S}, nothing answered in {policy.answer_timeout_s:g} s"
+        closed = JobClosed(job_id=view.id, tenant_id=view.tenant_id, final_state=view.cancel_requested_as or "expired",
+                           stuck_in=view.state, reason=reason)
+        return apply_event(view, closed, now), closed
+    why = overdue(view, now, policy)
+    if why is None:
+        return view, None
+    event = JobCancelRequested(job_id=view.id, tenant_id=view.tenant_id, reason=why, final_state="expired",
+                               requested_at=now)
+    return cancel_requested(view, now, "expired"), event

@@ -2,7 +2,7 @@
 
 Every `sweep_interval_s` one ingest replica (the one holding a transaction-level advisory
 lock; the others skip the round) looks at the non-final jobs that have not changed for a
-while and lets `domain.sweep` decide: an overdue job is asked to end (JobCancelRequested,
+while and lets `sweep_rules.sweep` decide: an overdue job is asked to end (JobCancelRequested,
 which delivery answers with JobCanceled unless it delivered first); a job whose request
 got no answer in time is ended here (JobClosed), and the ledger releases its credits.
 Expired idempotency keys are deleted on the way.
@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from services.common.rounds import PeriodicRound, exclusive_round
 from services.common.runtime import ServiceRuntime
-from services.ingest import domain, store, sweep_rules
+from services.ingest import store, sweep_rules
 from services.ingest.projection import commit_changes
 from services.ingest.receipts import Signer
 from services.ingest.settings import IngestSettings
@@ -38,7 +38,7 @@ class Sweeper(PeriodicRound):
             changes: list[store.Change] = []
             for view in await store.quiet_open_views(conn, now, self.policy.shortest_wait_s,
                                                      self.settings.sweep_batch_size):
-                after, event = domain.sweep(view, now, self.policy)
+                after, event = sweep_rules.sweep(view, now, self.policy)
                 if event is None:
                     continue
                 changes.append((view, after, event, now))

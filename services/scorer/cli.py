@@ -12,8 +12,6 @@ from typing import TextIO
 from services.common.cli import CommandTree
 from services.common.quality.profiles import profile_names
 
-ALL_PASSED, SOME_FAILED, USAGE_ERROR = 0, 1, 2
-
 
 def score_files(args: argparse.Namespace) -> int:
     from services.scorer.offline import score
@@ -39,7 +37,7 @@ def add_commands(tree: CommandTree) -> None:
 
 def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     """`score …` as `genline score …` runs it, writing to `stdout` and `stderr`."""
-    from services.scorer.offline import score
+    from services.scorer.offline import USAGE_ERROR, score
 
     tree = CommandTree(argparse.ArgumentParser(prog="genline", description="Genline's image scorer."))
     add_commands(tree)

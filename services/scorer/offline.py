@@ -34,9 +34,9 @@ from pydantic import ValidationError
 from services.common.quality.dimensions import readable
 from services.common.quality.profiles import ProfileError, load_profile
 from services.scorer import calibration
-from services.scorer.cli import ALL_PASSED, SOME_FAILED, USAGE_ERROR
 from services.scorer.dimensions import ClipModelError, ImageVerdict, QualityRules, Scorer, UndecodableImage
 
+ALL_PASSED, SOME_FAILED, USAGE_ERROR = 0, 1, 2
 SIZE = re.compile(r"(\d+)[xX×](\d+)")
 
 

@@ -10,15 +10,13 @@ of the adapter's own `options`.
 
 import importlib
 import pkgutil
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
 from services.router.providers.inputs import ModelInputs
-
-if TYPE_CHECKING:
-    from services.router.providers.registry import ProviderConfig
 
 _CLASSES: dict[str, type] = {}
 _discovered = False
@@ -67,7 +65,14 @@ def traits_of(name: str) -> AdapterTraits:
     return adapter_class(name).traits
 
 
-def adapter_options(config: "ProviderConfig") -> Any:
+class Configured(Protocol):
+    """What of a provider's configuration (registry.ProviderConfig) its adapter reads here."""
+
+    adapter: str
+    options: Mapping[str, Any]
+
+
+def adapter_options(config: Configured) -> Any:
     """The provider's `options`, read by its adapter's model of them."""
     return traits_of(config.adapter).options.model_validate(config.options)
 
