@@ -7,8 +7,9 @@ A route names the scope it needs (`OperatorWith("credits:grant")`) and gets the 
 whose name is the actor of the audit events it records."""
 
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -42,7 +43,7 @@ def operator_of(settings: AdminApiSettings, given: str) -> Operator | None:
     return found
 
 
-def _guard(scope: str):
+def _guard(scope: str) -> Callable[..., Operator]:
     assert scope in OPERATOR_SCOPES, scope
 
     def require_scope(request: Request,
@@ -64,7 +65,7 @@ def _guard(scope: str):
     return require_scope
 
 
-def OperatorWith(scope: str):  # noqa: N802 - reads as a type in route signatures
+def OperatorWith(scope: str) -> Any:  # noqa: N802 - reads as a type in route signatures
     """The operator calling, who must hold `scope`; 404 off the admin port or with no
     tokens, 401 for an unknown token, 403 naming the missing scope."""
     return Annotated[Operator, Depends(_guard(scope))]

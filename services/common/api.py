@@ -103,17 +103,17 @@ def operation_id(route: APIRoute) -> str:
     return route.name
 
 
-def create_app(service: str, *, title: str, description: str, tags: list[dict], lifespan,
+def create_app(service: str, *, title: str, description: str, tags: list[dict[str, Any]], lifespan: Any,
                version: str = "1.0") -> FastAPI:
     app = FastAPI(title=title, description=description, version=version, contact=CONTACT, license_info=LICENSE,
                   openapi_tags=tags, lifespan=lifespan, generate_unique_id_function=operation_id)
     problems.install(app)
     telemetry.instrument_http(app, service)
-    app.openapi = lambda: _document(app)
+    app.openapi = lambda: _document(app)  # type: ignore[method-assign]  # FastAPI's documented override
     return app
 
 
-def _document(app: FastAPI) -> dict:
+def _document(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema is None:
         document = get_openapi(title=app.title, version=app.version, openapi_version=app.openapi_version,
                                summary=app.summary, description=app.description, routes=app.routes,
@@ -123,7 +123,7 @@ def _document(app: FastAPI) -> dict:
     return app.openapi_schema
 
 
-def declare_problems(document: dict) -> dict:
+def declare_problems(document: dict[str, Any]) -> dict[str, Any]:
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
@@ -140,7 +140,7 @@ def declare_problems(document: dict) -> dict:
     return document
 
 
-def _declare_operation_problems(operation: dict) -> None:
+def _declare_operation_problems(operation: dict[str, Any]) -> None:
     responses = operation["responses"]
     if "422" in responses:  # FastAPI's own, for routes with parameters or a body
         responses["422"] = _problem(422)
@@ -176,5 +176,5 @@ RATE_LIMIT_HEADERS = {
         ("RateLimit-Reset", "seconds until the allowance is whole again (with the two above, on a refused rate)"))}
 
 
-def _problem(status: int) -> dict:
+def _problem(status: int) -> dict[str, Any]:
     return {"description": problems.TITLES[status], "content": {}}

@@ -3,12 +3,15 @@ service's outbox in the same transaction as the change, so there is no change wi
 record and no record without its change."""
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
 from services.common.bus.envelope import Envelope
 from services.common.contracts import AuditRecorded
+
+if TYPE_CHECKING:  # the runtime imports this module's callers
+    from services.common.runtime import ServiceRuntime
 
 
 def operator_actor(name: str) -> str:
@@ -23,7 +26,7 @@ def system_actor(service: str) -> str:
     return f"system:{service}"
 
 
-async def record_action(runtime, conn: psycopg.AsyncConnection, actor: str, action: str, target: str,
+async def record_action(runtime: "ServiceRuntime", conn: psycopg.AsyncConnection[Any], actor: str, action: str, target: str,
                         tenant_id: str | None = None, **details: Any) -> Envelope:
     """Add the action's event to `runtime`'s outbox inside the caller's transaction; the caller
     notifies the relay after commit."""

@@ -7,9 +7,12 @@ does is imported when it runs, so `genline jobs list` never loads torch.
 Common's own command: `genline service-keys`, new identity keys for internal calls.
 """
 
+from __future__ import annotations
+
 import argparse
 import json
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from services.common.identity import INTERNAL_SERVICES, new_service_key
 
@@ -27,7 +30,7 @@ class CommandTree:
 
     def __init__(self, parser: argparse.ArgumentParser) -> None:
         self.parser = parser
-        self._groups: dict[tuple[str, ...], argparse._SubParsersAction] = {}
+        self._groups: dict[tuple[str, ...], argparse._SubParsersAction[argparse.ArgumentParser]] = {}
 
     def group(self, path: str, help: str, description: str | None = None) -> argparse.ArgumentParser:  # noqa: A002
         """The parser of a group of commands (`replay`, `receipts`), made on first mention."""
@@ -39,7 +42,7 @@ class CommandTree:
                                                       metavar="COMMAND")
         return parent.choices[words[-1]]
 
-    def command(self, path: str, run: Run, help: str, **parser_options) -> argparse.ArgumentParser:  # noqa: A002
+    def command(self, path: str, run: Run, help: str, **parser_options: Any) -> argparse.ArgumentParser:  # noqa: A002
         """A command at `path` (its group made when missing), whose `run(args)` does it."""
         *group, name = path.split()
         parser = self._subcommands(tuple(group)).add_parser(name, help=help,
@@ -47,7 +50,7 @@ class CommandTree:
         parser.set_defaults(run=run)
         return parser
 
-    def _subcommands(self, words: tuple[str, ...]) -> argparse._SubParsersAction:
+    def _subcommands(self, words: tuple[str, ...]) -> argparse._SubParsersAction[argparse.ArgumentParser]:
         if words not in self._groups:
             if words:
                 self.group(" ".join(words), help=f"{' '.join(words)} commands")

@@ -4,6 +4,7 @@ call counted and timed."""
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import grpc
 from grpc.experimental.aio import init_grpc_aio
@@ -52,13 +53,13 @@ class GrpcTelemetry(grpc.aio.ServerInterceptor):
     def __init__(self, service: str) -> None:
         self.service = service
 
-    async def intercept_service(self, continuation, handler_call_details):
+    async def intercept_service(self, continuation: Callable[..., Any], handler_call_details: Any) -> Any:
         handler = await continuation(handler_call_details)
         if handler is None or handler.unary_unary is None:
             return handler
         method, inner = handler_call_details.method, handler.unary_unary
 
-        async def observed(request, context):
+        async def observed(request: Any, context: Any) -> Any:
             started, failed = time.perf_counter(), False
             try:
                 return await inner(request, context)
@@ -76,7 +77,7 @@ class GrpcTelemetry(grpc.aio.ServerInterceptor):
         return grpc.unary_unary_rpc_method_handler(observed, request_deserializer=handler.request_deserializer,
                                                    response_serializer=handler.response_serializer)
 
-    def _record(self, method: str, context, failed: bool, elapsed_s: float) -> None:
+    def _record(self, method: str, context: Any, failed: bool, elapsed_s: float) -> None:
         code = context.code()
         if code is None:
             code = grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK

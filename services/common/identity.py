@@ -24,6 +24,7 @@ import base64
 import json
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -145,9 +146,9 @@ class ServiceVerifier:
         except (InvalidSignature, ValueError):
             raise Unauthenticated(f"the service token's signature is not {issuer}'s") from None
         self._check_claims(claims)
-        return issuer
+        return str(issuer)
 
-    def _check_claims(self, claims: dict) -> None:
+    def _check_claims(self, claims: dict[str, Any]) -> None:
         if claims.get("aud") != self.service:
             raise Unauthenticated(f"the service token is for {claims.get('aud')!r}, not {self.service}")
         now = time.time()

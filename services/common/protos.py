@@ -7,6 +7,7 @@ missing or older than their .proto, the first import builds them.
 import importlib
 import sys
 from pathlib import Path
+from types import ModuleType
 
 ROOT = Path(__file__).resolve().parents[2]
 PROTO_DIR = ROOT / "proto"
@@ -37,7 +38,7 @@ def build() -> None:
         raise RuntimeError(f"protoc failed on {PROTO_DIR}")
 
 
-def load(package: str):
+def load(package: str) -> tuple[ModuleType, ModuleType]:
     """`load("genline.ledger.v1")` → (messages module, grpc module) of `<package>/<name>.proto`."""
     if stale():
         build()

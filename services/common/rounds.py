@@ -14,6 +14,10 @@ that dies mid-round frees it at once.
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
 
 from services.common.db import advisory_key
 from services.common.supervision import every, stop_tasks, supervise
@@ -25,7 +29,8 @@ def round_lock_id(schema: str, round_name: str) -> int:
 
 
 @asynccontextmanager
-async def exclusive_round(pool, schema: str, round_name: str) -> AsyncIterator:
+async def exclusive_round(pool: "AsyncConnectionPool[Any]", schema: str, round_name: str
+                          ) -> AsyncIterator[psycopg.AsyncConnection[Any] | None]:
     """A connection in a transaction that holds the round's lock, or None when another
     replica holds it (the transaction then ends at once)."""
     async with pool.connection() as conn, conn.transaction():
@@ -40,7 +45,7 @@ class PeriodicRound:
 
     interval_s: float
     task_name: str
-    _task: asyncio.Task | None = None
+    _task: asyncio.Task[None] | None = None
 
     async def sweep_once(self) -> int:
         raise NotImplementedError

@@ -267,7 +267,7 @@ class OperatorToken(BaseModel):
 
     token: SecretStr | None = None
     token_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
-    scopes: frozenset[Literal["*", *OPERATOR_SCOPES]] = Field(min_length=1)
+    scopes: frozenset[Literal["*", *OPERATOR_SCOPES]] = Field(min_length=1)  # type: ignore[valid-type]  # the tuple above
 
     @model_validator(mode="after")
     def one_secret(self) -> "OperatorToken":
@@ -276,7 +276,10 @@ class OperatorToken(BaseModel):
         return self
 
     def digest(self) -> str:
-        return self.token_sha256 or sha256_hex(self.token.get_secret_value())
+        if self.token_sha256:
+            return self.token_sha256
+        assert self.token is not None  # one_secret: one or the other
+        return sha256_hex(self.token.get_secret_value())
 
 
 class AdminApiSettings(ServiceSettings):

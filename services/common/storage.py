@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
+from uuid import UUID
 from xml.etree import ElementTree
 
 import httpx
@@ -41,7 +42,7 @@ class ListedObject:
     last_modified: datetime
 
 
-def candidate_prefix(tenant_id: str, job_id) -> str:
+def candidate_prefix(tenant_id: str, job_id: UUID | str) -> str:
     """Where the router stores a job's candidates in the internal bucket (every attempt)."""
     return f"candidates/{tenant_id}/{job_id}/"
 
@@ -50,7 +51,7 @@ def candidate_prefix(tenant_id: str, job_id) -> str:
 EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 
 
-def candidate_key(tenant_id: str, job_id, attempt: int, index: int, media_type: str = "image/png") -> str:
+def candidate_key(tenant_id: str, job_id: UUID | str, attempt: int, index: int, media_type: str = "image/png") -> str:
     return f"{candidate_prefix(tenant_id, job_id)}{attempt}/{index}.{EXTENSIONS.get(media_type, 'bin')}"
 
 

@@ -17,6 +17,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from prometheus_client import Counter
 
@@ -38,7 +39,7 @@ def failed(task: str) -> None:
 
 def backoff_s(failures_in_a_row: int, floor_s: float = RESTART_BACKOFF_S, ceiling_s: float = RESTART_BACKOFF_MAX_S) -> float:
     """The wait after this many failures in a row: doubling from the floor, at most the ceiling, with ±50 % jitter."""
-    return min(ceiling_s, floor_s * 2 ** (failures_in_a_row - 1)) * (0.5 + random.random())
+    return float(min(ceiling_s, floor_s * 2 ** (failures_in_a_row - 1)) * (0.5 + random.random()))
 
 
 async def _supervised(name: str, run: Callable[[], Awaitable[object]], floor_s: float, ceiling_s: float) -> None:
@@ -55,7 +56,7 @@ async def _supervised(name: str, run: Callable[[], Awaitable[object]], floor_s: 
 
 
 def supervise(name: str, run: Callable[[], Awaitable[object]], *, floor_s: float = RESTART_BACKOFF_S,
-              ceiling_s: float = RESTART_BACKOFF_MAX_S) -> asyncio.Task:
+              ceiling_s: float = RESTART_BACKOFF_MAX_S) -> asyncio.Task[None]:
     """Run `run()` in a task named `name`, again after a backoff whenever it raises."""
     BACKGROUND_FAILURES.labels(name)  # at zero from the start, so the first failure is an increase
     return asyncio.create_task(_supervised(name, run, floor_s, ceiling_s), name=name)
@@ -73,7 +74,7 @@ async def every(interval_s: float, tick: Callable[[], Awaitable[object]], what: 
         await asyncio.sleep(interval_s)
 
 
-async def stop_tasks(*tasks: asyncio.Task | None) -> None:
+async def stop_tasks(*tasks: asyncio.Task[Any] | None) -> None:
     """Cancel these tasks and wait until each has ended."""
     running = [task for task in tasks if task is not None]
     for task in running:

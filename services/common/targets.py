@@ -12,6 +12,7 @@ import socket
 from urllib.parse import urlsplit
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 RESOLVE_TIMEOUT_S = 3.0
 
 
@@ -19,7 +20,7 @@ class RefusedTarget(ValueError):
     """The URL is not one webhooks may be sent to; the message says why."""
 
 
-def allowed_networks(names: list[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+def allowed_networks(names: list[str]) -> list[IPNetwork]:
     return [ipaddress.ip_network(name, strict=False) for name in names]
 
 
@@ -62,7 +63,7 @@ def is_public(address: IPAddress) -> bool:
     return True
 
 
-def check_address(address: IPAddress, allowed: list) -> None:
+def check_address(address: IPAddress, allowed: list[IPNetwork]) -> None:
     if not is_public(address) and not any(address in network for network in allowed):
         raise RefusedTarget(f"{address} is a private, loopback, link-local or reserved address")
 
@@ -91,10 +92,10 @@ async def resolve(host: str, port: int) -> list[IPAddress]:
         infos = await asyncio.wait_for(loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), RESOLVE_TIMEOUT_S)
     except (OSError, TimeoutError) as error:
         raise RefusedTarget(f"the host {host!r} does not resolve: {error}") from None
-    return [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+    return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
 
 
-async def checked_address(url: str, allowed: list) -> IPAddress:
+async def checked_address(url: str, allowed: list[IPNetwork]) -> IPAddress:
     """The address to connect to for `url`, once every address its host resolves to is allowed."""
     _, host, port = parsed_target(url)
     addresses = await resolve(host, port)

@@ -13,7 +13,7 @@ delivery applies it.
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -50,7 +50,7 @@ class TemplateInput(BaseModel):
 
 
 Capability = Literal["preprocess", "remove_background", "generate", "stylize", "upscale", "animate", "postprocess"]
-CAPABILITIES: tuple[str, ...] = Capability.__args__
+CAPABILITIES: tuple[str, ...] = get_args(Capability)
 
 
 class Stage(BaseModel):

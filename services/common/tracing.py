@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator
+from typing import Any
 
 from opentelemetry import context, trace
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
@@ -72,14 +73,14 @@ def continued(traceparent: str | None, name: str, kind: SpanKind = SpanKind.INTE
         yield
 
 
-def http_middleware(app, excluded_paths: str = "/healthz,/readyz,/metrics"):
+def http_middleware(app: Any, excluded_paths: str = "/healthz,/readyz,/metrics") -> Any:
     """The ASGI middleware that continues an incoming `traceparent` in a server span."""
     return OpenTelemetryMiddleware(app, excluded_urls=excluded_paths, exclude_spans=["receive", "send"])
 
 
-def grpc_server_interceptor():
-    return aio_server_interceptor()
+def grpc_server_interceptor() -> Any:
+    return aio_server_interceptor()  # type: ignore[no-untyped-call]  # OpenTelemetry's gRPC package is untyped
 
 
-def grpc_client_interceptors() -> list:
-    return aio_client_interceptors()
+def grpc_client_interceptors() -> list[Any]:
+    return list(aio_client_interceptors())  # type: ignore[no-untyped-call]

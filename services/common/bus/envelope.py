@@ -115,7 +115,10 @@ def from_kafka(headers: dict[str, bytes], key: bytes | None, value: bytes, topic
     try:
         ce = from_binary_event(KafkaMessage(headers=headers, key=key, value=value))
         attributes = ce.get_attributes()
-        event = parse_event(attributes["type"], ce.get_data())
+        data = ce.get_data()
+        if not isinstance(data, dict):
+            raise TypeError(f"the data is {type(data).__name__}, not a JSON object")
+        event = parse_event(attributes["type"], data)
     except Exception as exc:  # any undecodable record is a poison message, not a crash
         raise MalformedEnvelope(f"cannot decode event: {exc}") from exc
     return Envelope(

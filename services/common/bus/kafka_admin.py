@@ -16,6 +16,7 @@ on every broker, so `high_watermarks` asks for both.
 
 import struct
 from collections import defaultdict
+from typing import Any
 
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -49,7 +50,7 @@ async def cluster_id(client: AIOKafkaClient) -> str:
     return response.cluster_id or ""
 
 
-def connections(client: AIOKafkaClient) -> frozenset:
+def connections(client: AIOKafkaClient) -> frozenset[Any]:
     """The client's open connections to brokers, as objects: a broker restarted since one was
     opened cannot answer on it, so an unchanged set is still the same broker. (aiokafka keeps
     them in `_conns`; nothing public says which are open.)"""

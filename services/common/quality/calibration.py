@@ -11,6 +11,7 @@ the threshold in force) and whether people called it bad. Its JSON form:
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -21,12 +22,12 @@ class Judged:
     dimensions: Mapping[str, tuple[float | None, bool]]
     threshold: Mapping[str, float]
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         return {"profile": self.profile, "bad": self.bad, "threshold": dict(self.threshold),
                 "dimensions": {name: [value, passed] for name, (value, passed) in self.dimensions.items()}}
 
     @classmethod
-    def from_json(cls, data: dict) -> "Judged":
+    def from_json(cls, data: dict[str, Any]) -> "Judged":
         """ValueError (or KeyError, TypeError) when `data` is not a judged image."""
         dimensions = {str(name): (None if value is None else float(value), bool(passed))
                       for name, (value, passed) in data["dimensions"].items()}

@@ -25,6 +25,7 @@ import re
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
@@ -146,7 +147,7 @@ def template_profile(template: str) -> str:
     return template if template in profile_names() else "generic"
 
 
-def job_profile(template: str, profile: str | None = None, rules: dict | None = None) -> Profile:
+def job_profile(template: str, profile: str | None = None, rules: dict[str, Any] | None = None) -> Profile:
     """The profile a job is scored with: the rules' profile, else the job's, else its
     template's (`template_profile`); measuring everything when the rules or the template
     ask to. ProfileError names what is wrong."""

@@ -31,6 +31,8 @@ Unknown dimension names, min above max, and unknown fields are rejected with a
 ValueError (pydantic's ValidationError) that names the culprit.
 """
 
+from collections.abc import Iterable
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.common.quality.dimensions import DIMENSIONS, unknown_names
@@ -44,7 +46,7 @@ def _check_order(minimum: float | None, maximum: float | None, what: str) -> Non
         raise ValueError(f"{what}: min {minimum} is above max {maximum}")
 
 
-def check_known_dimensions(names, where: str) -> None:
+def check_known_dimensions(names: Iterable[str], where: str) -> None:
     discover_plugins()
     unknown = unknown_names(list(names))
     if unknown:
