@@ -44,7 +44,8 @@ from services.router.engine import RoutingEngine  # noqa: E402
 from services.router.fairness import FairQueue  # noqa: E402
 from services.router.health import BreakerSettings  # noqa: E402
 from services.router.providers.base import GeneratedImage, GenerationRequest, ProviderError  # noqa: E402
-from services.router.providers.registry import PriceModel, Registry, parse_registry  # noqa: E402
+from services.router.providers.entry_parts import PriceModel
+from services.router.providers.registry import Registry, parse_registry  # noqa: E402
 from services.router.routing_types import (  # noqa: E402
     AimdSettings,
     AllProvidersFailed,

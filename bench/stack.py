@@ -27,7 +27,8 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from genline_stack.embedded import EmbeddedStack, Endpoints, free_port, wait_for_port  # noqa: E402
+from genline_stack.embedded import EmbeddedStack, Endpoints  # noqa: E402
+from genline_stack.ports import free_port, wait_for_port  # noqa: E402
 from services.common.settings import ServiceSettings  # noqa: E402
 from services.common.storage import ObjectStore  # noqa: E402
 

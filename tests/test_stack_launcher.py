@@ -16,7 +16,8 @@ import httpx
 import psutil
 import pytest
 
-from genline_stack.embedded import free_port, postgres_processes
+from genline_stack.ports import free_port
+from genline_stack.postgres import postgres_processes
 
 pytestmark = pytest.mark.processes  # starts the platform's processes or the stack's servers again
 

@@ -8,11 +8,10 @@ import psutil
 import psycopg
 import pytest
 
-from genline_stack.embedded import (
+from genline_stack.embedded import TOPIC_PARTITIONS, EmbeddedStack
+from genline_stack.ports import (
     LISTEN_PORT_FLOOR,
     SEAWEED_GRPC_OFFSET,
-    TOPIC_PARTITIONS,
-    EmbeddedStack,
     ephemeral_floor,
     free_port,
     free_ports_with_grpc_neighbours,

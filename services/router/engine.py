@@ -26,48 +26,35 @@ the indices they do not cover are planned afresh. The engine reads time only thr
 
 Planning is `planning.py` (pure, over a snapshot of provider health); what a call reserves
 (a provider slot, its share of the cost cap) and waiting for slots are `capacity.py`; what
-calls teach about a provider is `health.py`; this module runs the batches and their calls.
+calls teach about a provider is `health.py`; cutting an attempt into batches (resumed ones
+first) and adding up their result is `batches.py`; this module runs the batches and their calls.
 """
 
 import asyncio
 import math
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from services.common.contracts import ProviderStatus
 from services.router import planning
+from services.router.batches import Batch, attempt_result, resumed_batches, split
 from services.router.capacity import CostBudget, ProviderSlots
 from services.router.clock import Clock, LoopClock
 from services.router.health import QualityBreaker, Verdict, learn_from_call, new_health, run_with_timeout, status_of
 from services.router.planning import PassRateEstimator, ProviderSnapshot
 from services.router.providers.base import GeneratedImage, GenerationRequest, Provider, ProviderError
-from services.router.providers.journal import RemoteJob, RemoteJobJournal
+from services.router.providers.journal import RemoteJobJournal
 from services.router.providers.registry import ProviderConfig, Registry
 from services.router.routing_types import (
-    AllProvidersFailed,
     AttemptResult,
     CallRecord,
-    CostCapReached,
     ProviderQuote,
     RoutedImage,
     RoutePlan,
     RouteRequest,
-    RoutingError,
     RoutingPolicy,
-    with_calls,
 )
-
-
-@dataclass
-class _Batch:
-    """The indices one chunk of the attempt still has to get, and what it has got so far."""
-
-    pending: list[int]
-    images: list[RoutedImage] = field(default_factory=list)
-    calls: list[CallRecord] = field(default_factory=list)
-    # The provider of a remote job of these indices left running by an earlier run of the attempt.
-    resume_on: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,26 +95,12 @@ class RoutingEngine:
         plan = self.plan(request)
         deadline = started + request.time_left_s if request.time_left_s is not None else None
         budget = CostBudget(request.cost_cap_micro_usd)
-        resumed = await self._resumed_batches(request)
+        resumed = await resumed_batches(self.journal, request, self.providers)
         taken = {index for batch in resumed for index in batch.pending}
         fresh = [i for i in range(request.start_index, request.start_index + plan.candidates) if i not in taken]
-        batches = resumed + [_Batch(chunk) for chunk in _split(fresh, plan.primary.max_batch)]
+        batches = resumed + [Batch(chunk) for chunk in split(fresh, plan.primary.max_batch)]
         batches = await asyncio.gather(*(self._generate(request, plan, batch, budget, deadline) for batch in batches))
-        return self._result(request, plan, batches, budget, started)
-
-    async def _resumed_batches(self, request: RouteRequest) -> list[_Batch]:
-        """One batch per remote job of this attempt and stage still running or done at its provider."""
-        if self.journal is None:
-            return []
-        jobs = await self.journal.unfinished(request.job_id, request.attempt, request.capability)
-        batches: list[_Batch] = []
-        taken: set[int] = set()
-        for job in sorted(jobs, key=lambda j: j.key.start_index):
-            indices = list(range(job.key.start_index, job.key.start_index + job.key.count))
-            if _belongs(job, request) and job.key.provider in self.providers and not taken & set(indices):
-                batches.append(_Batch(indices, resume_on=job.key.provider))
-                taken |= set(indices)
-        return batches
+        return attempt_result(request, plan, batches, budget, self.clock.now() - started)
 
     def plan(self, request: RouteRequest) -> RoutePlan:
         """The provider chain and the number of candidates for this attempt (no calls made)."""
@@ -193,8 +166,8 @@ class RoutingEngine:
 
     # ---- generating ---------------------------------------------------------------------
 
-    async def _generate(self, request: RouteRequest, plan: RoutePlan, batch: _Batch, budget: CostBudget,
-                        deadline: float | None) -> _Batch:
+    async def _generate(self, request: RouteRequest, plan: RoutePlan, batch: Batch, budget: CostBudget,
+                        deadline: float | None) -> Batch:
         """Get the batch's indices from the chain, within the call budget and the deadline."""
         errors_seen = 0
         patient_until = self._patience_until(request, plan, deadline)
@@ -236,7 +209,7 @@ class RoutingEngine:
     def _spill_limit(self, plan: RoutePlan) -> float:
         return plan.primary.rank_key(self.policy.rank_by) * (self.policy.spill_tolerance or math.inf)
 
-    async def _walk_chain(self, request: RouteRequest, plan: RoutePlan, batch: _Batch, budget: CostBudget,
+    async def _walk_chain(self, request: RouteRequest, plan: RoutePlan, batch: Batch, budget: CostBudget,
                           deadline: float | None, spill_limit: float = math.inf) -> bool:
         """One pass over the chain for the pending indices; whether any call was made.
 
@@ -281,7 +254,7 @@ class RoutingEngine:
 
     # ---- one call -----------------------------------------------------------------------
 
-    async def _call(self, request: RouteRequest, quote: ProviderQuote, batch: _Batch, budget: CostBudget,
+    async def _call(self, request: RouteRequest, quote: ProviderQuote, batch: Batch, budget: CostBudget,
                     deadline: float | None, quality_waived: bool = False) -> "ProviderError | None | _NotCalled":
         """One call for the batch's pending indices (as many as fit the provider's batch)."""
         call = self._prepare_call(quote, batch, deadline)
@@ -302,7 +275,7 @@ class RoutingEngine:
             return ProviderError("server_error", f"{call.provider} returned {returned}")
         return error
 
-    def _prepare_call(self, quote: ProviderQuote, batch: _Batch, deadline: float | None) -> _Call:
+    def _prepare_call(self, quote: ProviderQuote, batch: Batch, deadline: float | None) -> _Call:
         indices = batch.pending[: quote.max_batch]
         return _Call(quote.provider, indices, expected_cost=quote.price_micro_usd * len(indices),
                      expected_latency_s=self._expected_latency_s(quote.provider, len(indices)),
@@ -332,7 +305,7 @@ class RoutingEngine:
         return images, error, self.clock.now() - started
 
     @staticmethod
-    def _record_call(batch: _Batch, call: _Call, images: list[GeneratedImage], error: ProviderError | None,
+    def _record_call(batch: Batch, call: _Call, images: list[GeneratedImage], error: ProviderError | None,
                      latency_s: float, actual_cost: int) -> None:
         batch.images.extend(RoutedImage(call.provider, image) for image in images)
         returned = {image.index for image in images}
@@ -372,30 +345,6 @@ class RoutingEngine:
 
     # ---- reporting ----------------------------------------------------------------------
 
-    def _result(self, request: RouteRequest, plan: RoutePlan, batches: list[_Batch], budget: CostBudget,
-                started: float) -> AttemptResult:
-        calls = tuple(call for batch in batches for call in batch.calls)
-        images = tuple(sorted((i for batch in batches for i in batch.images), key=lambda r: r.image.index))
-        errors = tuple(call.error for call in calls if call.error)
-        if not images:
-            raise with_calls(self._nothing_generated(request, plan, budget, errors), calls, budget.spent)
-        return AttemptResult(
-            job_id=request.job_id, attempt=request.attempt, planned_candidates=plan.candidates,
-            success_target=plan.success_target, images=images, calls=calls,
-            expected_cost_micro_usd=sum(c.expected_cost_micro_usd for c in calls if c.outcome == "ok"),
-            actual_cost_micro_usd=budget.spent, expected_latency_s=plan.expected_latency_s,
-            latency_s=self.clock.now() - started, cost_cap_reached=plan.cost_cap_limited or budget.refused,
-            errors=errors,
-        )
-
-    @staticmethod
-    def _nothing_generated(request: RouteRequest, plan: RoutePlan, budget: CostBudget,
-                           errors: tuple[str, ...]) -> RoutingError:
-        if budget.refused or plan.priced_out:
-            tried = f" after {len(errors)} failed call(s): {errors[-1]}" if errors else ""
-            return CostCapReached(f"job {request.job_id}: cost cap of {budget.cap} µUSD reached{tried}")
-        return AllProvidersFailed(f"job {request.job_id}: no candidate generated", errors)
-
     def _status(self, name: str, config: ProviderConfig) -> ProviderStatus:
         return status_of(name, config, self._health[name], self.estimator, self._quality,
                          self._expected_latency_s(name, 1))
@@ -410,14 +359,3 @@ _NOT_CALLED = _NotCalled()
 
 def _past(clock: Clock, deadline: float | None) -> bool:
     return deadline is not None and clock.now() >= deadline
-
-
-def _split(indices: list[int], size: int) -> list[list[int]]:
-    return [indices[i: i + size] for i in range(0, len(indices), max(1, size))]
-
-
-def _belongs(job: RemoteJob, request: RouteRequest) -> bool:
-    """Whether a journal's job is one of this request's: a later stage asks per candidate."""
-    if request.capability == "generate":
-        return job.key.start_index >= request.start_index
-    return job.key.start_index == request.start_index

@@ -24,7 +24,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from services.router.clock import Clock, LoopClock
-from services.router.providers.registry import PassRatePrior, ProviderConfig, Registry
+from services.router.providers.entry_parts import PassRatePrior
+from services.router.providers.registry import ProviderConfig, Registry
 from services.router.routing_types import (
     AllProvidersFailed,
     CostCapReached,

@@ -13,7 +13,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
-from genline_stack.embedded import TOPIC_PARTITIONS, bus_fence, create_topics, free_port, start_tansu, stop_process
+from genline_stack.embedded import TOPIC_PARTITIONS, bus_fence, create_topics, start_tansu
+from genline_stack.ports import free_port, stop_process
 from services.common import telemetry
 from services.common.bus import journal as journal_module
 from services.common.bus import kafka_admin

@@ -162,7 +162,7 @@ def test_a_service_started_in_production_without_its_key_refuses_to_start_naming
 def test_with_an_ops_port_probes_and_metrics_answer_there_only_and_nothing_else_does(platform, endpoints):
     """A scorer replica with GENLINE_OPS_PORT, as on Kubernetes: its internal API is not on
     the port Prometheus reaches, and its probes are not on the port ingest calls."""
-    from genline_stack.embedded import free_port
+    from genline_stack.ports import free_port
 
     ops = free_port()
     platform.ports["scorer#ops"] = ops  # where the fleet looks for its readiness

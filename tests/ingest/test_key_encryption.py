@@ -67,7 +67,7 @@ def test_without_a_kek_keys_stay_as_they_are_and_a_wrapped_one_is_refused(key_fi
 def kms_endpoint():
     from moto.server import ThreadedMotoServer
 
-    from genline_stack.embedded import free_port
+    from genline_stack.ports import free_port
 
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)

@@ -7,7 +7,8 @@ import httpx
 import pytest
 import uvicorn
 
-from genline_stack.embedded import create_topics, free_port
+from genline_stack.embedded import create_topics
+from genline_stack.ports import free_port
 from services.common.contracts import all_topics
 from services.common.runtime import listen
 from services.ledger.app import build

@@ -12,7 +12,7 @@ import httpx
 import psycopg
 import pytest
 
-from genline_stack.embedded import free_port
+from genline_stack.ports import free_port
 from services.common.bus.envelope import from_kafka
 from services.common.contracts import CreditsGranted, topic_of
 from services.ledger.settings import DEV_LEDGER_SECRETS, LedgerSettings

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from genline_stack.embedded import free_port, stop_process
+from genline_stack.ports import free_port, stop_process
 from services.common.bus.envelope import envelop
 from services.common.contracts import CreditsReserved, JobSpec, JobSubmitted, topic_of
 from services.common.db import migrate

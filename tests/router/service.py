@@ -14,7 +14,8 @@ from pathlib import Path
 import yaml
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from genline_stack.embedded import create_topics, free_port
+from genline_stack.embedded import create_topics
+from genline_stack.ports import free_port
 from services.common.bus.envelope import Envelope, envelop, from_kafka
 from services.common.contracts import (
     AttemptStarted,

@@ -7,8 +7,9 @@ import copy
 import pytest
 
 from services.router.providers.base import GenerationRequest
+from services.router.providers.entry_parts import PriceModel
 from services.router.providers.inputs import ModelInputs, model_input
-from services.router.providers.registry import PriceModel, RegistryError, parse_registry
+from services.router.providers.registry import RegistryError, parse_registry
 
 FLUX_ON_REPLICATE = {"size": {"style": "aspect_ratio", "field": "aspect_ratio", "ratios": ["1:1", "16:9", "9:16"],
                               "megapixels_field": "megapixels", "megapixels": ["1", "0.25"], "multiple_of": 16},

@@ -15,7 +15,7 @@ from services.router.planning import (
     rank_providers,
     round_target,
 )
-from services.router.providers.registry import PassRatePrior
+from services.router.providers.entry_parts import PassRatePrior
 from services.router.routing_types import ProviderQuote
 
 

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from services.router.providers.entry_parts import PriceModel
 from services.router.providers.factory import build_providers
 from services.router.providers.local_provider import LocalProvider
-from services.router.providers.registry import PriceModel, RegistryError, load_registry, parse_registry
+from services.router.providers.registry import RegistryError, load_registry, parse_registry
 
 FAL = {
     "adapter": "fal",

@@ -11,10 +11,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from functools import partial
-from itertools import chain
 
-from aiokafka import TopicPartition
-from aiokafka.errors import KafkaError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -36,6 +33,7 @@ from services.common.bus.inbox import (
     retry_races,
 )
 from services.common.bus.outbox import OutboxRelay, add_many_to_outbox
+from services.common.bus.positions import EndWatch, OffsetCommits, rewind, take_as_they_come
 from services.common.bus.wake import FetchWaker
 from services.common.contracts import Event, consumer_group, dead_letter_topic
 from services.common.db import database_away, until_database_answers
@@ -45,113 +43,6 @@ log = logging.getLogger(__name__)
 
 INBOX_PRUNE_INTERVAL_S = 60.0
 EARLIEST = datetime.min.replace(tzinfo=UTC)
-
-
-class OffsetCommits:
-    """The offsets of the records a consumer has applied, committed to the broker every
-    interval instead of after each batch (on the embedded broker a commit is an object-store
-    write per partition, and it delayed every hop). Nothing is traded for it: a record is
-    noted only once it is applied, so a crash or a rebalance can only deliver again what the
-    inbox then skips, in the order it came. `flush()` commits what is noted, before a stop."""
-
-    def __init__(self, service: str, interval_s: float) -> None:
-        self.service, self.interval_s = service, interval_s
-        self._pending: dict[TopicPartition, int] = {}
-        self._kafka = None  # the aiokafka consumer the records came from
-        self._task: asyncio.Task | None = None
-        self._flushed = False
-
-    def applied(self, kafka, records) -> None:
-        self._kafka = kafka
-        for record in records:
-            tp = TopicPartition(record.topic, record.partition)
-            self._pending[tp] = max(self._pending.get(tp, 0), record.offset + 1)
-        if not self._flushed and (self._task is None or self._task.done()):
-            self._task = supervise(f"{self.service}-offset-commits", self._every_interval)
-
-    async def _every_interval(self) -> None:
-        while self._pending:
-            await asyncio.sleep(self.interval_s)
-            await self.commit()
-
-    async def commit(self) -> None:
-        pending, self._pending = self._pending, {}
-        if not pending or self._kafka is None:
-            return
-        assigned = self._kafka.assignment()  # a partition handed to another member is theirs to commit
-        offsets = {tp: offset for tp, offset in pending.items() if tp in assigned}
-        if not offsets:
-            return
-        try:
-            await self._kafka.commit(offsets)
-        except KafkaError as exc:  # the broker is away, or the group is rebalancing: try again later
-            log.warning("committing offsets failed, will retry: %s", exc)
-            for tp, offset in offsets.items():
-                self._pending[tp] = max(self._pending.get(tp, 0), offset)
-
-    async def flush(self) -> None:
-        """Commit what is noted, once, as the service stops; a batch still being applied
-        meanwhile is not committed after it (the next start delivers it again)."""
-        self._flushed = True
-        await stop_tasks(self._task)
-        await self.commit()
-
-
-class EndWatch:
-    """A consumer standing past a partition's end (its broker lost its log without the
-    journal's gap, as a restored Apache Kafka cluster would) reads that partition from its
-    beginning: waiting for the new log to reach the old offsets would skip its first records.
-    The inbox skips what was applied already."""
-
-    def __init__(self, service: str, interval_s: float) -> None:
-        self.service, self.interval_s = service, interval_s
-        self._kafka = None
-        self._task: asyncio.Task | None = None
-
-    def watch(self, kafka) -> None:
-        self._kafka = kafka
-        if self._task is None:
-            self._task = supervise(f"{self.service}-end-watch", self._every_interval)
-
-    async def _every_interval(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_s)
-            with contextlib.suppress(KafkaError, AssertionError):  # rebalancing: look again later
-                await self.start_over_past_the_end()
-
-    async def start_over_past_the_end(self) -> list[TopicPartition]:
-        restarted = []
-        for tp in self._kafka.assignment():
-            end = self._kafka.highwater(tp)
-            if end is not None and await self._kafka.position(tp) > end:
-                restarted.append(tp)
-        if restarted:
-            log.warning("standing past the end of %s (the broker lost its log): reading them from the beginning",
-                        restarted)
-            await self._kafka.seek_to_beginning(*restarted)
-        return restarted
-
-    async def stop(self) -> None:
-        await stop_tasks(self._task)
-
-
-async def take_as_they_come(subscriber, consumer) -> tuple:
-    """FastStream's batch subscriber, but without its sleep after a wait that found nothing:
-    aiokafka hands records over as soon as a fetch brings them, so the wait costs nothing,
-    while records that came during the sleep waited it out (up to a whole batch timeout more
-    on every hop)."""
-    batches = await consumer.getmany(timeout_ms=subscriber.batch_timeout_ms, max_records=subscriber.max_records)
-    return tuple(chain.from_iterable(batches.values()))
-
-
-def rewind(kafka, records) -> None:
-    """Seek each partition of a batch back to its first record, so that the batch comes again."""
-    first: dict[TopicPartition, int] = {}
-    for record in records:
-        tp = TopicPartition(record.topic, record.partition)
-        first[tp] = min(first.get(tp, record.offset), record.offset)
-    for tp, offset in first.items():
-        kafka.seek(tp, offset)
 
 
 class EventConsumer:

@@ -44,7 +44,6 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, fields
 from datetime import datetime
 
 import psycopg
@@ -53,9 +52,10 @@ from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
 from psycopg_pool import AsyncConnectionPool
 
-from services.common.bus import kafka_admin
+from services.common.bus import journal_tables, kafka_admin
+from services.common.bus.journal_tables import Partition, read_partitions, write_partitions
 from services.common.bus.kafka_security import client_options, new_topic
-from services.common.db import advisory_key, as_arrays
+from services.common.db import advisory_key
 
 log = logging.getLogger(__name__)
 
@@ -103,68 +103,6 @@ class BrokerChanged(Exception):
 class LogLost(BrokerChanged):
     """The same broker, but a partition of the service's topic ends below what it
     acknowledged: the topic was deleted, or the broker restored empty under its old id."""
-
-
-@dataclass
-class Partition:
-    """One row of `outbox_partitions`."""
-
-    topic: str
-    partition: int
-    broker: str | None = None
-    log_start: int = 0
-    acked_through: int | None = None
-    log_end: int | None = None
-    consumed_through: int | None = None
-    rotate_to: int | None = None
-    rotations: int = 0
-
-    def reach(self) -> int:
-        """The furthest offset this service knows the partition to have reached."""
-        acked = -1 if self.acked_through is None else self.acked_through
-        return max(acked + 1, self.log_end or 0, self.log_start)
-
-
-# The start of the oldest transaction running in this database now (its rows, once
-# committed, carry it as their creation time); the clock when none is.
-OLDEST_TRANSACTION = (
-    "SELECT coalesce(min(xact_start), clock_timestamp()) AS at FROM pg_stat_activity"
-    " WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
-    " AND xact_start IS NOT NULL")
-# One statement, so one snapshot: no unpublished row created before the checkpoint's time,
-# and each partition's highest acknowledged offset, as of the same moment.
-TAKE_CHECKPOINT = (
-    "WITH marked AS (UPDATE outbox_partitions SET checkpoint = acked_through RETURNING 1)"
-    " UPDATE journal_floor SET checkpoint_at = least(%(running)s, now() - make_interval(secs => %(margin)s),"
-    "  (SELECT min(created_at) FROM outbox WHERE published_at IS NULL))")  # WITH runs whether read or not
-# Every reader group has read past the checkpoint's offsets (a partition no group is known
-# to have read holds it back): the floor rises to its time, or to the republish window.
-RAISE_FLOOR = (
-    "UPDATE journal_floor SET floor = greatest(floor, least(checkpoint_at, now() - make_interval(secs => %(window)s))),"
-    " checkpoint_at = NULL WHERE checkpoint_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM outbox_partitions p"
-    " WHERE p.checkpoint IS NOT NULL AND (p.consumed_through IS NULL OR p.consumed_through <= p.checkpoint))")
-NOT_BELOW_FLOOR = "o.created_at >= coalesce((SELECT floor FROM journal_floor), '-infinity')"
-
-COLUMNS = tuple(f.name for f in fields(Partition))
-COLUMN_TYPES = ("text", "int", "text", "bigint", "bigint", "bigint", "bigint", "bigint", "int")
-KEEP_READ = "consumed_through = greatest(outbox_partitions.consumed_through, excluded.consumed_through)"
-
-
-async def read_partitions(conn: psycopg.AsyncConnection, topic: str | None = None) -> dict[tuple[str, int], Partition]:
-    rows = await (await conn.execute(f"SELECT {', '.join(COLUMNS)} FROM outbox_partitions"
-                                     " WHERE %(topic)s::text IS NULL OR topic = %(topic)s", {"topic": topic})).fetchall()
-    return {(r["topic"], r["partition"]): Partition(**r) for r in rows}
-
-
-async def write_partitions(conn: psycopg.AsyncConnection, rows: list[Partition], *on_conflict: str) -> None:
-    """Insert these rows; where one exists, apply `on_conflict` (`excluded` is the new row)."""
-    if not rows:
-        return
-    await conn.execute(
-        f"INSERT INTO outbox_partitions ({', '.join(COLUMNS)})"
-        f" SELECT * FROM unnest({', '.join(f'%s::{t}[]' for t in COLUMN_TYPES)})"
-        f" ON CONFLICT (topic, partition) DO UPDATE SET {', '.join(on_conflict)}",
-        as_arrays([tuple(getattr(row, c) for c in COLUMNS) for row in rows]))
 
 
 class Journal:
@@ -261,10 +199,10 @@ class Journal:
             async with conn.transaction():
                 # Never below the floor: every reader read those rows, and may have forgotten them.
                 queued = await conn.execute(
-                    f"UPDATE outbox o SET published_at = NULL WHERE {NOT_BELOW_FLOOR}" if everything else
+                    f"UPDATE outbox o SET published_at = NULL WHERE {journal_tables.NOT_BELOW_FLOOR}" if everything else
                     "UPDATE outbox o SET published_at = NULL FROM outbox_partitions p"
                     " WHERE p.topic = o.topic AND p.partition = o.partition AND o.published_at IS NOT NULL"
-                    f" AND o.\"offset\" >= coalesce(p.consumed_through, 0) AND {NOT_BELOW_FLOOR}")
+                    f" AND o.\"offset\" >= coalesce(p.consumed_through, 0) AND {journal_tables.NOT_BELOW_FLOOR}")
                 await conn.execute("UPDATE journal_floor SET checkpoint_at = NULL")  # its offsets are of the old log
                 await conn.execute(f"NOTIFY \"outbox_{self.schema}\"")  # the relays, wherever they run
                 await write_partitions(conn, opened, "broker = excluded.broker", "log_start = excluded.log_start",
@@ -328,7 +266,7 @@ class Journal:
         rows = [Partition(topic, p, broker=self.broker, log_end=end, consumed_through=self._read_by_all(p, committed))
                 for p, end in ends.items()]
         async with self.pool.connection() as conn:
-            await write_partitions(conn, rows, "log_end = excluded.log_end", KEEP_READ)
+            await write_partitions(conn, rows, "log_end = excluded.log_end", journal_tables.KEEP_READ)
             known = await read_partitions(conn, topic)
         return {p: known[(topic, p)].log_start for p in ends}, ends, committed
 
@@ -396,7 +334,7 @@ class Journal:
             await write_partitions(conn, [Partition(topic, p, log_start=end, log_end=end, consumed_through=end)
                                           for p, end in targets.items()],
                                    "rotate_to = NULL", "log_start = excluded.log_start", "log_end = excluded.log_end",
-                                   KEEP_READ, "rotations = outbox_partitions.rotations + 1")
+                                   journal_tables.KEEP_READ, "rotations = outbox_partitions.rotations + 1")
         log.info("rotated %s: its partitions start again at %s", topic, targets)
         return True
 
@@ -425,18 +363,8 @@ class Journal:
         pruned = 0
         async with self.pool.connection() as conn:
             while True:
-                row = await (await conn.execute(
-                    "WITH oldest AS (SELECT seq FROM outbox ORDER BY seq LIMIT %(batch)s),"
-                    " gone AS (DELETE FROM outbox o USING oldest WHERE o.seq = oldest.seq"
-                    "  AND o.published_at < now() - make_interval(secs => %(retention)s)"
-                    "  AND (o.partition IS NULL OR EXISTS (SELECT 1 FROM outbox_partitions p WHERE p.topic = o.topic"
-                    "   AND p.partition = o.partition AND o.\"offset\" < p.consumed_through))"
-                    "  RETURNING o.topic, o.created_at),"
-                    " horizon AS (INSERT INTO outbox_horizon (topic, pruned_before)"
-                    "  SELECT topic, max(created_at) FROM gone GROUP BY topic ON CONFLICT (topic) DO UPDATE"
-                    "  SET pruned_before = greatest(outbox_horizon.pruned_before, excluded.pruned_before))"
-                    " SELECT count(*) AS n FROM gone",
-                    {"batch": PRUNE_BATCH, "retention": self.settings.outbox_retention_s})).fetchone()
+                asked = {"batch": PRUNE_BATCH, "retention": self.settings.outbox_retention_s}
+                row = await (await conn.execute(journal_tables.PRUNE_PUBLISHED, asked)).fetchone()
                 pruned += row["n"]
                 if row["n"] == 0:
                     return pruned
@@ -452,13 +380,13 @@ class Journal:
         async with self.pool.connection() as conn:
             # Read before the checkpoint's statement: a transaction that ends in between
             # committed before that statement's snapshot, which then sees its rows.
-            running = (await (await conn.execute(OLDEST_TRANSACTION)).fetchone())["at"]
+            running = (await (await conn.execute(journal_tables.OLDEST_TRANSACTION)).fetchone())["at"]
             async with conn.transaction():
                 pending = await (await conn.execute("SELECT checkpoint_at FROM journal_floor FOR UPDATE")).fetchone()
                 if pending["checkpoint_at"] is not None and not (
-                        await conn.execute(RAISE_FLOOR, {"window": window})).rowcount:
+                        await conn.execute(journal_tables.RAISE_FLOOR, {"window": window})).rowcount:
                     return
-                await conn.execute(TAKE_CHECKPOINT, {"running": running, "margin": FLOOR_MARGIN_S})
+                await conn.execute(journal_tables.TAKE_CHECKPOINT, {"running": running, "margin": FLOOR_MARGIN_S})
 
     async def floor(self) -> datetime | None:
         async with self.pool.connection() as conn:

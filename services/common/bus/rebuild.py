@@ -22,7 +22,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from services.common.bus import kafka_admin
-from services.common.bus.journal import Journal, Partition, read_partitions
+from services.common.bus.journal import Journal
+from services.common.bus.journal_tables import Partition, read_partitions
 from services.common.bus.kafka_security import client_options
 from services.common.contracts import PUBLISHERS, consumer_group, readers_of, topic_of
 from services.common.db import open_pool

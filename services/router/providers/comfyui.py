@@ -35,8 +35,8 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 from services.router.providers.adapters import AdapterTraits, adapter, adapter_options
 from services.router.providers.base import GenerationRequest, ProviderError
+from services.router.providers.entry_parts import ModelPin
 from services.router.providers.inputs import CountInput, ModelInputs, SeedInput, SizeInput, StepsInput
-from services.router.providers.registry import ModelPin
 from services.router.providers.remote import Call, OutputImage, RemoteOutput, RemoteProvider
 from services.router.providers.transport import json_object
 

@@ -26,7 +26,8 @@ from pydantic import BaseModel, ConfigDict
 from services.router.providers.adapters import AdapterTraits, adapter, adapter_options
 from services.router.providers.base import ProviderError
 from services.router.providers.inputs import CountInput, ModelInputs, SizeInput
-from services.router.providers.remote import Call, OutputImage, RemoteOutput, RemoteProvider, decode_base64
+from services.router.providers.payloads import decode_base64
+from services.router.providers.remote import Call, OutputImage, RemoteOutput, RemoteProvider
 from services.router.providers.transport import json_body, json_object
 
 OUT_OF_CREDIT = frozenset({"insufficient_quota", "billing_hard_limit_reached", "billing_not_active"})

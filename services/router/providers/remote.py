@@ -24,22 +24,20 @@ nothing else), or the call fails and the engine falls back.
 """
 
 import asyncio
-import base64
-import io
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
-from PIL import Image
-
 from services.router.clock import LoopClock
 from services.router.providers.adapters import AdapterTraits
 from services.router.providers.base import GeneratedImage, GenerationRequest, ProviderContext, ProviderError
+from services.router.providers.entry_parts import HostedStage, ModelPin
 from services.router.providers.inputs import model_input
 from services.router.providers.journal import JobState, RemoteJobKey
 from services.router.providers.outputs import checked_image
-from services.router.providers.registry import HostedStage, ModelPin, ProviderConfig
+from services.router.providers.payloads import decode_data_uri, stage_input
+from services.router.providers.registry import ProviderConfig
 from services.router.providers.transport import ProviderHttp, status_error
 
 
@@ -359,44 +357,6 @@ class RemoteProvider(ABC):
 def _worth_polling_again(error: ProviderError) -> bool:
     """A poll's error that says nothing final about the job: the network, 429 or 5xx."""
     return not error.terminal and (error.transient or error.kind in ("rate_limited", "server_error", "timeout"))
-
-
-def stage_input(request: GenerationRequest, stage: HostedStage) -> dict[str, Any]:
-    """A stage model's input: the candidate's image as a data: URI, the prompt and parameters
-    where the stage's configuration puts them."""
-    image = request.input_for(request.start_index)
-    if image is None:
-        raise ProviderError("bad_request", f"candidate {request.start_index} has no image for {request.capability}")
-    payload = {field: request.params[name] for name, field in stage.param_fields.items() if name in request.params}
-    payload |= stage.params | {stage.image_field: data_uri(image)}
-    if stage.prompt_field:
-        payload[stage.prompt_field] = request.prompt
-    return payload
-
-
-def data_uri(image: bytes) -> str:
-    try:
-        media_type = Image.open(io.BytesIO(image)).get_format_mimetype() or "application/octet-stream"
-    except (OSError, ValueError):
-        raise ProviderError("bad_request", "the stage's input is not an image") from None
-    return f"data:{media_type};base64,{base64.b64encode(image).decode('ascii')}"
-
-
-def decode_data_uri(uri: str) -> bytes:
-    header, _, payload = uri.partition(",")
-    try:
-        return base64.b64decode(payload, validate=True) if ";base64" in header else payload.encode()
-    except ValueError:
-        raise ProviderError("bad_output", "an output data: URI is not base64") from None
-
-
-def decode_base64(text: object, provider: str) -> bytes:
-    if not isinstance(text, str):
-        raise ProviderError("bad_output", f"{provider}: an output has no base64 image")
-    try:
-        return base64.b64decode(text, validate=True)
-    except ValueError:
-        raise ProviderError("bad_output", f"{provider}: an output's base64 does not decode") from None
 
 
 def _first_provider_error(failed: ExceptionGroup) -> Exception:

@@ -19,7 +19,8 @@ from pydantic import BaseModel, ConfigDict
 from services.router.providers.adapters import AdapterTraits, adapter, adapter_options
 from services.router.providers.base import ProviderError
 from services.router.providers.inputs import ModelInputs, NamedInput, SeedInput, SizeInput
-from services.router.providers.remote import Call, OutputImage, RemoteOutput, RemoteProvider, decode_base64
+from services.router.providers.payloads import decode_base64
+from services.router.providers.remote import Call, OutputImage, RemoteOutput, RemoteProvider
 from services.router.providers.transport import json_body, json_object
 
 RATIOS = ("16:9", "1:1", "21:9", "2:3", "3:2", "4:5", "5:4", "9:16", "9:21")

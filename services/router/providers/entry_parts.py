@@ -1,0 +1,185 @@
+"""The parts a provider's entry in the registry (registry.py) is made of: its pinned models,
+what it can make, how it prices an image, its timeouts, latency and pass-rate priors, a local
+model's options, a hosted stage, the checks its outputs get and its webhooks."""
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from services.common.templates import Capability
+from services.router.providers.image_stages import OPERATIONS
+from services.router.providers.inputs import ModelInputs, parse_size
+
+
+class Frozen(BaseModel):
+    """A registry's model: read once, never changed, and no key it does not name."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ModelPin(Frozen):
+    name: str = Field(min_length=1)
+    version: str = Field(min_length=1)
+    # The provider's own identifier for this model at this version: a fal app id, a
+    # Replicate version id, a ComfyUI checkpoint file. Defaults to `name`.
+    remote_id: str | None = None
+    # How the model takes its inputs; None: as the adapter's models usually do.
+    inputs: ModelInputs | None = None
+
+    @property
+    def remote(self) -> str:
+        return self.remote_id or self.name
+
+
+class Capabilities(Frozen):
+    # Exact sizes the provider accepts; empty means any size within the limits below.
+    sizes: tuple[tuple[int, int], ...] = ()
+    min_side: int = Field(64, ge=1)
+    max_side: int = Field(2048, ge=1)
+    max_megapixels: float = Field(1.05, gt=0)
+    seed_control: bool = True
+    image_input: bool = False
+    max_images_per_request: int = Field(4, ge=1, le=64)
+    # The stages of a template this provider can run; generation alone by default.
+    stages: tuple[Capability, ...] = Field(("generate",), min_length=1)
+
+    def supports_size(self, width: int, height: int) -> bool:
+        if self.sizes:
+            return (width, height) in self.sizes
+        sides_fit = self.min_side <= min(width, height) and max(width, height) <= self.max_side
+        return sides_fit and width * height / 1e6 <= self.max_megapixels
+
+
+class PriceModel(Frozen):
+    """A provider's list price for one image; any mix of per image, per image by size (a
+    table, as OpenAI prices each quality), per megapixel, per second of compute and per
+    inference step."""
+
+    per_image_micro_usd: int = Field(0, ge=0)
+    # "WxH" -> price of one image of that size; a size not listed costs as the nearest one.
+    per_image_by_size: dict[str, int] = {}
+    per_megapixel_micro_usd: int = Field(0, ge=0)
+    per_second_micro_usd: int = Field(0, ge=0)
+    per_step_micro_usd: int = Field(0, ge=0)
+
+    @field_validator("per_image_by_size")
+    @classmethod
+    def sizes_parse(cls, table: dict[str, int]) -> dict[str, int]:
+        for size, price in table.items():
+            parse_size(size)
+            if price < 0:
+                raise ValueError(f"the price of {size} must not be negative")
+        return table
+
+    def price_micro_usd(self, width: int, height: int, seconds: float, steps: int | None = None) -> int:
+        megapixels = width * height / 1e6
+        return round(
+            self.per_image_micro_usd
+            + self._by_size(width, height)
+            + self.per_megapixel_micro_usd * megapixels
+            + self.per_second_micro_usd * max(0.0, seconds)
+            + self.per_step_micro_usd * (steps or 0)
+        )
+
+    def _by_size(self, width: int, height: int) -> int:
+        if not self.per_image_by_size:
+            return 0
+        nearest = min(self.per_image_by_size, key=lambda size: _size_distance(parse_size(size), (width, height)))
+        return self.per_image_by_size[nearest]
+
+
+def _size_distance(size: tuple[int, int], asked: tuple[int, int]) -> tuple[int, int]:
+    return abs(size[0] * asked[1] - size[1] * asked[0]), abs(size[0] * size[1] - asked[0] * asked[1])
+
+
+class Timeouts(Frozen):
+    # One HTTP request (submit, poll, cancel, download).
+    submit_s: float = Field(10.0, gt=0)
+    # A whole call, submit to the last image; sent to the provider as its deadline where the API takes one.
+    overall_s: float = Field(120.0, gt=0)
+    # The longest wait between polls once polls fail (backoff) or a provider asks for more.
+    poll_backoff_max_s: float = Field(30.0, gt=0)
+
+    @model_validator(mode="after")
+    def submit_fits_in_overall(self) -> "Timeouts":
+        if self.submit_s > self.overall_s:
+            raise ValueError(f"submit_s ({self.submit_s}) must not exceed overall_s ({self.overall_s})")
+        return self
+
+
+class LatencyEstimate(Frozen):
+    """Expected wall time of a batch: a fixed part (queue, start-up) plus a part per image."""
+
+    base_s: float = Field(2.0, ge=0)
+    per_image_s: float = Field(1.0, ge=0)
+
+    def batch_s(self, count: int) -> float:
+        return self.base_s + self.per_image_s * count
+
+
+class PassRatePrior(Frozen):
+    """What we believe of a provider's pass rate before the scorer has said anything."""
+
+    mean: float = Field(0.7, gt=0, lt=1)
+    strength: float = Field(4.0, gt=0, description="worth this many scored images")
+
+
+class LocalOptions(Frozen):
+    """How a local provider behaves, so several local providers can stand in for a market."""
+
+    defect_rate: float = Field(0.25, ge=0, lt=1)
+    failure_rate: float = Field(0.0, ge=0, le=1)
+    # Simulated generation time of a batch; without it, the latency estimate.
+    latency_s: float | None = Field(None, ge=0)
+    # For stages other than generate: the image operation (`image_stages.OPERATIONS`) and
+    # parameters of this provider's own, which the stage's parameters cannot override.
+    operation: str | None = None
+    options: dict[str, Any] = {}
+
+    @field_validator("operation")
+    @classmethod
+    def operation_is_known(cls, operation: str | None) -> str | None:
+        if operation is not None and operation not in OPERATIONS:
+            raise ValueError(f"unknown operation {operation!r}; known: {', '.join(OPERATIONS)}")
+        return operation
+
+
+class HostedStage(Frozen):
+    """How a hosted (fal or Replicate) provider runs one stage: the model it calls and where
+    the candidate's image, the prompt and the parameters go in that model's input."""
+
+    # The provider's first model when not given (a provider that runs just this stage).
+    model: ModelPin | None = None
+    image_field: str = Field("image_url", min_length=1)
+    # Where the job's prompt goes, for image-to-image models that take one; none: not sent.
+    prompt_field: str | None = None
+    # Fixed inputs of this model; the template stage's parameters cannot override them.
+    params: dict[str, Any] = {}
+    # The template stage's parameters this model takes, by the name it gives them.
+    param_fields: dict[str, str] = {}
+
+
+class OutputChecks(Frozen):
+    """What every image from the provider must be before it counts (else: its defect)."""
+
+    # A one-colour image is refused; off only where the scorer is meant to see such images.
+    reject_blank: bool = True
+    max_bytes: int = Field(50 * 2**20, ge=1024)
+    max_redirects: int = Field(3, ge=0, le=10)
+
+
+class Webhooks(Frozen):
+    """The provider calls back at `url` (public, reaching the router's webhook route) when a
+    job ends; polls go on every `poll_interval_s`, in case a callback is lost."""
+
+    url: str
+    # The NAME of the secret the provider signs callbacks with, where it signs with a shared secret.
+    secret: str | None = None
+    poll_interval_s: float = Field(15.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def url_is_http(cls, url: str) -> str:
+        if not url.startswith(("https://", "http://")):
+            raise ValueError(f"webhooks.url must be an http:// or https:// URL, got {url!r}")
+        return url.rstrip("/")
