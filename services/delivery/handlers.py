@@ -25,24 +25,12 @@ from services.common.contracts import (
 )
 from services.common.storage import ObjectStore, candidate_prefix, signed_links
 from services.common.templates import Delivery, load_catalogue
-from services.delivery import domain, postprocess
+from services.delivery import domain, postprocess, store
 from services.delivery.settings import DeliverySettings
 from services.delivery.webhooks import WebhookSender, queue_webhooks
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-async def decide_outcome(ctx: HandlerContext, job_id, tenant_id: str, outcome: str) -> bool:
-    """Claim the job's one outcome for this transaction; False if it has one already."""
-    cur = await ctx.conn.execute(
-        "INSERT INTO job_outcomes (job_id, tenant_id, outcome) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-        [job_id, tenant_id, outcome])
-    return cur.rowcount == 1
-
-
-async def set_outcome(ctx: HandlerContext, job_id, outcome: str) -> None:
-    await ctx.conn.execute("UPDATE job_outcomes SET outcome = %s WHERE job_id = %s", [outcome, job_id])
 
 
 async def with_retries(settings: DeliverySettings, operation: Callable[[], Awaitable[T]]) -> T:
@@ -89,7 +77,7 @@ async def prepare_delivery(envelope: Envelope, pool: AsyncConnectionPool, object
     (canceled), whose images are not published. Safe to repeat: the keys are the same."""
     event = envelope.event
     async with pool.connection() as conn:
-        if await (await conn.execute("SELECT 1 FROM job_outcomes WHERE job_id = %s", [event.job_id])).fetchone():
+        if await store.has_outcome(conn, event.job_id):
             return None
     delivery = load_catalogue().delivery(event.template)
     try:
@@ -99,23 +87,13 @@ async def prepare_delivery(envelope: Envelope, pool: AsyncConnectionPool, object
         return error
 
 
-async def record_delivered(ctx: HandlerContext, event: CandidatesScored, images: list[DeliveredImage],
-                           chosen: list[CandidateScore]) -> None:
-    async with ctx.conn.cursor() as cur:
-        await cur.executemany(
-            "INSERT INTO delivered_images (job_id, n, tenant_id, key, source_key, sha256, size_bytes)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            [(event.job_id, image.n, event.tenant_id, image.key, candidate.key, image.sha256, image.size_bytes)
-             for image, candidate in zip(images, chosen, strict=True)])
-
-
 async def deliver_selection(ctx: HandlerContext, event: CandidatesScored, objects: ObjectStore,
                             settings: DeliverySettings) -> None:
     """Decide the job's outcome from what `prepare_delivery` published, under the outcome's
     claim: a cancel committed meanwhile wins, and the images published for nothing go. (An
     outcome is never removed, so a job `prepare_delivery` found decided loses the claim.)"""
     published = ctx.prepared
-    if not await decide_outcome(ctx, event.job_id, event.tenant_id, "delivered"):
+    if not await store.claim_outcome(ctx.conn, event.job_id, event.tenant_id, "delivered"):
         log.info("job %s has its outcome already (canceled or delivered); its images are not published", event.job_id)
         if isinstance(published, list):
             await asyncio.gather(*(objects.delete(objects.public_bucket, key) for image in published
@@ -123,21 +101,23 @@ async def deliver_selection(ctx: HandlerContext, event: CandidatesScored, object
         return
     if isinstance(published, postprocess.UnpublishableImage):
         log.warning("job %s selected an image delivery cannot publish: %s", event.job_id, published)
-        await set_outcome(ctx, event.job_id, "failed")
+        await store.set_outcome(ctx.conn, event.job_id, "failed")
         await ctx.emit(domain.unpublishable(event.job_id, event.tenant_id, published))
         return
     if isinstance(published, Exception):
         log.warning("publishing the images of job %s failed: %s", event.job_id, published)
-        await set_outcome(ctx, event.job_id, "failed")
+        await store.set_outcome(ctx.conn, event.job_id, "failed")
         await ctx.emit(domain.copy_failed(event.job_id, event.tenant_id, settings.copy_attempts, published))
         return
-    await record_delivered(ctx, event, published, chosen_candidates(event))
+    await store.record_delivered(ctx.conn, event.job_id, event.tenant_id, [
+        (image.n, image.key, candidate.key, image.sha256, image.size_bytes)
+        for image, candidate in zip(published, chosen_candidates(event), strict=True)])
     await ctx.emit(JobDelivered(job_id=event.job_id, tenant_id=event.tenant_id, requested=event.images,
                                 images=published))
 
 
 async def answer_cancel(ctx: HandlerContext, event: JobCancelRequested) -> None:
-    if await decide_outcome(ctx, event.job_id, event.tenant_id, event.final_state):
+    if await store.claim_outcome(ctx.conn, event.job_id, event.tenant_id, event.final_state):
         await ctx.emit(domain.canceled(event))
 
 
@@ -145,19 +125,15 @@ async def erase_images(ctx: HandlerContext, event: JobErased, objects: ObjectSto
     """Delete every object of the job, in both buckets: its candidates (all attempts), its
     delivered images and whatever lies beside them (thumbnails), and the reference photo
     ingest names. Deleting again deletes nothing, so a redelivered event is harmless."""
-    rows = await (await ctx.conn.execute("SELECT key FROM delivered_images WHERE job_id = %s",
-                                         [event.job_id])).fetchall()
-    public = {obj.key for folder in {domain.folder_of(row["key"]) for row in rows}
-              for obj in await objects.list_objects(objects.public_bucket, folder)} | {row["key"] for row in rows}
+    delivered = await store.delivered_keys(ctx.conn, event.job_id)
+    public = {obj.key for folder in {domain.folder_of(key) for key in delivered}
+              for obj in await objects.list_objects(objects.public_bucket, folder)} | set(delivered)
     internal = {obj.key for obj in await objects.list_objects(objects.internal_bucket,
                                                            candidate_prefix(event.tenant_id, event.job_id))}
     internal |= {event.reference_key} if event.reference_key else set()
     await asyncio.gather(*(objects.delete(objects.public_bucket, key) for key in public),
                          *(objects.delete(objects.internal_bucket, key) for key in internal))
-    await ctx.conn.execute("DELETE FROM delivered_images WHERE job_id = %s", [event.job_id])
-    # Webhook messages carry the job as clients see it; its prompt goes, the record of sending stays.
-    await ctx.conn.execute("""UPDATE webhook_messages SET payload = jsonb_set(payload, '{prompt}', '""')"""
-                           " WHERE job_id = %s AND payload ? 'prompt'", [event.job_id])
+    await store.erase_job(ctx.conn, event.job_id)
     await erase_prompt_from_outbox(ctx.conn, event.job_id)
     log.info("erased job %s: %d public and %d internal objects", event.job_id, len(public), len(internal))
 
@@ -181,12 +157,7 @@ def register(consumer: EventConsumer, objects: ObjectStore, settings: DeliverySe
 
     @consumer.on(RetentionSet)
     async def on_retention_set(ctx: HandlerContext, event: RetentionSet) -> None:
-        await ctx.conn.execute(
-            "INSERT INTO tenant_retention (tenant_id, outputs_days, candidates_days, set_at) VALUES (%s, %s, %s, %s)"
-            " ON CONFLICT (tenant_id) DO UPDATE SET outputs_days = EXCLUDED.outputs_days,"
-            " candidates_days = EXCLUDED.candidates_days, set_at = EXCLUDED.set_at"
-            " WHERE tenant_retention.set_at <= EXCLUDED.set_at",
-            [event.tenant_id, event.outputs_days, event.candidates_days, event.set_at])
+        await store.set_retention(ctx.conn, event)
 
     @consumer.on(JobErased)
     async def on_job_erased(ctx: HandlerContext, event: JobErased) -> None:

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from services.common.rounds import PeriodicRound, exclusive_round
 from services.common.runtime import ServiceRuntime
 from services.common.storage import ListedObject, ObjectStore
+from services.delivery import store
 from services.delivery.settings import DeliverySettings
 
 log = logging.getLogger(__name__)
@@ -36,10 +37,7 @@ class RetentionSweeper(PeriodicRound):
         async with exclusive_round(self.runtime.pool, self.runtime.name, "retention") as conn:
             if conn is None:
                 return 0
-            tenants = await (await conn.execute("SELECT tenant_id, outputs_days, candidates_days FROM tenant_retention"
-                                                " WHERE outputs_days IS NOT NULL OR candidates_days IS NOT NULL")
-                             ).fetchall()
-            for tenant in tenants:
+            for tenant in await store.retention_rules(conn):
                 deleted += await self._sweep_outputs(tenant, now) + await self._sweep_candidates(conn, tenant, now)
         if deleted:
             log.info("retention: deleted %d objects", deleted)
@@ -57,9 +55,7 @@ class RetentionSweeper(PeriodicRound):
         if tenant["candidates_days"] is None:
             return 0
         objects = await self.objects.list_objects(self.objects.internal_bucket, f"candidates/{tenant['tenant_id']}/")
-        rows = await (await conn.execute("SELECT source_key FROM delivered_images WHERE tenant_id = %s",
-                                         [tenant["tenant_id"]])).fetchall()
-        delivered = {row["source_key"] for row in rows}
+        delivered = await store.delivered_sources(conn, tenant["tenant_id"])
         kept_days = tenant["candidates_days"]
         audit_days = max(kept_days, self.settings.rejected_audit_days)
         keys = (expired([o for o in objects if o.key in delivered], now - timedelta(days=kept_days))

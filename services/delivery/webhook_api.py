@@ -8,27 +8,18 @@ actor ingest names in `X-Genline-Actor`."""
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from services.common.audit import record_action, system_actor
-from services.delivery import domain
+from services.delivery import domain, store
 from services.delivery.settings import DeliverySettings
-from services.delivery.webhooks import WebhookSender, job_secret
+from services.delivery.webhooks import WebhookSender
 
 PREFIX = "/internal/v1/tenants/{tenant}"
-ENDPOINT_COLUMNS = ("id, url, description, event_types, enabled, disabled_reason, created_at, updated_at,"
-                    " CASE WHEN previous_expires_at > now() THEN previous_expires_at END AS previous_secret_expires_at")
-ATTEMPTS = """
-SELECT a.id, m.webhook_id, m.endpoint_id, m.job_id, m.event_type, m.url, m.state AS message_state, a.attempted_at,
-       a.status_code, a.latency_ms, a.response_excerpt, a.error
-FROM webhook_attempts a JOIN webhook_messages m ON m.id = a.message_id
-WHERE m.tenant_id = %s AND {where} ORDER BY a.attempted_at DESC, a.id LIMIT %s
-"""
-
-
 class NotFound(Exception):
     pass
 
@@ -77,9 +68,7 @@ class WebhookApi:
         ]
 
     async def _endpoint(self, conn, tenant: str, endpoint_id: str, lock: bool = False) -> dict:
-        row = await (await conn.execute(
-            f"SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = %s AND tenant_id = %s AND deleted_at IS NULL"
-            + (" FOR UPDATE" if lock else ""), [parse_uuid(endpoint_id), tenant])).fetchone()
+        row = await store.endpoint(conn, tenant, parse_uuid(endpoint_id), lock)
         if row is None:
             raise NotFound
         return row
@@ -88,11 +77,8 @@ class WebhookApi:
         body, tenant = await request.json(), request.path_params["tenant"]
         secret = domain.new_webhook_secret()
         async with self.pool.connection() as conn, conn.transaction():
-            row = await (await conn.execute(
-                f"INSERT INTO webhook_endpoints (id, tenant_id, url, description, event_types, enabled, secret)"
-                f" VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING {ENDPOINT_COLUMNS}",
-                [uuid.uuid4(), tenant, body["url"], body.get("description", ""), body["event_types"],
-                 body.get("enabled", True), secret])).fetchone()
+            row = await store.create_endpoint(conn, tenant, body["url"], body.get("description", ""),
+                                              body["event_types"], body.get("enabled", True), secret)
             await self._audit(conn, request, "create", row, url=row["url"], event_types=row["event_types"],
                               enabled=row["enabled"])
         self.runtime.relay.notify()
@@ -100,9 +86,7 @@ class WebhookApi:
 
     async def list_endpoints(self, request: Request) -> Response:
         async with self.pool.connection() as conn:
-            rows = await (await conn.execute(
-                f"SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE tenant_id = %s AND deleted_at IS NULL"
-                " ORDER BY created_at, id", [request.path_params["tenant"]])).fetchall()
+            rows = await store.endpoints(conn, request.path_params["tenant"])
         return answer({"data": rows})
 
     async def get(self, request: Request) -> Response:
@@ -118,10 +102,7 @@ class WebhookApi:
         async with self.pool.connection() as conn, conn.transaction():
             row = await self._endpoint(conn, params["tenant"], params["endpoint_id"], lock=True)
             if changes:
-                assignments = ", ".join(f"{column} = %s" for column in changes)
-                row = await (await conn.execute(
-                    f"UPDATE webhook_endpoints SET {assignments}, updated_at = now() WHERE id = %s"
-                    f" RETURNING {ENDPOINT_COLUMNS}", [*changes.values(), row["id"]])).fetchone()
+                row = await store.update_endpoint(conn, row["id"], changes)
                 await self._audit(conn, request, "update", row, **changes)
         self.runtime.relay.notify()
         return answer(row)
@@ -130,8 +111,7 @@ class WebhookApi:
         params = request.path_params
         async with self.pool.connection() as conn, conn.transaction():
             row = await self._endpoint(conn, params["tenant"], params["endpoint_id"], lock=True)
-            await conn.execute("UPDATE webhook_endpoints SET deleted_at = now(), enabled = false WHERE id = %s",
-                               [row["id"]])
+            await store.delete_endpoint(conn, row["id"])
             await self._audit(conn, request, "delete", row, url=row["url"])
         self.runtime.relay.notify()
         return Response(status_code=204)
@@ -143,51 +123,43 @@ class WebhookApi:
         secret = domain.new_webhook_secret()
         async with self.pool.connection() as conn, conn.transaction():
             row = await self._endpoint(conn, params["tenant"], params["endpoint_id"], lock=True)
-            row = await (await conn.execute(
-                f"UPDATE webhook_endpoints SET previous_secret = secret, secret = %s, previous_expires_at = %s,"
-                f" updated_at = now() WHERE id = %s RETURNING {ENDPOINT_COLUMNS}",
-                [secret, datetime.now(UTC) + timedelta(seconds=overlap_s), row["id"]])).fetchone()
+            row = await store.rotate_secret(conn, row["id"], secret, datetime.now(UTC) + timedelta(seconds=overlap_s))
             await self._audit(conn, request, "rotate_secret", row, overlap_s=overlap_s)
         self.runtime.relay.notify()
         return answer(row | {"secret": secret})
 
-    async def _attempts(self, tenant: str, where: str, value, request: Request) -> Response:
+    async def _attempts(self, tenant: str, by: Literal["endpoint_id", "job_id"], value, request: Request) -> Response:
         limit = min(int(request.query_params.get("limit", "100")), 500)
         async with self.pool.connection() as conn:
-            rows = await (await conn.execute(ATTEMPTS.format(where=where), [tenant, value, limit])).fetchall()
+            rows = await store.attempts(conn, tenant, by, value, limit)
         return answer({"data": rows})
 
     async def endpoint_attempts(self, request: Request) -> Response:
         params = request.path_params
         async with self.pool.connection() as conn:
             row = await self._endpoint(conn, params["tenant"], params["endpoint_id"])
-        return await self._attempts(params["tenant"], "m.endpoint_id = %s", row["id"], request)
+        return await self._attempts(params["tenant"], "endpoint_id", row["id"], request)
 
     async def job_attempts(self, request: Request) -> Response:
         params = request.path_params
-        return await self._attempts(params["tenant"], "m.job_id = %s", parse_uuid(params["job_id"]), request)
+        return await self._attempts(params["tenant"], "job_id", parse_uuid(params["job_id"]), request)
 
     async def redeliver(self, request: Request) -> Response:
         """Queue the attempt's message again, at once, with the same `webhook-id`."""
         params = request.path_params
         async with self.pool.connection() as conn, conn.transaction():
-            row = await (await conn.execute(
-                "SELECT m.id, m.webhook_id, e.enabled FROM webhook_attempts a JOIN webhook_messages m ON m.id = a.message_id"
-                " LEFT JOIN webhook_endpoints e ON e.id = m.endpoint_id"
-                " WHERE a.id = %s AND m.tenant_id = %s FOR UPDATE OF m",
-                [parse_uuid(params["attempt_id"]), params["tenant"]])).fetchone()
+            row = await store.attempted_message(conn, params["tenant"], parse_uuid(params["attempt_id"]))
             if row is None:
                 raise NotFound
             if row["enabled"] is False:
                 return problem(409, "endpoint-disabled", "the endpoint is disabled; enable it before redelivering")
-            await conn.execute("UPDATE webhook_messages SET state = 'pending', failures = 0, next_attempt_at = now()"
-                               " WHERE id = %s", [row["id"]])
+            await store.send_again(conn, row["id"])
         self.sender.notify()
         return answer({"message_id": row["id"], "webhook_id": row["webhook_id"], "state": "pending"}, 202)
 
     async def secret(self, request: Request) -> Response:
         async with self.pool.connection() as conn:
-            return answer({"key": await job_secret(conn, request.path_params["tenant"])})
+            return answer({"key": await store.job_secret(conn, request.path_params["tenant"])})
 
 
 def not_found_handler(_request, _exc) -> JSONResponse:

@@ -17,7 +17,6 @@ import asyncio
 import json
 import logging
 import time
-import uuid
 from datetime import UTC, datetime
 
 import httpx
@@ -30,7 +29,7 @@ from services.common.contracts import JobFinished, SealedText, WebhookSent
 from services.common.data_keys import DataKeys
 from services.common.storage import ObjectStore, signed_links
 from services.common.supervision import stop_tasks, supervise
-from services.delivery import domain
+from services.delivery import domain, store
 from services.delivery.settings import DeliverySettings
 
 log = logging.getLogger(__name__)
@@ -39,55 +38,22 @@ log = logging.getLogger(__name__)
 # ---- queueing ----------------------------------------------------------------------------
 
 
-async def job_secret(conn: psycopg.AsyncConnection, tenant_id: str) -> str:
-    """The secret that signs the tenant's per-job webhooks, made on first use."""
-    await conn.execute("INSERT INTO webhook_job_secrets (tenant_id, secret) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                       [tenant_id, domain.new_webhook_secret()])
-    row = await (await conn.execute("SELECT secret FROM webhook_job_secrets WHERE tenant_id = %s",
-                                    [tenant_id])).fetchone()
-    return row["secret"]
-
-
-QUEUE = ("INSERT INTO webhook_messages (id, webhook_id, tenant_id, endpoint_id, url, job_id, event_type, payload)"
-         " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (webhook_id) DO NOTHING")
-
-
 async def queue_webhooks(conn: psycopg.AsyncConnection, event: JobFinished) -> int:
     """The messages of a finished job: one per subscribed endpoint, one for its own URL."""
     event_type = domain.webhook_event(event.state)
-    endpoints = await (await conn.execute(
-        "SELECT id, url FROM webhook_endpoints WHERE tenant_id = %s AND enabled AND deleted_at IS NULL"
-        " AND %s = ANY(event_types)", [event.tenant_id, event_type])).fetchall()
+    endpoints = await store.subscribed_endpoints(conn, event.tenant_id, event_type)
     targets_ = [(e["id"], e["url"], str(e["id"])) for e in endpoints]
     if event.webhook_url and domain.wanted(event_type, event.webhook_events):
-        await job_secret(conn, event.tenant_id)
+        await store.job_secret(conn, event.tenant_id)
         targets_.append((None, event.webhook_url, "job"))
     payload = json.dumps(event.view)
     for endpoint_id, url, target in targets_:
-        await conn.execute(QUEUE, [uuid.uuid4(), domain.webhook_id(event.job_id, event_type, target), event.tenant_id,
-                                   endpoint_id, url, event.job_id, event_type, payload])
+        await store.queue_message(conn, domain.webhook_id(event.job_id, event_type, target), event.tenant_id,
+                                  endpoint_id, url, event.job_id, event_type, payload)
     return len(targets_)
 
 
 # ---- sending -----------------------------------------------------------------------------
-
-
-CLAIM = """
-UPDATE webhook_messages m SET next_attempt_at = now() + make_interval(secs => %s)
-FROM (SELECT id FROM webhook_messages WHERE state = 'pending' AND next_attempt_at <= now()
-      ORDER BY next_attempt_at LIMIT %s FOR UPDATE SKIP LOCKED) due
-WHERE m.id = due.id
-RETURNING m.id
-"""
-CLAIMED = """
-SELECT m.id, m.webhook_id, m.tenant_id, m.endpoint_id, m.job_id, m.event_type, m.payload, m.failures,
-       coalesce(e.url, m.url) AS url, e.enabled, e.deleted_at, e.secret, e.previous_secret,
-       e.previous_expires_at > now() AS previous_in_force, s.secret AS job_secret
-FROM webhook_messages m
-LEFT JOIN webhook_endpoints e ON e.id = m.endpoint_id
-LEFT JOIN webhook_job_secrets s ON s.tenant_id = m.tenant_id AND m.endpoint_id IS NULL
-WHERE m.id = ANY(%s)
-"""
 
 
 def signing_secrets(message: dict) -> list[str]:
@@ -172,9 +138,7 @@ class WebhookSender:
     async def _claim(self, limit: int) -> list[dict]:
         try:
             async with self.pool.connection() as conn, conn.transaction():
-                ids = [r["id"] for r in await (await conn.execute(
-                    CLAIM, [self.settings.webhook_claim_s, limit])).fetchall()]
-                return await (await conn.execute(CLAIMED, [ids])).fetchall() if ids else []
+                return await store.claim_due(conn, self.settings.webhook_claim_s, limit)
         except Exception:  # the database is away: try again at the next poll
             log.warning("claiming due webhooks failed", exc_info=True)
             return []
@@ -224,16 +188,13 @@ class WebhookSender:
         outcome = domain.attempt_outcome(attempt.status_code)
         telemetry.WEBHOOK_SECONDS.observe(attempt.latency_ms / 1000)
         async with self.pool.connection() as conn, conn.transaction():
-            await conn.execute(
-                "INSERT INTO webhook_attempts (id, message_id, attempted_at, status_code, latency_ms, response_excerpt,"
-                " error) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                [uuid.uuid4(), message["id"], at, attempt.status_code, attempt.latency_ms, attempt.excerpt,
-                 attempt.error])
+            await store.record_attempt(conn, message["id"], at, attempt.status_code, attempt.latency_ms,
+                                       attempt.excerpt, attempt.error)
             if outcome == "delivered":
                 await self._close(conn, message, "delivered", attempt)
             elif outcome == "gone":
                 await self._close(conn, message, "failed", attempt)
-                await disable_endpoint(conn, message["endpoint_id"], f"answered 410 Gone at {at:%Y-%m-%d %H:%M:%S}Z")
+                await store.disable_endpoint(conn, message["endpoint_id"], f"answered 410 Gone at {at:%Y-%m-%d %H:%M:%S}Z")
             elif not await self._schedule_retry(conn, message):
                 outcome = "given_up"
                 await self._close(conn, message, "failed", attempt)
@@ -250,29 +211,20 @@ class WebhookSender:
                                        self.settings.webhook_retry_jitter)
         if delay_s is None:
             return False
-        await conn.execute("UPDATE webhook_messages SET failures = %s, next_attempt_at = now() + make_interval(secs => %s)"
-                           " WHERE id = %s", [failures, delay_s, message["id"]])
+        await store.schedule_retry(conn, message["id"], failures, delay_s)
         return True
 
     async def _close(self, conn: psycopg.AsyncConnection, message: dict, state: str, attempt: Attempt) -> None:
         """The message is done: its state, and WebhookSent for the job's history."""
-        await conn.execute("UPDATE webhook_messages SET state = %s WHERE id = %s", [state, message["id"]])
-        attempts = await (await conn.execute("SELECT count(*) AS n FROM webhook_attempts WHERE message_id = %s",
-                                             [message["id"]])).fetchone()
+        attempts = await store.close_message(conn, message["id"], state)
         sent = WebhookSent(job_id=message["job_id"], tenant_id=message["tenant_id"], webhook_id=message["webhook_id"],
                            event=message["event_type"], endpoint_id=message["endpoint_id"], outcome=state,
-                           attempts=attempts["n"], status_code=attempt.status_code)
+                           attempts=attempts, status_code=attempt.status_code)
         await add_to_outbox(conn, envelop(sent, "/genline/delivery"), self.settings.topic_namespace)
 
     async def _abandon(self, message_id) -> None:
         async with self.pool.connection() as conn:
-            await conn.execute("UPDATE webhook_messages SET state = 'abandoned' WHERE id = %s", [message_id])
-
-
-async def disable_endpoint(conn: psycopg.AsyncConnection, endpoint_id, reason: str) -> None:
-    if endpoint_id is not None:
-        await conn.execute("UPDATE webhook_endpoints SET enabled = false, disabled_reason = %s, updated_at = now()"
-                           " WHERE id = %s", [reason, endpoint_id])
+            await store.abandon(conn, message_id)
 
 
 def elapsed_ms(started: float) -> int:

@@ -1,0 +1,247 @@
+"""Delivery's tables: `job_outcomes` (each job's one outcome), `delivered_images` (what was
+published, and from which candidate), `tenant_retention`, and the webhook tables
+(`webhook_endpoints`, `webhook_job_secrets`, `webhook_messages`, `webhook_attempts`). Every
+SQL statement of delivery is here; handlers, the sender, the retention sweeper and the
+internal webhook API call these with the connection they hold."""
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from services.common.contracts import RetentionSet
+from services.delivery import domain
+
+# ---- outcomes ------------------------------------------------------------------------------
+
+
+async def claim_outcome(conn, job_id, tenant_id: str, outcome: str) -> bool:
+    """Claim the job's one outcome for this transaction; False if it has one already."""
+    cur = await conn.execute(
+        "INSERT INTO job_outcomes (job_id, tenant_id, outcome) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+        [job_id, tenant_id, outcome])
+    return cur.rowcount == 1
+
+
+async def set_outcome(conn, job_id, outcome: str) -> None:
+    await conn.execute("UPDATE job_outcomes SET outcome = %s WHERE job_id = %s", [outcome, job_id])
+
+
+async def has_outcome(conn, job_id) -> bool:
+    return await (await conn.execute("SELECT 1 FROM job_outcomes WHERE job_id = %s", [job_id])).fetchone() is not None
+
+
+# ---- delivered images ----------------------------------------------------------------------
+
+
+async def record_delivered(conn, job_id, tenant_id: str, images: list[tuple[int, str, str, str, int]]) -> None:
+    """The job's published images: (n, key, source candidate's key, sha256, size) each."""
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            "INSERT INTO delivered_images (job_id, n, tenant_id, key, source_key, sha256, size_bytes)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            [(job_id, n, tenant_id, key, source_key, sha256, size) for n, key, source_key, sha256, size in images])
+
+
+async def delivered_keys(conn, job_id) -> list[str]:
+    rows = await (await conn.execute("SELECT key FROM delivered_images WHERE job_id = %s", [job_id])).fetchall()
+    return [row["key"] for row in rows]
+
+
+async def delivered_sources(conn, tenant_id: str) -> set[str]:
+    """The keys of the tenant's candidates that were delivered."""
+    rows = await (await conn.execute("SELECT source_key FROM delivered_images WHERE tenant_id = %s",
+                                     [tenant_id])).fetchall()
+    return {row["source_key"] for row in rows}
+
+
+async def erase_job(conn, job_id) -> None:
+    """The job's delivered images forgotten and its prompt taken out of its webhook messages
+    (they carry the job as clients see it); the record of sending stays."""
+    await conn.execute("DELETE FROM delivered_images WHERE job_id = %s", [job_id])
+    await conn.execute("""UPDATE webhook_messages SET payload = jsonb_set(payload, '{prompt}', '""')"""
+                       " WHERE job_id = %s AND payload ? 'prompt'", [job_id])
+
+
+# ---- retention -----------------------------------------------------------------------------
+
+
+async def set_retention(conn, event: RetentionSet) -> None:
+    """The tenant's retention, unless a later one is recorded already."""
+    await conn.execute(
+        "INSERT INTO tenant_retention (tenant_id, outputs_days, candidates_days, set_at) VALUES (%s, %s, %s, %s)"
+        " ON CONFLICT (tenant_id) DO UPDATE SET outputs_days = EXCLUDED.outputs_days,"
+        " candidates_days = EXCLUDED.candidates_days, set_at = EXCLUDED.set_at"
+        " WHERE tenant_retention.set_at <= EXCLUDED.set_at",
+        [event.tenant_id, event.outputs_days, event.candidates_days, event.set_at])
+
+
+async def retention_rules(conn) -> list[dict]:
+    """Each tenant with a retention: tenant_id, outputs_days, candidates_days."""
+    return await (await conn.execute("SELECT tenant_id, outputs_days, candidates_days FROM tenant_retention"
+                                     " WHERE outputs_days IS NOT NULL OR candidates_days IS NOT NULL")).fetchall()
+
+
+# ---- webhook endpoints ---------------------------------------------------------------------
+
+ENDPOINT_COLUMNS = ("id, url, description, event_types, enabled, disabled_reason, created_at, updated_at,"
+                    " CASE WHEN previous_expires_at > now() THEN previous_expires_at END AS previous_secret_expires_at")
+
+
+async def endpoint(conn, tenant_id: str, endpoint_id: uuid.UUID, lock: bool = False) -> dict | None:
+    """The tenant's endpoint unless deleted; with `lock`, held for this transaction."""
+    return await (await conn.execute(
+        f"SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = %s AND tenant_id = %s AND deleted_at IS NULL"
+        + (" FOR UPDATE" if lock else ""), [endpoint_id, tenant_id])).fetchone()
+
+
+async def create_endpoint(conn, tenant_id: str, url: str, description: str, event_types: list[str], enabled: bool,
+                          secret: str) -> dict:
+    return await (await conn.execute(
+        f"INSERT INTO webhook_endpoints (id, tenant_id, url, description, event_types, enabled, secret)"
+        f" VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING {ENDPOINT_COLUMNS}",
+        [uuid.uuid4(), tenant_id, url, description, event_types, enabled, secret])).fetchone()
+
+
+async def endpoints(conn, tenant_id: str) -> list[dict]:
+    return await (await conn.execute(
+        f"SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE tenant_id = %s AND deleted_at IS NULL"
+        " ORDER BY created_at, id", [tenant_id])).fetchall()
+
+
+UPDATABLE = ("url", "description", "event_types", "enabled", "disabled_reason")
+
+
+async def update_endpoint(conn, endpoint_id: uuid.UUID, changes: dict) -> dict:
+    """`changes` names columns of UPDATABLE only."""
+    if not set(changes) <= set(UPDATABLE):
+        raise ValueError(f"not an updatable column: {', '.join(sorted(set(changes) - set(UPDATABLE)))}")
+    assignments = ", ".join(f"{column} = %s" for column in changes)
+    return await (await conn.execute(
+        f"UPDATE webhook_endpoints SET {assignments}, updated_at = now() WHERE id = %s"
+        f" RETURNING {ENDPOINT_COLUMNS}", [*changes.values(), endpoint_id])).fetchone()
+
+
+async def delete_endpoint(conn, endpoint_id: uuid.UUID) -> None:
+    await conn.execute("UPDATE webhook_endpoints SET deleted_at = now(), enabled = false WHERE id = %s", [endpoint_id])
+
+
+async def rotate_secret(conn, endpoint_id: uuid.UUID, secret: str, previous_expires_at: datetime) -> dict:
+    """`secret` signs from now on; the one it replaces too, until `previous_expires_at`."""
+    return await (await conn.execute(
+        f"UPDATE webhook_endpoints SET previous_secret = secret, secret = %s, previous_expires_at = %s,"
+        f" updated_at = now() WHERE id = %s RETURNING {ENDPOINT_COLUMNS}",
+        [secret, previous_expires_at, endpoint_id])).fetchone()
+
+
+async def disable_endpoint(conn, endpoint_id, reason: str) -> None:
+    if endpoint_id is not None:
+        await conn.execute("UPDATE webhook_endpoints SET enabled = false, disabled_reason = %s, updated_at = now()"
+                           " WHERE id = %s", [reason, endpoint_id])
+
+
+async def subscribed_endpoints(conn, tenant_id: str, event_type: str) -> list[dict]:
+    """The tenant's enabled endpoints that asked for `event_type`: id and url."""
+    return await (await conn.execute(
+        "SELECT id, url FROM webhook_endpoints WHERE tenant_id = %s AND enabled AND deleted_at IS NULL"
+        " AND %s = ANY(event_types)", [tenant_id, event_type])).fetchall()
+
+
+async def job_secret(conn, tenant_id: str) -> str:
+    """The secret that signs the tenant's per-job webhooks, made on first use."""
+    await conn.execute("INSERT INTO webhook_job_secrets (tenant_id, secret) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                       [tenant_id, domain.new_webhook_secret()])
+    row = await (await conn.execute("SELECT secret FROM webhook_job_secrets WHERE tenant_id = %s",
+                                    [tenant_id])).fetchone()
+    return row["secret"]
+
+
+# ---- webhook messages and attempts ----------------------------------------------------------
+
+
+async def queue_message(conn, webhook_id: str, tenant_id: str, endpoint_id, url: str, job_id, event_type: str,
+                        payload: str) -> None:
+    """A message to send, once per `webhook_id`."""
+    await conn.execute(
+        "INSERT INTO webhook_messages (id, webhook_id, tenant_id, endpoint_id, url, job_id, event_type, payload)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (webhook_id) DO NOTHING",
+        [uuid.uuid4(), webhook_id, tenant_id, endpoint_id, url, job_id, event_type, payload])
+
+
+CLAIM = """
+UPDATE webhook_messages m SET next_attempt_at = now() + make_interval(secs => %s)
+FROM (SELECT id FROM webhook_messages WHERE state = 'pending' AND next_attempt_at <= now()
+      ORDER BY next_attempt_at LIMIT %s FOR UPDATE SKIP LOCKED) due
+WHERE m.id = due.id
+RETURNING m.id
+"""
+CLAIMED = """
+SELECT m.id, m.webhook_id, m.tenant_id, m.endpoint_id, m.job_id, m.event_type, m.payload, m.failures,
+       coalesce(e.url, m.url) AS url, e.enabled, e.deleted_at, e.secret, e.previous_secret,
+       e.previous_expires_at > now() AS previous_in_force, s.secret AS job_secret
+FROM webhook_messages m
+LEFT JOIN webhook_endpoints e ON e.id = m.endpoint_id
+LEFT JOIN webhook_job_secrets s ON s.tenant_id = m.tenant_id AND m.endpoint_id IS NULL
+WHERE m.id = ANY(%s)
+"""
+
+
+async def claim_due(conn, claim_s: float, limit: int) -> list[dict]:
+    """Up to `limit` messages due, put out of every other sender's reach for `claim_s`, with
+    their endpoint's URL and secrets (call in a transaction)."""
+    ids = [r["id"] for r in await (await conn.execute(CLAIM, [claim_s, limit])).fetchall()]
+    return await (await conn.execute(CLAIMED, [ids])).fetchall() if ids else []
+
+
+async def record_attempt(conn, message_id, at: datetime, status_code: int | None, latency_ms: int,
+                         excerpt: str | None, error: str | None) -> None:
+    await conn.execute(
+        "INSERT INTO webhook_attempts (id, message_id, attempted_at, status_code, latency_ms, response_excerpt,"
+        " error) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        [uuid.uuid4(), message_id, at, status_code, latency_ms, excerpt, error])
+
+
+async def schedule_retry(conn, message_id, failures: int, delay_s: float) -> None:
+    await conn.execute("UPDATE webhook_messages SET failures = %s, next_attempt_at = now() + make_interval(secs => %s)"
+                       " WHERE id = %s", [failures, delay_s, message_id])
+
+
+async def close_message(conn, message_id, state: str) -> int:
+    """The message's final state; how many attempts it took."""
+    await conn.execute("UPDATE webhook_messages SET state = %s WHERE id = %s", [state, message_id])
+    row = await (await conn.execute("SELECT count(*) AS n FROM webhook_attempts WHERE message_id = %s",
+                                    [message_id])).fetchone()
+    return row["n"]
+
+
+async def abandon(conn, message_id) -> None:
+    await conn.execute("UPDATE webhook_messages SET state = 'abandoned' WHERE id = %s", [message_id])
+
+
+ATTEMPTS = """
+SELECT a.id, m.webhook_id, m.endpoint_id, m.job_id, m.event_type, m.url, m.state AS message_state, a.attempted_at,
+       a.status_code, a.latency_ms, a.response_excerpt, a.error
+FROM webhook_attempts a JOIN webhook_messages m ON m.id = a.message_id
+WHERE m.tenant_id = %s AND m.{by} = %s ORDER BY a.attempted_at DESC, a.id LIMIT %s
+"""
+
+
+async def attempts(conn, tenant_id: str, by: Literal["endpoint_id", "job_id"], value, limit: int) -> list[dict]:
+    """The tenant's latest attempts to one endpoint, or for one job, newest first."""
+    if by not in ("endpoint_id", "job_id"):
+        raise ValueError(f"attempts are listed by endpoint_id or job_id, not {by!r}")
+    return await (await conn.execute(ATTEMPTS.format(by=by), [tenant_id, value, limit])).fetchall()
+
+
+async def attempted_message(conn, tenant_id: str, attempt_id: uuid.UUID) -> dict | None:
+    """The message of one of the tenant's attempts (id, webhook_id, its endpoint's enabled),
+    held for this transaction."""
+    return await (await conn.execute(
+        "SELECT m.id, m.webhook_id, e.enabled FROM webhook_attempts a JOIN webhook_messages m ON m.id = a.message_id"
+        " LEFT JOIN webhook_endpoints e ON e.id = m.endpoint_id"
+        " WHERE a.id = %s AND m.tenant_id = %s FOR UPDATE OF m", [attempt_id, tenant_id])).fetchone()
+
+
+async def send_again(conn, message_id) -> None:
+    """The message queued again, at once, with its failures forgotten."""
+    await conn.execute("UPDATE webhook_messages SET state = 'pending', failures = 0, next_attempt_at = now()"
+                       " WHERE id = %s", [message_id])
