@@ -63,9 +63,9 @@ from services.common.contracts import FINAL_STATES  # noqa: E402
 from services.common.quality.profiles import job_profile  # noqa: E402
 from services.common.settings import ServiceSettings  # noqa: E402
 from services.common.storage import ObjectStore  # noqa: E402
+from services.ingest.accounts.tenants import create_tenant  # noqa: E402
 from services.ingest.settings import IngestSettings  # noqa: E402
 from services.ingest.store import log_channel  # noqa: E402
-from services.ingest.tenants import create_tenant  # noqa: E402
 from services.ledger.app import grant  # noqa: E402
 from services.ledger.settings import LedgerSettings  # noqa: E402
 from services.router.providers.painter import LocalGenerator  # noqa: E402

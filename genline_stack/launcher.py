@@ -18,8 +18,8 @@ from genline_stack.credentials import kek_env
 from genline_stack.demo import run_demo
 from genline_stack.embedded import EmbeddedStack, Endpoints
 from genline_stack.fleet import ServiceFleet
+from services.ingest.accounts.tenants import ensure_tenant
 from services.ingest.settings import IngestSettings
-from services.ingest.tenants import ensure_tenant
 from services.ledger.app import grant
 from services.ledger.settings import DEV_LEDGER_SECRETS, LedgerSettings
 

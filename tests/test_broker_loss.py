@@ -10,7 +10,7 @@ import pytest
 
 from genline_stack.fleet import SERVICES
 from services.common.contracts import FINAL_STATES
-from services.ingest.replay import replay_jobs
+from services.ingest.jobs.replay import replay_jobs
 from services.ingest.settings import IngestSettings
 from services.ledger.audit_replay import replay_audit
 from services.ledger.replay import replay_ledger

@@ -29,11 +29,11 @@ def test_every_layer_contract_is_kept():
 
 
 def test_a_service_importing_another_breaks_the_contract(tmp_path):
-    result = lint_imports(planted(tmp_path, "ingest/domain.py", "import services.scorer.domain  # refused"))
+    result = lint_imports(planted(tmp_path, "ingest/jobs/domain.py", "import services.scorer.domain  # refused"))
 
     assert result.returncode == 1
     assert "services.ingest is not allowed to import services.scorer" in result.stdout
-    assert "services.ingest.domain -> services.scorer.domain" in result.stdout
+    assert "services.ingest.jobs.domain -> services.scorer.domain" in result.stdout
 
 
 def planted(tmp_path: Path, module: str, line: str) -> Path:

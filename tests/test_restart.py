@@ -12,7 +12,7 @@ import pytest
 
 from genline_stack.embedded import EmbeddedStack
 from genline_stack.fleet import ServiceFleet
-from services.ingest.replay import replay_jobs
+from services.ingest.jobs.replay import replay_jobs
 from services.ingest.settings import IngestSettings
 from services.ledger.replay import replay_ledger
 from services.ledger.settings import LedgerSettings

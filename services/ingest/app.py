@@ -14,10 +14,12 @@ from services.common.internal_calls import ServiceAuth, identity_client_intercep
 from services.common.runtime import ServiceRuntime
 from services.common.storage import ObjectStore
 from services.ingest import handlers, ledger_calls
-from services.ingest.live import LogWatch
-from services.ingest.plans import load_plans
-from services.ingest.receipt_store import record_signing_key
-from services.ingest.receipts import Signer, load_signing_key
+from services.ingest.accounts.plans import load_plans
+from services.ingest.inputs.screening import ScreeningGate
+from services.ingest.jobs.live import LogWatch
+from services.ingest.jobs.sweeper import Sweeper
+from services.ingest.receipts.document import Signer, load_signing_key
+from services.ingest.receipts.issuing import record_signing_key
 from services.ingest.routes import (
     account,
     admin,
@@ -35,9 +37,7 @@ from services.ingest.routes import (
     webhooks,
 )
 from services.ingest.routes import keys as key_routes
-from services.ingest.screening import ScreeningGate
 from services.ingest.settings import IngestSettings
-from services.ingest.sweeper import Sweeper
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from services.common.cli import CommandTree, add_replay_source
 
 
 def create_tenant(args: argparse.Namespace) -> int:
+    from services.ingest.accounts.tenants import create_tenant
     from services.ingest.settings import IngestSettings
-    from services.ingest.tenants import create_tenant
 
     try:
         print(asyncio.run(create_tenant(IngestSettings(), args.tenant, args.name, args.plan)))
@@ -22,8 +22,8 @@ def create_tenant(args: argparse.Namespace) -> int:
 
 
 def set_plan(args: argparse.Namespace) -> int:
+    from services.ingest.accounts.tenants import set_tenant_plan
     from services.ingest.settings import IngestSettings
-    from services.ingest.tenants import set_tenant_plan
 
     try:
         previous = asyncio.run(set_tenant_plan(IngestSettings(), args.tenant, args.plan))
@@ -58,7 +58,7 @@ def data_keys_status(args: argparse.Namespace) -> int:
 
 
 def new_receipt_key(args: argparse.Namespace) -> int:
-    from services.ingest.receipts import Signer, load_signing_key, new_signing_key_text
+    from services.ingest.receipts.document import Signer, load_signing_key, new_signing_key_text
 
     text = new_signing_key_text()
     print(f"GENLINE_RECEIPT_SIGNING_KEY={text}")
@@ -68,14 +68,14 @@ def new_receipt_key(args: argparse.Namespace) -> int:
 
 
 def replay_jobs(args: argparse.Namespace) -> int:
-    from services.ingest.replay import replay_jobs
+    from services.ingest.jobs.replay import replay_jobs
     from services.ingest.settings import IngestSettings
 
     return replay_jobs(IngestSettings(), args.schema, args.tenant, settle_s=args.settle, source=args.source)
 
 
 def replay_receipts(args: argparse.Namespace) -> int:
-    from services.ingest.receipt_replay import replay_receipts
+    from services.ingest.receipts.replay import replay_receipts
     from services.ingest.settings import IngestSettings
 
     return replay_receipts(IngestSettings(), args.schema, args.tenant)

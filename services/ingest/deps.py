@@ -12,11 +12,11 @@ from services.common import telemetry
 from services.common.problems import Problem
 from services.common.runtime import ServiceRuntime
 from services.common.storage import ObjectStore
-from services.ingest import limits
-from services.ingest.keys import hash_api_key
-from services.ingest.live import LogWatch
-from services.ingest.plans import PlanBook
-from services.ingest.screening import ScreeningGate
+from services.ingest.accounts import limits
+from services.ingest.accounts.keys import hash_api_key
+from services.ingest.accounts.plans import PlanBook
+from services.ingest.inputs.screening import ScreeningGate
+from services.ingest.jobs.live import LogWatch
 from services.ingest.settings import IngestSettings
 
 UNAUTHORIZED = {"WWW-Authenticate": 'Bearer realm="genline"'}

@@ -27,9 +27,9 @@ from services.common.contracts import (
     ScoringFailed,
 )
 from services.ingest import store
-from services.ingest.domain import apply_event
-from services.ingest.projection import commit_changes
-from services.ingest.receipts import Signer
+from services.ingest.jobs.domain import apply_event
+from services.ingest.jobs.projection import commit_changes
+from services.ingest.receipts.document import Signer
 
 log = logging.getLogger(__name__)
 PROJECTED = (CreditsReserved, ReservationRejected, ReservationSettled, AttemptStarted, CandidatesGenerated,

@@ -3,9 +3,9 @@ from pathlib import Path
 from pydantic import SecretStr, model_validator
 
 from services.common.settings import AdminApiSettings, refuse_missing_or_weak
-from services.ingest import screening
+from services.ingest.inputs import screening
 from services.ingest.key_encryption import LocalKeys
-from services.ingest.receipts import load_signing_key
+from services.ingest.receipts.document import load_signing_key
 
 
 class IngestSettings(AdminApiSettings):
@@ -21,7 +21,7 @@ class IngestSettings(AdminApiSettings):
     # uploads larger than this many bytes from their Content-Length or while reading.
     max_reference_pixels: int = 40_000_000
     max_upload_bytes: int = 8 * 1024 * 1024
-    # Screening decodes at most this much memory at once (services/ingest/screening.py): by
+    # Screening decodes at most this much memory at once (services/ingest/inputs/screening.py): by
     # default this share of the pod's memory limit (cgroup), or 512 MiB where none is set;
     # an image that cannot be decoded within it is refused, one that must wait longer than
     # `screening_wait_s` for room is asked to come back (503).

@@ -12,9 +12,9 @@ import psycopg
 
 from services.common.contracts import FINAL_STATES, Event
 from services.common.db import as_arrays, update_many
-from services.ingest import domain
-from services.ingest.domain import JobView
-from services.ingest.job_log import NewEntry, entries_for
+from services.ingest.jobs import domain
+from services.ingest.jobs.domain import JobView
+from services.ingest.jobs.job_log import NewEntry, entries_for
 
 
 async def insert_job(conn: psycopg.AsyncConnection, view: JobView) -> None:

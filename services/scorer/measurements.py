@@ -1,6 +1,6 @@
 """The scorer's internal API: measure one photo with named dimensions, judge nothing.
 
-Ingest asks it to check an input photo against its template (services/ingest/guidance.py)
+Ingest asks it to check an input photo against its template (services/ingest/inputs/guidance.py)
 with the very code that scores candidates, so a threshold means the same on both sides.
 Internal: served on the scorer's own port, which only the cluster reaches.
 """

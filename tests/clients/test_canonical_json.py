@@ -7,7 +7,7 @@ import struct
 import pytest
 
 from genline_client.receipts import canonical
-from services.ingest.receipts import canonical as platform_canonical
+from services.ingest.receipts.document import canonical as platform_canonical
 
 # RFC 8785, section 3.2.2: the example input, as JSON text, and its canonical form.
 EXAMPLE_INPUT = r'''{

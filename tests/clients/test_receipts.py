@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from genline_client import ReceiptVerificationError, verify_chain, verify_receipt
 from genline_client.receipts import main as receipts_cli
 from genline_client.receipts import receipt_sha256
-from services.ingest.receipts import FORMAT, Signer, jwk
+from services.ingest.receipts.document import FORMAT, Signer, jwk
 
 TENANT = "t-receipts"
 

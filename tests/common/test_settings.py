@@ -4,7 +4,7 @@ import pytest
 
 from services.common.identity import new_service_key
 from services.common.settings import ServiceSettings
-from services.ingest.receipts import new_signing_key_text
+from services.ingest.receipts.document import new_signing_key_text
 from services.ingest.settings import IngestSettings
 from services.ledger.settings import LedgerSettings
 from services.router.settings import RouterSettings

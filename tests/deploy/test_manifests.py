@@ -206,7 +206,7 @@ def test_the_admin_api_has_its_own_port_that_only_the_namespace_reaches(service)
 
 
 def test_the_ingress_takes_the_largest_job_the_api_accepts():
-    from services.ingest.screening import MAX_REFERENCE_BASE64
+    from services.ingest.inputs.screening import MAX_REFERENCE_BASE64
 
     limit = of_kind("Ingress")["ingest"]["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"]
     assert limit.endswith("m") and int(limit[:-1]) * 1024 * 1024 > MAX_REFERENCE_BASE64 + 64 * 1024

@@ -16,8 +16,8 @@ import yaml
 from genline_stack.embedded import Endpoints, create_topics
 from genline_stack.fleet import SERVICES, ServiceFleet
 from services.common.contracts import DEFAULT_NAMESPACE, FINAL_STATES, SUBSCRIPTIONS, all_topics, topic_of
+from services.ingest.accounts.tenants import create_tenant
 from services.ingest.settings import IngestSettings
-from services.ingest.tenants import create_tenant
 from services.ledger.app import grant
 from services.ledger.settings import LedgerSettings
 from tests.kafka import unread_records

@@ -22,8 +22,8 @@ from psycopg.types.json import Jsonb
 from genline_client import ReceiptVerificationError, verify_chain, verify_receipt
 from services.common.bus.replay import decoded_envelopes, read_topic_to_end
 from services.common.contracts import TOPICS, JobFinished
-from services.ingest.receipt_replay import replay_receipts
-from services.ingest.receipts import Signer, canonical, jwk, new_signing_key_text
+from services.ingest.receipts.document import Signer, canonical, jwk, new_signing_key_text
+from services.ingest.receipts.replay import replay_receipts
 from services.ingest.settings import IngestSettings
 from tests.e2e.test_webhooks import receiver  # noqa: F401 - the fixture
 

@@ -3,7 +3,7 @@ equal ingest's; a view changed behind the projection's back is found, field by f
 
 import psycopg
 
-from services.ingest.replay import replay_jobs
+from services.ingest.jobs.replay import replay_jobs
 from services.ingest.settings import IngestSettings
 
 

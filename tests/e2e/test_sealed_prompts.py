@@ -17,8 +17,8 @@ from genline_stack.fleet import SERVICES
 from services.common.bus.replay import decoded_envelopes, read_topic_to_end
 from services.common.contracts import PUBLISHERS, JobSubmitted, all_topics
 from services.common.sealing import ERASED, BrokenSeal, open_sealed
+from services.ingest.jobs.replay import replay_jobs
 from services.ingest.key_encryption import keyring_of
-from services.ingest.replay import replay_jobs
 from services.ingest.settings import IngestSettings
 from services.ledger.audit_replay import replay_audit
 from services.ledger.replay import replay_ledger

@@ -4,7 +4,7 @@ the sentences a person reads. Pure: the values are given, not measured."""
 import pytest
 
 from services.common.templates import Catalogue, load_catalogue
-from services.ingest.guidance import failed_checks, guidance_problem
+from services.ingest.inputs.guidance import failed_checks, guidance_problem
 from services.scorer.dimensions import DIMENSIONS
 
 HEADSHOT = load_catalogue().input_checks("headshot")

@@ -7,9 +7,9 @@ from datetime import timedelta
 import pytest
 
 from services.common.contracts import DeliveryFailed, JobCanceled, JobCancelRequested, JobClosed, ScoringFailed
-from services.ingest.domain import JobIsFinal, apply_event, request_cancel, submitted_view
-from services.ingest.request_rules import parse_duration, request_fingerprint
-from services.ingest.sweep_rules import SweepPolicy, sweep
+from services.ingest.jobs.domain import JobIsFinal, apply_event, request_cancel, submitted_view
+from services.ingest.jobs.request_rules import parse_duration, request_fingerprint
+from services.ingest.jobs.sweep_rules import SweepPolicy, sweep
 from tests.ingest.test_read_model import EVENTS, JOB, SPEC, T0, views_in_every_order
 
 CANCELED = JobCanceled(job_id=JOB, tenant_id="t", reason="canceled by the client")

@@ -9,8 +9,8 @@ from services.common.contracts import (
     ReportDeclined,
     ReservationSettled,
 )
-from services.ingest.domain import apply_event, submitted_view
-from services.ingest.job_log import entries_for
+from services.ingest.jobs.domain import apply_event, submitted_view
+from services.ingest.jobs.job_log import entries_for
 from tests.ingest.test_read_model import EVENTS, JOB, SPEC, T0
 
 STARTED = AttemptStarted(job_id=JOB, tenant_id="t", attempt=1, images_needed=1, started_at=T0)

@@ -13,9 +13,9 @@ from services.common.contracts import AttemptStarted, CreditsReserved, JobSpec
 from services.common.db import migrate
 from services.common.runtime import ServiceRuntime
 from services.ingest import handlers, store
-from services.ingest.domain import submitted_view
-from services.ingest.live import LogWatch
-from services.ingest.receipts import Signer
+from services.ingest.jobs.domain import submitted_view
+from services.ingest.jobs.live import LogWatch
+from services.ingest.receipts.document import Signer
 from tests.conftest import settings_for
 
 TENANT = "t-log"

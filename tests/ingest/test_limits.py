@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.common.problems import Problem
-from services.ingest import limits
-from services.ingest.plans import Plan
+from services.ingest.accounts import limits
+from services.ingest.accounts.plans import Plan
+from services.ingest.accounts.tenants import create_tenant, tenants_transaction
 from services.ingest.settings import IngestSettings
-from services.ingest.tenants import create_tenant, tenants_transaction
 
 PLAN = Plan(name="small", requests_per_s=5, burst=3, concurrent_jobs=2, images_per_day=20, priority=0)
 NOW = datetime.now(UTC)

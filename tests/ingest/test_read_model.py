@@ -18,9 +18,9 @@ from services.common.contracts import (
     ReservationSettled,
     ScoringFailed,
 )
-from services.ingest.domain import JobView, apply_event, submitted_view
-from services.ingest.job_log import state_changes
-from services.ingest.request_rules import plan_candidates
+from services.ingest.jobs.domain import JobView, apply_event, submitted_view
+from services.ingest.jobs.job_log import state_changes
+from services.ingest.jobs.request_rules import plan_candidates
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 JOB = uuid.uuid4()

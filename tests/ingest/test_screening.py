@@ -12,7 +12,13 @@ import pytest
 from PIL import Image
 
 from services.common.problems import Problem
-from services.ingest.screening import BYTES_PER_PIXEL, ScreeningGate, ScreeningLimits, decoded_clean, screen_image
+from services.ingest.inputs.screening import (
+    BYTES_PER_PIXEL,
+    ScreeningGate,
+    ScreeningLimits,
+    decoded_clean,
+    screen_image,
+)
 
 LIMITS = ScreeningLimits(max_bytes=2 * 1024 * 1024, max_pixels=4_000_000)
 
@@ -206,6 +212,6 @@ async def test_no_more_screenings_run_at_once_than_the_gate_has_threads():
         return decoded_clean(*args)
 
     photo = encoded("PNG", size=(640, 480))
-    with unittest.mock.patch("services.ingest.screening.decoded_clean", watched):
+    with unittest.mock.patch("services.ingest.inputs.screening.decoded_clean", watched):
         await asyncio.gather(*(gate.screen(photo, LARGE, f"photo {i}") for i in range(8)))
     assert most == 2

@@ -16,9 +16,9 @@ from PIL import Image
 from genline_stack.embedded import create_topics
 from services.common.bus.envelope import from_kafka
 from services.common.contracts import JobSubmitted, all_topics, topic_of
+from services.ingest.accounts.tenants import create_tenant
 from services.ingest.app import build
 from services.ingest.settings import IngestSettings
-from services.ingest.tenants import create_tenant
 from tests.kafka import read_topic
 from tests.scorer.conftest import save_tiny_clip
 

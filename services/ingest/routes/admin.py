@@ -31,8 +31,8 @@ from services.common.problems import Problem
 from services.common.quality.calibration import Judged
 from services.common.quality.profiles import profile_names
 from services.ingest.deps import Runtime, Settings
-from services.ingest.domain import JobView
-from services.ingest.scorer_calls import calibrate
+from services.ingest.inputs.scorer_calls import calibrate
+from services.ingest.jobs.domain import JobView
 
 router = APIRouter(prefix="/admin/v1", include_in_schema=False)
 BAD_OUTCOMES = {"refunded", "retry_token"}

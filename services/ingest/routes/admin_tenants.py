@@ -11,9 +11,9 @@ from services.common.admin import OperatorWith
 from services.common.api import RequestModel, StorableText
 from services.common.audit import operator_actor, record_action
 from services.common.problems import Problem
-from services.ingest import keys, tenants
+from services.ingest.accounts import keys, tenants
+from services.ingest.accounts.keys import SCOPES
 from services.ingest.deps import Plans, Runtime
-from services.ingest.keys import SCOPES
 
 router = APIRouter(prefix="/admin/v1/tenants", include_in_schema=False)
 

@@ -12,7 +12,7 @@ from services.common.problems import Problem
 from services.common.storage import StorageError
 from services.ingest import store
 from services.ingest.deps import JobsReader, Objects, Runtime
-from services.ingest.job_lookup import parse_job_id, refuse_missing
+from services.ingest.jobs.job_lookup import parse_job_id, refuse_missing
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp")

@@ -18,10 +18,11 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from services.common import problems
 from services.common.problems import Problem
-from services.ingest import domain, live, store
+from services.ingest import store
 from services.ingest.deps import JobsReader, Runtime, Settings, Watch
-from services.ingest.examples import JOB_ID
-from services.ingest.job_lookup import parse_job_id, refuse_missing
+from services.ingest.jobs import domain, live
+from services.ingest.jobs.examples import JOB_ID
+from services.ingest.jobs.job_lookup import parse_job_id, refuse_missing
 
 router = APIRouter(tags=["events"])
 MAX_SEQ = 2**31 - 1

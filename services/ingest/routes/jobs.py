@@ -15,12 +15,19 @@ from services.common.bus.outbox import erase_prompt_from_outbox
 from services.common.contracts import JobErased, OutputReported
 from services.common.problems import Problem
 from services.common.storage import signed_links
-from services.ingest import data_keys, domain, store, submission
+from services.ingest import data_keys, store
 from services.ingest.deps import JobsReader, JobsWriter, Objects, Plans, Runtime, Screening, Settings
-from services.ingest.examples import CANCELED_EXAMPLE, ERASURE_EXAMPLE, JOB_EXAMPLE, JOB_PAGE_EXAMPLE, REPORT_EXAMPLE
-from services.ingest.job_lookup import parse_job_id, refuse_missing
-from services.ingest.submission import JobRequest
-from services.ingest.view_parts import Billing, Failure
+from services.ingest.jobs import domain, submission
+from services.ingest.jobs.examples import (
+    CANCELED_EXAMPLE,
+    ERASURE_EXAMPLE,
+    JOB_EXAMPLE,
+    JOB_PAGE_EXAMPLE,
+    REPORT_EXAMPLE,
+)
+from services.ingest.jobs.job_lookup import parse_job_id, refuse_missing
+from services.ingest.jobs.submission import JobRequest
+from services.ingest.jobs.view_parts import Billing, Failure
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 log = logging.getLogger(__name__)

@@ -13,9 +13,9 @@ from services.common import problems
 from services.common.api import RequestModel, StorableText
 from services.common.audit import key_actor, record_action
 from services.common.problems import Problem
-from services.ingest import keys
+from services.ingest.accounts import keys
+from services.ingest.accounts.keys import SCOPES
 from services.ingest.deps import KeysManager, Runtime, Settings
-from services.ingest.keys import SCOPES
 
 router = APIRouter(prefix="/v1/api-keys", tags=["keys"])
 Scope = Annotated[str, Field(pattern="^(" + "|".join(SCOPES) + ")$")]

@@ -10,11 +10,12 @@ from pydantic import BaseModel, Field
 from services.common import problems
 from services.common.contracts import FINAL_STATES
 from services.common.problems import Problem
-from services.ingest import receipt_store, store
+from services.ingest import store
 from services.ingest.deps import JobsReader, Runtime
-from services.ingest.examples import JOB_ID
-from services.ingest.job_lookup import parse_job_id
-from services.ingest.receipts import FORMAT, SignedReceipt, canonical
+from services.ingest.jobs.examples import JOB_ID
+from services.ingest.jobs.job_lookup import parse_job_id
+from services.ingest.receipts import issuing
+from services.ingest.receipts.document import FORMAT, SignedReceipt, canonical
 
 router = APIRouter(tags=["receipts"])
 
@@ -81,7 +82,7 @@ async def get_receipt(job_id: str, tenant: JobsReader, runtime: Runtime):
     keeps its receipt, which holds no prompt. 409 while the job is not final."""
     parsed = parse_job_id(job_id)
     async with runtime.pool.connection() as conn:
-        document = await receipt_store.receipt_of(conn, parsed, tenant)
+        document = await issuing.receipt_of(conn, parsed, tenant)
         if document is None:
             state = await store.job_state(conn, parsed, tenant)
             if state is None and not await store.was_erased(conn, parsed, tenant):
@@ -103,7 +104,7 @@ async def list_receipts(tenant: JobsReader, runtime: Runtime,
     whole chain offline with genline-client's `verify_chain` (or `genline receipts verify`):
     a receipt changed, dropped or added breaks it."""
     async with runtime.pool.connection() as conn:
-        documents = await receipt_store.chain(conn, tenant, after, limit)
+        documents = await issuing.chain(conn, tenant, after, limit)
     more = len(documents) == limit
     return signed_json({"data": documents, "next_after": documents[-1]["receipt"]["sequence"] if more else None})
 
@@ -123,5 +124,5 @@ async def signing_keys(request: Request, runtime: Runtime):
     """The Ed25519 public keys (JWK) that receipts are signed with: the active one and every
     one rotated out, so receipts signed before a rotation still verify. No key needed."""
     async with runtime.pool.connection() as conn:
-        keys = await receipt_store.published_keys(conn, request.app.state.signer.kid)
+        keys = await issuing.published_keys(conn, request.app.state.signer.kid)
     return JSONResponse({"keys": keys}, headers={"Cache-Control": "public, max-age=300"})

@@ -10,8 +10,9 @@ from pydantic import BaseModel
 
 from services.common import problems
 from services.common.problems import Problem
-from services.ingest import screening, store
+from services.ingest import store
 from services.ingest.deps import JobsReader, JobsWriter, Objects, Runtime, Screening, Settings
+from services.ingest.inputs import screening
 
 router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
 

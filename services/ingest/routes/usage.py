@@ -1,5 +1,5 @@
 """`GET /v1/usage`: the tenant's plan, its limits and where it stands against each, counted
-exactly as the limits count when they refuse a request or a job (services.ingest.limits)."""
+exactly as the limits count when they refuse a request or a job (services.ingest.accounts.limits)."""
 
 from datetime import UTC, datetime
 
@@ -7,10 +7,10 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.common.problems import Problem
-from services.ingest import limits
+from services.ingest.accounts import limits
+from services.ingest.accounts.plans import Plan, rate_decision
 from services.ingest.deps import AccountReader, Plans, Runtime, Settings
 from services.ingest.ledger_calls import call_ledger, pb
-from services.ingest.plans import Plan, rate_decision
 
 router = APIRouter(prefix="/v1", tags=["account"])
 

@@ -18,10 +18,10 @@ from services.common.api import RequestModel
 from services.common.contracts import WEBHOOK_EVENTS, WebhookEvent
 from services.common.problems import Problem
 from services.ingest import store
+from services.ingest.accounts.webhook_targets import check_webhook_url
 from services.ingest.deps import Runtime, ScopedCaller, Settings
-from services.ingest.examples import JOB_ID
-from services.ingest.job_lookup import parse_job_id
-from services.ingest.webhook_targets import check_webhook_url
+from services.ingest.jobs.examples import JOB_ID
+from services.ingest.jobs.job_lookup import parse_job_id
 
 router = APIRouter(prefix="/v1", tags=["webhooks"], responses=problems.responses(503))
 

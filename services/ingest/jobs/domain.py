@@ -54,7 +54,15 @@ from services.common.contracts import (
     SealedText,
 )
 from services.common.sealing import ERASED
-from services.ingest.view_parts import Billing, Failure, ReceiptRef, Regeneration, ReportOutcome, StageCost, stage_costs
+from services.ingest.jobs.view_parts import (
+    Billing,
+    Failure,
+    ReceiptRef,
+    Regeneration,
+    ReportOutcome,
+    StageCost,
+    stage_costs,
+)
 
 # The job's states in the order the API has always listed them; the final ones are
 # contracts.FINAL_STATES.

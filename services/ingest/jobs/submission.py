@@ -24,10 +24,13 @@ from services.common.problems import Problem
 from services.common.quality.profiles import Profile, ProfileError, QualityRules, job_profile, profile_names
 from services.common.sealing import seal
 from services.common.templates import load_catalogue
-from services.ingest import data_keys, domain, guidance, limits, request_rules, screening, store
-from services.ingest.examples import JOB_REQUEST_EXAMPLE
+from services.ingest import data_keys, store
+from services.ingest.accounts import limits
+from services.ingest.accounts.webhook_targets import check_webhook_url
+from services.ingest.inputs import guidance, screening
+from services.ingest.jobs import domain, request_rules
+from services.ingest.jobs.examples import JOB_REQUEST_EXAMPLE
 from services.ingest.key_encryption import keyring_of
-from services.ingest.webhook_targets import check_webhook_url
 
 TemplateName = Literal[tuple(load_catalogue().templates)]
 

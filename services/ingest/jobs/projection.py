@@ -9,9 +9,9 @@ import psycopg
 from services.common import telemetry
 from services.common.contracts import JobFinished
 from services.ingest import store
-from services.ingest.domain import finished
-from services.ingest.receipt_store import issue_receipts
-from services.ingest.receipts import Signer
+from services.ingest.jobs.domain import finished
+from services.ingest.receipts.document import Signer
+from services.ingest.receipts.issuing import issue_receipts
 
 
 async def commit_changes(conn: psycopg.AsyncConnection, changes: list[store.Change], signer: Signer,

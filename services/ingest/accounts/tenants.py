@@ -8,9 +8,9 @@ import psycopg
 
 from services.common.db import migrate
 from services.common.runtime import ServiceRuntime
-from services.ingest import keys
-from services.ingest.keys import hash_api_key
-from services.ingest.plans import load_plans
+from services.ingest.accounts import keys
+from services.ingest.accounts.keys import hash_api_key
+from services.ingest.accounts.plans import load_plans
 from services.ingest.settings import IngestSettings
 
 TENANT_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"

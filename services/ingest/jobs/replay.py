@@ -27,7 +27,7 @@ from services.common.bus.replay import (
 from services.common.contracts import PUBLISHERS, JobSpec
 from services.common.sealing import ERASED, open_sealed
 from services.ingest.data_keys import keys_of
-from services.ingest.domain import JobView, replay_views
+from services.ingest.jobs.domain import JobView, replay_views
 from services.ingest.key_encryption import Keyring, keyring_of
 from services.ingest.settings import IngestSettings
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from services.common.contracts import Event, JobCancelRequested, JobClosed
-from services.ingest.domain import JobView, apply_event, cancel_requested
+from services.ingest.jobs.domain import JobView, apply_event, cancel_requested
 
 
 @dataclass(frozen=True)

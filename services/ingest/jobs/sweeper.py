@@ -13,9 +13,10 @@ from datetime import UTC, datetime
 
 from services.common.rounds import PeriodicRound, exclusive_round
 from services.common.runtime import ServiceRuntime
-from services.ingest import store, sweep_rules
-from services.ingest.projection import commit_changes
-from services.ingest.receipts import Signer
+from services.ingest import store
+from services.ingest.jobs import sweep_rules
+from services.ingest.jobs.projection import commit_changes
+from services.ingest.receipts.document import Signer
 from services.ingest.settings import IngestSettings
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,5 @@
 """Ingest's receipts: issuing them in the transaction that first shows a job final, reading
-them, and the public keys they were signed with (`services.ingest.receipts` says what a
+them, and the public keys they were signed with (`services.ingest.receipts.document` says what a
 receipt holds)."""
 
 from datetime import datetime
@@ -9,8 +9,8 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from services.common import telemetry
-from services.ingest.domain import JobView, with_receipt
-from services.ingest.receipts import Signer, jwk, receipt_body
+from services.ingest.jobs.domain import JobView, with_receipt
+from services.ingest.receipts.document import Signer, jwk, receipt_body
 from services.ingest.store import Change
 
 

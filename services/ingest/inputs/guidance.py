@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from services.common.problems import Problem
 from services.common.templates import InputCheck, load_catalogue
-from services.ingest.scorer_calls import measure
+from services.ingest.inputs.scorer_calls import measure
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from services.common.bus.kafka_security import client_options
 from services.common.bus.replay import decoded_envelopes, read_topic_to_end, report
 from services.common.contracts import CreditsReserved, ReservationSettled, topic_of
 from services.common.storage import ObjectStore, StorageError
-from services.ingest.receipts import canonical, receipt_sha256
+from services.ingest.receipts.document import canonical, receipt_sha256
 from services.ingest.settings import IngestSettings
 
 

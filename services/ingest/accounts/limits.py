@@ -10,7 +10,7 @@ import psycopg
 
 from services.common.contracts import FINAL_STATES
 from services.common.problems import Problem
-from services.ingest.plans import Plan, PlanBook, RateDecision, rate_decision
+from services.ingest.accounts.plans import Plan, PlanBook, RateDecision, rate_decision
 
 # Seconds a client is told to wait when it has as many jobs running as its plan allows:
 # a job takes about this long to finish.

@@ -42,7 +42,7 @@ from services.common.contracts import (
     ReservationSettled,
     RetryTokenIssued,
 )
-from services.ingest.domain import JobView, rank
+from services.ingest.jobs.domain import JobView, rank
 
 AFTER_THE_END = "report."  # the entries a job's log still takes once it is shown final
 

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel, Field
 
-from services.ingest.domain import JobView
+from services.ingest.jobs.domain import JobView
 
 FORMAT = "genline.receipt.v1"
 ALGORITHM = "EdDSA"
