@@ -3,7 +3,7 @@ browser is downloaded), against the five services: sign in, submit from the form
 job succeed without reloading, read every candidate's verdict; see the hold of a job kept
 in `admitted` on the account page and cancel it from its page; another tenant's job is not
 found; screenshots of the job page and the operator view at desktop and phone widths (saved
-under artifacts/console/); and no request the pages made left 127.0.0.1."""
+under artifacts/console/); no request the pages made left 127.0.0.1, and no script raised."""
 
 import json
 import shutil
@@ -47,10 +47,11 @@ def browser(platform) -> Iterator:
 
 
 class Console:
-    """One browser context on the console, recording the host of every request its pages make."""
+    """One browser context on the console, recording the host of every request its pages make
+    and every error their scripts raise (a module that does not load, a name not imported)."""
 
     def __init__(self, browser, base_url: str) -> None:
-        self.base_url, self.hosts = base_url, set()
+        self.base_url, self.hosts, self.script_errors = base_url, set(), []
         self.context = browser.new_context(viewport=DESKTOP, base_url=base_url)
         self.context.set_default_timeout(PAGE_TIMEOUT_MS)
         self.context.on("request", self.record)
@@ -62,6 +63,7 @@ class Console:
 
     def page(self, api_key: str | None = None):
         page = self.context.new_page()
+        page.on("pageerror", lambda error: self.script_errors.append(str(error)))
         if api_key:  # signed in, as the sign-in form leaves the tab
             page.add_init_script(f"sessionStorage.setItem('genline.apiKey', {json.dumps(api_key)})")
         return page
@@ -72,6 +74,7 @@ def console(browser, platform) -> Iterator[Console]:
     opened = Console(browser, platform.ingest_url)
     yield opened
     opened.context.close()
+    assert not opened.script_errors, f"the console's scripts failed: {opened.script_errors}"
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""`/console`: the web console, a static page and a small hand-written script that call the
+"""`/console`: the web console, a static page and a few hand-written ES modules that call the
 public `/v1` API (and, on the operator view, `/admin/v1`) from the browser with the key the
 person signed in with; the key stays in the tab's sessionStorage and nothing is rendered on
 the server. Every path under `/console` that is not an asset is the same page: the script
@@ -16,7 +16,10 @@ from fastapi.responses import FileResponse, RedirectResponse
 from services.common.problems import Problem
 
 CONSOLE_DIR = files("services.ingest") / "console"
-ASSETS = {"console.js": "text/javascript", "console.css": "text/css", "favicon.svg": "image/svg+xml"}
+# The script is ES modules, loaded as they are written (no build step): console.js draws the
+# page from the path and imports the others; the page preloads them all.
+MODULES = ("console.js", "navigation.js", "api.js", "dom.js", "jobs.js", "job.js", "account.js", "operator.js")
+ASSETS = {**dict.fromkeys(MODULES, "text/javascript"), "console.css": "text/css", "favicon.svg": "image/svg+xml"}
 
 
 def content_security_policy(request: Request) -> str:

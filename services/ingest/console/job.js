@@ -1,0 +1,250 @@
+// A job's page: its summary, credits and costs, timeline (followed live), candidates with
+// their verdicts, and delivered images, each of which may be reported.
+import {FINAL, api, events} from "./api.js";
+import {h, field, select, facts, table, badge, when, usd, announce, show, fillWith, errorBox, debounce, format} from "./dom.js";
+import {pageSignal} from "./navigation.js";
+
+export function jobPage(jobId) {
+  document.title = "Job · Genline";
+  const state = {job: null, sort: "score-desc", images: new Map(), shownScores: ""};
+  const parts = {
+    head: h("div"), summary: h("section", {"aria-labelledby": "summary-title"}),
+    costs: h("section", {"aria-labelledby": "costs-title"}),
+    timeline: h("ol", {class: "timeline", "aria-live": "polite", "aria-label": "Events"}),
+    candidates: h("div"), outputs: h("div"),
+  };
+  show(parts.head, h("div", {class: "grid-2"}, parts.summary, parts.costs),
+    h("section", {"aria-labelledby": "timeline-title"}, h("h2", {id: "timeline-title", text: "Timeline"}), parts.timeline),
+    h("section", {"aria-labelledby": "candidates-title"}, h("h2", {id: "candidates-title", text: "Candidates"}), parts.candidates),
+    h("section", {"aria-labelledby": "outputs-title"}, h("h2", {id: "outputs-title", text: "Delivered images"}), parts.outputs));
+  const refresh = async () => {
+    try {
+      state.job = await api(`/v1/jobs/${encodeURIComponent(jobId)}`);
+      drawJob(state, parts);
+    } catch (error) {
+      if (pageSignal().aborted) return;
+      if (error.status === 404 || error.status === 410) return show(jobMissing(jobId, error));
+      parts.head.replaceChildren(errorBox(error));
+    }
+  };
+  refresh().then(() => { if (state.job) followJob(jobId, parts.timeline, debounce(refresh, 200)); });
+  pageSignal().addEventListener("abort", () => state.images.forEach((url) => URL.revokeObjectURL(url)));
+}
+
+function jobMissing(jobId, error) {
+  document.title = "Job not found · Genline";
+  const erased = error.status === 410;
+  return h("section", {}, h("h1", {text: erased ? "Job erased" : "Job not found"}),
+    h("p", {text: erased ? `Job ${jobId} and its images were deleted at your request.`
+      : `There is no job ${jobId} in your account.`}),
+    h("a", {href: "/console/jobs", text: "Back to your jobs"}));
+}
+
+async function followJob(jobId, timeline, changed) {
+  let final = false;
+  const path = `/v1/jobs/${encodeURIComponent(jobId)}/stream`;
+  for await (const message of events(path, pageSignal(), () => final)) {
+    const entry = JSON.parse(message.data);
+    if (entry.type === "state") final = FINAL.has(entry.payload.state);
+    timeline.append(h("li", {"data-type": entry.type},
+      h("time", {datetime: entry.time, text: new Date(entry.time).toLocaleTimeString()}),
+      h("span", {}, h("strong", {text: entry.type}), ` ${describeEntry(entry)}`)));
+    timeline.scrollTop = timeline.scrollHeight;
+    changed();
+  }
+  changed(); // the stream ended with the job's final state: draw it complete
+}
+
+function describeEntry(entry) {
+  const p = entry.payload;
+  switch (entry.type) {
+    case "state": return `→ ${p.state}${p.reason ? ` (${p.reason})` : ""}`;
+    case "billing.reserved": return `${p.credits} credits held`;
+    case "billing.settled": return `${p.charged} charged, ${p.released} released`;
+    case "attempt.started": return `attempt ${p.attempt}: ${p.images_needed} image(s) needed`;
+    case "attempt.generated": return `attempt ${p.attempt}: ${p.candidates} candidates, ${usd(p.cost_micro_usd)}`;
+    case "attempt.scored": return `attempt ${p.attempt}: ${p.passed} of ${p.scored} passed`
+      + (p.not_judged && p.not_judged.length ? `, ${p.not_judged.length} not judged (enough passed)` : "");
+    case "delivery.published": return `${p.images} of ${p.requested} image(s) delivered`;
+    default: return Object.entries(p).map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`).join(", ");
+  }
+}
+
+function drawJob(state, parts) {
+  const job = state.job;
+  document.title = `Job ${job.id.slice(0, 8)} · ${job.state} · Genline`;
+  parts.head.replaceChildren(h("div", {class: "actions"},
+    h("h1", {}, `Job `, h("span", {class: "mono", text: job.id})),
+    h("span", {id: "job-state", "data-state": job.state, role: "status"}, badge(job.state)),
+    FINAL.has(job.state) ? null : job.cancel_requested_at ? h("span", {class: "muted", text: "Cancel requested"})
+      : h("button", {type: "button", class: "danger", text: "Cancel job",
+        onclick: (event) => cancelJob(event.target, state, parts)})));
+  parts.summary.replaceChildren(h("h2", {id: "summary-title", text: "Summary"}), facts([
+    ["Template", job.template], ["Prompt", job.prompt], ["Images asked", job.images, "total-images"],
+    ["Candidates generated", job.scores.length, "total-candidates"],
+    ["Passed", job.scores.filter((s) => s.passed).length, "total-passed"],
+    ["Rejected", job.scores.filter(rejected).length, "total-rejected"],
+    ["Not judged", job.scores.filter(notJudged).length || undefined, "total-not-judged"],
+    ["Selected", job.selected.length, "total-selected"], ["Delivered", job.outputs.length, "total-delivered"],
+    ["Attempts", job.attempts], ["Created", when(job.created_at)], ["Updated", when(job.updated_at)],
+    ["Failure", job.failure ? `${job.failure.code} at ${job.failure.stage}: ${job.failure.reason}` : undefined],
+  ]));
+  fillWith(parts.costs, h("h2", {id: "costs-title", text: "Credits and cost"}), costFacts(job), stageCosts(job));
+  const shown = `${job.scores.length}:${job.selected.join(",")}:${state.sort}`;
+  if (shown !== state.shownScores) {
+    state.shownScores = shown;
+    parts.candidates.replaceChildren(candidateGallery(state, parts));
+  }
+  parts.outputs.replaceChildren(outputList(job));
+}
+
+function costFacts(job) {
+  const b = job.billing;
+  const byProvider = {};
+  for (const score of job.scores) byProvider[score.provider || "?"] = (byProvider[score.provider || "?"] || 0) + 1;
+  return facts([
+    ["Billing", b.state, "billing-state"], ["Reserved", b.reserved, "billing-reserved"],
+    ["Charged", b.charged, "billing-charged"], ["Released", b.released, "billing-released"],
+    ["Retry tokens used", b.retry_tokens_used], ["Price book", b.price_book_version],
+    ["Provider cost", usd(job.provider_cost_micro_usd || 0), "provider-cost"],
+    ["Candidates by provider", Object.entries(byProvider).map(([p, n]) => `${p}: ${n}`).join(", ") || null],
+  ]);
+}
+
+// Cost by stage and provider, per attempt, when the job's view has them (every attempt
+// records its stages); nothing for a view without.
+function stageCosts(job) {
+  const stages = job.stages;
+  if (!Array.isArray(stages) || !stages.length) return null;
+  return h("div", {}, h("h3", {text: "By stage and provider"}), table(
+    [["Attempt", "num"], ["Stage"], ["Provider"], ["Calls", "num"], ["Expected", "num"], ["Cost", "num"], ["Time", "num"]],
+    stages.map((s) => h("tr", {"data-stage": s.stage},
+      h("td", {class: "num", text: s.attempt}), h("td", {text: s.stage}), h("td", {text: s.provider}),
+      h("td", {class: "num", text: s.calls}), h("td", {class: "num", text: usd(s.expected_cost_micro_usd || 0)}),
+      h("td", {class: "num", text: usd(s.cost_micro_usd || 0)}),
+      h("td", {class: "num", text: `${((s.latency_ms || 0) / 1000).toFixed(1)} s`}))), "Cost by stage"));
+}
+
+async function cancelJob(button, state, parts) {
+  button.disabled = true;
+  try {
+    state.job = await api(`/v1/jobs/${state.job.id}/cancel`, {method: "POST"});
+    announce("Cancel requested");
+    drawJob(state, parts);
+  } catch (error) {
+    button.disabled = false;
+    parts.head.append(errorBox(error));
+  }
+}
+
+// A candidate without a verdict: the scorer stopped measuring once the job had enough
+// better ones. It neither passed nor was rejected.
+function notJudged(score) {
+  return score.judged === false;
+}
+
+function rejected(score) {
+  return !score.passed && !notJudged(score);
+}
+
+function sortedScores(scores, sort) {
+  const copy = [...scores];
+  if (sort === "score-desc") copy.sort((a, b) => b.score - a.score);
+  if (sort === "score-asc") copy.sort((a, b) => a.score - b.score);
+  if (sort === "index") copy.sort((a, b) => a.index - b.index);
+  return copy;
+}
+
+function candidateGallery(state, parts) {
+  const job = state.job;
+  if (!job.scores.length) return h("p", {class: "muted", text: "No candidate has been scored yet."});
+  const sorter = select("sort", [["score-desc", "score, best first"], ["score-asc", "score, worst first"],
+    ["index", "candidate number"]], state.sort);
+  sorter.addEventListener("change", () => { state.sort = sorter.value; drawJob(state, parts); });
+  const passed = job.scores.filter((s) => s.passed).length;
+  const unjudged = job.scores.filter(notJudged).length;
+  return h("div", {},
+    h("div", {class: "actions"}, field("candidate-sort", "Sort by", sorter),
+      h("p", {class: "muted", text: `${job.scores.length} candidates: ${passed} passed, `
+        + `${job.scores.filter(rejected).length} rejected, ${unjudged ? `${unjudged} not judged, ` : ""}`
+        + `${job.selected.length} selected.`})),
+    h("ul", {class: "gallery"}, sortedScores(job.scores, state.sort).map((score) => candidateCard(state, score))));
+}
+
+function candidateCard(state, score) {
+  const job = state.job;
+  const selected = job.selected.includes(score.index);
+  const verdict = selected ? "selected" : score.passed ? "passed" : notJudged(score) ? "not_judged" : "rejected";
+  const img = h("img", {alt: `Candidate ${score.index} (${verdict})`, width: "256", height: "256"});
+  loadCandidate(state, score.index, img);
+  const failing = score.failed.length ? h("ul", {class: "failing", "aria-label": "Failed dimensions"},
+    score.failed.map((name) => {
+      const d = score.dimensions[name] || {};
+      return h("li", {"data-dimension": name}, h("strong", {text: name}),
+        `: ${d.value === null || d.value === undefined ? "not measured" : format(d.value)} against ${format(d.threshold)}`
+        + (d.reason ? ` (${d.reason})` : ""));
+    })) : null;
+  const unmeasured = score.not_measured || [];
+  const skipped = unmeasured.length ? h("p", {class: "muted not-measured", "data-dimensions": unmeasured.join(" ")},
+    h("strong", {text: "Not measured"}), `: ${unmeasured.join(", ")} (${whyUnmeasured(score, unmeasured[0])})`) : null;
+  const rows = Object.entries(score.dimensions).map(([name, d]) => h("tr", {},
+    h("th", {scope: "row", text: name}), h("td", {class: "num", text: d.value === null ? "—" : format(d.value)}),
+    h("td", {class: "num", text: format(d.threshold)}),
+    h("td", {text: d.passed ? "pass" : unmeasured.includes(name) ? "not measured" : "fail"})));
+  return h("li", {class: `candidate ${verdict}`, "data-index": score.index, "data-verdict": verdict},
+    img,
+    h("h3", {}, `#${score.index}`, badge(verdict),
+      h("span", {class: "muted", text: `score ${format(score.score)}`})),
+    h("p", {class: "muted", text: `attempt ${score.attempt} · ${score.provider || "unknown provider"}`}),
+    failing,
+    skipped,
+    h("details", {}, h("summary", {text: "All dimensions"}),
+      table([["Dimension"], ["Value", "num"], ["Threshold", "num"], ["Verdict"]], rows, `Scores of candidate ${score.index}`)));
+}
+
+// What the reason of an unmeasured dimension says after "nsfw unmeasured: ".
+function whyUnmeasured(score, name) {
+  const reason = (score.dimensions[name] || {}).reason || "";
+  return reason.slice(reason.indexOf(": ") + 2);
+}
+
+async function loadCandidate(state, index, img) {
+  if (!state.images.has(index)) {
+    try {
+      const response = await api(`/v1/jobs/${state.job.id}/candidates/${index}/image`, {raw: true});
+      state.images.set(index, URL.createObjectURL(await response.blob()));
+    } catch (error) {
+      if (!pageSignal().aborted) img.alt = `Candidate ${index}: ${error.message}`;
+      return;
+    }
+  }
+  img.src = state.images.get(index);
+}
+
+
+function outputList(job) {
+  if (!job.outputs.length) return h("p", {class: "muted", text: "Nothing delivered yet."});
+  const reported = new Map(job.reports.map((r) => [r.n, r]));
+  return h("ul", {class: "outputs"}, job.outputs.map((output) => h("li", {class: "panel"},
+    h("img", {src: output.url, alt: `Delivered image ${output.n}`}),
+    h("p", {}, h("a", {href: output.url, download: `${job.id}-${output.n}`, text: `Download image ${output.n}`}),
+      h("span", {class: "muted", text: ` (${Math.round(output.size_bytes / 1024)} KB, link valid until ${when(output.expires_at)})`})),
+    reported.has(output.n) ? h("p", {text: `Reported: ${reported.get(output.n).outcome}`}) : reportForm(job, output.n))));
+}
+
+function reportForm(job, n) {
+  const input = h("input", {type: "text", name: "reason", required: true, maxlength: "1000"});
+  const result = h("p", {role: "status"});
+  const form = h("form", {onsubmit: async (event) => {
+    event.preventDefault();
+    try {
+      await api(`/v1/jobs/${job.id}/outputs/${n}/report`, {method: "POST", body: {reason: input.value}});
+      result.textContent = "Reported; the outcome shows here once the ledger has decided.";
+      form.querySelector("button").disabled = true;
+    } catch (error) {
+      result.replaceChildren(errorBox(error));
+    }
+  }}, field(`report-${n}`, `What is wrong with image ${n}?`, input),
+  h("button", {type: "submit", class: "secondary", text: "Report image"}), result);
+  return form;
+}

@@ -1,0 +1,166 @@
+// The jobs pages: your jobs, filtered and followed live, and a new job with its quote.
+import {STATES, TEMPLATES, TIERS, api, events, templates} from "./api.js";
+import {h, field, select, table, badge, when, announce, show, errorBox, debounce} from "./dom.js";
+import {pageSignal, navigate} from "./navigation.js";
+
+export function jobsPage() {
+  document.title = "Jobs · Genline";
+  const query = new URLSearchParams(location.search);
+  const filters = h("form", {class: "filters panel", role: "search", onsubmit: (event) => {
+    event.preventDefault();
+    const chosen = new URLSearchParams();
+    for (const [name, value] of new FormData(filters)) if (value) chosen.set(name, value);
+    navigate(`/console/jobs${chosen.size ? `?${chosen}` : ""}`);
+  }},
+  field("filter-state", "State", select("state", [["", "any"], ...STATES.map((s) => [s, s.replace("_", " ")])], query.get("state") || "")),
+  field("filter-template", "Template", select("template", [["", "any"], ...TEMPLATES.map((t) => [t, t])], query.get("template") || "")),
+  field("filter-after", "Created after", h("input", {type: "date", name: "created_after", value: query.get("created_after") || ""})),
+  field("filter-before", "Created before", h("input", {type: "date", name: "created_before", value: query.get("created_before") || ""})),
+  h("button", {type: "submit", text: "Filter"}));
+  templates().then((known) => {
+    const chosen = filters.elements.template.value;
+    filters.elements.template.replaceChildren(...[["", "any"], ...known.map((t) => [t.name, t.name])].map(([value, text]) =>
+      h("option", {value, selected: value === chosen, text})));
+  });
+  const body = h("div");
+  const live = h("p", {class: "muted", "aria-live": "polite"});
+  show(h("div", {class: "actions"}, h("h1", {text: "Jobs"}), h("a", {class: "button", href: "/console/new", text: "New job"})),
+    filters, live, body);
+  const load = async () => {
+    try {
+      body.replaceChildren(jobsTable(await api(`/v1/jobs?${jobsQuery(query)}`), query));
+    } catch (error) {
+      if (!pageSignal().aborted) body.replaceChildren(errorBox(error));
+    }
+  };
+  load();
+  followTenant(debounce(load, 300), live, pageSignal());
+}
+
+function jobsQuery(query) {
+  const params = new URLSearchParams({limit: "20"});
+  for (const name of ["state", "template", "cursor"]) if (query.get(name)) params.set(name, query.get(name));
+  for (const name of ["created_after", "created_before"]) {
+    if (query.get(name)) params.set(name, new Date(`${query.get(name)}T00:00:00Z`).toISOString());
+  }
+  return params;
+}
+
+function jobsTable(jobs, query) {
+  if (!jobs.data.length) return h("p", {class: "panel", text: "No jobs here yet."});
+  const rows = jobs.data.map((job) => h("tr", {"data-job": job.id},
+    h("td", {}, h("a", {href: `/console/jobs/${job.id}`, class: "mono", text: job.id.slice(0, 8), "aria-label": `Job ${job.id}`})),
+    h("td", {"data-testid": "job-state"}, badge(job.state)),
+    h("td", {text: job.template}),
+    h("td", {class: "num", text: `${job.delivered} / ${job.images}`}),
+    h("td", {class: "num", text: job.billing.charged ?? job.billing.reserved ?? "—"}),
+    h("td", {text: when(job.created_at)})));
+  const pager = h("nav", {class: "pager", "aria-label": "Pages"});
+  if (query.get("cursor")) pager.append(h("button", {type: "button", class: "secondary", text: "Newest", onclick: () => {
+    query.delete("cursor");
+    navigate(`/console/jobs${query.size ? `?${query}` : ""}`);
+  }}));
+  if (jobs.next) pager.append(h("button", {type: "button", class: "secondary", text: "Older", onclick: () => {
+    query.set("cursor", jobs.next);
+    navigate(`/console/jobs?${query}`);
+  }}));
+  return h("div", {}, table([["Job"], ["State"], ["Template"], ["Delivered", "num"], ["Credits", "num"], ["Created"]],
+    rows, "Your jobs, newest first"), pager);
+}
+
+async function followTenant(changed, live, signal) {
+  live.textContent = "Following your jobs live.";
+  for await (const message of events("/v1/events/stream", signal)) {
+    changed(JSON.parse(message.data));
+  }
+}
+
+export function newJobPage() {
+  document.title = "New job · Genline";
+  const quote = h("output", {id: "quote", "aria-live": "polite", for: "job-template job-tier job-images"});
+  const problem = h("div");
+  const number = (name, attrs) => h("input", {type: "number", name, inputmode: "numeric", ...attrs});
+  const form = h("form", {id: "job-form", class: "panel", onsubmit: (event) => submitJob(event, form, problem)},
+    h("div", {class: "row"},
+      field("job-template", "Template", select("template", TEMPLATES.map((t) => [t, t]), "generic")),
+      field("job-tier", "Tier", select("tier", TIERS.map((t) => [t, t]), "stable"))),
+    field("job-prompt", "Prompt", h("textarea", {name: "prompt", required: true, maxlength: "2000"})),
+    h("div", {class: "row"},
+      field("job-images", "Images to deliver (K)", number("images", {min: "1", max: "16", value: "1", required: true})),
+      field("job-candidates", "Candidates (N)", number("candidates", {min: "1", max: "64"}), "Empty: the platform decides."),
+      field("job-seed", "Seed", number("seed", {min: "0"}), "Optional, for repeatable images.")),
+    field("job-quality", "Quality rules (JSON)", h("textarea", {name: "quality", spellcheck: "false",
+      placeholder: '{"thresholds": {"sharpness": {"min": 80}}}'}), "Optional: thresholds on top of the template's profile."),
+    field("job-photo", "Input photo", h("input", {type: "file", name: "photo", accept: "image/jpeg,image/png,image/webp"}),
+      "Optional (a headshot needs one): JPEG, PNG or WebP."),
+    h("p", {}, h("strong", {text: "Quote: "}), quote),
+    h("button", {type: "submit", text: "Submit job"}), problem);
+  const about = h("p", {class: "hint", id: "job-template-about", "aria-live": "polite"});
+  form.elements.template.setAttribute("aria-describedby", "job-template-about");
+  form.elements.template.closest(".field").append(about);
+  show(h("h1", {text: "New job"}), form);
+  templates().then((known) => {
+    form.elements.template.replaceChildren(...known.map((t) => h("option", {value: t.name, text: t.name,
+      selected: t.name === "generic"})));
+    const describe = () => describeTemplate(known.find((t) => t.name === form.elements.template.value), form, about);
+    form.elements.template.addEventListener("change", describe);
+    describe();
+  });
+  const requote = debounce(() => showQuote(form, quote), 250);
+  form.addEventListener("change", requote);
+  form.elements.images.addEventListener("input", requote);
+  requote();
+}
+
+function describeTemplate(template, form, about) {
+  if (!template) return;
+  const stages = template.stages.map((stage) => stage.capability).join(" → ");
+  about.textContent = [template.description, stages && `Stages: ${stages}.`,
+    template.input.required ? "Needs an input photo." : ""].filter(Boolean).join(" ");
+  form.elements.photo.required = template.input.required;
+}
+
+async function showQuote(form, output) {
+  const images = Number(form.elements.images.value);
+  if (!(images >= 1 && images <= 16)) { output.textContent = "choose 1 to 16 images"; return; }
+  try {
+    const quote = await api("/v1/quotes", {method: "POST",
+      body: {template: form.elements.template.value, tier: form.elements.tier.value, images}});
+    output.textContent = `${quote.credits} credits (${quote.unit_price} per delivered image); `
+      + `${quote.available} available${quote.affordable ? "" : " — not enough"}. Charged only for what is delivered.`;
+  } catch (error) {
+    if (!pageSignal().aborted) output.textContent = `no quote: ${error.message}`;
+  }
+}
+
+async function submitJob(event, form, problem) {
+  event.preventDefault();
+  problem.replaceChildren();
+  const button = form.querySelector("button[type=submit]");
+  button.disabled = true;
+  try {
+    const body = jobBody(form);
+    const photo = form.elements.photo.files[0];
+    if (photo) body.input_upload = (await api("/v1/uploads", {method: "POST", body: photo})).id;
+    const accepted = await api("/v1/jobs", {method: "POST", body});
+    announce("Job submitted");
+    navigate(`/console/jobs/${accepted.id}`);
+  } catch (error) {
+    problem.replaceChildren(errorBox(error));
+    button.disabled = false;
+  }
+}
+
+function jobBody(form) {
+  const values = form.elements;
+  const body = {prompt: values.prompt.value, template: values.template.value, tier: values.tier.value,
+    images: Number(values.images.value)};
+  if (values.candidates.value) body.candidates = Number(values.candidates.value);
+  if (values.seed.value) body.seed = Number(values.seed.value);
+  if (values.quality.value.trim()) {
+    try { body.quality = JSON.parse(values.quality.value); } catch {
+      throw new Error("Quality rules must be JSON, e.g. {\"thresholds\": {\"sharpness\": {\"min\": 80}}}");
+    }
+  }
+  return body;
+}
