@@ -12,13 +12,18 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
+from typing import Any, Self, TypeAlias, TypeVar, cast
 
 import psycopg
 import psycopg.sql
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 COMMON_MIGRATIONS = "services.common"
+# What the services' pools hand out: connections whose rows are dicts (open_pool).
+Conn: TypeAlias = psycopg.AsyncConnection[DictRow]
+Pool: TypeAlias = AsyncConnectionPool[Conn]
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
@@ -89,23 +94,23 @@ class CountingCursor(psycopg.AsyncCursor):
     """Counts the statements it sends (genline_db_statements_total): what a job costs in
     round trips to PostgreSQL, counted exactly, not guessed."""
 
-    counter = None
+    counter: Any = None  # the schema's child of telemetry.DB_STATEMENTS, set by open_pool
 
-    async def execute(self, query, params=None, **kwargs):
+    async def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Self:
         self.counter.inc()
         return await super().execute(query, params, **kwargs)
 
-    async def executemany(self, query, params_seq, **kwargs):
+    async def executemany(self, query: Any, params_seq: Any, **kwargs: Any) -> None:
         params_seq = list(params_seq)
         self.counter.inc(len(params_seq))
-        return await super().executemany(query, params_seq, **kwargs)
+        await super().executemany(query, params_seq, **kwargs)
 
-    def copy(self, statement, params=None, **kwargs):
+    def copy(self, statement: Any, params: Any = None, **kwargs: Any) -> Any:
         self.counter.inc()
         return super().copy(statement, params, **kwargs)
 
 
-def open_pool(database_url: str, schema: str, size: int) -> AsyncConnectionPool:
+def open_pool(database_url: str, schema: str, size: int) -> Pool:
     """A pool of autocommit connections that see the service's own schema by default;
     `conn.transaction()` is then a real transaction, never a savepoint. Its statements are
     counted under the schema's name."""
@@ -113,11 +118,11 @@ def open_pool(database_url: str, schema: str, size: int) -> AsyncConnectionPool:
 
     counting = type("CountingCursor", (CountingCursor,), {"counter": telemetry.DB_STATEMENTS.labels(schema)})
 
-    async def configure(conn: psycopg.AsyncConnection) -> None:
+    async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
         conn.cursor_factory = counting
         await conn.execute(f'SET search_path TO "{schema}"')
 
-    return AsyncConnectionPool(
+    pool = AsyncConnectionPool(
         database_url,
         min_size=1,
         max_size=size,
@@ -125,6 +130,7 @@ def open_pool(database_url: str, schema: str, size: int) -> AsyncConnectionPool:
         configure=configure,
         kwargs={"row_factory": dict_row, "autocommit": True},
     )
+    return cast(Pool, pool)  # its rows are dicts: row_factory
 
 
 
@@ -135,7 +141,7 @@ def database_away(exc: BaseException) -> bool:
     return isinstance(exc, psycopg.OperationalError | PoolTimeout)
 
 
-async def until_database_answers(pool: AsyncConnectionPool, give_up_after_s: float | None = None) -> bool:
+async def until_database_answers(pool: AsyncConnectionPool[Any], give_up_after_s: float | None = None) -> bool:
     """Wait until the database answers a query, trying again with a growing pause (at most
     2 s); False if it has not answered after `give_up_after_s`."""
     deadline = None if give_up_after_s is None else time.monotonic() + give_up_after_s
@@ -154,7 +160,7 @@ async def until_database_answers(pool: AsyncConnectionPool, give_up_after_s: flo
         pause = min(2.0, pause * 2)
 
 
-async def while_database_away(work: Callable[[], Awaitable], pool: AsyncConnectionPool, for_s: float):
+async def while_database_away(work: Callable[[], Awaitable[T]], pool: AsyncConnectionPool[Any], for_s: float) -> T:
     """Run `work` (one whole transaction, safe to run again) until it gets through, while
     the database is away, for up to `for_s` seconds; its error if still away then."""
     deadline = time.monotonic() + for_s
@@ -168,12 +174,12 @@ async def while_database_away(work: Callable[[], Awaitable], pool: AsyncConnecti
         await until_database_answers(pool, max(0.0, deadline - time.monotonic()))
 
 
-def as_arrays(rows: list[tuple]) -> list[list]:
+def as_arrays(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
     """Rows as one list per column, the parameters of an `unnest(arrays)` statement."""
     return [list(column) for column in zip(*rows, strict=True)]
 
 
-async def insert_many(conn: psycopg.AsyncConnection, table: str, columns: dict[str, str], rows: list[tuple],
+async def insert_many(conn: psycopg.AsyncConnection[Any], table: str, columns: dict[str, str], rows: list[tuple[Any, ...]],
                       suffix: str = "") -> None:
     """All rows in one statement: a `COPY` (each value written by the driver's compiled
     dumpers, the cheapest path), or, where the insert needs a clause COPY cannot carry
@@ -192,8 +198,8 @@ async def insert_many(conn: psycopg.AsyncConnection, table: str, columns: dict[s
                        as_arrays(rows))
 
 
-async def _update_from_arrays(conn: psycopg.AsyncConnection, table: str, key: str, columns: dict[str, str],
-                              rows: list[tuple], assign: str) -> None:
+async def _update_from_arrays(conn: psycopg.AsyncConnection[Any], table: str, key: str, columns: dict[str, str],
+                              rows: list[tuple[Any, ...]], assign: str) -> None:
     """One `UPDATE … FROM unnest(arrays)`, rows in key order (so concurrent batches lock rows
     in the same order); `assign` formats each column's assignment from `{c}`."""
     if not rows:
@@ -208,14 +214,14 @@ async def _update_from_arrays(conn: psycopg.AsyncConnection, table: str, key: st
     )
 
 
-async def update_many(conn: psycopg.AsyncConnection, table: str, key: str, columns: dict[str, str],
-                      rows: list[tuple]) -> None:
+async def update_many(conn: psycopg.AsyncConnection[Any], table: str, key: str, columns: dict[str, str],
+                      rows: list[tuple[Any, ...]]) -> None:
     """Set columns; each row is (key value, *column values)."""
     await _update_from_arrays(conn, table, key, columns, rows, "{c} = u.{c}")
 
 
-async def add_many(conn: psycopg.AsyncConnection, table: str, key: str, columns: dict[str, str],
-                   rows: list[tuple]) -> None:
+async def add_many(conn: psycopg.AsyncConnection[Any], table: str, key: str, columns: dict[str, str],
+                   rows: list[tuple[Any, ...]]) -> None:
     """Add deltas (`c = c + delta`): concurrent writers add up instead of overwriting each
     other; each row is (key value, *deltas)."""
     await _update_from_arrays(conn, table, key, columns, rows, "{c} = t.{c} + u.{c}")

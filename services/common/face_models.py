@@ -18,8 +18,10 @@ dlib's objects keep scratch state while they run, so each worker thread loads it
 import importlib.util
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar, cast
 
 import cv2
 import numpy as np
@@ -37,6 +39,7 @@ EYE_CASCADE = "haarcascade_eye.xml"
 MIN_HOG_SCORE = 0.3
 
 _per_thread = threading.local()
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -72,11 +75,11 @@ def embedding_available() -> bool:
     return dlib is not None and models_dir() is not None
 
 
-def _loaded(key: str, load):
-    models = _per_thread.__dict__.setdefault("models", {})
+def _loaded(key: str, load: Callable[[], T]) -> T:
+    models: dict[str, Any] = _per_thread.__dict__.setdefault("models", {})
     if key not in models:
         models[key] = load()
-    return models[key]
+    return cast(T, models[key])
 
 
 def _cascade(file_name: str) -> cv2.CascadeClassifier:
@@ -103,7 +106,7 @@ def detect_faces(luma: np.ndarray, smallest: int) -> list[Face]:
     return sorted(found, key=lambda face: -face.area)
 
 
-def _clipped(rect, shape: tuple[int, ...]) -> Face:
+def _clipped(rect: Any, shape: tuple[int, ...]) -> Face:  # a dlib.rectangle
     left, top = max(rect.left(), 0), max(rect.top(), 0)
     right, bottom = min(rect.right(), shape[1] - 1), min(rect.bottom(), shape[0] - 1)
     return Face(left, top, right - left + 1, bottom - top + 1)
@@ -126,6 +129,8 @@ def face_embedding(rgb: np.ndarray, face: Face) -> np.ndarray:
     """The 128-number descriptor of `face` in an (H, W, 3) uint8 RGB image, aligned on its
     five landmarks."""
     folder = models_dir()
+    if folder is None:
+        raise RuntimeError("no face models: face embeddings need dlib's landmark and embedding files")
     predictor = _loaded("landmarks", lambda: dlib.shape_predictor(str(folder / LANDMARKS_FILE)))
     encoder = _loaded("embedding", lambda: dlib.face_recognition_model_v1(str(folder / EMBEDDING_FILE)))
     image = np.ascontiguousarray(rgb)

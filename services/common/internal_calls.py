@@ -5,7 +5,8 @@ the refusals services.common.identity defines: 401 / UNAUTHENTICATED without a p
 caller, 403 / PERMISSION_DENIED for a caller with no business there."""
 
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from typing import Any
 
 import grpc
 import httpx
@@ -45,7 +46,7 @@ class ServiceAuth(httpx.Auth):
     def __init__(self, signer: ServiceSigner | None, audience: str) -> None:
         self.signer, self.audience = signer, audience
 
-    def auth_flow(self, request: httpx.Request):
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         if self.signer is not None:
             request.headers["Authorization"] = self.signer.authorization(self.audience)
         if traceparent := tracing.current_traceparent():
@@ -89,33 +90,33 @@ class _Token:
     def __init__(self, signer: ServiceSigner, audience: str) -> None:
         self.signer, self.audience = signer, audience
 
-    def _signed(self, details):
+    def _signed(self, details: Any) -> Any:  # grpc.aio.ClientCallDetails, which grpc ships untyped
         metadata = list(details.metadata or ()) + [("authorization", self.signer.authorization(self.audience))]
         return details._replace(metadata=metadata)
 
 
 # One class per arity: a channel files each interceptor under the first kind it is.
 class _UnaryUnaryToken(_Token, grpc.aio.UnaryUnaryClientInterceptor):
-    async def intercept_unary_unary(self, continuation, details, request):
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
         return await continuation(self._signed(details), request)
 
 
 class _UnaryStreamToken(_Token, grpc.aio.UnaryStreamClientInterceptor):
-    async def intercept_unary_stream(self, continuation, details, request):
+    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
         return await continuation(self._signed(details), request)
 
 
 class _StreamUnaryToken(_Token, grpc.aio.StreamUnaryClientInterceptor):
-    async def intercept_stream_unary(self, continuation, details, request_iterator):
+    async def intercept_stream_unary(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
         return await continuation(self._signed(details), request_iterator)
 
 
 class _StreamStreamToken(_Token, grpc.aio.StreamStreamClientInterceptor):
-    async def intercept_stream_stream(self, continuation, details, request_iterator):
+    async def intercept_stream_stream(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
         return await continuation(self._signed(details), request_iterator)
 
 
-def identity_client_interceptor(signer: ServiceSigner | None, audience: str) -> list:
+def identity_client_interceptor(signer: ServiceSigner | None, audience: str) -> list[_Token]:
     """Interceptors for a channel to `audience` that sign every call, of every arity: none
     when this service has no key (its calls are then refused)."""
     if signer is None:
@@ -131,7 +132,7 @@ class GrpcIdentity(grpc.aio.ServerInterceptor):
     def __init__(self, verifier: ServiceVerifier) -> None:
         self.verifier = verifier
 
-    async def intercept_service(self, continuation, details):
+    async def intercept_service(self, continuation: Any, details: Any) -> Any:
         handler = await continuation(details)
         service = details.method.strip("/").split("/")[0]
         if handler is None or service in OPEN_GRPC_SERVICES:
@@ -146,13 +147,13 @@ class GrpcIdentity(grpc.aio.ServerInterceptor):
         return handler
 
 
-def _refusing(handler, code: grpc.StatusCode, detail: str):
+def _refusing(handler: Any, code: grpc.StatusCode, detail: str) -> Any:
     """A handler of the same arity as `handler` that refuses the call with `code`."""
 
-    async def refuse(_request, context):
+    async def refuse(_request: Any, context: Any) -> None:
         await context.abort(code, detail)
 
-    async def refuse_stream(_request, context):
+    async def refuse_stream(_request: Any, context: Any) -> AsyncIterator[None]:
         await context.abort(code, detail)
         yield  # never reached: makes this a stream handler
 

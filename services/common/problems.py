@@ -2,6 +2,8 @@
 the schema that declares them in the OpenAPI documents."""
 
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -50,36 +52,37 @@ class ProblemDetails(BaseModel):
     retry_after: int | None = Field(None, description="seconds to wait before retrying (also `Retry-After`)")
 
 
-def responses(*statuses: int) -> dict[int | str, dict]:
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """`responses=` for a route or router: the statuses it answers with a problem. The document
     builder (services.common.api) gives each the Problem schema under `application/problem+json`."""
     return {status: {"description": TITLES[status]} for status in statuses}
 
 
 class Problem(Exception):
-    def __init__(self, status: int, slug: str, detail: str, headers: dict[str, str] | None = None, **extra) -> None:
+    def __init__(self, status: int, slug: str, detail: str, headers: dict[str, str] | None = None,
+                 **extra: Any) -> None:
         super().__init__(detail)
         self.status, self.slug, self.detail, self.headers, self.extra = status, slug, detail, headers, extra
 
 
 def problem_response(request: Request, status: int, slug: str, detail: str,
-                     headers: dict[str, str] | None = None, **extra) -> JSONResponse:
+                     headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
     body = {"type": f"/problems/{slug}", "title": TITLES.get(status, "Error"), "status": status,
             "detail": detail, "instance": request.url.path, "request_id": telemetry.request_id.get()} | extra
     # An unhandled error is answered outside the request-id middleware, so the id is set here too.
-    if telemetry.request_id.get():
-        headers = (headers or {}) | {telemetry.REQUEST_ID_HEADER: telemetry.request_id.get()}
+    if rid := telemetry.request_id.get():
+        headers = (headers or {}) | {telemetry.REQUEST_ID_HEADER: rid}
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
-def _field(loc) -> str:
+def _field(loc: Sequence[str | int]) -> str:
     return ".".join(str(part) for part in loc if part != "body") or "body"
 
 
 def allowed_methods(request: Request) -> str:
     """Starlette's 405 names the methods of the first route on the path; a path served by
     several routes (GET and POST /v1/jobs) allows all of theirs."""
-    methods = set()
+    methods: set[str] = set()
     for route in request.app.router.routes:
         if route.matches(request.scope)[0] != Match.NONE:
             methods |= getattr(route, "methods", None) or set()
@@ -88,17 +91,17 @@ def allowed_methods(request: Request) -> str:
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
-    async def on_problem(request: Request, exc: Problem):
+    async def on_problem(request: Request, exc: Problem) -> JSONResponse:
         return problem_response(request, exc.status, exc.slug, exc.detail, exc.headers, **exc.extra)
 
     @app.exception_handler(RequestValidationError)
-    async def on_invalid(request: Request, exc: RequestValidationError):
+    async def on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [{"field": _field(e["loc"]), "message": e["msg"], "code": e["type"]} for e in exc.errors()]
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
         return problem_response(request, 422, "validation-error", detail, errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
-    async def on_http_error(request: Request, exc: StarletteHTTPException):
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         slug = TITLES.get(exc.status_code, "error").lower().replace(" ", "-")
         headers = getattr(exc, "headers", None)
         if exc.status_code == 405:
@@ -106,7 +109,7 @@ def install(app: FastAPI) -> None:
         return problem_response(request, exc.status_code, slug, str(exc.detail), headers)
 
     @app.exception_handler(Exception)
-    async def on_unexpected(request: Request, exc: Exception):
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         if database_away(exc):  # every operation declares this 503 (services.common.api)
             log.warning("the database is away on %s %s: %s", request.method, request.url.path, exc)
             return problem_response(request, 503, "database-unavailable",

@@ -5,13 +5,15 @@ import contextlib
 import gc
 import logging
 import socket
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import TypeVar
 
 import psycopg
 import uvicorn
 from faststream.kafka import KafkaBroker
 from starlette.applications import Starlette
 from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.common import telemetry, tracing
 from services.common.bus.consumer import EventConsumer
@@ -20,7 +22,7 @@ from services.common.bus.journal import Journal
 from services.common.bus.kafka_security import faststream_security
 from services.common.bus.outbox import OutboxRelay, add_to_outbox
 from services.common.contracts import PUBLISHERS, Event, consumer_group, readers_of, topic_of
-from services.common.db import COMMON_MIGRATIONS, migrate, open_pool
+from services.common.db import COMMON_MIGRATIONS, Conn, Pool, migrate, open_pool
 from services.common.grpc_server import hold_grpc_aio
 from services.common.problems import problem_response
 from services.common.settings import ServiceSettings
@@ -32,9 +34,10 @@ log = logging.getLogger(__name__)
 HTTP_DRAIN_S = 20
 OUTBOX_DRAIN_S = 15
 GRPC_DRAIN_S = 5
+S = TypeVar("S", bound=ServiceSettings)
 
 
-def journal_of(service: str, schema: str, settings: ServiceSettings, pool, database_url: str) -> Journal:
+def journal_of(service: str, schema: str, settings: ServiceSettings, pool: Pool, database_url: str) -> Journal:
     """The service's outbox as its journal. A service owns its topic, and the groups of the
     services reading it are named after its schema's prefix (`<namespace>_ledger` beside
     `<namespace>_router`); an outbox named otherwise owns no topic and rotates none."""
@@ -59,12 +62,12 @@ class ServiceRuntime:
         self.journal = journal_of(name, self.name, settings, self.pool, self.database_url)
         self.relay = OutboxRelay(self.pool, settings, self.name, self.journal, self.database_url)
         self.consumer = EventConsumer(self.name, self.pool, self.relay, settings)
-        self.readiness_checks = {"database": self._ping_database}
+        self.readiness_checks: dict[str, Callable[[], Awaitable[None]]] = {"database": self._ping_database}
         # The outbox holds what the service publishes while the broker is away: it stays ready.
-        self.reported_checks = {"broker": self._ping_broker}
+        self.reported_checks: dict[str, Callable[[], Awaitable[None]]] = {"broker": self._ping_broker}
         # Extra servers and loops a service runs beside its consumer (gRPC, sweepers).
-        self.startup_hooks: list = []
-        self.shutdown_hooks: list = []
+        self.startup_hooks: list[Callable[[], Awaitable[None]]] = []
+        self.shutdown_hooks: list[Callable[[], Awaitable[None]]] = []
 
     def consume(self, publishers: Iterable[str]) -> None:
         """Subscribe to the topics of these services (in this runtime's topic namespace)."""
@@ -102,7 +105,7 @@ class ServiceRuntime:
         await self.pool.close()
         log.info("%s stopped", self.name)
 
-    async def emit(self, conn: psycopg.AsyncConnection, event: Event) -> Envelope:
+    async def emit(self, conn: Conn, event: Event) -> Envelope:
         """Add an event to the outbox inside the caller's transaction; call `relay.notify()`
         after the commit."""
         envelope = envelop(event, f"/genline/{self.name}")
@@ -110,7 +113,7 @@ class ServiceRuntime:
         return envelope
 
     @contextlib.asynccontextmanager
-    async def lifespan(self, _app) -> AsyncIterator[None]:
+    async def lifespan(self, _app: object) -> AsyncIterator[None]:
         await self.start()
         try:
             yield
@@ -142,7 +145,8 @@ def ops_app(runtime: ServiceRuntime) -> Starlette:
     return app
 
 
-def build_worker(name: str, settings: ServiceSettings, publishers: Iterable[str], register):
+def build_worker(name: str, settings: ServiceSettings, publishers: Iterable[str],
+                 register: Callable[..., None]) -> tuple[ServiceRuntime, Starlette]:
     """A worker service that handles the events of `publishers` and reads or writes object storage;
     `register(consumer, objects, settings)` adds its handlers."""
     from services.common.storage import ObjectStore
@@ -157,7 +161,7 @@ def build_worker(name: str, settings: ServiceSettings, publishers: Iterable[str]
 
 def listen(host: str, ports: Iterable[int]) -> list[socket.socket]:
     """Listening sockets for one HTTP app on several ports (the ledger's admin port)."""
-    sockets = []
+    sockets: list[socket.socket] = []
     for port in ports:
         sock = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
         sock.set_inheritable(True)
@@ -168,10 +172,10 @@ def listen(host: str, ports: Iterable[int]) -> list[socket.socket]:
 class OpsPort:
     """With an ops port, probes and /metrics answer there only, and nothing else does (404)."""
 
-    def __init__(self, app, ops_port: int | None) -> None:
+    def __init__(self, app: ASGIApp, ops_port: int | None) -> None:
         self.app, self.ops_port = app, ops_port
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.ops_port and scope["type"] == "http":
             on_ops_port = (scope.get("server") or (None, None))[1] == self.ops_port
             if on_ops_port != (scope["path"] in telemetry.OPS_PATHS):
@@ -181,9 +185,8 @@ class OpsPort:
         await self.app(scope, receive, send)
 
 
-def serve(app, settings: ServiceSettings) -> None:
-    app = OpsPort(app, settings.ops_port)
-    config = uvicorn.Config(app, log_config=None, access_log=False, timeout_graceful_shutdown=HTTP_DRAIN_S)
+def serve(app: ASGIApp, settings: ServiceSettings) -> None:
+    config = uvicorn.Config(OpsPort(app, settings.ops_port), log_config=None, access_log=False, timeout_graceful_shutdown=HTTP_DRAIN_S)
     uvicorn.Server(config).run(sockets=listen(settings.http_host, settings.http_ports()))
 
 
@@ -201,7 +204,7 @@ def tune_collector() -> None:
     gc.freeze()
 
 
-def run(settings_class: type[ServiceSettings], build) -> None:
+def run(settings_class: type[S], build: Callable[[S], tuple[object, ASGIApp]]) -> None:
     """`python -m services.<name>`: settings from the environment, then serve until SIGTERM."""
     settings = settings_class()
     telemetry.configure_logging(settings.service_name, settings.log_level, settings.redact_prompts)

@@ -19,10 +19,12 @@ from datetime import UTC, datetime
 
 from opentelemetry import trace
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common import tracing
 from services.common.contracts import FINAL_STATES
@@ -251,14 +253,15 @@ _QUIET_PATHS = {"/healthz", "/readyz", "/metrics"}
 access_log = logging.getLogger("genline.access")
 
 
-def _route_template(scope: dict) -> str:
+def _route_template(scope: Scope) -> str:
     """The matched route's template (`/v1/jobs/{job_id}`), so ids do not explode the labels."""
-    route = scope.get("route")
-    return getattr(route, "path", None) or "unmatched"
+    path = getattr(scope.get("route"), "path", None)
+    return path if isinstance(path, str) else "unmatched"
 
 
-def _incoming_request_id(scope: dict) -> str:
-    for name, value in scope.get("headers", ()):
+def _incoming_request_id(scope: Scope) -> str:
+    headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
+    for name, value in headers:
         if name == REQUEST_ID_HEADER.encode():
             candidate = value.decode("latin-1")
             if _VALID_REQUEST_ID.fullmatch(candidate):
@@ -271,16 +274,17 @@ class HttpTelemetry:
     a request id (the caller's `X-Request-ID` when well-formed, echoed back) and writes one
     access log line."""
 
-    def __init__(self, app, service: str) -> None:
+    def __init__(self, app: ASGIApp, service: str) -> None:
         self.app, self.service = app, service
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            return await self.app(scope, receive, send)
+            await self.app(scope, receive, send)
+            return
         rid = _incoming_request_id(scope)
         status = 500  # what the client gets when the app raises before answering
 
-        async def send_with_id(message) -> None:
+        async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
@@ -297,7 +301,7 @@ class HttpTelemetry:
         finally:
             self._record(scope, status, time.perf_counter() - started)
 
-    def _record(self, scope: dict, status: int, elapsed_s: float) -> None:
+    def _record(self, scope: Scope, status: int, elapsed_s: float) -> None:
         method, route = scope["method"], _route_template(scope)
         HTTP_REQUESTS.labels(self.service, method, route, str(status)).inc()
         HTTP_SECONDS.labels(self.service, method, route).observe(elapsed_s)
@@ -307,7 +311,7 @@ class HttpTelemetry:
             "duration_ms": round(elapsed_s * 1000, 1)}})
 
 
-def instrument_http(app, service: str) -> None:
+def instrument_http(app: Starlette, service: str) -> None:
     """Metrics, request id and access log inside a span that continues the caller's trace."""
     app.add_middleware(HttpTelemetry, service=service)
     app.add_middleware(tracing.http_middleware)

@@ -11,12 +11,13 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from functools import partial
+from typing import Any
 
+from aiokafka import ConsumerRecord
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from opentelemetry.trace import SpanKind
-from psycopg_pool import AsyncConnectionPool
 
 from services.common import telemetry, tracing
 from services.common.bus.envelope import Envelope, MalformedEnvelope, envelop, from_kafka
@@ -36,7 +37,8 @@ from services.common.bus.outbox import OutboxRelay, add_many_to_outbox
 from services.common.bus.positions import EndWatch, OffsetCommits, rewind, take_as_they_come
 from services.common.bus.wake import FetchWaker
 from services.common.contracts import Event, consumer_group, dead_letter_topic
-from services.common.db import database_away, until_database_answers
+from services.common.db import Pool, database_away, until_database_answers
+from services.common.settings import ServiceSettings
 from services.common.supervision import every, stop_tasks, supervise
 
 log = logging.getLogger(__name__)
@@ -49,7 +51,7 @@ class EventConsumer:
     """One consumer group of a service: routes each event type to its handler, exactly once
     in effect, with bounded retries and a dead-letter topic."""
 
-    def __init__(self, service: str, pool: AsyncConnectionPool, relay: OutboxRelay, settings) -> None:
+    def __init__(self, service: str, pool: Pool, relay: OutboxRelay, settings: ServiceSettings) -> None:
         self.service, self.pool, self.relay, self.settings = service, pool, relay, settings
         self.handlers: dict[type[Event], Handler] = {}
         self.preparers: dict[type[Event], Prepare] = {}
@@ -66,7 +68,7 @@ class EventConsumer:
         # their readers (ServiceRuntime.consume).
         self.floors: dict[str, datetime] = {}
         self.floor_topics: set[str] = set()
-        self._pruning: asyncio.Task | None = None
+        self._pruning: asyncio.Task[None] | None = None
 
     def on(self, event_type: type[Event], prepare: "Prepare | None" = None) -> Callable[[Handler], Handler]:
         """Register the handler of `event_type`. `prepare`, if given, does the event's slow
@@ -98,7 +100,7 @@ class EventConsumer:
         handled = [*self.handlers, *self.batch_types]
         telemetry.preinitialise(telemetry.EVENTS_CONSUMED, *((self.service, t.event_type, outcome)
                                                              for t in handled for outcome in ("applied", "duplicate")))
-        options = {
+        options: dict[str, Any] = {
             "group_id": self.group_id,
             "auto_offset_reset": "earliest",
             "ack_policy": AckPolicy.MANUAL,  # see OffsetCommits
@@ -140,7 +142,7 @@ class EventConsumer:
             log.info("the inbox forgot %d events below their journals' floors", pruned)
         return pruned
 
-    def _committing(self, apply: Callable[[KafkaMessage], Awaitable[None]]):
+    def _committing(self, apply: Callable[[KafkaMessage], Awaitable[None]]) -> Callable[[KafkaMessage], Awaitable[None]]:
         """`apply` for a fetched batch; its offsets are committed later (OffsetCommits), and a
         batch that fails (the broker is away, even for the DLQ) is fetched again."""
         async def on_message(msg: KafkaMessage) -> None:
@@ -156,7 +158,7 @@ class EventConsumer:
 
         return on_message
 
-    async def _decode(self, records) -> list[tuple[object, Envelope]]:
+    async def _decode(self, records: Iterable[ConsumerRecord]) -> list[tuple[ConsumerRecord, Envelope]]:
         """The records this consumer handles, decoded; undecodable ones go to the DLQ."""
         decoded = []
         for record in records:
@@ -178,7 +180,7 @@ class EventConsumer:
         of different keys side by side, up to `consumer_lanes` at once. The offsets are
         committed when every lane is done, so a crash redelivers the batch (the inbox skips
         what was applied)."""
-        lanes: dict[bytes | None, list[tuple[object, Envelope]]] = {}
+        lanes: dict[bytes | None, list[tuple[ConsumerRecord, Envelope]]] = {}
         for record, envelope in await self._not_applied(await self._decode(msg.raw_message)):
             lanes.setdefault(record.key, []).append((record, envelope))
         outcomes = await asyncio.gather(*(self._run_lane(lane) for lane in lanes.values()), return_exceptions=True)
@@ -186,7 +188,7 @@ class EventConsumer:
             if isinstance(outcome, BaseException):
                 raise outcome  # the broker is away (even the DLQ): the batch comes again
 
-    async def _not_applied(self, decoded: list[tuple[object, Envelope]]) -> list[tuple[object, Envelope]]:
+    async def _not_applied(self, decoded: list[tuple[ConsumerRecord, Envelope]]) -> list[tuple[ConsumerRecord, Envelope]]:
         """A large batch without the events applied before, found in one query: what a
         journal publishes again after a broker lost its log is skipped in batches, not a
         transaction per event. (A small batch is new events, which the inbox insert checks.)"""
@@ -201,7 +203,7 @@ class EventConsumer:
                 telemetry.EVENTS_CONSUMED.labels(self.service, envelope.type, "duplicate").inc()
         return [(record, envelope) for record, envelope in decoded if envelope.id not in applied]
 
-    async def _run_lane(self, lane: list[tuple[object, Envelope]]) -> None:
+    async def _run_lane(self, lane: list[tuple[ConsumerRecord, Envelope]]) -> None:
         async with self._lane_slots:
             for record, envelope in lane:
                 with self._handling(record, envelope):
@@ -224,7 +226,7 @@ class EventConsumer:
             with self._handling(record, envelope):
                 await self._apply_with_retries(record, envelope)
 
-    def _observe_queue_time(self, record, envelope: Envelope) -> None:
+    def _observe_queue_time(self, record: ConsumerRecord, envelope: Envelope) -> None:
         waited = (datetime.now(UTC) - envelope.time).total_seconds()
         telemetry.QUEUE_SECONDS.labels(self.service, record.topic).observe(max(0.0, waited))
 
@@ -246,7 +248,8 @@ class EventConsumer:
                     await add_many_to_outbox(conn, batch, self.settings.topic_namespace)
                     outgoing.extend(batch)
 
-                await self.batch_handler(conn, fresh, publish)
+                if self.batch_handler is not None:  # set: this is how batches are applied
+                    await self.batch_handler(conn, fresh, publish)
         for event_type, count in Counter(envelope.type for envelope in fresh).items():
             telemetry.EVENTS_CONSUMED.labels(self.service, event_type, "applied").inc(count)
         if log.isEnabledFor(logging.INFO):
@@ -258,7 +261,7 @@ class EventConsumer:
         return fresh
 
     @contextlib.contextmanager
-    def _handling(self, record, envelope: Envelope) -> Iterator[None]:
+    def _handling(self, record: ConsumerRecord, envelope: Envelope) -> Iterator[None]:
         """Logs name the job, tenant and trace (and know its prompt, to redact it); a consumer
         span continues the event's trace."""
         spec = getattr(envelope.event, "job", None)
@@ -267,7 +270,7 @@ class EventConsumer:
               tracing.continued(envelope.traceparent, f"{record.topic} process", SpanKind.CONSUMER)):
             yield
 
-    async def _apply_with_retries(self, record, envelope: Envelope) -> None:
+    async def _apply_with_retries(self, record: ConsumerRecord, envelope: Envelope) -> None:
         """Apply the event, trying again with backoff; one that keeps failing goes to the DLQ.
         While the database is away nothing can be applied, so waiting for it is not a failure
         of the event and counts against none of its attempts."""
@@ -320,7 +323,7 @@ class EventConsumer:
             callback()
         return True
 
-    async def _dead_letter(self, record, exc: Exception, attempts: int) -> None:
+    async def _dead_letter(self, record: ConsumerRecord, exc: Exception, attempts: int) -> None:
         headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
         headers |= {
             "genline_error": f"{type(exc).__name__}: {exc}"[:2000],

@@ -12,13 +12,14 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
-
-import psycopg
+from typing import Any, TypeVar
 
 from services.common.bus.envelope import Envelope, envelop
 from services.common.bus.outbox import add_to_outbox
 from services.common.contracts import Event
+from services.common.db import Conn
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -26,7 +27,7 @@ class HandlerContext:
     """What a handler gets: the open transaction, the incoming envelope, what was prepared
     for it, `emit`, and `after_commit` for what may only happen once its work is visible."""
 
-    conn: psycopg.AsyncConnection
+    conn: Conn
     envelope: Envelope
     source: str
     namespace: str
@@ -51,10 +52,10 @@ Prepare = Callable[[Envelope], Awaitable[Any]]
 # `publish`, which adds events (each with the envelope that caused it) to the outbox; it
 # calls `publish` when it likes, so its most contended writes can come last.
 Publish = Callable[[list[tuple[Event, Envelope]]], Awaitable[None]]
-BatchHandler = Callable[[psycopg.AsyncConnection, list[Envelope], Publish], Awaitable[None]]
+BatchHandler = Callable[[Conn, list[Envelope], Publish], Awaitable[None]]
 
 
-async def record_applied(conn: psycopg.AsyncConnection, envelope: Envelope) -> bool:
+async def record_applied(conn: Conn, envelope: Envelope) -> bool:
     """Claim the event for this transaction; False means it was applied before."""
     cur = await conn.execute(
         "INSERT INTO inbox (event_id, event_type, topic, journaled_at) VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
@@ -63,7 +64,7 @@ async def record_applied(conn: psycopg.AsyncConnection, envelope: Envelope) -> b
     return cur.rowcount == 1
 
 
-async def record_applied_many(conn: psycopg.AsyncConnection, envelopes: list[Envelope]) -> list[Envelope]:
+async def record_applied_many(conn: Conn, envelopes: list[Envelope]) -> list[Envelope]:
     """Claim a batch; returns the envelopes not applied before, in order, each id once."""
     cur = await conn.execute(
         "INSERT INTO inbox (event_id, event_type, topic, journaled_at)"
@@ -84,7 +85,7 @@ async def record_applied_many(conn: psycopg.AsyncConnection, envelopes: list[Env
 INBOX_PRUNE_BATCH = 5_000
 
 
-async def prune_inbox(conn: psycopg.AsyncConnection, floors: dict[str, datetime]) -> int:
+async def prune_inbox(conn: Conn, floors: dict[str, datetime]) -> int:
     """Forget the events of each topic written to their journal before that topic's floor
     (the highest seen); returns how many rows went."""
     pruned = 0
@@ -111,15 +112,14 @@ class TransientConflict(Exception):
 RACE_RETRIES = 8
 
 
-async def retry_races(work: Callable[[], Awaitable]):
+async def retry_races(work: Callable[[], Awaitable[T]]) -> T:
     """Run `work` (one whole transaction) again while it loses races, with a short jitter."""
-    for attempt in range(1, RACE_RETRIES + 1):
+    for attempt in range(1, RACE_RETRIES):
         try:
             return await work()
         except TransientConflict:
-            if attempt == RACE_RETRIES:
-                raise
             await asyncio.sleep(random.random() * 0.005 * attempt)
+    return await work()  # the last try: a race it loses is the caller's
 
 
 class PermanentError(Exception):

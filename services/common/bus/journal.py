@@ -50,12 +50,12 @@ import psycopg
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
-from psycopg_pool import AsyncConnectionPool
 
 from services.common.bus import journal_tables, kafka_admin
 from services.common.bus.journal_tables import Partition, read_partitions, write_partitions
 from services.common.bus.kafka_security import client_options, new_topic
-from services.common.db import advisory_key
+from services.common.db import Conn, Pool, advisory_key
+from services.common.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ class Journal:
     """One service's outbox seen as a journal (see the module's account). `owned_topic` is the
     topic the service owns, which it alone rotates; `readers` the consumer groups reading it."""
 
-    def __init__(self, pool: AsyncConnectionPool, database_url: str, schema: str, settings,
+    def __init__(self, pool: Pool, database_url: str, schema: str, settings: ServiceSettings,
                  owned_topic: str | None = None, readers: tuple[str, ...] = ()) -> None:
         self.pool, self.database_url, self.schema, self.settings = pool, database_url, schema, settings
         self.owned_topic, self.readers = owned_topic, readers
@@ -118,6 +118,13 @@ class Journal:
         self._next_rotation_try = 0.0
         self._next_prune = 0.0
         self._next_floor = 0.0
+
+    @property
+    def topic(self) -> str:
+        """The topic the service owns: only a journal that owns one watches, rotates and raises its floor."""
+        if self.owned_topic is None:
+            raise RuntimeError(f"the journal of {self.schema} owns no topic")
+        return self.owned_topic
 
     async def partitions(self, topic: str | None = None) -> dict[tuple[str, int], Partition]:
         async with self.pool.connection() as conn:
@@ -130,7 +137,7 @@ class Journal:
         return brokers.pop() if len(brokers) == 1 else ("" if brokers else None)
 
     @contextlib.asynccontextmanager
-    async def exclusive(self) -> AsyncIterator[psycopg.AsyncConnection]:
+    async def exclusive(self) -> AsyncIterator[Conn]:
         """The outbox's lock exclusively and the bus fence shared, on a connection of its own
         (the pool's serve the passes this holds off), until the block ends."""
         async with await psycopg.AsyncConnection.connect(self.database_url, autocommit=True,
@@ -246,7 +253,7 @@ class Journal:
                 await self.rotate(client)  # a rotation a crash cut short: its topic looks lost until it is done
                 return
             starts, ends, committed = await self.observe(client)
-            if self._ends_below(acked, ends):
+            if journal_tables.ends_below(acked, ends):
                 raise LogLost(self.broker)
             if self._rotation_due(starts, ends, committed):
                 await self.rotate(client)
@@ -259,44 +266,28 @@ class Journal:
 
     async def observe(self, client: AIOKafkaClient) -> tuple[dict[int, int], dict[int, int], dict[str, dict[int, int]]]:
         """Each partition's start and end, and each reader's committed offsets, noted."""
-        topic = self.owned_topic
+        topic = self.topic
         partitions = await kafka_admin.partitions_of(client, topic)
         ends = await kafka_admin.high_watermarks(client, topic, partitions)
         committed = await self.committed(topic, partitions)
-        rows = [Partition(topic, p, broker=self.broker, log_end=end, consumed_through=self._read_by_all(p, committed))
+        rows = [Partition(topic, p, broker=self.broker, log_end=end, consumed_through=journal_tables.read_by_all(p, committed))
                 for p, end in ends.items()]
         async with self.pool.connection() as conn:
             await write_partitions(conn, rows, "log_end = excluded.log_end", journal_tables.KEEP_READ)
             known = await read_partitions(conn, topic)
         return {p: known[(topic, p)].log_start for p in ends}, ends, committed
 
-    @staticmethod
-    def _ends_below(acked: dict[tuple[str, int], Partition], ends: dict[int, int]) -> bool:
-        """A partition ends at or below an offset the broker acknowledged: its log was lost."""
-        return any(row.acked_through is not None and ends.get(p, 0) <= row.acked_through for (_, p), row in acked.items())
-
     async def _below_acknowledged(self, client: AIOKafkaClient, known: dict[tuple[str, int], Partition]) -> bool:
+        if self.owned_topic is None:
+            return False
         mine = {key: row for key, row in known.items() if key[0] == self.owned_topic}
         partitions = await kafka_admin.partitions_of(client, self.owned_topic)
         ends = await kafka_admin.high_watermarks(client, self.owned_topic, partitions) if partitions else {}
-        return self._ends_below(mine, ends)
+        return journal_tables.ends_below(mine, ends)
 
     async def committed(self, topic: str, partitions: list[int]) -> dict[str, dict[int, int]]:
         admin = await self.admin()
         return {group: await kafka_admin.committed_offsets(admin, group, topic, partitions) for group in self.readers}
-
-    @staticmethod
-    def _read_by_all(partition: int, committed: dict[str, dict[int, int]]) -> int | None:
-        """The offset every reader has committed on `partition`; None while one has not."""
-        offsets = [by_partition.get(partition) for by_partition in committed.values()]
-        return min(offsets) if offsets and None not in offsets else None
-
-    @staticmethod
-    def _behind(partition: int, end: int, start: int, committed: dict[str, dict[int, int]]) -> int:
-        """The most records a reader group has yet to read on the partition (a group that
-        committed nothing there since the log began has all of them to read)."""
-        return max((end - max(start, by_partition.get(partition, start)) for by_partition in committed.values()),
-                   default=0)
 
     def _rotation_due(self, starts: dict[int, int], ends: dict[int, int], committed: dict[str, dict[int, int]]) -> bool:
         limit = self.settings.bus_rotate_after_records
@@ -305,7 +296,7 @@ class Journal:
         if not any(end - starts[p] >= limit for p, end in ends.items()):
             return False
         slack = max(ROTATION_LAG_MIN, int(limit * ROTATION_LAG_SHARE))
-        return all(self._behind(p, end, starts[p], committed) <= slack for p, end in ends.items())
+        return all(journal_tables.behind(p, end, starts[p], committed) <= slack for p, end in ends.items())
 
     # ---- 2. rotation ----------------------------------------------------------------------------
 
@@ -313,7 +304,7 @@ class Journal:
         """Start the service's topic on a new, empty log whose offsets go on from the old end,
         or finish a rotation a crash interrupted. False when the readers did not catch up in
         time; nothing was changed then."""
-        topic = self.owned_topic
+        topic = self.topic
         async with self.exclusive() as conn:
             known = {p: row for (_, p), row in (await read_partitions(conn, topic)).items()}
             targets = {p: row.rotate_to for p, row in known.items() if row.rotate_to is not None}
@@ -342,7 +333,7 @@ class Journal:
         deadline = time.monotonic() + self.settings.bus_rotation_wait_s
         while True:
             committed = await self.committed(topic, list(ends))
-            if all(self._behind(p, end, starts[p], committed) == 0 for p, end in ends.items()):
+            if all(journal_tables.behind(p, end, starts[p], committed) == 0 for p, end in ends.items()):
                 return True
             if time.monotonic() > deadline:
                 return False
@@ -364,9 +355,10 @@ class Journal:
         async with self.pool.connection() as conn:
             while True:
                 asked = {"batch": PRUNE_BATCH, "retention": self.settings.outbox_retention_s}
-                row = await (await conn.execute(journal_tables.PRUNE_PUBLISHED, asked)).fetchone()
-                pruned += row["n"]
-                if row["n"] == 0:
+                [row] = await (await conn.execute(journal_tables.PRUNE_PUBLISHED, asked)).fetchall()
+                gone: int = row["n"]
+                pruned += gone
+                if gone == 0:
                     return pruned
 
     # ---- 4. the floor ----------------------------------------------------------------------------
@@ -380,14 +372,16 @@ class Journal:
         async with self.pool.connection() as conn:
             # Read before the checkpoint's statement: a transaction that ends in between
             # committed before that statement's snapshot, which then sees its rows.
-            running = (await (await conn.execute(journal_tables.OLDEST_TRANSACTION)).fetchone())["at"]
+            [oldest] = await (await conn.execute(journal_tables.OLDEST_TRANSACTION)).fetchall()
             async with conn.transaction():
-                pending = await (await conn.execute("SELECT checkpoint_at FROM journal_floor FOR UPDATE")).fetchone()
+                [pending] = await (await conn.execute("SELECT checkpoint_at FROM journal_floor FOR UPDATE")).fetchall()
                 if pending["checkpoint_at"] is not None and not (
                         await conn.execute(journal_tables.RAISE_FLOOR, {"window": window})).rowcount:
                     return
-                await conn.execute(journal_tables.TAKE_CHECKPOINT, {"running": running, "margin": FLOOR_MARGIN_S})
+                await conn.execute(journal_tables.TAKE_CHECKPOINT, {"running": oldest["at"], "margin": FLOOR_MARGIN_S})
 
     async def floor(self) -> datetime | None:
         async with self.pool.connection() as conn:
-            return (await (await conn.execute("SELECT floor FROM journal_floor")).fetchone())["floor"]
+            [row] = await (await conn.execute("SELECT floor FROM journal_floor")).fetchall()
+        floor: datetime | None = row["floor"]
+        return floor

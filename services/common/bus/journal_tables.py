@@ -1,13 +1,11 @@
 """The journal's own tables, and the statements that read and write them: `outbox_partitions`
-(what the service knows of each partition it publishes to) and `journal_floor` (the floor below
-which nothing is published again, and the checkpoint it rises to). journal.py says what they are for."""
+(what the service knows of each partition it publishes to, and what that and the readers'
+offsets say) and `journal_floor` (the floor below which nothing is published again, and the
+checkpoint it rises to). journal.py says what they are for."""
 
 from dataclasses import dataclass, fields
 
-import psycopg
-from psycopg.rows import DictRow
-
-from services.common.db import as_arrays
+from services.common.db import Conn, as_arrays
 
 
 @dataclass
@@ -69,13 +67,13 @@ COLUMN_TYPES = ("text", "int", "text", "bigint", "bigint", "bigint", "bigint", "
 KEEP_READ = "consumed_through = greatest(outbox_partitions.consumed_through, excluded.consumed_through)"
 
 
-async def read_partitions(conn: psycopg.AsyncConnection[DictRow], topic: str | None = None) -> dict[tuple[str, int], Partition]:
+async def read_partitions(conn: Conn, topic: str | None = None) -> dict[tuple[str, int], Partition]:
     rows = await (await conn.execute(f"SELECT {', '.join(COLUMNS)} FROM outbox_partitions"
                                      " WHERE %(topic)s::text IS NULL OR topic = %(topic)s", {"topic": topic})).fetchall()
     return {(r["topic"], r["partition"]): Partition(**r) for r in rows}
 
 
-async def write_partitions(conn: psycopg.AsyncConnection[DictRow], rows: list[Partition], *on_conflict: str) -> None:
+async def write_partitions(conn: Conn, rows: list[Partition], *on_conflict: str) -> None:
     """Insert these rows; where one exists, apply `on_conflict` (`excluded` is the new row)."""
     if not rows:
         return
@@ -84,3 +82,21 @@ async def write_partitions(conn: psycopg.AsyncConnection[DictRow], rows: list[Pa
         f" SELECT * FROM unnest({', '.join(f'%s::{t}[]' for t in COLUMN_TYPES)})"
         f" ON CONFLICT (topic, partition) DO UPDATE SET {', '.join(on_conflict)}",
         as_arrays([tuple(getattr(row, c) for c in COLUMNS) for row in rows]))
+
+
+def ends_below(acked: dict[tuple[str, int], Partition], ends: dict[int, int]) -> bool:
+    """A partition ends at or below an offset the broker acknowledged: its log was lost."""
+    return any(row.acked_through is not None and ends.get(p, 0) <= row.acked_through for (_, p), row in acked.items())
+
+
+def read_by_all(partition: int, committed: dict[str, dict[int, int]]) -> int | None:
+    """The offset every reader has committed on `partition`; None while one has not."""
+    offsets = [by_partition[partition] for by_partition in committed.values() if partition in by_partition]
+    return min(offsets) if offsets and len(offsets) == len(committed) else None
+
+
+def behind(partition: int, end: int, start: int, committed: dict[str, dict[int, int]]) -> int:
+    """The most records a reader group has yet to read on the partition (a group that
+    committed nothing there since the log began has all of them to read)."""
+    return max((end - max(start, by_partition.get(partition, start)) for by_partition in committed.values()),
+               default=0)

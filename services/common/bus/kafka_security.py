@@ -11,6 +11,7 @@ from the Secret Strimzi makes for the cluster.
 
 import functools
 import ssl
+from typing import Any
 
 from faststream.security import BaseSecurity, SASLScram256, SASLScram512
 
@@ -32,14 +33,23 @@ def ssl_context_of(settings: ServiceSettings) -> ssl.SSLContext | None:
     return tls_context(settings.kafka_ca_file) if settings.kafka_security_protocol in TLS_PROTOCOLS else None
 
 
-def client_options(settings: ServiceSettings) -> dict:
+def sasl_login(settings: ServiceSettings) -> tuple[str, str]:
+    """The user name and password a SASL protocol logs in with (the settings refuse one without)."""
+    if settings.kafka_username is None or settings.kafka_password is None:
+        raise ValueError(f"{settings.kafka_security_protocol} needs GENLINE_KAFKA_USERNAME and GENLINE_KAFKA_PASSWORD")
+    return settings.kafka_username, settings.kafka_password.get_secret_value()
+
+
+def client_options(settings: ServiceSettings) -> dict[str, Any]:
     """Keyword arguments for an aiokafka client: where the brokers are and how to log in."""
-    options = {"bootstrap_servers": settings.kafka_bootstrap, "security_protocol": settings.kafka_security_protocol}
+    options: dict[str, Any] = {"bootstrap_servers": settings.kafka_bootstrap,
+                               "security_protocol": settings.kafka_security_protocol}
     if (context := ssl_context_of(settings)) is not None:
         options["ssl_context"] = context
     if settings.kafka_security_protocol in SASL_PROTOCOLS:
-        options |= {"sasl_mechanism": settings.kafka_sasl_mechanism, "sasl_plain_username": settings.kafka_username,
-                    "sasl_plain_password": settings.kafka_password.get_secret_value()}
+        username, password = sasl_login(settings)
+        options |= {"sasl_mechanism": settings.kafka_sasl_mechanism, "sasl_plain_username": username,
+                    "sasl_plain_password": password}
     return options
 
 
@@ -47,7 +57,7 @@ def compression(settings: ServiceSettings) -> str | None:
     return None if settings.kafka_compression_type == "none" else settings.kafka_compression_type
 
 
-def new_topic(settings: ServiceSettings, name: str, partitions: int):
+def new_topic(settings: ServiceSettings, name: str, partitions: int) -> Any:  # an aiokafka NewTopic
     """A topic this service creates: as many replicas as configured, min ISR one less."""
     from aiokafka.admin import NewTopic
 
@@ -60,8 +70,7 @@ def faststream_security(settings: ServiceSettings) -> BaseSecurity | None:
     protocol, context = settings.kafka_security_protocol, ssl_context_of(settings)
     if protocol in SASL_PROTOCOLS:
         scram = SASLScram512 if settings.kafka_sasl_mechanism == "SCRAM-SHA-512" else SASLScram256
-        return scram(settings.kafka_username, settings.kafka_password.get_secret_value(), ssl_context=context,
-                     use_ssl=protocol == "SASL_SSL")
+        return scram(*sasl_login(settings), ssl_context=context, use_ssl=protocol == "SASL_SSL")
     if protocol == "SSL":
         return BaseSecurity(ssl_context=context, use_ssl=True)
     return None

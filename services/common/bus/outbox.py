@@ -7,10 +7,10 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
+from uuid import UUID
 
-import psycopg
 from aiokafka import AIOKafkaProducer
-from psycopg_pool import AsyncConnectionPool
 
 from services.common import telemetry
 from services.common.bus import kafka_admin
@@ -25,7 +25,8 @@ from services.common.bus.journal import (
 )
 from services.common.bus.kafka_security import client_options, compression
 from services.common.bus.wake import bus_channel
-from services.common.db import insert_many, listen
+from services.common.db import Conn, Pool, insert_many, listen
+from services.common.settings import ServiceSettings
 from services.common.supervision import failed, stop_tasks, supervise
 
 log = logging.getLogger(__name__)
@@ -34,14 +35,14 @@ OUTBOX_INSERT = ("INSERT INTO outbox (event_id, event_type, topic, record_key, h
                  " VALUES (%s, %s, %s, %s, %s, %s)")
 
 
-def outbox_row(envelope: Envelope, namespace: str) -> tuple:
+def outbox_row(envelope: Envelope, namespace: str) -> tuple[Any, ...]:
     """The record as the relay will publish it (tests/common/test_envelope.py holds it equal to
     `to_kafka`): its headers as JSON text, its body the event's JSON."""
     return (envelope.id, envelope.type, envelope.event.topic(namespace), envelope.key,
             json.dumps(ce_headers(envelope)), envelope.event.model_dump_json().encode())
 
 
-async def add_to_outbox(conn: psycopg.AsyncConnection, envelope: Envelope, namespace: str) -> None:
+async def add_to_outbox(conn: Conn, envelope: Envelope, namespace: str) -> None:
     await conn.execute(OUTBOX_INSERT, outbox_row(envelope, namespace))
 
 
@@ -49,7 +50,7 @@ OUTBOX_COLUMNS = {"event_id": "uuid", "event_type": "text", "topic": "text", "re
                   "headers": "jsonb", "body": "bytea"}
 
 
-async def add_many_to_outbox(conn: psycopg.AsyncConnection, envelopes: list[Envelope], namespace: str) -> None:
+async def add_many_to_outbox(conn: Conn, envelopes: list[Envelope], namespace: str) -> None:
     await insert_many(conn, "outbox", OUTBOX_COLUMNS, [outbox_row(e, namespace) for e in envelopes])
 
 
@@ -57,7 +58,7 @@ async def add_many_to_outbox(conn: psycopg.AsyncConnection, envelopes: list[Enve
 PROMPT_PATHS = ("{job,prompt}", "{view,prompt}")
 
 
-async def erase_prompt_from_outbox(conn: psycopg.AsyncConnection, job_id) -> int:
+async def erase_prompt_from_outbox(conn: Conn, job_id: UUID | str) -> int:
     """Blank the prompt in the outbox rows of a job whose data was erased, sent or not, so
     that it is gone from this service's tables; returns the rows changed. Only a clear prompt
     (events from before prompts were sealed): a sealed one is gone with its data key."""
@@ -123,18 +124,18 @@ class OutboxRelay:
     `observers` are called with (event type, JSON body) of every row once it is published,
     which is how a service counts what it announced (the ledger's credits)."""
 
-    def __init__(self, pool: AsyncConnectionPool, settings, schema: str, journal: Journal,
-                 database_url: str | None = None):
+    def __init__(self, pool: Pool, settings: ServiceSettings, schema: str, journal: Journal,
+                 database_url: str | None = None) -> None:
         self.pool, self.settings, self.service, self.journal = pool, settings, schema, journal
         self.poll_interval_s = settings.outbox_poll_interval_s
         self.database_url = database_url
         self.observers: list[Callable[[str, bytes], None]] = []
         self._producer: AIOKafkaProducer | None = None
-        self._verified: frozenset = frozenset()  # the broker connections the journal's broker answered on
+        self._verified: frozenset[object] = frozenset()  # the broker connections the journal's broker answered on
         self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
-        self._listener: asyncio.Task | None = None
-        self._watcher: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
         self._listening = False
         self._backlog_counted_at = 0.0
         self._stopping = False
@@ -154,6 +155,8 @@ class OutboxRelay:
 
     async def _listen_for_commits(self) -> None:
         # The poll carries on while the database is away.
+        if self.database_url is None:
+            return
         def on_notify(_payload: str | None) -> None:
             self._listening = True  # (re)connected or notified: every commit from now on is announced
             self._wake.set()
@@ -224,14 +227,15 @@ class OutboxRelay:
         """Count the rows still to publish, also (above all) while the broker is away."""
         try:
             async with self.pool.connection(timeout=5) as conn:
-                row = await (await conn.execute(
-                    "SELECT count(*) AS n FROM outbox WHERE published_at IS NULL")).fetchone()
+                [row] = await (await conn.execute(
+                    "SELECT count(*) AS n FROM outbox WHERE published_at IS NULL")).fetchall()
         except Exception:  # the database is away too: the last value stands
             log.warning("cannot count the outbox backlog", exc_info=True)
             return None
-        telemetry.OUTBOX_PENDING.labels(self.service).set(row["n"])
+        backlog: int = row["n"]
+        telemetry.OUTBOX_PENDING.labels(self.service).set(backlog)
         self._backlog_counted_at = time.monotonic()
-        return row["n"]
+        return backlog
 
     async def producer(self) -> AIOKafkaProducer:
         if self._producer is None:
@@ -300,7 +304,7 @@ class OutboxRelay:
         return len(rows)
 
 
-def _headers(row: dict) -> list[tuple[str, bytes]]:
+def _headers(row: dict[str, Any]) -> list[tuple[str, bytes]]:
     """The event's CloudEvents headers, and what the journal says of it: when its row was
     written, and the floor below which nothing is ever published again (journal.py)."""
     headers = [(k, v.encode()) for k, v in row["headers"].items()]
@@ -310,5 +314,5 @@ def _headers(row: dict) -> list[tuple[str, bytes]]:
     return headers
 
 
-def _key(record_key) -> bytes | None:
+def _key(record_key: bytes | memoryview | None) -> bytes | None:
     return bytes(record_key) if record_key is not None else None

@@ -17,9 +17,13 @@ schemas when they share a prefix (`<namespace>_`).
 """
 
 
+from collections.abc import Callable
+from typing import Any
+
 import psycopg
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from pydantic import SecretStr
 
 from services.common.bus import kafka_admin
 from services.common.bus.journal import Journal
@@ -32,10 +36,10 @@ from services.common.settings import ServiceSettings
 
 class BusSettings(ServiceSettings):
     s3_access_key_id: str = ""  # the bus needs no object store
-    s3_secret_access_key: str = ""
+    s3_secret_access_key: SecretStr = SecretStr("")
 
 
-async def status(settings: BusSettings, prefix: str) -> list[dict]:
+async def status(settings: BusSettings, prefix: str) -> list[dict[str, Any]]:
     """One entry per service: its topic's partitions and readers, and its journal."""
     namespace, database_url = settings.topic_namespace, settings.database_url.get_secret_value()
     admin = AIOKafkaAdminClient(**client_options(settings))
@@ -48,9 +52,9 @@ async def status(settings: BusSettings, prefix: str) -> list[dict]:
                 schema, topic = prefix + service, topic_of(service, namespace)
                 await conn.execute(f'SET search_path TO "{schema}"')
                 try:
-                    rows = await (await conn.execute(
+                    [rows] = await (await conn.execute(
                         "SELECT count(*) AS rows, count(*) FILTER (WHERE published_at IS NULL) AS unpublished,"
-                        " (SELECT floor FROM journal_floor) AS floor FROM outbox")).fetchone()
+                        " (SELECT floor FROM journal_floor) AS floor FROM outbox")).fetchall()
                 except psycopg.errors.UndefinedTable:
                     continue  # a service that never ran keeps no journal
                 partitions = await kafka_admin.partitions_of(admin._client, topic)
@@ -66,7 +70,7 @@ async def status(settings: BusSettings, prefix: str) -> list[dict]:
     return services
 
 
-def partition_status(partition: int, end: int, known: Partition | None, groups: dict[str, dict[int, int]]) -> dict:
+def partition_status(partition: int, end: int, known: Partition | None, groups: dict[str, dict[int, int]]) -> dict[str, Any]:
     start = known.log_start if known else 0
     return {"partition": partition, "log_start": start, "end": end, "rotations": known.rotations if known else 0,
             # A group that committed nothing since the partition's log began has all of it to read.
@@ -74,7 +78,7 @@ def partition_status(partition: int, end: int, known: Partition | None, groups: 
                        for reader, committed in groups.items()}}
 
 
-async def rebuild(settings: BusSettings, prefix: str, everything: bool, out) -> int:
+async def rebuild(settings: BusSettings, prefix: str, everything: bool, out: Callable[[str], object]) -> int:
     """Every service's journal, recovered as after a lost broker: returns the rows queued."""
     database_url = settings.database_url.get_secret_value()
     producer = AIOKafkaProducer(**client_options(settings))

@@ -5,10 +5,10 @@ events: the topic is what the journal published, for as long as the broker keeps
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
 import psycopg
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -17,7 +17,21 @@ from services.common.bus.envelope import Envelope, MalformedEnvelope, from_kafka
 from services.common.contracts import topic_of
 
 SOURCES = ("journal", "topics")
+# A bootstrap address, or a service's whole client options (kafka_security.client_options).
+Bootstrap = str | dict[str, Any]
 T = TypeVar("T")
+
+
+class HistoryRecord(Protocol):
+    """A record of a service's history: a Kafka record (aiokafka's ConsumerRecord), or a row of
+    its journal in that shape (JournalRecord)."""
+
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes]]: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -36,7 +50,7 @@ def journal_schema(publisher: str, schema: str, service: str) -> str | None:
     return schema.removesuffix(service) + publisher if schema.endswith(service) else None
 
 
-def read_journal(conn: psycopg.Connection, schema: str) -> list[JournalRecord]:
+def read_journal(conn: psycopg.Connection[Any], schema: str) -> list[JournalRecord]:
     """Every row of the schema's outbox, published or not, in the order they were written;
     none when the schema has no outbox (a service that never ran)."""
     try:
@@ -48,24 +62,25 @@ def read_journal(conn: psycopg.Connection, schema: str) -> list[JournalRecord]:
                           bytes(body)) for headers, key, body in rows]
 
 
-def journal_horizon(conn: psycopg.Connection, schemas: list[str]) -> datetime | None:
+def journal_horizon(conn: psycopg.Connection[Any], schemas: list[str]) -> datetime | None:
     """The latest time before which one of these journals was pruned: what came earlier is
     not all there any more."""
     horizons = []
     for schema in schemas:
         try:
-            horizons.append(conn.execute(f'SELECT max(pruned_before) FROM "{schema}".outbox_horizon').fetchone()[0])
+            [[horizon]] = conn.execute(f'SELECT max(pruned_before) FROM "{schema}".outbox_horizon').fetchall()
+            horizons.append(horizon)
         except psycopg.errors.UndefinedTable:
             conn.rollback()
     return max((h for h in horizons if h is not None), default=None)
 
 
-def read_history(conn: psycopg.Connection, source: str, bootstrap: str | dict, namespace: str,
-                 schemas: dict[str, str]) -> list:
+def read_history(conn: psycopg.Connection[Any], source: str, bootstrap: Bootstrap, namespace: str,
+                 schemas: dict[str, str]) -> Sequence[HistoryRecord]:
     """The records of these publishers (publisher → its journal's schema), from their
     journals or from their topics."""
     if source == "topics":
-        async def read_all() -> list:
+        async def read_all() -> list[HistoryRecord]:
             return [r for publisher in schemas for r in await read_topic_to_end(bootstrap, topic_of(publisher, namespace))]
 
         return asyncio.run(read_all())
@@ -75,12 +90,12 @@ def read_history(conn: psycopg.Connection, source: str, bootstrap: str | dict, n
 PAST_END_FETCHES = 5
 
 
-def kafka_options(bootstrap: str | dict) -> dict:
+def kafka_options(bootstrap: Bootstrap) -> dict[str, Any]:
     """A bootstrap address, or a service's whole client options (kafka_security.client_options)."""
     return {"bootstrap_servers": bootstrap} if isinstance(bootstrap, str) else bootstrap
 
 
-async def read_topic_to_end(bootstrap: str | dict, topic: str, timeout_s: float = 120) -> list:
+async def read_topic_to_end(bootstrap: Bootstrap, topic: str, timeout_s: float = 120) -> list[HistoryRecord]:
     """Every record from offset 0 to at least the end as it was when the read began; fails,
     rather than returning a partial history, if that end is not reached in time.
 
@@ -98,7 +113,8 @@ async def read_topic_to_end(bootstrap: str | dict, topic: str, timeout_s: float 
         end = await consumer.end_offsets(partitions)
         for tp in partitions:
             consumer.seek(tp, 0)
-        records, next_offset = [], dict.fromkeys(partitions, 0)
+        records: list[HistoryRecord] = []
+        next_offset = dict.fromkeys(partitions, 0)
         deadline = asyncio.get_running_loop().time() + timeout_s
         fetched, past_end = True, 0  # on a topic still written to, a few fetches past the end suffice
         while any(next_offset[tp] < end[tp] for tp in partitions) or (fetched and past_end < PAST_END_FETCHES):
@@ -117,14 +133,14 @@ async def read_topic_to_end(bootstrap: str | dict, topic: str, timeout_s: float 
         await consumer.stop()
 
 
-async def topic_sizes(bootstrap: str | dict, topics: list[str], timeout_s: float = 10) -> dict[str, int]:
+async def topic_sizes(bootstrap: Bootstrap, topics: list[str], timeout_s: float = 10) -> dict[str, int]:
     """How many records each topic holds (end minus beginning offsets, every partition); a
     topic that does not exist holds none. The end is as the broker reports it (see above)."""
     consumer = AIOKafkaConsumer(**kafka_options(bootstrap), enable_auto_commit=False, group_id=None,
                                 request_timeout_ms=int(timeout_s * 1000))
     await consumer.start()
     try:
-        sizes = {}
+        sizes: dict[str, int] = {}
         for topic in topics:
             try:
                 partitions = [TopicPartition(topic, p) for p in await _partitions(consumer, topic)]
@@ -145,13 +161,15 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
         partitions = consumer.partitions_for_topic(topic)
     if not partitions:
         raise LookupError(f"topic {topic!r} does not exist")
-    return partitions
+    return set(partitions)
 
 
-def decoded_envelopes(records: list) -> tuple[list[Envelope], int]:
+def decoded_envelopes(records: Sequence[HistoryRecord]) -> tuple[list[Envelope], int]:
     """Decoded envelopes, each event id once (delivery is at least once); and how many
     records could not be decoded."""
-    seen, envelopes, malformed = set(), [], 0
+    seen: set[str] = set()
+    envelopes: list[Envelope] = []
+    malformed = 0
     for record in records:
         try:
             envelope = from_kafka(dict(record.headers or ()), record.key, record.value)
@@ -164,7 +182,7 @@ def decoded_envelopes(records: list) -> tuple[list[Envelope], int]:
     return envelopes, malformed
 
 
-def until_settled(settle_s: float, look: Callable[[], tuple[list, T]]) -> tuple[list, T]:
+def until_settled(settle_s: float, look: Callable[[], tuple[list[str], T]]) -> tuple[list[str], T]:
     """`look()` (the differences, and what else it found), looked again once a second while
     differences remain, for at most `settle_s`: services still consuming events make
     differences that go; a difference that lasts is one."""
@@ -176,7 +194,7 @@ def until_settled(settle_s: float, look: Callable[[], tuple[list, T]]) -> tuple[
         time.sleep(1)
 
 
-def report(out, malformed: int, differences: list[str], differing: int, noun: str) -> int:
+def report(out: Callable[[str], object], malformed: int, differences: list[str], differing: int, noun: str) -> int:
     """A replay's closing lines (undecodable records, each difference, the verdict) and its exit code."""
     if malformed:
         out(f"warning: {malformed} records could not be decoded")

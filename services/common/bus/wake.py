@@ -22,6 +22,8 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -45,13 +47,13 @@ class FetchWaker:
         # Topics announced and not fetched since, with when they were announced: a fetch
         # covers one only if it asked for the topic and was sent after the word.
         self._announced: dict[str, float] = {}
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[None]] = []
 
     def start(self, kafka: AIOKafkaConsumer) -> None:
         """Watch the consumer's fetches, and the relays' words; everything is fetched first."""
         self.kafka = kafka
         fetcher = kafka._fetcher
-        fetcher._proc_fetch_request = self._watching(fetcher._proc_fetch_request)
+        fetcher._proc_fetch_request = self._watching(kafka, fetcher._proc_fetch_request)
         self._tasks = [supervise("bus-wake-listen", lambda: listen(self.database_url, bus_channel(self.namespace),
                                                                    self._heard, self.retry_s)),
                        supervise("bus-wake-idle", self._fetch_now_and_then)]
@@ -60,18 +62,20 @@ class FetchWaker:
     async def stop(self) -> None:
         await stop_tasks(*self._tasks)
 
-    def _watching(self, fetch):
-        async def fetch_and_see(assignment, node_id, request):
+    def _watching(self, kafka: AIOKafkaConsumer, fetch: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def fetch_and_see(assignment: Any, node_id: int, request: Any) -> Any:
             sent_at = time.monotonic()
             brought = await fetch(assignment, node_id, request)
-            assigned = {tp.topic for tp in self.kafka.assignment()}
+            assigned = {tp.topic for tp in kafka.assignment()}
             for topic, _ in request.topics:
                 if self._announced.get(topic, sent_at) < sent_at:
                     del self._announced[topic]
             for topic in set(self._announced) - assigned:  # handed to another member meanwhile
                 del self._announced[topic]
             if self._announced:  # asked for after this fetch was built: once it is done, fetch them
-                asyncio.current_task().add_done_callback(lambda _: self._resume(set(self._announced)))
+                task = asyncio.current_task()
+                if task is not None:  # always: this runs in the fetcher's task
+                    task.add_done_callback(lambda _: self._resume(set(self._announced)))
             elif not brought:
                 self._pause_if_nothing_waits()
             return brought
@@ -106,13 +110,13 @@ class FetchWaker:
                 fetcher._notify(fetcher._wait_consume_future)
 
     def _pause_if_nothing_waits(self) -> None:
-        if not self._buffered():
+        if self.kafka is not None and not self._buffered():
             with contextlib.suppress(Exception):
                 self.kafka.pause(*self._assigned(self.topics))
 
     def _assigned(self, topics: set[str]) -> list[TopicPartition]:
-        return [tp for tp in self.kafka.assignment() if tp.topic in topics]
+        return [tp for tp in self.kafka.assignment() if tp.topic in topics] if self.kafka is not None else []
 
     def _buffered(self) -> bool:
         """Fetched records not handed over yet (aiokafka keeps them in its fetcher)."""
-        return bool(getattr(self.kafka._fetcher, "_records", None))
+        return self.kafka is not None and bool(getattr(self.kafka._fetcher, "_records", None))

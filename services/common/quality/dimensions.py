@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 if TYPE_CHECKING:  # measuring needs torch; declaring and validating do not
     import torch
@@ -76,18 +76,24 @@ class Bounds:
 
     def nearest(self, value: float | None) -> float:
         """The bound that decides `value`: the one it breaks, else the closer one."""
-        if self.minimum is None or self.maximum is None:
-            return self.minimum if self.maximum is None else self.maximum
+        minimum, maximum = self.minimum, self.maximum
+        if minimum is None or maximum is None:
+            return self.only_side()
         if value is None or math.isnan(value):
-            return self.minimum
-        return self.minimum if abs(value - self.minimum) <= abs(self.maximum - value) else self.maximum
+            return minimum
+        return minimum if abs(value - minimum) <= abs(maximum - value) else maximum
+
+    def only_side(self) -> float:
+        """The one side of bounds open on the other (bounds always have a side: __post_init__)."""
+        side = self.minimum if self.maximum is None else self.maximum if self.minimum is None else None
+        if side is None:
+            raise ValueError("these bounds have both sides")
+        return side
 
     def describe(self) -> str:
-        if self.maximum is None:
-            return f"minimum {readable(self.minimum)}"
-        if self.minimum is None:
-            return f"maximum {readable(self.maximum)}"
-        return f"range {readable(self.minimum)} to {readable(self.maximum)}"
+        if self.minimum is not None and self.maximum is not None:
+            return f"range {readable(self.minimum)} to {readable(self.maximum)}"
+        return f"{'minimum' if self.maximum is None else 'maximum'} {readable(self.only_side())}"
 
     def headroom(self, value: float, scale: float | None) -> float:
         """How far inside the bounds `value` lies, in units of `scale`; 0 outside."""
@@ -100,6 +106,7 @@ class Bounds:
         """The most headroom any value from `lowest` to `highest` (None: unbounded) can
         have: the middle of a range, else the value farthest from the one bound; infinite
         when nothing limits it."""
+        best: float | None
         if self.minimum is not None and self.maximum is not None:
             best = (self.minimum + self.maximum) / 2
             best = best if lowest is None else max(best, lowest)
@@ -183,7 +190,7 @@ class MeasureIn:
     family: str
     attribute: str
 
-    def __call__(self, source) -> "torch.Tensor":
+    def __call__(self, source: Any) -> "torch.Tensor":
         return _resolved(self.family, self.attribute)(source)
 
 
@@ -208,7 +215,7 @@ def _resolved(family: str, attribute: str) -> Callable[..., "torch.Tensor"]:
     if family not in MEASURE_FAMILIES:
         raise MeasuresNotAttached(f"the {family!r} measures are not attached in this process: only the scorer "
                                   "measures the built-in dimensions")
-    return getattr(MEASURE_FAMILIES[family](), attribute)
+    return cast(Callable[..., "torch.Tensor"], getattr(MEASURE_FAMILIES[family](), attribute))
 
 
 DIMENSIONS: dict[str, Dimension] = {}
