@@ -54,9 +54,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx  # noqa: E402
-import psutil  # noqa: E402
 import psycopg  # noqa: E402
 
+from bench.costs import BY_SERVICE, COUNTED, CpuMeter, counted  # noqa: E402
+from bench.history import load_history  # noqa: E402
 from genline_stack.embedded import EmbeddedStack, Endpoints  # noqa: E402
 from genline_stack.fleet import SERVICES, ServiceFleet  # noqa: E402
 from services.common.contracts import FINAL_STATES  # noqa: E402
@@ -201,73 +202,6 @@ def sequential(http: httpx.Client, watcher: Watcher, jobs: int, side: int) -> tu
     return latencies, hop_medians(list(watcher.views(list(watcher.done)).values()), watcher.done)
 
 
-# What the services count of their own work (services/common/telemetry.py), summed over the
-# five: per job of the burst, these are exact and do not depend on the machine.
-def every(labels: dict) -> bool:
-    return True
-
-
-COUNTED = {
-    "pg_statements": ("genline_db_statements_total", every),
-    "s3_requests": ("genline_s3_requests_total", every),
-    "records_produced": ("genline_outbox_relayed_total", every),
-    "records_consumed": ("genline_events_consumed_total", every),
-    "relay_passes": ("genline_outbox_relay_passes_total", every),
-    "relay_passes_with_rows": ("genline_outbox_relay_passes_total", lambda labels: labels.get("found") == "yes"),
-    "grpc_calls": ("genline_grpc_requests_total", every),
-    "internal_http_calls": ("genline_http_requests_total", lambda labels: "/internal/" in labels.get("route", "")),
-}
-
-
-# Of these, shown service by service too: where the statements and requests to cut are.
-BY_SERVICE = ("pg_statements", "s3_requests")
-
-
-def counted(fleet: ServiceFleet) -> dict[str, float]:
-    """The COUNTED figures, summed over every service's /metrics now, and those of
-    BY_SERVICE for each service as well (`pg_statements ingest`)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    totals = dict.fromkeys(COUNTED, 0.0) | {f"{figure} {name}": 0.0 for figure in BY_SERVICE for name in SERVICES}
-    for name in SERVICES:
-        text = httpx.get(f"{fleet.url(name)}/metrics", timeout=10).text
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                for figure, (metric, keep) in COUNTED.items():
-                    if sample.name == metric and keep(sample.labels):
-                        totals[figure] += sample.value
-                        if figure in BY_SERVICE:
-                            totals[f"{figure} {name}"] += sample.value
-    return totals
-
-
-class CpuMeter:
-    """CPU seconds of the processes behind each part of the platform, between two reads."""
-
-    def __init__(self, stack: EmbeddedStack, fleet: ServiceFleet, pgdata: Path) -> None:
-        postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
-        self.parts = {name: psutil.Process(fleet.processes[name].pid) for name in SERVICES}
-        self.parts |= {part: psutil.Process(server.pid) for part, server in stack.servers.items()}
-        self.postgres = psutil.Process(postmaster)
-        self.client = psutil.Process()
-
-    def read(self) -> dict[str, float]:
-        seconds = {name: _cpu(process) for name, process in self.parts.items()}
-        seconds["postgres"] = _cpu(self.postgres, exited_children=True) + sum(
-            _cpu(child) for child in self.postgres.children(recursive=True) if child.is_running())
-        seconds["bench client"] = _cpu(self.client)
-        return seconds
-
-
-def _cpu(process: psutil.Process, exited_children: bool = False) -> float:
-    try:
-        times = process.cpu_times()
-    except psutil.NoSuchProcess:
-        return 0.0
-    own = times.user + times.system
-    return own + (times.children_user + times.children_system if exited_children else 0.0)
-
-
 def burst(fleet_url: str, api_key: str, watcher: Watcher, meter: CpuMeter, jobs: int, clients: int,
           side: int) -> dict:
     before = meter.read()
@@ -348,98 +282,6 @@ async def in_process(endpoints: Endpoints, jobs: int, side: int, candidates: int
             scores.append((scored_at - painted_at) * 1000)
         await conn.close()
     return InProcess(*(statistics.median(values[3:]) for values in (totals, paints, scores)))
-
-
-# ---- history ----------------------------------------------------------------------------
-
-
-def journal_records(database_url: str) -> list[tuple[str, bytes | None, bytes, list]]:
-    """Every event the services have published so far, as (topic, key, value, headers)."""
-    records = []
-    with psycopg.connect(database_url) as conn:
-        for name in SERVICES:
-            rows = conn.execute(f'SELECT topic, record_key, body, headers FROM "{name}".outbox'
-                                " WHERE published_at IS NOT NULL ORDER BY seq").fetchall()
-            records += [(topic, bytes(key) if key is not None else None, bytes(body),
-                         [(k, v.encode()) for k, v in headers.items()]) for topic, key, body, headers in rows]
-    return records
-
-
-async def publish_history(options: dict, records: list, count: int) -> None:
-    """`count` records: these, published again and again, in order."""
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(**options, linger_ms=5, max_batch_size=256 * 1024)
-    await producer.start()
-    try:
-        pending = []
-        for i in range(count):
-            topic, key, value, headers = records[i % len(records)]
-            pending.append(await producer.send(topic, value, key=key, headers=headers))
-            if len(pending) >= 5_000:
-                await asyncio.gather(*pending)
-                pending = []
-        await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
-
-
-async def unread(options: dict, database_url: str) -> int:
-    """Records the services' consumer groups have yet to read: each partition's end less the
-    group's committed offset, or, where the group committed nothing since the partition's
-    log began (a rotation), less that beginning, as the owning service's journal notes it."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    from services.common.bus import kafka_admin
-    from services.common.contracts import SUBSCRIPTIONS, consumer_group, topic_of
-
-    with psycopg.connect(database_url) as conn:
-        starts = {(topic, partition): start for name in SERVICES for topic, partition, start in conn.execute(
-            f'SELECT topic, partition, log_start FROM "{name}".outbox_partitions').fetchall()}
-    admin = AIOKafkaAdminClient(**options)
-    await admin.start()
-    try:
-        client, behind = admin._client, 0
-        for reader, publishers in SUBSCRIPTIONS.items():
-            for topic in (topic_of(p) for p in publishers):
-                partitions = await kafka_admin.partitions_of(client, topic)
-                ends = await kafka_admin.high_watermarks(client, topic, partitions)
-                committed = await kafka_admin.committed_offsets(admin, consumer_group("genline", reader), topic,
-                                                                partitions)
-                behind += sum(max(0, end - max(committed.get(p, 0), starts.get((topic, p), 0)))
-                              for p, end in ends.items())
-        return behind
-    finally:
-        await admin.close()
-
-
-def load_history(endpoints: Endpoints, count: int) -> float:
-    """Put `count` records of history on the topics and wait until every service has read
-    them; returns the seconds it took."""
-    started = time.monotonic()
-    records = journal_records(endpoints.database_url)
-    asyncio.run(publish_history(endpoints.kafka_options(), records, count))
-    deadline = time.monotonic() + 1800
-    while (behind := asyncio.run(unread(endpoints.kafka_options(), endpoints.database_url))) > 0:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"the services still had {behind} records of history to read")
-        time.sleep(2)
-    if endpoints.bus_rotate_after_records:
-        wait_rotated(endpoints.database_url, endpoints.bus_rotate_after_records, deadline)
-    return time.monotonic() - started
-
-
-def wait_rotated(database_url: str, bound: int, deadline: float) -> None:
-    """Wait until every journal has rotated its topics down to the bound: what the jobs after
-    the history then meet is the steady state the bound keeps, not the rotations under way."""
-    query = " UNION ALL ".join(
-        f"SELECT count(*) FROM {schema}.outbox_partitions WHERE rotate_to IS NOT NULL OR log_end - log_start > %s"
-        for schema in SERVICES)
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        while sum(row[0] for row in conn.execute(query, [bound] * len(SERVICES))) > 0:
-            if time.monotonic() > deadline:
-                raise TimeoutError("the journals did not rotate their topics after the history")
-            time.sleep(2)
 
 
 # ---- the run --------------------------------------------------------------------------

@@ -1,13 +1,16 @@
 """Reading a topic from the beginning, as an auditor would, publishing events as a
-service's outbox relay would, and asking how far a consumer group has read."""
+service's outbox relay would, asking how far a consumer group has read, and a job's
+JobSubmitted to publish."""
 
 import asyncio
 import uuid
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from services.common.bus.envelope import Envelope, to_kafka
+from services.common.contracts import JobSpec, JobSubmitted
 
 
 async def read_topic(bootstrap: str, topic: str, want: int, timeout_s: float = 30,
@@ -80,3 +83,10 @@ async def end_offsets(bootstrap: str, topics: set[str]) -> dict[TopicPartition, 
                                            for p in consumer.partitions_for_topic(t) or ()])
     finally:
         await consumer.stop()
+
+
+def submitted(tenant="t-bus") -> JobSubmitted:
+    job_id = uuid.uuid4()
+    spec = JobSpec(job_id=job_id, tenant_id=tenant, template="generic", prompt="a red fox",
+                   images=2, candidates=3, seed=7, submitted_at=datetime.now(UTC))
+    return JobSubmitted(job_id=job_id, tenant_id=tenant, job=spec)

@@ -22,7 +22,9 @@ from services.common.contracts import all_topics
 from services.router.grpc import pb, rpc
 from tests.e2e.conftest import make_tenant
 from tests.identity import channel_as
-from tests.router.stubs import STUB_SECRET, Behaviour, Stub, StubMarket, fal_app, serve, stub_provider
+from tests.router.market import Behaviour
+from tests.router.queue_apis import fal_app
+from tests.router.stubs import STUB_SECRET, Stub, StubMarket, serve, stub_provider
 
 WINDOW_VERDICTS = 4
 # Long enough that a job through five loaded processes ends before the breaker half-opens.

@@ -11,7 +11,8 @@ import pytest
 from services.router.providers.base import ProviderError
 from services.router.providers.comfyui import DEFAULT_WORKFLOW
 from services.router.providers.registry import RegistryError, parse_registry
-from tests.router.stubs import Script, entry, simulated
+from tests.router.market import Script
+from tests.router.stubs import entry, simulated
 from tests.router.test_conformance import adapter_over, request_for
 
 FLUX_WORKFLOW = copy.deepcopy(DEFAULT_WORKFLOW) | {

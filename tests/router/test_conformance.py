@@ -22,7 +22,8 @@ from services.router.providers.factory import build_provider
 from services.router.providers.journal import MemoryJournal
 from services.router.providers.registry import ProviderConfig
 from tests.polling import until
-from tests.router.stubs import APPS, SECRET, SIZES, Script, entry
+from tests.router.market import SECRET, Script
+from tests.router.stubs import APPS, SIZES, entry
 
 DOCS = Path(__file__).parents[2] / "docs" / "providers.md"
 QUEUED = ("replicate", "fal", "comfyui", "bfl", "runware")

@@ -14,7 +14,8 @@ from services.router.engine import RoutingEngine
 from services.router.providers.factory import build_providers
 from services.router.providers.registry import parse_registry
 from services.router.routing_types import BreakerSettings, CostCapReached, RetryPolicy, RouteRequest, RoutingPolicy
-from tests.router.stubs import STUB_SECRET, Behaviour, Stub, stub_provider
+from tests.router.market import Behaviour
+from tests.router.stubs import STUB_SECRET, Stub, stub_provider
 
 BREAKER = BreakerSettings(window_s=60, min_calls=3, failure_rate=0.5, cooldown_s=30)
 RETRY = RetryPolicy(max_calls=4, base_delay_s=0.01, max_delay_s=0.05)

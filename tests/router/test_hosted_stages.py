@@ -16,7 +16,8 @@ from services.router.providers.base import GenerationRequest, ProviderError
 from services.router.providers.factory import build_providers
 from services.router.providers.registry import RegistryError, parse_registry
 from services.router.routing_types import RouteRequest
-from tests.router.stubs import STUB_SECRET, Behaviour, Stub, stub_provider
+from tests.router.market import Behaviour
+from tests.router.stubs import STUB_SECRET, Stub, stub_provider
 
 STAGE_MODEL = {"fal": "fal-ai/esrgan", "replicate": "v-esrgan"}
 UPSCALE = {"image_field": "image_url", "params": {"scale": 2}, "param_fields": {"factor": "upscale_factor"}}

@@ -30,7 +30,8 @@ from services.router.providers.webhooks import (
     verify_standard_webhook,
 )
 from services.router.webhook_routes import provider_webhook_route
-from tests.router.stubs import SECRET, Script, entry, serve
+from tests.router.market import SECRET, Script
+from tests.router.stubs import entry, serve
 from tests.router.test_conformance import request_for
 
 SIGNING_SECRET = "whsec_" + base64.b64encode(b"replicate-signing-secret-32bytes").decode()

@@ -17,7 +17,8 @@ from services.router.providers.factory import build_providers
 from services.router.providers.journal import MemoryJournal
 from services.router.providers.registry import parse_registry
 from services.router.routing_types import RouteRequest
-from tests.router.stubs import SECRET, Script, entry
+from tests.router.market import SECRET, Script
+from tests.router.stubs import entry
 from tests.router.test_conformance import QUEUED, adapter_over, request_for
 
 

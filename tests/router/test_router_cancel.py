@@ -10,8 +10,9 @@ from datetime import UTC, datetime
 import pytest
 
 from services.common.contracts import JobCancelRequested
+from tests.router.market import Behaviour
 from tests.router.service import RouterTopic, credits_reserved, job_spec, publish, router_settings, running_router
-from tests.router.stubs import Behaviour, stub_provider
+from tests.router.stubs import stub_provider
 
 pytestmark = pytest.mark.processes  # runs a Genline service, or starts processes
 

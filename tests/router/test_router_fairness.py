@@ -7,8 +7,9 @@ import asyncio
 import pytest
 
 from services.common.contracts import CandidatesGenerated
+from tests.router.market import Behaviour
 from tests.router.service import credits_reserved, job_spec, publish, router_settings, running_router, until
-from tests.router.stubs import Behaviour, stub_provider
+from tests.router.stubs import stub_provider
 
 pytestmark = pytest.mark.processes  # runs a Genline service, or starts processes
 

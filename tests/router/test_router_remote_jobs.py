@@ -14,8 +14,9 @@ import pytest
 from genline_stack.embedded import create_topics
 from genline_stack.fleet import ServiceFleet
 from services.common.contracts import CandidatesGenerated, all_topics
+from tests.router.market import SECRET, Script
 from tests.router.service import RouterTopic, credits_reserved, job_spec, publish, router_settings, running_router
-from tests.router.stubs import SECRET, Script, entry
+from tests.router.stubs import entry
 
 pytestmark = pytest.mark.processes  # runs a Genline service, or starts processes
 

@@ -6,6 +6,7 @@ import pytest
 
 from services.common.bus.envelope import envelop
 from services.common.contracts import CandidatesGenerated, GenerationFailed
+from tests.router.market import Behaviour
 from tests.router.service import (
     RouterTopic,
     credits_reserved,
@@ -19,7 +20,6 @@ from tests.router.service import (
     stub_registry,
     until,
 )
-from tests.router.stubs import Behaviour
 
 pytestmark = pytest.mark.processes  # runs a Genline service, or starts processes
 

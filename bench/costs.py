@@ -1,0 +1,81 @@
+"""What a job costs, counted and timed for bench/e2e.py: the figures the services count of
+their own work, read from their /metrics (exact, and the same on any machine), and the CPU
+seconds of every process behind the platform."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import httpx  # noqa: E402
+import psutil  # noqa: E402
+
+from genline_stack.embedded import EmbeddedStack  # noqa: E402
+from genline_stack.fleet import SERVICES, ServiceFleet  # noqa: E402
+
+
+# What the services count of their own work (services/common/telemetry.py), summed over the
+# five: per job of the burst, these are exact and do not depend on the machine.
+def every(labels: dict) -> bool:
+    return True
+
+
+COUNTED = {
+    "pg_statements": ("genline_db_statements_total", every),
+    "s3_requests": ("genline_s3_requests_total", every),
+    "records_produced": ("genline_outbox_relayed_total", every),
+    "records_consumed": ("genline_events_consumed_total", every),
+    "relay_passes": ("genline_outbox_relay_passes_total", every),
+    "relay_passes_with_rows": ("genline_outbox_relay_passes_total", lambda labels: labels.get("found") == "yes"),
+    "grpc_calls": ("genline_grpc_requests_total", every),
+    "internal_http_calls": ("genline_http_requests_total", lambda labels: "/internal/" in labels.get("route", "")),
+}
+
+
+# Of these, shown service by service too: where the statements and requests to cut are.
+BY_SERVICE = ("pg_statements", "s3_requests")
+
+
+def counted(fleet: ServiceFleet) -> dict[str, float]:
+    """The COUNTED figures, summed over every service's /metrics now, and those of
+    BY_SERVICE for each service as well (`pg_statements ingest`)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    totals = dict.fromkeys(COUNTED, 0.0) | {f"{figure} {name}": 0.0 for figure in BY_SERVICE for name in SERVICES}
+    for name in SERVICES:
+        text = httpx.get(f"{fleet.url(name)}/metrics", timeout=10).text
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                for figure, (metric, keep) in COUNTED.items():
+                    if sample.name == metric and keep(sample.labels):
+                        totals[figure] += sample.value
+                        if figure in BY_SERVICE:
+                            totals[f"{figure} {name}"] += sample.value
+    return totals
+
+
+class CpuMeter:
+    """CPU seconds of the processes behind each part of the platform, between two reads."""
+
+    def __init__(self, stack: EmbeddedStack, fleet: ServiceFleet, pgdata: Path) -> None:
+        postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
+        self.parts = {name: psutil.Process(fleet.processes[name].pid) for name in SERVICES}
+        self.parts |= {part: psutil.Process(server.pid) for part, server in stack.servers.items()}
+        self.postgres = psutil.Process(postmaster)
+        self.client = psutil.Process()
+
+    def read(self) -> dict[str, float]:
+        seconds = {name: _cpu(process) for name, process in self.parts.items()}
+        seconds["postgres"] = _cpu(self.postgres, exited_children=True) + sum(
+            _cpu(child) for child in self.postgres.children(recursive=True) if child.is_running())
+        seconds["bench client"] = _cpu(self.client)
+        return seconds
+
+
+def _cpu(process: psutil.Process, exited_children: bool = False) -> float:
+    try:
+        times = process.cpu_times()
+    except psutil.NoSuchProcess:
+        return 0.0
+    own = times.user + times.system
+    return own + (times.children_user + times.children_system if exited_children else 0.0)
