@@ -10,8 +10,6 @@ configuration; 3 the job ended without images (failed, rejected, canceled, expir
 """
 
 import argparse
-import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,19 +17,16 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from genline_client import (
-    APIError,
-    ConfigurationError,
-    Genline,
-    GenlineError,
-    Job,
-    JobEvent,
-)
+from genline_cli.session import EXIT_NO_IMAGES, Output, common_options, with_client
+from genline_client import Genline, Job, JobEvent, verify_receipt
 from genline_client.models import SUCCESSFUL_STATES
 from services.common.cli import CommandTree
 
 STAGES = ["submitted", "admitted", "generating", "scoring", "delivering"]  # then a final state
-EXIT_API, EXIT_USAGE, EXIT_NO_IMAGES = 1, 2, 3
+
+
+def run(args: argparse.Namespace) -> int:
+    return with_client(args, COMMANDS[args.jobs_command])
 
 
 def add_commands(tree: CommandTree) -> None:
@@ -41,10 +36,7 @@ def add_commands(tree: CommandTree) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="machine-readable output only, on stdout")
-    common.add_argument("--api-url", help="the API's URL (default: GENLINE_API_URL, else http://127.0.0.1:8000)")
-    common.add_argument("--api-key", help="your API key (default: GENLINE_API_KEY)")
+    common = common_options()
     commands = parser.add_subparsers(dest="jobs_command", required=True, metavar="COMMAND")
 
     submit = commands.add_parser("submit", parents=[common], help="submit a job", description="Submit a job.")
@@ -75,48 +67,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     watch = commands.add_parser("watch", parents=[common], help="follow a job live until it is final")
     watch.add_argument("job_id", metavar="JOB_ID")
     watch.add_argument("--timeout", type=float, metavar="SECONDS")
+    receipt = commands.add_parser("receipt", parents=[common], help="a final job's signed receipt, as JSON",
+                                  description="Print a final job's signed receipt, as JSON (save it to check it"
+                                              " offline with `genline receipts verify`).")
+    receipt.add_argument("job_id", metavar="JOB_ID")
+    receipt.add_argument("--verify", action="store_true",
+                         help="also check it against the platform's published keys (exit 1 if it does not check out)")
     download = commands.add_parser("download", parents=[common], help="write a job's images into a folder")
     download.add_argument("job_id", metavar="JOB_ID")
     download.add_argument("directory", type=Path, metavar="DIR")
-
-
-class Output:
-    """Where a command writes: JSON or rich text on stdout, people's messages on stderr."""
-
-    def __init__(self, as_json: bool) -> None:
-        self.as_json = as_json
-        self.out, self.err = Console(highlight=False), Console(stderr=True, highlight=False)
-
-    def json(self, value) -> None:
-        sys.stdout.write(json.dumps(value, default=str) + "\n")
-        sys.stdout.flush()
-
-
-def run(args: argparse.Namespace) -> int:
-    output = Output(args.json)
-    try:
-        with Genline(args.api_key, args.api_url) as client:
-            return COMMANDS[args.jobs_command](client, args, output)
-    except ConfigurationError as error:
-        output.err.print(f"genline: {error}")
-        return EXIT_USAGE
-    except APIError as error:
-        report_problem(output, error)
-        return EXIT_API
-    except GenlineError as error:
-        output.err.print(f"genline: {error}")
-        return EXIT_API
-    except KeyboardInterrupt:
-        return 130
-
-
-def report_problem(output: Output, error: APIError) -> None:
-    if output.as_json:
-        print(json.dumps(error.problem), file=sys.stderr)
-        return
-    output.err.print(f"genline: {error.title} ({error.status})" + (f": {error.detail}" if error.detail else ""))
-    for field in error.errors:
-        output.err.print(f"  {field.get('field')}: {field.get('message')}")
 
 
 def submit(client: Genline, args, output: Output) -> int:
@@ -255,8 +214,18 @@ def download(client: Genline, args, output: Output) -> int:
     return 0
 
 
+def receipt(client: Genline, args, output: Output) -> int:
+    document = client.receipt(args.job_id)
+    if args.verify:
+        body = verify_receipt(document, client.signing_keys())  # ReceiptVerificationError: exit 1
+        output.err.print(f"receipt {body['sequence']} of job {body['job_id']}: signature and hash check out"
+                         f" (key {document['signature']['kid']})", soft_wrap=True)
+    output.json(document)
+    return 0
+
+
 COMMANDS: dict[str, Callable[[Genline, argparse.Namespace, Output], int]] = {
     "submit": submit, "list": list_jobs, "get": get, "cancel": cancel, "events": events, "watch": watch,
-    "download": download,
+    "download": download, "receipt": receipt,
 }
 

@@ -85,6 +85,22 @@ def job_stream(job: Any) -> str:
 TENANT_STREAM = "/v1/events/stream"
 
 
+def job_receipt(job: Any) -> Call:
+    return Call("GET", f"/v1/jobs/{job_id_of(job)}/receipt")
+
+
+def receipt_page(after: int, limit: int) -> Call:
+    return Call("GET", "/v1/receipts", params={"after": after, "limit": limit})
+
+
+def signing_keys() -> Call:
+    return Call("GET", "/.well-known/genline-keys.json")
+
+
+def usage() -> Call:
+    return Call("GET", "/v1/usage")
+
+
 @dataclass
 class StreamPosition:
     """Where a client is in an event stream, so that a dropped connection resumes after the

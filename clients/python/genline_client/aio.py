@@ -4,6 +4,7 @@
         job = await client.jobs.create("a red bicycle", images=2)
         async for event in client.jobs.stream(job):
             print(event.seq, event.type)
+        receipt = await client.receipt(job)
 """
 
 from __future__ import annotations  # `list[...]` below, inside a class with a `list` method
@@ -21,7 +22,7 @@ import httpx
 from genline_client import _calls
 from genline_client._download import OutputFile
 from genline_client.errors import APIConnectionError, NotFound, WaitTimeout, raise_for_problem
-from genline_client.models import Job, JobEvent, JobEvents, JobPage, JobSummary, SubmittedJob
+from genline_client.models import Job, JobEvent, JobEvents, JobPage, JobSummary, SubmittedJob, Usage
 from genline_client.retry import RetryPolicy
 from genline_client.sse import EventStreamParser
 
@@ -38,6 +39,27 @@ class AsyncGenline:
 
     async def __aenter__(self) -> AsyncGenline:
         return self
+
+    async def receipt(self, job: Any) -> dict[str, Any]:
+        """The job's signed receipt, once the job is final (see `Genline.receipt`)."""
+        return await self.call(_calls.job_receipt(job))
+
+    async def receipts(self, after: int = 0, page_size: int = 100) -> AsyncIterator[dict[str, Any]]:
+        """Your receipts in chain order after sequence `after`, page by page."""
+        position: int | None = after
+        while position is not None:
+            page = await self.call(_calls.receipt_page(position, page_size))
+            for document in page["data"]:
+                yield document
+            position = page["next_after"]
+
+    async def signing_keys(self) -> dict[str, Any]:
+        """The public keys receipts are signed with (JWK), rotated-out ones included."""
+        return await self.call(_calls.signing_keys())
+
+    async def usage(self) -> Usage:
+        """Your plan, its limits and where you stand against each."""
+        return Usage.model_validate(await self.call(_calls.usage()))
 
     async def __aexit__(self, *exc_info) -> None:
         await self.close()

@@ -154,3 +154,35 @@ class JobEvents(APIModel):
     state: str
     data: list[JobEvent]
     next: int | None = None
+
+
+class PlanLimits(APIModel):
+    name: str
+    requests_per_s: float
+    burst: int
+    concurrent_jobs: int | None = None
+    images_per_day: int | None = None
+    priority: int = 0
+
+
+class UsageLimit(APIModel):
+    """One limit of the plan and where you stand against it (`limit` None: the plan sets none)."""
+
+    name: str
+    used: int
+    limit: int | None = None
+    remaining: int | None = None
+    resets_at: datetime | None = None
+
+
+class Usage(APIModel):
+    """Your plan, its limits and where you stand against each, counted as the limits count."""
+
+    tenant_id: str
+    plan: PlanLimits
+    requests_today: int
+    images_today: int
+    jobs_in_progress: int
+    credits_held: int | None = None
+    resets_at: datetime
+    limits: list[UsageLimit]

@@ -4,6 +4,8 @@
     job = client.jobs.create("a red bicycle", images=2)
     job = client.jobs.wait(job)             # follows the job's event stream to its end
     paths = client.jobs.download(job, "out/")
+    verify_receipt(client.receipt(job), client.signing_keys())   # what the job cost, signed
+    print(client.usage().limits)            # the plan's limits and where you stand
 """
 
 from __future__ import annotations  # `list[...]` below, inside a class with a `list` method
@@ -21,7 +23,7 @@ import httpx
 from genline_client import _calls
 from genline_client._download import OutputFile
 from genline_client.errors import APIConnectionError, NotFound, WaitTimeout, raise_for_problem
-from genline_client.models import Job, JobEvent, JobEvents, JobPage, JobSummary, SubmittedJob
+from genline_client.models import Job, JobEvent, JobEvents, JobPage, JobSummary, SubmittedJob, Usage
 from genline_client.retry import RetryPolicy
 from genline_client.sse import EventStreamParser
 
@@ -38,6 +40,28 @@ class Genline:
 
     def __enter__(self) -> Genline:
         return self
+
+    def receipt(self, job: Any) -> dict[str, Any]:
+        """The job's signed receipt, once the job is final: `{"receipt", "sha256", "signature"}`,
+        to check offline with `verify_receipt(receipt, client.signing_keys())`."""
+        return self.call(_calls.job_receipt(job))
+
+    def receipts(self, after: int = 0, page_size: int = 100) -> Iterator[dict[str, Any]]:
+        """Your receipts in chain order after sequence `after` (0: from the first), page by
+        page: the chain `verify_chain(client.receipts(), client.signing_keys())` checks."""
+        position: int | None = after
+        while position is not None:
+            page = self.call(_calls.receipt_page(position, page_size))
+            yield from page["data"]
+            position = page["next_after"]
+
+    def signing_keys(self) -> dict[str, Any]:
+        """The public keys receipts are signed with (JWK), rotated-out ones included."""
+        return self.call(_calls.signing_keys())
+
+    def usage(self) -> Usage:
+        """Your plan, its limits and where you stand against each."""
+        return Usage.model_validate(self.call(_calls.usage()))
 
     def __exit__(self, *exc_info) -> None:
         self.close()

@@ -1,0 +1,40 @@
+"""`genline usage`: your plan, its limits and where you stand against each (the API's
+`GET /v1/usage`), as a table or, with --json, as the API answers it."""
+
+import argparse
+
+from rich.table import Table
+
+from genline_cli.session import Output, common_options, with_client
+from genline_client import Genline
+from services.common.cli import CommandTree
+
+
+def show_usage(client: Genline, args: argparse.Namespace, output: Output) -> int:
+    usage = client.usage()
+    if output.as_json:
+        output.json(usage.model_dump(mode="json"))
+        return 0
+    plan = usage.plan
+    output.out.print(f"[bold]{usage.tenant_id}[/bold] on plan {plan.name}: {plan.requests_per_s:g} requests a second,"
+                     f" bursts of {plan.burst}")
+    output.out.print(f"  today (UTC): {usage.requests_today} requests, {usage.images_today} images asked for;"
+                     f" {usage.jobs_in_progress} jobs in progress; counters reset {usage.resets_at:%Y-%m-%d %H:%M}Z")
+    held = "unknown (the ledger does not answer)" if usage.credits_held is None else usage.credits_held
+    output.out.print(f"  credits held for jobs in progress: {held}")
+    table = Table("limit", "used", "of", "left", "resets")
+    for limit in usage.limits:
+        table.add_row(limit.name, str(limit.used), "no limit" if limit.limit is None else str(limit.limit),
+                      "" if limit.remaining is None else str(limit.remaining),
+                      f"{limit.resets_at:%Y-%m-%d %H:%M}Z" if limit.resets_at else "")
+    output.out.print(table)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    return with_client(args, show_usage)
+
+
+def add_commands(tree: CommandTree) -> None:
+    tree.command("usage", run, help="your plan, its limits and where you stand against each",
+                 parents=[common_options()])
