@@ -85,7 +85,7 @@ async def test_cancelling_a_waiting_prompt_never_interrupts_the_one_running(targ
         simulator.market.reset(Script(latency_s=30))
         theirs = await another_clients_prompt(simulator)
         with pytest.raises(ProviderError, match="timeout"):
-            await adapter_over(simulator, client, overall_s=0.5).generate(request_for("comfyui", timeout_s=0.5))
+            await adapter_over(simulator, client, overall_s=3).generate(request_for("comfyui", timeout_s=3))
         ours = simulator.market.submissions[1]
         assert simulator.market.interrupts == []
         assert ours.cancelled_at is not None and simulator.market.jobs[theirs].cancelled_at is None
@@ -94,7 +94,7 @@ async def test_cancelling_a_waiting_prompt_never_interrupts_the_one_running(targ
 async def test_cancelling_our_running_prompt_interrupts_it_by_its_id(comfyui, client):
     comfyui.market.reset(Script(latency_s=30))
     with pytest.raises(ProviderError, match="timeout"):
-        await adapter_over(comfyui, client, overall_s=0.5).generate(request_for("comfyui", timeout_s=0.5))
+        await adapter_over(comfyui, client, overall_s=3).generate(request_for("comfyui", timeout_s=3))
     [ours] = comfyui.market.submissions
     assert comfyui.market.interrupts == [ours.id]
 
@@ -103,6 +103,6 @@ async def test_a_server_that_cannot_say_what_runs_is_not_interrupted(client):
     with simulated("comfyui", targeted_interrupt=False, lists_running=False) as simulator:
         simulator.market.reset(Script(latency_s=30))
         with pytest.raises(ProviderError, match="timeout"):
-            await adapter_over(simulator, client, overall_s=0.5).generate(request_for("comfyui", timeout_s=0.5))
+            await adapter_over(simulator, client, overall_s=3).generate(request_for("comfyui", timeout_s=3))
         [ours] = simulator.market.submissions
         assert simulator.market.interrupts == [] and ours.cancelled_at is None
