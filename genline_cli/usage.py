@@ -1,5 +1,6 @@
-"""`genline usage`: your plan, its limits and where you stand against each (the API's
-`GET /v1/usage`), as a table or, with --json, as the API answers it."""
+"""`genline usage`: your plan, its limits and where you stand against each, and your last
+days (jobs ended, images delivered, credits charged: the API's `GET /v1/usage`), as tables
+or, with --json, as the API answers it."""
 
 import argparse
 
@@ -11,7 +12,7 @@ from services.common.cli import CommandTree
 
 
 def show_usage(client: Genline, args: argparse.Namespace, output: Output) -> int:
-    usage = client.usage()
+    usage = client.usage(days=args.days)
     if output.as_json:
         output.json(usage.model_dump(mode="json"))
         return 0
@@ -28,6 +29,10 @@ def show_usage(client: Genline, args: argparse.Namespace, output: Output) -> int
                       "" if limit.remaining is None else str(limit.remaining),
                       f"{limit.resets_at:%Y-%m-%d %H:%M}Z" if limit.resets_at else "")
     output.out.print(table)
+    history = Table("day (UTC)", "jobs ended", "images", "credits")
+    for day in usage.daily:
+        history.add_row(f"{day.date:%Y-%m-%d}", str(day.jobs), str(day.images), str(day.credits))
+    output.out.print(history)
     return 0
 
 
@@ -36,5 +41,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_commands(tree: CommandTree) -> None:
-    tree.command("usage", run, help="your plan, its limits and where you stand against each",
-                 parents=[common_options()])
+    usage = tree.command("usage", run, help="your plan, its limits and where you stand; your last days",
+                         description="Your plan, its limits and where you stand against each, and per UTC day"
+                         " the jobs that ended, the images they delivered and the credits they were charged.",
+                         parents=[common_options()])
+    usage.add_argument("--days", type=int, default=7, metavar="N", help="days of history, today included (1-366;"
+                       " default 7)")

@@ -65,6 +65,8 @@ class ServiceFleet:
             # Webhooks may go to this machine (receivers on a laptop, in tests); still no
             # other private address.
             "GENLINE_WEBHOOK_ALLOWED_NETWORKS": '["127.0.0.0/8", "::1/128"]',
+            # The documentation site `make docs` builds, which ingest serves at /docs/.
+            "GENLINE_DOCS_DIR": str(Path(__file__).resolve().parents[1] / "site"),
         } | (self._own_grpc_port(name) | self._admin_port(process) | self._isolation(name) | self.extra_env
              | self.service_env.get(name, {}) | self.service_env.get(process, {}))
 

@@ -104,9 +104,12 @@ def operation_id(route: APIRoute) -> str:
 
 
 def create_app(service: str, *, title: str, description: str, tags: list[dict[str, Any]], lifespan: Any,
-               version: str = "1.0") -> FastAPI:
+               version: str = "1.0", swagger_url: str = "/docs") -> FastAPI:
+    """A service's FastAPI app: problems for every error, traced requests, and a document
+    that declares them. `swagger_url`: where FastAPI's interactive explorer answers."""
     app = FastAPI(title=title, description=description, version=version, contact=CONTACT, license_info=LICENSE,
-                  openapi_tags=tags, lifespan=lifespan, generate_unique_id_function=operation_id)
+                  openapi_tags=tags, lifespan=lifespan, generate_unique_id_function=operation_id,
+                  docs_url=swagger_url)
     problems.install(app)
     telemetry.instrument_http(app, service)
     app.openapi = lambda: _document(app)  # type: ignore[method-assign]  # FastAPI's documented override

@@ -27,10 +27,12 @@ from services.ingest.routes import (
     admin_tenants,
     candidates,
     console,
+    documentation,
     events,
     internal,
     jobs,
     receipts,
+    root,
     templates,
     uploads,
     usage,
@@ -50,11 +52,14 @@ TAGS = [
     {"name": "jobs", "description": "Submit a job, follow it to its links, report a bad image."},
     {"name": "events", "description": "Each job's event log, and live streams of it (Server-Sent Events)."},
     {"name": "uploads", "description": "Input photos for jobs, screened and stored without metadata."},
+    {"name": "templates", "description": "The template catalogue: what each template asks of its input photo, its"
+                                         " stages and its prices."},
     {"name": "account", "description": "Prices before paying, the balance, holds and retry tokens, the plan's usage."},
     {"name": "receipts", "description": "Signed receipts of final jobs, chained per tenant, and the keys that verify"
                                         " them offline."},
     {"name": "keys", "description": "Your API keys: create them with scopes, list, revoke and rotate them."},
     {"name": "webhooks", "description": "Signed webhooks when jobs end: endpoints, secrets, every attempt, redelivery."},
+    {"name": "meta", "description": "Where to start: the documentation, this document, the console."},
 ]
 
 
@@ -67,6 +72,31 @@ def receipt_signer(settings: IngestSettings) -> Signer:
     return Signer(Ed25519PrivateKey.generate())
 
 
+ROUTERS = (root.router, jobs.router, candidates.router, events.router, uploads.router, account.router, usage.router,
+           receipts.router, templates.router, key_routes.router, webhooks.router, admin.router, admin_tenants.router,
+           admin_platform.router, internal.router)
+
+
+def create_api(lifespan=None) -> FastAPI:
+    """The HTTP API, its routes and the console, without the service behind them: what
+    `build` serves, and the document `openapi_document` renders."""
+    # /docs/ is the documentation site (its API reference is rendered from this document);
+    # FastAPI's interactive explorer answers at /swagger.
+    app = api.create_app("ingest", title="Genline", description=DESCRIPTION, tags=TAGS, lifespan=lifespan,
+                         swagger_url="/swagger")
+    for router in ROUTERS:
+        app.include_router(router)
+    console.mount(app)
+    documentation.mount(app)
+    return app
+
+
+def openapi_document() -> dict:
+    """The OpenAPI document ingest serves at /openapi.json, built without a database, a broker
+    or settings (`genline openapi`, the documentation site's API reference)."""
+    return create_api().openapi()
+
+
 def build(settings: IngestSettings):
     runtime = ServiceRuntime("ingest", settings, "services.ingest")
     objects = ObjectStore(settings)
@@ -74,8 +104,7 @@ def build(settings: IngestSettings):
     if settings.consume_events:
         handlers.register(runtime.consumer, signer)
         runtime.consume(SUBSCRIPTIONS["ingest"])
-    app = api.create_app("ingest", title="Genline", description=DESCRIPTION, tags=TAGS,
-                         lifespan=runtime.lifespan)
+    app = create_api(runtime.lifespan)
     app.state.runtime, app.state.settings, app.state.objects, app.state.signer = runtime, settings, objects, signer
     app.state.plans = load_plans(settings.plans_path)
     app.state.service_verifier = verifier_of(settings)
@@ -88,21 +117,6 @@ def build(settings: IngestSettings):
     app.state.log_watch = LogWatch(runtime.database_url, runtime.name, settings.stream_poll_s)
     runtime.startup_hooks += [partial(publish_signing_key, runtime, signer), sweeper.start, app.state.log_watch.start]
     runtime.shutdown_hooks += [sweeper.stop, app.state.log_watch.stop]
-    app.include_router(jobs.router)
-    app.include_router(candidates.router)
-    app.include_router(events.router)
-    app.include_router(uploads.router)
-    app.include_router(account.router)
-    app.include_router(usage.router)
-    app.include_router(receipts.router)
-    app.include_router(templates.router)
-    app.include_router(key_routes.router)
-    app.include_router(webhooks.router)
-    app.include_router(admin.router)
-    app.include_router(admin_tenants.router)
-    app.include_router(admin_platform.router)
-    app.include_router(internal.router)
-    console.mount(app)
     app.router.routes.extend(telemetry.ops_routes(runtime.readiness_checks, runtime.reported_checks))
     return runtime, app
 

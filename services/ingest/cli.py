@@ -81,7 +81,20 @@ def replay_receipts(args: argparse.Namespace) -> int:
     return replay_receipts(IngestSettings(), args.schema, args.tenant)
 
 
+def print_openapi(args: argparse.Namespace) -> int:
+    import json
+
+    from services.ingest.app import openapi_document
+
+    print(json.dumps(openapi_document(), indent=2 if args.indent else None))
+    return 0
+
+
 def add_commands(tree: CommandTree) -> None:
+    tree.command("openapi", print_openapi, help="print the public API's OpenAPI document, as ingest serves it",
+                 description="Print the OpenAPI document ingest serves at /openapi.json (to generate a client,"
+                 " or to read the API offline); no platform needs to run."
+                 ).add_argument("--indent", action="store_true", help="indented, for people")
     tenant = tree.command("create-tenant", create_tenant, help="a tenant and a new API key (printed)")
     tenant.add_argument("tenant")
     tenant.add_argument("--name")

@@ -35,6 +35,10 @@ class IngestSettings(AdminApiSettings):
             return self.screening_memory_bytes
         limit = screening.memory_limit_bytes()
         return int(limit * self.screening_memory_share) if limit else 512 * 1024 * 1024
+    # The documentation site `/docs/` serves: built into this folder (`make docs`), or published
+    # at `docs_url`, where `/docs/` then sends (the API's root and the console link to /docs/).
+    docs_dir: Path = Path("site")
+    docs_url: str | None = None
     # The scorer's internal API, which measures an input photo against its template's checks.
     scorer_url: str = "http://127.0.0.1:8084"
     scorer_timeout_s: float = 30.0

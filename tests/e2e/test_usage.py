@@ -83,3 +83,28 @@ def test_usage_counts_what_the_limits_enforce_once_the_free_plan_s_daily_images_
     assert problem["type"] == "/problems/daily-images-limit"
     assert (problem["used"], problem["limit"]) == (usage["images_today"], bars["images_per_day"]["limit"])
     assert api("GET", "/v1/usage").json()["requests_today"] == api.answered  # the refused job was answered too
+
+
+def test_usage_sums_each_day_from_the_tenants_receipts(tenant_factory, endpoints):
+    tenant = tenant_factory(1_000)
+    ids = [tenant.submit(images=images, candidates=images + 1, seed=images) for images in (1, 2)]
+    jobs = tenant.wait_settled(ids)
+    chain = tenant.http.get("/v1/receipts").json()["data"]
+    with psycopg.connect(endpoints.database_url, autocommit=True) as conn:  # one job ended two days ago
+        conn.execute("UPDATE ingest.receipts SET issued_at = issued_at - interval '2 days' WHERE job_id = %s",
+                     [ids[0]])
+
+    week = tenant.http.get("/v1/usage", params={"days": 7}).json()["daily"]
+    today = tenant.http.get("/v1/usage", params={"days": 1}).json()["daily"]
+    too_many = tenant.http.get("/v1/usage", params={"days": 367})
+
+    assert len(week) == 7 and [day["date"] for day in week] == sorted(day["date"] for day in week)
+    assert today == week[-1:]  # today is the last day of any range
+    by_job = {doc["receipt"]["job_id"]: doc["receipt"] for doc in chain}
+    expected = [{"jobs": 1, "images": by_job[job]["images"]["delivered"], "credits": by_job[job]["credits"]["charged"]}
+                for job in ids]
+    assert {k: week[-3][k] for k in ("jobs", "images", "credits")} == expected[0]
+    assert {k: week[-1][k] for k in ("jobs", "images", "credits")} == expected[1]
+    assert sum(day["credits"] for day in week) == sum(job["billing"]["charged"] for job in jobs.values())
+    assert all(day["jobs"] == 0 for n, day in enumerate(week) if n not in (4, 6))
+    assert too_many.status_code == 422 and too_many.headers["content-type"] == "application/problem+json"

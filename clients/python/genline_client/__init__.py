@@ -21,7 +21,17 @@ from genline_client.errors import (
     ValidationError,
     WaitTimeout,
 )
-from genline_client.models import FINAL_STATES, Job, JobEvent, JobPage, JobSummary, Output, SubmittedJob, Usage
+from genline_client.models import (
+    FINAL_STATES,
+    Job,
+    JobEvent,
+    JobPage,
+    JobSummary,
+    Output,
+    SubmittedJob,
+    Usage,
+    UsageDay,
+)
 from genline_client.receipts import ReceiptVerificationError, verify_chain, verify_receipt
 from genline_client.retry import NO_RETRIES, RetryPolicy
 from genline_client.sync import Genline
@@ -32,5 +42,5 @@ __all__ = [
     "Conflict", "FINAL_STATES", "Genline", "GenlineError", "Job", "JobEvent", "JobPage", "JobSummary",
     "NO_RETRIES", "NotFound", "Output", "PayloadTooLarge", "PermissionDenied", "RateLimited",
     "ReceiptVerificationError", "RetryPolicy", "ServerError", "ServiceUnavailable", "SubmittedJob", "Unauthorized",
-    "Usage", "ValidationError", "WaitTimeout", "WebhookVerificationError", "verify_chain", "verify_receipt", "verify_webhook",
+    "Usage", "UsageDay", "ValidationError", "WaitTimeout", "WebhookVerificationError", "verify_chain", "verify_receipt", "verify_webhook",
 ]

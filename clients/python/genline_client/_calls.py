@@ -97,8 +97,8 @@ def signing_keys() -> Call:
     return Call("GET", "/.well-known/genline-keys.json")
 
 
-def usage() -> Call:
-    return Call("GET", "/v1/usage")
+def usage(days: int) -> Call:
+    return Call("GET", "/v1/usage", params={"days": days})
 
 
 @dataclass

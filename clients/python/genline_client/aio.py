@@ -57,9 +57,10 @@ class AsyncGenline:
         """The public keys receipts are signed with (JWK), rotated-out ones included."""
         return await self.call(_calls.signing_keys())
 
-    async def usage(self) -> Usage:
-        """Your plan, its limits and where you stand against each."""
-        return Usage.model_validate(await self.call(_calls.usage()))
+    async def usage(self, days: int = 30) -> Usage:
+        """Your plan, its limits and where you stand against each, and your last `days` UTC
+        days (`Usage.daily`: jobs ended, images delivered, credits charged)."""
+        return Usage.model_validate(await self.call(_calls.usage(days)))
 
     async def __aexit__(self, *exc_info) -> None:
         await self.close()

@@ -4,7 +4,7 @@ They accept fields this version does not know (`extra="allow"`), so a newer plat
 not break an older client; what is not declared here is still on the object.
 """
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
@@ -175,8 +175,19 @@ class UsageLimit(APIModel):
     resets_at: datetime | None = None
 
 
+class UsageDay(APIModel):
+    """One UTC day: the jobs that ended, the images they delivered and the credits they were
+    charged, summed from your signed receipts."""
+
+    date: date
+    jobs: int
+    images: int
+    credits: int
+
+
 class Usage(APIModel):
-    """Your plan, its limits and where you stand against each, counted as the limits count."""
+    """Your plan, its limits and where you stand against each, counted as the limits count;
+    `daily`, your last days oldest first (today last)."""
 
     tenant_id: str
     plan: PlanLimits
@@ -186,3 +197,4 @@ class Usage(APIModel):
     credits_held: int | None = None
     resets_at: datetime
     limits: list[UsageLimit]
+    daily: list[UsageDay] = []

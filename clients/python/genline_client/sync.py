@@ -59,9 +59,10 @@ class Genline:
         """The public keys receipts are signed with (JWK), rotated-out ones included."""
         return self.call(_calls.signing_keys())
 
-    def usage(self) -> Usage:
-        """Your plan, its limits and where you stand against each."""
-        return Usage.model_validate(self.call(_calls.usage()))
+    def usage(self, days: int = 30) -> Usage:
+        """Your plan, its limits and where you stand against each, and your last `days` UTC
+        days (`Usage.daily`: jobs ended, images delivered, credits charged)."""
+        return Usage.model_validate(self.call(_calls.usage(days)))
 
     def __exit__(self, *exc_info) -> None:
         self.close()

@@ -2,7 +2,7 @@
 them, and the public keys they were signed with (`services.ingest.receipts.document` says what a
 receipt holds)."""
 
-from datetime import datetime
+from datetime import date, datetime
 from uuid import UUID
 
 import psycopg
@@ -63,6 +63,17 @@ async def chain(conn: psycopg.AsyncConnection, tenant_id: str, after: int, limit
         "SELECT document FROM receipts WHERE tenant_id = %s AND sequence > %s ORDER BY sequence LIMIT %s",
         [tenant_id, after, limit])).fetchall()
     return [row["document"] for row in rows]
+
+
+async def daily_totals(conn: psycopg.AsyncConnection, tenant_id: str, since: datetime) -> dict[date, dict]:
+    """Per UTC day from `since`: the jobs that ended (each has its receipt), the images they
+    delivered and the credits they were charged, as the signed receipts say."""
+    rows = await (await conn.execute(
+        "SELECT (issued_at AT TIME ZONE 'UTC')::date AS day, count(*) AS jobs,"
+        " coalesce(sum((document->'receipt'->'images'->>'delivered')::bigint), 0) AS images,"
+        " coalesce(sum((document->'receipt'->'credits'->>'charged')::bigint), 0) AS credits"
+        " FROM receipts WHERE tenant_id = %s AND issued_at >= %s GROUP BY 1", [tenant_id, since])).fetchall()
+    return {row["day"]: {"jobs": row["jobs"], "images": row["images"], "credits": row["credits"]} for row in rows}
 
 
 async def record_signing_key(conn: psycopg.AsyncConnection, signer: Signer) -> None:

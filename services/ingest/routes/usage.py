@@ -1,9 +1,10 @@
 """`GET /v1/usage`: the tenant's plan, its limits and where it stands against each, counted
 exactly as the limits count when they refuse a request or a job (services.ingest.accounts.limits)."""
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.common.problems import Problem
@@ -11,6 +12,7 @@ from services.ingest.accounts import limits
 from services.ingest.accounts.plans import Plan, rate_decision
 from services.ingest.deps import AccountReader, Plans, Runtime, Settings
 from services.ingest.ledger_calls import call_ledger, pb
+from services.ingest.receipts.issuing import daily_totals
 
 router = APIRouter(prefix="/v1", tags=["account"])
 
@@ -34,6 +36,16 @@ class Limit(BaseModel):
     resets_at: datetime | None = Field(description="when `used` starts again from zero; null: as jobs finish")
 
 
+class Day(BaseModel):
+    """One UTC day of the tenant's history, summed from the receipts of the jobs that ended
+    that day: a bar of the console's usage chart."""
+
+    date: date
+    jobs: int = Field(description="jobs that ended this day (each has a signed receipt)")
+    images: int = Field(description="images those jobs delivered")
+    credits: int = Field(description="credits those jobs were charged")
+
+
 class Usage(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "tenant_id": "acme", "plan": {"name": "free", "requests_per_s": 5, "burst": 10, "concurrent_jobs": 3,
@@ -43,7 +55,9 @@ class Usage(BaseModel):
         "limits": [{"name": "requests_burst", "used": 1, "limit": 10, "remaining": 9, "resets_at": None},
                    {"name": "concurrent_jobs", "used": 2, "limit": 3, "remaining": 1, "resets_at": None},
                    {"name": "images_per_day", "used": 40, "limit": 100, "remaining": 60,
-                    "resets_at": "2026-11-03T00:00:00Z"}]}]})
+                    "resets_at": "2026-11-03T00:00:00Z"}],
+        "daily": [{"date": "2026-11-01", "jobs": 12, "images": 30, "credits": 300},
+                  {"date": "2026-11-02", "jobs": 15, "images": 36, "credits": 360}]}]})
 
     tenant_id: str
     plan: PlanLimits
@@ -54,6 +68,8 @@ class Usage(BaseModel):
                                                  " not answer")
     resets_at: datetime = Field(description="midnight UTC, when the daily counters start again")
     limits: list[Limit]
+    daily: list[Day] = Field(description="the last `days` UTC days, oldest first, today last; days without a"
+                                         " finished job are zeros")
 
 
 def limit_bars(plan: Plan, usage: limits.Usage, burst_remaining: int) -> list[Limit]:
@@ -75,19 +91,32 @@ async def credits_held(request: Request, tenant: str, settings) -> int | None:
     return balance.pending if balance is not None else 0
 
 
+def days_of(totals: dict[date, dict], today: date, days: int) -> list[Day]:
+    first = today - timedelta(days=days - 1)
+    return [Day(date=day, **totals.get(day, {"jobs": 0, "images": 0, "credits": 0}))
+            for day in (first + timedelta(days=n) for n in range(days))]
+
+
 @router.get("/usage", response_model=Usage)
-async def usage(request: Request, tenant: AccountReader, runtime: Runtime, plans: Plans, settings: Settings):
+async def usage(request: Request, tenant: AccountReader, runtime: Runtime, plans: Plans, settings: Settings,
+                days: Annotated[int, Query(ge=1, le=366, description="how many UTC days of history, today"
+                                                                      " included")] = 30):
     """Your plan, its limits, and where you stand against each: requests and images today,
     jobs in progress, credits held, and when the daily counters reset. The counts are those
-    the limits check (a job is refused with 429 exactly when it would pass one)."""
+    the limits check (a job is refused with 429 exactly when it would pass one). `daily`:
+    the jobs that ended, images delivered and credits charged on each of the last `days` UTC
+    days, summed from your signed receipts."""
     now = datetime.now(UTC)
+    first_day = now.date() - timedelta(days=days - 1)
     async with runtime.pool.connection() as conn:
         plan = plans.get((await (await conn.execute("SELECT plan FROM tenants WHERE id = %s",
                                                     [tenant])).fetchone())["plan"])
         counted = await limits.count_usage(conn, tenant, now)
         requests, ahead_s = await limits.requests_today(conn, tenant)
+        totals = await daily_totals(conn, tenant, datetime.combine(first_day, time(), UTC))
     held = await credits_held(request, tenant, settings)
     burst_remaining = rate_decision(plan, True, ahead_s).remaining
     return Usage(tenant_id=tenant, plan=PlanLimits(**plan.model_dump()), requests_today=requests,
                  images_today=counted.images_today, jobs_in_progress=counted.active, credits_held=held,
-                 resets_at=counted.resets_at, limits=limit_bars(plan, counted, burst_remaining))
+                 resets_at=counted.resets_at, limits=limit_bars(plan, counted, burst_remaining),
+                 daily=days_of(totals, now.date(), days))
