@@ -1,7 +1,7 @@
 // The Genline console: one page that draws itself from the path (/console/jobs,
-// /console/jobs/{id}, /console/new, /console/account, /console/operator) with data from the
-// public /v1 API (and /admin/v1 on the operator view). The API key lives in this tab's
-// sessionStorage only. Each page is a module of its own; this one signs in and out and
+// /console/jobs/{id}, /console/new, /console/usage, /console/account, /console/operator) with
+// data from the public /v1 API (and /admin/v1 on the operator view). The API key lives in
+// this tab's sessionStorage only. Each page is a module of its own; this one signs in and out and
 // sends each path to its page.
 import {accountPage} from "./account.js";
 import {ADMIN_TOKEN, KEY, api, forgetCatalogue} from "./api.js";
@@ -10,6 +10,7 @@ import {jobPage} from "./job.js";
 import {jobsPage, newJobPage} from "./jobs.js";
 import {drawPagesWith, navigate, newPage, route} from "./navigation.js";
 import {operatorPage} from "./operator.js";
+import {usagePage} from "./usage.js";
 
 document.addEventListener("click", (event) => {
   const link = event.target.closest("a");
@@ -38,6 +39,7 @@ document.getElementById("sign-out");
   if (job) return jobPage(decodeURIComponent(job[1]));
   if (path === "/console/new") return newJobPage();
   if (path === "/console/account") return accountPage();
+  if (path === "/console/usage") return usagePage();
   return jobsPage();
 }
 

@@ -1,8 +1,10 @@
 // A job's page: its summary, credits and costs, timeline (followed live), candidates with
-// their verdicts, and delivered images, each of which may be reported.
+// their verdicts, delivered images, each of which may be reported, and once the job is
+// final its signed receipt, verified in the browser.
 import {FINAL, api, events} from "./api.js";
 import {h, field, select, facts, table, badge, when, usd, announce, show, fillWith, errorBox, debounce, format} from "./dom.js";
 import {pageSignal} from "./navigation.js";
+import {receiptSection} from "./receipts.js";
 
 export function jobPage(jobId) {
   document.title = "Job · Genline";
@@ -11,12 +13,13 @@ export function jobPage(jobId) {
     head: h("div"), summary: h("section", {"aria-labelledby": "summary-title"}),
     costs: h("section", {"aria-labelledby": "costs-title"}),
     timeline: h("ol", {class: "timeline", "aria-live": "polite", "aria-label": "Events"}),
-    candidates: h("div"), outputs: h("div"),
+    candidates: h("div"), outputs: h("div"), receipt: h("div"),
   };
   show(parts.head, h("div", {class: "grid-2"}, parts.summary, parts.costs),
     h("section", {"aria-labelledby": "timeline-title"}, h("h2", {id: "timeline-title", text: "Timeline"}), parts.timeline),
     h("section", {"aria-labelledby": "candidates-title"}, h("h2", {id: "candidates-title", text: "Candidates"}), parts.candidates),
-    h("section", {"aria-labelledby": "outputs-title"}, h("h2", {id: "outputs-title", text: "Delivered images"}), parts.outputs));
+    h("section", {"aria-labelledby": "outputs-title"}, h("h2", {id: "outputs-title", text: "Delivered images"}), parts.outputs),
+    parts.receipt);
   const refresh = async () => {
     try {
       state.job = await api(`/v1/jobs/${encodeURIComponent(jobId)}`);
@@ -96,6 +99,10 @@ function drawJob(state, parts) {
     parts.candidates.replaceChildren(candidateGallery(state, parts));
   }
   parts.outputs.replaceChildren(outputList(job));
+  if (FINAL.has(job.state) && !state.receiptShown) { // issued with the job's final state, once
+    state.receiptShown = true;
+    parts.receipt.replaceChildren(receiptSection(job.id));
+  }
 }
 
 function costFacts(job) {
