@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test test-fast install install-test proto clean lock audit
+.PHONY: run test test-fast install install-test proto clean lock audit docs
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -63,7 +63,8 @@ install: $(VENV)/.installed-all
 install-test: $(VENV)/.installed-test
 
 # EXIT_AFTER_DEMO=1 stops everything after the demo; the exit code says whether images were delivered.
-run: install
+# The documentation site is built first (make docs), so the platform serves it at /docs/.
+run: install docs
 	$(PY) -m genline_stack $(if $(filter 1 true yes,$(EXIT_AFTER_DEMO)),--exit-after-demo)
 
 test: install-test
@@ -72,6 +73,17 @@ test: install-test
 # Between edits: everything but the tests that start processes or a browser (a few minutes).
 test-fast: install-test
 	$(PY) -m pytest -m "not processes"
+
+# The documentation site (mkdocs.yml, docs/) into site/, in strict mode: a broken link, a
+# missing page or a missing example fails it. `make run` builds it and serves it at /docs/.
+# Its packages are locked in requirements/docs.lock (and in the test set: the suite builds it).
+$(VENV)/.installed-docs: pyproject.toml requirements/docs.lock $(VENV)/.installed-all
+	$(call install_locked,requirements/docs.lock,docs)
+	touch $@
+
+docs: $(VENV)/.installed-docs
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+	@echo "the documentation site is in site/ (open site/index.html, or http://127.0.0.1:8000/docs/ under make run)"
 
 # requirements/*.lock again from pyproject.toml: the newest versions its ranges allow, with
 # torch's CPU build (so that none of PyPI's CUDA packages enter the lock), found where pip
@@ -86,6 +98,7 @@ lock: install-test
 	$(VENV)/bin/uv pip compile pyproject.toml clients/python/pyproject.toml --extra all -c requirements/test.lock \
 	  $(LOCK_OPTIONS) -o requirements/run.lock
 	$(VENV)/bin/uv pip compile requirements/build.in -c requirements/test.lock $(LOCK_OPTIONS) -o requirements/build.lock
+	$(VENV)/bin/uv pip compile pyproject.toml --extra docs -c requirements/test.lock $(LOCK_OPTIONS) -o requirements/docs.lock
 	for service in ingest ledger router scorer delivery; do \
 	  $(VENV)/bin/uv pip compile pyproject.toml --extra $$service -c requirements/test.lock $(LOCK_OPTIONS) \
 	    -o requirements/$$service.lock || exit 1; \
@@ -101,4 +114,4 @@ proto: | $(PY)
 	$(PY) -m services.common.protos
 
 clean:
-	rm -rf .genline .pytest_cache
+	rm -rf .genline .pytest_cache site

@@ -170,6 +170,7 @@ def launch(args: argparse.Namespace) -> int:
         print(f"demo finished {time.monotonic() - started:.1f}s after start", flush=True)
         if args.exit_after_demo:
             return 0 if delivered else 1
+        print(f"documentation: {fleet.ingest_url}/docs/ (built by make docs)", flush=True)
         print(f"web console: {fleet.ingest_url}/console (sign in with the demo key); operator view:"
               f" {fleet.admin_url('ingest')}/console/operator (with the admin token)", flush=True)
         print(f"serving on {fleet.ingest_url}; press Ctrl-C to stop", flush=True)

@@ -43,7 +43,7 @@ def declared(*extras: str) -> list[Requirement]:
     return requirements
 
 
-@pytest.mark.parametrize("lock, extras", [("run.lock", ("all",)), ("test.lock", ("all", "test"))]
+@pytest.mark.parametrize("lock, extras", [("run.lock", ("all",)), ("test.lock", ("all", "test")), ("docs.lock", ("docs",))]
                          + [(f"{s}.lock", (s,)) for s in SERVICES])
 def test_every_declared_dependency_is_pinned_with_hashes_within_its_range(lock, extras):
     locked = pins(lock)

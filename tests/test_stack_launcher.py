@@ -90,7 +90,7 @@ def test_sigterm_stops_every_process_the_stack_started_and_a_second_run_reuses_t
         kafka = re.search(r"embedded stack up: kafka (\S+),", output).group(1)
         ca = tmp_path / "data" / "credentials" / "kafka-tls" / "ca.pem"
         assert asyncio.run(topics_over(kafka, ca)) and not asyncio.run(topics_over(kafka, None))
-        # The operator's commands run with the environment it wrote, as the README says.
+        # The operator's commands run with the environment it wrote, as the documentation says (docs/guides/backups.md).
         operator = subprocess.run(["bash", "-c", f"set -a; . {tmp_path / 'data' / 'operator.env'}; set +a;"
                                    f" {sys.executable} -m genline_cli replay ledger"],
                                   capture_output=True, text=True, timeout=120, cwd=ROOT)

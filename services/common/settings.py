@@ -89,7 +89,7 @@ class ServiceSettings(BaseSettings):
     # a real cluster; the embedded broker has one). Partitions are the topic's own: the
     # journal recreates a lost topic with as many as it had, since a job's events keep their
     # order only while its key maps to the same partition. Growing them is a migration, not
-    # a setting: docs/operations.md.
+    # a setting: docs/guides/kubernetes.md.
     kafka_replication_factor: int = 1
     # The outbox's producer: idempotent (a retried send is written once; the inboxes make
     # a duplicate harmless anyway), acks=all, and its batches compressed (gzip needs no

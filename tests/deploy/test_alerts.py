@@ -11,7 +11,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy/k8s/monitoring/prometheusrule.yaml"
-RUNBOOKS = ROOT / "deploy/k8s/monitoring/runbooks.md"
+RUNBOOKS = ROOT / "docs/runbooks.md"
 CASES = Path(__file__).with_name("alerts_test.yaml")
 
 

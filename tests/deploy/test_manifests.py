@@ -291,14 +291,14 @@ def test_the_services_reach_kafka_over_tls_as_their_own_user():
 
 
 def test_the_connection_budget_at_the_most_replicas_fits_the_max_connections_written_down():
-    """docs/operations.md: each replica's pool plus its dedicated connections, at the most
+    """docs/guides/kubernetes.md: each replica's pool plus its dedicated connections, at the most
     replicas the HPA and the ScaledObjects allow, plus 10 kept for operators, within the
     `max_connections` it asks of PostgreSQL."""
     import re
 
     from services.common.settings import ServiceSettings
 
-    written = int(re.search(r"max_connections = (\d+)", (ROOT / "docs/operations.md").read_text()).group(1))
+    written = int(re.search(r"max_connections = (\d+)", (ROOT / "docs/guides/kubernetes.md").read_text()).group(1))
     config = next(o for o in render(K8S / "base") if o["kind"] == "ConfigMap" and o["metadata"]["name"] ==
                   "genline-config")["data"]
     pool = int(config.get("GENLINE_DATABASE_POOL_SIZE", ServiceSettings.model_fields["database_pool_size"].default))
@@ -309,7 +309,7 @@ def test_the_connection_budget_at_the_most_replicas_fits_the_max_connections_wri
     assert set(most) == set(SERVICES)
     dedicated = {"ingest": 3}  # the relay's LISTEN, the journal's lock, the job log watch
     total = sum(replicas * (pool + dedicated.get(service, 2)) for service, replicas in most.items())
-    assert total + 10 <= written, f"{total} connections at the most replicas; docs/operations.md says {written}"
+    assert total + 10 <= written, f"{total} connections at the most replicas; docs/guides/kubernetes.md says {written}"
 
 
 def test_the_ingress_serves_the_api_the_receipt_keys_and_the_console_and_nothing_internal():

@@ -5,7 +5,7 @@ its provider would play it (Replicate's 429 states its wait in the body, OpenAI 
 of credit" with a 429 and a code, fal's safety checker drops images, BFL signs samples on
 a delivery host), and each case must end in the outcome `EXPECTED` gives it, with at most
 one remote job submitted, no credential arriving on a foreign host, and every job it
-abandoned canceled where the API can cancel. docs/providers.md prints `EXPECTED` as its
+abandoned canceled where the API can cancel. docs/guides/providers.md prints `EXPECTED` as its
 adapter × fault table; a test holds the two equal.
 """
 
@@ -25,7 +25,7 @@ from tests.polling import until
 from tests.router.market import SECRET, Script
 from tests.router.stubs import APPS, SIZES, entry
 
-DOCS = Path(__file__).parents[2] / "docs" / "providers.md"
+DOCS = Path(__file__).parents[2] / "docs" / "guides" / "providers.md"
 QUEUED = ("replicate", "fal", "comfyui", "bfl", "runware")
 # Images fetched by URL; the provider names the URL (ComfyUI's is built from a file name).
 BY_URL = ("replicate", "fal", "comfyui", "bfl", "runware", "openai-compatible")
@@ -176,7 +176,7 @@ async def test_a_provider_that_reports_no_seed_records_none(simulators, client):
 
 
 def render_table() -> str:
-    """EXPECTED as docs/providers.md prints it."""
+    """EXPECTED as docs/guides/providers.md prints it."""
     adapters = list(APPS)
     lines = ["| fault | " + " | ".join(f"`{a}`" for a in adapters) + " |",
              "|---|" + "---|" * len(adapters)]
@@ -187,4 +187,4 @@ def render_table() -> str:
 
 
 def test_the_docs_print_this_suites_table():
-    assert render_table() in DOCS.read_text(), "docs/providers.md's table differs from EXPECTED:\n" + render_table()
+    assert render_table() in DOCS.read_text(), "docs/guides/providers.md's table differs from EXPECTED:\n" + render_table()

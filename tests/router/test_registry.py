@@ -1,7 +1,6 @@
 """The provider registry: the shipped YAML, prices, pinned models and validation errors."""
 
 import copy
-import re
 from pathlib import Path
 
 import pytest
@@ -122,12 +121,15 @@ def test_building_providers_needs_the_named_secrets():
 
 
 def test_every_configuration_example_in_the_docs_loads():
-    text = (Path(__file__).parents[2] / "docs" / "providers.md").read_text()
-    examples = [block for block in re.findall(r"```yaml\n(.*?)```", text, re.S) if "adapter:" in block]
+    """docs/examples/providers/*.yaml, which docs/guides/providers.md shows: each a list or
+    mapping of provider entries, or a whole registry (`providers:`)."""
+    examples = sorted((Path(__file__).parents[2] / "docs" / "examples" / "providers").glob("*.yaml"))
     assert len(examples) >= 8
     for example in examples:
-        registry = parse_registry({"providers": yaml.safe_load(example)}, "docs/providers.md")
-        assert registry.providers
+        data = yaml.safe_load(example.read_text())
+        registry = parse_registry(data if isinstance(data, dict) and "providers" in data else {"providers": data},
+                                  str(example.relative_to(Path(__file__).parents[2])))
+        assert registry.providers, example.name
 
 
 @pytest.mark.parametrize("path", ["services/router/providers.yaml", "deploy/k8s/base/router/providers.yaml"])

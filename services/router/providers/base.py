@@ -2,7 +2,7 @@
 
 An adapter turns a `GenerationRequest` (candidates `start_index … start_index+count-1`
 of one attempt of one job) into `GeneratedImage`s, or raises `ProviderError` with a kind
-the engine acts on (the table in docs/providers.md lists, per adapter, which answer gives
+the engine acts on (the table in docs/guides/providers.md lists, per adapter, which answer gives
 which kind):
 
 * `rate_limited` lowers that provider's concurrency and waits out its hint;
