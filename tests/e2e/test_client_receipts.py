@@ -44,6 +44,9 @@ def test_a_final_jobs_receipt_verifies_and_the_chain_comes_back_whole_across_pag
     assert [d["receipt"]["sequence"] for d in chain] == [1, 2, 3]
     assert verify_chain(chain, keys)  # raises on a changed, dropped or added receipt
     assert later == chain[1:]
+    whole = tenant.http.get("/v1/receipts", params={"limit": 3}).json()  # exactly full: no page follows
+    assert len(whole["data"]) == 3 and whole["next_after"] is None
+    assert tenant.http.get("/v1/receipts", params={"limit": 2}).json()["next_after"] == 2
     assert receipt in chain  # the same document, whichever way it is fetched
 
 

@@ -17,7 +17,7 @@ JOB_EXAMPLE = {
     "outputs": [{"n": 0, "key": f"acme/2026/11/{JOB_ID}/0.png", "url": "https://…/0.png?X-Amz-Signature=…",
                  "expires_at": "2026-11-02T11:00:09Z", "size_bytes": 48213, "media_type": "image/png",
                  "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"}],
-    "billing": {"state": "settled", "reserved": 10, "charged": 10, "released": 0, "price_book_version": "2026-01"},
+    "billing": {"state": "settled", "reserved": 10, "charged": 10, "released": 0, "price_book_version": "2026-11-01"},
     "provider_cost_micro_usd": 4000,
 }
 JOB_PAGE_EXAMPLE = {
@@ -29,7 +29,8 @@ JOB_PAGE_EXAMPLE = {
 CANCELED_EXAMPLE = JOB_EXAMPLE | {
     "state": "canceled", "outputs": [], "selected": [],
     "timestamps": {"submitted": "2026-11-02T10:00:00Z", "canceled": "2026-11-02T10:00:04Z"},
-    "billing": {"state": "settled", "reserved": 10, "charged": 0, "released": 10, "price_book_version": "2026-01"},
+    "failure": {"code": "canceled", "stage": "generating", "reason": "canceled by the client"},
+    "billing": {"state": "settled", "reserved": 10, "charged": 0, "released": 10, "price_book_version": "2026-11-01"},
 }
 ERASURE_EXAMPLE = {"id": JOB_ID, "state": "erasing"}
 REPORT_EXAMPLE = {"reason": "the bicycle has three wheels"}

@@ -24,8 +24,8 @@ class QuoteRequest(RequestModel):
 
 class Quote(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
-        "template": "headshot", "tier": "fast", "images": 4, "credits": 60, "unit_price": 15,
-        "price_book_version": "2026-01", "available": 1000, "affordable": True, "retry_tokens_applied": 0}]})
+        "template": "headshot", "tier": "fast", "images": 4, "credits": 64, "unit_price": 16,
+        "price_book_version": "2026-11-01", "available": 1000, "affordable": True, "retry_tokens_applied": 0}]})
 
     template: str
     tier: Tier

@@ -64,7 +64,9 @@ EVENTS_EXAMPLE = {"job_id": JOB_ID, "state": "succeeded", "next": None, "data": 
     entry_example(9, "state", 7, state="delivering", previous="scoring", reason="1 of 1 images selected"),
     entry_example(10, "delivery.published", 8, images=1, requested=1),
     entry_example(11, "billing.settled", 9, reserved=10, charged=10, released=0, delivered_images=1),
-    entry_example(12, "state", 9, state="succeeded", previous="delivering", reason="1 of 1 images delivered"),
+    entry_example(12, "receipt.issued", 9, url=f"/v1/jobs/{JOB_ID}/receipt",
+                  sha256="5d2a6c3e8f1b0a9d7c4e2f6a8b1d3c5e7f9a0b2c4d6e8f0a1b3c5d7e9f1a2b3c"),
+    entry_example(13, "state", 9, state="succeeded", previous="delivering", reason="1 of 1 images delivered"),
 ]}
 STREAM_EXAMPLE = ('id: 11\nevent: billing.settled\ndata: {"seq": 11, "type": "billing.settled", "time": '
                   '"2026-11-02T10:00:09Z", "payload": {"reserved": 10, "charged": 10, "released": 0}}\n\n'

@@ -104,9 +104,9 @@ async def list_receipts(tenant: JobsReader, runtime: Runtime,
     whole chain offline with genline-client's `verify_chain` (or `genline receipts verify`):
     a receipt changed, dropped or added breaks it."""
     async with runtime.pool.connection() as conn:
-        documents = await issuing.chain(conn, tenant, after, limit)
-    more = len(documents) == limit
-    return signed_json({"data": documents, "next_after": documents[-1]["receipt"]["sequence"] if more else None})
+        documents = await issuing.chain(conn, tenant, after, limit + 1)  # one more: is there a next page?
+    page, more = documents[:limit], len(documents) > limit
+    return signed_json({"data": page, "next_after": page[-1]["receipt"]["sequence"] if more else None})
 
 
 KEYS_EXAMPLE = {"keys": [
