@@ -12,10 +12,6 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from services.common.problems import Problem
 
-TYPES = {".html": "text/html", ".css": "text/css", ".js": "text/javascript", ".json": "application/json",
-         ".svg": "image/svg+xml", ".png": "image/png", ".ico": "image/x-icon", ".woff2": "font/woff2",
-         ".xml": "application/xml", ".txt": "text/plain", ".map": "application/json"}
-
 
 def site_file(site: Path, path: str) -> Path | None:
     """The built file `path` names (a folder's index.html), only from inside the site."""
@@ -38,8 +34,8 @@ async def documentation(request: Request, path: str = "") -> Response:
     found = site_file(settings.docs_dir, path)
     if found is None:
         raise Problem(404, "not-found", f"the documentation has no page {path!r}")
-    return FileResponse(found, media_type=TYPES.get(found.suffix, "application/octet-stream"),
-                        headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
+    # The media type is guessed from the file's name, as any static server does.
+    return FileResponse(found, headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
 
 
 async def to_documentation() -> RedirectResponse:
