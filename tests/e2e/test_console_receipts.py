@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from tests.e2e.test_console import (  # noqa: F401  (fixtures)
+    ARTIFACTS,
     JOB_TIMEOUT_MS,
     PHONE,
     assert_only_local_requests,
@@ -46,7 +47,7 @@ def test_a_final_jobs_receipt_is_verified_in_the_browser_and_a_changed_one_is_no
     assert text_of(page, "receipt-credits").startswith(f"{billing['charged']} charged, {billing['released']} released")
     assert page.get_by_role("link", name="Download the receipt").count() == 1
     screenshot(page, "receipt-desktop")
-    page.get_by_test_id("receipt").screenshot(path=str(screenshot(page, "receipt-panel")))
+    page.get_by_test_id("receipt").screenshot(path=str(ARTIFACTS / "receipt-panel.png"))
 
     changed = console.page(tenant.api_key)  # the same receipt, one number changed on its way to the page
 

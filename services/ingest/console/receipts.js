@@ -5,6 +5,7 @@
 // verify_receipt (its module says what a receipt holds).
 import {api} from "./api.js";
 import {h, facts, badge, when, usd, fill} from "./dom.js";
+import {pageSignal} from "./navigation.js";
 
 const FORMAT = "genline.receipt.v1";
 
@@ -84,6 +85,7 @@ function drawReceipt(receipt, verdict) {
     : h("p", {class: "error", role: "alert", "data-testid": "receipt-verdict", "data-verified": "false"},
       `Not verified: ${verdict.reason}.`);
   const file = URL.createObjectURL(new Blob([JSON.stringify(receipt, null, 2)], {type: "application/json"}));
+  pageSignal().addEventListener("abort", () => URL.revokeObjectURL(file), {once: true});
   return [status, facts([
     ["Receipt number", body.sequence, "receipt-sequence"], ["State", body.state],
     ["Images", `${images.delivered ?? "?"} delivered of ${images.requested ?? "?"} asked`],
