@@ -157,6 +157,9 @@ class CandidateRef(Contract):
 
     index: int = Field(description="unique within the job, across all its attempts")
     key: str
+    offset: int | None = Field(None, ge=0, description="where the candidate's `size_bytes` start in the object `key`"
+                                                       " names, which holds its attempt's candidates one after"
+                                                       " another; None: the object is this candidate alone")
     media_type: str
     size_bytes: int
     sha256: str
@@ -185,6 +188,9 @@ class CandidateScore(Contract):
     attempt: int = 1
     provider: str = ""
     key: str
+    offset: int | None = Field(None, ge=0, description="where the candidate's `size_bytes` start in the object `key`"
+                                                       " names, which holds its attempt's candidates one after"
+                                                       " another; None: the object is this candidate alone")
     sha256: str
     size_bytes: int
     media_type: str

@@ -52,7 +52,35 @@ EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 
 
 def candidate_key(tenant_id: str, job_id: UUID | str, attempt: int, index: int, media_type: str = "image/png") -> str:
+    """One candidate alone in its object (how candidates were stored before attempts' objects)."""
     return f"{candidate_prefix(tenant_id, job_id)}{attempt}/{index}.{EXTENSIONS.get(media_type, 'bin')}"
+
+
+# An attempt's candidates are one object, one after another: one request to store them and
+# one to score them, where an object each cost a request each way per candidate.
+ATTEMPT_SUFFIX = ".candidates"
+ATTEMPT_MEDIA_TYPE = "application/octet-stream"
+
+
+def attempt_key(tenant_id: str, job_id: UUID | str, attempt: int) -> str:
+    """The object of an attempt's candidates; each candidate names its offset and size in it."""
+    return f"{candidate_prefix(tenant_id, job_id)}{attempt}{ATTEMPT_SUFFIX}"
+
+
+def holds_candidates(key: str) -> bool:
+    """Whether the object holds an attempt's candidates (rather than one candidate alone)."""
+    return key.endswith(ATTEMPT_SUFFIX)
+
+
+def candidate_part(data: bytes, offset: int | None, size_bytes: int) -> bytes:
+    """A candidate's bytes in the object its `key` names: the whole object when `offset` is
+    None, else `size_bytes` from `offset`; StorageError when the object is too short."""
+    if offset is None:
+        return data
+    part = data[offset: offset + size_bytes]
+    if len(part) != size_bytes:
+        raise StorageError("GetObject", 416, f"{size_bytes} bytes at {offset} of an object of {len(data)}".encode())
+    return part
 
 
 @dataclass(frozen=True)
@@ -113,6 +141,19 @@ class ObjectStore:
 
     async def get(self, bucket: str, key: str) -> bytes:
         return (await self._request("GetObject", "GET", bucket, key)).content
+
+    async def get_part(self, bucket: str, key: str, offset: int | None, size_bytes: int) -> bytes:
+        """`size_bytes` of the object from `offset` (a ranged GET); the whole object when
+        `offset` is None. StorageError when the object does not hold that range."""
+        if offset is None:
+            return await self.get(bucket, key)
+        if size_bytes < 1:
+            return b""
+        response = await self._request("GetObject", "GET", bucket, key,
+                                       headers={"range": f"bytes={offset}-{offset + size_bytes - 1}"})
+        if response.status_code == 206:
+            return candidate_part(response.content, 0, size_bytes)
+        return candidate_part(response.content, offset, size_bytes)  # a store that ignores ranges
 
     async def copy(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str, size_bytes: int) -> None:
         """`size_bytes` is the object's known size, counted as stored in the destination."""

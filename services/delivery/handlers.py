@@ -50,7 +50,8 @@ async def publish_image(envelope: Envelope, n: int, candidate: CandidateScore, o
     """Post-process one selected candidate (format, watermark, thumbnail; in a thread) and
     store the image and its thumbnail side by side in the public bucket."""
     event = envelope.event
-    source = await with_retries(settings, lambda: objects.get(objects.internal_bucket, candidate.key))
+    source = await with_retries(settings, lambda: objects.get_part(objects.internal_bucket, candidate.key,
+                                                                   candidate.offset, candidate.size_bytes))
     with telemetry.timed_stage("delivery", "postprocess"):
         done = await asyncio.to_thread(postprocess.postprocess, source, delivery)
     # The key derives from the scored event's time, so a redelivered event writes the same object.
@@ -110,7 +111,8 @@ async def deliver_selection(ctx: HandlerContext, event: CandidatesScored, object
         await ctx.emit(domain.copy_failed(event.job_id, event.tenant_id, settings.copy_attempts, published))
         return
     await store.record_delivered(ctx.conn, event.job_id, event.tenant_id, [
-        (image.n, image.key, candidate.key, image.sha256, image.size_bytes)
+        store.DeliveredRow(image.n, image.key, candidate.key, candidate.offset, candidate.size_bytes, image.sha256,
+                           image.size_bytes)
         for image, candidate in zip(published, chosen_candidates(event), strict=True)])
     await ctx.emit(JobDelivered(job_id=event.job_id, tenant_id=event.tenant_id, requested=event.images,
                                 images=published))

@@ -6,6 +6,14 @@ advisory lock) goes through the tenants with a retention and deletes
 2. candidates (internal bucket, `candidates/{tenant}/…`) older than `candidates_days` when
    they were delivered, and older than that or the audit period, whichever is longer, when
    they were not: a rejected candidate is what an auditor asks about.
+
+An attempt's candidates are one object (`storage.attempt_key`), most often delivered and
+rejected ones together. Past `candidates_days` the delivered ones in it are blanked: the
+object is written again with their bytes zeroed (their digests then no longer match, and
+ingest answers 410 for them), and `blanked_sources` notes when it was first written, from
+which its audit period still counts. The object goes once its audit period (or, when all
+it holds was delivered, `candidates_days`) has passed. A crash between the write and the
+commit only keeps the object longer: its next blanking counts from the new write.
 """
 
 import asyncio
@@ -14,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 from services.common.rounds import PeriodicRound, exclusive_round
 from services.common.runtime import ServiceRuntime
-from services.common.storage import ListedObject, ObjectStore
+from services.common.storage import ATTEMPT_MEDIA_TYPE, ListedObject, ObjectStore, holds_candidates
 from services.delivery import store
 from services.delivery.settings import DeliverySettings
 
@@ -52,13 +60,43 @@ class RetentionSweeper(PeriodicRound):
         return len(keys)  # delivered_images keeps the record: it tells delivered candidates from the others
 
     async def _sweep_candidates(self, conn, tenant: dict, now: datetime) -> int:
+        """Candidates past the tenant's retention deleted, or blanked where rejected ones
+        share their object; the number of objects deleted or written again."""
         if tenant["candidates_days"] is None:
             return 0
-        objects = await self.objects.list_objects(self.objects.internal_bucket, f"candidates/{tenant['tenant_id']}/")
-        delivered = await store.delivered_sources(conn, tenant["tenant_id"])
-        kept_days = tenant["candidates_days"]
-        audit_days = max(kept_days, self.settings.rejected_audit_days)
-        keys = (expired([o for o in objects if o.key in delivered], now - timedelta(days=kept_days))
-                + expired([o for o in objects if o.key not in delivered], now - timedelta(days=audit_days)))
-        await asyncio.gather(*(self.objects.delete(self.objects.internal_bucket, key) for key in keys))
-        return len(keys)
+        tenant_id = tenant["tenant_id"]
+        objects = await self.objects.list_objects(self.objects.internal_bucket, f"candidates/{tenant_id}/")
+        delivered = await store.delivered_sources(conn, tenant_id)
+        blanked = await store.blanked_sources(conn, tenant_id)
+        kept_before = now - timedelta(days=tenant["candidates_days"])
+        audited_before = now - timedelta(days=max(tenant["candidates_days"], self.settings.rejected_audit_days))
+        doomed, to_blank = [], []
+        for obj in objects:
+            parts = delivered.get(obj.key, [])
+            written = blanked.get(obj.key, obj.last_modified)
+            if not holds_candidates(obj.key):  # one candidate alone
+                if written < (kept_before if parts else audited_before):
+                    doomed.append(obj.key)
+            elif written < audited_before or (parts and written < kept_before and _all_delivered(parts, obj)):
+                doomed.append(obj.key)
+            elif parts and written < kept_before and obj.key not in blanked:
+                to_blank.append((obj, parts))
+        for obj, parts in to_blank:
+            await store.note_blanked(conn, tenant_id, obj.key, obj.last_modified)
+            await self._blank(obj.key, parts)
+        await asyncio.gather(*(self.objects.delete(self.objects.internal_bucket, key) for key in doomed))
+        await store.forget_blanked(conn, [key for key in doomed if key in blanked])
+        return len(doomed) + len(to_blank)
+
+    async def _blank(self, key: str, parts: list[tuple[int | None, int | None]]) -> None:
+        """The object written again with the delivered candidates' bytes zeroed."""
+        data = bytearray(await self.objects.get(self.objects.internal_bucket, key))
+        for offset, size in parts:
+            if offset is not None and size:
+                data[offset: offset + size] = bytes(len(data[offset: offset + size]))
+        await self.objects.put(self.objects.internal_bucket, key, bytes(data), ATTEMPT_MEDIA_TYPE)
+
+
+def _all_delivered(parts: list[tuple[int | None, int | None]], obj: ListedObject) -> bool:
+    """Whether the delivered candidates cover the whole object (nothing rejected in it)."""
+    return sum(size or 0 for offset, size in set(parts) if offset is not None) >= obj.size_bytes

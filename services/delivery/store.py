@@ -1,15 +1,32 @@
 """Delivery's tables: `job_outcomes` (each job's one outcome), `delivered_images` (what was
-published, and from which candidate), `tenant_retention`, and the webhook tables
+published, and from which candidate), `tenant_retention` and `blanked_sources` (the retention
+sweeper's), and the webhook tables
 (`webhook_endpoints`, `webhook_job_secrets`, `webhook_messages`, `webhook_attempts`). Every
 SQL statement of delivery is here; handlers, the sender, the retention sweeper and the
 internal webhook API call these with the connection they hold."""
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
 from services.common.contracts import RetentionSet
 from services.delivery import domain
+
+
+@dataclass(frozen=True)
+class DeliveredRow:
+    """One published image: its number and key, the candidate's object and its place in it
+    (offset None: the candidate alone), and the published bytes' digest and size."""
+
+    n: int
+    key: str
+    source_key: str
+    source_offset: int | None
+    source_size: int
+    sha256: str
+    size_bytes: int
+
 
 # ---- outcomes ------------------------------------------------------------------------------
 
@@ -33,13 +50,14 @@ async def has_outcome(conn, job_id) -> bool:
 # ---- delivered images ----------------------------------------------------------------------
 
 
-async def record_delivered(conn, job_id, tenant_id: str, images: list[tuple[int, str, str, str, int]]) -> None:
-    """The job's published images: (n, key, source candidate's key, sha256, size) each."""
+async def record_delivered(conn, job_id, tenant_id: str, images: list[DeliveredRow]) -> None:
+    """The job's published images, each with the candidate it came from."""
     async with conn.cursor() as cur:
         await cur.executemany(
-            "INSERT INTO delivered_images (job_id, n, tenant_id, key, source_key, sha256, size_bytes)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            [(job_id, n, tenant_id, key, source_key, sha256, size) for n, key, source_key, sha256, size in images])
+            "INSERT INTO delivered_images (job_id, n, tenant_id, key, source_key, source_offset, source_size,"
+            " sha256, size_bytes) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            [(job_id, i.n, tenant_id, i.key, i.source_key, i.source_offset, i.source_size, i.sha256, i.size_bytes)
+             for i in images])
 
 
 async def delivered_keys(conn, job_id) -> list[str]:
@@ -47,16 +65,41 @@ async def delivered_keys(conn, job_id) -> list[str]:
     return [row["key"] for row in rows]
 
 
-async def delivered_sources(conn, tenant_id: str) -> set[str]:
-    """The keys of the tenant's candidates that were delivered."""
-    rows = await (await conn.execute("SELECT source_key FROM delivered_images WHERE tenant_id = %s",
+async def delivered_sources(conn, tenant_id: str) -> dict[str, list[tuple[int | None, int | None]]]:
+    """The objects of the tenant's candidates that were delivered, each with the delivered
+    candidates' (offset, size) in it ((None, size) for a candidate stored alone)."""
+    rows = await (await conn.execute(
+        "SELECT source_key, source_offset, source_size FROM delivered_images WHERE tenant_id = %s",
+        [tenant_id])).fetchall()
+    found: dict[str, list[tuple[int | None, int | None]]] = {}
+    for row in rows:
+        found.setdefault(row["source_key"], []).append((row["source_offset"], row["source_size"]))
+    return found
+
+
+async def blanked_sources(conn, tenant_id: str) -> dict[str, datetime]:
+    """The tenant's objects of candidates whose delivered candidates were blanked, each with
+    when it was first written."""
+    rows = await (await conn.execute("SELECT source_key, written_at FROM blanked_sources WHERE tenant_id = %s",
                                      [tenant_id])).fetchall()
-    return {row["source_key"] for row in rows}
+    return {row["source_key"]: row["written_at"] for row in rows}
+
+
+async def note_blanked(conn, tenant_id: str, source_key: str, written_at: datetime) -> None:
+    await conn.execute("INSERT INTO blanked_sources (source_key, tenant_id, written_at) VALUES (%s, %s, %s)"
+                       " ON CONFLICT (source_key) DO NOTHING", [source_key, tenant_id, written_at])
+
+
+async def forget_blanked(conn, keys: list[str]) -> None:
+    if keys:
+        await conn.execute("DELETE FROM blanked_sources WHERE source_key = ANY(%s)", [keys])
 
 
 async def erase_job(conn, job_id) -> None:
     """The job's delivered images forgotten and its prompt taken out of its webhook messages
     (they carry the job as clients see it); the record of sending stays."""
+    await conn.execute("DELETE FROM blanked_sources WHERE source_key IN"
+                       " (SELECT source_key FROM delivered_images WHERE job_id = %s)", [job_id])
     await conn.execute("DELETE FROM delivered_images WHERE job_id = %s", [job_id])
     await conn.execute("""UPDATE webhook_messages SET payload = jsonb_set(payload, '{prompt}', '""')"""
                        " WHERE job_id = %s AND payload ? 'prompt'", [job_id])

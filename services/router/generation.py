@@ -1,16 +1,18 @@
 """One attempt of one job, from its claim to the event that announces it.
 
 The attempt is claimed first, so no two router processes generate it; the engine routes
-it; its candidates go to the internal bucket; then, in one transaction, the claim is
-closed, the spend added to the job and CandidatesGenerated (or GenerationFailed) put in
-the outbox. A process that dies half-way leaves the claim to lapse and another process
+it; its candidates go to the internal bucket, one object for the attempt; then, in one
+transaction, the claim is closed, the spend added to the job and CandidatesGenerated (or
+GenerationFailed) put in the outbox. A process that dies half-way leaves the claim to lapse and another process
 runs the attempt again; only the run that closes the claim is ever published.
 """
 
-import asyncio
+import hashlib
 import io
+import itertools
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -28,7 +30,7 @@ from services.common.contracts import (
 from services.common.data_keys import DataKeys
 from services.common.db import while_database_away
 from services.common.runtime import ServiceRuntime
-from services.common.storage import ObjectStore, candidate_key
+from services.common.storage import ATTEMPT_MEDIA_TYPE, ObjectStore, attempt_key
 from services.common.templates import load_catalogue
 from services.router import domain, metrics, store
 from services.router.engine import RoutingEngine
@@ -141,7 +143,7 @@ class AttemptRunner:
             await self._publish_failure(request, job, route, started_at, self._failure(error, job))
             return
         metrics.observe_calls(result.calls)
-        refs = await asyncio.gather(*(self._store_candidate(job, request.attempt, image) for image in result.images))
+        refs = await self._store_candidates(job, request.attempt, result.images)
         telemetry.STAGE_SECONDS.labels("router", "generate").observe(time.perf_counter() - clock)
         await self._publish_candidates(request, job, route, result, list(refs), started_at)
 
@@ -160,19 +162,17 @@ class AttemptRunner:
             return None
         return await self.objects.get(self.objects.internal_bucket, key)
 
-    async def _store_candidate(self, job: domain.JobState, attempt: int, routed: RoutedImage) -> CandidateRef:
-        image, spec = routed.image, job.spec
-        key = candidate_key(spec.tenant_id, spec.job_id, attempt, image.index, image.media_type)
-        stored = await self.objects.put(self.objects.internal_bucket, key, image.data, image.media_type)
-        with Image.open(io.BytesIO(image.data)) as opened:  # reads the header (and a clip's frame table)
-            (width, height), frames = opened.size, getattr(opened, "n_frames", 1)
-            duration_ms = sum(_frame_durations(opened)) if frames > 1 else 0
-        steps = [CandidateStep(stage=step.stage, provider=step.provider, cost_micro_usd=step.cost_micro_usd,
-                               latency_ms=round(step.latency_s * 1000)) for step in routed.steps]
-        return CandidateRef(index=image.index, key=key, media_type=stored.media_type, size_bytes=stored.size_bytes,
-                            sha256=stored.sha256, width=width, height=height, provider=routed.provider,
-                            cost_micro_usd=sum(s.cost_micro_usd for s in steps) if steps else image.cost_micro_usd,
-                            frames=frames, duration_ms=duration_ms, steps=steps)
+    async def _store_candidates(self, job: domain.JobState, attempt: int,
+                                routed: Sequence[RoutedImage]) -> list[CandidateRef]:
+        """The attempt's candidates in one object, one after another, in one request; each
+        reference names its offset and size in it (the same key again on a retry)."""
+        if not routed:
+            return []
+        key = attempt_key(job.spec.tenant_id, job.spec.job_id, attempt)
+        offsets = list(itertools.accumulate((len(r.image.data) for r in routed[:-1]), initial=0))
+        await self.objects.put(self.objects.internal_bucket, key, b"".join(r.image.data for r in routed),
+                               ATTEMPT_MEDIA_TYPE)
+        return [_candidate_ref(r, key, offset) for r, offset in zip(routed, offsets, strict=True)]
 
     async def _publish_candidates(self, request: AttemptRequest, job: domain.JobState, route: RouteRequest,
                                   result: AttemptResult, refs: list[CandidateRef], started_at: datetime) -> None:
@@ -245,3 +245,17 @@ def _frame_durations(clip: Image.Image) -> list[int]:
         clip.seek(frame)
         durations.append(int(clip.info.get("duration", 0)))
     return durations
+
+
+def _candidate_ref(routed: RoutedImage, key: str, offset: int) -> CandidateRef:
+    image = routed.image
+    with Image.open(io.BytesIO(image.data)) as opened:  # reads the header (and a clip's frame table)
+        (width, height), frames = opened.size, getattr(opened, "n_frames", 1)
+        duration_ms = sum(_frame_durations(opened)) if frames > 1 else 0
+    steps = [CandidateStep(stage=step.stage, provider=step.provider, cost_micro_usd=step.cost_micro_usd,
+                           latency_ms=round(step.latency_s * 1000)) for step in routed.steps]
+    return CandidateRef(index=image.index, key=key, offset=offset, media_type=image.media_type,
+                        size_bytes=len(image.data), sha256=hashlib.sha256(image.data).hexdigest(),
+                        width=width, height=height, provider=routed.provider,
+                        cost_micro_usd=sum(s.cost_micro_usd for s in steps) if steps else image.cost_micro_usd,
+                        frames=frames, duration_ms=duration_ms, steps=steps)

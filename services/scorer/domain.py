@@ -31,7 +31,7 @@ UNDECODABLE = "decodable"
 
 def candidate_score(candidate: CandidateRef, attempt: int, verdict: ImageVerdict) -> CandidateScore:
     return CandidateScore(
-        index=candidate.index, attempt=attempt, provider=candidate.provider, key=candidate.key,
+        index=candidate.index, attempt=attempt, provider=candidate.provider, key=candidate.key, offset=candidate.offset,
         sha256=candidate.sha256, size_bytes=candidate.size_bytes, media_type=candidate.media_type,
         passed=verdict.passed, score=verdict.score, failed=list(verdict.failed),
         not_measured=list(verdict.not_measured), judged=verdict.judged,

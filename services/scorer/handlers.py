@@ -9,6 +9,7 @@ its job, is measured in full."""
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 
 from psycopg_pool import AsyncConnectionPool
 
@@ -18,6 +19,7 @@ from services.common.bus.envelope import Envelope
 from services.common.bus.inbox import HandlerContext
 from services.common.bus.outbox import erase_prompt_from_outbox
 from services.common.contracts import (
+    CandidateRef,
     CandidateScore,
     CandidatesGenerated,
     JobCancelRequested,
@@ -33,7 +35,7 @@ from services.common.quality.profiles import (
     profile_names,
     with_ceiling,
 )
-from services.common.storage import ObjectStore
+from services.common.storage import ObjectStore, candidate_part
 from services.scorer import domain, store
 from services.scorer.dimensions import ImageVerdict, Scorer, UndecodableImage, moderation
 from services.scorer.dimensions.tiers import Enough
@@ -86,6 +88,15 @@ def enough_for(event: CandidatesGenerated, profile: Profile, passed: tuple[tuple
     return Enough(event.images, tuple(c.index for c in event.candidates), passed)
 
 
+async def candidate_images(objects: ObjectStore, candidates: Sequence[CandidateRef]) -> list[bytes]:
+    """The candidates' bytes: each object read once, whether it holds the attempt's
+    candidates one after another or one candidate alone."""
+    keys = list(dict.fromkeys(c.key for c in candidates))
+    found = dict(zip(keys, await asyncio.gather(*(objects.get(objects.internal_bucket, key) for key in keys)),
+                     strict=True))
+    return [candidate_part(found[c.key], c.offset, c.size_bytes) for c in candidates]
+
+
 async def score_attempt(event: CandidatesGenerated, objects: ObjectStore, scorer: Scorer,
                         settings: ScorerSettings, passed: tuple[tuple[float, int], ...] = (),
                         data_keys: DataKeys | None = None) -> list[CandidateScore]:
@@ -96,7 +107,7 @@ async def score_attempt(event: CandidatesGenerated, objects: ObjectStore, scorer
     if missing:
         raise ProfileError(f"profile {profile.name!r} requires {', '.join(missing)}, which this scorer cannot"
                            " compute: no CLIP model is configured")
-    images = await asyncio.gather(*(objects.get(objects.internal_bucket, c.key) for c in event.candidates))
+    images = await candidate_images(objects, event.candidates)
     reference = await objects.get(objects.internal_bucket, spec.reference_key) if spec and spec.reference_key else None
     clock = time.perf_counter()
     size = (spec.width, spec.height) if spec and spec.width and spec.height else None

@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import httpx
 import pytest
 
-from services.common import telemetry
+from services.common import storage, telemetry
 
 IMAGE = b"\x89PNG\r\n\x1a\n delivered image"
 
@@ -92,3 +92,25 @@ def test_a_service_at_info_does_not_log_each_object_store_call(object_store, ser
     lines = capsys.readouterr().err.splitlines()
     assert [line for line in lines if "candidates stored" in line], lines
     assert not [line for line in lines if key in line or "HTTP Request" in line], lines
+
+
+def test_a_part_of_an_object_is_read_with_one_ranged_request(object_store):
+    """An attempt's candidates lie one after another in one object; each is read alone by
+    its offset and size, and a range the object does not hold is an error, not a short read."""
+    parts = [b"first candidate", b"\x89PNG second", b"third, the last"]
+    key = f"t-parts/{uuid.uuid4()}{storage.ATTEMPT_SUFFIX}"
+    asyncio.run(object_store.put(object_store.internal_bucket, key, b"".join(parts), storage.ATTEMPT_MEDIA_TYPE))
+    offsets = [0, len(parts[0]), len(parts[0]) + len(parts[1])]
+    before = telemetry.S3_REQUESTS.labels("GetObject")._value.get()
+
+    read = [asyncio.run(object_store.get_part(object_store.internal_bucket, key, offset, len(part)))
+            for offset, part in zip(offsets, parts, strict=True)]
+
+    assert read == parts
+    assert telemetry.S3_REQUESTS.labels("GetObject")._value.get() - before == 3
+    assert asyncio.run(object_store.get_part(object_store.internal_bucket, key, None, 0)) == b"".join(parts)
+    with pytest.raises(storage.StorageError):
+        asyncio.run(object_store.get_part(object_store.internal_bucket, key, offsets[2], len(parts[2]) + 1))
+    assert storage.candidate_part(b"".join(parts), offsets[1], len(parts[1])) == parts[1]
+    with pytest.raises(storage.StorageError):
+        storage.candidate_part(b"short", 2, 10)

@@ -1,8 +1,11 @@
 """Per-tenant retention on the running services: an operator sets it (audited), delivery's
 sweeper deletes outputs and delivered candidates past it, and keeps rejected candidates
-the audit period."""
+the audit period. An attempt's candidates are one object: past the retention its delivered
+candidate is blanked in it (ingest then answers 410 for it), and the object goes at the end
+of the audit period."""
 
 import asyncio
+import hashlib
 import time
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -44,9 +47,12 @@ def test_outputs_and_candidates_are_deleted_past_the_tenant_s_retention_and_reje
     job_id = tenant.submit(images=1, candidates=4, seed=9)
     job = tenant.wait_settled([job_id])[job_id]
     public, internal = f"{tenant.id}/", candidate_prefix(tenant.id, job_id)
-    delivered = {s["key"] for s in job["scores"] if s["index"] in job["selected"][:1]}
+    chosen = job["selected"][0]
+    rejected = [s["index"] for s in job["scores"] if s["index"] != chosen]
+    attempts = {s["key"] for s in job["scores"]}
     assert len(keys_under(object_store, object_store.public_bucket, public)) == 2  # the image and its thumbnail
-    assert len(keys_under(object_store, object_store.internal_bucket, internal)) == 4
+    assert keys_under(object_store, object_store.internal_bucket, internal) == attempts
+    assert candidate_status(tenant, job_id, [chosen, *rejected]) == {200}
 
     response = httpx.put(f"{platform.url('ingest')}/admin/v1/tenants/{tenant.id}/retention",
                          json={"outputs_days": 1, "candidates_days": 2}, headers=ADMIN, timeout=10)
@@ -64,17 +70,35 @@ def test_outputs_and_candidates_are_deleted_past_the_tenant_s_retention_and_reje
 
     assert sweep(endpoints, delivery, now + timedelta(days=1, hours=1)) == 2
     assert keys_under(object_store, object_store.public_bucket, public) == set()
-    assert len(keys_under(object_store, object_store.internal_bucket, internal)) == 4
+    assert candidate_status(tenant, job_id, [chosen, *rejected]) == {200}
 
+    # The delivered candidate is blanked in its attempt's object, once; the rejected ones stay.
     assert sweep(endpoints, delivery, now + timedelta(days=2, hours=1)) == 1
-    rejected = keys_under(object_store, object_store.internal_bucket, internal)
-    assert len(rejected) == 3 and rejected.isdisjoint(delivered)
+    assert sweep(endpoints, delivery, now + timedelta(days=2, hours=2)) == 0
+    assert keys_under(object_store, object_store.internal_bucket, internal) == attempts
+    assert candidate_status(tenant, job_id, [chosen]) == {410}
+    assert candidate_status(tenant, job_id, rejected) == {200}
 
-    assert sweep(endpoints, delivery, now + timedelta(days=DeliverySettings.model_fields["rejected_audit_days"]
-                                                      .default, hours=1)) == 3
+    # The audit period counts from when the object was first written, not from its blanking.
+    audit_days = DeliverySettings.model_fields["rejected_audit_days"].default
+    assert sweep(endpoints, delivery, now + timedelta(days=audit_days, hours=1)) == len(attempts)
     assert keys_under(object_store, object_store.internal_bucket, internal) == set()
+    assert candidate_status(tenant, job_id, rejected) == {410}
 
     assert audited_retention(platform, tenant.id) == [("operator:admin", {"outputs_days": 1, "candidates_days": 2})]
+
+
+def candidate_status(tenant, job_id: str, indices: list[int]) -> set[int]:
+    """The statuses ingest answers for the job's candidates `indices` (a 200 checked against
+    the candidate's digest)."""
+    scores = {s["index"]: s for s in tenant.http.get(f"/v1/jobs/{job_id}").json()["scores"]}
+    statuses = set()
+    for index in indices:
+        response = tenant.http.get(f"/v1/jobs/{job_id}/candidates/{index}/image")
+        if response.status_code == 200:
+            assert hashlib.sha256(response.content).hexdigest() == scores[index]["sha256"]
+        statuses.add(response.status_code)
+    return statuses
 
 
 def audited_retention(platform, tenant_id: str, timeout_s: float = 30) -> list[tuple]:

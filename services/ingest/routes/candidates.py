@@ -3,6 +3,7 @@ not, so its owner can see what the scores judged (the console's gallery does). C
 live in the internal bucket, which has no public links; ingest reads the one asked for after
 checking that the job is the caller's."""
 
+import hashlib
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
@@ -40,10 +41,14 @@ async def candidate_image(job_id: str, index: Annotated[int, Path(ge=0, le=10_00
     if score is None:
         raise Problem(404, "candidate-not-found", f"job {job_id} has no scored candidate {index}")
     try:
-        data = await objects.get(objects.internal_bucket, score.key)
+        data = await objects.get_part(objects.internal_bucket, score.key, score.offset, score.size_bytes)
     except StorageError as error:
         if error.status != 404:
             raise
-        raise Problem(410, "candidate-deleted", f"candidate {index} of job {job_id} is past its retention") from None
+        data = None
+    # A delivered candidate that shares its attempt's object is blanked, not deleted, past
+    # its retention (delivery's retention.py): its bytes no longer match its digest.
+    if data is None or hashlib.sha256(data).hexdigest() != score.sha256:
+        raise Problem(410, "candidate-deleted", f"candidate {index} of job {job_id} is past its retention")
     media_type = score.media_type if score.media_type in IMAGE_TYPES else "application/octet-stream"
     return Response(data, media_type=media_type, headers={"Cache-Control": CACHE_CONTROL})
