@@ -94,11 +94,23 @@ async def deliver_selection(ctx: HandlerContext, event: CandidatesScored, object
     claim: a cancel committed meanwhile wins, and the images published for nothing go. (An
     outcome is never removed, so a job `prepare_delivery` found decided loses the claim.)"""
     published = ctx.prepared
+    if published is None:  # prepare_delivery found the outcome decided, and an outcome stays
+        decided_before(event)
+        return
+    if isinstance(published, list):
+        rows = [store.DeliveredRow(image.n, image.key, candidate.key, candidate.offset, candidate.size_bytes,
+                                   image.sha256, image.size_bytes)
+                for image, candidate in zip(published, chosen_candidates(event), strict=True)]
+        if await store.claim_delivered(ctx.conn, event.job_id, event.tenant_id, rows):
+            await ctx.emit(JobDelivered(job_id=event.job_id, tenant_id=event.tenant_id, requested=event.images,
+                                        images=published))
+            return
+        decided_before(event)
+        await asyncio.gather(*(objects.delete(objects.public_bucket, key) for image in published
+                               for key in (image.key, image.thumbnail_key) if key))
+        return
     if not await store.claim_outcome(ctx.conn, event.job_id, event.tenant_id, "delivered"):
-        log.info("job %s has its outcome already (canceled or delivered); its images are not published", event.job_id)
-        if isinstance(published, list):
-            await asyncio.gather(*(objects.delete(objects.public_bucket, key) for image in published
-                                   for key in (image.key, image.thumbnail_key) if key))
+        decided_before(event)
         return
     if isinstance(published, postprocess.UnpublishableImage):
         log.warning("job %s selected an image delivery cannot publish: %s", event.job_id, published)
@@ -110,12 +122,10 @@ async def deliver_selection(ctx: HandlerContext, event: CandidatesScored, object
         await store.set_outcome(ctx.conn, event.job_id, "failed")
         await ctx.emit(domain.copy_failed(event.job_id, event.tenant_id, settings.copy_attempts, published))
         return
-    await store.record_delivered(ctx.conn, event.job_id, event.tenant_id, [
-        store.DeliveredRow(image.n, image.key, candidate.key, candidate.offset, candidate.size_bytes, image.sha256,
-                           image.size_bytes)
-        for image, candidate in zip(published, chosen_candidates(event), strict=True)])
-    await ctx.emit(JobDelivered(job_id=event.job_id, tenant_id=event.tenant_id, requested=event.images,
-                                images=published))
+
+
+def decided_before(event: CandidatesScored) -> None:
+    log.info("job %s has its outcome already (canceled or delivered); its images are not published", event.job_id)
 
 
 async def answer_cancel(ctx: HandlerContext, event: JobCancelRequested) -> None:

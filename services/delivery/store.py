@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Literal
 
 from services.common.contracts import RetentionSet
+from services.common.db import as_arrays
 from services.delivery import domain
 
 
@@ -50,14 +51,27 @@ async def has_outcome(conn, job_id) -> bool:
 # ---- delivered images ----------------------------------------------------------------------
 
 
-async def record_delivered(conn, job_id, tenant_id: str, images: list[DeliveredRow]) -> None:
-    """The job's published images, each with the candidate it came from."""
-    async with conn.cursor() as cur:
-        await cur.executemany(
-            "INSERT INTO delivered_images (job_id, n, tenant_id, key, source_key, source_offset, source_size,"
-            " sha256, size_bytes) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            [(job_id, i.n, tenant_id, i.key, i.source_key, i.source_offset, i.source_size, i.sha256, i.size_bytes)
-             for i in images])
+DELIVERED_COLUMNS = {"n": "int", "key": "text", "source_key": "text", "source_offset": "int8", "source_size": "int8",
+                     "sha256": "text", "size_bytes": "int8"}
+
+
+async def claim_delivered(conn, job_id, tenant_id: str, images: list[DeliveredRow]) -> bool:
+    """Claim the job's one outcome as delivered and record its published images, each with
+    the candidate it came from, in one statement; False (nothing recorded) if the job has
+    its outcome already."""
+    if not images:
+        return await claim_outcome(conn, job_id, tenant_id, "delivered")
+    arrays = ", ".join(f"%b::{pg_type}[]" for pg_type in DELIVERED_COLUMNS.values())
+    names = ", ".join(DELIVERED_COLUMNS)
+    row = await (await conn.execute(
+        "WITH claimed AS (INSERT INTO job_outcomes (job_id, tenant_id, outcome) VALUES (%s, %s, 'delivered')"
+        "  ON CONFLICT DO NOTHING RETURNING job_id, tenant_id),"
+        f" recorded AS (INSERT INTO delivered_images (job_id, tenant_id, {names})"
+        f"  SELECT c.job_id, c.tenant_id, i.* FROM claimed AS c, unnest({arrays}) AS i({names}))"
+        " SELECT count(*) AS claimed FROM claimed",
+        [job_id, tenant_id, *as_arrays([(i.n, i.key, i.source_key, i.source_offset, i.source_size, i.sha256,
+                                         i.size_bytes) for i in images])])).fetchone()
+    return row["claimed"] == 1
 
 
 async def delivered_keys(conn, job_id) -> list[str]:

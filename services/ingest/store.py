@@ -4,6 +4,7 @@ idempotency keys."""
 import base64
 import binascii
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -66,8 +67,11 @@ async def record(conn: psycopg.AsyncConnection, before: JobView | None, after: J
     """Store the view `event` moved the job to (`before` None: a new job) and append what it
     tells clients to the job's log, in the caller's transaction, which holds the job's row."""
     if before is None:
-        await insert_job(conn, after)
-        await append_log(conn, [(after, entry) for entry in entries_for(None, after, event, at)])
+        entries = [(after, entry) for entry in entries_for(None, after, event, at)]
+        if not entries:
+            await insert_job(conn, after)
+            return
+        await append_log(conn, entries, new_job=after)
     else:
         await record_changes(conn, [(before, after, event, at)])
 
@@ -85,9 +89,12 @@ async def record_changes(conn: psycopg.AsyncConnection, changes: list[Change]) -
     for before, after, _, _ in changes:
         first.setdefault(before.id, before)
         last[after.id] = after
-    await write_views(conn, [view for job_id, view in last.items() if view != first[job_id]])
-    await append_log(conn, [(after, entry) for before, after, event, at in changes
-                            for entry in entries_for(before, after, event, at)])
+    views = [view for job_id, view in last.items() if view != first[job_id]]
+    entries = [(after, entry) for before, after, event, at in changes for entry in entries_for(before, after, event, at)]
+    if entries:
+        await append_log(conn, entries, views)
+    else:
+        await write_views(conn, views)
 
 
 # ---- the event log ----------------------------------------------------------------------
@@ -100,30 +107,52 @@ def log_channel(schema: str) -> str:
     return LOG_CHANNEL_PREFIX + schema
 
 
-async def append_log(conn: psycopg.AsyncConnection, entries: list[tuple[JobView, NewEntry]]) -> None:
+async def append_log(conn: psycopg.AsyncConnection, entries: list[tuple[JobView, NewEntry]],
+                     views: Sequence[JobView] = (), new_job: JobView | None = None) -> None:
     """Number each job's entries after its last one and each tenant's after the tenant's last
-    one, in the order given, append them and notify each tenant's streams, in one statement.
-    The tenants' counters stay locked until commit, so a tenant's entries commit in
-    `tenant_seq` order. The caller holds the jobs' rows."""
+    one, in the order given, append them, write the jobs' new `views` (or insert `new_job`,
+    the one job of the entries) and notify each tenant's streams, in one statement. The
+    tenants' counters stay locked until commit, so a tenant's entries commit in `tenant_seq`
+    order. The caller holds the jobs' rows."""
     if not entries:
         return
     tenants = sorted({view.tenant_id for view, _ in entries})
     if len(tenants) > 1:  # every writer takes several tenants' counters in one order: no deadlock
         await conn.execute("SELECT 1 FROM tenants WHERE id = ANY(%s) ORDER BY id FOR UPDATE", [tenants])
     rows = [(view.id, view.tenant_id, entry.type, entry.time, json.dumps(entry.payload)) for view, entry in entries]
-    await conn.execute(APPEND_LOG, [*as_arrays(rows), LOG_CHANNEL_PREFIX])
+    if new_job is not None:
+        job, params = NEW_JOB, [new_job.id, new_job.tenant_id, new_job.state, new_job.template,
+                                new_job.stored_json(), new_job.created_at, new_job.updated_at]
+    elif views:
+        written = sorted((view.id, view.state, view.stored_json(), view.updated_at) for view in views)
+        job, params = JOB_CHANGES.format(viewed=VIEWS), as_arrays(written)
+    else:
+        job, params = JOB_CHANGES.format(viewed=NO_VIEWS), []
+    await conn.execute(APPEND_LOG.format(job=job), [*as_arrays(rows), *params, LOG_CHANNEL_PREFIX])
 
 
 # Each counter (`log_seq` of the job, of the tenant) moves on by its number of entries; the
-# entries take the numbers after the counter's old value, in the order given (`n`).
+# entries take the numbers after the counter's old value, in the order given (`n`). A job's
+# row is written once, its counter and its new view together (a statement that updated it
+# twice would keep only the first), or inserted with its counter.
+VIEWS = "SELECT * FROM unnest(%b::uuid[], %b::text[], %b::jsonb[], %b::timestamptz[]) AS v(id, state, view, updated_at)"
+NO_VIEWS = "SELECT NULL::uuid AS id, NULL::text AS state, NULL::jsonb AS view, NULL::timestamptz AS updated_at WHERE false"
+JOB_CHANGES = """viewed AS ({viewed}),
+job AS (
+    UPDATE jobs AS t SET log_seq = t.log_seq + coalesce(c.n, 0), state = coalesce(v.state, t.state),
+        view = coalesce(v.view, t.view), updated_at = coalesce(v.updated_at, t.updated_at)
+    FROM (SELECT job_id, count(*) AS n FROM entry GROUP BY job_id) AS c FULL JOIN viewed AS v ON v.id = c.job_id
+    WHERE t.id = coalesce(c.job_id, v.id)
+    RETURNING t.id, t.log_seq - coalesce(c.n, 0) AS last)"""
+NEW_JOB = """job AS (
+    INSERT INTO jobs (id, tenant_id, state, template, view, created_at, updated_at, log_seq)
+    SELECT %s::uuid, %s::text, %s::text, %s::text, %s::jsonb, %s::timestamptz, %s::timestamptz, count(*) FROM entry
+    RETURNING id, 0::bigint AS last)"""
 APPEND_LOG = """
 WITH entry AS (
     SELECT * FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::timestamptz[], %b::text[])
         WITH ORDINALITY AS e(job_id, tenant_id, type, time, payload, n)),
-job AS (
-    UPDATE jobs AS t SET log_seq = t.log_seq + c.n
-    FROM (SELECT job_id, count(*) AS n FROM entry GROUP BY job_id) AS c WHERE t.id = c.job_id
-    RETURNING t.id, t.log_seq - c.n AS last),
+{job},
 tenant AS (
     UPDATE tenants AS t SET log_seq = t.log_seq + c.n
     FROM (SELECT tenant_id, count(*) AS n FROM entry GROUP BY tenant_id) AS c WHERE t.id = c.tenant_id

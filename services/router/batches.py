@@ -34,7 +34,7 @@ class Batch:
 async def resumed_batches(journal: RemoteJobJournal | None, request: RouteRequest,
                           providers: Collection[str]) -> list[Batch]:
     """One batch per remote job of this attempt and stage still running or done at its provider."""
-    if journal is None:
+    if journal is None or not request.resumable:
         return []
     jobs = await journal.unfinished(request.job_id, request.attempt, request.capability)
     batches: list[Batch] = []

@@ -45,7 +45,7 @@ def time_left_s(spec: JobSpec, now: datetime) -> float | None:
 
 
 def route_request(job: JobState, attempt: int, images_needed: int, width: int, height: int,
-                  now: datetime | None = None, prompt: str | None = None) -> RouteRequest:
+                  now: datetime | None = None, prompt: str | None = None, first_run: bool = False) -> RouteRequest:
     """Attempt 1 generates the client's N when the client chose it; every other attempt is
     sized from the pass-rate estimate. Indices continue where the last attempt stopped.
     The time left until the job's deadline (as of `now`) bounds the engine's calls and
@@ -54,7 +54,8 @@ def route_request(job: JobState, attempt: int, images_needed: int, width: int, h
     model (and version) limits the providers to those that serve it, on every attempt.
     A reference photo is for the scorer only: adapters take no image input yet, so it does
     not narrow the providers. `prompt` is the spec's sealed prompt opened (None: the clear
-    text of a job submitted before prompts were sealed)."""
+    text of a job submitted before prompts were sealed). On the attempt's `first_run` no
+    earlier run can have left a remote job to resume, so none is looked for."""
     spec = job.spec
     fixed = spec.candidates if spec.candidates_fixed and attempt == 1 else None
     return RouteRequest(
@@ -63,7 +64,7 @@ def route_request(job: JobState, attempt: int, images_needed: int, width: int, h
         width=spec.width or width, height=spec.height or height,
         attempt=attempt, start_index=job.next_index, model=spec.model, model_version=spec.model_version,
         cost_cap_micro_usd=job.remaining_micro_usd, candidates=fixed,
-        time_left_s=time_left_s(spec, now) if now is not None else None,
+        time_left_s=time_left_s(spec, now) if now is not None else None, resumable=not first_run,
     )
 
 

@@ -75,17 +75,18 @@ class AttemptRunner:
 
     async def run(self, request: AttemptRequest) -> None:
         async with self.runtime.pool.connection() as conn, conn.transaction():
-            tries = await store.claim_attempt(conn, request, self.owner, self.settings.claim_lease_s)
+            claimed = await store.claim_job_attempt(conn, request, self.owner, self.settings.claim_lease_s)
+            tries, job = claimed if claimed is not None else (None, None)
             if tries == 1:  # clients see the job generating now; a takeover announces nothing new
                 await self.runtime.emit(conn, AttemptStarted(job_id=request.job_id, tenant_id=request.tenant_id,
                                                              attempt=request.attempt,
                                                              images_needed=request.images_needed,
                                                              started_at=datetime.now(UTC)))
-        if tries is None:
+        if tries is None or job is None:
             return  # another router has it, or it is done
         self.runtime.relay.notify()
         try:
-            await self._run_claimed(request, tries)
+            await self._run_claimed(request, job, tries)
         except Exception:
             log.exception("attempt %s of job %s failed in the router (try %d)", request.attempt, request.job_id, tries)
             await self._release(request, tries)
@@ -108,9 +109,7 @@ class AttemptRunner:
             self.engine.estimator.set_evidence(row["provider"], row["template"], row["passed"], row["failed"],
                                                row["age_s"])
 
-    async def _run_claimed(self, request: AttemptRequest, tries: int) -> None:
-        async with self.runtime.pool.connection() as conn:
-            job = await store.load_job(conn, request.job_id)
+    async def _run_claimed(self, request: AttemptRequest, job: domain.JobState, tries: int) -> None:
         # The prompt in clear for this attempt only: its key is not kept past it.
         try:
             prompt = await self.data_keys.open(job.spec.job_id, job.spec.prompt)
@@ -123,7 +122,7 @@ class AttemptRunner:
     async def _attempt(self, request: AttemptRequest, job: domain.JobState, tries: int, prompt: str) -> None:
         started_at = datetime.now(UTC)
         route = domain.route_request(job, request.attempt, request.images_needed, self.settings.image_width,
-                                     self.settings.image_height, now=started_at, prompt=prompt)
+                                     self.settings.image_height, now=started_at, prompt=prompt, first_run=tries == 1)
         if tries > self.settings.attempt_max_tries:
             await self._publish_failure(request, job, route, started_at,
                                         Failure("router_error", f"the router failed this attempt {tries - 1} times"))
@@ -206,11 +205,11 @@ class AttemptRunner:
 
         async def close_and_announce() -> bool:
             async with self.runtime.pool.connection() as conn, conn.transaction():
-                if not await store.finish_attempt(conn, request, self.owner):
+                spent = await store.close_attempt(conn, request, self.owner, record)
+                if spent is None:
                     log.warning("attempt %d of job %s was taken over by another router, or is done; not publishing",
                                 request.attempt, request.job_id)
                     return False
-                spent = await store.record_attempt(conn, record)
                 await self.runtime.emit(conn, self._event(request, job, record, spent, provider_calls, refs, failure))
                 return True
 

@@ -3,6 +3,7 @@ scorer's verdicts teach the pass-rate estimate. Attempts run in the scheduler, o
 the consumer, so one slow provider call never holds up the topic."""
 
 from functools import partial
+from uuid import UUID
 
 from services.common.bus.consumer import EventConsumer
 from services.common.bus.inbox import HandlerContext, PermanentError
@@ -29,16 +30,16 @@ async def admit(ctx: HandlerContext, event: CreditsReserved, scheduler: AttemptS
         ctx.after_commit(lambda: scheduler.announce(request))
 
 
-async def learn(ctx: HandlerContext, job: domain.JobState | None, scores: list[CandidateScore], attempt: int,
+async def learn(ctx: HandlerContext, job_id: UUID, scores: list[CandidateScore], attempt: int,
                 half_life_s: float, engine: RoutingEngine) -> None:
-    """Count the verdicts on this attempt's candidates (earlier attempts were counted before),
-    and, once that is committed (so a redelivery counts nothing twice), show them to this
-    process's quality breakers."""
+    """Count the verdicts on this attempt's candidates (earlier attempts were counted before)
+    for a job this router admitted, and, once that is committed (so a redelivery counts
+    nothing twice), show them to this process's quality breakers."""
     verdicts = domain.verdicts_by_provider(scores, attempt)
-    if job is not None and verdicts:
-        await store.add_verdicts(ctx.conn, job.spec.template, verdicts, half_life_s)
+    template = await store.add_verdicts(ctx.conn, job_id, verdicts, half_life_s) if verdicts else None
+    if template is not None:
         for provider, judged in domain.quality_verdicts(scores, attempt).items():
-            ctx.after_commit(partial(engine.observe_verdicts, provider, job.spec.template, judged))
+            ctx.after_commit(partial(engine.observe_verdicts, provider, template, judged))
 
 
 async def regenerate(ctx: HandlerContext, event: RegenerationRequested, scheduler: AttemptScheduler,
@@ -46,7 +47,7 @@ async def regenerate(ctx: HandlerContext, event: RegenerationRequested, schedule
     job = await store.load_job(ctx.conn, event.job_id, lock=True)
     if job is None:
         raise PermanentError(f"rework asked for job {event.job_id}, which this router never admitted")
-    await learn(ctx, job, event.scores, event.attempt, half_life_s, scheduler.engine)
+    await learn(ctx, job.spec.job_id, event.scores, event.attempt, half_life_s, scheduler.engine)
     if job.final or event.attempt + 1 > max_attempts:
         reason = job.stop_reason or domain.MAX_ATTEMPTS_REACHED
         await ctx.emit(domain.nothing_more(job, event.attempt + 1, reason))
@@ -59,8 +60,7 @@ async def regenerate(ctx: HandlerContext, event: RegenerationRequested, schedule
 
 async def learn_from_verdict(ctx: HandlerContext, event: CandidatesScored | ScoringFailed, half_life_s: float,
                              engine: RoutingEngine) -> None:
-    job = await store.load_job(ctx.conn, event.job_id)
-    await learn(ctx, job, event.scores, event.attempt, half_life_s, engine)
+    await learn(ctx, event.job_id, event.scores, event.attempt, half_life_s, engine)
 
 
 async def cancel(ctx: HandlerContext, event: JobCancelRequested, scheduler: AttemptScheduler) -> None:

@@ -154,6 +154,9 @@ class RouteRequest:
     cost_cap_micro_usd: int | None = None
     time_left_s: float | None = None
     max_candidates: int | None = None
+    # False on an attempt's first run (its first claim): no earlier run can have left a remote
+    # job of it to resume, so the journal is not asked.
+    resumable: bool = True
     # N chosen by the client: generate exactly this many (within the cost cap) instead of
     # sizing N from the pass-rate estimate.
     candidates: int | None = None

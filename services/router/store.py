@@ -35,17 +35,19 @@ class AttemptRequest:
 
 async def admit_job(conn: psycopg.AsyncConnection, spec: JobSpec, budget_micro_usd: int,
                     traceparent: str | None = None) -> bool:
-    """Record an admitted job and ask for its first attempt; False if it was admitted (or canceled) before."""
-    if await (await conn.execute("SELECT 1 FROM canceled_jobs WHERE job_id = %s", [spec.job_id])).fetchone():
-        return False
-    cur = await conn.execute(
-        "INSERT INTO jobs (job_id, tenant_id, tier, template, spec, budget_micro_usd, traceparent)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-        [spec.job_id, spec.tenant_id, spec.tier, spec.template, spec.model_dump_json(), budget_micro_usd,
-         traceparent])
-    if cur.rowcount == 0:
-        return False
-    return await request_attempt(conn, spec.job_id, 1, spec.images)
+    """Record an admitted job and ask for its first attempt, in one statement; False if it
+    was admitted (or canceled) before."""
+    row = await (await conn.execute(
+        "WITH admitted AS (INSERT INTO jobs (job_id, tenant_id, tier, template, spec, budget_micro_usd, traceparent)"
+        "  SELECT %(job)s, %(tenant)s, %(tier)s, %(template)s, %(spec)s, %(budget)s, %(traceparent)s"
+        "  WHERE NOT EXISTS (SELECT 1 FROM canceled_jobs WHERE job_id = %(job)s)"
+        "  ON CONFLICT DO NOTHING RETURNING job_id)"
+        " INSERT INTO attempt_requests (job_id, attempt, images_needed) SELECT job_id, 1, %(images)s FROM admitted"
+        " ON CONFLICT DO NOTHING RETURNING job_id",
+        {"job": spec.job_id, "tenant": spec.tenant_id, "tier": spec.tier, "template": spec.template,
+         "spec": spec.model_dump_json(), "budget": budget_micro_usd, "traceparent": traceparent,
+         "images": spec.images})).fetchone()
+    return row is not None
 
 
 async def request_attempt(conn: psycopg.AsyncConnection, job_id: UUID, attempt: int, images_needed: int) -> bool:
@@ -64,12 +66,16 @@ async def cancel_job(conn: psycopg.AsyncConnection, job_id: UUID) -> bool:
     return cur.rowcount == 1
 
 
+JOB_COLUMNS = "spec, budget_micro_usd, spent_micro_usd, next_index, final, stop_reason, traceparent"
+
+
 async def load_job(conn: psycopg.AsyncConnection, job_id: UUID, lock: bool = False) -> JobState | None:
     row = await (await conn.execute(
-        "SELECT spec, budget_micro_usd, spent_micro_usd, next_index, final, stop_reason, traceparent FROM jobs"
-        f" WHERE job_id = %s{' FOR UPDATE' if lock else ''}", [job_id])).fetchone()
-    if row is None:
-        return None
+        f"SELECT {JOB_COLUMNS} FROM jobs WHERE job_id = %s{' FOR UPDATE' if lock else ''}", [job_id])).fetchone()
+    return _job_state(row) if row is not None else None
+
+
+def _job_state(row: dict) -> JobState:
     return JobState(spec=JobSpec.model_validate(row["spec"]), budget_micro_usd=row["budget_micro_usd"],
                     spent_micro_usd=row["spent_micro_usd"], next_index=row["next_index"], final=row["final"],
                     stop_reason=row["stop_reason"], traceparent=row["traceparent"])
@@ -86,15 +92,26 @@ async def claimable_attempts(conn: psycopg.AsyncConnection, limit: int) -> list[
     return [AttemptRequest(**row) for row in rows]
 
 
+CLAIM = ("UPDATE attempt_requests SET claimed_by = %s, claimed_until = now() + make_interval(secs => %s),"
+         " tries = tries + 1 WHERE job_id = %s AND attempt = %s AND state = 'pending'"
+         " AND (claimed_until IS NULL OR claimed_until < now()) RETURNING job_id, tries")
+
+
 async def claim_attempt(conn: psycopg.AsyncConnection, request: AttemptRequest, owner: str,
                         lease_s: float) -> int | None:
     """Take the attempt for `owner`; its try number, or None if another router holds it or it is done."""
-    row = await (await conn.execute(
-        "UPDATE attempt_requests SET claimed_by = %s, claimed_until = now() + make_interval(secs => %s),"
-        " tries = tries + 1 WHERE job_id = %s AND attempt = %s AND state = 'pending'"
-        " AND (claimed_until IS NULL OR claimed_until < now()) RETURNING tries",
-        [owner, lease_s, request.job_id, request.attempt])).fetchone()
+    row = await (await conn.execute(CLAIM, [owner, lease_s, request.job_id, request.attempt])).fetchone()
     return row["tries"] if row else None
+
+
+async def claim_job_attempt(conn: psycopg.AsyncConnection, request: AttemptRequest, owner: str,
+                            lease_s: float) -> tuple[int, JobState] | None:
+    """`claim_attempt` and the job's state, in one statement; None if another router holds
+    the attempt or it is done."""
+    row = await (await conn.execute(
+        f"WITH claimed AS ({CLAIM}) SELECT claimed.tries, {JOB_COLUMNS} FROM claimed JOIN jobs USING (job_id)",
+        [owner, lease_s, request.job_id, request.attempt])).fetchone()
+    return (row["tries"], _job_state(row)) if row else None
 
 
 async def renew_claims(conn: psycopg.AsyncConnection, owner: str, keys: list[tuple[UUID, int]],
@@ -114,14 +131,6 @@ async def release_claim(conn: psycopg.AsyncConnection, request: AttemptRequest, 
         [retry_in_s, request.job_id, request.attempt, owner])
 
 
-async def finish_attempt(conn: psycopg.AsyncConnection, request: AttemptRequest, owner: str) -> bool:
-    """Mark the attempt done; False if `owner` no longer holds it (its outcome must not be published)."""
-    cur = await conn.execute(
-        "UPDATE attempt_requests SET state = 'done' WHERE job_id = %s AND attempt = %s AND state = 'pending'"
-        " AND claimed_by = %s", [request.job_id, request.attempt, owner])
-    return cur.rowcount == 1
-
-
 @dataclass(frozen=True, slots=True)
 class AttemptRecord:
     job_id: UUID
@@ -137,36 +146,49 @@ class AttemptRecord:
     calls: tuple[dict, ...] = ()  # ProviderCall, as JSON
 
 
-async def record_attempt(conn: psycopg.AsyncConnection, record: AttemptRecord) -> int:
-    """Store the attempt's outcome and add it to its job; the job's spend after it."""
-    await conn.execute(
-        "INSERT INTO attempts (job_id, attempt, tenant_id, provider, candidates, cost_micro_usd,"
-        " expected_cost_micro_usd, calls, stop_reason, started_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        [record.job_id, record.attempt, record.tenant_id, record.providers, record.candidates, record.cost_micro_usd,
-         record.expected_cost_micro_usd, json.dumps(list(record.calls)), record.stop_reason, record.started_at])
+async def close_attempt(conn: psycopg.AsyncConnection, request: AttemptRequest, owner: str,
+                        record: AttemptRecord) -> int | None:
+    """In one statement: mark the attempt done, store its outcome and add it to its job; the
+    job's spend after it, or None (nothing changed) if `owner` no longer holds the attempt
+    (its outcome must not be published)."""
     row = await (await conn.execute(
-        "UPDATE jobs SET spent_micro_usd = spent_micro_usd + %s, next_index = GREATEST(next_index, %s),"
-        " final = final OR %s, stop_reason = COALESCE(%s, stop_reason) WHERE job_id = %s RETURNING spent_micro_usd",
-        [record.cost_micro_usd, record.next_index, record.stop_reason is not None, record.stop_reason,
-         record.job_id])).fetchone()
-    return row["spent_micro_usd"]
+        "WITH finished AS (UPDATE attempt_requests SET state = 'done' WHERE job_id = %(job)s AND attempt = %(attempt)s"
+        "  AND state = 'pending' AND claimed_by = %(owner)s RETURNING job_id),"
+        " recorded AS (INSERT INTO attempts (job_id, attempt, tenant_id, provider, candidates, cost_micro_usd,"
+        "  expected_cost_micro_usd, calls, stop_reason, started_at) SELECT job_id, %(attempt)s, %(tenant)s,"
+        "  %(providers)s, %(candidates)s, %(cost)s, %(expected)s, %(calls)s, %(stop)s, %(started)s FROM finished)"
+        " UPDATE jobs SET spent_micro_usd = spent_micro_usd + %(cost)s, next_index = GREATEST(next_index, %(next)s),"
+        " final = final OR %(final)s, stop_reason = COALESCE(%(stop)s, stop_reason)"
+        " WHERE job_id = (SELECT job_id FROM finished) RETURNING spent_micro_usd",
+        {"job": request.job_id, "attempt": request.attempt, "owner": owner, "tenant": record.tenant_id,
+         "providers": record.providers, "candidates": record.candidates, "cost": record.cost_micro_usd,
+         "expected": record.expected_cost_micro_usd, "calls": json.dumps(list(record.calls)),
+         "stop": record.stop_reason, "started": record.started_at, "next": record.next_index,
+         "final": record.stop_reason is not None})).fetchone()
+    return row["spent_micro_usd"] if row else None
 
 
-async def add_verdicts(conn: psycopg.AsyncConnection, template: str, verdicts: dict[str, tuple[float, float]],
-                       half_life_s: float) -> None:
-    """Add scored outcomes per provider, fading what was there by its age."""
-    for provider, (passed, failed) in sorted(verdicts.items()):  # sorted: concurrent writers lock in one order
-        await conn.execute(
-            "INSERT INTO pass_rates AS p (provider, template, passed, failed, updated_at)"
-            " VALUES (%(provider)s, %(template)s, %(passed)s, %(failed)s, now())"
-            " ON CONFLICT (provider, template) DO UPDATE SET"
-            " passed = p.passed * power(0.5, extract(epoch FROM now() - p.updated_at)::float8 / %(half_life)s)"
-            " + EXCLUDED.passed,"
-            " failed = p.failed * power(0.5, extract(epoch FROM now() - p.updated_at)::float8 / %(half_life)s)"
-            " + EXCLUDED.failed,"
-            " updated_at = now()",
-            {"provider": provider, "template": template, "passed": passed, "failed": failed,
-             "half_life": half_life_s})
+async def add_verdicts(conn: psycopg.AsyncConnection, job_id: UUID, verdicts: dict[str, tuple[float, float]],
+                       half_life_s: float) -> str | None:
+    """Add scored outcomes per provider under the job's template, fading what was there by
+    its age, in one statement; the template, or None (nothing added) for a job this router
+    never admitted."""
+    providers = sorted(verdicts)  # concurrent writers lock in one order
+    row = await (await conn.execute(
+        "INSERT INTO pass_rates AS p (provider, template, passed, failed, updated_at)"
+        " SELECT v.provider, j.template, v.passed, v.failed, now() FROM jobs j,"
+        " unnest(%(providers)s::text[], %(passed)s::float8[], %(failed)s::float8[]) WITH ORDINALITY"
+        "  AS v(provider, passed, failed, n)"
+        " WHERE j.job_id = %(job)s ORDER BY v.n"
+        " ON CONFLICT (provider, template) DO UPDATE SET"
+        " passed = p.passed * power(0.5, extract(epoch FROM now() - p.updated_at)::float8 / %(half_life)s)"
+        " + EXCLUDED.passed,"
+        " failed = p.failed * power(0.5, extract(epoch FROM now() - p.updated_at)::float8 / %(half_life)s)"
+        " + EXCLUDED.failed,"
+        " updated_at = now() RETURNING p.template",
+        {"providers": providers, "passed": [verdicts[p][0] for p in providers],
+         "failed": [verdicts[p][1] for p in providers], "job": job_id, "half_life": half_life_s})).fetchone()
+    return row["template"] if row else None
 
 
 async def verdict_counts(conn: psycopg.AsyncConnection) -> list[dict]:

@@ -151,8 +151,7 @@ async def judge_attempt(ctx: HandlerContext, event: CandidatesGenerated) -> None
     if isinstance(ctx.prepared, ProfileError):
         outcome = domain.unscorable(event, "unscorable_profile", str(ctx.prepared))
     else:
-        await store.store_scores(ctx.conn, event.job_id, ctx.prepared)
-        outcome = domain.decide(event, await store.job_scores(ctx.conn, event.job_id), ctx.prepared)
+        outcome = domain.decide(event, await store.store_scores(ctx.conn, event.job_id, ctx.prepared), ctx.prepared)
     await store.record_outcome(ctx.conn, event.job_id, outcome)
     await ctx.emit(outcome)
 

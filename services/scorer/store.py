@@ -5,7 +5,7 @@ statement of the scorer is here; handlers call these with the connection they ho
 import json
 
 from services.common.contracts import CandidateScore, CandidatesScored, RegenerationRequested
-from services.common.db import insert_many
+from services.common.db import as_arrays
 
 
 async def decided_outcome(conn, job_id: str) -> str | None:
@@ -28,20 +28,24 @@ SCORE_COLUMNS = {"job_id": "uuid", "attempt": "int", "index": "int", "key": "tex
                  "passed": "bool", "score": "float8", "dimensions": "jsonb", "selected": "bool", "candidate": "jsonb"}
 
 
-async def store_scores(conn, job_id: str, scores: list[CandidateScore]) -> None:
-    """The attempt's scores in one statement (a candidate scored before keeps its row)."""
+async def store_scores(conn, job_id: str, scores: list[CandidateScore]) -> list[CandidateScore]:
+    """The attempt's scores stored (a candidate scored before keeps its row) and every score
+    of the job read back, in index order, in one statement: the rows this statement adds
+    come from its RETURNING, those of earlier attempts from the table (a statement does not
+    see its own writes; the job's row lock keeps any other writer out)."""
     dumped = [s.model_dump(mode="json") for s in scores]
-    await insert_many(conn, "scores", SCORE_COLUMNS,
-                      [(str(job_id), s.attempt, s.index, s.key, s.provider, s.passed, s.score,
-                        json.dumps(d["dimensions"]), False, json.dumps(d)) for s, d in zip(scores, dumped, strict=True)],
-                      suffix="ON CONFLICT (job_id, index) DO NOTHING")
-
-
-async def job_scores(conn, job_id: str) -> list[CandidateScore]:
-    rows = await (await conn.execute(
-        "SELECT candidate FROM scores WHERE job_id = %s AND candidate IS NOT NULL ORDER BY index", [job_id]
-    )).fetchall()
-    return [CandidateScore.model_validate(row["candidate"]) for row in rows]
+    rows = [(str(job_id), s.attempt, s.index, s.key, s.provider, s.passed, s.score, json.dumps(d["dimensions"]),
+             False, json.dumps(d)) for s, d in zip(scores, dumped, strict=True)]
+    arrays = ", ".join(f"%b::{pg_type}[]" for pg_type in SCORE_COLUMNS.values())
+    added = (f"INSERT INTO scores ({', '.join(SCORE_COLUMNS)}) SELECT * FROM unnest({arrays})"
+             " ON CONFLICT (job_id, index) DO NOTHING RETURNING index, candidate") if rows else (
+             "SELECT NULL::int AS index, NULL::jsonb AS candidate WHERE false")
+    found = await (await conn.execute(
+        f"WITH added AS ({added})"
+        " SELECT candidate FROM (SELECT index, candidate FROM scores WHERE job_id = %s::uuid AND candidate IS NOT NULL"
+        "  UNION ALL SELECT index, candidate FROM added) AS job_scores ORDER BY index",
+        [*as_arrays(rows), str(job_id)])).fetchall()
+    return [CandidateScore.model_validate(row["candidate"]) for row in found]
 
 
 async def passed_before(conn, job_id: str, attempt: int) -> tuple[tuple[float, int], ...]:
@@ -56,11 +60,13 @@ async def record_outcome(conn, job_id: str, outcome) -> None:
     """The job's outcome and its selected candidates; a regeneration decides nothing yet."""
     if isinstance(outcome, RegenerationRequested):
         return
-    await conn.execute("UPDATE scored_jobs SET outcome = %s, decided_at = now() WHERE job_id = %s",
-                       [outcome.event_type, job_id])
-    if isinstance(outcome, CandidatesScored):
-        await conn.execute("UPDATE scores SET selected = true WHERE job_id = %s AND index = ANY(%s)",
-                           [job_id, outcome.selected])
+    decided = "UPDATE scored_jobs SET outcome = %s, decided_at = now() WHERE job_id = %s"
+    if not isinstance(outcome, CandidatesScored):
+        await conn.execute(decided, [outcome.event_type, job_id])
+        return
+    await conn.execute(f"WITH decided AS ({decided})"
+                       " UPDATE scores SET selected = true WHERE job_id = %s AND index = ANY(%s)",
+                       [outcome.event_type, job_id, job_id, outcome.selected])
 
 
 async def decide_canceled(conn, job_id: str, outcome: str) -> None:

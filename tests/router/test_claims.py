@@ -4,6 +4,7 @@ another router's scheduler takes the attempt."""
 
 import asyncio
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 
@@ -40,6 +41,13 @@ async def claim_row(pool, job_id) -> dict:
             [job_id])).fetchone()
 
 
+def outcome_of(request: AttemptRequest) -> store.AttemptRecord:
+    """An attempt that generated nothing, as closing it records it."""
+    return store.AttemptRecord(job_id=request.job_id, attempt=request.attempt, tenant_id=request.tenant_id,
+                               providers="", candidates=0, cost_micro_usd=0, expected_cost_micro_usd=0,
+                               started_at=datetime.now(UTC), next_index=0, stop_reason=None)
+
+
 async def test_a_task_that_died_with_the_database_down_leaves_a_claim_another_scheduler_takes(endpoints, schema):
     proxy = DatabaseProxy(endpoints.database_url)
     await proxy.open()
@@ -59,12 +67,12 @@ async def test_a_task_that_died_with_the_database_down_leaves_a_claim_another_sc
         await proxy.cut()
         died.set()
         async with through_proxy.connection(timeout=1) as conn:
-            await store.finish_attempt(conn, request, "router-a")
+            await store.close_attempt(conn, request, "router-a", outcome_of(request))
 
     async def run_in_b(request: AttemptRequest) -> None:
         async with direct.connection() as conn, conn.transaction():
             if await store.claim_attempt(conn, request, "router-b", LEASE_S) is not None:
-                assert await store.finish_attempt(conn, request, "router-b")
+                assert await store.close_attempt(conn, request, "router-b", outcome_of(request)) is not None
                 taken_by_b.set()
 
     failures_before = BACKGROUND_FAILURES.labels("router-attempt")._value.get()
