@@ -34,16 +34,20 @@ async def _rows(conn: psycopg.AsyncConnection, sql: str, params: list) -> list[d
 async def load_book(conn: psycopg.AsyncConnection, book: Book, tenant_ids: Iterable[str],
                     job_ids: Iterable[UUID], *, costs_of: Iterable[UUID] | None = None,
                     reports_of: Iterable[UUID] | None = None) -> Book:
-    """Accounts and grants are read without locks (their changes are written as deltas that
-    the database checks); a job's transfer is locked, so it settles once. Provider costs
+    """Accounts and grants are read without locks, together (their changes are written as
+    deltas that the database checks); a job's transfer is locked, so it settles once. Provider costs
     and reports are read for `costs_of` and `reports_of` (by default every job): a batch
     that settles nothing needs no costs, one that reports nothing no reports."""
     tenants, jobs = sorted(set(tenant_ids)), list(set(job_ids))
     costs = jobs if costs_of is None else list(set(costs_of))
     reports = jobs if reports_of is None else list(set(reports_of))
-    for row in await _rows(conn, "SELECT tenant_id, posted, pending, retry_tokens, report_policy FROM accounts"
-                                 " WHERE tenant_id = ANY(%b)", [tenants]):
-        book.accounts[row["tenant_id"]] = Account(**row)
+    for row in await _rows(conn, BALANCES, [tenants, tenants]):
+        if row.pop("kind") == "grant":
+            grant = Grant(**{column: row[column] for column in GRANT_COLUMNS})
+            book.grants.setdefault(grant.tenant_id, []).append(grant)
+            book.loaded_grants[grant.id] = grant.remaining
+            continue
+        book.accounts[row["tenant_id"]] = Account(**{column: row[column] for column in ACCOUNT_FIELDS})
         book.loaded_accounts[row["tenant_id"]] = (row["posted"], row["pending"], row["retry_tokens"])
     if jobs:
         for row in await _rows(conn, f"SELECT {', '.join(TRANSFER_COLUMNS)} FROM transfers"
@@ -58,11 +62,19 @@ async def load_book(conn: psycopg.AsyncConnection, book: Book, tenant_ids: Itera
     if reports:
         for row in await _rows(conn, "SELECT job_id, n FROM reports WHERE job_id = ANY(%b)", [reports]):
             book.reported.add((row["job_id"], row["n"]))
-    for row in await _rows(conn, f"SELECT {', '.join(GRANT_COLUMNS)} FROM grants"
-                                 " WHERE tenant_id = ANY(%b) AND remaining > 0", [tenants]):
-        book.grants.setdefault(row["tenant_id"], []).append(Grant(**row))
-        book.loaded_grants[row["id"]] = row["remaining"]
     return book
+
+
+# The tenants' accounts and their grants with credits left, in one statement: rows of one
+# shape, each a balance (kind 'account') or a grant (kind 'grant'), the other's columns null.
+ACCOUNT_FIELDS = ("tenant_id", "posted", "pending", "retry_tokens", "report_policy")
+BALANCES = (
+    "SELECT 'account' AS kind, tenant_id, posted, pending, retry_tokens, report_policy, NULL::uuid AS id,"
+    " NULL::text AS source, NULL::bigint AS amount, NULL::bigint AS remaining, NULL::timestamptz AS expires_at,"
+    " NULL::timestamptz AS created_at, NULL::int AS rollover_days, NULL::text AS payment_id"
+    " FROM accounts WHERE tenant_id = ANY(%b)"
+    " UNION ALL SELECT 'grant', tenant_id, NULL, NULL, NULL, NULL, id, source, amount, remaining, expires_at,"
+    " created_at, rollover_days, payment_id FROM grants WHERE tenant_id = ANY(%b) AND remaining > 0")
 
 
 def _values(obj, columns: dict[str, str]) -> tuple:
