@@ -11,6 +11,7 @@ import hashlib
 import io
 import itertools
 import logging
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -72,6 +73,7 @@ class AttemptRunner:
                  settings: RouterSettings, owner: str, data_keys: DataKeys) -> None:
         self.runtime, self.engine, self.objects = runtime, engine, objects
         self.settings, self.owner, self.data_keys = settings, owner, data_keys
+        self._rates_read_at = -math.inf
 
     async def run(self, request: AttemptRequest) -> None:
         async with self.runtime.pool.connection() as conn, conn.transaction():
@@ -101,13 +103,17 @@ class AttemptRunner:
             log.warning("could not release attempt %s of job %s; its claim lapses", request.attempt, request.job_id,
                         exc_info=True)
 
-    async def refresh_pass_rates(self) -> None:
-        """Every router process shares the scorer's verdicts through the database."""
+    async def refresh_pass_rates(self, max_age_s: float = 0.0) -> None:
+        """Every router process shares the scorer's verdicts through the database; read
+        unless they were read less than `max_age_s` ago."""
+        if time.monotonic() - self._rates_read_at < max_age_s:
+            return
         async with self.runtime.pool.connection() as conn:
             rows = await store.verdict_counts(conn)
         for row in rows:
             self.engine.estimator.set_evidence(row["provider"], row["template"], row["passed"], row["failed"],
                                                row["age_s"])
+        self._rates_read_at = time.monotonic()
 
     async def _run_claimed(self, request: AttemptRequest, job: domain.JobState, tries: int) -> None:
         # The prompt in clear for this attempt only: its key is not kept past it.
@@ -132,7 +138,7 @@ class AttemptRunner:
                 DEADLINE_EXCEEDED, f"the job's deadline ({job.spec.deadline_s} s) passed before attempt"
                                    f" {request.attempt} started"))
             return
-        await self.refresh_pass_rates()
+        await self.refresh_pass_rates(self.settings.pass_rates_refresh_s)
         clock = time.perf_counter()
         try:
             result = await run_pipeline(self.engine, route, load_catalogue().pipeline(job.spec.template),

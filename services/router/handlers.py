@@ -34,10 +34,15 @@ async def learn(ctx: HandlerContext, job_id: UUID, scores: list[CandidateScore],
                 half_life_s: float, engine: RoutingEngine) -> None:
     """Count the verdicts on this attempt's candidates (earlier attempts were counted before)
     for a job this router admitted, and, once that is committed (so a redelivery counts
-    nothing twice), show them to this process's quality breakers."""
+    nothing twice), show the counts to this process's estimator and the verdicts to its
+    quality breakers."""
     verdicts = domain.verdicts_by_provider(scores, attempt)
-    template = await store.add_verdicts(ctx.conn, job_id, verdicts, half_life_s) if verdicts else None
-    if template is not None:
+    counted = await store.add_verdicts(ctx.conn, job_id, verdicts, half_life_s) if verdicts else []
+    for row in counted:
+        ctx.after_commit(partial(engine.estimator.set_evidence, row["provider"], row["template"], row["passed"],
+                                 row["failed"]))
+    if counted:
+        template = counted[0]["template"]
         for provider, judged in domain.quality_verdicts(scores, attempt).items():
             ctx.after_commit(partial(engine.observe_verdicts, provider, template, judged))
 

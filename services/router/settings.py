@@ -31,6 +31,9 @@ class RouterSettings(SealedContentSettings):
     # An attempt that keeps failing inside the router (storage down) is given up after this many tries.
     attempt_max_tries: int = 5
     pass_rate_half_life_s: float = 6 * 3600
+    # An attempt reads the pass rates every router shares at most this often: the verdicts
+    # this process counts it knows at once, other routers' this much later.
+    pass_rates_refresh_s: float = 1.0
     # Provider spend per hour (USD, all routers together) above which GenlineSpendHigh fires.
     spend_alert_usd_per_hour: float = 50.0
     breaker_window_s: float = 60.0

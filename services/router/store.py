@@ -169,12 +169,12 @@ async def close_attempt(conn: psycopg.AsyncConnection, request: AttemptRequest, 
 
 
 async def add_verdicts(conn: psycopg.AsyncConnection, job_id: UUID, verdicts: dict[str, tuple[float, float]],
-                       half_life_s: float) -> str | None:
+                       half_life_s: float) -> list[dict]:
     """Add scored outcomes per provider under the job's template, fading what was there by
-    its age, in one statement; the template, or None (nothing added) for a job this router
-    never admitted."""
+    its age, in one statement; the counts now (provider, template, passed, failed), none
+    for a job this router never admitted."""
     providers = sorted(verdicts)  # concurrent writers lock in one order
-    row = await (await conn.execute(
+    return await (await conn.execute(
         "INSERT INTO pass_rates AS p (provider, template, passed, failed, updated_at)"
         " SELECT v.provider, j.template, v.passed, v.failed, now() FROM jobs j,"
         " unnest(%(providers)s::text[], %(passed)s::float8[], %(failed)s::float8[]) WITH ORDINALITY"
@@ -185,10 +185,9 @@ async def add_verdicts(conn: psycopg.AsyncConnection, job_id: UUID, verdicts: di
         " + EXCLUDED.passed,"
         " failed = p.failed * power(0.5, extract(epoch FROM now() - p.updated_at)::float8 / %(half_life)s)"
         " + EXCLUDED.failed,"
-        " updated_at = now() RETURNING p.template",
+        " updated_at = now() RETURNING p.provider, p.template, p.passed, p.failed",
         {"providers": providers, "passed": [verdicts[p][0] for p in providers],
-         "failed": [verdicts[p][1] for p in providers], "job": job_id, "half_life": half_life_s})).fetchone()
-    return row["template"] if row else None
+         "failed": [verdicts[p][1] for p in providers], "job": job_id, "half_life": half_life_s})).fetchall()
 
 
 async def verdict_counts(conn: psycopg.AsyncConnection) -> list[dict]:
