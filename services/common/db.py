@@ -174,6 +174,12 @@ async def while_database_away(work: Callable[[], Awaitable[T]], pool: AsyncConne
         await until_database_answers(pool, max(0.0, deadline - time.monotonic()))
 
 
+def typed_arrays(columns: dict[str, str]) -> str:
+    """The `unnest(…)` arguments for `columns` (name to PostgreSQL type), one binary array
+    parameter each (binary: no escaping); `as_arrays(rows)` gives their values."""
+    return ", ".join(f"%b::{pg_type}[]" for pg_type in columns.values())
+
+
 def as_arrays(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
     """Rows as one list per column, the parameters of an `unnest(arrays)` statement."""
     return [list(column) for column in zip(*rows, strict=True)]
@@ -193,8 +199,7 @@ async def insert_many(conn: psycopg.AsyncConnection[Any], table: str, columns: d
             for row in rows:
                 await copy.write_row(row)
         return
-    arrays = ", ".join(f"%b::{pg_type}[]" for pg_type in columns.values())  # binary: no escaping
-    await conn.execute(f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays}) {suffix}",
+    await conn.execute(f"INSERT INTO {table} ({names}) SELECT * FROM unnest({typed_arrays(columns)}) {suffix}",
                        as_arrays(rows))
 
 
@@ -205,7 +210,7 @@ async def _update_from_arrays(conn: psycopg.AsyncConnection[Any], table: str, ke
     if not rows:
         return
     names = list(columns)
-    arrays = ", ".join(f"%b::{pg_type}[]" for pg_type in columns.values())  # binary: no escaping
+    arrays = typed_arrays(columns)
     assignments = ", ".join(assign.format(c=n) for n in names[1:])
     await conn.execute(
         f"UPDATE {table} AS t SET {assignments} FROM (SELECT * FROM unnest({arrays}) AS u({', '.join(names)})"

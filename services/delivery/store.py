@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Literal
 
 from services.common.contracts import RetentionSet
-from services.common.db import as_arrays
+from services.common.db import as_arrays, typed_arrays
 from services.delivery import domain
 
 
@@ -61,7 +61,7 @@ async def claim_delivered(conn, job_id, tenant_id: str, images: list[DeliveredRo
     its outcome already."""
     if not images:
         return await claim_outcome(conn, job_id, tenant_id, "delivered")
-    arrays = ", ".join(f"%b::{pg_type}[]" for pg_type in DELIVERED_COLUMNS.values())
+    arrays = typed_arrays(DELIVERED_COLUMNS)
     names = ", ".join(DELIVERED_COLUMNS)
     row = await (await conn.execute(
         "WITH claimed AS (INSERT INTO job_outcomes (job_id, tenant_id, outcome) VALUES (%s, %s, 'delivered')"

@@ -12,7 +12,7 @@ from uuid import UUID
 import psycopg
 
 from services.common.contracts import FINAL_STATES, Event
-from services.common.db import as_arrays, update_many
+from services.common.db import as_arrays, typed_arrays, update_many
 from services.ingest.jobs import domain
 from services.ingest.jobs.domain import JobView
 from services.ingest.jobs.job_log import NewEntry, entries_for
@@ -135,7 +135,7 @@ async def append_log(conn: psycopg.AsyncConnection, entries: list[tuple[JobView,
 # entries take the numbers after the counter's old value, in the order given (`n`). A job's
 # row is written once, its counter and its new view together (a statement that updated it
 # twice would keep only the first), or inserted with its counter.
-VIEWS = "SELECT * FROM unnest(%b::uuid[], %b::text[], %b::jsonb[], %b::timestamptz[]) AS v(id, state, view, updated_at)"
+VIEWS = f"SELECT * FROM unnest({typed_arrays(VIEW_COLUMNS)}) AS v({', '.join(VIEW_COLUMNS)})"
 NO_VIEWS = "SELECT NULL::uuid AS id, NULL::text AS state, NULL::jsonb AS view, NULL::timestamptz AS updated_at WHERE false"
 JOB_CHANGES = """viewed AS ({viewed}),
 job AS (

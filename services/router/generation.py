@@ -3,8 +3,9 @@
 The attempt is claimed first, so no two router processes generate it; the engine routes
 it; its candidates go to the internal bucket, one object for the attempt; then, in one
 transaction, the claim is closed, the spend added to the job and CandidatesGenerated (or
-GenerationFailed) put in the outbox. A process that dies half-way leaves the claim to lapse and another process
-runs the attempt again; only the run that closes the claim is ever published.
+GenerationFailed) put in the outbox. A process that dies half-way leaves the claim to lapse
+and another process runs the attempt again; only the run that closes the claim is ever
+published.
 """
 
 import hashlib
@@ -78,14 +79,14 @@ class AttemptRunner:
     async def run(self, request: AttemptRequest) -> None:
         async with self.runtime.pool.connection() as conn, conn.transaction():
             claimed = await store.claim_job_attempt(conn, request, self.owner, self.settings.claim_lease_s)
-            tries, job = claimed if claimed is not None else (None, None)
-            if tries == 1:  # clients see the job generating now; a takeover announces nothing new
+            if claimed is not None and claimed[0] == 1:  # clients see the job generating now; a takeover announces nothing new
                 await self.runtime.emit(conn, AttemptStarted(job_id=request.job_id, tenant_id=request.tenant_id,
                                                              attempt=request.attempt,
                                                              images_needed=request.images_needed,
                                                              started_at=datetime.now(UTC)))
-        if tries is None or job is None:
+        if claimed is None:
             return  # another router has it, or it is done
+        tries, job = claimed
         self.runtime.relay.notify()
         try:
             await self._run_claimed(request, job, tries)

@@ -5,7 +5,7 @@ statement of the scorer is here; handlers call these with the connection they ho
 import json
 
 from services.common.contracts import CandidateScore, CandidatesScored, RegenerationRequested
-from services.common.db import as_arrays
+from services.common.db import as_arrays, typed_arrays
 
 
 async def decided_outcome(conn, job_id: str) -> str | None:
@@ -36,8 +36,7 @@ async def store_scores(conn, job_id: str, scores: list[CandidateScore]) -> list[
     dumped = [s.model_dump(mode="json") for s in scores]
     rows = [(str(job_id), s.attempt, s.index, s.key, s.provider, s.passed, s.score, json.dumps(d["dimensions"]),
              False, json.dumps(d)) for s, d in zip(scores, dumped, strict=True)]
-    arrays = ", ".join(f"%b::{pg_type}[]" for pg_type in SCORE_COLUMNS.values())
-    added = (f"INSERT INTO scores ({', '.join(SCORE_COLUMNS)}) SELECT * FROM unnest({arrays})"
+    added = (f"INSERT INTO scores ({', '.join(SCORE_COLUMNS)}) SELECT * FROM unnest({typed_arrays(SCORE_COLUMNS)})"
              " ON CONFLICT (job_id, index) DO NOTHING RETURNING index, candidate") if rows else (
              "SELECT NULL::int AS index, NULL::jsonb AS candidate WHERE false")
     found = await (await conn.execute(

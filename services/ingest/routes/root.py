@@ -15,11 +15,14 @@ class Links(BaseModel):
     signing_keys: str = Field(description="the public keys receipts are signed with")
 
 
+NAME, DESCRIPTION = "Genline", "Ask for K good images; pay only for the ones delivered."
+LINKS = {"docs": "/docs/", "api_reference": "/docs/reference/api/", "openapi": "/openapi.json",
+         "console": "/console/", "signing_keys": "/.well-known/genline-keys.json"}
+
+
 class Root(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "name": "Genline", "description": "Ask for K good images; pay only for the ones delivered.",
-        "links": {"docs": "/docs/", "api_reference": "/docs/reference/api/", "openapi": "/openapi.json",
-                  "console": "/console/", "signing_keys": "/.well-known/genline-keys.json"}}]})
+    model_config = ConfigDict(json_schema_extra={"examples": [{"name": NAME, "description": DESCRIPTION,
+                                                               "links": LINKS}]})
 
     name: str
     description: str
@@ -29,6 +32,4 @@ class Root(BaseModel):
 @router.get("/", response_model=Root)
 async def api_root() -> Root:
     """Where to start: the documentation, the API's reference and document, the console."""
-    return Root(name="Genline", description="Ask for K good images; pay only for the ones delivered.",
-                links=Links(docs="/docs/", api_reference="/docs/reference/api/", openapi="/openapi.json",
-                            console="/console/", signing_keys="/.well-known/genline-keys.json"))
+    return Root(name=NAME, description=DESCRIPTION, links=Links(**LINKS))

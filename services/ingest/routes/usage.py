@@ -91,8 +91,8 @@ async def credits_held(request: Request, tenant: str, settings) -> int | None:
     return balance.pending if balance is not None else 0
 
 
-def days_of(totals: dict[date, dict], today: date, days: int) -> list[Day]:
-    first = today - timedelta(days=days - 1)
+def days_of(totals: dict[date, dict], first: date, days: int) -> list[Day]:
+    """`days` days from `first`, a day without a finished job as zeros."""
     return [Day(date=day, **totals.get(day, {"jobs": 0, "images": 0, "credits": 0}))
             for day in (first + timedelta(days=n) for n in range(days))]
 
@@ -119,4 +119,4 @@ async def usage(request: Request, tenant: AccountReader, runtime: Runtime, plans
     return Usage(tenant_id=tenant, plan=PlanLimits(**plan.model_dump()), requests_today=requests,
                  images_today=counted.images_today, jobs_in_progress=counted.active, credits_held=held,
                  resets_at=counted.resets_at, limits=limit_bars(plan, counted, burst_remaining),
-                 daily=days_of(totals, now.date(), days))
+                 daily=days_of(totals, first_day, days))
