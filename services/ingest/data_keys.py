@@ -12,7 +12,7 @@ from psycopg.rows import dict_row
 from services.common.sealing import new_data_key
 from services.ingest.key_encryption import KMS, Keyring, keyring_of
 
-__all__ = ["destroy", "insert", "key_of", "keys_of", "new_data_key", "rewrap", "rewrap_all", "status"]
+__all__ = ["destroy", "insert", "wrapped", "key_of", "keys_of", "new_data_key", "rewrap", "rewrap_all", "status"]
 
 
 async def _off_loop(keyring: Keyring, kek_id: str | None, function, *args):
@@ -22,10 +22,15 @@ async def _off_loop(keyring: Keyring, kek_id: str | None, function, *args):
     return function(*args)
 
 
+async def wrapped(job_id: UUID, key: bytes, keyring: Keyring) -> tuple[str, bytes]:
+    """The job's key wrapped under the keyring's active KEK: (KEK id, wrapped key)."""
+    return await _off_loop(keyring, None, keyring.wrap, key, job_id)
+
+
 async def insert(conn: psycopg.AsyncConnection, job_id: UUID, tenant_id: str, key: bytes, keyring: Keyring) -> None:
-    kek_id, wrapped = await _off_loop(keyring, None, keyring.wrap, key, job_id)
+    kek_id, wrapped_key = await wrapped(job_id, key, keyring)
     await conn.execute("INSERT INTO data_keys (job_id, tenant_id, key, kek_id) VALUES (%s, %s, %s, %s)",
-                       [job_id, tenant_id, wrapped, kek_id])
+                       [job_id, tenant_id, wrapped_key, kek_id])
 
 
 async def key_of(conn: psycopg.AsyncConnection, job_id: UUID, keyring: Keyring) -> bytes | None:

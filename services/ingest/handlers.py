@@ -8,7 +8,7 @@ import psycopg
 
 from services.common.bus.consumer import EventConsumer
 from services.common.bus.envelope import Envelope
-from services.common.bus.inbox import Publish
+from services.common.bus.inbox import InboxClaim, Publish
 from services.common.contracts import (
     AttemptStarted,
     CandidatesGenerated,
@@ -37,15 +37,17 @@ PROJECTED = (CreditsReserved, ReservationRejected, ReservationSettled, AttemptSt
              RetryTokenIssued, ReportDeclined, JobCanceled)
 
 
-async def project_batch(conn: psycopg.AsyncConnection, envelopes: list[Envelope], publish: Publish,
+async def project_batch(conn: psycopg.AsyncConnection, claim: InboxClaim, publish: Publish,
                         signer: Signer) -> None:
-    """Apply a fetch's events in one transaction: each job's row is locked once, its events
-    applied in their order, a job shown final gets its signed receipt, its view is written
-    once, and every log entry appended at once."""
-    views = await store.lock_views(conn, {e.event.job_id for e in envelopes})
+    """Apply a fetch's events in one transaction: each job's row is locked once (in the
+    statement that claims the batch), its events applied in their order, a job shown final
+    gets its signed receipt, its view is written once, and every log entry appended at once."""
+    views = await store.claim_and_lock_views(conn, claim)
+    if not claim.claimed:
+        return
     changes: list[store.Change] = []
     causes: list[Envelope] = []
-    for envelope in envelopes:
+    for envelope in claim.claimed or ():
         event = envelope.event
         before = views.get(event.job_id)
         if before is None:

@@ -11,6 +11,8 @@ from uuid import UUID
 
 import psycopg
 
+from services.common.bus.inbox import InboxClaim
+from services.common.bus.outbox import OUTBOX_INSERT
 from services.common.contracts import FINAL_STATES, Event
 from services.common.db import as_arrays, typed_arrays, update_many
 from services.ingest.jobs import domain
@@ -44,14 +46,22 @@ async def read_view(conn: psycopg.AsyncConnection, job_id: UUID, tenant_id: str 
     return JobView.model_validate(row["view"]) if row else None
 
 
-async def lock_views(conn: psycopg.AsyncConnection, job_ids: set[UUID]) -> dict[UUID, JobView]:
-    """The jobs that exist and are not erased, locked for the transaction in id order (as
-    every batch takes them, so that two batches never wait on each other in a circle)."""
-    rows = await (await conn.execute(
-        "SELECT view FROM jobs WHERE id = ANY(%s) AND erased_at IS NULL ORDER BY id FOR UPDATE",
-        [sorted(job_ids)])).fetchall()
-    views = [JobView.model_validate(row["view"]) for row in rows]
+async def claim_and_lock_views(conn: psycopg.AsyncConnection, claim: InboxClaim) -> dict[UUID, JobView]:
+    """Claim a batch of job events (InboxClaim), and lock the jobs they name that exist and
+    are not erased, for the transaction, in id order (as every batch takes them, so that two
+    batches never wait on each other in a circle), in one statement: the claim's insert runs
+    first (the outer side of the join), the locks after it."""
+    rows = await (await conn.execute(CLAIM_AND_LOCK_VIEWS, [
+        *claim.params, sorted({envelope.event.job_id for envelope in claim.envelopes})])).fetchall()
+    claim.fresh(rows[0]["claimed"] or ())
+    views = [JobView.model_validate(row["view"]) for row in rows if row["view"] is not None]
     return {view.id: view for view in views}
+
+
+CLAIM_AND_LOCK_VIEWS = (
+    f"WITH {InboxClaim.CLAIMED} SELECT c.claimed, j.view FROM (SELECT array_agg(event_id) AS claimed FROM claimed) AS c"
+    " LEFT JOIN LATERAL (SELECT view FROM jobs WHERE id = ANY(%b) AND erased_at IS NULL ORDER BY id FOR UPDATE) AS j"
+    " ON true")
 
 
 VIEW_COLUMNS = {"id": "uuid", "state": "text", "view": "jsonb", "updated_at": "timestamptz"}
@@ -303,25 +313,48 @@ class IdempotencyKeyTaken(Exception):
     """A concurrent request with the same key committed first: answer with its job."""
 
 
-async def job_of_key(conn: psycopg.AsyncConnection, tenant_id: str, key: str, ttl_s: int) -> tuple[UUID, str] | None:
-    """The job and request fingerprint a live (younger than `ttl_s`) key was first used with."""
-    row = await (await conn.execute(
-        "SELECT job_id, request_hash FROM idempotency_keys WHERE tenant_id = %s AND key = %s"
-        " AND created_at > now() - make_interval(secs => %s)", [tenant_id, key, ttl_s])).fetchone()
-    return (row["job_id"], row["request_hash"]) if row else None
+# A submission's first statement: the tenant's plan, its row locked until the transaction
+# ends (submissions of one tenant are counted one after another, on every replica), and the
+# job and request fingerprint a live (younger than the TTL) Idempotency-Key was first used
+# with. The key is read in the snapshot taken before the lock was granted, so a concurrent
+# retry that committed meanwhile is missed here; its binding then refuses this one's
+# (IdempotencyKeyTaken), and the submission is made again, finding it.
+PLAN_AND_KEY = (
+    "SELECT t.plan, k.job_id, k.request_hash FROM (SELECT) AS one"
+    " LEFT JOIN LATERAL (SELECT plan FROM tenants WHERE id = %(tenant)s FOR UPDATE) AS t ON true"
+    " LEFT JOIN idempotency_keys AS k ON k.tenant_id = %(tenant)s AND k.key = %(key)s"
+    " AND k.created_at > now() - make_interval(secs => %(ttl)s)")
 
 
-async def remember_key(conn: psycopg.AsyncConnection, tenant_id: str, key: str, fingerprint: str, job_id: UUID,
-                       ttl_s: int) -> None:
-    """Bind the key to the job; an expired binding is replaced. IdempotencyKeyTaken if a live one won."""
-    cur = await conn.execute(
-        "INSERT INTO idempotency_keys AS k (tenant_id, key, request_hash, job_id) VALUES (%s, %s, %s, %s)"
-        " ON CONFLICT (tenant_id, key) DO UPDATE SET request_hash = EXCLUDED.request_hash,"
-        " job_id = EXCLUDED.job_id, created_at = now()"
-        " WHERE k.created_at <= now() - make_interval(secs => %s)",
-        [tenant_id, key, fingerprint, job_id, ttl_s])
-    if cur.rowcount == 0:
-        raise IdempotencyKeyTaken(key)
+async def lock_plan_and_key(conn: psycopg.AsyncConnection, tenant_id: str, key: str | None,
+                            ttl_s: int) -> tuple[str | None, tuple[UUID, str] | None]:
+    """The tenant's plan name (None: no row), locked, and what `key` is bound to (PLAN_AND_KEY)."""
+    row = await (await conn.execute(PLAN_AND_KEY, {"tenant": tenant_id, "key": key, "ttl": ttl_s})).fetchone()
+    bound = (row["job_id"], row["request_hash"]) if row["job_id"] is not None else None
+    return row["plan"], bound
+
+
+# What a submission writes after its job's row, in one statement: its data key, its
+# Idempotency-Key's binding (an expired one is replaced; `bound` is 0 when a live one won the
+# key: IdempotencyKeyTaken) and its event's outbox row.
+DATA_KEY = "data_key AS (INSERT INTO data_keys (job_id, tenant_id, key, kek_id) VALUES (%s, %s, %s, %s))"
+BIND_KEY = (
+    "bound AS (INSERT INTO idempotency_keys AS k (tenant_id, key, request_hash, job_id) VALUES (%s, %s, %s, %s)"
+    " ON CONFLICT (tenant_id, key) DO UPDATE SET request_hash = EXCLUDED.request_hash,"
+    " job_id = EXCLUDED.job_id, created_at = now()"
+    " WHERE k.created_at <= now() - make_interval(secs => %s) RETURNING 1)")
+NO_KEY = "bound AS (SELECT 1 WHERE false)"
+
+
+async def write_submission(conn: psycopg.AsyncConnection, data_key: tuple, binding: tuple | None,
+                           outbox_row: tuple) -> None:
+    """Write a submission's data key row (job, tenant, wrapped key, KEK), its key's binding
+    (tenant, key, fingerprint, job, TTL; None without a key) and its event's outbox row."""
+    sql = (f"WITH {DATA_KEY}, {BIND_KEY if binding else NO_KEY} {OUTBOX_INSERT}"
+           " RETURNING (SELECT count(*) FROM bound) AS bound")
+    row = await (await conn.execute(sql, [*data_key, *(binding or ()), *outbox_row])).fetchone()
+    if binding and row["bound"] == 0:
+        raise IdempotencyKeyTaken(binding[1])
 
 
 async def forget_expired_keys(conn: psycopg.AsyncConnection, ttl_s: int, limit: int = 1000) -> int:

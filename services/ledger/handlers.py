@@ -12,6 +12,7 @@ from uuid import UUID
 import psycopg
 
 from services.common.bus.envelope import Envelope
+from services.common.bus.inbox import InboxClaim
 from services.common.bus.outbox import erase_prompt_from_outbox
 from services.common.contracts import (
     AuditRecorded,
@@ -32,7 +33,7 @@ from services.ledger import audit
 from services.ledger.domain import Book
 from services.ledger.pricebook import PriceBook
 from services.ledger.settings import LedgerSettings
-from services.ledger.store import load_book, write_book
+from services.ledger.store import load_book, read_balances, read_jobs, write_book
 
 CONSUMED = (JobSubmitted, JobDelivered, GenerationFailed, ScoringFailed, DeliveryFailed, CandidatesGenerated,
             OutputReported, JobCanceled, JobClosed, AuditRecorded, JobErased)
@@ -54,18 +55,22 @@ class Ledger:
                         **only) -> Book:
         return await load_book(conn, self.new_book(), tenants, jobs, **only)
 
-    async def apply_events(self, conn: psycopg.AsyncConnection, envelopes: list[Envelope], publish) -> None:
-        await audit.keep(conn, [e for e in envelopes if isinstance(e.event, AuditRecorded)])
-        for erased in {e.event.job_id for e in envelopes if isinstance(e.event, JobErased)}:
+    async def apply_events(self, conn: psycopg.AsyncConnection, claim: InboxClaim, publish) -> None:
+        """Apply a batch: the statement that reads the balances of the tenants it names claims
+        it in the inbox; what is fresh is then applied."""
+        book = self.new_book()
+        await read_balances(conn, book, {e.event.tenant_id for e in claim.envelopes if not _kept_aside(e)}, claim)
+        fresh = claim.claimed or []
+        await audit.keep(conn, [e for e in fresh if isinstance(e.event, AuditRecorded)])
+        for erased in {e.event.job_id for e in fresh if isinstance(e.event, JobErased)}:
             await erase_prompt_from_outbox(conn, erased)  # the billing record stays as it is
-        envelopes = [e for e in envelopes if not isinstance(e.event, AuditRecorded | JobErased)]
+        envelopes = [e for e in fresh if not _kept_aside(e)]
         if not envelopes:
             return
         events = [e.event for e in envelopes]
-        book = await self.open_book(conn, {e.tenant_id for e in events},
-                                    {e.job_id for e in events if isinstance(e, JobEvent)},
-                                    costs_of=[e.job_id for e in events if isinstance(e, SETTLING)],
-                                    reports_of=[e.job_id for e in events if isinstance(e, OutputReported)])
+        await read_jobs(conn, book, {e.job_id for e in events if isinstance(e, JobEvent)},
+                        costs_of=[e.job_id for e in events if isinstance(e, SETTLING)],
+                        reports_of=[e.job_id for e in events if isinstance(e, OutputReported)])
         now = datetime.now(UTC)
         await publish([(out, envelope) for envelope in envelopes for out in decide(book, envelope.event, now) if out])
         await write_book(conn, book)  # balances last: the hot rows stay locked only until commit
@@ -83,6 +88,11 @@ class Ledger:
         events = book.expire_due(now)
         await write_book(conn, book)
         return [e for e in events if e]
+
+
+def _kept_aside(envelope: Envelope) -> bool:
+    """Events the ledger keeps (audit records) or acts on (erasures) without its book."""
+    return isinstance(envelope.event, AuditRecorded | JobErased)
 
 
 def decide(book: Book, event: Event, now: datetime) -> list[Event | None]:

@@ -6,7 +6,7 @@ from uuid import UUID
 
 import psycopg
 
-from services.common.bus.inbox import TransientConflict
+from services.common.bus.inbox import InboxClaim, TransientConflict
 from services.common.db import add_many, insert_many, update_many
 from services.ledger.domain import Account, Book, Grant, Transfer
 
@@ -34,21 +34,44 @@ async def _rows(conn: psycopg.AsyncConnection, sql: str, params: list) -> list[d
 async def load_book(conn: psycopg.AsyncConnection, book: Book, tenant_ids: Iterable[str],
                     job_ids: Iterable[UUID], *, costs_of: Iterable[UUID] | None = None,
                     reports_of: Iterable[UUID] | None = None) -> Book:
+    """The balances of `tenant_ids` (read_balances) and what the book knows of `job_ids`
+    (read_jobs)."""
+    await read_balances(conn, book, tenant_ids)
+    return await read_jobs(conn, book, job_ids, costs_of=costs_of, reports_of=reports_of)
+
+
+async def read_balances(conn: psycopg.AsyncConnection, book: Book, tenant_ids: Iterable[str],
+                        claim: InboxClaim | None = None) -> Book:
     """Accounts and grants are read without locks, together (their changes are written as
-    deltas that the database checks); a job's transfer is locked, so it settles once. Provider costs
-    and reports are read for `costs_of` and `reports_of` (by default every job): a batch
-    that settles nothing needs no costs, one that reports nothing no reports."""
-    tenants, jobs = sorted(set(tenant_ids)), list(set(job_ids))
-    costs = jobs if costs_of is None else list(set(costs_of))
-    reports = jobs if reports_of is None else list(set(reports_of))
-    for row in await _rows(conn, BALANCES, [tenants, tenants]):
-        if row.pop("kind") == "grant":
+    deltas that the database checks), so the statement can come first in a transaction and
+    carry the batch's claim on the inbox (`claim`, then told which events are fresh)."""
+    tenants = sorted(set(tenant_ids))
+    if claim is None:
+        rows = await _rows(conn, BALANCES, [tenants, tenants])
+    else:
+        rows = await _rows(conn, CLAIM_AND_BALANCES, [*claim.params, tenants, tenants])
+        claim.fresh(row["source"] for row in rows if row["kind"] == "claimed")
+    for row in rows:
+        kind = row.pop("kind")
+        if kind == "grant":
             grant = Grant(**{column: row[column] for column in GRANT_COLUMNS})
             book.grants.setdefault(grant.tenant_id, []).append(grant)
             book.loaded_grants[grant.id] = grant.remaining
-            continue
-        book.accounts[row["tenant_id"]] = Account(**{column: row[column] for column in ACCOUNT_FIELDS})
-        book.loaded_accounts[row["tenant_id"]] = (row["posted"], row["pending"], row["retry_tokens"])
+        elif kind == "account":
+            book.accounts[row["tenant_id"]] = Account(**{column: row[column] for column in ACCOUNT_FIELDS})
+            book.loaded_accounts[row["tenant_id"]] = (row["posted"], row["pending"], row["retry_tokens"])
+    return book
+
+
+async def read_jobs(conn: psycopg.AsyncConnection, book: Book, job_ids: Iterable[UUID], *,
+                    costs_of: Iterable[UUID] | None = None, reports_of: Iterable[UUID] | None = None) -> Book:
+    """A job's transfer is locked, so it settles once; what the statements after the lock read
+    (closed jobs, costs, reports) is then what the lock's last holder committed. Provider
+    costs and reports are read for `costs_of` and `reports_of` (by default every job): a
+    batch that settles nothing needs no costs, one that reports nothing no reports."""
+    jobs = list(set(job_ids))
+    costs = jobs if costs_of is None else list(set(costs_of))
+    reports = jobs if reports_of is None else list(set(reports_of))
     if jobs:
         for row in await _rows(conn, f"SELECT {', '.join(TRANSFER_COLUMNS)} FROM transfers"
                                      " WHERE job_id = ANY(%b) FOR UPDATE", [jobs]):
@@ -75,6 +98,11 @@ BALANCES = (
     " FROM accounts WHERE tenant_id = ANY(%b)"
     " UNION ALL SELECT 'grant', tenant_id, NULL, NULL, NULL, NULL, id, source, amount, remaining, expires_at,"
     " created_at, rollover_days, payment_id FROM grants WHERE tenant_id = ANY(%b) AND remaining > 0")
+# The same, with the batch's claim on the inbox: a row of kind 'claimed' for each event id
+# the claim inserted (in `source`).
+CLAIM_AND_BALANCES = (
+    f"WITH {InboxClaim.CLAIMED} {BALANCES} UNION ALL SELECT 'claimed', NULL, NULL, NULL, NULL, NULL, NULL, event_id,"
+    " NULL, NULL, NULL, NULL, NULL, NULL FROM claimed")
 
 
 def _values(obj, columns: dict[str, str]) -> tuple:

@@ -131,6 +131,22 @@ def test_the_same_json_spaced_differently_with_the_same_key_returns_the_first_jo
     assert other.status_code == 422 and other.json()["type"] == "/problems/idempotency-key-reused"
 
 
+def test_submissions_racing_with_one_key_make_one_job(tenant_factory):
+    # They queue on the tenant's row; those that read the key before the first committed
+    # lose the key's binding and are answered, on their second try, with the first job.
+    tenant = tenant_factory(credits=0)
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+    body = {"prompt": "a red bicycle", "images": 1, "seed": 11}
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: tenant.http.post("/v1/jobs", json=body, headers=key), range(8)))
+
+    assert [a.status_code for a in answers] == [202] * 8, [a.text for a in answers]
+    assert len({a.json()["id"] for a in answers}) == 1
+    listed = tenant.http.get("/v1/jobs").json()["data"]
+    assert [job["id"] for job in listed] == [answers[0].json()["id"]]
+
+
 def test_an_idempotency_key_older_than_a_day_may_be_used_for_a_new_job(tenant_factory, endpoints, platform):
     tenant = tenant_factory(credits=0)
     key = {"Idempotency-Key": str(uuid.uuid4())}

@@ -26,11 +26,11 @@ from services.common.bus.inbox import (
     BatchHandler,
     Handler,
     HandlerContext,
+    InboxClaim,
     PermanentError,
     Prepare,
     prune_inbox,
     record_applied,
-    record_applied_many,
     retry_races,
 )
 from services.common.bus.outbox import OutboxRelay, add_many_to_outbox
@@ -237,19 +237,23 @@ class EventConsumer:
 
     async def _apply_batch_once(self, envelopes: list[Envelope]) -> list[Envelope]:
         outgoing: list[Envelope] = []
+        claim = InboxClaim(envelopes)
         async with self.pool.connection() as conn:
             async with conn.transaction():
-                fresh = await record_applied_many(conn, envelopes)
-                if not fresh:
-                    return []
-
                 async def publish(caused: list[tuple[Event, Envelope]]) -> None:
                     batch = [envelop(event, f"/genline/{self.service}", cause=cause) for event, cause in caused]
                     await add_many_to_outbox(conn, batch, self.settings.topic_namespace)
                     outgoing.extend(batch)
 
-                if self.batch_handler is not None:  # set: this is how batches are applied
-                    await self.batch_handler(conn, fresh, publish)
+                if self.batch_handler is None:
+                    await claim.alone(conn)
+                else:  # its first statement claims the batch, and it applies what is fresh
+                    await self.batch_handler(conn, claim, publish)
+                if claim.claimed is None:
+                    raise RuntimeError(f"{self.service}'s batch handler did not claim its batch in the inbox")
+        fresh = claim.claimed
+        if not fresh:
+            return []
         for event_type, count in Counter(envelope.type for envelope in fresh).items():
             telemetry.EVENTS_CONSUMED.labels(self.service, event_type, "applied").inc(count)
         if log.isEnabledFor(logging.INFO):

@@ -9,7 +9,7 @@ again, and neither a recovery nor `genline bus rebuild --all` publishes it again
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -48,11 +48,12 @@ class HandlerContext:
 
 Handler = Callable[[HandlerContext, Event], Awaitable[None]]
 Prepare = Callable[[Envelope], Awaitable[Any]]
-# A batch handler gets the open transaction, the not-yet-applied envelopes in order, and
+# A batch handler gets the open transaction, the batch's claim on the inbox (InboxClaim),
+# which its first statement makes and which tells it the envelopes not yet applied, and
 # `publish`, which adds events (each with the envelope that caused it) to the outbox; it
 # calls `publish` when it likes, so its most contended writes can come last.
 Publish = Callable[[list[tuple[Event, Envelope]]], Awaitable[None]]
-BatchHandler = Callable[[Conn, list[Envelope], Publish], Awaitable[None]]
+BatchHandler = Callable[[Conn, "InboxClaim", Publish], Awaitable[None]]
 
 
 async def record_applied(conn: Conn, envelope: Envelope) -> bool:
@@ -64,22 +65,45 @@ async def record_applied(conn: Conn, envelope: Envelope) -> bool:
     return cur.rowcount == 1
 
 
-async def record_applied_many(conn: Conn, envelopes: list[Envelope]) -> list[Envelope]:
-    """Claim a batch; returns the envelopes not applied before, in order, each id once."""
-    cur = await conn.execute(
-        "INSERT INTO inbox (event_id, event_type, topic, journaled_at)"
-        " SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::timestamptz[])"
-        " ON CONFLICT DO NOTHING RETURNING event_id",
-        [[e.id for e in envelopes], [e.type for e in envelopes], [e.topic for e in envelopes],
-         [e.journaled_at for e in envelopes]],
-    )
-    fresh = {row["event_id"] for row in await cur.fetchall()}
-    claimed = []
-    for envelope in envelopes:  # the first occurrence of an id wins
-        if envelope.id in fresh:
-            fresh.discard(envelope.id)
-            claimed.append(envelope)
-    return claimed
+class InboxClaim:
+    """A batch's claim on the inbox, made by the first statement of the transaction that
+    applies it: `CLAIMED` is a CTE (`claimed`, the ids this transaction inserted) that the
+    statement carries with its `params` first, and `fresh` reads back which envelopes were
+    not applied before. A batch handler puts the claim in its first read, one statement
+    where two were; the rows it then reads for duplicates are read for nothing, and locked
+    until commit, which a redelivered batch (rare) can afford."""
+
+    CLAIMED = ("claimed AS (INSERT INTO inbox (event_id, event_type, topic, journaled_at)"
+               " SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::timestamptz[])"
+               " ON CONFLICT DO NOTHING RETURNING event_id)")
+
+    def __init__(self, envelopes: list[Envelope]) -> None:
+        self.envelopes = envelopes
+        self.claimed: list[Envelope] | None = None
+
+    @property
+    def params(self) -> list[list[Any]]:
+        envelopes = self.envelopes
+        return [[e.id for e in envelopes], [e.type for e in envelopes], [e.topic for e in envelopes],
+                [e.journaled_at for e in envelopes]]
+
+    def fresh(self, claimed_ids: Iterable[str]) -> list[Envelope]:
+        """The envelopes whose ids the claim inserted, in order, each id once (the first
+        occurrence wins); kept as `claimed`."""
+        fresh = set(claimed_ids)
+        claimed = []
+        for envelope in self.envelopes:
+            if envelope.id in fresh:
+                fresh.discard(envelope.id)
+                claimed.append(envelope)
+        self.claimed = claimed
+        return claimed
+
+
+    async def alone(self, conn: Conn) -> list[Envelope]:
+        """Make the claim in a statement of its own; returns `fresh`."""
+        cur = await conn.execute(f"WITH {self.CLAIMED} SELECT event_id FROM claimed", self.params)
+        return self.fresh(row["event_id"] for row in await cur.fetchall())
 
 
 INBOX_PRUNE_BATCH = 5_000

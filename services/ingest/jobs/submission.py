@@ -19,6 +19,8 @@ from pydantic import ConfigDict, Field, model_validator
 
 from services.common import telemetry
 from services.common.api import RequestModel
+from services.common.bus.envelope import envelop
+from services.common.bus.outbox import outbox_row
 from services.common.contracts import JobSpec, JobSubmitted, Tier, WebhookEvent
 from services.common.problems import Problem
 from services.common.quality.profiles import Profile, ProfileError, QualityRules, job_profile, profile_names
@@ -188,33 +190,31 @@ async def input_photo(runtime, objects, tenant_id: str, body: JobRequest, settin
     return key
 
 
-async def replay_of(conn, tenant_id: str, key: str, fingerprint: str, ttl_s: int) -> UUID | None:
-    bound = await store.job_of_key(conn, tenant_id, key, ttl_s)
-    if bound and bound[1] != fingerprint:
-        raise Problem(422, "idempotency-key-reused", f"Idempotency-Key {key!r} was used with a different request")
-    return bound[0] if bound else None
-
-
 async def record_submission(runtime, plans, tenant: str, body: JobRequest, settings, idempotency_key: str | None,
                             fingerprint: str, reference_key: str | None, profile: Profile) -> domain.JobView:
     """The job, written with its JobSubmitted; a retry with the same key gets the first job,
     and a job past the plan's limits is refused before anything is written."""
     ttl_s = settings.idempotency_key_ttl_s
     async with runtime.pool.connection() as conn, conn.transaction():
-        plan = await limits.lock_plan(conn, tenant, plans)
-        if idempotency_key and (existing := await replay_of(conn, tenant, idempotency_key, fingerprint, ttl_s)):
-            return await store.read_view(conn, existing, tenant)
+        plan_name, bound = await store.lock_plan_and_key(conn, tenant, idempotency_key, ttl_s)
+        plan = plans.get(plan_name)
+        if bound is not None:
+            if bound[1] != fingerprint:
+                raise Problem(422, "idempotency-key-reused",
+                              f"Idempotency-Key {idempotency_key!r} was used with a different request")
+            return await store.read_view(conn, bound[0], tenant)
         await limits.check_submission(conn, tenant, plan, body.images, datetime.now(UTC))
         key = data_keys.new_data_key()
         spec = job_spec(tenant, body, settings, key, profile, reference_key, plan.priority)
-        await data_keys.insert(conn, spec.job_id, tenant, key, keyring_of(settings))
+        kek_id, wrapped_key = await data_keys.wrapped(spec.job_id, key, keyring_of(settings))
         view = domain.submitted_view(spec, body.prompt)
         await store.record(conn, None, view, None, spec.submitted_at)
         if reference_key:
             await store.remember_reference(conn, view.id, reference_key)
-        if idempotency_key:
-            await store.remember_key(conn, tenant, idempotency_key, fingerprint, spec.job_id, ttl_s)
-        await runtime.emit(conn, JobSubmitted(job_id=spec.job_id, tenant_id=tenant, job=spec))
+        envelope = envelop(JobSubmitted(job_id=spec.job_id, tenant_id=tenant, job=spec), f"/genline/{runtime.name}")
+        binding = (tenant, idempotency_key, fingerprint, spec.job_id, ttl_s) if idempotency_key else None
+        await store.write_submission(conn, (spec.job_id, tenant, wrapped_key, kek_id), binding,
+                                     outbox_row(envelope, runtime.settings.topic_namespace))
     runtime.relay.notify()
     telemetry.JOBS_SUBMITTED.labels(view.template).inc()
     return view
