@@ -199,37 +199,67 @@ async def insert_many(conn: psycopg.AsyncConnection[Any], table: str, columns: d
             for row in rows:
                 await copy.write_row(row)
         return
-    await conn.execute(f"INSERT INTO {table} ({names}) SELECT * FROM unnest({typed_arrays(columns)}) {suffix}",
-                       as_arrays(rows))
+    await together(conn, [inserted(table, columns, rows, suffix)])
 
 
-async def _update_from_arrays(conn: psycopg.AsyncConnection[Any], table: str, key: str, columns: dict[str, str],
-                              rows: list[tuple[Any, ...]], assign: str) -> None:
+# A statement and its parameters, to run alone or with others in one (together).
+Statement = tuple[str, list[Any]]
+
+
+def inserted(table: str, columns: dict[str, str], rows: list[tuple[Any, ...]], suffix: str = "") -> Statement | None:
+    """`INSERT … SELECT FROM unnest(arrays)` of `rows` (None for no rows), with `suffix`
+    (`ON CONFLICT …`) if given."""
+    if not rows:
+        return None
+    return (f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({typed_arrays(columns)}) {suffix}",
+            as_arrays(rows))
+
+
+def _updated(table: str, key: str, columns: dict[str, str], rows: list[tuple[Any, ...]],
+             assign: str) -> Statement | None:
     """One `UPDATE … FROM unnest(arrays)`, rows in key order (so concurrent batches lock rows
     in the same order); `assign` formats each column's assignment from `{c}`."""
     if not rows:
-        return
+        return None
     names = list(columns)
-    arrays = typed_arrays(columns)
     assignments = ", ".join(assign.format(c=n) for n in names[1:])
-    await conn.execute(
-        f"UPDATE {table} AS t SET {assignments} FROM (SELECT * FROM unnest({arrays}) AS u({', '.join(names)})"
-        f" ORDER BY {key}) AS u WHERE t.{key} = u.{key}",
-        as_arrays(sorted(rows)),
-    )
+    return (f"UPDATE {table} AS t SET {assignments} FROM (SELECT * FROM unnest({typed_arrays(columns)})"
+            f" AS u({', '.join(names)}) ORDER BY {key}) AS u WHERE t.{key} = u.{key}", as_arrays(sorted(rows)))
+
+
+def updated(table: str, key: str, columns: dict[str, str], rows: list[tuple[Any, ...]]) -> Statement | None:
+    """Set columns; each row is (key value, *column values)."""
+    return _updated(table, key, columns, rows, "{c} = u.{c}")
+
+
+def added(table: str, key: str, columns: dict[str, str], rows: list[tuple[Any, ...]]) -> Statement | None:
+    """Add deltas (`c = c + delta`): concurrent writers add up instead of overwriting each
+    other; each row is (key value, *deltas)."""
+    return _updated(table, key, columns, rows, "{c} = t.{c} + u.{c}")
+
+
+async def together(conn: psycopg.AsyncConnection[Any], statements: list[Statement | None]) -> None:
+    """Run writes that touch different rows in one statement, each a CTE of it: none sees
+    what the others write (one snapshot), so no two may write the same row, and none may
+    need to read another's rows. Nothing is sent for no statements."""
+    present = [statement for statement in statements if statement is not None]
+    if len(present) == 1:
+        await conn.execute(*present[0])
+    elif present:
+        ctes = ", ".join(f"w{i} AS ({sql})" for i, (sql, _) in enumerate(present))
+        await conn.execute(f"WITH {ctes} SELECT", [param for _, params in present for param in params])
 
 
 async def update_many(conn: psycopg.AsyncConnection[Any], table: str, key: str, columns: dict[str, str],
                       rows: list[tuple[Any, ...]]) -> None:
     """Set columns; each row is (key value, *column values)."""
-    await _update_from_arrays(conn, table, key, columns, rows, "{c} = u.{c}")
+    await together(conn, [updated(table, key, columns, rows)])
 
 
 async def add_many(conn: psycopg.AsyncConnection[Any], table: str, key: str, columns: dict[str, str],
                    rows: list[tuple[Any, ...]]) -> None:
-    """Add deltas (`c = c + delta`): concurrent writers add up instead of overwriting each
-    other; each row is (key value, *deltas)."""
-    await _update_from_arrays(conn, table, key, columns, rows, "{c} = t.{c} + u.{c}")
+    """Add deltas (`c = c + delta`); each row is (key value, *deltas)."""
+    await together(conn, [added(table, key, columns, rows)])
 
 
 async def listen(database_url: str, channel: str, on_notify: Callable[[str | None], None], retry_s: float,

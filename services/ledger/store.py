@@ -1,5 +1,5 @@
 """Loading the slice of ledger state a batch touches (locked), and writing back what the
-batch changed: one statement per table, whatever the batch size."""
+batch changed: two statements, whatever the batch size and the tables it touches."""
 
 from collections.abc import Iterable
 from uuid import UUID
@@ -7,7 +7,7 @@ from uuid import UUID
 import psycopg
 
 from services.common.bus.inbox import InboxClaim, TransientConflict
-from services.common.db import add_many, insert_many, update_many
+from services.common.db import added, inserted, together, updated
 from services.ledger.domain import Account, Book, Grant, Transfer
 
 TRANSFER_COLUMNS = {"id": "uuid", "job_id": "uuid", "tenant_id": "text", "amount": "bigint", "unit_price": "bigint",
@@ -125,18 +125,20 @@ async def write_book(conn: psycopg.AsyncConnection, book: Book) -> None:
 
 
 async def _write_book(conn: psycopg.AsyncConnection, book: Book) -> None:
-    """Rows only this batch touches first; the rows concurrent batches share (balances,
-    grants) last, so their locks are held for the shortest time."""
-    await insert_many(conn, "accounts", ACCOUNT_COLUMNS, [(t, 0, 0, 0) for t in sorted(book.new_accounts)],
-                      "ON CONFLICT (tenant_id) DO NOTHING")
-    await insert_many(conn, "grants", GRANT_COLUMNS, [_values(g, GRANT_COLUMNS) for g in book.new_grants])
-    await insert_many(conn, "transfers", TRANSFER_COLUMNS, [_values(t, TRANSFER_COLUMNS) for t in book.new_transfers])
-    await update_many(conn, "transfers", "id", SETTLED_COLUMNS,
-                      [_values(t, SETTLED_COLUMNS) for t in book.changed_transfers])
-    await insert_many(conn, "entries", ENTRY_COLUMNS, [_values(e, ENTRY_COLUMNS) for e in book.entries])
-    await insert_many(conn, "provider_costs", COST_COLUMNS, book.new_costs, "ON CONFLICT DO NOTHING")
-    await insert_many(conn, "reports", REPORT_COLUMNS, book.new_reports)
-    await insert_many(conn, "closed_jobs", CLOSED_COLUMNS, book.new_closed, "ON CONFLICT DO NOTHING")
-    await add_many(conn, "grants", "id", {"id": "uuid", "remaining": "bigint"},
-                   [(gid, -taken) for gid, taken in book.grants_taken()])
-    await add_many(conn, "accounts", "tenant_id", ACCOUNT_COLUMNS, book.account_deltas())
+    """Two statements: the new rows, each table's in a CTE of one; then the changes to rows
+    that exist (settled transfers, grants drawn on, balances), which may include rows the
+    first inserted. The rows concurrent batches share (balances, grants) are written last,
+    so their locks are held for the shortest time."""
+    await together(conn, [
+        inserted("accounts", ACCOUNT_COLUMNS, [(t, 0, 0, 0) for t in sorted(book.new_accounts)],
+                 "ON CONFLICT (tenant_id) DO NOTHING"),
+        inserted("grants", GRANT_COLUMNS, [_values(g, GRANT_COLUMNS) for g in book.new_grants]),
+        inserted("transfers", TRANSFER_COLUMNS, [_values(t, TRANSFER_COLUMNS) for t in book.new_transfers]),
+        inserted("entries", ENTRY_COLUMNS, [_values(e, ENTRY_COLUMNS) for e in book.entries]),
+        inserted("provider_costs", COST_COLUMNS, book.new_costs, "ON CONFLICT DO NOTHING"),
+        inserted("reports", REPORT_COLUMNS, book.new_reports),
+        inserted("closed_jobs", CLOSED_COLUMNS, book.new_closed, "ON CONFLICT DO NOTHING")])
+    await together(conn, [
+        updated("transfers", "id", SETTLED_COLUMNS, [_values(t, SETTLED_COLUMNS) for t in book.changed_transfers]),
+        added("grants", "id", {"id": "uuid", "remaining": "bigint"}, [(gid, -taken) for gid, taken in book.grants_taken()]),
+        added("accounts", "tenant_id", ACCOUNT_COLUMNS, book.account_deltas())])
