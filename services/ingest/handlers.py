@@ -56,8 +56,8 @@ async def project_batch(conn: psycopg.AsyncConnection, claim: InboxClaim, publis
         views[event.job_id] = after = apply_event(before, event, envelope.time)
         changes.append((before, after, event, envelope.time))
         causes.append(envelope)
-    announcements = await commit_changes(conn, changes, signer, datetime.now(UTC))
-    await publish([(announcement, causes[index]) for announcement, index in announcements])
+    await commit_changes(conn, changes, signer, datetime.now(UTC), announce=lambda announcements: publish.statement(
+        [(announcement, causes[index]) for announcement, index in announcements]))
 
 
 def register(consumer: EventConsumer, signer: Signer) -> None:

@@ -14,7 +14,7 @@ import psycopg
 from services.common.bus.inbox import InboxClaim
 from services.common.bus.outbox import OUTBOX_INSERT
 from services.common.contracts import FINAL_STATES, Event
-from services.common.db import as_arrays, typed_arrays, update_many
+from services.common.db import Statement, as_arrays, together, typed_arrays, updated
 from services.ingest.jobs import domain
 from services.ingest.jobs.domain import JobView
 from services.ingest.jobs.job_log import NewEntry, entries_for
@@ -67,9 +67,10 @@ CLAIM_AND_LOCK_VIEWS = (
 VIEW_COLUMNS = {"id": "uuid", "state": "text", "view": "jsonb", "updated_at": "timestamptz"}
 
 
-async def write_views(conn: psycopg.AsyncConnection, views: list[JobView]) -> None:
-    await update_many(conn, "jobs", "id", VIEW_COLUMNS,
-                      [(view.id, view.state, view.stored_json(), view.updated_at) for view in views])
+async def write_views(conn: psycopg.AsyncConnection, views: list[JobView], also: Statement | None = None) -> None:
+    """Write the jobs' views, and `also` in the same statement."""
+    await together(conn, [also, updated("jobs", "id", VIEW_COLUMNS,
+                                        [(view.id, view.state, view.stored_json(), view.updated_at) for view in views])])
 
 
 async def record(conn: psycopg.AsyncConnection, before: JobView | None, after: JobView, event: Event | None,
@@ -89,11 +90,11 @@ async def record(conn: psycopg.AsyncConnection, before: JobView | None, after: J
 Change = tuple[JobView, JobView, Event | None, datetime]  # before, after, the event that moved it, when
 
 
-async def record_changes(conn: psycopg.AsyncConnection, changes: list[Change]) -> None:
+async def record_changes(conn: psycopg.AsyncConnection, changes: list[Change], also: Statement | None = None) -> None:
     """Store what a series of events did to existing jobs (a job's changes in the order they
     happened, each `before` the previous `after`): each job's last view written once, in
-    one statement for every job, and every entry appended at once. The caller holds the
-    jobs' rows."""
+    one statement for every job, with every entry appended at once and `also` (another
+    write, such as Publish.statement's). The caller holds the jobs' rows."""
     first: dict[UUID, JobView] = {}
     last: dict[UUID, JobView] = {}
     for before, after, _, _ in changes:
@@ -102,9 +103,9 @@ async def record_changes(conn: psycopg.AsyncConnection, changes: list[Change]) -
     views = [view for job_id, view in last.items() if view != first[job_id]]
     entries = [(after, entry) for before, after, event, at in changes for entry in entries_for(before, after, event, at)]
     if entries:
-        await append_log(conn, entries, views)
+        await append_log(conn, entries, views, also=also)
     else:
-        await write_views(conn, views)
+        await write_views(conn, views, also)
 
 
 # ---- the event log ----------------------------------------------------------------------
@@ -118,13 +119,15 @@ def log_channel(schema: str) -> str:
 
 
 async def append_log(conn: psycopg.AsyncConnection, entries: list[tuple[JobView, NewEntry]],
-                     views: Sequence[JobView] = (), new_job: JobView | None = None) -> None:
+                     views: Sequence[JobView] = (), new_job: JobView | None = None,
+                     also: Statement | None = None) -> None:
     """Number each job's entries after its last one and each tenant's after the tenant's last
     one, in the order given, append them, write the jobs' new `views` (or insert `new_job`,
-    the one job of the entries) and notify each tenant's streams, in one statement. The
-    tenants' counters stay locked until commit, so a tenant's entries commit in `tenant_seq`
-    order. The caller holds the jobs' rows."""
+    the one job of the entries) and `also` (a write to another table), and notify each
+    tenant's streams, in one statement. The tenants' counters stay locked until commit, so a
+    tenant's entries commit in `tenant_seq` order. The caller holds the jobs' rows."""
     if not entries:
+        await together(conn, [also])
         return
     tenants = sorted({view.tenant_id for view, _ in entries})
     if len(tenants) > 1:  # every writer takes several tenants' counters in one order: no deadlock
@@ -138,7 +141,9 @@ async def append_log(conn: psycopg.AsyncConnection, entries: list[tuple[JobView,
         job, params = JOB_CHANGES.format(viewed=VIEWS), as_arrays(written)
     else:
         job, params = JOB_CHANGES.format(viewed=NO_VIEWS), []
-    await conn.execute(APPEND_LOG.format(job=job), [*as_arrays(rows), *params, LOG_CHANNEL_PREFIX])
+    also_sql, also_params = (f"also AS ({also[0]}), ", also[1]) if also else ("", [])
+    await conn.execute(APPEND_LOG.format(also=also_sql, job=job),
+                       [*also_params, *as_arrays(rows), *params, LOG_CHANNEL_PREFIX])
 
 
 # Each counter (`log_seq` of the job, of the tenant) moves on by its number of entries; the
@@ -159,7 +164,7 @@ NEW_JOB = """job AS (
     SELECT %s::uuid, %s::text, %s::text, %s::text, %s::jsonb, %s::timestamptz, %s::timestamptz, count(*) FROM entry
     RETURNING id, 0::bigint AS last)"""
 APPEND_LOG = """
-WITH entry AS (
+WITH {also}entry AS (
     SELECT * FROM unnest(%b::uuid[], %b::text[], %b::text[], %b::timestamptz[], %b::text[])
         WITH ORDINALITY AS e(job_id, tenant_id, type, time, payload, n)),
 {job},

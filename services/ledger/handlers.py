@@ -12,7 +12,7 @@ from uuid import UUID
 import psycopg
 
 from services.common.bus.envelope import Envelope
-from services.common.bus.inbox import InboxClaim
+from services.common.bus.inbox import InboxClaim, Publish
 from services.common.bus.outbox import erase_prompt_from_outbox
 from services.common.contracts import (
     AuditRecorded,
@@ -55,7 +55,7 @@ class Ledger:
                         **only) -> Book:
         return await load_book(conn, self.new_book(), tenants, jobs, **only)
 
-    async def apply_events(self, conn: psycopg.AsyncConnection, claim: InboxClaim, publish) -> None:
+    async def apply_events(self, conn: psycopg.AsyncConnection, claim: InboxClaim, publish: Publish) -> None:
         """Apply a batch: the statement that reads the balances of the tenants it names claims
         it in the inbox; what is fresh is then applied."""
         book = self.new_book()
@@ -72,8 +72,9 @@ class Ledger:
                         costs_of=[e.job_id for e in events if isinstance(e, SETTLING)],
                         reports_of=[e.job_id for e in events if isinstance(e, OutputReported)])
         now = datetime.now(UTC)
-        await publish([(out, envelope) for envelope in envelopes for out in decide(book, envelope.event, now) if out])
-        await write_book(conn, book)  # balances last: the hot rows stay locked only until commit
+        published = publish.statement([(out, envelope) for envelope in envelopes
+                                       for out in decide(book, envelope.event, now) if out])
+        await write_book(conn, book, published)  # balances last: the hot rows stay locked only until commit
 
     async def sweep(self, conn: psycopg.AsyncConnection, now: datetime, limit: int = 500) -> list[Event]:
         """Void holds past their timeout and expire grants past their date."""

@@ -7,7 +7,7 @@ from uuid import UUID
 import psycopg
 
 from services.common.bus.inbox import InboxClaim, TransientConflict
-from services.common.db import added, inserted, together, updated
+from services.common.db import Statement, added, inserted, together, updated
 from services.ledger.domain import Account, Book, Grant, Transfer
 
 TRANSFER_COLUMNS = {"id": "uuid", "job_id": "uuid", "tenant_id": "text", "amount": "bigint", "unit_price": "bigint",
@@ -117,19 +117,21 @@ class LostRace(TransientConflict):
 RACES = (psycopg.errors.CheckViolation, psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected)
 
 
-async def write_book(conn: psycopg.AsyncConnection, book: Book) -> None:
+async def write_book(conn: psycopg.AsyncConnection, book: Book, published: Statement | None = None) -> None:
     try:
-        await _write_book(conn, book)
+        await _write_book(conn, book, published)
     except RACES as exc:
         raise LostRace(str(exc)) from exc
 
 
-async def _write_book(conn: psycopg.AsyncConnection, book: Book) -> None:
-    """Two statements: the new rows, each table's in a CTE of one; then the changes to rows
-    that exist (settled transfers, grants drawn on, balances), which may include rows the
-    first inserted. The rows concurrent batches share (balances, grants) are written last,
-    so their locks are held for the shortest time."""
+async def _write_book(conn: psycopg.AsyncConnection, book: Book, published: Statement | None) -> None:
+    """Two statements: the new rows, each table's in a CTE of one, with the outbox rows of
+    what the batch `published` (Publish.statement); then the changes to rows that exist
+    (settled transfers, grants drawn on, balances), which may include rows the first
+    inserted. The rows concurrent batches share (balances, grants) are written last, so
+    their locks are held for the shortest time."""
     await together(conn, [
+        published,
         inserted("accounts", ACCOUNT_COLUMNS, [(t, 0, 0, 0) for t in sorted(book.new_accounts)],
                  "ON CONFLICT (tenant_id) DO NOTHING"),
         inserted("grants", GRANT_COLUMNS, [_values(g, GRANT_COLUMNS) for g in book.new_grants]),

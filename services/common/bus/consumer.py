@@ -20,7 +20,7 @@ from faststream.kafka.annotations import KafkaMessage
 from opentelemetry.trace import SpanKind
 
 from services.common import telemetry, tracing
-from services.common.bus.envelope import Envelope, MalformedEnvelope, envelop, from_kafka
+from services.common.bus.envelope import Envelope, MalformedEnvelope, from_kafka
 from services.common.bus.inbox import (
     SKIP_CHECK_BATCH,
     BatchHandler,
@@ -29,11 +29,12 @@ from services.common.bus.inbox import (
     InboxClaim,
     PermanentError,
     Prepare,
+    Publish,
     prune_inbox,
     record_applied,
     retry_races,
 )
-from services.common.bus.outbox import OutboxRelay, add_many_to_outbox
+from services.common.bus.outbox import OutboxRelay
 from services.common.bus.positions import EndWatch, OffsetCommits, rewind, take_as_they_come
 from services.common.bus.wake import FetchWaker
 from services.common.contracts import Event, consumer_group, dead_letter_topic
@@ -236,22 +237,17 @@ class EventConsumer:
             return await retry_races(lambda: self._apply_batch_once(envelopes))
 
     async def _apply_batch_once(self, envelopes: list[Envelope]) -> list[Envelope]:
-        outgoing: list[Envelope] = []
         claim = InboxClaim(envelopes)
         async with self.pool.connection() as conn:
             async with conn.transaction():
-                async def publish(caused: list[tuple[Event, Envelope]]) -> None:
-                    batch = [envelop(event, f"/genline/{self.service}", cause=cause) for event, cause in caused]
-                    await add_many_to_outbox(conn, batch, self.settings.topic_namespace)
-                    outgoing.extend(batch)
-
+                publish = Publish(conn, f"/genline/{self.service}", self.settings.topic_namespace)
                 if self.batch_handler is None:
                     await claim.alone(conn)
                 else:  # its first statement claims the batch, and it applies what is fresh
                     await self.batch_handler(conn, claim, publish)
                 if claim.claimed is None:
                     raise RuntimeError(f"{self.service}'s batch handler did not claim its batch in the inbox")
-        fresh = claim.claimed
+        fresh, outgoing = claim.claimed, publish.outgoing
         if not fresh:
             return []
         for event_type, count in Counter(envelope.type for envelope in fresh).items():

@@ -25,7 +25,7 @@ from services.common.bus.journal import (
 )
 from services.common.bus.kafka_security import client_options, compression
 from services.common.bus.wake import bus_channel
-from services.common.db import Conn, Pool, insert_many, listen
+from services.common.db import Conn, Pool, Statement, insert_many, inserted, listen
 from services.common.settings import ServiceSettings
 from services.common.supervision import failed, stop_tasks, supervise
 
@@ -52,6 +52,11 @@ OUTBOX_COLUMNS = {"event_id": "uuid", "event_type": "text", "topic": "text", "re
 
 async def add_many_to_outbox(conn: Conn, envelopes: list[Envelope], namespace: str) -> None:
     await insert_many(conn, "outbox", OUTBOX_COLUMNS, [outbox_row(e, namespace) for e in envelopes])
+
+
+def outbox_statement(envelopes: list[Envelope], namespace: str) -> Statement | None:
+    """The insert of `envelopes`, to send with other writes (db.together); None for none."""
+    return inserted("outbox", OUTBOX_COLUMNS, [outbox_row(e, namespace) for e in envelopes])
 
 
 # Where a prompt sits in the events that carry one: a JobSpec (`job`), a job view (`view`).

@@ -2,27 +2,35 @@
 services, or the sweeper): receipts issued for the jobs a change shows final for the first
 time, a JobFinished announced for each, and every view written once."""
 
+from collections.abc import Callable
 from datetime import datetime
 
 import psycopg
 
 from services.common import telemetry
 from services.common.contracts import JobFinished
+from services.common.db import Statement
 from services.ingest import store
 from services.ingest.jobs.domain import finished
 from services.ingest.receipts.document import Signer
 from services.ingest.receipts.issuing import issue_receipts
 
+# What commit_changes publishes its announcements with: a statement (Publish.statement's)
+# that it sends with its own last write.
+Announce = Callable[[list[tuple[JobFinished, int]]], Statement | None]
+
 
 async def commit_changes(conn: psycopg.AsyncConnection, changes: list[store.Change], signer: Signer,
-                         now: datetime) -> list[tuple[JobFinished, int]]:
+                         now: datetime, announce: Announce | None = None) -> list[tuple[JobFinished, int]]:
     """Write the changes in the caller's transaction; the JobFinished events to publish with
-    it, each with the index of the change that finished its job."""
+    it, each with the index of the change that finished its job, written with the changes
+    by `announce` if given."""
     changes = await issue_receipts(conn, changes, signer, now)
     announcements = []
     for index, (before, after, _, _) in enumerate(changes):
         if announcement := finished(before, after):
             announcements.append((announcement, index))
             telemetry.JOBS_FINISHED.labels(after.state).inc()
-    await store.record_changes(conn, changes)  # one write for every job, tenants' counters in order
+    # One write for every job, tenants' counters in order, and the announcements.
+    await store.record_changes(conn, changes, announce(announcements) if announce else None)
     return announcements
