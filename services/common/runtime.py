@@ -6,7 +6,7 @@ import gc
 import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import psycopg
 import uvicorn
@@ -20,7 +20,7 @@ from services.common.bus.consumer import EventConsumer
 from services.common.bus.envelope import Envelope, envelop
 from services.common.bus.journal import Journal
 from services.common.bus.kafka_security import faststream_security
-from services.common.bus.outbox import OutboxRelay, add_to_outbox
+from services.common.bus.outbox import OutboxRelay, add_to_outbox, outbox_row
 from services.common.contracts import PUBLISHERS, Event, consumer_group, readers_of, topic_of
 from services.common.db import COMMON_MIGRATIONS, Conn, Pool, migrate, open_pool
 from services.common.grpc_server import hold_grpc_aio
@@ -111,6 +111,10 @@ class ServiceRuntime:
         envelope = envelop(event, f"/genline/{self.name}")
         await add_to_outbox(conn, envelope, self.settings.topic_namespace)
         return envelope
+
+    def outbox_row(self, event: Event) -> tuple[Any, ...]:
+        """`emit`'s outbox row, for a statement of the caller's to add (OUTBOX_INSERT_SELECT)."""
+        return outbox_row(envelop(event, f"/genline/{self.name}"), self.settings.topic_namespace)
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: object) -> AsyncIterator[None]:

@@ -77,13 +77,12 @@ class AttemptRunner:
         self._rates_read_at = -math.inf
 
     async def run(self, request: AttemptRequest) -> None:
+        # Clients see the job generating now; a takeover announces nothing new.
+        started = AttemptStarted(job_id=request.job_id, tenant_id=request.tenant_id, attempt=request.attempt,
+                                 images_needed=request.images_needed, started_at=datetime.now(UTC))
         async with self.runtime.pool.connection() as conn, conn.transaction():
-            claimed = await store.claim_job_attempt(conn, request, self.owner, self.settings.claim_lease_s)
-            if claimed is not None and claimed[0] == 1:  # clients see the job generating now; a takeover announces nothing new
-                await self.runtime.emit(conn, AttemptStarted(job_id=request.job_id, tenant_id=request.tenant_id,
-                                                             attempt=request.attempt,
-                                                             images_needed=request.images_needed,
-                                                             started_at=datetime.now(UTC)))
+            claimed = await store.claim_job_attempt(conn, request, self.owner, self.settings.claim_lease_s,
+                                                    first_announces=self.runtime.outbox_row(started))
         if claimed is None:
             return  # another router has it, or it is done
         tries, job = claimed

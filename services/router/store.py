@@ -12,6 +12,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from services.common.bus.outbox import OUTBOX_INSERT_SELECT
 from services.common.contracts import JobSpec
 from services.router.domain import JobState
 from services.router.providers.journal import RESUMABLE, RemoteJob, RemoteJobKey
@@ -105,12 +106,14 @@ async def claim_attempt(conn: psycopg.AsyncConnection, request: AttemptRequest, 
 
 
 async def claim_job_attempt(conn: psycopg.AsyncConnection, request: AttemptRequest, owner: str,
-                            lease_s: float) -> tuple[int, JobState] | None:
+                            lease_s: float, first_announces: tuple | None = None) -> tuple[int, JobState] | None:
     """`claim_attempt` and the job's state, in one statement; None if another router holds
-    the attempt or it is done."""
+    the attempt or it is done. `first_announces`, an outbox row (outbox_row), is added by
+    the same statement if this is the attempt's first claim: a takeover announces nothing."""
+    announce = f", announced AS ({OUTBOX_INSERT_SELECT} FROM claimed WHERE claimed.tries = 1)" if first_announces else ""
     row = await (await conn.execute(
-        f"WITH claimed AS ({CLAIM}) SELECT claimed.tries, {JOB_COLUMNS} FROM claimed JOIN jobs USING (job_id)",
-        [owner, lease_s, request.job_id, request.attempt])).fetchone()
+        f"WITH claimed AS ({CLAIM}){announce} SELECT claimed.tries, {JOB_COLUMNS} FROM claimed JOIN jobs USING (job_id)",
+        [owner, lease_s, request.job_id, request.attempt, *(first_announces or ())])).fetchone()
     return (row["tries"], _job_state(row)) if row else None
 
 

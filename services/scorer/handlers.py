@@ -152,8 +152,7 @@ async def judge_attempt(ctx: HandlerContext, event: CandidatesGenerated) -> None
         outcome = domain.unscorable(event, "unscorable_profile", str(ctx.prepared))
     else:
         outcome = domain.decide(event, await store.store_scores(ctx.conn, event.job_id, ctx.prepared), ctx.prepared)
-    await store.record_outcome(ctx.conn, event.job_id, outcome)
-    await ctx.emit(outcome)
+    await store.record_outcome(ctx.conn, event.job_id, outcome, ctx.emitting(outcome))
 
 
 def count_from_zero() -> None:

@@ -5,7 +5,7 @@ statement of the scorer is here; handlers call these with the connection they ho
 import json
 
 from services.common.contracts import CandidateScore, CandidatesScored, RegenerationRequested
-from services.common.db import as_arrays, typed_arrays
+from services.common.db import Statement, as_arrays, together, typed_arrays
 
 
 async def decided_outcome(conn, job_id: str) -> str | None:
@@ -55,17 +55,17 @@ async def passed_before(conn, job_id: str, attempt: int) -> tuple[tuple[float, i
     return tuple((row["score"], row["index"]) for row in rows)
 
 
-async def record_outcome(conn, job_id: str, outcome) -> None:
-    """The job's outcome and its selected candidates; a regeneration decides nothing yet."""
-    if isinstance(outcome, RegenerationRequested):
-        return
-    decided = "UPDATE scored_jobs SET outcome = %s, decided_at = now() WHERE job_id = %s"
-    if not isinstance(outcome, CandidatesScored):
-        await conn.execute(decided, [outcome.event_type, job_id])
-        return
-    await conn.execute(f"WITH decided AS ({decided})"
-                       " UPDATE scores SET selected = true WHERE job_id = %s AND index = ANY(%s)",
-                       [outcome.event_type, job_id, job_id, outcome.selected])
+async def record_outcome(conn, job_id: str, outcome, announced: Statement | None = None) -> None:
+    """The job's outcome and its selected candidates (a regeneration decides nothing yet),
+    written with `announced` (HandlerContext.emitting's) in one statement."""
+    writes = [announced]
+    if not isinstance(outcome, RegenerationRequested):
+        writes.append(("UPDATE scored_jobs SET outcome = %s, decided_at = now() WHERE job_id = %s",
+                       [outcome.event_type, job_id]))
+    if isinstance(outcome, CandidatesScored):
+        writes.append(("UPDATE scores SET selected = true WHERE job_id = %s AND index = ANY(%s)",
+                       [job_id, outcome.selected]))
+    await together(conn, writes)
 
 
 async def decide_canceled(conn, job_id: str, outcome: str) -> None:

@@ -45,6 +45,12 @@ class HandlerContext:
         self.emitted.append(envelope)
         return envelope
 
+    def emitting(self, event: Event) -> Statement | None:
+        """`emit`, as a statement the handler sends with its own last write (db.together)."""
+        envelope = envelop(event, self.source, cause=self.envelope)
+        self.emitted.append(envelope)
+        return outbox_statement([envelope], self.namespace)
+
 
 Handler = Callable[[HandlerContext, Event], Awaitable[None]]
 Prepare = Callable[[Envelope], Awaitable[Any]]

@@ -33,6 +33,10 @@ log = logging.getLogger(__name__)
 
 OUTBOX_INSERT = ("INSERT INTO outbox (event_id, event_type, topic, record_key, headers, body)"
                  " VALUES (%s, %s, %s, %s, %s, %s)")
+# The same as the head of an `INSERT … SELECT` (its values typed): a statement that adds the
+# event only where rows of its own say so selects it FROM them (… FROM claimed WHERE …).
+OUTBOX_INSERT_SELECT = ("INSERT INTO outbox (event_id, event_type, topic, record_key, headers, body)"
+                        " SELECT %s::uuid, %s::text, %s::text, %s::bytea, %s::jsonb, %s::bytea")
 
 
 def outbox_row(envelope: Envelope, namespace: str) -> tuple[Any, ...]:
