@@ -67,9 +67,9 @@ CLAIM_AND_LOCK_VIEWS = (
 VIEW_COLUMNS = {"id": "uuid", "state": "text", "view": "jsonb", "updated_at": "timestamptz"}
 
 
-async def write_views(conn: psycopg.AsyncConnection, views: list[JobView], also: Statement | None = None) -> None:
-    """Write the jobs' views, and `also` in the same statement."""
-    await together(conn, [also, updated("jobs", "id", VIEW_COLUMNS,
+async def write_views(conn: psycopg.AsyncConnection, views: list[JobView], also: Sequence[Statement | None] = ()) -> None:
+    """Write the jobs' views, and `also` (writes to other tables) in the same statement."""
+    await together(conn, [*also, updated("jobs", "id", VIEW_COLUMNS,
                                         [(view.id, view.state, view.stored_json(), view.updated_at) for view in views])])
 
 
@@ -90,11 +90,12 @@ async def record(conn: psycopg.AsyncConnection, before: JobView | None, after: J
 Change = tuple[JobView, JobView, Event | None, datetime]  # before, after, the event that moved it, when
 
 
-async def record_changes(conn: psycopg.AsyncConnection, changes: list[Change], also: Statement | None = None) -> None:
+async def record_changes(conn: psycopg.AsyncConnection, changes: list[Change],
+                         also: Sequence[Statement | None] = ()) -> None:
     """Store what a series of events did to existing jobs (a job's changes in the order they
     happened, each `before` the previous `after`): each job's last view written once, in
-    one statement for every job, with every entry appended at once and `also` (another
-    write, such as Publish.statement's). The caller holds the jobs' rows."""
+    one statement for every job, with every entry appended at once and `also` (writes to
+    other tables: receipts, Publish.statement's). The caller holds the jobs' rows."""
     first: dict[UUID, JobView] = {}
     last: dict[UUID, JobView] = {}
     for before, after, _, _ in changes:
@@ -120,14 +121,14 @@ def log_channel(schema: str) -> str:
 
 async def append_log(conn: psycopg.AsyncConnection, entries: list[tuple[JobView, NewEntry]],
                      views: Sequence[JobView] = (), new_job: JobView | None = None,
-                     also: Statement | None = None) -> None:
+                     also: Sequence[Statement | None] = ()) -> None:
     """Number each job's entries after its last one and each tenant's after the tenant's last
     one, in the order given, append them, write the jobs' new `views` (or insert `new_job`,
-    the one job of the entries) and `also` (a write to another table), and notify each
+    the one job of the entries) and `also` (writes to other tables), and notify each
     tenant's streams, in one statement. The tenants' counters stay locked until commit, so a
     tenant's entries commit in `tenant_seq` order. The caller holds the jobs' rows."""
     if not entries:
-        await together(conn, [also])
+        await together(conn, also)
         return
     tenants = sorted({view.tenant_id for view, _ in entries})
     if len(tenants) > 1:  # every writer takes several tenants' counters in one order: no deadlock
@@ -141,7 +142,9 @@ async def append_log(conn: psycopg.AsyncConnection, entries: list[tuple[JobView,
         job, params = JOB_CHANGES.format(viewed=VIEWS), as_arrays(written)
     else:
         job, params = JOB_CHANGES.format(viewed=NO_VIEWS), []
-    also_sql, also_params = (f"also AS ({also[0]}), ", also[1]) if also else ("", [])
+    present = [statement for statement in also if statement is not None]
+    also_sql = "".join(f"also{i} AS ({sql}), " for i, (sql, _) in enumerate(present))
+    also_params = [param for _, params in present for param in params]
     await conn.execute(APPEND_LOG.format(also=also_sql, job=job),
                        [*also_params, *as_arrays(rows), *params, LOG_CHANNEL_PREFIX])
 

@@ -25,12 +25,12 @@ async def commit_changes(conn: psycopg.AsyncConnection, changes: list[store.Chan
     """Write the changes in the caller's transaction; the JobFinished events to publish with
     it, each with the index of the change that finished its job, written with the changes
     by `announce` if given."""
-    changes = await issue_receipts(conn, changes, signer, now)
+    changes, receipts = await issue_receipts(conn, changes, signer, now)
     announcements = []
     for index, (before, after, _, _) in enumerate(changes):
         if announcement := finished(before, after):
             announcements.append((announcement, index))
             telemetry.JOBS_FINISHED.labels(after.state).inc()
-    # One write for every job, tenants' counters in order, and the announcements.
-    await store.record_changes(conn, changes, announce(announcements) if announce else None)
+    # One write for every job, tenants' counters in order, the receipts and the announcements.
+    await store.record_changes(conn, changes, [receipts, announce(announcements) if announce else None])
     return announcements

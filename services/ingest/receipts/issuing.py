@@ -2,35 +2,43 @@
 them, and the public keys they were signed with (`services.ingest.receipts.document` says what a
 receipt holds)."""
 
+import json
 from datetime import date, datetime
 from uuid import UUID
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 from services.common import telemetry
+from services.common.db import Statement, inserted
 from services.ingest.jobs.domain import JobView, with_receipt
 from services.ingest.receipts.document import Signer, jwk, receipt_body
 from services.ingest.store import Change
 
 
 async def issue_receipts(conn: psycopg.AsyncConnection, changes: list[Change], signer: Signer,
-                         now: datetime) -> list[Change]:
+                         now: datetime) -> tuple[list[Change], Statement | None]:
     """The changes with a receipt in every view of a job they show final for the first time,
-    the receipts issued (and chained) in the caller's transaction, which holds the jobs' rows."""
+    the receipts issued (and chained) in the caller's transaction, which holds the jobs' rows;
+    and the statement that writes them, for the caller to send with its own last write (db.together)."""
     finishing = [after for before, after, _, _ in changes if after.final and not before.final]
     if not finishing:
-        return changes
-    issued = await issue(conn, finishing, signer, now)
+        return changes, None
+    issued, written = await issue(conn, finishing, signer, now)
 
     def patched(view: JobView) -> JobView:
         return with_receipt(view, issued[view.id]) if view.id in issued and view.final else view
 
-    return [(patched(before), patched(after), event, at) for before, after, event, at in changes]
+    return [(patched(before), patched(after), event, at) for before, after, event, at in changes], written
 
 
-async def issue(conn: psycopg.AsyncConnection, views: list[JobView], signer: Signer, now: datetime) -> dict[UUID, str]:
-    """Sign a receipt for each view, in order, each after its tenant's last; the hashes by job.
+RECEIPT_COLUMNS = {"job_id": "uuid", "tenant_id": "text", "sequence": "bigint", "sha256": "text",
+                   "document": "jsonb", "issued_at": "timestamptz"}
+
+
+async def issue(conn: psycopg.AsyncConnection, views: list[JobView], signer: Signer,
+                now: datetime) -> tuple[dict[UUID, str], Statement | None]:
+    """Sign a receipt for each view, in order, each after its tenant's last; the hashes by
+    job, and the statement that writes the receipts (the caller sends it before it commits).
     The tenants' rows are locked in one order first, so chains grow one receipt at a time
     and two transactions never wait on each other in a circle."""
     tenants = sorted({view.tenant_id for view in views})
@@ -39,16 +47,15 @@ async def issue(conn: psycopg.AsyncConnection, views: list[JobView], signer: Sig
         "SELECT DISTINCT ON (tenant_id) tenant_id, sequence, sha256 FROM receipts WHERE tenant_id = ANY(%s)"
         " ORDER BY tenant_id, sequence DESC", [tenants])).fetchall()}
     issued: dict[UUID, str] = {}
+    rows = []
     for view in views:
         sequence, previous = heads.get(view.tenant_id, (0, None))
         signed = signer.sign(receipt_body(view, sequence + 1, previous, signer.kid, now))
-        await conn.execute("INSERT INTO receipts (job_id, tenant_id, sequence, sha256, document, issued_at)"
-                           " VALUES (%s, %s, %s, %s, %s, %s)",
-                           [view.id, view.tenant_id, sequence + 1, signed["sha256"], Jsonb(signed), now])
+        rows.append((view.id, view.tenant_id, sequence + 1, signed["sha256"], json.dumps(signed), now))
         heads[view.tenant_id] = (sequence + 1, signed["sha256"])
         issued[view.id] = signed["sha256"]
         telemetry.RECEIPTS_ISSUED.labels(view.state).inc()
-    return issued
+    return issued, inserted("receipts", RECEIPT_COLUMNS, rows)
 
 
 async def receipt_of(conn: psycopg.AsyncConnection, job_id: UUID, tenant_id: str) -> dict | None:
