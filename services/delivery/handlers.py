@@ -101,9 +101,9 @@ async def deliver_selection(ctx: HandlerContext, event: CandidatesScored, object
         rows = [store.DeliveredRow(image.n, image.key, candidate.key, candidate.offset, candidate.size_bytes,
                                    image.sha256, image.size_bytes)
                 for image, candidate in zip(published, chosen_candidates(event), strict=True)]
-        if await store.claim_delivered(ctx.conn, event.job_id, event.tenant_id, rows):
-            await ctx.emit(JobDelivered(job_id=event.job_id, tenant_id=event.tenant_id, requested=event.images,
-                                        images=published))
+        delivered = JobDelivered(job_id=event.job_id, tenant_id=event.tenant_id, requested=event.images,
+                                 images=published)
+        if await store.claim_delivered(ctx.conn, event.job_id, event.tenant_id, rows, ctx.announcing(delivered)):
             return
         decided_before(event)
         await asyncio.gather(*(objects.delete(objects.public_bucket, key) for image in published
@@ -162,9 +162,10 @@ def register(consumer: EventConsumer, objects: ObjectStore, settings: DeliverySe
     async def on_cancel_requested(ctx: HandlerContext, event: JobCancelRequested) -> None:
         await answer_cancel(ctx, event)
 
-    @consumer.on(JobFinished)
+    @consumer.on(JobFinished, claims=True)
     async def on_job_finished(ctx: HandlerContext, event: JobFinished) -> None:
-        if await queue_webhooks(ctx.conn, event):
+        assert ctx.claim is not None  # registered with claims=True
+        if await queue_webhooks(ctx.conn, event, ctx.claim):
             ctx.after_commit(sender.notify)
 
     @consumer.on(RetentionSet)

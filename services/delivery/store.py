@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+from services.common.bus.inbox import InboxClaim
+from services.common.bus.outbox import OUTBOX_INSERT, OUTBOX_INSERT_SELECT
 from services.common.contracts import RetentionSet
 from services.common.db import as_arrays, typed_arrays
 from services.delivery import domain
@@ -55,22 +57,26 @@ DELIVERED_COLUMNS = {"n": "int", "key": "text", "source_key": "text", "source_of
                      "sha256": "text", "size_bytes": "int8"}
 
 
-async def claim_delivered(conn, job_id, tenant_id: str, images: list[DeliveredRow]) -> bool:
-    """Claim the job's one outcome as delivered and record its published images, each with
-    the candidate it came from, in one statement; False (nothing recorded) if the job has
-    its outcome already."""
+async def claim_delivered(conn, job_id, tenant_id: str, images: list[DeliveredRow], announces: tuple) -> bool:
+    """Claim the job's one outcome as delivered, record its published images, each with the
+    candidate it came from, and add `announces` (an outbox row: its JobDelivered), in one
+    statement; False (nothing recorded, nothing announced) if the job has its outcome already."""
     if not images:
-        return await claim_outcome(conn, job_id, tenant_id, "delivered")
+        claimed = await claim_outcome(conn, job_id, tenant_id, "delivered")
+        if claimed:
+            await conn.execute(OUTBOX_INSERT, announces)
+        return claimed
     arrays = typed_arrays(DELIVERED_COLUMNS)
     names = ", ".join(DELIVERED_COLUMNS)
     row = await (await conn.execute(
         "WITH claimed AS (INSERT INTO job_outcomes (job_id, tenant_id, outcome) VALUES (%s, %s, 'delivered')"
         "  ON CONFLICT DO NOTHING RETURNING job_id, tenant_id),"
         f" recorded AS (INSERT INTO delivered_images (job_id, tenant_id, {names})"
-        f"  SELECT c.job_id, c.tenant_id, i.* FROM claimed AS c, unnest({arrays}) AS i({names}))"
+        f"  SELECT c.job_id, c.tenant_id, i.* FROM claimed AS c, unnest({arrays}) AS i({names})),"
+        f" announced AS ({OUTBOX_INSERT_SELECT} FROM claimed)"
         " SELECT count(*) AS claimed FROM claimed",
         [job_id, tenant_id, *as_arrays([(i.n, i.key, i.source_key, i.source_offset, i.source_size, i.sha256,
-                                         i.size_bytes) for i in images])])).fetchone()
+                                         i.size_bytes) for i in images]), *announces])).fetchone()
     return row["claimed"] == 1
 
 
@@ -196,11 +202,15 @@ async def disable_endpoint(conn, endpoint_id, reason: str) -> None:
                            " WHERE id = %s", [reason, endpoint_id])
 
 
-async def subscribed_endpoints(conn, tenant_id: str, event_type: str) -> list[dict]:
-    """The tenant's enabled endpoints that asked for `event_type`: id and url."""
-    return await (await conn.execute(
-        "SELECT id, url FROM webhook_endpoints WHERE tenant_id = %s AND enabled AND deleted_at IS NULL"
-        " AND %s = ANY(event_types)", [tenant_id, event_type])).fetchall()
+async def subscribed_endpoints(conn, tenant_id: str, event_type: str, claim: InboxClaim) -> list[dict]:
+    """The tenant's enabled endpoints that asked for `event_type`: id and url; read in the
+    statement that claims the event on the inbox (`claim`, told what is fresh)."""
+    rows = await (await conn.execute(
+        f"WITH {InboxClaim.CLAIMED} SELECT {InboxClaim.IDS} AS claimed, e.id, e.url FROM (SELECT) AS one"
+        " LEFT JOIN webhook_endpoints AS e ON e.tenant_id = %s AND e.enabled AND e.deleted_at IS NULL"
+        " AND %s = ANY(e.event_types)", [*claim.params, tenant_id, event_type])).fetchall()
+    claim.fresh(rows[0]["claimed"])
+    return [{"id": row["id"], "url": row["url"]} for row in rows if row["id"] is not None]
 
 
 async def job_secret(conn, tenant_id: str) -> str:

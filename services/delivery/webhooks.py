@@ -24,6 +24,7 @@ import psycopg
 
 from services.common import targets, telemetry
 from services.common.bus.envelope import envelop
+from services.common.bus.inbox import InboxClaim
 from services.common.bus.outbox import OutboxRelay, add_to_outbox
 from services.common.contracts import JobFinished, SealedText, WebhookSent
 from services.common.data_keys import DataKeys
@@ -38,10 +39,13 @@ log = logging.getLogger(__name__)
 # ---- queueing ----------------------------------------------------------------------------
 
 
-async def queue_webhooks(conn: psycopg.AsyncConnection, event: JobFinished) -> int:
-    """The messages of a finished job: one per subscribed endpoint, one for its own URL."""
+async def queue_webhooks(conn: psycopg.AsyncConnection, event: JobFinished, claim: InboxClaim) -> int:
+    """The messages of a finished job: one per subscribed endpoint, one for its own URL; its
+    first statement claims the event on the inbox (nothing is queued for a duplicate)."""
     event_type = domain.webhook_event(event.state)
-    endpoints = await store.subscribed_endpoints(conn, event.tenant_id, event_type)
+    endpoints = await store.subscribed_endpoints(conn, event.tenant_id, event_type, claim)
+    if not claim.claimed:
+        return 0
     targets_ = [(e["id"], e["url"], str(e["id"])) for e in endpoints]
     if event.webhook_url and domain.wanted(event_type, event.webhook_events):
         await store.job_secret(conn, event.tenant_id)

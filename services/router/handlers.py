@@ -24,7 +24,8 @@ from services.router.store import AttemptRequest
 
 
 async def admit(ctx: HandlerContext, event: CreditsReserved, scheduler: AttemptScheduler) -> None:
-    if await store.admit_job(ctx.conn, event.job, event.max_provider_spend_micro_usd, ctx.envelope.traceparent):
+    if await store.admit_job(ctx.conn, event.job, event.max_provider_spend_micro_usd, ctx.envelope.traceparent,
+                             ctx.claim):
         request = AttemptRequest(event.job_id, 1, event.job.images, event.job.tier, event.tenant_id,
                                  event.job.priority)
         ctx.after_commit(lambda: scheduler.announce(request))
@@ -37,7 +38,14 @@ async def learn(ctx: HandlerContext, job_id: UUID, scores: list[CandidateScore],
     nothing twice), show the counts to this process's estimator and the verdicts to its
     quality breakers."""
     verdicts = domain.verdicts_by_provider(scores, attempt)
-    counted = await store.add_verdicts(ctx.conn, job_id, verdicts, half_life_s) if verdicts else []
+    if verdicts:
+        counted = await store.add_verdicts(ctx.conn, job_id, verdicts, half_life_s, ctx.claim)
+    else:
+        counted = []
+        if ctx.claim is not None:
+            await ctx.claim.alone(ctx.conn)
+    if ctx.applied_before:
+        return
     for row in counted:
         ctx.after_commit(partial(engine.estimator.set_evidence, row["provider"], row["template"], row["passed"],
                                  row["failed"]))
@@ -87,7 +95,7 @@ def register(consumer: EventConsumer, scheduler: AttemptScheduler, max_attempts:
         # pooled connection idle in an open transaction meanwhile.
         await scheduler.wait_for_room()
 
-    @consumer.on(CreditsReserved, prepare=wait_for_room)
+    @consumer.on(CreditsReserved, prepare=wait_for_room, claims=True)
     async def on_credits_reserved(ctx: HandlerContext, event: CreditsReserved) -> None:
         await admit(ctx, event, scheduler)
 
@@ -95,11 +103,11 @@ def register(consumer: EventConsumer, scheduler: AttemptScheduler, max_attempts:
     async def on_regeneration_requested(ctx: HandlerContext, event: RegenerationRequested) -> None:
         await regenerate(ctx, event, scheduler, max_attempts, half_life_s)
 
-    @consumer.on(CandidatesScored)
+    @consumer.on(CandidatesScored, claims=True)
     async def on_candidates_scored(ctx: HandlerContext, event: CandidatesScored) -> None:
         await learn_from_verdict(ctx, event, half_life_s, scheduler.engine)
 
-    @consumer.on(ScoringFailed)
+    @consumer.on(ScoringFailed, claims=True)
     async def on_scoring_failed(ctx: HandlerContext, event: ScoringFailed) -> None:
         await learn_from_verdict(ctx, event, half_life_s, scheduler.engine)
 

@@ -12,6 +12,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from services.common.bus.inbox import InboxClaim
 from services.common.bus.outbox import OUTBOX_INSERT_SELECT
 from services.common.contracts import JobSpec
 from services.router.domain import JobState
@@ -35,20 +36,25 @@ class AttemptRequest:
 
 
 async def admit_job(conn: psycopg.AsyncConnection, spec: JobSpec, budget_micro_usd: int,
-                    traceparent: str | None = None) -> bool:
-    """Record an admitted job and ask for its first attempt, in one statement; False if it
-    was admitted (or canceled) before."""
+                    traceparent: str | None = None, claim: InboxClaim | None = None) -> bool:
+    """Record an admitted job and ask for its first attempt, in one statement, which makes
+    `claim` too if given (then told what is fresh); False if it was admitted (or canceled)
+    before."""
     row = await (await conn.execute(
-        "WITH admitted AS (INSERT INTO jobs (job_id, tenant_id, tier, template, spec, budget_micro_usd, traceparent)"
+        f"WITH {InboxClaim.CLAIMED_BY_NAME + ', ' if claim else ''}"
+        "admitted AS (INSERT INTO jobs (job_id, tenant_id, tier, template, spec, budget_micro_usd, traceparent)"
         "  SELECT %(job)s, %(tenant)s, %(tier)s, %(template)s, %(spec)s, %(budget)s, %(traceparent)s"
         "  WHERE NOT EXISTS (SELECT 1 FROM canceled_jobs WHERE job_id = %(job)s)"
-        "  ON CONFLICT DO NOTHING RETURNING job_id)"
-        " INSERT INTO attempt_requests (job_id, attempt, images_needed) SELECT job_id, 1, %(images)s FROM admitted"
-        " ON CONFLICT DO NOTHING RETURNING job_id",
+        "  ON CONFLICT DO NOTHING RETURNING job_id),"
+        " requested AS (INSERT INTO attempt_requests (job_id, attempt, images_needed)"
+        "  SELECT job_id, 1, %(images)s FROM admitted ON CONFLICT DO NOTHING RETURNING job_id)"
+        f" SELECT (SELECT count(*) FROM requested) AS requested{', ' + InboxClaim.IDS + ' AS claimed' if claim else ''}",
         {"job": spec.job_id, "tenant": spec.tenant_id, "tier": spec.tier, "template": spec.template,
          "spec": spec.model_dump_json(), "budget": budget_micro_usd, "traceparent": traceparent,
-         "images": spec.images})).fetchone()
-    return row is not None
+         "images": spec.images, **(claim.named_params if claim else {})})).fetchone()
+    if claim:
+        claim.fresh(row["claimed"])
+    return row["requested"] == 1
 
 
 async def request_attempt(conn: psycopg.AsyncConnection, job_id: UUID, attempt: int, images_needed: int) -> bool:
@@ -172,12 +178,13 @@ async def close_attempt(conn: psycopg.AsyncConnection, request: AttemptRequest, 
 
 
 async def add_verdicts(conn: psycopg.AsyncConnection, job_id: UUID, verdicts: dict[str, tuple[float, float]],
-                       half_life_s: float) -> list[dict]:
+                       half_life_s: float, claim: InboxClaim | None = None) -> list[dict]:
     """Add scored outcomes per provider under the job's template, fading what was there by
-    its age, in one statement; the counts now (provider, template, passed, failed), none
-    for a job this router never admitted."""
+    its age, in one statement, which makes `claim` too if given (then told what is fresh);
+    the counts now (provider, template, passed, failed), none for a job this router never
+    admitted."""
     providers = sorted(verdicts)  # concurrent writers lock in one order
-    return await (await conn.execute(
+    counted = (
         "INSERT INTO pass_rates AS p (provider, template, passed, failed, updated_at)"
         " SELECT v.provider, j.template, v.passed, v.failed, now() FROM jobs j,"
         " unnest(%(providers)s::text[], %(passed)s::float8[], %(failed)s::float8[]) WITH ORDINALITY"
@@ -188,9 +195,17 @@ async def add_verdicts(conn: psycopg.AsyncConnection, job_id: UUID, verdicts: di
         " + EXCLUDED.passed,"
         " failed = p.failed * power(0.5, extract(epoch FROM now() - p.updated_at)::float8 / %(half_life)s)"
         " + EXCLUDED.failed,"
-        " updated_at = now() RETURNING p.provider, p.template, p.passed, p.failed",
-        {"providers": providers, "passed": [verdicts[p][0] for p in providers],
-         "failed": [verdicts[p][1] for p in providers], "job": job_id, "half_life": half_life_s})).fetchall()
+        " updated_at = now() RETURNING p.provider, p.template, p.passed, p.failed")
+    params = {"providers": providers, "passed": [verdicts[p][0] for p in providers],
+              "failed": [verdicts[p][1] for p in providers], "job": job_id, "half_life": half_life_s}
+    if claim is None:
+        return await (await conn.execute(counted, params)).fetchall()
+    rows = await (await conn.execute(
+        f"WITH {InboxClaim.CLAIMED_BY_NAME}, counted AS ({counted})"
+        f" SELECT {InboxClaim.IDS} AS claimed, counted.* FROM (SELECT) AS one LEFT JOIN counted ON true",
+        params | claim.named_params)).fetchall()
+    claim.fresh(rows[0]["claimed"])
+    return [{k: v for k, v in row.items() if k != "claimed"} for row in rows if row["provider"] is not None]
 
 
 async def verdict_counts(conn: psycopg.AsyncConnection) -> list[dict]:

@@ -143,7 +143,10 @@ async def prepare_scores(event: CandidatesGenerated, pool: AsyncConnectionPool, 
 async def judge_attempt(ctx: HandlerContext, event: CandidatesGenerated) -> None:
     """Judge what `prepare_scores` measured, under the job's row lock: a cancel or another
     attempt's outcome committed since is seen here and wins."""
-    decided = await store.lock_job(ctx.conn, event.job_id, event.attempt)
+    assert ctx.claim is not None  # registered with claims=True
+    decided = await store.lock_job(ctx.conn, event.job_id, event.attempt, ctx.claim)
+    if ctx.applied_before:
+        return
     if decided or ctx.prepared is None:
         log.warning("attempt %d of job %s arrived after its outcome (%s); not judged again",
                     event.attempt, event.job_id, decided or "decided before it was scored")
@@ -183,7 +186,7 @@ def register(consumer: EventConsumer, objects: ObjectStore, settings: ScorerSett
     async def prepare(envelope: Envelope) -> list[CandidateScore] | ProfileError | None:
         return await prepare_scores(envelope.event, consumer.pool, objects, scorer, settings, data_keys)
 
-    @consumer.on(CandidatesGenerated, prepare=prepare)
+    @consumer.on(CandidatesGenerated, prepare=prepare, claims=True)
     async def on_candidates_generated(ctx: HandlerContext, event: CandidatesGenerated) -> None:
         await judge_attempt(ctx, event)
 

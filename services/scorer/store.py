@@ -4,6 +4,7 @@ statement of the scorer is here; handlers call these with the connection they ho
 
 import json
 
+from services.common.bus.inbox import InboxClaim
 from services.common.contracts import CandidateScore, CandidatesScored, RegenerationRequested
 from services.common.db import Statement, as_arrays, together, typed_arrays
 
@@ -14,13 +15,16 @@ async def decided_outcome(conn, job_id: str) -> str | None:
     return row["outcome"] if row else None
 
 
-async def lock_job(conn, job_id: str, attempt: int) -> str | None:
-    """Take the job's row for this transaction; the outcome already published, if any."""
+async def lock_job(conn, job_id: str, attempt: int, claim: InboxClaim) -> str | None:
+    """Claim the event on the inbox (`claim`, told what is fresh) and take the job's row for
+    this transaction, in one statement; the outcome already published, if any."""
     row = await (await conn.execute(
-        "INSERT INTO scored_jobs (job_id, attempts) VALUES (%s, %s) ON CONFLICT (job_id)"
-        " DO UPDATE SET attempts = GREATEST(scored_jobs.attempts, EXCLUDED.attempts) RETURNING outcome",
-        [job_id, attempt],
+        f"WITH {InboxClaim.CLAIMED} INSERT INTO scored_jobs (job_id, attempts) VALUES (%s, %s) ON CONFLICT (job_id)"
+        " DO UPDATE SET attempts = GREATEST(scored_jobs.attempts, EXCLUDED.attempts)"
+        f" RETURNING outcome, {InboxClaim.IDS} AS claimed",
+        [*claim.params, job_id, attempt],
     )).fetchone()
+    claim.fresh(row["claimed"])
     return row["outcome"]
 
 

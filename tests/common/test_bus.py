@@ -8,6 +8,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from services.common.bus.envelope import envelop, from_kafka
+from services.common.bus.inbox import InboxClaim
 from services.common.bus.outbox import outbox_channel
 from services.common.bus.replay import read_topic_to_end
 from services.common.contracts import TOPICS, JobSubmitted, dead_letter_topic
@@ -62,6 +63,36 @@ async def test_a_redelivered_event_has_one_effect(runtime):
     async with runtime.pool.connection() as conn:
         rows = await (await conn.execute("SELECT count(*) AS n FROM effects")).fetchone()
     assert rows["n"] == 1
+
+
+async def test_a_handler_that_claims_in_its_first_statement_has_one_effect_and_a_duplicate_none(runtime):
+    # Its write is unconditional: only the rollback of the duplicate's transaction undoes it.
+    @runtime.consumer.on(JobSubmitted, claims=True)
+    async def record_effect(ctx, event):
+        rows = await (await ctx.conn.execute(
+            f"WITH {InboxClaim.CLAIMED}, effect AS (INSERT INTO effects VALUES (%s, 1))"
+            f" SELECT {InboxClaim.IDS} AS claimed", [*ctx.claim.params, event.job_id])).fetchall()
+        ctx.claim.fresh(rows[0]["claimed"])
+
+    envelope = envelop(submitted(), "/test")
+    assert await runtime.consumer.apply(envelope) is True
+    assert await runtime.consumer.apply(envelope) is False
+    async with runtime.pool.connection() as conn:
+        effects = await (await conn.execute("SELECT count(*) AS n FROM effects")).fetchone()
+        inbox = await (await conn.execute("SELECT count(*) AS n FROM inbox")).fetchone()
+    assert effects["n"] == 1 and inbox["n"] == 1
+
+
+async def test_a_handler_registered_to_claim_that_does_not_is_refused_and_leaves_nothing(runtime):
+    @runtime.consumer.on(JobSubmitted, claims=True)
+    async def forget_the_claim(ctx, event):
+        await ctx.conn.execute("INSERT INTO effects VALUES (%s, 1)", [event.job_id])
+
+    with pytest.raises(RuntimeError, match="did not claim"):
+        await runtime.consumer.apply(envelop(submitted(), "/test"))
+    async with runtime.pool.connection() as conn:
+        effects = await (await conn.execute("SELECT count(*) AS n FROM effects")).fetchone()
+    assert effects["n"] == 0
 
 
 async def test_a_failing_handler_rolls_back_and_leaves_no_inbox_row(runtime):

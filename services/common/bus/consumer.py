@@ -48,6 +48,10 @@ INBOX_PRUNE_INTERVAL_S = 60.0
 EARLIEST = datetime.min.replace(tzinfo=UTC)
 
 
+class AppliedBefore(Exception):
+    """The event is in the inbox already: its transaction rolls back."""
+
+
 class EventConsumer:
     """One consumer group of a service: routes each event type to its handler, exactly once
     in effect, with bounded retries and a dead-letter topic."""
@@ -56,6 +60,7 @@ class EventConsumer:
         self.service, self.pool, self.relay, self.settings = service, pool, relay, settings
         self.handlers: dict[type[Event], Handler] = {}
         self.preparers: dict[type[Event], Prepare] = {}
+        self.claiming: set[type[Event]] = set()
         self.batch_handler: BatchHandler | None = None
         self.batch_types: tuple[type[Event], ...] = ()
         self._lane_slots = asyncio.Semaphore(settings.consumer_lanes)
@@ -71,14 +76,19 @@ class EventConsumer:
         self.floor_topics: set[str] = set()
         self._pruning: asyncio.Task[None] | None = None
 
-    def on(self, event_type: type[Event], prepare: "Prepare | None" = None) -> Callable[[Handler], Handler]:
+    def on(self, event_type: type[Event], prepare: "Prepare | None" = None,
+           claims: bool = False) -> Callable[[Handler], Handler]:
         """Register the handler of `event_type`. `prepare`, if given, does the event's slow
         I/O and computation before the transaction opens (it must be safe to repeat); the
-        handler finds its result in `ctx.prepared`."""
+        handler finds its result in `ctx.prepared`. With `claims`, the handler claims the
+        event on the inbox itself, in its first statement (`ctx.claim`), one statement where
+        two were; it must send none before."""
         def register(handler: Handler) -> Handler:
             self.handlers[event_type] = handler
             if prepare is not None:
                 self.preparers[event_type] = prepare
+            if claims:
+                self.claiming.add(event_type)
             return handler
 
         return register
@@ -306,15 +316,24 @@ class EventConsumer:
         # one is rare, and each preparer, safe to repeat, finds its job done in its own first
         # query; the inbox then skips the handler.
         prepared = await prepare(envelope) if prepare else None
-        async with self.pool.connection() as conn:
-            async with conn.transaction():
-                if not await record_applied(conn, envelope):
-                    telemetry.EVENTS_CONSUMED.labels(self.service, envelope.type, "duplicate").inc()
-                    return False
-                ctx = HandlerContext(conn, envelope, f"/genline/{self.service}", self.settings.topic_namespace,
-                                     prepared=prepared)
-                with telemetry.timed_stage(self.service, f"apply:{envelope.type}"):
-                    await handler(ctx, envelope.event)
+        claim = InboxClaim([envelope]) if type(envelope.event) in self.claiming else None
+        try:
+            async with self.pool.connection() as conn:
+                async with conn.transaction():
+                    if claim is None and not await record_applied(conn, envelope):
+                        raise AppliedBefore
+                    ctx = HandlerContext(conn, envelope, f"/genline/{self.service}", self.settings.topic_namespace,
+                                         prepared=prepared, claim=claim)
+                    with telemetry.timed_stage(self.service, f"apply:{envelope.type}"):
+                        await handler(ctx, envelope.event)
+                    if claim is not None:
+                        if claim.claimed is None:
+                            raise RuntimeError(f"the handler of {envelope.type} did not claim it in the inbox")
+                        if not claim.claimed:
+                            raise AppliedBefore  # what its statements did goes with the rollback
+        except AppliedBefore:
+            telemetry.EVENTS_CONSUMED.labels(self.service, envelope.type, "duplicate").inc()
+            return False
         telemetry.EVENTS_CONSUMED.labels(self.service, envelope.type, "applied").inc()
         log.info("applied %s", envelope.type)
         if ctx.emitted:

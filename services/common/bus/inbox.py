@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from services.common.bus.envelope import Envelope, envelop
-from services.common.bus.outbox import add_many_to_outbox, add_to_outbox, outbox_statement
+from services.common.bus.outbox import add_many_to_outbox, add_to_outbox, outbox_row, outbox_statement
 from services.common.contracts import Event
 from services.common.db import Conn, Statement
 
@@ -32,8 +32,16 @@ class HandlerContext:
     source: str
     namespace: str
     prepared: Any = None  # what the event type's `prepare` returned, before the transaction
+    # For a handler registered with `claims=True`: the event's claim on the inbox, which the
+    # handler's first statement makes (InboxClaim); the transaction of a duplicate rolls back.
+    claim: "InboxClaim | None" = None
     emitted: list[Envelope] = field(default_factory=list)
     committed: list[Callable[[], None]] = field(default_factory=list)
+
+    @property
+    def applied_before(self) -> bool:
+        """The handler's claim found the event in the inbox: it has nothing to do."""
+        return self.claim is not None and self.claim.claimed == []
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Call `callback` once the transaction has committed (never if it rolls back)."""
@@ -44,6 +52,13 @@ class HandlerContext:
         await add_to_outbox(self.conn, envelope, self.namespace)
         self.emitted.append(envelope)
         return envelope
+
+    def announcing(self, event: Event) -> tuple[Any, ...]:
+        """`emit`'s outbox row, for a statement of the handler's to add where its own rows say
+        so (OUTBOX_INSERT_SELECT … FROM them)."""
+        envelope = envelop(event, self.source, cause=self.envelope)
+        self.emitted.append(envelope)
+        return outbox_row(envelope, self.namespace)
 
     def emitting(self, event: Event) -> Statement | None:
         """`emit`, as a statement the handler sends with its own last write (db.together)."""
@@ -102,6 +117,13 @@ class InboxClaim:
     CLAIMED = ("claimed AS (INSERT INTO inbox (event_id, event_type, topic, journaled_at)"
                " SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::timestamptz[])"
                " ON CONFLICT DO NOTHING RETURNING event_id)")
+    # The same for a statement whose parameters are named (`named_params`).
+    CLAIMED_BY_NAME = ("claimed AS (INSERT INTO inbox (event_id, event_type, topic, journaled_at)"
+                       " SELECT * FROM unnest(%(inbox_ids)b::text[], %(inbox_types)b::text[],"
+                       " %(inbox_topics)b::text[], %(inbox_times)b::timestamptz[])"
+                       " ON CONFLICT DO NOTHING RETURNING event_id)")
+    # The ids it inserted, as one array column of the statement's one row.
+    IDS = "(SELECT array_agg(event_id) FROM claimed)"
 
     def __init__(self, envelopes: list[Envelope]) -> None:
         self.envelopes = envelopes
@@ -113,10 +135,14 @@ class InboxClaim:
         return [[e.id for e in envelopes], [e.type for e in envelopes], [e.topic for e in envelopes],
                 [e.journaled_at for e in envelopes]]
 
-    def fresh(self, claimed_ids: Iterable[str]) -> list[Envelope]:
+    @property
+    def named_params(self) -> dict[str, list[Any]]:
+        return dict(zip(("inbox_ids", "inbox_types", "inbox_topics", "inbox_times"), self.params, strict=True))
+
+    def fresh(self, claimed_ids: Iterable[str] | None) -> list[Envelope]:
         """The envelopes whose ids the claim inserted, in order, each id once (the first
         occurrence wins); kept as `claimed`."""
-        fresh = set(claimed_ids)
+        fresh = set(claimed_ids or ())
         claimed = []
         for envelope in self.envelopes:
             if envelope.id in fresh:
