@@ -91,11 +91,16 @@ async def prepare_delivery(envelope: Envelope, pool: AsyncConnectionPool, object
 async def deliver_selection(ctx: HandlerContext, event: CandidatesScored, objects: ObjectStore,
                             settings: DeliverySettings) -> None:
     """Decide the job's outcome from what `prepare_delivery` published, under the outcome's
-    claim: a cancel committed meanwhile wins, and the images published for nothing go. (An
-    outcome is never removed, so a job `prepare_delivery` found decided loses the claim.)"""
+    claim, made in the statement that claims the event on the inbox: a cancel committed
+    meanwhile wins, and the images published for nothing go. (An outcome is never removed, so
+    a job `prepare_delivery` found decided loses the claim.) A duplicate does nothing at all:
+    the images its preparation published again are the delivered ones."""
+    claim = ctx.claim
+    assert claim is not None  # registered with claims=True
     published = ctx.prepared
     if published is None:  # prepare_delivery found the outcome decided, and an outcome stays
-        decided_before(event)
+        if await claim.alone(ctx.conn):  # fresh
+            decided_before(event)
         return
     if isinstance(published, list):
         rows = [store.DeliveredRow(image.n, image.key, candidate.key, candidate.offset, candidate.size_bytes,
@@ -103,13 +108,18 @@ async def deliver_selection(ctx: HandlerContext, event: CandidatesScored, object
                 for image, candidate in zip(published, chosen_candidates(event), strict=True)]
         delivered = JobDelivered(job_id=event.job_id, tenant_id=event.tenant_id, requested=event.images,
                                  images=published)
-        if await store.claim_delivered(ctx.conn, event.job_id, event.tenant_id, rows, ctx.announcing(delivered)):
+        won = await store.claim_delivered(ctx.conn, event.job_id, event.tenant_id, rows,
+                                          ctx.announcing(delivered), claim)
+        if won or ctx.applied_before:
             return
         decided_before(event)
         await asyncio.gather(*(objects.delete(objects.public_bucket, key) for image in published
                                for key in (image.key, image.thumbnail_key) if key))
         return
-    if not await store.claim_outcome(ctx.conn, event.job_id, event.tenant_id, "delivered"):
+    won = await store.claim_outcome(ctx.conn, event.job_id, event.tenant_id, "delivered", claim)
+    if ctx.applied_before:
+        return
+    if not won:
         decided_before(event)
         return
     if isinstance(published, postprocess.UnpublishableImage):
@@ -154,7 +164,7 @@ def register(consumer: EventConsumer, objects: ObjectStore, settings: DeliverySe
     async def prepare(envelope: Envelope) -> list[DeliveredImage] | Exception | None:
         return await prepare_delivery(envelope, consumer.pool, objects, settings)
 
-    @consumer.on(CandidatesScored, prepare=prepare)
+    @consumer.on(CandidatesScored, prepare=prepare, claims=True)
     async def on_candidates_scored(ctx: HandlerContext, event: CandidatesScored) -> None:
         await deliver_selection(ctx, event, objects, settings)
 

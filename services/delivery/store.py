@@ -34,12 +34,21 @@ class DeliveredRow:
 # ---- outcomes ------------------------------------------------------------------------------
 
 
-async def claim_outcome(conn, job_id, tenant_id: str, outcome: str) -> bool:
-    """Claim the job's one outcome for this transaction; False if it has one already."""
-    cur = await conn.execute(
-        "INSERT INTO job_outcomes (job_id, tenant_id, outcome) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-        [job_id, tenant_id, outcome])
-    return cur.rowcount == 1
+async def claim_outcome(conn, job_id, tenant_id: str, outcome: str, claim: InboxClaim | None = None) -> bool:
+    """Claim the job's one outcome for this transaction, in the statement that makes `claim`
+    (if given; then told what is fresh); False if it has one already."""
+    if claim is None:
+        cur = await conn.execute(
+            "INSERT INTO job_outcomes (job_id, tenant_id, outcome) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+            [job_id, tenant_id, outcome])
+        return cur.rowcount == 1
+    row = await (await conn.execute(
+        f"WITH {InboxClaim.CLAIMED}, won AS (INSERT INTO job_outcomes (job_id, tenant_id, outcome)"
+        " VALUES (%s, %s, %s) ON CONFLICT DO NOTHING RETURNING job_id)"
+        f" SELECT {InboxClaim.IDS} AS claimed, (SELECT count(*) FROM won) AS won",
+        [*claim.params, job_id, tenant_id, outcome])).fetchone()
+    claim.fresh(row["claimed"])
+    return row["won"] == 1
 
 
 async def set_outcome(conn, job_id, outcome: str) -> None:
@@ -57,27 +66,32 @@ DELIVERED_COLUMNS = {"n": "int", "key": "text", "source_key": "text", "source_of
                      "sha256": "text", "size_bytes": "int8"}
 
 
-async def claim_delivered(conn, job_id, tenant_id: str, images: list[DeliveredRow], announces: tuple) -> bool:
+async def claim_delivered(conn, job_id, tenant_id: str, images: list[DeliveredRow], announces: tuple,
+                          claim: InboxClaim) -> bool:
     """Claim the job's one outcome as delivered, record its published images, each with the
-    candidate it came from, and add `announces` (an outbox row: its JobDelivered), in one
-    statement; False (nothing recorded, nothing announced) if the job has its outcome already."""
+    candidate it came from, and add `announces` (an outbox row: its JobDelivered), in the
+    statement that makes `claim` (then told what is fresh); False (nothing recorded, nothing
+    announced) if the job has its outcome already."""
     if not images:
-        claimed = await claim_outcome(conn, job_id, tenant_id, "delivered")
-        if claimed:
+        won = await claim_outcome(conn, job_id, tenant_id, "delivered", claim)
+        if won:
             await conn.execute(OUTBOX_INSERT, announces)
-        return claimed
+        return won
     arrays = typed_arrays(DELIVERED_COLUMNS)
     names = ", ".join(DELIVERED_COLUMNS)
     row = await (await conn.execute(
-        "WITH claimed AS (INSERT INTO job_outcomes (job_id, tenant_id, outcome) VALUES (%s, %s, 'delivered')"
+        f"WITH {InboxClaim.CLAIMED},"
+        " won AS (INSERT INTO job_outcomes (job_id, tenant_id, outcome) VALUES (%s, %s, 'delivered')"
         "  ON CONFLICT DO NOTHING RETURNING job_id, tenant_id),"
         f" recorded AS (INSERT INTO delivered_images (job_id, tenant_id, {names})"
-        f"  SELECT c.job_id, c.tenant_id, i.* FROM claimed AS c, unnest({arrays}) AS i({names})),"
-        f" announced AS ({OUTBOX_INSERT_SELECT} FROM claimed)"
-        " SELECT count(*) AS claimed FROM claimed",
-        [job_id, tenant_id, *as_arrays([(i.n, i.key, i.source_key, i.source_offset, i.source_size, i.sha256,
-                                         i.size_bytes) for i in images]), *announces])).fetchone()
-    return row["claimed"] == 1
+        f"  SELECT w.job_id, w.tenant_id, i.* FROM won AS w, unnest({arrays}) AS i({names})),"
+        f" announced AS ({OUTBOX_INSERT_SELECT} FROM won)"
+        f" SELECT {InboxClaim.IDS} AS claimed, (SELECT count(*) FROM won) AS won",
+        [*claim.params, job_id, tenant_id, *as_arrays([(i.n, i.key, i.source_key, i.source_offset, i.source_size,
+                                                         i.sha256, i.size_bytes) for i in images]),
+         *announces])).fetchone()
+    claim.fresh(row["claimed"])
+    return row["won"] == 1
 
 
 async def delivered_keys(conn, job_id) -> list[str]:
