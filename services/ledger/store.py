@@ -76,16 +76,24 @@ async def read_jobs(conn: psycopg.AsyncConnection, book: Book, job_ids: Iterable
         for row in await _rows(conn, f"SELECT {', '.join(TRANSFER_COLUMNS)} FROM transfers"
                                      " WHERE job_id = ANY(%b) FOR UPDATE", [jobs]):
             book.transfers[row["job_id"]] = Transfer(**row)
-        for row in await _rows(conn, "SELECT job_id FROM closed_jobs WHERE job_id = ANY(%b)", [jobs]):
+    if not (jobs or costs or reports):
+        return book
+    # The reads after the lock, in one statement: rows of one shape, a kind each.
+    for row in await _rows(conn, AFTER_THE_LOCK, [jobs, costs, reports]):
+        if row["kind"] == "closed":
             book.closed.add(row["job_id"])
-    if costs:
-        for row in await _rows(conn, "SELECT job_id, sum(cost_micro_usd)::bigint AS cost FROM provider_costs"
-                                     " WHERE job_id = ANY(%b) GROUP BY job_id", [costs]):
-            book.provider_costs[row["job_id"]] = row["cost"]
-    if reports:
-        for row in await _rows(conn, "SELECT job_id, n FROM reports WHERE job_id = ANY(%b)", [reports]):
-            book.reported.add((row["job_id"], row["n"]))
+        elif row["kind"] == "cost":
+            book.provider_costs[row["job_id"]] = row["amount"]
+        else:
+            book.reported.add((row["job_id"], row["amount"]))
     return book
+
+
+AFTER_THE_LOCK = (
+    "SELECT 'closed' AS kind, job_id, NULL::bigint AS amount FROM closed_jobs WHERE job_id = ANY(%b)"
+    " UNION ALL SELECT 'cost', job_id, sum(cost_micro_usd)::bigint FROM provider_costs WHERE job_id = ANY(%b)"
+    "  GROUP BY job_id"
+    " UNION ALL SELECT 'report', job_id, n FROM reports WHERE job_id = ANY(%b)")
 
 
 # The tenants' accounts and their grants with credits left, in one statement: rows of one
