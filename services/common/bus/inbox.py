@@ -69,6 +69,8 @@ class HandlerContext:
 
 Handler = Callable[[HandlerContext, Event], Awaitable[None]]
 Prepare = Callable[[Envelope], Awaitable[Any]]
+
+
 class Publish:
     """How a batch handler publishes: events, each with the envelope that caused it, added to
     the outbox in the batch's transaction, at once (`await publish(caused)`), or as a
@@ -107,12 +109,13 @@ async def record_applied(conn: Conn, envelope: Envelope) -> bool:
 
 
 class InboxClaim:
-    """A batch's claim on the inbox, made by the first statement of the transaction that
-    applies it: `CLAIMED` is a CTE (`claimed`, the ids this transaction inserted) that the
-    statement carries with its `params` first, and `fresh` reads back which envelopes were
-    not applied before. A batch handler puts the claim in its first read, one statement
-    where two were; the rows it then reads for duplicates are read for nothing, and locked
-    until commit, which a redelivered batch (rare) can afford."""
+    """The claim on the inbox of a batch (or of one event), made by the first statement of
+    the transaction that applies it: `CLAIMED` is a CTE (`claimed`, the ids this transaction
+    inserted) that the statement carries with its `params` first, and `fresh` reads back which
+    envelopes were not applied before. A handler puts the claim in its first statement, one
+    statement where two were; what that statement reads or locks for a duplicate is for
+    nothing, which a redelivery (rare) can afford. (The transaction of a single event found
+    applied before rolls back, so a first statement that writes leaves nothing either.)"""
 
     CLAIMED = ("claimed AS (INSERT INTO inbox (event_id, event_type, topic, journaled_at)"
                " SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::timestamptz[])"
