@@ -9,7 +9,7 @@ from services.common.contracts import (
     ReportDeclined,
     ReservationSettled,
 )
-from services.ingest.jobs.domain import apply_event, submitted_view
+from services.ingest.jobs.domain import apply_event, submitted_view, with_receipt
 from services.ingest.jobs.job_log import entries_for
 from tests.ingest.test_read_model import EVENTS, JOB, SPEC, T0
 
@@ -93,3 +93,19 @@ def test_an_attempts_scores_say_why_each_candidate_was_rejected_and_which_were_n
     assert (payload["scored"], payload["passed"]) == (3, 1)
     assert payload["rejected"] == [{"index": 1, "failed": ["sharpness", "blank"], "not_measured": ["nsfw"]}]
     assert payload["not_judged"] == [2]
+
+
+def test_a_receipt_comes_just_before_the_final_state_when_the_job_passed_another_state_on_the_way():
+    # One change (a batch's) takes the job from scoring through delivering to its end.
+    before = submitted_view(SPEC)
+    for i, event in enumerate([EVENTS[0], STARTED, EVENTS[1]]):
+        before = apply_event(before, event, T0 + timedelta(seconds=i + 1))
+    after = before
+    for event in EVENTS[2:]:
+        after = apply_event(after, event, T0 + timedelta(seconds=9))
+    assert after.final
+
+    log = entries_for(before, with_receipt(after, "ab" * 32), EVENTS[4], T0 + timedelta(seconds=9))
+
+    assert [(e.type, e.payload.get("state")) for e in log] == [
+        ("billing.settled", None), ("state", "delivering"), ("receipt.issued", None), ("state", "succeeded")]

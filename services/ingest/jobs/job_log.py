@@ -57,12 +57,16 @@ class NewEntry(BaseModel):
 
 def entries_for(before: JobView | None, after: JobView, event: Event | None, at: datetime) -> list[NewEntry]:
     """What applying `event` at `at` (moving the job from `before` to `after`) tells a client:
-    the facts the event carries first, then the states the job was shown passing through."""
+    the facts the event carries first, then the states the job was shown passing through,
+    and a receipt issued just before the final state, also when the job passed through
+    another state on the way (`delivering`, when the scores arrived after the delivery)."""
     facts = [NewEntry(type=kind, time=at, payload=payload) for kind, payload in event_facts(after, event)
              if before is None or not before.final or kind.startswith(AFTER_THE_END)]
+    states = [NewEntry(type="state", time=at, payload=payload) for payload in state_changes(before, after)]
     if after.receipt is not None and (before is None or before.receipt is None):
-        facts.append(NewEntry(type="receipt.issued", time=at, payload=after.receipt.model_dump()))
-    return facts + [NewEntry(type="state", time=at, payload=payload) for payload in state_changes(before, after)]
+        states.insert(max(len(states) - 1, 0), NewEntry(type="receipt.issued", time=at,
+                                                        payload=after.receipt.model_dump()))
+    return facts + states
 
 
 def state_changes(before: JobView | None, after: JobView) -> list[dict[str, Any]]:
