@@ -10,7 +10,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
 from typing import Any, Self, TypeAlias, TypeVar, cast
 
@@ -238,7 +238,15 @@ def added(table: str, key: str, columns: dict[str, str], rows: list[tuple[Any, .
     return _updated(table, key, columns, rows, "{c} = t.{c} + u.{c}")
 
 
-async def together(conn: psycopg.AsyncConnection[Any], statements: list[Statement | None]) -> None:
+def as_ctes(statements: Sequence[Statement | None], name: str) -> Statement:
+    """Statements (None: none) as CTEs (`name0 AS (…), name1 AS (…)`) and their parameters,
+    in order; ("", []) for none."""
+    present = [statement for statement in statements if statement is not None]
+    return (", ".join(f"{name}{i} AS ({sql})" for i, (sql, _) in enumerate(present)),
+            [param for _, params in present for param in params])
+
+
+async def together(conn: psycopg.AsyncConnection[Any], statements: Sequence[Statement | None]) -> None:
     """Run writes that touch different rows in one statement, each a CTE of it: none sees
     what the others write (one snapshot), so no two may write the same row, and none may
     need to read another's rows. Nothing is sent for no statements."""
@@ -246,8 +254,8 @@ async def together(conn: psycopg.AsyncConnection[Any], statements: list[Statemen
     if len(present) == 1:
         await conn.execute(*present[0])
     elif present:
-        ctes = ", ".join(f"w{i} AS ({sql})" for i, (sql, _) in enumerate(present))
-        await conn.execute(f"WITH {ctes} SELECT", [param for _, params in present for param in params])
+        ctes, params = as_ctes(present, "w")
+        await conn.execute(f"WITH {ctes} SELECT", params)
 
 
 async def update_many(conn: psycopg.AsyncConnection[Any], table: str, key: str, columns: dict[str, str],

@@ -47,7 +47,7 @@ async def project_batch(conn: psycopg.AsyncConnection, claim: InboxClaim, publis
         return
     changes: list[store.Change] = []
     causes: list[Envelope] = []
-    for envelope in claim.claimed or ():
+    for envelope in claim.claimed:
         event = envelope.event
         before = views.get(event.job_id)
         if before is None:

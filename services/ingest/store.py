@@ -14,7 +14,7 @@ import psycopg
 from services.common.bus.inbox import InboxClaim
 from services.common.bus.outbox import OUTBOX_INSERT
 from services.common.contracts import FINAL_STATES, Event
-from services.common.db import Statement, as_arrays, together, typed_arrays, updated
+from services.common.db import Statement, as_arrays, as_ctes, together, typed_arrays, updated
 from services.ingest.jobs import domain
 from services.ingest.jobs.domain import JobView
 from services.ingest.jobs.job_log import NewEntry, entries_for
@@ -53,13 +53,13 @@ async def claim_and_lock_views(conn: psycopg.AsyncConnection, claim: InboxClaim)
     first (the outer side of the join), the locks after it."""
     rows = await (await conn.execute(CLAIM_AND_LOCK_VIEWS, [
         *claim.params, sorted({envelope.event.job_id for envelope in claim.envelopes})])).fetchall()
-    claim.fresh(rows[0]["claimed"] or ())
+    claim.fresh(rows[0]["claimed"])
     views = [JobView.model_validate(row["view"]) for row in rows if row["view"] is not None]
     return {view.id: view for view in views}
 
 
 CLAIM_AND_LOCK_VIEWS = (
-    f"WITH {InboxClaim.CLAIMED} SELECT c.claimed, j.view FROM (SELECT array_agg(event_id) AS claimed FROM claimed) AS c"
+    f"WITH {InboxClaim.CLAIMED} SELECT c.claimed, j.view FROM (SELECT {InboxClaim.IDS} AS claimed) AS c"
     " LEFT JOIN LATERAL (SELECT view FROM jobs WHERE id = ANY(%b) AND erased_at IS NULL ORDER BY id FOR UPDATE) AS j"
     " ON true")
 
@@ -142,10 +142,8 @@ async def append_log(conn: psycopg.AsyncConnection, entries: list[tuple[JobView,
         job, params = JOB_CHANGES.format(viewed=VIEWS), as_arrays(written)
     else:
         job, params = JOB_CHANGES.format(viewed=NO_VIEWS), []
-    present = [statement for statement in also if statement is not None]
-    also_sql = "".join(f"also{i} AS ({sql}), " for i, (sql, _) in enumerate(present))
-    also_params = [param for _, params in present for param in params]
-    await conn.execute(APPEND_LOG.format(also=also_sql, job=job),
+    also_ctes, also_params = as_ctes(also, "also")
+    await conn.execute(APPEND_LOG.format(also=also_ctes + ", " if also_ctes else "", job=job),
                        [*also_params, *as_arrays(rows), *params, LOG_CHANNEL_PREFIX])
 
 

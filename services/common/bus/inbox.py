@@ -47,24 +47,24 @@ class HandlerContext:
         """Call `callback` once the transaction has committed (never if it rolls back)."""
         self.committed.append(callback)
 
-    async def emit(self, event: Event) -> Envelope:
+    def _emitted(self, event: Event) -> Envelope:
         envelope = envelop(event, self.source, cause=self.envelope)
-        await add_to_outbox(self.conn, envelope, self.namespace)
         self.emitted.append(envelope)
+        return envelope
+
+    async def emit(self, event: Event) -> Envelope:
+        envelope = self._emitted(event)
+        await add_to_outbox(self.conn, envelope, self.namespace)
         return envelope
 
     def announcing(self, event: Event) -> tuple[Any, ...]:
         """`emit`'s outbox row, for a statement of the handler's to add where its own rows say
         so (OUTBOX_INSERT_SELECT … FROM them)."""
-        envelope = envelop(event, self.source, cause=self.envelope)
-        self.emitted.append(envelope)
-        return outbox_row(envelope, self.namespace)
+        return outbox_row(self._emitted(event), self.namespace)
 
     def emitting(self, event: Event) -> Statement | None:
         """`emit`, as a statement the handler sends with its own last write (db.together)."""
-        envelope = envelop(event, self.source, cause=self.envelope)
-        self.emitted.append(envelope)
-        return outbox_statement([envelope], self.namespace)
+        return outbox_statement([self._emitted(event)], self.namespace)
 
 
 Handler = Callable[[HandlerContext, Event], Awaitable[None]]
@@ -153,7 +153,6 @@ class InboxClaim:
                 claimed.append(envelope)
         self.claimed = claimed
         return claimed
-
 
     async def alone(self, conn: Conn) -> list[Envelope]:
         """Make the claim in a statement of its own; returns `fresh`."""

@@ -19,8 +19,6 @@ from pydantic import ConfigDict, Field, model_validator
 
 from services.common import telemetry
 from services.common.api import RequestModel
-from services.common.bus.envelope import envelop
-from services.common.bus.outbox import outbox_row
 from services.common.contracts import JobSpec, JobSubmitted, Tier, WebhookEvent
 from services.common.problems import Problem
 from services.common.quality.profiles import Profile, ProfileError, QualityRules, job_profile, profile_names
@@ -211,10 +209,9 @@ async def record_submission(runtime, plans, tenant: str, body: JobRequest, setti
         await store.record(conn, None, view, None, spec.submitted_at)
         if reference_key:
             await store.remember_reference(conn, view.id, reference_key)
-        envelope = envelop(JobSubmitted(job_id=spec.job_id, tenant_id=tenant, job=spec), f"/genline/{runtime.name}")
         binding = (tenant, idempotency_key, fingerprint, spec.job_id, ttl_s) if idempotency_key else None
         await store.write_submission(conn, (spec.job_id, tenant, wrapped_key, kek_id), binding,
-                                     outbox_row(envelope, runtime.settings.topic_namespace))
+                                     runtime.outbox_row(JobSubmitted(job_id=spec.job_id, tenant_id=tenant, job=spec)))
     runtime.relay.notify()
     telemetry.JOBS_SUBMITTED.labels(view.template).inc()
     return view
