@@ -9,10 +9,11 @@ from prometheus_client import REGISTRY
 
 from services.common.bus.envelope import envelop, from_kafka
 from services.common.bus.inbox import InboxClaim
-from services.common.bus.outbox import outbox_channel
+from services.common.bus.journal import BUS_FENCE, outbox_lock, relay_lock
+from services.common.bus.outbox import RELAY_BATCH, UNPUBLISHED_ROWS, outbox_channel
 from services.common.bus.replay import read_topic_to_end
 from services.common.contracts import TOPICS, JobSubmitted, dead_letter_topic
-from services.common.db import migrate
+from services.common.db import COMMON_MIGRATIONS, migrate
 from services.common.runtime import ServiceRuntime
 from tests.conftest import settings_for
 from tests.kafka import read_topic, submitted
@@ -310,3 +311,41 @@ async def test_after_commit_runs_once_committed_and_never_after_a_rollback(runti
     assert seen == []
     await runtime.consumer.apply(envelop(submitted(tenant="t-ok"), "/test"))
     assert seen == [("t-ok", psycopg.pq.TransactionStatus.IDLE)]  # no transaction open any more
+
+
+async def test_a_relay_pass_that_waited_for_a_recovery_reads_what_the_recovery_queued_again(endpoints):
+    """A recovery holds the outbox's lock while it queues published rows again; a pass that
+    started meanwhile waits, and must then read them, in their order, before anything newer:
+    its read takes its snapshot after the locks, not when the pass began."""
+    schema = f"relay_{uuid.uuid4().hex[:8]}"
+    await migrate(endpoints.database_url, schema, [COMMON_MIGRATIONS])
+    locks = [BUS_FENCE, outbox_lock(schema), relay_lock(schema), RELAY_BATCH]
+
+    async def connect() -> psycopg.AsyncConnection:
+        conn = await psycopg.AsyncConnection.connect(endpoints.database_url, autocommit=True,
+                                                     row_factory=psycopg.rows.dict_row)
+        await conn.execute(f'SET search_path TO "{schema}"')
+        return conn
+
+    async with await connect() as recovery, await connect() as relay:
+        for n, published in ((1, "now()"), (2, "NULL")):
+            await recovery.execute(f"INSERT INTO outbox (event_id, event_type, topic, headers, body, published_at)"
+                                   f" VALUES (%s, 'e{n}', 't', '{{}}', '', {published})", [uuid.uuid4()])
+        async with recovery.transaction():
+            await recovery.execute("SELECT pg_advisory_xact_lock(%s)", [outbox_lock(schema)])
+            await recovery.execute("UPDATE outbox SET published_at = NULL WHERE event_type = 'e1'")
+
+            async def pass_rows() -> list[str]:
+                async with relay.transaction():
+                    rows = await (await relay.execute(UNPUBLISHED_ROWS, locks)).fetchall()
+                    return [row["event_type"] for row in rows]
+
+            passing = asyncio.create_task(pass_rows())
+
+            async def waiting() -> bool:
+                [row] = await (await recovery.execute(
+                    "SELECT count(*) AS n FROM pg_locks WHERE pid = %s AND NOT granted", [relay.info.backend_pid])).fetchall()
+                return row["n"] > 0
+            await eventually(waiting, 30, "the pass waits for the recovery's lock")
+        assert await passing == ["e1", "e2"]
+        await recovery.execute(f'DROP SCHEMA "{schema}" CASCADE')

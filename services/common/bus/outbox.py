@@ -86,22 +86,14 @@ RELAY_BATCH = 200
 # While a backlog drains, its size is counted at most this often.
 BACKLOG_COUNT_INTERVAL_S = 1.0
 
-# A pass takes the bus fence and its outbox's lock (journal.py) first, in a statement of its
-# own: the rows' statement then sees what a recovery that held the lock committed. It takes
-# none while a rotation is under way. Relays of one outbox (the service's replicas) take
-# turns, holding its relay lock: one selecting later rows while another still published
-# earlier ones would put a job's later events on the topic first. For the same reason a
-# pass waits for a row another transaction has locked (a prompt being erased) rather than
-# skipping it.
-# The same statement says the pass need not wait for the disk at its commit: a mark lost to
-# a crash only has the rows published again, which the inboxes skip.
-FENCE = ("SELECT set_config('synchronous_commit', 'off', true), pg_advisory_xact_lock_shared(%s),"
-         " pg_advisory_xact_lock_shared(%s), pg_advisory_xact_lock(%s)")
-UNPUBLISHED_ROWS = (
-    "SELECT seq, event_type, topic, record_key, headers, body, created_at,"
-    " (SELECT floor FROM journal_floor) AS floor FROM outbox"
-    " WHERE published_at IS NULL AND NOT EXISTS (SELECT 1 FROM outbox_partitions WHERE rotate_to IS NOT NULL)"
-    " ORDER BY seq LIMIT %s FOR UPDATE")
+# A pass takes the bus fence and its outbox's lock (journal.py), then reads the rows to
+# publish, in one statement (relay_pass, migrations/0006_relay_pass.sql) whose read sees what
+# a recovery that held the lock committed. It takes none while a rotation is under way.
+# Relays of one outbox (the service's replicas) take turns, holding its relay lock: one
+# selecting later rows while another still published earlier ones would put a job's later
+# events on the topic first. For the same reason a pass waits for a row another transaction
+# has locked (a prompt being erased) rather than skipping it.
+UNPUBLISHED_ROWS = "SELECT * FROM relay_pass(%s, %s, %s, %s)"
 # Published rows keep the partition and offset the broker gave them; each partition's
 # highest acknowledged offset is noted (a new partition's with the broker it came from).
 MARK_PUBLISHED = (
@@ -289,10 +281,10 @@ class OutboxRelay:
 
     async def _relay_batch(self, limit: int) -> int:
         producer = await self.producer()
-        # Pipelined: the transaction's opening statements travel in one round trip.
+        # Pipelined: BEGIN and the pass's opening travel in one round trip.
         async with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
-            await conn.execute(FENCE, [BUS_FENCE, outbox_lock(self.service), relay_lock(self.service)])
-            rows = await (await conn.execute(UNPUBLISHED_ROWS, [limit])).fetchall()
+            rows = await (await conn.execute(UNPUBLISHED_ROWS, [BUS_FENCE, outbox_lock(self.service),
+                                                                 relay_lock(self.service), limit])).fetchall()
             telemetry.RELAY_PASSES.labels(self.service, "yes" if rows else "no").inc()
             if not rows:
                 return 0
