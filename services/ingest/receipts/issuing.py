@@ -40,16 +40,19 @@ async def issue(conn: psycopg.AsyncConnection, views: list[JobView], signer: Sig
     """Sign a receipt for each view, in order, each after its tenant's last; the hashes by
     job, and the statement that writes the receipts (the caller sends it before it commits).
     The tenants' rows are locked in one order first, so chains grow one receipt at a time
-    and two transactions never wait on each other in a circle."""
+    and two transactions never wait on each other in a circle. The lock returns each chain's
+    head as its last holder committed it (FOR UPDATE reads the row's newest version; the
+    receipts' trigger keeps the head, migrations/0014_receipt_chain_head.sql)."""
     tenants = sorted({view.tenant_id for view in views})
-    await conn.execute("SELECT 1 FROM tenants WHERE id = ANY(%s) ORDER BY id FOR UPDATE", [tenants])
-    heads = {row["tenant_id"]: (row["sequence"], row["sha256"]) for row in await (await conn.execute(
-        "SELECT DISTINCT ON (tenant_id) tenant_id, sequence, sha256 FROM receipts WHERE tenant_id = ANY(%s)"
-        " ORDER BY tenant_id, sequence DESC", [tenants])).fetchall()}
+    heads = {row["id"]: (row["receipt_sequence"], row["receipt_sha256"]) for row in await (await conn.execute(
+        "SELECT id, receipt_sequence, receipt_sha256 FROM tenants WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
+        [tenants])).fetchall()}
+    if unknown := set(tenants) - heads.keys():
+        raise LookupError(f"receipts for jobs of unknown tenants: {sorted(unknown)}")
     issued: dict[UUID, str] = {}
     rows = []
     for view in views:
-        sequence, previous = heads.get(view.tenant_id, (0, None))
+        sequence, previous = heads[view.tenant_id]
         signed = signer.sign(receipt_body(view, sequence + 1, previous, signer.kid, now))
         rows.append((view.id, view.tenant_id, sequence + 1, signed["sha256"], json.dumps(signed), now))
         heads[view.tenant_id] = (sequence + 1, signed["sha256"])
