@@ -7,7 +7,7 @@ A route names the scope it needs (`OperatorWith("credits:grant")`) and gets the 
 whose name is the actor of the audit events it records."""
 
 import hmac
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -43,10 +43,10 @@ def operator_of(settings: AdminApiSettings, given: str) -> Operator | None:
     return found
 
 
-def _guard(scope: str) -> Callable[..., Operator]:
+def _guard(scope: str) -> Callable[..., Awaitable[Operator]]:
     assert scope in OPERATOR_SCOPES, scope
 
-    def require_scope(request: Request,
+    async def require_scope(request: Request,
                       bearer: Annotated[HTTPAuthorizationCredentials | None, Security(admin_token)]) -> Operator:
         settings = request.app.state.settings
         if settings.admin_port and request.scope["server"][1] != settings.admin_port:

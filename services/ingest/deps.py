@@ -28,27 +28,27 @@ api_key = HTTPBearer(scheme_name="apiKey", bearerFormat="gl_…", auto_error=Fal
                                  " `keys:manage`, `webhooks:manage`); without it the answer is 403.")
 
 
-def get_runtime(request: Request) -> ServiceRuntime:
+async def get_runtime(request: Request) -> ServiceRuntime:
     return request.app.state.runtime
 
 
-def get_settings(request: Request) -> IngestSettings:
+async def get_settings(request: Request) -> IngestSettings:
     return request.app.state.settings
 
 
-def get_objects(request: Request) -> ObjectStore:
+async def get_objects(request: Request) -> ObjectStore:
     return request.app.state.objects
 
 
-def get_log_watch(request: Request) -> LogWatch:
+async def get_log_watch(request: Request) -> LogWatch:
     return request.app.state.log_watch
 
 
-def get_plans(request: Request) -> PlanBook:
+async def get_plans(request: Request) -> PlanBook:
     return request.app.state.plans
 
 
-def get_screening(request: Request) -> ScreeningGate:
+async def get_screening(request: Request) -> ScreeningGate:
     return request.app.state.screening
 
 
@@ -104,7 +104,7 @@ async def authenticated(runtime: Runtime, plans: Plans, request: Request, respon
     return Caller(row["tenant_id"], row["id"], frozenset(row["scopes"]))
 
 
-def scoped_caller(security_scopes: SecurityScopes, caller: Annotated[Caller, Depends(authenticated)]) -> Caller:
+async def scoped_caller(security_scopes: SecurityScopes, caller: Annotated[Caller, Depends(authenticated)]) -> Caller:
     missing = [scope for scope in security_scopes.scopes if scope not in caller.scopes]
     if missing:
         raise Problem(403, "missing-scope", f"this API key lacks the scope {missing[0]!r} that this operation needs",
@@ -112,7 +112,7 @@ def scoped_caller(security_scopes: SecurityScopes, caller: Annotated[Caller, Dep
     return caller
 
 
-def scoped_tenant(caller: Annotated[Caller, Security(scoped_caller)]) -> str:
+async def scoped_tenant(caller: Annotated[Caller, Security(scoped_caller)]) -> str:
     return caller.tenant_id
 
 

@@ -12,7 +12,7 @@ from services.common.protos import load
 pb, rpc = load("genline.ledger.v1")
 
 
-def ledger_stub(request: Request):
+async def ledger_stub(request: Request):
     return request.app.state.ledger_stub
 
 

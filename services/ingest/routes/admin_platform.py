@@ -30,7 +30,7 @@ router = APIRouter(prefix="/admin/v1", include_in_schema=False)
 Reader = OperatorWith("platform:read")
 
 
-def router_stub(request: Request):
+async def router_stub(request: Request):
     return request.app.state.router_stub
 
 

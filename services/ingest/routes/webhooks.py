@@ -145,7 +145,7 @@ class DeliveryClient:
         self.http, self.tenant, self.actor = http, tenant, actor
 
 
-def delivery_client(request: Request, caller: ScopedCaller("webhooks:manage")) -> DeliveryClient:
+async def delivery_client(request: Request, caller: ScopedCaller("webhooks:manage")) -> DeliveryClient:
     return DeliveryClient(request.app.state.delivery_http, caller.tenant_id, audit.key_actor(str(caller.key_id)))
 
 
