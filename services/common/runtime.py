@@ -56,7 +56,8 @@ class ServiceRuntime:
         self.database_url = settings.database_url.get_secret_value()
         self.pool = open_pool(self.database_url, self.name, settings.database_pool_size)
         # Its producer sends only dead letters: acknowledged by every in-sync replica, once.
-        self.broker = KafkaBroker(settings.kafka_bootstrap, logger=logging.getLogger("faststream"),
+        # The consumer's handlers take the fetched batch as it is (consumer.as_fetched).
+        self.broker = KafkaBroker(settings.kafka_bootstrap, logger=logging.getLogger("faststream"), apply_types=False,
                                   security=faststream_security(settings), acks="all",
                                   enable_idempotence=settings.kafka_idempotent_producer)
         self.journal = journal_of(name, self.name, settings, self.pool, self.database_url)
