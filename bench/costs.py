@@ -55,7 +55,9 @@ def counted(fleet: ServiceFleet) -> dict[str, float]:
 
 
 class CpuMeter:
-    """CPU seconds of the processes behind each part of the platform, between two reads."""
+    """CPU seconds of the processes behind each part of the platform, between two reads.
+    The PostgreSQL backends of the bench's own connections (`client_backends`, its watcher's)
+    count with the bench client, not with the platform's PostgreSQL."""
 
     def __init__(self, stack: EmbeddedStack, fleet: ServiceFleet, pgdata: Path) -> None:
         postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
@@ -63,12 +65,15 @@ class CpuMeter:
         self.parts |= {part: psutil.Process(server.pid) for part, server in stack.servers.items()}
         self.postgres = psutil.Process(postmaster)
         self.client = psutil.Process()
+        self.client_backends: set[int] = set()
 
     def read(self) -> dict[str, float]:
         seconds = {name: _cpu(process) for name, process in self.parts.items()}
+        backends = [child for child in self.postgres.children(recursive=True) if child.is_running()]
         seconds["postgres"] = _cpu(self.postgres, exited_children=True) + sum(
-            _cpu(child) for child in self.postgres.children(recursive=True) if child.is_running())
-        seconds["bench client"] = _cpu(self.client)
+            _cpu(child) for child in backends if child.pid not in self.client_backends)
+        seconds["bench client"] = _cpu(self.client) + sum(
+            _cpu(child) for child in backends if child.pid in self.client_backends)
         return seconds
 
 

@@ -12,7 +12,8 @@ provider that paints without latency or defects, and runs in one go:
    against the fresh stack's.
 3. Burst: --burst jobs of 4 candidates from --clients clients at once; jobs/s from the
    first 202 to the last job settled, latency under load, and CPU milliseconds per job of
-   each service, the broker, PostgreSQL (every backend), the S3 server and this client;
+   each service, the broker, PostgreSQL (every backend but those of this client's own
+   connections, which count with the client), the S3 server and this client;
    and, counted by the services themselves (their /metrics before and after), per job:
    SQL statements, S3 requests, records produced and consumed, relay passes, gRPC calls
    and internal HTTP calls. Those counts are exact and machine-independent.
@@ -126,6 +127,11 @@ class Watcher:
         self.done: dict[str, tuple[float, float]] = {}  # job id → (202, seen settled)
         self.lock = threading.Lock()
 
+    @property
+    def backend_pids(self) -> set[int]:
+        """The PostgreSQL backends serving this watcher: the bench's, not the platform's."""
+        return {conn.info.backend_pid for conn in (self.conn, self.listener) if conn is not None}
+
     def submitted(self, job_id: str, at: float) -> None:
         with self.lock:
             self.pending[job_id] = at
@@ -204,6 +210,7 @@ def sequential(http: httpx.Client, watcher: Watcher, jobs: int, side: int) -> tu
 
 def burst(fleet_url: str, api_key: str, watcher: Watcher, meter: CpuMeter, jobs: int, clients: int,
           side: int) -> dict:
+    meter.client_backends = watcher.backend_pids
     before = meter.read()
     started = time.time()
 
