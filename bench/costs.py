@@ -25,6 +25,8 @@ COUNTED = {
     "s3_requests": ("genline_s3_requests_total", every),
     "records_produced": ("genline_outbox_relayed_total", every),
     "records_consumed": ("genline_events_consumed_total", every),
+    "fetches": ("genline_bus_fetches_total", every),
+    "fetches_with_records": ("genline_bus_fetches_total", lambda labels: labels.get("brought") == "yes"),
     "relay_passes": ("genline_outbox_relay_passes_total", every),
     "relay_passes_with_rows": ("genline_outbox_relay_passes_total", lambda labels: labels.get("found") == "yes"),
     "grpc_calls": ("genline_grpc_requests_total", every),

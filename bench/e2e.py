@@ -15,7 +15,8 @@ provider that paints without latency or defects, and runs in one go:
    each service, the broker, PostgreSQL (every backend but those of this client's own
    connections, which count with the client), the S3 server and this client;
    and, counted by the services themselves (their /metrics before and after), per job:
-   SQL statements, S3 requests, records produced and consumed, relay passes, gRPC calls
+   SQL statements, S3 requests, records produced and consumed, fetch requests (and those
+   that brought records), relay passes, gRPC calls
    and internal HTTP calls. Those counts are exact and machine-independent.
 4. Baseline: the same work in this process without the bus, one job after another, on one
    core: paint the candidates, score them in one batch, put the best in S3 and sign its

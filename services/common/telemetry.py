@@ -53,6 +53,9 @@ DB_STATEMENTS = Counter("genline_db_statements_total", "SQL statements the servi
 S3_REQUESTS = Counter("genline_s3_requests_total", "Requests made to object storage", ["operation"])
 RELAY_PASSES = Counter("genline_outbox_relay_passes_total", "Outbox relay passes, by whether they found rows",
                        ["service", "found"])
+# Fetch requests a consumer sent (counted where it fetches when the relays announce, wake.py).
+BUS_FETCHES = Counter("genline_bus_fetches_total", "Fetch requests the consumer sent the broker, by whether"
+                      " they brought records", ["service", "brought"])
 OUTBOX_PENDING = Gauge("genline_outbox_pending", "Outbox events committed and not yet published to Kafka",
                        ["service"])
 JOBS_SUBMITTED = Counter("genline_jobs_submitted_total", "Jobs accepted by the public API", ["template"])

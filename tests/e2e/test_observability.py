@@ -77,6 +77,7 @@ def test_a_job_shows_on_every_service_metrics(traced_job, platform):
         assert metric_value(platform.url(service), "genline_queue_seconds_count", topic=topic_of(publisher)) >= 1
         assert metric_value(platform.url(service), "genline_stage_seconds_count") >= 1, service
         assert metric_value(platform.url(service), "genline_outbox_relayed_total") >= 1, service
+        assert metric_value(platform.url(service), "genline_bus_fetches_total", service=service, brought="yes") >= 1
     assert metric_value(ledger, "genline_credits_total", operation="reserved") >= job["billing"]["reserved"]
     assert metric_value(ledger, "genline_credits_total", operation="charged") >= job["billing"]["charged"] > 0
     public = metric_value(platform.url("delivery"), "genline_storage_bytes_total", bucket="genline-public")

@@ -139,7 +139,8 @@ class EventConsumer:
         """Once the broker has started: fetch when the relays announce (wake.py), if so set."""
         s = self.settings
         if s.bus_wake_on_publish and self.subscriber is not None and self.subscriber.consumer is not None:
-            self.waker = FetchWaker(database_url, s.topic_namespace, self.topics, s.bus_idle_fetch_interval_s)
+            self.waker = FetchWaker(database_url, s.topic_namespace, self.topics, s.bus_idle_fetch_interval_s,
+                                    service=self.service)
             self.waker.start(self.subscriber.consumer)
 
     def start_pruning(self) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from services.common import telemetry
 from services.common.db import listen
 from services.common.supervision import stop_tasks, supervise
 
@@ -40,8 +41,9 @@ def bus_channel(namespace: str) -> str:
 
 class FetchWaker:
     def __init__(self, database_url: str, namespace: str, topics: list[str], idle_fetch_s: float,
-                 retry_s: float = 5.0) -> None:
+                 retry_s: float = 5.0, service: str = "") -> None:
         self.database_url, self.namespace, self.topics = database_url, namespace, set(topics)
+        self.fetched = {brought: telemetry.BUS_FETCHES.labels(service, brought) for brought in ("yes", "no")}
         self.idle_fetch_s, self.retry_s = idle_fetch_s, retry_s
         self.kafka: AIOKafkaConsumer | None = None
         # Topics announced and not fetched since, with when they were announced: a fetch
@@ -66,6 +68,7 @@ class FetchWaker:
         async def fetch_and_see(assignment: Any, node_id: int, request: Any) -> Any:
             sent_at = time.monotonic()
             brought = await fetch(assignment, node_id, request)
+            self.fetched["yes" if brought else "no"].inc()
             assigned = {tp.topic for tp in kafka.assignment()}
             for topic, _ in request.topics:
                 if self._announced.get(topic, sent_at) < sent_at:
