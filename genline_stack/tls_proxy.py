@@ -97,4 +97,6 @@ def make_certificates(directory: Path) -> tuple[Path, Path, Path]:
 
 if __name__ == "__main__":
     listen, target, cert_file, key_file = sys.argv[1:5]
-    asyncio.run(serve(int(listen), int(target), Path(cert_file), Path(key_file)))
+    import uvloop
+
+    uvloop.run(serve(int(listen), int(target), Path(cert_file), Path(key_file)))
