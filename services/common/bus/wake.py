@@ -8,14 +8,16 @@ broker's, idle or not). Here the relays say when they published: after a pass, a
 NOTIFYs `bus_channel(namespace)` with the topic, in the transaction that marks its rows
 published. A consumer's partitions stay paused while nothing is said; a word about one of its
 topics resumes that topic's partitions, and they fetch, with a short wait, until a fetch that
-asked for every announced topic after its word comes back empty. Every `idle_fetch_s` everything is fetched
-once, for records that came unannounced (written by another producer, or while the
-listening connection was away).
+asked for every announced topic after its word comes back empty, or brings records that reach
+every partition's end (its high watermark) and are handed over before another word comes.
+Every `idle_fetch_s` everything is fetched once, for records that came unannounced (written by
+another producer, or while the listening connection was away).
 
-Partitions are paused only right after an empty fetch and while nothing fetched waits to be
-handled: records buffered for a paused partition would be dropped, to be fetched again only
-at the next word. (aiokafka has no hook after a fetch; the waker wraps its fetcher's
-`_proc_fetch_request`, whose result says whether the fetch brought records.)
+Partitions are paused only while nothing fetched waits to be handled: records buffered for a
+paused partition would be dropped, to be fetched again only at the next word. So they pause
+right after an empty fetch, or right after the consumer took the records of the last fetch
+(the waker wraps its `getmany`). (aiokafka has no hook after a fetch; the waker wraps its
+fetcher's `_proc_fetch_request`, whose result says whether the fetch brought records.)
 """
 
 import asyncio
@@ -49,6 +51,11 @@ class FetchWaker:
         # Topics announced and not fetched since, with when they were announced: a fetch
         # covers one only if it asked for the topic and was sent after the word.
         self._announced: dict[str, float] = {}
+        # Words heard so far, and how many had been heard when a fetch brought records with
+        # none left unfetched: its partitions pause once those records are handed over, if
+        # no word came meanwhile (`_pause_if_drained`).
+        self._words = 0
+        self._drained_at: int | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self, kafka: AIOKafkaConsumer) -> None:
@@ -56,6 +63,7 @@ class FetchWaker:
         self.kafka = kafka
         fetcher = kafka._fetcher
         fetcher._proc_fetch_request = self._watching(kafka, fetcher._proc_fetch_request)
+        kafka.getmany = self._pausing_when_drained(kafka.getmany)  # type: ignore[method-assign]
         self._tasks = [supervise("bus-wake-listen", lambda: listen(self.database_url, bus_channel(self.namespace),
                                                                    self._heard, self.retry_s)),
                        supervise("bus-wake-idle", self._fetch_now_and_then)]
@@ -81,9 +89,37 @@ class FetchWaker:
                     task.add_done_callback(lambda _: self._resume(set(self._announced)))
             elif not brought:
                 self._pause_if_nothing_waits()
+            else:
+                self._drained_at = self._words
             return brought
 
         return fetch_and_see
+
+    def _pausing_when_drained(self, getmany: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def getmany_then_pause(*args: Any, **kwargs: Any) -> Any:
+            handed = await getmany(*args, **kwargs)
+            self._pause_if_drained()
+            return handed
+
+        return getmany_then_pause
+
+    def _pause_if_drained(self) -> None:
+        """Once the records of a fetch that left nothing unfetched are handed over, pause: a
+        fetch after them would come back empty, unless a word came since, which resumes.
+        Each word otherwise cost every consumer of its topic one empty fetch."""
+        if self._drained_at is None or self._drained_at != self._words or self._announced or self._buffered():
+            return
+        if self.kafka is None:
+            return
+        assignment = self.kafka._subscription.subscription
+        if assignment is None:
+            return
+        mine = self._assigned(self.topics)
+        states = [assignment.assignment.state_value(tp) for tp in mine]
+        if all(state.has_valid_position and state.highwater is not None and state.position >= state.highwater
+               for state in states):
+            self._drained_at = None
+            self._pause_if_nothing_waits()
 
     def _heard(self, topic: str | None) -> None:
         # None: listening (re)started, and words may have been missed meanwhile.
@@ -98,6 +134,7 @@ class FetchWaker:
         """Fetch these topics until a fetch sent from now on comes back empty."""
         if self.kafka is None:
             return
+        self._words += 1
         now, mine = time.monotonic(), {tp.topic for tp in self._assigned(topics)}
         for topic in mine:  # a topic of which no partition is this member's is another's to fetch
             self._announced[topic] = now
