@@ -63,7 +63,7 @@ class FetchWaker:
         self.kafka = kafka
         fetcher = kafka._fetcher
         fetcher._proc_fetch_request = self._watching(kafka, fetcher._proc_fetch_request)
-        kafka.getmany = self._pausing_when_drained(kafka.getmany)  # type: ignore[method-assign]
+        kafka.getmany = self._pausing_when_drained(kafka.getmany)
         self._tasks = [supervise("bus-wake-listen", lambda: listen(self.database_url, bus_channel(self.namespace),
                                                                    self._heard, self.retry_s)),
                        supervise("bus-wake-idle", self._fetch_now_and_then)]
