@@ -51,9 +51,10 @@ class FetchWaker:
         # Topics announced and not fetched since, with when they were announced: a fetch
         # covers one only if it asked for the topic and was sent after the word.
         self._announced: dict[str, float] = {}
-        # Words heard so far, and how many had been heard when a fetch brought records with
-        # none left unfetched: its partitions pause once those records are handed over, if
-        # no word came meanwhile (`_pause_if_drained`).
+        # Words heard so far, and how many had been heard when the last fetch that brought
+        # records came back with no word pending: once those records are handed over, the
+        # partitions pause if they reach the broker's end and no word came meanwhile
+        # (`_pause_if_drained`).
         self._words = 0
         self._drained_at: int | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -107,9 +108,7 @@ class FetchWaker:
         """Once the records of a fetch that left nothing unfetched are handed over, pause: a
         fetch after them would come back empty, unless a word came since, which resumes.
         Each word otherwise cost every consumer of its topic one empty fetch."""
-        if self._drained_at is None or self._drained_at != self._words or self._announced or self._buffered():
-            return
-        if self.kafka is None:
+        if self._drained_at != self._words or self._announced or self._buffered() or self.kafka is None:
             return
         assignment = self.kafka._subscription.subscription
         if assignment is None:
