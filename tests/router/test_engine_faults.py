@@ -202,7 +202,9 @@ async def test_aimd_lowers_concurrency_on_429_and_recovers(fal, replicate, clien
 
 async def test_concurrency_ceiling_at_the_provider_spills_to_the_fallback(fal, replicate, client):
     fal.market.reset(Behaviour(max_in_progress=2, latency_s=0.2))
-    engine = engine_over(client, fal, replicate, primary_entry={"concurrency": 8})
+    # A timeout the two calls the provider takes never reach, even on a loaded machine: with
+    # the usual 0.5 s, both could time out there and spill over too.
+    engine = engine_over(client, fal, replicate, primary_entry={"concurrency": 8, "overall_s": 5.0})
     results = await asyncio.gather(*(engine.route(job(images=1)) for _ in range(8)))
     assert fal.market.refused[429] >= 1
     # The provider serves two at a time: at least those stay, the refused spill over. On a
