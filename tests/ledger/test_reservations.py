@@ -137,6 +137,59 @@ async def test_the_database_allows_one_settlement_per_reservation(ledger):
                                " FROM transfers WHERE job_id = %s", [job.job_id])
 
 
+
+ENTRY = ("INSERT INTO entries (tenant_id, transfer_id, kind, amount, debit_account, credit_account)"
+         " VALUES (%s, %s, 'reserve', 1, 'tenant:x', 'platform:holds')")
+
+
+async def test_the_database_refuses_a_transfer_or_entry_that_names_no_account_or_transfer(ledger):
+    """Checked once per statement over every row it writes, as a foreign key would check each."""
+    await grant(ledger, "t6", 10)
+    job = submitted("t6")
+    await ledger.runtime.consumer.apply(envelop(job, "/test"))
+    async with ledger.runtime.pool.connection() as conn:
+        transfer = (await (await conn.execute("SELECT id FROM transfers WHERE job_id = %s", [job.job_id])).fetchone())["id"]
+        await conn.execute(ENTRY, ["t6", transfer])  # both exist: taken
+        for tenant, transfer_id in (("nobody", transfer), ("t6", uuid.uuid4()), ("nobody", None)):
+            with pytest.raises(psycopg.errors.ForeignKeyViolation):
+                await conn.execute(ENTRY, [tenant, transfer_id])
+        with pytest.raises(psycopg.errors.ForeignKeyViolation):  # one bad row among good ones
+            await conn.execute("INSERT INTO entries (tenant_id, transfer_id, kind, amount, debit_account, credit_account)"
+                               " SELECT tenant, %s, 'reserve', 1, 'tenant:x', 'platform:holds'"
+                               " FROM unnest(%s::text[]) AS tenant", [transfer, ["t6", "t6", "nobody", "t6"]])
+        with pytest.raises(psycopg.errors.ForeignKeyViolation):
+            await conn.execute("INSERT INTO transfers (id, job_id, tenant_id, amount, unit_price, images, state,"
+                               " timeout_at) VALUES (%s, %s, 'nobody', 10, 10, 1, 'pending', now())",
+                               [uuid.uuid4(), uuid.uuid4()])
+        count = (await (await conn.execute("SELECT count(*) AS n FROM entries WHERE tenant_id = 't6' AND kind = 'reserve'"
+                                           " AND amount = 1")).fetchone())["n"]
+    assert count == 1
+
+
+@pytest.mark.parametrize("statement", [
+    "DELETE FROM accounts WHERE tenant_id = 't7'",
+    "TRUNCATE accounts CASCADE",
+    "UPDATE accounts SET tenant_id = 't7-renamed' WHERE tenant_id = 't7'",
+    "DELETE FROM transfers WHERE tenant_id = 't7'",
+    "TRUNCATE transfers CASCADE",
+    "UPDATE transfers SET id = gen_random_uuid() WHERE tenant_id = 't7'",
+    "UPDATE transfers SET tenant_id = 'other' WHERE tenant_id = 't7'",
+    "UPDATE entries SET transfer_id = NULL WHERE tenant_id = 't7' AND kind = 'reserve'",
+    "UPDATE entries SET tenant_id = 'other' WHERE tenant_id = 't7'",
+])
+async def test_accounts_transfers_and_their_references_stay(ledger, statement):
+    """What a check made when a reference is written relies on; a change of anything else passes."""
+    await grant(ledger, "t7", 10)
+    await grant(ledger, "other", 10)
+    await ledger.runtime.consumer.apply(envelop(submitted("t7"), "/test"))
+    async with ledger.runtime.pool.connection() as conn:
+        with pytest.raises(psycopg.errors.RestrictViolation):
+            await conn.execute(statement)
+        await conn.execute("UPDATE accounts SET retry_tokens = retry_tokens WHERE tenant_id = 't7'")
+        await conn.execute("UPDATE transfers SET id = id, tenant_id = tenant_id WHERE tenant_id = 't7'")
+        rows = (await (await conn.execute("SELECT count(*) AS n FROM transfers WHERE tenant_id = 't7'")).fetchone())["n"]
+    assert rows == 1
+
 async def test_unknown_template_is_rejected(ledger):
     await grant(ledger, "t6", 100)
     await ledger.runtime.consumer.apply(envelop(submitted("t6", template="poster"), "/test"))
