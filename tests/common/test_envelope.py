@@ -8,7 +8,7 @@ import pytest
 from cloudevents.core.bindings.kafka import to_binary_event
 from cloudevents.core.v1.event import CloudEvent
 
-from services.common.bus.envelope import CONTENT_TYPE, Envelope, envelop, from_kafka, to_kafka
+from services.common.bus.envelope import CONTENT_TYPE, Envelope, envelop, from_kafka, new_event_id, to_kafka
 from services.common.bus.outbox import outbox_row
 from services.common.contracts import CreditsGranted, JobCanceled
 
@@ -49,3 +49,16 @@ def test_anoutbox_row_holds_the_record_the_sdk_would_write(event):
     sdk = sdk_binding(envelope)
     assert {name: value.encode() for name, value in json.loads(headers).items()} == sdk.headers
     assert (key, body, event_type, topic) == (envelope.key, sdk.value, envelope.type, event.topic("genline"))
+
+
+def test_event_ids_are_random_uuids_as_uuid_writes_them():
+    ids = [new_event_id() for _ in range(2000)]
+    parsed = [uuid.UUID(i) for i in ids]
+    assert ids == [str(u) for u in parsed]  # the canonical text: lower case, dashed
+    assert {(u.version, u.variant) for u in parsed} == {(4, uuid.RFC_4122)}
+    assert len(set(ids)) == len(ids)
+    # Every random bit varies: the version digit is fixed, the variant digit takes its four
+    # values, and every other digit all sixteen.
+    digits = [{i.replace("-", "")[n] for i in ids} for n in range(32)]
+    assert digits[12] == {"4"} and digits[16] == set("89ab")
+    assert all(len(seen) == 16 for n, seen in enumerate(digits) if n not in (12, 16))

@@ -5,10 +5,10 @@ names the tenant and `traceparent` carries the W3C trace context); the body is t
 JSON payload and the record key is the job id.
 """
 
+import os
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from uuid import uuid4
 
 from cloudevents.core.bindings.kafka import KafkaMessage, from_binary_event
 
@@ -68,10 +68,21 @@ def trace_of(cause: Envelope | None) -> str:
     return child_traceparent(cause.traceparent) if cause else new_traceparent()
 
 
+# The variant nibble of an RFC 9562 UUID (10xx), by the random nibble's two low bits.
+VARIANT_NIBBLES = "89ab"
+
+
+def new_event_id() -> str:
+    """A random (version 4) UUID as text, formatted from 16 random bytes directly: every event
+    takes one, and `str(uuid4())` spent three quarters of its time in the UUID class."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{VARIANT_NIBBLES[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
+
+
 def envelop(event: Event, source: str, cause: Envelope | None = None) -> Envelope:
     subject = str(event.job_id) if isinstance(event, JobEvent) else None
     tenant_id = getattr(event, "tenant_id", None)
-    return Envelope(str(uuid4()), source, datetime.now(UTC), subject, tenant_id, trace_of(cause), event)
+    return Envelope(new_event_id(), source, datetime.now(UTC), subject, tenant_id, trace_of(cause), event)
 
 
 def ce_headers(envelope: Envelope) -> dict[str, str]:
