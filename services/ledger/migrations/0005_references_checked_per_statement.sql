@@ -50,16 +50,16 @@ BEGIN
         USING ERRCODE = 'restrict_violation';
 END $$;
 
-CREATE TRIGGER accounts_stay BEFORE DELETE ON accounts FOR EACH ROW EXECUTE FUNCTION ledger_rows_stay();
-CREATE TRIGGER accounts_stay_whole BEFORE TRUNCATE ON accounts FOR EACH STATEMENT EXECUTE FUNCTION ledger_rows_stay();
+-- A delete is refused for the whole statement, as a truncation can only be.
+CREATE TRIGGER accounts_stay BEFORE DELETE OR TRUNCATE ON accounts FOR EACH STATEMENT
+    EXECUTE FUNCTION ledger_rows_stay();
 CREATE TRIGGER accounts_keep_their_key BEFORE UPDATE OF tenant_id ON accounts FOR EACH ROW
     WHEN (OLD.tenant_id IS DISTINCT FROM NEW.tenant_id) EXECUTE FUNCTION ledger_rows_stay();
-CREATE TRIGGER transfers_stay BEFORE DELETE ON transfers FOR EACH ROW EXECUTE FUNCTION ledger_rows_stay();
-CREATE TRIGGER transfers_stay_whole BEFORE TRUNCATE ON transfers FOR EACH STATEMENT EXECUTE FUNCTION ledger_rows_stay();
-CREATE TRIGGER transfers_keep_their_key BEFORE UPDATE OF id ON transfers FOR EACH ROW
-    WHEN (OLD.id IS DISTINCT FROM NEW.id) EXECUTE FUNCTION ledger_rows_stay();
-CREATE TRIGGER transfers_keep_their_account BEFORE UPDATE OF tenant_id ON transfers FOR EACH ROW
-    WHEN (OLD.tenant_id IS DISTINCT FROM NEW.tenant_id) EXECUTE FUNCTION ledger_rows_stay();
+CREATE TRIGGER transfers_stay BEFORE DELETE OR TRUNCATE ON transfers FOR EACH STATEMENT
+    EXECUTE FUNCTION ledger_rows_stay();
+CREATE TRIGGER transfers_keep_their_key_and_account BEFORE UPDATE OF id, tenant_id ON transfers FOR EACH ROW
+    WHEN (OLD.id IS DISTINCT FROM NEW.id OR OLD.tenant_id IS DISTINCT FROM NEW.tenant_id)
+    EXECUTE FUNCTION ledger_rows_stay();
 CREATE TRIGGER entries_keep_their_references BEFORE UPDATE OF tenant_id, transfer_id ON entries FOR EACH ROW
     WHEN (OLD.tenant_id IS DISTINCT FROM NEW.tenant_id OR OLD.transfer_id IS DISTINCT FROM NEW.transfer_id)
     EXECUTE FUNCTION ledger_rows_stay();
