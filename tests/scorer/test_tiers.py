@@ -227,7 +227,7 @@ def test_ceilings_bound_the_scores_of_passing_candidates(scorer, jobs, portraits
                                        (portraits, load_profile("headshot"), None),
                                        (jobs[2], load_profile("product"), None)):
         everything = scorer.score(images, profile, reference=reference)
-        walk = TierWalk.of(profile, scorer._plan(profile, _context(scorer, reference)), tiered=True)
+        walk = scorer.walk_of(profile, reference=reference)
         first_steps = {d.name for step in walk.steps[:-1] for d in step.dimensions}
         for verdict in everything:
             if verdict.passed:

@@ -145,6 +145,12 @@ class Scorer:
             self._measure_in_order(kept, progress, walk, enough, images)
         return [_noted(walk.verdict(p), context, index) for index, p in enumerate(progress)]
 
+    def walk_of(self, profile: "Profile", *, prompt: str | None = None, reference: bytes | None = None,
+                requested_size: tuple[int, int] | None = None) -> TierWalk:
+        """The tiered walk a call with these inputs takes: its judgements and its steps."""
+        context = ScoringContext(self.device, prompt, reference, _checked_size(requested_size))
+        return TierWalk.of(profile, self._plan(profile, context), tiered=True)
+
     def _plan(self, profile: "Profile", context: ScoringContext) -> dict[str, PlannedDimension]:
         present = set(self.capabilities)
         present |= {"prompt"} if context.prompt else set()
