@@ -7,11 +7,17 @@ M: a naive loop, one transaction per operation (lock, check, update, insert, com
 the same run on the same server. The no-overdraft and settle-once invariants are checked
 after the run.
 
+Beside the rate, the CPU time a pair costs over the timed run: the consumer processes' own
+(process time), and, on the embedded server, PostgreSQL's (every server process, read from
+/proc through psutil). Other work on the machine moves the rate; it moves these less.
+
     python bench/ledger.py [--pairs 20000] [--batch 500] [--processes 2] [--streams 4] [--baseline-pairs 2000]
 """
 
 import argparse
 import asyncio
+import math
+import os
 import sys
 import tempfile
 import time
@@ -21,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import psutil  # noqa: E402
 import psycopg  # noqa: E402
 
 from services.common.bus.envelope import envelop  # noqa: E402
@@ -81,15 +88,33 @@ def consumer_process(database_url: str, schema: str, tenant: str, pairs: int, ba
         await ledger.runtime.pool.open(wait=True)
         ready.put(True)
         await asyncio.to_thread(start.wait)
-        began = time.time()
+        began, cpu = time.time(), time.process_time()
         await consume_partitions(ledger, reserves, settles, batch, streams)
-        results.put((began, time.time()))
+        results.put((began, time.time(), time.process_time() - cpu))
         await ledger.runtime.pool.close()
 
     asyncio.run(run_consumer())
 
 
-def ledger_code_pairs_per_s(database_url: str, schema: str, tenant: str, args) -> float:
+def server_cpu_s(postmaster: "psutil.Process | None") -> float:
+    """CPU seconds of the server's processes: the postmaster's own and its ended children's,
+    and its live children's."""
+    if postmaster is None:
+        return math.nan
+    times = postmaster.cpu_times()
+    total = times.user + times.system + times.children_user + times.children_system
+    for child in postmaster.children(recursive=True):
+        try:
+            child_times = child.cpu_times()
+        except psutil.Error:  # ended in between: its time is in the postmaster's children's
+            continue
+        total += child_times.user + child_times.system
+    return total
+
+
+def ledger_code_pairs_per_s(database_url: str, schema: str, tenant: str, args,
+                            postmaster: "psutil.Process | None") -> tuple[float, float, float]:
+    """Pairs per second, and CPU µs per pair of the consumers and of the server."""
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")
@@ -102,11 +127,15 @@ def ledger_code_pairs_per_s(database_url: str, schema: str, tenant: str, args) -
         worker.start()
     for _ in workers:
         ready.get(timeout=120)
+    server_before = server_cpu_s(postmaster)
     start.set()
     spans = [results.get(timeout=600) for _ in workers]
+    server_s = server_cpu_s(postmaster) - server_before
     for worker in workers:
         worker.join()
-    return share * args.processes / (max(end for _, end in spans) - min(began for began, _ in spans))
+    pairs = share * args.processes
+    rate = pairs / (max(end for _, end, _ in spans) - min(began for began, _, _ in spans))
+    return rate, sum(cpu for _, _, cpu in spans) / pairs * 1e6, server_s / pairs * 1e6
 
 
 def naive_pairs_per_s(database_url: str, schema: str, tenant: str, pairs: int) -> float:
@@ -177,15 +206,17 @@ async def prepare(database_url: str, schema: str, tenant: str, credits: int) -> 
         await ledger.runtime.pool.close()
 
 
-def run(args, database_url: str) -> None:
+def run(args, database_url: str, postmaster: "psutil.Process | None" = None) -> None:
     schema = f"ledger_bench_{uuid.uuid4().hex[:6]}"
     pairs = args.pairs // args.processes * args.processes
     asyncio.run(prepare(database_url, schema, "hot", pairs * UNIT))
-    n = ledger_code_pairs_per_s(database_url, schema, "hot", args)
+    n, consumer_us, server_us = ledger_code_pairs_per_s(database_url, schema, "hot", args, postmaster)
     m = naive_pairs_per_s(database_url, schema, "naive", args.baseline_pairs)
     check_invariants(database_url, schema, "hot", pairs)
     print(f"ledger code: {pairs} pairs, {args.processes} consumer processes x {args.streams} partitions,"
           f" batches of {args.batch}: {n:,.0f} pairs/s")
+    print(f"CPU per pair: consumers {consumer_us:.0f} µs, PostgreSQL {server_us:.0f} µs"
+          f" ({args.processes} consumer processes and the server on {os.cpu_count()} cores)")
     print(f"naive loop:  {args.baseline_pairs} pairs, one transaction per operation: {m:,.0f} pairs/s")
     print(f"pairs/s: {n:.0f} baseline: {m:.0f} ratio: {n / m:.2f}")
 
@@ -208,9 +239,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as data:
         server = pgserver.get_server(Path(data) / "pgdata", cleanup_mode="stop")
         try:
-            run(args, server.get_uri())
+            run(args, server.get_uri(), postmaster_of(Path(data) / "pgdata"))
         finally:
             server.cleanup()
+
+
+def postmaster_of(pgdata: Path) -> psutil.Process:
+    """The server's first process, by the pid its data directory names."""
+    return psutil.Process(int((pgdata / "postmaster.pid").read_text().split()[0]))
 
 
 if __name__ == "__main__":
