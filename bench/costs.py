@@ -62,21 +62,30 @@ class CpuMeter:
     count with the bench client, not with the platform's PostgreSQL."""
 
     def __init__(self, stack: EmbeddedStack, fleet: ServiceFleet, pgdata: Path) -> None:
-        postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
         self.parts = {name: psutil.Process(fleet.processes[name].pid) for name in SERVICES}
         self.parts |= {part: psutil.Process(server.pid) for part, server in stack.servers.items()}
-        self.postgres = psutil.Process(postmaster)
+        self.postgres = postmaster_of(pgdata)
         self.client = psutil.Process()
         self.client_backends: set[int] = set()
 
     def read(self) -> dict[str, float]:
         seconds = {name: _cpu(process) for name, process in self.parts.items()}
-        backends = [child for child in self.postgres.children(recursive=True) if child.is_running()]
-        seconds["postgres"] = _cpu(self.postgres, exited_children=True) + sum(
-            _cpu(child) for child in backends if child.pid not in self.client_backends)
+        seconds["postgres"] = server_cpu_s(self.postgres, leave_out=self.client_backends)
         seconds["bench client"] = _cpu(self.client) + sum(
-            _cpu(child) for child in backends if child.pid in self.client_backends)
+            _cpu(child) for child in self.postgres.children(recursive=True) if child.pid in self.client_backends)
         return seconds
+
+
+def postmaster_of(pgdata: Path) -> psutil.Process:
+    """A PostgreSQL server's first process, by the pid its data directory names."""
+    return psutil.Process(int((pgdata / "postmaster.pid").read_text().split()[0]))
+
+
+def server_cpu_s(postmaster: psutil.Process, leave_out: set[int] | frozenset[int] = frozenset()) -> float:
+    """CPU seconds of a PostgreSQL server: the postmaster's own and its ended children's, and
+    its live children's but those of the backends in `leave_out`."""
+    return _cpu(postmaster, exited_children=True) + sum(
+        _cpu(child) for child in postmaster.children(recursive=True) if child.pid not in leave_out)
 
 
 def _cpu(process: psutil.Process, exited_children: bool = False) -> float:

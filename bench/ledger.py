@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import psutil  # noqa: E402
 import psycopg  # noqa: E402
 
+from bench.costs import postmaster_of, server_cpu_s  # noqa: E402
 from services.common.bus.envelope import envelop  # noqa: E402
 from services.common.contracts import DeliveredImage, JobDelivered, JobSpec, JobSubmitted  # noqa: E402
 from services.common.db import migrate  # noqa: E402
@@ -96,22 +97,6 @@ def consumer_process(database_url: str, schema: str, tenant: str, pairs: int, ba
     asyncio.run(run_consumer())
 
 
-def server_cpu_s(postmaster: "psutil.Process | None") -> float:
-    """CPU seconds of the server's processes: the postmaster's own and its ended children's,
-    and its live children's."""
-    if postmaster is None:
-        return math.nan
-    times = postmaster.cpu_times()
-    total = times.user + times.system + times.children_user + times.children_system
-    for child in postmaster.children(recursive=True):
-        try:
-            child_times = child.cpu_times()
-        except psutil.Error:  # ended in between: its time is in the postmaster's children's
-            continue
-        total += child_times.user + child_times.system
-    return total
-
-
 def ledger_code_pairs_per_s(database_url: str, schema: str, tenant: str, args,
                             postmaster: "psutil.Process | None") -> tuple[float, float, float]:
     """Pairs per second, and CPU µs per pair of the consumers and of the server."""
@@ -127,10 +112,10 @@ def ledger_code_pairs_per_s(database_url: str, schema: str, tenant: str, args,
         worker.start()
     for _ in workers:
         ready.get(timeout=120)
-    server_before = server_cpu_s(postmaster)
+    server_before = server_cpu_s(postmaster) if postmaster else 0.0
     start.set()
     spans = [results.get(timeout=600) for _ in workers]
-    server_s = server_cpu_s(postmaster) - server_before
+    server_s = server_cpu_s(postmaster) - server_before if postmaster else math.nan
     for worker in workers:
         worker.join()
     pairs = share * args.processes
@@ -242,11 +227,6 @@ def main() -> None:
             run(args, server.get_uri(), postmaster_of(Path(data) / "pgdata"))
         finally:
             server.cleanup()
-
-
-def postmaster_of(pgdata: Path) -> psutil.Process:
-    """The server's first process, by the pid its data directory names."""
-    return psutil.Process(int((pgdata / "postmaster.pid").read_text().split()[0]))
 
 
 if __name__ == "__main__":
