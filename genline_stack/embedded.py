@@ -31,6 +31,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
 
@@ -53,6 +54,9 @@ from genline_stack.postgres import (
 from services.common.contracts import ALL_TOPICS
 from services.common.identity import ServiceSigner
 
+if TYPE_CHECKING:
+    from services.common.storage import ObjectStore
+
 DEV_S3_KEY_ID = "genline-dev"
 DEV_S3_SECRET = "genline-dev-secret-not-for-production"
 S3_REGION = "us-east-1"
@@ -71,6 +75,11 @@ ROTATE_AFTER_RECORDS = 2_000
 # latency and CPU within their noise, and 5 ms the best of both.
 TANSU_FETCH_MAX_WAIT_MS = 5
 SEAWEED_COMPONENTS = ("master", "volume", "filer", "admin")
+# SeaweedFS gives a bucket its volumes at the bucket's first write, and writes that meet the
+# growth wait for it: one alone about 0.2 s, two at once (a delivery stores an image and its
+# thumbnail together) a whole second. The stack makes that first write, under this key, and
+# deletes it, so that a job's first write never waits.
+FIRST_WRITE_KEY = "genline-stack/first-write"
 
 
 @dataclass(frozen=True)
@@ -172,6 +181,8 @@ class EmbeddedStack:
         # With TLS, the broker itself listens here, on loopback; clients reach `kafka_port`.
         self.broker_port = free_port() if kafka_tls else self.kafka_port
         self.s3_port = s3_port
+        # SeaweedFS's own servers' ports, by component (SEAWEED_COMPONENTS), once it started.
+        self.seaweed_ports: dict[str, int] = {}
         self.rotate_after_records = rotate_after_records
         # The servers it started, by part: "s3", then "broker" (stopped in reverse).
         self.servers: dict[str, subprocess.Popen] = {}
@@ -190,7 +201,7 @@ class EmbeddedStack:
                                        s3_endpoint_url=s3_url, kafka_fetch_max_wait_ms=TANSU_FETCH_MAX_WAIT_MS,
                                        bus_rotate_after_records=self.rotate_after_records, bus_wake_on_publish=True,
                                        credentials_dir=str(self.data_dir / "credentials"), **tls)
-            asyncio.run(provision(self.endpoints))
+            asyncio.run(provision(self.endpoints, first_writes=True))
         except BaseException:
             self.stop()
             raise
@@ -284,9 +295,11 @@ class EmbeddedStack:
             "name": "genline", "credentials": [{"accessKey": DEV_S3_KEY_ID, "secretKey": DEV_S3_SECRET}],
             "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
         taken = {self.s3_port, self.s3_port + SEAWEED_GRPC_OFFSET}
-        ports = zip(SEAWEED_COMPONENTS, free_ports_with_grpc_neighbours(len(SEAWEED_COMPONENTS), taken))
+        ports = dict(zip(SEAWEED_COMPONENTS, free_ports_with_grpc_neighbours(len(SEAWEED_COMPONENTS), taken),
+                         strict=True))
+        self.seaweed_ports = ports
         args = [seaweedfs_binary(), "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-                f"-s3.port={self.s3_port}", *(f"-{name}.port={port}" for name, port in ports),
+                f"-s3.port={self.s3_port}", *(f"-{name}.port={port}" for name, port in ports.items()),
                 f"-s3.config={identities}",
                 "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false", "-admin.ui=false",
                 "-master.telemetry=false",
@@ -371,16 +384,29 @@ def s3_client(url: str):
                         config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
 
 
-async def provision(endpoints: Endpoints) -> None:
+async def provision(endpoints: Endpoints, first_writes: bool = False) -> None:
     """Topics, buckets and each service's database role, created once; services create their
-    own schemas, as their roles."""
+    own schemas, as their roles. With `first_writes` (SeaweedFS), each bucket's first write
+    too (write_first)."""
     from services.common.settings import ServiceSettings
     from services.common.storage import ObjectStore
 
     await create_topics(endpoints.kafka_options())
-    await ObjectStore(endpoints.settings(ServiceSettings)).ensure_buckets()
+    store = ObjectStore(endpoints.settings(ServiceSettings))
+    await store.ensure_buckets()
+    if first_writes:
+        await write_first(store, [store.internal_bucket, store.public_bucket])
     if endpoints.credentials_dir:
         await provision_roles(endpoints.database_url, ensure_credentials(Path(endpoints.credentials_dir)))
+
+
+async def write_first(store: "ObjectStore", buckets: list[str]) -> None:
+    """Write an object to each bucket and delete it (FIRST_WRITE_KEY): SeaweedFS makes the
+    bucket's volumes then, not at a job's first write. An empty object would not do: it is
+    kept with the filer's metadata, in no volume."""
+    for bucket in buckets:
+        await store.put(bucket, FIRST_WRITE_KEY, bytes(1024), "application/octet-stream")
+        await store.delete(bucket, FIRST_WRITE_KEY)
 
 
 async def create_topics(bootstrap: str | dict, topics: list[str] = ALL_TOPICS) -> None:

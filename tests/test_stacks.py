@@ -8,7 +8,7 @@ import psutil
 import psycopg
 import pytest
 
-from genline_stack.embedded import TOPIC_PARTITIONS, EmbeddedStack
+from genline_stack.embedded import TOPIC_PARTITIONS, EmbeddedStack, write_first
 from genline_stack.ports import (
     LISTEN_PORT_FLOOR,
     SEAWEED_GRPC_OFFSET,
@@ -90,6 +90,38 @@ def test_the_embedded_stack_names_each_server_it_started_by_what_it_serves(sessi
     assert list(stack.servers) == ["s3", "broker"]
     assert int(endpoints.kafka_bootstrap.rsplit(":", 1)[1]) in listening_ports(stack.servers["broker"].pid)
     assert int(endpoints.s3_endpoint_url.rsplit(":", 1)[1]) in listening_ports(stack.servers["s3"].pid)
+
+
+def collections_with_volumes(master_port: int) -> set[str]:
+    """The collections (a bucket's is its name) SeaweedFS's master has made volumes for."""
+    status = httpx.get(f"http://127.0.0.1:{master_port}/vol/status", timeout=10).json()
+    return {volume["Collection"] for data_center in status["Volumes"]["DataCenters"].values()
+            for rack in data_center.values() for node in rack.values() for volume in node}
+
+
+def test_each_bucket_has_its_volumes_before_a_job_writes_to_it_and_keeps_nothing_of_that(session_stack):
+    """SeaweedFS makes a bucket's volumes at its first write, and writes that meet it wait (two
+    at once, as a delivery's image and thumbnail, a whole second): the stack writes first."""
+    stack, endpoints = session_stack
+    if not isinstance(stack, EmbeddedStack):
+        pytest.skip("the session's servers are containers")
+    master = stack.seaweed_ports["master"]
+    store = ObjectStore(endpoints.settings(ServiceSettings))
+    assert {store.internal_bucket, store.public_bucket} <= collections_with_volumes(master)
+
+    fresh = [f"genline-fresh-{uuid.uuid4().hex[:8]}-{n}" for n in (1, 2)]
+    store.internal_bucket, store.public_bucket = fresh
+
+    async def first_writes() -> tuple[set[str], set[str], list[list]]:
+        await store.ensure_buckets()
+        before = collections_with_volumes(master)
+        await write_first(store, fresh)
+        return before, collections_with_volumes(master), [await store.list_objects(b, "") for b in fresh]
+
+    before, after, left = asyncio.run(first_writes())
+    assert not set(fresh) & before  # a bucket has no volume until written to
+    assert set(fresh) <= after
+    assert left == [[], []]
 
 
 def test_the_container_stack_serves_the_same(stack_kind):
