@@ -201,7 +201,7 @@ class EmbeddedStack:
                                        s3_endpoint_url=s3_url, kafka_fetch_max_wait_ms=TANSU_FETCH_MAX_WAIT_MS,
                                        bus_rotate_after_records=self.rotate_after_records, bus_wake_on_publish=True,
                                        credentials_dir=str(self.data_dir / "credentials"), **tls)
-            asyncio.run(provision(self.endpoints, first_writes=True))
+            asyncio.run(provision(self.endpoints))
         except BaseException:
             self.stop()
             raise
@@ -384,26 +384,24 @@ def s3_client(url: str):
                         config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
 
 
-async def provision(endpoints: Endpoints, first_writes: bool = False) -> None:
-    """Topics, buckets and each service's database role, created once; services create their
-    own schemas, as their roles. With `first_writes` (SeaweedFS), each bucket's first write
-    too (write_first)."""
+async def provision(endpoints: Endpoints) -> None:
+    """Topics, buckets (and their first write, write_first) and each service's database role,
+    created once; services create their own schemas, as their roles."""
     from services.common.settings import ServiceSettings
     from services.common.storage import ObjectStore
 
     await create_topics(endpoints.kafka_options())
     store = ObjectStore(endpoints.settings(ServiceSettings))
     await store.ensure_buckets()
-    if first_writes:
-        await write_first(store, [store.internal_bucket, store.public_bucket])
+    await write_first(store, [store.internal_bucket, store.public_bucket])
     if endpoints.credentials_dir:
         await provision_roles(endpoints.database_url, ensure_credentials(Path(endpoints.credentials_dir)))
 
 
 async def write_first(store: "ObjectStore", buckets: list[str]) -> None:
     """Write an object to each bucket and delete it (FIRST_WRITE_KEY): SeaweedFS makes the
-    bucket's volumes then, not at a job's first write. An empty object would not do: it is
-    kept with the filer's metadata, in no volume."""
+    bucket's volumes then, not at a job's first write; any other S3 takes it as two requests.
+    An empty object would not do: SeaweedFS keeps it with the filer's metadata, in no volume."""
     for bucket in buckets:
         await store.put(bucket, FIRST_WRITE_KEY, bytes(1024), "application/octet-stream")
         await store.delete(bucket, FIRST_WRITE_KEY)

@@ -135,8 +135,7 @@ class Scorer:
         """
         if enough is not None and (not tiered or len(enough.indices) != len(images)):
             raise ValueError("enough needs a tiered call and one job index per image")
-        context = ScoringContext(self.device, prompt, reference, _checked_size(requested_size), self.clip,
-                                 self.moderated_classes)
+        context = self._context(prompt, reference, requested_size)
         walk = TierWalk.of(profile, self._plan(profile, context), tiered)
         color = any(step.reads_color for step in walk.steps)
         unordered = walk.ordered_from if enough is not None else len(walk.steps)
@@ -148,8 +147,12 @@ class Scorer:
     def walk_of(self, profile: "Profile", *, prompt: str | None = None, reference: bytes | None = None,
                 requested_size: tuple[int, int] | None = None) -> TierWalk:
         """The tiered walk a call with these inputs takes: its judgements and its steps."""
-        context = ScoringContext(self.device, prompt, reference, _checked_size(requested_size))
-        return TierWalk.of(profile, self._plan(profile, context), tiered=True)
+        return TierWalk.of(profile, self._plan(profile, self._context(prompt, reference, requested_size)), tiered=True)
+
+    def _context(self, prompt: str | None, reference: bytes | None,
+                 requested_size: tuple[int, int] | None) -> ScoringContext:
+        return ScoringContext(self.device, prompt, reference, _checked_size(requested_size), self.clip,
+                              self.moderated_classes)
 
     def _plan(self, profile: "Profile", context: ScoringContext) -> dict[str, PlannedDimension]:
         present = set(self.capabilities)
