@@ -540,6 +540,27 @@ class CandidatesGenerated(JobEvent):
     job: JobSpec | None = Field(None, description="what the client asked for: the scorer's profile, rules and prompt")
 
 
+class CandidatesStored(JobEvent):
+    """Published by the router while a large attempt runs, each time calls have stored a chunk
+    of its candidates (`candidates`): the scorer scores them at once, so scoring streams
+    behind generation and holds one chunk at a time. Chunks are announced only while the
+    router holds the attempt's claim; a run taken over after a router died announces its own
+    chunks again, and the scorer scores an index once. The attempt's CandidatesGenerated still
+    lists every candidate and closes it."""
+
+    event_type = "genline.candidates.stored.v1"
+    publisher = "router"
+    attempt: int
+    images: int
+    candidates: list[CandidateRef] = Field(description="this chunk's candidates")
+    planned: int = Field(ge=0, description="candidates the attempt is to generate")
+    stored: int = Field(ge=0, description="candidates of the attempt stored so far, this chunk included")
+    candidates_before: int = Field(0, ge=0, description="candidates of the job's earlier attempts")
+    eta_s: float | None = Field(None, ge=0, description="the router's estimate of seconds until the attempt is"
+                                                        " generated; None when it has none")
+    job: JobSpec
+
+
 class GenerationFailed(JobEvent):
     """Published by the router when no provider could generate the job's candidates."""
 
@@ -553,23 +574,45 @@ class GenerationFailed(JobEvent):
 # ---- scorer --------------------------------------------------------------------------
 
 
-class CandidatesScored(JobEvent):
-    """Published by the scorer with every candidate's scores (all attempts) and the selection
-    to deliver; fewer than `images` selected means a partial delivery."""
+class CandidatesChecked(JobEvent):
+    """Published by the scorer when it has scored a chunk of a running attempt
+    (CandidatesStored): the chunk's scores, and where the job stands, for the job's progress.
+    The job's outcome is decided only once the attempt is closed (CandidatesGenerated)."""
 
-    event_type = "genline.candidates.scored.v3"
+    event_type = "genline.candidates.checked.v1"
+    publisher = "scorer"
+    attempt: int
+    images: int
+    scores: list[CandidateScore] = Field(description="this chunk's scores, published here for the first time")
+    candidates: int = Field(ge=0, description="candidates planned for the job so far, every attempt")
+    generated: int = Field(ge=0, description="candidates of the job stored so far")
+    scored: int = Field(ge=0, description="candidates of the job scored so far")
+    passing: int = Field(ge=0, description="candidates of the job that pass so far")
+    eta_s: float | None = Field(None, ge=0, description="seconds until the job is expected to be scored; None: unknown")
+
+
+class CandidatesScored(JobEvent):
+    """Published by the scorer with the selection to deliver; fewer than `images` selected
+    means a partial delivery. `scores` are the scores no CandidatesChecked of the job carried
+    (every score of the job, for a job scored in one go), so an event stays small whatever the
+    job's size; `selected_scores` are the selected candidates' scores, best first."""
+
+    # v4: scores published in CandidatesChecked are not repeated; the selected ones are named.
+    event_type = "genline.candidates.scored.v4"
     publisher = "scorer"
     attempt: int
     images: int
     scores: list[CandidateScore]
     selected: list[int] = Field(description="candidate indices to deliver, best first")
+    selected_scores: list[CandidateScore] = Field([], description="the selected candidates' scores, best first")
     template: str | None = Field(None, description="the job's template: how delivery post-processes the images")
 
 
 class RegenerationRequested(JobEvent):
     """Published by the scorer when fewer than K candidates of the job pass and the router has
     not said the attempt was final; the router generates for the shortfall. `scores` are
-    this attempt's candidates only, so the router learns each outcome once."""
+    this attempt's candidates that no CandidatesChecked carried, so the router learns each
+    outcome once."""
 
     event_type = "genline.regeneration.requested.v2"
     publisher = "scorer"
@@ -661,7 +704,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
         CreditsGranted,
         AttemptStarted,
         CandidatesGenerated,
+        CandidatesStored,
         GenerationFailed,
+        CandidatesChecked,
         CandidatesScored,
         RegenerationRequested,
         ScoringFailed,
@@ -706,6 +751,12 @@ def upcast_scores_without_tiers(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def upcast_candidates_scored_v3_v4(data: dict[str, Any]) -> dict[str, Any]:
+    """v3 carried every score of the job: the selected ones are among them."""
+    by_index = {score["index"]: score for score in data.get("scores", [])}
+    return data | {"selected_scores": [by_index[i] for i in data.get("selected", []) if i in by_index]}
+
+
 def upcast_job_delivered_v1_v2(data: dict[str, Any]) -> dict[str, Any]:
     """v1 images had no size, frames, watermark or thumbnail: one frame, none of the rest."""
     return data | {"images": [image | {"frames": 1, "watermarked": False} for image in data.get("images", [])]}
@@ -720,6 +771,7 @@ UPCASTERS: dict[str, tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]] = {
     "genline.candidates.generated.v2": ("genline.candidates.generated.v3", upcast_spec_prompt_sealed),
     "genline.candidates.scored.v1": ("genline.candidates.scored.v2", upcast_candidates_scored_v1_v2),
     "genline.candidates.scored.v2": ("genline.candidates.scored.v3", upcast_scores_without_tiers),
+    "genline.candidates.scored.v3": ("genline.candidates.scored.v4", upcast_candidates_scored_v3_v4),
     "genline.regeneration.requested.v1": ("genline.regeneration.requested.v2", upcast_scores_without_tiers),
     "genline.scoring.failed.v1": ("genline.scoring.failed.v2", upcast_scores_without_tiers),
     "genline.job.delivered.v1": ("genline.job.delivered.v2", upcast_job_delivered_v1_v2),

@@ -67,6 +67,12 @@ def attempt_key(tenant_id: str, job_id: UUID | str, attempt: int) -> str:
     return f"{candidate_prefix(tenant_id, job_id)}{attempt}{ATTEMPT_SUFFIX}"
 
 
+def chunk_key(tenant_id: str, job_id: UUID | str, attempt: int, run: int, first_index: int) -> str:
+    """The object of the candidates one call returned, stored as soon as it returned; `run` is
+    the attempt's try, so a run taken over never rewrites what an earlier run announced."""
+    return f"{candidate_prefix(tenant_id, job_id)}{attempt}-{run}-{first_index}{ATTEMPT_SUFFIX}"
+
+
 def holds_candidates(key: str) -> bool:
     """Whether the object holds an attempt's candidates (rather than one candidate alone)."""
     return key.endswith(ATTEMPT_SUFFIX)

@@ -66,7 +66,7 @@ async def publish_image(envelope: Envelope, n: int, candidate: CandidateScore, o
 
 
 def chosen_candidates(event: CandidatesScored) -> list[CandidateScore]:
-    by_index = {s.index: s for s in event.scores}
+    by_index = {s.index: s for s in event.selected_scores}
     return [by_index[i] for i in event.selected[: event.images]]
 
 

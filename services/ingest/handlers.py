@@ -11,6 +11,7 @@ from services.common.bus.envelope import Envelope
 from services.common.bus.inbox import InboxClaim, Publish
 from services.common.contracts import (
     AttemptStarted,
+    CandidatesChecked,
     CandidatesGenerated,
     CandidatesScored,
     CreditsRefunded,
@@ -32,7 +33,7 @@ from services.ingest.jobs.projection import commit_changes
 from services.ingest.receipts.document import Signer
 
 log = logging.getLogger(__name__)
-PROJECTED = (CreditsReserved, ReservationRejected, ReservationSettled, AttemptStarted, CandidatesGenerated,
+PROJECTED = (CreditsReserved, ReservationRejected, ReservationSettled, AttemptStarted, CandidatesGenerated, CandidatesChecked,
              GenerationFailed, RegenerationRequested, CandidatesScored, ScoringFailed, JobDelivered, DeliveryFailed, CreditsRefunded,
              RetryTokenIssued, ReportDeclined, JobCanceled)
 

@@ -93,6 +93,8 @@ class RoutingEngine:
     async def route(self, request: RouteRequest) -> AttemptResult:
         started = self.clock.now()
         plan = self.plan(request)
+        if request.keep is not None:
+            request.keep.planned(plan.candidates)
         deadline = started + request.time_left_s if request.time_left_s is not None else None
         budget = CostBudget(request.cost_cap_micro_usd)
         resumed = await resumed_batches(self.journal, request, self.providers)
@@ -269,6 +271,8 @@ class RoutingEngine:
         budget.settle(call.expected_cost, actual_cost)
         learn_from_call(self._health[call.provider], self.registry.providers[call.provider], request, images,
                         error, latency)
+        if request.keep is not None and images:
+            images = await request.keep.keep(call.provider, request.capability, images)
         self._record_call(batch, call, images, error, latency, actual_cost)
         if error is None and len(images) < len(call.indices):
             returned = f"{len(images)} of {len(call.indices)} images"

@@ -1,15 +1,14 @@
 """One attempt of one job, from its claim to the event that announces it.
 
 The attempt is claimed first, so no two router processes generate it; the engine routes
-it; its candidates go to the internal bucket, one object for the attempt; then, in one
+it; its candidates go to the internal bucket as its calls return them, and a large attempt
+announces them in chunks while it runs (`chunks.py`); then, in one
 transaction, the claim is closed, the spend added to the job and CandidatesGenerated (or
 GenerationFailed) put in the outbox. A process that dies half-way leaves the claim to lapse
 and another process runs the attempt again; only the run that closes the claim is ever
 published.
 """
 
-import hashlib
-import io
 import itertools
 import logging
 import math
@@ -18,15 +17,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from PIL import Image
-
 from services.common import telemetry, tracing
 from services.common.contracts import (
     DEADLINE_EXCEEDED,
     AttemptStarted,
     CandidateRef,
     CandidatesGenerated,
-    CandidateStep,
     GenerationFailed,
 )
 from services.common.data_keys import DataKeys
@@ -35,6 +31,7 @@ from services.common.runtime import ServiceRuntime
 from services.common.storage import ATTEMPT_MEDIA_TYPE, ObjectStore, attempt_key
 from services.common.templates import load_catalogue
 from services.router import domain, metrics, store
+from services.router.chunks import CandidateKeeper, steps_of, stored_ref
 from services.router.engine import RoutingEngine
 from services.router.pipeline import MissingInput, run_pipeline
 from services.router.routing_types import (
@@ -140,15 +137,17 @@ class AttemptRunner:
             return
         await self.refresh_pass_rates(self.settings.pass_rates_refresh_s)
         clock = time.perf_counter()
+        keeper = CandidateKeeper(self.runtime, self.objects, job, request, tries, self.owner,
+                                 self.settings.chunk_candidates, candidates_before=route.start_index)
         try:
-            result = await run_pipeline(self.engine, route, load_catalogue().pipeline(job.spec.template),
-                                        await self._input_photo(job))
+            result = await run_pipeline(self.engine, replace(route, keep=keeper),
+                                        load_catalogue().pipeline(job.spec.template), await self._input_photo(job))
         except RoutingError as error:
             metrics.observe_calls(error.calls)
             await self._publish_failure(request, job, route, started_at, self._failure(error, job))
             return
         metrics.observe_calls(result.calls)
-        refs = await self._store_candidates(job, request.attempt, result.images)
+        refs = await self._store_candidates(job, request.attempt, result.images, keeper)
         telemetry.STAGE_SECONDS.labels("router", "generate").observe(time.perf_counter() - clock)
         await self._publish_candidates(request, job, route, result, list(refs), started_at)
 
@@ -167,17 +166,21 @@ class AttemptRunner:
             return None
         return await self.objects.get(self.objects.internal_bucket, key)
 
-    async def _store_candidates(self, job: domain.JobState, attempt: int,
-                                routed: Sequence[RoutedImage]) -> list[CandidateRef]:
-        """The attempt's candidates in one object, one after another, in one request; each
-        reference names its offset and size in it (the same key again on a retry)."""
-        if not routed:
-            return []
-        key = attempt_key(job.spec.tenant_id, job.spec.job_id, attempt)
-        offsets = list(itertools.accumulate((len(r.image.data) for r in routed[:-1]), initial=0))
-        await self.objects.put(self.objects.internal_bucket, key, b"".join(r.image.data for r in routed),
-                               ATTEMPT_MEDIA_TYPE)
-        return [_candidate_ref(r, key, offset) for r, offset in zip(routed, offsets, strict=True)]
+    async def _store_candidates(self, job: domain.JobState, attempt: int, routed: Sequence[RoutedImage],
+                                keeper: CandidateKeeper) -> list[CandidateRef]:
+        """The attempt's candidates: those the keeper stored as their calls returned, and the
+        rest (none, unless a stage dropped the keeper) in one object, one after another, in
+        one request; each reference names its offset and size (the same key again on a retry)."""
+        kept = {r.image.index: ref for r in routed if (ref := keeper.ref_of(r)) is not None}
+        rest = [r for r in routed if r.image.index not in kept]
+        if rest:
+            key = attempt_key(job.spec.tenant_id, job.spec.job_id, attempt)
+            offsets = list(itertools.accumulate((len(r.image.data) for r in rest[:-1]), initial=0))
+            await self.objects.put(self.objects.internal_bucket, key, b"".join(r.image.data for r in rest),
+                                   ATTEMPT_MEDIA_TYPE)
+            kept |= {r.image.index: stored_ref(r.provider, r.image, key, offset, steps_of(r))
+                     for r, offset in zip(rest, offsets, strict=True)}
+        return [kept[index] for index in sorted(kept)]
 
     async def _publish_candidates(self, request: AttemptRequest, job: domain.JobState, route: RouteRequest,
                                   result: AttemptResult, refs: list[CandidateRef], started_at: datetime) -> None:
@@ -242,25 +245,3 @@ class AttemptRunner:
 
 
 _GENERATES = load_catalogue().templates["generic"]
-
-
-def _frame_durations(clip: Image.Image) -> list[int]:
-    durations = []
-    for frame in range(clip.n_frames):
-        clip.seek(frame)
-        durations.append(int(clip.info.get("duration", 0)))
-    return durations
-
-
-def _candidate_ref(routed: RoutedImage, key: str, offset: int) -> CandidateRef:
-    image = routed.image
-    with Image.open(io.BytesIO(image.data)) as opened:  # reads the header (and a clip's frame table)
-        (width, height), frames = opened.size, getattr(opened, "n_frames", 1)
-        duration_ms = sum(_frame_durations(opened)) if frames > 1 else 0
-    steps = [CandidateStep(stage=step.stage, provider=step.provider, cost_micro_usd=step.cost_micro_usd,
-                           latency_ms=round(step.latency_s * 1000)) for step in routed.steps]
-    return CandidateRef(index=image.index, key=key, offset=offset, media_type=image.media_type,
-                        size_bytes=len(image.data), sha256=hashlib.sha256(image.data).hexdigest(),
-                        width=width, height=height, provider=routed.provider,
-                        cost_micro_usd=sum(s.cost_micro_usd for s in steps) if steps else image.cost_micro_usd,
-                        frames=frames, duration_ms=duration_ms, steps=steps)

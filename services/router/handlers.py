@@ -9,6 +9,7 @@ from services.common.bus.consumer import EventConsumer
 from services.common.bus.inbox import HandlerContext, PermanentError
 from services.common.bus.outbox import erase_prompt_from_outbox
 from services.common.contracts import (
+    CandidatesChecked,
     CandidateScore,
     CandidatesScored,
     CreditsReserved,
@@ -71,7 +72,8 @@ async def regenerate(ctx: HandlerContext, event: RegenerationRequested, schedule
         ctx.after_commit(lambda: scheduler.announce(request))
 
 
-async def learn_from_verdict(ctx: HandlerContext, event: CandidatesScored | ScoringFailed, half_life_s: float,
+async def learn_from_verdict(ctx: HandlerContext, event: CandidatesScored | ScoringFailed | CandidatesChecked,
+                             half_life_s: float,
                              engine: RoutingEngine) -> None:
     await learn(ctx, event.job_id, event.scores, event.attempt, half_life_s, engine)
 
@@ -105,6 +107,10 @@ def register(consumer: EventConsumer, scheduler: AttemptScheduler, max_attempts:
 
     @consumer.on(CandidatesScored, claims=True)
     async def on_candidates_scored(ctx: HandlerContext, event: CandidatesScored) -> None:
+        await learn_from_verdict(ctx, event, half_life_s, scheduler.engine)
+
+    @consumer.on(CandidatesChecked, claims=True)
+    async def on_candidates_checked(ctx: HandlerContext, event: CandidatesChecked) -> None:
         await learn_from_verdict(ctx, event, half_life_s, scheduler.engine)
 
     @consumer.on(ScoringFailed, claims=True)

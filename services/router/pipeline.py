@@ -41,10 +41,14 @@ async def run_pipeline(engine: RoutingEngine, request: RouteRequest, stages: tup
     first = stages[0]
     if first.capability != "generate" and input_photo is None:
         raise MissingInput(f"job {request.job_id}: the stage {first.capability} needs the job's input photo")
-    result = await engine.route(_stage_request(request, first, input=input_photo))
+    # Only the last stage's images are kept as they come: a stage before it hands its bytes on.
+    keep = request.keep if len(stages) == 1 else None
+    result = await engine.route(_stage_request(request, first, input=input_photo, keep=keep))
     result = _tagged(result, first, 0)
     for number, stage in enumerate(stages[1:], start=1):
-        result = await _next_stage(engine, request, stage, number, result)
+        last = number == len(stages) - 1
+        result = await _next_stage(engine, replace(request, keep=request.keep if last else None), stage, number,
+                                   result)
     return result
 
 

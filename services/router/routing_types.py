@@ -5,7 +5,7 @@ the provider calls it made and the images it got, and the errors it ends with.
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 from services.common.contracts import Tier
 from services.router.providers.base import GeneratedImage
@@ -168,6 +168,18 @@ class RouteRequest:
     provider: str | None = None
     inputs: Mapping[int, bytes] = field(default_factory=dict)
     input: bytes | None = None
+    # Where each call's images go as soon as it returns (the last stage of an attempt): the
+    # keeper stores them and hands them back without their bytes, so an attempt holds in
+    # memory only the calls in flight, whatever its size. None: the images stay in memory.
+    keep: "ImageKeeper | None" = None
+
+
+class ImageKeeper(Protocol):
+    def planned(self, candidates: int) -> None:
+        """A route of the attempt plans `candidates` more (one for each candidate of a later stage)."""
+
+    async def keep(self, provider: str, stage: str, images: list[GeneratedImage]) -> list[GeneratedImage]:
+        """Store a call's images; the same images without their bytes."""
 
 
 @dataclass(frozen=True, slots=True)

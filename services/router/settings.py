@@ -9,6 +9,9 @@ class RouterSettings(SealedContentSettings):
     # what pauses consumption when providers are saturated. Lanes would consume past it.
     consumer_lanes: int = 1
     http_port: int = 8083
+    # A large attempt announces its stored candidates every this many (CandidatesStored), so
+    # the scorer scores them while the rest is generated; a smaller attempt announces none.
+    chunk_candidates: int = 32
     grpc_host: str = "127.0.0.1"
     grpc_port: int = 50052
     # The provider registry; the packaged providers.yaml (local providers only) when unset.

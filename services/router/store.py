@@ -123,6 +123,16 @@ async def claim_job_attempt(conn: psycopg.AsyncConnection, request: AttemptReque
     return (row["tries"], _job_state(row)) if row else None
 
 
+async def announce_if_held(conn: psycopg.AsyncConnection, request: AttemptRequest, owner: str,
+                           announces: tuple) -> bool:
+    """Add `announces`, an outbox row (outbox_row), only while `owner` still holds the attempt."""
+    cur = await conn.execute(
+        "WITH held AS (SELECT 1 FROM attempt_requests WHERE job_id = %s AND attempt = %s AND claimed_by = %s"
+        f" AND state = 'pending') {OUTBOX_INSERT_SELECT} FROM held",
+        [request.job_id, request.attempt, owner, *announces])
+    return cur.rowcount == 1
+
+
 async def renew_claims(conn: psycopg.AsyncConnection, owner: str, keys: list[tuple[UUID, int]],
                        lease_s: float) -> None:
     """Extend the claims `owner` holds on these attempts (job id, attempt): those it is running."""

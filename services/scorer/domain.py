@@ -12,13 +12,16 @@ least the job's `min_images` passing (all K by default); with fewer the job expi
 import math
 from collections import Counter
 from collections.abc import Sequence
+from typing import Protocol
 
 from services.common.contracts import (
     DEADLINE_EXCEEDED,
     CandidateRef,
+    CandidatesChecked,
     CandidateScore,
     CandidatesGenerated,
     CandidatesScored,
+    CandidatesStored,
     DimensionScore,
     RegenerationRequested,
     ScoringFailed,
@@ -65,26 +68,45 @@ def rejection_summary(scores: Sequence[CandidateScore]) -> str:
 
 
 def decide(event: CandidatesGenerated, job_scores: Sequence[CandidateScore],
-           attempt_scores: Sequence[CandidateScore]) -> Outcome:
-    """What follows this attempt, given every score of the job (this attempt's included)."""
+           fresh: Sequence[CandidateScore]) -> Outcome:
+    """What follows this attempt, given every score of the job (this attempt's included);
+    the outcome carries the `fresh` scores, those no CandidatesChecked published."""
     passed = sum(score.passed for score in job_scores)
     common = {"job_id": event.job_id, "tenant_id": event.tenant_id, "attempt": event.attempt}
     if event.final and event.stop_reason == DEADLINE_EXCEEDED and passed < min(event.images, enough(event)):
-        return ScoringFailed(**common, failure_code=DEADLINE_EXCEEDED, scores=list(job_scores),
+        return ScoringFailed(**common, failure_code=DEADLINE_EXCEEDED, scores=list(fresh),
                              reason=f"the deadline passed with {passed} image(s) passing; the job needed"
                                     f" at least {enough(event)}")
     if passed >= event.images or (event.final and passed):
-        chosen = select_best(job_scores, event.images)
-        return CandidatesScored(**common, images=event.images, scores=list(job_scores),
-                                selected=[job_scores[i].index for i in chosen],
+        chosen = [job_scores[i] for i in select_best(job_scores, event.images)]
+        return CandidatesScored(**common, images=event.images, scores=list(fresh),
+                                selected=[score.index for score in chosen], selected_scores=chosen,
                                 template=event.job.template if event.job else None)
     if not event.final:
         reason = f"{passed} of {event.images} images pass after attempt {event.attempt}"
-        rejected = rejection_summary(attempt_scores)
+        this_attempt = {s.index: s for s in job_scores if s.attempt == event.attempt} | {s.index: s for s in fresh}
+        rejected = rejection_summary(list(this_attempt.values()))
         return RegenerationRequested(**common, images=event.images, passed=passed, needed=event.images - passed,
                                      reason=f"{reason}; this attempt: {rejected}" if rejected else reason,
-                                     scores=list(attempt_scores))
-    return failed(event, job_scores)
+                                     scores=list(fresh))
+    return failed(event, job_scores, fresh)
+
+
+def checked(event: CandidatesStored, added: Sequence[CandidateScore], scored: int, passing: int,
+            measured: "HasSeconds") -> CandidatesChecked:
+    """Where the job stands after a chunk: counts over every attempt, and an ETA from the
+    router's estimate for the rest of generation and the time this chunk took to score."""
+    candidates = event.candidates_before + event.planned
+    per_candidate_s = measured.seconds / len(event.candidates) if event.candidates else 0.0
+    eta = None if event.eta_s is None else event.eta_s + max(0, candidates - scored) * per_candidate_s
+    return CandidatesChecked(job_id=event.job_id, tenant_id=event.tenant_id, attempt=event.attempt,
+                             images=event.images, scores=list(added), candidates=candidates,
+                             generated=event.candidates_before + event.stored, scored=scored, passing=passing,
+                             eta_s=None if eta is None else round(eta, 1))
+
+
+class HasSeconds(Protocol):
+    seconds: float
 
 
 def enough(event: CandidatesGenerated) -> int:
@@ -92,7 +114,8 @@ def enough(event: CandidatesGenerated) -> int:
     return event.job.min_images if event.job and event.job.min_images else event.images
 
 
-def failed(event: CandidatesGenerated, job_scores: Sequence[CandidateScore]) -> ScoringFailed:
+def failed(event: CandidatesGenerated, job_scores: Sequence[CandidateScore],
+           fresh: Sequence[CandidateScore]) -> ScoringFailed:
     if job_scores:
         code = "no_candidate_passed"
         reason = f"no candidate passed: {rejection_summary(job_scores)}"
@@ -101,7 +124,7 @@ def failed(event: CandidatesGenerated, job_scores: Sequence[CandidateScore]) -> 
     if event.stop_reason:
         reason += f"; generation stopped: {event.stop_reason}"
     return ScoringFailed(job_id=event.job_id, tenant_id=event.tenant_id, attempt=event.attempt,
-                         failure_code=code, reason=reason, scores=list(job_scores))
+                         failure_code=code, reason=reason, scores=list(fresh))
 
 
 def unscorable(event: CandidatesGenerated, code: str, reason: str) -> ScoringFailed:

@@ -1,5 +1,7 @@
-"""Scorer handlers: score an attempt's candidates as one batch against the job's profile,
-then select, ask for more, or fail, counting the job's earlier attempts too.
+"""Scorer handlers: score a job's candidates as they are stored, chunk by chunk
+(CandidatesStored), and batch by batch within a chunk, against the job's profile; once the
+router closes an attempt (CandidatesGenerated), score what no chunk brought, then select, ask
+for more, or fail, over every candidate of the job.
 
 Candidates are scored tier by tier, and the tiers after the first best first, only until
 the job's best K are known, counting the candidates of its earlier attempts that passed (`tiers`); a job or
@@ -10,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from psycopg_pool import AsyncConnectionPool
 
@@ -22,6 +25,7 @@ from services.common.contracts import (
     CandidateRef,
     CandidateScore,
     CandidatesGenerated,
+    CandidatesStored,
     JobCancelRequested,
     JobErased,
     JobSpec,
@@ -79,70 +83,98 @@ async def job_prompt(spec: JobSpec | None, settings: ScorerSettings, data_keys: 
         data_keys.forget(spec.job_id)
 
 
-def enough_for(event: CandidatesGenerated, profile: Profile, passed: tuple[tuple[float, int], ...]) -> Enough | None:
-    """When this attempt may stop measuring; None (measure everything) when the job asks for
+def enough_for(job: JobSpec | None, images: int, indices: Sequence[int], profile: Profile,
+               passed: tuple[tuple[float, int], ...]) -> Enough | None:
+    """When a batch may stop measuring; None (measure everything) when the job asks for
     every dimension, did not come with the attempt (its wish is then unknown), or wants no
     image (nothing can be enough)."""
-    if event.job is None or profile.score_all or event.images < 1:
+    if job is None or profile.score_all or images < 1:
         return None
-    return Enough(event.images, tuple(c.index for c in event.candidates), passed)
+    return Enough(images, tuple(indices), passed)
 
 
 async def candidate_images(objects: ObjectStore, candidates: Sequence[CandidateRef]) -> list[bytes]:
-    """The candidates' bytes: each object read once, whether it holds the attempt's
-    candidates one after another or one candidate alone."""
+    """The candidates' bytes: each object read once, whether it holds a chunk of candidates
+    one after another or one candidate alone."""
     keys = list(dict.fromkeys(c.key for c in candidates))
     found = dict(zip(keys, await asyncio.gather(*(objects.get(objects.internal_bucket, key) for key in keys)),
                      strict=True))
     return [candidate_part(found[c.key], c.offset, c.size_bytes) for c in candidates]
 
 
-async def score_attempt(event: CandidatesGenerated, objects: ObjectStore, scorer: Scorer,
-                        settings: ScorerSettings, passed: tuple[tuple[float, int], ...] = (),
-                        data_keys: DataKeys | None = None) -> list[CandidateScore]:
-    """Score this attempt's candidates in one batch, `passed` being the job's earlier passing
-    candidates; ProfileError when the job's profile or rules are invalid."""
-    spec, profile = event.job, profile_of(event.job, settings.nsfw_max_by_tenant.get(event.tenant_id))
+@dataclass(frozen=True)
+class Scored:
+    """What scoring some of a job's candidates measured, before the transaction."""
+
+    scores: list[CandidateScore]
+    seconds: float  # the scoring's own time, for the job's ETA
+
+
+def batches_of(candidates: Sequence[CandidateRef], size: int) -> list[Sequence[CandidateRef]]:
+    return [candidates[i: i + size] for i in range(0, len(candidates), max(1, size))]
+
+
+async def score_candidates(spec: JobSpec | None, tenant_id: str, images: int, attempt: int,
+                           candidates: Sequence[CandidateRef], objects: ObjectStore, scorer: Scorer,
+                           settings: ScorerSettings, passed: tuple[tuple[float, int], ...] = (),
+                           data_keys: DataKeys | None = None) -> Scored:
+    """Score `candidates` batch by batch (one batch's images in memory at a time), `passed`
+    being the job's passing candidates so far, which grow with each batch; ProfileError when
+    the job's profile or rules are invalid."""
+    profile = profile_of(spec, settings.nsfw_max_by_tenant.get(tenant_id))
     missing = scorer.missing_capabilities(profile)
     if missing:
         raise ProfileError(f"profile {profile.name!r} requires {', '.join(missing)}, which this scorer cannot"
                            " compute: no CLIP model is configured")
-    images = await candidate_images(objects, event.candidates)
     reference = await objects.get(objects.internal_bucket, spec.reference_key) if spec and spec.reference_key else None
-    clock = time.perf_counter()
     size = (spec.width, spec.height) if spec and spec.width and spec.height else None
-    enough = enough_for(event, profile, passed)
     prompt = await job_prompt(spec, settings, data_keys)
-    verdicts = await asyncio.to_thread(score_decodable, scorer, list(images), profile, enough,
-                                       prompt=prompt, reference=reference, requested_size=size)
-    telemetry.STAGE_SECONDS.labels("scorer", "score").observe(time.perf_counter() - clock)
-    scores = [domain.candidate_score(c, event.attempt, v) for c, v in zip(event.candidates, verdicts, strict=True)]
+    scores: list[CandidateScore] = []
+    seconds = 0.0
+    for batch in batches_of(candidates, settings.scoring_batch_candidates):
+        data = await candidate_images(objects, batch)
+        enough = enough_for(spec, images, [c.index for c in batch], profile, passed)
+        clock = time.perf_counter()
+        verdicts = await asyncio.to_thread(score_decodable, scorer, data, profile, enough,
+                                           prompt=prompt, reference=reference, requested_size=size)
+        seconds += time.perf_counter() - clock
+        batch_scores = [domain.candidate_score(c, attempt, v) for c, v in zip(batch, verdicts, strict=True)]
+        passed += tuple((s.score, s.index) for s in batch_scores if s.passed)
+        scores += batch_scores
+    telemetry.STAGE_SECONDS.labels("scorer", "score").observe(seconds)
+    count_verdicts(profile, scores)
+    return Scored(scores, seconds)
+
+
+def count_verdicts(profile: Profile, scores: Sequence[CandidateScore]) -> None:
     for score in (s for s in scores if s.judged):
         telemetry.CANDIDATES_SCORED.labels(profile.name, "passed" if score.passed else "rejected").inc()
         for dimension in score.failed:
             telemetry.DIMENSION_FAILURES.labels(profile.name, dimension).inc()
-    return scores
 
 
-async def prepare_scores(event: CandidatesGenerated, pool: AsyncConnectionPool, objects: ObjectStore,
-                         scorer: Scorer, settings: ScorerSettings,
-                         data_keys: DataKeys | None = None) -> list[CandidateScore] | ProfileError | None:
-    """Fetch and score before the transaction opens, so that no transaction (nor a pooled
-    connection) waits on S3 or on the scoring threads; None for a job already decided
-    (canceled, or judged before), which is not scored. Safe to repeat."""
+async def prepare_scores(event: CandidatesGenerated | CandidatesStored, pool: AsyncConnectionPool,
+                         objects: ObjectStore, scorer: Scorer, settings: ScorerSettings,
+                         data_keys: DataKeys | None = None) -> Scored | ProfileError | None:
+    """Fetch and score, before the transaction opens, the event's candidates the job has no
+    score for yet (a chunk announced them before, or a run of the attempt taken over), so
+    that no transaction (nor a pooled connection) waits on S3 or on the scoring threads; None
+    for a job already decided (canceled, or judged before), which is not scored. Safe to repeat."""
     async with pool.connection() as conn:
         if await store.decided_outcome(conn, event.job_id):
             return None
-        passed = await store.passed_before(conn, event.job_id, event.attempt) if event.attempt > 1 else ()
+        scored, passed = await store.scoring_so_far(conn, event.job_id)
+    fresh = [c for c in event.candidates if c.index not in scored]
     try:
-        return await score_attempt(event, objects, scorer, settings, passed, data_keys)
+        return await score_candidates(event.job, event.tenant_id, event.images, event.attempt, fresh, objects,
+                                      scorer, settings, passed, data_keys)
     except ProfileError as error:
         return error
 
 
 async def judge_attempt(ctx: HandlerContext, event: CandidatesGenerated) -> None:
-    """Judge what `prepare_scores` measured, under the job's row lock: a cancel or another
-    attempt's outcome committed since is seen here and wins."""
+    """Judge the attempt over every score of the job, under the job's row lock: a cancel or
+    another attempt's outcome committed since is seen here and wins."""
     assert ctx.claim is not None  # registered with claims=True
     decided = await store.lock_job(ctx.conn, event.job_id, event.attempt, ctx.claim)
     if ctx.applied_before:
@@ -154,8 +186,20 @@ async def judge_attempt(ctx: HandlerContext, event: CandidatesGenerated) -> None
     if isinstance(ctx.prepared, ProfileError):
         outcome = domain.unscorable(event, "unscorable_profile", str(ctx.prepared))
     else:
-        outcome = domain.decide(event, await store.store_scores(ctx.conn, event.job_id, ctx.prepared), ctx.prepared)
+        fresh = ctx.prepared.scores
+        outcome = domain.decide(event, await store.store_scores(ctx.conn, event.job_id, fresh), fresh)
     await store.record_outcome(ctx.conn, event.job_id, outcome, ctx.emitting(outcome))
+
+
+async def check_chunk(ctx: HandlerContext, event: CandidatesStored) -> None:
+    """Store a chunk's scores and tell where the job stands; the outcome waits for the
+    attempt's CandidatesGenerated. A job decided meanwhile (canceled) takes nothing more."""
+    assert ctx.claim is not None  # registered with claims=True
+    decided = await store.lock_job(ctx.conn, event.job_id, event.attempt, ctx.claim)
+    if ctx.applied_before or decided or not isinstance(ctx.prepared, Scored):
+        return  # an invalid profile is told once, when the attempt is judged
+    added, scored, passing = await store.add_chunk_scores(ctx.conn, event.job_id, ctx.prepared.scores)
+    await ctx.emit(domain.checked(event, added, scored, passing, ctx.prepared))
 
 
 def count_from_zero() -> None:
@@ -183,8 +227,12 @@ def register(consumer: EventConsumer, objects: ObjectStore, settings: ScorerSett
     scorer = scorer or new_scorer(settings)
     data_keys = DataKeys(settings, "scorer")
 
-    async def prepare(envelope: Envelope) -> list[CandidateScore] | ProfileError | None:
+    async def prepare(envelope: Envelope) -> Scored | ProfileError | None:
         return await prepare_scores(envelope.event, consumer.pool, objects, scorer, settings, data_keys)
+
+    @consumer.on(CandidatesStored, prepare=prepare, claims=True)
+    async def on_candidates_stored(ctx: HandlerContext, event: CandidatesStored) -> None:
+        await check_chunk(ctx, event)
 
     @consumer.on(CandidatesGenerated, prepare=prepare, claims=True)
     async def on_candidates_generated(ctx: HandlerContext, event: CandidatesGenerated) -> None:

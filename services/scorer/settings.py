@@ -8,6 +8,9 @@ class ScorerSettings(SealedContentSettings):
     # core (every dimension, a large image) is ~4 min, half the poll interval.
     consumer_batch_size: int = 64
     kafka_max_poll_interval_ms: int = 540_000
+    # Candidates decoded and scored at once: what a scorer holds of a job in memory, whatever
+    # the job's size (a chunk the router announces, or an attempt's rest, goes in batches).
+    scoring_batch_candidates: int = 32
     # "cuda" or "cpu"; the CUDA device when present unless set.
     device: str | None = None
     # NudeNet classes that `nsfw` scores; the explicit ones (moderation.MODERATED_BY_DEFAULT) when unset.

@@ -37,9 +37,7 @@ async def store_scores(conn, job_id: str, scores: list[CandidateScore]) -> list[
     of the job read back, in index order, in one statement: the rows this statement adds
     come from its RETURNING, those of earlier attempts from the table (a statement does not
     see its own writes; the job's row lock keeps any other writer out)."""
-    dumped = [s.model_dump(mode="json") for s in scores]
-    rows = [(str(job_id), s.attempt, s.index, s.key, s.provider, s.passed, s.score, json.dumps(d["dimensions"]),
-             False, json.dumps(d)) for s, d in zip(scores, dumped, strict=True)]
+    rows = _score_rows(job_id, scores)
     added = (f"INSERT INTO scores ({', '.join(SCORE_COLUMNS)}) SELECT * FROM unnest({typed_arrays(SCORE_COLUMNS)})"
              " ON CONFLICT (job_id, index) DO NOTHING RETURNING index, candidate") if rows else (
              "SELECT NULL::int AS index, NULL::jsonb AS candidate WHERE false")
@@ -57,6 +55,36 @@ async def passed_before(conn, job_id: str, attempt: int) -> tuple[tuple[float, i
         "SELECT score, index FROM scores WHERE job_id = %s AND attempt < %s AND passed", [job_id, attempt]
     )).fetchall()
     return tuple((row["score"], row["index"]) for row in rows)
+
+
+async def scoring_so_far(conn, job_id: str) -> tuple[set[int], tuple[tuple[float, int], ...]]:
+    """The indices of the job scored so far, and (score, index) of those that pass: what a
+    chunk or an attempt's rest is scored against, every attempt and chunk counted."""
+    rows = await (await conn.execute(
+        "SELECT index, passed, score FROM scores WHERE job_id = %s", [job_id])).fetchall()
+    return {row["index"] for row in rows}, tuple((row["score"], row["index"]) for row in rows if row["passed"])
+
+
+def _score_rows(job_id: str, scores: list[CandidateScore]) -> list[tuple]:
+    dumped = [s.model_dump(mode="json") for s in scores]
+    return [(str(job_id), s.attempt, s.index, s.key, s.provider, s.passed, s.score, json.dumps(d["dimensions"]),
+             False, json.dumps(d)) for s, d in zip(scores, dumped, strict=True)]
+
+
+async def add_chunk_scores(conn, job_id: str, scores: list[CandidateScore]) -> tuple[list[CandidateScore], int, int]:
+    """A chunk's scores stored (an index scored before keeps its row), in one statement: the
+    scores it added, and how many candidates of the job are scored and pass, these included."""
+    added = (f"INSERT INTO scores ({', '.join(SCORE_COLUMNS)}) SELECT * FROM unnest({typed_arrays(SCORE_COLUMNS)})"
+             " ON CONFLICT (job_id, index) DO NOTHING RETURNING index, passed, candidate")
+    row = await (await conn.execute(
+        f"WITH added AS ({added}),"
+        " before AS (SELECT count(*) AS scored, count(*) FILTER (WHERE passed) AS passing"
+        "  FROM scores WHERE job_id = %s::uuid)"
+        " SELECT before.scored + (SELECT count(*) FROM added) AS scored,"
+        "  before.passing + (SELECT count(*) FROM added WHERE passed) AS passing,"
+        "  (SELECT coalesce(jsonb_agg(candidate ORDER BY index), '[]'::jsonb) FROM added) AS added FROM before",
+        [*as_arrays(_score_rows(job_id, scores)), str(job_id)])).fetchone()
+    return [CandidateScore.model_validate(c) for c in row["added"]], row["scored"], row["passing"]
 
 
 async def record_outcome(conn, job_id: str, outcome, announced: Statement | None = None) -> None:

@@ -46,7 +46,16 @@ def test_a_v1_selection_reads_as_the_newest_without_a_template():
                                                          "images": 1, "scores": [], "selected": []})
 
     assert isinstance(event, CandidatesScored) and event.template is None
-    assert CandidatesScored.event_type == "genline.candidates.scored.v3"
+    assert CandidatesScored.event_type == "genline.candidates.scored.v4"
+
+
+def test_a_v3_selection_names_its_selected_scores_among_the_scores_it_carried():
+    scores = [SCORE_BEFORE_TIERS | {"index": i, "passed": True, "failed": []} for i in range(3)]
+    event = parse_event("genline.candidates.scored.v3", {"job_id": JOB, "tenant_id": "t", "attempt": 1,
+                                                         "images": 2, "scores": scores, "selected": [2, 0]})
+
+    assert isinstance(event, CandidatesScored) and [s.index for s in event.selected_scores] == [2, 0]
+    assert len(event.scores) == 3
 
 
 SCORE_BEFORE_TIERS = {"index": 0, "key": "k", "sha256": "s", "size_bytes": 10, "media_type": "image/png",

@@ -43,7 +43,9 @@ def test_the_summary_counts_only_the_dimensions_that_rejected_a_candidate():
 def test_k_passing_over_all_attempts_selects_the_best_k_by_score():
     scores = [score(0, 0.5), score(1, 0, ("sharpness",)), score(2, 0.9, attempt=2), score(3, 0.7, attempt=2)]
     outcome = decide(attempt(2), scores, scores[2:])
-    assert isinstance(outcome, CandidatesScored) and outcome.selected == [2, 3] and outcome.scores == scores
+    assert isinstance(outcome, CandidatesScored) and outcome.selected == [2, 3]
+    # The outcome carries the scores not published before, and the selected ones by name.
+    assert outcome.scores == scores[2:] and [s.index for s in outcome.selected_scores] == [2, 3]
 
 
 def test_too_few_passing_asks_for_the_shortfall_with_this_attempts_scores():

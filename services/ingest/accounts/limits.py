@@ -85,6 +85,17 @@ async def requests_today(conn: psycopg.AsyncConnection, tenant_id: str) -> tuple
     return (row["requests"], row["ahead"]) if row else (0, 0.0)
 
 
+def check_order_size(plan: Plan, images: int, candidates: int | None) -> None:
+    """Refuse (422, naming the limit) an order larger than the plan lets one job place."""
+    if images > plan.images_per_job:
+        raise Problem(422, "order-too-large", f"plan {plan.name!r} allows at most {plan.images_per_job} images per job;"
+                      f" this job asks for {images}", plan=plan.name, limit=plan.images_per_job, field="images")
+    if candidates is not None and candidates > plan.candidates_per_job:
+        raise Problem(422, "order-too-large", f"plan {plan.name!r} allows at most {plan.candidates_per_job} candidates"
+                      f" per job; this job asks for {candidates}", plan=plan.name, limit=plan.candidates_per_job,
+                      field="candidates")
+
+
 async def check_submission(conn: psycopg.AsyncConnection, tenant_id: str, plan: Plan, images: int,
                            now: datetime) -> None:
     """Refuse (429, with the reason) a job that would pass the plan's concurrent jobs or

@@ -27,6 +27,7 @@ from services.common.contracts import (
     DEADLINE_EXCEEDED,
     FINAL_STATES,
     AttemptStarted,
+    CandidatesChecked,
     CandidateScore,
     CandidatesGenerated,
     CandidatesScored,
@@ -78,6 +79,22 @@ def rank(state: str) -> int:
     return len(_ORDER) if state in FINAL_STATES else _ORDER.index(state)
 
 
+class Progress(BaseModel):
+    """Where a large job stands while it is generated and scored (CandidatesChecked)."""
+
+    candidates: int = Field(description="candidates planned so far, every attempt")
+    generated: int = Field(description="candidates stored so far")
+    scored: int = Field(description="candidates scored so far")
+    passing: int = Field(description="candidates that pass so far")
+    needed: int = Field(description="passing images still missing")
+    eta_s: float | None = Field(None, description="seconds until the job is expected to be scored; None: unknown")
+
+
+# A view announced with more scores than this (JobFinished, webhooks) carries only the selected
+# candidates' scores, so the event stays small whatever the job's size; GET /v1/jobs/{id} has all.
+ANNOUNCED_SCORES_MAX = 100
+
+
 class JobView(BaseModel):
     id: UUID
     tenant_id: str
@@ -113,6 +130,7 @@ class JobView(BaseModel):
     regenerations: list[Regeneration] = []
     scores: list[CandidateScore] = []
     selected: list[int] = []
+    progress: Progress | None = Field(None, description="a large job's progress while it is generated and scored")
     outputs: list[DeliveredImage] = []
     billing: Billing = Billing()
     provider_cost_micro_usd: int = 0
@@ -137,9 +155,15 @@ class JobView(BaseModel):
         return json.dumps(self.model_dump(mode="json") | {"reached": self.reached, "sealed_prompt": sealed})
 
     def announced(self) -> dict:
-        """The view as JobFinished carries it: what clients see, the prompt sealed."""
-        return self.model_dump(mode="json") | {
+        """The view as JobFinished carries it: what clients see, the prompt sealed; a large
+        job's scores cut to its selected candidates' (`scores_omitted` says how many are left out)."""
+        view = self.model_dump(mode="json") | {
             "prompt": (self.sealed_prompt or SealedText(clear=self.prompt)).model_dump()}
+        if len(self.scores) > ANNOUNCED_SCORES_MAX:
+            selected = set(self.selected)
+            view["scores"] = [score for score in view["scores"] if score["index"] in selected]
+            view["scores_omitted"] = len(self.scores) - len(view["scores"])
+        return view
 
 
 def submitted_view(spec: JobSpec, prompt: str | None = None) -> JobView:
@@ -163,6 +187,11 @@ def merged_scores(view: JobView, scores: list[CandidateScore]) -> list[Candidate
     """Every candidate's score once, by index, whatever order attempts are reported in."""
     by_index = {score.index: score for score in view.scores} | {score.index: score for score in scores}
     return [by_index[index] for index in sorted(by_index)]
+
+
+def progress_of(event: CandidatesChecked) -> Progress:
+    return Progress(candidates=event.candidates, generated=event.generated, scored=event.scored, passing=event.passing,
+                    needed=max(0, event.images - event.passing), eta_s=event.eta_s)
 
 
 def with_regeneration(view: JobView, event: RegenerationRequested) -> list[Regeneration]:
@@ -285,6 +314,11 @@ def merged(view: JobView, event: Event, at: datetime) -> JobView:
             view = advance(view, "generating", event.started_at, f"attempt {event.attempt} started")
             return advance(view, "scoring", at, f"attempt {event.attempt} generated {len(event.candidates)} candidates",
                            **with_generated(view, event))
+        case CandidatesChecked() if view.final or view.reached:
+            return view
+        case CandidatesChecked():
+            return view.model_copy(update={"scores": merged_scores(view, event.scores),
+                                           "progress": progress_of(event), "updated_at": max(view.updated_at, at)})
         case GenerationFailed():
             return failed_or_expired(view, at, event.failure_code, "generation", event.reason)
         case RegenerationRequested():
@@ -292,7 +326,8 @@ def merged(view: JobView, event: Event, at: datetime) -> JobView:
                            regenerations=with_regeneration(view, event))
         case CandidatesScored():
             return advance(view, "delivering", at, f"{len(event.selected)} of {event.images} images selected",
-                           scores=merged_scores(view, event.scores), selected=event.selected)
+                           scores=merged_scores(view, [*event.scores, *event.selected_scores]),
+                           selected=event.selected)
         case ScoringFailed():
             return failed_or_expired(view, at, event.failure_code, "scoring", event.reason,
                                      scores=merged_scores(view, event.scores))

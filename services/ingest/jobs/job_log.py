@@ -7,6 +7,9 @@ the inbox skips) adds nothing, and a job's `seq` runs 1, 2, 3 … without gaps. 
 * `state`: the job's shown state changed (`state`, `previous`, `reason`, and `failure`
   when it failed or ended early); the final state is the job's last `state` entry;
 * `billing.reserved`, `billing.rejected`, `billing.settled`: what the ledger held and charged;
+* `progress`: a large job's counts while it is generated and scored, each time the scorer
+  has scored a chunk (`candidates` planned, `generated`, `scored`, `passing`, `images`,
+  `needed`, `eta_s`), with `previews`, a link to each candidate that passed in that chunk;
 * `attempt.started`, `attempt.generated`, `attempt.scored`: each generation attempt, with
   candidates generated, scored and passing, and the provider cost so far; `attempt.scored`
   also names each rejected candidate's failed and unmeasured dimensions, and the candidates
@@ -29,6 +32,7 @@ from pydantic import BaseModel
 
 from services.common.contracts import (
     AttemptStarted,
+    CandidatesChecked,
     CandidatesGenerated,
     CandidatesScored,
     CreditsRefunded,
@@ -103,6 +107,8 @@ def event_facts(after: JobView, event: Event | None) -> list[tuple[str, dict[str
                                            "cost_micro_usd": event.cost_micro_usd,
                                            "cost_so_far_micro_usd": after.provider_cost_micro_usd,
                                            "final": event.final})]
+        case CandidatesChecked():
+            return [("progress", progress_entry(after, event))]
         case RegenerationRequested():
             return [("attempt.scored", attempt_scored(after, event.attempt) | {"needed": event.needed,
                                                                                 "reason": event.reason})]
@@ -119,6 +125,15 @@ def event_facts(after: JobView, event: Event | None) -> list[tuple[str, dict[str
         case ReportDeclined():
             return [("report.declined", {"n": event.n, "reason": event.reason})]
     return []
+
+
+def progress_entry(after: JobView, event: CandidatesChecked) -> dict[str, Any]:
+    """A large job's counts as the scorer last reported them, with a link to each candidate
+    that passed in this chunk (the candidate-image route: it needs the caller's key)."""
+    counts = after.progress.model_dump() if after.progress is not None else {}
+    previews = [{"index": s.index, "url": f"/v1/jobs/{after.id}/candidates/{s.index}/image"}
+                for s in event.scores if s.passed]
+    return counts | {"images": event.images, "previews": previews}
 
 
 def attempt_scored(after: JobView, attempt: int) -> dict[str, Any]:

@@ -33,6 +33,8 @@ from services.ingest.jobs.examples import JOB_REQUEST_EXAMPLE
 from services.ingest.key_encryption import keyring_of
 
 TemplateName = Literal[tuple(load_catalogue().templates)]
+# The largest order the platform takes; each plan allows at most its own (plans.yaml).
+MAX_IMAGES, MAX_CANDIDATES = 100, 1000
 
 
 class JobRequest(RequestModel):
@@ -42,8 +44,9 @@ class JobRequest(RequestModel):
     template: TemplateName = Field("generic", description="a template of GET /v1/templates")
     tier: Tier = Field("stable", description="quality tier: stable, fast or low-cost")
     use_retry_tokens: bool = Field(False, description="spend retry tokens earned by reported images first")
-    images: int = Field(1, ge=1, le=16, description="K: images to deliver")
-    candidates: int | None = Field(None, ge=1, le=64, description="N: candidates to generate (N >= K)")
+    images: int = Field(1, ge=1, le=MAX_IMAGES, description="K: images to deliver (the plan's images_per_job at most)")
+    candidates: int | None = Field(None, ge=1, le=MAX_CANDIDATES,
+                                   description="N: candidates to generate (N >= K; the plan's candidates_per_job at most)")
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
     profile: str | None = Field(None, max_length=64,
                                 description="scoring profile (generic, headshot, product); the template's by default")
@@ -63,7 +66,7 @@ class JobRequest(RequestModel):
                                       description="pin the model's version too (needs model)")
     deadline_s: int | None = Field(None, ge=1, le=7 * 24 * 3600,
                                    description="seconds the job may take; the tier's default when left out")
-    min_images: int | None = Field(None, ge=1, le=16,
+    min_images: int | None = Field(None, ge=1, le=MAX_IMAGES,
                                    description="at the deadline, deliver if at least this many passed (default: images)")
     webhook_url: str | None = Field(None, min_length=1, max_length=2000,
                                     description="http(s) URL that gets this job's webhooks, signed with the secret of"
@@ -201,6 +204,7 @@ async def record_submission(runtime, plans, tenant: str, body: JobRequest, setti
                 raise Problem(422, "idempotency-key-reused",
                               f"Idempotency-Key {idempotency_key!r} was used with a different request")
             return await store.read_view(conn, bound[0], tenant)
+        limits.check_order_size(plan, body.images, body.candidates)
         await limits.check_submission(conn, tenant, plan, body.images, datetime.now(UTC))
         key = data_keys.new_data_key()
         spec = job_spec(tenant, body, settings, key, profile, reference_key, plan.priority)

@@ -178,7 +178,7 @@ class TierConfig(Frozen):
 
 
 class PlanningConfig(Frozen):
-    max_candidates: int = Field(64, ge=1)
+    max_candidates: int = Field(1000, ge=1)
     # Rework rounds the engine may count on when the deadline leaves time for them.
     max_rounds: int = Field(3, ge=1)
     # Time a round takes beyond generation: storing, scoring, the rework event.

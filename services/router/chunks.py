@@ -1,0 +1,111 @@
+"""An attempt's candidates stored as its calls return them, and announced in chunks.
+
+The keeper is the engine's `ImageKeeper` for an attempt's last stage: each call's images go to
+the internal bucket at once, one object per call (`chunk_key`), and the engine keeps them
+without their bytes, so a router holds only the calls in flight, whatever the order's size.
+Every `chunk_candidates` stored candidates are announced (CandidatesStored), while the attempt's
+claim is still this router's, so the scorer scores them while the rest is generated. The
+attempt's CandidatesGenerated lists every candidate all the same; the scorer scores an index once.
+"""
+
+import hashlib
+import io
+import time
+from dataclasses import replace
+
+from PIL import Image
+
+from services.common.contracts import CandidateRef, CandidatesStored, CandidateStep
+from services.common.runtime import ServiceRuntime
+from services.common.storage import ATTEMPT_MEDIA_TYPE, ObjectStore, chunk_key
+from services.router import domain, store
+from services.router.providers.base import GeneratedImage
+from services.router.routing_types import RoutedImage
+from services.router.store import AttemptRequest
+
+
+class CandidateKeeper:
+    def __init__(self, runtime: ServiceRuntime, objects: ObjectStore, job: domain.JobState, request: AttemptRequest,
+                 run: int, owner: str, chunk_candidates: int, candidates_before: int) -> None:
+        self.runtime, self.objects, self.job, self.request = runtime, objects, job, request
+        self.run, self.owner, self.chunk_candidates = run, owner, chunk_candidates
+        self.candidates_before = candidates_before
+        self.refs: dict[int, CandidateRef] = {}
+        self._pending: list[CandidateRef] = []
+        self._planned = 0
+        self._started = time.monotonic()
+
+    def planned(self, candidates: int) -> None:
+        self._planned += candidates
+
+    async def keep(self, provider: str, stage: str, images: list[GeneratedImage]) -> list[GeneratedImage]:
+        spec = self.job.spec
+        key = chunk_key(spec.tenant_id, spec.job_id, self.request.attempt, self.run, images[0].index)
+        await self.objects.put(self.objects.internal_bucket, key, b"".join(i.data for i in images), ATTEMPT_MEDIA_TYPE)
+        offset = 0
+        for image in images:
+            step = CandidateStep(stage=stage, provider=provider, cost_micro_usd=image.cost_micro_usd,
+                                 latency_ms=round(image.latency_s * 1000))
+            self.refs[image.index] = stored_ref(provider, image, key, offset, [step])
+            self._pending.append(self.refs[image.index])
+            offset += len(image.data)
+        if len(self._pending) >= self.chunk_candidates:
+            await self._announce()
+        return [replace(image, data=b"") for image in images]
+
+    def ref_of(self, routed: RoutedImage) -> CandidateRef | None:
+        """The stored candidate with every stage it went through; None if it was not kept."""
+        ref = self.refs.get(routed.image.index)
+        if ref is None or routed.image.data:
+            return None
+        steps = steps_of(routed)
+        return ref.model_copy(update={"steps": steps, "provider": routed.provider,
+                                      "cost_micro_usd": candidate_cost(routed, steps)})
+
+    async def _announce(self) -> None:
+        chunk, self._pending = self._pending, []
+        spec = self.job.spec
+        event = CandidatesStored(job_id=spec.job_id, tenant_id=spec.tenant_id, attempt=self.request.attempt,
+                                 images=spec.images, candidates=chunk, planned=max(self._planned, len(self.refs)),
+                                 stored=len(self.refs), candidates_before=self.candidates_before,
+                                 eta_s=self._eta_s(), job=spec)
+        async with self.runtime.pool.connection() as conn:
+            announced = await store.announce_if_held(conn, self.request, self.owner, self.runtime.outbox_row(event))
+        if announced:
+            self.runtime.relay.notify()
+
+    def _eta_s(self) -> float | None:
+        """Seconds until the attempt is generated, at the pace its calls have kept so far."""
+        left = self._planned - len(self.refs)
+        if not self.refs or left < 0:
+            return None
+        return round((time.monotonic() - self._started) / len(self.refs) * left, 1)
+
+
+def steps_of(routed: RoutedImage) -> list[CandidateStep]:
+    return [CandidateStep(stage=step.stage, provider=step.provider, cost_micro_usd=step.cost_micro_usd,
+                          latency_ms=round(step.latency_s * 1000)) for step in routed.steps]
+
+
+def candidate_cost(routed: RoutedImage, steps: list[CandidateStep]) -> int:
+    return sum(s.cost_micro_usd for s in steps) if steps else routed.image.cost_micro_usd
+
+
+def stored_ref(provider: str, image: GeneratedImage, key: str, offset: int, steps: list[CandidateStep]) -> CandidateRef:
+    """A candidate at `offset` in the object `key`, described from its bytes."""
+    with Image.open(io.BytesIO(image.data)) as opened:  # reads the header (and a clip's frame table)
+        (width, height), frames = opened.size, getattr(opened, "n_frames", 1)
+        duration_ms = sum(_frame_durations(opened)) if frames > 1 else 0
+    return CandidateRef(index=image.index, key=key, offset=offset, media_type=image.media_type,
+                        size_bytes=len(image.data), sha256=hashlib.sha256(image.data).hexdigest(),
+                        width=width, height=height, provider=provider,
+                        cost_micro_usd=sum(s.cost_micro_usd for s in steps) if steps else image.cost_micro_usd,
+                        frames=frames, duration_ms=duration_ms, steps=steps)
+
+
+def _frame_durations(clip: Image.Image) -> list[int]:
+    durations = []
+    for frame in range(clip.n_frames):
+        clip.seek(frame)
+        durations.append(int(clip.info.get("duration", 0)))
+    return durations

@@ -1,0 +1,62 @@
+"""Orders at the seed's size on the running services: 60 images from 240 candidates, stored
+in chunks as the provider's calls return and scored while the rest is generated, with the
+job's progress in its log as a person would watch it; an order larger than the plan allows
+is refused with the limit named."""
+
+import io
+
+from PIL import Image
+
+from tests.e2e.test_jobs import UNIT_PRICE
+
+
+def progress_entries(tenant, job_id: str) -> list[dict]:
+    entries, after = [], 0
+    while True:
+        page = tenant.http.get(f"/v1/jobs/{job_id}/events", params={"after": after}).json()
+        entries += page["data"]
+        if not page["data"]:
+            return [entry for entry in entries if entry["type"] == "progress"]
+        after = page["data"][-1]["seq"]
+
+
+def test_sixty_from_two_hundred_forty_succeeds_and_reports_progress_on_the_way(tenant_factory):
+    tenant = tenant_factory(credits=10_000)
+    job_id = tenant.submit(images=60, candidates=240, seed=60)
+
+    job = tenant.wait_settled([job_id], timeout_s=600)[job_id]
+
+    assert job["state"] == "succeeded" and len(job["outputs"]) == 60
+    assert job["billing"]["charged"] == 60 * UNIT_PRICE["generic"]
+    assert job["candidates"] >= 240 and len(job["scores"]) >= 240
+    # Stored as the calls returned: many objects, none holding the whole attempt.
+    assert len({score["key"] for score in job["scores"]}) > 1
+    progress = progress_entries(tenant, job_id)
+    assert progress, "a 240-candidate job reports its progress while it runs"
+    for earlier, later in zip(progress, progress[1:]):
+        for count in ("generated", "scored", "passing"):
+            assert later["payload"][count] >= earlier["payload"][count]
+    last = progress[-1]["payload"]
+    assert last["images"] == 60 and last["candidates"] >= 240 and last["scored"] <= last["generated"]
+    assert last["needed"] == max(0, 60 - last["passing"])
+    previews = [preview for entry in progress for preview in entry["payload"]["previews"]]
+    assert previews, "candidates passing on the way are previewed"
+    image = tenant.http.get(previews[0]["url"])
+    assert image.status_code == 200 and Image.open(io.BytesIO(image.content)).size == (512, 512)
+
+
+def test_an_order_past_the_plan_is_refused_with_its_limit(tenant_factory):
+    free = tenant_factory(credits=10_000, plan="free")
+
+    too_many_images = free.http.post("/v1/jobs", json={"prompt": "a lamp", "images": 61, "candidates": 100})
+    too_many_candidates = free.http.post("/v1/jobs", json={"prompt": "a lamp", "images": 60, "candidates": 241})
+    past_the_platform = free.http.post("/v1/jobs", json={"prompt": "a lamp", "images": 101})
+
+    for response, limit, field in ((too_many_images, 60, "images"), (too_many_candidates, 240, "candidates")):
+        assert response.status_code == 422, response.text
+        problem = response.json()
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert problem["type"].endswith("order-too-large") and (problem["limit"], problem["field"]) == (limit, field)
+        assert str(limit) in problem["detail"] and "free" in problem["detail"]
+    assert past_the_platform.status_code == 422
+    assert free.http.get("/v1/jobs").json()["data"] == []  # nothing was written
