@@ -1,5 +1,6 @@
-"""Every job ends through infrastructure faults too: jobs stream in while PostgreSQL, the
-broker and every service are killed with SIGKILL, one after another, and started again
+"""Every job ends through infrastructure faults too: jobs stream in (one of them an order of 60
+images from 240 candidates) while PostgreSQL, the broker and every service are killed with
+SIGKILL, one after another, and started again
 (PostgreSQL on its data, recovering from its WAL; the broker empty). Every job ends, none is
 lost or charged twice, no event goes to a dead-letter topic, both replays find the live
 state equal to the record, and readiness follows the database down and up.
@@ -32,6 +33,9 @@ RATE = float(os.environ.get("GENLINE_CHAOS_RATE", "1.5"))
 # One round: every service once, PostgreSQL three times, the broker twice, interleaved.
 ROUND = ["postgres", "router", "broker", "scorer", "postgres", "ledger", "delivery", "broker", "postgres", "ingest"]
 FAULT_GAP_S = 3.0  # between the end of one fault (all back up) and the next
+# Among the stream's small jobs, an order at the seed's size: generated, stored and scored in
+# chunks while the faults come.
+BIG_ORDER_AT, BIG_ORDER = 2, {"images": 60, "candidates": 240}
 
 
 class Stream:
@@ -58,7 +62,7 @@ class Stream:
 
     def _submit(self, i: int) -> str:
         body = {"prompt": f"a lighthouse in a storm, study {i}", "images": 1 + i % 2, "candidates": 2 + i % 2,
-                "seed": i}
+                "seed": i} | (BIG_ORDER if i == BIG_ORDER_AT else {})
         headers = {"Idempotency-Key": str(uuid.uuid4())}
         deadline = time.monotonic() + 120
         while True:

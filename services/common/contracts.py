@@ -291,10 +291,28 @@ class JobFinished(JobEvent):
                                                          " None for jobs finished before receipts")
 
 
-# The webhook event types a tenant can subscribe to, one per final state.
-WebhookEvent = Literal["job.succeeded", "job.partially_succeeded", "job.failed", "job.canceled", "job.expired",
-                       "job.rejected"]
-WEBHOOK_EVENTS: tuple[str, ...] = get_args(WebhookEvent)
+# The webhook event types a tenant can subscribe to: one per final state, sent unless a
+# subscription leaves it out, and `job.progress`, sent only where a subscription names it.
+FinalWebhookEvent = Literal["job.succeeded", "job.partially_succeeded", "job.failed", "job.canceled", "job.expired",
+                            "job.rejected"]
+WebhookEvent = Literal[FinalWebhookEvent, "job.progress"]
+FINAL_WEBHOOK_EVENTS: tuple[str, ...] = get_args(FinalWebhookEvent)
+WEBHOOK_EVENTS: tuple[str, ...] = (*FINAL_WEBHOOK_EVENTS, "job.progress")
+PROGRESS_WEBHOOK_EVENT = "job.progress"
+
+
+class JobProgressed(JobEvent):
+    """Published by ingest, at most every few seconds a job, while a large job is generated and
+    scored (after a CandidatesChecked): delivery sends `job.progress` webhooks with `progress`,
+    as the job's `progress` log entry shows it, to the endpoints and the job's `webhook_url`
+    that subscribed to `job.progress` by name."""
+
+    event_type = "genline.job.progressed.v1"
+    publisher = "ingest"
+    progress: dict[str, Any]
+    seq: int = Field(ge=0, description="the job's count of progress announcements: one webhook id each")
+    webhook_url: str | None = None
+    webhook_events: list[str] | None = None
 
 
 class JobErased(JobEvent):
@@ -692,6 +710,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         JobCancelRequested,
         JobClosed,
         JobFinished,
+        JobProgressed,
         JobErased,
         RetentionSet,
         CreditsReserved,

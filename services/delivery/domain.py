@@ -17,7 +17,14 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from standardwebhooks.webhooks import Webhook
 
-from services.common.contracts import WEBHOOK_EVENTS, DeliveredImage, DeliveryFailed, JobCanceled, JobCancelRequested
+from services.common.contracts import (
+    FINAL_WEBHOOK_EVENTS,
+    WEBHOOK_EVENTS,
+    DeliveredImage,
+    DeliveryFailed,
+    JobCanceled,
+    JobCancelRequested,
+)
 from services.common.storage import EXTENSIONS
 from services.common.templates import Delivery
 from services.delivery.postprocess import Delivered
@@ -87,8 +94,10 @@ def webhook_event(final_state: str) -> str:
 
 
 def wanted(event_type: str, subscribed: list[str] | None) -> bool:
-    """None subscribes to every event type."""
-    return event_type in WEBHOOK_EVENTS and (subscribed is None or event_type in subscribed)
+    """None subscribes to every final event type; `job.progress` is sent only where named."""
+    if subscribed is None:
+        return event_type in FINAL_WEBHOOK_EVENTS
+    return event_type in WEBHOOK_EVENTS and event_type in subscribed
 
 
 def webhook_id(job_id: UUID, event_type: str, target: str) -> str:

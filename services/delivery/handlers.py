@@ -21,6 +21,7 @@ from services.common.contracts import (
     JobDelivered,
     JobErased,
     JobFinished,
+    JobProgressed,
     RetentionSet,
 )
 from services.common.storage import ObjectStore, candidate_prefix, signed_links
@@ -171,6 +172,12 @@ def register(consumer: EventConsumer, objects: ObjectStore, settings: DeliverySe
     @consumer.on(JobCancelRequested)
     async def on_cancel_requested(ctx: HandlerContext, event: JobCancelRequested) -> None:
         await answer_cancel(ctx, event)
+
+    @consumer.on(JobProgressed, claims=True)
+    async def on_job_progressed(ctx: HandlerContext, event: JobProgressed) -> None:
+        assert ctx.claim is not None
+        if await queue_webhooks(ctx.conn, event, ctx.claim):
+            ctx.after_commit(sender.notify)
 
     @consumer.on(JobFinished, claims=True)
     async def on_job_finished(ctx: HandlerContext, event: JobFinished) -> None:

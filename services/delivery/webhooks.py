@@ -26,7 +26,7 @@ from services.common import targets, telemetry
 from services.common.bus.envelope import envelop
 from services.common.bus.inbox import InboxClaim
 from services.common.bus.outbox import OutboxRelay, add_to_outbox
-from services.common.contracts import JobFinished, SealedText, WebhookSent
+from services.common.contracts import PROGRESS_WEBHOOK_EVENT, JobFinished, JobProgressed, SealedText, WebhookSent
 from services.common.data_keys import DataKeys
 from services.common.storage import ObjectStore, signed_links
 from services.common.supervision import stop_tasks, supervise
@@ -39,10 +39,15 @@ log = logging.getLogger(__name__)
 # ---- queueing ----------------------------------------------------------------------------
 
 
-async def queue_webhooks(conn: psycopg.AsyncConnection, event: JobFinished, claim: InboxClaim) -> int:
-    """The messages of a finished job: one per subscribed endpoint, one for its own URL; its
-    first statement claims the event on the inbox (nothing is queued for a duplicate)."""
-    event_type = domain.webhook_event(event.state)
+async def queue_webhooks(conn: psycopg.AsyncConnection, event: JobFinished | JobProgressed,
+                         claim: InboxClaim) -> int:
+    """The messages of a finished job (or of a job's progress): one per subscribed endpoint,
+    one for its own URL; its first statement claims the event on the inbox (nothing is queued
+    for a duplicate)."""
+    if isinstance(event, JobProgressed):
+        event_type, payload, occurrence = PROGRESS_WEBHOOK_EVENT, event.progress, f"{event.seq}"
+    else:
+        event_type, payload, occurrence = domain.webhook_event(event.state), event.view, ""
     endpoints = await store.subscribed_endpoints(conn, event.tenant_id, event_type, claim)
     if not claim.claimed:
         return 0
@@ -50,10 +55,10 @@ async def queue_webhooks(conn: psycopg.AsyncConnection, event: JobFinished, clai
     if event.webhook_url and domain.wanted(event_type, event.webhook_events):
         await store.job_secret(conn, event.tenant_id)
         targets_.append((None, event.webhook_url, "job"))
-    payload = json.dumps(event.view)
     for endpoint_id, url, target in targets_:
-        await store.queue_message(conn, domain.webhook_id(event.job_id, event_type, target), event.tenant_id,
-                                  endpoint_id, url, event.job_id, event_type, payload)
+        webhook_id = domain.webhook_id(event.job_id, event_type + occurrence, target)
+        await store.queue_message(conn, webhook_id, event.tenant_id, endpoint_id, url, event.job_id, event_type,
+                                  json.dumps(payload))
     return len(targets_)
 
 

@@ -4,10 +4,12 @@ job's progress in its log as a person would watch it; an order larger than the p
 is refused with the limit named."""
 
 import io
+import json
 
 from PIL import Image
 
 from tests.e2e.test_jobs import UNIT_PRICE
+from tests.e2e.test_webhooks import create_endpoint, receiver, verifies  # noqa: F401 - receiver is a fixture
 
 
 def progress_entries(tenant, job_id: str) -> list[dict]:
@@ -20,8 +22,10 @@ def progress_entries(tenant, job_id: str) -> list[dict]:
         after = page["data"][-1]["seq"]
 
 
-def test_sixty_from_two_hundred_forty_succeeds_and_reports_progress_on_the_way(tenant_factory):
+def test_sixty_from_two_hundred_forty_succeeds_and_reports_progress_on_the_way(tenant_factory, receiver):
     tenant = tenant_factory(credits=10_000)
+    watching = create_endpoint(tenant, receiver.url("/progress"), event_types=["job.progress", "job.succeeded"])
+    create_endpoint(tenant, receiver.url("/finals"))  # every final event by default: no progress
     job_id = tenant.submit(images=60, candidates=240, seed=60)
 
     job = tenant.wait_settled([job_id], timeout_s=600)[job_id]
@@ -43,6 +47,15 @@ def test_sixty_from_two_hundred_forty_succeeds_and_reports_progress_on_the_way(t
     assert previews, "candidates passing on the way are previewed"
     image = tenant.http.get(previews[0]["url"])
     assert image.status_code == 200 and Image.open(io.BytesIO(image.content)).size == (512, 512)
+    # job.progress goes only where it was asked for, signed, and ahead of the job's end.
+    requests = receiver.wait("/progress", 2)
+    assert all(verifies(watching["secret"], request) for request in requests)
+    types = [json.loads(body)["type"] for _, body in requests]
+    assert types[0] == "job.progress" and "job.succeeded" in types
+    first = json.loads(requests[0][1])["data"]
+    assert first["job_id"] == job_id and first["images"] == 60 and first["generated"] >= first["scored"]
+    finals = receiver.wait("/finals", 1)
+    assert [json.loads(body)["type"] for _, body in finals] == ["job.succeeded"]
 
 
 def test_an_order_past_the_plan_is_refused_with_its_limit(tenant_factory):

@@ -44,6 +44,7 @@ from services.common.contracts import (
     JobErased,
     JobEvent,
     JobFinished,
+    JobProgressed,
     JobSpec,
     JobSubmitted,
     RegenerationRequested,
@@ -90,6 +91,8 @@ class Progress(BaseModel):
     eta_s: float | None = Field(None, description="seconds until the job is expected to be scored; None: unknown")
 
 
+# A job's progress is announced (JobProgressed, `job.progress` webhooks) at most this often.
+PROGRESS_ANNOUNCED_EVERY_S = 5.0
 # A view announced with more scores than this (JobFinished, webhooks) carries only the selected
 # candidates' scores, so the event stays small whatever the job's size; GET /v1/jobs/{id} has all.
 ANNOUNCED_SCORES_MAX = 100
@@ -144,6 +147,9 @@ class JobView(BaseModel):
     # The final state reached, until the view holds what it implies (then it is `state`);
     # never shown to clients, who would otherwise see the final state early.
     reached: State | None = Field(None, exclude=True)
+    # When the job's progress was last announced (JobProgressed), and how many times.
+    progress_announced_at: datetime | None = Field(None, exclude=True)
+    progress_announcements: int = Field(0, exclude=True)
 
     @property
     def final(self) -> bool:
@@ -152,7 +158,10 @@ class JobView(BaseModel):
     def stored_json(self) -> str:
         """The view as the read model keeps it: what clients see, and what is held back."""
         sealed = self.sealed_prompt.model_dump() if self.sealed_prompt else None
-        return json.dumps(self.model_dump(mode="json") | {"reached": self.reached, "sealed_prompt": sealed})
+        announced_at = self.progress_announced_at.isoformat() if self.progress_announced_at else None
+        return json.dumps(self.model_dump(mode="json") | {
+            "reached": self.reached, "sealed_prompt": sealed, "progress_announced_at": announced_at,
+            "progress_announcements": self.progress_announcements})
 
     def announced(self) -> dict:
         """The view as JobFinished carries it: what clients see, the prompt sealed; a large
@@ -317,8 +326,11 @@ def merged(view: JobView, event: Event, at: datetime) -> JobView:
         case CandidatesChecked() if view.final or view.reached:
             return view
         case CandidatesChecked():
-            return view.model_copy(update={"scores": merged_scores(view, event.scores),
-                                           "progress": progress_of(event), "updated_at": max(view.updated_at, at)})
+            announce = (view.progress_announced_at is None
+                        or (at - view.progress_announced_at).total_seconds() >= PROGRESS_ANNOUNCED_EVERY_S)
+            announced = {"progress_announced_at": at, "progress_announcements": view.progress_announcements + 1}
+            return view.model_copy(update={"scores": merged_scores(view, event.scores), "progress": progress_of(event),
+                                           "updated_at": max(view.updated_at, at)} | (announced if announce else {}))
         case GenerationFailed():
             return failed_or_expired(view, at, event.failure_code, "generation", event.reason)
         case RegenerationRequested():
@@ -380,6 +392,16 @@ def admitted_by_attempt(view: JobView, at: datetime, attempt: int) -> JobView:
     the job admitted first: every job passes through `admitted`, in the view and in its log.
     Whichever says so first in time is kept, so the view is the same in any arrival order."""
     return advance(view, "admitted", at, f"credits held (attempt {attempt} started)")
+
+
+def progressed(before: JobView, after: JobView) -> JobProgressed | None:
+    """The announcement of a job's progress, when applying an event made it due."""
+    if after.progress is None or after.progress_announcements == before.progress_announcements:
+        return None
+    return JobProgressed(job_id=after.id, tenant_id=after.tenant_id, seq=after.progress_announcements,
+                         progress=after.progress.model_dump(mode="json") | {"job_id": str(after.id),
+                                                                             "images": after.images},
+                         webhook_url=after.webhook_url, webhook_events=after.webhook_events)
 
 
 def finished(before: JobView, after: JobView) -> JobFinished | None:

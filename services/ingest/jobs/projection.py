@@ -8,26 +8,29 @@ from datetime import datetime
 import psycopg
 
 from services.common import telemetry
-from services.common.contracts import JobFinished
+from services.common.contracts import JobFinished, JobProgressed
 from services.common.db import Statement
 from services.ingest import store
-from services.ingest.jobs.domain import finished
+from services.ingest.jobs.domain import finished, progressed
 from services.ingest.receipts.document import Signer
 from services.ingest.receipts.issuing import issue_receipts
 
 # What commit_changes publishes its announcements with: a statement (Publish.statement's)
 # that it sends with its own last write.
-Announce = Callable[[list[tuple[JobFinished, int]]], Statement | None]
+Announce = Callable[[list[tuple[JobFinished | JobProgressed, int]]], Statement | None]
 
 
 async def commit_changes(conn: psycopg.AsyncConnection, changes: list[store.Change], signer: Signer,
-                         now: datetime, announce: Announce | None = None) -> list[tuple[JobFinished, int]]:
-    """Write the changes in the caller's transaction; the JobFinished events to publish with
-    it, each with the index of the change that finished its job, written with the changes
-    by `announce` if given."""
+                         now: datetime, announce: Announce | None = None
+                         ) -> list[tuple[JobFinished | JobProgressed, int]]:
+    """Write the changes in the caller's transaction; the JobFinished (and JobProgressed)
+    events to publish with it, each with the index of the change that finished its job (or
+    made its progress due), written with the changes by `announce` if given."""
     changes, receipts = await issue_receipts(conn, changes, signer, now)
-    announcements = []
+    announcements: list[tuple[JobFinished | JobProgressed, int]] = []
     for index, (before, after, _, _) in enumerate(changes):
+        if progress := progressed(before, after):
+            announcements.append((progress, index))
         if announcement := finished(before, after):
             announcements.append((announcement, index))
             telemetry.JOBS_FINISHED.labels(after.state).inc()

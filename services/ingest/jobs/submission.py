@@ -19,7 +19,7 @@ from pydantic import ConfigDict, Field, model_validator
 
 from services.common import telemetry
 from services.common.api import RequestModel
-from services.common.contracts import JobSpec, JobSubmitted, Tier, WebhookEvent
+from services.common.contracts import WEBHOOK_EVENTS, JobSpec, JobSubmitted, Tier, WebhookEvent
 from services.common.problems import Problem
 from services.common.quality.profiles import Profile, ProfileError, QualityRules, job_profile, profile_names
 from services.common.sealing import seal
@@ -71,8 +71,9 @@ class JobRequest(RequestModel):
     webhook_url: str | None = Field(None, min_length=1, max_length=2000,
                                     description="http(s) URL that gets this job's webhooks, signed with the secret of"
                                                 " GET /v1/webhooks/default/secret; public addresses only")
-    webhook_events: list[WebhookEvent] | None = Field(None, max_length=6,
-                                                      description="events sent to webhook_url; all final events by default")
+    webhook_events: list[WebhookEvent] | None = Field(
+        None, max_length=len(WEBHOOK_EVENTS),
+        description="events sent to webhook_url; all final events by default (job.progress only when named)")
 
     @model_validator(mode="after")
     def candidates_cover_images(self) -> "JobRequest":

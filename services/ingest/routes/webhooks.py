@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.common import audit, problems
 from services.common.api import RequestModel
-from services.common.contracts import WEBHOOK_EVENTS, WebhookEvent
+from services.common.contracts import FINAL_WEBHOOK_EVENTS, WEBHOOK_EVENTS, WebhookEvent
 from services.common.problems import Problem
 from services.ingest import store
 from services.ingest.accounts.webhook_targets import check_webhook_url
@@ -48,7 +48,7 @@ class EndpointRequest(RequestModel):
 
     url: str = Field(min_length=1, max_length=2000, description="http(s); public addresses only")
     description: str = Field("", max_length=200)
-    event_types: list[WebhookEvent] = Field(list(WEBHOOK_EVENTS), min_length=1, max_length=6,
+    event_types: list[WebhookEvent] = Field(list(FINAL_WEBHOOK_EVENTS), min_length=1, max_length=len(WEBHOOK_EVENTS),
                                             description="the events to send; every final event by default")
     enabled: bool = True
 
@@ -60,7 +60,7 @@ class EndpointChange(RequestModel):
 
     url: str = Field(None, min_length=1, max_length=2000)
     description: str = Field(None, max_length=200)
-    event_types: list[WebhookEvent] = Field(None, min_length=1, max_length=6)
+    event_types: list[WebhookEvent] = Field(None, min_length=1, max_length=len(WEBHOOK_EVENTS))
     enabled: bool = Field(None)
 
 
