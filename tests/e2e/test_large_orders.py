@@ -9,7 +9,8 @@ import json
 from PIL import Image
 
 from tests.e2e.test_jobs import UNIT_PRICE
-from tests.e2e.test_webhooks import create_endpoint, receiver, verifies  # noqa: F401 - receiver is a fixture
+from tests.e2e.test_webhooks import create_endpoint, verifies
+from tests.e2e.test_webhooks import receiver as webhook_receiver  # noqa: F401 - the `receiver` fixture
 
 
 def progress_entries(tenant, job_id: str) -> list[dict]:
