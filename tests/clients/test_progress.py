@@ -6,9 +6,11 @@ its `timestamps` come in."""
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
+import pytest
+
 from genline_cli.jobs import eta_text, event_line
 from genline_client import Job, JobEvent, Progress
-from genline_client._calls import Listeners
+from genline_client._calls import Listeners, preview_path
 
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 PAYLOAD = {"candidates": 240, "generated": 96, "scored": 64, "passing": 21, "images": 60, "needed": 39, "eta_s": 41.5,
@@ -54,3 +56,10 @@ def test_a_progress_line_says_the_counts_the_eta_and_what_passed():
     assert line.endswith("ETA 42 s  passed: #17")
     assert [eta_text(s) for s in (None, 0.4, 59.6, 61, 3600)] == \
         ["ETA unknown", "ETA 0 s", "ETA 1:00", "ETA 1:01", "ETA 60:00"]
+
+
+def test_a_preview_is_read_only_from_the_apis_own_paths():
+    assert preview_path(entry(12).progress.previews[0]) == "/v1/jobs/j/candidates/17/image"
+    for elsewhere in ("https://elsewhere.example/v1/x", "//elsewhere.example/v1/x", "candidates/1/image"):
+        with pytest.raises(ValueError):  # the API key goes nowhere but to the API
+            preview_path(elsewhere)

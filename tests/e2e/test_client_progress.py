@@ -113,12 +113,13 @@ def test_the_async_client_awaits_its_callbacks_over_the_stream_and_polls_the_log
 
         async with AsyncGenline(tenant.api_key, platform.ingest_url) as client, \
                 AsyncGenline(tenant.api_key, platform.ingest_url, transport=without) as no_streams:
-            return await asyncio.gather(
+            jobs = await asyncio.gather(
                 client.jobs.wait(streamed_id, timeout=JOB_TIMEOUT_S, on_event=streamed.events.append,
                                  on_progress=slowly),
                 no_streams.jobs.wait(polled_id, timeout=JOB_TIMEOUT_S, poll_interval=0.1,
                                      on_event=polled.events.append, on_progress=polled.progress.append),
-            ), streamed, polled
+            )
+            return jobs, streamed, polled, await client.jobs.preview(streamed.progress[0].previews[1])
 
     without = WithoutStreams()
     with ThreadPoolExecutor(1) as waiting:
@@ -130,13 +131,14 @@ def test_the_async_client_awaits_its_callbacks_over_the_stream_and_polls_the_log
             for job_id, entry in entries.items():
                 append_progress(platform, job_id, entry)
             until(lambda: without.polled >= 2, 60, "the log polled")
-        (streamed_job, polled_job), streamed, polled = finished.result(timeout=JOB_TIMEOUT_S)
+        (streamed_job, polled_job), streamed, polled, preview = finished.result(timeout=JOB_TIMEOUT_S)
 
     assert streamed_job.state == polled_job.state == "succeeded"
     assert [p.model_dump(mode="json") for p in streamed.progress] == [entries[streamed_id]]
     assert [p.model_dump(mode="json") for p in polled.progress] == [entries[polled_id]]
     assert_course(streamed.events)
     assert_course(polled.events)
+    assert Image.open(io.BytesIO(preview)).size[0] > 0  # candidate 3's image, read with the caller's key
 
 
 class Lines:

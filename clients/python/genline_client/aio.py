@@ -85,6 +85,10 @@ class AsyncGenline:
                                            headers=call.headers)
         return (await self._send(request)).json()
 
+    async def content(self, path: str) -> bytes:
+        """The body of a GET of `path` with your key, with retries: an image, not JSON."""
+        return (await self._send(self._http.build_request("GET", path))).content
+
     async def _send(self, request: httpx.Request, stream: bool = False) -> httpx.Response:
         for attempt in itertools.count():
             try:
@@ -225,8 +229,7 @@ class AsyncJobs:
 
     async def preview(self, preview: Preview | str) -> bytes:
         """A passing candidate's image, from a progress entry's `Preview` (or its `url`)."""
-        request = self._client._http.build_request("GET", _calls.preview_path(preview))
-        return (await self._client._send(request)).content
+        return await self._client.content(_calls.preview_path(preview))
 
     async def download(self, job: Any, directory: str | PathLike) -> list[Path]:
         if not isinstance(job, Job) or _calls.links_expire_soon(job):

@@ -86,6 +86,10 @@ class Genline:
                                            headers=call.headers)
         return self._send(request).json()
 
+    def content(self, path: str) -> bytes:
+        """The body of a GET of `path` with your key, with retries: an image, not JSON."""
+        return self._send(self._http.build_request("GET", path)).content
+
     def _send(self, request: httpx.Request, stream: bool = False) -> httpx.Response:
         for attempt in itertools.count():
             try:
@@ -243,8 +247,7 @@ class Jobs:
     def preview(self, preview: Preview | str) -> bytes:
         """A passing candidate's image, from a progress entry's `Preview` (or its `url`),
         read with your API key."""
-        request = self._client._http.build_request("GET", _calls.preview_path(preview))
-        return self._client._send(request).content
+        return self._client.content(_calls.preview_path(preview))
 
     def download(self, job: Any, directory: str | PathLike) -> list[Path]:
         """Write the job's delivered images into `directory` as `<job id>-<n>.<ext>`, each
