@@ -2,8 +2,9 @@
 
 The API's URL and key come from GENLINE_API_URL and GENLINE_API_KEY (or --api-url,
 --api-key). With --json a command writes only JSON on stdout (`watch` one event a line);
-what is for people (progress, errors) goes to stderr. An error prints the problem's title
-and detail, never a traceback.
+what is for people (progress, errors) goes to stderr, and `submit --wait --json` writes
+each of the job's progress entries there as a JSON line. An error prints the problem's
+title and detail, never a traceback.
 
 Exit status: 0 done; 1 the API refused or could not be reached; 2 bad usage or
 configuration; 3 the job ended without images (failed, rejected, canceled, expired).
