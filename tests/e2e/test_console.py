@@ -286,6 +286,9 @@ def test_progress_is_drawn_live_with_the_thumbnails_of_passing_candidates(consol
         assert shown == passing
         page.wait_for_function("[...document.querySelectorAll('li.preview img')].every(i => i.complete && i.naturalWidth > 0)")
         screenshot(page, "job-progress")
+        page.set_viewport_size(PHONE)
+        screenshot(page, "job-progress-phone")
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]  # nothing wider than the phone
     page.locator('#job-state[data-state="succeeded"]').wait_for(timeout=JOB_TIMEOUT_MS)
     assert page.evaluate("window.stillTheSamePage === true")  # followed live: no reload
     assert page.locator("ol.timeline li[data-type='progress']").count() == 2
