@@ -2,8 +2,9 @@
 
 The API's URL and key come from GENLINE_API_URL and GENLINE_API_KEY (or --api-url,
 --api-key). With --json a command writes only JSON on stdout (`watch` one event a line);
-what is for people (progress, errors) goes to stderr. An error prints the problem's title
-and detail, never a traceback.
+what is for people (progress, errors) goes to stderr, and `submit --wait --json` writes
+each of the job's progress entries there as a JSON line. An error prints the problem's
+title and detail, never a traceback.
 
 Exit status: 0 done; 1 the API refused or could not be reached; 2 bad usage or
 configuration; 3 the job ended without images (failed, rejected, canceled, expired).
@@ -19,6 +20,7 @@ from rich.table import Table
 
 from genline_cli.session import EXIT_NO_IMAGES, Output, common_options, with_client
 from genline_client import Genline, Job, JobEvent, verify_receipt
+from genline_client import Progress as ClientProgress
 from genline_client.models import SUCCESSFUL_STATES
 from services.common.cli import CommandTree
 
@@ -95,21 +97,62 @@ def submit(client: Genline, args, output: Output) -> int:
 
 
 def follow(client: Genline, job_id, output: Output, timeout: float | None) -> Job:
-    """Wait for the job, showing each event (progress on stderr; lines on stdout unless --json)."""
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[state]}"),
-                  TimeElapsedColumn(), console=output.err, transient=True,
-                  disable=output.as_json or not output.err.is_terminal) as progress:
-        task = progress.add_task(f"job {str(job_id)[:8]}", total=len(STAGES), state="submitted")
+    """Wait for the job, showing what happens to it as it happens.
+
+    On a terminal a live bar on stderr shows the job's progress (candidates generated,
+    scored and passing, images still needed, the ETA) and each other event goes above it as
+    a line; elsewhere every event is a line on stdout, a progress entry too. With --json,
+    each progress entry is a JSON line on stderr, so that stdout keeps only the job."""
+    bar = ProgressBar(output.err, job_id, shown=not output.as_json and output.err.is_terminal)
+    with bar.display:
         # On one terminal the lines go above the progress bar, through its console, not across it.
-        lines = progress.console if progress.live.is_started and output.out.is_terminal else output.out
+        lines = bar.display.console if bar.display.live.is_started and output.out.is_terminal else output.out
 
         def show(event: JobEvent) -> None:
-            if (state := event.new_state) is not None:
-                progress.update(task, completed=stage_of(state), state=state)
-            if not output.as_json:
-                lines.print(event_line(event))
+            bar.update(event)
+            if output.as_json:
+                if event.type == "progress":
+                    output.err_json(event.model_dump(mode="json"))
+            elif event.type != "progress" or not (bar.shown and output.out.is_terminal):
+                lines.print(event_line(event), soft_wrap=True)
 
         return client.jobs.wait(job_id, timeout=timeout, on_event=show)
+
+
+class ProgressBar:
+    """The live bar of a followed job: passing candidates against the images asked for, with
+    what was generated and scored, what is still needed, the job's state and the ETA the
+    platform gives (until the first progress entry, the stages the job has passed)."""
+
+    def __init__(self, console: Console, job_id, shown: bool) -> None:
+        self.shown = shown
+        self.display = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[counts]}"),
+                                TextColumn("{task.fields[state]}"), TextColumn("{task.fields[eta]}"),
+                                TimeElapsedColumn(), console=console, transient=True, disable=not shown)
+        self.task = self.display.add_task(f"job {str(job_id)[:8]}", total=len(STAGES), counts="", state="submitted",
+                                          eta="")
+        self.counted = False
+
+    def update(self, event: JobEvent) -> None:
+        if (state := event.new_state) is not None:
+            self.display.update(self.task, state=state, **({} if self.counted else {"completed": stage_of(state)}))
+        elif (progress := event.progress) is not None:
+            self.counted = True
+            self.display.update(self.task, total=max(progress.images, 1),
+                                completed=min(progress.passing, progress.images),
+                                counts=progress_counts(progress), eta=eta_text(progress.eta_s))
+
+
+def progress_counts(progress: ClientProgress) -> str:
+    return (f"{progress.generated}/{progress.candidates} generated · {progress.scored} scored"
+            f" · {progress.passing}/{progress.images} passing · {progress.needed} needed")
+
+
+def eta_text(eta_s: float | None) -> str:
+    if eta_s is None:
+        return "ETA unknown"
+    minutes, seconds = divmod(round(eta_s), 60)
+    return f"ETA {minutes}:{seconds:02d}" if minutes else f"ETA {seconds} s"
 
 
 def stage_of(state: str) -> int:
@@ -132,6 +175,9 @@ def event_line(event: JobEvent) -> str:
     if state := event.new_state:
         reason = event.payload.get("reason")
         detail = f"{state}  ({reason})" if reason else state
+    elif progress := event.progress:
+        previews = ", ".join(f"#{preview.index}" for preview in progress.previews)
+        detail = f"{progress_counts(progress)}  {eta_text(progress.eta_s)}" + (f"  passed: {previews}" if previews else "")
     else:
         detail = ", ".join(f"{k}={v}" for k, v in event.payload.items() if not isinstance(v, dict | list))
     return f"{event.seq:>4}  {when}  {event.type:<24} {detail}"
@@ -140,7 +186,7 @@ def event_line(event: JobEvent) -> str:
 def show_job(console: Console, job: Job) -> None:
     console.print(f"[bold]{job.id}[/bold]  {job.state}  {job.template}  {len(job.outputs)}/{job.images} images")
     console.print(f"  prompt: {job.prompt}")
-    for state, when in job.timestamps.items():
+    for state, when in job.history:
         reason = job.reasons.get(state)
         console.print(f"  {when:%Y-%m-%d %H:%M:%S}  {state}" + (f"  ({reason})" if reason else ""))
     if job.failure:

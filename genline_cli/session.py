@@ -38,6 +38,11 @@ class Output:
         sys.stdout.write(json.dumps(value, default=str) + "\n")
         sys.stdout.flush()
 
+    def err_json(self, value) -> None:
+        """A JSON line on stderr: what a command tells as it goes, beside the answer on stdout."""
+        sys.stderr.write(json.dumps(value, default=str) + "\n")
+        sys.stderr.flush()
+
 
 def with_client(args: argparse.Namespace, command: "Command") -> int:
     """Run `command` with a client made from the arguments; an API's refusal or a bad

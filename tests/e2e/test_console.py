@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.e2e.conftest import LEDGER_ADMIN_TOKEN
+from tests.e2e.progress_entries import append_progress, progress
+from tests.polling import until
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -248,4 +250,46 @@ def test_the_operator_view_shows_providers_and_dead_letters(console, platform):
     screenshot(page, "operator-desktop")
     page.set_viewport_size(PHONE)
     screenshot(page, "operator-phone")
+    assert_only_local_requests(console)
+
+
+def test_progress_is_drawn_live_with_the_thumbnails_of_passing_candidates(console, tenants, platform):
+    tenant = tenants(1_000)
+    page = console.page(tenant.api_key)
+    with platform.paused("delivery"), ThreadPoolExecutor(1) as writer:  # scored, held before delivery
+        job_id = tenant.submit(images=2, candidates=4, seed=11)
+        until(lambda: tenant.job(job_id)["state"] == "delivering", JOB_TIMEOUT_MS / 1000, f"job {job_id} delivering")
+        passing = [s["index"] for s in tenant.job(job_id)["scores"] if s["passed"]]
+
+        def write(payload: dict) -> None:  # asyncio.run cannot run beside Playwright's loop: another thread
+            writer.submit(append_progress, platform, job_id, payload).result()
+
+        page.goto("/console/jobs")  # the list draws a job's progress in its row as it comes
+        page.locator(f'tr[data-job="{job_id}"]').wait_for()
+        write(progress(job_id, candidates=4, generated=4, scored=2, passing=1, images=2, eta_s=65,
+                       previews=tuple(passing[:1])))
+        page.locator(f'tr[data-job="{job_id}"] td[data-testid="job-progress"]').filter(
+            has_text="1/2 passing, 4/4 generated").wait_for()
+
+        page.get_by_role("link", name=f"Job {job_id}").click()
+        page.locator('#job-state[data-state="delivering"]').wait_for()
+        page.locator('#progress-bar[data-seq]').wait_for()  # the entry written before the page opened
+        assert text_of(page, "progress-passing") == "1" and text_of(page, "progress-eta") == "about 1 min 5 s left"
+        page.evaluate("window.stillTheSamePage = true")
+        write(progress(job_id, candidates=4, generated=4, scored=4, passing=len(passing), images=2, eta_s=1.5,
+                       previews=tuple(passing[1:])))
+        page.locator("#progress-counts").filter(has_text=f"{len(passing)} of 2 images passing").wait_for()
+        assert page.evaluate("document.querySelector('#progress-bar').value") == min(len(passing), 2)
+        assert (text_of(page, "progress-generated"), text_of(page, "progress-scored")) == ("4", "4")
+        assert text_of(page, "progress-eta") == "about 2 s left"
+        shown = page.locator("ul.previews li.preview").evaluate_all("items => items.map(i => Number(i.dataset.index))")
+        assert shown == passing
+        page.wait_for_function("[...document.querySelectorAll('li.preview img')].every(i => i.complete && i.naturalWidth > 0)")
+        screenshot(page, "job-progress")
+        page.set_viewport_size(PHONE)
+        screenshot(page, "job-progress-phone")
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]  # nothing wider than the phone
+    page.locator('#job-state[data-state="succeeded"]').wait_for(timeout=JOB_TIMEOUT_MS)
+    assert page.evaluate("window.stillTheSamePage === true")  # followed live: no reload
+    assert page.locator("ol.timeline li[data-type='progress']").count() == 2
     assert_only_local_requests(console)

@@ -28,6 +28,8 @@ from genline_client.models import (
     JobPage,
     JobSummary,
     Output,
+    Preview,
+    Progress,
     SubmittedJob,
     Usage,
     UsageDay,
@@ -40,7 +42,7 @@ from genline_client.webhooks import WebhookVerificationError, verify_webhook
 __all__ = [
     "APIConnectionError", "APIError", "AsyncGenline", "BadRequest", "ChecksumMismatch", "ConfigurationError",
     "Conflict", "FINAL_STATES", "Genline", "GenlineError", "Job", "JobEvent", "JobPage", "JobSummary",
-    "NO_RETRIES", "NotFound", "Output", "PayloadTooLarge", "PermissionDenied", "RateLimited",
+    "NO_RETRIES", "NotFound", "Output", "PayloadTooLarge", "PermissionDenied", "Preview", "Progress", "RateLimited",
     "ReceiptVerificationError", "RetryPolicy", "ServerError", "ServiceUnavailable", "SubmittedJob", "Unauthorized",
     "Usage", "UsageDay", "ValidationError", "WaitTimeout", "WebhookVerificationError", "verify_chain", "verify_receipt", "verify_webhook",
 ]

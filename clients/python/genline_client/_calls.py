@@ -5,6 +5,7 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -13,7 +14,7 @@ from uuid import UUID
 import httpx
 
 from genline_client.errors import APIConnectionError, ConfigurationError, NotFound, WaitTimeout
-from genline_client.models import Job, JobEvent
+from genline_client.models import Job, JobEvent, Preview, Progress
 from genline_client.retry import RetryPolicy
 from genline_client.sse import ServerSentEvent
 
@@ -85,6 +86,14 @@ def job_stream(job: Any) -> str:
 TENANT_STREAM = "/v1/events/stream"
 
 
+def preview_path(preview: Preview | str) -> str:
+    """The path of a passing candidate's image: a progress entry's `Preview`, or its `url`."""
+    url = preview.url if isinstance(preview, Preview) else preview
+    if url.startswith(("http://", "https://")) or not url.startswith("/v1/"):
+        raise ValueError(f"not a preview link of this API: {url!r}")
+    return url
+
+
 def job_receipt(job: Any) -> Call:
     return Call("GET", f"/v1/jobs/{job_id_of(job)}/receipt")
 
@@ -145,6 +154,34 @@ def event_of(message: ServerSentEvent) -> JobEvent | None:
         entry["seq"] = int(message.id)
     entry.setdefault("type", message.event)
     return JobEvent.model_validate(entry) if "seq" in entry else None
+
+
+@dataclass
+class Listeners:
+    """The callbacks of a `wait`: each log entry goes to `on_event` once, in `seq` order,
+    whether it came over the stream or from polling the log, and each progress entry's
+    `Progress` to `on_progress` too. `after` is the last entry handed on."""
+
+    on_event: Callable[[JobEvent], Any] | None = None
+    on_progress: Callable[[Progress], Any] | None = None
+    after: int = 0
+
+    @property
+    def listening(self) -> bool:
+        return self.on_event is not None or self.on_progress is not None
+
+    def hand_on(self, event: JobEvent) -> list[Any]:
+        """Call the callbacks with `event` unless it was handed on already; what they
+        returned (the async client awaits what can be awaited)."""
+        if event.seq <= self.after:
+            return []
+        self.after = event.seq
+        results = []
+        if self.on_event is not None:
+            results.append(self.on_event(event))
+        if self.on_progress is not None and (progress := event.progress) is not None:
+            results.append(self.on_progress(progress))
+        return results
 
 
 def stream_timeout(timeout: httpx.Timeout, deadline: float | None) -> httpx.Timeout:

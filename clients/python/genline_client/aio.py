@@ -10,6 +10,7 @@
 from __future__ import annotations  # `list[...]` below, inside a class with a `list` method
 
 import asyncio
+import inspect
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -22,7 +23,17 @@ import httpx
 from genline_client import _calls
 from genline_client._download import OutputFile
 from genline_client.errors import APIConnectionError, NotFound, WaitTimeout, raise_for_problem
-from genline_client.models import Job, JobEvent, JobEvents, JobPage, JobSummary, SubmittedJob, Usage
+from genline_client.models import (
+    Job,
+    JobEvent,
+    JobEvents,
+    JobPage,
+    JobSummary,
+    Preview,
+    Progress,
+    SubmittedJob,
+    Usage,
+)
 from genline_client.retry import RetryPolicy
 from genline_client.sse import EventStreamParser
 
@@ -74,6 +85,10 @@ class AsyncGenline:
                                            headers=call.headers)
         return (await self._send(request)).json()
 
+    async def content(self, path: str) -> bytes:
+        """The body of a GET of `path` with your key, with retries: an image, not JSON."""
+        return (await self._send(self._http.build_request("GET", path))).content
+
     async def _send(self, request: httpx.Request, stream: bool = False) -> httpx.Response:
         for attempt in itertools.count():
             try:
@@ -124,6 +139,12 @@ class AsyncGenline:
         except BaseException:
             file.discard()
             raise
+
+
+async def _awaited(results: list[Any]) -> None:
+    for result in results:
+        if inspect.isawaitable(result):
+            await result
 
 
 async def _checked(response: httpx.Response) -> httpx.Response:
@@ -183,21 +204,32 @@ class AsyncJobs:
         return self._client.stream_events(_calls.TENANT_STREAM, None if after is None else str(after))
 
     async def wait(self, job: Any, *, timeout: float | None = None, poll_interval: float = 1.0,
-                   on_event: Callable[[JobEvent], None] | None = None) -> Job:
-        """The job once it is final; see `Jobs.wait`."""
+                   on_event: Callable[[JobEvent], Any] | None = None,
+                   on_progress: Callable[[Progress], Any] | None = None) -> Job:
+        """The job once it is final; see `Jobs.wait`. A callback may be a coroutine function:
+        it is awaited before the next entry is read."""
         deadline = _calls.deadline_in(timeout)
+        listeners = _calls.Listeners(on_event, on_progress)
         try:
             async for event in self._client.stream_events(_calls.job_stream(job), None, deadline):
-                if on_event is not None:
-                    on_event(event)
+                await _awaited(listeners.hand_on(event))
         except NotFound as error:
             if not _calls.has_no_stream(error):
                 raise
-        while not (view := await self.get(job)).final:
+        while True:
+            view = await self.get(job)
+            # The log read after the view: a final view's entries are all in it by then.
+            for event in await self.events(job, after=listeners.after) if listeners.listening else []:
+                await _awaited(listeners.hand_on(event))
+            if view.final:
+                return view
             if _calls.past(deadline):
                 raise WaitTimeout(f"job {view.id} is still {view.state}")
             await asyncio.sleep(poll_interval)
-        return view
+
+    async def preview(self, preview: Preview | str) -> bytes:
+        """A passing candidate's image, from a progress entry's `Preview` (or its `url`)."""
+        return await self._client.content(_calls.preview_path(preview))
 
     async def download(self, job: Any, directory: str | PathLike) -> list[Path]:
         if not isinstance(job, Job) or _calls.links_expire_soon(job):

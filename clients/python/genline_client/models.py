@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 # and keeps its own copy.
 FINAL_STATES = frozenset({"rejected", "succeeded", "partially_succeeded", "failed", "canceled", "expired"})
 SUCCESSFUL_STATES = frozenset({"succeeded", "partially_succeeded"})
+# The order a job goes through its states; a final state comes last.
+LIFECYCLE = ("submitted", "admitted", "generating", "scoring", "delivering")
 
 
 class APIModel(BaseModel):
@@ -98,6 +100,16 @@ class Job(APIModel):
     def final(self) -> bool:
         return self.state in FINAL_STATES
 
+    @property
+    def history(self) -> list[tuple[str, datetime]]:
+        """The states the job went through and when it entered each, in that order (states
+        entered at the same instant, in the order of a job's course)."""
+        return sorted(self.timestamps.items(), key=lambda item: (item[1], _course_rank(item[0])))
+
+
+def _course_rank(state: str) -> int:
+    return LIFECYCLE.index(state) if state in LIFECYCLE else len(LIFECYCLE)
+
 
 class SubmittedJob(APIModel):
     """The answer to a submission: the job is accepted and moves on asynchronously."""
@@ -125,6 +137,35 @@ class JobPage(APIModel):
     next: str | None = Field(None, description="cursor of the next (older) page; None on the last page")
 
 
+class Preview(APIModel):
+    """A candidate that passed: its `index`, and `url`, its image, relative to the API's base
+    URL and read with your API key (`client.jobs.preview(preview)` fetches it)."""
+
+    index: int
+    url: str
+
+
+class Progress(APIModel):
+    """How far a job has come, from a `progress` entry of its event log (`JobEvent.progress`).
+    Entries come while the job generates and scores; `generated`, `scored` and `passing`
+    never go down within a job, and a small job may finish without any.
+
+    `candidates`: candidates planned so far (every attempt); `generated`: stored so far;
+    `scored`: with a verdict (or left unjudged) so far; `passing`: passed so far;
+    `images`: the images the job delivers; `needed`: how many more must pass;
+    `eta_s`: seconds until the job is expected final (None: not known yet);
+    `previews`: the candidates that passed since the previous progress entry."""
+
+    candidates: int
+    generated: int
+    scored: int
+    passing: int
+    images: int
+    needed: int
+    eta_s: float | None = None
+    previews: list[Preview] = []
+
+
 class JobEvent(APIModel):
     """An entry of a job's event log: `seq` numbers a job's entries 1, 2, 3 … without gaps.
     On the stream of all a tenant's jobs, `job_id` says whose entry it is and `cursor`
@@ -145,6 +186,11 @@ class JobEvent(APIModel):
     @property
     def final(self) -> bool:
         return self.new_state in FINAL_STATES
+
+    @property
+    def progress(self) -> Progress | None:
+        """How far the job has come, for a `progress` entry; None for other entries."""
+        return Progress.model_validate(self.payload) if self.type == "progress" else None
 
 
 class JobEvents(APIModel):

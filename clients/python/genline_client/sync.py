@@ -23,7 +23,17 @@ import httpx
 from genline_client import _calls
 from genline_client._download import OutputFile
 from genline_client.errors import APIConnectionError, NotFound, WaitTimeout, raise_for_problem
-from genline_client.models import Job, JobEvent, JobEvents, JobPage, JobSummary, SubmittedJob, Usage
+from genline_client.models import (
+    Job,
+    JobEvent,
+    JobEvents,
+    JobPage,
+    JobSummary,
+    Preview,
+    Progress,
+    SubmittedJob,
+    Usage,
+)
 from genline_client.retry import RetryPolicy
 from genline_client.sse import EventStreamParser
 
@@ -75,6 +85,10 @@ class Genline:
         request = self._http.build_request(call.method, call.path, params=call.params, json=call.json,
                                            headers=call.headers)
         return self._send(request).json()
+
+    def content(self, path: str) -> bytes:
+        """The body of a GET of `path` with your key, with retries: an image, not JSON."""
+        return self._send(self._http.build_request("GET", path)).content
 
     def _send(self, request: httpx.Request, stream: bool = False) -> httpx.Response:
         for attempt in itertools.count():
@@ -190,25 +204,50 @@ class Jobs:
         return self._client.stream_events(_calls.TENANT_STREAM, None if after is None else str(after))
 
     def wait(self, job: Any, *, timeout: float | None = None, poll_interval: float = 1.0,
-             on_event: Callable[[JobEvent], None] | None = None) -> Job:
-        """The job once it is final: its event stream followed to the end (`on_event` sees
-        each entry), or, on a platform without streams, polled every `poll_interval` s."""
+             on_event: Callable[[JobEvent], None] | None = None,
+             on_progress: Callable[[Progress], None] | None = None) -> Job:
+        """The job once it is final (`WaitTimeout` after `timeout` s).
+
+        It follows the job's event stream to its end; on a platform without streams, or when
+        a stream ends before the job does, it reads the job and its event log every
+        `poll_interval` s. The callbacks see each log entry once, in `seq` order, as it
+        arrives: `on_event` every entry (`JobEvent`: states, attempts, billing, progress …),
+        `on_progress` the `Progress` of each `progress` entry (candidates generated, scored
+        and passing, images still needed, an ETA, and the candidates that just passed)::
+
+            def show(progress: Progress) -> None:
+                print(f"{progress.passing}/{progress.images} passing, {progress.needed} needed")
+                for preview in progress.previews:
+                    Path(f"{preview.index}.png").write_bytes(client.jobs.preview(preview))
+
+            job = client.jobs.wait(job, on_progress=show)
+        """
         deadline = _calls.deadline_in(timeout)
+        listeners = _calls.Listeners(on_event, on_progress)
         try:
             for event in self._client.stream_events(_calls.job_stream(job), None, deadline):
-                if on_event is not None:
-                    on_event(event)
+                listeners.hand_on(event)
         except NotFound as error:
             if not _calls.has_no_stream(error):
                 raise
-        return self._poll(job, deadline, poll_interval)
+        return self._poll(job, deadline, poll_interval, listeners)
 
-    def _poll(self, job: Any, deadline: float | None, poll_interval: float) -> Job:
-        while not (view := self.get(job)).final:
+    def _poll(self, job: Any, deadline: float | None, poll_interval: float, listeners: _calls.Listeners) -> Job:
+        while True:
+            view = self.get(job)
+            # The log read after the view: a final view's entries are all in it by then.
+            for event in self.events(job, after=listeners.after) if listeners.listening else []:
+                listeners.hand_on(event)
+            if view.final:
+                return view
             if _calls.past(deadline):
                 raise WaitTimeout(f"job {view.id} is still {view.state}")
             time.sleep(poll_interval)
-        return view
+
+    def preview(self, preview: Preview | str) -> bytes:
+        """A passing candidate's image, from a progress entry's `Preview` (or its `url`),
+        read with your API key."""
+        return self._client.content(_calls.preview_path(preview))
 
     def download(self, job: Any, directory: str | PathLike) -> list[Path]:
         """Write the job's delivered images into `directory` as `<job id>-<n>.<ext>`, each

@@ -1,6 +1,7 @@
-// A job's page: its summary, credits and costs, timeline (followed live), candidates with
-// their verdicts, delivered images, each of which may be reported, and once the job is
-// final its signed receipt, verified in the browser.
+// A job's page: its summary, its progress while it generates and scores (counts, a bar, the
+// ETA and the candidates passing as they pass), credits and costs, timeline (followed
+// live), candidates with their verdicts, delivered images, each of which may be reported,
+// and once the job is final its signed receipt, verified in the browser.
 import {FINAL, api, events} from "./api.js";
 import {h, field, select, facts, table, badge, when, usd, announce, show, fillWith, errorBox, debounce, format} from "./dom.js";
 import {pageSignal} from "./navigation.js";
@@ -8,14 +9,14 @@ import {receiptSection} from "./receipts.js";
 
 export function jobPage(jobId) {
   document.title = "Job · Genline";
-  const state = {job: null, sort: "score-desc", images: new Map(), shownScores: ""};
+  const state = {job: null, sort: "score-desc", images: new Map(), shownScores: "", previews: new Set()};
   const parts = {
-    head: h("div"), summary: h("section", {"aria-labelledby": "summary-title"}),
+    head: h("div"), progress: h("div"), summary: h("section", {"aria-labelledby": "summary-title"}),
     costs: h("section", {"aria-labelledby": "costs-title"}),
     timeline: h("ol", {class: "timeline", "aria-live": "polite", "aria-label": "Events"}),
     candidates: h("div"), outputs: h("div"), receipt: h("div"),
   };
-  show(parts.head, h("div", {class: "grid-2"}, parts.summary, parts.costs),
+  show(parts.head, parts.progress, h("div", {class: "grid-2"}, parts.summary, parts.costs),
     h("section", {"aria-labelledby": "timeline-title"}, h("h2", {id: "timeline-title", text: "Timeline"}), parts.timeline),
     h("section", {"aria-labelledby": "candidates-title"}, h("h2", {id: "candidates-title", text: "Candidates"}), parts.candidates),
     h("section", {"aria-labelledby": "outputs-title"}, h("h2", {id: "outputs-title", text: "Delivered images"}), parts.outputs),
@@ -30,7 +31,8 @@ export function jobPage(jobId) {
       parts.head.replaceChildren(errorBox(error));
     }
   };
-  refresh().then(() => { if (state.job) followJob(jobId, parts.timeline, debounce(refresh, 200)); });
+  const progressed = (entry) => drawProgress(state, parts.progress, entry);
+  refresh().then(() => { if (state.job) followJob(jobId, parts.timeline, debounce(refresh, 200), progressed); });
   pageSignal().addEventListener("abort", () => state.images.forEach((url) => URL.revokeObjectURL(url)));
 }
 
@@ -43,12 +45,13 @@ function jobMissing(jobId, error) {
     h("a", {href: "/console/jobs", text: "Back to your jobs"}));
 }
 
-async function followJob(jobId, timeline, changed) {
+async function followJob(jobId, timeline, changed, progressed) {
   let final = false;
   const path = `/v1/jobs/${encodeURIComponent(jobId)}/stream`;
   for await (const message of events(path, pageSignal(), () => final)) {
     const entry = JSON.parse(message.data);
     if (entry.type === "state") final = FINAL.has(entry.payload.state);
+    if (entry.type === "progress") progressed(entry);
     timeline.append(h("li", {"data-type": entry.type},
       h("time", {datetime: entry.time, text: new Date(entry.time).toLocaleTimeString()}),
       h("span", {}, h("strong", {text: entry.type}), ` ${describeEntry(entry)}`)));
@@ -69,8 +72,55 @@ function describeEntry(entry) {
     case "attempt.scored": return `attempt ${p.attempt}: ${p.passed} of ${p.scored} passed`
       + (p.not_judged && p.not_judged.length ? `, ${p.not_judged.length} not judged (enough passed)` : "");
     case "delivery.published": return `${p.images} of ${p.requested} image(s) delivered`;
+    case "progress": return `${progressCounts(p)}, ${eta(p.eta_s)}`;
     default: return Object.entries(p).map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`).join(", ");
   }
+}
+
+// A progress entry drawn: the counts, a bar of passing candidates against the images asked
+// for, the ETA, and a thumbnail of each candidate that passed, fetched with the tab's key.
+// A job may finish without any (a small one, in one step): then the section stays empty.
+function drawProgress(state, section, entry) {
+  const p = entry.payload;
+  if (!section.firstChild) {
+    section.replaceChildren(h("section", {id: "progress", "aria-labelledby": "progress-title"},
+      h("h2", {id: "progress-title", text: "Progress"}),
+      h("progress", {id: "progress-bar", "aria-labelledby": "progress-title"}),
+      h("p", {id: "progress-counts", role: "status", "aria-live": "polite"}),
+      h("div", {id: "progress-facts"}),
+      h("ul", {class: "previews", "aria-label": "Candidates that passed"})));
+  }
+  const bar = section.querySelector("#progress-bar");
+  bar.max = Math.max(p.images, 1);
+  bar.value = Math.min(p.passing, p.images);
+  bar.dataset.seq = entry.seq;
+  section.querySelector("#progress-counts").textContent = `${p.passing} of ${p.images} images passing, `
+    + `${p.needed} still needed; ${eta(p.eta_s)}`;
+  section.querySelector("#progress-facts").replaceChildren(facts([
+    ["Candidates planned", p.candidates, "progress-candidates"], ["Generated", p.generated, "progress-generated"],
+    ["Scored", p.scored, "progress-scored"], ["Passing", p.passing, "progress-passing"],
+    ["Still needed", p.needed, "progress-needed"], ["ETA", eta(p.eta_s), "progress-eta"],
+    ["As of", new Date(entry.time).toLocaleTimeString()],
+  ]));
+  const previews = section.querySelector("ul.previews");
+  for (const preview of p.previews || []) {
+    if (state.previews.has(preview.index)) continue;
+    state.previews.add(preview.index);
+    const img = h("img", {alt: `Candidate ${preview.index}, passed`, width: "96", height: "96"});
+    previews.append(h("li", {class: "preview", "data-index": preview.index}, img, h("span", {text: `#${preview.index}`})));
+    loadPreview(state, preview, img);
+  }
+}
+
+function progressCounts(p) {
+  return `${p.generated} of ${p.candidates} generated, ${p.scored} scored, ${p.passing} of ${p.images} passing, `
+    + `${p.needed} needed`;
+}
+
+function eta(seconds) {
+  if (seconds === null || seconds === undefined) return "ETA unknown";
+  const whole = Math.round(seconds);
+  return whole >= 60 ? `about ${Math.floor(whole / 60)} min ${whole % 60} s left` : `about ${whole} s left`;
 }
 
 function drawJob(state, parts) {
@@ -215,10 +265,16 @@ function whyUnmeasured(score, name) {
   return reason.slice(reason.indexOf(": ") + 2);
 }
 
-async function loadCandidate(state, index, img) {
+// A passing candidate's preview: the link its progress entry names, relative to the API,
+// read with the tab's key like the gallery's (and kept for the gallery).
+function loadPreview(state, preview, img) {
+  return loadCandidate(state, preview.index, img, preview.url);
+}
+
+async function loadCandidate(state, index, img, url = `/v1/jobs/${state.job.id}/candidates/${index}/image`) {
   if (!state.images.has(index)) {
     try {
-      const response = await api(`/v1/jobs/${state.job.id}/candidates/${index}/image`, {raw: true});
+      const response = await api(url, {raw: true});
       state.images.set(index, URL.createObjectURL(await response.blob()));
     } catch (error) {
       if (!pageSignal().aborted) img.alt = `Candidate ${index}: ${error.message}`;

@@ -1,5 +1,6 @@
-// The jobs pages: your jobs, filtered and followed live, and a new job with its quote.
-import {STATES, TEMPLATES, TIERS, api, events, templates} from "./api.js";
+// The jobs pages: your jobs, filtered and followed live (with the progress of those that
+// generate and score), and a new job with its quote.
+import {FINAL, STATES, TEMPLATES, TIERS, api, events, templates} from "./api.js";
 import {h, field, select, table, badge, when, announce, show, errorBox, debounce} from "./dom.js";
 import {pageSignal, navigate} from "./navigation.js";
 
@@ -26,15 +27,29 @@ export function jobsPage() {
   const live = h("p", {class: "muted", "aria-live": "polite"});
   show(h("div", {class: "actions"}, h("h1", {text: "Jobs"}), h("a", {class: "button", href: "/console/new", text: "New job"})),
     filters, live, body);
+  const progress = new Map(); // job id → its latest progress entry's payload, kept across reloads
   const load = async () => {
     try {
-      body.replaceChildren(jobsTable(await api(`/v1/jobs?${jobsQuery(query)}`), query));
+      body.replaceChildren(jobsTable(await api(`/v1/jobs?${jobsQuery(query)}`), query, progress));
     } catch (error) {
       if (!pageSignal().aborted) body.replaceChildren(errorBox(error));
     }
   };
   load();
-  followTenant(debounce(load, 300), live, pageSignal());
+  const reload = debounce(load, 300);
+  followTenant((entry) => {
+    if (entry.type !== "progress") return reload();
+    progress.set(entry.job_id, entry.payload); // drawn in its row at once: no reload per batch
+    const cell = body.querySelector(`tr[data-job="${CSS.escape(entry.job_id)}"] td[data-testid="job-progress"]`);
+    if (cell) cell.replaceChildren(progressCell(entry.payload));
+  }, live, pageSignal());
+}
+
+function progressCell(payload) {
+  if (!payload) return "—";
+  return h("span", {}, h("progress", {max: Math.max(payload.images, 1), value: Math.min(payload.passing, payload.images),
+    "aria-label": `${payload.passing} of ${payload.images} passing`}),
+  ` ${payload.passing}/${payload.images} passing, ${payload.generated}/${payload.candidates} generated`);
 }
 
 function jobsQuery(query) {
@@ -46,13 +61,14 @@ function jobsQuery(query) {
   return params;
 }
 
-function jobsTable(jobs, query) {
+function jobsTable(jobs, query, progress) {
   if (!jobs.data.length) return h("p", {class: "panel", text: "No jobs here yet."});
   const rows = jobs.data.map((job) => h("tr", {"data-job": job.id},
     h("td", {}, h("a", {href: `/console/jobs/${job.id}`, class: "mono", text: job.id.slice(0, 8), "aria-label": `Job ${job.id}`})),
     h("td", {"data-testid": "job-state"}, badge(job.state)),
     h("td", {text: job.template}),
     h("td", {class: "num", text: `${job.delivered} / ${job.images}`}),
+    h("td", {"data-testid": "job-progress"}, FINAL.has(job.state) ? "—" : progressCell(progress.get(job.id))),
     h("td", {class: "num", text: job.billing.charged ?? job.billing.reserved ?? "—"}),
     h("td", {text: when(job.created_at)})));
   const pager = h("nav", {class: "pager", "aria-label": "Pages"});
@@ -64,7 +80,7 @@ function jobsTable(jobs, query) {
     query.set("cursor", jobs.next);
     navigate(`/console/jobs?${query}`);
   }}));
-  return h("div", {}, table([["Job"], ["State"], ["Template"], ["Delivered", "num"], ["Credits", "num"], ["Created"]],
+  return h("div", {}, table([["Job"], ["State"], ["Template"], ["Delivered", "num"], ["Progress"], ["Credits", "num"], ["Created"]],
     rows, "Your jobs, newest first"), pager);
 }
 

@@ -14,6 +14,12 @@ the inbox skips) adds nothing, and a job's `seq` runs 1, 2, 3 … without gaps. 
   candidates generated, scored and passing, and the provider cost so far; `attempt.scored`
   also names each rejected candidate's failed and unmeasured dimensions, and the candidates
   left without a verdict once the job had enough;
+* `progress`: how far a job that generates and scores has come, each time candidates are
+  stored or a batch is scored: `candidates` planned, `generated`, `scored` and `passing` so
+  far (never going down), `images` asked, `needed` still, `eta_s` (null when unknown) and
+  `previews`, the candidates that passed since the previous entry (`index`, `url` of the
+  candidate-image route, read with the caller's key); a job finished in one step may have
+  none. Tenants who subscribe get the same payload as the `job.progress` webhook, throttled;
 * `delivery.published`: the images delivered (count, no links: links are signed per read);
 * `cancel.requested`: the client (or the sweeper) asked the job to end;
 * `report.refunded`, `report.retry_token`, `report.declined`: a reported image's outcome;
