@@ -7,15 +7,11 @@ the inbox skips) adds nothing, and a job's `seq` runs 1, 2, 3 … without gaps. 
 * `state`: the job's shown state changed (`state`, `previous`, `reason`, and `failure`
   when it failed or ended early); the final state is the job's last `state` entry;
 * `billing.reserved`, `billing.rejected`, `billing.settled`: what the ledger held and charged;
-* `progress`: a large job's counts while it is generated and scored, each time the scorer
-  has scored a chunk (`candidates` planned, `generated`, `scored`, `passing`, `images`,
-  `needed`, `eta_s`), with `previews`, a link to each candidate that passed in that chunk;
 * `attempt.started`, `attempt.generated`, `attempt.scored`: each generation attempt, with
   candidates generated, scored and passing, and the provider cost so far; `attempt.scored`
   also names each rejected candidate's failed and unmeasured dimensions, and the candidates
   left without a verdict once the job had enough;
-* `progress`: how far a job that generates and scores has come, each time candidates are
-  stored or a batch is scored: `candidates` planned, `generated`, `scored` and `passing` so
+* `progress`: how far a large job has come, each time the scorer has scored a chunk of it: `candidates` planned, `generated`, `scored` and `passing` so
   far (never going down), `images` asked, `needed` still, `eta_s` (null when unknown) and
   `previews`, the candidates that passed since the previous entry (`index`, `url` of the
   candidate-image route, read with the caller's key); a job finished in one step may have
