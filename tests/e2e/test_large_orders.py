@@ -23,7 +23,8 @@ def progress_entries(tenant, job_id: str) -> list[dict]:
         after = page["data"][-1]["seq"]
 
 
-def test_sixty_from_two_hundred_forty_succeeds_and_reports_progress_on_the_way(tenant_factory, receiver):
+def test_sixty_from_two_hundred_forty_succeeds_and_reports_progress_on_the_way(tenant_factory, webhook_receiver):
+    receiver = webhook_receiver
     tenant = tenant_factory(credits=10_000)
     watching = create_endpoint(tenant, receiver.url("/progress"), event_types=["job.progress", "job.succeeded"])
     create_endpoint(tenant, receiver.url("/finals"))  # every final event by default: no progress
