@@ -1,16 +1,27 @@
 """Orders at the seed's size on the running services: 60 images from 240 candidates, stored
 in chunks as the provider's calls return and scored while the rest is generated, with the
 job's progress in its log as a person would watch it; an order larger than the plan allows
-is refused with the limit named."""
+is refused with the limit named; one canceled while it streams costs nothing."""
 
 import io
 import json
 
+import pytest
 from PIL import Image
 
+from tests.e2e.conftest import FINAL
 from tests.e2e.test_jobs import UNIT_PRICE
-from tests.e2e.test_webhooks import create_endpoint, verifies
-from tests.e2e.test_webhooks import receiver as webhook_receiver  # noqa: F401 - the `receiver` fixture
+from tests.e2e.test_webhooks import Receiver, create_endpoint, verifies
+from tests.polling import until
+
+
+@pytest.fixture
+def webhook_receiver():
+    receiver = Receiver()
+    receiver.thread.start()
+    yield receiver
+    receiver.server.shutdown()
+    receiver.server.server_close()
 
 
 def progress_entries(tenant, job_id: str) -> list[dict]:
@@ -75,3 +86,23 @@ def test_an_order_past_the_plan_is_refused_with_its_limit(tenant_factory):
         assert str(limit) in problem["detail"] and "free" in problem["detail"]
     assert past_the_platform.status_code == 422
     assert free.http.get("/v1/jobs").json()["data"] == []  # nothing was written
+
+
+def test_a_large_order_canceled_while_it_streams_ends_canceled_and_costs_nothing(tenant_factory):
+    tenant = tenant_factory(credits=10_000)
+    before = tenant.balance()
+    job_id = tenant.submit(images=60, candidates=240, seed=61)
+    until(lambda: progress_entries(tenant, job_id) or tenant.job(job_id)["state"] in FINAL, 300,
+          "the order reported no progress")
+
+    assert tenant.http.post(f"/v1/jobs/{job_id}/cancel").status_code == 202
+    job = tenant.wait_settled([job_id], timeout_s=300)[job_id]
+
+    # Canceled while it streamed, nothing delivered, nothing charged; or, had it won the race,
+    # delivered and charged for exactly what it delivered.
+    assert job["state"] in ("canceled", "succeeded"), job["state"]
+    assert job["billing"]["charged"] == len(job["outputs"]) * UNIT_PRICE["generic"]
+    assert tenant.balance() == {"posted": before["posted"] - job["billing"]["charged"], "pending": 0,
+                                "available": before["available"] - job["billing"]["charged"]}
+    if job["state"] == "canceled":
+        assert job["outputs"] == []
