@@ -31,7 +31,7 @@ MAX_CURSOR = 2**63 - 1
 
 class LogEntry(BaseModel):
     seq: int = Field(description="the entry's number within its job: 1, 2, 3 … without gaps")
-    type: str = Field(description="`state`, `billing.reserved`, `attempt.started`, `attempt.generated`,"
+    type: str = Field(description="`state`, `billing.reserved`, `attempt.started`, `attempt.generated`, `progress`,"
                                   " `attempt.scored`, `delivery.published`, `billing.settled`, `cancel.requested`,"
                                   " `report.refunded` …")
     time: datetime
