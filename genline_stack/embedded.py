@@ -35,7 +35,17 @@ from typing import TYPE_CHECKING
 
 import psutil
 
-from genline_stack.credentials import SERVICES, ensure_credentials, provision_roles, public_keys, read_credentials
+from genline_stack.credentials import (
+    PEOPLE,
+    SERVICES,
+    ensure_credentials,
+    object_store_env,
+    object_store_identities,
+    provision_roles,
+    public_keys,
+    read_credentials,
+    read_person,
+)
 from genline_stack.ports import (
     SEAWEED_GRPC_OFFSET,
     free_port,
@@ -125,6 +135,13 @@ class Endpoints:
         own schemas only."""
         return self.settings(settings_class, **({"database_url": self.database_url} | overrides))
 
+    def person_settings(self, person: str, settings_class, **overrides):
+        """Settings for the operator's or the auditor's tools (`person`: genline_stack.credentials.
+        PEOPLE): their own database role, no service key, no data-key KEK unless given."""
+        values = {k.removeprefix("GENLINE_").lower(): v for k, v in self.service_env(None).items()}
+        url = read_person(Path(self.credentials_dir), person).database_url(self.database_url)
+        return settings_class(**(values | {"database_url": url} | overrides))
+
     def signer(self, service: str) -> ServiceSigner:
         """Speaks as `service` on internal calls, for tools and tests that call internal APIs."""
         return ServiceSigner(service, read_credentials(Path(self.credentials_dir), service).identity_key)
@@ -156,6 +173,10 @@ class Endpoints:
         if self.credentials_dir and service in SERVICES:
             directory = Path(self.credentials_dir)
             env |= read_credentials(directory, service).env(self.database_url, public_keys(directory), directory)
+            own_key = object_store_env(directory, service)
+            if own_key is not None:
+                env = {k: v for k, v in env.items() if not k.startswith("GENLINE_S3_") or k == "GENLINE_S3_ENDPOINT_URL"}
+                env |= own_key
         return env
 
 
@@ -291,9 +312,16 @@ class EmbeddedStack:
         data.mkdir(exist_ok=True)
         self.s3_port = self.s3_port or remembered_s3_port(data / "s3.port")
         identities = data / "identities.json"
+        # The stack's own key (provisioning, tests, tools) may do anything; each service's
+        # only what it does (genline_stack/credentials.py, BUCKET_ACTIONS).
+        from services.common.settings import ServiceSettings
+
+        buckets = {"internal": ServiceSettings.model_fields["internal_bucket"].default,
+                   "public": ServiceSettings.model_fields["public_bucket"].default}
         identities.write_text(json.dumps({"identities": [{
             "name": "genline", "credentials": [{"accessKey": DEV_S3_KEY_ID, "secretKey": DEV_S3_SECRET}],
-            "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"]},
+            *object_store_identities(self.data_dir / "credentials", buckets)]}))
         taken = {self.s3_port, self.s3_port + SEAWEED_GRPC_OFFSET}
         ports = dict(zip(SEAWEED_COMPONENTS, free_ports_with_grpc_neighbours(len(SEAWEED_COMPONENTS), taken),
                          strict=True))
@@ -395,7 +423,10 @@ async def provision(endpoints: Endpoints) -> None:
     await store.ensure_buckets()
     await write_first(store, [store.internal_bucket, store.public_bucket])
     if endpoints.credentials_dir:
-        await provision_roles(endpoints.database_url, ensure_credentials(Path(endpoints.credentials_dir)))
+        directory = Path(endpoints.credentials_dir)
+        credentials = ensure_credentials(directory)
+        await provision_roles(endpoints.database_url, credentials,
+                              {person: read_person(directory, person) for person in PEOPLE})
 
 
 async def write_first(store: "ObjectStore", buckets: list[str]) -> None:

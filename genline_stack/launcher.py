@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from genline_stack.credentials import kek_env
+from genline_stack.credentials import AUDITOR, OPERATOR, kek_env, read_person
 from genline_stack.demo import run_demo
 from genline_stack.embedded import EmbeddedStack, Endpoints
 from genline_stack.fleet import ServiceFleet
@@ -58,14 +58,26 @@ def dev_ledger_secrets(endpoints: Endpoints) -> dict[str, str]:
 
 
 def write_operator_env(endpoints, path):
-    """The environment of the operator's commands on this stack (the replays and audits
-    read every service's journal: the administrator's database login; the jobs' KEK, to
-    open sealed prompts), readable by its owner only; returns its path."""
+    """The environment of the operator's commands on this stack (the bus, grants, data keys,
+    the replays): the operator's own database role, which may act as every service, and the
+    jobs' KEK, to open sealed prompts; readable by its owner only; returns its path."""
+    directory = Path(endpoints.credentials_dir)
+    url = read_person(directory, OPERATOR).database_url(endpoints.database_url)
+    return write_env(endpoints.service_env() | kek_env(directory) | {"GENLINE_DATABASE_URL": url}, path)
+
+
+def write_auditor_env(endpoints, path):
+    """The auditor's environment on this stack (`genline replay ledger | audit | jobs`): its own
+    role, which reads every schema and writes none; no KEK, no object-store key."""
+    url = read_person(Path(endpoints.credentials_dir), AUDITOR).database_url(endpoints.database_url)
+    env = {name: value for name, value in endpoints.service_env().items() if not name.startswith("GENLINE_S3_")}
+    return write_env(env | {"GENLINE_DATABASE_URL": url}, path)
+
+
+def write_env(env: dict[str, str], path: Path) -> Path:
     import os
     import shlex
-    from pathlib import Path
 
-    env = endpoints.service_env() | kek_env(Path(endpoints.credentials_dir))
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as file:
         file.writelines(f"{name}={shlex.quote(value)}\n" for name, value in sorted(env.items()))
@@ -157,6 +169,7 @@ def launch(args: argparse.Namespace) -> int:
         print(f"embedded stack up: kafka {endpoints.kafka_bootstrap}, s3 {endpoints.s3_endpoint_url}", flush=True)
         api_key = asyncio.run(seed(endpoints, args.credits, args.data_dir / "demo-api-key"))
         operator_env = write_operator_env(endpoints, args.data_dir / "operator.env")
+        auditor_env = write_auditor_env(endpoints, args.data_dir / "auditor.env")
         dev_secrets = dev_ledger_secrets(endpoints)
         fleet = ServiceFleet(endpoints, args.data_dir / "logs", ingest_port=args.port, admin_ports=True,
                              extra_env={f"GENLINE_{name.upper()}": value for name, value in dev_secrets.items()})
@@ -165,6 +178,8 @@ def launch(args: argparse.Namespace) -> int:
         print(f"demo tenant API key: {api_key}", flush=True)
         say_how_to_reach_the_ledger(fleet, dev_secrets)
         print(f"operator commands (genline replay, bus, grant, data-keys): first `set -a; . {operator_env}; set +a`",
+              flush=True)
+        print(f"the auditor's replays (genline replay ledger, audit, jobs): `set -a; . {auditor_env}; set +a`",
               flush=True)
         delivered = run_demo(fleet.ingest_url, api_key, say=lambda line: print(line, flush=True))
         print(f"demo finished {time.monotonic() - started:.1f}s after start", flush=True)

@@ -6,7 +6,7 @@ startup (never at import) from environment variables prefixed `GENLINE_`.
 
 import hashlib
 import re
-from typing import Literal
+from typing import ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, model_validator
@@ -124,8 +124,12 @@ class ServiceSettings(BaseSettings):
     # endpoint the services use inside the cluster.
     s3_public_endpoint_url: str | None = None
     s3_region: str = "us-east-1"
-    s3_access_key_id: str
-    s3_secret_access_key: SecretStr
+    # The service's own object-store key, which its bucket policy allows only what the service
+    # does there (docs/guides/security.md); required of a service that uses the store, and
+    # none for one that does not (the ledger, the operators' and auditors' tools).
+    uses_object_store: ClassVar[bool] = True
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
     internal_bucket: str = "genline-internal"
     public_bucket: str = "genline-public"
 
@@ -213,9 +217,17 @@ class ServiceSettings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def object_store_login(self) -> "ServiceSettings":
+        if self.uses_object_store and (self.s3_access_key_id is None or self.s3_secret_access_key is None):
+            raise ValueError("GENLINE_S3_ACCESS_KEY_ID and GENLINE_S3_SECRET_ACCESS_KEY must be set: the"
+                             f" {self.service_name} uses the object store")
+        return self
+
+    @model_validator(mode="after")
     def reject_placeholder_secrets(self) -> "ServiceSettings":
         if self.environment == "production":
-            refuse_weak_secret("GENLINE_S3_SECRET_ACCESS_KEY", self.s3_secret_access_key.get_secret_value())
+            if self.s3_secret_access_key is not None:
+                refuse_weak_secret("GENLINE_S3_SECRET_ACCESS_KEY", self.s3_secret_access_key.get_secret_value())
             password = urlsplit(self.database_url.get_secret_value()).password
             if password is not None:  # none: peer or certificate authentication
                 refuse_weak_secret("the password in GENLINE_DATABASE_URL", password)
@@ -241,6 +253,23 @@ class SealedContentSettings(ServiceSettings):
     data_key_url: str = "http://127.0.0.1:8081"
     data_key_timeout_s: float = 5.0
     data_key_cache_s: float = 600.0
+
+
+class AuditorSettings(ServiceSettings):
+    """The auditor's replays and audits (`genline replay …`): its own database role
+    (genline_auditor, which reads every service's schemas and writes nothing) and KafkaUser
+    (genline-auditor, which may only read the topics); no service key, no object store. With
+    the jobs' key-encryption key (ingest's settings of the same names) a replay opens the
+    sealed prompts and compares them too; without it, it compares everything else and says so."""
+
+    service_name: str = "auditor"
+    uses_object_store: ClassVar[bool] = False
+    data_key_kek_file: str | None = None
+    data_key_kms_key_id: str | None = None
+    data_key_kms_endpoint_url: str | None = None
+
+    def opens_sealed_contents(self) -> bool:
+        return bool(self.data_key_kek_file or self.data_key_kms_key_id)
 
 
 # What an operator token may allow; "*" allows everything.

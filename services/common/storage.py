@@ -105,6 +105,9 @@ class ObjectStore:
         self.endpoint = (settings.s3_endpoint_url or f"https://s3.{settings.s3_region}.amazonaws.com").rstrip("/")
         self.public_endpoint = (settings.s3_public_endpoint_url or self.endpoint).rstrip("/")
         self._public_host = httpx.URL(self.public_endpoint).netloc.decode()
+        if settings.s3_access_key_id is None or settings.s3_secret_access_key is None:
+            raise ValueError(f"the {settings.service_name} has no object-store key (GENLINE_S3_ACCESS_KEY_ID,"
+                             " GENLINE_S3_SECRET_ACCESS_KEY)")
         self._signer = Signer(settings.s3_access_key_id, settings.s3_secret_access_key.get_secret_value(),
                               settings.s3_region)
         self._http: httpx.AsyncClient | None = None

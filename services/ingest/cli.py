@@ -68,10 +68,10 @@ def new_receipt_key(args: argparse.Namespace) -> int:
 
 
 def replay_jobs(args: argparse.Namespace) -> int:
+    from services.common.settings import AuditorSettings
     from services.ingest.jobs.replay import replay_jobs
-    from services.ingest.settings import IngestSettings
 
-    return replay_jobs(IngestSettings(), args.schema, args.tenant, settle_s=args.settle, source=args.source)
+    return replay_jobs(AuditorSettings(), args.schema, args.tenant, settle_s=args.settle, source=args.source)
 
 
 def replay_receipts(args: argparse.Namespace) -> int:
@@ -118,8 +118,14 @@ def add_commands(tree: CommandTree) -> None:
     tree.command("receipts keygen", new_receipt_key, help="print a new receipt signing key",
                  description="Print a new receipt signing key (GENLINE_RECEIPT_SIGNING_KEY).")
 
-    tree.group("replay", help="rebuild state from the journals and compare it with the live one")
-    jobs = tree.command("replay jobs", replay_jobs, help="rebuild every job's read model from every journal and compare")
+    tree.group("replay", help="rebuild state from the journals and compare it with the live one",
+               description="Rebuild state from the journals and compare it with the live one, as the auditor:"
+               " GENLINE_DATABASE_URL with the role genline_auditor (reads every schema, writes nothing),"
+               " GENLINE_KAFKA_* as the KafkaUser genline-auditor (reads the topics only); no service key.")
+    jobs = tree.command("replay jobs", replay_jobs, help="rebuild every job's read model from every journal and compare",
+                        description="Rebuild every job's read model from every journal and compare. Sealed prompts"
+                        " are opened and compared with the key-encryption key (GENLINE_DATA_KEY_KEK_FILE or"
+                        " GENLINE_DATA_KEY_KMS_KEY_ID); without it every other field is compared.")
     jobs.add_argument("--schema", default="ingest", help="the live ingest schema to compare with")
     jobs.add_argument("--tenant", help="only this tenant's jobs")
     jobs.add_argument("--settle", type=float, default=30, help="seconds a difference must last to count")

@@ -20,13 +20,13 @@ from services.common.bus.replay import (
     until_settled,
 )
 from services.common.contracts import PUBLISHERS, AuditRecorded
+from services.common.settings import ServiceSettings
 from services.ledger.audit import COLUMNS
-from services.ledger.settings import LedgerSettings
 
 FIELDS = COLUMNS[1:]
 
 
-def rebuilt_trail(conn: psycopg.Connection, settings: LedgerSettings, schema: str,
+def rebuilt_trail(conn: psycopg.Connection, settings: ServiceSettings, schema: str,
                   source: str) -> tuple[dict[str, tuple], int, int]:
     """The trail the services' events hold, by event id; how many records were read, how
     many undecodable."""
@@ -56,7 +56,7 @@ def compare(live: dict[str, tuple], replayed: dict[str, tuple]) -> list[str]:
     return lines
 
 
-def replay_audit(settings: LedgerSettings, schema: str, out=print, settle_s: float = 30,
+def replay_audit(settings: ServiceSettings, schema: str, out=print, settle_s: float = 30,
                  source: str = "journal") -> int:
     """The ledger keeps other services' entries as it consumes their events: a difference
     counts only when it lasts `settle_s`."""

@@ -17,17 +17,17 @@ def grant_credits(args: argparse.Namespace) -> int:
 
 
 def replay_ledger(args: argparse.Namespace) -> int:
+    from services.common.settings import AuditorSettings
     from services.ledger.replay import replay_ledger
-    from services.ledger.settings import LedgerSettings
 
-    return replay_ledger(LedgerSettings(), args.schema, outbox_timeout_s=args.outbox_timeout, source=args.source)
+    return replay_ledger(AuditorSettings(), args.schema, outbox_timeout_s=args.outbox_timeout, source=args.source)
 
 
 def replay_audit(args: argparse.Namespace) -> int:
+    from services.common.settings import AuditorSettings
     from services.ledger.audit_replay import replay_audit
-    from services.ledger.settings import LedgerSettings
 
-    return replay_audit(LedgerSettings(), args.schema, settle_s=args.settle, source=args.source)
+    return replay_audit(AuditorSettings(), args.schema, settle_s=args.settle, source=args.source)
 
 
 def add_commands(tree: CommandTree) -> None:
@@ -36,7 +36,10 @@ def add_commands(tree: CommandTree) -> None:
     grant.add_argument("credits", type=int)
     grant.add_argument("--reason", default="admin grant")
 
-    tree.group("replay", help="rebuild state from the journals and compare it with the live one")
+    tree.group("replay", help="rebuild state from the journals and compare it with the live one",
+               description="Rebuild state from the journals and compare it with the live one, as the auditor:"
+               " GENLINE_DATABASE_URL with the role genline_auditor (reads every schema, writes nothing),"
+               " GENLINE_KAFKA_* as the KafkaUser genline-auditor (reads the topics only); no service key.")
     ledger = tree.command("replay ledger", replay_ledger, help="rebuild accounts from the ledger's journal and compare")
     ledger.add_argument("--schema", default="ledger", help="the live ledger schema to compare with")
     add_replay_source(ledger, "the ledger's journal (its outbox, kept for ever), or its topic from the beginning")

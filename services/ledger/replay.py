@@ -16,8 +16,8 @@ import psycopg
 from services.common.bus.kafka_security import client_options
 from services.common.bus.replay import decoded_envelopes, read_journal, read_topic_to_end, report
 from services.common.contracts import topic_of
+from services.common.settings import ServiceSettings
 from services.ledger.domain import replay_balances
-from services.ledger.settings import LedgerSettings
 
 COLUMNS = ("posted", "pending", "retry_tokens")
 
@@ -47,26 +47,23 @@ def wait_for_outbox(conn: psycopg.Connection, schema: str, timeout_s: float) -> 
 
 
 def compare(conn: psycopg.Connection, schema: str, balances: dict) -> list[Difference]:
-    scratch = f"{schema}_replay_{int(time.time() * 1000)}"
-    conn.execute(f'CREATE SCHEMA "{scratch}"')
-    try:
-        conn.execute(f'CREATE TABLE "{scratch}".accounts (tenant_id text PRIMARY KEY, posted bigint, pending bigint,'
-                     ' retry_tokens bigint)')
-        with conn.cursor().copy(f'COPY "{scratch}".accounts FROM STDIN') as copy:
-            for tenant_id, a in balances.items():
-                copy.write_row((tenant_id, a.posted, a.pending, a.retry_tokens))
-        rows = conn.execute(
-            f'SELECT coalesce(l.tenant_id, r.tenant_id) AS tenant_id, {", ".join(f"l.{c}, r.{c}" for c in COLUMNS)}'
-            f' FROM "{schema}".accounts l FULL JOIN "{scratch}".accounts r ON l.tenant_id = r.tenant_id'
-            f' WHERE {" OR ".join(f"l.{c} IS DISTINCT FROM r.{c}" for c in COLUMNS)} ORDER BY 1'
-        ).fetchall()
-    finally:
-        conn.execute(f'DROP SCHEMA "{scratch}" CASCADE')
+    """The replayed balances, in a temporary table of this session (the auditor's role writes
+    no schema), against the live accounts; called inside a transaction, which drops it."""
+    conn.execute("CREATE TEMPORARY TABLE replayed_accounts (tenant_id text PRIMARY KEY, posted bigint,"
+                 " pending bigint, retry_tokens bigint) ON COMMIT DROP")
+    with conn.cursor().copy("COPY replayed_accounts FROM STDIN") as copy:
+        for tenant_id, a in balances.items():
+            copy.write_row((tenant_id, a.posted, a.pending, a.retry_tokens))
+    rows = conn.execute(
+        f'SELECT coalesce(l.tenant_id, r.tenant_id) AS tenant_id, {", ".join(f"l.{c}, r.{c}" for c in COLUMNS)}'
+        f' FROM "{schema}".accounts l FULL JOIN replayed_accounts r ON l.tenant_id = r.tenant_id'
+        f' WHERE {" OR ".join(f"l.{c} IS DISTINCT FROM r.{c}" for c in COLUMNS)} ORDER BY 1'
+    ).fetchall()
     return [Difference(row[0], column, row[1 + 2 * i], row[2 + 2 * i])
             for row in rows for i, column in enumerate(COLUMNS) if row[1 + 2 * i] != row[2 + 2 * i]]
 
 
-def replay_ledger(settings: LedgerSettings, schema: str, out=print, outbox_timeout_s: float = 30,
+def replay_ledger(settings: ServiceSettings, schema: str, out=print, outbox_timeout_s: float = 30,
                   source: str = "journal") -> int:
     topic = topic_of("ledger", settings.topic_namespace)
     unrelayed = 0

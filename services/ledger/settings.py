@@ -1,3 +1,5 @@
+from typing import ClassVar
+
 from pydantic import SecretStr, model_validator
 
 from services.common.settings import AdminApiSettings, refuse_weak_secret
@@ -10,6 +12,7 @@ DEV_LEDGER_SECRETS = {"admin_token": "genline-dev-admin-token-not-for-production
 
 class LedgerSettings(AdminApiSettings):
     service_name: str = "ledger"
+    uses_object_store: ClassVar[bool] = False  # credits, not images: the ledger holds no object-store key
     http_port: int = 8082
     grpc_host: str = "127.0.0.1"
     grpc_port: int = 50051

@@ -85,11 +85,12 @@ def test_every_kustomization_renders_objects_a_cluster_accepts(directory):
     assert not problems, "\n".join(problems)
 
 
-def example_secrets() -> dict[str, dict]:
-    """The services' Secrets (genline-<service>) of the example, by service."""
+def example_secrets(names=SERVICES) -> dict[str, dict]:
+    """The Secrets (genline-<name>) of the example, by service (or person: operator, auditor)."""
     return {s["metadata"]["labels"]["app.kubernetes.io/name"]: s
             for s in yaml.safe_load_all((K8S / "secret.example.yaml").read_text())
-            if s["metadata"]["name"] == f"genline-{s['metadata']['labels']['app.kubernetes.io/name']}"}
+            if s["metadata"]["name"] == f"genline-{s['metadata']['labels']['app.kubernetes.io/name']}"
+            and s["metadata"]["labels"]["app.kubernetes.io/name"] in names}
 
 
 def test_only_ingest_mounts_the_key_encryption_key():
@@ -260,21 +261,120 @@ def test_each_service_is_a_kafka_user_that_may_write_its_own_topic_and_read_only
     from services.common.contracts import SUBSCRIPTIONS, consumer_group, topic_of
 
     users = {u["metadata"]["name"]: u for u in render(K8S / "kafka") if u["kind"] == "KafkaUser"}
-    assert set(users) == {f"genline-{s}" for s in SERVICES}
+    assert set(users) == {f"genline-{s}" for s in SERVICES} | {"genline-operator", "genline-auditor"}
     for service, publishers in SUBSCRIPTIONS.items():
         spec = users[f"genline-{service}"]["spec"]
         assert spec["authentication"]["type"] == "scram-sha-512"
-        granted: dict[tuple[str, str], set[str]] = {}
-        for acl in spec["authorization"]["acls"]:
-            assert acl.get("type", "allow") == "allow" and acl["resource"].get("patternType", "literal") == "literal"
-            key = (acl["resource"]["type"], acl["resource"].get("name", ""))
-            granted.setdefault(key, set()).update(acl["operations"])
+        granted = grants_of(spec)
         writes = {name for (kind, name), ops in granted.items() if kind == "topic" and {"Write", "All"} & ops}
         reads = {name for (kind, name), ops in granted.items() if kind == "topic" and {"Read", "All"} & ops}
         groups = {name for (kind, name), ops in granted.items() if kind == "group" and {"Read", "All"} & ops}
         assert writes == {topic_of(service)} | {topic_of(p) + ".dlq" for p in publishers}, service
         assert reads == {topic_of(p) for p in publishers}, service
         assert groups == {consumer_group("genline", service)}, service
+
+
+def grants_of(user_spec: dict) -> dict[tuple[str, str], set[str]]:
+    """A KafkaUser's operations by (resource type, name); only literal allow rules exist."""
+    granted: dict[tuple[str, str], set[str]] = {}
+    for acl in user_spec["authorization"]["acls"]:
+        assert acl.get("type", "allow") == "allow" and acl["resource"].get("patternType", "literal") == "literal"
+        key = (acl["resource"]["type"], acl["resource"].get("name", ""))
+        granted.setdefault(key, set()).update(acl["operations"])
+    return granted
+
+
+WRITING_OPERATIONS = {"Write", "Create", "Delete", "Alter", "AlterConfigs", "IdempotentWrite", "All"}
+
+
+def test_the_auditor_may_only_read_the_topics_and_the_operator_may_not_read_them():
+    from services.common.contracts import PUBLISHERS, topic_of
+
+    users = {u["metadata"]["name"]: u["spec"] for u in render(K8S / "kafka") if u["kind"] == "KafkaUser"}
+    auditor = grants_of(users["genline-auditor"])
+    assert auditor == {("topic", topic_of(p)): {"Read", "Describe"} for p in PUBLISHERS}
+    assert not any(WRITING_OPERATIONS & ops for ops in auditor.values())
+    operator = grants_of(users["genline-operator"])
+    assert {name for (kind, name), ops in operator.items() if kind == "topic" and "Write" in ops} == {
+        topic_of(p) for p in PUBLISHERS}
+    assert not any({"Read", "All"} & ops for ops in operator.values())
+
+
+# ---- the operator's and the auditor's own identities ------------------------------------
+
+
+@functools.cache
+def operators() -> tuple[dict, ...]:
+    return tuple(render(K8S / "operators"))
+
+
+@pytest.mark.parametrize("person", ["operator", "auditor"])
+def test_each_person_runs_as_its_own_identity_with_its_own_secret_and_no_service_key(person):
+    [job] = [o for o in operators() if o["kind"] == "Job" and o["metadata"]["labels"]["app.kubernetes.io/name"] == person]
+    pod = job["spec"]["template"]["spec"]
+    assert job["spec"]["suspend"] is True  # a template: applying it runs nothing
+    assert pod["serviceAccountName"] == f"genline-{person}" and pod["automountServiceAccountToken"] is False
+    assert of_kind("ServiceAccount", operators())[f"genline-{person}"]["automountServiceAccountToken"] is False
+    [secret_ref] = [ref["secretRef"]["name"] for ref in pod["containers"][0]["envFrom"] if "secretRef" in ref]
+    assert secret_ref == f"genline-{person}"
+    secret = example_secrets((person,))[person]
+    assert problems_of(secret) == []
+    assert set(secret["stringData"]) == {"GENLINE_DATABASE_URL", "GENLINE_KAFKA_USERNAME", "GENLINE_KAFKA_PASSWORD"}
+    assert f"genline_{person}:" in secret["stringData"]["GENLINE_DATABASE_URL"]
+    assert secret["stringData"]["GENLINE_KAFKA_USERNAME"] == f"genline-{person}"
+
+
+def test_the_operator_job_rebuilds_the_bus_and_the_auditor_job_replays():
+    from genline_cli.main import command_tree
+
+    jobs = {o["metadata"]["labels"]["app.kubernetes.io/name"]: o for o in operators() if o["kind"] == "Job"}
+    args = {person: " ".join(job["spec"]["template"]["spec"]["containers"][0]["args"]) for person, job in jobs.items()}
+    assert args["operator"] == "genline bus rebuild --all"
+    assert {"genline replay ledger", "genline replay audit", "genline replay jobs"} <= {
+        part.strip() for part in args["auditor"].removeprefix("sh -c ").split("&&")}
+    tree = command_tree()
+    for command in ("bus rebuild --all", "replay ledger", "replay audit", "replay jobs"):
+        assert tree.parser.parse_args(command.split()).run  # each is a command the image's CLI has
+
+
+def test_the_settings_of_the_operator_and_the_auditor_need_no_service_key_and_no_object_store(monkeypatch):
+    from services.common.bus.rebuild import BusSettings
+    from services.common.settings import AuditorSettings
+
+    config = next(o for o in base() if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "genline-config")["data"]
+    for person, settings_class in (("operator", BusSettings), ("auditor", AuditorSettings)):
+        with monkeypatch.context() as env:
+            for name, value in (config | example_secrets((person,))[person]["stringData"]).items():
+                env.setenv(name, value.replace("CHANGE_ME", "a-real-secret-of-some-length"))
+            env.setenv("GENLINE_ENVIRONMENT", "production")
+            settings = settings_class()
+        assert settings.service_key is None and settings.s3_access_key_id is None
+        assert settings.kafka_username == f"genline-{person}" and settings.kafka_security_protocol == "SASL_SSL"
+
+
+# ---- KEDA reads the lag as each service's own KafkaUser ----------------------------------
+
+
+def test_every_scaled_object_authenticates_with_a_trigger_authentication_from_its_services_secret():
+    objects = render(K8S / "keda")
+    authentications = of_kind("TriggerAuthentication", objects)
+    scaled = of_kind("ScaledObject", objects)
+    assert scaled
+    for name, obj in scaled.items():
+        for trigger in obj["spec"]["triggers"]:
+            assert trigger["metadata"]["sasl"] == "scram_sha512" and trigger["metadata"]["tls"] == "enable", name
+            auth = authentications[trigger["authenticationRef"]["name"]]
+            refs = {r["parameter"]: (r["name"], r["key"]) for r in auth["spec"]["secretTargetRef"]}
+            assert refs == {"username": (f"genline-{name}", "GENLINE_KAFKA_USERNAME"),
+                            "password": (f"genline-{name}", "GENLINE_KAFKA_PASSWORD"),
+                            "ca": ("genline-kafka-ca", "ca.crt")}, name
+            assert example_secrets()[name]["stringData"]["GENLINE_KAFKA_USERNAME"] == f"genline-{name}"
+            assert trigger["metadata"]["consumerGroup"] == f"genline-{name}"
+
+
+def test_the_ledger_holds_no_object_store_key():
+    assert not {k for k in example_secrets()["ledger"]["stringData"] if k.startswith("GENLINE_S3_")}
+    assert all("GENLINE_S3_ACCESS_KEY_ID" in example_secrets()[s]["stringData"] for s in SERVICES if s != "ledger")
 
 
 def test_the_services_reach_kafka_over_tls_as_their_own_user():

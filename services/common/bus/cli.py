@@ -34,9 +34,10 @@ def rebuild_topics(args: argparse.Namespace) -> int:
 
 def add_commands(tree: CommandTree) -> None:
     tree.group("bus", help="the topics as the journals see them; publish them again",
-               description="The bus as the services' journals see it, and topics rebuilt from them. The database"
-               " and the broker come from the services' settings (GENLINE_DATABASE_URL, GENLINE_KAFKA_BOOTSTRAP,"
-               " GENLINE_TOPIC_NAMESPACE).")
+               description="The bus as the services' journals see it, and topics rebuilt from them, as the operator:"
+               " GENLINE_DATABASE_URL with the role genline_operator, GENLINE_KAFKA_* as the KafkaUser"
+               " genline-operator (GENLINE_KAFKA_BOOTSTRAP, GENLINE_TOPIC_NAMESPACE as the services have them); no"
+               " service key, no object-store key.")
     show = tree.command("bus status", show_status, help="each topic's partitions, readers and journal")
     show.add_argument("--json", action="store_true")
     again = tree.command("bus rebuild", rebuild_topics, help="publish the journals again after a disaster")

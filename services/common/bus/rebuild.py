@@ -18,12 +18,11 @@ schemas when they share a prefix (`<namespace>_`).
 
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import psycopg
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
-from pydantic import SecretStr
 
 from services.common.bus import kafka_admin
 from services.common.bus.journal import Journal
@@ -35,8 +34,10 @@ from services.common.settings import ServiceSettings
 
 
 class BusSettings(ServiceSettings):
-    s3_access_key_id: str = ""  # the bus needs no object store
-    s3_secret_access_key: SecretStr = SecretStr("")
+    """The operator's: its own database role (genline_operator) and KafkaUser (genline-operator)."""
+
+    service_name: str = "operator"
+    uses_object_store: ClassVar[bool] = False
 
 
 async def status(settings: BusSettings, prefix: str) -> list[dict[str, Any]]:

@@ -8,6 +8,11 @@ non-zero if there is any. Events still on their way make a live view differ for 
 so a difference counts only if it is still there after `--settle` seconds. A journal pruned
 after its retention window no longer holds the whole history of older jobs: those submitted
 before its horizon are counted and left out.
+
+The auditor runs it under its own identity (AuditorSettings: a role that reads and writes
+nothing). Prompts are sealed under each job's data key: with the key-encryption key the
+replay opens and compares them; without it, it compares every other field and says which
+it left out.
 """
 
 from dataclasses import dataclass
@@ -26,10 +31,15 @@ from services.common.bus.replay import (
 )
 from services.common.contracts import PUBLISHERS, JobSpec
 from services.common.sealing import ERASED, open_sealed
+from services.common.settings import AuditorSettings
 from services.ingest.data_keys import keys_of
 from services.ingest.jobs.domain import JobView, replay_views
 from services.ingest.key_encryption import Keyring, keyring_of
 from services.ingest.settings import IngestSettings
+
+# The fields of a job's view that are sealed under its data key.
+SEALED_FIELDS = frozenset({"prompt"})
+NOT_OPENED = "<sealed: not opened without the key-encryption key>"
 
 
 @dataclass(frozen=True)
@@ -48,12 +58,22 @@ class History:
     views: dict[UUID, JobView]
 
 
-def history(conn: psycopg.Connection, settings: IngestSettings, schema: str, source: str) -> History:
+def opens_sealed_fields(settings: IngestSettings | AuditorSettings) -> bool:
+    """Ingest's own settings always open them; an auditor's only with the key-encryption key."""
+    return not isinstance(settings, AuditorSettings) or settings.opens_sealed_contents()
+
+
+def history(conn: psycopg.Connection, settings: IngestSettings | AuditorSettings, schema: str, source: str) -> History:
     schemas = {publisher: journal_schema(publisher, schema, "ingest") or publisher for publisher in PUBLISHERS}
     records = read_history(conn, source, client_options(settings), settings.topic_namespace, schemas)
     envelopes, malformed = decoded_envelopes(records)
-    views = replay_views([(envelope.time, envelope.event) for envelope in envelopes], prompt_opener(conn, schema, keyring_of(settings)))
+    opener = prompt_opener(conn, schema, keyring_of(settings)) if opens_sealed_fields(settings) else leave_sealed
+    views = replay_views([(envelope.time, envelope.event) for envelope in envelopes], opener)
     return History(len(envelopes), len(records), malformed, views)
+
+
+def leave_sealed(spec: JobSpec) -> str:
+    return NOT_OPENED
 
 
 def prompt_opener(conn: psycopg.Connection, schema: str, keyring: Keyring):
@@ -77,7 +97,10 @@ def live_views(conn: psycopg.Connection, schema: str, tenant: str | None) -> dic
             for (job_id, _, erased), view in zip(rows, views.values(), strict=True)}
 
 
-def compare(live: dict[UUID, JobView], replayed: dict[UUID, JobView]) -> list[Difference]:
+def compare(live: dict[UUID, JobView], replayed: dict[UUID, JobView],
+            left_out: frozenset[str] = frozenset()) -> list[Difference]:
+    """Every field of every job that differs, but those `left_out`."""
+    fields = [name for name in JobView.model_fields if name not in left_out]
     differences = []
     for job_id in sorted(live.keys() | replayed.keys(), key=str):
         mine, theirs = live.get(job_id), replayed.get(job_id)
@@ -87,12 +110,13 @@ def compare(live: dict[UUID, JobView], replayed: dict[UUID, JobView]) -> list[Di
         # Through JSON, as the live view was stored, so both sides have the same types.
         theirs = JobView.model_validate_json(theirs.stored_json())
         differences += [Difference(job_id, name, getattr(mine, name), getattr(theirs, name))
-                        for name in JobView.model_fields if getattr(mine, name) != getattr(theirs, name)]
+                        for name in fields if getattr(mine, name) != getattr(theirs, name)]
     return differences
 
 
-def replay_jobs(settings: IngestSettings, schema: str, tenant: str | None = None, out=print,
+def replay_jobs(settings: IngestSettings | AuditorSettings, schema: str, tenant: str | None = None, out=print,
                 settle_s: float = 30, source: str = "journal") -> int:
+    left_out = frozenset() if opens_sealed_fields(settings) else SEALED_FIELDS
     with psycopg.connect(settings.database_url.get_secret_value(), autocommit=True) as conn:
         horizon = None
         if source == "journal":
@@ -104,11 +128,14 @@ def replay_jobs(settings: IngestSettings, schema: str, tenant: str | None = None
             live = live_views(conn, schema, tenant)
             older = {j for j, v in live.items() if horizon is not None and v.created_at < horizon}
             return compare({j: v for j, v in live.items() if j not in older},
-                           {j: v for j, v in replayed.items() if j not in older}), (replayed_history, replayed, older)
+                           {j: v for j, v in replayed.items() if j not in older}, left_out), \
+                (replayed_history, replayed, older)
 
         differences, (replayed_history, replayed, older) = until_settled(settle_s, look)
     out(f"replayed {replayed_history.events} events ({replayed_history.records} records) from"
         f" {len(PUBLISHERS)} {'journals' if source == 'journal' else 'topics'} into {len(replayed)} jobs")
+    if left_out:
+        out(f"not compared: {', '.join(sorted(left_out))} (sealed; no key-encryption key was given)")
     if older:
         out(f"{len(older)} job(s) submitted before the journals' horizon ({horizon.isoformat()}) not compared")
     lines = [f"job={d.job_id} {d.field}: live={d.live!r} replayed={d.replayed!r}" for d in differences]
