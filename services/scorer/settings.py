@@ -8,6 +8,8 @@ class ScorerSettings(SealedContentSettings):
     # core (every dimension, a large image) is ~4 min, half the poll interval.
     consumer_batch_size: int = 64
     kafka_max_poll_interval_ms: int = 540_000
+    # A tenant's backlog of candidates waits its turn behind no one's and holds no one behind it.
+    consumer_fair_turns: bool = True
     # "cuda" or "cpu"; the CUDA device when present unless set.
     device: str | None = None
     # NudeNet classes that `nsfw` scores; the explicit ones (moderation.MODERATED_BY_DEFAULT) when unset.
