@@ -143,7 +143,7 @@ class ServiceSettings(BaseSettings):
     # read ahead into a buffer of at most `consumer_read_ahead` records (more waits in the
     # broker, as lag), instead of a fetch's batch at a time in the order of its partitions.
     consumer_fair_turns: bool = False
-    consumer_read_ahead: int = Field(1000, ge=1)
+    consumer_read_ahead: int = Field(256, ge=1)
     consumer_backoff_max_s: float = 5.0
     # The relay wakes on every commit that adds outbox rows (PostgreSQL NOTIFY); this poll
     # is only the safety net for a lost listening connection.

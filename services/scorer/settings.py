@@ -4,8 +4,9 @@ from services.common.settings import SealedContentSettings
 class ScorerSettings(SealedContentSettings):
     service_name: str = "scorer"
     http_port: int = 8084
-    # A batch is scored before the next poll: 64 candidates at worst ~4 s each on one CPU
-    # core (every dimension, a large image) is ~4 min, half the poll interval.
+    # Without fair turns a batch is scored before the next poll: 64 candidates at worst ~4 s
+    # each on one CPU core (every dimension, a large image) is ~4 min, half the poll interval.
+    # In fair turns the consumer polls on while its lanes score.
     consumer_batch_size: int = 64
     kafka_max_poll_interval_ms: int = 540_000
     # A tenant's backlog of candidates waits its turn behind no one's and holds no one behind it.

@@ -143,7 +143,8 @@ class EventConsumer:
             subscriber(self._reading_ahead)
         else:
             subscriber(self._committing(self._on_batch if self.batch_handler else self._on_records))
-        subscriber.get_msg = partial(take_as_they_come, subscriber)
+        room = self.read_ahead.room if self.read_ahead is not None else None
+        subscriber.get_msg = partial(take_as_they_come, subscriber, room=room)
         self.broker, self.subscriber, self.topics = broker, subscriber, topics
 
     def start_waking(self, database_url: str) -> None:

@@ -118,12 +118,14 @@ class EndWatch:
         await stop_tasks(self._task)
 
 
-async def take_as_they_come(subscriber: Any, consumer: AIOKafkaConsumer) -> tuple[ConsumerRecord, ...]:
+async def take_as_they_come(subscriber: Any, consumer: AIOKafkaConsumer,
+                            room: Callable[[], int] | None = None) -> tuple[ConsumerRecord, ...]:
     """FastStream's batch subscriber, but without its sleep after a wait that found nothing:
     aiokafka hands records over as soon as a fetch brings them, so the wait costs nothing,
     while records that came during the sleep waited it out (up to a whole batch timeout more
-    on every hop)."""
-    batches = await consumer.getmany(timeout_ms=subscriber.batch_timeout_ms, max_records=subscriber.max_records)
+    on every hop). With `room`, no more records than it says (a read-ahead's bound)."""
+    most = subscriber.max_records if room is None else max(1, min(subscriber.max_records, room()))
+    batches = await consumer.getmany(timeout_ms=subscriber.batch_timeout_ms, max_records=most)
     return tuple(chain.from_iterable(batches.values()))
 
 

@@ -65,6 +65,10 @@ class ReadAhead:
         self._hold: FetchHold | None = None
         self._stopped = False
 
+    def room(self) -> int:
+        """How many more records it may take."""
+        return max(0, self.limit - self.waiting)
+
     def take(self, kafka: AIOKafkaConsumer, fetched: Iterable[ConsumerRecord],
              to_apply: list[tuple[ConsumerRecord, Envelope]]) -> None:
         """A fetch's records: `to_apply` those this consumer handles and has not applied, in the
@@ -127,7 +131,9 @@ class ReadAhead:
             self.waiting -= 1
             if self._ours(held):
                 return held
-            self._settle(held)
+            # Dropped unsettled: its offset stays the partition's lowest not applied until the
+            # partition is fetched again here (a new epoch), or, taken by another member, is
+            # no longer this consumer's to commit.
         self._keys.pop(key, None)
         return None
 
