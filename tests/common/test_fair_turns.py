@@ -7,13 +7,14 @@ partition is committed only up to its lowest record not applied."""
 import asyncio
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from aiokafka import ConsumerRecord, TopicPartition
 
 from genline_stack.embedded import create_topics
 from services.common.bus.envelope import Envelope, envelop, from_kafka, to_kafka
 from services.common.bus.positions import Unapplied
-from services.common.contracts import JobSubmitted, SealedText, all_topics, topic_of
+from services.common.contracts import JobCancelRequested, JobSubmitted, SealedText, all_topics, topic_of
 from services.common.runtime import ServiceRuntime
 from tests.conftest import settings_for
 from tests.kafka import publish_envelopes, submitted
@@ -166,3 +167,15 @@ def test_a_partition_fetched_again_from_below_starts_a_new_epoch():
     new = unapplied.hold(record(6))
     assert unapplied.settle(record(6), old) is None and unapplied.committable(tp) == 6
     assert unapplied.settle(record(6), new) == tp and unapplied.committable(tp) == 8
+
+
+def test_an_event_carries_its_jobs_turn_from_the_event_that_caused_it():
+    job = submitted(tenant="t-turns")
+    cause = step(job, 0, priority=2, job_priority="bulk")
+    assert (cause.plan_priority, cause.job_priority) == (2, "bulk")
+    cancel = JobCancelRequested(job_id=job.job_id, tenant_id="t-turns", reason="no longer needed",
+                                requested_at=datetime.now(UTC))
+    caused = from_kafka(*kafka_fields(envelop(cancel, "/test", cause=cause)))
+    assert (caused.plan_priority, caused.job_priority) == (2, "bulk")
+    other_job = cancel.model_copy(update={"job_id": submitted().job_id})
+    assert envelop(other_job, "/test", cause=cause).plan_priority == 0  # a turn is its own job's only
