@@ -47,6 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     submit.add_argument("--candidates", type=int, metavar="N", help="candidates to generate (N >= K)")
     submit.add_argument("--template", help="generic, headshot or product")
     submit.add_argument("--tier", choices=["stable", "fast", "low-cost"])
+    submit.add_argument("--priority", choices=["interactive", "bulk"],
+                        help="among your own jobs: interactive ones are served ahead of bulk ones (default interactive)")
     submit.add_argument("--seed", type=int)
     submit.add_argument("--profile", help="scoring profile (the template's by default)")
     submit.add_argument("--deadline", type=int, dest="deadline_s", metavar="SECONDS")
@@ -81,7 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def submit(client: Genline, args, output: Output) -> int:
-    options = {name: getattr(args, name) for name in ("candidates", "tier", "seed", "profile", "deadline_s")}
+    options = {name: getattr(args, name) for name in ("candidates", "tier", "priority", "seed", "profile", "deadline_s")}
     submitted = client.jobs.create(args.prompt, images=args.images, template=args.template,
                                    idempotency_key=args.idempotency_key, **options)
     if not (args.wait or args.download):

@@ -97,6 +97,10 @@ class SealedText(Contract):
 
 
 Tier = Literal["stable", "fast", "low-cost"]
+# A job's place among its own tenant's jobs, first served first: a person waiting on the
+# result (interactive) ahead of a batch the tenant queued (bulk).
+JobPriority = Literal["interactive", "bulk"]
+JOB_PRIORITIES: tuple[str, ...] = get_args(JobPriority)
 # The states a job ends in, in the order a reader lists them; the one place they are spelled
 # (the client package keeps its own copy, since it ships alone).
 FinalState = Literal["rejected", "succeeded", "partially_succeeded", "failed", "canceled", "expired"]
@@ -131,7 +135,8 @@ class JobSpec(Contract):
     min_images: int | None = Field(None, ge=1, description="at the deadline, deliver if this many passed; None: images")
     webhook_url: str | None = Field(None, description="where delivery sends this job's webhooks, besides the tenant's endpoints")
     webhook_events: list[str] | None = Field(None, description="the WEBHOOK_EVENTS sent to webhook_url; None: all")
-    priority: int = Field(0, ge=0, description="the tenant's plan's queue priority, higher first; set by ingest")
+    priority: int = Field(0, ge=0, description="the tenant's plan's queue priority, a larger share; set by ingest")
+    job_priority: JobPriority = Field("interactive", description="among the tenant's own jobs: interactive ahead of bulk")
     template_version: str | None = Field(None, description="the template catalogue's version at submission")
     profile_name: str | None = Field(None, description="the scoring profile in force, resolved at submission")
     profile_version: str | None = Field(None, description="a digest of that profile's checks with the job's rules")

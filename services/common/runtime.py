@@ -94,6 +94,7 @@ class ServiceRuntime:
         log.info("%s started", self.name)
 
     async def stop(self) -> None:
+        await self.consumer.stop_applying()
         for hook in reversed(self.shutdown_hooks):
             await hook()
         await self.relay.stop(OUTBOX_DRAIN_S)  # drains the outbox first

@@ -143,6 +143,11 @@ class ServiceSettings(BaseSettings):
     # database connection while it runs, so keep it well below database_pool_size.
     consumer_lanes: int = 4
     consumer_backoff_s: float = 0.2
+    # Fair turns (services/common/bus/read_ahead.py): events applied in turns across tenants,
+    # read ahead into a buffer of at most `consumer_read_ahead` records (more waits in the
+    # broker, as lag), instead of a fetch's batch at a time in the order of its partitions.
+    consumer_fair_turns: bool = False
+    consumer_read_ahead: int = Field(256, ge=1)
     consumer_backoff_max_s: float = 5.0
     # The relay wakes on every commit that adds outbox rows (PostgreSQL NOTIFY); this poll
     # is only the safety net for a lost listening connection.

@@ -5,6 +5,8 @@ class DeliverySettings(SealedContentSettings):
     service_name: str = "delivery"
     http_port: int = 8085
     link_ttl_s: int = 3600
+    # Jobs are delivered in fair turns across tenants (services/common/bus/read_ahead.py).
+    consumer_fair_turns: bool = True
     # A copy to the public bucket is tried this many times, with backoff, before the job
     # fails at stage delivery (DeliveryFailed, uncharged).
     copy_attempts: int = 4

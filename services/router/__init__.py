@@ -4,7 +4,7 @@ app.py             the service: bus consumers, scheduler, gRPC server, metrics
 __main__.py        `python -m services.router`
 handlers.py        events in: admitted jobs and rework requests become attempts; verdicts teach
 scheduler.py       which attempt runs next, and when to stop taking work
-fairness.py        the queue order: plans, paid tiers, tenants of one class served fairly
+fairness.py        the queue order: tenants in fair turns (plans as shares), then job priority and tier
 generation.py      one attempt of one job, from its claim to the event that announces it
 pipeline.py        a template's stages for one attempt, each routed like generation
 engine.py          `RoutingEngine`: one attempt's batches and calls (its docstring tells the attempt)

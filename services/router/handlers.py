@@ -28,7 +28,7 @@ async def admit(ctx: HandlerContext, event: CreditsReserved, scheduler: AttemptS
     if await store.admit_job(ctx.conn, event.job, event.max_provider_spend_micro_usd, ctx.envelope.traceparent,
                              ctx.claim):
         request = AttemptRequest(event.job_id, 1, event.job.images, event.job.tier, event.tenant_id,
-                                 event.job.priority)
+                                 event.job.priority, event.job.job_priority)
         ctx.after_commit(lambda: scheduler.announce(request))
 
 
@@ -68,7 +68,7 @@ async def regenerate(ctx: HandlerContext, event: RegenerationRequested, schedule
         return
     if await store.request_attempt(ctx.conn, event.job_id, event.attempt + 1, event.needed):
         request = AttemptRequest(event.job_id, event.attempt + 1, event.needed, job.spec.tier, event.tenant_id,
-                                 job.spec.priority)
+                                 job.spec.priority, job.spec.job_priority)
         ctx.after_commit(lambda: scheduler.announce(request))
 
 

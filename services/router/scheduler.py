@@ -2,7 +2,8 @@
 
 Attempts asked for (by CreditsReserved or RegenerationRequested) are rows in the
 database. The handler that asks for one announces it, and the scheduler queues it in a
-`FairQueue` (higher plans first, then paid tiers, tenants of a class in fair turns); every poll interval it
+`FairQueue` (tenants in fair turns, a higher plan a larger share; a tenant's interactive jobs
+ahead of its bulk ones, then paid tiers); every poll interval it
 also looks for attempts no live router holds (their router died, or a run failed). It
 starts queued attempts while providers have room, up to `max_concurrent_attempts` at
 once; the claim an attempt takes first keeps two routers from running it. The queue holds at most `max_queued_attempts`: when it
@@ -109,7 +110,7 @@ class AttemptScheduler:
             if request.key not in self.known and len(self.queue) < self.max_queued:
                 self.known.add(request.key)
                 self.queue.push(request, request.tier, request.tenant_id, cost=request.images_needed,
-                                priority=request.priority)
+                                priority=request.priority, job_priority=request.job_priority)
 
     def _start_what_fits(self) -> None:
         while len(self.running) < self.max_running and self.engine.has_capacity():

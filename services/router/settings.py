@@ -8,6 +8,9 @@ class RouterSettings(SealedContentSettings):
     # One event at a time: admission waits for room in the attempt queue, and that wait is
     # what pauses consumption when providers are saturated. Lanes would consume past it.
     consumer_lanes: int = 1
+    # Admissions too are taken in fair turns across tenants: a router busy with one tenant's
+    # flood of jobs is slow to admit, and another tenant's job must not wait behind the flood's.
+    consumer_fair_turns: bool = True
     http_port: int = 8083
     # A large attempt announces its stored candidates every this many (CandidatesStored), so
     # the scorer scores them while the rest is generated; a smaller attempt announces none.

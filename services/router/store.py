@@ -28,7 +28,8 @@ class AttemptRequest:
     images_needed: int
     tier: str
     tenant_id: str
-    priority: int = 0  # the tenant's plan's, served before the tier
+    priority: int = 0  # the tenant's plan's: a larger share of the router
+    job_priority: str = "interactive"  # its place among the tenant's own jobs (JobPriority)
 
     @property
     def key(self) -> tuple[UUID, int]:
@@ -92,7 +93,8 @@ async def claimable_attempts(conn: psycopg.AsyncConnection, limit: int) -> list[
     """Pending attempts no live router holds, oldest first."""
     rows = await (await conn.execute(
         "SELECT r.job_id, r.attempt, r.images_needed, j.tier, j.tenant_id,"
-        " coalesce((j.spec->>'priority')::int, 0) AS priority FROM attempt_requests r"
+        " coalesce((j.spec->>'priority')::int, 0) AS priority,"
+        " coalesce(j.spec->>'job_priority', 'interactive') AS job_priority FROM attempt_requests r"
         " JOIN jobs j USING (job_id) WHERE r.state = 'pending'"
         " AND (r.claimed_until IS NULL OR r.claimed_until < now()) ORDER BY r.requested_at LIMIT %s",
         [limit])).fetchall()

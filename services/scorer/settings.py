@@ -4,13 +4,16 @@ from services.common.settings import SealedContentSettings
 class ScorerSettings(SealedContentSettings):
     service_name: str = "scorer"
     http_port: int = 8084
-    # A batch is scored before the next poll: 64 candidates at worst ~4 s each on one CPU
-    # core (every dimension, a large image) is ~4 min, half the poll interval.
+    # Without fair turns a batch is scored before the next poll: 64 candidates at worst ~4 s
+    # each on one CPU core (every dimension, a large image) is ~4 min, half the poll interval.
+    # In fair turns the consumer polls on while its lanes score.
     consumer_batch_size: int = 64
     kafka_max_poll_interval_ms: int = 540_000
     # Candidates decoded and scored at once: what a scorer holds of a job in memory, whatever
     # the job's size (a chunk the router announces, or an attempt's rest, goes in batches).
     scoring_batch_candidates: int = 32
+    # A tenant's backlog of candidates waits its turn behind no one's and holds no one behind it.
+    consumer_fair_turns: bool = True
     # "cuda" or "cpu"; the CUDA device when present unless set.
     device: str | None = None
     # NudeNet classes that `nsfw` scores; the explicit ones (moderation.MODERATED_BY_DEFAULT) when unset.

@@ -1,4 +1,5 @@
-"""Paid tiers first; tenants of one tier share the router fairly."""
+"""Tenants share the router in fair turns; a higher plan is a larger share, never starvation of
+the plans below; within a tenant, interactive jobs go ahead of bulk ones, then paid tiers."""
 
 import pytest
 
@@ -33,7 +34,7 @@ def test_jobs_of_one_tenant_keep_their_order():
     assert drain(queue) == [0, 1, 2, 3, 4]
 
 
-def test_higher_tiers_are_served_first():
+def test_at_a_tie_between_tenants_the_higher_tier_goes_first():
     queue = FairQueue(tier_order=("stable", "fast", "low-cost"))
     queue.push("cheap", tier="low-cost", tenant="A")
     queue.push("fast", tier="fast", tenant="B")
@@ -41,26 +42,34 @@ def test_higher_tiers_are_served_first():
     assert drain(queue) == ["stable", "fast", "cheap"]
 
 
+def test_a_tenants_paid_tiers_go_before_its_cheaper_ones():
+    queue = FairQueue()
+    queue.push("cheap", tier="low-cost", tenant="A")
+    queue.push("stable", tier="stable", tenant="A")
+    assert drain(queue) == ["stable", "cheap"]
+
+
 def test_share_is_by_images_not_jobs():
-    queue = FairQueue(quantum=4)
-    for n in range(8):
+    queue = FairQueue()
+    for n in range(16):
         queue.push(("A", n), tier="stable", tenant="A", cost=1)
-    for n in range(2):
+    for n in range(4):
         queue.push(("B", n), tier="stable", tenant="B", cost=4)
-    first_eight = drain(queue)[:6]
-    # A spends its quantum of 4 on four one-image jobs, B on one four-image job.
-    assert [job[0] for job in first_eight] == ["A", "A", "A", "A", "B", "A"]
+    order = drain(queue)[:10]
+    # Two four-image jobs of B take as many turns of the router as eight one-image jobs of A.
+    images = {"A": sum(1 for job in order if job[0] == "A"), "B": 4 * sum(1 for job in order if job[0] == "B")}
+    assert images == {"A": 8, "B": 8}, order
 
 
-def test_a_job_dearer_than_the_quantum_still_gets_served():
-    queue = FairQueue(quantum=2)
+def test_a_job_dearer_than_the_others_still_gets_served():
+    queue = FairQueue()
     queue.push("big", tier="stable", tenant="A", cost=9)
     queue.push("small", tier="stable", tenant="B", cost=1)
     assert sorted(drain(queue)) == ["big", "small"]
 
 
 def test_an_idle_tenant_does_not_bank_credit():
-    queue = FairQueue(quantum=4)
+    queue = FairQueue()
     queue.push("a0", tier="stable", tenant="A", cost=1)
     assert queue.pop() == "a0"
     for n in range(3):
@@ -71,30 +80,59 @@ def test_an_idle_tenant_does_not_bank_credit():
     assert order.index("b2") < order.index("a5")
 
 
+def test_a_tenant_that_paused_keeps_its_debt():
+    """A tenant that was served a large job and comes back at once waits for the others'
+    turns: emptying its queue for a moment wipes nothing."""
+    queue = FairQueue()
+    queue.push("a-big", tier="stable", tenant="A", cost=8)
+    queue.push("b0", tier="stable", tenant="B", cost=1)
+    assert queue.pop() == "a-big"
+    queue.push("a-next", tier="stable", tenant="A", cost=1)
+    for n in range(1, 5):
+        queue.push(f"b{n}", tier="stable", tenant="B", cost=1)
+    assert drain(queue) == ["b0", "b1", "b2", "b3", "b4", "a-next"]
+
+
 def test_len_and_pending_count_queued_jobs():
     queue = FairQueue()
     queue.push(1, tier="stable", tenant="A")
     queue.push(2, tier="low-cost", tenant="A")
     assert len(queue) == 2
-    assert queue.pending("stable", "A") == 1
+    assert queue.pending("A") == 2
     queue.pop()
-    assert len(queue) == 1
+    assert len(queue) == 1 and queue.pending("A") == 1
 
 
-@pytest.mark.parametrize(("tier", "cost"), [("gold", 1), ("stable", 0)])
-def test_push_rejects_unknown_tiers_and_free_jobs(tier, cost):
+@pytest.mark.parametrize(("tier", "cost", "job_priority"), [("gold", 1, "bulk"), ("stable", 0, "bulk"),
+                                                            ("stable", 1, "urgent")])
+def test_push_rejects_unknown_tiers_and_priorities_and_free_jobs(tier, cost, job_priority):
     with pytest.raises(ValueError):
-        FairQueue().push("x", tier=tier, tenant="A", cost=cost)
+        FairQueue().push("x", tier=tier, tenant="A", cost=cost, job_priority=job_priority)
 
 
-def test_a_higher_plan_is_served_before_any_tier_of_a_lower_one():
+def test_a_higher_plan_is_a_larger_share_not_the_only_one():
+    queue = FairQueue()
+    for n in range(40):
+        queue.push(("enterprise", n), tier="stable", tenant="big", priority=2)
+    for n in range(10):
+        queue.push(("free", n), tier="stable", tenant="small", priority=0)
+    order = drain(queue)
+    first_twenty = [plan for plan, _ in order[:20]]
+    # Four turns to one (enterprise's share is 4, free's 1): the free tenant is served all along.
+    assert first_twenty.count("enterprise") == 16 and first_twenty.count("free") == 4, first_twenty
+    assert order.index(("free", 0)) < 2
+    assert max(order.index(("free", n)) for n in range(10)) < len(order) - 1
+
+
+def test_a_higher_plan_goes_first_among_tenants_that_just_arrived():
     queue = FairQueue()
     for n in range(3):
         queue.push(("free", n), tier="stable", tenant="free-tenant")
     queue.push(("pro", 0), tier="low-cost", tenant="pro-tenant", priority=1)
     queue.push(("pro", 1), tier="stable", tenant="pro-tenant", priority=1)
-    assert drain(queue) == [("pro", 1), ("pro", 0), ("free", 0), ("free", 1), ("free", 2)]
-    assert queue.pending("stable", "pro-tenant", priority=1) == 0
+    order = drain(queue)
+    assert order[0] == ("pro", 1)  # its tier first among its own jobs
+    assert order.index(("pro", 0)) < order.index(("free", 1))
 
 
 def test_tenants_of_one_plan_still_take_fair_turns():
@@ -103,3 +141,15 @@ def test_tenants_of_one_plan_still_take_fair_turns():
         queue.push(("A", n), tier="stable", tenant="A", priority=2)
     queue.push(("B", 0), tier="stable", tenant="B", priority=2)
     assert drain(queue).index(("B", 0)) < 6
+
+
+def test_a_tenants_interactive_jobs_go_ahead_of_its_bulk_ones():
+    queue = FairQueue()
+    for n in range(20):
+        queue.push(("bulk", n), tier="stable", tenant="A", job_priority="bulk")
+    queue.push(("interactive", 0), tier="low-cost", tenant="A", job_priority="interactive")
+    queue.push(("other", 0), tier="stable", tenant="B", job_priority="bulk")
+    order = drain(queue)
+    assert order[0] == ("interactive", 0)
+    # The priority orders a tenant's own jobs only: the other tenant's bulk job still has its turn.
+    assert order.index(("other", 0)) < 3

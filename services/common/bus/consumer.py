@@ -1,7 +1,9 @@
 """Consumers: a FastStream subscriber per service over its topics, applying each batch in
 one transaction with the inbox (inbox.py), with bounded retries and a DLQ (`<topic>.dlq`)
 for a message that keeps failing, offsets committed every interval, and the broker's end
-watched (a consumer past it reads from the beginning)."""
+watched (a consumer past it reads from the beginning). With `consumer_fair_turns`, the
+records are read ahead into a bounded buffer and applied in fair turns across tenants
+(read_ahead.py) instead of a fetch's batch at a time."""
 
 import asyncio
 import contextlib
@@ -36,6 +38,7 @@ from services.common.bus.inbox import (
 )
 from services.common.bus.outbox import OutboxRelay
 from services.common.bus.positions import EndWatch, OffsetCommits, rewind, take_as_they_come
+from services.common.bus.read_ahead import ReadAhead
 from services.common.bus.wake import FetchWaker
 from services.common.contracts import Event, consumer_group, dead_letter_topic
 from services.common.db import Pool, database_away, until_database_answers
@@ -77,6 +80,7 @@ class EventConsumer:
         self.subscriber = None
         self.topics: list[str] = []
         self.waker: FetchWaker | None = None
+        self.read_ahead: ReadAhead | None = None
         # The highest floor seen on each topic (journal.py): the inbox forgets what lies below.
         # Only on `floor_topics`: those whose journals count this consumer's group among
         # their readers (ServiceRuntime.consume).
@@ -131,8 +135,16 @@ class EventConsumer:
         }
         subscriber = broker.subscriber(*topics, batch=True, max_records=s.consumer_batch_size,
                                        batch_timeout_ms=s.kafka_batch_timeout_ms, decoder=as_fetched, **options)
-        subscriber(self._committing(self._on_batch if self.batch_handler else self._on_records))
-        subscriber.get_msg = partial(take_as_they_come, subscriber)
+        if s.consumer_fair_turns:
+            if self.batch_handler is not None:
+                raise ValueError(f"{self.service} applies events in batches, which fair turns cannot reorder")
+            self.read_ahead = ReadAhead(s.consumer_read_ahead, s.consumer_lanes, self._apply_one, self.offsets,
+                                        s.consumer_backoff_max_s, on_release=self._fetch_again)
+            subscriber(self._reading_ahead)
+        else:
+            subscriber(self._committing(self._on_batch if self.batch_handler else self._on_records))
+        room = self.read_ahead.room if self.read_ahead is not None else None
+        subscriber.get_msg = partial(take_as_they_come, subscriber, room=room)
         self.broker, self.subscriber, self.topics = broker, subscriber, topics
 
     def start_waking(self, database_url: str) -> None:
@@ -142,6 +154,16 @@ class EventConsumer:
             self.waker = FetchWaker(database_url, s.topic_namespace, self.topics, s.bus_idle_fetch_interval_s,
                                     service=self.service)
             self.waker.start(self.subscriber.consumer)
+
+    def _fetch_again(self) -> None:
+        """The read-ahead has room again: fetch as after a relay's word (wake.py), if it listens."""
+        if self.waker is not None:
+            self.waker.fetch(self.waker.topics)
+
+    async def stop_applying(self) -> None:
+        """Stop the read-ahead's lanes, if it has them: what they were applying comes again."""
+        if self.read_ahead is not None:
+            await self.read_ahead.stop()
 
     def start_pruning(self) -> None:
         """Forget, every little while, the applied events that can never arrive again."""
@@ -178,7 +200,29 @@ class EventConsumer:
 
         return on_message
 
-    async def _decode(self, records: Iterable[ConsumerRecord]) -> list[tuple[ConsumerRecord, Envelope]]:
+    async def _reading_ahead(self, msg: KafkaMessage) -> None:
+        """Fair turns: the fetch's records join the read-ahead, which applies them in its own
+        time; a fetch that cannot be read (the database is away for the inbox's sifting, the
+        broker for the DLQ) comes again."""
+        assert self.read_ahead is not None
+        try:
+            to_apply = await self._not_applied(await self._decode(msg.raw_message, observe=False))
+        except BaseException as exc:
+            rewind(msg.consumer, msg.raw_message)
+            if isinstance(exc, Exception) and database_away(exc):
+                await until_database_answers(self.pool)
+            raise
+        self.read_ahead.take(msg.consumer, msg.raw_message, to_apply)
+        self.end_watch.watch(msg.consumer)
+
+    async def _apply_one(self, record: ConsumerRecord, envelope: Envelope) -> None:
+        """One event in its turn: its wait in the read-ahead counts as queue time."""
+        self._observe_queue_time(record, envelope)
+        with self._handling(record, envelope):
+            await self._apply_with_retries(record, envelope)
+
+    async def _decode(self, records: Iterable[ConsumerRecord],
+                      observe: bool = True) -> list[tuple[ConsumerRecord, Envelope]]:
         """The records this consumer handles, decoded; undecodable ones go to the DLQ."""
         decoded = []
         for record in records:
@@ -191,7 +235,8 @@ class EventConsumer:
                     and envelope.floor > self.floors.get(record.topic, EARLIEST)):
                 self.floors[record.topic] = envelope.floor
             if self.handles(envelope):
-                self._observe_queue_time(record, envelope)
+                if observe:
+                    self._observe_queue_time(record, envelope)
                 decoded.append((record, envelope))
         return decoded
 

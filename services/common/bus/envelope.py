@@ -2,7 +2,10 @@
 
 Attributes travel in `ce_*` headers (`ce_subject` is the job id, the extension `tenantid`
 names the tenant and `traceparent` carries the W3C trace context); the body is the event's
-JSON payload and the record key is the job id.
+JSON payload and the record key is the job id. The extensions `planpriority` and
+`jobpriority` carry the job's turn (its tenant's plan's priority, its own priority among the
+tenant's jobs), taken from the JobSpec an event carries, else from the event that caused it,
+so that a consumer taking events in fair turns (read_ahead.py) knows them without the job.
 """
 
 import os
@@ -12,7 +15,7 @@ from datetime import UTC, datetime
 
 from cloudevents.core.bindings.kafka import KafkaMessage, from_binary_event
 
-from services.common.contracts import Event, JobEvent, parse_event
+from services.common.contracts import JOB_PRIORITIES, Event, JobEvent, JobSpec, parse_event
 from services.common.tracing import current_traceparent, trace_id_of
 
 CONTENT_TYPE = "application/json"
@@ -39,6 +42,9 @@ class Envelope:
     topic: str | None = field(default=None, compare=False)
     journaled_at: datetime | None = field(default=None, compare=False)
     floor: datetime | None = field(default=None, compare=False)
+    # The job's turn (see the module's docstring); the defaults where no event said.
+    plan_priority: int = 0
+    job_priority: str = JOB_PRIORITIES[0]
 
     @property
     def type(self) -> str:
@@ -82,7 +88,19 @@ def new_event_id() -> str:
 def envelop(event: Event, source: str, cause: Envelope | None = None) -> Envelope:
     subject = str(event.job_id) if isinstance(event, JobEvent) else None
     tenant_id = getattr(event, "tenant_id", None)
-    return Envelope(new_event_id(), source, datetime.now(UTC), subject, tenant_id, trace_of(cause), event)
+    plan_priority, job_priority = turn_of(event, subject, cause)
+    return Envelope(new_event_id(), source, datetime.now(UTC), subject, tenant_id, trace_of(cause), event,
+                    plan_priority=plan_priority, job_priority=job_priority)
+
+
+def turn_of(event: Event, subject: str | None, cause: Envelope | None) -> tuple[int, str]:
+    """The job's turn: from the JobSpec the event carries, else from its cause about the same job."""
+    spec = getattr(event, "job", None)
+    if isinstance(spec, JobSpec):
+        return spec.priority, spec.job_priority
+    if cause is not None and subject is not None and cause.subject == subject:
+        return cause.plan_priority, cause.job_priority
+    return 0, JOB_PRIORITIES[0]
 
 
 def ce_headers(envelope: Envelope) -> dict[str, str]:
@@ -104,6 +122,10 @@ def ce_headers(envelope: Envelope) -> dict[str, str]:
         headers["ce_subject"] = envelope.subject
     if envelope.tenant_id:
         headers["ce_tenantid"] = envelope.tenant_id
+    if envelope.plan_priority:
+        headers["ce_planpriority"] = str(envelope.plan_priority)
+    if envelope.job_priority != JOB_PRIORITIES[0]:
+        headers["ce_jobpriority"] = envelope.job_priority
     return headers
 
 
@@ -143,7 +165,22 @@ def from_kafka(headers: dict[str, bytes], key: bytes | None, value: bytes, topic
         topic=topic,
         journaled_at=_moment(headers.get(JOURNALED_AT)),
         floor=_moment(headers.get(FLOOR)),
+        plan_priority=_priority(attributes.get("planpriority")),
+        job_priority=_job_priority(attributes.get("jobpriority")),
     )
+
+
+def _priority(value: object) -> int:
+    """A plan's priority as a header says it; anything else reads as the lowest (a turn is
+    an ordering hint: a bad one must not make the event undecodable)."""
+    try:
+        return max(0, int(str(value))) if value is not None else 0
+    except ValueError:
+        return 0
+
+
+def _job_priority(value: object) -> str:
+    return value if isinstance(value, str) and value in JOB_PRIORITIES else JOB_PRIORITIES[0]
 
 
 def _moment(value: bytes | None) -> datetime | None:

@@ -26,7 +26,7 @@ class Plan(BaseModel):
     burst: int = Field(ge=1, description="requests that may come at once, on top of the rate")
     concurrent_jobs: int | None = Field(ge=1, description="jobs not yet final at once; None: no limit")
     images_per_day: int | None = Field(ge=1, description="images asked for per UTC day; None: no cap")
-    priority: int = Field(ge=0, description="queue priority in the router, higher first")
+    priority: int = Field(ge=0, description="queue priority: a larger share at every stage, twice per step")
     images_per_job: int = Field(60, ge=1, le=100, description="images one job may ask for")
     candidates_per_job: int = Field(240, ge=1, le=1000, description="candidates one job may ask for")
 

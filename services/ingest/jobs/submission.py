@@ -19,7 +19,7 @@ from pydantic import ConfigDict, Field, model_validator
 
 from services.common import telemetry
 from services.common.api import RequestModel
-from services.common.contracts import WEBHOOK_EVENTS, JobSpec, JobSubmitted, Tier, WebhookEvent
+from services.common.contracts import WEBHOOK_EVENTS, JobPriority, JobSpec, JobSubmitted, Tier, WebhookEvent
 from services.common.problems import Problem
 from services.common.quality.profiles import Profile, ProfileError, QualityRules, job_profile, profile_names
 from services.common.sealing import seal
@@ -43,6 +43,9 @@ class JobRequest(RequestModel):
     prompt: str = Field(min_length=1, max_length=2000)
     template: TemplateName = Field("generic", description="a template of GET /v1/templates")
     tier: Tier = Field("stable", description="quality tier: stable, fast or low-cost")
+    priority: JobPriority = Field("interactive", description="among your own jobs: interactive ones are served ahead"
+                                                             " of bulk ones at every stage; other tenants' turns are"
+                                                             " not affected")
     use_retry_tokens: bool = Field(False, description="spend retry tokens earned by reported images first")
     images: int = Field(1, ge=1, le=MAX_IMAGES, description="K: images to deliver (the plan's images_per_job at most)")
     candidates: int | None = Field(None, ge=1, le=MAX_CANDIDATES,
@@ -132,7 +135,7 @@ def job_spec(tenant_id: str, body: JobRequest, settings, data_key: bytes, profil
                    profile=body.profile, quality_rules=quality_rules(body), reference_key=reference_key,
                    width=body.width, height=body.height, model=body.model, model_version=body.model_version,
                    webhook_url=body.webhook_url, webhook_events=body.webhook_events,
-                   priority=priority)
+                   priority=priority, job_priority=body.priority)
 
 
 def quality_rules(body: JobRequest) -> dict | None:

@@ -23,7 +23,7 @@ class PlanLimits(BaseModel):
     burst: int
     concurrent_jobs: int | None = Field(description="jobs in progress at once; null: no limit")
     images_per_day: int | None = Field(description="images asked for per UTC day; null: no limit")
-    priority: int = Field(description="queue priority in the router, higher first")
+    priority: int = Field(description="queue priority: a larger share at every stage, twice per step")
 
 
 class Limit(BaseModel):

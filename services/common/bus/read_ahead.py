@@ -1,0 +1,180 @@
+"""A consumer's fair turns (opt-in, `consumer_fair_turns`: the scorer and delivery, whose work
+per event is long). The records of a fetch are read ahead into a buffer and applied in turns
+across tenants, not in the order of their partitions, so that one tenant's backlog cannot hold
+another tenant's job behind it.
+
+* The turn (services/common/turns.py): tenants by start-time fair queuing, an event a turn,
+  each tenant's share by the plan priority its events carry (envelope.py), larger for a higher
+  plan, never the only one; within a tenant, the job's priority (interactive ahead of bulk),
+  then the order in which the events came.
+* Each key's (job's) events are applied in their order, one at a time, and up to
+  `consumer_lanes` keys side by side.
+* Bounded: once `consumer_read_ahead` records wait, the consumer's partitions are paused
+  (positions.FetchHold) until half of them are applied; the rest of the backlog stays in the
+  broker, as the group's lag, which autoscaling reads. Fairness reaches as far as the buffer:
+  an event behind more than that many records of its partition waits for them to be read.
+* Offsets: each partition is committed up to its lowest record not applied yet
+  (positions.Unapplied); a crash delivers again what was not applied, and what was applied
+  after it, which the inbox skips.
+"""
+
+import asyncio
+import itertools
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+
+from services.common.bus.envelope import Envelope
+from services.common.bus.positions import FetchHold, OffsetCommits, Unapplied
+from services.common.contracts import JOB_PRIORITIES
+from services.common.supervision import stop_tasks
+from services.common.turns import FairTurns, plan_share
+
+log = logging.getLogger(__name__)
+
+Key = bytes | None
+JOB_RANK = {priority: rank for rank, priority in enumerate(JOB_PRIORITIES)}
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    record: ConsumerRecord
+    envelope: Envelope
+    arrival: int
+    epoch: int  # its partition's, when it was fetched (Unapplied)
+
+
+class ReadAhead:
+    def __init__(self, limit: int, lanes: int, apply: Callable[[ConsumerRecord, Envelope], Awaitable[None]],
+                 offsets: OffsetCommits, retry_s: float, on_release: Callable[[], None] | None = None) -> None:
+        if limit < 1 or lanes < 1:
+            raise ValueError(f"the read-ahead needs room and a lane, got limit={limit}, lanes={lanes}")
+        self.limit, self.lanes, self.apply, self.offsets = limit, lanes, apply, offsets
+        self.retry_s, self.on_release = retry_s, on_release
+        self.waiting = 0  # records read ahead and not started
+        self._keys: dict[Key, deque[Held]] = {}
+        self._turns: FairTurns[Key] = FairTurns()
+        self._in_turns: set[Key] = set()  # keys with a turn queued
+        self._running: dict[Key, asyncio.Task[None]] = {}
+        self._unapplied = Unapplied()
+        self._arrivals = itertools.count()
+        self._kafka: AIOKafkaConsumer | None = None
+        self._hold: FetchHold | None = None
+        self._stopped = False
+
+    def room(self) -> int:
+        """How many more records it may take."""
+        return max(0, self.limit - self.waiting)
+
+    def take(self, kafka: AIOKafkaConsumer, fetched: Iterable[ConsumerRecord],
+             to_apply: list[tuple[ConsumerRecord, Envelope]]) -> None:
+        """A fetch's records: `to_apply` those this consumer handles and has not applied, in the
+        order fetched; the others count as applied."""
+        self._attach(kafka)
+        fetched = list(fetched)
+        for tp in self._unapplied.fetched(fetched):
+            self._forget(tp)
+        for record, envelope in to_apply:
+            held = Held(record, envelope, next(self._arrivals), self._unapplied.hold(record))
+            self._keys.setdefault(record.key, deque()).append(held)
+            self.waiting += 1
+            self._queue_turn(record.key)
+        for tp in {TopicPartition(record.topic, record.partition) for record in fetched}:
+            self._note(tp)
+        if self.waiting >= self.limit:
+            self._hold_fetches()
+        self._dispatch()
+
+    async def stop(self) -> None:
+        """Start nothing more and stop what runs (its records come again: they are not committed)."""
+        self._stopped = True
+        await stop_tasks(*self._running.values())
+
+    def _attach(self, kafka: AIOKafkaConsumer) -> None:
+        if self._kafka is not kafka:
+            self._kafka, self._hold = kafka, FetchHold(kafka, self.on_release)
+
+    def _hold_fetches(self) -> None:
+        if self._hold is not None:
+            self._hold.hold()
+
+    def _queue_turn(self, key: Key) -> None:
+        """Give the key a turn for its first waiting event, unless it has one or runs."""
+        queue = self._keys.get(key)
+        if not queue or key in self._in_turns or key in self._running:
+            return
+        head = queue[0].envelope
+        self._turns.push(key, head.tenant_id or "", plan_share(head.plan_priority),
+                         (JOB_RANK.get(head.job_priority, 0), queue[0].arrival))
+        self._in_turns.add(key)
+
+    def _dispatch(self) -> None:
+        while not self._stopped and len(self._running) < self.lanes:
+            key = self._turns.pop()
+            if key is None:
+                break
+            self._in_turns.discard(key)
+            held = self._next_of(key)
+            if held is not None:
+                self._running[key] = asyncio.create_task(self._run(key, held), name=f"apply-{key!r}")
+        if self.waiting <= self.limit // 2 and self._hold is not None:
+            self._hold.release()
+
+    def _next_of(self, key: Key) -> Held | None:
+        """The key's first waiting event that is still this consumer's to apply."""
+        queue = self._keys.get(key)
+        while queue:
+            held = queue.popleft()
+            self.waiting -= 1
+            if self._ours(held):
+                return held
+            # Dropped unsettled: its offset stays the partition's lowest not applied until the
+            # partition is fetched again here (a new epoch), or, taken by another member, is
+            # no longer this consumer's to commit.
+        self._keys.pop(key, None)
+        return None
+
+    def _ours(self, held: Held) -> bool:
+        """Not fetched again since, and its partition still assigned here (else another member applies it)."""
+        kafka, record = self._kafka, held.record
+        return (self._unapplied.current(record, held.epoch) and kafka is not None
+                and TopicPartition(record.topic, record.partition) in kafka.assignment())
+
+    async def _run(self, key: Key, held: Held) -> None:
+        while True:
+            try:
+                await self.apply(held.record, held.envelope)
+                break
+            except Exception:  # not even the DLQ took it (the broker is away): its key waits and tries again
+                log.warning("applying %s failed; trying again in %.1fs", held.envelope.type, self.retry_s,
+                            exc_info=True)
+                await asyncio.sleep(self.retry_s)
+        self._settle(held)
+        del self._running[key]
+        if not self._keys.get(key):
+            self._keys.pop(key, None)
+        self._queue_turn(key)
+        self._dispatch()
+
+    def _settle(self, held: Held) -> None:
+        tp = self._unapplied.settle(held.record, held.epoch)
+        if tp is not None:
+            self._note(tp)
+
+    def _note(self, tp: TopicPartition) -> None:
+        offset = self._unapplied.committable(tp)
+        if offset is not None and self._kafka is not None:
+            self.offsets.reached(self._kafka, tp, offset)
+
+    def _forget(self, tp: TopicPartition) -> None:
+        """The partition comes again from an earlier offset: what waits of it is read again."""
+        for key, queue in list(self._keys.items()):
+            kept = deque(held for held in queue if TopicPartition(held.record.topic, held.record.partition) != tp)
+            self.waiting -= len(queue) - len(kept)
+            if kept:
+                self._keys[key] = kept
+            else:
+                del self._keys[key]
