@@ -10,7 +10,7 @@ import pytest
 
 from services.router.engine import RoutingEngine
 from services.router.providers.base import ProviderContext, ProviderError
-from services.router.providers.copies import MemoryCopies
+from services.router.providers.copies import BucketCopies
 from services.router.providers.factory import build_provider, build_providers
 from services.router.providers.fal import app_id
 from services.router.providers.journal import MemoryJournal
@@ -53,14 +53,16 @@ async def test_an_expired_output_loses_the_call_but_not_the_providers_key(replic
     assert second.providers_used == ("replicate",)
 
 
-async def test_a_resumed_job_takes_the_copy_of_its_outputs_not_their_urls(replicate, client):
-    journal, copies = MemoryJournal(), MemoryCopies()
+async def test_a_resumed_job_takes_the_copy_of_its_outputs_not_their_urls(replicate, client, object_store):
+    journal, copies = MemoryJournal(), BucketCopies(object_store)
     config = ProviderConfig.model_validate({"name": "sim-replicate", **entry(replicate) | {
         "timeouts": SLACK}})
     context = ProviderContext(client=client, journal=journal, copies=copies)
     request = request_for("replicate", timeout_s=30.0)
     fetched = await build_provider(config, secret=SECRET, context=context).generate(request)
-    assert [job.state for job in journal.jobs.values()] == ["succeeded"] and len(copies.outputs) == 1
+    [key] = journal.jobs
+    assert journal.jobs[key].state == "succeeded"
+    assert (await copies.get(key)).images == tuple((i.data, i.media_type, i.seed) for i in fetched)
 
     # The router died before the attempt stored the images; an hour on, the outputs are gone.
     replicate.market.script.output = "expire_always"

@@ -7,12 +7,13 @@ attempt stored them would find, on resume, a job whose URLs may have expired: so
 images are copied to the internal bucket as soon as they are fetched, before the job is
 written down as succeeded, and a resumed call takes the copy instead of fetching again.
 
-`BucketCopies` keeps them in the object store (one manifest and one object per image
-under `provider-outputs/{job}/{attempt}/…`); `MemoryCopies` serves tests.
+`BucketCopies` keeps them in the object store: one object per image, then a manifest
+that names them, under `provider-outputs/{job}/{attempt}/…` (a copy without its manifest
+is no copy, and the job is polled again).
 """
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from services.common.storage import ObjectStore, StorageError
@@ -33,17 +34,6 @@ class OutputCopies(Protocol):
     async def put(self, key: RemoteJobKey, output: CopiedOutput) -> None: ...
 
     async def get(self, key: RemoteJobKey) -> CopiedOutput | None: ...
-
-
-@dataclass
-class MemoryCopies:
-    outputs: dict[RemoteJobKey, CopiedOutput] = field(default_factory=dict)
-
-    async def put(self, key: RemoteJobKey, output: CopiedOutput) -> None:
-        self.outputs[key] = output
-
-    async def get(self, key: RemoteJobKey) -> CopiedOutput | None:
-        return self.outputs.get(key)
 
 
 class BucketCopies:
