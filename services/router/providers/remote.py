@@ -12,7 +12,10 @@
    that fails with 429, 5xx or a network error is tried again with backoff, as long as the
    provider asks (Retry-After, or the wait its body states) up to `poll_backoff_max_s`;
 5. fetch the images (credentials only to the provider's hosts, redirects and size capped)
-   and check each (`outputs.py`);
+   and check each (`outputs.py`); an output its host no longer serves (401/403/404/410:
+   expired or deleted) is asked of the job once more for a fresh URL, else the call's
+   candidates are lost, billed; the images are copied (`copies.py`) before the job is
+   written down as succeeded, and a resumed call that finds a copy takes it;
 6. on any failure after submit, and when the caller gives up, cancel the remote job
    (unless it ended on its own, or the router is stopping and hands it over) and write
    its end.
@@ -255,9 +258,8 @@ class RemoteProvider(ABC):
         copied = await copies.get(call.key) if copies is not None else None
         if copied is None:
             return None
-        images = [(data, media_type, seed) for data, media_type, seed in copied.images]
-        return RemoteOutput(images=tuple(OutputImage(data=data, seed=seed) for data, _, seed in images),
-                            compute_s=copied.compute_s, cost_micro_usd=copied.cost_micro_usd), images
+        return RemoteOutput(images=tuple(OutputImage(data=data, seed=seed) for data, _, seed in copied.images),
+                            compute_s=copied.compute_s, cost_micro_usd=copied.cost_micro_usd), list(copied.images)
 
     async def _submitted(self, call: Call) -> dict[str, Any] | RemoteOutput:
         """Submit, and write the job down before it is polled: first, where the API lets us
