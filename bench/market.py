@@ -76,8 +76,9 @@ MARKET = (
                    our_concurrency=16, timeout_s=60, max_batch=4, ceiling_curve=((0, 24), (24, 24)),
                    outages=(Window(10.0, 11.0, "hang"), Window(19.0, 19.6, "errors")),
                    quality_dips=(Window(14.0, 17.0, "0.6"),), error_rate=0.01),
-    # Fast, on demand, priced per megapixel with the daily peak; scales to zero and cold-starts.
-    MarketProvider("swiftgen", {"per_megapixel_micro_usd": 10_490}, 1.0, 3.0, 0.5,
+    # Fast, on demand, priced per megapixel with the daily peak, each image rounded up to whole
+    # megapixels as fal bills them; scales to zero and cold-starts.
+    MarketProvider("swiftgen", {"per_megapixel_micro_usd": 11_000, "megapixels": "whole"}, 1.0, 3.0, 0.5,
                    {"generic": 0.88, "headshot": 0.85, "product": 0.9},
                    our_concurrency=24, timeout_s=30, max_batch=4, price_curve=PEAK_PRICES,
                    ceiling_curve=PEAK_CEILING, cold_start_s=25.0),

@@ -29,6 +29,7 @@ providers/         base.py (the adapter interface, its errors), registry.py (pro
                    hosted adapter shares: submit, write down, poll, fetch, check, cancel),
                    transport.py (HTTP: whose key goes where, redirects, size caps, the error
                    table), outputs.py (image checks), journal.py (remote jobs written down),
+                   copies.py (fetched outputs copied to the internal bucket),
                    webhooks.py (signed callbacks); one module per API: replicate, fal, comfyui,
                    openai_images, bfl, stability, runware; local_provider.py (the local
                    adapter), painter.py (its offline painter), image_stages.py (the built-in

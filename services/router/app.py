@@ -18,6 +18,7 @@ from services.router.generation import AttemptRunner
 from services.router.grpc import start_router_grpc
 from services.router.planning import PassRateEstimator
 from services.router.providers.base import ProviderContext
+from services.router.providers.copies import BucketCopies
 from services.router.providers.factory import build_providers
 from services.router.providers.registry import Registry, load_registry
 from services.router.providers.webhooks import WebhookInbox
@@ -58,7 +59,7 @@ class RouterApp:
         registry = load_registry(settings.providers_path)
         self.webhooks = WebhookInbox()
         self.providers = ProviderContext(client=self.http, journal=store.RemoteJobs(self.runtime.pool),
-                                         webhooks=self.webhooks)
+                                         webhooks=self.webhooks, copies=BucketCopies(self.objects))
         self.engine = routing_engine(settings, registry, self.providers)
         metrics.expose(self.engine, registry.providers, settings.spend_alert_usd_per_hour)
         # Names this process in the claims it holds on attempts.

@@ -267,7 +267,8 @@ class RoutingEngine:
             self._quality_of(quote.provider, request.template).try_acquire()
         images, error, latency = await self._make_call(call, request)
         images = [i for i in images if i.index in call.indices]
-        actual_cost = sum(i.cost_micro_usd for i in images)
+        # A failed call may be billed all the same (its images expired, or were all refused).
+        actual_cost = sum(i.cost_micro_usd for i in images) + (error.billed_micro_usd if error is not None else 0)
         budget.settle(call.expected_cost, actual_cost)
         learn_from_call(self._health[call.provider], self.registry.providers[call.provider], request, images,
                         error, latency)

@@ -15,6 +15,8 @@ def comfyui_app(market: Market, targeted_interrupt: bool = True, lists_running: 
     """`targeted_interrupt`: /interrupt honours a prompt_id (recent servers); `lists_running`:
     GET /queue says which prompt runs (else, as a proxy that hides it, only how many wait)."""
     def error(status: int) -> Response:
+        if status == 400:  # the server lacks the workflow's checkpoint
+            return JSONResponse(fixture("comfyui/prompt_error_missing_model.json"), status_code=400)
         # ComfyUI has no limits of its own; a proxy in front of it answers these.
         headers = {"retry-after": f"{market.script.retry_after_s:g}"} if market.script.retry_after_s is not None \
             else {}

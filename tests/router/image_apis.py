@@ -41,6 +41,11 @@ def openai_app(market: Market, compatible: bool = False) -> Starlette:
                                                if compatible else set())
         unknown = set(body) - allowed
         size = body.get("size", "1024x1024")
+        formats = ("base64", "url") if compatible else ("b64_json", "url")
+        if body.get("response_format", formats[-1]) not in formats:
+            return JSONResponse({"error": {"message": f"Invalid response_format {body['response_format']!r}: one of"
+                                                      f" {list(formats)}", "type": "invalid_request_error",
+                                           "param": "response_format", "code": None}}, status_code=400)
         if unknown or (not compatible and size not in schema["sizes"]):
             return JSONResponse({"error": {"message": f"Invalid value: {sorted(unknown) or size}",
                                            "type": "invalid_request_error", "param": "size", "code": "invalid_value"}},
@@ -62,10 +67,28 @@ def openai_app(market: Market, compatible: bool = False) -> Starlette:
         if compatible:
             return JSONResponse(fixture("together/images_response.json") | {
                 "data": [item | {"index": n} for n, item in enumerate(data)], "model": body.get("model")})
-        return JSONResponse(fixture("openai/images_response.json") | {"data": data, "size": size})
+        return JSONResponse(fixture("openai/images_response.json") | {
+            "data": data, "size": size, "quality": body.get("quality", "auto"),
+            "usage": image_usage(body["prompt"], size, body.get("quality", "medium"), job.count)})
 
     path = "/v1/images/generations"
     return Starlette(routes=[Route(path, generate, methods=["POST"]), *file_routes(market)])
+
+
+# Image tokens gpt-image-1 makes per image, by quality and size (OpenAI's image generation
+# guide, "Cost and latency"): what its per-image prices are the output-token price of.
+OUTPUT_TOKENS = {("low", "1024x1024"): 272, ("low", "1024x1536"): 408, ("low", "1536x1024"): 400,
+                 ("medium", "1024x1024"): 1056, ("medium", "1024x1536"): 1584, ("medium", "1536x1024"): 1568,
+                 ("high", "1024x1024"): 4160, ("high", "1024x1536"): 6240, ("high", "1536x1024"): 6208}
+
+
+def image_usage(prompt: str, size: str, quality: str, count: int) -> dict:
+    """`usage` as gpt-image-1 reports it: the prompt's text tokens (about one per four
+    characters) and the image tokens made."""
+    text = max(1, len(prompt) // 4)
+    out = OUTPUT_TOKENS.get((quality, size), 1056) * count
+    return {"input_tokens": text, "output_tokens": out, "total_tokens": text + out,
+            "input_tokens_details": {"text_tokens": text, "image_tokens": 0}}
 
 
 # ---- Black Forest Labs --------------------------------------------------------------------
@@ -226,9 +249,17 @@ def runware_app(market: Market) -> Starlette:
         if state == "running":
             return JSONResponse(fixture("runware/get_response_processing.json") | {
                 "data": [{"taskType": "imageInference", "taskUUID": job.id, "status": "processing"}]})
+        if state == "moderated":
+            # A safety filter's refusal comes as the task's own result, with its status.
+            return JSONResponse({"data": [{"taskType": "imageInference", "taskUUID": job.id, "status": "error",
+                                           "code": "nsfwContentDetected",
+                                           "message": "NSFW content detected in the generated image."}]})
+        if state == "task_error":
+            return JSONResponse({"data": [{"taskType": "imageInference", "taskUUID": job.id, "status": "error",
+                                           "code": "inferenceError", "message": "The inference failed."}]})
         if state != "succeeded":
-            code = "contentModerationFailed" if state == "moderated" else "inferenceFailed"
-            return JSONResponse({"errors": [{"code": code, "message": state, "status": "error", "taskUUID": job.id}]})
+            return JSONResponse({"errors": [{"code": "inferenceFailed", "message": state, "status": "error",
+                                             "taskUUID": job.id}]})
         item = fixture("runware/get_response_success.json")["data"][0]
         # Images are served from another host than the API (im.runware.ai): no key goes there.
         base = market.foreign_url if market.script.output == "own" and market.foreign_url else _base(request)

@@ -10,7 +10,11 @@ foreign host, every credential that arrived there; a test steers it with a `Scri
                                   moderated, interrupted
     output                        own (the provider's host) | foreign (another host) | redirect |
                                   wrong_size | corrupt | blank | drop_once | drop_always | too_large |
-                                  expire_once (the first download of each image is refused, 403)
+                                  expire_once (the first download of each image is refused, 403, as
+                                  an expired signed URL is) | expire_always (every download is)
+    flagged                       fal's safety checker flags this many of a batch's images
+    queue_s                       a job waits this long for a runner before it starts (fal's
+                                  X-Fal-Request-Timeout bounds only this wait)
     max_in_progress               more jobs at once are refused with 429
     side                          images are side×side whatever was asked
 
@@ -73,6 +77,8 @@ class Script:
     black: bool = False
     # A stage's result comes back as an MP4 video instead of an image.
     video: bool = False
+    flagged: int = 0
+    queue_s: float = 0.0
 
 
 # The names scenarios written before the simulators use (tests/e2e/test_quality_routing.py).
@@ -111,6 +117,9 @@ class SimJob:
 
     def past_deadline(self, now: float) -> bool:
         return self.deadline_at is not None and now >= self.deadline_at and not self.finished(now)
+
+    def started_at(self, queue_s: float) -> float:
+        return self.submitted_at + queue_s
 
 
 @dataclass
@@ -157,7 +166,7 @@ class Market:
             side = script.side
             job = SimJob(id=job_id or uuid.uuid4().hex, prompt=prompt, seed=seed, count=count,
                          width=side or width, height=side or height, body=body, headers=headers, submitted_at=now,
-                         done_at=None if hangs else now + script.latency_s,
+                         done_at=None if hangs else now + script.queue_s + script.latency_s,
                          deadline_at=now + deadline_s if deadline_s else None, input_image=input_image, number=nth,
                          model=model, envelope=envelope)
             self.jobs[job.id] = job
@@ -194,12 +203,13 @@ class Market:
         now = time.monotonic()
         return sum(1 for j in self.jobs.values() if j.cancelled_at is None and (j.done_at is None or now < j.done_at))
 
-    def state(self, job: SimJob) -> str:
-        """running | succeeded | canceled | deadline | one of the script's terminal ends."""
+    def state(self, job: SimJob, deadline_to_start: bool = False) -> str:
+        """running | succeeded | canceled | deadline | one of the script's terminal ends.
+        `deadline_to_start`: the deadline bounds only the wait for a runner (fal's)."""
         now = time.monotonic()
         if job.cancelled_at is not None:
             return "canceled"
-        if job.past_deadline(now):
+        if job.past_deadline(now) and (not deadline_to_start or job.deadline_at < job.started_at(self.script.queue_s)):
             return "deadline"
         if not job.finished(now):
             return "running"
@@ -310,7 +320,7 @@ def served_image(market: Market, job_id: str, n: int) -> Response:
         return Response(status_code=404)
     market.downloads[(job.id, n)] += 1
     output, tries = market.script.output, market.downloads[(job.id, n)]
-    if output == "expire_once" and tries == 1:
+    if (output == "expire_once" and tries == 1) or output == "expire_always":
         return Response(b"<Error><Code>AuthenticationFailed</Code></Error>", status_code=403,
                         media_type="application/xml")
     data = market.image(job, n)

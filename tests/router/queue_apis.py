@@ -146,22 +146,26 @@ def fal_app(market: Market) -> Starlette:
         if job is None:
             return JSONResponse({"detail": "Request not found"}, status_code=404)
         job.polls += 1
-        state, url = market.state(job), f"{_base(request)}/{request.path_params['app']}/requests/{job.id}"
+        state = market.state(job, deadline_to_start=True)
+        url = f"{_base(request)}/{request.path_params['app']}/requests/{job.id}"
         if state == "running":
             return JSONResponse(fixture("fal/status_in_progress.json") | {"response_url": url})
         body = fixture("fal/status_completed.json") | {"response_url": url}
-        if state in ("failed", "deadline", "canceled", "aborted", "interrupted"):
-            body |= {"error": "Request failed", "error_type": "request_timeout" if state == "deadline"
-                     else "internal_error"}
+        if state in ("failed", "canceled", "aborted", "interrupted"):
+            body |= {"error": "Request failed", "error_type": "internal_error"}
         return JSONResponse(body)
 
     async def result(request: Request) -> Response:
         job = market.jobs.get(request.path_params["rid"])
         if job is None:
             return JSONResponse({"detail": "Request not found"}, status_code=404)
-        state = market.state(job)
+        state = market.state(job, deadline_to_start=True)
         if state == "running":
             return JSONResponse({"detail": "Request is still in progress"}, status_code=400)
+        if state == "deadline":
+            # No runner started it within its X-Fal-Request-Timeout (fal's "common parameters").
+            return JSONResponse({"detail": "Request timed out", "error_type": "startup_timeout"}, status_code=504,
+                                headers={"x-fal-request-timeout-type": "user", "x-fal-error-type": "startup_timeout"})
         if state not in ("succeeded", "moderated"):
             return JSONResponse({"detail": "Internal server error"}, status_code=500,
                                 headers={"x-fal-request-id": job.id})
@@ -171,7 +175,8 @@ def fal_app(market: Market) -> Starlette:
                    "file_name": f"{n}.png", "width": job.width, "height": job.height} for n in range(job.count)]
         return JSONResponse(fixture("fal/result.json") | {
             "images": images, "seed": job.seed, "timings": {"inference": 0.5 * job.count},
-            "has_nsfw_concepts": [market.script.terminal == "moderated"] * job.count, "prompt": job.prompt})
+            "has_nsfw_concepts": [market.script.terminal == "moderated" or n < market.script.flagged
+                                  for n in range(job.count)], "prompt": job.prompt})
 
     async def cancel(request: Request) -> Response:
         cancelled = market.cancel(request.path_params["rid"])

@@ -134,7 +134,7 @@ def entry(provider: Provider, *, price: int = 10_000, concurrency: int = 4, max_
         "capabilities": {"min_side": 16, "max_images_per_request": max_batch},
         "price": {"per_image_micro_usd": price},
         "concurrency": concurrency,
-        "timeouts": {"submit_s": min(1.0, overall_s), "overall_s": overall_s, "poll_backoff_max_s": 0.2},
+        "timeouts": {"submit_s": min(2.0, overall_s), "overall_s": overall_s, "poll_backoff_max_s": 0.2},
         "latency": {"base_s": latency_s, "per_image_s": 0.0},
         "pass_rate_prior": {"mean": prior, "strength": 4},
         "poll_interval_s": 0.02,

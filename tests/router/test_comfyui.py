@@ -1,7 +1,8 @@
 """ComfyUI with the operator's workflow: placeholders filled with the request's values, the
 workflow checked when the registry loads, the seed read back from what ComfyUI ran, and a
-cancel that never interrupts another client's prompt (an `/interrupt` on an older server
-stops whatever runs)."""
+cancel that never interrupts another client's prompt: `/interrupt` names the prompt, which
+the server interrupts only if it is the one running; an older server, which stops whatever
+runs, is declared (`targeted_interrupt: false`) and never interrupted."""
 
 import copy
 
@@ -85,7 +86,8 @@ async def test_cancelling_a_waiting_prompt_never_interrupts_the_one_running(targ
         simulator.market.reset(Script(latency_s=30))
         theirs = await another_clients_prompt(simulator)
         with pytest.raises(ProviderError, match="timeout"):
-            await adapter_over(simulator, client, overall_s=3).generate(request_for("comfyui", timeout_s=3))
+            await adapter_over(simulator, client, overall_s=3, options={"targeted_interrupt": targeted}).generate(
+                request_for("comfyui", timeout_s=3))
         ours = simulator.market.submissions[1]
         assert simulator.market.interrupts == []
         assert ours.cancelled_at is not None and simulator.market.jobs[theirs].cancelled_at is None
@@ -99,10 +101,11 @@ async def test_cancelling_our_running_prompt_interrupts_it_by_its_id(comfyui, cl
     assert comfyui.market.interrupts == [ours.id]
 
 
-async def test_a_server_that_cannot_say_what_runs_is_not_interrupted(client):
+async def test_a_server_declared_older_is_never_interrupted(client):
     with simulated("comfyui", targeted_interrupt=False, lists_running=False) as simulator:
         simulator.market.reset(Script(latency_s=30))
         with pytest.raises(ProviderError, match="timeout"):
-            await adapter_over(simulator, client, overall_s=3).generate(request_for("comfyui", timeout_s=3))
+            await adapter_over(simulator, client, overall_s=3, options={"targeted_interrupt": False}).generate(
+                request_for("comfyui", timeout_s=3))
         [ours] = simulator.market.submissions
         assert simulator.market.interrupts == [] and ours.cancelled_at is None

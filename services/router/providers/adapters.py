@@ -36,6 +36,8 @@ class AdapterTraits:
     credential_hosts: tuple[str, ...] = ()
     default_inputs: ModelInputs = field(default_factory=ModelInputs)
     options: type[BaseModel] = NoOptions
+    # How the API bills an image's megapixels when its price is per megapixel (entry_parts.PriceModel).
+    megapixels: str = "exact"
 
 
 def adapter(name: str):

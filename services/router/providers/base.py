@@ -13,6 +13,12 @@ which kind):
 * `bad_request` is the request's fault (invalid input, refused content) and counts
   against nothing.
 
+An output host that answers 401, 403, 404 or 410 says the output expired or is gone (signed
+URLs and outputs the provider deletes after a while), never that the key is wrong: that is
+`server_error` with `output_gone` set, and the adapter asks the job for a fresh URL where
+the API can give one. What a failed call was billed all the same (a job that ran, whose
+images expired or were all refused) is in `billed_micro_usd`.
+
 A request names the stage it is for (`capability`, `generate` unless a template's pipeline
 says otherwise) and its parameters; a stage after generation gets each candidate's image
 to work on in `inputs` (by index), or one image for every index in `input`.
@@ -29,6 +35,7 @@ if TYPE_CHECKING:
     import httpx
 
     from services.router.clock import Clock
+    from services.router.providers.copies import OutputCopies
     from services.router.providers.journal import RemoteJobJournal
     from services.router.providers.webhooks import WebhookInbox
 
@@ -94,7 +101,8 @@ class GeneratedImage:
 
 class ProviderError(Exception):
     def __init__(self, kind: ErrorKind, message: str, retry_after_s: float | None = None,
-                 terminal: bool = False, transient: bool = False) -> None:
+                 terminal: bool = False, transient: bool = False, output_gone: bool = False,
+                 billed_micro_usd: int = 0) -> None:
         super().__init__(f"{kind}: {message}")
         self.kind: ErrorKind = kind
         self.retry_after_s = retry_after_s
@@ -102,6 +110,10 @@ class ProviderError(Exception):
         self.terminal = terminal
         # The network failed, not the provider's answer: a poll may simply be tried again.
         self.transient = transient
+        # An output's host no longer serves it (expired, deleted): the job may give a fresh URL.
+        self.output_gone = output_gone
+        # What the provider bills for the call although it failed (the work was done).
+        self.billed_micro_usd = billed_micro_usd
 
     @property
     def counts_against_health(self) -> bool:
@@ -115,12 +127,15 @@ class ProviderError(Exception):
 @dataclass
 class ProviderContext:
     """What adapters share in one router: the HTTP client, the clock, where remote jobs are
-    written down, the callbacks inbox, and whether the router is handing its work over."""
+    written down and their outputs copied, the callbacks inbox, and whether the router is
+    handing its work over."""
 
     client: "httpx.AsyncClient | None" = None
     clock: "Clock | None" = None
     journal: "RemoteJobJournal | None" = None
     webhooks: "WebhookInbox | None" = None
+    # Where fetched outputs are copied, so a resumed call needs no URL that may have expired.
+    copies: "OutputCopies | None" = None
     # Secrets by name, for those an adapter needs besides its API key (a webhook signing secret).
     secrets: Mapping[str, str] = field(default_factory=dict)
     # Set while the router stops: remote jobs in flight are left running (written down, with

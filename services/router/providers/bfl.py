@@ -11,7 +11,7 @@ A model's `remote_id` is the route's last part (`flux-pro-1.1`, `flux-dev`, `flu
 Sides are multiples of 32. `polling_url` names the region that holds the task (api.eu.bfl.ai,
 api.us.bfl.ai …): the key goes to BFL's api hosts only, never to the delivery host of a
 sample. A sample is a signed URL that expires (ten minutes): one that no longer downloads
-is asked for again once, as a fresh poll signs it anew. `cost` is in credits (one credit is
+is asked for again once (`RemoteProvider`), as a fresh poll signs it anew. `cost` is in credits (one credit is
 USD 0.01). A 429 means too many tasks at once, a 402 no credits left. The API has no
 cancel and no deadline: a job abandoned here runs to its end and is paid.
 """
@@ -21,7 +21,7 @@ from typing import Any
 from services.router.providers.adapters import AdapterTraits, adapter
 from services.router.providers.base import ProviderError
 from services.router.providers.inputs import ModelInputs, SeedInput, SizeInput
-from services.router.providers.remote import Call, Fetched, OutputImage, RemoteOutput, RemoteProvider
+from services.router.providers.remote import Call, OutputImage, RemoteOutput, RemoteProvider
 from services.router.providers.transport import json_object
 
 MICRO_USD_PER_CREDIT = 10_000
@@ -69,18 +69,3 @@ class BlackForestLabsProvider(RemoteProvider):
         cost = handle.get("cost")
         return RemoteOutput(images=(OutputImage(url=result["sample"], seed=seed),),
                             cost_micro_usd=round(cost * MICRO_USD_PER_CREDIT) if cost is not None else None)
-
-    async def _wait_and_fetch(self, call: Call, handle: dict[str, Any]) -> Fetched:
-        output = await self._wait(call, handle)
-        try:
-            return output, await self._fetched(call, output)
-        except ProviderError as error:
-            if error.kind not in ("credentials", "bad_request"):
-                raise
-        # The sample's signature expired (403/404/410 from the delivery host): sign it again.
-        output = await self._wait(call, handle)
-        try:
-            return output, await self._fetched(call, output)
-        except ProviderError as error:
-            raise ProviderError("server_error", f"{self.name}: the result of {handle['id']} expired before it"
-                                                f" was downloaded: {error}", terminal=True) from None

@@ -19,12 +19,19 @@ a plain text-to-image graph (checkpoint → CLIP text encode → empty latent �
 decode → SaveImage) is used. The seed each image was made with is read back from the graph
 ComfyUI ran (its history's `prompt`).
 
-Cancel removes the prompt from the queue, then interrupts it only if ComfyUI lists it as
-the one running: `/interrupt` without a prompt id (all an older server understands) stops
-whatever runs, possibly another client's job, so a server whose queue does not say what
-runs is not interrupted. ComfyUI has no authentication of its own; a secret, when
-configured, is sent as a bearer token for the proxy in front of it. It runs no stage
-other than generate.
+Cancel removes the prompt from the queue, then asks `/interrupt` with its `prompt_id`:
+ComfyUI's server.py interrupts only if that prompt is the one running, checked on the
+server at that moment (reading `/queue` first and interrupting after would race a prompt
+that finishes in between). An older server ignores the id and stops whatever runs,
+possibly another client's prompt: for one, `options.targeted_interrupt: false`, and a
+running prompt is left to finish (the router's deadline still ends the wait here).
+
+`POST /prompt` answers 400 for a workflow it will not run; when the cause is the server's
+own (a checkpoint, LoRA or VAE file it does not have, a node type it lacks) that is the
+server's defect (`server_error`, which counts against its breaker), not the request's.
+
+ComfyUI has no authentication of its own; a secret, when configured, is sent as a bearer
+token for the proxy in front of it. It runs no stage other than generate.
 """
 
 import copy
@@ -64,6 +71,8 @@ class ComfyUIOptions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     workflow: dict[str, Any] = DEFAULT_WORKFLOW
+    # The server's /interrupt honours a prompt_id (interrupts that prompt only if it runs).
+    targeted_interrupt: bool = True
 
     @model_validator(mode="after")
     def workflow_is_an_api_graph(self) -> "ComfyUIOptions":
@@ -116,7 +125,8 @@ class ComfyUIProvider(RemoteProvider):
         response = await self.http.request("POST", self.url("/prompt"),
                                            json={"prompt": call.payload, "client_id": CLIENT_ID})
         if response.status_code == 400:
-            raise ProviderError("bad_request", f"{self.name}: ComfyUI refused the workflow: {response.text[:300]}")
+            kind = "server_error" if _server_lacks_a_part(response) else "bad_request"
+            raise ProviderError(kind, f"{self.name}: ComfyUI refused the workflow: {response.text[:300]}")
         if response.status_code != 200:
             raise self._error(response)
         prompt_id = json_object(response, self.name).get("prompt_id")
@@ -143,10 +153,8 @@ class ComfyUIProvider(RemoteProvider):
     async def _cancel(self, handle: dict[str, Any]) -> None:
         prompt_id = handle["id"]
         await self._send("POST", self.url("/queue"), json={"delete": [prompt_id]}, ok=(200,))
-        queue = json_object(await self._send("GET", self.url("/queue"), ok=(200,)), self.name)
-        running = queue.get("queue_running")
-        if isinstance(running, list) and any(isinstance(item, list) and len(item) > 1 and item[1] == prompt_id
-                                             for item in running):
+        if self.options.targeted_interrupt:
+            # The server checks that this prompt is the one running, at the moment it interrupts.
             await self._send("POST", self.url("/interrupt"), json={"prompt_id": prompt_id}, ok=(200,))
 
     def _view_url(self, image: dict[str, Any]) -> str:
@@ -211,6 +219,34 @@ def _at(graph: Any, path: tuple) -> Any:
         except (KeyError, IndexError, TypeError):
             return None
     return graph
+
+
+# Inputs that name a file on the server (ckpt_name, lora_name, vae_name, unet_name, …).
+_FILE_INPUT = re.compile(r"^[a-z_]*_name$")
+
+
+def _server_lacks_a_part(response) -> bool:
+    """Whether ComfyUI refused the workflow for want of its own parts: a model file not in
+    its list (`value_not_in_list` on a `*_name` input) or a node type it does not have."""
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    if not isinstance(body, dict):
+        return False
+    error = body.get("error") if isinstance(body.get("error"), dict) else {}
+    message = str(error.get("message", "")).lower()
+    if error.get("type") == "missing_node_type" or (error.get("type") == "invalid_prompt" and "does not exist" in message):
+        return True
+    nodes = body.get("node_errors") if isinstance(body.get("node_errors"), dict) else {}
+    for node in nodes.values():
+        for problem in (node.get("errors") or []) if isinstance(node, dict) else []:
+            if not isinstance(problem, dict) or problem.get("type") != "value_not_in_list":
+                continue
+            name = (problem.get("extra_info") or {}).get("input_name", "")
+            if _FILE_INPUT.match(str(name)):
+                return True
+    return False
 
 
 def _failure(prompt_id: str, status: dict[str, Any], provider: str) -> ProviderError:

@@ -2,13 +2,17 @@
 what it can make, how it prices an image, its timeouts, latency and pass-rate priors, a local
 model's options, a hosted stage, the checks its outputs get and its webhooks."""
 
-from typing import Any
+import math
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from services.common.templates import Capability
 from services.router.providers.image_stages import OPERATIONS
 from services.router.providers.inputs import ModelInputs, parse_size
+
+# fal's megapixel: a 1024×1024 image is one (billed as one), 1536×1024 is 1.5, billed as two.
+WHOLE_MEGAPIXEL = 1024 * 1024
 
 
 class Frozen(BaseModel):
@@ -53,14 +57,24 @@ class Capabilities(Frozen):
 class PriceModel(Frozen):
     """A provider's list price for one image; any mix of per image, per image by size (a
     table, as OpenAI prices each quality), per megapixel, per second of compute and per
-    inference step."""
+    inference step; and, for APIs that report token usage (OpenAI's image models), per token."""
 
     per_image_micro_usd: int = Field(0, ge=0)
     # "WxH" -> price of one image of that size; a size not listed costs as the nearest one.
     per_image_by_size: dict[str, int] = {}
     per_megapixel_micro_usd: int = Field(0, ge=0)
+    # How an image's megapixels are counted: `exact` (its area in millions of pixels), or
+    # `whole` (in 1024×1024 units, rounded up to a whole one, as fal bills: "images are billed
+    # by rounding up to the nearest megapixel"). None: as the adapter's API bills.
+    megapixels: Literal["exact", "whole"] | None = None
     per_second_micro_usd: int = Field(0, ge=0)
     per_step_micro_usd: int = Field(0, ge=0)
+    # Per token of the `usage` a job reports: the prompt's text and image tokens, and the
+    # image tokens made. With an output token price the usage is the whole bill; with input
+    # prices alone, the prompt's tokens are billed beside the per-image price.
+    per_text_input_token_micro_usd: float = Field(0, ge=0)
+    per_image_input_token_micro_usd: float = Field(0, ge=0)
+    per_output_token_micro_usd: float = Field(0, ge=0)
 
     @field_validator("per_image_by_size")
     @classmethod
@@ -72,14 +86,28 @@ class PriceModel(Frozen):
         return table
 
     def price_micro_usd(self, width: int, height: int, seconds: float, steps: int | None = None) -> int:
-        megapixels = width * height / 1e6
         return round(
             self.per_image_micro_usd
             + self._by_size(width, height)
-            + self.per_megapixel_micro_usd * megapixels
+            + self.per_megapixel_micro_usd * self.billed_megapixels(width, height)
             + self.per_second_micro_usd * max(0.0, seconds)
             + self.per_step_micro_usd * (steps or 0)
         )
+
+    def billed_megapixels(self, width: int, height: int) -> float:
+        if self.megapixels == "whole":
+            return float(math.ceil(width * height / WHOLE_MEGAPIXEL))
+        return width * height / 1e6
+
+    @property
+    def prices_tokens(self) -> bool:
+        return any((self.per_text_input_token_micro_usd, self.per_image_input_token_micro_usd,
+                    self.per_output_token_micro_usd))
+
+    def tokens_micro_usd(self, text_in: int, image_in: int, out: int) -> int:
+        """What a job's token usage bills (input tokens alone where no output price is set)."""
+        return round(self.per_text_input_token_micro_usd * text_in + self.per_image_input_token_micro_usd * image_in
+                     + self.per_output_token_micro_usd * out)
 
     def _by_size(self, width: int, height: int) -> int:
         if not self.per_image_by_size:

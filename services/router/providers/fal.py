@@ -6,16 +6,27 @@
     PUT  {endpoint}/{app}/requests/{id}/cancel    → 202 CANCELLATION_REQUESTED, 400 ALREADY_COMPLETED
     Authorization: Key <secret>;  X-Fal-Request-Timeout: <seconds>
 
-`{app}` is the model id without its sub-path (`fal-ai/flux` for `fal-ai/flux/dev`); the
-URLs the submit answer returns are used when they are fal's own, as the client does.
-`X-Fal-Request-Timeout` is the provider-side deadline (fal gives up on a request not
-started by then). A finished request with an error says so in its status (`error`,
-`error_type`) or in the status of its result; an answer carrying `x-fal-request-id` comes
-from fal's servers and is final, one without (an ingress 502-504) is worth polling again,
-as `fal_client` decides. A 403 about an exhausted balance (fal locks the account) is being
-out of credit, not a wrong key. Images fal's safety checker flagged (`has_nsfw_concepts`) are
-dropped. The batch's seed is in the result. Callbacks are signed with Ed25519 against
-fal's JWKS (`options.jwks_url`).
+`{app}` is the model id without its sub-path (`fal-ai/flux` for `fal-ai/flux/dev`;
+`workflows/{owner}/{name}` and `comfy/{owner}/{name}` keep their namespace, as fal's
+clients parse endpoint ids); the URLs the submit answer returns are used when they are
+fal's own, as the client does.
+
+`X-Fal-Request-Timeout` bounds only the wait until a runner starts the request (fal's
+"common parameters": once a runner starts, inference runs as long as it needs); a request
+not started by then ends in a 504 with `X-Fal-Request-Timeout-Type: user`, the request's
+own timeout (`timeout`, final: fal's clients do not retry it). Once the request runs, only
+the router's deadline ends the wait, and `PUT …/cancel` is a request the app may ignore:
+a job given up on is canceled, written down as such, and its result never counted.
+
+A finished request with an error says so in its status (`error`, `error_type`) or in the
+status of its result; an answer carrying `x-fal-request-id` comes from fal's servers and
+is final, one without (an ingress 502-504) is worth polling again, as `fal_client`
+decides. A 403 about an exhausted balance (fal locks the account) is being out of credit,
+not a wrong key. Images fal's safety checker flagged (`has_nsfw_concepts`) are dropped but
+billed (fal bills every image it made): the others carry their cost, and a batch whose
+every image was flagged is the request's refusal (`bad_request`) with its bill. The batch's
+seed is in the result. Callbacks are signed with Ed25519 against fal's JWKS
+(`options.jwks_url`).
 
 A stage other than generate posts the model's input as configured, the candidate's image
 as a data: URI in its top-level `image_field`.
@@ -28,14 +39,18 @@ from urllib.parse import urlencode
 from pydantic import BaseModel, ConfigDict
 
 from services.router.providers.adapters import AdapterTraits, adapter, adapter_options
-from services.router.providers.base import ProviderError
+from services.router.providers.base import GeneratedImage, ProviderError
 from services.router.providers.inputs import CountInput, ModelInputs, SeedInput, SizeInput
-from services.router.providers.remote import Call, OutputImage, RemoteOutput, RemoteProvider
+from services.router.providers.remote import Call, Fetched, OutputImage, RemoteOutput, RemoteProvider
 from services.router.providers.transport import json_object
 from services.router.providers.webhooks import callback_json, jwks_ed25519_keys, verify_fal_webhook
 
 JWKS_TTL_S = 24 * 3600
 RUNNING = frozenset({"IN_QUEUE", "IN_PROGRESS"})
+# Endpoint ids whose first part is a namespace: `workflows/{owner}/{name}/…`.
+APP_NAMESPACES = frozenset({"workflows", "comfy"})
+# Set on fal's 504 when the request's own X-Fal-Request-Timeout passed before a runner started it.
+TIMEOUT_TYPE = "x-fal-request-timeout-type"
 
 
 class FalOptions(BaseModel):
@@ -48,7 +63,7 @@ class FalOptions(BaseModel):
 @adapter("fal")
 class FalProvider(RemoteProvider):
     traits = AdapterTraits(
-        runs_stages=True, default_endpoint="https://queue.fal.run", options=FalOptions,
+        runs_stages=True, default_endpoint="https://queue.fal.run", options=FalOptions, megapixels="whole",
         default_inputs=ModelInputs(size=SizeInput(style="image_size", field="image_size", multiple_of=8),
                                    count=CountInput(field="num_images", max=4), seed=SeedInput()),
     )
@@ -99,6 +114,10 @@ class FalProvider(RemoteProvider):
         # fal locks an account whose balance is exhausted: a 403 that no key can cure.
         if response.status_code == 403 and "balance" in response.text.lower():
             return ProviderError("unavailable", str(error))
+        if response.status_code == 504 and response.headers.get(TIMEOUT_TYPE, "").lower() == "user":
+            # Not started within X-Fal-Request-Timeout: the request's own deadline, not fal's failure.
+            return ProviderError("timeout", f"{self.name}: no runner started the request before its"
+                                            f" X-Fal-Request-Timeout: {error}", terminal=True)
         return error
 
     def _own(self, url: object, built: str) -> str:
@@ -125,7 +144,15 @@ class FalProvider(RemoteProvider):
         seed = result.get("seed") if isinstance(result.get("seed"), int) else None
         inference = (result.get("timings") or {}).get("inference")
         return RemoteOutput(images=tuple(OutputImage(url=image["url"], seed=seed) for image in kept),
-                            compute_s=float(inference) if isinstance(inference, (int, float)) else None)
+                            compute_s=float(inference) if isinstance(inference, (int, float)) else None,
+                            dropped=len(images) - len(kept))
+
+    def _generated(self, call: Call, done: Fetched, latency_s: float) -> list[GeneratedImage]:
+        output, _ = done
+        if output.dropped and not output.images:
+            raise ProviderError("bad_request", f"{self.name}: the safety checker flagged every image",
+                                terminal=True, billed_micro_usd=self._billed(call, output, output.dropped, latency_s))
+        return super()._generated(call, done, latency_s)
 
     async def verify_webhook(self, headers, body: bytes) -> str:
         verify_fal_webhook(await self._public_keys(), headers, body)
@@ -139,5 +166,7 @@ class FalProvider(RemoteProvider):
 
 
 def app_id(model_id: str) -> str:
-    """`fal-ai/flux/dev` → `fal-ai/flux`: status and results live under the app, not the sub-path."""
-    return "/".join(model_id.split("/")[:2])
+    """`fal-ai/flux/dev` → `fal-ai/flux`, `workflows/me/pipe/x` → `workflows/me/pipe`: status and
+    results live under the app, not the sub-path."""
+    parts = model_id.split("/")
+    return "/".join(parts[:3] if parts[0] in APP_NAMESPACES else parts[:2])

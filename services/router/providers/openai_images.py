@@ -16,7 +16,15 @@ come in `retry-after-ms` or `Retry-After`.
 `openai` is OpenAI's own service (gpt-image-1: `size` one of 1024x1024, 1536x1024,
 1024x1536, priced per image by size and quality); `openai-compatible` is any server with
 the same route (Together, Fireworks, a self-hosted one), whose models are described in
-providers.yaml: Together's, for one, take `width`, `height`, `steps` and `seed`.
+providers.yaml: Together's, for one, take `width`, `height`, `steps` and `seed`, and its
+`response_format` is `base64` or `url` (not OpenAI's `b64_json`), so the compatible
+adapter sends none unless the model's fixed inputs name one; either answer is read.
+
+GPT image models report the job's token `usage` (`input_tokens_details`: `text_tokens`,
+`image_tokens`; `output_tokens`), which is what OpenAI bills: with the entry's token
+prices the usage is the job's cost (a long prompt costs more than the per-image table
+says). Image URLs (DALL·E, compatible servers) last an hour: one already gone is a lost
+output (`server_error`), as the API cannot give it again.
 """
 
 from typing import Any
@@ -68,7 +76,15 @@ class OpenAIImagesProvider(RemoteProvider):
         data = answer.get("data")
         if not isinstance(data, list) or not data:
             raise ProviderError("bad_output", f"{self.name}: the answer has no images")
-        return RemoteOutput(images=tuple(self._output_image(item) for item in data))
+        images = tuple(self._output_image(item) for item in data)
+        tokens = _token_usage(answer.get("usage"))
+        price = self.config.price
+        if tokens is None or not price.prices_tokens:
+            return RemoteOutput(images=images)
+        billed = price.tokens_micro_usd(*tokens)
+        if price.per_output_token_micro_usd:
+            return RemoteOutput(images=images, cost_micro_usd=billed)  # the usage is the whole bill
+        return RemoteOutput(images=images, usage_micro_usd=billed)  # the prompt's tokens, beside the per-image price
 
     def _output_image(self, item: object) -> OutputImage:
         if isinstance(item, dict) and item.get("b64_json"):
@@ -94,8 +110,21 @@ class OpenAICompatibleProvider(OpenAIImagesProvider):
     traits = AdapterTraits(
         needs_credentials=False, options=ImagesOptions,
         default_inputs=ModelInputs(size=SizeInput(style="size", field="size", multiple_of=8),
-                                   count=CountInput(field="n", max=4), fixed={"response_format": "b64_json"}),
+                                   count=CountInput(field="n", max=4)),
     )
+
+
+def _token_usage(usage: object) -> tuple[int, int, int] | None:
+    """(text input, image input, output) tokens of an answer's `usage`; None without one."""
+    if not isinstance(usage, dict) or not isinstance(usage.get("output_tokens"), int):
+        return None
+    details = usage.get("input_tokens_details") if isinstance(usage.get("input_tokens_details"), dict) else {}
+    image_in = details.get("image_tokens") if isinstance(details.get("image_tokens"), int) else 0
+    text_in = details.get("text_tokens")
+    if not isinstance(text_in, int):
+        total_in = usage.get("input_tokens")
+        text_in = max(0, total_in - image_in) if isinstance(total_in, int) else 0
+    return text_in, image_in, usage["output_tokens"]
 
 
 def _error_code(response) -> str | None:

@@ -69,6 +69,18 @@ class ProviderConfig(Frozen):
     # For adapters that run stages: how each stage of `capabilities.stages` other than generate runs.
     stages: dict[Capability, HostedStage] = {}
 
+    @model_validator(mode="before")
+    @classmethod
+    def megapixels_as_the_api_bills(cls, data: Any) -> Any:
+        """A price per megapixel counts them as the adapter's API bills, unless the entry says."""
+        if not isinstance(data, dict) or not isinstance(data.get("price"), dict) or "megapixels" in data["price"]:
+            return data
+        try:
+            billed = adapters.traits_of(str(data.get("adapter"))).megapixels
+        except ValueError:
+            return data  # an unknown adapter: its own validator says so
+        return {**data, "price": {**data["price"], "megapixels": billed}}
+
     @field_validator("adapter")
     @classmethod
     def adapter_is_known(cls, adapter: str) -> str:

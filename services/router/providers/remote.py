@@ -12,7 +12,10 @@
    that fails with 429, 5xx or a network error is tried again with backoff, as long as the
    provider asks (Retry-After, or the wait its body states) up to `poll_backoff_max_s`;
 5. fetch the images (credentials only to the provider's hosts, redirects and size capped)
-   and check each (`outputs.py`);
+   and check each (`outputs.py`); an output its host no longer serves (401/403/404/410:
+   expired or deleted) is asked of the job once more for a fresh URL, else the call's
+   candidates are lost, billed; the images are copied (`copies.py`) before the job is
+   written down as succeeded, and a resumed call that finds a copy takes it;
 6. on any failure after submit, and when the caller gives up, cancel the remote job
    (unless it ended on its own, or the router is stopping and hands it over) and write
    its end.
@@ -32,6 +35,7 @@ from typing import Any, ClassVar
 from services.router.clock import LoopClock
 from services.router.providers.adapters import AdapterTraits
 from services.router.providers.base import GeneratedImage, GenerationRequest, ProviderContext, ProviderError
+from services.router.providers.copies import CopiedOutput
 from services.router.providers.entry_parts import HostedStage, ModelPin
 from services.router.providers.inputs import model_input
 from services.router.providers.journal import JobState, RemoteJobKey
@@ -56,6 +60,14 @@ class RemoteOutput:
     compute_s: float | None = None
     # What the provider says the job cost, where it says.
     cost_micro_usd: int | None = None
+    # Images the provider made and bills but did not return (its safety filter dropped them).
+    dropped: int = 0
+    # What the job's token usage bills beside the price per image (OpenAI's image models).
+    usage_micro_usd: int | None = None
+
+    @property
+    def billed_images(self) -> int:
+        return len(self.images) + self.dropped
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,23 +196,70 @@ class RemoteProvider(ABC):
     async def _job(self, call: Call) -> "Fetched":
         journal = self.context.journal
         earlier = await journal.resumable(call.key) if journal is not None else None
+        if earlier is not None and earlier.state == "succeeded":
+            copied = await self._copied(call)
+            if copied is not None:
+                return copied  # fetched before a restart: its URLs may have expired since
         handle = earlier.handle if earlier is not None else None
         try:
             if handle is None:
                 handle = await self._submitted(call)
                 if isinstance(handle, RemoteOutput):
-                    return handle, await self._fetched(call, handle)
+                    return handle, await self._fetched_or_lost(call, handle)
             done = await self._wait_and_fetch(call, handle)
         except BaseException as error:
             if handle is not None:
                 await self._abandon(call, handle, error)
             raise
+        await self._copy(call, done)
         await self._ended(call, handle, "succeeded")
         return done
 
     async def _wait_and_fetch(self, call: Call, handle: dict[str, Any]) -> "Fetched":
+        """The job's output and images; an output whose host no longer serves it (a signature
+        that expired, an output deleted after its hour) is asked of the job once more, which
+        gives its URL again, signed anew where the API signs them."""
         output = await self._wait(call, handle)
-        return output, await self._fetched(call, output)
+        try:
+            return output, await self._fetched(call, output)
+        except ProviderError as error:
+            if not error.output_gone:
+                raise
+        output = await self._wait(call, handle)
+        return output, await self._fetched_or_lost(call, output)
+
+    async def _fetched_or_lost(self, call: Call, output: RemoteOutput) -> list[tuple[bytes, str, int | None]]:
+        """The images; one that is gone loses the call's candidates, billed all the same."""
+        try:
+            return await self._fetched(call, output)
+        except ProviderError as error:
+            if not error.output_gone:
+                raise
+            raise ProviderError("server_error", f"{self.name}: the outputs expired before they were fetched:"
+                                                f" {error}", terminal=True,
+                                billed_micro_usd=self._billed(call, output, len(output.images))) from None
+
+    # ---- copies of fetched outputs -------------------------------------------------------
+
+    async def _copy(self, call: Call, done: "Fetched") -> None:
+        """Keep the fetched images where a resumed call finds them (the internal bucket)."""
+        copies = self.context.copies
+        if copies is None:
+            return
+        output, images = done
+        try:
+            await asyncio.shield(copies.put(call.key, CopiedOutput(output.compute_s, output.cost_micro_usd,
+                                                                   tuple(images))))
+        except Exception:  # noqa: BLE001 - the images are in hand; only a resume after a crash would miss them
+            pass
+
+    async def _copied(self, call: Call) -> "Fetched | None":
+        copies = self.context.copies
+        copied = await copies.get(call.key) if copies is not None else None
+        if copied is None:
+            return None
+        return RemoteOutput(images=tuple(OutputImage(data=data, seed=seed) for data, _, seed in copied.images),
+                            compute_s=copied.compute_s, cost_micro_usd=copied.cost_micro_usd), list(copied.images)
 
     async def _submitted(self, call: Call) -> dict[str, Any] | RemoteOutput:
         """Submit, and write the job down before it is polled: first, where the API lets us
@@ -322,14 +381,22 @@ class RemoteProvider(ABC):
 
     def _generated(self, call: Call, done: "Fetched", latency_s: float) -> list[GeneratedImage]:
         output, images = done
-        count = max(1, len(images))
-        width, height = call.size or (call.request.width, call.request.height)
-        compute_per_image = (output.compute_s if output.compute_s is not None else latency_s) / count
-        listed = self.config.price.price_micro_usd(width, height, compute_per_image, call.steps)
-        cost = round(output.cost_micro_usd / count) if output.cost_micro_usd is not None else listed
+        # What the job was billed is spread over the images kept: one billed and dropped (a
+        # safety filter's) makes the others dearer, as it does on the invoice.
+        billed = self._billed(call, output, max(output.billed_images, len(images)), latency_s)
+        costs = _shares(billed, len(images))
         return [GeneratedImage(index=index, data=data, media_type=media_type, seed=seed, cost_micro_usd=cost,
                                latency_s=latency_s)
-                for index, (data, media_type, seed) in zip(call.request.indices, images)]
+                for index, (data, media_type, seed), cost in zip(call.request.indices, images, costs)]
+
+    def _billed(self, call: Call, output: RemoteOutput, count: int, latency_s: float = 0.0) -> int:
+        """What the provider bills for the job: what it says, else its price for `count` images."""
+        if output.cost_micro_usd is not None:
+            return output.cost_micro_usd
+        width, height = call.size or (call.request.width, call.request.height)
+        compute_s = output.compute_s if output.compute_s is not None else latency_s
+        per_image = self.config.price.price_micro_usd(width, height, compute_s / max(1, count), call.steps)
+        return per_image * count + (output.usage_micro_usd or 0)
 
     # ---- helpers -------------------------------------------------------------------------
 
@@ -352,6 +419,14 @@ class RemoteProvider(ABC):
 
     def url(self, path: str) -> str:
         return f"{self.config.base_url}{path}"
+
+
+def _shares(total: int, count: int) -> list[int]:
+    """`total` in `count` whole shares that add up to it."""
+    if count == 0:
+        return []
+    base, extra = divmod(total, count)
+    return [base + (1 if n < extra else 0) for n in range(count)]
 
 
 def _worth_polling_again(error: ProviderError) -> bool:

@@ -13,7 +13,11 @@ The client names each task (`taskUUID`, a UUID v4), so the task is written down 
 is sent: a router that dies while sending finds it and asks for it instead of sending
 another. Each image comes with its seed and cost (USD). Sides are multiples of 64; the
 price is per step of the model. Errors come in the same `errors` list (401 no key, 402
-no balance, 429 too many requests); the API has no cancel and no deadline.
+no balance, 429 too many requests), or as a task's own result with `status: "error"`: either
+ends the wait at once, as Runware's SDK does (`_pollResults` raises on the first result that
+is an error). Content-safety codes (`contentPolicyViolation`, `nsfwContentDetected`, …) are
+refusals of the request, not the provider's defect. The API has no cancel and no deadline:
+the router's deadline ends the wait, and the task runs on (and is paid).
 """
 
 import uuid
@@ -26,7 +30,11 @@ from services.router.providers.remote import Call, OutputImage, RemoteOutput, Re
 from services.router.providers.transport import json_object
 
 OUT_OF_CREDIT = frozenset({"insufficientCredits", "insufficientBalance", "paymentRequired"})
-REFUSED = frozenset({"contentModerationFailed", "invalidPositivePrompt", "safetyCheckFailed"})
+# Refusals of the request's content: Runware's own moderation and its providers' safety filters.
+REFUSED = frozenset({"contentModerationFailed", "invalidPositivePrompt", "safetyCheckFailed",
+                     "contentPolicyViolation", "providerContentPolicyViolation", "nsfwContentDetected",
+                     "sensitiveContentDetected", "unsafeContentDetected", "promptBlocked", "imageBlocked",
+                     "moderationFailed"})
 
 
 @adapter("runware")
@@ -61,6 +69,10 @@ class RunwareProvider(RemoteProvider):
     def _images(self, answer: dict[str, Any], handle: dict[str, Any]) -> RemoteOutput | None:
         """The task's images once every one is done; None while any is missing or processing."""
         items = [item for item in answer.get("data") or [] if isinstance(item, dict)]
+        failed = next((item for item in items if _is_error(item)), None)
+        if failed is not None:
+            # A task that failed says so in its own result: the wait ends here, as the SDK's does.
+            raise _error_of(self.name, failed, handle["id"])
         # An image is listed once its generation starts, and has its URL once it succeeded.
         done = [item for item in items if isinstance(item.get("imageURL"), str)]
         if len(done) < handle.get("count", 1) or any(item.get("status") == "processing" for item in items):
@@ -86,6 +98,11 @@ class RunwareProvider(RemoteProvider):
         if code in OUT_OF_CREDIT:
             return ProviderError("unavailable", str(error))
         return error
+
+
+def _is_error(item: dict[str, Any]) -> bool:
+    """A result that is an error: its status says so, or it carries an error's code (as the SDK reads it)."""
+    return item.get("status") == "error" or bool(item.get("code") or item.get("error") or item.get("errorId"))
 
 
 def _error_of(provider: str, error: dict[str, Any], task_id: str) -> ProviderError:

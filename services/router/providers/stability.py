@@ -10,8 +10,11 @@ A model's `remote_id` is the route's last part; SD3.5 models add their `model` a
 input. Synchronous, one image a call, sized by aspect ratio (`1:1`, `16:9`, … at the area
 the model renders). `CONTENT_FILTERED`, and a 403 whose `name` is `content_moderation`, are
 refusals of the request's content, not credential errors; errors are {id, name, errors}.
+A 429 locks the key out for 60 seconds ("… you have been timed out for 60 seconds", its
+`rate_limit_exceeded` error): the router waits that long before calling it again.
 """
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -23,6 +26,9 @@ from services.router.providers.payloads import decode_base64
 from services.router.providers.remote import Call, OutputImage, RemoteOutput, RemoteProvider
 from services.router.providers.transport import json_body, json_object
 
+# A key that passes Stability's rate limit is refused for this long (its 429's own words).
+LOCKOUT_S = 60.0
+_LOCKED_FOR = re.compile(r"timed out for (\d+(?:\.\d+)?) seconds", re.IGNORECASE)
 RATIOS = ("16:9", "1:1", "21:9", "2:3", "3:2", "4:5", "5:4", "9:16", "9:21")
 
 
@@ -75,6 +81,9 @@ class StabilityProvider(RemoteProvider):
             name = None
         if name == "content_moderation":
             return ProviderError("bad_request", str(error))
+        if error.kind == "rate_limited" and not response.headers.get("retry-after"):
+            locked = _LOCKED_FOR.search(response.text)
+            return ProviderError("rate_limited", str(error), float(locked[1]) if locked else LOCKOUT_S)
         return error
 
 

@@ -12,6 +12,11 @@ The table (`status_error`), an adapter refining it where its API says more in th
     other 4xx                bad_request
     connection refused/lost  unavailable   (a download lost mid-way is tried again first)
 
+An output's host is read apart: its 401, 403, 404 or 410 is an output that expired or was
+deleted (Replicate deletes API outputs after an hour, OpenAI's image URLs last an hour,
+fal's CDN keeps files for the time a request sets, BFL signs samples for ten minutes), so
+`server_error` with `output_gone`: the provider's defect for its health, never its key's.
+
 A request goes out with the adapter's auth headers only when `ProviderConfig.
 may_receive_credentials` says its URL is the provider's: an output URL on a storage host,
 or a redirect to one, gets no key. httpx follows no redirects here; this does, at most
@@ -37,6 +42,9 @@ REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _WAIT_IN_BODY = re.compile(r"(?:available|again|retry)\s+(?:in|after)\s+(\d+(?:\.\d+)?)\s*(?:s\b|sec|second)",
                            re.IGNORECASE)
 DOWNLOAD_TRIES = 3
+# What a storage host answers for an output it no longer serves: a signature that expired
+# (401, 403), an object deleted (404, 410).
+OUTPUT_GONE = frozenset({401, 403, 404, 410})
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +102,7 @@ class ProviderHttp:
                     continue
                 if response.status_code >= 400:
                     await response.aread()
-                    raise status_error(self.name, response)
+                    raise download_error(self.name, response)
                 data = await self._capped_body(response, url)
                 media_type = response.headers.get("content-type", "application/octet-stream").split(";")[0].strip()
                 return Download(data, media_type)
@@ -157,6 +165,14 @@ def status_error(provider: str, response: httpx.Response) -> ProviderError:
     if status >= 500:
         return ProviderError("server_error", detail, wait_hint_s(response))
     return ProviderError("bad_request", detail)
+
+
+def download_error(provider: str, response: httpx.Response) -> ProviderError:
+    """An output's host refusing it: gone (expired or deleted) for 401/403/404/410, else the table."""
+    if response.status_code not in OUTPUT_GONE:
+        return status_error(provider, response)
+    return ProviderError("server_error", f"{provider}: the output at {response.request.url.copy_with(query=None)}"
+                                         f" expired or is gone (HTTP {response.status_code})", output_gone=True)
 
 
 def wait_hint_s(response: httpx.Response) -> float | None:
