@@ -19,7 +19,7 @@ from services.common.contracts import topic_of
 from services.ledger.domain import replay_balances
 from services.ledger.settings import LedgerSettings
 
-COLUMNS = ("posted", "pending", "retry_tokens")
+COLUMNS = ("posted", "pending", "retry_tokens", "owed")
 
 
 @dataclass(frozen=True)
@@ -51,10 +51,10 @@ def compare(conn: psycopg.Connection, schema: str, balances: dict) -> list[Diffe
     conn.execute(f'CREATE SCHEMA "{scratch}"')
     try:
         conn.execute(f'CREATE TABLE "{scratch}".accounts (tenant_id text PRIMARY KEY, posted bigint, pending bigint,'
-                     ' retry_tokens bigint)')
+                     ' retry_tokens bigint, owed bigint)')
         with conn.cursor().copy(f'COPY "{scratch}".accounts FROM STDIN') as copy:
             for tenant_id, a in balances.items():
-                copy.write_row((tenant_id, a.posted, a.pending, a.retry_tokens))
+                copy.write_row((tenant_id, a.posted, a.pending, a.retry_tokens, a.owed))
         rows = conn.execute(
             f'SELECT coalesce(l.tenant_id, r.tenant_id) AS tenant_id, {", ".join(f"l.{c}, r.{c}" for c in COLUMNS)}'
             f' FROM "{schema}".accounts l FULL JOIN "{scratch}".accounts r ON l.tenant_id = r.tenant_id'
