@@ -203,12 +203,13 @@ def test_a_checkout_is_paid_only_when_stripe_says_paid():
 
 @pytest.mark.parametrize("event", [
     {"type": "charge.refunded", "data": {"object": {}}},
-    stripe_event("charge.refunded", {"id": "ch_1"}),
+    stripe_event("charge.refunded", {"id": "ch_1", "payment_intent": "pi_1"}),
+    stripe_event("checkout.session.completed", {"id": "cs_1", "payment_status": "paid", "metadata": ["not", "a", "map"]}),
     stripe_event("payment_intent.succeeded", {"id": "pi_1", "amount": 5, "currency": "usd",
                                               "metadata": {"genline_tenant": "Not A Tenant!", "genline_credits": "5"}}),
     stripe_event("payment_intent.succeeded", {"id": "pi_1", "amount": 5, "currency": "usd",
                                               "metadata": {"genline_tenant": "acme", "genline_credits": "-5"}}),
-], ids=["no-id", "no-amount-refunded", "bad-tenant", "negative-credits"])
+], ids=["no-id", "no-amount-refunded", "metadata-not-a-map", "bad-tenant", "negative-credits"])
 def test_an_event_without_what_it_needs_is_refused(event):
     with pytest.raises(InvalidNotice):
         notice_of(event)

@@ -96,6 +96,8 @@ class Payments:
             if not await store.record_event(conn, notice.event_id, notice.type, notice.object_id):
                 outcome = await store.event_outcome(conn, notice.event_id)
                 return Applied(detail=f"event {notice.event_id} was applied before: {outcome}", duplicate=True)
+            if key := payment_key(notice.action):
+                await store.lock_payment(conn, key)
             applied = await self._act(conn, notice.event_id, notice.action)
             await store.set_event_outcome(conn, notice.event_id, applied.detail)
             return applied
@@ -309,3 +311,12 @@ class Payments:
         self.runtime.startup_hooks.append(start)
         self.runtime.shutdown_hooks.append(stop)
 
+
+def payment_key(action: Action) -> str | None:
+    """The payment a notice is about, as the payments table keys it."""
+    match action:
+        case CheckoutPaid():
+            return action.payment_intent or action.session_id
+        case IntentSucceeded() | IntentFailed() | ChargeRefunded() | DisputeChanged():
+            return action.payment_intent
+    return None

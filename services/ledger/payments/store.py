@@ -21,6 +21,12 @@ async def _all(conn: Conn, sql: str, params: list) -> list[dict]:
 # ---- events -------------------------------------------------------------------------------
 
 
+async def lock_payment(conn: Conn, payment_key: str) -> None:
+    """Events of one payment apply one after another (until the transaction ends): a refund
+    committed while its payment's grant is being written is then seen by one of the two."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 54))", [f"payment:{payment_key}"])
+
+
 async def record_event(conn: Conn, event_id: str, kind: str, object_id: str | None) -> bool:
     """True the first time `event_id` is seen; its row commits with what the event did."""
     return await _one(conn, "INSERT INTO payment_events (event_id, type, object_id, outcome) VALUES (%s, %s, %s, '')"

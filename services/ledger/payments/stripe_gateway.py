@@ -54,7 +54,9 @@ class StripeGateway:
             "line_items": [{"quantity": 1, "price_data": {
                 "currency": order.currency, "unit_amount": order.amount_minor,
                 "product_data": {"name": f"{order.credits} Genline credits ({order.pack})"}}}],
-            "payment_intent_data": {"metadata": metadata}}
+            # The intent names its tenant but not the credits: a checkout grants through the
+            # session's events only.
+            "payment_intent_data": {"metadata": {TENANT: order.tenant_id, PACK: order.pack}}}
         if order.save_card:
             params["payment_intent_data"]["setup_future_usage"] = "off_session"
         session = await self._call(self.client.v1.checkout.sessions.create_async(params=params))
@@ -107,7 +109,7 @@ def notice_of(event) -> Notice:
     obj = event["data"]["object"]
     try:
         action = action_of(event["type"], obj)
-    except (KeyError, TypeError, ValueError) as error:
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise InvalidNotice("invalid-payload", f"{event['type']} without the fields it needs: {error!r}") from None
     object_id = obj.get("id") if isinstance(obj.get("id"), str) else None
     return Notice(event["id"], event["type"], object_id, action)
@@ -134,10 +136,10 @@ def action_of(kind: str, obj: dict) -> Action:
             error = obj.get("last_payment_error") or {}
             return IntentFailed(obj["id"], _attempt(obj.get("metadata") or {}), str(error.get("code") or "payment_failed"),
                                 str(error.get("message") or "the payment failed"))
-        case "charge.refunded":
+        case "charge.refunded" if obj.get("payment_intent"):  # a charge without one was never the ledger's
             return ChargeRefunded(_id(obj["payment_intent"]), obj["id"], int(obj["amount_refunded"]))
         case "charge.dispute.created" | "charge.dispute.updated" | "charge.dispute.closed" \
-                | "charge.dispute.funds_withdrawn" | "charge.dispute.funds_reinstated":
+                | "charge.dispute.funds_withdrawn" | "charge.dispute.funds_reinstated" if obj.get("payment_intent"):
             return DisputeChanged(obj["id"], _id(obj["payment_intent"]), int(obj["amount"]), str(obj["status"]))
     return NothingToDo()
 
