@@ -203,6 +203,24 @@ async def test_a_refund_and_a_lost_dispute_take_credits_back_and_replay_agrees(b
     no_differences(billing)
 
 
+async def test_a_refund_and_a_dispute_that_arrive_before_their_payment_apply_when_it_does(billing):
+    buyer = tenant()
+    billing.stripe.auto_deliver = False
+    opened = await billing.checkout(buyer, "standard")
+    session = await billing.stripe.pay_session(opened["session_id"])
+    await billing.stripe.refund(session["payment_intent"], 900)  # a fifth of 45.00
+    await billing.stripe.open_dispute(session["payment_intent"], amount=1800)  # two fifths
+    [completed] = billing.stripe.events_of("checkout.session.completed")
+
+    for event in reversed(billing.stripe.events):  # the dispute first, the completion last
+        assert await billing.stripe.deliver(event) == 200
+    assert (await billing.account(buyer))["available"] == 5000 - 1000 - 2000
+
+    assert await billing.stripe.deliver(completed) == 200  # Stripe sends it again: nothing more
+    assert (await billing.account(buyer))["available"] == 2000
+    no_differences(billing)
+
+
 async def test_a_won_dispute_gives_the_credits_back(billing):
     buyer = tenant()
     bought = await buy_with_saved_card(billing, buyer)
