@@ -111,6 +111,7 @@ def payments_of(ledger: LedgerApp, settings: LedgerSettings) -> Payments | None:
     need its API key)."""
     if settings.payment_webhook_secret is None:
         return None
+    # Without an API key only the webhook works: the gateway is never called (require_api_key).
     key = settings.stripe_api_key.get_secret_value() if settings.stripe_api_key else "sk_unset"
     gateway = StripeGateway(key, settings.payment_webhook_secret.get_secret_value(),
                             settings.payment_webhook_tolerance_s, settings.stripe_api_base)

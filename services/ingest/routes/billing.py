@@ -92,6 +92,19 @@ class AutoTopUpAttempt(BaseModel):
 
 
 class Billing(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "has_customer": True,
+        "packs": [{"name": "starter", "credits": 1000, "amount_minor": 1000, "currency": "usd"}],
+        "auto_topup": {"below": 500, "pack": "starter", "max_per_month": 4, "enabled": True, "paused_reason": None,
+                       "failures": 0},
+        "checkouts": [{"session_id": "cs_test_a1b2", "pack": "starter", "credits": 1000, "amount_minor": 1000,
+                       "currency": "usd", "state": "paid", "created_at": "2026-11-26T02:50:00Z"}],
+        "auto_topups": [{"id": "0b7c1e52-6f0a-4a8e-9c1d-2e3f4a5b6c7d", "pack": "starter", "credits": 1000,
+                         "amount_minor": 1000, "currency": "usd", "state": "failed",
+                         "failure_code": "authentication_required",
+                         "failure_message": "This payment requires authentication.",
+                         "created_at": "2026-11-26T03:10:00Z"}]}]})
+
     has_customer: bool = Field(description="the account has a customer at the payment processor, who can save a card")
     packs: list[CreditPack]
     auto_topup: AutoTopUp | None
@@ -113,10 +126,11 @@ async def ask_ledger(http: httpx.AsyncClient, method: str, tenant: str, path: st
         answer = response.json()
     except (httpx.HTTPError, ValueError):
         raise billing_unavailable() from None
-    if response.status_code in (404, 405):  # the ledger's payments are off
+    slug = str(answer.get("type", "")).rsplit("/", 1)[-1] if isinstance(answer, dict) else ""
+    if response.status_code in (404, 405) and slug in ("", "not-found", "method-not-allowed"):  # no such route
         raise Problem(404, "billing-disabled", "payments are not configured on this deployment")
-    if response.status_code >= 400 and response.status_code != 503 and isinstance(answer, dict) and "type" in answer:
-        raise Problem(response.status_code, answer["type"].rsplit("/", 1)[-1], answer.get("detail", ""))
+    if response.status_code >= 400 and response.status_code != 503 and slug:
+        raise Problem(response.status_code, slug, answer.get("detail", ""))
     if response.status_code >= 400:
         raise billing_unavailable()
     return answer

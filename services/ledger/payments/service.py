@@ -50,6 +50,10 @@ class Payments:
 
     # ---- checkout ------------------------------------------------------------------------
 
+    def require_api_key(self) -> None:
+        if self.settings.stripe_api_key is None:
+            raise Problem(404, "billing-disabled", "buying credits is off: set GENLINE_STRIPE_API_KEY")
+
     def pack(self, name: str):
         packs = self.ledger.price_book.at(datetime.now(UTC)).credit_packs
         if name not in packs:
@@ -67,6 +71,7 @@ class Payments:
 
     async def open_checkout(self, tenant_id: str, pack_name: str, save_card: bool, success_url: str,
                             cancel_url: str) -> dict:
+        self.require_api_key()
         pack = self.pack(pack_name)
         order = CheckoutOrder(tenant_id, await self.customer(tenant_id), pack_name, pack.credits, pack.amount_minor,
                               pack.currency, save_card, success_url, cancel_url)
@@ -233,6 +238,7 @@ class Payments:
     # ---- auto top-up ---------------------------------------------------------------------
 
     async def set_auto_topup(self, tenant_id: str, below: int, pack: str, max_per_month: int, enabled: bool) -> dict:
+        self.require_api_key()
         self.pack(pack)
         async with self.runtime.pool.connection() as conn, conn.transaction():
             await store.set_rule(conn, tenant_id, below, pack, max_per_month, enabled)
