@@ -60,6 +60,7 @@ class ServiceFleet:
             "GENLINE_ROUTER_GRPC_TARGET": f"127.0.0.1:{self.router_grpc_port}",
             "GENLINE_SCORER_URL": self.url("scorer"),
             "GENLINE_DELIVERY_URL": self.url("delivery"),
+            "GENLINE_LEDGER_URL": self.url("ledger"),
             # Ingest's internal data-key API, for the services that open sealed prompts.
             "GENLINE_DATA_KEY_URL": self.admin_url("ingest"),
             # Webhooks may go to this machine (receivers on a laptop, in tests); still no

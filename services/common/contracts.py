@@ -395,7 +395,8 @@ class ReservationRejected(JobEvent):
 
     event_type = "genline.credits.reservation_rejected.v1"
     publisher = "ledger"
-    reason_code: Literal["insufficient_credits", "unknown_account", "unknown_template", "unknown_tier", "job_closed"]
+    reason_code: Literal["insufficient_credits", "unknown_account", "unknown_template", "unknown_tier", "job_closed",
+                         "account_in_debt"]
     reason: str
     required: int
     available: int
@@ -444,6 +445,38 @@ class CreditsExpired(Event):
     grant_id: UUID
     amount: int
     available_after: int
+
+
+class CreditsReclaimed(Event):
+    """Published by the ledger when a payment processor takes money back (a refund, a
+    dispute) and the ledger takes back its credits: `amount` leaves the balance, and what the
+    balance could not cover is owed (`owed_change`, negative when a debt is paid or forgiven).
+    While a tenant owes credits, new jobs are refused."""
+
+    event_type = "genline.credits.reclaimed.v1"
+    publisher = "ledger"
+    tenant_id: str
+    amount: int
+    owed_change: int
+    cause: Literal["refund", "dispute_held", "dispute_lost", "dispute_won", "debt_paid"]
+    payment_id: str | None = None
+    available_after: int
+    owed_after: int
+
+
+class AutoTopUpFailed(Event):
+    """Published by the ledger when an auto top-up's off-session charge fails (declined, or
+    the bank asks the cardholder to authenticate), so the tenant can be told; `paused` when
+    the rule stopped after repeated failures."""
+
+    event_type = "genline.billing.topup_failed.v1"
+    publisher = "ledger"
+    tenant_id: str
+    attempt_id: UUID
+    credits: int
+    failure_code: str
+    failure_message: str
+    paused: bool
 
 
 class CreditsRefunded(JobEvent):
@@ -726,6 +759,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ReservationRejected,
         ReservationSettled,
         CreditsGranted,
+        CreditsReclaimed,
+        AutoTopUpFailed,
         AttemptStarted,
         CandidatesGenerated,
         CandidatesStored,

@@ -45,6 +45,8 @@ MAY_CALL: dict[str, dict[str, frozenset[str]]] = {
     # The ledger's gRPC: balances, quotes and entries for ingest's public API. gRPC server
     # reflection (grpcurl and the like) describes an API to any proven service.
     "ledger": {"genline.ledger.v1.LedgerService": frozenset({"ingest"}),
+               # Its billing API: checkouts and auto top-up rules, for ingest's /v1/billing.
+               "billing": frozenset({"ingest"}),
                "grpc.reflection.v1alpha.ServerReflection": frozenset(INTERNAL_SERVICES)},
     # The router's gRPC: providers' state for ingest's operator view.
     "router": {"genline.router.v1.RouterService": frozenset({"ingest"}),

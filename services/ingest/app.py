@@ -25,6 +25,7 @@ from services.ingest.routes import (
     admin,
     admin_platform,
     admin_tenants,
+    billing,
     candidates,
     console,
     documentation,
@@ -55,6 +56,8 @@ TAGS = [
     {"name": "templates", "description": "The template catalogue: what each template asks of its input photo, its"
                                          " stages and its prices."},
     {"name": "account", "description": "Prices before paying, the balance, holds and retry tokens, the plan's usage."},
+    {"name": "billing", "description": "Buy credits: checkout through the payment processor's hosted page, a saved"
+                                       " card, and auto top-up below a balance."},
     {"name": "receipts", "description": "Signed receipts of final jobs, chained per tenant, and the keys that verify"
                                         " them offline."},
     {"name": "keys", "description": "Your API keys: create them with scopes, list, revoke and rotate them."},
@@ -74,7 +77,7 @@ def receipt_signer(settings: IngestSettings) -> Signer:
 
 ROUTERS = (root.router, jobs.router, candidates.router, events.router, uploads.router, account.router, usage.router,
            receipts.router, templates.router, key_routes.router, webhooks.router, admin.router, admin_tenants.router,
-           admin_platform.router, internal.router)
+           admin_platform.router, internal.router, billing.router)
 
 
 def create_api(lifespan=None) -> FastAPI:
@@ -113,6 +116,7 @@ def build(settings: IngestSettings):
     connect_grpc(runtime, app, "ledger", settings.ledger_grpc_target, ledger_calls.rpc.LedgerServiceStub)
     connect_grpc(runtime, app, "router", settings.router_grpc_target, admin_platform.rpc.RouterServiceStub)
     connect_delivery(runtime, app, settings)
+    connect_ledger_http(runtime, app, settings)
     sweeper = Sweeper(runtime, settings, signer)
     app.state.log_watch = LogWatch(runtime.database_url, runtime.name, settings.stream_poll_s)
     runtime.startup_hooks += [partial(publish_signing_key, runtime, signer), sweeper.start, app.state.log_watch.start]
@@ -152,6 +156,20 @@ def connect_delivery(runtime: ServiceRuntime, app: FastAPI, settings: IngestSett
 
     async def close_client() -> None:
         await app.state.delivery_http.aclose()
+
+    runtime.startup_hooks.append(open_client)
+    runtime.shutdown_hooks.append(close_client)
+
+
+def connect_ledger_http(runtime: ServiceRuntime, app: FastAPI, settings: IngestSettings) -> None:
+    """One HTTP client for the ledger's internal billing API (checkouts, auto top-up)."""
+
+    async def open_client() -> None:
+        app.state.ledger_http = httpx.AsyncClient(base_url=settings.ledger_url, timeout=settings.ledger_timeout_s,
+                                                  auth=ServiceAuth(signer_of(settings), "ledger"))
+
+    async def close_client() -> None:
+        await app.state.ledger_http.aclose()
 
     runtime.startup_hooks.append(open_client)
     runtime.shutdown_hooks.append(close_client)

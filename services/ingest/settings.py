@@ -50,6 +50,10 @@ class IngestSettings(AdminApiSettings):
     # Delivery's internal API, which keeps the webhook endpoints and attempts.
     delivery_url: str = "http://127.0.0.1:8085"
     delivery_timeout_s: float = 5.0
+    # The ledger's internal billing API (checkouts, auto top-up), which calls the payment
+    # processor: its answers can take seconds.
+    ledger_url: str = "http://127.0.0.1:8082"
+    ledger_timeout_s: float = 20.0
     # Networks webhook URLs may name although they are not public (delivery has the same setting).
     webhook_allowed_networks: list[str] = []
     # A retried POST /v1/jobs with the same Idempotency-Key returns the first job for this long.

@@ -5,9 +5,9 @@ __main__.py            `python -m services.ledger`
 handlers.py            events in, a `Book` loaded and decided on, events out, a batch per transaction
 domain.py              the rules without I/O: accounts, two-phase transfers, grants, the journal, replay
 store.py               loading (locked) and writing back the state one batch touches
-payment_signatures.py  checking Stripe-style payment webhook signatures
+payments/              money in through a payment gateway (Stripe): checkouts, auto top-up, refunds, disputes
 pricebook.py           credits per delivered image by template × tier (pricebook.yaml)
-routes.py              the HTTP API: top-ups, settings, reconciliation, payment webhooks
+routes.py              the HTTP API: admin grants, settings, reconciliation, Stripe's payment webhooks
 grpc.py                the gRPC server: GetBalance, Quote, ListEntries
 metrics.py             counters of credits and money the ledger announced
 audit.py               the audit trail of every service's AuditRecorded events, and its admin view

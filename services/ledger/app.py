@@ -2,18 +2,18 @@
 
 from datetime import UTC, datetime
 
-import psycopg
-
 from services.common import api, telemetry
 from services.common.audit import operator_actor, record_action
 from services.common.bus.inbox import retry_races
 from services.common.contracts import SUBSCRIPTIONS, CreditsGranted
 from services.common.internal_calls import verifier_of
-from services.common.problems import Problem
 from services.common.runtime import GRPC_DRAIN_S, ServiceRuntime
 from services.common.supervision import every, stop_tasks, supervise
 from services.ledger import audit, handlers, metrics, routes
 from services.ledger.grpc import start_grpc_server
+from services.ledger.payments import billing_api
+from services.ledger.payments.service import Payments
+from services.ledger.payments.stripe_gateway import StripeGateway
 from services.ledger.pricebook import load_price_book
 from services.ledger.settings import LedgerSettings
 
@@ -27,6 +27,7 @@ class LedgerApp:
         self.price_book = load_price_book(settings.price_book_path)
         self.ledger = handlers.Ledger(settings, self.price_book)
         self.runtime.relay.observers.append(metrics.count_published)
+        self.payments = payments_of(self, settings)
 
     async def grant(self, tenant_id: str, credits: int, source: str, reason: str, actor: str | None = None,
                     **terms) -> CreditsGranted:
@@ -50,8 +51,11 @@ class LedgerApp:
         book = await self.ledger.open_book(conn, [tenant_id])
         granted = book.grant(tenant_id, credits, source, reason, datetime.now(UTC), expires_at, rollover_days,
                              payment_id)
+        paid = book.pay_debt(tenant_id, payment_id)  # a tenant that owes pays its debt first
         await handlers.write_book(conn, book)
-        await self.runtime.emit(conn, granted)
+        for event in (granted, paid):
+            if event:
+                await self.runtime.emit(conn, event)
         return granted
 
     async def audit(self, conn, actor: str, action: str, target: str, tenant_id: str | None, **details) -> None:
@@ -70,25 +74,6 @@ class LedgerApp:
                              report_policy=policy, previous=row["report_policy"])
         self.runtime.relay.notify()
         return True
-
-    async def pay(self, event_id: str, tenant_id: str, credits: int, payment) -> CreditsGranted:
-        """A verified payment grants its credits once: the event id is the idempotency key."""
-        granted = await retry_races(lambda: self._pay_once(event_id, tenant_id, credits, payment))
-        self.runtime.relay.notify()
-        return granted
-
-    async def _pay_once(self, event_id: str, tenant_id: str, credits: int, payment) -> CreditsGranted:
-        async with self.runtime.pool.connection() as conn, conn.transaction():
-            try:
-                await conn.execute(
-                    "INSERT INTO payments (event_id, tenant_id, credits, amount_minor, currency) VALUES (%s, %s, %s, %s, %s)",
-                    [event_id, tenant_id, credits, payment.amount, payment.currency])
-            except psycopg.errors.UniqueViolation:
-                raise Problem(409, "event-already-processed", f"payment event {event_id!r} was processed before") from None
-            granted = await self.grant_in(conn, tenant_id, credits, "payment", f"payment {event_id}",
-                                          payment_id=event_id)
-            await conn.execute("UPDATE payments SET grant_id = %s WHERE event_id = %s", [granted.grant_id, event_id])
-        return granted
 
     async def sweep_once(self, now: datetime | None = None) -> int:
         async def once() -> list:
@@ -121,6 +106,18 @@ class LedgerApp:
         self.runtime.shutdown_hooks.append(stop)
 
 
+def payments_of(ledger: LedgerApp, settings: LedgerSettings) -> Payments | None:
+    """Payments through Stripe, once its webhook secret is set (checkouts and auto top-ups also
+    need its API key)."""
+    if settings.payment_webhook_secret is None:
+        return None
+    # Without an API key only the webhook works: the gateway is never called (require_api_key).
+    key = settings.stripe_api_key.get_secret_value() if settings.stripe_api_key else "sk_unset"
+    gateway = StripeGateway(key, settings.payment_webhook_secret.get_secret_value(),
+                            settings.payment_webhook_tolerance_s, settings.stripe_api_base)
+    return Payments(ledger, gateway, settings)
+
+
 DESCRIPTION = """The ledger's HTTP face: the admin API (internal; off without operator tokens,
 `GENLINE_ADMIN_TOKENS`, each with its scopes)
 and the payment webhook (off without `GENLINE_PAYMENT_WEBHOOK_SECRET`). Balances and quotes
@@ -138,14 +135,23 @@ def build(settings: LedgerSettings):
     runtime.consumer.on_batch(handlers.CONSUMED, ledger.ledger.apply_events)
     runtime.consume(SUBSCRIPTIONS["ledger"])
     ledger.serve_in_background()
-    app = api.create_app("ledger", title="Genline ledger", description=DESCRIPTION, tags=TAGS,
-                         lifespan=runtime.lifespan)
-    app.state.runtime, app.state.settings = runtime, settings
-    app.state.grant, app.state.pay, app.state.ledger = ledger.grant, ledger.pay, ledger
-    app.include_router(routes.router)
-    app.include_router(audit.router)
+    if ledger.payments and settings.stripe_api_key:
+        ledger.payments.serve_in_background()
+    app = http_app(ledger, runtime.lifespan)
     app.router.routes.extend(telemetry.ops_routes(runtime.readiness_checks, runtime.reported_checks))
     return runtime, app
+
+
+def http_app(ledger: LedgerApp, lifespan=None):
+    """The ledger's HTTP API over `ledger`: admin, payment webhooks, the internal billing API."""
+    app = api.create_app("ledger", title="Genline ledger", description=DESCRIPTION, tags=TAGS, lifespan=lifespan)
+    app.state.runtime, app.state.settings = ledger.runtime, ledger.settings
+    app.state.grant, app.state.ledger = ledger.grant, ledger
+    app.include_router(routes.router)
+    app.include_router(audit.router)
+    if ledger.payments:
+        app.router.routes.extend(billing_api.routes(ledger.payments, verifier_of(ledger.settings)))
+    return app
 
 
 async def grant(settings: LedgerSettings, tenant_id: str, amount: int, reason: str, **terms) -> int:

@@ -21,6 +21,7 @@ from uuid import UUID, uuid4
 from services.common.contracts import (
     CreditsExpired,
     CreditsGranted,
+    CreditsReclaimed,
     CreditsRefunded,
     CreditsReserved,
     Event,
@@ -33,6 +34,8 @@ from services.common.contracts import (
 from services.ledger.pricebook import PriceBook
 
 ISSUED, HOLDS, REVENUE, EXPIRED = "platform:issued", "platform:holds", "platform:revenue", "platform:expired"
+# Credits a processor took back: refunded, held for an open dispute, or lost to one.
+RECLAIMED, DISPUTES, CHARGEBACKS = "platform:reclaimed", "platform:disputes", "platform:chargebacks"
 
 
 def tenant_account(tenant_id: str) -> str:
@@ -46,6 +49,7 @@ class Account:
     pending: int = 0
     retry_tokens: int = 0
     report_policy: str = "refund"
+    owed: int = 0  # credits taken back beyond the balance (a refund, a lost dispute)
 
     @property
     def available(self) -> int:
@@ -120,6 +124,11 @@ def insufficient_credits_reason(required: int, available: int) -> str:
     return f"the job costs {required} credits but only {available} are available"
 
 
+def owed_credits_reason(owed: int) -> str:
+    return (f"the account owes {owed} credits that a refund or a dispute took back after they were spent;"
+            " new jobs are refused until a top-up settles the debt")
+
+
 @dataclass
 class Book:
     """The accounts, transfers and grants a batch touches, loaded by the caller, and what the
@@ -149,6 +158,9 @@ class Book:
     # add up, and the database's CHECKs refuse a sum that would overdraw.
     loaded_accounts: dict[str, tuple[int, int, int]] = field(default_factory=dict)
     loaded_grants: dict[UUID, int] = field(default_factory=dict)
+    # Changes to what tenants owe, written apart from the batch's balance deltas (only
+    # payments change them, never a job's batch).
+    owed_changes: dict[str, int] = field(default_factory=dict)
 
     def account_deltas(self) -> list[tuple[str, int, int, int]]:
         """(tenant, Δposted, Δpending, Δretry tokens) of every account the batch changed."""
@@ -178,6 +190,8 @@ class Book:
         account = self.accounts.get(job.tenant_id)
         if account is None:
             return self._reject(job, "unknown_account", f"tenant {job.tenant_id!r} has no credit account", 0, 0)
+        if account.owed > 0:
+            return self._reject(job, "account_in_debt", owed_credits_reason(account.owed), 0, account.available)
         tokens = min(account.retry_tokens, job.images) if job.use_retry_tokens else 0
         amount = (job.images - tokens) * unit
         if amount > account.available:
@@ -259,11 +273,57 @@ class Book:
         self.new_grants.append(grant)
         account.posted += amount
         self.changed_accounts.add(tenant_id)
-        # A refund gives back revenue; any other grant issues new credits.
-        kind, debit = ("refund", REVENUE) if source == "refund" else ("grant", ISSUED)
+        # A refund gives back revenue, a won dispute what it held; any other grant issues new credits.
+        kind, debit = {"refund": ("refund", REVENUE), "dispute_won": ("grant", DISPUTES)}.get(source, ("grant", ISSUED))
         self._journal(tenant_id, kind, amount, debit, tenant_account(tenant_id), grant=grant.id, reason=reason)
         return CreditsGranted(tenant_id=tenant_id, amount=amount, reason=reason, available_after=account.available,
                               grant_id=grant.id, source=source, expires_at=expires_at, payment_id=payment_id)
+
+    # ---- money taken back by the payment processor --------------------------------------
+
+    def reclaim(self, tenant_id: str, amount: int, cause: str, payment_id: str | None) -> CreditsReclaimed:
+        """Take `amount` credits back: what is available leaves the balance (to the dispute
+        hold, or as reclaimed), the rest is owed. Credits held for running jobs stay held, so
+        nothing already running is lost."""
+        assert amount >= 0
+        account = self.open_account(tenant_id)
+        taken = min(amount, max(account.available, 0))
+        self._consume_grants(account, taken)
+        self.changed_accounts.add(tenant_id)
+        to = DISPUTES if cause == "dispute_held" else RECLAIMED
+        self._journal(tenant_id, "reclaim", taken, tenant_account(tenant_id), to, reason=f"{cause} {payment_id}")
+        return self._owe(account, taken, amount - taken, cause, payment_id)
+
+    def forgive(self, tenant_id: str, owed: int, cause: str, payment_id: str | None) -> CreditsReclaimed:
+        """A debt that no longer stands (a dispute won) is cancelled."""
+        account = self.open_account(tenant_id)
+        return self._owe(account, 0, -min(owed, account.owed), cause, payment_id)
+
+    def charge_back(self, tenant_id: str, held: int, owed: int, payment_id: str | None) -> CreditsReclaimed:
+        """A lost dispute: the credits it held are gone for good; the debt stays."""
+        account = self.open_account(tenant_id)
+        self._journal(tenant_id, "chargeback", held, DISPUTES, CHARGEBACKS, reason=f"dispute lost {payment_id}")
+        return self._owe(account, 0, 0, "dispute_lost", payment_id)
+
+    def pay_debt(self, tenant_id: str, payment_id: str | None) -> CreditsReclaimed | None:
+        """A grant to a tenant that owes pays the debt first, as far as it goes."""
+        account = self.accounts.get(tenant_id)
+        if account is None or account.owed <= 0 or account.available <= 0:
+            return None
+        paid = min(account.owed, account.available)
+        self._consume_grants(account, paid)
+        self.changed_accounts.add(tenant_id)
+        self._journal(tenant_id, "reclaim", paid, tenant_account(tenant_id), RECLAIMED, reason="debt paid")
+        return self._owe(account, paid, -paid, "debt_paid", payment_id)
+
+    def _owe(self, account: Account, taken: int, owed_change: int, cause: str,
+             payment_id: str | None) -> CreditsReclaimed:
+        account.owed += owed_change
+        assert account.owed >= 0
+        if owed_change:
+            self.owed_changes[account.tenant_id] = self.owed_changes.get(account.tenant_id, 0) + owed_change
+        return CreditsReclaimed(tenant_id=account.tenant_id, amount=taken, owed_change=owed_change, cause=cause,
+                                payment_id=payment_id, available_after=account.available, owed_after=account.owed)
 
     def _consume_grants(self, account: Account, amount: int) -> None:
         account.posted -= amount
@@ -364,9 +424,11 @@ class ReplayedAccount:
     posted: int = 0
     pending: int = 0
     retry_tokens: int = 0
+    owed: int = 0
 
 
-BALANCE_EVENTS = (CreditsGranted, CreditsRefunded, CreditsExpired, CreditsReserved, ReservationSettled, RetryTokenIssued)
+BALANCE_EVENTS = (CreditsGranted, CreditsRefunded, CreditsExpired, CreditsReserved, ReservationSettled, RetryTokenIssued,
+                  CreditsReclaimed)
 
 
 def replay_balances(events: Iterable[Event]) -> dict[str, ReplayedAccount]:
@@ -392,4 +454,7 @@ def replay_balances(events: Iterable[Event]) -> dict[str, ReplayedAccount]:
                 account.retry_tokens += event.tokens_returned
             case RetryTokenIssued():
                 account.retry_tokens += 1
+            case CreditsReclaimed():
+                account.posted -= event.amount
+                account.owed += event.owed_change
     return accounts

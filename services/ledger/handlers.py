@@ -31,6 +31,7 @@ from services.common.contracts import (
 )
 from services.ledger import audit
 from services.ledger.domain import Book
+from services.ledger.payments.store import request_due_topups
 from services.ledger.pricebook import PriceBook
 from services.ledger.settings import LedgerSettings
 from services.ledger.store import load_book, read_balances, read_jobs, write_book
@@ -75,6 +76,8 @@ class Ledger:
         published = publish.statement([(out, envelope) for envelope in envelopes
                                        for out in decide(book, envelope.event, now) if out])
         await write_book(conn, book, published)  # balances last: the hot rows stay locked only until commit
+        if self.settings.stripe_api_key is not None:  # auto top-up charges through Stripe
+            await request_due_topups(conn, book.changed_accounts, self.price_book.at(now).credit_packs)
 
     async def sweep(self, conn: psycopg.AsyncConnection, now: datetime, limit: int = 500) -> list[Event]:
         """Void holds past their timeout and expire grants past their date."""

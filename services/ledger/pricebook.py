@@ -10,6 +10,16 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 TIERS = ("stable", "fast", "low-cost")
 
 
+class CreditPack(BaseModel):
+    """Credits a tenant can buy at once, and what they cost (minor units of `currency`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    credits: int = Field(gt=0)
+    amount_minor: int = Field(gt=0)
+    currency: str = Field(pattern=r"^[a-z]{3}$")
+
+
 class PriceBookVersion(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -18,6 +28,7 @@ class PriceBookVersion(BaseModel):
     credit_value_micro_usd: int = Field(gt=0)
     prices: dict[str, dict[str, int]]
     provider_spend_cap_per_image_micro_usd: dict[str, int]
+    credit_packs: dict[str, CreditPack] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def prices_are_positive_per_known_tier(self) -> "PriceBookVersion":

@@ -19,7 +19,7 @@ from services.common.contracts import topic_of
 from services.common.settings import ServiceSettings
 from services.ledger.domain import replay_balances
 
-COLUMNS = ("posted", "pending", "retry_tokens")
+COLUMNS = ("posted", "pending", "retry_tokens", "owed")
 
 
 @dataclass(frozen=True)
@@ -50,10 +50,10 @@ def compare(conn: psycopg.Connection, schema: str, balances: dict) -> list[Diffe
     """The replayed balances, in a temporary table of this session (the auditor's role writes
     no schema), against the live accounts; called inside a transaction, which drops it."""
     conn.execute("CREATE TEMPORARY TABLE replayed_accounts (tenant_id text PRIMARY KEY, posted bigint,"
-                 " pending bigint, retry_tokens bigint) ON COMMIT DROP")
+                 " pending bigint, retry_tokens bigint, owed bigint) ON COMMIT DROP")
     with conn.cursor().copy("COPY replayed_accounts FROM STDIN") as copy:
         for tenant_id, a in balances.items():
-            copy.write_row((tenant_id, a.posted, a.pending, a.retry_tokens))
+            copy.write_row((tenant_id, a.posted, a.pending, a.retry_tokens, a.owed))
     rows = conn.execute(
         f'SELECT coalesce(l.tenant_id, r.tenant_id) AS tenant_id, {", ".join(f"l.{c}, r.{c}" for c in COLUMNS)}'
         f' FROM "{schema}".accounts l FULL JOIN replayed_accounts r ON l.tenant_id = r.tenant_id'

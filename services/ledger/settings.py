@@ -26,6 +26,15 @@ class LedgerSettings(AdminApiSettings):
     # Payment webhooks: no default, so they stay off until configured.
     payment_webhook_secret: SecretStr | None = None
     payment_webhook_tolerance_s: int = 300
+    # Stripe's API, for checkouts and auto top-ups: off without a key. The base is Stripe's
+    # own unless set (another endpoint speaking Stripe's API, e.g. a test double on loopback).
+    stripe_api_key: SecretStr | None = None
+    stripe_api_base: str | None = None
+    # Auto top-up: how often requested charges are sent, when a charge left without an answer
+    # is sent again (same idempotency key), and after how many failures in a row a rule pauses.
+    auto_topup_poll_s: float = 1.0
+    auto_topup_stale_s: float = 60.0
+    auto_topup_max_failures: int = 3
 
     @model_validator(mode="after")
     def reject_dev_secrets_in_production(self) -> "LedgerSettings":

@@ -98,18 +98,19 @@ AFTER_THE_LOCK = (
 
 # The tenants' accounts and their grants with credits left, in one statement: rows of one
 # shape, each a balance (kind 'account') or a grant (kind 'grant'), the other's columns null.
-ACCOUNT_FIELDS = ("tenant_id", "posted", "pending", "retry_tokens", "report_policy")
+ACCOUNT_FIELDS = ("tenant_id", "posted", "pending", "retry_tokens", "report_policy", "owed")
 BALANCES = (
-    "SELECT 'account' AS kind, tenant_id, posted, pending, retry_tokens, report_policy, NULL::uuid AS id,"
+    "SELECT 'account' AS kind, tenant_id, posted, pending, retry_tokens, report_policy, owed, NULL::uuid AS id,"
     " NULL::text AS source, NULL::bigint AS amount, NULL::bigint AS remaining, NULL::timestamptz AS expires_at,"
     " NULL::timestamptz AS created_at, NULL::int AS rollover_days, NULL::text AS payment_id"
     " FROM accounts WHERE tenant_id = ANY(%b)"
-    " UNION ALL SELECT 'grant', tenant_id, NULL, NULL, NULL, NULL, id, source, amount, remaining, expires_at,"
+    " UNION ALL SELECT 'grant', tenant_id, NULL, NULL, NULL, NULL, NULL, id, source, amount, remaining, expires_at,"
     " created_at, rollover_days, payment_id FROM grants WHERE tenant_id = ANY(%b) AND remaining > 0")
 # The same, with the batch's claim on the inbox: a row of kind 'claimed' for each event id
 # the claim inserted (in `source`).
 CLAIM_AND_BALANCES = (
-    f"WITH {InboxClaim.CLAIMED} {BALANCES} UNION ALL SELECT 'claimed', NULL, NULL, NULL, NULL, NULL, NULL, event_id,"
+    f"WITH {InboxClaim.CLAIMED} {BALANCES} UNION ALL SELECT 'claimed', NULL, NULL, NULL, NULL, NULL, NULL, NULL,"
+    " event_id,"
     " NULL, NULL, NULL, NULL, NULL, NULL FROM claimed")
 
 
@@ -152,3 +153,6 @@ async def _write_book(conn: psycopg.AsyncConnection, book: Book, published: Stat
         updated("transfers", "id", SETTLED_COLUMNS, [_values(t, SETTLED_COLUMNS) for t in book.changed_transfers]),
         added("grants", "id", {"id": "uuid", "remaining": "bigint"}, [(gid, -taken) for gid, taken in book.grants_taken()]),
         added("accounts", "tenant_id", ACCOUNT_COLUMNS, book.account_deltas())])
+    if book.owed_changes:  # only payments change debts, never a job's batch
+        await together(conn, [added("accounts", "tenant_id", {"tenant_id": "text", "owed": "bigint"},
+                                    sorted(book.owed_changes.items()))])

@@ -21,6 +21,7 @@ from services.ingest.settings import IngestSettings
 from services.ledger.app import grant
 from services.ledger.settings import LedgerSettings
 from tests.kafka import unread_records
+from tests.payments.stripe_simulator import StripeSimulator, simulator_in_thread
 
 FINAL = set(FINAL_STATES)
 LEDGER_ADMIN_TOKEN = "e2e-ledger-admin-token"
@@ -30,13 +31,22 @@ PAYMENT_WEBHOOK_SECRET = "whsec_e2e_5d1f0a2c"
 # Package scope: the fleet stops when the last e2e test is done, so its idle consumers do
 # not take CPU from the suites that run after this package.
 @pytest.fixture(scope="package")
-def platform(endpoints, tmp_path_factory) -> Iterator[ServiceFleet]:
+def stripe() -> Iterator[StripeSimulator]:
+    """The platform's payment processor: a simulator of Stripe's API on loopback."""
+    with simulator_in_thread(PAYMENT_WEBHOOK_SECRET) as simulator:
+        yield simulator
+
+
+@pytest.fixture(scope="package")
+def platform(endpoints, tmp_path_factory, stripe) -> Iterator[ServiceFleet]:
     fleet = ServiceFleet(endpoints, tmp_path_factory.mktemp("service-logs"),
                          extra_env={"GENLINE_ENVIRONMENT": "test", "GENLINE_KAFKA_SESSION_TIMEOUT_MS": "6000",
                                     "GENLINE_ADMIN_TOKEN": LEDGER_ADMIN_TOKEN,
                                     "GENLINE_PAYMENT_WEBHOOK_SECRET": PAYMENT_WEBHOOK_SECRET,
+                                    "GENLINE_STRIPE_API_KEY": "sk_test_e2e", "GENLINE_STRIPE_API_BASE": stripe.base_url,
                                     # Webhook retries within seconds, not a day.
                                     "GENLINE_WEBHOOK_RETRY_SCHEDULE_S": "[0.3, 0.6, 1.2, 2.4]"})
+    stripe.webhook_url = f"{fleet.url('ledger')}/v1/webhooks/payments"
     try:
         fleet.start_all()
         yield fleet

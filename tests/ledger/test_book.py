@@ -1,5 +1,5 @@
 """The ledger's rules, as pure logic: grants, expiry, rollover, retry tokens, reports,
-webhook signatures."""
+money taken back, and Stripe's events as the ledger reads them."""
 
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -17,7 +17,9 @@ from services.common.contracts import (
     RetryTokenIssued,
 )
 from services.ledger.domain import Book, replay_balances
-from services.ledger.payment_signatures import SignatureError, sign_payload, verify_signature
+from services.ledger.payments.gateway import CheckoutAwaitingPayment, CheckoutPaid, InvalidNotice, NothingToDo
+from services.ledger.payments.rules import share_of_credits
+from services.ledger.payments.stripe_gateway import notice_of
 from services.ledger.pricebook import load_price_book
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
@@ -142,22 +144,72 @@ def test_a_refused_reservation_opens_no_account_in_the_replay_as_in_the_book():
     assert "penniless" not in replay_balances([refused])
 
 
-SECRET = "whsec_test"
+def test_money_taken_back_beyond_the_balance_is_owed_refuses_new_jobs_and_is_paid_by_the_next_grant():
+    book = new_book()
+    book.grant("t", 100, "payment", "paid", NOW)
+    held = book.reserve(spec(tenant="t", images=6), NOW)  # 60 held for a running job
+    assert isinstance(held, CreditsReserved)
+
+    reclaimed = book.reclaim("t", 100, "refund", "evt_1")
+
+    assert (reclaimed.amount, reclaimed.owed_change, reclaimed.owed_after) == (40, 60, 60)
+    assert (book.accounts["t"].posted, book.accounts["t"].pending, book.accounts["t"].owed) == (60, 60, 60)
+    refused = book.reserve(spec(tenant="t"), NOW)
+    assert isinstance(refused, ReservationRejected) and refused.reason_code == "account_in_debt"
+    assert "owes 60 credits" in refused.reason
+    granted = book.grant("t", 100, "payment", "paid again", NOW)
+    paid = book.pay_debt("t", "evt_2")
+    assert paid is not None and (paid.amount, paid.owed_change, paid.owed_after) == (60, -60, 0)
+    replayed = replay_balances([book_grant_event(100), held, reclaimed, granted, paid])["t"]
+    assert (replayed.posted, replayed.pending, replayed.owed) == (100, 60, 0) == (
+        book.accounts["t"].posted, book.accounts["t"].pending, book.accounts["t"].owed)
 
 
-def test_a_signature_made_with_the_secret_verifies():
-    body = b'{"id": "evt_1"}'
-    header = f"t=1700000000,v1={sign_payload(SECRET, 1700000000, body)}"
-    assert verify_signature(SECRET, header, body, now=1700000100, tolerance_s=300) == 1700000000
+def book_grant_event(amount: int) -> CreditsGranted:
+    return CreditsGranted(tenant_id="t", amount=amount, reason="paid", available_after=amount)
 
 
-@pytest.mark.parametrize("header, now, message", [
-    (None, 0, "missing"),
-    ("v1=abc", 0, "must read"),
-    ("t=1700000000,v1=" + "0" * 64, 1700000000, "no signature matches"),
-    (f"t=1700000000,v1={sign_payload('other', 1700000000, b'{}')}", 1700000000, "no signature matches"),
-    (f"t=1700000000,v1={sign_payload(SECRET, 1700000000, b'{}')}", 1700000301, "more than 300s"),
-])
-def test_bad_signatures_and_stale_timestamps_are_refused(header, now, message):
-    with pytest.raises(SignatureError, match=message):
-        verify_signature(SECRET, header, b"{}", now=now, tolerance_s=300)
+def test_a_dispute_hold_journals_to_the_dispute_account_and_a_loss_moves_it_to_chargebacks():
+    book = new_book()
+    book.grant("t", 50, "payment", "paid", NOW)
+    book.reclaim("t", 30, "dispute_held", "evt_1")
+    book.charge_back("t", 30, 0, "evt_1")
+    lines = [(e.kind, e.amount, e.debit_account, e.credit_account) for e in book.entries[1:]]
+    assert lines == [("reclaim", 30, "tenant:t", "platform:disputes"),
+                     ("chargeback", 30, "platform:disputes", "platform:chargebacks")]
+    assert book.accounts["t"].available == 20
+
+
+@pytest.mark.parametrize("credits, paid, taken, share", [
+    (5000, 4500, 900, 1000), (5000, 4500, 4500, 5000), (1000, 1000, 333, 333), (1000, 1000, 2000, 1000),
+    (1000, 1000, 0, 0)])
+def test_the_share_of_credits_taken_back_follows_the_money_rounded_down(credits, paid, taken, share):
+    assert share_of_credits(credits, paid, taken) == share
+
+
+def stripe_event(kind: str, obj: dict) -> dict:
+    return {"id": "evt_1", "object": "event", "type": kind, "data": {"object": obj}}
+
+
+def test_a_checkout_is_paid_only_when_stripe_says_paid():
+    session = {"id": "cs_1", "payment_intent": "pi_1", "customer": "cus_1", "amount_total": 1000,
+               "currency": "usd", "metadata": {"genline_tenant": "acme", "genline_credits": "1000"}}
+    waiting = notice_of(stripe_event("checkout.session.completed", session | {"payment_status": "unpaid"}))
+    paid = notice_of(stripe_event("checkout.session.async_payment_succeeded", session | {"payment_status": "paid"}))
+    assert isinstance(waiting.action, CheckoutAwaitingPayment)
+    assert isinstance(paid.action, CheckoutPaid) and (paid.action.tenant_id, paid.action.credits) == ("acme", 1000)
+    assert isinstance(notice_of(stripe_event("customer.created", {"id": "cus_1"})).action, NothingToDo)
+
+
+@pytest.mark.parametrize("event", [
+    {"type": "charge.refunded", "data": {"object": {}}},
+    stripe_event("charge.refunded", {"id": "ch_1", "payment_intent": "pi_1"}),
+    stripe_event("checkout.session.completed", {"id": "cs_1", "payment_status": "paid", "metadata": ["not", "a", "map"]}),
+    stripe_event("payment_intent.succeeded", {"id": "pi_1", "amount": 5, "currency": "usd",
+                                              "metadata": {"genline_tenant": "Not A Tenant!", "genline_credits": "5"}}),
+    stripe_event("payment_intent.succeeded", {"id": "pi_1", "amount": 5, "currency": "usd",
+                                              "metadata": {"genline_tenant": "acme", "genline_credits": "-5"}}),
+], ids=["no-id", "no-amount-refunded", "metadata-not-a-map", "bad-tenant", "negative-credits"])
+def test_an_event_without_what_it_needs_is_refused(event):
+    with pytest.raises(InvalidNotice):
+        notice_of(event)

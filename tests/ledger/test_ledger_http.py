@@ -1,5 +1,6 @@
-"""The ledger's HTTP surface on the running service: payment webhooks signed like Stripe's,
-the admin API, and the reconciliation of payments against grants."""
+"""The ledger's HTTP surface on the running service: Stripe's payment webhooks (verified by
+its library), the admin API, and the reconciliation of payments against grants. The flows
+of checkouts, auto top-ups, refunds and disputes are in test_stripe_payments.py."""
 
 import asyncio
 import hashlib
@@ -68,8 +69,10 @@ def signature(payload: bytes, timestamp: int, secret: str = WEBHOOK_SECRET) -> s
 
 
 def payment(event_id: str, tenant_id: str, credits: int, amount_minor: int = 1999) -> bytes:
-    return json.dumps({"id": event_id, "type": "payment_intent.succeeded", "data": {"object": {
-        "amount": amount_minor, "currency": "usd", "metadata": {"tenant_id": tenant_id, "credits": str(credits)}}}},
+    """A payment made outside the ledger's checkouts, naming its tenant and credits."""
+    return json.dumps({"id": event_id, "object": "event", "type": "payment_intent.succeeded", "data": {"object": {
+        "id": f"pi_{event_id}", "object": "payment_intent", "amount": amount_minor, "amount_received": amount_minor,
+        "currency": "usd", "status": "succeeded", "metadata": {"tenant_id": tenant_id, "credits": str(credits)}}}},
     ).encode()
 
 
@@ -120,7 +123,7 @@ async def test_a_signed_payment_grants_its_credits_and_publishes_the_grant(http,
     assert str(granted.grant_id) == response.json()["grant_id"]
 
 
-async def test_a_replayed_event_id_is_409_and_grants_nothing_more(http, settings):
+async def test_a_repeated_event_is_acknowledged_and_grants_nothing_more(http, settings):
     buyer, event_id = tenant(), f"evt_{uuid.uuid4().hex}"
     body = payment(event_id, buyer, 300)
     assert (await post_webhook(http, body, signature(body, int(time.time())))).status_code == 200
@@ -128,8 +131,8 @@ async def test_a_replayed_event_id_is_409_and_grants_nothing_more(http, settings
     # Freshly signed, so only the event id can refuse it.
     replay = await post_webhook(http, body, signature(body, int(time.time()) + 1))
 
-    problem = assert_problem(replay, 409, "event-already-processed")
-    assert event_id in problem["detail"]
+    assert replay.status_code == 200  # Stripe retries anything else for days
+    assert (replay.json()["duplicate"], replay.json()["granted"]) == (True, 0)
     assert available(settings, buyer) == 300
     await admin_grant(http, buyer, 1)  # published after anything the replay could have caused
     published = await ledger_grants(settings, want=2)
@@ -148,10 +151,6 @@ def stale(body: bytes) -> str | None:
     return signature(body, int(time.time()) - TOLERANCE_S - 60)
 
 
-def from_the_future(body: bytes) -> str | None:
-    return signature(body, int(time.time()) + TOLERANCE_S + 60)
-
-
 def missing(_body: bytes) -> str | None:
     return None
 
@@ -167,12 +166,11 @@ async def reconciliation_lines(http: httpx.AsyncClient, tenant_id: str) -> list[
 
 
 @pytest.mark.parametrize("sign, says", [
-    (signed_with_another_secret, "no signature matches"),
-    (signed_for_another_body, "no signature matches"),
-    (stale, "timestamp"),
-    (from_the_future, "timestamp"),
-    (missing, "missing"),
-    (malformed, "t=<timestamp>,v1=<signature>"),
+    (signed_with_another_secret, "No signatures found matching"),
+    (signed_for_another_body, "No signatures found matching"),
+    (stale, "Timestamp outside the tolerance zone"),
+    (missing, "No Stripe-Signature header"),
+    (malformed, "Unable to extract timestamp"),
 ])
 async def test_a_refused_webhook_is_400_and_grants_nothing(shared_http, shared_settings, sign, says):
     buyer, event_id = tenant(), f"evt_{uuid.uuid4().hex}"
@@ -199,7 +197,8 @@ async def test_a_refused_signature_leaves_the_event_id_usable(shared_http, share
 
 async def test_an_event_that_is_not_a_payment_grants_nothing(shared_http, shared_settings):
     buyer = tenant()
-    refund = json.dumps({"id": f"evt_{uuid.uuid4().hex}", "type": "charge.refunded", "data": {}}).encode()
+    refund = json.dumps({"id": f"evt_{uuid.uuid4().hex}", "type": "customer.created",
+                         "data": {"object": {"id": "cus_1", "object": "customer"}}}).encode()
     no_credits = payment(f"evt_{uuid.uuid4().hex}", buyer, 5).replace(b'"credits": "5"', b'"credits": "five"')
 
     ignored = await post_webhook(shared_http, refund, signature(refund, int(time.time())))
@@ -275,7 +274,7 @@ async def test_reconciliation_lists_each_payment_against_its_grant_and_finds_a_m
 
     assert await reconciliation_lines(shared_http, buyer) == [
         {"event_id": event_id, "tenant_id": buyer, "credits_paid": 800, "amount_minor": 4999, "currency": "usd",
-         "grant_id": paid["grant_id"], "credits_granted": 800}]
+         "grant_id": paid["grant_id"], "credits_granted": 800, "credits_reclaimed": 0}]
 
     with psycopg.connect(shared_settings.database_url.get_secret_value()) as conn:
         conn.execute(f'UPDATE "{shared_settings.schema_name}".grants SET amount = 700, remaining = 700'
@@ -303,7 +302,8 @@ async def test_the_same_event_delivered_at_once_several_times_grants_once(shared
     responses = await asyncio.gather(*[post_webhook(shared_http, body, signature(body, int(time.time())))
                                        for _ in range(6)])
 
-    assert sorted(r.status_code for r in responses) == [200] + [409] * 5
+    assert [r.status_code for r in responses] == [200] * 6
+    assert sorted(r.json()["duplicate"] for r in responses) == [False] + [True] * 5
     assert available(shared_settings, buyer) == 90
     assert len(await reconciliation_lines(shared_http, buyer)) == 1
 
@@ -349,7 +349,7 @@ async def test_a_signed_payment_for_a_malformed_tenant_id_grants_nothing(shared_
 
     response = await post_webhook(shared_http, body, signature(body, int(time.time())))
 
-    assert "tenant_id" in assert_problem(response, 400, "invalid-payload")["detail"]
+    assert "not a tenant id" in assert_problem(response, 400, "invalid-payload")["detail"]
     assert available(shared_settings, "Not A Tenant!") == 0
 
 

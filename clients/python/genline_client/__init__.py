@@ -23,6 +23,7 @@ from genline_client.errors import (
 )
 from genline_client.models import (
     FINAL_STATES,
+    Checkout,
     Job,
     JobEvent,
     JobPage,
@@ -40,7 +41,7 @@ from genline_client.sync import Genline
 from genline_client.webhooks import WebhookVerificationError, verify_webhook
 
 __all__ = [
-    "APIConnectionError", "APIError", "AsyncGenline", "BadRequest", "ChecksumMismatch", "ConfigurationError",
+    "APIConnectionError", "APIError", "AsyncGenline", "BadRequest", "Checkout", "ChecksumMismatch", "ConfigurationError",
     "Conflict", "FINAL_STATES", "Genline", "GenlineError", "Job", "JobEvent", "JobPage", "JobSummary",
     "NO_RETRIES", "NotFound", "Output", "PayloadTooLarge", "PermissionDenied", "Preview", "Progress", "RateLimited",
     "ReceiptVerificationError", "RetryPolicy", "ServerError", "ServiceUnavailable", "SubmittedJob", "Unauthorized",

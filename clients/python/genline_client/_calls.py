@@ -212,3 +212,17 @@ def without_authorization(request: httpx.Request) -> httpx.Request:
     # A signed link carries its own authorisation; a bearer token beside it is refused by S3.
     del request.headers["Authorization"]
     return request
+
+
+def billing() -> Call:
+    return Call("GET", "/v1/billing")
+
+
+def checkout(pack: str, save_card: bool, success_url: str | None, cancel_url: str | None) -> Call:
+    return Call("POST", "/v1/billing/checkout", json=without_none({
+        "pack": pack, "save_card": save_card, "success_url": success_url, "cancel_url": cancel_url}))
+
+
+def set_auto_topup(below: int, pack: str, max_per_month: int, enabled: bool) -> Call:
+    return Call("PUT", "/v1/billing/auto-topup", json={"below": below, "pack": pack, "max_per_month": max_per_month,
+                                                       "enabled": enabled})

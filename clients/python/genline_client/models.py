@@ -244,3 +244,15 @@ class Usage(APIModel):
     resets_at: datetime
     limits: list[UsageLimit]
     daily: list[UsageDay] = []
+
+
+class Checkout(APIModel):
+    """A checkout opened for a credit pack: send the payer to `url`, the payment processor's
+    page. The credits arrive once the processor says the payment succeeded."""
+
+    session_id: str
+    url: str
+    pack: str
+    credits: int
+    amount_minor: int
+    currency: str

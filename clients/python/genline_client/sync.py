@@ -24,6 +24,7 @@ from genline_client import _calls
 from genline_client._download import OutputFile
 from genline_client.errors import APIConnectionError, NotFound, WaitTimeout, raise_for_problem
 from genline_client.models import (
+    Checkout,
     Job,
     JobEvent,
     JobEvents,
@@ -68,6 +69,21 @@ class Genline:
     def signing_keys(self) -> dict[str, Any]:
         """The public keys receipts are signed with (JWK), rotated-out ones included."""
         return self.call(_calls.signing_keys())
+
+    def billing(self) -> dict[str, Any]:
+        """The credit packs on sale, your auto top-up rule, and your latest checkouts and top-ups."""
+        return self.call(_calls.billing())
+
+    def checkout(self, pack: str, *, save_card: bool = False, success_url: str | None = None,
+                 cancel_url: str | None = None) -> Checkout:
+        """Open a checkout for credit `pack` (see `billing()`); the payer pays at `Checkout.url`.
+        `save_card` keeps the card for auto top-up."""
+        return Checkout.model_validate(self.call(_calls.checkout(pack, save_card, success_url, cancel_url)))
+
+    def set_auto_topup(self, below: int, pack: str, max_per_month: int, enabled: bool = True) -> dict[str, Any]:
+        """Buy `pack` with the saved card whenever charges take the balance below `below`, at
+        most `max_per_month` times a month; answers like `billing()`."""
+        return self.call(_calls.set_auto_topup(below, pack, max_per_month, enabled))
 
     def usage(self, days: int = 30) -> Usage:
         """Your plan, its limits and where you stand against each, and your last `days` UTC

@@ -13,7 +13,7 @@ import psycopg
 API_KEY_PREFIX = "gl_"
 # What a key may do; a key is created with a subset of its creator's. Keys made before
 # scopes existed, and keys operators create, hold all of them.
-SCOPES = ("jobs:write", "jobs:read", "account:read", "keys:manage", "webhooks:manage")
+SCOPES = ("jobs:write", "jobs:read", "account:read", "keys:manage", "webhooks:manage", "billing:manage")
 
 # How much of a key is kept in clear, so a tenant can tell its keys apart: "gl_" and 5 more.
 DISPLAY_PREFIX_LENGTH = 8

@@ -1,18 +1,21 @@
-// The account page: balance and grants, the plan and its usage, credits held, API keys and
-// webhook endpoints with their latest attempts.
+// The account page: balance and grants, buying credits, the plan and its usage, credits held,
+// API keys and webhook endpoints with their latest attempts.
 import {FINAL, api} from "./api.js";
-import {h, facts, table, badge, when, show, fill} from "./dom.js";
+import {drawBilling} from "./billing.js";
+import {h, facts, table, badge, when, show, fill, fillWith} from "./dom.js";
 
 export async function accountPage() {
   document.title = "Account · Genline";
   const balance = h("section", {}, h("h2", {text: "Balance"}));
+  const billing = h("section", {}, h("h2", {text: "Billing"}));
   const usage = h("section", {}, h("h2", {text: "Plan and usage"}));
   const holds = h("section", {}, h("h2", {text: "Holds"}));
   const keys = h("section", {}, h("h2", {text: "API keys"}));
   const hooks = h("section", {}, h("h2", {text: "Webhook endpoints"}));
-  show(h("h1", {text: "Account"}), balance, usage, holds, keys, hooks);
+  show(h("h1", {text: "Account"}), balance, billing, usage, holds, keys, hooks);
   await Promise.all([
     fill(balance, async () => drawBalance(await api("/v1/account"))),
+    fill(billing, async () => drawBilling(await api("/v1/billing"), (note, session) => watchCredits(balance, note, session))),
     fill(usage, async () => drawUsage(await api("/v1/usage"))),
     fill(holds, async () => drawHolds((await api("/v1/jobs?limit=100")).data)),
     fill(keys, async () => drawKeys((await api("/v1/api-keys")).data)),
@@ -30,6 +33,21 @@ function drawBalance(account) {
       h("td", {text: g.source}), h("td", {class: "num", text: g.amount}), h("td", {class: "num", text: g.remaining}),
       h("td", {text: g.expires_at ? when(g.expires_at) : "never"}))), "Grants, earliest expiring first")
     : h("p", {class: "muted", text: "No grants."})];
+}
+
+// Back from a checkout: its state is read again until the processor's event has paid it
+// (usually within a second or two), then the balance is drawn again with the credits.
+async function watchCredits(section, note, session) {
+  for (let look = 0; look < 60; look += 1) {
+    const checkout = (await api("/v1/billing")).checkouts.find((c) => c.session_id === session);
+    if (checkout && checkout.state !== "open" && checkout.state !== "awaiting_payment") {
+      fillWith(section, h("h2", {text: "Balance"}), drawBalance(await api("/v1/account")));
+      note.textContent = checkout.state === "paid" ? `Payment confirmed: ${checkout.credits} credits have arrived.`
+        : `The payment did not go through (${checkout.state}); nothing was charged.`;
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
 }
 
 const LIMIT_NAMES = {requests_burst: "Requests at once (burst)", concurrent_jobs: "Jobs in progress",

@@ -1,0 +1,168 @@
+"""`/v1/billing`: buying credits. The ledger owns payments (it talks to the payment processor
+and grants credits on its signed events); these routes check the caller's key and input and
+ask the ledger's internal billing API, always for the caller's tenant only."""
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import httpx
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.common import problems
+from services.common.api import RequestModel
+from services.common.problems import Problem
+from services.ingest.deps import AccountReader, Scoped
+
+router = APIRouter(prefix="/v1/billing", tags=["billing"], responses=problems.responses(503))
+BillingManager = Scoped("billing:manage")
+RETURN_URL = r"^https?://[^\s]{1,1990}$"
+
+
+class CheckoutRequest(RequestModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"pack": "standard", "save_card": True}]})
+
+    pack: str = Field(max_length=64, pattern=r"^[a-z0-9_-]+$", description="a credit pack of GET /v1/billing")
+    save_card: bool = Field(False, description="keep the card for auto top-up")
+    success_url: str | None = Field(None, pattern=RETURN_URL, description="where the payer returns after paying;"
+                                    " `{CHECKOUT_SESSION_ID}` is replaced by the session's id. The console's account"
+                                    " page when unset")
+    cancel_url: str | None = Field(None, pattern=RETURN_URL, description="where the payer returns on cancelling")
+
+
+class Checkout(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "session_id": "cs_test_a1b2", "url": "https://checkout.stripe.com/c/pay/cs_test_a1b2", "pack": "standard",
+        "credits": 5000, "amount_minor": 4500, "currency": "usd"}]})
+
+    session_id: str
+    url: str = Field(description="the processor's hosted payment page: send the payer there")
+    pack: str
+    credits: int = Field(description="granted once the processor says the payment succeeded")
+    amount_minor: int
+    currency: str
+
+
+class AutoTopUpRequest(RequestModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"below": 500, "pack": "starter", "max_per_month": 4, "enabled": True}]})
+
+    below: int = Field(gt=0, le=10**12, description="buy when the available credits fall below this")
+    pack: str = Field(max_length=64, pattern=r"^[a-z0-9_-]+$")
+    max_per_month: int = Field(gt=0, le=100, description="at most this many top-ups a calendar month")
+    enabled: bool = True
+
+
+class CreditPack(BaseModel):
+    name: str
+    credits: int
+    amount_minor: int
+    currency: str
+
+
+class AutoTopUp(BaseModel):
+    below: int
+    pack: str
+    max_per_month: int
+    enabled: bool
+    paused_reason: str | None = Field(description="why it stopped: repeated failed charges, or a dispute")
+    failures: int = Field(description="failed charges in a row")
+
+
+class CheckoutRecord(BaseModel):
+    session_id: str
+    pack: str
+    credits: int
+    amount_minor: int
+    currency: str
+    state: Literal["open", "awaiting_payment", "paid", "expired", "failed"]
+    created_at: datetime
+
+
+class AutoTopUpAttempt(BaseModel):
+    id: str
+    pack: str
+    credits: int
+    amount_minor: int
+    currency: str
+    state: Literal["requested", "processing", "succeeded", "failed"]
+    failure_code: str | None = Field(description="e.g. card_declined, authentication_required")
+    failure_message: str | None
+    created_at: datetime
+
+
+class Billing(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "has_customer": True,
+        "packs": [{"name": "starter", "credits": 1000, "amount_minor": 1000, "currency": "usd"}],
+        "auto_topup": {"below": 500, "pack": "starter", "max_per_month": 4, "enabled": True, "paused_reason": None,
+                       "failures": 0},
+        "checkouts": [{"session_id": "cs_test_a1b2", "pack": "starter", "credits": 1000, "amount_minor": 1000,
+                       "currency": "usd", "state": "paid", "created_at": "2026-11-26T02:50:00Z"}],
+        "auto_topups": [{"id": "0b7c1e52-6f0a-4a8e-9c1d-2e3f4a5b6c7d", "pack": "starter", "credits": 1000,
+                         "amount_minor": 1000, "currency": "usd", "state": "failed",
+                         "failure_code": "authentication_required",
+                         "failure_message": "This payment requires authentication.",
+                         "created_at": "2026-11-26T03:10:00Z"}]}]})
+
+    has_customer: bool = Field(description="the account has a customer at the payment processor, who can save a card")
+    packs: list[CreditPack]
+    auto_topup: AutoTopUp | None
+    checkouts: list[CheckoutRecord] = Field(description="the latest checkouts, newest first")
+    auto_topups: list[AutoTopUpAttempt] = Field(description="the latest auto top-ups, newest first")
+
+
+async def ledger_http(request: Request) -> httpx.AsyncClient:
+    return request.app.state.ledger_http
+
+
+LedgerHttp = Annotated[httpx.AsyncClient, Depends(ledger_http)]
+
+
+async def ask_ledger(http: httpx.AsyncClient, method: str, tenant: str, path: str, body: dict | None = None) -> Any:
+    """The ledger's answer for `tenant`; its problems become ours, its absence a 503."""
+    try:
+        response = await http.request(method, f"/internal/v1/tenants/{tenant}{path}", json=body)
+        answer = response.json()
+    except (httpx.HTTPError, ValueError):
+        raise billing_unavailable() from None
+    slug = str(answer.get("type", "")).rsplit("/", 1)[-1] if isinstance(answer, dict) else ""
+    if response.status_code in (404, 405) and slug in ("", "not-found", "method-not-allowed"):  # no such route
+        raise Problem(404, "billing-disabled", "payments are not configured on this deployment")
+    if response.status_code >= 400 and response.status_code != 503 and slug:
+        raise Problem(response.status_code, slug, answer.get("detail", ""))
+    if response.status_code >= 400:
+        raise billing_unavailable()
+    return answer
+
+
+def billing_unavailable() -> Problem:
+    return Problem(503, "billing-unavailable", "payments cannot be reached right now; try again shortly",
+                   {"Retry-After": "5"}, retry_after=5)
+
+
+@router.get("", response_model=Billing, responses=problems.responses(404))
+async def get_billing(tenant: AccountReader, http: LedgerHttp):
+    """The credit packs on sale, the auto top-up rule, and the latest checkouts and top-ups."""
+    return await ask_ledger(http, "GET", tenant, "/billing")
+
+
+@router.post("/checkout", status_code=201, response_model=Checkout, responses=problems.responses(404, 422))
+async def create_checkout(body: CheckoutRequest, tenant: BillingManager, http: LedgerHttp, request: Request):
+    """Open a checkout for a credit pack; send the payer to `url`. Credits arrive once the
+    processor says the payment succeeded (at once for a card, later for a bank debit), and
+    never twice for one payment."""
+    account_page = f"{str(request.base_url).rstrip('/')}/console/account"
+    return await ask_ledger(http, "POST", tenant, "/checkout", {
+        "pack": body.pack, "save_card": body.save_card,
+        "success_url": body.success_url or f"{account_page}?checkout={{CHECKOUT_SESSION_ID}}",
+        "cancel_url": body.cancel_url or f"{account_page}?checkout=canceled"})
+
+
+@router.put("/auto-topup", response_model=Billing, responses=problems.responses(404, 422))
+async def set_auto_topup(body: AutoTopUpRequest, tenant: BillingManager, http: LedgerHttp):
+    """Buy `pack` with the saved card whenever a charge takes the balance below `below`, at
+    most `max_per_month` times a month. A failed charge is reported as
+    `billing.topup_failed`; three in a row pause the rule (as does a dispute) until it is set
+    again."""
+    return await ask_ledger(http, "PUT", tenant, "/auto-topup", body.model_dump())

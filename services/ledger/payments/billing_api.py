@@ -1,0 +1,69 @@
+"""The ledger's internal billing API, for ingest, which serves the public `/v1/billing`
+routes, checks the caller's key and input, and forwards here with the tenant in the path.
+Not exposed publicly; only ingest may call it (MAY_CALL: ledger/billing)."""
+
+import json
+from datetime import datetime
+from uuid import UUID
+
+from pydantic import BaseModel, Field, ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from services.common.identity import ServiceVerifier
+from services.common.internal_calls import guard
+from services.common.problems import Problem
+from services.ledger.payments.service import Payments
+
+PREFIX = "/internal/v1/tenants/{tenant}"
+
+
+class CheckoutAsked(BaseModel):
+    pack: str = Field(max_length=64)
+    save_card: bool = False
+    success_url: str = Field(max_length=2000)
+    cancel_url: str = Field(max_length=2000)
+
+
+class AutoTopUpRule(BaseModel):
+    below: int = Field(gt=0, le=10**12)
+    pack: str = Field(max_length=64)
+    max_per_month: int = Field(gt=0, le=1000)
+    enabled: bool = True
+
+
+def _json_value(value):
+    return value.isoformat() if isinstance(value, datetime) else str(value) if isinstance(value, UUID) else value
+
+
+def answer(body, status: int = 200) -> Response:
+    return Response(json.dumps(body, default=_json_value), status, media_type="application/json")
+
+
+async def _body(request: Request, model: type[BaseModel]):
+    try:
+        return model.model_validate_json(await request.body())
+    except ValidationError as error:
+        raise Problem(422, "validation-error", str(error)) from None
+
+
+def routes(payments: Payments, verifier: ServiceVerifier) -> list[Route]:
+    async def billing(request: Request) -> Response:
+        return answer(await payments.billing(request.path_params["tenant"]))
+
+    async def checkout(request: Request) -> Response:
+        asked = await _body(request, CheckoutAsked)
+        opened = await payments.open_checkout(request.path_params["tenant"], asked.pack, asked.save_card,
+                                              asked.success_url, asked.cancel_url)
+        return answer(opened, 201)
+
+    async def auto_topup(request: Request) -> Response:
+        rule = await _body(request, AutoTopUpRule)
+        return answer(await payments.set_auto_topup(request.path_params["tenant"], rule.below, rule.pack,
+                                                    rule.max_per_month, rule.enabled))
+
+    plain = [Route(f"{PREFIX}/billing", billing, methods=["GET"]),
+             Route(f"{PREFIX}/checkout", checkout, methods=["POST"]),
+             Route(f"{PREFIX}/auto-topup", auto_topup, methods=["PUT"])]
+    return [guard(route, verifier, "billing") for route in plain]
