@@ -9,6 +9,7 @@ from fastapi import Depends, Request, Response, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
 
 from services.common import telemetry
+from services.common.contracts import KeySpendCaps
 from services.common.problems import Problem
 from services.common.runtime import ServiceRuntime
 from services.common.storage import ObjectStore
@@ -67,6 +68,7 @@ class Caller:
     tenant_id: str
     key_id: UUID
     scopes: frozenset[str]
+    caps: KeySpendCaps = KeySpendCaps()
 
 
 # A key's last use is written at most this often, so a busy key costs no write per request.
@@ -85,7 +87,7 @@ async def authenticated(runtime: Runtime, plans: Plans, request: Request, respon
         raise Problem(401, "invalid-api-key", "the Authorization header must be 'Bearer <key>'", UNAUTHORIZED)
     async with runtime.pool.connection() as conn:
         row = await (await conn.execute(
-            "SELECT k.id, k.tenant_id, k.scopes, t.plan, k.last_used_at > now() - %s::interval AS fresh"
+            "SELECT k.id, k.tenant_id, k.scopes, k.daily_cap_credits, k.monthly_cap_credits, t.plan, k.last_used_at > now() - %s::interval AS fresh"
             " FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.key_hash = %s"
             " AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())",
             [LAST_USED_RESOLUTION, hash_api_key(bearer.credentials.strip())])).fetchone()
@@ -101,7 +103,8 @@ async def authenticated(runtime: Runtime, plans: Plans, request: Request, respon
                       f" with bursts of {plan.burst}; retry after {decision.retry_after_s} s",
                       decision.headers(plan), retry_after=decision.retry_after_s, plan=plan.name)
     response.headers.update(decision.headers(plan))
-    return Caller(row["tenant_id"], row["id"], frozenset(row["scopes"]))
+    caps = KeySpendCaps(daily=row["daily_cap_credits"], monthly=row["monthly_cap_credits"])
+    return Caller(row["tenant_id"], row["id"], frozenset(row["scopes"]), caps)
 
 
 async def scoped_caller(security_scopes: SecurityScopes, caller: Annotated[Caller, Depends(authenticated)]) -> Caller:
@@ -128,6 +131,7 @@ def ScopedCaller(scope: str):  # noqa: N802
 
 
 JobsWriter = Scoped("jobs:write")
+JobsSubmitter = ScopedCaller("jobs:write")  # a job carries the key that submitted it, and its spend caps
 JobsReader = Scoped("jobs:read")
 AccountReader = Scoped("account:read")
 KeysManager = ScopedCaller("keys:manage")

@@ -1,7 +1,8 @@
-"""The ledger's gRPC server: GetBalance, Quote, ListEntries, plus standard health checking
+"""The ledger's gRPC server: GetBalance, Quote, ListEntries, GetKeySpend, plus standard health checking
 and server reflection. Internal only."""
 
 from datetime import UTC, datetime
+from uuid import UUID
 
 import grpc
 from psycopg_pool import AsyncConnectionPool
@@ -9,7 +10,9 @@ from psycopg_pool import AsyncConnectionPool
 from services.common import grpc_server
 from services.common.identity import ServiceVerifier
 from services.common.protos import load
+from services.ledger.key_caps import period_start
 from services.ledger.pricebook import PriceBook
+from services.ledger.store import key_spend_of
 
 pb, rpc = load("genline.ledger.v1")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["LedgerService"].full_name
@@ -79,6 +82,22 @@ class LedgerService(rpc.LedgerServiceServicer):
                             created_at=_iso(r["created_at"])) for r in rows[:size]]
         token = str(rows[size - 1]["id"]) if len(rows) > size else ""
         return pb.ListEntriesResponse(entries=entries, next_page_token=token)
+
+    async def GetKeySpend(self, request, context):
+        try:
+            keys = [UUID(key) for key in request.api_key_ids]
+        except ValueError:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "api_key_ids must be UUIDs")
+        if len(keys) > MAX_PAGE:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"at most {MAX_PAGE} api_key_ids")
+        today = datetime.now(UTC).date()
+        async with self.pool.connection() as conn:
+            rows = await key_spend_of(conn, request.tenant_id, keys, today, period_start("month", today))
+        spent = {(r["api_key_id"], r["period"]): r["spent"] for r in rows}
+        return pb.GetKeySpendResponse(
+            keys=[pb.KeySpend(api_key_id=str(key), spent_today=spent.get((key, "day"), 0),
+                              spent_this_month=spent.get((key, "month"), 0)) for key in keys],
+            day=today.isoformat(), month=today.isoformat()[:7])
 
 
 async def start_grpc_server(pool: AsyncConnectionPool, price_book: PriceBook, host: str, port: int,

@@ -7,13 +7,14 @@ from uuid import UUID
 import psycopg
 
 from services.common.bus.inbox import InboxClaim, TransientConflict
-from services.common.db import Statement, added, inserted, together, updated
+from services.common.db import Statement, added, as_arrays, inserted, together, typed_arrays, updated
 from services.ledger.domain import Account, Book, Grant, Transfer
 
 TRANSFER_COLUMNS = {"id": "uuid", "job_id": "uuid", "tenant_id": "text", "amount": "bigint", "unit_price": "bigint",
                     "images": "int", "tokens_held": "int", "tier": "text", "pricebook_version": "text",
                     "max_provider_spend": "bigint", "timeout_at": "timestamptz", "state": "text",
-                    "charged": "bigint", "delivered": "int", "settled_at": "timestamptz"}
+                    "charged": "bigint", "delivered": "int", "settled_at": "timestamptz", "api_key_id": "uuid",
+                    "spent_on": "date"}
 SETTLED_COLUMNS = {"id": "uuid", "state": "text", "charged": "bigint", "delivered": "int",
                    "settled_at": "timestamptz"}
 GRANT_COLUMNS = {"id": "uuid", "tenant_id": "text", "source": "text", "amount": "bigint", "remaining": "bigint",
@@ -24,6 +25,22 @@ ENTRY_COLUMNS = {"tenant_id": "text", "transfer_id": "uuid", "grant_id": "uuid",
 ACCOUNT_COLUMNS = {"tenant_id": "text", "posted": "bigint", "pending": "bigint", "retry_tokens": "int"}
 COST_COLUMNS = {"job_id": "uuid", "attempt": "int", "provider": "text", "cost_micro_usd": "bigint"}
 CLOSED_COLUMNS = {"job_id": "uuid", "tenant_id": "text", "outcome": "text"}
+KEY_SPEND_COLUMNS = {"api_key_id": "uuid", "period": "text", "starts_on": "date", "tenant_id": "text",
+                     "spent": "bigint", "cap": "bigint", "refused": "boolean"}
+# A batch's holds on a key's spend, added to what is there with the cap in force; the CHECK
+# then refuses a sum beyond it. A refusal alone adds nothing and marks the period refused.
+KEY_SPEND_HELD = (
+    "INSERT INTO key_spend (api_key_id, period, starts_on, tenant_id, spent, cap, refused)"
+    " SELECT * FROM unnest({arrays}) ON CONFLICT (api_key_id, period, starts_on)"
+    " DO UPDATE SET spent = key_spend.spent + EXCLUDED.spent,"
+    " cap = CASE WHEN EXCLUDED.spent > 0 THEN EXCLUDED.cap ELSE key_spend.cap END,"
+    " refused = key_spend.refused OR EXCLUDED.refused")
+# What a batch's settlements give back (a negative change): the row exists since the hold,
+# and its cap stays as it is. (An insert's CHECKs see its own row before ON CONFLICT does.)
+KEY_SPEND_RELEASED = (
+    "UPDATE key_spend AS t SET spent = t.spent + u.spent, refused = t.refused OR u.refused FROM unnest({arrays})"
+    " AS u(api_key_id, period, starts_on, tenant_id, spent, cap, refused)"
+    " WHERE t.api_key_id = u.api_key_id AND t.period = u.period AND t.starts_on = u.starts_on")
 REPORT_COLUMNS = {"job_id": "uuid", "n": "int", "tenant_id": "text", "outcome": "text", "amount": "bigint"}
 
 
@@ -151,4 +168,34 @@ async def _write_book(conn: psycopg.AsyncConnection, book: Book, published: Stat
     await together(conn, [
         updated("transfers", "id", SETTLED_COLUMNS, [_values(t, SETTLED_COLUMNS) for t in book.changed_transfers]),
         added("grants", "id", {"id": "uuid", "remaining": "bigint"}, [(gid, -taken) for gid, taken in book.grants_taken()]),
+        *key_spend_written(book.key_spend.changes()),
         added("accounts", "tenant_id", ACCOUNT_COLUMNS, book.account_deltas())])
+
+
+def key_spend_written(rows: list[tuple]) -> list[Statement | None]:
+    """The statements that write a batch's net change to each key's spend rows (one each)."""
+    held, released = [r for r in rows if r[4] >= 0], [r for r in rows if r[4] < 0]
+    arrays = typed_arrays(KEY_SPEND_COLUMNS)
+    return [(KEY_SPEND_HELD.format(arrays=arrays), as_arrays(held)) if held else None,
+            (KEY_SPEND_RELEASED.format(arrays=arrays), as_arrays(released)) if released else None]
+
+
+async def read_key_spend(conn: psycopg.AsyncConnection, book: Book, api_key_ids: Iterable[UUID],
+                         starts: Iterable) -> Book:
+    """What `api_key_ids` spent in the periods starting on `starts` (unlocked: the batch's
+    holds are written as deltas that the database checks against the cap)."""
+    keys, days = sorted(set(api_key_ids)), sorted(set(starts))
+    if keys:
+        for row in await _rows(conn, "SELECT api_key_id, period, starts_on, spent FROM key_spend"
+                                     " WHERE api_key_id = ANY(%b) AND starts_on = ANY(%b)", [keys, days]):
+            book.key_spend.loaded[(row["api_key_id"], row["period"], row["starts_on"])] = row["spent"]
+    return book
+
+
+async def key_spend_of(conn: psycopg.AsyncConnection, tenant_id: str, api_key_ids: list[UUID], day,
+                       month) -> list[dict]:
+    """Each of the tenant's keys' spend today and this month, as the ledger's API shows it."""
+    return await _rows(conn, "SELECT api_key_id, period, spent FROM key_spend WHERE tenant_id = %s"
+                             " AND api_key_id = ANY(%b)"
+                             " AND ((period = 'day' AND starts_on = %s) OR (period = 'month' AND starts_on = %s))",
+                       [tenant_id, api_key_ids, day, month])
