@@ -27,7 +27,7 @@ SUBSCRIPTIONS = {"ingest": ("ledger", "router", "scorer", "delivery"),
                  "ledger": ("ingest", "router", "scorer", "delivery"),
                  "router": ("ledger", "scorer", "ingest"),
                  "scorer": ("router", "ingest"),
-                 "delivery": ("scorer", "ingest")}
+                 "delivery": ("scorer", "ingest", "ledger")}
 
 
 def readers_of(publisher: str) -> tuple[str, ...]:

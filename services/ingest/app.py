@@ -25,6 +25,7 @@ from services.ingest.routes import (
     admin,
     admin_platform,
     admin_tenants,
+    alerts,
     candidates,
     console,
     documentation,
@@ -72,7 +73,8 @@ def receipt_signer(settings: IngestSettings) -> Signer:
     return Signer(Ed25519PrivateKey.generate())
 
 
-ROUTERS = (root.router, jobs.router, candidates.router, events.router, uploads.router, account.router, usage.router,
+ROUTERS = (root.router, jobs.router, candidates.router, events.router, uploads.router, account.router, alerts.router,
+           usage.router,
            receipts.router, templates.router, key_routes.router, webhooks.router, admin.router, admin_tenants.router,
            admin_platform.router, internal.router)
 

@@ -36,7 +36,9 @@ def platform(endpoints, tmp_path_factory) -> Iterator[ServiceFleet]:
                                     "GENLINE_ADMIN_TOKEN": LEDGER_ADMIN_TOKEN,
                                     "GENLINE_PAYMENT_WEBHOOK_SECRET": PAYMENT_WEBHOOK_SECRET,
                                     # Webhook retries within seconds, not a day.
-                                    "GENLINE_WEBHOOK_RETRY_SCHEDULE_S": "[0.3, 0.6, 1.2, 2.4]"})
+                                    "GENLINE_WEBHOOK_RETRY_SCHEDULE_S": "[0.3, 0.6, 1.2, 2.4]",
+                                    # The ledger looks for alerts due every second, not every 15.
+                                    "GENLINE_ALERT_INTERVAL_S": "1"})
     try:
         fleet.start_all()
         yield fleet

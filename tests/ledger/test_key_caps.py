@@ -10,11 +10,8 @@ import pytest
 
 from services.common.bus.envelope import envelop
 from services.common.contracts import CreditsReserved, JobSpec, JobSubmitted, KeySpendCaps, ScoringFailed
-from services.common.runtime import ServiceRuntime
-from services.ledger import handlers
-from services.ledger.app import LedgerApp
 from services.ledger.key_caps import KeySpend
-from tests.ledger.test_reservations import account, grant, open_scratch, published, scratch_ledger
+from tests.ledger.test_reservations import account, grant, published
 
 REJECTED = "genline.credits.reservation_rejected.v1"
 
@@ -24,24 +21,6 @@ def submitted_with_key(tenant: str, key: uuid.UUID, caps: KeySpendCaps | None, i
     spec = JobSpec(job_id=job_id, tenant_id=tenant, template="generic", prompt="p", images=images,
                    candidates=images + 1, seed=1, submitted_at=datetime.now(UTC), api_key_id=key, key_caps=caps)
     return JobSubmitted(job_id=job_id, tenant_id=tenant, job=spec)
-
-
-@pytest.fixture
-async def ledger(endpoints):
-    app = await open_scratch(scratch_ledger(endpoints))
-    yield app
-    await app.runtime.pool.close()
-
-
-@pytest.fixture
-async def replica(ledger):
-    """A second ledger on the first one's schema, with its own connections, as a replica is."""
-    settings = ledger.settings
-    app = LedgerApp(settings, ServiceRuntime(ledger.runtime.name, settings, "services.ledger"))
-    app.runtime.consumer.on_batch(handlers.CONSUMED, app.ledger.apply_events)
-    await app.runtime.pool.open(wait=True)
-    yield app
-    await app.runtime.pool.close()
 
 
 async def key_spent(ledger, key: uuid.UUID) -> dict[str, int]:
