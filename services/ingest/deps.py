@@ -16,6 +16,7 @@ from services.common.storage import ObjectStore
 from services.ingest.accounts import limits
 from services.ingest.accounts.keys import hash_api_key
 from services.ingest.accounts.plans import PlanBook
+from services.ingest.accounts.prompt_screening import PromptGate
 from services.ingest.inputs.screening import ScreeningGate
 from services.ingest.jobs.live import LogWatch
 from services.ingest.settings import IngestSettings
@@ -59,6 +60,13 @@ Settings = Annotated[IngestSettings, Depends(get_settings)]
 Objects = Annotated[ObjectStore, Depends(get_objects)]
 Watch = Annotated[LogWatch, Depends(get_log_watch)]
 Screening = Annotated[ScreeningGate, Depends(get_screening)]
+
+
+async def get_prompt_gate(request: Request) -> PromptGate:
+    return request.app.state.prompt_gate
+
+
+PromptScreen = Annotated[PromptGate, Depends(get_prompt_gate)]
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,17 @@
 """Money under control on the running services: a key's spend cap set and shown through the
-API, holding under 200 concurrent submissions (402 naming the cap, none over it), and spend
-attributed to the tenant's end users and metadata, equal to the sum of the receipts."""
+API, holding under 200 concurrent submissions (402 naming the cap, none over it), alerts sent
+once per crossing to the tenant's endpoint, signed, and spend attributed to the tenant's end
+users and metadata, equal to the sum of the receipts."""
 
+import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
+import pytest
 
 from tests.e2e.test_api_keys import as_key, assert_problem, create_key
+from tests.e2e.test_webhooks import Receiver, create_endpoint, verifies
 
 
 def key_spend(tenant, key_id: str) -> dict[str, int]:
@@ -89,3 +94,110 @@ def test_usage_by_end_user_and_by_metadata_key_equals_the_sum_of_the_receipts(te
     assert_problem(tenant.http.get("/v1/usage/attribution", params={"group_by": "prompt"}), 422, "validation-error")
     too_many = {f"k{n}": "v" for n in range(17)}
     assert_problem(tenant.http.post("/v1/jobs", json={"prompt": "p", "metadata": too_many}), 422, "validation-error")
+
+
+@pytest.fixture
+def alert_receiver():
+    receiver = Receiver()
+    receiver.thread.start()
+    yield receiver
+    receiver.server.shutdown()
+    receiver.server.server_close()
+
+
+def alerts_listed(tenant, count: int, timeout_s: float = 60) -> list[dict]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        answer = tenant.http.get("/v1/account/alerts")
+        assert answer.status_code == 200, answer.text
+        if len(answer.json()["alerts"]) >= count or time.monotonic() > deadline:
+            return answer.json()["alerts"]
+        time.sleep(0.3)
+
+
+def test_alerts_reach_the_tenants_endpoint_signed_once_per_crossing(tenant_factory, platform, alert_receiver):
+    receiver = alert_receiver
+    tenant = tenant_factory(credits=40)
+    endpoint = create_endpoint(tenant, receiver.url("/alerts"),
+                               event_types=["account.balance_low", "account.key_cap_reached"])
+    answer = tenant.http.put("/v1/account/alerts/settings", json={"balance_low_below": 25})
+    assert answer.status_code == 200 and answer.json() == {"balance_low_below": 25, "grant_expiring_days": 7}
+    key = create_key(tenant, name="capped", scopes=["jobs:write", "jobs:read"], daily_cap_credits=10)
+    with as_key(platform.ingest_url, key["secret"]) as client:
+        first = client.post("/v1/jobs", json={"prompt": "a red bicycle", "images": 1, "candidates": 1})
+        assert first.status_code == 202, first.text
+        tenant.wait_settled([first.json()["id"]])  # 30 left, the key's 10 spent: its cap reached
+        problem = assert_problem(client.post("/v1/jobs", json={"prompt": "again", "images": 1}), 402,
+                                 "key-cap-reached")
+        assert problem["cap_credits"] == 10
+    requests = receiver.wait("/alerts", 1)
+    second = tenant.submit(images=1, candidates=1)
+    tenant.wait_settled([second])  # 20 left: below 25, a crossing
+    requests = receiver.wait("/alerts", 2)
+    third = tenant.submit(images=1, candidates=1)
+    tenant.wait_settled([third])  # 10 left: the same crossing, not told again
+    listed = alerts_listed(tenant, 2)
+    time.sleep(3)  # three of the ledger's looks (GENLINE_ALERT_INTERVAL_S=1)
+    assert len(receiver.requests["/alerts"]) == 2 and len(alerts_listed(tenant, 2)) == 2
+    assert all(verifies(endpoint["secret"], r) for r in requests)
+    sent = {json.loads(body)["type"]: json.loads(body)["data"] for _, body in requests}
+    assert sent["account.balance_low"]["available"] == 20 and sent["account.balance_low"]["threshold"] == 25
+    assert sent["account.key_cap_reached"]["api_key_id"] == key["id"] and sent["account.key_cap_reached"]["cap"] == 10
+    assert {a["alert"] for a in listed} == {"account.balance_low", "account.key_cap_reached"}
+    assert {a["id"] for a in listed} == {data["id"] for data in sent.values()}
+
+
+def test_the_client_and_the_cli_set_and_show_a_keys_caps_and_usage_by_end_user(tenant_factory, platform):
+    from genline_client import Genline, PaymentRequired
+    from tests.e2e.test_jobs_cli import genline
+
+    tenant = tenant_factory(credits=1_000)
+    as_tenant = {"api_url": platform.ingest_url, "api_key": tenant.api_key}
+    with Genline(tenant.api_key, platform.ingest_url) as client:
+        key = next(k for k in client.api_keys() if k["name"] == "operator")
+        capped = client.set_key_caps(key["id"], daily_cap_credits=10)
+        assert capped["daily_cap_credits"] == 10 and capped["monthly_cap_credits"] is None
+        job = client.jobs.create("a red bicycle", images=1, candidates=1, end_user="carol", metadata={"team": "ads"})
+        tenant.wait_settled([str(job.id)])
+        try:
+            client.jobs.create("a blue bicycle", images=1, candidates=1)
+            raise AssertionError("a job past the key's cap was accepted")
+        except PaymentRequired as refused:
+            assert refused.problem["cap"] == "daily" and refused.problem["cap_credits"] == 10
+        by_user = client.usage_attribution("end_user", days=1)
+        assert [(g["value"], g["credits"]) for g in by_user["groups"]] == [("carol", 10)]
+    listed = genline("keys", "list", "--json", **as_tenant)
+    assert listed.returncode == 0, listed.stderr
+    assert [(k["daily_cap_credits"], k["spent_today"]) for k in json.loads(listed.stdout)] == [(10, 10)]
+    raised = genline("keys", "caps", key["id"], "--daily", "30", "--json", **as_tenant)
+    assert raised.returncode == 0 and json.loads(raised.stdout)["daily_cap_credits"] == 30
+    by_team = genline("usage", "--by", "metadata.team", "--days", "1", **as_tenant)
+    assert by_team.returncode == 0 and "ads" in by_team.stdout and "total" in by_team.stdout
+    alerts = genline("alerts", "--balance-low-below", "5000", "--json", **as_tenant)
+    assert alerts.returncode == 0 and json.loads(alerts.stdout)["settings"]["balance_low_below"] == 5000
+
+
+def test_a_refused_prompt_is_a_422_naming_its_category_and_costs_nothing(tenant_factory, platform):
+    tenant = tenant_factory(credits=100)
+    rules = {"rules": [{"category": "competitors", "terms": ["acme corp"], "patterns": ["globex*"]}],
+             "policy": "fail_closed"}
+    answer = tenant.http.put("/v1/account/prompt-screening", json=rules)
+    assert answer.status_code == 200, answer.text
+    assert tenant.http.get("/v1/account/prompt-screening").json() == rules
+    for prompt in ("a billboard for ACME Corp", "the Globex tower at night"):
+        problem = assert_problem(tenant.http.post("/v1/jobs", json={"prompt": prompt, "images": 4}), 422,
+                                 "prompt-refused")
+        assert problem["category"] == "competitors" and problem["screened_by"] == "tenant"
+    assert_problem(tenant.http.put("/v1/account/prompt-screening", json={"rules": [{"category": "x",
+                                                                                    "patterns": ["[a-z]+"]}]}),
+                   422, "validation-error")
+    assert tenant.http.get("/v1/jobs").json()["data"] == []
+    with psycopg.connect(tenant.endpoints.database_url) as conn:
+        held = conn.execute(f'SELECT count(*) FROM "{tenant.ledger_schema}".transfers WHERE tenant_id = %s',
+                            [tenant.id]).fetchone()[0]
+        generated = conn.execute(f'SELECT count(*) FROM "{platform.schema("router")}".jobs WHERE tenant_id = %s',
+                                 [tenant.id]).fetchone()[0]
+    assert (held, generated) == (0, 0)
+    assert tenant.balance() == {"posted": 100, "pending": 0, "available": 100}
+    accepted = tenant.submit(prompt="a red bicycle against a brick wall", images=1, candidates=1)
+    assert tenant.wait_settled([accepted])[accepted]["state"] == "succeeded"

@@ -16,7 +16,17 @@ from services.common.contracts import JobErased, OutputReported
 from services.common.problems import Problem
 from services.common.storage import signed_links
 from services.ingest import data_keys, store
-from services.ingest.deps import JobsReader, JobsSubmitter, JobsWriter, Objects, Plans, Runtime, Screening, Settings
+from services.ingest.deps import (
+    JobsReader,
+    JobsSubmitter,
+    JobsWriter,
+    Objects,
+    Plans,
+    PromptScreen,
+    Runtime,
+    Screening,
+    Settings,
+)
 from services.ingest.jobs import domain, submission
 from services.ingest.jobs.examples import (
     CANCELED_EXAMPLE,
@@ -41,9 +51,10 @@ class JobAccepted(BaseModel):
     url: str
 
 
-@router.post("", status_code=202, response_model=JobAccepted, responses=problems.responses(402, 413, 415, 503))
+@router.post("", status_code=202, response_model=JobAccepted, responses=problems.responses(402, 413, 415, 422, 503))
 async def submit_job(body: JobRequest, response: Response, caller: JobsSubmitter, runtime: Runtime,
                      settings: Settings, objects: Objects, plans: Plans, gate: Screening, ledger: Ledger,
+                     prompts: PromptScreen,
                      idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
                      cancel_after: Annotated[str | None, Header(max_length=32)] = None):
     """Accept a job (202); it moves on asynchronously. Retries with the same `Idempotency-Key`
@@ -57,8 +68,13 @@ async def submit_job(body: JobRequest, response: Response, caller: JobsSubmitter
     reason and `Retry-After`) and nothing is held; an accepted job is never dropped by a limit.
     A job the API key's spend cap (daily or monthly, `PUT /v1/api-keys/{id}/caps`) has no room
     for is refused (402 `key-cap-reached`, naming the cap); under a race the ledger enforces the
-    cap when it holds the credits, and the job is then rejected (`key_cap_reached`)."""
+    cap when it holds the credits, and the job is then rejected (`key_cap_reached`).
+    The prompt is screened first, before anything is held or generated: the platform's rules,
+    yours (`PUT /v1/account/prompt-screening`), then the hosted moderation provider where one is
+    configured; a refused prompt gets 422 `prompt-refused` naming the category, and while the
+    provider is down your policy decides (fail open, or 503 `prompt-screening-unavailable`)."""
     telemetry.bind_prompt(body.prompt)
+    await prompts.check(runtime.pool, caller.tenant_id, body.prompt)
     submitter = submission.Submitter(caller.key_id, caller.caps)
     view = await submission.submit(runtime, objects, plans, caller.tenant_id, body, settings, idempotency_key,
                                    cancel_after, gate, submitter, ledger)
