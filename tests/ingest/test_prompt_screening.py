@@ -40,6 +40,8 @@ def test_terms_match_whole_words_in_any_case_and_patterns_each_word():
 def test_a_tenants_pattern_is_a_wildcard_not_a_regular_expression():
     with pytest.raises(ValueError):
         PromptRule(category="x", patterns=["[a-z]+"])
+    with pytest.raises(ValueError):
+        OperatorRule(category="x", patterns=["(unclosed"])
     evil = PromptRule(category="x", patterns=["*a*a*a*a*b"])
     assert screen("a" * 2000, [], [evil]) is None  # judged on words of at most 64 characters
 
@@ -105,3 +107,50 @@ def test_the_adapter_asks_the_provider_and_its_breaker_opens_after_failures(prov
     assert provider.bodies[0] == {"model": "omni-moderation-latest", "input": "a knife fight"}
     clock[0] = 31.0
     assert breaker.allows()
+
+
+@pytest.fixture(scope="module")
+def ingest_settings(endpoints):
+    import uuid
+
+    from services.ingest.settings import IngestSettings
+
+    return endpoints.settings(IngestSettings, environment="test", schema_name=f"prompts_{uuid.uuid4().hex[:8]}")
+
+
+def test_the_gate_refuses_by_rule_or_moderation_and_a_down_provider_follows_the_tenants_policy(ingest_settings,
+                                                                                               provider):
+    from services.common.problems import Problem
+    from services.ingest.accounts.prompt_screening import PromptGate, TenantScreening, write_screening
+    from services.ingest.accounts.tenants import create_tenant, tenants_transaction
+
+    provider.answers = [(200, FLAGGED), (200, CLEAN), (503, {}), (503, {})]
+
+    async def outcomes() -> list[str]:
+        await create_tenant(ingest_settings, "closed-tenant")
+        await create_tenant(ingest_settings, "open-tenant")
+        async with tenants_transaction(ingest_settings) as conn:
+            await write_screening(conn, "closed-tenant", TenantScreening(
+                [PromptRule(category="competitors", terms=["globex"])], "fail_closed"))
+        from services.common.runtime import ServiceRuntime
+
+        runtime = ServiceRuntime("ingest", ingest_settings, "services.ingest")
+        await runtime.pool.open(wait=True)
+        seen = []
+        async with httpx.AsyncClient() as http:
+            adapter = HostedModeration(http, provider.url, None, "omni-moderation-latest", 2.0, Breaker(5, 30))
+            gate = PromptGate([OperatorRule(category="weapons", terms=["rifle"])], "fail_open", adapter)
+            for tenant, prompt in [("closed-tenant", "a rifle"), ("closed-tenant", "the globex tower"),
+                                   ("closed-tenant", "a knife fight"), ("closed-tenant", "a bicycle"),
+                                   ("closed-tenant", "a bicycle"), ("open-tenant", "a bicycle")]:
+                try:
+                    await gate.check(runtime.pool, tenant, prompt)
+                    seen.append("accepted")
+                except Problem as problem:
+                    seen.append(f"{problem.status} {problem.extra.get('category', problem.slug)}")
+        await runtime.pool.close()
+        return seen
+
+    assert asyncio.run(outcomes()) == ["422 weapons", "422 competitors", "422 violence", "accepted",
+                                       "503 prompt-screening-unavailable", "accepted"]
+    assert [body["input"] for body in provider.bodies] == ["a knife fight", "a bicycle", "a bicycle", "a bicycle"]

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints, field_validator
 
 MAX_WORD = 64  # a tenant's patterns look at this much of each word
 Category = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.\-]*$")]
@@ -40,6 +40,17 @@ class OperatorRule(Rule):
     """The operator's rule, for every tenant."""
 
     patterns: list[str] = Field([], max_length=200, description="regular expressions, searched in the prompt")
+
+    @field_validator("patterns")
+    @classmethod
+    def _compiles(cls, patterns: list[str]) -> list[str]:
+        """A pattern that does not compile stops the service at start, not a submission."""
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise ValueError(f"pattern {pattern!r} is not a regular expression: {error}") from None
+        return patterns
 
 
 @dataclass(frozen=True)
