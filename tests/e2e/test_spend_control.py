@@ -70,6 +70,8 @@ def test_usage_by_end_user_and_by_metadata_key_equals_the_sum_of_the_receipts(te
     assert jobs[job_ids[0]]["end_user"] == "alice" and jobs[job_ids[0]]["metadata"] == {"campaign": "spring"}
     receipts = {job_id: tenant.http.get(f"/v1/jobs/{job_id}/receipt").json()["receipt"] for job_id in job_ids}
     assert receipts[job_ids[1]]["end_user"] == "alice" and "end_user" not in receipts[job_ids[3]]
+    first_entry = tenant.http.get(f"/v1/jobs/{job_ids[0]}/events").json()["data"][0]
+    assert first_entry["payload"]["end_user"] == "alice" and first_entry["payload"]["metadata"] == {"campaign": "spring"}
 
     def summed(label) -> dict:
         sums: dict = {}
