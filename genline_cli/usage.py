@@ -11,7 +11,23 @@ from genline_client import Genline
 from services.common.cli import CommandTree
 
 
+def show_attribution(client: Genline, args: argparse.Namespace, output: Output) -> int:
+    attribution = client.usage_attribution(group_by=args.by, days=args.days)
+    if output.as_json:
+        output.json(attribution)
+        return 0
+    table = Table(args.by, "jobs ended", "images", "credits")
+    for group in [*attribution["groups"], attribution["total"] | {"value": "total"}]:
+        table.add_row("(none)" if group["value"] is None else group["value"], str(group["jobs"]), str(group["images"]),
+                      str(group["credits"]))
+    output.out.print(f"{attribution['since']} to {attribution['until']} (UTC), from your receipts")
+    output.out.print(table)
+    return 0
+
+
 def show_usage(client: Genline, args: argparse.Namespace, output: Output) -> int:
+    if args.by:
+        return show_attribution(client, args, output)
     usage = client.usage(days=args.days)
     if output.as_json:
         output.json(usage.model_dump(mode="json"))
@@ -47,3 +63,4 @@ def add_commands(tree: CommandTree) -> None:
                          parents=[common_options()])
     usage.add_argument("--days", type=int, default=7, metavar="N", help="days of history, today included (1-366;"
                        " default 7)")
+    usage.add_argument("--by", metavar="GROUP", help="spend per end_user, or per metadata.<key> (your jobs' labels)")

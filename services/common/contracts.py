@@ -27,7 +27,7 @@ SUBSCRIPTIONS = {"ingest": ("ledger", "router", "scorer", "delivery"),
                  "ledger": ("ingest", "router", "scorer", "delivery"),
                  "router": ("ledger", "scorer", "ingest"),
                  "scorer": ("router", "ingest"),
-                 "delivery": ("scorer", "ingest")}
+                 "delivery": ("scorer", "ingest", "ledger")}
 
 
 def readers_of(publisher: str) -> tuple[str, ...]:
@@ -110,6 +110,14 @@ FINAL_STATES: tuple[str, ...] = get_args(FinalState)
 DEADLINE_EXCEEDED = "deadline_exceeded"
 
 
+class KeySpendCaps(Contract):
+    """The credits one API key may spend (held by open reservations plus charged) per UTC day
+    and per UTC month; None: no cap. The ledger enforces them in the hold's transaction."""
+
+    daily: int | None = Field(None, ge=0)
+    monthly: int | None = Field(None, ge=0)
+
+
 class JobSpec(Contract):
     """What the client asked for, carried along so no service needs another's tables."""
 
@@ -140,6 +148,10 @@ class JobSpec(Contract):
     template_version: str | None = Field(None, description="the template catalogue's version at submission")
     profile_name: str | None = Field(None, description="the scoring profile in force, resolved at submission")
     profile_version: str | None = Field(None, description="a digest of that profile's checks with the job's rules")
+    api_key_id: UUID | None = Field(None, description="the API key that submitted the job; its spend is counted")
+    key_caps: KeySpendCaps | None = Field(None, description="that key's spend caps in force at submission")
+    metadata: dict[str, str] | None = Field(None, description="the tenant's own labels, bounded at submission")
+    end_user: str | None = Field(None, description="the tenant's customer the job is for, for attribution")
 
     @field_validator("prompt", mode="before")
     @classmethod
@@ -318,6 +330,14 @@ class JobProgressed(JobEvent):
     seq: int = Field(ge=0, description="the job's count of progress announcements: one webhook id each")
     webhook_url: str | None = None
     webhook_events: list[str] | None = None
+# The alerts a tenant's endpoints can subscribe to besides, each sent once per crossing.
+AlertEvent = Literal["account.balance_low", "account.grant_expiring", "account.key_cap_reached",
+                     "billing.topup_failed"]
+ALERT_EVENTS: tuple[str, ...] = get_args(AlertEvent)
+EndpointEvent = Literal[WebhookEvent, AlertEvent]
+ENDPOINT_EVENTS: tuple[str, ...] = WEBHOOK_EVENTS + ALERT_EVENTS
+# What a new endpoint is sent when it names nothing: everything but `job.progress`.
+DEFAULT_ENDPOINT_EVENTS: tuple[str, ...] = FINAL_WEBHOOK_EVENTS + ALERT_EVENTS
 
 
 class JobErased(JobEvent):
@@ -396,7 +416,7 @@ class ReservationRejected(JobEvent):
     event_type = "genline.credits.reservation_rejected.v1"
     publisher = "ledger"
     reason_code: Literal["insufficient_credits", "unknown_account", "unknown_template", "unknown_tier", "job_closed",
-                         "account_in_debt"]
+                         "account_in_debt", "key_cap_reached"]
     reason: str
     required: int
     available: int
@@ -740,6 +760,24 @@ class WebhookSent(JobEvent):
     status_code: int | None
 
 
+class AccountAlerted(Event):
+    """Published by the ledger when a tenant crosses a line it is to be told of before its
+    money runs out: its available credits fell below its threshold, a grant with credits left
+    expires within its notice, an API key reached its spend cap, an automatic top-up failed.
+    Once per crossing: `alert_id` names the crossing (a balance that rises above the threshold
+    and falls again is a new one). Delivery sends it to the tenant's endpoints subscribed to
+    `alert`, as a Standard Webhook whose data is `details`."""
+
+    event_type = "genline.account.alerted.v1"
+    publisher = "ledger"
+    tenant_id: str
+    alert_id: str
+    alert: AlertEvent
+    raised_at: datetime
+    details: dict[str, Any] = Field(default_factory=dict, description="what was crossed: the threshold and"
+                                                                      " balance, the grant, the key and its cap")
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.event_type: cls
     for cls in (
@@ -774,6 +812,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         JobCanceled,
         AuditRecorded,
         WebhookSent,
+        AccountAlerted,
     )
 }
 

@@ -106,6 +106,17 @@ def webhook_id(job_id: UUID, event_type: str, target: str) -> str:
     return "msg_" + uuid5(NAMESPACE_URL, f"genline:{job_id}:{event_type}:{target}").hex
 
 
+def alert_webhook_id(alert_id: str, target: str) -> str:
+    """The `webhook-id` of one alert to one endpoint: an alert is raised once per crossing, so
+    its id names the crossing, and retries and redeliveries keep it."""
+    return "msg_" + uuid5(NAMESPACE_URL, f"genline:alert:{alert_id}:{target}").hex
+
+
+def alert_data(alert_id: str, tenant_id: str, raised_at: datetime, details: dict) -> dict:
+    """What an alert's webhook says: which crossing, when, and what was crossed."""
+    return {"id": alert_id, "tenant_id": tenant_id, "raised_at": raised_at.isoformat(), **details}
+
+
 def webhook_body(event_type: str, at: datetime, view: dict) -> bytes:
     """The Standard Webhooks payload shape: type, timestamp, data (the job as the API shows it)."""
     return json.dumps({"type": event_type, "timestamp": at.isoformat(), "data": view},

@@ -14,6 +14,7 @@ from services.common.bus.envelope import Envelope
 from services.common.bus.inbox import HandlerContext
 from services.common.bus.outbox import erase_prompt_from_outbox
 from services.common.contracts import (
+    AccountAlerted,
     CandidateScore,
     CandidatesScored,
     DeliveredImage,
@@ -28,7 +29,7 @@ from services.common.storage import ObjectStore, candidate_prefix, signed_links
 from services.common.templates import Delivery, load_catalogue
 from services.delivery import domain, postprocess, store
 from services.delivery.settings import DeliverySettings
-from services.delivery.webhooks import WebhookSender, queue_webhooks
+from services.delivery.webhooks import WebhookSender, queue_alert_webhooks, queue_webhooks
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -183,6 +184,12 @@ def register(consumer: EventConsumer, objects: ObjectStore, settings: DeliverySe
     async def on_job_finished(ctx: HandlerContext, event: JobFinished) -> None:
         assert ctx.claim is not None  # registered with claims=True
         if await queue_webhooks(ctx.conn, event, ctx.claim):
+            ctx.after_commit(sender.notify)
+
+    @consumer.on(AccountAlerted, claims=True)
+    async def on_account_alerted(ctx: HandlerContext, event: AccountAlerted) -> None:
+        assert ctx.claim is not None  # registered with claims=True
+        if await queue_alert_webhooks(ctx.conn, event, ctx.claim):
             ctx.after_commit(sender.notify)
 
     @consumer.on(RetentionSet)

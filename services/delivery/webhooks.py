@@ -2,7 +2,9 @@
 
 1. Queue: a job's JobFinished adds one message per enabled endpoint of its tenant subscribed to
    `job.<state>`, and one for the job's own `webhook_url`, in the transaction that records
-   the event as applied; each message has its `webhook-id` for good.
+   the event as applied; each message has its `webhook-id` for good. A tenant's alert
+   (AccountAlerted, raised once per crossing by the ledger) adds one per endpoint subscribed
+   to it.
 2. Send: the sender claims due messages (a lease, so replicas share the work and a message
    whose sender died is taken over), checks the target's addresses after resolving it, and
    posts the job with freshly signed links and its prompt opened (the message keeps it
@@ -26,7 +28,14 @@ from services.common import targets, telemetry
 from services.common.bus.envelope import envelop
 from services.common.bus.inbox import InboxClaim
 from services.common.bus.outbox import OutboxRelay, add_to_outbox
-from services.common.contracts import PROGRESS_WEBHOOK_EVENT, JobFinished, JobProgressed, SealedText, WebhookSent
+from services.common.contracts import (
+    PROGRESS_WEBHOOK_EVENT,
+    AccountAlerted,
+    JobFinished,
+    JobProgressed,
+    SealedText,
+    WebhookSent,
+)
 from services.common.data_keys import DataKeys
 from services.common.storage import ObjectStore, signed_links
 from services.common.supervision import stop_tasks, supervise
@@ -60,6 +69,19 @@ async def queue_webhooks(conn: psycopg.AsyncConnection, event: JobFinished | Job
         await store.queue_message(conn, webhook_id, event.tenant_id, endpoint_id, url, event.job_id, event_type,
                                   json.dumps(payload))
     return len(targets_)
+
+
+async def queue_alert_webhooks(conn: psycopg.AsyncConnection, event: AccountAlerted, claim: InboxClaim) -> int:
+    """The messages of a tenant's alert: one per endpoint subscribed to it; its first statement
+    claims the event on the inbox (nothing is queued for a duplicate)."""
+    endpoints = await store.subscribed_endpoints(conn, event.tenant_id, event.alert, claim)
+    if not claim.claimed:
+        return 0
+    payload = json.dumps(domain.alert_data(event.alert_id, event.tenant_id, event.raised_at, event.details))
+    for endpoint in endpoints:
+        await store.queue_message(conn, domain.alert_webhook_id(event.alert_id, str(endpoint["id"])), event.tenant_id,
+                                  endpoint["id"], endpoint["url"], None, event.alert, payload)
+    return len(endpoints)
 
 
 # ---- sending -----------------------------------------------------------------------------

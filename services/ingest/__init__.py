@@ -29,7 +29,9 @@ jobs/              a job from submission to its end
   replay.py          `genline replay jobs`: every read model rebuilt from the events and compared
 accounts/          who may call, and how much
   tenants.py         the tenants table, and creating a tenant or moving its plan from outside the service
-  keys.py            API keys: scopes, making and hashing a key, the api_keys table
+  keys.py            API keys: scopes, spend caps, making and hashing a key, the api_keys table
+  spend_caps.py      a key's spend as the ledger counts it, and the 402 a job past its cap gets
+  prompt_screening.py prompts screened before any hold: rules, the tenant's table, moderation's outage
   plans.py           plans as data (plans.yaml) and the request-rate arithmetic
   limits.py          a plan's limits enforced on the database (rate, jobs in progress, images per day)
   webhook_targets.py whether a webhook URL may be used (public addresses only)
@@ -39,6 +41,8 @@ receipts/          signed job receipts
   replay.py          `genline replay receipts`: every receipt checked against the record
 inputs/            what a client sends besides its request, checked before anything is stored
   screening.py       screening of uploaded and reference photos
+  prompt_rules.py    the operator's and the tenant's prompt rules, judged without I/O
+  moderation.py      the hosted moderation adapter (OpenAI-style) behind its breaker
   guidance.py        an input photo judged against its template's checks before a job is accepted
   scorer_calls.py    what ingest asks of the scorer's internal API: measurements, calibration
 console/           the web console's files, served by routes/console.py

@@ -15,6 +15,8 @@ from services.common.runtime import ServiceRuntime
 from services.common.storage import ObjectStore
 from services.ingest import handlers, ledger_calls
 from services.ingest.accounts.plans import load_plans
+from services.ingest.accounts.prompt_screening import PromptGate
+from services.ingest.inputs.moderation import Breaker, HostedModeration
 from services.ingest.inputs.screening import ScreeningGate
 from services.ingest.jobs.live import LogWatch
 from services.ingest.jobs.sweeper import Sweeper
@@ -25,6 +27,7 @@ from services.ingest.routes import (
     admin,
     admin_platform,
     admin_tenants,
+    alerts,
     billing,
     candidates,
     console,
@@ -32,6 +35,7 @@ from services.ingest.routes import (
     events,
     internal,
     jobs,
+    prompt_screening,
     receipts,
     root,
     templates,
@@ -75,7 +79,8 @@ def receipt_signer(settings: IngestSettings) -> Signer:
     return Signer(Ed25519PrivateKey.generate())
 
 
-ROUTERS = (root.router, jobs.router, candidates.router, events.router, uploads.router, account.router, usage.router,
+ROUTERS = (root.router, jobs.router, candidates.router, events.router, uploads.router, account.router, alerts.router,
+           prompt_screening.router, usage.router,
            receipts.router, templates.router, key_routes.router, webhooks.router, admin.router, admin_tenants.router,
            admin_platform.router, internal.router, billing.router)
 
@@ -113,6 +118,8 @@ def build(settings: IngestSettings):
     app.state.service_verifier = verifier_of(settings)
     app.state.screening = ScreeningGate(settings.screening_budget_bytes(), settings.screening_threads,
                                         settings.screening_wait_s)
+    app.state.prompt_gate = PromptGate(settings.prompt_rules, settings.prompt_screening_policy,
+                                       hosted_moderation(runtime, settings))
     connect_grpc(runtime, app, "ledger", settings.ledger_grpc_target, ledger_calls.rpc.LedgerServiceStub)
     connect_grpc(runtime, app, "router", settings.router_grpc_target, admin_platform.rpc.RouterServiceStub)
     connect_delivery(runtime, app, settings)
@@ -123,6 +130,17 @@ def build(settings: IngestSettings):
     runtime.shutdown_hooks += [sweeper.stop, app.state.log_watch.stop]
     app.router.routes.extend(telemetry.ops_routes(runtime.readiness_checks, runtime.reported_checks))
     return runtime, app
+
+
+def hosted_moderation(runtime: ServiceRuntime, settings: IngestSettings) -> HostedModeration | None:
+    """The moderation adapter when `moderation_url` is set; its client closes with the service."""
+    if not settings.moderation_url:
+        return None
+    http = httpx.AsyncClient(follow_redirects=False)
+    runtime.shutdown_hooks.append(http.aclose)
+    key = settings.moderation_api_key.get_secret_value() if settings.moderation_api_key else None
+    return HostedModeration(http, settings.moderation_url, key, settings.moderation_model, settings.moderation_timeout_s,
+                            Breaker(settings.moderation_breaker_failures, settings.moderation_breaker_cooldown_s))
 
 
 async def publish_signing_key(runtime: ServiceRuntime, signer: Signer) -> None:

@@ -9,12 +9,14 @@ from fastapi import Depends, Request, Response, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
 
 from services.common import telemetry
+from services.common.contracts import KeySpendCaps
 from services.common.problems import Problem
 from services.common.runtime import ServiceRuntime
 from services.common.storage import ObjectStore
 from services.ingest.accounts import limits
 from services.ingest.accounts.keys import hash_api_key
 from services.ingest.accounts.plans import PlanBook
+from services.ingest.accounts.prompt_screening import PromptGate
 from services.ingest.inputs.screening import ScreeningGate
 from services.ingest.jobs.live import LogWatch
 from services.ingest.settings import IngestSettings
@@ -60,6 +62,13 @@ Watch = Annotated[LogWatch, Depends(get_log_watch)]
 Screening = Annotated[ScreeningGate, Depends(get_screening)]
 
 
+async def get_prompt_gate(request: Request) -> PromptGate:
+    return request.app.state.prompt_gate
+
+
+PromptScreen = Annotated[PromptGate, Depends(get_prompt_gate)]
+
+
 @dataclass(frozen=True)
 class Caller:
     """Who is calling: the tenant, the key it used, and what that key may do."""
@@ -67,6 +76,7 @@ class Caller:
     tenant_id: str
     key_id: UUID
     scopes: frozenset[str]
+    caps: KeySpendCaps = KeySpendCaps()
 
 
 # A key's last use is written at most this often, so a busy key costs no write per request.
@@ -85,7 +95,7 @@ async def authenticated(runtime: Runtime, plans: Plans, request: Request, respon
         raise Problem(401, "invalid-api-key", "the Authorization header must be 'Bearer <key>'", UNAUTHORIZED)
     async with runtime.pool.connection() as conn:
         row = await (await conn.execute(
-            "SELECT k.id, k.tenant_id, k.scopes, t.plan, k.last_used_at > now() - %s::interval AS fresh"
+            "SELECT k.id, k.tenant_id, k.scopes, k.daily_cap_credits, k.monthly_cap_credits, t.plan, k.last_used_at > now() - %s::interval AS fresh"
             " FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.key_hash = %s"
             " AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())",
             [LAST_USED_RESOLUTION, hash_api_key(bearer.credentials.strip())])).fetchone()
@@ -101,7 +111,8 @@ async def authenticated(runtime: Runtime, plans: Plans, request: Request, respon
                       f" with bursts of {plan.burst}; retry after {decision.retry_after_s} s",
                       decision.headers(plan), retry_after=decision.retry_after_s, plan=plan.name)
     response.headers.update(decision.headers(plan))
-    return Caller(row["tenant_id"], row["id"], frozenset(row["scopes"]))
+    caps = KeySpendCaps(daily=row["daily_cap_credits"], monthly=row["monthly_cap_credits"])
+    return Caller(row["tenant_id"], row["id"], frozenset(row["scopes"]), caps)
 
 
 async def scoped_caller(security_scopes: SecurityScopes, caller: Annotated[Caller, Depends(authenticated)]) -> Caller:
@@ -128,6 +139,7 @@ def ScopedCaller(scope: str):  # noqa: N802
 
 
 JobsWriter = Scoped("jobs:write")
+JobsSubmitter = ScopedCaller("jobs:write")  # a job carries the key that submitted it, and its spend caps
 JobsReader = Scoped("jobs:read")
 AccountReader = Scoped("account:read")
 KeysManager = ScopedCaller("keys:manage")

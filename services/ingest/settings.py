@@ -4,6 +4,7 @@ from pydantic import SecretStr, model_validator
 
 from services.common.settings import AdminApiSettings, refuse_missing_or_weak
 from services.ingest.inputs import screening
+from services.ingest.inputs.prompt_rules import OperatorRule, Policy
 from services.ingest.key_encryption import LocalKeys
 from services.ingest.receipts.document import load_signing_key
 
@@ -54,6 +55,18 @@ class IngestSettings(AdminApiSettings):
     # processor: its answers can take seconds.
     ledger_url: str = "http://127.0.0.1:8082"
     ledger_timeout_s: float = 20.0
+    # Prompts are screened at submission, before any hold: the operator's rules (JSON, e.g.
+    # [{"category": "weapons", "terms": ["rifle"], "patterns": ["\\bguns?\\b"]}]), each tenant's
+    # own, then an OpenAI-style moderation endpoint when `moderation_url` is set, behind a
+    # breaker; while it is down a tenant's jobs follow its policy, else `prompt_screening_policy`.
+    prompt_rules: list[OperatorRule] = []
+    prompt_screening_policy: Policy = "fail_open"
+    moderation_url: str | None = None
+    moderation_api_key: SecretStr | None = None
+    moderation_model: str = "omni-moderation-latest"
+    moderation_timeout_s: float = 3.0
+    moderation_breaker_failures: int = 3
+    moderation_breaker_cooldown_s: float = 30.0
     # Networks webhook URLs may name although they are not public (delivery has the same setting).
     webhook_allowed_networks: list[str] = []
     # A retried POST /v1/jobs with the same Idempotency-Key returns the first job for this long.

@@ -9,7 +9,7 @@ from services.common.contracts import SUBSCRIPTIONS, CreditsGranted
 from services.common.internal_calls import verifier_of
 from services.common.runtime import GRPC_DRAIN_S, ServiceRuntime
 from services.common.supervision import every, stop_tasks, supervise
-from services.ledger import audit, handlers, metrics, routes
+from services.ledger import alerts, audit, handlers, metrics, routes
 from services.ledger.grpc import start_grpc_server
 from services.ledger.payments import billing_api
 from services.ledger.payments.service import Payments
@@ -88,6 +88,27 @@ class LedgerApp:
             self.runtime.relay.notify()
         return len(events)
 
+    async def alert_once(self, now: datetime | None = None) -> int:
+        """Raise the alerts due, each with its AccountAlerted, in one transaction."""
+        async with self.runtime.pool.connection() as conn, conn.transaction():
+            raised = await alerts.raise_due(conn, now)
+            for event in raised:
+                await self.runtime.emit(conn, event)
+        if raised:
+            self.runtime.relay.notify()
+        return len(raised)
+
+    async def topup_failed(self, tenant_id: str, payment_id: str, reason: str, amount_minor: int | None = None,
+                           currency: str | None = None) -> bool:
+        """Tell the tenant an automatic top-up failed, once per payment; False when told before."""
+        details = {"payment_id": payment_id, "reason": reason, "amount_minor": amount_minor, "currency": currency}
+        async with self.runtime.pool.connection() as conn, conn.transaction():
+            event = await alerts.raise_once(conn, tenant_id, "billing.topup_failed", payment_id, details)
+            if event is not None:
+                await self.runtime.emit(conn, event)
+        self.runtime.relay.notify()
+        return event is not None
+
     def serve_in_background(self) -> None:
         """gRPC and the sweeper start and stop with the service."""
         state = {}
@@ -97,9 +118,11 @@ class LedgerApp:
                                                     self.settings.grpc_port, verifier_of(self.settings))
             state["sweeper"] = supervise("ledger-sweep", lambda: every(self.settings.sweep_interval_s, self.sweep_once,
                                                                       "ledger-sweep"))
+            state["alerts"] = supervise("ledger-alerts", lambda: every(self.settings.alert_interval_s, self.alert_once,
+                                                                      "ledger-alerts"))
 
         async def stop() -> None:
-            await stop_tasks(state["sweeper"])
+            await stop_tasks(state["sweeper"], state["alerts"])
             await state["grpc"].stop(grace=GRPC_DRAIN_S)
 
         self.runtime.startup_hooks.append(start)

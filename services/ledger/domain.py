@@ -15,7 +15,7 @@ this module decides, the transaction around it makes the decision atomic.
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from uuid import UUID, uuid4
 
 from services.common.contracts import (
@@ -31,6 +31,7 @@ from services.common.contracts import (
     ReservationSettled,
     RetryTokenIssued,
 )
+from services.ledger.key_caps import KeySpend
 from services.ledger.pricebook import PriceBook
 
 ISSUED, HOLDS, REVENUE, EXPIRED = "platform:issued", "platform:holds", "platform:revenue", "platform:expired"
@@ -73,6 +74,8 @@ class Transfer:
     charged: int | None = None
     delivered: int | None = None
     settled_at: datetime | None = None
+    api_key_id: UUID | None = None  # the key whose spend the hold counts in, on `spent_on`
+    spent_on: date | None = None
 
 
 @dataclass
@@ -161,6 +164,7 @@ class Book:
     # Changes to what tenants owe, written apart from the batch's balance deltas (only
     # payments change them, never a job's batch).
     owed_changes: dict[str, int] = field(default_factory=dict)
+    key_spend: KeySpend = field(default_factory=KeySpend)
 
     def account_deltas(self) -> list[tuple[str, int, int, int]]:
         """(tenant, Δposted, Δpending, Δretry tokens) of every account the batch changed."""
@@ -197,11 +201,19 @@ class Book:
         if amount > account.available:
             reason = insufficient_credits_reason(amount, account.available)
             return self._reject(job, "insufficient_credits", reason, amount, account.available)
+        spent_on = now.date()
+        if job.api_key_id is not None and amount:
+            beyond = self.key_spend.beyond_cap(job.api_key_id, job.key_caps, spent_on, amount)
+            if beyond is not None:
+                self.key_spend.refuse(job.tenant_id, beyond, job.key_caps, spent_on)
+                return self._reject(job, "key_cap_reached", beyond.reason, amount, max(beyond.cap - beyond.spent, 0))
+            self.key_spend.hold(job.tenant_id, job.api_key_id, job.key_caps, spent_on, amount)
         account.pending += amount
         account.retry_tokens -= tokens
         self.changed_accounts.add(job.tenant_id)
         transfer = Transfer(uuid4(), job.job_id, job.tenant_id, amount, unit, job.images, tokens, job.tier,
-                            prices.version, prices.spend_cap(job.tier, job.images), now + self.reservation_timeout)
+                            prices.version, prices.spend_cap(job.tier, job.images), now + self.reservation_timeout,
+                            api_key_id=job.api_key_id, spent_on=spent_on)
         self.transfers[job.job_id] = transfer
         self.new_transfers.append(transfer)
         self._journal(job.tenant_id, "reserve", amount, tenant_account(job.tenant_id), HOLDS, transfer=transfer.id)
@@ -227,6 +239,8 @@ class Book:
         account.retry_tokens += s.tokens_returned
         self._consume_grants(account, s.charged)
         self.changed_accounts.add(account.tenant_id)
+        if transfer.api_key_id is not None and transfer.spent_on is not None and s.released:
+            self.key_spend.give_back(transfer.tenant_id, transfer.api_key_id, transfer.spent_on, s.released)
         tenant = tenant_account(account.tenant_id)
         self._journal(account.tenant_id, "charge", s.charged, HOLDS, REVENUE, transfer=transfer.id)
         self._journal(account.tenant_id, "release", s.released, HOLDS, tenant, transfer=transfer.id)

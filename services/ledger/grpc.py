@@ -1,7 +1,10 @@
-"""The ledger's gRPC server: GetBalance, Quote, ListEntries, plus standard health checking
+"""The ledger's gRPC server: GetBalance, Quote, ListEntries, GetKeySpend, GetAlerts,
+SetAlertSettings, plus standard health checking
 and server reflection. Internal only."""
 
+import json
 from datetime import UTC, datetime
+from uuid import UUID
 
 import grpc
 from psycopg_pool import AsyncConnectionPool
@@ -9,7 +12,11 @@ from psycopg_pool import AsyncConnectionPool
 from services.common import grpc_server
 from services.common.identity import ServiceVerifier
 from services.common.protos import load
+from services.ledger import store
+from services.ledger.alerts import DEFAULT_GRANT_NOTICE_DAYS
+from services.ledger.key_caps import period_start
 from services.ledger.pricebook import PriceBook
+from services.ledger.store import key_spend_of
 
 pb, rpc = load("genline.ledger.v1")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["LedgerService"].full_name
@@ -79,6 +86,49 @@ class LedgerService(rpc.LedgerServiceServicer):
                             created_at=_iso(r["created_at"])) for r in rows[:size]]
         token = str(rows[size - 1]["id"]) if len(rows) > size else ""
         return pb.ListEntriesResponse(entries=entries, next_page_token=token)
+
+    async def GetKeySpend(self, request, context):
+        try:
+            keys = [UUID(key) for key in request.api_key_ids]
+        except ValueError:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "api_key_ids must be UUIDs")
+        if len(keys) > MAX_PAGE:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"at most {MAX_PAGE} api_key_ids")
+        today = datetime.now(UTC).date()
+        async with self.pool.connection() as conn:
+            rows = await key_spend_of(conn, request.tenant_id, keys, today, period_start("month", today))
+        spent = {(r["api_key_id"], r["period"]): r["spent"] for r in rows}
+        return pb.GetKeySpendResponse(
+            keys=[pb.KeySpend(api_key_id=str(key), spent_today=spent.get((key, "day"), 0),
+                              spent_this_month=spent.get((key, "month"), 0)) for key in keys],
+            day=today.isoformat(), month=today.isoformat()[:7])
+
+    async def GetAlerts(self, request, context):
+        limit = request.limit or 50
+        if not 1 <= limit <= 200:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "limit must be 1..200")
+        async with self.pool.connection() as conn:
+            settings = await store.alert_settings(conn, request.tenant_id)
+            rows = await store.recent_alerts(conn, request.tenant_id, limit)
+        return pb.Alerts(settings=self._settings(request.tenant_id, settings), alerts=[
+            pb.Alert(id=r["id"], alert=r["alert"], details_json=json.dumps(r["details"]), raised_at=_iso(r["raised_at"]),
+                     cleared_at=_iso(r["cleared_at"])) for r in rows])
+
+    async def SetAlertSettings(self, request, context):
+        below = request.balance_low_below if request.HasField("balance_low_below") else None
+        if (below is not None and below < 0) or not 0 <= request.grant_expiring_days <= 365:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "balance_low_below must be at least 0 and"
+                                                                  " grant_expiring_days 0..365")
+        async with self.pool.connection() as conn:
+            await store.set_alert_settings(conn, request.tenant_id, below, request.grant_expiring_days)
+            settings = await store.alert_settings(conn, request.tenant_id)
+        return self._settings(request.tenant_id, settings)
+
+    @staticmethod
+    def _settings(tenant_id: str, row: dict | None):
+        row = row or {"balance_low_below": None, "grant_expiring_days": DEFAULT_GRANT_NOTICE_DAYS}
+        return pb.AlertSettings(tenant_id=tenant_id, balance_low_below=row["balance_low_below"],
+                                grant_expiring_days=row["grant_expiring_days"])
 
 
 async def start_grpc_server(pool: AsyncConnectionPool, price_book: PriceBook, host: str, port: int,

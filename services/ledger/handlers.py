@@ -31,10 +31,11 @@ from services.common.contracts import (
 )
 from services.ledger import audit
 from services.ledger.domain import Book
+from services.ledger.key_caps import PERIODS, period_start
 from services.ledger.payments.store import request_due_topups
 from services.ledger.pricebook import PriceBook
 from services.ledger.settings import LedgerSettings
-from services.ledger.store import load_book, read_balances, read_jobs, write_book
+from services.ledger.store import load_book, read_balances, read_jobs, read_key_spend, write_book
 
 CONSUMED = (JobSubmitted, JobDelivered, GenerationFailed, ScoringFailed, DeliveryFailed, CandidatesGenerated,
             OutputReported, JobCanceled, JobClosed, AuditRecorded, JobErased)
@@ -73,6 +74,9 @@ class Ledger:
                         costs_of=[e.job_id for e in events if isinstance(e, SETTLING)],
                         reports_of=[e.job_id for e in events if isinstance(e, OutputReported)])
         now = datetime.now(UTC)
+        await read_key_spend(conn, book, {e.job.api_key_id for e in events if isinstance(e, JobSubmitted)
+                                          and e.job.api_key_id is not None},
+                             [period_start(period, now.date()) for period in PERIODS])
         published = publish.statement([(out, envelope) for envelope in envelopes
                                        for out in decide(book, envelope.event, now) if out])
         await write_book(conn, book, published)  # balances last: the hot rows stay locked only until commit

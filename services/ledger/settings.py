@@ -20,6 +20,8 @@ class LedgerSettings(AdminApiSettings):
     reservation_timeout_s: int = 24 * 3600
     report_window_s: int = 7 * 24 * 3600
     sweep_interval_s: float = 30.0
+    # How often a replica looks for alerts due (balance low, grant expiring, key cap reached).
+    alert_interval_s: float = 15.0
     # The ledger's outbox is its journal: every credit movement, kept for ever, from which
     # `genline replay ledger` rebuilds every balance.
     outbox_retention_s: float | None = None

@@ -5,15 +5,17 @@ from collections.abc import Iterable
 from uuid import UUID
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from services.common.bus.inbox import InboxClaim, TransientConflict
-from services.common.db import Statement, added, inserted, together, updated
+from services.common.db import Statement, added, as_arrays, inserted, together, typed_arrays, updated
 from services.ledger.domain import Account, Book, Grant, Transfer
 
 TRANSFER_COLUMNS = {"id": "uuid", "job_id": "uuid", "tenant_id": "text", "amount": "bigint", "unit_price": "bigint",
                     "images": "int", "tokens_held": "int", "tier": "text", "pricebook_version": "text",
                     "max_provider_spend": "bigint", "timeout_at": "timestamptz", "state": "text",
-                    "charged": "bigint", "delivered": "int", "settled_at": "timestamptz"}
+                    "charged": "bigint", "delivered": "int", "settled_at": "timestamptz", "api_key_id": "uuid",
+                    "spent_on": "date"}
 SETTLED_COLUMNS = {"id": "uuid", "state": "text", "charged": "bigint", "delivered": "int",
                    "settled_at": "timestamptz"}
 GRANT_COLUMNS = {"id": "uuid", "tenant_id": "text", "source": "text", "amount": "bigint", "remaining": "bigint",
@@ -24,6 +26,22 @@ ENTRY_COLUMNS = {"tenant_id": "text", "transfer_id": "uuid", "grant_id": "uuid",
 ACCOUNT_COLUMNS = {"tenant_id": "text", "posted": "bigint", "pending": "bigint", "retry_tokens": "int"}
 COST_COLUMNS = {"job_id": "uuid", "attempt": "int", "provider": "text", "cost_micro_usd": "bigint"}
 CLOSED_COLUMNS = {"job_id": "uuid", "tenant_id": "text", "outcome": "text"}
+KEY_SPEND_COLUMNS = {"api_key_id": "uuid", "period": "text", "starts_on": "date", "tenant_id": "text",
+                     "spent": "bigint", "cap": "bigint", "refused": "boolean"}
+# A batch's holds on a key's spend, added to what is there with the cap in force; the CHECK
+# then refuses a sum beyond it. A refusal alone adds nothing and marks the period refused.
+KEY_SPEND_HELD = (
+    "INSERT INTO key_spend (api_key_id, period, starts_on, tenant_id, spent, cap, refused)"
+    " SELECT * FROM unnest({arrays}) ON CONFLICT (api_key_id, period, starts_on)"
+    " DO UPDATE SET spent = key_spend.spent + EXCLUDED.spent,"
+    " cap = CASE WHEN EXCLUDED.spent > 0 THEN EXCLUDED.cap ELSE key_spend.cap END,"
+    " refused = key_spend.refused OR EXCLUDED.refused")
+# What a batch's settlements give back (a negative change): the row exists since the hold,
+# and its cap stays as it is. (An insert's CHECKs see its own row before ON CONFLICT does.)
+KEY_SPEND_RELEASED = (
+    "UPDATE key_spend AS t SET spent = t.spent + u.spent, refused = t.refused OR u.refused FROM unnest({arrays})"
+    " AS u(api_key_id, period, starts_on, tenant_id, spent, cap, refused)"
+    " WHERE t.api_key_id = u.api_key_id AND t.period = u.period AND t.starts_on = u.starts_on")
 REPORT_COLUMNS = {"job_id": "uuid", "n": "int", "tenant_id": "text", "outcome": "text", "amount": "bigint"}
 
 
@@ -152,7 +170,109 @@ async def _write_book(conn: psycopg.AsyncConnection, book: Book, published: Stat
     await together(conn, [
         updated("transfers", "id", SETTLED_COLUMNS, [_values(t, SETTLED_COLUMNS) for t in book.changed_transfers]),
         added("grants", "id", {"id": "uuid", "remaining": "bigint"}, [(gid, -taken) for gid, taken in book.grants_taken()]),
+        *key_spend_written(book.key_spend.changes()),
         added("accounts", "tenant_id", ACCOUNT_COLUMNS, book.account_deltas())])
     if book.owed_changes:  # only payments change debts, never a job's batch
         await together(conn, [added("accounts", "tenant_id", {"tenant_id": "text", "owed": "bigint"},
                                     sorted(book.owed_changes.items()))])
+
+
+def key_spend_written(rows: list[tuple]) -> list[Statement | None]:
+    """The statements that write a batch's net change to each key's spend rows (one each)."""
+    held, released = [r for r in rows if r[4] >= 0], [r for r in rows if r[4] < 0]
+    arrays = typed_arrays(KEY_SPEND_COLUMNS)
+    return [(KEY_SPEND_HELD.format(arrays=arrays), as_arrays(held)) if held else None,
+            (KEY_SPEND_RELEASED.format(arrays=arrays), as_arrays(released)) if released else None]
+
+
+async def read_key_spend(conn: psycopg.AsyncConnection, book: Book, api_key_ids: Iterable[UUID],
+                         starts: Iterable) -> Book:
+    """What `api_key_ids` spent in the periods starting on `starts` (unlocked: the batch's
+    holds are written as deltas that the database checks against the cap)."""
+    keys, days = sorted(set(api_key_ids)), sorted(set(starts))
+    if keys:
+        for row in await _rows(conn, "SELECT api_key_id, period, starts_on, spent FROM key_spend"
+                                     " WHERE api_key_id = ANY(%b) AND starts_on = ANY(%b)", [keys, days]):
+            book.key_spend.loaded[(row["api_key_id"], row["period"], row["starts_on"])] = row["spent"]
+    return book
+
+
+async def key_spend_of(conn: psycopg.AsyncConnection, tenant_id: str, api_key_ids: list[UUID], day,
+                       month) -> list[dict]:
+    """Each of the tenant's keys' spend today and this month, as the ledger's API shows it."""
+    return await _rows(conn, "SELECT api_key_id, period, spent FROM key_spend WHERE tenant_id = %s"
+                             " AND api_key_id = ANY(%b)"
+                             " AND ((period = 'day' AND starts_on = %s) OR (period = 'month' AND starts_on = %s))",
+                       [tenant_id, api_key_ids, day, month])
+
+
+# ---- alerts --------------------------------------------------------------------------------
+
+# A balance alert is cleared once the tenant's available credits are back at its threshold
+# (or it set none), so the next fall below is a new crossing.
+CLEAR_BALANCE_ALERTS = (
+    "UPDATE alerts AS o SET cleared_at = %(now)s FROM accounts AS a LEFT JOIN alert_settings AS s USING (tenant_id)"
+    " WHERE o.alert = 'account.balance_low' AND o.cleared_at IS NULL AND a.tenant_id = o.tenant_id"
+    " AND (s.balance_low_below IS NULL OR a.posted - a.pending >= s.balance_low_below)")
+# Every line a tenant is across now, one row each: the balance below its threshold, a grant
+# with credits left expiring within its notice, a key's period whose cap refused a hold or is
+# spent; each raised at most once while open (the partial unique index one_open_alert).
+RAISE_ALERTS = """
+INSERT INTO alerts (id, tenant_id, alert, subject, details, raised_at)
+SELECT 'alrt_' || replace(gen_random_uuid()::text, '-', ''), tenant_id, alert, subject, details, %(now)s FROM (
+  SELECT a.tenant_id, 'account.balance_low' AS alert, '' AS subject,
+         jsonb_build_object('available', a.posted - a.pending, 'threshold', s.balance_low_below) AS details
+  FROM accounts AS a JOIN alert_settings AS s USING (tenant_id) WHERE a.posted - a.pending < s.balance_low_below
+  UNION ALL
+  SELECT g.tenant_id, 'account.grant_expiring', g.id::text,
+         jsonb_build_object('grant_id', g.id, 'remaining', g.remaining, 'expires_at', g.expires_at,
+                            'notice_days', coalesce(s.grant_expiring_days, %(notice)s))
+  FROM grants AS g LEFT JOIN alert_settings AS s USING (tenant_id)
+  WHERE g.remaining > 0 AND g.expires_at > %(now)s
+    AND g.expires_at <= %(now)s + make_interval(days => coalesce(s.grant_expiring_days, %(notice)s))
+  UNION ALL
+  SELECT k.tenant_id, 'account.key_cap_reached', k.api_key_id || ':' || k.period || ':' || k.starts_on,
+         jsonb_build_object('api_key_id', k.api_key_id, 'period', k.period, 'period_start', k.starts_on,
+                            'cap', k.cap, 'spent', k.spent)
+  FROM key_spend AS k WHERE k.cap IS NOT NULL AND (k.refused OR k.spent >= k.cap)
+    AND ((k.period = 'day' AND k.starts_on = %(day)s) OR (k.period = 'month' AND k.starts_on = %(month)s))
+) AS crossed
+ON CONFLICT (tenant_id, alert, subject) WHERE cleared_at IS NULL DO NOTHING
+RETURNING id, tenant_id, alert, details, raised_at"""
+RAISE_ONE_ALERT = (
+    "INSERT INTO alerts (id, tenant_id, alert, subject, details, raised_at)"
+    " VALUES ('alrt_' || replace(gen_random_uuid()::text, '-', ''), %s, %s, %s, %s, %s)"
+    " ON CONFLICT (tenant_id, alert, subject) WHERE cleared_at IS NULL DO NOTHING"
+    " RETURNING id, tenant_id, alert, details, raised_at")
+
+
+async def raise_due_alerts(conn: psycopg.AsyncConnection, now, day, month, notice_days: int) -> list[dict]:
+    """Clear the balance alerts whose balance is back, then raise every crossing not raised yet;
+    the alerts raised (id, tenant_id, alert, details, raised_at)."""
+    await conn.execute(CLEAR_BALANCE_ALERTS, {"now": now})
+    return await _rows(conn, RAISE_ALERTS, {"now": now, "day": day, "month": month, "notice": notice_days})
+
+
+async def raise_alert(conn: psycopg.AsyncConnection, tenant_id: str, alert: str, subject: str, details,
+                      now) -> dict | None:
+    """One alert of a crossing the caller saw (a failed top-up); None when it was raised before."""
+    return await (await conn.execute(RAISE_ONE_ALERT, [tenant_id, alert, subject, Jsonb(details), now])).fetchone()
+
+
+async def set_alert_settings(conn: psycopg.AsyncConnection, tenant_id: str, balance_low_below: int | None,
+                             grant_expiring_days: int) -> None:
+    await conn.execute(
+        "INSERT INTO alert_settings (tenant_id, balance_low_below, grant_expiring_days) VALUES (%s, %s, %s)"
+        " ON CONFLICT (tenant_id) DO UPDATE SET balance_low_below = EXCLUDED.balance_low_below,"
+        " grant_expiring_days = EXCLUDED.grant_expiring_days, updated_at = now()",
+        [tenant_id, balance_low_below, grant_expiring_days])
+
+
+async def alert_settings(conn: psycopg.AsyncConnection, tenant_id: str) -> dict | None:
+    return await (await conn.execute("SELECT balance_low_below, grant_expiring_days FROM alert_settings"
+                                      " WHERE tenant_id = %s", [tenant_id])).fetchone()
+
+
+async def recent_alerts(conn: psycopg.AsyncConnection, tenant_id: str, limit: int) -> list[dict]:
+    return await _rows(conn, "SELECT id, alert, details, raised_at, cleared_at FROM alerts WHERE tenant_id = %s"
+                             " ORDER BY raised_at DESC, id LIMIT %s", [tenant_id, limit])

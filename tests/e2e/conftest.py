@@ -45,7 +45,9 @@ def platform(endpoints, tmp_path_factory, stripe) -> Iterator[ServiceFleet]:
                                     "GENLINE_PAYMENT_WEBHOOK_SECRET": PAYMENT_WEBHOOK_SECRET,
                                     "GENLINE_STRIPE_API_KEY": "sk_test_e2e", "GENLINE_STRIPE_API_BASE": stripe.base_url,
                                     # Webhook retries within seconds, not a day.
-                                    "GENLINE_WEBHOOK_RETRY_SCHEDULE_S": "[0.3, 0.6, 1.2, 2.4]"})
+                                    "GENLINE_WEBHOOK_RETRY_SCHEDULE_S": "[0.3, 0.6, 1.2, 2.4]",
+                                    # The ledger looks for alerts due every second, not every 15.
+                                    "GENLINE_ALERT_INTERVAL_S": "1"})
     stripe.webhook_url = f"{fleet.url('ledger')}/v1/webhooks/payments"
     try:
         fleet.start_all()

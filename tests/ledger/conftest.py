@@ -64,3 +64,28 @@ async def served_ledger(settings: LedgerSettings) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await serving
+
+
+@pytest.fixture
+async def ledger(endpoints):
+    """A ledger on a schema of its own, without a broker (tests.ledger.test_reservations)."""
+    from tests.ledger.test_reservations import open_scratch, scratch_ledger
+
+    app = await open_scratch(scratch_ledger(endpoints))
+    yield app
+    await app.runtime.pool.close()
+
+
+@pytest.fixture
+async def replica(ledger):
+    """A second ledger on the first one's schema, with its own connections, as a replica is."""
+    from services.common.runtime import ServiceRuntime
+    from services.ledger import handlers
+    from services.ledger.app import LedgerApp
+
+    settings = ledger.settings
+    app = LedgerApp(settings, ServiceRuntime(ledger.runtime.name, settings, "services.ledger"))
+    app.runtime.consumer.on_batch(handlers.CONSUMED, app.ledger.apply_events)
+    await app.runtime.pool.open(wait=True)
+    yield app
+    await app.runtime.pool.close()

@@ -74,7 +74,8 @@ async def test_reflection_lists_the_ledger_service_and_describes_its_methods(cha
     files = [descriptor_pb2.FileDescriptorProto.FromString(raw)
              for raw in described.file_descriptor_response.file_descriptor_proto]
     services = {(f.package, s.name): [m.name for m in s.method] for f in files for s in f.service}
-    assert services[("genline.ledger.v1", "LedgerService")] == ["GetBalance", "Quote", "ListEntries"]
+    assert services[("genline.ledger.v1", "LedgerService")] == ["GetBalance", "Quote", "ListEntries", "GetKeySpend",
+                                                                   "GetAlerts", "SetAlertSettings"]
 
 
 async def test_get_balance_shows_the_grants_earliest_expiring_first(http, ledger):

@@ -13,6 +13,7 @@ from genline_client.errors import (
     GenlineError,
     NotFound,
     PayloadTooLarge,
+    PaymentRequired,
     PermissionDenied,
     RateLimited,
     ServerError,
@@ -43,7 +44,8 @@ from genline_client.webhooks import WebhookVerificationError, verify_webhook
 __all__ = [
     "APIConnectionError", "APIError", "AsyncGenline", "BadRequest", "Checkout", "ChecksumMismatch", "ConfigurationError",
     "Conflict", "FINAL_STATES", "Genline", "GenlineError", "Job", "JobEvent", "JobPage", "JobSummary",
-    "NO_RETRIES", "NotFound", "Output", "PayloadTooLarge", "PermissionDenied", "Preview", "Progress", "RateLimited",
+    "NO_RETRIES", "NotFound", "Output", "PayloadTooLarge", "PaymentRequired", "PermissionDenied", "Preview", "Progress",
+    "RateLimited",
     "ReceiptVerificationError", "RetryPolicy", "ServerError", "ServiceUnavailable", "SubmittedJob", "Unauthorized",
     "Usage", "UsageDay", "ValidationError", "WaitTimeout", "WebhookVerificationError", "verify_chain", "verify_receipt", "verify_webhook",
 ]

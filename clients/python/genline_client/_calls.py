@@ -110,6 +110,27 @@ def usage(days: int) -> Call:
     return Call("GET", "/v1/usage", params={"days": days})
 
 
+def usage_attribution(group_by: str, days: int) -> Call:
+    return Call("GET", "/v1/usage/attribution", params={"group_by": group_by, "days": days})
+
+
+def api_keys() -> Call:
+    return Call("GET", "/v1/api-keys")
+
+
+def set_key_caps(key_id: str, daily: int | None, monthly: int | None) -> Call:
+    return Call("PUT", f"/v1/api-keys/{key_id}/caps", json={"daily_cap_credits": daily, "monthly_cap_credits": monthly})
+
+
+def alerts() -> Call:
+    return Call("GET", "/v1/account/alerts")
+
+
+def set_alert_settings(balance_low_below: int | None, grant_expiring_days: int) -> Call:
+    return Call("PUT", "/v1/account/alerts/settings",
+                json={"balance_low_below": balance_low_below, "grant_expiring_days": grant_expiring_days})
+
+
 @dataclass
 class StreamPosition:
     """Where a client is in an event stream, so that a dropped connection resumes after the

@@ -89,6 +89,29 @@ class AsyncGenline:
         days (`Usage.daily`: jobs ended, images delivered, credits charged)."""
         return Usage.model_validate(await self.call(_calls.usage(days)))
 
+    async def usage_attribution(self, group_by: str = "end_user", days: int = 30) -> dict[str, Any]:
+        """Jobs, images and credits of your last `days` UTC days per end user (`group_by`
+        "end_user") or per value of a metadata key ("metadata.<key>"), summed from receipts."""
+        return await self.call(_calls.usage_attribution(group_by, days))
+
+    async def api_keys(self) -> list[dict[str, Any]]:
+        """Your keys, each with its spend caps and what it spent today and this month."""
+        return (await self.call(_calls.api_keys()))["data"]
+
+    async def set_key_caps(self, key_id: str, *, daily_cap_credits: int | None = None,
+                     monthly_cap_credits: int | None = None) -> dict[str, Any]:
+        """Set a key's spend caps in credits per UTC day and month (None lifts one)."""
+        return await self.call(_calls.set_key_caps(str(key_id), daily_cap_credits, monthly_cap_credits))
+
+    async def alerts(self) -> dict[str, Any]:
+        """Your alert settings and latest alerts (balance low, grant expiring, key cap reached,
+        top-up failed), newest first."""
+        return await self.call(_calls.alerts())
+
+    async def set_alert_settings(self, *, balance_low_below: int | None = None,
+                           grant_expiring_days: int = 7) -> dict[str, Any]:
+        return await self.call(_calls.set_alert_settings(balance_low_below, grant_expiring_days))
+
     async def __aexit__(self, *exc_info) -> None:
         await self.close()
 

@@ -56,6 +56,10 @@ class Unauthorized(APIError):
     """The API key is missing, malformed or not valid."""
 
 
+class PaymentRequired(APIError):
+    """Money stops the job: an API key's spend cap (`cap`, `cap_credits`) has no room for it."""
+
+
 class PermissionDenied(APIError):
     """The key is valid but may not do this (its scopes)."""
 
@@ -94,7 +98,7 @@ class ServiceUnavailable(ServerError):
     pass
 
 
-_BY_STATUS = {400: BadRequest, 401: Unauthorized, 403: PermissionDenied, 404: NotFound, 409: Conflict,
+_BY_STATUS = {400: BadRequest, 401: Unauthorized, 402: PaymentRequired, 403: PermissionDenied, 404: NotFound, 409: Conflict,
               413: PayloadTooLarge, 422: ValidationError, 429: RateLimited, 503: ServiceUnavailable}
 
 

@@ -90,6 +90,29 @@ class Genline:
         days (`Usage.daily`: jobs ended, images delivered, credits charged)."""
         return Usage.model_validate(self.call(_calls.usage(days)))
 
+    def usage_attribution(self, group_by: str = "end_user", days: int = 30) -> dict[str, Any]:
+        """Jobs, images and credits of your last `days` UTC days per end user (`group_by`
+        "end_user") or per value of a metadata key ("metadata.<key>"), summed from receipts."""
+        return self.call(_calls.usage_attribution(group_by, days))
+
+    def api_keys(self) -> list[dict[str, Any]]:
+        """Your keys, each with its spend caps and what it spent today and this month."""
+        return self.call(_calls.api_keys())["data"]
+
+    def set_key_caps(self, key_id: str, *, daily_cap_credits: int | None = None,
+                     monthly_cap_credits: int | None = None) -> dict[str, Any]:
+        """Set a key's spend caps in credits per UTC day and month (None lifts one)."""
+        return self.call(_calls.set_key_caps(str(key_id), daily_cap_credits, monthly_cap_credits))
+
+    def alerts(self) -> dict[str, Any]:
+        """Your alert settings and latest alerts (balance low, grant expiring, key cap reached,
+        top-up failed), newest first."""
+        return self.call(_calls.alerts())
+
+    def set_alert_settings(self, *, balance_low_below: int | None = None,
+                           grant_expiring_days: int = 7) -> dict[str, Any]:
+        return self.call(_calls.set_alert_settings(balance_low_below, grant_expiring_days))
+
     def __exit__(self, *exc_info) -> None:
         self.close()
 

@@ -10,6 +10,8 @@ from uuid import UUID
 
 import psycopg
 
+from services.common.contracts import KeySpendCaps
+
 API_KEY_PREFIX = "gl_"
 # What a key may do; a key is created with a subset of its creator's. Keys made before
 # scopes existed, and keys operators create, hold all of them.
@@ -19,7 +21,8 @@ SCOPES = ("jobs:write", "jobs:read", "account:read", "keys:manage", "webhooks:ma
 DISPLAY_PREFIX_LENGTH = 8
 # The name of the keys operators create (CLI, admin API), as the tenant's key listing shows it.
 OPERATOR_KEY_NAME = "operator"
-KEY_COLUMNS = "id, name, prefix, scopes, created_at, last_used_at, expires_at, revoked_at"
+KEY_COLUMNS = ("id, name, prefix, scopes, created_at, last_used_at, expires_at, revoked_at, daily_cap_credits,"
+               " monthly_cap_credits")
 
 
 def new_api_key() -> str:
@@ -40,12 +43,14 @@ class IssuedKey:
 
 
 async def issue_key(conn: psycopg.AsyncConnection, tenant_id: str, name: str = "",
-                    scopes: tuple[str, ...] = SCOPES) -> IssuedKey:
+                    scopes: tuple[str, ...] = SCOPES, caps: KeySpendCaps | None = None) -> IssuedKey:
     secret = new_api_key()
+    caps = caps or KeySpendCaps()
     row = await (await conn.execute(
-        "INSERT INTO api_keys (key_hash, tenant_id, prefix, name, scopes) VALUES (%s, %s, %s, %s, %s)"
-        " RETURNING id, created_at",
-        [hash_api_key(secret), tenant_id, secret[:DISPLAY_PREFIX_LENGTH], name, list(scopes)])).fetchone()
+        "INSERT INTO api_keys (key_hash, tenant_id, prefix, name, scopes, daily_cap_credits, monthly_cap_credits)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id, created_at",
+        [hash_api_key(secret), tenant_id, secret[:DISPLAY_PREFIX_LENGTH], name, list(scopes), caps.daily,
+         caps.monthly])).fetchone()
     return IssuedKey(row["id"], secret, secret[:DISPLAY_PREFIX_LENGTH], row["created_at"])
 
 
@@ -74,4 +79,17 @@ async def rotate_key(conn: psycopg.AsyncConnection, tenant_id: str, key_id: UUID
         f" RETURNING {KEY_COLUMNS}", [overlap_s, key_id, tenant_id])).fetchone()
     if old is None:
         return None
-    return await issue_key(conn, tenant_id, old["name"], tuple(old["scopes"])), old
+    return await issue_key(conn, tenant_id, old["name"], tuple(old["scopes"]), caps_of(old)), old
+
+
+def caps_of(row: dict) -> KeySpendCaps:
+    return KeySpendCaps(daily=row["daily_cap_credits"], monthly=row["monthly_cap_credits"])
+
+
+async def set_caps(conn: psycopg.AsyncConnection, tenant_id: str, key_id: UUID, caps: KeySpendCaps) -> dict | None:
+    """Set a live key's spend caps (None lifts one); the key's row, or None when the tenant has
+    no live key by that id. Jobs submitted from now on carry the new caps."""
+    return await (await conn.execute(
+        f"UPDATE api_keys SET daily_cap_credits = %s, monthly_cap_credits = %s WHERE id = %s AND tenant_id = %s"
+        f" AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now()) RETURNING {KEY_COLUMNS}",
+        [caps.daily, caps.monthly, key_id, tenant_id])).fetchone()

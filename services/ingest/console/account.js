@@ -1,8 +1,9 @@
 // The account page: balance and grants, buying credits, the plan and its usage, credits held,
-// API keys and webhook endpoints with their latest attempts.
+// API keys with their spend caps (set here) and what each spent, alerts and when they come, and
+// webhook endpoints with their latest attempts.
 import {FINAL, api} from "./api.js";
 import {drawBilling} from "./billing.js";
-import {h, facts, table, badge, when, show, fill, fillWith} from "./dom.js";
+import {h, facts, field, table, badge, when, show, fill, fillWith, announce, errorBox} from "./dom.js";
 
 export async function accountPage() {
   document.title = "Account · Genline";
@@ -11,14 +12,16 @@ export async function accountPage() {
   const usage = h("section", {}, h("h2", {text: "Plan and usage"}));
   const holds = h("section", {}, h("h2", {text: "Holds"}));
   const keys = h("section", {}, h("h2", {text: "API keys"}));
+  const alerts = h("section", {"data-testid": "alerts"}, h("h2", {text: "Alerts"}));
   const hooks = h("section", {}, h("h2", {text: "Webhook endpoints"}));
-  show(h("h1", {text: "Account"}), balance, billing, usage, holds, keys, hooks);
+  show(h("h1", {text: "Account"}), balance, billing, usage, holds, keys, alerts, hooks);
   await Promise.all([
     fill(balance, async () => drawBalance(await api("/v1/account"))),
     fill(billing, async () => drawBilling(await api("/v1/billing"), (note, session) => watchCredits(balance, note, session))),
     fill(usage, async () => drawUsage(await api("/v1/usage"))),
     fill(holds, async () => drawHolds((await api("/v1/jobs?limit=100")).data)),
     fill(keys, async () => drawKeys((await api("/v1/api-keys")).data)),
+    fill(alerts, async () => drawAlerts(await api("/v1/account/alerts"))),
     fill(hooks, async () => drawEndpoints((await api("/v1/webhook-endpoints")).data)),
   ]);
 }
@@ -88,11 +91,99 @@ function drawHolds(jobs) {
     h("td", {}, badge(job.state)), h("td", {class: "num", text: job.billing.reserved}))), "Credits held by running jobs");
 }
 
+const spent = (used, cap) => `${used ?? "?"} of ${cap ?? "no cap"}`;
+
 function drawKeys(keys) {
-  return table([["Name"], ["Prefix"], ["Scopes"], ["Created"], ["Last used"], ["Expires"]], keys.map((k) => h("tr", {},
+  return [table([["Name"], ["Prefix"], ["Scopes"], ["Spent today", "num"], ["Spent this month", "num"], ["Last used"],
+    ["Expires"]], keys.map((k) => h("tr", {"data-testid": `key-${k.id}`},
     h("td", {text: k.name}), h("td", {class: "mono", text: `${k.prefix}…`}), h("td", {text: k.scopes.join(", ")}),
-    h("td", {text: when(k.created_at)}), h("td", {text: when(k.last_used_at)}),
-    h("td", {text: k.expires_at ? when(k.expires_at) : "—"}))), "API keys");
+    h("td", {class: "num", "data-testid": "key-spent-today", text: spent(k.spent_today, k.daily_cap_credits)}),
+    h("td", {class: "num", text: spent(k.spent_this_month, k.monthly_cap_credits)}),
+    h("td", {text: when(k.last_used_at)}), h("td", {text: k.expires_at ? when(k.expires_at) : "—"}))), "API keys"),
+  capForm(keys)];
+}
+
+const credits = (name, value) => h("input", {name, type: "number", min: "0", step: "1", inputmode: "numeric",
+  value: value ?? ""});
+
+// A key's spend caps, set here: a job the key submits past one is refused (402).
+function capForm(keys) {
+  const problem = h("p", {class: "error", role: "alert", hidden: true});
+  const choose = h("select", {name: "key"}, keys.map((k) => h("option", {value: k.id, text: `${k.name || "unnamed"} (${k.prefix}…)`})));
+  const form = h("form", {id: "cap-form", class: "panel", onsubmit: (event) => setCaps(event, form, problem)},
+    h("h3", {text: "Spend caps"}),
+    h("div", {class: "row"}, field("cap-key", "Key", choose),
+      field("cap-daily", "Credits per day (UTC)", credits("daily"), "Empty: no cap."),
+      field("cap-monthly", "Credits per month (UTC)", credits("monthly"), "Empty: no cap.")),
+    h("button", {type: "submit", text: "Save caps"}), problem);
+  const fillCaps = () => {
+    const key = keys.find((k) => k.id === choose.value);
+    form.elements.daily.value = key?.daily_cap_credits ?? "";
+    form.elements.monthly.value = key?.monthly_cap_credits ?? "";
+  };
+  choose.addEventListener("change", fillCaps);
+  fillCaps();
+  return form;
+}
+
+const creditsOf = (input) => (input.value === "" ? null : Number(input.value));
+
+async function setCaps(event, form, problem) {
+  event.preventDefault();
+  problem.hidden = true;
+  try {
+    const key = await api(`/v1/api-keys/${form.elements.key.value}/caps`, {method: "PUT", body: {
+      daily_cap_credits: creditsOf(form.elements.daily), monthly_cap_credits: creditsOf(form.elements.monthly)}});
+    const row = document.querySelector(`[data-testid="key-${key.id}"] [data-testid="key-spent-today"]`);
+    if (row) row.textContent = spent(key.spent_today, key.daily_cap_credits);
+    announce(`Caps of ${key.name || key.prefix} saved.`);
+  } catch (error) {
+    problem.textContent = error.message;
+    problem.hidden = false;
+  }
+}
+
+const ALERT_NAMES = {"account.balance_low": "Balance low", "account.grant_expiring": "Grant expiring",
+  "account.key_cap_reached": "Key cap reached", "billing.topup_failed": "Top-up failed"};
+
+function alertDetails(alert) {
+  const d = alert.details;
+  switch (alert.alert) {
+    case "account.balance_low": return `${d.available} credits available, below ${d.threshold}`;
+    case "account.grant_expiring": return `${d.remaining} credits expire ${when(d.expires_at)}`;
+    case "account.key_cap_reached": return `key ${String(d.api_key_id).slice(0, 8)}: ${d.spent} of its ${d.period === "day" ? "daily" : "monthly"} cap of ${d.cap}`;
+    default: return Object.entries(d).map(([k, v]) => `${k} ${v}`).join(", ");
+  }
+}
+
+// Alerts come once per crossing, here and to the webhook endpoints subscribed to them.
+function drawAlerts(answer) {
+  const list = h("div", {"data-testid": "alert-list"});
+  const draw = (alerts) => fillWith(list, alerts.length
+    ? table([["Raised"], ["Alert"], ["What"], ["Cleared"]], alerts.map((a) => h("tr", {"data-testid": `alert-${a.alert}`},
+      h("td", {text: when(a.raised_at)}), h("td", {}, h("span", {class: `badge ${a.cleared_at ? "" : "warn"}`,
+        text: ALERT_NAMES[a.alert] || a.alert})), h("td", {text: alertDetails(a)}),
+      h("td", {text: a.cleared_at ? when(a.cleared_at) : "—"}))), "Alerts, newest first")
+    : h("p", {class: "muted", text: "No alerts yet."}));
+  draw(answer.alerts);
+  const problem = h("p", {class: "error", role: "alert", hidden: true});
+  const form = h("form", {id: "alert-form", class: "panel", onsubmit: async (event) => {
+    event.preventDefault();
+    problem.hidden = true;
+    try {
+      await api("/v1/account/alerts/settings", {method: "PUT", body: {
+        balance_low_below: creditsOf(form.elements.below), grant_expiring_days: Number(form.elements.days.value || 0)}});
+      announce("Alert settings saved.");
+    } catch (error) {
+      fillWith(problem, errorBox(error));
+      problem.hidden = false;
+    }
+  }}, h("div", {class: "row"},
+    field("alert-below", "Alert below (available credits)", credits("below", answer.settings.balance_low_below),
+      "Empty: never."),
+    field("alert-days", "Days before a grant expires", credits("days", answer.settings.grant_expiring_days), "0: never.")),
+  h("button", {type: "submit", text: "Save alert settings"}), problem);
+  return [list, form];
 }
 
 async function drawEndpoints(endpoints) {

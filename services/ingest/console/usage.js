@@ -71,6 +71,44 @@ function dayTable(days) {
         h("td", {class: "num", text: day.images}), h("td", {class: "num", text: day.credits}))), "Usage per day"));
 }
 
+// Spend per end user or per metadata value (GET /v1/usage/attribution), with a CSV export.
+async function drawAttribution(section, days, by) {
+  const problem = h("div");
+  const byInput = h("input", {name: "by", value: by,
+    "aria-describedby": "attribution-by-hint"});
+  const form = h("form", {class: "filters panel", role: "search", onsubmit: (event) => {
+    event.preventDefault();
+    location.assign(`/console/usage?days=${days}&by=${encodeURIComponent(byInput.value)}`);
+  }}, h("label", {for: "attribution-by", text: "Group by"}), Object.assign(byInput, {id: "attribution-by"}),
+  h("span", {class: "hint", id: "attribution-by-hint", text: "end_user, or metadata.<key>"}),
+  h("button", {type: "submit", text: "Group"}),
+  h("button", {type: "button", class: "secondary", text: "Download CSV", onclick: () => downloadCsv(days, by, problem)}));
+  section.append(h("h2", {id: "attribution-title", text: by === "end_user" ? "By end user" : `By ${by}`}), form, problem);
+  try {
+    const answer = await api(`/v1/usage/attribution?group_by=${encodeURIComponent(by)}&days=${days}`);
+    section.append(answer.groups.length
+      ? table([[by === "end_user" ? "End user" : by], ["Jobs", "num"], ["Images", "num"], ["Credits", "num"]],
+        [...answer.groups, {...answer.total, value: "Total"}].map((g) => h("tr", {"data-testid": "attribution-row"},
+          h("td", {text: g.value ?? "(none)"}), h("td", {class: "num", text: g.jobs}),
+          h("td", {class: "num", text: g.images}), h("td", {class: "num", text: g.credits}))), "Spend by group")
+      : h("p", {class: "muted", text: "No job ended in these days."}));
+  } catch (error) {
+    section.append(errorBox(error));
+  }
+}
+
+async function downloadCsv(days, by, problem) {
+  try {
+    const response = await api(`/v1/usage/attribution?group_by=${encodeURIComponent(by)}&days=${days}&format=csv`,
+      {raw: true});
+    const link = h("a", {href: URL.createObjectURL(await response.blob()), download: `usage-${by}.csv`});
+    link.click();
+    URL.revokeObjectURL(link.href);
+  } catch (error) {
+    problem.replaceChildren(errorBox(error));
+  }
+}
+
 export async function usagePage() {
   document.title = "Usage · Genline";
   const days = Number(new URLSearchParams(location.search).get("days")) || 30;
@@ -90,6 +128,9 @@ export async function usagePage() {
   } catch (error) {
     history.append(errorBox(error));
   }
-  history.after(h("p", {class: "muted"}, "Your plan's limits, and where you stand against each today, are on the ",
+  const attribution = h("section", {"aria-labelledby": "attribution-title", "data-testid": "attribution"});
+  history.after(attribution);
+  drawAttribution(attribution, days, new URLSearchParams(location.search).get("by") || "end_user");
+  attribution.after(h("p", {class: "muted"}, "Your plan's limits, and where you stand against each today, are on the ",
     h("a", {href: "/console/account", text: "account page"}), "."));
 }

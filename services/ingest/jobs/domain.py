@@ -122,6 +122,8 @@ class JobView(BaseModel):
     min_images: int | None = None
     webhook_url: str | None = None
     webhook_events: list[str] | None = None
+    metadata: dict[str, str] | None = Field(None, description="your labels, as submitted")
+    end_user: str | None = Field(None, description="your customer the job is for, as submitted")
     created_at: datetime
     updated_at: datetime
     timestamps: dict[str, datetime]
@@ -188,7 +190,7 @@ def submitted_view(spec: JobSpec, prompt: str | None = None) -> JobView:
                    quality=spec.quality_rules, width=spec.width, height=spec.height,
                    model=spec.model, model_version=spec.model_version, deadline_s=spec.deadline_s,
                    min_images=spec.min_images, webhook_url=spec.webhook_url, webhook_events=spec.webhook_events,
-                   created_at=at, updated_at=at, timestamps={"submitted": at},
+                   metadata=spec.metadata, end_user=spec.end_user, created_at=at, updated_at=at, timestamps={"submitted": at},
                    reasons={"submitted": "submitted by the client"})
 
 

@@ -88,6 +88,8 @@ def state_changes(before: JobView | None, after: JobView) -> list[dict[str, Any]
         change = {"state": state, "previous": previous, "reason": after.reasons.get(state, "")}
         if after.final and state == after.state and after.failure is not None:
             change["failure"] = after.failure.model_dump(mode="json")
+        if previous is None:  # the job's first entry names whom and what it is for, where it says
+            change |= {name: getattr(after, name) for name in ("metadata", "end_user") if getattr(after, name)}
         changes.append(change)
         previous = state
     return changes

@@ -10,22 +10,31 @@ job with its JobSubmitted.
 
 import hashlib
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID, uuid4
 
 import psycopg
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
 from services.common import telemetry
-from services.common.api import RequestModel
-from services.common.contracts import WEBHOOK_EVENTS, JobPriority, JobSpec, JobSubmitted, Tier, WebhookEvent
+from services.common.api import RequestModel, StorableText
+from services.common.contracts import (
+    WEBHOOK_EVENTS,
+    JobPriority,
+    JobSpec,
+    JobSubmitted,
+    KeySpendCaps,
+    Tier,
+    WebhookEvent,
+)
 from services.common.problems import Problem
 from services.common.quality.profiles import Profile, ProfileError, QualityRules, job_profile, profile_names
 from services.common.sealing import seal
 from services.common.templates import load_catalogue
 from services.ingest import data_keys, store
-from services.ingest.accounts import limits
+from services.ingest.accounts import limits, spend_caps
 from services.ingest.accounts.webhook_targets import check_webhook_url
 from services.ingest.inputs import guidance, screening
 from services.ingest.jobs import domain, request_rules
@@ -35,6 +44,19 @@ from services.ingest.key_encryption import keyring_of
 TemplateName = Literal[tuple(load_catalogue().templates)]
 # The largest order the platform takes; each plan allows at most its own (plans.yaml).
 MAX_IMAGES, MAX_CANDIDATES = 100, 1000
+# A job's own labels are bounded before they cost memory or rows: so many keys, so long each.
+METADATA_KEYS, METADATA_KEY_LENGTH, METADATA_VALUE_LENGTH = 16, 40, 256
+MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=METADATA_KEY_LENGTH,
+                                               pattern=r"^[A-Za-z0-9_.\-]+$")]
+MetadataValue = Annotated[StorableText, StringConstraints(max_length=METADATA_VALUE_LENGTH)]
+
+
+@dataclass(frozen=True)
+class Submitter:
+    """The API key a job is submitted with, and the spend caps it carries into the job."""
+
+    key_id: UUID
+    caps: KeySpendCaps
 
 
 class JobRequest(RequestModel):
@@ -77,6 +99,14 @@ class JobRequest(RequestModel):
     webhook_events: list[WebhookEvent] | None = Field(
         None, max_length=len(WEBHOOK_EVENTS),
         description="events sent to webhook_url; all final events by default (job.progress only when named)")
+    metadata: dict[MetadataKey, MetadataValue] | None = Field(
+        None, max_length=METADATA_KEYS, examples=[{"campaign": "spring", "customer_plan": "pro"}],
+        description=f"your own labels (at most {METADATA_KEYS} keys of letters, digits, '_', '-' and '.', up to"
+                    f" {METADATA_KEY_LENGTH} characters; values up to {METADATA_VALUE_LENGTH}): in the job, its"
+                    " events and receipt, and GET /v1/usage/attribution groups spend by any of them")
+    end_user: Annotated[StorableText, StringConstraints(min_length=1, max_length=128)] | None = Field(
+        None, description="your customer the job is for (an id of yours, not personal data): in the job, its"
+                          " events and receipt, and GET /v1/usage/attribution groups spend by it")
 
     @model_validator(mode="after")
     def candidates_cover_images(self) -> "JobRequest":
@@ -120,7 +150,7 @@ def with_deadline(body: JobRequest, cancel_after: str | None, settings) -> JobRe
 
 
 def job_spec(tenant_id: str, body: JobRequest, settings, data_key: bytes, profile: Profile,
-             reference_key: str | None = None, priority: int = 0) -> JobSpec:
+             reference_key: str | None = None, priority: int = 0, submitter: Submitter | None = None) -> JobSpec:
     """What the job asks for, its prompt sealed with its own `data_key`."""
     candidates = request_rules.plan_candidates(body.images, body.candidates, settings.default_oversample)
     seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
@@ -135,7 +165,8 @@ def job_spec(tenant_id: str, body: JobRequest, settings, data_key: bytes, profil
                    profile=body.profile, quality_rules=quality_rules(body), reference_key=reference_key,
                    width=body.width, height=body.height, model=body.model, model_version=body.model_version,
                    webhook_url=body.webhook_url, webhook_events=body.webhook_events,
-                   priority=priority, job_priority=body.priority)
+                   priority=priority, job_priority=body.priority, metadata=body.metadata, end_user=body.end_user,
+                   api_key_id=submitter.key_id if submitter else None, key_caps=submitter.caps if submitter else None)
 
 
 def quality_rules(body: JobRequest) -> dict | None:
@@ -196,9 +227,11 @@ async def input_photo(runtime, objects, tenant_id: str, body: JobRequest, settin
 
 
 async def record_submission(runtime, plans, tenant: str, body: JobRequest, settings, idempotency_key: str | None,
-                            fingerprint: str, reference_key: str | None, profile: Profile) -> domain.JobView:
+                            fingerprint: str, reference_key: str | None, profile: Profile,
+                            submitter: Submitter | None = None, over_cap: Problem | None = None) -> domain.JobView:
     """The job, written with its JobSubmitted; a retry with the same key gets the first job,
-    and a job past the plan's limits is refused before anything is written."""
+    and a job past the plan's limits or its key's spend cap (`over_cap`) is refused before
+    anything is written."""
     ttl_s = settings.idempotency_key_ttl_s
     async with runtime.pool.connection() as conn, conn.transaction():
         plan_name, bound = await store.lock_plan_and_key(conn, tenant, idempotency_key, ttl_s)
@@ -209,9 +242,11 @@ async def record_submission(runtime, plans, tenant: str, body: JobRequest, setti
                               f"Idempotency-Key {idempotency_key!r} was used with a different request")
             return await store.read_view(conn, bound[0], tenant)
         limits.check_order_size(plan, body.images, body.candidates)
+        if over_cap is not None:
+            raise over_cap
         await limits.check_submission(conn, tenant, plan, body.images, datetime.now(UTC))
         key = data_keys.new_data_key()
-        spec = job_spec(tenant, body, settings, key, profile, reference_key, plan.priority)
+        spec = job_spec(tenant, body, settings, key, profile, reference_key, plan.priority, submitter)
         kek_id, wrapped_key = await data_keys.wrapped(spec.job_id, key, keyring_of(settings))
         view = domain.submitted_view(spec, body.prompt)
         await store.record(conn, None, view, None, spec.submitted_at)
@@ -226,7 +261,8 @@ async def record_submission(runtime, plans, tenant: str, body: JobRequest, setti
 
 
 async def submit(runtime, objects, plans, tenant: str, body: JobRequest, settings, idempotency_key: str | None,
-                 cancel_after: str | None, gate: screening.ScreeningGate) -> domain.JobView:
+                 cancel_after: str | None, gate: screening.ScreeningGate, submitter: Submitter | None = None,
+                 ledger=None) -> domain.JobView:
     """The job `body` asks for, checked and recorded (or the first job of a retried key)."""
     body = with_deadline(body, cancel_after, settings)
     profile = check_scoring(body, settings)
@@ -234,7 +270,12 @@ async def submit(runtime, objects, plans, tenant: str, body: JobRequest, setting
         await check_webhook_url(body.webhook_url, settings)
     reference_key = await input_photo(runtime, objects, tenant, body, settings, gate)
     fingerprint = request_rules.request_fingerprint(body.model_dump(mode="json"))
-    submission = (runtime, plans, tenant, body, settings, idempotency_key, fingerprint, reference_key, profile)
+    over_cap = None
+    if submitter is not None and ledger is not None:
+        over_cap = await spend_caps.refusal(ledger, tenant, submitter.key_id, submitter.caps, body.template, body.tier,
+                                            body.images, body.use_retry_tokens, settings.ledger_grpc_timeout_s)
+    submission = (runtime, plans, tenant, body, settings, idempotency_key, fingerprint, reference_key, profile,
+                  submitter, over_cap)
     try:
         return await record_submission(*submission)
     except (psycopg.errors.UniqueViolation, store.IdempotencyKeyTaken):

@@ -113,6 +113,8 @@ class ReceiptBody(BaseModel):
     credits: ReceiptCredits
     provider_cost: ReceiptProviderCost
     times: dict[str, str] = Field(description="when the job entered each state, RFC 3339")
+    metadata: dict[str, str] | None = Field(None, description="the job's labels, as submitted; absent when none")
+    end_user: str | None = Field(None, description="the tenant's customer the job was for; absent when none")
 
 
 class ReceiptSignature(BaseModel):
@@ -225,4 +227,9 @@ def receipt_body(view: JobView, sequence: int, previous_sha256: str | None, kid:
             stages=[ReceiptStage(attempt=s.attempt, stage_index=s.stage_index, stage=s.stage, provider=s.provider,
                                  calls=s.calls, cost_micro_usd=s.cost_micro_usd) for s in view.stages]),
         times={state: _json(at) for state, at in sorted(view.timestamps.items(), key=lambda item: item[1])},
-    ).model_dump(mode="json")
+        metadata=view.metadata, end_user=view.end_user,
+    ).model_dump(mode="json", exclude={name for name in ATTRIBUTION if getattr(view, name) is None})
+
+
+# A receipt names these only when the job had them, so receipts of jobs without them read as before.
+ATTRIBUTION = ("metadata", "end_user")

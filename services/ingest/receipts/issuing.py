@@ -86,6 +86,22 @@ async def daily_totals(conn: psycopg.AsyncConnection, tenant_id: str, since: dat
     return {row["day"]: {"jobs": row["jobs"], "images": row["images"], "credits": row["credits"]} for row in rows}
 
 
+async def attributed_totals(conn: psycopg.AsyncConnection, tenant_id: str, since: datetime, until: datetime,
+                            metadata_key: str | None) -> list[dict]:
+    """From the receipts issued in [since, until): the jobs, images delivered and credits
+    charged per end user (`metadata_key` None) or per value of that metadata key; jobs
+    without one under the value None."""
+    group = ("document->'receipt'->>'end_user'" if metadata_key is None
+             else "document->'receipt'->'metadata'->>%(key)s")
+    return await (await conn.execute(
+        f"SELECT {group} AS value, count(*) AS jobs,"
+        " coalesce(sum((document->'receipt'->'images'->>'delivered')::bigint), 0) AS images,"
+        " coalesce(sum((document->'receipt'->'credits'->>'charged')::bigint), 0) AS credits"
+        " FROM receipts WHERE tenant_id = %(tenant)s AND issued_at >= %(since)s AND issued_at < %(until)s"
+        " GROUP BY 1 ORDER BY 4 DESC, 1 NULLS LAST",
+        {"tenant": tenant_id, "since": since, "until": until, "key": metadata_key})).fetchall()
+
+
 async def record_signing_key(conn: psycopg.AsyncConnection, signer: Signer) -> None:
     """Publish the key this process signs with, for as long as receipts signed with it exist."""
     await conn.execute("INSERT INTO signing_keys (kid, public_key) VALUES (%s, %s)"

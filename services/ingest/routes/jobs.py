@@ -16,7 +16,17 @@ from services.common.contracts import JobErased, OutputReported
 from services.common.problems import Problem
 from services.common.storage import signed_links
 from services.ingest import data_keys, store
-from services.ingest.deps import JobsReader, JobsWriter, Objects, Plans, Runtime, Screening, Settings
+from services.ingest.deps import (
+    JobsReader,
+    JobsSubmitter,
+    JobsWriter,
+    Objects,
+    Plans,
+    PromptScreen,
+    Runtime,
+    Screening,
+    Settings,
+)
 from services.ingest.jobs import domain, submission
 from services.ingest.jobs.examples import (
     CANCELED_EXAMPLE,
@@ -28,6 +38,7 @@ from services.ingest.jobs.examples import (
 from services.ingest.jobs.job_lookup import parse_job_id, refuse_missing
 from services.ingest.jobs.submission import JobRequest
 from services.ingest.jobs.view_parts import Billing, Failure
+from services.ingest.ledger_calls import Ledger
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 log = logging.getLogger(__name__)
@@ -40,9 +51,10 @@ class JobAccepted(BaseModel):
     url: str
 
 
-@router.post("", status_code=202, response_model=JobAccepted, responses=problems.responses(413, 415, 503))
-async def submit_job(body: JobRequest, response: Response, tenant: JobsWriter, runtime: Runtime,
-                     settings: Settings, objects: Objects, plans: Plans, gate: Screening,
+@router.post("", status_code=202, response_model=JobAccepted, responses=problems.responses(402, 413, 415, 422, 503))
+async def submit_job(body: JobRequest, response: Response, caller: JobsSubmitter, runtime: Runtime,
+                     settings: Settings, objects: Objects, plans: Plans, gate: Screening, ledger: Ledger,
+                     prompts: PromptScreen,
                      idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
                      cancel_after: Annotated[str | None, Header(max_length=32)] = None):
     """Accept a job (202); it moves on asynchronously. Retries with the same `Idempotency-Key`
@@ -53,9 +65,19 @@ async def submit_job(body: JobRequest, response: Response, tenant: JobsWriter, r
     sentence per failed check saying what to change (422 `input-guidance`). The job's deadline is
     `deadline_s`, or the `Cancel-After` header (`90`, `90s`, `5m`, `1h30m`), or its tier's.
     A job beyond your plan's jobs in progress or images per day is refused (429, with the
-    reason and `Retry-After`) and nothing is held; an accepted job is never dropped by a limit."""
+    reason and `Retry-After`) and nothing is held; an accepted job is never dropped by a limit.
+    A job the API key's spend cap (daily or monthly, `PUT /v1/api-keys/{id}/caps`) has no room
+    for is refused (402 `key-cap-reached`, naming the cap); under a race the ledger enforces the
+    cap when it holds the credits, and the job is then rejected (`key_cap_reached`).
+    The prompt is screened first, before anything is held or generated: the platform's rules,
+    yours (`PUT /v1/account/prompt-screening`), then the hosted moderation provider where one is
+    configured; a refused prompt gets 422 `prompt-refused` naming the category, and while the
+    provider is down your policy decides (fail open, or 503 `prompt-screening-unavailable`)."""
     telemetry.bind_prompt(body.prompt)
-    view = await submission.submit(runtime, objects, plans, tenant, body, settings, idempotency_key, cancel_after, gate)
+    await prompts.check(runtime.pool, caller.tenant_id, body.prompt)
+    submitter = submission.Submitter(caller.key_id, caller.caps)
+    view = await submission.submit(runtime, objects, plans, caller.tenant_id, body, settings, idempotency_key,
+                                   cancel_after, gate, submitter, ledger)
     response.headers["Location"] = f"/v1/jobs/{view.id}"
     log.info("accepted job %s: %d image(s) of template %s", view.id, view.images, view.template,
              extra={"prompt": body.prompt})

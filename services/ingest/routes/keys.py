@@ -1,6 +1,7 @@
-"""`/v1/api-keys`: a tenant's own keys. Create one with a name and a subset of the caller's
-scopes (the secret is shown once), list them, revoke one, or rotate one with an overlap in
-which the old secret still works. All behind `keys:manage`."""
+"""`/v1/api-keys`: a tenant's own keys. Create one with a name, a subset of the caller's
+scopes and spend caps (the secret is shown once), list them with what each spent, set a key's
+caps, revoke one, or rotate one with an overlap in which the old secret still works. All
+behind `keys:manage`."""
 
 from datetime import datetime
 from typing import Annotated
@@ -12,10 +13,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.common import problems
 from services.common.api import RequestModel, StorableText
 from services.common.audit import key_actor, record_action
+from services.common.contracts import KeySpendCaps
 from services.common.problems import Problem
-from services.ingest.accounts import keys
+from services.ingest.accounts import keys, spend_caps
 from services.ingest.accounts.keys import SCOPES
 from services.ingest.deps import KeysManager, Runtime, Settings
+from services.ingest.ledger_calls import Ledger
 
 router = APIRouter(prefix="/v1/api-keys", tags=["keys"])
 Scope = Annotated[str, Field(pattern="^(" + "|".join(SCOPES) + ")$")]
@@ -29,6 +32,21 @@ class KeyRequest(RequestModel):
     name: StorableText = Field("", max_length=100, description="shown in listings, to tell keys apart")
     scopes: list[Scope] | None = Field(None, min_length=1, max_length=len(SCOPES),
                                        description="what the key may do; the caller's own scopes when left out")
+    daily_cap_credits: int | None = Field(None, ge=0, le=10**12, description="credits the key may spend per UTC"
+                                                                            " day; null: no cap")
+    monthly_cap_credits: int | None = Field(None, ge=0, le=10**12, description="credits the key may spend per UTC"
+                                                                              " month; null: no cap")
+
+
+class CapsRequest(RequestModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"daily_cap_credits": 20, "monthly_cap_credits": 400}]})
+
+    daily_cap_credits: int | None = Field(None, ge=0, le=10**12, description="credits per UTC day; null lifts the cap")
+    monthly_cap_credits: int | None = Field(None, ge=0, le=10**12,
+                                            description="credits per UTC month; null lifts the cap")
+
+    def caps(self) -> KeySpendCaps:
+        return KeySpendCaps(daily=self.daily_cap_credits, monthly=self.monthly_cap_credits)
 
 
 class RotateRequest(RequestModel):
@@ -42,7 +60,8 @@ class RotateRequest(RequestModel):
 class ApiKey(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "id": KEY_ID, "name": "ci reader", "prefix": "gl_Xk3v9", "scopes": ["jobs:read"],
-        "created_at": "2026-11-02T10:00:00Z", "last_used_at": "2026-11-02T10:05:00Z", "expires_at": None}]})
+        "created_at": "2026-11-02T10:00:00Z", "last_used_at": "2026-11-02T10:05:00Z", "expires_at": None,
+        "daily_cap_credits": 20, "monthly_cap_credits": None, "spent_today": 12, "spent_this_month": 140}]})
 
     id: UUID
     name: str
@@ -51,6 +70,11 @@ class ApiKey(BaseModel):
     created_at: datetime
     last_used_at: datetime | None = Field(description="to the minute; null when never used")
     expires_at: datetime | None = Field(description="when a rotated key stops working; null while it is current")
+    daily_cap_credits: int | None = Field(None, description="credits the key may spend per UTC day; null: no cap")
+    monthly_cap_credits: int | None = Field(None, description="credits the key may spend per UTC month; null: no cap")
+    spent_today: int | None = Field(None, description="credits held and charged for the key's jobs today (UTC);"
+                                                      " null when the ledger does not answer")
+    spent_this_month: int | None = Field(None, description="the same, this UTC month")
 
 
 class NewApiKey(ApiKey):
@@ -84,9 +108,16 @@ def parse_key_id(key_id: str) -> UUID:
         raise Problem(404, "api-key-not-found", f"no API key {key_id!r}") from None
 
 
-def new_key_body(issued: keys.IssuedKey, name: str, scopes: list[str]) -> NewApiKey:
+def new_key_body(issued: keys.IssuedKey, name: str, scopes: list[str], caps: KeySpendCaps) -> NewApiKey:
     return NewApiKey(id=issued.id, name=name, prefix=issued.prefix, scopes=scopes, created_at=issued.created_at,
-                     last_used_at=None, expires_at=None, secret=issued.secret)
+                     last_used_at=None, expires_at=None, secret=issued.secret, daily_cap_credits=caps.daily,
+                     monthly_cap_credits=caps.monthly, spent_today=0, spent_this_month=0)
+
+
+def key_body(row: dict, spent: dict | None) -> ApiKey:
+    """A key as listed: its row, with what it spent when the ledger answered."""
+    used = spent.get(row["id"], spend_caps.KeySpent(0, 0)) if spent is not None else None
+    return ApiKey.model_validate(row | {"spent_today": used and used.today, "spent_this_month": used and used.this_month})
 
 
 @router.post("", status_code=201, response_model=NewApiKey)
@@ -99,21 +130,44 @@ async def create_api_key(caller: KeysManager, runtime: Runtime, response: Respon
     if beyond:
         raise Problem(403, "scope-not-held", f"this API key cannot grant {beyond[0]!r}, a scope it does not hold",
                       scope=beyond[0])
+    caps = KeySpendCaps(daily=body.daily_cap_credits, monthly=body.monthly_cap_credits)
     async with runtime.pool.connection() as conn, conn.transaction():
-        issued = await keys.issue_key(conn, caller.tenant_id, body.name, tuple(scopes))
+        issued = await keys.issue_key(conn, caller.tenant_id, body.name, tuple(scopes), caps)
         await record_action(runtime, conn, key_actor(str(caller.key_id)), "api_key.create", f"api_key:{issued.id}",
-                            caller.tenant_id, name=body.name, scopes=scopes)
+                            caller.tenant_id, name=body.name, scopes=scopes, **caps.model_dump())
     runtime.relay.notify()
     response.headers["Location"] = f"/v1/api-keys/{issued.id}"
-    return new_key_body(issued, body.name, scopes)
+    return new_key_body(issued, body.name, scopes, caps)
 
 
 @router.get("", response_model=ApiKeyList)
-async def list_api_keys(caller: KeysManager, runtime: Runtime):
-    """Your tenant's keys that still work, oldest first; never their secrets."""
+async def list_api_keys(caller: KeysManager, runtime: Runtime, settings: Settings, ledger: Ledger):
+    """Your tenant's keys that still work, oldest first, each with its spend caps and what it
+    spent today and this month (null when the ledger does not answer); never their secrets."""
     async with runtime.pool.connection() as conn:
         rows = await keys.list_keys(conn, caller.tenant_id)
-    return ApiKeyList(data=[ApiKey.model_validate(row) for row in rows])
+    spent = await spend_caps.spent_by_keys(ledger, caller.tenant_id, [row["id"] for row in rows],
+                                           settings.ledger_grpc_timeout_s) if rows else {}
+    return ApiKeyList(data=[key_body(row, spent) for row in rows])
+
+
+@router.put("/{key_id}/caps", response_model=ApiKey, responses=problems.responses(404))
+async def set_api_key_caps(key_id: KeyId, body: CapsRequest, caller: KeysManager, runtime: Runtime,
+                           settings: Settings, ledger: Ledger):
+    """Set a key's spend caps, in credits per UTC day and per UTC month (null lifts a cap).
+    A job the key submits from now on is refused (402 `key-cap-reached`) when its cost would
+    take the key's spend past a cap; what the key holds and was charged counts, what was
+    released does not. Rotating a key keeps its caps."""
+    caps = body.caps()
+    async with runtime.pool.connection() as conn, conn.transaction():
+        row = await keys.set_caps(conn, caller.tenant_id, parse_key_id(key_id), caps)
+        if row is None:
+            raise Problem(404, "api-key-not-found", f"no API key {key_id!r}")
+        await record_action(runtime, conn, key_actor(str(caller.key_id)), "api_key.caps", f"api_key:{row['id']}",
+                            caller.tenant_id, **caps.model_dump())
+    runtime.relay.notify()
+    spent = await spend_caps.spent_by_keys(ledger, caller.tenant_id, [row["id"]], settings.ledger_grpc_timeout_s)
+    return key_body(row, spent)
 
 
 @router.delete("/{key_id}", status_code=204, responses=problems.responses(404))
@@ -145,4 +199,5 @@ async def rotate_api_key(key_id: KeyId, caller: KeysManager, runtime: Runtime, s
         await record_action(runtime, conn, key_actor(str(caller.key_id)), "api_key.rotate", f"api_key:{old['id']}",
                             caller.tenant_id, new_key=str(issued.id), overlap_s=overlap_s)
     runtime.relay.notify()
-    return RotatedApiKey(new=new_key_body(issued, old["name"], list(old["scopes"])), old=ApiKey.model_validate(old))
+    return RotatedApiKey(new=new_key_body(issued, old["name"], list(old["scopes"]), keys.caps_of(old)),
+                         old=ApiKey.model_validate(old))

@@ -1,10 +1,13 @@
 """`GET /v1/usage`: the tenant's plan, its limits and where it stands against each, counted
-exactly as the limits count when they refuse a request or a job (services.ingest.accounts.limits)."""
+exactly as the limits count when they refuse a request or a job (services.ingest.accounts.limits).
+`GET /v1/usage/attribution`: spend per end user or per metadata value, summed from receipts."""
 
+import csv
+import io
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.common.problems import Problem
@@ -12,7 +15,7 @@ from services.ingest.accounts import limits
 from services.ingest.accounts.plans import Plan, rate_decision
 from services.ingest.deps import AccountReader, Plans, Runtime, Settings
 from services.ingest.ledger_calls import call_ledger, pb
-from services.ingest.receipts.issuing import daily_totals
+from services.ingest.receipts.issuing import attributed_totals, daily_totals
 
 router = APIRouter(prefix="/v1", tags=["account"])
 
@@ -120,3 +123,68 @@ async def usage(request: Request, tenant: AccountReader, runtime: Runtime, plans
                  images_today=counted.images_today, jobs_in_progress=counted.active, credits_held=held,
                  resets_at=counted.resets_at, limits=limit_bars(plan, counted, burst_remaining),
                  daily=days_of(totals, first_day, days))
+
+
+class AttributedGroup(BaseModel):
+    value: str | None = Field(description="the end user, or the metadata key's value; null: jobs without one")
+    jobs: int = Field(description="jobs that ended in the window (each has a signed receipt)")
+    images: int = Field(description="images those jobs delivered")
+    credits: int = Field(description="credits those jobs were charged")
+
+
+class Attribution(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "group_by": "end_user", "since": "2026-11-01", "until": "2026-11-03",
+        "groups": [{"value": "customer-42", "jobs": 3, "images": 6, "credits": 60},
+                   {"value": None, "jobs": 1, "images": 1, "credits": 10}],
+        "total": {"value": None, "jobs": 4, "images": 7, "credits": 70}}]})
+
+    group_by: str
+    since: date = Field(description="the first UTC day counted")
+    until: date = Field(description="the last UTC day counted")
+    groups: list[AttributedGroup] = Field(description="most credits first")
+    total: AttributedGroup = Field(description="every group summed (value null)")
+
+
+GROUP_BY = r"^(end_user|metadata\.[A-Za-z0-9_.\-]{1,40})$"
+CSV_COLUMNS = ("value", "jobs", "images", "credits")
+
+
+def as_csv(attribution: Attribution) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow((attribution.group_by, *CSV_COLUMNS[1:]))
+    for group in attribution.groups:
+        writer.writerow((group.value if group.value is not None else "", group.jobs, group.images, group.credits))
+    return out.getvalue()
+
+
+@router.get("/usage/attribution", response_model=Attribution, responses={
+    200: {"content": {"text/csv": {"schema": {"type": "string"},
+                                   "example": "end_user,jobs,images,credits\r\ncustomer-42,3,6,60\r\n"}}},
+    422: {"description": "Unprocessable content"}})
+async def usage_attribution(
+        tenant: AccountReader, runtime: Runtime,
+        group_by: Annotated[str, Query(pattern=GROUP_BY, max_length=49, examples=["end_user", "metadata.campaign"],
+                                       description="`end_user`, or `metadata.<key>` for one of the jobs'"
+                                                   " metadata keys")] = "end_user",
+        days: Annotated[int, Query(ge=1, le=366, description="UTC days counted, today included")] = 30,
+        format: Annotated[str, Query(pattern="^(json|csv)$", description="`csv` for a CSV export")] = "json"):
+    """Spend attributed to your own customers and labels: the jobs that ended in the last
+    `days` UTC days, the images they delivered and the credits they were charged, grouped by
+    the job's `end_user` or by the value of one `metadata` key, summed from your signed
+    receipts (so each group is the sum of its jobs' receipts). `format=csv` exports the same."""
+    today = datetime.now(UTC).date()
+    since = today - timedelta(days=days - 1)
+    metadata_key = None if group_by == "end_user" else group_by.removeprefix("metadata.")
+    async with runtime.pool.connection() as conn:
+        rows = await attributed_totals(conn, tenant, datetime.combine(since, time(), UTC),
+                                       datetime.combine(today + timedelta(days=1), time(), UTC), metadata_key)
+    groups = [AttributedGroup(**row) for row in rows]
+    total = AttributedGroup(value=None, jobs=sum(g.jobs for g in groups), images=sum(g.images for g in groups),
+                            credits=sum(g.credits for g in groups))
+    attribution = Attribution(group_by=group_by, since=since, until=today, groups=groups, total=total)
+    if format == "csv":
+        return Response(as_csv(attribution), media_type="text/csv", headers={
+            "Content-Disposition": f'attachment; filename="usage-{group_by}-{since}-{today}.csv"'})
+    return attribution

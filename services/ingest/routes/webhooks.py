@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.common import audit, problems
 from services.common.api import RequestModel
-from services.common.contracts import FINAL_WEBHOOK_EVENTS, WEBHOOK_EVENTS, WebhookEvent
+from services.common.contracts import DEFAULT_ENDPOINT_EVENTS, ENDPOINT_EVENTS, EndpointEvent
 from services.common.problems import Problem
 from services.ingest import store
 from services.ingest.accounts.webhook_targets import check_webhook_url
@@ -48,8 +48,13 @@ class EndpointRequest(RequestModel):
 
     url: str = Field(min_length=1, max_length=2000, description="http(s); public addresses only")
     description: str = Field("", max_length=200)
-    event_types: list[WebhookEvent] = Field(list(FINAL_WEBHOOK_EVENTS), min_length=1, max_length=len(WEBHOOK_EVENTS),
-                                            description="the events to send; every final event by default")
+    event_types: list[EndpointEvent] = Field(list(DEFAULT_ENDPOINT_EVENTS), min_length=1,
+                                             max_length=len(ENDPOINT_EVENTS),
+                                             description="the events to send: a job's final events (job.*), its"
+                                                         " progress while it runs (job.progress, only when named)"
+                                                         " and your account's alerts (account.balance_low,"
+                                                         " account.grant_expiring, account.key_cap_reached,"
+                                                         " billing.topup_failed); all but job.progress by default")
     enabled: bool = True
 
 
@@ -60,7 +65,7 @@ class EndpointChange(RequestModel):
 
     url: str = Field(None, min_length=1, max_length=2000)
     description: str = Field(None, max_length=200)
-    event_types: list[WebhookEvent] = Field(None, min_length=1, max_length=len(WEBHOOK_EVENTS))
+    event_types: list[EndpointEvent] = Field(None, min_length=1, max_length=len(ENDPOINT_EVENTS))
     enabled: bool = Field(None)
 
 
@@ -104,7 +109,7 @@ class Attempt(BaseModel):
     id: UUID
     webhook_id: str = Field(description="the `webhook-id` header: the same on every retry and redelivery")
     endpoint_id: UUID | None = Field(description="null for the job's own webhook_url")
-    job_id: UUID
+    job_id: UUID | None = Field(description="null for an alert of your account")
     event_type: str
     url: str
     message_state: str = Field(description="pending (more attempts to come), delivered, failed or abandoned")

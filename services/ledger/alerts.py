@@ -1,0 +1,44 @@
+"""Alerts a tenant receives before its money runs out, each raised once per crossing:
+`account.balance_low` (available credits below the tenant's threshold), `account.grant_expiring`
+(a grant with credits left expires within the tenant's notice), `account.key_cap_reached` (an
+API key's day or month reached its spend cap, or its cap refused a hold) and
+`billing.topup_failed` (raised by whoever saw the top-up fail).
+
+A round, on every replica, clears the balance alerts whose balance is back and raises every
+crossing not raised yet; the alerts table allows one open alert per tenant, kind and subject,
+so replicas that see the same crossing raise it once. Each raised alert is an AccountAlerted
+in the same transaction, which delivery sends to the tenant's endpoints as a Standard Webhook.
+"""
+
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+
+from services.common.contracts import AccountAlerted
+from services.ledger import store
+from services.ledger.key_caps import period_start
+
+# Days before a grant expires that its tenant is told, until the tenant sets its own.
+DEFAULT_GRANT_NOTICE_DAYS = 7
+
+
+def alerted(row: dict) -> AccountAlerted:
+    return AccountAlerted(tenant_id=row["tenant_id"], alert_id=row["id"], alert=row["alert"],
+                          raised_at=row["raised_at"], details=row["details"])
+
+
+async def raise_due(conn: psycopg.AsyncConnection, now: datetime | None = None) -> list[AccountAlerted]:
+    """Every crossing not raised yet, raised (call in a transaction; emit what it returns)."""
+    now = now or datetime.now(UTC)
+    day = now.date()
+    rows = await store.raise_due_alerts(conn, now, day, period_start("month", day), DEFAULT_GRANT_NOTICE_DAYS)
+    return [alerted(row) for row in rows]
+
+
+async def raise_once(conn: psycopg.AsyncConnection, tenant_id: str, alert: str, subject: str,
+                     details: dict[str, Any], now: datetime | None = None) -> AccountAlerted | None:
+    """An alert of a crossing the caller saw (`subject` names it: a failed payment's id); None
+    when it was raised before."""
+    row = await store.raise_alert(conn, tenant_id, alert, subject, details, now or datetime.now(UTC))
+    return alerted(row) if row else None
