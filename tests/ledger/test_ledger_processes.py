@@ -30,8 +30,6 @@ def start_ledger_process(settings, log_path) -> tuple[subprocess.Popen, int]:
     env = os.environ | {
         "GENLINE_DATABASE_URL": settings.database_url.get_secret_value(),
         "GENLINE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "GENLINE_S3_ACCESS_KEY_ID": settings.s3_access_key_id,
-        "GENLINE_S3_SECRET_ACCESS_KEY": settings.s3_secret_access_key.get_secret_value(),
         "GENLINE_TOPIC_NAMESPACE": settings.topic_namespace, "GENLINE_SCHEMA_NAME": settings.schema_name,
         "GENLINE_HTTP_PORT": str(port), "GENLINE_GRPC_PORT": str(free_port()),
         "GENLINE_KAFKA_SESSION_TIMEOUT_MS": "6000", "GENLINE_CONSUMER_BATCH_SIZE": "16",

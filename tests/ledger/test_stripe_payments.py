@@ -273,6 +273,10 @@ async def test_a_failed_auto_top_up_is_recorded_told_and_pauses_the_rule_after_t
     assert not state["auto_topup"]["enabled"] and code in state["auto_topup"]["paused_reason"]
     told = [e for e in await published(billing.ledger, "genline.billing.topup_failed.v1") if e["tenant_id"] == buyer]
     assert [(e["failure_code"], e["paused"]) for e in told] == [(code, False), (code, False), (code, True)]
+    # Each failed charge is an alert for the tenant's endpoints, once each.
+    alerts = [e for e in await published(billing.ledger, "genline.account.alerted.v1") if e["tenant_id"] == buyer]
+    assert [(a["alert"], a["details"]["failure_code"]) for a in alerts] == [("billing.topup_failed", code)] * 3
+    assert len({a["alert_id"] for a in alerts}) == 3
     assert (await billing.account(buyer))["available"] == 970  # three jobs of 10, no top-up
     assert await billing.ledger.payments.charge_due() == 0  # paused: nothing more is requested
 

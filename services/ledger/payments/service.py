@@ -11,6 +11,7 @@ from services.common.bus.inbox import retry_races
 from services.common.contracts import AutoTopUpFailed, Event
 from services.common.problems import Problem
 from services.common.supervision import every, stop_tasks, supervise
+from services.ledger import alerts
 from services.ledger.payments import rules, store
 from services.ledger.payments.gateway import (
     Action,
@@ -292,6 +293,12 @@ class Payments:
         await self.runtime.emit(conn, AutoTopUpFailed(tenant_id=ended["tenant_id"], attempt_id=attempt_id,
                                                       credits=ended["credits"], failure_code=code,
                                                       failure_message=message, paused=paused))
+        # The tenant is told on its endpoints (billing.topup_failed), once per failed charge.
+        details = {"attempt_id": str(attempt_id), "credits": ended["credits"], "failure_code": code,
+                   "failure_message": message, "paused": paused}
+        if (alert := await alerts.raise_once(conn, ended["tenant_id"], "billing.topup_failed", str(attempt_id),
+                                             details)) is not None:
+            await self.runtime.emit(conn, alert)
         return True
 
     async def billing(self, tenant_id: str) -> dict:
