@@ -223,6 +223,8 @@ class DeliveredImage(Contract):
     thumbnail_key: str | None = Field(None, description="the thumbnail beside the image in the public bucket")
     thumbnail_url: str | None = Field(None, description="the thumbnail's link, expiring with `url`")
     thumbnail_media_type: str | None = None
+    manifest_label: str | None = Field(None, description="the label of the image's signed C2PA manifest")
+    watermark_id: str | None = Field(None, description="the 48-bit id (hex) its invisible watermark carries")
 
 
 # ---- ingest --------------------------------------------------------------------------
