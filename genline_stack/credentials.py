@@ -21,6 +21,8 @@ import psycopg.sql
 
 from services.common.contracts import PUBLISHERS
 from services.common.identity import new_service_key, public_key_of
+from services.common.provenance import new_signing_credentials
+from services.delivery.provenance import wrap_signing_key
 from services.ingest.key_encryption import new_key_file
 
 SERVICES = PUBLISHERS
@@ -49,7 +51,11 @@ class ServiceCredentials:
         env = {"GENLINE_DATABASE_URL": self.database_url(admin_url), "GENLINE_SERVICE_KEY": self.identity_key,
                "GENLINE_SERVICE_KEYS": json.dumps(public_keys)}
         if self.service == "ingest":  # the key-encryption key of the jobs' data keys, ingest's alone
-            env |= kek_env(directory)
+            env |= kek_env(directory) | {"GENLINE_PROVENANCE_TRUST_ANCHORS_FILE": str(directory / PROVENANCE_ANCHOR)}
+        if self.service == "delivery":  # the Content Credentials certificate, its key wrapped under delivery's KEK
+            env |= {"GENLINE_PROVENANCE_CERTIFICATE_CHAIN_FILE": str(directory / PROVENANCE_CHAIN),
+                    "GENLINE_PROVENANCE_SIGNING_KEY_FILE": str(directory / PROVENANCE_KEY),
+                    "GENLINE_PROVENANCE_KEK_FILE": str(directory / PROVENANCE_KEK)}
         return env
 
 
@@ -65,6 +71,10 @@ def url_as(database_url: str, user: str, password: str) -> str:
 
 
 KEK_FILE = "ingest-kek.json"
+# The deployment's Content Credentials: a CA of its own (the trust anchor ingest publishes)
+# and the signing certificate it issued, whose key is kept only wrapped under delivery's KEK.
+PROVENANCE_ANCHOR, PROVENANCE_CHAIN = "c2pa-anchor.pem", "c2pa-chain.pem"
+PROVENANCE_KEY, PROVENANCE_KEK = "c2pa-signing-key.json", "delivery-kek.json"
 
 
 def kek_env(directory: Path) -> dict[str, str]:
@@ -77,6 +87,8 @@ def ensure_credentials(directory: Path) -> dict[str, ServiceCredentials]:
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     if not (directory / KEK_FILE).exists():
         new_key_file(directory / KEK_FILE)
+    if not (directory / PROVENANCE_KEY).exists():
+        make_provenance_credentials(directory)
     made = {}
     for service in SERVICES:
         path = directory / f"{service}.json"
@@ -89,6 +101,19 @@ def ensure_credentials(directory: Path) -> dict[str, ServiceCredentials]:
             json.dump(asdict(made[service]), file)
     return made
 
+
+
+def make_provenance_credentials(directory: Path) -> None:
+    """The stack's CA and signing certificate (genline_stack's own, as production brings the
+    operator's), the key written only wrapped; the key file last, which marks them made."""
+    credentials = new_signing_credentials("Genline embedded stack")
+    if not (directory / PROVENANCE_KEK).exists():
+        new_key_file(directory / PROVENANCE_KEK)
+    (directory / PROVENANCE_ANCHOR).write_text(credentials.anchor_pem)
+    (directory / PROVENANCE_CHAIN).write_text(credentials.chain_pem)
+    descriptor = os.open(directory / PROVENANCE_KEY, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        json.dump(wrap_signing_key(credentials.key_pem, directory / PROVENANCE_KEK), file)
 
 
 def read_credentials(directory: Path, service: str) -> ServiceCredentials:

@@ -90,6 +90,19 @@ def new_signing_credentials(deployment: str, valid_days: int = 3650) -> SigningC
     return SigningCredentials(key_pem=key_pem, chain_pem=_pem(signer) + _pem(ca), anchor_pem=_pem(ca))
 
 
+def sniffed_media_type(data: bytes) -> str | None:
+    """The media type of a file the SDK signs and reads, from its first bytes; None for another."""
+    if data.startswith(b"\x89PNG"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    if data[4:8] == b"ftyp":
+        return "video/mp4"
+    return None
+
+
 # ---- reading ------------------------------------------------------------------------------------
 
 

@@ -38,7 +38,13 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from PIL import Image
 
 from services.common import watermark
-from services.common.provenance import JOB_ASSERTION, SIGNABLE, TRAINED_ALGORITHMIC_MEDIA, SigningCredentials
+from services.common.provenance import (
+    JOB_ASSERTION,
+    SIGNABLE,
+    TRAINED_ALGORITHMIC_MEDIA,
+    SigningCredentials,
+    sniffed_media_type,
+)
 from services.delivery.postprocess import PIL_FORMATS, Delivered, Rendered, encoded, has_alpha
 from services.delivery.settings import DeliverySettings
 
@@ -196,18 +202,6 @@ def signed_source_type(source: bytes) -> str | None:
             return media_type
     except c2pa.C2paError:
         return None
-
-
-def sniffed_media_type(data: bytes) -> str | None:
-    if data.startswith(b"\x89PNG"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    if data[4:8] == b"ftyp":
-        return "video/mp4"
-    return None
 
 
 def watermarked(image: Rendered, identity: int, quality: int) -> Rendered:

@@ -31,6 +31,7 @@ from services.ingest.routes import (
     events,
     internal,
     jobs,
+    provenance,
     receipts,
     root,
     templates,
@@ -57,6 +58,8 @@ TAGS = [
     {"name": "account", "description": "Prices before paying, the balance, holds and retry tokens, the plan's usage."},
     {"name": "receipts", "description": "Signed receipts of final jobs, chained per tenant, and the keys that verify"
                                         " them offline."},
+    {"name": "provenance", "description": "What a file proves: its Content Credentials and watermark, checked by"
+                                          " anyone, and the trust anchor they chain to."},
     {"name": "keys", "description": "Your API keys: create them with scopes, list, revoke and rotate them."},
     {"name": "webhooks", "description": "Signed webhooks when jobs end: endpoints, secrets, every attempt, redelivery."},
     {"name": "meta", "description": "Where to start: the documentation, this document, the console."},
@@ -73,8 +76,8 @@ def receipt_signer(settings: IngestSettings) -> Signer:
 
 
 ROUTERS = (root.router, jobs.router, candidates.router, events.router, uploads.router, account.router, usage.router,
-           receipts.router, templates.router, key_routes.router, webhooks.router, admin.router, admin_tenants.router,
-           admin_platform.router, internal.router)
+           receipts.router, provenance.router, templates.router, key_routes.router, webhooks.router, admin.router,
+           admin_tenants.router, admin_platform.router, internal.router)
 
 
 def create_api(lifespan=None) -> FastAPI:
@@ -107,6 +110,7 @@ def build(settings: IngestSettings):
     app = create_api(runtime.lifespan)
     app.state.runtime, app.state.settings, app.state.objects, app.state.signer = runtime, settings, objects, signer
     app.state.plans = load_plans(settings.plans_path)
+    app.state.trust_anchors = settings.trust_anchors()
     app.state.service_verifier = verifier_of(settings)
     app.state.screening = ScreeningGate(settings.screening_budget_bytes(), settings.screening_threads,
                                         settings.screening_wait_s)
