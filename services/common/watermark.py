@@ -14,7 +14,8 @@ Block (row, column) of LL carries bit `(row % 8) * 8 + column % 8`: the 64 bits 
 image, so every bit is repeated in every 8x8 tile of blocks and read back by a vote. How far
 more blocks agree with their bit's vote than chance would make agree is the detection's
 confidence: about 0 on an unmarked image, near 1 on a marked one. A detection also needs the 16-bit check to
-hold, and a crop that moves the block grid is found by trying the grid's 64 alignments.
+hold (the weakest few votes may be flipped to make it hold), and a crop that moves the block
+grid is found by trying the grid's 64 alignments.
 
 `dwtDct` (the same without the SVD, quantizing one DCT coefficient) is kept for
 `bench/watermark.py`, which measures both.
@@ -39,6 +40,9 @@ ALIGNMENT_WINDOW = 256
 # A detection below this confidence is no detection, whatever its check says.
 MIN_CONFIDENCE = 0.25
 MIN_SIDE = TILE * CELL  # smaller images cannot carry the whole payload
+# Detection also tries the read bits with any of this many weakest votes flipped: 16 tries
+# (times the tile's 64 shifts) against a 16-bit check, behind the confidence gate.
+WEAK_BITS = 4
 
 
 def _dct_matrix(n: int) -> np.ndarray:
@@ -178,8 +182,9 @@ class Detection:
     bits: tuple[int, ...]
 
 
-def _votes(u_plane: np.ndarray, method: Method) -> tuple[np.ndarray, float]:
-    """The 64 bits the plane's blocks vote for, and how far the blocks agree beyond chance."""
+def _votes(u_plane: np.ndarray, method: Method) -> tuple[np.ndarray, float, np.ndarray]:
+    """The 64 bits the plane's blocks vote for, how far the blocks agree beyond chance, and
+    each bit's margin (how far its vote is from a tie)."""
     height, width = (u_plane.shape[0] // CELL) * CELL, (u_plane.shape[1] // CELL) * CELL
     ll = _haar(u_plane[:height, :width])[0]
     dct = DCT @ _blocks(ll) @ DCT.T
@@ -191,7 +196,7 @@ def _votes(u_plane: np.ndarray, method: Method) -> tuple[np.ndarray, float]:
     share = ones / np.maximum(counts, 1)
     bits = (share > 0.5).astype(np.float64)
     agreement = float(np.sum(np.maximum(ones, counts - ones)) / np.sum(counts))
-    return bits, _above_chance(agreement, float(np.mean(counts)))
+    return bits, _above_chance(agreement, float(np.mean(counts))), np.abs(share - 0.5)
 
 
 def _above_chance(agreement: float, votes_per_bit: float) -> float:
@@ -217,6 +222,20 @@ def _alignment(u_plane: np.ndarray, method: Method) -> tuple[int, int]:
     return max(offsets, key=lambda offset: _votes(window[offset[0]:, offset[1]:], method)[1])
 
 
+def _candidates(bits: np.ndarray, margins: np.ndarray) -> list[np.ndarray]:
+    """The bits as read, then with the weakest votes flipped (every subset of the
+    `WEAK_BITS` closest to a tie): a lossy re-encode moves the odd bit across."""
+    weakest = np.argsort(margins)[:WEAK_BITS]
+    tries = []
+    for subset in range(1 << WEAK_BITS):
+        flipped = bits.copy()
+        for i, bit in enumerate(weakest):
+            if subset >> i & 1:
+                flipped[bit] = 1 - flipped[bit]
+        tries.append(flipped)
+    return tries
+
+
 def detect(rgb: np.ndarray, method: Method = "dwtDctSvd", search_alignment: bool = True) -> Detection:
     """The mark in `rgb`, if any. With `search_alignment`, every offset of the 8-pixel block
     grid is tried (a crop from the top or left moves it) and the best agreeing one read."""
@@ -224,8 +243,10 @@ def detect(rgb: np.ndarray, method: Method = "dwtDctSvd", search_alignment: bool
         return Detection(None, 0.0, ())
     u_plane = _to_yuv(rgb)[..., 1]
     dy, dx = _alignment(u_plane, method) if search_alignment else (0, 0)
-    best_bits, best = _votes(u_plane[dy:, dx:], method)
+    best_bits, best, margins = _votes(u_plane[dy:, dx:], method)
     found = None
     if best >= MIN_CONFIDENCE:
-        found = next((m for m in map(mark_id_of, _untiled(best_bits)) if m is not None), None)
+        tries = (shifted for candidate in _candidates(best_bits, margins)
+                 for shifted in _untiled(candidate))
+        found = next((m for m in map(mark_id_of, tries) if m is not None), None)
     return Detection(found, round(best, 4), tuple(int(b) for b in best_bits))
