@@ -1,10 +1,11 @@
-"""Provenance on delivered images: each format signed with the deployment's certificate and
+"""Provenance on delivered images and clips: each format (PNG, JPEG, WebP, MP4) signed with the deployment's certificate and
 read back with the C2PA SDK's own Reader (Trusted against the deployment's anchor, the
 generated-media source type, the job binding); a flipped byte reads Invalid; a re-encoded
 copy loses the manifest and is still attributed by its watermark."""
 
 import io
 import json
+import struct
 from datetime import UTC, datetime
 from uuid import uuid4
 
@@ -17,7 +18,7 @@ from services.common import watermark
 from services.common.provenance import JOB_ASSERTION, TRAINED_ALGORITHMIC_MEDIA, new_signing_credentials, read_manifest
 from services.common.templates import Delivery
 from services.delivery import provenance
-from services.delivery.postprocess import postprocess
+from services.delivery.postprocess import Delivered, Rendered, postprocess
 from services.delivery.settings import DeliverySettings
 
 CREDENTIALS = new_signing_credentials("test deployment")
@@ -134,3 +135,33 @@ def test_the_embedded_stacks_key_is_stored_wrapped_and_opens_under_its_kek(tmp_p
 
     assert provenance.load_signing_credentials(settings).key_pem == CREDENTIALS.key_pem
 
+
+
+def iso_bmff(media_bytes: int = 64) -> bytes:
+    """An MP4 container as the ISO base media format lays it out (ftyp, moov with its movie
+    header, mdat), the structure the SDK binds its manifest into; delivery's clips are MP4s
+    of this layout with real tracks."""
+    def box(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", 8 + len(payload)) + kind + payload
+
+    matrix = struct.pack(">9I", 0x00010000, 0, 0, 0, 0x00010000, 0, 0, 0, 0x40000000)
+    movie_header = (b"\0\0\0\0" + struct.pack(">IIII", 0, 0, 1000, 0) + struct.pack(">IH", 0x00010000, 0x0100)
+                    + b"\0" * 10 + matrix + b"\0" * 24 + struct.pack(">I", 2))
+    return (box(b"ftyp", b"isom" + struct.pack(">I", 512) + b"isomiso2mp41") + box(b"moov", box(b"mvhd", movie_header))
+            + box(b"mdat", bytes(range(media_bytes))))
+
+
+def test_an_mp4_is_signed_trusted_and_a_flipped_byte_reads_invalid():
+    clip = iso_bmff()
+    done = Delivered(Rendered(clip, "video/mp4", 16, 16), Rendered(b"", "image/webp", 1, 1))
+    origin = provenance.Origin(uuid4(), 2, "local-video", "generic", datetime.now(UTC))
+    marked = provenance.Marker(CREDENTIALS).mark(done, origin, clip, quality=90)
+
+    state, store = reader_json(marked.image.data, "video/mp4")
+    assert state == "Trusted" and store["active_manifest"] == marked.manifest_label
+    assertions = {a["label"]: a["data"] for a in store["manifests"][marked.manifest_label]["assertions"]}
+    assert assertions["c2pa.actions.v2"]["actions"][0]["digitalSourceType"] == TRAINED_ALGORITHMIC_MEDIA
+    assert assertions[JOB_ASSERTION]["job_id"] == str(origin.job_id) and marked.watermark_id is None  # no pixels to mark
+    changed = bytearray(marked.image.data)
+    changed[-10] ^= 0x01  # inside mdat, the media
+    assert read_manifest(bytes(changed), "video/mp4", CREDENTIALS.anchor_pem).state == "Invalid"
