@@ -132,9 +132,6 @@ class Marker:
     def __init__(self, credentials: SigningCredentials, tsa_url: str | None = None) -> None:
         self.credentials, self.tsa_url = credentials, tsa_url
         self.algorithm = b"ed25519" if "ED25519" in credentials.key_pem.upper() else b"es256"
-        # The manifest holds no thumbnail: the delivered image is its own, and one would
-        # add tens of kilobytes to every file.
-        self.context = c2pa.Context.from_dict({"builder": {"thumbnail": {"enabled": False}}})
 
     @classmethod
     def from_settings(cls, settings: DeliverySettings) -> "Marker":
@@ -182,7 +179,10 @@ class Marker:
         info = c2pa.C2paSignerInfo(self.algorithm, self.credentials.chain_pem.encode(),
                                    self.credentials.key_pem.encode(),
                                    self.tsa_url.encode() if self.tsa_url else None)
-        with c2pa.Signer.from_info(info) as signer, c2pa.Builder(manifest, context=self.context) as builder:
+        # The manifest holds no thumbnail: the delivered image is its own, and one would add
+        # tens of kilobytes to every file. A context per call: images are signed in threads.
+        context = c2pa.Context.from_dict({"builder": {"thumbnail": {"enabled": False}}})
+        with c2pa.Signer.from_info(info) as signer, c2pa.Builder(manifest, context=context) as builder:
             source_type = signed_source_type(source)
             if source_type is not None:  # the provider signed its output: keep its manifest as our ingredient
                 builder.add_ingredient({"title": "provider output", "relationship": "parentOf"}, source_type,
