@@ -408,3 +408,8 @@ async def take_anonymous_request(conn: psycopg.AsyncConnection, client: str, int
         " RETURNING extract(epoch FROM tat - now())::float8 AS ahead",
         {"client": client, "t": interval_s, "tol": tolerance_s})).fetchone()
     return row["ahead"] if row else None
+
+
+async def forget_idle_clients(conn: psycopg.AsyncConnection) -> None:
+    """Drop the rate rows of addresses idle for an hour: their next request starts afresh anyway."""
+    await conn.execute("DELETE FROM anonymous_rate_limits WHERE tat < now() - interval '1 hour'")

@@ -54,3 +54,12 @@ def test_an_address_gets_a_burst_then_is_refused_and_another_address_is_not(sett
     taken, elsewhere = run_in_transaction(settings, burst)
     assert [ahead is not None for ahead in taken] == [True, True, True, False, False]
     assert elsewhere is not None
+
+    async def idle_an_hour_then_forget(conn):
+        await conn.execute("UPDATE anonymous_rate_limits SET tat = now() - interval '2 hours' WHERE client = %s",
+                           [client])
+        await store.forget_idle_clients(conn)
+        return await (await conn.execute("SELECT client FROM anonymous_rate_limits WHERE client IN (%s, %s)",
+                                         [client, client + "1"])).fetchall()
+
+    assert [row["client"] for row in run_in_transaction(settings, idle_an_hour_then_forget)] == [client + "1"]

@@ -2,6 +2,7 @@
 rate-limited per address), and `GET /.well-known/genline-c2pa-anchors.pem` publishes the trust
 anchor that delivered images' Content Credentials chain to."""
 
+import random
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Request, Response, Security
@@ -78,6 +79,7 @@ VERIFY_EXAMPLE = {
                " intact: byte for byte as delivered"}
 
 
+FORGET_SHARE = 0.01
 PEM_EXAMPLE = "-----BEGIN CERTIFICATE-----\nMIIBxTCCAWugAwIBAgIU…\n-----END CERTIFICATE-----\n"
 
 
@@ -105,6 +107,8 @@ async def take_anonymous(request: Request, response: Response, runtime, settings
     client = request.client.host if request.client else "unknown"
     async with runtime.pool.connection() as conn:
         ahead = await store.take_anonymous_request(conn, client, plan.interval_s, plan.tolerance_s)
+        if random.random() < FORGET_SHARE:  # now and then, so the table holds only recent addresses
+            await store.forget_idle_clients(conn)
     decision = rate_decision(plan, ahead is not None, ahead if ahead is not None else plan.tolerance_s)
     if not decision.allowed:
         raise Problem(429, "rate-limited", f"verify allows {plan.requests_per_s:g} requests a second per address with"
