@@ -59,35 +59,57 @@ def _pem(certificate: x509.Certificate) -> str:
     return certificate.public_bytes(serialization.Encoding.PEM).decode()
 
 
-def new_signing_credentials(deployment: str, valid_days: int = 3650) -> SigningCredentials:
-    """A CA of the deployment's own and an ES256 signing certificate it issued, with the key
-    usage and EKU a C2PA validator requires of a signer."""
+@dataclass(frozen=True)
+class CertificateAuthority:
+    """A deployment's CA: it issues signing certificates, and its certificate is the anchor."""
+
+    key: ec.EllipticCurvePrivateKey
+    certificate: x509.Certificate
+
+
+def _key_usage(signer: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                         data_encipherment=False, key_agreement=False, key_cert_sign=not signer,
+                         crl_sign=not signer, encipher_only=False, decipher_only=False)
+
+
+def new_certificate_authority(deployment: str, valid_days: int = 3650) -> CertificateAuthority:
     now = datetime.now(UTC) - timedelta(minutes=5)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = _name(f"{deployment} Content Credentials CA")
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now).not_valid_after(now + timedelta(days=valid_days))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
-                                       data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                                       crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
-          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-          .sign(ca_key, hashes.SHA256()))
     key = ec.generate_private_key(ec.SECP256R1())
-    signer = (x509.CertificateBuilder().subject_name(_name(f"{deployment} Content Credentials signer"))
-              .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+    name = _name(f"{deployment} Content Credentials CA")
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now).not_valid_after(now + timedelta(days=valid_days))
+                   .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+                   .add_extension(_key_usage(signer=False), critical=True)
+                   .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+                   .sign(key, hashes.SHA256()))
+    return CertificateAuthority(key, certificate)
+
+
+def issue_signing_credentials(ca: CertificateAuthority, name: str, valid_days: int = 825) -> SigningCredentials:
+    """An ES256 signing certificate issued by `ca`, with the key usage and EKU a C2PA
+    validator requires of a signer. Rotating is issuing another: files signed under the one
+    before still chain to the same anchor."""
+    now = datetime.now(UTC) - timedelta(minutes=5)
+    key = ec.generate_private_key(ec.SECP256R1())
+    signer = (x509.CertificateBuilder().subject_name(_name(name)).issuer_name(ca.certificate.subject)
+              .public_key(key.public_key()).serial_number(x509.random_serial_number())
               .not_valid_before(now).not_valid_after(now + timedelta(days=valid_days))
               .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-              .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
-                                           data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                                           crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+              .add_extension(_key_usage(signer=True), critical=True)
               .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
-              .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-              .sign(ca_key, hashes.SHA256()))
+              .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False)
+              .sign(ca.key, hashes.SHA256()))
     key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption()).decode()
-    return SigningCredentials(key_pem=key_pem, chain_pem=_pem(signer) + _pem(ca), anchor_pem=_pem(ca))
+    return SigningCredentials(key_pem=key_pem, chain_pem=_pem(signer) + _pem(ca.certificate),
+                              anchor_pem=_pem(ca.certificate))
+
+
+def new_signing_credentials(deployment: str) -> SigningCredentials:
+    """A CA of the deployment's own and a signing certificate it issued."""
+    return issue_signing_credentials(new_certificate_authority(deployment), f"{deployment} Content Credentials signer")
 
 
 def sniffed_media_type(data: bytes) -> str | None:

@@ -15,7 +15,14 @@ import pytest
 from PIL import Image
 
 from services.common import watermark
-from services.common.provenance import JOB_ASSERTION, TRAINED_ALGORITHMIC_MEDIA, new_signing_credentials, read_manifest
+from services.common.provenance import (
+    JOB_ASSERTION,
+    TRAINED_ALGORITHMIC_MEDIA,
+    issue_signing_credentials,
+    new_certificate_authority,
+    new_signing_credentials,
+    read_manifest,
+)
 from services.common.templates import Delivery
 from services.delivery import provenance
 from services.delivery.postprocess import Delivered, Rendered, postprocess
@@ -165,3 +172,16 @@ def test_an_mp4_is_signed_trusted_and_a_flipped_byte_reads_invalid():
     changed = bytearray(marked.image.data)
     changed[-10] ^= 0x01  # inside mdat, the media
     assert read_manifest(bytes(changed), "video/mp4", CREDENTIALS.anchor_pem).state == "Invalid"
+
+
+def test_a_rotated_signing_certificate_leaves_what_was_signed_before_trusted():
+    ca = new_certificate_authority("rotating deployment")
+    before, after = (issue_signing_credentials(ca, f"signer {n}") for n in (1, 2))
+    source = encoded(photo_like(), "PNG")
+    signed = []
+    for credentials in (before, after):
+        done = postprocess(source, Delivery(format="png"))
+        origin = provenance.Origin(uuid4(), 1, "local-fast", None, datetime.now(UTC))
+        signed.append(provenance.Marker(credentials).mark(done, origin, source, quality=90).image.data)
+
+    assert [read_manifest(data, "image/png", before.anchor_pem).state for data in signed] == ["Trusted", "Trusted"]
