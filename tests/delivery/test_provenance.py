@@ -185,3 +185,17 @@ def test_a_rotated_signing_certificate_leaves_what_was_signed_before_trusted():
         signed.append(provenance.Marker(credentials).mark(done, origin, source, quality=90).image.data)
 
     assert [read_manifest(data, "image/png", before.anchor_pem).state for data in signed] == ["Trusted", "Trusted"]
+
+
+def test_an_animated_webp_clip_is_signed_and_stays_animated():
+    frames = [Image.fromarray(np.asarray(photo_like(128, 128))[:, ::-1] if i % 2 else np.asarray(photo_like(128, 128)))
+              for i in range(4)]
+    source = encoded(frames[0], "WEBP", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    done = postprocess(source, Delivery(format="png"))  # a clip stays an animated WebP
+    origin = provenance.Origin(uuid4(), 1, "local-clip", "generic", datetime.now(UTC))
+    marked = provenance.Marker(CREDENTIALS).mark(done, origin, source, quality=80)
+
+    assert read_manifest(marked.image.data, "image/webp", CREDENTIALS.anchor_pem).state == "Trusted"
+    with Image.open(io.BytesIO(marked.image.data)) as clip:
+        assert clip.n_frames == 4
+    assert marked.watermark_id is None  # clips carry no watermark yet
