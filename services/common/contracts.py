@@ -170,6 +170,8 @@ class CandidateRef(Contract):
     frames: int = Field(1, ge=1)
     duration_ms: int = Field(0, ge=0, description="a clip's length; 0 for a still")
     steps: list[CandidateStep] = Field([], description="the stages it went through, in order; empty: generated")
+    model: str = Field("", description="the model that generated it, as the provider registry pins it")
+    model_version: str = Field("", description="that model's pinned version")
 
 
 class DimensionScore(Contract):
@@ -203,6 +205,8 @@ class CandidateScore(Contract):
                         " or the job had enough better candidates; never a pass")
     judged: bool = Field(True, description="false: no verdict, neither passed nor failed; measuring stopped once the"
                                            " job had enough passing candidates that this one could not outrank")
+    model: str = Field("", description="the model that generated it, and its pinned version")
+    model_version: str = ""
 
 
 class DeliveredImage(Contract):

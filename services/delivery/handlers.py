@@ -55,7 +55,8 @@ async def publish_image(envelope: Envelope, n: int, candidate: CandidateScore, o
                                                                    candidate.offset, candidate.size_bytes))
     with telemetry.timed_stage("delivery", "postprocess"):
         done = await asyncio.to_thread(postprocess.postprocess, source, delivery)
-    origin = provenance.Origin(event.job_id, n, candidate.provider, event.template, envelope.time)
+    origin = provenance.Origin(event.job_id, n, candidate.provider, event.template, envelope.time, candidate.model,
+                               candidate.model_version)
     with telemetry.timed_stage("delivery", "provenance"):
         done = await asyncio.to_thread(marker.mark, done, origin, source, delivery.quality)
     # The key derives from the scored event's time, so a redelivered event writes the same object.

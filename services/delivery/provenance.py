@@ -9,7 +9,7 @@ any later re-encode would break the signature.
   and an image under 64 pixels a side are signed without a watermark.
 * The manifest: a `c2pa.actions` assertion whose first action is `c2pa.created` with the
   IPTC digital source type `trainedAlgorithmicMedia`, Genline as the software agent, the
-  provider, the creation time and the delivery's id; the `com.genline.job` assertion
+  provider and the model with its pinned version, the creation time and the delivery's id; the `com.genline.job` assertion
   (job, n, mark id, receipt path, and the SHA-256 of the bytes as they were before the
   manifest was embedded: the delivered file's own hash cannot be inside it, so the receipt
   records that one, with the manifest's label); the provider's own manifest as an
@@ -62,6 +62,8 @@ class Origin:
     provider: str
     template: str | None
     created_at: datetime
+    model: str = ""
+    model_version: str = ""
 
 
 def mark_id(job_id: UUID, n: int) -> int:
@@ -166,7 +168,8 @@ class Marker:
                 {"label": "c2pa.actions", "data": {"actions": [{
                     "action": "c2pa.created", "digitalSourceType": TRAINED_ALGORITHMIC_MEDIA,
                     "softwareAgent": SOFTWARE_AGENT, "when": created,
-                    "parameters": {"provider": origin.provider, "template": origin.template,
+                    "parameters": {"provider": origin.provider, "model": origin.model,
+                                   "model_version": origin.model_version, "template": origin.template,
                                    "delivery_id": mark_hex(identity)}}]}},
                 {"label": JOB_ASSERTION, "data": {
                     "job_id": str(origin.job_id), "n": origin.n, "delivery_id": mark_hex(identity),

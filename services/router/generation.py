@@ -263,4 +263,5 @@ def _candidate_ref(routed: RoutedImage, key: str, offset: int) -> CandidateRef:
                         size_bytes=len(image.data), sha256=hashlib.sha256(image.data).hexdigest(),
                         width=width, height=height, provider=routed.provider,
                         cost_micro_usd=sum(s.cost_micro_usd for s in steps) if steps else image.cost_micro_usd,
-                        frames=frames, duration_ms=duration_ms, steps=steps)
+                        frames=frames, duration_ms=duration_ms, steps=steps, model=routed.model,
+                        model_version=routed.model_version)

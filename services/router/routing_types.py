@@ -220,6 +220,9 @@ class RoutedImage:
     image: GeneratedImage
     # Every stage the image went through, this one last (empty: generated, no pipeline).
     steps: tuple[StageStep, ...] = ()
+    # The model and pinned version that generated it (its Content Credentials name them).
+    model: str = ""
+    model_version: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,7 +56,8 @@ def reader_json(data: bytes, media_type: str, anchors: str | None = CREDENTIALS.
 def delivered(pil_format: str, target: str) -> tuple[provenance.Origin, bytes, str, str | None, str | None]:
     source = encoded(photo_like(), pil_format)
     done = postprocess(source, Delivery(format=target, quality=90))
-    origin = provenance.Origin(uuid4(), 1, "local-fast", "generic", datetime(2026, 11, 26, 2, 0, tzinfo=UTC))
+    origin = provenance.Origin(uuid4(), 1, "local-fast", "generic", datetime(2026, 11, 26, 2, 0, tzinfo=UTC),
+                               "painter", "2026-11-01")
     marked = provenance.Marker(CREDENTIALS).mark(done, origin, source, quality=90)
     return origin, marked.image.data, marked.image.media_type, marked.manifest_label, marked.watermark_id
 
@@ -74,6 +75,7 @@ def test_a_delivered_image_reads_trusted_with_its_source_type_and_job(pil_format
     [first, *_] = assertions["c2pa.actions.v2"]["actions"]
     assert first["action"] == "c2pa.created" and first["digitalSourceType"] == TRAINED_ALGORITHMIC_MEDIA
     assert first["softwareAgent"]["name"] == "Genline" and first["parameters"]["provider"] == "local-fast"
+    assert (first["parameters"]["model"], first["parameters"]["model_version"]) == ("painter", "2026-11-01")
     binding = assertions[JOB_ASSERTION]
     assert binding["job_id"] == str(origin.job_id) and binding["n"] == 1 and binding["delivery_id"] == mark
     assert mark == provenance.mark_hex(provenance.mark_id(origin.job_id, 1))
