@@ -27,6 +27,8 @@ import psycopg.sql
 
 from services.common.contracts import PUBLISHERS
 from services.common.identity import new_service_key, public_key_of
+from services.common.provenance import new_signing_credentials
+from services.delivery.provenance import wrap_signing_key
 from services.ingest.key_encryption import new_key_file
 from services.ingest.receipts.document import new_signing_key_text
 
@@ -57,6 +59,11 @@ class ServiceCredentials:
                "GENLINE_SERVICE_KEYS": json.dumps(public_keys)}
         if self.service == "ingest":  # the jobs' key-encryption key and the receipt signing key, ingest's alone
             env |= kek_env(directory) | receipt_key_env(directory)
+            env |= {"GENLINE_PROVENANCE_TRUST_ANCHORS_FILE": str(directory / PROVENANCE_ANCHOR)}
+        if self.service == "delivery":  # the Content Credentials certificate, its key wrapped under delivery's KEK
+            env |= {"GENLINE_PROVENANCE_CERTIFICATE_CHAIN_FILE": str(directory / PROVENANCE_CHAIN),
+                    "GENLINE_PROVENANCE_SIGNING_KEY_FILE": str(directory / PROVENANCE_KEY),
+                    "GENLINE_PROVENANCE_KEK_FILE": str(directory / PROVENANCE_KEK)}
         return env
 
 
@@ -137,6 +144,10 @@ def url_as(database_url: str, user: str, password: str) -> str:
 
 
 KEK_FILE = "ingest-kek.json"
+# The deployment's Content Credentials: a CA of its own (the trust anchor ingest publishes)
+# and the signing certificate it issued, whose key is kept only wrapped under delivery's KEK.
+PROVENANCE_ANCHOR, PROVENANCE_CHAIN = "c2pa-anchor.pem", "c2pa-chain.pem"
+PROVENANCE_KEY, PROVENANCE_KEK = "c2pa-signing-key.json", "delivery-kek.json"
 
 
 def kek_env(directory: Path) -> dict[str, str]:
@@ -160,6 +171,8 @@ def ensure_credentials(directory: Path) -> dict[str, ServiceCredentials]:
         new_key_file(directory / KEK_FILE)
     if not (directory / RECEIPT_KEY_FILE).exists():
         write_private_text(directory / RECEIPT_KEY_FILE, new_signing_key_text())
+    if not (directory / PROVENANCE_KEY).exists():
+        make_provenance_credentials(directory)
     made = {}
     for service in SERVICES:
         path = directory / f"{service}.json"
@@ -183,6 +196,19 @@ def write_private_text(path: Path, text: str) -> None:
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w") as file:
         file.write(text)
+
+
+def make_provenance_credentials(directory: Path) -> None:
+    """The stack's CA and signing certificate (genline_stack's own, as production brings the
+    operator's), the key written only wrapped; the key file last, which marks them made."""
+    credentials = new_signing_credentials("Genline embedded stack")
+    if not (directory / PROVENANCE_KEK).exists():
+        new_key_file(directory / PROVENANCE_KEK)
+    (directory / PROVENANCE_ANCHOR).write_text(credentials.anchor_pem)
+    (directory / PROVENANCE_CHAIN).write_text(credentials.chain_pem)
+    descriptor = os.open(directory / PROVENANCE_KEY, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        json.dump(wrap_signing_key(credentials.key_pem, directory / PROVENANCE_KEK), file)
 
 
 def read_credentials(directory: Path, service: str) -> ServiceCredentials:

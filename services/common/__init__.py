@@ -11,6 +11,8 @@ Data and content
     sealing.py       tenants' content sealed under per-job data keys
     data_keys.py     the client of ingest's data-key API
     templates.py     the template catalogue (templates.yaml)
+    provenance.py    Content Credentials (C2PA): certificates, the job assertion, reading a manifest
+    watermark.py     the invisible watermark: a 48-bit id embedded in an image and detected again
     quality/         the quality vocabulary: dimensions, profiles, rules, calibration
     face_models.py   the one face detector, for the scorer and the router's crop stage
 Serving and running

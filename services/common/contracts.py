@@ -187,6 +187,8 @@ class CandidateRef(Contract):
     frames: int = Field(1, ge=1)
     duration_ms: int = Field(0, ge=0, description="a clip's length; 0 for a still")
     steps: list[CandidateStep] = Field([], description="the stages it went through, in order; empty: generated")
+    model: str = Field("", description="the model that generated it, as the provider registry pins it")
+    model_version: str = Field("", description="that model's pinned version")
 
 
 class DimensionScore(Contract):
@@ -220,6 +222,8 @@ class CandidateScore(Contract):
                         " or the job had enough better candidates; never a pass")
     judged: bool = Field(True, description="false: no verdict, neither passed nor failed; measuring stopped once the"
                                            " job had enough passing candidates that this one could not outrank")
+    model: str = Field("", description="the model that generated it, and its pinned version")
+    model_version: str = ""
 
 
 class DeliveredImage(Contract):
@@ -240,6 +244,8 @@ class DeliveredImage(Contract):
     thumbnail_key: str | None = Field(None, description="the thumbnail beside the image in the public bucket")
     thumbnail_url: str | None = Field(None, description="the thumbnail's link, expiring with `url`")
     thumbnail_media_type: str | None = None
+    manifest_label: str | None = Field(None, description="the label of the image's signed C2PA manifest")
+    watermark_id: str | None = Field(None, description="the 48-bit id (hex) its invisible watermark carries")
 
 
 # ---- ingest --------------------------------------------------------------------------

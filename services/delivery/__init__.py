@@ -8,6 +8,8 @@ keeps each tenant's images only as long as its retention says.
 * `handlers.py` — thin adapters: a scored job's images published, or a cancel answered.
 * `domain.py` — pure rules: where images live, one outcome per job, what a webhook is.
 * `postprocess.py` — pure: a delivered image's format, quality, watermark and thumbnail.
+* `provenance.py` — the last step: the invisible watermark and the signed C2PA Content
+  Credentials on every delivered image and clip; the signing key, wrapped or from a Secret.
 * `webhooks.py` — webhooks queued in delivery's own outbox and sent with retries: a job's, and
   a tenant's alerts (AccountAlerted from the ledger).
 * `webhook_api.py` — internal HTTP API over the webhook tables, for ingest's public routes.

@@ -56,7 +56,8 @@ def delivered_image(n: int, key: str, thumbnail_key: str, done: Delivered, deliv
                           sha256=hashlib.sha256(image.data).hexdigest(), size_bytes=len(image.data),
                           media_type=image.media_type, width=image.width, height=image.height, frames=image.frames,
                           watermarked=delivery.watermark is not None, thumbnail_key=thumbnail_key,
-                          thumbnail_url=links["thumbnail_url"], thumbnail_media_type=done.thumbnail.media_type)
+                          thumbnail_url=links["thumbnail_url"], thumbnail_media_type=done.thumbnail.media_type,
+                          manifest_label=done.manifest_label, watermark_id=done.watermark_id)
 
 
 def copy_backoff_s(attempt: int, base_s: float, max_s: float) -> float:

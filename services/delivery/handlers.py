@@ -27,7 +27,7 @@ from services.common.contracts import (
 )
 from services.common.storage import ObjectStore, candidate_prefix, signed_links
 from services.common.templates import Delivery, load_catalogue
-from services.delivery import domain, postprocess, store
+from services.delivery import domain, postprocess, provenance, store
 from services.delivery.settings import DeliverySettings
 from services.delivery.webhooks import WebhookSender, queue_alert_webhooks, queue_webhooks
 
@@ -48,14 +48,19 @@ async def with_retries(settings: DeliverySettings, operation: Callable[[], Await
 
 
 async def publish_image(envelope: Envelope, n: int, candidate: CandidateScore, objects: ObjectStore,
-                        settings: DeliverySettings, delivery: Delivery) -> DeliveredImage:
-    """Post-process one selected candidate (format, watermark, thumbnail; in a thread) and
-    store the image and its thumbnail side by side in the public bucket."""
+                        settings: DeliverySettings, delivery: Delivery, marker: provenance.Marker) -> DeliveredImage:
+    """Post-process one selected candidate (format, watermark, thumbnail; in a thread), mark
+    and sign it last (provenance), and store the image and its thumbnail side by side in the
+    public bucket."""
     event = envelope.event
     source = await with_retries(settings, lambda: objects.get_part(objects.internal_bucket, candidate.key,
                                                                    candidate.offset, candidate.size_bytes))
     with telemetry.timed_stage("delivery", "postprocess"):
         done = await asyncio.to_thread(postprocess.postprocess, source, delivery)
+    origin = provenance.Origin(event.job_id, n, candidate.provider, event.template, envelope.time, candidate.model,
+                               candidate.model_version)
+    with telemetry.timed_stage("delivery", "provenance"):
+        done = await asyncio.to_thread(marker.mark, done, origin, source, delivery.quality)
     # The key derives from the scored event's time, so a redelivered event writes the same object.
     key = domain.public_key(event.tenant_id, envelope.time, event.job_id, n, done.image.media_type)
     thumbnail_key = domain.thumbnail_key(key, done.thumbnail.media_type)
@@ -73,7 +78,8 @@ def chosen_candidates(event: CandidatesScored) -> list[CandidateScore]:
 
 
 async def prepare_delivery(envelope: Envelope, pool: AsyncConnectionPool, objects: ObjectStore,
-                           settings: DeliverySettings) -> list[DeliveredImage] | Exception | None:
+                           settings: DeliverySettings,
+                           marker: provenance.Marker) -> list[DeliveredImage] | Exception | None:
     """Publish the selected images before the transaction opens, so that no transaction (nor
     a pooled connection) waits on S3, post-processing or copy retries: the images, or the
     error that kept them from being published; None for a job with an outcome already
@@ -84,7 +90,7 @@ async def prepare_delivery(envelope: Envelope, pool: AsyncConnectionPool, object
             return None
     delivery = load_catalogue().delivery(event.template)
     try:
-        return list(await asyncio.gather(*(publish_image(envelope, n, c, objects, settings, delivery)
+        return list(await asyncio.gather(*(publish_image(envelope, n, c, objects, settings, delivery, marker)
                                            for n, c in enumerate(chosen_candidates(event), start=1))))
     except Exception as error:  # judged under the outcome's claim, in the transaction
         return error
@@ -163,8 +169,10 @@ async def erase_images(ctx: HandlerContext, event: JobErased, objects: ObjectSto
 
 
 def register(consumer: EventConsumer, objects: ObjectStore, settings: DeliverySettings, sender: WebhookSender) -> None:
+    marker = provenance.Marker.from_settings(settings)
+
     async def prepare(envelope: Envelope) -> list[DeliveredImage] | Exception | None:
-        return await prepare_delivery(envelope, consumer.pool, objects, settings)
+        return await prepare_delivery(envelope, consumer.pool, objects, settings, marker)
 
     @consumer.on(CandidatesScored, prepare=prepare, claims=True)
     async def on_candidates_scored(ctx: HandlerContext, event: CandidatesScored) -> None:

@@ -41,6 +41,9 @@ class Rendered:
 class Delivered:
     image: Rendered
     thumbnail: Rendered
+    # Set by provenance, the last step: the image's C2PA manifest and its watermark's id.
+    manifest_label: str | None = None
+    watermark_id: str | None = None
 
 
 class UnpublishableImage(ValueError):

@@ -1,4 +1,6 @@
-from services.common.settings import SealedContentSettings
+from pydantic import SecretStr, model_validator
+
+from services.common.settings import SealedContentSettings, refuse_weak_secret
 
 
 class DeliverySettings(SealedContentSettings):
@@ -31,3 +33,30 @@ class DeliverySettings(SealedContentSettings):
     # (rejected ones above all) are kept for audits, whatever a tenant's retention.
     retention_sweep_interval_s: float = 3600.0
     rejected_audit_days: int = 30
+    # Content Credentials (services/delivery/provenance.py): the signing certificate's chain
+    # (PEM, in the setting or a file: the end entity, then its issuers; key usage
+    # digitalSignature and an EKU of emailProtection or documentSigning), and its key (ES256
+    # or Ed25519, PKCS#8 PEM) from a Secret, or wrapped under a key-encryption key in a key
+    # file (the embedded stack's way). Required in production; unset elsewhere, a process
+    # signs under a CA of its own that no verifier trusts. An RFC 3161 timestamp authority,
+    # where one is configured.
+    provenance_certificate_chain: str | None = None
+    provenance_certificate_chain_file: str | None = None
+    provenance_signing_key: SecretStr | None = None
+    provenance_signing_key_file: str | None = None
+    provenance_kek_file: str | None = None
+    provenance_tsa_url: str | None = None
+
+    @model_validator(mode="after")
+    def provenance_credentials(self) -> "DeliverySettings":
+        has_key = self.provenance_signing_key is not None or bool(self.provenance_signing_key_file)
+        has_chain = bool(self.provenance_certificate_chain or self.provenance_certificate_chain_file)
+        if self.environment == "production" and not (has_chain and has_key):
+            raise ValueError("GENLINE_PROVENANCE_CERTIFICATE_CHAIN (or _FILE) and GENLINE_PROVENANCE_SIGNING_KEY (or"
+                             " _SIGNING_KEY_FILE with GENLINE_PROVENANCE_KEK_FILE) must be set in production: every"
+                             " delivered image is signed")
+        if self.provenance_signing_key_file and not self.provenance_kek_file:
+            raise ValueError("GENLINE_PROVENANCE_SIGNING_KEY_FILE holds a wrapped key: set GENLINE_PROVENANCE_KEK_FILE")
+        if self.provenance_signing_key is not None:
+            refuse_weak_secret("GENLINE_PROVENANCE_SIGNING_KEY", self.provenance_signing_key.get_secret_value())
+        return self

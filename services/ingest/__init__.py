@@ -13,6 +13,7 @@ store.py           the ingest tables: read model, event log, listing pages, idem
 ledger_calls.py    the ledger's gRPC messages, its stub as a dependency, its errors as problems
 data_keys.py       each job's data key, which seals its prompt; erasure destroys it
 key_encryption.py  the key-encryption keys the data keys are stored wrapped under (a key file, or KMS)
+provenance.py      what a file proves (POST /v1/verify): its Content Credentials, its watermark, its delivery
 
 jobs/              a job from submission to its end
   submission.py      JobRequest, its checks, the idempotent write with JobSubmitted

@@ -36,6 +36,7 @@ from services.ingest.routes import (
     internal,
     jobs,
     prompt_screening,
+    provenance,
     receipts,
     root,
     templates,
@@ -64,6 +65,8 @@ TAGS = [
                                        " card, and auto top-up below a balance."},
     {"name": "receipts", "description": "Signed receipts of final jobs, chained per tenant, and the keys that verify"
                                         " them offline."},
+    {"name": "provenance", "description": "What a file proves: its Content Credentials and watermark, checked by"
+                                          " anyone, and the trust anchor they chain to."},
     {"name": "keys", "description": "Your API keys: create them with scopes, list, revoke and rotate them."},
     {"name": "webhooks", "description": "Signed webhooks when jobs end: endpoints, secrets, every attempt, redelivery."},
     {"name": "meta", "description": "Where to start: the documentation, this document, the console."},
@@ -80,9 +83,9 @@ def receipt_signer(settings: IngestSettings) -> Signer:
 
 
 ROUTERS = (root.router, jobs.router, candidates.router, events.router, uploads.router, account.router, alerts.router,
-           prompt_screening.router, usage.router,
-           receipts.router, templates.router, key_routes.router, webhooks.router, admin.router, admin_tenants.router,
-           admin_platform.router, internal.router, billing.router)
+           prompt_screening.router, usage.router, receipts.router, provenance.router, templates.router,
+           key_routes.router, webhooks.router, admin.router, admin_tenants.router, admin_platform.router,
+           internal.router, billing.router)
 
 
 def create_api(lifespan=None) -> FastAPI:
@@ -115,6 +118,7 @@ def build(settings: IngestSettings):
     app = create_api(runtime.lifespan)
     app.state.runtime, app.state.settings, app.state.objects, app.state.signer = runtime, settings, objects, signer
     app.state.plans = load_plans(settings.plans_path)
+    app.state.trust_anchors = settings.trust_anchors()
     app.state.service_verifier = verifier_of(settings)
     app.state.screening = ScreeningGate(settings.screening_budget_bytes(), settings.screening_threads,
                                         settings.screening_wait_s)

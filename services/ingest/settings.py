@@ -107,6 +107,20 @@ class IngestSettings(AdminApiSettings):
     data_key_kek_file: str | None = None
     data_key_kms_key_id: str | None = None
     data_key_kms_endpoint_url: str | None = None
+    # Content Credentials: the trust anchors (PEM, in the setting or a file) that delivered
+    # images' signing certificates chain to, published at /.well-known/genline-c2pa-anchors.pem
+    # and used by POST /v1/verify. Unset, verify still reads manifests (Valid, not Trusted).
+    provenance_trust_anchors: str | None = None
+    provenance_trust_anchors_file: str | None = None
+    # POST /v1/verify takes files up to this size, from anyone, at this rate per address.
+    verify_max_bytes: int = 50 * 1024 * 1024
+    verify_requests_per_s: float = 1.0
+    verify_burst: int = 20
+
+    def trust_anchors(self) -> str | None:
+        if self.provenance_trust_anchors_file:
+            return Path(self.provenance_trust_anchors_file).read_text()
+        return self.provenance_trust_anchors
 
     @model_validator(mode="after")
     def signing_key(self) -> "IngestSettings":

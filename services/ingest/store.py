@@ -382,3 +382,34 @@ async def insert_upload(conn: psycopg.AsyncConnection, upload_id: UUID, tenant_i
 async def read_upload(conn: psycopg.AsyncConnection, upload_id: UUID, tenant_id: str) -> dict | None:
     return await (await conn.execute(
         "SELECT * FROM uploads WHERE id = %s AND tenant_id = %s", [upload_id, tenant_id])).fetchone()
+
+
+async def job_with_output(conn: psycopg.AsyncConnection, **marks: str) -> tuple[UUID, str, dict] | None:
+    """The job (id, tenant) and the delivered output whose `manifest_label` or `watermark_id`
+    is the one given (through the GIN index over the views' outputs), or None."""
+    [(field, value)] = marks.items()
+    assert field in ("manifest_label", "watermark_id")
+    row = await (await conn.execute(
+        "SELECT j.id, j.tenant_id, o AS output FROM jobs j, jsonb_array_elements(j.view->'outputs') o"
+        " WHERE j.view->'outputs' @> %s::jsonb AND o->>%s = %s LIMIT 1",
+        [json.dumps([{field: value}]), field, value])).fetchone()
+    return (row["id"], row["tenant_id"], row["output"]) if row else None
+
+
+async def take_anonymous_request(conn: psycopg.AsyncConnection, client: str, interval_s: float,
+                                 tolerance_s: float) -> float | None:
+    """Count one request of an anonymous `client` (its address) against a GCRA rate, as
+    accounts/limits.py does for tenants: how far its TAT now runs ahead (allowed), or None
+    (refused)."""
+    row = await (await conn.execute(
+        "INSERT INTO anonymous_rate_limits AS r (client, tat) VALUES (%(client)s, now() + make_interval(secs => %(t)s))"
+        " ON CONFLICT (client) DO UPDATE SET tat = greatest(r.tat, now()) + make_interval(secs => %(t)s)"
+        " WHERE greatest(r.tat, now()) + make_interval(secs => %(t)s) <= now() + make_interval(secs => %(tol)s)"
+        " RETURNING extract(epoch FROM tat - now())::float8 AS ahead",
+        {"client": client, "t": interval_s, "tol": tolerance_s})).fetchone()
+    return row["ahead"] if row else None
+
+
+async def forget_idle_clients(conn: psycopg.AsyncConnection) -> None:
+    """Drop the rate rows of addresses idle for an hour: their next request starts afresh anyway."""
+    await conn.execute("DELETE FROM anonymous_rate_limits WHERE tat < now() - interval '1 hour'")

@@ -38,7 +38,8 @@ class CandidateKeeper:
     def planned(self, candidates: int) -> None:
         self._planned += candidates
 
-    async def keep(self, provider: str, stage: str, images: list[GeneratedImage]) -> list[GeneratedImage]:
+    async def keep(self, provider: str, stage: str, images: list[GeneratedImage], model: str = "",
+                   model_version: str = "") -> list[GeneratedImage]:
         spec = self.job.spec
         key = chunk_key(spec.tenant_id, spec.job_id, self.request.attempt, self.run, images[0].index)
         await self.objects.put(self.objects.internal_bucket, key, b"".join(i.data for i in images), ATTEMPT_MEDIA_TYPE)
@@ -46,7 +47,7 @@ class CandidateKeeper:
         for image in images:
             step = CandidateStep(stage=stage, provider=provider, cost_micro_usd=image.cost_micro_usd,
                                  latency_ms=round(image.latency_s * 1000))
-            self.refs[image.index] = stored_ref(provider, image, key, offset, [step])
+            self.refs[image.index] = stored_ref(provider, image, key, offset, [step], model, model_version)
             self._pending.append(self.refs[image.index])
             offset += len(image.data)
         if len(self._pending) >= self.chunk_candidates:
@@ -60,7 +61,8 @@ class CandidateKeeper:
             return None
         steps = steps_of(routed)
         return ref.model_copy(update={"steps": steps, "provider": routed.provider,
-                                      "cost_micro_usd": candidate_cost(routed, steps)})
+                                      "cost_micro_usd": candidate_cost(routed, steps), "model": routed.model,
+                                      "model_version": routed.model_version})
 
     async def _announce(self) -> None:
         chunk, self._pending = self._pending, []
@@ -91,7 +93,8 @@ def candidate_cost(routed: RoutedImage, steps: list[CandidateStep]) -> int:
     return sum(s.cost_micro_usd for s in steps) if steps else routed.image.cost_micro_usd
 
 
-def stored_ref(provider: str, image: GeneratedImage, key: str, offset: int, steps: list[CandidateStep]) -> CandidateRef:
+def stored_ref(provider: str, image: GeneratedImage, key: str, offset: int, steps: list[CandidateStep],
+               model: str = "", model_version: str = "") -> CandidateRef:
     """A candidate at `offset` in the object `key`, described from its bytes."""
     with Image.open(io.BytesIO(image.data)) as opened:  # reads the header (and a clip's frame table)
         (width, height), frames = opened.size, getattr(opened, "n_frames", 1)
@@ -100,7 +103,8 @@ def stored_ref(provider: str, image: GeneratedImage, key: str, offset: int, step
                         size_bytes=len(image.data), sha256=hashlib.sha256(image.data).hexdigest(),
                         width=width, height=height, provider=provider,
                         cost_micro_usd=sum(s.cost_micro_usd for s in steps) if steps else image.cost_micro_usd,
-                        frames=frames, duration_ms=duration_ms, steps=steps)
+                        frames=frames, duration_ms=duration_ms, steps=steps, model=model,
+                        model_version=model_version)
 
 
 def _frame_durations(clip: Image.Image) -> list[int]:

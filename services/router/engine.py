@@ -272,9 +272,10 @@ class RoutingEngine:
         budget.settle(call.expected_cost, actual_cost)
         learn_from_call(self._health[call.provider], self.registry.providers[call.provider], request, images,
                         error, latency)
+        pin = self._model_of(call.provider, request)
         if request.keep is not None and images:
-            images = await request.keep.keep(call.provider, request.capability, images)
-        self._record_call(batch, call, images, error, latency, actual_cost)
+            images = await request.keep.keep(call.provider, request.capability, images, pin.name, pin.version)
+        self._record_call(batch, call, images, error, latency, actual_cost, pin)
         if error is None and len(images) < len(call.indices):
             returned = f"{len(images)} of {len(call.indices)} images"
             return ProviderError("server_error", f"{call.provider} returned {returned}")
@@ -311,8 +312,9 @@ class RoutingEngine:
 
     @staticmethod
     def _record_call(batch: Batch, call: _Call, images: list[GeneratedImage], error: ProviderError | None,
-                     latency_s: float, actual_cost: int) -> None:
-        batch.images.extend(RoutedImage(call.provider, image) for image in images)
+                     latency_s: float, actual_cost: int, pin) -> None:
+        batch.images.extend(RoutedImage(call.provider, image, model=pin.name, model_version=pin.version)
+                            for image in images)
         returned = {image.index for image in images}
         batch.pending = [i for i in batch.pending if i not in returned]
         batch.calls.append(CallRecord(call.provider, call.indices[0], len(call.indices), call.expected_cost,

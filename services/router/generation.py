@@ -178,7 +178,7 @@ class AttemptRunner:
             offsets = list(itertools.accumulate((len(r.image.data) for r in rest[:-1]), initial=0))
             await self.objects.put(self.objects.internal_bucket, key, b"".join(r.image.data for r in rest),
                                    ATTEMPT_MEDIA_TYPE)
-            kept |= {r.image.index: stored_ref(r.provider, r.image, key, offset, steps_of(r))
+            kept |= {r.image.index: stored_ref(r.provider, r.image, key, offset, steps_of(r), r.model, r.model_version)
                      for r, offset in zip(rest, offsets, strict=True)}
         return [kept[index] for index in sorted(kept)]
 

@@ -178,8 +178,9 @@ class ImageKeeper(Protocol):
     def planned(self, candidates: int) -> None:
         """A route of the attempt plans `candidates` more (one for each candidate of a later stage)."""
 
-    async def keep(self, provider: str, stage: str, images: list[GeneratedImage]) -> list[GeneratedImage]:
-        """Store a call's images; the same images without their bytes."""
+    async def keep(self, provider: str, stage: str, images: list[GeneratedImage], model: str,
+                   model_version: str) -> list[GeneratedImage]:
+        """Store a call's images (made by `model` at `model_version`); the same images without their bytes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +233,9 @@ class RoutedImage:
     image: GeneratedImage
     # Every stage the image went through, this one last (empty: generated, no pipeline).
     steps: tuple[StageStep, ...] = ()
+    # The model and pinned version that generated it (its Content Credentials name them).
+    model: str = ""
+    model_version: str = ""
 
 
 @dataclass(frozen=True, slots=True)

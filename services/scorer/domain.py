@@ -36,6 +36,7 @@ def candidate_score(candidate: CandidateRef, attempt: int, verdict: ImageVerdict
     return CandidateScore(
         index=candidate.index, attempt=attempt, provider=candidate.provider, key=candidate.key, offset=candidate.offset,
         sha256=candidate.sha256, size_bytes=candidate.size_bytes, media_type=candidate.media_type,
+        model=candidate.model, model_version=candidate.model_version,
         passed=verdict.passed, score=verdict.score, failed=list(verdict.failed),
         not_measured=list(verdict.not_measured), judged=verdict.judged,
         dimensions={name: DimensionScore(value=_measured(d.value), threshold=d.threshold, passed=d.passed,

@@ -3,7 +3,9 @@
 import pytest
 
 from services.common.identity import new_service_key
+from services.common.provenance import new_signing_credentials
 from services.common.settings import ServiceSettings
+from services.delivery.settings import DeliverySettings
 from services.ingest.receipts.document import new_signing_key_text
 from services.ingest.settings import IngestSettings
 from services.ledger.settings import LedgerSettings
@@ -98,3 +100,14 @@ def test_production_ingest_needs_a_key_encryption_key_and_refuses_a_broken_key_f
     with pytest.raises(ValueError, match="GENLINE_DATA_KEY_KEK_FILE .*kek.json: not a KEK file"):
         production(IngestSettings, receipt_signing_key=new_signing_key_text(), data_key_kms_key_id=None,
                    data_key_kek_file=str(tmp_path / "kek.json"))
+
+
+def test_production_delivery_needs_its_content_credentials_certificate_and_key():
+    credentials = new_signing_credentials("production")
+    with pytest.raises(ValueError, match="GENLINE_PROVENANCE_CERTIFICATE_CHAIN .* must be set in production"):
+        production(DeliverySettings)
+    with pytest.raises(ValueError, match="GENLINE_PROVENANCE_SIGNING_KEY is a placeholder"):
+        production(DeliverySettings, provenance_certificate_chain=credentials.chain_pem,
+                   provenance_signing_key="CHANGE_ME")
+    assert production(DeliverySettings, provenance_certificate_chain=credentials.chain_pem,
+                      provenance_signing_key=credentials.key_pem).provenance_signing_key

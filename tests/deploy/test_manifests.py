@@ -417,7 +417,8 @@ def test_the_ingress_serves_the_api_the_receipt_keys_and_the_console_and_nothing
     paths = {(p["path"], p["pathType"]): p["backend"]["service"]["name"]
              for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]}
     assert paths == {("/v1", "Prefix"): "ingest", ("/v1/webhooks/payments", "Exact"): "ledger",
-                     ("/.well-known/genline-keys.json", "Exact"): "ingest", ("/console", "Prefix"): "ingest"}
+                     ("/.well-known/genline-keys.json", "Exact"): "ingest",
+                     ("/.well-known/genline-c2pa-anchors.pem", "Exact"): "ingest", ("/console", "Prefix"): "ingest"}
     assert all(p["backend"]["service"]["port"]["name"] == "http"
                for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"])
 

@@ -1,6 +1,7 @@
 """Genline's Python client: `Genline` (sync) and `AsyncGenline` (asyncio), typed errors,
 `verify_webhook` for the webhooks Genline sends, and `verify_receipt` / `verify_chain` for
-its signed job receipts (offline, with the published keys)."""
+its signed job receipts (offline, with the published keys); `verify_file` asks a deployment
+what a file proves (its Content Credentials and watermark)."""
 
 from genline_client.aio import AsyncGenline
 from genline_client.errors import (
@@ -36,6 +37,7 @@ from genline_client.models import (
     Usage,
     UsageDay,
 )
+from genline_client.provenance import verify_file
 from genline_client.receipts import ReceiptVerificationError, verify_chain, verify_receipt
 from genline_client.retry import NO_RETRIES, RetryPolicy
 from genline_client.sync import Genline
@@ -47,5 +49,6 @@ __all__ = [
     "NO_RETRIES", "NotFound", "Output", "PayloadTooLarge", "PaymentRequired", "PermissionDenied", "Preview", "Progress",
     "RateLimited",
     "ReceiptVerificationError", "RetryPolicy", "ServerError", "ServiceUnavailable", "SubmittedJob", "Unauthorized",
-    "Usage", "UsageDay", "ValidationError", "WaitTimeout", "WebhookVerificationError", "verify_chain", "verify_receipt", "verify_webhook",
+    "Usage", "UsageDay", "ValidationError", "WaitTimeout", "WebhookVerificationError", "verify_chain", "verify_file", "verify_receipt",
+    "verify_webhook",
 ]

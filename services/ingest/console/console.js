@@ -1,5 +1,6 @@
 // The Genline console: one page that draws itself from the path (/console/jobs,
-// /console/jobs/{id}, /console/new, /console/usage, /console/account, /console/operator) with
+// /console/jobs/{id}, /console/new, /console/usage, /console/account, /console/verify,
+// /console/operator) with
 // data from the public /v1 API (and /admin/v1 on the operator view). The API key lives in
 // this tab's sessionStorage only. Each page is a module of its own; this one signs in and out and
 // sends each path to its page.
@@ -11,6 +12,7 @@ import {jobsPage, newJobPage} from "./jobs.js";
 import {drawPagesWith, navigate, newPage, route} from "./navigation.js";
 import {operatorPage} from "./operator.js";
 import {usagePage} from "./usage.js";
+import {verifyPage} from "./verify.js";
 
 document.addEventListener("click", (event) => {
   const link = event.target.closest("a");
@@ -34,6 +36,7 @@ function draw() {
 document.getElementById("sign-out");
   signOut.hidden = !sessionStorage.getItem(KEY) && !sessionStorage.getItem(ADMIN_TOKEN);
   if (path === "/console/operator") return operatorPage();
+  if (path === "/console/verify") return verifyPage();
   if (!sessionStorage.getItem(KEY)) return signInPage();
   const job = path.match(/^\/console\/jobs\/([^/]+)$/);
   if (job) return jobPage(decodeURIComponent(job[1]));

@@ -285,6 +285,15 @@ async function loadCandidate(state, index, img, url = `/v1/jobs/${state.job.id}/
 }
 
 
+// What a delivered image carries: its signed Content Credentials and its watermark's id, as
+// its receipt records them; /console/verify checks any copy of it.
+function provenance(output) {
+  if (!output.manifest_label) return null;
+  return h("p", {class: "muted", "data-testid": `provenance-${output.n}`},
+    `Content Credentials ${output.manifest_label}; watermark ${output.watermark_id || "none"}. `,
+    h("a", {href: "/console/verify", text: "Verify a copy"}));
+}
+
 function outputList(job) {
   if (!job.outputs.length) return h("p", {class: "muted", text: "Nothing delivered yet."});
   const reported = new Map(job.reports.map((r) => [r.n, r]));
@@ -292,6 +301,7 @@ function outputList(job) {
     h("img", {src: output.url, alt: `Delivered image ${output.n}`}),
     h("p", {}, h("a", {href: output.url, download: `${job.id}-${output.n}`, text: `Download image ${output.n}`}),
       h("span", {class: "muted", text: ` (${Math.round(output.size_bytes / 1024)} KB, link valid until ${when(output.expires_at)})`})),
+    provenance(output),
     reported.has(output.n) ? h("p", {text: `Reported: ${reported.get(output.n).outcome}`}) : reportForm(job, output.n))));
 }
 

@@ -4,8 +4,9 @@ When ingest first shows a job final (and so settled: a final view holds its sett
 issues the job's receipt in the same transaction as the JobFinished that announces it:
 
 1. The body (`receipt_body`) says what the job was asked (template and scoring profile with
-   their versions), what it produced (each delivered output's sha256, media type and size;
-   each candidate's verdict and failing dimensions), what it cost (credits reserved,
+   their versions), what it produced (each delivered output's sha256, media type and size,
+   the label of its C2PA manifest and its watermark's id, so that a file and its receipt
+   lead to each other; each candidate's verdict and failing dimensions), what it cost (credits reserved,
    charged and released with the price book's version; provider cost per stage), when it
    entered each state, and the hash of the tenant's previous receipt (`sequence` and
    `previous_sha256`: a chain per tenant). No prompt: a receipt outlives an erasure.
@@ -59,9 +60,11 @@ class ReceiptFailure(BaseModel):
 class ReceiptOutput(BaseModel):
     n: int
     key: str = Field(description="the object in the public bucket")
-    sha256: str
+    sha256: str = Field(description="of the delivered file, Content Credentials included")
     media_type: str
     size_bytes: int
+    manifest_label: str | None = Field(None, description="the label of the file's C2PA manifest, which names this job")
+    watermark_id: str | None = Field(None, description="the id its invisible watermark carries (hex)")
 
 
 class ReceiptCandidate(BaseModel):
@@ -214,8 +217,8 @@ def receipt_body(view: JobView, sequence: int, previous_sha256: str | None, kid:
         template=ReceiptTemplate(name=view.template, version=view.template_version),
         profile=ReceiptProfile(name=view.scoring_profile, version=view.profile_version),
         images=ReceiptImages(requested=view.images, delivered=len(view.outputs)),
-        outputs=[ReceiptOutput(n=o.n, key=o.key, sha256=o.sha256, media_type=o.media_type, size_bytes=o.size_bytes)
-                 for o in view.outputs],
+        outputs=[ReceiptOutput(n=o.n, key=o.key, sha256=o.sha256, media_type=o.media_type, size_bytes=o.size_bytes,
+                               manifest_label=o.manifest_label, watermark_id=o.watermark_id) for o in view.outputs],
         candidates=[ReceiptCandidate(index=s.index, attempt=s.attempt, provider=s.provider, sha256=s.sha256,
                                      verdict="selected" if s.index in selected else "passed" if s.passed else "rejected",
                                      failed=list(s.failed)) for s in view.scores],
