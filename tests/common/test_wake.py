@@ -22,12 +22,8 @@ def fetches(service: str, brought: str) -> float:
     return REGISTRY.get_sample_value("genline_bus_fetches_total", {"service": service, "brought": brought}) or 0.0
 
 
-async def test_records_announced_after_a_fetch_that_found_nothing_still_come_by_the_wake(endpoints):
-    """The word arrives, the fetch sent after it comes back without the record (here because
-    the record is written a moment later; a fetch that left the partition out, a highwater
-    seen before the record or a failed fetch look the same to the consumer), and the
-    partition must not pause until the record announced has come."""
-    namespace, service = f"wake{uuid.uuid4().hex[:8]}", f"wake-{uuid.uuid4().hex[:8]}"
+async def two_partitions(endpoints, namespace: str) -> tuple[str, AIOKafkaConsumer]:
+    """A fresh topic of two partitions, and a started consumer that has them both."""
     topic = f"{namespace}.events"
     admin = AIOKafkaAdminClient(bootstrap_servers=endpoints.kafka_bootstrap)
     await admin.start()
@@ -37,19 +33,33 @@ async def test_records_announced_after_a_fetch_that_found_nothing_still_come_by_
         await admin.close()
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=endpoints.kafka_bootstrap, group_id=f"{namespace}-readers",
                                 auto_offset_reset="earliest", enable_auto_commit=False, fetch_max_wait_ms=5)
-    producer = AIOKafkaProducer(bootstrap_servers=endpoints.kafka_bootstrap)
     await consumer.start()
+    await eventually(lambda: len(consumer.assignment()) == 2, what="the consumer never got its partitions")
+    return topic, consumer
+
+
+async def say(endpoints, namespace: str, word: str) -> None:
+    async with await psycopg.AsyncConnection.connect(endpoints.database_url, autocommit=True) as conn:
+        await conn.execute("SELECT pg_notify(%s, %s)", [bus_channel(namespace), word])
+
+
+async def test_records_announced_after_a_fetch_that_found_nothing_still_come_by_the_wake(endpoints):
+    """The word arrives, the fetch sent after it comes back without the record (here because
+    the record is written a moment later; a fetch that left the partition out, a highwater
+    seen before the record or a failed fetch look the same to the consumer), and the
+    partition must not pause until the record announced has come."""
+    namespace, service = f"wake{uuid.uuid4().hex[:8]}", f"wake-{uuid.uuid4().hex[:8]}"
+    topic, consumer = await two_partitions(endpoints, namespace)
+    producer = AIOKafkaProducer(bootstrap_servers=endpoints.kafka_bootstrap)
     await producer.start()
     waker = FetchWaker(endpoints.database_url, namespace, [topic], idle_fetch_s=AN_HOUR, service=service)
     try:
-        await eventually(lambda: len(consumer.assignment()) == 2, what="the consumer never got its partitions")
         waker.start(consumer)
         # Nothing to read: the first fetch comes back empty and every partition pauses.
         await eventually(lambda: consumer.paused() == consumer.assignment(), what="the partitions never paused")
         empty_before = fetches(service, "no")
 
-        async with await psycopg.AsyncConnection.connect(endpoints.database_url, autocommit=True) as conn:
-            await conn.execute("SELECT pg_notify(%s, %s)", [bus_channel(namespace), announcement(topic, {0: 1})])
+        await say(endpoints, namespace, announcement(topic, {0: 1}))
         await eventually(lambda: fetches(service, "no") > empty_before, what="no fetch followed the word")
         await producer.send_and_wait(topic, b"announced", partition=0)
 
@@ -64,6 +74,26 @@ async def test_records_announced_after_a_fetch_that_found_nothing_still_come_by_
     finally:
         await waker.stop()
         await producer.stop()
+        await consumer.stop()
+
+
+async def test_an_end_that_never_comes_is_given_up_at_the_idle_fetch(endpoints):
+    """A partition announced to end where its log never gets (a broker that lost its log)
+    stops being fetched after the idle fetch that follows, instead of for ever."""
+    namespace, service = f"wake{uuid.uuid4().hex[:8]}", f"wake-{uuid.uuid4().hex[:8]}"
+    topic, consumer = await two_partitions(endpoints, namespace)
+    waker = FetchWaker(endpoints.database_url, namespace, [topic], idle_fetch_s=2.0, service=service)
+    try:
+        waker.start(consumer)
+        await eventually(lambda: consumer.paused() == consumer.assignment(), what="the partitions never paused")
+        empty_before = fetches(service, "no")
+        await say(endpoints, namespace, announcement(topic, {1: 1_000}))
+        await eventually(lambda: fetches(service, "no") > empty_before + 3, what="the announced partition was not fetched")
+        assert TopicPartition(topic, 1) not in consumer.paused()  # still fetched while its end may come
+        await eventually(lambda: consumer.paused() == consumer.assignment(), timeout_s=30,
+                         what="the partition announced to an end that never came kept being fetched")
+    finally:
+        await waker.stop()
         await consumer.stop()
 
 
