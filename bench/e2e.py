@@ -100,6 +100,13 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
+def slow_jobs(latencies: list[float]) -> int:
+    """How many took more than twice the median: on this bench's 40 jobs p99 is the slowest
+    one's latency, so this says whether a slow job is one or many."""
+    median = statistics.median(latencies)
+    return sum(latency > 2 * median for latency in latencies)
+
+
 def job_body(side: int, candidates: int, seed: int) -> dict:
     return {"prompt": PROMPT, "images": 1, "candidates": candidates, "width": side, "height": side, "seed": seed}
 
@@ -315,7 +322,8 @@ def report(args, seq_latencies, hops, load: dict, seq_work: InProcess, burst_wor
            history: dict | None) -> None:
     p50, p99 = percentile(seq_latencies, 50), percentile(seq_latencies, 99)
     print(f"\nsequential: {len(seq_latencies)} jobs of 1 image from 2 candidates, {args.side}×{args.side}")
-    print(f"  202 → final and settled: p50 {p50:.0f} ms, p99 {p99:.0f} ms, max {max(seq_latencies):.0f} ms")
+    print(f"  202 → final and settled: p50 {p50:.0f} ms, p99 {p99:.0f} ms, max {max(seq_latencies):.0f} ms;"
+          f" {slow_jobs(seq_latencies)} over twice the median")
     for name, ms in hops:
         print(f"  {name:<40} median {ms:7.1f} ms")
     if history:
@@ -347,7 +355,7 @@ def report(args, seq_latencies, hops, load: dict, seq_work: InProcess, burst_wor
     print(f"e2e: p50_ms={p50:.0f} p99_ms={p99:.0f} jobs_per_s={load['jobs_per_s']:.1f} baseline_ms={seq_work.total_ms:.1f}"
           f" overhead_factor={p50 / seq_work.total_ms:.2f}"
           f" throughput_ratio={load['jobs_per_s'] * burst_work.total_ms / 1000:.2f}"
-          f" p99_over_p50={p99 / p50:.2f} outside_work_cpu_ms={outside:.0f}"
+          f" p99_over_p50={p99 / p50:.2f} slow_jobs={slow_jobs(seq_latencies)} outside_work_cpu_ms={outside:.0f}"
           f" work_cpu_ms={burst_work.paint_ms + burst_work.score_ms:.0f}"
           f" statements_per_job={load['counts']['pg_statements']:.1f} s3_per_job={load['counts']['s3_requests']:.1f}")
     if history:

@@ -24,7 +24,7 @@ from services.common.bus.journal import (
     relay_lock,
 )
 from services.common.bus.kafka_security import client_options, compression
-from services.common.bus.wake import bus_channel
+from services.common.bus.wake import END_SEPARATOR, PARTITION_SEPARATOR, TOPIC_SEPARATOR, bus_channel
 from services.common.db import Conn, Pool, Statement, insert_many, inserted, listen
 from services.common.settings import ServiceSettings
 from services.common.supervision import failed, stop_tasks, supervise
@@ -97,17 +97,24 @@ BACKLOG_COUNT_INTERVAL_S = 1.0
 UNPUBLISHED_ROWS = "SELECT * FROM relay_pass(%s, %s, %s, %s)"
 # Published rows keep the partition and offset the broker gave them; each partition's
 # highest acknowledged offset is noted (a new partition's with the broker it came from).
-MARK_PUBLISHED = (
+MARKED = (
     "WITH acked AS (SELECT * FROM unnest(%(seqs)s::bigint[], %(partitions)s::int[], %(offsets)s::bigint[])"
     "  AS a(seq, part, off)),"
     " marked AS (UPDATE outbox o SET published_at = now(), partition = a.part, \"offset\" = a.off FROM acked a"
-    "  WHERE o.seq = a.seq RETURNING o.topic, a.part, a.off)"
+    "  WHERE o.seq = a.seq RETURNING o.topic, a.part, a.off),"
+    " highest AS (SELECT topic, part, max(off) AS off FROM marked GROUP BY topic, part)")
+NOTE_PARTITIONS = (
     " INSERT INTO outbox_partitions AS p (topic, partition, broker, acked_through)"
-    " SELECT topic, part, %(broker)s, max(off) FROM marked GROUP BY topic, part"
+    " SELECT topic, part, %(broker)s, off FROM highest"
     " ON CONFLICT (topic, partition) DO UPDATE SET acked_through = greatest(p.acked_through, excluded.acked_through)")
-# The same, announcing each topic published to (wake.py), once the transaction commits.
-MARK_AND_ANNOUNCE = MARK_PUBLISHED.replace(
-    " FROM marked GROUP BY", " FROM marked, LATERAL (SELECT pg_notify(%(channel)s, marked.topic)) AS said GROUP BY")
+MARK_PUBLISHED = MARKED + NOTE_PARTITIONS
+# The same, announcing each topic published to, with where each of its partitions now ends
+# (wake.py, `announcement`), once the transaction commits.
+MARK_AND_ANNOUNCE = (
+    MARKED + ", noted AS (" + NOTE_PARTITIONS + ")"
+    " SELECT pg_notify(%(channel)s, topic || %(topic_sep)s"
+    "  || string_agg(part || %(end_sep)s || (off + 1), %(partition_sep)s ORDER BY part))"
+    " FROM highest GROUP BY topic")
 
 
 def outbox_channel(schema: str) -> str:
@@ -298,7 +305,9 @@ class OutboxRelay:
             await conn.execute(MARK_AND_ANNOUNCE if self.settings.bus_wake_on_publish else MARK_PUBLISHED,
                                {"seqs": [r["seq"] for r in rows], "partitions": [a.partition for a in acks],
                                 "offsets": [a.offset for a in acks], "broker": self.journal.broker,
-                                "channel": bus_channel(self.settings.topic_namespace)})
+                                "channel": bus_channel(self.settings.topic_namespace),
+                                "topic_sep": TOPIC_SEPARATOR, "partition_sep": PARTITION_SEPARATOR,
+                                "end_sep": END_SEPARATOR})
         telemetry.OUTBOX_RELAYED.labels(self.service).inc(len(rows))
         for observe in self.observers:
             for row in rows:

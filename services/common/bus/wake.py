@@ -4,14 +4,24 @@ wait (Tansu, the embedded broker).
 Apache Kafka answers a consumer's fetch as soon as records arrive, so a consumer waits in a
 long fetch and pays nothing. Tansu answers only when the wait is over, so a consumer either
 waits long (every hop takes that long) or polls often (each poll costs its CPU and the
-broker's, idle or not). Here the relays say when they published: after a pass, a relay
-NOTIFYs `bus_channel(namespace)` with the topic, in the transaction that marks its rows
-published. A consumer's partitions stay paused while nothing is said; a word about one of its
-topics resumes that topic's partitions, and they fetch, with a short wait, until a fetch that
-asked for every announced topic after its word comes back empty, or brings records that reach
-every partition's end (its high watermark) and are handed over before another word comes.
+broker's, idle or not). Here the relays say when they published: after a pass, a relay NOTIFYs
+`bus_channel(namespace)` with each topic it published to, in the transaction that marks its
+rows published. A consumer's partitions stay paused while nothing is said; a word about one of
+its topics resumes that topic's partitions, and they fetch, with a short wait, until a fetch
+that asked for every announced topic after its word comes back empty, or brings records that
+reach every partition's end (its high watermark) and are handed over before another word comes.
 Every `idle_fetch_s` everything is fetched once, for records that came unannounced (written by
 another producer, or while the listening connection was away).
+
+A word also says where each partition published to ends: the offset after the last record the
+pass published there (`announcement`). A partition whose position is short of an end announced
+for it is never paused, whatever the fetches seemed to say, until it gets there: a fetch that
+was sent after the word and came back without its records (one that left the partition out
+because records of it were still buffered, a highwater seen before them, a fetch that failed, a
+broker that shows a record a moment after it acknowledged it) would otherwise leave them to the
+idle fetch, up to `idle_fetch_s` on that hop. An end not reached by the next idle fetch is
+dropped, so one that can never be reached (a broker that lost its log) costs fetches for that
+long at most.
 
 Partitions are paused only while nothing fetched waits to be handled: records buffered for a
 paused partition would be dropped, to be fetched again only at the next word. So they pause
@@ -41,6 +51,28 @@ def bus_channel(namespace: str) -> str:
     return f"genline_bus_{namespace}"
 
 
+# A relay's word after a pass, one per topic it published to: `<topic> <partition>:<end>,…`,
+# each end the offset after the last record the pass published to that partition
+# (outbox.MARK_AND_ANNOUNCE builds it in SQL, with these separators).
+TOPIC_SEPARATOR, PARTITION_SEPARATOR, END_SEPARATOR = " ", ",", ":"
+
+
+def announcement(topic: str, ends: dict[int, int]) -> str:
+    return topic + TOPIC_SEPARATOR + PARTITION_SEPARATOR.join(f"{p}{END_SEPARATOR}{end}" for p, end in ends.items())
+
+
+def announced(payload: str) -> tuple[str, dict[TopicPartition, int]]:
+    """The topic a word names, and the end it gives each partition (none from a word that
+    names only a topic, as relays said before they gave ends)."""
+    topic, _, where = payload.partition(TOPIC_SEPARATOR)
+    ends: dict[TopicPartition, int] = {}
+    for pair in filter(None, where.split(PARTITION_SEPARATOR)):
+        partition, _, end = pair.partition(END_SEPARATOR)
+        if partition.isdigit() and end.isdigit():
+            ends[TopicPartition(topic, int(partition))] = int(end)
+    return topic, ends
+
+
 class FetchWaker:
     def __init__(self, database_url: str, namespace: str, topics: list[str], idle_fetch_s: float,
                  retry_s: float = 5.0, service: str = "") -> None:
@@ -57,6 +89,9 @@ class FetchWaker:
         # (`_pause_if_drained`).
         self._words = 0
         self._drained_at: int | None = None
+        # The end each partition was announced to reach, and when, while this consumer's
+        # position is short of it: such a partition is not paused (`_awaited`).
+        self._ends: dict[TopicPartition, tuple[int, float]] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self, kafka: AIOKafkaConsumer) -> None:
@@ -113,21 +148,53 @@ class FetchWaker:
         assignment = self.kafka._subscription.subscription
         if assignment is None:
             return
-        mine = self._assigned(self.topics)
+        mine = [tp for tp in self._assigned(self.topics) if not self._awaited(tp)]
         states = [assignment.assignment.state_value(tp) for tp in mine]
         if all(state.has_valid_position and state.highwater is not None and state.position >= state.highwater
                for state in states):
             self._drained_at = None
             self._pause_if_nothing_waits()
 
-    def _heard(self, topic: str | None) -> None:
-        # None: listening (re)started, and words may have been missed meanwhile.
-        self.fetch(self.topics if topic is None else self.topics & {topic})
+    def _heard(self, payload: str | None) -> None:
+        if payload is None:  # listening (re)started, and words may have been missed meanwhile
+            self.fetch(self.topics)
+            return
+        topic, ends = announced(payload)
+        if topic not in self.topics:
+            return
+        mine, now = self._assigned({topic}), time.monotonic()
+        for tp, end in ends.items():
+            if tp in mine:
+                self._ends[tp] = (max(end, self._ends.get(tp, (end, now))[0]), now)
+        self.fetch({topic})
 
     async def _fetch_now_and_then(self) -> None:
         while True:
             await asyncio.sleep(self.idle_fetch_s)
+            self._forget_ends_before(time.monotonic() - self.idle_fetch_s)
             self.fetch(self.topics)
+
+    def _forget_ends_before(self, moment: float) -> None:
+        """Ends announced before `moment` and not reached yet: the fetch that follows looks at
+        everything anyway, and an end that cannot be reached must not keep a partition
+        fetching for ever."""
+        for tp, (_, heard_at) in list(self._ends.items()):
+            if heard_at < moment:
+                del self._ends[tp]
+
+    def _awaited(self, tp: TopicPartition) -> bool:
+        """Whether records announced on this partition have not reached this consumer yet."""
+        if tp not in self._ends:
+            return False
+        subscription = self.kafka._subscription.subscription if self.kafka is not None else None
+        if subscription is None or subscription.assignment is None or tp not in subscription.assignment.tps:
+            del self._ends[tp]  # handed to another member: theirs to wait for
+            return False
+        state = subscription.assignment.state_value(tp)
+        if state.has_valid_position and state.position >= self._ends[tp][0]:
+            del self._ends[tp]
+            return False
+        return True
 
     def fetch(self, topics: set[str]) -> None:
         """Fetch these topics until a fetch sent from now on comes back empty."""
@@ -151,7 +218,7 @@ class FetchWaker:
     def _pause_if_nothing_waits(self) -> None:
         if self.kafka is not None and not self._buffered():
             with contextlib.suppress(Exception):
-                self.kafka.pause(*self._assigned(self.topics))
+                self.kafka.pause(*(tp for tp in self._assigned(self.topics) if not self._awaited(tp)))
 
     def _assigned(self, topics: set[str]) -> list[TopicPartition]:
         return [tp for tp in self.kafka.assignment() if tp.topic in topics] if self.kafka is not None else []
