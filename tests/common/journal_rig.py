@@ -59,6 +59,9 @@ class Broker:
         self.log.close()
 
 
+READ_BY = ("_ingest", "_router")
+
+
 @dataclass
 class Ledger:
     """A ledger's outbox and relay (no handlers) on its own namespace: it owns the topic
@@ -110,6 +113,9 @@ async def ledger_on(endpoints, broker: Broker, **settings):
     runtime = ServiceRuntime("ledger", settings_for(
         endpoints, kafka_bootstrap=broker.bootstrap, topic_namespace=namespace, schema_name=f"{namespace}_ledger",
         **({"outbox_poll_interval_s": 0.2, "bus_check_interval_s": 0.2, "bus_send_timeout_ms": 2000} | settings)), None)
+    # The rig's topic is read by the ingest and router groups alone: no delivery reads here
+    # (on the platform delivery's group reads the ledger's topic too, for the tenants' alerts).
+    runtime.journal.readers = tuple(group for group in runtime.journal.readers if group.endswith(READ_BY))
     await runtime.start()
     try:
         yield Ledger(runtime, namespace)

@@ -7,6 +7,7 @@ import uuid
 
 import httpx
 
+from services.ingest.accounts.keys import SCOPES
 from tests.e2e.conftest import LEDGER_ADMIN_TOKEN, wait_for_audit
 
 
@@ -115,7 +116,7 @@ def test_operators_create_a_tenant_and_its_first_key_through_the_admin_api(platf
     assert created.status_code == 201, created.text
     with as_key(platform.ingest_url, created.json()["api_key"]) as client:
         listed = client.get("/v1/api-keys").json()["data"]
-        assert [(k["id"], k["name"], len(k["scopes"])) for k in listed] == [(created.json()["key_id"], "operator", 5)]
+        assert [(k["id"], k["name"], len(k["scopes"])) for k in listed] == [(created.json()["key_id"], "operator", len(SCOPES))]
     assert_problem(httpx.post(url, json={"id": tenant_id}, headers=admin), 409, "tenant-exists")
     assert wait_for_audit(platform, tenant_id, "tenant.create")["actor"] == "operator:admin"
     assert_problem(httpx.post(url, json={"id": "Not A Tenant"}, headers=admin), 422, "validation-error")

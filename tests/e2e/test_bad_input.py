@@ -21,7 +21,7 @@ def assert_problem(response: httpx.Response, status: int) -> dict:
     ({}, "prompt"),
     ({"prompt": ""}, "prompt"),
     ({"prompt": "x", "images": 0}, "images"),
-    ({"prompt": "x", "images": 17}, "images"),
+    ({"prompt": "x", "images": 101}, "images"),
     ({"prompt": "x", "images": 4, "candidates": 2}, "candidates"),
     ({"prompt": "x", "template": "nonexistent"}, "template"),
     ({"prompt": "x", "colour": "blue"}, "colour"),

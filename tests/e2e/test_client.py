@@ -119,7 +119,7 @@ def test_problems_become_typed_errors_that_carry_their_fields(tenant_factory, pl
         with pytest.raises(NotFound):
             client.jobs.cancel(job_id)
         with pytest.raises(ValidationError) as invalid:
-            client.jobs.create("a bicycle", images=99)
+            client.jobs.create("a bicycle", images=101)
     with Genline("gl_not-a-key", platform.ingest_url) as client, pytest.raises(Unauthorized) as unauthorized:
         client.jobs.list()
     reader = owner.http.post("/v1/api-keys", json={"name": "reader", "scopes": ["jobs:read"]})

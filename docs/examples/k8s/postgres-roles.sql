@@ -13,16 +13,15 @@ GRANT CONNECT, CREATE ON DATABASE genline
 
 -- The auditor (`genline replay`, deploy/k8s/operators): reads every service's schemas, the
 -- journals and the read models, and writes none. Default privileges of each service's role
--- grant it reading on what that role makes later; run the GRANTs below once the services have
--- made their schemas (and again with each new schema).
+-- grant it reading on what that role makes from now on; on a deployment whose services made
+-- their schemas before, grant it the same on those too (GRANT USAGE ON SCHEMA ingest, ledger,
+-- router, scorer, delivery; GRANT SELECT ON ALL TABLES IN SCHEMA …, to genline_auditor).
 CREATE ROLE genline_auditor LOGIN NOINHERIT PASSWORD 'CHANGE_ME';
 GRANT CONNECT ON DATABASE genline TO genline_auditor;
 ALTER DEFAULT PRIVILEGES FOR ROLE genline_ingest, genline_ledger, genline_router, genline_scorer, genline_delivery
   GRANT USAGE ON SCHEMAS TO genline_auditor;
 ALTER DEFAULT PRIVILEGES FOR ROLE genline_ingest, genline_ledger, genline_router, genline_scorer, genline_delivery
   GRANT SELECT ON TABLES TO genline_auditor;
-GRANT USAGE ON SCHEMA ingest, ledger, router, scorer, delivery TO genline_auditor;
-GRANT SELECT ON ALL TABLES IN SCHEMA ingest, ledger, router, scorer, delivery TO genline_auditor;
 
 -- The operator (`genline bus rebuild`): publishes every service's journal again, which writes
 -- each journal's bookkeeping as its service would; a member of the services' roles and
