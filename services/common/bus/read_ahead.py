@@ -35,7 +35,10 @@ from services.common.turns import FairTurns, plan_share
 
 log = logging.getLogger(__name__)
 
-Key = bytes | None
+Key = bytes
+# Where the records without a key wait (an event about a tenant, not a job: RetentionSet): one
+# key of their own, so they too are applied in their order; None is the turns' "nobody waits".
+UNKEYED: Key = b"\x00unkeyed"
 JOB_RANK = {priority: rank for rank, priority in enumerate(JOB_PRIORITIES)}
 
 
@@ -79,9 +82,10 @@ class ReadAhead:
             self._forget(tp)
         for record, envelope in to_apply:
             held = Held(record, envelope, next(self._arrivals), self._unapplied.hold(record))
-            self._keys.setdefault(record.key, deque()).append(held)
+            key = record.key if record.key is not None else UNKEYED
+            self._keys.setdefault(key, deque()).append(held)
             self.waiting += 1
-            self._queue_turn(record.key)
+            self._queue_turn(key)
         for tp in {TopicPartition(record.topic, record.partition) for record in fetched}:
             self._note(tp)
         if self.waiting >= self.limit:
