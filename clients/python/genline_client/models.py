@@ -209,6 +209,8 @@ class PlanLimits(APIModel):
     concurrent_jobs: int | None = None
     images_per_day: int | None = None
     priority: int = 0
+    images_per_job: int | None = Field(None, description="the most images one job may ask for")
+    candidates_per_job: int | None = Field(None, description="the most candidates one job may ask for")
 
 
 class UsageLimit(APIModel):

@@ -27,6 +27,8 @@ class PlanLimits(BaseModel):
     concurrent_jobs: int | None = Field(description="jobs in progress at once; null: no limit")
     images_per_day: int | None = Field(description="images asked for per UTC day; null: no limit")
     priority: int = Field(description="queue priority: a larger share at every stage, twice per step")
+    images_per_job: int = Field(description="the most images one job may ask for")
+    candidates_per_job: int = Field(description="the most candidates one job may ask for")
 
 
 class Limit(BaseModel):
@@ -52,7 +54,8 @@ class Day(BaseModel):
 class Usage(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "tenant_id": "acme", "plan": {"name": "free", "requests_per_s": 5, "burst": 10, "concurrent_jobs": 3,
-                                      "images_per_day": 100, "priority": 0},
+                                      "images_per_day": 100, "priority": 0, "images_per_job": 60,
+                                      "candidates_per_job": 240},
         "requests_today": 212, "images_today": 40, "jobs_in_progress": 2, "credits_held": 30,
         "resets_at": "2026-11-03T00:00:00Z",
         "limits": [{"name": "requests_burst", "used": 1, "limit": 10, "remaining": 9, "resets_at": None},
