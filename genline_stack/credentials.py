@@ -279,7 +279,10 @@ async def adopt_schemas(conn: psycopg.AsyncConnection, service: str) -> None:
             psycopg.sql.Identifier(schema), psycopg.sql.Identifier(role)))
         objects = await (await conn.execute(
             "SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-            " WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'S')", [schema])).fetchall()
+            " WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'S')"
+            # A sequence owned by a table's column follows its table (and refuses a change of its own).
+            " AND NOT (c.relkind = 'S' AND EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass"
+            "  AND d.objid = c.oid AND d.deptype IN ('a', 'i')))", [schema])).fetchall()
         for name, kind in objects:
             what = {"S": "SEQUENCE", "v": "VIEW", "m": "MATERIALIZED VIEW"}.get(kind, "TABLE")
             await conn.execute(psycopg.sql.SQL("ALTER " + what + " {}.{} OWNER TO {}").format(

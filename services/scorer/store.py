@@ -73,9 +73,12 @@ def _score_rows(job_id: str, scores: list[CandidateScore]) -> list[tuple]:
 
 async def add_chunk_scores(conn, job_id: str, scores: list[CandidateScore]) -> tuple[list[CandidateScore], int, int]:
     """A chunk's scores stored (an index scored before keeps its row), in one statement: the
-    scores it added, and how many candidates of the job are scored and pass, these included."""
+    scores it added, and how many candidates of the job are scored and pass, these included.
+    A chunk with nothing new (a run taken over announced what was scored) only counts."""
+    rows = _score_rows(job_id, scores)
     added = (f"INSERT INTO scores ({', '.join(SCORE_COLUMNS)}) SELECT * FROM unnest({typed_arrays(SCORE_COLUMNS)})"
-             " ON CONFLICT (job_id, index) DO NOTHING RETURNING index, passed, candidate")
+             " ON CONFLICT (job_id, index) DO NOTHING RETURNING index, passed, candidate") if rows else (
+             "SELECT NULL::int AS index, NULL::bool AS passed, NULL::jsonb AS candidate WHERE false")
     row = await (await conn.execute(
         f"WITH added AS ({added}),"
         " before AS (SELECT count(*) AS scored, count(*) FILTER (WHERE passed) AS passing"
@@ -83,7 +86,7 @@ async def add_chunk_scores(conn, job_id: str, scores: list[CandidateScore]) -> t
         " SELECT before.scored + (SELECT count(*) FROM added) AS scored,"
         "  before.passing + (SELECT count(*) FROM added WHERE passed) AS passing,"
         "  (SELECT coalesce(jsonb_agg(candidate ORDER BY index), '[]'::jsonb) FROM added) AS added FROM before",
-        [*as_arrays(_score_rows(job_id, scores)), str(job_id)])).fetchone()
+        [*as_arrays(rows), str(job_id)])).fetchone()
     return [CandidateScore.model_validate(c) for c in row["added"]], row["scored"], row["passing"]
 
 

@@ -17,8 +17,10 @@ from genline_stack.fleet import ServiceFleet
 from services.common.bus.envelope import Envelope, envelop, from_kafka
 from services.common.contracts import (
     CandidateRef,
+    CandidatesChecked,
     CandidatesGenerated,
     CandidatesScored,
+    CandidatesStored,
     JobSpec,
     RegenerationRequested,
     ScoringFailed,
@@ -177,8 +179,11 @@ def test_passing_candidates_accumulate_across_attempts(scorer_service):
     _, scored = scorer_service.outcomes(job, want=2)
     assert isinstance(scored, CandidatesScored) and scored.attempt == 2
     assert sorted(scored.selected) == [0, 3]
+    # The selection carries the scores published for the first time (this attempt's) and the
+    # selected ones, the first attempt's among them, by name.
     assert {(s.index, s.attempt, s.provider, s.passed) for s in scored.scores} == {
-        (0, 1, "local", True), (1, 1, "local", False), (2, 2, "other", False), (3, 2, "other", True)}
+        (2, 2, "other", False), (3, 2, "other", True)}
+    assert {(s.index, s.attempt, s.provider) for s in scored.selected_scores} == {(0, 1, "local"), (3, 2, "other")}
 
 
 def test_tiers_deliver_what_measuring_every_dimension_delivers(scorer_service):
@@ -271,3 +276,32 @@ def test_with_a_clip_model_configured_the_service_measures_prompt_alignment(endp
     finally:
         scorer.close()
 
+
+
+def chunk(job_id, candidates, *, images=1, planned=4, stored=None):
+    job_spec = JobSpec(job_id=job_id, tenant_id="t-scorer", images=images, candidates=planned, seed=1,
+                       submitted_at=datetime.now(UTC), template="generic", prompt="a photograph")
+    event = CandidatesStored(job_id=job_id, tenant_id="t-scorer", attempt=1, images=images, candidates=candidates,
+                             planned=planned, stored=stored or len(candidates), eta_s=2.0, job=job_spec)
+    return envelop(event, "/test/router")
+
+
+def test_chunks_are_scored_as_they_come_and_the_attempt_decides_over_all_of_them(scorer_service):
+    """Two chunks, the first announced again by a run taken over (nothing new in it), then
+    the attempt's close listing all four: each chunk is checked once with the job's counts, the
+    selection spans every chunk, and the close carries only what no chunk carried."""
+    job = uuid.uuid4()
+    names = ("astronaut", "coffee", "chelsea", "camera")
+    refs = [scorer_service.put(job, i, png(rgb_photo(name))) for i, name in enumerate(names)]
+    scorer_service.publish(chunk(job, refs[:2], images=2), chunk(job, refs[:2], images=2),
+                           chunk(job, refs[2:3], images=2, stored=3))
+    scorer_service.publish(attempt(job, refs, images=2))
+
+    *checked, scored = scorer_service.outcomes(job, want=4)
+    assert [type(e) for e in checked] == [CandidatesChecked] * 3
+    assert [[s.index for s in e.scores] for e in checked] == [[0, 1], [], [2]]
+    assert [(e.generated, e.scored, e.candidates) for e in checked] == [(2, 2, 4), (2, 2, 4), (3, 3, 4)]
+    assert checked[0].eta_s is not None and checked[0].passing == sum(s.passed for s in checked[0].scores)
+    assert isinstance(scored, CandidatesScored) and len(scored.selected) == 2
+    assert [s.index for s in scored.scores] == [3]  # the only one no chunk carried
+    assert [s.index for s in scored.selected_scores] == scored.selected
