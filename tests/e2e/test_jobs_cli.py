@@ -39,7 +39,7 @@ def test_get_list_and_cancel_print_json_and_problems_exit_non_zero(tenant_factor
     listed = genline("jobs", "list", "--json", **as_owner)
     got = genline("jobs", "get", job_id, "--json", **as_owner)
     foreign = genline("jobs", "get", job_id, api_url=platform.ingest_url, api_key=stranger.api_key)
-    invalid = genline("jobs", "submit", "a bicycle", "--images", "99", **as_owner)
+    invalid = genline("jobs", "submit", "a bicycle", "--images", "101", **as_owner)
 
     assert [j["id"] for j in json.loads(listed.stdout)["data"]] == [job_id]
     assert json.loads(got.stdout)["id"] == job_id
