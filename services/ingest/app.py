@@ -126,8 +126,8 @@ def build(settings: IngestSettings):
                                        hosted_moderation(runtime, settings))
     connect_grpc(runtime, app, "ledger", settings.ledger_grpc_target, ledger_calls.rpc.LedgerServiceStub)
     connect_grpc(runtime, app, "router", settings.router_grpc_target, admin_platform.rpc.RouterServiceStub)
-    connect_delivery(runtime, app, settings)
-    connect_ledger_http(runtime, app, settings)
+    connect_http(runtime, app, "delivery", settings.delivery_url, settings.delivery_timeout_s)
+    connect_http(runtime, app, "ledger", settings.ledger_url, settings.ledger_timeout_s)
     sweeper = Sweeper(runtime, settings, signer)
     app.state.log_watch = LogWatch(runtime.database_url, runtime.name, settings.stream_poll_s)
     runtime.startup_hooks += [partial(publish_signing_key, runtime, signer), sweeper.start, app.state.log_watch.start]
@@ -169,29 +169,17 @@ def connect_grpc(runtime: ServiceRuntime, app: FastAPI, name: str, target: str, 
     runtime.shutdown_hooks.append(close_channel)
 
 
-def connect_delivery(runtime: ServiceRuntime, app: FastAPI, settings: IngestSettings) -> None:
-    """One HTTP client for delivery's internal API (webhook endpoints and attempts)."""
+def connect_http(runtime: ServiceRuntime, app: FastAPI, name: str, base_url: str, timeout_s: float) -> None:
+    """One HTTP client for service `name`'s internal API, signed as ingest, for the life of the
+    service: `app.state.<name>_http` (delivery's webhook endpoints and attempts, the ledger's
+    checkouts and auto top-up)."""
 
     async def open_client() -> None:
-        app.state.delivery_http = httpx.AsyncClient(base_url=settings.delivery_url, timeout=settings.delivery_timeout_s,
-                                                    auth=ServiceAuth(signer_of(settings), "delivery"))
+        setattr(app.state, f"{name}_http", httpx.AsyncClient(base_url=base_url, timeout=timeout_s,
+                                                             auth=ServiceAuth(signer_of(app.state.settings), name)))
 
     async def close_client() -> None:
-        await app.state.delivery_http.aclose()
-
-    runtime.startup_hooks.append(open_client)
-    runtime.shutdown_hooks.append(close_client)
-
-
-def connect_ledger_http(runtime: ServiceRuntime, app: FastAPI, settings: IngestSettings) -> None:
-    """One HTTP client for the ledger's internal billing API (checkouts, auto top-up)."""
-
-    async def open_client() -> None:
-        app.state.ledger_http = httpx.AsyncClient(base_url=settings.ledger_url, timeout=settings.ledger_timeout_s,
-                                                  auth=ServiceAuth(signer_of(settings), "ledger"))
-
-    async def close_client() -> None:
-        await app.state.ledger_http.aclose()
+        await getattr(app.state, f"{name}_http").aclose()
 
     runtime.startup_hooks.append(open_client)
     runtime.shutdown_hooks.append(close_client)

@@ -38,9 +38,7 @@ async def store_scores(conn, job_id: str, scores: list[CandidateScore]) -> list[
     come from its RETURNING, those of earlier attempts from the table (a statement does not
     see its own writes; the job's row lock keeps any other writer out)."""
     rows = _score_rows(job_id, scores)
-    added = (f"INSERT INTO scores ({', '.join(SCORE_COLUMNS)}) SELECT * FROM unnest({typed_arrays(SCORE_COLUMNS)})"
-             " ON CONFLICT (job_id, index) DO NOTHING RETURNING index, candidate") if rows else (
-             "SELECT NULL::int AS index, NULL::jsonb AS candidate WHERE false")
+    added = inserted(rows, {"index": "int", "candidate": "jsonb"})
     found = await (await conn.execute(
         f"WITH added AS ({added})"
         " SELECT candidate FROM (SELECT index, candidate FROM scores WHERE job_id = %s::uuid AND candidate IS NOT NULL"
@@ -65,6 +63,16 @@ async def scoring_so_far(conn, job_id: str) -> tuple[set[int], tuple[tuple[float
     return {row["index"] for row in rows}, tuple((row["score"], row["index"]) for row in rows if row["passed"])
 
 
+def inserted(rows: list[tuple], returning: dict[str, str]) -> str:
+    """The statement, for a WITH, that inserts `rows` (an index scored before keeps its row)
+    and returns the columns of `returning` (name: type); with no rows, one that returns none
+    of that shape (unnest over no arrays has no statement to run)."""
+    if not rows:
+        return "SELECT " + ", ".join(f"NULL::{kind} AS {name}" for name, kind in returning.items()) + " WHERE false"
+    return (f"INSERT INTO scores ({', '.join(SCORE_COLUMNS)}) SELECT * FROM unnest({typed_arrays(SCORE_COLUMNS)})"
+            f" ON CONFLICT (job_id, index) DO NOTHING RETURNING {', '.join(returning)}")
+
+
 def _score_rows(job_id: str, scores: list[CandidateScore]) -> list[tuple]:
     dumped = [s.model_dump(mode="json") for s in scores]
     return [(str(job_id), s.attempt, s.index, s.key, s.provider, s.passed, s.score, json.dumps(d["dimensions"]),
@@ -76,9 +84,7 @@ async def add_chunk_scores(conn, job_id: str, scores: list[CandidateScore]) -> t
     scores it added, and how many candidates of the job are scored and pass, these included.
     A chunk with nothing new (a run taken over announced what was scored) only counts."""
     rows = _score_rows(job_id, scores)
-    added = (f"INSERT INTO scores ({', '.join(SCORE_COLUMNS)}) SELECT * FROM unnest({typed_arrays(SCORE_COLUMNS)})"
-             " ON CONFLICT (job_id, index) DO NOTHING RETURNING index, passed, candidate") if rows else (
-             "SELECT NULL::int AS index, NULL::bool AS passed, NULL::jsonb AS candidate WHERE false")
+    added = inserted(rows, {"index": "int", "passed": "bool", "candidate": "jsonb"})
     row = await (await conn.execute(
         f"WITH added AS ({added}),"
         " before AS (SELECT count(*) AS scored, count(*) FILTER (WHERE passed) AS passing"
