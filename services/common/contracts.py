@@ -118,6 +118,45 @@ class KeySpendCaps(Contract):
     monthly: int | None = Field(None, ge=0)
 
 
+# The shapes a clip may be asked in, and its resolution tiers (the short side, in pixels).
+AspectRatio = Literal["16:9", "9:16", "1:1", "4:3", "3:4"]
+ASPECT_RATIOS: tuple[str, ...] = get_args(AspectRatio)
+Resolution = Literal["480p", "720p", "1080p"]
+RESOLUTIONS: dict[str, int] = {"480p": 480, "720p": 720, "1080p": 1080}
+
+
+class VideoSpec(Contract):
+    """A job whose outputs are clips (MP4): how long, what shape, and where the first frame
+    comes from. The router asks a video model for it, the scorer checks the file against it,
+    the ledger prices it by the delivered second."""
+
+    duration_s: float = Field(gt=0, le=60, description="each clip's length in seconds")
+    aspect_ratio: AspectRatio = "16:9"
+    resolution: Resolution = "720p"
+    fps: int | None = Field(None, ge=1, le=60, description="frames per second where the model takes it;"
+                                                           " None: the model's own")
+    first_frame_key: str | None = Field(None, description="the still the clip starts from, in the internal"
+                                                          " bucket: an upload, or an image the tenant was"
+                                                          " delivered; None: text-to-video, or the"
+                                                          " template's own generated still")
+
+    def size(self) -> tuple[int, int]:
+        """Width and height the clip is asked at: the tier is the short side, both even."""
+        across, down = (int(part) for part in self.aspect_ratio.split(":"))
+        short = RESOLUTIONS[self.resolution]
+        if across >= down:
+            return _even(short * across / down), short
+        return short, _even(short * down / across)
+
+    def billed_seconds(self) -> int:
+        """The seconds one clip is priced at: whole seconds, rounded up."""
+        return max(1, -int(-self.duration_s // 1))
+
+
+def _even(value: float) -> int:
+    return int(round(value / 2)) * 2
+
+
 class JobSpec(Contract):
     """What the client asked for, carried along so no service needs another's tables."""
 
@@ -152,6 +191,8 @@ class JobSpec(Contract):
     key_caps: KeySpendCaps | None = Field(None, description="that key's spend caps in force at submission")
     metadata: dict[str, str] | None = Field(None, description="the tenant's own labels, bounded at submission")
     end_user: str | None = Field(None, description="the tenant's customer the job is for, for attribution")
+    video: VideoSpec | None = Field(None, description="the job's outputs are clips (MP4) of this shape;"
+                                                      " None: images")
 
     @field_validator("prompt", mode="before")
     @classmethod
@@ -186,6 +227,9 @@ class CandidateRef(Contract):
     cost_micro_usd: int = Field(description="every stage of this candidate together")
     frames: int = Field(1, ge=1)
     duration_ms: int = Field(0, ge=0, description="a clip's length; 0 for a still")
+    fps: float = Field(0, ge=0, description="a video clip's frame rate, read from the file; 0 for a still")
+    codec: str = Field("", description="a video clip's codec as the file names it (h264, vp9, av1); '' for"
+                                       " images")
     steps: list[CandidateStep] = Field([], description="the stages it went through, in order; empty: generated")
     model: str = Field("", description="the model that generated it, as the provider registry pins it")
     model_version: str = Field("", description="that model's pinned version")
@@ -240,6 +284,9 @@ class DeliveredImage(Contract):
     width: int | None = Field(None, description="pixels; None for images delivered before sizes were recorded")
     height: int | None = None
     frames: int = Field(1, ge=1, description="more than 1: an animated clip")
+    duration_ms: int = Field(0, ge=0, description="a clip's length as delivered; 0 for a still")
+    fps: float = Field(0, ge=0, description="a video clip's frame rate; 0 for a still")
+    codec: str | None = Field(None, description="a video clip's codec (h264, vp9, av1); None for images")
     watermarked: bool = False
     thumbnail_key: str | None = Field(None, description="the thumbnail beside the image in the public bucket")
     thumbnail_url: str | None = Field(None, description="the thumbnail's link, expiring with `url`")
