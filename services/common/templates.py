@@ -85,6 +85,21 @@ class Thumbnail(BaseModel):
     format: Literal["webp", "jpeg", "png"] = "webp"
 
 
+class ClipDelivery(BaseModel):
+    """How a video clip is delivered: an MP4 with its index first, its stream copied unless
+    something here (or the template's watermark) needs the frames re-encoded."""
+
+    model_config = FROZEN
+
+    codec: Literal["h264", "vp9", "av1"] | None = Field(
+        None, description="re-encode into this codec; None keeps a clip's own (H.264, VP9 or AV1) and re-encodes"
+                          " to H.264 where something needs the frames")
+    fps: float | None = Field(None, gt=0, le=120, description="deliver at this frame rate, frames blended between")
+    max_side: int | None = Field(None, ge=64, le=4096, description="scale a larger clip down, its longer side to this")
+    max_kbps: int | None = Field(None, ge=100, description="re-encode a clip whose bitrate is past this cap")
+    quality: int = Field(23, ge=0, le=63, description="the encoder's CRF when re-encoding (lower is better)")
+
+
 class Delivery(BaseModel):
     """How a template's outputs are delivered. `original` keeps the candidate's format; an
     image already in the asked format and without a watermark is delivered byte for byte.
@@ -96,6 +111,7 @@ class Delivery(BaseModel):
     quality: int = Field(90, ge=1, le=100, description="JPEG and WebP encoder quality")
     watermark: Watermark | None = None
     thumbnail: Thumbnail = Thumbnail()
+    clip: ClipDelivery = Field(ClipDelivery(), description="video clips only; their thumbnail is a poster frame")
 
 
 class Template(BaseModel):

@@ -27,10 +27,12 @@ from services.common.contracts import (
 )
 from services.common.storage import EXTENSIONS
 from services.common.templates import Delivery
+from services.common.video import MP4
 from services.delivery.postprocess import Delivered
 
 COPY_FAILED = "copy_failed"
 UNPUBLISHABLE = "unpublishable_image"
+PUBLIC_EXTENSIONS = {**EXTENSIONS, MP4: "mp4"}
 
 
 def folder_of(key: str) -> str:
@@ -40,21 +42,23 @@ def folder_of(key: str) -> str:
 
 def public_key(tenant_id: str, when: datetime, job_id: UUID, n: int, media_type: str) -> str:
     """`{tenant}/{yyyy}/{mm}/{job}/{n}.{ext}`, n counting from 1 in selection order."""
-    return f"{tenant_id}/{when:%Y}/{when:%m}/{job_id}/{n}.{EXTENSIONS.get(media_type, 'bin')}"
+    return f"{tenant_id}/{when:%Y}/{when:%m}/{job_id}/{n}.{PUBLIC_EXTENSIONS.get(media_type, 'bin')}"
 
 
 def thumbnail_key(key: str, media_type: str) -> str:
-    """`…/{n}.thumb.{ext}`, beside the image `…/{n}.{ext}` in the job's folder."""
-    return f"{key.rsplit('.', 1)[0]}.thumb.{EXTENSIONS.get(media_type, 'bin')}"
+    """`…/{n}.thumb.{ext}`, beside the image (or clip) `…/{n}.{ext}` in the job's folder."""
+    return f"{key.rsplit('.', 1)[0]}.thumb.{PUBLIC_EXTENSIONS.get(media_type, 'bin')}"
 
 
 def delivered_image(n: int, key: str, thumbnail_key: str, done: Delivered, delivery: Delivery,
                     links: dict) -> DeliveredImage:
-    """What JobDelivered says of one image: the delivered bytes' hash, size and shape."""
+    """What JobDelivered says of one image or clip: the delivered bytes' hash, size and shape
+    (a clip's length, rate and codec too)."""
     image = done.image
     return DeliveredImage(n=n, key=key, url=links["url"], expires_at=links["expires_at"],
                           sha256=hashlib.sha256(image.data).hexdigest(), size_bytes=len(image.data),
                           media_type=image.media_type, width=image.width, height=image.height, frames=image.frames,
+                          duration_ms=image.duration_ms, fps=image.fps, codec=image.codec,
                           watermarked=delivery.watermark is not None, thumbnail_key=thumbnail_key,
                           thumbnail_url=links["thumbnail_url"], thumbnail_media_type=done.thumbnail.media_type,
                           manifest_label=done.manifest_label, watermark_id=done.watermark_id)

@@ -4,6 +4,7 @@ cancel; each job gets one outcome (see domain). A finished job's webhooks are qu
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import TypeVar
 
 from psycopg_pool import AsyncConnectionPool
@@ -27,7 +28,7 @@ from services.common.contracts import (
 )
 from services.common.storage import ObjectStore, candidate_prefix, signed_links
 from services.common.templates import Delivery, load_catalogue
-from services.delivery import domain, postprocess, provenance, store
+from services.delivery import clips, domain, postprocess, provenance, store
 from services.delivery.settings import DeliverySettings
 from services.delivery.webhooks import WebhookSender, queue_alert_webhooks, queue_webhooks
 
@@ -49,18 +50,21 @@ async def with_retries(settings: DeliverySettings, operation: Callable[[], Await
 
 async def publish_image(envelope: Envelope, n: int, candidate: CandidateScore, objects: ObjectStore,
                         settings: DeliverySettings, delivery: Delivery, marker: provenance.Marker) -> DeliveredImage:
-    """Post-process one selected candidate (format, watermark, thumbnail; in a thread), mark
-    and sign it last (provenance), and store the image and its thumbnail side by side in the
-    public bucket."""
+    """Post-process one selected candidate (format, watermark, thumbnail; a clip remuxed or
+    re-encoded, its poster; in a thread), mark and sign it last (provenance), and store the
+    image (or clip) and its thumbnail side by side in the public bucket."""
     event = envelope.event
     source = await with_retries(settings, lambda: objects.get_part(objects.internal_bucket, candidate.key,
                                                                    candidate.offset, candidate.size_bytes))
+    is_clip = candidate.media_type.startswith("video/")
     with telemetry.timed_stage("delivery", "postprocess"):
-        done = await asyncio.to_thread(postprocess.postprocess, source, delivery)
+        done = await asyncio.to_thread(clips.postprocess if is_clip else postprocess.postprocess, source, delivery)
     origin = provenance.Origin(event.job_id, n, candidate.provider, event.template, envelope.time, candidate.model,
                                candidate.model_version)
     with telemetry.timed_stage("delivery", "provenance"):
         done = await asyncio.to_thread(marker.mark, done, origin, source, delivery.quality)
+    if is_clip:  # what the receipt says of a clip is read from the file as delivered, signed
+        done = replace(done, image=await asyncio.to_thread(clips.described, done.image.data))
     # The key derives from the scored event's time, so a redelivered event writes the same object.
     key = domain.public_key(event.tenant_id, envelope.time, event.job_id, n, done.image.media_type)
     thumbnail_key = domain.thumbnail_key(key, done.thumbnail.media_type)

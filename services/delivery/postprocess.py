@@ -24,17 +24,21 @@ from services.common.templates import Delivery, Thumbnail, Watermark
 MEDIA_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
 PIL_FORMATS = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}
 WHITE = (255, 255, 255)
+THUMBNAIL_QUALITY = 80
 
 
 @dataclass(frozen=True)
 class Rendered:
-    """Encoded bytes and what they show."""
+    """Encoded bytes and what they show; a video clip also its length, rate and codec."""
 
     data: bytes
     media_type: str
     width: int
     height: int
     frames: int = 1
+    duration_ms: int = 0
+    fps: float = 0.0
+    codec: str | None = None
 
 
 @dataclass(frozen=True)
@@ -76,7 +80,8 @@ def target_format(source_format: str | None, frames: int, delivery: Delivery) ->
         raise UnpublishableImage(f"not an image delivery can publish: {source_format or 'unknown format'}")
     if frames > 1:
         return "WEBP"
-    return source_format if delivery.format == "original" else PIL_FORMATS[delivery.format]
+    # `original`, or a clip's format (mp4) on a template whose output here is a still
+    return PIL_FORMATS.get(delivery.format, source_format)
 
 
 def has_alpha(image: Image.Image) -> bool:
@@ -115,7 +120,7 @@ def on_white(image: Image.Image) -> Image.Image:
 def thumbnail(image: Image.Image, spec: Thumbnail) -> Rendered:
     small = image.copy()
     small.thumbnail((spec.max_side, spec.max_side), Image.Resampling.BICUBIC)
-    return encoded(small, PIL_FORMATS[spec.format], quality=80)
+    return encoded(small, PIL_FORMATS[spec.format], quality=THUMBNAIL_QUALITY)
 
 
 def watermarked(image: Image.Image, mark: Watermark) -> Image.Image:

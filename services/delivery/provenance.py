@@ -6,7 +6,11 @@ any later re-encode would break the signature.
   the hash of (job, n): the same for a redelivered event, and what `POST /v1/verify` looks
   up when the metadata was stripped. Embedding changes pixels, so the image is encoded again
   in its format at the template's quality (PNG stays lossless). A clip (an animated WebP)
-  and an image under 64 pixels a side are signed without a watermark.
+  and an image under 64 pixels a side are signed without a watermark. A video clip's frames
+  are not marked, its poster is: marking frames would re-encode every clip, which delivery
+  otherwise only remuxes, and the codec's quantizing of the chroma the mark lives in is a
+  second lossy step the mark was not sized for; the clip itself is bound to (job, n) by its
+  signed manifest, and its poster (the frame people share) by the mark.
 * The manifest: a `c2pa.actions` assertion whose first action is `c2pa.created` with the
   IPTC digital source type `trainedAlgorithmicMedia`, Genline as the software agent, the
   provider and the model with its pinned version, the creation time and the delivery's id; the `com.genline.job` assertion
@@ -45,7 +49,7 @@ from services.common.provenance import (
     SigningCredentials,
     sniffed_media_type,
 )
-from services.delivery.postprocess import PIL_FORMATS, Delivered, Rendered, encoded, has_alpha
+from services.delivery.postprocess import PIL_FORMATS, THUMBNAIL_QUALITY, Delivered, Rendered, encoded, has_alpha
 from services.delivery.settings import DeliverySettings
 
 log = logging.getLogger(__name__)
@@ -155,6 +159,10 @@ class Marker:
         marked = watermarked(image, identity, quality)
         label = manifest_label(origin.job_id, origin.n)
         signed = self.sign(marked.data, image.media_type, self.manifest(origin, label, marked, identity), source)
+        if image.media_type.startswith("video/"):  # a clip's frames stay as they are; its poster carries the mark
+            poster = watermarked(done.thumbnail, identity, THUMBNAIL_QUALITY)
+            return replace(done, image=replace(image, data=signed), thumbnail=poster, manifest_label=label,
+                           watermark_id=mark_hex(identity) if poster is not done.thumbnail else None)
         return replace(done, image=replace(marked, data=signed), manifest_label=label,
                        watermark_id=mark_hex(identity) if marked is not image else None)
 

@@ -1,0 +1,239 @@
+"""Post-processing of a delivered video clip, without I/O: an MP4 with its index first, and
+a poster as its thumbnail.
+
+* A clip is remuxed (its stream copied into an MP4 with `moov` ahead of `mdat`, so a player
+  starts and seeks before the whole file has arrived), not re-encoded: every encode loses
+  quality. It is re-encoded only where something needs its frames: the template's visible
+  watermark (drawn with Pillow on each frame), a frame rate (`clip.fps`, frames blended
+  between their neighbours), a size cap (`clip.max_side`), a bitrate cap (`clip.max_kbps`), a
+  codec the template names (`clip.codec`), or a stream browsers do not all play (a codec
+  other than H.264, VP9 or AV1; a pixel format other than 4:2:0). `reencode_reasons` says which.
+* Re-encoded clips are H.264 (libx264, yuv420p) unless the template names VP9 or AV1, always
+  in MP4 with `+faststart`.
+* The poster is the sharpest of up to `POSTER_SAMPLES` frames sampled evenly over the
+  delivered clip (the variance of the Laplacian of its luma; a black or blurred frame has
+  little), as the template's thumbnail: it shows what the clip shows, watermark included.
+
+PyAV (FFmpeg in its wheel) and Pillow do the work; callers run it in a thread.
+"""
+
+import io
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+from PIL import Image
+
+from services.common import video
+from services.common.templates import ClipDelivery, Delivery
+from services.delivery.postprocess import Delivered, Rendered, UnpublishableImage, thumbnail, watermarked
+
+PLAYABLE_CODECS = frozenset({"h264", "vp9", "av1"})
+PLAYABLE_PIXEL_FORMATS = frozenset({"yuv420p", "yuvj420p"})
+ENCODERS = video.ENCODERS
+POSTER_SAMPLES = 12
+POSTER_SIDE = 1024  # frames are measured (and the poster cut) at most this large
+FPS_TOLERANCE = 0.01
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the delivered clip will be: its codec, size and rate, and why it is re-encoded
+    (nothing: remuxed)."""
+
+    codec: str
+    width: int
+    height: int
+    fps: float
+    reasons: tuple[str, ...]
+
+
+def postprocess(data: bytes, delivery: Delivery) -> Delivered:
+    """The clip to deliver (MP4, index first) and its poster, as the template's delivery says;
+    `UnpublishableImage` when the bytes are not a clip that can be read."""
+    try:
+        info = video.probe(data)
+        plan = planned(info, pixel_format(data), bitrate_kbps(data, info), delivery)
+        clip = reencoded(data, info, plan, delivery) if plan.reasons else video.remux(data)
+        return Delivered(described(clip), thumbnail(Image.fromarray(poster(clip)), delivery.thumbnail))
+    except video.ClipError as error:
+        raise UnpublishableImage(f"not a clip delivery can publish: {error}") from error
+
+
+def described(clip: bytes) -> Rendered:
+    """The clip as its file says it is (size, frames, length, rate, codec), not as asked."""
+    info = video.probe(clip)
+    return Rendered(clip, video.MP4, info.width, info.height, info.frames, info.duration_ms, info.fps, info.codec)
+
+
+# ---- what is done to a clip -------------------------------------------------------------------
+
+
+def planned(info: video.ClipInfo, pix_fmt: str, kbps: float, delivery: Delivery) -> Plan:
+    settings = delivery.clip
+    width, height = capped_size(info.width, info.height, settings.max_side)
+    fps = settings.fps if settings.fps and abs(settings.fps - info.fps) > FPS_TOLERANCE else info.fps
+    reasons = reencode_reasons(info, pix_fmt, kbps, delivery, (width, height), fps)
+    codec = settings.codec or (info.codec if not reasons else "h264")
+    return Plan(codec, width, height, fps, reasons)
+
+
+def reencode_reasons(info: video.ClipInfo, pix_fmt: str, kbps: float, delivery: Delivery,
+                     size: tuple[int, int], fps: float) -> tuple[str, ...]:
+    """Why the clip's frames must be encoded again; empty: a remux will do."""
+    settings: ClipDelivery = delivery.clip
+    reasons = []
+    if delivery.watermark is not None:
+        reasons.append("a visible watermark")
+    if fps != info.fps:
+        reasons.append(f"frame rate {info.fps:g} to {fps:g}")
+    if size != (info.width, info.height):
+        reasons.append(f"size {info.width}x{info.height} past {settings.max_side}")
+    if settings.max_kbps is not None and kbps > settings.max_kbps:
+        reasons.append(f"bitrate {kbps:.0f} kb/s past {settings.max_kbps}")
+    if settings.codec is not None and settings.codec != info.codec:
+        reasons.append(f"codec {info.codec} to {settings.codec}")
+    elif info.codec not in PLAYABLE_CODECS:
+        reasons.append(f"codec {info.codec}, which browsers do not all play")
+    if pix_fmt not in PLAYABLE_PIXEL_FORMATS:
+        reasons.append(f"pixel format {pix_fmt}, which browsers do not all play")
+    return tuple(reasons)
+
+
+def capped_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
+    """The clip's size with its longer side at most `max_side` and both sides even (4:2:0
+    chroma needs even sides); as it is when it already fits."""
+    scale = min(1.0, max_side / max(width, height)) if max_side else 1.0
+    if scale == 1.0 and width % 2 == 0 and height % 2 == 0:
+        return width, height
+    return max(2, int(width * scale) // 2 * 2), max(2, int(height * scale) // 2 * 2)
+
+
+def pixel_format(data: bytes) -> str:
+    """The video stream's pixel format, from its header."""
+    try:
+        with av.open(io.BytesIO(data), mode="r") as container:
+            if not container.streams.video:
+                raise video.ClipError("the file has no video stream")
+            return str(container.streams.video[0].codec_context.pix_fmt or "")
+    except (av.FFmpegError, ValueError, IndexError, EOFError) as error:
+        raise video.ClipError(f"not a readable clip: {error}") from error
+
+
+def bitrate_kbps(data: bytes, info: video.ClipInfo) -> float:
+    """The file's average bitrate (kilobits a second), over what plays."""
+    return len(data) * 8 / info.duration_ms if info.duration_ms else 0.0
+
+
+def reencoded(data: bytes, info: video.ClipInfo, plan: Plan, delivery: Delivery) -> bytes:
+    """The clip's frames, scaled, resampled in time and watermarked as planned, encoded again.
+    The encoder holds the rate under a cap over every second, but its buffer starts full, so
+    a short clip may still average past it: then it is encoded once more under a cap lowered
+    by the overshoot."""
+    settings = delivery.clip
+    clip = encoded_mp4(delivered_frames(data, info, plan, delivery), plan.fps, plan.codec, settings.quality,
+                       settings.max_kbps)
+    if settings.max_kbps is not None:
+        kbps = bitrate_kbps(clip, video.probe(clip))
+        if kbps > settings.max_kbps:
+            lowered = max(1, int(settings.max_kbps * settings.max_kbps / kbps))
+            clip = encoded_mp4(delivered_frames(data, info, plan, delivery), plan.fps, plan.codec, settings.quality,
+                               lowered)
+    return clip
+
+
+def delivered_frames(data: bytes, info: video.ClipInfo, plan: Plan, delivery: Delivery) -> Iterator[np.ndarray]:
+    frames: Iterator[np.ndarray] = (fitted(frame.rgb, plan.width, plan.height)
+                                    for frame in video.frames(data, max_side=max(plan.width, plan.height)))
+    if plan.fps != info.fps:
+        frames = resampled(frames, info.fps / plan.fps, max(1, round(info.frames * plan.fps / info.fps)))
+    if delivery.watermark is not None:
+        mark = delivery.watermark
+        frames = (np.asarray(watermarked(Image.fromarray(rgb), mark)) for rgb in frames)
+    return frames
+
+
+def fitted(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
+    if rgb.shape[1] == width and rgb.shape[0] == height:
+        return rgb
+    return np.asarray(Image.fromarray(rgb).resize((width, height), Image.Resampling.BICUBIC))
+
+
+def resampled(frames: Iterable[np.ndarray], step: float, count: int) -> Iterator[np.ndarray]:
+    """`count` frames at `step` source frames apart, each blended from the two source frames
+    around its time (weighted by nearness), so motion stays smooth at the new rate."""
+    source = iter(frames)
+    current = next(source)
+    following = next(source, None)
+    at = 0
+    for k in range(count):
+        position = k * step
+        while following is not None and position >= at + 1:
+            current, following, at = following, next(source, None), at + 1
+        weight = position - at
+        if following is None or weight < 1e-3:
+            yield current
+        else:
+            yield blended(current, following, weight)
+
+
+def blended(first: np.ndarray, second: np.ndarray, weight: float) -> np.ndarray:
+    mixed = first.astype(np.float32) * (1 - weight) + second.astype(np.float32) * weight
+    return np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+
+
+def encoded_mp4(frames: Iterable[np.ndarray], fps: float, codec: str, quality: int, max_kbps: int | None) -> bytes:
+    """RGB frames as an MP4 (index first) in `codec` at CRF `quality`, its rate held under
+    `max_kbps` where given. (`video.encode` writes VP9 in WebM; delivery's clips are MP4.)"""
+    with tempfile.TemporaryDirectory(prefix="genline-delivery-") as folder:
+        path = str(Path(folder) / "clip.mp4")
+        with av.open(path, mode="w", format="mp4", options={"movflags": "+faststart"}) as out:
+            stream: Any = None
+            for rgb in frames:
+                if stream is None:
+                    stream = output_stream(out, codec, fps, rgb.shape[1], rgb.shape[0], quality, max_kbps)
+                out.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")))
+            if stream is None:
+                raise video.ClipError("the clip has no frames")
+            out.mux(stream.encode(None))
+        return Path(path).read_bytes()
+
+
+def output_stream(out: Any, codec: str, fps: float, width: int, height: int, quality: int,
+                  max_kbps: int | None) -> Any:
+    stream = out.add_stream(ENCODERS[codec], rate=Fraction(fps).limit_denominator(1001))
+    stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+    options = {"crf": str(quality)}
+    if codec == "h264":
+        options["preset"] = "veryfast"
+    if max_kbps is not None:  # quality as asked, but held under the cap over every second (a capped CRF)
+        options |= {"maxrate": f"{max_kbps}k", "bufsize": f"{max_kbps}k"}
+        if codec == "vp9":  # libvpx caps a constrained-quality encode by its target bitrate
+            options["b"] = f"{max_kbps}k"
+    stream.options = options
+    return stream
+
+
+# ---- the poster -------------------------------------------------------------------------------
+
+
+def poster(clip: bytes) -> np.ndarray:
+    """The sharpest of up to `POSTER_SAMPLES` frames sampled evenly over the clip (RGB)."""
+    total = video.probe(clip).frames
+    sampled = video.frames(clip, every=max(1, total // POSTER_SAMPLES), limit=POSTER_SAMPLES, max_side=POSTER_SIDE)
+    best = max(sampled, key=lambda frame: sharpness(frame.rgb), default=None)
+    if best is None:
+        raise video.ClipError("the clip has no frames")
+    return best.rgb
+
+
+def sharpness(rgb: np.ndarray) -> float:
+    """The variance of the 4-neighbour Laplacian of the frame's luma (BT.601)."""
+    luma = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    laplacian = luma[2:, 1:-1] + luma[:-2, 1:-1] + luma[1:-1, 2:] + luma[1:-1, :-2] - 4 * luma[1:-1, 1:-1]
+    return float(laplacian.var()) if laplacian.size else 0.0

@@ -1,0 +1,218 @@
+"""A delivered video clip, on real files (PyAV encodes the sources, decodes what delivery
+made): an MP4 with its index first, its stream copied when nothing needs its frames, and
+re-encoded (H.264/yuv420p, or the codec the template names) for a visible watermark, a frame
+rate, a size or a bitrate cap, or a stream browsers do not all play; its poster the sharpest
+sampled frame; signed last, with the mark in the poster."""
+
+import io
+from datetime import UTC, datetime
+from uuid import uuid4
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from services.common import video, watermark
+from services.common.provenance import new_signing_credentials, read_manifest
+from services.common.templates import ClipDelivery, Delivery, Watermark
+from services.delivery import clips, domain, provenance
+from services.delivery.postprocess import UnpublishableImage
+
+CREDENTIALS = new_signing_credentials("test deployment")
+WIDTH, HEIGHT, FPS = 320, 192, 24
+
+
+def scene(count: int = 24, width: int = WIDTH, height: int = HEIGHT, seed: int = 3) -> list[np.ndarray]:
+    """A textured picture moving a few pixels a frame, as generated video does."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:height, :width + 4 * count]
+    base = np.stack([120 + 60 * np.sin(xx / 17), 110 + 50 * np.cos(yy / 13), 100 + 40 * np.sin((xx + yy) / 29)], -1)
+    base = np.clip(base + rng.normal(0, 8, base.shape), 0, 255).astype(np.uint8)
+    return [base[:, 4 * i: 4 * i + width] for i in range(count)]
+
+
+def written(frames: list[np.ndarray], fps: float = FPS, *, codec: str = "libx264", pix_fmt: str = "yuv420p",
+            crf: int = 23) -> bytes:
+    """A clip as a provider might send one: an MP4 with its index last."""
+    out_buffer = io.BytesIO()
+    with av.open(out_buffer, mode="w", format="mp4") as out:
+        stream = out.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], pix_fmt
+        stream.options = {"crf": str(crf)}
+        for rgb in frames:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        out.mux(stream.encode(None))
+    return out_buffer.getvalue()
+
+
+def decoded(clip: bytes) -> list[np.ndarray]:
+    return [frame.rgb for frame in video.frames(clip)]
+
+
+def stream_of(clip: bytes) -> tuple[str, str]:
+    with av.open(io.BytesIO(clip)) as container:
+        context = container.streams.video[0].codec_context
+        return context.codec.name, context.pix_fmt
+
+
+def test_a_clip_with_its_index_last_is_remuxed_index_first_frame_for_frame():
+    source = written(scene())
+    assert not video.index_first(source)
+
+    done = clips.postprocess(source, Delivery())
+
+    clip = done.image
+    assert clip.media_type == "video/mp4" and video.index_first(clip.data)
+    assert (clip.codec, clip.width, clip.height, clip.frames, clip.fps) == ("h264", WIDTH, HEIGHT, 24, 24.0)
+    assert clip.duration_ms == 1000
+    # Stream copy: every decoded frame is the source's exactly; an encode would change them.
+    assert all(np.array_equal(a, b) for a, b in zip(decoded(source), decoded(clip.data), strict=True))
+
+
+def test_a_webm_vp9_clip_becomes_an_mp4_keeping_its_vp9_stream():
+    source = video.encode(scene(12), FPS, codec="vp9")
+    assert video.probe(source).media_type == "video/webm"
+
+    clip = clips.postprocess(source, Delivery()).image
+
+    assert video.probe(clip.data).container.startswith("mov,mp4") and clip.codec == "vp9"
+    assert all(np.array_equal(a, b) for a, b in zip(decoded(source), decoded(clip.data), strict=True))
+
+
+def test_a_visible_watermark_re_encodes_to_h264_yuv420p_with_the_mark_on_every_frame():
+    source = video.encode(scene(12), FPS)
+    mark = Watermark(text="Genline", opacity=1.0, position="bottom-right")
+
+    clip = clips.postprocess(source, Delivery(watermark=mark)).image
+
+    assert stream_of(clip.data) == ("h264", "yuv420p") and video.index_first(clip.data)
+    assert clip.frames == 12
+    plain, marked = decoded(source), decoded(clip.data)
+    corner = (slice(HEIGHT - 22, HEIGHT - 4), slice(WIDTH - 70, WIDTH - 4))  # where the text is drawn
+    elsewhere = (slice(0, HEIGHT // 2), slice(0, WIDTH // 2))
+    for before, after in zip(plain, marked, strict=True):
+        changed = np.abs(before.astype(int) - after.astype(int))
+        assert changed[corner].mean() > 4 * changed[elsewhere].mean()  # the text, not codec noise
+
+
+def test_a_frame_rate_change_blends_the_frames_between_and_keeps_the_length():
+    ramp = [np.full((HEIGHT, WIDTH, 3), 10 * i, np.uint8) for i in range(24)]  # 0 … 230 over one second
+    source = written(ramp, crf=0)
+
+    clip = clips.postprocess(source, Delivery(clip=ClipDelivery(fps=30))).image
+
+    assert clip.fps == 30 and clip.frames == 30 and clip.duration_ms == 1000
+    levels = [float(rgb.mean()) for rgb in decoded(clip.data)]
+    # Frame k of 30 fps lies at source frame k * 24 / 30: between two of them, their blend.
+    assert levels == pytest.approx([10 * min(23, k * 24 / 30) for k in range(30)], abs=3)
+
+
+def test_a_size_cap_scales_down_and_keeps_the_aspect_with_even_sides():
+    clip = clips.postprocess(written(scene(6)), Delivery(clip=ClipDelivery(max_side=200))).image
+
+    assert (clip.width, clip.height) == (200, 120) and clip.codec == "h264"
+
+
+def test_a_clip_already_within_its_caps_is_only_remuxed():
+    source = written(scene(6))
+    kbps = clips.bitrate_kbps(source, video.probe(source))
+
+    plan = clips.planned(video.probe(source), "yuv420p", kbps,
+                         Delivery(clip=ClipDelivery(max_side=WIDTH, max_kbps=int(kbps) + 100, fps=24, codec="h264")))
+
+    assert plan.reasons == () and plan.codec == "h264"
+
+
+def test_a_bitrate_cap_holds_the_delivered_bitrate_under_it():
+    noisy = [np.random.default_rng(i).integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8) for i in range(96)]
+    source = written(noisy, crf=5)
+    assert clips.bitrate_kbps(source, video.probe(source)) > 4000
+
+    clip = clips.postprocess(source, Delivery(clip=ClipDelivery(max_kbps=800))).image
+
+    assert clips.bitrate_kbps(clip.data, video.probe(clip.data)) <= 800 * 1.1
+    assert clip.frames == 96 and clip.codec == "h264"
+
+
+@pytest.mark.parametrize("codec", ["vp9", "av1"])
+def test_a_template_may_ask_for_a_royalty_free_codec_still_in_mp4_index_first(codec):
+    clip = clips.postprocess(written(scene(6)), Delivery(clip=ClipDelivery(codec=codec))).image
+
+    assert clip.codec == codec and clip.media_type == "video/mp4" and video.index_first(clip.data)
+    assert stream_of(clip.data)[1] == "yuv420p" and clip.frames == 6
+
+
+def test_a_stream_browsers_do_not_all_play_is_re_encoded_to_yuv420p():
+    source = written(scene(6), pix_fmt="yuv444p")  # H.264 High 4:4:4: Chrome and Safari refuse it
+
+    clip = clips.postprocess(source, Delivery()).image
+
+    assert stream_of(clip.data) == ("h264", "yuv420p")
+
+
+def test_the_poster_is_the_sharpest_sampled_frame_not_the_first_nor_the_middle():
+    blurred = [np.asarray(Image.fromarray(frame).resize((16, 10)).resize((WIDTH, HEIGHT), Image.Resampling.BICUBIC))
+               for frame in scene(24)]
+    blurred[0] = np.zeros_like(blurred[0])  # a black first frame
+    sharp = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
+    sharp[::2, ::2] = sharp[1::2, 1::2] = (230, 40, 40)  # a red checkerboard, all edges
+    blurred[18] = sharp
+    source = written(blurred, crf=10)
+
+    done = clips.postprocess(source, Delivery())
+
+    with Image.open(io.BytesIO(done.thumbnail.data)) as poster:
+        assert poster.format == "WEBP" and max(poster.size) == 256
+        red, green, blue = np.asarray(poster.convert("RGB")).reshape(-1, 3).mean(0)
+    assert red > 2 * green and red > 2 * blue  # frame 18's checkerboard (blurred frames are not red)
+
+
+def test_sharpness_ranks_a_detailed_frame_over_a_flat_and_a_black_one():
+    detailed, flat, black = scene(1)[0], np.full((64, 64, 3), 128, np.uint8), np.zeros((64, 64, 3), np.uint8)
+
+    assert clips.sharpness(detailed) > clips.sharpness(flat) == clips.sharpness(black) == 0
+
+
+def test_bytes_that_are_not_a_clip_are_unpublishable_not_a_crash():
+    source = written(scene(6))
+    with pytest.raises(UnpublishableImage):
+        clips.postprocess(b"\x00\x00\x00\x18ftypisom" + bytes(200), Delivery())
+    with pytest.raises(UnpublishableImage):
+        clips.postprocess(source[: len(source) // 3], Delivery())  # cut off before its index
+
+
+def test_a_delivered_clip_is_signed_last_stays_index_first_and_its_poster_carries_the_mark():
+    source = video.encode(scene(), FPS)
+    done = clips.postprocess(source, Delivery())
+    origin = provenance.Origin(uuid4(), 2, "local-video", "text-to-video", datetime(2026, 11, 26, tzinfo=UTC),
+                               "local-clip", "2026-11")
+
+    marked = provenance.Marker(CREDENTIALS).mark(done, origin, source, quality=90)
+    delivered = clips.described(marked.image.data)
+
+    assert video.index_first(delivered.data)  # the manifest does not push the index behind the media
+    reading = read_manifest(delivered.data, "video/mp4", CREDENTIALS.anchor_pem)
+    assert reading.state == "Trusted"
+    assert marked.manifest_label == provenance.manifest_label(origin.job_id, 2)
+    assert (delivered.frames, delivered.duration_ms, delivered.fps, delivered.codec) == (24, 1000, 24.0, "h264")
+    assert reading.job is not None and reading.job["job_id"] == str(origin.job_id)
+    # The frames are the delivered stream's (not re-encoded to carry a mark); the poster is marked.
+    assert all(np.array_equal(a, b) for a, b in zip(decoded(source), decoded(delivered.data), strict=True))
+    with Image.open(io.BytesIO(marked.thumbnail.data)) as poster:
+        found = watermark.detect(np.asarray(poster.convert("RGB")))
+    assert found.mark_id == provenance.mark_id(origin.job_id, 2)
+    assert marked.watermark_id == provenance.mark_hex(found.mark_id)
+
+
+def test_what_a_receipt_says_of_a_clip_comes_from_the_file():
+    done = clips.postprocess(written(scene(12)), Delivery())
+    links = {"url": "https://s3/x", "expires_at": datetime(2026, 11, 26, tzinfo=UTC), "thumbnail_url": "https://s3/t"}
+    key = domain.public_key("t1", datetime(2026, 11, 26, tzinfo=UTC), uuid4(), 1, done.image.media_type)
+
+    image = domain.delivered_image(1, key, domain.thumbnail_key(key, "image/webp"), done, Delivery(), links)
+
+    assert key.endswith("/1.mp4") and image.thumbnail_key.endswith("/1.thumb.webp")
+    assert (image.media_type, image.frames, image.duration_ms, image.fps, image.codec) == \
+           ("video/mp4", 12, 500, 24.0, "h264")
+    assert (image.width, image.height, image.thumbnail_media_type) == (WIDTH, HEIGHT, "image/webp")
