@@ -10,6 +10,9 @@ a poster as its thumbnail.
   other than H.264, VP9 or AV1; a pixel format other than 4:2:0). `reencode_reasons` says which.
 * Re-encoded clips are H.264 (libx264, yuv420p) unless the template names VP9 or AV1, always
   in MP4 with `+faststart`.
+* A clip's sound (its first audio stream, in a codec MP4 carries) is copied as it is, whether
+  the pictures are remuxed or re-encoded: a frame-rate change keeps the clip's length, so
+  the sound stays in step. Sound MP4 does not carry (Vorbis) is left out.
 * The poster is the sharpest of up to `POSTER_SAMPLES` frames sampled evenly over the
   delivered clip (the variance of the Laplacian of its luma; a black or blurred frame has
   little), as the template's thumbnail: it shows what the clip shows, watermark included.
@@ -20,6 +23,7 @@ PyAV (FFmpeg in its wheel) and Pillow do the work; callers run it in a thread.
 import io
 import tempfile
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -39,6 +43,7 @@ ENCODERS = video.ENCODERS
 POSTER_SAMPLES = 12
 POSTER_SIDE = 1024  # frames are measured (and the poster cut) at most this large
 FPS_TOLERANCE = 0.01
+MP4_SOUND_CODECS = frozenset({"aac", "mp3", "opus", "alac", "flac", "ac3", "eac3"})
 
 
 @dataclass(frozen=True)
@@ -59,7 +64,7 @@ def postprocess(data: bytes, delivery: Delivery) -> Delivered:
     try:
         info = video.probe(data)
         plan = planned(info, pixel_format(data), bitrate_kbps(data, info), delivery)
-        clip = reencoded(data, info, plan, delivery) if plan.reasons else video.remux(data)
+        clip = reencoded(data, info, plan, delivery) if plan.reasons else remuxed(data)
         return Delivered(described(clip), thumbnail(Image.fromarray(poster(clip)), delivery.thumbnail))
     except video.ClipError as error:
         raise UnpublishableImage(f"not a clip delivery can publish: {error}") from error
@@ -137,13 +142,13 @@ def reencoded(data: bytes, info: video.ClipInfo, plan: Plan, delivery: Delivery)
     by the overshoot."""
     settings = delivery.clip
     clip = encoded_mp4(delivered_frames(data, info, plan, delivery), plan.fps, plan.codec, settings.quality,
-                       settings.max_kbps)
+                       settings.max_kbps, sound_from=data)
     if settings.max_kbps is not None:
         kbps = bitrate_kbps(clip, video.probe(clip))
         if kbps > settings.max_kbps:
             lowered = max(1, int(settings.max_kbps * settings.max_kbps / kbps))
             clip = encoded_mp4(delivered_frames(data, info, plan, delivery), plan.fps, plan.codec, settings.quality,
-                               lowered)
+                               lowered, sound_from=data)
     return clip
 
 
@@ -187,21 +192,74 @@ def blended(first: np.ndarray, second: np.ndarray, weight: float) -> np.ndarray:
     return np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
 
 
-def encoded_mp4(frames: Iterable[np.ndarray], fps: float, codec: str, quality: int, max_kbps: int | None) -> bytes:
+def encoded_mp4(frames: Iterable[np.ndarray], fps: float, codec: str, quality: int, max_kbps: int | None,
+                sound_from: bytes | None = None) -> bytes:
     """RGB frames as an MP4 (index first) in `codec` at CRF `quality`, its rate held under
-    `max_kbps` where given. (`video.encode` writes VP9 in WebM; delivery's clips are MP4.)"""
-    with tempfile.TemporaryDirectory(prefix="genline-delivery-") as folder:
-        path = str(Path(folder) / "clip.mp4")
-        with av.open(path, mode="w", format="mp4", options={"movflags": "+faststart"}) as out:
-            stream: Any = None
-            for rgb in frames:
-                if stream is None:
-                    stream = output_stream(out, codec, fps, rgb.shape[1], rgb.shape[0], quality, max_kbps)
-                out.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")))
+    `max_kbps` where given, with the sound of the clip `sound_from` copied beside them.
+    (`video.encode` writes VP9 in WebM, without sound; delivery's clips are MP4.)"""
+    with written_mp4() as (path, options), av.open(path, mode="w", format="mp4", options=options) as out:
+        stream: Any = None
+        for rgb in frames:
             if stream is None:
-                raise video.ClipError("the clip has no frames")
-            out.mux(stream.encode(None))
+                stream = output_stream(out, codec, fps, rgb.shape[1], rgb.shape[0], quality, max_kbps)
+                if sound_from is not None:
+                    copy_sound(sound_from, out)
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")))
+        if stream is None:
+            raise video.ClipError("the clip has no frames")
+        out.mux(stream.encode(None))
+        out.close()
         return Path(path).read_bytes()
+
+
+def remuxed(data: bytes) -> bytes:
+    """The clip's video stream and its sound copied, not re-encoded, into an MP4 whose index
+    comes first. (`video.remux` copies the pictures alone.)"""
+    try:
+        with written_mp4() as (path, options), av.open(io.BytesIO(data), mode="r") as source, \
+                av.open(path, mode="w", format="mp4", options=options) as out:
+            if not source.streams.video:
+                raise video.ClipError("the file has no video stream")
+            kept = [source.streams.video[0], *sound_of(source)]
+            copies = {stream.index: out.add_stream_from_template(stream) for stream in kept}
+            for packet in source.demux(kept):
+                if packet.dts is None:
+                    continue
+                packet.stream = copies[packet.stream.index]
+                out.mux(packet)
+            out.close()
+            return Path(path).read_bytes()
+    except (av.FFmpegError, ValueError, IndexError, EOFError) as error:
+        raise video.ClipError(f"cannot remux the clip: {error}") from error
+
+
+def sound_of(container: Any) -> list[Any]:
+    """The clip's first audio stream when MP4 can carry its codec; else nothing."""
+    audio = container.streams.audio
+    return [audio[0]] if audio and audio[0].codec_context.name in MP4_SOUND_CODECS else []
+
+
+def copy_sound(data: bytes, out: Any) -> None:
+    """The sound of the clip `data` muxed into `out` as it is. The muxer interleaves it with
+    the pictures written after it by their timestamps."""
+    with av.open(io.BytesIO(data), mode="r") as source:
+        sound = sound_of(source)
+        if not sound:
+            return
+        copy = out.add_stream_from_template(sound[0])
+        for packet in source.demux(sound[0]):
+            if packet.dts is None:
+                continue
+            packet.stream = copy
+            out.mux(packet)
+
+
+@contextmanager
+def written_mp4() -> Iterator[tuple[str, dict[str, str]]]:
+    """A scratch file to write an MP4 to: `+faststart` moves the index ahead of the media by
+    reading the finished file back, which FFmpeg does by its name, so not in memory."""
+    with tempfile.TemporaryDirectory(prefix="genline-delivery-") as folder:
+        yield str(Path(folder) / "clip.mp4"), {"movflags": "+faststart"}
 
 
 def output_stream(out: Any, codec: str, fps: float, width: int, height: int, quality: int,

@@ -6,7 +6,7 @@ sampled frame; signed last, with the mark in the poster."""
 
 import io
 from datetime import UTC, datetime
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import av
 import numpy as np
@@ -44,6 +44,34 @@ def written(frames: list[np.ndarray], fps: float = FPS, *, codec: str = "libx264
             out.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
         out.mux(stream.encode(None))
     return out_buffer.getvalue()
+
+
+def with_sound(frames: list[np.ndarray], fps: int = FPS) -> bytes:
+    """An MP4 with pictures and AAC sound (a 440 Hz tone) as long as they are, as Veo's are."""
+    out_buffer = io.BytesIO()
+    with av.open(out_buffer, mode="w", format="mp4") as out:
+        pictures = out.add_stream("libx264", rate=fps)
+        pictures.width, pictures.height, pictures.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        sound = out.add_stream("aac", rate=48000)
+        for rgb in frames:
+            out.mux(pictures.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        out.mux(pictures.encode(None))
+        samples = int(48000 * len(frames) / fps)
+        tone = np.sin(2 * np.pi * 440 * np.arange(samples) / 48000).astype(np.float32) * 0.3
+        for start in range(0, samples, 1024):
+            chunk = np.ascontiguousarray(np.tile(tone[start:start + 1024], (2, 1)))
+            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="stereo")
+            frame.sample_rate, frame.pts = 48000, start
+            out.mux(sound.encode(frame))
+        out.mux(sound.encode(None))
+    return out_buffer.getvalue()
+
+
+def sound_packets(clip: bytes) -> list[bytes]:
+    with av.open(io.BytesIO(clip)) as container:
+        if not container.streams.audio:
+            return []
+        return [bytes(packet) for packet in container.demux(container.streams.audio[0]) if packet.size]
 
 
 def decoded(clip: bytes) -> list[np.ndarray]:
@@ -151,6 +179,18 @@ def test_a_stream_browsers_do_not_all_play_is_re_encoded_to_yuv420p():
     assert stream_of(clip.data) == ("h264", "yuv420p")
 
 
+@pytest.mark.parametrize("delivery", [Delivery(), Delivery(watermark=Watermark(text="Genline"))],
+                         ids=["remuxed", "re-encoded"])
+def test_a_clip_s_sound_is_copied_as_it_is_whether_its_pictures_are_remuxed_or_re_encoded(delivery):
+    source = with_sound(scene(24))
+    assert len(sound_packets(source)) > 40
+
+    clip = clips.postprocess(source, delivery).image
+
+    assert sound_packets(clip.data) == sound_packets(source)
+    assert video.index_first(clip.data) and clip.frames == 24 and clip.duration_ms == 1000
+
+
 def test_the_poster_is_the_sharpest_sampled_frame_not_the_first_nor_the_middle():
     blurred = [np.asarray(Image.fromarray(frame).resize((16, 10)).resize((WIDTH, HEIGHT), Image.Resampling.BICUBIC))
                for frame in scene(24)]
@@ -185,7 +225,7 @@ def test_bytes_that_are_not_a_clip_are_unpublishable_not_a_crash():
 def test_a_delivered_clip_is_signed_last_stays_index_first_and_its_poster_carries_the_mark():
     source = video.encode(scene(), FPS)
     done = clips.postprocess(source, Delivery())
-    origin = provenance.Origin(uuid4(), 2, "local-video", "text-to-video", datetime(2026, 11, 26, tzinfo=UTC),
+    origin = provenance.Origin(UUID("5f0c1d2e-3a4b-4c5d-8e6f-708192a3b4c5"), 2, "local-video", "text-to-video", datetime(2026, 11, 26, tzinfo=UTC),
                                "local-clip", "2026-11")
 
     marked = provenance.Marker(CREDENTIALS).mark(done, origin, source, quality=90)
