@@ -1,4 +1,4 @@
-"""Delivery: publishes selected images, signs their links, sends webhooks, erases jobs and
+"""Delivery: publishes selected images and clips, signs their links, sends webhooks, erases jobs and
 keeps each tenant's images only as long as its retention says.
 
 * `app.py` — the service: the event worker, the webhook sender, the retention sweeper and
@@ -8,6 +8,8 @@ keeps each tenant's images only as long as its retention says.
 * `handlers.py` — thin adapters: a scored job's images published, or a cancel answered.
 * `domain.py` — pure rules: where images live, one outcome per job, what a webhook is.
 * `postprocess.py` — pure: a delivered image's format, quality, watermark and thumbnail.
+* `clips.py` — a delivered video clip: an MP4 with its index first, remuxed, or re-encoded
+  where the template's watermark, frame rate, size, bitrate or codec needs it; its poster.
 * `provenance.py` — the last step: the invisible watermark and the signed C2PA Content
   Credentials on every delivered image and clip; the signing key, wrapped or from a Secret.
 * `webhooks.py` — webhooks queued in delivery's own outbox and sent with retries: a job's, and

@@ -80,6 +80,8 @@ def described(clip: bytes) -> Rendered:
 
 
 def planned(info: video.ClipInfo, pix_fmt: str, kbps: float, delivery: Delivery) -> Plan:
+    if info.fps <= 0 or info.frames == 0:  # nothing to play, or no rate to play it at
+        raise video.ClipError(f"the clip has {info.frames} frames at {info.fps:g} fps")
     settings = delivery.clip
     width, height = capped_size(info.width, info.height, settings.max_side)
     fps = settings.fps if settings.fps and abs(settings.fps - info.fps) > FPS_TOLERANCE else info.fps

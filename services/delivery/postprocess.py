@@ -11,6 +11,9 @@ watermark, and the thumbnail stored beside the image.
 * The thumbnail is made from the delivered image (watermark included), its longer side at
   most `max_side`; an image smaller than that is not enlarged.
 
+A video clip (MP4, WebM) is post-processed by `clips`, which uses the watermark and
+thumbnail drawing here.
+
 Pillow does the work; callers run it in a thread, off the event loop.
 """
 

@@ -220,6 +220,8 @@ def test_bytes_that_are_not_a_clip_are_unpublishable_not_a_crash():
         clips.postprocess(b"\x00\x00\x00\x18ftypisom" + bytes(200), Delivery())
     with pytest.raises(UnpublishableImage):
         clips.postprocess(source[: len(source) // 3], Delivery())  # cut off before its index
+    with pytest.raises(UnpublishableImage):
+        clips.postprocess(video.encode(scene(6), FPS, codec="vp9")[:200], Delivery())  # a header and no frames
 
 
 def test_a_delivered_clip_is_signed_last_stays_index_first_and_its_poster_carries_the_mark():
