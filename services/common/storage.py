@@ -48,7 +48,7 @@ def candidate_prefix(tenant_id: str, job_id: UUID | str) -> str:
 
 
 # File extensions of the media types Genline stores.
-EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
+EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "video/mp4": "mp4", "video/webm": "webm"}
 
 
 def candidate_key(tenant_id: str, job_id: UUID | str, attempt: int, index: int, media_type: str = "image/png") -> str:
