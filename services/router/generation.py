@@ -160,7 +160,12 @@ class AttemptRunner:
         return failure_of(error)
 
     async def _input_photo(self, job: domain.JobState) -> bytes | None:
-        """The job's input photo (an upload, or its reference photo), for pipelines that start from it."""
+        """The job's input photo (an upload, or its reference photo), for pipelines that start from
+        it; a video job's first frame, for one that starts by animating it."""
+        video = job.spec.video
+        if video is not None and video.first_frame_key is not None and \
+                load_catalogue().pipeline(job.spec.template)[0].capability != "generate":
+            return await self.objects.get(self.objects.internal_bucket, video.first_frame_key)
         key = job.spec.reference_key
         if key is None or not load_catalogue().templates.get(job.spec.template, _GENERATES).needs_input:
             return None

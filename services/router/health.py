@@ -302,7 +302,9 @@ def learn_from_call(health: ProviderHealth, config: ProviderConfig, request: Rou
     health.limiter.on_success()
     if images:
         # Against list figures, so the ratios say how far the market is from the registry.
-        list_price = config.list_price_micro_usd(request.width, request.height) * len(images)
+        one = config.clip_price_micro_usd(request.video) if request.video is not None else \
+            config.list_price_micro_usd(request.width, request.height)
+        list_price = one * len(images)
         health.price.update(sum(i.cost_micro_usd for i in images), list_price)
         health.latency.update(latency_s, config.latency.batch_s(len(images)))
 

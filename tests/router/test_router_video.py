@@ -1,0 +1,104 @@
+"""Video jobs through the router service, on the real broker, PostgreSQL and S3, with the
+local video providers of the shipped registry: the job's clips are generated, stored in the
+internal bucket through the same chunks as images, and announced with what the files say of
+themselves (frames, length, rate, codec, size), each clip's cost recorded per provider.
+
+* text-to-video: a generate-only pipeline with `JobSpec.video` makes N clips from the prompt;
+* image-to-video after a still: `motion`'s generate paints stills at the clip's size, its
+  animate stage (the last) makes a clip from each;
+* image-to-video from the job's first frame (`video.first_frame_key`): a pipeline that starts
+  with animate (the `image-to-video` template) animates that still.
+"""
+
+import io
+
+import pytest
+from PIL import Image
+
+from services.common import video
+from services.common.contracts import CandidatesGenerated, VideoSpec
+from services.common.templates import Stage, Template, TemplateInput, load_catalogue
+from services.router import generation
+from services.router.providers.registry import load_registry
+from tests.router.service import RouterTopic, credits_reserved, job_spec, publish, router_settings, running_router
+
+pytestmark = pytest.mark.processes  # runs a Genline service, or starts processes
+
+CLIP = VideoSpec(duration_s=2, aspect_ratio="16:9", resolution="480p", fps=12)
+
+
+def shipped(*names: str, **local_changes) -> dict:
+    """Entries of the shipped registry, their local options changed (no defects, by default)."""
+    providers = load_registry().providers
+    entries = {}
+    for name in names:
+        entry = providers[name].model_dump(mode="json", exclude_defaults=False)
+        entry.pop("name")
+        entry["local"] = entry["local"] | {"defect_rate": 0.0} | local_changes
+        entries[name] = entry
+    return entries
+
+
+async def clip_at(object_store, candidate) -> bytes:
+    stored = await object_store.get(object_store.internal_bucket, candidate.key)
+    return stored[candidate.offset or 0:(candidate.offset or 0) + candidate.size_bytes]
+
+
+async def generated(settings, spec) -> CandidatesGenerated:
+    async with running_router(settings), RouterTopic(settings) as topic:
+        await publish(settings, credits_reserved(spec))
+        event = await topic.wait_for(spec.job_id, 1, timeout_s=120)
+    assert isinstance(event, CandidatesGenerated), event
+    return event
+
+
+async def assert_clips_in_the_bucket(event: CandidatesGenerated, object_store, count: int, provider: str) -> None:
+    assert sorted(c.index for c in event.candidates) == list(range(count))
+    for candidate in event.candidates:
+        data = await clip_at(object_store, candidate)
+        info = video.probe(data)
+        assert candidate.media_type == "video/mp4" and candidate.provider == provider
+        assert (candidate.width, candidate.height) == (info.width, info.height) == CLIP.size()
+        assert (candidate.frames, candidate.duration_ms, candidate.fps, candidate.codec) == \
+            (info.frames, info.duration_ms, info.fps, info.codec) == (24, 2000, 12.0, "h264")
+
+
+async def test_a_text_to_video_job_gets_n_mp4_clips_in_the_bucket(endpoints, object_store, tmp_path):
+    settings = router_settings(endpoints, tmp_path, shipped("local-video", "local-video-budget", "local-standard"))
+    spec = job_spec(images=1, candidates=3, video=CLIP)
+    event = await generated(settings, spec)
+    await assert_clips_in_the_bucket(event, object_store, 3, "local-video")
+    # Each clip's cost is its provider's price for its seconds; the cheaper per passing clip won.
+    assert {c.cost_micro_usd for c in event.candidates} == {2 * 20_000}
+    assert event.cost_micro_usd == sum(call.cost_micro_usd for call in event.calls) == 3 * 40_000
+    assert {call.provider for call in event.calls} == {"local-video"}
+
+
+async def test_motion_with_a_video_block_animates_its_generated_stills_into_clips(endpoints, object_store, tmp_path):
+    settings = router_settings(endpoints, tmp_path, shipped("local-video", "local-premium"))
+    spec = job_spec(images=1, candidates=2, template="motion", video=CLIP)
+    event = await generated(settings, spec)
+    await assert_clips_in_the_bucket(event, object_store, 2, "local-video")
+    for candidate in event.candidates:
+        assert [(s.stage, s.provider) for s in candidate.steps] == [("generate", "local-premium"),
+                                                                   ("animate", "local-video")]
+        assert candidate.cost_micro_usd == sum(s.cost_micro_usd for s in candidate.steps)
+
+
+async def test_an_image_to_video_job_animates_its_first_frame(endpoints, object_store, tmp_path, monkeypatch):
+    catalogue = load_catalogue()
+    with_i2v = catalogue.model_copy(update={"templates": catalogue.templates | {"image-to-video": Template(
+        input=TemplateInput(description="the still to animate"), stages=(Stage(capability="animate"),),
+        profile="motion")}})
+    monkeypatch.setattr(generation, "load_catalogue", lambda: with_i2v)
+    first = io.BytesIO()
+    Image.new("RGB", CLIP.size(), (200, 40, 40)).save(first, format="PNG")
+    key = "uploads/t-router/first-frame.png"
+    await object_store.put(object_store.internal_bucket, key, first.getvalue(), "image/png")
+    settings = router_settings(endpoints, tmp_path, shipped("local-video"))
+    spec = job_spec(images=1, candidates=2, template="image-to-video",
+                    video=CLIP.model_copy(update={"first_frame_key": key}))
+    event = await generated(settings, spec)
+    await assert_clips_in_the_bucket(event, object_store, 2, "local-video")
+    opening = next(video.frames(await clip_at(object_store, event.candidates[0]))).rgb
+    assert abs(int(opening[5:40, 5:40, 0].mean()) - 200) < 20  # the first frame's red, where no subject is
