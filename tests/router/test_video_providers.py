@@ -100,7 +100,7 @@ def adapter_for(name: str, simulator: Provider, client, journal=None, copies=Non
                 handing_over: bool = False):
     entry = copy.deepcopy(ENTRIES[name]) | {
         "endpoint": simulator.url, "credentials": "STUB_KEY", "poll_interval_s": 0.02,
-        "timeouts": {"submit_s": min(2.0, overall_s), "overall_s": overall_s, "poll_backoff_max_s": 0.1}}
+        "timeouts": {"submit_s": min(5.0, overall_s), "overall_s": overall_s, "poll_backoff_max_s": 0.1}}
     config = ProviderConfig.model_validate({"name": name, **entry})
     context = ProviderContext(client=client, journal=journal, copies=copies, handing_over=handing_over)
     return build_provider(config, secret=SECRET, context=context)
@@ -266,3 +266,10 @@ def test_a_video_model_that_cannot_make_the_clip_is_refused_before_any_call(vide
     assert not config.can_make_clip(pin, VideoSpec(duration_s=4), True)  # text-to-video only
     # A 3 s clip is asked, and paid, as the model's shortest: 4 s at 0.10 USD a second.
     assert config.clip_price_micro_usd(VideoSpec(duration_s=3)) == 400_000
+
+
+def test_the_docs_show_the_video_models_the_registry_documents():
+    example = REGISTRY.parents[2] / "docs" / "examples" / "providers" / "video.yaml"
+    assert yaml.safe_load(example.read_text()) == ENTRIES
+    assert "--8<-- \"examples/providers/video.yaml\"" in (REGISTRY.parents[2] / "docs" / "guides" /
+                                                          "providers.md").read_text()

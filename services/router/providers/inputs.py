@@ -172,7 +172,8 @@ class DurationInput(_Frozen):
     """Where a clip's length goes and how the model writes it: `number` (5), `string` ("5"),
     `suffixed` ("5s", as Veo takes it) or `frames` (a frame count: seconds × the model's rate,
     as Wan takes `num_frames`). The model makes one of `allowed` seconds (then the shortest
-    allowed length at least as long as asked is sent), or any length from `min_s` to `max_s`."""
+    allowed length at least as long as asked is sent, if it is not much longer: at most a
+    quarter, or a second, more), or any length from `min_s` to `max_s`."""
 
     field: str = "duration"
     style: Literal["number", "string", "suffixed", "frames"] = "number"
@@ -185,7 +186,8 @@ class DurationInput(_Frozen):
     def seconds_for(self, asked_s: float) -> float | None:
         """The length the model is asked for, at least `asked_s`; None if it makes none that long."""
         if self.allowed:
-            return min((s for s in self.allowed if s >= asked_s - 1e-9), default=None)
+            longest = asked_s + max(1.0, asked_s / 4)
+            return min((s for s in self.allowed if asked_s - 1e-9 <= s <= longest + 1e-9), default=None)
         return asked_s if self.min_s <= asked_s <= self.max_s else None
 
     def value(self, seconds: float, fps: int) -> Any:
