@@ -7,20 +7,28 @@ themselves (frames, length, rate, codec, size), each clip's cost recorded per pr
 * image-to-video after a still: `motion`'s generate paints stills at the clip's size, its
   animate stage (the last) makes a clip from each;
 * image-to-video from the job's first frame (`video.first_frame_key`): a pipeline that starts
-  with animate (the `image-to-video` template) animates that still.
+  with animate (the `image-to-video` template) animates that still;
+* a canceled video job's clip is canceled at the hosted provider (fal's queue, Veo 3 Fast).
 """
 
+import asyncio
+import copy
 import io
+import time
+from datetime import UTC, datetime
 
 import pytest
 from PIL import Image
 
 from services.common import video
-from services.common.contracts import CandidatesGenerated, VideoSpec
+from services.common.contracts import CandidatesGenerated, JobCancelRequested, VideoSpec
 from services.common.templates import Stage, Template, TemplateInput, load_catalogue
 from services.router import generation
 from services.router.providers.registry import load_registry
+from tests.router.market import Script
 from tests.router.service import RouterTopic, credits_reserved, job_spec, publish, router_settings, running_router
+from tests.router.test_router_cancel import in_flight
+from tests.router.test_video_providers import ENTRIES
 
 pytestmark = pytest.mark.processes  # runs a Genline service, or starts processes
 
@@ -102,3 +110,28 @@ async def test_an_image_to_video_job_animates_its_first_frame(endpoints, object_
     await assert_clips_in_the_bucket(event, object_store, 2, "local-video")
     opening = next(video.frames(await clip_at(object_store, event.candidates[0]))).rgb
     assert abs(int(opening[5:40, 5:40, 0].mean()) - 200) < 20  # the first frame's red, where no subject is
+
+
+async def test_a_canceled_video_job_cancels_its_clip_at_the_provider(endpoints, object_store, tmp_path,
+                                                                     video_simulators):
+    fal = video_simulators["fal"]
+    fal.market.reset(Script(latency_s=120))
+    entry = copy.deepcopy(ENTRIES["fal-veo3-fast"]) | {
+        "endpoint": fal.url, "credentials": "STUB_KEY", "poll_interval_s": 0.05,
+        "timeouts": {"submit_s": 5, "overall_s": 30, "poll_backoff_max_s": 0.2}}
+    settings = router_settings(endpoints, tmp_path, {"fal-veo3-fast": entry})
+    spec = job_spec(images=1, candidates=1, video=VideoSpec(duration_s=4, aspect_ratio="9:16", resolution="720p"))
+    async with running_router(settings), RouterTopic(settings) as topic:
+        await publish(settings, credits_reserved(spec))
+        job = await in_flight(fal.market, settle_s=0.5)
+        await publish(settings, JobCancelRequested(job_id=spec.job_id, tenant_id=spec.tenant_id, reason="client",
+                                                   requested_at=datetime.now(UTC)))
+        deadline = time.monotonic() + 20
+        while not fal.market.cancelled() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert [j.id for j in fal.market.cancelled()] == [job.id]
+        assert job.body["duration"] == "4s" and job.body["aspect_ratio"] == "9:16"
+        for _ in range(4):
+            await topic.read_some()
+    assert topic.of(spec.job_id) == [], "the router published for a canceled job"
+    assert len(fal.market.submissions) == 1

@@ -15,7 +15,6 @@ import asyncio
 import copy
 import io
 import uuid
-from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -30,9 +29,8 @@ from services.router.providers.factory import build_provider
 from services.router.providers.journal import MemoryJournal, RemoteJobKey
 from services.router.providers.registry import ProviderConfig
 from tests.polling import until
-from tests.router.market import SECRET, Market, Script
-from tests.router.stubs import Provider, serve
-from tests.router.video_apis import fal_video_app, replicate_video_app
+from tests.router.market import SECRET, Script
+from tests.router.stubs import Provider
 
 REGISTRY = Path(__file__).parents[2] / "services" / "router" / "providers.yaml"
 
@@ -63,16 +61,6 @@ SENT = {
 }
 FIRST_FRAME_FIELD = {"fal-kling-2-1-i2v": "image_url", "replicate-kling-2-1": "start_image",
                      "replicate-wan-2-2-i2v-fast": "image"}
-
-
-@pytest.fixture(scope="module")
-def video_simulators():
-    with ExitStack() as stack:
-        found = {}
-        for adapter, app in (("fal", fal_video_app), ("replicate", replicate_video_app)):
-            market = Market()
-            found[adapter] = Provider(adapter, stack.enter_context(serve(app(market))), market)
-        yield found
 
 
 @pytest.fixture
