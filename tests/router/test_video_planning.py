@@ -7,7 +7,7 @@ import pytest
 
 from services.common.contracts import VideoSpec
 from services.router.planning import ProviderSnapshot, capable_providers, incapable_reason, plan_attempt
-from services.router.providers.registry import parse_registry
+from services.router.providers.registry import RegistryError, parse_registry
 from services.router.routing_types import NoCapableProvider, RouteRequest, RoutingPolicy
 from tests.router.test_video_providers import ENTRIES
 
@@ -88,3 +88,23 @@ def test_the_cheapest_clip_per_passing_clip_leads_not_the_cheapest_clip():
     assert plan.primary.price_micro_usd == 250_000
     cheap = plan_attempt(req, capable, snapshot(reg, req, {"local-video": 0.8}), reg, RoutingPolicy())
     assert cheap.primary.provider == "local-video"
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"models": [{"name": "m", "version": "1", "remote_id": "fal-ai/veo3/fast"}]},
+     "declares how it takes a clip's shape"),
+    ({"capabilities": {"video": ["image"]}}, "takes no first frame"),
+    ({"adapter": "openai"}, "makes no clips"),
+])
+def test_a_video_provider_says_how_its_models_take_a_clip(change, message):
+    entry = {**ENTRIES["fal-veo3-fast"], **change}
+    with pytest.raises(RegistryError, match=message):
+        parse_registry({"providers": {"veo": entry}})
+
+
+def test_a_local_video_provider_plants_only_defects_it_knows():
+    entry = {"adapter": "local", "models": [{"name": "clips", "version": "1"}],
+             "capabilities": {"video": ["text"]}, "price": {"per_clip_micro_usd": 1}, "concurrency": 1,
+             "local": {"defect_rate": 0.5, "options": {"defects": ["frozen", "jitter"]}}}
+    with pytest.raises(RegistryError, match="unknown clip defect 'jitter'"):
+        parse_registry({"providers": {"clips": entry}})

@@ -43,7 +43,9 @@ class LocalProvider:
 
     @classmethod
     def check_config(cls, config: ProviderConfig, options: Any) -> None:
-        """Nothing beyond what the registry checks for every adapter."""
+        """A video provider's defects are kinds the clip maker plants."""
+        for kind in (config.local_options.options.get("defects") or ()) if config.makes_clips else ():
+            clip_defect(kind)
 
     async def generate(self, request: GenerationRequest) -> list[GeneratedImage]:
         self._check(request)
