@@ -24,15 +24,17 @@ metrics.py         provider calls, latency, spend and breaker state
 settings.py        the router's settings
 providers.yaml     the shipped provider registry
 providers/         base.py (the adapter interface, its errors), registry.py (providers.yaml's
-                   model), inputs.py (how a model takes its inputs), adapters.py (adapters by
+                   model), inputs.py (how a model takes its inputs, a
+                   video model a clip's length, shape, rate and frames), adapters.py (adapters by
                    name) and factory.py (adapters from the registry); remote.py (the flow every
                    hosted adapter shares: submit, write down, poll, fetch, check, cancel),
                    transport.py (HTTP: whose key goes where, redirects, size caps, the error
-                   table), outputs.py (image checks), journal.py (remote jobs written down),
+                   table), outputs.py (image and clip checks), journal.py (remote jobs written down),
                    copies.py (fetched outputs copied to the internal bucket),
                    webhooks.py (signed callbacks); one module per API: replicate, fal, comfyui,
                    openai_images, bfl, stability, runware; local_provider.py (the local
-                   adapter), painter.py (its offline painter), image_stages.py (the built-in
+                   adapter), painter.py (its offline painter), clip_maker.py (its offline MP4
+                   clips, with planted defects), image_stages.py (the built-in
                    stages' image operations)
 migrations/        the router's schema
 """

@@ -15,6 +15,7 @@ from dataclasses import replace
 
 from PIL import Image
 
+from services.common import video
 from services.common.contracts import CandidateRef, CandidatesStored, CandidateStep
 from services.common.runtime import ServiceRuntime
 from services.common.storage import ATTEMPT_MEDIA_TYPE, ObjectStore, chunk_key
@@ -96,6 +97,8 @@ def candidate_cost(routed: RoutedImage, steps: list[CandidateStep]) -> int:
 def stored_ref(provider: str, image: GeneratedImage, key: str, offset: int, steps: list[CandidateStep],
                model: str = "", model_version: str = "") -> CandidateRef:
     """A candidate at `offset` in the object `key`, described from its bytes."""
+    if image.media_type in video.VIDEO_MEDIA_TYPES:
+        return _stored_clip(provider, image, key, offset, steps, model, model_version)
     with Image.open(io.BytesIO(image.data)) as opened:  # reads the header (and a clip's frame table)
         (width, height), frames = opened.size, getattr(opened, "n_frames", 1)
         duration_ms = sum(_frame_durations(opened)) if frames > 1 else 0
@@ -105,6 +108,23 @@ def stored_ref(provider: str, image: GeneratedImage, key: str, offset: int, step
                         cost_micro_usd=sum(s.cost_micro_usd for s in steps) if steps else image.cost_micro_usd,
                         frames=frames, duration_ms=duration_ms, steps=steps, model=model,
                         model_version=model_version)
+
+
+def _stored_clip(provider: str, image: GeneratedImage, key: str, offset: int, steps: list[CandidateStep],
+                 model: str, model_version: str) -> CandidateRef:
+    """A clip described from its file (`video.probe`): frames, length, rate, codec and size; one
+    whose file does not read is stored all the same, with nothing claimed for it, for the
+    scorer to refuse with its reason."""
+    try:
+        info = video.probe(image.data)
+        shape = {"width": info.width, "height": info.height, "frames": max(1, info.frames),
+                 "duration_ms": info.duration_ms, "fps": info.fps, "codec": info.codec}
+    except video.ClipError:
+        shape = {"width": 0, "height": 0, "frames": 1, "duration_ms": 0, "fps": 0, "codec": ""}
+    return CandidateRef(index=image.index, key=key, offset=offset, media_type=image.media_type,
+                        size_bytes=len(image.data), sha256=hashlib.sha256(image.data).hexdigest(), provider=provider,
+                        cost_micro_usd=sum(s.cost_micro_usd for s in steps) if steps else image.cost_micro_usd,
+                        steps=steps, model=model, model_version=model_version, **shape)
 
 
 def _frame_durations(clip: Image.Image) -> list[int]:

@@ -58,10 +58,13 @@ def route_request(job: JobState, attempt: int, images_needed: int, width: int, h
     earlier run can have left a remote job to resume, so none is looked for."""
     spec = job.spec
     fixed = spec.candidates if spec.candidates_fixed and attempt == 1 else None
+    if spec.video is not None:
+        width, height = spec.video.size()  # a clip's stills are made at the clip's size
     return RouteRequest(
         job_id=str(spec.job_id), tenant_id=spec.tenant_id, tier=spec.tier, template=spec.template,
         prompt=prompt if prompt is not None else spec.prompt.clear or "", seed=spec.seed, images_needed=images_needed,
-        width=spec.width or width, height=spec.height or height,
+        width=spec.width or width if spec.video is None else width,
+        height=spec.height or height if spec.video is None else height, video=spec.video,
         attempt=attempt, start_index=job.next_index, model=spec.model, model_version=spec.model_version,
         cost_cap_micro_usd=job.remaining_micro_usd, candidates=fixed,
         time_left_s=time_left_s(spec, now) if now is not None else None, resumable=not first_run,

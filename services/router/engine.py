@@ -329,6 +329,7 @@ class RoutingEngine:
             model=self._model_of(name, request).name, model_version=self._model_of(name, request).version,
             timeout_s=timeout_s, capability=request.capability, params=request.params,
             inputs={i: request.inputs[i] for i in indices if i in request.inputs}, input=request.input,
+            video=request.video,
         )
         try:
             return await run_with_timeout(self.clock, self.providers[name].generate(generation), timeout_s), None
@@ -342,7 +343,7 @@ class RoutingEngine:
     def _model_of(self, name: str, request: RouteRequest):
         # Capability was checked at planning, so the pin is there.
         config = self.registry.providers[name]
-        if request.capability != "generate":
+        if request.capability != "generate" or (request.video is not None and request.model is None):
             return config.models[0]  # a job's model pin is for its generation
         return config.model_for(request.model, request.model_version)
 

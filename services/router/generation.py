@@ -160,7 +160,12 @@ class AttemptRunner:
         return failure_of(error)
 
     async def _input_photo(self, job: domain.JobState) -> bytes | None:
-        """The job's input photo (an upload, or its reference photo), for pipelines that start from it."""
+        """The job's input photo (an upload, or its reference photo), for pipelines that start from
+        it; a video job's first frame, for one that starts by animating it."""
+        video = job.spec.video
+        if video is not None and video.first_frame_key is not None and \
+                load_catalogue().pipeline(job.spec.template)[0].capability != "generate":
+            return await self.objects.get(self.objects.internal_bucket, video.first_frame_key)
         key = job.spec.reference_key
         if key is None or not load_catalogue().templates.get(job.spec.template, _GENERATES).needs_input:
             return None
@@ -186,7 +191,7 @@ class AttemptRunner:
                                   result: AttemptResult, refs: list[CandidateRef], started_at: datetime) -> None:
         remaining = None if job.remaining_micro_usd is None else job.remaining_micro_usd - result.actual_cost_micro_usd
         reason = domain.stop_reason(request.attempt, self.settings.max_attempts, remaining,
-                                    self.engine.cheapest_price_micro_usd(route),
+                                    self.engine.cheapest_price_micro_usd(self._priced_as_the_clip(route, job)),
                                     domain.time_left_s(job.spec, datetime.now(UTC)))
         record = AttemptRecord(
             job_id=request.job_id, attempt=request.attempt, tenant_id=request.tenant_id,
@@ -194,6 +199,13 @@ class AttemptRunner:
             expected_cost_micro_usd=result.expected_cost_micro_usd,
             started_at=started_at, next_index=route.start_index + result.planned_candidates, stop_reason=reason)
         await self._publish(request, job, route, record, result.calls, refs)
+
+    @staticmethod
+    def _priced_as_the_clip(route: RouteRequest, job: domain.JobState) -> RouteRequest:
+        """A video job's next candidate is a clip made by its last stage: priced as such."""
+        if route.video is None:
+            return route
+        return replace(route, capability=load_catalogue().pipeline(job.spec.template)[-1].capability)
 
     async def _publish_failure(self, request: AttemptRequest, job: domain.JobState, route: RouteRequest,
                                started_at: datetime, failure: Failure) -> None:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TypeVar
 
-from services.common.contracts import ProviderStatus, QualityStatus
+from services.common.contracts import ProviderStatus, QualityStatus, VideoSpec
 from services.router.clock import Clock
 from services.router.planning import PassRateEstimator, RunningRatio
 from services.router.providers.base import GeneratedImage, ProviderError
@@ -263,6 +263,8 @@ async def run_with_timeout(clock: Clock, call: Awaitable[T], timeout_s: float) -
 
 # Prices in status reports are for one image of this size.
 REFERENCE_SIZE = (1024, 1024)
+# A video provider's status quotes one clip of this shape.
+REFERENCE_CLIP = VideoSpec(duration_s=5, aspect_ratio="16:9", resolution="720p")
 
 
 @dataclass
@@ -302,16 +304,25 @@ def learn_from_call(health: ProviderHealth, config: ProviderConfig, request: Rou
     health.limiter.on_success()
     if images:
         # Against list figures, so the ratios say how far the market is from the registry.
-        list_price = config.list_price_micro_usd(request.width, request.height) * len(images)
+        one = config.clip_price_micro_usd(request.video) if request.video is not None else \
+            config.list_price_micro_usd(request.width, request.height)
+        list_price = one * len(images)
         health.price.update(sum(i.cost_micro_usd for i in images), list_price)
         health.latency.update(latency_s, config.latency.batch_s(len(images)))
+
+
+def reference_price_micro_usd(config: ProviderConfig) -> int:
+    """What the provider lists for a 1024×1024 image, or for a 5 s 720p clip if it makes clips."""
+    if config.makes_clips:
+        return config.clip_price_micro_usd(REFERENCE_CLIP)
+    return config.list_price_micro_usd(*REFERENCE_SIZE)
 
 
 def status_of(name: str, config: ProviderConfig, health: ProviderHealth, estimator: PassRateEstimator,
               quality: Mapping[tuple[str, str], QualityBreaker], latency_estimate_s: float) -> ProviderStatus:
     return ProviderStatus(
         name=name, adapter=config.adapter, state=str(health.breaker.state), healthy=health.breaker.is_available(),
-        price_micro_usd=round(config.list_price_micro_usd(*REFERENCE_SIZE) * health.price.value),
+        price_micro_usd=round(reference_price_micro_usd(config) * health.price.value),
         pass_rates={t: estimator.mean(name, t) for t in estimator.templates_of(name)},
         prior_pass_rate=estimator.prior(name).mean, in_flight=health.limiter.in_flight,
         concurrency_limit=health.limiter.current_limit, max_concurrency=config.concurrency,

@@ -12,6 +12,10 @@
    through, and every call of every stage, tagged with its stage, so that cost and latency
    are known per stage and the attempt's cost is their sum.
 
+A video job's last stage makes its clips (`request.video`): a `generate` stage from text, an
+`animate` stage from each candidate's still (or, first, from the job's first frame); the
+stages before it make stills at the clip's size.
+
 A generate-only pipeline is exactly `engine.route(request)`.
 """
 
@@ -43,12 +47,13 @@ async def run_pipeline(engine: RoutingEngine, request: RouteRequest, stages: tup
         raise MissingInput(f"job {request.job_id}: the stage {first.capability} needs the job's input photo")
     # Only the last stage's images are kept as they come: a stage before it hands its bytes on.
     keep = request.keep if len(stages) == 1 else None
-    result = await engine.route(_stage_request(request, first, input=input_photo, keep=keep))
+    video = request.video if len(stages) == 1 else None
+    result = await engine.route(_stage_request(request, first, input=input_photo, keep=keep, video=video))
     result = _tagged(result, first, 0)
     for number, stage in enumerate(stages[1:], start=1):
         last = number == len(stages) - 1
-        result = await _next_stage(engine, replace(request, keep=request.keep if last else None), stage, number,
-                                   result)
+        result = await _next_stage(engine, replace(request, keep=request.keep if last else None,
+                                                    video=request.video if last else None), stage, number, result)
     return result
 
 

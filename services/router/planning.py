@@ -193,6 +193,8 @@ def capable_providers(configs: Iterable[ProviderConfig], policy: RoutingPolicy,
 
 def is_capable(config: ProviderConfig, request: RouteRequest) -> bool:
     capabilities = config.capabilities
+    if request.video is not None or config.makes_clips:
+        return request.video is not None and config.makes_clips and _makes_the_clip(config, request)
     if not config.runs(request.capability):
         return False
     if request.capability != "generate":
@@ -204,7 +206,20 @@ def is_capable(config: ProviderConfig, request: RouteRequest) -> bool:
             and (capabilities.seed_control or not request.needs_seed_control))
 
 
+def _makes_the_clip(config: ProviderConfig, request: RouteRequest) -> bool:
+    """A video provider makes the clip: from text on generate (with the job's model pin, if any),
+    from the candidate's still on any later stage."""
+    assert request.video is not None
+    from_image = request.clip_source == "image"
+    pin = config.model_for(request.model, request.model_version) if not from_image else config.models[0]
+    return pin is not None and config.can_make_clip(pin, request.video, from_image)
+
+
 def incapable_reason(request: RouteRequest) -> str:
+    if request.video is not None:
+        spec = request.video
+        return (f"job {request.job_id}: no video provider makes a {spec.duration_s:g} s {spec.resolution}"
+                f" {spec.aspect_ratio} clip from {request.clip_source}")
     if request.capability != "generate":
         pinned = f" pinned to {request.provider}" if request.provider else ""
         return f"job {request.job_id}: no provider{pinned} runs the stage {request.capability}"
@@ -228,7 +243,10 @@ def quote(config: ProviderConfig, request: RouteRequest, health: ProviderSnapsho
 
 
 def price_micro_usd(config: ProviderConfig, request: RouteRequest, price_ratio: float) -> int:
-    """One image of the request's size at the provider's list price, corrected by what calls cost."""
+    """One image of the request's size (or one clip of its shape) at the provider's list price,
+    corrected by what calls cost."""
+    if request.video is not None:
+        return round(config.clip_price_micro_usd(request.video) * price_ratio)
     return round(config.list_price_micro_usd(request.width, request.height) * price_ratio)
 
 

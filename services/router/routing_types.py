@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from services.common.contracts import Tier
+from services.common.contracts import Tier, VideoSpec
 from services.router.providers.base import GeneratedImage
 
 RankBy = Literal["cost_per_passing_image", "price_per_image"]
@@ -172,6 +172,15 @@ class RouteRequest:
     # keeper stores them and hands them back without their bytes, so an attempt holds in
     # memory only the calls in flight, whatever its size. None: the images stay in memory.
     keep: "ImageKeeper | None" = None
+    # The stage makes clips of this shape (a video job's last stage): from text on generate,
+    # from each candidate's still on animate. None: images.
+    video: VideoSpec | None = None
+
+    @property
+    def clip_source(self) -> str | None:
+        if self.video is None:
+            return None
+        return "text" if self.capability == "generate" else "image"
 
 
 class ImageKeeper(Protocol):

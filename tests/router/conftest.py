@@ -8,13 +8,26 @@ from contextlib import ExitStack
 import httpx
 import pytest
 
-from tests.router.stubs import APPS, Provider, simulated
+from tests.router.market import Market
+from tests.router.stubs import APPS, Provider, serve, simulated
+from tests.router.video_apis import fal_video_app, replicate_video_app
 
 
 @pytest.fixture(scope="session")
 def simulators() -> Iterator[dict[str, Provider]]:
     with ExitStack() as stack:
         yield {name: stack.enter_context(simulated(name)) for name in APPS}
+
+
+@pytest.fixture(scope="session")
+def video_simulators() -> Iterator[dict[str, Provider]]:
+    """fal's queue and Replicate's predictions running video models (video_apis.py)."""
+    with ExitStack() as stack:
+        found = {}
+        for adapter, app in (("fal", fal_video_app), ("replicate", replicate_video_app)):
+            market = Market()
+            found[adapter] = Provider(adapter, stack.enter_context(serve(app(market))), market)
+        yield found
 
 
 def _fresh(simulators: dict[str, Provider], name: str) -> Provider:

@@ -31,6 +31,8 @@ class AdapterTraits:
     needs_endpoint: bool = True
     needs_credentials: bool = True
     runs_stages: bool = False
+    # Whether it can run video models (capabilities.video): submit, wait minutes, fetch one clip.
+    makes_clips: bool = False
     default_endpoint: str | None = None
     # Hosts (fnmatch patterns, `host` or `host:port`) the API key may go to besides the endpoint's.
     credential_hosts: tuple[str, ...] = ()

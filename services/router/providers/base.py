@@ -23,6 +23,10 @@ A request names the stage it is for (`capability`, `generate` unless a template'
 says otherwise) and its parameters; a stage after generation gets each candidate's image
 to work on in `inputs` (by index), or one image for every index in `input`.
 
+A request with `video` set asks for clips of that shape (MP4): from text on `generate`, from
+the candidate's image (`inputs`, or `input`) on `animate`; each `GeneratedImage` is then one
+clip, its `data` the file and its `media_type` video/mp4 (or video/webm).
+
 Seeds: a batch is sent one seed, `seed + start_index` (so a candidate is the same whichever
 provider runs its batch); each image records the seed its provider reports, or None.
 """
@@ -30,6 +34,8 @@ provider runs its batch); each image records the seed its provider reports, or N
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from services.common.contracts import VideoSpec
 
 if TYPE_CHECKING:
     import httpx
@@ -65,6 +71,14 @@ class GenerationRequest:
     params: Mapping[str, Any] = field(default_factory=dict)
     inputs: Mapping[int, bytes] = field(default_factory=dict)
     input: bytes | None = None
+    video: VideoSpec | None = None
+
+    @property
+    def clip_source(self) -> Literal["text", "image"] | None:
+        """What a clip is made from: text (generate), an image (any later stage); None: images."""
+        if self.video is None:
+            return None
+        return "text" if self.capability == "generate" else "image"
 
     def input_for(self, index: int) -> bytes | None:
         return self.inputs.get(index, self.input)

@@ -46,6 +46,9 @@ class Capabilities(Frozen):
     max_images_per_request: int = Field(4, ge=1, le=64)
     # The stages of a template this provider can run; generation alone by default.
     stages: tuple[Capability, ...] = Field(("generate",), min_length=1)
+    # A video provider makes clips (and nothing else): from text (a video job's `generate`),
+    # from an image (its `animate`), or both. Empty: an image provider.
+    video: tuple[Literal["text", "image"], ...] = ()
 
     def supports_size(self, width: int, height: int) -> bool:
         if self.sizes:
@@ -75,6 +78,42 @@ class PriceModel(Frozen):
     per_text_input_token_micro_usd: float = Field(0, ge=0)
     per_image_input_token_micro_usd: float = Field(0, ge=0)
     per_output_token_micro_usd: float = Field(0, ge=0)
+    # Clips: per clip, per second of clip asked (the seconds sent to the model), per second by
+    # resolution tier ({"720p": 56000}), and per clip by tier and seconds ({"720p": {"5": 280000}};
+    # a length not listed costs as the next longer one listed, else the longest).
+    per_clip_micro_usd: int = Field(0, ge=0)
+    per_clip_second_micro_usd: int = Field(0, ge=0)
+    per_clip_second_by_resolution: dict[str, int] = {}
+    per_clip_by_resolution_duration: dict[str, dict[str, int]] = {}
+
+    @field_validator("per_clip_by_resolution_duration")
+    @classmethod
+    def durations_are_seconds(cls, table: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+        for tier, prices in table.items():
+            if not prices:
+                raise ValueError(f"per_clip_by_resolution_duration.{tier} lists no lengths")
+            for seconds, price in prices.items():
+                if float(seconds) <= 0 or price < 0:
+                    raise ValueError(f"per_clip_by_resolution_duration.{tier}: {seconds} s at {price} is not a price")
+        return table
+
+    @property
+    def prices_clips(self) -> bool:
+        return bool(self.per_clip_micro_usd or self.per_clip_second_micro_usd or self.per_clip_second_by_resolution
+                    or self.per_clip_by_resolution_duration)
+
+    def clip_price_micro_usd(self, resolution: str, seconds: float) -> int:
+        """The list price of one clip of `seconds` at a resolution tier."""
+        per_second = self.per_clip_second_micro_usd + self.per_clip_second_by_resolution.get(resolution, 0)
+        return round(self.per_clip_micro_usd + per_second * seconds + self._clip_by_table(resolution, seconds))
+
+    def _clip_by_table(self, resolution: str, seconds: float) -> int:
+        table = self.per_clip_by_resolution_duration.get(resolution)
+        if not table:
+            return 0
+        lengths = sorted(table, key=float)
+        chosen = next((length for length in lengths if float(length) >= seconds - 1e-9), lengths[-1])
+        return table[chosen]
 
     @field_validator("per_image_by_size")
     @classmethod

@@ -63,7 +63,7 @@ class FalOptions(BaseModel):
 @adapter("fal")
 class FalProvider(RemoteProvider):
     traits = AdapterTraits(
-        runs_stages=True, default_endpoint="https://queue.fal.run", options=FalOptions, megapixels="whole",
+        runs_stages=True, makes_clips=True, default_endpoint="https://queue.fal.run", options=FalOptions, megapixels="whole",
         default_inputs=ModelInputs(size=SizeInput(style="image_size", field="image_size", multiple_of=8),
                                    count=CountInput(field="num_images", max=4), seed=SeedInput()),
     )

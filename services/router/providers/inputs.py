@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from services.common.contracts import VideoSpec
 from services.router.providers.base import GenerationRequest
 
 _RATIO = re.compile(r"^(\d+):(\d+)$")
@@ -167,6 +168,96 @@ class StepsInput(_Frozen):
     max: int = Field(500, ge=1)
 
 
+class DurationInput(_Frozen):
+    """Where a clip's length goes and how the model writes it: `number` (5), `string` ("5"),
+    `suffixed` ("5s", as Veo takes it) or `frames` (a frame count: seconds × the model's rate,
+    as Wan takes `num_frames`). The model makes one of `allowed` seconds (then the shortest
+    allowed length at least as long as asked is sent, if it is not much longer: at most a
+    quarter, or a second, more), or any length from `min_s` to `max_s`."""
+
+    field: str = "duration"
+    style: Literal["number", "string", "suffixed", "frames"] = "number"
+    allowed: tuple[float, ...] = ()
+    min_s: float = Field(1.0, gt=0)
+    max_s: float = Field(10.0, gt=0)
+    min_frames: int = Field(1, ge=1)
+    max_frames: int = Field(100_000, ge=1)
+
+    def seconds_for(self, asked_s: float) -> float | None:
+        """The length the model is asked for, at least `asked_s`; None if it makes none that long."""
+        if self.allowed:
+            longest = asked_s + max(1.0, asked_s / 4)
+            return min((s for s in self.allowed if asked_s - 1e-9 <= s <= longest + 1e-9), default=None)
+        return asked_s if self.min_s <= asked_s <= self.max_s else None
+
+    def value(self, seconds: float, fps: int) -> Any:
+        whole = int(seconds) if float(seconds).is_integer() else seconds
+        if self.style == "string":
+            return str(whole)
+        if self.style == "suffixed":
+            return f"{whole}s"
+        if self.style == "frames":
+            return min(self.max_frames, max(self.min_frames, round(seconds * fps)))
+        return whole
+
+
+class ChoiceInput(_Frozen):
+    """A choice the model names its own way: Genline's value (an aspect ratio, a resolution tier)
+    → the model's (`{"720p": "standard", "1080p": "pro"}` in Kling's `mode`). No `field`: the
+    model makes only these, and takes no input for it."""
+
+    field: str | None = None
+    values: dict[str, Any] = Field(min_length=1)
+
+
+class FpsInput(_Frozen):
+    """The model's frame rate: `default` when it takes none (no `field`), else any rate from
+    `min` to `max`, sent in `field`."""
+
+    field: str | None = None
+    default: int = Field(24, ge=1, le=120)
+    min: int = Field(1, ge=1)
+    max: int = Field(60, ge=1)
+
+    def rate_for(self, asked: int | None) -> int:
+        if self.field is None or asked is None:
+            return self.default
+        return min(self.max, max(self.min, asked))
+
+
+class VideoInputs(_Frozen):
+    """How a video model takes a clip's shape: its length, aspect ratio, resolution tier, rate,
+    and the first and last frames (an image as a data: URI in the named field)."""
+
+    duration: DurationInput = DurationInput()
+    aspect_ratio: ChoiceInput | None = None
+    resolution: ChoiceInput | None = None
+    fps: FpsInput = FpsInput()
+    first_frame: NamedInput | None = None
+    last_frame: NamedInput | None = None
+
+    def fields(self) -> list[tuple[str, str]]:
+        named = [("video.duration", self.duration.field), ("video.fps", self.fps.field),
+                 ("video.first_frame", self.first_frame.field if self.first_frame else None),
+                 ("video.last_frame", self.last_frame.field if self.last_frame else None),
+                 ("video.aspect_ratio", self.aspect_ratio.field if self.aspect_ratio else None),
+                 ("video.resolution", self.resolution.field if self.resolution else None)]
+        return [(role, field) for role, field in named if field]
+
+    def why_not(self, spec: VideoSpec, from_image: bool) -> str | None:
+        """Why the model cannot make `spec` (None: it can)."""
+        if self.duration.seconds_for(spec.duration_s) is None:
+            return f"no {spec.duration_s:g} s clips"
+        if self.resolution is not None and spec.resolution not in self.resolution.values:
+            return f"no {spec.resolution} clips"
+        # From an image the clip takes the image's shape; the model needs no aspect ratio for it.
+        if self.aspect_ratio is not None and spec.aspect_ratio not in self.aspect_ratio.values and not from_image:
+            return f"no {spec.aspect_ratio} clips"
+        if from_image and self.first_frame is None:
+            return "no first frame input"
+        return None
+
+
 class ModelInputs(_Frozen):
     """The model's input schema as Genline writes to it. None for count, seed, negative
     prompt or steps: the model takes none (one image per call, no seed control, …)."""
@@ -182,6 +273,8 @@ class ModelInputs(_Frozen):
     # Template parameters the model takes, by the name it gives them.
     params: dict[str, str] = {}
     size_tolerance: float = Field(0.1, ge=0, lt=1)
+    # A video model: how a clip's length, shape, rate and frames go in (None: an image model).
+    video: VideoInputs | None = None
 
     @model_validator(mode="after")
     def each_field_is_written_once(self) -> "ModelInputs":
@@ -200,6 +293,8 @@ class ModelInputs(_Frozen):
                 targets.append((role, value.field))
         targets += [(f"fixed.{name}", name) for name in self.fixed]
         targets += [(f"params.{name}", field) for name, field in self.params.items()]
+        if self.video is not None:
+            targets += self.video.fields()
         return targets
 
     @property
@@ -239,6 +334,46 @@ def model_input(inputs: ModelInputs, request: GenerationRequest) -> ModelCall:
     payload |= {field: request.params[name] for name, field in inputs.params.items() if name in request.params}
     payload |= inputs.fixed
     return ModelCall(payload, size, steps)
+
+
+def clip_input(inputs: ModelInputs, request: GenerationRequest, first_frame: str | None) -> "ClipCall":
+    """What one call sends a video model for one clip of `request.video`; `first_frame` is the
+    still it starts from as a data: URI (None: text-to-video)."""
+    spec, shape = request.video, inputs.video
+    assert spec is not None and shape is not None, "a clip needs a video request and a video model"
+    seconds = shape.duration.seconds_for(spec.duration_s)
+    if seconds is None:
+        raise ValueError(f"the model makes no {spec.duration_s:g} s clips")
+    fps = shape.fps.rate_for(spec.fps)
+    payload: dict[str, Any] = {inputs.prompt_field: request.prompt,
+                               shape.duration.field: shape.duration.value(seconds, fps)}
+    if shape.fps.field:
+        payload[shape.fps.field] = fps
+    for choice, asked in ((shape.aspect_ratio, spec.aspect_ratio), (shape.resolution, spec.resolution)):
+        if choice is not None and choice.field and asked in choice.values:
+            payload[choice.field] = choice.values[asked]
+    if shape.first_frame is not None and first_frame is not None:
+        payload[shape.first_frame.field] = first_frame
+    last = request.params.get("last_frame")
+    if shape.last_frame is not None and isinstance(last, str):
+        payload[shape.last_frame.field] = last
+    if inputs.seed:
+        payload[inputs.seed.field] = request.batch_seed % (inputs.seed.max + 1)
+    negative = request.params.get("negative_prompt")
+    if inputs.negative_prompt and negative:
+        payload[inputs.negative_prompt.field] = negative
+    payload |= {field: request.params[name] for name, field in inputs.params.items() if name in request.params}
+    payload |= inputs.fixed
+    return ClipCall(payload, spec.size(), seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class ClipCall:
+    """What one call sends a video model, the size its clip must have, and the seconds it is asked for."""
+
+    payload: dict[str, Any]
+    size: tuple[int, int]
+    seconds: float
 
 
 def _steps(inputs: ModelInputs, request: GenerationRequest) -> int | None:

@@ -5,6 +5,10 @@ rates and defect rates, so that routing has a market to choose from offline. Eve
 is deterministic: the same request paints the same PNGs and fails or succeeds the same
 way. Painting runs in a worker thread; the simulated latency is slept on the clock.
 
+A local provider that declares `capabilities.video` makes real MP4 clips instead
+(`clip_maker`): from the prompt's painting on `generate`, from each candidate's image on
+`animate`, each clip defective with `defect_rate` (kinds: `local.options.defects`).
+
 A local provider configured for another stage (`local.operation`) runs that image
 operation (`image_stages`) on each candidate's input instead of painting, priced like a
 painting of the output's size.
@@ -19,6 +23,7 @@ from services.router.clock import LoopClock
 from services.router.providers import image_stages
 from services.router.providers.adapters import AdapterTraits, adapter
 from services.router.providers.base import GeneratedImage, GenerationRequest, ProviderContext, ProviderError
+from services.router.providers.clip_maker import CLIP_DEFECTS, ClipDefect, ClipMaker, ClipShape, clip_defect, still_of
 from services.router.providers.inputs import CountInput, ModelInputs, SeedInput
 from services.router.providers.painter import LocalGenerator
 from services.router.providers.registry import ProviderConfig
@@ -27,7 +32,7 @@ from services.router.providers.registry import ProviderConfig
 @adapter("local")
 class LocalProvider:
     # It paints any size, as many as asked, each candidate from its own seed.
-    traits = AdapterTraits(needs_endpoint=False, needs_credentials=False,
+    traits = AdapterTraits(needs_endpoint=False, needs_credentials=False, makes_clips=True,
                            default_inputs=ModelInputs(count=CountInput(field="count", max=64), seed=SeedInput()))
 
     def __init__(self, config: ProviderConfig, context: ProviderContext | None = None,
@@ -38,7 +43,9 @@ class LocalProvider:
 
     @classmethod
     def check_config(cls, config: ProviderConfig, options: Any) -> None:
-        """Nothing beyond what the registry checks for every adapter."""
+        """A video provider's defects are kinds the clip maker plants."""
+        for kind in (config.local_options.options.get("defects") or ()) if config.makes_clips else ():
+            clip_defect(kind)
 
     async def generate(self, request: GenerationRequest) -> list[GeneratedImage]:
         self._check(request)
@@ -50,6 +57,8 @@ class LocalProvider:
         await self.clock.sleep(latency)
         if self._fails(request):
             raise ProviderError("server_error", f"{self.name} failed (simulated)")
+        if request.video is not None:
+            return await self._make_clips(request, latency)
         if request.capability != "generate":
             return await self._run_stage(request, latency)
         generator = _generator(request.width, request.height, self.config.local_options.defect_rate)
@@ -76,7 +85,42 @@ class LocalProvider:
                                          seed=request.seed_for(index), cost_micro_usd=cost, latency_s=latency))
         return images
 
+    async def _make_clips(self, request: GenerationRequest, latency: float) -> list[GeneratedImage]:
+        assert request.video is not None
+        spec = request.video
+        width, height = spec.size()
+        fps = self.config.clip_inputs_for(self.config.models[0]).fps.rate_for(spec.fps)
+        maker = ClipMaker(ClipShape(width, height, spec.duration_s, spec.fps or fps))
+        cost = self.config.clip_price_micro_usd(spec)
+        clips = []
+        for index in request.indices:
+            defect = self._clip_defect(request, index)
+            if request.clip_source == "image":
+                first = request.input_for(index)
+                if first is None:
+                    raise ProviderError("bad_request", f"{self.name}: candidate {index} has no first frame to animate")
+                made = await asyncio.to_thread(maker.from_still, still_of(first), request.seed_for(index), defect)
+            else:
+                made = await asyncio.to_thread(maker.from_text, request.prompt, request.seed_for(index), defect)
+            clips.append(GeneratedImage(index=index, data=made.data, media_type="video/mp4",
+                                        seed=request.seed_for(index), cost_micro_usd=cost, latency_s=latency))
+        return clips
+
+    def _clip_defect(self, request: GenerationRequest, index: int) -> ClipDefect | None:
+        """Whether clip `index` is defective, and how: each clip drawn on its own (`defect_rate`),
+        its kind among `local.options.defects` (all kinds by default)."""
+        local = self.config.local_options
+        if _unit_draw("clip-defect", request.job_id, request.seed, index) >= local.defect_rate:
+            return None
+        kinds = [clip_defect(k) for k in local.options.get("defects", CLIP_DEFECTS)]
+        return kinds[int(_unit_draw("clip-kind", request.job_id, request.seed, index) * len(kinds))]
+
     def _check(self, request: GenerationRequest) -> None:
+        if request.video is not None:
+            self._check_clip(request)
+            return
+        if self.config.makes_clips:
+            raise ProviderError("bad_request", f"{self.name} makes clips only")
         if not self.config.runs(request.capability):
             raise ProviderError("bad_request", f"{self.name} does not run {request.capability}")
         if request.capability != "generate":
@@ -85,6 +129,11 @@ class LocalProvider:
             raise ProviderError("bad_request", f"{self.name} has no model {request.model} {request.model_version}")
         if not self.config.capabilities.supports_size(request.width, request.height):
             raise ProviderError("bad_request", f"{self.name} cannot paint {request.width}×{request.height}")
+
+    def _check_clip(self, request: GenerationRequest) -> None:
+        assert request.video is not None
+        if not self.config.can_make_clip(self.config.models[0], request.video, request.clip_source == "image"):
+            raise ProviderError("bad_request", f"{self.name} does not make clips from {request.clip_source}")
 
     def _latency_s(self, count: int) -> float:
         configured = self.config.local_options.latency_s

@@ -1,11 +1,13 @@
-"""What an image from a provider must be before it counts as a candidate.
+"""What an image (or a clip) from a provider must be before it counts as a candidate.
 
 It decodes completely (a truncated or corrupt file is refused, not stored), its size is
 the size the model was asked for within the model's tolerance, and it is not one flat
 colour (a blank from a failed safety filter or a broken decoder), unless the provider's
 configuration lets blanks through. A refusal is `bad_output`: the provider's defect, which
 counts against its breaker. Stages other than generate are held to decoding only: their
-output size is the stage's business (an upscaler doubles it).
+output size is the stage's business (an upscaler doubles it). A clip is read as a file
+(`checked_clip`): a container with a video stream of more than one frame, at the size asked,
+whose frames decode; its length and rate are the scorer's to judge against the job.
 """
 
 import io
@@ -13,6 +15,7 @@ import warnings
 
 from PIL import Image, ImageStat
 
+from services.common import video
 from services.router.providers.base import ProviderError
 from services.router.providers.inputs import within
 
@@ -32,6 +35,27 @@ def checked_image(provider: str, data: bytes, expected: tuple[int, int] | None, 
     if reject_blank and spread < _BLANK_SPREAD:
         raise ProviderError("bad_output", f"{provider}: image is blank (one flat colour)")
     return media_type
+
+
+def checked_clip(provider: str, data: bytes, expected: tuple[int, int] | None, tolerance: float,
+                 declared: str | None = None) -> str:
+    """A clip's media type, if it is one: its container and video stream read (`video.probe`:
+    size and frames from the file, never from the provider), more than one frame, the size
+    asked within the model's tolerance, and every frame decodes. Else `bad_output`."""
+    try:
+        info = video.probe(data)
+        if info.frames >= 2:
+            for _ in video.frames(data, every=info.frames):
+                pass  # decodes every frame (only the first is converted): damaged media fails here
+    except video.ClipError as error:
+        raise ProviderError("bad_output", f"{provider}: output ({declared or 'no media type'}, {len(data)} bytes)"
+                                          f" is not a clip: {error}") from None
+    if info.frames < 2:
+        raise ProviderError("bad_output", f"{provider}: the clip has {info.frames} frame(s): a still, not a clip")
+    if expected is not None and not within((info.width, info.height), expected, tolerance):
+        raise ProviderError("bad_output", f"{provider}: clip is {info.width}×{info.height}, asked for "
+                                          f"{expected[0]}×{expected[1]} (±{tolerance:.0%})")
+    return info.media_type
 
 
 def _decoded(provider: str, data: bytes, declared: str | None) -> tuple[str, tuple[int, int], float]:

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from services.common.contracts import Tier
+from services.common.contracts import Tier, VideoSpec
 from services.common.templates import Capability
 from services.router.providers import adapters
 from services.router.providers.entry_parts import (
@@ -35,7 +35,7 @@ from services.router.providers.entry_parts import (
     Timeouts,
     Webhooks,
 )
-from services.router.providers.inputs import ModelInputs
+from services.router.providers.inputs import DurationInput, ModelInputs, NamedInput, VideoInputs
 
 DEFAULT_PATH = Path(__file__).resolve().parents[1] / "providers.yaml"
 # A secret's name looks like an environment variable; anything else is likely the secret.
@@ -120,6 +120,7 @@ class ProviderConfig(Frozen):
         unused = sorted(set(self.stages) - stages)
         if unused:
             raise ValueError(f"stages {', '.join(unused)} are configured but not in capabilities.stages")
+        self._check_clips(traits)
         pins = [(m.name, m.version) for m in self.models]
         if len(set(pins)) != len(pins):
             raise ValueError("each model name and version may be listed once")
@@ -129,6 +130,37 @@ class ProviderConfig(Frozen):
             raise ValueError(f"options: {_describe(error).strip()}") from None
         adapters.adapter_class(self.adapter).check_config(self, options)
         return self
+
+    def _check_clips(self, traits: "adapters.AdapterTraits") -> None:
+        if not self.capabilities.video:
+            if any(self.inputs_for(pin).video for pin in self.models):
+                raise ValueError("a model declares video inputs, but capabilities.video names no clips to make")
+            return
+        if not traits.makes_clips:
+            raise ValueError(f"adapter {self.adapter!r} makes no clips (capabilities.video)")
+        if self.adapter != "local" and any(pin.inputs is None or pin.inputs.video is None for pin in self.models):
+            raise ValueError("every model of a video provider declares how it takes a clip's shape (inputs.video)")
+        if "image" in self.capabilities.video and any(self.clip_inputs_for(p).first_frame is None
+                                                      for p in self.models):
+            raise ValueError("capabilities.video names image, but a model takes no first frame (inputs.video.first_frame)")
+
+    @property
+    def makes_clips(self) -> bool:
+        return bool(self.capabilities.video)
+
+    def clip_inputs_for(self, pin: ModelPin) -> VideoInputs:
+        return self.inputs_for(pin).video or LOCAL_CLIPS
+
+    def can_make_clip(self, pin: ModelPin, spec: VideoSpec, from_image: bool) -> bool:
+        source = "image" if from_image else "text"
+        return source in self.capabilities.video and self.clip_inputs_for(pin).why_not(spec, from_image) is None
+
+    def clip_price_micro_usd(self, spec: VideoSpec, pin: ModelPin | None = None) -> int:
+        """The list price of one clip of `spec`: of the seconds the model is asked for (Kling makes
+        5 or 10 s, so a 4 s clip is asked, and paid, as 5 s)."""
+        seconds = self.clip_inputs_for(pin or self.models[0]).duration.seconds_for(spec.duration_s)
+        return self.price.clip_price_micro_usd(spec.resolution, seconds or spec.duration_s) + \
+            self.price.per_image_micro_usd
 
     @property
     def local_options(self) -> LocalOptions:
@@ -163,7 +195,8 @@ class ProviderConfig(Frozen):
         return any(fnmatch.fnmatchcase(name, pattern.lower()) for pattern in patterns for name in names)
 
     def runs(self, capability: str) -> bool:
-        return capability in self.capabilities.stages
+        """Whether it runs the stage for images (a video provider makes clips only)."""
+        return capability in self.capabilities.stages and not self.makes_clips
 
     def stage_model(self, stage: HostedStage) -> ModelPin:
         return stage.model or self.models[0]
@@ -182,6 +215,10 @@ class ProviderConfig(Frozen):
         steps from the default model's."""
         steps = self.inputs_for(self.models[0]).default_steps
         return self.price.price_micro_usd(width, height, self.latency.per_image_s, steps)
+
+
+# The local provider makes clips of any length, shape and rate, from text or from a first frame.
+LOCAL_CLIPS = VideoInputs(duration=DurationInput(min_s=0.5, max_s=60), first_frame=NamedInput(field="first_frame"))
 
 
 class TierConfig(Frozen):

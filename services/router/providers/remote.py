@@ -20,6 +20,12 @@
    (unless it ended on its own, or the router is stopping and hands it over) and write
    its end.
 
+A clip (a request with `video`) is one remote job per candidate: the model's input from its
+`inputs.video` (length, aspect ratio, tier, rate; the candidate's still as the first frame
+on `animate`), the output one MP4 URL, fetched and copied to the internal bucket as soon as
+the job is done (Replicate deletes outputs after an hour) and checked as a clip
+(`outputs.checked_clip`: read from the file); its price is the clip's, not the compute's.
+
 A stage other than generate runs when the provider's configuration has a `stages` entry
 for it: each candidate's image goes to the stage's model as a data: URI, one remote job per
 candidate, and what comes back must be an image Pillow opens (the scorer and delivery read
@@ -37,10 +43,10 @@ from services.router.providers.adapters import AdapterTraits
 from services.router.providers.base import GeneratedImage, GenerationRequest, ProviderContext, ProviderError
 from services.router.providers.copies import CopiedOutput
 from services.router.providers.entry_parts import HostedStage, ModelPin
-from services.router.providers.inputs import model_input
+from services.router.providers.inputs import clip_input, model_input
 from services.router.providers.journal import JobState, RemoteJobKey
-from services.router.providers.outputs import checked_image
-from services.router.providers.payloads import decode_data_uri, stage_input
+from services.router.providers.outputs import checked_clip, checked_image
+from services.router.providers.payloads import data_uri, decode_data_uri, stage_input
 from services.router.providers.registry import ProviderConfig
 from services.router.providers.transport import ProviderHttp, status_error
 
@@ -83,6 +89,8 @@ class Call:
     deadline_s: float
     # The job's handle when the API lets the client name it before submitting.
     named: dict[str, Any] | None = None
+    # A clip's call: the seconds the model is asked for (billed as such); None: images.
+    clip_seconds: float | None = None
 
     @property
     def is_stage(self) -> bool:
@@ -146,6 +154,9 @@ class RemoteProvider(ABC):
     # ---- the flow ------------------------------------------------------------------------
 
     async def generate(self, request: GenerationRequest) -> list[GeneratedImage]:
+        if request.video is not None:
+            # A video model makes one clip per job: one remote job per candidate.
+            return await self._one_by_one(request, self._clip_call)
         if request.capability == "generate":
             return await self._run(self._generate_call(request))
         stage = self.config.stages.get(request.capability)
@@ -156,13 +167,31 @@ class RemoteProvider(ABC):
                                                f" the {self.config.adapter} adapter, so it cannot run"
                                                f" {request.capability}")
         # Image-to-image models take one image per call: one remote job per candidate.
+        return await self._one_by_one(request, lambda single: self._stage_call(single, stage))
+
+    async def _one_by_one(self, request: GenerationRequest, call_for) -> list[GeneratedImage]:
         singles = [replace(request, start_index=index, count=1) for index in request.indices]
         try:
             async with asyncio.TaskGroup() as group:
-                runs = [group.create_task(self._run(self._stage_call(single, stage))) for single in singles]
+                runs = [group.create_task(self._run(call_for(single))) for single in singles]
         except ExceptionGroup as failed:
             raise _first_provider_error(failed) from None
         return [image for run in runs for image in run.result()]
+
+    def _clip_call(self, request: GenerationRequest) -> Call:
+        """One clip: from text, or from the candidate's image as the model's first frame."""
+        pin = self.config.model_for(request.model, request.model_version) or self.config.models[0]
+        assert request.video is not None
+        from_image = request.clip_source == "image"
+        if not self.config.can_make_clip(pin, request.video, from_image):
+            raise ProviderError("bad_request", f"{self.name}: {pin.name} cannot make this clip:"
+                                               f" {self.config.clip_inputs_for(pin).why_not(request.video, from_image)}")
+        first = request.input_for(request.start_index) if from_image else None
+        if from_image and first is None:
+            raise ProviderError("bad_request", f"candidate {request.start_index} has no first frame to animate")
+        made = clip_input(self.config.inputs_for(pin), request, data_uri(first) if first is not None else None)
+        return Call(request, pin, made.payload, made.size, None, self._key(request), self._deadline_s(request),
+                    clip_seconds=made.seconds)
 
     def _generate_call(self, request: GenerationRequest) -> Call:
         pin = self.config.model_for(request.model, request.model_version)
@@ -375,6 +404,8 @@ class RemoteProvider(ABC):
         else:
             raise ProviderError("bad_output", f"{self.name}: an output has neither a URL nor bytes")
         tolerance = self.config.inputs_for(call.pin).size_tolerance
+        if call.clip_seconds is not None:
+            return data, checked_clip(self.name, data, call.size, tolerance, declared), image.seed
         media_type = checked_image(self.name, data, call.size, tolerance,
                                    self.config.outputs.reject_blank and not call.is_stage, declared)
         return data, media_type, image.seed
@@ -393,6 +424,8 @@ class RemoteProvider(ABC):
         """What the provider bills for the job: what it says, else its price for `count` images."""
         if output.cost_micro_usd is not None:
             return output.cost_micro_usd
+        if call.clip_seconds is not None and call.request.video is not None:
+            return self.config.clip_price_micro_usd(call.request.video, call.pin) * count
         width, height = call.size or (call.request.width, call.request.height)
         compute_s = output.compute_s if output.compute_s is not None else latency_s
         per_image = self.config.price.price_micro_usd(width, height, compute_s / max(1, count), call.steps)
