@@ -37,8 +37,9 @@ def test_a_quote_through_ingest_is_the_ledgers_quote(tenant_factory, ledger, bod
     fields = {"template": "generic", "tier": "stable", "images": 1} | body
     quote = ledger.Quote(pb.QuoteRequest(tenant_id=tenant.id, **fields))
     assert response.json() == fields | {
-        "credits": quote.credits, "unit_price": quote.unit_price, "price_book_version": quote.pricebook_version,
-        "available": 100, "affordable": quote.credits <= 100, "retry_tokens_applied": 0}
+        "credits": quote.credits, "unit_price": quote.unit_price, "second_price": None, "clip_seconds": None,
+        "price_book_version": quote.pricebook_version, "available": 100, "affordable": quote.credits <= 100,
+        "retry_tokens_applied": 0}
     assert quote.credits == quote.unit_price * fields["images"] > 0
     assert tenant.balance()["available"] == 100  # a quote holds nothing
 
