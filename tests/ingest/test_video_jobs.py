@@ -8,8 +8,10 @@ import io
 import threading
 import uuid
 from collections.abc import Iterator
+from concurrent import futures
 from datetime import UTC, datetime
 
+import grpc
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
@@ -23,6 +25,7 @@ from services.common.contracts import DeliveredImage, JobDelivered, all_topics
 from services.common.internal_calls import guard, verifier_of
 from services.ingest.accounts.tenants import create_tenant
 from services.ingest.app import build
+from services.ingest.jobs.clip_makers import pb, rpc
 from services.ingest.settings import IngestSettings
 from services.scorer import measurements
 from services.scorer.handlers import new_scorer
@@ -30,6 +33,34 @@ from services.scorer.settings import ScorerSettings
 from tests.ingest.test_submission import assert_problem, submitted_jobs
 
 CLIP = {"duration_s": 4, "aspect_ratio": "9:16", "resolution": "480p", "fps": 24}
+
+
+class OneClipMaker(rpc.RouterServiceServicer):
+    """A router whose one provider of clips, `fal-kling`, makes 5 or 10 s clips at 480p or
+    720p from a still, and 5 s ones from a prompt: it answers FindClipMakers as the proto says,
+    and keeps what it was asked."""
+
+    def __init__(self) -> None:
+        self.asked: list = []
+
+    def FindClipMakers(self, request, context):
+        self.asked.append(request)
+        lengths = (5, 10) if request.from_image else (5,)
+        if request.resolution == "1080p":
+            return pb.FindClipMakersResponse(reasons=["fal-kling: no 1080p clips"])
+        if not any(request.duration_s <= seconds for seconds in lengths):
+            return pb.FindClipMakersResponse(reasons=[f"fal-kling: no {request.duration_s:g} s clips"])
+        return pb.FindClipMakersResponse(providers=["fal-kling"])
+
+
+@pytest.fixture(scope="module")
+def clip_router() -> Iterator[tuple[str, OneClipMaker]]:
+    server, maker = grpc.server(futures.ThreadPoolExecutor(max_workers=2)), OneClipMaker()
+    rpc.add_RouterServiceServicer_to_server(maker, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield f"127.0.0.1:{port}", maker
+    server.stop(None)
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +97,8 @@ def free(endpoints) -> Iterator[TestClient]:
 
 
 @pytest.fixture(scope="module")
-def enterprise(endpoints, scorer_url) -> Iterator[TestClient]:
-    yield from tenant_client(endpoints, "enterprise", scorer_url=scorer_url)
+def enterprise(endpoints, scorer_url, clip_router) -> Iterator[TestClient]:
+    yield from tenant_client(endpoints, "enterprise", scorer_url=scorer_url, router_grpc_target=clip_router[0])
 
 
 def test_a_video_template_without_video_is_refused(free):
@@ -111,7 +142,7 @@ def test_a_clip_no_model_could_make_is_a_validation_error_naming_the_field(free,
     assert field in [error["field"] for error in problem["errors"]], problem
 
 
-def test_a_motion_job_with_video_asks_for_clips_from_its_own_still(enterprise):
+def test_a_motion_job_with_video_asks_for_clips_from_its_own_still(enterprise, clip_router):
     response = enterprise.post("/v1/jobs", json={"prompt": "waves at dusk", "template": "motion", "images": 2,
                                                  "candidates": 3, "video": CLIP})
     assert response.status_code == 202, response.text
@@ -122,6 +153,27 @@ def test_a_motion_job_with_video_asks_for_clips_from_its_own_still(enterprise):
     assert video.first_frame_key is None and video.size() == (480, 854) and video.billed_seconds() == 4
     shown = enterprise.get(f"/v1/jobs/{job_id}").json()
     assert shown["video"] == {"duration_s": 4.0, "aspect_ratio": "9:16", "resolution": "480p", "fps": 24}
+    asked = clip_router[1].asked[-1]  # the router was asked for the clip as the template makes it
+    assert (asked.duration_s, asked.aspect_ratio, asked.resolution, asked.fps, asked.from_image, asked.model) == (
+        4, "9:16", "480p", 24, True, "")
+
+
+@pytest.mark.parametrize(("template", "clip", "said", "reason"), [
+    ("motion", CLIP | {"resolution": "1080p"}, "4 s 1080p 9:16 clips from a still", "fal-kling: no 1080p clips"),
+    ("text-to-video", CLIP | {"duration_s": 8}, "8 s 480p 9:16 clips from a prompt", "fal-kling: no 8 s clips"),
+])
+def test_a_clip_no_model_makes_is_refused_with_the_routers_reasons(enterprise, template, clip, said, reason):
+    response = enterprise.post("/v1/jobs", json={"prompt": "waves", "template": template, "profile": "generic",
+                                                 "video": clip})
+    problem = assert_problem(response, 422, "no-video-model", f"no video model on this platform makes {said}", reason)
+    assert problem["reasons"] == [reason]
+
+
+def test_a_router_that_cannot_answer_lets_the_job_through(free):
+    # No router listens where this ingest looks for one: the job goes ahead, and a clip nobody
+    # makes would fail at generation, at no cost.
+    response = free.post("/v1/jobs", json={"prompt": "waves", "template": "motion", "video": CLIP})
+    assert response.status_code == 202, response.text
 
 
 def test_a_first_frame_on_a_template_that_makes_its_own_still_is_refused(enterprise):

@@ -3,8 +3,9 @@ scoring profile and rules, the webhook URL, the input photo), and the idempotent
 job with its JobSubmitted.
 
 1. Check: the deadline (`deadline_s`, `Cancel-After` or the tier's), the profile and rules the
-   scorer will apply, the webhook URL, a video job's clips (video_request), the input photo or
-   first frame (screened, then the template's checks).
+   scorer will apply, a video job's clips (video_request; clip_makers asks the router whether
+   any model makes them), the webhook URL, the input photo or first frame (screened, then the
+   template's checks).
 2. Record: in one transaction under the tenant's plan lock, answer a retried `Idempotency-Key`
    with its first job, or check the plan's limits and write the job, its data key and event.
 """
@@ -39,7 +40,7 @@ from services.ingest import data_keys, store
 from services.ingest.accounts import limits, spend_caps
 from services.ingest.accounts.webhook_targets import check_webhook_url
 from services.ingest.inputs import guidance, screening
-from services.ingest.jobs import domain, request_rules, video_request
+from services.ingest.jobs import clip_makers, domain, request_rules, video_request
 from services.ingest.jobs.examples import JOB_REQUEST_EXAMPLE
 from services.ingest.jobs.video_request import VideoRequest
 from services.ingest.key_encryption import keyring_of
@@ -305,11 +306,13 @@ async def record_submission(runtime, plans, tenant: str, body: JobRequest, setti
 
 async def submit(runtime, objects, plans, tenant: str, body: JobRequest, settings, idempotency_key: str | None,
                  cancel_after: str | None, gate: screening.ScreeningGate, submitter: Submitter | None = None,
-                 ledger=None) -> domain.JobView:
+                 ledger=None, router=None) -> domain.JobView:
     """The job `body` asks for, checked and recorded (or the first job of a retried key)."""
     body = with_deadline(body, cancel_after, settings)
     video_request.check_video(body.template, template_of(body), body.video)
     profile = check_scoring(body, settings)
+    await clip_makers.check_clip_makers(router, settings.router_grpc_timeout_s, body.video, template_of(body),
+                                        body.model)
     if body.webhook_url is not None:
         await check_webhook_url(body.webhook_url, settings)
     reference_key = await input_photo(runtime, objects, tenant, body, settings, gate)
