@@ -41,7 +41,7 @@ from services.ingest.accounts import limits, spend_caps
 from services.ingest.accounts.webhook_targets import check_webhook_url
 from services.ingest.inputs import guidance, screening
 from services.ingest.jobs import clip_makers, domain, request_rules, video_request
-from services.ingest.jobs.examples import JOB_REQUEST_EXAMPLE
+from services.ingest.jobs.examples import JOB_REQUEST_EXAMPLE, VIDEO_JOB_REQUEST_EXAMPLE
 from services.ingest.jobs.video_request import VideoRequest
 from services.ingest.key_encryption import keyring_of
 
@@ -64,7 +64,7 @@ class Submitter:
 
 
 class JobRequest(RequestModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [JOB_REQUEST_EXAMPLE]})
+    model_config = ConfigDict(json_schema_extra={"examples": [JOB_REQUEST_EXAMPLE, VIDEO_JOB_REQUEST_EXAMPLE]})
 
     prompt: str = Field(min_length=1, max_length=2000)
     template: TemplateName = Field("generic", description="a template of GET /v1/templates")
