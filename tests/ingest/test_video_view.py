@@ -14,6 +14,7 @@ from services.common.contracts import (
     VideoSpec,
 )
 from services.ingest.jobs.domain import JobView, apply_event, submitted_view
+from services.ingest.jobs.job_log import event_facts
 from services.ingest.receipts.document import ReceiptBody, receipt_body
 
 T0 = datetime(2026, 11, 27, tzinfo=UTC)
@@ -77,3 +78,19 @@ def test_an_image_jobs_receipt_has_no_clip_parts():
     assert "clip" not in body["outputs"][0] and "seconds_charged" not in body["credits"]
     assert body["outputs"][0] == {"n": 1, "key": "t/2026/11/j/1.png", "sha256": "s", "media_type": "image/png",
                                   "size_bytes": 1, "manifest_label": None, "watermark_id": None}
+
+
+def test_a_video_jobs_log_lists_each_delivered_clip_and_the_seconds_charged():
+    job = spec(VideoSpec(duration_s=4, resolution="480p"))
+    view = ended(job, [], charged=0, seconds=0)  # the view a clip's events are applied to
+    delivered = JobDelivered(job_id=job.job_id, tenant_id="t", requested=2, images=[clip(1, 4000)])
+    [(kind, entry)] = event_facts(view, delivered)
+    assert kind == "delivery.published" and entry == {"images": 1, "requested": 2, "clips": [
+        {"n": 1, "media_type": "video/mp4", "duration_ms": 4000, "fps": 24.0, "codec": "h264", "frames": 96}]}
+    settled = ReservationSettled(job_id=job.job_id, tenant_id="t", transfer_id=uuid.uuid4(), reserved=80, charged=40,
+                                 released=40, delivered_images=1, delivered_seconds=4)
+    assert event_facts(view, settled)[0][1]["seconds_charged"] == 4
+    # An image job's entries read as they always did.
+    stills = ended(spec(None), [], charged=0, seconds=0)
+    assert "seconds_charged" not in event_facts(stills, settled)[0][1]
+    assert "clips" not in event_facts(stills, delivered)[0][1]
