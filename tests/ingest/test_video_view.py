@@ -16,6 +16,7 @@ from services.common.contracts import (
 from services.ingest.jobs.domain import JobView, apply_event, submitted_view
 from services.ingest.jobs.job_log import event_facts
 from services.ingest.receipts.document import ReceiptBody, receipt_body
+from services.ingest.receipts.replay import Journal, credit_problems
 
 T0 = datetime(2026, 11, 27, tzinfo=UTC)
 
@@ -94,3 +95,18 @@ def test_a_video_jobs_log_lists_each_delivered_clip_and_the_seconds_charged():
     stills = ended(spec(None), [], charged=0, seconds=0)
     assert "seconds_charged" not in event_facts(stills, settled)[0][1]
     assert "clips" not in event_facts(stills, delivered)[0][1]
+
+
+def test_the_receipt_replay_holds_a_video_receipts_seconds_to_the_ledgers_journal():
+    job = spec(VideoSpec(duration_s=4, resolution="480p"))
+    body = receipt_body(ended(job, [clip(1, 4000), clip(2, 2500)], charged=70, seconds=7), 1, None, "kid", T0)
+    journal = Journal()
+    journal.reserved[job.job_id] = CreditsReserved(job_id=job.job_id, tenant_id="t", job=job, transfer_id=uuid.uuid4(),
+                                                   amount=80, unit_price=40, pricebook_version="2026-11-26")
+    settled = ReservationSettled(job_id=job.job_id, tenant_id="t", transfer_id=uuid.uuid4(), reserved=80, charged=70,
+                                 released=10, delivered_images=2, delivered_seconds=7)
+    journal.settled[job.job_id] = settled
+    assert credit_problems(body, journal) == []
+    journal.settled[job.job_id] = settled.model_copy(update={"delivered_seconds": 8})
+    assert credit_problems(body, journal) == [
+        f"receipt={job.job_id} credits.seconds_charged: receipt=7 journal=8"]
