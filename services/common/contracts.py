@@ -491,6 +491,8 @@ class ReservationSettled(JobEvent):
     tokens_returned: int = 0
     provider_cost_micro_usd: int = 0
     revenue_micro_usd: int = 0
+    delivered_seconds: int = Field(0, description="a video job's delivered seconds charged (each clip's length"
+                                                  " rounded up, at most the seconds asked; retry tokens aside)")
 
 
 class CreditsGranted(Event):

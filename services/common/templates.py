@@ -8,7 +8,7 @@ measures the dimensions (its internal API), ingest judges and explains. Its stag
 ordered list of capabilities the router runs one after the other, each on the output of
 the one before; a template without stages generates, as every template did before stages.
 Its `delivery` says the output format and quality, a watermark and the thumbnail;
-delivery applies it.
+delivery applies it. Its `video` says whether a job may ask for clips (MP4) and must.
 """
 
 from functools import lru_cache
@@ -107,7 +107,7 @@ class Delivery(BaseModel):
 
     model_config = FROZEN
 
-    format: Literal["original", "jpeg", "webp", "png"] = "original"
+    format: Literal["original", "jpeg", "webp", "png", "mp4"] = "original"
     quality: int = Field(90, ge=1, le=100, description="JPEG and WebP encoder quality")
     watermark: Watermark | None = None
     thumbnail: Thumbnail = Thumbnail()
@@ -124,6 +124,8 @@ class Template(BaseModel):
     stages: tuple[Stage, ...] = ()
     profile: str | None = Field(None, description="the scoring profile; None: the one named like the template")
     score_all: bool = Field(False, description="measure every dimension of every candidate, not tier by tier")
+    video: Literal["never", "optional", "required"] = Field(
+        "never", description="whether a job of the template asks for clips (its request's `video`): never, may, must")
 
     @property
     def pipeline(self) -> tuple[Stage, ...]:
@@ -165,6 +167,10 @@ class Catalogue(BaseModel):
         """The template's delivery; an unknown template (or none) gets the defaults."""
         found = self.templates.get(template) if template else None
         return found.delivery if found else Delivery()
+
+    def video_templates(self) -> list[str]:
+        """The templates whose jobs may ask for clips."""
+        return [name for name, template in self.templates.items() if template.video != "never"]
 
     def input_checks(self, template: str) -> dict[str, InputCheck]:
         found = self.templates.get(template)

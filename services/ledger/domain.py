@@ -30,9 +30,10 @@ from services.common.contracts import (
     ReservationRejected,
     ReservationSettled,
     RetryTokenIssued,
+    VideoSpec,
 )
 from services.ledger.key_caps import KeySpend
-from services.ledger.pricebook import PriceBook
+from services.ledger.pricebook import PriceBook, PriceBookVersion
 
 ISSUED, HOLDS, REVENUE, EXPIRED = "platform:issued", "platform:holds", "platform:revenue", "platform:expired"
 # Credits a processor took back: refunded, held for an open dispute, or lost to one.
@@ -76,6 +77,16 @@ class Transfer:
     settled_at: datetime | None = None
     api_key_id: UUID | None = None  # the key whose spend the hold counts in, on `spent_on`
     spent_on: date | None = None
+    # A video job's: credits per delivered second, the seconds one clip was asked for (the
+    # most a clip is charged for; unit_price is a clip of that length), and once settled the
+    # seconds charged. None for image jobs.
+    second_price: int | None = None
+    clip_seconds: int | None = None
+    delivered_seconds: int | None = None
+
+    @property
+    def priced_by_the_second(self) -> bool:
+        return self.second_price is not None
 
 
 @dataclass
@@ -113,18 +124,78 @@ class Settlement:
     released: int
     tokens_used: int
     tokens_returned: int
+    seconds: int | None = None  # a video job's delivered seconds charged (tokens aside)
 
 
-def settle_amounts(transfer: Transfer, delivered: int) -> Settlement:
-    """Charge only what was delivered, retry tokens first, never more than was held."""
+def settle_amounts(transfer: Transfer, delivered: int, clip_ms: list[int] | None = None) -> Settlement:
+    """Charge only what was delivered, retry tokens first, never more than was held. A video
+    job's clips (`clip_ms`, each delivered clip's length) are charged by the second."""
+    if transfer.priced_by_the_second:
+        return _settle_seconds(transfer, clip_ms or [])
     delivered = min(max(delivered, 0), transfer.images)
     tokens_used = min(delivered, transfer.tokens_held)
     charged = min((delivered - tokens_used) * transfer.unit_price, transfer.amount)
     return Settlement(charged, transfer.amount - charged, tokens_used, transfer.tokens_held - tokens_used)
 
 
+def billed_clip_seconds(duration_ms: int, asked_seconds: int) -> int:
+    """What one delivered clip is charged for: its length rounded up to whole seconds, never
+    more than the seconds asked (a longer clip costs no more)."""
+    return min(-(-max(duration_ms, 0) // 1000), asked_seconds)
+
+
+def _settle_seconds(transfer: Transfer, clip_ms: list[int]) -> Settlement:
+    """A retry token pays for one whole clip (the longest left); the other clips' seconds are
+    charged at the price per second held."""
+    assert transfer.second_price is not None and transfer.clip_seconds is not None
+    seconds = sorted((billed_clip_seconds(ms, transfer.clip_seconds) for ms in clip_ms[:transfer.images]),
+                     reverse=True)
+    tokens_used = min(len(seconds), transfer.tokens_held)
+    charged_seconds = sum(seconds[tokens_used:])
+    charged = min(charged_seconds * transfer.second_price, transfer.amount)
+    assert charged <= transfer.amount
+    return Settlement(charged, transfer.amount - charged, tokens_used, transfer.tokens_held - tokens_used,
+                      charged_seconds)
+
+
 def insufficient_credits_reason(required: int, available: int) -> str:
     return f"the job costs {required} credits but only {available} are available"
+
+
+@dataclass(frozen=True)
+class JobPrice:
+    """What one delivered output of a job costs (a clip: at the seconds asked), the provider
+    spend the job may reach, and a video job's price per second and seconds per clip."""
+
+    unit: int
+    spend_cap: int
+    second_price: int | None = None
+    clip_seconds: int | None = None
+
+
+@dataclass(frozen=True)
+class Unpriced:
+    """Why the price book has no price for a job: the rejection's code and its reason."""
+
+    code: str
+    reason: str
+
+
+def price_of(prices: PriceBookVersion, template: str, tier: str, images: int,
+             video: VideoSpec | None = None) -> JobPrice | Unpriced:
+    """A job's price in the book's version `prices`: a clip (`video`) by the second at its
+    resolution, an image by template × tier."""
+    if video is not None:
+        per_second = prices.second_price(tier, video.resolution)
+        if per_second is None:
+            return Unpriced("unknown_tier", f"no price per second for {video.resolution} clips in tier {tier!r}")
+        seconds = video.billed_seconds()
+        return JobPrice(per_second * seconds, prices.video_spend_cap(tier, images, seconds), per_second, seconds)
+    unit = prices.unit_price(template, tier)
+    if unit is None:
+        code = "unknown_tier" if template in prices.prices else "unknown_template"
+        return Unpriced(code, f"no price for template {template!r} in tier {tier!r}")
+    return JobPrice(unit, prices.spend_cap(tier, images))
 
 
 def owed_credits_reason(owed: int) -> str:
@@ -186,18 +257,16 @@ class Book:
         if job.job_id in self.closed:
             return self._reject(job, "job_closed", "the job was canceled before credits were reserved", 0, 0)
         prices = self.price_book.at(job.submitted_at)  # the price in force when the client submitted
-        unit = prices.unit_price(job.template, job.tier)
-        if unit is None:
-            known = job.template in prices.prices
-            code = "unknown_tier" if known else "unknown_template"
-            return self._reject(job, code, f"no price for template {job.template!r} in tier {job.tier!r}", 0, 0)
+        price = price_of(prices, job.template, job.tier, job.images, job.video)
+        if isinstance(price, Unpriced):
+            return self._reject(job, price.code, price.reason, 0, 0)
         account = self.accounts.get(job.tenant_id)
         if account is None:
             return self._reject(job, "unknown_account", f"tenant {job.tenant_id!r} has no credit account", 0, 0)
         if account.owed > 0:
             return self._reject(job, "account_in_debt", owed_credits_reason(account.owed), 0, account.available)
         tokens = min(account.retry_tokens, job.images) if job.use_retry_tokens else 0
-        amount = (job.images - tokens) * unit
+        amount = (job.images - tokens) * price.unit
         if amount > account.available:
             reason = insufficient_credits_reason(amount, account.available)
             return self._reject(job, "insufficient_credits", reason, amount, account.available)
@@ -211,14 +280,15 @@ class Book:
         account.pending += amount
         account.retry_tokens -= tokens
         self.changed_accounts.add(job.tenant_id)
-        transfer = Transfer(uuid4(), job.job_id, job.tenant_id, amount, unit, job.images, tokens, job.tier,
-                            prices.version, prices.spend_cap(job.tier, job.images), now + self.reservation_timeout,
-                            api_key_id=job.api_key_id, spent_on=spent_on)
+        transfer = Transfer(uuid4(), job.job_id, job.tenant_id, amount, price.unit, job.images, tokens, job.tier,
+                            prices.version, price.spend_cap, now + self.reservation_timeout,
+                            api_key_id=job.api_key_id, spent_on=spent_on, second_price=price.second_price,
+                            clip_seconds=price.clip_seconds)
         self.transfers[job.job_id] = transfer
         self.new_transfers.append(transfer)
         self._journal(job.tenant_id, "reserve", amount, tenant_account(job.tenant_id), HOLDS, transfer=transfer.id)
         return CreditsReserved(job_id=job.job_id, tenant_id=job.tenant_id, job=job, transfer_id=transfer.id,
-                               amount=amount, unit_price=unit, tokens_held=tokens,
+                               amount=amount, unit_price=price.unit, tokens_held=tokens,
                                pricebook_version=prices.version,
                                max_provider_spend_micro_usd=transfer.max_provider_spend)
 
@@ -226,13 +296,17 @@ class Book:
         return ReservationRejected(job_id=job.job_id, tenant_id=job.tenant_id, reason_code=code, reason=reason,
                                    required=required, available=available)
 
-    def settle(self, job_id: UUID, delivered: int, now: datetime, outcome: str = "charged") -> Event | None:
+    def settle(self, job_id: UUID, delivered: int, now: datetime, outcome: str = "charged",
+               clip_ms: list[int] | None = None) -> Event | None:
+        """Post what was delivered (`delivered` images; a video job's clips by their lengths,
+        `clip_ms`) and release the rest of the hold."""
         transfer = self.transfers.get(job_id)
         if transfer is None or transfer.state != "pending":
             return None  # never reserved, or settled already: settlement happens once
-        s = settle_amounts(transfer, delivered)
+        s = settle_amounts(transfer, delivered, clip_ms)
         transfer.state = "posted" if s.charged or s.tokens_used else "voided"
         transfer.charged, transfer.delivered, transfer.settled_at = s.charged, min(delivered, transfer.images), now
+        transfer.delivered_seconds = s.seconds
         self.changed_transfers.append(transfer)
         account = self.accounts[transfer.tenant_id]
         account.pending -= transfer.amount
@@ -251,7 +325,7 @@ class Book:
             charged=s.charged, released=s.released, delivered_images=transfer.delivered, outcome=outcome,
             tokens_used=s.tokens_used, tokens_returned=s.tokens_returned,
             provider_cost_micro_usd=self.provider_costs.get(job_id, 0),
-            revenue_micro_usd=s.charged * self.credit_value_micro_usd,
+            revenue_micro_usd=s.charged * self.credit_value_micro_usd, delivered_seconds=s.seconds or 0,
         )
 
     def close(self, job_id: UUID, tenant_id: str, outcome: str, now: datetime) -> Event | None:

@@ -8,12 +8,15 @@ from uuid import UUID
 
 import grpc
 from psycopg_pool import AsyncConnectionPool
+from pydantic import ValidationError
 
 from services.common import grpc_server
+from services.common.contracts import VideoSpec
 from services.common.identity import ServiceVerifier
 from services.common.protos import load
 from services.ledger import store
 from services.ledger.alerts import DEFAULT_GRANT_NOTICE_DAYS
+from services.ledger.domain import Unpriced, price_of
 from services.ledger.key_caps import period_start
 from services.ledger.pricebook import PriceBook
 from services.ledger.store import key_spend_of
@@ -25,6 +28,17 @@ MAX_PAGE = 500
 
 def _iso(value) -> str:
     return value.isoformat() if value else ""
+
+
+async def _quoted_video(request, context) -> VideoSpec | None:
+    """The clips a quote asks about, or None for images; INVALID_ARGUMENT for a shape no clip has."""
+    if not request.video_duration_s and not request.video_resolution:
+        return None
+    try:
+        return VideoSpec(duration_s=request.video_duration_s, resolution=request.video_resolution or "720p")
+    except ValidationError as error:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"no such clip: {error.errors()[0]['msg']}")
+    raise AssertionError("abort raises")
 
 
 class LedgerService(rpc.LedgerServiceServicer):
@@ -55,17 +69,19 @@ class LedgerService(rpc.LedgerServiceServicer):
     async def Quote(self, request, context):
         if request.images < 1:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "images must be at least 1")
-        prices = self.price_book.at(datetime.now(UTC))
-        unit = prices.unit_price(request.template, request.tier or "stable")
-        if unit is None:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                f"no price for template {request.template!r} in tier {request.tier or 'stable'!r}")
+        prices, tier = self.price_book.at(datetime.now(UTC)), request.tier or "stable"
+        video = await _quoted_video(request, context)
+        price = price_of(prices, request.template, tier, request.images, video)
+        if isinstance(price, Unpriced):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, price.reason)
         account = await self._account(request.tenant_id) or {"posted": 0, "pending": 0, "retry_tokens": 0}
         tokens = min(account["retry_tokens"], request.images) if request.use_retry_tokens else 0
-        credits, available = (request.images - tokens) * unit, account["posted"] - account["pending"]
-        return pb.QuoteResponse(credits=credits, unit_price=unit, pricebook_version=prices.version,
+        credits, available = (request.images - tokens) * price.unit, account["posted"] - account["pending"]
+        return pb.QuoteResponse(credits=credits, unit_price=price.unit, pricebook_version=prices.version,
                                 available=available, affordable=credits <= available, retry_tokens_applied=tokens,
-                                max_provider_spend_micro_usd=prices.spend_cap(request.tier or "stable", request.images))
+                                max_provider_spend_micro_usd=price.spend_cap, second_price=price.second_price or 0,
+                                clip_seconds=price.clip_seconds or 0,
+                                second_prices=prices.video_second_prices.get(tier, {}))
 
     async def ListEntries(self, request, context):
         size = request.page_size or 50

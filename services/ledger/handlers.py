@@ -108,7 +108,7 @@ def decide(book: Book, event: Event, now: datetime) -> list[Event | None]:
         case JobSubmitted():
             return [book.reserve(event.job, now)]
         case JobDelivered():
-            return [book.settle(event.job_id, len(event.images), now)]
+            return [book.settle(event.job_id, len(event.images), now, clip_ms=[i.duration_ms for i in event.images])]
         case GenerationFailed() | ScoringFailed() | DeliveryFailed():
             return [book.settle(event.job_id, 0, now, outcome="voided")]  # the platform's failure costs nothing
         case JobCanceled():

@@ -1,4 +1,5 @@
-"""The price book: credits per delivered image by template × tier, versioned in YAML."""
+"""The price book, versioned in YAML: credits per delivered image by template × tier, and
+credits per delivered second of a clip by tier × resolution."""
 
 from datetime import datetime
 from importlib import resources
@@ -8,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 TIERS = ("stable", "fast", "low-cost")
+RESOLUTIONS = ("480p", "720p", "1080p")
 
 
 class CreditPack(BaseModel):
@@ -29,6 +31,10 @@ class PriceBookVersion(BaseModel):
     prices: dict[str, dict[str, int]]
     provider_spend_cap_per_image_micro_usd: dict[str, int]
     credit_packs: dict[str, CreditPack] = Field(default_factory=dict)
+    # Clips: credits per delivered second by tier and resolution, and the provider spend a
+    # job may reach per second of clip asked for (versions before clips have neither).
+    video_second_prices: dict[str, dict[str, int]] = Field(default_factory=dict)
+    provider_spend_cap_per_video_second_micro_usd: dict[str, int] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def prices_are_positive_per_known_tier(self) -> "PriceBookVersion":
@@ -36,13 +42,26 @@ class PriceBookVersion(BaseModel):
             for tier, price in by_tier.items():
                 if tier not in TIERS or price <= 0:
                     raise ValueError(f"{self.version}: {template}/{tier} must be a known tier with a positive price")
+        for tier, by_resolution in self.video_second_prices.items():
+            for resolution, price in by_resolution.items():
+                if tier not in TIERS or resolution not in RESOLUTIONS or price <= 0:
+                    raise ValueError(f"{self.version}: video {tier}/{resolution} must be a known tier and resolution"
+                                     " with a positive price")
         return self
 
     def unit_price(self, template: str, tier: str) -> int | None:
         return self.prices.get(template, {}).get(tier)
 
+    def second_price(self, tier: str, resolution: str) -> int | None:
+        """Credits per delivered second of a clip at `resolution`; None where the book has no price."""
+        return self.video_second_prices.get(tier, {}).get(resolution)
+
     def spend_cap(self, tier: str, images: int) -> int:
         return self.provider_spend_cap_per_image_micro_usd.get(tier, 0) * images
+
+    def video_spend_cap(self, tier: str, clips: int, seconds: int) -> int:
+        """The provider spend a job of `clips` clips of `seconds` each may reach."""
+        return self.provider_spend_cap_per_video_second_micro_usd.get(tier, 0) * clips * seconds
 
 
 class PriceBook(BaseModel):

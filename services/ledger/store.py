@@ -15,9 +15,9 @@ TRANSFER_COLUMNS = {"id": "uuid", "job_id": "uuid", "tenant_id": "text", "amount
                     "images": "int", "tokens_held": "int", "tier": "text", "pricebook_version": "text",
                     "max_provider_spend": "bigint", "timeout_at": "timestamptz", "state": "text",
                     "charged": "bigint", "delivered": "int", "settled_at": "timestamptz", "api_key_id": "uuid",
-                    "spent_on": "date"}
+                    "spent_on": "date", "second_price": "bigint", "clip_seconds": "int", "delivered_seconds": "int"}
 SETTLED_COLUMNS = {"id": "uuid", "state": "text", "charged": "bigint", "delivered": "int",
-                   "settled_at": "timestamptz"}
+                   "settled_at": "timestamptz", "delivered_seconds": "int"}
 GRANT_COLUMNS = {"id": "uuid", "tenant_id": "text", "source": "text", "amount": "bigint", "remaining": "bigint",
                  "expires_at": "timestamptz", "created_at": "timestamptz", "rollover_days": "int",
                  "payment_id": "text"}

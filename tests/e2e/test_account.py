@@ -37,10 +37,26 @@ def test_a_quote_through_ingest_is_the_ledgers_quote(tenant_factory, ledger, bod
     fields = {"template": "generic", "tier": "stable", "images": 1} | body
     quote = ledger.Quote(pb.QuoteRequest(tenant_id=tenant.id, **fields))
     assert response.json() == fields | {
-        "credits": quote.credits, "unit_price": quote.unit_price, "price_book_version": quote.pricebook_version,
-        "available": 100, "affordable": quote.credits <= 100, "retry_tokens_applied": 0}
+        "credits": quote.credits, "unit_price": quote.unit_price, "second_price": None, "clip_seconds": None,
+        "price_book_version": quote.pricebook_version, "available": 100, "affordable": quote.credits <= 100,
+        "retry_tokens_applied": 0}
     assert quote.credits == quote.unit_price * fields["images"] > 0
     assert tenant.balance()["available"] == 100  # a quote holds nothing
+
+
+def test_a_video_quote_through_ingest_is_priced_by_the_second(tenant_factory, ledger):
+    tenant = tenant_factory(credits=100)
+    clip = {"duration_s": 4.5, "aspect_ratio": "16:9", "resolution": "720p"}
+
+    response = tenant.http.post("/v1/quotes", json={"template": "text-to-video", "images": 2, "video": clip})
+
+    assert response.status_code == 200, response.text
+    quote = ledger.Quote(pb.QuoteRequest(tenant_id=tenant.id, template="text-to-video", tier="stable", images=2,
+                                         video_duration_s=4.5, video_resolution="720p"))
+    answer = response.json()
+    assert (answer["second_price"], answer["clip_seconds"]) == (quote.second_price, 5) and quote.second_price > 0
+    assert (answer["unit_price"], answer["credits"]) == (5 * quote.second_price, 2 * 5 * quote.second_price)
+    assert answer["affordable"] == (answer["credits"] <= 100)
 
 
 def test_the_account_through_ingest_is_the_ledgers_balance(tenant_factory, ledger):

@@ -14,6 +14,8 @@ from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from services.common.templates import load_catalogue
+from services.ingest.routes.templates import template_prices
 from services.ledger.grpc import pb, rpc
 from tests.identity import channel_as
 from tests.ledger.conftest import admin_grant, served_ledger, served_ledger_settings
@@ -123,10 +125,38 @@ async def test_a_quote_for_no_tier_is_the_stable_price_and_holds_nothing(http, l
     assert (await ledger.GetBalance(pb.GetBalanceRequest(tenant_id=buyer))).available == 10
 
 
+async def test_a_video_quote_is_priced_by_the_second_at_its_resolution(http, ledger):
+    buyer = tenant()
+    await admin_grant(http, buyer, 100)
+    per_second = PRICES["video_second_prices"]["fast"]
+
+    quote = await ledger.Quote(pb.QuoteRequest(tenant_id=buyer, template="text-to-video", tier="fast", images=2,
+                                               video_duration_s=4.5, video_resolution="720p"))
+
+    assert (quote.second_price, quote.clip_seconds) == (per_second["720p"], 5)  # 4.5 s is billed as 5
+    assert (quote.unit_price, quote.credits) == (5 * per_second["720p"], 2 * 5 * per_second["720p"])
+    assert dict(quote.second_prices) == per_second
+    assert quote.max_provider_spend_micro_usd == 2 * 5 * PRICES["provider_spend_cap_per_video_second_micro_usd"]["fast"]
+    assert quote.affordable == (quote.credits <= 100)
+
+
+async def test_the_template_list_shows_a_video_templates_prices_per_second_from_the_ledger(ledger):
+    catalogue = load_catalogue()
+    clips = await template_prices(ledger, tenant(), catalogue.templates["text-to-video"], "text-to-video", 5)
+    assert (clips.per_image, clips.per_second, clips.version) == ({}, PRICES["video_second_prices"], PRICES["version"])
+    motion = await template_prices(ledger, tenant(), catalogue.templates["motion"], "motion", 5)
+    assert motion.per_image == PRICES["prices"]["motion"] and motion.per_second == PRICES["video_second_prices"]
+    stills = await template_prices(ledger, tenant(), catalogue.templates["generic"], "generic", 5)
+    assert stills.per_image == PRICES["prices"]["generic"] and stills.per_second == {}
+
+
 @pytest.mark.parametrize("request_fields, says", [
     ({"template": "portrait", "tier": "stable", "images": 1}, "'portrait'"),
     ({"template": "generic", "tier": "premium", "images": 1}, "'premium'"),
     ({"template": "generic", "tier": "stable", "images": 0}, "images"),
+    ({"template": "text-to-video", "tier": "stable", "images": 1, "video_resolution": "720p"}, "no such clip"),
+    ({"template": "text-to-video", "tier": "stable", "images": 1, "video_duration_s": 2, "video_resolution": "4k"},
+     "no such clip"),
 ])
 async def test_a_quote_the_price_book_cannot_answer_is_invalid_argument(ledger, request_fields, says):
     with pytest.raises(grpc.aio.AioRpcError) as refused:

@@ -11,7 +11,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.common.bus.envelope import envelop
-from services.common.contracts import DeliveredImage, JobDelivered, JobSpec, JobSubmitted, OutputReported, ScoringFailed
+from services.common.contracts import (
+    DeliveredImage,
+    JobDelivered,
+    JobSpec,
+    JobSubmitted,
+    OutputReported,
+    ScoringFailed,
+    VideoSpec,
+)
 from services.ledger import handlers
 from services.ledger.app import LedgerApp
 from services.ledger.replay import replay_ledger
@@ -56,9 +64,11 @@ class Workload:
                                 rollover_days=30 if pick % 5 == 0 and expires else None)
 
     async def submit(self, tenant, size, pick) -> None:
+        # One job in five asks for clips, priced by the second (a clip of 1.5 to 4.5 seconds).
+        video = VideoSpec(duration_s=1.5 + pick % 4, resolution=("480p", "720p")[pick % 2]) if pick % 5 == 1 else None
         job = JobSpec(job_id=uuid.uuid4(), tenant_id=tenant, template=("generic", "headshot", "product")[pick % 3],
                       tier=("stable", "fast", "low-cost")[pick % 3], prompt="p", images=size, candidates=size + 1,
-                      seed=pick, submitted_at=self.now, use_retry_tokens=pick % 4 == 0)
+                      seed=pick, submitted_at=self.now, use_retry_tokens=pick % 4 == 0, video=video)
         self.jobs.append(job)
         self.pending.append(JobSubmitted(job_id=job.job_id, tenant_id=tenant, job=job))
 
@@ -69,6 +79,9 @@ class Workload:
         if job := self.some_job(pick):
             image = DeliveredImage(n=1, key="k", url="u", expires_at=self.now, sha256="s", size_bytes=1,
                                    media_type="image/png")
+            if job.video is not None:  # clips as long as asked, cut short, or longer
+                image = image.model_copy(update={"media_type": "video/mp4", "duration_ms": pick % 6000, "fps": 24.0,
+                                                 "codec": "h264"})
             images = [image.model_copy(update={"n": n}) for n in range(1, pick % (job.images + 1) + 1)]
             self.pending.append(JobDelivered(job_id=job.job_id, tenant_id=job.tenant_id, requested=job.images,
                                              images=images))

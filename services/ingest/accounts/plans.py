@@ -17,6 +17,11 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from services.common.contracts import Resolution
+
+# The longest clip the platform makes (VideoSpec's bound); each plan allows at most its own.
+VIDEO_SECONDS_MAX = 60
+
 
 class Plan(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -29,6 +34,8 @@ class Plan(BaseModel):
     priority: int = Field(ge=0, description="queue priority: a larger share at every stage, twice per step")
     images_per_job: int = Field(60, ge=1, le=100, description="images one job may ask for")
     candidates_per_job: int = Field(240, ge=1, le=1000, description="candidates one job may ask for")
+    video_seconds_max: float = Field(10, gt=0, le=VIDEO_SECONDS_MAX, description="the longest clip a job may ask for")
+    video_resolution_max: Resolution = Field("720p", description="the sharpest resolution tier a clip may be asked at")
 
     @property
     def interval_s(self) -> float:

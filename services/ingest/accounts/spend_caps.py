@@ -6,7 +6,7 @@ at once (402 naming the cap) a job the key's spend already leaves no room for.""
 from dataclasses import dataclass
 from uuid import UUID
 
-from services.common.contracts import KeySpendCaps
+from services.common.contracts import KeySpendCaps, VideoSpec
 from services.common.problems import Problem
 from services.ingest.ledger_calls import call_ledger, pb
 
@@ -45,15 +45,17 @@ def beyond_caps(key_id: UUID, caps: KeySpendCaps, spent: KeySpent, cost: int) ->
 
 
 async def refusal(stub, tenant_id: str, key_id: UUID, caps: KeySpendCaps, template: str, tier: str, images: int,
-                  use_retry_tokens: bool, timeout_s: float) -> Problem | None:
+                  use_retry_tokens: bool, timeout_s: float, video: VideoSpec | None = None) -> Problem | None:
     """The 402 a job of this key would get, judged on the key's spend so far and the job's
-    quote; None when it fits, when the key has no cap, or when the ledger does not answer (it
-    still enforces the cap when it holds)."""
+    quote (a video job's clips by the second); None when it fits, when the key has no cap, or
+    when the ledger does not answer (it still enforces the cap when it holds)."""
     if caps.daily is None and caps.monthly is None:
         return None
+    clips = {"video_duration_s": video.duration_s, "video_resolution": video.resolution} if video else {}
     try:
         quote = await call_ledger(stub.Quote, pb.QuoteRequest(tenant_id=tenant_id, template=template, tier=tier,
-                                                              images=images, use_retry_tokens=use_retry_tokens),
+                                                              images=images, use_retry_tokens=use_retry_tokens,
+                                                              **clips),
                                   timeout_s)
     except Problem:
         return None

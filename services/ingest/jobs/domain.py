@@ -58,6 +58,7 @@ from services.common.contracts import (
 from services.common.sealing import ERASED
 from services.ingest.jobs.view_parts import (
     Billing,
+    Clips,
     Failure,
     ReceiptRef,
     Regeneration,
@@ -123,6 +124,8 @@ class JobView(BaseModel):
     webhook_url: str | None = None
     webhook_events: list[str] | None = None
     metadata: dict[str, str] | None = Field(None, description="your labels, as submitted")
+    video: Clips | None = Field(None, description="a video job's clips as asked; its outputs are clips (video/mp4)"
+                                                  " with duration_ms, fps, codec and frames, the poster as thumbnail")
     end_user: str | None = Field(None, description="your customer the job is for, as submitted")
     created_at: datetime
     updated_at: datetime
@@ -190,7 +193,7 @@ def submitted_view(spec: JobSpec, prompt: str | None = None) -> JobView:
                    quality=spec.quality_rules, width=spec.width, height=spec.height,
                    model=spec.model, model_version=spec.model_version, deadline_s=spec.deadline_s,
                    min_images=spec.min_images, webhook_url=spec.webhook_url, webhook_events=spec.webhook_events,
-                   metadata=spec.metadata, end_user=spec.end_user, created_at=at, updated_at=at, timestamps={"submitted": at},
+                   metadata=spec.metadata, end_user=spec.end_user, video=Clips.of(spec.video), created_at=at, updated_at=at, timestamps={"submitted": at},
                    reasons={"submitted": "submitted by the client"})
 
 
@@ -347,7 +350,8 @@ def merged(view: JobView, event: Event, at: datetime) -> JobView:
                                      scores=merged_scores(view, event.scores))
         case JobDelivered():
             state = "succeeded" if len(event.images) >= event.requested else "partially_succeeded"
-            return advance(view, state, at, f"{len(event.images)} of {event.requested} images delivered",
+            outputs = "clips" if view.video is not None else "images"
+            return advance(view, state, at, f"{len(event.images)} of {event.requested} {outputs} delivered",
                            outputs=event.images)
         case DeliveryFailed():
             return failed_or_expired(view, at, event.failure_code, "delivery", event.reason)
@@ -364,7 +368,9 @@ def merged(view: JobView, event: Event, at: datetime) -> JobView:
         case ReservationSettled():
             billing = view.billing.model_copy(update={"state": "settled", "reserved": event.reserved, "charged": event.charged,
                                                           "released": event.released, "retry_tokens_used": event.tokens_used,
-                                                          "revenue_micro_usd": event.revenue_micro_usd})
+                                                          "revenue_micro_usd": event.revenue_micro_usd,
+                                                          "seconds_charged": event.delivered_seconds
+                                                          if view.video is not None else None})
             return view.model_copy(update={"billing": billing, "updated_at": max(view.updated_at, at)})
         case CreditsRefunded():
             return add_report(view, ReportOutcome(n=event.n, outcome="refunded", credits=event.amount, reason=event.reason), at)

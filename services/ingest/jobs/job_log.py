@@ -16,7 +16,8 @@ the inbox skips) adds nothing, and a job's `seq` runs 1, 2, 3 … without gaps. 
   `previews`, the candidates that passed since the previous entry (`index`, `url` of the
   candidate-image route, read with the caller's key); a job finished in one step may have
   none. Tenants who subscribe get the same payload as the `job.progress` webhook, throttled;
-* `delivery.published`: the images delivered (count, no links: links are signed per read);
+* `delivery.published`: the images delivered (count, no links: links are signed per read); a
+  video job's also lists each clip (`n`, `media_type`, `duration_ms`, `fps`, `codec`, `frames`);
 * `cancel.requested`: the client (or the sweeper) asked the job to end;
 * `report.refunded`, `report.retry_token`, `report.declined`: a reported image's outcome;
 * `receipt.issued`: the job's signed receipt (`sha256`, `url`), just before its final state.
@@ -102,8 +103,10 @@ def event_facts(after: JobView, event: Event | None) -> list[tuple[str, dict[str
         case ReservationRejected():
             return [("billing.rejected", {"code": event.reason_code, "reason": event.reason})]
         case ReservationSettled():
-            return [("billing.settled", {"reserved": event.reserved, "charged": event.charged,
-                                         "released": event.released, "delivered_images": event.delivered_images})]
+            settled = {"reserved": event.reserved, "charged": event.charged, "released": event.released,
+                       "delivered_images": event.delivered_images}
+            seconds = {"seconds_charged": event.delivered_seconds} if after.video is not None else {}
+            return [("billing.settled", settled | seconds)]
         case AttemptStarted():
             return [("attempt.started", {"attempt": event.attempt, "images_needed": event.images_needed})]
         case CandidatesGenerated():
@@ -119,7 +122,8 @@ def event_facts(after: JobView, event: Event | None) -> list[tuple[str, dict[str
         case CandidatesScored():
             return [("attempt.scored", attempt_scored(after, event.attempt) | {"selected": len(event.selected)})]
         case JobDelivered():
-            return [("delivery.published", {"images": len(event.images), "requested": event.requested})]
+            published = {"images": len(event.images), "requested": event.requested}
+            return [("delivery.published", published | ({"clips": clips_of(event)} if after.video is not None else {}))]
         case JobCancelRequested():
             return [("cancel.requested", {"reason": event.reason, "ends_as": event.final_state})]
         case CreditsRefunded():
@@ -129,6 +133,12 @@ def event_facts(after: JobView, event: Event | None) -> list[tuple[str, dict[str
         case ReportDeclined():
             return [("report.declined", {"n": event.n, "reason": event.reason})]
     return []
+
+
+def clips_of(event: JobDelivered) -> list[dict[str, Any]]:
+    """Each delivered clip as the file says: its type, length, rate, codec and frames."""
+    return [{"n": o.n, "media_type": o.media_type, "duration_ms": o.duration_ms, "fps": o.fps, "codec": o.codec,
+             "frames": o.frames} for o in event.images]
 
 
 def progress_entry(after: JobView, event: CandidatesChecked) -> dict[str, Any]:

@@ -3,7 +3,9 @@ scoring profile and rules, the webhook URL, the input photo), and the idempotent
 job with its JobSubmitted.
 
 1. Check: the deadline (`deadline_s`, `Cancel-After` or the tier's), the profile and rules the
-   scorer will apply, the webhook URL, the input photo (screened, then the template's checks).
+   scorer will apply, a video job's clips (video_request; clip_makers asks the router whether
+   any model makes them), the webhook URL, the input photo or first frame (screened, then the
+   template's checks).
 2. Record: in one transaction under the tenant's plan lock, answer a retried `Idempotency-Key`
    with its first job, or check the plan's limits and write the job, its data key and event.
 """
@@ -32,13 +34,15 @@ from services.common.contracts import (
 from services.common.problems import Problem
 from services.common.quality.profiles import Profile, ProfileError, QualityRules, job_profile, profile_names
 from services.common.sealing import seal
+from services.common.storage import StorageError
 from services.common.templates import load_catalogue
 from services.ingest import data_keys, store
 from services.ingest.accounts import limits, spend_caps
 from services.ingest.accounts.webhook_targets import check_webhook_url
 from services.ingest.inputs import guidance, screening
-from services.ingest.jobs import domain, request_rules
-from services.ingest.jobs.examples import JOB_REQUEST_EXAMPLE
+from services.ingest.jobs import clip_makers, domain, request_rules, video_request
+from services.ingest.jobs.examples import JOB_REQUEST_EXAMPLE, VIDEO_JOB_REQUEST_EXAMPLE
+from services.ingest.jobs.video_request import VideoRequest
 from services.ingest.key_encryption import keyring_of
 
 TemplateName = Literal[tuple(load_catalogue().templates)]
@@ -60,7 +64,7 @@ class Submitter:
 
 
 class JobRequest(RequestModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [JOB_REQUEST_EXAMPLE]})
+    model_config = ConfigDict(json_schema_extra={"examples": [JOB_REQUEST_EXAMPLE, VIDEO_JOB_REQUEST_EXAMPLE]})
 
     prompt: str = Field(min_length=1, max_length=2000)
     template: TemplateName = Field("generic", description="a template of GET /v1/templates")
@@ -107,6 +111,10 @@ class JobRequest(RequestModel):
     end_user: Annotated[StorableText, StringConstraints(min_length=1, max_length=128)] | None = Field(
         None, description="your customer the job is for (an id of yours, not personal data): in the job, its"
                           " events and receipt, and GET /v1/usage/attribution groups spend by it")
+    video: VideoRequest | None = Field(
+        None, description="ask for video clips (MP4) instead of images: `images` clips delivered out of `candidates`"
+                          " made, each `duration_s` long, charged by the delivered second; templates text-to-video"
+                          " and image-to-video require it, motion takes it")
 
     @model_validator(mode="after")
     def candidates_cover_images(self) -> "JobRequest":
@@ -124,8 +132,10 @@ class JobRequest(RequestModel):
 
     @model_validator(mode="after")
     def one_input_photo(self) -> "JobRequest":
-        if self.input_upload is not None and self.reference_image is not None:
-            raise ValueError("give the input photo once: input_upload or reference_image, not both")
+        given = [self.input_upload is not None, self.reference_image is not None,
+                 self.video is not None and self.video.first_frame is not None]
+        if sum(given) > 1:
+            raise ValueError("give the input photo once: input_upload, reference_image or video.first_frame")
         return self
 
     @model_validator(mode="after")
@@ -133,6 +143,10 @@ class JobRequest(RequestModel):
         if self.min_images is not None and self.min_images > self.images:
             raise ValueError(f"min_images ({self.min_images}) cannot exceed images ({self.images})")
         return self
+
+
+def template_of(body: JobRequest):
+    return load_catalogue().templates[body.template]
 
 
 def with_deadline(body: JobRequest, cancel_after: str | None, settings) -> JobRequest:
@@ -151,7 +165,8 @@ def with_deadline(body: JobRequest, cancel_after: str | None, settings) -> JobRe
 
 def job_spec(tenant_id: str, body: JobRequest, settings, data_key: bytes, profile: Profile,
              reference_key: str | None = None, priority: int = 0, submitter: Submitter | None = None) -> JobSpec:
-    """What the job asks for, its prompt sealed with its own `data_key`."""
+    """What the job asks for, its prompt sealed with its own `data_key`; a video job's first
+    frame is its input photo (`reference_key`) where its template starts from one."""
     candidates = request_rules.plan_candidates(body.images, body.candidates, settings.default_oversample)
     seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
     job_id = uuid4()
@@ -166,7 +181,8 @@ def job_spec(tenant_id: str, body: JobRequest, settings, data_key: bytes, profil
                    width=body.width, height=body.height, model=body.model, model_version=body.model_version,
                    webhook_url=body.webhook_url, webhook_events=body.webhook_events,
                    priority=priority, job_priority=body.priority, metadata=body.metadata, end_user=body.end_user,
-                   api_key_id=submitter.key_id if submitter else None, key_caps=submitter.caps if submitter else None)
+                   api_key_id=submitter.key_id if submitter else None, key_caps=submitter.caps if submitter else None,
+                   video=video_request.video_spec(body.video, template_of(body), reference_key))
 
 
 def quality_rules(body: JobRequest) -> dict | None:
@@ -206,9 +222,13 @@ async def input_photo(runtime, objects, tenant_id: str, body: JobRequest, settin
     template's input checks: an upload of the tenant's, or the base64 reference photo, screened
     like an upload and stored by content, so a retried submission stores nothing new."""
     template = load_catalogue().templates[body.template]
-    if template.needs_input and body.input_upload is None and body.reference_image is None:
-        raise Problem(422, "input-required", f"template {body.template!r} works on your photo: give input_upload"
+    first_frame = body.video.first_frame if body.video is not None else None
+    if template.needs_input and body.input_upload is None and body.reference_image is None and first_frame is None:
+        also = " or video.first_frame" if template.video != "never" else ""
+        raise Problem(422, "input-required", f"template {body.template!r} works on your photo: give input_upload{also}"
                       f" ({template.input.description if template.input else 'an upload'})")
+    if first_frame is not None:
+        return await first_frame_photo(runtime, objects, tenant_id, body, settings, gate, first_frame)
     if body.input_upload is not None:
         async with runtime.pool.connection() as conn:
             upload = await store.read_upload(conn, body.input_upload, tenant_id)
@@ -218,12 +238,35 @@ async def input_photo(runtime, objects, tenant_id: str, body: JobRequest, settin
         return upload["key"]
     if body.reference_image is None:
         return None
+    photo = screening.reference_photo_bytes(body.reference_image)
+    return await stored_reference(objects, tenant_id, body.template, settings, gate, photo, "reference_image")
+
+
+async def stored_reference(objects, tenant_id: str, template: str, settings, gate: screening.ScreeningGate,
+                           data: bytes, name: str) -> str:
+    """A photo screened like an upload, judged by the template's checks, and stored by content
+    in the internal bucket (a retried submission stores nothing new); its key."""
     limits = screening.ScreeningLimits(settings.max_upload_bytes, settings.max_reference_pixels)
-    photo = await gate.screen(screening.reference_photo_bytes(body.reference_image), limits, "reference_image")
-    await guidance.check_input(settings, body.template, photo.data)
+    photo = await gate.screen(data, limits, name)
+    await guidance.check_input(settings, template, photo.data)
     key = f"{tenant_id}/references/{photo.sha256}.{photo.extension}"
     await objects.put(objects.internal_bucket, key, photo.data, photo.media_type)
     return key
+
+
+async def first_frame_photo(runtime, objects, tenant_id: str, body: JobRequest, settings,
+                            gate: screening.ScreeningGate, first_frame: video_request.FirstFrame) -> str:
+    """An image the tenant was delivered, as a video job's first frame: copied from the public
+    bucket into the internal one like a reference photo, after the same screening and checks."""
+    async with runtime.pool.connection() as conn:
+        public_key, _ = await video_request.delivered_still(conn, tenant_id, first_frame)
+    try:
+        data = await objects.get(objects.public_bucket, public_key)
+    except StorageError:
+        raise Problem(422, "unknown-first-frame", f"video.first_frame: image {first_frame.n} of job"
+                      f" {first_frame.job_id} is no longer stored (erased, or past retention)",
+                      field="video.first_frame") from None
+    return await stored_reference(objects, tenant_id, body.template, settings, gate, data, "video.first_frame")
 
 
 async def record_submission(runtime, plans, tenant: str, body: JobRequest, settings, idempotency_key: str | None,
@@ -242,6 +285,7 @@ async def record_submission(runtime, plans, tenant: str, body: JobRequest, setti
                               f"Idempotency-Key {idempotency_key!r} was used with a different request")
             return await store.read_view(conn, bound[0], tenant)
         limits.check_order_size(plan, body.images, body.candidates)
+        video_request.check_plan_limits(body.video, plan)
         if over_cap is not None:
             raise over_cap
         await limits.check_submission(conn, tenant, plan, body.images, datetime.now(UTC))
@@ -262,10 +306,13 @@ async def record_submission(runtime, plans, tenant: str, body: JobRequest, setti
 
 async def submit(runtime, objects, plans, tenant: str, body: JobRequest, settings, idempotency_key: str | None,
                  cancel_after: str | None, gate: screening.ScreeningGate, submitter: Submitter | None = None,
-                 ledger=None) -> domain.JobView:
+                 ledger=None, router=None) -> domain.JobView:
     """The job `body` asks for, checked and recorded (or the first job of a retried key)."""
     body = with_deadline(body, cancel_after, settings)
+    video_request.check_video(body.template, template_of(body), body.video)
     profile = check_scoring(body, settings)
+    await clip_makers.check_clip_makers(router, settings.router_grpc_timeout_s, body.video, template_of(body),
+                                        body.model)
     if body.webhook_url is not None:
         await check_webhook_url(body.webhook_url, settings)
     reference_key = await input_photo(runtime, objects, tenant, body, settings, gate)
@@ -273,7 +320,8 @@ async def submit(runtime, objects, plans, tenant: str, body: JobRequest, setting
     over_cap = None
     if submitter is not None and ledger is not None:
         over_cap = await spend_caps.refusal(ledger, tenant, submitter.key_id, submitter.caps, body.template, body.tier,
-                                            body.images, body.use_retry_tokens, settings.ledger_grpc_timeout_s)
+                                            body.images, body.use_retry_tokens, settings.ledger_grpc_timeout_s,
+                                            video_request.video_spec(body.video, template_of(body), None))
     submission = (runtime, plans, tenant, body, settings, idempotency_key, fingerprint, reference_key, profile,
                   submitter, over_cap)
     try:

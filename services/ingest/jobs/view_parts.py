@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from services.common.contracts import ProviderCall
+from services.common.contracts import AspectRatio, ProviderCall, Resolution, VideoSpec
 
 
 class Failure(BaseModel):
@@ -22,6 +22,24 @@ class Billing(BaseModel):
     retry_tokens_used: int = 0
     price_book_version: str | None = None
     revenue_micro_usd: int | None = Field(None, description="what the charged credits are worth, once settled")
+    seconds_charged: int | None = Field(None, description="a video job's delivered seconds charged, once settled"
+                                                          " (each clip's length rounded up, at most the seconds asked)")
+
+
+class Clips(BaseModel):
+    """What a video job asked of each clip."""
+
+    duration_s: float
+    aspect_ratio: AspectRatio
+    resolution: Resolution
+    fps: int | None = Field(None, description="null: the model's own rate")
+
+    @classmethod
+    def of(cls, video: VideoSpec | None) -> "Clips | None":
+        if video is None:
+            return None
+        return cls(duration_s=video.duration_s, aspect_ratio=video.aspect_ratio, resolution=video.resolution,
+                   fps=video.fps)
 
 
 class Regeneration(BaseModel):

@@ -6,8 +6,9 @@ issues the job's receipt in the same transaction as the JobFinished that announc
 1. The body (`receipt_body`) says what the job was asked (template and scoring profile with
    their versions), what it produced (each delivered output's sha256, media type and size,
    the label of its C2PA manifest and its watermark's id, so that a file and its receipt
-   lead to each other; each candidate's verdict and failing dimensions), what it cost (credits reserved,
-   charged and released with the price book's version; provider cost per stage), when it
+   lead to each other; a clip's duration, codec, frame rate and frame count; each candidate's
+   verdict and failing dimensions), what it cost (credits reserved, charged and released with
+   the price book's version, a video job's seconds charged; provider cost per stage), when it
    entered each state, and the hash of the tenant's previous receipt (`sequence` and
    `previous_sha256`: a chain per tenant). No prompt: a receipt outlives an erasure.
 2. Its hash is the SHA-256 of its RFC 8785 canonical JSON; the Ed25519 signature covers the
@@ -28,6 +29,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel, Field
 
+from services.common.contracts import DeliveredImage
 from services.ingest.jobs.domain import JobView
 
 FORMAT = "genline.receipt.v1"
@@ -57,6 +59,15 @@ class ReceiptFailure(BaseModel):
     stage: str
 
 
+class ReceiptClip(BaseModel):
+    """A delivered video clip as the file says: how long it plays, its codec, rate and frames."""
+
+    duration_ms: int
+    codec: str | None
+    fps: float
+    frames: int
+
+
 class ReceiptOutput(BaseModel):
     n: int
     key: str = Field(description="the object in the public bucket")
@@ -65,6 +76,8 @@ class ReceiptOutput(BaseModel):
     size_bytes: int
     manifest_label: str | None = Field(None, description="the label of the file's C2PA manifest, which names this job")
     watermark_id: str | None = Field(None, description="the id its invisible watermark carries (hex)")
+    clip: ReceiptClip | None = Field(None, description="a video clip's duration, codec, rate and frame count;"
+                                                       " absent for images")
 
 
 class ReceiptCandidate(BaseModel):
@@ -82,6 +95,8 @@ class ReceiptCredits(BaseModel):
     released: int
     retry_tokens_used: int
     price_book_version: str | None
+    seconds_charged: int | None = Field(None, description="a video job's delivered seconds charged; absent for"
+                                                          " image jobs")
 
 
 class ReceiptStage(BaseModel):
@@ -218,21 +233,41 @@ def receipt_body(view: JobView, sequence: int, previous_sha256: str | None, kid:
         profile=ReceiptProfile(name=view.scoring_profile, version=view.profile_version),
         images=ReceiptImages(requested=view.images, delivered=len(view.outputs)),
         outputs=[ReceiptOutput(n=o.n, key=o.key, sha256=o.sha256, media_type=o.media_type, size_bytes=o.size_bytes,
-                               manifest_label=o.manifest_label, watermark_id=o.watermark_id) for o in view.outputs],
+                               manifest_label=o.manifest_label, watermark_id=o.watermark_id, clip=receipt_clip(o))
+                 for o in view.outputs],
         candidates=[ReceiptCandidate(index=s.index, attempt=s.attempt, provider=s.provider, sha256=s.sha256,
                                      verdict="selected" if s.index in selected else "passed" if s.passed else "rejected",
                                      failed=list(s.failed)) for s in view.scores],
         credits=ReceiptCredits(reserved=billing.reserved or 0, charged=billing.charged or 0,
                                released=billing.released or 0, retry_tokens_used=billing.retry_tokens_used,
-                               price_book_version=billing.price_book_version),
+                               price_book_version=billing.price_book_version,
+                               seconds_charged=billing.seconds_charged),
         provider_cost=ReceiptProviderCost(
             total_micro_usd=view.provider_cost_micro_usd,
             stages=[ReceiptStage(attempt=s.attempt, stage_index=s.stage_index, stage=s.stage, provider=s.provider,
                                  calls=s.calls, cost_micro_usd=s.cost_micro_usd) for s in view.stages]),
         times={state: _json(at) for state, at in sorted(view.timestamps.items(), key=lambda item: item[1])},
         metadata=view.metadata, end_user=view.end_user,
-    ).model_dump(mode="json", exclude={name for name in ATTRIBUTION if getattr(view, name) is None})
+    ).model_dump(mode="json", exclude=absent_parts(view))
 
 
 # A receipt names these only when the job had them, so receipts of jobs without them read as before.
 ATTRIBUTION = ("metadata", "end_user")
+
+
+def receipt_clip(output: DeliveredImage) -> ReceiptClip | None:
+    if not output.media_type.startswith("video/"):
+        return None
+    return ReceiptClip(duration_ms=output.duration_ms, codec=output.codec, fps=output.fps, frames=output.frames)
+
+
+def absent_parts(view: JobView) -> dict[str, Any]:
+    """What a receipt leaves out because the job had none of it (labels, clips, seconds), so the
+    receipts of jobs without them read, and hash, as before."""
+    absent: dict[str, Any] = {name: True for name in ATTRIBUTION if getattr(view, name) is None}
+    stills = {i: {"clip"} for i, output in enumerate(view.outputs) if receipt_clip(output) is None}
+    if stills:
+        absent["outputs"] = stills
+    if view.billing.seconds_charged is None:
+        absent["credits"] = {"seconds_charged"}
+    return absent

@@ -4,8 +4,8 @@ For each tenant's chain of receipts (ingest's `receipts`), in sequence order:
 
 1. the signature verifies with its published key, the receipt hashes to its `sha256`, and it
    names the hash of the receipt before it (nothing changed, dropped or slipped in);
-2. its credits (reserved, charged, released, retry tokens) and price book version are those
-   of the ledger's journal (CreditsReserved and ReservationSettled of the job);
+2. its credits (reserved, charged, released, retry tokens, a video job's seconds charged) and
+   price book version are those of the ledger's journal (CreditsReserved and ReservationSettled of the job);
 3. every delivered output it lists is in the public bucket with that sha256 and size.
 
 Prints every difference and exits non-zero if there is any. An output no longer stored (its
@@ -109,7 +109,11 @@ async def output_problems(objects: ObjectStore, body: dict) -> tuple[list[str], 
 
 
 def credit_problems(body: dict, journal: Journal) -> list[str]:
-    recorded = journal.credits(UUID(body["job_id"]))
+    job_id = UUID(body["job_id"])
+    recorded = journal.credits(job_id)
+    if "seconds_charged" in body["credits"]:  # a video job's
+        settled = journal.settled.get(job_id)
+        recorded["seconds_charged"] = settled.delivered_seconds if settled else 0
     return [f"receipt={body['job_id']} credits.{name}: receipt={body['credits'][name]!r} journal={value!r}"
             for name, value in recorded.items() if body["credits"][name] != value]
 

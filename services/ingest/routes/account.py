@@ -7,6 +7,7 @@ from services.common import problems
 from services.common.api import RequestModel
 from services.common.contracts import Tier
 from services.ingest.deps import AccountReader, Settings
+from services.ingest.jobs.video_request import VideoRequest
 from services.ingest.ledger_calls import Ledger, call_ledger, pb
 
 # Both answer from the ledger, which may be briefly away (503).
@@ -18,8 +19,10 @@ class QuoteRequest(RequestModel):
 
     template: str = Field("generic", max_length=64)
     tier: Tier = "stable"
-    images: int = Field(1, ge=1, le=16)
+    images: int = Field(1, ge=1, le=16, description="images, or a video job's clips")
     use_retry_tokens: bool = False
+    video: VideoRequest | None = Field(None, description="a video job's clips (as POST /v1/jobs takes them): priced"
+                                                         " by the second at their resolution")
 
 
 class Quote(BaseModel):
@@ -31,7 +34,10 @@ class Quote(BaseModel):
     tier: Tier
     images: int
     credits: int = Field(description="what the job would cost now")
-    unit_price: int = Field(description="credits per delivered image")
+    unit_price: int = Field(description="credits per delivered image (a clip: at the seconds asked)")
+    second_price: int | None = Field(None, description="a video job's credits per delivered second")
+    clip_seconds: int | None = Field(None, description="the seconds one clip is priced at: duration_s rounded up;"
+                                                       " a shorter clip delivered costs less")
     price_book_version: str
     available: int = Field(description="credits available now")
     affordable: bool
@@ -63,11 +69,14 @@ class Account(BaseModel):
 
 @router.post("/quotes", response_model=Quote)
 async def quote(body: QuoteRequest, tenant: AccountReader, ledger: Ledger, settings: Settings):
-    """What a job would cost now, and whether the balance covers it. Nothing is held."""
-    answer = await call_ledger(ledger.Quote, pb.QuoteRequest(tenant_id=tenant, **body.model_dump()),
-                               settings.ledger_grpc_timeout_s)
+    """What a job would cost now, and whether the balance covers it. Nothing is held. A video
+    job (`video`) is quoted at the seconds asked; it is charged for the seconds delivered."""
+    clips = {"video_duration_s": body.video.duration_s, "video_resolution": body.video.resolution} if body.video else {}
+    answer = await call_ledger(ledger.Quote, pb.QuoteRequest(tenant_id=tenant, **body.model_dump(exclude={"video"}),
+                                                             **clips), settings.ledger_grpc_timeout_s)
     return {"template": body.template, "tier": body.tier, "images": body.images, "credits": answer.credits,
-            "unit_price": answer.unit_price, "price_book_version": answer.pricebook_version,
+            "unit_price": answer.unit_price, "second_price": answer.second_price or None,
+            "clip_seconds": answer.clip_seconds or None, "price_book_version": answer.pricebook_version,
             "available": answer.available, "affordable": answer.affordable,
             "retry_tokens_applied": answer.retry_tokens_applied}
 

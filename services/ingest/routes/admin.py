@@ -94,13 +94,19 @@ async def margin_report(runtime: Runtime, _: OperatorWith("billing:read"), since
 
 
 def template_margins(views: list[JobView]) -> list[dict]:
-    """Per template: jobs, credits charged and their worth, provider cost in total and per stage, and the margin."""
+    """Per template: jobs, outputs delivered (a video job's seconds charged), credits charged and
+    their worth, provider cost in total, per stage and per delivered output, and the margin.
+    Every candidate made is paid to its provider, passing or not, so the cost per delivered
+    output (a clip's especially) is what routing keeps low."""
     by_template: dict[str, dict] = {}
     for view in views:
-        row = by_template.setdefault(view.template, {"template": view.template, "jobs": 0, "charged_credits": 0,
+        row = by_template.setdefault(view.template, {"template": view.template, "jobs": 0, "delivered": 0,
+                                                     "seconds_charged": 0, "charged_credits": 0,
                                                      "revenue_micro_usd": 0, "provider_cost_micro_usd": 0,
                                                      "stage_cost_micro_usd": {}})
         row["jobs"] += 1
+        row["delivered"] += len(view.outputs)
+        row["seconds_charged"] += view.billing.seconds_charged or 0
         row["charged_credits"] += view.billing.charged or 0
         row["revenue_micro_usd"] += view.billing.revenue_micro_usd or 0
         row["provider_cost_micro_usd"] += view.provider_cost_micro_usd
@@ -109,6 +115,8 @@ def template_margins(views: list[JobView]) -> list[dict]:
             costs[stage.stage] = costs.get(stage.stage, 0) + stage.cost_micro_usd
     for row in by_template.values():
         row["margin_micro_usd"] = row["revenue_micro_usd"] - row["provider_cost_micro_usd"]
+        delivered = row["delivered"]
+        row["provider_cost_per_delivered_micro_usd"] = row["provider_cost_micro_usd"] // delivered if delivered else None
     return sorted(by_template.values(), key=lambda row: row["template"])
 
 

@@ -28,6 +28,7 @@ from services.ingest.deps import (
     Settings,
 )
 from services.ingest.jobs import domain, submission
+from services.ingest.jobs.clip_makers import Router
 from services.ingest.jobs.examples import (
     CANCELED_EXAMPLE,
     ERASURE_EXAMPLE,
@@ -54,7 +55,7 @@ class JobAccepted(BaseModel):
 @router.post("", status_code=202, response_model=JobAccepted, responses=problems.responses(402, 413, 415, 422, 503))
 async def submit_job(body: JobRequest, response: Response, caller: JobsSubmitter, runtime: Runtime,
                      settings: Settings, objects: Objects, plans: Plans, gate: Screening, ledger: Ledger,
-                     prompts: PromptScreen,
+                     prompts: PromptScreen, routing: Router,
                      idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
                      cancel_after: Annotated[str | None, Header(max_length=32)] = None):
     """Accept a job (202); it moves on asynchronously. Retries with the same `Idempotency-Key`
@@ -72,12 +73,22 @@ async def submit_job(body: JobRequest, response: Response, caller: JobsSubmitter
     The prompt is screened first, before anything is held or generated: the platform's rules,
     yours (`PUT /v1/account/prompt-screening`), then the hosted moderation provider where one is
     configured; a refused prompt gets 422 `prompt-refused` naming the category, and while the
-    provider is down your policy decides (fail open, or 503 `prompt-screening-unavailable`)."""
+    provider is down your policy decides (fail open, or 503 `prompt-screening-unavailable`).
+
+    Video clips (`video`; `images` clips delivered out of `candidates` made) are refused at once
+    (422) when the template makes none (`video-not-allowed`, field `video`) or must
+    (`video-required`), when a clip is longer or sharper than your plan allows
+    (`video-not-allowed` naming `limit`, `plan` and `field`: `video_seconds_max`,
+    `video_resolution_max`; or the platform's 60 seconds), when no video model on the platform
+    can make it (`no-video-model`, with each provider's reason), and when `video.first_frame`
+    names no image you were delivered (`unknown-first-frame`); a first frame is checked like an
+    input photo (`input-guidance`). A video job is charged by the delivered second (each clip's
+    length rounded up, at most `duration_s`)."""
     telemetry.bind_prompt(body.prompt)
     await prompts.check(runtime.pool, caller.tenant_id, body.prompt)
     submitter = submission.Submitter(caller.key_id, caller.caps)
     view = await submission.submit(runtime, objects, plans, caller.tenant_id, body, settings, idempotency_key,
-                                   cancel_after, gate, submitter, ledger)
+                                   cancel_after, gate, submitter, ledger, routing)
     response.headers["Location"] = f"/v1/jobs/{view.id}"
     log.info("accepted job %s: %d image(s) of template %s", view.id, view.images, view.template,
              extra={"prompt": body.prompt})

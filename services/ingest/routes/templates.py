@@ -1,6 +1,8 @@
 """`/v1/templates`: the template catalogue as a client sees it, priced by the ledger."""
 
 import asyncio
+from dataclasses import dataclass, field
+from typing import Literal
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
@@ -35,6 +37,11 @@ class TemplateInfo(BaseModel):
     input: InputInfo
     stages: list[StageInfo]
     prices: dict[str, int] = Field(description="credits per delivered image, by tier (those the price book has)")
+    video: Literal["never", "optional", "required"] = Field(
+        "never", description="whether its jobs ask for clips (`video` in POST /v1/jobs): never, may, must")
+    second_prices: dict[str, dict[str, int]] = Field(
+        {}, description="a video template's credits per delivered second of clip, by tier and resolution; each"
+                        " delivered clip is charged its length rounded up to whole seconds, at most the seconds asked")
     price_book_version: str | None
 
 
@@ -48,45 +55,72 @@ class TemplateList(BaseModel):
             "stages": [{"capability": "preprocess", "params": {"crop": "face"}, "provider": None},
                        {"capability": "stylize", "params": {"style": "studio"}, "provider": None},
                        {"capability": "upscale", "params": {"factor": 2}, "provider": None}],
-            "prices": {"stable": 25, "fast": 20, "low-cost": 12}, "price_book_version": "2026-11-01"}]}]})
+            "prices": {"stable": 25, "fast": 20, "low-cost": 12}, "video": "never", "second_prices": {},
+            "price_book_version": "2026-11-26"}, {
+            "name": "text-to-video", "description": "a video clip (MP4) from a prompt, made by a text-to-video model",
+            "profile": "video", "input": {"required": False, "description": None, "checks": {}},
+            "stages": [{"capability": "generate", "params": {"output": "video"}, "provider": None}],
+            "prices": {}, "video": "required",
+            "second_prices": {"stable": {"480p": 6, "720p": 10, "1080p": 20}, "fast": {"480p": 5, "720p": 8, "1080p": 16},
+                              "low-cost": {"480p": 3, "720p": 5, "1080p": 10}},
+            "price_book_version": "2026-11-26"}]}]})
 
     version: str = Field(description="the catalogue's version")
     templates: list[TemplateInfo]
 
 
-async def unit_prices(ledger, tenant: str, template: str, timeout_s: float) -> tuple[dict[str, int], str | None]:
-    """Credits per image in each tier the price book prices the template in, from the ledger's quotes."""
-    prices, version = {}, None
+@dataclass
+class Prices:
+    """A template's prices as the ledger quotes them: per image by tier, per second of clip by
+    tier and resolution (a video template's), and the price book's version."""
+
+    per_image: dict[str, int] = field(default_factory=dict)
+    per_second: dict[str, dict[str, int]] = field(default_factory=dict)
+    version: str | None = None
+
+
+async def template_prices(ledger, tenant: str, template: Template, name: str, timeout_s: float) -> Prices:
+    """The template's prices in each tier the price book prices it in, from the ledger's quotes
+    (a quote of a clip for a template that only makes clips)."""
+    prices = Prices()
+    clip = {"video_duration_s": 1, "video_resolution": "480p"} if template.video == "required" else {}
     for tier in TIERS:
         try:
-            answer = await call_ledger(ledger.Quote, pb.QuoteRequest(tenant_id=tenant, template=template, tier=tier,
-                                                                      images=1), timeout_s)
+            answer = await call_ledger(ledger.Quote, pb.QuoteRequest(tenant_id=tenant, template=name, tier=tier,
+                                                                      images=1, **clip), timeout_s)
         except problems.Problem as problem:
             if problem.status != 422:  # 422: no price for this tier; anything else is the ledger's trouble
                 raise
             continue
-        if answer is not None:
-            prices[tier], version = answer.unit_price, answer.pricebook_version
-    return prices, version
+        if answer is None:
+            continue
+        prices.version = answer.pricebook_version
+        if not clip:
+            prices.per_image[tier] = answer.unit_price
+        if template.video != "never" and answer.second_prices:
+            prices.per_second[tier] = dict(answer.second_prices)
+    return prices
 
 
-def template_info(name: str, template: Template, prices: dict[str, int], version: str | None) -> TemplateInfo:
+def template_info(name: str, template: Template, prices: Prices) -> TemplateInfo:
     checks = template.input.checks if template.input else {}
     return TemplateInfo(
         name=name, description=template.description, profile=template_profile(name),
         input=InputInfo(required=template.needs_input, description=template.input.description if template.input else None,
                         checks={d: c.model_dump(include={"min", "max"}, exclude_none=True) for d, c in checks.items()}),
         stages=[StageInfo(capability=s.capability, params=s.params, provider=s.provider) for s in template.pipeline],
-        prices=prices, price_book_version=version)
+        prices=prices.per_image, video=template.video, second_prices=prices.per_second,
+        price_book_version=prices.version)
 
 
 @router.get("/templates", response_model=TemplateList)
 async def list_templates(tenant: AccountReader, ledger: Ledger, settings: Settings):
     """Every template: what it makes, the stages that make it, the photo it needs and the checks
-    that photo must pass, its scoring profile, and its price per delivered image by tier."""
+    that photo must pass, its scoring profile, its price per delivered image by tier, and a
+    video template's price per delivered second of clip by tier and resolution."""
     catalogue = load_catalogue()
-    priced = await asyncio.gather(*(unit_prices(ledger, tenant, name, settings.ledger_grpc_timeout_s)
-                                    for name in catalogue.templates))
+    priced = await asyncio.gather(*(template_prices(ledger, tenant, template, name, settings.ledger_grpc_timeout_s)
+                                    for name, template in catalogue.templates.items()))
     return {"version": catalogue.version,
-            "templates": [template_info(name, template, *price)
-                          for (name, template), price in zip(catalogue.templates.items(), priced)]}
+            "templates": [template_info(name, template, prices)
+                          for (name, template), prices in zip(catalogue.templates.items(), priced)]}
