@@ -1,12 +1,14 @@
-"""The router's gRPC server: ListProviders, plus standard health checking and server
+"""The router's gRPC server: ListProviders and FindClipMakers (which providers can make a
+clip of a shape, and why the others cannot), plus standard health checking and server
 reflection. Internal only."""
 
 import math
 from collections.abc import Awaitable, Callable
 
 import grpc
+from pydantic import ValidationError
 
-from services.common.contracts import ProviderStatus
+from services.common.contracts import ProviderStatus, VideoSpec
 from services.common.grpc_server import start_grpc_server
 from services.common.identity import ServiceVerifier
 from services.common.protos import load
@@ -41,6 +43,15 @@ class RouterService(rpc.RouterServiceServicer):
             _provider(status, lambda t, name=status.name: self.engine.estimator.mean(name, t), templates)
             for status in self.engine.provider_status()
         ])
+
+    async def FindClipMakers(self, request, context):
+        try:
+            spec = VideoSpec(duration_s=request.duration_s, aspect_ratio=request.aspect_ratio or "16:9",
+                             resolution=request.resolution or "720p", fps=request.fps or None)
+        except ValidationError as error:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"no such clip: {error.errors()[0]['msg']}")
+        makers, reasons = self.engine.registry.clip_makers(spec, request.from_image, request.model)
+        return pb.FindClipMakersResponse(providers=makers, reasons=reasons)
 
 
 async def start_router_grpc(engine: RoutingEngine, refresh: Callable[[], Awaitable[None]], host: str,

@@ -154,3 +154,11 @@ async def list_providers(endpoints, settings: RouterSettings, templates: tuple[s
     async with channel_as(endpoints, "ingest", f"127.0.0.1:{settings.grpc_port}", "router") as channel:
         response = await rpc.RouterServiceStub(channel).ListProviders(pb.ListProvidersRequest(templates=templates))
     return {p.name: p for p in response.providers}
+
+
+async def find_clip_makers(endpoints, settings: RouterSettings, **clip) -> tuple[list[str], list[str]]:
+    """FindClipMakers over gRPC as ingest asks: the providers that can make the clip, and why
+    the others cannot."""
+    async with channel_as(endpoints, "ingest", f"127.0.0.1:{settings.grpc_port}", "router") as channel:
+        response = await rpc.RouterServiceStub(channel).FindClipMakers(pb.FindClipMakersRequest(**clip))
+    return list(response.providers), list(response.reasons)

@@ -26,7 +26,8 @@ from services.common.templates import Stage, Template, TemplateInput, load_catal
 from services.router import generation
 from services.router.providers.registry import load_registry
 from tests.router.market import Script
-from tests.router.service import RouterTopic, credits_reserved, job_spec, publish, router_settings, running_router
+from tests.router.service import (RouterTopic, credits_reserved, find_clip_makers, job_spec, publish, router_settings,
+                                  running_router)
 from tests.router.test_router_cancel import in_flight
 from tests.router.test_video_providers import ENTRIES
 
@@ -135,3 +136,14 @@ async def test_a_canceled_video_job_cancels_its_clip_at_the_provider(endpoints, 
             await topic.read_some()
     assert topic.of(spec.job_id) == [], "the router published for a canceled job"
     assert len(fal.market.submissions) == 1
+
+
+async def test_ingest_asks_the_router_who_can_make_a_clip_over_grpc(endpoints, object_store, tmp_path):
+    settings = router_settings(endpoints, tmp_path, shipped("local-video", "local-standard"))
+    async with running_router(settings):
+        makers, reasons = await find_clip_makers(endpoints, settings, duration_s=4, aspect_ratio="16:9",
+                                                 resolution="480p", from_image=True)
+        assert makers == ["local-video"] and reasons == []
+        makers, reasons = await find_clip_makers(endpoints, settings, duration_s=4, aspect_ratio="16:9",
+                                                 resolution="480p", model="no-such-model")
+        assert makers == [] and reasons == []

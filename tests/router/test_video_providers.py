@@ -27,7 +27,7 @@ from services.router.providers.base import GenerationRequest, ProviderContext, P
 from services.router.providers.copies import BucketCopies, CopiedOutput
 from services.router.providers.factory import build_provider
 from services.router.providers.journal import MemoryJournal, RemoteJobKey
-from services.router.providers.registry import ProviderConfig
+from services.router.providers.registry import ProviderConfig, parse_registry
 from tests.polling import until
 from tests.router.market import SECRET, Script
 from tests.router.stubs import Provider
@@ -261,3 +261,16 @@ def test_the_docs_show_the_video_models_the_registry_documents():
     assert yaml.safe_load(example.read_text()) == ENTRIES
     assert "--8<-- \"examples/providers/video.yaml\"" in (REGISTRY.parents[2] / "docs" / "guides" /
                                                           "providers.md").read_text()
+
+
+def test_the_registry_names_who_can_make_a_clip_and_why_the_others_cannot():
+    registry = parse_registry({"providers": ENTRIES})
+    text_only = {name for name, entry in ENTRIES.items() if entry["capabilities"]["video"] == ["text"]}
+
+    makers, reasons = registry.clip_makers(VideoSpec(duration_s=6, aspect_ratio="9:16", resolution="720p"), False)
+
+    assert "fal-veo3-fast" in makers and set(makers) <= text_only
+    assert {reason.split(":")[0] for reason in reasons} | set(makers) == set(ENTRIES)
+    assert all("no clips from a prompt" in reason for reason in reasons if reason.split(":")[0] not in text_only)
+    none, why = registry.clip_makers(VideoSpec(duration_s=4, aspect_ratio="4:3"), False, model="veo3-fast")
+    assert none == [] and why

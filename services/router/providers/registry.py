@@ -264,6 +264,28 @@ class Registry(Frozen):
     def provider(self, name: str) -> ProviderConfig:
         return self.providers[name]
 
+    def clip_makers(self, spec: VideoSpec, from_image: bool, model: str = "") -> tuple[list[str], list[str]]:
+        """The providers whose models can make a clip of `spec` (from a still, or from the
+        prompt), and why each other provider of clips cannot; only models named `model` count
+        when one is given."""
+        makers: list[str] = []
+        reasons: list[str] = []
+        for config in self.providers.values():
+            pins = [pin for pin in config.models if not model or pin.name == model]
+            if not config.makes_clips or not pins:
+                continue
+            if any(config.can_make_clip(pin, spec, from_image) for pin in pins):
+                makers.append(config.name)
+            else:
+                reasons.append(f"{config.name}: {_why_no_clip(config, pins[0], spec, from_image)}")
+        return makers, reasons
+
+
+def _why_no_clip(config: ProviderConfig, pin: ModelPin, spec: VideoSpec, from_image: bool) -> str:
+    if ("image" if from_image else "text") not in config.capabilities.video:
+        return f"no clips from {'a still' if from_image else 'a prompt'}"
+    return config.clip_inputs_for(pin).why_not(spec, from_image) or "cannot make it"
+
 
 def _origin(url) -> tuple[str, str, int | None]:
     default = {"http": 80, "https": 443}.get(url.scheme)
