@@ -26,8 +26,15 @@ from services.common.templates import Stage, Template, TemplateInput, load_catal
 from services.router import generation
 from services.router.providers.registry import load_registry
 from tests.router.market import Script
-from tests.router.service import (RouterTopic, credits_reserved, find_clip_makers, job_spec, publish, router_settings,
-                                  running_router)
+from tests.router.service import (
+    RouterTopic,
+    credits_reserved,
+    find_clip_makers,
+    job_spec,
+    publish,
+    router_settings,
+    running_router,
+)
 from tests.router.test_router_cancel import in_flight
 from tests.router.test_video_providers import ENTRIES
 
