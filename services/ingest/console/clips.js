@@ -1,0 +1,126 @@
+// Clips (MP4) on the console's pages: a <video> player with its poster, and a candidate's
+// per-dimension verdicts over a timeline of its sampled frames.
+//
+// The timeline is drawn from whatever the scores say about time, and from nothing else: a
+// dimension that lists samples (`frames`, `samples` or `timeline`: objects with `t_ms`, or
+// `t_s`, and a `value` and `passed`, or [t_ms, value] pairs), or spans (`spans`: objects with
+// `start_ms` and `end_ms`, where black or frozen frames lie), or one instant (its own `t_ms`:
+// where a defect was found) gets a row, spans and instants in the dimension's verdict; a dimension with none of these is shown only in the candidate's table,
+// and a candidate with no such dimension gets no timeline. Clicking a mark seeks the player.
+import {h, format} from "./dom.js";
+
+const SVG = "http://www.w3.org/2000/svg";
+const WIDTH = 100; // the timeline's width in its own units (a percentage of the clip); it scales to the card
+const ROW = 18; // names are HTML beside the drawing, so they stay readable when it shrinks
+const SAMPLE_LISTS = ["frames", "samples", "timeline"];
+
+export function isClip(mediaType) {
+  return typeof mediaType === "string" && mediaType.startsWith("video/");
+}
+
+// A player that fetches only the clip's header until played (preload metadata), shows the
+// poster until then, and plays inline on phones rather than going full screen.
+export function clipPlayer({src, poster, label, testid}) {
+  const video = h("video", {controls: true, playsinline: true, preload: "metadata", poster: poster || null,
+    "aria-label": label, "data-testid": testid, width: "320", height: "180"});
+  if (src) video.src = src;
+  video.append(h("a", {href: src || "#", text: `Download ${label}`})); // for a browser without <video>
+  return video;
+}
+
+// The length of a clip in seconds, as a person reads it.
+export function seconds(ms) {
+  return `${(ms / 1000).toFixed(1)} s`;
+}
+
+// Every mark a dimension's score places in time: {t, end?, value?, passed?}, times in ms.
+export function marksOf(score) {
+  const marks = [];
+  for (const key of SAMPLE_LISTS) {
+    if (Array.isArray(score[key])) marks.push(...score[key].map(markOf).filter(Boolean));
+  }
+  // A span or an instant is where the dimension found what it judged: it carries its verdict.
+  const judged = (mark) => ({...mark, passed: mark.passed ?? score.passed});
+  if (Array.isArray(score.spans)) marks.push(...score.spans.map(markOf).filter(Boolean).map(judged));
+  const single = markOf(score);
+  if (!marks.length && single) marks.push(judged(single));
+  return marks;
+}
+
+function markOf(entry) {
+  if (Array.isArray(entry) && typeof entry[0] === "number") return {t: entry[0], value: entry[1]};
+  if (!entry || typeof entry !== "object") return null;
+  const t = firstNumber(entry.t_ms, entry.time_ms, entry.start_ms, msOf(entry.t_s), msOf(entry.time_s));
+  if (t === undefined) return null;
+  const end = firstNumber(entry.end_ms, msOf(entry.end_s));
+  return {t, end, value: typeof entry.value === "number" ? entry.value : undefined,
+    passed: typeof entry.passed === "boolean" ? entry.passed : undefined};
+}
+
+function firstNumber(...values) {
+  return values.find((v) => typeof v === "number" && Number.isFinite(v));
+}
+
+function msOf(value) {
+  return typeof value === "number" ? value * 1000 : undefined;
+}
+
+// The timeline of one candidate's scores, or null when no dimension names a time. `player`
+// is the clip's <video>, which the marks seek; `durationMs` the clip's length where known
+// (else the player's, once its metadata is read, else the last mark).
+export function clipTimeline(score, player, durationMs) {
+  const rows = Object.entries(score.dimensions || {}).map(([name, d]) => [name, d, marksOf(d)])
+    .filter(([, , marks]) => marks.length);
+  if (!rows.length) return null;
+  const figure = h("figure", {class: "clip-timeline", "data-testid": `timeline-${score.index}`});
+  const draw = () => {
+    const known = durationMs || (player && Number.isFinite(player.duration) ? player.duration * 1000 : 0);
+    const span = Math.max(known, ...rows.flatMap(([, , marks]) => marks.map((m) => m.end ?? m.t)), 1);
+    figure.replaceChildren(h("figcaption", {text: `Verdicts over time (${seconds(span)})`}),
+      h("div", {class: "timeline-rows"}, rows.map(([name, d, marks]) => timelineRow(name, d, marks, span, player))));
+  };
+  draw();
+  if (player && !durationMs) player.addEventListener("loadedmetadata", draw, {once: true});
+  return figure;
+}
+
+function timelineRow(name, dimension, marks, span, player) {
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("viewBox", `0 0 ${WIDTH} ${ROW}`);
+  svg.setAttribute("preserveAspectRatio", "none");
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", `${name}: ${marks.length} mark(s) over ${seconds(span)}`);
+  svg.append(shape("rect", {x: 0, y: ROW / 2 - 0.5, width: WIDTH, height: 1, class: "axis"}));
+  for (const mark of marks) {
+    const x = (mark.t / span) * WIDTH;
+    const width = mark.end !== undefined ? Math.max(((mark.end - mark.t) / span) * WIDTH, 2) : 3;
+    const verdict = mark.passed === undefined ? "neutral" : mark.passed ? "pass" : "fail";
+    const rect = shape("rect", {x: Math.min(x, WIDTH - width), y: 2, width, height: ROW - 4, rx: 2,
+      class: `mark ${verdict}`, "data-t-ms": Math.round(mark.t)});
+    const title = document.createElementNS(SVG, "title");
+    title.textContent = `${name} at ${seconds(mark.t)}`
+      + (mark.end !== undefined ? ` to ${seconds(mark.end)}` : "")
+      + (mark.value !== undefined ? `: ${format(mark.value)}` : "") + (verdict === "neutral" ? "" : ` (${verdict})`);
+    rect.append(title);
+    if (player) rect.addEventListener("click", () => { player.currentTime = mark.t / 1000; });
+    svg.append(rect);
+  }
+  const verdict = dimension.passed ? "pass" : "fail";
+  return h("div", {class: "timeline-row", "data-dimension": name, "data-verdict": verdict},
+    h("span", {class: `timeline-name ${verdict}`, text: name}), svg);
+}
+
+function shape(tag, attrs) {
+  const el = document.createElementNS(SVG, tag);
+  for (const [name, value] of Object.entries(attrs)) el.setAttribute(name, value);
+  return el;
+}
+
+// What a delivered clip is, in a line: length, codec, rate, size and frames.
+export function clipFacts(output) {
+  const parts = [seconds(output.duration_ms || 0), output.codec || "unknown codec"];
+  if (output.fps) parts.push(`${format(output.fps)} fps`);
+  if (output.width && output.height) parts.push(`${output.width}×${output.height}`);
+  if (output.frames) parts.push(`${output.frames} frames`);
+  return parts.join(" · ");
+}
