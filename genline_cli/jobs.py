@@ -92,7 +92,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     receipt.add_argument("job_id", metavar="JOB_ID")
     receipt.add_argument("--verify", action="store_true",
                          help="also check it against the platform's published keys (exit 1 if it does not check out)")
-    download = commands.add_parser("download", parents=[common], help="write a job's images into a folder")
+    download = commands.add_parser("download", parents=[common], help="write a job's images or clips into a folder")
     download.add_argument("job_id", metavar="JOB_ID")
     download.add_argument("directory", type=Path, metavar="DIR")
 

@@ -1,7 +1,8 @@
 """A small HTTP server that serves one real MP4 clip as an object store serves a signed link:
 `Range: bytes=N-` answered 206 with its Content-Range, an ETag honoured by If-Range, and a
-fault to plant: the first answer's connection dropped part-way through the body, or a server
-that ignores ranges and sends the whole content again (200)."""
+fault to plant: the first answer's connection dropped part-way through the body, a server
+that ignores ranges and sends the whole content again (200), or an object written again
+after the first answer (a new ETag, so If-Range gets the whole new content)."""
 
 import hashlib
 import threading
@@ -33,6 +34,7 @@ class ClipServer:
     content: bytes
     drop_first_after: int | None = None  # the first answer's connection breaks after this many body bytes
     ranges: bool = True  # False: Range is ignored, every answer is the whole content (200)
+    replaced_by: bytes | None = None  # the content after the first answer (the object was written again)
     answers: list[tuple[str | None, int, int]] = field(default_factory=list)  # (Range asked, status, bytes sent)
     url: str = ""
 
@@ -64,6 +66,8 @@ def handler_for(clip: ClipServer) -> type[BaseHTTPRequestHandler]:
             clip.answers.append((asked, 206 if start else 200, len(body)))
             self.wfile.write(body)
             self.wfile.flush()
+            if clip.replaced_by is not None:
+                clip.content, clip.replaced_by = clip.replaced_by, None
 
         def first_byte(self, asked: str | None) -> int:
             if not (clip.ranges and asked and asked.startswith("bytes=") and asked.endswith("-")):

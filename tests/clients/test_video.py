@@ -85,6 +85,18 @@ def test_a_server_that_ignores_the_range_sends_it_all_again_and_the_file_is_stil
     assert [status for _, status, _ in server.answers] == [200, 200]
 
 
+def test_an_object_written_again_meanwhile_is_not_spliced_onto_the_old_bytes(clip, tmp_path):
+    other = real_clip(seconds=1)
+    with serving(ClipServer(clip, drop_first_after=len(clip) // 2, replaced_by=other)) as server, client(server) as api:
+        job = delivered(server)
+        with pytest.raises(ChecksumMismatch):  # the whole new clip came (If-Range), not the old clip's first half + the new one's tail
+            api.jobs.download(job, tmp_path)
+
+    [_, (asked, status, sent)] = server.answers
+    assert asked == f"bytes={len(clip) // 2}-" and (status, sent) == (200, len(other))
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_clip_that_does_not_match_its_hash_is_refused_and_nothing_is_left(clip, tmp_path):
     with serving(ClipServer(clip, drop_first_after=100)) as server, client(server) as api:
         with pytest.raises(ChecksumMismatch, match="clip 1"):
