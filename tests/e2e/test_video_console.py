@@ -119,7 +119,8 @@ def dimension(value, threshold, passed, **times) -> dict:
 def clip_job_view(job_id: str, clip: bytes, folder: str, links: dict) -> dict:
     """A final video job as GET /v1/jobs/{id} shows it, three candidates scored: one whose
     dimensions list frame samples (objects, and [t_ms, value] pairs), one rejected for a span
-    of frozen frames and a motion defect at an instant, one whose scores name no time."""
+    of frozen frames, a motion defect at an instant and blockiness over the whole clip (its
+    score names no time), one whose scores name no time and pass."""
     now, info = datetime.now(UTC), probe(clip)
     score = {"attempt": 1, "provider": "local-video", "key": f"{folder}/candidates.bin", "sha256": "0" * 64,
              "size_bytes": len(clip), "media_type": "video/mp4", "not_measured": [], "judged": True}
@@ -134,10 +135,12 @@ def clip_job_view(job_id: str, clip: bytes, folder: str, links: dict) -> dict:
                 "sharpness": dimension(95.0, 40, True, frames=sampled),
                 "black_frames": dimension(0.0, 0.05, True),
                 "flicker": dimension(0.02, 0.1, True, samples=[[0, 0.01], [1000, 0.03]])}},
-            score | {"index": 1, "passed": False, "score": 0.2, "failed": ["frozen_frames", "motion"], "dimensions": {
+            score | {"index": 1, "passed": False, "score": 0.2, "failed": ["frozen_frames", "motion", "blockiness"],
+                     "dimensions": {
                 "sharpness": dimension(90.0, 40, True),
                 "frozen_frames": dimension(0.65, 0.2, False, spans=[{"start_ms": 700, "end_ms": 2000}]),
-                "motion": dimension(0.01, 0.3, False, t_ms=1200)}},
+                "motion": dimension(0.01, 0.3, False, t_ms=1200),
+                "blockiness": dimension(2.5, 1.7, False)}},
             score | {"index": 2, "passed": True, "score": 0.5, "failed": [], "dimensions": {
                 "sharpness": dimension(85.0, 40, True), "container": dimension(1.0, 1, True)}}],
         "outputs": [{"n": 1, "key": f"{folder}/1.mp4", "expires_at": (now + timedelta(hours=1)).isoformat(),
@@ -172,7 +175,7 @@ def test_verdicts_are_drawn_over_the_frames_they_name_and_seek_the_clip(console,
 
     selected = page.locator('li.candidate[data-index="0"]')
     selected.locator("figure.clip-timeline").wait_for()
-    rows = selected.locator(".timeline-row")
+    rows = selected.locator(".timeline-row[data-dimension]")
     assert rows.evaluate_all("rs => rs.map(r => r.dataset.dimension)") == ["sharpness", "flicker"]
     marks = selected.locator('.timeline-row[data-dimension="sharpness"] rect.mark')
     assert marks.evaluate_all("ms => ms.map(m => +m.dataset.tMs)") == [0, 500, 1000, 1500]
@@ -186,14 +189,25 @@ def test_verdicts_are_drawn_over_the_frames_they_name_and_seek_the_clip(console,
     span = frozen.locator("rect.mark.fail")
     assert span.get_attribute("data-t-ms") == "700" and float(span.get_attribute("width")) == pytest.approx(65)  # 0.7 s to the end, of 2 s
     assert rejected.locator('.timeline-row[data-dimension="motion"] rect.mark.fail').get_attribute("data-t-ms") == "1200"
-    assert rejected.locator('.timeline-row[data-dimension="sharpness"]').count() == 0  # it names no time
+    assert rejected.locator('.timeline-row[data-dimension="sharpness"]').count() == 0  # passed, names no time
+    whole = rejected.locator('.timeline-row[data-dimension="blockiness"] rect.mark.fail.whole')  # failed, names none
+    assert (whole.get_attribute("data-t-ms"), whole.get_attribute("width")) == ("0", "100")
     player = rejected.locator("video")
     until(lambda: player.evaluate("v => v.readyState") >= 1, 30, "the candidate's clip read from its blob")
     span.dispatch_event("click")
     until(lambda: abs(player.evaluate("v => v.currentTime") - 0.7) < 0.05, 10, "the clip sought to 0.7 s")
     assert player.evaluate("v => v.duration") == pytest.approx(2.0, abs=0.1)  # the blob plays, typed as video/mp4
 
-    assert page.locator('li.candidate[data-index="2"] figure.clip-timeline').count() == 0
+    assert page.locator('li.candidate[data-index="2"] .timeline-row[data-dimension]').count() == 0
+
+    # Each card's strip: 8 frames drawn from its clip, evenly over its 2 s; a click seeks there.
+    strip = selected.locator(".filmstrip canvas")
+    playwright_api.expect(strip).to_have_count(8)
+    assert strip.evaluate_all("cs => cs.map(c => +c.dataset.tMs)") == [125, 375, 625, 875, 1125, 1375, 1625, 1875]
+    strip.nth(6).dispatch_event("click")
+    until(lambda: abs(selected.locator("video").evaluate("v => v.currentTime") - 1.625) < 0.05, 10,
+          "the clip sought to the 7th frame")
+    playwright_api.expect(page.locator('li.candidate[data-index="2"] .filmstrip canvas')).to_have_count(8)
     delivered = page.get_by_test_id("clip-1")
     assert delivered.get_attribute("poster") == links["thumbnail_url"]
     until(lambda: delivered.evaluate("v => v.readyState") >= 1, 30, "the delivered clip's header read")

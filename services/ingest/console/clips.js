@@ -1,12 +1,14 @@
 // Clips (MP4) on the console's pages: a <video> player with its poster, and a candidate's
 // per-dimension verdicts over a timeline of its sampled frames.
 //
-// The timeline is drawn from whatever the scores say about time, and from nothing else: a
+// The marks on the timeline come from what the scores say about time, and nothing else: a
 // dimension that lists samples (`frames`, `samples` or `timeline`: objects with `t_ms`, or
 // `t_s`, and a `value` and `passed`, or [t_ms, value] pairs), or spans (`spans`: objects with
 // `start_ms` and `end_ms`, where black or frozen frames lie), or one instant (its own `t_ms`:
-// where a defect was found) gets a row, spans and instants in the dimension's verdict; a dimension with none of these is shown only in the candidate's table,
-// and a candidate with no such dimension gets no timeline. Clicking a mark seeks the player.
+// where a defect was found) gets a row of marks, spans and instants in the dimension's
+// verdict. A failed dimension that names no time gets a bar over the whole clip; a passed one
+// that names none is only in the candidate's table. Above the rows, the clip's own frames,
+// sampled evenly. Clicking a frame or a mark seeks the player there.
 import {h, format} from "./dom.js";
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -65,23 +67,64 @@ function msOf(value) {
   return typeof value === "number" ? value * 1000 : undefined;
 }
 
-// The timeline of one candidate's scores, or null when no dimension names a time. `player`
-// is the clip's <video>, which the marks seek; `durationMs` the clip's length where known
-// (else the player's, once its metadata is read, else the last mark).
+// The timeline of one candidate's clip: a strip of frames sampled evenly over it (drawn by
+// the browser from the clip itself), and under it a row per dimension whose score names
+// times, and per failed dimension that names none (a bar over the whole clip: what it judged
+// is the clip as a whole). `player` is the clip's <video>, which frames and marks seek;
+// `durationMs` the clip's length where known (else the player's, once read, else the last mark).
 export function clipTimeline(score, player, durationMs) {
+  const unmeasured = new Set(score.not_measured || []);
   const rows = Object.entries(score.dimensions || {}).map(([name, d]) => [name, d, marksOf(d)])
-    .filter(([, , marks]) => marks.length);
-  if (!rows.length) return null;
+    .filter(([name, d, marks]) => marks.length || (!d.passed && !unmeasured.has(name)));
   const figure = h("figure", {class: "clip-timeline", "data-testid": `timeline-${score.index}`});
+  const strip = h("div", {class: "filmstrip", role: "list", "aria-label": "Frames sampled over the clip"});
   const draw = () => {
-    const known = durationMs || (player && Number.isFinite(player.duration) ? player.duration * 1000 : 0);
+    const known = durationMs || (Number.isFinite(player.duration) ? player.duration * 1000 : 0);
     const span = Math.max(known, ...rows.flatMap(([, , marks]) => marks.map((m) => m.end ?? m.t)), 1);
     figure.replaceChildren(h("figcaption", {text: `Verdicts over time (${seconds(span)})`}),
-      h("div", {class: "timeline-rows"}, rows.map(([name, d, marks]) => timelineRow(name, d, marks, span, player))));
+      h("div", {class: "timeline-rows"}, h("div", {class: "timeline-row frames"},
+        h("span", {class: "timeline-name", text: "frames"}), strip),
+      rows.map(([name, d, marks]) => timelineRow(name, d, marks.length ? marks
+        : [{t: 0, end: span, passed: false, whole: true}], span, player))));
   };
   draw();
-  if (player && !durationMs) player.addEventListener("loadedmetadata", draw, {once: true});
+  player.addEventListener("loadedmetadata", draw, {once: true});
+  player.addEventListener("loadeddata", () => drawFrames(strip, player), {once: true});
   return figure;
+}
+
+const SAMPLED_FRAMES = 8;
+
+// The frames of the strip, read from a second, hidden player of the same clip, so the one
+// on the page is not moved: each seeked to in turn and drawn on a small canvas.
+async function drawFrames(strip, player) {
+  const reader = h("video", {preload: "auto", muted: true});
+  reader.muted = true;
+  reader.src = player.currentSrc || player.src;
+  try {
+    await once(reader, "loadeddata");
+    for (let i = 0; i < SAMPLED_FRAMES; i++) {
+      const at = (reader.duration * (i + 0.5)) / SAMPLED_FRAMES;
+      reader.currentTime = at;
+      await once(reader, "seeked");
+      const canvas = h("canvas", {width: "64", height: "36", role: "listitem", "data-t-ms": Math.round(at * 1000),
+        title: `the frame at ${seconds(at * 1000)}`, onclick: () => { player.currentTime = at; }});
+      canvas.getContext("2d").drawImage(reader, 0, 0, 64, 36);
+      strip.append(canvas);
+    }
+  } catch {
+    strip.append(h("span", {class: "muted", text: "frames not shown"}));
+  } finally {
+    reader.removeAttribute("src");
+    reader.load(); // lets the browser drop the second copy
+  }
+}
+
+function once(target, event) {
+  return new Promise((resolve, reject) => {
+    target.addEventListener(event, resolve, {once: true});
+    target.addEventListener("error", () => reject(target.error), {once: true});
+  });
 }
 
 function timelineRow(name, dimension, marks, span, player) {
@@ -96,9 +139,9 @@ function timelineRow(name, dimension, marks, span, player) {
     const width = mark.end !== undefined ? Math.max(((mark.end - mark.t) / span) * WIDTH, 2) : 3;
     const verdict = mark.passed === undefined ? "neutral" : mark.passed ? "pass" : "fail";
     const rect = shape("rect", {x: Math.min(x, WIDTH - width), y: 2, width, height: ROW - 4, rx: 2,
-      class: `mark ${verdict}`, "data-t-ms": Math.round(mark.t)});
+      class: `mark ${verdict}${mark.whole ? " whole" : ""}`, "data-t-ms": Math.round(mark.t)});
     const title = document.createElementNS(SVG, "title");
-    title.textContent = `${name} at ${seconds(mark.t)}`
+    title.textContent = mark.whole ? `${name}: failed, judged over the whole clip` : `${name} at ${seconds(mark.t)}`
       + (mark.end !== undefined ? ` to ${seconds(mark.end)}` : "")
       + (mark.value !== undefined ? `: ${format(mark.value)}` : "") + (verdict === "neutral" ? "" : ` (${verdict})`);
     rect.append(title);
