@@ -79,6 +79,12 @@ def test_a_clip_jobs_page_plays_each_delivered_clip_with_its_poster(console, ten
     assert page.locator("li.candidate video").count() == len(clip_cards) > 0
     until(lambda: page.locator("li.candidate video").evaluate_all("vs => vs.every(v => v.readyState >= 1)"), 30,
           "every candidate's clip read")
+    chosen = page.locator('li.candidate[data-verdict="selected"]')
+    playwright_api.expect(chosen.locator(".filmstrip canvas")).to_have_count(8)  # its frames, over its timeline
+    assert chosen.locator(".timeline-row[data-dimension]").count() == 0  # nothing failed it, nothing names a time
+    page.get_by_test_id("receipt-verdict").wait_for()
+    assert text_of(page, "receipt-clips") == (f"#1: {output['duration_ms'] / 1000:.1f} s, h264, {output['fps']:g} fps,"
+                                              f" {output['frames']} frames")
     screenshot(page, "clip-job-desktop")
     page.set_viewport_size(PHONE)
     screenshot(page, "clip-job-phone")
@@ -142,7 +148,9 @@ def clip_job_view(job_id: str, clip: bytes, folder: str, links: dict) -> dict:
                 "motion": dimension(0.01, 0.3, False, t_ms=1200),
                 "blockiness": dimension(2.5, 1.7, False)}},
             score | {"index": 2, "passed": True, "score": 0.5, "failed": [], "dimensions": {
-                "sharpness": dimension(85.0, 40, True), "container": dimension(1.0, 1, True)}}],
+                "sharpness": dimension(85.0, 40, True), "container": dimension(1.0, 1, True),
+                # Unavailable (no model here): not a verdict against the clip, so not on its timeline.
+                "prompt_alignment": dimension(None, 0.2, False)}}],
         "outputs": [{"n": 1, "key": f"{folder}/1.mp4", "expires_at": (now + timedelta(hours=1)).isoformat(),
                      "sha256": "0" * 64, "size_bytes": len(clip), "media_type": "video/mp4", "width": info.width,
                      "height": info.height, "frames": info.frames, "duration_ms": info.duration_ms, "fps": info.fps,

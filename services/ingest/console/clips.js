@@ -22,8 +22,10 @@ export function isClip(mediaType) {
 
 // A player that fetches only the clip's header until played (preload metadata), shows the
 // poster until then, and plays inline on phones rather than going full screen.
-export function clipPlayer({src, poster, label, testid}) {
-  const video = h("video", {controls: true, playsinline: true, preload: "metadata", poster: poster || null,
+// A clip already in memory (a candidate, read with the key) may preload it all, which shows
+// its first frame rather than a black box.
+export function clipPlayer({src, poster, label, testid, preload = "metadata"}) {
+  const video = h("video", {controls: true, playsinline: true, preload, poster: poster || null,
     "aria-label": label, "data-testid": testid, width: "320", height: "180"});
   if (src) video.src = src;
   video.append(h("a", {href: src || "#", text: `Download ${label}`})); // for a browser without <video>
@@ -69,13 +71,13 @@ function msOf(value) {
 
 // The timeline of one candidate's clip: a strip of frames sampled evenly over it (drawn by
 // the browser from the clip itself), and under it a row per dimension whose score names
-// times, and per failed dimension that names none (a bar over the whole clip: what it judged
-// is the clip as a whole). `player` is the clip's <video>, which frames and marks seek;
+// times, and per dimension that failed the clip (`failed`) naming none: a bar over the whole
+// clip, what it judged being the clip as a whole. `player` is the clip's <video>, which frames and marks seek;
 // `durationMs` the clip's length where known (else the player's, once read, else the last mark).
 export function clipTimeline(score, player, durationMs) {
-  const unmeasured = new Set(score.not_measured || []);
+  const failed = new Set(score.failed || []);
   const rows = Object.entries(score.dimensions || {}).map(([name, d]) => [name, d, marksOf(d)])
-    .filter(([name, d, marks]) => marks.length || (!d.passed && !unmeasured.has(name)));
+    .filter(([name, , marks]) => marks.length || failed.has(name));
   const figure = h("figure", {class: "clip-timeline", "data-testid": `timeline-${score.index}`});
   const strip = h("div", {class: "filmstrip", role: "list", "aria-label": "Frames sampled over the clip"});
   const draw = () => {

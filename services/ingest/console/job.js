@@ -250,7 +250,8 @@ function candidateCard(state, score) {
   const selected = job.selected.includes(score.index);
   const verdict = selected ? "selected" : score.passed ? "passed" : notJudged(score) ? "not_judged" : "rejected";
   const clip = isClip(score.media_type);
-  const img = clip ? clipPlayer({label: `Candidate ${score.index} (${verdict})`, testid: `candidate-clip-${score.index}`})
+  const img = clip ? clipPlayer({label: `Candidate ${score.index} (${verdict})`, testid: `candidate-clip-${score.index}`,
+    preload: "auto"})
     : h("img", {alt: `Candidate ${score.index} (${verdict})`, width: "256", height: "256"});
   loadCandidate(state, score.index, img, undefined, clip ? score.media_type : undefined);
   const failing = score.failed.length ? h("ul", {class: "failing", "aria-label": "Failed dimensions"},
