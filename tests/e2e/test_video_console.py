@@ -1,5 +1,7 @@
 """The console with clips, in headless Chromium (as tests/e2e/test_console.py drives it):
 
+* a clip job submitted from the New job form (its clip fields shown for a video template
+  only) is quoted by the second and followed to its clip;
 * a text-to-video job run through the five services shows each delivered clip in a <video>
   player (controls, inline, metadata preloaded, its poster), which reads the signed link under
   the console's Content-Security-Policy, and each candidate's clip in its card;
@@ -33,6 +35,7 @@ from tests.e2e.test_console import (  # noqa: F401  (fixtures)
     console,
     playwright_api,
     screenshot,
+    tenants,
     text_of,
 )
 from tests.polling import until
@@ -89,6 +92,37 @@ def test_a_clip_jobs_page_plays_each_delivered_clip_with_its_poster(console, ten
     page.set_viewport_size(PHONE)
     screenshot(page, "clip-job-phone")
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    assert_only_local_requests(console)
+
+
+def test_a_clip_job_submitted_from_the_form_is_quoted_by_the_second_and_played(console, tenants):  # noqa: F811
+    tenant = tenants(100_000)
+    page = console.page(tenant.api_key)
+    page.goto("/console/new")
+    clip_fields = page.locator("#clip-fields")
+    playwright_api.expect(page.get_by_label("Template").locator("option[value=text-to-video]")).to_have_count(1)
+    playwright_api.expect(clip_fields).to_be_hidden()  # generic: images
+    page.get_by_label("Template").select_option("text-to-video")
+    playwright_api.expect(clip_fields).to_be_visible()
+    page.get_by_label("Prompt").fill("waves rolling onto a beach")
+    page.get_by_label("Candidates (N)").fill("2")
+    page.get_by_label("Seconds per clip").fill("2")
+    page.get_by_label("Aspect ratio").select_option("1:1")
+    page.get_by_label("Resolution").select_option("480p")
+    page.get_by_label("Frames per second").fill("12")
+    video = {"duration_s": 2, "aspect_ratio": "1:1", "resolution": "480p", "fps": 12}
+    quoted = tenant.http.post("/v1/quotes", json={"template": "text-to-video", "tier": "stable", "images": 1,
+                                                 "video": video}).json()
+    page.locator("#quote").filter(has_text=f"{quoted['credits']} credits ({quoted['second_price']} per delivered"
+                                           " second)").wait_for()
+    page.get_by_role("button", name="Submit job").click()
+    page.wait_for_url("**/console/jobs/*")
+    page.locator('#job-state[data-state="succeeded"]').wait_for(timeout=JOB_TIMEOUT_MS)
+
+    job = tenant.job(page.url.rsplit("/", 1)[1])
+    assert job["template"] == "text-to-video" and job["video"] == video
+    assert text_of(page, "clip-asked") == "2.0 s · 1:1 · 480p · 12 fps"
+    page.get_by_test_id("clip-1").wait_for()
     assert_only_local_requests(console)
 
 

@@ -15,6 +15,9 @@ const SVG = "http://www.w3.org/2000/svg";
 const WIDTH = 100; // the timeline's width in its own units (a percentage of the clip); it scales to the card
 const ROW = 18; // names are HTML beside the drawing, so they stay readable when it shrinks
 const SAMPLE_LISTS = ["frames", "samples", "timeline"];
+// What a job may ask of a clip, as the API takes it.
+export const ASPECT_RATIOS = ["16:9", "9:16", "1:1", "4:3", "3:4"];
+export const RESOLUTIONS = ["480p", "720p", "1080p"];
 
 export function isClip(mediaType) {
   return typeof mediaType === "string" && mediaType.startsWith("video/");
