@@ -1,5 +1,10 @@
 """`genline jobs …`: a user's commands, on the Python client (genline_client).
 
+`genline jobs submit --video --duration 4 …` asks for clips (MP4) rather than images: made
+from the prompt alone (template text-to-video), or from a first frame (image-to-video): a
+photo of yours (`--input PATH`, uploaded first) or an image you were delivered
+(`--first-frame JOB:N`).
+
 The API's URL and key come from GENLINE_API_URL and GENLINE_API_KEY (or --api-url,
 --api-key). With --json a command writes only JSON on stdout (`watch` one event a line);
 what is for people (progress, errors) goes to stderr, and `submit --wait --json` writes
@@ -18,13 +23,19 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from genline_cli.session import EXIT_NO_IMAGES, Output, common_options, with_client
-from genline_client import Genline, Job, JobEvent, verify_receipt
+from genline_cli.session import EXIT_NO_IMAGES, EXIT_USAGE, Output, common_options, with_client
+from genline_client import FirstFrame, Genline, Job, JobEvent, Video, verify_receipt
+from genline_client import Output as Delivered
 from genline_client import Progress as ClientProgress
 from genline_client.models import SUCCESSFUL_STATES
 from services.common.cli import CommandTree
 
 STAGES = ["submitted", "admitted", "generating", "scoring", "delivering"]  # then a final state
+ASPECT_RATIOS = ["16:9", "9:16", "1:1", "4:3", "3:4"]
+RESOLUTIONS = ["480p", "720p", "1080p"]
+# What a video job is made from when --template does not say: a first frame or the prompt alone.
+VIDEO_TEMPLATES = {True: "image-to-video", False: "text-to-video"}
+VIDEO_OPTIONS = ("duration", "aspect_ratio", "resolution", "fps", "first_frame")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,7 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     submit.add_argument("prompt")
     submit.add_argument("--images", type=int, default=1, metavar="K", help="images to deliver (default 1)")
     submit.add_argument("--candidates", type=int, metavar="N", help="candidates to generate (N >= K)")
-    submit.add_argument("--template", help="generic, headshot or product")
+    submit.add_argument("--template", help="generic, headshot, product …; with --video text-to-video or image-to-video"
+                                           " (chosen by whether a first frame is given)")
     submit.add_argument("--tier", choices=["stable", "fast", "low-cost"])
     submit.add_argument("--priority", choices=["interactive", "bulk"],
                         help="among your own jobs: interactive ones are served ahead of bulk ones (default interactive)")
@@ -53,8 +65,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     submit.add_argument("--profile", help="scoring profile (the template's by default)")
     submit.add_argument("--deadline", type=int, dest="deadline_s", metavar="SECONDS")
     submit.add_argument("--idempotency-key", help="the same key and request within 24 h return the first job")
+    submit.add_argument("--input", type=Path, metavar="PATH",
+                        help="a photo to upload as the job's input (with --video: the clip's first frame)")
+    add_video_arguments(submit)
     submit.add_argument("--wait", action="store_true", help="follow the job, with live progress, until it is final")
-    submit.add_argument("--download", type=Path, metavar="DIR", help="write the images into DIR (implies --wait)")
+    submit.add_argument("--download", type=Path, metavar="DIR", help="write the images (or clips) into DIR (implies --wait)")
     submit.add_argument("--timeout", type=float, metavar="SECONDS", help="stop waiting after this long")
 
     listing = commands.add_parser("list", parents=[common], help="your jobs, newest first")
@@ -77,15 +92,62 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     receipt.add_argument("job_id", metavar="JOB_ID")
     receipt.add_argument("--verify", action="store_true",
                          help="also check it against the platform's published keys (exit 1 if it does not check out)")
-    download = commands.add_parser("download", parents=[common], help="write a job's images into a folder")
+    download = commands.add_parser("download", parents=[common], help="write a job's images or clips into a folder")
     download.add_argument("job_id", metavar="JOB_ID")
     download.add_argument("directory", type=Path, metavar="DIR")
 
 
+def add_video_arguments(submit: argparse.ArgumentParser) -> None:
+    video = submit.add_argument_group("clips", "With --video the job delivers K clips (MP4), priced by the second.")
+    video.add_argument("--video", action="store_true", help="ask for video clips rather than images")
+    video.add_argument("--duration", type=float, metavar="SECONDS", help="each clip's length (needed with --video)")
+    video.add_argument("--aspect-ratio", choices=ASPECT_RATIOS, help="the clip's shape (default 16:9)")
+    video.add_argument("--resolution", choices=RESOLUTIONS, help="the clip's short side (default 720p)")
+    video.add_argument("--fps", type=int, help="frames per second, where the model takes it (default: the model's)")
+    video.add_argument("--first-frame", type=first_frame_of, metavar="JOB:N",
+                       help="start the clip from image N that job JOB delivered to you")
+
+
+def first_frame_of(text: str) -> FirstFrame:
+    job_id, _, n = text.rpartition(":")
+    try:
+        return FirstFrame(job_id=job_id, n=int(n))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not JOB:N (a job's id and the number of one of its images)") from None
+
+
+def video_of(args) -> Video | None:
+    """The job's `video` object from the options; ValueError for options that do not make one."""
+    if not args.video:
+        given = [f"--{name.replace('_', '-')}" for name in VIDEO_OPTIONS if getattr(args, name) is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)} ask(s) for a clip: add --video")
+        return None
+    if args.duration is None:
+        raise ValueError("--video needs --duration SECONDS")
+    if args.first_frame is not None and args.input is not None:
+        raise ValueError("a clip starts from one frame: --first-frame or --input, not both")
+    shape = {"aspect_ratio": args.aspect_ratio, "resolution": args.resolution, "fps": args.fps}
+    return Video(duration_s=args.duration, first_frame=args.first_frame,
+                 **{name: value for name, value in shape.items() if value is not None})
+
+
 def submit(client: Genline, args, output: Output) -> int:
+    try:
+        video = video_of(args)
+        photo = args.input.read_bytes() if args.input is not None else None
+    except (ValueError, OSError) as error:
+        output.err.print(f"genline: {error}")
+        return EXIT_USAGE
     options = {name: getattr(args, name) for name in ("candidates", "tier", "priority", "seed", "profile", "deadline_s")}
-    submitted = client.jobs.create(args.prompt, images=args.images, template=args.template,
-                                   idempotency_key=args.idempotency_key, **options)
+    if photo is not None:
+        upload = client.upload(photo)
+        options["input_upload"] = str(upload.id)
+        if not output.as_json:
+            output.err.print(f"uploaded {args.input} as {upload.id} ({upload.width}x{upload.height})")
+    template = args.template or (VIDEO_TEMPLATES[args.input is not None or args.first_frame is not None] if video else None)
+    submitted = client.jobs.create(args.prompt, images=args.images, template=template,
+                                   idempotency_key=args.idempotency_key, video=video, **options)
     if not (args.wait or args.download):
         if output.as_json:
             output.json(submitted.model_dump(mode="json"))
@@ -186,7 +248,10 @@ def event_line(event: JobEvent) -> str:
 
 
 def show_job(console: Console, job: Job) -> None:
-    console.print(f"[bold]{job.id}[/bold]  {job.state}  {job.template}  {len(job.outputs)}/{job.images} images")
+    noun = "clips" if job.video or any(output.is_video for output in job.outputs) else "images"
+    console.print(f"[bold]{job.id}[/bold]  {job.state}  {job.template}  {len(job.outputs)}/{job.images} {noun}")
+    if job.video:
+        console.print(f"  clips asked: {clip_asked(job.video)}")
     console.print(f"  prompt: {job.prompt}")
     for state, when in job.history:
         reason = job.reasons.get(state)
@@ -196,8 +261,24 @@ def show_job(console: Console, job: Job) -> None:
     if job.billing:
         console.print(f"  credits: reserved {job.billing.reserved}, charged {job.billing.charged},"
                       f" released {job.billing.released} ({job.billing.state})")
-    for image in job.outputs:
-        console.print(f"  image {image.n}: {image.url}", soft_wrap=True)
+    for delivered in job.outputs:
+        console.print(output_line(delivered), soft_wrap=True)
+        if delivered.poster_url:
+            console.print(f"    poster: {delivered.poster_url}", soft_wrap=True)
+
+
+def output_line(output: Delivered) -> str:
+    """A delivered image, or a clip with its length, codec, rate, size and frame count."""
+    if not output.is_video:
+        return f"  image {output.n}: {output.url}"
+    size = f", {output.width}x{output.height}" if output.width and output.height else ""
+    return (f"  clip {output.n}: {output.duration_s:.1f} s, {output.codec or 'unknown codec'}, {output.fps:g} fps{size},"
+            f" {output.frames} frames, {round(output.size_bytes / 1024)} KB: {output.url}")
+
+
+def clip_asked(video: dict) -> str:
+    fps = f", {video['fps']} fps" if video.get("fps") else ""
+    return f"{video.get('duration_s')} s, {video.get('aspect_ratio')}, {video.get('resolution')}{fps}"
 
 
 def get(client: Genline, args, output: Output) -> int:

@@ -1,7 +1,8 @@
 """Genline's Python client: `Genline` (sync) and `AsyncGenline` (asyncio), typed errors,
-`verify_webhook` for the webhooks Genline sends, and `verify_receipt` / `verify_chain` for
-its signed job receipts (offline, with the published keys); `verify_file` asks a deployment
-what a file proves (its Content Credentials and watermark)."""
+`Video` to ask for clips (MP4) rather than images, `verify_webhook` for the webhooks Genline
+sends, and `verify_receipt` / `verify_chain` for its signed job receipts (offline, with the
+published keys); `verify_file` asks a deployment what a file proves (its Content Credentials
+and watermark)."""
 
 from genline_client.aio import AsyncGenline
 from genline_client.errors import (
@@ -26,6 +27,7 @@ from genline_client.errors import (
 from genline_client.models import (
     FINAL_STATES,
     Checkout,
+    FirstFrame,
     Job,
     JobEvent,
     JobPage,
@@ -34,8 +36,10 @@ from genline_client.models import (
     Preview,
     Progress,
     SubmittedJob,
+    Upload,
     Usage,
     UsageDay,
+    Video,
 )
 from genline_client.provenance import verify_file
 from genline_client.receipts import ReceiptVerificationError, verify_chain, verify_receipt
@@ -45,10 +49,11 @@ from genline_client.webhooks import WebhookVerificationError, verify_webhook
 
 __all__ = [
     "APIConnectionError", "APIError", "AsyncGenline", "BadRequest", "Checkout", "ChecksumMismatch", "ConfigurationError",
-    "Conflict", "FINAL_STATES", "Genline", "GenlineError", "Job", "JobEvent", "JobPage", "JobSummary",
+    "Conflict", "FINAL_STATES", "FirstFrame", "Genline", "GenlineError", "Job", "JobEvent", "JobPage", "JobSummary",
     "NO_RETRIES", "NotFound", "Output", "PayloadTooLarge", "PaymentRequired", "PermissionDenied", "Preview", "Progress",
     "RateLimited",
     "ReceiptVerificationError", "RetryPolicy", "ServerError", "ServiceUnavailable", "SubmittedJob", "Unauthorized",
-    "Usage", "UsageDay", "ValidationError", "WaitTimeout", "WebhookVerificationError", "verify_chain", "verify_file", "verify_receipt",
+    "Upload", "Usage", "UsageDay", "ValidationError", "Video", "WaitTimeout", "WebhookVerificationError", "verify_chain",
+    "verify_file", "verify_receipt",
     "verify_webhook",
 ]

@@ -14,7 +14,7 @@ from uuid import UUID
 import httpx
 
 from genline_client.errors import APIConnectionError, ConfigurationError, NotFound, WaitTimeout
-from genline_client.models import Job, JobEvent, Preview, Progress
+from genline_client.models import Job, JobEvent, Preview, Progress, Video
 from genline_client.retry import RetryPolicy
 from genline_client.sse import ServerSentEvent
 
@@ -43,6 +43,7 @@ class Call:
     params: dict[str, Any] | None = None
     json: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    content: bytes | None = None
 
 
 def job_id_of(job: Any) -> str:
@@ -61,7 +62,27 @@ def create_job(prompt: str, images: int, template: str | None, idempotency_key: 
     # One key for every try of this submission: a retry after a lost answer finds the first job.
     key = idempotency_key or str(uuid.uuid4())
     body = without_none({"prompt": prompt, "images": images, "template": template} | options)
+    if "video" in body:
+        body["video"] = video_request(body["video"])
     return Call("POST", "/v1/jobs", json=body, headers={"Idempotency-Key": key})
+
+
+def video_request(video: Video | dict[str, Any]) -> dict[str, Any]:
+    """A job's `video` object as the API takes it, checked here first: a typo in a field is
+    a ValueError before anything is sent, not a job that asks for the wrong clip."""
+    return Video.model_validate(video).model_dump(mode="json", exclude_none=True)
+
+
+# What an upload's bytes are, by their first bytes; the API screens them again by content.
+IMAGE_SIGNATURES = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG\r\n\x1a\n", "image/png"))
+
+
+def upload(content: bytes, media_type: str | None) -> Call:
+    if media_type is None:
+        riff_webp = content[:4] == b"RIFF" and content[8:12] == b"WEBP"
+        media_type = "image/webp" if riff_webp else next(
+            (kind for signature, kind in IMAGE_SIGNATURES if content.startswith(signature)), "application/octet-stream")
+    return Call("POST", "/v1/uploads", headers={"Content-Type": media_type}, content=content)
 
 
 def list_jobs(limit: int | None, cursor: str | None, state: str | None, template: str | None,
@@ -227,6 +248,16 @@ def has_no_stream(error: NotFound) -> bool:
 def links_expire_soon(job: Job) -> bool:
     soon = datetime.now(timezone.utc) + timedelta(seconds=LINK_MARGIN_S)
     return any(output.expires_at <= soon for output in job.outputs)
+
+
+def resume_delay(error: httpx.TransportError, url: str, retry: RetryPolicy, stalled: int) -> float:
+    """How long to wait before taking up a broken download again, after `stalled` tries in
+    a row that received nothing; raises when the retries are spent. Only those count: a
+    slow connection that keeps breaking still finishes, as long as each try gets further."""
+    delay = retry.after_error(stalled)
+    if delay is None:
+        raise APIConnectionError(f"GET {url}: {error!r}") from error
+    return delay
 
 
 def without_authorization(request: httpx.Request) -> httpx.Request:

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from genline_client import _calls
-from genline_client._download import OutputFile
+from genline_client._download import OutputFile, download_request, take_up
 from genline_client.errors import APIConnectionError, NotFound, WaitTimeout, raise_for_problem
 from genline_client.models import (
     Checkout,
@@ -33,7 +33,9 @@ from genline_client.models import (
     Preview,
     Progress,
     SubmittedJob,
+    Upload,
     Usage,
+    Video,
 )
 from genline_client.retry import RetryPolicy
 from genline_client.sse import EventStreamParser
@@ -51,6 +53,11 @@ class AsyncGenline:
 
     async def __aenter__(self) -> AsyncGenline:
         return self
+
+    async def upload(self, photo: str | PathLike | bytes, media_type: str | None = None) -> Upload:
+        """Upload a photo for a later job (see `Genline.upload`)."""
+        content = photo if isinstance(photo, bytes) else Path(photo).read_bytes()
+        return Upload.model_validate(await self.call(_calls.upload(content, media_type)))
 
     async def receipt(self, job: Any) -> dict[str, Any]:
         """The job's signed receipt, once the job is final (see `Genline.receipt`)."""
@@ -121,7 +128,7 @@ class AsyncGenline:
     async def call(self, call: _calls.Call) -> Any:
         """Send one call, with retries; its JSON answer, or the problem as an exception."""
         request = self._http.build_request(call.method, call.path, params=call.params, json=call.json,
-                                           headers=call.headers)
+                                           headers=call.headers, content=call.content)
         return (await self._send(request)).json()
 
     async def content(self, path: str) -> bytes:
@@ -169,12 +176,22 @@ class AsyncGenline:
                 await self._sleep(position.delay_after(error, self._retry))
 
     async def download_to(self, url: str, file: OutputFile) -> Path:
-        request = _calls.without_authorization(self._http.build_request("GET", url))
+        """Write the content of `url` into `file`, taken up again from the bytes received
+        when the connection breaks part-way (see `Genline.download_to`)."""
         try:
-            async with self._open(request) as response:
-                async for chunk in response.aiter_bytes():
-                    file.write(chunk)
-            return file.finish()
+            stalled = 0  # tries in a row that received nothing
+            while True:
+                had = file.received
+                try:
+                    async with self._open(download_request(self._http, url, file)) as response:
+                        take_up(response, file)
+                        async for chunk in response.aiter_bytes():
+                            file.write(chunk)
+                    return file.finish()
+                except httpx.TransportError as error:
+                    stalled = 0 if file.received > had else stalled
+                    await self._sleep(_calls.resume_delay(error, url, self._retry, stalled))
+                    stalled += 1
         except BaseException:
             file.discard()
             raise
@@ -201,9 +218,10 @@ class AsyncJobs:
         self._client = client
 
     async def create(self, prompt: str, *, images: int = 1, template: str | None = None,
-                     idempotency_key: str | None = None, **options: Any) -> SubmittedJob:
-        """Submit a job; see `Jobs.create`."""
-        call = _calls.create_job(prompt, images, template, idempotency_key, options)
+                     idempotency_key: str | None = None, video: Video | dict[str, Any] | None = None,
+                     **options: Any) -> SubmittedJob:
+        """Submit a job (with `video`, a job for clips); see `Jobs.create`."""
+        call = _calls.create_job(prompt, images, template, idempotency_key, options | {"video": video})
         return SubmittedJob.model_validate(await self._client.call(call))
 
     async def get(self, job: Any) -> Job:

@@ -38,8 +38,10 @@ class Billing(APIModel):
 
 
 class Output(APIModel):
-    """A delivered image: a link signed for a while, and the hash its content must have; its
-    size and frames (more than one: an animated clip), and a thumbnail with its own link."""
+    """A delivered image or clip: a link signed for a while, and the hash its content must
+    have; its size and frames (more than one: an animated image or a video clip), and a
+    thumbnail with its own link. A video clip (`media_type` video/mp4) also has its playing
+    length (`duration_ms`), frame rate and codec, and its thumbnail is the clip's poster."""
 
     n: int
     key: str
@@ -51,9 +53,61 @@ class Output(APIModel):
     width: int | None = None
     height: int | None = None
     frames: int = 1
+    duration_ms: int = Field(0, description="a clip's playing length as delivered; 0 for a still")
+    fps: float = Field(0, description="a video clip's frame rate; 0 for a still")
+    codec: str | None = Field(None, description="a video clip's codec (h264, vp9, av1); None for images")
     watermarked: bool = False
     thumbnail_url: str | None = None
     thumbnail_media_type: str | None = None
+
+    @property
+    def is_video(self) -> bool:
+        return self.media_type.startswith("video/")
+
+    @property
+    def poster_url(self) -> str | None:
+        """A clip's poster (its sharpest sampled frame): the thumbnail's link."""
+        return self.thumbnail_url if self.is_video else None
+
+    @property
+    def duration_s(self) -> float:
+        return self.duration_ms / 1000
+
+
+class FirstFrame(APIModel):
+    """An image you were delivered, as the first frame of a clip: job `job_id`'s image `n`."""
+
+    job_id: UUID
+    n: int = Field(1, ge=1)
+
+
+class Video(APIModel):
+    """What a video job asks for: clips of `duration_s` seconds (priced by the whole second,
+    rounded up), in `aspect_ratio` ("16:9", "9:16", "1:1", "4:3", "3:4") at `resolution` (the
+    short side: "480p", "720p", "1080p"), at `fps` frames a second where the model takes it
+    (None: the model's own). The first frame is the job's `input_upload` (or
+    `reference_image`), or `first_frame`, an image you were delivered; with neither, the
+    clip is made from the prompt alone (text-to-video)."""
+
+    duration_s: float = Field(gt=0)
+    aspect_ratio: str = Field("16:9", pattern=r"^[1-9][0-9]*:[1-9][0-9]*$")
+    resolution: str = Field("720p", pattern=r"^[1-9][0-9]*p$")
+    fps: int | None = Field(None, ge=1)
+    first_frame: FirstFrame | None = None
+
+
+class Upload(APIModel):
+    """A screened photo, stored upright and without metadata; a job names it by `id`
+    (`input_upload`), e.g. the first frame of an image-to-video job."""
+
+    id: UUID
+    media_type: str
+    width: int
+    height: int
+    size_bytes: int
+    sha256: str
+    created_at: datetime
+    url: str
 
 
 class Candidate(APIModel):
@@ -64,6 +118,7 @@ class Candidate(APIModel):
     index: int
     attempt: int = 1
     provider: str | None = None
+    media_type: str | None = Field(None, description="the candidate's file: image/png …, video/mp4 for a clip")
     passed: bool
     score: float | None = None
     failed: list[str] = []
@@ -95,6 +150,7 @@ class Job(APIModel):
     outputs: list[Output] = []
     billing: Billing | None = None
     provider_cost_micro_usd: int = 0
+    video: dict[str, Any] | None = Field(None, description="a video job's clips as asked; None for an image job")
 
     @property
     def final(self) -> bool:

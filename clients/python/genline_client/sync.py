@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from genline_client import _calls
-from genline_client._download import OutputFile
+from genline_client._download import OutputFile, download_request, take_up
 from genline_client.errors import APIConnectionError, NotFound, WaitTimeout, raise_for_problem
 from genline_client.models import (
     Checkout,
@@ -33,7 +33,9 @@ from genline_client.models import (
     Preview,
     Progress,
     SubmittedJob,
+    Upload,
     Usage,
+    Video,
 )
 from genline_client.retry import RetryPolicy
 from genline_client.sse import EventStreamParser
@@ -65,6 +67,13 @@ class Genline:
             page = self.call(_calls.receipt_page(position, page_size))
             yield from page["data"]
             position = page["next_after"]
+
+    def upload(self, photo: str | PathLike | bytes, media_type: str | None = None) -> Upload:
+        """Upload a photo (a path or its bytes: JPEG, PNG or WebP) for a later job, which names
+        it as `input_upload=upload.id`: an input photo, or the first frame of a clip. The API
+        screens it and answers 422 with what to change when it cannot be used."""
+        content = photo if isinstance(photo, bytes) else Path(photo).read_bytes()
+        return Upload.model_validate(self.call(_calls.upload(content, media_type)))
 
     def signing_keys(self) -> dict[str, Any]:
         """The public keys receipts are signed with (JWK), rotated-out ones included."""
@@ -122,7 +131,7 @@ class Genline:
     def call(self, call: _calls.Call) -> Any:
         """Send one call, with retries; its JSON answer, or the problem as an exception."""
         request = self._http.build_request(call.method, call.path, params=call.params, json=call.json,
-                                           headers=call.headers)
+                                           headers=call.headers, content=call.content)
         return self._send(request).json()
 
     def content(self, path: str) -> bytes:
@@ -169,12 +178,22 @@ class Genline:
                 self._sleep(position.delay_after(error, self._retry))
 
     def download_to(self, url: str, file: OutputFile) -> Path:
-        request = _calls.without_authorization(self._http.build_request("GET", url))
+        """Write the content of `url` into `file`; a connection that breaks part-way is taken
+        up again from the bytes received (`Range`), with the retry policy's waits."""
         try:
-            with self._open(request) as response:
-                for chunk in response.iter_bytes():
-                    file.write(chunk)
-            return file.finish()
+            stalled = 0  # tries in a row that received nothing
+            while True:
+                had = file.received
+                try:
+                    with self._open(download_request(self._http, url, file)) as response:
+                        take_up(response, file)
+                        for chunk in response.iter_bytes():
+                            file.write(chunk)
+                    return file.finish()
+                except httpx.TransportError as error:
+                    stalled = 0 if file.received > had else stalled
+                    self._sleep(_calls.resume_delay(error, url, self._retry, stalled))
+                    stalled += 1
         except BaseException:
             file.discard()
             raise
@@ -195,11 +214,21 @@ class Jobs:
         self._client = client
 
     def create(self, prompt: str, *, images: int = 1, template: str | None = None,
-               idempotency_key: str | None = None, **options: Any) -> SubmittedJob:
+               idempotency_key: str | None = None, video: Video | dict[str, Any] | None = None,
+               **options: Any) -> SubmittedJob:
         """Submit a job. Other fields of the API's job request (`candidates`, `tier`, `seed`,
-        `quality`, `deadline_s` …) go in `options`. Retries carry one Idempotency-Key, so a
-        submission retried after a lost answer is still one job."""
-        call = _calls.create_job(prompt, images, template, idempotency_key, options)
+        `quality`, `deadline_s`, `input_upload` …) go in `options`. Retries carry one
+        Idempotency-Key, so a submission retried after a lost answer is still one job.
+
+        With `video` the job delivers clips (MP4) rather than images, `images` of them::
+
+            job = client.jobs.create("waves rolling onto a beach", template="text-to-video",
+                                     video=Video(duration_s=4, aspect_ratio="16:9", resolution="480p"))
+            still = client.upload("beach.jpg")  # image-to-video: the clip starts from this photo
+            job = client.jobs.create("the tide comes in", template="image-to-video", input_upload=str(still.id),
+                                     video=Video(duration_s=4, resolution="480p"))
+        """
+        call = _calls.create_job(prompt, images, template, idempotency_key, options | {"video": video})
         return SubmittedJob.model_validate(self._client.call(call))
 
     def get(self, job: Any) -> Job:
@@ -289,8 +318,9 @@ class Jobs:
         return self._client.content(_calls.preview_path(preview))
 
     def download(self, job: Any, directory: str | PathLike) -> list[Path]:
-        """Write the job's delivered images into `directory` as `<job id>-<n>.<ext>`, each
-        checked against its sha256 (`ChecksumMismatch` otherwise); their paths."""
+        """Write the job's delivered images or clips into `directory` as `<job id>-<n>.<ext>`,
+        each checked against its sha256 (`ChecksumMismatch` otherwise); their paths. A
+        download whose connection breaks goes on from the bytes it has (`Range`)."""
         if not isinstance(job, Job) or _calls.links_expire_soon(job):
             job = self.get(job)
         return [self._client.download_to(output.url, OutputFile(Path(directory), str(job.id), output))

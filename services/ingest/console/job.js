@@ -1,8 +1,11 @@
 // A job's page: its summary, its progress while it generates and scores (counts, a bar, the
 // ETA and the candidates passing as they pass), credits and costs, timeline (followed
 // live), candidates with their verdicts, delivered images, each of which may be reported,
-// and once the job is final its signed receipt, verified in the browser.
+// and once the job is final its signed receipt, verified in the browser. A video job's
+// candidates and deliveries are clips: each in a player, a candidate's verdicts also over
+// the timeline of its sampled frames.
 import {FINAL, api, events} from "./api.js";
+import {clipFacts, clipPlayer, clipTimeline, isClip, seconds} from "./clips.js";
 import {h, field, select, facts, table, badge, when, usd, announce, show, fillWith, errorBox, debounce, format} from "./dom.js";
 import {pageSignal} from "./navigation.js";
 import {receiptSection} from "./receipts.js";
@@ -15,11 +18,12 @@ export function jobPage(jobId) {
     costs: h("section", {"aria-labelledby": "costs-title"}),
     timeline: h("ol", {class: "timeline", "aria-live": "polite", "aria-label": "Events"}),
     candidates: h("div"), outputs: h("div"), receipt: h("div"),
+    outputsTitle: h("h2", {id: "outputs-title", text: "Delivered images"}),
   };
   show(parts.head, parts.progress, h("div", {class: "grid-2"}, parts.summary, parts.costs),
     h("section", {"aria-labelledby": "timeline-title"}, h("h2", {id: "timeline-title", text: "Timeline"}), parts.timeline),
     h("section", {"aria-labelledby": "candidates-title"}, h("h2", {id: "candidates-title", text: "Candidates"}), parts.candidates),
-    h("section", {"aria-labelledby": "outputs-title"}, h("h2", {id: "outputs-title", text: "Delivered images"}), parts.outputs),
+    h("section", {"aria-labelledby": "outputs-title"}, parts.outputsTitle, parts.outputs),
     parts.receipt);
   const refresh = async () => {
     try {
@@ -132,8 +136,11 @@ function drawJob(state, parts) {
     FINAL.has(job.state) ? null : job.cancel_requested_at ? h("span", {class: "muted", text: "Cancel requested"})
       : h("button", {type: "button", class: "danger", text: "Cancel job",
         onclick: (event) => cancelJob(event.target, state, parts)})));
+  const clips = isVideoJob(job);
+  parts.outputsTitle.textContent = clips ? "Delivered clips" : "Delivered images";
   parts.summary.replaceChildren(h("h2", {id: "summary-title", text: "Summary"}), facts([
-    ["Template", job.template], ["Prompt", job.prompt], ["Images asked", job.images, "total-images"],
+    ["Template", job.template], ["Prompt", job.prompt], [clips ? "Clips asked" : "Images asked", job.images, "total-images"],
+    ["Each clip", job.video ? clipAsked(job.video) : undefined, "clip-asked"],
     ["Candidates generated", job.scores.length, "total-candidates"],
     ["Passed", job.scores.filter((s) => s.passed).length, "total-passed"],
     ["Rejected", job.scores.filter(rejected).length, "total-rejected"],
@@ -153,6 +160,16 @@ function drawJob(state, parts) {
     state.receiptShown = true;
     parts.receipt.replaceChildren(receiptSection(job.id));
   }
+}
+
+// A job for clips: it asked for them, or what it made or delivered is video.
+function isVideoJob(job) {
+  return Boolean(job.video) || job.scores.some((s) => isClip(s.media_type)) || job.outputs.some((o) => isClip(o.media_type));
+}
+
+function clipAsked(video) {
+  return [seconds((video.duration_s || 0) * 1000), video.aspect_ratio, video.resolution,
+    video.fps ? `${video.fps} fps` : null].filter(Boolean).join(" · ");
 }
 
 function costFacts(job) {
@@ -232,8 +249,11 @@ function candidateCard(state, score) {
   const job = state.job;
   const selected = job.selected.includes(score.index);
   const verdict = selected ? "selected" : score.passed ? "passed" : notJudged(score) ? "not_judged" : "rejected";
-  const img = h("img", {alt: `Candidate ${score.index} (${verdict})`, width: "256", height: "256"});
-  loadCandidate(state, score.index, img);
+  const clip = isClip(score.media_type);
+  const img = clip ? clipPlayer({label: `Candidate ${score.index} (${verdict})`, testid: `candidate-clip-${score.index}`,
+    preload: "auto"})
+    : h("img", {alt: `Candidate ${score.index} (${verdict})`, width: "256", height: "256"});
+  loadCandidate(state, score.index, img, undefined, clip ? score.media_type : undefined);
   const failing = score.failed.length ? h("ul", {class: "failing", "aria-label": "Failed dimensions"},
     score.failed.map((name) => {
       const d = score.dimensions[name] || {};
@@ -250,6 +270,7 @@ function candidateCard(state, score) {
     h("td", {text: d.passed ? "pass" : unmeasured.includes(name) ? "not measured" : "fail"})));
   return h("li", {class: `candidate ${verdict}`, "data-index": score.index, "data-verdict": verdict},
     img,
+    clip ? clipTimeline(score, img, score.duration_ms) : null,
     h("h3", {}, `#${score.index}`, badge(verdict),
       h("span", {class: "muted", text: `score ${format(score.score)}`})),
     h("p", {class: "muted", text: `attempt ${score.attempt} · ${score.provider || "unknown provider"}`}),
@@ -271,11 +292,14 @@ function loadPreview(state, preview, img) {
   return loadCandidate(state, preview.index, img, preview.url);
 }
 
-async function loadCandidate(state, index, img, url = `/v1/jobs/${state.job.id}/candidates/${index}/image`) {
+// A clip's bytes are typed as what its score says they are, whatever the answer's header
+// says, so that the player reads them as video.
+async function loadCandidate(state, index, img, url = `/v1/jobs/${state.job.id}/candidates/${index}/image`, type) {
   if (!state.images.has(index)) {
     try {
       const response = await api(url, {raw: true});
-      state.images.set(index, URL.createObjectURL(await response.blob()));
+      const blob = await response.blob();
+      state.images.set(index, URL.createObjectURL(type ? new Blob([blob], {type}) : blob));
     } catch (error) {
       if (!pageSignal().aborted) img.alt = `Candidate ${index}: ${error.message}`;
       return;
@@ -297,15 +321,20 @@ function provenance(output) {
 function outputList(job) {
   if (!job.outputs.length) return h("p", {class: "muted", text: "Nothing delivered yet."});
   const reported = new Map(job.reports.map((r) => [r.n, r]));
-  return h("ul", {class: "outputs"}, job.outputs.map((output) => h("li", {class: "panel"},
-    h("img", {src: output.url, alt: `Delivered image ${output.n}`}),
-    h("p", {}, h("a", {href: output.url, download: `${job.id}-${output.n}`, text: `Download image ${output.n}`}),
-      h("span", {class: "muted", text: ` (${Math.round(output.size_bytes / 1024)} KB, link valid until ${when(output.expires_at)})`})),
-    provenance(output),
-    reported.has(output.n) ? h("p", {text: `Reported: ${reported.get(output.n).outcome}`}) : reportForm(job, output.n))));
+  return h("ul", {class: "outputs"}, job.outputs.map((output) => {
+    const noun = isClip(output.media_type) ? "clip" : "image";
+    return h("li", {class: `panel ${noun}`, "data-n": output.n},
+      noun === "clip" ? clipPlayer({src: output.url, poster: output.thumbnail_url, label: `Delivered clip ${output.n}`,
+        testid: `clip-${output.n}`}) : h("img", {src: output.url, alt: `Delivered image ${output.n}`}),
+      noun === "clip" ? h("p", {class: "muted", "data-testid": `clip-facts-${output.n}`, text: clipFacts(output)}) : null,
+      h("p", {}, h("a", {href: output.url, download: `${job.id}-${output.n}`, text: `Download ${noun} ${output.n}`}),
+        h("span", {class: "muted", text: ` (${Math.round(output.size_bytes / 1024)} KB, link valid until ${when(output.expires_at)})`})),
+      provenance(output),
+      reported.has(output.n) ? h("p", {text: `Reported: ${reported.get(output.n).outcome}`}) : reportForm(job, output.n, noun));
+  }));
 }
 
-function reportForm(job, n) {
+function reportForm(job, n, noun = "image") {
   const input = h("input", {type: "text", name: "reason", required: true, maxlength: "1000"});
   const result = h("p", {role: "status"});
   const form = h("form", {onsubmit: async (event) => {
@@ -317,7 +346,7 @@ function reportForm(job, n) {
     } catch (error) {
       result.replaceChildren(errorBox(error));
     }
-  }}, field(`report-${n}`, `What is wrong with image ${n}?`, input),
-  h("button", {type: "submit", class: "secondary", text: "Report image"}), result);
+  }}, field(`report-${n}`, `What is wrong with ${noun} ${n}?`, input),
+  h("button", {type: "submit", class: "secondary", text: `Report ${noun}`}), result);
   return form;
 }

@@ -1,6 +1,7 @@
 // The jobs pages: your jobs, filtered and followed live (with the progress of those that
-// generate and score), and a new job with its quote.
+// generate and score), and a new job (images, or clips from a video template) with its quote.
 import {FINAL, STATES, TEMPLATES, TIERS, api, events, templates} from "./api.js";
+import {ASPECT_RATIOS, RESOLUTIONS} from "./clips.js";
 import {h, field, select, table, badge, when, announce, show, errorBox, debounce} from "./dom.js";
 import {pageSignal, navigate} from "./navigation.js";
 
@@ -109,6 +110,7 @@ export function newJobPage() {
       placeholder: '{"thresholds": {"sharpness": {"min": 80}}}'}), "Optional: thresholds on top of the template's profile."),
     field("job-photo", "Input photo", h("input", {type: "file", name: "photo", accept: "image/jpeg,image/png,image/webp"}),
       "Optional (a headshot needs one): JPEG, PNG or WebP."),
+    clipFields(),
     h("p", {}, h("strong", {text: "Quote: "}), quote),
     h("button", {type: "submit", text: "Submit job"}), problem);
   const about = h("p", {class: "hint", id: "job-template-about", "aria-live": "polite"});
@@ -134,15 +136,47 @@ function describeTemplate(template, form, about) {
   about.textContent = [template.description, stages && `Stages: ${stages}.`,
     template.input.required ? "Needs an input photo." : ""].filter(Boolean).join(" ");
   form.elements.photo.required = template.input.required;
+  // A template that makes clips asks how long and what shape (`video` in the job); one that
+  // may (optional) makes images unless a length is given.
+  const clips = template.video || "never";
+  form.querySelector("#clip-fields").hidden = clips === "never";
+  form.elements.duration.required = clips === "required";
+}
+
+// The `video` object of a job for clips: each clip's length, shape, resolution and rate.
+function clipFields() {
+  const number = (name, attrs) => h("input", {type: "number", name, inputmode: "decimal", ...attrs});
+  return h("fieldset", {id: "clip-fields", hidden: true},
+    h("legend", {text: "Clips (MP4), priced by the delivered second"}),
+    h("div", {class: "row"},
+      field("job-duration", "Seconds per clip", number("duration", {min: "0.5", max: "60", step: "0.5"})),
+      field("job-aspect", "Aspect ratio", select("aspect_ratio", ASPECT_RATIOS.map((a) => [a, a]), "16:9")),
+      field("job-resolution", "Resolution", select("resolution", RESOLUTIONS.map((r) => [r, r]), "720p")),
+      field("job-fps", "Frames per second", number("fps", {min: "1", max: "60", step: "1"}),
+        "Empty: the model's own.")),
+    h("p", {class: "hint", text: "The input photo, if you give one, is the clip's first frame."}));
+}
+
+// The job's `video` object, when the form asks for clips; undefined otherwise.
+function clipRequest(form) {
+  const values = form.elements;
+  if (form.querySelector("#clip-fields").hidden || !values.duration.value) return undefined;
+  const video = {duration_s: Number(values.duration.value), aspect_ratio: values.aspect_ratio.value,
+    resolution: values.resolution.value};
+  if (values.fps.value) video.fps = Number(values.fps.value);
+  return video;
 }
 
 async function showQuote(form, output) {
   const images = Number(form.elements.images.value);
   if (!(images >= 1 && images <= 16)) { output.textContent = "choose 1 to 16 images"; return; }
   try {
+    const video = clipRequest(form);
     const quote = await api("/v1/quotes", {method: "POST",
-      body: {template: form.elements.template.value, tier: form.elements.tier.value, images}});
-    output.textContent = `${quote.credits} credits (${quote.unit_price} per delivered image); `
+      body: {template: form.elements.template.value, tier: form.elements.tier.value, images, video}});
+    const unit = video && quote.second_price ? `${quote.second_price} per delivered second`
+      : `${quote.unit_price} per delivered image`;
+    output.textContent = `${quote.credits} credits (${unit}); `
       + `${quote.available} available${quote.affordable ? "" : " — not enough"}. Charged only for what is delivered.`;
   } catch (error) {
     if (!pageSignal().aborted) output.textContent = `no quote: ${error.message}`;
@@ -173,6 +207,8 @@ function jobBody(form) {
     images: Number(values.images.value)};
   if (values.candidates.value) body.candidates = Number(values.candidates.value);
   if (values.seed.value) body.seed = Number(values.seed.value);
+  const video = clipRequest(form);
+  if (video) body.video = video;
   if (values.quality.value.trim()) {
     try { body.quality = JSON.parse(values.quality.value); } catch {
       throw new Error("Quality rules must be JSON, e.g. {\"thresholds\": {\"sharpness\": {\"min\": 80}}}");

@@ -86,14 +86,23 @@ function drawReceipt(receipt, verdict) {
       `Not verified: ${verdict.reason}.`);
   const file = URL.createObjectURL(new Blob([JSON.stringify(receipt, null, 2)], {type: "application/json"}));
   pageSignal().addEventListener("abort", () => URL.revokeObjectURL(file), {once: true});
+  const clips = (body.outputs || []).filter((output) => output.clip);
   return [status, facts([
     ["Receipt number", body.sequence, "receipt-sequence"], ["State", body.state],
-    ["Images", `${images.delivered ?? "?"} delivered of ${images.requested ?? "?"} asked`],
+    [clips.length ? "Clips" : "Images", `${images.delivered ?? "?"} delivered of ${images.requested ?? "?"} asked`],
+    ["Each clip", clips.length ? clips.map(clipLine).join("; ") : undefined, "receipt-clips"],
     ["Credits", `${credits.charged ?? "?"} charged, ${credits.released ?? "?"} released of ${credits.reserved ?? "?"}`
       + ` held`, "receipt-credits"],
+    ["Seconds charged", credits.seconds_charged ?? undefined, "receipt-seconds"],
     ["Price book", credits.price_book_version], ["Provider cost", usd((body.provider_cost || {}).total_micro_usd || 0)],
     ["Issued", when(body.issued_at)], ["SHA-256", receipt.sha256],
     ["Previous receipt", body.previous_sha256 || "none: your first"],
   ]), h("p", {}, h("a", {href: file, download: `receipt-${body.job_id}.json`, text: "Download the receipt"}),
     h("span", {class: "muted", text: " to check it offline (genline receipts verify)."}))];
+}
+
+// A delivered clip as its receipt records it (read from the signed file).
+function clipLine(output) {
+  const c = output.clip;
+  return `#${output.n}: ${(c.duration_ms / 1000).toFixed(1)} s, ${c.codec || "unknown codec"}, ${c.fps} fps, ${c.frames} frames`;
 }

@@ -18,17 +18,19 @@ from services.common.problems import Problem
 CONSOLE_DIR = files("services.ingest") / "console"
 # The script is ES modules, loaded as they are written (no build step): console.js draws the
 # page from the path and imports the others; the page preloads them all.
-MODULES = ("console.js", "navigation.js", "api.js", "dom.js", "jobs.js", "job.js", "receipts.js", "account.js",
-           "billing.js", "usage.js", "operator.js", "verify.js")
+MODULES = ("console.js", "navigation.js", "api.js", "dom.js", "jobs.js", "job.js", "clips.js", "receipts.js",
+           "account.js", "billing.js", "usage.js", "operator.js", "verify.js")
 ASSETS = {**dict.fromkeys(MODULES, "text/javascript"), "console.css": "text/css", "favicon.svg": "image/svg+xml"}
 
 
 def content_security_policy(request: Request) -> str:
-    """Scripts, styles and API calls from this origin only; images also from blobs (candidates
-    are fetched with the key, then shown) and from the object store's public endpoint."""
+    """Scripts, styles and API calls from this origin only; images and clips also from blobs
+    (candidates are fetched with the key, then shown) and from the object store's public
+    endpoint (delivered files and posters)."""
     objects = request.app.state.objects
     return ("default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self';"
-            f" img-src 'self' blob: {objects.public_endpoint}; object-src 'none'; base-uri 'none';"
+            f" img-src 'self' blob: {objects.public_endpoint}; media-src 'self' blob: {objects.public_endpoint};"
+            " object-src 'none'; base-uri 'none';"
             " frame-ancestors 'none'; form-action 'self'")
 
 
