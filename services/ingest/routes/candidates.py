@@ -16,7 +16,8 @@ from services.ingest.deps import JobsReader, Objects, Runtime
 from services.ingest.jobs.job_lookup import parse_job_id, refuse_missing
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
-IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp")
+# A clip is served as what it is, so a <video> plays it.
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "video/mp4", "video/webm")
 PNG_EXAMPLE = "(the PNG bytes)"
 IMAGE_RESPONSE = {200: {"description": "the candidate's image, as generated",
                         "content": {t: {"schema": {"type": "string", "format": "binary"},
@@ -31,7 +32,7 @@ CACHE_CONTROL = "private, max-age=3600, immutable"
 async def candidate_image(job_id: str, index: Annotated[int, Path(ge=0, le=10_000)], tenant: JobsReader,
                           runtime: Runtime, objects: Objects):
     """Candidate `index` of the job (the `index` of its entry in `scores`), of any attempt,
-    selected or rejected. 404 for a candidate that was not scored (yet), 410 once retention
+    selected or rejected: an image, or a video job's clip (MP4 or WebM) as the provider made it. 404 for a candidate that was not scored (yet), 410 once retention
     has deleted it."""
     async with runtime.pool.connection() as conn:
         view = await store.read_view(conn, parse_job_id(job_id), tenant)
