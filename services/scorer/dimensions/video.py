@@ -233,12 +233,14 @@ def _container(compute: Callable[[ClipInfo, ClipRequest | None], float]) -> Call
 
 def _over_time(compute: Callable[[Sequence, ClipInfo], float]) -> Callable[[ClipReading], float]:
     def measured(reading: ClipReading) -> float:
-        info, found = reading.info, reading.sequence
+        info = reading.info
+        if info is None:  # measured in one step with the container (score_all): nothing to decode
+            return math.nan
+        found = reading.sequence
         if found.error is not None:
             for name in ("frozen", "black_frames", "scene_cuts", "temporal_flicker", "movement"):
                 reading.context.note(name, found.error, reading.index)
             return math.nan
-        assert info is not None
         return compute(found, info)
     return measured
 
