@@ -4,6 +4,7 @@
 defect is caught with its reason; a clean pan over the astronaut passes; a clip that fails
 its container check is never decoded."""
 
+import io
 import math
 
 import numpy as np
@@ -12,6 +13,7 @@ from PIL import Image
 
 from services.common import video
 from services.common.contracts import VideoSpec
+from services.common.quality.dimensions import DIMENSIONS
 from services.common.quality.profiles import load_profile
 from services.scorer.dimensions import Scorer
 from services.scorer.dimensions import video as clip_reading
@@ -51,8 +53,17 @@ def crossfade(first: list[np.ndarray], second: list[np.ndarray], frames: int) ->
     return first[:-frames] + blend + second[frames:]
 
 
-def encode(frames: list[np.ndarray], fps: float = FPS) -> bytes:
-    return video.encode(frames, fps)
+def encode(frames: list[np.ndarray], fps: float = FPS, codec: str = "h264") -> bytes:
+    return video.encode(frames, fps, codec=codec)
+
+
+def slow_zoom(pixels: np.ndarray, frames: int, zoom: float = 1.2) -> list[np.ndarray]:
+    """Closing in on the centre of a still, to `zoom` at the last frame, as an animate stage does."""
+    still, side = Image.fromarray(pixels), min(pixels.shape[:2])
+    crops = [side / (1 + (zoom - 1) * i / (frames - 1)) for i in range(frames)]
+    return [np.asarray(still.crop(((pixels.shape[1] - c) / 2, (pixels.shape[0] - c) / 2, (pixels.shape[1] + c) / 2,
+                                   (pixels.shape[0] + c) / 2)).resize((SIDE, SIDE), Image.Resampling.BICUBIC))
+            for c in crops]
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +114,26 @@ def test_a_clean_clip_passes_with_every_dimension_measured(scorer, profile, astr
     assert values["identity"] < 0.4 and values["face_consistency"] < 0.3
     assert "2.00 s of the 2 s asked" in verdict.dimensions["duration"].reason
     assert "one face in 8 of 8 sampled frames" in verdict.dimensions["face_consistency"].reason
+
+
+@pytest.mark.parametrize("codec", ["vp9", "av1"])
+def test_a_clean_clip_in_webm_or_av1_passes(scorer, profile, astronaut, codec):
+    verdict = scored(scorer, encode(astronaut, codec=codec), profile)
+    assert verdict.passed, reasons(verdict)
+    assert f"{codec} in " in verdict.dimensions["container"].reason
+
+
+def test_a_slow_zoom_over_a_painting_moves_and_is_not_frozen():
+    """Ten seconds closing in 1.2 times on a LocalGenerator painting (smooth, so frames differ
+    by a fraction of a luma level): well under the frozen bound, movement above its floor."""
+    from services.router.providers.painter import LocalGenerator
+
+    [painted] = LocalGenerator(512, 512, defect_rate=0).paint("a lighthouse at dusk", seed=3, count=1)
+    pixels = np.asarray(Image.open(io.BytesIO(painted.png)).convert("RGB"))
+    reading = ClipReading(0, encode(slow_zoom(pixels, 10 * FPS)), ScoringContext(CPU, requested_clip=asked()))
+
+    assert reading.value_of(DIMENSIONS["frozen"]) < 0.1
+    assert 0.002 < reading.value_of(DIMENSIONS["movement"]) < 0.01
 
 
 def test_a_frozen_clip_fails_frozen(scorer, profile, astronaut):

@@ -346,7 +346,7 @@ TEMPORAL = (
     Dimension(
         name="movement",
         measure=VIDEO("flow_magnitude"),
-        bounds=Bounds(minimum=0.01),
+        bounds=Bounds(minimum=0.002),
         failure_hint="nothing moves: a still passed off as a clip",
         weight=0.0,
         reads="sequence",

@@ -12,8 +12,10 @@ makes each its own step):
    * resolution — the short side over the short side asked.
 2. Over time: one decoding pass over every frame, each shrunk to `SEQUENCE_SIDE` pixels a
    side, keeping only the frame before (measures need no downloaded model):
-   * frozen — the longest run of near-identical consecutive frames (mean absolute luma
-     change under `FROZEN_CHANGE`), as a share of the clip's frame changes;
+   * frozen — the longest run of frames showing one picture, as a share of the clip's
+     frame changes: a frame is frozen when its mean absolute luma change from the frame
+     `GAP` before is under `FROZEN_LEVELS` (over `GAP` frames a slow zoom adds up to a
+     change, while a frozen picture, even re-encoded with grain, stays put);
    * black_frames — the share of frames whose pixels are nearly all black (FFmpeg's
      blackdetect defaults: 98 % of pixels at most 10 % luma);
    * scene_cuts — changes of content (PySceneDetect's content detector: mean absolute
@@ -22,7 +24,7 @@ makes each its own step):
    * temporal_flicker — the mean absolute change of mean luminance (0-1) from one frame
      to the next (VBench's temporal flickering, on the frames' brightness so that motion
      does not read as flicker);
-   * movement — optical flow (OpenCV's Farneback) from `FLOW_GAP` frames before, at up to
+   * movement — optical flow (OpenCV's Farneback) from `GAP` frames before, at up to
      `FLOW_PAIRS` places: mean magnitude per frame, as a share of the frame's width per
      second. A still passed off as a clip reads 0.
 3. Sampled frames: `VideoSampling.frames` frames spread evenly over the clip, first and
@@ -57,17 +59,18 @@ from services.scorer.dimensions.batch import ClipRequest, ImageBatch, ScoringCon
 PLAYABLE_CODECS = frozenset({"h264", "hevc", "vp9", "av1"})
 CLIP_READS = ("container", "sequence")
 SEQUENCE_SIDE = 160
-# Mean absolute luma change (0-1) between two frames under which they show one picture:
-# H.264 repeats a frozen picture exactly (0); a slow pan over a photograph changes 0.01-0.03.
-FROZEN_CHANGE = 0.002
+# Frames are compared with the frame this many before: subpixel drifts (a slow zoom moves half
+# a pixel a frame) add up to what the measures read on small frames.
+GAP = 4
+# Mean absolute luma change (levels, 0-255, on the small frames) from the frame GAP before
+# under which a frame shows the same picture: H.264 repeats a frozen picture exactly (0), with
+# grain of sigma 3 it reads 0.003-0.005; a 1.2x zoom over 10 s of a painting reads 0.18-0.39.
+FROZEN_LEVELS = 0.05
 BLACK_LEVEL = 0.10 * 255
 BLACK_SHARE = 0.98
 CUT_CONTENT = 27.0
 CUT_MIN_FRAMES = 15
 FLOW_PAIRS = 24
-# Flow is measured from the frame this many before: subpixel drifts (a slow push-in moves half
-# a pixel a frame) add up to what Farneback reads on small frames.
-FLOW_GAP = 4
 NOT_A_CLIP = "the candidate is a still image, not a video clip"
 
 
@@ -78,7 +81,8 @@ class Sequence:
     frames: int = 0
     black: int = 0
     frozen_run: int = 0
-    longest_frozen: int = 0
+    frozen_from: int = 0  # frame changes already frozen when the current run began
+    longest_frozen: int = 0  # frame changes
     cuts: int = 0
     last_cut: int = 0
     brightness_changes: list[float] = field(default_factory=list)
@@ -92,8 +96,7 @@ class SequenceReader:
     def __init__(self, flow_at: frozenset[int]) -> None:
         self.found = Sequence()
         self._flow_at = flow_at
-        self._grey: np.ndarray | None = None
-        self._before: deque[np.ndarray] = deque(maxlen=FLOW_GAP)
+        self._before: deque[np.ndarray] = deque(maxlen=GAP)
         self._hsv: np.ndarray | None = None
         self._brightness = 0.0
 
@@ -103,10 +106,8 @@ class SequenceReader:
         brightness = float(grey.mean()) / 255
         found, index = self.found, self.found.frames
         found.black += int(np.count_nonzero(grey <= BLACK_LEVEL) >= BLACK_SHARE * grey.size)
-        if self._grey is not None and self._hsv is not None:
-            change = float(cv2.absdiff(grey, self._grey).mean()) / 255
-            found.frozen_run = found.frozen_run + 1 if change < FROZEN_CHANGE else 0
-            found.longest_frozen = max(found.longest_frozen, found.frozen_run)
+        if self._before and self._hsv is not None:
+            self._frozen(float(cv2.absdiff(grey, self._before[0]).mean()) < FROZEN_LEVELS)
             found.brightness_changes.append(abs(brightness - self._brightness))
             content = float(np.abs(hsv - self._hsv).mean())
             if content >= CUT_CONTENT and index - found.last_cut >= CUT_MIN_FRAMES:
@@ -114,8 +115,20 @@ class SequenceReader:
             if index in self._flow_at:
                 found.flow.append(_mean_flow(self._before[0], grey) / len(self._before))
         self._before.append(grey)
-        self._grey, self._hsv, self._brightness = grey, hsv, brightness
+        self._hsv, self._brightness = hsv, brightness
         found.frames += 1
+
+    def _frozen(self, frozen: bool) -> None:
+        """A frame frozen against the one `len(_before)` before: that many frame changes show
+        one picture; a run of such frames adds one change each."""
+        found = self.found
+        if not frozen:
+            found.frozen_run = 0
+            return
+        if found.frozen_run == 0:
+            found.frozen_from = len(self._before)
+        found.frozen_run += 1
+        found.longest_frozen = max(found.longest_frozen, found.frozen_from + found.frozen_run - 1)
 
 
 def _mean_flow(before: np.ndarray, after: np.ndarray) -> float:
@@ -190,9 +203,9 @@ class ClipReading:
 
 
 def flow_pairs(frames: int) -> frozenset[int]:
-    """The frames whose flow from FLOW_GAP frames before (fewer at the start) is measured:
-    up to FLOW_PAIRS, spread over the clip."""
-    first = min(FLOW_GAP, frames - 1)
+    """The frames whose flow from GAP frames before (fewer at the start) is measured: up to
+    FLOW_PAIRS, spread over the clip."""
+    first = min(GAP, frames - 1)
     if frames - first <= FLOW_PAIRS:
         return frozenset(range(max(1, first), frames))
     return frozenset(first + round(i * (frames - 1 - first) / (FLOW_PAIRS - 1)) for i in range(FLOW_PAIRS))
