@@ -164,7 +164,8 @@ async def score_candidates(spec: JobSpec | None, tenant_id: str, images: int, at
     prompt = await job_prompt(spec, settings, data_keys)
     scores: list[CandidateScore] = []
     seconds = 0.0
-    for batch in batches_of(candidates, settings.scoring_batch_candidates):
+    batch_size = settings.scoring_batch_clips if spec is not None and spec.video else settings.scoring_batch_candidates
+    for batch in batches_of(candidates, batch_size):
         data = await candidate_images(objects, batch)
         enough = enough_for(spec, images, [c.index for c in batch], profile, passed)
         clock = time.perf_counter()

@@ -103,6 +103,35 @@ def test_the_job_asks_its_clip_through_its_video_block():
     assert clip_request(spec.model_copy(update={"video": None})) is None
 
 
+def test_a_video_job_is_scored_by_the_video_profile_unless_it_names_its_own():
+    from datetime import UTC, datetime
+    from uuid import uuid4
+
+    from services.common.contracts import JobSpec
+    from services.scorer.handlers import profile_of
+
+    spec = JobSpec(job_id=uuid4(), tenant_id="t", template="generic", prompt="a lighthouse", images=1, candidates=2,
+                   seed=1, submitted_at=datetime.now(UTC), video=ASKED)
+    assert profile_of(spec).name == "video"
+    assert profile_of(spec.model_copy(update={"profile": "headshot"})).name == "headshot"
+    assert profile_of(spec.model_copy(update={"video": None})).name == "generic"
+
+
+def test_batched_scoring_reads_clips_as_one_by_one_scoring_does(scorer, profile, astronaut, photos):
+    """The path a CUDA scorer takes (stills stacked, each clip alone), run here on the CPU."""
+    images = [encode(astronaut), png(photos["coffee"]), encode(astronaut[:24])]
+    walk = scorer.walk_of(profile, requested_clip=asked())
+    context = ScoringContext(CPU, requested_clip=asked())
+
+    batched = [p.values for p, _ in scorer._walk_batched(images, walk, context, True, walk.ordered_from)]
+    alone = [p.values for p, _ in scorer._walk_each(images, walk, context, True, walk.ordered_from)]
+
+    assert [sorted(values) for values in batched] == [sorted(values) for values in alone]
+    for measured_batched, measured_alone in zip(batched, alone, strict=True):
+        assert measured_batched == pytest.approx(measured_alone, nan_ok=True)
+    assert "sharpness" in batched[0] and "sharpness" not in batched[2]  # the short clip stopped at its container
+
+
 def test_a_clean_clip_passes_with_every_dimension_measured(scorer, profile, astronaut, photos):
     verdict = scored(scorer, encode(astronaut), profile, reference=png(photos["astronaut"]))
 
@@ -194,6 +223,19 @@ def test_a_clip_whose_face_changes_halfway_fails_face_consistency(scorer, profil
     assert "changes into another person" in alone.dimensions["face_consistency"].reason
     assert set(against_reference.failed) == {"identity", "face_consistency"}
     assert "not the reference photo's person" in against_reference.dimensions["identity"].reason
+
+
+def test_a_clip_from_a_still_without_a_face_is_not_held_to_a_person(scorer, profile, photos):
+    """Image-to-video from the coffee cup: the reference (its first frame) shows no face, so
+    identity has no person to keep; it passes and says why, where a still would fail."""
+    cup = drift(photos["coffee"], 2 * FPS)
+
+    verdict = scored(scorer, encode(cup), profile, reference=png(photos["coffee"]))
+
+    assert verdict.passed, reasons(verdict)
+    assert verdict.dimensions["identity"].value == 0
+    assert "the reference photo shows no single face" in verdict.dimensions["identity"].reason
+    assert "no single face in the sampled frames" in verdict.dimensions["face_consistency"].reason
 
 
 def test_a_clip_that_cuts_to_another_person_says_both(scorer, profile, astronaut, grace):
