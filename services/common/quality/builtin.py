@@ -304,7 +304,7 @@ TEMPORAL = (
     Dimension(
         name="frozen",
         measure=VIDEO("longest_frozen_share"),
-        bounds=Bounds(maximum=0.25),
+        bounds=Bounds(maximum=0.2),
         failure_hint="the picture stops moving: consecutive frames are near-identical",
         weight=0.0,
         reads="sequence",
