@@ -221,6 +221,8 @@ def test_a_clip_whose_face_changes_halfway_fails_face_consistency(scorer, profil
     assert alone.failed == ("face_consistency",), reasons(alone)
     assert alone.dimensions["face_consistency"].value > 0.6
     assert "changes into another person" in alone.dimensions["face_consistency"].reason
+    worst_at = float(alone.dimensions["face_consistency"].reason.split("worst of 8 sampled frames at ")[1][:4])
+    assert 1.0 <= worst_at <= 2.0, "the farthest face is after the change"
     assert set(against_reference.failed) == {"identity", "face_consistency"}
     assert "not the reference photo's person" in against_reference.dimensions["identity"].reason
 
@@ -297,6 +299,7 @@ def test_one_flagged_frame_flags_the_clip(profile, photos):
         flagged, clean = (scored(strict, encode(frames), profile) for frames in (visited, cup))
 
     assert "nsfw" in flagged.failed and "FACE_FEMALE" in flagged.dimensions["nsfw"].reason
+    assert "worst of 8 sampled frames at " in flagged.dimensions["nsfw"].reason
     assert clean.dimensions["nsfw"].passed
 
 

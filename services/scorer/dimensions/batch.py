@@ -88,7 +88,7 @@ class ScoringContext:
     requested_clip: ClipRequest | None = None
     video_sampling: VideoSampling = VideoSampling()
     _memo: dict[str, Any] = field(default_factory=dict, repr=False)
-    _notes: dict[tuple[str, int | None], str] = field(default_factory=dict, repr=False)
+    _notes: dict[tuple[str, int | None], list[str]] = field(default_factory=dict, repr=False)
     _lock: Any = field(default_factory=threading.RLock, repr=False)
 
     def memo(self, key: str, compute: Callable[[], Any]) -> Any:
@@ -102,11 +102,13 @@ class ScoringContext:
         """Something a dimension's reason must add: how it was measured (for every image,
         `index` None) or what it found in input image `index`."""
         with self._lock:
-            self._notes[(dimension, index)] = text
+            said = self._notes.setdefault((dimension, index), [])
+            if text not in said:  # a batch's measure may say it again; a clip's stages add to it
+                said.append(text)
 
     def notes_for(self, dimension: str, index: int) -> list[str]:
         with self._lock:
-            return [text for key in ((dimension, None), (dimension, index)) if (text := self._notes.get(key))]
+            return [text for key in ((dimension, None), (dimension, index)) for text in self._notes.get(key, [])]
 
 
 @dataclass(frozen=True, eq=False)

@@ -51,7 +51,7 @@ from services.scorer.dimensions.batch import (
 from services.scorer.dimensions.clip import PromptAligner
 from services.scorer.dimensions.core import ImageVerdict
 from services.scorer.dimensions.tiers import Enough, PlannedDimension, Progress, Step, TierWalk
-from services.scorer.dimensions.video import CLIP_READS, ClipReading
+from services.scorer.dimensions.video import CLIP_READS, ClipReading, tell_worst_frames
 
 Walked = ImageBatch | ClipReading  # what an image kept between the steps of its walk is
 
@@ -326,11 +326,14 @@ def clip_values(reading: ClipReading, dimensions: Sequence[Dimension]) -> dict[s
     the others from its sampled frames (NaN, unmeasurable, when it does not decode)."""
     values = {d.name: reading.value_of(d) for d in dimensions if d.reads in CLIP_READS}
     on_frames = [d for d in dimensions if d.reads not in CLIP_READS]
-    if on_frames:
-        sampled = reading.sampled()
-        values |= ({d.name: math.nan for d in on_frames} if sampled is None
-                   else image_values(sampled, on_frames)[reading.index])
-    return values
+    if not on_frames:
+        return values
+    sampled = reading.sampled()
+    if sampled is None:
+        return values | {d.name: math.nan for d in on_frames}
+    rows = measure_batch(sampled, on_frames)
+    tell_worst_frames(reading, on_frames, rows)
+    return values | {d.name: over_frames(d, row) for d, row in zip(on_frames, rows, strict=True)}
 
 
 def _for_step(step: Step, batch: ImageBatch, data: bytes) -> ImageBatch:

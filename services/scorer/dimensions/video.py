@@ -148,6 +148,7 @@ class ClipReading:
         self.data = data
         self.context = context
         self._sampled: ImageBatch | None = None
+        self.sampled_ms: list[int] = []  # when each sampled frame shows, from the clip's start
 
     @cached_property
     def info(self) -> ClipInfo | None:
@@ -175,6 +176,7 @@ class ClipReading:
                     reader.add(_rgb(frame, SEQUENCE_SIDE))
                     if index in keep:
                         kept.append(with_luma(_rgb(frame, sampling.side)))
+                        self.sampled_ms.append(round(index * 1000 / info.fps) if info.fps else 0)
             errors = [message.strip() for level, _, message in told_by_decoder if level <= av.logging.ERROR]
             if errors:  # the decoder hides damage (error concealment): its word is the evidence
                 reader.found.error = f"the stream has {len(errors)} decoding error(s), first: {errors[0]}"
@@ -200,6 +202,18 @@ class ClipReading:
             raise ValueError(f"dimension {dimension.name!r} gave a value outside its declared range"
                              f" {dimension.lowest} to {dimension.highest}")
         return value
+
+
+def tell_worst_frames(reading: ClipReading, dimensions: list[Dimension], rows: list[list[float]]) -> None:
+    """Where in the clip a dimension that keeps its worst frame found it, for its reason."""
+    for dimension, row in zip(dimensions, rows, strict=True):
+        measured = [(value, position) for position, value in enumerate(row) if not math.isnan(value)]
+        if dimension.over_frames == "mean" or len(measured) < 2:
+            continue
+        pick = min if dimension.over_frames == "min" else max
+        _, position = pick(measured)
+        reading.context.note(dimension.name, f"worst of {len(row)} sampled frames at"
+                             f" {reading.sampled_ms[position] / 1000:.2f} s", reading.index)
 
 
 def flow_pairs(frames: int) -> frozenset[int]:
