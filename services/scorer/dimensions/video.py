@@ -71,11 +71,10 @@ BLACK_SHARE = 0.98
 CUT_CONTENT = 27.0
 CUT_MIN_FRAMES = 15
 FLOW_PAIRS = 24
-NOT_A_CLIP = "the candidate is a still image, not a video clip"
 
 
 @dataclass
-class Sequence:
+class OverTime:
     """What the pass over every frame found, frame by frame, without keeping the frames."""
 
     frames: int = 0
@@ -91,10 +90,10 @@ class Sequence:
 
 
 class SequenceReader:
-    """Feeds a `Sequence` one small RGB frame at a time, holding the frame before."""
+    """Feeds an `OverTime` one small RGB frame at a time, holding the few frames before."""
 
     def __init__(self, flow_at: frozenset[int]) -> None:
-        self.found = Sequence()
+        self.found = OverTime()
         self._flow_at = flow_at
         self._before: deque[np.ndarray] = deque(maxlen=GAP)
         self._hsv: np.ndarray | None = None
@@ -162,7 +161,7 @@ class ClipReading:
         return info
 
     @cached_property
-    def sequence(self) -> Sequence:
+    def sequence(self) -> OverTime:
         """The pass over every frame, which also keeps the sampled frames."""
         info = self.info
         assert info is not None, "a clip is decoded only after its container check"
@@ -258,7 +257,7 @@ def _container(compute: Callable[[ClipInfo, ClipRequest | None], float]) -> Call
     return measured
 
 
-def _over_time(compute: Callable[[Sequence, ClipInfo], float]) -> Callable[[ClipReading], float]:
+def _over_time(compute: Callable[[OverTime, ClipInfo], float]) -> Callable[[ClipReading], float]:
     def measured(reading: ClipReading) -> float:
         info = reading.info
         if info is None:  # measured in one step with the container (score_all): nothing to decode
@@ -296,23 +295,23 @@ def _resolution(info: ClipInfo, asked: ClipRequest | None) -> float:
     return min(info.width, info.height) / min(asked.width, asked.height)
 
 
-def _longest_frozen(found: Sequence, _: ClipInfo) -> float:
+def _longest_frozen(found: OverTime, _: ClipInfo) -> float:
     return found.longest_frozen / (found.frames - 1) if found.frames > 1 else 1.0
 
 
-def _black_share(found: Sequence, _: ClipInfo) -> float:
+def _black_share(found: OverTime, _: ClipInfo) -> float:
     return found.black / found.frames if found.frames else 0.0
 
 
-def _cuts(found: Sequence, _: ClipInfo) -> float:
+def _cuts(found: OverTime, _: ClipInfo) -> float:
     return float(found.cuts)
 
 
-def _flicker(found: Sequence, _: ClipInfo) -> float:
+def _flicker(found: OverTime, _: ClipInfo) -> float:
     return sum(found.brightness_changes) / len(found.brightness_changes) if found.brightness_changes else 0.0
 
 
-def _movement(found: Sequence, info: ClipInfo) -> float:
+def _movement(found: OverTime, info: ClipInfo) -> float:
     """Mean flow in frame widths per second: the small frames' pixels over their width."""
     if not found.flow:
         return 0.0
@@ -345,7 +344,7 @@ def describe(reading: ClipReading, info: ClipInfo) -> None:
         note("frame_rate", f"{info.fps:g} fps against {asked.fps:g} asked")
 
 
-def told(reading: ClipReading, found: Sequence, info: ClipInfo) -> None:
+def told(reading: ClipReading, found: OverTime, info: ClipInfo) -> None:
     """What a clip's temporal reasons add: where it froze, how many frames were black."""
     note, fps = partial(reading.context.note, index=reading.index), info.fps or 1.0
     note("frozen", f"longest frozen run {found.longest_frozen / fps:.2f} s of {found.frames / fps:.2f} s")
