@@ -12,7 +12,7 @@ what may ship. What profiles, rules and dimensions are is shared vocabulary in
 * `calibration.py` — pure: thresholds against images people judged, with suggestions.
 * `calibration_api.py` — internal API: `calibration.py` for ingest's calibration report.
 * `cli.py` — `genline score`: judge image files from the command line.
-* `dimensions/` — the measures (tier 1, faces, portrait, moderation, CLIP, motion), the
-  tier-by-tier walk and the `Scorer` engine.
+* `dimensions/` — the measures (tier 1, faces, portrait, moderation, CLIP, motion, video
+  clips read with PyAV), the tier-by-tier walk and the `Scorer` engine.
 * `migrations/` — the scorer's tables.
 """

@@ -31,28 +31,60 @@ from services.common.contracts import (
     JobSpec,
 )
 from services.common.data_keys import DataKeys
+from services.common.quality.dimensions import registered
 from services.common.quality.profiles import (
     Profile,
     ProfileError,
     job_profile,
     load_profile,
     profile_names,
+    template_profile,
     with_ceiling,
 )
 from services.common.storage import ObjectStore, candidate_part
 from services.scorer import domain, store
 from services.scorer.dimensions import ImageVerdict, Scorer, UndecodableImage, moderation
+from services.scorer.dimensions.batch import ClipRequest
 from services.scorer.dimensions.tiers import Enough
 from services.scorer.settings import ScorerSettings
 
 log = logging.getLogger(__name__)
 
 
+VIDEO_PROFILE = "video"
+
+
 def profile_of(spec: JobSpec | None, nsfw_ceiling: float | None = None) -> Profile:
-    """The job's profile, its nsfw bound capped at the tenant's ceiling."""
+    """The job's profile, its nsfw bound capped at the tenant's ceiling. A video job's clips
+    are scored by its template's profile where that one reads clips, else by `video`, unless
+    the job names its own."""
     if spec is None:  # a router that does not pass the job on: technical quality only
         return with_ceiling(job_profile("generic"), "nsfw", nsfw_ceiling)
-    return with_ceiling(job_profile(spec.template, spec.profile, spec.quality_rules), "nsfw", nsfw_ceiling)
+    profile = spec.profile
+    if spec.video is not None and profile is None and not reads_clips(template_profile(spec.template)):
+        profile = VIDEO_PROFILE
+    return with_ceiling(job_profile(spec.template, profile, spec.quality_rules), "nsfw", nsfw_ceiling)
+
+
+def reads_clips(profile: str) -> bool:
+    """The profile checks a clip's file (its container), as a video profile does."""
+    return any(registered(name).reads == "container" for name in load_profile(profile).dimension_names)
+
+
+def clip_request(spec: JobSpec | None) -> ClipRequest | None:
+    """What a video job asks its clips to be: length, size (the tier's, in its aspect ratio), rate."""
+    if spec is None or spec.video is None:
+        return None
+    width, height = spec.video.size()
+    return ClipRequest(spec.video.duration_s, width, height, spec.video.fps)
+
+
+def reference_key(spec: JobSpec | None) -> str | None:
+    """The photo whose person the candidates must show: the job's reference, else a clip's
+    first frame (the still it is animated from)."""
+    if spec is None:
+        return None
+    return spec.reference_key or (spec.video.first_frame_key if spec.video is not None else None)
 
 
 def score_decodable(scorer: Scorer, images: list[bytes], profile: Profile, enough: Enough | None = None,
@@ -126,17 +158,20 @@ async def score_candidates(spec: JobSpec | None, tenant_id: str, images: int, at
     if missing:
         raise ProfileError(f"profile {profile.name!r} requires {', '.join(missing)}, which this scorer cannot"
                            " compute: no CLIP model is configured")
-    reference = await objects.get(objects.internal_bucket, spec.reference_key) if spec and spec.reference_key else None
+    key = reference_key(spec)
+    reference = await objects.get(objects.internal_bucket, key) if key else None
     size = (spec.width, spec.height) if spec and spec.width and spec.height else None
     prompt = await job_prompt(spec, settings, data_keys)
     scores: list[CandidateScore] = []
     seconds = 0.0
-    for batch in batches_of(candidates, settings.scoring_batch_candidates):
+    batch_size = settings.scoring_batch_clips if spec is not None and spec.video else settings.scoring_batch_candidates
+    for batch in batches_of(candidates, batch_size):
         data = await candidate_images(objects, batch)
         enough = enough_for(spec, images, [c.index for c in batch], profile, passed)
         clock = time.perf_counter()
         verdicts = await asyncio.to_thread(score_decodable, scorer, data, profile, enough,
-                                           prompt=prompt, reference=reference, requested_size=size)
+                                           prompt=prompt, reference=reference, requested_size=size,
+                                           requested_clip=clip_request(spec))
         seconds += time.perf_counter() - clock
         batch_scores = [domain.candidate_score(c, attempt, v) for c, v in zip(batch, verdicts, strict=True)]
         passed += tuple((s.score, s.index) for s in batch_scores if s.passed)

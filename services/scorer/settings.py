@@ -12,6 +12,9 @@ class ScorerSettings(SealedContentSettings):
     # Candidates decoded and scored at once: what a scorer holds of a job in memory, whatever
     # the job's size (a chunk the router announces, or an attempt's rest, goes in batches).
     scoring_batch_candidates: int = 32
+    # The same for a video job's clips: each is a file of megabytes (20 MB for 10 s of 1080p)
+    # and keeps its sampled frames decoded (8 of at most 640 pixels a side, 7 MB) between tiers.
+    scoring_batch_clips: int = 8
     # A tenant's backlog of candidates waits its turn behind no one's and holds no one behind it.
     consumer_fair_turns: bool = True
     # "cuda" or "cpu"; the CUDA device when present unless set.

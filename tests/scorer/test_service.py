@@ -14,6 +14,7 @@ import pytest
 
 from genline_stack.embedded import create_topics
 from genline_stack.fleet import ServiceFleet
+from services.common import video
 from services.common.bus.envelope import Envelope, envelop, from_kafka
 from services.common.contracts import (
     CandidateRef,
@@ -30,6 +31,7 @@ from services.common.contracts import (
 from tests.kafka import publish_envelopes, read_topic
 from tests.metrics import metric_value
 from tests.scorer.conftest import blown_out, blurred, jpeg, noisy, png, rgb_photo, save_tiny_clip
+from tests.scorer.test_video import ASKED, drift, encode
 from tests.transactions import watch_idle_in_transaction
 
 pytestmark = pytest.mark.processes  # runs a Genline service, or starts processes
@@ -49,10 +51,11 @@ class ScorerUnderTest:
     def metric(self, name: str, **labels: str) -> float:
         return metric_value(self.url, name, **labels)
 
-    def put(self, job_id: uuid.UUID, index: int, data: bytes, provider: str = "local") -> CandidateRef:
+    def put(self, job_id: uuid.UUID, index: int, data: bytes, provider: str = "local",
+            media_type: str = "image/png") -> CandidateRef:
         key = f"test/{job_id}/{index}"
-        asyncio.run(self.store.put(self.store.internal_bucket, key, data, "image/png"))
-        return CandidateRef(index=index, key=key, media_type="image/png", size_bytes=len(data),
+        asyncio.run(self.store.put(self.store.internal_bucket, key, data, media_type))
+        return CandidateRef(index=index, key=key, media_type=media_type, size_bytes=len(data),
                             sha256=hashlib.sha256(data).hexdigest(), width=0, height=0, provider=provider,
                             cost_micro_usd=100)
 
@@ -276,6 +279,28 @@ def test_with_a_clip_model_configured_the_service_measures_prompt_alignment(endp
     finally:
         scorer.close()
 
+
+
+def test_a_video_jobs_clips_are_scored_as_clips_by_the_video_profile(scorer_service):
+    """A job with a video block (2 s, 1:1, 480p at 24 fps), template generic: its MP4
+    candidates are judged by the video profile against that block. The moving clip is
+    selected; the still encoded as a clip fails movement; the clip of one second fails its
+    container check and nothing else of it is measured."""
+    job = uuid.uuid4()
+    moving = drift(rgb_photo("astronaut"), 48)
+    clips = [encode([moving[0]] * 48), encode(moving), encode(moving[:24])]
+    refs = [scorer_service.put(job, i, data, media_type=video.MP4) for i, data in enumerate(clips)]
+    scorer_service.publish(attempt(job, refs, images=1, final=True, video=ASKED))
+
+    [scored] = scorer_service.outcomes(job)
+    assert isinstance(scored, CandidatesScored) and scored.selected == [1]
+    still, clean, short = sorted(scored.scores, key=lambda s: s.index)
+    assert clean.passed and clean.media_type == video.MP4
+    assert {"container", "duration", "frozen", "movement", "sharpness", "nsfw"} <= set(clean.dimensions)
+    assert clean.dimensions["duration"].value == 1.0 and clean.dimensions["movement"].value > 0.05
+    assert "movement" in still.failed and "still passed off as a clip" in still.dimensions["movement"].reason
+    assert short.failed == ["duration"] and "sharpness" in short.not_measured
+    assert short.dimensions["sharpness"].reason == "sharpness unmeasured: rejected at the container check by duration"
 
 
 def chunk(job_id, candidates, *, images=1, planned=4, stored=None):

@@ -76,10 +76,13 @@ def counted():
 
 def test_each_dimension_declares_its_tier_by_cost():
     assert set(TIER_ONE) == {"sharpness", "noise", "blockiness", "exposure", "clipping", "blank", "banding", "size",
-                             "aspect", "prompt_alignment", "frames", "frame_sharpness", "flicker"}
+                             "aspect", "prompt_alignment", "frames", "frame_sharpness", "flicker", "container",
+                             "duration", "frame_rate", "clip_aspect", "resolution", "frozen", "black_frames",
+                             "temporal_flicker", "movement"}
     assert set(TIER_TWO) == {"faces", "face_size", "face_position", "eyes_open", "skin_tone", "lighting", "background",
-                             "nsfw"}
+                             "nsfw", "scene_cuts"}
     assert DIMENSIONS["identity"].tier == 3, "the face embedding is the dearest check: marked expensive"
+    assert DIMENSIONS["face_consistency"].tier == 3, "so is comparing a clip's faces"
     plugin = Dimension(name="plugin", measure=lambda pixels: pixels, bounds=Bounds(maximum=1), failure_hint="")
     assert plugin.tier == 3, "a dimension that does not say is expensive"
     with pytest.raises(ValueError, match="tier"):

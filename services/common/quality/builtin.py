@@ -12,8 +12,8 @@ from functools import partial
 from services.common.quality.dimensions import Bounds, Dimension, MeasureIn, register_dimension
 
 # The families of measures, named, never imported here: the scorer attaches their code.
-MEASURE_FAMILIES = ("tier1", "faces", "portrait", "moderation", "clip", "motion")
-TIER1, FACES, PORTRAIT, MODERATION, CLIP, MOTION = (partial(MeasureIn, family) for family in MEASURE_FAMILIES)
+MEASURE_FAMILIES = ("tier1", "faces", "portrait", "moderation", "clip", "motion", "video")
+TIER1, FACES, PORTRAIT, MODERATION, CLIP, MOTION, VIDEO = (partial(MeasureIn, family) for family in MEASURE_FAMILIES)
 
 TIER_ONE = (
     Dimension(
@@ -239,7 +239,135 @@ CLIP_DIMENSIONS = (
     ),
 )
 
-BUILT_IN = (*TIER_ONE, PROMPT_ALIGNMENT, *TIER_TWO, NSFW, *CLIP_DIMENSIONS)
+# Video clips (MP4, WebM): first the file (container, nothing decoded), compared with the
+# job's video block; then every frame in order, small (frozen and black frames, cuts, flicker,
+# movement); the other dimensions measure sampled frames. A still has none of these to show.
+FRAMES_UNREADABLE = "the candidate is not a video clip, or its frames do not decode"
+CONTAINER = (
+    Dimension(
+        name="container",
+        measure=VIDEO("readable_container"),
+        bounds=Bounds(minimum=1),
+        failure_hint="the file is not a playable video clip (MP4 or WebM of H.264, HEVC, VP9 or AV1)",
+        weight=0.0,
+        reads="container",
+        unmeasurable_hint="the candidate is not a video clip",
+        tier=1, lowest=0.0, highest=1.0,
+    ),
+    Dimension(
+        name="duration",
+        measure=VIDEO("duration_ratio"),
+        bounds=Bounds(minimum=0.9),
+        failure_hint="the clip is shorter than asked",
+        weight=0.0,
+        reads="container",
+        waived_without=frozenset({"requested_clip"}),
+        unmeasurable_hint="the candidate is not a video clip",
+        tier=1, lowest=0.0,
+    ),
+    Dimension(
+        name="frame_rate",
+        measure=VIDEO("frame_rate_error"),
+        bounds=Bounds(maximum=0.05),
+        failure_hint="the clip's frame rate is not the one asked",
+        weight=0.0,
+        reads="container",
+        waived_without=frozenset({"requested_clip", "requested_fps"}),
+        unmeasurable_hint="the candidate is not a video clip",
+        tier=1, lowest=0.0,
+    ),
+    Dimension(
+        name="clip_aspect",
+        measure=VIDEO("aspect_error"),
+        bounds=Bounds(maximum=0.05),
+        failure_hint="the clip does not have the aspect ratio asked",
+        weight=0.0,
+        reads="container",
+        waived_without=frozenset({"requested_clip"}),
+        unmeasurable_hint="the candidate is not a video clip",
+        tier=1, lowest=0.0,
+    ),
+    Dimension(
+        name="resolution",
+        measure=VIDEO("resolution_ratio"),
+        bounds=Bounds(minimum=0.95),
+        failure_hint="the clip is smaller than the resolution asked",
+        weight=0.0,
+        reads="container",
+        waived_without=frozenset({"requested_clip"}),
+        unmeasurable_hint="the candidate is not a video clip",
+        tier=1, lowest=0.0,
+    ),
+)
+
+TEMPORAL = (
+    Dimension(
+        name="frozen",
+        measure=VIDEO("longest_frozen_share"),
+        bounds=Bounds(maximum=0.2),
+        failure_hint="the picture stops moving: consecutive frames are near-identical",
+        weight=0.0,
+        reads="sequence",
+        unmeasurable_hint=FRAMES_UNREADABLE,
+        tier=1, lowest=0.0, highest=1.0,
+    ),
+    Dimension(
+        name="black_frames",
+        measure=VIDEO("black_frame_share"),
+        bounds=Bounds(maximum=0.0),
+        failure_hint="the clip has black frames",
+        weight=0.0,
+        reads="sequence",
+        unmeasurable_hint=FRAMES_UNREADABLE,
+        tier=1, lowest=0.0, highest=1.0,
+    ),
+    Dimension(
+        name="scene_cuts",
+        measure=VIDEO("cut_count"),
+        bounds=Bounds(maximum=0.0),
+        failure_hint="the picture cuts to another scene",
+        weight=0.0,
+        reads="sequence",
+        unmeasurable_hint=FRAMES_UNREADABLE,
+        # Measured with the other temporal dimensions but judged last (`tiers`), so that a
+        # clip that cuts to another person is also told that the face changed.
+        tier=2, lowest=0.0,
+    ),
+    Dimension(
+        name="temporal_flicker",
+        measure=VIDEO("mean_brightness_change"),
+        bounds=Bounds(maximum=0.02),
+        failure_hint="brightness flickers from one frame to the next",
+        weight=0.5,
+        reads="sequence",
+        unmeasurable_hint=FRAMES_UNREADABLE,
+        tier=1, lowest=0.0, highest=1.0,
+    ),
+    Dimension(
+        name="movement",
+        measure=VIDEO("flow_magnitude"),
+        bounds=Bounds(minimum=0.002),
+        failure_hint="nothing moves: a still passed off as a clip",
+        weight=0.0,
+        reads="sequence",
+        unmeasurable_hint=FRAMES_UNREADABLE,
+        tier=1, lowest=0.0,
+    ),
+)
+
+FACE_CONSISTENCY = Dimension(
+    name="face_consistency",
+    measure=FACES("face_drift"),
+    bounds=Bounds(maximum=0.6),
+    failure_hint="the face changes into another person's during the clip",
+    weight=0.0,
+    reads="color",
+    requires=frozenset({"face_model"}),
+    over_frames="max",  # the frame whose face is farthest from the clip's first face
+    tier=3, lowest=0.0,
+)
+
+BUILT_IN = (*TIER_ONE, PROMPT_ALIGNMENT, *TIER_TWO, NSFW, *CLIP_DIMENSIONS, *CONTAINER, *TEMPORAL, FACE_CONSISTENCY)
 
 for _dimension in BUILT_IN:
     register_dimension(_dimension)

@@ -24,8 +24,11 @@ if TYPE_CHECKING:  # measuring needs torch; declaring and validating do not
 # What a measure reads. "pixels": it is called with the (B, 3, H, W) float tensor in
 # [0, 1] (the form for plugins). "luma": it is called with the ImageBatch and reads only
 # luminance, sizes or faces, so colour need not be decoded. "color": called with the
-# ImageBatch and reads `batch.pixels`.
-Reads = Literal["pixels", "luma", "color"]
+# ImageBatch and reads `batch.pixels`. "container": a video clip's file as its header and
+# packets describe it, nothing decoded; "sequence": a video clip's every frame in order, small
+# (both are called with the clip's reading, and give a still nothing to measure).
+Reads = Literal["pixels", "luma", "color", "container", "sequence"]
+READS = ("pixels", "luma", "color", "container", "sequence")
 
 TIERS = (1, 2, 3)
 
@@ -42,6 +45,8 @@ MISSING_REQUIREMENT_REASONS = {
     "prompt": "no prompt was given",
     "reference": "no reference photo was given",
     "requested_size": "no size was requested",
+    "requested_clip": "the job asks for no clip (no video block)",
+    "requested_fps": "no frame rate was asked",
 }
 
 
@@ -156,8 +161,8 @@ class Dimension:
             raise ValueError("a dimension needs a non-empty name")
         if not isinstance(self.bounds, Bounds):
             raise ValueError(f"dimension {self.name!r}: bounds must be a Bounds")
-        if self.reads not in ("pixels", "luma", "color"):
-            raise ValueError(f"dimension {self.name!r}: reads must be 'pixels', 'luma' or 'color'")
+        if self.reads not in READS:
+            raise ValueError(f"dimension {self.name!r}: reads must be one of {READS}")
         if not (math.isfinite(self.weight) and self.weight >= 0):
             raise ValueError(f"dimension {self.name!r}: weight must be a number of at least 0")
         if self.over_frames not in ("mean", "min", "max"):

@@ -11,6 +11,10 @@ vocabulary in `services.common.quality`; this package measures and judges. Built
   size, aspect; and prompt_alignment (`clip`) with a CLIP model from a local folder.
   Clips (`motion`): frames, frame_sharpness (the blurriest frame), flicker (the largest
   frame-to-frame brightness jump). Every dimension measures a clip on each of its frames.
+  Video clips (`video`, with PyAV): the container against the job's video block
+  (container, duration, frame_rate, clip_aspect, resolution), then every frame over time
+  (frozen, black_frames, scene_cuts, temporal_flicker, movement by optical flow), then the
+  other dimensions on sampled frames; face_consistency (`faces`) compares their faces.
 * Tier 2: faces, face_size, face_position, eyes_open, identity (`faces`, with dlib's
   models from `services.common.face_models`); skin_tone, lighting, background
   (`portrait`); and moderation (`moderation`): nsfw, NudeNet's detector on onnxruntime,

@@ -15,7 +15,8 @@ to 128 images or 128 megapixels a batch, one host-to-device copy from pinned mem
 
 A clip (an animated WebP) is decoded with Pillow into all its frames, which make a batch
 of their own, in order, marked `clip`: dimensions measure each frame, and those that
-compare frames (flicker) read them as a sequence.
+compare frames (flicker) read them as a sequence. A video clip (MP4, WebM) is read by
+`video` instead, which hands its sampled frames (`VideoSampling`) on as such a batch.
 """
 
 import io
@@ -42,6 +43,34 @@ def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+@dataclass(frozen=True)
+class VideoSampling:
+    """How many frames of a clip the frame dimensions measure (None: every frame), and the
+    longest side they are shrunk to (None: as decoded)."""
+
+    frames: int | None = 8
+    side: int | None = 640
+
+    def positions(self, count: int) -> frozenset[int]:
+        """The frames to measure of a clip of `count`: spread evenly, first and last included."""
+        if self.frames is None or count <= self.frames:
+            return frozenset(range(count))
+        if self.frames == 1:
+            return frozenset({0})
+        return frozenset(round(i * (count - 1) / (self.frames - 1)) for i in range(self.frames))
+
+
+@dataclass(frozen=True)
+class ClipRequest:
+    """The clip a video job asks for: its length, its size (width, height) and, where the job
+    asks one, its frame rate."""
+
+    duration_s: float
+    width: int
+    height: int
+    fps: float | None = None
+
+
 @dataclass(frozen=True, eq=False)
 class ScoringContext:
     """What one scoring call knows besides the images: inputs, models and a memo.
@@ -56,8 +85,10 @@ class ScoringContext:
     requested_size: tuple[int, int] | None = None
     clip: Any = None
     moderated_classes: frozenset[str] = frozenset()
+    requested_clip: ClipRequest | None = None
+    video_sampling: VideoSampling = VideoSampling()
     _memo: dict[str, Any] = field(default_factory=dict, repr=False)
-    _notes: dict[tuple[str, int | None], str] = field(default_factory=dict, repr=False)
+    _notes: dict[tuple[str, int | None], list[str]] = field(default_factory=dict, repr=False)
     _lock: Any = field(default_factory=threading.RLock, repr=False)
 
     def memo(self, key: str, compute: Callable[[], Any]) -> Any:
@@ -71,11 +102,13 @@ class ScoringContext:
         """Something a dimension's reason must add: how it was measured (for every image,
         `index` None) or what it found in input image `index`."""
         with self._lock:
-            self._notes[(dimension, index)] = text
+            said = self._notes.setdefault((dimension, index), [])
+            if text not in said:  # a batch's measure may say it again; a clip's stages add to it
+                said.append(text)
 
     def notes_for(self, dimension: str, index: int) -> list[str]:
         with self._lock:
-            return [text for key in ((dimension, None), (dimension, index)) if (text := self._notes.get(key))]
+            return [text for key in ((dimension, None), (dimension, index)) for text in self._notes.get(key, [])]
 
 
 @dataclass(frozen=True, eq=False)
@@ -161,7 +194,7 @@ class UndecodableImage(ValueError):
 def decode_planes(index: int, data: bytes, color: bool) -> np.ndarray:
     """(H, W, 1) luma or (H, W, 4) R, G, B, luma, uint8."""
     luma = _decoded(index, data, cv2.IMREAD_GRAYSCALE)
-    return _with_luma(_decoded(index, data, cv2.IMREAD_COLOR_RGB), luma) if color else luma[:, :, None]
+    return with_luma(_decoded(index, data, cv2.IMREAD_COLOR_RGB), luma) if color else luma[:, :, None]
 
 
 def _decoded(index: int, data: bytes, flags: int) -> np.ndarray:
@@ -181,7 +214,7 @@ def in_color(batch: "ImageBatch", data: bytes) -> "ImageBatch":
     if batch.has_color:
         return batch
     luma = batch.planes[0, :, :, 0].cpu().numpy()
-    planes = _with_luma(_decoded(batch.indices[0], data, cv2.IMREAD_COLOR_RGB), luma)
+    planes = with_luma(_decoded(batch.indices[0], data, cv2.IMREAD_COLOR_RGB), luma)
     return ImageBatch(batch.indices, torch.from_numpy(planes[None]).to(batch.planes.device), batch.context,
                       batch.clip, dict(batch._memo))
 
@@ -203,11 +236,11 @@ def decode_frames(index: int, data: bytes, color: bool) -> np.ndarray:
     if not frames:
         raise UndecodableImage(index, f"a clip of {count} frames; at most {MAX_CLIP_FRAMES} are scored")
     if color:
-        return np.stack([_with_luma(frame) for frame in frames])
+        return np.stack([with_luma(frame) for frame in frames])
     return np.stack([cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)[:, :, None] for frame in frames])
 
 
-def _with_luma(rgb: np.ndarray, luma: np.ndarray | None = None) -> np.ndarray:
+def with_luma(rgb: np.ndarray, luma: np.ndarray | None = None) -> np.ndarray:
     # OpenCV writes the four planes in two passes (1.6 ms for a megapixel; NumPy's strided
     # copies took 5.3), which every candidate decoded in colour pays.
     planes = cv2.cvtColor(rgb, cv2.COLOR_RGB2RGBA)

@@ -5,7 +5,9 @@ For one call the Scorer plans each dimension of the profile — measured, unavai
 e.g. no requested size) — decodes each image (colour only when a measured dimension reads
 it, and in a tiered walk on the CPU only once the image reaches a step that reads it),
 measures the planned dimensions, and judges each image. A clip is measured frame by frame,
-and each dimension combines its frames' values (`over_frames`). An image passes when every dimension passes, except that a dimension which is unavailable and not
+and each dimension combines its frames' values (`over_frames`). A video clip (and every
+candidate of a profile that reads clips) is read by `video`: its container first, its frames
+decoded only when a step needs them, the frame dimensions on its sampled frames. An image passes when every dimension passes, except that a dimension which is unavailable and not
 required is reported but excused; forbidden conditions must hold too.
 
 By default every dimension of every image is measured. A tiered call (`tiers`) measures
@@ -15,6 +17,7 @@ image's decoded planes and what its dimensions share (luma statistics, faces, th
 embedding) serve every tier it reaches.
 """
 
+import math
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -27,12 +30,15 @@ import torch
 from services.common import face_models
 from services.common.quality.dimensions import Dimension, registered
 from services.common.quality.plugins import discover_plugins
+from services.common.video import looks_like_video
 from services.scorer.dimensions import moderation
 from services.scorer.dimensions.batch import (
     CUDA_BATCH_IMAGES,
     CUDA_BATCH_PIXELS,
+    ClipRequest,
     ImageBatch,
     ScoringContext,
+    VideoSampling,
     decode_ahead,
     decode_image,
     group_by_size,
@@ -45,6 +51,9 @@ from services.scorer.dimensions.batch import (
 from services.scorer.dimensions.clip import PromptAligner
 from services.scorer.dimensions.core import ImageVerdict
 from services.scorer.dimensions.tiers import Enough, PlannedDimension, Progress, Step, TierWalk
+from services.scorer.dimensions.video import CLIP_READS, ClipReading, tell_worst_frames
+
+Walked = ImageBatch | ClipReading  # what an image kept between the steps of its walk is
 
 if TYPE_CHECKING:
     from services.common.quality.profiles import Profile
@@ -78,6 +87,7 @@ class Scorer:
         *,
         threads: int | None = None,
         load_entry_points: bool = True,
+        video_sampling: VideoSampling = VideoSampling(),
         moderated_classes: frozenset[str] = moderation.MODERATED_BY_DEFAULT,
     ) -> None:
         self.device = torch.device(device) if device is not None else pick_device()
@@ -88,6 +98,7 @@ class Scorer:
         if unknown or not moderated_classes:
             raise ValueError(f"moderated classes must be some of {moderation.LABELS}; unknown: {unknown}")
         self.moderated_classes = frozenset(moderated_classes)
+        self.video_sampling = video_sampling
         self.capabilities = frozenset(
             ({"clip_model"} if self.clip else set())
             | ({"face_model"} if face_models.embedding_available() else set())
@@ -121,10 +132,12 @@ class Scorer:
         prompt: str | None = None,
         reference: bytes | None = None,
         requested_size: tuple[int, int] | None = None,
+        requested_clip: ClipRequest | None = None,
         tiered: bool = False,
         enough: Enough | None = None,
     ) -> list[ImageVerdict]:
-        """One verdict per image, in input order. `requested_size` is (width, height).
+        """One verdict per image, in input order. `requested_size` is (width, height);
+        `requested_clip` what a video job asks its clips to be.
 
         `tiered` stops measuring an image at the first tier it fails; `enough` (tiered
         only) measures the tiers after the first best first until the job's best K are
@@ -135,7 +148,7 @@ class Scorer:
         """
         if enough is not None and (not tiered or len(enough.indices) != len(images)):
             raise ValueError("enough needs a tiered call and one job index per image")
-        context = self._context(prompt, reference, requested_size)
+        context = self._context(prompt, reference, requested_size, requested_clip)
         walk = TierWalk.of(profile, self._plan(profile, context), tiered)
         color = any(step.reads_color for step in walk.steps)
         unordered = walk.ordered_from if enough is not None else len(walk.steps)
@@ -145,26 +158,30 @@ class Scorer:
         return [_noted(walk.verdict(p), context, index) for index, p in enumerate(progress)]
 
     def walk_of(self, profile: "Profile", *, prompt: str | None = None, reference: bytes | None = None,
-                requested_size: tuple[int, int] | None = None) -> TierWalk:
+                requested_size: tuple[int, int] | None = None,
+                requested_clip: ClipRequest | None = None) -> TierWalk:
         """The tiered walk a call with these inputs takes: its judgements and its steps."""
-        return TierWalk.of(profile, self._plan(profile, self._context(prompt, reference, requested_size)), tiered=True)
+        context = self._context(prompt, reference, requested_size, requested_clip)
+        return TierWalk.of(profile, self._plan(profile, context), tiered=True)
 
-    def _context(self, prompt: str | None, reference: bytes | None,
-                 requested_size: tuple[int, int] | None) -> ScoringContext:
+    def _context(self, prompt: str | None, reference: bytes | None, requested_size: tuple[int, int] | None,
+                 requested_clip: ClipRequest | None = None) -> ScoringContext:
         return ScoringContext(self.device, prompt, reference, _checked_size(requested_size), self.clip,
-                              self.moderated_classes)
+                              self.moderated_classes, requested_clip, self.video_sampling)
 
     def _plan(self, profile: "Profile", context: ScoringContext) -> dict[str, PlannedDimension]:
         present = set(self.capabilities)
         present |= {"prompt"} if context.prompt else set()
         present |= {"reference"} if context.reference is not None else set()
         present |= {"requested_size"} if context.requested_size is not None else set()
+        present |= {"requested_clip"} if context.requested_clip is not None else set()
+        present |= {"requested_fps"} if context.requested_clip is not None and context.requested_clip.fps else set()
         names = [*profile.dimension_names, *(f.dimension for f in profile.forbidden)]
         return {name: _planned(registered(name), present) for name in dict.fromkeys(names)}
 
     def _walk(
         self, images: Sequence[bytes], walk: TierWalk, context: ScoringContext, color: bool, steps: int
-    ) -> tuple[list[Progress], dict[int, ImageBatch]]:
+    ) -> tuple[list[Progress], dict[int, Walked]]:
         """Each image through the first `steps` steps of the walk, as far as it passes them;
         the images that passed them all while more steps remain are kept, decoded."""
         if self.device.type == "cpu":
@@ -180,19 +197,19 @@ class Scorer:
 
     def _walk_each(
         self, images: Sequence[bytes], walk: TierWalk, context: ScoringContext, color: bool, steps: int
-    ) -> list[tuple[Progress, ImageBatch | None]]:
+    ) -> list[tuple[Progress, Walked | None]]:
         """Each worker decodes one image at a time and takes it through the steps (the CPU path)."""
         return list(self._pool.map(partial(_walk_one, walk, context, color, steps), range(len(images)), images))
 
     def _walk_batched(
         self, images: Sequence[bytes], walk: TierWalk, context: ScoringContext, color: bool, steps: int
-    ) -> list[tuple[Progress, ImageBatch | None]]:
+    ) -> list[tuple[Progress, Walked | None]]:
         """Stills decoded ahead and stacked by size, each clip a batch of its frames (CUDA);
         each step measures only the images of a batch that passed the steps before."""
-        walked: list[tuple[Progress, ImageBatch | None]] = [(Progress(), None) for _ in images]
+        walked: list[tuple[Progress, Walked | None]] = [(Progress(), None) for _ in images]
         stills = []
         for index, data in enumerate(images):
-            if is_clip(data):  # a clip is a batch of its own frames
+            if is_clip(data) or read_as_clip(walk, data):  # a clip is a batch of its own frames
                 walked[index] = _walk_one(walk, context, color, steps, index, data)
             else:
                 stills.append((index, data))
@@ -211,7 +228,7 @@ class Scorer:
         return walked
 
     def _measure_in_order(
-        self, kept: dict[int, ImageBatch], progress: list[Progress], walk: TierWalk, enough: Enough,
+        self, kept: dict[int, Walked], progress: list[Progress], walk: TierWalk, enough: Enough,
         images: Sequence[bytes],
     ) -> None:
         """The steps after the first, best first (`tiers`): each round measures the next step
@@ -242,22 +259,25 @@ class Scorer:
             progress[index].stopped = enough.stop_reason
 
     def _measure_kept(
-        self, kept: list[tuple[ImageBatch, bytes, Step]], last: Step
-    ) -> dict[int, tuple[ImageBatch, dict[str, float]]]:
+        self, kept: list[tuple[Walked, bytes, Step]], last: Step
+    ) -> dict[int, tuple[Walked, dict[str, float]]]:
         """Each kept image's next step (with its encoded bytes, to add colour where the step
         reads it), and the image as measured, what its dimensions shared kept for its next
         step: on the CPU one image per worker; on CUDA the stills at the `last` step stacked
         by size (one model run for all of them), the others one by one."""
-        def one(batch: ImageBatch, data: bytes, step: Step) -> tuple[ImageBatch, dict[int, dict[str, float]]]:
+        def one(batch: Walked, data: bytes, step: Step) -> tuple[Walked, dict[int, dict[str, float]]]:
+            if isinstance(batch, ClipReading):
+                return batch, {batch.index: clip_values(batch, step.dimensions)}
             batch = _for_step(step, batch, data)
             return batch, image_values(batch, step.dimensions)
 
         if self.device.type == "cpu":
             found = list(self._pool.map(lambda item: one(*item), kept))
         else:
-            stacked, found = [], []
+            stacked: list[ImageBatch] = []
+            found = []
             for batch, data, step in kept:
-                if step is last and not batch.clip:
+                if step is last and isinstance(batch, ImageBatch) and not batch.clip:
                     stacked.append(_for_step(last, batch, data))
                 else:
                     found.append(one(batch, data, step))
@@ -265,12 +285,20 @@ class Scorer:
         return {index: (batch, values) for batch, by_index in found for index, values in by_index.items()}
 
 
+def read_as_clip(walk: TierWalk, data: bytes) -> bool:
+    """A video file is read as a clip; so is anything a video profile scores, so that a still
+    or a broken file fails its container check rather than pass as an image."""
+    return looks_like_video(data) or walk.reads_clips
+
+
 def _walk_one(
     walk: TierWalk, context: ScoringContext, color: bool, steps: int, index: int, data: bytes
-) -> tuple[Progress, ImageBatch | None]:
+) -> tuple[Progress, Walked | None]:
     """Decode image `index` and take it through the first `steps` steps in a worker thread,
     while it is in cache; its batch (planes and what its dimensions shared) is kept when it
     passed them all and more steps remain."""
+    if read_as_clip(walk, data):
+        return _walk_clip(walk, context, steps, index, data)
     batch = decode_image(index, data, color and (walk.steps[0].reads_color or is_clip(data)), context)
     progress = Progress()
     for position in range(steps):
@@ -278,6 +306,34 @@ def _walk_one(
         if not _passes_step(walk, progress, image_values(batch, walk.steps[position].dimensions)[index], position):
             return progress, None
     return progress, batch.kept() if steps < len(walk.steps) else None
+
+
+def _walk_clip(
+    walk: TierWalk, context: ScoringContext, steps: int, index: int, data: bytes
+) -> tuple[Progress, ClipReading | None]:
+    """A video clip through the first `steps` steps: its container read first, its frames
+    decoded only once a step needs them (`video`); its reading kept as `_walk_one` keeps a batch."""
+    reading = ClipReading(index, data, context)
+    progress = Progress()
+    for position in range(steps):
+        if not _passes_step(walk, progress, clip_values(reading, walk.steps[position].dimensions), position):
+            return progress, None
+    return progress, reading if steps < len(walk.steps) else None
+
+
+def clip_values(reading: ClipReading, dimensions: Sequence[Dimension]) -> dict[str, float]:
+    """A clip's value of each dimension: the container and temporal ones from its reading,
+    the others from its sampled frames (NaN, unmeasurable, when it does not decode)."""
+    values = {d.name: reading.value_of(d) for d in dimensions if d.reads in CLIP_READS}
+    on_frames = [d for d in dimensions if d.reads not in CLIP_READS]
+    if not on_frames:
+        return values
+    sampled = reading.sampled()
+    if sampled is None:
+        return values | {d.name: math.nan for d in on_frames}
+    rows = measure_batch(sampled, on_frames)
+    tell_worst_frames(reading, on_frames, rows)
+    return values | {d.name: over_frames(d, row) for d, row in zip(on_frames, rows, strict=True)}
 
 
 def _for_step(step: Step, batch: ImageBatch, data: bytes) -> ImageBatch:
@@ -301,7 +357,11 @@ def image_values(batch: ImageBatch, dimensions: Sequence[Dimension]) -> dict[int
 
 def over_frames(dimension: Dimension, values: list[float]) -> float:
     """One value of a clip from its frames' (a still image has one): their mean, or the
-    worst frame where the dimension says so (the blurriest, the most flagged)."""
+    worst frame where the dimension says so (the blurriest, the most flagged). Frames it
+    could not be measured on (no face in them) are left out; NaN when there is none."""
+    values = [value for value in values if not math.isnan(value)]
+    if not values:
+        return math.nan
     if dimension.over_frames == "min":
         return min(values)
     if dimension.over_frames == "max":

@@ -34,7 +34,8 @@ DETECTION_SIDE = 640
 # Faces smaller than this share of the shorter side are not subjects.
 SMALLEST_FACE_SHARE = 0.08
 EYE_BAND = 0.6
-FACE_DIMENSIONS = ("faces", "face_size", "face_position", "eyes_open", "identity", "skin_tone", "lighting")
+FACE_DIMENSIONS = ("faces", "face_size", "face_position", "eyes_open", "identity", "skin_tone", "lighting",
+                   "face_consistency")
 
 
 @dataclass(frozen=True)
@@ -150,16 +151,42 @@ def open_eyes(batch: ImageBatch) -> torch.Tensor:
     return per_image([f.eyes for f in findings(batch)])
 
 
+def face_embeddings(batch: ImageBatch) -> list[np.ndarray | None]:
+    """Each image's embedding of its one face; None where it does not show exactly one."""
+    def embedded(batch: ImageBatch) -> list[np.ndarray | None]:
+        return [None if finding.single is None else face_models.face_embedding(rgb, finding.single)
+                for rgb, finding in zip(rgb_images(batch), findings(batch))]
+
+    return batch.memo("face_embeddings", embedded)  # type: ignore[no-any-return]
+
+
 def identity_distance(batch: ImageBatch) -> torch.Tensor:
     context = batch.context
     wanted = context.memo("reference_embedding", lambda: reference_embedding(context.reference))
+    if wanted is None and batch.clip:
+        # A clip from a still without one face (a landscape) has no person to stay.
+        context.note("identity", "the reference photo shows no single face: the clip is not held to one",
+                     batch.indices[0])
+        return per_image([0.0] * batch.size)
     if wanted is None:
         return per_image([math.nan] * batch.size)
-    distances = []
-    for rgb, finding in zip(rgb_images(batch), findings(batch)):
-        face = finding.single
-        distances.append(math.nan if face is None else _distance(face_models.face_embedding(rgb, face), wanted))
-    return per_image(distances)
+    return per_image([math.nan if embedding is None else _distance(embedding, wanted)
+                      for embedding in face_embeddings(batch)])
+
+
+def face_drift(batch: ImageBatch) -> torch.Tensor:
+    """Each frame's face against the clip's first face (the first frame showing exactly one):
+    a face that turns into another person's drifts past dlib's 0.6. Frames without one face
+    are not measured; a clip with at most one such frame, and a still, read 0."""
+    embeddings = face_embeddings(batch) if batch.clip else []
+    first = next((embedding for embedding in embeddings if embedding is not None), None)
+    if first is None:
+        if batch.clip:
+            batch.context.note("face_consistency", "no single face in the sampled frames", batch.indices[0])
+        return per_image([0.0] * batch.size)
+    shown = sum(embedding is not None for embedding in embeddings)
+    batch.context.note("face_consistency", f"one face in {shown} of {batch.size} sampled frames", batch.indices[0])
+    return per_image([math.nan if embedding is None else _distance(embedding, first) for embedding in embeddings])
 
 
 def _distance(embedding: np.ndarray, wanted: np.ndarray) -> float:

@@ -144,10 +144,11 @@ class Step:
     tiers: frozenset[int]
     dimensions: tuple[Dimension, ...]
     labels: frozenset[str] = frozenset()
+    stage: str | None = None  # what a step within tier 1 reads, where it is not the frames
 
     @property
     def name(self) -> str:
-        return f"tier {min(self.tiers)}"
+        return f"the {self.stage} check" if self.stage else f"tier {min(self.tiers)}"
 
     @property
     def reads_color(self) -> bool:
@@ -173,22 +174,27 @@ class TierWalk:
 
     @classmethod
     def of(cls, profile: "Profile", plan: Mapping[str, PlannedDimension], tiered: bool) -> "TierWalk":
-        """One step per tier when `tiered`, else one for all; from tier 2 on, one step per
-        measure family within a tier (`_families`). A step with nothing to measure (its
-        dimensions unavailable or waived) is judged with the step before it."""
+        """One step per tier when `tiered`, else one for all; within tier 1, a clip's
+        container, then its frames over time, then its frames one by one (`_stages`); from
+        tier 2 on, one step per measure family within a tier (`_families`). A step with
+        nothing to measure (its dimensions unavailable or waived) is judged with the step
+        before it."""
         judgements = _judgements(profile, plan)
         if tiered:
             judgements = _deferred(judgements)
         steps: list[Step] = []
         for tiers in [frozenset({tier}) for tier in TIERS] if tiered else [frozenset(TIERS)]:
             members = [j for j in judgements if j.tier in tiers]
-            for part in _families(members) if tiered and min(tiers) > 1 else [members] if members else []:
+            parts = _families(members) if tiered and min(tiers) > 1 else _stages(members) if tiered else (
+                [members] if members else [])
+            for part in parts:
                 measured = tuple(dict.fromkeys(j.dimension for j in part if j.planned.measured))
                 labels = frozenset(j.label for j in part)
                 if steps and not measured:
-                    steps[-1] = Step(steps[-1].tiers | tiers, steps[-1].dimensions, steps[-1].labels | labels)
+                    steps[-1] = replace(steps[-1], tiers=steps[-1].tiers | tiers, labels=steps[-1].labels | labels)
                 else:
-                    steps.append(Step(tiers, measured, labels))
+                    stage = STAGES.get(part[0].dimension.reads) if tiered and min(tiers) == 1 else None
+                    steps.append(Step(tiers, measured, labels, stage))
         return cls(judgements, tuple(steps))
 
     @classmethod
@@ -202,9 +208,14 @@ class TierWalk:
 
     @property
     def ordered_from(self) -> int:
-        """The first step that `Enough` measures best first: every step after the first, whose
-        values rank the images; none for a walk of one step."""
-        return min(1, len(self.steps))
+        """The first step that `Enough` measures best first: every step after tier 1 (one step,
+        or a clip's three), whose values rank the images; none for a walk of one step."""
+        return max(min(1, len(self.steps)), sum(1 for step in self.steps if min(step.tiers) == 1))
+
+    @property
+    def reads_clips(self) -> bool:
+        """The walk measures what only a video clip's file shows (a video profile)."""
+        return any(d.reads == "container" for step in self.steps for d in step.dimensions)
 
     def judge_step(self, progress: Progress, position: int) -> bool:
         """Judge step `position` on the values measured; False (and why) when it rejects the image."""
@@ -276,6 +287,21 @@ def _deferred(judgements: tuple[Judgement, ...]) -> tuple[Judgement, ...]:
         else j
         for j in judgements
     )
+
+
+# Tier 1 of a video clip in three steps, cheapest first: a clip that fails its container
+# check is never decoded, one that freezes or flickers never has its frames measured.
+STAGES = {"container": "container", "sequence": "temporal"}
+
+
+def _stages(judgements: Sequence[Judgement]) -> list[list[Judgement]]:
+    """Tier 1's judgements by what they read: the container, the frames over time, the frames
+    one by one; a profile for stills has only the last."""
+    order = {"container": 0, "sequence": 1}
+    staged: dict[int, list[Judgement]] = {}
+    for judgement in judgements:
+        staged.setdefault(order.get(judgement.dimension.reads, 2), []).append(judgement)
+    return [staged[stage] for stage in sorted(staged)]
 
 
 def _families(judgements: Sequence[Judgement]) -> list[list[Judgement]]:
