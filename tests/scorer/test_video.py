@@ -286,7 +286,7 @@ def test_corrupt_files_fail_with_the_decoders_word(scorer, profile, astronaut, p
     assert "container" in unreadable.failed and "not a readable clip" in unreadable.dimensions["container"].reason
     assert "frozen" in unreadable.not_measured
     assert "frozen" in undecodable.failed, reasons(undecodable)
-    assert "decoding error(s)" in undecodable.dimensions["frozen"].reason
+    assert "does not decode" in undecodable.dimensions["frozen"].reason
     assert still.failed[0] == "container" and "png" in still.dimensions["container"].reason
 
 
