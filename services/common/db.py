@@ -58,6 +58,18 @@ def advisory_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
+async def try_advisory_xact_lock(conn: psycopg.AsyncConnection[Any], key: int) -> bool:
+    """Takes the advisory lock `key` until `conn`'s transaction ends, if no one holds it."""
+    row = await (await conn.execute("SELECT pg_try_advisory_xact_lock(%s) AS held", [key])).fetchone()
+    assert row is not None, "a SELECT of a function answers one row"
+    return bool(row["held"])
+
+
+async def ping(conn: psycopg.AsyncConnection[Any]) -> None:
+    """A statement the server must answer: that it does is what a readiness check asks."""
+    await conn.execute("SELECT 1")
+
+
 async def migrate(database_url: str, schema: str, packages: list[str]) -> list[str]:
     """Apply the not-yet-applied migrations of `packages`, in order, inside `schema`.
 

@@ -47,7 +47,7 @@ async def start_grpc_server(add_servicer: Callable[[grpc.aio.Server], None], ser
     return server
 
 
-class GrpcTelemetry(grpc.aio.ServerInterceptor):
+class GrpcTelemetry(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc ships no types: its classes are Any
     """Counts unary calls by method and status code and times them (streams pass untouched)."""
 
     def __init__(self, service: str) -> None:

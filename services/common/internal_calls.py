@@ -95,23 +95,24 @@ class _Token:
         return details._replace(metadata=metadata)
 
 
-# One class per arity: a channel files each interceptor under the first kind it is.
-class _UnaryUnaryToken(_Token, grpc.aio.UnaryUnaryClientInterceptor):
+# One class per arity: a channel files each interceptor under the first kind it is. grpc ships
+# no types, so to mypy the classes they subclass are Any (the ignores below).
+class _UnaryUnaryToken(_Token, grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
     async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
         return await continuation(self._signed(details), request)
 
 
-class _UnaryStreamToken(_Token, grpc.aio.UnaryStreamClientInterceptor):
+class _UnaryStreamToken(_Token, grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
     async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
         return await continuation(self._signed(details), request)
 
 
-class _StreamUnaryToken(_Token, grpc.aio.StreamUnaryClientInterceptor):
+class _StreamUnaryToken(_Token, grpc.aio.StreamUnaryClientInterceptor):  # type: ignore[misc]
     async def intercept_stream_unary(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
         return await continuation(self._signed(details), request_iterator)
 
 
-class _StreamStreamToken(_Token, grpc.aio.StreamStreamClientInterceptor):
+class _StreamStreamToken(_Token, grpc.aio.StreamStreamClientInterceptor):  # type: ignore[misc]
     async def intercept_stream_stream(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
         return await continuation(self._signed(details), request_iterator)
 
@@ -125,7 +126,7 @@ def identity_client_interceptor(signer: ServiceSigner | None, audience: str) -> 
                                                 _StreamStreamToken)]
 
 
-class GrpcIdentity(grpc.aio.ServerInterceptor):
+class GrpcIdentity(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc ships no types
     """Every call but health checks must come from a service `MAY_CALL` lets use the called
     gRPC service (the capability is its full name, e.g. genline.ledger.v1.LedgerService)."""
 

@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from services.common.db import advisory_key
+from services.common.db import advisory_key, try_advisory_xact_lock
 from services.common.supervision import every, stop_tasks, supervise
 
 
@@ -34,9 +34,8 @@ async def exclusive_round(pool: "AsyncConnectionPool[Any]", schema: str, round_n
     """A connection in a transaction that holds the round's lock, or None when another
     replica holds it (the transaction then ends at once)."""
     async with pool.connection() as conn, conn.transaction():
-        lock = await (await conn.execute("SELECT pg_try_advisory_xact_lock(%s) AS held",
-                                         [round_lock_id(schema, round_name)])).fetchone()
-        yield conn if lock["held"] else None
+        held = await try_advisory_xact_lock(conn, round_lock_id(schema, round_name))
+        yield conn if held else None
 
 
 class PeriodicRound:

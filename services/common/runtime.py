@@ -22,7 +22,7 @@ from services.common.bus.journal import Journal
 from services.common.bus.kafka_security import faststream_security
 from services.common.bus.outbox import OutboxRelay, add_to_outbox, outbox_row
 from services.common.contracts import PUBLISHERS, Event, consumer_group, readers_of, topic_of
-from services.common.db import COMMON_MIGRATIONS, Conn, Pool, migrate, open_pool
+from services.common.db import COMMON_MIGRATIONS, Conn, Pool, migrate, open_pool, ping
 from services.common.grpc_server import hold_grpc_aio
 from services.common.problems import problem_response
 from services.common.settings import ServiceSettings
@@ -132,7 +132,7 @@ class ServiceRuntime:
         for last in (False, True):
             try:
                 async with self.pool.connection(timeout=2) as conn:
-                    await conn.execute("SELECT 1")
+                    await ping(conn)
                 return
             except psycopg.OperationalError:
                 if last:

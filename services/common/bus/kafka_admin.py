@@ -36,7 +36,7 @@ COMMIT_MARKER_KEY, COMMIT_MARKER_VALUE = struct.pack(">hh", 0, 1), struct.pack("
 MAX_GAP = 2**31 - 1
 
 
-class BrokerRefused(KafkaError):
+class BrokerRefused(KafkaError):  # type: ignore[misc]  # aiokafka ships no types
     """The broker answered a request with an error code."""
 
 
