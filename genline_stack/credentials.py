@@ -20,6 +20,7 @@ import os
 import secrets
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
@@ -89,10 +90,11 @@ def ensure_object_store_keys(directory: Path) -> dict[str, dict[str, str]]:
     if not path.exists():
         write_private(path, {service: {"access_key_id": f"genline-{service}-{secrets.token_hex(4)}",
                                        "secret_access_key": secrets.token_urlsafe(30)} for service in BUCKET_ACTIONS})
-    return json.loads(path.read_text())
+    keys: dict[str, dict[str, str]] = json.loads(path.read_text())
+    return keys
 
 
-def object_store_identities(directory: Path, buckets: dict[str, str]) -> list[dict]:
+def object_store_identities(directory: Path, buckets: dict[str, str]) -> list[dict[str, Any]]:
     """SeaweedFS identities, one per service, each allowed its actions on the named buckets
     only (`buckets`: internal and public, by their names)."""
     return [{"name": f"genline-{service}",
@@ -187,7 +189,7 @@ def ensure_credentials(directory: Path) -> dict[str, ServiceCredentials]:
     return made
 
 
-def write_private(path: Path, content: dict) -> None:
+def write_private(path: Path, content: dict[str, Any]) -> None:
     """`content` as JSON in a new file only its owner reads."""
     write_private_text(path, json.dumps(content))
 
@@ -222,7 +224,9 @@ async def provision_roles(admin_url: str, credentials: dict[str, ServiceCredenti
     service's role with everything in them. Then the operator's and the auditor's roles, when
     `people` holds their credentials."""
     async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as conn:
-        database = (await (await conn.execute("SELECT current_database()")).fetchone())[0]
+        row = await (await conn.execute("SELECT current_database()")).fetchone()
+        assert row is not None, "a SELECT of a function answers one row"
+        database = row[0]
         for service, creds in credentials.items():
             await login_role(conn, role_of(service), creds.database_password, inherit=False)
             await conn.execute(psycopg.sql.SQL("GRANT CONNECT, CREATE ON DATABASE {} TO {}").format(

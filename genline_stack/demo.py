@@ -1,10 +1,15 @@
 """The demo job: submitted through the public API and followed to its links."""
 
 import time
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 
 from services.common.contracts import FINAL_STATES
+
+# Where the demo says what it sees: print, or a test's list.
+Say = Callable[[str], object]
 
 
 def submit_demo_job(client: httpx.Client, images: int = 4, candidates: int = 6) -> str:
@@ -13,14 +18,15 @@ def submit_demo_job(client: httpx.Client, images: int = 4, candidates: int = 6) 
         "images": images, "candidates": candidates, "width": 512, "height": 512,
     })
     response.raise_for_status()
-    return response.json()["id"]
+    job_id: str = response.json()["id"]
+    return job_id
 
 
-def follow_job(client: httpx.Client, job_id: str, timeout_s: float = 180, say=print) -> dict:
+def follow_job(client: httpx.Client, job_id: str, timeout_s: float = 180, say: Say = print) -> dict[str, Any]:
     """Poll until the job is final and settled, printing each new state."""
     deadline, seen = time.monotonic() + timeout_s, None
     while time.monotonic() < deadline:
-        job = client.get(f"/v1/jobs/{job_id}").json()
+        job: dict[str, Any] = client.get(f"/v1/jobs/{job_id}").json()
         if job["state"] != seen:
             seen = job["state"]
             say(f"  state: {seen:<20} at {job['timestamps'].get(seen, job['updated_at'])}")
@@ -30,14 +36,14 @@ def follow_job(client: httpx.Client, job_id: str, timeout_s: float = 180, say=pr
     raise TimeoutError(f"job {job_id} not final after {timeout_s}s (last state {seen})")
 
 
-def dimension_summary(name: str, dimension: dict) -> str:
+def dimension_summary(name: str, dimension: dict[str, Any]) -> str:
     """A dimension the scorer could not measure has no value, only its reason."""
     if dimension["value"] is None:
         return f"{name}=- ({dimension['reason']})"
     return f"{name}={dimension['value']:.3g} ({'ok' if dimension['passed'] else dimension['reason']})"
 
 
-def print_report(job: dict, say=print) -> None:
+def print_report(job: dict[str, Any], say: Say = print) -> None:
     say("  candidates:")
     for score in job["scores"]:
         verdict = "PASS" if score["passed"] else "FAIL" if score.get("judged", True) else "NOT JUDGED"
@@ -55,7 +61,7 @@ def print_report(job: dict, say=print) -> None:
     say(f"  credits: reserved {billing['reserved']}, charged {billing['charged']}, released {billing['released']}")
 
 
-def run_demo(ingest_url: str, api_key: str, say=print) -> bool:
+def run_demo(ingest_url: str, api_key: str, say: Say = print) -> bool:
     with httpx.Client(base_url=ingest_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=10) as client:
         job_id = submit_demo_job(client)
         say(f"demo job {job_id} submitted")

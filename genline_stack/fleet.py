@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from genline_stack.embedded import Endpoints
+from genline_stack.endpoints import Endpoints
 from genline_stack.ports import free_port, stop_process
 
 SERVICES = ("ledger", "router", "scorer", "delivery", "ingest")
@@ -36,7 +36,7 @@ class ServiceFleet:
         self.extra_env = extra_env or {}
         # Settings for one service only (e.g. a delivery that cannot reach its bucket), by name.
         self.service_env: dict[str, dict[str, str]] = {}
-        self.processes: dict[str, subprocess.Popen] = {}
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
     @property
     def ingest_url(self) -> str:

@@ -12,11 +12,14 @@ import asyncio
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 
 from genline_stack.credentials import AUDITOR, OPERATOR, kek_env, read_person
 from genline_stack.demo import run_demo
-from genline_stack.embedded import EmbeddedStack, Endpoints
+from genline_stack.embedded import EmbeddedStack
+from genline_stack.endpoints import Endpoints
 from genline_stack.fleet import ServiceFleet
 from services.ingest.accounts.tenants import ensure_tenant
 from services.ingest.settings import IngestSettings
@@ -30,7 +33,7 @@ class Stop(Exception):
     pass
 
 
-def raise_stop(signum, _frame) -> None:
+def raise_stop(signum: int, _frame: FrameType | None) -> None:
     raise Stop(signal.Signals(signum).name)
 
 
@@ -57,19 +60,19 @@ def dev_ledger_secrets(endpoints: Endpoints) -> dict[str, str]:
     return missing
 
 
-def write_operator_env(endpoints, path):
+def write_operator_env(endpoints: Endpoints, path: Path) -> Path:
     """The environment of the operator's commands on this stack (the bus, grants, data keys,
     the replays): the operator's own database role, which may act as every service, and the
     jobs' KEK, to open sealed prompts; readable by its owner only; returns its path."""
-    directory = Path(endpoints.credentials_dir)
+    directory = endpoints.credentials_path()
     url = read_person(directory, OPERATOR).database_url(endpoints.database_url)
     return write_env(endpoints.service_env() | kek_env(directory) | {"GENLINE_DATABASE_URL": url}, path)
 
 
-def write_auditor_env(endpoints, path):
+def write_auditor_env(endpoints: Endpoints, path: Path) -> Path:
     """The auditor's environment on this stack (`genline replay ledger | audit | jobs`): its own
     role, which reads every schema and writes none; no KEK, no object-store key."""
-    url = read_person(Path(endpoints.credentials_dir), AUDITOR).database_url(endpoints.database_url)
+    url = read_person(endpoints.credentials_path(), AUDITOR).database_url(endpoints.database_url)
     env = {name: value for name, value in endpoints.service_env().items() if not name.startswith("GENLINE_S3_")}
     return write_env(env | {"GENLINE_DATABASE_URL": url}, path)
 
@@ -142,7 +145,7 @@ def keep_up(stack: EmbeddedStack, fleet: ServiceFleet, restarts: Restarts) -> No
             fleet.start(name)
 
 
-def attempt(action, what: str) -> None:
+def attempt(action: Callable[[], object], what: str) -> None:
     try:
         action()
     except Exception as exc:

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 # `weed mini` serves each component's gRPC on its HTTP port + 10000, and its admin worker
@@ -46,7 +47,8 @@ def free_port(below: int | None = None) -> int:
                 return port
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
+            bound: int = s.getsockname()[1]
+            return bound
 
 
 def port_is_free(port: int) -> bool:
@@ -61,7 +63,7 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-def free_ports_with_grpc_neighbours(count: int, taken: set[int] = frozenset()) -> list[int]:
+def free_ports_with_grpc_neighbours(count: int, taken: AbstractSet[int] = frozenset()) -> list[int]:
     """`count` free ports whose +10000 neighbours are free too, no two of them sharing a port."""
     chosen: list[int] = []
     while len(chosen) < count:
@@ -85,18 +87,24 @@ def remembered_s3_port(record: Path) -> int:
     return port
 
 
-def wait_for_port(port: int, timeout_s: float, process: subprocess.Popen | None = None) -> None:
+def wait_for_port(port: int, timeout_s: float, process: subprocess.Popen[bytes] | None = None) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise RuntimeError(f"{process.args[0]} exited with {process.returncode} before listening on {port}")
+            raise RuntimeError(f"{program_of(process)} exited with {process.returncode} before listening on {port}")
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
             return
         time.sleep(0.1)
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout_s}s")
 
 
-def stop_process(process: subprocess.Popen, grace_s: float = 10) -> None:
+def program_of(process: subprocess.Popen[bytes]) -> str:
+    """The program a process runs, as its command line names it."""
+    args = process.args
+    return str(args[0] if isinstance(args, list | tuple) else args)
+
+
+def stop_process(process: subprocess.Popen[bytes], grace_s: float = 10) -> None:
     if process.poll() is not None:
         return
     process.terminate()

@@ -5,8 +5,12 @@ import atexit
 import contextlib
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
+
+if TYPE_CHECKING:
+    from pgserver.postgres_server import PostgresServer
 
 POSTGRES_RECOVERY_TIMEOUT_S = 180
 
@@ -42,7 +46,7 @@ host all all ::1/128 scram-sha-256
 """
 
 
-def require_passwords(server) -> None:
+def require_passwords(server: "PostgresServer") -> None:
     hba = Path(server.pgdata) / "pg_hba.conf"
     if hba.read_text() != PG_HBA:
         hba.write_text(PG_HBA)

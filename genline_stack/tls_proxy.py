@@ -69,11 +69,12 @@ def make_certificates(directory: Path) -> tuple[Path, Path, Path]:
         return ca_path, cert_path, key_path
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     now = datetime.datetime.now(datetime.UTC)
-    valid = {"not_valid_before": now - datetime.timedelta(minutes=5), "not_valid_after": now + datetime.timedelta(days=3650)}
+    not_before, not_after = now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=3650)
     ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Genline embedded stack CA")])
     ca = (x509.CertificateBuilder(subject_name=ca_name, issuer_name=ca_name, public_key=ca_key.public_key(),
-                                  serial_number=x509.random_serial_number(), **valid)
+                                  serial_number=x509.random_serial_number(), not_valid_before=not_before,
+                                  not_valid_after=not_after)
           .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
           .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
                                        key_encipherment=False, data_encipherment=False, key_agreement=False,
@@ -81,7 +82,8 @@ def make_certificates(directory: Path) -> tuple[Path, Path, Path]:
           .sign(ca_key, hashes.SHA256()))
     server = (x509.CertificateBuilder(subject_name=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]),
                                       issuer_name=ca_name, public_key=key.public_key(),
-                                      serial_number=x509.random_serial_number(), **valid)
+                                      serial_number=x509.random_serial_number(), not_valid_before=not_before,
+                                      not_valid_after=not_after)
               .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
                                                           x509.DNSName("localhost")]), critical=False)
               .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
