@@ -25,9 +25,7 @@ import httpx
 import psycopg
 
 from services.common import targets, telemetry
-from services.common.bus.envelope import envelop
-from services.common.bus.inbox import InboxClaim
-from services.common.bus.outbox import OutboxRelay, add_to_outbox
+from services.common.bus import InboxClaim, OutboxRelay, add_to_outbox, envelop
 from services.common.contracts import (
     PROGRESS_WEBHOOK_EVENT,
     AccountAlerted,

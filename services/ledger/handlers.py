@@ -11,9 +11,7 @@ from uuid import UUID
 
 import psycopg
 
-from services.common.bus.envelope import Envelope
-from services.common.bus.inbox import InboxClaim, Publish
-from services.common.bus.outbox import erase_prompt_from_outbox
+from services.common.bus import Envelope, InboxClaim, Publish, erase_prompt_from_outbox
 from services.common.contracts import (
     AuditRecorded,
     CandidatesGenerated,

@@ -5,9 +5,7 @@ the consumer, so one slow provider call never holds up the topic."""
 from functools import partial
 from uuid import UUID
 
-from services.common.bus.consumer import EventConsumer
-from services.common.bus.inbox import HandlerContext, PermanentError
-from services.common.bus.outbox import erase_prompt_from_outbox
+from services.common.bus import EventConsumer, HandlerContext, PermanentError, erase_prompt_from_outbox
 from services.common.contracts import (
     CandidatesChecked,
     CandidateScore,

@@ -17,10 +17,7 @@ from dataclasses import dataclass
 from psycopg_pool import AsyncConnectionPool
 
 from services.common import telemetry
-from services.common.bus.consumer import EventConsumer
-from services.common.bus.envelope import Envelope
-from services.common.bus.inbox import HandlerContext
-from services.common.bus.outbox import erase_prompt_from_outbox
+from services.common.bus import Envelope, EventConsumer, HandlerContext, erase_prompt_from_outbox
 from services.common.contracts import (
     CandidateRef,
     CandidateScore,
