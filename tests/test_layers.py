@@ -1,8 +1,8 @@
 """The layers as a tested contract (pyproject.toml, [tool.importlinter]): each service
 imports only services.common and itself, common no service (not even by a name in a
 string), the client nothing of the services, the bus sits under the runtime and over the
-database, the services reach Kafka only through the bus, and ingest's route modules do
-not import one another."""
+database, the services reach Kafka only through the bus and the bus only through its public module,
+and ingest's route modules do not import one another."""
 
 import ast
 import os
@@ -25,7 +25,7 @@ def lint_imports(source_root: Path) -> subprocess.CompletedProcess:
 def test_every_layer_contract_is_kept():
     result = lint_imports(ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Contracts: 6 kept, 0 broken." in result.stdout
+    assert "Contracts: 7 kept, 0 broken." in result.stdout
 
 
 def test_a_service_importing_another_breaks_the_contract(tmp_path):
@@ -54,6 +54,12 @@ def test_a_service_speaking_kafka_itself_breaks_the_contract(tmp_path):
     result = lint_imports(planted(tmp_path, "router/domain.py", "import aiokafka"))
     assert result.returncode == 1
     assert "services.router is not allowed to import aiokafka" in result.stdout
+
+
+def test_a_service_importing_a_module_of_the_bus_breaks_its_front_door(tmp_path):
+    result = lint_imports(planted(tmp_path, "delivery/store.py", "from services.common.bus.outbox import OUTBOX_INSERT"))
+    assert result.returncode == 1
+    assert "services.delivery.store -> services.common.bus.outbox" in result.stdout
 
 
 SERVICE_NAMED = re.compile(r"\bservices\.(ingest|ledger|router|scorer|delivery|stack)\b")

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from services.common.bus.envelope import Envelope
+from services.common.bus import Envelope
 from services.common.contracts import AuditRecorded
 
 if TYPE_CHECKING:  # the runtime imports this module's callers

@@ -62,11 +62,25 @@ class Contract(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+# Every event contract by its type name, filled as each class is defined (Event): a new
+# contract is known to the bus, and to the consumers' exhaustiveness tests, without a list.
+EVENT_TYPES: "dict[str, type[Event]]" = {}
+
+
 class Event(Contract):
-    """Base of every event; `event_type` and `publisher` are set by each subclass."""
+    """Base of every event; `event_type` and `publisher` are set by each subclass, which is
+    then registered in EVENT_TYPES (a base such as JobEvent names no type and is not)."""
 
     event_type: ClassVar[str]
     publisher: ClassVar[str]
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        if "event_type" in vars(cls):
+            registered = EVENT_TYPES.setdefault(cls.event_type, cls)
+            if registered is not cls:
+                raise TypeError(f"{cls.__name__} names {cls.event_type!r}, already {registered.__name__}'s")
 
     @classmethod
     def topic(cls, namespace: str = DEFAULT_NAMESPACE) -> str:
@@ -831,45 +845,6 @@ class AccountAlerted(Event):
     raised_at: datetime
     details: dict[str, Any] = Field(default_factory=dict, description="what was crossed: the threshold and"
                                                                       " balance, the grant, the key and its cap")
-
-
-EVENT_TYPES: dict[str, type[Event]] = {
-    cls.event_type: cls
-    for cls in (
-        JobSubmitted,
-        OutputReported,
-        JobCancelRequested,
-        JobClosed,
-        JobFinished,
-        JobProgressed,
-        JobErased,
-        RetentionSet,
-        CreditsReserved,
-        CreditsExpired,
-        CreditsRefunded,
-        RetryTokenIssued,
-        ReportDeclined,
-        ReservationRejected,
-        ReservationSettled,
-        CreditsGranted,
-        CreditsReclaimed,
-        AutoTopUpFailed,
-        AttemptStarted,
-        CandidatesGenerated,
-        CandidatesStored,
-        GenerationFailed,
-        CandidatesChecked,
-        CandidatesScored,
-        RegenerationRequested,
-        ScoringFailed,
-        JobDelivered,
-        DeliveryFailed,
-        JobCanceled,
-        AuditRecorded,
-        WebhookSent,
-        AccountAlerted,
-    )
-}
 
 
 def upcast_candidates_generated_v1_v2(data: dict[str, Any]) -> dict[str, Any]:

@@ -115,7 +115,7 @@ class ServiceRuntime:
         return envelope
 
     def outbox_row(self, event: Event) -> tuple[Any, ...]:
-        """`emit`'s outbox row, for a statement of the caller's to add (OUTBOX_INSERT_SELECT)."""
+        """`emit`'s outbox row, for a statement of the caller's to add (bus.staged_event)."""
         return outbox_row(envelop(event, f"/genline/{self.name}"), self.settings.topic_namespace)
 
     @contextlib.asynccontextmanager

@@ -9,11 +9,8 @@ from typing import TypeVar
 
 from psycopg_pool import AsyncConnectionPool
 
-from services.common import telemetry
-from services.common.bus.consumer import EventConsumer
-from services.common.bus.envelope import Envelope
-from services.common.bus.inbox import HandlerContext
-from services.common.bus.outbox import erase_prompt_from_outbox
+from services.common import contracts, telemetry
+from services.common.bus import Envelope, EventConsumer, HandlerContext, erase_prompt_from_outbox
 from services.common.contracts import (
     AccountAlerted,
     CandidateScore,
@@ -170,6 +167,17 @@ async def erase_images(ctx: HandlerContext, event: JobErased, objects: ObjectSto
     await store.erase_job(ctx.conn, event.job_id)
     await erase_prompt_from_outbox(ctx.conn, event.job_id)
     log.info("erased job %s: %d public and %d internal objects", event.job_id, len(public), len(internal))
+
+
+# The events on the topics delivery reads that it has no use for. A type new on those topics is
+# handled (register) or named here, or tests/common/test_event_branches.py fails.
+PASSED_OVER: tuple[type[contracts.Event], ...] = (
+    contracts.JobSubmitted, contracts.OutputReported, contracts.JobClosed, contracts.AuditRecorded,
+    contracts.CreditsReserved, contracts.ReservationRejected, contracts.ReservationSettled,
+    contracts.CreditsGranted, contracts.CreditsExpired, contracts.CreditsReclaimed, contracts.AutoTopUpFailed,
+    contracts.CreditsRefunded, contracts.RetryTokenIssued, contracts.ReportDeclined, contracts.CandidatesChecked,
+    contracts.RegenerationRequested, contracts.ScoringFailed,
+)
 
 
 def register(consumer: EventConsumer, objects: ObjectStore, settings: DeliverySettings, sender: WebhookSender) -> None:

@@ -10,8 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from services.common.bus.inbox import InboxClaim
-from services.common.bus.outbox import OUTBOX_INSERT, OUTBOX_INSERT_SELECT
+from services.common.bus import InboxClaim, staged_event
 from services.common.contracts import RetentionSet
 from services.common.db import as_arrays, typed_arrays
 from services.delivery import domain
@@ -75,21 +74,22 @@ async def claim_delivered(conn, job_id, tenant_id: str, images: list[DeliveredRo
     if not images:
         won = await claim_outcome(conn, job_id, tenant_id, "delivered", claim)
         if won:
-            await conn.execute(OUTBOX_INSERT, announces)
+            await conn.execute(*staged_event(announces))
         return won
     arrays = typed_arrays(DELIVERED_COLUMNS)
     names = ", ".join(DELIVERED_COLUMNS)
+    announce, announced = staged_event(announces, from_rows="won")
     row = await (await conn.execute(
         f"WITH {InboxClaim.CLAIMED},"
         " won AS (INSERT INTO job_outcomes (job_id, tenant_id, outcome) VALUES (%s, %s, 'delivered')"
         "  ON CONFLICT DO NOTHING RETURNING job_id, tenant_id),"
         f" recorded AS (INSERT INTO delivered_images (job_id, tenant_id, {names})"
         f"  SELECT w.job_id, w.tenant_id, i.* FROM won AS w, unnest({arrays}) AS i({names})),"
-        f" announced AS ({OUTBOX_INSERT_SELECT} FROM won)"
+        f" announced AS ({announce})"
         f" SELECT {InboxClaim.IDS} AS claimed, (SELECT count(*) FROM won) AS won",
         [*claim.params, job_id, tenant_id, *as_arrays([(i.n, i.key, i.source_key, i.source_offset, i.source_size,
                                                          i.sha256, i.size_bytes) for i in images]),
-         *announces])).fetchone()
+         *announced])).fetchone()
     claim.fresh(row["claimed"])
     return row["won"] == 1
 

@@ -20,14 +20,13 @@ import json
 import logging
 import time
 from datetime import UTC, datetime
+from typing import assert_never
 
 import httpx
 import psycopg
 
 from services.common import targets, telemetry
-from services.common.bus.envelope import envelop
-from services.common.bus.inbox import InboxClaim
-from services.common.bus.outbox import OutboxRelay, add_to_outbox
+from services.common.bus import InboxClaim, OutboxRelay, add_to_outbox, envelop
 from services.common.contracts import (
     PROGRESS_WEBHOOK_EVENT,
     AccountAlerted,
@@ -53,10 +52,13 @@ async def queue_webhooks(conn: psycopg.AsyncConnection, event: JobFinished | Job
     """The messages of a finished job (or of a job's progress): one per subscribed endpoint,
     one for its own URL; its first statement claims the event on the inbox (nothing is queued
     for a duplicate)."""
-    if isinstance(event, JobProgressed):
-        event_type, payload, occurrence = PROGRESS_WEBHOOK_EVENT, event.progress, f"{event.seq}"
-    else:
-        event_type, payload, occurrence = domain.webhook_event(event.state), event.view, ""
+    match event:
+        case JobProgressed():
+            event_type, payload, occurrence = PROGRESS_WEBHOOK_EVENT, event.progress, f"{event.seq}"
+        case JobFinished():
+            event_type, payload, occurrence = domain.webhook_event(event.state), event.view, ""
+        case _:
+            assert_never(event)
     endpoints = await store.subscribed_endpoints(conn, event.tenant_id, event_type, claim)
     if not claim.claimed:
         return 0

@@ -6,9 +6,7 @@ from functools import partial
 
 import psycopg
 
-from services.common.bus.consumer import EventConsumer
-from services.common.bus.envelope import Envelope
-from services.common.bus.inbox import InboxClaim, Publish
+from services.common.bus import Envelope, EventConsumer, InboxClaim, Publish
 from services.common.contracts import (
     AttemptStarted,
     CandidatesChecked,

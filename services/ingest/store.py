@@ -11,8 +11,7 @@ from uuid import UUID
 
 import psycopg
 
-from services.common.bus.inbox import InboxClaim
-from services.common.bus.outbox import OUTBOX_INSERT
+from services.common.bus import InboxClaim, staged_event
 from services.common.contracts import FINAL_STATES, Event
 from services.common.db import Statement, as_arrays, as_ctes, together, typed_arrays, updated
 from services.ingest.jobs import domain
@@ -356,9 +355,10 @@ async def write_submission(conn: psycopg.AsyncConnection, data_key: tuple, bindi
                            outbox_row: tuple) -> None:
     """Write a submission's data key row (job, tenant, wrapped key, KEK), its key's binding
     (tenant, key, fingerprint, job, TTL; None without a key) and its event's outbox row."""
-    sql = (f"WITH {DATA_KEY}, {BIND_KEY if binding else NO_KEY} {OUTBOX_INSERT}"
-           " RETURNING (SELECT count(*) FROM bound) AS bound")
-    row = await (await conn.execute(sql, [*data_key, *(binding or ()), *outbox_row])).fetchone()
+    announce, announced = staged_event(outbox_row)
+    sql = (f"WITH {DATA_KEY}, {BIND_KEY if binding else NO_KEY}, announced AS ({announce})"
+           " SELECT count(*) AS bound FROM bound")
+    row = await (await conn.execute(sql, [*data_key, *(binding or ()), *announced])).fetchone()
     if binding and row["bound"] == 0:
         raise IdempotencyKeyTaken(binding[1])
 

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 from services.common import api, telemetry
 from services.common.audit import operator_actor, record_action
-from services.common.bus.inbox import retry_races
+from services.common.bus import retry_races
 from services.common.contracts import SUBSCRIPTIONS, CreditsGranted
 from services.common.internal_calls import verifier_of
 from services.common.runtime import GRPC_DRAIN_S, ServiceRuntime

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.common import problems
 from services.common.admin import OperatorWith
 from services.common.api import StorableText, Timestamp
-from services.common.bus.envelope import Envelope
+from services.common.bus import Envelope
 from services.common.contracts import AuditRecorded
 from services.common.problems import Problem
 

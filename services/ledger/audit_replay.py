@@ -10,8 +10,8 @@ of a journal pruned after its retention window are counted and left out.
 
 import psycopg
 
-from services.common.bus.kafka_security import client_options
-from services.common.bus.replay import (
+from services.common.bus import (
+    client_options,
     decoded_envelopes,
     journal_horizon,
     journal_schema,

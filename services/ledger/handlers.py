@@ -7,13 +7,13 @@ outbox rows.
 
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from typing import TypeAlias, assert_never, get_args
 from uuid import UUID
 
 import psycopg
 
-from services.common.bus.envelope import Envelope
-from services.common.bus.inbox import InboxClaim, Publish
-from services.common.bus.outbox import erase_prompt_from_outbox
+from services.common import contracts
+from services.common.bus import Envelope, InboxClaim, Publish, erase_prompt_from_outbox
 from services.common.contracts import (
     AuditRecorded,
     CandidatesGenerated,
@@ -37,10 +37,22 @@ from services.ledger.pricebook import PriceBook
 from services.ledger.settings import LedgerSettings
 from services.ledger.store import load_book, read_balances, read_jobs, read_key_spend, write_book
 
-CONSUMED = (JobSubmitted, JobDelivered, GenerationFailed, ScoringFailed, DeliveryFailed, CandidatesGenerated,
-            OutputReported, JobCanceled, JobClosed, AuditRecorded, JobErased)
+# What the ledger consumes (app.py's on_batch); one added here without its branch in `decide`
+# fails the type check (assert_never).
+Consumed: TypeAlias = (JobSubmitted | JobDelivered | GenerationFailed | ScoringFailed | DeliveryFailed
+                       | CandidatesGenerated | OutputReported | JobCanceled | JobClosed | AuditRecorded | JobErased)
+CONSUMED: tuple[type[Event], ...] = get_args(Consumed)
 # Each settles its job's reservation; the first to arrive settles it, the others change nothing.
 SETTLING = (JobDelivered, GenerationFailed, ScoringFailed, DeliveryFailed, JobCanceled, JobClosed)
+
+
+# The events on the topics the ledger reads that it has no use for. A type new on those topics is
+# handled (Consumed) or named here, or tests/common/test_event_branches.py fails.
+PASSED_OVER: tuple[type[contracts.Event], ...] = (
+    contracts.JobCancelRequested, contracts.JobFinished, contracts.JobProgressed, contracts.RetentionSet,
+    contracts.AttemptStarted, contracts.CandidatesStored, contracts.CandidatesChecked, contracts.CandidatesScored,
+    contracts.RegenerationRequested, contracts.WebhookSent,
+)
 
 
 class Ledger:
@@ -78,7 +90,7 @@ class Ledger:
                                           and e.job.api_key_id is not None},
                              [period_start(period, now.date()) for period in PERIODS])
         published = publish.statement([(out, envelope) for envelope in envelopes
-                                       for out in decide(book, envelope.event, now) if out])
+                                       for out in decide(book, consumed(envelope.event), now) if out])
         await write_book(conn, book, published)  # balances last: the hot rows stay locked only until commit
         if self.settings.stripe_api_key is not None:  # auto top-up charges through Stripe
             await request_due_topups(conn, book.changed_accounts, self.price_book.at(now).credit_packs)
@@ -103,7 +115,12 @@ def _kept_aside(envelope: Envelope) -> bool:
     return isinstance(envelope.event, AuditRecorded | JobErased)
 
 
-def decide(book: Book, event: Event, now: datetime) -> list[Event | None]:
+def consumed(event: Event) -> Consumed:
+    assert isinstance(event, Consumed), f"the ledger consumes no {event.event_type}"  # on_batch(CONSUMED)
+    return event
+
+
+def decide(book: Book, event: Consumed, now: datetime) -> list[Event | None]:
     match event:
         case JobSubmitted():
             return [book.reserve(event.job, now)]
@@ -121,7 +138,10 @@ def decide(book: Book, event: Event, now: datetime) -> list[Event | None]:
             return []
         case OutputReported():
             return [book.report(event.job_id, event.tenant_id, event.n, event.reason, event.reported_at)]
-    return []
+        case AuditRecorded() | JobErased():  # kept aside, never in the book (_kept_aside)
+            return []
+        case _:
+            assert_never(event)
 
 
 def costs_by_provider(event: CandidatesGenerated) -> dict[str, int]:

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from services.common.bus.kafka_security import client_options
-from services.common.bus.replay import decoded_envelopes, read_journal, read_topic_to_end, report
+from services.common.bus import client_options, decoded_envelopes, read_journal, read_topic_to_end, report
 from services.common.contracts import topic_of
 from services.common.settings import ServiceSettings
 from services.ledger.domain import replay_balances

@@ -7,7 +7,7 @@ from uuid import UUID
 import psycopg
 from psycopg.types.json import Jsonb
 
-from services.common.bus.inbox import InboxClaim, TransientConflict
+from services.common.bus import InboxClaim, TransientConflict
 from services.common.db import Statement, added, as_arrays, inserted, together, typed_arrays, updated
 from services.ledger.domain import Account, Book, Grant, Transfer
 

@@ -5,9 +5,8 @@ the consumer, so one slow provider call never holds up the topic."""
 from functools import partial
 from uuid import UUID
 
-from services.common.bus.consumer import EventConsumer
-from services.common.bus.inbox import HandlerContext, PermanentError
-from services.common.bus.outbox import erase_prompt_from_outbox
+from services.common import contracts
+from services.common.bus import EventConsumer, HandlerContext, PermanentError, erase_prompt_from_outbox
 from services.common.contracts import (
     CandidatesChecked,
     CandidateScore,
@@ -89,6 +88,17 @@ async def erase_prompt(ctx: HandlerContext, event: JobErased) -> None:
     await ctx.conn.execute("""UPDATE jobs SET spec = jsonb_set(spec, '{prompt}', '""') WHERE job_id = %s"""
                            " AND jsonb_typeof(spec->'prompt') = 'string'", [event.job_id])
     await erase_prompt_from_outbox(ctx.conn, event.job_id)
+
+
+# The events on the topics the router reads that it has no use for. A type new on those topics is
+# handled (register) or named here, or tests/common/test_event_branches.py fails.
+PASSED_OVER: tuple[type[contracts.Event], ...] = (
+    contracts.JobSubmitted, contracts.OutputReported, contracts.JobClosed, contracts.JobFinished,
+    contracts.JobProgressed, contracts.RetentionSet, contracts.AuditRecorded, contracts.ReservationRejected,
+    contracts.ReservationSettled, contracts.CreditsGranted, contracts.CreditsExpired, contracts.CreditsReclaimed,
+    contracts.AutoTopUpFailed, contracts.CreditsRefunded, contracts.RetryTokenIssued, contracts.ReportDeclined,
+    contracts.AccountAlerted,
+)
 
 
 def register(consumer: EventConsumer, scheduler: AttemptScheduler, max_attempts: int, half_life_s: float) -> None:

@@ -12,8 +12,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from services.common.bus.inbox import InboxClaim
-from services.common.bus.outbox import OUTBOX_INSERT_SELECT
+from services.common.bus import InboxClaim, staged_event
 from services.common.contracts import JobSpec
 from services.router.domain import JobState
 from services.router.providers.journal import RESUMABLE, RemoteJob, RemoteJobKey
@@ -118,20 +117,22 @@ async def claim_job_attempt(conn: psycopg.AsyncConnection, request: AttemptReque
     """`claim_attempt` and the job's state, in one statement; None if another router holds
     the attempt or it is done. `first_announces`, an outbox row (outbox_row), is added by
     the same statement if this is the attempt's first claim: a takeover announces nothing."""
-    announce = f", announced AS ({OUTBOX_INSERT_SELECT} FROM claimed WHERE claimed.tries = 1)" if first_announces else ""
+    staged = staged_event(first_announces, "claimed WHERE claimed.tries = 1") if first_announces else None
+    announce = f", announced AS ({staged[0]})" if staged else ""
     row = await (await conn.execute(
         f"WITH claimed AS ({CLAIM}){announce} SELECT claimed.tries, {JOB_COLUMNS} FROM claimed JOIN jobs USING (job_id)",
-        [owner, lease_s, request.job_id, request.attempt, *(first_announces or ())])).fetchone()
+        [owner, lease_s, request.job_id, request.attempt, *(staged[1] if staged else ())])).fetchone()
     return (row["tries"], _job_state(row)) if row else None
 
 
 async def announce_if_held(conn: psycopg.AsyncConnection, request: AttemptRequest, owner: str,
                            announces: tuple) -> bool:
     """Add `announces`, an outbox row (outbox_row), only while `owner` still holds the attempt."""
+    announce, announced = staged_event(announces, from_rows="held")
     cur = await conn.execute(
         "WITH held AS (SELECT 1 FROM attempt_requests WHERE job_id = %s AND attempt = %s AND claimed_by = %s"
-        f" AND state = 'pending') {OUTBOX_INSERT_SELECT} FROM held",
-        [request.job_id, request.attempt, owner, *announces])
+        f" AND state = 'pending') {announce}",
+        [request.job_id, request.attempt, owner, *announced])
     return cur.rowcount == 1
 
 

@@ -4,7 +4,7 @@ statement of the scorer is here; handlers call these with the connection they ho
 
 import json
 
-from services.common.bus.inbox import InboxClaim
+from services.common.bus import InboxClaim
 from services.common.contracts import CandidateScore, CandidatesScored, RegenerationRequested
 from services.common.db import Statement, as_arrays, together, typed_arrays
 

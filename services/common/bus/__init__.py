@@ -4,8 +4,9 @@ A service writes its events into its outbox in the transaction of the change; a 
 publishes them to Kafka; a consumer applies each batch in one transaction that also records
 the events in the inbox (so a redelivered one is skipped) and writes the events it causes.
 The outbox doubles as the service's journal, from which a topic lost with its broker is
-rebuilt. Services use it through `services.common.runtime.ServiceRuntime`; only this
-package (and the runtime, which makes the broker) speaks Kafka.
+rebuilt. Services use it through `services.common.runtime.ServiceRuntime` and the names this
+module exports (`__all__`), and import nothing else of it (pyproject.toml's import contract
+`bus-front-door`); only this package (and the runtime, which makes the broker) speaks Kafka.
 
     envelope.py       CloudEvents 1.0 envelopes and their Kafka binary binding
     outbox.py         the transactional outbox and the relay that publishes it
@@ -19,3 +20,83 @@ package (and the runtime, which makes the broker) speaks Kafka.
 
 The tables it keeps (outbox, inbox, journal floor) are created by common's migrations.
 """
+
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+# Each name is loaded from its module when first asked for (PEP 562, as pydantic's own
+# package does), so that declaring the `genline` commands, which imports `bus.cli`, loads no
+# Kafka client (tests/test_cli.py). The imports below are what type checkers read.
+if TYPE_CHECKING:
+    from services.common.bus.consumer import EventConsumer as EventConsumer
+    from services.common.bus.envelope import Envelope as Envelope
+    from services.common.bus.envelope import envelop as envelop
+    from services.common.bus.inbox import (
+        HandlerContext as HandlerContext,
+    )
+    from services.common.bus.inbox import (
+        InboxClaim as InboxClaim,
+    )
+    from services.common.bus.inbox import (
+        PermanentError as PermanentError,
+    )
+    from services.common.bus.inbox import (
+        Publish as Publish,
+    )
+    from services.common.bus.inbox import (
+        TransientConflict as TransientConflict,
+    )
+    from services.common.bus.inbox import (
+        retry_races as retry_races,
+    )
+    from services.common.bus.kafka_security import client_options as client_options
+    from services.common.bus.outbox import OutboxRelay as OutboxRelay
+    from services.common.bus.outbox import add_to_outbox as add_to_outbox
+    from services.common.bus.outbox import erase_prompt_from_outbox as erase_prompt_from_outbox
+    from services.common.bus.outbox import staged_event as staged_event
+    from services.common.bus.replay import (
+        decoded_envelopes as decoded_envelopes,
+    )
+    from services.common.bus.replay import (
+        journal_horizon as journal_horizon,
+    )
+    from services.common.bus.replay import (
+        journal_schema as journal_schema,
+    )
+    from services.common.bus.replay import (
+        read_history as read_history,
+    )
+    from services.common.bus.replay import (
+        read_journal as read_journal,
+    )
+    from services.common.bus.replay import (
+        read_topic_to_end as read_topic_to_end,
+    )
+    from services.common.bus.replay import (
+        report as report,
+    )
+    from services.common.bus.replay import (
+        topic_sizes as topic_sizes,
+    )
+    from services.common.bus.replay import (
+        until_settled as until_settled,
+    )
+
+MODULE_OF = {
+    "EventConsumer": "consumer",
+    "Envelope": "envelope", "envelop": "envelope",
+    "HandlerContext": "inbox", "InboxClaim": "inbox", "PermanentError": "inbox", "Publish": "inbox",
+    "TransientConflict": "inbox", "retry_races": "inbox",
+    "client_options": "kafka_security",
+    "OutboxRelay": "outbox", "add_to_outbox": "outbox", "erase_prompt_from_outbox": "outbox", "staged_event": "outbox",
+    "decoded_envelopes": "replay", "journal_horizon": "replay", "journal_schema": "replay", "read_history": "replay",
+    "read_journal": "replay", "read_topic_to_end": "replay", "report": "replay", "topic_sizes": "replay",
+    "until_settled": "replay",
+}
+__all__ = sorted(MODULE_OF)
+
+
+def __getattr__(name: str) -> object:
+    if name not in MODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{MODULE_OF[name]}"), name)

@@ -59,7 +59,7 @@ class HandlerContext:
 
     def announcing(self, event: Event) -> tuple[Any, ...]:
         """`emit`'s outbox row, for a statement of the handler's to add where its own rows say
-        so (OUTBOX_INSERT_SELECT … FROM them)."""
+        so (staged_event(row, from_rows=…), a CTE of it)."""
         return outbox_row(self._emitted(event), self.namespace)
 
     def emitting(self, event: Event) -> Statement | None:

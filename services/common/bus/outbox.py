@@ -51,6 +51,15 @@ async def add_to_outbox(conn: Conn, envelope: Envelope, namespace: str) -> None:
     await conn.execute(OUTBOX_INSERT, outbox_row(envelope, namespace))
 
 
+def staged_event(row: tuple[Any, ...], from_rows: str | None = None) -> Statement:
+    """The outbox insert of `row` (outbox_row) as a statement of the caller's transaction:
+    run alone, or carried as a CTE of the caller's own statement (one round trip where two
+    were), so a service adds its event without writing the outbox's SQL. With `from_rows`
+    (`won`, `claimed WHERE claimed.tries = 1`), the event is added only where the caller's
+    own rows say so (once per row they yield)."""
+    return OUTBOX_INSERT_SELECT + (f" FROM {from_rows}" if from_rows else ""), list(row)
+
+
 OUTBOX_COLUMNS = {"event_id": "uuid", "event_type": "text", "topic": "text", "record_key": "bytea",
                   "headers": "jsonb", "body": "bytea"}
 

@@ -20,8 +20,8 @@ from uuid import UUID
 
 import psycopg
 
-from services.common.bus.kafka_security import client_options
-from services.common.bus.replay import (
+from services.common.bus import (
+    client_options,
     decoded_envelopes,
     journal_horizon,
     journal_schema,

@@ -22,8 +22,7 @@ import psycopg
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from services.common.bus.kafka_security import client_options
-from services.common.bus.replay import decoded_envelopes, read_topic_to_end, report
+from services.common.bus import client_options, decoded_envelopes, read_topic_to_end, report
 from services.common.contracts import CreditsReserved, ReservationSettled, topic_of
 from services.common.storage import ObjectStore, StorageError
 from services.ingest.receipts.document import canonical, receipt_sha256

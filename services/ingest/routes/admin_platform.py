@@ -17,8 +17,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 
 from services.common.admin import OperatorWith
-from services.common.bus.kafka_security import client_options
-from services.common.bus.replay import topic_sizes
+from services.common.bus import client_options, topic_sizes
 from services.common.contracts import PUBLISHERS, ProviderStatus, QualityStatus, dead_letter_topic, topic_of
 from services.common.problems import Problem
 from services.common.protos import load

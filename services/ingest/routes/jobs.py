@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.common import problems, telemetry
 from services.common.api import RequestModel, Timestamp
 from services.common.audit import record_action
-from services.common.bus.outbox import erase_prompt_from_outbox
+from services.common.bus import erase_prompt_from_outbox
 from services.common.contracts import JobErased, OutputReported
 from services.common.problems import Problem
 from services.common.storage import signed_links

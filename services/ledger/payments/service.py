@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID
 
-from services.common.bus.inbox import retry_races
+from services.common.bus import retry_races
 from services.common.contracts import AutoTopUpFailed, Event
 from services.common.problems import Problem
 from services.common.supervision import every, stop_tasks, supervise
