@@ -3,15 +3,22 @@ transaction with the record of its event id, so a repeat changes nothing), and a
 charged off-session. No processor call is made while a ledger row is locked."""
 
 import logging
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
+from psycopg.rows import DictRow
+
 from services.common.bus.inbox import retry_races
-from services.common.contracts import AutoTopUpFailed, Event
+from services.common.contracts import AutoTopUpFailed, CreditsGranted, CreditsReclaimed, Event
+from services.common.db import Conn
 from services.common.problems import Problem
+from services.common.runtime import ServiceRuntime
 from services.common.supervision import every, stop_tasks, supervise
 from services.ledger import alerts
+from services.ledger.domain import Book
 from services.ledger.payments import rules, store
 from services.ledger.payments.gateway import (
     Action,
@@ -29,9 +36,32 @@ from services.ledger.payments.gateway import (
     OffSessionCharge,
     PaymentGateway,
 )
+from services.ledger.pricebook import CreditPack, PriceBook
+from services.ledger.settings import LedgerSettings
 from services.ledger.store import write_book
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Books(Protocol):
+    async def open_book(self, conn: Conn, tenants: Iterable[str], jobs: Iterable[UUID] = ...) -> Book: ...
+
+
+class LedgerOperations(Protocol):
+    """What payments need of the ledger: its runtime and price book, its books, and grants
+    made in the caller's transaction."""
+
+    @property
+    def runtime(self) -> ServiceRuntime: ...
+    @property
+    def price_book(self) -> PriceBook: ...
+    @property
+    def ledger(self) -> Books: ...
+
+    async def grant_in(self, conn: Conn, tenant_id: str, credits: int, source: str, reason: str, *,
+                       expires_at: datetime | None = None, rollover_days: int | None = None,
+                       payment_id: str | None = None) -> CreditsGranted: ...
 
 
 @dataclass(frozen=True)
@@ -45,7 +75,7 @@ class Applied:
 
 
 class Payments:
-    def __init__(self, ledger, gateway: PaymentGateway, settings) -> None:
+    def __init__(self, ledger: LedgerOperations, gateway: PaymentGateway, settings: LedgerSettings) -> None:
         self.ledger, self.gateway, self.settings = ledger, gateway, settings
         self.runtime = ledger.runtime
 
@@ -55,7 +85,7 @@ class Payments:
         if self.settings.stripe_api_key is None:
             raise Problem(404, "billing-disabled", "buying credits is off: set GENLINE_STRIPE_API_KEY")
 
-    def pack(self, name: str):
+    def pack(self, name: str) -> CreditPack:
         packs = self.ledger.price_book.at(datetime.now(UTC)).credit_packs
         if name not in packs:
             raise Problem(422, "unknown-credit-pack", f"there is no credit pack {name!r}; the packs are {sorted(packs)}")
@@ -71,7 +101,7 @@ class Payments:
             return await store.keep_customer(conn, tenant_id, made)
 
     async def open_checkout(self, tenant_id: str, pack_name: str, save_card: bool, success_url: str,
-                            cancel_url: str) -> dict:
+                            cancel_url: str) -> dict[str, Any]:
         self.require_api_key()
         pack = self.pack(pack_name)
         order = CheckoutOrder(tenant_id, await self.customer(tenant_id), pack_name, pack.credits, pack.amount_minor,
@@ -83,7 +113,7 @@ class Payments:
         return {"session_id": hosted.session_id, "url": hosted.url, "pack": pack_name, "credits": pack.credits,
                 "amount_minor": pack.amount_minor, "currency": pack.currency}
 
-    async def _gateway(self, call):
+    async def _gateway(self, call: Awaitable[T]) -> T:
         try:
             return await call
         except GatewayUnavailable as error:
@@ -108,7 +138,7 @@ class Payments:
             await store.set_event_outcome(conn, notice.event_id, applied.detail)
             return applied
 
-    async def _act(self, conn, event_id: str, action: Action) -> Applied:
+    async def _act(self, conn: Conn, event_id: str, action: Action) -> Applied:
         match action:
             case CheckoutPaid():
                 return await self._checkout_paid(conn, event_id, action)
@@ -134,7 +164,7 @@ class Payments:
             case NothingToDo():
                 return Applied(detail="this event type needs no action")
 
-    async def _checkout_paid(self, conn, event_id: str, paid: CheckoutPaid) -> Applied:
+    async def _checkout_paid(self, conn: Conn, event_id: str, paid: CheckoutPaid) -> Applied:
         session = await store.checkout(conn, paid.session_id)
         tenant_id = session["tenant_id"] if session else paid.tenant_id
         credits = session["credits"] if session else paid.credits
@@ -146,7 +176,7 @@ class Payments:
         return await self._grant_payment(conn, event_id, paid.payment_intent or paid.session_id, tenant_id, credits,
                                          amount, currency, "checkout")
 
-    async def _intent_succeeded(self, conn, event_id: str, paid: IntentSucceeded) -> Applied:
+    async def _intent_succeeded(self, conn: Conn, event_id: str, paid: IntentSucceeded) -> Applied:
         if paid.attempt_id:
             attempt = await store.attempt(conn, paid.attempt_id)
             if attempt is None:
@@ -160,7 +190,7 @@ class Payments:
                                              paid.amount_minor, paid.currency, "payment_intent")
         return Applied(detail="the payment grants through its checkout")
 
-    async def _grant_payment(self, conn, event_id: str, payment_key: str, tenant_id: str, credits: int,
+    async def _grant_payment(self, conn: Conn, event_id: str, payment_key: str, tenant_id: str, credits: int,
                              amount_minor: int, currency: str, source: str) -> Applied:
         """Grant a payment's credits, once per payment whichever of its events comes first;
         then apply what refunds and disputes that arrived before it take back."""
@@ -174,7 +204,7 @@ class Payments:
 
     # ---- refunds and disputes --------------------------------------------------------------
 
-    async def _settle_takebacks(self, conn, payment_intent: str) -> str:
+    async def _settle_takebacks(self, conn: Conn, payment_intent: str) -> str:
         """Bring the payment's credits in line with what the processor says was refunded and
         disputed (each notice says it whole, so any order converges)."""
         payment = await store.payment_by_intent(conn, payment_intent)
@@ -185,7 +215,7 @@ class Payments:
             done.append(await self._settle_dispute(conn, payment, dispute))
         return "; ".join(d for d in done if d)
 
-    async def _take_refund(self, conn, payment: dict) -> str:
+    async def _take_refund(self, conn: Conn, payment: DictRow) -> str:
         refunded = await store.refunded_minor(conn, payment["payment_intent"])
         due = rules.share_of_credits(payment["credits"], payment["amount_minor"], refunded)
         more = due - payment["credits_reclaimed"]
@@ -196,7 +226,7 @@ class Payments:
         await store.add_reclaimed(conn, payment["event_id"], more)
         return f"refund took back {more} credits"
 
-    async def _settle_dispute(self, conn, payment: dict, dispute: dict) -> str:
+    async def _settle_dispute(self, conn: Conn, payment: DictRow, dispute: DictRow) -> str:
         if dispute["resolution"]:
             return ""
         tenant, pid = payment["tenant_id"], payment["event_id"]
@@ -205,6 +235,7 @@ class Payments:
         if stage in ("open", "lost") and held + owed == 0:
             share = rules.share_of_credits(payment["credits"], payment["amount_minor"], dispute["amount_minor"])
             [reclaimed] = await self._book(conn, tenant, lambda book: book.reclaim(tenant, share, "dispute_held", pid))
+            assert isinstance(reclaimed, CreditsReclaimed)
             held, owed = reclaimed.amount, reclaimed.owed_change
             await store.pause_rule(conn, tenant, f"dispute {dispute['dispute_id']}")
         if stage == "open":
@@ -218,7 +249,7 @@ class Payments:
         return f"dispute {stage}: {held + owed} credits " + ("debited" if stage == "lost" else "released")
 
     @staticmethod
-    def _release(book, tenant: str, held: int, owed: int, payment_id: str) -> list[Event]:
+    def _release(book: Book, tenant: str, held: int, owed: int, payment_id: str) -> list[Event]:
         events: list[Event] = []
         if held:
             events.append(book.grant(tenant, held, "dispute_won", f"dispute won {payment_id}", datetime.now(UTC)))
@@ -226,7 +257,8 @@ class Payments:
             events.append(book.forgive(tenant, owed, "dispute_won", payment_id))
         return events
 
-    async def _book(self, conn, tenant_id: str, decide) -> list[Event]:
+    async def _book(self, conn: Conn, tenant_id: str,
+                    decide: Callable[[Book], Event | list[Event]]) -> list[Event]:
         """Open the tenant's book, let `decide` change it, write it back and emit its events."""
         book = await self.ledger.ledger.open_book(conn, [tenant_id])
         decided = decide(book)
@@ -238,7 +270,7 @@ class Payments:
 
     # ---- auto top-up ---------------------------------------------------------------------
 
-    async def set_auto_topup(self, tenant_id: str, below: int, pack: str, max_per_month: int, enabled: bool) -> dict:
+    async def set_auto_topup(self, tenant_id: str, below: int, pack: str, max_per_month: int, enabled: bool) -> dict[str, Any]:
         self.require_api_key()
         self.pack(pack)
         async with self.runtime.pool.connection() as conn, conn.transaction():
@@ -260,7 +292,7 @@ class Payments:
             self.runtime.relay.notify()
         return len(attempts)
 
-    async def _charge(self, attempt: dict) -> None:
+    async def _charge(self, attempt: DictRow) -> None:
         async with self.runtime.pool.connection() as conn:
             customer = await store.customer_of(conn, attempt["tenant_id"])
         if customer is None:
@@ -274,6 +306,7 @@ class Payments:
                 log.warning("auto top-up %s: the processor did not answer (%s); tried again later", attempt["id"], error)
                 return
             if outcome.state == "pending":
+                assert outcome.payment_intent is not None  # an accepted charge has its intent
                 async with self.runtime.pool.connection() as conn:
                     await store.attempt_charged(conn, attempt["id"], outcome.payment_intent)
                 return
@@ -281,7 +314,7 @@ class Payments:
         async with self.runtime.pool.connection() as conn, conn.transaction():
             await self._fail_attempt(conn, attempt["id"], None, outcome_code, message)
 
-    async def _fail_attempt(self, conn, attempt_id: UUID, payment_intent: str | None, code: str, message: str) -> bool:
+    async def _fail_attempt(self, conn: Conn, attempt_id: UUID, payment_intent: str | None, code: str, message: str) -> bool:
         """Record a failed charge once, tell the tenant, and pause the rule after repeated failures."""
         ended = await store.end_attempt(conn, attempt_id, "failed", payment_intent, code, message)
         if ended is None:
@@ -301,7 +334,7 @@ class Payments:
             await self.runtime.emit(conn, alert)
         return True
 
-    async def billing(self, tenant_id: str) -> dict:
+    async def billing(self, tenant_id: str) -> dict[str, Any]:
         async with self.runtime.pool.connection() as conn:
             rule = await store.rule_of(conn, tenant_id)
             return {"tenant_id": tenant_id, "has_customer": await store.customer_of(conn, tenant_id) is not None,
@@ -312,7 +345,7 @@ class Payments:
 
     def serve_in_background(self) -> None:
         """The auto top-up charger starts and stops with the service."""
-        state = {}
+        state: dict[str, Any] = {}
 
         async def start() -> None:
             state["charger"] = supervise("auto-topup", lambda: every(self.settings.auto_topup_poll_s, self.charge_due,
