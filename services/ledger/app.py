@@ -14,7 +14,8 @@ from services.ledger.payments import billing_api
 from services.ledger.service import LedgerApp, grant
 from services.ledger.settings import LedgerSettings
 
-__all__ = ["LedgerApp", "build", "grant", "http_app"]  # seeding and the stack grant through here
+# LedgerApp and grant are also reached through here by the stack launcher, seeding and benchmarks.
+__all__ = ["LedgerApp", "build", "grant", "http_app"]
 
 
 DESCRIPTION = """The ledger's HTTP face: the admin API (internal; off without operator tokens,

@@ -31,11 +31,11 @@ from services.ledger.grpc import start_grpc_server
 from services.ledger.handlers import SETTLING, decide, kept_aside
 from services.ledger.key_caps import PERIODS, period_start
 from services.ledger.payments.service import Payments
-from services.ledger.payments.store import request_due_topups
 from services.ledger.payments.stripe_gateway import StripeGateway
 from services.ledger.pricebook import PriceBook, load_price_book
 from services.ledger.settings import LedgerSettings
 from services.ledger.store import accounts, load_book, read_balances, read_jobs, read_key_spend, write_book
+from services.ledger.store.payments import request_due_topups
 
 
 class GrantTerms(TypedDict, total=False):

@@ -19,7 +19,7 @@ from services.common.runtime import ServiceRuntime
 from services.common.supervision import every, stop_tasks, supervise
 from services.ledger import alerts
 from services.ledger.domain import Book
-from services.ledger.payments import rules, store
+from services.ledger.payments import rules
 from services.ledger.payments.gateway import (
     Action,
     ChargeRefunded,
@@ -38,6 +38,7 @@ from services.ledger.payments.gateway import (
 )
 from services.ledger.pricebook import CreditPack, PriceBook
 from services.ledger.settings import LedgerSettings
+from services.ledger.store import payments as payment_store
 from services.ledger.store import write_book
 
 log = logging.getLogger(__name__)
@@ -93,12 +94,12 @@ class Payments:
 
     async def customer(self, tenant_id: str) -> str:
         async with self.runtime.pool.connection() as conn:
-            known = await store.customer_of(conn, tenant_id)
+            known = await payment_store.customer_of(conn, tenant_id)
         if known:
             return known
         made = await self._gateway(self.gateway.create_customer(tenant_id))
         async with self.runtime.pool.connection() as conn:
-            return await store.keep_customer(conn, tenant_id, made)
+            return await payment_store.keep_customer(conn, tenant_id, made)
 
     async def open_checkout(self, tenant_id: str, pack_name: str, save_card: bool, success_url: str,
                             cancel_url: str) -> dict[str, Any]:
@@ -108,7 +109,7 @@ class Payments:
                               pack.currency, save_card, success_url, cancel_url)
         hosted = await self._gateway(self.gateway.open_checkout(order))
         async with self.runtime.pool.connection() as conn:
-            await store.add_checkout(conn, hosted.session_id, tenant_id, pack_name, pack.credits, pack.amount_minor,
+            await payment_store.add_checkout(conn, hosted.session_id, tenant_id, pack_name, pack.credits, pack.amount_minor,
                                      pack.currency, save_card, hosted.url)
         return {"session_id": hosted.session_id, "url": hosted.url, "pack": pack_name, "credits": pack.credits,
                 "amount_minor": pack.amount_minor, "currency": pack.currency}
@@ -129,13 +130,13 @@ class Payments:
 
     async def _apply_once(self, notice: Notice) -> Applied:
         async with self.runtime.pool.connection() as conn, conn.transaction():
-            if not await store.record_event(conn, notice.event_id, notice.type, notice.object_id):
-                outcome = await store.event_outcome(conn, notice.event_id)
+            if not await payment_store.record_event(conn, notice.event_id, notice.type, notice.object_id):
+                outcome = await payment_store.event_outcome(conn, notice.event_id)
                 return Applied(detail=f"event {notice.event_id} was applied before: {outcome}", duplicate=True)
             if key := payment_key(notice.action):
-                await store.lock_payment(conn, key)
+                await payment_store.lock_payment(conn, key)
             applied = await self._act(conn, notice.event_id, notice.action)
-            await store.set_event_outcome(conn, notice.event_id, applied.detail)
+            await payment_store.set_event_outcome(conn, notice.event_id, applied.detail)
             return applied
 
     async def _act(self, conn: Conn, event_id: str, action: Action) -> Applied:
@@ -143,10 +144,10 @@ class Payments:
             case CheckoutPaid():
                 return await self._checkout_paid(conn, event_id, action)
             case CheckoutAwaitingPayment():
-                await store.move_checkout(conn, action.session_id, "awaiting_payment")
+                await payment_store.move_checkout(conn, action.session_id, "awaiting_payment")
                 return Applied(detail="the payment is not complete yet; credits come when it succeeds")
             case CheckoutClosed():
-                await store.move_checkout(conn, action.session_id, action.state)
+                await payment_store.move_checkout(conn, action.session_id, action.state)
                 return Applied(detail=f"the checkout {action.state}")
             case IntentSucceeded():
                 return await self._intent_succeeded(conn, event_id, action)
@@ -155,22 +156,22 @@ class Payments:
                                                                          action.failure_code, action.failure_message)
                 return Applied(detail="auto top-up failed: " + action.failure_code if failed else "recorded")
             case ChargeRefunded():
-                await store.note_refund(conn, action.payment_intent, action.charge_id, action.refunded_minor)
+                await payment_store.note_refund(conn, action.payment_intent, action.charge_id, action.refunded_minor)
                 return Applied(detail=await self._settle_takebacks(conn, action.payment_intent) or "refund recorded")
             case DisputeChanged():
-                await store.note_dispute(conn, action.dispute_id, action.payment_intent, action.amount_minor,
+                await payment_store.note_dispute(conn, action.dispute_id, action.payment_intent, action.amount_minor,
                                          action.status)
                 return Applied(detail=await self._settle_takebacks(conn, action.payment_intent) or "dispute recorded")
             case NothingToDo():
                 return Applied(detail="this event type needs no action")
 
     async def _checkout_paid(self, conn: Conn, event_id: str, paid: CheckoutPaid) -> Applied:
-        session = await store.checkout(conn, paid.session_id)
+        session = await payment_store.checkout(conn, paid.session_id)
         tenant_id = session["tenant_id"] if session else paid.tenant_id
         credits = session["credits"] if session else paid.credits
         if not tenant_id or not credits:
             return Applied(detail=f"checkout {paid.session_id} is not one of the ledger's; nothing granted")
-        await store.move_checkout(conn, paid.session_id, "paid", paid.payment_intent)
+        await payment_store.move_checkout(conn, paid.session_id, "paid", paid.payment_intent)
         amount = paid.amount_minor or (session["amount_minor"] if session else 0)
         currency = paid.currency or (session["currency"] if session else "")
         return await self._grant_payment(conn, event_id, paid.payment_intent or paid.session_id, tenant_id, credits,
@@ -178,11 +179,11 @@ class Payments:
 
     async def _intent_succeeded(self, conn: Conn, event_id: str, paid: IntentSucceeded) -> Applied:
         if paid.attempt_id:
-            attempt = await store.attempt(conn, paid.attempt_id)
+            attempt = await payment_store.attempt(conn, paid.attempt_id)
             if attempt is None:
                 return Applied(detail=f"no auto top-up {paid.attempt_id}; nothing granted")
-            await store.end_attempt(conn, paid.attempt_id, "succeeded", paid.payment_intent)
-            await store.reset_failures(conn, attempt["tenant_id"])
+            await payment_store.end_attempt(conn, paid.attempt_id, "succeeded", paid.payment_intent)
+            await payment_store.reset_failures(conn, attempt["tenant_id"])
             return await self._grant_payment(conn, event_id, paid.payment_intent, attempt["tenant_id"],
                                              attempt["credits"], paid.amount_minor, paid.currency, "auto_topup")
         if paid.tenant_id and paid.credits:  # a payment made elsewhere, naming its tenant and credits
@@ -194,11 +195,11 @@ class Payments:
                              amount_minor: int, currency: str, source: str) -> Applied:
         """Grant a payment's credits, once per payment whichever of its events comes first;
         then apply what refunds and disputes that arrived before it take back."""
-        if not await store.add_payment(conn, event_id, payment_key, tenant_id, credits, amount_minor, currency, source):
+        if not await payment_store.add_payment(conn, event_id, payment_key, tenant_id, credits, amount_minor, currency, source):
             return Applied(detail=f"payment {payment_key} granted its credits before")
         granted = await self.ledger.grant_in(conn, tenant_id, credits, "payment", f"payment {payment_key}",
                                              payment_id=event_id)
-        await store.link_grant(conn, event_id, granted.grant_id)
+        await payment_store.link_grant(conn, event_id, granted.grant_id)
         taken = await self._settle_takebacks(conn, payment_key)
         return Applied(credits, str(granted.grant_id), f"granted {credits} credits" + (f"; {taken}" if taken else ""))
 
@@ -207,23 +208,23 @@ class Payments:
     async def _settle_takebacks(self, conn: Conn, payment_intent: str) -> str:
         """Bring the payment's credits in line with what the processor says was refunded and
         disputed (each notice says it whole, so any order converges)."""
-        payment = await store.payment_by_intent(conn, payment_intent)
+        payment = await payment_store.payment_by_intent(conn, payment_intent)
         if payment is None:
             return ""  # applied when the payment itself arrives
         done = [await self._take_refund(conn, payment)]
-        for dispute in await store.disputes_of(conn, payment_intent):
+        for dispute in await payment_store.disputes_of(conn, payment_intent):
             done.append(await self._settle_dispute(conn, payment, dispute))
         return "; ".join(d for d in done if d)
 
     async def _take_refund(self, conn: Conn, payment: DictRow) -> str:
-        refunded = await store.refunded_minor(conn, payment["payment_intent"])
+        refunded = await payment_store.refunded_minor(conn, payment["payment_intent"])
         due = rules.share_of_credits(payment["credits"], payment["amount_minor"], refunded)
         more = due - payment["credits_reclaimed"]
         if more <= 0:
             return ""
         await self._book(conn, payment["tenant_id"], lambda book: book.reclaim(payment["tenant_id"], more, "refund",
                                                                                 payment["event_id"]))
-        await store.add_reclaimed(conn, payment["event_id"], more)
+        await payment_store.add_reclaimed(conn, payment["event_id"], more)
         return f"refund took back {more} credits"
 
     async def _settle_dispute(self, conn: Conn, payment: DictRow, dispute: DictRow) -> str:
@@ -237,15 +238,15 @@ class Payments:
             [reclaimed] = await self._book(conn, tenant, lambda book: book.reclaim(tenant, share, "dispute_held", pid))
             assert isinstance(reclaimed, CreditsReclaimed)
             held, owed = reclaimed.amount, reclaimed.owed_change
-            await store.pause_rule(conn, tenant, f"dispute {dispute['dispute_id']}")
+            await payment_store.pause_rule(conn, tenant, f"dispute {dispute['dispute_id']}")
         if stage == "open":
-            await store.save_dispute(conn, dispute["dispute_id"], held, owed, None)
+            await payment_store.save_dispute(conn, dispute["dispute_id"], held, owed, None)
             return f"dispute holds {held + owed} credits"
         if stage == "lost":
             await self._book(conn, tenant, lambda book: book.charge_back(tenant, held, owed, pid))
         else:
             await self._book(conn, tenant, lambda book: self._release(book, tenant, held, owed, pid))
-        await store.save_dispute(conn, dispute["dispute_id"], held, owed, stage)
+        await payment_store.save_dispute(conn, dispute["dispute_id"], held, owed, stage)
         return f"dispute {stage}: {held + owed} credits " + ("debited" if stage == "lost" else "released")
 
     @staticmethod
@@ -274,8 +275,8 @@ class Payments:
         self.require_api_key()
         self.pack(pack)
         async with self.runtime.pool.connection() as conn, conn.transaction():
-            await store.set_rule(conn, tenant_id, below, pack, max_per_month, enabled)
-            await store.request_due_topups(conn, [tenant_id], self.ledger.price_book.at(datetime.now(UTC)).credit_packs)
+            await payment_store.set_rule(conn, tenant_id, below, pack, max_per_month, enabled)
+            await payment_store.request_due_topups(conn, [tenant_id], self.ledger.price_book.at(datetime.now(UTC)).credit_packs)
         return await self.billing(tenant_id)
 
     def packs(self) -> dict[str, tuple[int, int, str]]:
@@ -285,7 +286,7 @@ class Payments:
     async def charge_due(self) -> int:
         """Charge the requested auto top-ups off-session, each with its attempt's idempotency key."""
         async with self.runtime.pool.connection() as conn, conn.transaction():
-            attempts = await store.claim_attempts(conn, self.settings.auto_topup_stale_s)
+            attempts = await payment_store.claim_attempts(conn, self.settings.auto_topup_stale_s)
         for attempt in attempts:
             await self._charge(attempt)
         if attempts:
@@ -294,7 +295,7 @@ class Payments:
 
     async def _charge(self, attempt: DictRow) -> None:
         async with self.runtime.pool.connection() as conn:
-            customer = await store.customer_of(conn, attempt["tenant_id"])
+            customer = await payment_store.customer_of(conn, attempt["tenant_id"])
         if customer is None:
             outcome_code, message = "no_saved_card", "the account has no saved card to charge"
         else:
@@ -308,7 +309,7 @@ class Payments:
             if outcome.state == "pending":
                 assert outcome.payment_intent is not None  # an accepted charge has its intent
                 async with self.runtime.pool.connection() as conn:
-                    await store.attempt_charged(conn, attempt["id"], outcome.payment_intent)
+                    await payment_store.attempt_charged(conn, attempt["id"], outcome.payment_intent)
                 return
             outcome_code, message = outcome.failure_code or "payment_failed", outcome.failure_message or ""
         async with self.runtime.pool.connection() as conn, conn.transaction():
@@ -316,13 +317,13 @@ class Payments:
 
     async def _fail_attempt(self, conn: Conn, attempt_id: UUID, payment_intent: str | None, code: str, message: str) -> bool:
         """Record a failed charge once, tell the tenant, and pause the rule after repeated failures."""
-        ended = await store.end_attempt(conn, attempt_id, "failed", payment_intent, code, message)
+        ended = await payment_store.end_attempt(conn, attempt_id, "failed", payment_intent, code, message)
         if ended is None:
             return False
-        failures = await store.count_failure(conn, ended["tenant_id"])
+        failures = await payment_store.count_failure(conn, ended["tenant_id"])
         paused = rules.pauses_after(failures, self.settings.auto_topup_max_failures)
         if paused:
-            await store.pause_rule(conn, ended["tenant_id"], f"{failures} failed charges in a row; last: {code}")
+            await payment_store.pause_rule(conn, ended["tenant_id"], f"{failures} failed charges in a row; last: {code}")
         await self.runtime.emit(conn, AutoTopUpFailed(tenant_id=ended["tenant_id"], attempt_id=attempt_id,
                                                       credits=ended["credits"], failure_code=code,
                                                       failure_message=message, paused=paused))
@@ -336,12 +337,12 @@ class Payments:
 
     async def billing(self, tenant_id: str) -> dict[str, Any]:
         async with self.runtime.pool.connection() as conn:
-            rule = await store.rule_of(conn, tenant_id)
-            return {"tenant_id": tenant_id, "has_customer": await store.customer_of(conn, tenant_id) is not None,
+            rule = await payment_store.rule_of(conn, tenant_id)
+            return {"tenant_id": tenant_id, "has_customer": await payment_store.customer_of(conn, tenant_id) is not None,
                     "packs": [{"name": n, "credits": c, "amount_minor": a, "currency": cur}
                               for n, (c, a, cur) in sorted(self.packs().items(), key=lambda p: p[1][0])],
-                    "auto_topup": rule, "checkouts": await store.checkouts_of(conn, tenant_id),
-                    "auto_topups": await store.attempts_of(conn, tenant_id)}
+                    "auto_topup": rule, "checkouts": await payment_store.checkouts_of(conn, tenant_id),
+                    "auto_topups": await payment_store.attempts_of(conn, tenant_id)}
 
     def serve_in_background(self) -> None:
         """The auto top-up charger starts and stops with the service."""
