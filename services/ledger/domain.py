@@ -298,12 +298,12 @@ class Book:
         amount = min(grant.remaining, account.available)
         if amount <= 0:
             return []
+        assert amount <= grant.remaining, (grant, amount)  # a grant expires only what it has left
         grant.remaining -= amount
         account.posted -= amount
         self._touch(grant)
         self.changed_accounts.add(grant.tenant_id)
         self._journal(grant.tenant_id, "expire", amount, tenant_account(grant.tenant_id), EXPIRED, grant=grant.id)
-        assert grant.remaining >= 0
         assert_holds_covered(account)
         events: list[Event] = [CreditsExpired(tenant_id=grant.tenant_id, grant_id=grant.id, amount=amount,
                                               available_after=account.available)]

@@ -35,6 +35,7 @@ from services.ledger.payments.gateway import (
     Notice,
     OffSessionCharge,
     PaymentGateway,
+    ReceivedPayment,
 )
 from services.ledger.pricebook import CreditPack, PriceBook
 from services.ledger.settings import LedgerSettings
@@ -109,8 +110,7 @@ class Payments:
                               pack.currency, save_card, success_url, cancel_url)
         hosted = await self._gateway(self.gateway.open_checkout(order))
         async with self.runtime.pool.connection() as conn:
-            await payment_store.add_checkout(conn, hosted.session_id, tenant_id, pack_name, pack.credits, pack.amount_minor,
-                                     pack.currency, save_card, hosted.url)
+            await payment_store.add_checkout(conn, order, hosted)
         return {"session_id": hosted.session_id, "url": hosted.url, "pack": pack_name, "credits": pack.credits,
                 "amount_minor": pack.amount_minor, "currency": pack.currency}
 
@@ -174,8 +174,8 @@ class Payments:
         await payment_store.move_checkout(conn, paid.session_id, "paid", paid.payment_intent)
         amount = paid.amount_minor or (session["amount_minor"] if session else 0)
         currency = paid.currency or (session["currency"] if session else "")
-        return await self._grant_payment(conn, event_id, paid.payment_intent or paid.session_id, tenant_id, credits,
-                                         amount, currency, "checkout")
+        return await self._grant_payment(conn, ReceivedPayment(event_id, paid.payment_intent or paid.session_id,
+                                                               tenant_id, credits, amount, currency, "checkout"))
 
     async def _intent_succeeded(self, conn: Conn, event_id: str, paid: IntentSucceeded) -> Applied:
         if paid.attempt_id:
@@ -184,24 +184,26 @@ class Payments:
                 return Applied(detail=f"no auto top-up {paid.attempt_id}; nothing granted")
             await payment_store.end_attempt(conn, paid.attempt_id, "succeeded", paid.payment_intent)
             await payment_store.reset_failures(conn, attempt["tenant_id"])
-            return await self._grant_payment(conn, event_id, paid.payment_intent, attempt["tenant_id"],
-                                             attempt["credits"], paid.amount_minor, paid.currency, "auto_topup")
+            return await self._grant_payment(conn, ReceivedPayment(
+                event_id, paid.payment_intent, attempt["tenant_id"], attempt["credits"], paid.amount_minor,
+                paid.currency, "auto_topup"))
         if paid.tenant_id and paid.credits:  # a payment made elsewhere, naming its tenant and credits
-            return await self._grant_payment(conn, event_id, paid.payment_intent, paid.tenant_id, paid.credits,
-                                             paid.amount_minor, paid.currency, "payment_intent")
+            return await self._grant_payment(conn, ReceivedPayment(
+                event_id, paid.payment_intent, paid.tenant_id, paid.credits, paid.amount_minor, paid.currency,
+                "payment_intent"))
         return Applied(detail="the payment grants through its checkout")
 
-    async def _grant_payment(self, conn: Conn, event_id: str, payment_key: str, tenant_id: str, credits: int,
-                             amount_minor: int, currency: str, source: str) -> Applied:
+    async def _grant_payment(self, conn: Conn, payment: ReceivedPayment) -> Applied:
         """Grant a payment's credits, once per payment whichever of its events comes first;
         then apply what refunds and disputes that arrived before it take back."""
-        if not await payment_store.add_payment(conn, event_id, payment_key, tenant_id, credits, amount_minor, currency, source):
-            return Applied(detail=f"payment {payment_key} granted its credits before")
-        granted = await self.ledger.grant_in(conn, tenant_id, credits, "payment", f"payment {payment_key}",
-                                             payment_id=event_id)
-        await payment_store.link_grant(conn, event_id, granted.grant_id)
-        taken = await self._settle_takebacks(conn, payment_key)
-        return Applied(credits, str(granted.grant_id), f"granted {credits} credits" + (f"; {taken}" if taken else ""))
+        if not await payment_store.add_payment(conn, payment):
+            return Applied(detail=f"payment {payment.payment_key} granted its credits before")
+        granted = await self.ledger.grant_in(conn, payment.tenant_id, payment.credits, "payment",
+                                             f"payment {payment.payment_key}", payment_id=payment.event_id)
+        await payment_store.link_grant(conn, payment.event_id, granted.grant_id)
+        taken = await self._settle_takebacks(conn, payment.payment_key)
+        return Applied(payment.credits, str(granted.grant_id),
+                       f"granted {payment.credits} credits" + (f"; {taken}" if taken else ""))
 
     # ---- refunds and disputes --------------------------------------------------------------
 

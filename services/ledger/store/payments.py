@@ -8,6 +8,7 @@ from uuid import UUID
 from psycopg.rows import DictRow
 
 from services.common.db import Conn
+from services.ledger.payments.gateway import CheckoutOrder, HostedCheckout, ReceivedPayment
 
 
 async def _one(conn: Conn, sql: str, params: list[Any]) -> DictRow | None:
@@ -57,12 +58,12 @@ async def keep_customer(conn: Conn, tenant_id: str, customer_id: str) -> str:
     return await customer_of(conn, tenant_id) or customer_id
 
 
-async def add_checkout(conn: Conn, session_id: str, tenant_id: str, pack: str, credits: int, amount_minor: int,
-                       currency: str, save_card: bool, url: str) -> None:
+async def add_checkout(conn: Conn, order: CheckoutOrder, hosted: HostedCheckout) -> None:
     await conn.execute(
         "INSERT INTO checkout_sessions (session_id, tenant_id, pack, credits, amount_minor, currency, save_card, url,"
         " state) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'open') ON CONFLICT DO NOTHING",
-        [session_id, tenant_id, pack, credits, amount_minor, currency, save_card, url])
+        [hosted.session_id, order.tenant_id, order.pack, order.credits, order.amount_minor, order.currency,
+         order.save_card, hosted.url])
 
 
 async def checkout(conn: Conn, session_id: str) -> DictRow | None:
@@ -85,12 +86,12 @@ async def checkouts_of(conn: Conn, tenant_id: str, limit: int = 10) -> list[Dict
 # ---- payments -----------------------------------------------------------------------------
 
 
-async def add_payment(conn: Conn, event_id: str, payment_key: str, tenant_id: str, credits: int, amount_minor: int,
-                      currency: str, source: str) -> bool:
+async def add_payment(conn: Conn, payment: ReceivedPayment) -> bool:
     """True for the first record of the payment `payment_key`: only that one grants."""
     return await _one(conn, "INSERT INTO payments (event_id, payment_intent, tenant_id, credits, amount_minor, currency,"
                             " source) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING event_id",
-                      [event_id, payment_key, tenant_id, credits, amount_minor, currency, source]) is not None
+                      [payment.event_id, payment.payment_key, payment.tenant_id, payment.credits,
+                       payment.amount_minor, payment.currency, payment.source]) is not None
 
 
 async def link_grant(conn: Conn, event_id: str, grant_id: UUID | None) -> None:
