@@ -1,12 +1,18 @@
 """The ledger: prepaid credits, reserved on submission and charged on delivery.
 
-app.py                 the service: bus consumers, HTTP and gRPC servers, sweepers
-__main__.py            `python -m services.ledger`
-handlers.py            events in, a `Book` loaded and decided on, events out, a batch per transaction
-domain.py              the rules without I/O: accounts, two-phase transfers, grants, the journal, replay
+app.py                 wiring: bus consumers, the HTTP app; gRPC and sweepers through LedgerApp
+__main__.py            `python -m services.ledger`: the service only (its commands are `genline`'s)
+cli.py                 its `genline` commands: grant, replay ledger, replay audit
+service.py             the operations: a batch applied to a `Book` (loaded, decided on, written back), the
+                       sweep, grants, report policies, alerts raised; each in its transaction
+handlers.py            events in: what the ledger consumes, and which `Book` decision each event calls
+domain.py              the rules without I/O: a `Book` of accounts, two-phase transfers, grants, the journal
+records.py             the records the book holds: accounts, transfers, grants, journal lines
+pricing.py             a job's price in the price book, and what its settlement charges, without I/O
+balances_replayed.py   every account's balances from the ledger's events alone, without I/O
 key_caps.py            spend caps per API key, without I/O: a key's spend per day and month, a hold within them
 alerts.py              alerts a tenant receives (balance low, grant expiring, key cap reached), once per crossing
-store.py               loading (locked) and writing back the state one batch touches
+store/                 all of its SQL: the book loaded (locked) and written back, accounts, alerts, audit, replay
 payments/              money in through a payment gateway (Stripe): checkouts, auto top-up, refunds, disputes
 pricebook.py           credits per delivered image by template × tier (pricebook.yaml)
 routes.py              the HTTP API: admin grants, settings, reconciliation, Stripe's payment webhooks

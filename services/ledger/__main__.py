@@ -1,19 +1,15 @@
-import argparse
 import sys
 
-from services.common.cli import CommandTree
 from services.common.runtime import run
-from services.ledger import cli
 from services.ledger.app import build
 from services.ledger.settings import LedgerSettings
 
 
 def main() -> None:
-    """The service; with a command (`grant`, `replay ledger`, …), that command (as `genline` runs it)."""
+    """The service, and nothing else: its commands (`grant`, `replay ledger`, …) are `genline`'s."""
     if len(sys.argv) > 1:
-        tree = CommandTree(argparse.ArgumentParser(prog="python -m services.ledger"))
-        cli.add_commands(tree)
-        sys.exit(tree.main())
+        sys.exit(f"python -m services.ledger runs the ledger service and takes no arguments;"
+                 f" its commands are genline's: genline {' '.join(sys.argv[1:])}")
     run(LedgerSettings, build)
 
 

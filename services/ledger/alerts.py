@@ -13,32 +13,31 @@ in the same transaction, which delivery sends to the tenant's endpoints as a Sta
 from datetime import UTC, datetime
 from typing import Any
 
-import psycopg
-
 from services.common.contracts import AccountAlerted
-from services.ledger import store
+from services.common.db import Conn
 from services.ledger.key_caps import period_start
+from services.ledger.store import alerts as alert_store
 
 # Days before a grant expires that its tenant is told, until the tenant sets its own.
 DEFAULT_GRANT_NOTICE_DAYS = 7
 
 
-def alerted(row: dict) -> AccountAlerted:
+def alerted(row: dict[str, Any]) -> AccountAlerted:
     return AccountAlerted(tenant_id=row["tenant_id"], alert_id=row["id"], alert=row["alert"],
                           raised_at=row["raised_at"], details=row["details"])
 
 
-async def raise_due(conn: psycopg.AsyncConnection, now: datetime | None = None) -> list[AccountAlerted]:
+async def raise_due(conn: Conn, now: datetime | None = None) -> list[AccountAlerted]:
     """Every crossing not raised yet, raised (call in a transaction; emit what it returns)."""
     now = now or datetime.now(UTC)
     day = now.date()
-    rows = await store.raise_due_alerts(conn, now, day, period_start("month", day), DEFAULT_GRANT_NOTICE_DAYS)
+    rows = await alert_store.raise_due_alerts(conn, now, day, period_start("month", day), DEFAULT_GRANT_NOTICE_DAYS)
     return [alerted(row) for row in rows]
 
 
-async def raise_once(conn: psycopg.AsyncConnection, tenant_id: str, alert: str, subject: str,
+async def raise_once(conn: Conn, tenant_id: str, alert: str, subject: str,
                      details: dict[str, Any], now: datetime | None = None) -> AccountAlerted | None:
     """An alert of a crossing the caller saw (`subject` names it: a failed payment's id); None
     when it was raised before."""
-    row = await store.raise_alert(conn, tenant_id, alert, subject, details, now or datetime.now(UTC))
+    row = await alert_store.raise_alert(conn, tenant_id, alert, subject, details, now or datetime.now(UTC))
     return alerted(row) if row else None

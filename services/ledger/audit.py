@@ -2,36 +2,34 @@
 the operators' view of it (`GET /admin/v1/audit`)."""
 
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, TypeAlias
 
-import psycopg
 from fastapi import APIRouter, Query, Request
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.common import problems
-from services.common.admin import OperatorWith
+from services.common.admin import Operator, OperatorWith
 from services.common.api import StorableText, Timestamp
 from services.common.bus import Envelope
 from services.common.contracts import AuditRecorded
+from services.common.db import Conn
 from services.common.problems import Problem
+from services.ledger.store import audit as trail
+from services.ledger.store.audit import AuditQuery
 
-COLUMNS = ("event_id", "at", "service", "actor", "action", "target", "tenant_id", "details")
 
-
-def row_of(envelope: Envelope) -> tuple:
-    event: AuditRecorded = envelope.event
+def row_of(envelope: Envelope) -> tuple[Any, ...]:
+    event = envelope.event
+    assert isinstance(event, AuditRecorded)  # the trail keeps audit records only
     return (envelope.id, event.at, event.service, event.actor, event.action, event.target, event.tenant_id,
             Jsonb(event.details))
 
 
-async def keep(conn: psycopg.AsyncConnection, envelopes: list[Envelope]) -> None:
+async def keep(conn: Conn, envelopes: list[Envelope]) -> None:
     """Add these audit events to the trail; one seen before changes nothing."""
     if envelopes:
-        async with conn.cursor() as cur:
-            await cur.executemany(f"INSERT INTO audit_log ({', '.join(COLUMNS)}) VALUES"
-                                  f" ({', '.join(['%s'] * len(COLUMNS))}) ON CONFLICT (event_id) DO NOTHING",
-                                  [row_of(e) for e in envelopes])
+        await trail.keep_entries(conn, [row_of(e) for e in envelopes])
 
 
 class AuditEntry(BaseModel):
@@ -42,7 +40,7 @@ class AuditEntry(BaseModel):
     action: str
     target: str
     tenant_id: str | None
-    details: dict
+    details: dict[str, Any]
 
 
 class AuditList(BaseModel):
@@ -56,24 +54,25 @@ class AuditList(BaseModel):
 
 router = APIRouter()
 
+# An operator holding `audit:read` (a dependency to FastAPI; the operator to the type checker).
+if TYPE_CHECKING:
+    AuditReader: TypeAlias = Operator
+else:
+    AuditReader = OperatorWith("audit:read")
+
 
 @router.get("/admin/v1/audit", tags=["admin"], response_model=AuditList, responses=problems.responses(403, 404))
-async def list_audit(request: Request, _: OperatorWith("audit:read"),
+async def list_audit(request: Request, _: AuditReader,
                      actor: Annotated[StorableText | None, Query(max_length=200)] = None,
                      action: Annotated[StorableText | None, Query(max_length=100)] = None,
                      tenant_id: Annotated[StorableText | None, Query(max_length=63)] = None,
                      since: Timestamp | None = None, until: Timestamp | None = None,
-                     limit: Annotated[int, Query(ge=1, le=500)] = 100):
+                     limit: Annotated[int, Query(ge=1, le=500)] = 100) -> AuditList:
     """Admin and account actions of every service, newest first, filtered by actor, action,
     tenant and time (`since` inclusive, `until` exclusive)."""
     if since and until and since >= until:
         raise Problem(422, "invalid-range", "since must be before until")
-    filters = {"actor = %s": actor, "action = %s": action, "tenant_id = %s": tenant_id, "at >= %s": since,
-               "at < %s": until}
-    chosen = {clause: value for clause, value in filters.items() if value is not None}
-    where = " AND ".join(chosen) or "true"
+    query = AuditQuery(actor=actor, action=action, tenant_id=tenant_id, since=since, until=until, limit=limit)
     async with request.app.state.runtime.pool.connection() as conn:
-        rows = await (await conn.execute(
-            f"SELECT {', '.join(COLUMNS)} FROM audit_log WHERE {where} ORDER BY at DESC, event_id DESC LIMIT %s",
-            [*chosen.values(), limit])).fetchall()
+        rows = await trail.entries(conn, query)
     return AuditList(entries=[AuditEntry(**row) for row in rows])

@@ -7,6 +7,8 @@ in any field is a difference, and the command exits non-zero. Entries older than
 of a journal pruned after its retention window are counted and left out.
 """
 
+from collections.abc import Callable
+from typing import Any, TypeAlias
 
 import psycopg
 
@@ -21,13 +23,17 @@ from services.common.bus import (
 )
 from services.common.contracts import PUBLISHERS, AuditRecorded
 from services.common.settings import ServiceSettings
-from services.ledger.audit import COLUMNS
+from services.ledger.store.audit import COLUMNS, whole_trail
 
 FIELDS = COLUMNS[1:]
+# An entry of the trail by its fields after the event id (FIELDS).
+Entry: TypeAlias = tuple[Any, ...]
+# What one look found: the replayed trail, records read, undecodable ones, entries too old to compare.
+Look: TypeAlias = tuple[dict[str, Entry], int, int, set[str]]
 
 
-def rebuilt_trail(conn: psycopg.Connection, settings: ServiceSettings, schema: str,
-                  source: str) -> tuple[dict[str, tuple], int, int]:
+def rebuilt_trail(conn: psycopg.Connection[Any], settings: ServiceSettings, schema: str,
+                  source: str) -> tuple[dict[str, Entry], int, int]:
     """The trail the services' events hold, by event id; how many records were read, how
     many undecodable."""
     schemas = {publisher: journal_schema(publisher, schema, "ledger") or publisher for publisher in PUBLISHERS}
@@ -38,13 +44,12 @@ def rebuilt_trail(conn: psycopg.Connection, settings: ServiceSettings, schema: s
     return trail, len(records), malformed
 
 
-def live_trail(conn: psycopg.Connection, schema: str) -> dict[str, tuple]:
-    rows = conn.execute(f'SELECT {", ".join(COLUMNS)} FROM "{schema}".audit_log').fetchall()
-    return {row[0]: tuple(row[1:]) for row in rows}
+def live_trail(conn: psycopg.Connection[Any], schema: str) -> dict[str, Entry]:
+    return {row[0]: tuple(row[1:]) for row in whole_trail(conn, schema)}
 
 
-def compare(live: dict[str, tuple], replayed: dict[str, tuple]) -> list[str]:
-    lines = []
+def compare(live: dict[str, Entry], replayed: dict[str, Entry]) -> list[str]:
+    lines: list[str] = []
     for event_id in sorted(live.keys() | replayed.keys()):
         mine, theirs = live.get(event_id), replayed.get(event_id)
         if mine is None or theirs is None:
@@ -56,7 +61,7 @@ def compare(live: dict[str, tuple], replayed: dict[str, tuple]) -> list[str]:
     return lines
 
 
-def replay_audit(settings: ServiceSettings, schema: str, out=print, settle_s: float = 30,
+def replay_audit(settings: ServiceSettings, schema: str, out: Callable[[str], object] = print, settle_s: float = 30,
                  source: str = "journal") -> int:
     """The ledger keeps other services' entries as it consumes their events: a difference
     counts only when it lasts `settle_s`."""
@@ -65,7 +70,7 @@ def replay_audit(settings: ServiceSettings, schema: str, out=print, settle_s: fl
         if source == "journal":
             horizon = journal_horizon(conn, [journal_schema(p, schema, "ledger") or p for p in PUBLISHERS])
 
-        def look():
+        def look() -> tuple[list[str], Look]:
             replayed, records, malformed = rebuilt_trail(conn, settings, schema, source)
             live = live_trail(conn, schema)
             older = {i for i, entry in live.items() if horizon is not None and entry[0] < horizon}
@@ -75,6 +80,6 @@ def replay_audit(settings: ServiceSettings, schema: str, out=print, settle_s: fl
         differences, (replayed, records, malformed, older) = until_settled(settle_s, look)
     out(f"replayed {len(replayed)} audit entries ({records} records) from {len(PUBLISHERS)}"
         f" {'journals' if source == 'journal' else 'topics'}")
-    if older:
+    if older and horizon is not None:
         out(f"{len(older)} entries older than the journals' horizon ({horizon.isoformat()}) not compared")
     return report(out, malformed, differences, len({d.split()[0] for d in differences}), "audit entry")

@@ -8,7 +8,7 @@ from services.common.cli import CommandTree, add_replay_source
 
 
 def grant_credits(args: argparse.Namespace) -> int:
-    from services.ledger.app import grant
+    from services.ledger.service import grant
     from services.ledger.settings import LedgerSettings
 
     available = asyncio.run(grant(LedgerSettings(), args.tenant, args.credits, args.reason))
@@ -44,7 +44,7 @@ def add_commands(tree: CommandTree) -> None:
     ledger.add_argument("--schema", default="ledger", help="the live ledger schema to compare with")
     add_replay_source(ledger, "the ledger's journal (its outbox, kept for ever), or its topic from the beginning")
     ledger.add_argument("--outbox-timeout", type=float, default=30,
-                        help="with --source topics: seconds to wait for the outbox to be published")
+                        help="seconds to wait for the outbox to be published (--source topics only)")
     audit = tree.command("replay audit", replay_audit, help="rebuild the audit trail from every journal and compare")
     audit.add_argument("--schema", default="ledger", help="the live ledger schema to compare with")
     audit.add_argument("--settle", type=float, default=30, help="seconds a difference must last to count")

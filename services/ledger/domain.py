@@ -13,9 +13,8 @@ The database enforces the same invariants (available ≥ 0, one settlement per r
 this module decides, the transaction around it makes the decision atomic.
 """
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from uuid import UUID, uuid4
 
 from services.common.contracts import (
@@ -30,172 +29,28 @@ from services.common.contracts import (
     ReservationRejected,
     ReservationSettled,
     RetryTokenIssued,
-    VideoSpec,
 )
 from services.ledger.key_caps import KeySpend
-from services.ledger.pricebook import PriceBook, PriceBookVersion
-
-ISSUED, HOLDS, REVENUE, EXPIRED = "platform:issued", "platform:holds", "platform:revenue", "platform:expired"
-# Credits a processor took back: refunded, held for an open dispute, or lost to one.
-RECLAIMED, DISPUTES, CHARGEBACKS = "platform:reclaimed", "platform:disputes", "platform:chargebacks"
-
-
-def tenant_account(tenant_id: str) -> str:
-    return f"tenant:{tenant_id}"
-
-
-@dataclass
-class Account:
-    tenant_id: str
-    posted: int = 0
-    pending: int = 0
-    retry_tokens: int = 0
-    report_policy: str = "refund"
-    owed: int = 0  # credits taken back beyond the balance (a refund, a lost dispute)
-
-    @property
-    def available(self) -> int:
-        return self.posted - self.pending
-
-
-@dataclass
-class Transfer:
-    id: UUID
-    job_id: UUID
-    tenant_id: str
-    amount: int
-    unit_price: int
-    images: int
-    tokens_held: int
-    tier: str
-    pricebook_version: str
-    max_provider_spend: int
-    timeout_at: datetime
-    state: str = "pending"
-    charged: int | None = None
-    delivered: int | None = None
-    settled_at: datetime | None = None
-    api_key_id: UUID | None = None  # the key whose spend the hold counts in, on `spent_on`
-    spent_on: date | None = None
-    # A video job's: credits per delivered second, the seconds one clip was asked for (the
-    # most a clip is charged for; unit_price is a clip of that length), and once settled the
-    # seconds charged. None for image jobs.
-    second_price: int | None = None
-    clip_seconds: int | None = None
-    delivered_seconds: int | None = None
-
-    @property
-    def priced_by_the_second(self) -> bool:
-        return self.second_price is not None
-
-
-@dataclass
-class Grant:
-    id: UUID
-    tenant_id: str
-    source: str
-    amount: int
-    remaining: int
-    expires_at: datetime | None
-    created_at: datetime
-    rollover_days: int | None = None
-    payment_id: str | None = None
-
-    def order_key(self) -> tuple:
-        """Earliest-expiring first; grants that never expire last; then oldest first."""
-        return (self.expires_at is None, self.expires_at or self.created_at, self.created_at, str(self.id))
-
-
-@dataclass(frozen=True)
-class Entry:
-    tenant_id: str
-    kind: str
-    amount: int
-    debit_account: str
-    credit_account: str
-    transfer_id: UUID | None = None
-    grant_id: UUID | None = None
-    reason: str | None = None
-
-
-@dataclass(frozen=True)
-class Settlement:
-    charged: int
-    released: int
-    tokens_used: int
-    tokens_returned: int
-    seconds: int | None = None  # a video job's delivered seconds charged (tokens aside)
-
-
-def settle_amounts(transfer: Transfer, delivered: int, clip_ms: list[int] | None = None) -> Settlement:
-    """Charge only what was delivered, retry tokens first, never more than was held. A video
-    job's clips (`clip_ms`, each delivered clip's length) are charged by the second."""
-    if transfer.priced_by_the_second:
-        return _settle_seconds(transfer, clip_ms or [])
-    delivered = min(max(delivered, 0), transfer.images)
-    tokens_used = min(delivered, transfer.tokens_held)
-    charged = min((delivered - tokens_used) * transfer.unit_price, transfer.amount)
-    return Settlement(charged, transfer.amount - charged, tokens_used, transfer.tokens_held - tokens_used)
-
-
-def billed_clip_seconds(duration_ms: int, asked_seconds: int) -> int:
-    """What one delivered clip is charged for: its length rounded up to whole seconds, never
-    more than the seconds asked (a longer clip costs no more)."""
-    return min(-(-max(duration_ms, 0) // 1000), asked_seconds)
-
-
-def _settle_seconds(transfer: Transfer, clip_ms: list[int]) -> Settlement:
-    """A retry token pays for one whole clip (the longest left); the other clips' seconds are
-    charged at the price per second held."""
-    assert transfer.second_price is not None and transfer.clip_seconds is not None
-    seconds = sorted((billed_clip_seconds(ms, transfer.clip_seconds) for ms in clip_ms[:transfer.images]),
-                     reverse=True)
-    tokens_used = min(len(seconds), transfer.tokens_held)
-    charged_seconds = sum(seconds[tokens_used:])
-    charged = min(charged_seconds * transfer.second_price, transfer.amount)
-    assert charged <= transfer.amount
-    return Settlement(charged, transfer.amount - charged, tokens_used, transfer.tokens_held - tokens_used,
-                      charged_seconds)
+from services.ledger.pricebook import PriceBook
+from services.ledger.pricing import Unpriced, price_of, settle_amounts
+from services.ledger.records import (
+    CHARGEBACKS,
+    DISPUTES,
+    EXPIRED,
+    HOLDS,
+    ISSUED,
+    RECLAIMED,
+    REVENUE,
+    Account,
+    Entry,
+    Grant,
+    Transfer,
+    tenant_account,
+)
 
 
 def insufficient_credits_reason(required: int, available: int) -> str:
     return f"the job costs {required} credits but only {available} are available"
-
-
-@dataclass(frozen=True)
-class JobPrice:
-    """What one delivered output of a job costs (a clip: at the seconds asked), the provider
-    spend the job may reach, and a video job's price per second and seconds per clip."""
-
-    unit: int
-    spend_cap: int
-    second_price: int | None = None
-    clip_seconds: int | None = None
-
-
-@dataclass(frozen=True)
-class Unpriced:
-    """Why the price book has no price for a job: the rejection's code and its reason."""
-
-    code: str
-    reason: str
-
-
-def price_of(prices: PriceBookVersion, template: str, tier: str, images: int,
-             video: VideoSpec | None = None) -> JobPrice | Unpriced:
-    """A job's price in the book's version `prices`: a clip (`video`) by the second at its
-    resolution, an image by template × tier."""
-    if video is not None:
-        per_second = prices.second_price(tier, video.resolution)
-        if per_second is None:
-            return Unpriced("unknown_tier", f"no price per second for {video.resolution} clips in tier {tier!r}")
-        seconds = video.billed_seconds()
-        return JobPrice(per_second * seconds, prices.video_spend_cap(tier, images, seconds), per_second, seconds)
-    unit = prices.unit_price(template, tier)
-    if unit is None:
-        code = "unknown_tier" if template in prices.prices else "unknown_template"
-        return Unpriced(code, f"no price for template {template!r} in tier {tier!r}")
-    return JobPrice(unit, prices.spend_cap(tier, images))
 
 
 def owed_credits_reason(owed: int) -> str:
@@ -277,6 +132,7 @@ class Book:
                 self.key_spend.refuse(job.tenant_id, beyond, job.key_caps, spent_on)
                 return self._reject(job, "key_cap_reached", beyond.reason, amount, max(beyond.cap - beyond.spent, 0))
             self.key_spend.hold(job.tenant_id, job.api_key_id, job.key_caps, spent_on, amount)
+        assert 0 <= amount <= account.available and 0 <= tokens <= job.images, (amount, tokens, account)
         account.pending += amount
         account.retry_tokens -= tokens
         self.changed_accounts.add(job.tenant_id)
@@ -287,6 +143,7 @@ class Book:
         self.transfers[job.job_id] = transfer
         self.new_transfers.append(transfer)
         self._journal(job.tenant_id, "reserve", amount, tenant_account(job.tenant_id), HOLDS, transfer=transfer.id)
+        assert_holds_covered(account)
         return CreditsReserved(job_id=job.job_id, tenant_id=job.tenant_id, job=job, transfer_id=transfer.id,
                                amount=amount, unit_price=price.unit, tokens_held=tokens,
                                pricebook_version=prices.version,
@@ -304,6 +161,8 @@ class Book:
         if transfer is None or transfer.state != "pending":
             return None  # never reserved, or settled already: settlement happens once
         s = settle_amounts(transfer, delivered, clip_ms)
+        assert 0 <= s.charged <= transfer.amount and s.charged + s.released == transfer.amount, (transfer, s)
+        assert 0 <= s.tokens_used <= transfer.tokens_held, (transfer, s)
         transfer.state = "posted" if s.charged or s.tokens_used else "voided"
         transfer.charged, transfer.delivered, transfer.settled_at = s.charged, min(delivered, transfer.images), now
         transfer.delivered_seconds = s.seconds
@@ -318,6 +177,7 @@ class Book:
         tenant = tenant_account(account.tenant_id)
         self._journal(account.tenant_id, "charge", s.charged, HOLDS, REVENUE, transfer=transfer.id)
         self._journal(account.tenant_id, "release", s.released, HOLDS, tenant, transfer=transfer.id)
+        assert_holds_covered(account)
         if outcome == "charged" and transfer.state == "voided":
             outcome = "voided"
         return ReservationSettled(
@@ -361,6 +221,7 @@ class Book:
         self.new_grants.append(grant)
         account.posted += amount
         self.changed_accounts.add(tenant_id)
+        assert_holds_covered(account)
         # A refund gives back revenue, a won dispute what it held; any other grant issues new credits.
         kind, debit = {"refund": ("refund", REVENUE), "dispute_won": ("grant", DISPUTES)}.get(source, ("grant", ISSUED))
         self._journal(tenant_id, kind, amount, debit, tenant_account(tenant_id), grant=grant.id, reason=reason)
@@ -407,7 +268,7 @@ class Book:
     def _owe(self, account: Account, taken: int, owed_change: int, cause: str,
              payment_id: str | None) -> CreditsReclaimed:
         account.owed += owed_change
-        assert account.owed >= 0
+        assert_holds_covered(account)
         if owed_change:
             self.owed_changes[account.tenant_id] = self.owed_changes.get(account.tenant_id, 0) + owed_change
         return CreditsReclaimed(tenant_id=account.tenant_id, amount=taken, owed_change=owed_change, cause=cause,
@@ -437,14 +298,16 @@ class Book:
         amount = min(grant.remaining, account.available)
         if amount <= 0:
             return []
+        assert amount <= grant.remaining, (grant, amount)  # a grant expires only what it has left
         grant.remaining -= amount
         account.posted -= amount
         self._touch(grant)
         self.changed_accounts.add(grant.tenant_id)
         self._journal(grant.tenant_id, "expire", amount, tenant_account(grant.tenant_id), EXPIRED, grant=grant.id)
+        assert_holds_covered(account)
         events: list[Event] = [CreditsExpired(tenant_id=grant.tenant_id, grant_id=grant.id, amount=amount,
                                               available_after=account.available)]
-        if grant.rollover_days and grant.source != "rollover":
+        if grant.rollover_days and grant.source != "rollover" and grant.expires_at is not None:
             until = grant.expires_at + timedelta(days=grant.rollover_days)
             events.append(self.grant(grant.tenant_id, amount, "rollover", f"rollover of grant {grant.id}", now, until))
         return events
@@ -454,7 +317,8 @@ class Book:
         events: list[Event] = []
         for transfer in list(self.transfers.values()):
             if transfer.state == "pending" and transfer.timeout_at <= now:
-                events.append(self.settle(transfer.job_id, 0, now, outcome="expired"))
+                settled = self.settle(transfer.job_id, 0, now, outcome="expired")
+                events += [settled] if settled is not None else []
         for grants in list(self.grants.values()):
             for grant in list(grants):
                 if grant.expires_at and grant.expires_at <= now and grant.remaining > 0:
@@ -468,8 +332,8 @@ class Book:
         if transfer is not None and transfer.tenant_id != tenant_id:
             transfer = None  # another tenant's job is as unknown as no job
         declined = self._report_declined(transfer, job_id, n, reported_at)
-        if declined:
-            return ReportDeclined(job_id=job_id, tenant_id=tenant_id, n=n, reason=declined)
+        if declined or transfer is None or transfer.charged is None or not transfer.delivered:
+            return ReportDeclined(job_id=job_id, tenant_id=tenant_id, n=n, reason=declined or "")
         account = self.accounts[transfer.tenant_id]
         if account.report_policy == "retry_token":
             account.retry_tokens += 1
@@ -492,7 +356,7 @@ class Book:
             return f"image {n} was not delivered (the job delivered {transfer.delivered})"
         if (job_id, n) in self.reported:
             return f"image {n} was reported before"
-        if reported_at > transfer.settled_at + self.report_window:
+        if transfer.settled_at is None or reported_at > transfer.settled_at + self.report_window:
             return f"reports are accepted within {self.report_window} of delivery"
         if self.accounts[transfer.tenant_id].report_policy == "refund" and not transfer.charged:
             return "the images were paid with retry tokens; there is nothing to refund"
@@ -501,48 +365,14 @@ class Book:
     def _journal(self, tenant_id: str, kind: str, amount: int, debit: str, credit: str, *,
                  transfer: UUID | None = None, grant: UUID | None = None, reason: str | None = None) -> None:
         if amount:
+            assert amount > 0, f"a journal line moves a positive amount: {kind} {amount}"
             self.entries.append(Entry(tenant_id, kind, amount, debit, credit, transfer, grant, reason))
 
 
-# ---- replay ----------------------------------------------------------------------------
-
-
-@dataclass
-class ReplayedAccount:
-    posted: int = 0
-    pending: int = 0
-    retry_tokens: int = 0
-    owed: int = 0
-
-
-BALANCE_EVENTS = (CreditsGranted, CreditsRefunded, CreditsExpired, CreditsReserved, ReservationSettled, RetryTokenIssued,
-                  CreditsReclaimed)
-
-
-def replay_balances(events: Iterable[Event]) -> dict[str, ReplayedAccount]:
-    """Every account's balances from the ledger's events alone (each event once). An event that
-    moves no balance (a reservation refused to a tenant that never held credits, an audit
-    record) opens no account, as it opens none in the live table."""
-    accounts: dict[str, ReplayedAccount] = {}
-    for event in events:
-        if not isinstance(event, BALANCE_EVENTS):
-            continue
-        account = accounts.setdefault(event.tenant_id, ReplayedAccount())
-        match event:
-            case CreditsGranted() | CreditsRefunded():
-                account.posted += event.amount
-            case CreditsExpired():
-                account.posted -= event.amount
-            case CreditsReserved():
-                account.pending += event.amount
-                account.retry_tokens -= event.tokens_held
-            case ReservationSettled():
-                account.pending -= event.reserved
-                account.posted -= event.charged
-                account.retry_tokens += event.tokens_returned
-            case RetryTokenIssued():
-                account.retry_tokens += 1
-            case CreditsReclaimed():
-                account.posted -= event.amount
-                account.owed += event.owed_change
-    return accounts
+def assert_holds_covered(account: Account) -> None:
+    """What every decision keeps true of an account: its holds never exceed its balance
+    (available ≥ 0), and it holds no negative retry tokens or debt. (Pending alone may read
+    below zero in a batch that settles a hold reserved after its balances were read: the
+    change is written as a delta, and the database's CHECKs judge the sum at commit.)"""
+    assert account.available >= 0, f"holds beyond the balance: {account}"
+    assert account.retry_tokens >= 0 and account.owed >= 0, f"negative tokens or debt: {account}"

@@ -4,61 +4,69 @@ and server reflection. Internal only."""
 
 import json
 from datetime import UTC, datetime
+from typing import Any, NoReturn
 from uuid import UUID
 
 import grpc
-from psycopg_pool import AsyncConnectionPool
+from psycopg.rows import DictRow
 from pydantic import ValidationError
 
 from services.common import grpc_server
 from services.common.contracts import VideoSpec
+from services.common.db import Pool
 from services.common.identity import ServiceVerifier
 from services.common.protos import load
-from services.ledger import store
 from services.ledger.alerts import DEFAULT_GRANT_NOTICE_DAYS
-from services.ledger.domain import Unpriced, price_of
 from services.ledger.key_caps import period_start
 from services.ledger.pricebook import PriceBook
-from services.ledger.store import key_spend_of
+from services.ledger.pricing import Unpriced, price_of
+from services.ledger.store import accounts, key_spend_of
+from services.ledger.store import alerts as alert_store
 
 pb, rpc = load("genline.ledger.v1")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["LedgerService"].full_name
 MAX_PAGE = 500
 
 
-def _iso(value) -> str:
+# The generated messages and servicer base have no types: requests, answers and the call's
+# context are Any here.
+Context = Any
+
+
+def _iso(value: datetime | None) -> str:
     return value.isoformat() if value else ""
 
 
-async def _quoted_video(request, context) -> VideoSpec | None:
+async def _refuse(context: Context, code: grpc.StatusCode, message: str) -> NoReturn:
+    """End the call with `code`: the context's abort raises."""
+    await context.abort(code, message)
+    raise AssertionError("abort raises")
+
+
+async def _quoted_video(request: Any, context: Context) -> VideoSpec | None:
     """The clips a quote asks about, or None for images; INVALID_ARGUMENT for a shape no clip has."""
     if not request.video_duration_s and not request.video_resolution:
         return None
     try:
         return VideoSpec(duration_s=request.video_duration_s, resolution=request.video_resolution or "720p")
     except ValidationError as error:
-        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"no such clip: {error.errors()[0]['msg']}")
-    raise AssertionError("abort raises")
+        await _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, f"no such clip: {error.errors()[0]['msg']}")
 
 
-class LedgerService(rpc.LedgerServiceServicer):
-    def __init__(self, pool: AsyncConnectionPool, price_book: PriceBook) -> None:
+class LedgerService(rpc.LedgerServiceServicer):  # type: ignore[name-defined,misc]  # generated at start-up
+    def __init__(self, pool: Pool, price_book: PriceBook) -> None:
         self.pool, self.price_book = pool, price_book
 
-    async def _account(self, tenant_id: str) -> dict | None:
+    async def _account(self, tenant_id: str) -> DictRow | None:
         async with self.pool.connection() as conn:
-            return await (await conn.execute(
-                "SELECT posted, pending, retry_tokens, report_policy FROM accounts WHERE tenant_id = %s", [tenant_id]
-            )).fetchone()
+            return await accounts.account_of(conn, tenant_id)
 
-    async def GetBalance(self, request, context):
+    async def GetBalance(self, request: Any, context: Context) -> Any:
         account = await self._account(request.tenant_id)
         if account is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"tenant {request.tenant_id!r} has no credit account")
+            await _refuse(context, grpc.StatusCode.NOT_FOUND, f"tenant {request.tenant_id!r} has no credit account")
         async with self.pool.connection() as conn:
-            grants = await (await conn.execute(
-                "SELECT id, source, amount, remaining, expires_at FROM grants WHERE tenant_id = %s AND remaining > 0"
-                " ORDER BY expires_at NULLS LAST, created_at", [request.tenant_id])).fetchall()
+            grants = await accounts.live_grants(conn, request.tenant_id)
         return pb.Balance(
             tenant_id=request.tenant_id, available=account["posted"] - account["pending"], posted=account["posted"],
             pending=account["pending"], retry_tokens=account["retry_tokens"], report_policy=account["report_policy"],
@@ -66,14 +74,14 @@ class LedgerService(rpc.LedgerServiceServicer):
                              expires_at=_iso(g["expires_at"])) for g in grants],
         )
 
-    async def Quote(self, request, context):
+    async def Quote(self, request: Any, context: Context) -> Any:
         if request.images < 1:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "images must be at least 1")
+            await _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, "images must be at least 1")
         prices, tier = self.price_book.at(datetime.now(UTC)), request.tier or "stable"
         video = await _quoted_video(request, context)
         price = price_of(prices, request.template, tier, request.images, video)
         if isinstance(price, Unpriced):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, price.reason)
+            await _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, price.reason)
         account = await self._account(request.tenant_id) or {"posted": 0, "pending": 0, "retry_tokens": 0}
         tokens = min(account["retry_tokens"], request.images) if request.use_retry_tokens else 0
         credits, available = (request.images - tokens) * price.unit, account["posted"] - account["pending"]
@@ -83,19 +91,16 @@ class LedgerService(rpc.LedgerServiceServicer):
                                 clip_seconds=price.clip_seconds or 0,
                                 second_prices=prices.video_second_prices.get(tier, {}))
 
-    async def ListEntries(self, request, context):
+    async def ListEntries(self, request: Any, context: Context) -> Any:
         size = request.page_size or 50
         if not 1 <= size <= MAX_PAGE or (request.page_token and not request.page_token.isdigit()):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"page_size must be 1..{MAX_PAGE} and page_token"
-                                                                  " one returned by a previous page")
+            await _refuse(context, grpc.StatusCode.INVALID_ARGUMENT,
+                          f"page_size must be 1..{MAX_PAGE} and page_token one returned by a previous page")
         before = int(request.page_token) if request.page_token else 2**63 - 1
         async with self.pool.connection() as conn:
-            rows = await (await conn.execute(
-                "SELECT id, kind, amount, debit_account, credit_account, transfer_id, grant_id, reason, created_at"
-                " FROM entries WHERE tenant_id = %s AND id < %s ORDER BY id DESC LIMIT %s",
-                [request.tenant_id, before, size + 1])).fetchall()
+            rows = await accounts.entries_before(conn, request.tenant_id, before, size + 1)
         if not rows and not request.page_token and await self._account(request.tenant_id) is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"tenant {request.tenant_id!r} has no credit account")
+            await _refuse(context, grpc.StatusCode.NOT_FOUND, f"tenant {request.tenant_id!r} has no credit account")
         entries = [pb.Entry(id=r["id"], kind=r["kind"], amount=r["amount"], debit_account=r["debit_account"],
                             credit_account=r["credit_account"], transfer_id=str(r["transfer_id"] or ""),
                             grant_id=str(r["grant_id"] or ""), reason=r["reason"] or "",
@@ -103,13 +108,13 @@ class LedgerService(rpc.LedgerServiceServicer):
         token = str(rows[size - 1]["id"]) if len(rows) > size else ""
         return pb.ListEntriesResponse(entries=entries, next_page_token=token)
 
-    async def GetKeySpend(self, request, context):
+    async def GetKeySpend(self, request: Any, context: Context) -> Any:
         try:
             keys = [UUID(key) for key in request.api_key_ids]
         except ValueError:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "api_key_ids must be UUIDs")
+            await _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, "api_key_ids must be UUIDs")
         if len(keys) > MAX_PAGE:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"at most {MAX_PAGE} api_key_ids")
+            await _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, f"at most {MAX_PAGE} api_key_ids")
         today = datetime.now(UTC).date()
         async with self.pool.connection() as conn:
             rows = await key_spend_of(conn, request.tenant_id, keys, today, period_start("month", today))
@@ -119,35 +124,35 @@ class LedgerService(rpc.LedgerServiceServicer):
                               spent_this_month=spent.get((key, "month"), 0)) for key in keys],
             day=today.isoformat(), month=today.isoformat()[:7])
 
-    async def GetAlerts(self, request, context):
+    async def GetAlerts(self, request: Any, context: Context) -> Any:
         limit = request.limit or 50
         if not 1 <= limit <= 200:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "limit must be 1..200")
+            await _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, "limit must be 1..200")
         async with self.pool.connection() as conn:
-            settings = await store.alert_settings(conn, request.tenant_id)
-            rows = await store.recent_alerts(conn, request.tenant_id, limit)
+            settings = await alert_store.alert_settings(conn, request.tenant_id)
+            rows = await alert_store.recent_alerts(conn, request.tenant_id, limit)
         return pb.Alerts(settings=self._settings(request.tenant_id, settings), alerts=[
             pb.Alert(id=r["id"], alert=r["alert"], details_json=json.dumps(r["details"]), raised_at=_iso(r["raised_at"]),
                      cleared_at=_iso(r["cleared_at"])) for r in rows])
 
-    async def SetAlertSettings(self, request, context):
+    async def SetAlertSettings(self, request: Any, context: Context) -> Any:
         below = request.balance_low_below if request.HasField("balance_low_below") else None
         if (below is not None and below < 0) or not 0 <= request.grant_expiring_days <= 365:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "balance_low_below must be at least 0 and"
-                                                                  " grant_expiring_days 0..365")
+            await _refuse(context, grpc.StatusCode.INVALID_ARGUMENT,
+                          "balance_low_below must be at least 0 and grant_expiring_days 0..365")
         async with self.pool.connection() as conn:
-            await store.set_alert_settings(conn, request.tenant_id, below, request.grant_expiring_days)
-            settings = await store.alert_settings(conn, request.tenant_id)
+            await alert_store.set_alert_settings(conn, request.tenant_id, below, request.grant_expiring_days)
+            settings = await alert_store.alert_settings(conn, request.tenant_id)
         return self._settings(request.tenant_id, settings)
 
     @staticmethod
-    def _settings(tenant_id: str, row: dict | None):
+    def _settings(tenant_id: str, row: DictRow | None) -> Any:
         row = row or {"balance_low_below": None, "grant_expiring_days": DEFAULT_GRANT_NOTICE_DAYS}
         return pb.AlertSettings(tenant_id=tenant_id, balance_low_below=row["balance_low_below"],
                                 grant_expiring_days=row["grant_expiring_days"])
 
 
-async def start_grpc_server(pool: AsyncConnectionPool, price_book: PriceBook, host: str, port: int,
+async def start_grpc_server(pool: Pool, price_book: PriceBook, host: str, port: int,
                             verifier: ServiceVerifier) -> grpc.aio.Server:
     return await grpc_server.start_grpc_server(
         lambda server: rpc.add_LedgerServiceServicer_to_server(LedgerService(pool, price_book), server),

@@ -5,15 +5,11 @@ domain decide, and writes back what changed, in the same transaction as the inbo
 outbox rows.
 """
 
-from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import TypeAlias, assert_never, get_args
-from uuid import UUID
-
-import psycopg
 
 from services.common import contracts
-from services.common.bus import Envelope, InboxClaim, Publish, erase_prompt_from_outbox
+from services.common.bus import Envelope
 from services.common.contracts import (
     AuditRecorded,
     CandidatesGenerated,
@@ -24,18 +20,11 @@ from services.common.contracts import (
     JobClosed,
     JobDelivered,
     JobErased,
-    JobEvent,
     JobSubmitted,
     OutputReported,
     ScoringFailed,
 )
-from services.ledger import audit
 from services.ledger.domain import Book
-from services.ledger.key_caps import PERIODS, period_start
-from services.ledger.payments.store import request_due_topups
-from services.ledger.pricebook import PriceBook
-from services.ledger.settings import LedgerSettings
-from services.ledger.store import load_book, read_balances, read_jobs, read_key_spend, write_book
 
 # What the ledger consumes (app.py's on_batch); one added here without its branch in `decide`
 # fails the type check (assert_never).
@@ -55,62 +44,7 @@ PASSED_OVER: tuple[type[contracts.Event], ...] = (
 )
 
 
-class Ledger:
-    def __init__(self, settings: LedgerSettings, price_book: PriceBook) -> None:
-        self.settings, self.price_book = settings, price_book
-
-    def new_book(self) -> Book:
-        prices = self.price_book.at(datetime.now(UTC))
-        return Book(self.price_book, prices.credit_value_micro_usd,
-                    timedelta(seconds=self.settings.reservation_timeout_s),
-                    timedelta(seconds=self.settings.report_window_s))
-
-    async def open_book(self, conn: psycopg.AsyncConnection, tenants: Iterable[str], jobs: Iterable[UUID] = (),
-                        **only) -> Book:
-        return await load_book(conn, self.new_book(), tenants, jobs, **only)
-
-    async def apply_events(self, conn: psycopg.AsyncConnection, claim: InboxClaim, publish: Publish) -> None:
-        """Apply a batch: the statement that reads the balances of the tenants it names claims
-        it in the inbox; what is fresh is then applied."""
-        book = self.new_book()
-        await read_balances(conn, book, {e.event.tenant_id for e in claim.envelopes if not _kept_aside(e)}, claim)
-        fresh = claim.claimed or []
-        await audit.keep(conn, [e for e in fresh if isinstance(e.event, AuditRecorded)])
-        for erased in {e.event.job_id for e in fresh if isinstance(e.event, JobErased)}:
-            await erase_prompt_from_outbox(conn, erased)  # the billing record stays as it is
-        envelopes = [e for e in fresh if not _kept_aside(e)]
-        if not envelopes:
-            return
-        events = [e.event for e in envelopes]
-        await read_jobs(conn, book, {e.job_id for e in events if isinstance(e, JobEvent)},
-                        costs_of=[e.job_id for e in events if isinstance(e, SETTLING)],
-                        reports_of=[e.job_id for e in events if isinstance(e, OutputReported)])
-        now = datetime.now(UTC)
-        await read_key_spend(conn, book, {e.job.api_key_id for e in events if isinstance(e, JobSubmitted)
-                                          and e.job.api_key_id is not None},
-                             [period_start(period, now.date()) for period in PERIODS])
-        published = publish.statement([(out, envelope) for envelope in envelopes
-                                       for out in decide(book, consumed(envelope.event), now) if out])
-        await write_book(conn, book, published)  # balances last: the hot rows stay locked only until commit
-        if self.settings.stripe_api_key is not None:  # auto top-up charges through Stripe
-            await request_due_topups(conn, book.changed_accounts, self.price_book.at(now).credit_packs)
-
-    async def sweep(self, conn: psycopg.AsyncConnection, now: datetime, limit: int = 500) -> list[Event]:
-        """Void holds past their timeout and expire grants past their date."""
-        due = await (await conn.execute(
-            "SELECT tenant_id, job_id FROM transfers WHERE state = 'pending' AND timeout_at <= %s"
-            " UNION ALL SELECT tenant_id, NULL FROM grants WHERE remaining > 0 AND expires_at <= %s LIMIT %s",
-            [now, now, limit],
-        )).fetchall()
-        if not due:
-            return []
-        book = await self.open_book(conn, {r["tenant_id"] for r in due}, {r["job_id"] for r in due if r["job_id"]})
-        events = book.expire_due(now)
-        await write_book(conn, book)
-        return [e for e in events if e]
-
-
-def _kept_aside(envelope: Envelope) -> bool:
+def kept_aside(envelope: Envelope) -> bool:
     """Events the ledger keeps (audit records) or acts on (erasures) without its book."""
     return isinstance(envelope.event, AuditRecorded | JobErased)
 
@@ -138,7 +72,7 @@ def decide(book: Book, event: Consumed, now: datetime) -> list[Event | None]:
             return []
         case OutputReported():
             return [book.report(event.job_id, event.tenant_id, event.n, event.reason, event.reported_at)]
-        case AuditRecorded() | JobErased():  # kept aside, never in the book (_kept_aside)
+        case AuditRecorded() | JobErased():  # kept aside, never in the book (kept_aside)
             return []
         case _:
             assert_never(event)

@@ -9,16 +9,24 @@ there is any.
 
 import asyncio
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 
-from services.common.bus import client_options, decoded_envelopes, read_journal, read_topic_to_end, report
-from services.common.contracts import topic_of
+from services.common.bus import (
+    HistoryRecord,
+    client_options,
+    decoded_envelopes,
+    read_journal,
+    read_topic_to_end,
+    report,
+)
+from services.common.contracts import Event, topic_of
 from services.common.settings import ServiceSettings
-from services.ledger.domain import replay_balances
-
-COLUMNS = ("posted", "pending", "retry_tokens", "owed")
+from services.ledger.balances_replayed import ReplayedAccount, replay_balances
+from services.ledger.store.replay import BALANCE_COLUMNS, differing_balances, unpublished
 
 
 @dataclass(frozen=True)
@@ -29,43 +37,37 @@ class Difference:
     replayed: int | None
 
 
-def ledger_events(records: list) -> tuple[list, int]:
+def ledger_events(records: Sequence[HistoryRecord]) -> tuple[list[Event], int]:
     """Decoded events, each event id once; and how many records could not be decoded."""
     envelopes, malformed = decoded_envelopes(records)
     return [envelope.event for envelope in envelopes], malformed
 
 
-def wait_for_outbox(conn: psycopg.Connection, schema: str, timeout_s: float) -> int:
+def wait_for_outbox(conn: psycopg.Connection[Any], schema: str, timeout_s: float) -> int:
     """The live tables are ahead of the topic until the outbox is relayed; wait for it."""
     deadline = time.monotonic() + timeout_s
     while True:
-        pending = conn.execute(f'SELECT count(*) FROM "{schema}".outbox WHERE published_at IS NULL').fetchone()[0]
+        pending = unpublished(conn, schema)
         if pending == 0 or time.monotonic() > deadline:
             return pending
         time.sleep(0.2)
 
 
-def compare(conn: psycopg.Connection, schema: str, balances: dict) -> list[Difference]:
+def compare(conn: psycopg.Connection[Any], schema: str, balances: dict[str, ReplayedAccount]) -> list[Difference]:
     """The replayed balances, in a temporary table of this session (the auditor's role writes
     no schema), against the live accounts; called inside a transaction, which drops it."""
-    conn.execute("CREATE TEMPORARY TABLE replayed_accounts (tenant_id text PRIMARY KEY, posted bigint,"
-                 " pending bigint, retry_tokens bigint, owed bigint) ON COMMIT DROP")
-    with conn.cursor().copy("COPY replayed_accounts FROM STDIN") as copy:
-        for tenant_id, a in balances.items():
-            copy.write_row((tenant_id, a.posted, a.pending, a.retry_tokens, a.owed))
-    rows = conn.execute(
-        f'SELECT coalesce(l.tenant_id, r.tenant_id) AS tenant_id, {", ".join(f"l.{c}, r.{c}" for c in COLUMNS)}'
-        f' FROM "{schema}".accounts l FULL JOIN replayed_accounts r ON l.tenant_id = r.tenant_id'
-        f' WHERE {" OR ".join(f"l.{c} IS DISTINCT FROM r.{c}" for c in COLUMNS)} ORDER BY 1'
-    ).fetchall()
+    rows = differing_balances(conn, schema, ((tenant_id, a.posted, a.pending, a.retry_tokens, a.owed)
+                                             for tenant_id, a in balances.items()))
     return [Difference(row[0], column, row[1 + 2 * i], row[2 + 2 * i])
-            for row in rows for i, column in enumerate(COLUMNS) if row[1 + 2 * i] != row[2 + 2 * i]]
+            for row in rows for i, column in enumerate(BALANCE_COLUMNS) if row[1 + 2 * i] != row[2 + 2 * i]]
 
 
-def replay_ledger(settings: ServiceSettings, schema: str, out=print, outbox_timeout_s: float = 30,
+def replay_ledger(settings: ServiceSettings, schema: str, out: Callable[[str], object] = print,
+                  outbox_timeout_s: float = 30,
                   source: str = "journal") -> int:
     topic = topic_of("ledger", settings.topic_namespace)
     unrelayed = 0
+    records: Sequence[HistoryRecord] = []
     with psycopg.connect(settings.database_url.get_secret_value(), autocommit=True) as conn:
         if source == "topics":
             unrelayed = wait_for_outbox(conn, schema, outbox_timeout_s)

@@ -1,20 +1,31 @@
 """The ledger's HTTP API: admin top-ups and settings, reconciliation, and Stripe's payment
 webhooks (`Stripe-Signature: t=…,v1=…`, checked by its library), each event applied once."""
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
-import psycopg
 from fastapi import APIRouter, Header, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.common import problems
-from services.common.admin import OperatorWith
+from services.common.admin import Operator, OperatorWith
 from services.common.api import RequestModel, Timestamp
 from services.common.audit import operator_actor
+from services.common.db import Conn
 from services.common.problems import Problem
 from services.ledger.payments.gateway import InvalidNotice
+from services.ledger.store.accounts import payments_and_grants
 
 router = APIRouter()
+
+# The operator a route needs, holding the scope it names (a dependency that FastAPI reads
+# from the annotation; to the type checker, the operator it yields).
+if TYPE_CHECKING:
+    Granter: TypeAlias = Operator
+    SettingsManager: TypeAlias = Operator
+    BillingReader: TypeAlias = Operator
+else:
+    Granter, SettingsManager = OperatorWith("credits:grant"), OperatorWith("tenants:manage")
+    BillingReader = OperatorWith("billing:read")
 
 
 TENANT_ID = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -55,7 +66,7 @@ ADMIN_PROBLEMS = problems.responses(403, 404)
 
 @router.post("/admin/v1/grants", status_code=201, tags=["admin"], response_model=GrantMade,
              responses=ADMIN_PROBLEMS)
-async def admin_grant(body: GrantRequest, request: Request, operator: OperatorWith("credits:grant")):
+async def admin_grant(body: GrantRequest, request: Request, operator: Granter) -> GrantMade:
     granted = await request.app.state.grant(body.tenant_id, body.credits, "admin", body.reason,
                                             operator_actor(operator.name), expires_at=body.expires_at,
                                             rollover_days=body.rollover_days)
@@ -65,7 +76,7 @@ async def admin_grant(body: GrantRequest, request: Request, operator: OperatorWi
 @router.put("/admin/v1/accounts/{tenant_id}/report-policy", tags=["admin"], response_model=PolicySet,
             responses=ADMIN_PROBLEMS)
 async def set_report_policy(tenant_id: Annotated[str, Path(pattern=TENANT_ID)], body: PolicyRequest,
-                            request: Request, operator: OperatorWith("tenants:manage")):
+                            request: Request, operator: SettingsManager) -> PolicySet:
     if not await request.app.state.ledger.set_report_policy(tenant_id, body.report_policy,
                                                             operator_actor(operator.name)):
         raise Problem(404, "account-not-found", f"tenant {tenant_id!r} has no credit account")
@@ -99,21 +110,16 @@ class Reconciliation(BaseModel):
 
 
 @router.get("/admin/v1/reconciliation", tags=["admin"], response_model=Reconciliation, responses=ADMIN_PROBLEMS)
-async def reconciliation(request: Request, _: OperatorWith("billing:read")):
+async def reconciliation(request: Request, _: BillingReader) -> dict[str, Any]:
     async with request.app.state.runtime.pool.connection() as conn:
         return await reconcile(conn)
 
 
-async def reconcile(conn: psycopg.AsyncConnection) -> dict:
+async def reconcile(conn: Conn) -> dict[str, Any]:
     """Every payment should have made exactly one grant of the paid credits, and every
     payment grant should come from a payment; `lines` pairs each payment with its grant."""
-    rows = await (await conn.execute(
-        "SELECT p.event_id, COALESCE(p.tenant_id, g.tenant_id) AS tenant_id, p.credits, p.amount_minor, p.currency,"
-        " p.credits_reclaimed, g.id AS grant_id, g.amount AS granted FROM payments p"
-        " FULL JOIN (SELECT * FROM grants WHERE source = 'payment') g ON g.payment_id = p.event_id"
-        " ORDER BY p.received_at"
-    )).fetchall()
-    problems = []
+    rows = await payments_and_grants(conn)
+    problems: list[dict[str, str]] = []
     for r in rows:
         if r["event_id"] is None:
             problems.append({"grant_id": str(r["grant_id"]), "problem": "payment grant without a payment"})
@@ -132,7 +138,7 @@ async def reconcile(conn: psycopg.AsyncConnection) -> dict:
     }
 
 
-def _line(row: dict) -> dict:
+def _line(row: dict[str, Any]) -> dict[str, Any]:
     """One payment against the grant it made (either side may be missing)."""
     return {"event_id": row["event_id"], "tenant_id": row["tenant_id"], "credits_paid": row["credits"],
             "amount_minor": row["amount_minor"], "currency": row["currency"],
@@ -140,8 +146,8 @@ def _line(row: dict) -> dict:
             "credits_reclaimed": row["credits_reclaimed"]}
 
 
-def _sum_by(rows: list[dict], key: str, value: str) -> dict:
-    totals: dict = {}
+def _sum_by(rows: list[dict[str, Any]], key: str, value: str) -> dict[str, int]:
+    totals: dict[str, int] = {}
     for r in rows:
         totals[r[key]] = totals.get(r[key], 0) + r[value]
     return totals
@@ -168,7 +174,8 @@ PAYMENT_EVENT_BODY = {"requestBody": {"required": True, "content": {"application
 
 @router.post("/v1/webhooks/payments", tags=["webhooks"], response_model=WebhookReceipt,
              responses=problems.responses(400, 404), openapi_extra=PAYMENT_EVENT_BODY)
-async def payment_webhook(request: Request, stripe_signature: Annotated[str | None, Header()] = None):
+async def payment_webhook(request: Request,
+                          stripe_signature: Annotated[str | None, Header()] = None) -> WebhookReceipt:
     """Stripe's events, verified with its library before anything is read. An event seen
     before is acknowledged (200, `duplicate`) and changes nothing: Stripe retries any other
     answer for days."""

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from services.common.bus.envelope import envelop
 from services.common.contracts import JobSpec, JobSubmitted, KeySpendCaps
-from services.ledger import store
+from services.ledger.store import alerts as alert_store
 from tests.ledger.test_reservations import grant, published
 
 ALERTED = "genline.account.alerted.v1"
@@ -19,7 +19,7 @@ async def alerts_of(ledger, tenant: str) -> list[dict]:
 
 async def settings(ledger, tenant: str, below: int | None, days: int = 7) -> None:
     async with ledger.runtime.pool.connection() as conn:
-        await store.set_alert_settings(conn, tenant, below, days)
+        await alert_store.set_alert_settings(conn, tenant, below, days)
 
 
 def job(tenant: str, key: uuid.UUID | None = None, caps: KeySpendCaps | None = None) -> JobSubmitted:

@@ -16,7 +16,8 @@ from services.common.contracts import (
     ReservationRejected,
     RetryTokenIssued,
 )
-from services.ledger.domain import Book, replay_balances
+from services.ledger.balances_replayed import replay_balances
+from services.ledger.domain import Book
 from services.ledger.payments.gateway import CheckoutAwaitingPayment, CheckoutPaid, InvalidNotice, NothingToDo
 from services.ledger.payments.rules import share_of_credits
 from services.ledger.payments.stripe_gateway import notice_of

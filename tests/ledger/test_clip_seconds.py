@@ -20,8 +20,9 @@ from services.common.contracts import (
     ReservationSettled,
     VideoSpec,
 )
-from services.ledger.domain import Book, billed_clip_seconds
+from services.ledger.domain import Book
 from services.ledger.pricebook import load_price_book
+from services.ledger.pricing import billed_clip_seconds
 from tests.ledger.test_reservations import account, grant, ledger, published  # noqa: F401 - the fixture
 
 # After the price book's version that prices clips took effect.

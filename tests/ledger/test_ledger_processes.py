@@ -18,7 +18,7 @@ from genline_stack.ports import free_port, stop_process
 from services.common.bus.envelope import envelop
 from services.common.contracts import CreditsReserved, JobSpec, JobSubmitted, topic_of
 from services.common.db import migrate
-from services.ledger.app import LedgerApp, grant
+from services.ledger.service import LedgerApp, grant
 from tests.kafka import publish_envelopes, read_topic
 from tests.metrics import metric_value
 

@@ -55,6 +55,9 @@ if TYPE_CHECKING:
     from services.common.bus.outbox import erase_prompt_from_outbox as erase_prompt_from_outbox
     from services.common.bus.outbox import staged_event as staged_event
     from services.common.bus.replay import (
+        HistoryRecord as HistoryRecord,
+    )
+    from services.common.bus.replay import (
         decoded_envelopes as decoded_envelopes,
     )
     from services.common.bus.replay import (
@@ -89,7 +92,7 @@ MODULE_OF = {
     "TransientConflict": "inbox", "retry_races": "inbox",
     "client_options": "kafka_security",
     "OutboxRelay": "outbox", "add_to_outbox": "outbox", "erase_prompt_from_outbox": "outbox", "staged_event": "outbox",
-    "decoded_envelopes": "replay", "journal_horizon": "replay", "journal_schema": "replay", "read_history": "replay",
+    "HistoryRecord": "replay", "decoded_envelopes": "replay", "journal_horizon": "replay", "journal_schema": "replay", "read_history": "replay",
     "read_journal": "replay", "read_topic_to_end": "replay", "report": "replay", "topic_sizes": "replay",
     "until_settled": "replay",
 }

@@ -4,7 +4,8 @@ gateway.py         the interface a processor implements, and the notices its eve
 stripe_gateway.py  Stripe through its official library: Checkout Sessions, off-session
                    PaymentIntents, webhook events verified by `stripe.Webhook.construct_event`
 rules.py           the arithmetic without I/O: a refund's share, a dispute's hold, what is due
-store.py           the payment tables: events once, customers, checkouts, refunds, disputes, auto top-up
 service.py         Payments: checkouts opened, notices applied in one transaction each, auto top-ups charged
 billing_api.py     the internal HTTP API ingest calls for a tenant's billing (checkout, auto top-up)
+
+The payment tables' SQL is in the ledger's store (store/payments.py).
 """

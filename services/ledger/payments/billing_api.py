@@ -4,6 +4,7 @@ Not exposed publicly; only ingest may call it (MAY_CALL: ledger/billing)."""
 
 import json
 from datetime import datetime
+from typing import Any, TypeVar
 from uuid import UUID
 
 from pydantic import BaseModel, Field, ValidationError
@@ -17,6 +18,7 @@ from services.common.problems import Problem
 from services.ledger.payments.service import Payments
 
 PREFIX = "/internal/v1/tenants/{tenant}"
+M = TypeVar("M", bound=BaseModel)
 
 
 class CheckoutAsked(BaseModel):
@@ -33,15 +35,15 @@ class AutoTopUpRule(BaseModel):
     enabled: bool = True
 
 
-def _json_value(value):
+def _json_value(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else str(value) if isinstance(value, UUID) else value
 
 
-def answer(body, status: int = 200) -> Response:
+def answer(body: Any, status: int = 200) -> Response:
     return Response(json.dumps(body, default=_json_value), status, media_type="application/json")
 
 
-async def _body(request: Request, model: type[BaseModel]):
+async def _body(request: Request, model: type[M]) -> M:
     try:
         return model.model_validate_json(await request.body())
     except ValidationError as error:

@@ -38,6 +38,21 @@ class HostedCheckout:
 
 
 @dataclass(frozen=True)
+class ReceivedPayment:
+    """A payment the processor confirmed: the event that said so, the payment it is (its
+    intent, or its checkout's session), the tenant and credits it buys, what was paid, and how
+    it came (`checkout`, `auto_topup`, `payment_intent`)."""
+
+    event_id: str
+    payment_key: str
+    tenant_id: str
+    credits: int
+    amount_minor: int
+    currency: str
+    source: str
+
+
+@dataclass(frozen=True)
 class OffSessionCharge:
     attempt_id: UUID
     tenant_id: str

@@ -3,16 +3,23 @@ transaction with the record of its event id, so a repeat changes nothing), and a
 charged off-session. No processor call is made while a ledger row is locked."""
 
 import logging
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
+from psycopg.rows import DictRow
+
 from services.common.bus import retry_races
-from services.common.contracts import AutoTopUpFailed, Event
+from services.common.contracts import AutoTopUpFailed, CreditsGranted, CreditsReclaimed, Event
+from services.common.db import Conn
 from services.common.problems import Problem
+from services.common.runtime import ServiceRuntime
 from services.common.supervision import every, stop_tasks, supervise
 from services.ledger import alerts
-from services.ledger.payments import rules, store
+from services.ledger.domain import Book
+from services.ledger.payments import rules
 from services.ledger.payments.gateway import (
     Action,
     ChargeRefunded,
@@ -28,10 +35,35 @@ from services.ledger.payments.gateway import (
     Notice,
     OffSessionCharge,
     PaymentGateway,
+    ReceivedPayment,
 )
+from services.ledger.pricebook import CreditPack, PriceBook
+from services.ledger.settings import LedgerSettings
+from services.ledger.store import payments as payment_store
 from services.ledger.store import write_book
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Books(Protocol):
+    async def open_book(self, conn: Conn, tenants: Iterable[str], jobs: Iterable[UUID] = ...) -> Book: ...
+
+
+class LedgerOperations(Protocol):
+    """What payments need of the ledger: its runtime and price book, its books, and grants
+    made in the caller's transaction."""
+
+    @property
+    def runtime(self) -> ServiceRuntime: ...
+    @property
+    def price_book(self) -> PriceBook: ...
+    @property
+    def ledger(self) -> Books: ...
+
+    async def grant_in(self, conn: Conn, tenant_id: str, credits: int, source: str, reason: str, *,
+                       expires_at: datetime | None = None, rollover_days: int | None = None,
+                       payment_id: str | None = None) -> CreditsGranted: ...
 
 
 @dataclass(frozen=True)
@@ -45,7 +77,7 @@ class Applied:
 
 
 class Payments:
-    def __init__(self, ledger, gateway: PaymentGateway, settings) -> None:
+    def __init__(self, ledger: LedgerOperations, gateway: PaymentGateway, settings: LedgerSettings) -> None:
         self.ledger, self.gateway, self.settings = ledger, gateway, settings
         self.runtime = ledger.runtime
 
@@ -55,7 +87,7 @@ class Payments:
         if self.settings.stripe_api_key is None:
             raise Problem(404, "billing-disabled", "buying credits is off: set GENLINE_STRIPE_API_KEY")
 
-    def pack(self, name: str):
+    def pack(self, name: str) -> CreditPack:
         packs = self.ledger.price_book.at(datetime.now(UTC)).credit_packs
         if name not in packs:
             raise Problem(422, "unknown-credit-pack", f"there is no credit pack {name!r}; the packs are {sorted(packs)}")
@@ -63,27 +95,26 @@ class Payments:
 
     async def customer(self, tenant_id: str) -> str:
         async with self.runtime.pool.connection() as conn:
-            known = await store.customer_of(conn, tenant_id)
+            known = await payment_store.customer_of(conn, tenant_id)
         if known:
             return known
         made = await self._gateway(self.gateway.create_customer(tenant_id))
         async with self.runtime.pool.connection() as conn:
-            return await store.keep_customer(conn, tenant_id, made)
+            return await payment_store.keep_customer(conn, tenant_id, made)
 
     async def open_checkout(self, tenant_id: str, pack_name: str, save_card: bool, success_url: str,
-                            cancel_url: str) -> dict:
+                            cancel_url: str) -> dict[str, Any]:
         self.require_api_key()
         pack = self.pack(pack_name)
         order = CheckoutOrder(tenant_id, await self.customer(tenant_id), pack_name, pack.credits, pack.amount_minor,
                               pack.currency, save_card, success_url, cancel_url)
         hosted = await self._gateway(self.gateway.open_checkout(order))
         async with self.runtime.pool.connection() as conn:
-            await store.add_checkout(conn, hosted.session_id, tenant_id, pack_name, pack.credits, pack.amount_minor,
-                                     pack.currency, save_card, hosted.url)
+            await payment_store.add_checkout(conn, order, hosted)
         return {"session_id": hosted.session_id, "url": hosted.url, "pack": pack_name, "credits": pack.credits,
                 "amount_minor": pack.amount_minor, "currency": pack.currency}
 
-    async def _gateway(self, call):
+    async def _gateway(self, call: Awaitable[T]) -> T:
         try:
             return await call
         except GatewayUnavailable as error:
@@ -99,24 +130,24 @@ class Payments:
 
     async def _apply_once(self, notice: Notice) -> Applied:
         async with self.runtime.pool.connection() as conn, conn.transaction():
-            if not await store.record_event(conn, notice.event_id, notice.type, notice.object_id):
-                outcome = await store.event_outcome(conn, notice.event_id)
+            if not await payment_store.record_event(conn, notice.event_id, notice.type, notice.object_id):
+                outcome = await payment_store.event_outcome(conn, notice.event_id)
                 return Applied(detail=f"event {notice.event_id} was applied before: {outcome}", duplicate=True)
             if key := payment_key(notice.action):
-                await store.lock_payment(conn, key)
+                await payment_store.lock_payment(conn, key)
             applied = await self._act(conn, notice.event_id, notice.action)
-            await store.set_event_outcome(conn, notice.event_id, applied.detail)
+            await payment_store.set_event_outcome(conn, notice.event_id, applied.detail)
             return applied
 
-    async def _act(self, conn, event_id: str, action: Action) -> Applied:
+    async def _act(self, conn: Conn, event_id: str, action: Action) -> Applied:
         match action:
             case CheckoutPaid():
                 return await self._checkout_paid(conn, event_id, action)
             case CheckoutAwaitingPayment():
-                await store.move_checkout(conn, action.session_id, "awaiting_payment")
+                await payment_store.move_checkout(conn, action.session_id, "awaiting_payment")
                 return Applied(detail="the payment is not complete yet; credits come when it succeeds")
             case CheckoutClosed():
-                await store.move_checkout(conn, action.session_id, action.state)
+                await payment_store.move_checkout(conn, action.session_id, action.state)
                 return Applied(detail=f"the checkout {action.state}")
             case IntentSucceeded():
                 return await self._intent_succeeded(conn, event_id, action)
@@ -125,78 +156,80 @@ class Payments:
                                                                          action.failure_code, action.failure_message)
                 return Applied(detail="auto top-up failed: " + action.failure_code if failed else "recorded")
             case ChargeRefunded():
-                await store.note_refund(conn, action.payment_intent, action.charge_id, action.refunded_minor)
+                await payment_store.note_refund(conn, action.payment_intent, action.charge_id, action.refunded_minor)
                 return Applied(detail=await self._settle_takebacks(conn, action.payment_intent) or "refund recorded")
             case DisputeChanged():
-                await store.note_dispute(conn, action.dispute_id, action.payment_intent, action.amount_minor,
+                await payment_store.note_dispute(conn, action.dispute_id, action.payment_intent, action.amount_minor,
                                          action.status)
                 return Applied(detail=await self._settle_takebacks(conn, action.payment_intent) or "dispute recorded")
             case NothingToDo():
                 return Applied(detail="this event type needs no action")
 
-    async def _checkout_paid(self, conn, event_id: str, paid: CheckoutPaid) -> Applied:
-        session = await store.checkout(conn, paid.session_id)
+    async def _checkout_paid(self, conn: Conn, event_id: str, paid: CheckoutPaid) -> Applied:
+        session = await payment_store.checkout(conn, paid.session_id)
         tenant_id = session["tenant_id"] if session else paid.tenant_id
         credits = session["credits"] if session else paid.credits
         if not tenant_id or not credits:
             return Applied(detail=f"checkout {paid.session_id} is not one of the ledger's; nothing granted")
-        await store.move_checkout(conn, paid.session_id, "paid", paid.payment_intent)
+        await payment_store.move_checkout(conn, paid.session_id, "paid", paid.payment_intent)
         amount = paid.amount_minor or (session["amount_minor"] if session else 0)
         currency = paid.currency or (session["currency"] if session else "")
-        return await self._grant_payment(conn, event_id, paid.payment_intent or paid.session_id, tenant_id, credits,
-                                         amount, currency, "checkout")
+        return await self._grant_payment(conn, ReceivedPayment(event_id, paid.payment_intent or paid.session_id,
+                                                               tenant_id, credits, amount, currency, "checkout"))
 
-    async def _intent_succeeded(self, conn, event_id: str, paid: IntentSucceeded) -> Applied:
+    async def _intent_succeeded(self, conn: Conn, event_id: str, paid: IntentSucceeded) -> Applied:
         if paid.attempt_id:
-            attempt = await store.attempt(conn, paid.attempt_id)
+            attempt = await payment_store.attempt(conn, paid.attempt_id)
             if attempt is None:
                 return Applied(detail=f"no auto top-up {paid.attempt_id}; nothing granted")
-            await store.end_attempt(conn, paid.attempt_id, "succeeded", paid.payment_intent)
-            await store.reset_failures(conn, attempt["tenant_id"])
-            return await self._grant_payment(conn, event_id, paid.payment_intent, attempt["tenant_id"],
-                                             attempt["credits"], paid.amount_minor, paid.currency, "auto_topup")
+            await payment_store.end_attempt(conn, paid.attempt_id, "succeeded", paid.payment_intent)
+            await payment_store.reset_failures(conn, attempt["tenant_id"])
+            return await self._grant_payment(conn, ReceivedPayment(
+                event_id, paid.payment_intent, attempt["tenant_id"], attempt["credits"], paid.amount_minor,
+                paid.currency, "auto_topup"))
         if paid.tenant_id and paid.credits:  # a payment made elsewhere, naming its tenant and credits
-            return await self._grant_payment(conn, event_id, paid.payment_intent, paid.tenant_id, paid.credits,
-                                             paid.amount_minor, paid.currency, "payment_intent")
+            return await self._grant_payment(conn, ReceivedPayment(
+                event_id, paid.payment_intent, paid.tenant_id, paid.credits, paid.amount_minor, paid.currency,
+                "payment_intent"))
         return Applied(detail="the payment grants through its checkout")
 
-    async def _grant_payment(self, conn, event_id: str, payment_key: str, tenant_id: str, credits: int,
-                             amount_minor: int, currency: str, source: str) -> Applied:
+    async def _grant_payment(self, conn: Conn, payment: ReceivedPayment) -> Applied:
         """Grant a payment's credits, once per payment whichever of its events comes first;
         then apply what refunds and disputes that arrived before it take back."""
-        if not await store.add_payment(conn, event_id, payment_key, tenant_id, credits, amount_minor, currency, source):
-            return Applied(detail=f"payment {payment_key} granted its credits before")
-        granted = await self.ledger.grant_in(conn, tenant_id, credits, "payment", f"payment {payment_key}",
-                                             payment_id=event_id)
-        await store.link_grant(conn, event_id, granted.grant_id)
-        taken = await self._settle_takebacks(conn, payment_key)
-        return Applied(credits, str(granted.grant_id), f"granted {credits} credits" + (f"; {taken}" if taken else ""))
+        if not await payment_store.add_payment(conn, payment):
+            return Applied(detail=f"payment {payment.payment_key} granted its credits before")
+        granted = await self.ledger.grant_in(conn, payment.tenant_id, payment.credits, "payment",
+                                             f"payment {payment.payment_key}", payment_id=payment.event_id)
+        await payment_store.link_grant(conn, payment.event_id, granted.grant_id)
+        taken = await self._settle_takebacks(conn, payment.payment_key)
+        return Applied(payment.credits, str(granted.grant_id),
+                       f"granted {payment.credits} credits" + (f"; {taken}" if taken else ""))
 
     # ---- refunds and disputes --------------------------------------------------------------
 
-    async def _settle_takebacks(self, conn, payment_intent: str) -> str:
+    async def _settle_takebacks(self, conn: Conn, payment_intent: str) -> str:
         """Bring the payment's credits in line with what the processor says was refunded and
         disputed (each notice says it whole, so any order converges)."""
-        payment = await store.payment_by_intent(conn, payment_intent)
+        payment = await payment_store.payment_by_intent(conn, payment_intent)
         if payment is None:
             return ""  # applied when the payment itself arrives
         done = [await self._take_refund(conn, payment)]
-        for dispute in await store.disputes_of(conn, payment_intent):
+        for dispute in await payment_store.disputes_of(conn, payment_intent):
             done.append(await self._settle_dispute(conn, payment, dispute))
         return "; ".join(d for d in done if d)
 
-    async def _take_refund(self, conn, payment: dict) -> str:
-        refunded = await store.refunded_minor(conn, payment["payment_intent"])
+    async def _take_refund(self, conn: Conn, payment: DictRow) -> str:
+        refunded = await payment_store.refunded_minor(conn, payment["payment_intent"])
         due = rules.share_of_credits(payment["credits"], payment["amount_minor"], refunded)
         more = due - payment["credits_reclaimed"]
         if more <= 0:
             return ""
         await self._book(conn, payment["tenant_id"], lambda book: book.reclaim(payment["tenant_id"], more, "refund",
                                                                                 payment["event_id"]))
-        await store.add_reclaimed(conn, payment["event_id"], more)
+        await payment_store.add_reclaimed(conn, payment["event_id"], more)
         return f"refund took back {more} credits"
 
-    async def _settle_dispute(self, conn, payment: dict, dispute: dict) -> str:
+    async def _settle_dispute(self, conn: Conn, payment: DictRow, dispute: DictRow) -> str:
         if dispute["resolution"]:
             return ""
         tenant, pid = payment["tenant_id"], payment["event_id"]
@@ -205,20 +238,21 @@ class Payments:
         if stage in ("open", "lost") and held + owed == 0:
             share = rules.share_of_credits(payment["credits"], payment["amount_minor"], dispute["amount_minor"])
             [reclaimed] = await self._book(conn, tenant, lambda book: book.reclaim(tenant, share, "dispute_held", pid))
+            assert isinstance(reclaimed, CreditsReclaimed)
             held, owed = reclaimed.amount, reclaimed.owed_change
-            await store.pause_rule(conn, tenant, f"dispute {dispute['dispute_id']}")
+            await payment_store.pause_rule(conn, tenant, f"dispute {dispute['dispute_id']}")
         if stage == "open":
-            await store.save_dispute(conn, dispute["dispute_id"], held, owed, None)
+            await payment_store.save_dispute(conn, dispute["dispute_id"], held, owed, None)
             return f"dispute holds {held + owed} credits"
         if stage == "lost":
             await self._book(conn, tenant, lambda book: book.charge_back(tenant, held, owed, pid))
         else:
             await self._book(conn, tenant, lambda book: self._release(book, tenant, held, owed, pid))
-        await store.save_dispute(conn, dispute["dispute_id"], held, owed, stage)
+        await payment_store.save_dispute(conn, dispute["dispute_id"], held, owed, stage)
         return f"dispute {stage}: {held + owed} credits " + ("debited" if stage == "lost" else "released")
 
     @staticmethod
-    def _release(book, tenant: str, held: int, owed: int, payment_id: str) -> list[Event]:
+    def _release(book: Book, tenant: str, held: int, owed: int, payment_id: str) -> list[Event]:
         events: list[Event] = []
         if held:
             events.append(book.grant(tenant, held, "dispute_won", f"dispute won {payment_id}", datetime.now(UTC)))
@@ -226,7 +260,8 @@ class Payments:
             events.append(book.forgive(tenant, owed, "dispute_won", payment_id))
         return events
 
-    async def _book(self, conn, tenant_id: str, decide) -> list[Event]:
+    async def _book(self, conn: Conn, tenant_id: str,
+                    decide: Callable[[Book], Event | list[Event]]) -> list[Event]:
         """Open the tenant's book, let `decide` change it, write it back and emit its events."""
         book = await self.ledger.ledger.open_book(conn, [tenant_id])
         decided = decide(book)
@@ -238,12 +273,12 @@ class Payments:
 
     # ---- auto top-up ---------------------------------------------------------------------
 
-    async def set_auto_topup(self, tenant_id: str, below: int, pack: str, max_per_month: int, enabled: bool) -> dict:
+    async def set_auto_topup(self, tenant_id: str, below: int, pack: str, max_per_month: int, enabled: bool) -> dict[str, Any]:
         self.require_api_key()
         self.pack(pack)
         async with self.runtime.pool.connection() as conn, conn.transaction():
-            await store.set_rule(conn, tenant_id, below, pack, max_per_month, enabled)
-            await store.request_due_topups(conn, [tenant_id], self.ledger.price_book.at(datetime.now(UTC)).credit_packs)
+            await payment_store.set_rule(conn, tenant_id, below, pack, max_per_month, enabled)
+            await payment_store.request_due_topups(conn, [tenant_id], self.ledger.price_book.at(datetime.now(UTC)).credit_packs)
         return await self.billing(tenant_id)
 
     def packs(self) -> dict[str, tuple[int, int, str]]:
@@ -253,16 +288,16 @@ class Payments:
     async def charge_due(self) -> int:
         """Charge the requested auto top-ups off-session, each with its attempt's idempotency key."""
         async with self.runtime.pool.connection() as conn, conn.transaction():
-            attempts = await store.claim_attempts(conn, self.settings.auto_topup_stale_s)
+            attempts = await payment_store.claim_attempts(conn, self.settings.auto_topup_stale_s)
         for attempt in attempts:
             await self._charge(attempt)
         if attempts:
             self.runtime.relay.notify()
         return len(attempts)
 
-    async def _charge(self, attempt: dict) -> None:
+    async def _charge(self, attempt: DictRow) -> None:
         async with self.runtime.pool.connection() as conn:
-            customer = await store.customer_of(conn, attempt["tenant_id"])
+            customer = await payment_store.customer_of(conn, attempt["tenant_id"])
         if customer is None:
             outcome_code, message = "no_saved_card", "the account has no saved card to charge"
         else:
@@ -274,22 +309,23 @@ class Payments:
                 log.warning("auto top-up %s: the processor did not answer (%s); tried again later", attempt["id"], error)
                 return
             if outcome.state == "pending":
+                assert outcome.payment_intent is not None  # an accepted charge has its intent
                 async with self.runtime.pool.connection() as conn:
-                    await store.attempt_charged(conn, attempt["id"], outcome.payment_intent)
+                    await payment_store.attempt_charged(conn, attempt["id"], outcome.payment_intent)
                 return
             outcome_code, message = outcome.failure_code or "payment_failed", outcome.failure_message or ""
         async with self.runtime.pool.connection() as conn, conn.transaction():
             await self._fail_attempt(conn, attempt["id"], None, outcome_code, message)
 
-    async def _fail_attempt(self, conn, attempt_id: UUID, payment_intent: str | None, code: str, message: str) -> bool:
+    async def _fail_attempt(self, conn: Conn, attempt_id: UUID, payment_intent: str | None, code: str, message: str) -> bool:
         """Record a failed charge once, tell the tenant, and pause the rule after repeated failures."""
-        ended = await store.end_attempt(conn, attempt_id, "failed", payment_intent, code, message)
+        ended = await payment_store.end_attempt(conn, attempt_id, "failed", payment_intent, code, message)
         if ended is None:
             return False
-        failures = await store.count_failure(conn, ended["tenant_id"])
+        failures = await payment_store.count_failure(conn, ended["tenant_id"])
         paused = rules.pauses_after(failures, self.settings.auto_topup_max_failures)
         if paused:
-            await store.pause_rule(conn, ended["tenant_id"], f"{failures} failed charges in a row; last: {code}")
+            await payment_store.pause_rule(conn, ended["tenant_id"], f"{failures} failed charges in a row; last: {code}")
         await self.runtime.emit(conn, AutoTopUpFailed(tenant_id=ended["tenant_id"], attempt_id=attempt_id,
                                                       credits=ended["credits"], failure_code=code,
                                                       failure_message=message, paused=paused))
@@ -301,18 +337,18 @@ class Payments:
             await self.runtime.emit(conn, alert)
         return True
 
-    async def billing(self, tenant_id: str) -> dict:
+    async def billing(self, tenant_id: str) -> dict[str, Any]:
         async with self.runtime.pool.connection() as conn:
-            rule = await store.rule_of(conn, tenant_id)
-            return {"tenant_id": tenant_id, "has_customer": await store.customer_of(conn, tenant_id) is not None,
+            rule = await payment_store.rule_of(conn, tenant_id)
+            return {"tenant_id": tenant_id, "has_customer": await payment_store.customer_of(conn, tenant_id) is not None,
                     "packs": [{"name": n, "credits": c, "amount_minor": a, "currency": cur}
                               for n, (c, a, cur) in sorted(self.packs().items(), key=lambda p: p[1][0])],
-                    "auto_topup": rule, "checkouts": await store.checkouts_of(conn, tenant_id),
-                    "auto_topups": await store.attempts_of(conn, tenant_id)}
+                    "auto_topup": rule, "checkouts": await payment_store.checkouts_of(conn, tenant_id),
+                    "auto_topups": await payment_store.attempts_of(conn, tenant_id)}
 
     def serve_in_background(self) -> None:
         """The auto top-up charger starts and stops with the service."""
-        state = {}
+        state: dict[str, Any] = {}
 
         async def start() -> None:
             state["charger"] = supervise("auto-topup", lambda: every(self.settings.auto_topup_poll_s, self.charge_due,

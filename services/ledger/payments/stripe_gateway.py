@@ -4,6 +4,8 @@ off-session PaymentIntents on a saved card, and webhook events verified with
 
 import json
 import re
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 from uuid import UUID
 
 import stripe
@@ -29,6 +31,7 @@ from services.ledger.payments.gateway import (
 
 # The metadata the ledger writes on what it creates, and reads back from the events.
 TENANT, CREDITS, PACK, ATTEMPT = "genline_tenant", "genline_credits", "genline_pack", "genline_auto_topup"
+T = TypeVar("T")
 TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
@@ -44,11 +47,12 @@ class StripeGateway:
         customer = await self._call(self.client.v1.customers.create_async(
             params={"description": f"Genline tenant {tenant_id}", "metadata": {TENANT: tenant_id}},
             options={"idempotency_key": f"genline-customer-{tenant_id}"}))
-        return customer.id
+        return str(customer.id)
 
     async def open_checkout(self, order: CheckoutOrder) -> HostedCheckout:
         metadata = {TENANT: order.tenant_id, CREDITS: str(order.credits), PACK: order.pack}
-        params: dict = {
+        # Stripe's own TypedDicts describe this; built as plain data, and checked by its API.
+        params: Any = {
             "mode": "payment", "customer": order.customer_id, "client_reference_id": order.tenant_id,
             "success_url": order.success_url, "cancel_url": order.cancel_url, "metadata": metadata,
             "line_items": [{"quantity": 1, "price_data": {
@@ -60,6 +64,7 @@ class StripeGateway:
         if order.save_card:
             params["payment_intent_data"]["setup_future_usage"] = "off_session"
         session = await self._call(self.client.v1.checkout.sessions.create_async(params=params))
+        assert session.url is not None  # a hosted checkout has the page it is hosted on
         return HostedCheckout(session.id, session.url)
 
     async def charge_saved_card(self, charge: OffSessionCharge) -> ChargeOutcome:
@@ -84,7 +89,7 @@ class StripeGateway:
                                  else "payment_failed", f"the payment intent is {intent.status}")
         return ChargeOutcome("pending", intent.id)
 
-    async def _call(self, call):
+    async def _call(self, call: Awaitable[T]) -> T:
         try:
             return await call
         except stripe.StripeError as error:
@@ -100,7 +105,7 @@ class StripeGateway:
         return notice_of(json.loads(payload))
 
 
-def notice_of(event) -> Notice:
+def notice_of(event: Any) -> Notice:
     """The signed event, as the ledger acts on it."""
     if not (isinstance(event, dict) and isinstance(event.get("id"), str) and isinstance(event.get("type"), str)
             and 0 < len(event["id"]) <= 255 and "\x00" not in event["id"]
@@ -115,7 +120,7 @@ def notice_of(event) -> Notice:
     return Notice(event["id"], event["type"], object_id, action)
 
 
-def action_of(kind: str, obj: dict) -> Action:
+def action_of(kind: str, obj: dict[str, Any]) -> Action:
     match kind:
         case "checkout.session.completed" | "checkout.session.async_payment_succeeded":
             if obj.get("payment_status") not in ("paid", "no_payment_required"):
@@ -137,26 +142,28 @@ def action_of(kind: str, obj: dict) -> Action:
             return IntentFailed(obj["id"], _attempt(obj.get("metadata") or {}), str(error.get("code") or "payment_failed"),
                                 str(error.get("message") or "the payment failed"))
         case "charge.refunded" if obj.get("payment_intent"):  # a charge without one was never the ledger's
-            return ChargeRefunded(_id(obj["payment_intent"]), obj["id"], int(obj["amount_refunded"]))
+            return ChargeRefunded(str(_id(obj["payment_intent"])), obj["id"], int(obj["amount_refunded"]))
         case "charge.dispute.created" | "charge.dispute.updated" | "charge.dispute.closed" \
                 | "charge.dispute.funds_withdrawn" | "charge.dispute.funds_reinstated" if obj.get("payment_intent"):
-            return DisputeChanged(obj["id"], _id(obj["payment_intent"]), int(obj["amount"]), str(obj["status"]))
+            return DisputeChanged(obj["id"], str(_id(obj["payment_intent"])), int(obj["amount"]), str(obj["status"]))
     return NothingToDo()
 
 
-def _id(value) -> str:
+def _id(value: Any) -> str | None:
     """An id, or the id of an expanded object."""
-    return value["id"] if isinstance(value, dict) else value
+    if isinstance(value, dict):
+        return str(value["id"])
+    return None if value is None else str(value)
 
 
-def _tenant(metadata: dict) -> str | None:
+def _tenant(metadata: dict[str, Any]) -> str | None:
     tenant = metadata.get(TENANT) or metadata.get("tenant_id")
     if tenant is not None and not (isinstance(tenant, str) and TENANT_ID.fullmatch(tenant)):
         raise ValueError(f"metadata names {tenant!r}, which is not a tenant id")
     return tenant
 
 
-def _credits(metadata: dict) -> int | None:
+def _credits(metadata: dict[str, Any]) -> int | None:
     credits = metadata.get(CREDITS) or metadata.get("credits")
     if credits is None:
         return None
@@ -165,5 +172,5 @@ def _credits(metadata: dict) -> int | None:
     return int(credits)
 
 
-def _attempt(metadata: dict) -> UUID | None:
+def _attempt(metadata: dict[str, Any]) -> UUID | None:
     return UUID(metadata[ATTEMPT]) if metadata.get(ATTEMPT) else None

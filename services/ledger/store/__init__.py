@@ -1,15 +1,28 @@
-"""Loading the slice of ledger state a batch touches (locked), and writing back what the
-batch changed: two statements, whatever the batch size and the tables it touches."""
+"""All of the ledger's SQL. This module: loading the slice of ledger state a batch touches
+(locked), and writing back what the batch changed: two statements, whatever the batch size
+and the tables it touches.
+
+accounts.py   a balance, grants and journal as the API shows them; report policy; the sweep; reconciliation
+alerts.py     alerts cleared and raised, and a tenant's alert settings
+audit.py      the audit trail: entries kept once, the operators' view, a schema's whole trail
+payments.py   the payment tables: events once, customers, checkouts, refunds, disputes, auto top-up
+replay.py     `genline replay ledger`: unpublished events, replayed balances against the live ones
+rows.py       rows as dicts in one call
+"""
 
 from collections.abc import Iterable
+from datetime import date
+from typing import Any
 from uuid import UUID
 
 import psycopg
-from psycopg.types.json import Jsonb
+from psycopg.rows import DictRow
 
 from services.common.bus import InboxClaim, TransientConflict
-from services.common.db import Statement, added, as_arrays, inserted, together, typed_arrays, updated
-from services.ledger.domain import Account, Book, Grant, Transfer
+from services.common.db import Conn, Statement, added, as_arrays, inserted, together, typed_arrays, updated
+from services.ledger.domain import Book
+from services.ledger.records import Account, Grant, Transfer
+from services.ledger.store.rows import rows_of
 
 TRANSFER_COLUMNS = {"id": "uuid", "job_id": "uuid", "tenant_id": "text", "amount": "bigint", "unit_price": "bigint",
                     "images": "int", "tokens_held": "int", "tier": "text", "pricebook_version": "text",
@@ -45,11 +58,7 @@ KEY_SPEND_RELEASED = (
 REPORT_COLUMNS = {"job_id": "uuid", "n": "int", "tenant_id": "text", "outcome": "text", "amount": "bigint"}
 
 
-async def _rows(conn: psycopg.AsyncConnection, sql: str, params: list) -> list[dict]:
-    return await (await conn.execute(sql, params)).fetchall()
-
-
-async def load_book(conn: psycopg.AsyncConnection, book: Book, tenant_ids: Iterable[str],
+async def load_book(conn: Conn, book: Book, tenant_ids: Iterable[str],
                     job_ids: Iterable[UUID], *, costs_of: Iterable[UUID] | None = None,
                     reports_of: Iterable[UUID] | None = None) -> Book:
     """The balances of `tenant_ids` (read_balances) and what the book knows of `job_ids`
@@ -58,16 +67,16 @@ async def load_book(conn: psycopg.AsyncConnection, book: Book, tenant_ids: Itera
     return await read_jobs(conn, book, job_ids, costs_of=costs_of, reports_of=reports_of)
 
 
-async def read_balances(conn: psycopg.AsyncConnection, book: Book, tenant_ids: Iterable[str],
+async def read_balances(conn: Conn, book: Book, tenant_ids: Iterable[str],
                         claim: InboxClaim | None = None) -> Book:
     """Accounts and grants are read without locks, together (their changes are written as
     deltas that the database checks), so the statement can come first in a transaction and
     carry the batch's claim on the inbox (`claim`, then told which events are fresh)."""
     tenants = sorted(set(tenant_ids))
     if claim is None:
-        rows = await _rows(conn, BALANCES, [tenants, tenants])
+        rows = await rows_of(conn, BALANCES, [tenants, tenants])
     else:
-        rows = await _rows(conn, CLAIM_AND_BALANCES, [*claim.params, tenants, tenants])
+        rows = await rows_of(conn, CLAIM_AND_BALANCES, [*claim.params, tenants, tenants])
         claim.fresh(row["source"] for row in rows if row["kind"] == "claimed")
     for row in rows:
         kind = row.pop("kind")
@@ -81,7 +90,7 @@ async def read_balances(conn: psycopg.AsyncConnection, book: Book, tenant_ids: I
     return book
 
 
-async def read_jobs(conn: psycopg.AsyncConnection, book: Book, job_ids: Iterable[UUID], *,
+async def read_jobs(conn: Conn, book: Book, job_ids: Iterable[UUID], *,
                     costs_of: Iterable[UUID] | None = None, reports_of: Iterable[UUID] | None = None) -> Book:
     """A job's transfer is locked, so it settles once; what the statements after the lock read
     (closed jobs, costs, reports) is then what the lock's last holder committed. Provider
@@ -91,13 +100,13 @@ async def read_jobs(conn: psycopg.AsyncConnection, book: Book, job_ids: Iterable
     costs = jobs if costs_of is None else list(set(costs_of))
     reports = jobs if reports_of is None else list(set(reports_of))
     if jobs:
-        for row in await _rows(conn, f"SELECT {', '.join(TRANSFER_COLUMNS)} FROM transfers"
+        for row in await rows_of(conn, f"SELECT {', '.join(TRANSFER_COLUMNS)} FROM transfers"
                                      " WHERE job_id = ANY(%b) FOR UPDATE", [jobs]):
             book.transfers[row["job_id"]] = Transfer(**row)
     if not (jobs or costs or reports):
         return book
     # The reads after the lock, in one statement: rows of one shape, a kind each.
-    for row in await _rows(conn, AFTER_THE_LOCK, [jobs, costs, reports]):
+    for row in await rows_of(conn, AFTER_THE_LOCK, [jobs, costs, reports]):
         if row["kind"] == "closed":
             book.closed.add(row["job_id"])
         elif row["kind"] == "cost":
@@ -132,7 +141,7 @@ CLAIM_AND_BALANCES = (
     " NULL, NULL, NULL, NULL, NULL, NULL FROM claimed")
 
 
-def _values(obj, columns: dict[str, str]) -> tuple:
+def _values(obj: object, columns: dict[str, str]) -> tuple[Any, ...]:
     return tuple(getattr(obj, c) for c in columns)
 
 
@@ -144,14 +153,14 @@ class LostRace(TransientConflict):
 RACES = (psycopg.errors.CheckViolation, psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected)
 
 
-async def write_book(conn: psycopg.AsyncConnection, book: Book, published: Statement | None = None) -> None:
+async def write_book(conn: Conn, book: Book, published: Statement | None = None) -> None:
     try:
         await _write_book(conn, book, published)
     except RACES as exc:
         raise LostRace(str(exc)) from exc
 
 
-async def _write_book(conn: psycopg.AsyncConnection, book: Book, published: Statement | None) -> None:
+async def _write_book(conn: Conn, book: Book, published: Statement | None) -> None:
     """Two statements: the new rows, each table's in a CTE of one, with the outbox rows of
     what the batch `published` (Publish.statement); then the changes to rows that exist
     (settled transfers, grants drawn on, balances), which may include rows the first
@@ -177,7 +186,7 @@ async def _write_book(conn: psycopg.AsyncConnection, book: Book, published: Stat
                                     sorted(book.owed_changes.items()))])
 
 
-def key_spend_written(rows: list[tuple]) -> list[Statement | None]:
+def key_spend_written(rows: list[tuple[Any, ...]]) -> list[Statement | None]:
     """The statements that write a batch's net change to each key's spend rows (one each)."""
     held, released = [r for r in rows if r[4] >= 0], [r for r in rows if r[4] < 0]
     arrays = typed_arrays(KEY_SPEND_COLUMNS)
@@ -185,94 +194,22 @@ def key_spend_written(rows: list[tuple]) -> list[Statement | None]:
             (KEY_SPEND_RELEASED.format(arrays=arrays), as_arrays(released)) if released else None]
 
 
-async def read_key_spend(conn: psycopg.AsyncConnection, book: Book, api_key_ids: Iterable[UUID],
-                         starts: Iterable) -> Book:
+async def read_key_spend(conn: Conn, book: Book, api_key_ids: Iterable[UUID],
+                         starts: Iterable[date]) -> Book:
     """What `api_key_ids` spent in the periods starting on `starts` (unlocked: the batch's
     holds are written as deltas that the database checks against the cap)."""
     keys, days = sorted(set(api_key_ids)), sorted(set(starts))
     if keys:
-        for row in await _rows(conn, "SELECT api_key_id, period, starts_on, spent FROM key_spend"
+        for row in await rows_of(conn, "SELECT api_key_id, period, starts_on, spent FROM key_spend"
                                      " WHERE api_key_id = ANY(%b) AND starts_on = ANY(%b)", [keys, days]):
             book.key_spend.loaded[(row["api_key_id"], row["period"], row["starts_on"])] = row["spent"]
     return book
 
 
-async def key_spend_of(conn: psycopg.AsyncConnection, tenant_id: str, api_key_ids: list[UUID], day,
-                       month) -> list[dict]:
+async def key_spend_of(conn: Conn, tenant_id: str, api_key_ids: list[UUID], day: date,
+                       month: date) -> list[DictRow]:
     """Each of the tenant's keys' spend today and this month, as the ledger's API shows it."""
-    return await _rows(conn, "SELECT api_key_id, period, spent FROM key_spend WHERE tenant_id = %s"
+    return await rows_of(conn, "SELECT api_key_id, period, spent FROM key_spend WHERE tenant_id = %s"
                              " AND api_key_id = ANY(%b)"
                              " AND ((period = 'day' AND starts_on = %s) OR (period = 'month' AND starts_on = %s))",
                        [tenant_id, api_key_ids, day, month])
-
-
-# ---- alerts --------------------------------------------------------------------------------
-
-# A balance alert is cleared once the tenant's available credits are back at its threshold
-# (or it set none), so the next fall below is a new crossing.
-CLEAR_BALANCE_ALERTS = (
-    "UPDATE alerts AS o SET cleared_at = %(now)s FROM accounts AS a LEFT JOIN alert_settings AS s USING (tenant_id)"
-    " WHERE o.alert = 'account.balance_low' AND o.cleared_at IS NULL AND a.tenant_id = o.tenant_id"
-    " AND (s.balance_low_below IS NULL OR a.posted - a.pending >= s.balance_low_below)")
-# Every line a tenant is across now, one row each: the balance below its threshold, a grant
-# with credits left expiring within its notice, a key's period whose cap refused a hold or is
-# spent; each raised at most once while open (the partial unique index one_open_alert).
-RAISE_ALERTS = """
-INSERT INTO alerts (id, tenant_id, alert, subject, details, raised_at)
-SELECT 'alrt_' || replace(gen_random_uuid()::text, '-', ''), tenant_id, alert, subject, details, %(now)s FROM (
-  SELECT a.tenant_id, 'account.balance_low' AS alert, '' AS subject,
-         jsonb_build_object('available', a.posted - a.pending, 'threshold', s.balance_low_below) AS details
-  FROM accounts AS a JOIN alert_settings AS s USING (tenant_id) WHERE a.posted - a.pending < s.balance_low_below
-  UNION ALL
-  SELECT g.tenant_id, 'account.grant_expiring', g.id::text,
-         jsonb_build_object('grant_id', g.id, 'remaining', g.remaining, 'expires_at', g.expires_at,
-                            'notice_days', coalesce(s.grant_expiring_days, %(notice)s))
-  FROM grants AS g LEFT JOIN alert_settings AS s USING (tenant_id)
-  WHERE g.remaining > 0 AND g.expires_at > %(now)s
-    AND g.expires_at <= %(now)s + make_interval(days => coalesce(s.grant_expiring_days, %(notice)s))
-  UNION ALL
-  SELECT k.tenant_id, 'account.key_cap_reached', k.api_key_id || ':' || k.period || ':' || k.starts_on,
-         jsonb_build_object('api_key_id', k.api_key_id, 'period', k.period, 'period_start', k.starts_on,
-                            'cap', k.cap, 'spent', k.spent)
-  FROM key_spend AS k WHERE k.cap IS NOT NULL AND (k.refused OR k.spent >= k.cap)
-    AND ((k.period = 'day' AND k.starts_on = %(day)s) OR (k.period = 'month' AND k.starts_on = %(month)s))
-) AS crossed
-ON CONFLICT (tenant_id, alert, subject) WHERE cleared_at IS NULL DO NOTHING
-RETURNING id, tenant_id, alert, details, raised_at"""
-RAISE_ONE_ALERT = (
-    "INSERT INTO alerts (id, tenant_id, alert, subject, details, raised_at)"
-    " VALUES ('alrt_' || replace(gen_random_uuid()::text, '-', ''), %s, %s, %s, %s, %s)"
-    " ON CONFLICT (tenant_id, alert, subject) WHERE cleared_at IS NULL DO NOTHING"
-    " RETURNING id, tenant_id, alert, details, raised_at")
-
-
-async def raise_due_alerts(conn: psycopg.AsyncConnection, now, day, month, notice_days: int) -> list[dict]:
-    """Clear the balance alerts whose balance is back, then raise every crossing not raised yet;
-    the alerts raised (id, tenant_id, alert, details, raised_at)."""
-    await conn.execute(CLEAR_BALANCE_ALERTS, {"now": now})
-    return await _rows(conn, RAISE_ALERTS, {"now": now, "day": day, "month": month, "notice": notice_days})
-
-
-async def raise_alert(conn: psycopg.AsyncConnection, tenant_id: str, alert: str, subject: str, details,
-                      now) -> dict | None:
-    """One alert of a crossing the caller saw (a failed top-up); None when it was raised before."""
-    return await (await conn.execute(RAISE_ONE_ALERT, [tenant_id, alert, subject, Jsonb(details), now])).fetchone()
-
-
-async def set_alert_settings(conn: psycopg.AsyncConnection, tenant_id: str, balance_low_below: int | None,
-                             grant_expiring_days: int) -> None:
-    await conn.execute(
-        "INSERT INTO alert_settings (tenant_id, balance_low_below, grant_expiring_days) VALUES (%s, %s, %s)"
-        " ON CONFLICT (tenant_id) DO UPDATE SET balance_low_below = EXCLUDED.balance_low_below,"
-        " grant_expiring_days = EXCLUDED.grant_expiring_days, updated_at = now()",
-        [tenant_id, balance_low_below, grant_expiring_days])
-
-
-async def alert_settings(conn: psycopg.AsyncConnection, tenant_id: str) -> dict | None:
-    return await (await conn.execute("SELECT balance_low_below, grant_expiring_days FROM alert_settings"
-                                      " WHERE tenant_id = %s", [tenant_id])).fetchone()
-
-
-async def recent_alerts(conn: psycopg.AsyncConnection, tenant_id: str, limit: int) -> list[dict]:
-    return await _rows(conn, "SELECT id, alert, details, raised_at, cleared_at FROM alerts WHERE tenant_id = %s"
-                             " ORDER BY raised_at DESC, id LIMIT %s", [tenant_id, limit])

@@ -5,16 +5,17 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from uuid import UUID
 
-import psycopg
+from psycopg.rows import DictRow
 
-Conn = psycopg.AsyncConnection
+from services.common.db import Conn
+from services.ledger.payments.gateway import CheckoutOrder, HostedCheckout, ReceivedPayment
 
 
-async def _one(conn: Conn, sql: str, params: list) -> dict | None:
+async def _one(conn: Conn, sql: str, params: list[Any]) -> DictRow | None:
     return await (await conn.execute(sql, params)).fetchone()
 
 
-async def _all(conn: Conn, sql: str, params: list) -> list[dict]:
+async def _all(conn: Conn, sql: str, params: list[Any]) -> list[DictRow]:
     return await (await conn.execute(sql, params)).fetchall()
 
 
@@ -57,15 +58,15 @@ async def keep_customer(conn: Conn, tenant_id: str, customer_id: str) -> str:
     return await customer_of(conn, tenant_id) or customer_id
 
 
-async def add_checkout(conn: Conn, session_id: str, tenant_id: str, pack: str, credits: int, amount_minor: int,
-                       currency: str, save_card: bool, url: str) -> None:
+async def add_checkout(conn: Conn, order: CheckoutOrder, hosted: HostedCheckout) -> None:
     await conn.execute(
         "INSERT INTO checkout_sessions (session_id, tenant_id, pack, credits, amount_minor, currency, save_card, url,"
         " state) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'open') ON CONFLICT DO NOTHING",
-        [session_id, tenant_id, pack, credits, amount_minor, currency, save_card, url])
+        [hosted.session_id, order.tenant_id, order.pack, order.credits, order.amount_minor, order.currency,
+         order.save_card, hosted.url])
 
 
-async def checkout(conn: Conn, session_id: str) -> dict | None:
+async def checkout(conn: Conn, session_id: str) -> DictRow | None:
     return await _one(conn, "SELECT * FROM checkout_sessions WHERE session_id = %s FOR UPDATE", [session_id])
 
 
@@ -76,7 +77,7 @@ async def move_checkout(conn: Conn, session_id: str, state: str, payment_intent:
                        [state, payment_intent, session_id])
 
 
-async def checkouts_of(conn: Conn, tenant_id: str, limit: int = 10) -> list[dict]:
+async def checkouts_of(conn: Conn, tenant_id: str, limit: int = 10) -> list[DictRow]:
     return await _all(conn, "SELECT session_id, pack, credits, amount_minor, currency, state, created_at"
                             " FROM checkout_sessions WHERE tenant_id = %s ORDER BY created_at DESC LIMIT %s",
                       [tenant_id, limit])
@@ -85,19 +86,19 @@ async def checkouts_of(conn: Conn, tenant_id: str, limit: int = 10) -> list[dict
 # ---- payments -----------------------------------------------------------------------------
 
 
-async def add_payment(conn: Conn, event_id: str, payment_key: str, tenant_id: str, credits: int, amount_minor: int,
-                      currency: str, source: str) -> bool:
+async def add_payment(conn: Conn, payment: ReceivedPayment) -> bool:
     """True for the first record of the payment `payment_key`: only that one grants."""
     return await _one(conn, "INSERT INTO payments (event_id, payment_intent, tenant_id, credits, amount_minor, currency,"
                             " source) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING event_id",
-                      [event_id, payment_key, tenant_id, credits, amount_minor, currency, source]) is not None
+                      [payment.event_id, payment.payment_key, payment.tenant_id, payment.credits,
+                       payment.amount_minor, payment.currency, payment.source]) is not None
 
 
-async def link_grant(conn: Conn, event_id: str, grant_id: UUID) -> None:
+async def link_grant(conn: Conn, event_id: str, grant_id: UUID | None) -> None:
     await conn.execute("UPDATE payments SET grant_id = %s WHERE event_id = %s", [grant_id, event_id])
 
 
-async def payment_by_intent(conn: Conn, payment_intent: str) -> dict | None:
+async def payment_by_intent(conn: Conn, payment_intent: str) -> DictRow | None:
     return await _one(conn, "SELECT * FROM payments WHERE payment_intent = %s FOR UPDATE", [payment_intent])
 
 
@@ -131,7 +132,7 @@ async def note_dispute(conn: Conn, dispute_id: str, payment_intent: str, amount_
         [dispute_id, payment_intent, amount_minor, status])
 
 
-async def disputes_of(conn: Conn, payment_intent: str) -> list[dict]:
+async def disputes_of(conn: Conn, payment_intent: str) -> list[DictRow]:
     return await _all(conn, "SELECT * FROM disputes WHERE payment_intent = %s ORDER BY dispute_id FOR UPDATE",
                       [payment_intent])
 
@@ -152,7 +153,7 @@ async def set_rule(conn: Conn, tenant_id: str, below: int, pack: str, max_per_mo
         " updated_at = now()", [tenant_id, below, pack, max_per_month, enabled])
 
 
-async def rule_of(conn: Conn, tenant_id: str) -> dict | None:
+async def rule_of(conn: Conn, tenant_id: str) -> DictRow | None:
     return await _one(conn, "SELECT below, pack, max_per_month, enabled, paused_reason, failures"
                             " FROM auto_topup_rules WHERE tenant_id = %s", [tenant_id])
 
@@ -197,7 +198,7 @@ async def request_due_topups(conn: Conn, tenants: Iterable[str], packs: Mapping[
     return len(rows)
 
 
-async def claim_attempts(conn: Conn, stale_s: float, limit: int = 20) -> list[dict]:
+async def claim_attempts(conn: Conn, stale_s: float, limit: int = 20) -> list[DictRow]:
     """Attempts to charge now: requested ones, and those a charge left without an answer
     (sent again under the same idempotency key)."""
     return await _all(conn, (
@@ -213,7 +214,7 @@ async def attempt_charged(conn: Conn, attempt_id: UUID, payment_intent: str) -> 
 
 
 async def end_attempt(conn: Conn, attempt_id: UUID, state: str, payment_intent: str | None = None,
-                      failure_code: str | None = None, failure_message: str | None = None) -> dict | None:
+                      failure_code: str | None = None, failure_message: str | None = None) -> DictRow | None:
     """The attempt's end, once: None when it had ended already."""
     return await _one(conn, (
         "UPDATE auto_topup_attempts SET state = %s, payment_intent = coalesce(%s, payment_intent),"
@@ -222,11 +223,11 @@ async def end_attempt(conn: Conn, attempt_id: UUID, state: str, payment_intent: 
         [state, payment_intent, failure_code, failure_message, attempt_id])
 
 
-async def attempt(conn: Conn, attempt_id: UUID) -> dict | None:
+async def attempt(conn: Conn, attempt_id: UUID) -> DictRow | None:
     return await _one(conn, "SELECT * FROM auto_topup_attempts WHERE id = %s", [attempt_id])
 
 
-async def attempts_of(conn: Conn, tenant_id: str, limit: int = 10) -> list[dict]:
+async def attempts_of(conn: Conn, tenant_id: str, limit: int = 10) -> list[DictRow]:
     return await _all(conn, "SELECT id, pack, credits, amount_minor, currency, state, failure_code, failure_message,"
                             " created_at FROM auto_topup_attempts WHERE tenant_id = %s ORDER BY created_at DESC LIMIT %s",
                       [tenant_id, limit])

@@ -1,0 +1,241 @@
+"""The ledger's operations over its store and its domain: a batch of events applied to a
+`Book` loaded (locked) for it, the sweep of holds and grants past their time, and the
+operations that do not come from the bus (grants, report policies, alerts, failed top-ups).
+Each opens its transaction, lets the pure domain decide, and writes back what changed with
+the events it publishes."""
+
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypedDict, Unpack
+from uuid import UUID
+
+from services.common.audit import operator_actor, record_action
+from services.common.bus import InboxClaim, Publish, erase_prompt_from_outbox, retry_races
+from services.common.contracts import (
+    AuditRecorded,
+    CreditsGranted,
+    Event,
+    JobErased,
+    JobEvent,
+    JobSubmitted,
+    OutputReported,
+)
+from services.common.db import Conn
+from services.common.internal_calls import verifier_of
+from services.common.runtime import GRPC_DRAIN_S, ServiceRuntime
+from services.common.supervision import every, stop_tasks, supervise
+from services.ledger import alerts, audit, metrics
+from services.ledger.domain import Book
+from services.ledger.grpc import start_grpc_server
+from services.ledger.handlers import SETTLING, consumed, decide, kept_aside
+from services.ledger.key_caps import PERIODS, period_start
+from services.ledger.payments.service import Payments
+from services.ledger.payments.stripe_gateway import StripeGateway
+from services.ledger.pricebook import PriceBook, load_price_book
+from services.ledger.settings import LedgerSettings
+from services.ledger.store import accounts, load_book, read_balances, read_jobs, read_key_spend, write_book
+from services.ledger.store.payments import request_due_topups
+
+
+class GrantTerms(TypedDict, total=False):
+    """What a grant may carry besides its credits: when it expires, how long its unused
+    credits roll over, and the payment that bought it."""
+
+    expires_at: datetime | None
+    rollover_days: int | None
+    payment_id: str | None
+
+
+class Ledger:
+    """A batch of the bus's events, or a sweep, decided on a `Book` loaded for it and written
+    back in the caller's transaction."""
+
+    def __init__(self, settings: LedgerSettings, price_book: PriceBook) -> None:
+        self.settings, self.price_book = settings, price_book
+
+    def new_book(self) -> Book:
+        prices = self.price_book.at(datetime.now(UTC))
+        return Book(self.price_book, prices.credit_value_micro_usd,
+                    timedelta(seconds=self.settings.reservation_timeout_s),
+                    timedelta(seconds=self.settings.report_window_s))
+
+    async def open_book(self, conn: Conn, tenants: Iterable[str], jobs: Iterable[UUID] = ()) -> Book:
+        return await load_book(conn, self.new_book(), tenants, jobs)
+
+    async def apply_events(self, conn: Conn, claim: InboxClaim, publish: Publish) -> None:
+        """Apply a batch: the statement that reads the balances of the tenants it names claims
+        it in the inbox; what is fresh is then applied."""
+        book = self.new_book()
+        await read_balances(conn, book, {e.event.tenant_id for e in claim.envelopes
+                                         if isinstance(e.event, JobEvent) and not kept_aside(e)}, claim)
+        fresh = claim.claimed or []
+        await audit.keep(conn, [e for e in fresh if isinstance(e.event, AuditRecorded)])
+        for erased in {e.event.job_id for e in fresh if isinstance(e.event, JobErased)}:
+            await erase_prompt_from_outbox(conn, erased)  # the billing record stays as it is
+        envelopes = [e for e in fresh if not kept_aside(e)]
+        if not envelopes:
+            return
+        events = [e.event for e in envelopes]
+        await read_jobs(conn, book, {e.job_id for e in events if isinstance(e, JobEvent)},
+                        costs_of=[e.job_id for e in events if isinstance(e, SETTLING)],
+                        reports_of=[e.job_id for e in events if isinstance(e, OutputReported)])
+        now = datetime.now(UTC)
+        await read_key_spend(conn, book, {e.job.api_key_id for e in events if isinstance(e, JobSubmitted)
+                                          and e.job.api_key_id is not None},
+                             [period_start(period, now.date()) for period in PERIODS])
+        published = publish.statement([(out, envelope) for envelope in envelopes
+                                       for out in decide(book, consumed(envelope.event), now) if out])
+        await write_book(conn, book, published)  # balances last: the hot rows stay locked only until commit
+        if self.settings.stripe_api_key is not None:  # auto top-up charges through Stripe
+            await request_due_topups(conn, book.changed_accounts, self.price_book.at(now).credit_packs)
+
+    async def sweep(self, conn: Conn, now: datetime, limit: int = 500) -> list[Event]:
+        """Void holds past their timeout and expire grants past their date."""
+        due = await accounts.due_for_sweep(conn, now, limit)
+        if not due:
+            return []
+        book = await self.open_book(conn, {r["tenant_id"] for r in due}, {r["job_id"] for r in due if r["job_id"]})
+        events = book.expire_due(now)
+        await write_book(conn, book)
+        return [e for e in events if e]
+
+
+class LedgerApp:
+    """The ledger's runtime and the operations that do not come from Kafka."""
+
+    def __init__(self, settings: LedgerSettings, runtime: ServiceRuntime | None = None) -> None:
+        self.settings = settings
+        self.runtime = runtime or ServiceRuntime("ledger", settings, "services.ledger")
+        self.price_book = load_price_book(settings.price_book_path)
+        self.ledger = Ledger(settings, self.price_book)
+        self.runtime.relay.observers.append(metrics.count_published)
+        self.payments = payments_of(self, settings)
+
+    async def grant(self, tenant_id: str, credits: int, source: str, reason: str, actor: str | None = None,
+                    **terms: Unpack[GrantTerms]) -> CreditsGranted:
+        """Grant credits; an operator's grant (`actor`) is recorded in the audit trail with it."""
+        async def once() -> CreditsGranted:
+            async with self.runtime.pool.connection() as conn, conn.transaction():
+                granted = await self.grant_in(conn, tenant_id, credits, source, reason, **terms)
+                if actor:
+                    await self.audit(conn, actor, "credits.grant", f"tenant:{tenant_id}", tenant_id,
+                                     credits=credits, reason=reason, grant_id=str(granted.grant_id),
+                                     expires_at=_iso_or_none(terms.get("expires_at")))
+                return granted
+
+        granted = await retry_races(once)
+        self.runtime.relay.notify()
+        return granted
+
+    async def grant_in(self, conn: Conn, tenant_id: str, credits: int, source: str, reason: str, *,
+                       expires_at: datetime | None = None, rollover_days: int | None = None,
+                       payment_id: str | None = None) -> CreditsGranted:
+        """Grant inside the caller's transaction; the caller notifies the relay after commit."""
+        book = await self.ledger.open_book(conn, [tenant_id])
+        granted = book.grant(tenant_id, credits, source, reason, datetime.now(UTC), expires_at, rollover_days,
+                             payment_id)
+        paid = book.pay_debt(tenant_id, payment_id)  # a tenant that owes pays its debt first
+        await write_book(conn, book)
+        for event in (granted, paid):
+            if event is not None:
+                await self.runtime.emit(conn, event)
+        return granted
+
+    async def audit(self, conn: Conn, actor: str, action: str, target: str, tenant_id: str | None,
+                    **details: Any) -> None:
+        """Record an action of the ledger's own: published like any service's, and kept in the
+        trail at once (the ledger does not consume its own topic)."""
+        await audit.keep(conn, [await record_action(self.runtime, conn, actor, action, target, tenant_id, **details)])
+
+    async def set_report_policy(self, tenant_id: str, policy: str, actor: str) -> bool:
+        async with self.runtime.pool.connection() as conn, conn.transaction():
+            previous = await accounts.lock_report_policy(conn, tenant_id)
+            if previous is None:
+                return False
+            await accounts.set_report_policy(conn, tenant_id, policy)
+            await self.audit(conn, actor, "report_policy.set", f"tenant:{tenant_id}", tenant_id,
+                             report_policy=policy, previous=previous)
+        self.runtime.relay.notify()
+        return True
+
+    async def sweep_once(self, now: datetime | None = None) -> int:
+        async def once() -> list[Event]:
+            async with self.runtime.pool.connection() as conn, conn.transaction():
+                swept = await self.ledger.sweep(conn, now or datetime.now(UTC))
+                for event in swept:
+                    await self.runtime.emit(conn, event)
+                return swept
+
+        events = await retry_races(once)
+        if events:
+            self.runtime.relay.notify()
+        return len(events)
+
+    async def alert_once(self, now: datetime | None = None) -> int:
+        """Raise the alerts due, each with its AccountAlerted, in one transaction."""
+        async with self.runtime.pool.connection() as conn, conn.transaction():
+            raised = await alerts.raise_due(conn, now)
+            for event in raised:
+                await self.runtime.emit(conn, event)
+        if raised:
+            self.runtime.relay.notify()
+        return len(raised)
+
+    async def topup_failed(self, tenant_id: str, payment_id: str, reason: str, amount_minor: int | None = None,
+                           currency: str | None = None) -> bool:
+        """Tell the tenant an automatic top-up failed, once per payment; False when told before."""
+        details = {"payment_id": payment_id, "reason": reason, "amount_minor": amount_minor, "currency": currency}
+        async with self.runtime.pool.connection() as conn, conn.transaction():
+            event = await alerts.raise_once(conn, tenant_id, "billing.topup_failed", payment_id, details)
+            if event is not None:
+                await self.runtime.emit(conn, event)
+        self.runtime.relay.notify()
+        return event is not None
+
+    def serve_in_background(self) -> None:
+        """gRPC and the sweeper start and stop with the service."""
+        state: dict[str, Any] = {}
+
+        async def start() -> None:
+            state["grpc"] = await start_grpc_server(self.runtime.pool, self.price_book, self.settings.grpc_host,
+                                                    self.settings.grpc_port, verifier_of(self.settings))
+            state["sweeper"] = supervise("ledger-sweep", lambda: every(self.settings.sweep_interval_s, self.sweep_once,
+                                                                      "ledger-sweep"))
+            state["alerts"] = supervise("ledger-alerts", lambda: every(self.settings.alert_interval_s, self.alert_once,
+                                                                      "ledger-alerts"))
+
+        async def stop() -> None:
+            await stop_tasks(state["sweeper"], state["alerts"])
+            await state["grpc"].stop(grace=GRPC_DRAIN_S)
+
+        self.runtime.startup_hooks.append(start)
+        self.runtime.shutdown_hooks.append(stop)
+
+
+def payments_of(ledger: LedgerApp, settings: LedgerSettings) -> Payments | None:
+    """Payments through Stripe, once its webhook secret is set (checkouts and auto top-ups also
+    need its API key)."""
+    if settings.payment_webhook_secret is None:
+        return None
+    # Without an API key only the webhook works: the gateway is never called (require_api_key).
+    key = settings.stripe_api_key.get_secret_value() if settings.stripe_api_key else "sk_unset"
+    gateway = StripeGateway(key, settings.payment_webhook_secret.get_secret_value(),
+                            settings.payment_webhook_tolerance_s, settings.stripe_api_base)
+    return Payments(ledger, gateway, settings)
+
+
+async def grant(settings: LedgerSettings, tenant_id: str, amount: int, reason: str,
+                **terms: Unpack[GrantTerms]) -> int:
+    """Grant credits through the ledger's own code and outbox (used by seeding and the CLI)."""
+    ledger = LedgerApp(settings)
+    await ledger.runtime.start()
+    try:
+        granted = await ledger.grant(tenant_id, amount, "admin", reason, operator_actor("cli"), **terms)
+        await ledger.runtime.relay.relay_batch()
+    finally:
+        await ledger.runtime.stop()
+    return granted.available_after
+
+
+def _iso_or_none(when: datetime | None) -> str | None:
+    return when.isoformat() if when else None
