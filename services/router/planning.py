@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from services.router.clock import Clock, LoopClock
 from services.router.providers.entry_parts import PassRatePrior
-from services.router.providers.registry import ProviderConfig, Registry
+from services.router.providers.registry import ProviderConfig, Registry, TierConfig
 from services.router.routing_types import (
     AllProvidersFailed,
     CostCapReached,
@@ -290,7 +290,7 @@ def _round_target(request: RouteRequest, primary: ProviderQuote, registry: Regis
     return round_target(target, min(max(rounds, 1), planning.max_rounds))
 
 
-def tier_of(registry: Registry, request: RouteRequest):
+def tier_of(registry: Registry, request: RouteRequest) -> TierConfig:
     return registry.tiers[request.tier]
 
 

@@ -116,6 +116,11 @@ class SizeInput(_Frozen):
             return [self.width_field, self.height_field]
         return [name for name in (self.field, self.megapixels_field) if name]
 
+    @property
+    def size_field(self) -> str:
+        assert self.field, f"size style {self.style!r} has its `field` (checked on load)"
+        return self.field
+
     def plan(self, width: int, height: int) -> tuple[dict[str, Any], tuple[int, int]]:
         """The size inputs for a `width`×`height` image, and the size the model will make."""
         if self.style == "width_height":
@@ -127,14 +132,14 @@ class SizeInput(_Frozen):
             return {}, parse_size(self.sizes[0])
         if self.style == "image_size" and self.presets:
             name = min(self.presets, key=lambda n: _distance(parse_size(self.presets[n]), (width, height)))
-            return {self.field: name}, parse_size(self.presets[name])
+            return {self.size_field: name}, parse_size(self.presets[name])
         made = _nearest(self.sizes, width, height) if self.sizes else (self._rounded(width), self._rounded(height))
         value: Any = f"{made[0]}x{made[1]}" if self.style == "size" else {"width": made[0], "height": made[1]}
-        return {self.field: value}, made
+        return {self.size_field: value}, made
 
     def _aspect_ratio(self, width: int, height: int) -> tuple[dict[str, Any], tuple[int, int]]:
         ratio = min(self.ratios, key=lambda r: abs(math.log(parse_ratio(r) / (width / height))))
-        sent: dict[str, Any] = {self.field: ratio}
+        sent: dict[str, Any] = {self.size_field: ratio}
         area = self.area_megapixels * MEGAPIXEL if self.area_megapixels else width * height
         if self.megapixels_field:
             chosen = min(self.megapixels, key=lambda mp: abs(math.log(float(mp) * MEGAPIXEL / (width * height))))
