@@ -25,7 +25,8 @@ settings.py        the router's settings
 providers.yaml     the shipped provider registry
 providers/         base.py (the adapter interface, its errors), registry.py (providers.yaml's
                    model), inputs.py (how a model takes its inputs, a
-                   video model a clip's length, shape, rate and frames), adapters.py (adapters by
+                   video model a clip's length, shape, rate and frames), model_calls.py (a
+                   request turned into a model's input), adapters.py (adapters by
                    name) and factory.py (adapters from the registry); remote.py (the flow every
                    hosted adapter shares: submit, write down, poll, fetch, check, cancel),
                    remote_calls.py (a hosted call and its job's output), billing.py (what a

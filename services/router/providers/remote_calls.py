@@ -10,8 +10,8 @@ from typing import Any
 
 from services.router.providers.base import GenerationRequest, ProviderError
 from services.router.providers.entry_parts import HostedStage, ModelPin
-from services.router.providers.inputs import clip_input, model_input
 from services.router.providers.journal import RemoteJobKey
+from services.router.providers.model_calls import clip_input, model_input
 from services.router.providers.payloads import data_uri, stage_input
 from services.router.providers.registry import ProviderConfig
 
