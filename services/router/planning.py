@@ -68,7 +68,8 @@ def fixed_oversample(k: int, factor: float) -> int:
 
 def round_target(target: float, rounds: int) -> float:
     """Per-round success probability that gives `target` over `rounds` independent rounds."""
-    return 1 - (1 - target) ** (1 / max(1, rounds))
+    per_round: float = 1 - (1 - target) ** (1 / max(1, rounds))
+    return per_round
 
 
 class PassRateEstimator:

@@ -61,9 +61,10 @@ class AdapterClass(Protocol):
 def adapter(name: str) -> Callable[[_Class], _Class]:
     """Register the decorated class as the adapter called `name` in providers.yaml."""
     def register(cls: _Class) -> _Class:
-        if name in _CLASSES and _CLASSES[name] is not cls:
+        entry = cast(AdapterClass, cls)  # a provider class with `traits` and `check_config`
+        if name in _CLASSES and _CLASSES[name] is not entry:
             raise ValueError(f"two adapters are called {name!r}: {_CLASSES[name].__qualname__} and {cls.__qualname__}")
-        _CLASSES[name] = cast(AdapterClass, cls)  # a provider class with `traits` and `check_config`
+        _CLASSES[name] = entry
         return cls
     return register
 

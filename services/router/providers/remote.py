@@ -174,15 +174,17 @@ class RemoteProvider(ABC):
             if copied is not None:
                 return copied  # fetched before a restart: its URLs may have expired since
         handle = earlier.handle if earlier is not None else None
+        submitted: dict[str, Any] | RemoteOutput | None = handle
         try:
             if handle is None:
-                handle = await self._submitted(call)
-                if isinstance(handle, RemoteOutput):
-                    return handle, await self._fetched_or_lost(call, handle)
+                submitted = await self._submitted(call)
+                if isinstance(submitted, RemoteOutput):
+                    return submitted, await self._fetched_or_lost(call, submitted)
+                handle = submitted
             done = await self._wait_and_fetch(call, handle)
         except BaseException as error:
-            if handle is not None:
-                await self._abandon(call, handle, error)
+            if submitted is not None:
+                await self._abandon(call, submitted, error)
             raise
         await self._copy(call, done)
         await self._ended(call, handle, "succeeded")
@@ -301,17 +303,17 @@ class RemoteProvider(ABC):
             self.config.poll_interval_s
 
     def _backoff_s(self, failures: int, asked_s: float | None) -> float:
-        doubled = self.config.poll_interval_s * 2 ** (failures - 1)
+        doubled: float = self.config.poll_interval_s * 2 ** (failures - 1)
         return min(self.config.timeouts.poll_backoff_max_s, max(doubled, asked_s or 0.0))
 
-    async def _abandon(self, call: Call, handle: dict[str, Any], error: BaseException) -> None:
+    async def _abandon(self, call: Call, handle: dict[str, Any] | RemoteOutput, error: BaseException) -> None:
         """After a failure, or when the caller gives up: cancel the job, and write its end."""
         if isinstance(error, ProviderError) and (error.terminal or error.kind == "bad_output"):
             await self._ended(call, handle, "failed")  # it ended at the provider: nothing to cancel
             return
         if self.context.handing_over and isinstance(error, asyncio.CancelledError):
             return  # left running and written down: the next router resumes it
-        if self.can_cancel:
+        if self.can_cancel and isinstance(handle, dict):  # an answer given at once left no job to cancel
             await asyncio.shield(self._cancel_quietly(call, handle))
 
     async def _cancel_quietly(self, call: Call, handle: dict[str, Any]) -> None:
@@ -321,7 +323,7 @@ class RemoteProvider(ABC):
             pass
         await self._ended(call, handle, "canceled")
 
-    async def _ended(self, call: Call, handle: dict[str, Any] | None, state: JobState) -> None:
+    async def _ended(self, call: Call, handle: dict[str, Any] | RemoteOutput | None, state: JobState) -> None:
         journal = self.context.journal
         if journal is None or handle is None:
             return

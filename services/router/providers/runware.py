@@ -54,7 +54,7 @@ class RunwareProvider(RemoteProvider):
     def _name_before_submit(self, call: Call) -> dict[str, Any]:
         return {"id": str(uuid.uuid4()), "count": call.request.count}
 
-    async def _submit(self, call: Call) -> dict[str, Any]:
+    async def _submit(self, call: Call) -> dict[str, Any] | RemoteOutput:
         handle = call.named or self._name_before_submit(call)
         task = {"taskType": "imageInference", "taskUUID": handle["id"], "model": call.pin.remote, **call.payload,
                 "outputType": "URL", "includeCost": True, "deliveryMethod": "async"}
