@@ -19,15 +19,18 @@ clock.py           the event loop's clock and a simulated one that skips idle ti
 domain.py          router rules without I/O: what an attempt asks for, when a job can get no more
 store.py           the router's tables: jobs, attempts and claims, outcomes, remote jobs, verdicts
 grpc.py            the gRPC server: ListProviders
-webhook_routes.py  the route providers call back on (POST /webhooks/providers/{provider})
+routes.py          the route providers call back on (POST /webhooks/providers/{provider})
 metrics.py         provider calls, latency, spend and breaker state
 settings.py        the router's settings
 providers.yaml     the shipped provider registry
 providers/         base.py (the adapter interface, its errors), registry.py (providers.yaml's
                    model), inputs.py (how a model takes its inputs, a
-                   video model a clip's length, shape, rate and frames), adapters.py (adapters by
+                   video model a clip's length, shape, rate and frames), model_calls.py (a
+                   request turned into a model's input), adapters.py (adapters by
                    name) and factory.py (adapters from the registry); remote.py (the flow every
                    hosted adapter shares: submit, write down, poll, fetch, check, cancel),
+                   remote_calls.py (a hosted call and its job's output), billing.py (what a
+                   job costs, spread over its images),
                    transport.py (HTTP: whose key goes where, redirects, size caps, the error
                    table), outputs.py (image and clip checks), journal.py (remote jobs written down),
                    copies.py (fetched outputs copied to the internal bucket),

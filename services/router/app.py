@@ -6,6 +6,7 @@ import socket
 import uuid
 
 import httpx
+from starlette.applications import Starlette
 
 from services.common.contracts import SUBSCRIPTIONS
 from services.common.data_keys import DataKeys
@@ -22,10 +23,10 @@ from services.router.providers.copies import BucketCopies
 from services.router.providers.factory import build_providers
 from services.router.providers.registry import Registry, load_registry
 from services.router.providers.webhooks import WebhookInbox
+from services.router.routes import provider_webhook_route
 from services.router.routing_types import BreakerSettings, QualitySettings, RetryPolicy, RoutingPolicy
 from services.router.scheduler import AttemptScheduler
 from services.router.settings import RouterSettings
-from services.router.webhook_routes import provider_webhook_route
 
 # Attempts running when the router stops get this long to finish; their claims lapse otherwise.
 ATTEMPT_DRAIN_S = 15
@@ -90,7 +91,7 @@ class RouterApp:
         await self.data_keys.aclose()
 
 
-def build(settings: RouterSettings):
+def build(settings: RouterSettings) -> tuple[ServiceRuntime, Starlette]:
     router = RouterApp(settings)
     app = ops_app(router.runtime)
     app.router.routes.append(provider_webhook_route(router.engine.providers, router.webhooks))

@@ -80,7 +80,8 @@ class ProviderSlots:
         breakers = [self._health[name].breaker for name in names]
         if not self._breaker_enabled or any(b.state is not BreakerState.OPEN for b in breakers):
             return True
-        return min(b.half_open_at for b in breakers) < self._clock.now() + limit_s
+        reopening = [b.half_open_at for b in breakers if b.half_open_at is not None]  # set on every open breaker
+        return min(reopening) < self._clock.now() + limit_s
 
     def offer(self, names: list[str]) -> None:
         for name in names:
@@ -93,7 +94,7 @@ class ProviderSlots:
         now = self._clock.now()
         healths = [self._health[name] for name in names]
         moments = [h.limiter.paused_until for h in healths if h.limiter.paused_until > now]
-        moments += [h.breaker.half_open_at for h in healths if h.breaker.state is BreakerState.OPEN]
+        moments += [at for h in healths if h.breaker.state is BreakerState.OPEN and (at := h.breaker.half_open_at) is not None]
         if deadline is not None:
             moments.append(deadline)
         return min(moments) - now if moments else None
@@ -121,10 +122,10 @@ class CapacityWaiters:
     """
 
     def __init__(self) -> None:
-        self._by_provider: dict[str, OrderedDict[int, asyncio.Future]] = defaultdict(OrderedDict)
+        self._by_provider: dict[str, OrderedDict[int, asyncio.Future[None]]] = defaultdict(OrderedDict)
         self._next_key = 0
 
-    def add(self, names: list[str]) -> tuple[int, asyncio.Future]:
+    def add(self, names: list[str]) -> tuple[int, asyncio.Future[None]]:
         key, self._next_key = self._next_key, self._next_key + 1
         offered = asyncio.get_running_loop().create_future()
         for name in names:

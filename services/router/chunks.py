@@ -128,8 +128,8 @@ def _stored_clip(provider: str, image: GeneratedImage, key: str, offset: int, st
 
 
 def _frame_durations(clip: Image.Image) -> list[int]:
-    durations = []
-    for frame in range(clip.n_frames):
+    durations: list[int] = []
+    for frame in range(clip.n_frames):  # type: ignore[attr-defined]  # Pillow's animated formats set it
         clip.seek(frame)
         durations.append(int(clip.info.get("duration", 0)))
     return durations

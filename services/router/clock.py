@@ -15,10 +15,15 @@ race past it, so the simulated loop is for code that talks to in-process provide
 import asyncio
 import selectors
 import time
-from collections.abc import Coroutine
-from typing import Any, Protocol, TypeVar
+from collections.abc import Callable, Coroutine, Mapping
+from concurrent.futures import Executor
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, TypeVarTuple
+
+if TYPE_CHECKING:
+    from _typeshed import FileDescriptorLike
 
 T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 
 class Clock(Protocol):
@@ -59,14 +64,23 @@ class ManualClock:
         await asyncio.sleep(0)
 
 
-class _SkippingSelector:
+class _SkippingSelector(selectors.BaseSelector):
     """Wraps the loop's selector: instead of blocking until the next timer, jump to it."""
 
     def __init__(self, selector: selectors.BaseSelector, loop: "SimulatedEventLoop") -> None:
         self._selector = selector
         self._loop = loop
 
-    def select(self, timeout: float | None = None):
+    def register(self, fileobj: "FileDescriptorLike", events: int, data: Any = None) -> selectors.SelectorKey:
+        return self._selector.register(fileobj, events, data)
+
+    def unregister(self, fileobj: "FileDescriptorLike") -> selectors.SelectorKey:
+        return self._selector.unregister(fileobj)
+
+    def get_map(self) -> "Mapping[FileDescriptorLike, selectors.SelectorKey]":
+        return self._selector.get_map()
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         ready = self._selector.select(0)
         if ready or timeout == 0:
             return ready
@@ -77,12 +91,14 @@ class _SkippingSelector:
         self._loop.advance(timeout)
         return []
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self._selector, name)
 
 
 class SimulatedEventLoop(asyncio.SelectorEventLoop):
     """An event loop on simulated time that starts at `start` seconds."""
+
+    _selector: selectors.BaseSelector  # the base loop's, not declared in its stubs
 
     def __init__(self, start: float = 0.0) -> None:
         super().__init__()
@@ -96,13 +112,14 @@ class SimulatedEventLoop(asyncio.SelectorEventLoop):
     def advance(self, seconds: float) -> None:
         self._simulated_now += max(0.0, seconds)
 
-    def run_in_executor(self, executor, func, *args):
+    def run_in_executor(self, executor: Executor | None, func: Callable[[*Ts], T],
+                        *args: *Ts) -> "asyncio.Future[T]":
         future = super().run_in_executor(executor, func, *args)
         self.threads_running += 1
         future.add_done_callback(self._thread_finished)
         return future
 
-    def _thread_finished(self, _future: asyncio.Future) -> None:
+    def _thread_finished(self, _future: "asyncio.Future[Any]") -> None:
         self.threads_running -= 1
 
 

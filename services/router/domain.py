@@ -110,7 +110,10 @@ def verdicts_by_provider(scores: Iterable[CandidateScore],
     as the provider's judged candidates that passed Tier 1 did: passed in the share of them
     that passed. Left out instead, the rejections of the cheap tier would weigh more than
     they do, and the pass rate learnt would fall below the provider's."""
-    passed, failed, past_first, unjudged = Counter(), Counter(), Counter(), Counter()
+    passed: Counter[str] = Counter()
+    failed: Counter[str] = Counter()
+    past_first: Counter[str] = Counter()
+    unjudged: Counter[str] = Counter()
     for score in scores:
         if not score.provider or (attempt is not None and score.attempt != attempt):
             continue

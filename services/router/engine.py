@@ -44,6 +44,7 @@ from services.router.clock import Clock, LoopClock
 from services.router.health import QualityBreaker, Verdict, learn_from_call, new_health, run_with_timeout, status_of
 from services.router.planning import PassRateEstimator, ProviderSnapshot
 from services.router.providers.base import GeneratedImage, GenerationRequest, Provider, ProviderError
+from services.router.providers.entry_parts import ModelPin
 from services.router.providers.journal import RemoteJobJournal
 from services.router.providers.registry import ProviderConfig, Registry
 from services.router.routing_types import (
@@ -228,7 +229,7 @@ class RoutingEngine:
             retries = 0
             while batch.pending and len(batch.calls) < self.policy.retry.max_calls:
                 error = await self._call(request, quote, batch, budget, deadline, plan.quality_waived)
-                if error is _NOT_CALLED:
+                if isinstance(error, _NotCalled):
                     break
                 called = True
                 failed = failed or error is not None
@@ -312,7 +313,7 @@ class RoutingEngine:
 
     @staticmethod
     def _record_call(batch: Batch, call: _Call, images: list[GeneratedImage], error: ProviderError | None,
-                     latency_s: float, actual_cost: int, pin) -> None:
+                     latency_s: float, actual_cost: int, pin: ModelPin) -> None:
         batch.images.extend(RoutedImage(call.provider, image, model=pin.name, model_version=pin.version)
                             for image in images)
         returned = {image.index for image in images}
@@ -340,12 +341,14 @@ class RoutingEngine:
         except Exception as error:  # noqa: BLE001 — a broken adapter must not take the router down
             return [], ProviderError("server_error", f"{name} adapter failed: {error!r}")
 
-    def _model_of(self, name: str, request: RouteRequest):
+    def _model_of(self, name: str, request: RouteRequest) -> ModelPin:
         # Capability was checked at planning, so the pin is there.
         config = self.registry.providers[name]
         if request.capability != "generate" or (request.video is not None and request.model is None):
             return config.models[0]  # a job's model pin is for its generation
-        return config.model_for(request.model, request.model_version)
+        pin = config.model_for(request.model, request.model_version)
+        assert pin is not None, f"{name} was planned for a model it does not offer"
+        return pin
 
     def _call_timeout_s(self, name: str, deadline: float | None) -> float:
         timeout = self.registry.providers[name].timeouts.overall_s

@@ -24,6 +24,7 @@ from services.common.contracts import (
     CandidateRef,
     CandidatesGenerated,
     GenerationFailed,
+    ProviderCall,
 )
 from services.common.data_keys import DataKeys
 from services.common.db import while_database_away
@@ -241,7 +242,8 @@ class AttemptRunner:
             self.runtime.relay.notify()
 
     def _event(self, request: AttemptRequest, job: domain.JobState, record: AttemptRecord, spent: int,
-               provider_calls, refs: list[CandidateRef], failure: Failure | None):
+               provider_calls: list[ProviderCall], refs: list[CandidateRef],
+               failure: Failure | None) -> GenerationFailed | CandidatesGenerated:
         spec = job.spec
         if failure is not None and request.attempt == 1:
             # Nothing was generated for the job at all: it fails, and the ledger releases its credits.

@@ -4,6 +4,8 @@ reflection. Internal only."""
 
 import math
 from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any
 
 import grpc
 from pydantic import ValidationError
@@ -18,7 +20,7 @@ pb, rpc = load("genline.router.v1")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RouterService"].full_name
 
 
-def _provider(status: ProviderStatus, estimate: Callable[[str], float], templates: list[str]) -> "pb.Provider":
+def _provider(status: ProviderStatus, estimate: Callable[[str], float], templates: list[str]) -> Any:
     pass_rates = status.pass_rates | {t: estimate(t) for t in templates if t not in status.pass_rates}
     return pb.Provider(
         name=status.name, adapter=status.adapter, state=status.state, healthy=status.healthy,
@@ -32,19 +34,22 @@ def _provider(status: ProviderStatus, estimate: Callable[[str], float], template
     )
 
 
-class RouterService(rpc.RouterServiceServicer):
+class RouterService:
+    """Every RPC of genline.router.v1.RouterService (the generated base class would only add
+    UNIMPLEMENTED stand-ins, and it has no types)."""
+
     def __init__(self, engine: RoutingEngine, refresh: Callable[[], Awaitable[None]]) -> None:
         self.engine, self.refresh = engine, refresh
 
-    async def ListProviders(self, request, context):
+    async def ListProviders(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         await self.refresh()  # other router processes may have learnt since
         templates = list(request.templates)
         return pb.ListProvidersResponse(providers=[
-            _provider(status, lambda t, name=status.name: self.engine.estimator.mean(name, t), templates)
+            _provider(status, partial(self.engine.estimator.mean, status.name), templates)
             for status in self.engine.provider_status()
         ])
 
-    async def FindClipMakers(self, request, context):
+    async def FindClipMakers(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
             spec = VideoSpec(duration_s=request.duration_s, aspect_ratio=request.aspect_ratio or "16:9",
                              resolution=request.resolution or "720p", fps=request.fps or None)

@@ -85,8 +85,7 @@ async def cancel(ctx: HandlerContext, event: JobCancelRequested, scheduler: Atte
 async def erase_prompt(ctx: HandlerContext, event: JobErased) -> None:
     """A job admitted before prompts were sealed keeps its prompt in clear in its spec and in
     the events still in the outbox: it goes. (A sealed prompt is gone with its key.)"""
-    await ctx.conn.execute("""UPDATE jobs SET spec = jsonb_set(spec, '{prompt}', '""') WHERE job_id = %s"""
-                           " AND jsonb_typeof(spec->'prompt') = 'string'", [event.job_id])
+    await store.erase_clear_prompt(ctx.conn, event.job_id)
     await erase_prompt_from_outbox(ctx.conn, event.job_id)
 
 
@@ -102,7 +101,7 @@ PASSED_OVER: tuple[type[contracts.Event], ...] = (
 
 
 def register(consumer: EventConsumer, scheduler: AttemptScheduler, max_attempts: int, half_life_s: float) -> None:
-    async def wait_for_room(_envelope) -> None:
+    async def wait_for_room(_envelope: object) -> None:
         # Before the transaction: a full queue pauses consumption without holding a
         # pooled connection idle in an open transaction meanwhile.
         await scheduler.wait_for_room()

@@ -192,7 +192,7 @@ class QualityBreaker:
         now = self._clock.now()
         self._window.append((now, verdict))
         settings = self._breaker.settings
-        while self._window and (self._window[0][0] < now - settings.window_s or len(self._window) > settings.max_calls):
+        while self._window and (self._window[0][0] < now - settings.window_s or (settings.max_calls is not None and len(self._window) > settings.max_calls)):
             self._window.popleft()
 
     def _why_open(self) -> str:

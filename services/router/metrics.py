@@ -5,11 +5,15 @@ import typing
 import weakref
 
 from prometheus_client import Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import REGISTRY, Collector
 
 from services.common import telemetry
 from services.router.providers.base import ErrorKind
+from services.router.routing_types import CallRecord
+
+if typing.TYPE_CHECKING:
+    from services.router.engine import RoutingEngine
 
 OUTCOMES = ("ok", *typing.get_args(ErrorKind))
 MICRO = 1_000_000
@@ -22,7 +26,7 @@ SPEND_ALERT = Gauge("genline_router_spend_alert_usd_per_hour",
                     "Provider spend per hour above which GenlineSpendHigh fires (a router setting)")
 
 
-def observe_calls(calls) -> None:
+def observe_calls(calls: typing.Iterable[CallRecord]) -> None:
     for call in calls:
         PROVIDER_CALLS.labels(call.provider, call.outcome).inc()
         PROVIDER_COST.labels(call.provider).inc(call.actual_cost_micro_usd / MICRO)
@@ -34,9 +38,9 @@ class BreakerCollector(Collector):
     `genline_router_quality_breaker_open{provider,template}` for its quality breakers, read
     from the engines at scrape time (a breaker half-opens with time, not with events)."""
 
-    engines: weakref.WeakSet = weakref.WeakSet()
+    engines: "weakref.WeakSet[RoutingEngine]" = weakref.WeakSet()
 
-    def collect(self):
+    def collect(self) -> typing.Iterator[Metric]:
         family = GaugeMetricFamily("genline_router_breaker_open", "1 while the provider's circuit breaker is open",
                                    labels=["provider"])
         quality = GaugeMetricFamily("genline_router_quality_breaker_open",
@@ -54,7 +58,7 @@ class BreakerCollector(Collector):
 REGISTRY.register(BreakerCollector())
 
 
-def expose(engine, providers: typing.Iterable[str], spend_alert_usd_per_hour: float) -> None:
+def expose(engine: "RoutingEngine", providers: typing.Iterable[str], spend_alert_usd_per_hour: float) -> None:
     """Counters at zero for every configured provider; the breakers and the alert threshold."""
     for provider in providers:
         telemetry.preinitialise(PROVIDER_CALLS, *((provider, outcome) for outcome in OUTCOMES))

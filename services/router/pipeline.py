@@ -21,6 +21,7 @@ A generate-only pipeline is exactly `engine.route(request)`.
 
 import asyncio
 from dataclasses import replace
+from typing import Any
 
 from services.common.templates import Stage
 from services.router.engine import RoutingEngine
@@ -57,7 +58,7 @@ async def run_pipeline(engine: RoutingEngine, request: RouteRequest, stages: tup
     return result
 
 
-def _stage_request(request: RouteRequest, stage: Stage, **changes) -> RouteRequest:
+def _stage_request(request: RouteRequest, stage: Stage, **changes: Any) -> RouteRequest:
     return replace(request, capability=stage.capability, params=dict(stage.params), provider=stage.provider,
                    **changes)
 

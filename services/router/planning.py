@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from services.router.clock import Clock, LoopClock
 from services.router.providers.entry_parts import PassRatePrior
-from services.router.providers.registry import ProviderConfig, Registry
+from services.router.providers.registry import ProviderConfig, Registry, TierConfig
 from services.router.routing_types import (
     AllProvidersFailed,
     CostCapReached,
@@ -68,7 +68,8 @@ def fixed_oversample(k: int, factor: float) -> int:
 
 def round_target(target: float, rounds: int) -> float:
     """Per-round success probability that gives `target` over `rounds` independent rounds."""
-    return 1 - (1 - target) ** (1 / max(1, rounds))
+    per_round: float = 1 - (1 - target) ** (1 / max(1, rounds))
+    return per_round
 
 
 class PassRateEstimator:
@@ -290,7 +291,7 @@ def _round_target(request: RouteRequest, primary: ProviderQuote, registry: Regis
     return round_target(target, min(max(rounds, 1), planning.max_rounds))
 
 
-def tier_of(registry: Registry, request: RouteRequest):
+def tier_of(registry: Registry, request: RouteRequest) -> TierConfig:
     return registry.tiers[request.tier]
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from services.common.contracts import Tier, VideoSpec
+from services.common.templates import Capability
 from services.router.providers.base import GeneratedImage
 
 RankBy = Literal["cost_per_passing_image", "price_per_image"]
@@ -163,7 +164,7 @@ class RouteRequest:
     # The stage this request is for (`pipeline` runs a template's stages through here), its
     # parameters, the provider it is pinned to, and the images it works on: per index, or
     # one for every index.
-    capability: str = "generate"
+    capability: Capability = "generate"
     params: Mapping[str, object] = field(default_factory=dict)
     provider: str | None = None
     inputs: Mapping[int, bytes] = field(default_factory=dict)

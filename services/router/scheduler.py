@@ -16,9 +16,9 @@ jobs of every tenant waiting, or a small tenant's jobs wait behind a large one's
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from uuid import UUID
 
-from psycopg_pool import AsyncConnectionPool
-
+from services.common.db import Pool
 from services.common.supervision import failed, stop_tasks, supervise
 from services.router import store
 from services.router.engine import RoutingEngine
@@ -29,23 +29,23 @@ log = logging.getLogger(__name__)
 
 
 class AttemptScheduler:
-    def __init__(self, pool: AsyncConnectionPool, engine: RoutingEngine, run: Callable[[AttemptRequest], Awaitable[None]],
+    def __init__(self, pool: Pool, engine: RoutingEngine, run: Callable[[AttemptRequest], Awaitable[None]],
                  *, owner: str, max_queued: int, max_running: int, poll_interval_s: float, lease_s: float) -> None:
         self.pool, self.engine, self.run = pool, engine, run
         self.owner, self.max_queued, self.max_running = owner, max_queued, max_running
         self.poll_interval_s, self.lease_s = poll_interval_s, lease_s
         self.queue: FairQueue[AttemptRequest] = FairQueue()
-        self.known: set = set()  # queued or running, by (job id, attempt)
+        self.known: set[tuple[UUID, int]] = set()  # queued or running, by (job id, attempt)
         # The attempts running, by the task that runs each: only their claims are renewed, so
         # the claim of a task that died lapses and the attempt is taken again.
-        self.running: dict[asyncio.Task, AttemptRequest] = {}
+        self.running: dict[asyncio.Task[None], AttemptRequest] = {}
         self._changed = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
         # Asked for by a committed transaction, not queued yet; counted as queued, so a burst
         # of events cannot overfill the queue.
         self._announced: list[AttemptRequest] = []
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[None]] = []
 
     # ---- the consumer's side ------------------------------------------------------------
 
@@ -61,7 +61,7 @@ class AttemptScheduler:
         self._announced.append(request)
         self._changed.set()
 
-    def abort(self, job_id) -> None:
+    def abort(self, job_id: UUID) -> None:
         """The job was canceled: stop its running attempts, calls in flight included (the
         adapters ask their providers to cancel). Queued ones find their claim closed."""
         for task, request in list(self.running.items()):
@@ -129,7 +129,9 @@ class AttemptScheduler:
         except Exception:
             failed("router-attempt")
         finally:
-            self.running.pop(asyncio.current_task(), None)
+            task = asyncio.current_task()
+            if task is not None:
+                self.running.pop(task, None)
             self.known.discard(request.key)
             self._changed.set()
 

@@ -8,12 +8,11 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-import psycopg
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool
 
 from services.common.bus import InboxClaim, staged_event
 from services.common.contracts import JobSpec
+from services.common.db import Conn, Pool
 from services.router.domain import JobState
 from services.router.providers.journal import RESUMABLE, RemoteJob, RemoteJobKey
 
@@ -35,7 +34,7 @@ class AttemptRequest:
         return self.job_id, self.attempt
 
 
-async def admit_job(conn: psycopg.AsyncConnection, spec: JobSpec, budget_micro_usd: int,
+async def admit_job(conn: Conn, spec: JobSpec, budget_micro_usd: int,
                     traceparent: str | None = None, claim: InboxClaim | None = None) -> bool:
     """Record an admitted job and ask for its first attempt, in one statement, which makes
     `claim` too if given (then told what is fresh); False if it was admitted (or canceled)
@@ -52,19 +51,20 @@ async def admit_job(conn: psycopg.AsyncConnection, spec: JobSpec, budget_micro_u
         {"job": spec.job_id, "tenant": spec.tenant_id, "tier": spec.tier, "template": spec.template,
          "spec": spec.model_dump_json(), "budget": budget_micro_usd, "traceparent": traceparent,
          "images": spec.images, **(claim.named_params if claim else {})})).fetchone()
+    assert row is not None, "a SELECT without FROM gives one row"
     if claim:
         claim.fresh(row["claimed"])
-    return row["requested"] == 1
+    return bool(row["requested"] == 1)
 
 
-async def request_attempt(conn: psycopg.AsyncConnection, job_id: UUID, attempt: int, images_needed: int) -> bool:
+async def request_attempt(conn: Conn, job_id: UUID, attempt: int, images_needed: int) -> bool:
     cur = await conn.execute(
         "INSERT INTO attempt_requests (job_id, attempt, images_needed) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
         [job_id, attempt, images_needed])
     return cur.rowcount == 1
 
 
-async def cancel_job(conn: psycopg.AsyncConnection, job_id: UUID) -> bool:
+async def cancel_job(conn: Conn, job_id: UUID) -> bool:
     """Generate nothing more for the job: its pending attempts are closed, so one running now
     cannot publish. False if it was canceled before."""
     cur = await conn.execute("INSERT INTO canceled_jobs (job_id) VALUES (%s) ON CONFLICT DO NOTHING", [job_id])
@@ -73,22 +73,28 @@ async def cancel_job(conn: psycopg.AsyncConnection, job_id: UUID) -> bool:
     return cur.rowcount == 1
 
 
+async def erase_clear_prompt(conn: Conn, job_id: UUID) -> None:
+    """Blank a prompt kept in clear in the job's spec (admitted before prompts were sealed)."""
+    await conn.execute("""UPDATE jobs SET spec = jsonb_set(spec, '{prompt}', '""') WHERE job_id = %s"""
+                       " AND jsonb_typeof(spec->'prompt') = 'string'", [job_id])
+
+
 JOB_COLUMNS = "spec, budget_micro_usd, spent_micro_usd, next_index, final, stop_reason, traceparent"
 
 
-async def load_job(conn: psycopg.AsyncConnection, job_id: UUID, lock: bool = False) -> JobState | None:
+async def load_job(conn: Conn, job_id: UUID, lock: bool = False) -> JobState | None:
     row = await (await conn.execute(
         f"SELECT {JOB_COLUMNS} FROM jobs WHERE job_id = %s{' FOR UPDATE' if lock else ''}", [job_id])).fetchone()
     return _job_state(row) if row is not None else None
 
 
-def _job_state(row: dict) -> JobState:
+def _job_state(row: dict[str, Any]) -> JobState:
     return JobState(spec=JobSpec.model_validate(row["spec"]), budget_micro_usd=row["budget_micro_usd"],
                     spent_micro_usd=row["spent_micro_usd"], next_index=row["next_index"], final=row["final"],
                     stop_reason=row["stop_reason"], traceparent=row["traceparent"])
 
 
-async def claimable_attempts(conn: psycopg.AsyncConnection, limit: int) -> list[AttemptRequest]:
+async def claimable_attempts(conn: Conn, limit: int) -> list[AttemptRequest]:
     """Pending attempts no live router holds, oldest first."""
     rows = await (await conn.execute(
         "SELECT r.job_id, r.attempt, r.images_needed, j.tier, j.tenant_id,"
@@ -105,15 +111,15 @@ CLAIM = ("UPDATE attempt_requests SET claimed_by = %s, claimed_until = now() + m
          " AND (claimed_until IS NULL OR claimed_until < now()) RETURNING job_id, tries")
 
 
-async def claim_attempt(conn: psycopg.AsyncConnection, request: AttemptRequest, owner: str,
+async def claim_attempt(conn: Conn, request: AttemptRequest, owner: str,
                         lease_s: float) -> int | None:
     """Take the attempt for `owner`; its try number, or None if another router holds it or it is done."""
     row = await (await conn.execute(CLAIM, [owner, lease_s, request.job_id, request.attempt])).fetchone()
     return row["tries"] if row else None
 
 
-async def claim_job_attempt(conn: psycopg.AsyncConnection, request: AttemptRequest, owner: str,
-                            lease_s: float, first_announces: tuple | None = None) -> tuple[int, JobState] | None:
+async def claim_job_attempt(conn: Conn, request: AttemptRequest, owner: str,
+                            lease_s: float, first_announces: tuple[Any, ...] | None = None) -> tuple[int, JobState] | None:
     """`claim_attempt` and the job's state, in one statement; None if another router holds
     the attempt or it is done. `first_announces`, an outbox row (outbox_row), is added by
     the same statement if this is the attempt's first claim: a takeover announces nothing."""
@@ -125,8 +131,8 @@ async def claim_job_attempt(conn: psycopg.AsyncConnection, request: AttemptReque
     return (row["tries"], _job_state(row)) if row else None
 
 
-async def announce_if_held(conn: psycopg.AsyncConnection, request: AttemptRequest, owner: str,
-                           announces: tuple) -> bool:
+async def announce_if_held(conn: Conn, request: AttemptRequest, owner: str,
+                           announces: tuple[Any, ...]) -> bool:
     """Add `announces`, an outbox row (outbox_row), only while `owner` still holds the attempt."""
     announce, announced = staged_event(announces, from_rows="held")
     cur = await conn.execute(
@@ -136,7 +142,7 @@ async def announce_if_held(conn: psycopg.AsyncConnection, request: AttemptReques
     return cur.rowcount == 1
 
 
-async def renew_claims(conn: psycopg.AsyncConnection, owner: str, keys: list[tuple[UUID, int]],
+async def renew_claims(conn: Conn, owner: str, keys: list[tuple[UUID, int]],
                        lease_s: float) -> None:
     """Extend the claims `owner` holds on these attempts (job id, attempt): those it is running."""
     await conn.execute(
@@ -146,7 +152,7 @@ async def renew_claims(conn: psycopg.AsyncConnection, owner: str, keys: list[tup
         [lease_s, owner, [job for job, _ in keys], [attempt for _, attempt in keys]])
 
 
-async def release_claim(conn: psycopg.AsyncConnection, request: AttemptRequest, owner: str, retry_in_s: float) -> None:
+async def release_claim(conn: Conn, request: AttemptRequest, owner: str, retry_in_s: float) -> None:
     await conn.execute(
         "UPDATE attempt_requests SET claimed_by = NULL, claimed_until = now() + make_interval(secs => %s)"
         " WHERE job_id = %s AND attempt = %s AND claimed_by = %s AND state = 'pending'",
@@ -165,10 +171,10 @@ class AttemptRecord:
     started_at: datetime
     next_index: int
     stop_reason: str | None
-    calls: tuple[dict, ...] = ()  # ProviderCall, as JSON
+    calls: tuple[dict[str, Any], ...] = ()  # ProviderCall, as JSON
 
 
-async def close_attempt(conn: psycopg.AsyncConnection, request: AttemptRequest, owner: str,
+async def close_attempt(conn: Conn, request: AttemptRequest, owner: str,
                         record: AttemptRecord) -> int | None:
     """In one statement: mark the attempt done, store its outcome and add it to its job; the
     job's spend after it, or None (nothing changed) if `owner` no longer holds the attempt
@@ -190,8 +196,8 @@ async def close_attempt(conn: psycopg.AsyncConnection, request: AttemptRequest, 
     return row["spent_micro_usd"] if row else None
 
 
-async def add_verdicts(conn: psycopg.AsyncConnection, job_id: UUID, verdicts: dict[str, tuple[float, float]],
-                       half_life_s: float, claim: InboxClaim | None = None) -> list[dict]:
+async def add_verdicts(conn: Conn, job_id: UUID, verdicts: dict[str, tuple[float, float]],
+                       half_life_s: float, claim: InboxClaim | None = None) -> list[dict[str, Any]]:
     """Add scored outcomes per provider under the job's template, fading what was there by
     its age, in one statement, which makes `claim` too if given (then told what is fresh);
     the counts now (provider, template, passed, failed), none for a job this router never
@@ -221,7 +227,7 @@ async def add_verdicts(conn: psycopg.AsyncConnection, job_id: UUID, verdicts: di
     return [{k: v for k, v in row.items() if k != "claimed"} for row in rows if row["provider"] is not None]
 
 
-async def verdict_counts(conn: psycopg.AsyncConnection) -> list[dict]:
+async def verdict_counts(conn: Conn) -> list[dict[str, Any]]:
     """Every (provider, template) with its faded counts and their age in seconds."""
     return await (await conn.execute(
         "SELECT provider, template, passed, failed, extract(epoch FROM now() - updated_at)::float8 AS age_s"
@@ -232,7 +238,7 @@ class RemoteJobs:
     """The journal of remote jobs (`providers/journal.py`) in PostgreSQL: each write commits
     before it returns, so a job is on record before its first poll."""
 
-    def __init__(self, pool: AsyncConnectionPool) -> None:
+    def __init__(self, pool: Pool) -> None:
         self.pool = pool
 
     async def started(self, key: RemoteJobKey, handle: dict[str, Any]) -> None:
@@ -268,5 +274,5 @@ class RemoteJobs:
                           row["handle"], row["state"]) for row in rows]
 
 
-def _key_values(key: RemoteJobKey) -> list:
+def _key_values(key: RemoteJobKey) -> list[Any]:
     return [key.job_id, key.attempt, key.capability, key.provider, key.start_index, key.count]

@@ -8,7 +8,8 @@ import pytest
 
 from services.router.providers.base import GenerationRequest
 from services.router.providers.entry_parts import PriceModel
-from services.router.providers.inputs import ModelInputs, model_input
+from services.router.providers.inputs import ModelInputs
+from services.router.providers.model_calls import model_input
 from services.router.providers.registry import RegistryError, parse_registry
 
 FLUX_ON_REPLICATE = {"size": {"style": "aspect_ratio", "field": "aspect_ratio", "ratios": ["1:1", "16:9", "9:16"],

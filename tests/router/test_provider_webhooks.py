@@ -29,7 +29,7 @@ from services.router.providers.webhooks import (
     verify_fal_webhook,
     verify_standard_webhook,
 )
-from services.router.webhook_routes import provider_webhook_route
+from services.router.routes import provider_webhook_route
 from tests.router.market import SECRET, Script
 from tests.router.stubs import entry, serve
 from tests.router.test_conformance import request_for

@@ -144,7 +144,8 @@ def test_the_hosted_examples_commented_in_the_registry_load(path):
 def test_a_new_api_is_one_class_registered_by_name(client):
     """What an adapter module does: register a class; the registry and factory find it by name."""
     from services.router.providers.adapters import AdapterTraits, adapter, known_adapters
-    from services.router.providers.remote import OutputImage, RemoteOutput, RemoteProvider
+    from services.router.providers.remote import RemoteProvider
+    from services.router.providers.remote_calls import OutputImage, RemoteOutput
 
     @adapter("echo-test")
     class EchoProvider(RemoteProvider):

@@ -10,15 +10,20 @@ of the adapter's own `options`.
 
 import importlib
 import pkgutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict
 
+from services.router.providers.base import Provider, ProviderContext
 from services.router.providers.inputs import ModelInputs
 
-_CLASSES: dict[str, type] = {}
+if TYPE_CHECKING:
+    from services.router.providers.registry import ProviderConfig
+
+_CLASSES: dict[str, "AdapterClass"] = {}
+_Class = TypeVar("_Class", bound=type)
 _discovered = False
 
 
@@ -42,18 +47,29 @@ class AdapterTraits:
     megapixels: str = "exact"
 
 
-def adapter(name: str):
+class AdapterClass(Protocol):
+    """What the registry and the factory use of an adapter's class."""
+
+    __qualname__: str
+    traits: AdapterTraits
+
+    def __call__(self, config: "ProviderConfig", context: ProviderContext, secret: str | None = None) -> Provider: ...
+
+    def check_config(self, config: "ProviderConfig", options: Any) -> None: ...
+
+
+def adapter(name: str) -> Callable[[_Class], _Class]:
     """Register the decorated class as the adapter called `name` in providers.yaml."""
-    def register(cls: type) -> type:
-        if name in _CLASSES and _CLASSES[name] is not cls:
+    def register(cls: _Class) -> _Class:
+        entry = cast(AdapterClass, cls)  # a provider class with `traits` and `check_config`
+        if name in _CLASSES and _CLASSES[name] is not entry:
             raise ValueError(f"two adapters are called {name!r}: {_CLASSES[name].__qualname__} and {cls.__qualname__}")
-        cls.adapter_name = name
-        _CLASSES[name] = cls
+        _CLASSES[name] = entry
         return cls
     return register
 
 
-def adapter_class(name: str) -> type:
+def adapter_class(name: str) -> AdapterClass:
     _discover()
     if name not in _CLASSES:
         raise ValueError(f"unknown adapter {name!r}; known: {', '.join(known_adapters())}")
@@ -72,8 +88,11 @@ def traits_of(name: str) -> AdapterTraits:
 class Configured(Protocol):
     """What of a provider's configuration (registry.ProviderConfig) its adapter reads here."""
 
-    adapter: str
-    options: Mapping[str, Any]
+    @property
+    def adapter(self) -> str: ...
+
+    @property
+    def options(self) -> Mapping[str, Any]: ...
 
 
 def adapter_options(config: Configured) -> Any:

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from services.common.contracts import VideoSpec
+from services.common.templates import Capability
 
 if TYPE_CHECKING:
     import httpx
@@ -67,7 +68,7 @@ class GenerationRequest:
     model_version: str
     start_index: int = 0
     timeout_s: float = 120.0
-    capability: str = "generate"
+    capability: Capability = "generate"
     params: Mapping[str, Any] = field(default_factory=dict)
     inputs: Mapping[int, bytes] = field(default_factory=dict)
     input: bytes | None = None

@@ -21,8 +21,9 @@ from typing import Any
 from services.router.providers.adapters import AdapterTraits, adapter
 from services.router.providers.base import ProviderError
 from services.router.providers.inputs import ModelInputs, SeedInput, SizeInput
-from services.router.providers.remote import Call, OutputImage, RemoteOutput, RemoteProvider
-from services.router.providers.transport import json_object
+from services.router.providers.remote import RemoteProvider
+from services.router.providers.remote_calls import Call, OutputImage, RemoteOutput
+from services.router.providers.transport import json_object, object_at
 
 MICRO_USD_PER_CREDIT = 10_000
 RUNNING = frozenset({"Pending", "Queued", "Processing"})
@@ -62,7 +63,7 @@ class BlackForestLabsProvider(RemoteProvider):
         if status != "Ready":
             raise ProviderError("server_error", f"{self.name}: task {handle['id']} is {status!r}: "
                                                 f"{answer.get('details')}", terminal=True)
-        result = answer.get("result") if isinstance(answer.get("result"), dict) else {}
+        result = object_at(answer, "result")
         if not isinstance(result.get("sample"), str):
             raise ProviderError("bad_output", f"{self.name}: a Ready task has no sample", terminal=True)
         seed = result.get("seed") if isinstance(result.get("seed"), int) else None

@@ -123,7 +123,7 @@ class ClipMaker:
 def clip_defect(kind: str) -> ClipDefect:
     if kind not in CLIP_DEFECTS:
         raise ValueError(f"unknown clip defect {kind!r}; known: {', '.join(CLIP_DEFECTS)}")
-    return kind  # type: ignore[return-value]
+    return kind
 
 
 def still_of(image: bytes) -> np.ndarray:
@@ -156,7 +156,8 @@ def _subject_swapped(canvas: np.ndarray, other: np.ndarray) -> np.ndarray:
 def _noisy(frame: np.ndarray, seed: int, n: int) -> np.ndarray:
     """The same frame with a little sensor noise: not identical frames, and still no motion."""
     noise = np.random.default_rng([seed % 2**32, n]).integers(-2, 3, frame.shape)
-    return np.clip(frame.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+    noisy: np.ndarray = np.clip(frame.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+    return noisy
 
 
 def _corrupted(data: bytes) -> bytes:

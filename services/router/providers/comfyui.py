@@ -36,16 +36,20 @@ token for the proxy in front of it. It runs no stage other than generate.
 
 import copy
 import re
+from collections.abc import Iterator
 from typing import Any
 
+import httpx
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from services.router.providers.adapters import AdapterTraits, adapter, adapter_options
-from services.router.providers.base import GenerationRequest, ProviderError
+from services.router.providers.base import ErrorKind, GenerationRequest, ProviderError
 from services.router.providers.entry_parts import ModelPin
 from services.router.providers.inputs import CountInput, ModelInputs, SeedInput, SizeInput, StepsInput
-from services.router.providers.remote import Call, OutputImage, RemoteOutput, RemoteProvider
-from services.router.providers.transport import json_object
+from services.router.providers.registry import ProviderConfig
+from services.router.providers.remote import RemoteProvider
+from services.router.providers.remote_calls import Call, OutputImage, RemoteOutput
+from services.router.providers.transport import json_object, object_at
 
 CLIENT_ID = "genline-router"
 DEFAULT_STEPS = 20
@@ -97,13 +101,13 @@ class ComfyUIProvider(RemoteProvider):
                                    seed=SeedInput(max=2**64 - 1), steps=StepsInput(field="steps", default=20)),
     )
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.options: ComfyUIOptions = adapter_options(self.config)
         self._seed_paths = list(paths_of(self.options.workflow, "seed"))
 
     @classmethod
-    def check_config(cls, config, options: ComfyUIOptions) -> None:
+    def check_config(cls, config: ProviderConfig, options: ComfyUIOptions) -> None:
         if "count" not in set(placeholders_in(options.workflow)) and config.capabilities.max_images_per_request > 1:
             raise ValueError("capabilities.max_images_per_request: the workflow has no {{count}} placeholder, so it"
                              " makes one image a call; set it to 1")
@@ -125,7 +129,7 @@ class ComfyUIProvider(RemoteProvider):
         response = await self.http.request("POST", self.url("/prompt"),
                                            json={"prompt": call.payload, "client_id": CLIENT_ID})
         if response.status_code == 400:
-            kind = "server_error" if _server_lacks_a_part(response) else "bad_request"
+            kind: ErrorKind = "server_error" if _server_lacks_a_part(response) else "bad_request"
             raise ProviderError(kind, f"{self.name}: ComfyUI refused the workflow: {response.text[:300]}")
         if response.status_code != 200:
             raise self._error(response)
@@ -174,7 +178,7 @@ class ComfyUIProvider(RemoteProvider):
         return None
 
 
-def placeholders_in(value: Any):
+def placeholders_in(value: Any) -> Iterator[str]:
     if isinstance(value, str):
         yield from _PLACEHOLDER.findall(value)
     elif isinstance(value, dict):
@@ -185,7 +189,7 @@ def placeholders_in(value: Any):
             yield from placeholders_in(item)
 
 
-def paths_of(value: Any, name: str, path: tuple = ()):
+def paths_of(value: Any, name: str, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
     """Where in the graph the string `{{name}}` stands alone."""
     if isinstance(value, str) and _PLACEHOLDER.fullmatch(value.strip()) and _PLACEHOLDER.findall(value) == [name]:
         yield path
@@ -209,10 +213,11 @@ def filled(workflow: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, list):
             return [fill(item) for item in value]
         return value
-    return fill(copy.deepcopy(workflow))
+    graph: dict[str, Any] = fill(copy.deepcopy(workflow))
+    return graph
 
 
-def _at(graph: Any, path: tuple) -> Any:
+def _at(graph: Any, path: tuple[Any, ...]) -> Any:
     for part in path:
         try:
             graph = graph[part]
@@ -225,7 +230,7 @@ def _at(graph: Any, path: tuple) -> Any:
 _FILE_INPUT = re.compile(r"^[a-z_]*_name$")
 
 
-def _server_lacks_a_part(response) -> bool:
+def _server_lacks_a_part(response: httpx.Response) -> bool:
     """Whether ComfyUI refused the workflow for want of its own parts: a model file not in
     its list (`value_not_in_list` on a `*_name` input) or a node type it does not have."""
     try:
@@ -234,11 +239,11 @@ def _server_lacks_a_part(response) -> bool:
         return False
     if not isinstance(body, dict):
         return False
-    error = body.get("error") if isinstance(body.get("error"), dict) else {}
+    error = object_at(body, "error")
     message = str(error.get("message", "")).lower()
     if error.get("type") == "missing_node_type" or (error.get("type") == "invalid_prompt" and "does not exist" in message):
         return True
-    nodes = body.get("node_errors") if isinstance(body.get("node_errors"), dict) else {}
+    nodes = object_at(body, "node_errors")
     for node in nodes.values():
         for problem in (node.get("errors") or []) if isinstance(node, dict) else []:
             if not isinstance(problem, dict) or problem.get("type") != "value_not_in_list":

@@ -33,15 +33,18 @@ as a data: URI in its top-level `image_field`.
 """
 
 import time
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
+import httpx
 from pydantic import BaseModel, ConfigDict
 
 from services.router.providers.adapters import AdapterTraits, adapter, adapter_options
-from services.router.providers.base import GeneratedImage, ProviderError
+from services.router.providers.base import ErrorKind, GeneratedImage, ProviderError
 from services.router.providers.inputs import CountInput, ModelInputs, SeedInput, SizeInput
-from services.router.providers.remote import Call, Fetched, OutputImage, RemoteOutput, RemoteProvider
+from services.router.providers.remote import RemoteProvider
+from services.router.providers.remote_calls import Call, Fetched, OutputImage, RemoteOutput
 from services.router.providers.transport import json_object
 from services.router.providers.webhooks import callback_json, jwks_ed25519_keys, verify_fal_webhook
 
@@ -68,7 +71,7 @@ class FalProvider(RemoteProvider):
                                    count=CountInput(field="num_images", max=4), seed=SeedInput()),
     )
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.options: FalOptions = adapter_options(self.config)
         self._jwks: tuple[float, list[bytes]] | None = None
@@ -109,7 +112,7 @@ class FalProvider(RemoteProvider):
     async def _cancel(self, handle: dict[str, Any]) -> None:
         await self._send("PUT", handle["cancel"], ok=(200, 202, 400))
 
-    def _error(self, response) -> ProviderError:
+    def _error(self, response: httpx.Response) -> ProviderError:
         error = super()._error(response)
         # fal locks an account whose balance is exhausted: a 403 that no key can cure.
         if response.status_code == 403 and "balance" in response.text.lower():
@@ -124,10 +127,10 @@ class FalProvider(RemoteProvider):
         return url if isinstance(url, str) and self.config.may_receive_credentials(url) else built
 
     def _failed(self, error_type: object, error: object) -> ProviderError:
-        kind = "timeout" if "timeout" in str(error_type or "").lower() else "server_error"
+        kind: ErrorKind = "timeout" if "timeout" in str(error_type or "").lower() else "server_error"
         return ProviderError(kind, f"{self.name}: request failed ({error_type}): {error}", terminal=True)
 
-    def _result_error(self, response) -> ProviderError:
+    def _result_error(self, response: httpx.Response) -> ProviderError:
         error = self._error(response)
         if "x-fal-request-id" in response.headers or error.kind not in ("server_error", "rate_limited"):
             error.terminal = True  # fal's own answer about the request: polling will not change it
@@ -154,7 +157,7 @@ class FalProvider(RemoteProvider):
                                 terminal=True, billed_micro_usd=self._billed(call, output, output.dropped, latency_s))
         return super()._generated(call, done, latency_s)
 
-    async def verify_webhook(self, headers, body: bytes) -> str:
+    async def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> str:
         verify_fal_webhook(await self._public_keys(), headers, body)
         return str(callback_json(body).get("request_id", ""))
 

@@ -76,7 +76,7 @@ def subject_box(rgb: np.ndarray) -> tuple[int, int, int, int] | None:
     smallest = max(24, int(min(luma.shape) * 0.08))
     from services.common import face_models  # on first crop: dlib loads only where a crop needs it
 
-    say_which_detector(face_models.detector_name(), face_models.dlib is None)
+    say_which_detector(face_models.detector_name(), getattr(face_models, "dlib", None) is None)
     faces = face_models.detect_faces(np.ascontiguousarray(luma), smallest)
     return (faces[0].x, faces[0].y, faces[0].width, faces[0].height) if faces else None
 
@@ -133,7 +133,7 @@ def remove_background(data: bytes, params: Mapping[str, Any], seed: int) -> Stag
     cv2.setRNGSeed(seed)  # GrabCut's GMM initialisation draws from OpenCV's generator
     cv2.grabCut(cv2.cvtColor(small, cv2.COLOR_RGB2BGR), mask, rect, background, foreground,
                 int(params.get("iterations", 3)), cv2.GC_INIT_WITH_RECT)
-    subject = np.where(np.isin(mask, (cv2.GC_FGD, cv2.GC_PR_FGD)), 255, 0).astype(np.uint8)
+    subject: np.ndarray = np.where(np.isin(mask, (cv2.GC_FGD, cv2.GC_PR_FGD)), 255, 0).astype(np.uint8)
     subject = cv2.medianBlur(subject, 5)  # closes pinholes and drops specks
     alpha = cv2.resize(subject, (width, height), interpolation=cv2.INTER_LINEAR)
     return encode_png(np.dstack([rgb, alpha]))

@@ -5,8 +5,8 @@ Models name the same ideas differently: FLUX on Replicate takes `aspect_ratio` a
 OpenAI a `size` string from a short list. `ModelInputs` says where the prompt, size,
 count, seed, negative prompt and steps of a request go in the model's input, which inputs
 are fixed, and which template parameters it takes. It is checked when the file loads (an
-error names the field) and is pure: `model_input(inputs, request)` gives the input to send
-and the size the images must come back at.
+error names the field) and is pure: `model_calls.model_input(inputs, request)` gives the input
+to send and the size the images must come back at.
 
 A model can make a job's size when the size it would be asked for is within
 `size_tolerance` of the job's on each side (models round sides to a multiple, or offer a
@@ -15,13 +15,11 @@ few aspect ratios); the images that come back are held to that same tolerance.
 
 import math
 import re
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from services.common.contracts import VideoSpec
-from services.router.providers.base import GenerationRequest
 
 _RATIO = re.compile(r"^(\d+):(\d+)$")
 # A megapixel as image models count them: "1" megapixel at 1:1 is 1024×1024.
@@ -116,6 +114,11 @@ class SizeInput(_Frozen):
             return [self.width_field, self.height_field]
         return [name for name in (self.field, self.megapixels_field) if name]
 
+    @property
+    def size_field(self) -> str:
+        assert self.field, f"size style {self.style!r} has its `field` (checked on load)"
+        return self.field
+
     def plan(self, width: int, height: int) -> tuple[dict[str, Any], tuple[int, int]]:
         """The size inputs for a `width`×`height` image, and the size the model will make."""
         if self.style == "width_height":
@@ -127,14 +130,14 @@ class SizeInput(_Frozen):
             return {}, parse_size(self.sizes[0])
         if self.style == "image_size" and self.presets:
             name = min(self.presets, key=lambda n: _distance(parse_size(self.presets[n]), (width, height)))
-            return {self.field: name}, parse_size(self.presets[name])
+            return {self.size_field: name}, parse_size(self.presets[name])
         made = _nearest(self.sizes, width, height) if self.sizes else (self._rounded(width), self._rounded(height))
         value: Any = f"{made[0]}x{made[1]}" if self.style == "size" else {"width": made[0], "height": made[1]}
-        return {self.field: value}, made
+        return {self.size_field: value}, made
 
     def _aspect_ratio(self, width: int, height: int) -> tuple[dict[str, Any], tuple[int, int]]:
         ratio = min(self.ratios, key=lambda r: abs(math.log(parse_ratio(r) / (width / height))))
-        sent: dict[str, Any] = {self.field: ratio}
+        sent: dict[str, Any] = {self.size_field: ratio}
         area = self.area_megapixels * MEGAPIXEL if self.area_megapixels else width * height
         if self.megapixels_field:
             chosen = min(self.megapixels, key=lambda mp: abs(math.log(float(mp) * MEGAPIXEL / (width * height))))
@@ -307,80 +310,6 @@ class ModelInputs(_Frozen):
 
     def can_make(self, width: int, height: int) -> bool:
         return within(self.size.plan(width, height)[1], (width, height), self.size_tolerance)
-
-
-@dataclass(frozen=True, slots=True)
-class ModelCall:
-    """What one call sends the model, and the size its images must come back at."""
-
-    payload: dict[str, Any]
-    size: tuple[int, int]
-    steps: int | None
-
-
-def model_input(inputs: ModelInputs, request: GenerationRequest) -> ModelCall:
-    size_fields, size = inputs.size.plan(request.width, request.height)
-    payload: dict[str, Any] = {inputs.prompt_field: request.prompt, **size_fields}
-    if inputs.count:
-        payload[inputs.count.field] = request.count
-    if inputs.seed:
-        payload[inputs.seed.field] = request.batch_seed % (inputs.seed.max + 1)
-    negative = request.params.get("negative_prompt")
-    if inputs.negative_prompt and negative:
-        payload[inputs.negative_prompt.field] = negative
-    steps = _steps(inputs, request)
-    if inputs.steps and steps is not None:
-        payload[inputs.steps.field] = steps
-    payload |= {field: request.params[name] for name, field in inputs.params.items() if name in request.params}
-    payload |= inputs.fixed
-    return ModelCall(payload, size, steps)
-
-
-def clip_input(inputs: ModelInputs, request: GenerationRequest, first_frame: str | None) -> "ClipCall":
-    """What one call sends a video model for one clip of `request.video`; `first_frame` is the
-    still it starts from as a data: URI (None: text-to-video)."""
-    spec, shape = request.video, inputs.video
-    assert spec is not None and shape is not None, "a clip needs a video request and a video model"
-    seconds = shape.duration.seconds_for(spec.duration_s)
-    if seconds is None:
-        raise ValueError(f"the model makes no {spec.duration_s:g} s clips")
-    fps = shape.fps.rate_for(spec.fps)
-    payload: dict[str, Any] = {inputs.prompt_field: request.prompt,
-                               shape.duration.field: shape.duration.value(seconds, fps)}
-    if shape.fps.field:
-        payload[shape.fps.field] = fps
-    for choice, asked in ((shape.aspect_ratio, spec.aspect_ratio), (shape.resolution, spec.resolution)):
-        if choice is not None and choice.field and asked in choice.values:
-            payload[choice.field] = choice.values[asked]
-    if shape.first_frame is not None and first_frame is not None:
-        payload[shape.first_frame.field] = first_frame
-    last = request.params.get("last_frame")
-    if shape.last_frame is not None and isinstance(last, str):
-        payload[shape.last_frame.field] = last
-    if inputs.seed:
-        payload[inputs.seed.field] = request.batch_seed % (inputs.seed.max + 1)
-    negative = request.params.get("negative_prompt")
-    if inputs.negative_prompt and negative:
-        payload[inputs.negative_prompt.field] = negative
-    payload |= {field: request.params[name] for name, field in inputs.params.items() if name in request.params}
-    payload |= inputs.fixed
-    return ClipCall(payload, spec.size(), seconds)
-
-
-@dataclass(frozen=True, slots=True)
-class ClipCall:
-    """What one call sends a video model, the size its clip must have, and the seconds it is asked for."""
-
-    payload: dict[str, Any]
-    size: tuple[int, int]
-    seconds: float
-
-
-def _steps(inputs: ModelInputs, request: GenerationRequest) -> int | None:
-    if inputs.steps is None:
-        return None
-    asked = request.params.get("steps")
-    return min(int(asked), inputs.steps.max) if isinstance(asked, int) and asked > 0 else inputs.steps.default
 
 
 def within(made: tuple[int, int], asked: tuple[int, int], tolerance: float) -> bool:

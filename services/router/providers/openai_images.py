@@ -29,14 +29,16 @@ output (`server_error`), as the API cannot give it again.
 
 from typing import Any
 
+import httpx
 from pydantic import BaseModel, ConfigDict
 
 from services.router.providers.adapters import AdapterTraits, adapter, adapter_options
 from services.router.providers.base import ProviderError
 from services.router.providers.inputs import CountInput, ModelInputs, SizeInput
 from services.router.providers.payloads import decode_base64
-from services.router.providers.remote import Call, OutputImage, RemoteOutput, RemoteProvider
-from services.router.providers.transport import json_body, json_object
+from services.router.providers.remote import RemoteProvider
+from services.router.providers.remote_calls import Call, OutputImage, RemoteOutput
+from services.router.providers.transport import json_body, json_object, object_at
 
 OUT_OF_CREDIT = frozenset({"insufficient_quota", "billing_hard_limit_reached", "billing_not_active"})
 REFUSED = frozenset({"moderation_blocked", "content_policy_violation"})
@@ -58,7 +60,7 @@ class OpenAIImagesProvider(RemoteProvider):
                                    count=CountInput(field="n", max=10)),
     )
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.options: ImagesOptions = adapter_options(self.config)
 
@@ -93,7 +95,7 @@ class OpenAIImagesProvider(RemoteProvider):
             return OutputImage(url=item["url"])
         raise ProviderError("bad_output", f"{self.name}: an image has neither b64_json nor url")
 
-    def _error(self, response) -> ProviderError:
+    def _error(self, response: httpx.Response) -> ProviderError:
         error = super()._error(response)
         code = _error_code(response)
         if code in OUT_OF_CREDIT:
@@ -118,16 +120,18 @@ def _token_usage(usage: object) -> tuple[int, int, int] | None:
     """(text input, image input, output) tokens of an answer's `usage`; None without one."""
     if not isinstance(usage, dict) or not isinstance(usage.get("output_tokens"), int):
         return None
-    details = usage.get("input_tokens_details") if isinstance(usage.get("input_tokens_details"), dict) else {}
-    image_in = details.get("image_tokens") if isinstance(details.get("image_tokens"), int) else 0
+    details = object_at(usage, "input_tokens_details")
+    image_tokens = details.get("image_tokens")
+    image_in = image_tokens if isinstance(image_tokens, int) else 0
     text_in = details.get("text_tokens")
     if not isinstance(text_in, int):
         total_in = usage.get("input_tokens")
         text_in = max(0, total_in - image_in) if isinstance(total_in, int) else 0
-    return text_in, image_in, usage["output_tokens"]
+    output_tokens: int = usage["output_tokens"]
+    return text_in, image_in, output_tokens
 
 
-def _error_code(response) -> str | None:
+def _error_code(response: httpx.Response) -> str | None:
     try:
         body = json_body(response, "")
     except ProviderError:

@@ -169,7 +169,8 @@ def _gradient(rng: np.random.Generator, base_hue: float, width: int, height: int
     along = xs * math.cos(angle) + ys * math.sin(angle)
     along = (along - along.min()) / max(float(along.max() - along.min()), 1e-6)
     blend = along[:, :, None]
-    return (start * (1 - blend) + end * blend).round().astype(np.uint8)
+    gradient: np.ndarray = (start * (1 - blend) + end * blend).round().astype(np.uint8)
+    return gradient
 
 
 def _add_pattern_patch(rng: np.random.Generator, base_hue: float, pixels: np.ndarray) -> None:

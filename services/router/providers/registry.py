@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -234,7 +234,7 @@ class PlanningConfig(Frozen):
     round_overhead_s: float = Field(5.0, ge=0)
 
 
-def _default_tiers() -> dict[str, TierConfig]:
+def _default_tiers() -> dict[Tier, TierConfig]:
     return {
         "fast": TierConfig(latency_target_s=20),
         "stable": TierConfig(latency_target_s=60),
@@ -287,7 +287,7 @@ def _why_no_clip(config: ProviderConfig, pin: ModelPin, spec: VideoSpec, from_im
     return config.clip_inputs_for(pin).why_not(spec, from_image) or "cannot make it"
 
 
-def _origin(url) -> tuple[str, str, int | None]:
+def _origin(url: SplitResult) -> tuple[str, str, int | None]:
     default = {"http": 80, "https": 443}.get(url.scheme)
     return url.scheme, (url.hostname or "").lower(), url.port or default
 

@@ -30,75 +30,39 @@ A stage other than generate runs when the provider's configuration has a `stages
 for it: each candidate's image goes to the stage's model as a data: URI, one remote job per
 candidate, and what comes back must be an image Pillow opens (the scorer and delivery read
 nothing else), or the call fails and the engine falls back.
+
+The call and the output are `remote_calls.py`'s; what a job costs, `billing.py`'s.
 """
 
 import asyncio
 import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any, ClassVar
+
+import httpx
 
 from services.router.clock import LoopClock
 from services.router.providers.adapters import AdapterTraits
 from services.router.providers.base import GeneratedImage, GenerationRequest, ProviderContext, ProviderError
+from services.router.providers.billing import billed_micro_usd, shares
 from services.router.providers.copies import CopiedOutput
 from services.router.providers.entry_parts import HostedStage, ModelPin
-from services.router.providers.inputs import clip_input, model_input
-from services.router.providers.journal import JobState, RemoteJobKey
+from services.router.providers.journal import JobState
 from services.router.providers.outputs import checked_clip, checked_image
-from services.router.providers.payloads import data_uri, decode_data_uri, stage_input
+from services.router.providers.payloads import decode_data_uri
 from services.router.providers.registry import ProviderConfig
+from services.router.providers.remote_calls import (
+    Call,
+    Fetched,
+    OutputImage,
+    RemoteOutput,
+    clip_call,
+    generate_call,
+    stage_call,
+)
 from services.router.providers.transport import ProviderHttp, status_error
-
-
-@dataclass(frozen=True, slots=True)
-class OutputImage:
-    """One image a finished job made: where to fetch it, or its bytes, and its seed if reported."""
-
-    url: str | None = None
-    data: bytes | None = None
-    seed: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class RemoteOutput:
-    images: tuple[OutputImage, ...]
-    compute_s: float | None = None
-    # What the provider says the job cost, where it says.
-    cost_micro_usd: int | None = None
-    # Images the provider made and bills but did not return (its safety filter dropped them).
-    dropped: int = 0
-    # What the job's token usage bills beside the price per image (OpenAI's image models).
-    usage_micro_usd: int | None = None
-
-    @property
-    def billed_images(self) -> int:
-        return len(self.images) + self.dropped
-
-
-@dataclass(frozen=True, slots=True)
-class Call:
-    """One call to make: the request, the model and its input, the size expected back."""
-
-    request: GenerationRequest
-    pin: ModelPin
-    payload: dict[str, Any]
-    size: tuple[int, int] | None
-    steps: int | None
-    key: RemoteJobKey
-    deadline_s: float
-    # The job's handle when the API lets the client name it before submitting.
-    named: dict[str, Any] | None = None
-    # A clip's call: the seconds the model is asked for (billed as such); None: images.
-    clip_seconds: float | None = None
-
-    @property
-    def is_stage(self) -> bool:
-        return self.request.capability != "generate"
-
-
-# A finished job's output and its checked images (bytes, media type, reported seed).
-Fetched = tuple[RemoteOutput, list[tuple[bytes, str, int | None]]]
 
 
 class RemoteProvider(ABC):
@@ -143,11 +107,11 @@ class RemoteProvider(ABC):
     def _remote_id(self, handle: dict[str, Any]) -> str:
         return str(handle.get("id", ""))
 
-    def _error(self, response) -> ProviderError:
+    def _error(self, response: httpx.Response) -> ProviderError:
         """An unsuccessful answer, read against the table (adapters refine it from the body)."""
         return status_error(self.name, response)
 
-    async def verify_webhook(self, headers, body: bytes) -> str:
+    async def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> str:
         """The remote id a genuine callback is about; raises `WebhookRejected` otherwise."""
         raise NotImplementedError(f"{self.name} takes no callbacks")
 
@@ -169,7 +133,8 @@ class RemoteProvider(ABC):
         # Image-to-image models take one image per call: one remote job per candidate.
         return await self._one_by_one(request, lambda single: self._stage_call(single, stage))
 
-    async def _one_by_one(self, request: GenerationRequest, call_for) -> list[GeneratedImage]:
+    async def _one_by_one(self, request: GenerationRequest,
+                         call_for: Callable[[GenerationRequest], Call]) -> list[GeneratedImage]:
         singles = [replace(request, start_index=index, count=1) for index in request.indices]
         try:
             async with asyncio.TaskGroup() as group:
@@ -179,35 +144,14 @@ class RemoteProvider(ABC):
         return [image for run in runs for image in run.result()]
 
     def _clip_call(self, request: GenerationRequest) -> Call:
-        """One clip: from text, or from the candidate's image as the model's first frame."""
-        pin = self.config.model_for(request.model, request.model_version) or self.config.models[0]
-        assert request.video is not None
-        from_image = request.clip_source == "image"
-        if not self.config.can_make_clip(pin, request.video, from_image):
-            raise ProviderError("bad_request", f"{self.name}: {pin.name} cannot make this clip:"
-                                               f" {self.config.clip_inputs_for(pin).why_not(request.video, from_image)}")
-        first = request.input_for(request.start_index) if from_image else None
-        if from_image and first is None:
-            raise ProviderError("bad_request", f"candidate {request.start_index} has no first frame to animate")
-        made = clip_input(self.config.inputs_for(pin), request, data_uri(first) if first is not None else None)
-        return Call(request, pin, made.payload, made.size, None, self._key(request), self._deadline_s(request),
-                    clip_seconds=made.seconds)
+        return clip_call(self.config, request)
 
     def _generate_call(self, request: GenerationRequest) -> Call:
-        pin = self.config.model_for(request.model, request.model_version)
-        if pin is None:
-            raise ProviderError("bad_request", f"{self.name} has no model {request.model} {request.model_version}")
-        inputs = self.config.inputs_for(pin)
-        if not inputs.can_make(request.width, request.height):
-            raise ProviderError("bad_request", f"{self.name}: {pin.name} cannot make {request.width}×"
-                                               f"{request.height}")
-        made = model_input(inputs, request)
-        return Call(request, pin, self._model_payload(made.payload, request, pin), made.size, made.steps,
-                    self._key(request), self._deadline_s(request))
+        call = generate_call(self.config, request)
+        return replace(call, payload=self._model_payload(call.payload, request, call.pin))
 
     def _stage_call(self, request: GenerationRequest, stage: HostedStage) -> Call:
-        return Call(request, self.config.stage_model(stage), stage_input(request, stage), None, None,
-                    self._key(request), self._deadline_s(request))
+        return stage_call(self.config, request, stage)
 
     def _model_payload(self, payload: dict[str, Any], request: GenerationRequest, pin: ModelPin) -> dict[str, Any]:
         """The model's input as this API wants it (ComfyUI puts it in a workflow graph)."""
@@ -230,15 +174,17 @@ class RemoteProvider(ABC):
             if copied is not None:
                 return copied  # fetched before a restart: its URLs may have expired since
         handle = earlier.handle if earlier is not None else None
+        submitted: dict[str, Any] | RemoteOutput | None = handle
         try:
             if handle is None:
-                handle = await self._submitted(call)
-                if isinstance(handle, RemoteOutput):
-                    return handle, await self._fetched_or_lost(call, handle)
+                submitted = await self._submitted(call)
+                if isinstance(submitted, RemoteOutput):
+                    return submitted, await self._fetched_or_lost(call, submitted)
+                handle = submitted
             done = await self._wait_and_fetch(call, handle)
         except BaseException as error:
-            if handle is not None:
-                await self._abandon(call, handle, error)
+            if submitted is not None:
+                await self._abandon(call, submitted, error)
             raise
         await self._copy(call, done)
         await self._ended(call, handle, "succeeded")
@@ -357,17 +303,17 @@ class RemoteProvider(ABC):
             self.config.poll_interval_s
 
     def _backoff_s(self, failures: int, asked_s: float | None) -> float:
-        doubled = self.config.poll_interval_s * 2 ** (failures - 1)
+        doubled: float = self.config.poll_interval_s * 2 ** (failures - 1)
         return min(self.config.timeouts.poll_backoff_max_s, max(doubled, asked_s or 0.0))
 
-    async def _abandon(self, call: Call, handle: dict[str, Any], error: BaseException) -> None:
+    async def _abandon(self, call: Call, handle: dict[str, Any] | RemoteOutput, error: BaseException) -> None:
         """After a failure, or when the caller gives up: cancel the job, and write its end."""
         if isinstance(error, ProviderError) and (error.terminal or error.kind == "bad_output"):
             await self._ended(call, handle, "failed")  # it ended at the provider: nothing to cancel
             return
         if self.context.handing_over and isinstance(error, asyncio.CancelledError):
             return  # left running and written down: the next router resumes it
-        if self.can_cancel:
+        if self.can_cancel and isinstance(handle, dict):  # an answer given at once left no job to cancel
             await asyncio.shield(self._cancel_quietly(call, handle))
 
     async def _cancel_quietly(self, call: Call, handle: dict[str, Any]) -> None:
@@ -377,7 +323,7 @@ class RemoteProvider(ABC):
             pass
         await self._ended(call, handle, "canceled")
 
-    async def _ended(self, call: Call, handle: dict[str, Any] | None, state: JobState) -> None:
+    async def _ended(self, call: Call, handle: dict[str, Any] | RemoteOutput | None, state: JobState) -> None:
         journal = self.context.journal
         if journal is None or handle is None:
             return
@@ -415,36 +361,21 @@ class RemoteProvider(ABC):
         # What the job was billed is spread over the images kept: one billed and dropped (a
         # safety filter's) makes the others dearer, as it does on the invoice.
         billed = self._billed(call, output, max(output.billed_images, len(images)), latency_s)
-        costs = _shares(billed, len(images))
+        costs = shares(billed, len(images))
         return [GeneratedImage(index=index, data=data, media_type=media_type, seed=seed, cost_micro_usd=cost,
                                latency_s=latency_s)
                 for index, (data, media_type, seed), cost in zip(call.request.indices, images, costs)]
 
     def _billed(self, call: Call, output: RemoteOutput, count: int, latency_s: float = 0.0) -> int:
-        """What the provider bills for the job: what it says, else its price for `count` images."""
-        if output.cost_micro_usd is not None:
-            return output.cost_micro_usd
-        if call.clip_seconds is not None and call.request.video is not None:
-            return self.config.clip_price_micro_usd(call.request.video, call.pin) * count
-        width, height = call.size or (call.request.width, call.request.height)
-        compute_s = output.compute_s if output.compute_s is not None else latency_s
-        per_image = self.config.price.price_micro_usd(width, height, compute_s / max(1, count), call.steps)
-        return per_image * count + (output.usage_micro_usd or 0)
+        return billed_micro_usd(self.config, call, output, count, latency_s)
 
     # ---- helpers -------------------------------------------------------------------------
-
-    def _key(self, request: GenerationRequest) -> RemoteJobKey:
-        return RemoteJobKey(request.job_id, request.attempt, request.capability, self.name, request.start_index,
-                            request.count)
-
-    def _deadline_s(self, request: GenerationRequest) -> float:
-        return min(request.timeout_s, self.config.timeouts.overall_s)
 
     def provider_deadline_s(self, call: Call) -> int:
         """The call's deadline in whole seconds, for APIs that take one (rounded up)."""
         return max(1, math.ceil(call.deadline_s))
 
-    async def _send(self, method: str, url: str, *, ok: tuple[int, ...] = (200, 201, 202), **kwargs: Any):
+    async def _send(self, method: str, url: str, *, ok: tuple[int, ...] = (200, 201, 202), **kwargs: Any) -> httpx.Response:
         response = await self.http.request(method, url, **kwargs)
         if response.status_code not in ok:
             raise self._error(response)
@@ -452,14 +383,6 @@ class RemoteProvider(ABC):
 
     def url(self, path: str) -> str:
         return f"{self.config.base_url}{path}"
-
-
-def _shares(total: int, count: int) -> list[int]:
-    """`total` in `count` whole shares that add up to it."""
-    if count == 0:
-        return []
-    base, extra = divmod(total, count)
-    return [base + (1 if n < extra else 0) for n in range(count)]
 
 
 def _worth_polling_again(error: ProviderError) -> bool:

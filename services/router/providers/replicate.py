@@ -19,13 +19,15 @@ down before it can run to completion unseen.
 """
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from services.router.providers.adapters import AdapterTraits, adapter
 from services.router.providers.base import ProviderError
 from services.router.providers.inputs import CountInput, ModelInputs, SeedInput, SizeInput
-from services.router.providers.remote import Call, OutputImage, RemoteOutput, RemoteProvider
-from services.router.providers.transport import json_object
+from services.router.providers.remote import RemoteProvider
+from services.router.providers.remote_calls import Call, OutputImage, RemoteOutput
+from services.router.providers.transport import json_object, object_at
 from services.router.providers.webhooks import WebhookRejected, callback_json, verify_standard_webhook
 
 _VERSION_ID = re.compile(r"^[0-9a-f]{64}$")
@@ -64,7 +66,7 @@ class ReplicateProvider(RemoteProvider):
     def _handle(self, prediction: dict[str, Any]) -> dict[str, Any]:
         """The prediction's id and URLs: its own `urls` where they are Replicate's, else built."""
         base = self.url(f"/v1/predictions/{prediction['id']}")
-        urls = prediction.get("urls") if isinstance(prediction.get("urls"), dict) else {}
+        urls = object_at(prediction, "urls")
         get, cancel = urls.get("get"), urls.get("cancel")
         return {"id": prediction["id"],
                 "get": get if isinstance(get, str) and self.config.may_receive_credentials(get) else base,
@@ -90,7 +92,7 @@ class ReplicateProvider(RemoteProvider):
         return RemoteOutput(images=tuple(OutputImage(url=url) for url in urls),
                             compute_s=float(predict_time) if isinstance(predict_time, (int, float)) else None)
 
-    async def verify_webhook(self, headers, body: bytes) -> str:
+    async def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> str:
         secret = self.context.secrets.get(self.config.webhooks.secret or "") if self.config.webhooks else None
         if not secret:
             raise WebhookRejected(f"{self.name} has no webhook signing secret configured")

@@ -23,10 +23,13 @@ the router's deadline ends the wait, and the task runs on (and is paid).
 import uuid
 from typing import Any
 
+import httpx
+
 from services.router.providers.adapters import AdapterTraits, adapter
 from services.router.providers.base import ProviderError
 from services.router.providers.inputs import CountInput, ModelInputs, NamedInput, SeedInput, SizeInput, StepsInput
-from services.router.providers.remote import Call, OutputImage, RemoteOutput, RemoteProvider
+from services.router.providers.remote import RemoteProvider
+from services.router.providers.remote_calls import Call, OutputImage, RemoteOutput
 from services.router.providers.transport import json_object
 
 OUT_OF_CREDIT = frozenset({"insufficientCredits", "insufficientBalance", "paymentRequired"})
@@ -51,7 +54,7 @@ class RunwareProvider(RemoteProvider):
     def _name_before_submit(self, call: Call) -> dict[str, Any]:
         return {"id": str(uuid.uuid4()), "count": call.request.count}
 
-    async def _submit(self, call: Call) -> dict[str, Any]:
+    async def _submit(self, call: Call) -> dict[str, Any] | RemoteOutput:
         handle = call.named or self._name_before_submit(call)
         task = {"taskType": "imageInference", "taskUUID": handle["id"], "model": call.pin.remote, **call.payload,
                 "outputType": "URL", "includeCost": True, "deliveryMethod": "async"}
@@ -88,7 +91,7 @@ class RunwareProvider(RemoteProvider):
         if errors:
             raise _error_of(self.name, errors[0], task_id)
 
-    def _error(self, response) -> ProviderError:
+    def _error(self, response: httpx.Response) -> ProviderError:
         error = super()._error(response)
         try:
             errors = json_object(response, self.name).get("errors") or []

@@ -17,13 +17,15 @@ A 429 locks the key out for 60 seconds ("… you have been timed out for 60 seco
 import re
 from typing import Any, Literal
 
+import httpx
 from pydantic import BaseModel, ConfigDict
 
 from services.router.providers.adapters import AdapterTraits, adapter, adapter_options
 from services.router.providers.base import ProviderError
 from services.router.providers.inputs import ModelInputs, NamedInput, SeedInput, SizeInput
 from services.router.providers.payloads import decode_base64
-from services.router.providers.remote import Call, OutputImage, RemoteOutput, RemoteProvider
+from services.router.providers.remote import RemoteProvider
+from services.router.providers.remote_calls import Call, OutputImage, RemoteOutput
 from services.router.providers.transport import json_body, json_object
 
 # A key that passes Stability's rate limit is refused for this long (its 429's own words).
@@ -48,7 +50,7 @@ class StabilityProvider(RemoteProvider):
                                    seed=SeedInput(max=4294967294), negative_prompt=NamedInput(field="negative_prompt")),
     )
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.options: StabilityOptions = adapter_options(self.config)
 
@@ -73,7 +75,7 @@ class StabilityProvider(RemoteProvider):
             raise ProviderError("server_error", f"{self.name}: finish reason {finish_reason!r}")
         return RemoteOutput(images=(OutputImage(data=image, seed=_int(seed)),))
 
-    def _error(self, response) -> ProviderError:
+    def _error(self, response: httpx.Response) -> ProviderError:
         error = super()._error(response)
         try:
             name = json_body(response, self.name).get("name")

@@ -26,6 +26,7 @@ or a redirect to one, gets no key. httpx follows no redirects here; this does, a
 import asyncio
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin
@@ -210,3 +211,9 @@ def json_object(response: httpx.Response, provider: str) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ProviderError("server_error", f"{provider}: answer is not a JSON object: {response.text[:200]}")
     return body
+
+
+def object_at(body: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """The JSON object under `key`; empty where the answer has none there."""
+    value = body.get(key)
+    return value if isinstance(value, dict) else {}

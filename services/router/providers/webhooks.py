@@ -82,7 +82,7 @@ def verify_fal_webhook(public_keys: list[bytes], headers: Mapping[str, str], bod
     """fal's Ed25519 signature, against the raw keys of its JWKS document."""
     parts = [headers.get(f"x-fal-webhook-{name}") for name in ("request-id", "user-id", "timestamp", "signature")]
     request_id, user_id, timestamp, signature_hex = parts
-    if not all(parts):
+    if not (request_id and user_id and timestamp and signature_hex):
         raise WebhookRejected("x-fal-webhook-request-id, -user-id, -timestamp and -signature are required")
     _recent(timestamp, now)
     message = "\n".join([request_id, user_id, timestamp, hashlib.sha256(body).hexdigest()]).encode()

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from services.router.providers.remote import RemoteProvider
 from services.router.providers.webhooks import WebhookInbox, WebhookRejected
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ def provider_webhook_route(providers: Mapping[str, object], inbox: WebhookInbox)
     async def receive(request: Request) -> Response:
         name = request.path_params["provider"]
         provider = providers.get(name)
-        if provider is None or getattr(getattr(provider, "config", None), "webhooks", None) is None:
+        if not isinstance(provider, RemoteProvider) or provider.config.webhooks is None:
             return _problem(request, 404, "not-found", f"no provider {name!r} takes callbacks here")
         body = await _bounded_body(request)
         if body is None:
@@ -42,7 +43,8 @@ def provider_webhook_route(providers: Mapping[str, object], inbox: WebhookInbox)
 
 
 async def _bounded_body(request: Request) -> bytes | None:
-    chunks, size = [], 0
+    chunks: list[bytes] = []
+    size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > MAX_BODY:
