@@ -20,6 +20,7 @@ from services.common.contracts import (
     GenerationFailed,
     JobCanceled,
     JobDelivered,
+    JobEvent,
     RegenerationRequested,
     ReportDeclined,
     ReservationRejected,
@@ -50,6 +51,7 @@ async def project_batch(conn: psycopg.AsyncConnection, claim: InboxClaim, publis
     causes: list[Envelope] = []
     for envelope in claim.claimed:
         event = envelope.event
+        assert isinstance(event, JobEvent), f"ingest projects job events only, not {event.event_type}"
         before = views.get(event.job_id)
         if before is None:
             log.warning("%s for unknown job %s ignored", event.event_type, event.job_id)
