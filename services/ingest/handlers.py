@@ -4,8 +4,6 @@ import logging
 from datetime import UTC, datetime
 from functools import partial
 
-import psycopg
-
 from services.common.bus.consumer import EventConsumer
 from services.common.bus.envelope import Envelope
 from services.common.bus.inbox import InboxClaim, Publish
@@ -28,6 +26,7 @@ from services.common.contracts import (
     RetryTokenIssued,
     ScoringFailed,
 )
+from services.common.db import Conn
 from services.ingest import store
 from services.ingest.jobs.domain import apply_event
 from services.ingest.jobs.projection import commit_changes
@@ -39,7 +38,7 @@ PROJECTED = (CreditsReserved, ReservationRejected, ReservationSettled, AttemptSt
              RetryTokenIssued, ReportDeclined, JobCanceled)
 
 
-async def project_batch(conn: psycopg.AsyncConnection, claim: InboxClaim, publish: Publish,
+async def project_batch(conn: Conn, claim: InboxClaim, publish: Publish,
                         signer: Signer) -> None:
     """Apply a fetch's events in one transaction: each job's row is locked once (in the
     statement that claims the batch), its events applied in their order, a job shown final
