@@ -1,7 +1,10 @@
 """The ingest service: Genline's public HTTP API and the job read model behind it."""
 
 import logging
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from functools import partial
+from typing import Any
 
 import grpc
 import httpx
@@ -88,7 +91,7 @@ ROUTERS = (root.router, jobs.router, candidates.router, events.router, uploads.r
            internal.router, billing.router)
 
 
-def create_api(lifespan=None) -> FastAPI:
+def create_api(lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None) -> FastAPI:
     """The HTTP API, its routes and the console, without the service behind them: what
     `build` serves, and the document `openapi_document` renders."""
     # /docs/ is the documentation site (its API reference is rendered from this document);
@@ -102,13 +105,13 @@ def create_api(lifespan=None) -> FastAPI:
     return app
 
 
-def openapi_document() -> dict:
+def openapi_document() -> dict[str, Any]:
     """The OpenAPI document ingest serves at /openapi.json, built without a database, a broker
     or settings (`genline openapi`, the documentation site's API reference)."""
     return create_api().openapi()
 
 
-def build(settings: IngestSettings):
+def build(settings: IngestSettings) -> tuple[ServiceRuntime, FastAPI]:
     runtime = ServiceRuntime("ingest", settings, "services.ingest")
     objects = ObjectStore(settings)
     signer = receipt_signer(settings)
@@ -152,7 +155,8 @@ async def publish_signing_key(runtime: ServiceRuntime, signer: Signer) -> None:
         await record_signing_key(conn, signer)
 
 
-def connect_grpc(runtime: ServiceRuntime, app: FastAPI, name: str, target: str, stub_class) -> None:
+def connect_grpc(runtime: ServiceRuntime, app: FastAPI, name: str, target: str,
+                 stub_class: Callable[..., object]) -> None:
     """One gRPC channel to service `name` for the life of the service; its stub is
     `app.state.<name>_stub`."""
 

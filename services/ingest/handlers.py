@@ -4,8 +4,6 @@ import logging
 from datetime import UTC, datetime
 from functools import partial
 
-import psycopg
-
 from services.common.bus import Envelope, EventConsumer, InboxClaim, Publish
 from services.common.contracts import (
     AttemptStarted,
@@ -18,6 +16,7 @@ from services.common.contracts import (
     GenerationFailed,
     JobCanceled,
     JobDelivered,
+    JobEvent,
     RegenerationRequested,
     ReportDeclined,
     ReservationRejected,
@@ -25,6 +24,7 @@ from services.common.contracts import (
     RetryTokenIssued,
     ScoringFailed,
 )
+from services.common.db import Conn
 from services.ingest import store
 from services.ingest.jobs.domain import apply_event
 from services.ingest.jobs.projection import commit_changes
@@ -36,7 +36,7 @@ PROJECTED = (CreditsReserved, ReservationRejected, ReservationSettled, AttemptSt
              RetryTokenIssued, ReportDeclined, JobCanceled)
 
 
-async def project_batch(conn: psycopg.AsyncConnection, claim: InboxClaim, publish: Publish,
+async def project_batch(conn: Conn, claim: InboxClaim, publish: Publish,
                         signer: Signer) -> None:
     """Apply a fetch's events in one transaction: each job's row is locked once (in the
     statement that claims the batch), its events applied in their order, a job shown final
@@ -48,6 +48,7 @@ async def project_batch(conn: psycopg.AsyncConnection, claim: InboxClaim, publis
     causes: list[Envelope] = []
     for envelope in claim.claimed:
         event = envelope.event
+        assert isinstance(event, JobEvent), f"ingest projects job events only, not {event.event_type}"
         before = views.get(event.job_id)
         if before is None:
             log.warning("%s for unknown job %s ignored", event.event_type, event.job_id)

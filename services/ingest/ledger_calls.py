@@ -1,7 +1,8 @@
 """Calls to the ledger over gRPC: its messages, its stub as a route dependency, and a call
 whose errors become the API's problems."""
 
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeAlias
 
 import grpc
 from fastapi import Depends, Request
@@ -10,16 +11,18 @@ from services.common.problems import Problem
 from services.common.protos import load
 
 pb, rpc = load("genline.ledger.v1")
+# The ledger's stub and its messages are built from the protos at install: they carry no types.
+LedgerStub: TypeAlias = Any
 
 
-async def ledger_stub(request: Request):
+async def ledger_stub(request: Request) -> LedgerStub:
     return request.app.state.ledger_stub
 
 
-Ledger = Annotated[object, Depends(ledger_stub)]
+Ledger = Annotated[LedgerStub, Depends(ledger_stub)]
 
 
-async def call_ledger(method, message, timeout_s: float):
+async def call_ledger(method: Callable[..., Awaitable[Any]], message: Any, timeout_s: float) -> Any:
     try:
         return await method(message, timeout=timeout_s)
     except grpc.aio.AioRpcError as exc:

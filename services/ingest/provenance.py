@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from psycopg_pool import AsyncConnectionPool
 
 from services.common import watermark
+from services.common.db import Pool
 from services.common.provenance import TRAINED_ALGORITHMIC_MEDIA, ManifestReading, read_manifest, sniffed_media_type
 from services.ingest import store
 
@@ -97,7 +97,7 @@ def detected_mark(data: bytes) -> watermark.Detection | None:
     return watermark.detect(pixels)
 
 
-async def verify(data: bytes, media_type: str, anchors_pem: str | None, pool: AsyncConnectionPool) -> Verification:
+async def verify(data: bytes, media_type: str, anchors_pem: str | None, pool: Pool) -> Verification:
     """Read the file's manifest (and its watermark, where the manifest leads nowhere), and
     find the delivered output they name."""
     sha256 = hashlib.sha256(data).hexdigest()

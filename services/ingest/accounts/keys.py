@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-import psycopg
+from psycopg.rows import DictRow
 
 from services.common.contracts import KeySpendCaps
+from services.common.db import Conn
 
 API_KEY_PREFIX = "gl_"
 # What a key may do; a key is created with a subset of its creator's. Keys made before
@@ -42,7 +43,7 @@ class IssuedKey:
     created_at: datetime
 
 
-async def issue_key(conn: psycopg.AsyncConnection, tenant_id: str, name: str = "",
+async def issue_key(conn: Conn, tenant_id: str, name: str = "",
                     scopes: tuple[str, ...] = SCOPES, caps: KeySpendCaps | None = None) -> IssuedKey:
     secret = new_api_key()
     caps = caps or KeySpendCaps()
@@ -51,17 +52,18 @@ async def issue_key(conn: psycopg.AsyncConnection, tenant_id: str, name: str = "
         " VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id, created_at",
         [hash_api_key(secret), tenant_id, secret[:DISPLAY_PREFIX_LENGTH], name, list(scopes), caps.daily,
          caps.monthly])).fetchone()
+    assert row is not None, "an INSERT ... RETURNING gives its row"
     return IssuedKey(row["id"], secret, secret[:DISPLAY_PREFIX_LENGTH], row["created_at"])
 
 
-async def list_keys(conn: psycopg.AsyncConnection, tenant_id: str) -> list[dict]:
+async def list_keys(conn: Conn, tenant_id: str) -> list[DictRow]:
     """The tenant's keys still in use (not revoked, not past their rotation overlap), oldest first."""
     return await (await conn.execute(
         f"SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = %s AND revoked_at IS NULL"
         " AND (expires_at IS NULL OR expires_at > now()) ORDER BY created_at, id", [tenant_id])).fetchall()
 
 
-async def revoke_key(conn: psycopg.AsyncConnection, tenant_id: str, key_id: UUID) -> bool:
+async def revoke_key(conn: Conn, tenant_id: str, key_id: UUID) -> bool:
     """Revoke a live key of the tenant; False when it has none by that id."""
     cur = await conn.execute(
         "UPDATE api_keys SET revoked_at = now() WHERE id = %s AND tenant_id = %s AND revoked_at IS NULL"
@@ -69,8 +71,8 @@ async def revoke_key(conn: psycopg.AsyncConnection, tenant_id: str, key_id: UUID
     return cur.rowcount == 1
 
 
-async def rotate_key(conn: psycopg.AsyncConnection, tenant_id: str, key_id: UUID,
-                     overlap_s: int) -> tuple[IssuedKey, dict] | None:
+async def rotate_key(conn: Conn, tenant_id: str, key_id: UUID,
+                     overlap_s: int) -> tuple[IssuedKey, DictRow] | None:
     """A new key with the old one's name and scopes; the old one keeps working for `overlap_s`
     (never longer than it already would). None when the tenant has no live key by that id."""
     old = await (await conn.execute(
@@ -82,11 +84,11 @@ async def rotate_key(conn: psycopg.AsyncConnection, tenant_id: str, key_id: UUID
     return await issue_key(conn, tenant_id, old["name"], tuple(old["scopes"]), caps_of(old)), old
 
 
-def caps_of(row: dict) -> KeySpendCaps:
+def caps_of(row: DictRow) -> KeySpendCaps:
     return KeySpendCaps(daily=row["daily_cap_credits"], monthly=row["monthly_cap_credits"])
 
 
-async def set_caps(conn: psycopg.AsyncConnection, tenant_id: str, key_id: UUID, caps: KeySpendCaps) -> dict | None:
+async def set_caps(conn: Conn, tenant_id: str, key_id: UUID, caps: KeySpendCaps) -> DictRow | None:
     """Set a live key's spend caps (None lifts one); the key's row, or None when the tenant has
     no live key by that id. Jobs submitted from now on carry the new caps."""
     return await (await conn.execute(

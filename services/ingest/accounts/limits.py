@@ -6,9 +6,8 @@ the last slot). A refusal reserves nothing: the job is never written."""
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import psycopg
-
 from services.common.contracts import FINAL_STATES
+from services.common.db import Conn
 from services.common.problems import Problem
 from services.ingest.accounts.plans import Plan, PlanBook, RateDecision, rate_decision
 
@@ -21,7 +20,7 @@ CONCURRENCY_RETRY_AFTER_S = 10
 TODAY = "(now() AT TIME ZONE 'UTC')::date"
 
 
-async def take_request(conn: psycopg.AsyncConnection, tenant_id: str, plan: Plan) -> RateDecision:
+async def take_request(conn: Conn, tenant_id: str, plan: Plan) -> RateDecision:
     """Count one request against the tenant's rate, and among the requests it was answered
     today; the row moves only when the request is allowed."""
     row = await (await conn.execute(
@@ -39,7 +38,7 @@ async def take_request(conn: psycopg.AsyncConnection, tenant_id: str, plan: Plan
     return rate_decision(plan, False, row["ahead"] if row else 0.0)
 
 
-async def lock_plan(conn: psycopg.AsyncConnection, tenant_id: str, plans: PlanBook) -> Plan:
+async def lock_plan(conn: Conn, tenant_id: str, plans: PlanBook) -> Plan:
     """The tenant's plan, its row locked until the transaction ends: submissions of one
     tenant are counted one after another, on every replica."""
     row = await (await conn.execute("SELECT plan FROM tenants WHERE id = %s FOR UPDATE", [tenant_id])).fetchone()
@@ -64,7 +63,7 @@ def day_start_of(now: datetime) -> datetime:
     return now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-async def count_usage(conn: psycopg.AsyncConnection, tenant_id: str, now: datetime) -> Usage:
+async def count_usage(conn: Conn, tenant_id: str, now: datetime) -> Usage:
     """The counts the limits are checked against (and `GET /v1/usage` shows): one query."""
     day_start = day_start_of(now)
     row = await (await conn.execute(
@@ -73,10 +72,11 @@ async def count_usage(conn: psycopg.AsyncConnection, tenant_id: str, now: dateti
         " AS images_today FROM jobs WHERE tenant_id = %(tenant)s"
         " AND (state <> ALL(%(final)s) OR created_at >= %(day)s)",
         {"final": sorted(FINAL_STATES), "day": day_start, "tenant": tenant_id})).fetchone()
+    assert row is not None, "an aggregate gives one row"
     return Usage(row["active"], row["images_today"], day_start)
 
 
-async def requests_today(conn: psycopg.AsyncConnection, tenant_id: str) -> tuple[int, float]:
+async def requests_today(conn: Conn, tenant_id: str) -> tuple[int, float]:
     """Requests answered today (UTC), and how far the rate's TAT runs ahead of now (seconds)."""
     row = await (await conn.execute(
         f"SELECT CASE WHEN day = {TODAY} THEN requests ELSE 0 END AS requests,"
@@ -96,7 +96,7 @@ def check_order_size(plan: Plan, images: int, candidates: int | None) -> None:
                       field="candidates")
 
 
-async def check_submission(conn: psycopg.AsyncConnection, tenant_id: str, plan: Plan, images: int,
+async def check_submission(conn: Conn, tenant_id: str, plan: Plan, images: int,
                            now: datetime) -> None:
     """Refuse (429, with the reason) a job that would pass the plan's concurrent jobs or
     images per day; call it under `lock_plan`."""

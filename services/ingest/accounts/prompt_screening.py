@@ -5,9 +5,9 @@ nothing is written, held or generated."""
 
 from dataclasses import dataclass
 
-import psycopg
 from psycopg.types.json import Jsonb
 
+from services.common.db import Conn, Pool
 from services.common.problems import Problem
 from services.ingest.inputs.moderation import HostedModeration, ModerationUnavailable
 from services.ingest.inputs.prompt_rules import OperatorRule, Policy, PromptRule, Refusal, screen
@@ -19,7 +19,7 @@ class TenantScreening:
     policy: Policy | None  # None: the platform's default
 
 
-async def read_screening(conn: psycopg.AsyncConnection, tenant_id: str) -> TenantScreening:
+async def read_screening(conn: Conn, tenant_id: str) -> TenantScreening:
     row = await (await conn.execute("SELECT rules, policy FROM prompt_screening WHERE tenant_id = %s",
                                     [tenant_id])).fetchone()
     if row is None:
@@ -27,7 +27,7 @@ async def read_screening(conn: psycopg.AsyncConnection, tenant_id: str) -> Tenan
     return TenantScreening([PromptRule.model_validate(rule) for rule in row["rules"]], row["policy"])
 
 
-async def write_screening(conn: psycopg.AsyncConnection, tenant_id: str, screening: TenantScreening) -> None:
+async def write_screening(conn: Conn, tenant_id: str, screening: TenantScreening) -> None:
     await conn.execute(
         "INSERT INTO prompt_screening (tenant_id, rules, policy) VALUES (%s, %s, %s) ON CONFLICT (tenant_id)"
         " DO UPDATE SET rules = EXCLUDED.rules, policy = EXCLUDED.policy, updated_at = now()",
@@ -48,7 +48,7 @@ class PromptGate:
                  moderation: HostedModeration | None) -> None:
         self.operator_rules, self.default_policy, self.moderation = operator_rules, default_policy, moderation
 
-    async def check(self, pool, tenant_id: str, prompt: str) -> None:
+    async def check(self, pool: Pool, tenant_id: str, prompt: str) -> None:
         """Raise the 422 a refused prompt gets, or the 503 of a moderation outage under a
         fail-closed policy; return when the prompt may go on."""
         async with pool.connection() as conn:

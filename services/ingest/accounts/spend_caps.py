@@ -8,7 +8,7 @@ from uuid import UUID
 
 from services.common.contracts import KeySpendCaps, VideoSpec
 from services.common.problems import Problem
-from services.ingest.ledger_calls import call_ledger, pb
+from services.ingest.ledger_calls import LedgerStub, call_ledger, pb
 
 
 @dataclass(frozen=True)
@@ -17,7 +17,7 @@ class KeySpent:
     this_month: int
 
 
-async def spent_by_keys(stub, tenant_id: str, key_ids: list[UUID], timeout_s: float) -> dict[UUID, KeySpent] | None:
+async def spent_by_keys(stub: LedgerStub, tenant_id: str, key_ids: list[UUID], timeout_s: float) -> dict[UUID, KeySpent] | None:
     """What each key spent today and this month (UTC), as the ledger counts it; None when the
     ledger does not answer."""
     try:
@@ -44,7 +44,7 @@ def beyond_caps(key_id: UUID, caps: KeySpendCaps, spent: KeySpent, cost: int) ->
     return None
 
 
-async def refusal(stub, tenant_id: str, key_id: UUID, caps: KeySpendCaps, template: str, tier: str, images: int,
+async def refusal(stub: LedgerStub, tenant_id: str, key_id: UUID, caps: KeySpendCaps, template: str, tier: str, images: int,
                   use_retry_tokens: bool, timeout_s: float, video: VideoSpec | None = None) -> Problem | None:
     """The 402 a job of this key would get, judged on the key's spend so far and the job's
     quote (a video job's clips by the second); None when it fits, when the key has no cap, or

@@ -2,11 +2,10 @@
 it that run outside the service (the CLI, the stack's seeding): create a tenant with a key,
 move it to another plan."""
 
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import psycopg
-
-from services.common.db import migrate
+from services.common.db import Conn, migrate
 from services.common.runtime import ServiceRuntime
 from services.ingest.accounts import keys
 from services.ingest.accounts.keys import hash_api_key
@@ -16,7 +15,7 @@ from services.ingest.settings import IngestSettings
 TENANT_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
 
-async def insert_tenant(conn: psycopg.AsyncConnection, tenant_id: str, name: str | None = None,
+async def insert_tenant(conn: Conn, tenant_id: str, name: str | None = None,
                         plan: str | None = None) -> bool:
     """Create the tenant, on `plan` (the table's default, free, when None); False when it
     exists already (it is left as it is)."""
@@ -26,7 +25,7 @@ async def insert_tenant(conn: psycopg.AsyncConnection, tenant_id: str, name: str
     return row is not None
 
 
-async def set_plan(conn: psycopg.AsyncConnection, tenant_id: str, plan: str) -> str | None:
+async def set_plan(conn: Conn, tenant_id: str, plan: str) -> str | None:
     """Move the tenant to `plan`; the plan it was on, or None when there is no such tenant."""
     row = await (await conn.execute("SELECT plan FROM tenants WHERE id = %s FOR UPDATE", [tenant_id])).fetchone()
     if row is not None:
@@ -34,7 +33,7 @@ async def set_plan(conn: psycopg.AsyncConnection, tenant_id: str, plan: str) -> 
     return row["plan"] if row else None
 
 
-async def key_is_live(conn: psycopg.AsyncConnection, tenant_id: str, key: str) -> bool:
+async def key_is_live(conn: Conn, tenant_id: str, key: str) -> bool:
     row = await (await conn.execute(
         "SELECT 1 FROM api_keys WHERE key_hash = %s AND tenant_id = %s AND revoked_at IS NULL"
         " AND (expires_at IS NULL OR expires_at > now())", [hash_api_key(key), tenant_id])).fetchone()
@@ -58,7 +57,7 @@ async def set_tenant_plan(settings: IngestSettings, tenant_id: str, plan: str) -
 
 
 @asynccontextmanager
-async def tenants_transaction(settings: IngestSettings):
+async def tenants_transaction(settings: IngestSettings) -> AsyncIterator[Conn]:
     """One transaction on ingest's tables, for commands run outside the service (CLI, seeding)."""
     runtime = ServiceRuntime("ingest", settings, "services.ingest")
     await migrate(runtime.database_url, runtime.name, runtime.migrations)

@@ -2,9 +2,10 @@
 
 from services.common import targets
 from services.common.problems import Problem
+from services.ingest.settings import IngestSettings
 
 
-async def check_webhook_url(url: str, settings) -> None:
+async def check_webhook_url(url: str, settings: IngestSettings) -> None:
     """A webhook URL must be http(s) and resolve to public addresses only (SSRF), unless the
     deployment allows the network; delivery checks again when it sends."""
     try:

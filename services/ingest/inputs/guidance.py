@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from services.common.problems import Problem
 from services.common.templates import InputCheck, load_catalogue
 from services.ingest.inputs.scorer_calls import measure
+from services.ingest.settings import IngestSettings
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,7 @@ class FailedCheck:
     max: float | None
     message: str
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, object]:
         return {"dimension": self.dimension, "value": self.value, "min": self.min, "max": self.max,
                 "message": self.message}
 
@@ -39,8 +40,10 @@ def failed_checks(checks: dict[str, InputCheck], values: dict[str, float | None]
             failed.append(FailedCheck(dimension, None, check.min, check.max,
                                       f"the photo's {dimension.replace('_', ' ')} could not be measured"))
         elif check.min is not None and value < check.min:
+            assert check.below is not None, "an input check's min comes with its sentence"
             failed.append(FailedCheck(dimension, value, check.min, check.max, said(check.below, value, check)))
         elif check.max is not None and value > check.max:
+            assert check.above is not None, "an input check's max comes with its sentence"
             failed.append(FailedCheck(dimension, value, check.min, check.max, said(check.above, value, check)))
     return failed
 
@@ -57,7 +60,7 @@ def guidance_problem(template: str, failed: list[FailedCheck]) -> Problem:
                    template=template, checks=[f.as_json() for f in failed])
 
 
-async def check_input(settings, template: str, photo: bytes) -> None:
+async def check_input(settings: IngestSettings, template: str, photo: bytes) -> None:
     """Refuse (422, with guidance) a photo that fails its template's input checks."""
     checks = load_catalogue().input_checks(template)
     if not checks:

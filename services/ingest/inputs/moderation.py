@@ -5,7 +5,9 @@ every submission. Down (an error, a timeout, an open breaker) is `ModerationUnav
 the tenant's policy then decides (fail open: the job goes on; fail closed: 503)."""
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
@@ -22,12 +24,12 @@ class Breaker:
     cooldown_s: float
     failed: int = 0
     opened_at: float | None = None
-    clock: object = field(default=time.monotonic)
+    clock: Callable[[], float] = field(default=time.monotonic)
 
     def allows(self) -> bool:
         if self.opened_at is None:
             return True
-        return self.clock() - self.opened_at >= self.cooldown_s  # type: ignore[operator]
+        return self.clock() - self.opened_at >= self.cooldown_s
 
     def succeeded(self) -> None:
         self.failed, self.opened_at = 0, None
@@ -35,10 +37,10 @@ class Breaker:
     def failed_once(self) -> None:
         self.failed += 1
         if self.failed >= self.failures:
-            self.opened_at = self.clock()  # type: ignore[operator]
+            self.opened_at = self.clock()
 
 
-def flagged_category(answer: dict) -> str | None:
+def flagged_category(answer: dict[str, Any]) -> str | None:
     """The first category a flagged result names (`violence`, `sexual/minors`, …); None when
     nothing is flagged. A flagged result without a category true is `flagged`."""
     results = answer.get("results")

@@ -34,7 +34,7 @@ import io
 import re
 import struct
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,7 +172,8 @@ def check_structure(image_format: str, data: bytes, name: str) -> None:
 
 def jpeg_layout(data: bytes) -> tuple[int, list[bytes]]:
     """(offset just after EOI, payloads of APPn and COM segments)."""
-    position, metadata = 2, []
+    position = 2
+    metadata: list[bytes] = []
     while True:
         if data[position] != 0xFF:
             raise ValueError(f"no JPEG marker at byte {position}")
@@ -209,7 +210,8 @@ def _after_scan(data: bytes, position: int) -> int:
 
 def png_layout(data: bytes) -> tuple[int, list[bytes]]:
     """(offset just after IEND's CRC, payloads of every chunk but the pixel data)."""
-    position, metadata = len(PNG_SIGNATURE), []
+    position = len(PNG_SIGNATURE)
+    metadata: list[bytes] = []
     while True:
         length, kind = struct.unpack(">I4s", data[position:position + 8])
         end = position + 12 + length
@@ -240,7 +242,7 @@ def webp_layout(data: bytes) -> tuple[int, list[bytes]]:
 
 
 @contextlib.contextmanager
-def opened(data: bytes, image_format: str, limits: ScreeningLimits, name: str):
+def opened(data: bytes, image_format: str, limits: ScreeningLimits, name: str) -> Iterator[Image.Image]:
     """The image opened (headers read, nothing decoded), its declared pixels checked; the
     errors of opening and of decoding inside the block become problems."""
     try:

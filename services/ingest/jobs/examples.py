@@ -1,6 +1,8 @@
 """Examples of the jobs API's bodies, as the OpenAPI document shows them; other routes' examples
 name the same job (`JOB_ID`)."""
 
+from pydantic.config import JsonDict
+
 JOB_ID = "0f6c2d4e-9b1a-4c3e-8f7d-2a5b6c7d8e9f"
 JOB_REQUEST_EXAMPLE = {"prompt": "a red bicycle against a brick wall", "template": "generic", "images": 2,
                        "candidates": 4, "seed": 7, "quality": {"thresholds": {"sharpness": {"min": 80}}}}
@@ -36,5 +38,5 @@ CANCELED_EXAMPLE = JOB_EXAMPLE | {
     "failure": {"code": "canceled", "stage": "generating", "reason": "canceled by the client"},
     "billing": {"state": "settled", "reserved": 10, "charged": 0, "released": 10, "price_book_version": "2026-11-01"},
 }
-ERASURE_EXAMPLE = {"id": JOB_ID, "state": "erasing"}
-REPORT_EXAMPLE = {"reason": "the bicycle has three wheels"}
+ERASURE_EXAMPLE: JsonDict = {"id": JOB_ID, "state": "erasing"}
+REPORT_EXAMPLE: JsonDict = {"reason": "the bicycle has three wheels"}

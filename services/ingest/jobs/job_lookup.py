@@ -1,5 +1,6 @@
 """A job as a route names it: its id parsed, and the answer for a job the tenant cannot see."""
 
+from typing import NoReturn
 from uuid import UUID
 
 from services.common.problems import Problem
@@ -13,7 +14,7 @@ def parse_job_id(job_id: str) -> UUID:
         raise Problem(404, "job-not-found", f"no job {job_id!r}") from None
 
 
-async def refuse_missing(conn, job_id: str, tenant: str) -> None:
+async def refuse_missing(conn, job_id: str, tenant: str) -> NoReturn:
     """410 for a job its tenant erased; 404 otherwise: another tenant's job is as unknown as
     a job that never existed."""
     if await store.was_erased(conn, parse_job_id(job_id), tenant):

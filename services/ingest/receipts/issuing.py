@@ -4,18 +4,17 @@ receipt holds)."""
 
 import json
 from datetime import date, datetime
+from typing import Any
 from uuid import UUID
 
-import psycopg
-
 from services.common import telemetry
-from services.common.db import Statement, inserted
+from services.common.db import Conn, Statement, inserted
 from services.ingest.jobs.domain import JobView, with_receipt
 from services.ingest.receipts.document import Signer, jwk, receipt_body
 from services.ingest.store import Change
 
 
-async def issue_receipts(conn: psycopg.AsyncConnection, changes: list[Change], signer: Signer,
+async def issue_receipts(conn: Conn, changes: list[Change], signer: Signer,
                          now: datetime) -> tuple[list[Change], Statement | None]:
     """The changes with a receipt in every view of a job they show final for the first time,
     the receipts issued (and chained) in the caller's transaction, which holds the jobs' rows;
@@ -35,7 +34,7 @@ RECEIPT_COLUMNS = {"job_id": "uuid", "tenant_id": "text", "sequence": "bigint", 
                    "document": "jsonb", "issued_at": "timestamptz"}
 
 
-async def issue(conn: psycopg.AsyncConnection, views: list[JobView], signer: Signer,
+async def issue(conn: Conn, views: list[JobView], signer: Signer,
                 now: datetime) -> tuple[dict[UUID, str], Statement | None]:
     """Sign a receipt for each view, in order, each after its tenant's last; the hashes by
     job, and the statement that writes the receipts (the caller sends it before it commits).
@@ -61,13 +60,13 @@ async def issue(conn: psycopg.AsyncConnection, views: list[JobView], signer: Sig
     return issued, inserted("receipts", RECEIPT_COLUMNS, rows)
 
 
-async def receipt_of(conn: psycopg.AsyncConnection, job_id: UUID, tenant_id: str) -> dict | None:
+async def receipt_of(conn: Conn, job_id: UUID, tenant_id: str) -> dict[str, Any] | None:
     row = await (await conn.execute("SELECT document FROM receipts WHERE job_id = %s AND tenant_id = %s",
                                     [job_id, tenant_id])).fetchone()
     return row["document"] if row else None
 
 
-async def chain(conn: psycopg.AsyncConnection, tenant_id: str, after: int, limit: int) -> list[dict]:
+async def chain(conn: Conn, tenant_id: str, after: int, limit: int) -> list[dict[str, Any]]:
     """The tenant's receipts after `sequence` `after`, in chain order."""
     rows = await (await conn.execute(
         "SELECT document FROM receipts WHERE tenant_id = %s AND sequence > %s ORDER BY sequence LIMIT %s",
@@ -75,7 +74,7 @@ async def chain(conn: psycopg.AsyncConnection, tenant_id: str, after: int, limit
     return [row["document"] for row in rows]
 
 
-async def daily_totals(conn: psycopg.AsyncConnection, tenant_id: str, since: datetime) -> dict[date, dict]:
+async def daily_totals(conn: Conn, tenant_id: str, since: datetime) -> dict[date, dict[str, int]]:
     """Per UTC day from `since`: the jobs that ended (each has its receipt), the images they
     delivered and the credits they were charged, as the signed receipts say."""
     rows = await (await conn.execute(
@@ -86,8 +85,8 @@ async def daily_totals(conn: psycopg.AsyncConnection, tenant_id: str, since: dat
     return {row["day"]: {"jobs": row["jobs"], "images": row["images"], "credits": row["credits"]} for row in rows}
 
 
-async def attributed_totals(conn: psycopg.AsyncConnection, tenant_id: str, since: datetime, until: datetime,
-                            metadata_key: str | None) -> list[dict]:
+async def attributed_totals(conn: Conn, tenant_id: str, since: datetime, until: datetime,
+                            metadata_key: str | None) -> list[dict[str, Any]]:
     """From the receipts issued in [since, until): the jobs, images delivered and credits
     charged per end user (`metadata_key` None) or per value of that metadata key; jobs
     without one under the value None."""
@@ -102,13 +101,13 @@ async def attributed_totals(conn: psycopg.AsyncConnection, tenant_id: str, since
         {"tenant": tenant_id, "since": since, "until": until, "key": metadata_key})).fetchall()
 
 
-async def record_signing_key(conn: psycopg.AsyncConnection, signer: Signer) -> None:
+async def record_signing_key(conn: Conn, signer: Signer) -> None:
     """Publish the key this process signs with, for as long as receipts signed with it exist."""
     await conn.execute("INSERT INTO signing_keys (kid, public_key) VALUES (%s, %s)"
                        " ON CONFLICT (kid) DO UPDATE SET last_started_at = now()", [signer.kid, signer.public_key])
 
 
-async def published_keys(conn: psycopg.AsyncConnection, current_kid: str) -> list[dict]:
+async def published_keys(conn: Conn, current_kid: str) -> list[dict[str, Any]]:
     """Every key receipts were signed with, as JWKs: the one this process signs with is
     `active`, the others (rotated out, or another replica's) `retired`."""
     rows = await (await conn.execute("SELECT kid, public_key, first_used_at FROM signing_keys"

@@ -15,12 +15,15 @@ job erased, or past its tenant's retention) cannot be checked: it is counted, no
 import asyncio
 import base64
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 from uuid import UUID
 
 import psycopg
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from psycopg.rows import TupleRow
 
 from services.common.bus import client_options, decoded_envelopes, read_topic_to_end, report
 from services.common.contracts import CreditsReserved, ReservationSettled, topic_of
@@ -36,7 +39,7 @@ class Journal:
     reserved: dict[UUID, CreditsReserved] = field(default_factory=dict)
     settled: dict[UUID, ReservationSettled] = field(default_factory=dict)
 
-    def credits(self, job_id: UUID) -> dict:
+    def credits(self, job_id: UUID) -> dict[str, Any]:
         reserved, settled = self.reserved.get(job_id), self.settled.get(job_id)
         return {"reserved": settled.reserved if settled else 0, "charged": settled.charged if settled else 0,
                 "released": settled.released if settled else 0,
@@ -44,7 +47,7 @@ class Journal:
                 "price_book_version": reserved.pricebook_version if reserved else None}
 
 
-async def read_journal(bootstrap: str | dict, namespace: str) -> tuple[Journal, int]:
+async def read_journal(bootstrap: str | dict[str, Any], namespace: str) -> tuple[Journal, int]:
     envelopes, malformed = decoded_envelopes(await read_topic_to_end(bootstrap, topic_of("ledger", namespace)))
     journal = Journal()
     for envelope in envelopes:
@@ -55,7 +58,7 @@ async def read_journal(bootstrap: str | dict, namespace: str) -> tuple[Journal, 
     return journal, malformed
 
 
-def signature_problem(document: dict, keys: dict[str, Ed25519PublicKey]) -> str | None:
+def signature_problem(document: dict[str, Any], keys: dict[str, Ed25519PublicKey]) -> str | None:
     body, signature = document["receipt"], document["signature"]
     key = keys.get(signature.get("kid"))
     if key is None:
@@ -73,7 +76,7 @@ def _unb64url(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def chain_problems(documents: list[dict]) -> list[str]:
+def chain_problems(documents: list[dict[str, Any]]) -> list[str]:
     """Each receipt's place in its tenant's chain: sequence numbers one after another, each
     naming the hash of the one before (documents in sequence order, one tenant)."""
     problems, previous = [], None
@@ -88,7 +91,7 @@ def chain_problems(documents: list[dict]) -> list[str]:
     return problems
 
 
-async def output_problems(objects: ObjectStore, body: dict) -> tuple[list[str], int]:
+async def output_problems(objects: ObjectStore, body: dict[str, Any]) -> tuple[list[str], int]:
     """Differences between the outputs a receipt lists and the public bucket; and how many
     outputs are no longer stored."""
     problems, gone = [], 0
@@ -107,7 +110,7 @@ async def output_problems(objects: ObjectStore, body: dict) -> tuple[list[str], 
     return problems, gone
 
 
-def credit_problems(body: dict, journal: Journal) -> list[str]:
+def credit_problems(body: dict[str, Any], journal: Journal) -> list[str]:
     job_id = UUID(body["job_id"])
     recorded = journal.credits(job_id)
     if "seconds_charged" in body["credits"]:  # a video job's
@@ -117,22 +120,23 @@ def credit_problems(body: dict, journal: Journal) -> list[str]:
             for name, value in recorded.items() if body["credits"][name] != value]
 
 
-def load_receipts(conn: psycopg.Connection, schema: str, tenant: str | None) -> dict[str, list[dict]]:
+def load_receipts(conn: psycopg.Connection[TupleRow], schema: str, tenant: str | None) -> dict[str, list[dict[str, Any]]]:
     rows = conn.execute(f'SELECT tenant_id, document FROM "{schema}".receipts'
                         " WHERE %(tenant)s::text IS NULL OR tenant_id = %(tenant)s ORDER BY tenant_id, sequence",
                         {"tenant": tenant}).fetchall()
-    chains: dict[str, list[dict]] = {}
+    chains: dict[str, list[dict[str, Any]]] = {}
     for tenant_id, document in rows:
         chains.setdefault(tenant_id, []).append(document)
     return chains
 
 
-def load_keys(conn: psycopg.Connection, schema: str) -> dict[str, Ed25519PublicKey]:
+def load_keys(conn: psycopg.Connection[TupleRow], schema: str) -> dict[str, Ed25519PublicKey]:
     return {kid: Ed25519PublicKey.from_public_bytes(bytes(public))
             for kid, public in conn.execute(f'SELECT kid, public_key FROM "{schema}".signing_keys')}
 
 
-async def check(settings: IngestSettings, chains: dict[str, list[dict]], keys) -> tuple[list[str], int, int, int]:
+async def check(settings: IngestSettings, chains: dict[str, list[dict[str, Any]]],
+                keys: dict[str, Ed25519PublicKey]) -> tuple[list[str], int, int, int]:
     journal, malformed = await read_journal(client_options(settings), settings.topic_namespace)
     objects = ObjectStore(settings)
     lines, gone, checked = [], 0, 0
@@ -150,7 +154,8 @@ async def check(settings: IngestSettings, chains: dict[str, list[dict]], keys) -
     return lines, gone, checked, malformed
 
 
-def replay_receipts(settings: IngestSettings, schema: str = "ingest", tenant: str | None = None, out=print) -> int:
+def replay_receipts(settings: IngestSettings, schema: str = "ingest", tenant: str | None = None,
+                    out: Callable[[str], object] = print) -> int:
     with psycopg.connect(settings.database_url.get_secret_value(), autocommit=True) as conn:
         chains, keys = load_receipts(conn, schema, tenant), load_keys(conn, schema)
     lines, gone, checked, malformed = asyncio.run(check(settings, chains, keys))

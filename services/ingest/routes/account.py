@@ -1,5 +1,7 @@
 """`/v1/quotes` and `/v1/account`: prices and balances, answered by the ledger over gRPC."""
 
+from typing import Any
+
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -68,7 +70,7 @@ class Account(BaseModel):
 
 
 @router.post("/quotes", response_model=Quote)
-async def quote(body: QuoteRequest, tenant: AccountReader, ledger: Ledger, settings: Settings):
+async def quote(body: QuoteRequest, tenant: AccountReader, ledger: Ledger, settings: Settings) -> dict[str, Any]:
     """What a job would cost now, and whether the balance covers it. Nothing is held. A video
     job (`video`) is quoted at the seconds asked; it is charged for the seconds delivered."""
     clips = {"video_duration_s": body.video.duration_s, "video_resolution": body.video.resolution} if body.video else {}
@@ -82,7 +84,7 @@ async def quote(body: QuoteRequest, tenant: AccountReader, ledger: Ledger, setti
 
 
 @router.get("/account", response_model=Account)
-async def account(tenant: AccountReader, ledger: Ledger, settings: Settings):
+async def account(tenant: AccountReader, ledger: Ledger, settings: Settings) -> dict[str, Any]:
     balance = await call_ledger(ledger.GetBalance, pb.GetBalanceRequest(tenant_id=tenant),
                                 settings.ledger_grpc_timeout_s)
     if balance is None:

@@ -10,13 +10,13 @@ a service gave up on after its retries.
 
 import asyncio
 import math
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, TypeAlias
 
 import grpc
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 
-from services.common.admin import OperatorWith
+from services.common.admin import Operator, OperatorWith
 from services.common.bus import client_options, topic_sizes
 from services.common.contracts import PUBLISHERS, ProviderStatus, QualityStatus, dead_letter_topic, topic_of
 from services.common.problems import Problem
@@ -26,14 +26,20 @@ from services.ingest.deps import Settings
 
 pb, rpc = load("genline.router.v1")
 router = APIRouter(prefix="/admin/v1", include_in_schema=False)
-Reader = OperatorWith("platform:read")
+# The operator holding `platform:read` (a dependency FastAPI reads from the annotation; to the
+# type checker, the operator it yields).
+if TYPE_CHECKING:
+    Reader: TypeAlias = Operator
+else:
+    Reader = OperatorWith("platform:read")
 
 
-async def router_stub(request: Request):
+async def router_stub(request: Request) -> Any:
+    """The router's gRPC stub: built from the protos at install, it carries no types."""
     return request.app.state.router_stub
 
 
-RouterStub = Annotated[object, Depends(router_stub)]
+RouterStub = Annotated[Any, Depends(router_stub)]
 
 
 class ProviderList(BaseModel):
@@ -45,7 +51,7 @@ class DeadLetters(BaseModel):
     total: int
 
 
-def provider_status(provider) -> ProviderStatus:
+def provider_status(provider: Any) -> ProviderStatus:
     quality = {template: QualityStatus(state=q.state, reason=q.reason, verdicts=q.verdicts,
                                        pass_rate=None if math.isnan(q.pass_rate) else q.pass_rate)
                for template, q in provider.quality.items()}
@@ -54,7 +60,7 @@ def provider_status(provider) -> ProviderStatus:
 
 
 @router.get("/providers", response_model=ProviderList)
-async def list_providers(_: Reader, stub: RouterStub, settings: Settings):
+async def list_providers(_: Reader, stub: RouterStub, settings: Settings) -> ProviderList:
     templates = list(load_catalogue().templates)
     try:
         answer = await stub.ListProviders(pb.ListProvidersRequest(templates=templates),
@@ -66,7 +72,7 @@ async def list_providers(_: Reader, stub: RouterStub, settings: Settings):
 
 
 @router.get("/dead-letters", response_model=DeadLetters)
-async def dead_letters(_: Reader, settings: Settings):
+async def dead_letters(_: Reader, settings: Settings) -> DeadLetters:
     topics = [dead_letter_topic(topic_of(p, settings.topic_namespace)) for p in PUBLISHERS]
     try:
         sizes = await asyncio.wait_for(topic_sizes(client_options(settings), topics), timeout=15)

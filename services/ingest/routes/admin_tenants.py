@@ -2,20 +2,27 @@
 scope), as `genline create-tenant` does, and move a tenant to another plan. Behind an operator token with `tenants:manage`, on the admin port; in the audit trail; not part of the
 public OpenAPI document."""
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, TypeAlias
 
 from fastapi import APIRouter, Body
 from pydantic import BaseModel, Field
 
-from services.common.admin import OperatorWith
+from services.common.admin import Operator, OperatorWith
 from services.common.api import RequestModel, StorableText
 from services.common.audit import operator_actor, record_action
 from services.common.problems import Problem
 from services.ingest.accounts import keys, tenants
 from services.ingest.accounts.keys import SCOPES
+from services.ingest.accounts.plans import PlanBook
 from services.ingest.deps import Plans, Runtime
 
 router = APIRouter(prefix="/admin/v1/tenants", include_in_schema=False)
+# The operator holding `tenants:manage` (a dependency FastAPI reads from the annotation; to the
+# type checker, the operator it yields).
+if TYPE_CHECKING:
+    TenantsManager: TypeAlias = Operator
+else:
+    TenantsManager = OperatorWith("tenants:manage")
 
 
 class TenantRequest(RequestModel):
@@ -36,8 +43,8 @@ class NewTenant(BaseModel):
 
 
 @router.post("", status_code=201, response_model=NewTenant)
-async def create_tenant(operator: OperatorWith("tenants:manage"), runtime: Runtime, plans: Plans,
-                        body: Annotated[TenantRequest, Body()]):
+async def create_tenant(operator: TenantsManager, runtime: Runtime, plans: Plans,
+                        body: Annotated[TenantRequest, Body()]) -> NewTenant:
     plan = offered_plan(plans, body.plan or plans.default)
     async with runtime.pool.connection() as conn, conn.transaction():
         if not await tenants.insert_tenant(conn, body.id, body.name, plan):
@@ -53,8 +60,8 @@ async def create_tenant(operator: OperatorWith("tenants:manage"), runtime: Runti
 
 
 @router.put("/{tenant_id}/plan")
-async def set_plan(tenant_id: str, operator: OperatorWith("tenants:manage"), runtime: Runtime, plans: Plans,
-                   body: Annotated[PlanRequest, Body()]) -> dict:
+async def set_plan(tenant_id: str, operator: TenantsManager, runtime: Runtime, plans: Plans,
+                   body: Annotated[PlanRequest, Body()]) -> dict[str, str]:
     """Move the tenant to another plan: its next request and submission are held to it; jobs
     already accepted go on."""
     plan = offered_plan(plans, body.plan)
@@ -68,7 +75,7 @@ async def set_plan(tenant_id: str, operator: OperatorWith("tenants:manage"), run
     return {"id": tenant_id, "plan": plan, "previous": previous}
 
 
-def offered_plan(plans, name: str) -> str:
+def offered_plan(plans: PlanBook, name: str) -> str:
     if name not in plans.plans:
         raise Problem(422, "unknown-plan", f"no plan {name!r}; offered: {', '.join(plans.plans)}")
     return name

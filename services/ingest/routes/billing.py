@@ -3,7 +3,7 @@ and grants credits on its signed events); these routes check the caller's key an
 ask the ledger's internal billing API, always for the caller's tenant only."""
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
 import httpx
 from fastapi import APIRouter, Depends, Request
@@ -15,7 +15,12 @@ from services.common.problems import Problem
 from services.ingest.deps import AccountReader, Scoped
 
 router = APIRouter(prefix="/v1/billing", tags=["billing"], responses=problems.responses(503))
-BillingManager = Scoped("billing:manage")
+# The caller's tenant, when its key holds `billing:manage` (a dependency FastAPI reads from the
+# annotation; to the type checker, the tenant's id it yields).
+if TYPE_CHECKING:
+    BillingManager: TypeAlias = str
+else:
+    BillingManager = Scoped("billing:manage")
 RETURN_URL = r"^https?://[^\s]{1,1990}$"
 
 
@@ -113,17 +118,18 @@ class Billing(BaseModel):
 
 
 async def ledger_http(request: Request) -> httpx.AsyncClient:
-    return request.app.state.ledger_http
+    client: httpx.AsyncClient = request.app.state.ledger_http
+    return client
 
 
 LedgerHttp = Annotated[httpx.AsyncClient, Depends(ledger_http)]
 
 
-async def ask_ledger(http: httpx.AsyncClient, method: str, tenant: str, path: str, body: dict | None = None) -> Any:
+async def ask_ledger(http: httpx.AsyncClient, method: str, tenant: str, path: str, body: dict[str, Any] | None = None) -> Any:
     """The ledger's answer for `tenant`; its problems become ours, its absence a 503."""
     try:
         response = await http.request(method, f"/internal/v1/tenants/{tenant}{path}", json=body)
-        answer = response.json()
+        answer: Any = response.json()
     except (httpx.HTTPError, ValueError):
         raise billing_unavailable() from None
     slug = str(answer.get("type", "")).rsplit("/", 1)[-1] if isinstance(answer, dict) else ""
@@ -142,13 +148,14 @@ def billing_unavailable() -> Problem:
 
 
 @router.get("", response_model=Billing, responses=problems.responses(404))
-async def get_billing(tenant: AccountReader, http: LedgerHttp):
+async def get_billing(tenant: AccountReader, http: LedgerHttp) -> Any:
     """The credit packs on sale, the auto top-up rule, and the latest checkouts and top-ups."""
     return await ask_ledger(http, "GET", tenant, "/billing")
 
 
 @router.post("/checkout", status_code=201, response_model=Checkout, responses=problems.responses(404, 422))
-async def create_checkout(body: CheckoutRequest, tenant: BillingManager, http: LedgerHttp, request: Request):
+async def create_checkout(body: CheckoutRequest, tenant: BillingManager, http: LedgerHttp,
+                          request: Request) -> Any:
     """Open a checkout for a credit pack; send the payer to `url`. Credits arrive once the
     processor says the payment succeeded (at once for a card, later for a bank debit), and
     never twice for one payment."""
@@ -160,7 +167,7 @@ async def create_checkout(body: CheckoutRequest, tenant: BillingManager, http: L
 
 
 @router.put("/auto-topup", response_model=Billing, responses=problems.responses(404, 422))
-async def set_auto_topup(body: AutoTopUpRequest, tenant: BillingManager, http: LedgerHttp):
+async def set_auto_topup(body: AutoTopUpRequest, tenant: BillingManager, http: LedgerHttp) -> Any:
     """Buy `pack` with the saved card whenever a charge takes the balance below `below`, at
     most `max_per_month` times a month. A failed charge is reported as
     `billing.topup_failed`; three in a row pause the rule (as does a dispute) until it is set

@@ -4,7 +4,7 @@ live in the internal bucket, which has no public links; ingest reads the one ask
 checking that the job is the caller's."""
 
 import hashlib
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Response
 
@@ -19,7 +19,7 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 # A clip is served as what it is, so a <video> plays it.
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "video/mp4", "video/webm")
 PNG_EXAMPLE = "(the PNG bytes)"
-IMAGE_RESPONSE = {200: {"description": "the candidate's image, as generated",
+IMAGE_RESPONSE: dict[int | str, dict[str, Any]] = {200: {"description": "the candidate's image, as generated",
                         "content": {t: {"schema": {"type": "string", "format": "binary"},
                                         **({"example": PNG_EXAMPLE} if t == "image/png" else {})}
                                     for t in IMAGE_TYPES}}}
@@ -30,7 +30,7 @@ CACHE_CONTROL = "private, max-age=3600, immutable"
 @router.get("/{job_id}/candidates/{index}/image", response_class=Response,
             responses=problems.responses(404, 410) | IMAGE_RESPONSE)
 async def candidate_image(job_id: str, index: Annotated[int, Path(ge=0, le=10_000)], tenant: JobsReader,
-                          runtime: Runtime, objects: Objects):
+                          runtime: Runtime, objects: Objects) -> Response:
     """Candidate `index` of the job (the `index` of its entry in `scores`), of any attempt,
     selected or rejected: an image, or a video job's clip (MP4 or WebM) as the provider made it. 404 for a candidate that was not scored (yet), 410 once retention
     has deleted it."""

@@ -9,13 +9,14 @@ except delivered images, whose signed links point at the object store.
 """
 
 from importlib.resources import files
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, RedirectResponse
 
 from services.common.problems import Problem
 
-CONSOLE_DIR = files("services.ingest") / "console"
+CONSOLE_DIR = Path(str(files("services.ingest") / "console"))  # a folder on disk: FileResponse sends by path
 # The script is ES modules, loaded as they are written (no build step): console.js draws the
 # page from the path and imports the others; the page preloads them all.
 MODULES = ("console.js", "navigation.js", "api.js", "dom.js", "jobs.js", "job.js", "clips.js", "receipts.js",

@@ -18,6 +18,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from services.common import problems
 from services.common.problems import Problem
+from services.common.runtime import ServiceRuntime
 from services.ingest import store
 from services.ingest.deps import JobsReader, Runtime, Settings, Watch
 from services.ingest.jobs import domain, live
@@ -45,7 +46,7 @@ class JobEvents(BaseModel):
     next: int | None = Field(description="`after` of the next page; null when this page reached the end of the log")
 
 
-def entry_example(seq: int, kind: str, second: int, **payload) -> dict:
+def entry_example(seq: int, kind: str, second: int, **payload: Any) -> dict[str, Any]:
     return {"seq": seq, "type": kind, "time": f"2026-11-02T10:00:0{second}Z", "payload": payload}
 
 
@@ -79,7 +80,7 @@ class EventStream(EventSourceResponse):
     media_type = "text/event-stream"  # what the OpenAPI document names instead of JSON
 
 
-def stream_responses(example: str, *statuses: int) -> dict:
+def stream_responses(example: str, *statuses: int) -> dict[int | str, dict[str, Any]]:
     return problems.responses(*statuses) | {200: {
         "description": "`text/event-stream`: one event per entry, `id` its number, `event` its type, `data` the"
                        " entry as JSON; a `: ping` comment keeps an idle stream open",
@@ -96,7 +97,7 @@ def resume_point(last_event_id: str | None, after: int | None, largest: int) -> 
     return int(last_event_id)
 
 
-async def owned_state(runtime, job_id: str, tenant: str) -> tuple[UUID, str]:
+async def owned_state(runtime: ServiceRuntime, job_id: str, tenant: str) -> tuple[UUID, str]:
     parsed = parse_job_id(job_id)
     async with runtime.pool.connection() as conn:
         state = await store.job_state(conn, parsed, tenant)
@@ -109,7 +110,7 @@ async def owned_state(runtime, job_id: str, tenant: str) -> tuple[UUID, str]:
             responses=problems.responses(404, 410) | {200: {"content": {"application/json": {"example": EVENTS_EXAMPLE}}}})
 async def list_job_events(job_id: str, tenant: JobsReader, runtime: Runtime,
                           after: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
-                          limit: Annotated[int, Query(ge=1, le=1000)] = 200):
+                          limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> JobEvents:
     """The job's event log after `seq` `after`, oldest first: each state it entered and why,
     each attempt started and finished, billing, delivery, cancel and reports."""
     parsed, state = await owned_state(runtime, job_id, tenant)
@@ -119,12 +120,12 @@ async def list_job_events(job_id: str, tenant: JobsReader, runtime: Runtime,
     return JobEvents(job_id=parsed, state=state, data=entries, next=entries[-1].seq if len(rows) > limit else None)
 
 
-def job_event(row: dict) -> ServerSentEvent:
+def job_event(row: dict[str, Any]) -> ServerSentEvent:
     body = LogEntry(**row).model_dump(mode="json")
     return ServerSentEvent(id=str(row["seq"]), event=row["type"], data=json.dumps(body))
 
 
-def tenant_event(row: dict) -> ServerSentEvent:
+def tenant_event(row: dict[str, Any]) -> ServerSentEvent:
     body = {"cursor": row["tenant_seq"], "job_id": str(row["job_id"])} | LogEntry(**row).model_dump(mode="json")
     return ServerSentEvent(id=str(row["tenant_seq"]), event=row["type"], data=json.dumps(body))
 
@@ -132,7 +133,7 @@ def tenant_event(row: dict) -> ServerSentEvent:
 @router.get("/v1/jobs/{job_id}/stream", response_class=EventStream, responses=stream_responses(STREAM_EXAMPLE, 404, 410, 422))
 async def stream_job_events(job_id: str, tenant: JobsReader, runtime: Runtime, settings: Settings, watch: Watch,
                             after: Annotated[int | None, Query(ge=0, le=MAX_SEQ)] = None,
-                            last_event_id: Annotated[str | None, Header(max_length=20)] = None):
+                            last_event_id: Annotated[str | None, Header(max_length=20)] = None) -> EventStream:
     """The job's event log as Server-Sent Events from after `Last-Event-ID` (or `after`; from
     the start without either), then each entry as it happens; the stream ends after the
     job's final state."""
@@ -145,7 +146,7 @@ async def stream_job_events(job_id: str, tenant: JobsReader, runtime: Runtime, s
 @router.get("/v1/events/stream", response_class=EventStream, responses=stream_responses(TENANT_STREAM_EXAMPLE, 422))
 async def stream_tenant_events(tenant: JobsReader, runtime: Runtime, settings: Settings, watch: Watch,
                                after: Annotated[int | None, Query(ge=0, le=MAX_CURSOR)] = None,
-                               last_event_id: Annotated[str | None, Header(max_length=20)] = None):
+                               last_event_id: Annotated[str | None, Header(max_length=20)] = None) -> EventStream:
     """The entries of all your jobs as Server-Sent Events, from now on, or from after the
     `cursor` in `Last-Event-ID` (or `after`; `after=0` is from your first job). Each event's
     id is its `cursor`, which numbers all of your entries 1, 2, 3 … in the order they were

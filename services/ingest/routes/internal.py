@@ -21,6 +21,7 @@ from services.common.problems import Problem
 from services.ingest import data_keys
 from services.ingest.deps import Runtime, Settings
 from services.ingest.key_encryption import keyring_of
+from services.ingest.settings import IngestSettings
 
 router = APIRouter(prefix="/internal/v1", include_in_schema=False)
 
@@ -30,19 +31,20 @@ class DataKey(BaseModel):
     key: str  # base64 of the 32-byte AES-256-GCM key
 
 
-def check_caller(request: Request, settings, authorization: str | None) -> str:
+def check_caller(request: Request, settings: IngestSettings, authorization: str | None) -> str:
     """The proven service calling, once it may read data keys."""
     if settings.admin_port and request.scope["server"][1] != settings.admin_port:
         raise Problem(404, "not-found", "no such resource on this port")
     try:
-        return request.app.state.service_verifier.authorize(authorization, "data-keys")
+        caller: str = request.app.state.service_verifier.authorize(authorization, "data-keys")
     except (Unauthenticated, Forbidden) as error:
         raise problem_of(error) from None
+    return caller
 
 
 @router.get("/jobs/{job_id}/data-key", response_model=DataKey)
 async def data_key(job_id: str, request: Request, runtime: Runtime, settings: Settings,
-                   authorization: Annotated[str | None, Header()] = None):
+                   authorization: Annotated[str | None, Header()] = None) -> DataKey:
     caller = check_caller(request, settings, authorization)
     try:
         parsed = UUID(job_id)

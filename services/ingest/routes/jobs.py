@@ -14,7 +14,7 @@ from services.common.audit import record_action
 from services.common.bus import erase_prompt_from_outbox
 from services.common.contracts import JobErased, OutputReported
 from services.common.problems import Problem
-from services.common.storage import signed_links
+from services.common.storage import ObjectStore, signed_links
 from services.ingest import data_keys, store
 from services.ingest.deps import (
     JobsReader,
@@ -57,7 +57,7 @@ async def submit_job(body: JobRequest, response: Response, caller: JobsSubmitter
                      settings: Settings, objects: Objects, plans: Plans, gate: Screening, ledger: Ledger,
                      prompts: PromptScreen, routing: Router,
                      idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
-                     cancel_after: Annotated[str | None, Header(max_length=32)] = None):
+                     cancel_after: Annotated[str | None, Header(max_length=32)] = None) -> JobAccepted:
     """Accept a job (202); it moves on asynchronously. Retries with the same `Idempotency-Key`
     and the same request (the JSON parsed, so spacing and key order do not matter) within
     24 hours return the first job instead of submitting another. A profile, quality rules
@@ -95,7 +95,7 @@ async def submit_job(body: JobRequest, response: Response, caller: JobsSubmitter
     return JobAccepted(id=view.id, state=view.state, created_at=view.created_at, url=f"/v1/jobs/{view.id}")
 
 
-def fresh_links(view: domain.JobView, objects, ttl_s: int) -> domain.JobView:
+def fresh_links(view: domain.JobView, objects: ObjectStore, ttl_s: int) -> domain.JobView:
     """Links are signed on every read, so a client never gets one that has already expired."""
     outputs = [o.model_copy(update=signed_links(objects, o.key, o.thumbnail_key, ttl_s)) for o in view.outputs]
     return view.model_copy(update={"outputs": outputs})
@@ -131,7 +131,7 @@ async def list_jobs(tenant: JobsReader, runtime: Runtime,
                     cursor: Annotated[str | None, Query(max_length=200)] = None,
                     state: domain.State | None = None,
                     template: Annotated[str | None, Query(max_length=64)] = None,
-                    created_after: Timestamp | None = None, created_before: Timestamp | None = None):
+                    created_after: Timestamp | None = None, created_before: Timestamp | None = None) -> JobPage:
     """Your jobs, newest first, `limit` per page; pass the body's `next` as `cursor` for the
     next page. Jobs submitted while you page appear on no later page, so a walk through the
     pages sees every job once."""
@@ -147,7 +147,8 @@ async def list_jobs(tenant: JobsReader, runtime: Runtime,
 
 @router.get("/{job_id}", response_model=domain.JobView,
             responses=problems.responses(404, 410) | {200: {"content": {"application/json": {"example": JOB_EXAMPLE}}}})
-async def get_job(job_id: str, tenant: JobsReader, runtime: Runtime, settings: Settings, objects: Objects):
+async def get_job(job_id: str, tenant: JobsReader, runtime: Runtime, settings: Settings,
+                  objects: Objects) -> domain.JobView:
     async with runtime.pool.connection() as conn:
         view = await store.read_view(conn, parse_job_id(job_id), tenant)
         if view is None:
@@ -163,7 +164,7 @@ class JobErasure(BaseModel):
 
 
 @router.delete("/{job_id}", status_code=202, response_model=JobErasure, responses=problems.responses(404, 409, 410))
-async def erase_job(job_id: str, tenant: JobsWriter, runtime: Runtime):
+async def erase_job(job_id: str, tenant: JobsWriter, runtime: Runtime) -> JobErasure:
     """Delete a final job's data: its images (candidates, outputs, the reference photo no
     other job uses) and its prompt, in every service; the key its prompt was sealed with in
     every event is destroyed, so no copy of those events can show it again. The billing record
@@ -190,7 +191,8 @@ async def erase_job(job_id: str, tenant: JobsWriter, runtime: Runtime):
 
 @router.post("/{job_id}/cancel", status_code=202, response_model=domain.JobView,
              responses=problems.responses(404, 409, 410) | {202: {"content": {"application/json": {"example": CANCELED_EXAMPLE}}}})
-async def cancel_job(job_id: str, tenant: JobsWriter, runtime: Runtime, settings: Settings, objects: Objects):
+async def cancel_job(job_id: str, tenant: JobsWriter, runtime: Runtime, settings: Settings,
+                     objects: Objects) -> domain.JobView:
     """Cancel a job that is not final (202 with the job; asking again is harmless). Generation
     stops and nothing more is charged; images delivered before the cancel reached delivery
     stay delivered and charged. A final job answers 409 and stays as it is, unless its cancel
@@ -224,7 +226,8 @@ class ReportAccepted(BaseModel):
 
 @router.post("/{job_id}/outputs/{n}/report", status_code=202, response_model=ReportAccepted,
              responses=problems.responses(404, 409, 410))
-async def report_output(job_id: str, n: int, body: OutputReport, tenant: JobsWriter, runtime: Runtime):
+async def report_output(job_id: str, n: int, body: OutputReport, tenant: JobsWriter,
+                        runtime: Runtime) -> ReportAccepted:
     """Report a delivered image as bad: within the window it is refunded or earns a retry
     token, by the tenant's setting; the outcome shows on the job."""
     parsed = parse_job_id(job_id)

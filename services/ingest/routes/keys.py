@@ -4,11 +4,12 @@ caps, revoke one, or rotate one with an overlap in which the old secret still wo
 behind `keys:manage`."""
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Path, Response
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 
 from services.common import problems
 from services.common.api import RequestModel, StorableText
@@ -24,6 +25,14 @@ router = APIRouter(prefix="/v1/api-keys", tags=["keys"])
 Scope = Annotated[str, Field(pattern="^(" + "|".join(SCOPES) + ")$")]
 KEY_ID = "3d9c7a51-6f0e-4b8a-9c21-7e5d4f3a2b10"
 KeyId = Annotated[str, Path(max_length=64, examples=[KEY_ID], description="the key's id (not its secret)")]
+KEY_EXAMPLE: JsonDict = {
+    "id": KEY_ID, "name": "ci reader", "prefix": "gl_Xk3v9", "scopes": ["jobs:read"],
+    "created_at": "2026-11-02T10:00:00Z", "last_used_at": "2026-11-02T10:05:00Z", "expires_at": None,
+    "daily_cap_credits": 20, "monthly_cap_credits": None, "spent_today": 12, "spent_this_month": 140}
+NEW_KEY_EXAMPLE: JsonDict = {
+    "id": KEY_ID, "name": "ci reader", "prefix": "gl_Xk3v9", "scopes": ["jobs:read"],
+    "created_at": "2026-11-02T10:00:00Z", "last_used_at": None, "expires_at": None,
+    "secret": "gl_Xk3v9TqL2mZ8wR4yP0aB6cD1eF5gH7iJ9kL3nO5pQ"}
 
 
 class KeyRequest(RequestModel):
@@ -58,10 +67,7 @@ class RotateRequest(RequestModel):
 
 
 class ApiKey(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "id": KEY_ID, "name": "ci reader", "prefix": "gl_Xk3v9", "scopes": ["jobs:read"],
-        "created_at": "2026-11-02T10:00:00Z", "last_used_at": "2026-11-02T10:05:00Z", "expires_at": None,
-        "daily_cap_credits": 20, "monthly_cap_credits": None, "spent_today": 12, "spent_this_month": 140}]})
+    model_config = ConfigDict(json_schema_extra={"examples": [KEY_EXAMPLE]})
 
     id: UUID
     name: str
@@ -78,24 +84,20 @@ class ApiKey(BaseModel):
 
 
 class NewApiKey(ApiKey):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "id": KEY_ID, "name": "ci reader", "prefix": "gl_Xk3v9", "scopes": ["jobs:read"],
-        "created_at": "2026-11-02T10:00:00Z", "last_used_at": None, "expires_at": None,
-        "secret": "gl_Xk3v9TqL2mZ8wR4yP0aB6cD1eF5gH7iJ9kL3nO5pQ"}]})
+    model_config = ConfigDict(json_schema_extra={"examples": [NEW_KEY_EXAMPLE]})
 
     secret: str = Field(description="the key itself, shown this once: store it now")
 
 
 class ApiKeyList(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"data": ApiKey.model_config["json_schema_extra"]["examples"]}]})
+    model_config = ConfigDict(json_schema_extra={"examples": [{"data": [KEY_EXAMPLE]}]})
 
     data: list[ApiKey]
 
 
 class RotatedApiKey(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
-        "new": NewApiKey.model_config["json_schema_extra"]["examples"][0],
-        "old": ApiKey.model_config["json_schema_extra"]["examples"][0] | {"expires_at": "2026-11-02T11:05:00Z"}}]})
+        "new": NEW_KEY_EXAMPLE, "old": KEY_EXAMPLE | {"expires_at": "2026-11-02T11:05:00Z"}}]})
 
     new: NewApiKey
     old: ApiKey = Field(description="the rotated key, working until its expires_at")
@@ -114,7 +116,7 @@ def new_key_body(issued: keys.IssuedKey, name: str, scopes: list[str], caps: Key
                      monthly_cap_credits=caps.monthly, spent_today=0, spent_this_month=0)
 
 
-def key_body(row: dict, spent: dict | None) -> ApiKey:
+def key_body(row: dict[str, Any], spent: dict[UUID, spend_caps.KeySpent] | None) -> ApiKey:
     """A key as listed: its row, with what it spent when the ledger answered."""
     used = spent.get(row["id"], spend_caps.KeySpent(0, 0)) if spent is not None else None
     return ApiKey.model_validate(row | {"spent_today": used and used.today, "spent_this_month": used and used.this_month})
@@ -122,7 +124,7 @@ def key_body(row: dict, spent: dict | None) -> ApiKey:
 
 @router.post("", status_code=201, response_model=NewApiKey)
 async def create_api_key(caller: KeysManager, runtime: Runtime, response: Response,
-                         body: Annotated[KeyRequest, Body()] = KeyRequest()):
+                         body: Annotated[KeyRequest, Body()] = KeyRequest()) -> NewApiKey:
     """A new key for your tenant, with a name and scopes (a subset of this key's; 403 names
     one it lacks). The secret is in this answer only; only its hash is kept."""
     scopes = [s for s in SCOPES if s in (body.scopes or caller.scopes)]
@@ -141,7 +143,7 @@ async def create_api_key(caller: KeysManager, runtime: Runtime, response: Respon
 
 
 @router.get("", response_model=ApiKeyList)
-async def list_api_keys(caller: KeysManager, runtime: Runtime, settings: Settings, ledger: Ledger):
+async def list_api_keys(caller: KeysManager, runtime: Runtime, settings: Settings, ledger: Ledger) -> ApiKeyList:
     """Your tenant's keys that still work, oldest first, each with its spend caps and what it
     spent today and this month (null when the ledger does not answer); never their secrets."""
     async with runtime.pool.connection() as conn:
@@ -153,7 +155,7 @@ async def list_api_keys(caller: KeysManager, runtime: Runtime, settings: Setting
 
 @router.put("/{key_id}/caps", response_model=ApiKey, responses=problems.responses(404))
 async def set_api_key_caps(key_id: KeyId, body: CapsRequest, caller: KeysManager, runtime: Runtime,
-                           settings: Settings, ledger: Ledger):
+                           settings: Settings, ledger: Ledger) -> ApiKey:
     """Set a key's spend caps, in credits per UTC day and per UTC month (null lifts a cap).
     A job the key submits from now on is refused (402 `key-cap-reached`) when its cost would
     take the key's spend past a cap; what the key holds and was charged counts, what was
@@ -171,7 +173,7 @@ async def set_api_key_caps(key_id: KeyId, body: CapsRequest, caller: KeysManager
 
 
 @router.delete("/{key_id}", status_code=204, responses=problems.responses(404))
-async def revoke_api_key(key_id: KeyId, caller: KeysManager, runtime: Runtime):
+async def revoke_api_key(key_id: KeyId, caller: KeysManager, runtime: Runtime) -> Response:
     """Revoke a key: from now on every request with it is refused (401), on every replica.
     A key may revoke itself."""
     revoked = parse_key_id(key_id)
@@ -186,7 +188,7 @@ async def revoke_api_key(key_id: KeyId, caller: KeysManager, runtime: Runtime):
 
 @router.post("/{key_id}/rotate", status_code=201, response_model=RotatedApiKey, responses=problems.responses(404))
 async def rotate_api_key(key_id: KeyId, caller: KeysManager, runtime: Runtime, settings: Settings,
-                         body: Annotated[RotateRequest, Body()] = RotateRequest()):
+                         body: Annotated[RotateRequest, Body()] = RotateRequest()) -> RotatedApiKey:
     """A new secret for a key, with its name and scopes; the old secret keeps working for
     `overlap_s` seconds (never longer than it already would), then is refused."""
     overlap_s = min(settings.max_key_rotation_overlap_s,

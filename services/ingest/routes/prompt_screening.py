@@ -2,6 +2,8 @@
 platform's and before anything is held or generated, and its policy while the hosted
 moderation provider is down."""
 
+from typing import TYPE_CHECKING, TypeAlias
+
 from fastapi import APIRouter
 from pydantic import ConfigDict, Field
 
@@ -11,8 +13,14 @@ from services.ingest.deps import Runtime, Scoped
 from services.ingest.inputs.prompt_rules import Policy, PromptRule
 
 router = APIRouter(prefix="/v1/account", tags=["account"])
-ScreeningReader = Scoped("account:read")
-ScreeningWriter = Scoped("keys:manage")  # who may decide what the tenant's keys may submit
+# The caller's tenant, when its key holds the scope (a dependency FastAPI reads from the
+# annotation; to the type checker, the tenant's id it yields).
+if TYPE_CHECKING:
+    ScreeningReader: TypeAlias = str
+    ScreeningWriter: TypeAlias = str
+else:
+    ScreeningReader = Scoped("account:read")
+    ScreeningWriter = Scoped("keys:manage")  # who may decide what the tenant's keys may submit
 
 
 class PromptScreening(RequestModel):
@@ -27,7 +35,7 @@ class PromptScreening(RequestModel):
 
 
 @router.get("/prompt-screening", response_model=PromptScreening)
-async def get_prompt_screening(tenant: ScreeningReader, runtime: Runtime):
+async def get_prompt_screening(tenant: ScreeningReader, runtime: Runtime) -> PromptScreening:
     """Your prompt rules and your policy while the moderation provider is down."""
     async with runtime.pool.connection() as conn:
         screening = await read_screening(conn, tenant)
@@ -35,7 +43,7 @@ async def get_prompt_screening(tenant: ScreeningReader, runtime: Runtime):
 
 
 @router.put("/prompt-screening", response_model=PromptScreening)
-async def set_prompt_screening(body: PromptScreening, tenant: ScreeningWriter, runtime: Runtime):
+async def set_prompt_screening(body: PromptScreening, tenant: ScreeningWriter, runtime: Runtime) -> PromptScreening:
     """Replace your prompt rules and policy; jobs submitted from now on are screened with them.
     A refused prompt gets 422 `prompt-refused` naming the rule's category."""
     async with runtime.pool.connection() as conn:

@@ -13,9 +13,11 @@ from pydantic import BaseModel, Field
 from services.common import problems
 from services.common.problems import Problem
 from services.common.provenance import ANCHORS_PATH
+from services.common.runtime import ServiceRuntime
 from services.ingest import provenance, store
 from services.ingest.accounts.plans import Plan, rate_decision
 from services.ingest.deps import Plans, Runtime, Settings, api_key, authenticated
+from services.ingest.settings import IngestSettings
 
 router = APIRouter(tags=["provenance"])
 
@@ -100,7 +102,8 @@ def too_large(limit: int) -> Problem:
     return Problem(413, "file-too-large", f"at most {limit} bytes are verified", limit=limit)
 
 
-async def take_anonymous(request: Request, response: Response, runtime, settings) -> None:
+async def take_anonymous(request: Request, response: Response, runtime: ServiceRuntime,
+                         settings: IngestSettings) -> None:
     """One request of an address without an account against the verify rate (429 beyond it)."""
     plan = Plan(name="anonymous", requests_per_s=settings.verify_requests_per_s, burst=settings.verify_burst,
                 concurrent_jobs=None, images_per_day=None, priority=0)
@@ -140,7 +143,7 @@ def as_verification(found: provenance.Verification, tenant: str | None) -> Verif
              responses=problems.responses(401, 413, 415, 429) | {
                  200: {"content": {"application/json": {"example": VERIFY_EXAMPLE}}}})
 async def verify_file(request: Request, response: Response, runtime: Runtime, settings: Settings, plans: Plans,
-                      bearer: Annotated[HTTPAuthorizationCredentials | None, Security(api_key)]):
+                      bearer: Annotated[HTTPAuthorizationCredentials | None, Security(api_key)]) -> Verification:
     """What a file proves, for anyone (no account needed; an API key, when sent, shows its
     owner the job and receipt): its Content Credentials validated against this deployment's
     trust anchor, its invisible watermark when the credentials are gone, whether it is
@@ -162,7 +165,7 @@ async def verify_file(request: Request, response: Response, runtime: Runtime, se
 
 @router.get(ANCHORS_PATH, response_class=PlainTextResponse, responses=problems.responses(404) | {
     200: {"content": {"application/x-pem-file": {"schema": {"type": "string"}, "example": PEM_EXAMPLE}}}})
-async def trust_anchors(request: Request):
+async def trust_anchors(request: Request) -> PlainTextResponse:
     """The trust anchor (PEM) of this deployment's Content Credentials: give it to a C2PA
     validator (the CAI's c2patool or SDKs) as a user anchor, and the delivered images read
     Trusted. No key needed."""

@@ -1,7 +1,7 @@
 """Signed job receipts: `GET /v1/jobs/{id}/receipt`, the tenant's chain at `GET /v1/receipts`,
 and the public keys that verify them at `GET /.well-known/genline-keys.json`."""
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -20,7 +20,7 @@ from services.ingest.receipts.document import FORMAT, SignedReceipt, canonical
 router = APIRouter(tags=["receipts"])
 
 
-def signed_json(content: dict) -> Response:
+def signed_json(content: dict[str, Any]) -> Response:
     """The receipts as they were signed, in their RFC 8785 canonical bytes: the models below
     document the shape, but a response model would drop any key it does not declare, and a
     field added to a signed body would then break its signature."""
@@ -75,7 +75,7 @@ RECEIPT_EXAMPLE = {
 @router.get("/v1/jobs/{job_id}/receipt", response_model=SignedReceipt,
             responses=problems.responses(404, 409) | {200: {"content": {"application/json": {
                 "example": RECEIPT_EXAMPLE}}}})
-async def get_receipt(job_id: str, tenant: JobsReader, runtime: Runtime):
+async def get_receipt(job_id: str, tenant: JobsReader, runtime: Runtime) -> Response:
     """The job's signed receipt, issued when the job is final and settled: what it was asked,
     produced and charged, chained to your previous receipt. Verify it offline with the keys
     of `/.well-known/genline-keys.json` (genline-client: `verify_receipt`). An erased job
@@ -99,7 +99,7 @@ async def get_receipt(job_id: str, tenant: JobsReader, runtime: Runtime):
                                                                           "next_after": 7}}}}})
 async def list_receipts(tenant: JobsReader, runtime: Runtime,
                         after: Annotated[int, Query(ge=0, le=2**62, description="the sequence to start after")] = 0,
-                        limit: Annotated[int, Query(ge=1, le=500)] = 100):
+                        limit: Annotated[int, Query(ge=1, le=500)] = 100) -> Response:
     """Your receipts in chain order, after `sequence` `after` (0: from the first). Check the
     whole chain offline with genline-client's `verify_chain` (or `genline receipts verify`):
     a receipt changed, dropped or added breaks it."""
@@ -120,7 +120,7 @@ KEYS_EXAMPLE = {"keys": [
 
 @router.get("/.well-known/genline-keys.json", response_model=PublicKeys, tags=["receipts"],
             responses={200: {"content": {"application/json": {"example": KEYS_EXAMPLE}}}})
-async def signing_keys(request: Request, runtime: Runtime):
+async def signing_keys(request: Request, runtime: Runtime) -> JSONResponse:
     """The Ed25519 public keys (JWK) that receipts are signed with: the active one and every
     one rotated out, so receipts signed before a rotation still verify. No key needed."""
     async with runtime.pool.connection() as conn:

@@ -22,7 +22,7 @@ LINKS = {"docs": "/docs/", "api_reference": "/docs/reference/api/", "openapi": "
 
 class Root(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"name": NAME, "description": DESCRIPTION,
-                                                               "links": LINKS}]})
+                                                               "links": {**LINKS}}]})
 
     name: str
     description: str

@@ -2,7 +2,7 @@
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
@@ -12,7 +12,7 @@ from services.common.contracts import Tier
 from services.common.quality.profiles import template_profile
 from services.common.templates import Template, load_catalogue
 from services.ingest.deps import AccountReader, Settings
-from services.ingest.ledger_calls import Ledger, call_ledger, pb
+from services.ingest.ledger_calls import Ledger, LedgerStub, call_ledger, pb
 
 router = APIRouter(prefix="/v1", tags=["templates"], responses=problems.responses(503))
 TIERS: tuple[Tier, ...] = ("stable", "fast", "low-cost")
@@ -20,14 +20,14 @@ TIERS: tuple[Tier, ...] = ("stable", "fast", "low-cost")
 
 class StageInfo(BaseModel):
     capability: str
-    params: dict = {}
+    params: dict[str, Any] = {}
     provider: str | None = Field(None, description="the provider the stage is pinned to; null: the router picks")
 
 
 class InputInfo(BaseModel):
     required: bool = Field(description="the template works on your photo (input_upload)")
     description: str | None = None
-    checks: dict[str, dict] = Field({}, description="per scorer dimension, the bounds an input photo must keep")
+    checks: dict[str, dict[str, Any]] = Field({}, description="per scorer dimension, the bounds an input photo must keep")
 
 
 class TemplateInfo(BaseModel):
@@ -79,7 +79,7 @@ class Prices:
     version: str | None = None
 
 
-async def template_prices(ledger, tenant: str, template: Template, name: str, timeout_s: float) -> Prices:
+async def template_prices(ledger: LedgerStub, tenant: str, template: Template, name: str, timeout_s: float) -> Prices:
     """The template's prices in each tier the price book prices it in, from the ledger's quotes
     (a quote of a clip for a template that only makes clips)."""
     prices = Prices()
@@ -114,7 +114,7 @@ def template_info(name: str, template: Template, prices: Prices) -> TemplateInfo
 
 
 @router.get("/templates", response_model=TemplateList)
-async def list_templates(tenant: AccountReader, ledger: Ledger, settings: Settings):
+async def list_templates(tenant: AccountReader, ledger: Ledger, settings: Settings) -> dict[str, Any]:
     """Every template: what it makes, the stages that make it, the photo it needs and the checks
     that photo must pass, its scoring profile, its price per delivered image by tier, and a
     video template's price per delivered second of clip by tier and resolution."""

@@ -3,6 +3,7 @@
 from datetime import datetime
 from email import policy
 from email.parser import BytesParser
+from typing import Any
 from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Request, Response
@@ -69,7 +70,8 @@ def file_part(body: bytes, content_type: str) -> bytes:
     parts = message.iter_parts() if message.is_multipart() else []
     for part in parts:
         if part.get_param("name", header="content-disposition") == "file":
-            return part.get_payload(decode=True) or b""
+            payload = part.get_payload(decode=True)  # bytes, or None when the part holds none
+            return payload if isinstance(payload, bytes) else b""
     raise Problem(422, "missing-file-part", "a multipart upload needs a part named 'file' holding the photo")
 
 
@@ -81,7 +83,7 @@ async def received_photo(request: Request, max_bytes: int) -> bytes:
     return await capped_body(request, max_bytes)
 
 
-def as_upload(row: dict) -> Upload:
+def as_upload(row: dict[str, Any]) -> Upload:
     return Upload(**{k: row[k] for k in ("id", "media_type", "width", "height", "size_bytes", "sha256",
                                           "created_at")}, url=f"/v1/uploads/{row['id']}")
 
@@ -90,7 +92,7 @@ def as_upload(row: dict) -> Upload:
              responses=problems.responses(413, 415, 422, 503) | {
                  201: {"content": {"application/json": {"example": UPLOAD_EXAMPLE}}}})
 async def create_upload(request: Request, response: Response, tenant: JobsWriter, runtime: Runtime,
-                        settings: Settings, objects: Objects, gate: Screening):
+                        settings: Settings, objects: Objects, gate: Screening) -> Upload:
     """Upload a JPEG, PNG or WebP photo (the raw body, or a multipart part named `file`) for
     later jobs (`input_upload`). The type is read from the content, never from a name or a
     header; too many bytes (413), too many pixels or a decompression bomb (413), another type
@@ -118,7 +120,7 @@ def parse_upload_id(upload_id: str) -> UUID:
 
 @router.get("/{upload_id}", response_model=Upload,
             responses=problems.responses(404) | {200: {"content": {"application/json": {"example": UPLOAD_EXAMPLE}}}})
-async def get_upload(upload_id: str, tenant: JobsReader, runtime: Runtime):
+async def get_upload(upload_id: str, tenant: JobsReader, runtime: Runtime) -> Upload:
     """An upload's screened properties; another tenant's upload is as unknown as none."""
     async with runtime.pool.connection() as conn:
         row = await store.read_upload(conn, parse_upload_id(upload_id), tenant)

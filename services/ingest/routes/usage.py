@@ -16,6 +16,7 @@ from services.ingest.accounts.plans import Plan, rate_decision
 from services.ingest.deps import AccountReader, Plans, Runtime, Settings
 from services.ingest.ledger_calls import call_ledger, pb
 from services.ingest.receipts.issuing import attributed_totals, daily_totals
+from services.ingest.settings import IngestSettings
 
 router = APIRouter(prefix="/v1", tags=["account"])
 
@@ -91,16 +92,17 @@ def limit_bars(plan: Plan, usage: limits.Usage, burst_remaining: int) -> list[Li
             bar("images_per_day", usage.images_today, plan.images_per_day, usage.resets_at)]
 
 
-async def credits_held(request: Request, tenant: str, settings) -> int | None:
+async def credits_held(request: Request, tenant: str, settings: IngestSettings) -> int | None:
     try:
         balance = await call_ledger(request.app.state.ledger_stub.GetBalance, pb.GetBalanceRequest(tenant_id=tenant),
                                     settings.ledger_grpc_timeout_s)
     except Problem:  # the ledger is away: the limits, which ingest counts, are still shown
         return None
-    return balance.pending if balance is not None else 0
+    pending: int = balance.pending if balance is not None else 0
+    return pending
 
 
-def days_of(totals: dict[date, dict], first: date, days: int) -> list[Day]:
+def days_of(totals: dict[date, dict[str, int]], first: date, days: int) -> list[Day]:
     """`days` days from `first`, a day without a finished job as zeros."""
     return [Day(date=day, **totals.get(day, {"jobs": 0, "images": 0, "credits": 0}))
             for day in (first + timedelta(days=n) for n in range(days))]
@@ -109,7 +111,7 @@ def days_of(totals: dict[date, dict], first: date, days: int) -> list[Day]:
 @router.get("/usage", response_model=Usage)
 async def usage(request: Request, tenant: AccountReader, runtime: Runtime, plans: Plans, settings: Settings,
                 days: Annotated[int, Query(ge=1, le=366, description="how many UTC days of history, today"
-                                                                      " included")] = 30):
+                                                                      " included")] = 30) -> Usage:
     """Your plan, its limits, and where you stand against each: requests and images today,
     jobs in progress, credits held, and when the daily counters reset. The counts are those
     the limits check (a job is refused with 429 exactly when it would pass one). `daily`:
@@ -118,8 +120,9 @@ async def usage(request: Request, tenant: AccountReader, runtime: Runtime, plans
     now = datetime.now(UTC)
     first_day = now.date() - timedelta(days=days - 1)
     async with runtime.pool.connection() as conn:
-        plan = plans.get((await (await conn.execute("SELECT plan FROM tenants WHERE id = %s",
-                                                    [tenant])).fetchone())["plan"])
+        tenant_row = await (await conn.execute("SELECT plan FROM tenants WHERE id = %s", [tenant])).fetchone()
+        assert tenant_row is not None, "the caller's key belongs to a tenant"
+        plan = plans.get(tenant_row["plan"])
         counted = await limits.count_usage(conn, tenant, now)
         requests, ahead_s = await limits.requests_today(conn, tenant)
         totals = await daily_totals(conn, tenant, datetime.combine(first_day, time(), UTC))
@@ -175,7 +178,8 @@ async def usage_attribution(
                                        description="`end_user`, or `metadata.<key>` for one of the jobs'"
                                                    " metadata keys")] = "end_user",
         days: Annotated[int, Query(ge=1, le=366, description="UTC days counted, today included")] = 30,
-        format: Annotated[str, Query(pattern="^(json|csv)$", description="`csv` for a CSV export")] = "json"):
+        format: Annotated[str, Query(pattern="^(json|csv)$", description="`csv` for a CSV export")] = "json",
+) -> Attribution | Response:
     """Spend attributed to your own customers and labels: the jobs that ended in the last
     `days` UTC days, the images they delivered and the credits they were charged, grouped by
     the job's `end_user` or by the value of one `metadata` key, summed from your signed

@@ -6,12 +6,13 @@ always for the caller's tenant only.
 """
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeAlias, cast
 from uuid import UUID
 
 import httpx
 from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 
 from services.common import audit, problems
 from services.common.api import RequestModel
@@ -19,7 +20,7 @@ from services.common.contracts import DEFAULT_ENDPOINT_EVENTS, ENDPOINT_EVENTS, 
 from services.common.problems import Problem
 from services.ingest import store
 from services.ingest.accounts.webhook_targets import check_webhook_url
-from services.ingest.deps import Runtime, ScopedCaller, Settings
+from services.ingest.deps import Caller, Runtime, ScopedCaller, Settings
 from services.ingest.jobs.examples import JOB_ID
 from services.ingest.jobs.job_lookup import parse_job_id
 
@@ -27,12 +28,12 @@ router = APIRouter(prefix="/v1", tags=["webhooks"], responses=problems.responses
 
 ENDPOINT_ID = "6a1f3e2b-4c5d-4e6f-8a9b-0c1d2e3f4a5b"
 ATTEMPT_ID = "3c9e1d7a-2b4f-4a6c-9d8e-1f2a3b4c5d6e"
-ENDPOINT_EXAMPLE = {
+ENDPOINT_EXAMPLE: JsonDict = {
     "id": ENDPOINT_ID, "url": "https://example.com/hooks/genline", "description": "production",
     "event_types": ["job.succeeded", "job.failed"], "enabled": True, "disabled_reason": None,
     "created_at": "2026-11-02T10:00:00Z", "updated_at": "2026-11-02T10:00:00Z", "previous_secret_expires_at": None}
 SECRET_EXAMPLE = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-ATTEMPT_EXAMPLE = {
+ATTEMPT_EXAMPLE: JsonDict = {
     "id": ATTEMPT_ID, "webhook_id": "msg_5f0c7b1e9d2a4c6e8f1a3b5c7d9e0f12", "endpoint_id": ENDPOINT_ID, "job_id": JOB_ID,
     "event_type": "job.succeeded", "url": "https://example.com/hooks/genline", "message_state": "delivered",
     "attempted_at": "2026-11-02T10:00:10Z", "status_code": 200, "latency_ms": 84, "response_excerpt": "ok",
@@ -48,7 +49,7 @@ class EndpointRequest(RequestModel):
 
     url: str = Field(min_length=1, max_length=2000, description="http(s); public addresses only")
     description: str = Field("", max_length=200)
-    event_types: list[EndpointEvent] = Field(list(DEFAULT_ENDPOINT_EVENTS), min_length=1,
+    event_types: list[EndpointEvent] = Field(cast(list[EndpointEvent], list(DEFAULT_ENDPOINT_EVENTS)), min_length=1,
                                              max_length=len(ENDPOINT_EVENTS),
                                              description="the events to send: a job's final events (job.*), its"
                                                          " progress while it runs (job.progress, only when named)"
@@ -63,16 +64,18 @@ class EndpointChange(RequestModel):
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"enabled": True, "event_types": ["job.succeeded"]}]})
 
-    url: str = Field(None, min_length=1, max_length=2000)
-    description: str = Field(None, max_length=200)
-    event_types: list[EndpointEvent] = Field(None, min_length=1, max_length=len(ENDPOINT_EVENTS))
-    enabled: bool = Field(None)
+    # None stands for a field not sent (model_dump(exclude_unset=True)); a null sent is refused,
+    # and the document shows each field with its own type: so not Optional, to the type checker too.
+    url: str = Field(None, min_length=1, max_length=2000)  # type: ignore[assignment]
+    description: str = Field(None, max_length=200)  # type: ignore[assignment]
+    event_types: list[EndpointEvent] = Field(None, min_length=1, max_length=len(ENDPOINT_EVENTS))  # type: ignore[arg-type]
+    enabled: bool = Field(None)  # type: ignore[assignment]
 
 
 class Rotation(RequestModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"overlap_s": 3600}]})
 
-    overlap_s: int = Field(None, ge=0, le=7 * 24 * 3600,
+    overlap_s: int = Field(None, ge=0, le=7 * 24 * 3600,  # type: ignore[assignment]  # None: not sent
                            description="seconds the old secret keeps signing beside the new one; 24 h by default")
 
 
@@ -150,7 +153,15 @@ class DeliveryClient:
         self.http, self.tenant, self.actor = http, tenant, actor
 
 
-async def delivery_client(request: Request, caller: ScopedCaller("webhooks:manage")) -> DeliveryClient:
+# The caller whose key holds `webhooks:manage` (a dependency FastAPI reads from the annotation;
+# to the type checker, the Caller it yields).
+if TYPE_CHECKING:
+    WebhooksManager: TypeAlias = Caller
+else:
+    WebhooksManager = ScopedCaller("webhooks:manage")
+
+
+async def delivery_client(request: Request, caller: WebhooksManager) -> DeliveryClient:
     return DeliveryClient(request.app.state.delivery_http, caller.tenant_id, audit.key_actor(str(caller.key_id)))
 
 
@@ -158,13 +169,13 @@ async def delivery_client(request: Request, caller: ScopedCaller("webhooks:manag
 Delivery = Annotated[DeliveryClient, Depends(delivery_client)]
 
 
-async def ask_delivery(delivery: DeliveryClient, method: str, path: str, body: dict | None = None,
-                       params: dict | None = None) -> Any:
+async def ask_delivery(delivery: DeliveryClient, method: str, path: str, body: dict[str, Any] | None = None,
+                       params: dict[str, Any] | None = None) -> Any:
     """Delivery's answer for the caller's tenant; its problems become ours, its absence a 503."""
     try:
         response = await delivery.http.request(method, f"/internal/v1/tenants/{delivery.tenant}{path}", json=body,
                                                params=params, headers={"x-genline-actor": delivery.actor})
-        answer = response.json() if response.content else None
+        answer: Any = response.json() if response.content else None
     except (httpx.HTTPError, ValueError):
         raise delivery_unavailable() from None
     if response.status_code >= 500 or (response.status_code >= 400 and not isinstance(answer, dict)):
@@ -187,7 +198,7 @@ NOT_FOUND = problems.responses(404)
 
 
 @router.post("/webhook-endpoints", status_code=201, response_model=EndpointWithSecret)
-async def create_webhook_endpoint(body: EndpointRequest, settings: Settings, delivery: Delivery):
+async def create_webhook_endpoint(body: EndpointRequest, settings: Settings, delivery: Delivery) -> Any:
     """Register a URL for the events of your jobs. The answer holds the signing secret
     (`whsec_…`), shown only now; every request is signed to the Standard Webhooks spec
     (`webhook-id`, `webhook-timestamp`, `webhook-signature`). A URL on a private, loopback or
@@ -197,18 +208,18 @@ async def create_webhook_endpoint(body: EndpointRequest, settings: Settings, del
 
 
 @router.get("/webhook-endpoints", response_model=EndpointList)
-async def list_webhook_endpoints(delivery: Delivery):
+async def list_webhook_endpoints(delivery: Delivery) -> Any:
     return await ask_delivery(delivery, "GET", "/webhook-endpoints")
 
 
 @router.get("/webhook-endpoints/{endpoint_id}", response_model=Endpoint, responses=NOT_FOUND)
-async def get_webhook_endpoint(endpoint_id: EndpointId, delivery: Delivery):
+async def get_webhook_endpoint(endpoint_id: EndpointId, delivery: Delivery) -> Any:
     return await ask_delivery(delivery, "GET", endpoint_path(endpoint_id))
 
 
 @router.patch("/webhook-endpoints/{endpoint_id}", response_model=Endpoint, responses=NOT_FOUND)
 async def update_webhook_endpoint(endpoint_id: EndpointId, body: EndpointChange, settings: Settings,
-                                  delivery: Delivery):
+                                  delivery: Delivery) -> Any:
     """Change the URL, the events, the description, or turn the endpoint off and on."""
     if body.url is not None:
         await check_webhook_url(body.url, settings)
@@ -217,7 +228,7 @@ async def update_webhook_endpoint(endpoint_id: EndpointId, body: EndpointChange,
 
 
 @router.delete("/webhook-endpoints/{endpoint_id}", status_code=204, response_class=Response, responses=NOT_FOUND)
-async def delete_webhook_endpoint(endpoint_id: EndpointId, delivery: Delivery):
+async def delete_webhook_endpoint(endpoint_id: EndpointId, delivery: Delivery) -> Response:
     """Nothing more is sent to it, retries included."""
     await ask_delivery(delivery, "DELETE", endpoint_path(endpoint_id))
     return Response(status_code=204)
@@ -225,7 +236,7 @@ async def delete_webhook_endpoint(endpoint_id: EndpointId, delivery: Delivery):
 
 @router.post("/webhook-endpoints/{endpoint_id}/rotate-secret", response_model=EndpointWithSecret,
              responses=NOT_FOUND)
-async def rotate_webhook_secret(endpoint_id: EndpointId, delivery: Delivery, body: Rotation | None = None):
+async def rotate_webhook_secret(endpoint_id: EndpointId, delivery: Delivery, body: Rotation | None = None) -> Any:
     """A new secret, shown only now, signs from now on; the old one signs beside it (two
     signatures in `webhook-signature`) for `overlap_s`, so receivers can switch without a gap."""
     change = body.model_dump(exclude_unset=True) if body else {}
@@ -233,7 +244,7 @@ async def rotate_webhook_secret(endpoint_id: EndpointId, delivery: Delivery, bod
 
 
 @router.get("/webhook-endpoints/{endpoint_id}/attempts", response_model=AttemptList, responses=NOT_FOUND)
-async def list_webhook_attempts(endpoint_id: EndpointId, delivery: Delivery):
+async def list_webhook_attempts(endpoint_id: EndpointId, delivery: Delivery) -> Any:
     """Every attempt to send to this endpoint, newest first: time, status, latency and the
     start of the answer."""
     return await ask_delivery(delivery, "GET", f"{endpoint_path(endpoint_id)}/attempts")
@@ -241,14 +252,14 @@ async def list_webhook_attempts(endpoint_id: EndpointId, delivery: Delivery):
 
 @router.post("/webhook-attempts/{attempt_id}/redeliver", status_code=202, response_model=Redelivery,
              responses=problems.responses(404, 409))
-async def redeliver_webhook(attempt_id: AttemptId, delivery: Delivery):
+async def redeliver_webhook(attempt_id: AttemptId, delivery: Delivery) -> Any:
     """Send the attempt's event again, now, with the same `webhook-id` (receivers that saw it
     already can ignore it), and with the retry schedule from its start."""
     return await ask_delivery(delivery, "POST", f"/webhook-attempts/{attempt_id}/redeliver")
 
 
 @router.get("/jobs/{job_id}/webhook-attempts", response_model=AttemptList, responses=NOT_FOUND, tags=["jobs"])
-async def list_job_webhook_attempts(job_id: str, runtime: Runtime, delivery: Delivery):
+async def list_job_webhook_attempts(job_id: str, runtime: Runtime, delivery: Delivery) -> Any:
     """Every webhook attempt about this job, to every endpoint and its own URL, newest first."""
     parsed = parse_job_id(job_id)
     async with runtime.pool.connection() as conn:
@@ -258,6 +269,6 @@ async def list_job_webhook_attempts(job_id: str, runtime: Runtime, delivery: Del
 
 
 @router.get("/webhooks/default/secret", response_model=JobSecret)
-async def get_job_webhook_secret(delivery: Delivery):
+async def get_job_webhook_secret(delivery: Delivery) -> Any:
     """The secret that signs the webhooks of jobs naming their own `webhook_url`."""
     return await ask_delivery(delivery, "GET", "/webhook-secret")
