@@ -18,7 +18,7 @@ held in `reached` (kept out of the API) and `state` shows where the view has got
 import json
 from collections.abc import Callable
 from datetime import datetime
-from typing import Literal
+from typing import Literal, TypeGuard, assert_never, get_args
 from uuid import UUID
 
 from pydantic import BaseModel, Field
@@ -31,6 +31,7 @@ from services.common.contracts import (
     CandidateScore,
     CandidatesGenerated,
     CandidatesScored,
+    CandidatesStored,
     CreditsRefunded,
     CreditsReserved,
     DeliveredImage,
@@ -47,6 +48,7 @@ from services.common.contracts import (
     JobProgressed,
     JobSpec,
     JobSubmitted,
+    OutputReported,
     RegenerationRequested,
     ReportDeclined,
     ReservationRejected,
@@ -54,6 +56,7 @@ from services.common.contracts import (
     RetryTokenIssued,
     ScoringFailed,
     SealedText,
+    WebhookSent,
 )
 from services.common.sealing import ERASED
 from services.ingest.jobs.view_parts import (
@@ -303,12 +306,31 @@ def request_cancel(view: JobView, at: datetime, reason: str) -> tuple[JobView, J
 # ---- the sweeper -------------------------------------------------------------------------
 
 
+# Every event about a job, whoever publishes it: `merged` and `job_log.event_facts` each
+# end their match over it in assert_never, so a job event added to the contracts without
+# its branch fails the type check (and tests/ingest/test_event_branches.py).
+AnyJobEvent = (
+    JobSubmitted | OutputReported | JobCancelRequested | JobClosed | JobFinished | JobProgressed | JobErased
+    | CreditsReserved | ReservationRejected | ReservationSettled | CreditsRefunded | RetryTokenIssued | ReportDeclined
+    | AttemptStarted | CandidatesGenerated | CandidatesStored | GenerationFailed
+    | CandidatesChecked | CandidatesScored | RegenerationRequested | ScoringFailed
+    | JobDelivered | DeliveryFailed | JobCanceled | WebhookSent
+)
+JOB_EVENTS: tuple[type[JobEvent], ...] = get_args(AnyJobEvent)
+
+
+def is_job_event(event: Event) -> TypeGuard[AnyJobEvent]:
+    return isinstance(event, JOB_EVENTS)
+
+
 def apply_event(view: JobView, event: Event, at: datetime) -> JobView:
     """The view after `event`, whatever order the job's events arrive in."""
-    return shown_when_complete(merged(view, event, at))
+    assert is_job_event(event), f"{event.event_type} is not an event about a job"
+    assert event.job_id == view.id, f"{event.event_type} of job {event.job_id} applied to job {view.id}"
+    return checked_transition(view, shown_when_complete(merged(view, event, at)))
 
 
-def merged(view: JobView, event: Event, at: datetime) -> JobView:
+def merged(view: JobView, event: AnyJobEvent, at: datetime) -> JobView:
     match event:
         case CreditsReserved():
             reserved = Billing(state="reserved", reserved=event.amount, price_book_version=event.pricebook_version)
@@ -382,7 +404,23 @@ def merged(view: JobView, event: Event, at: datetime) -> JobView:
             return with_receipt(view, event.receipt_sha256)
         case JobErased():
             return erased(view, event.requested_at)
-    return view
+        # What the view does not show: the submission made it, the rest is told elsewhere
+        # (reports through their outcomes, progress and endings through the view itself).
+        case JobSubmitted() | OutputReported() | JobFinished() | JobProgressed() | CandidatesStored() | WebhookSent():
+            return view
+        case _:
+            assert_never(event)
+
+
+def checked_transition(before: JobView, after: JobView) -> JobView:
+    """`after`, once what every transition keeps true holds: the shown state only moves
+    forward, a final job stays as it is, and a final state is held back in `reached` only
+    while the shown one is not final."""
+    assert rank(after.state) >= rank(before.state), f"job {before.id} moved back: {before.state} -> {after.state}"
+    assert not before.final or after.state == before.state, f"final job {before.id} moved: {before.state} -> {after.state}"
+    assert after.reached is None or (after.reached in FINAL_STATES and not after.final), (
+        f"job {after.id} holds {after.reached!r} back while showing {after.state}")
+    return after
 
 
 def erased(view: JobView, at: datetime) -> JobView:

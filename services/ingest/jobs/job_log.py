@@ -29,7 +29,7 @@ happens after the end, the reports on delivered images.
 """
 
 from datetime import datetime
-from typing import Any
+from typing import Any, assert_never
 
 from pydantic import BaseModel
 
@@ -38,18 +38,30 @@ from services.common.contracts import (
     CandidatesChecked,
     CandidatesGenerated,
     CandidatesScored,
+    CandidatesStored,
     CreditsRefunded,
     CreditsReserved,
+    DeliveryFailed,
     Event,
+    GenerationFailed,
+    JobCanceled,
     JobCancelRequested,
+    JobClosed,
     JobDelivered,
+    JobErased,
+    JobFinished,
+    JobProgressed,
+    JobSubmitted,
+    OutputReported,
     RegenerationRequested,
     ReportDeclined,
     ReservationRejected,
     ReservationSettled,
     RetryTokenIssued,
+    ScoringFailed,
+    WebhookSent,
 )
-from services.ingest.jobs.domain import JobView, rank
+from services.ingest.jobs.domain import JobView, is_job_event, rank
 
 AFTER_THE_END = "report."  # the entries a job's log still takes once it is shown final
 
@@ -97,6 +109,9 @@ def state_changes(before: JobView | None, after: JobView) -> list[dict[str, Any]
 
 
 def event_facts(after: JobView, event: Event | None) -> list[tuple[str, dict[str, Any]]]:
+    if event is None:  # a request of ingest's own: its states tell it
+        return []
+    assert is_job_event(event), f"{event.event_type} is not an event about a job"
     match event:
         case CreditsReserved():
             return [("billing.reserved", {"credits": event.amount, "unit_price": event.unit_price})]
@@ -132,7 +147,14 @@ def event_facts(after: JobView, event: Event | None) -> list[tuple[str, dict[str
             return [("report.retry_token", {"n": event.n, "reason": event.reason})]
         case ReportDeclined():
             return [("report.declined", {"n": event.n, "reason": event.reason})]
-    return []
+        # Told by the states they move the job through (a failure or an end carries its
+        # reason there), by the receipt, or not a client's concern.
+        case (JobSubmitted() | OutputReported() | JobClosed() | JobFinished() | JobProgressed() | JobErased()
+              | CandidatesStored() | GenerationFailed() | ScoringFailed() | DeliveryFailed() | JobCanceled()
+              | WebhookSent()):
+            return []
+        case _:
+            assert_never(event)
 
 
 def clips_of(event: JobDelivered) -> list[dict[str, Any]]:
