@@ -2,14 +2,15 @@
 
 Module map: the service's frame at the top, its features in folders.
 
-__main__.py        `python -m services.ingest`: serve, or a command of cli.py
+__main__.py        `python -m services.ingest`: the service (its commands run through `genline`)
 app.py             the FastAPI app: routers, gRPC and HTTP clients, sweeper, lifespan hooks
 settings.py        IngestSettings, the service's configuration
 deps.py            FastAPI dependencies: runtime, settings, objects, plans, the scoped caller
 cli.py             ingest's commands in the `genline` tree
 routes/            one module per API area; each declares routes and calls the modules below
 handlers.py        bus handlers: every service's job events projected into the read model and its log
-store.py           the ingest tables: read model, event log, listing pages, idempotency keys, uploads, reports
+store/             all of ingest's SQL: the read model and submissions (__init__), the event log (log.py),
+                   reads over many jobs (listing.py), callers' keys, uploads and rates (callers.py), data keys
 ledger_calls.py    the ledger's gRPC messages, its stub as a dependency, its errors as problems
 data_keys.py       each job's data key, which seals its prompt; erasure destroys it
 key_encryption.py  the key-encryption keys the data keys are stored wrapped under (a key file, or KMS)

@@ -13,6 +13,7 @@ from services.common.contracts import KeySpendCaps
 from services.common.problems import Problem
 from services.common.runtime import ServiceRuntime
 from services.common.storage import ObjectStore
+from services.ingest import store
 from services.ingest.accounts import limits
 from services.ingest.accounts.keys import hash_api_key
 from services.ingest.accounts.plans import PlanBook
@@ -79,10 +80,6 @@ class Caller:
     caps: KeySpendCaps = KeySpendCaps()
 
 
-# A key's last use is written at most this often, so a busy key costs no write per request.
-LAST_USED_RESOLUTION = "1 minute"
-
-
 async def authenticated(runtime: Runtime, plans: Plans, request: Request, response: Response,
                         bearer: Annotated[HTTPAuthorizationCredentials | None, Security(api_key)]) -> Caller:
     """`Authorization: Bearer <api key>`, looked up on every request (no cache), so a key
@@ -94,15 +91,9 @@ async def authenticated(runtime: Runtime, plans: Plans, request: Request, respon
     if bearer is None:
         raise Problem(401, "invalid-api-key", "the Authorization header must be 'Bearer <key>'", UNAUTHORIZED)
     async with runtime.pool.connection() as conn:
-        row = await (await conn.execute(
-            "SELECT k.id, k.tenant_id, k.scopes, k.daily_cap_credits, k.monthly_cap_credits, t.plan, k.last_used_at > now() - %s::interval AS fresh"
-            " FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.key_hash = %s"
-            " AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())",
-            [LAST_USED_RESOLUTION, hash_api_key(bearer.credentials.strip())])).fetchone()
+        row = await store.live_key(conn, hash_api_key(bearer.credentials.strip()))
         if row is None:
             raise Problem(401, "invalid-api-key", "the API key is not valid", UNAUTHORIZED)
-        if not row["fresh"]:
-            await conn.execute("UPDATE api_keys SET last_used_at = now() WHERE id = %s", [row["id"]])
         plan = plans.get(row["plan"])
         decision = await limits.take_request(conn, row["tenant_id"], plan)
     telemetry.bind_tenant(row["tenant_id"])

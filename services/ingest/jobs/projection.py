@@ -28,12 +28,12 @@ async def commit_changes(conn: psycopg.AsyncConnection, changes: list[store.Chan
     made its progress due), written with the changes by `announce` if given."""
     changes, receipts = await issue_receipts(conn, changes, signer, now)
     announcements: list[tuple[JobFinished | JobProgressed, int]] = []
-    for index, (before, after, _, _) in enumerate(changes):
-        if progress := progressed(before, after):
+    for index, change in enumerate(changes):
+        if progress := progressed(change.before, change.after):
             announcements.append((progress, index))
-        if announcement := finished(before, after):
+        if announcement := finished(change.before, change.after):
             announcements.append((announcement, index))
-            telemetry.JOBS_FINISHED.labels(after.state).inc()
+            telemetry.JOBS_FINISHED.labels(change.after.state).inc()
     # One write for every job, tenants' counters in order, the receipts and the announcements.
     await store.record_changes(conn, changes, [receipts, announce(announcements) if announce else None])
     return announcements

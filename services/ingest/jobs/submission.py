@@ -14,8 +14,8 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Literal
-from uuid import UUID, uuid4
+from typing import Annotated, Any, Literal
+from uuid import UUID
 
 import psycopg
 from pydantic import ConfigDict, Field, StringConstraints, model_validator
@@ -163,18 +163,18 @@ def with_deadline(body: JobRequest, cancel_after: str | None, settings) -> JobRe
     return body.model_copy(update={"deadline_s": deadline_s})
 
 
-def job_spec(tenant_id: str, body: JobRequest, settings, data_key: bytes, profile: Profile,
-             reference_key: str | None = None, priority: int = 0, submitter: Submitter | None = None) -> JobSpec:
-    """What the job asks for, its prompt sealed with its own `data_key`; a video job's first
+def job_spec(submission: "Submission", settings: Any, priority: int) -> JobSpec:
+    """What the job asks for, its prompt sealed with its own data key; a video job's first
     frame is its input photo (`reference_key`) where its template starts from one."""
+    body, submitter, reference_key = submission.body, submission.submitter, submission.reference_key
     candidates = request_rules.plan_candidates(body.images, body.candidates, settings.default_oversample)
     seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
-    job_id = uuid4()
-    return JobSpec(job_id=job_id, tenant_id=tenant_id, template=body.template, tier=body.tier,
-                   deadline_s=body.deadline_s, min_images=body.min_images,
-                   use_retry_tokens=body.use_retry_tokens, prompt=seal(data_key, job_id, "prompt", body.prompt),
-                   template_version=load_catalogue().version, profile_name=profile.name,
-                   profile_version=profile_version(profile),
+    job_id = submission.job_key.job_id
+    return JobSpec(job_id=job_id, tenant_id=submission.tenant_id, template=body.template, tier=body.tier,
+                   deadline_s=body.deadline_s, min_images=body.min_images, use_retry_tokens=body.use_retry_tokens,
+                   prompt=seal(submission.job_key.key, job_id, "prompt", body.prompt),
+                   template_version=load_catalogue().version, profile_name=submission.profile.name,
+                   profile_version=profile_version(submission.profile),
                    images=body.images, candidates=candidates, candidates_fixed=body.candidates is not None,
                    seed=seed, submitted_at=datetime.now(UTC),
                    profile=body.profile, quality_rules=quality_rules(body), reference_key=reference_key,
@@ -269,35 +269,58 @@ async def first_frame_photo(runtime, objects, tenant_id: str, body: JobRequest, 
     return await stored_reference(objects, tenant_id, body.template, settings, gate, data, "video.first_frame")
 
 
-async def record_submission(runtime, plans, tenant: str, body: JobRequest, settings, idempotency_key: str | None,
-                            fingerprint: str, reference_key: str | None, profile: Profile,
-                            submitter: Submitter | None = None, over_cap: Problem | None = None) -> domain.JobView:
+@dataclass(frozen=True)
+class Submission:
+    """A checked request, ready to record: whose it is, what it asks, under which
+    Idempotency-Key (and request fingerprint), its stored input photo, the profile it will be
+    scored with, its data key (already wrapped: no KMS call under the tenant's lock), the key
+    it came with, and the spend-cap refusal it meets (raised after the idempotency check, so a
+    retry still gets its first job)."""
+
+    tenant_id: str
+    body: JobRequest
+    idempotency_key: str | None
+    fingerprint: str
+    reference_key: str | None
+    profile: Profile
+    job_key: data_keys.JobKey
+    submitter: Submitter | None = None
+    over_cap: Problem | None = None
+
+    def binding(self, ttl_s: int) -> store.KeyBinding | None:
+        if self.idempotency_key is None:
+            return None
+        return store.KeyBinding(self.tenant_id, self.idempotency_key, self.fingerprint, self.job_key.job_id, ttl_s)
+
+    def data_key_row(self) -> store.WrappedDataKey:
+        key = self.job_key
+        return store.WrappedDataKey(key.job_id, self.tenant_id, key.wrapped, key.kek_id)
+
+
+async def record_submission(runtime: Any, plans: Any, settings: Any, submission: Submission) -> domain.JobView:
     """The job, written with its JobSubmitted; a retry with the same key gets the first job,
     and a job past the plan's limits or its key's spend cap (`over_cap`) is refused before
     anything is written."""
-    ttl_s = settings.idempotency_key_ttl_s
+    tenant, body, ttl_s = submission.tenant_id, submission.body, settings.idempotency_key_ttl_s
     async with runtime.pool.connection() as conn, conn.transaction():
-        plan_name, bound = await store.lock_plan_and_key(conn, tenant, idempotency_key, ttl_s)
+        plan_name, bound = await store.lock_plan_and_key(conn, tenant, submission.idempotency_key, ttl_s)
         plan = plans.get(plan_name)
         if bound is not None:
-            if bound[1] != fingerprint:
+            if bound[1] != submission.fingerprint:
                 raise Problem(422, "idempotency-key-reused",
-                              f"Idempotency-Key {idempotency_key!r} was used with a different request")
+                              f"Idempotency-Key {submission.idempotency_key!r} was used with a different request")
             return await store.read_view(conn, bound[0], tenant)
         limits.check_order_size(plan, body.images, body.candidates)
         video_request.check_plan_limits(body.video, plan)
-        if over_cap is not None:
-            raise over_cap
+        if submission.over_cap is not None:
+            raise submission.over_cap
         await limits.check_submission(conn, tenant, plan, body.images, datetime.now(UTC))
-        key = data_keys.new_data_key()
-        spec = job_spec(tenant, body, settings, key, profile, reference_key, plan.priority, submitter)
-        kek_id, wrapped_key = await data_keys.wrapped(spec.job_id, key, keyring_of(settings))
+        spec = job_spec(submission, settings, plan.priority)
         view = domain.submitted_view(spec, body.prompt)
         await store.record(conn, None, view, None, spec.submitted_at)
-        if reference_key:
-            await store.remember_reference(conn, view.id, reference_key)
-        binding = (tenant, idempotency_key, fingerprint, spec.job_id, ttl_s) if idempotency_key else None
-        await store.write_submission(conn, (spec.job_id, tenant, wrapped_key, kek_id), binding,
+        if submission.reference_key:
+            await store.remember_reference(conn, view.id, submission.reference_key)
+        await store.write_submission(conn, submission.data_key_row(), submission.binding(ttl_s),
                                      runtime.outbox_row(JobSubmitted(job_id=spec.job_id, tenant_id=tenant, job=spec)))
     runtime.relay.notify()
     telemetry.JOBS_SUBMITTED.labels(view.template).inc()
@@ -322,9 +345,12 @@ async def submit(runtime, objects, plans, tenant: str, body: JobRequest, setting
         over_cap = await spend_caps.refusal(ledger, tenant, submitter.key_id, submitter.caps, body.template, body.tier,
                                             body.images, body.use_retry_tokens, settings.ledger_grpc_timeout_s,
                                             video_request.video_spec(body.video, template_of(body), None))
-    submission = (runtime, plans, tenant, body, settings, idempotency_key, fingerprint, reference_key, profile,
-                  submitter, over_cap)
+    job_key = await data_keys.job_key(keyring_of(settings))  # before the transaction: see data_keys.job_key
+    submission = Submission(tenant, body, idempotency_key, fingerprint, reference_key, profile, job_key, submitter,
+                            over_cap)
     try:
-        return await record_submission(*submission)
+        return await record_submission(runtime, plans, settings, submission)
     except (psycopg.errors.UniqueViolation, store.IdempotencyKeyTaken):
-        return await record_submission(*submission)  # a concurrent retry won the key: answer with its job
+        # A concurrent retry won the key: answer with its job. The first attempt rolled back,
+        # so its job id and wrapped key are free to use again.
+        return await record_submission(runtime, plans, settings, submission)

@@ -5,14 +5,13 @@ submission's write with its data key and Idempotency-Key (here)."""
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from uuid import UUID
-
-import psycopg
 
 from services.common.bus.inbox import InboxClaim
 from services.common.bus.outbox import OUTBOX_INSERT
-from services.common.contracts import FINAL_STATES, Event
-from services.common.db import Statement, together, updated
+from services.common.contracts import FINAL_STATES, Event, JobEvent
+from services.common.db import Conn, Statement, together, updated
 from services.ingest.jobs import domain
 from services.ingest.jobs.domain import JobView
 from services.ingest.jobs.job_log import entries_for
@@ -65,7 +64,7 @@ __all__ = ["LOG_CHANNEL_PREFIX", "Change", "Cursor", "IdempotencyKeyTaken", "Inv
            "write_views"]
 
 
-async def insert_job(conn: psycopg.AsyncConnection, view: JobView) -> None:
+async def insert_job(conn: Conn, view: JobView) -> None:
     await conn.execute(
         "INSERT INTO jobs (id, tenant_id, state, template, view, created_at, updated_at)"
         " VALUES (%s, %s, %s, %s, %s, %s, %s)",
@@ -74,12 +73,12 @@ async def insert_job(conn: psycopg.AsyncConnection, view: JobView) -> None:
     )
 
 
-async def remember_reference(conn: psycopg.AsyncConnection, job_id: UUID, key: str) -> None:
+async def remember_reference(conn: Conn, job_id: UUID, key: str) -> None:
     """The job's reference photo, deleted with the last job of its tenant that uses it."""
     await conn.execute("UPDATE jobs SET reference_key = %s WHERE id = %s", [key, job_id])
 
 
-async def read_view(conn: psycopg.AsyncConnection, job_id: UUID, tenant_id: str | None = None,
+async def read_view(conn: Conn, job_id: UUID, tenant_id: str | None = None,
                     lock: bool = False) -> JobView | None:
     """The job, if it is `tenant_id`'s (any tenant's when None) and not erased; locked for the
     transaction with `lock`. Events that arrive for an erased job change nothing."""
@@ -91,13 +90,14 @@ async def read_view(conn: psycopg.AsyncConnection, job_id: UUID, tenant_id: str 
     return JobView.model_validate(row["view"]) if row else None
 
 
-async def claim_and_lock_views(conn: psycopg.AsyncConnection, claim: InboxClaim) -> dict[UUID, JobView]:
+async def claim_and_lock_views(conn: Conn, claim: InboxClaim) -> dict[UUID, JobView]:
     """Claim a batch of job events (InboxClaim), and lock the jobs they name that exist and
     are not erased, for the transaction, in id order (as every batch takes them, so that two
     batches never wait on each other in a circle), in one statement: the claim's insert runs
     first (the outer side of the join), the locks after it."""
-    rows = await (await conn.execute(CLAIM_AND_LOCK_VIEWS, [
-        *claim.params, sorted({envelope.event.job_id for envelope in claim.envelopes})])).fetchall()
+    job_ids = sorted({event.job_id for event in (envelope.event for envelope in claim.envelopes)
+                      if isinstance(event, JobEvent)})
+    rows = await (await conn.execute(CLAIM_AND_LOCK_VIEWS, [*claim.params, job_ids])).fetchall()
     claim.fresh(rows[0]["claimed"])
     views = [JobView.model_validate(row["view"]) for row in rows if row["view"] is not None]
     return {view.id: view for view in views}
@@ -109,13 +109,13 @@ CLAIM_AND_LOCK_VIEWS = (
     " ON true")
 
 
-async def write_views(conn: psycopg.AsyncConnection, views: list[JobView], also: Sequence[Statement | None] = ()) -> None:
+async def write_views(conn: Conn, views: list[JobView], also: Sequence[Statement | None] = ()) -> None:
     """Write the jobs' views, and `also` (writes to other tables) in the same statement."""
     await together(conn, [*also, updated("jobs", "id", VIEW_COLUMNS,
                                         [(view.id, view.state, view.stored_json(), view.updated_at) for view in views])])
 
 
-async def record(conn: psycopg.AsyncConnection, before: JobView | None, after: JobView, event: Event | None,
+async def record(conn: Conn, before: JobView | None, after: JobView, event: Event | None,
                  at: datetime) -> None:
     """Store the view `event` moved the job to (`before` None: a new job) and append what it
     tells clients to the job's log, in the caller's transaction, which holds the job's row."""
@@ -139,7 +139,7 @@ class Change:
     at: datetime
 
 
-async def record_changes(conn: psycopg.AsyncConnection, changes: list[Change],
+async def record_changes(conn: Conn, changes: list[Change],
                          also: Sequence[Statement | None] = ()) -> None:
     """Store what a series of events did to existing jobs (a job's changes in the order they
     happened, each `before` the previous `after`): each job's last view written once, in
@@ -159,14 +159,14 @@ async def record_changes(conn: psycopg.AsyncConnection, changes: list[Change],
         await write_views(conn, views, also)
 
 
-async def job_state(conn: psycopg.AsyncConnection, job_id: UUID, tenant_id: str) -> str | None:
+async def job_state(conn: Conn, job_id: UUID, tenant_id: str) -> str | None:
     """The job's shown state if it is `tenant_id`'s and not erased, else None."""
     row = await (await conn.execute("SELECT state FROM jobs WHERE id = %s AND tenant_id = %s AND erased_at IS NULL",
                                     [job_id, tenant_id])).fetchone()
     return row["state"] if row else None
 
 
-async def quiet_open_views(conn: psycopg.AsyncConnection, now: datetime, quiet_s: float,
+async def quiet_open_views(conn: Conn, now: datetime, quiet_s: float,
                            limit: int) -> list[JobView]:
     """Non-final jobs unchanged for `quiet_s`, least recently changed first, locked (others
     that a client or a consumer holds right now are skipped: they are moving)."""
@@ -180,13 +180,13 @@ async def quiet_open_views(conn: psycopg.AsyncConnection, now: datetime, quiet_s
 # ---- erasure ---------------------------------------------------------------------------
 
 
-async def was_erased(conn: psycopg.AsyncConnection, job_id: UUID, tenant_id: str) -> bool:
+async def was_erased(conn: Conn, job_id: UUID, tenant_id: str) -> bool:
     row = await (await conn.execute("SELECT 1 FROM jobs WHERE id = %s AND tenant_id = %s AND erased_at IS NOT NULL",
                                     [job_id, tenant_id])).fetchone()
     return row is not None
 
 
-async def erase_job(conn: psycopg.AsyncConnection, view: JobView, now: datetime) -> None:
+async def erase_job(conn: Conn, view: JobView, now: datetime) -> None:
     """Keep the row (its id answers 410) without the prompt; forget the idempotency keys
     that name the job."""
     erased = domain.erased(view, now)
@@ -195,7 +195,7 @@ async def erase_job(conn: psycopg.AsyncConnection, view: JobView, now: datetime)
     await conn.execute("DELETE FROM idempotency_keys WHERE job_id = %s", [view.id])
 
 
-async def reference_to_delete(conn: psycopg.AsyncConnection, job_id: UUID) -> str | None:
+async def reference_to_delete(conn: Conn, job_id: UUID) -> str | None:
     """The job's reference photo, unless another job of its tenant, not erased, uses it too."""
     row = await (await conn.execute(
         "SELECT j.reference_key FROM jobs j WHERE j.id = %s AND j.reference_key IS NOT NULL AND NOT EXISTS"
@@ -224,10 +224,11 @@ PLAN_AND_KEY = (
     " AND k.created_at > now() - make_interval(secs => %(ttl)s)")
 
 
-async def lock_plan_and_key(conn: psycopg.AsyncConnection, tenant_id: str, key: str | None,
+async def lock_plan_and_key(conn: Conn, tenant_id: str, key: str | None,
                             ttl_s: int) -> tuple[str | None, tuple[UUID, str] | None]:
     """The tenant's plan name (None: no row), locked, and what `key` is bound to (PLAN_AND_KEY)."""
     row = await (await conn.execute(PLAN_AND_KEY, {"tenant": tenant_id, "key": key, "ttl": ttl_s})).fetchone()
+    assert row is not None  # the query's one row, `(SELECT) AS one`, whatever matched
     bound = (row["job_id"], row["request_hash"]) if row["job_id"] is not None else None
     return row["plan"], bound
 
@@ -258,18 +259,18 @@ class KeyBinding:
         return self.tenant_id, self.key, self.request_hash, self.job_id, self.ttl_s
 
 
-async def write_submission(conn: psycopg.AsyncConnection, data_key: WrappedDataKey, binding: KeyBinding | None,
-                           outbox_row: tuple) -> None:
+async def write_submission(conn: Conn, data_key: WrappedDataKey, binding: KeyBinding | None,
+                           outbox_row: tuple[Any, ...]) -> None:
     """Write a submission's data key row, its key's binding (None without a key) and its
     event's outbox row."""
     sql = (f"WITH {DATA_KEY}, {BIND_KEY if binding else NO_KEY} {OUTBOX_INSERT}"
            " RETURNING (SELECT count(*) FROM bound) AS bound")
     row = await (await conn.execute(sql, [*data_key.row(), *(binding.row() if binding else ()), *outbox_row])).fetchone()
-    if binding and row["bound"] == 0:
+    if binding and row is not None and row["bound"] == 0:
         raise IdempotencyKeyTaken(binding.key)
 
 
-async def forget_expired_keys(conn: psycopg.AsyncConnection, ttl_s: int, limit: int = 1000) -> int:
+async def forget_expired_keys(conn: Conn, ttl_s: int, limit: int = 1000) -> int:
     cur = await conn.execute(
         "DELETE FROM idempotency_keys WHERE ctid = ANY(ARRAY(SELECT ctid FROM idempotency_keys"
         " WHERE created_at <= now() - make_interval(secs => %s) LIMIT %s))", [ttl_s, limit])
