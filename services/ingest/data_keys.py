@@ -4,28 +4,36 @@ read by ingest itself and, over the internal API (`routes/internal.py`), by the 
 that need the job's content in clear; an erasure deletes it."""
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID, uuid4
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import TupleRow, dict_row
 
+from services.common.db import Conn
 from services.common.sealing import new_data_key
 from services.ingest import store
 from services.ingest.key_encryption import KMS, Keyring, keyring_of
+
+if TYPE_CHECKING:
+    from services.ingest.settings import IngestSettings
+
+T = TypeVar("T")
 
 __all__ = ["JobKey", "destroy", "insert", "job_key", "wrapped", "key_of", "keys_of", "new_data_key", "rewrap",
            "rewrap_all", "status"]
 
 
-async def _off_loop(keyring: Keyring, kek_id: str | None, function, *args):
+async def _off_loop(keyring: Keyring, kek_id: str | None, function: Callable[..., T], *args: Any) -> T:
     """KMS is a network call (boto3 blocks); a local KEK is a few microseconds of AES."""
     if (kek_id or keyring.active or "").startswith(KMS):
         return await asyncio.to_thread(function, *args)
     return function(*args)
 
 
-async def wrapped(job_id: UUID, key: bytes, keyring: Keyring) -> tuple[str, bytes]:
+async def wrapped(job_id: UUID, key: bytes, keyring: Keyring) -> tuple[str | None, bytes]:
     """The job's key wrapped under the keyring's active KEK: (KEK id, wrapped key)."""
     return await _off_loop(keyring, None, keyring.wrap, key, job_id)
 
@@ -49,13 +57,13 @@ async def job_key(keyring: Keyring) -> JobKey:
     return JobKey(job_id, key, kek_id, wrapped_key)
 
 
-async def insert(conn: psycopg.AsyncConnection, job_id: UUID, tenant_id: str, key: bytes, keyring: Keyring) -> None:
+async def insert(conn: Conn, job_id: UUID, tenant_id: str, key: bytes, keyring: Keyring) -> None:
     """Wrap and store a job's key outside a submission (which writes its own with the job)."""
     kek_id, wrapped_key = await wrapped(job_id, key, keyring)
     await store.insert_data_key(conn, store.WrappedDataKey(job_id, tenant_id, wrapped_key, kek_id))
 
 
-async def key_of(conn: psycopg.AsyncConnection, job_id: UUID, keyring: Keyring) -> bytes | None:
+async def key_of(conn: Conn, job_id: UUID, keyring: Keyring) -> bytes | None:
     stored = await store.read_data_key(conn, job_id)
     if stored is None:
         return None
@@ -63,16 +71,16 @@ async def key_of(conn: psycopg.AsyncConnection, job_id: UUID, keyring: Keyring) 
     return await _off_loop(keyring, kek_id, keyring.unwrap, kek_id, wrapped_key, job_id)
 
 
-def keys_of(conn: psycopg.Connection, schema: str, keyring: Keyring) -> dict[UUID, bytes]:
+def keys_of(conn: psycopg.Connection[TupleRow], schema: str, keyring: Keyring) -> dict[UUID, bytes]:
     """Every job's key, for a replay run outside the service (a synchronous connection)."""
     return {job_id: keyring.unwrap(kek_id, key, job_id) for job_id, key, kek_id in store.read_every_data_key(conn, schema)}
 
 
-async def destroy(conn: psycopg.AsyncConnection, job_id: UUID) -> bool:
+async def destroy(conn: Conn, job_id: UUID) -> bool:
     return await store.delete_data_key(conn, job_id)
 
 
-async def rewrap(conn: psycopg.AsyncConnection, keyring: Keyring, batch: int = 200) -> int:
+async def rewrap(conn: Conn, keyring: Keyring, batch: int = 200) -> int:
     """Wrap again, under the active KEK, up to `batch` keys wrapped under another one (or
     stored in clear), in one transaction that locks only those rows (ingest keeps serving);
     returns how many. Call until it returns 0."""
@@ -91,11 +99,11 @@ async def rewrap(conn: psycopg.AsyncConnection, keyring: Keyring, batch: int = 2
 # ---- `genline data-keys rewrap | status` (services/ingest/cli.py) ----------------------
 
 
-def schema_of(settings) -> str:
+def schema_of(settings: "IngestSettings") -> str:
     return settings.schema_name or "ingest"
 
 
-async def rewrap_all(settings, out=print) -> int:
+async def rewrap_all(settings: "IngestSettings", out: Callable[[str], None] = print) -> int:
     keyring, total = keyring_of(settings), 0
     async with await psycopg.AsyncConnection.connect(settings.database_url.get_secret_value(), autocommit=True,
                                                      row_factory=dict_row) as conn:
@@ -106,7 +114,7 @@ async def rewrap_all(settings, out=print) -> int:
     return total
 
 
-async def status(settings, out=print) -> dict:
+async def status(settings: "IngestSettings", out: Callable[[str], None] = print) -> dict[str, int]:
     async with await psycopg.AsyncConnection.connect(settings.database_url.get_secret_value(), autocommit=True) as conn:
         rows = await store.wrapped_keys_by_kek(conn, schema_of(settings))
     for kek_id, count in rows:

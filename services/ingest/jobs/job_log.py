@@ -31,8 +31,6 @@ happens after the end, the reports on delivered images.
 from datetime import datetime
 from typing import Any, assert_never
 
-from pydantic import BaseModel
-
 from services.common.contracts import (
     AttemptStarted,
     CandidatesChecked,
@@ -61,17 +59,10 @@ from services.common.contracts import (
     ScoringFailed,
     WebhookSent,
 )
-from services.ingest.jobs.domain import JobView, is_job_event, rank
+from services.ingest.domain import JobView, NewEntry, rank
+from services.ingest.jobs.domain import is_job_event
 
 AFTER_THE_END = "report."  # the entries a job's log still takes once it is shown final
-
-
-class NewEntry(BaseModel):
-    """An entry before it is numbered."""
-
-    type: str
-    time: datetime
-    payload: dict[str, Any]
 
 
 def entries_for(before: JobView | None, after: JobView, event: Event | None, at: datetime) -> list[NewEntry]:
@@ -98,7 +89,7 @@ def state_changes(before: JobView | None, after: JobView) -> list[dict[str, Any]
               if start < rank(s) < rank(after.state) and s in after.timestamps]
     changes, previous = [], before.state if before is not None else None
     for state in [*passed, after.state]:
-        change = {"state": state, "previous": previous, "reason": after.reasons.get(state, "")}
+        change: dict[str, Any] = {"state": state, "previous": previous, "reason": after.reasons.get(state, "")}
         if after.final and state == after.state and after.failure is not None:
             change["failure"] = after.failure.model_dump(mode="json")
         if previous is None:  # the job's first entry names whom and what it is for, where it says

@@ -40,7 +40,7 @@ from services.ingest import data_keys, store
 from services.ingest.accounts import limits, spend_caps
 from services.ingest.accounts.webhook_targets import check_webhook_url
 from services.ingest.inputs import guidance, screening
-from services.ingest.jobs import clip_makers, domain, request_rules, video_request
+from services.ingest.jobs import clip_makers, domain, projection, request_rules, video_request
 from services.ingest.jobs.examples import JOB_REQUEST_EXAMPLE, VIDEO_JOB_REQUEST_EXAMPLE
 from services.ingest.jobs.video_request import VideoRequest
 from services.ingest.key_encryption import keyring_of
@@ -317,7 +317,7 @@ async def record_submission(runtime: Any, plans: Any, settings: Any, submission:
         await limits.check_submission(conn, tenant, plan, body.images, datetime.now(UTC))
         spec = job_spec(submission, settings, plan.priority)
         view = domain.submitted_view(spec, body.prompt)
-        await store.record(conn, None, view, None, spec.submitted_at)
+        await projection.record(conn, None, view, None, spec.submitted_at)
         if submission.reference_key:
             await store.remember_reference(conn, view.id, submission.reference_key)
         await store.write_submission(conn, submission.data_key_row(), submission.binding(ttl_s),

@@ -11,7 +11,7 @@ import psycopg
 
 from services.common import telemetry
 from services.common.db import Statement, inserted
-from services.ingest.jobs.domain import JobView, with_receipt
+from services.ingest.domain import JobView, with_receipt
 from services.ingest.receipts.document import Signer, jwk, receipt_body
 from services.ingest.store import Change
 

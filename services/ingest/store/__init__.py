@@ -12,9 +12,7 @@ from services.common.bus.inbox import InboxClaim
 from services.common.bus.outbox import OUTBOX_INSERT
 from services.common.contracts import FINAL_STATES, Event, JobEvent
 from services.common.db import Conn, Statement, together, updated
-from services.ingest.jobs import domain
-from services.ingest.jobs.domain import JobView
-from services.ingest.jobs.job_log import entries_for
+from services.ingest.domain import JobView, erased
 from services.ingest.store.callers import (
     forget_idle_clients,
     insert_upload,
@@ -59,7 +57,7 @@ __all__ = ["LOG_CHANNEL_PREFIX", "Change", "Cursor", "IdempotencyKeyTaken", "Inv
            "read_every_data_key", "rewrite_data_key", "wrapped_keys_by_kek", "erase_job", "forget_expired_keys",
            "forget_idle_clients", "insert_job", "insert_output_report", "insert_upload", "job_state",
            "job_with_output", "list_views", "live_key", "settled_views", "tenant_exists", "views_with_outputs", "lock_plan_and_key", "log_channel", "quiet_open_views", "read_log",
-           "read_tenant_log", "read_upload", "read_view", "record", "record_changes", "reference_to_delete",
+           "read_tenant_log", "read_upload", "read_view", "reference_to_delete",
            "remember_reference", "take_anonymous_request", "tenant_log_position", "was_erased", "write_submission",
            "write_views"]
 
@@ -115,20 +113,6 @@ async def write_views(conn: Conn, views: list[JobView], also: Sequence[Statement
                                         [(view.id, view.state, view.stored_json(), view.updated_at) for view in views])])
 
 
-async def record(conn: Conn, before: JobView | None, after: JobView, event: Event | None,
-                 at: datetime) -> None:
-    """Store the view `event` moved the job to (`before` None: a new job) and append what it
-    tells clients to the job's log, in the caller's transaction, which holds the job's row."""
-    if before is None:
-        entries = [(after, entry) for entry in entries_for(None, after, event, at)]
-        if not entries:
-            await insert_job(conn, after)
-            return
-        await append_log(conn, entries, new_job=after)
-    else:
-        await record_changes(conn, [Change(before, after, event, at)])
-
-
 @dataclass(frozen=True)
 class Change:
     """What an event (None: a request of the service's own) did to a job, and when."""
@@ -137,26 +121,6 @@ class Change:
     after: JobView
     event: Event | None
     at: datetime
-
-
-async def record_changes(conn: Conn, changes: list[Change],
-                         also: Sequence[Statement | None] = ()) -> None:
-    """Store what a series of events did to existing jobs (a job's changes in the order they
-    happened, each `before` the previous `after`): each job's last view written once, in
-    one statement for every job, with every entry appended at once and `also` (writes to
-    other tables: receipts, Publish.statement's). The caller holds the jobs' rows."""
-    first: dict[UUID, JobView] = {}
-    last: dict[UUID, JobView] = {}
-    for change in changes:
-        first.setdefault(change.before.id, change.before)
-        last[change.after.id] = change.after
-    views = [view for job_id, view in last.items() if view != first[job_id]]
-    entries = [(change.after, entry) for change in changes
-               for entry in entries_for(change.before, change.after, change.event, change.at)]
-    if entries:
-        await append_log(conn, entries, views, also=also)
-    else:
-        await write_views(conn, views, also)
 
 
 async def job_state(conn: Conn, job_id: UUID, tenant_id: str) -> str | None:
@@ -189,9 +153,8 @@ async def was_erased(conn: Conn, job_id: UUID, tenant_id: str) -> bool:
 async def erase_job(conn: Conn, view: JobView, now: datetime) -> None:
     """Keep the row (its id answers 410) without the prompt; forget the idempotency keys
     that name the job."""
-    erased = domain.erased(view, now)
     await conn.execute("UPDATE jobs SET view = %s, erased_at = %s, updated_at = %s WHERE id = %s",
-                       [erased.stored_json(), now, now, view.id])
+                       [erased(view, now).stored_json(), now, now, view.id])
     await conn.execute("DELETE FROM idempotency_keys WHERE job_id = %s", [view.id])
 
 

@@ -6,6 +6,7 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
+from psycopg.rows import TupleRow
 
 from services.common.db import Conn
 
@@ -35,7 +36,7 @@ async def read_data_key(conn: Conn, job_id: UUID) -> tuple[bytes, str | None] | 
     return (bytes(row["key"]), row["kek_id"]) if row else None
 
 
-def read_every_data_key(conn: psycopg.Connection, schema: str) -> list[tuple[UUID, bytes, str | None]]:
+def read_every_data_key(conn: psycopg.Connection[TupleRow], schema: str) -> list[tuple[UUID, bytes, str | None]]:
     """Every job's wrapped key and KEK, for a replay run outside the service (a synchronous connection)."""
     return [(job_id, bytes(key), kek_id)
             for job_id, key, kek_id in conn.execute(f'SELECT job_id, key, kek_id FROM "{schema}".data_keys')]
@@ -58,7 +59,7 @@ async def rewrite_data_key(conn: Conn, job_id: UUID, wrapped: bytes, kek_id: str
     await conn.execute("UPDATE data_keys SET key = %s, kek_id = %s WHERE job_id = %s", [wrapped, kek_id, job_id])
 
 
-async def wrapped_keys_by_kek(conn: Conn, schema: str) -> list[tuple[str, int]]:
+async def wrapped_keys_by_kek(conn: psycopg.AsyncConnection[TupleRow], schema: str) -> list[tuple[str, int]]:
     """How many keys each KEK wraps ('(clear)' for those stored before wrapping)."""
     rows = await (await conn.execute(
         f'SELECT coalesce(kek_id, \'(clear)\'), count(*) FROM "{schema}".data_keys GROUP BY 1 ORDER BY 1')).fetchall()

@@ -10,7 +10,7 @@ from typing import Any
 from uuid import UUID
 
 from services.common.db import Conn
-from services.ingest.jobs.domain import JobView
+from services.ingest.domain import JobView
 
 
 async def insert_output_report(conn: Conn, job_id: UUID, n: int, reason: str) -> bool:

@@ -7,8 +7,7 @@ from typing import Any
 from uuid import UUID
 
 from services.common.db import Conn, Statement, as_arrays, as_ctes, together, typed_arrays
-from services.ingest.jobs.domain import JobView
-from services.ingest.jobs.job_log import NewEntry
+from services.ingest.domain import JobView, NewEntry
 
 # The columns of a job's row that its view writes, with their types (for unnest).
 VIEW_COLUMNS = {"id": "uuid", "state": "text", "view": "jsonb", "updated_at": "timestamptz"}
