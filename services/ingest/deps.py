@@ -2,7 +2,7 @@
 an API key that holds the scope the route needs."""
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import Depends, Request, Response, Security
@@ -32,27 +32,33 @@ api_key = HTTPBearer(scheme_name="apiKey", bearerFormat="gl_…", auto_error=Fal
 
 
 async def get_runtime(request: Request) -> ServiceRuntime:
-    return request.app.state.runtime
+    runtime: ServiceRuntime = request.app.state.runtime
+    return runtime
 
 
 async def get_settings(request: Request) -> IngestSettings:
-    return request.app.state.settings
+    settings: IngestSettings = request.app.state.settings
+    return settings
 
 
 async def get_objects(request: Request) -> ObjectStore:
-    return request.app.state.objects
+    objects: ObjectStore = request.app.state.objects
+    return objects
 
 
 async def get_log_watch(request: Request) -> LogWatch:
-    return request.app.state.log_watch
+    log_watch: LogWatch = request.app.state.log_watch
+    return log_watch
 
 
 async def get_plans(request: Request) -> PlanBook:
-    return request.app.state.plans
+    plans: PlanBook = request.app.state.plans
+    return plans
 
 
 async def get_screening(request: Request) -> ScreeningGate:
-    return request.app.state.screening
+    screening: ScreeningGate = request.app.state.screening
+    return screening
 
 
 Runtime = Annotated[ServiceRuntime, Depends(get_runtime)]
@@ -64,7 +70,8 @@ Screening = Annotated[ScreeningGate, Depends(get_screening)]
 
 
 async def get_prompt_gate(request: Request) -> PromptGate:
-    return request.app.state.prompt_gate
+    prompt_gate: PromptGate = request.app.state.prompt_gate
+    return prompt_gate
 
 
 PromptScreen = Annotated[PromptGate, Depends(get_prompt_gate)]
@@ -118,13 +125,13 @@ async def scoped_tenant(caller: Annotated[Caller, Security(scoped_caller)]) -> s
     return caller.tenant_id
 
 
-def Scoped(scope: str):  # noqa: N802 - used as a type: `tenant: Scoped("jobs:write")`
+def Scoped(scope: str) -> Any:  # noqa: N802 - used as a type: `tenant: Scoped("jobs:write")`
     """The caller's tenant, when its key holds `scope` (else 403 naming it); the scope is
     listed in the operation's security requirement in the OpenAPI document."""
     return Annotated[str, Security(scoped_tenant, scopes=[scope])]
 
 
-def ScopedCaller(scope: str):  # noqa: N802
+def ScopedCaller(scope: str) -> Any:  # noqa: N802
     """As Scoped, but the whole Caller: for routes that act on keys."""
     return Annotated[Caller, Security(scoped_caller, scopes=[scope])]
 

@@ -1,7 +1,8 @@
 """Nothing slow under the tenant's lock: a submission wraps its job's data key (a KMS call in
 production) before the transaction that holds the tenant's row FOR UPDATE, so one tenant's
 submissions never queue behind KMS. The KMS stand-in below tries that row from another
-connection while it is called."""
+connection while it is called. And nothing read again: the template catalogue a submission
+checks against is the one the process loaded."""
 
 import uuid
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
+from services.common.templates import load_catalogue
 from services.ingest.key_encryption import KMS, AwsKms
 from tests.ingest.test_submission import ingest_client
 
@@ -46,8 +48,10 @@ def kms_calls(endpoints, monkeypatch) -> Iterator[tuple[TestClient, list[bool]]]
 
 def test_the_data_key_is_wrapped_while_the_tenants_row_is_free(kms_calls):
     client, locked_during_call = kms_calls
+    loads = load_catalogue.cache_info().misses
     answers = [client.post("/v1/jobs", json={"prompt": "a red bicycle"}, headers={"Idempotency-Key": "same"})
                for _ in range(2)]  # the retry is answered with the first job, from the record
     assert [answer.status_code for answer in answers] == [202, 202], answers[0].text
     assert answers[0].json()["id"] == answers[1].json()["id"]
     assert locked_during_call == [False, False]
+    assert load_catalogue.cache_info().misses == loads
