@@ -35,10 +35,12 @@ from services.ingest.store.listing import (
     Cursor,
     InvalidCursor,
     JobFilter,
+    erased_job_ids,
     insert_output_report,
     job_with_output,
     list_views,
     settled_views,
+    stored_views,
     tenant_exists,
     views_with_outputs,
 )
@@ -56,7 +58,7 @@ __all__ = ["LOG_CHANNEL_PREFIX", "Change", "Cursor", "IdempotencyKeyTaken", "Inv
            "KeyBinding", "WrappedDataKey", "append_log", "claim_and_lock_views", "delete_data_key", "insert_data_key", "keys_not_under", "read_data_key",
            "read_every_data_key", "rewrite_data_key", "wrapped_keys_by_kek", "erase_job", "forget_expired_keys",
            "forget_idle_clients", "insert_job", "insert_output_report", "insert_upload", "job_state",
-           "job_with_output", "list_views", "live_key", "settled_views", "tenant_exists", "views_with_outputs", "lock_plan_and_key", "log_channel", "quiet_open_views", "read_log",
+           "erased_job_ids", "job_with_output", "list_views", "stored_views", "live_key", "settled_views", "tenant_exists", "views_with_outputs", "lock_plan_and_key", "log_channel", "quiet_open_views", "read_log",
            "read_tenant_log", "read_upload", "read_view", "reference_to_delete",
            "remember_reference", "take_anonymous_request", "tenant_log_position", "was_erased", "write_submission",
            "write_views"]

@@ -9,6 +9,9 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import psycopg
+from psycopg.rows import TupleRow
+
 from services.common.db import Conn
 from services.ingest.domain import JobView
 
@@ -107,3 +110,18 @@ async def settled_views(conn: Conn, since: datetime, until: datetime) -> list[Jo
         "SELECT view FROM jobs WHERE created_at >= %s AND created_at < %s"
         " AND view->'billing'->>'state' = 'settled'", [since, until])).fetchall()
     return [JobView.model_validate(row["view"]) for row in rows]
+
+
+# ---- a replay's reads, outside the service (a synchronous connection, the schema named) ----
+
+
+def erased_job_ids(conn: psycopg.Connection[TupleRow], schema: str) -> set[UUID]:
+    return {row[0] for row in conn.execute(f'SELECT id FROM "{schema}".jobs WHERE erased_at IS NOT NULL')}
+
+
+def stored_views(conn: psycopg.Connection[TupleRow], schema: str,
+                 tenant: str | None) -> list[tuple[UUID, dict[str, Any], bool]]:
+    """Every job's stored view (the tenant's only, when named), and whether it was erased."""
+    rows = conn.execute(f'SELECT id, view, erased_at IS NOT NULL FROM "{schema}".jobs'
+                        ' WHERE %(tenant)s::text IS NULL OR tenant_id = %(tenant)s', {"tenant": tenant}).fetchall()
+    return [(job_id, view, erased) for job_id, view, erased in rows]
