@@ -2,14 +2,16 @@
 
 Module map: the service's frame at the top, its features in folders.
 
-__main__.py        `python -m services.ingest`: serve, or a command of cli.py
+__main__.py        `python -m services.ingest`: the service (its commands run through `genline`)
 app.py             the FastAPI app: routers, gRPC and HTTP clients, sweeper, lifespan hooks
 settings.py        IngestSettings, the service's configuration
 deps.py            FastAPI dependencies: runtime, settings, objects, plans, the scoped caller
 cli.py             ingest's commands in the `genline` tree
 routes/            one module per API area; each declares routes and calls the modules below
+domain.py          the job read model (JobView and its parts, a log entry), without I/O
 handlers.py        bus handlers: every service's job events projected into the read model and its log
-store.py           the ingest tables: read model, event log, listing pages, idempotency keys, uploads, reports
+store/             all of ingest's SQL: the read model and submissions (__init__), the event log (log.py),
+                   reads over many jobs (listing.py), callers' keys, uploads and rates (callers.py), data keys
 ledger_calls.py    the ledger's gRPC messages, its stub as a dependency, its errors as problems
 data_keys.py       each job's data key, which seals its prompt; erasure destroys it
 key_encryption.py  the key-encryption keys the data keys are stored wrapped under (a key file, or KMS)
@@ -20,9 +22,8 @@ jobs/              a job from submission to its end
   request_rules.py   pure rules of a request: candidates planned, Cancel-After, request fingerprint
   examples.py        example bodies of the jobs API for the OpenAPI document (JOB_ID and friends)
   job_lookup.py      a job id as a route names it: parsed, and 404/410 for a job the tenant cannot see
-  domain.py          the job read model (JobView) and its state machine, without I/O
-  view_parts.py      the view's own models: failure, billing, regenerations, stage costs, receipt, reports
-  projection.py      a change to jobs' views committed, whoever made it (handlers or the sweeper)
+  domain.py          the job's state machine: how events move its view, without I/O
+  projection.py      a change to jobs' views committed with its log entries, whoever made it
   job_log.py         the per-job event log a client reads, without I/O
   live.py            live log entries for the SSE streams, whichever replica wrote them
   sweep_rules.py     the sweeper's rules: how long a job may stay in a state, what a look decides

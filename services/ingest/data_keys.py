@@ -4,54 +4,83 @@ read by ingest itself and, over the internal API (`routes/internal.py`), by the 
 that need the job's content in clear; an erasure deletes it."""
 
 import asyncio
-from uuid import UUID
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+from uuid import UUID, uuid4
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import TupleRow, dict_row
 
+from services.common.db import Conn
 from services.common.sealing import new_data_key
+from services.ingest import store
 from services.ingest.key_encryption import KMS, Keyring, keyring_of
 
-__all__ = ["destroy", "insert", "wrapped", "key_of", "keys_of", "new_data_key", "rewrap", "rewrap_all", "status"]
+if TYPE_CHECKING:
+    from services.ingest.settings import IngestSettings
+
+T = TypeVar("T")
+
+__all__ = ["JobKey", "destroy", "insert", "job_key", "wrapped", "key_of", "keys_of", "new_data_key", "rewrap",
+           "rewrap_all", "status"]
 
 
-async def _off_loop(keyring: Keyring, kek_id: str | None, function, *args):
+async def _off_loop(keyring: Keyring, kek_id: str | None, function: Callable[..., T], *args: Any) -> T:
     """KMS is a network call (boto3 blocks); a local KEK is a few microseconds of AES."""
     if (kek_id or keyring.active or "").startswith(KMS):
         return await asyncio.to_thread(function, *args)
     return function(*args)
 
 
-async def wrapped(job_id: UUID, key: bytes, keyring: Keyring) -> tuple[str, bytes]:
+async def wrapped(job_id: UUID, key: bytes, keyring: Keyring) -> tuple[str | None, bytes]:
     """The job's key wrapped under the keyring's active KEK: (KEK id, wrapped key)."""
     return await _off_loop(keyring, None, keyring.wrap, key, job_id)
 
 
-async def insert(conn: psycopg.AsyncConnection, job_id: UUID, tenant_id: str, key: bytes, keyring: Keyring) -> None:
+@dataclass(frozen=True)
+class JobKey:
+    """A new job's id and data key, and the key wrapped for its row (under `kek_id`)."""
+
+    job_id: UUID
+    key: bytes = field(repr=False)
+    kek_id: str | None
+    wrapped: bytes = field(repr=False)
+
+
+async def job_key(keyring: Keyring) -> JobKey:
+    """A new job's id and data key, wrapped. Call it before the transaction that records the
+    job: wrapping is a network call under KMS, and that transaction holds the tenant's row, so
+    every submission of the tenant would wait on KMS."""
+    job_id, key = uuid4(), new_data_key()
     kek_id, wrapped_key = await wrapped(job_id, key, keyring)
-    await conn.execute("INSERT INTO data_keys (job_id, tenant_id, key, kek_id) VALUES (%s, %s, %s, %s)",
-                       [job_id, tenant_id, wrapped_key, kek_id])
+    return JobKey(job_id, key, kek_id, wrapped_key)
 
 
-async def key_of(conn: psycopg.AsyncConnection, job_id: UUID, keyring: Keyring) -> bytes | None:
-    row = await (await conn.execute("SELECT key, kek_id FROM data_keys WHERE job_id = %s", [job_id])).fetchone()
-    if row is None:
+async def insert(conn: Conn, job_id: UUID, tenant_id: str, key: bytes, keyring: Keyring) -> None:
+    """Wrap and store a job's key outside a submission (which writes its own with the job)."""
+    kek_id, wrapped_key = await wrapped(job_id, key, keyring)
+    await store.insert_data_key(conn, store.WrappedDataKey(job_id, tenant_id, wrapped_key, kek_id))
+
+
+async def key_of(conn: Conn, job_id: UUID, keyring: Keyring) -> bytes | None:
+    stored = await store.read_data_key(conn, job_id)
+    if stored is None:
         return None
-    return await _off_loop(keyring, row["kek_id"], keyring.unwrap, row["kek_id"], bytes(row["key"]), job_id)
+    wrapped_key, kek_id = stored
+    return await _off_loop(keyring, kek_id, keyring.unwrap, kek_id, wrapped_key, job_id)
 
 
-def keys_of(conn: psycopg.Connection, schema: str, keyring: Keyring) -> dict[UUID, bytes]:
+def keys_of(conn: psycopg.Connection[TupleRow], schema: str, keyring: Keyring) -> dict[UUID, bytes]:
     """Every job's key, for a replay run outside the service (a synchronous connection)."""
-    rows = conn.execute(f'SELECT job_id, key, kek_id FROM "{schema}".data_keys')
-    return {job_id: keyring.unwrap(kek_id, bytes(key), job_id) for job_id, key, kek_id in rows}
+    return {job_id: keyring.unwrap(kek_id, key, job_id) for job_id, key, kek_id in store.read_every_data_key(conn, schema)}
 
 
-async def destroy(conn: psycopg.AsyncConnection, job_id: UUID) -> bool:
-    cur = await conn.execute("DELETE FROM data_keys WHERE job_id = %s", [job_id])
-    return cur.rowcount == 1
+async def destroy(conn: Conn, job_id: UUID) -> bool:
+    return await store.delete_data_key(conn, job_id)
 
 
-async def rewrap(conn: psycopg.AsyncConnection, keyring: Keyring, batch: int = 200) -> int:
+async def rewrap(conn: Conn, keyring: Keyring, batch: int = 200) -> int:
     """Wrap again, under the active KEK, up to `batch` keys wrapped under another one (or
     stored in clear), in one transaction that locks only those rows (ingest keeps serving);
     returns how many. Call until it returns 0."""
@@ -59,25 +88,22 @@ async def rewrap(conn: psycopg.AsyncConnection, keyring: Keyring, batch: int = 2
     if active is None:
         raise ValueError("no key-encryption key is configured: set GENLINE_DATA_KEY_KEK_FILE or _KMS_KEY_ID")
     async with conn.transaction():
-        rows = await (await conn.execute(
-            "SELECT job_id, key, kek_id FROM data_keys WHERE kek_id IS DISTINCT FROM %s"
-            " LIMIT %s FOR UPDATE SKIP LOCKED", [active, batch])).fetchall()
+        rows = await store.keys_not_under(conn, active, batch)
         for row in rows:
             key = await _off_loop(keyring, row["kek_id"], keyring.unwrap, row["kek_id"], bytes(row["key"]), row["job_id"])
             kek_id, wrapped = await _off_loop(keyring, None, keyring.wrap, key, row["job_id"])
-            await conn.execute("UPDATE data_keys SET key = %s, kek_id = %s WHERE job_id = %s",
-                               [wrapped, kek_id, row["job_id"]])
+            await store.rewrite_data_key(conn, row["job_id"], wrapped, kek_id)
     return len(rows)
 
 
 # ---- `genline data-keys rewrap | status` (services/ingest/cli.py) ----------------------
 
 
-def schema_of(settings) -> str:
+def schema_of(settings: "IngestSettings") -> str:
     return settings.schema_name or "ingest"
 
 
-async def rewrap_all(settings, out=print) -> int:
+async def rewrap_all(settings: "IngestSettings", out: Callable[[str], None] = print) -> int:
     keyring, total = keyring_of(settings), 0
     async with await psycopg.AsyncConnection.connect(settings.database_url.get_secret_value(), autocommit=True,
                                                      row_factory=dict_row) as conn:
@@ -88,11 +114,9 @@ async def rewrap_all(settings, out=print) -> int:
     return total
 
 
-async def status(settings, out=print) -> dict:
+async def status(settings: "IngestSettings", out: Callable[[str], None] = print) -> dict[str, int]:
     async with await psycopg.AsyncConnection.connect(settings.database_url.get_secret_value(), autocommit=True) as conn:
-        rows = await (await conn.execute(
-            f'SELECT coalesce(kek_id, \'(clear)\'), count(*) FROM "{schema_of(settings)}".data_keys'
-            " GROUP BY 1 ORDER BY 1")).fetchall()
+        rows = await store.wrapped_keys_by_kek(conn, schema_of(settings))
     for kek_id, count in rows:
         out(f"{kek_id}\t{count}")
     return dict(rows)

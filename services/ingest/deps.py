@@ -2,7 +2,7 @@
 an API key that holds the scope the route needs."""
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import Depends, Request, Response, Security
@@ -13,6 +13,7 @@ from services.common.contracts import KeySpendCaps
 from services.common.problems import Problem
 from services.common.runtime import ServiceRuntime
 from services.common.storage import ObjectStore
+from services.ingest import store
 from services.ingest.accounts import limits
 from services.ingest.accounts.keys import hash_api_key
 from services.ingest.accounts.plans import PlanBook
@@ -31,27 +32,33 @@ api_key = HTTPBearer(scheme_name="apiKey", bearerFormat="gl_…", auto_error=Fal
 
 
 async def get_runtime(request: Request) -> ServiceRuntime:
-    return request.app.state.runtime
+    runtime: ServiceRuntime = request.app.state.runtime
+    return runtime
 
 
 async def get_settings(request: Request) -> IngestSettings:
-    return request.app.state.settings
+    settings: IngestSettings = request.app.state.settings
+    return settings
 
 
 async def get_objects(request: Request) -> ObjectStore:
-    return request.app.state.objects
+    objects: ObjectStore = request.app.state.objects
+    return objects
 
 
 async def get_log_watch(request: Request) -> LogWatch:
-    return request.app.state.log_watch
+    log_watch: LogWatch = request.app.state.log_watch
+    return log_watch
 
 
 async def get_plans(request: Request) -> PlanBook:
-    return request.app.state.plans
+    plans: PlanBook = request.app.state.plans
+    return plans
 
 
 async def get_screening(request: Request) -> ScreeningGate:
-    return request.app.state.screening
+    screening: ScreeningGate = request.app.state.screening
+    return screening
 
 
 Runtime = Annotated[ServiceRuntime, Depends(get_runtime)]
@@ -63,7 +70,8 @@ Screening = Annotated[ScreeningGate, Depends(get_screening)]
 
 
 async def get_prompt_gate(request: Request) -> PromptGate:
-    return request.app.state.prompt_gate
+    prompt_gate: PromptGate = request.app.state.prompt_gate
+    return prompt_gate
 
 
 PromptScreen = Annotated[PromptGate, Depends(get_prompt_gate)]
@@ -79,10 +87,6 @@ class Caller:
     caps: KeySpendCaps = KeySpendCaps()
 
 
-# A key's last use is written at most this often, so a busy key costs no write per request.
-LAST_USED_RESOLUTION = "1 minute"
-
-
 async def authenticated(runtime: Runtime, plans: Plans, request: Request, response: Response,
                         bearer: Annotated[HTTPAuthorizationCredentials | None, Security(api_key)]) -> Caller:
     """`Authorization: Bearer <api key>`, looked up on every request (no cache), so a key
@@ -94,15 +98,9 @@ async def authenticated(runtime: Runtime, plans: Plans, request: Request, respon
     if bearer is None:
         raise Problem(401, "invalid-api-key", "the Authorization header must be 'Bearer <key>'", UNAUTHORIZED)
     async with runtime.pool.connection() as conn:
-        row = await (await conn.execute(
-            "SELECT k.id, k.tenant_id, k.scopes, k.daily_cap_credits, k.monthly_cap_credits, t.plan, k.last_used_at > now() - %s::interval AS fresh"
-            " FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.key_hash = %s"
-            " AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())",
-            [LAST_USED_RESOLUTION, hash_api_key(bearer.credentials.strip())])).fetchone()
+        row = await store.live_key(conn, hash_api_key(bearer.credentials.strip()))
         if row is None:
             raise Problem(401, "invalid-api-key", "the API key is not valid", UNAUTHORIZED)
-        if not row["fresh"]:
-            await conn.execute("UPDATE api_keys SET last_used_at = now() WHERE id = %s", [row["id"]])
         plan = plans.get(row["plan"])
         decision = await limits.take_request(conn, row["tenant_id"], plan)
     telemetry.bind_tenant(row["tenant_id"])
@@ -127,13 +125,13 @@ async def scoped_tenant(caller: Annotated[Caller, Security(scoped_caller)]) -> s
     return caller.tenant_id
 
 
-def Scoped(scope: str):  # noqa: N802 - used as a type: `tenant: Scoped("jobs:write")`
+def Scoped(scope: str) -> Any:  # noqa: N802 - used as a type: `tenant: Scoped("jobs:write")`
     """The caller's tenant, when its key holds `scope` (else 403 naming it); the scope is
     listed in the operation's security requirement in the OpenAPI document."""
     return Annotated[str, Security(scoped_tenant, scopes=[scope])]
 
 
-def ScopedCaller(scope: str):  # noqa: N802
+def ScopedCaller(scope: str) -> Any:  # noqa: N802
     """As Scoped, but the whole Caller: for routes that act on keys."""
     return Annotated[Caller, Security(scoped_caller, scopes=[scope])]
 

@@ -54,7 +54,7 @@ async def project_batch(conn: Conn, claim: InboxClaim, publish: Publish,
             log.warning("%s for unknown job %s ignored", event.event_type, event.job_id)
             continue
         views[event.job_id] = after = apply_event(before, event, envelope.time)
-        changes.append((before, after, event, envelope.time))
+        changes.append(store.Change(before, after, event, envelope.time))
         causes.append(envelope)
     await commit_changes(conn, changes, signer, datetime.now(UTC), announce=lambda announcements: publish.statement(
         [(announcement, causes[index]) for announcement, index in announcements]))

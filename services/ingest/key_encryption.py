@@ -28,10 +28,14 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+if TYPE_CHECKING:
+    from services.ingest.settings import IngestSettings
 
 NONCE_BYTES = 12
 LOCAL, KMS = "local:", "aws-kms:"
@@ -98,25 +102,28 @@ class AwsKms:
     key_id: str
     endpoint_url: str | None = None
     region: str | None = None
-    _client: object = field(default=None, repr=False)
+    _client: Any = field(default=None, repr=False)
 
-    def client(self):
+    def client(self) -> Any:
         if self._client is None:
-            import boto3
+            import boto3  # type: ignore[import-untyped]  # boto3 ships no type information
 
             self._client = boto3.client("kms", endpoint_url=self.endpoint_url, region_name=self.region)
         return self._client
 
     def wrap(self, key: bytes, job_id: UUID) -> tuple[str, bytes]:
         answer = self.client().encrypt(KeyId=self.key_id, Plaintext=key, EncryptionContext={"genline_job": str(job_id)})
-        return KMS + self.key_id, answer["CiphertextBlob"]
+        return KMS + self.key_id, bytes(answer["CiphertextBlob"])
 
     def unwrap(self, key_id: str, wrapped: bytes, job_id: UUID) -> bytes:
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import (  # type: ignore[import-untyped]  # botocore ships no type information
+            BotoCoreError,
+            ClientError,
+        )
 
         try:
-            return self.client().decrypt(CiphertextBlob=wrapped, KeyId=key_id,
-                                         EncryptionContext={"genline_job": str(job_id)})["Plaintext"]
+            return bytes(self.client().decrypt(CiphertextBlob=wrapped, KeyId=key_id,
+                                               EncryptionContext={"genline_job": str(job_id)})["Plaintext"])
         except (ClientError, BotoCoreError) as error:
             raise KeyUnavailable(f"KMS did not open the data key of job {job_id}: {error}") from None
 
@@ -152,7 +159,7 @@ class Keyring:
         raise KeyUnavailable(f"the data key of job {job_id} is wrapped under {kek_id!r}, which this ingest does not hold")
 
 
-def keyring_of(settings) -> Keyring:
+def keyring_of(settings: "IngestSettings") -> Keyring:
     """The process's keyring for these settings, read once (a new KEK takes a restart)."""
     return _keyring(settings.data_key_kek_file, settings.data_key_kms_key_id, settings.data_key_kms_endpoint_url,
                     settings.s3_region)

@@ -13,6 +13,7 @@ from services.common.contracts import AttemptStarted, CreditsReserved, JobSpec
 from services.common.db import migrate
 from services.common.runtime import ServiceRuntime
 from services.ingest import handlers, store
+from services.ingest.jobs import projection
 from services.ingest.jobs.domain import submitted_view
 from services.ingest.jobs.live import LogWatch
 from services.ingest.receipts.document import Signer
@@ -37,7 +38,7 @@ async def submit(runtime) -> JobSpec:
     spec = JobSpec(job_id=uuid.uuid4(), tenant_id=TENANT, template="generic", prompt="a red fox", images=1,
                    candidates=2, seed=7, submitted_at=datetime.now(UTC))
     async with runtime.pool.connection() as conn, conn.transaction():
-        await store.record(conn, None, submitted_view(spec), None, spec.submitted_at)
+        await projection.record(conn, None, submitted_view(spec), None, spec.submitted_at)
     return spec
 
 

@@ -1,4 +1,4 @@
-"""The job read model and its state machine, without I/O.
+"""How events move a job's view (services/ingest/domain.py): its state machine, without I/O.
 
 `submitted → admitted | rejected`; `admitted → generating → scoring → delivering →
 succeeded | partially_succeeded | failed`; any non-final state `→ canceled` (the client
@@ -15,13 +15,10 @@ scores, and every final job's settlement. Until then the final state the job rea
 held in `reached` (kept out of the API) and `state` shows where the view has got to.
 """
 
-import json
 from collections.abc import Callable
 from datetime import datetime
-from typing import Literal
+from typing import Any, TypeGuard, assert_never, get_args
 from uuid import UUID
-
-from pydantic import BaseModel, Field
 
 from services.common.contracts import (
     DEADLINE_EXCEEDED,
@@ -31,9 +28,9 @@ from services.common.contracts import (
     CandidateScore,
     CandidatesGenerated,
     CandidatesScored,
+    CandidatesStored,
     CreditsRefunded,
     CreditsReserved,
-    DeliveredImage,
     DeliveryFailed,
     Event,
     GenerationFailed,
@@ -47,155 +44,33 @@ from services.common.contracts import (
     JobProgressed,
     JobSpec,
     JobSubmitted,
+    OutputReported,
     RegenerationRequested,
     ReportDeclined,
     ReservationRejected,
     ReservationSettled,
     RetryTokenIssued,
     ScoringFailed,
-    SealedText,
+    WebhookSent,
 )
-from services.common.sealing import ERASED
-from services.ingest.jobs.view_parts import (
+from services.ingest.domain import (
+    PROGRESS_ANNOUNCED_EVERY_S,
     Billing,
-    Clips,
     Failure,
-    ReceiptRef,
+    JobView,
+    Progress,
     Regeneration,
     ReportOutcome,
-    StageCost,
+    State,
+    erased,
+    rank,
     stage_costs,
+    submitted_view,
+    with_receipt,
 )
 
-# The job's states in the order the API has always listed them; the final ones are
-# contracts.FINAL_STATES.
-State = Literal[
-    "submitted", "admitted", "rejected", "generating", "scoring", "delivering",
-    "succeeded", "partially_succeeded", "failed", "canceled", "expired",
-]
-
-_ORDER = ["submitted", "admitted", "generating", "scoring", "delivering"]
-
-
-def rank(state: str) -> int:
-    return len(_ORDER) if state in FINAL_STATES else _ORDER.index(state)
-
-
-class Progress(BaseModel):
-    """Where a large job stands while it is generated and scored (CandidatesChecked)."""
-
-    candidates: int = Field(description="candidates planned so far, every attempt")
-    generated: int = Field(description="candidates stored so far")
-    scored: int = Field(description="candidates scored so far")
-    passing: int = Field(description="candidates that pass so far")
-    needed: int = Field(description="passing images still missing")
-    eta_s: float | None = Field(None, description="seconds until the job is expected to be scored; None: unknown")
-
-
-# A job's progress is announced (JobProgressed, `job.progress` webhooks) at most this often.
-PROGRESS_ANNOUNCED_EVERY_S = 5.0
-# A view announced with more scores than this (JobFinished, webhooks) carries only the selected
-# candidates' scores, so the event stays small whatever the job's size; GET /v1/jobs/{id} has all.
-ANNOUNCED_SCORES_MAX = 100
-
-
-class JobView(BaseModel):
-    id: UUID
-    tenant_id: str
-    state: State
-    template: str
-    template_version: str | None = Field(None, description="the template catalogue's version at submission")
-    prompt: str
-    images: int
-    candidates: int  # N: what the router generated, every attempt counted (its plan until it reports)
-    generated: dict[int, int] = {}  # candidates generated per attempt
-    seed: int
-    profile: str | None = None
-    scoring_profile: str | None = Field(None, description="the profile the job is scored with: its own, else its"
-                                                          " template's")
-    profile_version: str | None = Field(None, description="a digest of that profile's checks with the job's rules")
-    quality: dict | None = None
-    width: int | None = None
-    height: int | None = None
-    model: str | None = None
-    model_version: str | None = None
-    deadline_s: int | None = None
-    min_images: int | None = None
-    webhook_url: str | None = None
-    webhook_events: list[str] | None = None
-    metadata: dict[str, str] | None = Field(None, description="your labels, as submitted")
-    video: Clips | None = Field(None, description="a video job's clips as asked; its outputs are clips (video/mp4)"
-                                                  " with duration_ms, fps, codec and frames, the poster as thumbnail")
-    end_user: str | None = Field(None, description="your customer the job is for, as submitted")
-    created_at: datetime
-    updated_at: datetime
-    timestamps: dict[str, datetime]
-    reasons: dict[str, str] = {}  # why the job entered each state of `timestamps`
-    cancel_requested_at: datetime | None = None
-    cancel_requested_as: Literal["canceled", "expired"] | None = None  # how the job ends if nobody answers
-    failure: Failure | None = None
-    attempts: int = 0
-    regenerations: list[Regeneration] = []
-    scores: list[CandidateScore] = []
-    selected: list[int] = []
-    progress: Progress | None = Field(None, description="a large job's progress while it is generated and scored")
-    outputs: list[DeliveredImage] = []
-    billing: Billing = Billing()
-    provider_cost_micro_usd: int = 0
-    stages: list[StageCost] = Field([], description="cost and latency per attempt, stage and provider; they add up to"
-                                                    " provider_cost_micro_usd")
-    reports: list[ReportOutcome] = []
-    receipt: ReceiptRef | None = Field(None, description="the signed receipt, once the job is final and settled")
-    # The prompt as events carry it, sealed with the job's data key (None for jobs submitted
-    # before prompts were sealed): JobFinished announces the view with it.
-    sealed_prompt: SealedText | None = Field(None, exclude=True)
-    # The final state reached, until the view holds what it implies (then it is `state`);
-    # never shown to clients, who would otherwise see the final state early.
-    reached: State | None = Field(None, exclude=True)
-    # When the job's progress was last announced (JobProgressed), and how many times.
-    progress_announced_at: datetime | None = Field(None, exclude=True)
-    progress_announcements: int = Field(0, exclude=True)
-
-    @property
-    def final(self) -> bool:
-        return self.state in FINAL_STATES
-
-    def stored_json(self) -> str:
-        """The view as the read model keeps it: what clients see, and what is held back."""
-        sealed = self.sealed_prompt.model_dump() if self.sealed_prompt else None
-        announced_at = self.progress_announced_at.isoformat() if self.progress_announced_at else None
-        return json.dumps(self.model_dump(mode="json") | {
-            "reached": self.reached, "sealed_prompt": sealed, "progress_announced_at": announced_at,
-            "progress_announcements": self.progress_announcements})
-
-    def announced(self) -> dict:
-        """The view as JobFinished carries it: what clients see, the prompt sealed; a large
-        job's scores cut to its selected candidates' (`scores_omitted` says how many are left out)."""
-        view = self.model_dump(mode="json") | {
-            "prompt": (self.sealed_prompt or SealedText(clear=self.prompt)).model_dump()}
-        if len(self.scores) > ANNOUNCED_SCORES_MAX:
-            selected = set(self.selected)
-            view["scores"] = [score for score in view["scores"] if score["index"] in selected]
-            view["scores_omitted"] = len(self.scores) - len(view["scores"])
-        return view
-
-
-def submitted_view(spec: JobSpec, prompt: str | None = None) -> JobView:
-    """The new job's view; `prompt` is the spec's sealed prompt opened (None: the clear text
-    of a spec from before prompts were sealed)."""
-    at = spec.submitted_at
-    prompt = prompt if prompt is not None else spec.prompt.clear or ""
-    sealed = spec.prompt if spec.prompt.ciphertext is not None else None
-    return JobView(id=spec.job_id, tenant_id=spec.tenant_id, state="submitted", template=spec.template,
-                   template_version=spec.template_version, prompt=prompt, sealed_prompt=sealed,
-                   images=spec.images, candidates=spec.candidates, seed=spec.seed, profile=spec.profile,
-                   scoring_profile=spec.profile_name, profile_version=spec.profile_version,
-                   quality=spec.quality_rules, width=spec.width, height=spec.height,
-                   model=spec.model, model_version=spec.model_version, deadline_s=spec.deadline_s,
-                   min_images=spec.min_images, webhook_url=spec.webhook_url, webhook_events=spec.webhook_events,
-                   metadata=spec.metadata, end_user=spec.end_user, video=Clips.of(spec.video), created_at=at, updated_at=at, timestamps={"submitted": at},
-                   reasons={"submitted": "submitted by the client"})
-
+# Named here too for the modules that read the state machine and the view together.
+__all__ = ["JobView", "Progress", "State", "erased", "rank", "submitted_view", "with_receipt"]
 
 def merged_scores(view: JobView, scores: list[CandidateScore]) -> list[CandidateScore]:
     """Every candidate's score once, by index, whatever order attempts are reported in."""
@@ -214,7 +89,7 @@ def with_regeneration(view: JobView, event: RegenerationRequested) -> list[Regen
     return sorted([*earlier, added], key=lambda r: r.attempt)
 
 
-def advance(view: JobView, state: State, at: datetime, reason: str, **changes) -> JobView:
+def advance(view: JobView, state: State, at: datetime, reason: str, **changes: Any) -> JobView:
     """Merge `changes`; move to `state` only if that is forward from where the job is. The
     first final state reached is held in `reached` until `shown_when_complete` shows it; a
     later terminal event changes nothing."""
@@ -262,7 +137,7 @@ def shown_when_complete(view: JobView) -> JobView:
     return view
 
 
-def with_generated(view: JobView, event: CandidatesGenerated) -> dict:
+def with_generated(view: JobView, event: CandidatesGenerated) -> dict[str, Any]:
     generated = view.generated | {event.attempt: len(event.candidates)}
     return {"generated": generated, "candidates": sum(generated.values()),
             "provider_cost_micro_usd": view.provider_cost_micro_usd + event.cost_micro_usd,
@@ -270,9 +145,9 @@ def with_generated(view: JobView, event: CandidatesGenerated) -> dict:
             "attempts": max(view.attempts, event.attempt)}
 
 
-def failed_or_expired(view: JobView, at: datetime, code: str, stage: str, reason: str, **changes) -> JobView:
+def failed_or_expired(view: JobView, at: datetime, code: str, stage: str, reason: str, **changes: Any) -> JobView:
     """A failure, or the deadline passing (then the job expires), at `stage`."""
-    state = "expired" if code == DEADLINE_EXCEEDED else "failed"
+    state: State = "expired" if code == DEADLINE_EXCEEDED else "failed"
     return advance(view, state, at, reason, failure=Failure(code=code, stage=stage, reason=reason), **changes)
 
 
@@ -303,12 +178,31 @@ def request_cancel(view: JobView, at: datetime, reason: str) -> tuple[JobView, J
 # ---- the sweeper -------------------------------------------------------------------------
 
 
+# Every event about a job, whoever publishes it: `merged` and `job_log.event_facts` each
+# end their match over it in assert_never, so a job event added to the contracts without
+# its branch fails the type check (and tests/ingest/test_event_branches.py).
+AnyJobEvent = (
+    JobSubmitted | OutputReported | JobCancelRequested | JobClosed | JobFinished | JobProgressed | JobErased
+    | CreditsReserved | ReservationRejected | ReservationSettled | CreditsRefunded | RetryTokenIssued | ReportDeclined
+    | AttemptStarted | CandidatesGenerated | CandidatesStored | GenerationFailed
+    | CandidatesChecked | CandidatesScored | RegenerationRequested | ScoringFailed
+    | JobDelivered | DeliveryFailed | JobCanceled | WebhookSent
+)
+JOB_EVENTS: tuple[type[JobEvent], ...] = get_args(AnyJobEvent)
+
+
+def is_job_event(event: Event) -> TypeGuard[AnyJobEvent]:
+    return isinstance(event, JOB_EVENTS)
+
+
 def apply_event(view: JobView, event: Event, at: datetime) -> JobView:
     """The view after `event`, whatever order the job's events arrive in."""
-    return shown_when_complete(merged(view, event, at))
+    assert is_job_event(event), f"{event.event_type} is not an event about a job"
+    assert event.job_id == view.id, f"{event.event_type} of job {event.job_id} applied to job {view.id}"
+    return checked_transition(view, shown_when_complete(merged(view, event, at)))
 
 
-def merged(view: JobView, event: Event, at: datetime) -> JobView:
+def merged(view: JobView, event: AnyJobEvent, at: datetime) -> JobView:
     match event:
         case CreditsReserved():
             reserved = Billing(state="reserved", reserved=event.amount, price_book_version=event.pricebook_version)
@@ -349,7 +243,7 @@ def merged(view: JobView, event: Event, at: datetime) -> JobView:
             return failed_or_expired(view, at, event.failure_code, "scoring", event.reason,
                                      scores=merged_scores(view, event.scores))
         case JobDelivered():
-            state = "succeeded" if len(event.images) >= event.requested else "partially_succeeded"
+            state: State = "succeeded" if len(event.images) >= event.requested else "partially_succeeded"
             outputs = "clips" if view.video is not None else "images"
             return advance(view, state, at, f"{len(event.images)} of {event.requested} {outputs} delivered",
                            outputs=event.images)
@@ -382,16 +276,23 @@ def merged(view: JobView, event: Event, at: datetime) -> JobView:
             return with_receipt(view, event.receipt_sha256)
         case JobErased():
             return erased(view, event.requested_at)
-    return view
+        # What the view does not show: the submission made it, the rest is told elsewhere
+        # (reports through their outcomes, progress and endings through the view itself).
+        case JobSubmitted() | OutputReported() | JobFinished() | JobProgressed() | CandidatesStored() | WebhookSent():
+            return view
+        case _:
+            assert_never(event)
 
 
-def erased(view: JobView, at: datetime) -> JobView:
-    """What is kept of an erased job (its id answers 410): everything but its prompt."""
-    return view.model_copy(update={"prompt": ERASED, "updated_at": at})
-
-
-def with_receipt(view: JobView, sha256: str) -> JobView:
-    return view.model_copy(update={"receipt": ReceiptRef(sha256=sha256, url=f"/v1/jobs/{view.id}/receipt")})
+def checked_transition(before: JobView, after: JobView) -> JobView:
+    """`after`, once what every transition keeps true holds: the shown state only moves
+    forward, a final job stays as it is, and a final state is held back in `reached` only
+    while the shown one is not final."""
+    assert rank(after.state) >= rank(before.state), f"job {before.id} moved back: {before.state} -> {after.state}"
+    assert not before.final or after.state == before.state, f"final job {before.id} moved: {before.state} -> {after.state}"
+    assert after.reached is None or (after.reached in FINAL_STATES and not after.final), (
+        f"job {after.id} holds {after.reached!r} back while showing {after.state}")
+    return after
 
 
 def admitted_by_attempt(view: JobView, at: datetime, attempt: int) -> JobView:

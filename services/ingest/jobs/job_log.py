@@ -29,37 +29,40 @@ happens after the end, the reports on delivered images.
 """
 
 from datetime import datetime
-from typing import Any
-
-from pydantic import BaseModel
+from typing import Any, assert_never
 
 from services.common.contracts import (
     AttemptStarted,
     CandidatesChecked,
     CandidatesGenerated,
     CandidatesScored,
+    CandidatesStored,
     CreditsRefunded,
     CreditsReserved,
+    DeliveryFailed,
     Event,
+    GenerationFailed,
+    JobCanceled,
     JobCancelRequested,
+    JobClosed,
     JobDelivered,
+    JobErased,
+    JobFinished,
+    JobProgressed,
+    JobSubmitted,
+    OutputReported,
     RegenerationRequested,
     ReportDeclined,
     ReservationRejected,
     ReservationSettled,
     RetryTokenIssued,
+    ScoringFailed,
+    WebhookSent,
 )
-from services.ingest.jobs.domain import JobView, rank
+from services.ingest.domain import JobView, NewEntry, rank
+from services.ingest.jobs.domain import is_job_event
 
 AFTER_THE_END = "report."  # the entries a job's log still takes once it is shown final
-
-
-class NewEntry(BaseModel):
-    """An entry before it is numbered."""
-
-    type: str
-    time: datetime
-    payload: dict[str, Any]
 
 
 def entries_for(before: JobView | None, after: JobView, event: Event | None, at: datetime) -> list[NewEntry]:
@@ -86,7 +89,7 @@ def state_changes(before: JobView | None, after: JobView) -> list[dict[str, Any]
               if start < rank(s) < rank(after.state) and s in after.timestamps]
     changes, previous = [], before.state if before is not None else None
     for state in [*passed, after.state]:
-        change = {"state": state, "previous": previous, "reason": after.reasons.get(state, "")}
+        change: dict[str, Any] = {"state": state, "previous": previous, "reason": after.reasons.get(state, "")}
         if after.final and state == after.state and after.failure is not None:
             change["failure"] = after.failure.model_dump(mode="json")
         if previous is None:  # the job's first entry names whom and what it is for, where it says
@@ -97,6 +100,9 @@ def state_changes(before: JobView | None, after: JobView) -> list[dict[str, Any]
 
 
 def event_facts(after: JobView, event: Event | None) -> list[tuple[str, dict[str, Any]]]:
+    if event is None:  # a request of ingest's own: its states tell it
+        return []
+    assert is_job_event(event), f"{event.event_type} is not an event about a job"
     match event:
         case CreditsReserved():
             return [("billing.reserved", {"credits": event.amount, "unit_price": event.unit_price})]
@@ -132,7 +138,14 @@ def event_facts(after: JobView, event: Event | None) -> list[tuple[str, dict[str
             return [("report.retry_token", {"n": event.n, "reason": event.reason})]
         case ReportDeclined():
             return [("report.declined", {"n": event.n, "reason": event.reason})]
-    return []
+        # Told by the states they move the job through (a failure or an end carries its
+        # reason there), by the receipt, or not a client's concern.
+        case (JobSubmitted() | OutputReported() | JobClosed() | JobFinished() | JobProgressed() | JobErased()
+              | CandidatesStored() | GenerationFailed() | ScoringFailed() | DeliveryFailed() | JobCanceled()
+              | WebhookSent()):
+            return []
+        case _:
+            assert_never(event)
 
 
 def clips_of(event: JobDelivered) -> list[dict[str, Any]]:

@@ -3,6 +3,7 @@
 from typing import NoReturn
 from uuid import UUID
 
+from services.common.db import Conn
 from services.common.problems import Problem
 from services.ingest import store
 
@@ -14,7 +15,7 @@ def parse_job_id(job_id: str) -> UUID:
         raise Problem(404, "job-not-found", f"no job {job_id!r}") from None
 
 
-async def refuse_missing(conn, job_id: str, tenant: str) -> NoReturn:
+async def refuse_missing(conn: Conn, job_id: str, tenant: str) -> NoReturn:
     """410 for a job its tenant erased; 404 otherwise: another tenant's job is as unknown as
     a job that never existed."""
     if await store.was_erased(conn, parse_job_id(job_id), tenant):

@@ -10,12 +10,11 @@ streams also look again every `stream_poll_s`.
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 from uuid import UUID
 
-from psycopg_pool import AsyncConnectionPool
-
 from services.common.contracts import FINAL_STATES
-from services.common.db import listen
+from services.common.db import Pool, listen
 from services.common.supervision import stop_tasks, supervise
 from services.ingest import store
 
@@ -26,7 +25,7 @@ class LogWatch:
     def __init__(self, database_url: str, schema: str, retry_s: float) -> None:
         self.database_url, self.schema, self.retry_s = database_url, schema, retry_s
         self._waiting: dict[str, set[asyncio.Event]] = {}
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     def _notified(self, tenant_id: str | None) -> None:
         """A tenant's entries committed; None: listening (re)started, anything may have."""
@@ -60,8 +59,8 @@ async def until_woken(woken: asyncio.Event, poll_s: float) -> None:
         await asyncio.wait_for(woken.wait(), poll_s)
 
 
-async def job_entries(pool: AsyncConnectionPool, watch: LogWatch, job_id: UUID, tenant_id: str, after: int,
-                      poll_s: float) -> AsyncIterator[dict]:
+async def job_entries(pool: Pool, watch: LogWatch, job_id: UUID, tenant_id: str, after: int,
+                      poll_s: float) -> AsyncIterator[dict[str, Any]]:
     """The job's entries after `after`, then each as it commits, until the job is final and
     every entry up to its final state has been given."""
     with watch.watching(tenant_id) as woken:
@@ -81,8 +80,8 @@ async def job_entries(pool: AsyncConnectionPool, watch: LogWatch, job_id: UUID, 
             await until_woken(woken, poll_s)
 
 
-async def tenant_entries(pool: AsyncConnectionPool, watch: LogWatch, tenant_id: str, after: int,
-                         poll_s: float) -> AsyncIterator[dict]:
+async def tenant_entries(pool: Pool, watch: LogWatch, tenant_id: str, after: int,
+                         poll_s: float) -> AsyncIterator[dict[str, Any]]:
     """All of the tenant's entries after `tenant_seq` `after`, then each as it commits, for ever."""
     with watch.watching(tenant_id) as woken:
         while True:

@@ -1,17 +1,19 @@
 """How changes to jobs' views are committed, whoever made them (the events of other
-services, or the sweeper): receipts issued for the jobs a change shows final for the first
-time, a JobFinished announced for each, and every view written once."""
+services, the sweeper, a client's request): receipts issued for the jobs a change shows
+final for the first time, a JobFinished announced for each, every view written once, and
+what each change tells the job's log appended with it."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
-
-import psycopg
+from uuid import UUID
 
 from services.common import telemetry
-from services.common.contracts import JobFinished, JobProgressed
-from services.common.db import Statement
+from services.common.contracts import Event, JobFinished, JobProgressed
+from services.common.db import Conn, Statement
 from services.ingest import store
+from services.ingest.domain import JobView
 from services.ingest.jobs.domain import finished, progressed
+from services.ingest.jobs.job_log import entries_for
 from services.ingest.receipts.document import Signer
 from services.ingest.receipts.issuing import issue_receipts
 
@@ -20,7 +22,7 @@ from services.ingest.receipts.issuing import issue_receipts
 Announce = Callable[[list[tuple[JobFinished | JobProgressed, int]]], Statement | None]
 
 
-async def commit_changes(conn: psycopg.AsyncConnection, changes: list[store.Change], signer: Signer,
+async def commit_changes(conn: Conn, changes: list[store.Change], signer: Signer,
                          now: datetime, announce: Announce | None = None
                          ) -> list[tuple[JobFinished | JobProgressed, int]]:
     """Write the changes in the caller's transaction; the JobFinished (and JobProgressed)
@@ -28,12 +30,46 @@ async def commit_changes(conn: psycopg.AsyncConnection, changes: list[store.Chan
     made its progress due), written with the changes by `announce` if given."""
     changes, receipts = await issue_receipts(conn, changes, signer, now)
     announcements: list[tuple[JobFinished | JobProgressed, int]] = []
-    for index, (before, after, _, _) in enumerate(changes):
-        if progress := progressed(before, after):
+    for index, change in enumerate(changes):
+        if progress := progressed(change.before, change.after):
             announcements.append((progress, index))
-        if announcement := finished(before, after):
+        if announcement := finished(change.before, change.after):
             announcements.append((announcement, index))
-            telemetry.JOBS_FINISHED.labels(after.state).inc()
+            telemetry.JOBS_FINISHED.labels(change.after.state).inc()
     # One write for every job, tenants' counters in order, the receipts and the announcements.
-    await store.record_changes(conn, changes, [receipts, announce(announcements) if announce else None])
+    await record_changes(conn, changes, [receipts, announce(announcements) if announce else None])
     return announcements
+
+
+async def record(conn: Conn, before: JobView | None, after: JobView, event: Event | None,
+                 at: datetime) -> None:
+    """Store the view `event` moved the job to (`before` None: a new job) and append what it
+    tells clients to the job's log, in the caller's transaction, which holds the job's row."""
+    if before is None:
+        entries = [(after, entry) for entry in entries_for(None, after, event, at)]
+        if not entries:
+            await store.insert_job(conn, after)
+            return
+        await store.append_log(conn, entries, new_job=after)
+    else:
+        await record_changes(conn, [store.Change(before, after, event, at)])
+
+
+async def record_changes(conn: Conn, changes: list[store.Change],
+                         also: Sequence[Statement | None] = ()) -> None:
+    """Store what a series of events did to existing jobs (a job's changes in the order they
+    happened, each `before` the previous `after`): each job's last view written once, in
+    one statement for every job, with every entry appended at once and `also` (writes to
+    other tables: receipts, Publish.statement's). The caller holds the jobs' rows."""
+    first: dict[UUID, JobView] = {}
+    last: dict[UUID, JobView] = {}
+    for change in changes:
+        first.setdefault(change.before.id, change.before)
+        last[change.after.id] = change.after
+    views = [view for job_id, view in last.items() if view != first[job_id]]
+    entries = [(change.after, entry) for change in changes
+               for entry in entries_for(change.before, change.after, change.event, change.at)]
+    if entries:
+        await store.append_log(conn, entries, views, also=also)
+    else:
+        await store.write_views(conn, views, also)

@@ -32,6 +32,7 @@ from services.common.bus import (
 from services.common.contracts import PUBLISHERS, JobSpec
 from services.common.sealing import ERASED, open_sealed
 from services.common.settings import AuditorSettings
+from services.ingest import store
 from services.ingest.data_keys import keys_of
 from services.ingest.jobs.domain import JobView, replay_views
 from services.ingest.key_encryption import Keyring, keyring_of
@@ -80,7 +81,7 @@ def prompt_opener(conn: psycopg.Connection, schema: str, keyring: Keyring):
     """Opens each job's sealed prompt with its data key; an erased job's prompt (its key
     gone, or an old event's clear text) reads as erased, as its live view shows it."""
     keys = keys_of(conn, schema, keyring)
-    erased = {row[0] for row in conn.execute(f'SELECT id FROM "{schema}".jobs WHERE erased_at IS NOT NULL')}
+    erased = store.erased_job_ids(conn, schema)
 
     def open_prompt(spec: JobSpec) -> str:
         return ERASED if spec.job_id in erased else open_sealed(keys.get(spec.job_id), spec.job_id, "prompt", spec.prompt)
@@ -89,8 +90,7 @@ def prompt_opener(conn: psycopg.Connection, schema: str, keyring: Keyring):
 
 
 def live_views(conn: psycopg.Connection, schema: str, tenant: str | None) -> dict[UUID, JobView]:
-    rows = conn.execute(f'SELECT id, view, erased_at IS NOT NULL FROM "{schema}".jobs'
-                        ' WHERE %(tenant)s::text IS NULL OR tenant_id = %(tenant)s', {"tenant": tenant}).fetchall()
+    rows = store.stored_views(conn, schema, tenant)
     views = {row[0]: JobView.model_validate(row[1]) for row in rows}
     # Jobs erased before prompts were sealed kept an empty prompt.
     return {job_id: view.model_copy(update={"prompt": ERASED}) if erased else view

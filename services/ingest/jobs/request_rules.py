@@ -5,6 +5,7 @@ import hashlib
 import json
 import math
 import re
+from typing import Any
 
 
 def plan_candidates(images: int, candidates: int | None, oversample: float) -> int:
@@ -30,6 +31,6 @@ def parse_duration(text: str) -> int:
     return seconds
 
 
-def request_fingerprint(request: dict) -> str:
+def request_fingerprint(request: dict[str, Any]) -> str:
     """The parsed request, keys sorted: the same JSON spaced or ordered otherwise is the same request."""
     return hashlib.sha256(json.dumps(request, sort_keys=True, separators=(",", ":")).encode()).hexdigest()

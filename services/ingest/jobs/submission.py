@@ -14,8 +14,8 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Literal
-from uuid import UUID, uuid4
+from typing import Annotated, Any, Literal
+from uuid import UUID
 
 import psycopg
 from pydantic import ConfigDict, Field, StringConstraints, model_validator
@@ -33,17 +33,20 @@ from services.common.contracts import (
 )
 from services.common.problems import Problem
 from services.common.quality.profiles import Profile, ProfileError, QualityRules, job_profile, profile_names
+from services.common.runtime import ServiceRuntime
 from services.common.sealing import seal
-from services.common.storage import StorageError
-from services.common.templates import load_catalogue
+from services.common.storage import ObjectStore, StorageError
+from services.common.templates import Template, load_catalogue
 from services.ingest import data_keys, store
 from services.ingest.accounts import limits, spend_caps
+from services.ingest.accounts.plans import PlanBook
 from services.ingest.accounts.webhook_targets import check_webhook_url
 from services.ingest.inputs import guidance, screening
-from services.ingest.jobs import clip_makers, domain, request_rules, video_request
+from services.ingest.jobs import clip_makers, domain, projection, request_rules, video_request
 from services.ingest.jobs.examples import JOB_REQUEST_EXAMPLE, VIDEO_JOB_REQUEST_EXAMPLE
 from services.ingest.jobs.video_request import VideoRequest
 from services.ingest.key_encryption import keyring_of
+from services.ingest.settings import IngestSettings
 
 TemplateName = Literal[tuple(load_catalogue().templates)]
 # The largest order the platform takes; each plan allows at most its own (plans.yaml).
@@ -145,14 +148,15 @@ class JobRequest(RequestModel):
         return self
 
 
-def template_of(body: JobRequest):
+def template_of(body: JobRequest) -> Template:
     return load_catalogue().templates[body.template]
 
 
-def with_deadline(body: JobRequest, cancel_after: str | None, settings) -> JobRequest:
+def with_deadline(body: JobRequest, cancel_after: str | None, settings: IngestSettings) -> JobRequest:
     """The body's `deadline_s`, else the `Cancel-After` header, else the tier's default."""
     if body.deadline_s is not None:
         return body
+    deadline_s: int | None
     if cancel_after is not None:
         try:
             deadline_s = request_rules.parse_duration(cancel_after)
@@ -163,18 +167,18 @@ def with_deadline(body: JobRequest, cancel_after: str | None, settings) -> JobRe
     return body.model_copy(update={"deadline_s": deadline_s})
 
 
-def job_spec(tenant_id: str, body: JobRequest, settings, data_key: bytes, profile: Profile,
-             reference_key: str | None = None, priority: int = 0, submitter: Submitter | None = None) -> JobSpec:
-    """What the job asks for, its prompt sealed with its own `data_key`; a video job's first
+def job_spec(submission: "Submission", settings: IngestSettings, priority: int) -> JobSpec:
+    """What the job asks for, its prompt sealed with its own data key; a video job's first
     frame is its input photo (`reference_key`) where its template starts from one."""
+    body, submitter, reference_key = submission.body, submission.submitter, submission.reference_key
     candidates = request_rules.plan_candidates(body.images, body.candidates, settings.default_oversample)
     seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
-    job_id = uuid4()
-    return JobSpec(job_id=job_id, tenant_id=tenant_id, template=body.template, tier=body.tier,
-                   deadline_s=body.deadline_s, min_images=body.min_images,
-                   use_retry_tokens=body.use_retry_tokens, prompt=seal(data_key, job_id, "prompt", body.prompt),
-                   template_version=load_catalogue().version, profile_name=profile.name,
-                   profile_version=profile_version(profile),
+    job_id = submission.job_key.job_id
+    return JobSpec(job_id=job_id, tenant_id=submission.tenant_id, template=body.template, tier=body.tier,
+                   deadline_s=body.deadline_s, min_images=body.min_images, use_retry_tokens=body.use_retry_tokens,
+                   prompt=seal(submission.job_key.key, job_id, "prompt", body.prompt),
+                   template_version=load_catalogue().version, profile_name=submission.profile.name,
+                   profile_version=profile_version(submission.profile),
                    images=body.images, candidates=candidates, candidates_fixed=body.candidates is not None,
                    seed=seed, submitted_at=datetime.now(UTC),
                    profile=body.profile, quality_rules=quality_rules(body), reference_key=reference_key,
@@ -185,7 +189,7 @@ def job_spec(tenant_id: str, body: JobRequest, settings, data_key: bytes, profil
                    video=video_request.video_spec(body.video, template_of(body), reference_key))
 
 
-def quality_rules(body: JobRequest) -> dict | None:
+def quality_rules(body: JobRequest) -> dict[str, Any] | None:
     """The rules as the client wrote them, without the defaults of what it left out."""
     return body.quality.model_dump(mode="json", exclude_unset=True) if body.quality is not None else None
 
@@ -196,7 +200,7 @@ def profile_version(profile: Profile) -> str:
     return hashlib.sha256(repr(profile).encode()).hexdigest()[:16]
 
 
-def check_scoring(body: JobRequest, settings) -> Profile:
+def check_scoring(body: JobRequest, settings: IngestSettings) -> Profile:
     """Refuse at submission what the scorer would refuse later: an unknown profile, invalid
     rules, or a dimension that must be computed without the model it needs; the profile the
     job will be scored with."""
@@ -216,7 +220,8 @@ def check_scoring(body: JobRequest, settings) -> Profile:
     return profile
 
 
-async def input_photo(runtime, objects, tenant_id: str, body: JobRequest, settings,
+async def input_photo(runtime: ServiceRuntime, objects: ObjectStore, tenant_id: str, body: JobRequest,
+                      settings: IngestSettings,
                       gate: screening.ScreeningGate) -> str | None:
     """The key of the job's input photo in the internal bucket, after screening and the
     template's input checks: an upload of the tenant's, or the base64 reference photo, screened
@@ -235,14 +240,15 @@ async def input_photo(runtime, objects, tenant_id: str, body: JobRequest, settin
         if upload is None:
             raise Problem(422, "unknown-upload", f"input_upload: you have no upload {body.input_upload}")
         await guidance.check_input(settings, body.template, await objects.get(objects.internal_bucket, upload["key"]))
-        return upload["key"]
+        return str(upload["key"])
     if body.reference_image is None:
         return None
     photo = screening.reference_photo_bytes(body.reference_image)
     return await stored_reference(objects, tenant_id, body.template, settings, gate, photo, "reference_image")
 
 
-async def stored_reference(objects, tenant_id: str, template: str, settings, gate: screening.ScreeningGate,
+async def stored_reference(objects: ObjectStore, tenant_id: str, template: str, settings: IngestSettings,
+                           gate: screening.ScreeningGate,
                            data: bytes, name: str) -> str:
     """A photo screened like an upload, judged by the template's checks, and stored by content
     in the internal bucket (a retried submission stores nothing new); its key."""
@@ -254,7 +260,8 @@ async def stored_reference(objects, tenant_id: str, template: str, settings, gat
     return key
 
 
-async def first_frame_photo(runtime, objects, tenant_id: str, body: JobRequest, settings,
+async def first_frame_photo(runtime: ServiceRuntime, objects: ObjectStore, tenant_id: str, body: JobRequest,
+                            settings: IngestSettings,
                             gate: screening.ScreeningGate, first_frame: video_request.FirstFrame) -> str:
     """An image the tenant was delivered, as a video job's first frame: copied from the public
     bucket into the internal one like a reference photo, after the same screening and checks."""
@@ -269,44 +276,71 @@ async def first_frame_photo(runtime, objects, tenant_id: str, body: JobRequest, 
     return await stored_reference(objects, tenant_id, body.template, settings, gate, data, "video.first_frame")
 
 
-async def record_submission(runtime, plans, tenant: str, body: JobRequest, settings, idempotency_key: str | None,
-                            fingerprint: str, reference_key: str | None, profile: Profile,
-                            submitter: Submitter | None = None, over_cap: Problem | None = None) -> domain.JobView:
+@dataclass(frozen=True)
+class Submission:
+    """A checked request, ready to record: whose it is, what it asks, under which
+    Idempotency-Key (and request fingerprint), its stored input photo, the profile it will be
+    scored with, its data key (already wrapped: no KMS call under the tenant's lock), the key
+    it came with, and the spend-cap refusal it meets (raised after the idempotency check, so a
+    retry still gets its first job)."""
+
+    tenant_id: str
+    body: JobRequest
+    idempotency_key: str | None
+    fingerprint: str
+    reference_key: str | None
+    profile: Profile
+    job_key: data_keys.JobKey
+    submitter: Submitter | None = None
+    over_cap: Problem | None = None
+
+    def binding(self, ttl_s: int) -> store.KeyBinding | None:
+        if self.idempotency_key is None:
+            return None
+        return store.KeyBinding(self.tenant_id, self.idempotency_key, self.fingerprint, self.job_key.job_id, ttl_s)
+
+    def data_key_row(self) -> store.WrappedDataKey:
+        key = self.job_key
+        return store.WrappedDataKey(key.job_id, self.tenant_id, key.wrapped, key.kek_id)
+
+
+async def record_submission(runtime: ServiceRuntime, plans: PlanBook, settings: IngestSettings,
+                            submission: Submission) -> domain.JobView:
     """The job, written with its JobSubmitted; a retry with the same key gets the first job,
     and a job past the plan's limits or its key's spend cap (`over_cap`) is refused before
     anything is written."""
-    ttl_s = settings.idempotency_key_ttl_s
+    tenant, body, ttl_s = submission.tenant_id, submission.body, settings.idempotency_key_ttl_s
     async with runtime.pool.connection() as conn, conn.transaction():
-        plan_name, bound = await store.lock_plan_and_key(conn, tenant, idempotency_key, ttl_s)
+        plan_name, bound = await store.lock_plan_and_key(conn, tenant, submission.idempotency_key, ttl_s)
         plan = plans.get(plan_name)
         if bound is not None:
-            if bound[1] != fingerprint:
+            if bound[1] != submission.fingerprint:
                 raise Problem(422, "idempotency-key-reused",
-                              f"Idempotency-Key {idempotency_key!r} was used with a different request")
-            return await store.read_view(conn, bound[0], tenant)
+                              f"Idempotency-Key {submission.idempotency_key!r} was used with a different request")
+            first = await store.read_view(conn, bound[0], tenant)
+            assert first is not None, "a live Idempotency-Key names a job that is not erased (erasure forgets it)"
+            return first
         limits.check_order_size(plan, body.images, body.candidates)
         video_request.check_plan_limits(body.video, plan)
-        if over_cap is not None:
-            raise over_cap
+        if submission.over_cap is not None:
+            raise submission.over_cap
         await limits.check_submission(conn, tenant, plan, body.images, datetime.now(UTC))
-        key = data_keys.new_data_key()
-        spec = job_spec(tenant, body, settings, key, profile, reference_key, plan.priority, submitter)
-        kek_id, wrapped_key = await data_keys.wrapped(spec.job_id, key, keyring_of(settings))
+        spec = job_spec(submission, settings, plan.priority)
         view = domain.submitted_view(spec, body.prompt)
-        await store.record(conn, None, view, None, spec.submitted_at)
-        if reference_key:
-            await store.remember_reference(conn, view.id, reference_key)
-        binding = (tenant, idempotency_key, fingerprint, spec.job_id, ttl_s) if idempotency_key else None
-        await store.write_submission(conn, (spec.job_id, tenant, wrapped_key, kek_id), binding,
+        await projection.record(conn, None, view, None, spec.submitted_at)
+        if submission.reference_key:
+            await store.remember_reference(conn, view.id, submission.reference_key)
+        await store.write_submission(conn, submission.data_key_row(), submission.binding(ttl_s),
                                      runtime.outbox_row(JobSubmitted(job_id=spec.job_id, tenant_id=tenant, job=spec)))
     runtime.relay.notify()
     telemetry.JOBS_SUBMITTED.labels(view.template).inc()
     return view
 
 
-async def submit(runtime, objects, plans, tenant: str, body: JobRequest, settings, idempotency_key: str | None,
+async def submit(runtime: ServiceRuntime, objects: ObjectStore, plans: PlanBook, tenant: str, body: JobRequest,
+                 settings: IngestSettings, idempotency_key: str | None,
                  cancel_after: str | None, gate: screening.ScreeningGate, submitter: Submitter | None = None,
-                 ledger=None, router=None) -> domain.JobView:
+                 ledger: object | None = None, router: object | None = None) -> domain.JobView:
     """The job `body` asks for, checked and recorded (or the first job of a retried key)."""
     body = with_deadline(body, cancel_after, settings)
     video_request.check_video(body.template, template_of(body), body.video)
@@ -322,9 +356,12 @@ async def submit(runtime, objects, plans, tenant: str, body: JobRequest, setting
         over_cap = await spend_caps.refusal(ledger, tenant, submitter.key_id, submitter.caps, body.template, body.tier,
                                             body.images, body.use_retry_tokens, settings.ledger_grpc_timeout_s,
                                             video_request.video_spec(body.video, template_of(body), None))
-    submission = (runtime, plans, tenant, body, settings, idempotency_key, fingerprint, reference_key, profile,
-                  submitter, over_cap)
+    job_key = await data_keys.job_key(keyring_of(settings))  # before the transaction: see data_keys.job_key
+    submission = Submission(tenant, body, idempotency_key, fingerprint, reference_key, profile, job_key, submitter,
+                            over_cap)
     try:
-        return await record_submission(*submission)
+        return await record_submission(runtime, plans, settings, submission)
     except (psycopg.errors.UniqueViolation, store.IdempotencyKeyTaken):
-        return await record_submission(*submission)  # a concurrent retry won the key: answer with its job
+        # A concurrent retry won the key: answer with its job. The first attempt rolled back,
+        # so its job id and wrapped key are free to use again.
+        return await record_submission(runtime, plans, settings, submission)

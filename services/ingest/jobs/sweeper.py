@@ -42,7 +42,7 @@ class Sweeper(PeriodicRound):
                 after, event = sweep_rules.sweep(view, now, self.policy)
                 if event is None:
                     continue
-                changes.append((view, after, event, now))
+                changes.append(store.Change(view, after, event, now))
                 await self.runtime.emit(conn, event)
                 published += 1
             for announcement, _ in await commit_changes(conn, changes, self.signer, now):

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel, Field
 
 from services.common.contracts import DeliveredImage
-from services.ingest.jobs.domain import JobView
+from services.ingest.domain import JobView
 
 FORMAT = "genline.receipt.v1"
 ALGORITHM = "EdDSA"

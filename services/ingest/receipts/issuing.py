@@ -3,13 +3,14 @@ them, and the public keys they were signed with (`services.ingest.receipts.docum
 receipt holds)."""
 
 import json
+from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
 from services.common import telemetry
 from services.common.db import Conn, Statement, inserted
-from services.ingest.jobs.domain import JobView, with_receipt
+from services.ingest.domain import JobView, with_receipt
 from services.ingest.receipts.document import Signer, jwk, receipt_body
 from services.ingest.store import Change
 
@@ -19,7 +20,7 @@ async def issue_receipts(conn: Conn, changes: list[Change], signer: Signer,
     """The changes with a receipt in every view of a job they show final for the first time,
     the receipts issued (and chained) in the caller's transaction, which holds the jobs' rows;
     and the statement that writes them, for the caller to send with its own last write (db.together)."""
-    finishing = [after for before, after, _, _ in changes if after.final and not before.final]
+    finishing = [change.after for change in changes if change.after.final and not change.before.final]
     if not finishing:
         return changes, None
     issued, written = await issue(conn, finishing, signer, now)
@@ -27,7 +28,7 @@ async def issue_receipts(conn: Conn, changes: list[Change], signer: Signer,
     def patched(view: JobView) -> JobView:
         return with_receipt(view, issued[view.id]) if view.id in issued and view.final else view
 
-    return [(patched(before), patched(after), event, at) for before, after, event, at in changes], written
+    return [replace(change, before=patched(change.before), after=patched(change.after)) for change in changes], written
 
 
 RECEIPT_COLUMNS = {"job_id": "uuid", "tenant_id": "text", "sequence": "bigint", "sha256": "text",

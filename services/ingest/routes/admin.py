@@ -30,6 +30,7 @@ from services.common.contracts import RetentionSet
 from services.common.problems import Problem
 from services.common.quality.calibration import Judged
 from services.common.quality.profiles import profile_names
+from services.ingest import store
 from services.ingest.deps import Runtime, Settings
 from services.ingest.inputs.scorer_calls import calibrate
 from services.ingest.jobs.domain import JobView
@@ -57,7 +58,7 @@ class RetentionApplied(BaseModel):
 async def set_retention(runtime: Runtime, operator: OperatorWith("tenants:manage"), body: Retention,
                         tenant_id: Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]):
     async with runtime.pool.connection() as conn, conn.transaction():
-        if await (await conn.execute("SELECT 1 FROM tenants WHERE id = %s", [tenant_id])).fetchone() is None:
+        if not await store.tenant_exists(conn, tenant_id):
             raise Problem(404, "tenant-not-found", f"no tenant {tenant_id!r}")
         await runtime.emit(conn, RetentionSet(tenant_id=tenant_id, outputs_days=body.outputs_days,
                                               candidates_days=body.candidates_days, set_at=datetime.now(UTC)))
@@ -72,10 +73,8 @@ async def calibration_report(runtime: Runtime, settings: Settings, _: OperatorWi
                              since: datetime | None = None, until: datetime | None = None) -> dict:
     since, until = report_range(since, until)
     async with runtime.pool.connection() as conn:
-        rows = await (await conn.execute(
-            "SELECT view FROM jobs WHERE tenant_id = %s AND created_at >= %s AND created_at < %s"
-            " AND jsonb_array_length(view->'outputs') > 0", [tenant_id, since, until])).fetchall()
-    judged = [image for row in rows for image in delivered_images(JobView.model_validate(row["view"]))]
+        views = await store.views_with_outputs(conn, tenant_id, since, until)
+    judged = [image for view in views for image in delivered_images(view)]
     return {"tenant_id": tenant_id, "since": since, "until": until, "images": len(judged),
             "reported_bad": sum(image.bad for image in judged),
             "dimensions": await calibrate(settings, judged)}
@@ -86,10 +85,7 @@ async def margin_report(runtime: Runtime, _: OperatorWith("billing:read"), since
                         until: datetime | None = None) -> dict:
     since, until = report_range(since, until)
     async with runtime.pool.connection() as conn:
-        rows = await (await conn.execute(
-            "SELECT view FROM jobs WHERE created_at >= %s AND created_at < %s"
-            " AND view->'billing'->>'state' = 'settled'", [since, until])).fetchall()
-    views = [JobView.model_validate(row["view"]) for row in rows]
+        views = await store.settled_views(conn, since, until)
     return {"since": since, "until": until, "templates": template_margins(views)}
 
 

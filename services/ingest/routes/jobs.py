@@ -27,7 +27,8 @@ from services.ingest.deps import (
     Screening,
     Settings,
 )
-from services.ingest.jobs import domain, submission
+from services.ingest.domain import Billing, Failure
+from services.ingest.jobs import domain, projection, submission
 from services.ingest.jobs.clip_makers import Router
 from services.ingest.jobs.examples import (
     CANCELED_EXAMPLE,
@@ -38,7 +39,6 @@ from services.ingest.jobs.examples import (
 )
 from services.ingest.jobs.job_lookup import parse_job_id, refuse_missing
 from services.ingest.jobs.submission import JobRequest
-from services.ingest.jobs.view_parts import Billing, Failure
 from services.ingest.ledger_calls import Ledger
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -206,7 +206,7 @@ async def cancel_job(job_id: str, tenant: JobsWriter, runtime: Runtime, settings
         except domain.JobIsFinal as error:
             raise Problem(409, "job-final", str(error), state=before.state) from None
         if event is not None:
-            await store.record(conn, before, view, event, event.requested_at)
+            await projection.record(conn, before, view, event, event.requested_at)
             await runtime.emit(conn, event)
     runtime.relay.notify()
     return fresh_links(view, objects, settings.link_ttl_s)

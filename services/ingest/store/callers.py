@@ -1,0 +1,62 @@
+"""Who calls and what they bring: the API key a request carries, its uploads, and the
+request rate of anonymous clients."""
+
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from services.common.db import Conn
+
+if TYPE_CHECKING:
+    from services.ingest.inputs.screening import ScreenedImage
+
+# A key's last use is written at most this often, so a busy key costs no write per request.
+LAST_USED_RESOLUTION = "1 minute"
+
+
+async def live_key(conn: Conn, key_hash: str) -> dict[str, Any] | None:
+    """The API key with this hash, neither revoked nor expired, with its tenant's plan, and
+    whether its last use was written recently (`fresh`); its last use written when not."""
+    row: dict[str, Any] | None = await (await conn.execute(
+        "SELECT k.id, k.tenant_id, k.scopes, k.daily_cap_credits, k.monthly_cap_credits, t.plan,"
+        " k.last_used_at > now() - %s::interval AS fresh"
+        " FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.key_hash = %s"
+        " AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())",
+        [LAST_USED_RESOLUTION, key_hash])).fetchone()
+    if row is not None and not row["fresh"]:
+        await conn.execute("UPDATE api_keys SET last_used_at = now() WHERE id = %s", [row["id"]])
+    return row
+
+async def insert_upload(conn: Conn, upload_id: UUID, tenant_id: str, key: str, photo: "ScreenedImage") -> dict[str, Any]:
+    """Record a screened photo stored under `key`; `photo` is a screening.ScreenedImage."""
+    row = await (await conn.execute(
+        "INSERT INTO uploads (id, tenant_id, key, media_type, width, height, size_bytes, sha256)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING *",
+        [upload_id, tenant_id, key, photo.media_type, photo.width, photo.height, len(photo.data), photo.sha256],
+    )).fetchone()
+    assert row is not None  # RETURNING * of the row inserted
+    return row
+
+
+async def read_upload(conn: Conn, upload_id: UUID, tenant_id: str) -> dict[str, Any] | None:
+    return await (await conn.execute(
+        "SELECT * FROM uploads WHERE id = %s AND tenant_id = %s", [upload_id, tenant_id])).fetchone()
+
+
+
+async def take_anonymous_request(conn: Conn, client: str, interval_s: float,
+                                 tolerance_s: float) -> float | None:
+    """Count one request of an anonymous `client` (its address) against a GCRA rate, as
+    accounts/limits.py does for tenants: how far its TAT now runs ahead (allowed), or None
+    (refused)."""
+    row = await (await conn.execute(
+        "INSERT INTO anonymous_rate_limits AS r (client, tat) VALUES (%(client)s, now() + make_interval(secs => %(t)s))"
+        " ON CONFLICT (client) DO UPDATE SET tat = greatest(r.tat, now()) + make_interval(secs => %(t)s)"
+        " WHERE greatest(r.tat, now()) + make_interval(secs => %(t)s) <= now() + make_interval(secs => %(tol)s)"
+        " RETURNING extract(epoch FROM tat - now())::float8 AS ahead",
+        {"client": client, "t": interval_s, "tol": tolerance_s})).fetchone()
+    return row["ahead"] if row else None
+
+
+async def forget_idle_clients(conn: Conn) -> None:
+    """Drop the rate rows of addresses idle for an hour: their next request starts afresh anyway."""
+    await conn.execute("DELETE FROM anonymous_rate_limits WHERE tat < now() - interval '1 hour'")
