@@ -35,6 +35,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 if TYPE_CHECKING:
+    from services.common.settings import AuditorSettings
     from services.ingest.settings import IngestSettings
 
 NONCE_BYTES = 12
@@ -106,7 +107,7 @@ class AwsKms:
 
     def client(self) -> Any:
         if self._client is None:
-            import boto3  # type: ignore[import-untyped]  # boto3 ships no type information
+            import boto3  # boto3 ships no type information (pyproject.toml: ignore_missing_imports)
 
             self._client = boto3.client("kms", endpoint_url=self.endpoint_url, region_name=self.region)
         return self._client
@@ -116,7 +117,7 @@ class AwsKms:
         return KMS + self.key_id, bytes(answer["CiphertextBlob"])
 
     def unwrap(self, key_id: str, wrapped: bytes, job_id: UUID) -> bytes:
-        from botocore.exceptions import (  # type: ignore[import-untyped]  # botocore ships no type information
+        from botocore.exceptions import (  # botocore ships no type information, as boto3
             BotoCoreError,
             ClientError,
         )
@@ -159,7 +160,7 @@ class Keyring:
         raise KeyUnavailable(f"the data key of job {job_id} is wrapped under {kek_id!r}, which this ingest does not hold")
 
 
-def keyring_of(settings: "IngestSettings") -> Keyring:
+def keyring_of(settings: "IngestSettings | AuditorSettings") -> Keyring:
     """The process's keyring for these settings, read once (a new KEK takes a restart)."""
     return _keyring(settings.data_key_kek_file, settings.data_key_kms_key_id, settings.data_key_kms_endpoint_url,
                     settings.s3_region)

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from aiokafka import ConsumerRecord
 from faststream import AckPolicy
@@ -44,6 +44,10 @@ from services.common.contracts import Event, consumer_group, dead_letter_topic
 from services.common.db import Pool, database_away, until_database_answers
 from services.common.settings import ServiceSettings
 from services.common.supervision import every, stop_tasks, supervise
+
+E = TypeVar("E", bound=Event)
+# A handler of one event type, as `on` registers it.
+HandlerOf = Callable[[HandlerContext, E], Awaitable[None]]
 
 log = logging.getLogger(__name__)
 
@@ -88,15 +92,16 @@ class EventConsumer:
         self.floor_topics: set[str] = set()
         self._pruning: asyncio.Task[None] | None = None
 
-    def on(self, event_type: type[Event], prepare: "Prepare | None" = None,
-           claims: bool = False) -> Callable[[Handler], Handler]:
+    def on(self, event_type: type[E], prepare: "Prepare | None" = None,
+           claims: bool = False) -> Callable[[HandlerOf[E]], HandlerOf[E]]:
         """Register the handler of `event_type`. `prepare`, if given, does the event's slow
         I/O and computation before the transaction opens (it must be safe to repeat); the
         handler finds its result in `ctx.prepared`. With `claims`, the handler claims the
         event on the inbox itself, in its first statement (`ctx.claim`), one statement where
         two were; it must send none before."""
-        def register(handler: Handler) -> Handler:
-            self.handlers[event_type] = handler
+        def register(handler: HandlerOf[E]) -> HandlerOf[E]:
+            # Called only with events of `event_type` (the dispatch looks the type up).
+            self.handlers[event_type] = cast(Handler, handler)
             if prepare is not None:
                 self.preparers[event_type] = prepare
             if claims:

@@ -20,6 +20,7 @@ SOURCES = ("journal", "topics")
 # A bootstrap address, or a service's whole client options (kafka_security.client_options).
 Bootstrap = str | dict[str, Any]
 T = TypeVar("T")
+D = TypeVar("D")  # a difference, however a replay words it
 
 
 class HistoryRecord(Protocol):
@@ -182,7 +183,7 @@ def decoded_envelopes(records: Sequence[HistoryRecord]) -> tuple[list[Envelope],
     return envelopes, malformed
 
 
-def until_settled(settle_s: float, look: Callable[[], tuple[list[str], T]]) -> tuple[list[str], T]:
+def until_settled(settle_s: float, look: Callable[[], tuple[list[D], T]]) -> tuple[list[D], T]:
     """`look()` (the differences, and what else it found), looked again once a second while
     differences remain, for at most `settle_s`: services still consuming events make
     differences that go; a difference that lasts is one."""

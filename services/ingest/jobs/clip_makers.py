@@ -5,7 +5,7 @@ no-video-model, with the router's reasons). A router that does not answer, or do
 the question yet, lets the job through: it would then fail at generation, at no cost."""
 
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 
 import grpc
 from fastapi import Depends, Request
@@ -19,7 +19,7 @@ pb, rpc = load("genline.router.v1")
 log = logging.getLogger(__name__)
 
 
-async def router_stub(request: Request):
+async def router_stub(request: Request) -> Any:
     return request.app.state.router_stub
 
 
@@ -32,7 +32,7 @@ def starts_from_image(template: Template) -> bool:
     return any(stage.capability == "animate" for stage in template.pipeline)
 
 
-def clip_request(video: VideoRequest, template: Template, model: str | None) -> "pb.FindClipMakersRequest":
+def clip_request(video: VideoRequest, template: Template, model: str | None) -> Any:  # its stubs are built untyped
     return pb.FindClipMakersRequest(duration_s=video.duration_s, aspect_ratio=video.aspect_ratio,
                                     resolution=video.resolution, fps=video.fps or 0,
                                     from_image=starts_from_image(template), model=model or "")
@@ -43,7 +43,7 @@ def said(video: VideoRequest, from_image: bool) -> str:
     return f"{video.duration_s:g} s {video.resolution} {video.aspect_ratio} clips {source}"
 
 
-async def check_clip_makers(stub, timeout_s: float, video: VideoRequest | None, template: Template,
+async def check_clip_makers(stub: Any, timeout_s: float, video: VideoRequest | None, template: Template,
                             model: str | None) -> None:
     """Refuse (422 no-video-model) a clip no provider's model can make."""
     if video is None or stub is None:

@@ -4,10 +4,10 @@ name the same job (`JOB_ID`)."""
 from pydantic.config import JsonDict
 
 JOB_ID = "0f6c2d4e-9b1a-4c3e-8f7d-2a5b6c7d8e9f"
-JOB_REQUEST_EXAMPLE = {"prompt": "a red bicycle against a brick wall", "template": "generic", "images": 2,
+JOB_REQUEST_EXAMPLE: JsonDict = {"prompt": "a red bicycle against a brick wall", "template": "generic", "images": 2,
                        "candidates": 4, "seed": 7, "quality": {"thresholds": {"sharpness": {"min": 80}}}}
 # A video job: one clip delivered out of three made, 4 s each, charged by the delivered second.
-VIDEO_JOB_REQUEST_EXAMPLE = {"prompt": "waves rolling onto a beach at dusk", "template": "text-to-video", "images": 1,
+VIDEO_JOB_REQUEST_EXAMPLE: JsonDict = {"prompt": "waves rolling onto a beach at dusk", "template": "text-to-video", "images": 1,
                              "candidates": 3, "video": {"duration_s": 4, "aspect_ratio": "16:9", "resolution": "480p",
                                                         "fps": 24}}
 JOB_EXAMPLE = {

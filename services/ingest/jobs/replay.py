@@ -15,7 +15,9 @@ replay opens and compares them; without it, it compares every other field and sa
 it left out.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from uuid import UUID
 
 import psycopg
@@ -77,7 +79,7 @@ def leave_sealed(spec: JobSpec) -> str:
     return NOT_OPENED
 
 
-def prompt_opener(conn: psycopg.Connection, schema: str, keyring: Keyring):
+def prompt_opener(conn: psycopg.Connection, schema: str, keyring: Keyring) -> Callable[[JobSpec], str]:
     """Opens each job's sealed prompt with its data key; an erased job's prompt (its key
     gone, or an old event's clear text) reads as erased, as its live view shows it."""
     keys = keys_of(conn, schema, keyring)
@@ -114,15 +116,15 @@ def compare(live: dict[UUID, JobView], replayed: dict[UUID, JobView],
     return differences
 
 
-def replay_jobs(settings: IngestSettings | AuditorSettings, schema: str, tenant: str | None = None, out=print,
+def replay_jobs(settings: IngestSettings | AuditorSettings, schema: str, tenant: str | None = None, out: Callable[[str], object] = print,
                 settle_s: float = 30, source: str = "journal") -> int:
     left_out = frozenset() if opens_sealed_fields(settings) else SEALED_FIELDS
     with psycopg.connect(settings.database_url.get_secret_value(), autocommit=True) as conn:
-        horizon = None
+        horizon: datetime | None = None
         if source == "journal":
             horizon = journal_horizon(conn, [journal_schema(p, schema, "ingest") or p for p in PUBLISHERS])
 
-        def look():
+        def look() -> tuple[list[Difference], tuple[History, dict[UUID, JobView], set[UUID]]]:
             replayed_history = history(conn, settings, schema, source)
             replayed = {j: v for j, v in replayed_history.views.items() if tenant is None or v.tenant_id == tenant}
             live = live_views(conn, schema, tenant)
@@ -136,7 +138,7 @@ def replay_jobs(settings: IngestSettings | AuditorSettings, schema: str, tenant:
         f" {len(PUBLISHERS)} {'journals' if source == 'journal' else 'topics'} into {len(replayed)} jobs")
     if left_out:
         out(f"not compared: {', '.join(sorted(left_out))} (sealed; no key-encryption key was given)")
-    if older:
+    if older and horizon is not None:
         out(f"{len(older)} job(s) submitted before the journals' horizon ({horizon.isoformat()}) not compared")
     lines = [f"job={d.job_id} {d.field}: live={d.live!r} replayed={d.replayed!r}" for d in differences]
     return report(out, replayed_history.malformed, lines, len({d.job_id for d in differences}), "job")

@@ -14,7 +14,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 from uuid import UUID
 
 import psycopg
@@ -48,7 +48,11 @@ from services.ingest.jobs.video_request import VideoRequest
 from services.ingest.key_encryption import keyring_of
 from services.ingest.settings import IngestSettings
 
-TemplateName = Literal[tuple(load_catalogue().templates)]
+# The catalogue's names, as the OpenAPI document lists them; to the type checker, a string.
+if TYPE_CHECKING:
+    TemplateName: TypeAlias = str
+else:
+    TemplateName = Literal[tuple(load_catalogue().templates)]
 # The largest order the platform takes; each plan allows at most its own (plans.yaml).
 MAX_IMAGES, MAX_CANDIDATES = 100, 1000
 # A job's own labels are bounded before they cost memory or rows: so many keys, so long each.

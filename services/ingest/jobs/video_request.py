@@ -11,15 +11,17 @@ the platform's 60 seconds. The rules are pure; only `delivered_still` reads the 
 from uuid import UUID
 
 from pydantic import ConfigDict, Field
+from pydantic.config import JsonDict
 
 from services.common.api import RequestModel
 from services.common.contracts import RESOLUTIONS, AspectRatio, Resolution, VideoSpec
+from services.common.db import Conn
 from services.common.problems import Problem
 from services.common.templates import Template
 from services.ingest import store
 from services.ingest.accounts.plans import VIDEO_SECONDS_MAX, Plan
 
-VIDEO_EXAMPLE = {"duration_s": 4, "aspect_ratio": "16:9", "resolution": "480p", "fps": 24}
+VIDEO_EXAMPLE: JsonDict = {"duration_s": 4, "aspect_ratio": "16:9", "resolution": "480p", "fps": 24}
 
 
 class FirstFrame(RequestModel):
@@ -91,7 +93,7 @@ def video_spec(video: VideoRequest | None, template: Template, input_key: str | 
                      fps=video.fps, first_frame_key=input_key if template.needs_input else None)
 
 
-async def delivered_still(conn, tenant_id: str, first_frame: FirstFrame) -> tuple[str, str]:
+async def delivered_still(conn: Conn, tenant_id: str, first_frame: FirstFrame) -> tuple[str, str]:
     """The public key and media type of the image `first_frame` names; 422 when the tenant was
     delivered no such image (another tenant's job is as unknown as none), or it is a clip."""
     view = await store.read_view(conn, first_frame.job_id, tenant_id)

@@ -18,12 +18,12 @@ of the public OpenAPI document.
 """
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, TypeAlias
 
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.common.admin import OperatorWith
+from services.common.admin import Operator, OperatorWith
 from services.common.api import RequestModel, StorableText
 from services.common.audit import operator_actor, record_action
 from services.common.contracts import RetentionSet
@@ -36,6 +36,16 @@ from services.ingest.inputs.scorer_calls import calibrate
 from services.ingest.jobs.domain import JobView
 
 router = APIRouter(prefix="/admin/v1", include_in_schema=False)
+# Each route's operator scope; to the type checker, the Operator the dependency yields.
+if TYPE_CHECKING:
+    TenantsManager: TypeAlias = Operator
+    CalibrationReader: TypeAlias = Operator
+    BillingReader: TypeAlias = Operator
+else:
+    TenantsManager = OperatorWith("tenants:manage")
+    CalibrationReader = OperatorWith("calibration:read")
+    BillingReader = OperatorWith("billing:read")
+
 BAD_OUTCOMES = {"refunded", "retry_token"}
 DEFAULT_RANGE = timedelta(days=30)
 
@@ -55,8 +65,8 @@ class RetentionApplied(BaseModel):
 
 
 @router.put("/tenants/{tenant_id}/retention", response_model=RetentionApplied)
-async def set_retention(runtime: Runtime, operator: OperatorWith("tenants:manage"), body: Retention,
-                        tenant_id: Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]):
+async def set_retention(runtime: Runtime, operator: TenantsManager, body: Retention,
+                        tenant_id: Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]) -> RetentionApplied:
     async with runtime.pool.connection() as conn, conn.transaction():
         if not await store.tenant_exists(conn, tenant_id):
             raise Problem(404, "tenant-not-found", f"no tenant {tenant_id!r}")
@@ -69,8 +79,8 @@ async def set_retention(runtime: Runtime, operator: OperatorWith("tenants:manage
 
 
 @router.get("/calibration")
-async def calibration_report(runtime: Runtime, settings: Settings, _: OperatorWith("calibration:read"), tenant_id: Annotated[StorableText, Query(max_length=63)],
-                             since: datetime | None = None, until: datetime | None = None) -> dict:
+async def calibration_report(runtime: Runtime, settings: Settings, _: CalibrationReader, tenant_id: Annotated[StorableText, Query(max_length=63)],
+                             since: datetime | None = None, until: datetime | None = None) -> dict[str, Any]:
     since, until = report_range(since, until)
     async with runtime.pool.connection() as conn:
         views = await store.views_with_outputs(conn, tenant_id, since, until)
@@ -81,20 +91,20 @@ async def calibration_report(runtime: Runtime, settings: Settings, _: OperatorWi
 
 
 @router.get("/margins")
-async def margin_report(runtime: Runtime, _: OperatorWith("billing:read"), since: datetime | None = None,
-                        until: datetime | None = None) -> dict:
+async def margin_report(runtime: Runtime, _: BillingReader, since: datetime | None = None,
+                        until: datetime | None = None) -> dict[str, Any]:
     since, until = report_range(since, until)
     async with runtime.pool.connection() as conn:
         views = await store.settled_views(conn, since, until)
     return {"since": since, "until": until, "templates": template_margins(views)}
 
 
-def template_margins(views: list[JobView]) -> list[dict]:
+def template_margins(views: list[JobView]) -> list[dict[str, Any]]:
     """Per template: jobs, outputs delivered (a video job's seconds charged), credits charged and
     their worth, provider cost in total, per stage and per delivered output, and the margin.
     Every candidate made is paid to its provider, passing or not, so the cost per delivered
     output (a clip's especially) is what routing keeps low."""
-    by_template: dict[str, dict] = {}
+    by_template: dict[str, dict[str, Any]] = {}
     for view in views:
         row = by_template.setdefault(view.template, {"template": view.template, "jobs": 0, "delivered": 0,
                                                      "seconds_charged": 0, "charged_credits": 0,
