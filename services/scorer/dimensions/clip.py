@@ -94,3 +94,7 @@ def prompt_similarity(batch: ImageBatch) -> torch.Tensor:
     context = batch.context
     text = context.memo("prompt_embedding", lambda: context.clip.embed_text(context.prompt))
     return context.clip.embed_images(batch.pixels) @ text
+
+
+# Each measure under the name of the dimension it measures (`measures` registers them).
+MEASURES = {"prompt_alignment": prompt_similarity}

@@ -50,6 +50,7 @@ from services.scorer.dimensions.batch import (
 )
 from services.scorer.dimensions.clip import PromptAligner
 from services.scorer.dimensions.core import ImageVerdict
+from services.scorer.dimensions.measures import check_every_dimension_measured, image_values, measure_batch, over_frames
 from services.scorer.dimensions.tiers import Enough, PlannedDimension, Progress, Step, TierWalk
 from services.scorer.dimensions.video import CLIP_READS, ClipReading, tell_worst_frames
 
@@ -93,6 +94,7 @@ class Scorer:
         self.device = torch.device(device) if device is not None else pick_device()
         if load_entry_points:
             discover_plugins()
+        check_every_dimension_measured()
         self.clip = PromptAligner.load(clip_model_dir, self.device) if clip_model_dir else None
         unknown = moderation.unknown_classes(frozenset(moderated_classes))
         if unknown or not moderated_classes:
@@ -344,55 +346,6 @@ def _for_step(step: Step, batch: ImageBatch, data: bytes) -> ImageBatch:
 def _passes_step(walk: TierWalk, progress: Progress, values: dict[str, float], position: int) -> bool:
     progress.values |= values
     return walk.judge_step(progress, position)
-
-
-def image_values(batch: ImageBatch, dimensions: Sequence[Dimension]) -> dict[int, dict[str, float]]:
-    """Each input image's value of each dimension; a clip's frames combined (`over_frames`)."""
-    rows = measure_batch(batch, dimensions)
-    if batch.clip:
-        return {batch.indices[0]: {d.name: over_frames(d, row) for d, row in zip(dimensions, rows)}}
-    return {index: {d.name: row[position] for d, row in zip(dimensions, rows)}
-            for position, index in enumerate(batch.indices)}
-
-
-def over_frames(dimension: Dimension, values: list[float]) -> float:
-    """One value of a clip from its frames' (a still image has one): their mean, or the
-    worst frame where the dimension says so (the blurriest, the most flagged). Frames it
-    could not be measured on (no face in them) are left out; NaN when there is none."""
-    values = [value for value in values if not math.isnan(value)]
-    if not values:
-        return math.nan
-    if dimension.over_frames == "min":
-        return min(values)
-    if dimension.over_frames == "max":
-        return max(values)
-    return sum(values) / len(values)
-
-
-def measure_batch(batch: ImageBatch, dimensions: Sequence[Dimension]) -> list[list[float]]:
-    """One row per dimension, one value per image, copied to the host once."""
-    if not dimensions:
-        return []
-    with torch.inference_mode():
-        columns = [_measured(dimension, batch) for dimension in dimensions]
-        rows = torch.stack([column.to(batch.planes.device) for column in columns])
-    return rows.cpu().tolist()
-
-
-def _measured(dimension: Dimension, batch: ImageBatch) -> torch.Tensor:
-    source = batch.pixels if dimension.reads == "pixels" else batch
-    values = torch.as_tensor(dimension.measure(source)).detach().reshape(-1).to(torch.float64)
-    if values.numel() != batch.size:
-        raise ValueError(
-            f"dimension {dimension.name!r} gave {values.numel()} values for a batch of {batch.size}"
-        )
-    # The ceilings of `tiers` rely on the declared range; NaN (not measurable) is outside no range.
-    if (dimension.lowest is not None and bool((values < dimension.lowest).any())) or (
-        dimension.highest is not None and bool((values > dimension.highest).any())
-    ):
-        raise ValueError(f"dimension {dimension.name!r} gave a value outside its declared range"
-                         f" {dimension.lowest} to {dimension.highest}")
-    return values
 
 
 def _planned(dimension: Dimension, present: set[str]) -> PlannedDimension:

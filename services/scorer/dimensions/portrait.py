@@ -148,3 +148,7 @@ def _backdrop_mask(shape: tuple[int, ...], face: Face | None) -> np.ndarray:
     left, right = max(0, int(face.x - 1.5 * face.width)), int(face.x + 2.5 * face.width)
     mask[max(0, int(face.y - 0.5 * face.height)) :, left:right] = False
     return mask
+
+
+# Each measure under the name of the dimension it measures (`measures` registers them).
+MEASURES = {"skin_tone": skin_tone_stops, "lighting": lighting_stops, "background": background_clutter}

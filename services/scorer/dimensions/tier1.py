@@ -202,10 +202,24 @@ def aspect_error(batch: ImageBatch) -> torch.Tensor:
     return torch.full((batch.size,), error, dtype=torch.float64)
 
 
-# The measures the built-in declarations (`builtin`) name; sharpness and noise share one
-# pass over the second differences, exposure, clipping and blank one histogram.
+# Sharpness and noise share one pass over the second differences, exposure, clipping and
+# blank one histogram.
 laplacian_variance = _second_difference("laplacian_variance")
 noise_sigma = _second_difference("noise_sigma")
 mean_luma = _moment("mean", 255.0)
 clipped_share = _moment("clipped")
 luma_std = _moment("std", 255.0)
+
+# Each measure under the name of the dimension it measures (`measures` registers them).
+MEASURES = {
+    "sharpness": laplacian_variance,
+    "frame_sharpness": laplacian_variance,
+    "noise": noise_sigma,
+    "blockiness": block_step_ratio,
+    "exposure": mean_luma,
+    "clipping": clipped_share,
+    "blank": luma_std,
+    "banding": banding_share,
+    "size": size_error,
+    "aspect": aspect_error,
+}
