@@ -7,7 +7,7 @@ from functools import partial
 from services.common.contracts import SUBSCRIPTIONS
 from services.common.internal_calls import guard, verifier_of
 from services.common.runtime import build_worker
-from services.scorer import calibration_api, handlers, measurements
+from services.scorer import handlers, measurements, routes
 from services.scorer.settings import ScorerSettings
 
 
@@ -16,5 +16,5 @@ def build(settings: ScorerSettings):
     runtime, app = build_worker("scorer", settings, SUBSCRIPTIONS["scorer"], partial(handlers.register, scorer=scorer))
     verifier = verifier_of(settings)
     app.router.routes.append(guard(measurements.route(scorer), verifier, "measurements"))
-    app.router.routes.append(guard(calibration_api.route(), verifier, "calibration"))
+    app.router.routes.append(guard(routes.route(), verifier, "calibration"))
     return runtime, app

@@ -14,7 +14,7 @@ separation is suggested when it beats the threshold in force; ties go to the one
 to it. Only one-sided dimensions get suggestions (a range, such as exactly one face, is
 not a threshold), only when both good and bad images were measured, and never nsfw: what
 is moderated is a policy, not a matter of taste. With few images a suggestion is a hint.
-No torch is needed. Ingest asks for it on the scorer's internal API (`calibration_api`).
+No torch is needed. Ingest asks for it on the scorer's internal API (`routes`).
 """
 
 import math
