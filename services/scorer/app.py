@@ -4,14 +4,16 @@ ingest's calibration report."""
 
 from functools import partial
 
+from starlette.applications import Starlette
+
 from services.common.contracts import SUBSCRIPTIONS
 from services.common.internal_calls import guard, verifier_of
-from services.common.runtime import build_worker
+from services.common.runtime import ServiceRuntime, build_worker
 from services.scorer import handlers, measurements, routes
 from services.scorer.settings import ScorerSettings
 
 
-def build(settings: ScorerSettings):
+def build(settings: ScorerSettings) -> tuple[ServiceRuntime, Starlette]:
     scorer = handlers.new_scorer(settings)
     runtime, app = build_worker("scorer", settings, SUBSCRIPTIONS["scorer"], partial(handlers.register, scorer=scorer))
     verifier = verifier_of(settings)

@@ -33,6 +33,7 @@ on first use.
 """
 
 import importlib
+from typing import Any
 
 from services.common.quality import builtin
 from services.common.quality.dimensions import DIMENSIONS, Bounds, Dimension, register_dimension
@@ -55,7 +56,7 @@ _MEASURING = {
 }
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     if name in _MEASURING:
         return getattr(importlib.import_module(f"{__name__}.{_MEASURING[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

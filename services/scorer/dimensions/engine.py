@@ -119,7 +119,7 @@ class Scorer:
     def __enter__(self) -> "Scorer":
         return self
 
-    def __exit__(self, *_) -> None:
+    def __exit__(self, *_: object) -> None:
         self.close()
 
     def missing_capabilities(self, profile: "Profile") -> list[str]:
@@ -155,7 +155,7 @@ class Scorer:
         color = any(step.reads_color for step in walk.steps)
         unordered = walk.ordered_from if enough is not None else len(walk.steps)
         progress, kept = self._walk(images, walk, context, color, unordered)
-        if unordered < len(walk.steps):
+        if enough is not None and unordered < len(walk.steps):
             self._measure_in_order(kept, progress, walk, enough, images)
         return [_noted(walk.verdict(p), context, index) for index, p in enumerate(progress)]
 
@@ -217,16 +217,18 @@ class Scorer:
                 stills.append((index, data))
         decoded = decode_ahead(stills, color, self._pool, window=4 * self.threads)
         for members in group_by_size(decoded, CUDA_BATCH_PIXELS, CUDA_BATCH_IMAGES):
-            batch = stack_batch(members, context)
-            progress = {index: Progress() for index in batch.indices}
+            stacked = stack_batch(members, context)
+            progress = {index: Progress() for index in stacked.indices}
+            batch: ImageBatch | None = stacked
             for position in range(steps):
+                assert batch is not None  # the loop breaks once no image is left
                 values = image_values(batch, walk.steps[position].dimensions)
                 batch = batch.select([i for i in batch.indices if _passes_step(walk, progress[i], values[i], position)])
                 if batch is None:
                     break
             kept = set(batch.indices) if batch is not None and steps < len(walk.steps) else set()
             for index in progress:
-                walked[index] = (progress[index], batch.select([index]).kept() if index in kept else None)
+                walked[index] = (progress[index], _kept(batch, index) if index in kept else None)
         return walked
 
     def _measure_in_order(
@@ -355,6 +357,13 @@ def _planned(dimension: Dimension, present: set[str]) -> PlannedDimension:
         return PlannedDimension(dimension, waived_for=skipped[0])
     missing = sorted(dimension.requires - present)
     return PlannedDimension(dimension, missing[0] if missing else None)
+
+
+def _kept(batch: ImageBatch | None, index: int) -> ImageBatch:
+    """The image's own batch, kept for the steps measured in order (it passed the others)."""
+    selected = batch.select([index]) if batch is not None else None
+    assert selected is not None, "a kept image is in its batch"
+    return selected.kept()
 
 
 def _noted(verdict: ImageVerdict, context: ScoringContext, index: int) -> ImageVerdict:

@@ -134,6 +134,7 @@ class Judgement:
         return self.weight, math.log1p(self.bounds.headroom(value, self.dimension.scale))
 
     def largest_term(self) -> tuple[float, float]:
+        assert self.weight is not None, "only a judgement that ranks has a term"
         most = self.bounds.most_headroom(self.dimension.lowest, self.dimension.highest, self.dimension.scale)
         return self.weight, math.log1p(most)
 
