@@ -1,10 +1,14 @@
 """The built-in dimensions' measures, one module per family, registered under their
 dimensions' names when the scorer imports them (`measures`)."""
 
+from collections.abc import Callable, Mapping
+
+import torch
+
 from services.scorer.dimensions import clip, faces, moderation, motion, portrait, tier1, video
 from services.scorer.dimensions.measures import register_measures
 
-FAMILIES = {
+FAMILIES: dict[str, Mapping[str, Callable[..., torch.Tensor]]] = {
     "tier1": tier1.MEASURES,
     "faces": faces.MEASURES,
     "portrait": portrait.MEASURES,
