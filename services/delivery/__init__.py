@@ -14,7 +14,7 @@ keeps each tenant's images only as long as its retention says.
   Credentials on every delivered image and clip; the signing key, wrapped or from a Secret.
 * `webhooks.py` — webhooks queued in delivery's own outbox and sent with retries: a job's, and
   a tenant's alerts (AccountAlerted from the ledger).
-* `webhook_api.py` — internal HTTP API over the webhook tables, for ingest's public routes.
+* `routes.py` — internal HTTP API over the webhook tables, for ingest's public routes.
 * `retention.py` — the retention sweeper: deletes images older than a tenant's retention,
   one replica a round (`services.common.rounds`).
 * `migrations/` — delivery's tables.

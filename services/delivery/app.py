@@ -7,8 +7,8 @@ from services.common.runtime import build_worker
 from services.common.storage import ObjectStore
 from services.delivery import handlers
 from services.delivery.retention import RetentionSweeper
+from services.delivery.routes import NotFound, WebhookApi, not_found_handler
 from services.delivery.settings import DeliverySettings
-from services.delivery.webhook_api import NotFound, WebhookApi, not_found_handler
 from services.delivery.webhooks import WebhookSender
 
 

@@ -13,6 +13,7 @@ import json
 import random
 import secrets
 from datetime import datetime
+from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from standardwebhooks.webhooks import Webhook
@@ -51,7 +52,7 @@ def thumbnail_key(key: str, media_type: str) -> str:
 
 
 def delivered_image(n: int, key: str, thumbnail_key: str, done: Delivered, delivery: Delivery,
-                    links: dict) -> DeliveredImage:
+                    links: dict[str, Any]) -> DeliveredImage:
     """What JobDelivered says of one image or clip: the delivered bytes' hash, size and shape
     (a clip's length, rate and codec too)."""
     image = done.image
@@ -66,7 +67,7 @@ def delivered_image(n: int, key: str, thumbnail_key: str, done: Delivered, deliv
 
 def copy_backoff_s(attempt: int, base_s: float, max_s: float) -> float:
     """Seconds to wait after failed copy `attempt` (1, 2, …) before the next one."""
-    return min(max_s, base_s * 2 ** (attempt - 1))
+    return min(max_s, base_s * 2.0 ** (attempt - 1))
 
 
 def canceled(event: JobCancelRequested) -> JobCanceled:
@@ -117,12 +118,12 @@ def alert_webhook_id(alert_id: str, target: str) -> str:
     return "msg_" + uuid5(NAMESPACE_URL, f"genline:alert:{alert_id}:{target}").hex
 
 
-def alert_data(alert_id: str, tenant_id: str, raised_at: datetime, details: dict) -> dict:
+def alert_data(alert_id: str, tenant_id: str, raised_at: datetime, details: dict[str, Any]) -> dict[str, Any]:
     """What an alert's webhook says: which crossing, when, and what was crossed."""
     return {"id": alert_id, "tenant_id": tenant_id, "raised_at": raised_at.isoformat(), **details}
 
 
-def webhook_body(event_type: str, at: datetime, view: dict) -> bytes:
+def webhook_body(event_type: str, at: datetime, view: dict[str, Any]) -> bytes:
     """The Standard Webhooks payload shape: type, timestamp, data (the job as the API shows it)."""
     return json.dumps({"type": event_type, "timestamp": at.isoformat(), "data": view},
                       separators=(",", ":")).encode()

@@ -19,7 +19,9 @@ commit only keeps the object longer: its next blanking counts from the new write
 import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from services.common.db import Conn
 from services.common.rounds import PeriodicRound, exclusive_round
 from services.common.runtime import ServiceRuntime
 from services.common.storage import ATTEMPT_MEDIA_TYPE, ListedObject, ObjectStore, holds_candidates
@@ -51,7 +53,7 @@ class RetentionSweeper(PeriodicRound):
             log.info("retention: deleted %d objects", deleted)
         return deleted
 
-    async def _sweep_outputs(self, tenant: dict, now: datetime) -> int:
+    async def _sweep_outputs(self, tenant: dict[str, Any], now: datetime) -> int:
         if tenant["outputs_days"] is None:
             return 0
         objects = await self.objects.list_objects(self.objects.public_bucket, f"{tenant['tenant_id']}/")
@@ -59,7 +61,7 @@ class RetentionSweeper(PeriodicRound):
         await asyncio.gather(*(self.objects.delete(self.objects.public_bucket, key) for key in keys))
         return len(keys)  # delivered_images keeps the record: it tells delivered candidates from the others
 
-    async def _sweep_candidates(self, conn, tenant: dict, now: datetime) -> int:
+    async def _sweep_candidates(self, conn: Conn, tenant: dict[str, Any], now: datetime) -> int:
         """Candidates past the tenant's retention deleted, or blanked where rejected ones
         share their object; the number of objects deleted or written again."""
         if tenant["candidates_days"] is None:

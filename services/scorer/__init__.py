@@ -10,7 +10,7 @@ what may ship. What profiles, rules and dimensions are is shared vocabulary in
 * `store.py` — every SQL statement of the scorer (`scored_jobs`, `scores`).
 * `measurements.py` — internal API: measure one input photo for ingest's template checks.
 * `calibration.py` — pure: thresholds against images people judged, with suggestions.
-* `calibration_api.py` — internal API: `calibration.py` for ingest's calibration report.
+* `routes.py` — internal HTTP API: `calibration.py` for ingest's calibration report.
 * `cli.py` — `genline score`: judge image files from the command line.
 * `dimensions/` — the measures (tier 1, faces, portrait, moderation, CLIP, motion, video
   clips read with PyAV), the tier-by-tier walk and the `Scorer` engine.

@@ -14,7 +14,7 @@ separation is suggested when it beats the threshold in force; ties go to the one
 to it. Only one-sided dimensions get suggestions (a range, such as exactly one face, is
 not a threshold), only when both good and bad images were measured, and never nsfw: what
 is moderated is a policy, not a matter of taste. With few images a suggestion is a hint.
-No torch is needed. Ingest asks for it on the scorer's internal API (`calibration_api`).
+No torch is needed. Ingest asks for it on the scorer's internal API (`routes`).
 """
 
 import math
@@ -54,8 +54,8 @@ def calibrate(images: Iterable[Judged]) -> list[DimensionCalibration]:
 def _row(profile: str, name: str, members: list[tuple[Judged, float | None, bool]]) -> DimensionCalibration:
     threshold = members[0][0].threshold.get(name, math.nan)
     side = _side(name)
-    good = [v for image, v, _ in members if not image.bad and _measured(v)]
-    bad = [v for image, v, _ in members if image.bad and _measured(v)]
+    good = [v for image, v, _ in members if not image.bad and v is not None and not math.isnan(v)]
+    bad = [v for image, v, _ in members if image.bad and v is not None and not math.isnan(v)]
     now = suggested = best = None
     if side is not None and good and bad and math.isfinite(threshold):
         now = _separation(good, bad, side, threshold)
@@ -68,10 +68,6 @@ def _row(profile: str, name: str, members: list[tuple[Judged, float | None, bool
         bad_passed=sum(passed for image, _, passed in members if image.bad), threshold=threshold, side=side,
         separation=now, suggested_threshold=suggested, suggested_separation=best,
     )
-
-
-def _measured(value: float | None) -> bool:
-    return value is not None and not math.isnan(value)
 
 
 def _side(name: str) -> str | None:

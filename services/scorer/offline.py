@@ -26,13 +26,14 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import yaml
 from pydantic import ValidationError
 
+from services.common.quality.calibration import Judged
 from services.common.quality.dimensions import readable
-from services.common.quality.profiles import ProfileError, load_profile
+from services.common.quality.profiles import Profile, ProfileError, load_profile
 from services.scorer import calibration
 from services.scorer.dimensions import ClipModelError, ImageVerdict, QualityRules, Scorer, UndecodableImage
 
@@ -69,7 +70,7 @@ def print_calibration(args: argparse.Namespace, stdout: TextIO) -> int:
     args.paths = [str(path) for path, _ in labelled]
     verdicts = score_files(args)
     rows = calibration.calibrate(
-        calibration.Judged(args.profile, bad, {n: (r.value, r.passed) for n, r in v.dimensions.items()},
+        Judged(args.profile, bad, {n: (r.value, r.passed) for n, r in v.dimensions.items()},
                            {n: r.threshold for n, r in v.dimensions.items()})
         for (_, bad), v in zip(labelled, verdicts)
     )
@@ -106,8 +107,9 @@ def score_files(args: argparse.Namespace) -> list[ImageVerdict]:
         if missing:
             raise UsageError(f"profile {profile.name!r} requires {', '.join(missing)}, which needs --clip-model")
         try:
-            return scorer.score(images, profile, prompt=args.prompt, reference=reference,
-                                requested_size=_size(args.size))
+            verdicts: list[ImageVerdict] = scorer.score(images, profile, prompt=args.prompt, reference=reference,
+                                                        requested_size=_size(args.size))
+            return verdicts
         except UndecodableImage as error:
             raise UsageError(f"cannot decode {args.paths[error.index]}: not an image OpenCV can read") from None
         except ValueError as error:
@@ -130,7 +132,7 @@ def _rules(path: str) -> QualityRules:
         raise UsageError(f"rules file {path} is invalid: {error}") from None
 
 
-def _profile(name: str, rules: QualityRules | None):
+def _profile(name: str, rules: QualityRules | None) -> Profile:
     try:
         return load_profile(name, rules)
     except ProfileError as error:
@@ -150,7 +152,7 @@ def _json_number(value: float | None) -> float | None:
     return None if value is None or math.isnan(value) else value
 
 
-def _as_json(path: str, verdict: ImageVerdict) -> dict:
+def _as_json(path: str, verdict: ImageVerdict) -> dict[str, Any]:
     dimensions = {
         name: {
             "value": _json_number(result.value),

@@ -3,19 +3,22 @@ decided) and `scores` (one row per candidate, the selected ones marked). Every S
 statement of the scorer is here; handlers call these with the connection they hold."""
 
 import json
+from typing import Any
+from uuid import UUID
 
 from services.common.bus import InboxClaim
-from services.common.contracts import CandidateScore, CandidatesScored, RegenerationRequested
-from services.common.db import Statement, as_arrays, together, typed_arrays
+from services.common.contracts import CandidateScore, CandidatesScored, RegenerationRequested, ScoringFailed
+from services.common.db import Conn, Statement, as_arrays, together, typed_arrays
 
 
-async def decided_outcome(conn, job_id: str) -> str | None:
+async def decided_outcome(conn: Conn, job_id: UUID) -> str | None:
     """The outcome already published for the job, if any (no lock taken)."""
     row = await (await conn.execute("SELECT outcome FROM scored_jobs WHERE job_id = %s", [job_id])).fetchone()
-    return row["outcome"] if row else None
+    outcome: str | None = row["outcome"] if row else None
+    return outcome
 
 
-async def lock_job(conn, job_id: str, attempt: int, claim: InboxClaim) -> str | None:
+async def lock_job(conn: Conn, job_id: UUID, attempt: int, claim: InboxClaim) -> str | None:
     """Claim the event on the inbox (`claim`, told what is fresh) and take the job's row for
     this transaction, in one statement; the outcome already published, if any."""
     row = await (await conn.execute(
@@ -24,15 +27,19 @@ async def lock_job(conn, job_id: str, attempt: int, claim: InboxClaim) -> str | 
         f" RETURNING outcome, {InboxClaim.IDS} AS claimed",
         [*claim.params, job_id, attempt],
     )).fetchone()
+    assert row is not None, "an upsert with RETURNING returns its row"
     claim.fresh(row["claimed"])
-    return row["outcome"]
+    outcome: str | None = row["outcome"]
+    return outcome
 
+
+Outcome = CandidatesScored | RegenerationRequested | ScoringFailed  # what scoring an attempt decides
 
 SCORE_COLUMNS = {"job_id": "uuid", "attempt": "int", "index": "int", "key": "text", "provider": "text",
                  "passed": "bool", "score": "float8", "dimensions": "jsonb", "selected": "bool", "candidate": "jsonb"}
 
 
-async def store_scores(conn, job_id: str, scores: list[CandidateScore]) -> list[CandidateScore]:
+async def store_scores(conn: Conn, job_id: UUID, scores: list[CandidateScore]) -> list[CandidateScore]:
     """The attempt's scores stored (a candidate scored before keeps its row) and every score
     of the job read back, in index order, in one statement: the rows this statement adds
     come from its RETURNING, those of earlier attempts from the table (a statement does not
@@ -47,7 +54,7 @@ async def store_scores(conn, job_id: str, scores: list[CandidateScore]) -> list[
     return [CandidateScore.model_validate(row["candidate"]) for row in found]
 
 
-async def passed_before(conn, job_id: str, attempt: int) -> tuple[tuple[float, int], ...]:
+async def passed_before(conn: Conn, job_id: UUID, attempt: int) -> tuple[tuple[float, int], ...]:
     """(score, index) of the job's candidates of attempts before `attempt` that passed."""
     rows = await (await conn.execute(
         "SELECT score, index FROM scores WHERE job_id = %s AND attempt < %s AND passed", [job_id, attempt]
@@ -55,7 +62,7 @@ async def passed_before(conn, job_id: str, attempt: int) -> tuple[tuple[float, i
     return tuple((row["score"], row["index"]) for row in rows)
 
 
-async def scoring_so_far(conn, job_id: str) -> tuple[set[int], tuple[tuple[float, int], ...]]:
+async def scoring_so_far(conn: Conn, job_id: UUID) -> tuple[set[int], tuple[tuple[float, int], ...]]:
     """The indices of the job scored so far, and (score, index) of those that pass: what a
     chunk or an attempt's rest is scored against, every attempt and chunk counted."""
     rows = await (await conn.execute(
@@ -63,7 +70,7 @@ async def scoring_so_far(conn, job_id: str) -> tuple[set[int], tuple[tuple[float
     return {row["index"] for row in rows}, tuple((row["score"], row["index"]) for row in rows if row["passed"])
 
 
-def inserted(rows: list[tuple], returning: dict[str, str]) -> str:
+def inserted(rows: list[tuple[Any, ...]], returning: dict[str, str]) -> str:
     """The statement, for a WITH, that inserts `rows` (an index scored before keeps its row)
     and returns the columns of `returning` (name: type); with no rows, one that returns none
     of that shape (unnest over no arrays has no statement to run)."""
@@ -73,13 +80,13 @@ def inserted(rows: list[tuple], returning: dict[str, str]) -> str:
             f" ON CONFLICT (job_id, index) DO NOTHING RETURNING {', '.join(returning)}")
 
 
-def _score_rows(job_id: str, scores: list[CandidateScore]) -> list[tuple]:
+def _score_rows(job_id: UUID, scores: list[CandidateScore]) -> list[tuple[Any, ...]]:
     dumped = [s.model_dump(mode="json") for s in scores]
     return [(str(job_id), s.attempt, s.index, s.key, s.provider, s.passed, s.score, json.dumps(d["dimensions"]),
              False, json.dumps(d)) for s, d in zip(scores, dumped, strict=True)]
 
 
-async def add_chunk_scores(conn, job_id: str, scores: list[CandidateScore]) -> tuple[list[CandidateScore], int, int]:
+async def add_chunk_scores(conn: Conn, job_id: UUID, scores: list[CandidateScore]) -> tuple[list[CandidateScore], int, int]:
     """A chunk's scores stored (an index scored before keeps its row), in one statement: the
     scores it added, and how many candidates of the job are scored and pass, these included.
     A chunk with nothing new (a run taken over announced what was scored) only counts."""
@@ -93,10 +100,11 @@ async def add_chunk_scores(conn, job_id: str, scores: list[CandidateScore]) -> t
         "  before.passing + (SELECT count(*) FROM added WHERE passed) AS passing,"
         "  (SELECT coalesce(jsonb_agg(candidate ORDER BY index), '[]'::jsonb) FROM added) AS added FROM before",
         [*as_arrays(rows), str(job_id)])).fetchone()
+    assert row is not None, "an aggregate over one row returns one row"
     return [CandidateScore.model_validate(c) for c in row["added"]], row["scored"], row["passing"]
 
 
-async def record_outcome(conn, job_id: str, outcome, announced: Statement | None = None) -> None:
+async def record_outcome(conn: Conn, job_id: UUID, outcome: Outcome, announced: Statement | None = None) -> None:
     """The job's outcome and its selected candidates (a regeneration decides nothing yet),
     written with `announced` (HandlerContext.emitting's) in one statement."""
     writes = [announced]
@@ -109,7 +117,7 @@ async def record_outcome(conn, job_id: str, outcome, announced: Statement | None
     await together(conn, writes)
 
 
-async def decide_canceled(conn, job_id: str, outcome: str) -> None:
+async def decide_canceled(conn: Conn, job_id: UUID, outcome: str) -> None:
     """A canceled job's outcome, unless one was decided before."""
     await conn.execute(
         "INSERT INTO scored_jobs (job_id, outcome, decided_at) VALUES (%s, %s, now()) ON CONFLICT (job_id)"

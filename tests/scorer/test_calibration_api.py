@@ -7,7 +7,7 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from services.common.quality.calibration import Judged
-from services.scorer import calibration_api
+from services.scorer import routes
 from services.scorer.calibration import calibrate
 
 THRESHOLDS = {"sharpness": 20.0, "faces": 1.0}
@@ -18,7 +18,7 @@ IMAGES = [
 
 
 def client() -> TestClient:
-    return TestClient(Starlette(routes=[calibration_api.route()]))
+    return TestClient(Starlette(routes=[routes.route()]))
 
 
 def test_rows_over_the_api_are_the_rows_in_process():

@@ -23,7 +23,7 @@ from services.scorer.dimensions import (
     select_best,
 )
 from services.scorer.dimensions.batch import decode_planes, group_by_size, stack_batch
-from services.scorer.dimensions.engine import measure_batch
+from services.scorer.dimensions.measures import measure_batch
 
 CPU = torch.device("cpu")
 SEEDS = range(5)

@@ -1,5 +1,5 @@
 """The calibration request's contract: images people have judged, as ingest sends them to
-the scorer's internal API (`POST /internal/v1/calibration`, the scorer's `calibration_api`).
+the scorer's internal API (`POST /internal/v1/calibration`, the scorer's `routes`).
 
 A `Judged` image is what the scorer said about it (each dimension's value and verdict, and
 the threshold in force) and whether people called it bad. Its JSON form:

@@ -7,16 +7,16 @@ A `Dimension` measures one value per image over a batch and carries default `Bou
 Each dimension declares its `tier`, by what it costs: 1 for the batched checks on luma
 and colour, 2 for face, person and moderation checks, 3 for anything expensive (a
 plugin's tier unless it says otherwise). `lowest` and `highest` are the least and most its
-measure can give. Declaring needs no torch: a built-in measure is named (`MeasureIn`) and
-imported on first use, which only the scorer makes. Judging lives in the scorer
-(the scorer's `dimensions.core`).
+measure can give. Declaring needs no torch: a built-in dimension is declared without its
+measure, which the scorer, the one service that measures, registers under its name
+(`services.scorer.dimensions.measures`); a plugin's dimension carries its own. Judging
+lives in the scorer (the scorer's `dimensions.core`).
 """
 
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:  # measuring needs torch; declaring and validating do not
     import torch
@@ -133,7 +133,8 @@ class Dimension:
     """A batched measurement with default bounds.
 
     `measure` returns one value per image as a tensor of shape (B,); NaN means "could not
-    be measured on this image" and fails with `unmeasurable_hint`. `requires` names
+    be measured on this image" and fails with `unmeasurable_hint`. It is None for a
+    built-in dimension, whose measure the scorer registers under its name. `requires` names
     capabilities or inputs without which the dimension is unavailable; `waived_without`
     names inputs without which it passes unmeasured. A clip is measured on each frame and
     `over_frames` makes one value of them: the mean, or the lowest or highest frame's.
@@ -142,7 +143,7 @@ class Dimension:
     """
 
     name: str
-    measure: Callable[..., "torch.Tensor"]
+    measure: Callable[..., "torch.Tensor"] | None
     bounds: Bounds
     failure_hint: str
     weight: float = 1.0
@@ -184,43 +185,6 @@ def readable(value: float) -> str:
     if not math.isfinite(value) or abs(value) >= 100:
         return f"{value:.1f}"
     return f"{value:.3g}"
-
-
-@dataclass(frozen=True)
-class MeasureIn:
-    """A built-in measure named by its family and attribute, so that the dimensions can be
-    declared (and profiles and rules checked) without importing torch. The service that
-    measures attaches each family's code (`attach_measures`); it is loaded on first use."""
-
-    family: str
-    attribute: str
-
-    def __call__(self, source: Any) -> "torch.Tensor":
-        return _resolved(self.family, self.attribute)(source)
-
-
-class MeasuresNotAttached(LookupError):
-    """A built-in measure was called in a process whose measuring service did not attach it."""
-
-
-# family -> what loads the object that holds its measures (attached by the scorer at start-up)
-MEASURE_FAMILIES: dict[str, Callable[[], object]] = {}
-
-
-def attach_measures(family: str, load: Callable[[], object]) -> None:
-    """Say where the measures of `family` live: `load()` returns the object that holds them
-    (a module), called on the family's first measure. The owner of the measures attaches
-    them, so this vocabulary names no service, not even as a string."""
-    MEASURE_FAMILIES[family] = load
-    _resolved.cache_clear()
-
-
-@cache
-def _resolved(family: str, attribute: str) -> Callable[..., "torch.Tensor"]:
-    if family not in MEASURE_FAMILIES:
-        raise MeasuresNotAttached(f"the {family!r} measures are not attached in this process: only the scorer "
-                                  "measures the built-in dimensions")
-    return cast(Callable[..., "torch.Tensor"], getattr(MEASURE_FAMILIES[family](), attribute))
 
 
 DIMENSIONS: dict[str, Dimension] = {}

@@ -12,7 +12,8 @@ A profile is a YAML file in `profile_files/` beside this module (`generic`, `hea
     forbid:
       - {dimension: faces, min: 1}
 
-A dimension's bounds in a profile replace the dimension's defaults (`{}` keeps them).
+A dimension's bounds in a profile replace the dimension's defaults (`{}` states them, so
+that rules change them side by side as they change any bounds a profile states).
 `load_profile(name, rules)` reads one and applies a template's or job's `QualityRules`
 on top (`rules.profile`, when set, picks the profile instead of `name`). A profile is
 scored tier by tier unless the rules or the job's template ask for every dimension of
@@ -184,7 +185,8 @@ def read_profile_spec(name: str, directory: Path = PROFILES_DIR) -> ProfileSpec:
 
 def build_profile(spec: ProfileSpec, rules: QualityRules | None = None) -> Profile:
     rules = rules or QualityRules()
-    layers = [spec.dimensions, rules.thresholds]
+    stated = {name: _defaults_stated(DIMENSIONS[name], entry) for name, entry in spec.dimensions.items()}
+    layers = [stated, rules.thresholds]
     names = list(dict.fromkeys([*spec.dimensions, *rules.thresholds, *spec.require, *rules.require]))
     try:
         checks = tuple(_check(DIMENSIONS[name], [layer[name] for layer in layers if name in layer]) for name in names)
@@ -196,6 +198,14 @@ def build_profile(spec: ProfileSpec, rules: QualityRules | None = None) -> Profi
         raise ProfileError(f"profile {spec.name!r} with these rules is contradictory: {error}") from error
     required = frozenset(spec.require) | frozenset(rules.require)
     return Profile(spec.name, spec.description, checks, required, forbidden, rules.score_all)
+
+
+def _defaults_stated(dimension: Dimension, entry: Threshold) -> Threshold:
+    """A profile's entry with the dimension's default bounds where it states none, so that
+    each default is written once (in its declaration) and a profile still states it."""
+    if entry.min is not None or entry.max is not None:
+        return entry
+    return entry.model_copy(update={"min": dimension.bounds.minimum, "max": dimension.bounds.maximum})
 
 
 def _check(dimension: Dimension, layers: list[Threshold]) -> Check:

@@ -33,17 +33,13 @@ on first use.
 """
 
 import importlib
-from functools import partial
+from typing import Any
 
 from services.common.quality import builtin
-from services.common.quality.dimensions import DIMENSIONS, Bounds, Dimension, attach_measures, register_dimension
+from services.common.quality.dimensions import DIMENSIONS, Bounds, Dimension, register_dimension
 from services.common.quality.plugins import ENTRY_POINT_GROUP, PluginError, discover_plugins, load_plugins
 from services.common.quality.rules import ForbiddenCondition, QualityRules, Threshold
 from services.scorer.dimensions.core import DimensionResult, ImageVerdict, select_best
-
-# The built-in dimensions' measures are this package's modules, one per family.
-for _family in builtin.MEASURE_FAMILIES:
-    attach_measures(_family, partial(importlib.import_module, f"{__name__}.{_family}"))
 
 TIER_ONE = tuple(d.name for d in builtin.BUILT_IN if d.tier == 1)
 TIER_TWO = tuple(d.name for d in builtin.BUILT_IN if d.tier == 2)
@@ -60,7 +56,7 @@ _MEASURING = {
 }
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     if name in _MEASURING:
         return getattr(importlib.import_module(f"{__name__}.{_MEASURING[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -81,7 +81,7 @@ class PromptAligner:
         return ((cropped - self.mean) / self.std).contiguous()
 
 
-def _preprocessing(path: Path, default_size: int) -> tuple[int, tuple, tuple]:
+def _preprocessing(path: Path, default_size: int) -> tuple[int, tuple[float, ...], tuple[float, ...]]:
     """Input size, mean and std from preprocessor_config.json, else the model's defaults."""
     config_file = path / "preprocessor_config.json"
     config = json.loads(config_file.read_text()) if config_file.is_file() else {}
@@ -93,4 +93,9 @@ def _preprocessing(path: Path, default_size: int) -> tuple[int, tuple, tuple]:
 def prompt_similarity(batch: ImageBatch) -> torch.Tensor:
     context = batch.context
     text = context.memo("prompt_embedding", lambda: context.clip.embed_text(context.prompt))
-    return context.clip.embed_images(batch.pixels) @ text
+    similarity: torch.Tensor = context.clip.embed_images(batch.pixels) @ text
+    return similarity
+
+
+# Each measure under the name of the dimension it measures (`measures` registers them).
+MEASURES = {"prompt_alignment": prompt_similarity}

@@ -77,6 +77,7 @@ def _reason(dimension: Dimension, value: float, bounds: Bounds, passed: bool) ->
     below = bounds.minimum is not None and value < bounds.minimum
     side = "below" if below else "above"
     limit = bounds.minimum if below else bounds.maximum
+    assert limit is not None  # the value broke this side, so it is bounded
     bound = "minimum" if below else "maximum"
     return f"{said} is {side} the {bound} {readable(limit)} ({dimension.failure_hint})"
 
@@ -126,8 +127,11 @@ def weighted_mean(terms: Sequence[tuple[float, float]]) -> float:
 
 
 class Ranked(Protocol):
-    passed: bool
-    score: float
+    @property
+    def passed(self) -> bool: ...
+
+    @property
+    def score(self) -> float: ...
 
 
 def select_best(verdicts: Sequence[Ranked], k: int) -> list[int]:

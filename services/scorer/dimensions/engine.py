@@ -50,6 +50,7 @@ from services.scorer.dimensions.batch import (
 )
 from services.scorer.dimensions.clip import PromptAligner
 from services.scorer.dimensions.core import ImageVerdict
+from services.scorer.dimensions.measures import check_every_dimension_measured, image_values, measure_batch, over_frames
 from services.scorer.dimensions.tiers import Enough, PlannedDimension, Progress, Step, TierWalk
 from services.scorer.dimensions.video import CLIP_READS, ClipReading, tell_worst_frames
 
@@ -93,6 +94,7 @@ class Scorer:
         self.device = torch.device(device) if device is not None else pick_device()
         if load_entry_points:
             discover_plugins()
+        check_every_dimension_measured()
         self.clip = PromptAligner.load(clip_model_dir, self.device) if clip_model_dir else None
         unknown = moderation.unknown_classes(frozenset(moderated_classes))
         if unknown or not moderated_classes:
@@ -117,7 +119,7 @@ class Scorer:
     def __enter__(self) -> "Scorer":
         return self
 
-    def __exit__(self, *_) -> None:
+    def __exit__(self, *_: object) -> None:
         self.close()
 
     def missing_capabilities(self, profile: "Profile") -> list[str]:
@@ -153,7 +155,7 @@ class Scorer:
         color = any(step.reads_color for step in walk.steps)
         unordered = walk.ordered_from if enough is not None else len(walk.steps)
         progress, kept = self._walk(images, walk, context, color, unordered)
-        if unordered < len(walk.steps):
+        if enough is not None and unordered < len(walk.steps):
             self._measure_in_order(kept, progress, walk, enough, images)
         return [_noted(walk.verdict(p), context, index) for index, p in enumerate(progress)]
 
@@ -215,16 +217,18 @@ class Scorer:
                 stills.append((index, data))
         decoded = decode_ahead(stills, color, self._pool, window=4 * self.threads)
         for members in group_by_size(decoded, CUDA_BATCH_PIXELS, CUDA_BATCH_IMAGES):
-            batch = stack_batch(members, context)
-            progress = {index: Progress() for index in batch.indices}
+            stacked = stack_batch(members, context)
+            progress = {index: Progress() for index in stacked.indices}
+            batch: ImageBatch | None = stacked
             for position in range(steps):
+                assert batch is not None  # the loop breaks once no image is left
                 values = image_values(batch, walk.steps[position].dimensions)
                 batch = batch.select([i for i in batch.indices if _passes_step(walk, progress[i], values[i], position)])
                 if batch is None:
                     break
             kept = set(batch.indices) if batch is not None and steps < len(walk.steps) else set()
             for index in progress:
-                walked[index] = (progress[index], batch.select([index]).kept() if index in kept else None)
+                walked[index] = (progress[index], _kept(batch, index) if index in kept else None)
         return walked
 
     def _measure_in_order(
@@ -346,55 +350,6 @@ def _passes_step(walk: TierWalk, progress: Progress, values: dict[str, float], p
     return walk.judge_step(progress, position)
 
 
-def image_values(batch: ImageBatch, dimensions: Sequence[Dimension]) -> dict[int, dict[str, float]]:
-    """Each input image's value of each dimension; a clip's frames combined (`over_frames`)."""
-    rows = measure_batch(batch, dimensions)
-    if batch.clip:
-        return {batch.indices[0]: {d.name: over_frames(d, row) for d, row in zip(dimensions, rows)}}
-    return {index: {d.name: row[position] for d, row in zip(dimensions, rows)}
-            for position, index in enumerate(batch.indices)}
-
-
-def over_frames(dimension: Dimension, values: list[float]) -> float:
-    """One value of a clip from its frames' (a still image has one): their mean, or the
-    worst frame where the dimension says so (the blurriest, the most flagged). Frames it
-    could not be measured on (no face in them) are left out; NaN when there is none."""
-    values = [value for value in values if not math.isnan(value)]
-    if not values:
-        return math.nan
-    if dimension.over_frames == "min":
-        return min(values)
-    if dimension.over_frames == "max":
-        return max(values)
-    return sum(values) / len(values)
-
-
-def measure_batch(batch: ImageBatch, dimensions: Sequence[Dimension]) -> list[list[float]]:
-    """One row per dimension, one value per image, copied to the host once."""
-    if not dimensions:
-        return []
-    with torch.inference_mode():
-        columns = [_measured(dimension, batch) for dimension in dimensions]
-        rows = torch.stack([column.to(batch.planes.device) for column in columns])
-    return rows.cpu().tolist()
-
-
-def _measured(dimension: Dimension, batch: ImageBatch) -> torch.Tensor:
-    source = batch.pixels if dimension.reads == "pixels" else batch
-    values = torch.as_tensor(dimension.measure(source)).detach().reshape(-1).to(torch.float64)
-    if values.numel() != batch.size:
-        raise ValueError(
-            f"dimension {dimension.name!r} gave {values.numel()} values for a batch of {batch.size}"
-        )
-    # The ceilings of `tiers` rely on the declared range; NaN (not measurable) is outside no range.
-    if (dimension.lowest is not None and bool((values < dimension.lowest).any())) or (
-        dimension.highest is not None and bool((values > dimension.highest).any())
-    ):
-        raise ValueError(f"dimension {dimension.name!r} gave a value outside its declared range"
-                         f" {dimension.lowest} to {dimension.highest}")
-    return values
-
-
 def _planned(dimension: Dimension, present: set[str]) -> PlannedDimension:
     # Waived first: with nothing to compare to (no reference), a missing model is moot.
     skipped = sorted(dimension.waived_without - present)
@@ -402,6 +357,13 @@ def _planned(dimension: Dimension, present: set[str]) -> PlannedDimension:
         return PlannedDimension(dimension, waived_for=skipped[0])
     missing = sorted(dimension.requires - present)
     return PlannedDimension(dimension, missing[0] if missing else None)
+
+
+def _kept(batch: ImageBatch | None, index: int) -> ImageBatch:
+    """The image's own batch, kept for the steps measured in order (it passed the others)."""
+    selected = batch.select([index]) if batch is not None else None
+    assert selected is not None, "a kept image is in its batch"
+    return selected.kept()
 
 
 def _noted(verdict: ImageVerdict, context: ScoringContext, index: int) -> ImageVerdict:

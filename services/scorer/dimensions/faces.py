@@ -191,3 +191,14 @@ def face_drift(batch: ImageBatch) -> torch.Tensor:
 
 def _distance(embedding: np.ndarray, wanted: np.ndarray) -> float:
     return float(np.linalg.norm(embedding - wanted))
+
+
+# Each measure under the name of the dimension it measures (`measures` registers them).
+MEASURES = {
+    "faces": face_count,
+    "face_size": face_area_share,
+    "face_position": face_offset,
+    "eyes_open": open_eyes,
+    "identity": identity_distance,
+    "face_consistency": face_drift,
+}

@@ -110,3 +110,7 @@ def nsfw_score(batch: ImageBatch) -> torch.Tensor:
             batch.context.note("nsfw", f"detected {moderated[strongest]} ({image_scores[strongest]:.2f})",
                                batch.indices[position])
     return per_image([float(s.max()) for s in scores])
+
+
+# Each measure under the name of the dimension it measures (`measures` registers them).
+MEASURES = {"nsfw": nsfw_score}

@@ -26,3 +26,7 @@ def brightness_jump(batch: ImageBatch) -> torch.Tensor:
     if not batch.clip or batch.size < 2:
         return torch.zeros_like(mean)
     return torch.cat([mean.new_zeros(1), mean.diff().abs()])
+
+
+# Each measure under the name of the dimension it measures (`measures` registers them).
+MEASURES = {"frames": frame_count, "flicker": brightness_jump}

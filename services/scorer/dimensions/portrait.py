@@ -41,13 +41,15 @@ _LINEAR[:11] = np.arange(11) / 255.0 / 12.92
 
 def linear(rgb: np.ndarray) -> np.ndarray:
     """sRGB-encoded uint8 to linear light in [0, 1], float64."""
-    return _LINEAR[rgb]
+    linear_light: np.ndarray = _LINEAR[rgb]
+    return linear_light
 
 
 def grey_world_gains(rgb: np.ndarray) -> np.ndarray:
     """Per-channel gains that make the image's linear channel means equal, keeping their mean."""
     means = linear(rgb[::4, ::4]).reshape(-1, 3).mean(axis=0)
-    return means.mean() / np.maximum(means, 1e-6)
+    gains: np.ndarray = means.mean() / np.maximum(means, 1e-6)
+    return gains
 
 
 def lab_of(linear_rgb: np.ndarray) -> tuple[float, float]:
@@ -148,3 +150,7 @@ def _backdrop_mask(shape: tuple[int, ...], face: Face | None) -> np.ndarray:
     left, right = max(0, int(face.x - 1.5 * face.width)), int(face.x + 2.5 * face.width)
     mask[max(0, int(face.y - 0.5 * face.height)) :, left:right] = False
     return mask
+
+
+# Each measure under the name of the dimension it measures (`measures` registers them).
+MEASURES = {"skin_tone": skin_tone_stops, "lighting": lighting_stops, "background": background_clutter}

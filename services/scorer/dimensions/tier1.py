@@ -32,6 +32,7 @@ edges weigh enough to read as noise or blocks.
 """
 
 import math
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -116,16 +117,18 @@ def block_step_ratio(batch: ImageBatch) -> torch.Tensor:
     return (boundary / boundary_count + BLOCK_STEP_FLOOR) / (middle / middle_count + BLOCK_STEP_FLOOR)
 
 
-def _moment(name: str, scale: float = 1.0):
+def _moment(name: str, scale: float = 1.0) -> Callable[[ImageBatch], torch.Tensor]:
     def measure(batch: ImageBatch) -> torch.Tensor:
-        return batch.memo("histogram_moments", histogram_moments)[name] / scale
+        moments: dict[str, torch.Tensor] = batch.memo("histogram_moments", histogram_moments)
+        return moments[name] / scale
 
     return measure
 
 
-def _second_difference(name: str):
+def _second_difference(name: str) -> Callable[[ImageBatch], torch.Tensor]:
     def measure(batch: ImageBatch) -> torch.Tensor:
-        return batch.memo("second_differences", second_differences)[name]
+        differences: dict[str, torch.Tensor] = batch.memo("second_differences", second_differences)
+        return differences[name]
 
     return measure
 
@@ -191,21 +194,37 @@ def _shifted(plane: np.ndarray, axis: int, start: int, length: int) -> np.ndarra
 
 
 def size_error(batch: ImageBatch) -> torch.Tensor:
+    assert batch.context.requested_size is not None, "size is waived without a requested size"
     width, height = batch.context.requested_size
     error = max(abs(batch.width - width) / width, abs(batch.height - height) / height)
     return torch.full((batch.size,), error, dtype=torch.float64)
 
 
 def aspect_error(batch: ImageBatch) -> torch.Tensor:
+    assert batch.context.requested_size is not None, "aspect is waived without a requested size"
     width, height = batch.context.requested_size
     error = abs(math.log((batch.width / batch.height) / (width / height)))
     return torch.full((batch.size,), error, dtype=torch.float64)
 
 
-# The measures the built-in declarations (`builtin`) name; sharpness and noise share one
-# pass over the second differences, exposure, clipping and blank one histogram.
+# Sharpness and noise share one pass over the second differences, exposure, clipping and
+# blank one histogram.
 laplacian_variance = _second_difference("laplacian_variance")
 noise_sigma = _second_difference("noise_sigma")
 mean_luma = _moment("mean", 255.0)
 clipped_share = _moment("clipped")
 luma_std = _moment("std", 255.0)
+
+# Each measure under the name of the dimension it measures (`measures` registers them).
+MEASURES = {
+    "sharpness": laplacian_variance,
+    "frame_sharpness": laplacian_variance,
+    "noise": noise_sigma,
+    "blockiness": block_step_ratio,
+    "exposure": mean_luma,
+    "clipping": clipped_share,
+    "blank": luma_std,
+    "banding": banding_share,
+    "size": size_error,
+    "aspect": aspect_error,
+}

@@ -51,6 +51,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from services.common.quality.dimensions import TIERS, Bounds, Dimension
+from services.scorer.dimensions import built_in  # noqa: F401 — registers the built-in measures
 from services.scorer.dimensions.core import (
     DimensionResult,
     ImageVerdict,
@@ -62,6 +63,7 @@ from services.scorer.dimensions.core import (
     waived,
     weighted_mean,
 )
+from services.scorer.dimensions.measures import family_of
 
 if TYPE_CHECKING:
     from services.common.quality.profiles import Profile
@@ -132,6 +134,7 @@ class Judgement:
         return self.weight, math.log1p(self.bounds.headroom(value, self.dimension.scale))
 
     def largest_term(self) -> tuple[float, float]:
+        assert self.weight is not None, "only a judgement that ranks has a term"
         most = self.bounds.most_headroom(self.dimension.lowest, self.dimension.highest, self.dimension.scale)
         return self.weight, math.log1p(most)
 
@@ -280,10 +283,10 @@ def _deferred(judgements: tuple[Judgement, ...]) -> tuple[Judgement, ...]:
     that ranks there is measured by the same measure family (faces counted beside the face's
     size): its cost is paid anyway, and it still rejects early and says why."""
     last = max((j.dimension.tier for j in judgements), default=1)
-    ranked = {(j.dimension.tier, _family(j.dimension)) for j in judgements if j.ranks and j.planned.measured}
+    ranked = {(j.dimension.tier, family_of(j.dimension)) for j in judgements if j.ranks and j.planned.measured}
     return tuple(
         replace(j, judged_in=last)
-        if not j.ranks and 1 < j.dimension.tier < last and (j.dimension.tier, _family(j.dimension)) not in ranked
+        if not j.ranks and 1 < j.dimension.tier < last and (j.dimension.tier, family_of(j.dimension)) not in ranked
         else j
         for j in judgements
     )
@@ -310,14 +313,8 @@ def _families(judgements: Sequence[Judgement]) -> list[list[Judgement]]:
     checks or moderation, and what ranks is known before what only gates."""
     families: dict[object, list[Judgement]] = {}
     for judgement in judgements:
-        families.setdefault(_family(judgement.dimension), []).append(judgement)
+        families.setdefault(family_of(judgement.dimension), []).append(judgement)
     return sorted(families.values(), key=lambda family: not any(j.ranks and j.planned.measured for j in family))
-
-
-def _family(dimension: Dimension) -> object:
-    """What a dimension's measure shares its work with: the family of a built-in measure
-    (`MeasureIn`), else the measure itself."""
-    return getattr(dimension.measure, "family", dimension.measure)
 
 
 def _unique(label: str, taken: set[str]) -> str:

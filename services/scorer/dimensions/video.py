@@ -54,6 +54,7 @@ import torch
 from services.common.quality.dimensions import Dimension
 from services.common.video import ClipError, ClipInfo, probe
 from services.scorer.dimensions.batch import ClipRequest, ImageBatch, ScoringContext, with_luma
+from services.scorer.dimensions.measures import measure_of
 
 PLAYABLE_CODECS = frozenset({"h264", "hevc", "vp9", "av1"})
 CLIP_READS = ("container", "sequence")
@@ -190,7 +191,7 @@ class ClipReading:
 
     def value_of(self, dimension: Dimension) -> float:
         """A container or temporal dimension's value, checked against its declared range."""
-        value = float(torch.as_tensor(dimension.measure(self)).reshape(-1)[0])
+        value = float(torch.as_tensor(measure_of(dimension)(self)).reshape(-1)[0])
         if (dimension.lowest is not None and value < dimension.lowest) or (
                 dimension.highest is not None and value > dimension.highest):
             raise ValueError(f"dimension {dimension.name!r} gave a value outside its declared range"
@@ -326,6 +327,20 @@ black_frame_share = _of_clip(_over_time(_black_share))
 cut_count = _of_clip(_over_time(_cuts))
 mean_brightness_change = _of_clip(_over_time(_flicker))
 flow_magnitude = _of_clip(_over_time(_movement))
+
+# Each measure under the name of the dimension it measures (`measures` registers them).
+MEASURES = {
+    "container": readable_container,
+    "duration": duration_ratio,
+    "frame_rate": frame_rate_error,
+    "clip_aspect": aspect_error,
+    "resolution": resolution_ratio,
+    "frozen": longest_frozen_share,
+    "black_frames": black_frame_share,
+    "scene_cuts": cut_count,
+    "temporal_flicker": mean_brightness_change,
+    "movement": flow_magnitude,
+}
 
 
 def describe(reading: ClipReading, info: ClipInfo) -> None:

@@ -8,13 +8,15 @@ actor ingest names in `X-Genline-Actor`."""
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from services.common.audit import record_action, system_actor
+from services.common.db import Conn
+from services.common.runtime import ServiceRuntime
 from services.delivery import domain, store
 from services.delivery.settings import DeliverySettings
 from services.delivery.webhooks import WebhookSender
@@ -24,11 +26,11 @@ class NotFound(Exception):
     pass
 
 
-def _json_value(value):
+def _json_value(value: object) -> str:
     return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
-def answer(body, status: int = 200) -> Response:
+def answer(body: object, status: int = 200) -> Response:
     return Response(json.dumps(body, default=_json_value), status, media_type="application/json")
 
 
@@ -44,10 +46,10 @@ def parse_uuid(text: str) -> uuid.UUID:
 
 
 class WebhookApi:
-    def __init__(self, runtime, sender: WebhookSender, settings: DeliverySettings) -> None:
+    def __init__(self, runtime: ServiceRuntime, sender: WebhookSender, settings: DeliverySettings) -> None:
         self.runtime, self.pool, self.sender, self.settings = runtime, runtime.pool, sender, settings
 
-    async def _audit(self, conn, request: Request, action: str, endpoint: dict, **details) -> None:
+    async def _audit(self, conn: Conn, request: Request, action: str, endpoint: dict[str, Any], **details: object) -> None:
         actor = request.headers.get("x-genline-actor") or system_actor("delivery")
         await record_action(self.runtime, conn, actor, f"webhook_endpoint.{action}", f"webhook_endpoint:{endpoint['id']}",
                             request.path_params["tenant"], **details)
@@ -67,7 +69,7 @@ class WebhookApi:
             Route(f"{PREFIX}/webhook-secret", self.secret, methods=["GET"]),
         ]
 
-    async def _endpoint(self, conn, tenant: str, endpoint_id: str, lock: bool = False) -> dict:
+    async def _endpoint(self, conn: Conn, tenant: str, endpoint_id: str, lock: bool = False) -> dict[str, Any]:
         row = await store.endpoint(conn, tenant, parse_uuid(endpoint_id), lock)
         if row is None:
             raise NotFound
@@ -128,7 +130,8 @@ class WebhookApi:
         self.runtime.relay.notify()
         return answer(row | {"secret": secret})
 
-    async def _attempts(self, tenant: str, by: Literal["endpoint_id", "job_id"], value, request: Request) -> Response:
+    async def _attempts(self, tenant: str, by: Literal["endpoint_id", "job_id"], value: uuid.UUID,
+                        request: Request) -> Response:
         limit = min(int(request.query_params.get("limit", "100")), 500)
         async with self.pool.connection() as conn:
             rows = await store.attempts(conn, tenant, by, value, limit)
@@ -162,5 +165,5 @@ class WebhookApi:
             return answer({"key": await store.job_secret(conn, request.path_params["tenant"])})
 
 
-def not_found_handler(_request, _exc) -> JSONResponse:
+def not_found_handler(_request: Request, _exc: Exception) -> JSONResponse:
     return problem(404, "not-found", "no such webhook endpoint or attempt")

@@ -8,6 +8,7 @@ served on the scorer's own port, which only the cluster reaches.
 
 import asyncio
 import dataclasses
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -17,7 +18,7 @@ from services.common.quality.calibration import Judged
 from services.scorer.calibration import calibrate
 
 
-def calibration_rows(images: list[dict]) -> list[dict]:
+def calibration_rows(images: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """`calibrate` over judged images in their JSON form, each row as JSON."""
     return [dataclasses.asdict(row) for row in calibrate(Judged.from_json(image) for image in images)]
 
