@@ -1,9 +1,12 @@
 """The delivery service: publishes selected images, signs their links, sends webhooks, erases
 jobs and keeps each tenant's images only as long as its retention says."""
 
+from starlette.applications import Starlette
+
+from services.common.bus import EventConsumer
 from services.common.contracts import SUBSCRIPTIONS
 from services.common.internal_calls import guard, verifier_of
-from services.common.runtime import build_worker
+from services.common.runtime import ServiceRuntime, build_worker
 from services.common.storage import ObjectStore
 from services.delivery import handlers
 from services.delivery.retention import RetentionSweeper
@@ -12,11 +15,11 @@ from services.delivery.settings import DeliverySettings
 from services.delivery.webhooks import WebhookSender
 
 
-def build(settings: DeliverySettings):
+def build(settings: DeliverySettings) -> tuple[ServiceRuntime, Starlette]:
     senders: list[WebhookSender] = []
     objects_of: list[ObjectStore] = []  # the worker's one object store, the one its readiness pings
 
-    def register(consumer, objects, settings_) -> None:
+    def register(consumer: EventConsumer, objects: ObjectStore, settings_: DeliverySettings) -> None:
         objects_of.append(objects)
         senders.append(WebhookSender(consumer.pool, consumer.relay, objects, settings_))
         handlers.register(consumer, objects, settings_, senders[0])

@@ -7,8 +7,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TypeVar
 
-from psycopg_pool import AsyncConnectionPool
-
 from services.common import contracts, telemetry
 from services.common.bus import Envelope, EventConsumer, HandlerContext, erase_prompt_from_outbox
 from services.common.contracts import (
@@ -23,6 +21,7 @@ from services.common.contracts import (
     JobProgressed,
     RetentionSet,
 )
+from services.common.db import Pool
 from services.common.storage import ObjectStore, candidate_prefix, signed_links
 from services.common.templates import Delivery, load_catalogue
 from services.delivery import clips, domain, postprocess, provenance, store
@@ -51,6 +50,7 @@ async def publish_image(envelope: Envelope, n: int, candidate: CandidateScore, o
     re-encoded, its poster; in a thread), mark and sign it last (provenance), and store the
     image (or clip) and its thumbnail side by side in the public bucket."""
     event = envelope.event
+    assert isinstance(event, CandidatesScored), "published for a CandidatesScored only"
     source = await with_retries(settings, lambda: objects.get_part(objects.internal_bucket, candidate.key,
                                                                    candidate.offset, candidate.size_bytes))
     is_clip = candidate.media_type.startswith("video/")
@@ -78,7 +78,7 @@ def chosen_candidates(event: CandidatesScored) -> list[CandidateScore]:
     return [by_index[i] for i in event.selected[: event.images]]
 
 
-async def prepare_delivery(envelope: Envelope, pool: AsyncConnectionPool, objects: ObjectStore,
+async def prepare_delivery(envelope: Envelope, pool: Pool, objects: ObjectStore,
                            settings: DeliverySettings,
                            marker: provenance.Marker) -> list[DeliveredImage] | Exception | None:
     """Publish the selected images before the transaction opens, so that no transaction (nor
@@ -86,6 +86,7 @@ async def prepare_delivery(envelope: Envelope, pool: AsyncConnectionPool, object
     error that kept them from being published; None for a job with an outcome already
     (canceled), whose images are not published. Safe to repeat: the keys are the same."""
     event = envelope.event
+    assert isinstance(event, CandidatesScored), "the prepare step of CandidatesScored only"
     async with pool.connection() as conn:
         if await store.has_outcome(conn, event.job_id):
             return None

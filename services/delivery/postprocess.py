@@ -137,7 +137,8 @@ def watermarked(image: Image.Image, mark: Watermark) -> Image.Image:
     stroke = max(1, size // 12)
     overlay = Image.new("RGBA", base.size, (0, 0, 0, 0))
     draw = ImageDraw.Draw(overlay)
-    left, top, right, bottom = draw.textbbox((0, 0), mark.text, font=font, stroke_width=stroke)
+    # Whole pixels from a font at (0, 0); Pillow's types allow fractions.
+    left, top, right, bottom = (int(edge) for edge in draw.textbbox((0, 0), mark.text, font=font, stroke_width=stroke))
     x, y = placed(base.size, (right - left, bottom - top), mark.position, margin=size // 2)
     opacity = round(255 * mark.opacity)
     draw.text((x - left, y - top), mark.text, font=font, fill=(*WHITE, opacity), stroke_width=stroke,

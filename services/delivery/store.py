@@ -8,11 +8,13 @@ internal webhook API call these with the connection they hold."""
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
+
+from psycopg.rows import DictRow
 
 from services.common.bus import InboxClaim, staged_event
 from services.common.contracts import RetentionSet
-from services.common.db import as_arrays, typed_arrays
+from services.common.db import Conn, as_arrays, typed_arrays
 from services.delivery import domain
 
 
@@ -33,7 +35,7 @@ class DeliveredRow:
 # ---- outcomes ------------------------------------------------------------------------------
 
 
-async def claim_outcome(conn, job_id, tenant_id: str, outcome: str, claim: InboxClaim | None = None) -> bool:
+async def claim_outcome(conn: Conn, job_id: uuid.UUID, tenant_id: str, outcome: str, claim: InboxClaim | None = None) -> bool:
     """Claim the job's one outcome for this transaction, in the statement that makes `claim`
     (if given; then told what is fresh); False if it has one already."""
     if claim is None:
@@ -46,15 +48,17 @@ async def claim_outcome(conn, job_id, tenant_id: str, outcome: str, claim: Inbox
         " VALUES (%s, %s, %s) ON CONFLICT DO NOTHING RETURNING job_id)"
         f" SELECT {InboxClaim.IDS} AS claimed, (SELECT count(*) FROM won) AS won",
         [*claim.params, job_id, tenant_id, outcome])).fetchone()
+    assert row is not None, "a SELECT without FROM gives one row"
     claim.fresh(row["claimed"])
-    return row["won"] == 1
+    won: int = row["won"]
+    return won == 1
 
 
-async def set_outcome(conn, job_id, outcome: str) -> None:
+async def set_outcome(conn: Conn, job_id: uuid.UUID, outcome: str) -> None:
     await conn.execute("UPDATE job_outcomes SET outcome = %s WHERE job_id = %s", [outcome, job_id])
 
 
-async def has_outcome(conn, job_id) -> bool:
+async def has_outcome(conn: Conn, job_id: uuid.UUID) -> bool:
     return await (await conn.execute("SELECT 1 FROM job_outcomes WHERE job_id = %s", [job_id])).fetchone() is not None
 
 
@@ -65,8 +69,8 @@ DELIVERED_COLUMNS = {"n": "int", "key": "text", "source_key": "text", "source_of
                      "sha256": "text", "size_bytes": "int8"}
 
 
-async def claim_delivered(conn, job_id, tenant_id: str, images: list[DeliveredRow], announces: tuple,
-                          claim: InboxClaim) -> bool:
+async def claim_delivered(conn: Conn, job_id: uuid.UUID, tenant_id: str, images: list[DeliveredRow],
+                          announces: tuple[Any, ...], claim: InboxClaim) -> bool:
     """Claim the job's one outcome as delivered, record its published images, each with the
     candidate it came from, and add `announces` (an outbox row: its JobDelivered), in the
     statement that makes `claim` (then told what is fresh); False (nothing recorded, nothing
@@ -90,16 +94,18 @@ async def claim_delivered(conn, job_id, tenant_id: str, images: list[DeliveredRo
         [*claim.params, job_id, tenant_id, *as_arrays([(i.n, i.key, i.source_key, i.source_offset, i.source_size,
                                                          i.sha256, i.size_bytes) for i in images]),
          *announced])).fetchone()
+    assert row is not None, "a SELECT without FROM gives one row"
     claim.fresh(row["claimed"])
-    return row["won"] == 1
+    won_count: int = row["won"]
+    return won_count == 1
 
 
-async def delivered_keys(conn, job_id) -> list[str]:
+async def delivered_keys(conn: Conn, job_id: uuid.UUID) -> list[str]:
     rows = await (await conn.execute("SELECT key FROM delivered_images WHERE job_id = %s", [job_id])).fetchall()
     return [row["key"] for row in rows]
 
 
-async def delivered_sources(conn, tenant_id: str) -> dict[str, list[tuple[int | None, int | None]]]:
+async def delivered_sources(conn: Conn, tenant_id: str) -> dict[str, list[tuple[int | None, int | None]]]:
     """The objects of the tenant's candidates that were delivered, each with the delivered
     candidates' (offset, size) in it ((None, size) for a candidate stored alone)."""
     rows = await (await conn.execute(
@@ -111,7 +117,7 @@ async def delivered_sources(conn, tenant_id: str) -> dict[str, list[tuple[int | 
     return found
 
 
-async def blanked_sources(conn, tenant_id: str) -> dict[str, datetime]:
+async def blanked_sources(conn: Conn, tenant_id: str) -> dict[str, datetime]:
     """The tenant's objects of candidates whose delivered candidates were blanked, each with
     when it was first written."""
     rows = await (await conn.execute("SELECT source_key, written_at FROM blanked_sources WHERE tenant_id = %s",
@@ -119,17 +125,17 @@ async def blanked_sources(conn, tenant_id: str) -> dict[str, datetime]:
     return {row["source_key"]: row["written_at"] for row in rows}
 
 
-async def note_blanked(conn, tenant_id: str, source_key: str, written_at: datetime) -> None:
+async def note_blanked(conn: Conn, tenant_id: str, source_key: str, written_at: datetime) -> None:
     await conn.execute("INSERT INTO blanked_sources (source_key, tenant_id, written_at) VALUES (%s, %s, %s)"
                        " ON CONFLICT (source_key) DO NOTHING", [source_key, tenant_id, written_at])
 
 
-async def forget_blanked(conn, keys: list[str]) -> None:
+async def forget_blanked(conn: Conn, keys: list[str]) -> None:
     if keys:
         await conn.execute("DELETE FROM blanked_sources WHERE source_key = ANY(%s)", [keys])
 
 
-async def erase_job(conn, job_id) -> None:
+async def erase_job(conn: Conn, job_id: uuid.UUID) -> None:
     """The job's delivered images forgotten and its prompt taken out of its webhook messages
     (they carry the job as clients see it); the record of sending stays."""
     await conn.execute("DELETE FROM blanked_sources WHERE source_key IN"
@@ -142,7 +148,7 @@ async def erase_job(conn, job_id) -> None:
 # ---- retention -----------------------------------------------------------------------------
 
 
-async def set_retention(conn, event: RetentionSet) -> None:
+async def set_retention(conn: Conn, event: RetentionSet) -> None:
     """The tenant's retention, unless a later one is recorded already."""
     await conn.execute(
         "INSERT INTO tenant_retention (tenant_id, outputs_days, candidates_days, set_at) VALUES (%s, %s, %s, %s)"
@@ -152,7 +158,7 @@ async def set_retention(conn, event: RetentionSet) -> None:
         [event.tenant_id, event.outputs_days, event.candidates_days, event.set_at])
 
 
-async def retention_rules(conn) -> list[dict]:
+async def retention_rules(conn: Conn) -> list[DictRow]:
     """Each tenant with a retention: tenant_id, outputs_days, candidates_days."""
     return await (await conn.execute("SELECT tenant_id, outputs_days, candidates_days FROM tenant_retention"
                                      " WHERE outputs_days IS NOT NULL OR candidates_days IS NOT NULL")).fetchall()
@@ -164,22 +170,24 @@ ENDPOINT_COLUMNS = ("id, url, description, event_types, enabled, disabled_reason
                     " CASE WHEN previous_expires_at > now() THEN previous_expires_at END AS previous_secret_expires_at")
 
 
-async def endpoint(conn, tenant_id: str, endpoint_id: uuid.UUID, lock: bool = False) -> dict | None:
+async def endpoint(conn: Conn, tenant_id: str, endpoint_id: uuid.UUID, lock: bool = False) -> DictRow | None:
     """The tenant's endpoint unless deleted; with `lock`, held for this transaction."""
     return await (await conn.execute(
         f"SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = %s AND tenant_id = %s AND deleted_at IS NULL"
         + (" FOR UPDATE" if lock else ""), [endpoint_id, tenant_id])).fetchone()
 
 
-async def create_endpoint(conn, tenant_id: str, url: str, description: str, event_types: list[str], enabled: bool,
-                          secret: str) -> dict:
-    return await (await conn.execute(
+async def create_endpoint(conn: Conn, tenant_id: str, url: str, description: str, event_types: list[str], enabled: bool,
+                          secret: str) -> DictRow:
+    row = await (await conn.execute(
         f"INSERT INTO webhook_endpoints (id, tenant_id, url, description, event_types, enabled, secret)"
         f" VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING {ENDPOINT_COLUMNS}",
         [uuid.uuid4(), tenant_id, url, description, event_types, enabled, secret])).fetchone()
+    assert row is not None, "an INSERT without conflict target returns its row"
+    return row
 
 
-async def endpoints(conn, tenant_id: str) -> list[dict]:
+async def endpoints(conn: Conn, tenant_id: str) -> list[DictRow]:
     return await (await conn.execute(
         f"SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE tenant_id = %s AND deleted_at IS NULL"
         " ORDER BY created_at, id", [tenant_id])).fetchall()
@@ -188,35 +196,39 @@ async def endpoints(conn, tenant_id: str) -> list[dict]:
 UPDATABLE = ("url", "description", "event_types", "enabled", "disabled_reason")
 
 
-async def update_endpoint(conn, endpoint_id: uuid.UUID, changes: dict) -> dict:
+async def update_endpoint(conn: Conn, endpoint_id: uuid.UUID, changes: dict[str, Any]) -> DictRow:
     """`changes` names columns of UPDATABLE only."""
     if not set(changes) <= set(UPDATABLE):
         raise ValueError(f"not an updatable column: {', '.join(sorted(set(changes) - set(UPDATABLE)))}")
     assignments = ", ".join(f"{column} = %s" for column in changes)
-    return await (await conn.execute(
+    row = await (await conn.execute(
         f"UPDATE webhook_endpoints SET {assignments}, updated_at = now() WHERE id = %s"
         f" RETURNING {ENDPOINT_COLUMNS}", [*changes.values(), endpoint_id])).fetchone()
+    assert row is not None, "the caller holds the endpoint (endpoint(lock=True))"
+    return row
 
 
-async def delete_endpoint(conn, endpoint_id: uuid.UUID) -> None:
+async def delete_endpoint(conn: Conn, endpoint_id: uuid.UUID) -> None:
     await conn.execute("UPDATE webhook_endpoints SET deleted_at = now(), enabled = false WHERE id = %s", [endpoint_id])
 
 
-async def rotate_secret(conn, endpoint_id: uuid.UUID, secret: str, previous_expires_at: datetime) -> dict:
+async def rotate_secret(conn: Conn, endpoint_id: uuid.UUID, secret: str, previous_expires_at: datetime) -> DictRow:
     """`secret` signs from now on; the one it replaces too, until `previous_expires_at`."""
-    return await (await conn.execute(
+    row = await (await conn.execute(
         f"UPDATE webhook_endpoints SET previous_secret = secret, secret = %s, previous_expires_at = %s,"
         f" updated_at = now() WHERE id = %s RETURNING {ENDPOINT_COLUMNS}",
         [secret, previous_expires_at, endpoint_id])).fetchone()
+    assert row is not None, "the caller holds the endpoint (endpoint(lock=True))"
+    return row
 
 
-async def disable_endpoint(conn, endpoint_id, reason: str) -> None:
+async def disable_endpoint(conn: Conn, endpoint_id: uuid.UUID | None, reason: str) -> None:
     if endpoint_id is not None:
         await conn.execute("UPDATE webhook_endpoints SET enabled = false, disabled_reason = %s, updated_at = now()"
                            " WHERE id = %s", [reason, endpoint_id])
 
 
-async def subscribed_endpoints(conn, tenant_id: str, event_type: str, claim: InboxClaim) -> list[dict]:
+async def subscribed_endpoints(conn: Conn, tenant_id: str, event_type: str, claim: InboxClaim) -> list[DictRow]:
     """The tenant's enabled endpoints that asked for `event_type`: id and url; read in the
     statement that claims the event on the inbox (`claim`, told what is fresh)."""
     rows = await (await conn.execute(
@@ -227,19 +239,22 @@ async def subscribed_endpoints(conn, tenant_id: str, event_type: str, claim: Inb
     return [{"id": row["id"], "url": row["url"]} for row in rows if row["id"] is not None]
 
 
-async def job_secret(conn, tenant_id: str) -> str:
+async def job_secret(conn: Conn, tenant_id: str) -> str:
     """The secret that signs the tenant's per-job webhooks, made on first use."""
     await conn.execute("INSERT INTO webhook_job_secrets (tenant_id, secret) VALUES (%s, %s) ON CONFLICT DO NOTHING",
                        [tenant_id, domain.new_webhook_secret()])
     row = await (await conn.execute("SELECT secret FROM webhook_job_secrets WHERE tenant_id = %s",
                                     [tenant_id])).fetchone()
-    return row["secret"]
+    assert row is not None, "inserted above unless there already"
+    secret: str = row["secret"]
+    return secret
 
 
 # ---- webhook messages and attempts ----------------------------------------------------------
 
 
-async def queue_message(conn, webhook_id: str, tenant_id: str, endpoint_id, url: str, job_id, event_type: str,
+async def queue_message(conn: Conn, webhook_id: str, tenant_id: str, endpoint_id: uuid.UUID | None, url: str,
+                        job_id: uuid.UUID | None, event_type: str,
                         payload: str) -> None:
     """A message to send, once per `webhook_id`."""
     await conn.execute(
@@ -266,14 +281,14 @@ WHERE m.id = ANY(%s)
 """
 
 
-async def claim_due(conn, claim_s: float, limit: int) -> list[dict]:
+async def claim_due(conn: Conn, claim_s: float, limit: int) -> list[DictRow]:
     """Up to `limit` messages due, put out of every other sender's reach for `claim_s`, with
     their endpoint's URL and secrets (call in a transaction)."""
     ids = [r["id"] for r in await (await conn.execute(CLAIM, [claim_s, limit])).fetchall()]
     return await (await conn.execute(CLAIMED, [ids])).fetchall() if ids else []
 
 
-async def record_attempt(conn, message_id, at: datetime, status_code: int | None, latency_ms: int,
+async def record_attempt(conn: Conn, message_id: uuid.UUID, at: datetime, status_code: int | None, latency_ms: int,
                          excerpt: str | None, error: str | None) -> None:
     await conn.execute(
         "INSERT INTO webhook_attempts (id, message_id, attempted_at, status_code, latency_ms, response_excerpt,"
@@ -281,20 +296,22 @@ async def record_attempt(conn, message_id, at: datetime, status_code: int | None
         [uuid.uuid4(), message_id, at, status_code, latency_ms, excerpt, error])
 
 
-async def schedule_retry(conn, message_id, failures: int, delay_s: float) -> None:
+async def schedule_retry(conn: Conn, message_id: uuid.UUID, failures: int, delay_s: float) -> None:
     await conn.execute("UPDATE webhook_messages SET failures = %s, next_attempt_at = now() + make_interval(secs => %s)"
                        " WHERE id = %s", [failures, delay_s, message_id])
 
 
-async def close_message(conn, message_id, state: str) -> int:
+async def close_message(conn: Conn, message_id: uuid.UUID, state: str) -> int:
     """The message's final state; how many attempts it took."""
     await conn.execute("UPDATE webhook_messages SET state = %s WHERE id = %s", [state, message_id])
     row = await (await conn.execute("SELECT count(*) AS n FROM webhook_attempts WHERE message_id = %s",
                                     [message_id])).fetchone()
-    return row["n"]
+    assert row is not None, "a count always has its row"
+    n: int = row["n"]
+    return n
 
 
-async def abandon(conn, message_id) -> None:
+async def abandon(conn: Conn, message_id: uuid.UUID) -> None:
     await conn.execute("UPDATE webhook_messages SET state = 'abandoned' WHERE id = %s", [message_id])
 
 
@@ -306,14 +323,14 @@ WHERE m.tenant_id = %s AND m.{by} = %s ORDER BY a.attempted_at DESC, a.id LIMIT 
 """
 
 
-async def attempts(conn, tenant_id: str, by: Literal["endpoint_id", "job_id"], value, limit: int) -> list[dict]:
+async def attempts(conn: Conn, tenant_id: str, by: Literal["endpoint_id", "job_id"], value: uuid.UUID, limit: int) -> list[DictRow]:
     """The tenant's latest attempts to one endpoint, or for one job, newest first."""
     if by not in ("endpoint_id", "job_id"):
         raise ValueError(f"attempts are listed by endpoint_id or job_id, not {by!r}")
     return await (await conn.execute(ATTEMPTS.format(by=by), [tenant_id, value, limit])).fetchall()
 
 
-async def attempted_message(conn, tenant_id: str, attempt_id: uuid.UUID) -> dict | None:
+async def attempted_message(conn: Conn, tenant_id: str, attempt_id: uuid.UUID) -> DictRow | None:
     """The message of one of the tenant's attempts (id, webhook_id, its endpoint's enabled),
     held for this transaction."""
     return await (await conn.execute(
@@ -322,7 +339,7 @@ async def attempted_message(conn, tenant_id: str, attempt_id: uuid.UUID) -> dict
         " WHERE a.id = %s AND m.tenant_id = %s FOR UPDATE OF m", [attempt_id, tenant_id])).fetchone()
 
 
-async def send_again(conn, message_id) -> None:
+async def send_again(conn: Conn, message_id: uuid.UUID) -> None:
     """The message queued again, at once, with its failures forgotten."""
     await conn.execute("UPDATE webhook_messages SET state = 'pending', failures = 0, next_attempt_at = now()"
                        " WHERE id = %s", [message_id])

@@ -19,11 +19,12 @@ import asyncio
 import json
 import logging
 import time
+import uuid
 from datetime import UTC, datetime
-from typing import assert_never
+from typing import Any, assert_never
 
 import httpx
-import psycopg
+from psycopg.rows import DictRow
 
 from services.common import targets, telemetry
 from services.common.bus import InboxClaim, OutboxRelay, add_to_outbox, envelop
@@ -36,6 +37,7 @@ from services.common.contracts import (
     WebhookSent,
 )
 from services.common.data_keys import DataKeys
+from services.common.db import Conn, Pool
 from services.common.storage import ObjectStore, signed_links
 from services.common.supervision import stop_tasks, supervise
 from services.delivery import domain, store
@@ -47,7 +49,7 @@ log = logging.getLogger(__name__)
 # ---- queueing ----------------------------------------------------------------------------
 
 
-async def queue_webhooks(conn: psycopg.AsyncConnection, event: JobFinished | JobProgressed,
+async def queue_webhooks(conn: Conn, event: JobFinished | JobProgressed,
                          claim: InboxClaim) -> int:
     """The messages of a finished job (or of a job's progress): one per subscribed endpoint,
     one for its own URL; its first statement claims the event on the inbox (nothing is queued
@@ -73,7 +75,7 @@ async def queue_webhooks(conn: psycopg.AsyncConnection, event: JobFinished | Job
     return len(targets_)
 
 
-async def queue_alert_webhooks(conn: psycopg.AsyncConnection, event: AccountAlerted, claim: InboxClaim) -> int:
+async def queue_alert_webhooks(conn: Conn, event: AccountAlerted, claim: InboxClaim) -> int:
     """The messages of a tenant's alert: one per endpoint subscribed to it; its first statement
     claims the event on the inbox (nothing is queued for a duplicate)."""
     endpoints = await store.subscribed_endpoints(conn, event.tenant_id, event.alert, claim)
@@ -89,7 +91,7 @@ async def queue_alert_webhooks(conn: psycopg.AsyncConnection, event: AccountAler
 # ---- sending -----------------------------------------------------------------------------
 
 
-def signing_secrets(message: dict) -> list[str]:
+def signing_secrets(message: DictRow) -> list[str]:
     if message["endpoint_id"] is None:
         return [message["job_secret"]]
     return [message["secret"]] + ([message["previous_secret"]] if message["previous_in_force"] else [])
@@ -113,7 +115,7 @@ async def read_excerpt(response: httpx.Response, limit: int = domain.RESPONSE_EX
     return data.decode(errors="replace")[: domain.RESPONSE_EXCERPT_CHARS]
 
 
-def pinned_request(url: str, address: targets.IPAddress) -> tuple[str, dict, dict]:
+def pinned_request(url: str, address: targets.IPAddress) -> tuple[str, dict[str, str], dict[str, str]]:
     """The URL with the checked address in place of the host, the Host header, and the TLS
     server name, so the connection goes where the check said, whatever DNS says next."""
     parts = httpx.URL(url)
@@ -122,14 +124,14 @@ def pinned_request(url: str, address: targets.IPAddress) -> tuple[str, dict, dic
 
 
 class WebhookSender:
-    def __init__(self, pool, relay: OutboxRelay, objects: ObjectStore, settings: DeliverySettings) -> None:
+    def __init__(self, pool: Pool, relay: OutboxRelay, objects: ObjectStore, settings: DeliverySettings) -> None:
         self.pool, self.relay, self.objects, self.settings = pool, relay, objects, settings
         self.allowed = targets.allowed_networks(settings.webhook_allowed_networks)
         self.http = httpx.AsyncClient(follow_redirects=False, timeout=settings.webhook_timeout_s)
         self.data_keys = DataKeys(settings, "delivery")
         self._wake = asyncio.Event()
-        self._inflight: set[asyncio.Task] = set()
-        self._task: asyncio.Task | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._task: asyncio.Task[None] | None = None
 
     def notify(self) -> None:
         self._wake.set()
@@ -162,13 +164,13 @@ class WebhookSender:
                 pass
             self._wake.clear()
 
-    def _sent(self, task: asyncio.Task) -> None:
+    def _sent(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
         if not task.cancelled() and task.exception():
             log.error("sending a webhook failed", exc_info=task.exception())
         self._wake.set()
 
-    async def _claim(self, limit: int) -> list[dict]:
+    async def _claim(self, limit: int) -> list[DictRow]:
         try:
             async with self.pool.connection() as conn, conn.transaction():
                 return await store.claim_due(conn, self.settings.webhook_claim_s, limit)
@@ -176,7 +178,7 @@ class WebhookSender:
             log.warning("claiming due webhooks failed", exc_info=True)
             return []
 
-    async def send(self, message: dict) -> None:
+    async def send(self, message: DictRow) -> None:
         if message["endpoint_id"] is not None and (not message["enabled"] or message["deleted_at"] is not None):
             await self._abandon(message["id"])
             return
@@ -190,20 +192,20 @@ class WebhookSender:
         attempt = await self.post(message["url"], body, headers)
         await self.record(message, at, attempt)
 
-    async def with_clear_prompt(self, job_id, view: dict) -> dict:
+    async def with_clear_prompt(self, job_id: uuid.UUID, view: dict[str, Any]) -> dict[str, Any]:
         """The view as its tenant sees it: the prompt opened with the job's data key."""
         if "prompt" not in view:
             return view
         return view | {"prompt": await self.data_keys.open(job_id, SealedText.read(view["prompt"]))}
 
-    def with_fresh_links(self, view: dict) -> dict:
+    def with_fresh_links(self, view: dict[str, Any]) -> dict[str, Any]:
         outputs = []
         for output in view.get("outputs", []):
             links = signed_links(self.objects, output["key"], output.get("thumbnail_key"), self.settings.link_ttl_s)
             outputs.append(output | links | {"expires_at": links["expires_at"].isoformat()})
         return view | {"outputs": outputs}
 
-    async def post(self, url: str, body: bytes, headers: dict) -> Attempt:
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> Attempt:
         started = time.perf_counter()
         try:
             address = await targets.checked_address(url, self.allowed)
@@ -217,7 +219,7 @@ class WebhookSender:
         except httpx.HTTPError as error:
             return Attempt(error=f"{type(error).__name__}: {error}"[:500], latency_ms=elapsed_ms(started))
 
-    async def record(self, message: dict, at: datetime, attempt: Attempt) -> None:
+    async def record(self, message: DictRow, at: datetime, attempt: Attempt) -> None:
         outcome = domain.attempt_outcome(attempt.status_code)
         telemetry.WEBHOOK_SECONDS.observe(attempt.latency_ms / 1000)
         async with self.pool.connection() as conn, conn.transaction():
@@ -237,7 +239,7 @@ class WebhookSender:
         log.info("webhook %s to %s: %s", message["webhook_id"], message["url"],
                  attempt.status_code or attempt.error)
 
-    async def _schedule_retry(self, conn: psycopg.AsyncConnection, message: dict) -> bool:
+    async def _schedule_retry(self, conn: Conn, message: DictRow) -> bool:
         """False when the schedule is spent."""
         failures = message["failures"] + 1
         delay_s = domain.retry_delay_s(failures, self.settings.webhook_retry_schedule_s,
@@ -247,7 +249,7 @@ class WebhookSender:
         await store.schedule_retry(conn, message["id"], failures, delay_s)
         return True
 
-    async def _close(self, conn: psycopg.AsyncConnection, message: dict, state: str, attempt: Attempt) -> None:
+    async def _close(self, conn: Conn, message: DictRow, state: str, attempt: Attempt) -> None:
         """The message is done: its state, and WebhookSent for the job's history."""
         attempts = await store.close_message(conn, message["id"], state)
         sent = WebhookSent(job_id=message["job_id"], tenant_id=message["tenant_id"], webhook_id=message["webhook_id"],
@@ -255,7 +257,7 @@ class WebhookSender:
                            attempts=attempts, status_code=attempt.status_code)
         await add_to_outbox(conn, envelop(sent, "/genline/delivery"), self.settings.topic_namespace)
 
-    async def _abandon(self, message_id) -> None:
+    async def _abandon(self, message_id: uuid.UUID) -> None:
         async with self.pool.connection() as conn:
             await store.abandon(conn, message_id)
 
