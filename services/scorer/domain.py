@@ -107,7 +107,8 @@ def checked(event: CandidatesStored, added: Sequence[CandidateScore], scored: in
 
 
 class HasSeconds(Protocol):
-    seconds: float
+    @property
+    def seconds(self) -> float: ...
 
 
 def enough(event: CandidatesGenerated) -> int:

@@ -13,8 +13,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-from psycopg_pool import AsyncConnectionPool
+from typing import Any
 
 from services.common import contracts, telemetry
 from services.common.bus import Envelope, EventConsumer, HandlerContext, erase_prompt_from_outbox
@@ -28,6 +27,7 @@ from services.common.contracts import (
     JobSpec,
 )
 from services.common.data_keys import DataKeys
+from services.common.db import Pool
 from services.common.quality.dimensions import registered
 from services.common.quality.profiles import (
     Profile,
@@ -85,7 +85,7 @@ def reference_key(spec: JobSpec | None) -> str | None:
 
 
 def score_decodable(scorer: Scorer, images: list[bytes], profile: Profile, enough: Enough | None = None,
-                    **inputs) -> list[ImageVerdict]:
+                    **inputs: Any) -> list[ImageVerdict]:
     """Verdicts in input order; a candidate that cannot be decoded is rejected as such
     and the others are scored without it. With `enough`, tier by tier (`tiers`)."""
     rejected: dict[int, ImageVerdict] = {}
@@ -185,7 +185,7 @@ def count_verdicts(profile: Profile, scores: Sequence[CandidateScore]) -> None:
             telemetry.DIMENSION_FAILURES.labels(profile.name, dimension).inc()
 
 
-async def prepare_scores(event: CandidatesGenerated | CandidatesStored, pool: AsyncConnectionPool,
+async def prepare_scores(event: CandidatesGenerated | CandidatesStored, pool: Pool,
                          objects: ObjectStore, scorer: Scorer, settings: ScorerSettings,
                          data_keys: DataKeys | None = None) -> Scored | ProfileError | None:
     """Fetch and score, before the transaction opens, the event's candidates the job has no
@@ -215,6 +215,7 @@ async def judge_attempt(ctx: HandlerContext, event: CandidatesGenerated) -> None
         log.warning("attempt %d of job %s arrived after its outcome (%s); not judged again",
                     event.attempt, event.job_id, decided or "decided before it was scored")
         return
+    outcome: domain.Outcome
     if isinstance(ctx.prepared, ProfileError):
         outcome = domain.unscorable(event, "unscorable_profile", str(ctx.prepared))
     else:
@@ -269,7 +270,9 @@ def register(consumer: EventConsumer, objects: ObjectStore, settings: ScorerSett
     data_keys = DataKeys(settings, "scorer")
 
     async def prepare(envelope: Envelope) -> Scored | ProfileError | None:
-        return await prepare_scores(envelope.event, consumer.pool, objects, scorer, settings, data_keys)
+        event = envelope.event
+        assert isinstance(event, CandidatesGenerated | CandidatesStored), "registered for these two only"
+        return await prepare_scores(event, consumer.pool, objects, scorer, settings, data_keys)
 
     @consumer.on(CandidatesStored, prepare=prepare, claims=True)
     async def on_candidates_stored(ctx: HandlerContext, event: CandidatesStored) -> None:

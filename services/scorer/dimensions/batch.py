@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import islice
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import cv2
 import numpy as np
@@ -37,6 +37,7 @@ from PIL import Image, ImageSequence
 CUDA_BATCH_PIXELS = 1 << 27
 CUDA_BATCH_IMAGES = 128
 MAX_CLIP_FRAMES = 240
+T = TypeVar("T")
 
 
 def pick_device() -> torch.device:
@@ -91,12 +92,12 @@ class ScoringContext:
     _notes: dict[tuple[str, int | None], list[str]] = field(default_factory=dict, repr=False)
     _lock: Any = field(default_factory=threading.RLock, repr=False)
 
-    def memo(self, key: str, compute: Callable[[], Any]) -> Any:
+    def memo(self, key: str, compute: Callable[[], T]) -> T:
         """`compute()` once per call, whichever worker thread asks first."""
         with self._lock:
             if key not in self._memo:
                 self._memo[key] = compute()
-            return self._memo[key]
+            return cast(T, self._memo[key])  # what compute() gave under this key
 
     def note(self, dimension: str, text: str, index: int | None = None) -> None:
         """Something a dimension's reason must add: how it was measured (for every image,
@@ -156,11 +157,11 @@ class ImageBatch:
             raise RuntimeError("colour was not decoded for this batch")
         return self.planes[..., :3].permute(0, 3, 1, 2).float().div_(255)
 
-    def memo(self, key: str, compute: Callable[["ImageBatch"], Any]) -> Any:
+    def memo(self, key: str, compute: Callable[["ImageBatch"], T]) -> T:
         """Compute once per batch what several dimensions share (statistics, faces)."""
         if key not in self._memo:
             self._memo[key] = compute(self)
-        return self._memo[key]
+        return cast(T, self._memo[key])  # what compute() gave under this key
 
     def kept(self) -> "ImageBatch":
         """This batch to measure later: the same planes and shared results, without the float

@@ -10,12 +10,17 @@ Without a model, or without a prompt, the dimension is unavailable.
 """
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from services.scorer.dimensions.batch import ImageBatch
+
+if TYPE_CHECKING:  # transformers takes seconds to import: only for the checker here
+    from transformers import CLIPModel, PreTrainedTokenizerBase
 
 # OpenAI CLIP's normalisation, used when the folder has no preprocessor_config.json.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -29,14 +34,20 @@ class ClipModelError(ValueError):
 class PromptAligner:
     """A CLIP model and its tokenizer on one device, embedding prompts and images."""
 
-    def __init__(self, model, tokenizer, input_size: int, mean, std, device: torch.device) -> None:
-        self.model = model.to(device).eval()
+    def __init__(self, model: "CLIPModel", tokenizer: "PreTrainedTokenizerBase", input_size: int,
+                 mean: Sequence[float], std: Sequence[float], device: torch.device) -> None:
+        # transformers wraps to() in a decorator whose type loses the bound model.
+        self.model = model.to(device).eval()  # type: ignore[arg-type]
         self.tokenizer = tokenizer
         self.input_size = input_size
         self.device = device
         self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(std, device=device).view(1, 3, 1, 1)
-        self.max_tokens = model.config.text_config.max_position_embeddings
+        from transformers import CLIPTextConfig  # loaded already: the model came from it
+
+        text = model.config.text_config
+        assert isinstance(text, CLIPTextConfig), "CLIPConfig makes its text config one"
+        self.max_tokens = text.max_position_embeddings
 
     @classmethod
     def load(cls, directory: str | Path, device: torch.device) -> "PromptAligner":
@@ -44,14 +55,17 @@ class PromptAligner:
         if not path.is_dir():
             raise ClipModelError(f"CLIP model directory {str(path)!r} does not exist")
         # transformers takes seconds to import; only scorers with a model pay for it.
-        from transformers import AutoTokenizer, CLIPModel
+        from transformers import AutoTokenizer, CLIPModel, CLIPVisionConfig
 
         try:
             model = CLIPModel.from_pretrained(path, local_files_only=True)
             tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         except (OSError, ValueError, KeyError) as error:
             raise ClipModelError(f"no CLIP model could be loaded from {str(path)!r}: {error}") from error
-        input_size, mean, std = _preprocessing(path, model.config.vision_config.image_size)
+        vision = model.config.vision_config
+        assert isinstance(vision, CLIPVisionConfig), "CLIPConfig makes its vision config one"
+        assert isinstance(vision.image_size, int), "a CLIP model's input is square: one side"
+        input_size, mean, std = _preprocessing(path, vision.image_size)
         return cls(model, tokenizer, input_size, mean, std, device)
 
     @torch.inference_mode()

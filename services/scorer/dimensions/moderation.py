@@ -29,7 +29,7 @@ from services.scorer.dimensions.batch import ImageBatch
 from services.scorer.dimensions.faces import per_image, rgb_images
 
 try:
-    import onnxruntime
+    import onnxruntime  # type: ignore[import-untyped]  # ships no type information
 except ImportError:
     onnxruntime = None
 
@@ -97,7 +97,8 @@ def class_scores(rgbs: np.ndarray, on_gpu: bool = False) -> np.ndarray:
     session = _session(on_gpu)
     inputs = np.stack([model_input(rgb) for rgb in rgbs])
     output = session.run(None, {session.get_inputs()[0].name: inputs})[0]  # (B, 4 + 18, anchors)
-    return output[:, 4:, :].max(axis=2)
+    scores: np.ndarray = output[:, 4:, :].max(axis=2)
+    return scores
 
 
 def nsfw_score(batch: ImageBatch) -> torch.Tensor:

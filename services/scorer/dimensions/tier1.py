@@ -179,7 +179,8 @@ def banding_counts_cpu(luma: np.ndarray) -> tuple[int, int]:
         if length < 6:
             continue
         steps = cv2.absdiff(_shifted(luma, axis, 1, length - 1), _shifted(luma, axis, 0, length - 1))
-        flat, inner = cv2.compare(steps, 0, cv2.CMP_EQ), length - 5
+        # OpenCV compares with a scalar; its stubs want an array there.
+        flat, inner = cv2.compare(steps, 0, cv2.CMP_EQ), length - 5  # type: ignore[call-overload]
         step = _shifted(steps, axis, 2, inner)
         flat_around = cv2.bitwise_and(cv2.bitwise_and(_shifted(flat, axis, 0, inner), _shifted(flat, axis, 1, inner)),
                                       cv2.bitwise_and(_shifted(flat, axis, 3, inner), _shifted(flat, axis, 4, inner)))

@@ -132,7 +132,8 @@ class SequenceReader:
 
 def _mean_flow(before: np.ndarray, after: np.ndarray) -> float:
     """Mean optical-flow magnitude in pixels (Farneback with OpenCV's usual parameters)."""
-    flow = cv2.calcOpticalFlowFarneback(before, after, None, 0.5, 3, 15, 3, 5, 1.2, 0)
+    # None: OpenCV allocates the flow; its stubs want an array there.
+    flow = cv2.calcOpticalFlowFarneback(before, after, None, 0.5, 3, 15, 3, 5, 1.2, 0)  # type: ignore[call-overload]
     return float(np.hypot(flow[..., 0], flow[..., 1]).mean())
 
 
