@@ -1,0 +1,220 @@
+"""One shape for every service, as tested rules: SQL lives only in a store, no module is over
+400 lines, and each service has the same rooms under the same names.
+
+* SQL is a string literal (an f-string's first part included) that opens, after whitespace,
+  with SELECT, INSERT, UPDATE, DELETE, WITH, CREATE, ALTER, LOCK or TRUNCATE and goes on. It
+  may sit only in a store (a module `store.py` or a package `store/`), in the bus
+  (services/common/bus/, which keeps the outbox and inbox), in services/common/db.py and in
+  migrations.
+* No Python module of services, genline_stack, genline_cli, bench or the Python client is
+  over 400 lines; services/common/contracts.py, the one module of every event type, is the
+  exception.
+* Each service has `app.py`, `routes.py` or `routes/`, `handlers.py`, `domain.py`, `store.py`
+  or `store/`, `settings.py`, `cli.py` and `migrations/`; one that serves gRPC has `grpc.py`,
+  the only module of the service that starts the server. HTTP routes are declared in the
+  routes room (or wired in `app.py`), nowhere else.
+
+Each rule is a function of a tree's root, and a test plants a breach in a copy of the tree
+to show that the rule sees it.
+"""
+
+import ast
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVICES = ROOT / "services"
+GENERATED = "_generated"
+
+SQL_OPENING = re.compile(r"\s*(SELECT|INSERT|UPDATE|DELETE|WITH|CREATE|ALTER|LOCK|TRUNCATE)\s")
+# Where SQL may be written, relative to services/.
+SQL_PLACES = ("common/bus/", "common/db.py")
+
+MAX_LINES = 400
+SIZED_TREES = ("services", "genline_stack", "genline_cli", "bench", "clients/python")
+UNSIZED = {"services/common/contracts.py"}
+
+# A room is one module or package; where two names are given, either will do.
+ROOMS = (("app.py",), ("routes.py", "routes"), ("handlers.py",), ("domain.py",), ("store.py", "store"),
+         ("settings.py",), ("cli.py",), ("migrations",))
+GRPC_ROOM = "grpc.py"
+GRPC_SERVER = "services.common.grpc_server"
+HTTP_DECLARATIONS = {"APIRouter", "Route", "Mount", "WebSocketRoute"}
+
+
+def python_modules(tree: Path) -> Iterator[Path]:
+    for path in sorted(tree.rglob("*.py")):
+        if GENERATED not in path.parts and "__pycache__" not in path.parts:
+            yield path
+
+
+def service_packages(services: Path) -> list[Path]:
+    return [path for path in sorted(services.iterdir())
+            if path.is_dir() and path.name != "common" and (path / "__init__.py").exists()]
+
+
+# ---- SQL only in stores ----------------------------------------------------------------
+
+
+def opening_text(node: ast.AST) -> str | None:
+    """The text a string literal starts with: the whole of a plain one, an f-string's first part."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr) and node.values:
+        first = node.values[0]
+        if isinstance(first, ast.Constant) and isinstance(first.value, str):
+            return first.value
+    return None
+
+
+def sql_lines(source: str) -> list[int]:
+    """Lines where a string literal of `source` opens with SQL."""
+    return sorted({node.lineno for node in ast.walk(ast.parse(source))
+                   if (text := opening_text(node)) is not None and SQL_OPENING.match(text)})
+
+
+def may_hold_sql(relative: Path) -> bool:
+    """`relative`: a module's path under services/."""
+    return (relative.name == "store.py" or "store" in relative.parts[:-1] or "migrations" in relative.parts
+            or any(relative.as_posix().startswith(place) for place in SQL_PLACES))
+
+
+def sql_outside_stores(services: Path) -> list[str]:
+    """`module:line` of each string of SQL outside the places it may be written."""
+    return [f"{path.relative_to(services.parent).as_posix()}:{line}"
+            for path in python_modules(services) if not may_hold_sql(path.relative_to(services))
+            for line in sql_lines(path.read_text())]
+
+
+def test_sql_is_written_only_in_stores():
+    assert sql_outside_stores(SERVICES) == []
+
+
+def copy_of_services(tmp_path: Path) -> Path:
+    copy = tmp_path / "services"
+    shutil.copytree(SERVICES, copy, ignore=shutil.ignore_patterns("__pycache__", GENERATED))
+    return copy
+
+
+def test_sql_planted_outside_a_store_is_found_and_in_a_store_is_not(tmp_path):
+    services = copy_of_services(tmp_path)
+    domain, store = services / "router" / "domain.py", services / "router" / "store.py"
+    planted = '\nSTALE = f"""\n    SELECT id FROM jobs WHERE state = {0}"""\n'
+    for module in (domain, store):
+        module.write_text(module.read_text() + planted)
+    line = len(domain.read_text().splitlines()) - 1  # the f-string opens on the line before its last
+
+    found = sql_outside_stores(services)
+
+    assert f"services/router/domain.py:{line}" in found
+    assert not any(place.startswith("services/router/store.py:") for place in found)
+
+
+def test_words_that_only_look_like_sql_are_not_sql():
+    """An HTTP method alone, a sentence in lower case, SQL named inside a sentence."""
+    source = 'METHOD = "DELETE"\nNOTE = "select the best"\nWHY = "the SELECT below locks the row"\n'
+    assert sql_lines(source) == []
+    assert sql_lines('Q = "\\n  WITH last AS (SELECT 1) SELECT * FROM last"\n') == [1]
+
+
+# ---- no module over 400 lines ----------------------------------------------------------
+
+
+def long_modules(root: Path) -> dict[str, int]:
+    """Modules over MAX_LINES lines in the SIZED_TREES under `root`, with their line counts."""
+    counted = {path.relative_to(root).as_posix(): len(path.read_text().splitlines())
+               for tree in SIZED_TREES if (root / tree).is_dir() for path in python_modules(root / tree)}
+    return {name: lines for name, lines in counted.items() if lines > MAX_LINES and name not in UNSIZED}
+
+
+def test_no_module_is_over_400_lines():
+    assert long_modules(ROOT) == {}
+
+
+def test_a_module_of_401_lines_is_found(tmp_path):
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "long.py").write_text("pass\n" * (MAX_LINES + 1))
+    (tmp_path / "bench" / "short.py").write_text("pass\n" * MAX_LINES)
+    (tmp_path / "services" / "common").mkdir(parents=True)
+    (tmp_path / "services" / "common" / "contracts.py").write_text("pass\n" * (MAX_LINES + 1))
+    assert long_modules(tmp_path) == {"bench/long.py": MAX_LINES + 1}
+
+
+# ---- the rooms of a service ------------------------------------------------------------
+
+
+def imported_modules(tree: ast.Module) -> set[str]:
+    """Modules `tree` imports, and `package.name` for each `from package import name`."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    return names
+
+
+def serves_grpc(tree: ast.Module) -> bool:
+    return GRPC_SERVER in imported_modules(tree)
+
+
+def missing_rooms(service: Path) -> list[str]:
+    missing = [" or ".join(names) for names in ROOMS if not any((service / name).exists() for name in names)]
+    if any(serves_grpc(ast.parse(path.read_text())) for path in python_modules(service)) and not (service / GRPC_ROOM).exists():
+        missing.append(GRPC_ROOM)
+    return missing
+
+
+def test_every_service_has_every_room():
+    missing = {service.name: rooms for service in service_packages(SERVICES) if (rooms := missing_rooms(service))}
+    assert missing == {}
+
+
+def declares_http(tree: ast.Module) -> bool:
+    """Whether `tree` declares HTTP routes: it builds an APIRouter or a Starlette route."""
+    return any(isinstance(node, ast.Call) and called_name(node.func) in HTTP_DECLARATIONS for node in ast.walk(tree))
+
+
+def called_name(function: ast.expr) -> str | None:
+    if isinstance(function, ast.Name):
+        return function.id
+    return function.attr if isinstance(function, ast.Attribute) else None
+
+
+def in_room(service: Path, path: Path, *names: str) -> bool:
+    first = path.relative_to(service).parts[0]
+    return first in names or first.removesuffix(".py") in names
+
+
+def rooms_broken(services: Path) -> list[str]:
+    """Modules that do a room's work outside it: declare HTTP routes outside `routes` (and
+    `app.py`, which may mount them), start a gRPC server outside `grpc.py`."""
+    broken = []
+    for service in service_packages(services):
+        for path in python_modules(service):
+            name, tree = path.relative_to(services.parent).as_posix(), ast.parse(path.read_text())
+            if not in_room(service, path, "routes", "app") and declares_http(tree):
+                broken.append(f"{name}: declares HTTP routes outside routes")
+            if not in_room(service, path, "grpc") and serves_grpc(tree):
+                broken.append(f"{name}: starts a gRPC server outside grpc.py")
+    return broken
+
+
+def test_http_and_grpc_stay_in_their_rooms():
+    assert rooms_broken(SERVICES) == []
+
+
+def test_a_service_without_a_room_or_with_a_room_outside_it_is_found(tmp_path):
+    services = copy_of_services(tmp_path)
+    (services / "router" / "handlers.py").unlink()
+    (services / "router" / "scheduler.py").write_text(
+        "from starlette.routing import Route\n\nSTRAY = Route('/stray', None)\n")
+    (services / "scorer" / "calibration.py").write_text("from services.common.grpc_server import start_grpc_server\n")
+
+    assert "handlers.py" in missing_rooms(services / "router")
+    assert GRPC_ROOM in missing_rooms(services / "scorer")
+    broken = rooms_broken(services)
+    assert "services/router/scheduler.py: declares HTTP routes outside routes" in broken
+    assert "services/scorer/calibration.py: starts a gRPC server outside grpc.py" in broken
