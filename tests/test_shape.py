@@ -10,9 +10,10 @@
   over 400 lines; services/common/contracts.py, the one module of every event type, is the
   exception.
 * Each service has `app.py`, `routes.py` or `routes/`, `handlers.py`, `domain.py`, `store.py`
-  or `store/`, `settings.py`, `cli.py` and `migrations/`; one that serves gRPC has `grpc.py`,
-  the only module of the service that starts the server. HTTP routes are declared in the
-  routes room (or wired in `app.py`), nowhere else.
+  or `store/`, `settings.py` and `migrations/`; one that serves gRPC has `grpc.py`, the only
+  module of the service that starts the server, and one that has commands has `cli.py`, the
+  only module of the service that adds to the `genline` command tree. HTTP routes are
+  declared in the routes room (or wired in `app.py`), nowhere else.
 
 Each rule is a function of a tree's root, and a test plants a breach in a copy of the tree
 to show that the rule sees it.
@@ -38,9 +39,12 @@ UNSIZED = {"services/common/contracts.py"}
 
 # A room is one module or package; where two names are given, either will do.
 ROOMS = (("app.py",), ("routes.py", "routes"), ("handlers.py",), ("domain.py",), ("store.py", "store"),
-         ("settings.py",), ("cli.py",), ("migrations",))
+         ("settings.py",), ("migrations",))
 GRPC_ROOM = "grpc.py"
 GRPC_SERVER = "services.common.grpc_server"
+# A service's commands join the one `genline` tree; only a service that has some needs the room.
+CLI_ROOM = "cli.py"
+COMMAND_TREE = "services.common.cli"
 HTTP_DECLARATIONS = {"APIRouter", "Route", "Mount", "WebSocketRoute"}
 
 
@@ -160,10 +164,16 @@ def serves_grpc(tree: ast.Module) -> bool:
     return GRPC_SERVER in imported_modules(tree)
 
 
+def adds_commands(tree: ast.Module) -> bool:
+    return COMMAND_TREE in imported_modules(tree)
+
+
 def missing_rooms(service: Path) -> list[str]:
     missing = [" or ".join(names) for names in ROOMS if not any((service / name).exists() for name in names)]
-    if any(serves_grpc(ast.parse(path.read_text())) for path in python_modules(service)) and not (service / GRPC_ROOM).exists():
-        missing.append(GRPC_ROOM)
+    trees = [ast.parse(path.read_text()) for path in python_modules(service)]
+    for room, does_its_work in ((GRPC_ROOM, serves_grpc), (CLI_ROOM, adds_commands)):
+        if any(does_its_work(tree) for tree in trees) and not (service / room).exists():
+            missing.append(room)
     return missing
 
 
@@ -190,7 +200,8 @@ def in_room(service: Path, path: Path, *names: str) -> bool:
 
 def rooms_broken(services: Path) -> list[str]:
     """Modules that do a room's work outside it: declare HTTP routes outside `routes` (and
-    `app.py`, which may mount them), start a gRPC server outside `grpc.py`."""
+    `app.py`, which may mount them), start a gRPC server outside `grpc.py`, add commands
+    outside `cli.py`."""
     broken = []
     for service in service_packages(services):
         for path in python_modules(service):
@@ -199,6 +210,8 @@ def rooms_broken(services: Path) -> list[str]:
                 broken.append(f"{name}: declares HTTP routes outside routes")
             if not in_room(service, path, "grpc") and serves_grpc(tree):
                 broken.append(f"{name}: starts a gRPC server outside grpc.py")
+            if not in_room(service, path, "cli") and adds_commands(tree):
+                broken.append(f"{name}: adds commands outside cli.py")
     return broken
 
 
@@ -212,9 +225,14 @@ def test_a_service_without_a_room_or_with_a_room_outside_it_is_found(tmp_path):
     (services / "router" / "scheduler.py").write_text(
         "from starlette.routing import Route\n\nSTRAY = Route('/stray', None)\n")
     (services / "scorer" / "calibration.py").write_text("from services.common.grpc_server import start_grpc_server\n")
+    (services / "scorer" / "cli.py").unlink()
+    (services / "scorer" / "offline.py").write_text("from services.common.cli import CommandTree\n")
 
     assert "handlers.py" in missing_rooms(services / "router")
     assert GRPC_ROOM in missing_rooms(services / "scorer")
+    assert CLI_ROOM in missing_rooms(services / "scorer")
+    assert CLI_ROOM not in missing_rooms(services / "router")  # it has no commands
     broken = rooms_broken(services)
     assert "services/router/scheduler.py: declares HTTP routes outside routes" in broken
     assert "services/scorer/calibration.py: starts a gRPC server outside grpc.py" in broken
+    assert "services/scorer/offline.py: adds commands outside cli.py" in broken

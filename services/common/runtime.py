@@ -76,7 +76,7 @@ class ServiceRuntime:
         self.consumer.attach(self.broker, list(topics.values()))
         # A journal's floor vouches only for the groups its contract names (journal_of): on
         # another service's topic, this inbox forgets below the floor only if it is one.
-        self.consumer.floor_topics = {topic for publisher, topic in topics.items()
+        self.consumer.inbox_floors.topics = {topic for publisher, topic in topics.items()
                                       if self.service in readers_of(publisher) and self.name.endswith(self.service)}
 
     async def start(self) -> None:
@@ -86,7 +86,7 @@ class ServiceRuntime:
         await self.pool.open(wait=True)
         await self.broker.start()
         self.consumer.start_waking(self.database_url)
-        self.consumer.start_pruning()
+        self.consumer.inbox_floors.start_pruning()
         self.relay.start()
         self.relay.notify()  # publish what a previous run committed but did not relay
         for hook in self.startup_hooks:
@@ -100,7 +100,7 @@ class ServiceRuntime:
         await self.relay.stop(OUTBOX_DRAIN_S)  # drains the outbox first
         await self.consumer.offsets.flush()
         await self.consumer.end_watch.stop()
-        await self.consumer.stop_pruning()
+        await self.consumer.inbox_floors.stop_pruning()
         if self.consumer.waker:
             await self.consumer.waker.stop()
         await self.broker.stop()

@@ -15,10 +15,12 @@ alerts.py              alerts a tenant receives (balance low, grant expiring, ke
 store/                 all of its SQL: the book loaded (locked) and written back, accounts, alerts, audit, replay
 payments/              money in through a payment gateway (Stripe): checkouts, auto top-up, refunds, disputes
 pricebook.py           credits per delivered image by template × tier (pricebook.yaml)
-routes.py              the HTTP API: admin grants, settings, reconciliation, Stripe's payment webhooks
+routes/                the HTTP API: admin grants, settings, reconciliation, Stripe's payment webhooks
+                       (here), the audit trail's admin view (audit.py), the internal billing API ingest
+                       calls (billing.py)
 grpc.py                the gRPC server: GetBalance, Quote, ListEntries, GetKeySpend, GetAlerts, SetAlertSettings
 metrics.py             counters of credits and money the ledger announced
-audit.py               the audit trail of every service's AuditRecorded events, and its admin view
+audit.py               the audit trail of every service's AuditRecorded events, kept once each
 audit_replay.py        `genline replay audit`: rebuild the audit trail and compare
 replay.py              `genline replay ledger`: rebuild every account from events and compare
 settings.py            the ledger's settings

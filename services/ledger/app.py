@@ -9,8 +9,8 @@ from services.common import api, telemetry
 from services.common.contracts import SUBSCRIPTIONS
 from services.common.internal_calls import verifier_of
 from services.common.runtime import ServiceRuntime
-from services.ledger import audit, handlers, routes
-from services.ledger.payments import billing_api
+from services.ledger import handlers, routes
+from services.ledger.routes import audit, billing
 from services.ledger.service import LedgerApp, grant
 from services.ledger.settings import LedgerSettings
 
@@ -50,5 +50,5 @@ def http_app(ledger: LedgerApp, lifespan: Any = None) -> FastAPI:
     app.include_router(routes.router)
     app.include_router(audit.router)
     if ledger.payments:
-        app.router.routes.extend(billing_api.routes(ledger.payments, verifier_of(ledger.settings)))
+        app.router.routes.extend(billing.routes(ledger.payments, verifier_of(ledger.settings)))
     return app

@@ -8,9 +8,9 @@ what may ship. What profiles, rules and dimensions are is shared vocabulary in
 * `handlers.py` — thin adapters: an attempt's candidates in, scores and an outcome out.
 * `domain.py` — pure rules: from verdicts to published scores, from scores to what follows.
 * `store.py` — every SQL statement of the scorer (`scored_jobs`, `scores`).
-* `measurements.py` — internal API: measure one input photo for ingest's template checks.
 * `calibration.py` — pure: thresholds against images people judged, with suggestions.
-* `routes.py` — internal HTTP API: `calibration.py` for ingest's calibration report.
+* `routes/` — the internal HTTP API: `calibration.py` for ingest's calibration report (here),
+  and `measurements.py`, one input photo measured for ingest's template checks.
 * `cli.py` — `genline score`: judge image files from the command line.
 * `dimensions/` — the measures (tier 1, faces, portrait, moderation, CLIP, motion, video
   clips read with PyAV), the tier-by-tier walk and the `Scorer` engine.

@@ -9,7 +9,8 @@ from starlette.applications import Starlette
 from services.common.contracts import SUBSCRIPTIONS
 from services.common.internal_calls import guard, verifier_of
 from services.common.runtime import ServiceRuntime, build_worker
-from services.scorer import handlers, measurements, routes
+from services.scorer import handlers, routes
+from services.scorer.routes import measurements
 from services.scorer.settings import ScorerSettings
 
 

@@ -118,7 +118,7 @@ async def test_an_inbox_forgets_below_the_floor_and_a_rebuild_never_publishes_wh
             await router.leave()  # the router's group reads no further: the floor stays below what comes next
             await ledger.grant(1)  # it carries the floor to the ingest group's inbox
             await rows_until(ingest, "SELECT 1 FROM effects HAVING count(*) >= 11")
-            forgotten = await ingest.consumer.prune_inbox()
+            forgotten = await ingest.consumer.inbox_floors.prune_inbox()
             kept = await rows_of(ingest, "SELECT count(*) AS n FROM inbox")
 
             duplicates = telemetry.EVENTS_CONSUMED.labels(ingest.name, ReservationRejected.event_type, "duplicate")
@@ -136,7 +136,7 @@ async def test_an_inbox_forgets_below_the_floor_and_a_rebuild_never_publishes_wh
             effects = await rows_of(ingest, "SELECT amount FROM effects ORDER BY amount")
         finally:
             await ingest.stop()
-    assert ingest.consumer.floor_topics == {ledger.topic}
+    assert ingest.consumer.inbox_floors.topics == {ledger.topic}
     assert forgotten == 10 and kept[0]["n"] == 1
     assert f"ledger: 1 rows to publish again on {ledger.topic}" in lines
     assert [row["amount"] for row in effects] == list(range(12))  # each once
@@ -152,5 +152,5 @@ def test_an_inbox_forgets_only_on_topics_whose_journals_count_its_group_among_th
                 for name in ("router", "audit_copy")}
     runtimes["router"].consume(["ledger", "scorer", "delivery"])  # not a contract reader of delivery
     runtimes["audit_copy"].consume(["ledger"])
-    assert runtimes["router"].consumer.floor_topics == {topic_of("ledger", namespace), topic_of("scorer", namespace)}
-    assert runtimes["audit_copy"].consumer.floor_topics == set()
+    assert runtimes["router"].consumer.inbox_floors.topics == {topic_of("ledger", namespace), topic_of("scorer", namespace)}
+    assert runtimes["audit_copy"].consumer.inbox_floors.topics == set()

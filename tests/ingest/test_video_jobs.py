@@ -27,8 +27,8 @@ from services.ingest.accounts.tenants import create_tenant
 from services.ingest.app import build
 from services.ingest.jobs.clip_makers import pb, rpc
 from services.ingest.settings import IngestSettings
-from services.scorer import measurements
 from services.scorer.handlers import new_scorer
+from services.scorer.routes import measurements
 from services.scorer.settings import ScorerSettings
 from tests.ingest.test_submission import assert_problem, submitted_jobs
 

@@ -12,6 +12,7 @@ module exports (`__all__`), and import nothing else of it (pyproject.toml's impo
     outbox.py         the transactional outbox and the relay that publishes it
     inbox.py          applied-event records, what a handler gets, retryable errors
     consumer.py       subscribers: batches in one transaction, DLQ, offset commits
+    inbox_floors.py   the journals' floors a consumer saw, and the inbox pruned below them
     journal.py        the outbox as the service's journal; broker loss, rotation, pruning
     kafka_admin.py    what the relay asks the broker: offsets, groups, gaps, recreation
     kafka_security.py the broker's TLS and SASL settings, for every client

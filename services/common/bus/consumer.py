@@ -1,5 +1,5 @@
 """Consumers: a FastStream subscriber per service over its topics, applying each batch in
-one transaction with the inbox (inbox.py), with bounded retries and a DLQ (`<topic>.dlq`)
+one transaction with the inbox (inbox.py; the floors it forgets below, inbox_floors.py), with bounded retries and a DLQ (`<topic>.dlq`)
 for a message that keeps failing, offsets committed every interval, and the broker's end
 watched (a consumer past it reads from the beginning). With `consumer_fair_turns`, the
 records are read ahead into a bounded buffer and applied in fair turns across tenants
@@ -32,10 +32,10 @@ from services.common.bus.inbox import (
     PermanentError,
     Prepare,
     Publish,
-    prune_inbox,
     record_applied,
     retry_races,
 )
+from services.common.bus.inbox_floors import InboxFloors
 from services.common.bus.outbox import OutboxRelay
 from services.common.bus.positions import EndWatch, OffsetCommits, rewind, take_as_they_come
 from services.common.bus.read_ahead import ReadAhead
@@ -43,7 +43,6 @@ from services.common.bus.wake import FetchWaker
 from services.common.contracts import Event, consumer_group, dead_letter_topic
 from services.common.db import Pool, database_away, until_database_answers
 from services.common.settings import ServiceSettings
-from services.common.supervision import every, stop_tasks, supervise
 
 E = TypeVar("E", bound=Event)
 # A handler of one event type, as `on` registers it.
@@ -51,8 +50,6 @@ HandlerOf = Callable[[HandlerContext, E], Awaitable[None]]
 
 log = logging.getLogger(__name__)
 
-INBOX_PRUNE_INTERVAL_S = 60.0
-EARLIEST = datetime.min.replace(tzinfo=UTC)
 
 
 class AppliedBefore(Exception):
@@ -85,12 +82,7 @@ class EventConsumer:
         self.topics: list[str] = []
         self.waker: FetchWaker | None = None
         self.read_ahead: ReadAhead | None = None
-        # The highest floor seen on each topic (journal.py): the inbox forgets what lies below.
-        # Only on `floor_topics`: those whose journals count this consumer's group among
-        # their readers (ServiceRuntime.consume).
-        self.floors: dict[str, datetime] = {}
-        self.floor_topics: set[str] = set()
-        self._pruning: asyncio.Task[None] | None = None
+        self.inbox_floors = InboxFloors(service, pool)
 
     def on(self, event_type: type[E], prepare: "Prepare | None" = None,
            claims: bool = False) -> Callable[[HandlerOf[E]], HandlerOf[E]]:
@@ -170,25 +162,6 @@ class EventConsumer:
         if self.read_ahead is not None:
             await self.read_ahead.stop()
 
-    def start_pruning(self) -> None:
-        """Forget, every little while, the applied events that can never arrive again."""
-        self._pruning = supervise(f"{self.service}-inbox-prune",
-                                  partial(every, INBOX_PRUNE_INTERVAL_S, self.prune_inbox, f"{self.service}-inbox-prune"))
-
-    async def stop_pruning(self) -> None:
-        await stop_tasks(self._pruning)
-        self._pruning = None
-
-    async def prune_inbox(self) -> int:
-        """Forget the applied events below their topic's floor (inbox.py); returns how many."""
-        if not self.floors:
-            return 0
-        async with self.pool.connection() as conn:
-            pruned = await prune_inbox(conn, dict(self.floors))
-        if pruned:
-            log.info("the inbox forgot %d events below their journals' floors", pruned)
-        return pruned
-
     def _committing(self, apply: Callable[[KafkaMessage], Awaitable[None]]) -> Callable[[KafkaMessage], Awaitable[None]]:
         """`apply` for a fetched batch; its offsets are committed later (OffsetCommits), and a
         batch that fails (the broker is away, even for the DLQ) is fetched again."""
@@ -236,9 +209,7 @@ class EventConsumer:
             except MalformedEnvelope as exc:
                 await self._dead_letter(record, exc, attempts=1)
                 continue
-            if (envelope.floor is not None and record.topic in self.floor_topics
-                    and envelope.floor > self.floors.get(record.topic, EARLIEST)):
-                self.floors[record.topic] = envelope.floor
+            self.inbox_floors.saw(record.topic, envelope.floor)
             if self.handles(envelope):
                 if observe:
                     self._observe_queue_time(record, envelope)

@@ -6,43 +6,28 @@ the last slot). A refusal reserves nothing: the job is never written."""
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from services.common.contracts import FINAL_STATES
 from services.common.db import Conn
 from services.common.problems import Problem
 from services.ingest.accounts.plans import Plan, PlanBook, RateDecision, rate_decision
+from services.ingest.store import accounts as store
+from services.ingest.store.accounts import requests_today as requests_today
 
 # Seconds a client is told to wait when it has as many jobs running as its plan allows:
 # a job takes about this long to finish.
 CONCURRENCY_RETRY_AFTER_S = 10
 
 
-# The UTC day of the database's clock, which every counter here reads.
-TODAY = "(now() AT TIME ZONE 'UTC')::date"
-
-
 async def take_request(conn: Conn, tenant_id: str, plan: Plan) -> RateDecision:
     """Count one request against the tenant's rate, and among the requests it was answered
     today; the row moves only when the request is allowed."""
-    row = await (await conn.execute(
-        "INSERT INTO rate_limits AS r (tenant_id, tat, day, requests)"
-        f" VALUES (%(tenant)s, now() + make_interval(secs => %(t)s), {TODAY}, 1)"
-        " ON CONFLICT (tenant_id) DO UPDATE SET tat = greatest(r.tat, now()) + make_interval(secs => %(t)s),"
-        " requests = CASE WHEN r.day = EXCLUDED.day THEN r.requests + 1 ELSE 1 END, day = EXCLUDED.day"
-        " WHERE greatest(r.tat, now()) + make_interval(secs => %(t)s) <= now() + make_interval(secs => %(tol)s)"
-        " RETURNING extract(epoch FROM tat - now())::float8 AS ahead",
-        {"tenant": tenant_id, "t": plan.interval_s, "tol": plan.tolerance_s})).fetchone()
-    if row is not None:
-        return rate_decision(plan, True, row["ahead"])
-    row = await (await conn.execute("SELECT extract(epoch FROM tat - now())::float8 AS ahead FROM rate_limits"
-                                    " WHERE tenant_id = %s", [tenant_id])).fetchone()
-    return rate_decision(plan, False, row["ahead"] if row else 0.0)
+    allowed, ahead_s = await store.take_request(conn, tenant_id, plan)
+    return rate_decision(plan, allowed, ahead_s)
 
 
 async def lock_plan(conn: Conn, tenant_id: str, plans: PlanBook) -> Plan:
     """The tenant's plan, its row locked until the transaction ends: submissions of one
     tenant are counted one after another, on every replica."""
-    row = await (await conn.execute("SELECT plan FROM tenants WHERE id = %s FOR UPDATE", [tenant_id])).fetchone()
-    return plans.get(row["plan"] if row else None)
+    return plans.get(await store.lock_tenant_plan(conn, tenant_id))
 
 
 @dataclass(frozen=True)
@@ -66,23 +51,8 @@ def day_start_of(now: datetime) -> datetime:
 async def count_usage(conn: Conn, tenant_id: str, now: datetime) -> Usage:
     """The counts the limits are checked against (and `GET /v1/usage` shows): one query."""
     day_start = day_start_of(now)
-    row = await (await conn.execute(
-        "SELECT count(*) FILTER (WHERE state <> ALL(%(final)s)) AS active,"
-        " coalesce(sum((view->>'images')::int) FILTER (WHERE created_at >= %(day)s AND state <> 'rejected'), 0)"
-        " AS images_today FROM jobs WHERE tenant_id = %(tenant)s"
-        " AND (state <> ALL(%(final)s) OR created_at >= %(day)s)",
-        {"final": sorted(FINAL_STATES), "day": day_start, "tenant": tenant_id})).fetchone()
-    assert row is not None, "an aggregate gives one row"
-    return Usage(row["active"], row["images_today"], day_start)
-
-
-async def requests_today(conn: Conn, tenant_id: str) -> tuple[int, float]:
-    """Requests answered today (UTC), and how far the rate's TAT runs ahead of now (seconds)."""
-    row = await (await conn.execute(
-        f"SELECT CASE WHEN day = {TODAY} THEN requests ELSE 0 END AS requests,"
-        " extract(epoch FROM tat - now())::float8 AS ahead FROM rate_limits WHERE tenant_id = %s",
-        [tenant_id])).fetchone()
-    return (row["requests"], row["ahead"]) if row else (0, 0.0)
+    active, images_today = await store.count_usage(conn, tenant_id, day_start)
+    return Usage(active, images_today, day_start)
 
 
 def check_order_size(plan: Plan, images: int, candidates: int | None) -> None:

@@ -5,12 +5,11 @@ nothing is written, held or generated."""
 
 from dataclasses import dataclass
 
-from psycopg.types.json import Jsonb
-
 from services.common.db import Conn, Pool
 from services.common.problems import Problem
 from services.ingest.inputs.moderation import HostedModeration, ModerationUnavailable
 from services.ingest.inputs.prompt_rules import OperatorRule, Policy, PromptRule, Refusal, screen
+from services.ingest.store import accounts as store
 
 
 @dataclass(frozen=True)
@@ -20,18 +19,14 @@ class TenantScreening:
 
 
 async def read_screening(conn: Conn, tenant_id: str) -> TenantScreening:
-    row = await (await conn.execute("SELECT rules, policy FROM prompt_screening WHERE tenant_id = %s",
-                                    [tenant_id])).fetchone()
+    row = await store.read_screening(conn, tenant_id)
     if row is None:
         return TenantScreening([], None)
     return TenantScreening([PromptRule.model_validate(rule) for rule in row["rules"]], row["policy"])
 
 
 async def write_screening(conn: Conn, tenant_id: str, screening: TenantScreening) -> None:
-    await conn.execute(
-        "INSERT INTO prompt_screening (tenant_id, rules, policy) VALUES (%s, %s, %s) ON CONFLICT (tenant_id)"
-        " DO UPDATE SET rules = EXCLUDED.rules, policy = EXCLUDED.policy, updated_at = now()",
-        [tenant_id, Jsonb([rule.model_dump() for rule in screening.rules]), screening.policy])
+    await store.write_screening(conn, tenant_id, [rule.model_dump() for rule in screening.rules], screening.policy)
 
 
 def refused(refusal: Refusal) -> Problem:

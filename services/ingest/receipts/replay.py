@@ -30,6 +30,7 @@ from services.common.contracts import CreditsReserved, ReservationSettled, topic
 from services.common.storage import ObjectStore, StorageError
 from services.ingest.receipts.document import canonical, receipt_sha256
 from services.ingest.settings import IngestSettings
+from services.ingest.store import receipts as store
 
 
 @dataclass
@@ -121,9 +122,7 @@ def credit_problems(body: dict[str, Any], journal: Journal) -> list[str]:
 
 
 def load_receipts(conn: psycopg.Connection[TupleRow], schema: str, tenant: str | None) -> dict[str, list[dict[str, Any]]]:
-    rows = conn.execute(f'SELECT tenant_id, document FROM "{schema}".receipts'
-                        " WHERE %(tenant)s::text IS NULL OR tenant_id = %(tenant)s ORDER BY tenant_id, sequence",
-                        {"tenant": tenant}).fetchall()
+    rows = store.receipt_documents(conn, schema, tenant)
     chains: dict[str, list[dict[str, Any]]] = {}
     for tenant_id, document in rows:
         chains.setdefault(tenant_id, []).append(document)
@@ -132,7 +131,7 @@ def load_receipts(conn: psycopg.Connection[TupleRow], schema: str, tenant: str |
 
 def load_keys(conn: psycopg.Connection[TupleRow], schema: str) -> dict[str, Ed25519PublicKey]:
     return {kid: Ed25519PublicKey.from_public_bytes(bytes(public))
-            for kid, public in conn.execute(f'SELECT kid, public_key FROM "{schema}".signing_keys')}
+            for kid, public in store.public_keys(conn, schema)}
 
 
 async def check(settings: IngestSettings, chains: dict[str, list[dict[str, Any]]],

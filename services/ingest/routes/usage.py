@@ -17,6 +17,7 @@ from services.ingest.deps import AccountReader, Plans, Runtime, Settings
 from services.ingest.ledger_calls import call_ledger, pb
 from services.ingest.receipts.issuing import attributed_totals, daily_totals
 from services.ingest.settings import IngestSettings
+from services.ingest.store import accounts as account_store
 
 router = APIRouter(prefix="/v1", tags=["account"])
 
@@ -120,9 +121,9 @@ async def usage(request: Request, tenant: AccountReader, runtime: Runtime, plans
     now = datetime.now(UTC)
     first_day = now.date() - timedelta(days=days - 1)
     async with runtime.pool.connection() as conn:
-        tenant_row = await (await conn.execute("SELECT plan FROM tenants WHERE id = %s", [tenant])).fetchone()
-        assert tenant_row is not None, "the caller's key belongs to a tenant"
-        plan = plans.get(tenant_row["plan"])
+        plan_name = await account_store.tenant_plan(conn, tenant)
+        assert plan_name is not None, "the caller's key belongs to a tenant"
+        plan = plans.get(plan_name)
         counted = await limits.count_usage(conn, tenant, now)
         requests, ahead_s = await limits.requests_today(conn, tenant)
         totals = await daily_totals(conn, tenant, datetime.combine(first_day, time(), UTC))

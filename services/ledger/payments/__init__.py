@@ -5,7 +5,7 @@ stripe_gateway.py  Stripe through its official library: Checkout Sessions, off-s
                    PaymentIntents, webhook events verified by `stripe.Webhook.construct_event`
 rules.py           the arithmetic without I/O: a refund's share, a dispute's hold, what is due
 service.py         Payments: checkouts opened, notices applied in one transaction each, auto top-ups charged
-billing_api.py     the internal HTTP API ingest calls for a tenant's billing (checkout, auto top-up)
 
-The payment tables' SQL is in the ledger's store (store/payments.py).
+The payment tables' SQL is in the ledger's store (store/payments.py); the internal HTTP API
+ingest calls for a tenant's billing (checkout, auto top-up) is routes/billing.py.
 """

@@ -1,0 +1,186 @@
+"""The accounts' tables: tenants and their plans, API keys, the tenants' prompt screening, and
+the counters a plan's limits read (the request rate, jobs and images of the day)."""
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+from uuid import UUID
+
+from psycopg.rows import DictRow
+from psycopg.types.json import Jsonb
+
+from services.common.contracts import FINAL_STATES, KeySpendCaps
+from services.common.db import Conn
+
+KEY_COLUMNS = ("id, name, prefix, scopes, created_at, last_used_at, expires_at, revoked_at, daily_cap_credits,"
+               " monthly_cap_credits")
+# The UTC day of the database's clock, which every counter here reads.
+TODAY = "(now() AT TIME ZONE 'UTC')::date"
+
+
+# ---- API keys ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewKey:
+    """An API key's row as it is issued: only the secret's hash, and its first characters."""
+
+    key_hash: str
+    prefix: str
+    name: str
+    scopes: tuple[str, ...]
+    caps: KeySpendCaps
+
+
+async def insert_key(conn: Conn, tenant_id: str, key: NewKey) -> DictRow:
+    """Write the key; its id and created_at."""
+    row = await (await conn.execute(
+        "INSERT INTO api_keys (key_hash, tenant_id, prefix, name, scopes, daily_cap_credits, monthly_cap_credits)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id, created_at",
+        [key.key_hash, tenant_id, key.prefix, key.name, list(key.scopes), key.caps.daily,
+         key.caps.monthly])).fetchone()
+    assert row is not None, "an INSERT ... RETURNING gives its row"
+    return row
+
+
+async def list_keys(conn: Conn, tenant_id: str) -> list[DictRow]:
+    """The tenant's keys still in use (not revoked, not past their rotation overlap), oldest first."""
+    return await (await conn.execute(
+        f"SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = %s AND revoked_at IS NULL"
+        " AND (expires_at IS NULL OR expires_at > now()) ORDER BY created_at, id", [tenant_id])).fetchall()
+
+
+async def revoke_key(conn: Conn, tenant_id: str, key_id: UUID) -> bool:
+    """Revoke a live key of the tenant; False when it has none by that id."""
+    cur = await conn.execute(
+        "UPDATE api_keys SET revoked_at = now() WHERE id = %s AND tenant_id = %s AND revoked_at IS NULL"
+        " AND (expires_at IS NULL OR expires_at > now())", [key_id, tenant_id])
+    return cur.rowcount == 1
+
+
+async def expire_key(conn: Conn, tenant_id: str, key_id: UUID, overlap_s: int) -> DictRow | None:
+    """Let a live key of the tenant work `overlap_s` more (never longer than it already would);
+    its row, or None when the tenant has no live key by that id."""
+    return await (await conn.execute(
+        f"UPDATE api_keys SET expires_at = LEAST(coalesce(expires_at, 'infinity'), now() + make_interval(secs => %s))"
+        f" WHERE id = %s AND tenant_id = %s AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())"
+        f" RETURNING {KEY_COLUMNS}", [overlap_s, key_id, tenant_id])).fetchone()
+
+
+async def set_caps(conn: Conn, tenant_id: str, key_id: UUID, caps: KeySpendCaps) -> DictRow | None:
+    """Set a live key's spend caps (None lifts one); the key's row, or None when the tenant has
+    no live key by that id. Jobs submitted from now on carry the new caps."""
+    return await (await conn.execute(
+        f"UPDATE api_keys SET daily_cap_credits = %s, monthly_cap_credits = %s WHERE id = %s AND tenant_id = %s"
+        f" AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now()) RETURNING {KEY_COLUMNS}",
+        [caps.daily, caps.monthly, key_id, tenant_id])).fetchone()
+
+
+async def key_hash_is_live(conn: Conn, tenant_id: str, key_hash: str) -> bool:
+    row = await (await conn.execute(
+        "SELECT 1 FROM api_keys WHERE key_hash = %s AND tenant_id = %s AND revoked_at IS NULL"
+        " AND (expires_at IS NULL OR expires_at > now())", [key_hash, tenant_id])).fetchone()
+    return row is not None
+
+
+# ---- tenants -----------------------------------------------------------------------------
+
+
+async def insert_tenant(conn: Conn, tenant_id: str, name: str | None = None,
+                        plan: str | None = None) -> bool:
+    """Create the tenant, on `plan` (the table's default, free, when None); False when it
+    exists already (it is left as it is)."""
+    row = await (await conn.execute(
+        "INSERT INTO tenants (id, name, plan) VALUES (%s, %s, coalesce(%s, 'free'))"
+        " ON CONFLICT (id) DO NOTHING RETURNING id", [tenant_id, name or tenant_id, plan])).fetchone()
+    return row is not None
+
+
+async def set_plan(conn: Conn, tenant_id: str, plan: str) -> str | None:
+    """Move the tenant to `plan`; the plan it was on, or None when there is no such tenant."""
+    row = await (await conn.execute("SELECT plan FROM tenants WHERE id = %s FOR UPDATE", [tenant_id])).fetchone()
+    if row is not None:
+        await conn.execute("UPDATE tenants SET plan = %s WHERE id = %s", [plan, tenant_id])
+    return row["plan"] if row else None
+
+
+async def tenant_plan(conn: Conn, tenant_id: str) -> str | None:
+    """The tenant's plan's name; None when there is no such tenant."""
+    row = await (await conn.execute("SELECT plan FROM tenants WHERE id = %s", [tenant_id])).fetchone()
+    return row["plan"] if row else None
+
+
+async def lock_tenant_plan(conn: Conn, tenant_id: str) -> str | None:
+    """The tenant's plan's name, its row locked until the transaction ends; None when there is no such tenant."""
+    row = await (await conn.execute("SELECT plan FROM tenants WHERE id = %s FOR UPDATE", [tenant_id])).fetchone()
+    return row["plan"] if row else None
+
+
+# ---- prompt screening --------------------------------------------------------------------
+
+
+async def read_screening(conn: Conn, tenant_id: str) -> DictRow | None:
+    """The tenant's own screening rules and policy, as stored; None when it has none."""
+    return await (await conn.execute("SELECT rules, policy FROM prompt_screening WHERE tenant_id = %s",
+                                     [tenant_id])).fetchone()
+
+
+async def write_screening(conn: Conn, tenant_id: str, rules: list[dict[str, Any]], policy: str | None) -> None:
+    await conn.execute(
+        "INSERT INTO prompt_screening (tenant_id, rules, policy) VALUES (%s, %s, %s) ON CONFLICT (tenant_id)"
+        " DO UPDATE SET rules = EXCLUDED.rules, policy = EXCLUDED.policy, updated_at = now()",
+        [tenant_id, Jsonb(rules), policy])
+
+
+# ---- the counters of a plan's limits -----------------------------------------------------
+
+
+class Rate(Protocol):
+    """A plan's request rate (GCRA): one request every `interval_s`, bursts up to `tolerance_s` ahead."""
+
+    @property
+    def interval_s(self) -> float: ...
+
+    @property
+    def tolerance_s(self) -> float: ...
+
+
+async def take_request(conn: Conn, tenant_id: str, rate: Rate) -> tuple[bool, float]:
+    """Count one request against the tenant's rate, and among the requests it was answered
+    today; the row moves only when the request is allowed. Whether it was, and how far the
+    rate's TAT runs ahead of now (seconds)."""
+    row = await (await conn.execute(
+        "INSERT INTO rate_limits AS r (tenant_id, tat, day, requests)"
+        f" VALUES (%(tenant)s, now() + make_interval(secs => %(t)s), {TODAY}, 1)"
+        " ON CONFLICT (tenant_id) DO UPDATE SET tat = greatest(r.tat, now()) + make_interval(secs => %(t)s),"
+        " requests = CASE WHEN r.day = EXCLUDED.day THEN r.requests + 1 ELSE 1 END, day = EXCLUDED.day"
+        " WHERE greatest(r.tat, now()) + make_interval(secs => %(t)s) <= now() + make_interval(secs => %(tol)s)"
+        " RETURNING extract(epoch FROM tat - now())::float8 AS ahead",
+        {"tenant": tenant_id, "t": rate.interval_s, "tol": rate.tolerance_s})).fetchone()
+    if row is not None:
+        return True, row["ahead"]
+    row = await (await conn.execute("SELECT extract(epoch FROM tat - now())::float8 AS ahead FROM rate_limits"
+                                    " WHERE tenant_id = %s", [tenant_id])).fetchone()
+    return False, row["ahead"] if row else 0.0
+
+
+async def count_usage(conn: Conn, tenant_id: str, day_start: datetime) -> tuple[int, int]:
+    """The tenant's jobs not yet final, and the images asked for since `day_start` by jobs
+    that were not rejected: one query."""
+    row = await (await conn.execute(
+        "SELECT count(*) FILTER (WHERE state <> ALL(%(final)s)) AS active,"
+        " coalesce(sum((view->>'images')::int) FILTER (WHERE created_at >= %(day)s AND state <> 'rejected'), 0)"
+        " AS images_today FROM jobs WHERE tenant_id = %(tenant)s"
+        " AND (state <> ALL(%(final)s) OR created_at >= %(day)s)",
+        {"final": sorted(FINAL_STATES), "day": day_start, "tenant": tenant_id})).fetchone()
+    assert row is not None, "an aggregate gives one row"
+    return row["active"], row["images_today"]
+
+
+async def requests_today(conn: Conn, tenant_id: str) -> tuple[int, float]:
+    """Requests answered today (UTC), and how far the rate's TAT runs ahead of now (seconds)."""
+    row = await (await conn.execute(
+        f"SELECT CASE WHEN day = {TODAY} THEN requests ELSE 0 END AS requests,"
+        " extract(epoch FROM tat - now())::float8 AS ahead FROM rate_limits WHERE tenant_id = %s",
+        [tenant_id])).fetchone()
+    return (row["requests"], row["ahead"]) if row else (0, 0.0)
