@@ -105,7 +105,7 @@ def frames(data: bytes, *, every: int = 1, limit: int | None = None, max_side: i
             for index, frame in enumerate(container.decode(stream)):
                 if index % every:
                     continue
-                yield Frame(index=index, t_ms=_frame_ms(frame), rgb=_rgb(frame, max_side))
+                yield Frame(index=index, t_ms=_frame_ms(frame), rgb=rgb_of(frame, max_side))
                 yielded += 1
                 if limit is not None and yielded >= limit:
                     return
@@ -213,9 +213,10 @@ def _frame_ms(frame: Any) -> int:
     return int(round(float(frame.pts * frame.time_base) * 1000))
 
 
-def _rgb(frame: Any, max_side: int | None) -> np.ndarray:
+def rgb_of(frame: Any, max_side: int | None = None) -> np.ndarray:
+    """A decoded frame's pixels (RGB), scaled so its longer side is at most `max_side`."""
     if max_side and max(frame.width, frame.height) > max_side:
         scale = max_side / max(frame.width, frame.height)
-        frame = frame.reformat(width=max(2, int(frame.width * scale)), height=max(2, int(frame.height * scale)))
+        frame = frame.reformat(width=max(2, round(frame.width * scale)), height=max(2, round(frame.height * scale)))
     rgb: np.ndarray = frame.to_ndarray(format="rgb24")
     return rgb

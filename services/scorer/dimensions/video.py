@@ -52,7 +52,7 @@ import numpy as np
 import torch
 
 from services.common.quality.dimensions import Dimension
-from services.common.video import ClipError, ClipInfo, probe
+from services.common.video import ClipError, ClipInfo, probe, rgb_of
 from services.scorer.dimensions.batch import ClipRequest, ImageBatch, ScoringContext, with_luma
 from services.scorer.dimensions.measures import measure_of
 
@@ -172,9 +172,9 @@ class ClipReading:
         kept: list[np.ndarray] = []
         try:
             for index, frame in enumerate(_decoded(self.data)):
-                reader.add(_rgb(frame, SEQUENCE_SIDE))
+                reader.add(rgb_of(frame, SEQUENCE_SIDE))
                 if index in keep:
-                    kept.append(with_luma(_rgb(frame, sampling.side)))
+                    kept.append(with_luma(rgb_of(frame, sampling.side)))
                     self.sampled_ms.append(round(index * 1000 / info.fps) if info.fps else 0)
         except (av.FFmpegError, ValueError, IndexError, EOFError) as error:
             reader.found.error = f"frame {reader.found.frames} does not decode: {error}"
@@ -230,14 +230,6 @@ def _decoded(data: bytes) -> Any:
         # into Python, which deadlocks threaded decoding (PyAV keeps it off for that reason).
         stream.codec_context.options = {"err_detect": "explode"}
         yield from container.decode(stream)
-
-
-def _rgb(frame: Any, side: int | None) -> np.ndarray:
-    if side and max(frame.width, frame.height) > side:
-        scale = side / max(frame.width, frame.height)
-        frame = frame.reformat(width=max(2, round(frame.width * scale)), height=max(2, round(frame.height * scale)))
-    rgb: np.ndarray = frame.to_ndarray(format="rgb24")
-    return rgb
 
 
 def _of_clip(compute: Callable[[ClipReading], float]) -> Callable[[Any], torch.Tensor]:
