@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from services.common.contracts import (
     AttemptStarted,
     CandidateRef,
+    CandidatesChecked,
     CandidateScore,
     CandidatesGenerated,
     CandidatesScored,
@@ -155,3 +156,21 @@ def test_an_attempt_seen_before_the_reservation_still_shows_the_job_admitted_fir
     reserved = apply_event(generating, EVENTS[0], T0 + timedelta(seconds=1))
     assert state_changes(generating, reserved) == [] and reserved.billing.state == "reserved"
     assert reserved.reasons["admitted"] == "10 credits reserved"  # the earlier of the two is kept
+
+
+def test_progress_never_goes_back_when_chunks_are_checked_out_of_order():
+    """The scorer checks a job's chunks side by side: a check that counted fewer can arrive
+    after one that counted more. The job's progress keeps what was counted."""
+    def checked(generated: int, scored: int, passing: int) -> CandidatesChecked:
+        return CandidatesChecked(job_id=JOB, tenant_id="t", attempt=1, images=60, scores=[], candidates=240,
+                                 generated=generated, scored=scored, passing=passing)
+
+    view = apply_event(submitted_view(SPEC), EVENTS[0], T0)
+    view = apply_event(view, checked(192, 160, 40), T0 + timedelta(seconds=1))
+    view = apply_event(view, checked(160, 128, 30), T0 + timedelta(seconds=2))
+
+    assert view.progress is not None
+    assert (view.progress.generated, view.progress.scored, view.progress.passing, view.progress.needed) == \
+        (192, 160, 40, 20)
+    view = apply_event(view, checked(224, 192, 45), T0 + timedelta(seconds=3))
+    assert (view.progress.generated, view.progress.scored, view.progress.passing) == (224, 192, 45)

@@ -78,9 +78,16 @@ def merged_scores(view: JobView, scores: list[CandidateScore]) -> list[Candidate
     return [by_index[index] for index in sorted(by_index)]
 
 
-def progress_of(event: CandidatesChecked) -> Progress:
-    return Progress(candidates=event.candidates, generated=event.generated, scored=event.scored, passing=event.passing,
-                    needed=max(0, event.images - event.passing), eta_s=event.eta_s)
+def progress_of(event: CandidatesChecked, before: Progress | None = None) -> Progress:
+    """Where the job stands after `event`. The scorer checks a job's chunks side by side, so
+    a check that read fewer stored, scored or passing candidates can arrive after one that
+    read more: what was counted once stays counted, and progress never goes back."""
+    generated, scored, passing = event.generated, event.scored, event.passing
+    if before is not None:
+        generated, scored, passing = (max(generated, before.generated), max(scored, before.scored),
+                                      max(passing, before.passing))
+    return Progress(candidates=event.candidates, generated=generated, scored=scored, passing=passing,
+                    needed=max(0, event.images - passing), eta_s=event.eta_s)
 
 
 def with_regeneration(view: JobView, event: RegenerationRequested) -> list[Regeneration]:
@@ -228,7 +235,7 @@ def merged(view: JobView, event: AnyJobEvent, at: datetime) -> JobView:
             announce = (view.progress_announced_at is None
                         or (at - view.progress_announced_at).total_seconds() >= PROGRESS_ANNOUNCED_EVERY_S)
             announced = {"progress_announced_at": at, "progress_announcements": view.progress_announcements + 1}
-            return view.model_copy(update={"scores": merged_scores(view, event.scores), "progress": progress_of(event),
+            return view.model_copy(update={"scores": merged_scores(view, event.scores), "progress": progress_of(event, view.progress),
                                            "updated_at": max(view.updated_at, at)} | (announced if announce else {}))
         case GenerationFailed():
             return failed_or_expired(view, at, event.failure_code, "generation", event.reason)
