@@ -28,15 +28,11 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-if TYPE_CHECKING:
-    from services.common.settings import AuditorSettings
-    from services.ingest.settings import IngestSettings
 
 NONCE_BYTES = 12
 LOCAL, KMS = "local:", "aws-kms:"
@@ -160,7 +156,20 @@ class Keyring:
         raise KeyUnavailable(f"the data key of job {job_id} is wrapped under {kek_id!r}, which this ingest does not hold")
 
 
-def keyring_of(settings: "IngestSettings | AuditorSettings") -> Keyring:
+class KeySettings(Protocol):
+    """Where a process's key-encryption keys are (ingest's settings, or an auditor's)."""
+
+    @property
+    def data_key_kek_file(self) -> str | None: ...
+    @property
+    def data_key_kms_key_id(self) -> str | None: ...
+    @property
+    def data_key_kms_endpoint_url(self) -> str | None: ...
+    @property
+    def s3_region(self) -> str: ...
+
+
+def keyring_of(settings: KeySettings) -> Keyring:
     """The process's keyring for these settings, read once (a new KEK takes a restart)."""
     return _keyring(settings.data_key_kek_file, settings.data_key_kms_key_id, settings.data_key_kms_endpoint_url,
                     settings.s3_region)

@@ -12,15 +12,12 @@ import importlib
 import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict
 
 from services.router.providers.base import Provider, ProviderContext
 from services.router.providers.inputs import ModelInputs
-
-if TYPE_CHECKING:
-    from services.router.providers.registry import ProviderConfig
 
 _CLASSES: dict[str, "AdapterClass"] = {}
 _Class = TypeVar("_Class", bound=type)
@@ -53,9 +50,9 @@ class AdapterClass(Protocol):
     __qualname__: str
     traits: AdapterTraits
 
-    def __call__(self, config: "ProviderConfig", context: ProviderContext, secret: str | None = None) -> Provider: ...
+    def __call__(self, config: "Configured", context: ProviderContext, secret: str | None = None) -> Provider: ...
 
-    def check_config(self, config: "ProviderConfig", options: Any) -> None: ...
+    def check_config(self, config: "Configured", options: Any) -> None: ...
 
 
 def adapter(name: str) -> Callable[[_Class], _Class]:
