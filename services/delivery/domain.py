@@ -28,12 +28,10 @@ from services.common.contracts import (
 )
 from services.common.storage import EXTENSIONS
 from services.common.templates import Delivery
-from services.common.video import MP4
 from services.delivery.postprocess import Delivered
 
 COPY_FAILED = "copy_failed"
 UNPUBLISHABLE = "unpublishable_image"
-PUBLIC_EXTENSIONS = {**EXTENSIONS, MP4: "mp4"}
 
 
 def folder_of(key: str) -> str:
@@ -43,12 +41,12 @@ def folder_of(key: str) -> str:
 
 def public_key(tenant_id: str, when: datetime, job_id: UUID, n: int, media_type: str) -> str:
     """`{tenant}/{yyyy}/{mm}/{job}/{n}.{ext}`, n counting from 1 in selection order."""
-    return f"{tenant_id}/{when:%Y}/{when:%m}/{job_id}/{n}.{PUBLIC_EXTENSIONS.get(media_type, 'bin')}"
+    return f"{tenant_id}/{when:%Y}/{when:%m}/{job_id}/{n}.{EXTENSIONS.get(media_type, 'bin')}"
 
 
 def thumbnail_key(key: str, media_type: str) -> str:
     """`…/{n}.thumb.{ext}`, beside the image (or clip) `…/{n}.{ext}` in the job's folder."""
-    return f"{key.rsplit('.', 1)[0]}.thumb.{PUBLIC_EXTENSIONS.get(media_type, 'bin')}"
+    return f"{key.rsplit('.', 1)[0]}.thumb.{EXTENSIONS.get(media_type, 'bin')}"
 
 
 def delivered_image(n: int, key: str, thumbnail_key: str, done: Delivered, delivery: Delivery,
