@@ -52,7 +52,7 @@ async def unread(options: dict, database_url: str) -> int:
     log began (a rotation), less that beginning, as the owning service's journal notes it."""
     from aiokafka.admin import AIOKafkaAdminClient
 
-    from services.common.bus import kafka_admin
+    from services.common.bus import committed_offsets, high_watermarks, partitions_of
     from services.common.contracts import SUBSCRIPTIONS, consumer_group, topic_of
 
     with psycopg.connect(database_url) as conn:
@@ -64,10 +64,9 @@ async def unread(options: dict, database_url: str) -> int:
         client, behind = admin._client, 0
         for reader, publishers in SUBSCRIPTIONS.items():
             for topic in (topic_of(p) for p in publishers):
-                partitions = await kafka_admin.partitions_of(client, topic)
-                ends = await kafka_admin.high_watermarks(client, topic, partitions)
-                committed = await kafka_admin.committed_offsets(admin, consumer_group("genline", reader), topic,
-                                                                partitions)
+                partitions = await partitions_of(client, topic)
+                ends = await high_watermarks(client, topic, partitions)
+                committed = await committed_offsets(admin, consumer_group("genline", reader), topic, partitions)
                 behind += sum(max(0, end - max(committed.get(p, 0), starts.get((topic, p), 0)))
                               for p, end in ends.items())
         return behind

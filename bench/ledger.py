@@ -31,7 +31,7 @@ import psutil  # noqa: E402
 import psycopg  # noqa: E402
 
 from bench.costs import postmaster_of, server_cpu_s  # noqa: E402
-from services.common.bus.envelope import envelop  # noqa: E402
+from services.common.bus import envelop  # noqa: E402
 from services.common.contracts import DeliveredImage, JobDelivered, JobSpec, JobSubmitted  # noqa: E402
 from services.common.db import migrate  # noqa: E402
 from services.common.runtime import ServiceRuntime, tune_collector  # noqa: E402

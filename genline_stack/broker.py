@@ -50,7 +50,7 @@ def bus_fence(database_url: str) -> Iterator[None]:
     flight has ended, and none starts until the block ends."""
     import psycopg
 
-    from services.common.bus.journal import BUS_FENCE
+    from services.common.bus import BUS_FENCE
 
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", [BUS_FENCE])
@@ -64,7 +64,7 @@ async def create_topics(bootstrap: str | dict[str, Any], topics: list[str] = ALL
     """`bootstrap`: an address, or a client's whole options (Endpoints.kafka_options)."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-    from services.common.bus.replay import kafka_options
+    from services.common.bus import kafka_options
 
     admin = AIOKafkaAdminClient(**kafka_options(bootstrap))
     await admin.start()

@@ -39,7 +39,7 @@ class Endpoints:
 
     def kafka_options(self) -> dict[str, Any]:
         """Keyword arguments for an aiokafka client of the tests and tools."""
-        from services.common.bus.kafka_security import tls_context
+        from services.common.bus import tls_context
 
         options: dict[str, Any] = {"bootstrap_servers": self.kafka_bootstrap,
                                    "security_protocol": self.kafka_security_protocol}

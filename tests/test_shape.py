@@ -14,6 +14,10 @@
   module of the service that starts the server, and one that has commands has `cli.py`, the
   only module of the service that adds to the `genline` command tree. HTTP routes are
   declared in the routes room (or wired in `app.py`), nowhere else.
+* The bus's front door (`services.common.bus`) hands services no SQL to splice: nothing it
+  exports, nor a public attribute of a class it exports, is SQL. A statement that must carry
+  the inbox's claim or an outbox row is handed to the bus (`InboxClaim.first`,
+  `staged_event`), which adds its own part.
 
 Each rule is a function of a tree's root, and a test plants a breach in a copy of the tree
 to show that the rule sees it.
@@ -236,3 +240,64 @@ def test_a_service_without_a_room_or_with_a_room_outside_it_is_found(tmp_path):
     assert "services/router/scheduler.py: declares HTTP routes outside routes" in broken
     assert "services/scorer/calibration.py: starts a gRPC server outside grpc.py" in broken
     assert "services/scorer/offline.py: adds commands outside cli.py" in broken
+
+
+# ---- the bus's front door hands out no SQL --------------------------------------------------
+
+
+SQL_WORDS = re.compile(r"\b(SELECT|INSERT INTO|UPDATE|DELETE FROM)\b")
+
+
+def is_sql(value: object) -> bool:
+    return isinstance(value, str) and SQL_WORDS.search(value) is not None
+
+
+def sql_handed_out(front_door: object) -> list[str]:
+    """The names of what `front_door` exports (`__all__`) that is SQL, or that carries SQL as a
+    public attribute of an exported class: a fragment of the bus's SQL for a service to splice."""
+    found = []
+    for name in front_door.__all__:
+        exported = getattr(front_door, name)
+        if is_sql(exported):
+            found.append(name)
+        elif isinstance(exported, type):
+            found += [f"{name}.{attribute}" for attribute, value in vars(exported).items()
+                      if not attribute.startswith("_") and is_sql(value)]
+    return found
+
+
+def test_the_bus_hands_services_no_sql():
+    import services.common.bus as bus
+
+    assert sql_handed_out(bus) == []
+
+
+def test_a_fragment_of_sql_on_the_front_door_is_found():
+    class Claim:
+        CLAIMED = "claimed AS (INSERT INTO inbox (event_id) SELECT * FROM unnest(%b) RETURNING event_id)"
+        _PRIVATE = "INSERT INTO inbox"
+
+        kind = "interactive"
+
+    front_door = type("FrontDoor", (), {"__all__": ["Claim", "OUTBOX_INSERT", "NAME"], "Claim": Claim,
+                                        "OUTBOX_INSERT": "INSERT INTO outbox VALUES (%s)", "NAME": "outbox"})
+    assert sql_handed_out(front_door) == ["Claim.CLAIMED", "OUTBOX_INSERT"]
+
+
+def bus_modules_imported(tree: Path) -> list[str]:
+    """`path: module` for each module of the bus (not its front door) a module of `tree`
+    imports; for the benchmarks, which are no package the import contracts could name."""
+    found = []
+    for path in python_modules(tree):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                     else [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+            found += [f"{path.name}: {name}" for name in names if name.startswith("services.common.bus.")]
+    return found
+
+
+def test_the_benchmarks_reach_the_bus_through_its_front_door(tmp_path):
+    assert bus_modules_imported(ROOT / "bench") == []
+    (tmp_path / "history.py").write_text("from services.common.bus import kafka_admin, envelop\n"
+                                         "from services.common.bus.envelope import envelop\n")
+    assert bus_modules_imported(tmp_path) == ["history.py: services.common.bus.envelope"]

@@ -6,7 +6,7 @@ import gc
 import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import psycopg
 import uvicorn
@@ -20,7 +20,7 @@ from services.common.bus.consumer import EventConsumer
 from services.common.bus.envelope import Envelope, envelop
 from services.common.bus.journal import Journal
 from services.common.bus.kafka_security import faststream_security
-from services.common.bus.outbox import OutboxRelay, add_to_outbox, outbox_row
+from services.common.bus.outbox import OutboxRelay, OutboxRow, add_to_outbox, outbox_row
 from services.common.contracts import PUBLISHERS, Event, consumer_group, readers_of, topic_of
 from services.common.db import COMMON_MIGRATIONS, Conn, Pool, migrate, open_pool, ping
 from services.common.grpc_server import hold_grpc_aio
@@ -114,7 +114,7 @@ class ServiceRuntime:
         await add_to_outbox(conn, envelope, self.settings.topic_namespace)
         return envelope
 
-    def outbox_row(self, event: Event) -> tuple[Any, ...]:
+    def outbox_row(self, event: Event) -> OutboxRow:
         """`emit`'s outbox row, for a statement of the caller's to add (bus.staged_event)."""
         return outbox_row(envelop(event, f"/genline/{self.name}"), self.settings.topic_namespace)
 

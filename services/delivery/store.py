@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from psycopg.rows import DictRow
 
-from services.common.bus import InboxClaim, staged_event
+from services.common.bus import InboxClaim, OutboxRow, staged_event
 from services.common.contracts import RetentionSet
 from services.common.db import Conn, as_arrays, typed_arrays
 from services.delivery import domain
@@ -43,11 +43,11 @@ async def claim_outcome(conn: Conn, job_id: uuid.UUID, tenant_id: str, outcome: 
             "INSERT INTO job_outcomes (job_id, tenant_id, outcome) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
             [job_id, tenant_id, outcome])
         return cur.rowcount == 1
-    row = await (await conn.execute(
-        f"WITH {InboxClaim.CLAIMED}, won AS (INSERT INTO job_outcomes (job_id, tenant_id, outcome)"
+    row = await (await conn.execute(*claim.first(
+        "WITH won AS (INSERT INTO job_outcomes (job_id, tenant_id, outcome)"
         " VALUES (%s, %s, %s) ON CONFLICT DO NOTHING RETURNING job_id)"
-        f" SELECT {InboxClaim.IDS} AS claimed, (SELECT count(*) FROM won) AS won",
-        [*claim.params, job_id, tenant_id, outcome])).fetchone()
+        " SELECT (SELECT ids FROM claimed_ids) AS claimed, (SELECT count(*) FROM won) AS won",
+        [job_id, tenant_id, outcome]))).fetchone()
     assert row is not None, "a SELECT without FROM gives one row"
     claim.fresh(row["claimed"])
     won: int = row["won"]
@@ -70,7 +70,7 @@ DELIVERED_COLUMNS = {"n": "int", "key": "text", "source_key": "text", "source_of
 
 
 async def claim_delivered(conn: Conn, job_id: uuid.UUID, tenant_id: str, images: list[DeliveredRow],
-                          announces: tuple[Any, ...], claim: InboxClaim) -> bool:
+                          announces: OutboxRow, claim: InboxClaim) -> bool:
     """Claim the job's one outcome as delivered, record its published images, each with the
     candidate it came from, and add `announces` (an outbox row: its JobDelivered), in the
     statement that makes `claim` (then told what is fresh); False (nothing recorded, nothing
@@ -83,17 +83,16 @@ async def claim_delivered(conn: Conn, job_id: uuid.UUID, tenant_id: str, images:
     arrays = typed_arrays(DELIVERED_COLUMNS)
     names = ", ".join(DELIVERED_COLUMNS)
     announce, announced = staged_event(announces, from_rows="won")
-    row = await (await conn.execute(
-        f"WITH {InboxClaim.CLAIMED},"
-        " won AS (INSERT INTO job_outcomes (job_id, tenant_id, outcome) VALUES (%s, %s, 'delivered')"
+    row = await (await conn.execute(*claim.first(
+        "WITH won AS (INSERT INTO job_outcomes (job_id, tenant_id, outcome) VALUES (%s, %s, 'delivered')"
         "  ON CONFLICT DO NOTHING RETURNING job_id, tenant_id),"
         f" recorded AS (INSERT INTO delivered_images (job_id, tenant_id, {names})"
         f"  SELECT w.job_id, w.tenant_id, i.* FROM won AS w, unnest({arrays}) AS i({names})),"
         f" announced AS ({announce})"
-        f" SELECT {InboxClaim.IDS} AS claimed, (SELECT count(*) FROM won) AS won",
-        [*claim.params, job_id, tenant_id, *as_arrays([(i.n, i.key, i.source_key, i.source_offset, i.source_size,
-                                                         i.sha256, i.size_bytes) for i in images]),
-         *announced])).fetchone()
+        " SELECT (SELECT ids FROM claimed_ids) AS claimed, (SELECT count(*) FROM won) AS won",
+        [job_id, tenant_id, *as_arrays([(i.n, i.key, i.source_key, i.source_offset, i.source_size,
+                                         i.sha256, i.size_bytes) for i in images]),
+         *announced]))).fetchone()
     assert row is not None, "a SELECT without FROM gives one row"
     claim.fresh(row["claimed"])
     won_count: int = row["won"]
@@ -231,10 +230,10 @@ async def disable_endpoint(conn: Conn, endpoint_id: uuid.UUID | None, reason: st
 async def subscribed_endpoints(conn: Conn, tenant_id: str, event_type: str, claim: InboxClaim) -> list[DictRow]:
     """The tenant's enabled endpoints that asked for `event_type`: id and url; read in the
     statement that claims the event on the inbox (`claim`, told what is fresh)."""
-    rows = await (await conn.execute(
-        f"WITH {InboxClaim.CLAIMED} SELECT {InboxClaim.IDS} AS claimed, e.id, e.url FROM (SELECT) AS one"
+    rows = await (await conn.execute(*claim.first(
+        "SELECT (SELECT ids FROM claimed_ids) AS claimed, e.id, e.url FROM (SELECT) AS one"
         " LEFT JOIN webhook_endpoints AS e ON e.tenant_id = %s AND e.enabled AND e.deleted_at IS NULL"
-        " AND %s = ANY(e.event_types)", [*claim.params, tenant_id, event_type])).fetchall()
+        " AND %s = ANY(e.event_types)", [tenant_id, event_type]))).fetchall()
     claim.fresh(rows[0]["claimed"])
     return [{"id": row["id"], "url": row["url"]} for row in rows if row["id"] is not None]
 

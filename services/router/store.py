@@ -10,7 +10,7 @@ from uuid import UUID
 
 from psycopg.types.json import Jsonb
 
-from services.common.bus import InboxClaim, staged_event
+from services.common.bus import InboxClaim, OutboxRow, staged_event
 from services.common.contracts import JobSpec
 from services.common.db import Conn, Pool
 from services.router.domain import JobState
@@ -39,21 +39,20 @@ async def admit_job(conn: Conn, spec: JobSpec, budget_micro_usd: int,
     """Record an admitted job and ask for its first attempt, in one statement, which makes
     `claim` too if given (then told what is fresh); False if it was admitted (or canceled)
     before."""
-    row = await (await conn.execute(
-        f"WITH {InboxClaim.CLAIMED_BY_NAME + ', ' if claim else ''}"
-        "admitted AS (INSERT INTO jobs (job_id, tenant_id, tier, template, spec, budget_micro_usd, traceparent)"
+    claim = claim or InboxClaim([])
+    row = await (await conn.execute(*claim.first_by_name(
+        "WITH admitted AS (INSERT INTO jobs (job_id, tenant_id, tier, template, spec, budget_micro_usd, traceparent)"
         "  SELECT %(job)s, %(tenant)s, %(tier)s, %(template)s, %(spec)s, %(budget)s, %(traceparent)s"
         "  WHERE NOT EXISTS (SELECT 1 FROM canceled_jobs WHERE job_id = %(job)s)"
         "  ON CONFLICT DO NOTHING RETURNING job_id),"
         " requested AS (INSERT INTO attempt_requests (job_id, attempt, images_needed)"
         "  SELECT job_id, 1, %(images)s FROM admitted ON CONFLICT DO NOTHING RETURNING job_id)"
-        f" SELECT (SELECT count(*) FROM requested) AS requested{', ' + InboxClaim.IDS + ' AS claimed' if claim else ''}",
+        " SELECT (SELECT count(*) FROM requested) AS requested, (SELECT ids FROM claimed_ids) AS claimed",
         {"job": spec.job_id, "tenant": spec.tenant_id, "tier": spec.tier, "template": spec.template,
          "spec": spec.model_dump_json(), "budget": budget_micro_usd, "traceparent": traceparent,
-         "images": spec.images, **(claim.named_params if claim else {})})).fetchone()
+         "images": spec.images}))).fetchone()
     assert row is not None, "a SELECT without FROM gives one row"
-    if claim:
-        claim.fresh(row["claimed"])
+    claim.fresh(row["claimed"])
     return bool(row["requested"] == 1)
 
 
@@ -119,7 +118,7 @@ async def claim_attempt(conn: Conn, request: AttemptRequest, owner: str,
 
 
 async def claim_job_attempt(conn: Conn, request: AttemptRequest, owner: str,
-                            lease_s: float, first_announces: tuple[Any, ...] | None = None) -> tuple[int, JobState] | None:
+                            lease_s: float, first_announces: OutboxRow | None = None) -> tuple[int, JobState] | None:
     """`claim_attempt` and the job's state, in one statement; None if another router holds
     the attempt or it is done. `first_announces`, an outbox row (outbox_row), is added by
     the same statement if this is the attempt's first claim: a takeover announces nothing."""
@@ -132,7 +131,7 @@ async def claim_job_attempt(conn: Conn, request: AttemptRequest, owner: str,
 
 
 async def announce_if_held(conn: Conn, request: AttemptRequest, owner: str,
-                           announces: tuple[Any, ...]) -> bool:
+                           announces: OutboxRow) -> bool:
     """Add `announces`, an outbox row (outbox_row), only while `owner` still holds the attempt."""
     announce, announced = staged_event(announces, from_rows="held")
     cur = await conn.execute(
@@ -219,10 +218,10 @@ async def add_verdicts(conn: Conn, job_id: UUID, verdicts: dict[str, tuple[float
               "failed": [verdicts[p][1] for p in providers], "job": job_id, "half_life": half_life_s}
     if claim is None:
         return await (await conn.execute(counted, params)).fetchall()
-    rows = await (await conn.execute(
-        f"WITH {InboxClaim.CLAIMED_BY_NAME}, counted AS ({counted})"
-        f" SELECT {InboxClaim.IDS} AS claimed, counted.* FROM (SELECT) AS one LEFT JOIN counted ON true",
-        params | claim.named_params)).fetchall()
+    rows = await (await conn.execute(*claim.first_by_name(
+        f"WITH counted AS ({counted})"
+        " SELECT (SELECT ids FROM claimed_ids) AS claimed, counted.* FROM (SELECT) AS one LEFT JOIN counted ON true",
+        params))).fetchall()
     claim.fresh(rows[0]["claimed"])
     return [{k: v for k, v in row.items() if k != "claimed"} for row in rows if row["provider"] is not None]
 

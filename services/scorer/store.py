@@ -21,12 +21,12 @@ async def decided_outcome(conn: Conn, job_id: UUID) -> str | None:
 async def lock_job(conn: Conn, job_id: UUID, attempt: int, claim: InboxClaim) -> str | None:
     """Claim the event on the inbox (`claim`, told what is fresh) and take the job's row for
     this transaction, in one statement; the outcome already published, if any."""
-    row = await (await conn.execute(
-        f"WITH {InboxClaim.CLAIMED} INSERT INTO scored_jobs (job_id, attempts) VALUES (%s, %s) ON CONFLICT (job_id)"
+    row = await (await conn.execute(*claim.first(
+        "INSERT INTO scored_jobs (job_id, attempts) VALUES (%s, %s) ON CONFLICT (job_id)"
         " DO UPDATE SET attempts = GREATEST(scored_jobs.attempts, EXCLUDED.attempts)"
-        f" RETURNING outcome, {InboxClaim.IDS} AS claimed",
-        [*claim.params, job_id, attempt],
-    )).fetchone()
+        " RETURNING outcome, (SELECT ids FROM claimed_ids) AS claimed",
+        [job_id, attempt],
+    ))).fetchone()
     assert row is not None, "an upsert with RETURNING returns its row"
     claim.fresh(row["claimed"])
     outcome: str | None = row["outcome"]

@@ -8,7 +8,6 @@ import pytest
 from prometheus_client import REGISTRY
 
 from services.common.bus.envelope import envelop, from_kafka
-from services.common.bus.inbox import InboxClaim
 from services.common.bus.journal import BUS_FENCE, outbox_lock, relay_lock
 from services.common.bus.outbox import RELAY_BATCH, UNPUBLISHED_ROWS, outbox_channel
 from services.common.bus.replay import read_topic_to_end
@@ -70,9 +69,9 @@ async def test_a_handler_that_claims_in_its_first_statement_has_one_effect_and_a
     # Its write is unconditional: only the rollback of the duplicate's transaction undoes it.
     @runtime.consumer.on(JobSubmitted, claims=True)
     async def record_effect(ctx, event):
-        rows = await (await ctx.conn.execute(
-            f"WITH {InboxClaim.CLAIMED}, effect AS (INSERT INTO effects VALUES (%s, 1))"
-            f" SELECT {InboxClaim.IDS} AS claimed", [*ctx.claim.params, event.job_id])).fetchall()
+        rows = await (await ctx.conn.execute(*ctx.claim.first(
+            "WITH effect AS (INSERT INTO effects VALUES (%s, 1))"
+            " SELECT (SELECT ids FROM claimed_ids) AS claimed", [event.job_id]))).fetchall()
         ctx.claim.fresh(rows[0]["claimed"])
 
     envelope = envelop(submitted(), "/test")

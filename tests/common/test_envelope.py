@@ -43,9 +43,9 @@ def test_the_binding_equals_the_sdks_and_reads_back(event, moment):
 
 
 @pytest.mark.parametrize("event", [JOB_EVENT, ACCOUNT_EVENT])
-def test_anoutbox_row_holds_the_record_the_sdk_would_write(event):
+def test_an_outbox_row_holds_the_record_the_sdk_would_write(event):
     envelope = envelop(event, "/genline/test")
-    _, event_type, topic, key, headers, body = outbox_row(envelope, "genline")
+    _, event_type, topic, key, headers, body = outbox_row(envelope, "genline").values
     sdk = sdk_binding(envelope)
     assert {name: value.encode() for name, value in json.loads(headers).items()} == sdk.headers
     assert (key, body, event_type, topic) == (envelope.key, sdk.value, envelope.type, event.topic("genline"))

@@ -4,9 +4,12 @@ A service writes its events into its outbox in the transaction of the change; a 
 publishes them to Kafka; a consumer applies each batch in one transaction that also records
 the events in the inbox (so a redelivered one is skipped) and writes the events it causes.
 The outbox doubles as the service's journal, from which a topic lost with its broker is
-rebuilt. Services use it through `services.common.runtime.ServiceRuntime` and the names this
-module exports (`__all__`), and import nothing else of it (pyproject.toml's import contract
-`bus-front-door`); only this package (and the runtime, which makes the broker) speaks Kafka.
+rebuilt. Services, the embedded stack, the CLI and the benchmarks use it through
+`services.common.runtime.ServiceRuntime` and the names this module exports (`__all__`), and
+import nothing else of it (pyproject.toml's import contract `bus-front-door`; the CLI takes
+the bus's commands from `cli.py`); only this package (and the runtime, which makes the
+broker) speaks Kafka. It hands out no SQL (tests/test_shape.py): a statement that carries the
+inbox's claim or an outbox row is handed to it (`InboxClaim.first`, `staged_event`).
 
     envelope.py       CloudEvents 1.0 envelopes and their Kafka binary binding
     outbox.py         the transactional outbox and the relay that publishes it
@@ -50,8 +53,14 @@ if TYPE_CHECKING:
     from services.common.bus.inbox import (
         retry_races as retry_races,
     )
+    from services.common.bus.journal import BUS_FENCE as BUS_FENCE
+    from services.common.bus.kafka_admin import committed_offsets as committed_offsets
+    from services.common.bus.kafka_admin import high_watermarks as high_watermarks
+    from services.common.bus.kafka_admin import partitions_of as partitions_of
     from services.common.bus.kafka_security import client_options as client_options
+    from services.common.bus.kafka_security import tls_context as tls_context
     from services.common.bus.outbox import OutboxRelay as OutboxRelay
+    from services.common.bus.outbox import OutboxRow as OutboxRow
     from services.common.bus.outbox import add_to_outbox as add_to_outbox
     from services.common.bus.outbox import erase_prompt_from_outbox as erase_prompt_from_outbox
     from services.common.bus.outbox import staged_event as staged_event
@@ -66,6 +75,9 @@ if TYPE_CHECKING:
     )
     from services.common.bus.replay import (
         journal_schema as journal_schema,
+    )
+    from services.common.bus.replay import (
+        kafka_options as kafka_options,
     )
     from services.common.bus.replay import (
         read_history as read_history,
@@ -91,9 +103,11 @@ MODULE_OF = {
     "Envelope": "envelope", "envelop": "envelope",
     "HandlerContext": "inbox", "InboxClaim": "inbox", "PermanentError": "inbox", "Publish": "inbox",
     "TransientConflict": "inbox", "retry_races": "inbox",
-    "client_options": "kafka_security",
-    "OutboxRelay": "outbox", "add_to_outbox": "outbox", "erase_prompt_from_outbox": "outbox", "staged_event": "outbox",
-    "HistoryRecord": "replay", "decoded_envelopes": "replay", "journal_horizon": "replay", "journal_schema": "replay", "read_history": "replay",
+    "BUS_FENCE": "journal",
+    "committed_offsets": "kafka_admin", "high_watermarks": "kafka_admin", "partitions_of": "kafka_admin",
+    "client_options": "kafka_security", "tls_context": "kafka_security",
+    "OutboxRelay": "outbox", "OutboxRow": "outbox", "add_to_outbox": "outbox", "erase_prompt_from_outbox": "outbox", "staged_event": "outbox",
+    "HistoryRecord": "replay", "decoded_envelopes": "replay", "journal_horizon": "replay", "kafka_options": "replay", "journal_schema": "replay", "read_history": "replay",
     "read_journal": "replay", "read_topic_to_end": "replay", "report": "replay", "topic_sizes": "replay",
     "until_settled": "replay",
 }

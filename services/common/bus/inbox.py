@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from services.common.bus.envelope import Envelope, envelop
-from services.common.bus.outbox import add_many_to_outbox, add_to_outbox, outbox_row, outbox_statement
+from services.common.bus.outbox import OutboxRow, add_many_to_outbox, add_to_outbox, outbox_row, outbox_statement
 from services.common.contracts import Event
 from services.common.db import Conn, Statement
 
@@ -57,7 +57,7 @@ class HandlerContext:
         await add_to_outbox(self.conn, envelope, self.namespace)
         return envelope
 
-    def announcing(self, event: Event) -> tuple[Any, ...]:
+    def announcing(self, event: Event) -> OutboxRow:
         """`emit`'s outbox row, for a statement of the handler's to add where its own rows say
         so (staged_event(row, from_rows=…), a CTE of it)."""
         return outbox_row(self._emitted(event), self.namespace)
@@ -110,23 +110,21 @@ async def record_applied(conn: Conn, envelope: Envelope) -> bool:
 
 class InboxClaim:
     """The claim on the inbox of a batch (or of one event), made by the first statement of
-    the transaction that applies it: `CLAIMED` is a CTE (`claimed`, the ids this transaction
-    inserted) that the statement carries with its `params` first, and `fresh` reads back which
-    envelopes were not applied before. A handler puts the claim in its first statement, one
-    statement where two were; what that statement reads or locks for a duplicate is for
-    nothing, which a redelivery (rare) can afford. (The transaction of a single event found
-    applied before rolls back, so a first statement that writes leaves nothing either.)"""
+    the transaction that applies it, and `fresh`, which reads back which envelopes were not
+    applied before. A handler writes its first statement as it likes and hands it to `first`
+    (or `first_by_name`), which adds the claim to it: one statement where two were. The
+    statement reads the ids it claimed as `(SELECT ids FROM claimed_ids)` (a text array, null
+    for none) and returns them for `fresh`. What the statement reads or locks for a duplicate
+    is for nothing, which a redelivery (rare) can afford. (The transaction of a single event
+    found applied before rolls back, so a first statement that writes leaves nothing
+    either.)"""
 
-    CLAIMED = ("claimed AS (INSERT INTO inbox (event_id, event_type, topic, journaled_at)"
-               " SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::timestamptz[])"
-               " ON CONFLICT DO NOTHING RETURNING event_id)")
-    # The same for a statement whose parameters are named (`named_params`).
-    CLAIMED_BY_NAME = ("claimed AS (INSERT INTO inbox (event_id, event_type, topic, journaled_at)"
-                       " SELECT * FROM unnest(%(inbox_ids)b::text[], %(inbox_types)b::text[],"
-                       " %(inbox_topics)b::text[], %(inbox_times)b::timestamptz[])"
-                       " ON CONFLICT DO NOTHING RETURNING event_id)")
-    # The ids it inserted, as one array column of the statement's one row.
-    IDS = "(SELECT array_agg(event_id) FROM claimed)"
+    # The claim as the statement's first CTEs; its parameters go first, or by name.
+    _CLAIM = ("inbox_claim AS (INSERT INTO inbox (event_id, event_type, topic, journaled_at)"
+              " SELECT * FROM unnest({}::text[], {}::text[], {}::text[], {}::timestamptz[])"
+              " ON CONFLICT DO NOTHING RETURNING event_id),"
+              " claimed_ids AS (SELECT array_agg(event_id) AS ids FROM inbox_claim)")
+    _BY_NAME = ("inbox_ids", "inbox_types", "inbox_topics", "inbox_times")
 
     def __init__(self, envelopes: list[Envelope]) -> None:
         self.envelopes = envelopes
@@ -138,9 +136,15 @@ class InboxClaim:
         return [[e.id for e in envelopes], [e.type for e in envelopes], [e.topic for e in envelopes],
                 [e.journaled_at for e in envelopes]]
 
-    @property
-    def named_params(self) -> dict[str, list[Any]]:
-        return dict(zip(("inbox_ids", "inbox_types", "inbox_topics", "inbox_times"), self.params, strict=True))
+    def first(self, sql: str, params: list[Any]) -> Statement:
+        """`sql` (with `params`, by position) as the statement that also makes the claim."""
+        return _with(self._CLAIM.format(*["%b"] * 4), sql), [*self.params, *params]
+
+    def first_by_name(self, sql: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """The same for a statement whose parameters are named."""
+        names = [f"%({name})b" for name in self._BY_NAME]
+        return (_with(self._CLAIM.format(*names), sql),
+                params | dict(zip(self._BY_NAME, self.params, strict=True)))
 
     def fresh(self, claimed_ids: Iterable[str] | None) -> list[Envelope]:
         """The envelopes whose ids the claim inserted, in order, each id once (the first
@@ -156,8 +160,18 @@ class InboxClaim:
 
     async def alone(self, conn: Conn) -> list[Envelope]:
         """Make the claim in a statement of its own; returns `fresh`."""
-        cur = await conn.execute(f"WITH {self.CLAIMED} SELECT event_id FROM claimed", self.params)
-        return self.fresh(row["event_id"] for row in await cur.fetchall())
+        row = await (await conn.execute(*self.first("SELECT ids FROM claimed_ids", []))).fetchone()
+        return self.fresh(row["ids"] if row else None)
+
+
+def _with(ctes: str, sql: str) -> str:
+    """`sql` with `ctes` as its first common table expressions."""
+    words = sql.split(maxsplit=2)
+    if words[0].upper() != "WITH":
+        return f"WITH {ctes} {sql.lstrip()}"
+    if words[1].upper() == "RECURSIVE":
+        return f"WITH RECURSIVE {ctes}, {words[2]}"
+    return f"WITH {ctes}, {sql.split(maxsplit=1)[1]}"
 
 
 INBOX_PRUNE_BATCH = 5_000

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import astuple, dataclass
 from typing import Any
 from uuid import UUID
 
@@ -39,25 +40,42 @@ OUTBOX_INSERT_SELECT = ("INSERT INTO outbox (event_id, event_type, topic, record
                         " SELECT %s::uuid, %s::text, %s::text, %s::bytea, %s::jsonb, %s::bytea")
 
 
-def outbox_row(envelope: Envelope, namespace: str) -> tuple[Any, ...]:
+@dataclass(frozen=True)
+class OutboxRow:
+    """An event as the relay will publish it: what a service's statement adds to the outbox
+    (staged_event), its fields in the outbox's column order."""
+
+    event_id: str
+    event_type: str
+    topic: str
+    record_key: bytes | None
+    headers: str  # JSON text
+    body: bytes
+
+    @property
+    def values(self) -> tuple[Any, ...]:
+        return astuple(self)
+
+
+def outbox_row(envelope: Envelope, namespace: str) -> OutboxRow:
     """The record as the relay will publish it (tests/common/test_envelope.py holds it equal to
     `to_kafka`): its headers as JSON text (pydantic's compiled encoder, a fifth of the
     standard library's time on every event), its body the event's JSON."""
-    return (envelope.id, envelope.type, envelope.event.topic(namespace), envelope.key,
-            to_json(ce_headers(envelope)).decode(), envelope.event.model_dump_json().encode())
+    return OutboxRow(envelope.id, envelope.type, envelope.event.topic(namespace), envelope.key,
+                     to_json(ce_headers(envelope)).decode(), envelope.event.model_dump_json().encode())
 
 
 async def add_to_outbox(conn: Conn, envelope: Envelope, namespace: str) -> None:
-    await conn.execute(OUTBOX_INSERT, outbox_row(envelope, namespace))
+    await conn.execute(OUTBOX_INSERT, outbox_row(envelope, namespace).values)
 
 
-def staged_event(row: tuple[Any, ...], from_rows: str | None = None) -> Statement:
+def staged_event(row: OutboxRow, from_rows: str | None = None) -> Statement:
     """The outbox insert of `row` (outbox_row) as a statement of the caller's transaction:
     run alone, or carried as a CTE of the caller's own statement (one round trip where two
     were), so a service adds its event without writing the outbox's SQL. With `from_rows`
     (`won`, `claimed WHERE claimed.tries = 1`), the event is added only where the caller's
     own rows say so (once per row they yield)."""
-    return OUTBOX_INSERT_SELECT + (f" FROM {from_rows}" if from_rows else ""), list(row)
+    return OUTBOX_INSERT_SELECT + (f" FROM {from_rows}" if from_rows else ""), list(row.values)
 
 
 OUTBOX_COLUMNS = {"event_id": "uuid", "event_type": "text", "topic": "text", "record_key": "bytea",
@@ -65,12 +83,12 @@ OUTBOX_COLUMNS = {"event_id": "uuid", "event_type": "text", "topic": "text", "re
 
 
 async def add_many_to_outbox(conn: Conn, envelopes: list[Envelope], namespace: str) -> None:
-    await insert_many(conn, "outbox", OUTBOX_COLUMNS, [outbox_row(e, namespace) for e in envelopes])
+    await insert_many(conn, "outbox", OUTBOX_COLUMNS, [outbox_row(e, namespace).values for e in envelopes])
 
 
 def outbox_statement(envelopes: list[Envelope], namespace: str) -> Statement | None:
     """The insert of `envelopes`, to send with other writes (db.together); None for none."""
-    return inserted("outbox", OUTBOX_COLUMNS, [outbox_row(e, namespace) for e in envelopes])
+    return inserted("outbox", OUTBOX_COLUMNS, [outbox_row(e, namespace).values for e in envelopes])
 
 
 # Where a prompt sits in the events that carry one: a JobSpec (`job`), a job view (`view`).

@@ -5,10 +5,9 @@ submission's write with its data key and Idempotency-Key (here)."""
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
-from services.common.bus import InboxClaim, staged_event
+from services.common.bus import InboxClaim, OutboxRow, staged_event
 from services.common.contracts import FINAL_STATES, Event, JobEvent
 from services.common.db import Conn, Statement, together, updated
 from services.ingest.domain import JobView, erased
@@ -96,14 +95,14 @@ async def claim_and_lock_views(conn: Conn, claim: InboxClaim) -> dict[UUID, JobV
     first (the outer side of the join), the locks after it."""
     job_ids = sorted({event.job_id for event in (envelope.event for envelope in claim.envelopes)
                       if isinstance(event, JobEvent)})
-    rows = await (await conn.execute(CLAIM_AND_LOCK_VIEWS, [*claim.params, job_ids])).fetchall()
+    rows = await (await conn.execute(*claim.first(CLAIMED_AND_LOCKED_VIEWS, [job_ids]))).fetchall()
     claim.fresh(rows[0]["claimed"])
     views = [JobView.model_validate(row["view"]) for row in rows if row["view"] is not None]
     return {view.id: view for view in views}
 
 
-CLAIM_AND_LOCK_VIEWS = (
-    f"WITH {InboxClaim.CLAIMED} SELECT c.claimed, j.view FROM (SELECT {InboxClaim.IDS} AS claimed) AS c"
+CLAIMED_AND_LOCKED_VIEWS = (
+    "SELECT c.claimed, j.view FROM (SELECT ids AS claimed FROM claimed_ids) AS c"
     " LEFT JOIN LATERAL (SELECT view FROM jobs WHERE id = ANY(%b) AND erased_at IS NULL ORDER BY id FOR UPDATE) AS j"
     " ON true")
 
@@ -224,7 +223,7 @@ class KeyBinding:
 
 
 async def write_submission(conn: Conn, data_key: WrappedDataKey, binding: KeyBinding | None,
-                           outbox_row: tuple[Any, ...]) -> None:
+                           outbox_row: OutboxRow) -> None:
     """Write a submission's data key row, its key's binding (None without a key) and its
     event's outbox row."""
     announce, announced = staged_event(outbox_row)

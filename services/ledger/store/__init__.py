@@ -76,7 +76,7 @@ async def read_balances(conn: Conn, book: Book, tenant_ids: Iterable[str],
     if claim is None:
         rows = await rows_of(conn, BALANCES, [tenants, tenants])
     else:
-        rows = await rows_of(conn, CLAIM_AND_BALANCES, [*claim.params, tenants, tenants])
+        rows = await rows_of(conn, *claim.first(CLAIMED_AND_BALANCES, [tenants, tenants]))
         claim.fresh(row["source"] for row in rows if row["kind"] == "claimed")
     for row in rows:
         kind = row.pop("kind")
@@ -133,12 +133,11 @@ BALANCES = (
     " FROM accounts WHERE tenant_id = ANY(%b)"
     " UNION ALL SELECT 'grant', tenant_id, NULL, NULL, NULL, NULL, NULL, id, source, amount, remaining, expires_at,"
     " created_at, rollover_days, payment_id FROM grants WHERE tenant_id = ANY(%b) AND remaining > 0")
-# The same, with the batch's claim on the inbox: a row of kind 'claimed' for each event id
-# the claim inserted (in `source`).
-CLAIM_AND_BALANCES = (
-    f"WITH {InboxClaim.CLAIMED} {BALANCES} UNION ALL SELECT 'claimed', NULL, NULL, NULL, NULL, NULL, NULL, NULL,"
-    " event_id,"
-    " NULL, NULL, NULL, NULL, NULL, NULL FROM claimed")
+# The same, for a statement that carries the batch's claim on the inbox: a row of kind
+# 'claimed' for each event id the claim inserted (in `source`).
+CLAIMED_AND_BALANCES = (
+    f"{BALANCES} UNION ALL SELECT 'claimed', NULL, NULL, NULL, NULL, NULL, NULL, NULL, unnest(ids),"
+    " NULL, NULL, NULL, NULL, NULL, NULL FROM claimed_ids")
 
 
 def _values(obj: object, columns: dict[str, str]) -> tuple[Any, ...]:
