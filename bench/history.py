@@ -50,6 +50,7 @@ async def unread(options: dict, database_url: str) -> int:
     """Records the services' consumer groups have yet to read: each partition's end less the
     group's committed offset, or, where the group committed nothing since the partition's
     log began (a rotation), less that beginning, as the owning service's journal notes it."""
+    from aiokafka import TopicPartition
     from aiokafka.admin import AIOKafkaAdminClient
 
     from services.common.bus import committed_offsets, high_watermarks, partitions_of
@@ -66,7 +67,8 @@ async def unread(options: dict, database_url: str) -> int:
             for topic in (topic_of(p) for p in publishers):
                 partitions = await partitions_of(client, topic)
                 ends = await high_watermarks(client, topic, partitions)
-                committed = await committed_offsets(admin, consumer_group("genline", reader), topic, partitions)
+                committed = await committed_offsets(admin, consumer_group("genline", reader),
+                                                    [TopicPartition(topic, p) for p in partitions])
                 behind += sum(max(0, end - max(committed.get(p, 0), starts.get((topic, p), 0)))
                               for p, end in ends.items())
         return behind

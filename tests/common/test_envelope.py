@@ -39,7 +39,7 @@ def test_the_binding_equals_the_sdks_and_reads_back(event, moment):
     ours, sdk = to_kafka(envelope), sdk_binding(envelope)
     assert ours.headers == sdk.headers
     assert (ours.value, ours.key) == (sdk.value, envelope.key)
-    assert from_kafka(ours.headers, ours.key, ours.value) == envelope
+    assert from_kafka(ours) == envelope
 
 
 @pytest.mark.parametrize("event", [JOB_EVENT, ACCOUNT_EVENT])

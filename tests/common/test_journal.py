@@ -10,7 +10,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from genline_stack.embedded import TOPIC_PARTITIONS, create_topics
 from services.common.bus import kafka_admin
 from services.common.bus.envelope import envelop
-from services.common.bus.rebuild import BusSettings, rebuild, status
+from services.common.bus.rebuild import BusSettings, Journals, rebuild, status
 from services.common.contracts import ReservationRejected, all_topics, topic_of
 from services.common.runtime import ServiceRuntime
 from tests.common.journal_rig import (
@@ -230,10 +230,10 @@ async def test_genline_bus_rebuild_publishes_every_journal_again(endpoints, brok
         settings = BusSettings(database_url=endpoints.database_url, kafka_bootstrap=broker.bootstrap,
                                topic_namespace=ledger.namespace)
         lines: list[str] = []
-        await rebuild(settings, f"{ledger.namespace}_", everything=True, out=lines.append)
+        await rebuild(Journals(settings, f"{ledger.namespace}_"), everything=True, out=lines.append)
         again = await Reader.join(broker.bootstrap, ledger.topic, ledger.group("router"))
         await again.read(set(range(10)))
-        services = await status(settings, f"{ledger.namespace}_")
+        services = await status(Journals(settings, f"{ledger.namespace}_"))
         await again.leave()
     assert f"ledger: 10 rows to publish again on {ledger.topic}" in lines
     # The group had read everything: it reads it all again, past the gap, each once.

@@ -11,7 +11,7 @@ import pytest
 
 from services.common import telemetry
 from services.common.bus import journal as journal_module
-from services.common.bus.rebuild import BusSettings, rebuild
+from services.common.bus.rebuild import BusSettings, Journals, rebuild
 from services.common.contracts import ReservationRejected, topic_of
 from services.common.runtime import ServiceRuntime
 from tests.common.journal_rig import (
@@ -126,7 +126,7 @@ async def test_an_inbox_forgets_below_the_floor_and_a_rebuild_never_publishes_wh
             lines: list[str] = []
             settings = BusSettings(database_url=endpoints.database_url, kafka_bootstrap=broker.bootstrap,
                                    topic_namespace=ledger.namespace)
-            await rebuild(settings, f"{ledger.namespace}_", everything=True, out=lines.append)
+            await rebuild(Journals(settings, f"{ledger.namespace}_"), everything=True, out=lines.append)
             deadline = asyncio.get_running_loop().time() + 60
             while duplicates._value.get() < skipped + 1:  # the one row above the floor, skipped
                 assert asyncio.get_running_loop().time() < deadline, "the row above the floor never came again"

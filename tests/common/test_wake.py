@@ -9,7 +9,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import REGISTRY
 
-from services.common.bus.wake import FetchWaker, announced, announcement, bus_channel
+from services.common.bus.wake import FetchWaker, Waking, announced, announcement, bus_channel
 from services.common.runtime import ServiceRuntime
 from tests.conftest import settings_for
 from tests.kafka import submitted
@@ -52,7 +52,7 @@ async def test_records_announced_after_a_fetch_that_found_nothing_still_come_by_
     topic, consumer = await two_partitions(endpoints, namespace)
     producer = AIOKafkaProducer(bootstrap_servers=endpoints.kafka_bootstrap)
     await producer.start()
-    waker = FetchWaker(endpoints.database_url, namespace, [topic], idle_fetch_s=AN_HOUR, service=service)
+    waker = FetchWaker(endpoints.database_url, [topic], Waking(namespace, idle_fetch_s=AN_HOUR, service=service))
     try:
         waker.start(consumer)
         # Nothing to read: the first fetch comes back empty and every partition pauses.
@@ -82,7 +82,7 @@ async def test_an_end_that_never_comes_is_given_up_at_the_idle_fetch(endpoints):
     stops being fetched after the idle fetch that follows, instead of for ever."""
     namespace, service = f"wake{uuid.uuid4().hex[:8]}", f"wake-{uuid.uuid4().hex[:8]}"
     topic, consumer = await two_partitions(endpoints, namespace)
-    waker = FetchWaker(endpoints.database_url, namespace, [topic], idle_fetch_s=2.0, service=service)
+    waker = FetchWaker(endpoints.database_url, [topic], Waking(namespace, idle_fetch_s=2.0, service=service))
     try:
         waker.start(consumer)
         await eventually(lambda: consumer.paused() == consumer.assignment(), what="the partitions never paused")

@@ -113,7 +113,7 @@ async def delivered_of(settings: DeliverySettings, job_id: uuid.UUID, timeout_s:
         while asyncio.get_running_loop().time() < deadline:
             batch = await consumer.getmany(timeout_ms=300)
             for record in (r for records in batch.values() for r in records):
-                event = from_kafka(dict(record.headers or ()), record.key, record.value).event
+                event = from_kafka(record).event
                 if getattr(event, "job_id", None) == job_id:
                     assert isinstance(event, JobDelivered), event
                     return event

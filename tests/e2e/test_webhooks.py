@@ -105,7 +105,7 @@ def webhooks_sent(bootstrap: str, job_id: str, want: int) -> list:
     """The job's WebhookSent events on delivery's topic."""
     records = asyncio.run(read_topic(bootstrap, TOPICS["delivery"], want, timeout_s=30, keep=lambda r: (
         dict(r.headers).get("ce_type") == b"genline.webhook.sent.v1" and dict(r.headers).get("ce_subject") == job_id.encode())))
-    return [from_kafka(dict(r.headers), r.key, r.value).event for r in records]
+    return [from_kafka(r).event for r in records]
 
 
 def test_a_finished_job_reaches_every_endpoint_signed_retried_recorded_and_redeliverable(tenant_factory, receiver,

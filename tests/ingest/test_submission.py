@@ -51,7 +51,7 @@ def with_clip(endpoints, tmp_path_factory) -> Iterator[TestClient]:
 def submitted_jobs(client: TestClient, want: int) -> dict[str, JobSubmitted]:
     settings = client.app_settings
     records = asyncio.run(read_topic(settings.kafka_bootstrap, topic_of("ingest", settings.topic_namespace), want))
-    events = [from_kafka(dict(r.headers), r.key, r.value).event for r in records]
+    events = [from_kafka(r).event for r in records]
     return {str(e.job_id): e for e in events}
 
 

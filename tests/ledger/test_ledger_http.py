@@ -101,7 +101,7 @@ async def ledger_grants(settings, want: int) -> list[CreditsGranted]:
     events of the same operations left out)."""
     records = await read_topic(settings.kafka_bootstrap, topic_of("ledger", settings.topic_namespace), want,
                                keep=lambda r: dict(r.headers)["ce_type"] == CreditsGranted.event_type.encode())
-    return [from_kafka(dict(r.headers or ()), r.key, r.value).event for r in records]
+    return [from_kafka(r).event for r in records]
 
 
 def tenant() -> str:

@@ -136,7 +136,7 @@ class RouterTopic:
     async def read_some(self, timeout_ms: int = 300) -> None:
         batch = await self.consumer.getmany(timeout_ms=timeout_ms)
         for record in (r for records in batch.values() for r in records):
-            event = from_kafka(dict(record.headers or ()), record.key, record.value).event
+            event = from_kafka(record).event
             (self.started if isinstance(event, AttemptStarted) else self.events).append(event)
 
 

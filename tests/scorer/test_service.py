@@ -68,7 +68,7 @@ class ScorerUnderTest:
         more, which would be a duplicate, had a moment to show up)."""
         records = asyncio.run(read_topic(self.bootstrap, topic_of("scorer", self.namespace), want, timeout_s,
                                          keep=lambda r: r.key == str(job_id).encode(), settle_s=1.5))
-        return [from_kafka(dict(r.headers), r.key, r.value).event for r in records]
+        return [from_kafka(r).event for r in records]
 
 
 def running_scorer(endpoints, object_store, log_dir, **env: str) -> Iterator[ScorerUnderTest]:

@@ -9,9 +9,9 @@ from services.common.cli import CommandTree
 
 
 def show_status(args: argparse.Namespace) -> int:
-    from services.common.bus.rebuild import BusSettings, status
+    from services.common.bus.rebuild import BusSettings, Journals, status
 
-    services = asyncio.run(status(BusSettings(), args.schema_prefix))
+    services = asyncio.run(status(Journals(BusSettings(), args.schema_prefix)))
     if args.json:
         print(json.dumps(services, indent=2))
         return 0
@@ -26,9 +26,9 @@ def show_status(args: argparse.Namespace) -> int:
 
 
 def rebuild_topics(args: argparse.Namespace) -> int:
-    from services.common.bus.rebuild import BusSettings, rebuild
+    from services.common.bus.rebuild import BusSettings, Journals, rebuild
 
-    asyncio.run(rebuild(BusSettings(), args.schema_prefix, args.all, print))
+    asyncio.run(rebuild(Journals(BusSettings(), args.schema_prefix), args.all, print))
     return 0
 
 

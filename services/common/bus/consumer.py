@@ -38,8 +38,8 @@ from services.common.bus.inbox import (
 from services.common.bus.inbox_floors import InboxFloors
 from services.common.bus.outbox import OutboxRelay
 from services.common.bus.positions import EndWatch, OffsetCommits, rewind, take_as_they_come
-from services.common.bus.read_ahead import ReadAhead
-from services.common.bus.wake import FetchWaker
+from services.common.bus.read_ahead import Applier, ReadAhead, Room
+from services.common.bus.wake import FetchWaker, Waking
 from services.common.contracts import Event, consumer_group, dead_letter_topic
 from services.common.db import Pool, database_away, until_database_answers
 from services.common.settings import ServiceSettings
@@ -135,8 +135,8 @@ class EventConsumer:
         if s.consumer_fair_turns:
             if self.batch_handler is not None:
                 raise ValueError(f"{self.service} applies events in batches, which fair turns cannot reorder")
-            self.read_ahead = ReadAhead(s.consumer_read_ahead, s.consumer_lanes, self._apply_one, self.offsets,
-                                        s.consumer_backoff_max_s, on_release=self._fetch_again)
+            self.read_ahead = ReadAhead(Room(s.consumer_read_ahead, s.consumer_lanes, s.consumer_backoff_max_s),
+                                        Applier(self._apply_one, self.offsets, on_release=self._fetch_again))
             subscriber(self._reading_ahead)
         else:
             subscriber(self._committing(self._on_batch if self.batch_handler else self._on_records))
@@ -148,8 +148,8 @@ class EventConsumer:
         """Once the broker has started: fetch when the relays announce (wake.py), if so set."""
         s = self.settings
         if s.bus_wake_on_publish and self.subscriber is not None and self.subscriber.consumer is not None:
-            self.waker = FetchWaker(database_url, s.topic_namespace, self.topics, s.bus_idle_fetch_interval_s,
-                                    service=self.service)
+            self.waker = FetchWaker(database_url, self.topics,
+                                    Waking(s.topic_namespace, s.bus_idle_fetch_interval_s, service=self.service))
             self.waker.start(self.subscriber.consumer)
 
     def _fetch_again(self) -> None:
@@ -205,7 +205,7 @@ class EventConsumer:
         decoded = []
         for record in records:
             try:
-                envelope = from_kafka(dict(record.headers or ()), record.key, record.value, record.topic)
+                envelope = from_kafka(record, record.topic)
             except MalformedEnvelope as exc:
                 await self._dead_letter(record, exc, attempts=1)
                 continue

@@ -10,8 +10,10 @@ so that a consumer taking events in fair turns (read_ahead.py) knows them withou
 
 import os
 import secrets
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
 from cloudevents.core.bindings.kafka import KafkaMessage, from_binary_event
 
@@ -144,9 +146,24 @@ class MalformedEnvelope(ValueError):
     pass
 
 
-def from_kafka(headers: dict[str, bytes], key: bytes | None, value: bytes, topic: str | None = None) -> Envelope:
+class KafkaRecord(Protocol):
+    """A record as a Kafka client reads it (its headers a list of pairs) or as `to_kafka`
+    writes it (a mapping)."""
+
+    @property
+    def headers(self) -> Mapping[str, bytes] | Sequence[tuple[str, bytes]] | None: ...
+
+    @property
+    def key(self) -> bytes | None: ...
+
+    @property
+    def value(self) -> bytes | None: ...
+
+
+def from_kafka(record: KafkaRecord, topic: str | None = None) -> Envelope:
     try:
-        ce = from_binary_event(KafkaMessage(headers=headers, key=key, value=value))
+        headers = dict(record.headers or ())
+        ce = from_binary_event(KafkaMessage(headers=headers, key=record.key, value=record.value or b""))
         attributes = ce.get_attributes()
         data = ce.get_data()
         if not isinstance(data, dict):

@@ -44,9 +44,11 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import psycopg
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
@@ -103,6 +105,23 @@ class BrokerChanged(Exception):
 class LogLost(BrokerChanged):
     """The same broker, but a partition of the service's topic ends below what it
     acknowledged: the topic was deleted, or the broker restored empty under its old id."""
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """Which rows a recovery queues again, and when it runs.
+
+    `rebuild`: an operator's order (`genline bus rebuild`), so it runs though the broker did
+    not change. `everything`: every row the journal holds, not only those a reader may lack.
+    `if_lost`: only if a partition of the owned topic still ends below what it acknowledged
+    once the lock is held (a rotation by another replica looks like a loss while it runs)."""
+
+    rebuild: bool = False
+    everything: bool = False
+    if_lost: bool = False
+
+
+AFTER_A_NEW_BROKER = Recovery()
 
 
 class Journal:
@@ -165,14 +184,14 @@ class Journal:
             await self._admin.close()
             self._admin = None
 
-    async def _gap(self, client: AIOKafkaClient, topic: str, partition: int, span: int) -> None:
+    async def _gap(self, client: AIOKafkaClient, where: TopicPartition, span: int) -> None:
         if span <= 0:
             return
         try:
-            await kafka_admin.produce_gap(client, topic, partition, span)
+            await kafka_admin.produce_gap(client, where, span)
         except KafkaError as exc:  # Apache Kafka refuses control batches from clients
             log.warning("the broker refused a gap on %s/%s (%s): readers standing past its end start over",
-                        topic, partition, exc)
+                        where.topic, where.partition, exc)
 
     async def _ensure_topic(self, client: AIOKafkaClient, topic: str, count: int) -> list[int]:
         partitions = await kafka_admin.partitions_of(client, topic, fresh=True)
@@ -183,30 +202,25 @@ class Journal:
 
     # ---- 1. the broker lost its log ---------------------------------------------------------
 
-    async def recover(self, client: AIOKafkaClient, broker: str, rebuild: bool = False, everything: bool = False,
-                      if_lost: bool = False) -> int:
+    async def recover(self, client: AIOKafkaClient, broker: str, how: Recovery = AFTER_A_NEW_BROKER) -> int:
         """Open each partition past the lost log and queue again the rows a reader may lack
-        (with `everything`, every row the journal holds); returns how many were queued. With
-        `rebuild` it does so even though the broker did not change (an operator's order);
-        with `if_lost`, only if a partition of the owned topic still ends below what it
-        acknowledged once the lock is held (a rotation by another replica looks like a loss
-        while it runs)."""
+        (Recovery says which, and when); returns how many were queued."""
         async with self.exclusive() as conn:
             known = await read_partitions(conn)
-            if not rebuild and known and all(p.broker == broker for p in known.values()):
+            if not how.rebuild and known and all(p.broker == broker for p in known.values()):
                 self.broker = broker  # another replica recovered meanwhile
                 return 0
             pending_rotation = any(row.rotate_to is not None for row in known.values())
-            if if_lost and (pending_rotation or not await self._below_acknowledged(client, known)):
+            if how.if_lost and (pending_rotation or not await self._below_acknowledged(client, known)):
                 return 0
             topics = sorted({topic for topic, _ in known} | ({self.owned_topic} if self.owned_topic else set()))
             opened: list[Partition] = []
             for topic in topics:
-                opened += await self._open_after_loss(client, topic, known, broker)
+                opened += [replace(p, broker=broker) for p in await self._open_after_loss(client, topic, known)]
             async with conn.transaction():
                 # Never below the floor: every reader read those rows, and may have forgotten them.
                 queued = await conn.execute(
-                    f"UPDATE outbox o SET published_at = NULL WHERE {journal_tables.NOT_BELOW_FLOOR}" if everything else
+                    f"UPDATE outbox o SET published_at = NULL WHERE {journal_tables.NOT_BELOW_FLOOR}" if how.everything else
                     "UPDATE outbox o SET published_at = NULL FROM outbox_partitions p"
                     " WHERE p.topic = o.topic AND p.partition = o.partition AND o.published_at IS NOT NULL"
                     f" AND o.\"offset\" >= coalesce(p.consumed_through, 0) AND {journal_tables.NOT_BELOW_FLOOR}")
@@ -221,12 +235,14 @@ class Journal:
                                    " NOT IN (SELECT * FROM unnest(%s::text[], %s::int[]))",
                                    [topics, [p.topic for p in opened], [p.partition for p in opened]])
         self.broker = broker
-        log.warning("%s (broker %s): %d rows queued again for %s", "rebuilt" if rebuild else "the broker lost its log",
+        log.warning("%s (broker %s): %d rows queued again for %s", "rebuilt" if how.rebuild else "the broker lost its log",
                     broker, queued.rowcount, ", ".join(topics))
         return queued.rowcount
 
-    async def _open_after_loss(self, client: AIOKafkaClient, topic: str, known: dict[tuple[str, int], Partition],
-                               broker: str) -> list[Partition]:
+    async def _open_after_loss(self, client: AIOKafkaClient, topic: str,
+                               known: dict[tuple[str, int], Partition]) -> list[Partition]:
+        """The topic's partitions opened past what was known of them (the broker's id is the
+        caller's to note)."""
         written = sorted(p for t, p in known if t == topic)
         partitions = await self._ensure_topic(client, topic, max(written, default=-1) + 1)
         if topic != self.owned_topic:  # another service's topic: only where this one wrote
@@ -236,8 +252,8 @@ class Journal:
         for partition in partitions:
             reach = (known.get((topic, partition)) or Partition(topic, partition)).reach()
             start = max(ends[partition], reach + LOSS_MARGIN if reach else 0)
-            await self._gap(client, topic, partition, start - ends[partition])
-            opened.append(Partition(topic, partition, broker=broker, log_start=start, log_end=start))
+            await self._gap(client, TopicPartition(topic, partition), start - ends[partition])
+            opened.append(Partition(topic, partition, log_start=start, log_end=start))
         return opened
 
     # ---- the periodic look: readers, rotation, pruning -----------------------------------------
@@ -287,7 +303,8 @@ class Journal:
 
     async def committed(self, topic: str, partitions: list[int]) -> dict[str, dict[int, int]]:
         admin = await self.admin()
-        return {group: await kafka_admin.committed_offsets(admin, group, topic, partitions) for group in self.readers}
+        on = [TopicPartition(topic, p) for p in partitions]
+        return {group: await kafka_admin.committed_offsets(admin, group, on) for group in self.readers}
 
     def _rotation_due(self, starts: dict[int, int], ends: dict[int, int], committed: dict[str, dict[int, int]]) -> bool:
         limit = self.settings.bus_rotate_after_records
@@ -296,7 +313,7 @@ class Journal:
         if not any(end - starts[p] >= limit for p, end in ends.items()):
             return False
         slack = max(ROTATION_LAG_MIN, int(limit * ROTATION_LAG_SHARE))
-        return all(journal_tables.behind(p, end, starts[p], committed) <= slack for p, end in ends.items())
+        return journal_tables.lag(starts, ends, committed) <= slack
 
     # ---- 2. rotation ----------------------------------------------------------------------------
 
@@ -333,7 +350,7 @@ class Journal:
         deadline = time.monotonic() + self.settings.bus_rotation_wait_s
         while True:
             committed = await self.committed(topic, list(ends))
-            if all(journal_tables.behind(p, end, starts[p], committed) == 0 for p, end in ends.items()):
+            if journal_tables.lag(starts, ends, committed) == 0:
                 return True
             if time.monotonic() > deadline:
                 return False
@@ -344,7 +361,7 @@ class Journal:
         await self._ensure_topic(client, topic, len(targets))
         ends = await kafka_admin.high_watermarks(client, topic, list(targets))
         for partition, target in targets.items():
-            await self._gap(client, topic, partition, target - ends[partition])
+            await self._gap(client, TopicPartition(topic, partition), target - ends[partition])
 
     # ---- 3. retention ---------------------------------------------------------------------------
 

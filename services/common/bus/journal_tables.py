@@ -95,8 +95,9 @@ def read_by_all(partition: int, committed: dict[str, dict[int, int]]) -> int | N
     return min(offsets) if offsets and len(offsets) == len(committed) else None
 
 
-def behind(partition: int, end: int, start: int, committed: dict[str, dict[int, int]]) -> int:
-    """The most records a reader group has yet to read on the partition (a group that
-    committed nothing there since the log began has all of them to read)."""
-    return max((end - max(start, by_partition.get(partition, start)) for by_partition in committed.values()),
-               default=0)
+def lag(starts: dict[int, int], ends: dict[int, int], committed: dict[str, dict[int, int]]) -> int:
+    """The most records a reader group has yet to read on a partition, each partition's log
+    from its start to its end (a group that committed nothing there since the log began has
+    all of them to read)."""
+    return max((end - max(starts[partition], by_partition.get(partition, starts[partition]))
+                for partition, end in ends.items() for by_partition in committed.values()), default=0)

@@ -29,7 +29,7 @@ from aiokafka.protocol.produce import ProduceRequest
 from aiokafka.record.default_records import DefaultRecordBase, DefaultRecordBatchBuilder
 from aiokafka.record.util import calc_crc32c
 
-LATEST, EARLIEST = -1, -2
+LATEST = -1  # what an offset request asks for: the offset the next record will take
 # A control record's key: version 0, type 1 (a commit marker); its value: version 0, epoch 0.
 COMMIT_MARKER_KEY, COMMIT_MARKER_VALUE = struct.pack(">hh", 0, 1), struct.pack(">hi", 0, 0)
 # The most offsets one batch can span (its last offset delta is an int32).
@@ -75,11 +75,11 @@ def _by_leader(client: AIOKafkaClient, topic: str, partitions: list[int]) -> dic
     return leaders
 
 
-async def list_offsets(client: AIOKafkaClient, topic: str, partitions: list[int], which: int) -> dict[int, int]:
-    """The EARLIEST or LATEST offset of each partition, as the broker lists it."""
+async def latest_offsets(client: AIOKafkaClient, topic: str, partitions: list[int]) -> dict[int, int]:
+    """The latest offset of each partition, as the broker lists it."""
     found = {}
     for leader, mine in _by_leader(client, topic, partitions).items():
-        response = await client.send(leader, OffsetRequest(-1, 0, [(topic, [(p, which) for p in mine])]))
+        response = await client.send(leader, OffsetRequest(-1, 0, [(topic, [(p, LATEST) for p in mine])]))
         for _, answers in response.topics:
             for answer in answers:
                 partition, error = answer[0], answer[1]
@@ -91,7 +91,7 @@ async def list_offsets(client: AIOKafkaClient, topic: str, partitions: list[int]
 
 async def high_watermarks(client: AIOKafkaClient, topic: str, partitions: list[int]) -> dict[int, int]:
     """Each partition's exact end: the offset its next record will take."""
-    latest = await list_offsets(client, topic, partitions, LATEST)
+    latest = await latest_offsets(client, topic, partitions)
     ends = {}
     for leader, mine in _by_leader(client, topic, partitions).items():
         # Tansu answers a fetch that may not wait with no partition at all: wait a little.
@@ -122,8 +122,9 @@ def gap_batch(span: int) -> bytes:
     return bytes(batch)
 
 
-async def produce_gap(client: AIOKafkaClient, topic: str, partition: int, span: int) -> None:
+async def produce_gap(client: AIOKafkaClient, where: TopicPartition, span: int) -> None:
     """Move the partition's next offset `span` further on, without a record a reader sees."""
+    topic, partition = where
     while span > 0:
         step = min(span, MAX_GAP)
         [leader] = _by_leader(client, topic, [partition])
@@ -137,10 +138,10 @@ async def produce_gap(client: AIOKafkaClient, topic: str, partition: int, span: 
         span -= step
 
 
-async def committed_offsets(admin: AIOKafkaAdminClient, group: str, topic: str, partitions: list[int]) -> dict[int, int]:
-    """The offsets `group` committed on the topic's partitions; a partition it never committed
-    on is left out."""
-    offsets = await admin.list_consumer_group_offsets(group, partitions=[TopicPartition(topic, p) for p in partitions])
+async def committed_offsets(admin: AIOKafkaAdminClient, group: str, partitions: list[TopicPartition]) -> dict[int, int]:
+    """The offsets `group` committed on these partitions (of one topic); a partition it never
+    committed on is left out."""
+    offsets = await admin.list_consumer_group_offsets(group, partitions=partitions)
     return {tp.partition: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
 
 

@@ -21,6 +21,7 @@ from services.common.bus.journal import (
     BrokerChanged,
     Journal,
     LogLost,
+    Recovery,
     outbox_lock,
     relay_lock,
 )
@@ -303,7 +304,7 @@ class OutboxRelay:
 
     async def _recover(self, changed: BrokerChanged) -> None:
         lost = isinstance(changed, LogLost)
-        await self.journal.recover((await self.producer()).client, changed.broker, rebuild=lost, if_lost=lost)
+        await self.journal.recover((await self.producer()).client, changed.broker, Recovery(rebuild=lost, if_lost=lost))
         self._verified = frozenset()
         self._wake.set()
 

@@ -50,13 +50,32 @@ class Held:
     epoch: int  # its partition's, when it was fetched (Unapplied)
 
 
+@dataclass(frozen=True)
+class Room:
+    """How many records a consumer reads ahead (`limit`), how many keys it applies at once
+    (`lanes`), and how long it waits before it applies again an event that failed."""
+
+    limit: int
+    lanes: int
+    retry_s: float
+
+
+@dataclass(frozen=True)
+class Applier:
+    """The consumer's side of its read-ahead: how a record is applied, where its offset is
+    noted once applied, and what to do when the read-ahead has room again."""
+
+    apply: Callable[[ConsumerRecord, Envelope], Awaitable[None]]
+    offsets: OffsetCommits
+    on_release: Callable[[], None] | None = None
+
+
 class ReadAhead:
-    def __init__(self, limit: int, lanes: int, apply: Callable[[ConsumerRecord, Envelope], Awaitable[None]],
-                 offsets: OffsetCommits, retry_s: float, on_release: Callable[[], None] | None = None) -> None:
-        if limit < 1 or lanes < 1:
-            raise ValueError(f"the read-ahead needs room and a lane, got limit={limit}, lanes={lanes}")
-        self.limit, self.lanes, self.apply, self.offsets = limit, lanes, apply, offsets
-        self.retry_s, self.on_release = retry_s, on_release
+    def __init__(self, room: Room, applier: Applier) -> None:
+        if room.limit < 1 or room.lanes < 1:
+            raise ValueError(f"the read-ahead needs room and a lane, got limit={room.limit}, lanes={room.lanes}")
+        self.limit, self.lanes, self.retry_s = room.limit, room.lanes, room.retry_s
+        self.apply, self.offsets, self.on_release = applier.apply, applier.offsets, applier.on_release
         self.waiting = 0  # records read ahead and not started
         self._keys: dict[Key, deque[Held]] = {}
         self._turns: FairTurns[Key] = FairTurns()

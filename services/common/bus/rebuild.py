@@ -18,14 +18,15 @@ schemas when they share a prefix (`<namespace>_`).
 
 
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import psycopg
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from services.common.bus import kafka_admin
-from services.common.bus.journal import Journal
+from services.common.bus.journal import Journal, Recovery
 from services.common.bus.journal_tables import Partition, read_partitions
 from services.common.bus.kafka_security import client_options
 from services.common.contracts import PUBLISHERS, consumer_group, readers_of, topic_of
@@ -40,8 +41,18 @@ class BusSettings(ServiceSettings):
     uses_object_store: ClassVar[bool] = False
 
 
-async def status(settings: BusSettings, prefix: str) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class Journals:
+    """Every service's journal in one database: the operator's settings, and the prefix the
+    services' schemas share (`<namespace>_`; none by default)."""
+
+    settings: BusSettings
+    prefix: str = ""
+
+
+async def status(journals: Journals) -> list[dict[str, Any]]:
     """One entry per service: its topic's partitions and readers, and its journal."""
+    settings, prefix = journals.settings, journals.prefix
     namespace, database_url = settings.topic_namespace, settings.database_url.get_secret_value()
     admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
@@ -61,26 +72,30 @@ async def status(settings: BusSettings, prefix: str) -> list[dict[str, Any]]:
                 partitions = await kafka_admin.partitions_of(admin._client, topic)
                 ends = await kafka_admin.high_watermarks(admin._client, topic, partitions) if partitions else {}
                 known = {p: row for (_, p), row in (await read_partitions(conn, topic)).items()}
-                groups = {reader: await kafka_admin.committed_offsets(
-                    admin, consumer_group(namespace, prefix + reader), topic, partitions) for reader in readers_of(service)}
+                on = [TopicPartition(topic, p) for p in partitions]
+                groups = {reader: await kafka_admin.committed_offsets(admin, consumer_group(namespace, prefix + reader), on)
+                          for reader in readers_of(service)}
                 journal = dict(rows) | {"floor": rows["floor"].isoformat() if rows["floor"] else None}
                 services.append({"service": service, "topic": topic, "journal": journal, "partitions": [
-                    partition_status(p, end, known.get(p), groups) for p, end in ends.items()]})
+                    partition_status(replace(known.get(p) or Partition(topic, p), log_end=end), groups)
+                    for p, end in ends.items()]})
     finally:
         await admin.close()
     return services
 
 
-def partition_status(partition: int, end: int, known: Partition | None, groups: dict[str, dict[int, int]]) -> dict[str, Any]:
-    start = known.log_start if known else 0
-    return {"partition": partition, "log_start": start, "end": end, "rotations": known.rotations if known else 0,
+def partition_status(row: Partition, groups: dict[str, dict[int, int]]) -> dict[str, Any]:
+    """A partition as the journal knows it, its end (`log_end`) as the broker says now."""
+    partition, start, end = row.partition, row.log_start, row.log_end or 0
+    return {"partition": partition, "log_start": start, "end": end, "rotations": row.rotations,
             # A group that committed nothing since the partition's log began has all of it to read.
             "behind": {reader: max(0, end - max(committed.get(partition, 0), start))
                        for reader, committed in groups.items()}}
 
 
-async def rebuild(settings: BusSettings, prefix: str, everything: bool, out: Callable[[str], object]) -> int:
+async def rebuild(journals: Journals, everything: bool, out: Callable[[str], object]) -> int:
     """Every service's journal, recovered as after a lost broker: returns the rows queued."""
+    settings, prefix = journals.settings, journals.prefix
     database_url = settings.database_url.get_secret_value()
     producer = AIOKafkaProducer(**client_options(settings))
     await producer.start()
@@ -94,7 +109,7 @@ async def rebuild(settings: BusSettings, prefix: str, everything: bool, out: Cal
             readers = tuple(consumer_group(settings.topic_namespace, prefix + r) for r in readers_of(service))
             journal = Journal(pool, database_url, schema, settings, topic_of(service, settings.topic_namespace), readers)
             try:
-                count = await journal.recover(producer.client, broker, rebuild=True, everything=everything)
+                count = await journal.recover(producer.client, broker, Recovery(rebuild=True, everything=everything))
             except psycopg.errors.UndefinedTable:
                 count = 0  # a service that never ran keeps no journal
             finally:

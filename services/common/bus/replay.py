@@ -173,7 +173,7 @@ def decoded_envelopes(records: Sequence[HistoryRecord]) -> tuple[list[Envelope],
     malformed = 0
     for record in records:
         try:
-            envelope = from_kafka(dict(record.headers or ()), record.key, record.value)
+            envelope = from_kafka(record)
         except MalformedEnvelope:
             malformed += 1
             continue

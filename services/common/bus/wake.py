@@ -35,6 +35,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -73,12 +74,23 @@ def announced(payload: str) -> tuple[str, dict[TopicPartition, int]]:
     return topic, ends
 
 
+@dataclass(frozen=True)
+class Waking:
+    """How a consumer hears the relays: on its topic namespace's channel, fetching everything
+    at least every `idle_fetch_s`, listening again `retry_s` after a lost connection; its
+    fetches counted under its service's name."""
+
+    namespace: str
+    idle_fetch_s: float
+    service: str = ""
+    retry_s: float = 5.0
+
+
 class FetchWaker:
-    def __init__(self, database_url: str, namespace: str, topics: list[str], idle_fetch_s: float,
-                 retry_s: float = 5.0, service: str = "") -> None:
-        self.database_url, self.namespace, self.topics = database_url, namespace, set(topics)
-        self.fetched = {brought: telemetry.BUS_FETCHES.labels(service, brought) for brought in ("yes", "no")}
-        self.idle_fetch_s, self.retry_s = idle_fetch_s, retry_s
+    def __init__(self, database_url: str, topics: list[str], waking: Waking) -> None:
+        self.database_url, self.namespace, self.topics = database_url, waking.namespace, set(topics)
+        self.fetched = {brought: telemetry.BUS_FETCHES.labels(waking.service, brought) for brought in ("yes", "no")}
+        self.idle_fetch_s, self.retry_s = waking.idle_fetch_s, waking.retry_s
         self.kafka: AIOKafkaConsumer | None = None
         # Topics announced and not fetched since, with when they were announced: a fetch
         # covers one only if it asked for the topic and was sent after the word.
