@@ -118,15 +118,15 @@ async def deliver_selection(ctx: HandlerContext, event: CandidatesScored, object
                 for image, candidate in zip(published, chosen_candidates(event), strict=True)]
         delivered = JobDelivered(job_id=event.job_id, tenant_id=event.tenant_id, requested=event.images,
                                  images=published)
-        won = await store.claim_delivered(ctx.conn, event.job_id, event.tenant_id, rows,
-                                          ctx.announcing(delivered), claim)
+        won = await store.claim_delivered(
+            ctx.conn, store.DeliveredJob(event.job_id, event.tenant_id, rows, ctx.announcing(delivered)), claim)
         if won or ctx.applied_before:
             return
         decided_before(event)
         await asyncio.gather(*(objects.delete(objects.public_bucket, key) for image in published
                                for key in (image.key, image.thumbnail_key) if key))
         return
-    won = await store.claim_outcome(ctx.conn, event.job_id, event.tenant_id, "delivered", claim)
+    won = await store.claim_outcome(ctx.conn, store.JobOutcome(event.job_id, event.tenant_id, "delivered"), claim)
     if ctx.applied_before:
         return
     if not won:
@@ -149,7 +149,7 @@ def decided_before(event: CandidatesScored) -> None:
 
 
 async def answer_cancel(ctx: HandlerContext, event: JobCancelRequested) -> None:
-    if await store.claim_outcome(ctx.conn, event.job_id, event.tenant_id, event.final_state):
+    if await store.claim_outcome(ctx.conn, store.JobOutcome(event.job_id, event.tenant_id, event.final_state)):
         await ctx.emit(domain.canceled(event))
 
 

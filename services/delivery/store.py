@@ -32,22 +32,42 @@ class DeliveredRow:
     size_bytes: int
 
 
+@dataclass(frozen=True)
+class JobOutcome:
+    """A job's one outcome: `delivered`, `failed`, or the final state a cancel gave it."""
+
+    job_id: uuid.UUID
+    tenant_id: str
+    outcome: str
+
+
+@dataclass(frozen=True)
+class DeliveredJob:
+    """A job delivered: its published images, each with the candidate it came from, and
+    `announces`, the outbox row of its JobDelivered."""
+
+    job_id: uuid.UUID
+    tenant_id: str
+    images: list[DeliveredRow]
+    announces: tuple[Any, ...]
+
+
 # ---- outcomes ------------------------------------------------------------------------------
 
 
-async def claim_outcome(conn: Conn, job_id: uuid.UUID, tenant_id: str, outcome: str, claim: InboxClaim | None = None) -> bool:
+async def claim_outcome(conn: Conn, outcome: JobOutcome, claim: InboxClaim | None = None) -> bool:
     """Claim the job's one outcome for this transaction, in the statement that makes `claim`
     (if given; then told what is fresh); False if it has one already."""
     if claim is None:
         cur = await conn.execute(
             "INSERT INTO job_outcomes (job_id, tenant_id, outcome) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-            [job_id, tenant_id, outcome])
+            [outcome.job_id, outcome.tenant_id, outcome.outcome])
         return cur.rowcount == 1
     row = await (await conn.execute(
         f"WITH {InboxClaim.CLAIMED}, won AS (INSERT INTO job_outcomes (job_id, tenant_id, outcome)"
         " VALUES (%s, %s, %s) ON CONFLICT DO NOTHING RETURNING job_id)"
         f" SELECT {InboxClaim.IDS} AS claimed, (SELECT count(*) FROM won) AS won",
-        [*claim.params, job_id, tenant_id, outcome])).fetchone()
+        [*claim.params, outcome.job_id, outcome.tenant_id, outcome.outcome])).fetchone()
     assert row is not None, "a SELECT without FROM gives one row"
     claim.fresh(row["claimed"])
     won: int = row["won"]
@@ -69,20 +89,18 @@ DELIVERED_COLUMNS = {"n": "int", "key": "text", "source_key": "text", "source_of
                      "sha256": "text", "size_bytes": "int8"}
 
 
-async def claim_delivered(conn: Conn, job_id: uuid.UUID, tenant_id: str, images: list[DeliveredRow],
-                          announces: tuple[Any, ...], claim: InboxClaim) -> bool:
-    """Claim the job's one outcome as delivered, record its published images, each with the
-    candidate it came from, and add `announces` (an outbox row: its JobDelivered), in the
-    statement that makes `claim` (then told what is fresh); False (nothing recorded, nothing
-    announced) if the job has its outcome already."""
-    if not images:
-        won = await claim_outcome(conn, job_id, tenant_id, "delivered", claim)
+async def claim_delivered(conn: Conn, job: DeliveredJob, claim: InboxClaim) -> bool:
+    """Claim the job's one outcome as delivered, record its published images and add its
+    JobDelivered, in the statement that makes `claim` (then told what is fresh); False
+    (nothing recorded, nothing announced) if the job has its outcome already."""
+    if not job.images:
+        won = await claim_outcome(conn, JobOutcome(job.job_id, job.tenant_id, "delivered"), claim)
         if won:
-            await conn.execute(*staged_event(announces))
+            await conn.execute(*staged_event(job.announces))
         return won
     arrays = typed_arrays(DELIVERED_COLUMNS)
     names = ", ".join(DELIVERED_COLUMNS)
-    announce, announced = staged_event(announces, from_rows="won")
+    announce, announced = staged_event(job.announces, from_rows="won")
     row = await (await conn.execute(
         f"WITH {InboxClaim.CLAIMED},"
         " won AS (INSERT INTO job_outcomes (job_id, tenant_id, outcome) VALUES (%s, %s, 'delivered')"
@@ -91,8 +109,9 @@ async def claim_delivered(conn: Conn, job_id: uuid.UUID, tenant_id: str, images:
         f"  SELECT w.job_id, w.tenant_id, i.* FROM won AS w, unnest({arrays}) AS i({names})),"
         f" announced AS ({announce})"
         f" SELECT {InboxClaim.IDS} AS claimed, (SELECT count(*) FROM won) AS won",
-        [*claim.params, job_id, tenant_id, *as_arrays([(i.n, i.key, i.source_key, i.source_offset, i.source_size,
-                                                         i.sha256, i.size_bytes) for i in images]),
+        [*claim.params, job.job_id, job.tenant_id,
+         *as_arrays([(i.n, i.key, i.source_key, i.source_offset, i.source_size, i.sha256, i.size_bytes)
+                     for i in job.images]),
          *announced])).fetchone()
     assert row is not None, "a SELECT without FROM gives one row"
     claim.fresh(row["claimed"])
