@@ -12,6 +12,7 @@ import hashlib
 import json
 import random
 import secrets
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
@@ -21,6 +22,7 @@ from standardwebhooks.webhooks import Webhook
 from services.common.contracts import (
     FINAL_WEBHOOK_EVENTS,
     WEBHOOK_EVENTS,
+    AccountAlerted,
     DeliveredImage,
     DeliveryFailed,
     JobCanceled,
@@ -116,9 +118,10 @@ def alert_webhook_id(alert_id: str, target: str) -> str:
     return "msg_" + uuid5(NAMESPACE_URL, f"genline:alert:{alert_id}:{target}").hex
 
 
-def alert_data(alert_id: str, tenant_id: str, raised_at: datetime, details: dict[str, Any]) -> dict[str, Any]:
+def alert_data(event: AccountAlerted) -> dict[str, Any]:
     """What an alert's webhook says: which crossing, when, and what was crossed."""
-    return {"id": alert_id, "tenant_id": tenant_id, "raised_at": raised_at.isoformat(), **details}
+    return {"id": event.alert_id, "tenant_id": event.tenant_id, "raised_at": event.raised_at.isoformat(),
+            **event.details}
 
 
 def webhook_body(event_type: str, at: datetime, view: dict[str, Any]) -> bytes:
@@ -127,19 +130,46 @@ def webhook_body(event_type: str, at: datetime, view: dict[str, Any]) -> bytes:
                       separators=(",", ":")).encode()
 
 
-def signature_header(signing_secrets: list[str], message_id: str, at: datetime, body: bytes) -> str:
+@dataclass(frozen=True)
+class WebhookPost:
+    """One sending of a webhook message: its `webhook-id`, when it is sent, and its body; what
+    its signatures cover."""
+
+    webhook_id: str
+    at: datetime
+    body: bytes
+
+
+def signature_header(signing_secrets: list[str], post: WebhookPost) -> str:
     """`webhook-signature`: one `v1,<base64>` per secret, space-separated (the receiver accepts
     any), so during a rotation's overlap both the old and the new secret verify."""
-    return " ".join(Webhook(secret).sign(message_id, at, body.decode()) for secret in signing_secrets)
+    return " ".join(Webhook(secret).sign(post.webhook_id, post.at, post.body.decode()) for secret in signing_secrets)
 
 
-def retry_delay_s(failures: int, schedule_s: list[float], jitter: float, rand: float | None = None) -> float | None:
-    """Seconds until the next attempt after `failures` failed ones, ±`jitter` of it so that
-    messages failing together spread out; None when the schedule is spent."""
-    if failures > len(schedule_s):
-        return None
-    rand = random.random() if rand is None else rand
-    return schedule_s[failures - 1] * (1 + jitter * (2 * rand - 1))
+@dataclass(frozen=True)
+class RetrySchedule:
+    """How long a failing webhook waits before each next attempt: the delays in turn, each
+    ±`jitter` of itself so that messages failing together spread out."""
+
+    delays_s: list[float]
+    jitter: float
+
+    def delay_s(self, failures: int, rand: float | None = None) -> float | None:
+        """Seconds until the next attempt after `failures` failed ones; None when the schedule is spent."""
+        if failures > len(self.delays_s):
+            return None
+        rand = random.random() if rand is None else rand
+        return self.delays_s[failures - 1] * (1 + self.jitter * (2 * rand - 1))
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What one POST came to: the status and the start of the answer, or the error; how long it took."""
+
+    status_code: int | None = None
+    excerpt: str = ""
+    error: str | None = None
+    latency_ms: int = 0
 
 
 def attempt_outcome(status_code: int | None) -> str:
