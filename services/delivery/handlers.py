@@ -56,10 +56,10 @@ async def publish_image(envelope: Envelope, n: int, candidate: CandidateScore, o
     is_clip = candidate.media_type.startswith("video/")
     with telemetry.timed_stage("delivery", "postprocess"):
         done = await asyncio.to_thread(clips.postprocess if is_clip else postprocess.postprocess, source, delivery)
-    origin = provenance.Origin(event.job_id, n, candidate.provider, event.template, envelope.time, candidate.model,
-                               candidate.model_version)
+    origin = provenance.Origin(event.job_id, n, candidate.provider, event.template, envelope.time, source,
+                               candidate.model, candidate.model_version)
     with telemetry.timed_stage("delivery", "provenance"):
-        done = await asyncio.to_thread(marker.mark, done, origin, source, delivery.quality)
+        done = await asyncio.to_thread(marker.mark, done, origin, delivery.quality)
     if is_clip:  # what the receipt says of a clip is read from the file as delivered, signed
         done = replace(done, image=await asyncio.to_thread(clips.described, done.image.data))
     # The key derives from the scored event's time, so a redelivered event writes the same object.

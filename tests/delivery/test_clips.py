@@ -228,9 +228,9 @@ def test_a_delivered_clip_is_signed_last_stays_index_first_and_its_poster_carrie
     source = video.encode(scene(), FPS)
     done = clips.postprocess(source, Delivery())
     origin = provenance.Origin(UUID("5f0c1d2e-3a4b-4c5d-8e6f-708192a3b4c5"), 2, "local-video", "text-to-video", datetime(2026, 11, 26, tzinfo=UTC),
-                               "local-clip", "2026-11")
+                               source, "local-clip", "2026-11")
 
-    marked = provenance.Marker(CREDENTIALS).mark(done, origin, source, quality=90)
+    marked = provenance.Marker(CREDENTIALS).mark(done, origin, quality=90)
     delivered = clips.described(marked.image.data)
 
     assert video.index_first(delivered.data)  # the manifest does not push the index behind the media
