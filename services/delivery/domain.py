@@ -23,6 +23,7 @@ from services.common.contracts import (
     FINAL_WEBHOOK_EVENTS,
     WEBHOOK_EVENTS,
     AccountAlerted,
+    CandidatesScored,
     DeliveredImage,
     DeliveryFailed,
     JobCanceled,
@@ -41,9 +42,14 @@ def folder_of(key: str) -> str:
     return key.rsplit("/", 1)[0] + "/"
 
 
-def public_key(tenant_id: str, when: datetime, job_id: UUID, n: int, media_type: str) -> str:
-    """`{tenant}/{yyyy}/{mm}/{job}/{n}.{ext}`, n counting from 1 in selection order."""
-    return f"{tenant_id}/{when:%Y}/{when:%m}/{job_id}/{n}.{EXTENSIONS.get(media_type, 'bin')}"
+def job_folder(tenant_id: str, when: datetime, job_id: UUID) -> str:
+    """`{tenant}/{yyyy}/{mm}/{job}/`, where a job's images and thumbnails are published."""
+    return f"{tenant_id}/{when:%Y}/{when:%m}/{job_id}/"
+
+
+def public_key(folder: str, n: int, media_type: str) -> str:
+    """`{folder}{n}.{ext}`, n counting from 1 in selection order."""
+    return f"{folder}{n}.{EXTENSIONS.get(media_type, 'bin')}"
 
 
 def thumbnail_key(key: str, media_type: str) -> str:
@@ -51,16 +57,26 @@ def thumbnail_key(key: str, media_type: str) -> str:
     return f"{key.rsplit('.', 1)[0]}.thumb.{EXTENSIONS.get(media_type, 'bin')}"
 
 
-def delivered_image(n: int, key: str, thumbnail_key: str, done: Delivered, delivery: Delivery,
-                    links: dict[str, Any]) -> DeliveredImage:
+@dataclass(frozen=True)
+class Published:
+    """Where the `n`th image (or clip) of a job lies in the public bucket, its thumbnail beside
+    it, and the signed links to both (`url`, `thumbnail_url`, `expires_at`)."""
+
+    n: int
+    key: str
+    thumbnail_key: str
+    links: dict[str, Any]
+
+
+def delivered_image(published: Published, done: Delivered, delivery: Delivery) -> DeliveredImage:
     """What JobDelivered says of one image or clip: the delivered bytes' hash, size and shape
     (a clip's length, rate and codec too)."""
-    image = done.image
-    return DeliveredImage(n=n, key=key, url=links["url"], expires_at=links["expires_at"],
+    image, links = done.image, published.links
+    return DeliveredImage(n=published.n, key=published.key, url=links["url"], expires_at=links["expires_at"],
                           sha256=hashlib.sha256(image.data).hexdigest(), size_bytes=len(image.data),
                           media_type=image.media_type, width=image.width, height=image.height, frames=image.frames,
                           duration_ms=image.duration_ms, fps=image.fps, codec=image.codec,
-                          watermarked=delivery.watermark is not None, thumbnail_key=thumbnail_key,
+                          watermarked=delivery.watermark is not None, thumbnail_key=published.thumbnail_key,
                           thumbnail_url=links["thumbnail_url"], thumbnail_media_type=done.thumbnail.media_type,
                           manifest_label=done.manifest_label, watermark_id=done.watermark_id)
 
@@ -75,13 +91,13 @@ def canceled(event: JobCancelRequested) -> JobCanceled:
                        reason=event.reason)
 
 
-def unpublishable(job_id: UUID, tenant_id: str, error: Exception) -> DeliveryFailed:
-    return DeliveryFailed(job_id=job_id, tenant_id=tenant_id, failure_code=UNPUBLISHABLE,
+def unpublishable(event: CandidatesScored, error: Exception) -> DeliveryFailed:
+    return DeliveryFailed(job_id=event.job_id, tenant_id=event.tenant_id, failure_code=UNPUBLISHABLE,
                           reason=f"a selected image could not be post-processed: {error}"[:1000])
 
 
-def copy_failed(job_id: UUID, tenant_id: str, attempts: int, error: Exception) -> DeliveryFailed:
-    return DeliveryFailed(job_id=job_id, tenant_id=tenant_id, failure_code=COPY_FAILED,
+def copy_failed(event: CandidatesScored, attempts: int, error: Exception) -> DeliveryFailed:
+    return DeliveryFailed(job_id=event.job_id, tenant_id=event.tenant_id, failure_code=COPY_FAILED,
                           reason=f"publishing the images failed {attempts} times: {type(error).__name__}: {error}"[:1000])
 
 

@@ -250,9 +250,11 @@ def test_a_delivered_clip_is_signed_last_stays_index_first_and_its_poster_carrie
 def test_what_a_receipt_says_of_a_clip_comes_from_the_file():
     done = clips.postprocess(written(scene(12)), Delivery())
     links = {"url": "https://s3/x", "expires_at": datetime(2026, 11, 26, tzinfo=UTC), "thumbnail_url": "https://s3/t"}
-    key = domain.public_key("t1", datetime(2026, 11, 26, tzinfo=UTC), uuid4(), 1, done.image.media_type)
+    key = domain.public_key(domain.job_folder("t1", datetime(2026, 11, 26, tzinfo=UTC), uuid4()), 1,
+                            done.image.media_type)
 
-    image = domain.delivered_image(1, key, domain.thumbnail_key(key, "image/webp"), done, Delivery(), links)
+    image = domain.delivered_image(domain.Published(1, key, domain.thumbnail_key(key, "image/webp"), links), done,
+                                   Delivery())
 
     assert key.endswith("/1.mp4") and image.thumbnail_key.endswith("/1.thumb.webp")
     assert (image.media_type, image.frames, image.duration_ms, image.fps, image.codec) == \
