@@ -146,7 +146,7 @@ def test_a_clip_already_within_its_caps_is_only_remuxed():
     source = written(scene(6))
     kbps = clips.bitrate_kbps(source, video.probe(source))
 
-    plan = clips.planned(video.probe(source), "yuv420p", kbps,
+    plan = clips.planned(clips.Source(source, video.probe(source), "yuv420p", kbps),
                          Delivery(clip=ClipDelivery(max_side=WIDTH, max_kbps=int(kbps) + 100, fps=24, codec="h264")))
 
     assert plan.reasons == () and plan.codec == "h264"
