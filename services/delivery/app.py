@@ -22,7 +22,7 @@ def build(settings: DeliverySettings) -> tuple[ServiceRuntime, Starlette]:
     def register(consumer: EventConsumer, objects: ObjectStore, settings_: DeliverySettings) -> None:
         objects_of.append(objects)
         senders.append(WebhookSender(consumer.pool, consumer.relay, objects, settings_))
-        handlers.register(consumer, objects, settings_, senders[0])
+        handlers.register(consumer, handlers.Publisher.of(consumer.pool, objects, settings_), senders[0])
 
     runtime, app = build_worker("delivery", settings, SUBSCRIPTIONS["delivery"], register)
     sender = senders[0]

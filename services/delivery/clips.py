@@ -24,7 +24,7 @@ import io
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -47,24 +47,58 @@ MP4_SOUND_CODECS = frozenset({"aac", "mp3", "opus", "alac", "flac", "ac3", "eac3
 
 
 @dataclass(frozen=True)
-class Plan:
-    """What the delivered clip will be: its codec, size and rate, and why it is re-encoded
-    (nothing: remuxed)."""
+class Source:
+    """A clip as the candidate holds it, and what its file says of it: its header, its pixel
+    format and its average bitrate."""
 
-    codec: str
+    data: bytes
+    info: video.ClipInfo
+    pix_fmt: str
+    kbps: float
+
+    @classmethod
+    def read(cls, data: bytes) -> "Source":
+        info = video.probe(data)
+        return cls(data, info, pixel_format(data), bitrate_kbps(data, info))
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A clip's pictures: their size and their rate."""
+
     width: int
     height: int
     fps: float
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the delivered clip will be: its codec, its pictures' size and rate, and why it is
+    re-encoded (nothing: remuxed)."""
+
+    codec: str
+    shape: Shape
     reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """How frames are encoded: the codec, at a rate, at CRF `quality`, held under `max_kbps`
+    where given."""
+
+    codec: str
+    fps: float
+    quality: int
+    max_kbps: int | None
 
 
 def postprocess(data: bytes, delivery: Delivery) -> Delivered:
     """The clip to deliver (MP4, index first) and its poster, as the template's delivery says;
     `UnpublishableImage` when the bytes are not a clip that can be read."""
     try:
-        info = video.probe(data)
-        plan = planned(info, pixel_format(data), bitrate_kbps(data, info), delivery)
-        clip = reencoded(data, info, plan, delivery) if plan.reasons else remuxed(data)
+        source = Source.read(data)
+        plan = planned(source, delivery)
+        clip = reencoded(source, plan, delivery) if plan.reasons else remuxed(data)
         return Delivered(described(clip), thumbnail(Image.fromarray(poster(clip)), delivery.thumbnail))
     except video.ClipError as error:
         raise UnpublishableImage(f"not a clip delivery can publish: {error}") from error
@@ -79,36 +113,37 @@ def described(clip: bytes) -> Rendered:
 # ---- what is done to a clip -------------------------------------------------------------------
 
 
-def planned(info: video.ClipInfo, pix_fmt: str, kbps: float, delivery: Delivery) -> Plan:
+def planned(source: Source, delivery: Delivery) -> Plan:
+    info = source.info
     if info.fps <= 0 or info.frames == 0:  # nothing to play, or no rate to play it at
         raise video.ClipError(f"the clip has {info.frames} frames at {info.fps:g} fps")
     settings = delivery.clip
-    width, height = capped_size(info.width, info.height, settings.max_side)
     fps = settings.fps if settings.fps and abs(settings.fps - info.fps) > FPS_TOLERANCE else info.fps
-    reasons = reencode_reasons(info, pix_fmt, kbps, delivery, (width, height), fps)
+    shape = Shape(*capped_size(info.width, info.height, settings.max_side), fps)
+    reasons = reencode_reasons(source, delivery, shape)
     codec = settings.codec or (info.codec if not reasons else "h264")
-    return Plan(codec, width, height, fps, reasons)
+    return Plan(codec, shape, reasons)
 
 
-def reencode_reasons(info: video.ClipInfo, pix_fmt: str, kbps: float, delivery: Delivery,
-                     size: tuple[int, int], fps: float) -> tuple[str, ...]:
-    """Why the clip's frames must be encoded again; empty: a remux will do."""
+def reencode_reasons(source: Source, delivery: Delivery, shape: Shape) -> tuple[str, ...]:
+    """Why the clip's frames must be encoded again to be delivered in `shape`; empty: a remux will do."""
     settings: ClipDelivery = delivery.clip
+    info = source.info
     reasons = []
     if delivery.watermark is not None:
         reasons.append("a visible watermark")
-    if fps != info.fps:
-        reasons.append(f"frame rate {info.fps:g} to {fps:g}")
-    if size != (info.width, info.height):
+    if shape.fps != info.fps:
+        reasons.append(f"frame rate {info.fps:g} to {shape.fps:g}")
+    if (shape.width, shape.height) != (info.width, info.height):
         reasons.append(f"size {info.width}x{info.height} past {settings.max_side}")
-    if settings.max_kbps is not None and kbps > settings.max_kbps:
-        reasons.append(f"bitrate {kbps:.0f} kb/s past {settings.max_kbps}")
+    if settings.max_kbps is not None and source.kbps > settings.max_kbps:
+        reasons.append(f"bitrate {source.kbps:.0f} kb/s past {settings.max_kbps}")
     if settings.codec is not None and settings.codec != info.codec:
         reasons.append(f"codec {info.codec} to {settings.codec}")
     elif info.codec not in PLAYABLE_CODECS:
         reasons.append(f"codec {info.codec}, which browsers do not all play")
-    if pix_fmt not in PLAYABLE_PIXEL_FORMATS:
-        reasons.append(f"pixel format {pix_fmt}, which browsers do not all play")
+    if source.pix_fmt not in PLAYABLE_PIXEL_FORMATS:
+        reasons.append(f"pixel format {source.pix_fmt}, which browsers do not all play")
     return tuple(reasons)
 
 
@@ -137,28 +172,29 @@ def bitrate_kbps(data: bytes, info: video.ClipInfo) -> float:
     return len(data) * 8 / info.duration_ms if info.duration_ms else 0.0
 
 
-def reencoded(data: bytes, info: video.ClipInfo, plan: Plan, delivery: Delivery) -> bytes:
+def reencoded(source: Source, plan: Plan, delivery: Delivery) -> bytes:
     """The clip's frames, scaled, resampled in time and watermarked as planned, encoded again.
     The encoder holds the rate under a cap over every second, but its buffer starts full, so
     a short clip may still average past it: then it is encoded once more under a cap lowered
     by the overshoot."""
     settings = delivery.clip
-    clip = encoded_mp4(delivered_frames(data, info, plan, delivery), plan.fps, plan.codec, settings.quality,
-                       settings.max_kbps, sound_from=data)
+    encoding = Encoding(plan.codec, plan.shape.fps, settings.quality, settings.max_kbps)
+    clip = encoded_mp4(delivered_frames(source, plan, delivery), encoding, sound_from=source.data)
     if settings.max_kbps is not None:
         kbps = bitrate_kbps(clip, video.probe(clip))
         if kbps > settings.max_kbps:
             lowered = max(1, int(settings.max_kbps * settings.max_kbps / kbps))
-            clip = encoded_mp4(delivered_frames(data, info, plan, delivery), plan.fps, plan.codec, settings.quality,
-                               lowered, sound_from=data)
+            clip = encoded_mp4(delivered_frames(source, plan, delivery), replace(encoding, max_kbps=lowered),
+                               sound_from=source.data)
     return clip
 
 
-def delivered_frames(data: bytes, info: video.ClipInfo, plan: Plan, delivery: Delivery) -> Iterator[np.ndarray]:
-    frames: Iterator[np.ndarray] = (fitted(frame.rgb, plan.width, plan.height)
-                                    for frame in video.frames(data, max_side=max(plan.width, plan.height)))
-    if plan.fps != info.fps:
-        frames = resampled(frames, info.fps / plan.fps, max(1, round(info.frames * plan.fps / info.fps)))
+def delivered_frames(source: Source, plan: Plan, delivery: Delivery) -> Iterator[np.ndarray]:
+    shape, info = plan.shape, source.info
+    frames: Iterator[np.ndarray] = (fitted(frame.rgb, shape.width, shape.height)
+                                    for frame in video.frames(source.data, max_side=max(shape.width, shape.height)))
+    if shape.fps != info.fps:
+        frames = resampled(frames, info.fps / shape.fps, max(1, round(info.frames * shape.fps / info.fps)))
     if delivery.watermark is not None:
         mark = delivery.watermark
         frames = (np.asarray(watermarked(Image.fromarray(rgb), mark)) for rgb in frames)
@@ -194,16 +230,15 @@ def blended(first: np.ndarray, second: np.ndarray, weight: float) -> np.ndarray:
     return np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
 
 
-def encoded_mp4(frames: Iterable[np.ndarray], fps: float, codec: str, quality: int, max_kbps: int | None,
-                sound_from: bytes | None = None) -> bytes:
-    """RGB frames as an MP4 (index first) in `codec` at CRF `quality`, its rate held under
-    `max_kbps` where given, with the sound of the clip `sound_from` copied beside them.
+def encoded_mp4(frames: Iterable[np.ndarray], encoding: Encoding, sound_from: bytes | None = None) -> bytes:
+    """RGB frames as an MP4 (index first), encoded as `encoding` says, with the sound of the
+    clip `sound_from` copied beside them.
     (`video.encode` writes VP9 in WebM, without sound; delivery's clips are MP4.)"""
     with written_mp4() as (path, options), av.open(path, mode="w", format="mp4", options=options) as out:
         stream: Any = None
         for rgb in frames:
             if stream is None:
-                stream = output_stream(out, codec, fps, rgb.shape[1], rgb.shape[0], quality, max_kbps)
+                stream = output_stream(out, encoding, (rgb.shape[1], rgb.shape[0]))
                 if sound_from is not None:
                     copy_sound(sound_from, out)
             out.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")))
@@ -264,11 +299,13 @@ def written_mp4() -> Iterator[tuple[str, dict[str, str]]]:
         yield str(Path(folder) / "clip.mp4"), {"movflags": "+faststart"}
 
 
-def output_stream(out: Any, codec: str, fps: float, width: int, height: int, quality: int,
-                  max_kbps: int | None) -> Any:
-    stream = out.add_stream(ENCODERS[codec], rate=Fraction(fps).limit_denominator(1001))
-    stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-    options = {"crf": str(quality)}
+def output_stream(out: Any, encoding: Encoding, size: tuple[int, int]) -> Any:
+    """`out`'s video stream for frames of `size` (width, height), encoded as `encoding` says."""
+    codec, max_kbps = encoding.codec, encoding.max_kbps
+    stream = out.add_stream(ENCODERS[codec], rate=Fraction(encoding.fps).limit_denominator(1001))
+    stream.width, stream.height = size
+    stream.pix_fmt = "yuv420p"
+    options = {"crf": str(encoding.quality)}
     if codec == "h264":
         options["preset"] = "veryfast"
     if max_kbps is not None:  # quality as asked, but held under the cap over every second (a capped CRF)

@@ -12,6 +12,7 @@ import hashlib
 import json
 import random
 import secrets
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
@@ -21,6 +22,8 @@ from standardwebhooks.webhooks import Webhook
 from services.common.contracts import (
     FINAL_WEBHOOK_EVENTS,
     WEBHOOK_EVENTS,
+    AccountAlerted,
+    CandidatesScored,
     DeliveredImage,
     DeliveryFailed,
     JobCanceled,
@@ -39,9 +42,14 @@ def folder_of(key: str) -> str:
     return key.rsplit("/", 1)[0] + "/"
 
 
-def public_key(tenant_id: str, when: datetime, job_id: UUID, n: int, media_type: str) -> str:
-    """`{tenant}/{yyyy}/{mm}/{job}/{n}.{ext}`, n counting from 1 in selection order."""
-    return f"{tenant_id}/{when:%Y}/{when:%m}/{job_id}/{n}.{EXTENSIONS.get(media_type, 'bin')}"
+def job_folder(tenant_id: str, when: datetime, job_id: UUID) -> str:
+    """`{tenant}/{yyyy}/{mm}/{job}/`, where a job's images and thumbnails are published."""
+    return f"{tenant_id}/{when:%Y}/{when:%m}/{job_id}/"
+
+
+def public_key(folder: str, n: int, media_type: str) -> str:
+    """`{folder}{n}.{ext}`, n counting from 1 in selection order."""
+    return f"{folder}{n}.{EXTENSIONS.get(media_type, 'bin')}"
 
 
 def thumbnail_key(key: str, media_type: str) -> str:
@@ -49,16 +57,26 @@ def thumbnail_key(key: str, media_type: str) -> str:
     return f"{key.rsplit('.', 1)[0]}.thumb.{EXTENSIONS.get(media_type, 'bin')}"
 
 
-def delivered_image(n: int, key: str, thumbnail_key: str, done: Delivered, delivery: Delivery,
-                    links: dict[str, Any]) -> DeliveredImage:
+@dataclass(frozen=True)
+class Published:
+    """Where the `n`th image (or clip) of a job lies in the public bucket, its thumbnail beside
+    it, and the signed links to both (`url`, `thumbnail_url`, `expires_at`)."""
+
+    n: int
+    key: str
+    thumbnail_key: str
+    links: dict[str, Any]
+
+
+def delivered_image(published: Published, done: Delivered, delivery: Delivery) -> DeliveredImage:
     """What JobDelivered says of one image or clip: the delivered bytes' hash, size and shape
     (a clip's length, rate and codec too)."""
-    image = done.image
-    return DeliveredImage(n=n, key=key, url=links["url"], expires_at=links["expires_at"],
+    image, links = done.image, published.links
+    return DeliveredImage(n=published.n, key=published.key, url=links["url"], expires_at=links["expires_at"],
                           sha256=hashlib.sha256(image.data).hexdigest(), size_bytes=len(image.data),
                           media_type=image.media_type, width=image.width, height=image.height, frames=image.frames,
                           duration_ms=image.duration_ms, fps=image.fps, codec=image.codec,
-                          watermarked=delivery.watermark is not None, thumbnail_key=thumbnail_key,
+                          watermarked=delivery.watermark is not None, thumbnail_key=published.thumbnail_key,
                           thumbnail_url=links["thumbnail_url"], thumbnail_media_type=done.thumbnail.media_type,
                           manifest_label=done.manifest_label, watermark_id=done.watermark_id)
 
@@ -73,13 +91,13 @@ def canceled(event: JobCancelRequested) -> JobCanceled:
                        reason=event.reason)
 
 
-def unpublishable(job_id: UUID, tenant_id: str, error: Exception) -> DeliveryFailed:
-    return DeliveryFailed(job_id=job_id, tenant_id=tenant_id, failure_code=UNPUBLISHABLE,
+def unpublishable(event: CandidatesScored, error: Exception) -> DeliveryFailed:
+    return DeliveryFailed(job_id=event.job_id, tenant_id=event.tenant_id, failure_code=UNPUBLISHABLE,
                           reason=f"a selected image could not be post-processed: {error}"[:1000])
 
 
-def copy_failed(job_id: UUID, tenant_id: str, attempts: int, error: Exception) -> DeliveryFailed:
-    return DeliveryFailed(job_id=job_id, tenant_id=tenant_id, failure_code=COPY_FAILED,
+def copy_failed(event: CandidatesScored, attempts: int, error: Exception) -> DeliveryFailed:
+    return DeliveryFailed(job_id=event.job_id, tenant_id=event.tenant_id, failure_code=COPY_FAILED,
                           reason=f"publishing the images failed {attempts} times: {type(error).__name__}: {error}"[:1000])
 
 
@@ -116,9 +134,10 @@ def alert_webhook_id(alert_id: str, target: str) -> str:
     return "msg_" + uuid5(NAMESPACE_URL, f"genline:alert:{alert_id}:{target}").hex
 
 
-def alert_data(alert_id: str, tenant_id: str, raised_at: datetime, details: dict[str, Any]) -> dict[str, Any]:
+def alert_data(event: AccountAlerted) -> dict[str, Any]:
     """What an alert's webhook says: which crossing, when, and what was crossed."""
-    return {"id": alert_id, "tenant_id": tenant_id, "raised_at": raised_at.isoformat(), **details}
+    return {"id": event.alert_id, "tenant_id": event.tenant_id, "raised_at": event.raised_at.isoformat(),
+            **event.details}
 
 
 def webhook_body(event_type: str, at: datetime, view: dict[str, Any]) -> bytes:
@@ -127,19 +146,46 @@ def webhook_body(event_type: str, at: datetime, view: dict[str, Any]) -> bytes:
                       separators=(",", ":")).encode()
 
 
-def signature_header(signing_secrets: list[str], message_id: str, at: datetime, body: bytes) -> str:
+@dataclass(frozen=True)
+class WebhookPost:
+    """One sending of a webhook message: its `webhook-id`, when it is sent, and its body; what
+    its signatures cover."""
+
+    webhook_id: str
+    at: datetime
+    body: bytes
+
+
+def signature_header(signing_secrets: list[str], post: WebhookPost) -> str:
     """`webhook-signature`: one `v1,<base64>` per secret, space-separated (the receiver accepts
     any), so during a rotation's overlap both the old and the new secret verify."""
-    return " ".join(Webhook(secret).sign(message_id, at, body.decode()) for secret in signing_secrets)
+    return " ".join(Webhook(secret).sign(post.webhook_id, post.at, post.body.decode()) for secret in signing_secrets)
 
 
-def retry_delay_s(failures: int, schedule_s: list[float], jitter: float, rand: float | None = None) -> float | None:
-    """Seconds until the next attempt after `failures` failed ones, ±`jitter` of it so that
-    messages failing together spread out; None when the schedule is spent."""
-    if failures > len(schedule_s):
-        return None
-    rand = random.random() if rand is None else rand
-    return schedule_s[failures - 1] * (1 + jitter * (2 * rand - 1))
+@dataclass(frozen=True)
+class RetrySchedule:
+    """How long a failing webhook waits before each next attempt: the delays in turn, each
+    ±`jitter` of itself so that messages failing together spread out."""
+
+    delays_s: list[float]
+    jitter: float
+
+    def delay_s(self, failures: int, rand: float | None = None) -> float | None:
+        """Seconds until the next attempt after `failures` failed ones; None when the schedule is spent."""
+        if failures > len(self.delays_s):
+            return None
+        rand = random.random() if rand is None else rand
+        return self.delays_s[failures - 1] * (1 + self.jitter * (2 * rand - 1))
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What one POST came to: the status and the start of the answer, or the error; how long it took."""
+
+    status_code: int | None = None
+    excerpt: str = ""
+    error: str | None = None
+    latency_ms: int = 0
 
 
 def attempt_outcome(status_code: int | None) -> str:

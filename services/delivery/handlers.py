@@ -4,7 +4,7 @@ cancel; each job gets one outcome (see domain). A finished job's webhooks are qu
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from services.common import contracts, telemetry
@@ -44,33 +44,24 @@ async def with_retries(settings: DeliverySettings, operation: Callable[[], Await
     raise AssertionError("copy_attempts must be at least 1")
 
 
-async def publish_image(envelope: Envelope, n: int, candidate: CandidateScore, objects: ObjectStore,
-                        settings: DeliverySettings, delivery: Delivery, marker: provenance.Marker) -> DeliveredImage:
-    """Post-process one selected candidate (format, watermark, thumbnail; a clip remuxed or
-    re-encoded, its poster; in a thread), mark and sign it last (provenance), and store the
-    image (or clip) and its thumbnail side by side in the public bucket."""
-    event = envelope.event
-    assert isinstance(event, CandidatesScored), "published for a CandidatesScored only"
-    source = await with_retries(settings, lambda: objects.get_part(objects.internal_bucket, candidate.key,
-                                                                   candidate.offset, candidate.size_bytes))
-    is_clip = candidate.media_type.startswith("video/")
-    with telemetry.timed_stage("delivery", "postprocess"):
-        done = await asyncio.to_thread(clips.postprocess if is_clip else postprocess.postprocess, source, delivery)
-    origin = provenance.Origin(event.job_id, n, candidate.provider, event.template, envelope.time, candidate.model,
-                               candidate.model_version)
-    with telemetry.timed_stage("delivery", "provenance"):
-        done = await asyncio.to_thread(marker.mark, done, origin, source, delivery.quality)
-    if is_clip:  # what the receipt says of a clip is read from the file as delivered, signed
-        done = replace(done, image=await asyncio.to_thread(clips.described, done.image.data))
-    # The key derives from the scored event's time, so a redelivered event writes the same object.
-    key = domain.public_key(event.tenant_id, envelope.time, event.job_id, n, done.image.media_type)
-    thumbnail_key = domain.thumbnail_key(key, done.thumbnail.media_type)
-    await asyncio.gather(
-        with_retries(settings, lambda: objects.put(objects.public_bucket, key, done.image.data, done.image.media_type)),
-        with_retries(settings, lambda: objects.put(objects.public_bucket, thumbnail_key, done.thumbnail.data,
-                                                 done.thumbnail.media_type)))
-    links = signed_links(objects, key, thumbnail_key, settings.link_ttl_s)
-    return domain.delivered_image(n, key, thumbnail_key, done, delivery, links)
+@dataclass(frozen=True)
+class Selection:
+    """A scored job's selected images, as they are published: the scored event's envelope,
+    whose time names the job's folder (so a redelivered event writes the same objects), and
+    the template's delivery."""
+
+    envelope: Envelope
+    delivery: Delivery
+
+    @property
+    def event(self) -> CandidatesScored:
+        event = self.envelope.event
+        assert isinstance(event, CandidatesScored), "published for a CandidatesScored only"
+        return event
+
+    @property
+    def folder(self) -> str:
+        return domain.job_folder(self.event.tenant_id, self.envelope.time, self.event.job_id)
 
 
 def chosen_candidates(event: CandidatesScored) -> list[CandidateScore]:
@@ -78,70 +69,107 @@ def chosen_candidates(event: CandidatesScored) -> list[CandidateScore]:
     return [by_index[i] for i in event.selected[: event.images]]
 
 
-async def prepare_delivery(envelope: Envelope, pool: Pool, objects: ObjectStore,
-                           settings: DeliverySettings,
-                           marker: provenance.Marker) -> list[DeliveredImage] | Exception | None:
-    """Publish the selected images before the transaction opens, so that no transaction (nor
-    a pooled connection) waits on S3, post-processing or copy retries: the images, or the
-    error that kept them from being published; None for a job with an outcome already
-    (canceled), whose images are not published. Safe to repeat: the keys are the same."""
-    event = envelope.event
-    assert isinstance(event, CandidatesScored), "the prepare step of CandidatesScored only"
-    async with pool.connection() as conn:
-        if await store.has_outcome(conn, event.job_id):
-            return None
-    delivery = load_catalogue().delivery(event.template)
-    try:
-        return list(await asyncio.gather(*(publish_image(envelope, n, c, objects, settings, delivery, marker)
-                                           for n, c in enumerate(chosen_candidates(event), start=1))))
-    except Exception as error:  # judged under the outcome's claim, in the transaction
-        return error
+@dataclass(frozen=True)
+class Publisher:
+    """Publishes a scored job's selected images and decides its outcome, with the database,
+    the buckets, the settings, and the marker that signs every image."""
 
+    pool: Pool
+    objects: ObjectStore
+    settings: DeliverySettings
+    marker: provenance.Marker
 
-async def deliver_selection(ctx: HandlerContext, event: CandidatesScored, objects: ObjectStore,
-                            settings: DeliverySettings) -> None:
-    """Decide the job's outcome from what `prepare_delivery` published, under the outcome's
-    claim, made in the statement that claims the event on the inbox: a cancel committed
-    meanwhile wins, and the images published for nothing go. (An outcome is never removed, so
-    a job `prepare_delivery` found decided loses the claim.) A duplicate does nothing at all:
-    the images its preparation published again are the delivered ones."""
-    claim = ctx.claim
-    assert claim is not None  # registered with claims=True
-    published = ctx.prepared
-    if published is None:  # prepare_delivery found the outcome decided, and an outcome stays
-        if await claim.alone(ctx.conn):  # fresh
-            decided_before(event)
-        return
-    if isinstance(published, list):
-        rows = [store.DeliveredRow(image.n, image.key, candidate.key, candidate.offset, candidate.size_bytes,
-                                   image.sha256, image.size_bytes)
-                for image, candidate in zip(published, chosen_candidates(event), strict=True)]
-        delivered = JobDelivered(job_id=event.job_id, tenant_id=event.tenant_id, requested=event.images,
-                                 images=published)
-        won = await store.claim_delivered(ctx.conn, event.job_id, event.tenant_id, rows,
-                                          ctx.announcing(delivered), claim)
-        if won or ctx.applied_before:
+    @classmethod
+    def of(cls, pool: Pool, objects: ObjectStore, settings: DeliverySettings) -> "Publisher":
+        return cls(pool, objects, settings, provenance.Marker.from_settings(settings))
+
+    async def publish_image(self, selection: Selection, n: int, candidate: CandidateScore) -> DeliveredImage:
+        """Post-process one selected candidate (format, watermark, thumbnail; a clip remuxed or
+        re-encoded, its poster; in a thread), mark and sign it last (provenance), and store the
+        image (or clip) and its thumbnail side by side in the public bucket."""
+        event, delivery, objects, settings = selection.event, selection.delivery, self.objects, self.settings
+        source = await with_retries(settings, lambda: objects.get_part(objects.internal_bucket, candidate.key,
+                                                                       candidate.offset, candidate.size_bytes))
+        is_clip = candidate.media_type.startswith("video/")
+        with telemetry.timed_stage("delivery", "postprocess"):
+            done = await asyncio.to_thread(clips.postprocess if is_clip else postprocess.postprocess, source, delivery)
+        origin = provenance.Origin(event.job_id, n, candidate.provider, event.template, selection.envelope.time,
+                                   source, candidate.model, candidate.model_version)
+        with telemetry.timed_stage("delivery", "provenance"):
+            done = await asyncio.to_thread(self.marker.mark, done, origin, delivery.quality)
+        if is_clip:  # what the receipt says of a clip is read from the file as delivered, signed
+            done = replace(done, image=await asyncio.to_thread(clips.described, done.image.data))
+        key = domain.public_key(selection.folder, n, done.image.media_type)
+        thumbnail_key = domain.thumbnail_key(key, done.thumbnail.media_type)
+        await asyncio.gather(
+            with_retries(settings, lambda: objects.put(objects.public_bucket, key, done.image.data,
+                                                     done.image.media_type)),
+            with_retries(settings, lambda: objects.put(objects.public_bucket, thumbnail_key, done.thumbnail.data,
+                                                     done.thumbnail.media_type)))
+        links = signed_links(objects, key, thumbnail_key, settings.link_ttl_s)
+        return domain.delivered_image(domain.Published(n, key, thumbnail_key, links), done, delivery)
+
+    async def prepare_delivery(self, envelope: Envelope) -> list[DeliveredImage] | Exception | None:
+        """Publish the selected images before the transaction opens, so that no transaction (nor
+        a pooled connection) waits on S3, post-processing or copy retries: the images, or the
+        error that kept them from being published; None for a job with an outcome already
+        (canceled), whose images are not published. Safe to repeat: the keys are the same."""
+        event = envelope.event
+        assert isinstance(event, CandidatesScored), "the prepare step of CandidatesScored only"
+        async with self.pool.connection() as conn:
+            if await store.has_outcome(conn, event.job_id):
+                return None
+        selection = Selection(envelope, load_catalogue().delivery(event.template))
+        try:
+            return list(await asyncio.gather(*(self.publish_image(selection, n, c)
+                                               for n, c in enumerate(chosen_candidates(event), start=1))))
+        except Exception as error:  # judged under the outcome's claim, in the transaction
+            return error
+
+    async def deliver_selection(self, ctx: HandlerContext, event: CandidatesScored) -> None:
+        """Decide the job's outcome from what `prepare_delivery` published, under the outcome's
+        claim, made in the statement that claims the event on the inbox: a cancel committed
+        meanwhile wins, and the images published for nothing go. (An outcome is never removed, so
+        a job `prepare_delivery` found decided loses the claim.) A duplicate does nothing at all:
+        the images its preparation published again are the delivered ones."""
+        claim = ctx.claim
+        assert claim is not None  # registered with claims=True
+        published = ctx.prepared
+        if published is None:  # prepare_delivery found the outcome decided, and an outcome stays
+            if await claim.alone(ctx.conn):  # fresh
+                decided_before(event)
             return
-        decided_before(event)
-        await asyncio.gather(*(objects.delete(objects.public_bucket, key) for image in published
-                               for key in (image.key, image.thumbnail_key) if key))
-        return
-    won = await store.claim_outcome(ctx.conn, event.job_id, event.tenant_id, "delivered", claim)
-    if ctx.applied_before:
-        return
-    if not won:
-        decided_before(event)
-        return
-    if isinstance(published, postprocess.UnpublishableImage):
-        log.warning("job %s selected an image delivery cannot publish: %s", event.job_id, published)
-        await store.set_outcome(ctx.conn, event.job_id, "failed")
-        await ctx.emit(domain.unpublishable(event.job_id, event.tenant_id, published))
-        return
-    if isinstance(published, Exception):
-        log.warning("publishing the images of job %s failed: %s", event.job_id, published)
-        await store.set_outcome(ctx.conn, event.job_id, "failed")
-        await ctx.emit(domain.copy_failed(event.job_id, event.tenant_id, settings.copy_attempts, published))
-        return
+        if isinstance(published, list):
+            rows = [store.DeliveredRow(image.n, image.key, candidate.key, candidate.offset, candidate.size_bytes,
+                                       image.sha256, image.size_bytes)
+                    for image, candidate in zip(published, chosen_candidates(event), strict=True)]
+            delivered = JobDelivered(job_id=event.job_id, tenant_id=event.tenant_id, requested=event.images,
+                                     images=published)
+            won = await store.claim_delivered(
+                ctx.conn, store.DeliveredJob(event.job_id, event.tenant_id, rows, ctx.announcing(delivered)), claim)
+            if won or ctx.applied_before:
+                return
+            decided_before(event)
+            await asyncio.gather(*(self.objects.delete(self.objects.public_bucket, key) for image in published
+                                   for key in (image.key, image.thumbnail_key) if key))
+            return
+        won = await store.claim_outcome(ctx.conn, store.JobOutcome(event.job_id, event.tenant_id, "delivered"),
+                                        claim)
+        if ctx.applied_before:
+            return
+        if not won:
+            decided_before(event)
+            return
+        if isinstance(published, postprocess.UnpublishableImage):
+            log.warning("job %s selected an image delivery cannot publish: %s", event.job_id, published)
+            await store.set_outcome(ctx.conn, event.job_id, "failed")
+            await ctx.emit(domain.unpublishable(event, published))
+            return
+        if isinstance(published, Exception):
+            log.warning("publishing the images of job %s failed: %s", event.job_id, published)
+            await store.set_outcome(ctx.conn, event.job_id, "failed")
+            await ctx.emit(domain.copy_failed(event, self.settings.copy_attempts, published))
+            return
 
 
 def decided_before(event: CandidatesScored) -> None:
@@ -149,7 +177,7 @@ def decided_before(event: CandidatesScored) -> None:
 
 
 async def answer_cancel(ctx: HandlerContext, event: JobCancelRequested) -> None:
-    if await store.claim_outcome(ctx.conn, event.job_id, event.tenant_id, event.final_state):
+    if await store.claim_outcome(ctx.conn, store.JobOutcome(event.job_id, event.tenant_id, event.final_state)):
         await ctx.emit(domain.canceled(event))
 
 
@@ -181,15 +209,10 @@ PASSED_OVER: tuple[type[contracts.Event], ...] = (
 )
 
 
-def register(consumer: EventConsumer, objects: ObjectStore, settings: DeliverySettings, sender: WebhookSender) -> None:
-    marker = provenance.Marker.from_settings(settings)
-
-    async def prepare(envelope: Envelope) -> list[DeliveredImage] | Exception | None:
-        return await prepare_delivery(envelope, consumer.pool, objects, settings, marker)
-
-    @consumer.on(CandidatesScored, prepare=prepare, claims=True)
+def register(consumer: EventConsumer, publisher: Publisher, sender: WebhookSender) -> None:
+    @consumer.on(CandidatesScored, prepare=publisher.prepare_delivery, claims=True)
     async def on_candidates_scored(ctx: HandlerContext, event: CandidatesScored) -> None:
-        await deliver_selection(ctx, event, objects, settings)
+        await publisher.deliver_selection(ctx, event)
 
     @consumer.on(JobCancelRequested)
     async def on_cancel_requested(ctx: HandlerContext, event: JobCancelRequested) -> None:
@@ -219,5 +242,5 @@ def register(consumer: EventConsumer, objects: ObjectStore, settings: DeliverySe
 
     @consumer.on(JobErased)
     async def on_job_erased(ctx: HandlerContext, event: JobErased) -> None:
-        await erase_images(ctx, event, objects)
+        await erase_images(ctx, event, publisher.objects)
         ctx.after_commit(lambda: sender.data_keys.forget(event.job_id))

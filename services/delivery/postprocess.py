@@ -53,6 +53,15 @@ class Delivered:
     watermark_id: str | None = None
 
 
+@dataclass(frozen=True)
+class Animation:
+    """An animated image's frames, how long each is shown (ms), and how often it loops (0: for ever)."""
+
+    frames: list[Image.Image]
+    durations: list[int]
+    loop: int
+
+
 class UnpublishableImage(ValueError):
     """The candidate is not an image delivery can decode and publish."""
 
@@ -72,7 +81,7 @@ def postprocess(data: bytes, delivery: Delivery) -> Delivered:
     if target == source_format and delivery.watermark is None:
         image = Rendered(data, MEDIA_TYPES[target], *frames[0].size, len(frames))
     elif len(frames) > 1:
-        image = encoded_clip(frames, durations, loop, delivery.quality)
+        image = encoded_clip(Animation(frames, durations, loop), delivery.quality)
     else:
         image = encoded(frames[0], target, delivery.quality)
     return Delivered(image, thumbnail(frames[0], delivery.thumbnail))
@@ -104,12 +113,12 @@ def encoded(image: Image.Image, pil_format: str, quality: int) -> Rendered:
     return Rendered(buffer.getvalue(), MEDIA_TYPES[pil_format], *pixels.size)
 
 
-def encoded_clip(frames: list[Image.Image], durations: list[int], loop: int, quality: int) -> Rendered:
-    """An animated WebP of `frames`, each shown for its duration (ms)."""
-    pixels = [frame.convert("RGBA") for frame in frames]
+def encoded_clip(animation: Animation, quality: int) -> Rendered:
+    """An animated WebP of the animation's frames, each shown for its duration."""
+    pixels = [frame.convert("RGBA") for frame in animation.frames]
     buffer = io.BytesIO()
-    pixels[0].save(buffer, format="WEBP", save_all=True, append_images=pixels[1:], duration=durations,
-                   loop=loop, quality=quality)
+    pixels[0].save(buffer, format="WEBP", save_all=True, append_images=pixels[1:], duration=animation.durations,
+                   loop=animation.loop, quality=quality)
     return Rendered(buffer.getvalue(), "image/webp", *pixels[0].size, len(pixels))
 
 
@@ -132,14 +141,14 @@ def watermarked(image: Image.Image, mark: Watermark) -> Image.Image:
     image (a sixteenth of its shorter side). Transparency is kept."""
     alpha = has_alpha(image)
     base = image.convert("RGBA")
-    size = max(10, min(base.size) // 16)
+    size = text_size(base.size)
     font = ImageFont.load_default(size=size)
     stroke = max(1, size // 12)
     overlay = Image.new("RGBA", base.size, (0, 0, 0, 0))
     draw = ImageDraw.Draw(overlay)
     # Whole pixels from a font at (0, 0); Pillow's types allow fractions.
     left, top, right, bottom = (int(edge) for edge in draw.textbbox((0, 0), mark.text, font=font, stroke_width=stroke))
-    x, y = placed(base.size, (right - left, bottom - top), mark.position, margin=size // 2)
+    x, y = placed(base.size, (right - left, bottom - top), mark.position)
     opacity = round(255 * mark.opacity)
     draw.text((x - left, y - top), mark.text, font=font, fill=(*WHITE, opacity), stroke_width=stroke,
               stroke_fill=(0, 0, 0, opacity))
@@ -147,8 +156,15 @@ def watermarked(image: Image.Image, mark: Watermark) -> Image.Image:
     return marked if alpha else marked.convert("RGB")
 
 
-def placed(size: tuple[int, int], box: tuple[int, int], position: str, margin: int) -> tuple[int, int]:
-    """Top-left corner of a `box` at `position` in an image of `size`, `margin` from its edges."""
+def text_size(size: tuple[int, int]) -> int:
+    """The mark's font size in an image of `size`: a sixteenth of its shorter side, 10 at least."""
+    return max(10, min(size) // 16)
+
+
+def placed(size: tuple[int, int], box: tuple[int, int], position: str) -> tuple[int, int]:
+    """Top-left corner of a `box` at `position` in an image of `size`, half the mark's font
+    size from its edges."""
+    margin = text_size(size) // 2
     (width, height), (box_width, box_height) = size, box
     x = {"left": margin, "right": width - box_width - margin}
     y = {"top": margin, "bottom": height - box_height - margin}

@@ -30,7 +30,7 @@ import io
 import json
 import logging
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -62,13 +62,15 @@ MARKED_POSTER_QUALITY = 90
 
 @dataclass(frozen=True)
 class Origin:
-    """What the credentials say of one delivered image."""
+    """What the credentials say of one delivered image, and the candidate it was made from
+    (`source`, as the provider made it: its own manifest is kept as an ingredient)."""
 
     job_id: UUID
     n: int
     provider: str
     template: str | None
     created_at: datetime
+    source: bytes = field(repr=False)
     model: str = ""
     model_version: str = ""
 
@@ -153,15 +155,16 @@ class Marker:
             credentials = new_signing_credentials(f"{settings.service_name} (ephemeral)")
         return cls(credentials, settings.provenance_tsa_url)
 
-    def mark(self, done: Delivered, origin: Origin, source: bytes, quality: int) -> Delivered:
-        """`done` with its image watermarked and signed, and the mark id and manifest label set."""
+    def mark(self, done: Delivered, origin: Origin, quality: int) -> Delivered:
+        """`done` with its image watermarked (re-encoded at `quality`) and signed, and the mark
+        id and manifest label set."""
         image = done.image
         if image.media_type not in SIGNABLE:
             return done
         identity = mark_id(origin.job_id, origin.n)
         marked = watermarked(image, identity, quality)
         label = manifest_label(origin.job_id, origin.n)
-        signed = self.sign(marked.data, image.media_type, self.manifest(origin, label, marked, identity), source)
+        signed = self.sign(marked, self.manifest(origin, marked), origin.source)
         if image.media_type.startswith("video/"):  # a clip's frames stay as they are; its poster carries the mark
             poster = watermarked(done.thumbnail, identity, MARKED_POSTER_QUALITY)
             return replace(done, image=replace(image, data=signed), thumbnail=poster, manifest_label=label,
@@ -169,10 +172,11 @@ class Marker:
         return replace(done, image=replace(marked, data=signed), manifest_label=label,
                        watermark_id=mark_hex(identity) if marked is not image else None)
 
-    def manifest(self, origin: Origin, label: str, marked: Rendered, identity: int) -> dict[str, Any]:
+    def manifest(self, origin: Origin, marked: Rendered) -> dict[str, Any]:
         created = origin.created_at.isoformat().replace("+00:00", "Z")
+        identity = mark_id(origin.job_id, origin.n)
         return {
-            "label": label,
+            "label": manifest_label(origin.job_id, origin.n),
             "title": f"{origin.n}.{marked.media_type.rsplit('/', 1)[1]}",
             "claim_generator_info": [SOFTWARE_AGENT],
             "assertions": [
@@ -189,7 +193,9 @@ class Marker:
             ],
         }
 
-    def sign(self, data: bytes, media_type: str, manifest: dict[str, Any], source: bytes) -> bytes:
+    def sign(self, image: Rendered, manifest: dict[str, Any], source: bytes) -> bytes:
+        """`image`'s bytes with `manifest` embedded and signed; `source` its ingredient when it
+        carries Content Credentials of its own."""
         info = c2pa.C2paSignerInfo(self.algorithm, self.credentials.chain_pem.encode(),
                                    self.credentials.key_pem.encode(),
                                    self.tsa_url.encode() if self.tsa_url else None)
@@ -202,7 +208,7 @@ class Marker:
                 builder.add_ingredient({"title": "provider output", "relationship": "parentOf"}, source_type,
                                        io.BytesIO(source))
             out = io.BytesIO()
-            builder.sign(signer, media_type, io.BytesIO(data), out)
+            builder.sign(signer, image.media_type, io.BytesIO(image.data), out)
         return out.getvalue()
 
 

@@ -7,8 +7,9 @@ actor ingest names in `X-Genline-Actor`."""
 
 import json
 import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -45,14 +46,29 @@ def parse_uuid(text: str) -> uuid.UUID:
         raise NotFound from None
 
 
+def attempts_limit(request: Request) -> int:
+    """How many attempts a listing shows: `?limit=`, 100 unless said, never more than 500."""
+    return min(int(request.query_params.get("limit", "100")), 500)
+
+
+@dataclass(frozen=True)
+class EndpointChange:
+    """A change to a webhook endpoint as the audit trail records it: what was done (`create`,
+    `update`, `delete`, `rotate_secret`), to which endpoint, and with what."""
+
+    action: str
+    endpoint_id: uuid.UUID
+    details: dict[str, object] = field(default_factory=dict)
+
+
 class WebhookApi:
     def __init__(self, runtime: ServiceRuntime, sender: WebhookSender, settings: DeliverySettings) -> None:
         self.runtime, self.pool, self.sender, self.settings = runtime, runtime.pool, sender, settings
 
-    async def _audit(self, conn: Conn, request: Request, action: str, endpoint: dict[str, Any], **details: object) -> None:
+    async def _audit(self, conn: Conn, request: Request, change: EndpointChange) -> None:
         actor = request.headers.get("x-genline-actor") or system_actor("delivery")
-        await record_action(self.runtime, conn, actor, f"webhook_endpoint.{action}", f"webhook_endpoint:{endpoint['id']}",
-                            request.path_params["tenant"], **details)
+        await record_action(self.runtime, conn, actor, f"webhook_endpoint.{change.action}",
+                            f"webhook_endpoint:{change.endpoint_id}", request.path_params["tenant"], **change.details)
 
     def routes(self) -> list[Route]:
         endpoints, one = f"{PREFIX}/webhook-endpoints", f"{PREFIX}/webhook-endpoints/{{endpoint_id}}"
@@ -79,10 +95,10 @@ class WebhookApi:
         body, tenant = await request.json(), request.path_params["tenant"]
         secret = domain.new_webhook_secret()
         async with self.pool.connection() as conn, conn.transaction():
-            row = await store.create_endpoint(conn, tenant, body["url"], body.get("description", ""),
-                                              body["event_types"], body.get("enabled", True), secret)
-            await self._audit(conn, request, "create", row, url=row["url"], event_types=row["event_types"],
-                              enabled=row["enabled"])
+            row = await store.create_endpoint(conn, store.NewEndpoint(
+                tenant, body["url"], body.get("description", ""), body["event_types"], body.get("enabled", True), secret))
+            await self._audit(conn, request, EndpointChange("create", row["id"], {
+                "url": row["url"], "event_types": row["event_types"], "enabled": row["enabled"]}))
         self.runtime.relay.notify()
         return answer(row | {"secret": secret}, 201)
 
@@ -105,7 +121,7 @@ class WebhookApi:
             row = await self._endpoint(conn, params["tenant"], params["endpoint_id"], lock=True)
             if changes:
                 row = await store.update_endpoint(conn, row["id"], changes)
-                await self._audit(conn, request, "update", row, **changes)
+                await self._audit(conn, request, EndpointChange("update", row["id"], changes))
         self.runtime.relay.notify()
         return answer(row)
 
@@ -114,7 +130,7 @@ class WebhookApi:
         async with self.pool.connection() as conn, conn.transaction():
             row = await self._endpoint(conn, params["tenant"], params["endpoint_id"], lock=True)
             await store.delete_endpoint(conn, row["id"])
-            await self._audit(conn, request, "delete", row, url=row["url"])
+            await self._audit(conn, request, EndpointChange("delete", row["id"], {"url": row["url"]}))
         self.runtime.relay.notify()
         return Response(status_code=204)
 
@@ -126,26 +142,22 @@ class WebhookApi:
         async with self.pool.connection() as conn, conn.transaction():
             row = await self._endpoint(conn, params["tenant"], params["endpoint_id"], lock=True)
             row = await store.rotate_secret(conn, row["id"], secret, datetime.now(UTC) + timedelta(seconds=overlap_s))
-            await self._audit(conn, request, "rotate_secret", row, overlap_s=overlap_s)
+            await self._audit(conn, request, EndpointChange("rotate_secret", row["id"], {"overlap_s": overlap_s}))
         self.runtime.relay.notify()
         return answer(row | {"secret": secret})
-
-    async def _attempts(self, tenant: str, by: Literal["endpoint_id", "job_id"], value: uuid.UUID,
-                        request: Request) -> Response:
-        limit = min(int(request.query_params.get("limit", "100")), 500)
-        async with self.pool.connection() as conn:
-            rows = await store.attempts(conn, tenant, by, value, limit)
-        return answer({"data": rows})
 
     async def endpoint_attempts(self, request: Request) -> Response:
         params = request.path_params
         async with self.pool.connection() as conn:
             row = await self._endpoint(conn, params["tenant"], params["endpoint_id"])
-        return await self._attempts(params["tenant"], "endpoint_id", row["id"], request)
+            rows = await store.endpoint_attempts(conn, params["tenant"], row["id"], attempts_limit(request))
+        return answer({"data": rows})
 
     async def job_attempts(self, request: Request) -> Response:
         params = request.path_params
-        return await self._attempts(params["tenant"], "job_id", parse_uuid(params["job_id"]), request)
+        async with self.pool.connection() as conn:
+            rows = await store.job_attempts(conn, params["tenant"], parse_uuid(params["job_id"]), attempts_limit(request))
+        return answer({"data": rows})
 
     async def redeliver(self, request: Request) -> Response:
         """Queue the attempt's message again, at once, with the same `webhook-id`."""

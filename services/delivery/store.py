@@ -8,7 +8,7 @@ internal webhook API call these with the connection they hold."""
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from psycopg.rows import DictRow
 
@@ -32,22 +32,42 @@ class DeliveredRow:
     size_bytes: int
 
 
+@dataclass(frozen=True)
+class JobOutcome:
+    """A job's one outcome: `delivered`, `failed`, or the final state a cancel gave it."""
+
+    job_id: uuid.UUID
+    tenant_id: str
+    outcome: str
+
+
+@dataclass(frozen=True)
+class DeliveredJob:
+    """A job delivered: its published images, each with the candidate it came from, and
+    `announces`, the outbox row of its JobDelivered."""
+
+    job_id: uuid.UUID
+    tenant_id: str
+    images: list[DeliveredRow]
+    announces: OutboxRow
+
+
 # ---- outcomes ------------------------------------------------------------------------------
 
 
-async def claim_outcome(conn: Conn, job_id: uuid.UUID, tenant_id: str, outcome: str, claim: InboxClaim | None = None) -> bool:
+async def claim_outcome(conn: Conn, outcome: JobOutcome, claim: InboxClaim | None = None) -> bool:
     """Claim the job's one outcome for this transaction, in the statement that makes `claim`
     (if given; then told what is fresh); False if it has one already."""
     if claim is None:
         cur = await conn.execute(
             "INSERT INTO job_outcomes (job_id, tenant_id, outcome) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-            [job_id, tenant_id, outcome])
+            [outcome.job_id, outcome.tenant_id, outcome.outcome])
         return cur.rowcount == 1
     row = await (await conn.execute(*claim.first(
         "WITH won AS (INSERT INTO job_outcomes (job_id, tenant_id, outcome)"
         " VALUES (%s, %s, %s) ON CONFLICT DO NOTHING RETURNING job_id)"
         " SELECT (SELECT ids FROM claimed_ids) AS claimed, (SELECT count(*) FROM won) AS won",
-        [job_id, tenant_id, outcome]))).fetchone()
+        [outcome.job_id, outcome.tenant_id, outcome.outcome]))).fetchone()
     assert row is not None, "a SELECT without FROM gives one row"
     claim.fresh(row["claimed"])
     won: int = row["won"]
@@ -69,20 +89,18 @@ DELIVERED_COLUMNS = {"n": "int", "key": "text", "source_key": "text", "source_of
                      "sha256": "text", "size_bytes": "int8"}
 
 
-async def claim_delivered(conn: Conn, job_id: uuid.UUID, tenant_id: str, images: list[DeliveredRow],
-                          announces: OutboxRow, claim: InboxClaim) -> bool:
-    """Claim the job's one outcome as delivered, record its published images, each with the
-    candidate it came from, and add `announces` (an outbox row: its JobDelivered), in the
-    statement that makes `claim` (then told what is fresh); False (nothing recorded, nothing
-    announced) if the job has its outcome already."""
-    if not images:
-        won = await claim_outcome(conn, job_id, tenant_id, "delivered", claim)
+async def claim_delivered(conn: Conn, job: DeliveredJob, claim: InboxClaim) -> bool:
+    """Claim the job's one outcome as delivered, record its published images and add its
+    JobDelivered, in the statement that makes `claim` (then told what is fresh); False
+    (nothing recorded, nothing announced) if the job has its outcome already."""
+    if not job.images:
+        won = await claim_outcome(conn, JobOutcome(job.job_id, job.tenant_id, "delivered"), claim)
         if won:
-            await conn.execute(*staged_event(announces))
+            await conn.execute(*staged_event(job.announces))
         return won
     arrays = typed_arrays(DELIVERED_COLUMNS)
     names = ", ".join(DELIVERED_COLUMNS)
-    announce, announced = staged_event(announces, from_rows="won")
+    announce, announced = staged_event(job.announces, from_rows="won")
     row = await (await conn.execute(*claim.first(
         "WITH won AS (INSERT INTO job_outcomes (job_id, tenant_id, outcome) VALUES (%s, %s, 'delivered')"
         "  ON CONFLICT DO NOTHING RETURNING job_id, tenant_id),"
@@ -90,8 +108,9 @@ async def claim_delivered(conn: Conn, job_id: uuid.UUID, tenant_id: str, images:
         f"  SELECT w.job_id, w.tenant_id, i.* FROM won AS w, unnest({arrays}) AS i({names})),"
         f" announced AS ({announce})"
         " SELECT (SELECT ids FROM claimed_ids) AS claimed, (SELECT count(*) FROM won) AS won",
-        [job_id, tenant_id, *as_arrays([(i.n, i.key, i.source_key, i.source_offset, i.source_size,
-                                         i.sha256, i.size_bytes) for i in images]),
+        [job.job_id, job.tenant_id,
+         *as_arrays([(i.n, i.key, i.source_key, i.source_offset, i.source_size, i.sha256, i.size_bytes)
+                     for i in job.images]),
          *announced]))).fetchone()
     assert row is not None, "a SELECT without FROM gives one row"
     claim.fresh(row["claimed"])
@@ -176,12 +195,24 @@ async def endpoint(conn: Conn, tenant_id: str, endpoint_id: uuid.UUID, lock: boo
         + (" FOR UPDATE" if lock else ""), [endpoint_id, tenant_id])).fetchone()
 
 
-async def create_endpoint(conn: Conn, tenant_id: str, url: str, description: str, event_types: list[str], enabled: bool,
-                          secret: str) -> DictRow:
+@dataclass(frozen=True)
+class NewEndpoint:
+    """A tenant's webhook endpoint as it is created: where to post, what it asked for, and the
+    secret that signs for it."""
+
+    tenant_id: str
+    url: str
+    description: str
+    event_types: list[str]
+    enabled: bool
+    secret: str
+
+
+async def create_endpoint(conn: Conn, new: NewEndpoint) -> DictRow:
     row = await (await conn.execute(
         f"INSERT INTO webhook_endpoints (id, tenant_id, url, description, event_types, enabled, secret)"
         f" VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING {ENDPOINT_COLUMNS}",
-        [uuid.uuid4(), tenant_id, url, description, event_types, enabled, secret])).fetchone()
+        [uuid.uuid4(), new.tenant_id, new.url, new.description, new.event_types, new.enabled, new.secret])).fetchone()
     assert row is not None, "an INSERT without conflict target returns its row"
     return row
 
@@ -252,14 +283,27 @@ async def job_secret(conn: Conn, tenant_id: str) -> str:
 # ---- webhook messages and attempts ----------------------------------------------------------
 
 
-async def queue_message(conn: Conn, webhook_id: str, tenant_id: str, endpoint_id: uuid.UUID | None, url: str,
-                        job_id: uuid.UUID | None, event_type: str,
-                        payload: str) -> None:
+@dataclass(frozen=True)
+class WebhookMessage:
+    """One event to one target, to send: its `webhook-id`, the target's endpoint (None: the job's
+    own webhook URL) and URL, the job (None: a tenant's alert), and the JSON it carries."""
+
+    webhook_id: str
+    tenant_id: str
+    endpoint_id: uuid.UUID | None
+    url: str
+    job_id: uuid.UUID | None
+    event_type: str
+    payload: str
+
+
+async def queue_message(conn: Conn, message: WebhookMessage) -> None:
     """A message to send, once per `webhook_id`."""
     await conn.execute(
         "INSERT INTO webhook_messages (id, webhook_id, tenant_id, endpoint_id, url, job_id, event_type, payload)"
         " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (webhook_id) DO NOTHING",
-        [uuid.uuid4(), webhook_id, tenant_id, endpoint_id, url, job_id, event_type, payload])
+        [uuid.uuid4(), message.webhook_id, message.tenant_id, message.endpoint_id, message.url, message.job_id,
+         message.event_type, message.payload])
 
 
 CLAIM = """
@@ -287,12 +331,12 @@ async def claim_due(conn: Conn, claim_s: float, limit: int) -> list[DictRow]:
     return await (await conn.execute(CLAIMED, [ids])).fetchall() if ids else []
 
 
-async def record_attempt(conn: Conn, message_id: uuid.UUID, at: datetime, status_code: int | None, latency_ms: int,
-                         excerpt: str | None, error: str | None) -> None:
+async def record_attempt(conn: Conn, message_id: uuid.UUID, at: datetime, attempt: domain.Attempt) -> None:
     await conn.execute(
         "INSERT INTO webhook_attempts (id, message_id, attempted_at, status_code, latency_ms, response_excerpt,"
         " error) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-        [uuid.uuid4(), message_id, at, status_code, latency_ms, excerpt, error])
+        [uuid.uuid4(), message_id, at, attempt.status_code, attempt.latency_ms, attempt.excerpt,
+         attempt.error])
 
 
 async def schedule_retry(conn: Conn, message_id: uuid.UUID, failures: int, delay_s: float) -> None:
@@ -322,11 +366,14 @@ WHERE m.tenant_id = %s AND m.{by} = %s ORDER BY a.attempted_at DESC, a.id LIMIT 
 """
 
 
-async def attempts(conn: Conn, tenant_id: str, by: Literal["endpoint_id", "job_id"], value: uuid.UUID, limit: int) -> list[DictRow]:
-    """The tenant's latest attempts to one endpoint, or for one job, newest first."""
-    if by not in ("endpoint_id", "job_id"):
-        raise ValueError(f"attempts are listed by endpoint_id or job_id, not {by!r}")
-    return await (await conn.execute(ATTEMPTS.format(by=by), [tenant_id, value, limit])).fetchall()
+async def endpoint_attempts(conn: Conn, tenant_id: str, endpoint_id: uuid.UUID, limit: int) -> list[DictRow]:
+    """The tenant's latest attempts to one endpoint, newest first."""
+    return await (await conn.execute(ATTEMPTS.format(by="endpoint_id"), [tenant_id, endpoint_id, limit])).fetchall()
+
+
+async def job_attempts(conn: Conn, tenant_id: str, job_id: uuid.UUID, limit: int) -> list[DictRow]:
+    """The tenant's latest attempts for one job, newest first."""
+    return await (await conn.execute(ATTEMPTS.format(by="job_id"), [tenant_id, job_id, limit])).fetchall()
 
 
 async def attempted_message(conn: Conn, tenant_id: str, attempt_id: uuid.UUID) -> DictRow | None:

@@ -20,6 +20,7 @@ import json
 import logging
 import time
 import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, assert_never
 
@@ -70,8 +71,8 @@ async def queue_webhooks(conn: Conn, event: JobFinished | JobProgressed,
         targets_.append((None, event.webhook_url, "job"))
     for endpoint_id, url, target in targets_:
         webhook_id = domain.webhook_id(event.job_id, event_type + occurrence, target)
-        await store.queue_message(conn, webhook_id, event.tenant_id, endpoint_id, url, event.job_id, event_type,
-                                  json.dumps(payload))
+        await store.queue_message(conn, store.WebhookMessage(webhook_id, event.tenant_id, endpoint_id, url, event.job_id,
+                                                             event_type, json.dumps(payload)))
     return len(targets_)
 
 
@@ -81,10 +82,11 @@ async def queue_alert_webhooks(conn: Conn, event: AccountAlerted, claim: InboxCl
     endpoints = await store.subscribed_endpoints(conn, event.tenant_id, event.alert, claim)
     if not claim.claimed:
         return 0
-    payload = json.dumps(domain.alert_data(event.alert_id, event.tenant_id, event.raised_at, event.details))
+    payload = json.dumps(domain.alert_data(event))
     for endpoint in endpoints:
-        await store.queue_message(conn, domain.alert_webhook_id(event.alert_id, str(endpoint["id"])), event.tenant_id,
-                                  endpoint["id"], endpoint["url"], None, event.alert, payload)
+        await store.queue_message(conn, store.WebhookMessage(
+            domain.alert_webhook_id(event.alert_id, str(endpoint["id"])), event.tenant_id, endpoint["id"],
+            endpoint["url"], None, event.alert, payload))
     return len(endpoints)
 
 
@@ -95,14 +97,6 @@ def signing_secrets(message: DictRow) -> list[str]:
     if message["endpoint_id"] is None:
         return [message["job_secret"]]
     return [message["secret"]] + ([message["previous_secret"]] if message["previous_in_force"] else [])
-
-
-class Attempt:
-    """What one POST came to."""
-
-    def __init__(self, status_code: int | None = None, excerpt: str = "", error: str | None = None,
-                 latency_ms: int = 0) -> None:
-        self.status_code, self.excerpt, self.error, self.latency_ms = status_code, excerpt, error, latency_ms
 
 
 async def read_excerpt(response: httpx.Response, limit: int = domain.RESPONSE_EXCERPT_CHARS * 4) -> str:
@@ -123,15 +117,27 @@ def pinned_request(url: str, address: targets.IPAddress) -> tuple[str, dict[str,
     return str(parts.copy_with(host=str(address))), {"Host": parts.netloc.decode()}, extensions
 
 
+@dataclass(eq=False, repr=False)
 class WebhookSender:
-    def __init__(self, pool: Pool, relay: OutboxRelay, objects: ObjectStore, settings: DeliverySettings) -> None:
-        self.pool, self.relay, self.objects, self.settings = pool, relay, objects, settings
-        self.allowed = targets.allowed_networks(settings.webhook_allowed_networks)
-        self.http = httpx.AsyncClient(follow_redirects=False, timeout=settings.webhook_timeout_s)
-        self.data_keys = DataKeys(settings, "delivery")
-        self._wake = asyncio.Event()
-        self._inflight: set[asyncio.Task[None]] = set()
-        self._task: asyncio.Task[None] | None = None
+    """Claims the due messages of `webhook_messages`, posts them and records how each attempt went."""
+
+    pool: Pool
+    relay: OutboxRelay
+    objects: ObjectStore
+    settings: DeliverySettings
+    allowed: list[targets.IPNetwork] = field(init=False)
+    http: httpx.AsyncClient = field(init=False)
+    data_keys: DataKeys = field(init=False)
+    retries: domain.RetrySchedule = field(init=False)
+    _wake: asyncio.Event = field(init=False, default_factory=asyncio.Event)
+    _inflight: set[asyncio.Task[None]] = field(init=False, default_factory=set)
+    _task: asyncio.Task[None] | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self.allowed = targets.allowed_networks(self.settings.webhook_allowed_networks)
+        self.http = httpx.AsyncClient(follow_redirects=False, timeout=self.settings.webhook_timeout_s)
+        self.data_keys = DataKeys(self.settings, "delivery")
+        self.retries = domain.RetrySchedule(self.settings.webhook_retry_schedule_s, self.settings.webhook_retry_jitter)
 
     def notify(self) -> None:
         self._wake.set()
@@ -184,12 +190,11 @@ class WebhookSender:
             return
         view = await self.with_clear_prompt(message["job_id"], self.with_fresh_links(message["payload"]))
         at = datetime.now(UTC)
-        body = domain.webhook_body(message["event_type"], at, view)
-        headers = {"webhook-id": message["webhook_id"], "webhook-timestamp": str(int(at.timestamp())),
-                   "webhook-signature": domain.signature_header(signing_secrets(message), message["webhook_id"],
-                                                                at, body),
+        outgoing = domain.WebhookPost(message["webhook_id"], at, domain.webhook_body(message["event_type"], at, view))
+        headers = {"webhook-id": outgoing.webhook_id, "webhook-timestamp": str(int(at.timestamp())),
+                   "webhook-signature": domain.signature_header(signing_secrets(message), outgoing),
                    "content-type": "application/json", "user-agent": "Genline-Webhooks/1"}
-        attempt = await self.post(message["url"], body, headers)
+        attempt = await self.post(message["url"], outgoing.body, headers)
         await self.record(message, at, attempt)
 
     async def with_clear_prompt(self, job_id: uuid.UUID, view: dict[str, Any]) -> dict[str, Any]:
@@ -205,7 +210,7 @@ class WebhookSender:
             outputs.append(output | links | {"expires_at": links["expires_at"].isoformat()})
         return view | {"outputs": outputs}
 
-    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> Attempt:
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> domain.Attempt:
         started = time.perf_counter()
         try:
             address = await targets.checked_address(url, self.allowed)
@@ -213,18 +218,17 @@ class WebhookSender:
             async with self.http.stream("POST", pinned, content=body, headers=headers | host,
                                         extensions=extensions) as response:
                 excerpt = await read_excerpt(response)
-            return Attempt(response.status_code, excerpt, latency_ms=elapsed_ms(started))
+            return domain.Attempt(response.status_code, excerpt, latency_ms=elapsed_ms(started))
         except targets.RefusedTarget as refused:
-            return Attempt(error=f"refused: {refused}", latency_ms=elapsed_ms(started))
+            return domain.Attempt(error=f"refused: {refused}", latency_ms=elapsed_ms(started))
         except httpx.HTTPError as error:
-            return Attempt(error=f"{type(error).__name__}: {error}"[:500], latency_ms=elapsed_ms(started))
+            return domain.Attempt(error=f"{type(error).__name__}: {error}"[:500], latency_ms=elapsed_ms(started))
 
-    async def record(self, message: DictRow, at: datetime, attempt: Attempt) -> None:
+    async def record(self, message: DictRow, at: datetime, attempt: domain.Attempt) -> None:
         outcome = domain.attempt_outcome(attempt.status_code)
         telemetry.WEBHOOK_SECONDS.observe(attempt.latency_ms / 1000)
         async with self.pool.connection() as conn, conn.transaction():
-            await store.record_attempt(conn, message["id"], at, attempt.status_code, attempt.latency_ms,
-                                       attempt.excerpt, attempt.error)
+            await store.record_attempt(conn, message["id"], at, attempt)
             if outcome == "delivered":
                 await self._close(conn, message, "delivered", attempt)
             elif outcome == "gone":
@@ -242,14 +246,13 @@ class WebhookSender:
     async def _schedule_retry(self, conn: Conn, message: DictRow) -> bool:
         """False when the schedule is spent."""
         failures = message["failures"] + 1
-        delay_s = domain.retry_delay_s(failures, self.settings.webhook_retry_schedule_s,
-                                       self.settings.webhook_retry_jitter)
+        delay_s = self.retries.delay_s(failures)
         if delay_s is None:
             return False
         await store.schedule_retry(conn, message["id"], failures, delay_s)
         return True
 
-    async def _close(self, conn: Conn, message: DictRow, state: str, attempt: Attempt) -> None:
+    async def _close(self, conn: Conn, message: DictRow, state: str, attempt: domain.Attempt) -> None:
         """The message is done: its state, and WebhookSent for the job's history."""
         attempts = await store.close_message(conn, message["id"], state)
         sent = WebhookSent(job_id=message["job_id"], tenant_id=message["tenant_id"], webhook_id=message["webhook_id"],

@@ -146,7 +146,7 @@ def test_a_clip_already_within_its_caps_is_only_remuxed():
     source = written(scene(6))
     kbps = clips.bitrate_kbps(source, video.probe(source))
 
-    plan = clips.planned(video.probe(source), "yuv420p", kbps,
+    plan = clips.planned(clips.Source(source, video.probe(source), "yuv420p", kbps),
                          Delivery(clip=ClipDelivery(max_side=WIDTH, max_kbps=int(kbps) + 100, fps=24, codec="h264")))
 
     assert plan.reasons == () and plan.codec == "h264"
@@ -228,9 +228,9 @@ def test_a_delivered_clip_is_signed_last_stays_index_first_and_its_poster_carrie
     source = video.encode(scene(), FPS)
     done = clips.postprocess(source, Delivery())
     origin = provenance.Origin(UUID("5f0c1d2e-3a4b-4c5d-8e6f-708192a3b4c5"), 2, "local-video", "text-to-video", datetime(2026, 11, 26, tzinfo=UTC),
-                               "local-clip", "2026-11")
+                               source, "local-clip", "2026-11")
 
-    marked = provenance.Marker(CREDENTIALS).mark(done, origin, source, quality=90)
+    marked = provenance.Marker(CREDENTIALS).mark(done, origin, quality=90)
     delivered = clips.described(marked.image.data)
 
     assert video.index_first(delivered.data)  # the manifest does not push the index behind the media
@@ -250,9 +250,11 @@ def test_a_delivered_clip_is_signed_last_stays_index_first_and_its_poster_carrie
 def test_what_a_receipt_says_of_a_clip_comes_from_the_file():
     done = clips.postprocess(written(scene(12)), Delivery())
     links = {"url": "https://s3/x", "expires_at": datetime(2026, 11, 26, tzinfo=UTC), "thumbnail_url": "https://s3/t"}
-    key = domain.public_key("t1", datetime(2026, 11, 26, tzinfo=UTC), uuid4(), 1, done.image.media_type)
+    key = domain.public_key(domain.job_folder("t1", datetime(2026, 11, 26, tzinfo=UTC), uuid4()), 1,
+                            done.image.media_type)
 
-    image = domain.delivered_image(1, key, domain.thumbnail_key(key, "image/webp"), done, Delivery(), links)
+    image = domain.delivered_image(domain.Published(1, key, domain.thumbnail_key(key, "image/webp"), links), done,
+                                   Delivery())
 
     assert key.endswith("/1.mp4") and image.thumbnail_key.endswith("/1.thumb.webp")
     assert (image.media_type, image.frames, image.duration_ms, image.fps, image.codec) == \

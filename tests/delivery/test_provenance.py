@@ -57,8 +57,8 @@ def delivered(pil_format: str, target: str) -> tuple[provenance.Origin, bytes, s
     source = encoded(photo_like(), pil_format)
     done = postprocess(source, Delivery(format=target, quality=90))
     origin = provenance.Origin(uuid4(), 1, "local-fast", "generic", datetime(2026, 11, 26, 2, 0, tzinfo=UTC),
-                               "painter", "2026-11-01")
-    marked = provenance.Marker(CREDENTIALS).mark(done, origin, source, quality=90)
+                               source, "painter", "2026-11-01")
+    marked = provenance.Marker(CREDENTIALS).mark(done, origin, quality=90)
     return origin, marked.image.data, marked.image.media_type, marked.manifest_label, marked.watermark_id
 
 
@@ -117,14 +117,15 @@ def test_an_unmarked_photo_carries_no_mark():
 
 def test_a_provider_manifest_is_kept_as_an_ingredient():
     provider = new_signing_credentials("a provider")
-    source = encoded(photo_like(), "PNG")
-    origin = provenance.Origin(uuid4(), 1, "hosted", None, datetime.now(UTC))
-    signed_by_provider = provenance.Marker(provider).sign(source, "image/png", {
+    photo = photo_like()
+    source = Rendered(encoded(photo, "PNG"), "image/png", *photo.size)
+    signed_by_provider = provenance.Marker(provider).sign(source, {
         "claim_generator_info": [{"name": "provider"}], "assertions": [{"label": "c2pa.actions", "data": {
             "actions": [{"action": "c2pa.created", "digitalSourceType": TRAINED_ALGORITHMIC_MEDIA}]}}]}, b"")
 
     done = postprocess(signed_by_provider, Delivery(format="png"))
-    marked = provenance.Marker(CREDENTIALS).mark(done, origin, signed_by_provider, quality=90)
+    origin = provenance.Origin(uuid4(), 1, "hosted", None, datetime.now(UTC), signed_by_provider)
+    marked = provenance.Marker(CREDENTIALS).mark(done, origin, quality=90)
 
     reading = read_manifest(marked.image.data, "image/png", CREDENTIALS.anchor_pem)
     assert reading.state == "Trusted" and reading.ingredients == 1
@@ -163,8 +164,8 @@ def iso_bmff(media_bytes: int = 64) -> bytes:
 def test_an_mp4_is_signed_trusted_and_a_flipped_byte_reads_invalid():
     clip = iso_bmff()
     done = Delivered(Rendered(clip, "video/mp4", 16, 16), Rendered(b"", "image/webp", 1, 1))
-    origin = provenance.Origin(uuid4(), 2, "local-video", "generic", datetime.now(UTC))
-    marked = provenance.Marker(CREDENTIALS).mark(done, origin, clip, quality=90)
+    origin = provenance.Origin(uuid4(), 2, "local-video", "generic", datetime.now(UTC), clip)
+    marked = provenance.Marker(CREDENTIALS).mark(done, origin, quality=90)
 
     state, store = reader_json(marked.image.data, "video/mp4")
     assert state == "Trusted" and store["active_manifest"] == marked.manifest_label
@@ -183,8 +184,8 @@ def test_a_rotated_signing_certificate_leaves_what_was_signed_before_trusted():
     signed = []
     for credentials in (before, after):
         done = postprocess(source, Delivery(format="png"))
-        origin = provenance.Origin(uuid4(), 1, "local-fast", None, datetime.now(UTC))
-        signed.append(provenance.Marker(credentials).mark(done, origin, source, quality=90).image.data)
+        origin = provenance.Origin(uuid4(), 1, "local-fast", None, datetime.now(UTC), source)
+        signed.append(provenance.Marker(credentials).mark(done, origin, quality=90).image.data)
 
     assert [read_manifest(data, "image/png", before.anchor_pem).state for data in signed] == ["Trusted", "Trusted"]
 
@@ -194,8 +195,8 @@ def test_an_animated_webp_clip_is_signed_and_stays_animated():
               for i in range(4)]
     source = encoded(frames[0], "WEBP", save_all=True, append_images=frames[1:], duration=100, loop=0)
     done = postprocess(source, Delivery(format="png"))  # a clip stays an animated WebP
-    origin = provenance.Origin(uuid4(), 1, "local-clip", "generic", datetime.now(UTC))
-    marked = provenance.Marker(CREDENTIALS).mark(done, origin, source, quality=80)
+    origin = provenance.Origin(uuid4(), 1, "local-clip", "generic", datetime.now(UTC), source)
+    marked = provenance.Marker(CREDENTIALS).mark(done, origin, quality=80)
 
     assert read_manifest(marked.image.data, "image/webp", CREDENTIALS.anchor_pem).state == "Trusted"
     with Image.open(io.BytesIO(marked.image.data)) as clip:

@@ -23,7 +23,7 @@ def test_every_secret_in_force_signs_and_each_verifies_alone():
     at = datetime.now(UTC)
     body = domain.webhook_body("job.succeeded", at, {"id": "j"})
     headers = {"webhook-id": "msg_1", "webhook-timestamp": str(int(at.timestamp())),
-               "webhook-signature": domain.signature_header([new, old], "msg_1", at, body)}
+               "webhook-signature": domain.signature_header([new, old], domain.WebhookPost("msg_1", at, body))}
     assert Webhook(new).verify(body, headers)["data"] == {"id": "j"}
     assert Webhook(old).verify(body, headers)["type"] == "job.succeeded"
     with pytest.raises(WebhookVerificationError):
@@ -33,11 +33,11 @@ def test_every_secret_in_force_signs_and_each_verifies_alone():
 
 
 def test_retries_follow_the_schedule_with_jitter_then_stop():
-    schedule = [5, 300, 1800]
-    assert domain.retry_delay_s(1, schedule, 0.2, rand=0.5) == 5
-    assert domain.retry_delay_s(2, schedule, 0.2, rand=0.0) == pytest.approx(240)
-    assert domain.retry_delay_s(3, schedule, 0.2, rand=1.0) == pytest.approx(2160)
-    assert domain.retry_delay_s(4, schedule, 0.2) is None
+    schedule = domain.RetrySchedule([5, 300, 1800], jitter=0.2)
+    assert schedule.delay_s(1, rand=0.5) == 5
+    assert schedule.delay_s(2, rand=0.0) == pytest.approx(240)
+    assert schedule.delay_s(3, rand=1.0) == pytest.approx(2160)
+    assert schedule.delay_s(4) is None
 
 
 def test_only_a_2xx_delivers_and_a_410_is_gone():
