@@ -231,8 +231,8 @@ async def check_chunk(ctx: HandlerContext, event: CandidatesStored) -> None:
     decided = await store.lock_job(ctx.conn, event.job_id, event.attempt, ctx.claim)
     if ctx.applied_before or decided or not isinstance(ctx.prepared, Scored):
         return  # an invalid profile is told once, when the attempt is judged
-    added, scored, passing = await store.add_chunk_scores(ctx.conn, event.job_id, ctx.prepared.scores)
-    await ctx.emit(domain.checked(event, added, scored, passing, ctx.prepared))
+    tally = await store.add_chunk_scores(ctx.conn, event.job_id, ctx.prepared.scores)
+    await ctx.emit(domain.checked(event, tally, ctx.prepared))
 
 
 def count_from_zero() -> None:
