@@ -12,8 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
 
 from services.common import contracts, telemetry
 from services.common.bus import Envelope, EventConsumer, HandlerContext, erase_prompt_from_outbox
@@ -40,7 +39,7 @@ from services.common.quality.profiles import (
 )
 from services.common.storage import ObjectStore, candidate_part
 from services.scorer import domain, store
-from services.scorer.dimensions import ImageVerdict, Scorer, UndecodableImage, moderation
+from services.scorer.dimensions import Equipment, ImageVerdict, Scorer, Scoring, UndecodableImage, moderation
 from services.scorer.dimensions.batch import ClipRequest
 from services.scorer.dimensions.tiers import Enough
 from services.scorer.settings import ScorerSettings
@@ -84,16 +83,16 @@ def reference_key(spec: JobSpec | None) -> str | None:
     return spec.reference_key or (spec.video.first_frame_key if spec.video is not None else None)
 
 
-def score_decodable(scorer: Scorer, images: list[bytes], profile: Profile, enough: Enough | None = None,
-                    **inputs: Any) -> list[ImageVerdict]:
+def score_decodable(scorer: Scorer, images: list[bytes], scoring: Scoring) -> list[ImageVerdict]:
     """Verdicts in input order; a candidate that cannot be decoded is rejected as such
     and the others are scored without it. With `enough`, tier by tier (`tiers`)."""
     rejected: dict[int, ImageVerdict] = {}
+    enough = scoring.enough
     while True:
         kept = [i for i in range(len(images)) if i not in rejected]
         try:
-            verdicts = scorer.score([images[i] for i in kept], profile, tiered=enough is not None,
-                                    enough=enough.of(kept) if enough is not None else None, **inputs)
+            verdicts = scorer.score([images[i] for i in kept],
+                                    replace(scoring, enough=enough.of(kept) if enough is not None else None))
         except UndecodableImage as error:
             rejected[kept[error.index]] = domain.undecodable_verdict(str(error))
             continue
@@ -159,6 +158,7 @@ async def score_candidates(spec: JobSpec | None, tenant_id: str, images: int, at
     reference = await objects.get(objects.internal_bucket, key) if key else None
     size = (spec.width, spec.height) if spec and spec.width and spec.height else None
     prompt = await job_prompt(spec, settings, data_keys)
+    scoring = Scoring(profile, prompt=prompt, reference=reference, requested_size=size, requested_clip=clip_request(spec))
     scores: list[CandidateScore] = []
     seconds = 0.0
     batch_size = settings.scoring_batch_clips if spec is not None and spec.video else settings.scoring_batch_candidates
@@ -166,9 +166,8 @@ async def score_candidates(spec: JobSpec | None, tenant_id: str, images: int, at
         data = await candidate_images(objects, batch)
         enough = enough_for(spec, images, [c.index for c in batch], profile, passed)
         clock = time.perf_counter()
-        verdicts = await asyncio.to_thread(score_decodable, scorer, data, profile, enough,
-                                           prompt=prompt, reference=reference, requested_size=size,
-                                           requested_clip=clip_request(spec))
+        verdicts = await asyncio.to_thread(score_decodable, scorer, data,
+                                           replace(scoring, tiered=enough is not None, enough=enough))
         seconds += time.perf_counter() - clock
         batch_scores = [domain.candidate_score(c, attempt, v) for c, v in zip(batch, verdicts, strict=True)]
         passed += tuple((s.score, s.index) for s in batch_scores if s.passed)
@@ -250,8 +249,8 @@ async def drop_job(ctx: HandlerContext, event: JobCancelRequested) -> None:
 
 def new_scorer(settings: ScorerSettings) -> Scorer:
     moderated = settings.moderated_classes or moderation.MODERATED_BY_DEFAULT
-    return Scorer(settings.device, settings.clip_model_dir, moderated_classes=moderated,
-                  threads=settings.scoring_threads)
+    return Scorer(Equipment(settings.device, settings.clip_model_dir, threads=settings.scoring_threads,
+                            moderated_classes=moderated))
 
 
 # The events on the topics the scorer reads that it has no use for. A type new on those topics is
