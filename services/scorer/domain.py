@@ -104,6 +104,20 @@ class Tally:
     passing: int
 
 
+@dataclass(frozen=True)
+class ScoredSoFar:
+    """What a chunk or an attempt's rest is scored against, every attempt and chunk
+    counted: the indices of the job's candidates scored so far, and the (score, index) of
+    those that pass."""
+
+    indices: frozenset[int]
+    passed: tuple[tuple[float, int], ...]
+
+    def fresh(self, candidates: Sequence[CandidateRef]) -> list[CandidateRef]:
+        """The candidates the job has no score for yet."""
+        return [c for c in candidates if c.index not in self.indices]
+
+
 def checked(event: CandidatesStored, tally: Tally, measured: "HasSeconds") -> CandidatesChecked:
     """Where the job stands after a chunk: counts over every attempt, and an ETA from the
     router's estimate for the rest of generation and the time this chunk took to score."""

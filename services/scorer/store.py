@@ -9,7 +9,7 @@ from uuid import UUID
 from services.common.bus import InboxClaim
 from services.common.contracts import CandidateScore, CandidatesScored, RegenerationRequested, ScoringFailed
 from services.common.db import Conn, Statement, as_arrays, together, typed_arrays
-from services.scorer.domain import Tally
+from services.scorer.domain import ScoredSoFar, Tally
 
 
 async def decided_outcome(conn: Conn, job_id: UUID) -> str | None:
@@ -63,12 +63,12 @@ async def passed_before(conn: Conn, job_id: UUID, attempt: int) -> tuple[tuple[f
     return tuple((row["score"], row["index"]) for row in rows)
 
 
-async def scoring_so_far(conn: Conn, job_id: UUID) -> tuple[set[int], tuple[tuple[float, int], ...]]:
-    """The indices of the job scored so far, and (score, index) of those that pass: what a
-    chunk or an attempt's rest is scored against, every attempt and chunk counted."""
+async def scoring_so_far(conn: Conn, job_id: UUID) -> ScoredSoFar:
+    """The job's candidates scored so far, and those that pass, every attempt and chunk counted."""
     rows = await (await conn.execute(
         "SELECT index, passed, score FROM scores WHERE job_id = %s", [job_id])).fetchall()
-    return {row["index"] for row in rows}, tuple((row["score"], row["index"]) for row in rows if row["passed"])
+    return ScoredSoFar(frozenset(row["index"] for row in rows),
+                       tuple((row["score"], row["index"]) for row in rows if row["passed"]))
 
 
 def inserted(rows: list[tuple[Any, ...]], returning: dict[str, str]) -> str:
