@@ -70,7 +70,7 @@ from services.ingest.settings import IngestSettings  # noqa: E402
 from services.ledger.app import grant  # noqa: E402
 from services.ledger.settings import LedgerSettings  # noqa: E402
 from services.router.providers.painter import LocalGenerator  # noqa: E402
-from services.scorer.dimensions import Scorer  # noqa: E402
+from services.scorer.dimensions import Equipment, Scorer, Scoring  # noqa: E402
 from services.scorer.dimensions.tiers import Enough  # noqa: E402
 
 PROMPT = "a red bicycle against a brick wall"
@@ -206,7 +206,7 @@ async def in_process(endpoints: Endpoints, jobs: int, side: int, candidates: int
     profile = job_profile("generic")
     store = ObjectStore(endpoints.settings(ServiceSettings))
     totals, paints, scores = [], [], []
-    with Scorer(load_entry_points=False, threads=threads) as scorer:
+    with Scorer(Equipment(load_entry_points=False, threads=threads)) as scorer:
         conn = await psycopg.AsyncConnection.connect(endpoints.database_url, autocommit=True)
         await conn.execute("CREATE TABLE IF NOT EXISTS bench_delivered (job_id uuid PRIMARY KEY, key text,"
                            " url text, score float8)")
@@ -215,8 +215,9 @@ async def in_process(endpoints: Endpoints, jobs: int, side: int, candidates: int
             painted = generator.paint(PROMPT, seed=i, count=candidates)
             painted_at = time.perf_counter()
             # As the scorer service scores an attempt: in tiers, until the job's one image is known.
-            verdicts = scorer.score([p.png for p in painted], profile, prompt=PROMPT, requested_size=(side, side),
-                                    tiered=True, enough=Enough(1, tuple(range(candidates))))
+            scoring = Scoring(profile, prompt=PROMPT, requested_size=(side, side), tiered=True,
+                              enough=Enough(1, tuple(range(candidates))))
+            verdicts = scorer.score([p.png for p in painted], scoring)
             scored_at = time.perf_counter()
             best = max(range(candidates), key=lambda n: (verdicts[n].passed, verdicts[n].score))
             job_id = uuid.uuid4()

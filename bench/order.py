@@ -38,7 +38,7 @@ from bench.e2e import PROMPT, Watcher, start_platform, submit, tenant  # noqa: E
 from genline_stack.fleet import SERVICES  # noqa: E402
 from services.common.quality.profiles import job_profile  # noqa: E402
 from services.router.providers.painter import LocalGenerator  # noqa: E402
-from services.scorer.dimensions import Scorer  # noqa: E402
+from services.scorer.dimensions import Equipment, Scorer, Scoring  # noqa: E402
 from services.scorer.dimensions.tiers import Enough  # noqa: E402
 from services.scorer.settings import ScorerSettings  # noqa: E402
 
@@ -121,13 +121,14 @@ def work_in_process(order: Order, side: int, batch: int) -> float:
     profile = job_profile("generic")
     passed: tuple[tuple[float, int], ...] = ()
     clock = time.perf_counter()
-    with Scorer(load_entry_points=False) as scorer:
+    with Scorer(Equipment(load_entry_points=False)) as scorer:
         for start in range(0, order.candidates, batch):
             count = min(batch, order.candidates - start)
             painted = generator.paint(PROMPT, seed=start, count=count)
             indices = tuple(range(start, start + count))
-            verdicts = scorer.score([p.png for p in painted], profile, prompt=PROMPT, requested_size=(side, side),
-                                    tiered=True, enough=Enough(order.images, indices, passed))
+            scoring = Scoring(profile, prompt=PROMPT, requested_size=(side, side), tiered=True,
+                              enough=Enough(order.images, indices, passed))
+            verdicts = scorer.score([p.png for p in painted], scoring)
             passed += tuple((v.score, i) for v, i in zip(verdicts, indices, strict=True) if v.passed)
     return time.perf_counter() - clock
 

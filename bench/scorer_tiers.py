@@ -11,7 +11,7 @@ import numpy as np
 from bench.scorer_images import clip_pool, still_pools
 from services.common.quality.dimensions import registered
 from services.common.quality.profiles import Profile, load_profile
-from services.scorer.dimensions import ImageVerdict, Scorer, select_best
+from services.scorer.dimensions import ImageVerdict, Scorer, Scoring, select_best
 from services.scorer.dimensions.tiers import Enough, Progress, TierWalk, outranks
 
 TIER_PROFILES = ("generic", "headshot", "product", "motion")
@@ -67,9 +67,9 @@ def must_measure(walk: TierWalk, verdicts: list[ImageVerdict], wanted: list[int]
             ordered = position >= walk.ordered_from
             if ordered and not outranks((walk.ceiling(progress), index), kth):
                 break
-            progress.values |= {d.name: values[d.name] for d in step.dimensions if d.name in values}
+            measured = {d.name: values[d.name] for d in step.dimensions if d.name in values}
             dimensions |= {d.name for d in step.dimensions} if ordered else set()
-            if not walk.judge_step(progress, position):
+            if not walk.judge_step(progress, measured, position):
                 break
         if dimensions:
             needed[index] = frozenset(dimensions)
@@ -84,10 +84,10 @@ def tier_comparison(scorer: Scorer, name: str, jobs: list[list[bytes]], referenc
     `bound`: the oracle, and for the others what every exact walk must measure to tell them
     apart (`must_measure`): the least a walk that measures to find the K can cost."""
     profile = load_profile(name)
-    whole = lambda job: scorer.score(job, profile, reference=reference)  # noqa: E731
-    tiered = lambda job: scorer.score(job, profile, reference=reference, tiered=True,  # noqa: E731
-                                      enough=Enough(JOB_IMAGES, tuple(range(len(job)))))
-    walk = scorer.walk_of(profile, reference=reference)
+    whole = lambda job: scorer.score(job, Scoring(profile, reference=reference))  # noqa: E731
+    tiered = lambda job: scorer.score(job, Scoring(profile, reference=reference, tiered=True,  # noqa: E731
+                                                   enough=Enough(JOB_IMAGES, tuple(range(len(job))))))
+    walk = scorer.walk_of(Scoring(profile, reference=reference))
     whole(jobs[0][:2]), tiered(jobs[0][:2])  # loads the models
     cpu = {"all": 0.0, "tiered": 0.0, "oracle": 0.0, "bound": 0.0}
     measured = {"all": 0, "tiered": 0}
@@ -104,12 +104,12 @@ def tier_comparison(scorer: Scorer, name: str, jobs: list[list[bytes]], referenc
                 groups.setdefault(needed.get(i, frozenset()), []).append(image)
 
         def oracle(job=job, wanted=wanted, others=others):
-            return (scorer.score([job[i] for i in wanted], profile, reference=reference),
-                    scorer.score(others, tier_one_of(profile), reference=reference))
+            return (scorer.score([job[i] for i in wanted], Scoring(profile, reference=reference)),
+                    scorer.score(others, Scoring(tier_one_of(profile), reference=reference)))
 
         def bound(job=job, wanted=wanted, groups=groups):
-            return (scorer.score([job[i] for i in wanted], profile, reference=reference),
-                    [scorer.score(images, tier_one_of(profile, dimensions), reference=reference)
+            return (scorer.score([job[i] for i in wanted], Scoring(profile, reference=reference)),
+                    [scorer.score(images, Scoring(tier_one_of(profile, dimensions), reference=reference))
                      for dimensions, images in groups.items()])
 
         best = dict.fromkeys(cpu, math.inf)

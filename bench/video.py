@@ -42,7 +42,7 @@ from skimage import data as photos  # noqa: E402
 from services.common import video  # noqa: E402
 from services.common.contracts import VideoSpec  # noqa: E402
 from services.common.quality.profiles import load_profile  # noqa: E402
-from services.scorer.dimensions import ImageVerdict, Scorer  # noqa: E402
+from services.scorer.dimensions import Equipment, ImageVerdict, Scorer, Scoring  # noqa: E402
 from services.scorer.dimensions.batch import ClipRequest, VideoSampling  # noqa: E402
 
 FPS = 24
@@ -116,7 +116,7 @@ def score(scorer: Scorer, data: list[bytes], tiered: bool) -> tuple[list[ImageVe
     request = ClipRequest(ASKED.duration_s, width, height, ASKED.fps)
     profile = load_profile("video")
     started = time.process_time()
-    verdicts = scorer.score(data, profile, requested_clip=request, tiered=tiered)
+    verdicts = scorer.score(data, Scoring(profile, requested_clip=request, tiered=tiered))
     return verdicts, time.process_time() - started
 
 
@@ -132,8 +132,8 @@ def main() -> None:
     made = clips(args.seconds)
     names, data = list(made), list(made.values())
     cpu = {"tiered": 0.0, "every frame": 0.0}
-    with Scorer(torch.device("cpu")) as sampled, \
-            Scorer(torch.device("cpu"), video_sampling=VideoSampling(frames=None, side=None)) as thorough:
+    with Scorer(Equipment(torch.device("cpu"))) as sampled, \
+            Scorer(Equipment(torch.device("cpu"), video_sampling=VideoSampling(frames=None, side=None))) as thorough:
         score(sampled, data[:1], tiered=True)  # models loaded before the clock runs
         score(thorough, data[:1], tiered=False)
         for _ in range(args.rounds):

@@ -2,13 +2,14 @@
 API, measures input photos for ingest's template checks and calibrates thresholds for
 ingest's calibration report."""
 
-from functools import partial
-
 from starlette.applications import Starlette
 
+from services.common.bus import EventConsumer
 from services.common.contracts import SUBSCRIPTIONS
+from services.common.data_keys import DataKeys
 from services.common.internal_calls import guard, verifier_of
 from services.common.runtime import ServiceRuntime, build_worker
+from services.common.storage import ObjectStore
 from services.scorer import handlers, routes
 from services.scorer.routes import measurements
 from services.scorer.settings import ScorerSettings
@@ -16,7 +17,11 @@ from services.scorer.settings import ScorerSettings
 
 def build(settings: ScorerSettings) -> tuple[ServiceRuntime, Starlette]:
     scorer = handlers.new_scorer(settings)
-    runtime, app = build_worker("scorer", settings, SUBSCRIPTIONS["scorer"], partial(handlers.register, scorer=scorer))
+
+    def register(consumer: EventConsumer, objects: ObjectStore, settings_: ScorerSettings) -> None:
+        handlers.register(consumer, handlers.Workbench(objects, scorer, settings_, DataKeys(settings_, "scorer")))
+
+    runtime, app = build_worker("scorer", settings, SUBSCRIPTIONS["scorer"], register)
     verifier = verifier_of(settings)
     app.router.routes.append(guard(measurements.route(scorer), verifier, "measurements"))
     app.router.routes.append(guard(routes.route(), verifier, "calibration"))

@@ -58,8 +58,9 @@ def _row(profile: str, name: str, members: list[tuple[Judged, float | None, bool
     bad = [v for image, v, _ in members if image.bad and v is not None and not math.isnan(v)]
     now = suggested = best = None
     if side is not None and good and bad and math.isfinite(threshold):
-        now = _separation(good, bad, side, threshold)
-        suggested, best = _best_threshold(good, bad, side, threshold)
+        evidence = Evidence(good, bad, side)
+        now = evidence.separation(threshold)
+        suggested, best = evidence.best_threshold(threshold)
         if best <= now + 1e-9:
             suggested, best = None, None
     return DimensionCalibration(
@@ -82,17 +83,26 @@ def _passes(value: float, side: str, threshold: float) -> bool:
     return value >= threshold if side == "min" else value <= threshold
 
 
-def _separation(good: Sequence[float], bad: Sequence[float], side: str, threshold: float) -> float:
-    good_share = sum(_passes(v, side, threshold) for v in good) / len(good)
-    return good_share - sum(_passes(v, side, threshold) for v in bad) / len(bad)
+@dataclass(frozen=True)
+class Evidence:
+    """A one-sided dimension's values on the images people called good and on those they
+    called bad (both measured), and the side its threshold bounds, 'min' or 'max'."""
 
+    good: Sequence[float]
+    bad: Sequence[float]
+    side: str
 
-def _best_threshold(good: Sequence[float], bad: Sequence[float], side: str, now: float) -> tuple[float, float]:
-    values = sorted(set(good) | set(bad))
-    candidates = [values[0], *((a + b) / 2 for a, b in zip(values, values[1:])), values[-1]]
-    scored = [(_separation(good, bad, side, t), -abs(t - now), t) for t in candidates]
-    separation, _, threshold = max(scored)
-    return threshold, separation
+    def separation(self, threshold: float) -> float:
+        good_share = sum(_passes(v, self.side, threshold) for v in self.good) / len(self.good)
+        return good_share - sum(_passes(v, self.side, threshold) for v in self.bad) / len(self.bad)
+
+    def best_threshold(self, now: float) -> tuple[float, float]:
+        """The threshold that separates best and its separation; ties go to the one closer to `now`."""
+        values = sorted(set(self.good) | set(self.bad))
+        candidates = [values[0], *((a + b) / 2 for a, b in zip(values, values[1:])), values[-1]]
+        scored = [(self.separation(t), -abs(t - now), t) for t in candidates]
+        separation, _, threshold = max(scored)
+        return threshold, separation
 
 
 def render(rows: Sequence[DimensionCalibration]) -> str:

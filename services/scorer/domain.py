@@ -12,6 +12,7 @@ least the job's `min_images` passing (all K by default); with fewer the job expi
 import math
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from services.common.contracts import (
@@ -93,17 +94,40 @@ def decide(event: CandidatesGenerated, job_scores: Sequence[CandidateScore],
     return failed(event, job_scores, fresh)
 
 
-def checked(event: CandidatesStored, added: Sequence[CandidateScore], scored: int, passing: int,
-            measured: "HasSeconds") -> CandidatesChecked:
+@dataclass(frozen=True)
+class Tally:
+    """A chunk's scores as stored: those it added (a candidate scored before keeps its
+    score), and how many candidates of the job, over every attempt, are scored and pass."""
+
+    added: Sequence[CandidateScore]
+    scored: int
+    passing: int
+
+
+@dataclass(frozen=True)
+class ScoredSoFar:
+    """What a chunk or an attempt's rest is scored against, every attempt and chunk
+    counted: the indices of the job's candidates scored so far, and the (score, index) of
+    those that pass."""
+
+    indices: frozenset[int]
+    passed: tuple[tuple[float, int], ...]
+
+    def fresh(self, candidates: Sequence[CandidateRef]) -> list[CandidateRef]:
+        """The candidates the job has no score for yet."""
+        return [c for c in candidates if c.index not in self.indices]
+
+
+def checked(event: CandidatesStored, tally: Tally, measured: "HasSeconds") -> CandidatesChecked:
     """Where the job stands after a chunk: counts over every attempt, and an ETA from the
     router's estimate for the rest of generation and the time this chunk took to score."""
     candidates = event.candidates_before + event.planned
     per_candidate_s = measured.seconds / len(event.candidates) if event.candidates else 0.0
-    eta = None if event.eta_s is None else event.eta_s + max(0, candidates - scored) * per_candidate_s
+    eta = None if event.eta_s is None else event.eta_s + max(0, candidates - tally.scored) * per_candidate_s
     return CandidatesChecked(job_id=event.job_id, tenant_id=event.tenant_id, attempt=event.attempt,
-                             images=event.images, scores=list(added), candidates=candidates,
-                             generated=event.candidates_before + event.stored, scored=scored, passing=passing,
-                             eta_s=None if eta is None else round(eta, 1))
+                             images=event.images, scores=list(tally.added), candidates=candidates,
+                             generated=event.candidates_before + event.stored, scored=tally.scored,
+                             passing=tally.passing, eta_s=None if eta is None else round(eta, 1))
 
 
 class HasSeconds(Protocol):

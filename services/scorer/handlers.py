@@ -12,8 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
 
 from services.common import contracts, telemetry
 from services.common.bus import Envelope, EventConsumer, HandlerContext, erase_prompt_from_outbox
@@ -40,7 +39,7 @@ from services.common.quality.profiles import (
 )
 from services.common.storage import ObjectStore, candidate_part
 from services.scorer import domain, store
-from services.scorer.dimensions import ImageVerdict, Scorer, UndecodableImage, moderation
+from services.scorer.dimensions import Equipment, ImageVerdict, Scorer, Scoring, UndecodableImage, moderation
 from services.scorer.dimensions.batch import ClipRequest
 from services.scorer.dimensions.tiers import Enough
 from services.scorer.settings import ScorerSettings
@@ -84,16 +83,16 @@ def reference_key(spec: JobSpec | None) -> str | None:
     return spec.reference_key or (spec.video.first_frame_key if spec.video is not None else None)
 
 
-def score_decodable(scorer: Scorer, images: list[bytes], profile: Profile, enough: Enough | None = None,
-                    **inputs: Any) -> list[ImageVerdict]:
+def score_decodable(scorer: Scorer, images: list[bytes], scoring: Scoring) -> list[ImageVerdict]:
     """Verdicts in input order; a candidate that cannot be decoded is rejected as such
     and the others are scored without it. With `enough`, tier by tier (`tiers`)."""
     rejected: dict[int, ImageVerdict] = {}
+    enough = scoring.enough
     while True:
         kept = [i for i in range(len(images)) if i not in rejected]
         try:
-            verdicts = scorer.score([images[i] for i in kept], profile, tiered=enough is not None,
-                                    enough=enough.of(kept) if enough is not None else None, **inputs)
+            verdicts = scorer.score([images[i] for i in kept],
+                                    replace(scoring, enough=enough.of(kept) if enough is not None else None))
         except UndecodableImage as error:
             rejected[kept[error.index]] = domain.undecodable_verdict(str(error))
             continue
@@ -112,14 +111,11 @@ async def job_prompt(spec: JobSpec | None, settings: ScorerSettings, data_keys: 
         data_keys.forget(spec.job_id)
 
 
-def enough_for(job: JobSpec | None, images: int, indices: Sequence[int], profile: Profile,
-               passed: tuple[tuple[float, int], ...]) -> Enough | None:
-    """When a batch may stop measuring; None (measure everything) when the job asks for
-    every dimension, did not come with the attempt (its wish is then unknown), or wants no
-    image (nothing can be enough)."""
-    if job is None or profile.score_all or images < 1:
-        return None
-    return Enough(images, tuple(indices), passed)
+def until_enough(event: CandidatesGenerated | CandidatesStored, profile: Profile) -> bool:
+    """Whether a batch may stop measuring once the job has enough (`Enough`): not when the
+    job asks for every dimension, did not come with the attempt (its wish is then unknown),
+    or wants no image (nothing can be enough)."""
+    return event.job is not None and not profile.score_all and event.images >= 1
 
 
 async def candidate_images(objects: ObjectStore, candidates: Sequence[CandidateRef]) -> list[bytes]:
@@ -129,6 +125,17 @@ async def candidate_images(objects: ObjectStore, candidates: Sequence[CandidateR
     found = dict(zip(keys, await asyncio.gather(*(objects.get(objects.internal_bucket, key) for key in keys)),
                      strict=True))
     return [candidate_part(found[c.key], c.offset, c.size_bytes) for c in candidates]
+
+
+@dataclass(frozen=True)
+class Workbench:
+    """What the handlers score with: the object store the candidates are read from, the
+    Scorer, the service's settings, and the keys that open a job's prompt."""
+
+    objects: ObjectStore
+    scorer: Scorer
+    settings: ScorerSettings
+    data_keys: DataKeys | None = None
 
 
 @dataclass(frozen=True)
@@ -143,38 +150,46 @@ def batches_of(candidates: Sequence[CandidateRef], size: int) -> list[Sequence[C
     return [candidates[i: i + size] for i in range(0, len(candidates), max(1, size))]
 
 
-async def score_candidates(spec: JobSpec | None, tenant_id: str, images: int, attempt: int,
-                           candidates: Sequence[CandidateRef], objects: ObjectStore, scorer: Scorer,
-                           settings: ScorerSettings, passed: tuple[tuple[float, int], ...] = (),
-                           data_keys: DataKeys | None = None) -> Scored:
-    """Score `candidates` batch by batch (one batch's images in memory at a time), `passed`
-    being the job's passing candidates so far, which grow with each batch; ProfileError when
-    the job's profile or rules are invalid."""
-    profile = profile_of(spec, settings.nsfw_max_by_tenant.get(tenant_id))
-    missing = scorer.missing_capabilities(profile)
+async def job_scoring(event: CandidatesGenerated | CandidatesStored, bench: Workbench) -> Scoring:
+    """What the job's candidates are judged against: its profile, with what the job gives
+    its dimensions to compare with; ProfileError when the job's profile or rules are invalid,
+    or ask for what this scorer cannot compute."""
+    spec = event.job
+    profile = profile_of(spec, bench.settings.nsfw_max_by_tenant.get(event.tenant_id))
+    missing = bench.scorer.missing_capabilities(profile)
     if missing:
         raise ProfileError(f"profile {profile.name!r} requires {', '.join(missing)}, which this scorer cannot"
                            " compute: no CLIP model is configured")
     key = reference_key(spec)
-    reference = await objects.get(objects.internal_bucket, key) if key else None
+    reference = await bench.objects.get(bench.objects.internal_bucket, key) if key else None
     size = (spec.width, spec.height) if spec and spec.width and spec.height else None
-    prompt = await job_prompt(spec, settings, data_keys)
+    prompt = await job_prompt(spec, bench.settings, bench.data_keys)
+    return Scoring(profile, prompt=prompt, reference=reference, requested_size=size, requested_clip=clip_request(spec))
+
+
+async def score_candidates(event: CandidatesGenerated | CandidatesStored, so_far: domain.ScoredSoFar,
+                           bench: Workbench) -> Scored:
+    """Score the event's candidates the job has no score for yet, batch by batch (one
+    batch's images in memory at a time), against the job's passing candidates so far, which
+    grow with each batch; ProfileError when the job's profile or rules are invalid."""
+    scoring = await job_scoring(event, bench)
+    tiered = until_enough(event, scoring.profile)
     scores: list[CandidateScore] = []
-    seconds = 0.0
-    batch_size = settings.scoring_batch_clips if spec is not None and spec.video else settings.scoring_batch_candidates
-    for batch in batches_of(candidates, batch_size):
-        data = await candidate_images(objects, batch)
-        enough = enough_for(spec, images, [c.index for c in batch], profile, passed)
+    seconds, passed = 0.0, so_far.passed
+    settings = bench.settings
+    batch_size = settings.scoring_batch_clips if event.job and event.job.video else settings.scoring_batch_candidates
+    for batch in batches_of(so_far.fresh(event.candidates), batch_size):
+        data = await candidate_images(bench.objects, batch)
+        enough = Enough(event.images, tuple(c.index for c in batch), passed) if tiered else None
         clock = time.perf_counter()
-        verdicts = await asyncio.to_thread(score_decodable, scorer, data, profile, enough,
-                                           prompt=prompt, reference=reference, requested_size=size,
-                                           requested_clip=clip_request(spec))
+        verdicts = await asyncio.to_thread(score_decodable, bench.scorer, data,
+                                           replace(scoring, tiered=tiered, enough=enough))
         seconds += time.perf_counter() - clock
-        batch_scores = [domain.candidate_score(c, attempt, v) for c, v in zip(batch, verdicts, strict=True)]
+        batch_scores = [domain.candidate_score(c, event.attempt, v) for c, v in zip(batch, verdicts, strict=True)]
         passed += tuple((s.score, s.index) for s in batch_scores if s.passed)
         scores += batch_scores
     telemetry.STAGE_SECONDS.labels("scorer", "score").observe(seconds)
-    count_verdicts(profile, scores)
+    count_verdicts(scoring.profile, scores)
     return Scored(scores, seconds)
 
 
@@ -186,8 +201,7 @@ def count_verdicts(profile: Profile, scores: Sequence[CandidateScore]) -> None:
 
 
 async def prepare_scores(event: CandidatesGenerated | CandidatesStored, pool: Pool,
-                         objects: ObjectStore, scorer: Scorer, settings: ScorerSettings,
-                         data_keys: DataKeys | None = None) -> Scored | ProfileError | None:
+                         bench: Workbench) -> Scored | ProfileError | None:
     """Fetch and score, before the transaction opens, the event's candidates the job has no
     score for yet (a chunk announced them before, or a run of the attempt taken over), so
     that no transaction (nor a pooled connection) waits on S3 or on the scoring threads; None
@@ -195,11 +209,9 @@ async def prepare_scores(event: CandidatesGenerated | CandidatesStored, pool: Po
     async with pool.connection() as conn:
         if await store.decided_outcome(conn, event.job_id):
             return None
-        scored, passed = await store.scoring_so_far(conn, event.job_id)
-    fresh = [c for c in event.candidates if c.index not in scored]
+        so_far = await store.scoring_so_far(conn, event.job_id)
     try:
-        return await score_candidates(event.job, event.tenant_id, event.images, event.attempt, fresh, objects,
-                                      scorer, settings, passed, data_keys)
+        return await score_candidates(event, so_far, bench)
     except ProfileError as error:
         return error
 
@@ -231,8 +243,8 @@ async def check_chunk(ctx: HandlerContext, event: CandidatesStored) -> None:
     decided = await store.lock_job(ctx.conn, event.job_id, event.attempt, ctx.claim)
     if ctx.applied_before or decided or not isinstance(ctx.prepared, Scored):
         return  # an invalid profile is told once, when the attempt is judged
-    added, scored, passing = await store.add_chunk_scores(ctx.conn, event.job_id, ctx.prepared.scores)
-    await ctx.emit(domain.checked(event, added, scored, passing, ctx.prepared))
+    tally = await store.add_chunk_scores(ctx.conn, event.job_id, ctx.prepared.scores)
+    await ctx.emit(domain.checked(event, tally, ctx.prepared))
 
 
 def count_from_zero() -> None:
@@ -250,8 +262,8 @@ async def drop_job(ctx: HandlerContext, event: JobCancelRequested) -> None:
 
 def new_scorer(settings: ScorerSettings) -> Scorer:
     moderated = settings.moderated_classes or moderation.MODERATED_BY_DEFAULT
-    return Scorer(settings.device, settings.clip_model_dir, moderated_classes=moderated,
-                  threads=settings.scoring_threads)
+    return Scorer(Equipment(settings.device, settings.clip_model_dir, threads=settings.scoring_threads,
+                            moderated_classes=moderated))
 
 
 # The events on the topics the scorer reads that it has no use for. A type new on those topics is
@@ -263,16 +275,13 @@ PASSED_OVER: tuple[type[contracts.Event], ...] = (
 )
 
 
-def register(consumer: EventConsumer, objects: ObjectStore, settings: ScorerSettings,
-             scorer: Scorer | None = None) -> None:
+def register(consumer: EventConsumer, bench: Workbench) -> None:
     count_from_zero()
-    scorer = scorer or new_scorer(settings)
-    data_keys = DataKeys(settings, "scorer")
 
     async def prepare(envelope: Envelope) -> Scored | ProfileError | None:
         event = envelope.event
         assert isinstance(event, CandidatesGenerated | CandidatesStored), "registered for these two only"
-        return await prepare_scores(event, consumer.pool, objects, scorer, settings, data_keys)
+        return await prepare_scores(event, consumer.pool, bench)
 
     @consumer.on(CandidatesStored, prepare=prepare, claims=True)
     async def on_candidates_stored(ctx: HandlerContext, event: CandidatesStored) -> None:

@@ -35,7 +35,15 @@ from services.common.quality.calibration import Judged
 from services.common.quality.dimensions import readable
 from services.common.quality.profiles import Profile, ProfileError, load_profile
 from services.scorer import calibration
-from services.scorer.dimensions import ClipModelError, ImageVerdict, QualityRules, Scorer, UndecodableImage
+from services.scorer.dimensions import (
+    ClipModelError,
+    Equipment,
+    ImageVerdict,
+    QualityRules,
+    Scorer,
+    Scoring,
+    UndecodableImage,
+)
 
 ALL_PASSED, SOME_FAILED, USAGE_ERROR = 0, 1, 2
 SIZE = re.compile(r"(\d+)[xX×](\d+)")
@@ -99,7 +107,7 @@ def score_files(args: argparse.Namespace) -> list[ImageVerdict]:
     reference = _read(args.reference, "reference photo") if args.reference else None
     profile = _profile(args.profile, _rules(args.rules) if args.rules else None)
     try:
-        scorer = Scorer(args.device, clip_model_dir=args.clip_model)
+        scorer = Scorer(Equipment(args.device, clip_model_dir=args.clip_model))
     except (ClipModelError, RuntimeError) as error:
         raise UsageError(str(error)) from None
     with scorer:
@@ -107,8 +115,8 @@ def score_files(args: argparse.Namespace) -> list[ImageVerdict]:
         if missing:
             raise UsageError(f"profile {profile.name!r} requires {', '.join(missing)}, which needs --clip-model")
         try:
-            verdicts: list[ImageVerdict] = scorer.score(images, profile, prompt=args.prompt, reference=reference,
-                                                        requested_size=_size(args.size))
+            scoring = Scoring(profile, prompt=args.prompt, reference=reference, requested_size=_size(args.size))
+            verdicts: list[ImageVerdict] = scorer.score(images, scoring)
             return verdicts
         except UndecodableImage as error:
             raise UsageError(f"cannot decode {args.paths[error.index]}: not an image OpenCV can read") from None

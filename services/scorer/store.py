@@ -9,6 +9,7 @@ from uuid import UUID
 from services.common.bus import InboxClaim
 from services.common.contracts import CandidateScore, CandidatesScored, RegenerationRequested, ScoringFailed
 from services.common.db import Conn, Statement, as_arrays, together, typed_arrays
+from services.scorer.domain import ScoredSoFar, Tally
 
 
 async def decided_outcome(conn: Conn, job_id: UUID) -> str | None:
@@ -62,12 +63,12 @@ async def passed_before(conn: Conn, job_id: UUID, attempt: int) -> tuple[tuple[f
     return tuple((row["score"], row["index"]) for row in rows)
 
 
-async def scoring_so_far(conn: Conn, job_id: UUID) -> tuple[set[int], tuple[tuple[float, int], ...]]:
-    """The indices of the job scored so far, and (score, index) of those that pass: what a
-    chunk or an attempt's rest is scored against, every attempt and chunk counted."""
+async def scoring_so_far(conn: Conn, job_id: UUID) -> ScoredSoFar:
+    """The job's candidates scored so far, and those that pass, every attempt and chunk counted."""
     rows = await (await conn.execute(
         "SELECT index, passed, score FROM scores WHERE job_id = %s", [job_id])).fetchall()
-    return {row["index"] for row in rows}, tuple((row["score"], row["index"]) for row in rows if row["passed"])
+    return ScoredSoFar(frozenset(row["index"] for row in rows),
+                       tuple((row["score"], row["index"]) for row in rows if row["passed"]))
 
 
 def inserted(rows: list[tuple[Any, ...]], returning: dict[str, str]) -> str:
@@ -86,7 +87,7 @@ def _score_rows(job_id: UUID, scores: list[CandidateScore]) -> list[tuple[Any, .
              False, json.dumps(d)) for s, d in zip(scores, dumped, strict=True)]
 
 
-async def add_chunk_scores(conn: Conn, job_id: UUID, scores: list[CandidateScore]) -> tuple[list[CandidateScore], int, int]:
+async def add_chunk_scores(conn: Conn, job_id: UUID, scores: list[CandidateScore]) -> Tally:
     """A chunk's scores stored (an index scored before keeps its row), in one statement: the
     scores it added, and how many candidates of the job are scored and pass, these included.
     A chunk with nothing new (a run taken over announced what was scored) only counts."""
@@ -101,7 +102,7 @@ async def add_chunk_scores(conn: Conn, job_id: UUID, scores: list[CandidateScore
         "  (SELECT coalesce(jsonb_agg(candidate ORDER BY index), '[]'::jsonb) FROM added) AS added FROM before",
         [*as_arrays(rows), str(job_id)])).fetchone()
     assert row is not None, "an aggregate over one row returns one row"
-    return [CandidateScore.model_validate(c) for c in row["added"]], row["scored"], row["passing"]
+    return Tally([CandidateScore.model_validate(c) for c in row["added"]], row["scored"], row["passing"])
 
 
 async def record_outcome(conn: Conn, job_id: UUID, outcome: Outcome, announced: Statement | None = None) -> None:

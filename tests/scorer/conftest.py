@@ -11,7 +11,7 @@ from PIL import Image, ImageFilter
 from skimage import data as skimage_data
 from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
 
-from services.scorer.dimensions import Scorer
+from services.scorer.dimensions import Equipment, Scorer
 
 CPU = torch.device("cpu")
 PHOTO_NAMES = ("astronaut", "coffee", "chelsea", "camera", "rocket")
@@ -52,7 +52,7 @@ def blown_out(pixels: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def scorer() -> Scorer:
-    with Scorer(CPU) as shared:
+    with Scorer(Equipment(CPU)) as shared:
         yield shared
 
 

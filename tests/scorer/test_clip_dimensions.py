@@ -10,7 +10,9 @@ import pytest
 from PIL import Image, ImageFilter, ImageSequence
 
 from services.common.quality.profiles import load_profile, profile_of_dimensions
+from services.scorer.dimensions import Scoring
 from services.scorer.dimensions.batch import is_clip
+from services.scorer.dimensions.engine import Leg
 from services.scorer.dimensions.tiers import TierWalk
 from tests.scorer.conftest import png
 
@@ -43,7 +45,7 @@ def frames(photos) -> list[Image.Image]:
 
 
 def test_a_steady_clip_passes_the_motion_profile(scorer, frames):
-    [verdict] = scorer.score([animated_webp(frames)], load_profile("motion"))
+    [verdict] = scorer.score([animated_webp(frames)], Scoring(load_profile("motion")))
 
     assert verdict.passed, {name: verdict.dimensions[name].reason for name in verdict.failed}
     assert verdict.dimensions["frames"].value == len(frames)
@@ -54,7 +56,7 @@ def test_brightness_pulsing_between_frames_fails_flicker_only(scorer, frames):
     pulsing = [Image.fromarray(np.clip(np.asarray(f, float) * (1.1 if i % 2 else 0.9), 0, 255).astype(np.uint8))
                for i, f in enumerate(frames)]
 
-    steady, flickering = scorer.score([animated_webp(frames), animated_webp(pulsing)], CLIP_CHECKS)
+    steady, flickering = scorer.score([animated_webp(frames), animated_webp(pulsing)], Scoring(CLIP_CHECKS))
 
     assert steady.passed and flickering.failed == ("flicker",)
     assert flickering.dimensions["flicker"].value > 5 * steady.dimensions["flicker"].value
@@ -64,19 +66,20 @@ def test_brightness_pulsing_between_frames_fails_flicker_only(scorer, frames):
 def test_one_blurred_frame_fails_frame_sharpness_while_the_mean_sharpness_passes(scorer, frames):
     smeared = [f.filter(ImageFilter.GaussianBlur(3)) if i == 3 else f for i, f in enumerate(frames)]
 
-    [verdict] = scorer.score([animated_webp(smeared)], CLIP_CHECKS)
+    [verdict] = scorer.score([animated_webp(smeared)], Scoring(CLIP_CHECKS))
 
     assert verdict.failed == ("frame_sharpness",)
     assert verdict.dimensions["sharpness"].passed
 
 
 def test_a_clip_blurred_throughout_fails_both_sharpness_checks(scorer, frames):
-    [verdict] = scorer.score([animated_webp([f.filter(ImageFilter.GaussianBlur(4)) for f in frames])], CLIP_CHECKS)
+    blurred = [f.filter(ImageFilter.GaussianBlur(4)) for f in frames]
+    [verdict] = scorer.score([animated_webp(blurred)], Scoring(CLIP_CHECKS))
     assert set(verdict.failed) == {"sharpness", "frame_sharpness"}
 
 
 def test_a_still_is_not_a_clip(scorer, frames):
-    [verdict] = scorer.score([png(frames[0])], CLIP_CHECKS)
+    [verdict] = scorer.score([png(frames[0])], Scoring(CLIP_CHECKS))
 
     assert verdict.failed == ("frames",) and verdict.dimensions["frames"].value == 1
     assert verdict.dimensions["flicker"].value == 0
@@ -88,7 +91,7 @@ def test_tier_one_dimensions_of_a_clip_are_its_frames_mean(scorer, frames):
         stills = [png(frame.convert("RGB")) for frame in ImageSequence.Iterator(decoded)]
     checks = profile_of_dimensions(("sharpness", "exposure"))
 
-    [of_clip], of_frames = scorer.score([clip], checks), scorer.score(stills, checks)
+    [of_clip], of_frames = scorer.score([clip], Scoring(checks)), scorer.score(stills, Scoring(checks))
 
     # Tolerances: float32 sums; and OpenCV's own grey decode of a PNG against BT.601 luma
     # from the clip's RGB frames, a level apart at most. The frames differ by far more.
@@ -105,8 +108,8 @@ def test_batched_scoring_measures_clips_beside_stills_as_one_by_one_scoring_does
     dimensions = [d.dimension for d in scorer._plan(CLIP_CHECKS, scorer_context(scorer)).values()]
 
     walk = TierWalk.measuring(dimensions)
-    batched = [p.values for p, _ in scorer._walk_batched(images, walk, scorer_context(scorer), False, 1)]
-    one_by_one = [p.values for p, _ in scorer._walk_each(images, walk, scorer_context(scorer), False, 1)]
+    batched = [p.values for p, _ in scorer._walk_batched(images, Leg(walk, scorer_context(scorer), False, 1))]
+    one_by_one = [p.values for p, _ in scorer._walk_each(images, Leg(walk, scorer_context(scorer), False, 1))]
 
     for measured_batched, measured_alone in zip(batched, one_by_one, strict=True):
         assert measured_batched == pytest.approx(measured_alone)

@@ -16,8 +16,10 @@ from services.scorer.dimensions import (
     DIMENSIONS,
     Bounds,
     Dimension,
+    Equipment,
     ImageVerdict,
     Scorer,
+    Scoring,
     ScoringContext,
     register_dimension,
     select_best,
@@ -30,8 +32,8 @@ SEEDS = range(5)
 
 
 def score_images(images, dimension_names=("sharpness", "blank"), device=CPU) -> list[ImageVerdict]:
-    with Scorer(device, load_entry_points=False) as scorer:
-        return scorer.score(images, profile_of_dimensions(tuple(dimension_names)))
+    with Scorer(Equipment(device, load_entry_points=False)) as scorer:
+        return scorer.score(images, Scoring(profile_of_dimensions(tuple(dimension_names))))
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import pytest
 from services.common.contracts import VideoSpec
 from services.common.quality.profiles import load_profile
 from services.router.providers.clip_maker import CLIP_DEFECTS, ClipMaker, ClipShape
+from services.scorer.dimensions import Scoring
 from tests.scorer.test_faces import grace_hopper
 from tests.scorer.test_video import clip_request_of
 
@@ -28,7 +29,7 @@ def maker() -> ClipMaker:
 
 
 def verdict_of(scorer, profile, data: bytes, **inputs):
-    [verdict] = scorer.score([data], profile, requested_clip=clip_request_of(ASKED), tiered=True, **inputs)
+    [verdict] = scorer.score([data], Scoring(profile, requested_clip=clip_request_of(ASKED), tiered=True, **inputs))
     return verdict
 
 
@@ -64,8 +65,8 @@ def test_a_portraits_clip_whose_face_changes_halfway_fails(scorer, profile, phot
     another = np.asarray(photos["astronaut"])[0:300, 60:360]  # her face, centred
 
     changed = maker.from_still(portrait, 11, "face_change", other=another).data
-    [clean, verdict] = scorer.score([maker.from_still(portrait, 11).data, changed], profile,
-                                    requested_clip=clip_request_of(square), tiered=True)
+    [clean, verdict] = scorer.score([maker.from_still(portrait, 11).data, changed],
+                                    Scoring(profile, requested_clip=clip_request_of(square), tiered=True))
 
     assert clean.passed, {name: clean.dimensions[name].reason for name in clean.failed}
     assert not verdict.passed and {"identity", "face_consistency"} & set(verdict.failed), verdict.dimensions

@@ -5,7 +5,7 @@ import pytest
 
 from services.common.quality import builtin
 from services.common.quality.dimensions import DIMENSIONS, Bounds, Dimension
-from services.scorer.dimensions import Scorer, built_in, tier1
+from services.scorer.dimensions import Equipment, Scorer, built_in, tier1
 from services.scorer.dimensions.measures import (
     MEASURES,
     UnmeasuredDimension,
@@ -34,7 +34,7 @@ def test_a_dimension_with_no_measure_stops_the_scorer_from_starting(monkeypatch)
     with pytest.raises(UnmeasuredDimension, match="orphan"):
         check_every_dimension_measured()
     with pytest.raises(UnmeasuredDimension, match="orphan"):
-        Scorer(CPU, load_entry_points=False)
+        Scorer(Equipment(CPU, load_entry_points=False))
     with pytest.raises(UnmeasuredDimension, match="orphan"):
         measure_of(orphan)
 

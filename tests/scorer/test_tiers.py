@@ -21,10 +21,13 @@ from services.scorer.dimensions import (
     TIER_TWO,
     Bounds,
     Dimension,
+    Equipment,
     QualityRules,
+    Scoring,
     faces,
     select_best,
 )
+from services.scorer.dimensions.engine import Leg
 from services.scorer.dimensions.tiers import Enough, PlannedDimension, Progress, TierWalk
 from tests.scorer.conftest import blurred, png
 from tests.scorer.test_faces import grace_hopper
@@ -103,8 +106,8 @@ def test_the_most_headroom_is_where_the_declared_values_end():
 
 def test_a_candidate_rejected_at_tier_one_is_not_measured_further_and_says_so(scorer, jobs):
     images = [image for job in jobs[:3] for image in job]
-    everything = scorer.score(images, load_profile("generic"))
-    tiered = scorer.score(images, load_profile("generic"), tiered=True)
+    everything = scorer.score(images, Scoring(load_profile("generic")))
+    tiered = scorer.score(images, Scoring(load_profile("generic"), tiered=True))
 
     rejected = [(full, tier) for full, tier in zip(everything, tiered) if not full.passed]
     assert len(rejected) >= 6
@@ -123,9 +126,9 @@ def test_a_candidate_rejected_at_tier_one_is_not_measured_further_and_says_so(sc
 def test_tier_two_is_judged_only_where_tier_one_passed(scorer, portraits, photos, counted):
     rules = QualityRules(thresholds={"test_brightness": {}})
     profile = load_profile("headshot", rules)
-    everything = scorer.score(portraits, profile, reference=portraits[0])
+    everything = scorer.score(portraits, Scoring(profile, reference=portraits[0]))
     counted.measured = 0
-    tiered = scorer.score(portraits, profile, reference=portraits[0], tiered=True)
+    tiered = scorer.score(portraits, Scoring(profile, reference=portraits[0], tiered=True))
 
     assert [v.passed for v in tiered] == [v.passed for v in everything]
     black, cat = tiered[-1], tiered[5]
@@ -150,8 +153,8 @@ def test_enough_not_all_delivers_the_best_k_of_measuring_everything(scorer, jobs
     profile = load_profile(name)
     skipped = 0
     for job in jobs:
-        everything = scorer.score(job, profile)
-        tiered = scorer.score(job, profile, tiered=True, enough=Enough(k, tuple(range(len(job)))))
+        everything = scorer.score(job, Scoring(profile))
+        tiered = scorer.score(job, Scoring(profile, tiered=True, enough=Enough(k, tuple(range(len(job))))))
 
         assert select_best(tiered, k) == select_best(everything, k)
         for full, tier in zip(everything, tiered):
@@ -177,9 +180,9 @@ def test_the_tiers_after_the_first_are_measured_best_first(scorer, jobs, counted
         profile = load_profile("generic", QualityRules(thresholds={"test_middle": {}, "test_brightness": {}}))
         survivors = measured_middle = measured_last = 0
         for job in jobs:
-            everything = scorer.score(job, profile)
+            everything = scorer.score(job, Scoring(profile))
             middle.measured = counted.measured = 0
-            tiered = scorer.score(job, profile, tiered=True, enough=Enough(1, tuple(range(len(job)))))
+            tiered = scorer.score(job, Scoring(profile, tiered=True, enough=Enough(1, tuple(range(len(job))))))
             assert select_best(tiered, 1) == select_best(everything, 1)
             survivors += sum(not set(full.failed) & set(TIER_ONE) for full in everything)
             measured_middle, measured_last = measured_middle + middle.measured, measured_last + counted.measured
@@ -193,9 +196,9 @@ def test_the_tiers_after_the_first_are_measured_best_first(scorer, jobs, counted
 def test_enough_not_all_on_portraits_selects_as_measuring_everything(scorer, portraits):
     profile = load_profile("headshot")
     for k in (1, 2):
-        everything = scorer.score(portraits, profile, reference=portraits[0])
-        tiered = scorer.score(portraits, profile, reference=portraits[0], tiered=True,
-                              enough=Enough(k, tuple(range(len(portraits)))))
+        everything = scorer.score(portraits, Scoring(profile, reference=portraits[0]))
+        tiered = scorer.score(portraits, Scoring(profile, reference=portraits[0], tiered=True,
+                                                 enough=Enough(k, tuple(range(len(portraits))))))
         assert select_best(tiered, k) == select_best(everything, k)
         assert all(full.passed or not v.passed for v, full in zip(tiered, everything))
         assert all(v.passed == full.passed for v, full in zip(tiered, everything) if v.judged)
@@ -207,9 +210,10 @@ def test_a_job_whose_best_candidates_fail_measures_the_next_ones(photos, scorer)
     from services.scorer.dimensions import Scorer
 
     images = [png(photos["astronaut"]), png(grace_hopper()), png(blurred(photos["coffee"], 1.0))]
-    with Scorer(scorer.device, load_entry_points=False, moderated_classes=frozenset({"FACE_FEMALE"})) as strict:
-        everything = strict.score(images, load_profile("generic"))
-        tiered = strict.score(images, load_profile("generic"), tiered=True, enough=Enough(1, (0, 1, 2)))
+    moderating_faces = Equipment(scorer.device, load_entry_points=False, moderated_classes=frozenset({"FACE_FEMALE"}))
+    with Scorer(moderating_faces) as strict:
+        everything = strict.score(images, Scoring(load_profile("generic")))
+        tiered = strict.score(images, Scoring(load_profile("generic"), tiered=True, enough=Enough(1, (0, 1, 2))))
     assert [v.passed for v in everything] == [False, False, True]
     assert [v.passed for v in tiered] == [False, False, True]
     assert tiered[0].failed == tiered[1].failed == ("nsfw",)
@@ -219,8 +223,9 @@ def test_candidates_of_earlier_attempts_count_towards_enough(scorer, jobs):
     """A job that already has K passing candidates better than anything this attempt can
     reach measures none of this attempt's last tier: none of them could be selected."""
     job = jobs[0]
-    tiered = scorer.score(job, load_profile("generic"), tiered=True,
-                          enough=Enough(2, tuple(range(10, 10 + len(job))), passed_before=((50.0, 0), (40.0, 1))))
+    tiered = scorer.score(job, Scoring(load_profile("generic"), tiered=True,
+                                       enough=Enough(2, tuple(range(10, 10 + len(job))),
+                                                     passed_before=((50.0, 0), (40.0, 1)))))
     assert not any(v.passed for v in tiered)
     assert all(v.not_measured == ("nsfw",) for v in tiered)
 
@@ -229,8 +234,8 @@ def test_ceilings_bound_the_scores_of_passing_candidates(scorer, jobs, portraits
     for images, profile, reference in ((portraits, load_profile("headshot"), portraits[0]),
                                        (portraits, load_profile("headshot"), None),
                                        (jobs[2], load_profile("product"), None)):
-        everything = scorer.score(images, profile, reference=reference)
-        walk = scorer.walk_of(profile, reference=reference)
+        everything = scorer.score(images, Scoring(profile, reference=reference))
+        walk = scorer.walk_of(Scoring(profile, reference=reference))
         first_steps = {d.name for step in walk.steps[:-1] for d in step.dimensions}
         for verdict in everything:
             if verdict.passed:
@@ -268,8 +273,8 @@ def test_a_weighted_dimension_without_limits_is_measured_wherever_it_could_rank(
     measured, so every candidate that passes Tier 1 is measured in Tier 2; the selection is
     that of measuring everything."""
     profile = load_profile("headshot", QualityRules(thresholds={"eyes_open": {"weight": 1.0}}))
-    everything = scorer.score(portraits, profile)
-    tiered = scorer.score(portraits, profile, tiered=True, enough=Enough(1, tuple(range(len(portraits)))))
+    everything = scorer.score(portraits, Scoring(profile))
+    tiered = scorer.score(portraits, Scoring(profile, tiered=True, enough=Enough(1, tuple(range(len(portraits))))))
     assert select_best(tiered, 1) == select_best(everything, 1)
     survivors = [t for t, e in zip(tiered, everything) if not set(e.failed) & set(TIER_ONE)]
     assert len(survivors) >= 4
@@ -282,7 +287,7 @@ def test_a_value_beyond_the_declared_range_is_an_error(scorer, jobs):
     DIMENSIONS[dimension.name] = dimension
     try:
         with pytest.raises(ValueError, match="outside its declared range"):
-            scorer.score(jobs[0][:1], load_profile("generic", QualityRules(thresholds={"test_negative": {}})))
+            scorer.score(jobs[0][:1], Scoring(load_profile("generic", QualityRules(thresholds={"test_negative": {}}))))
     finally:
         DIMENSIONS.pop(dimension.name)
 
@@ -294,8 +299,8 @@ def test_the_batched_walk_judges_as_the_image_by_image_walk(scorer, jobs, portra
     images = [*jobs[3], *portraits]
     context = _context(scorer, portraits[0])
     walk = TierWalk.of(profile, scorer._plan(profile, context), tiered=True)
-    one_by_one = scorer._walk_each(images, walk, context, True, len(walk.steps) - 1)
-    batched = scorer._walk_batched(images, walk, _context(scorer, portraits[0]), True, len(walk.steps) - 1)
+    one_by_one = scorer._walk_each(images, Leg(walk, context, True, len(walk.steps) - 1))
+    batched = scorer._walk_batched(images, Leg(walk, _context(scorer, portraits[0]), True, len(walk.steps) - 1))
     for (alone, kept_alone), (together, kept_together) in zip(one_by_one, batched, strict=True):
         assert together.values == pytest.approx(alone.values, rel=1e-5, nan_ok=True)
         assert (together.steps_done, together.stopped) == (alone.steps_done, alone.stopped)
@@ -340,13 +345,14 @@ def test_faces_are_found_once_per_image_whichever_tier_reads_them(scorer, portra
         found.clear()
         faces.reference_portrait.cache_clear()
         faces.reference_embedding.cache_clear()
-        walked = way(portraits, walk, _context(scorer, portraits[0]), True, len(walk.steps))
+        walked = way(portraits, Leg(walk, _context(scorer, portraits[0]), True, len(walk.steps)))
         reached_tier_two = sum(progress.steps_done >= 2 for progress, _ in walked)
         assert len(found) == reached_tier_two + 1, way.__name__  # and the reference photo's, once
         assert any(progress.values.get("identity") is not None for progress, _ in walked)
     # The next call with the same reference photo finds the faces of its images alone.
     found.clear()
-    walked = scorer._walk_each(portraits, walk, _context(scorer, bytes(bytearray(portraits[0]))), True, len(walk.steps))
+    walked = scorer._walk_each(portraits, Leg(walk, _context(scorer, bytes(bytearray(portraits[0]))), True,
+                                              len(walk.steps)))
     assert len(found) == sum(progress.steps_done >= 2 for progress, _ in walked)
 
 

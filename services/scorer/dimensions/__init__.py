@@ -27,9 +27,10 @@ vocabulary in `services.common.quality`; this package measures and judges. Built
 check is not measured by the expensive ones.
 
 `Scorer` (`engine`) judges encoded images against a profile
-(`services.common.quality.profiles.Profile`); `select_best` picks the best passing ones. Declaring, judging and checking rules need no
-torch: the names that measure (`Scorer`, `ImageBatch`, `PromptAligner`, …) are imported
-on first use.
+(`services.common.quality.profiles.Profile`), built with its `Equipment` and called with a
+`Scoring` (`scoring`); `select_best` picks the best passing ones. Declaring, judging and
+checking rules need no torch: the names that measure (`Scorer`, `ImageBatch`,
+`PromptAligner`, …) are imported on first use.
 """
 
 import importlib
@@ -53,6 +54,8 @@ _MEASURING = {
     "UndecodableImage": "batch",
     "pick_device": "batch",
     "Scorer": "engine",
+    "Equipment": "scoring",
+    "Scoring": "scoring",
 }
 
 
@@ -71,6 +74,7 @@ __all__ = [
     "ClipModelError",
     "Dimension",
     "DimensionResult",
+    "Equipment",
     "ForbiddenCondition",
     "ImageBatch",
     "ImageVerdict",
@@ -78,6 +82,7 @@ __all__ = [
     "PromptAligner",
     "QualityRules",
     "Scorer",
+    "Scoring",
     "ScoringContext",
     "Threshold",
     "UndecodableImage",

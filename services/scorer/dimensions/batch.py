@@ -111,6 +111,13 @@ class ScoringContext:
         with self._lock:
             return [text for key in ((dimension, None), (dimension, index)) for text in self._notes.get(key, [])]
 
+    def decoded(self, index: int, data: bytes, color: bool) -> "ImageBatch":
+        """Input image `index` as a batch of its own on this call's device: a still, or a clip's frames."""
+        clip = is_clip(data)
+        planes = decode_frames(index, data, color) if clip else decode_planes(index, data, color)[None]
+        return ImageBatch(indices=(index,) * len(planes), planes=torch.from_numpy(planes).to(self.device),
+                          context=self, clip=clip)
+
 
 @dataclass(frozen=True, eq=False)
 class ImageBatch:
@@ -251,21 +258,24 @@ def with_luma(rgb: np.ndarray, luma: np.ndarray | None = None) -> np.ndarray:
     return planes
 
 
-def decode_ahead(
-    images: Iterable[tuple[int, bytes]], color: bool, pool: ThreadPoolExecutor, window: int
-) -> Iterator[tuple[int, np.ndarray]]:
-    """(index, planes) of (index, encoded image) pairs in order, decoded in `pool` up to
-    `window` images ahead.
+@dataclass(frozen=True)
+class Readahead:
+    """Images decoded in `pool` up to `window` images ahead of the one the caller measures:
+    the window bounds memory."""
 
-    The window bounds memory while the caller measures earlier images.
-    """
-    work = iter(images)
-    pending = deque((index, pool.submit(decode_planes, index, data, color)) for index, data in islice(work, window))
-    while pending:
-        index, future = pending.popleft()
-        for next_index, data in islice(work, 1):
-            pending.append((next_index, pool.submit(decode_planes, next_index, data, color)))
-        yield index, future.result()
+    pool: ThreadPoolExecutor
+    window: int
+
+    def decoded(self, images: Iterable[tuple[int, bytes]], color: bool) -> Iterator[tuple[int, np.ndarray]]:
+        """(index, planes) of (index, encoded image) pairs, in order."""
+        work = iter(images)
+        pending = deque((index, self.pool.submit(decode_planes, index, data, color))
+                        for index, data in islice(work, self.window))
+        while pending:
+            index, future = pending.popleft()
+            for next_index, data in islice(work, 1):
+                pending.append((next_index, self.pool.submit(decode_planes, next_index, data, color)))
+            yield index, future.result()
 
 
 def group_by_size(
@@ -280,14 +290,6 @@ def group_by_size(
         if len(members) >= max_images or pixels >= max_pixels:
             yield pending.pop(planes.shape)
     yield from pending.values()
-
-
-def decode_image(index: int, data: bytes, color: bool, context: ScoringContext) -> ImageBatch:
-    """A batch of one image: a still, or a clip's frames."""
-    clip = is_clip(data)
-    planes = decode_frames(index, data, color) if clip else decode_planes(index, data, color)[None]
-    return ImageBatch(indices=(index,) * len(planes), planes=torch.from_numpy(planes).to(context.device),
-                      context=context, clip=clip)
 
 
 def joined(batches: Sequence[ImageBatch]) -> list[ImageBatch]:

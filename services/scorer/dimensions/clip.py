@@ -10,7 +10,7 @@ Without a model, or without a prompt, the dimension is unavailable.
 """
 
 import json
-from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,18 +31,36 @@ class ClipModelError(ValueError):
     """The configured directory does not hold a loadable CLIP model and tokenizer."""
 
 
-class PromptAligner:
-    """A CLIP model and its tokenizer on one device, embedding prompts and images."""
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a CLIP model wants its images: square, `input_size` a side, each channel
+    normalised by its `mean` and `std`."""
 
-    def __init__(self, model: "CLIPModel", tokenizer: "PreTrainedTokenizerBase", input_size: int,
-                 mean: Sequence[float], std: Sequence[float], device: torch.device) -> None:
-        # transformers wraps to() in a decorator whose type loses the bound model.
-        self.model = model.to(device).eval()  # type: ignore[arg-type]
+    input_size: int
+    mean: tuple[float, ...] = CLIP_MEAN
+    std: tuple[float, ...] = CLIP_STD
+
+    @classmethod
+    def of(cls, path: Path, default_size: int) -> "Preprocessing":
+        """From the folder's preprocessor_config.json, else the model's defaults."""
+        config_file = path / "preprocessor_config.json"
+        config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+        crop = config.get("crop_size", default_size)
+        size = crop.get("height", default_size) if isinstance(crop, dict) else int(crop)
+        return cls(size, tuple(config.get("image_mean", CLIP_MEAN)), tuple(config.get("image_std", CLIP_STD)))
+
+
+class PromptAligner:
+    """A CLIP model (in evaluation mode) and its tokenizer on one device, the model's,
+    embedding prompts and images."""
+
+    def __init__(self, model: "CLIPModel", tokenizer: "PreTrainedTokenizerBase", preprocessing: Preprocessing) -> None:
+        self.model = model
         self.tokenizer = tokenizer
-        self.input_size = input_size
-        self.device = device
-        self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1)
-        self.std = torch.tensor(std, device=device).view(1, 3, 1, 1)
+        self.input_size = preprocessing.input_size
+        self.device = model.device
+        self.mean = torch.tensor(preprocessing.mean, device=self.device).view(1, 3, 1, 1)
+        self.std = torch.tensor(preprocessing.std, device=self.device).view(1, 3, 1, 1)
         from transformers import CLIPTextConfig  # loaded already: the model came from it
 
         text = model.config.text_config
@@ -65,8 +83,9 @@ class PromptAligner:
         vision = model.config.vision_config
         assert isinstance(vision, CLIPVisionConfig), "CLIPConfig makes its vision config one"
         assert isinstance(vision.image_size, int), "a CLIP model's input is square: one side"
-        input_size, mean, std = _preprocessing(path, vision.image_size)
-        return cls(model, tokenizer, input_size, mean, std, device)
+        # transformers wraps to() in a decorator whose type loses the bound model.
+        on_device = model.to(device).eval()  # type: ignore[arg-type]
+        return cls(on_device, tokenizer, Preprocessing.of(path, vision.image_size))
 
     @torch.inference_mode()
     def embed_text(self, prompt: str) -> torch.Tensor:
@@ -93,15 +112,6 @@ class PromptAligner:
         top, left = (resized_h - side) // 2, (resized_w - side) // 2
         cropped = resized[:, :, top : top + side, left : left + side].clamp(0, 1)
         return ((cropped - self.mean) / self.std).contiguous()
-
-
-def _preprocessing(path: Path, default_size: int) -> tuple[int, tuple[float, ...], tuple[float, ...]]:
-    """Input size, mean and std from preprocessor_config.json, else the model's defaults."""
-    config_file = path / "preprocessor_config.json"
-    config = json.loads(config_file.read_text()) if config_file.is_file() else {}
-    crop = config.get("crop_size", default_size)
-    size = crop.get("height", default_size) if isinstance(crop, dict) else int(crop)
-    return size, tuple(config.get("image_mean", CLIP_MEAN)), tuple(config.get("image_std", CLIP_STD))
 
 
 def prompt_similarity(batch: ImageBatch) -> torch.Tensor:

@@ -64,15 +64,15 @@ class ImageVerdict:
 def judge(dimension: Dimension, value: float, bounds: Bounds) -> DimensionResult:
     passed = bounds.admits(value)
     threshold = bounds.nearest(value)
-    return DimensionResult(value, threshold, passed, _reason(dimension, value, bounds, passed))
+    return DimensionResult(value, threshold, passed, _reason(dimension, value, bounds))
 
 
-def _reason(dimension: Dimension, value: float, bounds: Bounds, passed: bool) -> str:
+def _reason(dimension: Dimension, value: float, bounds: Bounds) -> str:
     name = dimension.name
     if math.isnan(value):
         return f"{name} could not be measured ({dimension.unmeasurable_hint})"
     said = f"{name} {readable(value)}"
-    if passed:
+    if bounds.admits(value):
         return f"{said} meets the {bounds.describe()}"
     below = bounds.minimum is not None and value < bounds.minimum
     side = "below" if below else "above"

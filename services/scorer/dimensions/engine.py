@@ -21,7 +21,7 @@ import math
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -35,12 +35,9 @@ from services.scorer.dimensions import moderation
 from services.scorer.dimensions.batch import (
     CUDA_BATCH_IMAGES,
     CUDA_BATCH_PIXELS,
-    ClipRequest,
     ImageBatch,
+    Readahead,
     ScoringContext,
-    VideoSampling,
-    decode_ahead,
-    decode_image,
     group_by_size,
     in_color,
     is_clip,
@@ -51,6 +48,7 @@ from services.scorer.dimensions.batch import (
 from services.scorer.dimensions.clip import PromptAligner
 from services.scorer.dimensions.core import ImageVerdict
 from services.scorer.dimensions.measures import check_every_dimension_measured, image_values, measure_batch, over_frames
+from services.scorer.dimensions.scoring import Equipment, Scoring
 from services.scorer.dimensions.tiers import Enough, PlannedDimension, Progress, Step, TierWalk
 from services.scorer.dimensions.video import CLIP_READS, ClipReading, tell_worst_frames
 
@@ -60,53 +58,67 @@ if TYPE_CHECKING:
     from services.common.quality.profiles import Profile
 
 
+@dataclass(frozen=True)
+class Leg:
+    """The first `steps` steps of a call's walk, which every image is taken through as far as
+    it passes them, in the call's `context`; colour is decoded when a step reads it (`color`)."""
+
+    walk: TierWalk
+    context: ScoringContext
+    color: bool
+    steps: int
+
+    @property
+    def more_after(self) -> bool:
+        """Steps remain after this leg (measured best first): an image that passes it is kept."""
+        return self.steps < len(self.walk.steps)
+
+
+@dataclass(frozen=True)
+class Trail:
+    """Where a call's images stand after its first leg: each image's progress, in input
+    order, and the images kept, decoded, for the steps after it, by input index."""
+
+    walk: TierWalk
+    progress: list[Progress]
+    kept: dict[int, Walked]
+
+
 class Scorer:
     """Scores encoded images on one device (CUDA when present); reusable across calls.
-
-    `clip_model_dir` is a local folder written by `save_pretrained` holding a CLIP model
-    and its tokenizer; without it prompt_alignment is unavailable. Installed plugins
-    (entry points of `genline.scorer.dimensions`) are registered unless
-    `load_entry_points` is False.
+    What it measures with, its `Equipment`, is chosen once.
 
     The face models (dlib and face-recognition-models) and the moderation model (NudeNet's
     detector) come from installed packages; without them identity and nsfw are reported
-    unavailable. `moderated_classes` are the detector's classes that `nsfw` scores.
+    unavailable.
 
-    `threads` (the CPU count by default) work in parallel. On CUDA they decode while the
-    main thread measures batches of up to 128 images of one size, each batch copied to the
-    device once from pinned memory. On the CPU each thread decodes and measures one image
-    at a time, so the image stays in cache between the passes of the dimensions; torch's
-    intra-op parallelism is then set to one thread, process-wide (torch.set_num_threads).
+    Its `threads` work in parallel. On CUDA they decode while the main thread measures
+    batches of up to 128 images of one size, each batch copied to the device once from
+    pinned memory. On the CPU each thread decodes and measures one image at a time, so the
+    image stays in cache between the passes of the dimensions; torch's intra-op
+    parallelism is then set to one thread, process-wide (torch.set_num_threads).
     A call with `enough` keeps the decoded planes of the images that pass Tier 1, and what
     their dimensions shared, while the later tiers measure them best first, a chunk at a time.
     """
 
-    def __init__(
-        self,
-        device: torch.device | None = None,
-        clip_model_dir: str | None = None,
-        *,
-        threads: int | None = None,
-        load_entry_points: bool = True,
-        video_sampling: VideoSampling = VideoSampling(),
-        moderated_classes: frozenset[str] = moderation.MODERATED_BY_DEFAULT,
-    ) -> None:
-        self.device = torch.device(device) if device is not None else pick_device()
-        if load_entry_points:
+    def __init__(self, equipment: Equipment = Equipment()) -> None:
+        self.device = torch.device(equipment.device) if equipment.device is not None else pick_device()
+        if equipment.load_entry_points:
             discover_plugins()
         check_every_dimension_measured()
-        self.clip = PromptAligner.load(clip_model_dir, self.device) if clip_model_dir else None
-        unknown = moderation.unknown_classes(frozenset(moderated_classes))
+        self.clip = PromptAligner.load(equipment.clip_model_dir, self.device) if equipment.clip_model_dir else None
+        moderated_classes = frozenset(equipment.moderated_classes)
+        unknown = moderation.unknown_classes(moderated_classes)
         if unknown or not moderated_classes:
             raise ValueError(f"moderated classes must be some of {moderation.LABELS}; unknown: {unknown}")
-        self.moderated_classes = frozenset(moderated_classes)
-        self.video_sampling = video_sampling
+        self.moderated_classes = moderated_classes
+        self.video_sampling = equipment.video_sampling
         self.capabilities = frozenset(
             ({"clip_model"} if self.clip else set())
             | ({"face_model"} if face_models.embedding_available() else set())
             | ({"moderation_model"} if moderation.model_path() else set())
         )
-        self.threads = threads or os.cpu_count() or 1
+        self.threads = equipment.threads or os.cpu_count() or 1
         if self.device.type == "cpu":
             # Images, not operations, are spread over the cores: intra-op threads would
             # spin against the image workers (measured 20× slower on two cores).
@@ -126,50 +138,32 @@ class Scorer:
         """Dimensions the profile must compute (required, forbidden) that this scorer cannot."""
         return profile.missing_capabilities(self.capabilities)
 
-    def score(
-        self,
-        images: Sequence[bytes],
-        profile: "Profile",
-        *,
-        prompt: str | None = None,
-        reference: bytes | None = None,
-        requested_size: tuple[int, int] | None = None,
-        requested_clip: ClipRequest | None = None,
-        tiered: bool = False,
-        enough: Enough | None = None,
-    ) -> list[ImageVerdict]:
-        """One verdict per image, in input order. `requested_size` is (width, height);
-        `requested_clip` what a video job asks its clips to be.
-
-        `tiered` stops measuring an image at the first tier it fails; `enough` (tiered
-        only) measures the tiers after the first best first until the job's best K are
-        known, and the images left unmeasured then have no verdict (`tiers`).
+    def score(self, images: Sequence[bytes], scoring: Scoring) -> list[ImageVerdict]:
+        """One verdict per image, in input order, judged and measured as `scoring` asks.
 
         Raises ValueError naming the index of an image that cannot be decoded, or when the
         reference photo cannot be decoded.
         """
-        if enough is not None and (not tiered or len(enough.indices) != len(images)):
+        enough = scoring.enough
+        if enough is not None and (not scoring.tiered or len(enough.indices) != len(images)):
             raise ValueError("enough needs a tiered call and one job index per image")
-        context = self._context(prompt, reference, requested_size, requested_clip)
-        walk = TierWalk.of(profile, self._plan(profile, context), tiered)
-        color = any(step.reads_color for step in walk.steps)
-        unordered = walk.ordered_from if enough is not None else len(walk.steps)
-        progress, kept = self._walk(images, walk, context, color, unordered)
-        if enough is not None and unordered < len(walk.steps):
-            self._measure_in_order(kept, progress, walk, enough, images)
-        return [_noted(walk.verdict(p), context, index) for index, p in enumerate(progress)]
+        context = self._context(scoring)
+        walk = TierWalk.of(scoring.profile, self._plan(scoring.profile, context), scoring.tiered)
+        leg = Leg(walk, context, color=any(step.reads_color for step in walk.steps),
+                  steps=walk.ordered_from if enough is not None else len(walk.steps))
+        trail = self._walk(images, leg)
+        if enough is not None and leg.more_after:
+            self._measure_in_order(images, trail, enough)
+        return [_noted(walk.verdict(p), context, index) for index, p in enumerate(trail.progress)]
 
-    def walk_of(self, profile: "Profile", *, prompt: str | None = None, reference: bytes | None = None,
-                requested_size: tuple[int, int] | None = None,
-                requested_clip: ClipRequest | None = None) -> TierWalk:
-        """The tiered walk a call with these inputs takes: its judgements and its steps."""
-        context = self._context(prompt, reference, requested_size, requested_clip)
-        return TierWalk.of(profile, self._plan(profile, context), tiered=True)
+    def walk_of(self, scoring: Scoring) -> TierWalk:
+        """The tiered walk a call with these inputs takes (tiered, whatever `scoring` says):
+        its judgements and its steps."""
+        return TierWalk.of(scoring.profile, self._plan(scoring.profile, self._context(scoring)), tiered=True)
 
-    def _context(self, prompt: str | None, reference: bytes | None, requested_size: tuple[int, int] | None,
-                 requested_clip: ClipRequest | None = None) -> ScoringContext:
-        return ScoringContext(self.device, prompt, reference, _checked_size(requested_size), self.clip,
-                              self.moderated_classes, requested_clip, self.video_sampling)
+    def _context(self, scoring: Scoring) -> ScoringContext:
+        return ScoringContext(self.device, scoring.prompt, scoring.reference, _checked_size(scoring.requested_size),
+                              self.clip, self.moderated_classes, scoring.requested_clip, self.video_sampling)
 
     def _plan(self, profile: "Profile", context: ScoringContext) -> dict[str, PlannedDimension]:
         present = set(self.capabilities)
@@ -181,67 +175,58 @@ class Scorer:
         names = [*profile.dimension_names, *(f.dimension for f in profile.forbidden)]
         return {name: _planned(registered(name), present) for name in dict.fromkeys(names)}
 
-    def _walk(
-        self, images: Sequence[bytes], walk: TierWalk, context: ScoringContext, color: bool, steps: int
-    ) -> tuple[list[Progress], dict[int, Walked]]:
-        """Each image through the first `steps` steps of the walk, as far as it passes them;
-        the images that passed them all while more steps remain are kept, decoded."""
-        if self.device.type == "cpu":
-            walked = self._walk_each(images, walk, context, color, steps)
-        else:
-            walked = self._walk_batched(images, walk, context, color, steps)
-        progress, kept = [], {}
+    def _walk(self, images: Sequence[bytes], leg: Leg) -> Trail:
+        """Each image through the leg, as far as it passes its steps; the images that passed
+        them all while more steps remain are kept, decoded."""
+        walked = self._walk_each(images, leg) if self.device.type == "cpu" else self._walk_batched(images, leg)
+        trail = Trail(leg.walk, [], {})
         for index, (image_progress, batch) in enumerate(walked):
-            progress.append(image_progress)
+            trail.progress.append(image_progress)
             if batch is not None:
-                kept[index] = batch
-        return progress, kept
+                trail.kept[index] = batch
+        return trail
 
-    def _walk_each(
-        self, images: Sequence[bytes], walk: TierWalk, context: ScoringContext, color: bool, steps: int
-    ) -> list[tuple[Progress, Walked | None]]:
-        """Each worker decodes one image at a time and takes it through the steps (the CPU path)."""
-        return list(self._pool.map(partial(_walk_one, walk, context, color, steps), range(len(images)), images))
+    def _walk_each(self, images: Sequence[bytes], leg: Leg) -> list[tuple[Progress, Walked | None]]:
+        """Each worker decodes one image at a time and takes it through the leg (the CPU path)."""
+        return list(self._pool.map(partial(_walk_one, leg), range(len(images)), images))
 
-    def _walk_batched(
-        self, images: Sequence[bytes], walk: TierWalk, context: ScoringContext, color: bool, steps: int
-    ) -> list[tuple[Progress, Walked | None]]:
+    def _walk_batched(self, images: Sequence[bytes], leg: Leg) -> list[tuple[Progress, Walked | None]]:
         """Stills decoded ahead and stacked by size, each clip a batch of its frames (CUDA);
         each step measures only the images of a batch that passed the steps before."""
+        walk = leg.walk
         walked: list[tuple[Progress, Walked | None]] = [(Progress(), None) for _ in images]
         stills = []
         for index, data in enumerate(images):
             if is_clip(data) or read_as_clip(walk, data):  # a clip is a batch of its own frames
-                walked[index] = _walk_one(walk, context, color, steps, index, data)
+                walked[index] = _walk_one(leg, index, data)
             else:
                 stills.append((index, data))
-        decoded = decode_ahead(stills, color, self._pool, window=4 * self.threads)
+        decoded = Readahead(self._pool, window=4 * self.threads).decoded(stills, leg.color)
         for members in group_by_size(decoded, CUDA_BATCH_PIXELS, CUDA_BATCH_IMAGES):
-            stacked = stack_batch(members, context)
+            stacked = stack_batch(members, leg.context)
             progress = {index: Progress() for index in stacked.indices}
             batch: ImageBatch | None = stacked
-            for position in range(steps):
+            for position in range(leg.steps):
                 assert batch is not None  # the loop breaks once no image is left
                 values = image_values(batch, walk.steps[position].dimensions)
-                batch = batch.select([i for i in batch.indices if _passes_step(walk, progress[i], values[i], position)])
+                batch = batch.select([i for i in batch.indices if walk.judge_step(progress[i], values[i], position)])
                 if batch is None:
                     break
-            kept = set(batch.indices) if batch is not None and steps < len(walk.steps) else set()
+            kept = set(batch.indices) if batch is not None and leg.more_after else set()
             for index in progress:
                 walked[index] = (progress[index], _kept(batch, index) if index in kept else None)
         return walked
 
-    def _measure_in_order(
-        self, kept: dict[int, Walked], progress: list[Progress], walk: TierWalk, enough: Enough,
-        images: Sequence[bytes],
-    ) -> None:
+    def _measure_in_order(self, images: Sequence[bytes], trail: Trail, enough: Enough) -> None:
         """The steps after the first, best first (`tiers`): each round measures the next step
         of as many images as the job still lacks, those whose ceilings rank highest, until
         the job's best K are known; those left unmeasured are told why."""
+        walk, progress = trail.walk, trail.progress
+
         def ceiling(index: int) -> tuple[float, int]:
             return walk.ceiling(progress[index]), enough.indices[index]
 
-        waiting = dict(kept)
+        waiting = dict(trail.kept)
         ceilings = {i: ceiling(i) for i in waiting}
         passing = list(enough.passed_before)
         while waiting and not enough.settled(passing, list(ceilings.values())):
@@ -252,7 +237,7 @@ class Scorer:
             for index in chunk:
                 batch, values = measured[index]
                 position = progress[index].steps_done
-                passed = _passes_step(walk, progress[index], values, position)
+                passed = walk.judge_step(progress[index], values, position)
                 if passed and position + 1 < len(walk.steps):
                     waiting[index], ceilings[index] = batch, ceiling(index)
                     continue
@@ -295,34 +280,30 @@ def read_as_clip(walk: TierWalk, data: bytes) -> bool:
     return looks_like_video(data) or walk.reads_clips
 
 
-def _walk_one(
-    walk: TierWalk, context: ScoringContext, color: bool, steps: int, index: int, data: bytes
-) -> tuple[Progress, Walked | None]:
-    """Decode image `index` and take it through the first `steps` steps in a worker thread,
-    while it is in cache; its batch (planes and what its dimensions shared) is kept when it
-    passed them all and more steps remain."""
+def _walk_one(leg: Leg, index: int, data: bytes) -> tuple[Progress, Walked | None]:
+    """Decode image `index` and take it through the leg in a worker thread, while it is in
+    cache; its batch (planes and what its dimensions shared) is kept when it passed."""
+    walk = leg.walk
     if read_as_clip(walk, data):
-        return _walk_clip(walk, context, steps, index, data)
-    batch = decode_image(index, data, color and (walk.steps[0].reads_color or is_clip(data)), context)
+        return _walk_clip(leg, index, data)
+    batch = leg.context.decoded(index, data, leg.color and (walk.steps[0].reads_color or is_clip(data)))
     progress = Progress()
-    for position in range(steps):
+    for position in range(leg.steps):
         batch = _for_step(walk.steps[position], batch, data)
-        if not _passes_step(walk, progress, image_values(batch, walk.steps[position].dimensions)[index], position):
+        if not walk.judge_step(progress, image_values(batch, walk.steps[position].dimensions)[index], position):
             return progress, None
-    return progress, batch.kept() if steps < len(walk.steps) else None
+    return progress, batch.kept() if leg.more_after else None
 
 
-def _walk_clip(
-    walk: TierWalk, context: ScoringContext, steps: int, index: int, data: bytes
-) -> tuple[Progress, ClipReading | None]:
-    """A video clip through the first `steps` steps: its container read first, its frames
-    decoded only once a step needs them (`video`); its reading kept as `_walk_one` keeps a batch."""
-    reading = ClipReading(index, data, context)
+def _walk_clip(leg: Leg, index: int, data: bytes) -> tuple[Progress, ClipReading | None]:
+    """A video clip through the leg: its container read first, its frames decoded only once a
+    step needs them (`video`); its reading kept as `_walk_one` keeps a batch."""
+    reading = ClipReading(index, data, leg.context)
     progress = Progress()
-    for position in range(steps):
-        if not _passes_step(walk, progress, clip_values(reading, walk.steps[position].dimensions), position):
+    for position in range(leg.steps):
+        if not leg.walk.judge_step(progress, clip_values(reading, leg.walk.steps[position].dimensions), position):
             return progress, None
-    return progress, reading if steps < len(walk.steps) else None
+    return progress, reading if leg.more_after else None
 
 
 def clip_values(reading: ClipReading, dimensions: Sequence[Dimension]) -> dict[str, float]:
@@ -343,11 +324,6 @@ def clip_values(reading: ClipReading, dimensions: Sequence[Dimension]) -> dict[s
 def _for_step(step: Step, batch: ImageBatch, data: bytes) -> ImageBatch:
     """The batch with colour where the step reads it and the still was decoded in luma alone."""
     return in_color(batch, data) if step.reads_color and not batch.clip else batch
-
-
-def _passes_step(walk: TierWalk, progress: Progress, values: dict[str, float], position: int) -> bool:
-    progress.values |= values
-    return walk.judge_step(progress, position)
 
 
 def _planned(dimension: Dimension, present: set[str]) -> PlannedDimension:

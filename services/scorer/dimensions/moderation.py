@@ -13,7 +13,7 @@ images measured no faster there (19.7 against 17.3 ms an image, eight at once).
 
 Moderated by default: exposed genitalia, anus and female breasts. `BUTTOCKS_EXPOSED` is
 left out because it fires on benign images: 0.83 on scikit-image's colour wheel, 0.32 on
-its coffee cup. A deployment widens or narrows the set (`Scorer(moderated_classes=…)`).
+its coffee cup. A deployment widens or narrows the set (`Equipment(moderated_classes=…)`).
 """
 
 import importlib.util

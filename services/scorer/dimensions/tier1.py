@@ -178,20 +178,22 @@ def banding_counts_cpu(luma: np.ndarray) -> tuple[int, int]:
         length = luma.shape[axis]
         if length < 6:
             continue
-        steps = cv2.absdiff(_shifted(luma, axis, 1, length - 1), _shifted(luma, axis, 0, length - 1))
+        steps = cv2.absdiff(_shifted(luma, axis, slice(1, length)), _shifted(luma, axis, slice(0, length - 1)))
         # OpenCV compares with a scalar; its stubs want an array there.
         flat, inner = cv2.compare(steps, 0, cv2.CMP_EQ), length - 5  # type: ignore[call-overload]
-        step = _shifted(steps, axis, 2, inner)
-        flat_around = cv2.bitwise_and(cv2.bitwise_and(_shifted(flat, axis, 0, inner), _shifted(flat, axis, 1, inner)),
-                                      cv2.bitwise_and(_shifted(flat, axis, 3, inner), _shifted(flat, axis, 4, inner)))
+        step = _shifted(steps, axis, slice(2, 2 + inner))
+        flat_around = cv2.bitwise_and(
+            cv2.bitwise_and(_shifted(flat, axis, slice(0, inner)), _shifted(flat, axis, slice(1, 1 + inner))),
+            cv2.bitwise_and(_shifted(flat, axis, slice(3, 3 + inner)), _shifted(flat, axis, slice(4, 4 + inner))))
         contour = cv2.bitwise_and(flat_around, cv2.inRange(step, BANDING_STEP[0], BANDING_STEP[1]))
         contours += cv2.countNonZero(contour)
         gentle += cv2.countNonZero(cv2.inRange(step, 1, BANDING_STEP[1]))
     return contours, gentle
 
 
-def _shifted(plane: np.ndarray, axis: int, start: int, length: int) -> np.ndarray:
-    return plane[start : start + length] if axis == 0 else plane[:, start : start + length]
+def _shifted(plane: np.ndarray, axis: int, span: slice) -> np.ndarray:
+    """The rows (axis 0) or the columns (axis 1) of `span`, a view."""
+    return plane[span] if axis == 0 else plane[:, span]
 
 
 def size_error(batch: ImageBatch) -> torch.Tensor:

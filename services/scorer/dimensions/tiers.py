@@ -220,8 +220,10 @@ class TierWalk:
         """The walk measures what only a video clip's file shows (a video profile)."""
         return any(d.reads == "container" for step in self.steps for d in step.dimensions)
 
-    def judge_step(self, progress: Progress, position: int) -> bool:
-        """Judge step `position` on the values measured; False (and why) when it rejects the image."""
+    def judge_step(self, progress: Progress, values: Mapping[str, float], position: int) -> bool:
+        """Judge step `position` on the `values` it measured, added to the image's progress;
+        False (and why) when it rejects the image."""
+        progress.values |= values
         step = self.steps[position]
         failing = [j.label for j in self.judgements
                    if j.label in step.labels and _counts_against(j, j.judged(progress.values))]

@@ -13,14 +13,14 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from services.common.quality.profiles import profile_of_dimensions
-from services.scorer.dimensions import Scorer, UndecodableImage
+from services.scorer.dimensions import Scorer, Scoring, UndecodableImage
 
 MAX_PHOTO_BYTES = 32 * 1024 * 1024
 
 
 def measured_values(scorer: Scorer, photo: bytes, dimensions: tuple[str, ...]) -> dict[str, float | None]:
     """Each dimension's value for `photo`; None where it was not measured (no model, no input)."""
-    verdict = scorer.score([photo], profile_of_dimensions(dimensions))[0]
+    verdict = scorer.score([photo], Scoring(profile_of_dimensions(dimensions)))[0]
     return {name: _finite(verdict.dimensions[name].value) for name in dimensions}
 
 
