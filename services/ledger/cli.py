@@ -44,7 +44,7 @@ def add_commands(tree: CommandTree) -> None:
     ledger.add_argument("--schema", default="ledger", help="the live ledger schema to compare with")
     add_replay_source(ledger, "the ledger's journal (its outbox, kept for ever), or its topic from the beginning")
     ledger.add_argument("--outbox-timeout", type=float, default=30,
-                        help="seconds to wait for the outbox to be published (--source topics only)")
+                        help="with --source topics: seconds to wait for the outbox to be published")
     audit = tree.command("replay audit", replay_audit, help="rebuild the audit trail from every journal and compare")
     audit.add_argument("--schema", default="ledger", help="the live ledger schema to compare with")
     audit.add_argument("--settle", type=float, default=30, help="seconds a difference must last to count")

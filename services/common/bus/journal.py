@@ -109,19 +109,15 @@ class LogLost(BrokerChanged):
 
 @dataclass(frozen=True)
 class Recovery:
-    """Which rows a recovery queues again, and when it runs.
-
-    `rebuild`: an operator's order (`genline bus rebuild`), so it runs though the broker did
-    not change. `everything`: every row the journal holds, not only those a reader may lack.
+    """Which rows a recovery queues again, and when it runs. `rebuild`: an operator's order
+    (`genline bus rebuild`), so it runs though the broker did not change. `everything`: every
+    row the journal holds, not only those a reader may lack.
     `if_lost`: only if a partition of the owned topic still ends below what it acknowledged
     once the lock is held (a rotation by another replica looks like a loss while it runs)."""
 
     rebuild: bool = False
     everything: bool = False
     if_lost: bool = False
-
-
-AFTER_A_NEW_BROKER = Recovery()
 
 
 class Journal:
@@ -202,7 +198,7 @@ class Journal:
 
     # ---- 1. the broker lost its log ---------------------------------------------------------
 
-    async def recover(self, client: AIOKafkaClient, broker: str, how: Recovery = AFTER_A_NEW_BROKER) -> int:
+    async def recover(self, client: AIOKafkaClient, broker: str, how: Recovery = Recovery()) -> int:
         """Open each partition past the lost log and queue again the rows a reader may lack
         (Recovery says which, and when); returns how many were queued."""
         async with self.exclusive() as conn:
