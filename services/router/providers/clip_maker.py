@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from services.common import video
-from services.router.providers.painter import LocalGenerator
+from services.router.providers.painter import Batch, LocalGenerator
 
 ClipDefect = Literal["frozen", "black", "flicker", "still", "face_change", "short", "corrupt"]
 CLIP_DEFECTS: tuple[ClipDefect, ...] = get_args(ClipDefect)
@@ -76,7 +76,7 @@ class ClipMaker:
 
     def painted(self, prompt: str, seed: int) -> np.ndarray:
         width, height = self._canvas_size()
-        png = LocalGenerator(width, height, defect_rate=0).paint(prompt or "clip", seed, 1)[0].png
+        png = LocalGenerator(width, height, defect_rate=0).paint(Batch(prompt or "clip", seed, 1))[0].png
         with Image.open(io.BytesIO(png)) as image:
             return np.asarray(image.convert("RGB"))
 

@@ -25,7 +25,7 @@ from services.router.providers.adapters import AdapterTraits, adapter
 from services.router.providers.base import GeneratedImage, GenerationRequest, ProviderContext, ProviderError
 from services.router.providers.clip_maker import CLIP_DEFECTS, ClipDefect, ClipMaker, ClipShape, clip_defect, still_of
 from services.router.providers.inputs import CountInput, ModelInputs, SeedInput
-from services.router.providers.painter import LocalGenerator
+from services.router.providers.painter import Batch, LocalGenerator
 from services.router.providers.registry import ProviderConfig
 
 
@@ -62,8 +62,8 @@ class LocalProvider:
         if request.capability != "generate":
             return await self._run_stage(request, latency)
         generator = _generator(request.width, request.height, self.config.local_options.defect_rate)
-        painted = await asyncio.to_thread(generator.paint, request.prompt, request.seed, request.count,
-                                          request.start_index)
+        batch = Batch(request.prompt, request.seed, request.count, request.start_index)
+        painted = await asyncio.to_thread(generator.paint, batch)
         cost = self.config.price.price_micro_usd(request.width, request.height, latency / max(1, request.count))
         return [GeneratedImage(index=p.index, data=p.png, media_type="image/png", seed=request.seed_for(p.index),
                                cost_micro_usd=cost, latency_s=latency) for p in painted]
