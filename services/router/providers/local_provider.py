@@ -23,7 +23,15 @@ from services.router.clock import LoopClock
 from services.router.providers import image_stages
 from services.router.providers.adapters import AdapterTraits, adapter
 from services.router.providers.base import GeneratedImage, GenerationRequest, ProviderContext, ProviderError
-from services.router.providers.clip_maker import CLIP_DEFECTS, ClipDefect, ClipMaker, ClipShape, clip_defect, still_of
+from services.router.providers.clip_maker import (
+    CLIP_DEFECTS,
+    ClipDefect,
+    ClipMaker,
+    ClipShape,
+    Take,
+    clip_defect,
+    still_of,
+)
 from services.router.providers.inputs import CountInput, ModelInputs, SeedInput
 from services.router.providers.painter import Batch, LocalGenerator
 from services.router.providers.registry import ProviderConfig
@@ -94,14 +102,14 @@ class LocalProvider:
         cost = self.config.clip_price_micro_usd(spec)
         clips = []
         for index in request.indices:
-            defect = self._clip_defect(request, index)
+            take = Take(request.seed_for(index), self._clip_defect(request, index))
             if request.clip_source == "image":
                 first = request.input_for(index)
                 if first is None:
                     raise ProviderError("bad_request", f"{self.name}: candidate {index} has no first frame to animate")
-                made = await asyncio.to_thread(maker.from_still, still_of(first), request.seed_for(index), defect)
+                made = await asyncio.to_thread(maker.from_still, still_of(first), take)
             else:
-                made = await asyncio.to_thread(maker.from_text, request.prompt, request.seed_for(index), defect)
+                made = await asyncio.to_thread(maker.from_text, request.prompt, take)
             clips.append(GeneratedImage(index=index, data=made.data, media_type="video/mp4",
                                         seed=request.seed_for(index), cost_micro_usd=cost, latency_s=latency))
         return clips
