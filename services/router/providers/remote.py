@@ -50,7 +50,7 @@ from services.router.providers.billing import billed_micro_usd, shares
 from services.router.providers.copies import CopiedOutput
 from services.router.providers.entry_parts import HostedStage, ModelPin
 from services.router.providers.journal import JobState
-from services.router.providers.outputs import checked_clip, checked_image
+from services.router.providers.outputs import Expectation, checked_clip, checked_image
 from services.router.providers.payloads import decode_data_uri
 from services.router.providers.registry import ProviderConfig
 from services.router.providers.remote_calls import (
@@ -349,12 +349,10 @@ class RemoteProvider(ABC):
             data, declared = download.data, download.media_type
         else:
             raise ProviderError("bad_output", f"{self.name}: an output has neither a URL nor bytes")
-        tolerance = self.config.inputs_for(call.pin).size_tolerance
-        if call.clip_seconds is not None:
-            return data, checked_clip(self.name, data, call.size, tolerance, declared), image.seed
-        media_type = checked_image(self.name, data, call.size, tolerance,
-                                   self.config.outputs.reject_blank and not call.is_stage, declared)
-        return data, media_type, image.seed
+        expected = Expectation(self.name, call.size, self.config.inputs_for(call.pin).size_tolerance,
+                               reject_blank=self.config.outputs.reject_blank and not call.is_stage)
+        checked = checked_clip if call.clip_seconds is not None else checked_image
+        return data, checked(data, expected, declared), image.seed
 
     def _generated(self, call: Call, done: "Fetched", latency_s: float) -> list[GeneratedImage]:
         output, images = done
