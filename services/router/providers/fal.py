@@ -42,6 +42,7 @@ from pydantic import BaseModel, ConfigDict
 
 from services.router.providers.adapters import AdapterTraits, adapter, adapter_options
 from services.router.providers.base import ErrorKind, GeneratedImage, ProviderError
+from services.router.providers.billing import BilledJob
 from services.router.providers.inputs import CountInput, ModelInputs, SeedInput, SizeInput
 from services.router.providers.remote import RemoteProvider
 from services.router.providers.remote_calls import Call, Fetched, OutputImage, RemoteOutput
@@ -153,8 +154,8 @@ class FalProvider(RemoteProvider):
     def _generated(self, call: Call, done: Fetched, latency_s: float) -> list[GeneratedImage]:
         output, _ = done
         if output.dropped and not output.images:
-            raise ProviderError("bad_request", f"{self.name}: the safety checker flagged every image",
-                                terminal=True, billed_micro_usd=self._billed(call, output, output.dropped, latency_s))
+            raise ProviderError("bad_request", f"{self.name}: the safety checker flagged every image", terminal=True,
+                                billed_micro_usd=self._billed(BilledJob(call, output, output.dropped, latency_s)))
         return super()._generated(call, done, latency_s)
 
     async def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> str:

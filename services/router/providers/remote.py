@@ -46,7 +46,7 @@ import httpx
 from services.router.clock import LoopClock
 from services.router.providers.adapters import AdapterTraits
 from services.router.providers.base import GeneratedImage, GenerationRequest, ProviderContext, ProviderError
-from services.router.providers.billing import billed_micro_usd, shares
+from services.router.providers.billing import BilledJob, billed_micro_usd, shares
 from services.router.providers.copies import CopiedOutput
 from services.router.providers.entry_parts import HostedStage, ModelPin
 from services.router.providers.journal import JobState
@@ -212,7 +212,7 @@ class RemoteProvider(ABC):
                 raise
             raise ProviderError("server_error", f"{self.name}: the outputs expired before they were fetched:"
                                                 f" {error}", terminal=True,
-                                billed_micro_usd=self._billed(call, output, len(output.images))) from None
+                                billed_micro_usd=self._billed(BilledJob(call, output, len(output.images)))) from None
 
     # ---- copies of fetched outputs -------------------------------------------------------
 
@@ -358,14 +358,14 @@ class RemoteProvider(ABC):
         output, images = done
         # What the job was billed is spread over the images kept: one billed and dropped (a
         # safety filter's) makes the others dearer, as it does on the invoice.
-        billed = self._billed(call, output, max(output.billed_images, len(images)), latency_s)
+        billed = self._billed(BilledJob(call, output, max(output.billed_images, len(images)), latency_s))
         costs = shares(billed, len(images))
         return [GeneratedImage(index=index, data=data, media_type=media_type, seed=seed, cost_micro_usd=cost,
                                latency_s=latency_s)
                 for index, (data, media_type, seed), cost in zip(call.request.indices, images, costs)]
 
-    def _billed(self, call: Call, output: RemoteOutput, count: int, latency_s: float = 0.0) -> int:
-        return billed_micro_usd(self.config, call, output, count, latency_s)
+    def _billed(self, job: BilledJob) -> int:
+        return billed_micro_usd(self.config, job)
 
     # ---- helpers -------------------------------------------------------------------------
 
