@@ -62,7 +62,7 @@ from services.router.providers.remote_calls import (
     generate_call,
     stage_call,
 )
-from services.router.providers.transport import ProviderHttp, status_error
+from services.router.providers.transport import ApiRequest, ProviderHttp, status_error
 
 
 class RemoteProvider(ABC):
@@ -373,8 +373,9 @@ class RemoteProvider(ABC):
         """The call's deadline in whole seconds, for APIs that take one (rounded up)."""
         return max(1, math.ceil(call.deadline_s))
 
-    async def _send(self, method: str, url: str, *, ok: tuple[int, ...] = (200, 201, 202), **kwargs: Any) -> httpx.Response:
-        response = await self.http.request(method, url, **kwargs)
+    async def _send(self, asked: ApiRequest, ok: tuple[int, ...] = (200, 201, 202)) -> httpx.Response:
+        """The answer, if its status is one of `ok`; else the error it reads as."""
+        response = await self.http.request(asked)
         if response.status_code not in ok:
             raise self._error(response)
         return response
