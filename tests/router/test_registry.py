@@ -51,9 +51,9 @@ def test_shipped_registry_builds_offline_without_secrets():
 
 def test_price_model_adds_image_megapixel_and_second_parts():
     price = PriceModel(per_image_micro_usd=1_000, per_megapixel_micro_usd=4_000, per_second_micro_usd=500)
-    assert price.price_micro_usd(1000, 1000, seconds=0) == 5_000
-    assert price.price_micro_usd(1024, 1024, seconds=2) == 1_000 + round(4_000 * 1.048576) + 1_000
-    assert price.price_micro_usd(512, 512, seconds=-1) == 1_000 + round(4_000 * 0.262144)
+    assert price.price_micro_usd((1000, 1000), seconds=0) == 5_000
+    assert price.price_micro_usd((1024, 1024), seconds=2) == 1_000 + round(4_000 * 1.048576) + 1_000
+    assert price.price_micro_usd((512, 512), seconds=-1) == 1_000 + round(4_000 * 0.262144)
 
 
 def test_pinned_model_version_matches_exactly():

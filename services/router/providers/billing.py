@@ -28,9 +28,9 @@ def billed_micro_usd(config: ProviderConfig, job: BilledJob) -> int:
         return output.cost_micro_usd
     if call.clip_seconds is not None and call.request.video is not None:
         return config.clip_price_micro_usd(call.request.video, call.pin) * count
-    width, height = call.size or (call.request.width, call.request.height)
+    size = call.size or (call.request.width, call.request.height)
     compute_s = output.compute_s if output.compute_s is not None else job.latency_s
-    per_image = config.price.price_micro_usd(width, height, compute_s / max(1, count), call.steps)
+    per_image = config.price.price_micro_usd(size, compute_s / max(1, count), call.steps)
     return per_image * count + (output.usage_micro_usd or 0)
 
 

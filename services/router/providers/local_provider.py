@@ -72,7 +72,7 @@ class LocalProvider:
         generator = _generator(request.width, request.height, self.config.local_options.defect_rate)
         batch = Batch(request.prompt, request.seed, request.count, request.start_index)
         painted = await asyncio.to_thread(generator.paint, batch)
-        cost = self.config.price.price_micro_usd(request.width, request.height, latency / max(1, request.count))
+        cost = self.config.price.price_micro_usd((request.width, request.height), latency / max(1, request.count))
         return [GeneratedImage(index=p.index, data=p.png, media_type="image/png", seed=request.seed_for(p.index),
                                cost_micro_usd=cost, latency_s=latency) for p in painted]
 
@@ -88,7 +88,7 @@ class LocalProvider:
                 out = await asyncio.to_thread(operation, source, params, request.seed_for(index))
             except image_stages.StageInputError as error:
                 raise ProviderError("bad_request", f"{self.name}: {error}") from None
-            cost = self.config.price.price_micro_usd(out.width, out.height, latency / max(1, request.count))
+            cost = self.config.price.price_micro_usd((out.width, out.height), latency / max(1, request.count))
             images.append(GeneratedImage(index=index, data=out.data, media_type=out.media_type,
                                          seed=request.seed_for(index), cost_micro_usd=cost, latency_s=latency))
         return images

@@ -214,7 +214,7 @@ class ProviderConfig(Frozen):
         """The price of one image, its compute time taken from the latency estimate and its
         steps from the default model's."""
         steps = self.inputs_for(self.models[0]).default_steps
-        return self.price.price_micro_usd(width, height, self.latency.per_image_s, steps)
+        return self.price.price_micro_usd((width, height), self.latency.per_image_s, steps)
 
 
 # The local provider makes clips of any length, shape and rate, from text or from a first frame.
