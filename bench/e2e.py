@@ -69,7 +69,7 @@ from services.ingest.accounts.tenants import create_tenant  # noqa: E402
 from services.ingest.settings import IngestSettings  # noqa: E402
 from services.ledger.app import grant  # noqa: E402
 from services.ledger.settings import LedgerSettings  # noqa: E402
-from services.router.providers.painter import LocalGenerator  # noqa: E402
+from services.router.providers.painter import Batch, LocalGenerator  # noqa: E402
 from services.scorer.dimensions import Equipment, Scorer, Scoring  # noqa: E402
 from services.scorer.dimensions.tiers import Enough  # noqa: E402
 
@@ -212,7 +212,7 @@ async def in_process(endpoints: Endpoints, jobs: int, side: int, candidates: int
                            " url text, score float8)")
         for i in range(jobs + 3):  # the first few warm up
             clock = time.perf_counter()
-            painted = generator.paint(PROMPT, seed=i, count=candidates)
+            painted = generator.paint(Batch(PROMPT, seed=i, count=candidates))
             painted_at = time.perf_counter()
             # As the scorer service scores an attempt: in tiers, until the job's one image is known.
             scoring = Scoring(profile, prompt=PROMPT, requested_size=(side, side), tiered=True,

@@ -54,7 +54,7 @@ class MarketProvider:
 
     def price_at(self, t: float, width: int = 1024, height: int = 1024) -> float:
         """What one image of this size costs at simulated time `t`."""
-        listed = PriceModel(**self.price).price_micro_usd(width, height, self.compute_s, self.steps)
+        listed = PriceModel(**self.price).price_micro_usd((width, height), self.compute_s, self.steps)
         return listed * by_hour(self.price_curve, t)
 
     def pass_rate_at(self, template: str, t: float) -> float:

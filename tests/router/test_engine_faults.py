@@ -11,6 +11,7 @@ from collections import Counter
 import pytest
 
 from services.router.engine import RoutingEngine
+from services.router.providers.base import ProviderContext
 from services.router.providers.factory import build_providers
 from services.router.providers.registry import parse_registry
 from services.router.routing_types import BreakerSettings, CostCapReached, RetryPolicy, RouteRequest, RoutingPolicy
@@ -40,7 +41,7 @@ def engine_over(client, primary: Stub, fallback: Stub, clock=None, *, primary_en
         "primary": stub_provider(primary, **({"price": 10_000, "overall_s": 0.5} | (primary_entry or {}))),
         "fallback": stub_provider(fallback, **({"price": 30_000, "overall_s": 2.0} | (fallback_entry or {}))),
     }})
-    providers = build_providers(registry, client, {"STUB_KEY": STUB_SECRET}, clock)
+    providers = build_providers(registry, {"STUB_KEY": STUB_SECRET}, ProviderContext(client=client, clock=clock))
     return RoutingEngine(registry, providers, clock=clock,
                          policy=policy or RoutingPolicy(breaker=BREAKER, retry=RETRY))
 

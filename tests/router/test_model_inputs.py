@@ -112,9 +112,9 @@ def test_an_entry_can_add_hosts_for_its_key_and_a_local_endpoint_keeps_its_port(
 
 def test_prices_by_size_and_per_step():
     openai = PriceModel(per_image_by_size={"1024x1024": 42_000, "1536x1024": 63_000, "1024x1536": 63_000})
-    assert openai.price_micro_usd(1024, 1024, seconds=9) == 42_000
-    assert openai.price_micro_usd(1536, 1024, seconds=0) == 63_000
-    assert openai.price_micro_usd(1000, 1500, seconds=0) == 63_000  # the nearest listed size
+    assert openai.price_micro_usd((1024, 1024), seconds=9) == 42_000
+    assert openai.price_micro_usd((1536, 1024), seconds=0) == 63_000
+    assert openai.price_micro_usd((1000, 1500), seconds=0) == 63_000  # the nearest listed size
     runware = PriceModel(per_step_micro_usd=150)
-    assert runware.price_micro_usd(1024, 1024, seconds=0, steps=4) == 600
-    assert runware.price_micro_usd(1024, 1024, seconds=0) == 0
+    assert runware.price_micro_usd((1024, 1024), seconds=0, steps=4) == 600
+    assert runware.price_micro_usd((1024, 1024), seconds=0) == 0

@@ -14,7 +14,7 @@ from services.common.templates import Stage
 from services.router.clock import run_simulated
 from services.router.engine import RoutingEngine
 from services.router.pipeline import MissingInput, run_pipeline
-from services.router.providers.base import GenerationRequest, ProviderError
+from services.router.providers.base import GenerationRequest, ProviderContext, ProviderError
 from services.router.providers.factory import build_providers
 from services.router.providers.registry import RegistryError, parse_registry
 from services.router.routing_types import AllProvidersFailed, RouteRequest
@@ -116,7 +116,7 @@ def test_a_hosted_adapter_refuses_a_stage_it_cannot_send_an_image_to():
 
     async def call():
         async with httpx.AsyncClient() as client:
-            provider = build_providers(registry, client, {"FAL_KEY": "k"})["hosted"]
+            provider = build_providers(registry, {"FAL_KEY": "k"}, ProviderContext(client=client))["hosted"]
             await provider.generate(GenerationRequest(job_id="j", attempt=1, prompt="p", seed=1, count=1, width=64,
                                                       height=64, model="m", model_version="1", capability="upscale",
                                                       input=photo()))

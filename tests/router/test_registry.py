@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from services.router.providers.base import ProviderContext
 from services.router.providers.entry_parts import PriceModel
 from services.router.providers.factory import build_providers
 from services.router.providers.local_provider import LocalProvider
@@ -50,9 +51,9 @@ def test_shipped_registry_builds_offline_without_secrets():
 
 def test_price_model_adds_image_megapixel_and_second_parts():
     price = PriceModel(per_image_micro_usd=1_000, per_megapixel_micro_usd=4_000, per_second_micro_usd=500)
-    assert price.price_micro_usd(1000, 1000, seconds=0) == 5_000
-    assert price.price_micro_usd(1024, 1024, seconds=2) == 1_000 + round(4_000 * 1.048576) + 1_000
-    assert price.price_micro_usd(512, 512, seconds=-1) == 1_000 + round(4_000 * 0.262144)
+    assert price.price_micro_usd((1000, 1000), seconds=0) == 5_000
+    assert price.price_micro_usd((1024, 1024), seconds=2) == 1_000 + round(4_000 * 1.048576) + 1_000
+    assert price.price_micro_usd((512, 512), seconds=-1) == 1_000 + round(4_000 * 0.262144)
 
 
 def test_pinned_model_version_matches_exactly():
@@ -117,7 +118,7 @@ def test_unreadable_or_malformed_files_are_reported(tmp_path):
 def test_building_providers_needs_the_named_secrets():
     registry = parse_registry({"providers": {"fal-flux": FAL}})
     with pytest.raises(RegistryError, match="FAL_KEY"):
-        build_providers(registry, client=None, secrets={})
+        build_providers(registry, secrets={})
 
 
 def test_every_configuration_example_in_the_docs_loads():
@@ -156,7 +157,7 @@ def test_a_new_api_is_one_class_registered_by_name(client):
 
     entry = {"adapter": "echo-test", "endpoint": "http://127.0.0.1:9", "models": [{"name": "m", "version": "1"}],
              "price": {"per_image_micro_usd": 1}, "concurrency": 1}
-    providers = build_providers(parse_registry({"providers": {"echo": entry}}), client=client)
+    providers = build_providers(parse_registry({"providers": {"echo": entry}}), context=ProviderContext(client=client))
     assert isinstance(providers["echo"], EchoProvider) and "echo-test" in known_adapters()
     assert {"replicate", "fal", "comfyui", "openai", "openai-compatible", "bfl", "stability", "runware",
             "local"} <= set(known_adapters())

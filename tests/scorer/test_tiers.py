@@ -14,7 +14,7 @@ import torch
 
 from services.common.quality.dimensions import registered
 from services.common.quality.profiles import load_profile
-from services.router.providers.painter import LocalGenerator
+from services.router.providers.painter import Batch, LocalGenerator
 from services.scorer.dimensions import (
     DIMENSIONS,
     TIER_ONE,
@@ -40,7 +40,7 @@ CANDIDATES = 8
 def jobs() -> list[list[bytes]]:
     """Eight jobs of eight paintings each; about a third blurred or blank (Tier 1 rejects them)."""
     generator = LocalGenerator(256, 256, defect_rate=0.34)
-    return [[c.png for c in generator.paint(f"a lighthouse, take {seed}", seed=seed, count=CANDIDATES)]
+    return [[c.png for c in generator.paint(Batch(f"a lighthouse, take {seed}", seed=seed, count=CANDIDATES))]
             for seed in SEEDS]
 
 

@@ -114,21 +114,25 @@ class GeneratedImage:
     latency_s: float
 
 
+# Compared and hashed as the exception it is (by identity), and shown as `kind: message`.
+@dataclass(eq=False, repr=False)
 class ProviderError(Exception):
-    def __init__(self, kind: ErrorKind, message: str, retry_after_s: float | None = None,
-                 terminal: bool = False, transient: bool = False, output_gone: bool = False,
-                 billed_micro_usd: int = 0) -> None:
-        super().__init__(f"{kind}: {message}")
-        self.kind: ErrorKind = kind
-        self.retry_after_s = retry_after_s
-        # The remote job ended on its own (failed, canceled, moderated): nothing to cancel.
-        self.terminal = terminal
-        # The network failed, not the provider's answer: a poll may simply be tried again.
-        self.transient = transient
-        # An output's host no longer serves it (expired, deleted): the job may give a fresh URL.
-        self.output_gone = output_gone
-        # What the provider bills for the call although it failed (the work was done).
-        self.billed_micro_usd = billed_micro_usd
+    """A call that failed: its kind, and what the engine and the flow read from it."""
+
+    kind: ErrorKind
+    message: str
+    retry_after_s: float | None = None
+    # The remote job ended on its own (failed, canceled, moderated): nothing to cancel.
+    terminal: bool = False
+    # The network failed, not the provider's answer: a poll may simply be tried again.
+    transient: bool = False
+    # An output's host no longer serves it (expired, deleted): the job may give a fresh URL.
+    output_gone: bool = False
+    # What the provider bills for the call although it failed (the work was done).
+    billed_micro_usd: int = 0
+
+    def __post_init__(self) -> None:
+        super().__init__(f"{self.kind}: {self.message}")
 
     @property
     def counts_against_health(self) -> bool:

@@ -23,7 +23,7 @@ from services.router.providers.base import ProviderError
 from services.router.providers.inputs import ModelInputs, SeedInput, SizeInput
 from services.router.providers.remote import RemoteProvider
 from services.router.providers.remote_calls import Call, OutputImage, RemoteOutput
-from services.router.providers.transport import json_object, object_at
+from services.router.providers.transport import ApiRequest, json_object, object_at
 
 MICRO_USD_PER_CREDIT = 10_000
 RUNNING = frozenset({"Pending", "Queued", "Processing"})
@@ -42,7 +42,7 @@ class BlackForestLabsProvider(RemoteProvider):
         return {"x-key": self.secret} if self.secret else {}
 
     async def _submit(self, call: Call) -> dict[str, Any]:
-        body = json_object(await self._send("POST", self.url(f"/v1/{call.pin.remote}"), json=call.payload,
+        body = json_object(await self._send(ApiRequest("POST", self.url(f"/v1/{call.pin.remote}"), json=call.payload),
                                             ok=(200,)), self.name)
         task_id = body.get("id")
         if not task_id:
@@ -54,7 +54,7 @@ class BlackForestLabsProvider(RemoteProvider):
                 "cost": cost if isinstance(cost, (int, float)) else None}
 
     async def _poll(self, handle: dict[str, Any]) -> RemoteOutput | None:
-        answer = json_object(await self._send("GET", handle["poll"], ok=(200,)), self.name)
+        answer = json_object(await self._send(ApiRequest("GET", handle["poll"]), ok=(200,)), self.name)
         status = answer.get("status")
         if status in RUNNING:
             return None

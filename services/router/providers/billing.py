@@ -4,20 +4,33 @@ The provider's own figure where it states one; else the registry's price: a clip
 length, an image's by its size, compute seconds and steps, plus what token usage bills.
 """
 
+from dataclasses import dataclass
+
 from services.router.providers.registry import ProviderConfig
 from services.router.providers.remote_calls import Call, RemoteOutput
 
 
-def billed_micro_usd(config: ProviderConfig, call: Call, output: RemoteOutput, count: int,
-                     latency_s: float = 0.0) -> int:
+@dataclass(frozen=True, slots=True)
+class BilledJob:
+    """A hosted job as it is billed: its call, what it gave back, the images it bills, and how
+    long it took (its compute time where the provider states none)."""
+
+    call: Call
+    output: RemoteOutput
+    count: int
+    latency_s: float = 0.0
+
+
+def billed_micro_usd(config: ProviderConfig, job: BilledJob) -> int:
     """What the provider bills for the job: what it says, else its price for `count` images."""
+    call, output, count = job.call, job.output, job.count
     if output.cost_micro_usd is not None:
         return output.cost_micro_usd
     if call.clip_seconds is not None and call.request.video is not None:
         return config.clip_price_micro_usd(call.request.video, call.pin) * count
-    width, height = call.size or (call.request.width, call.request.height)
-    compute_s = output.compute_s if output.compute_s is not None else latency_s
-    per_image = config.price.price_micro_usd(width, height, compute_s / max(1, count), call.steps)
+    size = call.size or (call.request.width, call.request.height)
+    compute_s = output.compute_s if output.compute_s is not None else job.latency_s
+    per_image = config.price.price_micro_usd(size, compute_s / max(1, count), call.steps)
     return per_image * count + (output.usage_micro_usd or 0)
 
 

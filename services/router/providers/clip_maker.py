@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from services.common import video
-from services.router.providers.painter import LocalGenerator
+from services.router.providers.painter import Batch, LocalGenerator
 
 ClipDefect = Literal["frozen", "black", "flicker", "still", "face_change", "short", "corrupt"]
 CLIP_DEFECTS: tuple[ClipDefect, ...] = get_args(ClipDefect)
@@ -42,6 +42,23 @@ _FLICKER_DARKEN = 0.45
 class MadeClip:
     data: bytes
     defect: ClipDefect | None
+
+
+@dataclass(frozen=True)
+class Take:
+    """One clip of a shape: the seed its painting and noise come from, and the defect planted in it."""
+
+    seed: int
+    defect: ClipDefect | None = None
+
+
+@dataclass(frozen=True)
+class _Backdrop:
+    """What the camera looks at: the canvas, and the canvas with its subject swapped (seen from
+    halfway through a `face_change` clip)."""
+
+    canvas: np.ndarray
+    swapped: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -62,21 +79,20 @@ class ClipMaker:
     def __init__(self, shape: ClipShape) -> None:
         self.shape = shape
 
-    def from_text(self, prompt: str, seed: int, defect: ClipDefect | None = None) -> MadeClip:
-        return self.from_still(self.painted(prompt, seed), seed, defect, other=self.painted(prompt, seed + 7919))
+    def from_text(self, prompt: str, take: Take) -> MadeClip:
+        return self.from_still(self.painted(prompt, take.seed), take, other=self.painted(prompt, take.seed + 7919))
 
-    def from_still(self, still: np.ndarray, seed: int, defect: ClipDefect | None = None,
-                   other: np.ndarray | None = None) -> MadeClip:
+    def from_still(self, still: np.ndarray, take: Take, other: np.ndarray | None = None) -> MadeClip:
         canvas = _fitted(still, self._canvas_size())
-        replacement = _subject_swapped(canvas, _fitted(other, self._canvas_size()) if other is not None
-                                       else canvas[::-1].copy())
-        frames = [self._frame(canvas, replacement, n, seed, defect) for n in range(self._frame_count(defect))]
+        backdrop = _Backdrop(canvas, _subject_swapped(canvas, _fitted(other, self._canvas_size())
+                                                      if other is not None else canvas[::-1].copy()))
+        frames = [self._frame(backdrop, n, take) for n in range(self._frame_count(take.defect))]
         data = video.encode(frames, self.shape.fps)
-        return MadeClip(_corrupted(data) if defect == "corrupt" else data, defect)
+        return MadeClip(_corrupted(data) if take.defect == "corrupt" else data, take.defect)
 
     def painted(self, prompt: str, seed: int) -> np.ndarray:
         width, height = self._canvas_size()
-        png = LocalGenerator(width, height, defect_rate=0).paint(prompt or "clip", seed, 1)[0].png
+        png = LocalGenerator(width, height, defect_rate=0).paint(Batch(prompt or "clip", seed, 1))[0].png
         with Image.open(io.BytesIO(png)) as image:
             return np.asarray(image.convert("RGB"))
 
@@ -88,16 +104,15 @@ class ClipMaker:
     def _frame_count(self, defect: ClipDefect | None) -> int:
         return max(2, self.shape.frames // 2) if defect == "short" else self.shape.frames
 
-    def _frame(self, canvas: np.ndarray, replacement: np.ndarray, n: int, seed: int,
-               defect: ClipDefect | None) -> np.ndarray:
-        total = self.shape.frames
+    def _frame(self, backdrop: _Backdrop, n: int, take: Take) -> np.ndarray:
+        total, defect = self.shape.frames, take.defect
         if defect == "still":
-            return _noisy(self._view(canvas, 0, total), seed, n)
+            return _noisy(self._view(backdrop.canvas, 0, total), take.seed, n)
         if defect == "frozen":
             n = min(n, total // 3)
         if defect == "black" and total // 3 <= n < total // 3 + max(3, total // 4):
             return np.zeros((self.shape.height, self.shape.width, 3), np.uint8)
-        source = replacement if defect == "face_change" and n >= total // 2 else canvas
+        source = backdrop.swapped if defect == "face_change" and n >= total // 2 else backdrop.canvas
         frame = self._view(source, n, total)
         if defect == "flicker" and n % 2:
             frame = (frame * _FLICKER_DARKEN).astype(np.uint8)

@@ -49,7 +49,7 @@ from services.router.providers.inputs import CountInput, ModelInputs, SeedInput,
 from services.router.providers.registry import ProviderConfig
 from services.router.providers.remote import RemoteProvider
 from services.router.providers.remote_calls import Call, OutputImage, RemoteOutput
-from services.router.providers.transport import json_object, object_at
+from services.router.providers.transport import ApiRequest, json_object, object_at
 
 CLIENT_ID = "genline-router"
 DEFAULT_STEPS = 20
@@ -126,8 +126,8 @@ class ComfyUIProvider(RemoteProvider):
         return filled(self.options.workflow, values)
 
     async def _submit(self, call: Call) -> dict[str, Any]:
-        response = await self.http.request("POST", self.url("/prompt"),
-                                           json={"prompt": call.payload, "client_id": CLIENT_ID})
+        response = await self.http.request(ApiRequest("POST", self.url("/prompt"),
+                                                      json={"prompt": call.payload, "client_id": CLIENT_ID}))
         if response.status_code == 400:
             kind: ErrorKind = "server_error" if _server_lacks_a_part(response) else "bad_request"
             raise ProviderError(kind, f"{self.name}: ComfyUI refused the workflow: {response.text[:300]}")
@@ -140,7 +140,8 @@ class ComfyUIProvider(RemoteProvider):
 
     async def _poll(self, handle: dict[str, Any]) -> RemoteOutput | None:
         prompt_id = handle["id"]
-        history = json_object(await self._send("GET", self.url(f"/history/{prompt_id}"), ok=(200,)), self.name)
+        answer = await self._send(ApiRequest("GET", self.url(f"/history/{prompt_id}")), ok=(200,))
+        history = json_object(answer, self.name)
         entry = history.get(prompt_id)
         if not entry:
             return None
@@ -156,10 +157,10 @@ class ComfyUIProvider(RemoteProvider):
 
     async def _cancel(self, handle: dict[str, Any]) -> None:
         prompt_id = handle["id"]
-        await self._send("POST", self.url("/queue"), json={"delete": [prompt_id]}, ok=(200,))
+        await self._send(ApiRequest("POST", self.url("/queue"), json={"delete": [prompt_id]}), ok=(200,))
         if self.options.targeted_interrupt:
             # The server checks that this prompt is the one running, at the moment it interrupts.
-            await self._send("POST", self.url("/interrupt"), json={"prompt_id": prompt_id}, ok=(200,))
+            await self._send(ApiRequest("POST", self.url("/interrupt"), json={"prompt_id": prompt_id}), ok=(200,))
 
     def _view_url(self, image: dict[str, Any]) -> str:
         request = self.http.client.build_request("GET", self.url("/view"), params={

@@ -124,11 +124,12 @@ class PriceModel(Frozen):
                 raise ValueError(f"the price of {size} must not be negative")
         return table
 
-    def price_micro_usd(self, width: int, height: int, seconds: float, steps: int | None = None) -> int:
+    def price_micro_usd(self, size: tuple[int, int], seconds: float, steps: int | None = None) -> int:
+        """One image of `size` (width, height) that took `seconds` of compute and `steps` steps."""
         return round(
             self.per_image_micro_usd
-            + self._by_size(width, height)
-            + self.per_megapixel_micro_usd * self.billed_megapixels(width, height)
+            + self._by_size(*size)
+            + self.per_megapixel_micro_usd * self.billed_megapixels(*size)
             + self.per_second_micro_usd * max(0.0, seconds)
             + self.per_step_micro_usd * (steps or 0)
         )

@@ -42,10 +42,11 @@ from pydantic import BaseModel, ConfigDict
 
 from services.router.providers.adapters import AdapterTraits, adapter, adapter_options
 from services.router.providers.base import ErrorKind, GeneratedImage, ProviderError
+from services.router.providers.billing import BilledJob
 from services.router.providers.inputs import CountInput, ModelInputs, SeedInput, SizeInput
 from services.router.providers.remote import RemoteProvider
 from services.router.providers.remote_calls import Call, Fetched, OutputImage, RemoteOutput
-from services.router.providers.transport import json_object
+from services.router.providers.transport import ApiRequest, json_object
 from services.router.providers.webhooks import callback_json, jwks_ed25519_keys, verify_fal_webhook
 
 JWKS_TTL_S = 24 * 3600
@@ -85,8 +86,8 @@ class FalProvider(RemoteProvider):
             url += "?" + urlencode({"fal_webhook": f"{self.config.webhooks.url}/{self.name}"})
         # fal refuses a timeout of one second or less.
         timeout = max(2, self.provider_deadline_s(call))
-        body = json_object(await self._send("POST", url, json=call.payload,
-                                            headers={"X-Fal-Request-Timeout": str(timeout)}), self.name)
+        body = json_object(await self._send(ApiRequest("POST", url, json=call.payload,
+                                                       headers={"X-Fal-Request-Timeout": str(timeout)})), self.name)
         request_id = body.get("request_id")
         if not request_id:
             raise ProviderError("server_error", f"{self.name}: the submit answer has no request_id")
@@ -96,7 +97,7 @@ class FalProvider(RemoteProvider):
                 "cancel": self._own(body.get("cancel_url"), f"{base}/cancel")}
 
     async def _poll(self, handle: dict[str, Any]) -> RemoteOutput | None:
-        status = json_object(await self._send("GET", handle["status"]), self.name)
+        status = json_object(await self._send(ApiRequest("GET", handle["status"])), self.name)
         state = status.get("status")
         if state in RUNNING:
             return None
@@ -104,13 +105,13 @@ class FalProvider(RemoteProvider):
             raise ProviderError("server_error", f"{self.name}: request {handle['id']} is {state!r}", terminal=True)
         if status.get("error"):
             raise self._failed(status.get("error_type"), status["error"])
-        response = await self.http.request("GET", handle["response"])
+        response = await self.http.request(ApiRequest("GET", handle["response"]))
         if response.status_code != 200:
             raise self._result_error(response)
         return self._output(json_object(response, self.name))
 
     async def _cancel(self, handle: dict[str, Any]) -> None:
-        await self._send("PUT", handle["cancel"], ok=(200, 202, 400))
+        await self._send(ApiRequest("PUT", handle["cancel"]), ok=(200, 202, 400))
 
     def _error(self, response: httpx.Response) -> ProviderError:
         error = super()._error(response)
@@ -153,8 +154,8 @@ class FalProvider(RemoteProvider):
     def _generated(self, call: Call, done: Fetched, latency_s: float) -> list[GeneratedImage]:
         output, _ = done
         if output.dropped and not output.images:
-            raise ProviderError("bad_request", f"{self.name}: the safety checker flagged every image",
-                                terminal=True, billed_micro_usd=self._billed(call, output, output.dropped, latency_s))
+            raise ProviderError("bad_request", f"{self.name}: the safety checker flagged every image", terminal=True,
+                                billed_micro_usd=self._billed(BilledJob(call, output, output.dropped, latency_s)))
         return super()._generated(call, done, latency_s)
 
     async def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> str:
@@ -163,7 +164,7 @@ class FalProvider(RemoteProvider):
 
     async def _public_keys(self) -> list[bytes]:
         if self._jwks is None or time.monotonic() - self._jwks[0] > JWKS_TTL_S:
-            document = json_object(await self._send("GET", self.options.jwks_url), self.name)
+            document = json_object(await self._send(ApiRequest("GET", self.options.jwks_url)), self.name)
             self._jwks = (time.monotonic(), jwks_ed25519_keys(document))
         return self._jwks[1]
 

@@ -194,24 +194,33 @@ def animate(data: bytes, params: Mapping[str, Any], seed: int) -> StageOutput:
     if not 2 <= frames <= 120 or not 20 <= frame_ms <= 5000 or not 1 <= zoom <= 3:
         raise StageInputError("animate needs 2-120 frames of 20-5000 ms and a zoom of 1-3")
     # The seed picks the direction of the pan.
-    direction = np.random.default_rng(seed).choice([-1.0, 1.0], size=2)
-    stills = [Image.fromarray(_frame(rgb, i / (frames - 1), zoom, direction, (width, height))) for i in range(frames)]
+    move = _PanAndZoom(zoom, np.random.default_rng(seed).choice([-1.0, 1.0], size=2), (width, height))
+    stills = [Image.fromarray(move.view(rgb, i / (frames - 1))) for i in range(frames)]
     buffer = io.BytesIO()
     stills[0].save(buffer, format="WEBP", save_all=True, append_images=stills[1:], duration=frame_ms, loop=0,
                    quality=85, method=2)
     return StageOutput(buffer.getvalue(), "image/webp", width, height, frames, frames * frame_ms)
 
 
-def _frame(rgb: np.ndarray, progress: float, zoom: float, direction: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """The view `progress` (0 to 1) of the way through: zoomed in from 1 to `zoom`, panned toward `direction`."""
-    height, width = rgb.shape[:2]
-    scale = 1 + (zoom - 1) * progress
-    view_w, view_h = width / scale, height / scale
-    centre_x = width / 2 + direction[0] * (width - view_w) / 2 * progress
-    centre_y = height / 2 + direction[1] * (height - view_h) / 2 * progress
-    matrix = np.array([[size[0] / view_w, 0, -(centre_x - view_w / 2) * size[0] / view_w],
-                       [0, size[1] / view_h, -(centre_y - view_h / 2) * size[1] / view_h]], np.float32)
-    return cv2.warpAffine(rgb, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+@dataclass(frozen=True)
+class _PanAndZoom:
+    """The camera over a still: zoomed in from 1 to `zoom`, panned toward `direction`, framed at `size`."""
+
+    zoom: float
+    direction: np.ndarray
+    size: tuple[int, int]
+
+    def view(self, rgb: np.ndarray, progress: float) -> np.ndarray:
+        """The frame `progress` (0 to 1) of the way through."""
+        height, width = rgb.shape[:2]
+        size, direction = self.size, self.direction
+        scale = 1 + (self.zoom - 1) * progress
+        view_w, view_h = width / scale, height / scale
+        centre_x = width / 2 + direction[0] * (width - view_w) / 2 * progress
+        centre_y = height / 2 + direction[1] * (height - view_h) / 2 * progress
+        matrix = np.array([[size[0] / view_w, 0, -(centre_x - view_w / 2) * size[0] / view_w],
+                           [0, size[1] / view_h, -(centre_y - view_h / 2) * size[1] / view_h]], np.float32)
+        return cv2.warpAffine(rgb, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
 
 # ---- postprocess ---------------------------------------------------------------------

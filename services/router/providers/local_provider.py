@@ -23,9 +23,17 @@ from services.router.clock import LoopClock
 from services.router.providers import image_stages
 from services.router.providers.adapters import AdapterTraits, adapter
 from services.router.providers.base import GeneratedImage, GenerationRequest, ProviderContext, ProviderError
-from services.router.providers.clip_maker import CLIP_DEFECTS, ClipDefect, ClipMaker, ClipShape, clip_defect, still_of
+from services.router.providers.clip_maker import (
+    CLIP_DEFECTS,
+    ClipDefect,
+    ClipMaker,
+    ClipShape,
+    Take,
+    clip_defect,
+    still_of,
+)
 from services.router.providers.inputs import CountInput, ModelInputs, SeedInput
-from services.router.providers.painter import LocalGenerator
+from services.router.providers.painter import Batch, LocalGenerator
 from services.router.providers.registry import ProviderConfig
 
 
@@ -62,9 +70,9 @@ class LocalProvider:
         if request.capability != "generate":
             return await self._run_stage(request, latency)
         generator = _generator(request.width, request.height, self.config.local_options.defect_rate)
-        painted = await asyncio.to_thread(generator.paint, request.prompt, request.seed, request.count,
-                                          request.start_index)
-        cost = self.config.price.price_micro_usd(request.width, request.height, latency / max(1, request.count))
+        batch = Batch(request.prompt, request.seed, request.count, request.start_index)
+        painted = await asyncio.to_thread(generator.paint, batch)
+        cost = self.config.price.price_micro_usd((request.width, request.height), latency / max(1, request.count))
         return [GeneratedImage(index=p.index, data=p.png, media_type="image/png", seed=request.seed_for(p.index),
                                cost_micro_usd=cost, latency_s=latency) for p in painted]
 
@@ -80,7 +88,7 @@ class LocalProvider:
                 out = await asyncio.to_thread(operation, source, params, request.seed_for(index))
             except image_stages.StageInputError as error:
                 raise ProviderError("bad_request", f"{self.name}: {error}") from None
-            cost = self.config.price.price_micro_usd(out.width, out.height, latency / max(1, request.count))
+            cost = self.config.price.price_micro_usd((out.width, out.height), latency / max(1, request.count))
             images.append(GeneratedImage(index=index, data=out.data, media_type=out.media_type,
                                          seed=request.seed_for(index), cost_micro_usd=cost, latency_s=latency))
         return images
@@ -94,14 +102,14 @@ class LocalProvider:
         cost = self.config.clip_price_micro_usd(spec)
         clips = []
         for index in request.indices:
-            defect = self._clip_defect(request, index)
+            take = Take(request.seed_for(index), self._clip_defect(request, index))
             if request.clip_source == "image":
                 first = request.input_for(index)
                 if first is None:
                     raise ProviderError("bad_request", f"{self.name}: candidate {index} has no first frame to animate")
-                made = await asyncio.to_thread(maker.from_still, still_of(first), request.seed_for(index), defect)
+                made = await asyncio.to_thread(maker.from_still, still_of(first), take)
             else:
-                made = await asyncio.to_thread(maker.from_text, request.prompt, request.seed_for(index), defect)
+                made = await asyncio.to_thread(maker.from_text, request.prompt, take)
             clips.append(GeneratedImage(index=index, data=made.data, media_type="video/mp4",
                                         seed=request.seed_for(index), cost_micro_usd=cost, latency_s=latency))
         return clips

@@ -38,7 +38,7 @@ from services.router.providers.inputs import CountInput, ModelInputs, SizeInput
 from services.router.providers.payloads import decode_base64
 from services.router.providers.remote import RemoteProvider
 from services.router.providers.remote_calls import Call, OutputImage, RemoteOutput
-from services.router.providers.transport import json_body, json_object, object_at
+from services.router.providers.transport import ApiRequest, json_body, json_object, object_at
 
 OUT_OF_CREDIT = frozenset({"insufficient_quota", "billing_hard_limit_reached", "billing_not_active"})
 REFUSED = frozenset({"moderation_blocked", "content_policy_violation"})
@@ -66,7 +66,7 @@ class OpenAIImagesProvider(RemoteProvider):
 
     async def _submit(self, call: Call) -> RemoteOutput:
         body = {"model": call.pin.remote, **call.payload}
-        response = await self._send("POST", self._route(), json=body, timeout_s=call.deadline_s, ok=(200,))
+        response = await self._send(ApiRequest("POST", self._route(), json=body, timeout_s=call.deadline_s), ok=(200,))
         return self._output(json_object(response, self.name))
 
     def _route(self) -> str:

@@ -12,6 +12,7 @@ whose frames decode; its length and rate are the scorer's to judge against the j
 
 import io
 import warnings
+from dataclasses import dataclass
 
 from PIL import Image, ImageStat
 
@@ -24,24 +25,42 @@ _BLANK_SPREAD = 2.0
 _THUMBNAIL = (64, 64)
 
 
-def checked_image(provider: str, data: bytes, expected: tuple[int, int] | None, tolerance: float,
-                  reject_blank: bool, declared: str | None = None) -> str:
+@dataclass(frozen=True, slots=True)
+class Expectation:
+    """What an output of `provider` is held to: the size asked (None: any) within the model's
+    tolerance, and whether one flat colour is refused."""
+
+    provider: str
+    size: tuple[int, int] | None
+    tolerance: float
+    reject_blank: bool = False
+
+    def refuses_size(self, size: tuple[int, int]) -> bool:
+        return self.size is not None and not within(size, self.size, self.tolerance)
+
+    def size_asked(self) -> str:
+        assert self.size is not None
+        return f"{self.size[0]}×{self.size[1]} (±{self.tolerance:.0%})"
+
+
+def checked_image(data: bytes, expected: Expectation, declared: str | None = None) -> str:
     """The image's media type, if it passes; else raises `bad_output`. `declared`: the media
     type the provider gave it, for the message."""
+    provider = expected.provider
     media_type, size, spread = _decoded(provider, data, declared)
-    if expected is not None and not within(size, expected, tolerance):
+    if expected.refuses_size(size):
         raise ProviderError("bad_output", f"{provider}: image is {size[0]}×{size[1]}, asked for "
-                                          f"{expected[0]}×{expected[1]} (±{tolerance:.0%})")
-    if reject_blank and spread < _BLANK_SPREAD:
+                                          f"{expected.size_asked()}")
+    if expected.reject_blank and spread < _BLANK_SPREAD:
         raise ProviderError("bad_output", f"{provider}: image is blank (one flat colour)")
     return media_type
 
 
-def checked_clip(provider: str, data: bytes, expected: tuple[int, int] | None, tolerance: float,
-                 declared: str | None = None) -> str:
+def checked_clip(data: bytes, expected: Expectation, declared: str | None = None) -> str:
     """A clip's media type, if it is one: its container and video stream read (`video.probe`:
     size and frames from the file, never from the provider), more than one frame, the size
     asked within the model's tolerance, and every frame decodes. Else `bad_output`."""
+    provider = expected.provider
     try:
         info = video.probe(data)
         if info.frames >= 2:
@@ -52,9 +71,9 @@ def checked_clip(provider: str, data: bytes, expected: tuple[int, int] | None, t
                                           f" is not a clip: {error}") from None
     if info.frames < 2:
         raise ProviderError("bad_output", f"{provider}: the clip has {info.frames} frame(s): a still, not a clip")
-    if expected is not None and not within((info.width, info.height), expected, tolerance):
+    if expected.refuses_size((info.width, info.height)):
         raise ProviderError("bad_output", f"{provider}: clip is {info.width}×{info.height}, asked for "
-                                          f"{expected[0]}×{expected[1]} (±{tolerance:.0%})")
+                                          f"{expected.size_asked()}")
     return info.media_type
 
 

@@ -17,6 +17,7 @@ import hashlib
 import io
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -41,6 +42,50 @@ class PaintedCandidate:
     defect: Defect | None
 
 
+@dataclass(frozen=True)
+class Batch:
+    """Candidates `start_index … start_index+count-1` of one prompt and seed."""
+
+    prompt: str
+    seed: int
+    count: int
+    start_index: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.prompt, str):
+            raise ValueError(f"prompt must be a string, got {type(self.prompt).__name__}")
+        if not _is_int(self.seed):
+            raise ValueError(f"seed must be an integer, got {self.seed!r}")
+        if not _is_int(self.count) or self.count < 0:
+            raise ValueError(f"count must be an integer of at least 0, got {self.count!r}")
+        if not _is_int(self.start_index) or self.start_index < 0:
+            raise ValueError(f"start_index must be an integer of at least 0, got {self.start_index!r}")
+
+    @property
+    def indices(self) -> range:
+        return range(self.start_index, self.start_index + self.count)
+
+    @cached_property
+    def prompt_words(self) -> list[int]:
+        """Four stable 32-bit words of the prompt's SHA-256 (Python's hash() varies per run)."""
+        digest = hashlib.sha256(self.prompt.encode("utf-8")).digest()
+        return [int.from_bytes(digest[i : i + 4], "big") for i in range(0, 16, 4)]
+
+    def candidate_rng(self, index: int) -> np.random.Generator:
+        """Candidate `index`'s own generator: the same whichever batch it is painted in."""
+        return np.random.default_rng([_CANDIDATE_STREAM, *self.prompt_words, _seed_word(self.seed), index])
+
+
+@dataclass(frozen=True)
+class Canvas:
+    """A painting under way: its random stream, the prompt's hue, and its size."""
+
+    rng: np.random.Generator
+    base_hue: float
+    width: int
+    height: int
+
+
 class LocalGenerator:
     """Paints `width`×`height` PNG candidates; `defect_rate` of each batch is defective."""
 
@@ -53,21 +98,15 @@ class LocalGenerator:
         self.height = height
         self.defect_rate = float(defect_rate)
 
-    def paint(
-        self, prompt: str, seed: int, count: int, start_index: int = 0
-    ) -> list[PaintedCandidate]:
-        _check_paint_arguments(prompt, seed, count, start_index)
-        prompt_words = _prompt_words(prompt)
-        defects = self._choose_defects(seed, count, start_index)
-        return [
-            self._paint_one(prompt_words, seed, index, defects.get(index))
-            for index in range(start_index, start_index + count)
-        ]
+    def paint(self, batch: Batch) -> list[PaintedCandidate]:
+        defects = self._choose_defects(batch)
+        return [self._paint_one(batch, index, defects.get(index)) for index in batch.indices]
 
-    def _choose_defects(self, seed: int, count: int, start_index: int) -> dict[int, Defect]:
+    def _choose_defects(self, batch: Batch) -> dict[int, Defect]:
         """Pick exactly floor(count * defect_rate) defective indices, kinds alternating."""
+        count, start_index = batch.count, batch.start_index
         defective = math.floor(count * self.defect_rate)
-        rng = np.random.default_rng([_DEFECT_STREAM, _seed_word(seed), start_index, count])
+        rng = np.random.default_rng([_DEFECT_STREAM, _seed_word(batch.seed), start_index, count])
         offsets = sorted(rng.choice(count, size=defective, replace=False).tolist())
         first_kind = int(rng.integers(2))
         kinds: tuple[Defect, Defect] = ("blur", "blank")
@@ -75,14 +114,13 @@ class LocalGenerator:
             start_index + offset: kinds[(first_kind + n) % 2] for n, offset in enumerate(offsets)
         }
 
-    def _paint_one(
-        self, prompt_words: list[int], seed: int, index: int, defect: Defect | None
-    ) -> PaintedCandidate:
-        rng = np.random.default_rng([_CANDIDATE_STREAM, *prompt_words, _seed_word(seed), index])
+    def _paint_one(self, batch: Batch, index: int, defect: Defect | None) -> PaintedCandidate:
+        rng = batch.candidate_rng(index)
         if defect == "blank":
             image = _blank_frame(rng, self.width, self.height)
         else:
-            image = _paint_clean(rng, prompt_words[0], self.width, self.height)
+            hue = (batch.prompt_words[0] % 360) / 360
+            image = _paint_clean(Canvas(rng, hue, self.width, self.height))
         if defect == "blur":
             image = image.filter(ImageFilter.GaussianBlur(radius=BLUR_RADIUS))
         return PaintedCandidate(index=index, png=_encode_png(image), defect=defect)
@@ -93,25 +131,8 @@ def _check_side(name: str, value: int) -> None:
         raise ValueError(f"{name} must be an integer from {MIN_SIDE} to {MAX_SIDE}, got {value!r}")
 
 
-def _check_paint_arguments(prompt: str, seed: int, count: int, start_index: int) -> None:
-    if not isinstance(prompt, str):
-        raise ValueError(f"prompt must be a string, got {type(prompt).__name__}")
-    if not _is_int(seed):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
-    if not _is_int(count) or count < 0:
-        raise ValueError(f"count must be an integer of at least 0, got {count!r}")
-    if not _is_int(start_index) or start_index < 0:
-        raise ValueError(f"start_index must be an integer of at least 0, got {start_index!r}")
-
-
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _prompt_words(prompt: str) -> list[int]:
-    """Four stable 32-bit words of the prompt's SHA-256 (Python's hash() varies per run)."""
-    digest = hashlib.sha256(prompt.encode("utf-8")).digest()
-    return [int.from_bytes(digest[i : i + 4], "big") for i in range(0, 16, 4)]
 
 
 def _seed_word(seed: int) -> int:
@@ -119,33 +140,28 @@ def _seed_word(seed: int) -> int:
     return seed % 2**64
 
 
-def _paint_clean(
-    rng: np.random.Generator, prompt_word: int, width: int, height: int
-) -> Image.Image:
-    base_hue = (prompt_word % 360) / 360
-    pixels = _gradient(rng, base_hue, width, height)
-    _add_pattern_patch(rng, base_hue, pixels)
+def _paint_clean(canvas: Canvas) -> Image.Image:
+    pixels = _gradient(canvas)
+    _add_pattern_patch(canvas, pixels)
     image = Image.fromarray(pixels, "RGB")
     draw = ImageDraw.Draw(image)
-    for _ in range(int(rng.integers(6, 11))):
-        _draw_shape(rng, draw, base_hue, width, height)
-    for _ in range(int(rng.integers(3, 7))):
-        _draw_line(rng, draw, base_hue, width, height)
+    for _ in range(int(canvas.rng.integers(6, 11))):
+        _draw_shape(canvas, draw)
+    for _ in range(int(canvas.rng.integers(3, 7))):
+        _draw_line(canvas, draw)
     return image
 
 
 def _colour(
-    rng: np.random.Generator,
-    base_hue: float,
-    luma: tuple[float, float],
-    saturation: tuple[float, float] = (0.35, 0.9),
+    canvas: Canvas, luma: tuple[float, float], saturation: tuple[float, float] = (0.35, 0.9)
 ) -> np.ndarray:
     """An RGB colour (0..255) near the prompt's hue whose luminance lies in the `luma` band.
 
     Choosing by luminance rather than HSV value keeps exposure moderate for every hue:
     a fully bright blue is darker than a half bright yellow.
     """
-    hue = (base_hue + rng.uniform(-0.25, 0.25)) % 1.0
+    rng = canvas.rng
+    hue = (canvas.base_hue + rng.uniform(-0.25, 0.25)) % 1.0
     target = rng.uniform(*luma)
     bright = np.array(colorsys.hsv_to_rgb(hue, float(rng.uniform(*saturation)), 1.0))
     rgb = bright * (target / float(bright @ LUMA_WEIGHTS))
@@ -160,12 +176,12 @@ def _rgb_tuple(colour: np.ndarray) -> tuple[int, int, int]:
     return red, green, blue
 
 
-def _gradient(rng: np.random.Generator, base_hue: float, width: int, height: int) -> np.ndarray:
+def _gradient(canvas: Canvas) -> np.ndarray:
     # A darker and a lighter end keep the luminance spread well clear of a blank frame.
-    start, end = _colour(rng, base_hue, (0.3, 0.42)), _colour(rng, base_hue, (0.6, 0.75))
-    angle = rng.uniform(0, 2 * math.pi)
-    xs = np.linspace(0, 1, width, dtype=np.float32)[None, :]
-    ys = np.linspace(0, 1, height, dtype=np.float32)[:, None]
+    start, end = _colour(canvas, (0.3, 0.42)), _colour(canvas, (0.6, 0.75))
+    angle = canvas.rng.uniform(0, 2 * math.pi)
+    xs = np.linspace(0, 1, canvas.width, dtype=np.float32)[None, :]
+    ys = np.linspace(0, 1, canvas.height, dtype=np.float32)[:, None]
     along = xs * math.cos(angle) + ys * math.sin(angle)
     along = (along - along.min()) / max(float(along.max() - along.min()), 1e-6)
     blend = along[:, :, None]
@@ -173,8 +189,9 @@ def _gradient(rng: np.random.Generator, base_hue: float, width: int, height: int
     return gradient
 
 
-def _add_pattern_patch(rng: np.random.Generator, base_hue: float, pixels: np.ndarray) -> None:
+def _add_pattern_patch(canvas: Canvas, pixels: np.ndarray) -> None:
     """Fill one rectangle with a fine checkerboard or diagonal stripes, in place."""
+    rng = canvas.rng
     height, width, _ = pixels.shape
     patch_h = int(height * rng.uniform(0.15, 0.3))
     patch_w = int(width * rng.uniform(0.15, 0.3))
@@ -184,27 +201,27 @@ def _add_pattern_patch(rng: np.random.Generator, base_hue: float, pixels: np.nda
     ys, xs = np.mgrid[0:patch_h, 0:patch_w]
     cells = (ys // period + xs // period) if rng.random() < 0.5 else (ys + xs) // period
     # Pale against deep, so the pattern has contrast in luminance whatever the hue.
-    light = _colour(rng, base_hue, (0.75, 0.88), saturation=(0.15, 0.4))
-    dark = _colour(rng, base_hue, (0.12, 0.25), saturation=(0.5, 0.9))
+    light = _colour(canvas, (0.75, 0.88), saturation=(0.15, 0.4))
+    dark = _colour(canvas, (0.12, 0.25), saturation=(0.5, 0.9))
     patch = np.where((cells % 2 == 0)[:, :, None], light, dark)
     pixels[top : top + patch_h, left : left + patch_w] = patch.round().astype(np.uint8)
 
 
-def _draw_shape(
-    rng: np.random.Generator, draw: ImageDraw.ImageDraw, base_hue: float, width: int, height: int
-) -> None:
-    fill = _rgb_tuple(_colour(rng, base_hue, (0.25, 0.8)))
-    outline = _rgb_tuple(_colour(rng, base_hue, (0.15, 0.85))) if rng.random() < 0.5 else None
+def _draw_shape(canvas: Canvas, draw: ImageDraw.ImageDraw) -> None:
+    rng = canvas.rng
+    fill = _rgb_tuple(_colour(canvas, (0.25, 0.8)))
+    outline = _rgb_tuple(_colour(canvas, (0.15, 0.85))) if rng.random() < 0.5 else None
     kind = int(rng.integers(3))
     if kind == 2:
-        draw.polygon(_polygon(rng, width, height), fill=fill, outline=outline)
+        draw.polygon(_polygon(canvas), fill=fill, outline=outline)
         return
-    box = _box(rng, width, height)
+    box = _box(canvas)
     shape = draw.rectangle if kind == 0 else draw.ellipse
     shape(box, fill=fill, outline=outline, width=int(rng.integers(1, 4)))
 
 
-def _box(rng: np.random.Generator, width: int, height: int) -> tuple[int, int, int, int]:
+def _box(canvas: Canvas) -> tuple[int, int, int, int]:
+    rng, width, height = canvas.rng, canvas.width, canvas.height
     side = min(width, height)
     box_w, box_h = (int(side * rng.uniform(0.08, 0.4)) + 2 for _ in range(2))
     left = int(rng.integers(-box_w // 4, width - box_w // 2))
@@ -212,9 +229,10 @@ def _box(rng: np.random.Generator, width: int, height: int) -> tuple[int, int, i
     return left, top, left + box_w, top + box_h
 
 
-def _polygon(rng: np.random.Generator, width: int, height: int) -> list[tuple[float, float]]:
-    centre_x, centre_y = rng.uniform(0, width), rng.uniform(0, height)
-    radius = min(width, height) * rng.uniform(0.06, 0.22)
+def _polygon(canvas: Canvas) -> list[tuple[float, float]]:
+    rng = canvas.rng
+    centre_x, centre_y = rng.uniform(0, canvas.width), rng.uniform(0, canvas.height)
+    radius = min(canvas.width, canvas.height) * rng.uniform(0.06, 0.22)
     corners = int(rng.integers(3, 7))
     angles = np.sort(rng.uniform(0, 2 * math.pi, corners))
     radii = radius * rng.uniform(0.6, 1.0, corners)
@@ -223,11 +241,10 @@ def _polygon(rng: np.random.Generator, width: int, height: int) -> list[tuple[fl
     ]
 
 
-def _draw_line(
-    rng: np.random.Generator, draw: ImageDraw.ImageDraw, base_hue: float, width: int, height: int
-) -> None:
-    ends = [(rng.uniform(0, width), rng.uniform(0, height)) for _ in range(2)]
-    colour = _rgb_tuple(_colour(rng, base_hue, (0.1, 0.9)))
+def _draw_line(canvas: Canvas, draw: ImageDraw.ImageDraw) -> None:
+    rng = canvas.rng
+    ends = [(rng.uniform(0, canvas.width), rng.uniform(0, canvas.height)) for _ in range(2)]
+    colour = _rgb_tuple(_colour(canvas, (0.1, 0.9)))
     draw.line(ends, fill=colour, width=int(rng.integers(1, 4)))
 
 

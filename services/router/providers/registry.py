@@ -155,6 +155,12 @@ class ProviderConfig(Frozen):
         source = "image" if from_image else "text"
         return source in self.capabilities.video and self.clip_inputs_for(pin).why_not(spec, from_image) is None
 
+    def why_no_clip(self, pin: ModelPin, spec: VideoSpec, from_image: bool) -> str:
+        """Why `can_make_clip` says no."""
+        if ("image" if from_image else "text") not in self.capabilities.video:
+            return f"no clips from {'a still' if from_image else 'a prompt'}"
+        return self.clip_inputs_for(pin).why_not(spec, from_image) or "cannot make it"
+
     def clip_price_micro_usd(self, spec: VideoSpec, pin: ModelPin | None = None) -> int:
         """The list price of one clip of `spec`: of the seconds the model is asked for (Kling makes
         5 or 10 s, so a 4 s clip is asked, and paid, as 5 s)."""
@@ -214,7 +220,7 @@ class ProviderConfig(Frozen):
         """The price of one image, its compute time taken from the latency estimate and its
         steps from the default model's."""
         steps = self.inputs_for(self.models[0]).default_steps
-        return self.price.price_micro_usd(width, height, self.latency.per_image_s, steps)
+        return self.price.price_micro_usd((width, height), self.latency.per_image_s, steps)
 
 
 # The local provider makes clips of any length, shape and rate, from text or from a first frame.
@@ -277,14 +283,8 @@ class Registry(Frozen):
             if any(config.can_make_clip(pin, spec, from_image) for pin in pins):
                 makers.append(config.name)
             else:
-                reasons.append(f"{config.name}: {_why_no_clip(config, pins[0], spec, from_image)}")
+                reasons.append(f"{config.name}: {config.why_no_clip(pins[0], spec, from_image)}")
         return makers, reasons
-
-
-def _why_no_clip(config: ProviderConfig, pin: ModelPin, spec: VideoSpec, from_image: bool) -> str:
-    if ("image" if from_image else "text") not in config.capabilities.video:
-        return f"no clips from {'a still' if from_image else 'a prompt'}"
-    return config.clip_inputs_for(pin).why_not(spec, from_image) or "cannot make it"
 
 
 def _origin(url: SplitResult) -> tuple[str, str, int | None]:

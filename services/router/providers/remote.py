@@ -46,11 +46,11 @@ import httpx
 from services.router.clock import LoopClock
 from services.router.providers.adapters import AdapterTraits
 from services.router.providers.base import GeneratedImage, GenerationRequest, ProviderContext, ProviderError
-from services.router.providers.billing import billed_micro_usd, shares
+from services.router.providers.billing import BilledJob, billed_micro_usd, shares
 from services.router.providers.copies import CopiedOutput
 from services.router.providers.entry_parts import HostedStage, ModelPin
 from services.router.providers.journal import JobState
-from services.router.providers.outputs import checked_clip, checked_image
+from services.router.providers.outputs import Expectation, checked_clip, checked_image
 from services.router.providers.payloads import decode_data_uri
 from services.router.providers.registry import ProviderConfig
 from services.router.providers.remote_calls import (
@@ -62,7 +62,7 @@ from services.router.providers.remote_calls import (
     generate_call,
     stage_call,
 )
-from services.router.providers.transport import ProviderHttp, status_error
+from services.router.providers.transport import ApiRequest, ProviderHttp, status_error
 
 
 class RemoteProvider(ABC):
@@ -212,7 +212,7 @@ class RemoteProvider(ABC):
                 raise
             raise ProviderError("server_error", f"{self.name}: the outputs expired before they were fetched:"
                                                 f" {error}", terminal=True,
-                                billed_micro_usd=self._billed(call, output, len(output.images))) from None
+                                billed_micro_usd=self._billed(BilledJob(call, output, len(output.images)))) from None
 
     # ---- copies of fetched outputs -------------------------------------------------------
 
@@ -349,25 +349,23 @@ class RemoteProvider(ABC):
             data, declared = download.data, download.media_type
         else:
             raise ProviderError("bad_output", f"{self.name}: an output has neither a URL nor bytes")
-        tolerance = self.config.inputs_for(call.pin).size_tolerance
-        if call.clip_seconds is not None:
-            return data, checked_clip(self.name, data, call.size, tolerance, declared), image.seed
-        media_type = checked_image(self.name, data, call.size, tolerance,
-                                   self.config.outputs.reject_blank and not call.is_stage, declared)
-        return data, media_type, image.seed
+        expected = Expectation(self.name, call.size, self.config.inputs_for(call.pin).size_tolerance,
+                               reject_blank=self.config.outputs.reject_blank and not call.is_stage)
+        checked = checked_clip if call.clip_seconds is not None else checked_image
+        return data, checked(data, expected, declared), image.seed
 
     def _generated(self, call: Call, done: "Fetched", latency_s: float) -> list[GeneratedImage]:
         output, images = done
         # What the job was billed is spread over the images kept: one billed and dropped (a
         # safety filter's) makes the others dearer, as it does on the invoice.
-        billed = self._billed(call, output, max(output.billed_images, len(images)), latency_s)
+        billed = self._billed(BilledJob(call, output, max(output.billed_images, len(images)), latency_s))
         costs = shares(billed, len(images))
         return [GeneratedImage(index=index, data=data, media_type=media_type, seed=seed, cost_micro_usd=cost,
                                latency_s=latency_s)
                 for index, (data, media_type, seed), cost in zip(call.request.indices, images, costs)]
 
-    def _billed(self, call: Call, output: RemoteOutput, count: int, latency_s: float = 0.0) -> int:
-        return billed_micro_usd(self.config, call, output, count, latency_s)
+    def _billed(self, job: BilledJob) -> int:
+        return billed_micro_usd(self.config, job)
 
     # ---- helpers -------------------------------------------------------------------------
 
@@ -375,8 +373,9 @@ class RemoteProvider(ABC):
         """The call's deadline in whole seconds, for APIs that take one (rounded up)."""
         return max(1, math.ceil(call.deadline_s))
 
-    async def _send(self, method: str, url: str, *, ok: tuple[int, ...] = (200, 201, 202), **kwargs: Any) -> httpx.Response:
-        response = await self.http.request(method, url, **kwargs)
+    async def _send(self, asked: ApiRequest, ok: tuple[int, ...] = (200, 201, 202)) -> httpx.Response:
+        """The answer, if its status is one of `ok`; else the error it reads as."""
+        response = await self.http.request(asked)
         if response.status_code not in ok:
             raise self._error(response)
         return response

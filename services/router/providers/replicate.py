@@ -27,7 +27,7 @@ from services.router.providers.base import ProviderError
 from services.router.providers.inputs import CountInput, ModelInputs, SeedInput, SizeInput
 from services.router.providers.remote import RemoteProvider
 from services.router.providers.remote_calls import Call, OutputImage, RemoteOutput
-from services.router.providers.transport import json_object, object_at
+from services.router.providers.transport import ApiRequest, json_object, object_at
 from services.router.providers.webhooks import WebhookRejected, callback_json, verify_standard_webhook
 
 _VERSION_ID = re.compile(r"^[0-9a-f]{64}$")
@@ -50,18 +50,19 @@ class ReplicateProvider(RemoteProvider):
         if self.config.webhooks is not None:
             body |= {"webhook": f"{self.config.webhooks.url}/{self.name}", "webhook_events_filter": ["completed"]}
         cancel_after = max(MIN_CANCEL_AFTER_S, self.provider_deadline_s(call))
-        response = await self._send("POST", self.url(path), json=body, headers={"Cancel-After": f"{cancel_after}s"})
+        response = await self._send(ApiRequest("POST", self.url(path), json=body,
+                                                headers={"Cancel-After": f"{cancel_after}s"}))
         prediction = json_object(response, self.name)
         if not prediction.get("id"):
             raise ProviderError("server_error", f"{self.name}: the created prediction has no id")
         return self._handle(prediction)
 
     async def _poll(self, handle: dict[str, Any]) -> RemoteOutput | None:
-        prediction = json_object(await self._send("GET", handle["get"]), self.name)
+        prediction = json_object(await self._send(ApiRequest("GET", handle["get"])), self.name)
         return self._output(prediction)
 
     async def _cancel(self, handle: dict[str, Any]) -> None:
-        await self._send("POST", handle["cancel"])
+        await self._send(ApiRequest("POST", handle["cancel"]))
 
     def _handle(self, prediction: dict[str, Any]) -> dict[str, Any]:
         """The prediction's id and URLs: its own `urls` where they are Replicate's, else built."""

@@ -30,7 +30,7 @@ from services.router.providers.base import ProviderError
 from services.router.providers.inputs import CountInput, ModelInputs, NamedInput, SeedInput, SizeInput, StepsInput
 from services.router.providers.remote import RemoteProvider
 from services.router.providers.remote_calls import Call, OutputImage, RemoteOutput
-from services.router.providers.transport import json_object
+from services.router.providers.transport import ApiRequest, json_object
 
 OUT_OF_CREDIT = frozenset({"insufficientCredits", "insufficientBalance", "paymentRequired"})
 # Refusals of the request's content: Runware's own moderation and its providers' safety filters.
@@ -58,14 +58,14 @@ class RunwareProvider(RemoteProvider):
         handle = call.named or self._name_before_submit(call)
         task = {"taskType": "imageInference", "taskUUID": handle["id"], "model": call.pin.remote, **call.payload,
                 "outputType": "URL", "includeCost": True, "deliveryMethod": "async"}
-        answer = json_object(await self._send("POST", self.url("/v1"), json=[task], ok=(200,)), self.name)
+        answer = json_object(await self._send(ApiRequest("POST", self.url("/v1"), json=[task]), ok=(200,)), self.name)
         self._raise_errors(answer, handle["id"])
         # A server that answers at once (Runware's synchronous delivery) gives the images here.
         return self._images(answer, handle) or handle
 
     async def _poll(self, handle: dict[str, Any]) -> RemoteOutput | None:
-        answer = json_object(await self._send("POST", self.url("/v1"), ok=(200,),
-                                              json=[{"taskType": "getResponse", "taskUUID": handle["id"]}]), self.name)
+        asked = ApiRequest("POST", self.url("/v1"), json=[{"taskType": "getResponse", "taskUUID": handle["id"]}])
+        answer = json_object(await self._send(asked, ok=(200,)), self.name)
         self._raise_errors(answer, handle["id"])
         return self._images(answer, handle)
 

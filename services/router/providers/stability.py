@@ -26,7 +26,7 @@ from services.router.providers.inputs import ModelInputs, NamedInput, SeedInput,
 from services.router.providers.payloads import decode_base64
 from services.router.providers.remote import RemoteProvider
 from services.router.providers.remote_calls import Call, OutputImage, RemoteOutput
-from services.router.providers.transport import json_body, json_object
+from services.router.providers.transport import ApiRequest, json_body, json_object
 
 # A key that passes Stability's rate limit is refused for this long (its 429's own words).
 LOCKOUT_S = 60.0
@@ -58,9 +58,9 @@ class StabilityProvider(RemoteProvider):
         # Parts without a file name are form fields: httpx sends them as multipart/form-data,
         # which the API requires.
         form = {name: (None, str(value)) for name, value in call.payload.items()}
-        response = await self._send("POST", self.url(f"/v2beta/stable-image/generate/{call.pin.remote}"),
-                                    files=form, headers={"accept": self.options.accept}, timeout_s=call.deadline_s,
-                                    ok=(200,))
+        response = await self._send(ApiRequest("POST", self.url(f"/v2beta/stable-image/generate/{call.pin.remote}"),
+                                               files=form, headers={"accept": self.options.accept},
+                                               timeout_s=call.deadline_s), ok=(200,))
         # Read by what came back, whatever was asked for.
         if response.headers.get("content-type", "").startswith("image/"):
             return self._output(response.headers.get("finish-reason"), response.content, response.headers.get("seed"))

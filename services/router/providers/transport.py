@@ -27,7 +27,7 @@ import asyncio
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urljoin
 
@@ -49,6 +49,20 @@ OUTPUT_GONE = frozenset({401, 403, 404, 410})
 
 
 @dataclass(frozen=True, slots=True)
+class ApiRequest:
+    """One request to a provider's API: a JSON body or a multipart form (fields without a file
+    name), the adapter's own headers (its key is added where the key may go), and a timeout
+    other than the submit timeout where the call needs one."""
+
+    method: str
+    url: str
+    json: object = None
+    files: Mapping[str, tuple[str | None, str]] | None = None
+    headers: Mapping[str, str] | None = None
+    timeout_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Download:
     data: bytes
     media_type: str
@@ -64,19 +78,19 @@ class ProviderHttp:
     def name(self) -> str:
         return self.config.name
 
-    async def request(self, method: str, url: str, *, timeout_s: float | None = None,
-                      headers: dict[str, str] | None = None, **kwargs: Any) -> httpx.Response:
+    async def request(self, asked: ApiRequest) -> httpx.Response:
         """One request, redirects followed; any status comes back (see `status_error`)."""
-        timeout = timeout_s if timeout_s is not None else self.config.timeouts.submit_s
+        timeout = asked.timeout_s if asked.timeout_s is not None else self.config.timeouts.submit_s
         for _ in range(self.config.outputs.max_redirects + 1):
-            request = self.client.build_request(method, url, headers=self._headers(url, headers), timeout=timeout,
-                                                **kwargs)
+            headers = self._headers(asked.url, asked.headers)
+            request = self.client.build_request(asked.method, asked.url, headers=headers, timeout=timeout,
+                                                json=asked.json, files=asked.files)
             response = await self._send(request)
             if response.status_code not in REDIRECTS or "location" not in response.headers:
                 return response
-            method, url, kwargs = _redirected(method, response, kwargs)
+            asked = _redirected(asked, response)
         raise ProviderError("server_error", f"{self.name}: more than {self.config.outputs.max_redirects} redirects"
-                                            f" from {method} {url}")
+                                            f" from {asked.method} {asked.url}")
 
     async def download(self, url: str) -> Download:
         """An output's bytes, within the size cap; a connection lost mid-way is tried again."""
@@ -139,16 +153,18 @@ class ProviderHttp:
         except httpx.TransportError as error:
             raise ProviderError("unavailable", f"{self.name}: {where}: {error!r}", transient=True) from None
 
-    def _headers(self, url: str, extra: dict[str, str] | None) -> dict[str, str]:
+    def _headers(self, url: str, extra: Mapping[str, str] | None) -> dict[str, str]:
         own = self.auth_headers if self.config.may_receive_credentials(url) else {}
         return {**own, **(extra or {})}
 
 
-def _redirected(method: str, response: httpx.Response, kwargs: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+def _redirected(asked: ApiRequest, response: httpx.Response) -> ApiRequest:
+    """The request again at the redirect's target: as a GET without its body after a 303 (or a
+    301 or 302 of a POST), as browsers do."""
     url = urljoin(str(response.request.url), response.headers["location"])
-    if response.status_code == 303 or (response.status_code in (301, 302) and method == "POST"):
-        return "GET", url, {}
-    return method, url, kwargs
+    if response.status_code == 303 or (response.status_code in (301, 302) and asked.method == "POST"):
+        return replace(asked, method="GET", url=url, json=None, files=None)
+    return replace(asked, url=url)
 
 
 def status_error(provider: str, response: httpx.Response) -> ProviderError:
