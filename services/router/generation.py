@@ -32,7 +32,7 @@ from services.common.runtime import ServiceRuntime
 from services.common.storage import ATTEMPT_MEDIA_TYPE, ObjectStore, attempt_key
 from services.common.templates import load_catalogue
 from services.router import domain, metrics, store
-from services.router.chunks import CandidateKeeper, steps_of, stored_ref
+from services.router.chunks import CandidateKeeper, StoredAt, steps_of, stored_ref
 from services.router.engine import RoutingEngine
 from services.router.pipeline import MissingInput, run_pipeline
 from services.router.routing_types import (
@@ -109,7 +109,7 @@ class AttemptRunner:
         async with self.runtime.pool.connection() as conn:
             rows = await store.verdict_counts(conn)
         for row in rows:
-            self.engine.estimator.set_evidence(row["provider"], row["template"], row["passed"], row["failed"],
+            self.engine.pass_rates.set_evidence(row["provider"], row["template"], row["passed"], row["failed"],
                                                row["age_s"])
         self._rates_read_at = time.monotonic()
 
@@ -184,7 +184,7 @@ class AttemptRunner:
             offsets = list(itertools.accumulate((len(r.image.data) for r in rest[:-1]), initial=0))
             await self.objects.put(self.objects.internal_bucket, key, b"".join(r.image.data for r in rest),
                                    ATTEMPT_MEDIA_TYPE)
-            kept |= {r.image.index: stored_ref(r.provider, r.image, key, offset, steps_of(r), r.model, r.model_version)
+            kept |= {r.image.index: stored_ref(r, StoredAt(key, offset), steps_of(r))
                      for r, offset in zip(rest, offsets, strict=True)}
         return [kept[index] for index in sorted(kept)]
 

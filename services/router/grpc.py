@@ -45,7 +45,7 @@ class RouterService:
         await self.refresh()  # other router processes may have learnt since
         templates = list(request.templates)
         return pb.ListProvidersResponse(providers=[
-            _provider(status, partial(self.engine.estimator.mean, status.name), templates)
+            _provider(status, partial(self.engine.pass_rates.mean, status.name), templates)
             for status in self.engine.provider_status()
         ])
 

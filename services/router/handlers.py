@@ -47,7 +47,7 @@ async def learn(ctx: HandlerContext, job_id: UUID, scores: list[CandidateScore],
     if ctx.applied_before:
         return
     for row in counted:
-        ctx.after_commit(partial(engine.estimator.set_evidence, row["provider"], row["template"], row["passed"],
+        ctx.after_commit(partial(engine.pass_rates.set_evidence, row["provider"], row["template"], row["passed"],
                                  row["failed"]))
     if counted:
         template = counted[0]["template"]

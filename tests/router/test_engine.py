@@ -69,7 +69,7 @@ def test_cheap_provider_whose_images_fail_loses_the_traffic():
                 engine.observe_scores(provider, "headshot", sum(verdicts), len(verdicts) - sum(verdicts))
         # Read on the loop's own clock. Outside it the evidence, stamped in the loop's seconds
         # from zero, would fade by the machine's uptime: past a few hours, back to the prior.
-        return (chosen, engine.estimator.mean("cheap", "headshot"), engine.plan(job()).primary.provider,
+        return (chosen, engine.pass_rates.mean("cheap", "headshot"), engine.plan(job()).primary.provider,
                 engine.plan(job(template="product")).primary.provider)
 
     chosen, cheap_pass_rate, headshot_primary, product_primary = run_simulated(route_and_score(8))
