@@ -42,7 +42,7 @@ from services.router.batches import AttemptRun, Batch, attempt_result, resumed_b
 from services.router.capacity import CostBudget, ProviderSlots
 from services.router.clock import Clock, LoopClock
 from services.router.health import CallAnswer, ProviderHealth, QualityBreaker, Verdict, new_health, run_with_timeout
-from services.router.planning import PassRateEstimator, ProviderSnapshot
+from services.router.planning import PassRateEstimator, ProviderSnapshot, Tally
 from services.router.providers.base import GeneratedImage, GenerationRequest, Provider, ProviderError
 from services.router.providers.entry_parts import ModelPin
 from services.router.providers.journal import RemoteJobJournal
@@ -121,8 +121,8 @@ class RoutingEngine:
         """The provider chain and the number of candidates for this attempt (no calls made)."""
         planning.check_request(request)
         capable = self._capable(request)
-        return planning.plan_attempt(request, capable, self._snapshot(capable, request.template), self.registry,
-                                     self.policy)
+        planner = planning.Planner(self.registry, self.policy)
+        return planner.plan_attempt(request, capable, self._snapshot(capable, request.template))
 
     def cheapest_price_micro_usd(self, request: RouteRequest) -> int | None:
         """What one candidate costs at the cheapest capable provider now; None if none is capable."""
@@ -130,10 +130,10 @@ class RoutingEngine:
                   for config in self._capable(request)]
         return min(prices) if prices else None
 
-    def observe_scores(self, provider: str, template: str, passed: int, failed: int) -> None:
-        """The scorer's verdicts on candidates from `provider` for `template`."""
+    def observe_scores(self, tally: Tally) -> None:
+        """The scorer's verdicts on candidates from a provider for a template."""
         if self.policy.learn_pass_rates:
-            self.pass_rates.observe(provider, template, passed, failed)
+            self.pass_rates.observe(tally)
 
     def observe_verdicts(self, provider: str, template: str, verdicts: list[Verdict]) -> None:
         """The scorer's verdicts on candidates from `provider` for `template`, for its quality breaker."""

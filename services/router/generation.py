@@ -35,6 +35,7 @@ from services.router import domain, metrics, store
 from services.router.chunks import CandidateKeeper, StoredAt, steps_of, stored_ref
 from services.router.engine import RoutingEngine
 from services.router.pipeline import MissingInput, run_pipeline
+from services.router.planning import Tally
 from services.router.routing_types import (
     AttemptResult,
     CallRecord,
@@ -109,8 +110,8 @@ class AttemptRunner:
         async with self.runtime.pool.connection() as conn:
             rows = await store.verdict_counts(conn)
         for row in rows:
-            self.engine.pass_rates.set_evidence(row["provider"], row["template"], row["passed"], row["failed"],
-                                               row["age_s"])
+            tally = Tally(row["provider"], row["template"], row["passed"], row["failed"])
+            self.engine.pass_rates.set_evidence(tally, row["age_s"])
         self._rates_read_at = time.monotonic()
 
     async def _run_claimed(self, request: AttemptRequest, job: domain.JobState, tries: int) -> None:

@@ -19,6 +19,7 @@ from services.common.contracts import (
 )
 from services.router import domain, store
 from services.router.engine import RoutingEngine
+from services.router.planning import Tally
 from services.router.scheduler import AttemptScheduler
 from services.router.store import AttemptRequest
 
@@ -47,8 +48,8 @@ async def learn(ctx: HandlerContext, job_id: UUID, scores: list[CandidateScore],
     if ctx.applied_before:
         return
     for row in counted:
-        ctx.after_commit(partial(engine.pass_rates.set_evidence, row["provider"], row["template"], row["passed"],
-                                 row["failed"]))
+        tally = Tally(row["provider"], row["template"], row["passed"], row["failed"])
+        ctx.after_commit(partial(engine.pass_rates.set_evidence, tally))
     if counted:
         template = counted[0]["template"]
         for provider, judged in domain.quality_verdicts(scores, attempt).items():
