@@ -11,7 +11,7 @@ attempt's CandidatesGenerated lists every candidate all the same; the scorer sco
 import hashlib
 import io
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from PIL import Image
 
@@ -24,16 +24,23 @@ from services.router.routing_types import RoutedImage
 from services.router.store import AttemptRequest
 
 
+@dataclass(eq=False)
 class CandidateKeeper:
-    def __init__(self, runtime: ServiceRuntime, objects: ObjectStore, job: domain.JobState, request: AttemptRequest,
-                 run: int, owner: str, chunk_candidates: int, candidates_before: int) -> None:
-        self.runtime, self.objects, self.job, self.request = runtime, objects, job, request
-        self.run, self.owner, self.chunk_candidates = run, owner, chunk_candidates
-        self.candidates_before = candidates_before
-        self.refs: dict[int, CandidateRef] = {}
-        self._pending: list[CandidateRef] = []
-        self._planned = 0
-        self._started = time.monotonic()
+    """Stores one run (`run`: its try number) of an attempt's candidates, announcing them every
+    `chunk_candidates` while `owner` holds the attempt; `candidates_before` earlier attempts made."""
+
+    runtime: ServiceRuntime
+    objects: ObjectStore
+    job: domain.JobState
+    request: AttemptRequest
+    run: int
+    owner: str
+    chunk_candidates: int
+    candidates_before: int
+    refs: dict[int, CandidateRef] = field(init=False, default_factory=dict)
+    _pending: list[CandidateRef] = field(init=False, default_factory=list)
+    _planned: int = field(init=False, default=0)
+    _started: float = field(init=False, default_factory=time.monotonic)
 
     def planned(self, candidates: int) -> None:
         self._planned += candidates

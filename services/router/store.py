@@ -118,8 +118,25 @@ async def claim_attempt(conn: Conn, request: AttemptRequest, owner: str,
     return row["tries"] if row else None
 
 
-async def claim_job_attempt(conn: Conn, request: AttemptRequest, owner: str,
-                            lease_s: float, first_announces: tuple[Any, ...] | None = None) -> tuple[int, JobState] | None:
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Who claims an attempt (a router process), and for how long before the claim lapses."""
+
+    owner: str
+    lease_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """An attempt a router claimed: what was asked, which try this is, and its job's state."""
+
+    request: AttemptRequest
+    tries: int
+    job: JobState
+
+
+async def claim_job_attempt(conn: Conn, request: AttemptRequest, lease: Lease,
+                            first_announces: tuple[Any, ...] | None = None) -> Claimed | None:
     """`claim_attempt` and the job's state, in one statement; None if another router holds
     the attempt or it is done. `first_announces`, an outbox row (outbox_row), is added by
     the same statement if this is the attempt's first claim: a takeover announces nothing."""
@@ -127,8 +144,8 @@ async def claim_job_attempt(conn: Conn, request: AttemptRequest, owner: str,
     announce = f", announced AS ({staged[0]})" if staged else ""
     row = await (await conn.execute(
         f"WITH claimed AS ({CLAIM}){announce} SELECT claimed.tries, {JOB_COLUMNS} FROM claimed JOIN jobs USING (job_id)",
-        [owner, lease_s, request.job_id, request.attempt, *(staged[1] if staged else ())])).fetchone()
-    return (row["tries"], _job_state(row)) if row else None
+        [lease.owner, lease.lease_s, request.job_id, request.attempt, *(staged[1] if staged else ())])).fetchone()
+    return Claimed(request, row["tries"], _job_state(row)) if row else None
 
 
 async def announce_if_held(conn: Conn, request: AttemptRequest, owner: str,
