@@ -71,8 +71,8 @@ class RouterApp:
             self.runtime.pool, self.engine, self.runner.run, owner=owner, max_queued=settings.max_queued_attempts,
             max_running=settings.max_concurrent_attempts, poll_interval_s=settings.attempt_poll_interval_s,
             lease_s=settings.claim_lease_s)
-        handlers.register(self.runtime.consumer, self.scheduler, settings.max_attempts,
-                          settings.pass_rate_half_life_s)
+        handlers.register(self.runtime.consumer, handlers.Intake(self.scheduler, settings.max_attempts,
+                                                                 settings.pass_rate_half_life_s))
         self.runtime.consume(SUBSCRIPTIONS["router"])
         self.runtime.startup_hooks.append(self._start)
         self.runtime.shutdown_hooks.append(self._stop)

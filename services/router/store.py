@@ -34,11 +34,11 @@ class AttemptRequest:
         return self.job_id, self.attempt
 
 
-async def admit_job(conn: Conn, spec: JobSpec, budget_micro_usd: int,
-                    traceparent: str | None = None, claim: InboxClaim | None = None) -> bool:
-    """Record an admitted job and ask for its first attempt, in one statement, which makes
-    `claim` too if given (then told what is fresh); False if it was admitted (or canceled)
-    before."""
+async def admit_job(conn: Conn, job: JobState, claim: InboxClaim | None = None) -> bool:
+    """Record an admitted job (its spend and next index are the new job's) and ask for its first
+    attempt, in one statement, which makes `claim` too if given (then told what is fresh); False
+    if it was admitted (or canceled) before."""
+    spec = job.spec
     row = await (await conn.execute(
         f"WITH {InboxClaim.CLAIMED_BY_NAME + ', ' if claim else ''}"
         "admitted AS (INSERT INTO jobs (job_id, tenant_id, tier, template, spec, budget_micro_usd, traceparent)"
@@ -49,7 +49,7 @@ async def admit_job(conn: Conn, spec: JobSpec, budget_micro_usd: int,
         "  SELECT job_id, 1, %(images)s FROM admitted ON CONFLICT DO NOTHING RETURNING job_id)"
         f" SELECT (SELECT count(*) FROM requested) AS requested{', ' + InboxClaim.IDS + ' AS claimed' if claim else ''}",
         {"job": spec.job_id, "tenant": spec.tenant_id, "tier": spec.tier, "template": spec.template,
-         "spec": spec.model_dump_json(), "budget": budget_micro_usd, "traceparent": traceparent,
+         "spec": spec.model_dump_json(), "budget": job.budget_micro_usd, "traceparent": job.traceparent,
          "images": spec.images, **(claim.named_params if claim else {})})).fetchone()
     assert row is not None, "a SELECT without FROM gives one row"
     if claim:
@@ -213,13 +213,22 @@ async def close_attempt(conn: Conn, request: AttemptRequest, owner: str,
     return row["spent_micro_usd"] if row else None
 
 
-async def add_verdicts(conn: Conn, job_id: UUID, verdicts: dict[str, tuple[float, float]],
-                       half_life_s: float, claim: InboxClaim | None = None) -> list[dict[str, Any]]:
+@dataclass(frozen=True, slots=True)
+class JobVerdicts:
+    """The scorer's verdicts on one job's candidates: (passed, failed) per provider."""
+
+    job_id: UUID
+    by_provider: dict[str, tuple[float, float]]
+
+
+async def add_verdicts(conn: Conn, verdicts: JobVerdicts, half_life_s: float,
+                       claim: InboxClaim | None = None) -> list[dict[str, Any]]:
     """Add scored outcomes per provider under the job's template, fading what was there by
     its age, in one statement, which makes `claim` too if given (then told what is fresh);
     the counts now (provider, template, passed, failed), none for a job this router never
     admitted."""
-    providers = sorted(verdicts)  # concurrent writers lock in one order
+    job_id, by_provider = verdicts.job_id, verdicts.by_provider
+    providers = sorted(by_provider)  # concurrent writers lock in one order
     counted = (
         "INSERT INTO pass_rates AS p (provider, template, passed, failed, updated_at)"
         " SELECT v.provider, j.template, v.passed, v.failed, now() FROM jobs j,"
@@ -232,8 +241,8 @@ async def add_verdicts(conn: Conn, job_id: UUID, verdicts: dict[str, tuple[float
         " failed = p.failed * power(0.5, extract(epoch FROM now() - p.updated_at)::float8 / %(half_life)s)"
         " + EXCLUDED.failed,"
         " updated_at = now() RETURNING p.provider, p.template, p.passed, p.failed")
-    params = {"providers": providers, "passed": [verdicts[p][0] for p in providers],
-              "failed": [verdicts[p][1] for p in providers], "job": job_id, "half_life": half_life_s}
+    params = {"providers": providers, "passed": [by_provider[p][0] for p in providers],
+              "failed": [by_provider[p][1] for p in providers], "job": job_id, "half_life": half_life_s}
     if claim is None:
         return await (await conn.execute(counted, params)).fetchall()
     rows = await (await conn.execute(
