@@ -10,13 +10,12 @@ from starlette.applications import Starlette
 
 from services.common.contracts import SUBSCRIPTIONS
 from services.common.data_keys import DataKeys
-from services.common.internal_calls import verifier_of
 from services.common.runtime import GRPC_DRAIN_S, ServiceRuntime, ops_app
 from services.common.storage import ObjectStore
 from services.router import handlers, metrics, store
 from services.router.engine import RoutingEngine
 from services.router.generation import AttemptRunner
-from services.router.grpc import start_router_grpc
+from services.router.grpc import RouterService, start_router_grpc
 from services.router.planning import PassRateEstimator
 from services.router.providers.base import ProviderContext
 from services.router.providers.copies import BucketCopies
@@ -78,8 +77,7 @@ class RouterApp:
         self.runtime.shutdown_hooks.append(self._stop)
 
     async def _start(self) -> None:
-        self.grpc = await start_router_grpc(self.engine, self.runner.refresh_pass_rates, self.settings.grpc_host,
-                                            self.settings.grpc_port, verifier_of(self.settings))
+        self.grpc = await start_router_grpc(RouterService(self.engine, self.runner.refresh_pass_rates), self.settings)
         self.scheduler.start()
 
     async def _stop(self) -> None:

@@ -176,8 +176,8 @@ class AttemptRunner:
         keeper = CandidateKeeper(self.runtime, self.objects, job, request, tries, self.owner,
                                  self.settings.chunk_candidates, candidates_before=route.start_index)
         try:
-            result = await run_pipeline(self.engine, replace(route, keep=keeper),
-                                        load_catalogue().pipeline(job.spec.template), await self._input_photo(job))
+            result = await run_pipeline(self.engine, replace(route, keep=keeper, input=await self._input_photo(job)),
+                                        load_catalogue().pipeline(job.spec.template))
         except RoutingError as error:
             metrics.observe_calls(error.calls)
             await self._publish_failure(run, self._failure(error, job))
