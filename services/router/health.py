@@ -16,8 +16,8 @@
   simulated time too.
 * `ProviderHealth`: one provider's breaker and AIMD limit with its price and latency
   ratios (learnt against the registry's list figures); `learn_from_call` updates them
-  after every call, and `status_of` reports all of it with the pass-rate estimates and
-  the quality breakers, for ListProviders and the metrics.
+  after every call (its `CallAnswer`), and `status` reports all of it with the pass-rate
+  estimates and the quality breakers, for ListProviders and the metrics.
 """
 
 import asyncio
