@@ -48,7 +48,7 @@ class FairQueue(Generic[Job]):
     def __len__(self) -> int:
         return len(self._turns)
 
-    def push(self, job: Job, place: "Place") -> None:
+    def push(self, job: Job, place: Place) -> None:
         """Queue `job` in its place."""
         tier, job_priority, cost = place.tier, place.job_priority, place.cost
         if tier not in self._tier_rank:

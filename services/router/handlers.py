@@ -32,6 +32,7 @@ class Intake:
     half_life_s: float
 
 
+# The events that carry the scorer's verdicts on an attempt's candidates.
 Judged = RegenerationRequested | CandidatesScored | ScoringFailed | CandidatesChecked
 
 
