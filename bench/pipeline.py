@@ -17,6 +17,7 @@ import statistics
 import sys
 import time
 import uuid
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -83,7 +84,7 @@ def job_cpu_s(template: str, input_photo: bytes, repeat: int) -> float:
         request = RouteRequest(job_id=uuid.uuid4().hex, tenant_id="bench", tier="stable", template=template,
                                prompt="a portrait in a studio", seed=7, images_needed=1, candidates=1,
                                width=SIDE, height=SIDE)
-        asyncio.run(run_pipeline(engine, request, stages, input_photo))
+        asyncio.run(run_pipeline(engine, replace(request, input=input_photo), stages))
 
     return cpu_s(one_job, repeat)
 

@@ -41,8 +41,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.market import DAY_S, HOUR, MARKET, SimulatedProvider, by_hour, market_registry, unit_draw  # noqa: E402
 from services.router.clock import LoopClock, run_simulated  # noqa: E402
 from services.router.engine import RoutingEngine  # noqa: E402
-from services.router.fairness import FairQueue  # noqa: E402
+from services.router.fairness import FairQueue, Place  # noqa: E402
 from services.router.health import BreakerSettings  # noqa: E402
+from services.router.planning import Tally  # noqa: E402
 from services.router.routing_types import (  # noqa: E402
     AimdSettings,
     AllProvidersFailed,
@@ -170,7 +171,7 @@ def score(day: Day, job: SimJob, result) -> int:
         verdicts.setdefault(routed.provider, []).append(
             unit_draw(day.seed, job.job_id, routed.image.index, routed.provider) < rate)
     for provider, passes in verdicts.items():
-        day.engine.observe_scores(provider, job.template, sum(passes), len(passes) - sum(passes))
+        day.engine.observe_scores(Tally(provider, job.template, sum(passes), len(passes) - sum(passes)))
     return sum(sum(passes) for passes in verdicts.values())
 
 
@@ -186,7 +187,7 @@ async def run_day(policy: RoutingPolicy, jobs: list[SimJob], seed: int) -> list[
     async def arrive() -> None:
         for job in jobs:
             await clock.sleep(job.arrival_s - clock.now())
-            queue.push(job, job.tier, job.tenant, cost=job.images)
+            queue.push(job, Place(job.tenant, job.tier, cost=job.images))
             arrived.set()
 
     feeder = asyncio.create_task(arrive())

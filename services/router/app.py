@@ -10,13 +10,12 @@ from starlette.applications import Starlette
 
 from services.common.contracts import SUBSCRIPTIONS
 from services.common.data_keys import DataKeys
-from services.common.internal_calls import verifier_of
 from services.common.runtime import GRPC_DRAIN_S, ServiceRuntime, ops_app
 from services.common.storage import ObjectStore
 from services.router import handlers, metrics, store
 from services.router.engine import RoutingEngine
 from services.router.generation import AttemptRunner
-from services.router.grpc import start_router_grpc
+from services.router.grpc import RouterService, start_router_grpc
 from services.router.planning import PassRateEstimator
 from services.router.providers.base import ProviderContext
 from services.router.providers.copies import BucketCopies
@@ -71,15 +70,14 @@ class RouterApp:
             self.runtime.pool, self.engine, self.runner.run, owner=owner, max_queued=settings.max_queued_attempts,
             max_running=settings.max_concurrent_attempts, poll_interval_s=settings.attempt_poll_interval_s,
             lease_s=settings.claim_lease_s)
-        handlers.register(self.runtime.consumer, self.scheduler, settings.max_attempts,
-                          settings.pass_rate_half_life_s)
+        handlers.register(self.runtime.consumer, handlers.Intake(self.scheduler, settings.max_attempts,
+                                                                 settings.pass_rate_half_life_s))
         self.runtime.consume(SUBSCRIPTIONS["router"])
         self.runtime.startup_hooks.append(self._start)
         self.runtime.shutdown_hooks.append(self._stop)
 
     async def _start(self) -> None:
-        self.grpc = await start_router_grpc(self.engine, self.runner.refresh_pass_rates, self.settings.grpc_host,
-                                            self.settings.grpc_port, verifier_of(self.settings))
+        self.grpc = await start_router_grpc(RouterService(self.engine, self.runner.refresh_pass_rates), self.settings)
         self.scheduler.start()
 
     async def _stop(self) -> None:

@@ -20,6 +20,17 @@ from services.router.routing_types import (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class AttemptRun:
+    """An attempt under way: what it asks, its plan, the cost budget its calls share, and the
+    clock time by which its calls must be done (None: no deadline)."""
+
+    request: RouteRequest
+    plan: RoutePlan
+    budget: CostBudget
+    deadline: float | None
+
+
 @dataclass
 class Batch:
     """The indices one chunk of the attempt still has to get, and what it has got so far."""
@@ -29,6 +40,13 @@ class Batch:
     calls: list[CallRecord] = field(default_factory=list)
     # The provider of a remote job of these indices left running by an earlier run of the attempt.
     resume_on: str | None = None
+
+    def add(self, call: CallRecord, images: list[RoutedImage]) -> None:
+        """A call made for the batch, and the images it returned: their indices are no longer pending."""
+        self.images.extend(images)
+        returned = {routed.image.index for routed in images}
+        self.pending = [i for i in self.pending if i not in returned]
+        self.calls.append(call)
 
 
 async def resumed_batches(journal: RemoteJobJournal | None, request: RouteRequest,
@@ -58,15 +76,15 @@ def belongs(job: RemoteJob, request: RouteRequest) -> bool:
     return job.key.start_index == request.start_index
 
 
-def attempt_result(request: RouteRequest, plan: RoutePlan, batches: list[Batch], budget: CostBudget,
-                   latency_s: float) -> AttemptResult:
+def attempt_result(run: AttemptRun, batches: list[Batch], latency_s: float) -> AttemptResult:
     """The attempt's images in index order with every call made; raised as the reason when
     no call generated anything."""
+    request, plan, budget = run.request, run.plan, run.budget
     calls = tuple(call for batch in batches for call in batch.calls)
     images = tuple(sorted((i for batch in batches for i in batch.images), key=lambda r: r.image.index))
     errors = tuple(call.error for call in calls if call.error)
     if not images:
-        raise with_calls(nothing_generated(request, plan, budget, errors), calls, budget.spent)
+        raise with_calls(nothing_generated(run, errors), calls, budget.spent)
     return AttemptResult(
         job_id=request.job_id, attempt=request.attempt, planned_candidates=plan.candidates,
         success_target=plan.success_target, images=images, calls=calls,
@@ -77,9 +95,9 @@ def attempt_result(request: RouteRequest, plan: RoutePlan, batches: list[Batch],
     )
 
 
-def nothing_generated(request: RouteRequest, plan: RoutePlan, budget: CostBudget,
-                       errors: tuple[str, ...]) -> RoutingError:
-    if budget.refused or plan.priced_out:
+def nothing_generated(run: AttemptRun, errors: tuple[str, ...]) -> RoutingError:
+    request, budget = run.request, run.budget
+    if budget.refused or run.plan.priced_out:
         tried = f" after {len(errors)} failed call(s): {errors[-1]}" if errors else ""
         return CostCapReached(f"job {request.job_id}: cost cap of {budget.cap} µUSD reached{tried}")
     return AllProvidersFailed(f"job {request.job_id}: no candidate generated", errors)

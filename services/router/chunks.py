@@ -11,7 +11,7 @@ attempt's CandidatesGenerated lists every candidate all the same; the scorer sco
 import hashlib
 import io
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 from PIL import Image
 
@@ -20,40 +20,47 @@ from services.common.contracts import CandidateRef, CandidatesStored, CandidateS
 from services.common.runtime import ServiceRuntime
 from services.common.storage import ATTEMPT_MEDIA_TYPE, ObjectStore, chunk_key
 from services.router import domain, store
-from services.router.providers.base import GeneratedImage
 from services.router.routing_types import RoutedImage
 from services.router.store import AttemptRequest
 
 
+@dataclass(eq=False)
 class CandidateKeeper:
-    def __init__(self, runtime: ServiceRuntime, objects: ObjectStore, job: domain.JobState, request: AttemptRequest,
-                 run: int, owner: str, chunk_candidates: int, candidates_before: int) -> None:
-        self.runtime, self.objects, self.job, self.request = runtime, objects, job, request
-        self.run, self.owner, self.chunk_candidates = run, owner, chunk_candidates
-        self.candidates_before = candidates_before
-        self.refs: dict[int, CandidateRef] = {}
-        self._pending: list[CandidateRef] = []
-        self._planned = 0
-        self._started = time.monotonic()
+    """Stores one run (`run`: its try number) of an attempt's candidates, announcing them every
+    `chunk_candidates` while `owner` holds the attempt; `candidates_before` earlier attempts made."""
+
+    runtime: ServiceRuntime
+    objects: ObjectStore
+    job: domain.JobState
+    request: AttemptRequest
+    run: int
+    owner: str
+    chunk_candidates: int
+    candidates_before: int
+    refs: dict[int, CandidateRef] = field(init=False, default_factory=dict)
+    _pending: list[CandidateRef] = field(init=False, default_factory=list)
+    _planned: int = field(init=False, default=0)
+    _started: float = field(init=False, default_factory=time.monotonic)
 
     def planned(self, candidates: int) -> None:
         self._planned += candidates
 
-    async def keep(self, provider: str, stage: str, images: list[GeneratedImage], model: str = "",
-                   model_version: str = "") -> list[GeneratedImage]:
+    async def keep(self, stage: str, images: list[RoutedImage]) -> list[RoutedImage]:
         spec = self.job.spec
-        key = chunk_key(spec.tenant_id, spec.job_id, self.request.attempt, self.run, images[0].index)
-        await self.objects.put(self.objects.internal_bucket, key, b"".join(i.data for i in images), ATTEMPT_MEDIA_TYPE)
+        key = chunk_key(spec.tenant_id, spec.job_id, self.request.attempt, self.run, images[0].image.index)
+        await self.objects.put(self.objects.internal_bucket, key, b"".join(r.image.data for r in images),
+                               ATTEMPT_MEDIA_TYPE)
         offset = 0
-        for image in images:
-            step = CandidateStep(stage=stage, provider=provider, cost_micro_usd=image.cost_micro_usd,
+        for routed in images:
+            image = routed.image
+            step = CandidateStep(stage=stage, provider=routed.provider, cost_micro_usd=image.cost_micro_usd,
                                  latency_ms=round(image.latency_s * 1000))
-            self.refs[image.index] = stored_ref(provider, image, key, offset, [step], model, model_version)
+            self.refs[image.index] = stored_ref(routed, StoredAt(key, offset), [step])
             self._pending.append(self.refs[image.index])
             offset += len(image.data)
         if len(self._pending) >= self.chunk_candidates:
             await self._announce()
-        return [replace(image, data=b"") for image in images]
+        return [replace(routed, image=replace(routed.image, data=b"")) for routed in images]
 
     def ref_of(self, routed: RoutedImage) -> CandidateRef | None:
         """The stored candidate with every stage it went through; None if it was not kept."""
@@ -94,37 +101,46 @@ def candidate_cost(routed: RoutedImage, steps: list[CandidateStep]) -> int:
     return sum(s.cost_micro_usd for s in steps) if steps else routed.image.cost_micro_usd
 
 
-def stored_ref(provider: str, image: GeneratedImage, key: str, offset: int, steps: list[CandidateStep],
-               model: str = "", model_version: str = "") -> CandidateRef:
-    """A candidate at `offset` in the object `key`, described from its bytes."""
+@dataclass(frozen=True, slots=True)
+class StoredAt:
+    """Where a candidate's bytes are: at `offset` in the internal bucket's object `key`."""
+
+    key: str
+    offset: int
+
+
+def stored_ref(routed: RoutedImage, at: StoredAt, steps: list[CandidateStep]) -> CandidateRef:
+    """A candidate stored `at` a place, described from its bytes."""
+    image = routed.image
     if image.media_type in video.VIDEO_MEDIA_TYPES:
-        return _stored_clip(provider, image, key, offset, steps, model, model_version)
+        return _stored_clip(routed, at, steps)
     with Image.open(io.BytesIO(image.data)) as opened:  # reads the header (and a clip's frame table)
         (width, height), frames = opened.size, getattr(opened, "n_frames", 1)
         duration_ms = sum(_frame_durations(opened)) if frames > 1 else 0
-    return CandidateRef(index=image.index, key=key, offset=offset, media_type=image.media_type,
+    return CandidateRef(index=image.index, key=at.key, offset=at.offset, media_type=image.media_type,
                         size_bytes=len(image.data), sha256=hashlib.sha256(image.data).hexdigest(),
-                        width=width, height=height, provider=provider,
+                        width=width, height=height, provider=routed.provider,
                         cost_micro_usd=sum(s.cost_micro_usd for s in steps) if steps else image.cost_micro_usd,
-                        frames=frames, duration_ms=duration_ms, steps=steps, model=model,
-                        model_version=model_version)
+                        frames=frames, duration_ms=duration_ms, steps=steps, model=routed.model,
+                        model_version=routed.model_version)
 
 
-def _stored_clip(provider: str, image: GeneratedImage, key: str, offset: int, steps: list[CandidateStep],
-                 model: str, model_version: str) -> CandidateRef:
+def _stored_clip(routed: RoutedImage, at: StoredAt, steps: list[CandidateStep]) -> CandidateRef:
     """A clip described from its file (`video.probe`): frames, length, rate, codec and size; one
     whose file does not read is stored all the same, with nothing claimed for it, for the
     scorer to refuse with its reason."""
+    image = routed.image
     try:
         info = video.probe(image.data)
         shape = {"width": info.width, "height": info.height, "frames": max(1, info.frames),
                  "duration_ms": info.duration_ms, "fps": info.fps, "codec": info.codec}
     except video.ClipError:
         shape = {"width": 0, "height": 0, "frames": 1, "duration_ms": 0, "fps": 0, "codec": ""}
-    return CandidateRef(index=image.index, key=key, offset=offset, media_type=image.media_type,
-                        size_bytes=len(image.data), sha256=hashlib.sha256(image.data).hexdigest(), provider=provider,
+    return CandidateRef(index=image.index, key=at.key, offset=at.offset, media_type=image.media_type,
+                        size_bytes=len(image.data), sha256=hashlib.sha256(image.data).hexdigest(),
+                        provider=routed.provider,
                         cost_micro_usd=sum(s.cost_micro_usd for s in steps) if steps else image.cost_micro_usd,
-                        steps=steps, model=model, model_version=model_version, **shape)
+                        steps=steps, model=routed.model, model_version=routed.model_version, **shape)
 
 
 def _frame_durations(clip: Image.Image) -> list[int]:

@@ -44,8 +44,22 @@ def time_left_s(spec: JobSpec, now: datetime) -> float | None:
     return (spec.submitted_at + timedelta(seconds=spec.deadline_s) - now).total_seconds()
 
 
-def route_request(job: JobState, attempt: int, images_needed: int, width: int, height: int,
-                  now: datetime | None = None, prompt: str | None = None, first_run: bool = False) -> RouteRequest:
+@dataclass(frozen=True, slots=True)
+class AttemptStart:
+    """An attempt as a router starts it: its number and the images it still needs, the size they
+    are made at unless the job names one, when it starts, the prompt in clear, and whether this
+    is the attempt's first run."""
+
+    number: int
+    images_needed: int
+    width: int
+    height: int
+    now: datetime | None = None
+    prompt: str | None = None
+    first_run: bool = False
+
+
+def route_request(job: JobState, start: AttemptStart) -> RouteRequest:
     """Attempt 1 generates the client's N when the client chose it; every other attempt is
     sized from the pass-rate estimate. Indices continue where the last attempt stopped.
     The time left until the job's deadline (as of `now`) bounds the engine's calls and
@@ -53,33 +67,45 @@ def route_request(job: JobState, attempt: int, images_needed: int, width: int, h
     overrides the default `width`×`height`; a pinned
     model (and version) limits the providers to those that serve it, on every attempt.
     A reference photo is for the scorer only: adapters take no image input yet, so it does
-    not narrow the providers. `prompt` is the spec's sealed prompt opened (None: the clear
-    text of a job submitted before prompts were sealed). On the attempt's `first_run` no
+    not narrow the providers. The start's `prompt` is the spec's sealed prompt opened (None: the
+    clear text of a job submitted before prompts were sealed). On the attempt's `first_run` no
     earlier run can have left a remote job to resume, so none is looked for."""
     spec = job.spec
+    attempt, width, height, now, prompt = start.number, start.width, start.height, start.now, start.prompt
     fixed = spec.candidates if spec.candidates_fixed and attempt == 1 else None
     if spec.video is not None:
         width, height = spec.video.size()  # a clip's stills are made at the clip's size
     return RouteRequest(
         job_id=str(spec.job_id), tenant_id=spec.tenant_id, tier=spec.tier, template=spec.template,
-        prompt=prompt if prompt is not None else spec.prompt.clear or "", seed=spec.seed, images_needed=images_needed,
+        prompt=prompt if prompt is not None else spec.prompt.clear or "", seed=spec.seed,
+        images_needed=start.images_needed,
         width=spec.width or width if spec.video is None else width,
         height=spec.height or height if spec.video is None else height, video=spec.video,
         attempt=attempt, start_index=job.next_index, model=spec.model, model_version=spec.model_version,
         cost_cap_micro_usd=job.remaining_micro_usd, candidates=fixed,
-        time_left_s=time_left_s(spec, now) if now is not None else None, resumable=not first_run,
+        time_left_s=time_left_s(spec, now) if now is not None else None, resumable=not start.first_run,
     )
 
 
-def stop_reason(attempt: int, max_attempts: int, remaining_micro_usd: int | None,
-                cheapest_price_micro_usd: int | None, time_left: float | None = None) -> str | None:
+@dataclass(frozen=True, slots=True)
+class Outlook:
+    """What a job has left after an attempt: its budget (None: no cap) against what its next
+    candidate costs at the cheapest capable provider (None: none is capable), and its time
+    (None: no deadline)."""
+
+    remaining_micro_usd: int | None
+    cheapest_price_micro_usd: int | None
+    time_left_s: float | None = None
+
+
+def stop_reason(attempt: int, max_attempts: int, outlook: Outlook) -> str | None:
     """Why the router will generate nothing more after this attempt, or None if it could."""
-    if time_left is not None and time_left <= 0:
+    if outlook.time_left_s is not None and outlook.time_left_s <= 0:
         return DEADLINE_EXCEEDED
     if attempt >= max_attempts:
         return MAX_ATTEMPTS_REACHED
-    if remaining_micro_usd is not None and (cheapest_price_micro_usd is None
-                                            or remaining_micro_usd < cheapest_price_micro_usd):
+    remaining, cheapest = outlook.remaining_micro_usd, outlook.cheapest_price_micro_usd
+    if remaining is not None and (cheapest is None or remaining < cheapest):
         return COST_CAP_REACHED
     return None
 

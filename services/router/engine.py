@@ -34,15 +34,15 @@ import asyncio
 import math
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass, field
 
 from services.common.contracts import ProviderStatus
 from services.router import planning
-from services.router.batches import Batch, attempt_result, resumed_batches, split
+from services.router.batches import AttemptRun, Batch, attempt_result, resumed_batches, split
 from services.router.capacity import CostBudget, ProviderSlots
 from services.router.clock import Clock, LoopClock
-from services.router.health import QualityBreaker, Verdict, learn_from_call, new_health, run_with_timeout, status_of
-from services.router.planning import PassRateEstimator, ProviderSnapshot
+from services.router.health import CallAnswer, ProviderHealth, QualityBreaker, Verdict, new_health, run_with_timeout
+from services.router.planning import PassRateEstimator, ProviderSnapshot, Tally
 from services.router.providers.base import GeneratedImage, GenerationRequest, Provider, ProviderError
 from services.router.providers.entry_parts import ModelPin
 from services.router.providers.journal import RemoteJobJournal
@@ -60,34 +60,46 @@ from services.router.routing_types import (
 
 @dataclass(frozen=True, slots=True)
 class _Call:
-    """One call about to be made: its provider and indices, what it should cost and take, its timeout."""
+    """One call about to be made: its provider and indices, what it should cost and take, its timeout, its model."""
 
     provider: str
     indices: list[int]
     expected_cost: int
     expected_latency_s: float
     timeout_s: float
+    pin: ModelPin
 
 
+@dataclass(eq=False)
 class RoutingEngine:
-    def __init__(self, registry: Registry, providers: Mapping[str, Provider],
-                 estimator: PassRateEstimator | None = None, clock: Clock | None = None,
-                 policy: RoutingPolicy = RoutingPolicy(),  # noqa: B008 - frozen, so one default is safe
-                 rng: random.Random | None = None, journal: RemoteJobJournal | None = None) -> None:
-        missing = set(registry.providers) - set(providers)
+    """Routes attempts over the registry's providers (an adapter for each), learning as it goes.
+
+    `estimator` is the pass-rate estimate to start from (kept as `pass_rates`); by default
+    the registry's priors, fading on the engine's clock.
+    """
+
+    registry: Registry
+    providers: Mapping[str, Provider]
+    estimator: InitVar[PassRateEstimator | None] = None
+    clock: Clock = field(default_factory=LoopClock)
+    policy: RoutingPolicy = RoutingPolicy()
+    rng: random.Random = field(default_factory=random.Random)
+    journal: RemoteJobJournal | None = None
+    pass_rates: PassRateEstimator = field(init=False)
+    _health: dict[str, ProviderHealth] = field(init=False)
+    _quality: dict[tuple[str, str], QualityBreaker] = field(init=False, default_factory=dict)
+    _slots: ProviderSlots = field(init=False)
+
+    def __post_init__(self, estimator: PassRateEstimator | None) -> None:
+        missing = set(self.registry.providers) - set(self.providers)
         if missing:
             raise ValueError(f"no adapter given for providers: {', '.join(sorted(missing))}")
-        self.registry = registry
-        self.providers = dict(providers)
-        self.clock = clock or LoopClock()
-        self.policy = policy
-        self.journal = journal
-        self.estimator = estimator or PassRateEstimator(
-            {name: c.pass_rate_prior for name, c in registry.providers.items()}, clock=self.clock)
-        self._rng = rng or random.Random()
-        self._health = {name: new_health(config, self.clock, policy) for name, config in registry.providers.items()}
-        self._quality: dict[tuple[str, str], QualityBreaker] = {}
-        self._slots = ProviderSlots(self._health, self.clock, policy.breaker.enabled)
+        self.providers = dict(self.providers)
+        self.pass_rates = estimator or PassRateEstimator(
+            {name: c.pass_rate_prior for name, c in self.registry.providers.items()}, clock=self.clock)
+        self._health = {name: new_health(config, self.clock, self.policy)
+                        for name, config in self.registry.providers.items()}
+        self._slots = ProviderSlots(self._health, self.clock, self.policy.breaker.enabled)
 
     # ---- the service's calls ------------------------------------------------------------
 
@@ -97,20 +109,20 @@ class RoutingEngine:
         if request.keep is not None:
             request.keep.planned(plan.candidates)
         deadline = started + request.time_left_s if request.time_left_s is not None else None
-        budget = CostBudget(request.cost_cap_micro_usd)
+        run = AttemptRun(request, plan, CostBudget(request.cost_cap_micro_usd), deadline)
         resumed = await resumed_batches(self.journal, request, self.providers)
         taken = {index for batch in resumed for index in batch.pending}
         fresh = [i for i in range(request.start_index, request.start_index + plan.candidates) if i not in taken]
         batches = resumed + [Batch(chunk) for chunk in split(fresh, plan.primary.max_batch)]
-        batches = await asyncio.gather(*(self._generate(request, plan, batch, budget, deadline) for batch in batches))
-        return attempt_result(request, plan, batches, budget, self.clock.now() - started)
+        batches = await asyncio.gather(*(self._generate(run, batch) for batch in batches))
+        return attempt_result(run, batches, self.clock.now() - started)
 
     def plan(self, request: RouteRequest) -> RoutePlan:
         """The provider chain and the number of candidates for this attempt (no calls made)."""
         planning.check_request(request)
         capable = self._capable(request)
-        return planning.plan_attempt(request, capable, self._snapshot(capable, request.template), self.registry,
-                                     self.policy)
+        planner = planning.Planner(self.registry, self.policy)
+        return planner.plan_attempt(request, capable, self._snapshot(capable, request.template))
 
     def cheapest_price_micro_usd(self, request: RouteRequest) -> int | None:
         """What one candidate costs at the cheapest capable provider now; None if none is capable."""
@@ -118,10 +130,10 @@ class RoutingEngine:
                   for config in self._capable(request)]
         return min(prices) if prices else None
 
-    def observe_scores(self, provider: str, template: str, passed: int, failed: int) -> None:
-        """The scorer's verdicts on candidates from `provider` for `template`."""
+    def observe_scores(self, tally: Tally) -> None:
+        """The scorer's verdicts on candidates from a provider for a template."""
         if self.policy.learn_pass_rates:
-            self.estimator.observe(provider, template, passed, failed)
+            self.pass_rates.observe(tally)
 
     def observe_verdicts(self, provider: str, template: str, verdicts: list[Verdict]) -> None:
         """The scorer's verdicts on candidates from `provider` for `template`, for its quality breaker."""
@@ -129,7 +141,8 @@ class RoutingEngine:
             self._quality_of(provider, template).record(verdicts)
 
     def provider_status(self) -> list[ProviderStatus]:
-        return [self._status(name, config) for name, config in self.registry.providers.items()]
+        return [self._health[name].status(config, self.pass_rates, self._quality)
+                for name, config in self.registry.providers.items()]
 
     def has_capacity(self) -> bool:
         """False when every usable provider is open, paused or at its limit: stop taking jobs."""
@@ -156,7 +169,7 @@ class RoutingEngine:
         return ProviderSnapshot(breaker_available=health.breaker.is_available(),
                                 quality_available=self._quality_of(name, template).is_available(),
                                 price_ratio=health.price.value, latency_ratio=health.latency.value,
-                                pass_rate=self.estimator.mean(name, template))
+                                pass_rate=self.pass_rates.mean(name, template))
 
     def _quality_of(self, provider: str, template: str) -> QualityBreaker:
         key = (provider, template)
@@ -169,23 +182,23 @@ class RoutingEngine:
 
     # ---- generating ---------------------------------------------------------------------
 
-    async def _generate(self, request: RouteRequest, plan: RoutePlan, batch: Batch, budget: CostBudget,
-                        deadline: float | None) -> Batch:
+    async def _generate(self, run: AttemptRun, batch: Batch) -> Batch:
         """Get the batch's indices from the chain, within the call budget and the deadline."""
+        plan, deadline = run.plan, run.deadline
         errors_seen = 0
-        patient_until = self._patience_until(request, plan, deadline)
+        patient_until = self._patience_until(run)
         resume = next((q for q in plan.chain if q.provider == batch.resume_on), None)
         if resume is not None:
             # Its adapter finds the job in the journal and polls it: it is not submitted again.
-            await self._call(request, resume, batch, budget, deadline, plan.quality_waived)
+            await self._call(run, resume, batch)
         while batch.pending and len(batch.calls) < self.policy.retry.max_calls and not _past(self.clock, deadline):
             patient = errors_seen == 0 and self.clock.now() < patient_until
             spill_limit = self._spill_limit(plan) if patient else math.inf
-            called = await self._walk_chain(request, plan, batch, budget, deadline, spill_limit)
+            called = await self._walk_chain(run, batch, spill_limit)
             if not batch.pending:
                 break
             if not called:
-                if budget.refused:
+                if run.budget.refused:
                     break
                 preferred = [q for q in plan.chain if q.rank_key(self.policy.rank_by) <= spill_limit]
                 freed = await self._wait_for_chain(plan, preferred, patient_until if patient else deadline)
@@ -195,48 +208,48 @@ class RoutingEngine:
                     patient_until = self.clock.now()  # the preferred ones stay busy: spill over
                 continue
             errors_seen += 1
-            await self.clock.sleep(self.policy.retry.backoff_s(errors_seen, self._rng))
+            await self.clock.sleep(self.policy.retry.backoff_s(errors_seen, self.rng))
         return batch
 
-    def _patience_until(self, request: RouteRequest, plan: RoutePlan, deadline: float | None) -> float:
+    def _patience_until(self, run: AttemptRun) -> float:
         """Until when a batch may wait for its preferred providers instead of spilling over."""
         if self.policy.spill_tolerance is None or not self.policy.fallback:
             return -math.inf
-        until = self.clock.now() + planning.tier_of(self.registry, request).latency_target_s
-        if deadline is None:
+        until = self.clock.now() + planning.tier_of(self.registry, run.request).latency_target_s
+        if run.deadline is None:
             return until
         # Leave time for the dearer provider's call and one more round after it.
-        slowest = max(quote.latency_s for quote in plan.chain)
-        return min(until, deadline - 2 * (slowest + self.registry.planning.round_overhead_s))
+        slowest = max(quote.latency_s for quote in run.plan.chain)
+        return min(until, run.deadline - 2 * (slowest + self.registry.planning.round_overhead_s))
 
     def _spill_limit(self, plan: RoutePlan) -> float:
         return plan.primary.rank_key(self.policy.rank_by) * (self.policy.spill_tolerance or math.inf)
 
-    async def _walk_chain(self, request: RouteRequest, plan: RoutePlan, batch: Batch, budget: CostBudget,
-                          deadline: float | None, spill_limit: float = math.inf) -> bool:
+    async def _walk_chain(self, run: AttemptRun, batch: Batch, spill_limit: float = math.inf) -> bool:
         """One pass over the chain for the pending indices; whether any call was made.
 
         Providers dearer than `spill_limit` are only tried once a call in this pass failed.
         """
         called = failed = False
-        for quote in plan.chain:
+        for quote in run.plan.chain:
             if quote.rank_key(self.policy.rank_by) > spill_limit and not failed:
                 continue
-            if not (plan.quality_waived or self._quality_of(quote.provider, request.template).is_available()):
+            if not (run.plan.quality_waived
+                    or self._quality_of(quote.provider, run.request.template).is_available()):
                 # Opened, or another attempt holds its probe, since planning: as good as failed.
                 failed = True
                 continue
             retries = 0
             while batch.pending and len(batch.calls) < self.policy.retry.max_calls:
-                error = await self._call(request, quote, batch, budget, deadline, plan.quality_waived)
+                error = await self._call(run, quote, batch)
                 if isinstance(error, _NotCalled):
                     break
                 called = True
                 failed = failed or error is not None
-                if error is None or not self._retry_same_provider(error, retries, deadline):
+                if error is None or not self._retry_same_provider(error, retries, run.deadline):
                     break
                 retries += 1
-                await self.clock.sleep(self.policy.retry.backoff_s(retries, self._rng, error.retry_after_s))
+                await self.clock.sleep(self.policy.retry.backoff_s(retries, self.rng, error.retry_after_s))
             if not batch.pending:
                 break
         return called
@@ -257,36 +270,34 @@ class RoutingEngine:
 
     # ---- one call -----------------------------------------------------------------------
 
-    async def _call(self, request: RouteRequest, quote: ProviderQuote, batch: Batch, budget: CostBudget,
-                    deadline: float | None, quality_waived: bool = False) -> "ProviderError | None | _NotCalled":
+    async def _call(self, run: AttemptRun, quote: ProviderQuote, batch: Batch) -> "ProviderError | None | _NotCalled":
         """One call for the batch's pending indices (as many as fit the provider's batch)."""
-        call = self._prepare_call(quote, batch, deadline)
-        if not self._reserve_cost_and_slot(call, budget):
+        request = run.request
+        call = self._prepare_call(run, quote, batch)
+        if not self._reserve_cost_and_slot(call, run.budget):
             return _NOT_CALLED
-        if not quality_waived:
+        if not run.plan.quality_waived:
             # The half-open probe, if it is one: `_walk_chain` saw it free, with no await since.
             self._quality_of(quote.provider, request.template).try_acquire()
-        images, error, latency = await self._make_call(call, request)
-        images = [i for i in images if i.index in call.indices]
-        # A failed call may be billed all the same (its images expired, or were all refused).
-        actual_cost = sum(i.cost_micro_usd for i in images) + (error.billed_micro_usd if error is not None else 0)
-        budget.settle(call.expected_cost, actual_cost)
-        learn_from_call(self._health[call.provider], self.registry.providers[call.provider], request, images,
-                        error, latency)
-        pin = self._model_of(call.provider, request)
-        if request.keep is not None and images:
-            images = await request.keep.keep(call.provider, request.capability, images, pin.name, pin.version)
-        self._record_call(batch, call, images, error, latency, actual_cost, pin)
-        if error is None and len(images) < len(call.indices):
-            returned = f"{len(images)} of {len(call.indices)} images"
+        answer = await self._make_call(call, request)
+        run.budget.settle(call.expected_cost, answer.cost_micro_usd)
+        self._health[call.provider].learn_from_call(self.registry.providers[call.provider], request, answer)
+        routed = [RoutedImage(call.provider, image, model=call.pin.name, model_version=call.pin.version)
+                  for image in answer.images]
+        if request.keep is not None and routed:
+            routed = await request.keep.keep(request.capability, routed)
+        batch.add(_call_record(call, answer), routed)
+        if answer.error is None and len(routed) < len(call.indices):
+            returned = f"{len(routed)} of {len(call.indices)} images"
             return ProviderError("server_error", f"{call.provider} returned {returned}")
-        return error
+        return answer.error
 
-    def _prepare_call(self, quote: ProviderQuote, batch: Batch, deadline: float | None) -> _Call:
+    def _prepare_call(self, run: AttemptRun, quote: ProviderQuote, batch: Batch) -> _Call:
         indices = batch.pending[: quote.max_batch]
         return _Call(quote.provider, indices, expected_cost=quote.price_micro_usd * len(indices),
                      expected_latency_s=self._expected_latency_s(quote.provider, len(indices)),
-                     timeout_s=self._call_timeout_s(quote.provider, deadline))
+                     timeout_s=self._call_timeout_s(quote.provider, run.deadline),
+                     pin=self._model_of(quote.provider, run.request))
 
     def _reserve_cost_and_slot(self, call: _Call, budget: CostBudget) -> bool:
         """Reserve the call's expected cost, then a slot at its provider; neither is kept unless both are."""
@@ -297,37 +308,27 @@ class RoutingEngine:
             return False
         return True
 
-    async def _make_call(self, call: _Call, request: RouteRequest
-                         ) -> tuple[list[GeneratedImage], ProviderError | None, float]:
-        """The provider's images or error, and how long it took; its slot is given back whatever happens."""
+    async def _make_call(self, call: _Call, request: RouteRequest) -> CallAnswer:
+        """The provider's images of the call's indices or its error, and how long it took; its slot
+        is given back whatever happens."""
         started = self.clock.now()
         try:
-            images, error = await self._generate_on(call.provider, request, call.indices, call.timeout_s)
+            images, error = await self._generate_on(call, request)
         except asyncio.CancelledError:
             self._health[call.provider].breaker.record(None)
             raise
         finally:
             # Released even when the attempt itself is cancelled, so no slot leaks.
             self._slots.release(call.provider)
-        return images, error, self.clock.now() - started
+        return CallAnswer([i for i in images if i.index in call.indices], error, self.clock.now() - started)
 
-    @staticmethod
-    def _record_call(batch: Batch, call: _Call, images: list[GeneratedImage], error: ProviderError | None,
-                     latency_s: float, actual_cost: int, pin: ModelPin) -> None:
-        batch.images.extend(RoutedImage(call.provider, image, model=pin.name, model_version=pin.version)
-                            for image in images)
-        returned = {image.index for image in images}
-        batch.pending = [i for i in batch.pending if i not in returned]
-        batch.calls.append(CallRecord(call.provider, call.indices[0], len(call.indices), call.expected_cost,
-                                      actual_cost, call.expected_latency_s, latency_s,
-                                      error.kind if error else "ok", str(error) if error else None))
-
-    async def _generate_on(self, name: str, request: RouteRequest, indices: list[int],
-                           timeout_s: float) -> tuple[list[GeneratedImage], ProviderError | None]:
+    async def _generate_on(self, call: _Call, request: RouteRequest
+                           ) -> tuple[list[GeneratedImage], ProviderError | None]:
+        name, indices, timeout_s = call.provider, call.indices, call.timeout_s
         generation = GenerationRequest(
             job_id=request.job_id, attempt=request.attempt, prompt=request.prompt, seed=request.seed,
             count=len(indices), width=request.width, height=request.height, start_index=indices[0],
-            model=self._model_of(name, request).name, model_version=self._model_of(name, request).version,
+            model=call.pin.name, model_version=call.pin.version,
             timeout_s=timeout_s, capability=request.capability, params=request.params,
             inputs={i: request.inputs[i] for i in indices if i in request.inputs}, input=request.input,
             video=request.video,
@@ -354,11 +355,12 @@ class RoutingEngine:
         timeout = self.registry.providers[name].timeouts.overall_s
         return timeout if deadline is None else min(timeout, deadline - self.clock.now())
 
-    # ---- reporting ----------------------------------------------------------------------
 
-    def _status(self, name: str, config: ProviderConfig) -> ProviderStatus:
-        return status_of(name, config, self._health[name], self.estimator, self._quality,
-                         self._expected_latency_s(name, 1))
+def _call_record(call: _Call, answer: CallAnswer) -> CallRecord:
+    error = answer.error
+    return CallRecord(call.provider, call.indices[0], len(call.indices), call.expected_cost, answer.cost_micro_usd,
+                      call.expected_latency_s, answer.latency_s, error.kind if error else "ok",
+                      str(error) if error else None)
 
 
 class _NotCalled:

@@ -10,6 +10,7 @@ bulk ones, and paid tiers ahead of cheaper ones; at a tie between tenants, the b
 """
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from services.common.contracts import JOB_PRIORITIES
@@ -19,6 +20,19 @@ Job = TypeVar("Job")
 
 # stable is the tier tenants pay the most for, low-cost the least (see the price book).
 DEFAULT_TIER_ORDER = ("stable", "fast", "low-cost")
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Where a job queues: its tenant and tier; `cost` is what it takes from the tenant's share
+    (its image count), `priority` its tenant's plan's (a larger share), `job_priority` its place
+    among the tenant's own jobs."""
+
+    tenant: str
+    tier: str
+    cost: int = 1
+    priority: int = 0
+    job_priority: str = JOB_PRIORITIES[0]
 
 
 class FairQueue(Generic[Job]):
@@ -34,19 +48,17 @@ class FairQueue(Generic[Job]):
     def __len__(self) -> int:
         return len(self._turns)
 
-    def push(self, job: Job, tier: str, tenant: str, cost: int = 1, priority: int = 0,
-             job_priority: str = JOB_PRIORITIES[0]) -> None:
-        """Queue `job`; `cost` is what it takes from the tenant's share (its image count),
-        `priority` its tenant's plan's (a larger share), `job_priority` its place among the
-        tenant's own jobs."""
+    def push(self, job: Job, place: Place) -> None:
+        """Queue `job` in its place."""
+        tier, job_priority, cost = place.tier, place.job_priority, place.cost
         if tier not in self._tier_rank:
             raise ValueError(f"unknown tier {tier!r}; known: {', '.join(self._tier_rank)}")
         if job_priority not in self._job_rank:
             raise ValueError(f"unknown job priority {job_priority!r}; known: {', '.join(self._job_rank)}")
         if cost < 1:
             raise ValueError(f"cost must be at least 1, got {cost}")
-        self._turns.push(job, tenant, plan_share(priority), (self._job_rank[job_priority], self._tier_rank[tier]),
-                         cost)
+        self._turns.push(job, place.tenant, plan_share(place.priority),
+                         (self._job_rank[job_priority], self._tier_rank[tier]), cost)
 
     def pop(self) -> Job | None:
         return self._turns.pop()

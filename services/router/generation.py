@@ -14,7 +14,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from services.common import telemetry, tracing
@@ -32,9 +32,10 @@ from services.common.runtime import ServiceRuntime
 from services.common.storage import ATTEMPT_MEDIA_TYPE, ObjectStore, attempt_key
 from services.common.templates import load_catalogue
 from services.router import domain, metrics, store
-from services.router.chunks import CandidateKeeper, steps_of, stored_ref
+from services.router.chunks import CandidateKeeper, StoredAt, steps_of, stored_ref
 from services.router.engine import RoutingEngine
 from services.router.pipeline import MissingInput, run_pipeline
+from services.router.planning import Tally
 from services.router.routing_types import (
     AttemptResult,
     CallRecord,
@@ -45,7 +46,7 @@ from services.router.routing_types import (
     RoutingError,
 )
 from services.router.settings import RouterSettings
-from services.router.store import AttemptRecord, AttemptRequest
+from services.router.store import AttemptRecord, AttemptRequest, Claimed, Lease
 
 log = logging.getLogger(__name__)
 
@@ -67,29 +68,60 @@ def failure_of(error: RoutingError) -> Failure:
     return Failure("all_providers_failed", str(error), error)
 
 
+@dataclass(frozen=True, slots=True)
+class ClaimedRun:
+    """A run of a claimed attempt: the claim, what it asks the engine, and when it started."""
+
+    claimed: Claimed
+    route: RouteRequest
+    started_at: datetime
+
+    @property
+    def request(self) -> AttemptRequest:
+        return self.claimed.request
+
+    @property
+    def job(self) -> domain.JobState:
+        return self.claimed.job
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a run announces: the attempt's record, its provider calls as published, its stored
+    candidates, and why it generated nothing (None: it generated candidates)."""
+
+    record: AttemptRecord
+    calls: list[ProviderCall]
+    refs: list[CandidateRef] = field(default_factory=list)
+    failure: Failure | None = None
+
+
+@dataclass(eq=False)
 class AttemptRunner:
-    def __init__(self, runtime: ServiceRuntime, engine: RoutingEngine, objects: ObjectStore,
-                 settings: RouterSettings, owner: str, data_keys: DataKeys) -> None:
-        self.runtime, self.engine, self.objects = runtime, engine, objects
-        self.settings, self.owner, self.data_keys = settings, owner, data_keys
-        self._rates_read_at = -math.inf
+    runtime: ServiceRuntime
+    engine: RoutingEngine
+    objects: ObjectStore
+    settings: RouterSettings
+    owner: str
+    data_keys: DataKeys
+    _rates_read_at: float = field(init=False, default=-math.inf)
 
     async def run(self, request: AttemptRequest) -> None:
         # Clients see the job generating now; a takeover announces nothing new.
         started = AttemptStarted(job_id=request.job_id, tenant_id=request.tenant_id, attempt=request.attempt,
                                  images_needed=request.images_needed, started_at=datetime.now(UTC))
         async with self.runtime.pool.connection() as conn, conn.transaction():
-            claimed = await store.claim_job_attempt(conn, request, self.owner, self.settings.claim_lease_s,
+            claimed = await store.claim_job_attempt(conn, request, Lease(self.owner, self.settings.claim_lease_s),
                                                     first_announces=self.runtime.outbox_row(started))
         if claimed is None:
             return  # another router has it, or it is done
-        tries, job = claimed
         self.runtime.relay.notify()
         try:
-            await self._run_claimed(request, job, tries)
+            await self._run_claimed(claimed)
         except Exception:
-            log.exception("attempt %s of job %s failed in the router (try %d)", request.attempt, request.job_id, tries)
-            await self._release(request, tries)
+            log.exception("attempt %s of job %s failed in the router (try %d)", request.attempt, request.job_id,
+                          claimed.tries)
+            await self._release(request, claimed.tries)
 
     async def _release(self, request: AttemptRequest, tries: int) -> None:
         """Give the claim back, to be taken again after a pause; when even that fails (the
@@ -109,11 +141,12 @@ class AttemptRunner:
         async with self.runtime.pool.connection() as conn:
             rows = await store.verdict_counts(conn)
         for row in rows:
-            self.engine.estimator.set_evidence(row["provider"], row["template"], row["passed"], row["failed"],
-                                               row["age_s"])
+            tally = Tally(row["provider"], row["template"], row["passed"], row["failed"])
+            self.engine.pass_rates.set_evidence(tally, row["age_s"])
         self._rates_read_at = time.monotonic()
 
-    async def _run_claimed(self, request: AttemptRequest, job: domain.JobState, tries: int) -> None:
+    async def _run_claimed(self, claimed: Claimed) -> None:
+        request, job = claimed.request, claimed.job
         # The prompt in clear for this attempt only: its key is not kept past it.
         try:
             prompt = await self.data_keys.open(job.spec.job_id, job.spec.prompt)
@@ -121,18 +154,20 @@ class AttemptRunner:
             self.data_keys.forget(job.spec.job_id)
         with (telemetry.job_context(str(request.job_id), request.tenant_id, job.traceparent, prompt),
               tracing.continued(job.traceparent, f"generate attempt {request.attempt}")):
-            await self._attempt(request, job, tries, prompt)
+            await self._attempt(claimed, prompt)
 
-    async def _attempt(self, request: AttemptRequest, job: domain.JobState, tries: int, prompt: str) -> None:
+    async def _attempt(self, claimed: Claimed, prompt: str) -> None:
+        request, job, tries = claimed.request, claimed.job, claimed.tries
         started_at = datetime.now(UTC)
-        route = domain.route_request(job, request.attempt, request.images_needed, self.settings.image_width,
-                                     self.settings.image_height, now=started_at, prompt=prompt, first_run=tries == 1)
+        start = domain.AttemptStart(request.attempt, request.images_needed, self.settings.image_width,
+                                    self.settings.image_height, now=started_at, prompt=prompt, first_run=tries == 1)
+        route = domain.route_request(job, start)
+        run = ClaimedRun(claimed, route, started_at)
         if tries > self.settings.attempt_max_tries:
-            await self._publish_failure(request, job, route, started_at,
-                                        Failure("router_error", f"the router failed this attempt {tries - 1} times"))
+            await self._publish_failure(run, Failure("router_error", f"the router failed this attempt {tries - 1} times"))
             return
         if route.time_left_s is not None and route.time_left_s <= 0:
-            await self._publish_failure(request, job, route, started_at, Failure(
+            await self._publish_failure(run, Failure(
                 DEADLINE_EXCEEDED, f"the job's deadline ({job.spec.deadline_s} s) passed before attempt"
                                    f" {request.attempt} started"))
             return
@@ -141,16 +176,16 @@ class AttemptRunner:
         keeper = CandidateKeeper(self.runtime, self.objects, job, request, tries, self.owner,
                                  self.settings.chunk_candidates, candidates_before=route.start_index)
         try:
-            result = await run_pipeline(self.engine, replace(route, keep=keeper),
-                                        load_catalogue().pipeline(job.spec.template), await self._input_photo(job))
+            result = await run_pipeline(self.engine, replace(route, keep=keeper, input=await self._input_photo(job)),
+                                        load_catalogue().pipeline(job.spec.template))
         except RoutingError as error:
             metrics.observe_calls(error.calls)
-            await self._publish_failure(request, job, route, started_at, self._failure(error, job))
+            await self._publish_failure(run, self._failure(error, job))
             return
         metrics.observe_calls(result.calls)
-        refs = await self._store_candidates(job, request.attempt, result.images, keeper)
+        refs = await self._store_candidates(result.images, keeper)
         telemetry.STAGE_SECONDS.labels("router", "generate").observe(time.perf_counter() - clock)
-        await self._publish_candidates(request, job, route, result, list(refs), started_at)
+        await self._publish_candidates(run, result, list(refs))
 
     @staticmethod
     def _failure(error: RoutingError, job: domain.JobState) -> Failure:
@@ -172,34 +207,34 @@ class AttemptRunner:
             return None
         return await self.objects.get(self.objects.internal_bucket, key)
 
-    async def _store_candidates(self, job: domain.JobState, attempt: int, routed: Sequence[RoutedImage],
-                                keeper: CandidateKeeper) -> list[CandidateRef]:
+    async def _store_candidates(self, routed: Sequence[RoutedImage], keeper: CandidateKeeper) -> list[CandidateRef]:
         """The attempt's candidates: those the keeper stored as their calls returned, and the
         rest (none, unless a stage dropped the keeper) in one object, one after another, in
         one request; each reference names its offset and size (the same key again on a retry)."""
         kept = {r.image.index: ref for r in routed if (ref := keeper.ref_of(r)) is not None}
         rest = [r for r in routed if r.image.index not in kept]
         if rest:
-            key = attempt_key(job.spec.tenant_id, job.spec.job_id, attempt)
+            spec = keeper.job.spec
+            key = attempt_key(spec.tenant_id, spec.job_id, keeper.request.attempt)
             offsets = list(itertools.accumulate((len(r.image.data) for r in rest[:-1]), initial=0))
             await self.objects.put(self.objects.internal_bucket, key, b"".join(r.image.data for r in rest),
                                    ATTEMPT_MEDIA_TYPE)
-            kept |= {r.image.index: stored_ref(r.provider, r.image, key, offset, steps_of(r), r.model, r.model_version)
+            kept |= {r.image.index: stored_ref(r, StoredAt(key, offset), steps_of(r))
                      for r, offset in zip(rest, offsets, strict=True)}
         return [kept[index] for index in sorted(kept)]
 
-    async def _publish_candidates(self, request: AttemptRequest, job: domain.JobState, route: RouteRequest,
-                                  result: AttemptResult, refs: list[CandidateRef], started_at: datetime) -> None:
+    async def _publish_candidates(self, run: ClaimedRun, result: AttemptResult, refs: list[CandidateRef]) -> None:
+        request, job, route = run.request, run.job, run.route
         remaining = None if job.remaining_micro_usd is None else job.remaining_micro_usd - result.actual_cost_micro_usd
-        reason = domain.stop_reason(request.attempt, self.settings.max_attempts, remaining,
-                                    self.engine.cheapest_price_micro_usd(self._priced_as_the_clip(route, job)),
-                                    domain.time_left_s(job.spec, datetime.now(UTC)))
+        outlook = domain.Outlook(remaining, self.engine.cheapest_price_micro_usd(self._priced_as_the_clip(route, job)),
+                                 domain.time_left_s(job.spec, datetime.now(UTC)))
+        reason = domain.stop_reason(request.attempt, self.settings.max_attempts, outlook)
         record = AttemptRecord(
             job_id=request.job_id, attempt=request.attempt, tenant_id=request.tenant_id,
             providers=",".join(result.providers_used), candidates=len(refs), cost_micro_usd=result.actual_cost_micro_usd,
             expected_cost_micro_usd=result.expected_cost_micro_usd,
-            started_at=started_at, next_index=route.start_index + result.planned_candidates, stop_reason=reason)
-        await self._publish(request, job, route, record, result.calls, refs)
+            started_at=run.started_at, next_index=route.start_index + result.planned_candidates, stop_reason=reason)
+        await self._publish(run, Outcome(record, self._published_calls(run, result.calls), refs))
 
     @staticmethod
     def _priced_as_the_clip(route: RouteRequest, job: domain.JobState) -> RouteRequest:
@@ -208,22 +243,25 @@ class AttemptRunner:
             return route
         return replace(route, capability=load_catalogue().pipeline(job.spec.template)[-1].capability)
 
-    async def _publish_failure(self, request: AttemptRequest, job: domain.JobState, route: RouteRequest,
-                               started_at: datetime, failure: Failure) -> None:
+    async def _publish_failure(self, run: ClaimedRun, failure: Failure) -> None:
+        request = run.request
         log.warning("attempt %d of job %s generated nothing: %s", request.attempt, request.job_id, failure.reason)
         error = failure.error
         record = AttemptRecord(
             job_id=request.job_id, attempt=request.attempt, tenant_id=request.tenant_id, providers="", candidates=0,
             cost_micro_usd=error.spent_micro_usd if error else 0, expected_cost_micro_usd=0,
-            started_at=started_at, next_index=route.start_index, stop_reason=failure.code)
-        await self._publish(request, job, route, record, error.calls if error else (), [], failure)
+            started_at=run.started_at, next_index=run.route.start_index, stop_reason=failure.code)
+        calls = self._published_calls(run, error.calls if error else ())
+        await self._publish(run, Outcome(record, calls, failure=failure))
 
-    async def _publish(self, request: AttemptRequest, job: domain.JobState, route: RouteRequest,
-                       record: AttemptRecord, calls: tuple[CallRecord, ...],
-                       refs: list[CandidateRef], failure: Failure | None = None) -> None:
+    def _published_calls(self, run: ClaimedRun, calls: tuple[CallRecord, ...]) -> list[ProviderCall]:
+        return domain.provider_calls(calls, self.engine.registry, run.route)
+
+    async def _publish(self, run: ClaimedRun, outcome: Outcome) -> None:
         """Close the claim, add the attempt to the job and announce it, in one transaction."""
-        provider_calls = domain.provider_calls(calls, self.engine.registry, route)
-        record = replace(record, calls=tuple(call.model_dump(mode="json") for call in provider_calls))
+        request = run.request
+        record = replace(outcome.record, calls=tuple(call.model_dump(mode="json") for call in outcome.calls))
+        outcome = replace(outcome, record=record)
 
         async def close_and_announce() -> bool:
             async with self.runtime.pool.connection() as conn, conn.transaction():
@@ -232,7 +270,7 @@ class AttemptRunner:
                     log.warning("attempt %d of job %s was taken over by another router, or is done; not publishing",
                                 request.attempt, request.job_id)
                     return False
-                await self.runtime.emit(conn, self._event(request, job, record, spent, provider_calls, refs, failure))
+                await self.runtime.emit(conn, self._event(run, outcome, spent))
                 return True
 
         # What the providers made is not thrown away for a database that restarts meanwhile:
@@ -241,21 +279,19 @@ class AttemptRunner:
         if await while_database_away(close_and_announce, self.runtime.pool, self.settings.claim_lease_s):
             self.runtime.relay.notify()
 
-    def _event(self, request: AttemptRequest, job: domain.JobState, record: AttemptRecord, spent: int,
-               provider_calls: list[ProviderCall], refs: list[CandidateRef],
-               failure: Failure | None) -> GenerationFailed | CandidatesGenerated:
+    @staticmethod
+    def _event(run: ClaimedRun, outcome: Outcome, spent: int) -> GenerationFailed | CandidatesGenerated:
+        job, record, failure = run.job, outcome.record, outcome.failure
         spec = job.spec
-        if failure is not None and request.attempt == 1:
+        if failure is not None and run.request.attempt == 1:
             # Nothing was generated for the job at all: it fails, and the ledger releases its credits.
             return GenerationFailed(job_id=spec.job_id, tenant_id=spec.tenant_id, attempt=1,
                                     failure_code=failure.code, reason=failure.reason)
         return CandidatesGenerated(
-            job_id=spec.job_id, tenant_id=spec.tenant_id, attempt=request.attempt, images=spec.images,
-            started_at=record.started_at, candidates=refs, cost_micro_usd=record.cost_micro_usd,
+            job_id=spec.job_id, tenant_id=spec.tenant_id, attempt=run.request.attempt, images=spec.images,
+            started_at=record.started_at, candidates=outcome.refs, cost_micro_usd=record.cost_micro_usd,
             spent_micro_usd=spent, budget_micro_usd=job.budget_micro_usd, final=record.stop_reason is not None,
-            stop_reason=record.stop_reason, calls=provider_calls, job=spec)
-
-
+            stop_reason=record.stop_reason, calls=outcome.calls, job=spec)
 
 
 _GENERATES = load_catalogue().templates["generic"]

@@ -12,9 +12,10 @@ from pydantic import ValidationError
 
 from services.common.contracts import ProviderStatus, VideoSpec
 from services.common.grpc_server import start_grpc_server
-from services.common.identity import ServiceVerifier
+from services.common.internal_calls import verifier_of
 from services.common.protos import load
 from services.router.engine import RoutingEngine
+from services.router.settings import RouterSettings
 
 pb, rpc = load("genline.router.v1")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RouterService"].full_name
@@ -45,7 +46,7 @@ class RouterService:
         await self.refresh()  # other router processes may have learnt since
         templates = list(request.templates)
         return pb.ListProvidersResponse(providers=[
-            _provider(status, partial(self.engine.estimator.mean, status.name), templates)
+            _provider(status, partial(self.engine.pass_rates.mean, status.name), templates)
             for status in self.engine.provider_status()
         ])
 
@@ -59,8 +60,8 @@ class RouterService:
         return pb.FindClipMakersResponse(providers=makers, reasons=reasons)
 
 
-async def start_router_grpc(engine: RoutingEngine, refresh: Callable[[], Awaitable[None]], host: str,
-                            port: int, verifier: ServiceVerifier) -> grpc.aio.Server:
+async def start_router_grpc(service: RouterService, settings: RouterSettings) -> grpc.aio.Server:
+    """Serve `service` on the settings' gRPC address, to callers the settings' identities verify."""
     return await start_grpc_server(
-        lambda server: rpc.add_RouterServiceServicer_to_server(RouterService(engine, refresh), server),
-        SERVICE_NAME, host, port, verifier)
+        lambda server: rpc.add_RouterServiceServicer_to_server(service, server),
+        SERVICE_NAME, settings.grpc_host, settings.grpc_port, verifier_of(settings))

@@ -2,14 +2,13 @@
 scorer's verdicts teach the pass-rate estimate. Attempts run in the scheduler, outside
 the consumer, so one slow provider call never holds up the topic."""
 
+from dataclasses import dataclass
 from functools import partial
-from uuid import UUID
 
 from services.common import contracts
 from services.common.bus import EventConsumer, HandlerContext, PermanentError, erase_prompt_from_outbox
 from services.common.contracts import (
     CandidatesChecked,
-    CandidateScore,
     CandidatesScored,
     CreditsReserved,
     JobCancelRequested,
@@ -18,28 +17,43 @@ from services.common.contracts import (
     ScoringFailed,
 )
 from services.router import domain, store
-from services.router.engine import RoutingEngine
+from services.router.planning import Tally
 from services.router.scheduler import AttemptScheduler
-from services.router.store import AttemptRequest
+from services.router.store import AttemptRequest, JobVerdicts
+
+
+@dataclass(frozen=True, slots=True)
+class Intake:
+    """What the handlers hand work to and judge it by: the scheduler attempts go to (its engine
+    learns from verdicts), the most attempts a job gets, and how fast verdicts fade."""
+
+    scheduler: AttemptScheduler
+    max_attempts: int
+    half_life_s: float
+
+
+# The events that carry the scorer's verdicts on an attempt's candidates.
+Judged = RegenerationRequested | CandidatesScored | ScoringFailed | CandidatesChecked
 
 
 async def admit(ctx: HandlerContext, event: CreditsReserved, scheduler: AttemptScheduler) -> None:
-    if await store.admit_job(ctx.conn, event.job, event.max_provider_spend_micro_usd, ctx.envelope.traceparent,
-                             ctx.claim):
+    job = domain.JobState(event.job, event.max_provider_spend_micro_usd, traceparent=ctx.envelope.traceparent)
+    if await store.admit_job(ctx.conn, job, ctx.claim):
         request = AttemptRequest(event.job_id, 1, event.job.images, event.job.tier, event.tenant_id,
                                  event.job.priority, event.job.job_priority)
         ctx.after_commit(lambda: scheduler.announce(request))
 
 
-async def learn(ctx: HandlerContext, job_id: UUID, scores: list[CandidateScore], attempt: int,
-                half_life_s: float, engine: RoutingEngine) -> None:
+async def learn(ctx: HandlerContext, event: Judged, intake: Intake) -> None:
     """Count the verdicts on this attempt's candidates (earlier attempts were counted before)
     for a job this router admitted, and, once that is committed (so a redelivery counts
     nothing twice), show the counts to this process's estimator and the verdicts to its
     quality breakers."""
-    verdicts = domain.verdicts_by_provider(scores, attempt)
+    engine = intake.scheduler.engine
+    verdicts = domain.verdicts_by_provider(event.scores, event.attempt)
     if verdicts:
-        counted = await store.add_verdicts(ctx.conn, job_id, verdicts, half_life_s, ctx.claim)
+        counted = await store.add_verdicts(ctx.conn, JobVerdicts(event.job_id, verdicts), intake.half_life_s,
+                                           ctx.claim)
     else:
         counted = []
         if ctx.claim is not None:
@@ -47,34 +61,27 @@ async def learn(ctx: HandlerContext, job_id: UUID, scores: list[CandidateScore],
     if ctx.applied_before:
         return
     for row in counted:
-        ctx.after_commit(partial(engine.estimator.set_evidence, row["provider"], row["template"], row["passed"],
-                                 row["failed"]))
+        tally = Tally(row["provider"], row["template"], row["passed"], row["failed"])
+        ctx.after_commit(partial(engine.pass_rates.set_evidence, tally))
     if counted:
         template = counted[0]["template"]
-        for provider, judged in domain.quality_verdicts(scores, attempt).items():
+        for provider, judged in domain.quality_verdicts(event.scores, event.attempt).items():
             ctx.after_commit(partial(engine.observe_verdicts, provider, template, judged))
 
 
-async def regenerate(ctx: HandlerContext, event: RegenerationRequested, scheduler: AttemptScheduler,
-                     max_attempts: int, half_life_s: float) -> None:
+async def regenerate(ctx: HandlerContext, event: RegenerationRequested, intake: Intake) -> None:
     job = await store.load_job(ctx.conn, event.job_id, lock=True)
     if job is None:
         raise PermanentError(f"rework asked for job {event.job_id}, which this router never admitted")
-    await learn(ctx, job.spec.job_id, event.scores, event.attempt, half_life_s, scheduler.engine)
-    if job.final or event.attempt + 1 > max_attempts:
+    await learn(ctx, event, intake)
+    if job.final or event.attempt + 1 > intake.max_attempts:
         reason = job.stop_reason or domain.MAX_ATTEMPTS_REACHED
         await ctx.emit(domain.nothing_more(job, event.attempt + 1, reason))
         return
     if await store.request_attempt(ctx.conn, event.job_id, event.attempt + 1, event.needed):
         request = AttemptRequest(event.job_id, event.attempt + 1, event.needed, job.spec.tier, event.tenant_id,
                                  job.spec.priority, job.spec.job_priority)
-        ctx.after_commit(lambda: scheduler.announce(request))
-
-
-async def learn_from_verdict(ctx: HandlerContext, event: CandidatesScored | ScoringFailed | CandidatesChecked,
-                             half_life_s: float,
-                             engine: RoutingEngine) -> None:
-    await learn(ctx, event.job_id, event.scores, event.attempt, half_life_s, engine)
+        ctx.after_commit(lambda: intake.scheduler.announce(request))
 
 
 async def cancel(ctx: HandlerContext, event: JobCancelRequested, scheduler: AttemptScheduler) -> None:
@@ -100,7 +107,9 @@ PASSED_OVER: tuple[type[contracts.Event], ...] = (
 )
 
 
-def register(consumer: EventConsumer, scheduler: AttemptScheduler, max_attempts: int, half_life_s: float) -> None:
+def register(consumer: EventConsumer, intake: Intake) -> None:
+    scheduler = intake.scheduler
+
     async def wait_for_room(_envelope: object) -> None:
         # Before the transaction: a full queue pauses consumption without holding a
         # pooled connection idle in an open transaction meanwhile.
@@ -112,19 +121,19 @@ def register(consumer: EventConsumer, scheduler: AttemptScheduler, max_attempts:
 
     @consumer.on(RegenerationRequested)
     async def on_regeneration_requested(ctx: HandlerContext, event: RegenerationRequested) -> None:
-        await regenerate(ctx, event, scheduler, max_attempts, half_life_s)
+        await regenerate(ctx, event, intake)
 
     @consumer.on(CandidatesScored, claims=True)
     async def on_candidates_scored(ctx: HandlerContext, event: CandidatesScored) -> None:
-        await learn_from_verdict(ctx, event, half_life_s, scheduler.engine)
+        await learn(ctx, event, intake)
 
     @consumer.on(CandidatesChecked, claims=True)
     async def on_candidates_checked(ctx: HandlerContext, event: CandidatesChecked) -> None:
-        await learn_from_verdict(ctx, event, half_life_s, scheduler.engine)
+        await learn(ctx, event, intake)
 
     @consumer.on(ScoringFailed, claims=True)
     async def on_scoring_failed(ctx: HandlerContext, event: ScoringFailed) -> None:
-        await learn_from_verdict(ctx, event, half_life_s, scheduler.engine)
+        await learn(ctx, event, intake)
 
     @consumer.on(JobCancelRequested)
     async def on_cancel_requested(ctx: HandlerContext, event: JobCancelRequested) -> None:

@@ -16,8 +16,8 @@
   simulated time too.
 * `ProviderHealth`: one provider's breaker and AIMD limit with its price and latency
   ratios (learnt against the registry's list figures); `learn_from_call` updates them
-  after every call, and `status_of` reports all of it with the pass-rate estimates and
-  the quality breakers, for ListProviders and the metrics.
+  after every call (its `CallAnswer`), and `status` reports all of it with the pass-rate
+  estimates and the quality breakers, for ListProviders and the metrics.
 """
 
 import asyncio
@@ -30,7 +30,7 @@ from typing import TypeVar
 
 from services.common.contracts import ProviderStatus, QualityStatus, VideoSpec
 from services.router.clock import Clock
-from services.router.planning import PassRateEstimator, RunningRatio
+from services.router.planning import PassRateEstimator, RunningRatio, expected_latency_s
 from services.router.providers.base import GeneratedImage, ProviderError
 from services.router.providers.registry import ProviderConfig
 from services.router.routing_types import (
@@ -282,33 +282,64 @@ class ProviderHealth:
     def available(self) -> bool:
         return self.breaker.is_available() and self.limiter.has_capacity()
 
+    def learn_from_call(self, config: ProviderConfig, request: RouteRequest, answer: "CallAnswer") -> None:
+        self.calls += 1
+        error = answer.error
+        if error is not None:
+            self.failures += 1
+            if error.needs_an_operator:
+                self.breaker.trip()  # a wrong key or an empty balance fails every call alike
+            else:
+                self.breaker.record(False if error.counts_against_health else None)
+            if error.kind == "rate_limited":
+                self.limiter.on_rate_limited(error.retry_after_s)
+            return
+        self.breaker.record(True)
+        self.limiter.on_success()
+        if images := answer.images:
+            # Against list figures, so the ratios say how far the market is from the registry.
+            one = config.clip_price_micro_usd(request.video) if request.video is not None else \
+                config.list_price_micro_usd(request.width, request.height)
+            list_price = one * len(images)
+            self.price.update(sum(i.cost_micro_usd for i in images), list_price)
+            self.latency.update(answer.latency_s, config.latency.batch_s(len(images)))
+
+    def status(self, config: ProviderConfig, estimator: PassRateEstimator,
+               quality: Mapping[tuple[str, str], QualityBreaker]) -> ProviderStatus:
+        """The provider's status: this health, with what verdicts taught (pass rates, quality breakers)."""
+        name = config.name
+        return ProviderStatus(
+            name=name, adapter=config.adapter, state=str(self.breaker.state), healthy=self.breaker.is_available(),
+            price_micro_usd=round(reference_price_micro_usd(config) * self.price.value),
+            pass_rates={t: estimator.mean(name, t) for t in estimator.templates_of(name)},
+            prior_pass_rate=estimator.prior(name).mean, in_flight=self.limiter.in_flight,
+            concurrency_limit=self.limiter.current_limit, max_concurrency=config.concurrency,
+            latency_estimate_s=expected_latency_s(config, self.latency.value, 1),
+            calls=self.calls, failures=self.failures,
+            quality={template: QualityStatus(state=str(q.state), reason=q.reason, pass_rate=q.pass_rate,
+                                             verdicts=q.verdicts)
+                     for (provider, template), q in quality.items() if provider == name},
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CallAnswer:
+    """What one provider call came back with: the images of its indices, or its error, and how long it took."""
+
+    images: list[GeneratedImage]
+    error: ProviderError | None
+    latency_s: float
+
+    @property
+    def cost_micro_usd(self) -> int:
+        # A failed call may be billed all the same (its images expired, or were all refused).
+        billed = self.error.billed_micro_usd if self.error is not None else 0
+        return sum(i.cost_micro_usd for i in self.images) + billed
+
 
 def new_health(config: ProviderConfig, clock: Clock, policy: RoutingPolicy) -> ProviderHealth:
     return ProviderHealth(breaker=CircuitBreaker(clock, policy.breaker),
                           limiter=AimdLimiter(clock, config.concurrency, policy.aimd))
-
-
-def learn_from_call(health: ProviderHealth, config: ProviderConfig, request: RouteRequest,
-                    images: list[GeneratedImage], error: ProviderError | None, latency_s: float) -> None:
-    health.calls += 1
-    if error is not None:
-        health.failures += 1
-        if error.needs_an_operator:
-            health.breaker.trip()  # a wrong key or an empty balance fails every call alike
-        else:
-            health.breaker.record(False if error.counts_against_health else None)
-        if error.kind == "rate_limited":
-            health.limiter.on_rate_limited(error.retry_after_s)
-        return
-    health.breaker.record(True)
-    health.limiter.on_success()
-    if images:
-        # Against list figures, so the ratios say how far the market is from the registry.
-        one = config.clip_price_micro_usd(request.video) if request.video is not None else \
-            config.list_price_micro_usd(request.width, request.height)
-        list_price = one * len(images)
-        health.price.update(sum(i.cost_micro_usd for i in images), list_price)
-        health.latency.update(latency_s, config.latency.batch_s(len(images)))
 
 
 def reference_price_micro_usd(config: ProviderConfig) -> int:
@@ -316,19 +347,3 @@ def reference_price_micro_usd(config: ProviderConfig) -> int:
     if config.makes_clips:
         return config.clip_price_micro_usd(REFERENCE_CLIP)
     return config.list_price_micro_usd(*REFERENCE_SIZE)
-
-
-def status_of(name: str, config: ProviderConfig, health: ProviderHealth, estimator: PassRateEstimator,
-              quality: Mapping[tuple[str, str], QualityBreaker], latency_estimate_s: float) -> ProviderStatus:
-    return ProviderStatus(
-        name=name, adapter=config.adapter, state=str(health.breaker.state), healthy=health.breaker.is_available(),
-        price_micro_usd=round(reference_price_micro_usd(config) * health.price.value),
-        pass_rates={t: estimator.mean(name, t) for t in estimator.templates_of(name)},
-        prior_pass_rate=estimator.prior(name).mean, in_flight=health.limiter.in_flight,
-        concurrency_limit=health.limiter.current_limit, max_concurrency=config.concurrency,
-        latency_estimate_s=latency_estimate_s,
-        calls=health.calls, failures=health.failures,
-        quality={template: QualityStatus(state=str(q.state), reason=q.reason, pass_rate=q.pass_rate,
-                                         verdicts=q.verdicts)
-                 for (provider, template), q in quality.items() if provider == name},
-    )

@@ -1,6 +1,6 @@
 """A template's stages, run for one attempt: each stage routed like generation.
 
-`run_pipeline(engine, request, stages, input_photo)`:
+`run_pipeline(engine, request, stages)`, the request's `input` the job's input photo (if any):
 
 1. the first stage plans the attempt's N candidates and runs them, on generation
    providers (`generate`) or, for a pipeline that starts from the job's input photo, on
@@ -20,7 +20,7 @@ A generate-only pipeline is exactly `engine.route(request)`.
 """
 
 import asyncio
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from services.common.templates import Stage
@@ -41,9 +41,9 @@ class MissingInput(RoutingError):
     """The pipeline starts from the job's input photo, and the job has none."""
 
 
-async def run_pipeline(engine: RoutingEngine, request: RouteRequest, stages: tuple[Stage, ...],
-                       input_photo: bytes | None = None) -> AttemptResult:
-    first = stages[0]
+async def run_pipeline(engine: RoutingEngine, request: RouteRequest, stages: tuple[Stage, ...]) -> AttemptResult:
+    """The attempt through the stages; only the first works on the job's input photo (`request.input`)."""
+    first, input_photo = stages[0], request.input
     if first.capability != "generate" and input_photo is None:
         raise MissingInput(f"job {request.job_id}: the stage {first.capability} needs the job's input photo")
     # Only the last stage's images are kept as they come: a stage before it hands its bytes on.
@@ -53,8 +53,8 @@ async def run_pipeline(engine: RoutingEngine, request: RouteRequest, stages: tup
     result = _tagged(result, first, 0)
     for number, stage in enumerate(stages[1:], start=1):
         last = number == len(stages) - 1
-        result = await _next_stage(engine, replace(request, keep=request.keep if last else None,
-                                                    video=request.video if last else None), stage, number, result)
+        later = replace(request, input=None, keep=request.keep if last else None, video=request.video if last else None)
+        result = await StageRun(engine, later, stage, number).over(result)
     return result
 
 
@@ -74,35 +74,44 @@ def _step(stage: Stage, routed: RoutedImage) -> StageStep:
     return StageStep(stage.capability, routed.provider, routed.image.cost_micro_usd, routed.image.latency_s)
 
 
-async def _next_stage(engine: RoutingEngine, request: RouteRequest, stage: Stage, number: int,
-                      previous: AttemptResult) -> AttemptResult:
-    cap = request.cost_cap_micro_usd
-    share = None if cap is None else max(0, cap - previous.actual_cost_micro_usd) // max(1, len(previous.images))
-    runs = await asyncio.gather(*(_one_candidate(engine, request, stage, number, routed, share)
-                                  for routed in previous.images))
-    images = tuple(image for image, _ in runs if image is not None)
-    calls = previous.calls + tuple(call for _, calls in runs for call in calls)
-    spent = previous.actual_cost_micro_usd + sum(c.actual_cost_micro_usd for _, cs in runs for c in cs)
-    if not images:
-        errors = tuple(call.error for call in calls if call.error)
-        raise with_calls(AllProvidersFailed(f"job {request.job_id}: no candidate got through {stage.capability}",
-                                             errors), calls, spent)
-    return replace(previous, images=images, calls=calls, actual_cost_micro_usd=spent,
-                   expected_cost_micro_usd=sum(c.expected_cost_micro_usd for c in calls if c.outcome == "ok"),
-                   latency_s=previous.latency_s + max((c.latency_s for _, cs in runs for c in cs), default=0.0),
-                   errors=tuple(call.error for call in calls if call.error))
+@dataclass(frozen=True, slots=True)
+class StageRun:
+    """A later stage run on the candidates the stages before it made: the engine routes each
+    candidate's `request` through `stage`, the `number`th of the pipeline (0: the first)."""
 
+    engine: RoutingEngine
+    request: RouteRequest
+    stage: Stage
+    number: int
 
-async def _one_candidate(engine: RoutingEngine, request: RouteRequest, stage: Stage, number: int,
-                         routed: RoutedImage, cap: int | None) -> tuple[RoutedImage | None, tuple[CallRecord, ...]]:
-    index = routed.image.index
-    stage_request = _stage_request(request, stage, candidates=1, images_needed=1, start_index=index,
-                                   inputs={index: routed.image.data}, cost_cap_micro_usd=cap)
-    try:
-        result = await engine.route(stage_request)
-    except RoutingError as error:
-        return None, tuple(replace(c, stage=stage.capability, stage_index=number) for c in error.calls)
-    calls = tuple(replace(c, stage=stage.capability, stage_index=number) for c in result.calls)
-    done = result.images[0]
-    return replace(done, steps=(*routed.steps, _step(stage, done))), calls
+    async def over(self, previous: AttemptResult) -> AttemptResult:
+        """`previous` with each of its candidates through the stage; those the stage cannot process dropped."""
+        request, stage = self.request, self.stage
+        cap = request.cost_cap_micro_usd
+        share = None if cap is None else max(0, cap - previous.actual_cost_micro_usd) // max(1, len(previous.images))
+        runs = await asyncio.gather(*(self._one_candidate(routed, share) for routed in previous.images))
+        images = tuple(image for image, _ in runs if image is not None)
+        calls = previous.calls + tuple(call for _, calls in runs for call in calls)
+        spent = previous.actual_cost_micro_usd + sum(c.actual_cost_micro_usd for _, cs in runs for c in cs)
+        if not images:
+            errors = tuple(call.error for call in calls if call.error)
+            raise with_calls(AllProvidersFailed(f"job {request.job_id}: no candidate got through {stage.capability}",
+                                                 errors), calls, spent)
+        return replace(previous, images=images, calls=calls, actual_cost_micro_usd=spent,
+                       expected_cost_micro_usd=sum(c.expected_cost_micro_usd for c in calls if c.outcome == "ok"),
+                       latency_s=previous.latency_s + max((c.latency_s for _, cs in runs for c in cs), default=0.0),
+                       errors=tuple(call.error for call in calls if call.error))
 
+    async def _one_candidate(self, routed: RoutedImage,
+                             cap: int | None) -> tuple[RoutedImage | None, tuple[CallRecord, ...]]:
+        stage, number = self.stage, self.number
+        index = routed.image.index
+        stage_request = _stage_request(self.request, stage, candidates=1, images_needed=1, start_index=index,
+                                       inputs={index: routed.image.data}, cost_cap_micro_usd=cap)
+        try:
+            result = await self.engine.route(stage_request)
+        except RoutingError as error:
+            return None, tuple(replace(c, stage=stage.capability, stage_index=number) for c in error.calls)
+        calls = tuple(replace(c, stage=stage.capability, stage_index=number) for c in result.calls)
+        done = result.images[0]
+        return replace(done, steps=(*routed.steps, _step(stage, done))), calls

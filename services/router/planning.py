@@ -16,12 +16,12 @@ always give the same plan. The pieces:
   to succeed only with 1 − (1 − target)^(1/r) for the job to succeed with `target`.
 * `rank_providers`: providers ordered by expected cost per passing image (price ÷ pass
   rate), those within the tier's latency target first.
-* `plan_attempt`: all of it over one snapshot of the providers' health.
+* `Planner.plan_attempt`: all of it over one snapshot of the providers' health.
 """
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from services.router.clock import Clock, LoopClock
 from services.router.providers.entry_parts import PassRatePrior
@@ -47,8 +47,18 @@ def probability_at_least(k: int, n: int, p: float) -> float:
     return min(1.0, sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k, n + 1)))
 
 
-def candidates_needed(k: int, p: float, target: float = 0.95, max_n: int = 64) -> int:
-    """The smallest N ≥ k with P(at least k of N pass) ≥ target; `max_n` if none is enough."""
+@dataclass(frozen=True, slots=True)
+class Need:
+    """At least `images` passing candidates, with probability `target`, from at most `max_candidates`."""
+
+    images: int
+    target: float = 0.95
+    max_candidates: int = 64
+
+
+def candidates_needed(need: Need, p: float) -> int:
+    """The smallest N ≥ k with P(at least k of N pass) ≥ target; the most allowed if none is enough."""
+    k, target, max_n = need.images, need.target, need.max_candidates
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     if not 0 <= p <= 1 or not 0 < target < 1:
@@ -72,33 +82,42 @@ def round_target(target: float, rounds: int) -> float:
     return per_round
 
 
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """The scorer's verdicts on a provider's candidates for a template: how many passed and failed
+    (fractions once faded)."""
+
+    provider: str
+    template: str
+    passed: float
+    failed: float
+
+
+@dataclass(eq=False)
 class PassRateEstimator:
     """Beta(α, β) per (provider, template): the prior plus scored outcomes, fading with time."""
 
-    def __init__(self, priors: dict[str, PassRatePrior] | None = None, default_prior: PassRatePrior | None = None,
-                 half_life_s: float | None = 6 * 3600, clock: Clock | None = None) -> None:
-        self._priors = dict(priors or {})
-        self._default_prior = default_prior or PassRatePrior()
-        self._half_life_s = half_life_s
-        self._clock = clock or LoopClock()
-        # (provider, template) → (passed, failed, when last updated)
-        self._evidence: dict[tuple[str, str], tuple[float, float, float]] = {}
+    priors: dict[str, PassRatePrior] = field(default_factory=dict)
+    default_prior: PassRatePrior = field(default_factory=PassRatePrior)
+    half_life_s: float | None = 6 * 3600
+    clock: Clock = field(default_factory=LoopClock)
+    # (provider, template) → (passed, failed, when last updated)
+    _evidence: dict[tuple[str, str], tuple[float, float, float]] = field(init=False, default_factory=dict)
 
-    def observe(self, provider: str, template: str, passed: int, failed: int) -> None:
-        if passed < 0 or failed < 0:
-            raise ValueError(f"counts must not be negative, got passed={passed}, failed={failed}")
-        old_passed, old_failed = self._faded(provider, template)
-        self._evidence[(provider, template)] = (old_passed + passed, old_failed + failed, self._clock.now())
+    def __post_init__(self) -> None:
+        self.priors = dict(self.priors)
 
-    def set_evidence(self, provider: str, template: str, passed: float, failed: float, age_s: float = 0.0) -> None:
+    def observe(self, tally: Tally) -> None:
+        _check(tally)
+        old_passed, old_failed = self._faded(tally.provider, tally.template)
+        self._evidence[(tally.provider, tally.template)] = (
+            old_passed + tally.passed, old_failed + tally.failed, self.clock.now())
+
+    def set_evidence(self, tally: Tally, age_s: float = 0.0) -> None:
         """Replace the evidence with counts kept elsewhere (faded as of `age_s` seconds ago)."""
-        if passed < 0 or failed < 0:
-            raise ValueError(f"counts must not be negative, got passed={passed}, failed={failed}")
-        self._evidence[(provider, template)] = (passed, failed, self._clock.now() - max(0.0, age_s))
-
-    @property
-    def half_life_s(self) -> float | None:
-        return self._half_life_s
+        _check(tally)
+        self._evidence[(tally.provider, tally.template)] = (tally.passed, tally.failed,
+                                                            self.clock.now() - max(0.0, age_s))
 
     def mean(self, provider: str, template: str) -> float:
         alpha, beta = self._posterior(provider, template)
@@ -108,7 +127,7 @@ class PassRateEstimator:
         return sorted(template for name, template in self._evidence if name == provider)
 
     def prior(self, provider: str) -> PassRatePrior:
-        return self._priors.get(provider, self._default_prior)
+        return self.priors.get(provider, self.default_prior)
 
     def _posterior(self, provider: str, template: str) -> tuple[float, float]:
         prior = self.prior(provider)
@@ -117,10 +136,15 @@ class PassRateEstimator:
 
     def _faded(self, provider: str, template: str) -> tuple[float, float]:
         passed, failed, when = self._evidence.get((provider, template), (0.0, 0.0, 0.0))
-        if self._half_life_s is None or (passed == 0 and failed == 0):
+        if self.half_life_s is None or (passed == 0 and failed == 0):
             return passed, failed
-        weight = 0.5 ** (max(0.0, self._clock.now() - when) / self._half_life_s)
+        weight = 0.5 ** (max(0.0, self.clock.now() - when) / self.half_life_s)
         return passed * weight, failed * weight
+
+
+def _check(tally: Tally) -> None:
+    if tally.passed < 0 or tally.failed < 0:
+        raise ValueError(f"counts must not be negative, got passed={tally.passed}, failed={tally.failed}")
 
 
 class RunningRatio:
@@ -155,27 +179,6 @@ class ProviderSnapshot:
     price_ratio: float
     latency_ratio: float
     pass_rate: float
-
-
-def plan_attempt(request: RouteRequest, capable: list[ProviderConfig], snapshot: Mapping[str, ProviderSnapshot],
-                 registry: Registry, policy: RoutingPolicy) -> RoutePlan:
-    """The provider chain and the number of candidates for this attempt (no calls made)."""
-    if not capable:
-        raise NoCapableProvider(incapable_reason(request))
-    collapsed = {c.name for c in capable if not snapshot[c.name].quality_available}
-    waived = len(collapsed) == len(capable)
-    quotes = [quote(config, request, snapshot[config.name], policy, waived or config.name not in collapsed)
-              for config in capable]
-    affordable = [q for q in quotes if fits(request.cost_cap_micro_usd, q.price_micro_usd)]
-    if not affordable:
-        raise CostCapReached(f"job {request.job_id}: {request.cost_cap_micro_usd} µUSD left, "
-                             f"cheapest capable image costs {min(q.price_micro_usd for q in quotes)}")
-    chain = rank_providers(affordable, tier_of(registry, request).latency_target_s, policy.rank_by)
-    if not chain:
-        raise AllProvidersFailed(f"job {request.job_id}: every capable provider is open or saturated")
-    chain = chain if policy.fallback else chain[:1]
-    priced_out = tuple(q.provider for q in quotes if q not in affordable)
-    return sized_plan(request, tuple(chain), priced_out, registry, policy, quality_waived=waived)
 
 
 def check_request(request: RouteRequest) -> None:
@@ -229,20 +232,6 @@ def incapable_reason(request: RouteRequest) -> str:
             f"{' with image input' if request.needs_image_input else ''}")
 
 
-def quote(config: ProviderConfig, request: RouteRequest, health: ProviderSnapshot, policy: RoutingPolicy,
-          quality_ok: bool = True) -> ProviderQuote:
-    batch = min(request.images_needed, config.max_batch)
-    breaker_ok = health.breaker_available or not policy.breaker.enabled
-    return ProviderQuote(
-        provider=config.name,
-        price_micro_usd=price_micro_usd(config, request, health.price_ratio),
-        pass_rate=health.pass_rate,
-        latency_s=expected_latency_s(config, health.latency_ratio, batch),
-        max_batch=config.max_batch,
-        available=breaker_ok and quality_ok,
-    )
-
-
 def price_micro_usd(config: ProviderConfig, request: RouteRequest, price_ratio: float) -> int:
     """One image of the request's size (or one clip of its shape) at the provider's list price,
     corrected by what calls cost."""
@@ -255,40 +244,85 @@ def expected_latency_s(config: ProviderConfig, latency_ratio: float, count: int)
     return config.latency.batch_s(count) * latency_ratio
 
 
-def sized_plan(request: RouteRequest, chain: tuple[ProviderQuote, ...], priced_out: tuple[str, ...],
-               registry: Registry, policy: RoutingPolicy, quality_waived: bool = False) -> RoutePlan:
-    primary = chain[0]
-    target = _round_target(request, primary, registry)
-    wanted = _candidates_for(request, primary.pass_rate, target, registry, policy)
-    affordable = wanted if request.cost_cap_micro_usd is None else \
-        request.cost_cap_micro_usd // max(primary.price_micro_usd, 1)
-    candidates = max(1, min(wanted, affordable))
-    return RoutePlan(chain=chain, candidates=candidates, success_target=target,
-                     expected_cost_micro_usd=candidates * primary.price_micro_usd,
-                     expected_latency_s=primary.latency_s, cost_cap_limited=candidates < wanted,
-                     priced_out=priced_out, quality_waived=quality_waived)
+@dataclass(frozen=True, slots=True)
+class Ranking:
+    """The providers an attempt may call, best first; those the cap prices out; whether every
+    capable provider's quality breaker is open, so quality passes none over."""
+
+    chain: tuple[ProviderQuote, ...]
+    priced_out: tuple[str, ...] = ()
+    quality_waived: bool = False
 
 
-def _candidates_for(request: RouteRequest, pass_rate: float, target: float, registry: Registry,
-                    policy: RoutingPolicy) -> int:
-    limit = min(registry.planning.max_candidates, request.max_candidates or math.inf)
-    if request.candidates is not None:
-        wanted = request.candidates
-    elif policy.oversampling == "fixed":
-        wanted = fixed_oversample(request.images_needed, policy.fixed_oversample_factor)
-    else:
-        wanted = candidates_needed(request.images_needed, pass_rate, target, int(limit))
-    return int(max(1, min(wanted, limit)))
+@dataclass(frozen=True, slots=True)
+class Planner:
+    """Plans attempts by the registry's tiers and planning settings, as the policy says."""
 
+    registry: Registry
+    policy: RoutingPolicy
 
-def _round_target(request: RouteRequest, primary: ProviderQuote, registry: Registry) -> float:
-    """The tier's target, spread over the rework rounds the deadline leaves time for."""
-    target = tier_of(registry, request).success_target
-    planning = registry.planning
-    if request.time_left_s is None:
-        return target
-    rounds = int(request.time_left_s // (primary.latency_s + planning.round_overhead_s))
-    return round_target(target, min(max(rounds, 1), planning.max_rounds))
+    def plan_attempt(self, request: RouteRequest, capable: list[ProviderConfig],
+                     snapshot: Mapping[str, ProviderSnapshot]) -> RoutePlan:
+        """The provider chain and the number of candidates for this attempt (no calls made)."""
+        if not capable:
+            raise NoCapableProvider(incapable_reason(request))
+        waived = not any(snapshot[c.name].quality_available for c in capable)
+        # Waived: quality cannot tell the providers apart, so it passes none over.
+        quotes = [self.quote(config, request, replace(snapshot[config.name], quality_available=True)
+                             if waived else snapshot[config.name]) for config in capable]
+        affordable = [q for q in quotes if fits(request.cost_cap_micro_usd, q.price_micro_usd)]
+        if not affordable:
+            raise CostCapReached(f"job {request.job_id}: {request.cost_cap_micro_usd} µUSD left, "
+                                 f"cheapest capable image costs {min(q.price_micro_usd for q in quotes)}")
+        chain = rank_providers(affordable, tier_of(self.registry, request).latency_target_s, self.policy.rank_by)
+        if not chain:
+            raise AllProvidersFailed(f"job {request.job_id}: every capable provider is open or saturated")
+        chain = chain if self.policy.fallback else chain[:1]
+        priced_out = tuple(q.provider for q in quotes if q not in affordable)
+        return self.sized_plan(request, Ranking(tuple(chain), priced_out, quality_waived=waived))
+
+    def quote(self, config: ProviderConfig, request: RouteRequest, health: ProviderSnapshot) -> ProviderQuote:
+        batch = min(request.images_needed, config.max_batch)
+        breaker_ok = health.breaker_available or not self.policy.breaker.enabled
+        return ProviderQuote(
+            provider=config.name,
+            price_micro_usd=price_micro_usd(config, request, health.price_ratio),
+            pass_rate=health.pass_rate,
+            latency_s=expected_latency_s(config, health.latency_ratio, batch),
+            max_batch=config.max_batch,
+            available=breaker_ok and health.quality_available,
+        )
+
+    def sized_plan(self, request: RouteRequest, ranking: Ranking) -> RoutePlan:
+        primary = ranking.chain[0]
+        target = self._round_target(request, primary)
+        wanted = self._candidates_for(request, primary.pass_rate, target)
+        affordable = wanted if request.cost_cap_micro_usd is None else \
+            request.cost_cap_micro_usd // max(primary.price_micro_usd, 1)
+        candidates = max(1, min(wanted, affordable))
+        return RoutePlan(chain=ranking.chain, candidates=candidates, success_target=target,
+                         expected_cost_micro_usd=candidates * primary.price_micro_usd,
+                         expected_latency_s=primary.latency_s, cost_cap_limited=candidates < wanted,
+                         priced_out=ranking.priced_out, quality_waived=ranking.quality_waived)
+
+    def _candidates_for(self, request: RouteRequest, pass_rate: float, target: float) -> int:
+        limit = min(self.registry.planning.max_candidates, request.max_candidates or math.inf)
+        if request.candidates is not None:
+            wanted = request.candidates
+        elif self.policy.oversampling == "fixed":
+            wanted = fixed_oversample(request.images_needed, self.policy.fixed_oversample_factor)
+        else:
+            wanted = candidates_needed(Need(request.images_needed, target, int(limit)), pass_rate)
+        return int(max(1, min(wanted, limit)))
+
+    def _round_target(self, request: RouteRequest, primary: ProviderQuote) -> float:
+        """The tier's target, spread over the rework rounds the deadline leaves time for."""
+        target = tier_of(self.registry, request).success_target
+        planning = self.registry.planning
+        if request.time_left_s is None:
+            return target
+        rounds = int(request.time_left_s // (primary.latency_s + planning.round_overhead_s))
+        return round_target(target, min(max(rounds, 1), planning.max_rounds))
 
 
 def tier_of(registry: Registry, request: RouteRequest) -> TierConfig:

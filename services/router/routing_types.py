@@ -188,9 +188,8 @@ class ImageKeeper(Protocol):
     def planned(self, candidates: int) -> None:
         """A route of the attempt plans `candidates` more (one for each candidate of a later stage)."""
 
-    async def keep(self, provider: str, stage: str, images: list[GeneratedImage], model: str,
-                   model_version: str) -> list[GeneratedImage]:
-        """Store a call's images (made by `model` at `model_version`); the same images without their bytes."""
+    async def keep(self, stage: str, images: list["RoutedImage"]) -> list["RoutedImage"]:
+        """Store a call's images (made at `stage`); the same images without their bytes."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,36 +16,46 @@ jobs of every tenant waiting, or a small tenant's jobs wait behind a large one's
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from uuid import UUID
 
 from services.common.db import Pool
 from services.common.supervision import failed, stop_tasks, supervise
 from services.router import store
 from services.router.engine import RoutingEngine
-from services.router.fairness import FairQueue
+from services.router.fairness import FairQueue, Place
 from services.router.store import AttemptRequest
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(eq=False)
 class AttemptScheduler:
-    def __init__(self, pool: Pool, engine: RoutingEngine, run: Callable[[AttemptRequest], Awaitable[None]],
-                 *, owner: str, max_queued: int, max_running: int, poll_interval_s: float, lease_s: float) -> None:
-        self.pool, self.engine, self.run = pool, engine, run
-        self.owner, self.max_queued, self.max_running = owner, max_queued, max_running
-        self.poll_interval_s, self.lease_s = poll_interval_s, lease_s
-        self.queue: FairQueue[AttemptRequest] = FairQueue()
-        self.known: set[tuple[UUID, int]] = set()  # queued or running, by (job id, attempt)
-        # The attempts running, by the task that runs each: only their claims are renewed, so
-        # the claim of a task that died lapses and the attempt is taken again.
-        self.running: dict[asyncio.Task[None], AttemptRequest] = {}
-        self._changed = asyncio.Event()
-        self._room = asyncio.Event()
+    """Runs attempts (`run`) as `owner`, taking their claims for `lease_s`; looks for attempts no
+    router holds every `poll_interval_s`."""
+
+    pool: Pool
+    engine: RoutingEngine
+    run: Callable[[AttemptRequest], Awaitable[None]]
+    owner: str = field(kw_only=True)
+    max_queued: int = field(kw_only=True)
+    max_running: int = field(kw_only=True)
+    poll_interval_s: float = field(kw_only=True)
+    lease_s: float = field(kw_only=True)
+    queue: FairQueue[AttemptRequest] = field(init=False, default_factory=FairQueue)
+    known: set[tuple[UUID, int]] = field(init=False, default_factory=set)  # queued or running, by (job id, attempt)
+    # The attempts running, by the task that runs each: only their claims are renewed, so
+    # the claim of a task that died lapses and the attempt is taken again.
+    running: dict[asyncio.Task[None], AttemptRequest] = field(init=False, default_factory=dict)
+    _changed: asyncio.Event = field(init=False, default_factory=asyncio.Event)
+    _room: asyncio.Event = field(init=False, default_factory=asyncio.Event)
+    # Asked for by a committed transaction, not queued yet; counted as queued, so a burst
+    # of events cannot overfill the queue.
+    _announced: list[AttemptRequest] = field(init=False, default_factory=list)
+    _tasks: list[asyncio.Task[None]] = field(init=False, default_factory=list)
+
+    def __post_init__(self) -> None:
         self._room.set()
-        # Asked for by a committed transaction, not queued yet; counted as queued, so a burst
-        # of events cannot overfill the queue.
-        self._announced: list[AttemptRequest] = []
-        self._tasks: list[asyncio.Task[None]] = []
 
     # ---- the consumer's side ------------------------------------------------------------
 
@@ -109,8 +119,8 @@ class AttemptScheduler:
         for request in requests:
             if request.key not in self.known and len(self.queue) < self.max_queued:
                 self.known.add(request.key)
-                self.queue.push(request, request.tier, request.tenant_id, cost=request.images_needed,
-                                priority=request.priority, job_priority=request.job_priority)
+                self.queue.push(request, Place(request.tenant_id, request.tier, cost=request.images_needed,
+                                               priority=request.priority, job_priority=request.job_priority))
 
     def _start_what_fits(self) -> None:
         while len(self.running) < self.max_running and self.engine.has_capacity():

@@ -34,11 +34,11 @@ class AttemptRequest:
         return self.job_id, self.attempt
 
 
-async def admit_job(conn: Conn, spec: JobSpec, budget_micro_usd: int,
-                    traceparent: str | None = None, claim: InboxClaim | None = None) -> bool:
-    """Record an admitted job and ask for its first attempt, in one statement, which makes
-    `claim` too if given (then told what is fresh); False if it was admitted (or canceled)
-    before."""
+async def admit_job(conn: Conn, job: JobState, claim: InboxClaim | None = None) -> bool:
+    """Record an admitted job (its spend and next index are the new job's) and ask for its first
+    attempt, in one statement, which makes `claim` too if given (then told what is fresh); False
+    if it was admitted (or canceled) before."""
+    spec = job.spec
     claim = claim or InboxClaim([])
     row = await (await conn.execute(*claim.first_by_name(
         "WITH admitted AS (INSERT INTO jobs (job_id, tenant_id, tier, template, spec, budget_micro_usd, traceparent)"
@@ -49,7 +49,7 @@ async def admit_job(conn: Conn, spec: JobSpec, budget_micro_usd: int,
         "  SELECT job_id, 1, %(images)s FROM admitted ON CONFLICT DO NOTHING RETURNING job_id)"
         " SELECT (SELECT count(*) FROM requested) AS requested, (SELECT ids FROM claimed_ids) AS claimed",
         {"job": spec.job_id, "tenant": spec.tenant_id, "tier": spec.tier, "template": spec.template,
-         "spec": spec.model_dump_json(), "budget": budget_micro_usd, "traceparent": traceparent,
+         "spec": spec.model_dump_json(), "budget": job.budget_micro_usd, "traceparent": job.traceparent,
          "images": spec.images}))).fetchone()
     assert row is not None, "a SELECT without FROM gives one row"
     claim.fresh(row["claimed"])
@@ -117,8 +117,25 @@ async def claim_attempt(conn: Conn, request: AttemptRequest, owner: str,
     return row["tries"] if row else None
 
 
-async def claim_job_attempt(conn: Conn, request: AttemptRequest, owner: str,
-                            lease_s: float, first_announces: OutboxRow | None = None) -> tuple[int, JobState] | None:
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Who claims an attempt (a router process), and for how long before the claim lapses."""
+
+    owner: str
+    lease_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """An attempt a router claimed: what was asked, which try this is, and its job's state."""
+
+    request: AttemptRequest
+    tries: int
+    job: JobState
+
+
+async def claim_job_attempt(conn: Conn, request: AttemptRequest, lease: Lease,
+                            first_announces: OutboxRow | None = None) -> Claimed | None:
     """`claim_attempt` and the job's state, in one statement; None if another router holds
     the attempt or it is done. `first_announces`, an outbox row (outbox_row), is added by
     the same statement if this is the attempt's first claim: a takeover announces nothing."""
@@ -126,8 +143,8 @@ async def claim_job_attempt(conn: Conn, request: AttemptRequest, owner: str,
     announce = f", announced AS ({staged[0]})" if staged else ""
     row = await (await conn.execute(
         f"WITH claimed AS ({CLAIM}){announce} SELECT claimed.tries, {JOB_COLUMNS} FROM claimed JOIN jobs USING (job_id)",
-        [owner, lease_s, request.job_id, request.attempt, *(staged[1] if staged else ())])).fetchone()
-    return (row["tries"], _job_state(row)) if row else None
+        [lease.owner, lease.lease_s, request.job_id, request.attempt, *(staged[1] if staged else ())])).fetchone()
+    return Claimed(request, row["tries"], _job_state(row)) if row else None
 
 
 async def announce_if_held(conn: Conn, request: AttemptRequest, owner: str,
@@ -195,13 +212,22 @@ async def close_attempt(conn: Conn, request: AttemptRequest, owner: str,
     return row["spent_micro_usd"] if row else None
 
 
-async def add_verdicts(conn: Conn, job_id: UUID, verdicts: dict[str, tuple[float, float]],
-                       half_life_s: float, claim: InboxClaim | None = None) -> list[dict[str, Any]]:
+@dataclass(frozen=True, slots=True)
+class JobVerdicts:
+    """The scorer's verdicts on one job's candidates: (passed, failed) per provider."""
+
+    job_id: UUID
+    by_provider: dict[str, tuple[float, float]]
+
+
+async def add_verdicts(conn: Conn, verdicts: JobVerdicts, half_life_s: float,
+                       claim: InboxClaim | None = None) -> list[dict[str, Any]]:
     """Add scored outcomes per provider under the job's template, fading what was there by
     its age, in one statement, which makes `claim` too if given (then told what is fresh);
     the counts now (provider, template, passed, failed), none for a job this router never
     admitted."""
-    providers = sorted(verdicts)  # concurrent writers lock in one order
+    job_id, by_provider = verdicts.job_id, verdicts.by_provider
+    providers = sorted(by_provider)  # concurrent writers lock in one order
     counted = (
         "INSERT INTO pass_rates AS p (provider, template, passed, failed, updated_at)"
         " SELECT v.provider, j.template, v.passed, v.failed, now() FROM jobs j,"
@@ -214,8 +240,8 @@ async def add_verdicts(conn: Conn, job_id: UUID, verdicts: dict[str, tuple[float
         " failed = p.failed * power(0.5, extract(epoch FROM now() - p.updated_at)::float8 / %(half_life)s)"
         " + EXCLUDED.failed,"
         " updated_at = now() RETURNING p.provider, p.template, p.passed, p.failed")
-    params = {"providers": providers, "passed": [verdicts[p][0] for p in providers],
-              "failed": [verdicts[p][1] for p in providers], "job": job_id, "half_life": half_life_s}
+    params = {"providers": providers, "passed": [by_provider[p][0] for p in providers],
+              "failed": [by_provider[p][1] for p in providers], "job": job_id, "half_life": half_life_s}
     if claim is None:
         return await (await conn.execute(counted, params)).fetchall()
     rows = await (await conn.execute(*claim.first_by_name(

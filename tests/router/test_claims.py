@@ -11,6 +11,7 @@ import pytest
 from services.common.db import COMMON_MIGRATIONS, migrate, open_pool
 from services.common.supervision import BACKGROUND_FAILURES
 from services.router import store
+from services.router.domain import JobState
 from services.router.scheduler import AttemptScheduler
 from services.router.store import AttemptRequest
 from tests.db_proxy import DatabaseProxy
@@ -57,7 +58,7 @@ async def test_a_task_that_died_with_the_database_down_leaves_a_claim_another_sc
     await through_proxy.open()
     spec = job_spec()
     async with direct.connection() as conn:
-        await store.admit_job(conn, spec, budget_micro_usd=0)
+        await store.admit_job(conn, JobState(spec, budget_micro_usd=0))
     died, taken_by_b = asyncio.Event(), asyncio.Event()
 
     async def run_in_a(request: AttemptRequest) -> None:
@@ -107,7 +108,7 @@ async def test_only_the_claims_of_running_attempts_are_renewed(endpoints, schema
     running, abandoned = job_spec(), job_spec()
     async with pool.connection() as conn:
         for spec in (running, abandoned):
-            await store.admit_job(conn, spec, budget_micro_usd=0)
+            await store.admit_job(conn, JobState(spec, budget_micro_usd=0))
             await store.claim_attempt(conn, AttemptRequest(spec.job_id, 1, 1, "stable", spec.tenant_id),
                                       "router-a", LEASE_S)
         await store.renew_claims(conn, "router-a", [(running.job_id, 1)], 60)

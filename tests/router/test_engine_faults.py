@@ -10,6 +10,7 @@ from collections import Counter
 
 import pytest
 
+from services.router.clock import LoopClock
 from services.router.engine import RoutingEngine
 from services.router.providers.base import ProviderContext
 from services.router.providers.factory import build_providers
@@ -42,7 +43,7 @@ def engine_over(client, primary: Stub, fallback: Stub, clock=None, *, primary_en
         "fallback": stub_provider(fallback, **({"price": 30_000, "overall_s": 2.0} | (fallback_entry or {}))),
     }})
     providers = build_providers(registry, {"STUB_KEY": STUB_SECRET}, ProviderContext(client=client, clock=clock))
-    return RoutingEngine(registry, providers, clock=clock,
+    return RoutingEngine(registry, providers, clock=clock or LoopClock(),
                          policy=policy or RoutingPolicy(breaker=BREAKER, retry=RETRY))
 
 

@@ -4,6 +4,7 @@ first, every call tagged with its stage, and the attempt's cost the sum of the s
 import asyncio
 import io
 import uuid
+from dataclasses import replace
 
 import httpx
 import numpy as np
@@ -72,7 +73,7 @@ def test_a_pipeline_that_starts_from_the_photo_needs_one():
     stages = (Stage(capability="remove_background"),)
     with pytest.raises(MissingInput):
         run_simulated(run_pipeline(engine, request(), stages))
-    result = run_simulated(run_pipeline(engine, request(), stages, photo()))
+    result = run_simulated(run_pipeline(engine, replace(request(), input=photo()), stages))
     cut = np.asarray(Image.open(io.BytesIO(result.images[0].image.data)))
     assert cut.shape[2] == 4 and cut[0, 0, 3] == 0 and cut[48, 48, 3] == 255
 

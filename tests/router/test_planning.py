@@ -8,7 +8,9 @@ from hypothesis import strategies as st
 
 from services.router.clock import ManualClock
 from services.router.planning import (
+    Need,
     PassRateEstimator,
+    Tally,
     candidates_needed,
     fixed_oversample,
     probability_at_least,
@@ -51,17 +53,17 @@ def test_probability_of_at_least_k_passing_is_the_exact_binomial_tail(k, n, p, e
     ],
 )
 def test_candidates_needed_is_the_smallest_sufficient_n(k, p, target, expected):
-    assert candidates_needed(k, p, target) == expected
+    assert candidates_needed(Need(k, target), p) == expected
 
 
 def test_candidates_needed_stops_at_the_maximum():
-    assert candidates_needed(4, 0.05, 0.95, max_n=20) == 20
-    assert candidates_needed(1, 0.0, 0.95, max_n=10) == 10
+    assert candidates_needed(Need(4, 0.95, max_candidates=20), 0.05) == 20
+    assert candidates_needed(Need(1, 0.95, max_candidates=10), 0.0) == 10
 
 
 @given(k=st.integers(1, 8), p=st.floats(0.05, 1.0), target=st.floats(0.05, 0.99))
 def test_candidates_needed_is_minimal(k, p, target):
-    n = candidates_needed(k, p, target, max_n=200)
+    n = candidates_needed(Need(k, target, max_candidates=200), p)
     assert n >= k
     if n < 200:
         assert probability_at_least(k, n, p) >= target
@@ -72,7 +74,7 @@ def test_candidates_needed_is_minimal(k, p, target):
 @pytest.mark.parametrize(("k", "p"), [(0, 0.5), (1, 1.5), (1, -0.1)])
 def test_candidates_needed_rejects_nonsense(k, p):
     with pytest.raises(ValueError):
-        candidates_needed(k, p)
+        candidates_needed(Need(k), p)
 
 
 def test_round_target_spreads_the_job_target_over_rework_rounds():
@@ -89,7 +91,7 @@ def test_fixed_oversample_matches_the_platform_default():
 def test_estimator_starts_at_the_prior_and_learns_from_outcomes():
     estimator = PassRateEstimator({"cheap": PassRatePrior(mean=0.8, strength=4)}, half_life_s=None)
     assert estimator.mean("cheap", "headshot") == pytest.approx(0.8)
-    estimator.observe("cheap", "headshot", passed=2, failed=14)
+    estimator.observe(Tally("cheap", "headshot", passed=2, failed=14))
     # Beta(3.2 + 2, 0.8 + 14)
     assert estimator.mean("cheap", "headshot") == pytest.approx(5.2 / 20)
     assert estimator.mean("cheap", "generic") == pytest.approx(0.8), "templates are learnt apart"
@@ -98,7 +100,7 @@ def test_estimator_starts_at_the_prior_and_learns_from_outcomes():
 def test_estimator_evidence_fades_back_toward_the_prior():
     clock = ManualClock()
     estimator = PassRateEstimator({"p": PassRatePrior(mean=0.8, strength=4)}, half_life_s=3600, clock=clock)
-    estimator.observe("p", "t", passed=0, failed=40)
+    estimator.observe(Tally("p", "t", passed=0, failed=40))
     fresh = estimator.mean("p", "t")
     clock.advance(3600)
     clock.advance(10 * 3600)
@@ -108,7 +110,7 @@ def test_estimator_evidence_fades_back_toward_the_prior():
 
 def test_estimator_rejects_negative_counts():
     with pytest.raises(ValueError):
-        PassRateEstimator().observe("p", "t", passed=-1, failed=0)
+        PassRateEstimator().observe(Tally("p", "t", passed=-1, failed=0))
 
 
 def quote(name, price, pass_rate, latency=5.0, available=True):

@@ -6,7 +6,7 @@ expected cost per passing clip, as for images."""
 import pytest
 
 from services.common.contracts import VideoSpec
-from services.router.planning import ProviderSnapshot, capable_providers, incapable_reason, plan_attempt
+from services.router.planning import Planner, ProviderSnapshot, capable_providers, incapable_reason
 from services.router.providers.registry import RegistryError, parse_registry
 from services.router.routing_types import NoCapableProvider, RouteRequest, RoutingPolicy
 from tests.router.test_video_providers import ENTRIES
@@ -55,8 +55,8 @@ def test_image_jobs_never_go_to_a_video_provider_nor_clips_to_an_image_one():
 
 def test_a_clip_no_model_can_make_is_refused_with_its_shape():
     with pytest.raises(NoCapableProvider, match="no video provider makes a 30 s 1080p 9:16 clip from image"):
-        plan_attempt(request("animate", VideoSpec(duration_s=30, aspect_ratio="9:16", resolution="1080p")), [],
-                     {}, registry(), RoutingPolicy())
+        Planner(registry(), RoutingPolicy()).plan_attempt(
+            request("animate", VideoSpec(duration_s=30, aspect_ratio="9:16", resolution="1080p")), [], {})
     assert "from text" in incapable_reason(request())
 
 
@@ -82,11 +82,11 @@ def test_the_cheapest_clip_per_passing_clip_leads_not_the_cheapest_clip():
     # (366,667), Kling on fal 280,000 at 0.9 (311,111), on Replicate 250,000 at 0.9 (277,778).
     rates = {"local-video": 0.2, "replicate-wan-2-2-i2v-fast": 0.3, "replicate-kling-2-1": 0.9,
              "fal-kling-2-1-i2v": 0.9}
-    plan = plan_attempt(req, capable, snapshot(reg, req, rates), reg, RoutingPolicy())
+    plan = Planner(reg, RoutingPolicy()).plan_attempt(req, capable, snapshot(reg, req, rates))
     assert [q.provider for q in plan.chain] == ["replicate-kling-2-1", "fal-kling-2-1-i2v",
                                                 "replicate-wan-2-2-i2v-fast", "local-video"]
     assert plan.primary.price_micro_usd == 250_000
-    cheap = plan_attempt(req, capable, snapshot(reg, req, {"local-video": 0.8}), reg, RoutingPolicy())
+    cheap = Planner(reg, RoutingPolicy()).plan_attempt(req, capable, snapshot(reg, req, {"local-video": 0.8}))
     assert cheap.primary.provider == "local-video"
 
 
