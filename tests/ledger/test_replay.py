@@ -22,7 +22,7 @@ from services.common.contracts import (
 )
 from services.ledger import handlers
 from services.ledger.app import LedgerApp
-from services.ledger.replay import replay_ledger
+from services.ledger.replay import LedgerReplay, replay_ledger
 from tests.ledger.conftest import isolated_ledger_settings
 
 TENANTS = [f"r{i}" for i in range(5)]
@@ -118,7 +118,8 @@ async def run_workload(ledger_settings, operations) -> None:
 
 def replay(ledger_settings, source: str = "journal") -> tuple[int, list[str]]:
     lines: list[str] = []
-    return replay_ledger(ledger_settings, ledger_settings.schema_name, out=lines.append, source=source), lines
+    return replay_ledger(ledger_settings, LedgerReplay(ledger_settings.schema_name, source),
+                         out=lines.append), lines
 
 
 def tamper(ledger_settings, tenant: str) -> None:
