@@ -25,6 +25,7 @@ from services.common.internal_calls import verifier_of
 from services.common.runtime import GRPC_DRAIN_S, ServiceRuntime
 from services.common.supervision import every, stop_tasks, supervise
 from services.ledger import alerts, audit, metrics
+from services.ledger.alerts import FailedTopUp
 from services.ledger.domain import Book
 from services.ledger.grpc import start_grpc_server
 from services.ledger.handlers import SETTLING, consumed, decide, kept_aside
@@ -181,12 +182,10 @@ class LedgerApp:
             self.runtime.relay.notify()
         return len(raised)
 
-    async def topup_failed(self, tenant_id: str, payment_id: str, reason: str, amount_minor: int | None = None,
-                           currency: str | None = None) -> bool:
+    async def topup_failed(self, failed: FailedTopUp) -> bool:
         """Tell the tenant an automatic top-up failed, once per payment; False when told before."""
-        details = {"payment_id": payment_id, "reason": reason, "amount_minor": amount_minor, "currency": currency}
         async with self.runtime.pool.connection() as conn, conn.transaction():
-            event = await alerts.raise_once(conn, tenant_id, "billing.topup_failed", payment_id, details)
+            event = await alerts.raise_once(conn, failed.crossing())
             if event is not None:
                 await self.runtime.emit(conn, event)
         self.runtime.relay.notify()

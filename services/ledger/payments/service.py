@@ -41,6 +41,7 @@ from services.ledger.pricebook import CreditPack, PriceBook
 from services.ledger.settings import LedgerSettings
 from services.ledger.store import payments as payment_store
 from services.ledger.store import write_book
+from services.ledger.store.alerts import Crossing
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -332,8 +333,8 @@ class Payments:
         # The tenant is told on its endpoints (billing.topup_failed), once per failed charge.
         details = {"attempt_id": str(attempt_id), "credits": ended["credits"], "failure_code": code,
                    "failure_message": message, "paused": paused}
-        if (alert := await alerts.raise_once(conn, ended["tenant_id"], "billing.topup_failed", str(attempt_id),
-                                             details)) is not None:
+        crossing = Crossing(ended["tenant_id"], "billing.topup_failed", str(attempt_id), details)
+        if (alert := await alerts.raise_once(conn, crossing)) is not None:
             await self.runtime.emit(conn, alert)
         return True
 
