@@ -32,7 +32,7 @@ from services.common.contracts import (
 )
 from services.ledger.key_caps import KeySpend
 from services.ledger.pricebook import PriceBook
-from services.ledger.pricing import Unpriced, price_of, settle_amounts
+from services.ledger.pricing import Order, Unpriced, price_of, settle_amounts
 from services.ledger.records import (
     CHARGEBACKS,
     DISPUTES,
@@ -112,7 +112,7 @@ class Book:
         if job.job_id in self.closed:
             return self._reject(job, "job_closed", "the job was canceled before credits were reserved", 0, 0)
         prices = self.price_book.at(job.submitted_at)  # the price in force when the client submitted
-        price = price_of(prices, job.template, job.tier, job.images, job.video)
+        price = price_of(prices, Order.of(job))
         if isinstance(price, Unpriced):
             return self._reject(job, price.code, price.reason, 0, 0)
         account = self.accounts.get(job.tenant_id)

@@ -21,17 +21,16 @@ from services.common.contracts import (
     OutputReported,
 )
 from services.common.db import Conn
-from services.common.internal_calls import verifier_of
 from services.common.runtime import GRPC_DRAIN_S, ServiceRuntime
 from services.common.supervision import every, stop_tasks, supervise
 from services.ledger import alerts, audit, metrics
 from services.ledger.alerts import FailedTopUp
 from services.ledger.domain import Book
-from services.ledger.grpc import start_grpc_server
+from services.ledger.grpc import LedgerService, start_grpc_server
 from services.ledger.handlers import SETTLING, consumed, decide, kept_aside
 from services.ledger.key_caps import PERIODS, period_start
 from services.ledger.payments.service import Payments
-from services.ledger.payments.stripe_gateway import StripeGateway
+from services.ledger.payments.stripe_gateway import StripeAccount, StripeGateway
 from services.ledger.pricebook import PriceBook, load_price_book
 from services.ledger.settings import LedgerSettings
 from services.ledger.store import accounts, load_book, read_balances, read_jobs, read_key_spend, write_book
@@ -196,8 +195,7 @@ class LedgerApp:
         state: dict[str, Any] = {}
 
         async def start() -> None:
-            state["grpc"] = await start_grpc_server(self.runtime.pool, self.price_book, self.settings.grpc_host,
-                                                    self.settings.grpc_port, verifier_of(self.settings))
+            state["grpc"] = await start_grpc_server(LedgerService(self.runtime.pool, self.price_book), self.settings)
             state["sweeper"] = supervise("ledger-sweep", lambda: every(self.settings.sweep_interval_s, self.sweep_once,
                                                                       "ledger-sweep"))
             state["alerts"] = supervise("ledger-alerts", lambda: every(self.settings.alert_interval_s, self.alert_once,
@@ -218,8 +216,8 @@ def payments_of(ledger: LedgerApp, settings: LedgerSettings) -> Payments | None:
         return None
     # Without an API key only the webhook works: the gateway is never called (require_api_key).
     key = settings.stripe_api_key.get_secret_value() if settings.stripe_api_key else "sk_unset"
-    gateway = StripeGateway(key, settings.payment_webhook_secret.get_secret_value(),
-                            settings.payment_webhook_tolerance_s, settings.stripe_api_base)
+    gateway = StripeGateway(StripeAccount(key, settings.payment_webhook_secret.get_secret_value(),
+                                          settings.payment_webhook_tolerance_s, settings.stripe_api_base))
     return Payments(ledger, gateway, settings)
 
 

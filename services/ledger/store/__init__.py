@@ -21,6 +21,7 @@ from psycopg.rows import DictRow
 from services.common.bus import InboxClaim, TransientConflict
 from services.common.db import Conn, Statement, added, as_arrays, inserted, together, typed_arrays, updated
 from services.ledger.domain import Book
+from services.ledger.key_caps import period_start
 from services.ledger.records import Account, Grant, Transfer
 from services.ledger.store.rows import rows_of
 
@@ -206,10 +207,9 @@ async def read_key_spend(conn: Conn, book: Book, api_key_ids: Iterable[UUID],
     return book
 
 
-async def key_spend_of(conn: Conn, tenant_id: str, api_key_ids: list[UUID], day: date,
-                       month: date) -> list[DictRow]:
-    """Each of the tenant's keys' spend today and this month, as the ledger's API shows it."""
+async def key_spend_of(conn: Conn, tenant_id: str, api_key_ids: list[UUID], day: date) -> list[DictRow]:
+    """Each of the tenant's keys' spend on `day` and in its month, as the ledger's API shows it."""
     return await rows_of(conn, "SELECT api_key_id, period, spent FROM key_spend WHERE tenant_id = %s"
                              " AND api_key_id = ANY(%b)"
                              " AND ((period = 'day' AND starts_on = %s) OR (period = 'month' AND starts_on = %s))",
-                       [tenant_id, api_key_ids, day, month])
+                       [tenant_id, api_key_ids, day, period_start("month", day)])
