@@ -22,6 +22,7 @@ from services.ledger.domain import Book
 from services.ledger.payments import rules
 from services.ledger.payments.gateway import (
     Action,
+    ChargeOutcome,
     ChargeRefunded,
     CheckoutAwaitingPayment,
     CheckoutClosed,
@@ -37,6 +38,7 @@ from services.ledger.payments.gateway import (
     PaymentGateway,
     ReceivedPayment,
 )
+from services.ledger.payments.rules import AutoTopUpRule, CheckoutAsked
 from services.ledger.pricebook import CreditPack, PriceBook
 from services.ledger.settings import LedgerSettings
 from services.ledger.store import payments as payment_store
@@ -103,12 +105,11 @@ class Payments:
         async with self.runtime.pool.connection() as conn:
             return await payment_store.keep_customer(conn, tenant_id, made)
 
-    async def open_checkout(self, tenant_id: str, pack_name: str, save_card: bool, success_url: str,
-                            cancel_url: str) -> dict[str, Any]:
+    async def open_checkout(self, tenant_id: str, asked: CheckoutAsked) -> dict[str, Any]:
         self.require_api_key()
-        pack = self.pack(pack_name)
+        pack_name, pack = asked.pack, self.pack(asked.pack)
         order = CheckoutOrder(tenant_id, await self.customer(tenant_id), pack_name, pack.credits, pack.amount_minor,
-                              pack.currency, save_card, success_url, cancel_url)
+                              pack.currency, asked.save_card, asked.success_url, asked.cancel_url)
         hosted = await self._gateway(self.gateway.open_checkout(order))
         async with self.runtime.pool.connection() as conn:
             await payment_store.add_checkout(conn, order, hosted)
@@ -153,15 +154,14 @@ class Payments:
             case IntentSucceeded():
                 return await self._intent_succeeded(conn, event_id, action)
             case IntentFailed():
-                failed = action.attempt_id and await self._fail_attempt(conn, action.attempt_id, action.payment_intent,
-                                                                         action.failure_code, action.failure_message)
+                failure = ChargeOutcome("failed", action.payment_intent, action.failure_code, action.failure_message)
+                failed = action.attempt_id and await self._fail_attempt(conn, action.attempt_id, failure)
                 return Applied(detail="auto top-up failed: " + action.failure_code if failed else "recorded")
             case ChargeRefunded():
                 await payment_store.note_refund(conn, action.payment_intent, action.charge_id, action.refunded_minor)
                 return Applied(detail=await self._settle_takebacks(conn, action.payment_intent) or "refund recorded")
             case DisputeChanged():
-                await payment_store.note_dispute(conn, action.dispute_id, action.payment_intent, action.amount_minor,
-                                         action.status)
+                await payment_store.note_dispute(conn, action)
                 return Applied(detail=await self._settle_takebacks(conn, action.payment_intent) or "dispute recorded")
             case NothingToDo():
                 return Applied(detail="this event type needs no action")
@@ -183,7 +183,7 @@ class Payments:
             attempt = await payment_store.attempt(conn, paid.attempt_id)
             if attempt is None:
                 return Applied(detail=f"no auto top-up {paid.attempt_id}; nothing granted")
-            await payment_store.end_attempt(conn, paid.attempt_id, "succeeded", paid.payment_intent)
+            await payment_store.end_attempt(conn, paid.attempt_id, ChargeOutcome("succeeded", paid.payment_intent))
             await payment_store.reset_failures(conn, attempt["tenant_id"])
             return await self._grant_payment(conn, ReceivedPayment(
                 event_id, paid.payment_intent, attempt["tenant_id"], attempt["credits"], paid.amount_minor,
@@ -274,11 +274,11 @@ class Payments:
 
     # ---- auto top-up ---------------------------------------------------------------------
 
-    async def set_auto_topup(self, tenant_id: str, below: int, pack: str, max_per_month: int, enabled: bool) -> dict[str, Any]:
+    async def set_auto_topup(self, tenant_id: str, rule: AutoTopUpRule) -> dict[str, Any]:
         self.require_api_key()
-        self.pack(pack)
+        self.pack(rule.pack)
         async with self.runtime.pool.connection() as conn, conn.transaction():
-            await payment_store.set_rule(conn, tenant_id, below, pack, max_per_month, enabled)
+            await payment_store.set_rule(conn, tenant_id, rule)
             await payment_store.request_due_topups(conn, [tenant_id], self.ledger.price_book.at(datetime.now(UTC)).credit_packs)
         return await self.billing(tenant_id)
 
@@ -300,7 +300,7 @@ class Payments:
         async with self.runtime.pool.connection() as conn:
             customer = await payment_store.customer_of(conn, attempt["tenant_id"])
         if customer is None:
-            outcome_code, message = "no_saved_card", "the account has no saved card to charge"
+            failure = ChargeOutcome("failed", None, "no_saved_card", "the account has no saved card to charge")
         else:
             try:
                 outcome = await self.gateway.charge_saved_card(OffSessionCharge(
@@ -314,13 +314,15 @@ class Payments:
                 async with self.runtime.pool.connection() as conn:
                     await payment_store.attempt_charged(conn, attempt["id"], outcome.payment_intent)
                 return
-            outcome_code, message = outcome.failure_code or "payment_failed", outcome.failure_message or ""
+            failure = ChargeOutcome("failed", None, outcome.failure_code or "payment_failed",
+                                    outcome.failure_message or "")
         async with self.runtime.pool.connection() as conn, conn.transaction():
-            await self._fail_attempt(conn, attempt["id"], None, outcome_code, message)
+            await self._fail_attempt(conn, attempt["id"], failure)
 
-    async def _fail_attempt(self, conn: Conn, attempt_id: UUID, payment_intent: str | None, code: str, message: str) -> bool:
+    async def _fail_attempt(self, conn: Conn, attempt_id: UUID, failure: ChargeOutcome) -> bool:
         """Record a failed charge once, tell the tenant, and pause the rule after repeated failures."""
-        ended = await payment_store.end_attempt(conn, attempt_id, "failed", payment_intent, code, message)
+        code, message = failure.failure_code or "payment_failed", failure.failure_message or ""
+        ended = await payment_store.end_attempt(conn, attempt_id, failure)
         if ended is None:
             return False
         failures = await payment_store.count_failure(conn, ended["tenant_id"])
