@@ -33,7 +33,7 @@ from services.ledger.payments.service import Payments
 from services.ledger.payments.stripe_gateway import StripeAccount, StripeGateway
 from services.ledger.pricebook import PriceBook, load_price_book
 from services.ledger.settings import LedgerSettings
-from services.ledger.store import accounts, load_book, read_balances, read_jobs, read_key_spend, write_book
+from services.ledger.store import JobsRead, accounts, load_book, read_balances, read_jobs, read_key_spend, write_book
 from services.ledger.store.payments import request_due_topups
 
 
@@ -76,9 +76,9 @@ class Ledger:
         if not envelopes:
             return
         events = [e.event for e in envelopes]
-        await read_jobs(conn, book, {e.job_id for e in events if isinstance(e, JobEvent)},
-                        costs_of=[e.job_id for e in events if isinstance(e, SETTLING)],
-                        reports_of=[e.job_id for e in events if isinstance(e, OutputReported)])
+        await read_jobs(conn, book, JobsRead({e.job_id for e in events if isinstance(e, JobEvent)},
+                                             costs_of=[e.job_id for e in events if isinstance(e, SETTLING)],
+                                             reports_of=[e.job_id for e in events if isinstance(e, OutputReported)]))
         now = datetime.now(UTC)
         await read_key_spend(conn, book, {e.job.api_key_id for e in events if isinstance(e, JobSubmitted)
                                           and e.job.api_key_id is not None},
