@@ -8,10 +8,11 @@ from services.common.cli import CommandTree, add_replay_source
 
 
 def grant_credits(args: argparse.Namespace) -> int:
+    from services.ledger.records import CreditGrant
     from services.ledger.service import grant
     from services.ledger.settings import LedgerSettings
 
-    available = asyncio.run(grant(LedgerSettings(), args.tenant, args.credits, args.reason))
+    available = asyncio.run(grant(LedgerSettings(), CreditGrant(args.tenant, args.credits, "admin", args.reason)))
     print(f"{args.tenant}: {available} credits available")
     return 0
 

@@ -40,6 +40,7 @@ from services.ledger.payments.gateway import (
 )
 from services.ledger.payments.rules import AutoTopUpRule, CheckoutAsked
 from services.ledger.pricebook import CreditPack, PriceBook
+from services.ledger.records import CreditGrant, DisputeHold, Takeback
 from services.ledger.settings import LedgerSettings
 from services.ledger.store import payments as payment_store
 from services.ledger.store import write_book
@@ -64,9 +65,7 @@ class LedgerOperations(Protocol):
     @property
     def ledger(self) -> Books: ...
 
-    async def grant_in(self, conn: Conn, tenant_id: str, credits: int, source: str, reason: str, *,
-                       expires_at: datetime | None = None, rollover_days: int | None = None,
-                       payment_id: str | None = None) -> CreditsGranted: ...
+    async def grant_in(self, conn: Conn, grant: CreditGrant) -> CreditsGranted: ...
 
 
 @dataclass(frozen=True)
@@ -199,8 +198,9 @@ class Payments:
         then apply what refunds and disputes that arrived before it take back."""
         if not await payment_store.add_payment(conn, payment):
             return Applied(detail=f"payment {payment.payment_key} granted its credits before")
-        granted = await self.ledger.grant_in(conn, payment.tenant_id, payment.credits, "payment",
-                                             f"payment {payment.payment_key}", payment_id=payment.event_id)
+        granted = await self.ledger.grant_in(conn, CreditGrant(payment.tenant_id, payment.credits, "payment",
+                                                               f"payment {payment.payment_key}",
+                                                               payment_id=payment.event_id))
         await payment_store.link_grant(conn, payment.event_id, granted.grant_id)
         taken = await self._settle_takebacks(conn, payment.payment_key)
         return Applied(payment.credits, str(granted.grant_id),
@@ -225,8 +225,8 @@ class Payments:
         more = due - payment["credits_reclaimed"]
         if more <= 0:
             return ""
-        await self._book(conn, payment["tenant_id"], lambda book: book.reclaim(payment["tenant_id"], more, "refund",
-                                                                                payment["event_id"]))
+        refund = Takeback(payment["tenant_id"], more, "refund", payment["event_id"])
+        await self._book(conn, refund.tenant_id, lambda book: book.reclaim(refund))
         await payment_store.add_reclaimed(conn, payment["event_id"], more)
         return f"refund took back {more} credits"
 
@@ -234,31 +234,33 @@ class Payments:
         if dispute["resolution"]:
             return ""
         tenant, pid = payment["tenant_id"], payment["event_id"]
-        held, owed = dispute["credits_held"], dispute["credits_owed"]
+        hold = DisputeHold(tenant, dispute["credits_held"], dispute["credits_owed"], pid)
         stage = rules.dispute_stage(dispute["status"])
-        if stage in ("open", "lost") and held + owed == 0:
+        if stage in ("open", "lost") and hold.held + hold.owed == 0:
             share = rules.share_of_credits(payment["credits"], payment["amount_minor"], dispute["amount_minor"])
-            [reclaimed] = await self._book(conn, tenant, lambda book: book.reclaim(tenant, share, "dispute_held", pid))
+            taken = Takeback(tenant, share, "dispute_held", pid)
+            [reclaimed] = await self._book(conn, tenant, lambda book: book.reclaim(taken))
             assert isinstance(reclaimed, CreditsReclaimed)
-            held, owed = reclaimed.amount, reclaimed.owed_change
+            hold = DisputeHold(tenant, reclaimed.amount, reclaimed.owed_change, pid)
             await payment_store.pause_rule(conn, tenant, f"dispute {dispute['dispute_id']}")
         if stage == "open":
-            await payment_store.save_dispute(conn, dispute["dispute_id"], held, owed, None)
-            return f"dispute holds {held + owed} credits"
+            await payment_store.save_dispute(conn, dispute["dispute_id"], hold, None)
+            return f"dispute holds {hold.held + hold.owed} credits"
         if stage == "lost":
-            await self._book(conn, tenant, lambda book: book.charge_back(tenant, held, owed, pid))
+            await self._book(conn, tenant, lambda book: book.charge_back(hold))
         else:
-            await self._book(conn, tenant, lambda book: self._release(book, tenant, held, owed, pid))
-        await payment_store.save_dispute(conn, dispute["dispute_id"], held, owed, stage)
-        return f"dispute {stage}: {held + owed} credits " + ("debited" if stage == "lost" else "released")
+            await self._book(conn, tenant, lambda book: self._release(book, hold))
+        await payment_store.save_dispute(conn, dispute["dispute_id"], hold, stage)
+        return f"dispute {stage}: {hold.held + hold.owed} credits " + ("debited" if stage == "lost" else "released")
 
     @staticmethod
-    def _release(book: Book, tenant: str, held: int, owed: int, payment_id: str) -> list[Event]:
+    def _release(book: Book, won: DisputeHold) -> list[Event]:
         events: list[Event] = []
-        if held:
-            events.append(book.grant(tenant, held, "dispute_won", f"dispute won {payment_id}", datetime.now(UTC)))
-        if owed:
-            events.append(book.forgive(tenant, owed, "dispute_won", payment_id))
+        if won.held:
+            events.append(book.grant(CreditGrant(won.tenant_id, won.held, "dispute_won",
+                                                 f"dispute won {won.payment_id}"), datetime.now(UTC)))
+        if won.owed:
+            events.append(book.forgive(Takeback(won.tenant_id, won.owed, "dispute_won", won.payment_id)))
         return events
 
     async def _book(self, conn: Conn, tenant_id: str,

@@ -182,7 +182,8 @@ async def _write_book(conn: Conn, book: Book, published: Statement | None) -> No
         inserted("grants", GRANT_COLUMNS, [_values(g, GRANT_COLUMNS) for g in book.new_grants]),
         inserted("transfers", TRANSFER_COLUMNS, [_values(t, TRANSFER_COLUMNS) for t in book.new_transfers]),
         inserted("entries", ENTRY_COLUMNS, [_values(e, ENTRY_COLUMNS) for e in book.entries]),
-        inserted("provider_costs", COST_COLUMNS, book.new_costs, "ON CONFLICT DO NOTHING"),
+        inserted("provider_costs", COST_COLUMNS, [_values(c, COST_COLUMNS) for c in book.new_costs],
+                 "ON CONFLICT DO NOTHING"),
         inserted("reports", REPORT_COLUMNS, book.new_reports),
         inserted("closed_jobs", CLOSED_COLUMNS, book.new_closed, "ON CONFLICT DO NOTHING")])
     await together(conn, [

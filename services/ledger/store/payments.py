@@ -16,6 +16,7 @@ from services.ledger.payments.gateway import (
     ReceivedPayment,
 )
 from services.ledger.payments.rules import AutoTopUpRule
+from services.ledger.records import DisputeHold
 
 
 async def _one(conn: Conn, sql: str, params: list[Any]) -> DictRow | None:
@@ -144,9 +145,9 @@ async def disputes_of(conn: Conn, payment_intent: str) -> list[DictRow]:
                       [payment_intent])
 
 
-async def save_dispute(conn: Conn, dispute_id: str, held: int, owed: int, resolution: str | None) -> None:
+async def save_dispute(conn: Conn, dispute_id: str, hold: DisputeHold, resolution: str | None) -> None:
     await conn.execute("UPDATE disputes SET credits_held = %s, credits_owed = %s, resolution = %s, updated_at = now()"
-                       " WHERE dispute_id = %s", [held, owed, resolution, dispute_id])
+                       " WHERE dispute_id = %s", [hold.held, hold.owed, resolution, dispute_id])
 
 
 # ---- auto top-up --------------------------------------------------------------------------
