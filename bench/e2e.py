@@ -68,6 +68,7 @@ from services.common.storage import ObjectStore  # noqa: E402
 from services.ingest.accounts.tenants import create_tenant  # noqa: E402
 from services.ingest.settings import IngestSettings  # noqa: E402
 from services.ledger.app import grant  # noqa: E402
+from services.ledger.records import CreditGrant  # noqa: E402
 from services.ledger.settings import LedgerSettings  # noqa: E402
 from services.router.providers.painter import Batch, LocalGenerator  # noqa: E402
 from services.scorer.dimensions import Equipment, Scorer, Scoring  # noqa: E402
@@ -248,7 +249,7 @@ def start_platform(data_dir: Path, kafka_tls: bool = True):
 def tenant(endpoints: Endpoints) -> str:
     name = f"bench-{uuid.uuid4().hex[:8]}"
     api_key = asyncio.run(create_tenant(endpoints.settings(IngestSettings), name, plan="enterprise"))
-    asyncio.run(grant(endpoints.settings(LedgerSettings), name, 10_000_000, "bench"))
+    asyncio.run(grant(endpoints.settings(LedgerSettings), CreditGrant(name, 10_000_000, "admin", "bench")))
     return api_key
 
 

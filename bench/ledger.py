@@ -38,6 +38,7 @@ from services.common.runtime import ServiceRuntime, tune_collector  # noqa: E402
 from services.common.settings import ServiceSettings  # noqa: E402
 from services.ledger import handlers  # noqa: E402
 from services.ledger.app import LedgerApp  # noqa: E402
+from services.ledger.records import CreditGrant  # noqa: E402
 from services.ledger.settings import LedgerSettings  # noqa: E402
 
 UNIT = 10  # generic / stable
@@ -186,7 +187,7 @@ async def prepare(database_url: str, schema: str, tenant: str, credits: int) -> 
     await migrate(database_url, schema, ledger.runtime.migrations)
     await ledger.runtime.pool.open(wait=True)
     try:
-        await ledger.grant(tenant, credits, "admin", "bench")
+        await ledger.grant(CreditGrant(tenant, credits, "admin", "bench"))
     finally:
         await ledger.runtime.pool.close()
 

@@ -24,6 +24,7 @@ from genline_stack.fleet import ServiceFleet
 from services.ingest.accounts.tenants import ensure_tenant
 from services.ingest.settings import IngestSettings
 from services.ledger.app import grant
+from services.ledger.records import CreditGrant
 from services.ledger.settings import DEV_LEDGER_SECRETS, LedgerSettings
 
 DEMO_TENANT = "demo"
@@ -44,7 +45,7 @@ async def seed(endpoints: Endpoints, credits: int, key_file: Path) -> str:
     settings = endpoints.settings(IngestSettings)
     api_key, created = await ensure_tenant(settings, DEMO_TENANT, "Demo tenant", known_key=saved)
     if created:
-        await grant(endpoints.settings(LedgerSettings), DEMO_TENANT, credits, "demo seed")
+        await grant(endpoints.settings(LedgerSettings), CreditGrant(DEMO_TENANT, credits, "admin", "demo seed"))
     if api_key != saved:
         key_file.touch(mode=0o600)
         key_file.write_text(api_key)

@@ -12,8 +12,8 @@ from genline_stack.fleet import SERVICES
 from services.common.contracts import FINAL_STATES
 from services.ingest.jobs.replay import replay_jobs
 from services.ingest.settings import IngestSettings
-from services.ledger.audit_replay import replay_audit
-from services.ledger.replay import replay_ledger
+from services.ledger.audit_replay import AuditReplay, replay_audit
+from services.ledger.replay import LedgerReplay, replay_ledger
 from services.ledger.settings import LedgerSettings
 from tests.e2e.conftest import make_tenant
 from tests.test_restart import Platform, delivered, sha256_at, wait_until_mid_flight
@@ -45,9 +45,9 @@ def rotations(database_url: str) -> dict[str, int]:
 
 def replays_find_no_difference(platform: Platform) -> None:
     lines: list[str] = []
-    assert replay_ledger(platform.endpoints.settings(LedgerSettings), "ledger", out=lines.append) == 0, lines
+    assert replay_ledger(platform.endpoints.settings(LedgerSettings), LedgerReplay("ledger"), out=lines.append) == 0, lines
     assert replay_jobs(platform.endpoints.operator_settings(IngestSettings), "ingest", out=lines.append) == 0, lines
-    assert replay_audit(platform.endpoints.operator_settings(LedgerSettings), "ledger", out=lines.append) == 0, lines
+    assert replay_audit(platform.endpoints.operator_settings(LedgerSettings), AuditReplay("ledger"), out=lines.append) == 0, lines
 
 
 def test_a_broker_killed_mid_flight_and_started_again_empty_loses_nothing(tmp_path):

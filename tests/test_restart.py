@@ -14,7 +14,7 @@ from genline_stack.embedded import EmbeddedStack
 from genline_stack.fleet import ServiceFleet
 from services.ingest.jobs.replay import replay_jobs
 from services.ingest.settings import IngestSettings
-from services.ledger.replay import replay_ledger
+from services.ledger.replay import LedgerReplay, replay_ledger
 from services.ledger.settings import LedgerSettings
 from tests.e2e.conftest import FINAL, make_tenant
 
@@ -102,7 +102,7 @@ def test_nothing_is_lost_when_everything_stops_and_starts_again(tmp_path, how):
         assert {key: sha for key, (_, sha) in after.items() if key in before} == {k: s for k, (_, s) in before.items()}
 
         lines: list[str] = []
-        assert replay_ledger(platform.endpoints.settings(LedgerSettings), "ledger", out=lines.append) == 0, lines
+        assert replay_ledger(platform.endpoints.settings(LedgerSettings), LedgerReplay("ledger"), out=lines.append) == 0, lines
         assert replay_jobs(platform.endpoints.operator_settings(IngestSettings), "ingest", out=lines.append) == 0, lines
     finally:
         platform.stop("sigterm")

@@ -10,16 +10,34 @@ so replicas that see the same crossing raise it once. Each raised alert is an Ac
 in the same transaction, which delivery sends to the tenant's endpoints as a Standard Webhook.
 """
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from services.common.contracts import AccountAlerted
 from services.common.db import Conn
-from services.ledger.key_caps import period_start
 from services.ledger.store import alerts as alert_store
+from services.ledger.store.alerts import Crossing
 
 # Days before a grant expires that its tenant is told, until the tenant sets its own.
 DEFAULT_GRANT_NOTICE_DAYS = 7
+
+
+@dataclass(frozen=True)
+class FailedTopUp:
+    """A top-up that failed, as whoever saw it fail tells it: the tenant, the payment, why,
+    and what it was for."""
+
+    tenant_id: str
+    payment_id: str
+    reason: str
+    amount_minor: int | None = None
+    currency: str | None = None
+
+    def crossing(self) -> Crossing:
+        details = {"payment_id": self.payment_id, "reason": self.reason, "amount_minor": self.amount_minor,
+                   "currency": self.currency}
+        return Crossing(self.tenant_id, "billing.topup_failed", self.payment_id, details)
 
 
 def alerted(row: dict[str, Any]) -> AccountAlerted:
@@ -29,15 +47,12 @@ def alerted(row: dict[str, Any]) -> AccountAlerted:
 
 async def raise_due(conn: Conn, now: datetime | None = None) -> list[AccountAlerted]:
     """Every crossing not raised yet, raised (call in a transaction; emit what it returns)."""
-    now = now or datetime.now(UTC)
-    day = now.date()
-    rows = await alert_store.raise_due_alerts(conn, now, day, period_start("month", day), DEFAULT_GRANT_NOTICE_DAYS)
+    rows = await alert_store.raise_due_alerts(conn, now or datetime.now(UTC), DEFAULT_GRANT_NOTICE_DAYS)
     return [alerted(row) for row in rows]
 
 
-async def raise_once(conn: Conn, tenant_id: str, alert: str, subject: str,
-                     details: dict[str, Any], now: datetime | None = None) -> AccountAlerted | None:
-    """An alert of a crossing the caller saw (`subject` names it: a failed payment's id); None
-    when it was raised before."""
-    row = await alert_store.raise_alert(conn, tenant_id, alert, subject, details, now or datetime.now(UTC))
+async def raise_once(conn: Conn, crossing: Crossing, now: datetime | None = None) -> AccountAlerted | None:
+    """An alert of a crossing the caller saw (its `subject` names it: a failed payment's id);
+    None when it was raised before."""
+    row = await alert_store.raise_alert(conn, crossing, now or datetime.now(UTC))
     return alerted(row) if row else None

@@ -8,6 +8,7 @@ of a journal pruned after its retention window are counted and left out.
 """
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import psycopg
@@ -61,10 +62,19 @@ def compare(live: dict[str, Entry], replayed: dict[str, Entry]) -> list[str]:
     return lines
 
 
-def replay_audit(settings: ServiceSettings, schema: str, out: Callable[[str], object] = print, settle_s: float = 30,
-                 source: str = "journal") -> int:
-    """The ledger keeps other services' entries as it consumes their events: a difference
-    counts only when it lasts `settle_s`."""
+@dataclass(frozen=True)
+class AuditReplay:
+    """What a replay of the trail compares: the live ledger `schema`, the services' events read
+    from their journals or their topics (`source`), and how long a difference must last to
+    count (`settle_s`: the ledger keeps other services' entries as it consumes their events)."""
+
+    schema: str = "ledger"
+    source: str = "journal"
+    settle_s: float = 30
+
+
+def replay_audit(settings: ServiceSettings, replay: AuditReplay, out: Callable[[str], object] = print) -> int:
+    schema, source = replay.schema, replay.source
     with psycopg.connect(settings.database_url.get_secret_value(), autocommit=True) as conn:
         horizon = None
         if source == "journal":
@@ -77,7 +87,7 @@ def replay_audit(settings: ServiceSettings, schema: str, out: Callable[[str], ob
             return compare({i: e for i, e in live.items() if i not in older},
                            {i: e for i, e in replayed.items() if i not in older}), (replayed, records, malformed, older)
 
-        differences, (replayed, records, malformed, older) = until_settled(settle_s, look)
+        differences, (replayed, records, malformed, older) = until_settled(replay.settle_s, look)
     out(f"replayed {len(replayed)} audit entries ({records} records) from {len(PUBLISHERS)}"
         f" {'journals' if source == 'journal' else 'topics'}")
     if older and horizon is not None:

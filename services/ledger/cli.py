@@ -8,26 +8,27 @@ from services.common.cli import CommandTree, add_replay_source
 
 
 def grant_credits(args: argparse.Namespace) -> int:
+    from services.ledger.records import CreditGrant
     from services.ledger.service import grant
     from services.ledger.settings import LedgerSettings
 
-    available = asyncio.run(grant(LedgerSettings(), args.tenant, args.credits, args.reason))
+    available = asyncio.run(grant(LedgerSettings(), CreditGrant(args.tenant, args.credits, "admin", args.reason)))
     print(f"{args.tenant}: {available} credits available")
     return 0
 
 
 def replay_ledger(args: argparse.Namespace) -> int:
     from services.common.settings import AuditorSettings
-    from services.ledger.replay import replay_ledger
+    from services.ledger.replay import LedgerReplay, replay_ledger
 
-    return replay_ledger(AuditorSettings(), args.schema, outbox_timeout_s=args.outbox_timeout, source=args.source)
+    return replay_ledger(AuditorSettings(), LedgerReplay(args.schema, args.source, args.outbox_timeout))
 
 
 def replay_audit(args: argparse.Namespace) -> int:
     from services.common.settings import AuditorSettings
-    from services.ledger.audit_replay import replay_audit
+    from services.ledger.audit_replay import AuditReplay, replay_audit
 
-    return replay_audit(AuditorSettings(), args.schema, settle_s=args.settle, source=args.source)
+    return replay_audit(AuditorSettings(), AuditReplay(args.schema, args.source, args.settle))
 
 
 def add_commands(tree: CommandTree) -> None:

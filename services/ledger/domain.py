@@ -24,15 +24,17 @@ from services.common.contracts import (
     CreditsRefunded,
     CreditsReserved,
     Event,
+    JobCanceled,
+    JobClosed,
     JobSpec,
+    OutputReported,
     ReportDeclined,
-    ReservationRejected,
     ReservationSettled,
     RetryTokenIssued,
 )
-from services.ledger.key_caps import KeySpend
+from services.ledger.key_caps import KeyHold, KeySpend
 from services.ledger.pricebook import PriceBook
-from services.ledger.pricing import Unpriced, price_of, settle_amounts
+from services.ledger.pricing import Order, Unpriced, price_of, settle_amounts
 from services.ledger.records import (
     CHARGEBACKS,
     DISPUTES,
@@ -42,8 +44,14 @@ from services.ledger.records import (
     RECLAIMED,
     REVENUE,
     Account,
+    CreditGrant,
+    Delivery,
+    DisputeHold,
     Entry,
     Grant,
+    ProviderCost,
+    Rejection,
+    Takeback,
     Transfer,
     tenant_account,
 )
@@ -81,7 +89,7 @@ class Book:
     new_grants: list[Grant] = field(default_factory=list)
     changed_grants: dict[UUID, Grant] = field(default_factory=dict)
     entries: list[Entry] = field(default_factory=list)
-    new_costs: list[tuple[UUID, int, str, int]] = field(default_factory=list)
+    new_costs: list[ProviderCost] = field(default_factory=list)
     new_reports: list[tuple[UUID, int, str, str, int]] = field(default_factory=list)
     # What was loaded, so the changes can be written as deltas: concurrent batches then
     # add up, and the database's CHECKs refuse a sum that would overdraw.
@@ -110,28 +118,29 @@ class Book:
         if job.job_id in self.transfers:
             return None  # the same job submitted again under another event id
         if job.job_id in self.closed:
-            return self._reject(job, "job_closed", "the job was canceled before credits were reserved", 0, 0)
+            return Rejection("job_closed", "the job was canceled before credits were reserved").of(job)
         prices = self.price_book.at(job.submitted_at)  # the price in force when the client submitted
-        price = price_of(prices, job.template, job.tier, job.images, job.video)
+        price = price_of(prices, Order.of(job))
         if isinstance(price, Unpriced):
-            return self._reject(job, price.code, price.reason, 0, 0)
+            return Rejection(price.code, price.reason).of(job)
         account = self.accounts.get(job.tenant_id)
         if account is None:
-            return self._reject(job, "unknown_account", f"tenant {job.tenant_id!r} has no credit account", 0, 0)
+            return Rejection("unknown_account", f"tenant {job.tenant_id!r} has no credit account").of(job)
         if account.owed > 0:
-            return self._reject(job, "account_in_debt", owed_credits_reason(account.owed), 0, account.available)
+            return Rejection("account_in_debt", owed_credits_reason(account.owed), 0, account.available).of(job)
         tokens = min(account.retry_tokens, job.images) if job.use_retry_tokens else 0
         amount = (job.images - tokens) * price.unit
         if amount > account.available:
             reason = insufficient_credits_reason(amount, account.available)
-            return self._reject(job, "insufficient_credits", reason, amount, account.available)
+            return Rejection("insufficient_credits", reason, amount, account.available).of(job)
         spent_on = now.date()
         if job.api_key_id is not None and amount:
-            beyond = self.key_spend.beyond_cap(job.api_key_id, job.key_caps, spent_on, amount)
+            key_hold = KeyHold(job.tenant_id, job.api_key_id, spent_on, amount, job.key_caps)
+            beyond = self.key_spend.beyond_cap(key_hold)
             if beyond is not None:
-                self.key_spend.refuse(job.tenant_id, beyond, job.key_caps, spent_on)
-                return self._reject(job, "key_cap_reached", beyond.reason, amount, max(beyond.cap - beyond.spent, 0))
-            self.key_spend.hold(job.tenant_id, job.api_key_id, job.key_caps, spent_on, amount)
+                self.key_spend.refuse(key_hold, beyond)
+                return Rejection("key_cap_reached", beyond.reason, amount, max(beyond.cap - beyond.spent, 0)).of(job)
+            self.key_spend.hold(key_hold)
         assert 0 <= amount <= account.available and 0 <= tokens <= job.images, (amount, tokens, account)
         account.pending += amount
         account.retry_tokens -= tokens
@@ -142,29 +151,24 @@ class Book:
                             clip_seconds=price.clip_seconds)
         self.transfers[job.job_id] = transfer
         self.new_transfers.append(transfer)
-        self._journal(job.tenant_id, "reserve", amount, tenant_account(job.tenant_id), HOLDS, transfer=transfer.id)
+        self._journal(Entry(job.tenant_id, "reserve", amount, tenant_account(job.tenant_id), HOLDS, transfer.id))
         assert_holds_covered(account)
         return CreditsReserved(job_id=job.job_id, tenant_id=job.tenant_id, job=job, transfer_id=transfer.id,
                                amount=amount, unit_price=price.unit, tokens_held=tokens,
                                pricebook_version=prices.version,
                                max_provider_spend_micro_usd=transfer.max_provider_spend)
 
-    def _reject(self, job: JobSpec, code: str, reason: str, required: int, available: int) -> Event:
-        return ReservationRejected(job_id=job.job_id, tenant_id=job.tenant_id, reason_code=code, reason=reason,
-                                   required=required, available=available)
-
-    def settle(self, job_id: UUID, delivered: int, now: datetime, outcome: str = "charged",
-               clip_ms: list[int] | None = None) -> Event | None:
-        """Post what was delivered (`delivered` images; a video job's clips by their lengths,
-        `clip_ms`) and release the rest of the hold."""
+    def settle(self, job_id: UUID, delivery: Delivery, now: datetime) -> Event | None:
+        """Post what was delivered (images; a video job's clips by their lengths) and release
+        the rest of the hold."""
         transfer = self.transfers.get(job_id)
         if transfer is None or transfer.state != "pending":
             return None  # never reserved, or settled already: settlement happens once
-        s = settle_amounts(transfer, delivered, clip_ms)
+        s = settle_amounts(transfer, delivery.images, delivery.clip_ms)
         assert 0 <= s.charged <= transfer.amount and s.charged + s.released == transfer.amount, (transfer, s)
         assert 0 <= s.tokens_used <= transfer.tokens_held, (transfer, s)
         transfer.state = "posted" if s.charged or s.tokens_used else "voided"
-        transfer.charged, transfer.delivered, transfer.settled_at = s.charged, min(delivered, transfer.images), now
+        transfer.charged, transfer.delivered, transfer.settled_at = s.charged, min(delivery.images, transfer.images), now
         transfer.delivered_seconds = s.seconds
         self.changed_transfers.append(transfer)
         account = self.accounts[transfer.tenant_id]
@@ -173,11 +177,12 @@ class Book:
         self._consume_grants(account, s.charged)
         self.changed_accounts.add(account.tenant_id)
         if transfer.api_key_id is not None and transfer.spent_on is not None and s.released:
-            self.key_spend.give_back(transfer.tenant_id, transfer.api_key_id, transfer.spent_on, s.released)
+            self.key_spend.give_back(KeyHold(transfer.tenant_id, transfer.api_key_id, transfer.spent_on, s.released))
         tenant = tenant_account(account.tenant_id)
-        self._journal(account.tenant_id, "charge", s.charged, HOLDS, REVENUE, transfer=transfer.id)
-        self._journal(account.tenant_id, "release", s.released, HOLDS, tenant, transfer=transfer.id)
+        self._journal(Entry(account.tenant_id, "charge", s.charged, HOLDS, REVENUE, transfer.id))
+        self._journal(Entry(account.tenant_id, "release", s.released, HOLDS, tenant, transfer.id))
         assert_holds_covered(account)
+        outcome = delivery.outcome
         if outcome == "charged" and transfer.state == "voided":
             outcome = "voided"
         return ReservationSettled(
@@ -188,19 +193,19 @@ class Book:
             revenue_micro_usd=s.charged * self.credit_value_micro_usd, delivered_seconds=s.seconds or 0,
         )
 
-    def close(self, job_id: UUID, tenant_id: str, outcome: str, now: datetime) -> Event | None:
+    def close(self, ended: JobCanceled | JobClosed, now: datetime) -> Event | None:
         """A job ended without delivering (canceled, expired): release its hold, or, when the
         ledger has not reserved for it yet, remember it so that it never will."""
-        if job_id in self.transfers:
-            return self.settle(job_id, 0, now, outcome=outcome)
-        if job_id not in self.closed:
-            self.closed.add(job_id)
-            self.new_closed.append((job_id, tenant_id, outcome))
+        if ended.job_id in self.transfers:
+            return self.settle(ended.job_id, Delivery(outcome=ended.final_state), now)
+        if ended.job_id not in self.closed:
+            self.closed.add(ended.job_id)
+            self.new_closed.append((ended.job_id, ended.tenant_id, ended.final_state))
         return None
 
-    def record_provider_cost(self, job_id: UUID, attempt: int, provider: str, cost_micro_usd: int) -> None:
-        self.provider_costs[job_id] = self.provider_costs.get(job_id, 0) + cost_micro_usd
-        self.new_costs.append((job_id, attempt, provider, cost_micro_usd))
+    def record_provider_cost(self, cost: ProviderCost) -> None:
+        self.provider_costs[cost.job_id] = self.provider_costs.get(cost.job_id, 0) + cost.cost_micro_usd
+        self.new_costs.append(cost)
 
     # ---- grants ------------------------------------------------------------------------
 
@@ -210,49 +215,52 @@ class Book:
             self.new_accounts.add(tenant_id)
         return self.accounts[tenant_id]
 
-    def grant(self, tenant_id: str, amount: int, source: str, reason: str, now: datetime,
-              expires_at: datetime | None = None, rollover_days: int | None = None,
-              payment_id: str | None = None) -> CreditsGranted:
-        if amount <= 0:
+    def grant(self, given: CreditGrant, now: datetime) -> CreditsGranted:
+        if given.amount <= 0:
             raise ValueError("a grant must be a positive number of credits")
-        account = self.open_account(tenant_id)
-        grant = Grant(uuid4(), tenant_id, source, amount, amount, expires_at, now, rollover_days, payment_id)
-        self.grants.setdefault(tenant_id, []).append(grant)
+        account, grant = self.open_account(given.tenant_id), given.issued(now)
+        self.grants.setdefault(grant.tenant_id, []).append(grant)
         self.new_grants.append(grant)
-        account.posted += amount
-        self.changed_accounts.add(tenant_id)
+        account.posted += grant.amount
+        self.changed_accounts.add(grant.tenant_id)
         assert_holds_covered(account)
         # A refund gives back revenue, a won dispute what it held; any other grant issues new credits.
-        kind, debit = {"refund": ("refund", REVENUE), "dispute_won": ("grant", DISPUTES)}.get(source, ("grant", ISSUED))
-        self._journal(tenant_id, kind, amount, debit, tenant_account(tenant_id), grant=grant.id, reason=reason)
-        return CreditsGranted(tenant_id=tenant_id, amount=amount, reason=reason, available_after=account.available,
-                              grant_id=grant.id, source=source, expires_at=expires_at, payment_id=payment_id)
+        kind, debit = {"refund": ("refund", REVENUE), "dispute_won": ("grant", DISPUTES)}.get(grant.source,
+                                                                                             ("grant", ISSUED))
+        self._journal(Entry(grant.tenant_id, kind, grant.amount, debit, tenant_account(grant.tenant_id),
+                            grant_id=grant.id, reason=given.reason))
+        return CreditsGranted(tenant_id=grant.tenant_id, amount=grant.amount, reason=given.reason,
+                              available_after=account.available, grant_id=grant.id, source=grant.source,
+                              expires_at=grant.expires_at, payment_id=grant.payment_id)
 
     # ---- money taken back by the payment processor --------------------------------------
 
-    def reclaim(self, tenant_id: str, amount: int, cause: str, payment_id: str | None) -> CreditsReclaimed:
+    def reclaim(self, takeback: Takeback) -> CreditsReclaimed:
         """Take `amount` credits back: what is available leaves the balance (to the dispute
         hold, or as reclaimed), the rest is owed. Credits held for running jobs stay held, so
         nothing already running is lost."""
-        assert amount >= 0
+        assert takeback.amount >= 0
+        tenant_id = takeback.tenant_id
         account = self.open_account(tenant_id)
-        taken = min(amount, max(account.available, 0))
+        taken = min(takeback.amount, max(account.available, 0))
         self._consume_grants(account, taken)
         self.changed_accounts.add(tenant_id)
-        to = DISPUTES if cause == "dispute_held" else RECLAIMED
-        self._journal(tenant_id, "reclaim", taken, tenant_account(tenant_id), to, reason=f"{cause} {payment_id}")
-        return self._owe(account, taken, amount - taken, cause, payment_id)
+        to = DISPUTES if takeback.cause == "dispute_held" else RECLAIMED
+        self._journal(Entry(tenant_id, "reclaim", taken, tenant_account(tenant_id), to,
+                            reason=f"{takeback.cause} {takeback.payment_id}"))
+        return self._owe(takeback, taken, takeback.amount - taken)
 
-    def forgive(self, tenant_id: str, owed: int, cause: str, payment_id: str | None) -> CreditsReclaimed:
+    def forgive(self, takeback: Takeback) -> CreditsReclaimed:
         """A debt that no longer stands (a dispute won) is cancelled."""
-        account = self.open_account(tenant_id)
-        return self._owe(account, 0, -min(owed, account.owed), cause, payment_id)
+        account = self.open_account(takeback.tenant_id)
+        return self._owe(takeback, 0, -min(takeback.amount, account.owed))
 
-    def charge_back(self, tenant_id: str, held: int, owed: int, payment_id: str | None) -> CreditsReclaimed:
+    def charge_back(self, lost: DisputeHold) -> CreditsReclaimed:
         """A lost dispute: the credits it held are gone for good; the debt stays."""
-        account = self.open_account(tenant_id)
-        self._journal(tenant_id, "chargeback", held, DISPUTES, CHARGEBACKS, reason=f"dispute lost {payment_id}")
-        return self._owe(account, 0, 0, "dispute_lost", payment_id)
+        self.open_account(lost.tenant_id)
+        self._journal(Entry(lost.tenant_id, "chargeback", lost.held, DISPUTES, CHARGEBACKS,
+                            reason=f"dispute lost {lost.payment_id}"))
+        return self._owe(Takeback(lost.tenant_id, 0, "dispute_lost", lost.payment_id), 0, 0)
 
     def pay_debt(self, tenant_id: str, payment_id: str | None) -> CreditsReclaimed | None:
         """A grant to a tenant that owes pays the debt first, as far as it goes."""
@@ -262,17 +270,18 @@ class Book:
         paid = min(account.owed, account.available)
         self._consume_grants(account, paid)
         self.changed_accounts.add(tenant_id)
-        self._journal(tenant_id, "reclaim", paid, tenant_account(tenant_id), RECLAIMED, reason="debt paid")
-        return self._owe(account, paid, -paid, "debt_paid", payment_id)
+        self._journal(Entry(tenant_id, "reclaim", paid, tenant_account(tenant_id), RECLAIMED, reason="debt paid"))
+        return self._owe(Takeback(tenant_id, paid, "debt_paid", payment_id), paid, -paid)
 
-    def _owe(self, account: Account, taken: int, owed_change: int, cause: str,
-             payment_id: str | None) -> CreditsReclaimed:
+    def _owe(self, takeback: Takeback, taken: int, owed_change: int) -> CreditsReclaimed:
+        account = self.accounts[takeback.tenant_id]
         account.owed += owed_change
         assert_holds_covered(account)
         if owed_change:
             self.owed_changes[account.tenant_id] = self.owed_changes.get(account.tenant_id, 0) + owed_change
-        return CreditsReclaimed(tenant_id=account.tenant_id, amount=taken, owed_change=owed_change, cause=cause,
-                                payment_id=payment_id, available_after=account.available, owed_after=account.owed)
+        return CreditsReclaimed(tenant_id=account.tenant_id, amount=taken, owed_change=owed_change,
+                                cause=takeback.cause, payment_id=takeback.payment_id,
+                                available_after=account.available, owed_after=account.owed)
 
     def _consume_grants(self, account: Account, amount: int) -> None:
         account.posted -= amount
@@ -303,13 +312,15 @@ class Book:
         account.posted -= amount
         self._touch(grant)
         self.changed_accounts.add(grant.tenant_id)
-        self._journal(grant.tenant_id, "expire", amount, tenant_account(grant.tenant_id), EXPIRED, grant=grant.id)
+        self._journal(Entry(grant.tenant_id, "expire", amount, tenant_account(grant.tenant_id), EXPIRED,
+                            grant_id=grant.id))
         assert_holds_covered(account)
         events: list[Event] = [CreditsExpired(tenant_id=grant.tenant_id, grant_id=grant.id, amount=amount,
                                               available_after=account.available)]
         if grant.rollover_days and grant.source != "rollover" and grant.expires_at is not None:
             until = grant.expires_at + timedelta(days=grant.rollover_days)
-            events.append(self.grant(grant.tenant_id, amount, "rollover", f"rollover of grant {grant.id}", now, until))
+            rollover = CreditGrant(grant.tenant_id, amount, "rollover", f"rollover of grant {grant.id}", until)
+            events.append(self.grant(rollover, now))
         return events
 
     def expire_due(self, now: datetime) -> list[Event]:
@@ -317,7 +328,7 @@ class Book:
         events: list[Event] = []
         for transfer in list(self.transfers.values()):
             if transfer.state == "pending" and transfer.timeout_at <= now:
-                settled = self.settle(transfer.job_id, 0, now, outcome="expired")
+                settled = self.settle(transfer.job_id, Delivery(outcome="expired"), now)
                 events += [settled] if settled is not None else []
         for grants in list(self.grants.values()):
             for grant in list(grants):
@@ -327,46 +338,48 @@ class Book:
 
     # ---- reports of bad images ---------------------------------------------------------
 
-    def report(self, job_id: UUID, tenant_id: str, n: int, reason: str, reported_at: datetime) -> Event:
+    def report(self, reported: OutputReported) -> Event:
+        job_id, n = reported.job_id, reported.n
         transfer = self.transfers.get(job_id)
-        if transfer is not None and transfer.tenant_id != tenant_id:
+        if transfer is not None and transfer.tenant_id != reported.tenant_id:
             transfer = None  # another tenant's job is as unknown as no job
-        declined = self._report_declined(transfer, job_id, n, reported_at)
+        declined = self._report_declined(transfer, reported)
         if declined or transfer is None or transfer.charged is None or not transfer.delivered:
-            return ReportDeclined(job_id=job_id, tenant_id=tenant_id, n=n, reason=declined or "")
+            return ReportDeclined(job_id=job_id, tenant_id=reported.tenant_id, n=n, reason=declined or "")
         account = self.accounts[transfer.tenant_id]
         if account.report_policy == "retry_token":
             account.retry_tokens += 1
             self.changed_accounts.add(account.tenant_id)
             self.new_reports.append((job_id, n, transfer.tenant_id, "retry_token", 0))
             self.reported.add((job_id, n))
-            return RetryTokenIssued(job_id=job_id, tenant_id=transfer.tenant_id, n=n, reason=reason,
+            return RetryTokenIssued(job_id=job_id, tenant_id=transfer.tenant_id, n=n, reason=reported.reason,
                                     tokens_after=account.retry_tokens)
         refund = transfer.charged // transfer.delivered  # what one delivered image cost, tokens aside
-        granted = self.grant(transfer.tenant_id, refund, "refund", f"refund for image {n} of job {job_id}", reported_at)
+        granted = self.grant(CreditGrant(transfer.tenant_id, refund, "refund", f"refund for image {n} of job {job_id}"),
+                             reported.reported_at)
         self.new_reports.append((job_id, n, transfer.tenant_id, "refund", refund))
         self.reported.add((job_id, n))
-        return CreditsRefunded(job_id=job_id, tenant_id=transfer.tenant_id, n=n, amount=refund, reason=reason,
+        return CreditsRefunded(job_id=job_id, tenant_id=transfer.tenant_id, n=n, amount=refund, reason=reported.reason,
                                grant_id=granted.grant_id)
 
-    def _report_declined(self, transfer: Transfer | None, job_id: UUID, n: int, reported_at: datetime) -> str | None:
+    def _report_declined(self, transfer: Transfer | None, reported: OutputReported) -> str | None:
+        n = reported.n
         if transfer is None or transfer.state != "posted" or not transfer.delivered:
             return "the job has no delivered, charged images"
         if not 1 <= n <= transfer.delivered:
             return f"image {n} was not delivered (the job delivered {transfer.delivered})"
-        if (job_id, n) in self.reported:
+        if (reported.job_id, n) in self.reported:
             return f"image {n} was reported before"
-        if transfer.settled_at is None or reported_at > transfer.settled_at + self.report_window:
+        if transfer.settled_at is None or reported.reported_at > transfer.settled_at + self.report_window:
             return f"reports are accepted within {self.report_window} of delivery"
         if self.accounts[transfer.tenant_id].report_policy == "refund" and not transfer.charged:
             return "the images were paid with retry tokens; there is nothing to refund"
         return None
 
-    def _journal(self, tenant_id: str, kind: str, amount: int, debit: str, credit: str, *,
-                 transfer: UUID | None = None, grant: UUID | None = None, reason: str | None = None) -> None:
-        if amount:
-            assert amount > 0, f"a journal line moves a positive amount: {kind} {amount}"
-            self.entries.append(Entry(tenant_id, kind, amount, debit, credit, transfer, grant, reason))
+    def _journal(self, entry: Entry) -> None:
+        if entry.amount:
+            assert entry.amount > 0, f"a journal line moves a positive amount: {entry.kind} {entry.amount}"
+            self.entries.append(entry)
 
 
 def assert_holds_covered(account: Account) -> None:

@@ -14,12 +14,12 @@ from pydantic import ValidationError
 from services.common import grpc_server
 from services.common.contracts import VideoSpec
 from services.common.db import Pool
-from services.common.identity import ServiceVerifier
+from services.common.internal_calls import verifier_of
 from services.common.protos import load
 from services.ledger.alerts import DEFAULT_GRANT_NOTICE_DAYS
-from services.ledger.key_caps import period_start
 from services.ledger.pricebook import PriceBook
-from services.ledger.pricing import Unpriced, price_of
+from services.ledger.pricing import Order, Unpriced, price_of
+from services.ledger.settings import LedgerSettings
 from services.ledger.store import accounts, key_spend_of
 from services.ledger.store import alerts as alert_store
 
@@ -79,7 +79,7 @@ class LedgerService(rpc.LedgerServiceServicer):  # type: ignore[name-defined,mis
             await _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, "images must be at least 1")
         prices, tier = self.price_book.at(datetime.now(UTC)), request.tier or "stable"
         video = await _quoted_video(request, context)
-        price = price_of(prices, request.template, tier, request.images, video)
+        price = price_of(prices, Order(request.template, tier, request.images, video))
         if isinstance(price, Unpriced):
             await _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, price.reason)
         account = await self._account(request.tenant_id) or {"posted": 0, "pending": 0, "retry_tokens": 0}
@@ -117,7 +117,7 @@ class LedgerService(rpc.LedgerServiceServicer):  # type: ignore[name-defined,mis
             await _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, f"at most {MAX_PAGE} api_key_ids")
         today = datetime.now(UTC).date()
         async with self.pool.connection() as conn:
-            rows = await key_spend_of(conn, request.tenant_id, keys, today, period_start("month", today))
+            rows = await key_spend_of(conn, request.tenant_id, keys, today)
         spent = {(r["api_key_id"], r["period"]): r["spent"] for r in rows}
         return pb.GetKeySpendResponse(
             keys=[pb.KeySpend(api_key_id=str(key), spent_today=spent.get((key, "day"), 0),
@@ -152,8 +152,9 @@ class LedgerService(rpc.LedgerServiceServicer):  # type: ignore[name-defined,mis
                                 grant_expiring_days=row["grant_expiring_days"])
 
 
-async def start_grpc_server(pool: Pool, price_book: PriceBook, host: str, port: int,
-                            verifier: ServiceVerifier) -> grpc.aio.Server:
+async def start_grpc_server(service: LedgerService, settings: LedgerSettings) -> grpc.aio.Server:
+    """The ledger's gRPC service, on its settings' host and port, open to the callers its
+    verifier admits."""
     return await grpc_server.start_grpc_server(
-        lambda server: rpc.add_LedgerServiceServicer_to_server(LedgerService(pool, price_book), server),
-        SERVICE_NAME, host, port, verifier)
+        lambda server: rpc.add_LedgerServiceServicer_to_server(service, server),
+        SERVICE_NAME, settings.grpc_host, settings.grpc_port, verifier_of(settings))

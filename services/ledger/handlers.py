@@ -25,6 +25,7 @@ from services.common.contracts import (
     ScoringFailed,
 )
 from services.ledger.domain import Book
+from services.ledger.records import Delivery, ProviderCost
 
 # What the ledger consumes (app.py's on_batch); one added here without its branch in `decide`
 # fails the type check (assert_never).
@@ -59,19 +60,18 @@ def decide(book: Book, event: Consumed, now: datetime) -> list[Event | None]:
         case JobSubmitted():
             return [book.reserve(event.job, now)]
         case JobDelivered():
-            return [book.settle(event.job_id, len(event.images), now, clip_ms=[i.duration_ms for i in event.images])]
+            delivered = Delivery(len(event.images), [i.duration_ms for i in event.images])
+            return [book.settle(event.job_id, delivered, now)]
         case GenerationFailed() | ScoringFailed() | DeliveryFailed():
-            return [book.settle(event.job_id, 0, now, outcome="voided")]  # the platform's failure costs nothing
-        case JobCanceled():
-            return [book.close(event.job_id, event.tenant_id, event.final_state, now)]
-        case JobClosed():
-            return [book.close(event.job_id, event.tenant_id, event.final_state, now)]
+            return [book.settle(event.job_id, Delivery(outcome="voided"), now)]  # the platform's failure costs nothing
+        case JobCanceled() | JobClosed():
+            return [book.close(event, now)]
         case CandidatesGenerated():
             for provider, cost in costs_by_provider(event).items():
-                book.record_provider_cost(event.job_id, event.attempt, provider, cost)
+                book.record_provider_cost(ProviderCost(event.job_id, event.attempt, provider, cost))
             return []
         case OutputReported():
-            return [book.report(event.job_id, event.tenant_id, event.n, event.reason, event.reported_at)]
+            return [book.report(event)]
         case AuditRecorded() | JobErased():  # kept aside, never in the book (kept_aside)
             return []
         case _:

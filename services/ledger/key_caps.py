@@ -48,6 +48,21 @@ class CapReached:
                 f" and the job costs {self.amount}")
 
 
+@dataclass(frozen=True)
+class KeyHold:
+    """Credits a job's hold counts in (or a settlement gives back to) its API key's spend: the
+    key's tenant, the key, the day the hold was made, the credits, and the key's caps."""
+
+    tenant_id: str
+    api_key_id: UUID
+    day: date
+    amount: int
+    caps: KeySpendCaps | None = None
+
+    def row(self, period: str) -> SpendRow:
+        return self.api_key_id, period, period_start(period, self.day)
+
+
 @dataclass
 class KeySpend:
     """The spend rows a batch read, and what the batch adds to each (with the cap in force at
@@ -62,34 +77,34 @@ class KeySpend:
     def spent(self, row: SpendRow) -> int:
         return self.loaded.get(row, 0) + self.deltas.get(row, 0)
 
-    def beyond_cap(self, api_key_id: UUID, caps: KeySpendCaps | None, day: date, amount: int) -> CapReached | None:
-        """The first of the key's caps that `amount` more would pass, or None."""
+    def beyond_cap(self, hold: KeyHold) -> CapReached | None:
+        """The first of the key's caps that the hold's amount more would pass, or None."""
         for period in PERIODS:
-            cap = cap_of(caps, period)
-            spent = self.spent((api_key_id, period, period_start(period, day)))
-            if cap is not None and spent + amount > cap:
-                return CapReached(api_key_id, period, cap, spent, amount)
+            cap = cap_of(hold.caps, period)
+            spent = self.spent(hold.row(period))
+            if cap is not None and spent + hold.amount > cap:
+                return CapReached(hold.api_key_id, period, cap, spent, hold.amount)
         return None
 
-    def hold(self, tenant_id: str, api_key_id: UUID, caps: KeySpendCaps | None, day: date, amount: int) -> None:
-        self.tenants[api_key_id] = tenant_id
+    def hold(self, hold: KeyHold) -> None:
+        self.tenants[hold.api_key_id] = hold.tenant_id
         for period in PERIODS:
-            row = (api_key_id, period, period_start(period, day))
-            self.deltas[row] = self.deltas.get(row, 0) + amount
-            self.caps[row] = cap_of(caps, period)
+            row = hold.row(period)
+            self.deltas[row] = self.deltas.get(row, 0) + hold.amount
+            self.caps[row] = cap_of(hold.caps, period)
 
-    def refuse(self, tenant_id: str, reached: CapReached, caps: KeySpendCaps | None, day: date) -> None:
+    def refuse(self, hold: KeyHold, reached: CapReached) -> None:
         """Mark the period whose cap refused a hold (its alert is due)."""
-        self.tenants[reached.api_key_id] = tenant_id
-        row = (reached.api_key_id, reached.period, period_start(reached.period, day))
+        self.tenants[hold.api_key_id] = hold.tenant_id
+        row = hold.row(reached.period)
         self.refused.add(row)
-        self.caps.setdefault(row, cap_of(caps, reached.period))
+        self.caps.setdefault(row, cap_of(hold.caps, reached.period))
 
-    def give_back(self, tenant_id: str, api_key_id: UUID, day: date, amount: int) -> None:
-        self.tenants[api_key_id] = tenant_id
+    def give_back(self, released: KeyHold) -> None:
+        self.tenants[released.api_key_id] = released.tenant_id
         for period in PERIODS:
-            row = (api_key_id, period, period_start(period, day))
-            self.deltas[row] = self.deltas.get(row, 0) - amount
+            row = released.row(period)
+            self.deltas[row] = self.deltas.get(row, 0) - released.amount
 
     def changes(self) -> list[tuple[UUID, str, date, str, int, int | None, bool]]:
         """(key, period, start, tenant, Δspent, cap, refused) of every row the batch changed, in

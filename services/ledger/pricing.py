@@ -4,7 +4,7 @@ and releases of the credits held for it."""
 
 from dataclasses import dataclass
 
-from services.common.contracts import VideoSpec
+from services.common.contracts import JobSpec, VideoSpec
 from services.ledger.pricebook import PriceBookVersion
 from services.ledger.records import Transfer
 
@@ -68,18 +68,32 @@ class Unpriced:
     reason: str
 
 
-def price_of(prices: PriceBookVersion, template: str, tier: str, images: int,
-             video: VideoSpec | None = None) -> JobPrice | Unpriced:
+@dataclass(frozen=True)
+class Order:
+    """What a job asks to be priced: outputs of a template in a tier, or clips (`video`)."""
+
+    template: str
+    tier: str
+    images: int
+    video: VideoSpec | None = None
+
+    @classmethod
+    def of(cls, job: JobSpec) -> "Order":
+        return cls(job.template, job.tier, job.images, job.video)
+
+
+def price_of(prices: PriceBookVersion, order: Order) -> JobPrice | Unpriced:
     """A job's price in the book's version `prices`: a clip (`video`) by the second at its
     resolution, an image by template × tier."""
+    tier, video = order.tier, order.video
     if video is not None:
         per_second = prices.second_price(tier, video.resolution)
         if per_second is None:
             return Unpriced("unknown_tier", f"no price per second for {video.resolution} clips in tier {tier!r}")
         seconds = video.billed_seconds()
-        return JobPrice(per_second * seconds, prices.video_spend_cap(tier, images, seconds), per_second, seconds)
-    unit = prices.unit_price(template, tier)
+        return JobPrice(per_second * seconds, prices.video_spend_cap(tier, order.images, seconds), per_second, seconds)
+    unit = prices.unit_price(order.template, tier)
     if unit is None:
-        code = "unknown_tier" if template in prices.prices else "unknown_template"
-        return Unpriced(code, f"no price for template {template!r} in tier {tier!r}")
-    return JobPrice(unit, prices.spend_cap(tier, images))
+        code = "unknown_tier" if order.template in prices.prices else "unknown_template"
+        return Unpriced(code, f"no price for template {order.template!r} in tier {tier!r}")
+    return JobPrice(unit, prices.spend_cap(tier, order.images))

@@ -1,10 +1,12 @@
 """The ledger's records, without I/O: accounts, two-phase transfers, grants and the
 double-entry journal's lines, and the names of the platform's accounts they move credits
-between."""
+between; and what a book is asked to decide on (a grant, a delivery, credits taken back)."""
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from uuid import UUID
+from uuid import UUID, uuid4
+
+from services.common.contracts import JobSpec, ReservationRejected
 
 ISSUED, HOLDS, REVENUE, EXPIRED = "platform:issued", "platform:holds", "platform:revenue", "platform:expired"
 # Credits a processor took back: refunded, held for an open dispute, or lost to one.
@@ -87,3 +89,79 @@ class Entry:
     transfer_id: UUID | None = None
     grant_id: UUID | None = None
     reason: str | None = None
+
+
+@dataclass(frozen=True)
+class CreditGrant:
+    """Credits given to a tenant: how many, where they come from (`admin`, `payment`, `refund`,
+    `rollover`...), why, and the terms they carry: when they expire, how long their unused
+    credits roll over, and the payment that bought them."""
+
+    tenant_id: str
+    amount: int
+    source: str
+    reason: str
+    expires_at: datetime | None = None
+    rollover_days: int | None = None
+    payment_id: str | None = None
+
+    def issued(self, now: datetime) -> Grant:
+        """The grant's row, made `now`, with all its credits remaining."""
+        return Grant(uuid4(), self.tenant_id, self.source, self.amount, self.amount, self.expires_at, now,
+                     self.rollover_days, self.payment_id)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What a job delivered when it ended: its images, a video job's clips by their lengths
+    (`clip_ms`), and how it ended."""
+
+    images: int = 0
+    clip_ms: list[int] | None = None
+    outcome: str = "charged"
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why a reservation is refused, and the credits it needed and found."""
+
+    code: str
+    reason: str
+    required: int = 0
+    available: int = 0
+
+    def of(self, job: JobSpec) -> ReservationRejected:
+        return ReservationRejected(job_id=job.job_id, tenant_id=job.tenant_id, reason_code=self.code,
+                                   reason=self.reason, required=self.required, available=self.available)
+
+
+@dataclass(frozen=True)
+class ProviderCost:
+    """What one attempt of a job spent at one provider."""
+
+    job_id: UUID
+    attempt: int
+    provider: str
+    cost_micro_usd: int
+
+
+@dataclass(frozen=True)
+class Takeback:
+    """Credits a payment processor takes back from a tenant (a refund, a dispute), or a debt it
+    no longer stands behind: how many, why (`cause`), and the payment they came with."""
+
+    tenant_id: str
+    amount: int
+    cause: str
+    payment_id: str | None
+
+
+@dataclass(frozen=True)
+class DisputeHold:
+    """What an open dispute of a payment took from a tenant: `held` from its balance, `owed`
+    beyond it."""
+
+    tenant_id: str
+    held: int
+    owed: int
+    payment_id: str | None

@@ -62,15 +62,24 @@ def compare(conn: psycopg.Connection[Any], schema: str, balances: dict[str, Repl
             for row in rows for i, column in enumerate(BALANCE_COLUMNS) if row[1 + 2 * i] != row[2 + 2 * i]]
 
 
-def replay_ledger(settings: ServiceSettings, schema: str, out: Callable[[str], object] = print,
-                  outbox_timeout_s: float = 30,
-                  source: str = "journal") -> int:
+@dataclass(frozen=True)
+class LedgerReplay:
+    """What a replay compares: the live ledger `schema`, the events read from its journal or its
+    topic (`source`), and how long to wait for its outbox to be published (topics only)."""
+
+    schema: str = "ledger"
+    source: str = "journal"
+    outbox_timeout_s: float = 30
+
+
+def replay_ledger(settings: ServiceSettings, replay: LedgerReplay, out: Callable[[str], object] = print) -> int:
+    schema, source = replay.schema, replay.source
     topic = topic_of("ledger", settings.topic_namespace)
     unrelayed = 0
     records: Sequence[HistoryRecord] = []
     with psycopg.connect(settings.database_url.get_secret_value(), autocommit=True) as conn:
         if source == "topics":
-            unrelayed = wait_for_outbox(conn, schema, outbox_timeout_s)
+            unrelayed = wait_for_outbox(conn, schema, replay.outbox_timeout_s)
             records = asyncio.run(read_topic_to_end(client_options(settings), topic))
             where = topic
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ

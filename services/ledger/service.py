@@ -6,11 +6,11 @@ the events it publishes."""
 
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypedDict, Unpack
+from typing import Any
 from uuid import UUID
 
 from services.common.audit import operator_actor, record_action
-from services.common.bus import InboxClaim, Publish, erase_prompt_from_outbox, retry_races
+from services.common.bus import Envelope, InboxClaim, Publish, erase_prompt_from_outbox, retry_races
 from services.common.contracts import (
     AuditRecorded,
     CreditsGranted,
@@ -21,29 +21,21 @@ from services.common.contracts import (
     OutputReported,
 )
 from services.common.db import Conn
-from services.common.internal_calls import verifier_of
 from services.common.runtime import GRPC_DRAIN_S, ServiceRuntime
 from services.common.supervision import every, stop_tasks, supervise
 from services.ledger import alerts, audit, metrics
+from services.ledger.alerts import FailedTopUp
 from services.ledger.domain import Book
-from services.ledger.grpc import start_grpc_server
+from services.ledger.grpc import LedgerService, start_grpc_server
 from services.ledger.handlers import SETTLING, consumed, decide, kept_aside
 from services.ledger.key_caps import PERIODS, period_start
 from services.ledger.payments.service import Payments
-from services.ledger.payments.stripe_gateway import StripeGateway
+from services.ledger.payments.stripe_gateway import StripeAccount, StripeGateway
 from services.ledger.pricebook import PriceBook, load_price_book
+from services.ledger.records import CreditGrant
 from services.ledger.settings import LedgerSettings
-from services.ledger.store import accounts, load_book, read_balances, read_jobs, read_key_spend, write_book
+from services.ledger.store import JobsRead, accounts, load_book, read_balances, read_jobs, read_key_spend, write_book
 from services.ledger.store.payments import request_due_topups
-
-
-class GrantTerms(TypedDict, total=False):
-    """What a grant may carry besides its credits: when it expires, how long its unused
-    credits roll over, and the payment that bought it."""
-
-    expires_at: datetime | None
-    rollover_days: int | None
-    payment_id: str | None
 
 
 class Ledger:
@@ -76,9 +68,9 @@ class Ledger:
         if not envelopes:
             return
         events = [e.event for e in envelopes]
-        await read_jobs(conn, book, {e.job_id for e in events if isinstance(e, JobEvent)},
-                        costs_of=[e.job_id for e in events if isinstance(e, SETTLING)],
-                        reports_of=[e.job_id for e in events if isinstance(e, OutputReported)])
+        await read_jobs(conn, book, JobsRead({e.job_id for e in events if isinstance(e, JobEvent)},
+                                             costs_of=[e.job_id for e in events if isinstance(e, SETTLING)],
+                                             reports_of=[e.job_id for e in events if isinstance(e, OutputReported)]))
         now = datetime.now(UTC)
         await read_key_spend(conn, book, {e.job.api_key_id for e in events if isinstance(e, JobSubmitted)
                                           and e.job.api_key_id is not None},
@@ -111,41 +103,37 @@ class LedgerApp:
         self.runtime.relay.observers.append(metrics.count_published)
         self.payments = payments_of(self, settings)
 
-    async def grant(self, tenant_id: str, credits: int, source: str, reason: str, actor: str | None = None,
-                    **terms: Unpack[GrantTerms]) -> CreditsGranted:
+    async def grant(self, grant: CreditGrant, actor: str | None = None) -> CreditsGranted:
         """Grant credits; an operator's grant (`actor`) is recorded in the audit trail with it."""
         async def once() -> CreditsGranted:
             async with self.runtime.pool.connection() as conn, conn.transaction():
-                granted = await self.grant_in(conn, tenant_id, credits, source, reason, **terms)
+                granted = await self.grant_in(conn, grant)
                 if actor:
-                    await self.audit(conn, actor, "credits.grant", f"tenant:{tenant_id}", tenant_id,
-                                     credits=credits, reason=reason, grant_id=str(granted.grant_id),
-                                     expires_at=_iso_or_none(terms.get("expires_at")))
+                    await self.audit(conn, await record_action(
+                        self.runtime, conn, actor, "credits.grant", f"tenant:{grant.tenant_id}", grant.tenant_id,
+                        credits=grant.amount, reason=grant.reason, grant_id=str(granted.grant_id),
+                        expires_at=_iso_or_none(grant.expires_at)))
                 return granted
 
         granted = await retry_races(once)
         self.runtime.relay.notify()
         return granted
 
-    async def grant_in(self, conn: Conn, tenant_id: str, credits: int, source: str, reason: str, *,
-                       expires_at: datetime | None = None, rollover_days: int | None = None,
-                       payment_id: str | None = None) -> CreditsGranted:
+    async def grant_in(self, conn: Conn, grant: CreditGrant) -> CreditsGranted:
         """Grant inside the caller's transaction; the caller notifies the relay after commit."""
-        book = await self.ledger.open_book(conn, [tenant_id])
-        granted = book.grant(tenant_id, credits, source, reason, datetime.now(UTC), expires_at, rollover_days,
-                             payment_id)
-        paid = book.pay_debt(tenant_id, payment_id)  # a tenant that owes pays its debt first
+        book = await self.ledger.open_book(conn, [grant.tenant_id])
+        granted = book.grant(grant, datetime.now(UTC))
+        paid = book.pay_debt(grant.tenant_id, grant.payment_id)  # a tenant that owes pays its debt first
         await write_book(conn, book)
         for event in (granted, paid):
             if event is not None:
                 await self.runtime.emit(conn, event)
         return granted
 
-    async def audit(self, conn: Conn, actor: str, action: str, target: str, tenant_id: str | None,
-                    **details: Any) -> None:
-        """Record an action of the ledger's own: published like any service's, and kept in the
-        trail at once (the ledger does not consume its own topic)."""
-        await audit.keep(conn, [await record_action(self.runtime, conn, actor, action, target, tenant_id, **details)])
+    async def audit(self, conn: Conn, recorded: Envelope) -> None:
+        """Keep an action of the ledger's own (`record_action` published it like any service's)
+        in the trail at once: the ledger does not consume its own topic."""
+        await audit.keep(conn, [recorded])
 
     async def set_report_policy(self, tenant_id: str, policy: str, actor: str) -> bool:
         async with self.runtime.pool.connection() as conn, conn.transaction():
@@ -153,8 +141,9 @@ class LedgerApp:
             if previous is None:
                 return False
             await accounts.set_report_policy(conn, tenant_id, policy)
-            await self.audit(conn, actor, "report_policy.set", f"tenant:{tenant_id}", tenant_id,
-                             report_policy=policy, previous=previous)
+            await self.audit(conn, await record_action(self.runtime, conn, actor, "report_policy.set",
+                                                       f"tenant:{tenant_id}", tenant_id, report_policy=policy,
+                                                       previous=previous))
         self.runtime.relay.notify()
         return True
 
@@ -181,12 +170,10 @@ class LedgerApp:
             self.runtime.relay.notify()
         return len(raised)
 
-    async def topup_failed(self, tenant_id: str, payment_id: str, reason: str, amount_minor: int | None = None,
-                           currency: str | None = None) -> bool:
+    async def topup_failed(self, failed: FailedTopUp) -> bool:
         """Tell the tenant an automatic top-up failed, once per payment; False when told before."""
-        details = {"payment_id": payment_id, "reason": reason, "amount_minor": amount_minor, "currency": currency}
         async with self.runtime.pool.connection() as conn, conn.transaction():
-            event = await alerts.raise_once(conn, tenant_id, "billing.topup_failed", payment_id, details)
+            event = await alerts.raise_once(conn, failed.crossing())
             if event is not None:
                 await self.runtime.emit(conn, event)
         self.runtime.relay.notify()
@@ -197,8 +184,7 @@ class LedgerApp:
         state: dict[str, Any] = {}
 
         async def start() -> None:
-            state["grpc"] = await start_grpc_server(self.runtime.pool, self.price_book, self.settings.grpc_host,
-                                                    self.settings.grpc_port, verifier_of(self.settings))
+            state["grpc"] = await start_grpc_server(LedgerService(self.runtime.pool, self.price_book), self.settings)
             state["sweeper"] = supervise("ledger-sweep", lambda: every(self.settings.sweep_interval_s, self.sweep_once,
                                                                       "ledger-sweep"))
             state["alerts"] = supervise("ledger-alerts", lambda: every(self.settings.alert_interval_s, self.alert_once,
@@ -219,18 +205,17 @@ def payments_of(ledger: LedgerApp, settings: LedgerSettings) -> Payments | None:
         return None
     # Without an API key only the webhook works: the gateway is never called (require_api_key).
     key = settings.stripe_api_key.get_secret_value() if settings.stripe_api_key else "sk_unset"
-    gateway = StripeGateway(key, settings.payment_webhook_secret.get_secret_value(),
-                            settings.payment_webhook_tolerance_s, settings.stripe_api_base)
+    gateway = StripeGateway(StripeAccount(key, settings.payment_webhook_secret.get_secret_value(),
+                                          settings.payment_webhook_tolerance_s, settings.stripe_api_base))
     return Payments(ledger, gateway, settings)
 
 
-async def grant(settings: LedgerSettings, tenant_id: str, amount: int, reason: str,
-                **terms: Unpack[GrantTerms]) -> int:
+async def grant(settings: LedgerSettings, grant: CreditGrant) -> int:
     """Grant credits through the ledger's own code and outbox (used by seeding and the CLI)."""
     ledger = LedgerApp(settings)
     await ledger.runtime.start()
     try:
-        granted = await ledger.grant(tenant_id, amount, "admin", reason, operator_actor("cli"), **terms)
+        granted = await ledger.grant(grant, operator_actor("cli"))
         await ledger.runtime.relay.relay_batch()
     finally:
         await ledger.runtime.stop()

@@ -19,6 +19,7 @@ from services.common.contracts import DEFAULT_NAMESPACE, FINAL_STATES, SUBSCRIPT
 from services.ingest.accounts.tenants import create_tenant
 from services.ingest.settings import IngestSettings
 from services.ledger.app import grant
+from services.ledger.records import CreditGrant
 from services.ledger.settings import LedgerSettings
 from tests.kafka import unread_records
 from tests.payments.stripe_simulator import StripeSimulator, simulator_in_thread
@@ -133,7 +134,7 @@ def make_tenant(endpoints: Endpoints, platform: ServiceFleet, credits: int, plan
     api_key = asyncio.run(create_tenant(ingest, tenant_id, plan=plan))
     if credits:
         ledger = endpoints.settings(LedgerSettings, schema_name=platform.schema("ledger"), **scoped)
-        asyncio.run(grant(ledger, tenant_id, credits, "test grant"))
+        asyncio.run(grant(ledger, CreditGrant(tenant_id, credits, "admin", "test grant")))
     http = httpx.Client(base_url=platform.ingest_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=10)
     return Tenant(tenant_id, api_key, http, endpoints, platform.schema("ledger"))
 

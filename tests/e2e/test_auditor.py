@@ -10,8 +10,8 @@ import psycopg
 from genline_stack.credentials import AUDITOR, kek_env
 from services.common.settings import AuditorSettings
 from services.ingest.jobs.replay import replay_jobs
-from services.ledger.audit_replay import replay_audit
-from services.ledger.replay import replay_ledger
+from services.ledger.audit_replay import AuditReplay, replay_audit
+from services.ledger.replay import LedgerReplay, replay_ledger
 
 
 def auditor(endpoints, **overrides) -> AuditorSettings:
@@ -32,8 +32,8 @@ def test_the_auditors_replays_pass_with_and_without_the_key_encryption_key(tenan
     tenant.wait_settled(job_ids)
 
     lines: list[str] = []
-    assert replay_ledger(auditor(endpoints), "ledger", out=lines.append) == 0, lines
-    assert replay_audit(auditor(endpoints), "ledger", out=lines.append, settle_s=30) == 0, lines
+    assert replay_ledger(auditor(endpoints), LedgerReplay("ledger"), out=lines.append) == 0, lines
+    assert replay_audit(auditor(endpoints), AuditReplay("ledger", settle_s=30), out=lines.append) == 0, lines
 
     without_kek: list[str] = []
     assert replay_jobs(auditor(endpoints), "ingest", tenant.id, out=without_kek.append, settle_s=30) == 0, without_kek

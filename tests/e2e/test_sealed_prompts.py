@@ -20,8 +20,8 @@ from services.common.sealing import ERASED, BrokenSeal, open_sealed
 from services.ingest.jobs.replay import replay_jobs
 from services.ingest.key_encryption import keyring_of
 from services.ingest.settings import IngestSettings
-from services.ledger.audit_replay import replay_audit
-from services.ledger.replay import replay_ledger
+from services.ledger.audit_replay import AuditReplay, replay_audit
+from services.ledger.replay import LedgerReplay, replay_ledger
 from services.ledger.settings import LedgerSettings
 from tests.e2e.conftest import wait_caught_up, wait_for_audit
 from tests.identity import headers_as
@@ -100,9 +100,9 @@ def test_an_erased_job_s_prompt_is_nowhere_in_clear_and_the_replays_still_agree(
     assert open_sealed(data_key(endpoints, job_id), job_id, "prompt", submitted.job.prompt) == ERASED
 
     lines: list[str] = []
-    assert replay_ledger(endpoints.settings(LedgerSettings), "ledger", out=lines.append) == 0, lines
+    assert replay_ledger(endpoints.settings(LedgerSettings), LedgerReplay("ledger"), out=lines.append) == 0, lines
     assert replay_jobs(endpoints.operator_settings(IngestSettings), "ingest", tenant.id, out=lines.append, settle_s=30) == 0, lines
-    assert replay_audit(endpoints.operator_settings(LedgerSettings), "ledger", out=lines.append, settle_s=30) == 0, lines
+    assert replay_audit(endpoints.operator_settings(LedgerSettings), AuditReplay("ledger", settle_s=30), out=lines.append) == 0, lines
     assert lines.count("no differences") == 3, lines
 
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from services.common.bus.envelope import envelop
 from services.common.contracts import JobSpec, JobSubmitted, KeySpendCaps
+from services.ledger.alerts import FailedTopUp
 from services.ledger.store import alerts as alert_store
 from tests.ledger.test_reservations import grant, published
 
@@ -74,7 +75,8 @@ async def test_a_key_reaching_its_cap_is_alerted_once_per_period(ledger):
 
 
 async def test_a_failed_top_up_is_alerted_once_per_payment(ledger):
-    assert await ledger.topup_failed("al4", "pi_123", "card_declined", 2000, "eur") is True
-    assert await ledger.topup_failed("al4", "pi_123", "card_declined", 2000, "eur") is False
+    failed = FailedTopUp("al4", "pi_123", "card_declined", 2000, "eur")
+    assert await ledger.topup_failed(failed) is True
+    assert await ledger.topup_failed(failed) is False
     [alert] = await alerts_of(ledger, "al4")
     assert alert["alert"] == "billing.topup_failed" and alert["details"]["payment_id"] == "pi_123"

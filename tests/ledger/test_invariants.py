@@ -9,7 +9,7 @@ import pytest
 
 from services.ledger.domain import Book
 from services.ledger.pricebook import load_price_book
-from services.ledger.records import Account, Transfer
+from services.ledger.records import Account, CreditGrant, Delivery, Takeback, Transfer
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
 
@@ -31,22 +31,22 @@ def hold(amount: int, tenant: str = "t") -> Transfer:
 def test_holds_beyond_the_balance_are_caught_by_the_next_decision():
     book = book_with(Account("t", posted=5, pending=10))
     with pytest.raises(AssertionError, match="holds beyond the balance"):
-        book.grant("t", 1, "admin", "top-up", NOW)
+        book.grant(CreditGrant("t", 1, "admin", "top-up"), NOW)
 
 
 def test_a_settlement_beyond_its_hold_is_caught():
     negative = hold(-10)
     book = book_with(Account("t", posted=100, pending=0), negative)
     with pytest.raises(AssertionError):
-        book.settle(negative.job_id, 1, NOW)
+        book.settle(negative.job_id, Delivery(1), NOW)
     assert not book.entries and not book.changed_transfers  # nothing of the decision was recorded
 
 
 def test_a_negative_debt_or_token_count_is_caught():
     with pytest.raises(AssertionError, match="negative tokens or debt"):
-        book_with(Account("t", posted=10, owed=-5)).reclaim("t", 0, "refund", "pi_1")
+        book_with(Account("t", posted=10, owed=-5)).reclaim(Takeback("t", 0, "refund", "pi_1"))
     with pytest.raises(AssertionError, match="negative tokens or debt"):
-        book_with(Account("t", posted=10, retry_tokens=-1)).grant("t", 1, "admin", "top-up", NOW)
+        book_with(Account("t", posted=10, retry_tokens=-1)).grant(CreditGrant("t", 1, "admin", "top-up"), NOW)
 
 
 def test_a_hold_settled_after_a_stale_read_passes():
@@ -54,6 +54,6 @@ def test_a_hold_settled_after_a_stale_read_passes():
     pending below zero: the change is a delta the database judges, and no invariant breaks."""
     late = hold(10)
     book = book_with(Account("t", posted=10, pending=0), late)
-    settled = book.settle(late.job_id, 0, NOW, outcome="voided")
+    settled = book.settle(late.job_id, Delivery(0, outcome="voided"), NOW)
     assert settled is not None and settled.released == 10
     assert book.account_deltas() == [("t", 0, -10, 0)]

@@ -18,6 +18,7 @@ from services.common.contracts import (
     ReservationSettled,
 )
 from services.ledger.handlers import costs_by_provider, decide
+from services.ledger.records import CreditGrant
 from tests.ledger.test_book import NOW, new_book, spec
 
 IMAGE = DeliveredImage(n=1, key="k", url="u", expires_at=NOW, sha256="s", size_bytes=1, media_type="image/png")
@@ -32,7 +33,7 @@ def terminal_events(job):
 
 def test_a_canceled_job_releases_its_whole_hold():
     book = new_book()
-    book.grant("t", 100, "admin", "r", NOW)
+    book.grant(CreditGrant("t", 100, "admin", "r"), NOW)
     job = spec(images=3)
     book.reserve(job, NOW)
     settled = decide(book, JobCanceled(job_id=job.job_id, tenant_id="t", reason="client"), NOW)[0]
@@ -44,7 +45,7 @@ def test_a_canceled_job_releases_its_whole_hold():
 def test_whichever_terminal_event_comes_first_settles_and_the_others_change_nothing():
     for order in itertools.permutations(range(3)):
         book = new_book()
-        book.grant("t", 100, "admin", "r", NOW)
+        book.grant(CreditGrant("t", 100, "admin", "r"), NOW)
         job = spec(images=2)
         book.reserve(job, NOW)
         events = terminal_events(job)
@@ -57,7 +58,7 @@ def test_whichever_terminal_event_comes_first_settles_and_the_others_change_noth
 
 def test_a_job_canceled_before_its_reservation_is_never_reserved():
     book = new_book()
-    book.grant("t", 100, "admin", "r", NOW)
+    book.grant(CreditGrant("t", 100, "admin", "r"), NOW)
     job = spec(images=2)
     assert decide(book, JobCanceled(job_id=job.job_id, tenant_id="t", reason="client"), NOW) == [None]
     rejected = decide(book, JobSubmitted(job_id=job.job_id, tenant_id="t", job=job), NOW)[0]
@@ -75,4 +76,4 @@ def test_each_provider_called_in_an_attempt_is_booked_its_own_cost():
     assert costs_by_provider(event) == {"flaky": 200, "cheap": 300}
     book = new_book()
     decide(book, event, NOW)
-    assert sorted(c[2:] for c in book.new_costs) == [("cheap", 300), ("flaky", 200)]
+    assert sorted((c.provider, c.cost_micro_usd) for c in book.new_costs) == [("cheap", 300), ("flaky", 200)]

@@ -18,6 +18,7 @@ from genline_stack.ports import free_port, stop_process
 from services.common.bus.envelope import envelop
 from services.common.contracts import CreditsReserved, JobSpec, JobSubmitted, topic_of
 from services.common.db import migrate
+from services.ledger.records import CreditGrant
 from services.ledger.service import LedgerApp, grant
 from tests.kafka import publish_envelopes, read_topic
 from tests.metrics import metric_value
@@ -90,7 +91,7 @@ def consumed_submissions(port: int) -> float:
 
 def test_200_reservations_over_two_ledger_processes_admit_exactly_what_57_images_cost(isolated_settings, tmp_path):
     settings = isolated_settings
-    asyncio.run(grant(settings, "hot", 57 * 10, "test"))
+    asyncio.run(grant(settings, CreditGrant("hot", 57 * 10, "admin", "test")))
     processes = [start_ledger_process(settings, tmp_path / f"ledger-{i}.log") for i in range(2)]
     try:
         for _, port in processes:
@@ -119,7 +120,7 @@ async def test_an_event_committed_but_never_published_is_relayed_after_a_restart
     runtime = crashed.runtime
     await migrate(runtime.database_url, runtime.name, runtime.migrations)
     await runtime.pool.open(wait=True)
-    granted = await crashed.grant("t-crash", 40, "admin", "before the crash")  # committed; the relay never ran
+    granted = await crashed.grant(CreditGrant("t-crash", 40, "admin", "before the crash"))  # committed; the relay never ran
     async with runtime.pool.connection() as conn:
         unpublished = await (await conn.execute("SELECT count(*) AS n FROM outbox WHERE published_at IS NULL")).fetchone()
     await runtime.pool.close()  # the process dies before publishing

@@ -22,7 +22,8 @@ from services.common.contracts import (
 )
 from services.ledger import handlers
 from services.ledger.app import LedgerApp
-from services.ledger.replay import replay_ledger
+from services.ledger.records import CreditGrant
+from services.ledger.replay import LedgerReplay, replay_ledger
 from tests.ledger.conftest import isolated_ledger_settings
 
 TENANTS = [f"r{i}" for i in range(5)]
@@ -60,8 +61,8 @@ class Workload:
     async def grant(self, tenant, size, pick) -> None:
         await self.flush()
         expires = self.now + timedelta(days=pick % 4) if pick % 3 == 0 else None
-        await self.ledger.grant(tenant, size * 25, "admin", "workload", expires_at=expires,
-                                rollover_days=30 if pick % 5 == 0 and expires else None)
+        await self.ledger.grant(CreditGrant(tenant, size * 25, "admin", "workload", expires_at=expires,
+                                            rollover_days=30 if pick % 5 == 0 and expires else None))
 
     async def submit(self, tenant, size, pick) -> None:
         # One job in five asks for clips, priced by the second (a clip of 1.5 to 4.5 seconds).
@@ -118,7 +119,8 @@ async def run_workload(ledger_settings, operations) -> None:
 
 def replay(ledger_settings, source: str = "journal") -> tuple[int, list[str]]:
     lines: list[str] = []
-    return replay_ledger(ledger_settings, ledger_settings.schema_name, out=lines.append, source=source), lines
+    return replay_ledger(ledger_settings, LedgerReplay(ledger_settings.schema_name, source),
+                         out=lines.append), lines
 
 
 def tamper(ledger_settings, tenant: str) -> None:

@@ -21,6 +21,7 @@ from services.common.db import migrate
 from services.common.runtime import ServiceRuntime
 from services.ledger import handlers
 from services.ledger.app import LedgerApp
+from services.ledger.records import CreditGrant
 from services.ledger.settings import LedgerSettings
 from tests.conftest import settings_for
 
@@ -49,7 +50,7 @@ async def ledger(endpoints):
 
 
 async def grant(ledger: LedgerApp, tenant: str, credits: int, **terms) -> None:
-    await ledger.grant(tenant, credits, "admin", "test", **terms)
+    await ledger.grant(CreditGrant(tenant, credits, "admin", "test", **terms))
 
 
 async def apply(ledger: LedgerApp, event) -> bool:

@@ -18,7 +18,7 @@ from genline_stack.ports import free_port
 from services.common.bus.envelope import envelop
 from services.common.runtime import listen
 from services.ledger.app import LedgerApp, http_app
-from services.ledger.replay import replay_ledger
+from services.ledger.replay import LedgerReplay, replay_ledger
 from tests.identity import headers_as
 from tests.ledger.test_reservations import delivered, open_scratch, published, scratch_ledger, submitted
 from tests.payments.stripe_simulator import AUTHENTICATION_REQUIRED, DECLINED, StripeSimulator
@@ -97,7 +97,7 @@ async def grants_of(billing: Billing, tenant_id: str) -> list[dict]:
 
 def no_differences(billing: Billing) -> list[str]:
     lines: list[str] = []
-    code = replay_ledger(billing.ledger.settings, billing.ledger.runtime.name, out=lines.append)
+    code = replay_ledger(billing.ledger.settings, LedgerReplay(billing.ledger.runtime.name), out=lines.append)
     assert code == 0, lines
     return lines
 

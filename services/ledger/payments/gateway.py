@@ -65,9 +65,10 @@ class OffSessionCharge:
 @dataclass(frozen=True)
 class ChargeOutcome:
     """`pending`: accepted, the credits come with the processor's success event;
-    `failed`: declined or in need of the cardholder (`failure_code` says which)."""
+    `succeeded`: that event came; `failed`: declined or in need of the cardholder
+    (`failure_code` says which). An auto top-up attempt ends with one of the last two."""
 
-    state: Literal["pending", "failed"]
+    state: Literal["pending", "succeeded", "failed"]
     payment_intent: str | None
     failure_code: str | None = None
     failure_message: str | None = None

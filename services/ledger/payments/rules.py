@@ -1,11 +1,28 @@
-"""The arithmetic of money taken back and of auto top-up, without I/O."""
+"""What a tenant asks of billing (a checkout, an auto top-up rule), and the arithmetic of
+money taken back and of auto top-up, without I/O."""
 
 from typing import Literal
+
+from pydantic import BaseModel, Field
 
 # A dispute in one of these is over in the tenant's favour (an inquiry closed without a
 # chargeback counts as won); `lost` is over against it; any other status is still open.
 DISPUTE_WON = frozenset({"won", "warning_closed"})
 DISPUTE_LOST = frozenset({"lost"})
+
+
+class CheckoutAsked(BaseModel):
+    pack: str = Field(max_length=64)
+    save_card: bool = False
+    success_url: str = Field(max_length=2000)
+    cancel_url: str = Field(max_length=2000)
+
+
+class AutoTopUpRule(BaseModel):
+    below: int = Field(gt=0, le=10**12)
+    pack: str = Field(max_length=64)
+    max_per_month: int = Field(gt=0, le=1000)
+    enabled: bool = True
 
 
 def share_of_credits(credits: int, paid_minor: int, taken_minor: int) -> int:

@@ -22,6 +22,7 @@ from services.ledger.domain import Book
 from services.ledger.payments import rules
 from services.ledger.payments.gateway import (
     Action,
+    ChargeOutcome,
     ChargeRefunded,
     CheckoutAwaitingPayment,
     CheckoutClosed,
@@ -37,10 +38,13 @@ from services.ledger.payments.gateway import (
     PaymentGateway,
     ReceivedPayment,
 )
+from services.ledger.payments.rules import AutoTopUpRule, CheckoutAsked
 from services.ledger.pricebook import CreditPack, PriceBook
+from services.ledger.records import CreditGrant, DisputeHold, Takeback
 from services.ledger.settings import LedgerSettings
 from services.ledger.store import payments as payment_store
 from services.ledger.store import write_book
+from services.ledger.store.alerts import Crossing
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -61,9 +65,7 @@ class LedgerOperations(Protocol):
     @property
     def ledger(self) -> Books: ...
 
-    async def grant_in(self, conn: Conn, tenant_id: str, credits: int, source: str, reason: str, *,
-                       expires_at: datetime | None = None, rollover_days: int | None = None,
-                       payment_id: str | None = None) -> CreditsGranted: ...
+    async def grant_in(self, conn: Conn, grant: CreditGrant) -> CreditsGranted: ...
 
 
 @dataclass(frozen=True)
@@ -102,12 +104,11 @@ class Payments:
         async with self.runtime.pool.connection() as conn:
             return await payment_store.keep_customer(conn, tenant_id, made)
 
-    async def open_checkout(self, tenant_id: str, pack_name: str, save_card: bool, success_url: str,
-                            cancel_url: str) -> dict[str, Any]:
+    async def open_checkout(self, tenant_id: str, asked: CheckoutAsked) -> dict[str, Any]:
         self.require_api_key()
-        pack = self.pack(pack_name)
+        pack_name, pack = asked.pack, self.pack(asked.pack)
         order = CheckoutOrder(tenant_id, await self.customer(tenant_id), pack_name, pack.credits, pack.amount_minor,
-                              pack.currency, save_card, success_url, cancel_url)
+                              pack.currency, asked.save_card, asked.success_url, asked.cancel_url)
         hosted = await self._gateway(self.gateway.open_checkout(order))
         async with self.runtime.pool.connection() as conn:
             await payment_store.add_checkout(conn, order, hosted)
@@ -152,15 +153,14 @@ class Payments:
             case IntentSucceeded():
                 return await self._intent_succeeded(conn, event_id, action)
             case IntentFailed():
-                failed = action.attempt_id and await self._fail_attempt(conn, action.attempt_id, action.payment_intent,
-                                                                         action.failure_code, action.failure_message)
+                failure = ChargeOutcome("failed", action.payment_intent, action.failure_code, action.failure_message)
+                failed = action.attempt_id and await self._fail_attempt(conn, action.attempt_id, failure)
                 return Applied(detail="auto top-up failed: " + action.failure_code if failed else "recorded")
             case ChargeRefunded():
                 await payment_store.note_refund(conn, action.payment_intent, action.charge_id, action.refunded_minor)
                 return Applied(detail=await self._settle_takebacks(conn, action.payment_intent) or "refund recorded")
             case DisputeChanged():
-                await payment_store.note_dispute(conn, action.dispute_id, action.payment_intent, action.amount_minor,
-                                         action.status)
+                await payment_store.note_dispute(conn, action)
                 return Applied(detail=await self._settle_takebacks(conn, action.payment_intent) or "dispute recorded")
             case NothingToDo():
                 return Applied(detail="this event type needs no action")
@@ -182,7 +182,7 @@ class Payments:
             attempt = await payment_store.attempt(conn, paid.attempt_id)
             if attempt is None:
                 return Applied(detail=f"no auto top-up {paid.attempt_id}; nothing granted")
-            await payment_store.end_attempt(conn, paid.attempt_id, "succeeded", paid.payment_intent)
+            await payment_store.end_attempt(conn, paid.attempt_id, ChargeOutcome("succeeded", paid.payment_intent))
             await payment_store.reset_failures(conn, attempt["tenant_id"])
             return await self._grant_payment(conn, ReceivedPayment(
                 event_id, paid.payment_intent, attempt["tenant_id"], attempt["credits"], paid.amount_minor,
@@ -198,8 +198,9 @@ class Payments:
         then apply what refunds and disputes that arrived before it take back."""
         if not await payment_store.add_payment(conn, payment):
             return Applied(detail=f"payment {payment.payment_key} granted its credits before")
-        granted = await self.ledger.grant_in(conn, payment.tenant_id, payment.credits, "payment",
-                                             f"payment {payment.payment_key}", payment_id=payment.event_id)
+        granted = await self.ledger.grant_in(conn, CreditGrant(payment.tenant_id, payment.credits, "payment",
+                                                               f"payment {payment.payment_key}",
+                                                               payment_id=payment.event_id))
         await payment_store.link_grant(conn, payment.event_id, granted.grant_id)
         taken = await self._settle_takebacks(conn, payment.payment_key)
         return Applied(payment.credits, str(granted.grant_id),
@@ -224,8 +225,8 @@ class Payments:
         more = due - payment["credits_reclaimed"]
         if more <= 0:
             return ""
-        await self._book(conn, payment["tenant_id"], lambda book: book.reclaim(payment["tenant_id"], more, "refund",
-                                                                                payment["event_id"]))
+        refund = Takeback(payment["tenant_id"], more, "refund", payment["event_id"])
+        await self._book(conn, refund.tenant_id, lambda book: book.reclaim(refund))
         await payment_store.add_reclaimed(conn, payment["event_id"], more)
         return f"refund took back {more} credits"
 
@@ -233,31 +234,33 @@ class Payments:
         if dispute["resolution"]:
             return ""
         tenant, pid = payment["tenant_id"], payment["event_id"]
-        held, owed = dispute["credits_held"], dispute["credits_owed"]
+        hold = DisputeHold(tenant, dispute["credits_held"], dispute["credits_owed"], pid)
         stage = rules.dispute_stage(dispute["status"])
-        if stage in ("open", "lost") and held + owed == 0:
+        if stage in ("open", "lost") and hold.held + hold.owed == 0:
             share = rules.share_of_credits(payment["credits"], payment["amount_minor"], dispute["amount_minor"])
-            [reclaimed] = await self._book(conn, tenant, lambda book: book.reclaim(tenant, share, "dispute_held", pid))
+            taken = Takeback(tenant, share, "dispute_held", pid)
+            [reclaimed] = await self._book(conn, tenant, lambda book: book.reclaim(taken))
             assert isinstance(reclaimed, CreditsReclaimed)
-            held, owed = reclaimed.amount, reclaimed.owed_change
+            hold = DisputeHold(tenant, reclaimed.amount, reclaimed.owed_change, pid)
             await payment_store.pause_rule(conn, tenant, f"dispute {dispute['dispute_id']}")
         if stage == "open":
-            await payment_store.save_dispute(conn, dispute["dispute_id"], held, owed, None)
-            return f"dispute holds {held + owed} credits"
+            await payment_store.save_dispute(conn, dispute["dispute_id"], hold, None)
+            return f"dispute holds {hold.held + hold.owed} credits"
         if stage == "lost":
-            await self._book(conn, tenant, lambda book: book.charge_back(tenant, held, owed, pid))
+            await self._book(conn, tenant, lambda book: book.charge_back(hold))
         else:
-            await self._book(conn, tenant, lambda book: self._release(book, tenant, held, owed, pid))
-        await payment_store.save_dispute(conn, dispute["dispute_id"], held, owed, stage)
-        return f"dispute {stage}: {held + owed} credits " + ("debited" if stage == "lost" else "released")
+            await self._book(conn, tenant, lambda book: self._release(book, hold))
+        await payment_store.save_dispute(conn, dispute["dispute_id"], hold, stage)
+        return f"dispute {stage}: {hold.held + hold.owed} credits " + ("debited" if stage == "lost" else "released")
 
     @staticmethod
-    def _release(book: Book, tenant: str, held: int, owed: int, payment_id: str) -> list[Event]:
+    def _release(book: Book, won: DisputeHold) -> list[Event]:
         events: list[Event] = []
-        if held:
-            events.append(book.grant(tenant, held, "dispute_won", f"dispute won {payment_id}", datetime.now(UTC)))
-        if owed:
-            events.append(book.forgive(tenant, owed, "dispute_won", payment_id))
+        if won.held:
+            events.append(book.grant(CreditGrant(won.tenant_id, won.held, "dispute_won",
+                                                 f"dispute won {won.payment_id}"), datetime.now(UTC)))
+        if won.owed:
+            events.append(book.forgive(Takeback(won.tenant_id, won.owed, "dispute_won", won.payment_id)))
         return events
 
     async def _book(self, conn: Conn, tenant_id: str,
@@ -273,11 +276,11 @@ class Payments:
 
     # ---- auto top-up ---------------------------------------------------------------------
 
-    async def set_auto_topup(self, tenant_id: str, below: int, pack: str, max_per_month: int, enabled: bool) -> dict[str, Any]:
+    async def set_auto_topup(self, tenant_id: str, rule: AutoTopUpRule) -> dict[str, Any]:
         self.require_api_key()
-        self.pack(pack)
+        self.pack(rule.pack)
         async with self.runtime.pool.connection() as conn, conn.transaction():
-            await payment_store.set_rule(conn, tenant_id, below, pack, max_per_month, enabled)
+            await payment_store.set_rule(conn, tenant_id, rule)
             await payment_store.request_due_topups(conn, [tenant_id], self.ledger.price_book.at(datetime.now(UTC)).credit_packs)
         return await self.billing(tenant_id)
 
@@ -299,7 +302,7 @@ class Payments:
         async with self.runtime.pool.connection() as conn:
             customer = await payment_store.customer_of(conn, attempt["tenant_id"])
         if customer is None:
-            outcome_code, message = "no_saved_card", "the account has no saved card to charge"
+            failure = ChargeOutcome("failed", None, "no_saved_card", "the account has no saved card to charge")
         else:
             try:
                 outcome = await self.gateway.charge_saved_card(OffSessionCharge(
@@ -313,13 +316,15 @@ class Payments:
                 async with self.runtime.pool.connection() as conn:
                     await payment_store.attempt_charged(conn, attempt["id"], outcome.payment_intent)
                 return
-            outcome_code, message = outcome.failure_code or "payment_failed", outcome.failure_message or ""
+            failure = ChargeOutcome("failed", None, outcome.failure_code or "payment_failed",
+                                    outcome.failure_message or "")
         async with self.runtime.pool.connection() as conn, conn.transaction():
-            await self._fail_attempt(conn, attempt["id"], None, outcome_code, message)
+            await self._fail_attempt(conn, attempt["id"], failure)
 
-    async def _fail_attempt(self, conn: Conn, attempt_id: UUID, payment_intent: str | None, code: str, message: str) -> bool:
+    async def _fail_attempt(self, conn: Conn, attempt_id: UUID, failure: ChargeOutcome) -> bool:
         """Record a failed charge once, tell the tenant, and pause the rule after repeated failures."""
-        ended = await payment_store.end_attempt(conn, attempt_id, "failed", payment_intent, code, message)
+        code, message = failure.failure_code or "payment_failed", failure.failure_message or ""
+        ended = await payment_store.end_attempt(conn, attempt_id, failure)
         if ended is None:
             return False
         failures = await payment_store.count_failure(conn, ended["tenant_id"])
@@ -332,8 +337,8 @@ class Payments:
         # The tenant is told on its endpoints (billing.topup_failed), once per failed charge.
         details = {"attempt_id": str(attempt_id), "credits": ended["credits"], "failure_code": code,
                    "failure_message": message, "paused": paused}
-        if (alert := await alerts.raise_once(conn, ended["tenant_id"], "billing.topup_failed", str(attempt_id),
-                                             details)) is not None:
+        crossing = Crossing(ended["tenant_id"], "billing.topup_failed", str(attempt_id), details)
+        if (alert := await alerts.raise_once(conn, crossing)) is not None:
             await self.runtime.emit(conn, alert)
         return True
 

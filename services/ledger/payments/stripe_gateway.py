@@ -5,6 +5,7 @@ off-session PaymentIntents on a saved card, and webhook events verified with
 import json
 import re
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -35,13 +36,25 @@ T = TypeVar("T")
 TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
+@dataclass(frozen=True)
+class StripeAccount:
+    """The Stripe account the ledger works with: its API key, the secret its webhook events
+    are signed with, how old a signed event may be, and where its API is (Stripe's own by
+    default)."""
+
+    api_key: str
+    webhook_secret: str
+    tolerance_s: int
+    api_base: str | None = None
+
+
 class StripeGateway:
     name = "stripe"
 
-    def __init__(self, api_key: str, webhook_secret: str, tolerance_s: int, api_base: str | None = None) -> None:
-        self.client = stripe.StripeClient(api_key, base_addresses={"api": api_base} if api_base else None,
-                                          max_network_retries=2)
-        self.webhook_secret, self.tolerance_s = webhook_secret, tolerance_s
+    def __init__(self, account: StripeAccount) -> None:
+        self.client = stripe.StripeClient(account.api_key, max_network_retries=2,
+                                          base_addresses={"api": account.api_base} if account.api_base else None)
+        self.webhook_secret, self.tolerance_s = account.webhook_secret, account.tolerance_s
 
     async def create_customer(self, tenant_id: str) -> str:
         customer = await self._call(self.client.v1.customers.create_async(

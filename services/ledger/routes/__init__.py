@@ -13,6 +13,7 @@ from services.common.audit import operator_actor
 from services.common.db import Conn
 from services.common.problems import Problem
 from services.ledger.payments.gateway import InvalidNotice
+from services.ledger.records import CreditGrant
 from services.ledger.store.accounts import payments_and_grants
 
 router = APIRouter()
@@ -67,9 +68,8 @@ ADMIN_PROBLEMS = problems.responses(403, 404)
 @router.post("/admin/v1/grants", status_code=201, tags=["admin"], response_model=GrantMade,
              responses=ADMIN_PROBLEMS)
 async def admin_grant(body: GrantRequest, request: Request, operator: Granter) -> GrantMade:
-    granted = await request.app.state.grant(body.tenant_id, body.credits, "admin", body.reason,
-                                            operator_actor(operator.name), expires_at=body.expires_at,
-                                            rollover_days=body.rollover_days)
+    grant = CreditGrant(body.tenant_id, body.credits, "admin", body.reason, body.expires_at, body.rollover_days)
+    granted = await request.app.state.grant(grant, operator_actor(operator.name))
     return GrantMade(grant_id=str(granted.grant_id), tenant_id=body.tenant_id, available=granted.available_after)
 
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -15,24 +15,11 @@ from starlette.routing import Route
 from services.common.identity import ServiceVerifier
 from services.common.internal_calls import guard
 from services.common.problems import Problem
+from services.ledger.payments.rules import AutoTopUpRule, CheckoutAsked
 from services.ledger.payments.service import Payments
 
 PREFIX = "/internal/v1/tenants/{tenant}"
 M = TypeVar("M", bound=BaseModel)
-
-
-class CheckoutAsked(BaseModel):
-    pack: str = Field(max_length=64)
-    save_card: bool = False
-    success_url: str = Field(max_length=2000)
-    cancel_url: str = Field(max_length=2000)
-
-
-class AutoTopUpRule(BaseModel):
-    below: int = Field(gt=0, le=10**12)
-    pack: str = Field(max_length=64)
-    max_per_month: int = Field(gt=0, le=1000)
-    enabled: bool = True
 
 
 def _json_value(value: Any) -> Any:
@@ -56,14 +43,11 @@ def routes(payments: Payments, verifier: ServiceVerifier) -> list[Route]:
 
     async def checkout(request: Request) -> Response:
         asked = await _body(request, CheckoutAsked)
-        opened = await payments.open_checkout(request.path_params["tenant"], asked.pack, asked.save_card,
-                                              asked.success_url, asked.cancel_url)
-        return answer(opened, 201)
+        return answer(await payments.open_checkout(request.path_params["tenant"], asked), 201)
 
     async def auto_topup(request: Request) -> Response:
         rule = await _body(request, AutoTopUpRule)
-        return answer(await payments.set_auto_topup(request.path_params["tenant"], rule.below, rule.pack,
-                                                    rule.max_per_month, rule.enabled))
+        return answer(await payments.set_auto_topup(request.path_params["tenant"], rule))
 
     plain = [Route(f"{PREFIX}/billing", billing, methods=["GET"]),
              Route(f"{PREFIX}/checkout", checkout, methods=["POST"]),

@@ -11,6 +11,7 @@ rows.py       rows as dicts in one call
 """
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 from uuid import UUID
@@ -21,6 +22,7 @@ from psycopg.rows import DictRow
 from services.common.bus import InboxClaim, TransientConflict
 from services.common.db import Conn, Statement, added, as_arrays, inserted, together, typed_arrays, updated
 from services.ledger.domain import Book
+from services.ledger.key_caps import period_start
 from services.ledger.records import Account, Grant, Transfer
 from services.ledger.store.rows import rows_of
 
@@ -58,13 +60,21 @@ KEY_SPEND_RELEASED = (
 REPORT_COLUMNS = {"job_id": "uuid", "n": "int", "tenant_id": "text", "outcome": "text", "amount": "bigint"}
 
 
-async def load_book(conn: Conn, book: Book, tenant_ids: Iterable[str],
-                    job_ids: Iterable[UUID], *, costs_of: Iterable[UUID] | None = None,
-                    reports_of: Iterable[UUID] | None = None) -> Book:
+@dataclass(frozen=True)
+class JobsRead:
+    """The jobs a batch touches (their transfers locked), and of those, the ones whose provider
+    costs (`costs_of`) and reports (`reports_of`) it needs; by default every job."""
+
+    jobs: Iterable[UUID]
+    costs_of: Iterable[UUID] | None = None
+    reports_of: Iterable[UUID] | None = None
+
+
+async def load_book(conn: Conn, book: Book, tenant_ids: Iterable[str], job_ids: Iterable[UUID]) -> Book:
     """The balances of `tenant_ids` (read_balances) and what the book knows of `job_ids`
     (read_jobs)."""
     await read_balances(conn, book, tenant_ids)
-    return await read_jobs(conn, book, job_ids, costs_of=costs_of, reports_of=reports_of)
+    return await read_jobs(conn, book, JobsRead(job_ids))
 
 
 async def read_balances(conn: Conn, book: Book, tenant_ids: Iterable[str],
@@ -90,15 +100,14 @@ async def read_balances(conn: Conn, book: Book, tenant_ids: Iterable[str],
     return book
 
 
-async def read_jobs(conn: Conn, book: Book, job_ids: Iterable[UUID], *,
-                    costs_of: Iterable[UUID] | None = None, reports_of: Iterable[UUID] | None = None) -> Book:
+async def read_jobs(conn: Conn, book: Book, read: JobsRead) -> Book:
     """A job's transfer is locked, so it settles once; what the statements after the lock read
     (closed jobs, costs, reports) is then what the lock's last holder committed. Provider
-    costs and reports are read for `costs_of` and `reports_of` (by default every job): a
-    batch that settles nothing needs no costs, one that reports nothing no reports."""
-    jobs = list(set(job_ids))
-    costs = jobs if costs_of is None else list(set(costs_of))
-    reports = jobs if reports_of is None else list(set(reports_of))
+    costs and reports are read for the jobs `read` names: a batch that settles nothing needs
+    no costs, one that reports nothing no reports."""
+    jobs = list(set(read.jobs))
+    costs = jobs if read.costs_of is None else list(set(read.costs_of))
+    reports = jobs if read.reports_of is None else list(set(read.reports_of))
     if jobs:
         for row in await rows_of(conn, f"SELECT {', '.join(TRANSFER_COLUMNS)} FROM transfers"
                                      " WHERE job_id = ANY(%b) FOR UPDATE", [jobs]):
@@ -172,7 +181,8 @@ async def _write_book(conn: Conn, book: Book, published: Statement | None) -> No
         inserted("grants", GRANT_COLUMNS, [_values(g, GRANT_COLUMNS) for g in book.new_grants]),
         inserted("transfers", TRANSFER_COLUMNS, [_values(t, TRANSFER_COLUMNS) for t in book.new_transfers]),
         inserted("entries", ENTRY_COLUMNS, [_values(e, ENTRY_COLUMNS) for e in book.entries]),
-        inserted("provider_costs", COST_COLUMNS, book.new_costs, "ON CONFLICT DO NOTHING"),
+        inserted("provider_costs", COST_COLUMNS, [_values(c, COST_COLUMNS) for c in book.new_costs],
+                 "ON CONFLICT DO NOTHING"),
         inserted("reports", REPORT_COLUMNS, book.new_reports),
         inserted("closed_jobs", CLOSED_COLUMNS, book.new_closed, "ON CONFLICT DO NOTHING")])
     await together(conn, [
@@ -205,10 +215,9 @@ async def read_key_spend(conn: Conn, book: Book, api_key_ids: Iterable[UUID],
     return book
 
 
-async def key_spend_of(conn: Conn, tenant_id: str, api_key_ids: list[UUID], day: date,
-                       month: date) -> list[DictRow]:
-    """Each of the tenant's keys' spend today and this month, as the ledger's API shows it."""
+async def key_spend_of(conn: Conn, tenant_id: str, api_key_ids: list[UUID], day: date) -> list[DictRow]:
+    """Each of the tenant's keys' spend on `day` and in its month, as the ledger's API shows it."""
     return await rows_of(conn, "SELECT api_key_id, period, spent FROM key_spend WHERE tenant_id = %s"
                              " AND api_key_id = ANY(%b)"
                              " AND ((period = 'day' AND starts_on = %s) OR (period = 'month' AND starts_on = %s))",
-                       [tenant_id, api_key_ids, day, month])
+                       [tenant_id, api_key_ids, day, period_start("month", day)])

@@ -1,13 +1,15 @@
 """The alerts' rows: crossings cleared and raised in one round, one alert a caller saw, and
 a tenant's alert settings."""
 
-from datetime import date, datetime
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
 from services.common.db import Conn
+from services.ledger.key_caps import period_start
 from services.ledger.store.rows import row_of, rows_of
 
 # A balance alert is cleared once the tenant's available credits are back at its threshold
@@ -48,17 +50,31 @@ RAISE_ONE_ALERT = (
     " RETURNING id, tenant_id, alert, details, raised_at")
 
 
-async def raise_due_alerts(conn: Conn, now: datetime, day: date, month: date, notice_days: int) -> list[DictRow]:
-    """Clear the balance alerts whose balance is back, then raise every crossing not raised yet;
-    the alerts raised (id, tenant_id, alert, details, raised_at)."""
+@dataclass(frozen=True)
+class Crossing:
+    """A line a tenant crossed that the caller saw: the alert it raises, what it is about
+    (`subject`: a failed payment's id), and the alert's details."""
+
+    tenant_id: str
+    alert: str
+    subject: str
+    details: dict[str, Any]
+
+
+async def raise_due_alerts(conn: Conn, now: datetime, notice_days: int) -> list[DictRow]:
+    """Clear the balance alerts whose balance is back, then raise every crossing not raised yet
+    (key caps: of `now`'s day and month); the alerts raised (id, tenant_id, alert, details,
+    raised_at)."""
     await conn.execute(CLEAR_BALANCE_ALERTS, {"now": now})
-    return await rows_of(conn, RAISE_ALERTS, {"now": now, "day": day, "month": month, "notice": notice_days})
+    day = now.date()
+    return await rows_of(conn, RAISE_ALERTS, {"now": now, "day": day, "month": period_start("month", day),
+                                              "notice": notice_days})
 
 
-async def raise_alert(conn: Conn, tenant_id: str, alert: str, subject: str, details: dict[str, Any],
-                      now: datetime) -> DictRow | None:
+async def raise_alert(conn: Conn, crossing: Crossing, now: datetime) -> DictRow | None:
     """One alert of a crossing the caller saw (a failed top-up); None when it was raised before."""
-    return await row_of(conn, RAISE_ONE_ALERT, [tenant_id, alert, subject, Jsonb(details), now])
+    return await row_of(conn, RAISE_ONE_ALERT, [crossing.tenant_id, crossing.alert, crossing.subject,
+                                               Jsonb(crossing.details), now])
 
 
 async def set_alert_settings(conn: Conn, tenant_id: str, balance_low_below: int | None,

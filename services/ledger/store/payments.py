@@ -8,7 +8,15 @@ from uuid import UUID
 from psycopg.rows import DictRow
 
 from services.common.db import Conn
-from services.ledger.payments.gateway import CheckoutOrder, HostedCheckout, ReceivedPayment
+from services.ledger.payments.gateway import (
+    ChargeOutcome,
+    CheckoutOrder,
+    DisputeChanged,
+    HostedCheckout,
+    ReceivedPayment,
+)
+from services.ledger.payments.rules import AutoTopUpRule
+from services.ledger.records import DisputeHold
 
 
 async def _one(conn: Conn, sql: str, params: list[Any]) -> DictRow | None:
@@ -123,13 +131,13 @@ async def refunded_minor(conn: Conn, payment_intent: str) -> int:
 # ---- disputes -----------------------------------------------------------------------------
 
 
-async def note_dispute(conn: Conn, dispute_id: str, payment_intent: str, amount_minor: int, status: str) -> None:
+async def note_dispute(conn: Conn, dispute: DisputeChanged) -> None:
     """A dispute's latest status; a closed one keeps its end."""
     await conn.execute(
         "INSERT INTO disputes (dispute_id, payment_intent, amount_minor, status) VALUES (%s, %s, %s, %s)"
         " ON CONFLICT (dispute_id) DO UPDATE SET status = CASE WHEN disputes.status IN ('won', 'lost', 'warning_closed')"
         " THEN disputes.status ELSE excluded.status END, amount_minor = excluded.amount_minor, updated_at = now()",
-        [dispute_id, payment_intent, amount_minor, status])
+        [dispute.dispute_id, dispute.payment_intent, dispute.amount_minor, dispute.status])
 
 
 async def disputes_of(conn: Conn, payment_intent: str) -> list[DictRow]:
@@ -137,20 +145,20 @@ async def disputes_of(conn: Conn, payment_intent: str) -> list[DictRow]:
                       [payment_intent])
 
 
-async def save_dispute(conn: Conn, dispute_id: str, held: int, owed: int, resolution: str | None) -> None:
+async def save_dispute(conn: Conn, dispute_id: str, hold: DisputeHold, resolution: str | None) -> None:
     await conn.execute("UPDATE disputes SET credits_held = %s, credits_owed = %s, resolution = %s, updated_at = now()"
-                       " WHERE dispute_id = %s", [held, owed, resolution, dispute_id])
+                       " WHERE dispute_id = %s", [hold.held, hold.owed, resolution, dispute_id])
 
 
 # ---- auto top-up --------------------------------------------------------------------------
 
 
-async def set_rule(conn: Conn, tenant_id: str, below: int, pack: str, max_per_month: int, enabled: bool) -> None:
+async def set_rule(conn: Conn, tenant_id: str, rule: AutoTopUpRule) -> None:
     await conn.execute(
         "INSERT INTO auto_topup_rules (tenant_id, below, pack, max_per_month, enabled) VALUES (%s, %s, %s, %s, %s)"
         " ON CONFLICT (tenant_id) DO UPDATE SET below = excluded.below, pack = excluded.pack,"
         " max_per_month = excluded.max_per_month, enabled = excluded.enabled, paused_reason = NULL, failures = 0,"
-        " updated_at = now()", [tenant_id, below, pack, max_per_month, enabled])
+        " updated_at = now()", [tenant_id, rule.below, rule.pack, rule.max_per_month, rule.enabled])
 
 
 async def rule_of(conn: Conn, tenant_id: str) -> DictRow | None:
@@ -213,14 +221,13 @@ async def attempt_charged(conn: Conn, attempt_id: UUID, payment_intent: str) -> 
                        " AND state = 'processing'", [payment_intent, attempt_id])
 
 
-async def end_attempt(conn: Conn, attempt_id: UUID, state: str, payment_intent: str | None = None,
-                      failure_code: str | None = None, failure_message: str | None = None) -> DictRow | None:
-    """The attempt's end, once: None when it had ended already."""
+async def end_attempt(conn: Conn, attempt_id: UUID, outcome: ChargeOutcome) -> DictRow | None:
+    """The attempt's end (`succeeded` or `failed`), once: None when it had ended already."""
     return await _one(conn, (
         "UPDATE auto_topup_attempts SET state = %s, payment_intent = coalesce(%s, payment_intent),"
         " failure_code = %s, failure_message = %s, updated_at = now()"
         " WHERE id = %s AND state IN ('requested', 'processing') RETURNING *"),
-        [state, payment_intent, failure_code, failure_message, attempt_id])
+        [outcome.state, outcome.payment_intent, outcome.failure_code, outcome.failure_message, attempt_id])
 
 
 async def attempt(conn: Conn, attempt_id: UUID) -> DictRow | None:
