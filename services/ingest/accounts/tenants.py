@@ -67,5 +67,5 @@ async def ensure_tenant(settings: IngestSettings, tenant_id: str, name: str | No
         created = await insert_tenant(conn, tenant_id, name, plan)
         if known_key and await key_is_live(conn, tenant_id, known_key):
             return known_key, created
-        key = (await keys.issue_key(conn, tenant_id, keys.OPERATOR_KEY_NAME)).secret
+        key = (await keys.issue_key(conn, tenant_id, keys.KeyGrant(keys.OPERATOR_KEY_NAME))).secret
     return key, created

@@ -16,6 +16,7 @@ from services.common.contracts import JobErased, OutputReported
 from services.common.problems import Problem
 from services.common.storage import ObjectStore, signed_links
 from services.ingest import data_keys, store
+from services.ingest.accounts.spend_caps import Submitter
 from services.ingest.deps import (
     JobsReader,
     JobsSubmitter,
@@ -86,9 +87,10 @@ async def submit_job(body: JobRequest, response: Response, caller: JobsSubmitter
     length rounded up, at most `duration_s`)."""
     telemetry.bind_prompt(body.prompt)
     await prompts.check(runtime.pool, caller.tenant_id, body.prompt)
-    submitter = submission.Submitter(caller.key_id, caller.caps)
-    view = await submission.submit(runtime, objects, plans, caller.tenant_id, body, settings, idempotency_key,
-                                   cancel_after, gate, submitter, ledger, routing)
+    intake = submission.Intake(runtime, settings, objects, plans, gate, ledger, routing)
+    order = submission.Order(caller.tenant_id, body, idempotency_key, cancel_after,
+                             Submitter(caller.key_id, caller.caps))
+    view = await intake.submit(order)
     response.headers["Location"] = f"/v1/jobs/{view.id}"
     log.info("accepted job %s: %d image(s) of template %s", view.id, view.images, view.template,
              extra={"prompt": body.prompt})
