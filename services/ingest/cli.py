@@ -11,11 +11,11 @@ from services.common.cli import CommandTree, add_replay_source
 
 
 def create_tenant(args: argparse.Namespace) -> int:
-    from services.ingest.accounts.tenants import create_tenant
+    from services.ingest.accounts.tenants import Tenant, create_tenant
     from services.ingest.settings import IngestSettings
 
     try:
-        print(asyncio.run(create_tenant(IngestSettings(), args.tenant, args.name, args.plan)))
+        print(asyncio.run(create_tenant(IngestSettings(), Tenant(args.tenant, args.name, args.plan))))
     except ValueError as error:
         args.parser.exit(2, f"{args.parser.prog}: {error}\n")
     return 0

@@ -12,7 +12,7 @@ import pytest
 from services.common.problems import Problem
 from services.ingest.accounts import limits
 from services.ingest.accounts.plans import Plan
-from services.ingest.accounts.tenants import create_tenant, tenants_transaction
+from services.ingest.accounts.tenants import Tenant, create_tenant, tenants_transaction
 from services.ingest.settings import IngestSettings
 
 PLAN = Plan(name="small", requests_per_s=5, burst=3, concurrent_jobs=2, images_per_day=20, priority=0)
@@ -27,7 +27,7 @@ def settings(endpoints) -> IngestSettings:
 @pytest.fixture
 def tenant(settings) -> str:
     tenant_id = f"t-{uuid.uuid4().hex[:8]}"
-    asyncio.run(create_tenant(settings, tenant_id))
+    asyncio.run(create_tenant(settings, Tenant(tenant_id)))
     return tenant_id
 
 
