@@ -68,7 +68,7 @@ def refusal(settings, tenant: str, images: int) -> Problem | None:
         try:
             plan = await limits.lock_plan(conn, tenant, _Book())
             assert plan.name == "free"  # the tenant's own plan, by name, from the book
-            await limits.check_submission(conn, tenant, PLAN, images, NOW)
+            limits.check_submission(PLAN, await limits.count_usage(conn, tenant, NOW), images)
         except Problem as problem:
             return problem
         return None

@@ -375,7 +375,7 @@ class Intake:
             video_request.check_plan_limits(body.video, plan)
             if submission.over_cap is not None:
                 raise submission.over_cap
-            await limits.check_submission(conn, tenant, plan, body.images, datetime.now(UTC))
+            limits.check_submission(plan, await limits.count_usage(conn, tenant, datetime.now(UTC)), body.images)
             spec = job_spec(submission, settings, plan.priority)
             view = domain.submitted_view(spec, body.prompt)
             await projection.record(conn, None, view, None, spec.submitted_at)
