@@ -84,13 +84,14 @@ class Usage(BaseModel):
 
 
 def limit_bars(plan: Plan, usage: limits.Usage, burst_remaining: int) -> list[Limit]:
-    def bar(name: str, used: int, limit: int | None, resets_at: datetime | None = None) -> Limit:
+    def bar(name: str, used: int, limit: int | None) -> Limit:
         return Limit(name=name, used=used, limit=limit, remaining=None if limit is None else max(0, limit - used),
-                     resets_at=resets_at)
+                     resets_at=None)
 
+    daily = bar("images_per_day", usage.images_today, plan.images_per_day)
     return [bar("requests_burst", plan.burst - burst_remaining, plan.burst),
             bar("concurrent_jobs", usage.active, plan.concurrent_jobs),
-            bar("images_per_day", usage.images_today, plan.images_per_day, usage.resets_at)]
+            daily.model_copy(update={"resets_at": usage.resets_at})]
 
 
 async def credits_held(request: Request, tenant: str, settings: IngestSettings) -> int | None:
