@@ -83,7 +83,7 @@ async def test_concurrent_events_number_entries_without_gaps_per_job_and_per_ten
 
 async def test_a_commit_wakes_the_streams_watching_its_tenant_only(ingest):
     spec = await submit(ingest)
-    watch = LogWatch(ingest.database_url, ingest.name, retry_s=1)
+    watch = LogWatch(ingest, poll_s=1)
     with watch.watching(TENANT) as mine, watch.watching("someone-else") as theirs:
         await watch.start()
         try:
