@@ -38,7 +38,7 @@ async def submit(runtime) -> JobSpec:
     spec = JobSpec(job_id=uuid.uuid4(), tenant_id=TENANT, template="generic", prompt="a red fox", images=1,
                    candidates=2, seed=7, submitted_at=datetime.now(UTC))
     async with runtime.pool.connection() as conn, conn.transaction():
-        await projection.record(conn, None, submitted_view(spec), None, spec.submitted_at)
+        await projection.record_submitted(conn, submitted_view(spec), spec.submitted_at)
     return spec
 
 

@@ -378,7 +378,7 @@ class Intake:
             limits.check_submission(plan, await limits.count_usage(conn, tenant, datetime.now(UTC)), body.images)
             spec = job_spec(submission, settings, plan.priority)
             view = domain.submitted_view(spec, body.prompt)
-            await projection.record(conn, None, view, None, spec.submitted_at)
+            await projection.record_submitted(conn, view, spec.submitted_at)
             if submission.reference_key:
                 await store.remember_reference(conn, view.id, submission.reference_key)
             await store.write_submission(conn, submission.data_key_row(), submission.binding(ttl_s),

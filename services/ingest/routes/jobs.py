@@ -208,7 +208,7 @@ async def cancel_job(job_id: str, tenant: JobsWriter, runtime: Runtime, settings
         except domain.JobIsFinal as error:
             raise Problem(409, "job-final", str(error), state=before.state) from None
         if event is not None:
-            await projection.record(conn, before, view, event, event.requested_at)
+            await projection.record(conn, store.Change(before, view, event, event.requested_at))
             await runtime.emit(conn, event)
     runtime.relay.notify()
     return fresh_links(view, objects, settings.link_ttl_s)
