@@ -269,3 +269,11 @@ class Change:
     after: JobView
     event: Event | None
     at: datetime
+
+
+@dataclass(frozen=True)
+class Period:
+    """A span of time, [since, until)."""
+
+    since: datetime
+    until: datetime

@@ -143,7 +143,7 @@ async def list_jobs(tenant: JobsReader, runtime: Runtime,
         raise Problem(422, "invalid-cursor", str(error)) from None
     where = store.JobFilter(state, template, created_after, created_before)
     async with runtime.pool.connection() as conn:
-        views, more = await store.list_views(conn, tenant, where, after, limit)
+        views, more = await store.list_views(conn, tenant, where, store.Page(after, limit))
     return JobPage(data=[summary(v) for v in views], next=more.encode() if more else None)
 
 

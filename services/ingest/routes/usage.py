@@ -14,6 +14,7 @@ from services.common.problems import Problem
 from services.ingest.accounts import limits
 from services.ingest.accounts.plans import Plan, rate_decision
 from services.ingest.deps import AccountReader, Plans, Runtime, Settings
+from services.ingest.domain import Period
 from services.ingest.ledger_calls import call_ledger, pb
 from services.ingest.receipts.issuing import attributed_totals, daily_totals
 from services.ingest.settings import IngestSettings
@@ -190,8 +191,8 @@ async def usage_attribution(
     since = today - timedelta(days=days - 1)
     metadata_key = None if group_by == "end_user" else group_by.removeprefix("metadata.")
     async with runtime.pool.connection() as conn:
-        rows = await attributed_totals(conn, tenant, datetime.combine(since, time(), UTC),
-                                       datetime.combine(today + timedelta(days=1), time(), UTC), metadata_key)
+        period = Period(datetime.combine(since, time(), UTC), datetime.combine(today + timedelta(days=1), time(), UTC))
+        rows = await attributed_totals(conn, tenant, period, metadata_key)
     groups = [AttributedGroup(**row) for row in rows]
     total = AttributedGroup(value=None, jobs=sum(g.jobs for g in groups), images=sum(g.images for g in groups),
                             credits=sum(g.credits for g in groups))

@@ -12,6 +12,7 @@ from services.common.contracts import FINAL_STATES, JobEvent
 from services.common.db import Conn, Statement, together, updated
 from services.ingest.domain import Change, JobView, erased
 from services.ingest.store.callers import (
+    NewUpload,
     forget_idle_clients,
     insert_upload,
     live_key,
@@ -33,6 +34,7 @@ from services.ingest.store.listing import (
     Cursor,
     InvalidCursor,
     JobFilter,
+    Page,
     erased_job_ids,
     insert_output_report,
     job_with_output,
@@ -53,7 +55,7 @@ from services.ingest.store.log import (
     tenant_log_position,
 )
 
-__all__ = ["LOG_CHANNEL_PREFIX", "Change", "Cursor", "IdempotencyKeyTaken", "InvalidCursor", "JobFilter",
+__all__ = ["LOG_CHANNEL_PREFIX", "Change", "Cursor", "IdempotencyKeyTaken", "InvalidCursor", "JobFilter", "NewUpload", "Page",
            "KeyBinding", "WrappedDataKey", "append_log", "append_new_job", "claim_and_lock_views", "delete_data_key",
            "insert_data_key", "keys_not_under", "read_data_key",
            "read_every_data_key", "rewrite_data_key", "wrapped_keys_by_kek", "erase_job", "forget_expired_keys",
