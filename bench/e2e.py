@@ -65,7 +65,7 @@ from genline_stack.fleet import SERVICES, ServiceFleet  # noqa: E402
 from services.common.quality.profiles import job_profile  # noqa: E402
 from services.common.settings import ServiceSettings  # noqa: E402
 from services.common.storage import ObjectStore  # noqa: E402
-from services.ingest.accounts.tenants import create_tenant  # noqa: E402
+from services.ingest.accounts.tenants import Tenant, create_tenant  # noqa: E402
 from services.ingest.settings import IngestSettings  # noqa: E402
 from services.ledger.app import grant  # noqa: E402
 from services.ledger.records import CreditGrant  # noqa: E402
@@ -248,7 +248,7 @@ def start_platform(data_dir: Path, kafka_tls: bool = True):
 
 def tenant(endpoints: Endpoints) -> str:
     name = f"bench-{uuid.uuid4().hex[:8]}"
-    api_key = asyncio.run(create_tenant(endpoints.settings(IngestSettings), name, plan="enterprise"))
+    api_key = asyncio.run(create_tenant(endpoints.settings(IngestSettings), Tenant(name, plan="enterprise")))
     asyncio.run(grant(endpoints.settings(LedgerSettings), CreditGrant(name, 10_000_000, "admin", "bench")))
     return api_key
 

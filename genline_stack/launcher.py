@@ -21,7 +21,7 @@ from genline_stack.demo import run_demo
 from genline_stack.embedded import EmbeddedStack
 from genline_stack.endpoints import Endpoints
 from genline_stack.fleet import ServiceFleet
-from services.ingest.accounts.tenants import ensure_tenant
+from services.ingest.accounts.tenants import Tenant, ensure_tenant
 from services.ingest.settings import IngestSettings
 from services.ledger.app import grant
 from services.ledger.records import CreditGrant
@@ -43,7 +43,7 @@ async def seed(endpoints: Endpoints, credits: int, key_file: Path) -> str:
     reuses the tenant and the key saved in `key_file`, and grants nothing."""
     saved = key_file.read_text().strip() if key_file.exists() else None
     settings = endpoints.settings(IngestSettings)
-    api_key, created = await ensure_tenant(settings, DEMO_TENANT, "Demo tenant", known_key=saved)
+    api_key, created = await ensure_tenant(settings, Tenant(DEMO_TENANT, "Demo tenant"), known_key=saved)
     if created:
         await grant(endpoints.settings(LedgerSettings), CreditGrant(DEMO_TENANT, credits, "admin", "demo seed"))
     if api_key != saved:

@@ -10,7 +10,7 @@ import pytest
 
 from genline_stack.fleet import SERVICES
 from services.common.contracts import FINAL_STATES
-from services.ingest.jobs.replay import replay_jobs
+from services.ingest.jobs.replay import JobReplay, replay_jobs
 from services.ingest.settings import IngestSettings
 from services.ledger.audit_replay import AuditReplay, replay_audit
 from services.ledger.replay import LedgerReplay, replay_ledger
@@ -46,7 +46,7 @@ def rotations(database_url: str) -> dict[str, int]:
 def replays_find_no_difference(platform: Platform) -> None:
     lines: list[str] = []
     assert replay_ledger(platform.endpoints.settings(LedgerSettings), LedgerReplay("ledger"), out=lines.append) == 0, lines
-    assert replay_jobs(platform.endpoints.operator_settings(IngestSettings), "ingest", out=lines.append) == 0, lines
+    assert replay_jobs(platform.endpoints.operator_settings(IngestSettings), JobReplay(), out=lines.append) == 0, lines
     assert replay_audit(platform.endpoints.operator_settings(LedgerSettings), AuditReplay("ledger"), out=lines.append) == 0, lines
 
 

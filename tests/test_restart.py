@@ -12,7 +12,7 @@ import pytest
 
 from genline_stack.embedded import EmbeddedStack
 from genline_stack.fleet import ServiceFleet
-from services.ingest.jobs.replay import replay_jobs
+from services.ingest.jobs.replay import JobReplay, replay_jobs
 from services.ingest.settings import IngestSettings
 from services.ledger.replay import LedgerReplay, replay_ledger
 from services.ledger.settings import LedgerSettings
@@ -103,6 +103,6 @@ def test_nothing_is_lost_when_everything_stops_and_starts_again(tmp_path, how):
 
         lines: list[str] = []
         assert replay_ledger(platform.endpoints.settings(LedgerSettings), LedgerReplay("ledger"), out=lines.append) == 0, lines
-        assert replay_jobs(platform.endpoints.operator_settings(IngestSettings), "ingest", out=lines.append) == 0, lines
+        assert replay_jobs(platform.endpoints.operator_settings(IngestSettings), JobReplay(), out=lines.append) == 0, lines
     finally:
         platform.stop("sigterm")

@@ -3,6 +3,7 @@
 import logging
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -127,12 +128,13 @@ def build(settings: IngestSettings) -> tuple[ServiceRuntime, FastAPI]:
                                         settings.screening_wait_s)
     app.state.prompt_gate = PromptGate(settings.prompt_rules, settings.prompt_screening_policy,
                                        hosted_moderation(runtime, settings))
-    connect_grpc(runtime, app, "ledger", settings.ledger_grpc_target, ledger_calls.rpc.LedgerServiceStub)
-    connect_grpc(runtime, app, "router", settings.router_grpc_target, admin_platform.rpc.RouterServiceStub)
-    connect_http(runtime, app, "delivery", settings.delivery_url, settings.delivery_timeout_s)
-    connect_http(runtime, app, "ledger", settings.ledger_url, settings.ledger_timeout_s)
+    peers = Peers(runtime, app)
+    peers.grpc("ledger", settings.ledger_grpc_target, ledger_calls.rpc.LedgerServiceStub)
+    peers.grpc("router", settings.router_grpc_target, admin_platform.rpc.RouterServiceStub)
+    peers.http("delivery", settings.delivery_url, settings.delivery_timeout_s)
+    peers.http("ledger", settings.ledger_url, settings.ledger_timeout_s)
     sweeper = Sweeper(runtime, settings, signer)
-    app.state.log_watch = LogWatch(runtime.database_url, runtime.name, settings.stream_poll_s)
+    app.state.log_watch = LogWatch(runtime, settings.stream_poll_s)
     runtime.startup_hooks += [partial(publish_signing_key, runtime, signer), sweeper.start, app.state.log_watch.start]
     runtime.shutdown_hooks += [sweeper.stop, app.state.log_watch.stop]
     app.router.routes.extend(telemetry.ops_routes(runtime.readiness_checks, runtime.reported_checks))
@@ -155,35 +157,42 @@ async def publish_signing_key(runtime: ServiceRuntime, signer: Signer) -> None:
         await record_signing_key(conn, signer)
 
 
-def connect_grpc(runtime: ServiceRuntime, app: FastAPI, name: str, target: str,
-                 stub_class: Callable[..., object]) -> None:
-    """One gRPC channel to service `name` for the life of the service; its stub is
-    `app.state.<name>_stub`."""
+@dataclass(frozen=True)
+class Peers:
+    """The services ingest calls, each connected for the life of the service: opened onto
+    `app.state` when the runtime starts, closed when it stops."""
 
-    async def open_channel() -> None:
-        interceptors = tracing.grpc_client_interceptors() + identity_client_interceptor(signer_of(app.state.settings), name)
-        channel = grpc.aio.insecure_channel(target, interceptors=interceptors)
-        setattr(app.state, f"{name}_channel", channel)
-        setattr(app.state, f"{name}_stub", stub_class(channel))
+    runtime: ServiceRuntime
+    app: FastAPI
 
-    async def close_channel() -> None:
-        await getattr(app.state, f"{name}_channel").close()
+    def grpc(self, name: str, target: str, stub_class: Callable[..., object]) -> None:
+        """One gRPC channel to service `name`; its stub is `app.state.<name>_stub`."""
+        state = self.app.state
 
-    runtime.startup_hooks.append(open_channel)
-    runtime.shutdown_hooks.append(close_channel)
+        async def open_channel() -> None:
+            interceptors = tracing.grpc_client_interceptors() + identity_client_interceptor(signer_of(state.settings),
+                                                                                            name)
+            channel = grpc.aio.insecure_channel(target, interceptors=interceptors)
+            setattr(state, f"{name}_channel", channel)
+            setattr(state, f"{name}_stub", stub_class(channel))
 
+        async def close_channel() -> None:
+            await getattr(state, f"{name}_channel").close()
 
-def connect_http(runtime: ServiceRuntime, app: FastAPI, name: str, base_url: str, timeout_s: float) -> None:
-    """One HTTP client for service `name`'s internal API, signed as ingest, for the life of the
-    service: `app.state.<name>_http` (delivery's webhook endpoints and attempts, the ledger's
-    checkouts and auto top-up)."""
+        self.runtime.startup_hooks.append(open_channel)
+        self.runtime.shutdown_hooks.append(close_channel)
 
-    async def open_client() -> None:
-        setattr(app.state, f"{name}_http", httpx.AsyncClient(base_url=base_url, timeout=timeout_s,
-                                                             auth=ServiceAuth(signer_of(app.state.settings), name)))
+    def http(self, name: str, base_url: str, timeout_s: float) -> None:
+        """One HTTP client for service `name`'s internal API, signed as ingest: `app.state.<name>_http`
+        (delivery's webhook endpoints and attempts, the ledger's checkouts and auto top-up)."""
+        state = self.app.state
 
-    async def close_client() -> None:
-        await getattr(app.state, f"{name}_http").aclose()
+        async def open_client() -> None:
+            setattr(state, f"{name}_http", httpx.AsyncClient(base_url=base_url, timeout=timeout_s,
+                                                             auth=ServiceAuth(signer_of(state.settings), name)))
 
-    runtime.startup_hooks.append(open_client)
-    runtime.shutdown_hooks.append(close_client)
+        async def close_client() -> None:
+            await getattr(state, f"{name}_http").aclose()
+
+        self.runtime.startup_hooks.append(open_client)
+        self.runtime.shutdown_hooks.append(close_client)

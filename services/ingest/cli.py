@@ -11,11 +11,11 @@ from services.common.cli import CommandTree, add_replay_source
 
 
 def create_tenant(args: argparse.Namespace) -> int:
-    from services.ingest.accounts.tenants import create_tenant
+    from services.ingest.accounts.tenants import Tenant, create_tenant
     from services.ingest.settings import IngestSettings
 
     try:
-        print(asyncio.run(create_tenant(IngestSettings(), args.tenant, args.name, args.plan)))
+        print(asyncio.run(create_tenant(IngestSettings(), Tenant(args.tenant, args.name, args.plan))))
     except ValueError as error:
         args.parser.exit(2, f"{args.parser.prog}: {error}\n")
     return 0
@@ -69,16 +69,16 @@ def new_receipt_key(args: argparse.Namespace) -> int:
 
 def replay_jobs(args: argparse.Namespace) -> int:
     from services.common.settings import AuditorSettings
-    from services.ingest.jobs.replay import replay_jobs
+    from services.ingest.jobs.replay import JobReplay, replay_jobs
 
-    return replay_jobs(AuditorSettings(), args.schema, args.tenant, settle_s=args.settle, source=args.source)
+    return replay_jobs(AuditorSettings(), JobReplay(args.schema, args.tenant, args.settle, args.source))
 
 
 def replay_receipts(args: argparse.Namespace) -> int:
-    from services.ingest.receipts.replay import replay_receipts
+    from services.ingest.receipts.replay import ReceiptReplay, replay_receipts
     from services.ingest.settings import IngestSettings
 
-    return replay_receipts(IngestSettings(), args.schema, args.tenant)
+    return replay_receipts(IngestSettings(), ReceiptReplay(args.schema, args.tenant))
 
 
 def print_openapi(args: argparse.Namespace) -> int:

@@ -6,7 +6,8 @@ that need the job's content in clear; an erasure deletes it."""
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from functools import partial
+from typing import TYPE_CHECKING, TypeVar
 from uuid import UUID, uuid4
 
 import psycopg
@@ -26,16 +27,17 @@ __all__ = ["JobKey", "destroy", "insert", "job_key", "wrapped", "key_of", "keys_
            "rewrap_all", "status"]
 
 
-async def _off_loop(keyring: Keyring, kek_id: str | None, function: Callable[..., T], *args: Any) -> T:
+async def _off_loop(keyring: Keyring, kek_id: str | None, work: Callable[[], T]) -> T:
     """KMS is a network call (boto3 blocks); a local KEK is a few microseconds of AES."""
     if (kek_id or keyring.active or "").startswith(KMS):
-        return await asyncio.to_thread(function, *args)
-    return function(*args)
+        return await asyncio.to_thread(work)
+    return work()
 
 
-async def wrapped(job_id: UUID, key: bytes, keyring: Keyring) -> tuple[str | None, bytes]:
-    """The job's key wrapped under the keyring's active KEK: (KEK id, wrapped key)."""
-    return await _off_loop(keyring, None, keyring.wrap, key, job_id)
+async def wrapped(job_id: UUID, key: bytes, keyring: Keyring) -> "JobKey":
+    """The job's key wrapped under the keyring's active KEK."""
+    kek_id, wrapped_key = await _off_loop(keyring, None, partial(keyring.wrap, key, job_id))
+    return JobKey(job_id, key, kek_id, wrapped_key)
 
 
 @dataclass(frozen=True)
@@ -52,15 +54,12 @@ async def job_key(keyring: Keyring) -> JobKey:
     """A new job's id and data key, wrapped. Call it before the transaction that records the
     job: wrapping is a network call under KMS, and that transaction holds the tenant's row, so
     every submission of the tenant would wait on KMS."""
-    job_id, key = uuid4(), new_data_key()
-    kek_id, wrapped_key = await wrapped(job_id, key, keyring)
-    return JobKey(job_id, key, kek_id, wrapped_key)
+    return await wrapped(uuid4(), new_data_key(), keyring)
 
 
-async def insert(conn: Conn, job_id: UUID, tenant_id: str, key: bytes, keyring: Keyring) -> None:
-    """Wrap and store a job's key outside a submission (which writes its own with the job)."""
-    kek_id, wrapped_key = await wrapped(job_id, key, keyring)
-    await store.insert_data_key(conn, store.WrappedDataKey(job_id, tenant_id, wrapped_key, kek_id))
+async def insert(conn: Conn, tenant_id: str, key: JobKey) -> None:
+    """Store a job's wrapped key outside a submission (which writes its own with the job)."""
+    await store.insert_data_key(conn, store.WrappedDataKey(key.job_id, tenant_id, key.wrapped, key.kek_id))
 
 
 async def key_of(conn: Conn, job_id: UUID, keyring: Keyring) -> bytes | None:
@@ -68,7 +67,7 @@ async def key_of(conn: Conn, job_id: UUID, keyring: Keyring) -> bytes | None:
     if stored is None:
         return None
     wrapped_key, kek_id = stored
-    return await _off_loop(keyring, kek_id, keyring.unwrap, kek_id, wrapped_key, job_id)
+    return await _off_loop(keyring, kek_id, partial(keyring.unwrap, kek_id, wrapped_key, job_id))
 
 
 def keys_of(conn: psycopg.Connection[TupleRow], schema: str, keyring: Keyring) -> dict[UUID, bytes]:
@@ -90,9 +89,10 @@ async def rewrap(conn: Conn, keyring: Keyring, batch: int = 200) -> int:
     async with conn.transaction():
         rows = await store.keys_not_under(conn, active, batch)
         for row in rows:
-            key = await _off_loop(keyring, row["kek_id"], keyring.unwrap, row["kek_id"], bytes(row["key"]), row["job_id"])
-            kek_id, wrapped = await _off_loop(keyring, None, keyring.wrap, key, row["job_id"])
-            await store.rewrite_data_key(conn, row["job_id"], wrapped, kek_id)
+            key = await _off_loop(keyring, row["kek_id"],
+                                  partial(keyring.unwrap, row["kek_id"], bytes(row["key"]), row["job_id"]))
+            again = await wrapped(row["job_id"], key, keyring)
+            await store.rewrite_data_key(conn, again.job_id, again.wrapped, again.kek_id)
     return len(rows)
 
 

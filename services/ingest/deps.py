@@ -87,12 +87,13 @@ class Caller:
     caps: KeySpendCaps = KeySpendCaps()
 
 
-async def authenticated(runtime: Runtime, plans: Plans, request: Request, response: Response,
+async def authenticated(request: Request, response: Response,
                         bearer: Annotated[HTTPAuthorizationCredentials | None, Security(api_key)]) -> Caller:
     """`Authorization: Bearer <api key>`, looked up on every request (no cache), so a key
     revoked or past its rotation overlap is refused at once by every replica. Then the
     request counts against the tenant's plan's rate (429 beyond it); every answer carries
     the RateLimit headers."""
+    runtime, plans = await get_runtime(request), await get_plans(request)
     if not request.headers.get("authorization"):
         raise Problem(401, "missing-api-key", "send your API key as 'Authorization: Bearer <key>'", UNAUTHORIZED)
     if bearer is None:

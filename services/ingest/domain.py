@@ -5,6 +5,7 @@ log entry before it is numbered. How events move a view is jobs/domain.py's; wha
 tells, jobs/job_log.py's; the store reads and writes these."""
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
@@ -16,6 +17,7 @@ from services.common.contracts import (
     AspectRatio,
     CandidateScore,
     DeliveredImage,
+    Event,
     JobSpec,
     ProviderCall,
     Resolution,
@@ -257,3 +259,21 @@ class NewEntry(BaseModel):
     type: str
     time: datetime
     payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Change:
+    """What an event (None: a request of the service's own) did to a job, and when."""
+
+    before: JobView
+    after: JobView
+    event: Event | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Period:
+    """A span of time, [since, until)."""
+
+    since: datetime
+    until: datetime

@@ -29,6 +29,7 @@ from services.ingest import store
 from services.ingest.jobs.domain import apply_event
 from services.ingest.jobs.projection import commit_changes
 from services.ingest.receipts.document import Signer
+from services.ingest.receipts.issuing import Issuance
 
 log = logging.getLogger(__name__)
 PROJECTED = (CreditsReserved, ReservationRejected, ReservationSettled, AttemptStarted, CandidatesGenerated, CandidatesChecked,
@@ -56,7 +57,7 @@ async def project_batch(conn: Conn, claim: InboxClaim, publish: Publish,
         views[event.job_id] = after = apply_event(before, event, envelope.time)
         changes.append(store.Change(before, after, event, envelope.time))
         causes.append(envelope)
-    await commit_changes(conn, changes, signer, datetime.now(UTC), announce=lambda announcements: publish.statement(
+    await commit_changes(conn, changes, Issuance(signer, datetime.now(UTC)), announce=lambda announcements: publish.statement(
         [(announcement, causes[index]) for announcement, index in announcements]))
 
 

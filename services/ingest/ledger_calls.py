@@ -2,7 +2,9 @@
 whose errors become the API's problems."""
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated, Any, TypeAlias
+from uuid import UUID
 
 import grpc
 from fastapi import Depends, Request
@@ -32,3 +34,40 @@ async def call_ledger(method: Callable[..., Awaitable[Any]], message: Any, timeo
             return None
         raise Problem(503, "ledger-unavailable", "the ledger does not answer; try again shortly",
                       {"Retry-After": "2"}, retry_after=2) from None
+
+
+@dataclass(frozen=True)
+class LedgerClient:
+    """The ledger's stub and how long a call to it may take."""
+
+    stub: LedgerStub
+    timeout_s: float
+
+    async def quote(self, quote: "Quote") -> Any:
+        """The ledger's quote; None when it knows no such tenant (see call_ledger)."""
+        return await call_ledger(self.stub.Quote, quote.message(), self.timeout_s)
+
+    async def key_spend(self, tenant_id: str, key_ids: list[UUID]) -> Any:
+        """What each of the tenant's keys spent today and this month (see call_ledger)."""
+        return await call_ledger(self.stub.GetKeySpend, pb.GetKeySpendRequest(
+            tenant_id=tenant_id, api_key_ids=[str(key) for key in key_ids]), self.timeout_s)
+
+
+@dataclass(frozen=True)
+class Quote:
+    """What the ledger is asked to price: so many images of a template in a tier for a tenant
+    (retry tokens spent first where asked), or clips of a length and resolution."""
+
+    tenant_id: str
+    template: str
+    tier: str
+    images: int = 1
+    use_retry_tokens: bool = False
+    video_duration_s: float | None = None
+    video_resolution: str | None = None
+
+    def message(self) -> Any:
+        clips = {"video_duration_s": self.video_duration_s, "video_resolution": self.video_resolution}
+        return pb.QuoteRequest(tenant_id=self.tenant_id, template=self.template, tier=self.tier, images=self.images,
+                               use_retry_tokens=self.use_retry_tokens,
+                               **{name: value for name, value in clips.items() if value is not None})

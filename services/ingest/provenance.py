@@ -16,7 +16,7 @@ The answer says only what can be shown:
 import asyncio
 import hashlib
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -97,9 +97,18 @@ def detected_mark(data: bytes) -> watermark.Detection | None:
     return watermark.detect(pixels)
 
 
-async def verify(data: bytes, media_type: str, anchors_pem: str | None, pool: Pool) -> Verification:
+@dataclass(frozen=True)
+class Evidence:
+    """A file sent to be verified, and its media type as read from its content."""
+
+    data: bytes = field(repr=False)
+    media_type: str
+
+
+async def verify(evidence: Evidence, anchors_pem: str | None, pool: Pool) -> Verification:
     """Read the file's manifest (and its watermark, where the manifest leads nowhere), and
     find the delivered output they name."""
+    data, media_type = evidence.data, evidence.media_type
     sha256 = hashlib.sha256(data).hexdigest()
     manifest = await asyncio.to_thread(read_manifest, data, media_type, anchors_pem)
     found, mark = None, None

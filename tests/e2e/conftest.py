@@ -16,7 +16,7 @@ import yaml
 from genline_stack.embedded import Endpoints, create_topics
 from genline_stack.fleet import SERVICES, ServiceFleet
 from services.common.contracts import DEFAULT_NAMESPACE, FINAL_STATES, SUBSCRIPTIONS, all_topics, topic_of
-from services.ingest.accounts.tenants import create_tenant
+from services.ingest.accounts import tenants as accounts
 from services.ingest.settings import IngestSettings
 from services.ledger.app import grant
 from services.ledger.records import CreditGrant
@@ -131,7 +131,7 @@ def make_tenant(endpoints: Endpoints, platform: ServiceFleet, credits: int, plan
     tenant_id = f"t-{uuid.uuid4().hex[:10]}"
     scoped = {"topic_namespace": platform.namespace} if platform.namespace else {}
     ingest = endpoints.settings(IngestSettings, schema_name=platform.schema("ingest"), **scoped)
-    api_key = asyncio.run(create_tenant(ingest, tenant_id, plan=plan))
+    api_key = asyncio.run(accounts.create_tenant(ingest, accounts.Tenant(tenant_id, plan=plan)))
     if credits:
         ledger = endpoints.settings(LedgerSettings, schema_name=platform.schema("ledger"), **scoped)
         asyncio.run(grant(ledger, CreditGrant(tenant_id, credits, "admin", "test grant")))

@@ -9,7 +9,7 @@ import psycopg
 
 from genline_stack.credentials import AUDITOR, kek_env
 from services.common.settings import AuditorSettings
-from services.ingest.jobs.replay import replay_jobs
+from services.ingest.jobs.replay import JobReplay, replay_jobs
 from services.ledger.audit_replay import AuditReplay, replay_audit
 from services.ledger.replay import LedgerReplay, replay_ledger
 
@@ -36,14 +36,14 @@ def test_the_auditors_replays_pass_with_and_without_the_key_encryption_key(tenan
     assert replay_audit(auditor(endpoints), AuditReplay("ledger", settle_s=30), out=lines.append) == 0, lines
 
     without_kek: list[str] = []
-    assert replay_jobs(auditor(endpoints), "ingest", tenant.id, out=without_kek.append, settle_s=30) == 0, without_kek
+    assert replay_jobs(auditor(endpoints), JobReplay(tenant=tenant.id, settle_s=30), out=without_kek.append) == 0, without_kek
     assert "not compared: prompt (sealed; no key-encryption key was given)" in without_kek
     assert without_kek[0].endswith("into 2 jobs") and without_kek[-1] == "no differences"
 
     kek = kek_env(Path(endpoints.credentials_dir))["GENLINE_DATA_KEY_KEK_FILE"]
     with_kek: list[str] = []
-    assert replay_jobs(auditor(endpoints, data_key_kek_file=kek), "ingest", tenant.id, out=with_kek.append,
-                       settle_s=30) == 0, with_kek
+    assert replay_jobs(auditor(endpoints, data_key_kek_file=kek), JobReplay(tenant=tenant.id, settle_s=30),
+                       out=with_kek.append) == 0, with_kek
     assert not any(line.startswith("not compared") for line in with_kek)
 
     with psycopg.connect(endpoints.database_url, autocommit=True) as admin:  # a view changed behind its back
@@ -52,7 +52,7 @@ def test_the_auditors_replays_pass_with_and_without_the_key_encryption_key(tenan
                       [job_ids[0]])
         try:
             changed: list[str] = []
-            assert replay_jobs(auditor(endpoints), "ingest", tenant.id, out=changed.append, settle_s=0) == 1
+            assert replay_jobs(auditor(endpoints), JobReplay(tenant=tenant.id, settle_s=0), out=changed.append) == 1
             assert any(line.startswith(f"DIFFERENCE job={job_ids[0]} billing:") for line in changed), changed
         finally:
             admin.execute("UPDATE ingest.jobs SET view = %s WHERE id = %s", [psycopg.types.json.Jsonb(view), job_ids[0]])

@@ -23,7 +23,7 @@ from genline_client import ReceiptVerificationError, verify_chain, verify_receip
 from services.common.bus.replay import decoded_envelopes, read_topic_to_end
 from services.common.contracts import TOPICS, JobFinished
 from services.ingest.receipts.document import Signer, canonical, jwk, new_signing_key_text
-from services.ingest.receipts.replay import replay_receipts
+from services.ingest.receipts.replay import ReceiptReplay, replay_receipts
 from services.ingest.settings import IngestSettings
 from tests.e2e.test_webhooks import receiver  # noqa: F401 - the fixture
 
@@ -169,14 +169,14 @@ def test_replay_receipts_reports_a_delivered_object_replaced_in_the_bucket(tenan
     job_ids = run_jobs(tenant, 2)
     settings = endpoints.operator_settings(IngestSettings)
     lines: list[str] = []
-    assert replay_receipts(settings, "ingest", tenant.id, out=lines.append) == 0, lines
+    assert replay_receipts(settings, ReceiptReplay(tenant=tenant.id), out=lines.append) == 0, lines
     assert lines[0].startswith("checked 2 receipts of 1 tenants") and lines[-1] == "no differences"
 
     output = tenant.job(job_ids[1])["outputs"][0]
     replacement = f"not the image that was delivered {uuid.uuid4()}".encode()
     asyncio.run(object_store.put(object_store.public_bucket, output["key"], replacement, output["media_type"]))
     lines.clear()
-    assert replay_receipts(settings, "ingest", tenant.id, out=lines.append) == 1
+    assert replay_receipts(settings, ReceiptReplay(tenant=tenant.id), out=lines.append) == 1
     differences = [line for line in lines if line.startswith("DIFFERENCE")]
     assert len(differences) == 1 and differences[0].startswith(f"DIFFERENCE receipt={job_ids[1]} output 1"), lines
     assert f"receipt sha256={output['sha256']}" in differences[0] and lines[-1] == "1 receipt(s) differ"

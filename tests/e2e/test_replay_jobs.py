@@ -3,13 +3,14 @@ equal ingest's; a view changed behind the projection's back is found, field by f
 
 import psycopg
 
-from services.ingest.jobs.replay import replay_jobs
+from services.ingest.jobs.replay import JobReplay, replay_jobs
 from services.ingest.settings import IngestSettings
 
 
 def replay(endpoints, tenant_id: str, settle_s: float) -> tuple[int, list[str]]:
     lines: list[str] = []
-    code = replay_jobs(endpoints.operator_settings(IngestSettings), "ingest", tenant_id, out=lines.append, settle_s=settle_s)
+    code = replay_jobs(endpoints.operator_settings(IngestSettings), JobReplay(tenant=tenant_id, settle_s=settle_s),
+                       out=lines.append)
     return code, lines
 
 

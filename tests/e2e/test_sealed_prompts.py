@@ -17,7 +17,7 @@ from genline_stack.fleet import SERVICES
 from services.common.bus.replay import decoded_envelopes, read_topic_to_end
 from services.common.contracts import PUBLISHERS, JobSubmitted, all_topics
 from services.common.sealing import ERASED, BrokenSeal, open_sealed
-from services.ingest.jobs.replay import replay_jobs
+from services.ingest.jobs.replay import JobReplay, replay_jobs
 from services.ingest.key_encryption import keyring_of
 from services.ingest.settings import IngestSettings
 from services.ledger.audit_replay import AuditReplay, replay_audit
@@ -101,7 +101,8 @@ def test_an_erased_job_s_prompt_is_nowhere_in_clear_and_the_replays_still_agree(
 
     lines: list[str] = []
     assert replay_ledger(endpoints.settings(LedgerSettings), LedgerReplay("ledger"), out=lines.append) == 0, lines
-    assert replay_jobs(endpoints.operator_settings(IngestSettings), "ingest", tenant.id, out=lines.append, settle_s=30) == 0, lines
+    assert replay_jobs(endpoints.operator_settings(IngestSettings), JobReplay(tenant=tenant.id, settle_s=30),
+                       out=lines.append) == 0, lines
     assert replay_audit(endpoints.operator_settings(LedgerSettings), AuditReplay("ledger", settle_s=30), out=lines.append) == 0, lines
     assert lines.count("no differences") == 3, lines
 

@@ -9,8 +9,9 @@ from services.common.contracts import (
     ReportDeclined,
     ReservationSettled,
 )
+from services.ingest.domain import Change
 from services.ingest.jobs.domain import apply_event, submitted_view, with_receipt
-from services.ingest.jobs.job_log import entries_for
+from services.ingest.jobs.job_log import entries_for, first_entries
 from tests.ingest.test_read_model import EVENTS, JOB, SPEC, T0
 
 STARTED = AttemptStarted(job_id=JOB, tenant_id="t", attempt=1, images_needed=1, started_at=T0)
@@ -22,10 +23,10 @@ RELEASED = ReservationSettled(job_id=JOB, tenant_id="t", transfer_id=JOB, reserv
 def log_of(events) -> list:
     """Every entry, in order, from the submission through `events` (event i at T0 + i + 1 s)."""
     view = submitted_view(SPEC)
-    log = entries_for(None, view, None, T0)
+    log = first_entries(view, T0)
     for i, event in enumerate(events):
         after = apply_event(view, event, T0 + timedelta(seconds=i + 1))
-        log += entries_for(view, after, event, T0 + timedelta(seconds=i + 1))
+        log += entries_for(Change(view, after, event, T0 + timedelta(seconds=i + 1)))
         view = after
     return log
 
@@ -75,7 +76,7 @@ def test_facts_read_after_the_final_state_change_the_view_and_the_log_takes_only
 def test_an_event_that_changes_no_state_adds_only_its_fact():
     view = apply_event(submitted_view(SPEC), EVENTS[0], T0)
     again = apply_event(view, STARTED, T0)
-    assert [e.type for e in entries_for(again, apply_event(again, STARTED, T0), STARTED, T0)] == ["attempt.started"]
+    assert [e.type for e in entries_for(Change(again, apply_event(again, STARTED, T0), STARTED, T0))] == ["attempt.started"]
 
 
 def test_an_attempts_scores_say_why_each_candidate_was_rejected_and_which_were_not_judged():
@@ -105,7 +106,7 @@ def test_a_receipt_comes_just_before_the_final_state_when_the_job_passed_another
         after = apply_event(after, event, T0 + timedelta(seconds=9))
     assert after.final
 
-    log = entries_for(before, with_receipt(after, "ab" * 32), EVENTS[4], T0 + timedelta(seconds=9))
+    log = entries_for(Change(before, with_receipt(after, "ab" * 32), EVENTS[4], T0 + timedelta(seconds=9)))
 
     assert [(e.type, e.payload.get("state")) for e in log] == [
         ("billing.settled", None), ("state", "delivering"), ("receipt.issued", None), ("state", "succeeded")]

@@ -38,7 +38,7 @@ async def submit(runtime) -> JobSpec:
     spec = JobSpec(job_id=uuid.uuid4(), tenant_id=TENANT, template="generic", prompt="a red fox", images=1,
                    candidates=2, seed=7, submitted_at=datetime.now(UTC))
     async with runtime.pool.connection() as conn, conn.transaction():
-        await projection.record(conn, None, submitted_view(spec), None, spec.submitted_at)
+        await projection.record_submitted(conn, submitted_view(spec), spec.submitted_at)
     return spec
 
 
@@ -83,7 +83,7 @@ async def test_concurrent_events_number_entries_without_gaps_per_job_and_per_ten
 
 async def test_a_commit_wakes_the_streams_watching_its_tenant_only(ingest):
     spec = await submit(ingest)
-    watch = LogWatch(ingest.database_url, ingest.name, retry_s=1)
+    watch = LogWatch(ingest, poll_s=1)
     with watch.watching(TENANT) as mine, watch.watching("someone-else") as theirs:
         await watch.start()
         try:

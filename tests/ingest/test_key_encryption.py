@@ -115,7 +115,7 @@ async def test_rotation_rewraps_every_stored_key_and_erasure_still_destroys_one(
     clear = {uuid.uuid4(): new_data_key() for _ in range(3)}
     first = Keyring(LocalKeys.read(key_file))
     for job, key in jobs.items():
-        await data_keys.insert(table, job, "t", key, first)
+        await data_keys.insert(table, "t", await data_keys.wrapped(job, key, first))
     for job, key in clear.items():  # stored before wrapping
         await table.execute("INSERT INTO data_keys (job_id, tenant_id, key) VALUES (%s, 't', %s)", [job, key])
 

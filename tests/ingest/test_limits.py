@@ -12,7 +12,7 @@ import pytest
 from services.common.problems import Problem
 from services.ingest.accounts import limits
 from services.ingest.accounts.plans import Plan
-from services.ingest.accounts.tenants import create_tenant, tenants_transaction
+from services.ingest.accounts.tenants import Tenant, create_tenant, tenants_transaction
 from services.ingest.settings import IngestSettings
 
 PLAN = Plan(name="small", requests_per_s=5, burst=3, concurrent_jobs=2, images_per_day=20, priority=0)
@@ -27,7 +27,7 @@ def settings(endpoints) -> IngestSettings:
 @pytest.fixture
 def tenant(settings) -> str:
     tenant_id = f"t-{uuid.uuid4().hex[:8]}"
-    asyncio.run(create_tenant(settings, tenant_id))
+    asyncio.run(create_tenant(settings, Tenant(tenant_id)))
     return tenant_id
 
 
@@ -68,7 +68,7 @@ def refusal(settings, tenant: str, images: int) -> Problem | None:
         try:
             plan = await limits.lock_plan(conn, tenant, _Book())
             assert plan.name == "free"  # the tenant's own plan, by name, from the book
-            await limits.check_submission(conn, tenant, PLAN, images, NOW)
+            limits.check_submission(PLAN, await limits.count_usage(conn, tenant, NOW), images)
         except Problem as problem:
             return problem
         return None

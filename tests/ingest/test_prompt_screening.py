@@ -122,13 +122,13 @@ def test_the_gate_refuses_by_rule_or_moderation_and_a_down_provider_follows_the_
                                                                                                provider):
     from services.common.problems import Problem
     from services.ingest.accounts.prompt_screening import PromptGate, TenantScreening, write_screening
-    from services.ingest.accounts.tenants import create_tenant, tenants_transaction
+    from services.ingest.accounts.tenants import Tenant, create_tenant, tenants_transaction
 
     provider.answers = [(200, FLAGGED), (200, CLEAN), (503, {}), (503, {})]
 
     async def outcomes() -> list[str]:
-        await create_tenant(ingest_settings, "closed-tenant")
-        await create_tenant(ingest_settings, "open-tenant")
+        await create_tenant(ingest_settings, Tenant("closed-tenant"))
+        await create_tenant(ingest_settings, Tenant("open-tenant"))
         async with tenants_transaction(ingest_settings) as conn:
             await write_screening(conn, "closed-tenant", TenantScreening(
                 [PromptRule(category="competitors", terms=["globex"])], "fail_closed"))

@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from services.ingest import store
-from services.ingest.accounts.tenants import create_tenant, tenants_transaction
+from services.ingest.accounts.tenants import Tenant, create_tenant, tenants_transaction
 from services.ingest.settings import IngestSettings
 
 
@@ -27,7 +27,7 @@ def run_in_transaction(settings, work):
 
 def test_a_job_is_found_by_its_outputs_manifest_label_or_watermark_id(settings):
     tenant_id, job_id = f"t-{uuid.uuid4().hex[:8]}", uuid.uuid4()
-    asyncio.run(create_tenant(settings, tenant_id))
+    asyncio.run(create_tenant(settings, Tenant(tenant_id)))
     output = {"n": 2, "sha256": "ab" * 32, "manifest_label": f"urn:c2pa:{uuid.uuid4()}", "watermark_id": "0a1b2c3d4e5f"}
     other = {"n": 1, "sha256": "cd" * 32, "manifest_label": f"urn:c2pa:{uuid.uuid4()}", "watermark_id": "ffffffffffff"}
 

@@ -16,7 +16,7 @@ from PIL import Image
 from genline_stack.embedded import create_topics
 from services.common.bus.envelope import from_kafka
 from services.common.contracts import JobSubmitted, all_topics, topic_of
-from services.ingest.accounts.tenants import create_tenant
+from services.ingest.accounts.tenants import Tenant, create_tenant
 from services.ingest.app import build
 from services.ingest.settings import IngestSettings
 from tests.kafka import read_topic
@@ -30,7 +30,7 @@ def ingest_client(endpoints, **overrides) -> Iterator[TestClient]:
     settings = endpoints.settings(IngestSettings, environment="test", topic_namespace=f"i{suffix}",
                                   schema_name=f"ingest_{suffix}", **overrides)
     asyncio.run(create_topics(endpoints.kafka_bootstrap, all_topics(settings.topic_namespace)))
-    api_key = asyncio.run(create_tenant(settings, f"t-{suffix}", plan="enterprise"))
+    api_key = asyncio.run(create_tenant(settings, Tenant(f"t-{suffix}", plan="enterprise")))
     _, app = build(settings)
     with TestClient(app, headers={"Authorization": f"Bearer {api_key}"}) as client:
         client.app_settings = settings

@@ -23,7 +23,7 @@ from genline_stack.ports import free_port
 from services.common.bus.envelope import envelop
 from services.common.contracts import DeliveredImage, JobDelivered, all_topics
 from services.common.internal_calls import guard, verifier_of
-from services.ingest.accounts.tenants import create_tenant
+from services.ingest.accounts.tenants import Tenant, create_tenant
 from services.ingest.app import build
 from services.ingest.jobs.clip_makers import pb, rpc
 from services.ingest.settings import IngestSettings
@@ -84,7 +84,7 @@ def tenant_client(endpoints, plan: str, **overrides) -> Iterator[TestClient]:
     settings = endpoints.settings(IngestSettings, environment="test", topic_namespace=f"v{suffix}",
                                   schema_name=f"ingest_{suffix}", **overrides)
     asyncio.run(create_topics(endpoints.kafka_bootstrap, all_topics(settings.topic_namespace)))
-    api_key = asyncio.run(create_tenant(settings, f"v-{suffix}", plan=plan))
+    api_key = asyncio.run(create_tenant(settings, Tenant(f"v-{suffix}", plan=plan)))
     _, app = build(settings)
     with TestClient(app, headers={"Authorization": f"Bearer {api_key}"}) as client:
         client.app_settings, client.tenant_id = settings, f"v-{suffix}"

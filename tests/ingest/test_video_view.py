@@ -15,7 +15,7 @@ from services.common.contracts import (
 )
 from services.ingest.jobs.domain import JobView, apply_event, submitted_view
 from services.ingest.jobs.job_log import event_facts
-from services.ingest.receipts.document import ReceiptBody, receipt_body
+from services.ingest.receipts.document import ReceiptBody, ReceiptStamp, receipt_body
 from services.ingest.receipts.replay import Journal, credit_problems
 
 T0 = datetime(2026, 11, 27, tzinfo=UTC)
@@ -63,7 +63,8 @@ def test_a_video_jobs_view_shows_its_clips_and_the_seconds_charged():
 
 def test_a_video_jobs_receipt_names_each_clips_duration_codec_and_frames():
     job = spec(VideoSpec(duration_s=4, resolution="480p"))
-    body = receipt_body(ended(job, [clip(1, 4000), clip(2, 2500)], charged=70, seconds=7), 1, None, "kid", T0)
+    body = receipt_body(ended(job, [clip(1, 4000), clip(2, 2500)], charged=70, seconds=7),
+                        ReceiptStamp(1, None, "kid", T0))
     ReceiptBody.model_validate(body)
     assert [o["clip"] for o in body["outputs"]] == [
         {"duration_ms": 4000, "codec": "h264", "fps": 24.0, "frames": 96},
@@ -75,7 +76,7 @@ def test_an_image_jobs_receipt_has_no_clip_parts():
     job = spec(None)
     image = DeliveredImage(n=1, key="t/2026/11/j/1.png", url="u", expires_at=T0, sha256="s", size_bytes=1,
                            media_type="image/png")
-    body = receipt_body(ended(job, [image], charged=10, seconds=0), 1, None, "kid", T0)
+    body = receipt_body(ended(job, [image], charged=10, seconds=0), ReceiptStamp(1, None, "kid", T0))
     assert "clip" not in body["outputs"][0] and "seconds_charged" not in body["credits"]
     assert body["outputs"][0] == {"n": 1, "key": "t/2026/11/j/1.png", "sha256": "s", "media_type": "image/png",
                                   "size_bytes": 1, "manifest_label": None, "watermark_id": None}
@@ -99,7 +100,8 @@ def test_a_video_jobs_log_lists_each_delivered_clip_and_the_seconds_charged():
 
 def test_the_receipt_replay_holds_a_video_receipts_seconds_to_the_ledgers_journal():
     job = spec(VideoSpec(duration_s=4, resolution="480p"))
-    body = receipt_body(ended(job, [clip(1, 4000), clip(2, 2500)], charged=70, seconds=7), 1, None, "kid", T0)
+    body = receipt_body(ended(job, [clip(1, 4000), clip(2, 2500)], charged=70, seconds=7),
+                        ReceiptStamp(1, None, "kid", T0))
     journal = Journal()
     journal.reserved[job.job_id] = CreditsReserved(job_id=job.job_id, tenant_id="t", job=job, transfer_id=uuid.uuid4(),
                                                    amount=80, unit_price=40, pricebook_version="2026-11-26")

@@ -14,7 +14,7 @@ from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from services.common.templates import load_catalogue
+from services.ingest.ledger_calls import LedgerClient
 from services.ingest.routes.templates import template_prices
 from services.ledger.grpc import pb, rpc
 from tests.identity import channel_as
@@ -141,12 +141,12 @@ async def test_a_video_quote_is_priced_by_the_second_at_its_resolution(http, led
 
 
 async def test_the_template_list_shows_a_video_templates_prices_per_second_from_the_ledger(ledger):
-    catalogue = load_catalogue()
-    clips = await template_prices(ledger, tenant(), catalogue.templates["text-to-video"], "text-to-video", 5)
+    client = LedgerClient(ledger, 5)
+    clips = await template_prices(client, tenant(), "text-to-video")
     assert (clips.per_image, clips.per_second, clips.version) == ({}, PRICES["video_second_prices"], PRICES["version"])
-    motion = await template_prices(ledger, tenant(), catalogue.templates["motion"], "motion", 5)
+    motion = await template_prices(client, tenant(), "motion")
     assert motion.per_image == PRICES["prices"]["motion"] and motion.per_second == PRICES["video_second_prices"]
-    stills = await template_prices(ledger, tenant(), catalogue.templates["generic"], "generic", 5)
+    stills = await template_prices(client, tenant(), "generic")
     assert stills.per_image == PRICES["prices"]["generic"] and stills.per_second == {}
 
 

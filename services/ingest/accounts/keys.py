@@ -4,7 +4,7 @@ once, when it is issued."""
 
 import hashlib
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
@@ -45,11 +45,19 @@ class IssuedKey:
     created_at: datetime
 
 
-async def issue_key(conn: Conn, tenant_id: str, name: str = "",
-                    scopes: tuple[str, ...] = SCOPES, caps: KeySpendCaps | None = None) -> IssuedKey:
+@dataclass(frozen=True)
+class KeyGrant:
+    """What a key is issued as: its name, the scopes it holds and its spend caps."""
+
+    name: str = ""
+    scopes: tuple[str, ...] = SCOPES
+    caps: KeySpendCaps = field(default_factory=KeySpendCaps)
+
+
+async def issue_key(conn: Conn, tenant_id: str, grant: KeyGrant) -> IssuedKey:
     secret = new_api_key()
     row = await store.insert_key(conn, tenant_id, store.NewKey(
-        hash_api_key(secret), secret[:DISPLAY_PREFIX_LENGTH], name, scopes, caps or KeySpendCaps()))
+        hash_api_key(secret), secret[:DISPLAY_PREFIX_LENGTH], grant.name, grant.scopes, grant.caps))
     return IssuedKey(row["id"], secret, secret[:DISPLAY_PREFIX_LENGTH], row["created_at"])
 
 
@@ -60,8 +68,13 @@ async def rotate_key(conn: Conn, tenant_id: str, key_id: UUID,
     old = await store.expire_key(conn, tenant_id, key_id, overlap_s)
     if old is None:
         return None
-    return await issue_key(conn, tenant_id, old["name"], tuple(old["scopes"]), caps_of(old)), old
+    return await issue_key(conn, tenant_id, grant_of(old)), old
 
 
 def caps_of(row: DictRow) -> KeySpendCaps:
     return KeySpendCaps(daily=row["daily_cap_credits"], monthly=row["monthly_cap_credits"])
+
+
+def grant_of(row: DictRow) -> KeyGrant:
+    """A stored key's name, scopes and caps, as a key rotated from it is issued with."""
+    return KeyGrant(row["name"], tuple(row["scopes"]), caps_of(row))

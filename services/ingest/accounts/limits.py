@@ -32,12 +32,13 @@ async def lock_plan(conn: Conn, tenant_id: str, plans: PlanBook) -> Plan:
 
 @dataclass(frozen=True)
 class Usage:
-    """What the plan's limits count, as of `now`: jobs not yet final, and images asked for
-    since `day_start` (midnight UTC) by jobs that were not rejected."""
+    """What the plan's limits count, as of `counted_at`: jobs not yet final, and images asked
+    for since `day_start` (midnight UTC) by jobs that were not rejected."""
 
     active: int
     images_today: int
     day_start: datetime
+    counted_at: datetime
 
     @property
     def resets_at(self) -> datetime:
@@ -52,7 +53,7 @@ async def count_usage(conn: Conn, tenant_id: str, now: datetime) -> Usage:
     """The counts the limits are checked against (and `GET /v1/usage` shows): one query."""
     day_start = day_start_of(now)
     active, images_today = await store.count_usage(conn, tenant_id, day_start)
-    return Usage(active, images_today, day_start)
+    return Usage(active, images_today, day_start, now)
 
 
 def check_order_size(plan: Plan, images: int, candidates: int | None) -> None:
@@ -66,11 +67,9 @@ def check_order_size(plan: Plan, images: int, candidates: int | None) -> None:
                       field="candidates")
 
 
-async def check_submission(conn: Conn, tenant_id: str, plan: Plan, images: int,
-                           now: datetime) -> None:
-    """Refuse (429, with the reason) a job that would pass the plan's concurrent jobs or
-    images per day; call it under `lock_plan`."""
-    usage = await count_usage(conn, tenant_id, now)
+def check_submission(plan: Plan, usage: Usage, images: int) -> None:
+    """Refuse (429, with the reason) a job of `images` that would pass the plan's concurrent
+    jobs or images per day; count the usage under `lock_plan`."""
     if plan.concurrent_jobs is not None and usage.active >= plan.concurrent_jobs:
         raise Problem(429, "concurrent-jobs-limit",
                       f"plan {plan.name!r} allows {plan.concurrent_jobs} jobs in progress at once and"
@@ -78,7 +77,7 @@ async def check_submission(conn: Conn, tenant_id: str, plan: Plan, images: int,
                       {"Retry-After": str(CONCURRENCY_RETRY_AFTER_S)}, retry_after=CONCURRENCY_RETRY_AFTER_S,
                       plan=plan.name, limit=plan.concurrent_jobs, active=usage.active)
     if plan.images_per_day is not None and usage.images_today + images > plan.images_per_day:
-        retry_after = max(1, int((usage.resets_at - now).total_seconds()))
+        retry_after = max(1, int((usage.resets_at - usage.counted_at).total_seconds()))
         raise Problem(429, "daily-images-limit",
                       f"plan {plan.name!r} allows {plan.images_per_day} images a day (UTC); {usage.images_today}"
                       f" were asked for today and this job asks for {images}",

@@ -12,6 +12,7 @@ from services.ingest.accounts.keys import hash_api_key
 from services.ingest.accounts.plans import load_plans
 from services.ingest.settings import IngestSettings
 from services.ingest.store import accounts as store
+from services.ingest.store.accounts import Tenant as Tenant
 from services.ingest.store.accounts import insert_tenant as insert_tenant
 from services.ingest.store.accounts import set_plan as set_plan
 
@@ -51,21 +52,19 @@ async def tenants_transaction(settings: IngestSettings) -> AsyncIterator[Conn]:
         await runtime.pool.close()
 
 
-async def create_tenant(settings: IngestSettings, tenant_id: str, name: str | None = None,
-                        plan: str | None = None) -> str:
+async def create_tenant(settings: IngestSettings, tenant: Tenant) -> str:
     """Create a tenant (or reuse it) and return a new API key; only its hash is stored."""
-    key, _ = await ensure_tenant(settings, tenant_id, name, plan=plan)
+    key, _ = await ensure_tenant(settings, tenant)
     return key
 
 
-async def ensure_tenant(settings: IngestSettings, tenant_id: str, name: str | None = None,
-                        known_key: str | None = None, plan: str | None = None) -> tuple[str, bool]:
+async def ensure_tenant(settings: IngestSettings, tenant: Tenant, known_key: str | None = None) -> tuple[str, bool]:
     """The tenant's API key, `known_key` while it is still a valid key of this tenant, else a
-    new one; and whether the tenant was created now (on `plan`, the default one when None)."""
-    check_plan(settings, plan)
+    new one; and whether the tenant was created now (on its plan, the default one when None)."""
+    check_plan(settings, tenant.plan)
     async with tenants_transaction(settings) as conn:
-        created = await insert_tenant(conn, tenant_id, name, plan)
-        if known_key and await key_is_live(conn, tenant_id, known_key):
+        created = await insert_tenant(conn, tenant)
+        if known_key and await key_is_live(conn, tenant.id, known_key):
             return known_key, created
-        key = (await keys.issue_key(conn, tenant_id, keys.OPERATOR_KEY_NAME)).secret
+        key = (await keys.issue_key(conn, tenant.id, keys.KeyGrant(keys.OPERATOR_KEY_NAME))).secret
     return key, created

@@ -53,11 +53,21 @@ def flagged_category(answer: dict[str, Any]) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
 class HostedModeration:
-    def __init__(self, http: httpx.AsyncClient, url: str, api_key: str | None, model: str, timeout_s: float,
-                 breaker: Breaker) -> None:
-        self.http, self.url, self.model, self.timeout_s, self.breaker = http, url, model, timeout_s, breaker
-        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    """The hosted moderation provider: its client, endpoint, API key (None: none sent), model,
+    the time an answer may take, and the breaker that stops asking while it fails."""
+
+    http: httpx.AsyncClient
+    url: str
+    api_key: str | None = field(repr=False)
+    model: str
+    timeout_s: float
+    breaker: Breaker
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
     async def category_of(self, prompt: str) -> str | None:
         if not self.breaker.allows():

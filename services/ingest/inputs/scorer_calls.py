@@ -2,6 +2,7 @@
 calibration rows for images people judged. A scorer that does not answer is a 503 with
 Retry-After, never a 500."""
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -14,37 +15,51 @@ from services.ingest.settings import IngestSettings
 RETRY_AFTER_S = 5
 
 
-async def ask_scorer(settings: IngestSettings, path: str, unavailable: tuple[str, str],
-                     **request: Any) -> dict[str, Any]:
-    """POST `request` to the scorer's `path`, as ingest; `unavailable` is the problem's type
-    and what it says could not be done now."""
+@dataclass(frozen=True)
+class ScorerQuestion:
+    """A POST to the scorer's internal API (a photo's bytes, or a JSON body), and the problem
+    ingest answers when the scorer cannot: its type, and what could not be done now."""
+
+    path: str
+    problem_type: str
+    cannot: str
+    photo: bytes | None = field(default=None, repr=False)
+    params: dict[str, str] | None = None
+    json: Any = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"content-type": "application/octet-stream"} if self.photo is not None else {}
+
+
+async def ask_scorer(settings: IngestSettings, question: ScorerQuestion) -> dict[str, Any]:
+    """The scorer's answer to `question`, asked as ingest."""
     try:
         async with httpx.AsyncClient(base_url=settings.scorer_url, timeout=settings.scorer_timeout_s,
                                      auth=ServiceAuth(signer_of(settings), "scorer")) as client:
-            response = await client.post(path, **request)
+            response = await client.post(question.path, content=question.photo, params=question.params,
+                                         json=question.json, headers=question.headers)
             response.raise_for_status()
     except httpx.HTTPError as error:
-        problem_type, what = unavailable
-        raise Problem(503, problem_type, f"{what} now ({type(error).__name__}); try again shortly",
-                      {"Retry-After": str(RETRY_AFTER_S)}, retry_after=RETRY_AFTER_S) from None
+        raise Problem(503, question.problem_type, f"{question.cannot} now ({type(error).__name__}); try again"
+                      " shortly", {"Retry-After": str(RETRY_AFTER_S)}, retry_after=RETRY_AFTER_S) from None
     answer: dict[str, Any] = response.json()
     return answer
 
 
 async def measure(settings: IngestSettings, photo: bytes, dimensions: list[str]) -> dict[str, float | None]:
     """The scorer's values of `dimensions` for `photo` (None where it cannot measure one)."""
-    answer = await ask_scorer(settings, "/internal/v1/measurements",
-                              ("input-check-unavailable", "the input photo could not be checked"),
-                              content=photo, params={"dimensions": ",".join(dimensions)},
-                              headers={"content-type": "application/octet-stream"})
+    answer = await ask_scorer(settings, ScorerQuestion(
+        "/internal/v1/measurements", "input-check-unavailable", "the input photo could not be checked",
+        photo=photo, params={"dimensions": ",".join(dimensions)}))
     values: dict[str, float | None] = answer["values"]
     return values
 
 
 async def calibrate(settings: IngestSettings, judged: list[Judged]) -> list[dict[str, Any]]:
     """The scorer's calibration rows for `judged`, as JSON."""
-    answer = await ask_scorer(settings, "/internal/v1/calibration",
-                              ("calibration-unavailable", "the scorer could not calibrate"),
-                              json={"images": [image.as_json() for image in judged]})
+    answer = await ask_scorer(settings, ScorerQuestion(
+        "/internal/v1/calibration", "calibration-unavailable", "the scorer could not calibrate",
+        json={"images": [image.as_json() for image in judged]}))
     rows: list[dict[str, Any]] = answer["dimensions"]
     return rows

@@ -35,7 +35,7 @@ import re
 import struct
 import warnings
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image, ImageOps
@@ -64,6 +64,20 @@ EMBEDDED = re.compile(rb"PK\x03\x04|PK\x05\x06|Rar!\x1a\x07|7z\xbc\xaf\x27\x1c|%
 class ScreeningLimits:
     max_bytes: int = MAX_REFERENCE_BYTES
     max_pixels: int = 40_000_000
+
+    def check_pixels(self, width: int, height: int, name: str) -> None:
+        if width * height > self.max_pixels:
+            raise Problem(413, "too-many-pixels",
+                          f"{name} declares {width}×{height} = {width * height} pixels; at most {self.max_pixels} "
+                          "are accepted", reason="pixels", limit=self.max_pixels)
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A photo as a client sent it, and what a problem calls it ("the upload", "reference_image")."""
+
+    data: bytes = field(repr=False)
+    name: str = "the image"
 
 
 @dataclass(frozen=True)
@@ -107,17 +121,19 @@ class Declared:
 
 def screen_image(data: bytes, limits: ScreeningLimits, name: str = "the image") -> ScreenedImage:
     """`data` screened and cleaned; a Problem naming the reason when it is refused."""
-    return decoded_clean(data, declared(data, limits, name), limits, name)
+    sent = Sent(data, name)
+    return decoded_clean(sent, declared(sent, limits), limits)
 
 
-def declared(data: bytes, limits: ScreeningLimits, name: str) -> Declared:
+def declared(sent: Sent, limits: ScreeningLimits) -> Declared:
     """Steps 1-4: bytes, type by content, structure and declared pixels, from headers only."""
+    data, name = sent.data, sent.name
     if len(data) > limits.max_bytes:
         raise Problem(413, "image-too-large", f"{name} is {len(data)} bytes; at most {limits.max_bytes} are accepted",
                       reason="bytes", limit=limits.max_bytes)
     image_format = format_by_content(data, name)
     check_structure(image_format, data, name)
-    with opened(data, image_format, limits, name) as image:
+    with opened(sent, image_format, limits) as image:
         check_compression(image.width * image.height * len(image.getbands()), len(data), name)
         return Declared(image_format, image.width, image.height)
 
@@ -130,9 +146,9 @@ def check_compression(decoded_bytes: int, file_bytes: int, name: str) -> None:
                       reason="compression-ratio", limit=MAX_COMPRESSION_RATIO)
 
 
-def decoded_clean(data: bytes, found: Declared, limits: ScreeningLimits, name: str) -> ScreenedImage:
+def decoded_clean(sent: Sent, found: Declared, limits: ScreeningLimits) -> ScreenedImage:
     """Steps 5-6: every pixel decoded once, then an upright copy without metadata."""
-    return clean_copy(decoded(data, found.image_format, limits, name), found.image_format)
+    return clean_copy(decoded(sent, found.image_format, limits), found.image_format)
 
 
 def format_by_content(data: bytes, name: str) -> str:
@@ -242,37 +258,30 @@ def webp_layout(data: bytes) -> tuple[int, list[bytes]]:
 
 
 @contextlib.contextmanager
-def opened(data: bytes, image_format: str, limits: ScreeningLimits, name: str) -> Iterator[Image.Image]:
+def opened(sent: Sent, image_format: str, limits: ScreeningLimits) -> Iterator[Image.Image]:
     """The image opened (headers read, nothing decoded), its declared pixels checked; the
     errors of opening and of decoding inside the block become problems."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=[image_format])
-            check_pixels(image.width, image.height, limits, name)
+            image = Image.open(io.BytesIO(sent.data), formats=[image_format])
+            limits.check_pixels(image.width, image.height, sent.name)
             yield image
     except Problem:
         raise
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
-        raise Problem(413, "too-many-pixels", f"{name} declares more pixels than are accepted ({error})",
+        raise Problem(413, "too-many-pixels", f"{sent.name} declares more pixels than are accepted ({error})",
                       reason="pixels", limit=limits.max_pixels) from None
     except (OSError, SyntaxError, ValueError, EOFError) as error:
-        raise Problem(422, "corrupt-image", f"{name} could not be decoded completely ({error})",
+        raise Problem(422, "corrupt-image", f"{sent.name} could not be decoded completely ({error})",
                       reason="corrupt") from None
 
 
-def decoded(data: bytes, image_format: str, limits: ScreeningLimits, name: str) -> Image.Image:
+def decoded(sent: Sent, image_format: str, limits: ScreeningLimits) -> Image.Image:
     """Every pixel decoded once, after the declared size was checked against the limits."""
-    with opened(data, image_format, limits, name) as image:
+    with opened(sent, image_format, limits) as image:
         image.load()
         return image
-
-
-def check_pixels(width: int, height: int, limits: ScreeningLimits, name: str) -> None:
-    if width * height > limits.max_pixels:
-        raise Problem(413, "too-many-pixels",
-                      f"{name} declares {width}×{height} = {width * height} pixels; at most {limits.max_pixels} "
-                      "are accepted", reason="pixels", limit=limits.max_pixels)
 
 
 def clean_copy(image: Image.Image, image_format: str) -> ScreenedImage:
@@ -325,7 +334,8 @@ class ScreeningGate:
         self._decoders = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="screening")
 
     async def screen(self, data: bytes, limits: ScreeningLimits, name: str) -> ScreenedImage:
-        found = await asyncio.to_thread(declared, data, limits, name)
+        sent = Sent(data, name)
+        found = await asyncio.to_thread(declared, sent, limits)
         if found.decode_bytes > self.budget_bytes:
             most = self.budget_bytes // BYTES_PER_PIXEL[found.image_format]
             raise Problem(413, "too-many-pixels",
@@ -334,7 +344,7 @@ class ScreeningGate:
                           limit=most)
         async with self._holding(found.decode_bytes, name):
             return await asyncio.get_running_loop().run_in_executor(
-                self._decoders, decoded_clean, data, found, limits, name)
+                self._decoders, decoded_clean, sent, found, limits)
 
     @contextlib.asynccontextmanager
     async def _holding(self, need: int, name: str) -> AsyncIterator[None]:

@@ -5,6 +5,7 @@ no-video-model, with the router's reasons). A router that does not answer, or do
 the question yet, lets the job through: it would then fail at generation, at no cost."""
 
 import logging
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import grpc
@@ -32,32 +33,39 @@ def starts_from_image(template: Template) -> bool:
     return any(stage.capability == "animate" for stage in template.pipeline)
 
 
-def clip_request(video: VideoRequest, template: Template, model: str | None) -> Any:  # its stubs are built untyped
-    return pb.FindClipMakersRequest(duration_s=video.duration_s, aspect_ratio=video.aspect_ratio,
-                                    resolution=video.resolution, fps=video.fps or 0,
-                                    from_image=starts_from_image(template), model=model or "")
+@dataclass(frozen=True)
+class ClipOrder:
+    """The clips a job asks for: as the request says them, the template that makes them, and
+    the model the job pins (None: any)."""
+
+    video: VideoRequest
+    template: Template
+    model: str | None = None
+
+    def request(self) -> Any:  # its stubs are built untyped
+        video = self.video
+        return pb.FindClipMakersRequest(duration_s=video.duration_s, aspect_ratio=video.aspect_ratio,
+                                        resolution=video.resolution, fps=video.fps or 0,
+                                        from_image=starts_from_image(self.template), model=self.model or "")
+
+    def said(self) -> str:
+        video = self.video
+        source = "from a still" if starts_from_image(self.template) else "from a prompt"
+        return f"{video.duration_s:g} s {video.resolution} {video.aspect_ratio} clips {source}"
 
 
-def said(video: VideoRequest, from_image: bool) -> str:
-    source = "from a still" if from_image else "from a prompt"
-    return f"{video.duration_s:g} s {video.resolution} {video.aspect_ratio} clips {source}"
-
-
-async def check_clip_makers(stub: Any, timeout_s: float, video: VideoRequest | None, template: Template,
-                            model: str | None) -> None:
+async def check_clip_makers(stub: Any, timeout_s: float, order: ClipOrder | None) -> None:
     """Refuse (422 no-video-model) a clip no provider's model can make."""
-    if video is None or stub is None:
+    if order is None or stub is None:
         return
-    request = clip_request(video, template, model)
     try:
-        answer = await stub.FindClipMakers(request, timeout=timeout_s)
+        answer = await stub.FindClipMakers(order.request(), timeout=timeout_s)
     except grpc.aio.AioRpcError as error:
-        log.warning("the router could not say who makes %s (%s); the job goes ahead",
-                    said(video, request.from_image), error.code().name)
+        log.warning("the router could not say who makes %s (%s); the job goes ahead", order.said(), error.code().name)
         return
     if not answer.providers:
         reasons = list(answer.reasons)
         why = f": {'; '.join(reasons)}" if reasons else ": no provider here makes clips"
-        pinned = f" with model {model!r}" if model else ""
-        raise Problem(422, "no-video-model", f"no video model{pinned} on this platform makes"
-                      f" {said(video, request.from_image)}{why}", reasons=reasons)
+        pinned = f" with model {order.model!r}" if order.model else ""
+        raise Problem(422, "no-video-model", f"no video model{pinned} on this platform makes {order.said()}{why}",
+                      reasons=reasons)

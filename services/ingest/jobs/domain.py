@@ -15,7 +15,8 @@ scores, and every final job's settlement. Until then the final state the job rea
 held in `reached` (kept out of the API) and `state` shows where the view has got to.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeGuard, assert_never, get_args
 from uuid import UUID
@@ -96,10 +97,22 @@ def with_regeneration(view: JobView, event: RegenerationRequested) -> list[Regen
     return sorted([*earlier, added], key=lambda r: r.attempt)
 
 
-def advance(view: JobView, state: State, at: datetime, reason: str, **changes: Any) -> JobView:
-    """Merge `changes`; move to `state` only if that is forward from where the job is. The
-    first final state reached is held in `reached` until `shown_when_complete` shows it; a
-    later terminal event changes nothing."""
+@dataclass(frozen=True)
+class Move:
+    """Where an event takes a job: to `state`, at `at`, for `reason`, with the fields of the
+    view it changes."""
+
+    state: State
+    at: datetime
+    reason: str
+    changes: Mapping[str, object] = field(default_factory=dict)
+
+
+def advance(view: JobView, move: Move) -> JobView:
+    """Merge the move's changes; move to its state only if that is forward from where the job
+    is. The first final state reached is held in `reached` until `shown_when_complete` shows
+    it; a later terminal event changes nothing."""
+    state, at, reason = move.state, move.at, move.reason
     if state in FINAL_STATES and (view.final or view.reached):
         return view
     timestamps, reasons = dict(view.timestamps), dict(view.reasons)
@@ -112,7 +125,7 @@ def advance(view: JobView, state: State, at: datetime, reason: str, **changes: A
         reached = state
     elif not view.final and rank(state) > rank(view.state):
         shown = state
-    return view.model_copy(update=changes | {
+    return view.model_copy(update=dict(move.changes) | {
         "timestamps": timestamps,
         "reasons": reasons,
         "state": shown,
@@ -152,10 +165,10 @@ def with_generated(view: JobView, event: CandidatesGenerated) -> dict[str, Any]:
             "attempts": max(view.attempts, event.attempt)}
 
 
-def failed_or_expired(view: JobView, at: datetime, code: str, stage: str, reason: str, **changes: Any) -> JobView:
-    """A failure, or the deadline passing (then the job expires), at `stage`."""
-    state: State = "expired" if code == DEADLINE_EXCEEDED else "failed"
-    return advance(view, state, at, reason, failure=Failure(code=code, stage=stage, reason=reason), **changes)
+def failed_or_expired(failure: Failure, at: datetime, changes: Mapping[str, object] | None = None) -> Move:
+    """A failure, or the deadline passing (then the job expires), at the failure's stage."""
+    state: State = "expired" if failure.code == DEADLINE_EXCEEDED else "failed"
+    return Move(state, at, failure.reason, {**(changes or {}), "failure": failure})
 
 
 def cancel_requested(view: JobView, at: datetime, final_state: str = "canceled") -> JobView:
@@ -215,20 +228,21 @@ def merged(view: JobView, event: AnyJobEvent, at: datetime) -> JobView:
             reserved = Billing(state="reserved", reserved=event.amount, price_book_version=event.pricebook_version)
             settled = view.billing.model_copy(update={"price_book_version": event.pricebook_version})
             billing = settled if view.billing.state == "settled" else reserved
-            return advance(view, "admitted", at, f"{event.amount} credits reserved", billing=billing)
+            return advance(view, Move("admitted", at, f"{event.amount} credits reserved", {"billing": billing}))
         case ReservationRejected() if view.final or view.reached:  # ended before the ledger held anything
             return view.model_copy(update={"billing": Billing(state="rejected"), "updated_at": max(view.updated_at, at)})
         case ReservationRejected():
             failure = Failure(code=event.reason_code, stage="admission", reason=event.reason)
-            return advance(view, "rejected", at, event.reason, failure=failure, billing=Billing(state="rejected"))
+            return advance(view, Move("rejected", at, event.reason,
+                                      {"failure": failure, "billing": Billing(state="rejected")}))
         case AttemptStarted():
             view = admitted_by_attempt(view, event.started_at, event.attempt)
-            return advance(view, "generating", event.started_at, f"attempt {event.attempt} started")
+            return advance(view, Move("generating", event.started_at, f"attempt {event.attempt} started"))
         case CandidatesGenerated():
             view = admitted_by_attempt(view, event.started_at, event.attempt)
-            view = advance(view, "generating", event.started_at, f"attempt {event.attempt} started")
-            return advance(view, "scoring", at, f"attempt {event.attempt} generated {len(event.candidates)} candidates",
-                           **with_generated(view, event))
+            view = advance(view, Move("generating", event.started_at, f"attempt {event.attempt} started"))
+            return advance(view, Move("scoring", at, f"attempt {event.attempt} generated {len(event.candidates)}"
+                                      " candidates", with_generated(view, event)))
         case CandidatesChecked() if view.final or view.reached:
             return view
         case CandidatesChecked():
@@ -238,34 +252,36 @@ def merged(view: JobView, event: AnyJobEvent, at: datetime) -> JobView:
             return view.model_copy(update={"scores": merged_scores(view, event.scores), "progress": progress_of(event, view.progress),
                                            "updated_at": max(view.updated_at, at)} | (announced if announce else {}))
         case GenerationFailed():
-            return failed_or_expired(view, at, event.failure_code, "generation", event.reason)
+            failure = Failure(code=event.failure_code, stage="generation", reason=event.reason)
+            return advance(view, failed_or_expired(failure, at))
         case RegenerationRequested():
-            return advance(view, "scoring", at, event.reason, scores=merged_scores(view, event.scores),
-                           regenerations=with_regeneration(view, event))
+            return advance(view, Move("scoring", at, event.reason, {"scores": merged_scores(view, event.scores),
+                                                                    "regenerations": with_regeneration(view, event)}))
         case CandidatesScored():
-            return advance(view, "delivering", at, f"{len(event.selected)} of {event.images} images selected",
-                           scores=merged_scores(view, [*event.scores, *event.selected_scores]),
-                           selected=event.selected)
+            return advance(view, Move("delivering", at, f"{len(event.selected)} of {event.images} images selected",
+                                      {"scores": merged_scores(view, [*event.scores, *event.selected_scores]),
+                                       "selected": event.selected}))
         case ScoringFailed():
-            return failed_or_expired(view, at, event.failure_code, "scoring", event.reason,
-                                     scores=merged_scores(view, event.scores))
+            failure = Failure(code=event.failure_code, stage="scoring", reason=event.reason)
+            return advance(view, failed_or_expired(failure, at, {"scores": merged_scores(view, event.scores)}))
         case JobDelivered():
             state: State = "succeeded" if len(event.images) >= event.requested else "partially_succeeded"
             outputs = "clips" if view.video is not None else "images"
-            return advance(view, state, at, f"{len(event.images)} of {event.requested} {outputs} delivered",
-                           outputs=event.images)
+            return advance(view, Move(state, at, f"{len(event.images)} of {event.requested} {outputs} delivered",
+                                      {"outputs": event.images}))
         case DeliveryFailed():
-            return failed_or_expired(view, at, event.failure_code, "delivery", event.reason)
+            failure = Failure(code=event.failure_code, stage="delivery", reason=event.reason)
+            return advance(view, failed_or_expired(failure, at))
         case JobCancelRequested():
             return cancel_requested(view, event.requested_at, event.final_state)
         case JobCanceled():
             code = "canceled" if event.final_state == "canceled" else DEADLINE_EXCEEDED
             failure = Failure(code=code, stage=view.state, reason=event.reason)
-            return advance(view, event.final_state, at, event.reason, failure=failure)
+            return advance(view, Move(event.final_state, at, event.reason, {"failure": failure}))
         case JobClosed():
             code = "canceled" if event.final_state == "canceled" else DEADLINE_EXCEEDED
             failure = Failure(code=code, stage=event.stuck_in, reason=event.reason)
-            return advance(view, event.final_state, at, event.reason, failure=failure)
+            return advance(view, Move(event.final_state, at, event.reason, {"failure": failure}))
         case ReservationSettled():
             billing = view.billing.model_copy(update={"state": "settled", "reserved": event.reserved, "charged": event.charged,
                                                           "released": event.released, "retry_tokens_used": event.tokens_used,
@@ -307,7 +323,7 @@ def admitted_by_attempt(view: JobView, at: datetime, attempt: int) -> JobView:
     arrives before the ledger's reservation (ingest reads its topics in no set order) shows
     the job admitted first: every job passes through `admitted`, in the view and in its log.
     Whichever says so first in time is kept, so the view is the same in any arrival order."""
-    return advance(view, "admitted", at, f"credits held (attempt {attempt} started)")
+    return advance(view, Move("admitted", at, f"credits held (attempt {attempt} started)"))
 
 
 def progressed(before: JobView, after: JobView) -> JobProgressed | None:

@@ -59,21 +59,28 @@ from services.common.contracts import (
     ScoringFailed,
     WebhookSent,
 )
-from services.ingest.domain import JobView, NewEntry, rank
+from services.ingest.domain import Change, JobView, NewEntry, rank
 from services.ingest.jobs.domain import is_job_event
 
 AFTER_THE_END = "report."  # the entries a job's log still takes once it is shown final
 
 
-def entries_for(before: JobView | None, after: JobView, event: Event | None, at: datetime) -> list[NewEntry]:
-    """What applying `event` at `at` (moving the job from `before` to `after`) tells a client:
-    the facts the event carries first, then the states the job was shown passing through,
-    and a receipt issued just before the final state, also when the job passed through
-    another state on the way (`delivering`, when the scores arrived after the delivery)."""
-    facts = [NewEntry(type=kind, time=at, payload=payload) for kind, payload in event_facts(after, event)
-             if before is None or not before.final or kind.startswith(AFTER_THE_END)]
+def first_entries(view: JobView, at: datetime) -> list[NewEntry]:
+    """What a new job's log opens with: the state it was submitted in, whom and what it is for."""
+    return [NewEntry(type="state", time=at, payload=payload) for payload in state_changes(None, view)]
+
+
+def entries_for(change: Change) -> list[NewEntry]:
+    """What applying the change's event at its time (moving the job from `before` to `after`)
+    tells a client: the facts the event carries first, then the states the job was shown
+    passing through, and a receipt issued just before the final state, also when the job
+    passed through another state on the way (`delivering`, when the scores arrived after
+    the delivery)."""
+    before, after, at = change.before, change.after, change.at
+    facts = [NewEntry(type=kind, time=at, payload=payload) for kind, payload in event_facts(after, change.event)
+             if not before.final or kind.startswith(AFTER_THE_END)]
     states = [NewEntry(type="state", time=at, payload=payload) for payload in state_changes(before, after)]
-    if after.receipt is not None and (before is None or before.receipt is None):
+    if after.receipt is not None and before.receipt is None:
         states.insert(max(len(states) - 1, 0), NewEntry(type="receipt.issued", time=at,
                                                         payload=after.receipt.model_dump()))
     return facts + states

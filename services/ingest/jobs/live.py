@@ -14,7 +14,8 @@ from typing import Any
 from uuid import UUID
 
 from services.common.contracts import FINAL_STATES
-from services.common.db import Pool, listen
+from services.common.db import listen
+from services.common.runtime import ServiceRuntime
 from services.common.supervision import stop_tasks, supervise
 from services.ingest import store
 
@@ -22,8 +23,13 @@ PAGE = 200
 
 
 class LogWatch:
-    def __init__(self, database_url: str, schema: str, retry_s: float) -> None:
-        self.database_url, self.schema, self.retry_s = database_url, schema, retry_s
+    """The process's one listener to the log's notifications, and the streams it wakes: each
+    reads the service's database, and looks again every `poll_s` (also how soon a lost
+    listening connection is opened again)."""
+
+    def __init__(self, runtime: ServiceRuntime, poll_s: float) -> None:
+        self.pool, self.database_url, self.schema = runtime.pool, runtime.database_url, runtime.name
+        self.poll_s = poll_s
         self._waiting: dict[str, set[asyncio.Event]] = {}
         self._task: asyncio.Task[None] | None = None
 
@@ -48,48 +54,43 @@ class LogWatch:
 
     async def start(self) -> None:
         self._task = supervise("ingest-log-watch", lambda: listen(self.database_url, store.log_channel(self.schema),
-                                                                  self._notified, self.retry_s))
+                                                                  self._notified, self.poll_s))
 
     async def stop(self) -> None:
         await stop_tasks(self._task)
 
+    async def until_woken(self, woken: asyncio.Event) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(woken.wait(), self.poll_s)
 
-async def until_woken(woken: asyncio.Event, poll_s: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(woken.wait(), poll_s)
+    async def job_entries(self, job_id: UUID, tenant_id: str, after: int) -> AsyncIterator[dict[str, Any]]:
+        """The job's entries after `after`, then each as it commits, until the job is final and
+        every entry up to its final state has been given."""
+        with self.watching(tenant_id) as woken:
+            while True:
+                woken.clear()
+                async with self.pool.connection() as conn:
+                    # The state first: a final state is committed with its entry, so the read below sees it.
+                    state = await store.job_state(conn, job_id, tenant_id)
+                    rows = await store.read_log(conn, job_id, after, PAGE)
+                for row in rows:
+                    yield row
+                    after = row["seq"]
+                if len(rows) == PAGE:
+                    continue
+                if state is None or state in FINAL_STATES:
+                    return
+                await self.until_woken(woken)
 
-
-async def job_entries(pool: Pool, watch: LogWatch, job_id: UUID, tenant_id: str, after: int,
-                      poll_s: float) -> AsyncIterator[dict[str, Any]]:
-    """The job's entries after `after`, then each as it commits, until the job is final and
-    every entry up to its final state has been given."""
-    with watch.watching(tenant_id) as woken:
-        while True:
-            woken.clear()
-            async with pool.connection() as conn:
-                # The state first: a final state is committed with its entry, so the read below sees it.
-                state = await store.job_state(conn, job_id, tenant_id)
-                rows = await store.read_log(conn, job_id, after, PAGE)
-            for row in rows:
-                yield row
-                after = row["seq"]
-            if len(rows) == PAGE:
-                continue
-            if state is None or state in FINAL_STATES:
-                return
-            await until_woken(woken, poll_s)
-
-
-async def tenant_entries(pool: Pool, watch: LogWatch, tenant_id: str, after: int,
-                         poll_s: float) -> AsyncIterator[dict[str, Any]]:
-    """All of the tenant's entries after `tenant_seq` `after`, then each as it commits, for ever."""
-    with watch.watching(tenant_id) as woken:
-        while True:
-            woken.clear()
-            async with pool.connection() as conn:
-                rows = await store.read_tenant_log(conn, tenant_id, after, PAGE)
-            for row in rows:
-                yield row
-                after = row["tenant_seq"]
-            if len(rows) < PAGE:
-                await until_woken(woken, poll_s)
+    async def tenant_entries(self, tenant_id: str, after: int) -> AsyncIterator[dict[str, Any]]:
+        """All of the tenant's entries after `tenant_seq` `after`, then each as it commits, for ever."""
+        with self.watching(tenant_id) as woken:
+            while True:
+                woken.clear()
+                async with self.pool.connection() as conn:
+                    rows = await store.read_tenant_log(conn, tenant_id, after, PAGE)
+                for row in rows:
+                    yield row
+                    after = row["tenant_seq"]
+                if len(rows) < PAGE:
+                    await self.until_woken(woken)

@@ -8,27 +8,26 @@ from datetime import datetime
 from uuid import UUID
 
 from services.common import telemetry
-from services.common.contracts import Event, JobFinished, JobProgressed
+from services.common.contracts import JobFinished, JobProgressed
 from services.common.db import Conn, Statement
 from services.ingest import store
-from services.ingest.domain import JobView
+from services.ingest.domain import Change, JobView
 from services.ingest.jobs.domain import finished, progressed
-from services.ingest.jobs.job_log import entries_for
-from services.ingest.receipts.document import Signer
-from services.ingest.receipts.issuing import issue_receipts
+from services.ingest.jobs.job_log import entries_for, first_entries
+from services.ingest.receipts.issuing import Issuance, issue_receipts
 
 # What commit_changes publishes its announcements with: a statement (Publish.statement's)
 # that it sends with its own last write.
 Announce = Callable[[list[tuple[JobFinished | JobProgressed, int]]], Statement | None]
 
 
-async def commit_changes(conn: Conn, changes: list[store.Change], signer: Signer,
-                         now: datetime, announce: Announce | None = None
-                         ) -> list[tuple[JobFinished | JobProgressed, int]]:
-    """Write the changes in the caller's transaction; the JobFinished (and JobProgressed)
-    events to publish with it, each with the index of the change that finished its job (or
-    made its progress due), written with the changes by `announce` if given."""
-    changes, receipts = await issue_receipts(conn, changes, signer, now)
+async def commit_changes(conn: Conn, changes: list[Change], issuance: Issuance,
+                         announce: Announce | None = None) -> list[tuple[JobFinished | JobProgressed, int]]:
+    """Write the changes in the caller's transaction, with the receipts of the jobs they
+    finish; the JobFinished (and JobProgressed) events to publish with it, each with the index
+    of the change that finished its job (or made its progress due), written with the changes
+    by `announce` if given."""
+    changes, receipts = await issue_receipts(conn, changes, issuance)
     announcements: list[tuple[JobFinished | JobProgressed, int]] = []
     for index, change in enumerate(changes):
         if progress := progressed(change.before, change.after):
@@ -41,21 +40,22 @@ async def commit_changes(conn: Conn, changes: list[store.Change], signer: Signer
     return announcements
 
 
-async def record(conn: Conn, before: JobView | None, after: JobView, event: Event | None,
-                 at: datetime) -> None:
-    """Store the view `event` moved the job to (`before` None: a new job) and append what it
-    tells clients to the job's log, in the caller's transaction, which holds the job's row."""
-    if before is None:
-        entries = [(after, entry) for entry in entries_for(None, after, event, at)]
-        if not entries:
-            await store.insert_job(conn, after)
-            return
-        await store.append_log(conn, entries, new_job=after)
-    else:
-        await record_changes(conn, [store.Change(before, after, event, at)])
+async def record_submitted(conn: Conn, view: JobView, at: datetime) -> None:
+    """Store a new job's view and open its log, in the caller's transaction."""
+    entries = first_entries(view, at)
+    if not entries:
+        await store.insert_job(conn, view)
+        return
+    await store.append_new_job(conn, view, entries)
 
 
-async def record_changes(conn: Conn, changes: list[store.Change],
+async def record(conn: Conn, change: Change) -> None:
+    """Store the view a change moved a job to and append what it tells clients to the job's
+    log, in the caller's transaction, which holds the job's row."""
+    await record_changes(conn, [change])
+
+
+async def record_changes(conn: Conn, changes: list[Change],
                          also: Sequence[Statement | None] = ()) -> None:
     """Store what a series of events did to existing jobs (a job's changes in the order they
     happened, each `before` the previous `after`): each job's last view written once, in
@@ -68,7 +68,7 @@ async def record_changes(conn: Conn, changes: list[store.Change],
         last[change.after.id] = change.after
     views = [view for job_id, view in last.items() if view != first[job_id]]
     entries = [(change.after, entry) for change in changes
-               for entry in entries_for(change.before, change.after, change.event, change.at)]
+               for entry in entries_for(change)]
     if entries:
         await store.append_log(conn, entries, views, also=also)
     else:

@@ -116,8 +116,21 @@ def compare(live: dict[UUID, JobView], replayed: dict[UUID, JobView],
     return differences
 
 
-def replay_jobs(settings: IngestSettings | AuditorSettings, schema: str, tenant: str | None = None, out: Callable[[str], object] = print,
-                settle_s: float = 30, source: str = "journal") -> int:
+@dataclass(frozen=True)
+class JobReplay:
+    """What a replay of the jobs compares: the live schema's jobs (one tenant's, or every
+    one's) with the jobs rebuilt from the services' journals or their topics (`source`), a
+    difference counting once it has lasted `settle_s`."""
+
+    schema: str = "ingest"
+    tenant: str | None = None
+    settle_s: float = 30
+    source: str = "journal"
+
+
+def replay_jobs(settings: IngestSettings | AuditorSettings, replay: JobReplay,
+                out: Callable[[str], object] = print) -> int:
+    schema, tenant, source = replay.schema, replay.tenant, replay.source
     left_out = frozenset() if opens_sealed_fields(settings) else SEALED_FIELDS
     with psycopg.connect(settings.database_url.get_secret_value(), autocommit=True) as conn:
         horizon: datetime | None = None
@@ -133,7 +146,7 @@ def replay_jobs(settings: IngestSettings | AuditorSettings, schema: str, tenant:
                            {j: v for j, v in replayed.items() if j not in older}, left_out), \
                 (replayed_history, replayed, older)
 
-        differences, (replayed_history, replayed, older) = until_settled(settle_s, look)
+        differences, (replayed_history, replayed, older) = until_settled(replay.settle_s, look)
     out(f"replayed {replayed_history.events} events ({replayed_history.records} records) from"
         f" {len(PUBLISHERS)} {'journals' if source == 'journal' else 'topics'} into {len(replayed)} jobs")
     if left_out:

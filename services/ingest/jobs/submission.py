@@ -27,7 +27,6 @@ from services.common.contracts import (
     JobPriority,
     JobSpec,
     JobSubmitted,
-    KeySpendCaps,
     Tier,
     WebhookEvent,
 )
@@ -40,12 +39,14 @@ from services.common.templates import Template, load_catalogue
 from services.ingest import data_keys, store
 from services.ingest.accounts import limits, spend_caps
 from services.ingest.accounts.plans import PlanBook
+from services.ingest.accounts.spend_caps import Submitter
 from services.ingest.accounts.webhook_targets import check_webhook_url
 from services.ingest.inputs import guidance, screening
 from services.ingest.jobs import clip_makers, domain, projection, request_rules, video_request
 from services.ingest.jobs.examples import JOB_REQUEST_EXAMPLE, VIDEO_JOB_REQUEST_EXAMPLE
 from services.ingest.jobs.video_request import VideoRequest
 from services.ingest.key_encryption import keyring_of
+from services.ingest.ledger_calls import LedgerClient, Quote
 from services.ingest.settings import IngestSettings
 
 # The catalogue's names, as the OpenAPI document lists them; to the type checker, a string.
@@ -60,14 +61,6 @@ METADATA_KEYS, METADATA_KEY_LENGTH, METADATA_VALUE_LENGTH = 16, 40, 256
 MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=METADATA_KEY_LENGTH,
                                                pattern=r"^[A-Za-z0-9_.\-]+$")]
 MetadataValue = Annotated[StorableText, StringConstraints(max_length=METADATA_VALUE_LENGTH)]
-
-
-@dataclass(frozen=True)
-class Submitter:
-    """The API key a job is submitted with, and the spend caps it carries into the job."""
-
-    key_id: UUID
-    caps: KeySpendCaps
 
 
 class JobRequest(RequestModel):
@@ -224,62 +217,6 @@ def check_scoring(body: JobRequest, settings: IngestSettings) -> Profile:
     return profile
 
 
-async def input_photo(runtime: ServiceRuntime, objects: ObjectStore, tenant_id: str, body: JobRequest,
-                      settings: IngestSettings,
-                      gate: screening.ScreeningGate) -> str | None:
-    """The key of the job's input photo in the internal bucket, after screening and the
-    template's input checks: an upload of the tenant's, or the base64 reference photo, screened
-    like an upload and stored by content, so a retried submission stores nothing new."""
-    template = load_catalogue().templates[body.template]
-    first_frame = body.video.first_frame if body.video is not None else None
-    if template.needs_input and body.input_upload is None and body.reference_image is None and first_frame is None:
-        also = " or video.first_frame" if template.video != "never" else ""
-        raise Problem(422, "input-required", f"template {body.template!r} works on your photo: give input_upload{also}"
-                      f" ({template.input.description if template.input else 'an upload'})")
-    if first_frame is not None:
-        return await first_frame_photo(runtime, objects, tenant_id, body, settings, gate, first_frame)
-    if body.input_upload is not None:
-        async with runtime.pool.connection() as conn:
-            upload = await store.read_upload(conn, body.input_upload, tenant_id)
-        if upload is None:
-            raise Problem(422, "unknown-upload", f"input_upload: you have no upload {body.input_upload}")
-        await guidance.check_input(settings, body.template, await objects.get(objects.internal_bucket, upload["key"]))
-        return str(upload["key"])
-    if body.reference_image is None:
-        return None
-    photo = screening.reference_photo_bytes(body.reference_image)
-    return await stored_reference(objects, tenant_id, body.template, settings, gate, photo, "reference_image")
-
-
-async def stored_reference(objects: ObjectStore, tenant_id: str, template: str, settings: IngestSettings,
-                           gate: screening.ScreeningGate,
-                           data: bytes, name: str) -> str:
-    """A photo screened like an upload, judged by the template's checks, and stored by content
-    in the internal bucket (a retried submission stores nothing new); its key."""
-    limits = screening.ScreeningLimits(settings.max_upload_bytes, settings.max_reference_pixels)
-    photo = await gate.screen(data, limits, name)
-    await guidance.check_input(settings, template, photo.data)
-    key = f"{tenant_id}/references/{photo.sha256}.{photo.extension}"
-    await objects.put(objects.internal_bucket, key, photo.data, photo.media_type)
-    return key
-
-
-async def first_frame_photo(runtime: ServiceRuntime, objects: ObjectStore, tenant_id: str, body: JobRequest,
-                            settings: IngestSettings,
-                            gate: screening.ScreeningGate, first_frame: video_request.FirstFrame) -> str:
-    """An image the tenant was delivered, as a video job's first frame: copied from the public
-    bucket into the internal one like a reference photo, after the same screening and checks."""
-    async with runtime.pool.connection() as conn:
-        public_key, _ = await video_request.delivered_still(conn, tenant_id, first_frame)
-    try:
-        data = await objects.get(objects.public_bucket, public_key)
-    except StorageError:
-        raise Problem(422, "unknown-first-frame", f"video.first_frame: image {first_frame.n} of job"
-                      f" {first_frame.job_id} is no longer stored (erased, or past retention)",
-                      field="video.first_frame") from None
-    return await stored_reference(objects, tenant_id, body.template, settings, gate, data, "video.first_frame")
-
-
 @dataclass(frozen=True)
 class Submission:
     """A checked request, ready to record: whose it is, what it asks, under which
@@ -308,64 +245,145 @@ class Submission:
         return store.WrappedDataKey(key.job_id, self.tenant_id, key.wrapped, key.kek_id)
 
 
-async def record_submission(runtime: ServiceRuntime, plans: PlanBook, settings: IngestSettings,
-                            submission: Submission) -> domain.JobView:
-    """The job, written with its JobSubmitted; a retry with the same key gets the first job,
-    and a job past the plan's limits or its key's spend cap (`over_cap`) is refused before
-    anything is written."""
-    tenant, body, ttl_s = submission.tenant_id, submission.body, settings.idempotency_key_ttl_s
-    async with runtime.pool.connection() as conn, conn.transaction():
-        plan_name, bound = await store.lock_plan_and_key(conn, tenant, submission.idempotency_key, ttl_s)
-        plan = plans.get(plan_name)
-        if bound is not None:
-            if bound[1] != submission.fingerprint:
-                raise Problem(422, "idempotency-key-reused",
-                              f"Idempotency-Key {submission.idempotency_key!r} was used with a different request")
-            first = await store.read_view(conn, bound[0], tenant)
-            assert first is not None, "a live Idempotency-Key names a job that is not erased (erasure forgets it)"
-            return first
-        limits.check_order_size(plan, body.images, body.candidates)
-        video_request.check_plan_limits(body.video, plan)
-        if submission.over_cap is not None:
-            raise submission.over_cap
-        await limits.check_submission(conn, tenant, plan, body.images, datetime.now(UTC))
-        spec = job_spec(submission, settings, plan.priority)
-        view = domain.submitted_view(spec, body.prompt)
-        await projection.record(conn, None, view, None, spec.submitted_at)
-        if submission.reference_key:
-            await store.remember_reference(conn, view.id, submission.reference_key)
-        await store.write_submission(conn, submission.data_key_row(), submission.binding(ttl_s),
-                                     runtime.outbox_row(JobSubmitted(job_id=spec.job_id, tenant_id=tenant, job=spec)))
-    runtime.relay.notify()
-    telemetry.JOBS_SUBMITTED.labels(view.template).inc()
-    return view
+@dataclass(frozen=True)
+class Order:
+    """A job request as it arrived: the tenant's, with the key it came with (None where no
+    key's caps apply), its `Idempotency-Key` and `Cancel-After` headers."""
+
+    tenant_id: str
+    body: JobRequest
+    idempotency_key: str | None = None
+    cancel_after: str | None = None
+    submitter: Submitter | None = None
 
 
-async def submit(runtime: ServiceRuntime, objects: ObjectStore, plans: PlanBook, tenant: str, body: JobRequest,
-                 settings: IngestSettings, idempotency_key: str | None,
-                 cancel_after: str | None, gate: screening.ScreeningGate, submitter: Submitter | None = None,
-                 ledger: object | None = None, router: object | None = None) -> domain.JobView:
-    """The job `body` asks for, checked and recorded (or the first job of a retried key)."""
-    body = with_deadline(body, cancel_after, settings)
-    video_request.check_video(body.template, template_of(body), body.video)
-    profile = check_scoring(body, settings)
-    await clip_makers.check_clip_makers(router, settings.router_grpc_timeout_s, body.video, template_of(body),
-                                        body.model)
-    if body.webhook_url is not None:
-        await check_webhook_url(body.webhook_url, settings)
-    reference_key = await input_photo(runtime, objects, tenant, body, settings, gate)
-    fingerprint = request_rules.request_fingerprint(body.model_dump(mode="json"))
-    over_cap = None
-    if submitter is not None and ledger is not None:
-        over_cap = await spend_caps.refusal(ledger, tenant, submitter.key_id, submitter.caps, body.template, body.tier,
-                                            body.images, body.use_retry_tokens, settings.ledger_grpc_timeout_s,
-                                            video_request.video_spec(body.video, template_of(body), None))
-    job_key = await data_keys.job_key(keyring_of(settings))  # before the transaction: see data_keys.job_key
-    submission = Submission(tenant, body, idempotency_key, fingerprint, reference_key, profile, job_key, submitter,
-                            over_cap)
-    try:
-        return await record_submission(runtime, plans, settings, submission)
-    except (psycopg.errors.UniqueViolation, store.IdempotencyKeyTaken):
-        # A concurrent retry won the key: answer with its job. The first attempt rolled back,
-        # so its job id and wrapped key are free to use again.
-        return await record_submission(runtime, plans, settings, submission)
+@dataclass(frozen=True)
+class Intake:
+    """What checks and records a job: the service's runtime and settings, the object store its
+    input photo goes to, the plans that bound it, the gate that screens photos, and the ledger
+    (a key's spend caps) and router (who makes clips) it asks, where they are connected."""
+
+    runtime: ServiceRuntime
+    settings: IngestSettings
+    objects: ObjectStore
+    plans: PlanBook
+    gate: screening.ScreeningGate
+    ledger: object | None = None
+    router: object | None = None
+
+    async def submit(self, order: Order) -> domain.JobView:
+        """The job the order asks for, checked and recorded (or the first job of a retried key)."""
+        settings = self.settings
+        body = with_deadline(order.body, order.cancel_after, settings)
+        video_request.check_video(body.template, template_of(body), body.video)
+        profile = check_scoring(body, settings)
+        clips = clip_makers.ClipOrder(body.video, template_of(body), body.model) if body.video is not None else None
+        await clip_makers.check_clip_makers(self.router, settings.router_grpc_timeout_s, clips)
+        if body.webhook_url is not None:
+            await check_webhook_url(body.webhook_url, settings)
+        reference_key = await self.input_photo(order.tenant_id, body)
+        fingerprint = request_rules.request_fingerprint(body.model_dump(mode="json"))
+        over_cap = await self.over_cap(order.tenant_id, body, order.submitter)
+        job_key = await data_keys.job_key(keyring_of(settings))  # before the transaction: see data_keys.job_key
+        submission = Submission(order.tenant_id, body, order.idempotency_key, fingerprint, reference_key, profile,
+                                job_key, order.submitter, over_cap)
+        try:
+            return await self.record(submission)
+        except (psycopg.errors.UniqueViolation, store.IdempotencyKeyTaken):
+            # A concurrent retry won the key: answer with its job. The first attempt rolled back,
+            # so its job id and wrapped key are free to use again.
+            return await self.record(submission)
+
+    async def over_cap(self, tenant_id: str, body: JobRequest, submitter: Submitter | None) -> Problem | None:
+        """The 402 the submitting key's spend caps give this job, where a key and the ledger are there."""
+        if submitter is None or self.ledger is None:
+            return None
+        video = video_request.video_spec(body.video, template_of(body), None)
+        quote = Quote(tenant_id, body.template, body.tier, images=body.images, use_retry_tokens=body.use_retry_tokens,
+                      video_duration_s=video.duration_s if video else None,
+                      video_resolution=video.resolution if video else None)
+        return await spend_caps.refusal(LedgerClient(self.ledger, self.settings.ledger_grpc_timeout_s), submitter,
+                                        quote)
+
+    async def input_photo(self, tenant_id: str, body: JobRequest) -> str | None:
+        """The key of the job's input photo in the internal bucket, after screening and the
+        template's input checks: an upload of the tenant's, or the base64 reference photo, screened
+        like an upload and stored by content, so a retried submission stores nothing new."""
+        template = load_catalogue().templates[body.template]
+        first_frame = body.video.first_frame if body.video is not None else None
+        if template.needs_input and body.input_upload is None and body.reference_image is None and first_frame is None:
+            also = " or video.first_frame" if template.video != "never" else ""
+            raise Problem(422, "input-required", f"template {body.template!r} works on your photo: give"
+                          f" input_upload{also} ({template.input.description if template.input else 'an upload'})")
+        if first_frame is not None:
+            return await self.first_frame_photo(tenant_id, body.template, first_frame)
+        if body.input_upload is not None:
+            async with self.runtime.pool.connection() as conn:
+                upload = await store.read_upload(conn, body.input_upload, tenant_id)
+            if upload is None:
+                raise Problem(422, "unknown-upload", f"input_upload: you have no upload {body.input_upload}")
+            objects = self.objects
+            await guidance.check_input(self.settings, body.template,
+                                       await objects.get(objects.internal_bucket, upload["key"]))
+            return str(upload["key"])
+        if body.reference_image is None:
+            return None
+        photo = screening.Sent(screening.reference_photo_bytes(body.reference_image), "reference_image")
+        return await self.stored_reference(tenant_id, body.template, photo)
+
+    async def stored_reference(self, tenant_id: str, template: str, sent: screening.Sent) -> str:
+        """A photo screened like an upload, judged by the template's checks, and stored by content
+        in the internal bucket (a retried submission stores nothing new); its key."""
+        settings, objects = self.settings, self.objects
+        limits = screening.ScreeningLimits(settings.max_upload_bytes, settings.max_reference_pixels)
+        photo = await self.gate.screen(sent.data, limits, sent.name)
+        await guidance.check_input(settings, template, photo.data)
+        key = f"{tenant_id}/references/{photo.sha256}.{photo.extension}"
+        await objects.put(objects.internal_bucket, key, photo.data, photo.media_type)
+        return key
+
+    async def first_frame_photo(self, tenant_id: str, template: str, first_frame: video_request.FirstFrame) -> str:
+        """An image the tenant was delivered, as a video job's first frame: copied from the public
+        bucket into the internal one like a reference photo, after the same screening and checks."""
+        async with self.runtime.pool.connection() as conn:
+            public_key, _ = await video_request.delivered_still(conn, tenant_id, first_frame)
+        try:
+            data = await self.objects.get(self.objects.public_bucket, public_key)
+        except StorageError:
+            raise Problem(422, "unknown-first-frame", f"video.first_frame: image {first_frame.n} of job"
+                          f" {first_frame.job_id} is no longer stored (erased, or past retention)",
+                          field="video.first_frame") from None
+        return await self.stored_reference(tenant_id, template, screening.Sent(data, "video.first_frame"))
+
+    async def record(self, submission: Submission) -> domain.JobView:
+        """The job, written with its JobSubmitted; a retry with the same key gets the first job,
+        and a job past the plan's limits or its key's spend cap (`over_cap`) is refused before
+        anything is written."""
+        runtime, settings = self.runtime, self.settings
+        tenant, body, ttl_s = submission.tenant_id, submission.body, settings.idempotency_key_ttl_s
+        async with runtime.pool.connection() as conn, conn.transaction():
+            plan_name, bound = await store.lock_plan_and_key(conn, tenant, submission.idempotency_key, ttl_s)
+            plan = self.plans.get(plan_name)
+            if bound is not None:
+                if bound[1] != submission.fingerprint:
+                    raise Problem(422, "idempotency-key-reused", f"Idempotency-Key {submission.idempotency_key!r}"
+                                  " was used with a different request")
+                first = await store.read_view(conn, bound[0], tenant)
+                assert first is not None, "a live Idempotency-Key names a job that is not erased (erasure forgets it)"
+                return first
+            limits.check_order_size(plan, body.images, body.candidates)
+            video_request.check_plan_limits(body.video, plan)
+            if submission.over_cap is not None:
+                raise submission.over_cap
+            limits.check_submission(plan, await limits.count_usage(conn, tenant, datetime.now(UTC)), body.images)
+            spec = job_spec(submission, settings, plan.priority)
+            view = domain.submitted_view(spec, body.prompt)
+            await projection.record_submitted(conn, view, spec.submitted_at)
+            if submission.reference_key:
+                await store.remember_reference(conn, view.id, submission.reference_key)
+            await store.write_submission(conn, submission.data_key_row(), submission.binding(ttl_s),
+                                         runtime.outbox_row(JobSubmitted(job_id=spec.job_id, tenant_id=tenant,
+                                                                         job=spec)))
+        runtime.relay.notify()
+        telemetry.JOBS_SUBMITTED.labels(view.template).inc()
+        return view

@@ -17,6 +17,7 @@ from services.ingest import store
 from services.ingest.jobs import sweep_rules
 from services.ingest.jobs.projection import commit_changes
 from services.ingest.receipts.document import Signer
+from services.ingest.receipts.issuing import Issuance
 from services.ingest.settings import IngestSettings
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ class Sweeper(PeriodicRound):
                 changes.append(store.Change(view, after, event, now))
                 await self.runtime.emit(conn, event)
                 published += 1
-            for announcement, _ in await commit_changes(conn, changes, self.signer, now):
+            for announcement, _ in await commit_changes(conn, changes, Issuance(self.signer, now)):
                 await self.runtime.emit(conn, announcement)
             await store.forget_expired_keys(conn, self.settings.idempotency_key_ttl_s)
         if published:

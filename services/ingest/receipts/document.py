@@ -21,6 +21,7 @@ import base64
 import binascii
 import hashlib
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -220,14 +221,24 @@ def _json(value: Any) -> Any:
     return value.isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else value
 
 
-def receipt_body(view: JobView, sequence: int, previous_sha256: str | None, kid: str,
-                 issued_at: datetime) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ReceiptStamp:
+    """What a receipt says of its own issue: its place in the tenant's chain (its sequence and
+    the previous receipt's hash, None for the first), the key that signs it, and when."""
+
+    sequence: int
+    previous_sha256: str | None
+    kid: str
+    issued_at: datetime
+
+
+def receipt_body(view: JobView, stamp: ReceiptStamp) -> dict[str, Any]:
     """What the receipt of a job shown final says (see the module's docstring), as JSON."""
     selected = set(view.selected)
     billing = view.billing
     return ReceiptBody(
-        format=FORMAT, kid=kid, job_id=str(view.id), tenant_id=view.tenant_id, sequence=sequence,
-        previous_sha256=previous_sha256, issued_at=_json(issued_at), state=view.state,
+        format=FORMAT, kid=stamp.kid, job_id=str(view.id), tenant_id=view.tenant_id, sequence=stamp.sequence,
+        previous_sha256=stamp.previous_sha256, issued_at=_json(stamp.issued_at), state=view.state,
         failure=ReceiptFailure(code=view.failure.code, stage=view.failure.stage) if view.failure else None,
         template=ReceiptTemplate(name=view.template, version=view.template_version),
         profile=ReceiptProfile(name=view.scoring_profile, version=view.profile_version),

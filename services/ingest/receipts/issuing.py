@@ -3,16 +3,15 @@ them, and the public keys they were signed with (`services.ingest.receipts.docum
 receipt holds)."""
 
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from services.common import telemetry
 from services.common.db import Conn, Statement, inserted
-from services.ingest.domain import JobView, with_receipt
-from services.ingest.receipts.document import Signer, jwk, receipt_body
-from services.ingest.store import Change
+from services.ingest.domain import Change, JobView, with_receipt
+from services.ingest.receipts.document import ReceiptStamp, Signer, jwk, receipt_body
 from services.ingest.store import receipts as store
 from services.ingest.store.receipts import attributed_totals as attributed_totals
 from services.ingest.store.receipts import chain as chain
@@ -20,15 +19,22 @@ from services.ingest.store.receipts import daily_totals as daily_totals
 from services.ingest.store.receipts import receipt_of as receipt_of
 
 
-async def issue_receipts(conn: Conn, changes: list[Change], signer: Signer,
-                         now: datetime) -> tuple[list[Change], Statement | None]:
+@dataclass(frozen=True)
+class Issuance:
+    """Who signs the receipts a commit issues, and when they are issued."""
+
+    signer: Signer
+    at: datetime
+
+
+async def issue_receipts(conn: Conn, changes: list[Change], issuance: Issuance) -> tuple[list[Change], Statement | None]:
     """The changes with a receipt in every view of a job they show final for the first time,
     the receipts issued (and chained) in the caller's transaction, which holds the jobs' rows;
     and the statement that writes them, for the caller to send with its own last write (db.together)."""
     finishing = [change.after for change in changes if change.after.final and not change.before.final]
     if not finishing:
         return changes, None
-    issued, written = await issue(conn, finishing, signer, now)
+    issued, written = await issue(conn, finishing, issuance)
 
     def patched(view: JobView) -> JobView:
         return with_receipt(view, issued[view.id]) if view.id in issued and view.final else view
@@ -36,8 +42,7 @@ async def issue_receipts(conn: Conn, changes: list[Change], signer: Signer,
     return [replace(change, before=patched(change.before), after=patched(change.after)) for change in changes], written
 
 
-async def issue(conn: Conn, views: list[JobView], signer: Signer,
-                now: datetime) -> tuple[dict[UUID, str], Statement | None]:
+async def issue(conn: Conn, views: list[JobView], issuance: Issuance) -> tuple[dict[UUID, str], Statement | None]:
     """Sign a receipt for each view, in order, each after its tenant's last; the hashes by
     job, and the statement that writes the receipts (the caller sends it before it commits).
     The tenants' rows are locked in one order first, so chains grow one receipt at a time
@@ -48,11 +53,12 @@ async def issue(conn: Conn, views: list[JobView], signer: Signer,
     heads = await store.lock_chain_heads(conn, tenants)
     if unknown := set(tenants) - heads.keys():
         raise LookupError(f"receipts for jobs of unknown tenants: {sorted(unknown)}")
+    signer, now = issuance.signer, issuance.at
     issued: dict[UUID, str] = {}
     rows = []
     for view in views:
         sequence, previous = heads[view.tenant_id]
-        signed = signer.sign(receipt_body(view, sequence + 1, previous, signer.kid, now))
+        signed = signer.sign(receipt_body(view, ReceiptStamp(sequence + 1, previous, signer.kid, now)))
         rows.append((view.id, view.tenant_id, sequence + 1, signed["sha256"], json.dumps(signed), now))
         heads[view.tenant_id] = (sequence + 1, signed["sha256"])
         issued[view.id] = signed["sha256"]

@@ -153,10 +153,18 @@ async def check(settings: IngestSettings, chains: dict[str, list[dict[str, Any]]
     return lines, gone, checked, malformed
 
 
-def replay_receipts(settings: IngestSettings, schema: str = "ingest", tenant: str | None = None,
+@dataclass(frozen=True)
+class ReceiptReplay:
+    """Which receipts a replay checks: those of the live schema, one tenant's or every one's."""
+
+    schema: str = "ingest"
+    tenant: str | None = None
+
+
+def replay_receipts(settings: IngestSettings, replay: ReceiptReplay = ReceiptReplay(),
                     out: Callable[[str], object] = print) -> int:
     with psycopg.connect(settings.database_url.get_secret_value(), autocommit=True) as conn:
-        chains, keys = load_receipts(conn, schema, tenant), load_keys(conn, schema)
+        chains, keys = load_receipts(conn, replay.schema, replay.tenant), load_keys(conn, replay.schema)
     lines, gone, checked, malformed = asyncio.run(check(settings, chains, keys))
     receipts = sum(len(documents) for documents in chains.values())
     out(f"checked {receipts} receipts of {len(chains)} tenants against the ledger's journal and {checked} delivered"

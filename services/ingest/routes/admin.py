@@ -32,6 +32,7 @@ from services.common.quality.calibration import Judged
 from services.common.quality.profiles import profile_names
 from services.ingest import store
 from services.ingest.deps import Runtime, Settings
+from services.ingest.domain import Period
 from services.ingest.inputs.scorer_calls import calibrate
 from services.ingest.jobs.domain import JobView
 
@@ -83,7 +84,7 @@ async def calibration_report(runtime: Runtime, settings: Settings, _: Calibratio
                              since: datetime | None = None, until: datetime | None = None) -> dict[str, Any]:
     since, until = report_range(since, until)
     async with runtime.pool.connection() as conn:
-        views = await store.views_with_outputs(conn, tenant_id, since, until)
+        views = await store.views_with_outputs(conn, tenant_id, Period(since, until))
     judged = [image for view in views for image in delivered_images(view)]
     return {"tenant_id": tenant_id, "since": since, "until": until, "images": len(judged),
             "reported_bad": sum(image.bad for image in judged),
@@ -95,7 +96,7 @@ async def margin_report(runtime: Runtime, _: BillingReader, since: datetime | No
                         until: datetime | None = None) -> dict[str, Any]:
     since, until = report_range(since, until)
     async with runtime.pool.connection() as conn:
-        views = await store.settled_views(conn, since, until)
+        views = await store.settled_views(conn, Period(since, until))
     return {"since": since, "until": until, "templates": template_margins(views)}
 
 

@@ -47,9 +47,9 @@ async def create_tenant(operator: TenantsManager, runtime: Runtime, plans: Plans
                         body: Annotated[TenantRequest, Body()]) -> NewTenant:
     plan = offered_plan(plans, body.plan or plans.default)
     async with runtime.pool.connection() as conn, conn.transaction():
-        if not await tenants.insert_tenant(conn, body.id, body.name, plan):
+        if not await tenants.insert_tenant(conn, tenants.Tenant(body.id, body.name, plan)):
             raise Problem(409, "tenant-exists", f"tenant {body.id!r} exists already; create its keys with its own keys")
-        issued = await keys.issue_key(conn, body.id, keys.OPERATOR_KEY_NAME)
+        issued = await keys.issue_key(conn, body.id, keys.KeyGrant(keys.OPERATOR_KEY_NAME))
         actor = operator_actor(operator.name)
         await record_action(runtime, conn, actor, "tenant.create", f"tenant:{body.id}", body.id, name=body.name,
                             plan=plan)

@@ -2,6 +2,7 @@
 and grants credits on its signed events); these routes check the caller's key and input and
 ask the ledger's internal billing API, always for the caller's tenant only."""
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
@@ -125,21 +126,28 @@ async def ledger_http(request: Request) -> httpx.AsyncClient:
 LedgerHttp = Annotated[httpx.AsyncClient, Depends(ledger_http)]
 
 
-async def ask_ledger(http: httpx.AsyncClient, method: str, tenant: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    """The ledger's answer for `tenant`; its problems become ours, its absence a 503."""
-    try:
-        response = await http.request(method, f"/internal/v1/tenants/{tenant}{path}", json=body)
-        answer: Any = response.json()
-    except (httpx.HTTPError, ValueError):
-        raise billing_unavailable() from None
-    slug = str(answer.get("type", "")).rsplit("/", 1)[-1] if isinstance(answer, dict) else ""
-    if response.status_code in (404, 405) and slug in ("", "not-found", "method-not-allowed"):  # no such route
-        raise Problem(404, "billing-disabled", "payments are not configured on this deployment")
-    if response.status_code >= 400 and response.status_code != 503 and slug:
-        raise Problem(response.status_code, slug, answer.get("detail", ""))
-    if response.status_code >= 400:
-        raise billing_unavailable()
-    return answer
+@dataclass(frozen=True)
+class TenantBilling:
+    """The ledger's internal billing API, for one tenant."""
+
+    http: httpx.AsyncClient
+    tenant: str
+
+    async def ask(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """The ledger's answer for `tenant`; its problems become ours, its absence a 503."""
+        try:
+            response = await self.http.request(method, f"/internal/v1/tenants/{self.tenant}{path}", json=body)
+            answer: Any = response.json()
+        except (httpx.HTTPError, ValueError):
+            raise billing_unavailable() from None
+        slug = str(answer.get("type", "")).rsplit("/", 1)[-1] if isinstance(answer, dict) else ""
+        if response.status_code in (404, 405) and slug in ("", "not-found", "method-not-allowed"):  # no such route
+            raise Problem(404, "billing-disabled", "payments are not configured on this deployment")
+        if response.status_code >= 400 and response.status_code != 503 and slug:
+            raise Problem(response.status_code, slug, answer.get("detail", ""))
+        if response.status_code >= 400:
+            raise billing_unavailable()
+        return answer
 
 
 def billing_unavailable() -> Problem:
@@ -150,7 +158,7 @@ def billing_unavailable() -> Problem:
 @router.get("", response_model=Billing, responses=problems.responses(404))
 async def get_billing(tenant: AccountReader, http: LedgerHttp) -> Any:
     """The credit packs on sale, the auto top-up rule, and the latest checkouts and top-ups."""
-    return await ask_ledger(http, "GET", tenant, "/billing")
+    return await TenantBilling(http, tenant).ask("GET", "/billing")
 
 
 @router.post("/checkout", status_code=201, response_model=Checkout, responses=problems.responses(404, 422))
@@ -160,7 +168,7 @@ async def create_checkout(body: CheckoutRequest, tenant: BillingManager, http: L
     processor says the payment succeeded (at once for a card, later for a bank debit), and
     never twice for one payment."""
     account_page = f"{str(request.base_url).rstrip('/')}/console/account"
-    return await ask_ledger(http, "POST", tenant, "/checkout", {
+    return await TenantBilling(http, tenant).ask("POST", "/checkout", {
         "pack": body.pack, "save_card": body.save_card,
         "success_url": body.success_url or f"{account_page}?checkout={{CHECKOUT_SESSION_ID}}",
         "cancel_url": body.cancel_url or f"{account_page}?checkout=canceled"})
@@ -172,4 +180,4 @@ async def set_auto_topup(body: AutoTopUpRequest, tenant: BillingManager, http: L
     most `max_per_month` times a month. A failed charge is reported as
     `billing.topup_failed`; three in a row pause the rule (as does a dispute) until it is set
     again."""
-    return await ask_ledger(http, "PUT", tenant, "/auto-topup", body.model_dump())
+    return await TenantBilling(http, tenant).ask("PUT", "/auto-topup", body.model_dump())

@@ -21,7 +21,7 @@ from services.common.problems import Problem
 from services.common.runtime import ServiceRuntime
 from services.ingest import store
 from services.ingest.deps import JobsReader, Runtime, Settings, Watch
-from services.ingest.jobs import domain, live
+from services.ingest.jobs import domain
 from services.ingest.jobs.examples import JOB_ID
 from services.ingest.jobs.job_lookup import parse_job_id, refuse_missing
 
@@ -46,29 +46,35 @@ class JobEvents(BaseModel):
     next: int | None = Field(description="`after` of the next page; null when this page reached the end of the log")
 
 
-def entry_example(seq: int, kind: str, second: int, **payload: Any) -> dict[str, Any]:
-    return {"seq": seq, "type": kind, "time": f"2026-11-02T10:00:0{second}Z", "payload": payload}
+def entry_example(kind: str, second: int, payload: dict[str, object]) -> dict[str, object]:
+    """A log entry as the examples show it, numbered by its place in the log."""
+    return {"type": kind, "time": f"2026-11-02T10:00:0{second}Z", "payload": payload}
 
 
-EVENTS_EXAMPLE = {"job_id": JOB_ID, "state": "succeeded", "next": None, "data": [
-    entry_example(1, "state", 0, state="submitted", previous=None, reason="submitted by the client"),
-    entry_example(2, "billing.reserved", 1, credits=10, unit_price=10),
-    entry_example(3, "state", 1, state="admitted", previous="submitted", reason="10 credits reserved"),
-    entry_example(4, "attempt.started", 2, attempt=1, images_needed=1),
-    entry_example(5, "state", 2, state="generating", previous="admitted", reason="attempt 1 started"),
-    entry_example(6, "attempt.generated", 5, attempt=1, candidates=2, cost_micro_usd=4000,
-                  cost_so_far_micro_usd=4000, final=False),
-    entry_example(7, "state", 5, state="scoring", previous="generating", reason="attempt 1 generated 2 candidates"),
-    entry_example(8, "attempt.scored", 7, attempt=1, scored=2, passed=1, passed_so_far=1, cost_so_far_micro_usd=4000,
-                  rejected=[{"index": 1, "failed": ["sharpness", "blank"], "not_measured": ["nsfw"]}], not_judged=[],
-                  selected=1),
-    entry_example(9, "state", 7, state="delivering", previous="scoring", reason="1 of 1 images selected"),
-    entry_example(10, "delivery.published", 8, images=1, requested=1),
-    entry_example(11, "billing.settled", 9, reserved=10, charged=10, released=0, delivered_images=1),
-    entry_example(12, "receipt.issued", 9, url=f"/v1/jobs/{JOB_ID}/receipt",
-                  sha256="5d2a6c3e8f1b0a9d7c4e2f6a8b1d3c5e7f9a0b2c4d6e8f0a1b3c5d7e9f1a2b3c"),
-    entry_example(13, "state", 9, state="succeeded", previous="delivering", reason="1 of 1 images delivered"),
-]}
+EXAMPLE_ENTRIES = [
+    entry_example("state", 0, {"state": "submitted", "previous": None, "reason": "submitted by the client"}),
+    entry_example("billing.reserved", 1, {"credits": 10, "unit_price": 10}),
+    entry_example("state", 1, {"state": "admitted", "previous": "submitted", "reason": "10 credits reserved"}),
+    entry_example("attempt.started", 2, {"attempt": 1, "images_needed": 1}),
+    entry_example("state", 2, {"state": "generating", "previous": "admitted", "reason": "attempt 1 started"}),
+    entry_example("attempt.generated", 5, {"attempt": 1, "candidates": 2, "cost_micro_usd": 4000,
+                                           "cost_so_far_micro_usd": 4000, "final": False}),
+    entry_example("state", 5, {"state": "scoring", "previous": "generating",
+                               "reason": "attempt 1 generated 2 candidates"}),
+    entry_example("attempt.scored", 7, {"attempt": 1, "scored": 2, "passed": 1, "passed_so_far": 1,
+                                        "cost_so_far_micro_usd": 4000,
+                                        "rejected": [{"index": 1, "failed": ["sharpness", "blank"],
+                                                      "not_measured": ["nsfw"]}],
+                                        "not_judged": [], "selected": 1}),
+    entry_example("state", 7, {"state": "delivering", "previous": "scoring", "reason": "1 of 1 images selected"}),
+    entry_example("delivery.published", 8, {"images": 1, "requested": 1}),
+    entry_example("billing.settled", 9, {"reserved": 10, "charged": 10, "released": 0, "delivered_images": 1}),
+    entry_example("receipt.issued", 9, {"url": f"/v1/jobs/{JOB_ID}/receipt",
+                                        "sha256": "5d2a6c3e8f1b0a9d7c4e2f6a8b1d3c5e7f9a0b2c4d6e8f0a1b3c5d7e9f1a2b3c"}),
+    entry_example("state", 9, {"state": "succeeded", "previous": "delivering", "reason": "1 of 1 images delivered"}),
+]
+EVENTS_EXAMPLE = {"job_id": JOB_ID, "state": "succeeded", "next": None,
+                  "data": [{"seq": seq} | entry for seq, entry in enumerate(EXAMPLE_ENTRIES, 1)]}
 STREAM_EXAMPLE = ('id: 11\nevent: billing.settled\ndata: {"seq": 11, "type": "billing.settled", "time": '
                   '"2026-11-02T10:00:09Z", "payload": {"reserved": 10, "charged": 10, "released": 0}}\n\n'
                   ': ping\n\n')
@@ -139,7 +145,7 @@ async def stream_job_events(job_id: str, tenant: JobsReader, runtime: Runtime, s
     job's final state."""
     parsed, _ = await owned_state(runtime, job_id, tenant)
     start = resume_point(last_event_id, after, MAX_SEQ) or 0
-    rows = live.job_entries(runtime.pool, watch, parsed, tenant, start, settings.stream_poll_s)
+    rows = watch.job_entries(parsed, tenant, start)
     return EventStream((job_event(row) async for row in rows), ping=settings.stream_keepalive_s)
 
 
@@ -155,5 +161,5 @@ async def stream_tenant_events(tenant: JobsReader, runtime: Runtime, settings: S
     if start is None:
         async with runtime.pool.connection() as conn:
             start = await store.tenant_log_position(conn, tenant)
-    rows = live.tenant_entries(runtime.pool, watch, tenant, start, settings.stream_poll_s)
+    rows = watch.tenant_entries(tenant, start)
     return EventStream((tenant_event(row) async for row in rows), ping=settings.stream_keepalive_s)

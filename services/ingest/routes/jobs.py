@@ -16,6 +16,7 @@ from services.common.contracts import JobErased, OutputReported
 from services.common.problems import Problem
 from services.common.storage import ObjectStore, signed_links
 from services.ingest import data_keys, store
+from services.ingest.accounts.spend_caps import Submitter
 from services.ingest.deps import (
     JobsReader,
     JobsSubmitter,
@@ -86,9 +87,10 @@ async def submit_job(body: JobRequest, response: Response, caller: JobsSubmitter
     length rounded up, at most `duration_s`)."""
     telemetry.bind_prompt(body.prompt)
     await prompts.check(runtime.pool, caller.tenant_id, body.prompt)
-    submitter = submission.Submitter(caller.key_id, caller.caps)
-    view = await submission.submit(runtime, objects, plans, caller.tenant_id, body, settings, idempotency_key,
-                                   cancel_after, gate, submitter, ledger, routing)
+    intake = submission.Intake(runtime, settings, objects, plans, gate, ledger, routing)
+    order = submission.Order(caller.tenant_id, body, idempotency_key, cancel_after,
+                             Submitter(caller.key_id, caller.caps))
+    view = await intake.submit(order)
     response.headers["Location"] = f"/v1/jobs/{view.id}"
     log.info("accepted job %s: %d image(s) of template %s", view.id, view.images, view.template,
              extra={"prompt": body.prompt})
@@ -141,7 +143,7 @@ async def list_jobs(tenant: JobsReader, runtime: Runtime,
         raise Problem(422, "invalid-cursor", str(error)) from None
     where = store.JobFilter(state, template, created_after, created_before)
     async with runtime.pool.connection() as conn:
-        views, more = await store.list_views(conn, tenant, where, after, limit)
+        views, more = await store.list_views(conn, tenant, where, store.Page(after, limit))
     return JobPage(data=[summary(v) for v in views], next=more.encode() if more else None)
 
 
@@ -206,7 +208,7 @@ async def cancel_job(job_id: str, tenant: JobsWriter, runtime: Runtime, settings
         except domain.JobIsFinal as error:
             raise Problem(409, "job-final", str(error), state=before.state) from None
         if event is not None:
-            await projection.record(conn, before, view, event, event.requested_at)
+            await projection.record(conn, store.Change(before, view, event, event.requested_at))
             await runtime.emit(conn, event)
     runtime.relay.notify()
     return fresh_links(view, objects, settings.link_ttl_s)

@@ -19,7 +19,7 @@ from services.common.problems import Problem
 from services.ingest.accounts import keys, spend_caps
 from services.ingest.accounts.keys import SCOPES
 from services.ingest.deps import KeysManager, Runtime, Settings
-from services.ingest.ledger_calls import Ledger
+from services.ingest.ledger_calls import Ledger, LedgerClient
 
 router = APIRouter(prefix="/v1/api-keys", tags=["keys"])
 Scope = Annotated[str, Field(pattern="^(" + "|".join(SCOPES) + ")$")]
@@ -110,10 +110,12 @@ def parse_key_id(key_id: str) -> UUID:
         raise Problem(404, "api-key-not-found", f"no API key {key_id!r}") from None
 
 
-def new_key_body(issued: keys.IssuedKey, name: str, scopes: list[str], caps: KeySpendCaps) -> NewApiKey:
-    return NewApiKey(id=issued.id, name=name, prefix=issued.prefix, scopes=scopes, created_at=issued.created_at,
-                     last_used_at=None, expires_at=None, secret=issued.secret, daily_cap_credits=caps.daily,
-                     monthly_cap_credits=caps.monthly, spent_today=0, spent_this_month=0)
+def new_key_body(issued: keys.IssuedKey, grant: keys.KeyGrant) -> NewApiKey:
+    caps = grant.caps
+    return NewApiKey(id=issued.id, name=grant.name, prefix=issued.prefix, scopes=list(grant.scopes),
+                     created_at=issued.created_at, last_used_at=None, expires_at=None, secret=issued.secret,
+                     daily_cap_credits=caps.daily, monthly_cap_credits=caps.monthly, spent_today=0,
+                     spent_this_month=0)
 
 
 def key_body(row: dict[str, Any], spent: dict[UUID, spend_caps.KeySpent] | None) -> ApiKey:
@@ -133,13 +135,14 @@ async def create_api_key(caller: KeysManager, runtime: Runtime, response: Respon
         raise Problem(403, "scope-not-held", f"this API key cannot grant {beyond[0]!r}, a scope it does not hold",
                       scope=beyond[0])
     caps = KeySpendCaps(daily=body.daily_cap_credits, monthly=body.monthly_cap_credits)
+    grant = keys.KeyGrant(body.name, tuple(scopes), caps)
     async with runtime.pool.connection() as conn, conn.transaction():
-        issued = await keys.issue_key(conn, caller.tenant_id, body.name, tuple(scopes), caps)
+        issued = await keys.issue_key(conn, caller.tenant_id, grant)
         await record_action(runtime, conn, key_actor(str(caller.key_id)), "api_key.create", f"api_key:{issued.id}",
                             caller.tenant_id, name=body.name, scopes=scopes, **caps.model_dump())
     runtime.relay.notify()
     response.headers["Location"] = f"/v1/api-keys/{issued.id}"
-    return new_key_body(issued, body.name, scopes, caps)
+    return new_key_body(issued, grant)
 
 
 @router.get("", response_model=ApiKeyList)
@@ -148,8 +151,8 @@ async def list_api_keys(caller: KeysManager, runtime: Runtime, settings: Setting
     spent today and this month (null when the ledger does not answer); never their secrets."""
     async with runtime.pool.connection() as conn:
         rows = await keys.list_keys(conn, caller.tenant_id)
-    spent = await spend_caps.spent_by_keys(ledger, caller.tenant_id, [row["id"] for row in rows],
-                                           settings.ledger_grpc_timeout_s) if rows else {}
+    spent = await spend_caps.spent_by_keys(LedgerClient(ledger, settings.ledger_grpc_timeout_s), caller.tenant_id,
+                                           [row["id"] for row in rows]) if rows else {}
     return ApiKeyList(data=[key_body(row, spent) for row in rows])
 
 
@@ -168,7 +171,8 @@ async def set_api_key_caps(key_id: KeyId, body: CapsRequest, caller: KeysManager
         await record_action(runtime, conn, key_actor(str(caller.key_id)), "api_key.caps", f"api_key:{row['id']}",
                             caller.tenant_id, **caps.model_dump())
     runtime.relay.notify()
-    spent = await spend_caps.spent_by_keys(ledger, caller.tenant_id, [row["id"]], settings.ledger_grpc_timeout_s)
+    spent = await spend_caps.spent_by_keys(LedgerClient(ledger, settings.ledger_grpc_timeout_s), caller.tenant_id,
+                                           [row["id"]])
     return key_body(row, spent)
 
 
@@ -201,5 +205,5 @@ async def rotate_api_key(key_id: KeyId, caller: KeysManager, runtime: Runtime, s
         await record_action(runtime, conn, key_actor(str(caller.key_id)), "api_key.rotate", f"api_key:{old['id']}",
                             caller.tenant_id, new_key=str(issued.id), overlap_s=overlap_s)
     runtime.relay.notify()
-    return RotatedApiKey(new=new_key_body(issued, old["name"], list(old["scopes"]), keys.caps_of(old)),
+    return RotatedApiKey(new=new_key_body(issued, keys.grant_of(old)),
                          old=ApiKey.model_validate(old))

@@ -13,11 +13,9 @@ from pydantic import BaseModel, Field
 from services.common import problems
 from services.common.problems import Problem
 from services.common.provenance import ANCHORS_PATH
-from services.common.runtime import ServiceRuntime
 from services.ingest import provenance, store
 from services.ingest.accounts.plans import Plan, rate_decision
-from services.ingest.deps import Plans, Runtime, Settings, api_key, authenticated
-from services.ingest.settings import IngestSettings
+from services.ingest.deps import Runtime, Settings, api_key, authenticated, get_runtime, get_settings
 
 router = APIRouter(tags=["provenance"])
 
@@ -102,9 +100,9 @@ def too_large(limit: int) -> Problem:
     return Problem(413, "file-too-large", f"at most {limit} bytes are verified", limit=limit)
 
 
-async def take_anonymous(request: Request, response: Response, runtime: ServiceRuntime,
-                         settings: IngestSettings) -> None:
+async def take_anonymous(request: Request, response: Response) -> None:
     """One request of an address without an account against the verify rate (429 beyond it)."""
+    runtime, settings = await get_runtime(request), await get_settings(request)
     plan = Plan(name="anonymous", requests_per_s=settings.verify_requests_per_s, burst=settings.verify_burst,
                 concurrent_jobs=None, images_per_day=None, priority=0)
     client = request.client.host if request.client else "unknown"
@@ -142,7 +140,7 @@ def as_verification(found: provenance.Verification, tenant: str | None) -> Verif
 @router.post("/v1/verify", response_model=Verification, openapi_extra=VERIFY_BODY,
              responses=problems.responses(401, 413, 415, 429) | {
                  200: {"content": {"application/json": {"example": VERIFY_EXAMPLE}}}})
-async def verify_file(request: Request, response: Response, runtime: Runtime, settings: Settings, plans: Plans,
+async def verify_file(request: Request, response: Response, runtime: Runtime, settings: Settings,
                       bearer: Annotated[HTTPAuthorizationCredentials | None, Security(api_key)]) -> Verification:
     """What a file proves, for anyone (no account needed; an API key, when sent, shows its
     owner the job and receipt): its Content Credentials validated against this deployment's
@@ -152,14 +150,15 @@ async def verify_file(request: Request, response: Response, runtime: Runtime, se
     content). Rate-limited per address without a key, by the plan with one."""
     tenant = None
     if request.headers.get("authorization"):
-        tenant = (await authenticated(runtime, plans, request, response, bearer)).tenant_id
+        tenant = (await authenticated(request, response, bearer)).tenant_id
     else:
-        await take_anonymous(request, response, runtime, settings)
+        await take_anonymous(request, response)
     data = await capped_file(request, settings.verify_max_bytes)
     media_type = provenance.media_type_of(data)
     if media_type is None:
         raise Problem(415, "unsupported-media-type", "send a PNG, JPEG, WebP or MP4 file as the request's body")
-    found = await provenance.verify(data, media_type, request.app.state.trust_anchors, runtime.pool)
+    found = await provenance.verify(provenance.Evidence(data, media_type), request.app.state.trust_anchors,
+                                    runtime.pool)
     return as_verification(found, tenant)
 
 

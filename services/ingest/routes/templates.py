@@ -12,7 +12,7 @@ from services.common.contracts import Tier
 from services.common.quality.profiles import template_profile
 from services.common.templates import Template, load_catalogue
 from services.ingest.deps import AccountReader, Settings
-from services.ingest.ledger_calls import Ledger, LedgerStub, call_ledger, pb
+from services.ingest.ledger_calls import Ledger, LedgerClient, Quote
 
 router = APIRouter(prefix="/v1", tags=["templates"], responses=problems.responses(503))
 TIERS: tuple[Tier, ...] = ("stable", "fast", "low-cost")
@@ -79,15 +79,17 @@ class Prices:
     version: str | None = None
 
 
-async def template_prices(ledger: LedgerStub, tenant: str, template: Template, name: str, timeout_s: float) -> Prices:
+async def template_prices(ledger: LedgerClient, tenant: str, name: str) -> Prices:
     """The template's prices in each tier the price book prices it in, from the ledger's quotes
     (a quote of a clip for a template that only makes clips)."""
+    template = load_catalogue().templates[name]
     prices = Prices()
-    clip = {"video_duration_s": 1, "video_resolution": "480p"} if template.video == "required" else {}
+    clip_only = template.video == "required"
     for tier in TIERS:
+        quote = Quote(tenant, name, tier, video_duration_s=1, video_resolution="480p") if clip_only \
+            else Quote(tenant, name, tier)
         try:
-            answer = await call_ledger(ledger.Quote, pb.QuoteRequest(tenant_id=tenant, template=name, tier=tier,
-                                                                      images=1, **clip), timeout_s)
+            answer = await ledger.quote(quote)
         except problems.Problem as problem:
             if problem.status != 422:  # 422: no price for this tier; anything else is the ledger's trouble
                 raise
@@ -95,7 +97,7 @@ async def template_prices(ledger: LedgerStub, tenant: str, template: Template, n
         if answer is None:
             continue
         prices.version = answer.pricebook_version
-        if not clip:
+        if not clip_only:
             prices.per_image[tier] = answer.unit_price
         if template.video != "never" and answer.second_prices:
             prices.per_second[tier] = dict(answer.second_prices)
@@ -119,8 +121,8 @@ async def list_templates(tenant: AccountReader, ledger: Ledger, settings: Settin
     that photo must pass, its scoring profile, its price per delivered image by tier, and a
     video template's price per delivered second of clip by tier and resolution."""
     catalogue = load_catalogue()
-    priced = await asyncio.gather(*(template_prices(ledger, tenant, template, name, settings.ledger_grpc_timeout_s)
-                                    for name, template in catalogue.templates.items()))
+    client = LedgerClient(ledger, settings.ledger_grpc_timeout_s)
+    priced = await asyncio.gather(*(template_prices(client, tenant, name) for name in catalogue.templates))
     return {"version": catalogue.version,
             "templates": [template_info(name, template, prices)
                           for (name, template), prices in zip(catalogue.templates.items(), priced)]}

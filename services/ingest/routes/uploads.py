@@ -102,12 +102,11 @@ async def create_upload(request: Request, response: Response, tenant: JobsWriter
     data = await received_photo(request, settings.max_upload_bytes)
     limits = screening.ScreeningLimits(settings.max_upload_bytes, settings.max_reference_pixels)
     photo = await gate.screen(data, limits, "the upload")
-    upload_id = uuid4()
-    key = f"{tenant}/uploads/{upload_id}.{photo.extension}"
-    await objects.put(objects.internal_bucket, key, photo.data, photo.media_type)
+    upload = store.NewUpload(uuid4(), tenant, photo)
+    await objects.put(objects.internal_bucket, upload.key, photo.data, photo.media_type)
     async with runtime.pool.connection() as conn:
-        row = await store.insert_upload(conn, upload_id, tenant, key, photo)
-    response.headers["Location"] = f"/v1/uploads/{upload_id}"
+        row = await store.insert_upload(conn, upload)
+    response.headers["Location"] = f"/v1/uploads/{upload.id}"
     return as_upload(row)
 
 

@@ -14,6 +14,7 @@ from services.common.problems import Problem
 from services.ingest.accounts import limits
 from services.ingest.accounts.plans import Plan, rate_decision
 from services.ingest.deps import AccountReader, Plans, Runtime, Settings
+from services.ingest.domain import Period
 from services.ingest.ledger_calls import call_ledger, pb
 from services.ingest.receipts.issuing import attributed_totals, daily_totals
 from services.ingest.settings import IngestSettings
@@ -84,13 +85,14 @@ class Usage(BaseModel):
 
 
 def limit_bars(plan: Plan, usage: limits.Usage, burst_remaining: int) -> list[Limit]:
-    def bar(name: str, used: int, limit: int | None, resets_at: datetime | None = None) -> Limit:
+    def bar(name: str, used: int, limit: int | None) -> Limit:
         return Limit(name=name, used=used, limit=limit, remaining=None if limit is None else max(0, limit - used),
-                     resets_at=resets_at)
+                     resets_at=None)
 
+    daily = bar("images_per_day", usage.images_today, plan.images_per_day)
     return [bar("requests_burst", plan.burst - burst_remaining, plan.burst),
             bar("concurrent_jobs", usage.active, plan.concurrent_jobs),
-            bar("images_per_day", usage.images_today, plan.images_per_day, usage.resets_at)]
+            daily.model_copy(update={"resets_at": usage.resets_at})]
 
 
 async def credits_held(request: Request, tenant: str, settings: IngestSettings) -> int | None:
@@ -189,8 +191,8 @@ async def usage_attribution(
     since = today - timedelta(days=days - 1)
     metadata_key = None if group_by == "end_user" else group_by.removeprefix("metadata.")
     async with runtime.pool.connection() as conn:
-        rows = await attributed_totals(conn, tenant, datetime.combine(since, time(), UTC),
-                                       datetime.combine(today + timedelta(days=1), time(), UTC), metadata_key)
+        period = Period(datetime.combine(since, time(), UTC), datetime.combine(today + timedelta(days=1), time(), UTC))
+        rows = await attributed_totals(conn, tenant, period, metadata_key)
     groups = [AttributedGroup(**row) for row in rows]
     total = AttributedGroup(value=None, jobs=sum(g.jobs for g in groups), images=sum(g.images for g in groups),
                             credits=sum(g.credits for g in groups))

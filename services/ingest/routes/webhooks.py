@@ -5,6 +5,7 @@ caller's key and input, refuse URLs on private addresses, and ask delivery's int
 always for the caller's tenant only.
 """
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, TypeAlias, cast
 from uuid import UUID
@@ -145,12 +146,28 @@ class JobSecret(BaseModel):
     key: str = Field(description="signs the webhooks of jobs that name their own webhook_url")
 
 
+@dataclass(frozen=True)
 class DeliveryClient:
     """Delivery's internal API for one caller: its tenant, and its key as the actor of the
     changes it makes (audit trail)."""
 
-    def __init__(self, http: httpx.AsyncClient, tenant: str, actor: str) -> None:
-        self.http, self.tenant, self.actor = http, tenant, actor
+    http: httpx.AsyncClient
+    tenant: str
+    actor: str
+
+    async def ask(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """Delivery's answer for the caller's tenant; its problems become ours, its absence a 503."""
+        try:
+            response = await self.http.request(method, f"/internal/v1/tenants/{self.tenant}{path}", json=body,
+                                               headers={"x-genline-actor": self.actor})
+            answer: Any = response.json() if response.content else None
+        except (httpx.HTTPError, ValueError):
+            raise delivery_unavailable() from None
+        if response.status_code >= 500 or (response.status_code >= 400 and not isinstance(answer, dict)):
+            raise delivery_unavailable()
+        if response.status_code >= 400:
+            raise Problem(response.status_code, answer["slug"], answer["detail"])
+        return answer
 
 
 # The caller whose key holds `webhooks:manage` (a dependency FastAPI reads from the annotation;
@@ -167,22 +184,6 @@ async def delivery_client(request: Request, caller: WebhooksManager) -> Delivery
 
 # Every route here needs a key with the scope `webhooks:manage`.
 Delivery = Annotated[DeliveryClient, Depends(delivery_client)]
-
-
-async def ask_delivery(delivery: DeliveryClient, method: str, path: str, body: dict[str, Any] | None = None,
-                       params: dict[str, Any] | None = None) -> Any:
-    """Delivery's answer for the caller's tenant; its problems become ours, its absence a 503."""
-    try:
-        response = await delivery.http.request(method, f"/internal/v1/tenants/{delivery.tenant}{path}", json=body,
-                                               params=params, headers={"x-genline-actor": delivery.actor})
-        answer: Any = response.json() if response.content else None
-    except (httpx.HTTPError, ValueError):
-        raise delivery_unavailable() from None
-    if response.status_code >= 500 or (response.status_code >= 400 and not isinstance(answer, dict)):
-        raise delivery_unavailable()
-    if response.status_code >= 400:
-        raise Problem(response.status_code, answer["slug"], answer["detail"])
-    return answer
 
 
 def delivery_unavailable() -> Problem:
@@ -204,17 +205,17 @@ async def create_webhook_endpoint(body: EndpointRequest, settings: Settings, del
     (`webhook-id`, `webhook-timestamp`, `webhook-signature`). A URL on a private, loopback or
     link-local address is refused (422)."""
     await check_webhook_url(body.url, settings)
-    return await ask_delivery(delivery, "POST", "/webhook-endpoints", body.model_dump(mode="json"))
+    return await delivery.ask("POST", "/webhook-endpoints", body.model_dump(mode="json"))
 
 
 @router.get("/webhook-endpoints", response_model=EndpointList)
 async def list_webhook_endpoints(delivery: Delivery) -> Any:
-    return await ask_delivery(delivery, "GET", "/webhook-endpoints")
+    return await delivery.ask("GET", "/webhook-endpoints")
 
 
 @router.get("/webhook-endpoints/{endpoint_id}", response_model=Endpoint, responses=NOT_FOUND)
 async def get_webhook_endpoint(endpoint_id: EndpointId, delivery: Delivery) -> Any:
-    return await ask_delivery(delivery, "GET", endpoint_path(endpoint_id))
+    return await delivery.ask("GET", endpoint_path(endpoint_id))
 
 
 @router.patch("/webhook-endpoints/{endpoint_id}", response_model=Endpoint, responses=NOT_FOUND)
@@ -223,14 +224,14 @@ async def update_webhook_endpoint(endpoint_id: EndpointId, body: EndpointChange,
     """Change the URL, the events, the description, or turn the endpoint off and on."""
     if body.url is not None:
         await check_webhook_url(body.url, settings)
-    return await ask_delivery(delivery, "PATCH", endpoint_path(endpoint_id),
+    return await delivery.ask("PATCH", endpoint_path(endpoint_id),
                               body.model_dump(mode="json", exclude_unset=True))
 
 
 @router.delete("/webhook-endpoints/{endpoint_id}", status_code=204, response_class=Response, responses=NOT_FOUND)
 async def delete_webhook_endpoint(endpoint_id: EndpointId, delivery: Delivery) -> Response:
     """Nothing more is sent to it, retries included."""
-    await ask_delivery(delivery, "DELETE", endpoint_path(endpoint_id))
+    await delivery.ask("DELETE", endpoint_path(endpoint_id))
     return Response(status_code=204)
 
 
@@ -240,14 +241,14 @@ async def rotate_webhook_secret(endpoint_id: EndpointId, delivery: Delivery, bod
     """A new secret, shown only now, signs from now on; the old one signs beside it (two
     signatures in `webhook-signature`) for `overlap_s`, so receivers can switch without a gap."""
     change = body.model_dump(exclude_unset=True) if body else {}
-    return await ask_delivery(delivery, "POST", f"{endpoint_path(endpoint_id)}/rotate-secret", change)
+    return await delivery.ask("POST", f"{endpoint_path(endpoint_id)}/rotate-secret", change)
 
 
 @router.get("/webhook-endpoints/{endpoint_id}/attempts", response_model=AttemptList, responses=NOT_FOUND)
 async def list_webhook_attempts(endpoint_id: EndpointId, delivery: Delivery) -> Any:
     """Every attempt to send to this endpoint, newest first: time, status, latency and the
     start of the answer."""
-    return await ask_delivery(delivery, "GET", f"{endpoint_path(endpoint_id)}/attempts")
+    return await delivery.ask("GET", f"{endpoint_path(endpoint_id)}/attempts")
 
 
 @router.post("/webhook-attempts/{attempt_id}/redeliver", status_code=202, response_model=Redelivery,
@@ -255,7 +256,7 @@ async def list_webhook_attempts(endpoint_id: EndpointId, delivery: Delivery) -> 
 async def redeliver_webhook(attempt_id: AttemptId, delivery: Delivery) -> Any:
     """Send the attempt's event again, now, with the same `webhook-id` (receivers that saw it
     already can ignore it), and with the retry schedule from its start."""
-    return await ask_delivery(delivery, "POST", f"/webhook-attempts/{attempt_id}/redeliver")
+    return await delivery.ask("POST", f"/webhook-attempts/{attempt_id}/redeliver")
 
 
 @router.get("/jobs/{job_id}/webhook-attempts", response_model=AttemptList, responses=NOT_FOUND, tags=["jobs"])
@@ -265,10 +266,10 @@ async def list_job_webhook_attempts(job_id: str, runtime: Runtime, delivery: Del
     async with runtime.pool.connection() as conn:
         if await store.read_view(conn, parsed, delivery.tenant) is None:
             raise Problem(404, "job-not-found", f"no job {job_id!r}")
-    return await ask_delivery(delivery, "GET", f"/jobs/{parsed}/webhook-attempts")
+    return await delivery.ask("GET", f"/jobs/{parsed}/webhook-attempts")
 
 
 @router.get("/webhooks/default/secret", response_model=JobSecret)
 async def get_job_webhook_secret(delivery: Delivery) -> Any:
     """The secret that signs the webhooks of jobs naming their own `webhook_url`."""
-    return await ask_delivery(delivery, "GET", "/webhook-secret")
+    return await delivery.ask("GET", "/webhook-secret")

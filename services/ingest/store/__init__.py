@@ -8,10 +8,11 @@ from datetime import datetime
 from uuid import UUID
 
 from services.common.bus import InboxClaim, OutboxRow, staged_event
-from services.common.contracts import FINAL_STATES, Event, JobEvent
+from services.common.contracts import FINAL_STATES, JobEvent
 from services.common.db import Conn, Statement, together, updated
-from services.ingest.domain import JobView, erased
+from services.ingest.domain import Change, JobView, erased
 from services.ingest.store.callers import (
+    NewUpload,
     forget_idle_clients,
     insert_upload,
     live_key,
@@ -33,6 +34,7 @@ from services.ingest.store.listing import (
     Cursor,
     InvalidCursor,
     JobFilter,
+    Page,
     erased_job_ids,
     insert_output_report,
     job_with_output,
@@ -46,14 +48,16 @@ from services.ingest.store.log import (
     LOG_CHANNEL_PREFIX,
     VIEW_COLUMNS,
     append_log,
+    append_new_job,
     log_channel,
     read_log,
     read_tenant_log,
     tenant_log_position,
 )
 
-__all__ = ["LOG_CHANNEL_PREFIX", "Change", "Cursor", "IdempotencyKeyTaken", "InvalidCursor", "JobFilter",
-           "KeyBinding", "WrappedDataKey", "append_log", "claim_and_lock_views", "delete_data_key", "insert_data_key", "keys_not_under", "read_data_key",
+__all__ = ["LOG_CHANNEL_PREFIX", "Change", "Cursor", "IdempotencyKeyTaken", "InvalidCursor", "JobFilter", "NewUpload", "Page",
+           "KeyBinding", "WrappedDataKey", "append_log", "append_new_job", "claim_and_lock_views", "delete_data_key",
+           "insert_data_key", "keys_not_under", "read_data_key",
            "read_every_data_key", "rewrite_data_key", "wrapped_keys_by_kek", "erase_job", "forget_expired_keys",
            "forget_idle_clients", "insert_job", "insert_output_report", "insert_upload", "job_state",
            "erased_job_ids", "job_with_output", "list_views", "stored_views", "live_key", "settled_views", "tenant_exists", "views_with_outputs", "lock_plan_and_key", "log_channel", "quiet_open_views", "read_log",
@@ -111,16 +115,6 @@ async def write_views(conn: Conn, views: list[JobView], also: Sequence[Statement
     """Write the jobs' views, and `also` (writes to other tables) in the same statement."""
     await together(conn, [*also, updated("jobs", "id", VIEW_COLUMNS,
                                         [(view.id, view.state, view.stored_json(), view.updated_at) for view in views])])
-
-
-@dataclass(frozen=True)
-class Change:
-    """What an event (None: a request of the service's own) did to a job, and when."""
-
-    before: JobView
-    after: JobView
-    event: Event | None
-    at: datetime
 
 
 async def job_state(conn: Conn, job_id: UUID, tenant_id: str) -> str | None:

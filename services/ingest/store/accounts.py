@@ -86,13 +86,21 @@ async def key_hash_is_live(conn: Conn, tenant_id: str, key_hash: str) -> bool:
 # ---- tenants -----------------------------------------------------------------------------
 
 
-async def insert_tenant(conn: Conn, tenant_id: str, name: str | None = None,
-                        plan: str | None = None) -> bool:
-    """Create the tenant, on `plan` (the table's default, free, when None); False when it
-    exists already (it is left as it is)."""
+@dataclass(frozen=True)
+class Tenant:
+    """A tenant as it is created: its id, its name (its id when None), and its plan (the
+    table's default, free, when None)."""
+
+    id: str
+    name: str | None = None
+    plan: str | None = None
+
+
+async def insert_tenant(conn: Conn, tenant: Tenant) -> bool:
+    """Create the tenant; False when it exists already (it is left as it is)."""
     row = await (await conn.execute(
         "INSERT INTO tenants (id, name, plan) VALUES (%s, %s, coalesce(%s, 'free'))"
-        " ON CONFLICT (id) DO NOTHING RETURNING id", [tenant_id, name or tenant_id, plan])).fetchone()
+        " ON CONFLICT (id) DO NOTHING RETURNING id", [tenant.id, tenant.name or tenant.id, tenant.plan])).fetchone()
     return row is not None
 
 

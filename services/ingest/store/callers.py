@@ -1,6 +1,7 @@
 """Who calls and what they bring: the API key a request carries, its uploads, and the
 request rate of anonymous clients."""
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -26,12 +27,27 @@ async def live_key(conn: Conn, key_hash: str) -> dict[str, Any] | None:
         await conn.execute("UPDATE api_keys SET last_used_at = now() WHERE id = %s", [row["id"]])
     return row
 
-async def insert_upload(conn: Conn, upload_id: UUID, tenant_id: str, key: str, photo: "ScreenedImage") -> dict[str, Any]:
-    """Record a screened photo stored under `key`; `photo` is a screening.ScreenedImage."""
+@dataclass(frozen=True)
+class NewUpload:
+    """A tenant's screened photo as it is stored: under its own id, in the tenant's uploads."""
+
+    id: UUID
+    tenant_id: str
+    photo: "ScreenedImage"
+
+    @property
+    def key(self) -> str:
+        return f"{self.tenant_id}/uploads/{self.id}.{self.photo.extension}"
+
+
+async def insert_upload(conn: Conn, upload: NewUpload) -> dict[str, Any]:
+    """Record an upload (its photo already stored under its key)."""
+    photo = upload.photo
     row = await (await conn.execute(
         "INSERT INTO uploads (id, tenant_id, key, media_type, width, height, size_bytes, sha256)"
         " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING *",
-        [upload_id, tenant_id, key, photo.media_type, photo.width, photo.height, len(photo.data), photo.sha256],
+        [upload.id, upload.tenant_id, upload.key, photo.media_type, photo.width, photo.height, len(photo.data),
+         photo.sha256],
     )).fetchone()
     assert row is not None  # RETURNING * of the row inserted
     return row

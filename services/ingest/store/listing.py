@@ -13,7 +13,7 @@ import psycopg
 from psycopg.rows import TupleRow
 
 from services.common.db import Conn
-from services.ingest.domain import JobView
+from services.ingest.domain import JobView, Period
 
 
 async def insert_output_report(conn: Conn, job_id: UUID, n: int, reason: str) -> bool:
@@ -56,9 +56,17 @@ class JobFilter:
     created_before: datetime | None = None
 
 
-async def list_views(conn: Conn, tenant_id: str, where: JobFilter, after: Cursor | None,
-                     limit: int) -> tuple[list[JobView], Cursor | None]:
+@dataclass(frozen=True)
+class Page:
+    """Which page of a listing: the one after `after` (None: the first), `limit` jobs at most."""
+
+    after: Cursor | None
+    limit: int
+
+
+async def list_views(conn: Conn, tenant_id: str, where: JobFilter, page: Page) -> tuple[list[JobView], Cursor | None]:
     """A page of the tenant's jobs, newest first, and the cursor of the next page (None at the end)."""
+    after, limit = page.after, page.limit
     clauses: list[str] = ["tenant_id = %s", "erased_at IS NULL"]
     params: list[object] = [tenant_id]
     for clause, value in (("state = %s", where.state), ("template = %s", where.template),
@@ -95,20 +103,19 @@ async def tenant_exists(conn: Conn, tenant_id: str) -> bool:
     return await (await conn.execute("SELECT 1 FROM tenants WHERE id = %s", [tenant_id])).fetchone() is not None
 
 
-async def views_with_outputs(conn: Conn, tenant_id: str, since: datetime,
-                             until: datetime) -> list[JobView]:
-    """The tenant's jobs created in [since, until) that delivered something."""
+async def views_with_outputs(conn: Conn, tenant_id: str, period: Period) -> list[JobView]:
+    """The tenant's jobs created in the period that delivered something."""
     rows = await (await conn.execute(
         "SELECT view FROM jobs WHERE tenant_id = %s AND created_at >= %s AND created_at < %s"
-        " AND jsonb_array_length(view->'outputs') > 0", [tenant_id, since, until])).fetchall()
+        " AND jsonb_array_length(view->'outputs') > 0", [tenant_id, period.since, period.until])).fetchall()
     return [JobView.model_validate(row["view"]) for row in rows]
 
 
-async def settled_views(conn: Conn, since: datetime, until: datetime) -> list[JobView]:
-    """Every tenant's jobs created in [since, until) whose billing is settled."""
+async def settled_views(conn: Conn, period: Period) -> list[JobView]:
+    """Every tenant's jobs created in the period whose billing is settled."""
     rows = await (await conn.execute(
         "SELECT view FROM jobs WHERE created_at >= %s AND created_at < %s"
-        " AND view->'billing'->>'state' = 'settled'", [since, until])).fetchall()
+        " AND view->'billing'->>'state' = 'settled'", [period.since, period.until])).fetchall()
     return [JobView.model_validate(row["view"]) for row in rows]
 
 

@@ -20,32 +20,42 @@ def log_channel(schema: str) -> str:
 
 
 async def append_log(conn: Conn, entries: list[tuple[JobView, NewEntry]],
-                     views: Sequence[JobView] = (), new_job: JobView | None = None,
-                     also: Sequence[Statement | None] = ()) -> None:
-    """Number each job's entries after its last one and each tenant's after the tenant's last
-    one, in the order given, append them, write the jobs' new `views` (or insert `new_job`,
-    the one job of the entries) and `also` (writes to other tables), and notify each
-    tenant's streams, in one statement. The tenants' counters stay locked until commit, so a
-    tenant's entries commit in `tenant_seq` order. The caller holds the jobs' rows."""
+                     views: Sequence[JobView] = (), also: Sequence[Statement | None] = ()) -> None:
+    """Append the entries, write the jobs' new `views` and `also` (writes to other tables) in
+    one statement (see `appended`). The caller holds the jobs' rows."""
     if not entries:
         await together(conn, also)
         return
+    if views:
+        written = sorted((view.id, view.state, view.stored_json(), view.updated_at) for view in views)
+        job: Statement = (JOB_CHANGES.format(viewed=VIEWS), as_arrays(written))
+    else:
+        job = (JOB_CHANGES.format(viewed=NO_VIEWS), [])
+    await appended(conn, entries, job, also)
+
+
+async def append_new_job(conn: Conn, new_job: JobView, entries: list[NewEntry]) -> None:
+    """Insert a new job with the first entries of its log, in one statement (see `appended`)."""
+    params: list[Any] = [new_job.id, new_job.tenant_id, new_job.state, new_job.template, new_job.stored_json(),
+                         new_job.created_at, new_job.updated_at]
+    await appended(conn, [(new_job, entry) for entry in entries], (NEW_JOB, params))
+
+
+async def appended(conn: Conn, entries: list[tuple[JobView, NewEntry]], job: Statement,
+                   also: Sequence[Statement | None] = ()) -> None:
+    """Number each job's entries after its last one and each tenant's after the tenant's last
+    one, in the order given, append them, write the jobs' rows (`job`: their new views, or
+    the new job) and `also` (writes to other tables), and notify each tenant's streams, in one
+    statement. The tenants' counters stay locked until commit, so a tenant's entries commit
+    in `tenant_seq` order."""
     tenants = sorted({view.tenant_id for view, _ in entries})
     if len(tenants) > 1:  # every writer takes several tenants' counters in one order: no deadlock
         await conn.execute("SELECT 1 FROM tenants WHERE id = ANY(%s) ORDER BY id FOR UPDATE", [tenants])
     rows = [(view.id, view.tenant_id, entry.type, entry.time, json.dumps(entry.payload)) for view, entry in entries]
-    if new_job is not None:
-        params: list[Any]
-        job, params = NEW_JOB, [new_job.id, new_job.tenant_id, new_job.state, new_job.template,
-                                new_job.stored_json(), new_job.created_at, new_job.updated_at]
-    elif views:
-        written = sorted((view.id, view.state, view.stored_json(), view.updated_at) for view in views)
-        job, params = JOB_CHANGES.format(viewed=VIEWS), as_arrays(written)
-    else:
-        job, params = JOB_CHANGES.format(viewed=NO_VIEWS), []
+    job_sql, job_params = job
     also_ctes, also_params = as_ctes(also, "also")
-    await conn.execute(APPEND_LOG.format(also=also_ctes + ", " if also_ctes else "", job=job),
-                       [*also_params, *as_arrays(rows), *params, LOG_CHANNEL_PREFIX])
+    await conn.execute(APPEND_LOG.format(also=also_ctes + ", " if also_ctes else "", job=job_sql),
+                       [*also_params, *as_arrays(rows), *job_params, LOG_CHANNEL_PREFIX])
 
 
 # Each counter (`log_seq` of the job, of the tenant) moves on by its number of entries; the

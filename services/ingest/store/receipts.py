@@ -10,6 +10,7 @@ import psycopg
 from psycopg.rows import DictRow, TupleRow
 
 from services.common.db import Conn
+from services.ingest.domain import Period
 
 RECEIPT_COLUMNS = {"job_id": "uuid", "tenant_id": "text", "sequence": "bigint", "sha256": "text",
                    "document": "jsonb", "issued_at": "timestamptz"}
@@ -49,11 +50,10 @@ async def daily_totals(conn: Conn, tenant_id: str, since: datetime) -> dict[date
     return {row["day"]: {"jobs": row["jobs"], "images": row["images"], "credits": row["credits"]} for row in rows}
 
 
-async def attributed_totals(conn: Conn, tenant_id: str, since: datetime, until: datetime,
-                            metadata_key: str | None) -> list[DictRow]:
-    """From the receipts issued in [since, until): the jobs, images delivered and credits
-    charged per end user (`metadata_key` None) or per value of that metadata key; jobs
-    without one under the value None."""
+async def attributed_totals(conn: Conn, tenant_id: str, period: Period, metadata_key: str | None) -> list[DictRow]:
+    """From the receipts issued in the period: the jobs, images delivered and credits charged
+    per end user (`metadata_key` None) or per value of that metadata key; jobs without one
+    under the value None."""
     group = ("document->'receipt'->>'end_user'" if metadata_key is None
              else "document->'receipt'->'metadata'->>%(key)s")
     return await (await conn.execute(
@@ -62,7 +62,7 @@ async def attributed_totals(conn: Conn, tenant_id: str, since: datetime, until: 
         " coalesce(sum((document->'receipt'->'credits'->>'charged')::bigint), 0) AS credits"
         " FROM receipts WHERE tenant_id = %(tenant)s AND issued_at >= %(since)s AND issued_at < %(until)s"
         " GROUP BY 1 ORDER BY 4 DESC, 1 NULLS LAST",
-        {"tenant": tenant_id, "since": since, "until": until, "key": metadata_key})).fetchall()
+        {"tenant": tenant_id, "since": period.since, "until": period.until, "key": metadata_key})).fetchall()
 
 
 async def record_signing_key(conn: Conn, kid: str, public_key: bytes) -> None:
