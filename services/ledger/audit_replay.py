@@ -14,7 +14,7 @@ from typing import Any, TypeAlias
 import psycopg
 
 from services.common.bus import (
-    client_options,
+    Differences,
     decoded_envelopes,
     journal_horizon,
     journal_schema,
@@ -38,7 +38,7 @@ def rebuilt_trail(conn: psycopg.Connection[Any], settings: ServiceSettings, sche
     """The trail the services' events hold, by event id; how many records were read, how
     many undecodable."""
     schemas = {publisher: journal_schema(publisher, schema, "ledger") or publisher for publisher in PUBLISHERS}
-    records = read_history(conn, source, client_options(settings), settings.topic_namespace, schemas)
+    records = read_history(conn, source, settings, schemas)
     envelopes, malformed = decoded_envelopes(records)
     trail = {e.id: (e.event.at, e.event.service, e.event.actor, e.event.action, e.event.target, e.event.tenant_id,
                     e.event.details) for e in envelopes if isinstance(e.event, AuditRecorded)}
@@ -92,4 +92,4 @@ def replay_audit(settings: ServiceSettings, replay: AuditReplay, out: Callable[[
         f" {'journals' if source == 'journal' else 'topics'}")
     if older and horizon is not None:
         out(f"{len(older)} entries older than the journals' horizon ({horizon.isoformat()}) not compared")
-    return report(out, malformed, differences, len({d.split()[0] for d in differences}), "audit entry")
+    return report(out, Differences(differences, len({d.split()[0] for d in differences}), "audit entry", malformed))

@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 
 from services.common.bus import (
+    Differences,
     HistoryRecord,
     client_options,
     decoded_envelopes,
@@ -93,4 +94,4 @@ def replay_ledger(settings: ServiceSettings, replay: LedgerReplay, out: Callable
     if unrelayed:
         out(f"warning: {unrelayed} events of {schema} were not yet published; they count as differences")
     lines = [f"tenant={d.tenant_id} {d.column}: live={d.live} replayed={d.replayed}" for d in differences]
-    return report(out, malformed, lines, len({d.tenant_id for d in differences}), "account")
+    return report(out, Differences(lines, len({d.tenant_id for d in differences}), "account", malformed))

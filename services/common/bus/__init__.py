@@ -65,6 +65,9 @@ if TYPE_CHECKING:
     from services.common.bus.outbox import erase_prompt_from_outbox as erase_prompt_from_outbox
     from services.common.bus.outbox import staged_event as staged_event
     from services.common.bus.replay import (
+        Differences as Differences,
+    )
+    from services.common.bus.replay import (
         HistoryRecord as HistoryRecord,
     )
     from services.common.bus.replay import (
@@ -107,7 +110,7 @@ MODULE_OF = {
     "committed_offsets": "kafka_admin", "high_watermarks": "kafka_admin", "partitions_of": "kafka_admin",
     "client_options": "kafka_security", "tls_context": "kafka_security",
     "OutboxRelay": "outbox", "OutboxRow": "outbox", "add_to_outbox": "outbox", "erase_prompt_from_outbox": "outbox", "staged_event": "outbox",
-    "HistoryRecord": "replay", "decoded_envelopes": "replay", "journal_horizon": "replay", "kafka_options": "replay", "journal_schema": "replay", "read_history": "replay",
+    "Differences": "replay", "HistoryRecord": "replay", "decoded_envelopes": "replay", "journal_horizon": "replay", "kafka_options": "replay", "journal_schema": "replay", "read_history": "replay",
     "read_journal": "replay", "read_topic_to_end": "replay", "report": "replay", "topic_sizes": "replay",
     "until_settled": "replay",
 }

@@ -14,7 +14,9 @@ import psycopg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.common.bus.envelope import Envelope, MalformedEnvelope, from_kafka
+from services.common.bus.kafka_security import client_options
 from services.common.contracts import topic_of
+from services.common.settings import ServiceSettings
 
 SOURCES = ("journal", "topics")
 # A bootstrap address, or a service's whole client options (kafka_security.client_options).
@@ -76,10 +78,11 @@ def journal_horizon(conn: psycopg.Connection[Any], schemas: list[str]) -> dateti
     return max((h for h in horizons if h is not None), default=None)
 
 
-def read_history(conn: psycopg.Connection[Any], source: str, bootstrap: Bootstrap, namespace: str,
+def read_history(conn: psycopg.Connection[Any], source: str, settings: ServiceSettings,
                  schemas: dict[str, str]) -> Sequence[HistoryRecord]:
     """The records of these publishers (publisher → its journal's schema), from their
-    journals or from their topics."""
+    journals or from their topics (on the broker and in the topic namespace of `settings`)."""
+    bootstrap, namespace = client_options(settings), settings.topic_namespace
     if source == "topics":
         async def read_all() -> list[HistoryRecord]:
             return [r for publisher in schemas for r in await read_topic_to_end(bootstrap, topic_of(publisher, namespace))]
@@ -195,11 +198,22 @@ def until_settled(settle_s: float, look: Callable[[], tuple[list[D], T]]) -> tup
         time.sleep(1)
 
 
-def report(out: Callable[[str], object], malformed: int, differences: list[str], differing: int, noun: str) -> int:
+@dataclass(frozen=True)
+class Differences:
+    """What a replay found: each difference as a line, how many things (`noun`s) differ, and
+    how many records could not be decoded."""
+
+    lines: list[str]
+    differing: int
+    noun: str
+    malformed: int = 0
+
+
+def report(out: Callable[[str], object], found: Differences) -> int:
     """A replay's closing lines (undecodable records, each difference, the verdict) and its exit code."""
-    if malformed:
-        out(f"warning: {malformed} records could not be decoded")
-    for difference in differences:
+    if found.malformed:
+        out(f"warning: {found.malformed} records could not be decoded")
+    for difference in found.lines:
         out(f"DIFFERENCE {difference}")
-    out(f"{differing} {noun}(s) differ" if differences else "no differences")
-    return 1 if differences else 0
+    out(f"{found.differing} {found.noun}(s) differ" if found.lines else "no differences")
+    return 1 if found.lines else 0

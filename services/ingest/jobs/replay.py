@@ -23,7 +23,7 @@ from uuid import UUID
 import psycopg
 
 from services.common.bus import (
-    client_options,
+    Differences,
     decoded_envelopes,
     journal_horizon,
     journal_schema,
@@ -68,7 +68,7 @@ def opens_sealed_fields(settings: IngestSettings | AuditorSettings) -> bool:
 
 def history(conn: psycopg.Connection, settings: IngestSettings | AuditorSettings, schema: str, source: str) -> History:
     schemas = {publisher: journal_schema(publisher, schema, "ingest") or publisher for publisher in PUBLISHERS}
-    records = read_history(conn, source, client_options(settings), settings.topic_namespace, schemas)
+    records = read_history(conn, source, settings, schemas)
     envelopes, malformed = decoded_envelopes(records)
     opener = prompt_opener(conn, schema, keyring_of(settings)) if opens_sealed_fields(settings) else leave_sealed
     views = replay_views([(envelope.time, envelope.event) for envelope in envelopes], opener)
@@ -154,4 +154,4 @@ def replay_jobs(settings: IngestSettings | AuditorSettings, replay: JobReplay,
     if older and horizon is not None:
         out(f"{len(older)} job(s) submitted before the journals' horizon ({horizon.isoformat()}) not compared")
     lines = [f"job={d.job_id} {d.field}: live={d.live!r} replayed={d.replayed!r}" for d in differences]
-    return report(out, replayed_history.malformed, lines, len({d.job_id for d in differences}), "job")
+    return report(out, Differences(lines, len({d.job_id for d in differences}), "job", replayed_history.malformed))

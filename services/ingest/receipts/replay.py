@@ -25,7 +25,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from psycopg.rows import TupleRow
 
-from services.common.bus import client_options, decoded_envelopes, read_topic_to_end, report
+from services.common.bus import Differences, client_options, decoded_envelopes, read_topic_to_end, report
 from services.common.contracts import CreditsReserved, ReservationSettled, topic_of
 from services.common.storage import ObjectStore, StorageError
 from services.ingest.receipts.document import canonical, receipt_sha256
@@ -171,4 +171,4 @@ def replay_receipts(settings: IngestSettings, replay: ReceiptReplay = ReceiptRep
         " objects")
     if gone:
         out(f"note: {gone} outputs are no longer stored (erased, or past their retention) and were not checked")
-    return report(out, malformed, lines, len({line.split()[0] for line in lines}), "receipt")
+    return report(out, Differences(lines, len({line.split()[0] for line in lines}), "receipt", malformed))
