@@ -56,19 +56,15 @@ from services.common.contracts import (
 )
 from services.ingest.domain import (
     PROGRESS_ANNOUNCED_EVERY_S,
-    Billing,
-    Failure,
     JobView,
     Progress,
-    Regeneration,
-    ReportOutcome,
     State,
     erased,
     rank,
-    stage_costs,
     submitted_view,
     with_receipt,
 )
+from services.ingest.jobs.view_parts import Billing, Failure, Regeneration, ReportOutcome, stage_costs
 
 # Named here too for the modules that read the state machine and the view together.
 __all__ = ["JobView", "Progress", "State", "erased", "rank", "submitted_view", "with_receipt"]

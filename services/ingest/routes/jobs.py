@@ -28,7 +28,6 @@ from services.ingest.deps import (
     Screening,
     Settings,
 )
-from services.ingest.domain import Billing, Failure
 from services.ingest.jobs import domain, projection, submission
 from services.ingest.jobs.clip_makers import Router
 from services.ingest.jobs.examples import (
@@ -40,6 +39,7 @@ from services.ingest.jobs.examples import (
 )
 from services.ingest.jobs.job_lookup import parse_job_id, refuse_missing
 from services.ingest.jobs.submission import JobRequest
+from services.ingest.jobs.view_parts import Billing, Failure
 from services.ingest.ledger_calls import Ledger
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
