@@ -88,6 +88,8 @@ async def write_first(store: "ObjectStore", buckets: list[str]) -> None:
     """Write an object to each bucket and delete it (FIRST_WRITE_KEY): SeaweedFS makes the
     bucket's volumes then, not at a job's first write; any other S3 takes it as two requests.
     An empty object would not do: SeaweedFS keeps it with the filer's metadata, in no volume."""
+    from services.common.storage import Blob
+
     for bucket in buckets:
-        await store.put(bucket, FIRST_WRITE_KEY, bytes(1024), "application/octet-stream")
+        await store.put(bucket, FIRST_WRITE_KEY, Blob(bytes(1024), "application/octet-stream"))
         await store.delete(bucket, FIRST_WRITE_KEY)

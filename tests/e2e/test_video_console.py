@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from PIL import Image
 
-from services.common.storage import ObjectStore
+from services.common.storage import Blob, ObjectStore
 from services.common.video import frames, probe
 from tests.clients.clip_server import real_clip
 from tests.conftest import settings_for
@@ -143,8 +143,8 @@ def real_links(endpoints):
 
     def put_both() -> None:
         asyncio.run(store.ensure_buckets())
-        asyncio.run(store.put(store.public_bucket, f"{folder}/1.mp4", clip, "video/mp4"))
-        asyncio.run(store.put(store.public_bucket, f"{folder}/1.thumb.webp", poster.getvalue(), "image/webp"))
+        asyncio.run(store.put(store.public_bucket, f"{folder}/1.mp4", Blob(clip, "video/mp4")))
+        asyncio.run(store.put(store.public_bucket, f"{folder}/1.thumb.webp", Blob(poster.getvalue(), "image/webp")))
 
     with ThreadPoolExecutor(1) as pool:
         pool.submit(put_both).result()

@@ -260,7 +260,7 @@ async def stored_reference(objects: ObjectStore, tenant_id: str, template: str, 
     photo = await gate.screen(data, limits, name)
     await guidance.check_input(settings, template, photo.data)
     key = f"{tenant_id}/references/{photo.sha256}.{photo.extension}"
-    await objects.put(objects.internal_bucket, key, photo.data, photo.media_type)
+    await objects.put(objects.internal_bucket, key, photo)
     return key
 
 

@@ -14,7 +14,7 @@ from services.common.audit import record_action
 from services.common.bus import erase_prompt_from_outbox
 from services.common.contracts import JobErased, OutputReported
 from services.common.problems import Problem
-from services.common.storage import ObjectStore, signed_links
+from services.common.storage import ObjectStore
 from services.ingest import data_keys, store
 from services.ingest.deps import (
     JobsReader,
@@ -97,7 +97,7 @@ async def submit_job(body: JobRequest, response: Response, caller: JobsSubmitter
 
 def fresh_links(view: domain.JobView, objects: ObjectStore, ttl_s: int) -> domain.JobView:
     """Links are signed on every read, so a client never gets one that has already expired."""
-    outputs = [o.model_copy(update=signed_links(objects, o.key, o.thumbnail_key, ttl_s)) for o in view.outputs]
+    outputs = [o.model_copy(update=objects.signed_links(o.key, o.thumbnail_key, ttl_s)) for o in view.outputs]
     return view.model_copy(update={"outputs": outputs})
 
 
