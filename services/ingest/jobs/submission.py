@@ -34,7 +34,7 @@ from services.common.contracts import (
 from services.common.problems import Problem
 from services.common.quality.profiles import Profile, ProfileError, QualityRules, job_profile, profile_names
 from services.common.runtime import ServiceRuntime
-from services.common.sealing import seal
+from services.common.sealing import JobField, seal
 from services.common.storage import ObjectStore, StorageError
 from services.common.templates import Template, load_catalogue
 from services.ingest import data_keys, store
@@ -180,7 +180,7 @@ def job_spec(submission: "Submission", settings: IngestSettings, priority: int) 
     job_id = submission.job_key.job_id
     return JobSpec(job_id=job_id, tenant_id=submission.tenant_id, template=body.template, tier=body.tier,
                    deadline_s=body.deadline_s, min_images=body.min_images, use_retry_tokens=body.use_retry_tokens,
-                   prompt=seal(submission.job_key.key, job_id, "prompt", body.prompt),
+                   prompt=seal(submission.job_key.key, JobField(job_id, "prompt"), body.prompt),
                    template_version=load_catalogue().version, profile_name=submission.profile.name,
                    profile_version=profile_version(submission.profile),
                    images=body.images, candidates=candidates, candidates_fixed=body.candidates is not None,
