@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from services.common.audit import record_action, system_actor
+from services.common.audit import Action, record_action, system_actor
 from services.common.db import Conn
 from services.common.runtime import ServiceRuntime
 from services.delivery import domain, store
@@ -51,8 +51,9 @@ class WebhookApi:
 
     async def _audit(self, conn: Conn, request: Request, action: str, endpoint: dict[str, Any], **details: object) -> None:
         actor = request.headers.get("x-genline-actor") or system_actor("delivery")
-        await record_action(self.runtime, conn, actor, f"webhook_endpoint.{action}", f"webhook_endpoint:{endpoint['id']}",
-                            request.path_params["tenant"], **details)
+        await record_action(self.runtime, conn, Action(actor, f"webhook_endpoint.{action}",
+                                                       f"webhook_endpoint:{endpoint['id']}", request.path_params["tenant"],
+                                                       details))
 
     def routes(self) -> list[Route]:
         endpoints, one = f"{PREFIX}/webhook-endpoints", f"{PREFIX}/webhook-endpoints/{{endpoint_id}}"

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.common import problems, telemetry
 from services.common.api import RequestModel, Timestamp
-from services.common.audit import record_action
+from services.common.audit import Action, record_action
 from services.common.bus import erase_prompt_from_outbox
 from services.common.contracts import JobErased, OutputReported
 from services.common.problems import Problem
@@ -184,7 +184,7 @@ async def erase_job(job_id: str, tenant: JobsWriter, runtime: Runtime) -> JobEra
         await erase_prompt_from_outbox(conn, view.id)  # clear prompts of events from before sealing
         await runtime.emit(conn, JobErased(job_id=view.id, tenant_id=tenant, requested_at=now,
                                            reference_key=reference_key))
-        await record_action(runtime, conn, f"tenant:{tenant}", "job.erase", f"job:{view.id}", tenant)
+        await record_action(runtime, conn, Action(f"tenant:{tenant}", "job.erase", f"job:{view.id}", tenant))
     runtime.relay.notify()
     return JobErasure(id=view.id)
 
