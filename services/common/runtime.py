@@ -24,7 +24,7 @@ from services.common.bus.outbox import OutboxRelay, add_to_outbox, outbox_row
 from services.common.contracts import PUBLISHERS, Event, consumer_group, readers_of, topic_of
 from services.common.db import COMMON_MIGRATIONS, Conn, Pool, migrate, open_pool, ping
 from services.common.grpc_server import hold_grpc_aio
-from services.common.problems import problem_response
+from services.common.problems import Problem, problem_response
 from services.common.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -185,7 +185,7 @@ class OpsPort:
         if self.ops_port and scope["type"] == "http":
             on_ops_port = (scope.get("server") or (None, None))[1] == self.ops_port
             if on_ops_port != (scope["path"] in telemetry.OPS_PATHS):
-                response = problem_response(Request(scope), 404, "not-found", "no such resource on this port")
+                response = problem_response(Request(scope), Problem(404, "not-found", "no such resource on this port"))
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)

@@ -220,7 +220,7 @@ def check_scoring(body: JobRequest, settings: IngestSettings) -> Profile:
         raise Problem(422, "dimension-unavailable",
                       f"profile {profile.name!r} with these rules requires {', '.join(missing)}, but no CLIP model"
                       " is configured on this platform, so it could not be scored; do not require it",
-                      unavailable=missing)
+                      extra={"unavailable": missing})
     return profile
 
 
@@ -276,7 +276,7 @@ async def first_frame_photo(runtime: ServiceRuntime, objects: ObjectStore, tenan
     except StorageError:
         raise Problem(422, "unknown-first-frame", f"video.first_frame: image {first_frame.n} of job"
                       f" {first_frame.job_id} is no longer stored (erased, or past retention)",
-                      field="video.first_frame") from None
+                      extra={"field": "video.first_frame"}) from None
     return await stored_reference(objects, tenant_id, body.template, settings, gate, data, "video.first_frame")
 
 

@@ -177,7 +177,7 @@ async def erase_job(job_id: str, tenant: JobsWriter, runtime: Runtime) -> JobEra
             await refuse_missing(conn, job_id, tenant)
         if not view.final:
             raise Problem(409, "job-not-final", f"job {job_id} is {view.state}; cancel it and delete it once it has"
-                          " ended", state=view.state)
+                          " ended", extra={"state": view.state})
         reference_key = await store.reference_to_delete(conn, view.id)
         await store.erase_job(conn, view, now)
         await data_keys.destroy(conn, view.id)  # every sealed copy of the prompt, anywhere, is now unreadable
@@ -204,7 +204,7 @@ async def cancel_job(job_id: str, tenant: JobsWriter, runtime: Runtime, settings
         try:
             view, event = domain.request_cancel(before, datetime.now(UTC), "canceled by the client")
         except domain.JobIsFinal as error:
-            raise Problem(409, "job-final", str(error), state=before.state) from None
+            raise Problem(409, "job-final", str(error), extra={"state": before.state}) from None
         if event is not None:
             await projection.record(conn, before, view, event, event.requested_at)
             await runtime.emit(conn, event)

@@ -60,7 +60,7 @@ async def capped_body(request: Request, limit: int) -> bytes:
 
 def too_large(size: int, limit: int) -> Problem:
     return Problem(413, "image-too-large", f"the upload is {size} bytes or more; at most {limit} are accepted",
-                   reason="bytes", limit=limit)
+                   extra={"reason": "bytes", "limit": limit})
 
 
 def file_part(body: bytes, content_type: str) -> bytes:
