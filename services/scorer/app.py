@@ -6,7 +6,6 @@ from functools import partial
 
 from starlette.applications import Starlette
 
-from services.common.contracts import SUBSCRIPTIONS
 from services.common.internal_calls import guard, verifier_of
 from services.common.runtime import ServiceRuntime, build_worker
 from services.scorer import handlers, routes
@@ -16,7 +15,7 @@ from services.scorer.settings import ScorerSettings
 
 def build(settings: ScorerSettings) -> tuple[ServiceRuntime, Starlette]:
     scorer = handlers.new_scorer(settings)
-    runtime, app = build_worker("scorer", settings, SUBSCRIPTIONS["scorer"], partial(handlers.register, scorer=scorer))
+    runtime, app = build_worker("scorer", settings, partial(handlers.register, scorer=scorer))
     verifier = verifier_of(settings)
     app.router.routes.append(guard(measurements.route(scorer), verifier, "measurements"))
     app.router.routes.append(guard(routes.route(), verifier, "calibration"))
