@@ -156,7 +156,7 @@ def reencoded(data: bytes, info: video.ClipInfo, plan: Plan, delivery: Delivery)
 
 def delivered_frames(data: bytes, info: video.ClipInfo, plan: Plan, delivery: Delivery) -> Iterator[np.ndarray]:
     frames: Iterator[np.ndarray] = (fitted(frame.rgb, plan.width, plan.height)
-                                    for frame in video.frames(data, max_side=max(plan.width, plan.height)))
+                                    for frame in video.frames(data, video.Sampling(max_side=max(plan.width, plan.height))))
     if plan.fps != info.fps:
         frames = resampled(frames, info.fps / plan.fps, max(1, round(info.frames * plan.fps / info.fps)))
     if delivery.watermark is not None:
@@ -285,7 +285,7 @@ def output_stream(out: Any, codec: str, fps: float, width: int, height: int, qua
 def poster(clip: bytes) -> np.ndarray:
     """The sharpest of up to `POSTER_SAMPLES` frames sampled evenly over the clip (RGB)."""
     total = video.probe(clip).frames
-    sampled = video.frames(clip, every=max(1, total // POSTER_SAMPLES), limit=POSTER_SAMPLES, max_side=POSTER_SIDE)
+    sampled = video.frames(clip, video.Sampling(max(1, total // POSTER_SAMPLES), POSTER_SAMPLES, POSTER_SIDE))
     best = max(sampled, key=lambda frame: sharpness(frame.rgb), default=None)
     if best is None:
         raise video.ClipError("the clip has no frames")

@@ -24,7 +24,7 @@ import pytest
 from PIL import Image
 
 from services.common.storage import Blob, ObjectStore
-from services.common.video import frames, probe
+from services.common.video import Sampling, frames, probe
 from tests.clients.clip_server import real_clip
 from tests.conftest import settings_for
 from tests.e2e.test_console import (  # noqa: F401  (fixtures)
@@ -137,7 +137,7 @@ def real_links(endpoints):
     thread of its own: asyncio.run cannot run beside Playwright's loop)."""
     clip = real_clip()
     poster = io.BytesIO()
-    Image.fromarray(next(frames(clip, limit=1)).rgb).save(poster, format="WEBP")
+    Image.fromarray(next(frames(clip, Sampling(limit=1))).rgb).save(poster, format="WEBP")
     folder = f"t-console/{datetime.now(UTC):%Y/%m}/{uuid.uuid4()}"
     store = ObjectStore(settings_for(endpoints))
 
