@@ -154,6 +154,6 @@ class LedgerService(rpc.LedgerServiceServicer):  # type: ignore[name-defined,mis
 
 async def start_grpc_server(pool: Pool, price_book: PriceBook, host: str, port: int,
                             verifier: ServiceVerifier) -> grpc.aio.Server:
-    return await grpc_server.start_grpc_server(
-        lambda server: rpc.add_LedgerServiceServicer_to_server(LedgerService(pool, price_book), server),
-        SERVICE_NAME, host, port, verifier)
+    return await grpc_server.start_grpc_server(grpc_server.GrpcService(
+        SERVICE_NAME, lambda server: rpc.add_LedgerServiceServicer_to_server(LedgerService(pool, price_book), server)),
+        f"{host}:{port}", verifier)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypedDict, Unpack
 from uuid import UUID
 
-from services.common.audit import operator_actor, record_action
+from services.common.audit import Action, operator_actor, record_action
 from services.common.bus import InboxClaim, Publish, erase_prompt_from_outbox, retry_races
 from services.common.contracts import (
     AuditRecorded,
@@ -145,7 +145,7 @@ class LedgerApp:
                     **details: Any) -> None:
         """Record an action of the ledger's own: published like any service's, and kept in the
         trail at once (the ledger does not consume its own topic)."""
-        await audit.keep(conn, [await record_action(self.runtime, conn, actor, action, target, tenant_id, **details)])
+        await audit.keep(conn, [await record_action(self.runtime, conn, Action(actor, action, target, tenant_id, details))])
 
     async def set_report_policy(self, tenant_id: str, policy: str, actor: str) -> bool:
         async with self.runtime.pool.connection() as conn, conn.transaction():

@@ -29,7 +29,7 @@ from services.common.contracts import (
 from services.common.data_keys import DataKeys
 from services.common.db import while_database_away
 from services.common.runtime import ServiceRuntime
-from services.common.storage import ATTEMPT_MEDIA_TYPE, ObjectStore, attempt_key
+from services.common.storage import ATTEMPT_MEDIA_TYPE, Blob, ObjectStore, attempt_key
 from services.common.templates import load_catalogue
 from services.router import domain, metrics, store
 from services.router.chunks import CandidateKeeper, steps_of, stored_ref
@@ -182,8 +182,8 @@ class AttemptRunner:
         if rest:
             key = attempt_key(job.spec.tenant_id, job.spec.job_id, attempt)
             offsets = list(itertools.accumulate((len(r.image.data) for r in rest[:-1]), initial=0))
-            await self.objects.put(self.objects.internal_bucket, key, b"".join(r.image.data for r in rest),
-                                   ATTEMPT_MEDIA_TYPE)
+            await self.objects.put(self.objects.internal_bucket, key, Blob(b"".join(r.image.data for r in rest),
+                                                                          ATTEMPT_MEDIA_TYPE))
             kept |= {r.image.index: stored_ref(r.provider, r.image, key, offset, steps_of(r), r.model, r.model_version)
                      for r, offset in zip(rest, offsets, strict=True)}
         return [kept[index] for index in sorted(kept)]

@@ -11,7 +11,7 @@ import grpc
 from pydantic import ValidationError
 
 from services.common.contracts import ProviderStatus, VideoSpec
-from services.common.grpc_server import start_grpc_server
+from services.common.grpc_server import GrpcService, start_grpc_server
 from services.common.identity import ServiceVerifier
 from services.common.protos import load
 from services.router.engine import RoutingEngine
@@ -61,6 +61,6 @@ class RouterService:
 
 async def start_router_grpc(engine: RoutingEngine, refresh: Callable[[], Awaitable[None]], host: str,
                             port: int, verifier: ServiceVerifier) -> grpc.aio.Server:
-    return await start_grpc_server(
-        lambda server: rpc.add_RouterServiceServicer_to_server(RouterService(engine, refresh), server),
-        SERVICE_NAME, host, port, verifier)
+    return await start_grpc_server(GrpcService(
+        SERVICE_NAME, lambda server: rpc.add_RouterServiceServicer_to_server(RouterService(engine, refresh), server)),
+        f"{host}:{port}", verifier)

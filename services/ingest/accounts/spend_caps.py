@@ -33,7 +33,7 @@ def cap_problem(key_id: UUID, period: str, cap: int, spent: int, cost: int) -> P
     return Problem(402, "key-cap-reached",
                    f"API key {key_id} has a {word} spend cap of {cap} credits: {spent} spent {when},"
                    f" and the job costs {cost}; raise the cap (PUT /v1/api-keys/{key_id}/caps) or wait",
-                   cap=word, cap_credits=cap, spent=spent, cost=cost, api_key_id=str(key_id))
+                   extra={"cap": word, "cap_credits": cap, "spent": spent, "cost": cost, "api_key_id": str(key_id)})
 
 
 def beyond_caps(key_id: UUID, caps: KeySpendCaps, spent: KeySpent, cost: int) -> Problem | None:

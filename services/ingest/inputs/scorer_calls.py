@@ -26,7 +26,7 @@ async def ask_scorer(settings: IngestSettings, path: str, unavailable: tuple[str
     except httpx.HTTPError as error:
         problem_type, what = unavailable
         raise Problem(503, problem_type, f"{what} now ({type(error).__name__}); try again shortly",
-                      {"Retry-After": str(RETRY_AFTER_S)}, retry_after=RETRY_AFTER_S) from None
+                      {"Retry-After": str(RETRY_AFTER_S)}, extra={"retry_after": RETRY_AFTER_S}) from None
     answer: dict[str, Any] = response.json()
     return answer
 

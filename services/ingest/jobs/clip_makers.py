@@ -60,4 +60,4 @@ async def check_clip_makers(stub: Any, timeout_s: float, video: VideoRequest | N
         why = f": {'; '.join(reasons)}" if reasons else ": no provider here makes clips"
         pinned = f" with model {model!r}" if model else ""
         raise Problem(422, "no-video-model", f"no video model{pinned} on this platform makes"
-                      f" {said(video, request.from_image)}{why}", reasons=reasons)
+                      f" {said(video, request.from_image)}{why}", extra={"reasons": reasons})

@@ -60,7 +60,7 @@ async def capped_body(request: Request, limit: int) -> bytes:
 
 def too_large(size: int, limit: int) -> Problem:
     return Problem(413, "image-too-large", f"the upload is {size} bytes or more; at most {limit} are accepted",
-                   reason="bytes", limit=limit)
+                   extra={"reason": "bytes", "limit": limit})
 
 
 def file_part(body: bytes, content_type: str) -> bytes:
@@ -104,7 +104,7 @@ async def create_upload(request: Request, response: Response, tenant: JobsWriter
     photo = await gate.screen(data, limits, "the upload")
     upload_id = uuid4()
     key = f"{tenant}/uploads/{upload_id}.{photo.extension}"
-    await objects.put(objects.internal_bucket, key, photo.data, photo.media_type)
+    await objects.put(objects.internal_bucket, key, photo)
     async with runtime.pool.connection() as conn:
         row = await store.insert_upload(conn, upload_id, tenant, key, photo)
     response.headers["Location"] = f"/v1/uploads/{upload_id}"
