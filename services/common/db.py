@@ -11,6 +11,7 @@ import random
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Self, TypeAlias, TypeVar, cast
 
@@ -268,17 +269,26 @@ async def together(conn: psycopg.AsyncConnection[Any], statements: Sequence[Stat
         await conn.execute(f"WITH {ctes} SELECT", params)
 
 
-async def listen(database_url: str, channel: str, on_notify: Callable[[str | None], None], retry_s: float,
+@dataclass(frozen=True)
+class Channel:
+    """A notification channel (`LISTEN name`) of the database at `database_url`; a lost
+    connection to it is opened again after `retry_s`."""
+
+    database_url: str
+    name: str
+    retry_s: float
+
+
+async def listen(channel: Channel, on_notify: Callable[[str | None], None],
                  on_lost: Callable[[], None] | None = None) -> None:
     """Call `on_notify(payload)` for each NOTIFY on `channel`, and `on_notify(None)` whenever
     listening (re)starts, since commits may have happened while nobody listened; `on_lost()`
-    when the connection is lost. Runs until cancelled; a lost connection is opened again
-    after `retry_s`."""
+    when the connection is lost. Runs until cancelled."""
     while True:
         try:
             try:
-                async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-                    await conn.execute(psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(channel)))
+                async with await psycopg.AsyncConnection.connect(channel.database_url, autocommit=True) as conn:
+                    await conn.execute(psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(channel.name)))
                     on_notify(None)
                     async for notice in conn.notifies():
                         on_notify(notice.payload)
@@ -286,5 +296,5 @@ async def listen(database_url: str, channel: str, on_notify: Callable[[str | Non
                 if on_lost is not None:
                     on_lost()
         except Exception:  # database away: whoever relies on this polls until it is back
-            log.warning("listening on %s failed; trying again in %ss", channel, retry_s, exc_info=True)
-            await asyncio.sleep(retry_s)
+            log.warning("listening on %s failed; trying again in %ss", channel.name, channel.retry_s, exc_info=True)
+            await asyncio.sleep(channel.retry_s)

@@ -119,7 +119,8 @@ class AttemptRunner:
             prompt = await self.data_keys.open(job.spec.job_id, job.spec.prompt)
         finally:
             self.data_keys.forget(job.spec.job_id)
-        with (telemetry.job_context(str(request.job_id), request.tenant_id, job.traceparent, prompt),
+        context = telemetry.JobContext(str(request.job_id), request.tenant_id, job.traceparent, prompt)
+        with (telemetry.job_context(context),
               tracing.continued(job.traceparent, f"generate attempt {request.attempt}")):
             await self._attempt(request, job, tries, prompt)
 
