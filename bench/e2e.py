@@ -64,7 +64,7 @@ from genline_stack.embedded import EmbeddedStack, Endpoints  # noqa: E402
 from genline_stack.fleet import SERVICES, ServiceFleet  # noqa: E402
 from services.common.quality.profiles import job_profile  # noqa: E402
 from services.common.settings import ServiceSettings  # noqa: E402
-from services.common.storage import ObjectStore  # noqa: E402
+from services.common.storage import Blob, ObjectStore  # noqa: E402
 from services.ingest.accounts.tenants import Tenant, create_tenant  # noqa: E402
 from services.ingest.settings import IngestSettings  # noqa: E402
 from services.ledger.app import grant  # noqa: E402
@@ -223,7 +223,7 @@ async def in_process(endpoints: Endpoints, jobs: int, side: int, candidates: int
             best = max(range(candidates), key=lambda n: (verdicts[n].passed, verdicts[n].score))
             job_id = uuid.uuid4()
             key = f"bench/{job_id}/1.png"
-            await store.put(store.public_bucket, key, painted[best].png, "image/png")
+            await store.put(store.public_bucket, key, Blob(painted[best].png, "image/png"))
             url = store.presign_get(store.public_bucket, key, 3600)
             await conn.execute("INSERT INTO bench_delivered VALUES (%s, %s, %s, %s)",
                                [job_id, key, url, verdicts[best].score])

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from genline_stack.embedded import EmbeddedStack, Endpoints  # noqa: E402
 from genline_stack.ports import free_port, wait_for_port  # noqa: E402
 from services.common.settings import ServiceSettings  # noqa: E402
-from services.common.storage import ObjectStore  # noqa: E402
+from services.common.storage import Blob, ObjectStore  # noqa: E402
 
 CANDIDATE = os.urandom(350_000)  # about a 512×512 PNG
 
@@ -42,8 +42,8 @@ def cpu_s(process: psutil.Process) -> float:
 
 async def s3_round(store: ObjectStore, n: int) -> None:
     key = f"bench/{n}.png"
-    await store.put(store.internal_bucket, key, CANDIDATE, "image/png")
-    await store.copy(store.internal_bucket, key, store.public_bucket, key, len(CANDIDATE))
+    stored = await store.put(store.internal_bucket, key, Blob(CANDIDATE, "image/png"))
+    await store.copy(stored, store.internal_bucket, store.public_bucket)
     assert await store.get(store.public_bucket, key) == CANDIDATE
     link = store.presign_get(store.public_bucket, key, 60)
     response = await asyncio.to_thread(httpx.get, link, timeout=10)

@@ -4,7 +4,7 @@ is `genline_stack.launcher.launch`, imported when the command runs)."""
 import argparse
 from pathlib import Path
 
-from services.common.cli import CommandTree
+from services.common.cli import CommandTree, Help
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,6 +21,7 @@ def run_platform(args: argparse.Namespace) -> int:
 
 
 def add_commands(tree: CommandTree) -> None:
-    add_arguments(tree.command("run", run_platform, help="the platform on the embedded stack, with a demo job",
-                               description="Start the platform on the embedded stack (PostgreSQL, Kafka, S3 and the"
-                               " five services), run a demo job, and serve until Ctrl-C."))
+    add_arguments(tree.command("run", run_platform, Help(
+        "the platform on the embedded stack, with a demo job",
+        description="Start the platform on the embedded stack (PostgreSQL, Kafka, S3 and the five services), run a"
+                    " demo job, and serve until Ctrl-C.")))

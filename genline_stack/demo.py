@@ -8,6 +8,8 @@ import httpx
 
 from services.common.contracts import FINAL_STATES
 
+# How long the demo waits for its job to be final and settled.
+DEMO_TIMEOUT_S = 180
 # Where the demo says what it sees: print, or a test's list.
 Say = Callable[[str], object]
 
@@ -22,9 +24,9 @@ def submit_demo_job(client: httpx.Client, images: int = 4, candidates: int = 6) 
     return job_id
 
 
-def follow_job(client: httpx.Client, job_id: str, timeout_s: float = 180, say: Say = print) -> dict[str, Any]:
-    """Poll until the job is final and settled, printing each new state."""
-    deadline, seen = time.monotonic() + timeout_s, None
+def follow_job(client: httpx.Client, job_id: str, say: Say = print) -> dict[str, Any]:
+    """Poll until the job is final and settled (at most DEMO_TIMEOUT_S), printing each new state."""
+    deadline, seen = time.monotonic() + DEMO_TIMEOUT_S, None
     while time.monotonic() < deadline:
         job: dict[str, Any] = client.get(f"/v1/jobs/{job_id}").json()
         if job["state"] != seen:
@@ -33,7 +35,7 @@ def follow_job(client: httpx.Client, job_id: str, timeout_s: float = 180, say: S
         if job["state"] in FINAL_STATES and job["billing"]["state"] in ("settled", "rejected"):
             return job
         time.sleep(0.3)
-    raise TimeoutError(f"job {job_id} not final after {timeout_s}s (last state {seen})")
+    raise TimeoutError(f"job {job_id} not final after {DEMO_TIMEOUT_S}s (last state {seen})")
 
 
 def dimension_summary(name: str, dimension: dict[str, Any]) -> str:

@@ -22,6 +22,7 @@ import json
 import signal
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -62,27 +63,28 @@ __all__ = ["TOPIC_PARTITIONS", "EmbeddedStack", "Endpoints", "bus_fence", "creat
            "start_tansu", "write_first"]
 
 
+@dataclass(eq=False)
 class EmbeddedStack:
     """The embedded servers; `rotate_after_records` is the services' topic rotation size
-    (None: never)."""
+    (None: never). With `kafka_tls` the broker is reached over TLS only
+    (genline_stack.tls_proxy), under the stack's own CA, as a real cluster is."""
 
-    def __init__(self, data_dir: Path, kafka_port: int | None = None, s3_port: int | None = None,
-                 rotate_after_records: int | None = ROTATE_AFTER_RECORDS, kafka_tls: bool = False) -> None:
-        """With `kafka_tls` the broker is reached over TLS only (genline_stack.tls_proxy),
-        under the stack's own CA, as a real cluster is."""
-        self.data_dir = data_dir
-        self.kafka_port = kafka_port or free_port()
-        self.kafka_tls = kafka_tls
-        # With TLS, the broker itself listens here, on loopback; clients reach `kafka_port`.
-        self.broker_port = free_port() if kafka_tls else self.kafka_port
-        self.s3_port = s3_port
-        # SeaweedFS's own servers' ports, by component (SEAWEED_COMPONENTS), once it started.
-        self.seaweed_ports: dict[str, int] = {}
-        self.rotate_after_records = rotate_after_records
-        # The servers it started, by part: "s3", then "broker" (stopped in reverse).
-        self.servers: dict[str, subprocess.Popen[bytes]] = {}
-        self.endpoints: Endpoints | None = None
-        self._postgres: PostgresServer | None = None
+    data_dir: Path
+    kafka_port: int = field(default_factory=free_port)
+    s3_port: int | None = None
+    rotate_after_records: int | None = ROTATE_AFTER_RECORDS
+    kafka_tls: bool = False
+    # With TLS, the broker itself listens here, on loopback; clients reach `kafka_port`.
+    broker_port: int = field(init=False)
+    # SeaweedFS's own servers' ports, by component (SEAWEED_COMPONENTS), once it started.
+    seaweed_ports: dict[str, int] = field(init=False, default_factory=dict)
+    # The servers it started, by part: "s3", then "broker" (stopped in reverse).
+    servers: dict[str, subprocess.Popen[bytes]] = field(init=False, default_factory=dict)
+    endpoints: Endpoints | None = field(init=False, default=None)
+    _postgres: "PostgresServer | None" = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self.broker_port = free_port() if self.kafka_tls else self.kafka_port
 
     def start(self) -> Endpoints:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -196,7 +198,7 @@ class EmbeddedStack:
         ports = dict(zip(SEAWEED_COMPONENTS, free_ports_with_grpc_neighbours(len(SEAWEED_COMPONENTS), taken),
                          strict=True))
         self.seaweed_ports = ports
-        self._spawn("s3", mini_command(data, self.s3_port, ports, identities_file), "seaweedfs.log")
+        self._spawn("s3", mini_command(data, {"s3": self.s3_port} | ports, identities_file), "seaweedfs.log")
         return f"http://127.0.0.1:{self.s3_port}"
 
     def _start_tansu(self) -> None:

@@ -7,6 +7,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -18,25 +19,32 @@ SERVICES = ("ledger", "router", "scorer", "delivery", "ingest")
 ADMIN_SERVICES = ("ingest", "ledger")
 
 
+@dataclass(eq=False)
 class ServiceFleet:
-    def __init__(self, endpoints: Endpoints, log_dir: Path, ingest_port: int | None = None,
-                 extra_env: dict[str, str] | None = None, namespace: str | None = None,
-                 admin_ports: bool = False) -> None:
-        """`namespace` gives this fleet topics and schemas of its own (`<namespace>_<service>`),
-        so it can share a broker and a database with another fleet without either seeing
-        the other's events. With `admin_ports` the admin APIs of ingest and the ledger answer
-        on ports of their own only, as in production, not on the public ones."""
-        self.endpoints, self.log_dir, self.namespace = endpoints, log_dir, namespace
+    """`namespace` gives this fleet topics and schemas of its own (`<namespace>_<service>`),
+    so it can share a broker and a database with another fleet without either seeing the
+    other's events. With `admin_ports` the admin APIs of ingest and the ledger answer on
+    ports of their own only, as in production, not on the public ones."""
+
+    endpoints: Endpoints
+    log_dir: Path
+    ingest_port: int | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+    namespace: str | None = None
+    admin_ports: bool = False
+    ports: dict[str, int] = field(init=False)
+    admin_port_of: dict[str, int] = field(init=False)
+    ledger_grpc_port: int = field(init=False, default_factory=free_port)
+    router_grpc_port: int = field(init=False, default_factory=free_port)
+    # Settings for one service only (e.g. a delivery that cannot reach its bucket), by name.
+    service_env: dict[str, dict[str, str]] = field(init=False, default_factory=dict)
+    processes: dict[str, subprocess.Popen[bytes]] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
         self.ports = {name: free_port() for name in SERVICES}
-        if ingest_port:
-            self.ports["ingest"] = ingest_port
-        self.admin_ports = {name: free_port() for name in ADMIN_SERVICES} if admin_ports else {}
-        self.ledger_grpc_port = free_port()
-        self.router_grpc_port = free_port()
-        self.extra_env = extra_env or {}
-        # Settings for one service only (e.g. a delivery that cannot reach its bucket), by name.
-        self.service_env: dict[str, dict[str, str]] = {}
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        if self.ingest_port:
+            self.ports["ingest"] = self.ingest_port
+        self.admin_port_of = {name: free_port() for name in ADMIN_SERVICES} if self.admin_ports else {}
 
     @property
     def ingest_url(self) -> str:
@@ -47,7 +55,7 @@ class ServiceFleet:
 
     def admin_url(self, name: str) -> str:
         """Where the service's admin API answers: its admin port, or its only one."""
-        return f"http://127.0.0.1:{self.admin_ports.get(name, self.ports[name])}"
+        return f"http://127.0.0.1:{self.admin_port_of.get(name, self.ports[name])}"
 
     def env(self, name: str) -> dict[str, str]:
         name, process = service_of(name), name
@@ -80,7 +88,7 @@ class ServiceFleet:
         return {"GENLINE_TOPIC_NAMESPACE": self.namespace, "GENLINE_SCHEMA_NAME": self.schema(name)}
 
     def _admin_port(self, name: str) -> dict[str, str]:
-        return {"GENLINE_ADMIN_PORT": str(self.admin_ports[name])} if name in self.admin_ports else {}
+        return {"GENLINE_ADMIN_PORT": str(self.admin_port_of[name])} if name in self.admin_port_of else {}
 
     def _own_grpc_port(self, name: str) -> dict[str, str]:
         return {"GENLINE_GRPC_PORT": str(self.router_grpc_port)} if name == "router" else {}

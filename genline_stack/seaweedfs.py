@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from services.common.storage import ObjectStore
 
 S3_REGION = "us-east-1"
+S3_READY_TIMEOUT_S = 60
 SEAWEED_COMPONENTS = ("master", "volume", "filer", "admin")
 # SeaweedFS gives a bucket its volumes at the bucket's first write, and writes that meet the
 # growth wait for it: one alone about 0.2 s, two at once (a delivery stores an image and its
@@ -46,11 +47,12 @@ def identities(credentials_dir: Path) -> dict[str, Any]:
         *object_store_identities(credentials_dir, buckets)]}
 
 
-def mini_command(data: Path, s3_port: int, ports: dict[str, int], identities_file: Path) -> list[str]:
+def mini_command(data: Path, ports: dict[str, int], identities_file: Path) -> list[str]:
     """`weed mini`: master, volume server, filer and S3 gateway in one process, on loopback,
-    each component on its port of `ports` (by SEAWEED_COMPONENTS)."""
+    each component on its port of `ports` (the S3 gateway's under "s3", the others' by
+    SEAWEED_COMPONENTS)."""
     return [seaweedfs_binary(), "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-            f"-s3.port={s3_port}", *(f"-{name}.port={port}" for name, port in ports.items()),
+            *(f"-{name}.port={port}" for name, port in ports.items()),
             f"-s3.config={identities_file}",
             "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false", "-admin.ui=false",
             "-master.telemetry=false",
@@ -59,10 +61,10 @@ def mini_command(data: Path, s3_port: int, ports: dict[str, int], identities_fil
             "-s3.autoCreateBucket=false"]
 
 
-def wait_for_s3(url: str, process: subprocess.Popen[bytes], log: Path, timeout_s: float = 60) -> None:
+def wait_for_s3(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
     """Up once a signed request is answered (the port opens before that)."""
     client = s3_client(url)
-    deadline = time.monotonic() + timeout_s
+    deadline = time.monotonic() + S3_READY_TIMEOUT_S
     while True:
         if process.poll() is not None:
             raise RuntimeError(f"SeaweedFS exited with {process.returncode}; see {log}")
@@ -71,7 +73,7 @@ def wait_for_s3(url: str, process: subprocess.Popen[bytes], log: Path, timeout_s
             return
         except Exception as exc:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"SeaweedFS S3 not ready after {timeout_s}s: {exc}") from exc
+                raise TimeoutError(f"SeaweedFS S3 not ready after {S3_READY_TIMEOUT_S}s: {exc}") from exc
             time.sleep(0.1)
 
 
@@ -88,6 +90,8 @@ async def write_first(store: "ObjectStore", buckets: list[str]) -> None:
     """Write an object to each bucket and delete it (FIRST_WRITE_KEY): SeaweedFS makes the
     bucket's volumes then, not at a job's first write; any other S3 takes it as two requests.
     An empty object would not do: SeaweedFS keeps it with the filer's metadata, in no volume."""
+    from services.common.storage import Blob
+
     for bucket in buckets:
-        await store.put(bucket, FIRST_WRITE_KEY, bytes(1024), "application/octet-stream")
+        await store.put(bucket, FIRST_WRITE_KEY, Blob(bytes(1024), "application/octet-stream"))
         await store.delete(bucket, FIRST_WRITE_KEY)

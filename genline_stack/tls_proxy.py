@@ -35,11 +35,15 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             writer.close()
 
 
-async def serve(listen_port: int, target_port: int, cert: Path, key: Path) -> None:
+def server_context(cert: Path, key: Path) -> ssl.SSLContext:
+    """TLS 1.2 or later, with the server's certificate and key."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(cert, key)
+    return context
 
+
+async def serve(listen_port: int, target_port: int, context: ssl.SSLContext) -> None:
     async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", target_port)
@@ -101,4 +105,4 @@ if __name__ == "__main__":
     listen, target, cert_file, key_file = sys.argv[1:5]
     import uvloop
 
-    uvloop.run(serve(int(listen), int(target), Path(cert_file), Path(key_file)))
+    uvloop.run(serve(int(listen), int(target), server_context(Path(cert_file), Path(key_file))))

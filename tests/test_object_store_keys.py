@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError
 
 from genline_stack.credentials import BUCKET_ACTIONS
 from services.common.settings import ServiceSettings
+from services.common.storage import Blob
 from services.ledger.settings import LedgerSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +51,7 @@ def objects(endpoints, object_store) -> dict[str, str]:
 
     key = f"least-privilege/{uuid.uuid4().hex}"
     for bucket in BUCKETS.values():
-        asyncio.run(object_store.put(bucket, key, b"x" * 100, "application/octet-stream"))
+        asyncio.run(object_store.put(bucket, key, Blob(b"x" * 100, "application/octet-stream")))
     return dict.fromkeys(BUCKETS, key)
 
 

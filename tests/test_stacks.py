@@ -17,7 +17,7 @@ from genline_stack.ports import (
     free_ports_with_grpc_neighbours,
 )
 from services.common.settings import ServiceSettings
-from services.common.storage import ObjectStore
+from services.common.storage import Blob, ObjectStore
 from tests.kafka import read_topic
 from tests.stacks import ContainerStack, docker_engine_answers
 
@@ -30,8 +30,8 @@ async def exercise(endpoints) -> None:
         assert conn.execute("SHOW server_version").fetchone()[0].startswith("16")
     store = ObjectStore(endpoints.settings(ServiceSettings))
     key = f"roundtrip/{uuid.uuid4()}.bin"
-    stored = await store.put(store.internal_bucket, key, b"\x89PNG genline", "image/png")
-    await store.copy(store.internal_bucket, key, store.public_bucket, key, stored.size_bytes)
+    stored = await store.put(store.internal_bucket, key, Blob(b"\x89PNG genline", "image/png"))
+    await store.copy(stored, store.internal_bucket, store.public_bucket)
     assert await store.get(store.public_bucket, key) == b"\x89PNG genline"
     link = store.presign_get(store.public_bucket, key, ttl_s=60)
     async with httpx.AsyncClient() as client:

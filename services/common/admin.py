@@ -59,7 +59,8 @@ def _guard(scope: str) -> Callable[..., Awaitable[Operator]]:
             raise Problem(401, "invalid-admin-token", "send an operator token as 'Authorization: Bearer <token>'",
                           UNAUTHORIZED)
         if not operator.allows(scope):
-            raise Problem(403, "missing-scope", f"operator {operator.name!r} lacks the scope {scope!r}", scope=scope)
+            raise Problem(403, "missing-scope", f"operator {operator.name!r} lacks the scope {scope!r}",
+                          extra={"scope": scope})
         return operator
 
     return require_scope

@@ -14,6 +14,7 @@
 """
 
 import re
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import FastAPI
@@ -103,13 +104,24 @@ def operation_id(route: APIRoute) -> str:
     return route.name
 
 
-def create_app(service: str, *, title: str, description: str, tags: list[dict[str, Any]], lifespan: Any,
-               version: str = "1.0", swagger_url: str = "/docs") -> FastAPI:
+@dataclass(frozen=True)
+class Described:
+    """How a service's API document presents it; `swagger_url`: where FastAPI's interactive
+    explorer answers."""
+
+    title: str
+    description: str
+    tags: list[dict[str, Any]]
+    version: str = "1.0"
+    swagger_url: str = "/docs"
+
+
+def create_app(service: str, described: Described, lifespan: Any) -> FastAPI:
     """A service's FastAPI app: problems for every error, traced requests, and a document
-    that declares them. `swagger_url`: where FastAPI's interactive explorer answers."""
-    app = FastAPI(title=title, description=description, version=version, contact=CONTACT, license_info=LICENSE,
-                  openapi_tags=tags, lifespan=lifespan, generate_unique_id_function=operation_id,
-                  docs_url=swagger_url)
+    that declares them."""
+    app = FastAPI(title=described.title, description=described.description, version=described.version,
+                  contact=CONTACT, license_info=LICENSE, openapi_tags=described.tags, lifespan=lifespan,
+                  generate_unique_id_function=operation_id, docs_url=described.swagger_url)
     problems.install(app)
     telemetry.instrument_http(app, service)
     app.openapi = lambda: _document(app)  # type: ignore[method-assign]  # FastAPI's documented override

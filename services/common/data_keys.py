@@ -15,7 +15,7 @@ import httpx
 
 from services.common.contracts import SealedText
 from services.common.internal_calls import ServiceAuth, signer_of
-from services.common.sealing import open_sealed
+from services.common.sealing import JobField, open_sealed
 from services.common.settings import SealedContentSettings
 
 PATH = "/internal/v1/jobs/{job_id}/data-key"
@@ -65,8 +65,8 @@ class DataKeys:
     async def open(self, job_id: UUID | str, sealed: SealedText, field: str = "prompt") -> str:
         """The clear text (ERASED for an erased job); asks for the key only when it is sealed."""
         if sealed.ciphertext is None:
-            return open_sealed(None, job_id, field, sealed)
-        return open_sealed(await self.key(job_id), job_id, field, sealed)
+            return open_sealed(None, JobField(job_id, field), sealed)
+        return open_sealed(await self.key(job_id), JobField(job_id, field), sealed)
 
     def forget(self, job_id: UUID | str) -> None:
         self._keys.pop(str(job_id), None)

@@ -11,6 +11,7 @@ import random
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Self, TypeAlias, TypeVar, cast
 
@@ -197,57 +198,55 @@ def as_arrays(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
     return [list(column) for column in zip(*rows, strict=True)]
 
 
-async def insert_many(conn: psycopg.AsyncConnection[Any], table: str, columns: dict[str, str], rows: list[tuple[Any, ...]],
-                      suffix: str = "") -> None:
-    """All rows in one statement: a `COPY` (each value written by the driver's compiled
-    dumpers, the cheapest path), or, where the insert needs a clause COPY cannot carry
-    (`ON CONFLICT …` as `suffix`), one `INSERT … SELECT FROM unnest(arrays)`. `columns` maps
-    column name to PostgreSQL type."""
+async def insert_many(conn: psycopg.AsyncConnection[Any], table: str, columns: dict[str, str],
+                      rows: list[tuple[Any, ...]]) -> None:
+    """All rows in one `COPY` (each value written by the driver's compiled dumpers, the
+    cheapest path). `columns` maps column name to PostgreSQL type."""
     if not rows:
         return
-    names = ", ".join(columns)
-    if not suffix:
-        async with conn.cursor().copy(f"COPY {table} ({names}) FROM STDIN") as copy:
-            for row in rows:
-                await copy.write_row(row)
-        return
-    await together(conn, [inserted(table, columns, rows, suffix)])
+    async with conn.cursor().copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            await copy.write_row(row)
 
 
 # A statement and its parameters, to run alone or with others in one (together).
 Statement = tuple[str, list[Any]]
 
 
-def inserted(table: str, columns: dict[str, str], rows: list[tuple[Any, ...]], suffix: str = "") -> Statement | None:
-    """`INSERT … SELECT FROM unnest(arrays)` of `rows` (None for no rows), with `suffix`
-    (`ON CONFLICT …`) if given."""
+def inserted(table: str, columns: dict[str, str], rows: list[tuple[Any, ...]]) -> Statement | None:
+    """`INSERT … SELECT FROM unnest(arrays)` of `rows` (None for no rows)."""
     if not rows:
         return None
-    return (f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({typed_arrays(columns)}) {suffix}",
+    return (f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({typed_arrays(columns)})",
             as_arrays(rows))
 
 
-def _updated(table: str, key: str, columns: dict[str, str], rows: list[tuple[Any, ...]],
-             assign: str) -> Statement | None:
-    """One `UPDATE … FROM unnest(arrays)`, rows in key order (so concurrent batches lock rows
-    in the same order); `assign` formats each column's assignment from `{c}`."""
-    if not rows:
-        return None
-    names = list(columns)
-    assignments = ", ".join(assign.format(c=n) for n in names[1:])
+def inserted_if_absent(table: str, columns: dict[str, str], rows: list[tuple[Any, ...]]) -> Statement | None:
+    """`inserted`, skipping each row whose key is already there (`ON CONFLICT DO NOTHING`): a
+    fact recorded twice is recorded once."""
+    statement = inserted(table, columns, rows)
+    return None if statement is None else (f"{statement[0]} ON CONFLICT DO NOTHING", statement[1])
+
+
+def _update_sql(table: str, columns: dict[str, str], assign: str) -> str:
+    """`UPDATE … FROM unnest(arrays)` keyed by the first column, rows in key order (so
+    concurrent batches lock rows in the same order); `assign` formats each other column's
+    assignment from `{c}`."""
+    key, *names = list(columns)
+    assignments = ", ".join(assign.format(c=n) for n in names)
     return (f"UPDATE {table} AS t SET {assignments} FROM (SELECT * FROM unnest({typed_arrays(columns)})"
-            f" AS u({', '.join(names)}) ORDER BY {key}) AS u WHERE t.{key} = u.{key}", as_arrays(sorted(rows)))
+            f" AS u({', '.join(columns)}) ORDER BY {key}) AS u WHERE t.{key} = u.{key}")
 
 
-def updated(table: str, key: str, columns: dict[str, str], rows: list[tuple[Any, ...]]) -> Statement | None:
-    """Set columns; each row is (key value, *column values)."""
-    return _updated(table, key, columns, rows, "{c} = u.{c}")
+def updated(table: str, columns: dict[str, str], rows: list[tuple[Any, ...]]) -> Statement | None:
+    """Set columns, the first column being the key; each row is (key value, *column values)."""
+    return (_update_sql(table, columns, "{c} = u.{c}"), as_arrays(sorted(rows))) if rows else None
 
 
-def added(table: str, key: str, columns: dict[str, str], rows: list[tuple[Any, ...]]) -> Statement | None:
-    """Add deltas (`c = c + delta`): concurrent writers add up instead of overwriting each
-    other; each row is (key value, *deltas)."""
-    return _updated(table, key, columns, rows, "{c} = t.{c} + u.{c}")
+def added(table: str, columns: dict[str, str], rows: list[tuple[Any, ...]]) -> Statement | None:
+    """Add deltas (`c = c + delta`), the first column being the key: concurrent writers add up
+    instead of overwriting each other; each row is (key value, *deltas)."""
+    return (_update_sql(table, columns, "{c} = t.{c} + u.{c}"), as_arrays(sorted(rows))) if rows else None
 
 
 def as_ctes(statements: Sequence[Statement | None], name: str) -> Statement:
@@ -270,29 +269,26 @@ async def together(conn: psycopg.AsyncConnection[Any], statements: Sequence[Stat
         await conn.execute(f"WITH {ctes} SELECT", params)
 
 
-async def update_many(conn: psycopg.AsyncConnection[Any], table: str, key: str, columns: dict[str, str],
-                      rows: list[tuple[Any, ...]]) -> None:
-    """Set columns; each row is (key value, *column values)."""
-    await together(conn, [updated(table, key, columns, rows)])
+@dataclass(frozen=True)
+class Channel:
+    """A notification channel (`LISTEN name`) of the database at `database_url`; a lost
+    connection to it is opened again after `retry_s`."""
+
+    database_url: str
+    name: str
+    retry_s: float
 
 
-async def add_many(conn: psycopg.AsyncConnection[Any], table: str, key: str, columns: dict[str, str],
-                   rows: list[tuple[Any, ...]]) -> None:
-    """Add deltas (`c = c + delta`); each row is (key value, *deltas)."""
-    await together(conn, [added(table, key, columns, rows)])
-
-
-async def listen(database_url: str, channel: str, on_notify: Callable[[str | None], None], retry_s: float,
+async def listen(channel: Channel, on_notify: Callable[[str | None], None],
                  on_lost: Callable[[], None] | None = None) -> None:
     """Call `on_notify(payload)` for each NOTIFY on `channel`, and `on_notify(None)` whenever
     listening (re)starts, since commits may have happened while nobody listened; `on_lost()`
-    when the connection is lost. Runs until cancelled; a lost connection is opened again
-    after `retry_s`."""
+    when the connection is lost. Runs until cancelled."""
     while True:
         try:
             try:
-                async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-                    await conn.execute(psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(channel)))
+                async with await psycopg.AsyncConnection.connect(channel.database_url, autocommit=True) as conn:
+                    await conn.execute(psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(channel.name)))
                     on_notify(None)
                     async for notice in conn.notifies():
                         on_notify(notice.payload)
@@ -300,5 +296,5 @@ async def listen(database_url: str, channel: str, on_notify: Callable[[str | Non
                 if on_lost is not None:
                     on_lost()
         except Exception:  # database away: whoever relies on this polls until it is back
-            log.warning("listening on %s failed; trying again in %ss", channel, retry_s, exc_info=True)
-            await asyncio.sleep(retry_s)
+            log.warning("listening on %s failed; trying again in %ss", channel.name, channel.retry_s, exc_info=True)
+            await asyncio.sleep(channel.retry_s)

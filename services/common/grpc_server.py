@@ -4,6 +4,7 @@ call counted and timed."""
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -28,19 +29,28 @@ def hold_grpc_aio() -> None:
     init_grpc_aio()
 
 
-async def start_grpc_server(add_servicer: Callable[[grpc.aio.Server], None], service_name: str, host: str,
-                            port: int, verifier: ServiceVerifier) -> grpc.aio.Server:
-    """`add_servicer(server)` adds the service's servicer; `service_name` is its full proto
-    name. Every call but health checks must carry a caller `verifier` proves (GrpcIdentity)."""
+@dataclass(frozen=True)
+class GrpcService:
+    """A service's gRPC API: its full proto `name`, and `add_servicer(server)`, which adds its
+    servicer to a server."""
+
+    name: str
+    add_servicer: Callable[[grpc.aio.Server], None]
+
+
+async def start_grpc_server(service: GrpcService, address: str, verifier: ServiceVerifier) -> grpc.aio.Server:
+    """The service served on `address` (host:port). Every call but health checks must carry a
+    caller `verifier` proves (GrpcIdentity)."""
+    service_name = service.name
     server = grpc.aio.server(interceptors=[tracing.grpc_server_interceptor(), GrpcIdentity(verifier),
                                            GrpcTelemetry(service_name.split(".")[1])])
-    add_servicer(server)
+    service.add_servicer(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (service_name, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server)
-    if server.add_insecure_port(f"{host}:{port}") == 0:
-        raise OSError(f"cannot listen for gRPC on {host}:{port}")
+    if server.add_insecure_port(address) == 0:
+        raise OSError(f"cannot listen for gRPC on {address}")
     await server.start()
     for name in ("", service_name):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -72,15 +82,20 @@ class GrpcTelemetry(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc s
                 failed = True
                 raise
             finally:
-                self._record(method, context, failed, time.perf_counter() - started)
+                self._record(method, _code_name(context, failed), time.perf_counter() - started)
 
         return grpc.unary_unary_rpc_method_handler(observed, request_deserializer=handler.request_deserializer,
                                                    response_serializer=handler.response_serializer)
 
-    def _record(self, method: str, context: Any, failed: bool, elapsed_s: float) -> None:
-        code = context.code()
-        if code is None:
-            code = grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK
-        name = code.name if isinstance(code, grpc.StatusCode) else grpc.StatusCode(code).name
-        telemetry.GRPC_REQUESTS.labels(self.service, method, name).inc()
+    def _record(self, method: str, code_name: str, elapsed_s: float) -> None:
+        telemetry.GRPC_REQUESTS.labels(self.service, method, code_name).inc()
         telemetry.GRPC_SECONDS.labels(self.service, method).observe(elapsed_s)
+
+
+def _code_name(context: Any, failed: bool) -> str:
+    """The status code a call ended with: the one set, else UNKNOWN for a failure, OK otherwise."""
+    code = context.code()
+    if code is None:
+        code = grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK
+    name: str = code.name if isinstance(code, grpc.StatusCode) else grpc.StatusCode(code).name
+    return name

@@ -63,7 +63,7 @@ def problem_of(error: Unauthenticated | Forbidden) -> Problem:
 
 def refusal(error: Unauthenticated | Forbidden, request: Request) -> Response:
     problem = problem_of(error)
-    return problem_response(request, problem.status, problem.slug, problem.detail, problem.headers)
+    return problem_response(request, problem)
 
 
 def require_service(verifier: ServiceVerifier, capability: str,

@@ -3,6 +3,7 @@ the schema that declares them in the OpenAPI documents."""
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -58,17 +59,26 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"description": TITLES[status]} for status in statuses}
 
 
+@dataclass(eq=False)  # an exception is itself, not equal to another with the same fields
 class Problem(Exception):
-    def __init__(self, status: int, slug: str, detail: str, headers: dict[str, str] | None = None,
-                 **extra: Any) -> None:
-        super().__init__(detail)
-        self.status, self.slug, self.detail, self.headers, self.extra = status, slug, detail, headers, extra
+    """An error answered as a problem document: `slug` names its type (`/problems/<slug>`),
+    `headers` go with the answer, and `extra` are the members this problem adds."""
+
+    status: int
+    slug: str
+    detail: str
+    headers: dict[str, str] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__init__(self.detail)
 
 
-def problem_response(request: Request, status: int, slug: str, detail: str,
-                     headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
-    body = {"type": f"/problems/{slug}", "title": TITLES.get(status, "Error"), "status": status,
-            "detail": detail, "instance": request.url.path, "request_id": telemetry.request_id.get()} | extra
+def problem_response(request: Request, problem: Problem) -> JSONResponse:
+    status, headers = problem.status, problem.headers
+    body = {"type": f"/problems/{problem.slug}", "title": TITLES.get(status, "Error"), "status": status,
+            "detail": problem.detail, "instance": request.url.path,
+            "request_id": telemetry.request_id.get()} | problem.extra
     # An unhandled error is answered outside the request-id middleware, so the id is set here too.
     if rid := telemetry.request_id.get():
         headers = (headers or {}) | {telemetry.REQUEST_ID_HEADER: rid}
@@ -92,13 +102,13 @@ def allowed_methods(request: Request) -> str:
 def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def on_problem(request: Request, exc: Problem) -> JSONResponse:
-        return problem_response(request, exc.status, exc.slug, exc.detail, exc.headers, **exc.extra)
+        return problem_response(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [{"field": _field(e["loc"]), "message": e["msg"], "code": e["type"]} for e in exc.errors()]
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-        return problem_response(request, 422, "validation-error", detail, errors=errors)
+        return problem_response(request, Problem(422, "validation-error", detail, extra={"errors": errors}))
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -106,14 +116,16 @@ def install(app: FastAPI) -> None:
         headers = getattr(exc, "headers", None)
         if exc.status_code == 405:
             headers = (headers or {}) | {"Allow": allowed_methods(request)}
-        return problem_response(request, exc.status_code, slug, str(exc.detail), headers)
+        return problem_response(request, Problem(exc.status_code, slug, str(exc.detail), headers))
 
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         if database_away(exc):  # every operation declares this 503 (services.common.api)
             log.warning("the database is away on %s %s: %s", request.method, request.url.path, exc)
-            return problem_response(request, 503, "database-unavailable",
-                                    "the service's database does not answer; try again shortly",
-                                    {"Retry-After": str(DATABASE_RETRY_AFTER_S)}, retry_after=DATABASE_RETRY_AFTER_S)
+            return problem_response(request, Problem(503, "database-unavailable",
+                                                     "the service's database does not answer; try again shortly",
+                                                     {"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+                                                     {"retry_after": DATABASE_RETRY_AFTER_S}))
         log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-        return problem_response(request, 500, "internal-error", "an unexpected error occurred; it has been logged")
+        return problem_response(request, Problem(500, "internal-error",
+                                                 "an unexpected error occurred; it has been logged"))

@@ -21,10 +21,10 @@ from services.common.bus.envelope import Envelope, envelop
 from services.common.bus.journal import Journal
 from services.common.bus.kafka_security import faststream_security
 from services.common.bus.outbox import OutboxRelay, OutboxRow, add_to_outbox, outbox_row
-from services.common.contracts import PUBLISHERS, Event, consumer_group, readers_of, topic_of
-from services.common.db import COMMON_MIGRATIONS, Conn, Pool, migrate, open_pool, ping
+from services.common.contracts import PUBLISHERS, SUBSCRIPTIONS, Event, consumer_group, readers_of, topic_of
+from services.common.db import COMMON_MIGRATIONS, Conn, migrate, open_pool, ping
 from services.common.grpc_server import hold_grpc_aio
-from services.common.problems import problem_response
+from services.common.problems import Problem, problem_response
 from services.common.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -35,17 +35,6 @@ HTTP_DRAIN_S = 20
 OUTBOX_DRAIN_S = 15
 GRPC_DRAIN_S = 5
 S = TypeVar("S", bound=ServiceSettings)
-
-
-def journal_of(service: str, schema: str, settings: ServiceSettings, pool: Pool, database_url: str) -> Journal:
-    """The service's outbox as its journal. A service owns its topic, and the groups of the
-    services reading it are named after its schema's prefix (`<namespace>_ledger` beside
-    `<namespace>_router`); an outbox named otherwise owns no topic and rotates none."""
-    if service not in PUBLISHERS or not schema.endswith(service):
-        return Journal(pool, database_url, schema, settings)
-    prefix, namespace = schema.removesuffix(service), settings.topic_namespace
-    readers = tuple(consumer_group(namespace, prefix + reader) for reader in readers_of(service))
-    return Journal(pool, database_url, schema, settings, topic_of(service, namespace), readers)
 
 
 class ServiceRuntime:
@@ -60,7 +49,7 @@ class ServiceRuntime:
         self.broker = KafkaBroker(settings.kafka_bootstrap, logger=logging.getLogger("faststream"), apply_types=False,
                                   security=faststream_security(settings), acks="all",
                                   enable_idempotence=settings.kafka_idempotent_producer)
-        self.journal = journal_of(name, self.name, settings, self.pool, self.database_url)
+        self.journal = self._journal()
         self.relay = OutboxRelay(self.pool, settings, self.name, self.journal, self.database_url)
         self.consumer = EventConsumer(self.name, self.pool, self.relay, settings)
         self.readiness_checks: dict[str, Callable[[], Awaitable[None]]] = {"database": self._ping_database}
@@ -126,6 +115,17 @@ class ServiceRuntime:
         finally:
             await self.stop()
 
+    def _journal(self) -> Journal:
+        """The service's outbox as its journal. A service owns its topic, and the groups of the
+        services reading it are named after its schema's prefix (`<namespace>_ledger` beside
+        `<namespace>_router`); an outbox named otherwise owns no topic and rotates none."""
+        service, schema, settings = self.service, self.name, self.settings
+        if service not in PUBLISHERS or not schema.endswith(service):
+            return Journal(self.pool, self.database_url, schema, settings)
+        prefix, namespace = schema.removesuffix(service), settings.topic_namespace
+        readers = tuple(consumer_group(namespace, prefix + reader) for reader in readers_of(service))
+        return Journal(self.pool, self.database_url, schema, settings, topic_of(service, namespace), readers)
+
     async def _ping_database(self) -> None:
         # Asked twice: the first may meet a connection the database dropped when it restarted,
         # which the pool discards; the database answering a new one is what readiness means.
@@ -151,17 +151,16 @@ def ops_app(runtime: ServiceRuntime) -> Starlette:
     return app
 
 
-def build_worker(name: str, settings: ServiceSettings, publishers: Iterable[str],
-                 register: Callable[..., None]) -> tuple[ServiceRuntime, Starlette]:
-    """A worker service that handles the events of `publishers` and reads or writes object storage;
-    `register(consumer, objects, settings)` adds its handlers."""
+def build_worker(name: str, settings: ServiceSettings, register: Callable[..., None]) -> tuple[ServiceRuntime, Starlette]:
+    """A worker service that handles the events of the services it subscribes to and reads or
+    writes object storage; `register(consumer, objects, settings)` adds its handlers."""
     from services.common.storage import ObjectStore
 
     runtime = ServiceRuntime(name, settings, f"services.{name}")
     objects = ObjectStore(settings)
     runtime.readiness_checks["object_store"] = objects.ping
     register(runtime.consumer, objects, settings)
-    runtime.consume(publishers)
+    runtime.consume(SUBSCRIPTIONS[name])
     return runtime, ops_app(runtime)
 
 
@@ -185,7 +184,7 @@ class OpsPort:
         if self.ops_port and scope["type"] == "http":
             on_ops_port = (scope.get("server") or (None, None))[1] == self.ops_port
             if on_ops_port != (scope["path"] in telemetry.OPS_PATHS):
-                response = problem_response(Request(scope), 404, "not-found", "no such resource on this port")
+                response = problem_response(Request(scope), Problem(404, "not-found", "no such resource on this port"))
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)

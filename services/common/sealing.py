@@ -13,6 +13,7 @@ in backups — still parses, and its prompt reads as `ERASED`, never as an error
 
 import base64
 import os
+from dataclasses import dataclass
 from uuid import UUID
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -35,17 +36,25 @@ def new_data_key() -> bytes:
     return AESGCM.generate_key(bit_length=DATA_KEY_BYTES * 8)
 
 
-def _associated(job_id: UUID | str, field: str) -> bytes:
-    return f"genline/{job_id}/{field}".encode()
+@dataclass(frozen=True)
+class JobField:
+    """A job's field that holds sealed text: a value sealed for one opens for no other."""
+
+    job_id: UUID | str
+    name: str
+
+    def associated(self) -> bytes:
+        """The data a seal is bound to (AES-GCM's associated data)."""
+        return f"genline/{self.job_id}/{self.name}".encode()
 
 
-def seal(key: bytes, job_id: UUID | str, field: str, text: str) -> SealedText:
+def seal(key: bytes, field: JobField, text: str) -> SealedText:
     nonce = os.urandom(NONCE_BYTES)  # random per value: a key seals a handful of values, far from the 2^32 bound
-    ciphertext = AESGCM(key).encrypt(nonce, text.encode(), _associated(job_id, field))
+    ciphertext = AESGCM(key).encrypt(nonce, text.encode(), field.associated())
     return SealedText(ciphertext=base64.b64encode(nonce + ciphertext).decode())
 
 
-def open_sealed(key: bytes | None, job_id: UUID | str, field: str, sealed: SealedText) -> str:
+def open_sealed(key: bytes | None, field: JobField, sealed: SealedText) -> str:
     """The clear text; ERASED when the key is gone (or an old event's clear text was blanked
     by an erasure). BrokenSeal when the key does not open it."""
     if sealed.ciphertext is None:
@@ -54,6 +63,6 @@ def open_sealed(key: bytes | None, job_id: UUID | str, field: str, sealed: Seale
         return ERASED
     raw = base64.b64decode(sealed.ciphertext)
     try:
-        return AESGCM(key).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], _associated(job_id, field)).decode()
+        return AESGCM(key).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], field.associated()).decode()
     except Exception as error:  # InvalidTag: changed, or sealed for another job or field
-        raise BrokenSeal(f"the sealed {field} of job {job_id} does not open with its key") from error
+        raise BrokenSeal(f"the sealed {field.name} of job {field.job_id} does not open with its key") from error

@@ -8,6 +8,7 @@ once a day.
 
 import hashlib
 import hmac
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import quote
 
@@ -29,9 +30,44 @@ def canonical_query(params: dict[str, str]) -> str:
     return "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(params.items()))
 
 
+@dataclass(frozen=True)
+class Request:
+    """An HTTP request to sign: `headers` as the caller sends them, `payload_sha256` its body's."""
+
+    method: str
+    host: str
+    path: str
+    headers: dict[str, str]
+    payload_sha256: str
+    query: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Link:
+    """A link to sign: an object's `path` at `endpoint`, whose host is `host`."""
+
+    endpoint: str
+    host: str
+    path: str
+    method: str = "GET"
+
+
+@dataclass(frozen=True)
+class _Canonical:
+    """What a signature covers; `headers` lower-case names with trimmed values."""
+
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    payload_sha256: str
+
+
 class Signer:
-    def __init__(self, access_key_id: str, secret_access_key: str, region: str, service: str = "s3") -> None:
-        self.access_key_id, self.region, self.service = access_key_id, region, service
+    service = "s3"
+
+    def __init__(self, access_key_id: str, secret_access_key: str, region: str) -> None:
+        self.access_key_id, self.region = access_key_id, region
         self._secret = secret_access_key
         self._keys: dict[str, bytes] = {}
 
@@ -46,34 +82,33 @@ class Signer:
             self._keys = {day: key}  # one day at a time
         return self._keys[day]
 
-    def _signature(self, method: str, path: str, query: str, headers: dict[str, str], payload_sha256: str,
-                   stamp: str) -> tuple[str, str]:
-        """(signed header names, signature); `headers` are lower-case names with trimmed values."""
-        names = sorted(headers)
-        canonical = "\n".join([method, path, query, *(f"{n}:{headers[n]}" for n in names), "",
-                               ";".join(names), payload_sha256])
+    def _signature(self, request: _Canonical, stamp: str) -> tuple[str, str]:
+        """(signed header names, signature)."""
+        headers, names = request.headers, sorted(request.headers)
+        canonical = "\n".join([request.method, request.path, request.query, *(f"{n}:{headers[n]}" for n in names), "",
+                               ";".join(names), request.payload_sha256])
         to_sign = "\n".join([ALGORITHM, stamp, self._scope(stamp[:8]), hashlib.sha256(canonical.encode()).hexdigest()])
         signature = hmac.new(self._signing_key(stamp[:8]), to_sign.encode(), hashlib.sha256).hexdigest()
         return ";".join(names), signature
 
-    def authorize(self, method: str, host: str, path: str, headers: dict[str, str], payload_sha256: str,
-                  now: datetime | None = None, query: dict[str, str] | None = None) -> dict[str, str]:
-        """`headers` plus x-amz-date, x-amz-content-sha256 and Authorization for this request
-        (with `query` as its query string); every header given is signed."""
+    def authorize(self, request: Request, now: datetime | None = None) -> dict[str, str]:
+        """The request's headers plus x-amz-date, x-amz-content-sha256 and Authorization (with
+        its `query` as its query string); every header given is signed."""
         stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
-        signed = {k.lower(): v.strip() for k, v in headers.items()} | {
-            "host": host, "x-amz-date": stamp, "x-amz-content-sha256": payload_sha256}
-        names, signature = self._signature(method, path, canonical_query(query or {}), signed, payload_sha256, stamp)
+        signed = {k.lower(): v.strip() for k, v in request.headers.items()} | {
+            "host": request.host, "x-amz-date": stamp, "x-amz-content-sha256": request.payload_sha256}
+        names, signature = self._signature(_Canonical(request.method, request.path, canonical_query(request.query),
+                                                      signed, request.payload_sha256), stamp)
         credential = f"{self.access_key_id}/{self._scope(stamp[:8])}"
         authorization = f"{ALGORITHM} Credential={credential}, SignedHeaders={names}, Signature={signature}"
         return signed | {"authorization": authorization}
 
-    def presign(self, method: str, endpoint: str, host: str, path: str, expires_s: int,
-                now: datetime | None = None) -> str:
-        """A link anyone may use for `expires_s` seconds (the query-string form of SigV4)."""
+    def presign(self, link: Link, expires_s: int, now: datetime | None = None) -> str:
+        """The link, signed: anyone may use it for `expires_s` seconds (the query-string form of SigV4)."""
         stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
         params = {"X-Amz-Algorithm": ALGORITHM, "X-Amz-Credential": f"{self.access_key_id}/{self._scope(stamp[:8])}",
                   "X-Amz-Date": stamp, "X-Amz-Expires": str(expires_s), "X-Amz-SignedHeaders": "host"}
         query = canonical_query(params)
-        _, signature = self._signature(method, path, query, {"host": host}, UNSIGNED_PAYLOAD, stamp)
-        return f"{endpoint}{path}?{query}&X-Amz-Signature={signature}"
+        _, signature = self._signature(_Canonical(link.method, link.path, query, {"host": link.host}, UNSIGNED_PAYLOAD),
+                                       stamp)
+        return f"{link.endpoint}{link.path}?{query}&X-Amz-Signature={signature}"

@@ -9,9 +9,9 @@ share of the platform's CPU.
 
 import asyncio
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 from uuid import UUID
 from xml.etree import ElementTree
@@ -21,7 +21,7 @@ from opentelemetry.trace import SpanKind
 
 from services.common import telemetry
 from services.common.settings import ServiceSettings
-from services.common.sigv4 import EMPTY_SHA256, Signer, canonical_query, uri_path
+from services.common.sigv4 import EMPTY_SHA256, Link, Request, Signer, canonical_query, uri_path
 from services.common.tracing import tracer
 
 MAX_LINK_TTL_S = 7 * 24 * 3600  # SigV4 presigned URLs cannot live longer
@@ -51,11 +51,6 @@ def candidate_prefix(tenant_id: str, job_id: UUID | str) -> str:
 EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "video/mp4": "mp4", "video/webm": "webm"}
 
 
-def candidate_key(tenant_id: str, job_id: UUID | str, attempt: int, index: int, media_type: str = "image/png") -> str:
-    """One candidate alone in its object (how candidates were stored before attempts' objects)."""
-    return f"{candidate_prefix(tenant_id, job_id)}{attempt}/{index}.{EXTENSIONS.get(media_type, 'bin')}"
-
-
 # An attempt's candidates are one object, one after another: one request to store them and
 # one to score them, where an object each cost a request each way per candidate.
 ATTEMPT_SUFFIX = ".candidates"
@@ -67,10 +62,22 @@ def attempt_key(tenant_id: str, job_id: UUID | str, attempt: int) -> str:
     return f"{candidate_prefix(tenant_id, job_id)}{attempt}{ATTEMPT_SUFFIX}"
 
 
-def chunk_key(tenant_id: str, job_id: UUID | str, attempt: int, run: int, first_index: int) -> str:
-    """The object of the candidates one call returned, stored as soon as it returned; `run` is
-    the attempt's try, so a run taken over never rewrites what an earlier run announced."""
-    return f"{candidate_prefix(tenant_id, job_id)}{attempt}-{run}-{first_index}{ATTEMPT_SUFFIX}"
+@dataclass(frozen=True)
+class AttemptKeys:
+    """The keys of one attempt's candidates in the internal bucket."""
+
+    tenant_id: str
+    job_id: UUID | str
+    attempt: int
+
+    def candidate(self, index: int, media_type: str = "image/png") -> str:
+        """One candidate alone in its object (how candidates were stored before attempts' objects)."""
+        return f"{candidate_prefix(self.tenant_id, self.job_id)}{self.attempt}/{index}.{EXTENSIONS.get(media_type, 'bin')}"
+
+    def chunk(self, run: int, first_index: int) -> str:
+        """The object of the candidates one call returned, stored as soon as it returned; `run` is
+        the attempt's try, so a run taken over never rewrites what an earlier run announced."""
+        return f"{candidate_prefix(self.tenant_id, self.job_id)}{self.attempt}-{run}-{first_index}{ATTEMPT_SUFFIX}"
 
 
 def holds_candidates(key: str) -> bool:
@@ -87,6 +94,62 @@ def candidate_part(data: bytes, offset: int | None, size_bytes: int) -> bytes:
     if len(part) != size_bytes:
         raise StorageError("GetObject", 416, f"{size_bytes} bytes at {offset} of an object of {len(data)}".encode())
     return part
+
+
+class Content(Protocol):
+    """Bytes to store and what they are (an image, a clip, an attempt's candidates)."""
+
+    @property
+    def data(self) -> bytes: ...
+
+    @property
+    def media_type(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Blob:
+    """Content named where it is stored, when no object of the caller's carries it."""
+
+    data: bytes
+    media_type: str
+
+
+class Part(Protocol):
+    """Where a candidate's bytes lie: `size_bytes` from `offset` in the object `key` names
+    (None: the whole object), as candidate references and scores say."""
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def offset(self) -> int | None: ...
+
+    @property
+    def size_bytes(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class Slice:
+    """A part of an object named by hand."""
+
+    key: str
+    offset: int | None
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class S3Request:
+    """One call of the S3 API: `operation` as AWS names it, for metrics and traces."""
+
+    operation: str
+    method: str
+    bucket: str
+    key: str = ""
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    # The body's SHA-256 when the caller has it already; hashed here otherwise.
+    payload_sha256: str | None = None
+    query: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -123,63 +186,64 @@ class ObjectStore:
             self._loop = loop
         return self._http
 
-    async def _request(self, operation: str, method: str, bucket: str, key: str = "", body: bytes = b"",
-                       headers: dict[str, str] | None = None, payload_sha256: str | None = None,
-                       query: dict[str, str] | None = None) -> httpx.Response:
-        path = uri_path(bucket, key)
-        url = httpx.URL(self.endpoint + path + (f"?{canonical_query(query)}" if query else ""))
-        signed = self._signer.authorize(method, url.netloc.decode(), path, headers or {},
-                                        payload_sha256 or (hashlib.sha256(body).hexdigest() if body else EMPTY_SHA256),
-                                        query=query)
+    async def _request(self, call: S3Request) -> httpx.Response:
+        path = uri_path(call.bucket, call.key)
+        url = httpx.URL(self.endpoint + path + (f"?{canonical_query(call.query)}" if call.query else ""))
+        payload_sha256 = call.payload_sha256 or (hashlib.sha256(call.body).hexdigest() if call.body else EMPTY_SHA256)
+        signed = self._signer.authorize(Request(call.method, url.netloc.decode(), path, call.headers,
+                                                payload_sha256, call.query or {}))
         # Named and described as OpenTelemetry's botocore instrumentation does an S3 call.
-        attributes = {"rpc.system": "aws-api", "rpc.service": "S3", "rpc.method": operation, "aws.s3.bucket": bucket}
-        telemetry.S3_REQUESTS.labels(operation).inc()
-        with tracer.start_as_current_span(f"S3.{operation}", kind=SpanKind.CLIENT, attributes=attributes):
-            response = await self._client().request(method, url, content=body, headers=signed)
+        attributes = {"rpc.system": "aws-api", "rpc.service": "S3", "rpc.method": call.operation,
+                      "aws.s3.bucket": call.bucket}
+        telemetry.S3_REQUESTS.labels(call.operation).inc()
+        with tracer.start_as_current_span(f"S3.{call.operation}", kind=SpanKind.CLIENT, attributes=attributes):
+            response = await self._client().request(call.method, url, content=call.body, headers=signed)
         # A copy can fail after its 200 has been sent: the error is then in the body.
-        if response.status_code >= 300 or (operation == "CopyObject" and b"<Error>" in response.content):
-            raise StorageError(operation, response.status_code, response.content)
+        if response.status_code >= 300 or (call.operation == "CopyObject" and b"<Error>" in response.content):
+            raise StorageError(call.operation, response.status_code, response.content)
         return response
 
-    async def put(self, bucket: str, key: str, data: bytes, media_type: str) -> StoredObject:
+    async def put(self, bucket: str, key: str, content: Content) -> StoredObject:
+        data, media_type = content.data, content.media_type
         digest = hashlib.sha256(data).hexdigest()
-        await self._request("PutObject", "PUT", bucket, key, data, payload_sha256=digest,
-                            headers={"content-type": media_type, "x-amz-meta-sha256": digest})
+        await self._request(S3Request("PutObject", "PUT", bucket, key, data, payload_sha256=digest,
+                                      headers={"content-type": media_type, "x-amz-meta-sha256": digest}))
         self._count_stored(bucket, len(data))
         return StoredObject(key, len(data), digest, media_type)
 
     async def get(self, bucket: str, key: str) -> bytes:
-        return (await self._request("GetObject", "GET", bucket, key)).content
+        return (await self._request(S3Request("GetObject", "GET", bucket, key))).content
 
-    async def get_part(self, bucket: str, key: str, offset: int | None, size_bytes: int) -> bytes:
-        """`size_bytes` of the object from `offset` (a ranged GET); the whole object when
-        `offset` is None. StorageError when the object does not hold that range."""
+    async def get_part(self, bucket: str, part: Part) -> bytes:
+        """The part's `size_bytes` of its object from its `offset` (a ranged GET); the whole
+        object when `offset` is None. StorageError when the object does not hold that range."""
+        offset, size_bytes = part.offset, part.size_bytes
         if offset is None:
-            return await self.get(bucket, key)
+            return await self.get(bucket, part.key)
         if size_bytes < 1:
             return b""
-        response = await self._request("GetObject", "GET", bucket, key,
-                                       headers={"range": f"bytes={offset}-{offset + size_bytes - 1}"})
+        response = await self._request(S3Request("GetObject", "GET", bucket, part.key,
+                                                 headers={"range": f"bytes={offset}-{offset + size_bytes - 1}"}))
         if response.status_code == 206:
             return candidate_part(response.content, 0, size_bytes)
         return candidate_part(response.content, offset, size_bytes)  # a store that ignores ranges
 
-    async def copy(self, src_bucket: str, src_key: str, dst_bucket: str, dst_key: str, size_bytes: int) -> None:
-        """`size_bytes` is the object's known size, counted as stored in the destination."""
-        source = quote(f"/{src_bucket}/{src_key}", safe="/-_.~")
-        await self._request("CopyObject", "PUT", dst_bucket, dst_key, headers={"x-amz-copy-source": source})
-        self._count_stored(dst_bucket, size_bytes)
+    async def copy(self, stored: StoredObject, from_bucket: str, to_bucket: str) -> None:
+        """The stored object, under its key, into another bucket; its size counted as stored there."""
+        source = quote(f"/{from_bucket}/{stored.key}", safe="/-_.~")
+        await self._request(S3Request("CopyObject", "PUT", to_bucket, stored.key, headers={"x-amz-copy-source": source}))
+        self._count_stored(to_bucket, stored.size_bytes)
 
     async def delete(self, bucket: str, key: str) -> None:
         """Delete an object; one that is not there is no error (S3 answers 204 either way)."""
-        await self._request("DeleteObject", "DELETE", bucket, key)
+        await self._request(S3Request("DeleteObject", "DELETE", bucket, key))
 
     async def list_objects(self, bucket: str, prefix: str) -> list[ListedObject]:
         """Every object whose key starts with `prefix` (ListObjectsV2, page after page)."""
         found, token = [], None
         while True:
             query = {"list-type": "2", "prefix": prefix} | ({"continuation-token": token} if token else {})
-            root = ElementTree.fromstring((await self._request("ListObjectsV2", "GET", bucket, query=query)).content)
+            root = ElementTree.fromstring((await self._request(S3Request("ListObjectsV2", "GET", bucket, query=query))).content)
             ns = {"s3": root.tag[1:].split("}")[0]} if root.tag.startswith("{") else {}
             tag = (lambda name: f"s3:{name}") if ns else (lambda name: name)
             for item in root.findall(tag("Contents"), ns):
@@ -196,14 +260,14 @@ class ObjectStore:
 
     def presign_get(self, bucket: str, key: str, ttl_s: int) -> str:
         ttl_s = max(1, min(ttl_s, MAX_LINK_TTL_S))
-        return self._signer.presign("GET", self.public_endpoint, self._public_host, uri_path(bucket, key), ttl_s)
+        return self._signer.presign(Link(self.public_endpoint, self._public_host, uri_path(bucket, key)), ttl_s)
 
     async def ensure_buckets(self) -> None:
         for bucket in (self.internal_bucket, self.public_bucket):
             try:
-                await self._request("HeadBucket", "HEAD", bucket)
+                await self._request(S3Request("HeadBucket", "HEAD", bucket))
             except StorageError:
-                await self._request("CreateBucket", "PUT", bucket, body=self._location())
+                await self._request(S3Request("CreateBucket", "PUT", bucket, body=self._location()))
 
     def _location(self) -> bytes:
         if self.region == "us-east-1":  # the default region takes no location
@@ -211,13 +275,12 @@ class ObjectStore:
         return (b'<CreateBucketConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
                 b"<LocationConstraint>" + self.region.encode() + b"</LocationConstraint></CreateBucketConfiguration>")
 
+    def signed_links(self, key: str, thumbnail_key: str | None, ttl_s: int) -> dict[str, Any]:
+        """Fresh links to a delivered image and to its thumbnail (when it has one), and when they
+        expire. Links are signed on every read, so nobody is handed one that has expired."""
+        return {"url": self.presign_get(self.public_bucket, key, ttl_s),
+                "thumbnail_url": self.presign_get(self.public_bucket, thumbnail_key, ttl_s) if thumbnail_key else None,
+                "expires_at": datetime.now(UTC) + timedelta(seconds=max(1, min(ttl_s, MAX_LINK_TTL_S)))}
+
     async def ping(self) -> None:
-        await self._request("HeadBucket", "HEAD", self.internal_bucket)
-
-
-def signed_links(objects: ObjectStore, key: str, thumbnail_key: str | None, ttl_s: int) -> dict[str, Any]:
-    """Fresh links to a delivered image and to its thumbnail (when it has one), and when they
-    expire. Links are signed on every read, so nobody is handed one that has expired."""
-    return {"url": objects.presign_get(objects.public_bucket, key, ttl_s),
-            "thumbnail_url": objects.presign_get(objects.public_bucket, thumbnail_key, ttl_s) if thumbnail_key else None,
-            "expires_at": datetime.now(UTC) + timedelta(seconds=max(1, min(ttl_s, MAX_LINK_TTL_S)))}
+        await self._request(S3Request("HeadBucket", "HEAD", self.internal_bucket))

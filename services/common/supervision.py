@@ -17,6 +17,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import Counter
@@ -37,12 +38,19 @@ def failed(task: str) -> None:
     log.exception("background task %s failed", task)
 
 
-def backoff_s(failures_in_a_row: int, floor_s: float = RESTART_BACKOFF_S, ceiling_s: float = RESTART_BACKOFF_MAX_S) -> float:
-    """The wait after this many failures in a row: doubling from the floor, at most the ceiling, with ±50 % jitter."""
-    return float(min(ceiling_s, floor_s * 2 ** (failures_in_a_row - 1)) * (0.5 + random.random()))
+@dataclass(frozen=True)
+class Backoff:
+    """How long a failed task waits before it runs again: from `floor_s`, doubling, at most `ceiling_s`."""
+
+    floor_s: float = RESTART_BACKOFF_S
+    ceiling_s: float = RESTART_BACKOFF_MAX_S
+
+    def wait_s(self, failures_in_a_row: int) -> float:
+        """The wait after this many failures in a row, with ±50 % jitter."""
+        return float(min(self.ceiling_s, self.floor_s * 2 ** (failures_in_a_row - 1)) * (0.5 + random.random()))
 
 
-async def _supervised(name: str, run: Callable[[], Awaitable[object]], floor_s: float, ceiling_s: float) -> None:
+async def _supervised(name: str, run: Callable[[], Awaitable[object]], backoff: Backoff) -> None:
     in_a_row = 0
     while True:
         started = time.monotonic()
@@ -52,14 +60,13 @@ async def _supervised(name: str, run: Callable[[], Awaitable[object]], floor_s: 
         except Exception:
             failed(name)
         in_a_row = 1 if time.monotonic() - started >= HEALTHY_RUN_S else in_a_row + 1
-        await asyncio.sleep(backoff_s(in_a_row, floor_s, ceiling_s))
+        await asyncio.sleep(backoff.wait_s(in_a_row))
 
 
-def supervise(name: str, run: Callable[[], Awaitable[object]], *, floor_s: float = RESTART_BACKOFF_S,
-              ceiling_s: float = RESTART_BACKOFF_MAX_S) -> asyncio.Task[None]:
-    """Run `run()` in a task named `name`, again after a backoff whenever it raises."""
+def supervise(name: str, run: Callable[[], Awaitable[object]], backoff: Backoff = Backoff()) -> asyncio.Task[None]:
+    """Run `run()` in a task named `name`, again after a `backoff` whenever it raises."""
     BACKGROUND_FAILURES.labels(name)  # at zero from the start, so the first failure is an increase
-    return asyncio.create_task(_supervised(name, run, floor_s, ceiling_s), name=name)
+    return asyncio.create_task(_supervised(name, run, backoff), name=name)
 
 
 async def every(interval_s: float, tick: Callable[[], Awaitable[object]], what: str) -> None:

@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from opentelemetry import trace
@@ -101,14 +102,24 @@ def preinitialise(counter: Counter, *label_sets: tuple[str, ...]) -> None:
 preinitialise(JOBS_FINISHED, *((state,) for state in FINAL_STATES))
 
 
+@dataclass(frozen=True)
+class JobContext:
+    """What log lines about a job name: the job, its tenant, and the trace of the event being
+    handled; `prompt` is the job's, which they never show when prompts are redacted (a sealed
+    prompt, which is not text, has nothing to redact)."""
+
+    job_id: str | None
+    tenant_id: str | None = None
+    traceparent: str | None = None
+    prompt: object = None
+
+
 @contextlib.contextmanager
-def job_context(job_id: str | None, tenant_id: str | None = None, traceparent: str | None = None,
-                prompt: str | None = None) -> Iterator[None]:
-    """Log lines inside name this job and tenant, and the trace of the event being handled;
-    `prompt` is the job's, which they never show when prompts are redacted (a sealed prompt,
-    which is not text, has nothing to redact)."""
-    prompt = prompt if isinstance(prompt, str) else None
-    tokens = _job_id.set(job_id), _tenant_id.set(tenant_id), _traceparent.set(traceparent), _prompt.set(prompt)
+def job_context(context: JobContext) -> Iterator[None]:
+    """Log lines inside say what `context` says."""
+    prompt = context.prompt if isinstance(context.prompt, str) else None
+    tokens = (_job_id.set(context.job_id), _tenant_id.set(context.tenant_id), _traceparent.set(context.traceparent),
+              _prompt.set(prompt))
     try:
         yield
     finally:

@@ -31,6 +31,17 @@ def plan_share(priority: int) -> int:
     return int(SHARE_STEP ** max(0, priority))
 
 
+@dataclass(frozen=True)
+class Turn:
+    """Whose an item is (`tenant`, with its plan's `share`), its `rank` among the tenant's own
+    items (lower first), and its `cost`: what its turn takes of the tenant's share."""
+
+    tenant: str
+    share: int = 1
+    rank: Any = ()
+    cost: float = 1
+
+
 @dataclass
 class _Tenant(Generic[Item]):
     start: float  # on the virtual clock, when the tenant's next turn starts
@@ -53,16 +64,16 @@ class FairTurns(Generic[Item]):
     def __len__(self) -> int:
         return sum(len(tenant.items) for tenant in self._tenants.values())
 
-    def push(self, item: Item, tenant: str, share: int = 1, rank: Any = (), cost: float = 1) -> None:
-        """Queue `item` for `tenant`; `cost` is what its turn takes of the tenant's share."""
-        if share < 1 or cost <= 0:
-            raise ValueError(f"share must be at least 1 and cost positive, got share={share}, cost={cost}")
-        waiting = self._tenants.get(tenant)
+    def push(self, item: Item, turn: Turn) -> None:
+        """Queue `item` for the turn's tenant."""
+        if turn.share < 1 or turn.cost <= 0:
+            raise ValueError(f"share must be at least 1 and cost positive, got share={turn.share}, cost={turn.cost}")
+        waiting = self._tenants.get(turn.tenant)
         if waiting is None:
-            start = max(self._clock, self._finished.pop(tenant, self._clock))
-            waiting = self._tenants[tenant] = _Tenant(start, share, next(self._order))
-        waiting.share = share
-        heapq.heappush(waiting.items, (rank, next(self._order), cost, item))
+            start = max(self._clock, self._finished.pop(turn.tenant, self._clock))
+            waiting = self._tenants[turn.tenant] = _Tenant(start, turn.share, next(self._order))
+        waiting.share = turn.share
+        heapq.heappush(waiting.items, (turn.rank, next(self._order), turn.cost, item))
 
     def pop(self) -> Item | None:
         """The item whose turn it is, or None when nothing waits."""

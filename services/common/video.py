@@ -94,9 +94,29 @@ def probe(data: bytes) -> ClipInfo:
         raise ClipError(f"not a readable clip: {error}") from error
 
 
-def frames(data: bytes, *, every: int = 1, limit: int | None = None, max_side: int | None = None) -> Iterator[Frame]:
-    """Decode the clip, yielding every `every`-th frame (RGB, scaled so its longer side is at
-    most `max_side`), at most `limit` of them; `ClipError` when a frame does not decode."""
+@dataclass(frozen=True)
+class Sampling:
+    """Which frames of a clip to read: every `every`-th, at most `limit` of them, scaled so
+    their longer side is at most `max_side` (None: no limit, full size)."""
+
+    every: int = 1
+    limit: int | None = None
+    max_side: int | None = None
+
+
+@dataclass(frozen=True)
+class Codec:
+    """The encoder a clip is written with: `name` h264 or av1 (in MP4), vp9 (in WebM), at
+    `quality`, the encoder's CRF (lower is better)."""
+
+    name: str = "h264"
+    quality: int = 23
+
+
+def frames(data: bytes, sampling: Sampling = Sampling()) -> Iterator[Frame]:
+    """Decode the clip, yielding the frames `sampling` names (RGB); `ClipError` when a frame
+    does not decode."""
+    every, limit = sampling.every, sampling.limit
     try:
         with av.open(io.BytesIO(data), mode="r") as container:
             stream = _video_stream(container)
@@ -105,7 +125,7 @@ def frames(data: bytes, *, every: int = 1, limit: int | None = None, max_side: i
             for index, frame in enumerate(container.decode(stream)):
                 if index % every:
                     continue
-                yield Frame(index=index, t_ms=_frame_ms(frame), rgb=rgb_of(frame, max_side))
+                yield Frame(index=index, t_ms=_frame_ms(frame), rgb=rgb_of(frame, sampling.max_side))
                 yielded += 1
                 if limit is not None and yielded >= limit:
                     return
@@ -113,16 +133,16 @@ def frames(data: bytes, *, every: int = 1, limit: int | None = None, max_side: i
         raise ClipError(f"a frame does not decode: {error}") from error
 
 
-def encode(rgb_frames: Iterable[np.ndarray], fps: float, *, codec: str = "h264", quality: int = 23) -> bytes:
-    """Write RGB frames (all one size, even sides) as a clip: H.264 or AV1 in MP4 with the
-    index first, VP9 in WebM. `quality` is the encoder's CRF (lower is better)."""
-    container_format = "webm" if codec == "vp9" else "mp4"
+def encode(rgb_frames: Iterable[np.ndarray], fps: float, codec: Codec = Codec()) -> bytes:
+    """Write RGB frames (all one size, even sides) as a clip, an MP4's index first."""
+    container_format = "webm" if codec.name == "vp9" else "mp4"
     with _written(container_format) as (path, options):
         with av.open(path, mode="w", format=container_format, options=options) as out:
             stream: Any = None
             for rgb in rgb_frames:
                 if stream is None:
-                    stream = _output_stream(out, codec, fps, rgb.shape[1], rgb.shape[0], quality)
+                    stream = _output_stream(out, codec, fps)
+                    stream.width, stream.height = rgb.shape[1], rgb.shape[0]
                 frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb, dtype=np.uint8), format="rgb24")
                 out.mux(stream.encode(frame))
             if stream is None:
@@ -180,12 +200,13 @@ def _video_stream(container: Any) -> Any:
     return container.streams.video[0]
 
 
-def _output_stream(out: Any, codec: str, fps: float, width: int, height: int, quality: int) -> Any:
-    if codec not in ENCODERS:
-        raise ClipError(f"no encoder for {codec!r}; one of {sorted(ENCODERS)}")
-    stream = out.add_stream(ENCODERS[codec], rate=Fraction(fps).limit_denominator(1001))
-    stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-    stream.options = {"crf": str(quality)} | ({"preset": "veryfast"} if codec == "h264" else {})
+def _output_stream(out: Any, codec: Codec, fps: float) -> Any:
+    """A YUV 4:2:0 video stream of `out`; the caller sets its size from the first frame."""
+    if codec.name not in ENCODERS:
+        raise ClipError(f"no encoder for {codec.name!r}; one of {sorted(ENCODERS)}")
+    stream = out.add_stream(ENCODERS[codec.name], rate=Fraction(fps).limit_denominator(1001))
+    stream.pix_fmt = "yuv420p"
+    stream.options = {"crf": str(codec.quality)} | ({"preset": "veryfast"} if codec.name == "h264" else {})
     return stream
 
 

@@ -21,7 +21,7 @@ grid is found by trying the grid's 64 alignments.
 `bench/watermark.py`, which measures both.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -98,12 +98,23 @@ def _to_rgb(yuv: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(np.stack([r, g, b], axis=-1)), 0, 255).astype(np.uint8)
 
 
-def _haar(plane: np.ndarray) -> tuple[np.ndarray, ...]:
+@dataclass(frozen=True)
+class SubBands:
+    """A plane's one-level Haar wavelet transform: its approximation (`ll`) and its details."""
+
+    ll: np.ndarray
+    lh: np.ndarray
+    hl: np.ndarray
+    hh: np.ndarray
+
+
+def _haar(plane: np.ndarray) -> SubBands:
     a, b, c, d = plane[0::2, 0::2], plane[0::2, 1::2], plane[1::2, 0::2], plane[1::2, 1::2]
-    return (a + b + c + d) / 2, (a - b + c - d) / 2, (a + b - c - d) / 2, (a - b - c + d) / 2
+    return SubBands((a + b + c + d) / 2, (a - b + c - d) / 2, (a + b - c - d) / 2, (a - b - c + d) / 2)
 
 
-def _inverse_haar(ll: np.ndarray, lh: np.ndarray, hl: np.ndarray, hh: np.ndarray) -> np.ndarray:
+def _inverse_haar(bands: SubBands) -> np.ndarray:
+    ll, lh, hl, hh = bands.ll, bands.lh, bands.hl, bands.hh
     plane = np.empty((ll.shape[0] * 2, ll.shape[1] * 2))
     plane[0::2, 0::2] = (ll + lh + hl + hh) / 2
     plane[0::2, 1::2] = (ll - lh + hl - hh) / 2
@@ -159,15 +170,15 @@ def embed(rgb: np.ndarray, mark_id: int, method: Method = "dwtDctSvd") -> np.nda
     height, width = (rgb.shape[0] // CELL) * CELL, (rgb.shape[1] // CELL) * CELL
     assert can_carry(width, height), "image too small to carry a watermark"
     yuv = _to_yuv(rgb)
-    ll, lh, hl, hh = _haar(yuv[:height, :width, 1])
-    dct = DCT @ _blocks(ll) @ DCT.T
+    bands = _haar(yuv[:height, :width, 1])
+    dct = DCT @ _blocks(bands.ll) @ DCT.T
     bits = payload_bits(mark_id)[_bit_index(*dct.shape[:2])]
     scale = SCALES[method]
     # Each value onto the lattice of its bit: a quarter of the way into its cell for 0,
     # three quarters for 1, so a change of up to a quarter of `scale` still reads right.
     quantized = (np.floor(_carrier(dct, method) / scale) + 0.25 + 0.5 * bits) * scale
     ll = _unblocks(DCT.T @ _with_carrier(dct, quantized, method) @ DCT)
-    yuv[:height, :width, 1] = _inverse_haar(ll, lh, hl, hh)
+    yuv[:height, :width, 1] = _inverse_haar(replace(bands, ll=ll))
     return _to_rgb(yuv)
 
 
@@ -186,7 +197,7 @@ def _votes(u_plane: np.ndarray, method: Method) -> tuple[np.ndarray, float, np.n
     """The 64 bits the plane's blocks vote for, how far the blocks agree beyond chance, and
     each bit's margin (how far its vote is from a tie)."""
     height, width = (u_plane.shape[0] // CELL) * CELL, (u_plane.shape[1] // CELL) * CELL
-    ll = _haar(u_plane[:height, :width])[0]
+    ll = _haar(u_plane[:height, :width]).ll
     dct = DCT @ _blocks(ll) @ DCT.T
     scale = SCALES[method]
     read = ((_carrier(dct, method) % scale) > scale / 2).astype(np.float64)

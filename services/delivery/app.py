@@ -4,7 +4,6 @@ jobs and keeps each tenant's images only as long as its retention says."""
 from starlette.applications import Starlette
 
 from services.common.bus import EventConsumer
-from services.common.contracts import SUBSCRIPTIONS
 from services.common.internal_calls import guard, verifier_of
 from services.common.runtime import ServiceRuntime, build_worker
 from services.common.storage import ObjectStore
@@ -24,7 +23,7 @@ def build(settings: DeliverySettings) -> tuple[ServiceRuntime, Starlette]:
         senders.append(WebhookSender(consumer.pool, consumer.relay, objects, settings_))
         handlers.register(consumer, handlers.Publisher.of(consumer.pool, objects, settings_), senders[0])
 
-    runtime, app = build_worker("delivery", settings, SUBSCRIPTIONS["delivery"], register)
+    runtime, app = build_worker("delivery", settings, register)
     sender = senders[0]
     runtime.startup_hooks.append(sender.start)
     runtime.shutdown_hooks.append(sender.stop)

@@ -192,7 +192,7 @@ def reencoded(source: Source, plan: Plan, delivery: Delivery) -> bytes:
 def delivered_frames(source: Source, plan: Plan, delivery: Delivery) -> Iterator[np.ndarray]:
     shape, info = plan.shape, source.info
     frames: Iterator[np.ndarray] = (fitted(frame.rgb, shape.width, shape.height)
-                                    for frame in video.frames(source.data, max_side=max(shape.width, shape.height)))
+                                    for frame in video.frames(source.data, video.Sampling(max_side=max(shape.width, shape.height))))
     if shape.fps != info.fps:
         frames = resampled(frames, info.fps / shape.fps, max(1, round(info.frames * shape.fps / info.fps)))
     if delivery.watermark is not None:
@@ -322,7 +322,7 @@ def output_stream(out: Any, encoding: Encoding, size: tuple[int, int]) -> Any:
 def poster(clip: bytes) -> np.ndarray:
     """The sharpest of up to `POSTER_SAMPLES` frames sampled evenly over the clip (RGB)."""
     total = video.probe(clip).frames
-    sampled = video.frames(clip, every=max(1, total // POSTER_SAMPLES), limit=POSTER_SAMPLES, max_side=POSTER_SIDE)
+    sampled = video.frames(clip, video.Sampling(max(1, total // POSTER_SAMPLES), POSTER_SAMPLES, POSTER_SIDE))
     best = max(sampled, key=lambda frame: sharpness(frame.rgb), default=None)
     if best is None:
         raise video.ClipError("the clip has no frames")

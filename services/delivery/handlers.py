@@ -22,7 +22,7 @@ from services.common.contracts import (
     RetentionSet,
 )
 from services.common.db import Pool
-from services.common.storage import ObjectStore, candidate_prefix, signed_links
+from services.common.storage import ObjectStore, candidate_prefix
 from services.common.templates import Delivery, load_catalogue
 from services.delivery import clips, domain, postprocess, provenance, store
 from services.delivery.settings import DeliverySettings
@@ -88,8 +88,7 @@ class Publisher:
         re-encoded, its poster; in a thread), mark and sign it last (provenance), and store the
         image (or clip) and its thumbnail side by side in the public bucket."""
         event, delivery, objects, settings = selection.event, selection.delivery, self.objects, self.settings
-        source = await with_retries(settings, lambda: objects.get_part(objects.internal_bucket, candidate.key,
-                                                                       candidate.offset, candidate.size_bytes))
+        source = await with_retries(settings, lambda: objects.get_part(objects.internal_bucket, candidate))
         is_clip = candidate.media_type.startswith("video/")
         with telemetry.timed_stage("delivery", "postprocess"):
             done = await asyncio.to_thread(clips.postprocess if is_clip else postprocess.postprocess, source, delivery)
@@ -102,11 +101,9 @@ class Publisher:
         key = domain.public_key(selection.folder, n, done.image.media_type)
         thumbnail_key = domain.thumbnail_key(key, done.thumbnail.media_type)
         await asyncio.gather(
-            with_retries(settings, lambda: objects.put(objects.public_bucket, key, done.image.data,
-                                                     done.image.media_type)),
-            with_retries(settings, lambda: objects.put(objects.public_bucket, thumbnail_key, done.thumbnail.data,
-                                                     done.thumbnail.media_type)))
-        links = signed_links(objects, key, thumbnail_key, settings.link_ttl_s)
+            with_retries(settings, lambda: objects.put(objects.public_bucket, key, done.image)),
+            with_retries(settings, lambda: objects.put(objects.public_bucket, thumbnail_key, done.thumbnail)))
+        links = objects.signed_links(key, thumbnail_key, settings.link_ttl_s)
         return domain.delivered_image(domain.Published(n, key, thumbnail_key, links), done, delivery)
 
     async def prepare_delivery(self, envelope: Envelope) -> list[DeliveredImage] | Exception | None:

@@ -24,7 +24,7 @@ from typing import Any
 from services.common.db import Conn
 from services.common.rounds import PeriodicRound, exclusive_round
 from services.common.runtime import ServiceRuntime
-from services.common.storage import ATTEMPT_MEDIA_TYPE, ListedObject, ObjectStore, holds_candidates
+from services.common.storage import ATTEMPT_MEDIA_TYPE, Blob, ListedObject, ObjectStore, holds_candidates
 from services.delivery import store
 from services.delivery.settings import DeliverySettings
 
@@ -96,7 +96,7 @@ class RetentionSweeper(PeriodicRound):
         for offset, size in parts:
             if offset is not None and size:
                 data[offset: offset + size] = bytes(len(data[offset: offset + size]))
-        await self.objects.put(self.objects.internal_bucket, key, bytes(data), ATTEMPT_MEDIA_TYPE)
+        await self.objects.put(self.objects.internal_bucket, key, Blob(bytes(data), ATTEMPT_MEDIA_TYPE))
 
 
 def _all_delivered(parts: list[tuple[int | None, int | None]], obj: ListedObject) -> bool:

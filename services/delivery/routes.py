@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from services.common.audit import record_action, system_actor
+from services.common.audit import Action, record_action, system_actor
 from services.common.db import Conn
 from services.common.runtime import ServiceRuntime
 from services.delivery import domain, store
@@ -67,8 +67,9 @@ class WebhookApi:
 
     async def _audit(self, conn: Conn, request: Request, change: EndpointChange) -> None:
         actor = request.headers.get("x-genline-actor") or system_actor("delivery")
-        await record_action(self.runtime, conn, actor, f"webhook_endpoint.{change.action}",
-                            f"webhook_endpoint:{change.endpoint_id}", request.path_params["tenant"], **change.details)
+        await record_action(self.runtime, conn, Action(actor, f"webhook_endpoint.{change.action}",
+                                                       f"webhook_endpoint:{change.endpoint_id}",
+                                                       request.path_params["tenant"], change.details))
 
     def routes(self) -> list[Route]:
         endpoints, one = f"{PREFIX}/webhook-endpoints", f"{PREFIX}/webhook-endpoints/{{endpoint_id}}"

@@ -39,7 +39,7 @@ from services.common.contracts import (
 )
 from services.common.data_keys import DataKeys
 from services.common.db import Conn, Pool
-from services.common.storage import ObjectStore, signed_links
+from services.common.storage import ObjectStore
 from services.common.supervision import stop_tasks, supervise
 from services.delivery import domain, store
 from services.delivery.settings import DeliverySettings
@@ -206,7 +206,7 @@ class WebhookSender:
     def with_fresh_links(self, view: dict[str, Any]) -> dict[str, Any]:
         outputs = []
         for output in view.get("outputs", []):
-            links = signed_links(self.objects, output["key"], output.get("thumbnail_key"), self.settings.link_ttl_s)
+            links = self.objects.signed_links(output["key"], output.get("thumbnail_key"), self.settings.link_ttl_s)
             outputs.append(output | links | {"expires_at": links["expires_at"].isoformat()})
         return view | {"outputs": outputs}
 

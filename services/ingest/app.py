@@ -97,8 +97,7 @@ def create_api(lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] 
     `build` serves, and the document `openapi_document` renders."""
     # /docs/ is the documentation site (its API reference is rendered from this document);
     # FastAPI's interactive explorer answers at /swagger.
-    app = api.create_app("ingest", title="Genline", description=DESCRIPTION, tags=TAGS, lifespan=lifespan,
-                         swagger_url="/swagger")
+    app = api.create_app("ingest", api.Described("Genline", DESCRIPTION, TAGS, swagger_url="/swagger"), lifespan)
     for router in ROUTERS:
         app.include_router(router)
     console.mount(app)

@@ -108,7 +108,7 @@ async def authenticated(request: Request, response: Response,
     if not decision.allowed:
         raise Problem(429, "rate-limited", f"plan {plan.name!r} allows {plan.requests_per_s:g} requests a second"
                       f" with bursts of {plan.burst}; retry after {decision.retry_after_s} s",
-                      decision.headers(plan), retry_after=decision.retry_after_s, plan=plan.name)
+                      decision.headers(plan), extra={"retry_after": decision.retry_after_s, "plan": plan.name})
     response.headers.update(decision.headers(plan))
     caps = KeySpendCaps(daily=row["daily_cap_credits"], monthly=row["monthly_cap_credits"])
     return Caller(row["tenant_id"], row["id"], frozenset(row["scopes"]), caps)
@@ -118,7 +118,7 @@ async def scoped_caller(security_scopes: SecurityScopes, caller: Annotated[Calle
     missing = [scope for scope in security_scopes.scopes if scope not in caller.scopes]
     if missing:
         raise Problem(403, "missing-scope", f"this API key lacks the scope {missing[0]!r} that this operation needs",
-                      scope=missing[0])
+                      extra={"scope": missing[0]})
     return caller
 
 

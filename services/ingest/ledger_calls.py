@@ -33,7 +33,7 @@ async def call_ledger(method: Callable[..., Awaitable[Any]], message: Any, timeo
         if exc.code() == grpc.StatusCode.NOT_FOUND:
             return None
         raise Problem(503, "ledger-unavailable", "the ledger does not answer; try again shortly",
-                      {"Retry-After": "2"}, retry_after=2) from None
+                      {"Retry-After": "2"}, extra={"retry_after": 2}) from None
 
 
 @dataclass(frozen=True)

@@ -155,6 +155,6 @@ class LedgerService(rpc.LedgerServiceServicer):  # type: ignore[name-defined,mis
 async def start_grpc_server(service: LedgerService, settings: LedgerSettings) -> grpc.aio.Server:
     """The ledger's gRPC service, on its settings' host and port, open to the callers its
     verifier admits."""
-    return await grpc_server.start_grpc_server(
-        lambda server: rpc.add_LedgerServiceServicer_to_server(service, server),
-        SERVICE_NAME, settings.grpc_host, settings.grpc_port, verifier_of(settings))
+    return await grpc_server.start_grpc_server(grpc_server.GrpcService(
+        SERVICE_NAME, lambda server: rpc.add_LedgerServiceServicer_to_server(service, server)),
+        f"{settings.grpc_host}:{settings.grpc_port}", verifier_of(settings))

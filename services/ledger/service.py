@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from services.common.audit import operator_actor, record_action
+from services.common.audit import Action, operator_actor, record_action
 from services.common.bus import Envelope, InboxClaim, Publish, erase_prompt_from_outbox, retry_races
 from services.common.contracts import (
     AuditRecorded,
@@ -109,10 +109,10 @@ class LedgerApp:
             async with self.runtime.pool.connection() as conn, conn.transaction():
                 granted = await self.grant_in(conn, grant)
                 if actor:
-                    await self.audit(conn, await record_action(
-                        self.runtime, conn, actor, "credits.grant", f"tenant:{grant.tenant_id}", grant.tenant_id,
-                        credits=grant.amount, reason=grant.reason, grant_id=str(granted.grant_id),
-                        expires_at=_iso_or_none(grant.expires_at)))
+                    await self.audit(conn, await record_action(self.runtime, conn, Action(
+                        actor, "credits.grant", f"tenant:{grant.tenant_id}", grant.tenant_id,
+                        {"credits": grant.amount, "reason": grant.reason, "grant_id": str(granted.grant_id),
+                         "expires_at": _iso_or_none(grant.expires_at)})))
                 return granted
 
         granted = await retry_races(once)
@@ -141,9 +141,9 @@ class LedgerApp:
             if previous is None:
                 return False
             await accounts.set_report_policy(conn, tenant_id, policy)
-            await self.audit(conn, await record_action(self.runtime, conn, actor, "report_policy.set",
-                                                       f"tenant:{tenant_id}", tenant_id, report_policy=policy,
-                                                       previous=previous))
+            await self.audit(conn, await record_action(self.runtime, conn, Action(
+                actor, "report_policy.set", f"tenant:{tenant_id}", tenant_id,
+                {"report_policy": policy, "previous": previous})))
         self.runtime.relay.notify()
         return True
 

@@ -1,7 +1,7 @@
 """An attempt's candidates stored as its calls return them, and announced in chunks.
 
 The keeper is the engine's `ImageKeeper` for an attempt's last stage: each call's images go to
-the internal bucket at once, one object per call (`chunk_key`), and the engine keeps them
+the internal bucket at once, one object per call (`AttemptKeys.chunk`), and the engine keeps them
 without their bytes, so a router holds only the calls in flight, whatever the order's size.
 Every `chunk_candidates` stored candidates are announced (CandidatesStored), while the attempt's
 claim is still this router's, so the scorer scores them while the rest is generated. The
@@ -18,7 +18,7 @@ from PIL import Image
 from services.common import video
 from services.common.contracts import CandidateRef, CandidatesStored, CandidateStep
 from services.common.runtime import ServiceRuntime
-from services.common.storage import ATTEMPT_MEDIA_TYPE, ObjectStore, chunk_key
+from services.common.storage import ATTEMPT_MEDIA_TYPE, AttemptKeys, Blob, ObjectStore
 from services.router import domain, store
 from services.router.routing_types import RoutedImage
 from services.router.store import AttemptRequest
@@ -47,9 +47,9 @@ class CandidateKeeper:
 
     async def keep(self, stage: str, images: list[RoutedImage]) -> list[RoutedImage]:
         spec = self.job.spec
-        key = chunk_key(spec.tenant_id, spec.job_id, self.request.attempt, self.run, images[0].image.index)
-        await self.objects.put(self.objects.internal_bucket, key, b"".join(r.image.data for r in images),
-                               ATTEMPT_MEDIA_TYPE)
+        key = AttemptKeys(spec.tenant_id, spec.job_id, self.request.attempt).chunk(self.run, images[0].image.index)
+        await self.objects.put(self.objects.internal_bucket, key,
+                               Blob(b"".join(r.image.data for r in images), ATTEMPT_MEDIA_TYPE))
         offset = 0
         for routed in images:
             image = routed.image

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from services.common.contracts import JOB_PRIORITIES
-from services.common.turns import FairTurns, plan_share
+from services.common.turns import FairTurns, Turn, plan_share
 
 Job = TypeVar("Job")
 
@@ -57,8 +57,8 @@ class FairQueue(Generic[Job]):
             raise ValueError(f"unknown job priority {job_priority!r}; known: {', '.join(self._job_rank)}")
         if cost < 1:
             raise ValueError(f"cost must be at least 1, got {cost}")
-        self._turns.push(job, place.tenant, plan_share(place.priority),
-                         (self._job_rank[job_priority], self._tier_rank[tier]), cost)
+        self._turns.push(job, Turn(place.tenant, plan_share(place.priority),
+                                   (self._job_rank[job_priority], self._tier_rank[tier]), cost))
 
     def pop(self) -> Job | None:
         return self._turns.pop()

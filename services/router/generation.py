@@ -29,7 +29,7 @@ from services.common.contracts import (
 from services.common.data_keys import DataKeys
 from services.common.db import while_database_away
 from services.common.runtime import ServiceRuntime
-from services.common.storage import ATTEMPT_MEDIA_TYPE, ObjectStore, attempt_key
+from services.common.storage import ATTEMPT_MEDIA_TYPE, Blob, ObjectStore, attempt_key
 from services.common.templates import load_catalogue
 from services.router import domain, metrics, store
 from services.router.chunks import CandidateKeeper, StoredAt, steps_of, stored_ref
@@ -152,7 +152,8 @@ class AttemptRunner:
             prompt = await self.data_keys.open(job.spec.job_id, job.spec.prompt)
         finally:
             self.data_keys.forget(job.spec.job_id)
-        with (telemetry.job_context(str(request.job_id), request.tenant_id, job.traceparent, prompt),
+        context = telemetry.JobContext(str(request.job_id), request.tenant_id, job.traceparent, prompt)
+        with (telemetry.job_context(context),
               tracing.continued(job.traceparent, f"generate attempt {request.attempt}")):
             await self._attempt(claimed, prompt)
 
@@ -217,8 +218,8 @@ class AttemptRunner:
             spec = keeper.job.spec
             key = attempt_key(spec.tenant_id, spec.job_id, keeper.request.attempt)
             offsets = list(itertools.accumulate((len(r.image.data) for r in rest[:-1]), initial=0))
-            await self.objects.put(self.objects.internal_bucket, key, b"".join(r.image.data for r in rest),
-                                   ATTEMPT_MEDIA_TYPE)
+            await self.objects.put(self.objects.internal_bucket, key, Blob(b"".join(r.image.data for r in rest),
+                                                                          ATTEMPT_MEDIA_TYPE))
             kept |= {r.image.index: stored_ref(r, StoredAt(key, offset), steps_of(r))
                      for r, offset in zip(rest, offsets, strict=True)}
         return [kept[index] for index in sorted(kept)]

@@ -11,7 +11,7 @@ import grpc
 from pydantic import ValidationError
 
 from services.common.contracts import ProviderStatus, VideoSpec
-from services.common.grpc_server import start_grpc_server
+from services.common.grpc_server import GrpcService, start_grpc_server
 from services.common.internal_calls import verifier_of
 from services.common.protos import load
 from services.router.engine import RoutingEngine
@@ -62,6 +62,6 @@ class RouterService:
 
 async def start_router_grpc(service: RouterService, settings: RouterSettings) -> grpc.aio.Server:
     """Serve `service` on the settings' gRPC address, to callers the settings' identities verify."""
-    return await start_grpc_server(
-        lambda server: rpc.add_RouterServiceServicer_to_server(service, server),
-        SERVICE_NAME, settings.grpc_host, settings.grpc_port, verifier_of(settings))
+    return await start_grpc_server(GrpcService(
+        SERVICE_NAME, lambda server: rpc.add_RouterServiceServicer_to_server(service, server)),
+        f"{settings.grpc_host}:{settings.grpc_port}", verifier_of(settings))

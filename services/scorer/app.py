@@ -5,7 +5,6 @@ ingest's calibration report."""
 from starlette.applications import Starlette
 
 from services.common.bus import EventConsumer
-from services.common.contracts import SUBSCRIPTIONS
 from services.common.data_keys import DataKeys
 from services.common.internal_calls import guard, verifier_of
 from services.common.runtime import ServiceRuntime, build_worker
@@ -21,7 +20,7 @@ def build(settings: ScorerSettings) -> tuple[ServiceRuntime, Starlette]:
     def register(consumer: EventConsumer, objects: ObjectStore, settings_: ScorerSettings) -> None:
         handlers.register(consumer, handlers.Workbench(objects, scorer, settings_, DataKeys(settings_, "scorer")))
 
-    runtime, app = build_worker("scorer", settings, SUBSCRIPTIONS["scorer"], register)
+    runtime, app = build_worker("scorer", settings, register)
     verifier = verifier_of(settings)
     app.router.routes.append(guard(measurements.route(scorer), verifier, "measurements"))
     app.router.routes.append(guard(routes.route(), verifier, "calibration"))

@@ -7,29 +7,29 @@ import uuid
 import pytest
 
 from services.common.contracts import JobFinished, JobSubmitted, SealedText, parse_event
-from services.common.sealing import ERASED, BrokenSeal, new_data_key, open_sealed, seal
+from services.common.sealing import ERASED, BrokenSeal, JobField, new_data_key, open_sealed, seal
 
 JOB = uuid.uuid4()
 
 
 def test_a_sealed_prompt_opens_with_its_key_and_shows_nothing_without_it():
     key = new_data_key()
-    sealed = seal(key, JOB, "prompt", "a lighthouse at dusk")
+    sealed = seal(key, JobField(JOB, "prompt"), "a lighthouse at dusk")
     assert "lighthouse" not in sealed.model_dump_json() and sealed.clear is None
-    assert open_sealed(key, JOB, "prompt", sealed) == "a lighthouse at dusk"
-    assert open_sealed(None, JOB, "prompt", sealed) == ERASED  # the key destroyed: erased, not an error
-    assert seal(key, JOB, "prompt", "a lighthouse at dusk") != sealed  # a fresh nonce each time
+    assert open_sealed(key, JobField(JOB, "prompt"), sealed) == "a lighthouse at dusk"
+    assert open_sealed(None, JobField(JOB, "prompt"), sealed) == ERASED  # the key destroyed: erased, not an error
+    assert seal(key, JobField(JOB, "prompt"), "a lighthouse at dusk") != sealed  # a fresh nonce each time
 
 
 def test_a_sealed_value_opens_only_for_its_own_job_and_field():
     key = new_data_key()
-    sealed = seal(key, JOB, "prompt", "a red bicycle")
+    sealed = seal(key, JobField(JOB, "prompt"), "a red bicycle")
     with pytest.raises(BrokenSeal):
-        open_sealed(key, uuid.uuid4(), "prompt", sealed)
+        open_sealed(key, JobField(uuid.uuid4(), "prompt"), sealed)
     with pytest.raises(BrokenSeal):
-        open_sealed(key, JOB, "negative_prompt", sealed)
+        open_sealed(key, JobField(JOB, "negative_prompt"), sealed)
     with pytest.raises(BrokenSeal):
-        open_sealed(new_data_key(), JOB, "prompt", sealed)
+        open_sealed(new_data_key(), JobField(JOB, "prompt"), sealed)
 
 
 SPEC = {"job_id": str(JOB), "tenant_id": "t", "template": "generic", "prompt": "an old clear prompt", "images": 1,
@@ -39,8 +39,8 @@ SPEC = {"job_id": str(JOB), "tenant_id": "t", "template": "generic", "prompt": "
 def test_events_from_before_sealing_read_with_their_clear_prompt_and_blanked_ones_as_erased():
     submitted = parse_event("genline.job.submitted.v1", {"job_id": str(JOB), "tenant_id": "t", "job": SPEC})
     assert isinstance(submitted, JobSubmitted) and submitted.event_type == "genline.job.submitted.v2"
-    assert open_sealed(None, JOB, "prompt", submitted.job.prompt) == "an old clear prompt"
+    assert open_sealed(None, JobField(JOB, "prompt"), submitted.job.prompt) == "an old clear prompt"
     finished = parse_event("genline.job.finished.v1", {"job_id": str(JOB), "tenant_id": "t", "state": "succeeded",
                                                        "view": {"id": str(JOB), "prompt": ""}})
     assert isinstance(finished, JobFinished) and finished.receipt_sha256 is None
-    assert open_sealed(None, JOB, "prompt", SealedText.read(finished.view["prompt"])) == ERASED
+    assert open_sealed(None, JobField(JOB, "prompt"), SealedText.read(finished.view["prompt"])) == ERASED

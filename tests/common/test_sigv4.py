@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 
 import httpx
 
-from services.common.sigv4 import EMPTY_SHA256, Signer
+from services.common.sigv4 import EMPTY_SHA256, Link, Request, Signer
+from services.common.storage import Blob
 
 EXAMPLE = Signer("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "us-east-1")
 MAY_24_2013 = datetime(2013, 5, 24, tzinfo=UTC)
@@ -16,7 +17,7 @@ HOST = "examplebucket.s3.amazonaws.com"
 
 
 def test_a_get_with_a_range_is_signed_as_in_the_aws_example():
-    headers = EXAMPLE.authorize("GET", HOST, "/test.txt", {"Range": "bytes=0-9"}, EMPTY_SHA256, MAY_24_2013)
+    headers = EXAMPLE.authorize(Request("GET", HOST, "/test.txt", {"Range": "bytes=0-9"}, EMPTY_SHA256), MAY_24_2013)
     assert headers["authorization"] == (
         "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,"
         " SignedHeaders=host;range;x-amz-content-sha256;x-amz-date,"
@@ -24,7 +25,7 @@ def test_a_get_with_a_range_is_signed_as_in_the_aws_example():
 
 
 def test_a_presigned_link_is_signed_as_in_the_aws_example():
-    url = EXAMPLE.presign("GET", f"https://{HOST}", HOST, "/test.txt", 86400, MAY_24_2013)
+    url = EXAMPLE.presign(Link(f"https://{HOST}", HOST, "/test.txt"), 86400, MAY_24_2013)
     assert url == (
         "https://examplebucket.s3.amazonaws.com/test.txt?X-Amz-Algorithm=AWS4-HMAC-SHA256"
         "&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request"
@@ -37,8 +38,8 @@ def test_objects_round_trip_through_the_stack_s3_and_their_links_download(object
     data = uuid.uuid4().bytes * 100
 
     async def round_trip() -> bytes:
-        await object_store.put(object_store.internal_bucket, key, data, "image/png")
-        await object_store.copy(object_store.internal_bucket, key, object_store.public_bucket, key, len(data))
+        stored = await object_store.put(object_store.internal_bucket, key, Blob(data, "image/png"))
+        await object_store.copy(stored, object_store.internal_bucket, object_store.public_bucket)
         return await object_store.get(object_store.public_bucket, key)
 
     assert asyncio.run(round_trip()) == data

@@ -4,7 +4,7 @@ restart after a backoff; a task that returns is done; a cancelled one stops."""
 import asyncio
 import logging
 
-from services.common.supervision import BACKGROUND_FAILURES, backoff_s, every, stop_tasks, supervise
+from services.common.supervision import BACKGROUND_FAILURES, Backoff, every, stop_tasks, supervise
 
 
 def failures(task: str) -> float:
@@ -20,7 +20,7 @@ async def test_a_task_that_raises_is_logged_counted_and_started_again(caplog):
             raise ConnectionError(f"run {len(runs)} lost its connection")
 
     with caplog.at_level(logging.ERROR, logger="services.common.supervision"):
-        task = supervise("test-flaky", flaky, floor_s=0.01)
+        task = supervise("test-flaky", flaky, Backoff(floor_s=0.01))
         await asyncio.wait_for(task, 10)
 
     assert runs == [0, 1, 2]  # the third run got through and the task ended
@@ -33,7 +33,7 @@ async def test_a_cancelled_task_stops_even_while_it_waits_to_restart():
     async def always_fails() -> None:
         raise RuntimeError("no")
 
-    task = supervise("test-always-fails", always_fails, floor_s=5)
+    task = supervise("test-always-fails", always_fails, Backoff(floor_s=5))
     await asyncio.sleep(0.05)  # failed once, now in its backoff
     await stop_tasks(task)
     assert task.cancelled()
@@ -41,7 +41,7 @@ async def test_a_cancelled_task_stops_even_while_it_waits_to_restart():
 
 
 def test_the_backoff_doubles_up_to_its_ceiling_with_jitter():
-    waits = [[backoff_s(n, 1.0, 8.0) for _ in range(200)] for n in range(1, 7)]
+    waits = [[Backoff(1.0, 8.0).wait_s(n) for _ in range(200)] for n in range(1, 7)]
     assert [round(sum(w) / len(w)) for w in waits] == [1, 2, 4, 8, 8, 8]
     assert all(0.5 * min(8.0, 2 ** i) <= x <= 1.5 * min(8.0, 2 ** i) for i, w in enumerate(waits) for x in w)
 

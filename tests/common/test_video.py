@@ -26,7 +26,7 @@ def test_an_encoded_mp4_reads_back_as_asked() -> None:
 def test_frames_are_sampled_and_stop_at_the_limit() -> None:
     clip = video.encode(_frames(24), fps=24)
 
-    sampled = list(video.frames(clip, every=6, limit=3, max_side=160))
+    sampled = list(video.frames(clip, video.Sampling(every=6, limit=3, max_side=160)))
 
     assert [frame.index for frame in sampled] == [0, 6, 12]
     assert [frame.t_ms for frame in sampled] == [0, 250, 500]
@@ -48,7 +48,7 @@ def test_what_is_not_a_clip_is_refused(data: bytes) -> None:
 
 
 def test_remux_puts_the_index_first_without_reencoding() -> None:
-    webm = video.encode(_frames(12), fps=12, codec="vp9")
+    webm = video.encode(_frames(12), 12, video.Codec("vp9"))
     assert not video.index_first(webm)
 
     mp4 = video.remux(webm)

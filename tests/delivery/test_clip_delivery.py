@@ -35,7 +35,7 @@ from services.common.contracts import (
     topic_of,
 )
 from services.common.provenance import read_manifest
-from services.common.storage import ObjectStore, candidate_key, candidate_prefix
+from services.common.storage import AttemptKeys, Blob, ObjectStore, candidate_prefix
 from services.delivery import store
 from services.delivery.app import build
 from services.delivery.retention import RetentionSweeper
@@ -127,8 +127,8 @@ async def selected_clip(settings: DeliverySettings, objects: ObjectStore, tenant
     """A clip stored as the router stores a candidate, and the scorer's selection of it
     published; the job and the candidate's key."""
     job_id = uuid.uuid4()
-    key = candidate_key(tenant_id, job_id, 1, 0, "video/mp4")
-    await objects.put(objects.internal_bucket, key, source, "video/mp4")
+    key = AttemptKeys(tenant_id, job_id, 1).candidate(0, "video/mp4")
+    await objects.put(objects.internal_bucket, key, Blob(source, "video/mp4"))
     score = CandidateScore(index=0, provider="local-video", key=key, sha256=hashlib.sha256(source).hexdigest(),
                            size_bytes=len(source), media_type="video/mp4", passed=True, score=0.9, dimensions={},
                            model="local-clip", model_version="1")

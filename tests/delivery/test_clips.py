@@ -99,7 +99,7 @@ def test_a_clip_with_its_index_last_is_remuxed_index_first_frame_for_frame():
 
 
 def test_a_webm_vp9_clip_becomes_an_mp4_keeping_its_vp9_stream():
-    source = video.encode(scene(12), FPS, codec="vp9")
+    source = video.encode(scene(12), FPS, video.Codec("vp9"))
     assert video.probe(source).media_type == "video/webm"
 
     clip = clips.postprocess(source, Delivery()).image
@@ -221,7 +221,7 @@ def test_bytes_that_are_not_a_clip_are_unpublishable_not_a_crash():
     with pytest.raises(UnpublishableImage):
         clips.postprocess(source[: len(source) // 3], Delivery())  # cut off before its index
     with pytest.raises(UnpublishableImage):
-        clips.postprocess(video.encode(scene(6), FPS, codec="vp9")[:200], Delivery())  # a header and no frames
+        clips.postprocess(video.encode(scene(6), FPS, video.Codec("vp9"))[:200], Delivery())  # a header and no frames
 
 
 def test_a_delivered_clip_is_signed_last_stays_index_first_and_its_poster_carries_the_mark():

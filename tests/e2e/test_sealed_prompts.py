@@ -16,7 +16,7 @@ import pytest
 from genline_stack.fleet import SERVICES
 from services.common.bus.replay import decoded_envelopes, read_topic_to_end
 from services.common.contracts import PUBLISHERS, JobSubmitted, all_topics
-from services.common.sealing import ERASED, BrokenSeal, open_sealed
+from services.common.sealing import ERASED, BrokenSeal, JobField, open_sealed
 from services.ingest.jobs.replay import JobReplay, replay_jobs
 from services.ingest.key_encryption import keyring_of
 from services.ingest.settings import IngestSettings
@@ -83,7 +83,7 @@ def test_an_erased_job_s_prompt_is_nowhere_in_clear_and_the_replays_still_agree(
     assert not in_clear(records, marker) and not outboxes_holding(endpoints.database_url, schemas, marker)
     [submitted] = submitted_of(records, job_id)
     key = data_key(endpoints, job_id)
-    assert key is not None and open_sealed(key, job_id, "prompt", submitted.job.prompt).endswith(marker)
+    assert key is not None and open_sealed(key, JobField(job_id, "prompt"), submitted.job.prompt).endswith(marker)
 
     assert tenant.http.delete(f"/v1/jobs/{job_id}").status_code == 202
     wait_for_audit(platform, tenant.id, "job.erase")
@@ -97,7 +97,7 @@ def test_an_erased_job_s_prompt_is_nowhere_in_clear_and_the_replays_still_agree(
     envelopes, malformed = decoded_envelopes(ours)
     assert malformed == 0 and len(envelopes) >= len(PUBLISHERS)  # every service's events of the job still read
     [submitted] = submitted_of(records, job_id)
-    assert open_sealed(data_key(endpoints, job_id), job_id, "prompt", submitted.job.prompt) == ERASED
+    assert open_sealed(data_key(endpoints, job_id), JobField(job_id, "prompt"), submitted.job.prompt) == ERASED
 
     lines: list[str] = []
     assert replay_ledger(endpoints.settings(LedgerSettings), LedgerReplay("ledger"), out=lines.append) == 0, lines
@@ -125,8 +125,8 @@ def test_a_copy_of_the_database_alone_opens_no_sealed_prompt(platform, tenant_fa
     for _, key in backup:  # no stored value, nor any 32 bytes of one, opens the prompt
         for candidate in [key] + [key[i:i + 32] for i in range(len(key) - 31)]:
             with pytest.raises(BrokenSeal):
-                open_sealed(candidate, job_id, "prompt", submitted.job.prompt)
-    assert open_sealed(data_key(endpoints, job_id), job_id, "prompt", submitted.job.prompt).endswith(marker)
+                open_sealed(candidate, JobField(job_id, "prompt"), submitted.job.prompt)
+    assert open_sealed(data_key(endpoints, job_id), JobField(job_id, "prompt"), submitted.job.prompt).endswith(marker)
 
 
 def test_the_data_key_api_answers_only_the_services_that_open_sealed_content(platform, tenant_factory, endpoints):

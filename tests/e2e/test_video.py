@@ -21,7 +21,7 @@ from skimage import data as skimage_data
 
 from genline_client import Genline, Job, Output, Video
 from services.common.contracts import VideoSpec
-from services.common.video import frames, probe
+from services.common.video import Sampling, frames, probe
 from tests.e2e.conftest import make_tenant
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -108,7 +108,7 @@ def test_the_clip_made_from_the_still_starts_from_that_still(clips):
     """The first frame, small and grey, looks like the uploaded photo (the local provider moves
     over it; a clip made from the prompt alone would not correlate)."""
     delivered = clips["image-to-video"]
-    first = next(frames(delivered.content, limit=1)).rgb
+    first = next(frames(delivered.content, Sampling(limit=1))).rgb
     still = skimage_data.astronaut()
 
     correlation = np.corrcoef(thumbnail(first), thumbnail(still))[0, 1]

@@ -23,8 +23,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from PIL import Image
 
-from services.common.storage import ObjectStore
-from services.common.video import frames, probe
+from services.common.storage import Blob, ObjectStore
+from services.common.video import Sampling, frames, probe
 from tests.clients.clip_server import real_clip
 from tests.conftest import settings_for
 from tests.e2e.test_console import (  # noqa: F401  (fixtures)
@@ -137,14 +137,14 @@ def real_links(endpoints):
     thread of its own: asyncio.run cannot run beside Playwright's loop)."""
     clip = real_clip()
     poster = io.BytesIO()
-    Image.fromarray(next(frames(clip, limit=1)).rgb).save(poster, format="WEBP")
+    Image.fromarray(next(frames(clip, Sampling(limit=1))).rgb).save(poster, format="WEBP")
     folder = f"t-console/{datetime.now(UTC):%Y/%m}/{uuid.uuid4()}"
     store = ObjectStore(settings_for(endpoints))
 
     def put_both() -> None:
         asyncio.run(store.ensure_buckets())
-        asyncio.run(store.put(store.public_bucket, f"{folder}/1.mp4", clip, "video/mp4"))
-        asyncio.run(store.put(store.public_bucket, f"{folder}/1.thumb.webp", poster.getvalue(), "image/webp"))
+        asyncio.run(store.put(store.public_bucket, f"{folder}/1.mp4", Blob(clip, "video/mp4")))
+        asyncio.run(store.put(store.public_bucket, f"{folder}/1.thumb.webp", Blob(poster.getvalue(), "image/webp")))
 
     with ThreadPoolExecutor(1) as pool:
         pool.submit(put_both).result()

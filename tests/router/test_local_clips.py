@@ -27,7 +27,7 @@ def clips() -> dict[str | None, bytes]:
 
 def decoded(data: bytes) -> np.ndarray:
     """Every frame's luma, small (frames × h × w), as floats."""
-    return np.stack([frame.rgb.astype(np.float32).mean(axis=2) for frame in video.frames(data, max_side=160)])
+    return np.stack([frame.rgb.astype(np.float32).mean(axis=2) for frame in video.frames(data, video.Sampling(max_side=160))])
 
 
 def steps(frames: np.ndarray) -> np.ndarray:

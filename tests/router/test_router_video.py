@@ -22,6 +22,7 @@ from PIL import Image
 
 from services.common import video
 from services.common.contracts import CandidatesGenerated, JobCancelRequested, VideoSpec
+from services.common.storage import Blob
 from services.common.templates import Stage, Template, TemplateInput, load_catalogue
 from services.router import generation
 from services.router.providers.registry import load_registry
@@ -110,7 +111,7 @@ async def test_an_image_to_video_job_animates_its_first_frame(endpoints, object_
     first = io.BytesIO()
     Image.new("RGB", CLIP.size(), (200, 40, 40)).save(first, format="PNG")
     key = "uploads/t-router/first-frame.png"
-    await object_store.put(object_store.internal_bucket, key, first.getvalue(), "image/png")
+    await object_store.put(object_store.internal_bucket, key, Blob(first.getvalue(), "image/png"))
     settings = router_settings(endpoints, tmp_path, shipped("local-video"))
     spec = job_spec(images=1, candidates=2, template="image-to-video",
                     video=CLIP.model_copy(update={"first_frame_key": key}))

@@ -28,6 +28,7 @@ from services.common.contracts import (
     all_topics,
     topic_of,
 )
+from services.common.storage import Blob
 from tests.kafka import publish_envelopes, read_topic
 from tests.metrics import metric_value
 from tests.scorer.conftest import blown_out, blurred, jpeg, noisy, png, rgb_photo, save_tiny_clip
@@ -54,7 +55,7 @@ class ScorerUnderTest:
     def put(self, job_id: uuid.UUID, index: int, data: bytes, provider: str = "local",
             media_type: str = "image/png") -> CandidateRef:
         key = f"test/{job_id}/{index}"
-        asyncio.run(self.store.put(self.store.internal_bucket, key, data, media_type))
+        asyncio.run(self.store.put(self.store.internal_bucket, key, Blob(data, media_type)))
         return CandidateRef(index=index, key=key, media_type=media_type, size_bytes=len(data),
                             sha256=hashlib.sha256(data).hexdigest(), width=0, height=0, provider=provider,
                             cost_micro_usd=100)

@@ -55,7 +55,7 @@ def crossfade(first: list[np.ndarray], second: list[np.ndarray], frames: int) ->
 
 
 def encode(frames: list[np.ndarray], fps: float = FPS, codec: str = "h264") -> bytes:
-    return video.encode(frames, fps, codec=codec)
+    return video.encode(frames, fps, video.Codec(codec))
 
 
 def slow_zoom(pixels: np.ndarray, frames: int, zoom: float = 1.2) -> list[np.ndarray]:

@@ -294,7 +294,8 @@ class EventConsumer:
             telemetry.EVENTS_CONSUMED.labels(self.service, event_type, "applied").inc(count)
         if log.isEnabledFor(logging.INFO):
             for envelope in fresh:
-                with telemetry.job_context(envelope.subject, envelope.tenant_id, envelope.traceparent):
+                context = telemetry.JobContext(envelope.subject, envelope.tenant_id, envelope.traceparent)
+                with telemetry.job_context(context):
                     log.info("applied %s", envelope.type)
         if outgoing:
             self.relay.notify()
@@ -305,8 +306,8 @@ class EventConsumer:
         """Logs name the job, tenant and trace (and know its prompt, to redact it); a consumer
         span continues the event's trace."""
         spec = getattr(envelope.event, "job", None)
-        with (telemetry.job_context(envelope.subject, envelope.tenant_id, envelope.traceparent,
-                                    getattr(spec, "prompt", None)),
+        with (telemetry.job_context(telemetry.JobContext(envelope.subject, envelope.tenant_id, envelope.traceparent,
+                                                         getattr(spec, "prompt", None))),
               tracing.continued(envelope.traceparent, f"{record.topic} process", SpanKind.CONSUMER)):
             yield
 

@@ -27,7 +27,7 @@ from services.common.bus.journal import (
 )
 from services.common.bus.kafka_security import client_options, compression
 from services.common.bus.wake import END_SEPARATOR, PARTITION_SEPARATOR, TOPIC_SEPARATOR, bus_channel
-from services.common.db import Conn, Pool, Statement, insert_many, inserted, listen
+from services.common.db import Channel, Conn, Pool, Statement, insert_many, inserted, listen
 from services.common.settings import ServiceSettings
 from services.common.supervision import failed, stop_tasks, supervise
 
@@ -201,7 +201,7 @@ class OutboxRelay:
         def on_lost() -> None:
             self._listening = False
 
-        await listen(self.database_url, outbox_channel(self.service), on_notify, self.poll_interval_s, on_lost)
+        await listen(Channel(self.database_url, outbox_channel(self.service), self.poll_interval_s), on_notify, on_lost)
 
     async def stop(self, grace_s: float = 15) -> None:
         """Publish what is committed, then stop; never cancel a send half-way (what is left

@@ -31,7 +31,7 @@ from services.common.bus.envelope import Envelope
 from services.common.bus.positions import FetchHold, OffsetCommits, Unapplied
 from services.common.contracts import JOB_PRIORITIES
 from services.common.supervision import stop_tasks
-from services.common.turns import FairTurns, plan_share
+from services.common.turns import FairTurns, Turn, plan_share
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +130,8 @@ class ReadAhead:
         if not queue or key in self._in_turns or key in self._running:
             return
         head = queue[0].envelope
-        self._turns.push(key, head.tenant_id or "", plan_share(head.plan_priority),
-                         (JOB_RANK.get(head.job_priority, 0), queue[0].arrival))
+        self._turns.push(key, Turn(head.tenant_id or "", plan_share(head.plan_priority),
+                                   (JOB_RANK.get(head.job_priority, 0), queue[0].arrival)))
         self._in_turns.add(key)
 
     def _dispatch(self) -> None:

@@ -41,7 +41,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.common import telemetry
-from services.common.db import listen
+from services.common.db import Channel, listen
 from services.common.supervision import stop_tasks, supervise
 
 log = logging.getLogger(__name__)
@@ -112,8 +112,8 @@ class FetchWaker:
         fetcher = kafka._fetcher
         fetcher._proc_fetch_request = self._watching(kafka, fetcher._proc_fetch_request)
         kafka.getmany = self._pausing_when_drained(kafka.getmany)
-        self._tasks = [supervise("bus-wake-listen", lambda: listen(self.database_url, bus_channel(self.namespace),
-                                                                   self._heard, self.retry_s)),
+        channel = Channel(self.database_url, bus_channel(self.namespace), self.retry_s)
+        self._tasks = [supervise("bus-wake-listen", lambda: listen(channel, self._heard)),
                        supervise("bus-wake-idle", self._fetch_now_and_then)]
         self.fetch(self.topics)
 

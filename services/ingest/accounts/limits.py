@@ -60,11 +60,12 @@ def check_order_size(plan: Plan, images: int, candidates: int | None) -> None:
     """Refuse (422, naming the limit) an order larger than the plan lets one job place."""
     if images > plan.images_per_job:
         raise Problem(422, "order-too-large", f"plan {plan.name!r} allows at most {plan.images_per_job} images per job;"
-                      f" this job asks for {images}", plan=plan.name, limit=plan.images_per_job, field="images")
+                      f" this job asks for {images}",
+                      extra={"plan": plan.name, "limit": plan.images_per_job, "field": "images"})
     if candidates is not None and candidates > plan.candidates_per_job:
         raise Problem(422, "order-too-large", f"plan {plan.name!r} allows at most {plan.candidates_per_job} candidates"
-                      f" per job; this job asks for {candidates}", plan=plan.name, limit=plan.candidates_per_job,
-                      field="candidates")
+                      f" per job; this job asks for {candidates}", extra={"plan": plan.name, "limit": plan.candidates_per_job,
+                                                                          "field": "candidates"})
 
 
 def check_submission(plan: Plan, usage: Usage, images: int) -> None:
@@ -74,12 +75,12 @@ def check_submission(plan: Plan, usage: Usage, images: int) -> None:
         raise Problem(429, "concurrent-jobs-limit",
                       f"plan {plan.name!r} allows {plan.concurrent_jobs} jobs in progress at once and"
                       f" {usage.active} are; submit again when one has finished",
-                      {"Retry-After": str(CONCURRENCY_RETRY_AFTER_S)}, retry_after=CONCURRENCY_RETRY_AFTER_S,
-                      plan=plan.name, limit=plan.concurrent_jobs, active=usage.active)
+                      {"Retry-After": str(CONCURRENCY_RETRY_AFTER_S)}, extra={"retry_after": CONCURRENCY_RETRY_AFTER_S,
+                      "plan": plan.name, "limit": plan.concurrent_jobs, "active": usage.active})
     if plan.images_per_day is not None and usage.images_today + images > plan.images_per_day:
         retry_after = max(1, int((usage.resets_at - usage.counted_at).total_seconds()))
         raise Problem(429, "daily-images-limit",
                       f"plan {plan.name!r} allows {plan.images_per_day} images a day (UTC); {usage.images_today}"
                       f" were asked for today and this job asks for {images}",
-                      {"Retry-After": str(retry_after)}, retry_after=retry_after,
-                      plan=plan.name, limit=plan.images_per_day, used=usage.images_today)
+                      {"Retry-After": str(retry_after)}, extra={"retry_after": retry_after,
+                      "plan": plan.name, "limit": plan.images_per_day, "used": usage.images_today})

@@ -32,8 +32,8 @@ async def write_screening(conn: Conn, tenant_id: str, screening: TenantScreening
 def refused(refusal: Refusal) -> Problem:
     whose = {"operator": "the platform's", "tenant": "your", "moderation": "the moderation provider's"}[refusal.source]
     return Problem(422, "prompt-refused", f"the prompt was refused by {whose} screening: category"
-                   f" {refusal.category!r}; nothing was held or generated", category=refusal.category,
-                   screened_by=refusal.source)
+                   f" {refusal.category!r}; nothing was held or generated", extra={"category": refusal.category,
+                                                                                   "screened_by": refusal.source})
 
 
 class PromptGate:
@@ -59,7 +59,7 @@ class PromptGate:
             if (tenant.policy or self.default_policy) == "fail_closed":
                 raise Problem(503, "prompt-screening-unavailable", "the moderation provider does not answer and your"
                               " policy is to refuse prompts it has not seen; try again shortly",
-                              {"Retry-After": "10"}, retry_after=10) from None
+                              {"Retry-After": "10"}, extra={"retry_after": 10}) from None
             return
         if category is not None:
             raise refused(Refusal(category, "moderation"))

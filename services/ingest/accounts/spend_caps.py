@@ -43,7 +43,8 @@ class Submitter:
         return Problem(402, "key-cap-reached",
                        f"API key {key_id} has a {word} spend cap of {cap.credits} credits: {cap.spent} spent {when},"
                        f" and the job costs {cost}; raise the cap (PUT /v1/api-keys/{key_id}/caps) or wait",
-                       cap=word, cap_credits=cap.credits, spent=cap.spent, cost=cost, api_key_id=str(key_id))
+                       extra={"cap": word, "cap_credits": cap.credits, "spent": cap.spent, "cost": cost,
+                              "api_key_id": str(key_id)})
 
     def beyond_caps(self, spent: KeySpent, cost: int) -> Problem | None:
         """The 402 for the first cap `cost` more would pass, or None."""

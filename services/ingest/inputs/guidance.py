@@ -57,7 +57,7 @@ def guidance_problem(template: str, failed: list[FailedCheck]) -> Problem:
     sentences = "; and ".join(f.message for f in failed)
     return Problem(422, "input-guidance",
                    f"the input photo does not suit the {template} template: {sentences}.",
-                   template=template, checks=[f.as_json() for f in failed])
+                   extra={"template": template, "checks": [f.as_json() for f in failed]})
 
 
 async def check_input(settings: IngestSettings, template: str, photo: bytes) -> None:

@@ -42,7 +42,7 @@ async def ask_scorer(settings: IngestSettings, question: ScorerQuestion) -> dict
             response.raise_for_status()
     except httpx.HTTPError as error:
         raise Problem(503, question.problem_type, f"{question.cannot} now ({type(error).__name__}); try again"
-                      " shortly", {"Retry-After": str(RETRY_AFTER_S)}, retry_after=RETRY_AFTER_S) from None
+                      " shortly", {"Retry-After": str(RETRY_AFTER_S)}, extra={"retry_after": RETRY_AFTER_S}) from None
     answer: dict[str, Any] = response.json()
     return answer
 

@@ -69,7 +69,7 @@ class ScreeningLimits:
         if width * height > self.max_pixels:
             raise Problem(413, "too-many-pixels",
                           f"{name} declares {width}×{height} = {width * height} pixels; at most {self.max_pixels} "
-                          "are accepted", reason="pixels", limit=self.max_pixels)
+                          "are accepted", extra={"reason": "pixels", "limit": self.max_pixels})
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ def declared(sent: Sent, limits: ScreeningLimits) -> Declared:
     data, name = sent.data, sent.name
     if len(data) > limits.max_bytes:
         raise Problem(413, "image-too-large", f"{name} is {len(data)} bytes; at most {limits.max_bytes} are accepted",
-                      reason="bytes", limit=limits.max_bytes)
+                      extra={"reason": "bytes", "limit": limits.max_bytes})
     image_format = format_by_content(data, name)
     check_structure(image_format, data, name)
     with opened(sent, image_format, limits) as image:
@@ -143,7 +143,7 @@ def check_compression(decoded_bytes: int, file_bytes: int, name: str) -> None:
         raise Problem(413, "decompression-bomb",
                       f"{name} is {file_bytes} bytes but declares {decoded_bytes} bytes of pixels, more than"
                       f" {MAX_COMPRESSION_RATIO} times its size: a decompression bomb, not a photograph",
-                      reason="compression-ratio", limit=MAX_COMPRESSION_RATIO)
+                      extra={"reason": "compression-ratio", "limit": MAX_COMPRESSION_RATIO})
 
 
 def decoded_clean(sent: Sent, found: Declared, limits: ScreeningLimits) -> ScreenedImage:
@@ -165,7 +165,7 @@ def format_by_content(data: bytes, name: str) -> str:
     looks = f"; its content is {kind}" if kind else ""
     raise Problem(415, "unsupported-image-type",
                   f"{name} is not a JPEG, PNG or WebP image{looks} (the type is read from the content, "
-                  "not from the file name or Content-Type)", reason="type")
+                  "not from the file name or Content-Type)", extra={"reason": "type"})
 
 
 def check_structure(image_format: str, data: bytes, name: str) -> None:
@@ -174,16 +174,17 @@ def check_structure(image_format: str, data: bytes, name: str) -> None:
     try:
         end, metadata = walk(data)
     except (IndexError, struct.error, ValueError) as error:
-        raise Problem(422, "truncated-image", f"{name} is truncated or corrupt: {error}", reason="truncated") from None
+        raise Problem(422, "truncated-image", f"{name} is truncated or corrupt: {error}",
+                      extra={"reason": "truncated"}) from None
     if len(data) > end:
         raise Problem(422, "polyglot-image",
                       f"{name} has {len(data) - end} bytes after the end of its {image_format} data; a file that "
-                      "is an image and something else is refused", reason="trailing-data")
+                      "is an image and something else is refused", extra={"reason": "trailing-data"})
     found = next((m for m in (EMBEDDED.search(segment) for segment in metadata) if m), None)
     if found:
         raise Problem(422, "polyglot-image",
                       f"{name} carries {found.group().decode('latin-1')!r} in its metadata, the signature of an "
-                      "archive, document or script; such files are refused", reason="embedded-payload")
+                      "archive, document or script; such files are refused", extra={"reason": "embedded-payload"})
 
 
 def jpeg_layout(data: bytes) -> tuple[int, list[bytes]]:
@@ -271,10 +272,10 @@ def opened(sent: Sent, image_format: str, limits: ScreeningLimits) -> Iterator[I
         raise
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
         raise Problem(413, "too-many-pixels", f"{sent.name} declares more pixels than are accepted ({error})",
-                      reason="pixels", limit=limits.max_pixels) from None
+                      extra={"reason": "pixels", "limit": limits.max_pixels}) from None
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise Problem(422, "corrupt-image", f"{sent.name} could not be decoded completely ({error})",
-                      reason="corrupt") from None
+                      extra={"reason": "corrupt"}) from None
 
 
 def decoded(sent: Sent, image_format: str, limits: ScreeningLimits) -> Image.Image:
@@ -340,8 +341,8 @@ class ScreeningGate:
             most = self.budget_bytes // BYTES_PER_PIXEL[found.image_format]
             raise Problem(413, "too-many-pixels",
                           f"{name} declares {found.width}×{found.height} = {found.width * found.height} pixels; this"
-                          f" service screens at most {most} pixels of {found.image_format}", reason="pixels",
-                          limit=most)
+                          f" service screens at most {most} pixels of {found.image_format}", extra={"reason": "pixels",
+                                                                                                    "limit": most})
         async with self._holding(found.decode_bytes, name):
             return await asyncio.get_running_loop().run_in_executor(
                 self._decoders, decoded_clean, sent, found, limits)
@@ -354,7 +355,8 @@ class ScreeningGate:
             except TimeoutError:
                 retry = max(1, round(self.wait_s))
                 raise Problem(503, "screening-busy", f"{name} cannot be screened right now: other photos are being"
-                              " screened; try again shortly", {"Retry-After": str(retry)}, retry_after=retry) from None
+                              " screened; try again shortly", {"Retry-After": str(retry)},
+                              extra={"retry_after": retry}) from None
             self.held_bytes += need
             self.running += 1
         try:

@@ -68,4 +68,4 @@ async def check_clip_makers(stub: Any, timeout_s: float, order: ClipOrder | None
         why = f": {'; '.join(reasons)}" if reasons else ": no provider here makes clips"
         pinned = f" with model {order.model!r}" if order.model else ""
         raise Problem(422, "no-video-model", f"no video model{pinned} on this platform makes {order.said()}{why}",
-                      reasons=reasons)
+                      extra={"reasons": reasons})

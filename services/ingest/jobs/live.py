@@ -14,7 +14,7 @@ from typing import Any
 from uuid import UUID
 
 from services.common.contracts import FINAL_STATES
-from services.common.db import listen
+from services.common.db import Channel, listen
 from services.common.runtime import ServiceRuntime
 from services.common.supervision import stop_tasks, supervise
 from services.ingest import store
@@ -53,8 +53,8 @@ class LogWatch:
                 del self._waiting[tenant_id]
 
     async def start(self) -> None:
-        self._task = supervise("ingest-log-watch", lambda: listen(self.database_url, store.log_channel(self.schema),
-                                                                  self._notified, self.poll_s))
+        channel = Channel(self.database_url, store.log_channel(self.schema), self.poll_s)
+        self._task = supervise("ingest-log-watch", lambda: listen(channel, self._notified))
 
     async def stop(self) -> None:
         await stop_tasks(self._task)

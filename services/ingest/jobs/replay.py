@@ -32,7 +32,7 @@ from services.common.bus import (
     until_settled,
 )
 from services.common.contracts import PUBLISHERS, JobSpec
-from services.common.sealing import ERASED, open_sealed
+from services.common.sealing import ERASED, JobField, open_sealed
 from services.common.settings import AuditorSettings
 from services.ingest import store
 from services.ingest.data_keys import keys_of
@@ -86,7 +86,8 @@ def prompt_opener(conn: psycopg.Connection, schema: str, keyring: Keyring) -> Ca
     erased = store.erased_job_ids(conn, schema)
 
     def open_prompt(spec: JobSpec) -> str:
-        return ERASED if spec.job_id in erased else open_sealed(keys.get(spec.job_id), spec.job_id, "prompt", spec.prompt)
+        prompt = JobField(spec.job_id, "prompt")
+        return ERASED if spec.job_id in erased else open_sealed(keys.get(spec.job_id), prompt, spec.prompt)
 
     return open_prompt
 

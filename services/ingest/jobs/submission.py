@@ -33,7 +33,7 @@ from services.common.contracts import (
 from services.common.problems import Problem
 from services.common.quality.profiles import Profile, ProfileError, QualityRules, job_profile, profile_names
 from services.common.runtime import ServiceRuntime
-from services.common.sealing import seal
+from services.common.sealing import JobField, seal
 from services.common.storage import ObjectStore, StorageError
 from services.common.templates import Template, load_catalogue
 from services.ingest import data_keys, store
@@ -173,7 +173,7 @@ def job_spec(submission: "Submission", settings: IngestSettings, priority: int) 
     job_id = submission.job_key.job_id
     return JobSpec(job_id=job_id, tenant_id=submission.tenant_id, template=body.template, tier=body.tier,
                    deadline_s=body.deadline_s, min_images=body.min_images, use_retry_tokens=body.use_retry_tokens,
-                   prompt=seal(submission.job_key.key, job_id, "prompt", body.prompt),
+                   prompt=seal(submission.job_key.key, JobField(job_id, "prompt"), body.prompt),
                    template_version=load_catalogue().version, profile_name=submission.profile.name,
                    profile_version=profile_version(submission.profile),
                    images=body.images, candidates=candidates, candidates_fixed=body.candidates is not None,
@@ -213,7 +213,7 @@ def check_scoring(body: JobRequest, settings: IngestSettings) -> Profile:
         raise Problem(422, "dimension-unavailable",
                       f"profile {profile.name!r} with these rules requires {', '.join(missing)}, but no CLIP model"
                       " is configured on this platform, so it could not be scored; do not require it",
-                      unavailable=missing)
+                      extra={"unavailable": missing})
     return profile
 
 
@@ -339,7 +339,7 @@ class Intake:
         photo = await self.gate.screen(sent.data, limits, sent.name)
         await guidance.check_input(settings, template, photo.data)
         key = f"{tenant_id}/references/{photo.sha256}.{photo.extension}"
-        await objects.put(objects.internal_bucket, key, photo.data, photo.media_type)
+        await objects.put(objects.internal_bucket, key, photo)
         return key
 
     async def first_frame_photo(self, tenant_id: str, template: str, first_frame: video_request.FirstFrame) -> str:
@@ -352,7 +352,7 @@ class Intake:
         except StorageError:
             raise Problem(422, "unknown-first-frame", f"video.first_frame: image {first_frame.n} of job"
                           f" {first_frame.job_id} is no longer stored (erased, or past retention)",
-                          field="video.first_frame") from None
+                          extra={"field": "video.first_frame"}) from None
         return await self.stored_reference(tenant_id, template, screening.Sent(data, "video.first_frame"))
 
     async def record(self, submission: Submission) -> domain.JobView:

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.common.admin import Operator, OperatorWith
 from services.common.api import RequestModel, StorableText
-from services.common.audit import operator_actor, record_action
+from services.common.audit import Action, operator_actor, record_action
 from services.common.contracts import RetentionSet
 from services.common.problems import Problem
 from services.common.quality.calibration import Judged
@@ -73,8 +73,9 @@ async def set_retention(runtime: Runtime, operator: TenantsManager, body: Retent
             raise Problem(404, "tenant-not-found", f"no tenant {tenant_id!r}")
         await runtime.emit(conn, RetentionSet(tenant_id=tenant_id, outputs_days=body.outputs_days,
                                               candidates_days=body.candidates_days, set_at=datetime.now(UTC)))
-        await record_action(runtime, conn, operator_actor(operator.name), "retention.set", f"tenant:{tenant_id}",
-                            tenant_id, outputs_days=body.outputs_days, candidates_days=body.candidates_days)
+        await record_action(runtime, conn, Action(operator_actor(operator.name), "retention.set", f"tenant:{tenant_id}",
+                                                  tenant_id, {"outputs_days": body.outputs_days,
+                                                              "candidates_days": body.candidates_days}))
     runtime.relay.notify()
     return RetentionApplied(tenant_id=tenant_id, **body.model_dump())
 

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from services.common.admin import Operator, OperatorWith
 from services.common.api import RequestModel, StorableText
-from services.common.audit import operator_actor, record_action
+from services.common.audit import Action, operator_actor, record_action
 from services.common.problems import Problem
 from services.ingest.accounts import keys, tenants
 from services.ingest.accounts.keys import SCOPES
@@ -51,10 +51,10 @@ async def create_tenant(operator: TenantsManager, runtime: Runtime, plans: Plans
             raise Problem(409, "tenant-exists", f"tenant {body.id!r} exists already; create its keys with its own keys")
         issued = await keys.issue_key(conn, body.id, keys.KeyGrant(keys.OPERATOR_KEY_NAME))
         actor = operator_actor(operator.name)
-        await record_action(runtime, conn, actor, "tenant.create", f"tenant:{body.id}", body.id, name=body.name,
-                            plan=plan)
-        await record_action(runtime, conn, actor, "api_key.create", f"api_key:{issued.id}", body.id,
-                            name=keys.OPERATOR_KEY_NAME, scopes=list(SCOPES))
+        await record_action(runtime, conn, Action(actor, "tenant.create", f"tenant:{body.id}", body.id,
+                                                  {"name": body.name, "plan": plan}))
+        await record_action(runtime, conn, Action(actor, "api_key.create", f"api_key:{issued.id}", body.id,
+                                                  {"name": keys.OPERATOR_KEY_NAME, "scopes": list(SCOPES)}))
     runtime.relay.notify()
     return NewTenant(id=body.id, plan=plan, api_key=issued.secret, key_id=str(issued.id))
 
@@ -69,8 +69,8 @@ async def set_plan(tenant_id: str, operator: TenantsManager, runtime: Runtime, p
         previous = await tenants.set_plan(conn, tenant_id, plan)
         if previous is None:
             raise Problem(404, "tenant-not-found", f"no tenant {tenant_id!r}")
-        await record_action(runtime, conn, operator_actor(operator.name), "plan.set", f"tenant:{tenant_id}",
-                            tenant_id, previous=previous, plan=plan)
+        await record_action(runtime, conn, Action(operator_actor(operator.name), "plan.set", f"tenant:{tenant_id}",
+                                                  tenant_id, {"previous": previous, "plan": plan}))
     runtime.relay.notify()
     return {"id": tenant_id, "plan": plan, "previous": previous}
 

@@ -99,7 +99,7 @@ class AutoTopUpAttempt(BaseModel):
 
 class Billing(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
-        "has_customer": True,
+                                                 "has_customer": True,
         "packs": [{"name": "starter", "credits": 1000, "amount_minor": 1000, "currency": "usd"}],
         "auto_topup": {"below": 500, "pack": "starter", "max_per_month": 4, "enabled": True, "paused_reason": None,
                        "failures": 0},
@@ -152,7 +152,7 @@ class TenantBilling:
 
 def billing_unavailable() -> Problem:
     return Problem(503, "billing-unavailable", "payments cannot be reached right now; try again shortly",
-                   {"Retry-After": "5"}, retry_after=5)
+                   {"Retry-After": "5"}, extra={"retry_after": 5})
 
 
 @router.get("", response_model=Billing, responses=problems.responses(404))

@@ -42,7 +42,7 @@ async def candidate_image(job_id: str, index: Annotated[int, Path(ge=0, le=10_00
     if score is None:
         raise Problem(404, "candidate-not-found", f"job {job_id} has no scored candidate {index}")
     try:
-        data = await objects.get_part(objects.internal_bucket, score.key, score.offset, score.size_bytes)
+        data = await objects.get_part(objects.internal_bucket, score)
     except StorageError as error:
         if error.status != 404:
             raise

@@ -10,11 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.common import problems, telemetry
 from services.common.api import RequestModel, Timestamp
-from services.common.audit import record_action
+from services.common.audit import Action, record_action
 from services.common.bus import erase_prompt_from_outbox
 from services.common.contracts import JobErased, OutputReported
 from services.common.problems import Problem
-from services.common.storage import ObjectStore, signed_links
+from services.common.storage import ObjectStore
 from services.ingest import data_keys, store
 from services.ingest.accounts.spend_caps import Submitter
 from services.ingest.deps import (
@@ -99,7 +99,7 @@ async def submit_job(body: JobRequest, response: Response, caller: JobsSubmitter
 
 def fresh_links(view: domain.JobView, objects: ObjectStore, ttl_s: int) -> domain.JobView:
     """Links are signed on every read, so a client never gets one that has already expired."""
-    outputs = [o.model_copy(update=signed_links(objects, o.key, o.thumbnail_key, ttl_s)) for o in view.outputs]
+    outputs = [o.model_copy(update=objects.signed_links(o.key, o.thumbnail_key, ttl_s)) for o in view.outputs]
     return view.model_copy(update={"outputs": outputs})
 
 
@@ -179,14 +179,14 @@ async def erase_job(job_id: str, tenant: JobsWriter, runtime: Runtime) -> JobEra
             await refuse_missing(conn, job_id, tenant)
         if not view.final:
             raise Problem(409, "job-not-final", f"job {job_id} is {view.state}; cancel it and delete it once it has"
-                          " ended", state=view.state)
+                          " ended", extra={"state": view.state})
         reference_key = await store.reference_to_delete(conn, view.id)
         await store.erase_job(conn, view, now)
         await data_keys.destroy(conn, view.id)  # every sealed copy of the prompt, anywhere, is now unreadable
         await erase_prompt_from_outbox(conn, view.id)  # clear prompts of events from before sealing
         await runtime.emit(conn, JobErased(job_id=view.id, tenant_id=tenant, requested_at=now,
                                            reference_key=reference_key))
-        await record_action(runtime, conn, f"tenant:{tenant}", "job.erase", f"job:{view.id}", tenant)
+        await record_action(runtime, conn, Action(f"tenant:{tenant}", "job.erase", f"job:{view.id}", tenant))
     runtime.relay.notify()
     return JobErasure(id=view.id)
 
@@ -206,7 +206,7 @@ async def cancel_job(job_id: str, tenant: JobsWriter, runtime: Runtime, settings
         try:
             view, event = domain.request_cancel(before, datetime.now(UTC), "canceled by the client")
         except domain.JobIsFinal as error:
-            raise Problem(409, "job-final", str(error), state=before.state) from None
+            raise Problem(409, "job-final", str(error), extra={"state": before.state}) from None
         if event is not None:
             await projection.record(conn, store.Change(before, view, event, event.requested_at))
             await runtime.emit(conn, event)

@@ -13,7 +13,7 @@ from pydantic.config import JsonDict
 
 from services.common import problems
 from services.common.api import RequestModel, StorableText
-from services.common.audit import key_actor, record_action
+from services.common.audit import Action, key_actor, record_action
 from services.common.contracts import KeySpendCaps
 from services.common.problems import Problem
 from services.ingest.accounts import keys, spend_caps
@@ -133,13 +133,14 @@ async def create_api_key(caller: KeysManager, runtime: Runtime, response: Respon
     beyond = [s for s in (body.scopes or []) if s not in caller.scopes]
     if beyond:
         raise Problem(403, "scope-not-held", f"this API key cannot grant {beyond[0]!r}, a scope it does not hold",
-                      scope=beyond[0])
+                      extra={"scope": beyond[0]})
     caps = KeySpendCaps(daily=body.daily_cap_credits, monthly=body.monthly_cap_credits)
     grant = keys.KeyGrant(body.name, tuple(scopes), caps)
     async with runtime.pool.connection() as conn, conn.transaction():
         issued = await keys.issue_key(conn, caller.tenant_id, grant)
-        await record_action(runtime, conn, key_actor(str(caller.key_id)), "api_key.create", f"api_key:{issued.id}",
-                            caller.tenant_id, name=body.name, scopes=scopes, **caps.model_dump())
+        await record_action(runtime, conn, Action(key_actor(str(caller.key_id)), "api_key.create",
+                                                  f"api_key:{issued.id}", caller.tenant_id,
+                                                  {"name": body.name, "scopes": scopes, **caps.model_dump()}))
     runtime.relay.notify()
     response.headers["Location"] = f"/v1/api-keys/{issued.id}"
     return new_key_body(issued, grant)
@@ -168,8 +169,8 @@ async def set_api_key_caps(key_id: KeyId, body: CapsRequest, caller: KeysManager
         row = await keys.set_caps(conn, caller.tenant_id, parse_key_id(key_id), caps)
         if row is None:
             raise Problem(404, "api-key-not-found", f"no API key {key_id!r}")
-        await record_action(runtime, conn, key_actor(str(caller.key_id)), "api_key.caps", f"api_key:{row['id']}",
-                            caller.tenant_id, **caps.model_dump())
+        await record_action(runtime, conn, Action(key_actor(str(caller.key_id)), "api_key.caps", f"api_key:{row['id']}",
+                                                  caller.tenant_id, caps.model_dump()))
     runtime.relay.notify()
     spent = await spend_caps.spent_by_keys(LedgerClient(ledger, settings.ledger_grpc_timeout_s), caller.tenant_id,
                                            [row["id"]])
@@ -184,8 +185,8 @@ async def revoke_api_key(key_id: KeyId, caller: KeysManager, runtime: Runtime) -
     async with runtime.pool.connection() as conn, conn.transaction():
         if not await keys.revoke_key(conn, caller.tenant_id, revoked):
             raise Problem(404, "api-key-not-found", f"no API key {key_id!r}")
-        await record_action(runtime, conn, key_actor(str(caller.key_id)), "api_key.revoke", f"api_key:{revoked}",
-                            caller.tenant_id)
+        await record_action(runtime, conn, Action(key_actor(str(caller.key_id)), "api_key.revoke", f"api_key:{revoked}",
+                                                  caller.tenant_id))
     runtime.relay.notify()
     return Response(status_code=204)
 
@@ -202,8 +203,9 @@ async def rotate_api_key(key_id: KeyId, caller: KeysManager, runtime: Runtime, s
         if rotated is None:
             raise Problem(404, "api-key-not-found", f"no API key {key_id!r}")
         issued, old = rotated
-        await record_action(runtime, conn, key_actor(str(caller.key_id)), "api_key.rotate", f"api_key:{old['id']}",
-                            caller.tenant_id, new_key=str(issued.id), overlap_s=overlap_s)
+        await record_action(runtime, conn, Action(key_actor(str(caller.key_id)), "api_key.rotate",
+                                                  f"api_key:{old['id']}", caller.tenant_id,
+                                                  {"new_key": str(issued.id), "overlap_s": overlap_s}))
     runtime.relay.notify()
     return RotatedApiKey(new=new_key_body(issued, keys.grant_of(old)),
                          old=ApiKey.model_validate(old))

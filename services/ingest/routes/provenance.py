@@ -97,7 +97,7 @@ async def capped_file(request: Request, limit: int) -> bytes:
 
 
 def too_large(limit: int) -> Problem:
-    return Problem(413, "file-too-large", f"at most {limit} bytes are verified", limit=limit)
+    return Problem(413, "file-too-large", f"at most {limit} bytes are verified", extra={"limit": limit})
 
 
 async def take_anonymous(request: Request, response: Response) -> None:
@@ -114,7 +114,7 @@ async def take_anonymous(request: Request, response: Response) -> None:
     if not decision.allowed:
         raise Problem(429, "rate-limited", f"verify allows {plan.requests_per_s:g} requests a second per address with"
                       f" bursts of {plan.burst}; retry after {decision.retry_after_s} s", decision.headers(plan),
-                      retry_after=decision.retry_after_s)
+                      extra={"retry_after": decision.retry_after_s})
     response.headers.update(decision.headers(plan))
 
 

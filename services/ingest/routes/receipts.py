@@ -89,7 +89,7 @@ async def get_receipt(job_id: str, tenant: JobsReader, runtime: Runtime) -> Resp
                 raise Problem(404, "job-not-found", f"no job {job_id!r}")
             if state is not None and state not in FINAL_STATES:
                 raise Problem(409, "job-not-final", f"job {job_id} is {state}; its receipt is issued when it is final"
-                              " and settled", state=state)
+                              " and settled", extra={"state": state})
             raise Problem(404, "receipt-not-found", f"job {job_id} ended before receipts were issued")
     return signed_json(document)
 

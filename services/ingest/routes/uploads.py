@@ -60,7 +60,7 @@ async def capped_body(request: Request, limit: int) -> bytes:
 
 def too_large(size: int, limit: int) -> Problem:
     return Problem(413, "image-too-large", f"the upload is {size} bytes or more; at most {limit} are accepted",
-                   reason="bytes", limit=limit)
+                   extra={"reason": "bytes", "limit": limit})
 
 
 def file_part(body: bytes, content_type: str) -> bytes:
@@ -103,7 +103,7 @@ async def create_upload(request: Request, response: Response, tenant: JobsWriter
     limits = screening.ScreeningLimits(settings.max_upload_bytes, settings.max_reference_pixels)
     photo = await gate.screen(data, limits, "the upload")
     upload = store.NewUpload(uuid4(), tenant, photo)
-    await objects.put(objects.internal_bucket, upload.key, photo.data, photo.media_type)
+    await objects.put(objects.internal_bucket, upload.key, photo)
     async with runtime.pool.connection() as conn:
         row = await store.insert_upload(conn, upload)
     response.headers["Location"] = f"/v1/uploads/{upload.id}"

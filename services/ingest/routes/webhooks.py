@@ -188,7 +188,7 @@ Delivery = Annotated[DeliveryClient, Depends(delivery_client)]
 
 def delivery_unavailable() -> Problem:
     return Problem(503, "delivery-unavailable", "webhooks cannot be reached right now; try again shortly",
-                   {"Retry-After": "2"}, retry_after=2)
+                   {"Retry-After": "2"}, extra={"retry_after": 2})
 
 
 def endpoint_path(endpoint_id: UUID) -> str:

@@ -113,7 +113,7 @@ CLAIMED_AND_LOCKED_VIEWS = (
 
 async def write_views(conn: Conn, views: list[JobView], also: Sequence[Statement | None] = ()) -> None:
     """Write the jobs' views, and `also` (writes to other tables) in the same statement."""
-    await together(conn, [*also, updated("jobs", "id", VIEW_COLUMNS,
+    await together(conn, [*also, updated("jobs", VIEW_COLUMNS,
                                         [(view.id, view.state, view.stored_json(), view.updated_at) for view in views])])
 
 

@@ -120,7 +120,7 @@ class Payments:
             return await call
         except GatewayUnavailable as error:
             raise Problem(503, "payments-unavailable", f"the payment processor did not answer: {error}",
-                          {"Retry-After": "5"}, retry_after=5) from None
+                          {"Retry-After": "5"}, extra={"retry_after": 5}) from None
 
     # ---- notices -------------------------------------------------------------------------
 

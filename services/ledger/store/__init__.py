@@ -20,7 +20,17 @@ import psycopg
 from psycopg.rows import DictRow
 
 from services.common.bus import InboxClaim, TransientConflict
-from services.common.db import Conn, Statement, added, as_arrays, inserted, together, typed_arrays, updated
+from services.common.db import (
+    Conn,
+    Statement,
+    added,
+    as_arrays,
+    inserted,
+    inserted_if_absent,
+    together,
+    typed_arrays,
+    updated,
+)
 from services.ledger.domain import Book
 from services.ledger.key_caps import period_start
 from services.ledger.records import Account, Grant, Transfer
@@ -176,22 +186,20 @@ async def _write_book(conn: Conn, book: Book, published: Statement | None) -> No
     their locks are held for the shortest time."""
     await together(conn, [
         published,
-        inserted("accounts", ACCOUNT_COLUMNS, [(t, 0, 0, 0) for t in sorted(book.new_accounts)],
-                 "ON CONFLICT (tenant_id) DO NOTHING"),
+        inserted_if_absent("accounts", ACCOUNT_COLUMNS, [(t, 0, 0, 0) for t in sorted(book.new_accounts)]),
         inserted("grants", GRANT_COLUMNS, [_values(g, GRANT_COLUMNS) for g in book.new_grants]),
         inserted("transfers", TRANSFER_COLUMNS, [_values(t, TRANSFER_COLUMNS) for t in book.new_transfers]),
         inserted("entries", ENTRY_COLUMNS, [_values(e, ENTRY_COLUMNS) for e in book.entries]),
-        inserted("provider_costs", COST_COLUMNS, [_values(c, COST_COLUMNS) for c in book.new_costs],
-                 "ON CONFLICT DO NOTHING"),
+        inserted_if_absent("provider_costs", COST_COLUMNS, [_values(c, COST_COLUMNS) for c in book.new_costs]),
         inserted("reports", REPORT_COLUMNS, book.new_reports),
-        inserted("closed_jobs", CLOSED_COLUMNS, book.new_closed, "ON CONFLICT DO NOTHING")])
+        inserted_if_absent("closed_jobs", CLOSED_COLUMNS, book.new_closed)])
     await together(conn, [
-        updated("transfers", "id", SETTLED_COLUMNS, [_values(t, SETTLED_COLUMNS) for t in book.changed_transfers]),
-        added("grants", "id", {"id": "uuid", "remaining": "bigint"}, [(gid, -taken) for gid, taken in book.grants_taken()]),
+        updated("transfers", SETTLED_COLUMNS, [_values(t, SETTLED_COLUMNS) for t in book.changed_transfers]),
+        added("grants", {"id": "uuid", "remaining": "bigint"}, [(gid, -taken) for gid, taken in book.grants_taken()]),
         *key_spend_written(book.key_spend.changes()),
-        added("accounts", "tenant_id", ACCOUNT_COLUMNS, book.account_deltas())])
+        added("accounts", ACCOUNT_COLUMNS, book.account_deltas())])
     if book.owed_changes:  # only payments change debts, never a job's batch
-        await together(conn, [added("accounts", "tenant_id", {"tenant_id": "text", "owed": "bigint"},
+        await together(conn, [added("accounts", {"tenant_id": "text", "owed": "bigint"},
                                     sorted(book.owed_changes.items()))])
 
 

@@ -64,7 +64,7 @@ def checked_clip(data: bytes, expected: Expectation, declared: str | None = None
     try:
         info = video.probe(data)
         if info.frames >= 2:
-            for _ in video.frames(data, every=info.frames):
+            for _ in video.frames(data, video.Sampling(every=info.frames)):
                 pass  # decodes every frame (only the first is converted): damaged media fails here
     except video.ClipError as error:
         raise ProviderError("bad_output", f"{provider}: output ({declared or 'no media type'}, {len(data)} bytes)"
