@@ -19,6 +19,7 @@ from services.common import telemetry, tracing
 from services.common.bus.consumer import EventConsumer
 from services.common.bus.envelope import Envelope, envelop
 from services.common.bus.journal import Journal
+from services.common.bus.journal_tables import ServiceSchema
 from services.common.bus.kafka_security import faststream_security
 from services.common.bus.outbox import OutboxRelay, OutboxRow, add_to_outbox, outbox_row
 from services.common.contracts import PUBLISHERS, SUBSCRIPTIONS, Event, consumer_group, readers_of, topic_of
@@ -49,9 +50,10 @@ class ServiceRuntime:
         self.broker = KafkaBroker(settings.kafka_bootstrap, logger=logging.getLogger("faststream"), apply_types=False,
                                   security=faststream_security(settings), acks="all",
                                   enable_idempotence=settings.kafka_idempotent_producer)
+        self.schema = ServiceSchema(self.name, self.pool, self.database_url, settings)
         self.journal = self._journal()
-        self.relay = OutboxRelay(self.pool, settings, self.name, self.journal, self.database_url)
-        self.consumer = EventConsumer(self.name, self.pool, self.relay, settings)
+        self.relay = OutboxRelay(self.schema, self.journal)
+        self.consumer = EventConsumer(self.schema, self.relay)
         self.readiness_checks: dict[str, Callable[[], Awaitable[None]]] = {"database": self._ping_database}
         # The outbox holds what the service publishes while the broker is away: it stays ready.
         self.reported_checks: dict[str, Callable[[], Awaitable[None]]] = {"broker": self._ping_broker}
@@ -119,12 +121,12 @@ class ServiceRuntime:
         """The service's outbox as its journal. A service owns its topic, and the groups of the
         services reading it are named after its schema's prefix (`<namespace>_ledger` beside
         `<namespace>_router`); an outbox named otherwise owns no topic and rotates none."""
-        service, schema, settings = self.service, self.name, self.settings
+        service, schema, namespace = self.service, self.name, self.settings.topic_namespace
         if service not in PUBLISHERS or not schema.endswith(service):
-            return Journal(self.pool, self.database_url, schema, settings)
-        prefix, namespace = schema.removesuffix(service), settings.topic_namespace
+            return Journal(self.schema)
+        prefix = schema.removesuffix(service)
         readers = tuple(consumer_group(namespace, prefix + reader) for reader in readers_of(service))
-        return Journal(self.pool, self.database_url, schema, settings, topic_of(service, namespace), readers)
+        return Journal(self.schema, topic_of(service, namespace), readers)
 
     async def _ping_database(self) -> None:
         # Asked twice: the first may meet a connection the database dropped when it restarted,

@@ -36,13 +36,13 @@ from services.common.bus.inbox import (
     retry_races,
 )
 from services.common.bus.inbox_floors import InboxFloors
+from services.common.bus.journal_tables import ServiceSchema
 from services.common.bus.outbox import OutboxRelay
 from services.common.bus.positions import EndWatch, OffsetCommits, rewind, take_as_they_come
 from services.common.bus.read_ahead import Applier, ReadAhead, Room
 from services.common.bus.wake import FetchWaker, Waking
 from services.common.contracts import Event, consumer_group, dead_letter_topic
-from services.common.db import Pool, database_away, until_database_answers
-from services.common.settings import ServiceSettings
+from services.common.db import database_away, until_database_answers
 
 E = TypeVar("E", bound=Event)
 # A handler of one event type, as `on` registers it.
@@ -68,21 +68,21 @@ class EventConsumer:
     """One consumer group of a service: routes each event type to its handler, exactly once
     in effect, with bounded retries and a dead-letter topic."""
 
-    def __init__(self, service: str, pool: Pool, relay: OutboxRelay, settings: ServiceSettings) -> None:
-        self.service, self.pool, self.relay, self.settings = service, pool, relay, settings
+    def __init__(self, schema: ServiceSchema, relay: OutboxRelay) -> None:
+        self.service, self.pool, self.relay, self.settings = schema.name, schema.pool, relay, schema.settings
         self.handlers: dict[type[Event], Handler] = {}
         self.preparers: dict[type[Event], Prepare] = {}
         self.claiming: set[type[Event]] = set()
         self.batch_handler: BatchHandler | None = None
         self.batch_types: tuple[type[Event], ...] = ()
-        self._lane_slots = asyncio.Semaphore(settings.consumer_lanes)
-        self.offsets = OffsetCommits(service, settings.kafka_commit_interval_ms / 1000)
-        self.end_watch = EndWatch(service, settings.bus_check_interval_s)
+        self._lane_slots = asyncio.Semaphore(self.settings.consumer_lanes)
+        self.offsets = OffsetCommits(self.service, self.settings.kafka_commit_interval_ms / 1000)
+        self.end_watch = EndWatch(self.service, self.settings.bus_check_interval_s)
         self.subscriber = None
         self.topics: list[str] = []
         self.waker: FetchWaker | None = None
         self.read_ahead: ReadAhead | None = None
-        self.inbox_floors = InboxFloors(service, pool)
+        self.inbox_floors = InboxFloors(self.service, self.pool)
 
     def on(self, event_type: type[E], prepare: "Prepare | None" = None,
            claims: bool = False) -> Callable[[HandlerOf[E]], HandlerOf[E]]:

@@ -54,10 +54,9 @@ from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
 
 from services.common.bus import journal_tables, kafka_admin
-from services.common.bus.journal_tables import Partition, read_partitions, write_partitions
+from services.common.bus.journal_tables import Partition, ServiceSchema, read_partitions, write_partitions
 from services.common.bus.kafka_security import client_options, new_topic
-from services.common.db import Conn, Pool, advisory_key
-from services.common.settings import ServiceSettings
+from services.common.db import Conn, advisory_key
 
 log = logging.getLogger(__name__)
 
@@ -124,9 +123,9 @@ class Journal:
     """One service's outbox seen as a journal (see the module's account). `owned_topic` is the
     topic the service owns, which it alone rotates; `readers` the consumer groups reading it."""
 
-    def __init__(self, pool: Pool, database_url: str, schema: str, settings: ServiceSettings,
-                 owned_topic: str | None = None, readers: tuple[str, ...] = ()) -> None:
-        self.pool, self.database_url, self.schema, self.settings = pool, database_url, schema, settings
+    def __init__(self, schema: ServiceSchema, owned_topic: str | None = None, readers: tuple[str, ...] = ()) -> None:
+        self.pool, self.database_url, self.schema, self.settings = (schema.pool, schema.database_url, schema.name,
+                                                                    schema.settings)
         self.owned_topic, self.readers = owned_topic, readers
         self.broker: str | None = None  # the cluster id the journal's offsets belong to
         self._admin: AIOKafkaAdminClient | None = None

@@ -1,11 +1,25 @@
 """The journal's own tables, and the statements that read and write them: `outbox_partitions`
 (what the service knows of each partition it publishes to, and what that and the readers'
 offsets say) and `journal_floor` (the floor below which nothing is published again, and the
-checkpoint it rises to). journal.py says what they are for."""
+checkpoint it rises to), and the schema they live in (ServiceSchema). journal.py says what
+they are for."""
 
 from dataclasses import dataclass, fields
 
-from services.common.db import Conn, as_arrays
+from services.common.db import Conn, Pool, as_arrays
+from services.common.settings import ServiceSettings
+
+
+@dataclass(frozen=True)
+class ServiceSchema:
+    """Where a service keeps its outbox, inbox and journal: its schema (`name`), reached through
+    its pool, or through `database_url` for what holds a connection of its own (a listener, the
+    bus fence); and the settings it runs under."""
+
+    name: str
+    pool: Pool
+    database_url: str
+    settings: ServiceSettings
 
 
 @dataclass

@@ -25,10 +25,10 @@ from services.common.bus.journal import (
     outbox_lock,
     relay_lock,
 )
+from services.common.bus.journal_tables import ServiceSchema
 from services.common.bus.kafka_security import client_options, compression
 from services.common.bus.wake import END_SEPARATOR, PARTITION_SEPARATOR, TOPIC_SEPARATOR, bus_channel
-from services.common.db import Channel, Conn, Pool, Statement, insert_many, inserted, listen
-from services.common.settings import ServiceSettings
+from services.common.db import Channel, Conn, Statement, insert_many, inserted, listen
 from services.common.supervision import failed, stop_tasks, supervise
 
 log = logging.getLogger(__name__)
@@ -161,11 +161,10 @@ class OutboxRelay:
     `observers` are called with (event type, JSON body) of every row once it is published,
     which is how a service counts what it announced (the ledger's credits)."""
 
-    def __init__(self, pool: Pool, settings: ServiceSettings, schema: str, journal: Journal,
-                 database_url: str | None = None) -> None:
-        self.pool, self.settings, self.service, self.journal = pool, settings, schema, journal
-        self.poll_interval_s = settings.outbox_poll_interval_s
-        self.database_url = database_url
+    def __init__(self, schema: ServiceSchema, journal: Journal) -> None:
+        self.pool, self.settings, self.service, self.journal = schema.pool, schema.settings, schema.name, journal
+        self.poll_interval_s = schema.settings.outbox_poll_interval_s
+        self.database_url = schema.database_url
         self.observers: list[Callable[[str, bytes], None]] = []
         self._producer: AIOKafkaProducer | None = None
         self._verified: frozenset[object] = frozenset()  # the broker connections the journal's broker answered on

@@ -27,7 +27,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from services.common.bus import kafka_admin
 from services.common.bus.journal import Journal, Recovery
-from services.common.bus.journal_tables import Partition, read_partitions
+from services.common.bus.journal_tables import Partition, ServiceSchema, read_partitions
 from services.common.bus.kafka_security import client_options
 from services.common.contracts import PUBLISHERS, consumer_group, readers_of, topic_of
 from services.common.db import open_pool
@@ -107,7 +107,8 @@ async def rebuild(journals: Journals, everything: bool, out: Callable[[str], obj
             pool = open_pool(database_url, schema, 2)
             await pool.open(wait=True)
             readers = tuple(consumer_group(settings.topic_namespace, prefix + r) for r in readers_of(service))
-            journal = Journal(pool, database_url, schema, settings, topic_of(service, settings.topic_namespace), readers)
+            journal = Journal(ServiceSchema(schema, pool, database_url, settings),
+                              topic_of(service, settings.topic_namespace), readers)
             try:
                 count = await journal.recover(producer.client, broker, Recovery(rebuild=True, everything=everything))
             except psycopg.errors.UndefinedTable:
