@@ -55,14 +55,6 @@ async def store_scores(conn: Conn, job_id: UUID, scores: list[CandidateScore]) -
     return [CandidateScore.model_validate(row["candidate"]) for row in found]
 
 
-async def passed_before(conn: Conn, job_id: UUID, attempt: int) -> tuple[tuple[float, int], ...]:
-    """(score, index) of the job's candidates of attempts before `attempt` that passed."""
-    rows = await (await conn.execute(
-        "SELECT score, index FROM scores WHERE job_id = %s AND attempt < %s AND passed", [job_id, attempt]
-    )).fetchall()
-    return tuple((row["score"], row["index"]) for row in rows)
-
-
 async def scoring_so_far(conn: Conn, job_id: UUID) -> ScoredSoFar:
     """The job's candidates scored so far, and those that pass, every attempt and chunk counted."""
     rows = await (await conn.execute(
