@@ -119,12 +119,14 @@ class InboxClaim:
     found applied before rolls back, so a first statement that writes leaves nothing
     either.)"""
 
-    # The claim as the statement's first CTEs; its parameters go first, or by name.
+    # The claim as the statement's first CTEs: its parameters go first, or by name.
     _CLAIM = ("inbox_claim AS (INSERT INTO inbox (event_id, event_type, topic, journaled_at)"
               " SELECT * FROM unnest({}::text[], {}::text[], {}::text[], {}::timestamptz[])"
               " ON CONFLICT DO NOTHING RETURNING event_id),"
               " claimed_ids AS (SELECT array_agg(event_id) AS ids FROM inbox_claim)")
     _BY_NAME = ("inbox_ids", "inbox_types", "inbox_topics", "inbox_times")
+    _CLAIM_BY_POSITION = _CLAIM.format(*["%b"] * 4)
+    _CLAIM_BY_NAME = _CLAIM.format(*[f"%({name})b" for name in _BY_NAME])
 
     def __init__(self, envelopes: list[Envelope]) -> None:
         self.envelopes = envelopes
@@ -138,13 +140,11 @@ class InboxClaim:
 
     def first(self, sql: str, params: list[Any]) -> Statement:
         """`sql` (with `params`, by position) as the statement that also makes the claim."""
-        return _with(self._CLAIM.format(*["%b"] * 4), sql), [*self.params, *params]
+        return _with(self._CLAIM_BY_POSITION, sql), [*self.params, *params]
 
     def first_by_name(self, sql: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         """The same for a statement whose parameters are named."""
-        names = [f"%({name})b" for name in self._BY_NAME]
-        return (_with(self._CLAIM.format(*names), sql),
-                params | dict(zip(self._BY_NAME, self.params, strict=True)))
+        return _with(self._CLAIM_BY_NAME, sql), params | dict(zip(self._BY_NAME, self.params, strict=True))
 
     def fresh(self, claimed_ids: Iterable[str] | None) -> list[Envelope]:
         """The envelopes whose ids the claim inserted, in order, each id once (the first
