@@ -171,6 +171,72 @@ def _even(value: float) -> int:
     return int(round(value / 2)) * 2
 
 
+# ---- subjects, identities and styles (DESIGN.md §13) --------------------------------
+
+SubjectKind = Literal["person", "product"]
+SUBJECT_KINDS: tuple[str, ...] = get_args(SubjectKind)
+# A subject's life: photos being added and screened, enough accepted photos to order with,
+# an identity being trained from them, trained, a training that failed (reference
+# generation still works), and erased (photos, embeddings and weights gone).
+SubjectState = Literal["screening", "ready", "training", "trained", "failed", "erased"]
+SUBJECT_STATES: tuple[str, ...] = get_args(SubjectState)
+# How an order carries its subject's identity into every candidate: a LoRA trained from the
+# subject's photos (`lora`), each generation conditioned on the photos (`reference`), or the
+# router's choice by expected cost per passing image (`auto`).
+IdentityMode = Literal["auto", "lora", "reference"]
+IDENTITY_MODES: tuple[str, ...] = get_args(IdentityMode)
+
+
+class SubjectPhoto(Contract):
+    """One accepted photo of a subject in the internal bucket, sealed (AES-256-GCM) with the
+    subject's own data key, which ingest keeps like a job's (`DataKeys.key(subject_id)`):
+    erasing the subject destroys the key, and every copy of the photo is unreadable at once."""
+
+    key: str = Field(description="the sealed object in the internal bucket")
+    sha256: str = Field(description="of the photo's clear bytes: what it is bound to when sealed")
+    media_type: str
+    width: int = Field(ge=1)
+    height: int = Field(ge=1)
+
+
+class SubjectRef(Contract):
+    """The subject an order is of, as ingest resolved it at submission: enough for the router
+    to train or condition on its photos and for the scorer to judge candidates against it,
+    without reading ingest's tables. Its photos and its embeddings are sealed."""
+
+    subject_id: UUID
+    kind: SubjectKind
+    name: str = Field(description="the tenant's name for it (not personal data: a label)")
+    photos: list[SubjectPhoto] = Field(min_length=1)
+    photo_set_sha256: str = Field(description="a digest of the accepted photos' hashes, sorted: an identity"
+                                              " is trained from one photo set, and reused while it stays")
+    centroid: SealedText | None = Field(None, description="a person's mean face embedding over its photos"
+                                                          " (base64 of float32s), sealed with the subject's"
+                                                          " key as field `centroid`; None for a product")
+    trigger_word: str = Field(description="the token a trained LoRA is prompted with for this subject")
+
+
+class StyleSpec(Contract):
+    """One style of an order across styles (a template's `styles`): what it adds to the
+    prompt and which generation parameters it sets (backdrop, wardrobe, light, framing)."""
+
+    name: str
+    prompt: str = Field("", description="words added to the job's prompt for this style's candidates")
+    params: dict[str, Any] = {}
+
+
+class IdentityUse(Contract):
+    """How an attempt carried a subject's identity: with LoRA weights trained from its photos
+    (which provider and model trained them, the weights' hash) or by reference to its photos."""
+
+    subject_id: UUID
+    mode: Literal["lora", "reference"]
+    identity_id: UUID | None = Field(None, description="the trained identity (lora); None for reference")
+    provider: str = Field("", description="lora: the provider that trained it")
+    model: str = Field("", description="lora: the trainer; reference: the model conditioned on the photos")
+    weights_sha256: str | None = None
+
+
 class JobSpec(Contract):
     """What the client asked for, carried along so no service needs another's tables."""
 
@@ -207,6 +273,10 @@ class JobSpec(Contract):
     end_user: str | None = Field(None, description="the tenant's customer the job is for, for attribution")
     video: VideoSpec | None = Field(None, description="the job's outputs are clips (MP4) of this shape;"
                                                       " None: images")
+    subject: SubjectRef | None = Field(None, description="the person or product every candidate must show")
+    identity: IdentityMode = Field("auto", description="how the subject's identity is carried (with `subject`)")
+    styles: list[StyleSpec] | None = Field(None, description="the styles the order's images are spread over, each"
+                                                             " an equal share of `images`; None: one style")
 
     @field_validator("prompt", mode="before")
     @classmethod
@@ -247,6 +317,7 @@ class CandidateRef(Contract):
     steps: list[CandidateStep] = Field([], description="the stages it went through, in order; empty: generated")
     model: str = Field("", description="the model that generated it, as the provider registry pins it")
     model_version: str = Field("", description="that model's pinned version")
+    style: str | None = Field(None, description="the style (of the job's `styles`) it was generated in")
 
 
 class DimensionScore(Contract):
@@ -282,6 +353,9 @@ class CandidateScore(Contract):
                                            " job had enough passing candidates that this one could not outrank")
     model: str = Field("", description="the model that generated it, and its pinned version")
     model_version: str = ""
+    style: str | None = Field(None, description="the style it was generated in, for a job across styles")
+    fingerprint: str | None = Field(None, description="its perceptual hash (services.common.quality.fingerprints):"
+                                                      " near-duplicates are never selected together")
 
 
 class DeliveredImage(Contract):
@@ -401,10 +475,13 @@ class JobProgressed(JobEvent):
 AlertEvent = Literal["account.balance_low", "account.grant_expiring", "account.key_cap_reached",
                      "billing.topup_failed"]
 ALERT_EVENTS: tuple[str, ...] = get_args(AlertEvent)
-EndpointEvent = Literal[WebhookEvent, AlertEvent]
-ENDPOINT_EVENTS: tuple[str, ...] = WEBHOOK_EVENTS + ALERT_EVENTS
+# A subject's moments a tenant's endpoints can subscribe to (SubjectChanged).
+SubjectWebhookEvent = Literal["subject.ready", "subject.trained", "subject.failed"]
+SUBJECT_WEBHOOK_EVENTS: tuple[str, ...] = get_args(SubjectWebhookEvent)
+EndpointEvent = Literal[WebhookEvent, AlertEvent, SubjectWebhookEvent]
+ENDPOINT_EVENTS: tuple[str, ...] = WEBHOOK_EVENTS + ALERT_EVENTS + SUBJECT_WEBHOOK_EVENTS
 # What a new endpoint is sent when it names nothing: everything but `job.progress`.
-DEFAULT_ENDPOINT_EVENTS: tuple[str, ...] = FINAL_WEBHOOK_EVENTS + ALERT_EVENTS
+DEFAULT_ENDPOINT_EVENTS: tuple[str, ...] = FINAL_WEBHOOK_EVENTS + ALERT_EVENTS + SUBJECT_WEBHOOK_EVENTS
 
 
 class JobErased(JobEvent):
@@ -432,6 +509,28 @@ class RetentionSet(Event):
     outputs_days: int | None = Field(None, ge=1)
     candidates_days: int | None = Field(None, ge=1)
     set_at: datetime
+
+
+class SubjectChanged(Event):
+    """Published by ingest when a subject's state changes (photos screened into `ready`, an
+    identity `training`, `trained` or `failed` as the router reported it, `erased`): delivery
+    sends `subject.<state>` webhooks for ready, trained and failed with `view` (the subject as
+    `GET /v1/subjects/{id}` shows it: never its photos); the router, on `erased`, deletes the
+    identities trained from it, in its bucket and at the providers whose API can. Events of a
+    subject carry no job id and may arrive out of order: `seq` rises with each change, and a
+    reader keeps the highest."""
+
+    event_type = "genline.subject.changed.v1"
+    publisher = "ingest"
+    tenant_id: str
+    subject_id: UUID
+    kind: SubjectKind
+    state: SubjectState
+    seq: int = Field(ge=0, description="the subject's count of changes: one webhook id each")
+    photo_set_sha256: str | None = Field(None, description="the accepted photos' digest when the state was reached")
+    reason: str = ""
+    view: dict[str, Any] = {}
+    changed_at: datetime
 
 
 # ---- audit ---------------------------------------------------------------------------
@@ -475,6 +574,8 @@ class CreditsReserved(JobEvent):
     tokens_held: int = 0
     pricebook_version: str = ""
     max_provider_spend_micro_usd: int = Field(0, description="the router stops generating at this spend")
+    training_credits: int = Field(0, ge=0, description="held besides `amount` for training the subject's identity;"
+                                                   " charged only if this order trained it (IdentityTrained)")
 
 
 class ReservationRejected(JobEvent):
@@ -716,6 +817,58 @@ class GenerationFailed(JobEvent):
     reason: str
 
 
+class IdentityPlanned(JobEvent):
+    """Published by the router once per order with a subject, before its first candidate: how
+    the subject's identity will be carried (`use`), and whether this order trains it
+    (`trains`; an order that finds the identity trained or in training reuses it). Ingest
+    shows the subject `training` when this order trains; the ledger releases the order's
+    training line when it does not."""
+
+    event_type = "genline.identity.planned.v1"
+    publisher = "router"
+    use: IdentityUse
+    trains: bool
+    expected_cost_micro_usd: int = Field(0, ge=0, description="the training's expected cost at the provider")
+    planned_at: datetime
+
+
+class IdentityTrained(JobEvent):
+    """Published by the router when a training it started for this order finished and its
+    weights were copied into the internal bucket (providers delete outputs): later orders of
+    the same subject and photo set reuse it. The ledger charges the order's training line
+    (once per subject and identity); ingest shows the subject `trained`."""
+
+    event_type = "genline.identity.trained.v1"
+    publisher = "router"
+    subject_id: UUID
+    identity_id: UUID
+    photo_set_sha256: str
+    provider: str
+    model: str
+    weights_key: str = Field(description="the weights in the internal bucket")
+    weights_sha256: str
+    weights_size_bytes: int = Field(ge=0)
+    trigger_word: str
+    cost_micro_usd: int = Field(ge=0, description="what the provider billed for the training")
+    trained_at: datetime
+
+
+class IdentityTrainingFailed(JobEvent):
+    """Published by the router when a training it started for this order failed or was
+    canceled. `tenant_fault` is false for the platform's and the provider's failures, whose
+    training line the ledger releases; the order goes on by reference where a model takes
+    one, or fails."""
+
+    event_type = "genline.identity.training_failed.v1"
+    publisher = "router"
+    subject_id: UUID
+    identity_id: UUID
+    failure_code: str
+    reason: str
+    tenant_fault: bool = False
+    failed_at: datetime
+
+
 # ---- scorer --------------------------------------------------------------------------
 
 
@@ -767,6 +920,8 @@ class RegenerationRequested(JobEvent):
     needed: int = Field(ge=1, description="images still missing")
     reason: str
     scores: list[CandidateScore]
+    needed_by_style: dict[str, int] | None = Field(None, description="for a job across styles, the images each"
+                                                                     " style still misses")
 
 
 class ScoringFailed(JobEvent):

@@ -66,3 +66,43 @@ def open_sealed(key: bytes | None, field: JobField, sealed: SealedText) -> str:
         return AESGCM(key).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], field.associated()).decode()
     except Exception as error:  # InvalidTag: changed, or sealed for another job or field
         raise BrokenSeal(f"the sealed {field.name} of job {field.job_id} does not open with its key") from error
+
+
+@dataclass(frozen=True)
+class SubjectField:
+    """A subject's sealed content (its photos, its centroid): bound to the subject and the
+    field, under the subject's own data key (kept by ingest beside the jobs' keys)."""
+
+    subject_id: UUID | str
+    name: str
+
+    def associated(self) -> bytes:
+        return f"genline/subject/{self.subject_id}/{self.name}".encode()
+
+
+def seal_bytes(key: bytes, field: SubjectField, data: bytes) -> bytes:
+    """Nonce, ciphertext and tag of `data`, as one object is stored."""
+    nonce = os.urandom(NONCE_BYTES)
+    return nonce + AESGCM(key).encrypt(nonce, data, field.associated())
+
+
+def open_bytes(key: bytes, field: SubjectField, sealed: bytes) -> bytes:
+    """The clear bytes; BrokenSeal when the key does not open them (changed, or moved)."""
+    try:
+        return AESGCM(key).decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], field.associated())
+    except Exception as error:  # InvalidTag
+        raise BrokenSeal(f"the sealed {field.name} of subject {field.subject_id} does not open with its key") from error
+
+
+def seal_subject_text(key: bytes, field: SubjectField, text: str) -> SealedText:
+    """A subject's text (its centroid, as base64) sealed as events carry it."""
+    return SealedText(ciphertext=base64.b64encode(seal_bytes(key, field, text.encode())).decode())
+
+
+def open_subject_text(key: bytes | None, field: SubjectField, sealed: SealedText) -> str:
+    """The clear text; ERASED once the subject's key is gone."""
+    if sealed.ciphertext is None:
+        return sealed.clear or ERASED
+    if key is None:
+        return ERASED
+    return open_bytes(key, field, base64.b64decode(sealed.ciphertext)).decode()

@@ -41,7 +41,8 @@ SETTLING = (JobDelivered, GenerationFailed, ScoringFailed, DeliveryFailed, JobCa
 PASSED_OVER: tuple[type[contracts.Event], ...] = (
     contracts.JobCancelRequested, contracts.JobFinished, contracts.JobProgressed, contracts.RetentionSet,
     contracts.AttemptStarted, contracts.CandidatesStored, contracts.CandidatesChecked, contracts.CandidatesScored,
-    contracts.RegenerationRequested, contracts.WebhookSent,
+    contracts.RegenerationRequested, contracts.WebhookSent, contracts.SubjectChanged, contracts.IdentityPlanned,
+    contracts.IdentityTrained, contracts.IdentityTrainingFailed,
 )
 
 

@@ -271,7 +271,8 @@ def new_scorer(settings: ScorerSettings) -> Scorer:
 PASSED_OVER: tuple[type[contracts.Event], ...] = (
     contracts.JobSubmitted, contracts.OutputReported, contracts.JobClosed, contracts.JobFinished,
     contracts.JobProgressed, contracts.RetentionSet, contracts.AuditRecorded, contracts.AttemptStarted,
-    contracts.GenerationFailed,
+    contracts.GenerationFailed, contracts.SubjectChanged, contracts.IdentityPlanned, contracts.IdentityTrained,
+    contracts.IdentityTrainingFailed,
 )
 
 

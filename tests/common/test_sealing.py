@@ -44,3 +44,21 @@ def test_events_from_before_sealing_read_with_their_clear_prompt_and_blanked_one
                                                        "view": {"id": str(JOB), "prompt": ""}})
     assert isinstance(finished, JobFinished) and finished.receipt_sha256 is None
     assert open_sealed(None, JobField(JOB, "prompt"), SealedText.read(finished.view["prompt"])) == ERASED
+
+
+def test_a_subjects_photo_opens_only_with_its_key_for_its_own_subject_and_field():
+    from services.common.sealing import SubjectField, open_bytes, open_subject_text, seal_bytes, seal_subject_text
+
+    key, subject = new_data_key(), uuid.uuid4()
+    photo = b"\x89PNG not really, but bytes"
+    sealed = seal_bytes(key, SubjectField(subject, "photo/abc"), photo)
+    assert photo not in sealed
+    assert open_bytes(key, SubjectField(subject, "photo/abc"), sealed) == photo
+    for field in (SubjectField(uuid.uuid4(), "photo/abc"), SubjectField(subject, "photo/def")):
+        with pytest.raises(BrokenSeal):
+            open_bytes(key, field, sealed)
+    with pytest.raises(BrokenSeal):
+        open_bytes(new_data_key(), SubjectField(subject, "photo/abc"), sealed)
+    centroid = seal_subject_text(key, SubjectField(subject, "centroid"), "AAAA")
+    assert open_subject_text(key, SubjectField(subject, "centroid"), centroid) == "AAAA"
+    assert open_subject_text(None, SubjectField(subject, "centroid"), centroid) == ERASED

@@ -10,6 +10,7 @@ measures and judges with the very same declarations. Nothing here measures (no t
 * `profiles` — `Profile` and the functions that read profile files: `job_profile`,
   `template_profile`, `profile_names`, …
 * `profile_files/` — the packaged profiles, one YAML file each.
+* `fingerprints` — perceptual hashes: near-duplicate pictures are a few bits apart.
 """
 
 from services.common.quality import builtin  # noqa: F401 — registers the built-in dimensions

@@ -35,6 +35,9 @@ from services.common.contracts import (
     DeliveryFailed,
     Event,
     GenerationFailed,
+    IdentityPlanned,
+    IdentityTrained,
+    IdentityTrainingFailed,
     JobCanceled,
     JobCancelRequested,
     JobClosed,
@@ -203,6 +206,7 @@ AnyJobEvent = (
     | AttemptStarted | CandidatesGenerated | CandidatesStored | GenerationFailed
     | CandidatesChecked | CandidatesScored | RegenerationRequested | ScoringFailed
     | JobDelivered | DeliveryFailed | JobCanceled | WebhookSent
+    | IdentityPlanned | IdentityTrained | IdentityTrainingFailed
 )
 JOB_EVENTS: tuple[type[JobEvent], ...] = get_args(AnyJobEvent)
 
@@ -297,7 +301,8 @@ def merged(view: JobView, event: AnyJobEvent, at: datetime) -> JobView:
             return erased(view, event.requested_at)
         # What the view does not show: the submission made it, the rest is told elsewhere
         # (reports through their outcomes, progress and endings through the view itself).
-        case JobSubmitted() | OutputReported() | JobFinished() | JobProgressed() | CandidatesStored() | WebhookSent():
+        case (JobSubmitted() | OutputReported() | JobFinished() | JobProgressed() | CandidatesStored() | WebhookSent()
+              | IdentityPlanned() | IdentityTrained() | IdentityTrainingFailed()):
             return view
         case _:
             assert_never(event)

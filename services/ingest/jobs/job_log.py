@@ -42,6 +42,9 @@ from services.common.contracts import (
     DeliveryFailed,
     Event,
     GenerationFailed,
+    IdentityPlanned,
+    IdentityTrained,
+    IdentityTrainingFailed,
     JobCanceled,
     JobCancelRequested,
     JobClosed,
@@ -149,7 +152,7 @@ def event_facts(after: JobView, event: Event | None) -> list[tuple[str, dict[str
         # reason there), by the receipt, or not a client's concern.
         case (JobSubmitted() | OutputReported() | JobClosed() | JobFinished() | JobProgressed() | JobErased()
               | CandidatesStored() | GenerationFailed() | ScoringFailed() | DeliveryFailed() | JobCanceled()
-              | WebhookSent()):
+              | WebhookSent() | IdentityPlanned() | IdentityTrained() | IdentityTrainingFailed()):
             return []
         case _:
             assert_never(event)
