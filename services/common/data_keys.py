@@ -2,7 +2,8 @@
 content in clear (see `services.common.sealing`): the router, the scorer and delivery.
 
 `GET {data_key_url}/internal/v1/jobs/{job_id}/data-key` answers the job's key, or 404 once
-the job was erased (its prompt then opens as ERASED). A key is kept in this process's memory
+the job was erased (its prompt then opens as ERASED); `…/subjects/{subject_id}/data-key` a
+subject's, or 404 once the subject was erased. A key is kept in this process's memory
 only while the service works on the job: at most `data_key_cache_s`, and `forget(job_id)`
 drops it as soon as the service is done with the job.
 """
@@ -19,6 +20,8 @@ from services.common.sealing import JobField, open_sealed
 from services.common.settings import SealedContentSettings
 
 PATH = "/internal/v1/jobs/{job_id}/data-key"
+# A subject's key: its photos and centroid (services.common.sealing.SubjectField).
+SUBJECT_PATH = "/internal/v1/subjects/{subject_id}/data-key"
 
 
 class DataKeyUnavailable(Exception):
@@ -39,12 +42,18 @@ class DataKeys:
 
     async def key(self, job_id: UUID | str) -> bytes | None:
         """The job's data key; None when the job was erased (or never had one)."""
-        job = str(job_id)
-        cached = self._keys.get(job)
+        return await self._fetched(str(job_id), PATH.format(job_id=job_id))
+
+    async def subject_key(self, subject_id: UUID | str) -> bytes | None:
+        """The subject's data key (its photos and centroid); None once the subject was erased."""
+        return await self._fetched(str(subject_id), SUBJECT_PATH.format(subject_id=subject_id))
+
+    async def _fetched(self, owner: str, path: str) -> bytes | None:
+        cached = self._keys.get(owner)
         if cached is not None and time.monotonic() - cached[1] < self.settings.data_key_cache_s:
             return cached[0]
         try:
-            response = await self._client().get(PATH.format(job_id=job))
+            response = await self._client().get(path)
         except httpx.HTTPError as error:
             raise DataKeyUnavailable(f"ingest's data-key API does not answer: {error}") from error
         if response.status_code == 404:
@@ -52,9 +61,9 @@ class DataKeys:
         elif response.status_code == 200:
             key = base64.b64decode(response.json()["key"])
         else:
-            raise DataKeyUnavailable(f"ingest's data-key API answered {response.status_code} for job {job}")
+            raise DataKeyUnavailable(f"ingest's data-key API answered {response.status_code} for {path}")
         self._forget_stale()
-        self._keys[job] = (key, time.monotonic())
+        self._keys[owner] = (key, time.monotonic())
         return key
 
     def _forget_stale(self) -> None:
