@@ -8,6 +8,7 @@ service. A job erased, or unknown, has no key (404): its sealed prompt reads as 
 Every read is counted per calling service."""
 
 import base64
+from dataclasses import dataclass
 from typing import Annotated
 from uuid import UUID
 
@@ -18,6 +19,7 @@ from services.common import telemetry
 from services.common.identity import Forbidden, Unauthenticated
 from services.common.internal_calls import problem_of
 from services.common.problems import Problem
+from services.common.runtime import ServiceRuntime
 from services.ingest import data_keys
 from services.ingest.deps import Runtime, Settings
 from services.ingest.key_encryption import keyring_of
@@ -46,13 +48,36 @@ def check_caller(request: Request, settings: IngestSettings, authorization: str 
 async def data_key(job_id: str, request: Request, runtime: Runtime, settings: Settings,
                    authorization: Annotated[str | None, Header()] = None) -> DataKey:
     caller = check_caller(request, settings, authorization)
+    return await key_answered(runtime, settings, Owner("job", job_id, caller))
+
+
+@router.get("/subjects/{subject_id}/data-key", response_model=DataKey)
+async def subject_data_key(subject_id: str, request: Request, runtime: Runtime, settings: Settings,
+                           authorization: Annotated[str | None, Header()] = None) -> DataKey:
+    """A subject's key (its sealed photos and centroid), a row of `data_keys` under the
+    subject's id; 404 once the subject was erased."""
+    caller = check_caller(request, settings, authorization)
+    return await key_answered(runtime, settings, Owner("subject", subject_id, caller))
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Whose key is asked for (a job or a subject, by the id in the path) and by which service."""
+
+    kind: str
+    id: str
+    caller: str
+
+
+async def key_answered(runtime: ServiceRuntime, settings: IngestSettings, owner: Owner) -> DataKey:
     try:
-        parsed = UUID(job_id)
+        parsed = UUID(owner.id)
     except ValueError:
-        raise Problem(404, "data-key-not-found", f"no job {job_id!r}") from None
+        raise Problem(404, "data-key-not-found", f"no {owner.kind} {owner.id!r}") from None
     async with runtime.pool.connection() as conn:
         key = await data_keys.key_of(conn, parsed, keyring_of(settings))
-    telemetry.DATA_KEYS_READ.labels(caller, "found" if key else "none").inc()
+    telemetry.DATA_KEYS_READ.labels(owner.caller, "found" if key else "none").inc()
     if key is None:
-        raise Problem(404, "data-key-not-found", f"job {job_id} has no data key: it was erased, or never existed")
+        raise Problem(404, "data-key-not-found", f"{owner.kind} {owner.id} has no data key: it was erased, or never"
+                                                 " existed")
     return DataKey(job_id=parsed, key=base64.b64encode(key).decode())
