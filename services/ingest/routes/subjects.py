@@ -152,7 +152,8 @@ async def add_photos(subject_id: str, body: PhotosRequest, caller: JobsSubmitter
     return PhotosAdded(subject=subject, added=[p for p in subject.photos if p.n > before][:len(sent)])
 
 
-@router.get("", response_model=SubjectPage, responses=problems.responses(422))
+@router.get("", response_model=SubjectPage, responses=problems.responses(422) | {200: {"content": {"application/json": {
+    "example": {"data": [SUBJECT_EXAMPLE | {"photos": []}], "next": None}}}}})
 async def list_subjects(tenant: JobsReader, runtime: Runtime, settings: Settings,
                         limit: Annotated[int, Query(ge=1, le=100)] = 20,
                         cursor: Annotated[str | None, Query(max_length=200)] = None) -> SubjectPage:
