@@ -3,12 +3,14 @@ image's astronaut, framed eight ways) with someone else among them (matplotlib's
 sample), two people in one photo, a blurred one and a near-duplicate, each refused with its
 reason; what is kept is sealed with the subject's own key; another tenant's subject is unknown;
 erasure and the retention leave nothing readable; an order names the subject, holds its training
-line and releases it when the job trains nothing."""
+line and releases it when the job trains nothing; the router's identity events move a subject
+to trained or failed, announced by webhook."""
 
 import asyncio
 import base64
 import io
 import uuid
+from datetime import UTC, datetime
 
 import httpx
 import numpy as np
@@ -19,12 +21,22 @@ from PIL import Image, ImageFilter
 from skimage import data
 
 from genline_stack.portraits import jpeg, poses
+from services.common.bus.envelope import envelop
+from services.common.contracts import (
+    DEFAULT_NAMESPACE,
+    IdentityPlanned,
+    IdentityTrained,
+    IdentityTrainingFailed,
+    IdentityUse,
+    topic_of,
+)
 from services.common.sealing import SubjectField, open_bytes
 from services.common.storage import ObjectStore
 from services.ingest.key_encryption import keyring_of
 from services.ingest.settings import IngestSettings
 from tests.e2e.conftest import LEDGER_ADMIN_TOKEN, make_tenant, wait_for_audit
 from tests.e2e.test_webhooks import Receiver, create_endpoint, verifies
+from tests.kafka import publish_envelopes
 from tests.polling import until
 
 
@@ -230,3 +242,53 @@ def asyncio_keys(store: ObjectStore, prefix: str) -> list[str]:
 
 def asyncio_get(store: ObjectStore, key: str) -> bytes:
     return asyncio.run(store.get(store.internal_bucket, key))
+
+
+def as_router(endpoints, platform, events) -> None:
+    """Publish events on the router's topic, as the router announces an order's identity."""
+    topic = topic_of("router", platform.namespace or DEFAULT_NAMESPACE)
+    asyncio.run(publish_envelopes(endpoints.kafka_bootstrap, [envelop(e, "/genline/router") for e in events],
+                                  lambda _: topic))
+
+
+def identity_events(job_id: str, tenant_id: str, subject: dict, fails: bool) -> list:
+    now, subject_id, job = datetime.now(UTC), uuid.UUID(subject["id"]), uuid.UUID(job_id)
+    use = IdentityUse(subject_id=subject_id, mode="lora", provider="local", model="local-trainer")
+    planned = IdentityPlanned(job_id=job, tenant_id=tenant_id, use=use, trains=True, planned_at=now)
+    if fails:
+        return [planned, IdentityTrainingFailed(job_id=job, tenant_id=tenant_id, subject_id=subject_id,
+                                                identity_id=uuid.uuid4(), failure_code="provider_error",
+                                                reason="the trainer ran out of memory", failed_at=now)]
+    return [planned, IdentityTrained(job_id=job, tenant_id=tenant_id, subject_id=subject_id, identity_id=uuid.uuid4(),
+                                     photo_set_sha256=subject["photo_set_sha256"], provider="local",
+                                     model="local-trainer", weights_key="identities/w", weights_sha256="e" * 64,
+                                     weights_size_bytes=4096, trigger_word=subject["trigger_word"],
+                                     cost_micro_usd=1000, trained_at=now)]
+
+
+def test_the_routers_identity_events_move_a_subject_and_are_announced(tenant_factory, photos, endpoints, platform):
+    tenant = tenant_factory()
+    receiver = Receiver()
+    receiver.thread.start()
+    try:
+        endpoint = create_endpoint(tenant, receiver.url("/identity"), event_types=["subject.trained", "subject.failed"])
+        trained, failed = ready_subject(tenant, photos), ready_subject(tenant, photos)
+        jobs = {s["id"]: tenant.submit(prompt="a headshot", template="subject-headshots", subject=s["id"], images=1,
+                                       candidates=2) for s in (trained, failed)}
+        tenant.wait_settled(list(jobs.values()))
+        as_router(endpoints, platform, identity_events(jobs[trained["id"]], tenant.id, trained, fails=False)
+                  + identity_events(jobs[failed["id"]], tenant.id, failed, fails=True))
+        until(lambda: tenant.http.get(f"/v1/subjects/{trained['id']}").json()["state"] == "trained", 60)
+        until(lambda: tenant.http.get(f"/v1/subjects/{failed['id']}").json()["state"] == "failed", 60)
+        identity = tenant.http.get(f"/v1/subjects/{trained['id']}").json()["identity"]
+        assert (identity["provider"], identity["weights_sha256"]) == ("local", "e" * 64)
+        assert "the trainer ran out of memory" in tenant.http.get(f"/v1/subjects/{failed['id']}").json()["reason"]
+        sent = receiver.wait("/identity", 2)
+        assert all(verifies(endpoint["secret"], request) for request in sent)
+        told = {httpx.Response(200, content=body).json()["type"] for _, body in sent}
+        assert told == {"subject.trained", "subject.failed"}
+        job = tenant.job(jobs[trained["id"]])
+        assert job["subject"]["identity"]["weights_sha256"] == "e" * 64 and job["subject"]["training"] == "trained"
+    finally:
+        receiver.server.shutdown()
+        receiver.server.server_close()
