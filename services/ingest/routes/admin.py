@@ -83,7 +83,10 @@ async def set_retention(runtime: Runtime, operator: TenantsManager, body: Retent
                                               candidates_days=body.candidates_days, subjects_days=body.subjects_days,
                                               set_at=datetime.now(UTC)))
         await record_action(runtime, conn, Action(operator_actor(operator.name), "retention.set", f"tenant:{tenant_id}",
-                                                  tenant_id, body.model_dump()))
+                                                  tenant_id, {"outputs_days": body.outputs_days,
+                                                              "candidates_days": body.candidates_days}
+                                                  | ({"subjects_days": body.subjects_days}
+                                                     if body.subjects_days is not None else {})))
     runtime.relay.notify()
     return RetentionApplied(tenant_id=tenant_id, **body.model_dump())
 
