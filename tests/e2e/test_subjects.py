@@ -33,6 +33,7 @@ from services.common.contracts import (
 from services.common.sealing import SubjectField, open_bytes
 from services.common.storage import ObjectStore
 from services.ingest.key_encryption import keyring_of
+from services.ingest.receipts.replay import ReceiptReplay, replay_receipts
 from services.ingest.settings import IngestSettings
 from tests.e2e.conftest import LEDGER_ADMIN_TOKEN, make_tenant, wait_for_audit
 from tests.e2e.test_webhooks import Receiver, create_endpoint, verifies
@@ -178,6 +179,9 @@ def test_an_order_of_a_subject_holds_its_training_line_and_releases_it_when_it_t
     with psycopg.connect(endpoints.database_url) as conn:
         ordered = conn.execute("SELECT last_ordered_at FROM ingest.subjects WHERE id = %s", [first["id"]]).fetchone()[0]
     assert ordered is not None
+    lines: list[str] = []  # the receipt's training line is the ledger's, as its journal says
+    assert replay_receipts(endpoints.operator_settings(IngestSettings), ReceiptReplay(tenant=tenant.id),
+                           out=lines.append) == 0, lines
 
 
 def test_a_subject_reaching_ready_is_announced_to_the_tenants_endpoints(tenant_factory, photos):
