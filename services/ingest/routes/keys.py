@@ -48,14 +48,14 @@ class KeyRequest(RequestModel):
                                                                             " day; null: no cap")
     monthly_cap_credits: int | None = Field(None, ge=0, le=10**12, description="credits the key may spend per UTC"
                                                                               " month; null: no cap")
-    owner_id: UUID | None = Field(None, description="the member or service account the key is for (needs"
+    owner_id: Annotated[UUID, Field(strict=False)] | None = Field(None, description="the member or service account the key is for (needs"
                                                     " `keys:admin` unless it is you); you when left out")
 
 
 class OwnerRequest(RequestModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"owner_id": "5e2b7c10-3a4d-4f6e-8b9a-0c1d2e3f4a5b"}]})
 
-    owner_id: UUID | None = Field(description="the member or service account that owns the key from now on;"
+    owner_id: Annotated[UUID, Field(strict=False)] | None = Field(description="the member or service account that owns the key from now on;"
                                               " null: the tenant itself")
 
 
