@@ -56,7 +56,7 @@ def who_acted(action: "Action") -> tuple[str, dict[str, Any]]:
     acting = ACTING.get()
     if acting is None or action.actor.startswith(("operator:", "system:")):
         return action.actor, dict(action.details)
-    return acting.actor, {**action.details, **acting.details, "origin": acting.origin}
+    return acting.actor, {**action.details, **acting.details, "origin": acting.origin}  # acting's keys are actor_*
 
 
 @dataclass(frozen=True)

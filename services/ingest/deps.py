@@ -123,9 +123,9 @@ class Caller:
 def acting(caller: Caller, request: Request) -> audit.Acting:
     details: dict[str, Any] = {}
     if caller.member is not None and caller.member.email:
-        details["email"] = caller.member.email
+        details["actor_email"] = caller.member.email
     if caller.member is not None and caller.key_id is not None:
-        details["api_key"] = str(caller.key_id)
+        details["actor_key"] = str(caller.key_id)
     return audit.Acting(caller.actor, sessions.client_address(request), details)
 
 

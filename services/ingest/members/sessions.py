@@ -67,7 +67,7 @@ async def open_for(runtime: ServiceRuntime, conn: Conn, sign_in: SignIn, setting
     await record_action(runtime, conn, Action(member_actor(str(sign_in.member_id)), "member.sign_in",
                                               f"session:{opened.id}", sign_in.tenant_id,
                                               {"method": sign_in.method, "origin": sign_in.origin,
-                                               "email": sign_in.email,
+                                               "actor_email": sign_in.email,
                                                "user_agent": sign_in.user_agent[:200]}))
     return opened
 

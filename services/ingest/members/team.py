@@ -179,7 +179,8 @@ async def accept(runtime: ServiceRuntime, conn: Conn, token: str, identity: Iden
             tenant_id=invitation["tenant_id"], role=invitation["role"], email=invitation["email"],
             issuer=identity.issuer, subject=identity.subject))
     await store.mark_accepted(conn, invitation["id"], member["id"])
-    details: dict[str, Any] = {"email": invitation["email"], "role": invitation["role"], "origin": identity.origin,
+    details: dict[str, Any] = {"email": invitation["email"], "actor_email": invitation["email"],
+                               "role": invitation["role"], "origin": identity.origin,
                                "invited_by": invitation["invited_by"]}
     await record_action(runtime, conn, Action(member_actor(str(member["id"])), "invitation.accept",
                                               f"invitation:{invitation['id']}", invitation["tenant_id"], details))

@@ -25,7 +25,7 @@ router = APIRouter(prefix="/v1/audit", tags=["members"], responses=problems.resp
 ENTRY_EXAMPLE: JsonDict = {"event_id": "0b6c1d2e-3f40-4a51-8b62-7c83d94e0a15", "at": "2026-11-22T10:15:00Z", "service": "ingest",
                  "actor": "member:5e2b7c10-3a4d-4f6e-8b9a-0c1d2e3f4a5b", "action": "api_key.create",
                  "target": "api_key:3d9c7a51-6f0e-4b8a-9c21-7e5d4f3a2b10", "origin": "203.0.113.9",
-                 "details": {"email": "dev@example.com", "name": "ci", "scopes": ["jobs:read"]}}
+                 "details": {"actor_email": "dev@example.com", "name": "ci", "scopes": ["jobs:read"]}}
 CSV_COLUMNS = ("at", "actor", "email", "origin", "action", "target", "service", "details", "event_id")
 
 
@@ -97,7 +97,7 @@ async def export_audit_log(caller: AuditReader, wanted: Filters, http: LedgerHtt
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
     for entry in await trail_of(http, caller.tenant_id, wanted):
-        writer.writerow([entry.at.isoformat(), entry.actor, entry.details.get("email", ""), entry.origin or "",
+        writer.writerow([entry.at.isoformat(), entry.actor, entry.details.get("actor_email", ""), entry.origin or "",
                          entry.action, entry.target, entry.service, json.dumps(entry.details, sort_keys=True),
                          entry.event_id])
     return Response(out.getvalue(), media_type="text/csv", headers={
