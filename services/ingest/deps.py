@@ -155,13 +155,13 @@ async def by_key(conn: Conn, secret: str) -> tuple[Caller, str]:
 
 
 async def authenticated(request: Request, response: Response,
-                        bearer: Annotated[HTTPAuthorizationCredentials | None, Security(api_key)],
-                        cookie: Annotated[str | None, Security(session_cookie)] = None) -> Caller:
+                        bearer: Annotated[HTTPAuthorizationCredentials | None, Security(api_key)]) -> Caller:
     """`Authorization: Bearer <api key>`, else the console's session cookie, looked up on every
     request (no cache), so a key revoked, a session ended or a member removed is refused at
     once by every replica. Then the request counts against the tenant's plan's rate (429
     beyond it); every answer carries the RateLimit headers."""
     runtime, plans = await get_runtime(request), await get_plans(request)
+    cookie = request.cookies.get(sessions.SESSION_COOKIE)
     if not request.headers.get("authorization") and not cookie:
         raise Problem(401, "missing-api-key", "send your API key as 'Authorization: Bearer <key>'", UNAUTHORIZED)
     if request.headers.get("authorization") and bearer is None:
@@ -184,7 +184,11 @@ async def authenticated(request: Request, response: Response,
     return caller
 
 
-async def scoped_caller(security_scopes: SecurityScopes, caller: Annotated[Caller, Depends(authenticated)]) -> Caller:
+async def scoped_caller(security_scopes: SecurityScopes, caller: Annotated[Caller, Depends(authenticated)],
+                        _session: Annotated[str | None, Security(session_cookie)] = None) -> Caller:
+    """The caller, when what it may do holds every scope the operation lists (403 else). The
+    session cookie is named here so that the document lists it beside the key; `authenticated`
+    reads it."""
     missing = [scope for scope in security_scopes.scopes if scope not in caller.scopes]
     if missing and caller.key_id is None:
         assert caller.member is not None  # a session is always a member's

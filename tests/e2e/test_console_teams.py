@@ -30,7 +30,7 @@ def provider(platform) -> Iterator[Provider]:
 
 
 @pytest.fixture
-def people(browser, platform) -> Iterator:
+def people(browser, platform) -> Iterator:  # noqa: F811 (the fixture imported above)
     """`people()`: a browser of a person's own (its cookies are theirs alone)."""
     opened: list[Console] = []
 
@@ -68,7 +68,7 @@ def in_page_fetch(page, method: str, path: str, body: dict | None = None) -> int
 
 
 def test_an_owner_invites_a_developer_who_signs_in_through_the_provider_and_makes_a_key(
-        people, tenants, platform, mailbox, provider):
+        people, tenants, platform, mailbox, provider):  # noqa: F811
     tenant = tenants(1_000)
     configured = tenant.http.put("/v1/sso", json={"issuer": provider.issuer, "client_id": "genline-console",
                                                   "client_secret": "console-client-secret",
@@ -117,7 +117,8 @@ def test_an_owner_invites_a_developer_who_signs_in_through_the_provider_and_make
 FORBIDDEN_PAGES = ("/console/new", "/console/members", "/console/audit")
 
 
-def test_a_viewer_is_refused_every_page_and_action_their_role_does_not_allow(people, tenants, mailbox, provider):
+def test_a_viewer_is_refused_every_page_and_action_their_role_does_not_allow(people, tenants, mailbox,  # noqa: F811
+                                                                              provider):
     tenant = tenants(1_000)
     assert tenant.http.put("/v1/sso", json={"issuer": provider.issuer, "client_id": "genline-console",
                                             "client_secret": "console-client-secret"}).status_code == 200

@@ -43,6 +43,7 @@ class Client:
     issuer: str
     client_id: str
     client_secret: str
+    redirect_uri: str  # where the provider sends the browser back: registered with it
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,8 @@ class Expected:
     nonce: str
 
 
-def authorization_url(metadata: Metadata, client: Client, pkce: Pkce, redirect_uri: str) -> str:
-    query = {"response_type": "code", "client_id": client.client_id, "redirect_uri": redirect_uri,
+def authorization_url(metadata: Metadata, client: Client, pkce: Pkce) -> str:
+    query = {"response_type": "code", "client_id": client.client_id, "redirect_uri": client.redirect_uri,
              "scope": "openid email profile", "state": pkce.state, "nonce": pkce.nonce,
              "code_challenge": pkce.challenge, "code_challenge_method": "S256"}
     separator = "&" if "?" in metadata.authorization_endpoint else "?"
@@ -135,7 +136,7 @@ class Provider:
     async def redeem(self, redemption: "CodeRedemption") -> str:
         """The id_token the provider gives for the code (client_secret_basic, with the PKCE verifier)."""
         r = redemption
-        form = {"grant_type": "authorization_code", "code": r.code, "redirect_uri": r.redirect_uri,
+        form = {"grant_type": "authorization_code", "code": r.code, "redirect_uri": r.client.redirect_uri,
                 "code_verifier": r.verifier, "client_id": r.client.client_id}
         try:
             response = await self.http.post(r.metadata.token_endpoint, data=form,
@@ -166,10 +167,9 @@ class Provider:
 @dataclass(frozen=True, kw_only=True)
 class CodeRedemption:
     """A token request: the code the provider sent back, redeemed with the verifier of the
-    sign-in that began it, at the redirect URI it was sent to."""
+    sign-in that began it."""
 
     metadata: Metadata
     client: Client
     code: str
     verifier: str
-    redirect_uri: str

@@ -31,10 +31,10 @@ async def wrap_secret(keyring: Keyring, tenant_id: str, secret: str) -> tuple[st
     return await asyncio.to_thread(keyring.wrap, secret.encode(), secret_context(tenant_id))
 
 
-async def client_of(keyring: Keyring, provider: ProviderRow) -> oidc.Client:
+async def client_of(keyring: Keyring, provider: ProviderRow, redirect_uri: str) -> oidc.Client:
     secret = await asyncio.to_thread(keyring.unwrap, provider.secret_kek, provider.client_secret,
                                      secret_context(provider.tenant_id))
-    return oidc.Client(provider.issuer, provider.client_id, secret.decode())
+    return oidc.Client(provider.issuer, provider.client_id, secret.decode(), redirect_uri)
 
 
 @dataclass(frozen=True)

@@ -67,14 +67,22 @@ async def trail_of(http: httpx.AsyncClient, tenant_id: str, params: dict[str, An
                        origin=(row["details"] or {}).get("origin")) for row in rows]
 
 
-async def filters(actor: Annotated[StorableText | None, Query(max_length=200)] = None,
-                  action: Annotated[StorableText | None, Query(max_length=100)] = None,
-                  since: Timestamp | None = None, until: Timestamp | None = None,
-                  limit: Annotated[int, Query(ge=1, le=5000)] = 100) -> dict[str, Any]:
+class AuditFilters(BaseModel):
     """Which entries: by actor, action and time (`since` inclusive, `until` exclusive), the newest `limit`."""
-    if since and until and since >= until:
+
+    model_config = ConfigDict(extra="forbid")
+
+    actor: StorableText | None = Field(None, max_length=200)
+    action: StorableText | None = Field(None, max_length=100)
+    since: Timestamp | None = None
+    until: Timestamp | None = None
+    limit: int = Field(100, ge=1, le=5000)
+
+
+async def filters(wanted: Annotated[AuditFilters, Query()]) -> dict[str, Any]:
+    if wanted.since and wanted.until and wanted.since >= wanted.until:
         raise Problem(422, "invalid-range", "since must be before until")
-    return {"actor": actor, "action": action, "since": since, "until": until, "limit": limit}
+    return wanted.model_dump()
 
 
 Filters = Annotated[dict[str, Any], Depends(filters)]

@@ -149,7 +149,7 @@ async def start_sso(tenant_id: Annotated[str, Path(pattern=TENANT)], request: Re
         raise Problem(404, "sso-not-configured", f"{tenant_id!r} has no identity provider")
     try:
         metadata = await providers.metadata(provider.issuer)
-        client = await sso.client_of(keyring_of(settings), provider)
+        client = await sso.client_of(keyring_of(settings), provider, redirect_uri(request, settings.public_url))
     except oidc.OidcError as error:
         raise Problem(503, "sso-provider-unreachable", str(error)) from None
     pkce, browser = oidc.Pkce(), oidc.Pkce().state
@@ -157,8 +157,7 @@ async def start_sso(tenant_id: Annotated[str, Path(pattern=TENANT)], request: Re
         await store.insert_attempt(conn, store.Attempt(
             state=pkce.state, browser_hash=digest(browser), tenant_id=tenant_id, nonce=pkce.nonce,
             code_verifier=pkce.verifier, invitation=invitation, return_to=return_to), settings.sso_attempt_ttl_s)
-    answer = RedirectResponse(oidc.authorization_url(metadata, client, pkce, redirect_uri(request, settings.public_url)),
-                              status_code=303)
+    answer = RedirectResponse(oidc.authorization_url(metadata, client, pkce), status_code=303)
     answer.set_cookie(BROWSER_COOKIE, browser, max_age=settings.sso_attempt_ttl_s, path="/", secure=True,
                       httponly=True, samesite="lax")
     return answer
@@ -195,10 +194,9 @@ async def signed_in(request: Request, served: tuple[Any, Any, oidc.Provider],
         raise Problem(403, "sso-not-configured", "the tenant no longer signs in through an identity provider")
     try:
         metadata = await providers.metadata(provider.issuer)
-        client = await sso.client_of(keyring_of(settings), provider)
-        id_token = await providers.redeem(oidc.CodeRedemption(
-            metadata=metadata, client=client, code=code, verifier=attempt.code_verifier,
-            redirect_uri=redirect_uri(request, settings.public_url)))
+        client = await sso.client_of(keyring_of(settings), provider, redirect_uri(request, settings.public_url))
+        id_token = await providers.redeem(oidc.CodeRedemption(metadata=metadata, client=client, code=code,
+                                                              verifier=attempt.code_verifier))
         claims = await providers.verified_claims(metadata, id_token, oidc.Expected(provider.issuer, provider.client_id,
                                                                                     attempt.nonce))
     except oidc.OidcError as refused:
