@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from genline_client import Genline
 from tests.e2e.conftest import wait_for_audit
 from tests.e2e.test_console import PAGE_TIMEOUT_MS, Console, browser, screenshot, tenants  # noqa: F401 (fixtures)
 from tests.oidc_provider import Client, Provider, User, provider_on_loopback
@@ -118,11 +119,13 @@ FORBIDDEN_PAGES = ("/console/new", "/console/members", "/console/audit")
 
 
 def test_a_viewer_is_refused_every_page_and_action_their_role_does_not_allow(people, tenants, mailbox,  # noqa: F811
-                                                                              provider):
+                                                                              provider, platform):
     tenant = tenants(1_000)
     assert tenant.http.put("/v1/sso", json={"issuer": provider.issuer, "client_id": "genline-console",
                                             "client_secret": "console-client-secret"}).status_code == 200
-    assert tenant.http.post("/v1/invitations", json={"email": "viewer@example.com", "role": "viewer"}).status_code == 201
+    with Genline(tenant.api_key, platform.ingest_url) as client:  # the Python client invites as the API does
+        invited = client.invite("viewer@example.com", "viewer")
+        assert invited["id"] in [i["id"] for i in client.invitations()]
     viewer = sign_in_through_invitation(people(), mailbox, "viewer@example.com", "viewer")
 
     for name in ("New job", "Members", "Audit log"):
@@ -146,3 +149,7 @@ def test_a_viewer_is_refused_every_page_and_action_their_role_does_not_allow(peo
     answers = {(method, path): in_page_fetch(viewer, method, path, body) for method, path, body in forbidden}
     assert set(answers.values()) == {403}, json.dumps({f"{m} {p}": s for (m, p), s in answers.items()})
     assert in_page_fetch(viewer, "GET", "/v1/jobs?limit=1") == 200
+    with Genline(tenant.api_key, platform.ingest_url) as client:
+        viewer_row = next(m for m in client.members() if m["email"] == "viewer@example.com")
+        client.remove_member(viewer_row["id"])
+    assert in_page_fetch(viewer, "GET", "/v1/jobs?limit=1") == 401  # a removed member's next request

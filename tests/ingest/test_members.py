@@ -174,3 +174,4 @@ def test_a_sign_in_link_works_once_and_says_nothing_of_strangers(team):
     stranger = team.client.post("/v1/sessions/email-link", json={"tenant_id": team.tenant_id,
                                                                  "email": "nobody@example.com"})
     assert stranger.status_code == 202 and stranger.json() == {"sent": "if-member"}
+
