@@ -60,6 +60,8 @@ def platform(endpoints, tmp_path_factory, stripe, mailbox) -> Iterator[ServiceFl
                                     # Invitations and sign-in links go out through the mailbox.
                                     "GENLINE_SMTP_HOST": "127.0.0.1", "GENLINE_SMTP_PORT": str(mailbox.port),
                                     "GENLINE_SMTP_SECURITY": "none",
+                                    # The identity provider of the console's tests is on loopback.
+                                    "GENLINE_OIDC_ALLOWED_NETWORKS": '["127.0.0.0/8"]',
                                     "GENLINE_MEMBER_LINK_KEY": "e2e-member-link-key-3f9a1c7d2b"})
     stripe.webhook_url = f"{fleet.url('ledger')}/v1/webhooks/payments"
     try:

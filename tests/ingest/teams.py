@@ -98,6 +98,7 @@ def team_on(endpoints, mailbox: Mailbox, **overrides) -> Iterator[Team]:
     settings = endpoints.settings(IngestSettings, environment="test", topic_namespace=f"m{suffix}",
                                   schema_name=f"ingest_{suffix}", smtp_host="127.0.0.1", smtp_port=mailbox.port,
                                   smtp_security="none", member_link_key="a-link-key-for-these-tests-only-" + suffix,
+                                  oidc_allowed_networks=["127.0.0.0/8"],
                                   **overrides)
     asyncio.run(create_topics(endpoints.kafka_bootstrap, all_topics(settings.topic_namespace)))
     tenant_id = f"t-{suffix}"

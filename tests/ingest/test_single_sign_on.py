@@ -13,6 +13,7 @@ import httpx
 import pytest
 from joserfc import jwt
 
+from services.common import targets
 from services.ingest.members import oidc
 from tests.ingest.teams import Team, session_of, team_on
 from tests.mailbox import smtp_server
@@ -157,7 +158,7 @@ def signed(provider: Provider, **claims) -> str:
 def test_an_id_token_for_another_client_sign_in_issuer_or_time_is_refused(provider, claims, why):
     async def check() -> None:
         async with httpx.AsyncClient() as http:
-            providers = oidc.Provider(http, 60)
+            providers = oidc.Provider(http, 60, targets.allowed_networks(["127.0.0.0/8"]))
             metadata = await providers.metadata(provider.issuer)
             expected = oidc.Expected(provider.issuer, "genline", "n-1")
             assert (await providers.verified_claims(metadata, signed(provider), expected))["sub"] == "sub-x"
@@ -175,3 +176,14 @@ def test_the_provider_refuses_a_code_redeemed_without_the_pkce_verifier(configur
     refused = httpx.post(f"{provider.issuer}/token", auth=("genline", "client-secret-for-tests"), data={
         "grant_type": "authorization_code", "code": code, "redirect_uri": CALLBACK})
     assert refused.status_code == 400 and refused.json()["error"] == "invalid_request", refused.text
+
+
+def test_a_provider_on_a_network_not_allowed_is_refused(team, provider):
+    """An owner names the issuer, so it must be public unless the deployment allows its network."""
+    async def check() -> None:
+        async with httpx.AsyncClient() as http:
+            with pytest.raises(oidc.OidcError, match="cannot be reached"):
+                await oidc.Provider(http, 60).metadata(provider.issuer)
+
+    import asyncio
+    asyncio.run(check())

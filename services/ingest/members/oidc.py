@@ -18,6 +18,8 @@ from joserfc import jwt
 from joserfc.errors import InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
 
+from services.common import targets
+
 # What a provider may sign id_tokens with; never `none`, never a symmetric key the client also holds.
 ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"]
 LEEWAY_S = 60  # clocks differ a little
@@ -101,12 +103,14 @@ class Provider:
 
     http: httpx.AsyncClient
     cache_s: float
+    allowed: list[targets.IPNetwork] = field(default_factory=list)  # networks besides public addresses
     _documents: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
 
     async def _get(self, url: str, fresh: bool = False) -> dict[str, Any]:
         cached = self._documents.get(url)
         if cached and not fresh and cached[0] > time.monotonic():
             return cached[1]
+        await self.check_address(url)
         try:
             response = await self.http.get(url, headers={"Accept": "application/json"})
             response.raise_for_status()
@@ -117,6 +121,13 @@ class Provider:
             raise OidcError(f"the identity provider's {url} is not a JSON object")
         self._documents[url] = (time.monotonic() + self.cache_s, document)
         return document
+
+    async def check_address(self, url: str) -> None:
+        """A provider's address must be public (or in an allowed network): a tenant names it."""
+        try:
+            await targets.checked_address(url, self.allowed)
+        except targets.RefusedTarget as refused:
+            raise OidcError(f"the identity provider cannot be reached at {url!r}: {refused}") from None
 
     async def metadata(self, issuer: str) -> Metadata:
         """The provider's discovery document, which must name the issuer it was asked for."""
@@ -136,6 +147,7 @@ class Provider:
     async def redeem(self, redemption: "CodeRedemption") -> str:
         """The id_token the provider gives for the code (client_secret_basic, with the PKCE verifier)."""
         r = redemption
+        await self.check_address(r.metadata.token_endpoint)
         form = {"grant_type": "authorization_code", "code": r.code, "redirect_uri": r.client.redirect_uri,
                 "code_verifier": r.verifier, "client_id": r.client.client_id}
         try:

@@ -39,6 +39,9 @@ class TeamSettings(BaseSettings):
     sso_attempt_ttl_s: int = 10 * 60
     oidc_cache_s: float = 300.0
     oidc_timeout_s: float = 10.0
+    # Identity providers must resolve to public addresses (a tenant names its issuer), unless
+    # the deployment allows the network (a provider inside the cluster, tests on loopback).
+    oidc_allowed_networks: list[str] = []
 
     @model_validator(mode="after")
     def link_key(self) -> "TeamSettings":

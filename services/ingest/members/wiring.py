@@ -6,6 +6,7 @@ from typing import Annotated
 import httpx
 from fastapi import Depends, FastAPI, Request
 
+from services.common import targets
 from services.common.runtime import ServiceRuntime
 from services.ingest.members.links import LinkSigner
 from services.ingest.members.mail import Mailer
@@ -19,7 +20,8 @@ def install(app: FastAPI, runtime: ServiceRuntime, settings: IngestSettings) -> 
     # Identity providers are reached directly, never through a redirect (a discovery document
     # or a key set must come from the address configured).
     http = httpx.AsyncClient(timeout=settings.oidc_timeout_s, follow_redirects=False)
-    app.state.identity_providers = Provider(http, settings.oidc_cache_s)
+    app.state.identity_providers = Provider(http, settings.oidc_cache_s,
+                                            targets.allowed_networks(settings.oidc_allowed_networks))
     runtime.shutdown_hooks.append(http.aclose)
 
 
