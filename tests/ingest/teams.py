@@ -82,7 +82,7 @@ class Team:
     def join(self, email: str, role: str) -> Session:
         """A member in `role`, invited by the operator key and signed in through the link."""
         assert self.invite(email, role).status_code == 201
-        accepted = self.client.post("/v1/invitations/accept", json={"token": self.token_mailed_to(email)})
+        accepted = self.client.post("/v1/invitation-links/accept", json={"token": self.token_mailed_to(email)})
         assert accepted.status_code == 201, accepted.text
         return session_of(self.client, accepted)
 

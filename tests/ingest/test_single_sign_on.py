@@ -109,7 +109,7 @@ def test_an_invitation_is_accepted_through_the_provider_by_the_invited_address_o
     provider.add_user(User("carol", "carol@example.com"))
     assert configured.invite("bob@example.com", "admin").status_code == 201
     token = configured.token_mailed_to("bob@example.com")
-    assert configured.client.post("/v1/invitations/lookup", json={"token": token}).json()["sso"] is True
+    assert configured.client.post("/v1/invitation-links/lookup", json={"token": token}).json()["sso"] is True
     assert refusal(sign_in(configured, "carol", invitation=token)) == "invitation-for-another"
     answer = sign_in(configured, "bob", invitation=token)
     assert session_of(configured.client, answer).get("/v1/me").json()["member"]["role"] == "admin"

@@ -85,7 +85,7 @@ export async function invitationPage() {
   history.replaceState(null, "", "/console/invitation");
   let invitation;
   try {
-    invitation = await api("/v1/invitations/lookup", {method: "POST", body: {token}});
+    invitation = await api("/v1/invitation-links/lookup", {method: "POST", body: {token}});
   } catch (error) {
     return show(h("h1", {text: "Invitation"}), errorBox(error));
   }
@@ -95,7 +95,7 @@ export async function invitationPage() {
       text: "Continue with your identity provider"})
     : h("button", {type: "button", text: "Accept and sign in", onclick: async () => {
       try {
-        await api("/v1/invitations/accept", {method: "POST", body: {token}});
+        await api("/v1/invitation-links/accept", {method: "POST", body: {token}});
         sessionStorage.removeItem("genline.invitation");
         forgetCaller();
         navigate("/console/jobs");

@@ -115,8 +115,8 @@ class Provider:
             response = await self.http.get(url, headers={"Accept": "application/json"})
             response.raise_for_status()
             document = response.json()
-        except (httpx.HTTPError, ValueError) as error:
-            raise OidcError(f"the identity provider did not answer {url}: {type(error).__name__}") from None
+        except (httpx.HTTPError, httpx.InvalidURL, ValueError) as error:
+            raise OidcError(f"the identity provider did not answer {url[:200]}: {type(error).__name__}") from None
         if not isinstance(document, dict):
             raise OidcError(f"the identity provider's {url} is not a JSON object")
         self._documents[url] = (time.monotonic() + self.cache_s, document)
@@ -126,8 +126,8 @@ class Provider:
         """A provider's address must be public (or in an allowed network): a tenant names it."""
         try:
             await targets.checked_address(url, self.allowed)
-        except targets.RefusedTarget as refused:
-            raise OidcError(f"the identity provider cannot be reached at {url!r}: {refused}") from None
+        except (targets.RefusedTarget, ValueError, OSError) as refused:  # a name that cannot even be looked up too
+            raise OidcError(f"the identity provider cannot be reached at {url[:200]!r}: {refused}") from None
 
     async def metadata(self, issuer: str) -> Metadata:
         """The provider's discovery document, which must name the issuer it was asked for."""
@@ -154,7 +154,7 @@ class Provider:
             response = await self.http.post(r.metadata.token_endpoint, data=form,
                                             auth=(r.client.client_id, r.client.client_secret))
             answer = response.json()
-        except (httpx.HTTPError, ValueError) as error:
+        except (httpx.HTTPError, httpx.InvalidURL, ValueError) as error:
             raise OidcError(f"the identity provider's token endpoint did not answer: {type(error).__name__}") from None
         if response.status_code != 200 or not isinstance(answer, dict) or not isinstance(answer.get("id_token"), str):
             said = answer.get("error", response.status_code) if isinstance(answer, dict) else response.status_code

@@ -168,7 +168,7 @@ def key_body(row: dict[str, Any], spent: dict[UUID, spend_caps.KeySpent] | None)
     return ApiKey.model_validate(row | {"spent_today": used and used.today, "spent_this_month": used and used.this_month})
 
 
-@router.post("", status_code=201, response_model=NewApiKey)
+@router.post("", status_code=201, response_model=NewApiKey, responses=problems.responses(404))
 async def create_api_key(caller: KeysManager, runtime: Runtime, response: Response,
                          body: Annotated[KeyRequest, Body()] = KeyRequest()) -> NewApiKey:
     """A new key for your tenant, with a name and scopes (a subset of yours; 403 names one you

@@ -1,4 +1,5 @@
-"""`/v1/members`, `/v1/service-accounts`, `/v1/invitations`, `/v1/roles`, `/v1/me`: a tenant's
+"""`/v1/members`, `/v1/service-accounts`, `/v1/invitations` (and `/v1/invitation-links`, which
+the invited follow), `/v1/roles`, `/v1/me`: a tenant's
 people and machines. Owners and admins (`members:manage`) list members, change their roles,
 remove them (their keys revoked unless moved), add service accounts, and invite people by a
 signed, expiring, single-use link sent by mail; whoever follows the link joins in the role it
@@ -243,7 +244,7 @@ async def list_invitations(caller: MembersManager, runtime: Runtime) -> Invitati
 
 
 @router.delete("/invitations/{invitation_id}", status_code=204, responses=problems.responses(404))
-async def revoke_invitation(invitation_id: UUID, caller: MembersManager, runtime: Runtime) -> Response:
+async def revoke_invitation(invitation_id: Annotated[UUID, Path(examples=[INVITATION_EXAMPLE["id"]])], caller: MembersManager, runtime: Runtime) -> Response:
     """Revoke an open invitation: its link no longer works."""
     async with runtime.pool.connection() as conn, conn.transaction():
         await team.Team(runtime, changer_of(caller)).revoke_invitation(conn, invitation_id)
@@ -264,7 +265,7 @@ async def open_invitation(runtime: Any, signer: Any, token: str) -> Any:
     return row, provider is not None
 
 
-@router.post("/invitations/lookup", response_model=InvitationView, responses=problems.responses(404))
+@router.post("/invitation-links/lookup", response_model=InvitationView, responses=problems.responses(404))
 async def look_up_invitation(body: InvitationToken, runtime: Runtime, signer: Signer) -> InvitationView:
     """What an invitation link offers (no key needed: the link is the proof), and whether it is
     accepted by signing in at the tenant's identity provider."""
@@ -273,7 +274,7 @@ async def look_up_invitation(body: InvitationToken, runtime: Runtime, signer: Si
                           expires_at=row["expires_at"], sso=sso)
 
 
-@router.post("/invitations/accept", status_code=201, response_model=MemberOut, responses=problems.responses(404, 409))
+@router.post("/invitation-links/accept", status_code=201, response_model=MemberOut, responses=problems.responses(404, 409))
 async def accept_invitation(body: InvitationToken, request: Request, response: Response, runtime: Runtime,
                             settings: Settings, signer: Signer) -> MemberOut:
     """Join through an invitation's link and sign in to the console (the session's cookies are

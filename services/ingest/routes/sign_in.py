@@ -150,8 +150,8 @@ async def list_sessions(caller: SignedIn, runtime: Runtime, settings: Settings) 
     return SessionList(data=[SessionOut(**row, current=row["id"] == caller.session_id) for row in rows])
 
 
-@router.delete("/sessions/current", status_code=204, responses=problems.responses(403, 409))
-async def sign_out(caller: SignedIn, response: Response, runtime: Runtime) -> Response:
+@router.delete("/sessions/current", response_model=Ended, responses=problems.responses(403, 409))
+async def sign_out(caller: SignedIn, response: Response, runtime: Runtime) -> Ended:
     """End this session (sign out); its cookies are cleared."""
     if caller.session_id is None:
         raise Problem(409, "not-a-session", "an API key is not a session: revoke the key instead")
@@ -160,9 +160,8 @@ async def sign_out(caller: SignedIn, response: Response, runtime: Runtime) -> Re
         await record_action(runtime, conn, Action(caller.actor, "member.sign_out", f"session:{caller.session_id}",
                                                   caller.tenant_id))
     runtime.relay.notify()
-    answer = Response(status_code=204)
-    sessions.clear_cookies(answer)
-    return answer
+    sessions.clear_cookies(response)
+    return Ended(ended=1)
 
 
 @router.post("/sessions/end-all", response_model=Ended, responses=problems.responses(403, 409))

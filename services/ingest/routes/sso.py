@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -31,7 +31,10 @@ from services.ingest.store import sessions as store
 router = APIRouter(prefix="/v1", tags=["sign-in"])
 TENANT = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 BROWSER_COOKIE = "__Host-genline-sso"  # binds a sign-in under way to the browser that began it
-REDIRECTED: dict[int | str, dict[str, Any]] = {303: {"description": "to the identity provider, or back to the console"}}
+REDIRECTED: dict[int | str, dict[str, Any]] = {303: {
+    "description": "to the identity provider, or back to the console", "headers": {"Location": {
+        "description": "where the browser goes next", "schema": {"type": "string"},
+        "example": "https://login.example.com/authorize?response_type=code&client_id=genline&code_challenge_method=S256"}}}}
 
 
 class ProviderRequest(RequestModel):
@@ -115,16 +118,18 @@ async def set_sso(body: ProviderRequest, caller: SsoManager, request: Request, r
     return provider_out(row, request, settings.public_url)
 
 
-@router.delete("/sso", status_code=204, responses=problems.responses(404))
-async def delete_sso(caller: SsoManager, runtime: Runtime) -> Response:
-    """Stop signing in through the provider: members sign in by mailed links again."""
+@router.delete("/sso", response_model=ProviderOut, responses=problems.responses(404))
+async def delete_sso(caller: SsoManager, request: Request, runtime: Runtime, settings: Settings) -> ProviderOut:
+    """Stop signing in through the provider: members sign in by mailed links again. The answer
+    is the provider they signed in through."""
     async with runtime.pool.connection() as conn, conn.transaction():
-        if not await store.delete_provider(conn, caller.tenant_id):
+        row = await store.read_provider(conn, caller.tenant_id)
+        if row is None or not await store.delete_provider(conn, caller.tenant_id):
             raise Problem(404, "sso-not-configured", "this tenant has no identity provider")
         await record_action(runtime, conn, Action(caller.actor, "sso.delete", f"tenant:{caller.tenant_id}",
-                                                  caller.tenant_id))
+                                                  caller.tenant_id, {"issuer": row.issuer}))
     runtime.relay.notify()
-    return Response(status_code=204)
+    return provider_out(row, request, settings.public_url)
 
 
 def back_to_console(problem: Problem) -> RedirectResponse:
@@ -135,7 +140,7 @@ def back_to_console(problem: Problem) -> RedirectResponse:
 
 @router.get("/sso/{tenant_id}/start", status_code=303, response_class=RedirectResponse,
             responses=problems.responses(404, 429) | REDIRECTED)
-async def start_sso(tenant_id: Annotated[str, Path(pattern=TENANT)], request: Request, runtime: Runtime,
+async def start_sso(tenant_id: Annotated[str, Path(pattern=TENANT, examples=["acme"])], request: Request, runtime: Runtime,
                     settings: Settings, providers: IdentityProviders,
                     invitation: Annotated[str | None, Query(max_length=200)] = None,
                     return_to: Annotated[str, Query(max_length=300, pattern=r"^/console(/[^\s]*)?$")] = "/console/jobs",
