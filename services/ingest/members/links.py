@@ -32,11 +32,16 @@ class LinkSigner:
     key: bytes
 
     @classmethod
-    def from_setting(cls, key: SecretStr | None) -> "LinkSigner":
-        if key is None:
-            log.warning("GENLINE_MEMBER_LINK_KEY is not set: links are signed with a key made for this process")
-            return cls(secrets.token_bytes(32))
-        return cls(key.get_secret_value().encode())
+    def from_settings(cls, key: SecretStr | None, receipt_key: SecretStr | None) -> "LinkSigner":
+        """The link key; else one derived from the receipt signing key (every replica holds it);
+        else a key of this process's own."""
+        if key is not None:
+            return cls(key.get_secret_value().encode())
+        if receipt_key is not None:
+            return cls(hashlib.sha256(b"genline member links\0" + receipt_key.get_secret_value().encode()).digest())
+        log.warning("neither GENLINE_MEMBER_LINK_KEY nor GENLINE_RECEIPT_SIGNING_KEY is set: links are signed with a"
+                    " key made for this process")
+        return cls(secrets.token_bytes(32))
 
     def _mac(self, message: str) -> str:
         mac = hmac.new(self.key, message.encode(), hashlib.sha256).digest()

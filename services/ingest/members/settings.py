@@ -25,9 +25,9 @@ class TeamSettings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_timeout_s: float = 10.0
     mail_from: str = "Genline <no-reply@genline.invalid>"
-    # Invitations and sign-in links are signed with this key (HMAC-SHA256), required in
-    # production; every replica needs the same. Unset elsewhere, each process signs with a key
-    # of its own.
+    # Invitations and sign-in links are signed with this key (HMAC-SHA256); every replica needs
+    # the same. Unset, a key derived from the receipt signing key (required in production) is
+    # used; without either (development, tests), each process signs with a key of its own.
     member_link_key: SecretStr | None = None
     invitation_ttl_s: int = 7 * 24 * 3600
     sign_in_link_ttl_s: int = 15 * 60
@@ -45,6 +45,5 @@ class TeamSettings(BaseSettings):
 
     @model_validator(mode="after")
     def link_key(self) -> "TeamSettings":
-        production = getattr(self, "environment", "production") == "production"
-        refuse_missing_or_weak("GENLINE_MEMBER_LINK_KEY", self.member_link_key, production)
+        refuse_missing_or_weak("GENLINE_MEMBER_LINK_KEY", self.member_link_key, False)
         return self

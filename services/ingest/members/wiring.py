@@ -15,7 +15,7 @@ from services.ingest.settings import IngestSettings
 
 
 def install(app: FastAPI, runtime: ServiceRuntime, settings: IngestSettings) -> None:
-    app.state.link_signer = LinkSigner.from_setting(settings.member_link_key)
+    app.state.link_signer = LinkSigner.from_settings(settings.member_link_key, settings.receipt_signing_key)
     app.state.mailer = Mailer(settings)
     # Identity providers are reached directly, never through a redirect (a discovery document
     # or a key set must come from the address configured).
