@@ -218,6 +218,7 @@ def ScopedCaller(scope: str) -> Any:  # noqa: N802
 JobsWriter = Scoped("jobs:write")
 JobsSubmitter = ScopedCaller("jobs:write")  # a job carries the key that submitted it, and its spend caps
 JobsReader = Scoped("jobs:read")
+ReceiptsReader = Scoped("receipts:read")  # receipts hold no prompt: billing reads them, not jobs
 AccountReader = Scoped("account:read")
 KeysManager = ScopedCaller("keys:manage")
 MembersManager = ScopedCaller("members:manage")
