@@ -11,7 +11,7 @@ tenants, credits, replays, the bus, keys; `genline score` scores image files wit
 import argparse
 from collections.abc import Sequence
 
-from genline_cli import billing, jobs, provenance, receipts, spend, subjects, usage
+from genline_cli import billing, jobs, members, provenance, receipts, spend, subjects, usage
 from genline_stack import cli as stack
 from services.common import cli as common
 from services.common.bus import cli as bus
@@ -21,7 +21,7 @@ from services.ledger import cli as ledger
 from services.scorer import cli as scorer
 
 # In the order `genline --help` lists their commands: a user's first, then the operator's.
-PARTS = (jobs, subjects, usage, billing, spend, receipts, provenance, stack, ingest, ledger, bus, common, scorer)
+PARTS = (jobs, subjects, usage, billing, spend, members, receipts, provenance, stack, ingest, ledger, bus, common, scorer)
 
 
 def command_tree() -> CommandTree:

@@ -24,14 +24,17 @@ from services.ingest.inputs.moderation import Breaker, HostedModeration
 from services.ingest.inputs.screening import ScreeningGate
 from services.ingest.jobs.live import LogWatch
 from services.ingest.jobs.sweeper import Sweeper
+from services.ingest.members import wiring as member_wiring
 from services.ingest.receipts.document import Signer, load_signing_key
 from services.ingest.receipts.issuing import record_signing_key
 from services.ingest.routes import (
     account,
     admin,
+    admin_members,
     admin_platform,
     admin_tenants,
     alerts,
+    audit,
     billing,
     candidates,
     console,
@@ -39,10 +42,13 @@ from services.ingest.routes import (
     events,
     internal,
     jobs,
+    members,
     prompt_screening,
     provenance,
     receipts,
     root,
+    sign_in,
+    sso,
     subjects,
     templates,
     uploads,
@@ -78,6 +84,10 @@ TAGS = [
                                           " anyone, and the trust anchor they chain to."},
     {"name": "keys", "description": "Your API keys: create them with scopes, list, revoke and rotate them."},
     {"name": "webhooks", "description": "Signed webhooks when jobs end: endpoints, secrets, every attempt, redelivery."},
+    {"name": "members", "description": "The tenant's people and machines: members with roles, invitations, service"
+                                       " accounts, the role table, and the audit log."},
+    {"name": "sign-in", "description": "Signing in to the console: single sign-on through the tenant's OpenID Connect"
+                                       " provider, links by mail, and sessions."},
     {"name": "meta", "description": "Where to start: the documentation, this document, the console."},
 ]
 
@@ -94,7 +104,8 @@ def receipt_signer(settings: IngestSettings) -> Signer:
 ROUTERS = (root.router, jobs.router, subjects.router, candidates.router, events.router, uploads.router, account.router, alerts.router,
            prompt_screening.router, usage.router, receipts.router, provenance.router, templates.router,
            key_routes.router, webhooks.router, admin.router, admin_tenants.router, admin_platform.router,
-           internal.router, billing.router)
+           internal.router, billing.router, members.router, sign_in.router, sso.router, audit.router,
+           admin_members.router)
 
 
 def create_api(lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None) -> FastAPI:
@@ -130,6 +141,7 @@ def build(settings: IngestSettings) -> tuple[ServiceRuntime, FastAPI]:
     app.state.service_verifier = verifier_of(settings)
     app.state.screening = ScreeningGate(settings.screening_budget_bytes(), settings.screening_threads,
                                         settings.screening_wait_s)
+    member_wiring.install(app, runtime, settings)
     app.state.prompt_gate = PromptGate(settings.prompt_rules, settings.prompt_screening_policy,
                                        hosted_moderation(runtime, settings))
     peers = Peers(runtime, app)

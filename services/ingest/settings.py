@@ -6,10 +6,11 @@ from services.common.settings import AdminApiSettings, refuse_missing_or_weak
 from services.ingest.inputs import screening
 from services.ingest.inputs.prompt_rules import OperatorRule, Policy
 from services.ingest.key_encryption import LocalKeys
+from services.ingest.members.settings import TeamSettings
 from services.ingest.receipts.document import load_signing_key
 
 
-class IngestSettings(AdminApiSettings):
+class IngestSettings(AdminApiSettings, TeamSettings):
     service_name: str = "ingest"
     http_port: int = 8081
     max_images: int = 16

@@ -121,6 +121,37 @@ class Genline:
         """Set a key's spend caps in credits per UTC day and month (None lifts one)."""
         return self.call(_calls.set_key_caps(str(key_id), daily_cap_credits, monthly_cap_credits))
 
+    def me(self) -> dict[str, Any]:
+        """Who this key is: its tenant, the member or service account that owns it, and its scopes."""
+        return self.call(_calls.me())
+
+    def members(self) -> list[dict[str, Any]]:
+        """Your organization's members and service accounts, each with its role (members:manage)."""
+        return self.call(_calls.members())["data"]
+
+    def invite(self, email: str, role: str) -> dict[str, Any]:
+        """Invite someone by mail to join in `role`; the mail carries a signed, single-use link."""
+        return self.call(_calls.invite(email, role))
+
+    def invitations(self) -> list[dict[str, Any]]:
+        return self.call(_calls.invitations())["data"]
+
+    def revoke_invitation(self, invitation_id: str) -> None:
+        self.call(_calls.revoke_invitation(str(invitation_id)))
+
+    def set_member_role(self, member_id: str, role: str) -> dict[str, Any]:
+        """Give a member another role; their sessions end, their keys narrow to the new role."""
+        return self.call(_calls.set_member_role(str(member_id), role))
+
+    def remove_member(self, member_id: str, *, move_keys_to: str | None = None) -> None:
+        """Remove a member; their keys are revoked unless moved to another member or service account."""
+        self.call(_calls.remove_member(str(member_id), move_keys_to and str(move_keys_to)))
+
+    def audit_log(self, *, action: str | None = None, actor: str | None = None,
+                  limit: int = 100) -> list[dict[str, Any]]:
+        """Your organization's audit log, newest first (audit:read)."""
+        return self.call(_calls.audit_log({"action": action, "actor": actor, "limit": limit}))["entries"]
+
     def alerts(self) -> dict[str, Any]:
         """Your alert settings and latest alerts (balance low, grant expiring, key cap reached,
         top-up failed), newest first."""
@@ -140,7 +171,8 @@ class Genline:
         """Send one call, with retries; its JSON answer, or the problem as an exception."""
         request = self._http.build_request(call.method, call.path, params=call.params, json=call.json,
                                            headers=call.headers, content=call.content)
-        return self._send(request).json()
+        response = self._send(request)
+        return None if response.status_code == 204 else response.json()
 
     def content(self, path: str) -> bytes:
         """The body of a GET of `path` with your key, with retries: an image, not JSON."""
