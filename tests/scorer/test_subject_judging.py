@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from services.common import face_models
+from services.common.quality.fingerprints import fingerprint
 from services.common.quality.profiles import load_profile, with_subject_checks
 from services.scorer.dimensions import Equipment, Scorer, Scoring
 from services.scorer.dimensions.likeness import ONE_PERSON, OpenedSubject, likeness_of
@@ -42,12 +43,13 @@ def drift_past_the_threshold(scorer, profile, person):
 
 def test_clean_candidates_pass_against_the_subject_and_say_what_they_were_compared_with(scorer, subject_headshot,
                                                                                          person):
-    verdicts = judged(scorer, [png(c) for c in planted.clean_candidates()], subject_headshot, person)
-    for verdict in verdicts:
+    images = [png(c) for c in planted.clean_candidates()]
+    verdicts = judged(scorer, images, subject_headshot, person)
+    for verdict, image in zip(verdicts, images, strict=True):
         assert verdict.passed, (verdict.failed, [verdict.dimensions[f].reason for f in verdict.failed])
         assert verdict.dimensions["identity"].value < 0.2
         assert verdict.dimensions["faces"].value == 1 and verdict.dimensions["second_person"].value == 0
-        assert verdict.fingerprint is not None
+        assert verdict.fingerprint == fingerprint(image), "taken from the decoded image, as from its file"
     identity = verdicts[0].dimensions["identity"]
     assert identity.reason.endswith("meets the maximum 0.6; against the centroid of the subject's 6 photos")
     assert "against the skin of the subject's 6 photos with one face" in verdicts[0].dimensions["skin_tone"].reason
