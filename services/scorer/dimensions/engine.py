@@ -185,8 +185,10 @@ class Scorer:
         present |= {"requested_clip"} if context.requested_clip is not None else set()
         present |= {"requested_fps"} if context.requested_clip is not None and context.requested_clip.fps else set()
         names = [*profile.dimension_names, *(f.dimension for f in profile.forbidden)]
-        against = judged_against_subject if context.subject is not None else _as_declared
-        return {name: _planned(against(registered(name)), present) for name in dict.fromkeys(names)}
+        declared = {name: registered(name) for name in dict.fromkeys(names)}
+        if context.subject is not None:  # reasons that say the subject, not a reference photo
+            declared = {name: judged_against_subject(dimension) for name, dimension in declared.items()}
+        return {name: _planned(dimension, present) for name, dimension in declared.items()}
 
     def _walk(self, images: Sequence[bytes], leg: Leg) -> Trail:
         """Each image through the leg, as far as it passes its steps; the images that passed
@@ -344,10 +346,6 @@ def clip_values(reading: ClipReading, dimensions: Sequence[Dimension]) -> dict[s
 def _for_step(step: Step, batch: ImageBatch, data: bytes) -> ImageBatch:
     """The batch with colour where the step reads it and the still was decoded in luma alone."""
     return in_color(batch, data) if step.reads_color and not batch.clip else batch
-
-
-def _as_declared(dimension: Dimension) -> Dimension:
-    return dimension
 
 
 def _planned(dimension: Dimension, present: set[str]) -> PlannedDimension:
