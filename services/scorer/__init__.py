@@ -7,6 +7,8 @@ what may ship. What profiles, rules and dimensions are is shared vocabulary in
 * `settings.py` — `ScorerSettings`: device, CLIP model, threads, per-tenant nsfw ceilings.
 * `handlers.py` — thin adapters: an attempt's candidates in, scores and an outcome out.
 * `domain.py` — pure rules: from verdicts to published scores, from scores to what follows.
+* `selection.py` — pure: which passing candidates ship, each style's share, no two alike.
+* `subjects.py` — a job's subject opened with its key (sealed photos, centroid), kept a while.
 * `store.py` — every SQL statement of the scorer (`scored_jobs`, `scores`).
 * `calibration.py` — pure: thresholds against images people judged, with suggestions.
 * `routes/` — the internal HTTP API: `calibration.py` for ingest's calibration report (here),
@@ -14,7 +16,7 @@ what may ship. What profiles, rules and dimensions are is shared vocabulary in
 * `subject_photos.py` — what a subject's photo shows (faces and embedding, or a product's
   foreground; size, fingerprint) for ingest's screening of a subject's photos.
 * `cli.py` — `genline score`: judge image files from the command line.
-* `dimensions/` — the measures (tier 1, faces, portrait, moderation, CLIP, motion, video
-  clips read with PyAV), the tier-by-tier walk and the `Scorer` engine.
+* `dimensions/` — the measures (tier 1, faces, portrait, against a subject, moderation,
+  CLIP, motion, video clips read with PyAV), the tier-by-tier walk and the `Scorer` engine.
 * `migrations/` — the scorer's tables.
 """

@@ -12,13 +12,16 @@ from services.common.storage import ObjectStore
 from services.scorer import handlers, routes
 from services.scorer.routes import measurements
 from services.scorer.settings import ScorerSettings
+from services.scorer.subjects import Subjects
 
 
 def build(settings: ScorerSettings) -> tuple[ServiceRuntime, Starlette]:
     scorer = handlers.new_scorer(settings)
 
     def register(consumer: EventConsumer, objects: ObjectStore, settings_: ScorerSettings) -> None:
-        handlers.register(consumer, handlers.Workbench(objects, scorer, settings_, DataKeys(settings_, "scorer")))
+        data_keys = DataKeys(settings_, "scorer")
+        subjects = Subjects(objects, data_keys, settings_.data_key_cache_s)
+        handlers.register(consumer, handlers.Workbench(objects, scorer, settings_, data_keys, subjects))
 
     runtime, app = build_worker("scorer", settings, register)
     verifier = verifier_of(settings)

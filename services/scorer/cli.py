@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from services.common.cli import CommandTree, Help
+from services.common.contracts import SUBJECT_KINDS
 from services.common.quality.profiles import profile_names
 
 
@@ -29,6 +30,8 @@ def add_commands(tree: CommandTree) -> None:
     score.add_argument("--profile", default="generic", help=f"scoring profile: {', '.join(profile_names())}")
     score.add_argument("--reference", metavar="PATH", help="reference photo for skin tone")
     score.add_argument("--prompt", metavar="TEXT", help="the prompt, for prompt alignment")
+    score.add_argument("--subject", metavar="DIR", help="judge against a subject made of the photos in DIR")
+    score.add_argument("--subject-kind", choices=SUBJECT_KINDS, default="person", help="the subject's kind")
     score.add_argument("--clip-model", metavar="DIR", help="local folder of a CLIP model (save_pretrained)")
     score.add_argument("--size", metavar="WxH", help="requested size, for the size and aspect dimensions")
     score.add_argument("--rules", metavar="FILE", help="QualityRules as a JSON or YAML file")

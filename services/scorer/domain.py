@@ -1,12 +1,15 @@
 """Scorer rules, without I/O: from verdicts to published scores, and from a job's scores
 so far to what happens next.
 
-After each attempt the job's candidates of every attempt count together. K passing: the
-best K are selected. Fewer, and the router may generate more: regeneration is requested
-for the shortfall. Fewer, and the router has said the attempt was final: what passed is
-delivered (partially), or the job fails with the reasons its candidates were rejected.
-When the router stopped because the job's deadline passed, a partial delivery needs at
-least the job's `min_images` passing (all K by default); with fewer the job expires.
+After each attempt the job's candidates of every attempt count together. K selectable:
+the best K are selected (`selection`: each style's share, no two near-duplicates in an
+order of a subject or across styles). Fewer, and the router may generate more:
+regeneration is requested for the shortfall, style by style. Fewer, and the router has
+said the attempt was final: what passed is delivered (partially, each style's shortfall
+filled from the others' best), or the job fails with the reasons its candidates were
+rejected. When the router stopped because the job's deadline passed, a partial delivery
+needs at least the job's `min_images` selectable (all K by default); with fewer the job
+expires.
 """
 
 import math
@@ -27,7 +30,8 @@ from services.common.contracts import (
     RegenerationRequested,
     ScoringFailed,
 )
-from services.scorer.dimensions.core import DimensionResult, ImageVerdict, select_best
+from services.scorer.dimensions.core import DimensionResult, ImageVerdict
+from services.scorer.selection import Order, Selection, select
 
 Outcome = CandidatesScored | RegenerationRequested | ScoringFailed
 UNDECODABLE = "decodable"
@@ -39,7 +43,8 @@ def candidate_score(candidate: CandidateRef, attempt: int, verdict: ImageVerdict
         sha256=candidate.sha256, size_bytes=candidate.size_bytes, media_type=candidate.media_type,
         model=candidate.model, model_version=candidate.model_version,
         passed=verdict.passed, score=verdict.score, failed=list(verdict.failed),
-        not_measured=list(verdict.not_measured), judged=verdict.judged,
+        not_measured=list(verdict.not_measured), judged=verdict.judged, style=candidate.style,
+        fingerprint=verdict.fingerprint,
         dimensions={name: DimensionScore(value=_measured(d.value), threshold=d.threshold, passed=d.passed,
                                          reason=d.reason)
                     for name, d in verdict.dimensions.items()},
@@ -73,25 +78,48 @@ def decide(event: CandidatesGenerated, job_scores: Sequence[CandidateScore],
            fresh: Sequence[CandidateScore]) -> Outcome:
     """What follows this attempt, given every score of the job (this attempt's included);
     the outcome carries the `fresh` scores, those no CandidatesChecked published."""
-    passed = sum(score.passed for score in job_scores)
+    selection = select(Order.of(event.job, event.images), job_scores, fill=event.final)
+    selectable = len(selection.chosen)
     common = {"job_id": event.job_id, "tenant_id": event.tenant_id, "attempt": event.attempt}
-    if event.final and event.stop_reason == DEADLINE_EXCEEDED and passed < min(event.images, enough(event)):
+    if event.final and event.stop_reason == DEADLINE_EXCEEDED and selectable < min(event.images, enough(event)):
         return ScoringFailed(**common, failure_code=DEADLINE_EXCEEDED, scores=list(fresh),
-                             reason=f"the deadline passed with {passed} image(s) passing; the job needed"
+                             reason=f"the deadline passed with {selectable} image(s) to deliver; the job needed"
                                     f" at least {enough(event)}")
-    if passed >= event.images or (event.final and passed):
-        chosen = [job_scores[i] for i in select_best(job_scores, event.images)]
+    if (event.final and selectable) or not selection.short:
+        chosen = [job_scores[i] for i in selection.chosen]
         return CandidatesScored(**common, images=event.images, scores=list(fresh),
                                 selected=[score.index for score in chosen], selected_scores=chosen,
                                 template=event.job.template if event.job else None)
     if not event.final:
-        reason = f"{passed} of {event.images} images pass after attempt {event.attempt}"
-        this_attempt = {s.index: s for s in job_scores if s.attempt == event.attempt} | {s.index: s for s in fresh}
-        rejected = rejection_summary(list(this_attempt.values()))
-        return RegenerationRequested(**common, images=event.images, passed=passed, needed=event.images - passed,
-                                     reason=f"{reason}; this attempt: {rejected}" if rejected else reason,
-                                     scores=list(fresh))
+        return regeneration(event, AttemptScores(job_scores, fresh), selection)
     return failed(event, job_scores, fresh)
+
+
+@dataclass(frozen=True)
+class AttemptScores:
+    """Every score of a job after an attempt (`job`), and those no CandidatesChecked published (`fresh`)."""
+
+    job: Sequence[CandidateScore]
+    fresh: Sequence[CandidateScore]
+
+
+def regeneration(event: CandidatesGenerated, scores: AttemptScores, selection: Selection) -> RegenerationRequested:
+    """More candidates for what the selection misses, style by style where the job has styles;
+    the reason says what passed, what each style misses and why this attempt's were rejected."""
+    job_scores, fresh = scores.job, scores.fresh
+    passed = sum(score.passed for score in job_scores)
+    needed = sum(selection.short.values())
+    reason = f"{passed} of {event.images} images pass after attempt {event.attempt}"
+    if event.images - needed < passed:
+        reason += f", {event.images - needed} of them selectable (near-duplicates, or styles already full)"
+    if by_style := selection.needed_by_style():
+        reason += "; styles short: " + ", ".join(f"{style} {missing}" for style, missing in by_style.items())
+    this_attempt = {s.index: s for s in job_scores if s.attempt == event.attempt} | {s.index: s for s in fresh}
+    if rejected := rejection_summary(list(this_attempt.values())):
+        reason += f"; this attempt: {rejected}"
+    return RegenerationRequested(job_id=event.job_id, tenant_id=event.tenant_id, attempt=event.attempt,
+                                 images=event.images, passed=passed, needed=needed, reason=reason,
+                                 scores=list(fresh), needed_by_style=by_style)
 
 
 @dataclass(frozen=True)
@@ -105,13 +133,27 @@ class Tally:
 
 
 @dataclass(frozen=True)
+class Passing:
+    """A candidate of the job that passed, as the selection reads it (`selection.Selectable`)."""
+
+    index: int
+    score: float
+    style: str | None = None
+    fingerprint: str | None = None
+    passed: bool = True
+
+    @classmethod
+    def of(cls, score: CandidateScore) -> "Passing":
+        return cls(score.index, score.score, score.style, score.fingerprint)
+
+
+@dataclass(frozen=True)
 class ScoredSoFar:
     """What a chunk or an attempt's rest is scored against, every attempt and chunk
-    counted: the indices of the job's candidates scored so far, and the (score, index) of
-    those that pass."""
+    counted: the indices of the job's candidates scored so far, and those that pass."""
 
     indices: frozenset[int]
-    passed: tuple[tuple[float, int], ...]
+    passed: tuple[Passing, ...]
 
     def fresh(self, candidates: Sequence[CandidateRef]) -> list[CandidateRef]:
         """The candidates the job has no score for yet."""

@@ -6,7 +6,11 @@ for more, or fail, over every candidate of the job.
 Candidates are scored tier by tier, and the tiers after the first best first, only until
 the job's best K are known, counting the candidates of its earlier attempts that passed (`tiers`); a job or
 template that asks for every dimension (`score_all`), or an attempt that comes without
-its job, is measured in full."""
+its job, is measured in full. A job across styles is measured style by style, each until its
+own share's best are known, counting what the selection took of it so far (`selection.lots`;
+two near-duplicates passing in one batch may stop a style early, and the shortfall is then
+asked for again). A job of a subject is judged against it (`subjects`), opened once for all
+its chunks and attempts; one whose subject was erased fails."""
 
 import asyncio
 import logging
@@ -36,13 +40,17 @@ from services.common.quality.profiles import (
     profile_names,
     template_profile,
     with_ceiling,
+    with_subject_checks,
 )
 from services.common.storage import ObjectStore, candidate_part
 from services.scorer import domain, store
 from services.scorer.dimensions import Equipment, ImageVerdict, Scorer, Scoring, UndecodableImage, moderation
 from services.scorer.dimensions.batch import ClipRequest
+from services.scorer.dimensions.likeness import Likeness
 from services.scorer.dimensions.tiers import Enough
+from services.scorer.selection import Order, lots
 from services.scorer.settings import ScorerSettings
+from services.scorer.subjects import UNREADABLE, Subjects, SubjectUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +61,16 @@ VIDEO_PROFILE = "video"
 def profile_of(spec: JobSpec | None, nsfw_ceiling: float | None = None) -> Profile:
     """The job's profile, its nsfw bound capped at the tenant's ceiling. A video job's clips
     are scored by its template's profile where that one reads clips, else by `video`, unless
-    the job names its own."""
+    the job names its own. A job of a subject is checked against it whatever its profile."""
     if spec is None:  # a router that does not pass the job on: technical quality only
         return with_ceiling(job_profile("generic"), "nsfw", nsfw_ceiling)
     profile = spec.profile
     if spec.video is not None and profile is None and not reads_clips(template_profile(spec.template)):
         profile = VIDEO_PROFILE
-    return with_ceiling(job_profile(spec.template, profile, spec.quality_rules), "nsfw", nsfw_ceiling)
+    chosen = job_profile(spec.template, profile, spec.quality_rules)
+    if spec.subject is not None:
+        chosen = with_subject_checks(chosen, spec.subject.kind)
+    return with_ceiling(chosen, "nsfw", nsfw_ceiling)
 
 
 def reads_clips(profile: str) -> bool:
@@ -130,12 +141,14 @@ async def candidate_images(objects: ObjectStore, candidates: Sequence[CandidateR
 @dataclass(frozen=True)
 class Workbench:
     """What the handlers score with: the object store the candidates are read from, the
-    Scorer, the service's settings, and the keys that open a job's prompt."""
+    Scorer, the service's settings, the keys that open a job's prompt, and the subjects
+    jobs are of, opened with theirs."""
 
     objects: ObjectStore
     scorer: Scorer
     settings: ScorerSettings
     data_keys: DataKeys | None = None
+    subjects: Subjects | None = None
 
 
 @dataclass(frozen=True)
@@ -164,7 +177,18 @@ async def job_scoring(event: CandidatesGenerated | CandidatesStored, bench: Work
     reference = await bench.objects.get(bench.objects.internal_bucket, key) if key else None
     size = (spec.width, spec.height) if spec and spec.width and spec.height else None
     prompt = await job_prompt(spec, bench.settings, bench.data_keys)
-    return Scoring(profile, prompt=prompt, reference=reference, requested_size=size, requested_clip=clip_request(spec))
+    return Scoring(profile, prompt=prompt, reference=reference, requested_size=size, requested_clip=clip_request(spec),
+                   subject=await job_subject(spec, bench))
+
+
+async def job_subject(spec: JobSpec | None, bench: Workbench) -> Likeness | None:
+    """What the job's candidates are compared with when it is of a subject, opened once and
+    kept for its chunks and attempts (`subjects`); SubjectUnavailable once it was erased."""
+    if spec is None or spec.subject is None:
+        return None
+    if bench.subjects is None:
+        raise SubjectUnavailable(UNREADABLE, "this scorer has no data keys to open the job's subject with")
+    return await bench.subjects.likeness(spec.subject)
 
 
 async def score_candidates(event: CandidatesGenerated | CandidatesStored, so_far: domain.ScoredSoFar,
@@ -178,15 +202,20 @@ async def score_candidates(event: CandidatesGenerated | CandidatesStored, so_far
     seconds, passed = 0.0, so_far.passed
     settings = bench.settings
     batch_size = settings.scoring_batch_clips if event.job and event.job.video else settings.scoring_batch_candidates
+    order = Order.of(event.job, event.images)
     for batch in batches_of(so_far.fresh(event.candidates), batch_size):
         data = await candidate_images(bench.objects, batch)
-        enough = Enough(event.images, tuple(c.index for c in batch), passed) if tiered else None
+        verdicts: dict[int, ImageVerdict] = {}
         clock = time.perf_counter()
-        verdicts = await asyncio.to_thread(score_decodable, bench.scorer, data,
-                                           replace(scoring, tiered=tiered, enough=enough))
+        for lot in lots(order, batch, passed):  # style by style: each is measured until its own best are known
+            enough = (Enough(lot.share, tuple(batch[p].index for p in lot.positions), lot.selected)
+                      if tiered and lot.share else None)
+            found = await asyncio.to_thread(score_decodable, bench.scorer, [data[p] for p in lot.positions],
+                                            replace(scoring, tiered=tiered, enough=enough))
+            verdicts |= dict(zip(lot.positions, found, strict=True))
         seconds += time.perf_counter() - clock
-        batch_scores = [domain.candidate_score(c, event.attempt, v) for c, v in zip(batch, verdicts, strict=True)]
-        passed += tuple((s.score, s.index) for s in batch_scores if s.passed)
+        batch_scores = [domain.candidate_score(c, event.attempt, verdicts[p]) for p, c in enumerate(batch)]
+        passed += tuple(domain.Passing.of(s) for s in batch_scores if s.passed)
         scores += batch_scores
     telemetry.STAGE_SECONDS.labels("scorer", "score").observe(seconds)
     count_verdicts(scoring.profile, scores)
@@ -200,8 +229,11 @@ def count_verdicts(profile: Profile, scores: Sequence[CandidateScore]) -> None:
             telemetry.DIMENSION_FAILURES.labels(profile.name, dimension).inc()
 
 
+Unscorable = ProfileError | SubjectUnavailable  # why a job cannot be scored at all
+
+
 async def prepare_scores(event: CandidatesGenerated | CandidatesStored, pool: Pool,
-                         bench: Workbench) -> Scored | ProfileError | None:
+                         bench: Workbench) -> Scored | Unscorable | None:
     """Fetch and score, before the transaction opens, the event's candidates the job has no
     score for yet (a chunk announced them before, or a run of the attempt taken over), so
     that no transaction (nor a pooled connection) waits on S3 or on the scoring threads; None
@@ -212,7 +244,7 @@ async def prepare_scores(event: CandidatesGenerated | CandidatesStored, pool: Po
         so_far = await store.scoring_so_far(conn, event.job_id)
     try:
         return await score_candidates(event, so_far, bench)
-    except ProfileError as error:
+    except (ProfileError, SubjectUnavailable) as error:
         return error
 
 
@@ -230,6 +262,8 @@ async def judge_attempt(ctx: HandlerContext, event: CandidatesGenerated) -> None
     outcome: domain.Outcome
     if isinstance(ctx.prepared, ProfileError):
         outcome = domain.unscorable(event, "unscorable_profile", str(ctx.prepared))
+    elif isinstance(ctx.prepared, SubjectUnavailable):
+        outcome = domain.unscorable(event, ctx.prepared.code, str(ctx.prepared))
     else:
         fresh = ctx.prepared.scores
         outcome = domain.decide(event, await store.store_scores(ctx.conn, event.job_id, fresh), fresh)
@@ -242,7 +276,7 @@ async def check_chunk(ctx: HandlerContext, event: CandidatesStored) -> None:
     assert ctx.claim is not None  # registered with claims=True
     decided = await store.lock_job(ctx.conn, event.job_id, event.attempt, ctx.claim)
     if ctx.applied_before or decided or not isinstance(ctx.prepared, Scored):
-        return  # an invalid profile is told once, when the attempt is judged
+        return  # an invalid profile or an erased subject is told once, when the attempt is judged
     tally = await store.add_chunk_scores(ctx.conn, event.job_id, ctx.prepared.scores)
     await ctx.emit(domain.checked(event, tally, ctx.prepared))
 
@@ -279,7 +313,7 @@ PASSED_OVER: tuple[type[contracts.Event], ...] = (
 def register(consumer: EventConsumer, bench: Workbench) -> None:
     count_from_zero()
 
-    async def prepare(envelope: Envelope) -> Scored | ProfileError | None:
+    async def prepare(envelope: Envelope) -> Scored | Unscorable | None:
         event = envelope.event
         assert isinstance(event, CandidatesGenerated | CandidatesStored), "registered for these two only"
         return await prepare_scores(event, consumer.pool, bench)

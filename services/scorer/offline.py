@@ -2,7 +2,12 @@
 them against a scoring profile.
 
     python -m services.scorer.cli score [--profile NAME] [--reference PATH] [--prompt TEXT]
-        [--clip-model DIR] [--size WxH] [--rules FILE] [--device cpu|cuda] [--json] PATH...
+        [--subject DIR [--subject-kind person|product]] [--clip-model DIR] [--size WxH]
+        [--rules FILE] [--device cpu|cuda] [--json] PATH...
+
+With --subject, the images are judged against a subject made of the photos in DIR (a person's
+centroid and skin, or a product's features), as an order of that subject is, whatever the
+profile (`subject-headshot` and `subject-product` are made for it).
 
     python -m services.scorer.cli score --calibrate DIR [--profile NAME] [...] [--json]
 
@@ -11,7 +16,7 @@ each is scored and, per dimension, the pass rate, the bad images let through and
 threshold suggestion are printed (see `services.scorer.calibration`); exit status 0.
 
 With --json it prints one JSON array, an object per image:
-{"path", "passed", "score", "dimensions": {NAME: {"value", "threshold", "passed", "reason"}}}
+{"path", "passed", "score", "fingerprint", "dimensions": {NAME: {"value", "threshold", "passed", "reason"}}}
 (an unavailable dimension has value null and passed false). Otherwise a table.
 Exit status: 0 when every image passed, 1 when any failed, 2 on a usage error (unknown
 profile, unreadable or undecodable file, invalid rules, missing CLIP model for a
@@ -31,9 +36,10 @@ from typing import Any, TextIO
 import yaml
 from pydantic import ValidationError
 
+from services.common.contracts import SubjectKind
 from services.common.quality.calibration import Judged
 from services.common.quality.dimensions import readable
-from services.common.quality.profiles import Profile, ProfileError, load_profile
+from services.common.quality.profiles import Profile, ProfileError, load_profile, with_subject_checks
 from services.scorer import calibration
 from services.scorer.dimensions import (
     ClipModelError,
@@ -44,6 +50,7 @@ from services.scorer.dimensions import (
     Scoring,
     UndecodableImage,
 )
+from services.scorer.dimensions.likeness import Likeness, OpenedSubject, likeness_of
 
 ALL_PASSED, SOME_FAILED, USAGE_ERROR = 0, 1, 2
 SIZE = re.compile(r"(\d+)[xX×](\d+)")
@@ -106,6 +113,9 @@ def score_files(args: argparse.Namespace) -> list[ImageVerdict]:
     images = [_read(path, "image") for path in args.paths]
     reference = _read(args.reference, "reference photo") if args.reference else None
     profile = _profile(args.profile, _rules(args.rules) if args.rules else None)
+    subject = _subject(args.subject, args.subject_kind) if args.subject else None
+    if subject is not None:
+        profile = with_subject_checks(profile, subject.kind)
     try:
         scorer = Scorer(Equipment(args.device, clip_model_dir=args.clip_model))
     except (ClipModelError, RuntimeError) as error:
@@ -115,7 +125,8 @@ def score_files(args: argparse.Namespace) -> list[ImageVerdict]:
         if missing:
             raise UsageError(f"profile {profile.name!r} requires {', '.join(missing)}, which needs --clip-model")
         try:
-            scoring = Scoring(profile, prompt=args.prompt, reference=reference, requested_size=_size(args.size))
+            scoring = Scoring(profile, prompt=args.prompt, reference=reference, requested_size=_size(args.size),
+                              subject=subject)
             verdicts: list[ImageVerdict] = scorer.score(images, scoring)
             return verdicts
         except UndecodableImage as error:
@@ -129,6 +140,21 @@ def _read(path: str, what: str) -> bytes:
         return Path(path).read_bytes()
     except OSError as error:
         raise UsageError(f"cannot read {what} {path}: {error.strerror or error}") from None
+
+
+def _subject(directory: str, kind: SubjectKind) -> Likeness:
+    """A subject of the photos in `directory`, as an order's subject is compared with."""
+    folder = Path(directory)
+    if not folder.is_dir():
+        raise UsageError(f"--subject {directory} is not a folder of the subject's photos")
+    photos = [_read(str(path), "subject photo") for path in sorted(folder.iterdir())
+              if path.is_file() and not path.name.startswith(".")]
+    if not photos:
+        raise UsageError(f"--subject {directory} holds no photos")
+    try:
+        return likeness_of(OpenedSubject(directory, kind, photos))
+    except ValueError as error:
+        raise UsageError(f"{directory}: {error}") from None
 
 
 def _rules(path: str) -> QualityRules:
@@ -170,7 +196,8 @@ def _as_json(path: str, verdict: ImageVerdict) -> dict[str, Any]:
         }
         for name, result in verdict.dimensions.items()
     }
-    return {"path": path, "passed": verdict.passed, "score": verdict.score, "dimensions": dimensions}
+    return {"path": path, "passed": verdict.passed, "score": verdict.score, "fingerprint": verdict.fingerprint,
+            "dimensions": dimensions}
 
 
 def render_table(paths: Sequence[str], verdicts: Sequence[ImageVerdict]) -> str:

@@ -9,7 +9,7 @@ from uuid import UUID
 from services.common.bus import InboxClaim
 from services.common.contracts import CandidateScore, CandidatesScored, RegenerationRequested, ScoringFailed
 from services.common.db import Conn, Statement, as_arrays, together, typed_arrays
-from services.scorer.domain import ScoredSoFar, Tally
+from services.scorer.domain import Passing, ScoredSoFar, Tally
 
 
 async def decided_outcome(conn: Conn, job_id: UUID) -> str | None:
@@ -37,7 +37,8 @@ async def lock_job(conn: Conn, job_id: UUID, attempt: int, claim: InboxClaim) ->
 Outcome = CandidatesScored | RegenerationRequested | ScoringFailed  # what scoring an attempt decides
 
 SCORE_COLUMNS = {"job_id": "uuid", "attempt": "int", "index": "int", "key": "text", "provider": "text",
-                 "passed": "bool", "score": "float8", "dimensions": "jsonb", "selected": "bool", "candidate": "jsonb"}
+                 "passed": "bool", "score": "float8", "dimensions": "jsonb", "selected": "bool", "candidate": "jsonb",
+                 "style": "text", "fingerprint": "text"}
 
 
 async def store_scores(conn: Conn, job_id: UUID, scores: list[CandidateScore]) -> list[CandidateScore]:
@@ -56,11 +57,13 @@ async def store_scores(conn: Conn, job_id: UUID, scores: list[CandidateScore]) -
 
 
 async def scoring_so_far(conn: Conn, job_id: UUID) -> ScoredSoFar:
-    """The job's candidates scored so far, and those that pass, every attempt and chunk counted."""
+    """The job's candidates scored so far, and those that pass (with their style and
+    fingerprint, for the selection), every attempt and chunk counted."""
     rows = await (await conn.execute(
-        "SELECT index, passed, score FROM scores WHERE job_id = %s", [job_id])).fetchall()
+        "SELECT index, passed, score, style, fingerprint FROM scores WHERE job_id = %s", [job_id])).fetchall()
     return ScoredSoFar(frozenset(row["index"] for row in rows),
-                       tuple((row["score"], row["index"]) for row in rows if row["passed"]))
+                       tuple(Passing(row["index"], row["score"], row["style"], row["fingerprint"])
+                             for row in rows if row["passed"]))
 
 
 def inserted(rows: list[tuple[Any, ...]], returning: dict[str, str]) -> str:
@@ -76,7 +79,7 @@ def inserted(rows: list[tuple[Any, ...]], returning: dict[str, str]) -> str:
 def _score_rows(job_id: UUID, scores: list[CandidateScore]) -> list[tuple[Any, ...]]:
     dumped = [s.model_dump(mode="json") for s in scores]
     return [(str(job_id), s.attempt, s.index, s.key, s.provider, s.passed, s.score, json.dumps(d["dimensions"]),
-             False, json.dumps(d)) for s, d in zip(scores, dumped, strict=True)]
+             False, json.dumps(d), s.style, s.fingerprint) for s, d in zip(scores, dumped, strict=True)]
 
 
 async def add_chunk_scores(conn: Conn, job_id: UUID, scores: list[CandidateScore]) -> Tally:

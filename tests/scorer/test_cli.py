@@ -46,7 +46,7 @@ def test_json_has_one_object_per_image(files):
     assert [item["path"] for item in report] == [str(files["astronaut"]), str(files["black"])]
     assert [item["passed"] for item in report] == [True, False]
     for item in report:
-        assert set(item) == {"path", "passed", "score", "dimensions"}
+        assert set(item) == {"path", "passed", "score", "fingerprint", "dimensions"}
         assert set(item["dimensions"]) == GENERIC
         for result in item["dimensions"].values():
             assert set(result) == {"value", "threshold", "passed", "reason"}
@@ -185,3 +185,24 @@ def test_calibrate_without_both_labelled_folders_is_a_usage_error(tmp_path, file
 def test_no_paths_and_no_calibration_is_a_usage_error():
     status, _, err = run("score")
     assert status == 2 and "give image files" in err
+
+
+def test_images_are_judged_against_a_subject_of_photos_in_a_folder(tmp_path):
+    from tests.scorer import planted
+
+    subject = tmp_path / "subject"
+    subject.mkdir()
+    for n, photo in enumerate(planted.subject_photos()[:4]):
+        (subject / f"{n}.png").write_bytes(photo)
+    her, stranger = tmp_path / "her.png", tmp_path / "stranger.png"
+    her.write_bytes(png(planted.clean_candidates()[0]))
+    stranger.write_bytes(planted.defects(0.4).another_person)
+    status, out, _ = run("score", "--profile", "subject-headshot", "--subject", str(subject), "--json", str(her),
+                         str(stranger))
+    assert status == 1
+    judged_her, judged_stranger = json.loads(out)
+    assert judged_her["passed"] and len(judged_her["fingerprint"]) == 16
+    identity = judged_stranger["dimensions"]["identity"]
+    assert not identity["passed"] and identity["reason"].endswith("against the centroid of the subject's 4 photos")
+    assert run("score", "--subject", str(tmp_path / "nowhere"), str(her))[2].startswith(
+        "genline score: --subject")

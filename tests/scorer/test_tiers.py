@@ -83,8 +83,9 @@ def test_each_dimension_declares_its_tier_by_cost():
                              "duration", "frame_rate", "clip_aspect", "resolution", "frozen", "black_frames",
                              "temporal_flicker", "movement"}
     assert set(TIER_TWO) == {"faces", "face_size", "face_position", "eyes_open", "skin_tone", "lighting", "background",
-                             "nsfw", "scene_cuts"}
+                             "nsfw", "scene_cuts", "second_person"}
     assert DIMENSIONS["identity"].tier == 3, "the face embedding is the dearest check: marked expensive"
+    assert DIMENSIONS["product_match"].tier == 3, "so is matching a product's features with its photos'"
     assert DIMENSIONS["face_consistency"].tier == 3, "so is comparing a clip's faces"
     plugin = Dimension(name="plugin", measure=lambda pixels: pixels, bounds=Bounds(maximum=1), failure_hint="")
     assert plugin.tier == 3, "a dimension that does not say is expensive"

@@ -196,6 +196,41 @@ TIER_TWO = (
     ),
 )
 
+# Against a subject (a person or product of the tenant's photos, JobSpec.subject): identity
+# and skin_tone above compare with the subject's centroid and photos instead of a reference
+# photo; these two need a subject and are unavailable without one.
+SUBJECT_DIMENSIONS = (
+    # With two or more faces in the frame, how many are another person's (their embedding
+    # 0.6 or more from the subject's centroid); one face reads 0, identity judges it. The
+    # subject with a stranger reads 1, the subject twice 0 (faces rejects both).
+    BuiltIn(
+        name="second_person",
+        bounds=Bounds(maximum=0),
+        failure_hint="another person's face is in the frame beside the subject's",
+        weight=0.0,
+        reads="color",
+        requires=frozenset({"face_model", "subject"}),
+        unmeasurable_hint="the subject has no face to tell another person's from (a product)",
+        over_frames="max",
+        tier=2, lowest=0.0,
+    ),
+    # ORB features of the image matched with those of each of the subject's photos, counted
+    # where one perspective (a RANSAC homography) agrees, up to 100: the coffee cup pasted on
+    # another backdrop 355-476, unrelated photographs 4-8 (chance matches), a mirrored or
+    # heavily restyled product under 10.
+    BuiltIn(
+        name="product_match",
+        bounds=Bounds(minimum=15),
+        failure_hint="the subject's product is not found in the image",
+        weight=1.0,
+        reads="luma",
+        requires=frozenset({"subject"}),
+        scale=15.0,
+        unmeasurable_hint="the subject is a person, not a product",
+        tier=3, lowest=0.0, highest=100.0,
+    ),
+)
+
 # NudeNet's highest score of a moderated class: benign sample photos at most 0.12.
 NSFW = BuiltIn(
     name="nsfw",
@@ -354,7 +389,7 @@ FACE_CONSISTENCY = BuiltIn(
     tier=3, lowest=0.0,
 )
 
-BUILT_IN = (*TIER_ONE, PROMPT_ALIGNMENT, *TIER_TWO, NSFW, *CLIP_DIMENSIONS, *CONTAINER, *TEMPORAL, FACE_CONSISTENCY)
+BUILT_IN = (*TIER_ONE, PROMPT_ALIGNMENT, *TIER_TWO, *SUBJECT_DIMENSIONS, NSFW, *CLIP_DIMENSIONS, *CONTAINER, *TEMPORAL, FACE_CONSISTENCY)
 
 for _dimension in BUILT_IN:
     register_dimension(_dimension)

@@ -53,6 +53,7 @@ __all__ = [
     "job_profile",
     "load_profile",
     "profile_names",
+    "with_subject_checks",
 ]
 
 
@@ -242,6 +243,24 @@ def _lowered(bounds: Bounds, maximum: float) -> Bounds:
     if bounds.minimum is not None and bounds.minimum > maximum:
         raise ProfileError(f"the tenant's ceiling {maximum} is below the rules' minimum {bounds.minimum}")
     return Bounds(bounds.minimum, maximum)
+
+
+# What every candidate of an order of a subject is checked for, whatever profile the order
+# names: a person's one face, its open eyes, its identity and skin tone against the subject,
+# no second person; a product found.
+SUBJECT_CHECKS = {
+    "person": ("faces", "eyes_open", "identity", "skin_tone", "second_person"),
+    "product": ("product_match",),
+}
+
+
+def with_subject_checks(profile: Profile, kind: str) -> Profile:
+    """`profile` with the checks of a subject of `kind` that it lacks, at their dimensions'
+    default bounds and weights, and all of them required: an order of a subject is checked
+    against it whatever profile it names (a subject profile already has them all)."""
+    wanted = SUBJECT_CHECKS[kind]
+    added = tuple(_check(DIMENSIONS[name], []) for name in wanted if name not in profile.dimension_names)
+    return replace(profile, checks=profile.checks + added, required=profile.required | frozenset(wanted))
 
 
 def profile_of_dimensions(names: tuple[str, ...]) -> Profile:

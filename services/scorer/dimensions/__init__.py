@@ -18,7 +18,8 @@ vocabulary in `services.common.quality`; this package measures and judges. Built
 * Tier 2: faces, face_size, face_position, eyes_open, identity (`faces`, with dlib's
   models from `services.common.face_models`); skin_tone, lighting, background
   (`portrait`); and moderation (`moderation`): nsfw, NudeNet's detector on onnxruntime,
-  in every profile.
+  in every profile. Against a subject (`likeness`): identity and skin_tone compare with the
+  subject's centroid and photos, second_person (with the face checks) and product_match.
 * Tier 3: plugins through entry points (`services.common.quality.plugins`), and anything
   declared expensive. `QualityRules` (`services.common.quality.rules`) bound and forbid
   dimensions of every tier.

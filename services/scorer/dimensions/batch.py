@@ -27,12 +27,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import islice
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import cv2
 import numpy as np
 import torch
 from PIL import Image, ImageSequence
+
+if TYPE_CHECKING:
+    from services.scorer.dimensions.likeness import Likeness
 
 CUDA_BATCH_PIXELS = 1 << 27
 CUDA_BATCH_IMAGES = 128
@@ -77,7 +80,8 @@ class ScoringContext:
     """What one scoring call knows besides the images: inputs, models and a memo.
 
     The memo holds what is computed once per call and shared by every batch, such as the
-    prompt's text embedding or the reference photo's face.
+    prompt's text embedding or the reference photo's face. A job of a subject carries its
+    `Likeness`, made once per job (`likeness`).
     """
 
     device: torch.device
@@ -88,6 +92,7 @@ class ScoringContext:
     moderated_classes: frozenset[str] = frozenset()
     requested_clip: ClipRequest | None = None
     video_sampling: VideoSampling = VideoSampling()
+    subject: "Likeness | None" = None
     _memo: dict[str, Any] = field(default_factory=dict, repr=False)
     _notes: dict[tuple[str, int | None], list[str]] = field(default_factory=dict, repr=False)
     _lock: Any = field(default_factory=threading.RLock, repr=False)

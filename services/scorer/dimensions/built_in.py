@@ -5,12 +5,13 @@ from collections.abc import Callable, Mapping
 
 import torch
 
-from services.scorer.dimensions import clip, faces, moderation, motion, portrait, tier1, video
+from services.scorer.dimensions import clip, faces, likeness, moderation, motion, portrait, tier1, video
 from services.scorer.dimensions.measures import register_measures
 
 FAMILIES: dict[str, Mapping[str, Callable[..., torch.Tensor]]] = {
     "tier1": tier1.MEASURES,
-    "faces": faces.MEASURES,
+    "faces": faces.MEASURES | likeness.FACE_MEASURES,
+    "likeness": likeness.MEASURES,
     "portrait": portrait.MEASURES,
     "moderation": moderation.MEASURES,
     "clip": clip.MEASURES,

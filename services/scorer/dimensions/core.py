@@ -48,13 +48,15 @@ class DimensionResult:
 class ImageVerdict:
     """Every result of one image; `failed` names those that keep it from shipping and
     `not_measured` those skipped. An image that neither passed nor failed has no verdict:
-    measuring stopped before its last tier (`tiers`)."""
+    measuring stopped before its last tier (`tiers`). Its `fingerprint` is its perceptual
+    hash (`services.common.quality.fingerprints`), None for a video clip."""
 
     dimensions: dict[str, DimensionResult]
     passed: bool
     score: float
     failed: tuple[str, ...] = ()
     not_measured: tuple[str, ...] = ()
+    fingerprint: str | None = None
 
     @property
     def judged(self) -> bool:

@@ -14,7 +14,9 @@ By default every dimension of every image is measured. A tiered call (`tiers`) m
 tier by tier and stops measuring an image at the first tier it fails; with `Enough` it
 measures the tiers after the first best first, only until the job's best K are known. An
 image's decoded planes and what its dimensions share (luma statistics, faces, the face
-embedding) serve every tier it reaches.
+embedding) serve every tier it reaches. Each image's fingerprint is taken from its luma as
+it is decoded (a video clip has none). Against a subject (`likeness`), identity and skin tone
+read their reasons for the subject and say what they compared with.
 """
 
 import math
@@ -25,10 +27,13 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
+from PIL import Image
 
 from services.common import face_models
 from services.common.quality.dimensions import Dimension, registered
+from services.common.quality.fingerprints import fingerprint_of
 from services.common.quality.plugins import discover_plugins
 from services.common.video import looks_like_video
 from services.scorer.dimensions import moderation
@@ -47,6 +52,7 @@ from services.scorer.dimensions.batch import (
 )
 from services.scorer.dimensions.clip import PromptAligner
 from services.scorer.dimensions.core import ImageVerdict
+from services.scorer.dimensions.likeness import judged_against_subject
 from services.scorer.dimensions.measures import check_every_dimension_measured, image_values, measure_batch, over_frames
 from services.scorer.dimensions.scoring import Equipment, Scoring
 from services.scorer.dimensions.tiers import Enough, PlannedDimension, Progress, Step, TierWalk
@@ -162,18 +168,27 @@ class Scorer:
         return TierWalk.of(scoring.profile, self._plan(scoring.profile, self._context(scoring)), tiered=True)
 
     def _context(self, scoring: Scoring) -> ScoringContext:
-        return ScoringContext(self.device, scoring.prompt, scoring.reference, _checked_size(scoring.requested_size),
-                              self.clip, self.moderated_classes, scoring.requested_clip, self.video_sampling)
+        context = ScoringContext(self.device, scoring.prompt, scoring.reference, _checked_size(scoring.requested_size),
+                                 self.clip, self.moderated_classes, scoring.requested_clip, self.video_sampling,
+                                 scoring.subject)
+        for dimension, text in (scoring.subject.notes() if scoring.subject is not None else {}).items():
+            context.note(dimension, text)
+        return context
 
     def _plan(self, profile: "Profile", context: ScoringContext) -> dict[str, PlannedDimension]:
         present = set(self.capabilities)
         present |= {"prompt"} if context.prompt else set()
-        present |= {"reference"} if context.reference is not None else set()
+        # A subject stands where a reference photo would: identity and skin tone compare with it.
+        present |= {"reference"} if context.reference is not None or context.subject is not None else set()
+        present |= {"subject"} if context.subject is not None else set()
         present |= {"requested_size"} if context.requested_size is not None else set()
         present |= {"requested_clip"} if context.requested_clip is not None else set()
         present |= {"requested_fps"} if context.requested_clip is not None and context.requested_clip.fps else set()
         names = [*profile.dimension_names, *(f.dimension for f in profile.forbidden)]
-        return {name: _planned(registered(name), present) for name in dict.fromkeys(names)}
+        declared = {name: registered(name) for name in dict.fromkeys(names)}
+        if context.subject is not None:  # reasons that say the subject, not a reference photo
+            declared = {name: judged_against_subject(dimension) for name, dimension in declared.items()}
+        return {name: _planned(dimension, present) for name, dimension in declared.items()}
 
     def _walk(self, images: Sequence[bytes], leg: Leg) -> Trail:
         """Each image through the leg, as far as it passes its steps; the images that passed
@@ -203,8 +218,10 @@ class Scorer:
                 stills.append((index, data))
         decoded = Readahead(self._pool, window=4 * self.threads).decoded(stills, leg.color)
         for members in group_by_size(decoded, CUDA_BATCH_PIXELS, CUDA_BATCH_IMAGES):
+            prints = self._pool.map(lambda member: fingerprint_of_luma(member[1][..., -1]), members)
             stacked = stack_batch(members, leg.context)
-            progress = {index: Progress() for index in stacked.indices}
+            progress = {index: Progress(fingerprint=fingerprint)
+                        for index, fingerprint in zip(stacked.indices, prints, strict=True)}
             batch: ImageBatch | None = stacked
             for position in range(leg.steps):
                 assert batch is not None  # the loop breaks once no image is left
@@ -287,12 +304,17 @@ def _walk_one(leg: Leg, index: int, data: bytes) -> tuple[Progress, Walked | Non
     if read_as_clip(walk, data):
         return _walk_clip(leg, index, data)
     batch = leg.context.decoded(index, data, leg.color and (walk.steps[0].reads_color or is_clip(data)))
-    progress = Progress()
+    progress = Progress(fingerprint=fingerprint_of_luma(batch.luma_u8[0].cpu().numpy()))
     for position in range(leg.steps):
         batch = _for_step(walk.steps[position], batch, data)
         if not walk.judge_step(progress, image_values(batch, walk.steps[position].dimensions)[index], position):
             return progress, None
     return progress, batch.kept() if leg.more_after else None
+
+
+def fingerprint_of_luma(luma: np.ndarray) -> str:
+    """The fingerprint of a decoded still (a clip's first frame), from its (H, W) luma."""
+    return fingerprint_of(Image.fromarray(np.ascontiguousarray(luma)))
 
 
 def _walk_clip(leg: Leg, index: int, data: bytes) -> tuple[Progress, ClipReading | None]:

@@ -12,6 +12,7 @@ only when a profile names a face dimension. The largest face is the subject:
   eyes are rarely found by the cascade, so two means both open.
 * identity — Euclidean distance between the face embeddings of the image's face and the
   reference photo's (dlib's ResNet, aligned on five landmarks); under 0.6 is one person.
+  For a job of a subject, the subject's centroid stands for the reference (`likeness`).
   Unmeasurable (so failed, never passed) when either image does not show exactly one
   face; unavailable when the embedding model is not installed; waived without a reference.
 
@@ -162,8 +163,11 @@ def face_embeddings(batch: ImageBatch) -> list[np.ndarray | None]:
 
 def identity_distance(batch: ImageBatch) -> torch.Tensor:
     context = batch.context
-    wanted = context.memo("reference_embedding", lambda: reference_embedding(context.reference))
-    if wanted is None and batch.clip:
+    if context.subject is not None:  # a job of a subject: its centroid, over all its photos (`likeness`)
+        wanted = context.subject.centroid
+    else:
+        wanted = context.memo("reference_embedding", lambda: reference_embedding(context.reference))
+    if wanted is None and batch.clip and context.subject is None:
         # A clip from a still without one face (a landscape) has no person to stay.
         context.note("identity", "the reference photo shows no single face: the clip is not held to one",
                      batch.indices[0])

@@ -7,7 +7,8 @@ Colour is read in linear light (sRGB decoded) and compared in CIELAB (D65):
   by grey world (each channel scaled so the image's channel means agree, brightness kept,
   so a colour cast of the whole image is not read as a skin tone), as lightness L* and
   chroma C*. The value is in stops: the larger of |log2| of the skin's luminance ratio and
-  of its chroma ratio to the reference face's. A stop is a doubling of light.
+  of its chroma ratio to the reference face's. A stop is a doubling of light. For a job of
+  a subject, to the skin of the subject's photos (`likeness`).
 * lighting — stops of trouble on the subject's face: how far its skin luminance lies
   outside L* 35..90 (under- or overexposed), or how far apart the luminances of its left
   and right halves are (a harsh side shadow), whichever is worse. 0 is even, good light.
@@ -96,14 +97,19 @@ def stops_apart(colour: tuple[float, float] | None, reference: tuple[float, floa
 
 
 def skin_tone_stops(batch: ImageBatch) -> torch.Tensor:
-    reference = reference_of(batch)
-    wanted = batch.context.memo(
-        "reference_skin", lambda: skin_colour(reference.rgb, reference.finding.subject)
-    )
+    wanted = batch.context.memo("reference_skin", lambda: wanted_skin(batch))
     return per_image([
         stops_apart(skin_colour(rgb, finding.subject), wanted)
         for rgb, finding in zip(rgb_images(batch), findings(batch))
     ])
+
+
+def wanted_skin(batch: ImageBatch) -> tuple[float, float] | None:
+    """The skin candidates are compared with: the subject's (`likeness`), else the reference photo's face's."""
+    if batch.context.subject is not None:
+        return batch.context.subject.skin
+    reference = reference_of(batch)
+    return skin_colour(reference.rgb, reference.finding.subject)
 
 
 def lighting_stops(batch: ImageBatch) -> torch.Tensor:

@@ -7,6 +7,7 @@ import torch
 from services.common.quality.profiles import Profile
 from services.scorer.dimensions import moderation
 from services.scorer.dimensions.batch import ClipRequest, VideoSampling
+from services.scorer.dimensions.likeness import Likeness
 from services.scorer.dimensions.tiers import Enough
 
 
@@ -36,8 +37,9 @@ class Scoring:
 
     The `profile`, and what the job gives its dimensions to compare with, each where it has
     one: the `prompt` in clear (prompt_alignment), the `reference` photo whose person the
-    images must show (identity), the `requested_size` as (width, height), and what a video
-    job asks its clips to be (`requested_clip`).
+    images must show (identity), the `requested_size` as (width, height), what a video
+    job asks its clips to be (`requested_clip`), and the `subject` the job is of (identity
+    and skin tone then compare with it rather than with a reference photo: `likeness`).
 
     `tiered` stops measuring an image at the first tier it fails; `enough` (tiered only, one
     job index per image) measures the tiers after the first best first until the job's best
@@ -49,5 +51,6 @@ class Scoring:
     reference: bytes | None = None
     requested_size: tuple[int, int] | None = None
     requested_clip: ClipRequest | None = None
+    subject: Likeness | None = None
     tiered: bool = False
     enough: Enough | None = None

@@ -161,11 +161,12 @@ class Step:
 @dataclass
 class Progress:
     """How far one image got: its measured values, the steps judged, and why it stopped
-    early (None when every step was judged)."""
+    early (None when every step was judged); its fingerprint, taken when it was decoded."""
 
     values: dict[str, float] = field(default_factory=dict)
     steps_done: int = 0
     stopped: str | None = None
+    fingerprint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -241,7 +242,7 @@ class TierWalk:
         failed = tuple(j.label for j in self.judgements if _counts_against(j, results[j.label]))
         not_measured = tuple(label for label, result in results.items() if result.skipped)
         return ImageVerdict(dimensions=results, passed=not failed and not not_measured, score=ranking_score(ranked),
-                            failed=failed, not_measured=not_measured)
+                            failed=failed, not_measured=not_measured, fingerprint=progress.fingerprint)
 
     def score(self, progress: Progress) -> float:
         """The ranking score of what has been measured."""

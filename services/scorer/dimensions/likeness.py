@@ -1,0 +1,199 @@
+"""Against a subject: what a job's candidates are compared with when the job is of a person or
+a product of the tenant's own photos (`JobSpec.subject`), made once per job from its opened
+photos and centroid (`services.scorer.subjects` opens them), and the dimensions only a
+subject gives.
+
+* identity (`faces`) — the candidate's one face against the subject's centroid: the mean
+  face embedding of all its photos, not one of them; under 0.6 is the subject's person.
+* skin_tone (`portrait`) — against the subject's skin: the median lightness and chroma of
+  the skin of its photos that show one face, each white-balanced as a candidate is.
+* eyes_open, faces — as for any portrait: two open eyes, exactly one face.
+* second_person — what "no second person's identity bleeding in" measures here: with two
+  or more faces in the frame, how many of them are another person's (their embedding 0.6 or
+  more from the subject's centroid). A frame of one face reads 0, since identity judges that
+  face: a stranger alone fails identity. The subject beside a stranger reads 1, the subject
+  twice 0 (and `faces` rejects both).
+* product_match — the subject found, for a product: ORB features of the candidate matched
+  with those of each of the subject's photos (Lowe's ratio test), counted where one
+  perspective agrees (a RANSAC homography), the best photo's count, up to 100. A faithful
+  rendering of the product (its label, its edges) matches dozens of features; an unrelated
+  picture 4 to 8 by chance. A mirrored or heavily restyled product does not match: the check
+  is for product photography that shows the product as it is.
+"""
+
+import math
+from dataclasses import dataclass, replace
+
+import cv2
+import numpy as np
+import torch
+
+from services.common import face_models
+from services.common.contracts import SubjectKind
+from services.common.quality.dimensions import Dimension
+from services.scorer.dimensions.batch import ImageBatch
+from services.scorer.dimensions.faces import find_faces, findings, per_image, rgb_images
+from services.scorer.dimensions.portrait import skin_colour
+
+# dlib's threshold: two faces under this distance are one person's.
+ONE_PERSON = 0.6
+PRODUCT_SIDE = 512
+ORB_FEATURES = 500
+LOWE_RATIO = 0.75
+REPROJECTION_PX = 6.0
+MOST_MATCHES = 100
+EMBEDDING_SIZE = 128
+
+
+@dataclass(frozen=True)
+class OpenedSubject:
+    """A subject as opened with its key: its photos' clear bytes, and its centroid (None for a
+    product, or a person whose centroid the job did not carry)."""
+
+    subject_id: str
+    kind: SubjectKind
+    photos: list[bytes]
+    centroid: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class ProductView:
+    """One photo of a product as ORB sees it: its features' points and descriptors."""
+
+    points: np.ndarray
+    descriptors: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class Likeness:
+    """What candidates are compared with, for one subject: decoded once per job and read by
+    every batch (read-only). `photos` counts the photos it was made of, `faced` those that
+    show one face."""
+
+    subject_id: str
+    kind: SubjectKind
+    photos: int
+    centroid: np.ndarray | None = None
+    skin: tuple[float, float] | None = None
+    faced: int = 0
+    views: tuple[ProductView, ...] = ()
+
+    def notes(self) -> dict[str, str]:
+        """What each dimension measured against, added to its reasons."""
+        if self.kind == "product":
+            return {"product_match": f"matched with each of the subject's {self.photos} photos, the best counted"}
+        return {"identity": f"against the centroid of the subject's {self.photos} photos",
+                "skin_tone": f"against the skin of the subject's {self.faced} photos with one face"}
+
+
+# How identity and skin tone fail against a subject rather than against a reference photo.
+SUBJECT_HINTS = {
+    "identity": ("the face is not the subject's person",
+                 "the image does not show exactly one face, or the subject has none (a product)"),
+    "skin_tone": ("the skin's lightness or colour differs from the subject's photos",
+                  "no face was found in the image, or in the subject's photos"),
+}
+
+
+def judged_against_subject(dimension: Dimension) -> Dimension:
+    """The dimension as its reasons read against a subject."""
+    hints = SUBJECT_HINTS.get(dimension.name)
+    if hints is None:
+        return dimension
+    return replace(dimension, failure_hint=hints[0], unmeasurable_hint=hints[1])
+
+
+def likeness_of(subject: OpenedSubject) -> Likeness:
+    """Decode the subject's photos once: a person's skin (and its centroid, when the job did
+    not carry one), a product's features. ValueError names a photo that does not decode."""
+    decoded = [_decoded(index, data) for index, data in enumerate(subject.photos)]
+    if subject.kind == "product":
+        views = tuple(product_view(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)) for rgb in decoded)
+        return Likeness(subject.subject_id, "product", len(decoded), views=views)
+    faces = [(rgb, find_faces(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)).single) for rgb in decoded]
+    faced = [(rgb, face) for rgb, face in faces if face is not None]
+    colours = [colour for rgb, face in faced if (colour := skin_colour(rgb, face)) is not None]
+    skin = (float(np.median([c[0] for c in colours])), float(np.median([c[1] for c in colours]))) if colours else None
+    centroid = subject.centroid
+    if centroid is None and faced and face_models.embedding_available():
+        centroid = np.mean([face_models.face_embedding(rgb, face) for rgb, face in faced], axis=0)
+    if centroid is not None:
+        centroid = np.asarray(centroid, dtype=np.float64)
+        centroid.flags.writeable = False
+    return Likeness(subject.subject_id, "person", len(decoded), centroid, skin, len(faced))
+
+
+def centroid_from(clear: bytes) -> np.ndarray:
+    """A centroid as sealed: float32 little-endian, 128 of them (its base64 decoded)."""
+    values = np.frombuffer(clear, dtype="<f4")
+    if values.size != EMBEDDING_SIZE:
+        raise ValueError(f"a centroid holds {EMBEDDING_SIZE} numbers, this one {values.size}")
+    return values.astype(np.float64)
+
+
+def _decoded(index: int, data: bytes) -> np.ndarray:
+    rgb = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR_RGB)
+    if rgb is None:
+        raise ValueError(f"photo {index} of the subject could not be decoded")
+    return rgb
+
+
+def product_view(luma: np.ndarray) -> ProductView:
+    """ORB's features of one (H, W) uint8 luma image, shrunk to at most PRODUCT_SIDE a side."""
+    scale = min(1.0, PRODUCT_SIDE / max(luma.shape))
+    small = luma if scale == 1.0 else cv2.resize(luma, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    keypoints, descriptors = cv2.ORB.create(nfeatures=ORB_FEATURES).detectAndCompute(np.ascontiguousarray(small), None)
+    points = np.array([k.pt for k in keypoints], dtype=np.float32).reshape(-1, 2)
+    return ProductView(points, descriptors if descriptors is not None else np.zeros((0, 32), np.uint8))
+
+
+def matched_features(view: ProductView, photo: ProductView) -> int:
+    """Features of `view` matched in `photo` where one perspective (a homography) agrees."""
+    if len(view.descriptors) < 2 or len(photo.descriptors) < 2:
+        return 0
+    pairs = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(view.descriptors, photo.descriptors, k=2)
+    good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < LOWE_RATIO * p[1].distance]
+    if len(good) < 4:  # a homography needs four
+        return len(good)
+    source = view.points[[m.queryIdx for m in good]]
+    target = photo.points[[m.trainIdx for m in good]]
+    _, inliers = cv2.findHomography(source, target, cv2.RANSAC, REPROJECTION_PX)
+    return int(inliers.sum()) if inliers is not None else 0
+
+
+def product_found(luma: np.ndarray, likeness: Likeness) -> float:
+    """The most features of any of the subject's photos found in the image, up to MOST_MATCHES."""
+    view = product_view(luma)
+    best = 0
+    for photo in likeness.views:
+        best = max(best, matched_features(view, photo))
+        if best >= MOST_MATCHES:
+            break
+    return float(min(best, MOST_MATCHES))
+
+
+def product_match(batch: ImageBatch) -> torch.Tensor:
+    likeness = batch.context.subject
+    if likeness is None or likeness.kind != "product":
+        return per_image([math.nan] * batch.size)
+    return per_image([product_found(np.ascontiguousarray(luma), likeness) for luma in batch.luma_u8.cpu().numpy()])
+
+
+def second_person(batch: ImageBatch) -> torch.Tensor:
+    likeness = batch.context.subject
+    centroid = likeness.centroid if likeness is not None else None
+    values = []
+    for rgb, finding in zip(rgb_images(batch), findings(batch)):
+        if len(finding.faces) < 2:
+            values.append(0.0)
+        elif centroid is None:
+            values.append(math.nan)
+        else:
+            distances = [np.linalg.norm(face_models.face_embedding(rgb, face) - centroid) for face in finding.faces]
+            values.append(float(sum(distance >= ONE_PERSON for distance in distances)))
+    return per_image(values)
+
+
+# Measured with the face checks (one family: the faces they share), and on their own.
+FACE_MEASURES = {"second_person": second_person}
+MEASURES = {"product_match": product_match}

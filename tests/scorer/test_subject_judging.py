@@ -1,0 +1,151 @@
+"""Candidates judged against a subject, on real photographs (`planted`): the astronaut's six
+photos make the subject, and each planted defect is caught with its reason while clean
+candidates pass; a product subject (the coffee cup) is found, or not."""
+
+import numpy as np
+import pytest
+
+from services.common import face_models
+from services.common.quality.fingerprints import fingerprint
+from services.common.quality.profiles import load_profile, with_subject_checks
+from services.scorer.dimensions import Equipment, Scorer, Scoring
+from services.scorer.dimensions.likeness import ONE_PERSON, OpenedSubject, likeness_of
+from tests.scorer import planted
+from tests.scorer.conftest import CPU, png, rgb_photo
+
+
+@pytest.fixture(scope="module")
+def person():
+    photos = planted.subject_photos()
+    return likeness_of(OpenedSubject("s-astronaut", "person", photos, planted.centroid_of(photos)))
+
+
+@pytest.fixture(scope="module")
+def subject_headshot():
+    return load_profile("subject-headshot")
+
+
+def judged(scorer, images, profile, person):
+    return scorer.score(images, Scoring(profile, subject=person))
+
+
+def drift_past_the_threshold(scorer, profile, person):
+    """The weakest bulge that carries the face beyond 0.6 of the subject's centroid, as the
+    scorer measures it, with the distances on the way."""
+    distances = {}
+    for strength in (0.2, 0.3, 0.36, 0.4, 0.44):
+        [verdict] = judged(scorer, [png(planted.bulged(planted.astronaut(), strength))], profile, person)
+        distances[strength] = verdict.dimensions["identity"].value
+        if distances[strength] is not None and distances[strength] > ONE_PERSON:
+            return strength, distances
+    raise AssertionError(f"the warps never passed {ONE_PERSON}: {distances}")
+
+
+def test_clean_candidates_pass_against_the_subject_and_say_what_they_were_compared_with(scorer, subject_headshot,
+                                                                                         person):
+    images = [png(c) for c in planted.clean_candidates()]
+    verdicts = judged(scorer, images, subject_headshot, person)
+    for verdict, image in zip(verdicts, images, strict=True):
+        assert verdict.passed, (verdict.failed, [verdict.dimensions[f].reason for f in verdict.failed])
+        assert verdict.dimensions["identity"].value < 0.2
+        assert verdict.dimensions["faces"].value == 1 and verdict.dimensions["second_person"].value == 0
+        assert verdict.fingerprint == fingerprint(image), "taken from the decoded image, as from its file"
+    identity = verdicts[0].dimensions["identity"]
+    assert identity.reason.endswith("meets the maximum 0.6; against the centroid of the subject's 6 photos")
+    assert "against the skin of the subject's 6 photos with one face" in verdicts[0].dimensions["skin_tone"].reason
+
+
+def test_every_planted_defect_is_caught_with_its_reason(scorer, subject_headshot, person):
+    strength, distances = drift_past_the_threshold(scorer, subject_headshot, person)
+    assert strength > 0.2 and distances[0.2] < ONE_PERSON, distances  # a mild warp stays her
+    found = planted.defects(strength)
+    another, twice, pair, closed, drifted = judged(
+        scorer, [found.another_person, found.subject_twice, found.subject_and_another, found.closed_eyes,
+                 found.drifted], subject_headshot, person)
+
+    assert "identity" in another.failed and another.dimensions["identity"].value > ONE_PERSON
+    assert another.dimensions["identity"].reason.startswith(
+        f"identity {another.dimensions['identity'].value:.3g} is above the maximum 0.6 (the face is not the"
+        " subject's person); against the centroid of the subject's 6 photos")
+    assert "skin_tone" in another.failed and "differs from the subject's photos" in another.dimensions["skin_tone"].reason
+
+    assert "faces" in twice.failed and twice.dimensions["faces"].value == 2
+    assert twice.dimensions["second_person"].value == 0, "her twice is no second person"
+    assert {"faces", "second_person"} <= set(pair.failed) and pair.dimensions["second_person"].value == 1
+    assert pair.dimensions["second_person"].reason == (
+        "second_person 1 is above the maximum 0 (another person's face is in the frame beside the subject's)")
+
+    assert closed.failed == ("eyes_open",)
+    assert "two open eyes were not found" in closed.dimensions["eyes_open"].reason
+    assert closed.dimensions["identity"].value < ONE_PERSON, "her, with her eyes shut"
+
+    assert drifted.failed == ("identity",)
+    assert drifted.dimensions["identity"].value == pytest.approx(distances[strength])
+
+
+def test_skin_tone_is_the_subjects_not_one_photos(scorer, subject_headshot, person):
+    darker = (planted.astronaut() * 2**-1.5).round().astype(np.uint8)
+    [verdict] = judged(scorer, [png(darker)], subject_headshot, person)
+    assert "skin_tone" in verdict.failed and verdict.dimensions["skin_tone"].value > 2
+    assert "identity" not in verdict.failed
+
+
+def test_any_profile_is_checked_against_the_subject(scorer, person):
+    """A job of a subject that names the generic profile still has its face checked."""
+    generic = with_subject_checks(load_profile("generic"), "person")
+    [stranger] = judged(scorer, [planted.defects(0.4).another_person], generic, person)
+    assert "identity" in stranger.failed
+    assert {"identity", "second_person"} <= generic.required
+
+
+def test_without_the_face_model_identity_and_second_person_are_unavailable_and_fail(monkeypatch, subject_headshot,
+                                                                                     person):
+    monkeypatch.setattr(face_models, "models_dir", lambda: None)
+    with Scorer(Equipment(CPU, load_entry_points=False)) as scorer:
+        [verdict] = judged(scorer, [png(planted.astronaut())], subject_headshot, person)
+    assert set(verdict.failed) == {"identity", "second_person"}
+    for name in verdict.failed:
+        assert not verdict.dimensions[name].available and "face-recognition-models" in verdict.dimensions[name].reason
+
+
+def test_a_subject_profile_without_a_subject_fails_rather_than_pass(scorer, subject_headshot):
+    [verdict] = scorer.score([png(planted.astronaut())], Scoring(subject_headshot))
+    assert "second_person" in verdict.failed
+    assert "the job has no subject" in verdict.dimensions["second_person"].reason
+
+
+def test_a_product_subject_is_found_where_it_is_and_not_elsewhere(scorer):
+    product = likeness_of(OpenedSubject("s-cup", "product", planted.product_photos()))
+    profile = load_profile("subject-product")
+    pasted = [planted.on_backdrop((230, 220, 200), 0.9), planted.on_backdrop((70, 100, 150), 0.7)]
+    others = [rgb_photo("rocket"), rgb_photo("chelsea")]
+    *found, rocket, cat = scorer.score([png(p) for p in pasted + others], Scoring(profile, subject=product))
+    for verdict in found:
+        assert verdict.dimensions["product_match"].value >= 50, verdict.dimensions["product_match"]
+        assert verdict.passed, [verdict.dimensions[f].reason for f in verdict.failed]
+    for verdict in (rocket, cat):
+        assert "product_match" in verdict.failed
+        assert verdict.dimensions["product_match"].value < 15
+        assert verdict.dimensions["product_match"].reason.endswith(
+            "(the subject's product is not found in the image); matched with each of the subject's 4 photos,"
+            " the best counted")
+
+
+def test_the_batched_walk_judges_against_the_subject_as_the_image_by_image_walk(scorer, subject_headshot, person):
+    """The path the scorer takes on a GPU (stills stacked by size), run here on the CPU: the
+    same values, verdicts and fingerprints, two faces in a wider frame included."""
+    from services.scorer.dimensions.engine import Leg
+    from services.scorer.dimensions.tiers import TierWalk
+
+    found = planted.defects(0.44)
+    images = [png(c) for c in planted.clean_candidates()[:3]] + [found.subject_and_another, found.closed_eyes,
+                                                                 found.drifted]
+    scoring = Scoring(subject_headshot, subject=person)
+    walk = TierWalk.of(subject_headshot, scorer._plan(subject_headshot, scorer._context(scoring)), tiered=True)
+    one_by_one = scorer._walk_each(images, Leg(walk, scorer._context(scoring), True, len(walk.steps)))
+    batched = scorer._walk_batched(images, Leg(walk, scorer._context(scoring), True, len(walk.steps)))
+    for (alone, _), (together, _) in zip(one_by_one, batched, strict=True):
+        assert together.values == pytest.approx(alone.values, rel=1e-5, nan_ok=True)
+        assert (together.steps_done, together.stopped, together.fingerprint) == (
+            alone.steps_done, alone.stopped, alone.fingerprint)
+    assert one_by_one[3][0].values["second_person"] == 1
