@@ -145,11 +145,13 @@ class Payments:
             case CheckoutPaid():
                 return await self._checkout_paid(conn, event_id, action)
             case CheckoutAwaitingPayment():
-                await payment_store.move_checkout(conn, action.session_id, "awaiting_payment")
-                return Applied(detail="the payment is not complete yet; credits come when it succeeds")
+                if await payment_store.move_checkout(conn, action.session_id, "awaiting_payment"):
+                    return Applied(detail="the payment is not complete yet; credits come when it succeeds")
+                return Applied(detail="the checkout had moved past awaiting payment; it stays as it was")
             case CheckoutClosed():
-                await payment_store.move_checkout(conn, action.session_id, action.state)
-                return Applied(detail=f"the checkout {action.state}")
+                moved = await payment_store.move_checkout(conn, action.session_id, action.state)
+                return Applied(detail=f"the checkout {action.state}" if moved else
+                               f"the checkout had ended before it {action.state}; it stays as it was")
             case IntentSucceeded():
                 return await self._intent_succeeded(conn, event_id, action)
             case IntentFailed():
@@ -182,8 +184,8 @@ class Payments:
             attempt = await payment_store.attempt(conn, paid.attempt_id)
             if attempt is None:
                 return Applied(detail=f"no auto top-up {paid.attempt_id}; nothing granted")
-            await payment_store.end_attempt(conn, paid.attempt_id, ChargeOutcome("succeeded", paid.payment_intent))
-            await payment_store.reset_failures(conn, attempt["tenant_id"])
+            if await payment_store.end_attempt(conn, paid.attempt_id, ChargeOutcome("succeeded", paid.payment_intent)):
+                await payment_store.reset_failures(conn, attempt["tenant_id"])
             return await self._grant_payment(conn, ReceivedPayment(
                 event_id, paid.payment_intent, attempt["tenant_id"], attempt["credits"], paid.amount_minor,
                 paid.currency, "auto_topup"))

@@ -8,6 +8,7 @@ from uuid import UUID
 from psycopg.rows import DictRow
 
 from services.common.db import Conn
+from services.ledger.payments import rules
 from services.ledger.payments.gateway import (
     ChargeOutcome,
     CheckoutOrder,
@@ -78,11 +79,12 @@ async def checkout(conn: Conn, session_id: str) -> DictRow | None:
     return await _one(conn, "SELECT * FROM checkout_sessions WHERE session_id = %s FOR UPDATE", [session_id])
 
 
-async def move_checkout(conn: Conn, session_id: str, state: str, payment_intent: str | None = None) -> None:
-    """A checkout's new state; a paid one stays paid."""
-    await conn.execute("UPDATE checkout_sessions SET state = %s, payment_intent = coalesce(%s, payment_intent),"
-                       " updated_at = now() WHERE session_id = %s AND state <> 'paid'",
-                       [state, payment_intent, session_id])
+async def move_checkout(conn: Conn, session_id: str, state: str, payment_intent: str | None = None) -> bool:
+    """A checkout's new state, where it lies ahead of the one recorded (rules.CHECKOUT_MOVES);
+    whether it moved."""
+    return await _one(conn, "UPDATE checkout_sessions SET state = %s, payment_intent = coalesce(%s, payment_intent),"
+                            " updated_at = now() WHERE session_id = %s AND state = ANY(%s) RETURNING session_id",
+                      [state, payment_intent, session_id, rules.checkout_states_before(state)]) is not None
 
 
 async def checkouts_of(conn: Conn, tenant_id: str, limit: int = 10) -> list[DictRow]:
@@ -226,8 +228,9 @@ async def end_attempt(conn: Conn, attempt_id: UUID, outcome: ChargeOutcome) -> D
     return await _one(conn, (
         "UPDATE auto_topup_attempts SET state = %s, payment_intent = coalesce(%s, payment_intent),"
         " failure_code = %s, failure_message = %s, updated_at = now()"
-        " WHERE id = %s AND state IN ('requested', 'processing') RETURNING *"),
-        [outcome.state, outcome.payment_intent, outcome.failure_code, outcome.failure_message, attempt_id])
+        " WHERE id = %s AND state = ANY(%s) RETURNING *"),
+        [outcome.state, outcome.payment_intent, outcome.failure_code, outcome.failure_message, attempt_id,
+         rules.attempt_states_before(outcome.state)])
 
 
 async def attempt(conn: Conn, attempt_id: UUID) -> DictRow | None:
