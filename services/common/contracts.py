@@ -555,8 +555,9 @@ class CreditsReclaimed(Event):
 
 class AutoTopUpFailed(Event):
     """Published by the ledger when an auto top-up's off-session charge fails (declined, or
-    the bank asks the cardholder to authenticate), so the tenant can be told; `paused` when
-    the rule stopped after repeated failures."""
+    the bank asks the cardholder to authenticate), so the tenant can be told: when it is tried
+    again (`next_try_at`, as the card networks allow), or `paused` when it is not (a decline
+    that may not be retried, or the retries spent)."""
 
     event_type = "genline.billing.topup_failed.v1"
     publisher = "ledger"
@@ -566,6 +567,7 @@ class AutoTopUpFailed(Event):
     failure_code: str
     failure_message: str
     paused: bool
+    next_try_at: datetime | None = None
 
 
 class CreditsRefunded(JobEvent):

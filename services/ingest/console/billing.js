@@ -28,7 +28,7 @@ export function drawBilling(billing, onPaid) {
     h("h3", {text: "Latest auto top-ups"}), billing.auto_topups.length
       ? table([["When"], ["Credits", "num"], ["State"], ["Why it failed"]], billing.auto_topups.map((a) => h("tr", {},
         h("td", {text: when(a.created_at)}), h("td", {class: "num", text: a.credits}), h("td", {}, badge(a.state)),
-        h("td", {text: a.failure_message || ""}))), "Latest auto top-ups")
+        h("td", {text: a.failure_code ? `${a.failure_code}: ${a.failure_message || ""}` : ""}))), "Latest auto top-ups")
       : h("p", {class: "muted", text: "No auto top-ups yet."}),
   ].filter((node) => node !== null);
 }
@@ -73,7 +73,9 @@ function autoTopUp(billing) {
     }
   }}, field("topup-below", "When the balance falls below", below), field("topup-pack", "buy", pack),
   field("topup-most", "at most this many times a month", most), h("button", {type: "submit", text: "Save auto top-up"}));
-  const state = rule ? facts([["Auto top-up", rule.enabled ? "on" : `paused: ${rule.paused_reason || "off"}`,
-    "auto-topup-state"]]) : h("p", {class: "muted", text: "Auto top-up is off."});
+  const shown = !rule ? null : !rule.enabled ? `paused: ${rule.paused_reason || "off"}`
+    : rule.next_try_at ? `on; the declined charge is tried again ${when(rule.next_try_at)}` : "on";
+  const state = rule ? facts([["Auto top-up", shown, "auto-topup-state"]])
+    : h("p", {class: "muted", text: "Auto top-up is off."});
   return [state, form, saved];
 }

@@ -76,8 +76,3 @@ def dispute_stage(status: str) -> Literal["open", "won", "lost"]:
     if status in DISPUTE_LOST:
         return "lost"
     return "open"
-
-
-def pauses_after(failures: int, limit: int) -> bool:
-    """An auto top-up rule stops after `limit` failed charges in a row."""
-    return failures >= limit
