@@ -7,7 +7,15 @@ import {h, facts, table, badge, when, field, select, fillWith, errorBox, announc
 
 const money = (minor, currency) => `${(minor / 100).toFixed(2)} ${currency.toUpperCase()}`;
 
-export function drawBilling(billing, onPaid) {
+// What an account in debt is told above the packs: how much, why, and that buying settles it.
+function debtNotice(owed) {
+  if (!owed) return null;
+  return h("p", {class: "error", role: "alert", "data-testid": "debt-notice",
+    text: `The account owes ${owed} credits: a refund or a lost dispute took back credits already spent. New jobs`
+      + " are refused until it is paid; credits bought below pay the debt first."});
+}
+
+export function drawBilling(billing, onPaid, owed = 0) {
   const saveCard = h("input", {type: "checkbox", name: "save_card"});
   const status = h("div", {"aria-live": "polite"});
   const packs = h("ul", {class: "packs"}, billing.packs.map((pack) => h("li", {},
@@ -15,7 +23,7 @@ export function drawBilling(billing, onPaid) {
     h("button", {type: "button", "data-testid": `buy-${pack.name}`, onclick: () => buy(pack, saveCard.checked, status),
       text: `Buy ${pack.name}`}))));
   return [
-    returned(onPaid),
+    returned(onPaid), debtNotice(owed),
     h("h3", {text: "Buy credits"}), packs,
     h("label", {}, saveCard, " Save the card for auto top-up"), status,
     h("h3", {text: "Auto top-up"}), ...autoTopUp(billing),

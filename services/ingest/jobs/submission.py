@@ -295,8 +295,9 @@ class Intake:
             return await self.record(submission)
 
     async def over_cap(self, tenant_id: str, body: JobRequest, submitter: Submitter | None) -> Problem | None:
-        """The 402 the submitting key's spend caps give this job, where a key and the ledger are there."""
-        if submitter is None or self.ledger is None:
+        """The 402 this job gets at the door (the account owes credits, or the submitting key's
+        spend caps leave no room), where the ledger is there: one quote answers both."""
+        if self.ledger is None:
             return None
         video = video_request.video_spec(body.video, template_of(body), None)
         quote = Quote(tenant_id, body.template, body.tier, images=body.images, use_retry_tokens=body.use_retry_tokens,
