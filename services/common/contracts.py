@@ -14,7 +14,7 @@ of it on the topics, in the journals and in backups.
 """
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, ClassVar, Literal, get_args
 from uuid import UUID
 
@@ -475,6 +475,8 @@ class CreditsReserved(JobEvent):
     tokens_held: int = 0
     pricebook_version: str = ""
     max_provider_spend_micro_usd: int = Field(0, description="the router stops generating at this spend")
+    spent_on: date | None = Field(None, description="the UTC day the hold counts on in its API key's spend (the"
+                                                    " day and the month it starts); None before it was told")
 
 
 class ReservationRejected(JobEvent):
