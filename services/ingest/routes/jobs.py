@@ -40,6 +40,7 @@ from services.ingest.jobs.examples import (
 from services.ingest.jobs.job_lookup import parse_job_id, refuse_missing
 from services.ingest.jobs.submission import JobRequest
 from services.ingest.jobs.view_parts import Billing, Failure
+from services.ingest.key_encryption import keyring_of
 from services.ingest.ledger_calls import Ledger
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -174,6 +175,7 @@ async def get_job(job_id: str, tenant: JobsReader, runtime: Runtime, settings: S
         view = await store.read_view(conn, parse_job_id(job_id), tenant)
         if view is None:
             await refuse_missing(conn, job_id, tenant)
+        view = await data_keys.with_prompt(conn, view, keyring_of(settings))
     return fresh_links(view, objects, settings.link_ttl_s)
 
 
@@ -229,6 +231,7 @@ async def cancel_job(job_id: str, tenant: JobsWriter, runtime: Runtime, settings
         if event is not None:
             await projection.record(conn, store.Change(before, view, event, event.requested_at))
             await runtime.emit(conn, event)
+        view = await data_keys.with_prompt(conn, view, keyring_of(settings))
     runtime.relay.notify()
     return fresh_links(view, objects, settings.link_ttl_s)
 
