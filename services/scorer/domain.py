@@ -75,9 +75,10 @@ def decide(event: CandidatesGenerated, job_scores: Sequence[CandidateScore],
     the outcome carries the `fresh` scores, those no CandidatesChecked published."""
     passed = sum(score.passed for score in job_scores)
     common = {"job_id": event.job_id, "tenant_id": event.tenant_id, "attempt": event.attempt}
+    outputs = "clips" if event.job is not None and event.job.video is not None else "images"
     if event.final and event.stop_reason == DEADLINE_EXCEEDED and passed < min(event.images, enough(event)):
         return ScoringFailed(**common, failure_code=DEADLINE_EXCEEDED, scores=list(fresh),
-                             reason=f"the deadline passed with {passed} image(s) passing; the job needed"
+                             reason=f"the deadline passed with {passed} {outputs} passing; the job needed"
                                     f" at least {enough(event)}")
     if passed >= event.images or (event.final and passed):
         chosen = [job_scores[i] for i in select_best(job_scores, event.images)]
@@ -85,7 +86,7 @@ def decide(event: CandidatesGenerated, job_scores: Sequence[CandidateScore],
                                 selected=[score.index for score in chosen], selected_scores=chosen,
                                 template=event.job.template if event.job else None)
     if not event.final:
-        reason = f"{passed} of {event.images} images pass after attempt {event.attempt}"
+        reason = f"{passed} of {event.images} {outputs} pass after attempt {event.attempt}"
         this_attempt = {s.index: s for s in job_scores if s.attempt == event.attempt} | {s.index: s for s in fresh}
         rejected = rejection_summary(list(this_attempt.values()))
         return RegenerationRequested(**common, images=event.images, passed=passed, needed=event.images - passed,
