@@ -174,7 +174,9 @@ def _declare_operation_problems(operation: dict[str, Any]) -> None:
         "schema": {"type": "integer", "minimum": 0}}
     for status, response in responses.items():
         if int(status) >= 400:
-            response["content"] = {problems.MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+            declared = response.get("content", {}).get(problems.MEDIA_TYPE, {})
+            examples = {"examples": declared["examples"]} if "examples" in declared else {}
+            response["content"] = {problems.MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}} | examples}
         response.setdefault("headers", {})["X-Request-ID"] = {
             "description": "the request's id: the one sent, when usable, else a new one", "required": True,
             "schema": {"type": "string"}}

@@ -14,7 +14,7 @@ of it on the topics, in the journals and in backups.
 """
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, ClassVar, Literal, get_args
 from uuid import UUID
 
@@ -579,6 +579,8 @@ class CreditsReserved(JobEvent):
     max_provider_spend_micro_usd: int = Field(0, description="the router stops generating at this spend")
     training_credits: int = Field(0, ge=0, description="held besides `amount` for training the subject's identity;"
                                                    " charged only if this order trained it (IdentityTrained)")
+    spent_on: date | None = Field(None, description="the UTC day the hold counts on in its API key's spend (the"
+                                                    " day and the month it starts); None before it was told")
 
 
 class ReservationRejected(JobEvent):
@@ -678,8 +680,9 @@ class CreditsReclaimed(Event):
 
 class AutoTopUpFailed(Event):
     """Published by the ledger when an auto top-up's off-session charge fails (declined, or
-    the bank asks the cardholder to authenticate), so the tenant can be told; `paused` when
-    the rule stopped after repeated failures."""
+    the bank asks the cardholder to authenticate), so the tenant can be told: when it is tried
+    again (`next_try_at`, as the card networks allow), or `paused` when it is not (a decline
+    that may not be retried, or the retries spent)."""
 
     event_type = "genline.billing.topup_failed.v1"
     publisher = "ledger"
@@ -689,6 +692,7 @@ class AutoTopUpFailed(Event):
     failure_code: str
     failure_message: str
     paused: bool
+    next_try_at: datetime | None = None
 
 
 class CreditsRefunded(JobEvent):

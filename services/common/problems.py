@@ -59,6 +59,14 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"description": TITLES[status]} for status in statuses}
 
 
+def shown(status: int, description: str, *bodies: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a status whose problems the document shows by example, one per `type`
+    (their members beyond the Problem schema's with them)."""
+    examples = {body["type"].rsplit("/", 1)[-1]: {"value": {"title": TITLES[status], "status": status} | body}
+                for body in bodies}
+    return {status: {"description": description, "content": {MEDIA_TYPE: {"examples": examples}}}}
+
+
 @dataclass(eq=False)  # an exception is itself, not equal to another with the same fields
 class Problem(Exception):
     """An error answered as a problem document: `slug` names its type (`/problems/<slug>`),

@@ -193,7 +193,10 @@ class OpsPort:
 
 
 def serve(app: ASGIApp, settings: ServiceSettings) -> None:
-    config = uvicorn.Config(OpsPort(app, settings.ops_port), log_config=None, access_log=False, timeout_graceful_shutdown=HTTP_DRAIN_S)
+    # proxy_headers off: uvicorn would otherwise take X-Forwarded-For from any peer on 127.0.0.1
+    # (a sidecar) as the client; the services read it only from the proxies an operator names.
+    config = uvicorn.Config(OpsPort(app, settings.ops_port), log_config=None, access_log=False,
+                            timeout_graceful_shutdown=HTTP_DRAIN_S, proxy_headers=False)
     uvicorn.Server(config).run(sockets=listen(settings.http_host, settings.http_ports()))
 
 

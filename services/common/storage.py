@@ -47,6 +47,26 @@ def candidate_prefix(tenant_id: str, job_id: UUID | str) -> str:
     return f"candidates/{tenant_id}/{job_id}/"
 
 
+# Where the router copies a hosted provider's outputs of a job as soon as it fetched them (so
+# that a resumed call takes the copy, not an expired URL): `provider-outputs/{job}/…` in the
+# internal bucket. They are duplicates: erasure and retention remove them.
+PROVIDER_COPIES = "provider-outputs"
+
+
+def provider_copies_prefix(job_id: UUID | str | None = None) -> str:
+    """The copies of one job's hosted outputs, or (None) of every job's."""
+    return f"{PROVIDER_COPIES}/{job_id}/" if job_id is not None else f"{PROVIDER_COPIES}/"
+
+
+def job_of_copy(key: str) -> UUID | None:
+    """The job a copy's key names (`provider-outputs/{job}/…`), or None for another key."""
+    parts = key.split("/")
+    try:
+        return UUID(parts[1]) if len(parts) > 2 and parts[0] == PROVIDER_COPIES else None
+    except ValueError:
+        return None
+
+
 # File extensions of the media types Genline stores.
 EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "video/mp4": "mp4", "video/webm": "webm"}
 

@@ -8,6 +8,8 @@ read from the file.
 
 * `probe` reads the container and the video stream's header, and counts frames from the
   packets (demuxing, no decoding): cheap enough to run on every clip before anything else.
+  `damage` compares what the file declares (its index's frames, its header's length) with
+  what is in it: a cut or corrupt file, never a short clip. `decoded_count` decodes to count.
 * `frames` decodes, yielding every `every`-th frame as RGB (optionally scaled down), and
   stops after `limit`: a measure that needs a few frames never decodes the rest.
 * `encode` writes RGB frames as MP4 (H.264, yuv420p, `+faststart`) or WebM (VP9).
@@ -53,10 +55,30 @@ class ClipInfo:
     frames: int
     duration_ms: int
     index_first: bool  # MP4: `moov` ahead of `mdat`, so a player starts before the whole file
+    declared_frames: int = 0  # what the index says (an MP4's sample table); 0 where it says nothing
+    declared_ms: int = 0  # the length the header declares; 0 where it declares none
 
     @property
     def media_type(self) -> str:
         return WEBM if "webm" in self.container else MP4
+
+    @property
+    def format_name(self) -> str:
+        """The container as people name it: MP4 or WebM (FFmpeg's demuxer says "mov,mp4,…")."""
+        return "WebM" if self.media_type == WEBM else "MP4"
+
+
+def damage(info: ClipInfo) -> str | None:
+    """How the file disagrees with what it declares, or None: a cut or corrupt file whose index
+    declares frames that are not there, or whose header declares a length it does not play.
+    Such a file is damaged, not a short clip."""
+    if info.declared_frames and info.frames + 1 < info.declared_frames:
+        return f"its index declares {info.declared_frames} frames, {info.frames} are in the file"
+    frame_ms = 1000 / info.fps if info.fps else 0
+    if info.declared_ms and info.declared_ms - info.duration_ms > max(2 * frame_ms, 0.05 * info.declared_ms):
+        return (f"its header declares {info.declared_ms / 1000:.2f} s, {info.duration_ms / 1000:.2f} s are in"
+                " the file")
+    return None
 
 
 @dataclass(frozen=True)
@@ -89,6 +111,8 @@ def probe(data: bytes) -> ClipInfo:
                 frames=frames,
                 duration_ms=_duration_ms(container, stream, frames),
                 index_first=index_first(data),
+                declared_frames=max(int(stream.frames or 0), 0),
+                declared_ms=_declared_ms(container, stream),
             )
     except (av.FFmpegError, ValueError, IndexError, EOFError) as error:
         raise ClipError(f"not a readable clip: {error}") from error
@@ -131,6 +155,21 @@ def frames(data: bytes, sampling: Sampling = Sampling()) -> Iterator[Frame]:
                     return
     except (av.FFmpegError, ValueError, IndexError, EOFError) as error:
         raise ClipError(f"a frame does not decode: {error}") from error
+
+
+def decoded_count(data: bytes) -> int:
+    """How many frames decode (none converted to pixels); a frame the decoder gives up on, or
+    damage it would only conceal, ends the count there."""
+    count = 0
+    try:
+        with av.open(io.BytesIO(data), mode="r") as container:
+            stream = _video_stream(container)
+            stream.codec_context.options = {"err_detect": "explode"}
+            for _ in container.decode(stream):
+                count += 1
+    except (av.FFmpegError, ValueError, IndexError, EOFError):
+        pass
+    return count
 
 
 def encode(rgb_frames: Iterable[np.ndarray], fps: float, codec: Codec = Codec()) -> bytes:
@@ -221,6 +260,15 @@ def _duration_ms(container: Any, stream: Any, frames: int) -> int:
     rate = _rate(stream)
     if rate and frames:
         return int(round(frames / rate * 1000))
+    if stream.duration is not None and stream.time_base:
+        return int(round(float(stream.duration * stream.time_base) * 1000))
+    if container.duration is not None:
+        return int(round(container.duration / 1000))
+    return 0
+
+
+def _declared_ms(container: Any, stream: Any) -> int:
+    """The length the file's header declares: the stream's, else the container's; 0 for none."""
     if stream.duration is not None and stream.time_base:
         return int(round(float(stream.duration * stream.time_base) * 1000))
     if container.duration is not None:

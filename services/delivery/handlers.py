@@ -23,7 +23,7 @@ from services.common.contracts import (
     SubjectChanged,
 )
 from services.common.db import Pool
-from services.common.storage import ObjectStore, candidate_prefix
+from services.common.storage import ObjectStore, candidate_prefix, provider_copies_prefix
 from services.common.templates import Delivery, load_catalogue
 from services.delivery import clips, domain, postprocess, provenance, store
 from services.delivery.settings import DeliverySettings
@@ -180,14 +180,16 @@ async def answer_cancel(ctx: HandlerContext, event: JobCancelRequested) -> None:
 
 
 async def erase_images(ctx: HandlerContext, event: JobErased, objects: ObjectStore) -> None:
-    """Delete every object of the job, in both buckets: its candidates (all attempts), its
-    delivered images and whatever lies beside them (thumbnails), and the reference photo
-    ingest names. Deleting again deletes nothing, so a redelivered event is harmless."""
+    """Delete every object of the job, in both buckets: its candidates (all attempts), the
+    router's copies of hosted providers' outputs, its delivered images and whatever lies beside
+    them (thumbnails), and the reference photo ingest names. Deleting again deletes nothing, so
+    a redelivered event is harmless."""
     delivered = await store.delivered_keys(ctx.conn, event.job_id)
     public = {obj.key for folder in {domain.folder_of(key) for key in delivered}
               for obj in await objects.list_objects(objects.public_bucket, folder)} | set(delivered)
-    internal = {obj.key for obj in await objects.list_objects(objects.internal_bucket,
-                                                           candidate_prefix(event.tenant_id, event.job_id))}
+    internal = {obj.key for prefix in (candidate_prefix(event.tenant_id, event.job_id),
+                                       provider_copies_prefix(event.job_id))
+                for obj in await objects.list_objects(objects.internal_bucket, prefix)}
     internal |= {event.reference_key} if event.reference_key else set()
     await asyncio.gather(*(objects.delete(objects.public_bucket, key) for key in public),
                          *(objects.delete(objects.internal_bucket, key) for key in internal))

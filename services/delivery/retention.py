@@ -7,6 +7,11 @@ advisory lock) goes through the tenants with a retention and deletes
    they were delivered, and older than that or the audit period, whichever is longer, when
    they were not: a rejected candidate is what an auditor asks about.
 
+Whatever the tenants' retention, the router's copies of hosted providers' outputs
+(`provider-outputs/{job}/…`, duplicates kept only so that a resumed call need not fetch again)
+go once their job has ended here (delivered, failed or canceled), and any of them once it is
+`provider_copies_hours` old (a job that ended elsewhere, or never).
+
 An attempt's candidates are one object (`storage.attempt_key`), most often delivered and
 rejected ones together. Past `candidates_days` the delivered ones in it are blanked: the
 object is written again with their bytes zeroed (their digests then no longer match, and
@@ -24,7 +29,15 @@ from typing import Any
 from services.common.db import Conn
 from services.common.rounds import PeriodicRound, exclusive_round
 from services.common.runtime import ServiceRuntime
-from services.common.storage import ATTEMPT_MEDIA_TYPE, Blob, ListedObject, ObjectStore, holds_candidates
+from services.common.storage import (
+    ATTEMPT_MEDIA_TYPE,
+    Blob,
+    ListedObject,
+    ObjectStore,
+    holds_candidates,
+    job_of_copy,
+    provider_copies_prefix,
+)
 from services.delivery import store
 from services.delivery.settings import DeliverySettings
 
@@ -41,16 +54,19 @@ class RetentionSweeper(PeriodicRound):
         self.interval_s, self.task_name = settings.retention_sweep_interval_s, "delivery-retention"
 
     async def sweep_once(self, now: datetime | None = None) -> int:
-        """One round; the number of objects deleted (0 when another replica holds the round)."""
+        """One round; the number of tenants' objects deleted or blanked by their retention (0
+        when another replica holds the round). The copies of hosted outputs it removes too are
+        logged, not counted: they are no tenant's."""
         now = now or datetime.now(UTC)
-        deleted = 0
+        deleted = copies = 0
         async with exclusive_round(self.runtime.pool, self.runtime.name, "retention") as conn:
             if conn is None:
                 return 0
             for tenant in await store.retention_rules(conn):
                 deleted += await self._sweep_outputs(tenant, now) + await self._sweep_candidates(conn, tenant, now)
-        if deleted:
-            log.info("retention: deleted %d objects", deleted)
+            copies = await self._sweep_copies(conn, now)
+        if deleted or copies:
+            log.info("retention: deleted %d objects, and %d copies of hosted outputs", deleted, copies)
         return deleted
 
     async def _sweep_outputs(self, tenant: dict[str, Any], now: datetime) -> int:
@@ -60,6 +76,17 @@ class RetentionSweeper(PeriodicRound):
         keys = expired(objects, now - timedelta(days=tenant["outputs_days"]))
         await asyncio.gather(*(self.objects.delete(self.objects.public_bucket, key) for key in keys))
         return len(keys)  # delivered_images keeps the record: it tells delivered candidates from the others
+
+    async def _sweep_copies(self, conn: Conn, now: datetime) -> int:
+        """The copies of hosted outputs whose job ended, or that are older than the bound."""
+        bucket = self.objects.internal_bucket
+        objects = await self.objects.list_objects(bucket, provider_copies_prefix())
+        by_job = {obj.key: job_of_copy(obj.key) for obj in objects}
+        ended = await store.ended_jobs(conn, sorted({job for job in by_job.values() if job is not None}))
+        old = now - timedelta(hours=self.settings.provider_copies_hours)
+        doomed = [obj.key for obj in objects if by_job[obj.key] in ended or obj.last_modified < old]
+        await asyncio.gather(*(self.objects.delete(bucket, key) for key in doomed))
+        return len(doomed)
 
     async def _sweep_candidates(self, conn: Conn, tenant: dict[str, Any], now: datetime) -> int:
         """Candidates past the tenant's retention deleted, or blanked where rejected ones

@@ -1,4 +1,4 @@
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from services.common.settings import SealedContentSettings, refuse_weak_secret
 
@@ -33,6 +33,9 @@ class DeliverySettings(SealedContentSettings):
     # (rejected ones above all) are kept for audits, whatever a tenant's retention.
     retention_sweep_interval_s: float = 3600.0
     rejected_audit_days: int = 30
+    # The router's copies of hosted providers' outputs serve only a resumed call: the sweeper
+    # removes a job's once it ended, and any once this old.
+    provider_copies_hours: float = Field(24.0, gt=0)
     # Content Credentials (services/delivery/provenance.py): the signing certificate's chain
     # (PEM, in the setting or a file: the end entity, then its issuers; key usage
     # digitalSignature and an EKU of emailProtection or documentSigning), and its key (ES256

@@ -118,6 +118,12 @@ async def claim_delivered(conn: Conn, job: DeliveredJob, claim: InboxClaim) -> b
     return won_count == 1
 
 
+async def ended_jobs(conn: Conn, job_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    """Those of `job_ids` whose outcome delivery decided."""
+    rows = await (await conn.execute("SELECT job_id FROM job_outcomes WHERE job_id = ANY(%s)", [job_ids])).fetchall()
+    return {row["job_id"] for row in rows}
+
+
 async def delivered_keys(conn: Conn, job_id: uuid.UUID) -> list[str]:
     rows = await (await conn.execute("SELECT key FROM delivered_images WHERE job_id = %s", [job_id])).fetchall()
     return [row["key"] for row in rows]

@@ -1,7 +1,8 @@
 """The jobs' data keys (`services.common.sealing`), kept in ingest's `data_keys` table,
 each wrapped under a key-encryption key (`key_encryption.py`): one is made with each job,
-read by ingest itself and, over the internal API (`routes/internal.py`), by the services
-that need the job's content in clear; an erasure deletes it."""
+read by ingest itself (to show a job's prompt to its tenant: the read model keeps it sealed)
+and, over the internal API (`routes/internal.py`), by the services that need the job's
+content in clear; an erasure deletes it."""
 
 import asyncio
 from collections.abc import Callable
@@ -14,8 +15,9 @@ import psycopg
 from psycopg.rows import TupleRow, dict_row
 
 from services.common.db import Conn
-from services.common.sealing import new_data_key
+from services.common.sealing import JobField, new_data_key, open_sealed
 from services.ingest import store
+from services.ingest.domain import JobView
 from services.ingest.key_encryption import KMS, Keyring, keyring_of
 
 if TYPE_CHECKING:
@@ -24,7 +26,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 __all__ = ["JobKey", "destroy", "insert", "job_key", "wrapped", "key_of", "keys_of", "new_data_key", "rewrap",
-           "rewrap_all", "status"]
+           "rewrap_all", "status", "with_prompt"]
 
 
 async def _off_loop(keyring: Keyring, kek_id: str | None, work: Callable[[], T]) -> T:
@@ -68,6 +70,15 @@ async def key_of(conn: Conn, job_id: UUID, keyring: Keyring) -> bytes | None:
         return None
     wrapped_key, kek_id = stored
     return await _off_loop(keyring, kek_id, partial(keyring.unwrap, kek_id, wrapped_key, job_id))
+
+
+async def with_prompt(conn: Conn, view: JobView, keyring: Keyring) -> JobView:
+    """The job's view with its prompt opened, for its tenant: the read model keeps it sealed
+    (JobView.stored_json); an erased job's reads as erased."""
+    if not view.prompt_sealed or view.sealed_prompt is None:
+        return view
+    key = await key_of(conn, view.id, keyring)
+    return view.model_copy(update={"prompt": open_sealed(key, JobField(view.id, "prompt"), view.sealed_prompt)})
 
 
 def keys_of(conn: psycopg.Connection[TupleRow], schema: str, keyring: Keyring) -> dict[UUID, bytes]:

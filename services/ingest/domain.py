@@ -128,12 +128,21 @@ class JobView(BaseModel):
         return self.state in FINAL_STATES
 
     def stored_json(self) -> str:
-        """The view as the read model keeps it: what clients see, and what is held back."""
+        """The view as the read model keeps it: what clients see, and what is held back. A
+        sealed prompt is kept sealed only (`prompt` empty): whoever reads the table (an
+        auditor, a backup) sees no prompt without the job's data key; `with_prompt` opens it
+        for the tenant."""
         sealed = self.sealed_prompt.model_dump() if self.sealed_prompt else None
         announced_at = self.progress_announced_at.isoformat() if self.progress_announced_at else None
         return json.dumps(self.model_dump(mode="json") | {
+            "prompt": "" if self.prompt_sealed else self.prompt,
             "reached": self.reached, "sealed_prompt": sealed, "progress_announced_at": announced_at,
             "progress_announcements": self.progress_announcements})
+
+    @property
+    def prompt_sealed(self) -> bool:
+        """The prompt is kept sealed (jobs submitted before prompts were sealed keep theirs)."""
+        return self.sealed_prompt is not None and self.sealed_prompt.ciphertext is not None
 
     def announced(self) -> dict[str, Any]:
         """The view as JobFinished carries it: what clients see, the prompt sealed; a large
@@ -169,7 +178,7 @@ def submitted_view(spec: JobSpec, prompt: str | None = None) -> JobView:
 
 def erased(view: JobView, at: datetime) -> JobView:
     """What is kept of an erased job (its id answers 410): everything but its prompt."""
-    return view.model_copy(update={"prompt": ERASED, "updated_at": at})
+    return view.model_copy(update={"prompt": ERASED, "sealed_prompt": None, "updated_at": at})
 
 
 def with_receipt(view: JobView, sha256: str) -> JobView:

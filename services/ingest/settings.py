@@ -1,7 +1,9 @@
 from pathlib import Path
+from typing import Literal
 
-from pydantic import SecretStr, model_validator
+from pydantic import SecretStr, field_validator, model_validator
 
+from services.common.http_headers import Network, networks
 from services.common.settings import AdminApiSettings, refuse_missing_or_weak
 from services.ingest.inputs import screening
 from services.ingest.inputs.prompt_rules import OperatorRule, Policy
@@ -125,6 +127,21 @@ class IngestSettings(AdminApiSettings, TeamSettings):
     verify_max_bytes: int = 50 * 1024 * 1024
     verify_requests_per_s: float = 1.0
     verify_burst: int = 20
+    # The proxies in front of ingest (an ingress, a load balancer), as addresses or CIDR blocks:
+    # for a request they pass on, the client's address is read from the header they write
+    # (`forwarded_header`: X-Forwarded-For, or RFC 7239's Forwarded), from the right, past
+    # them; for any other peer, and with none named, the connection's own address counts.
+    trusted_proxies: list[str] = []
+    forwarded_header: Literal["x-forwarded-for", "forwarded"] = "x-forwarded-for"
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def proxies_are_networks(cls, named: list[str]) -> list[str]:
+        networks(named)  # ValueError names the entry that is neither an address nor a CIDR block
+        return named
+
+    def proxy_networks(self) -> tuple[Network, ...]:
+        return networks(self.trusted_proxies)
 
     def trust_anchors(self) -> str | None:
         if self.provenance_trust_anchors_file:

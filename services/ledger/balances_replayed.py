@@ -1,8 +1,9 @@
-"""Every account's balances from the ledger's events alone, without I/O: what `genline
-replay ledger` compares with the live accounts."""
+"""Every account's balances, and every API key's spend, from the ledger's events alone,
+without I/O: what `genline replay ledger` compares with the live accounts and key_spend."""
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from uuid import UUID
 
 from services.common.contracts import (
     CreditsExpired,
@@ -15,6 +16,7 @@ from services.common.contracts import (
     RetryTokenIssued,
     TrainingSettled,
 )
+from services.ledger.key_caps import PERIODS, SpendRow, period_start
 
 
 @dataclass
@@ -59,3 +61,28 @@ def replay_balances(events: Iterable[Event]) -> dict[str, ReplayedAccount]:
                 account.posted -= event.amount
                 account.owed += event.owed_change
     return accounts
+
+
+def replay_key_spend(events: Iterable[Event]) -> dict[SpendRow, int]:
+    """Each API key's spend per period (key, "day" or "month", the period's first day), as
+    key_spend keeps it: a hold adds its amount on the day it counts on, and its settlement gives
+    back what it released there. A hold told before its day was (`spent_on`) counts on the day
+    its job was submitted."""
+    spent: dict[SpendRow, int] = {}
+    holds: dict[UUID, SpendRow] = {}  # transfer → (key, "day", day)
+    for event in events:
+        match event:
+            case CreditsReserved() if event.job.api_key_id is not None and event.amount:
+                day = event.spent_on or event.job.submitted_at.date()
+                holds[event.transfer_id] = (event.job.api_key_id, "day", day)
+                _add(spent, holds[event.transfer_id], event.amount)
+            case ReservationSettled() if event.transfer_id in holds and event.released:
+                _add(spent, holds[event.transfer_id], -event.released)
+    return spent
+
+
+def _add(spent: dict[SpendRow, int], hold: SpendRow, amount: int) -> None:
+    key, _, day = hold
+    for period in PERIODS:
+        row = (key, period, period_start(period, day))
+        spent[row] = spent.get(row, 0) + amount

@@ -41,7 +41,7 @@ def add_commands(tree: CommandTree) -> None:
                description="Rebuild state from the journals and compare it with the live one, as the auditor:"
                " GENLINE_DATABASE_URL with the role genline_auditor (reads every schema, writes nothing),"
                " GENLINE_KAFKA_* as the KafkaUser genline-auditor (reads the topics only); no service key.")
-    ledger = tree.command("replay ledger", replay_ledger, help="rebuild accounts from the ledger's journal and compare")
+    ledger = tree.command("replay ledger", replay_ledger, help="rebuild accounts and key spend from the ledger's journal and compare")
     ledger.add_argument("--schema", default="ledger", help="the live ledger schema to compare with")
     add_replay_source(ledger, "the ledger's journal (its outbox, kept for ever), or its topic from the beginning")
     ledger.add_argument("--outbox-timeout", type=float, default=30,

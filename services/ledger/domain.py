@@ -158,7 +158,7 @@ class Book:
         return CreditsReserved(job_id=job.job_id, tenant_id=job.tenant_id, job=job, transfer_id=transfer.id,
                                amount=amount, unit_price=price.unit, tokens_held=tokens,
                                pricebook_version=prices.version,
-                               max_provider_spend_micro_usd=transfer.max_provider_spend)
+                               max_provider_spend_micro_usd=transfer.max_provider_spend, spent_on=spent_on)
 
     def settle(self, job_id: UUID, delivery: Delivery, now: datetime) -> Event | None:
         """Post what was delivered (images; a video job's clips by their lengths) and release

@@ -71,7 +71,7 @@ class LedgerService(rpc.LedgerServiceServicer):  # type: ignore[name-defined,mis
         return pb.Balance(
             tenant_id=request.tenant_id, available=account["posted"] - account["pending"], posted=account["posted"],
             pending=account["pending"], retry_tokens=account["retry_tokens"], report_policy=account["report_policy"],
-            grants=[pb.Grant(id=str(g["id"]), source=g["source"], amount=g["amount"], remaining=g["remaining"],
+            owed=account["owed"], grants=[pb.Grant(id=str(g["id"]), source=g["source"], amount=g["amount"], remaining=g["remaining"],
                              expires_at=_iso(g["expires_at"])) for g in grants],
         )
 
@@ -83,13 +83,14 @@ class LedgerService(rpc.LedgerServiceServicer):  # type: ignore[name-defined,mis
         price = price_of(prices, Order(request.template, tier, request.images, video))
         if isinstance(price, Unpriced):
             await _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, price.reason)
-        account = await self._account(request.tenant_id) or {"posted": 0, "pending": 0, "retry_tokens": 0}
+        account = await self._account(request.tenant_id) or {"posted": 0, "pending": 0, "retry_tokens": 0, "owed": 0}
         tokens = min(account["retry_tokens"], request.images) if request.use_retry_tokens else 0
         credits, available = (request.images - tokens) * price.unit, account["posted"] - account["pending"]
         training = await self._training_credits(request, prices.training_price())
         return pb.QuoteResponse(credits=credits, unit_price=price.unit, pricebook_version=prices.version,
-                                available=available, affordable=credits + training <= available,
-                                retry_tokens_applied=tokens, training_credits=training,
+                                available=available,
+                                affordable=credits + training <= available and not account["owed"],
+                                owed=account["owed"], retry_tokens_applied=tokens, training_credits=training,
                                 max_provider_spend_micro_usd=price.spend_cap, second_price=price.second_price or 0,
                                 clip_seconds=price.clip_seconds or 0,
                                 second_prices=prices.video_second_prices.get(tier, {}))

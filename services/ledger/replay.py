@@ -1,10 +1,11 @@
-"""`genline replay ledger`: rebuild every account from the ledger's events and compare.
+"""`genline replay ledger`: rebuild every account and every API key's spend from the ledger's
+events and compare.
 
 Reads every event the ledger ever published: from its journal by default (its outbox, kept
 for ever, read in the same snapshot as the accounts), or from its topic from the beginning
-(`--source topics`, for a Kafka that keeps it). Folds them into balances in a scratch schema,
-compares them with the live `accounts` table, prints every difference, and exits non-zero if
-there is any.
+(`--source topics`, for a Kafka that keeps it). Folds them into balances and into each key's
+spend per day and month, compares them with the live `accounts` and `key_spend` tables (in
+temporary tables of the session), prints every difference, and exits non-zero if there is any.
 """
 
 import asyncio
@@ -26,8 +27,9 @@ from services.common.bus import (
 )
 from services.common.contracts import Event, topic_of
 from services.common.settings import ServiceSettings
-from services.ledger.balances_replayed import ReplayedAccount, replay_balances
-from services.ledger.store.replay import BALANCE_COLUMNS, differing_balances, unpublished
+from services.ledger.balances_replayed import ReplayedAccount, replay_balances, replay_key_spend
+from services.ledger.key_caps import SpendRow
+from services.ledger.store.replay import BALANCE_COLUMNS, differing_balances, differing_key_spend, unpublished
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,14 @@ def wait_for_outbox(conn: psycopg.Connection[Any], schema: str, timeout_s: float
         if pending == 0 or time.monotonic() > deadline:
             return pending
         time.sleep(0.2)
+
+
+def compare_key_spend(conn: psycopg.Connection[Any], schema: str, spent: dict[SpendRow, int]) -> list[str]:
+    """Each key's replayed spend against the live key_spend, as report lines; in a transaction."""
+    rows = differing_key_spend(conn, schema, ((key, period, starts_on, amount)
+                                              for (key, period, starts_on), amount in spent.items()))
+    return [f"key={key} {period} from {starts_on} spent: live={live} replayed={replayed}"
+            for key, period, starts_on, live, replayed in rows]
 
 
 def compare(conn: psycopg.Connection[Any], schema: str, balances: dict[str, ReplayedAccount]) -> list[Difference]:
@@ -88,10 +98,14 @@ def replay_ledger(settings: ServiceSettings, replay: LedgerReplay, out: Callable
             if source == "journal":
                 records, where = read_journal(conn, schema), f"the journal of {schema}"
             events, malformed = ledger_events(records)
-            balances = replay_balances(events)
+            balances, spent = replay_balances(events), replay_key_spend(events)
             differences = compare(conn, schema, balances)
-    out(f"replayed {len(events)} events ({len(records)} records) from {where} into {len(balances)} accounts")
+            key_lines = compare_key_spend(conn, schema, spent)
+    out(f"replayed {len(events)} events ({len(records)} records) from {where} into {len(balances)} accounts"
+        f" and {len(spent)} rows of key spend")
     if unrelayed:
         out(f"warning: {unrelayed} events of {schema} were not yet published; they count as differences")
     lines = [f"tenant={d.tenant_id} {d.column}: live={d.live} replayed={d.replayed}" for d in differences]
-    return report(out, Differences(lines, len({d.tenant_id for d in differences}), "account", malformed))
+    accounts = len({d.tenant_id for d in differences})
+    noun = "key spend row" if not accounts else "account or key spend row" if key_lines else "account"
+    return report(out, Differences(lines + key_lines, accounts + len(key_lines), noun, malformed))

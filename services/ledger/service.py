@@ -82,7 +82,7 @@ class Ledger:
                                        for out in decide(book, consumed(envelope.event), now) if out])
         await write_book(conn, book, published)  # balances last: the hot rows stay locked only until commit
         if self.settings.stripe_api_key is not None:  # auto top-up charges through Stripe
-            await request_due_topups(conn, book.changed_accounts, self.price_book.at(now).credit_packs)
+            await request_due_topups(conn, book.changed_accounts, self.price_book.at(now).credit_packs, now)
 
     async def sweep(self, conn: Conn, now: datetime, limit: int = 500) -> list[Event]:
         """Void holds past their timeout and expire grants past their date."""

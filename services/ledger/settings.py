@@ -32,11 +32,11 @@ class LedgerSettings(AdminApiSettings):
     # own unless set (another endpoint speaking Stripe's API, e.g. a test double on loopback).
     stripe_api_key: SecretStr | None = None
     stripe_api_base: str | None = None
-    # Auto top-up: how often requested charges are sent, when a charge left without an answer
-    # is sent again (same idempotency key), and after how many failures in a row a rule pauses.
+    # Auto top-up: how often requested charges (and retries whose time has come) are sent, and
+    # when a charge left without an answer is sent again (same idempotency key). When a declined
+    # charge is tried again is the card networks' rule (payments/retries.py), not a setting.
     auto_topup_poll_s: float = 1.0
     auto_topup_stale_s: float = 60.0
-    auto_topup_max_failures: int = 3
 
     @model_validator(mode="after")
     def reject_dev_secrets_in_production(self) -> "LedgerSettings":

@@ -14,6 +14,10 @@ always give the same plan. The pieces:
   Binomial(N, p) — the adaptive oversampling.
 * `round_target`: when the deadline leaves time for r rounds of rework, each round needs
   to succeed only with 1 − (1 − target)^(1/r) for the job to succeed with `target`.
+* `clips_expected_to_pass`: a clip job's rework, with another round after it (within
+  `max_rounds` and the deadline), asks the clips its pass rate expects to bring the missing
+  ones (missing ÷ rate, rounded), not enough to succeed in one round: a clip costs tens of
+  cents to dollars. The last round aims for the tier's target.
 * `rank_providers`: providers ordered by expected cost per passing image (price ÷ pass
   rate), those within the tier's latency target first.
 * `Planner.plan_attempt`: all of it over one snapshot of the providers' health.
@@ -309,11 +313,21 @@ class Planner:
         limit = min(self.registry.planning.max_candidates, request.max_candidates or math.inf)
         if request.candidates is not None:
             wanted = request.candidates
+        elif self._clip_retake(request, target):
+            wanted = clips_expected_to_pass(request.images_needed, pass_rate)
         elif self.policy.oversampling == "fixed":
             wanted = fixed_oversample(request.images_needed, self.policy.fixed_oversample_factor)
         else:
             wanted = candidates_needed(Need(request.images_needed, target, int(limit)), pass_rate)
         return int(max(1, min(wanted, limit)))
+
+    def _clip_retake(self, request: RouteRequest, target: float) -> bool:
+        """A clip job's rework with a round left after it: within the rounds planning counts
+        on, and, with a deadline, one that leaves time for more (its round target is below the
+        tier's)."""
+        if request.video is None or not 1 < request.attempt < self.registry.planning.max_rounds:
+            return False
+        return request.time_left_s is None or target < tier_of(self.registry, request).success_target
 
     def _round_target(self, request: RouteRequest, primary: ProviderQuote) -> float:
         """The tier's target, spread over the rework rounds the deadline leaves time for."""
@@ -323,6 +337,14 @@ class Planner:
             return target
         rounds = int(request.time_left_s // (primary.latency_s + planning.round_overhead_s))
         return round_target(target, min(max(rounds, 1), planning.max_rounds))
+
+
+def clips_expected_to_pass(missing: int, pass_rate: float) -> int:
+    """The clips that, at their expected pass rate, bring the `missing` ones: missing ÷ rate,
+    rounded, at least `missing`. A clip costs tens of cents to dollars, so a retake asks what
+    is expected to pass rather than enough to pass at the tier's target in one round; a round
+    that falls short is picked up by the next."""
+    return max(missing, math.floor(missing / max(pass_rate, 0.01) + 0.5))
 
 
 def tier_of(registry: Registry, request: RouteRequest) -> TierConfig:

@@ -81,9 +81,10 @@ def decide(event: CandidatesGenerated, job_scores: Sequence[CandidateScore],
     selection = select(Order.of(event.job, event.images), job_scores, fill=event.final)
     selectable = len(selection.chosen)
     common = {"job_id": event.job_id, "tenant_id": event.tenant_id, "attempt": event.attempt}
+    outputs = outputs_of(event)
     if event.final and event.stop_reason == DEADLINE_EXCEEDED and selectable < min(event.images, enough(event)):
         return ScoringFailed(**common, failure_code=DEADLINE_EXCEEDED, scores=list(fresh),
-                             reason=f"the deadline passed with {selectable} image(s) to deliver; the job needed"
+                             reason=f"the deadline passed with {selectable} {outputs} to deliver; the job needed"
                                     f" at least {enough(event)}")
     if (event.final and selectable) or not selection.short:
         chosen = [job_scores[i] for i in selection.chosen]
@@ -93,6 +94,11 @@ def decide(event: CandidatesGenerated, job_scores: Sequence[CandidateScore],
     if not event.final:
         return regeneration(event, AttemptScores(job_scores, fresh), selection)
     return failed(event, job_scores, fresh)
+
+
+def outputs_of(event: CandidatesGenerated) -> str:
+    """What a job's outputs are called in its reasons: clips for a video job, else images."""
+    return "clips" if event.job is not None and event.job.video is not None else "images"
 
 
 @dataclass(frozen=True)
@@ -109,7 +115,7 @@ def regeneration(event: CandidatesGenerated, scores: AttemptScores, selection: S
     job_scores, fresh = scores.job, scores.fresh
     passed = sum(score.passed for score in job_scores)
     needed = sum(selection.short.values())
-    reason = f"{passed} of {event.images} images pass after attempt {event.attempt}"
+    reason = f"{passed} of {event.images} {outputs_of(event)} pass after attempt {event.attempt}"
     if event.images - needed < passed:
         reason += f", {event.images - needed} of them selectable (near-duplicates, or styles already full)"
     if by_style := selection.needed_by_style():

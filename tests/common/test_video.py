@@ -55,3 +55,18 @@ def test_remux_puts_the_index_first_without_reencoding() -> None:
 
     info = video.probe(mp4)
     assert info.index_first and info.codec == "vp9" and info.frames == 12
+
+
+def test_a_clip_cut_halfway_is_damaged_by_what_its_index_declares() -> None:
+    """An MP4 whose file ends halfway, between two frames: its index still declares every
+    frame and the whole length; the frames in the file decode, and are fewer."""
+    from tests.router.video_apis import cut_between_frames
+
+    clip = video.encode(_frames(72), fps=24)
+
+    whole, cut = video.probe(clip), video.probe(cut_between_frames(clip))
+
+    assert (whole.declared_frames, whole.declared_ms, video.damage(whole)) == (72, 3000, None)
+    assert (cut.declared_frames, cut.frames) == (72, 36)
+    assert video.damage(cut) == "its index declares 72 frames, 36 are in the file"
+    assert video.decoded_count(clip) == 72 and video.decoded_count(cut_between_frames(clip)) == 36

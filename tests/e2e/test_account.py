@@ -39,7 +39,7 @@ def test_a_quote_through_ingest_is_the_ledgers_quote(tenant_factory, ledger, bod
     assert response.json() == fields | {
         "credits": quote.credits, "unit_price": quote.unit_price, "second_price": None, "clip_seconds": None,
         "price_book_version": quote.pricebook_version, "available": 100, "affordable": quote.credits <= 100,
-        "retry_tokens_applied": 0, "training_credits": 0}
+        "owed": 0, "retry_tokens_applied": 0, "training_credits": 0}
     assert quote.credits == quote.unit_price * fields["images"] > 0
     assert tenant.balance()["available"] == 100  # a quote holds nothing
 
@@ -67,7 +67,7 @@ def test_the_account_through_ingest_is_the_ledgers_balance(tenant_factory, ledge
     assert account.status_code == 200, account.text
     balance = ledger.GetBalance(pb.GetBalanceRequest(tenant_id=tenant.id))
     assert account.json() == {
-        "tenant_id": tenant.id, "available": 250, "posted": 250, "pending": 0, "retry_tokens": 0,
+        "tenant_id": tenant.id, "available": 250, "posted": 250, "pending": 0, "owed": 0, "retry_tokens": 0,
         "report_policy": "refund",
         "grants": [{"id": g.id, "source": g.source, "amount": g.amount, "remaining": g.remaining, "expires_at": None}
                    for g in balance.grants]}

@@ -105,5 +105,10 @@ def test_every_operation_is_documented_for_a_client_generator(platform, service)
         assert "example" in text or any("examples" in schemas[r] for r in referenced if r != "Problem"), name
         for status, response in operation["responses"].items():
             if int(status) >= 400:
-                assert response["content"] == {"application/problem+json": {"schema": {
-                    "$ref": "#/components/schemas/Problem"}}}, (name, status)
+                assert list(response["content"]) == ["application/problem+json"], (name, status)
+                declared = response["content"]["application/problem+json"]
+                assert declared["schema"] == {"$ref": "#/components/schemas/Problem"}, (name, status)
+                assert set(declared) <= {"schema", "examples"}, (name, status)
+                for example in declared.get("examples", {}).values():  # problems shown by example, one per type
+                    assert example["value"]["status"] == int(status), (name, status)
+                    assert example["value"]["type"].startswith("/problems/"), (name, status)

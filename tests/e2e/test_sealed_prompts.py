@@ -17,6 +17,7 @@ from genline_stack.fleet import SERVICES
 from services.common.bus.replay import decoded_envelopes, read_topic_to_end
 from services.common.contracts import PUBLISHERS, JobSubmitted, all_topics
 from services.common.sealing import ERASED, BrokenSeal, JobField, open_sealed
+from services.common.settings import AuditorSettings
 from services.ingest.jobs.replay import JobReplay, replay_jobs
 from services.ingest.key_encryption import keyring_of
 from services.ingest.settings import IngestSettings
@@ -144,3 +145,26 @@ def test_the_data_key_api_answers_only_the_services_that_open_sealed_content(pla
     assert answered.status_code == 200 and base64.b64decode(answered.json()["key"]) == data_key(endpoints, job_id)
     assert unknown.status_code == 404 and unknown.json()["type"] == "/problems/data-key-not-found"
     tenant.wait_settled([job_id])
+
+
+def test_the_read_model_shows_the_auditor_no_prompt_and_the_tenant_its_own(platform, tenant_factory, endpoints):
+    """Ingest's read model keeps a job's prompt sealed: the auditor's role, which reads every
+    schema, finds it nowhere in clear there, while the tenant reads it on its job; a replay
+    without the key-encryption key still finds no difference."""
+    tenant = tenant_factory()
+    marker = f"read-model-{uuid.uuid4().hex}"
+    job_id = tenant.submit(prompt=f"a quiet lane {marker}", images=1, candidates=2)
+    assert tenant.wait_settled([job_id])[job_id]["prompt"].endswith(marker)
+    assert tenant.job(job_id)["prompt"] == f"a quiet lane {marker}"
+
+    auditor = endpoints.person_settings("auditor", AuditorSettings)  # its own role, no key-encryption key
+    with psycopg.connect(auditor.database_url.get_secret_value()) as conn:
+        assert conn.execute("SELECT current_user").fetchone()[0] == "genline_auditor"
+        [(view,)] = conn.execute("SELECT view::text FROM ingest.jobs WHERE id = %s", [job_id]).fetchall()
+        holding = conn.execute("SELECT count(*) FROM ingest.jobs WHERE view::text LIKE %s",
+                               [f"%{marker}%"]).fetchone()[0]
+    assert marker not in view and holding == 0
+    assert '"ciphertext"' in view  # sealed, as the events carry it
+
+    lines: list[str] = []
+    assert replay_jobs(auditor, JobReplay(tenant=tenant.id, settle_s=30), out=lines.append) == 0, lines

@@ -174,3 +174,20 @@ def test_progress_never_goes_back_when_chunks_are_checked_out_of_order():
         (192, 160, 40, 20)
     view = apply_event(view, checked(224, 192, 45), T0 + timedelta(seconds=3))
     assert (view.progress.generated, view.progress.scored, view.progress.passing) == (224, 192, 45)
+
+
+def test_the_read_model_keeps_a_sealed_prompt_sealed_and_an_erased_one_as_erased():
+    from services.common.sealing import ERASED, JobField, new_data_key, open_sealed, seal
+    from services.ingest.jobs.domain import erased
+
+    key, marker = new_data_key(), f"kept-out-{uuid.uuid4().hex}"
+    sealed = seal(key, JobField(JOB, "prompt"), f"a harbour {marker}")
+    view = submitted_view(SPEC.model_copy(update={"prompt": sealed}), prompt=f"a harbour {marker}")
+
+    stored = view.stored_json()
+    kept = JobView.model_validate_json(stored)
+
+    assert marker not in stored and kept.prompt == ""
+    assert open_sealed(key, JobField(JOB, "prompt"), kept.sealed_prompt).endswith(marker)
+    gone = erased(kept, T0)
+    assert (gone.prompt, gone.sealed_prompt) == (ERASED, None) and ERASED in gone.stored_json()

@@ -112,3 +112,14 @@ def test_the_receipt_replay_holds_a_video_receipts_seconds_to_the_ledgers_journa
     journal.settled[job.job_id] = settled.model_copy(update={"delivered_seconds": 8})
     assert credit_problems(body, journal) == [
         f"receipt={job.job_id} credits.seconds_charged: receipt=7 journal=8"]
+
+
+def test_a_video_jobs_selection_is_told_in_clips():
+    from services.common.contracts import CandidateScore, CandidatesScored
+
+    job = spec(VideoSpec(duration_s=4, aspect_ratio="16:9", resolution="480p"))
+    chosen = CandidateScore(index=0, key="k", sha256="s", size_bytes=1, media_type="video/mp4", passed=True, score=1.0,
+                            dimensions={})
+    view = apply_event(submitted_view(job), CandidatesScored(job_id=job.job_id, tenant_id="t", attempt=1, images=2,
+                                                             scores=[chosen], selected=[0]), T0)
+    assert view.reasons["delivering"] == "1 of 2 clips selected"

@@ -11,6 +11,7 @@ import pytest
 from services.common.bus.envelope import envelop
 from services.common.contracts import CreditsReserved, JobSpec, JobSubmitted, KeySpendCaps, ScoringFailed
 from services.ledger.key_caps import KeyHold, KeySpend
+from services.ledger.replay import LedgerReplay, replay_ledger
 from tests.ledger.test_reservations import account, grant, published
 
 REJECTED = "genline.credits.reservation_rejected.v1"
@@ -92,3 +93,26 @@ def test_a_cap_is_judged_on_what_was_read_plus_what_the_batch_held():
     assert beyond is not None and (beyond.period, beyond.spent, beyond.cap) == ("month", 60, 60)
     assert spend.changes() == [(key, "day", day, "t", 10, 20, False),
                                (key, "month", date(2026, 11, 1), "t", 10, 60, False)]
+
+
+async def test_replay_rebuilds_each_keys_spend_from_the_journal_and_tells_a_difference(ledger):
+    """`genline replay ledger` folds holds and releases into each key's spend per day and
+    month, as the live key_spend keeps it, and reports a row that differs."""
+    await grant(ledger, "cap5", 1_000)
+    key = uuid.uuid4()
+    held = [submitted_with_key("cap5", key, KeySpendCaps(daily=100), images=n) for n in (1, 2, 3)]
+    for job in held:
+        await ledger.runtime.consumer.apply(envelop(job, "/test"))
+    failed = ScoringFailed(job_id=held[0].job_id, tenant_id="cap5", attempt=1, failure_code="no_candidate_passed",
+                           reason="none passed", scores=[])
+    await ledger.runtime.consumer.apply(envelop(failed, "/test"))
+    assert await key_spent(ledger, key) == {"day": 50, "month": 50}
+
+    agreed: list[str] = []
+    assert replay_ledger(ledger.settings, LedgerReplay(ledger.runtime.name), out=agreed.append) == 0, agreed
+    assert any("key spend" in line for line in agreed), agreed
+    async with ledger.runtime.pool.connection() as conn:
+        await conn.execute("UPDATE key_spend SET spent = spent + 5 WHERE api_key_id = %s AND period = 'month'", [key])
+    differs: list[str] = []
+    assert replay_ledger(ledger.settings, LedgerReplay(ledger.runtime.name), out=differs.append) == 1
+    assert any(f"key={key} month" in line and "live=55 replayed=50" in line for line in differs), differs

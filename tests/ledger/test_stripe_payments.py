@@ -2,7 +2,8 @@
 (tests/payments/stripe_simulator.py) that the official library talks to and that posts its
 events signed as Stripe signs them: checkouts grant once whatever the deliveries, auto
 top-up charges once when many jobs cross its threshold, refunds and disputes take credits
-back, failed charges are recorded and told, and a replay of the journal agrees."""
+back, and a replay of the journal agrees (failed charges and their retries:
+test_auto_top_up_retries.py)."""
 
 import asyncio
 import json
@@ -21,7 +22,7 @@ from services.ledger.app import LedgerApp, http_app
 from services.ledger.replay import LedgerReplay, replay_ledger
 from tests.identity import headers_as
 from tests.ledger.test_reservations import delivered, open_scratch, published, scratch_ledger, submitted
-from tests.payments.stripe_simulator import AUTHENTICATION_REQUIRED, DECLINED, StripeSimulator
+from tests.payments.stripe_simulator import StripeSimulator
 
 pytestmark = pytest.mark.processes  # serves the ledger's HTTP API and the simulator
 
@@ -254,31 +255,6 @@ async def test_a_refund_of_spent_credits_leaves_a_debt_that_refuses_new_jobs_and
     await buy_with_saved_card(billing, buyer)  # the next 1,000 pay the debt first
     assert await billing.account(buyer) == {"posted": 100, "pending": 0, "available": 100, "owed": 0}
     no_differences(billing)
-
-
-@pytest.mark.parametrize("card, code", [(DECLINED, "card_declined"),
-                                        (AUTHENTICATION_REQUIRED, "authentication_required")])
-async def test_a_failed_auto_top_up_is_recorded_told_and_pauses_the_rule_after_three(billing, card, code):
-    buyer = tenant()
-    bought = await buy_with_saved_card(billing, buyer)
-    billing.stripe.save_card(bought["customer"], card)
-    await billing.auto_topup(buyer, below=2000)  # already below: requested at once
-
-    for _ in range(3):
-        assert await billing.ledger.payments.charge_due() == 1
-        await request_again(billing, buyer)  # the next job charged below the threshold asks again
-
-    state = await billing.billing(buyer)
-    assert [(a["state"], a["failure_code"]) for a in state["auto_topups"]] == [("failed", code)] * 3
-    assert not state["auto_topup"]["enabled"] and code in state["auto_topup"]["paused_reason"]
-    told = [e for e in await published(billing.ledger, "genline.billing.topup_failed.v1") if e["tenant_id"] == buyer]
-    assert [(e["failure_code"], e["paused"]) for e in told] == [(code, False), (code, False), (code, True)]
-    # Each failed charge is an alert for the tenant's endpoints, once each.
-    alerts = [e for e in await published(billing.ledger, "genline.account.alerted.v1") if e["tenant_id"] == buyer]
-    assert [(a["alert"], a["details"]["failure_code"]) for a in alerts] == [("billing.topup_failed", code)] * 3
-    assert len({a["alert_id"] for a in alerts}) == 3
-    assert (await billing.account(buyer))["available"] == 970  # three jobs of 10, no top-up
-    assert await billing.ledger.payments.charge_due() == 0  # paused: nothing more is requested
 
 
 async def request_again(billing: Billing, buyer: str) -> None:

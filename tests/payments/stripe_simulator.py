@@ -39,6 +39,17 @@ from genline_stack.ports import free_port
 API_VERSION = "2025-10-29.clover"
 # Stripe's test cards (docs.stripe.com/testing): each behaves off-session as its name says.
 SUCCEEDS, DECLINED, AUTHENTICATION_REQUIRED = "pm_card_visa", "pm_card_chargeDeclined", "pm_card_authenticationRequired"
+INSUFFICIENT_FUNDS, LOST_CARD = "pm_card_chargeDeclinedInsufficientFunds", "pm_card_chargeDeclinedLostCard"
+# How each card that fails off-session fails: the error's code, decline_code, advice_code and
+# the card network's own decline code (Visa's 51 insufficient funds, 41 lost card).
+DECLINES = {
+    DECLINED: ("card_declined", "generic_decline", None, None, "Your card was declined."),
+    AUTHENTICATION_REQUIRED: ("authentication_required", "authentication_required", None, None,
+                              "This payment requires authentication."),
+    INSUFFICIENT_FUNDS: ("card_declined", "insufficient_funds", "try_again_later", "51",
+                         "Your card has insufficient funds."),
+    LOST_CARD: ("card_declined", "lost_card", "do_not_try_again", "41", "Your card was declined."),
+}
 
 
 def decode_form(body: bytes) -> dict:
@@ -278,16 +289,13 @@ for {html.escape(session['metadata'].get('genline_credits', '?'))} credits.</p>
             if method == SUCCEEDS:
                 await self._succeed(intent)
                 return 200, self.public(intent)
-            code, decline, status = (("authentication_required", "authentication_required", "requires_payment_method")
-                                     if method == AUTHENTICATION_REQUIRED else
-                                     ("card_declined", "generic_decline", "requires_payment_method"))
-            message = ("This payment requires authentication." if code == "authentication_required"
-                       else "Your card was declined.")
-            intent.update(status=status, last_payment_error={"type": "card_error", "code": code,
-                                                              "decline_code": decline, "message": message})
+            code, decline, advice, network, message = DECLINES.get(method, DECLINES[DECLINED])
+            error = {"type": "card_error", "code": code, "decline_code": decline, "advice_code": advice,
+                     "network_decline_code": network, "message": message,
+                     "payment_method": {"id": method, "object": "payment_method", "type": "card"}}
+            intent.update(status="requires_payment_method", last_payment_error=error)
             await self.emit("payment_intent.payment_failed", self.public(intent))
-            return 402, {"error": {"type": "card_error", "code": code, "decline_code": decline, "message": message,
-                                   "payment_intent": self.public(intent),
+            return 402, {"error": {**error, "payment_intent": self.public(intent),
                                    "doc_url": f"https://docs.stripe.com/error-codes/{code}"}}
         return await self._idempotent(request, make)
 

@@ -108,3 +108,33 @@ def test_a_local_video_provider_plants_only_defects_it_knows():
              "local": {"defect_rate": 0.5, "options": {"defects": ["frozen", "jitter"]}}}
     with pytest.raises(RegistryError, match="unknown clip defect 'jitter'"):
         parse_registry({"providers": {"clips": entry}})
+
+
+@pytest.mark.parametrize("rate, clips", [(0.9, 1), (0.72, 1), (0.5, 2), (0.3, 3)])
+def test_a_clips_rework_asks_the_missing_clips_at_the_clips_expected_pass_rate(rate, clips):
+    """After a rejected clip, the retake asks what the clip's pass rate says brings the one
+    missing (1 ÷ rate, rounded), not enough to succeed in one round at the tier's 95 %; an
+    image job's rework at the same rate still aims for the target."""
+    reg = registry()
+    rework = request("animate", attempt=2)
+    capable = capable_providers(reg.providers.values(), RoutingPolicy(), rework)
+    rates = {c.name: rate for c in capable}
+    plan = Planner(reg, RoutingPolicy()).plan_attempt(rework, capable, snapshot(reg, rework, rates))
+    assert plan.candidates == clips
+
+    stills = request("generate", video=None, template="generic", attempt=2, width=1024, height=1024)
+    painters = capable_providers(reg.providers.values(), RoutingPolicy(), stills)
+    images = Planner(reg, RoutingPolicy()).plan_attempt(stills, painters, snapshot(reg, stills, {
+        c.name: rate for c in painters}))
+    assert images.candidates > clips
+
+
+@pytest.mark.parametrize("last", [{"attempt": 2, "time_left_s": 10.0},  # no time for another round after it
+                                  {"attempt": 3}])  # the last of the rounds planning counts on (max_rounds)
+def test_a_clips_last_rework_still_aims_for_the_target(last):
+    reg = registry()
+    rework = request("animate", **last)
+    capable = capable_providers(reg.providers.values(), RoutingPolicy(), rework)
+    plan = Planner(reg, RoutingPolicy()).plan_attempt(rework, capable, snapshot(reg, rework, {
+        c.name: 0.72 for c in capable}))
+    assert plan.candidates == 3  # 1 − 0.28³ ≥ 0.95

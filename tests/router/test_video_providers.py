@@ -187,7 +187,7 @@ async def test_an_output_gone_before_the_copy_loses_the_clip_billed_and_nothing_
     assert [job.state for job in journal.jobs.values()] == ["failed"]
 
 
-@pytest.mark.parametrize("output", ["corrupt", "still", "wrong_size"])
+@pytest.mark.parametrize("output", ["corrupt", "cut", "still", "wrong_size"])
 async def test_a_file_that_is_not_the_clip_asked_is_the_providers_defect(output, video_simulators, client):
     simulator = simulator_for("fal-veo3-fast", video_simulators)
     simulator.market.reset(Script(output=output))

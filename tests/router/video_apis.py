@@ -11,13 +11,15 @@ The file behind the URL is a real MP4 at the size the model makes for what it wa
 the suite fast it is half a second long, whatever length was asked (the router does not judge
 length, the scorer does). `Script.output` plays the file's faults: `expire_once` /
 `expire_always` (its host answers 403, as an expired signed URL does), `corrupt` (a clip whose
-media does not decode), `still` (a PNG where a clip was promised), `wrong_size`.
+media does not decode), `cut` (a clip that ends halfway, its index declaring every frame),
+`still` (a PNG where a clip was promised), `wrong_size`.
 """
 
 import functools
 import io
 from typing import Any
 
+import av
 from PIL import Image
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -96,7 +98,18 @@ def served_clip(market: Market, job_id: str) -> Response:
         return Response(buffer.getvalue(), media_type="video/mp4")  # what the provider claims
     width, height = (job.width // 2 + 8, job.height // 2 + 8) if output == "wrong_size" else (job.width, job.height)
     data = sim_clip(width, height, fps, job.prompt, "corrupt" if output == "corrupt" else None)
+    if output == "cut":
+        data = cut_between_frames(data)
     return Response(data, media_type="video/mp4")
+
+
+def cut_between_frames(data: bytes) -> bytes:
+    """The MP4 ended after half its frames, between two of them: its index still declares
+    every frame and the whole length, and the frames left decode."""
+    with av.open(io.BytesIO(data)) as container:
+        packets = [(packet.pos, packet.size) for packet in container.demux(container.streams.video[0]) if packet.size]
+    position, size = packets[len(packets) // 2 - 1]
+    return data[: position + size]
 
 
 def _first_frame(given: dict) -> bytes | None:

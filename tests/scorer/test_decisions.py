@@ -100,3 +100,13 @@ def test_the_selection_names_the_job_s_template_for_delivery():
     assert decide(attempt(images=2), scores, scores).template is None  # an attempt that carries no job
     chosen = decide(at_deadline(images=2, min_images=None), scores, scores)
     assert isinstance(chosen, CandidatesScored) and chosen.template == "generic"
+
+
+def test_a_clip_job_s_reasons_count_clips():
+    from services.common.contracts import JobSpec, VideoSpec
+
+    job = JobSpec(job_id=JOB, tenant_id="t", template="text-to-video", prompt="p", images=1, candidates=1, seed=1,
+                  submitted_at=datetime.now(UTC), video=VideoSpec(duration_s=4))
+    clips = attempt(1, images=1).model_copy(update={"job": job})
+    outcome = decide(clips, [score(0, 0, ("duration",))], [score(0, 0, ("duration",))])
+    assert isinstance(outcome, RegenerationRequested) and outcome.reason.startswith("0 of 1 clips pass after attempt 1")

@@ -21,6 +21,7 @@ from services.scorer.dimensions.batch import ClipRequest, ScoringContext, VideoS
 from services.scorer.dimensions.engine import Leg
 from services.scorer.dimensions.video import ClipReading
 from services.scorer.handlers import clip_request
+from tests.router.video_apis import cut_between_frames
 from tests.scorer.conftest import CPU, png
 from tests.scorer.test_faces import grace_hopper
 
@@ -237,9 +238,13 @@ def test_a_clip_from_a_still_without_a_face_is_not_held_to_a_person(scorer, prof
     verdict = scored(scorer, encode(cup), profile, reference=png(photos["coffee"]))
 
     assert verdict.passed, reasons(verdict)
-    assert verdict.dimensions["identity"].value == 0
-    assert "the reference photo shows no single face" in verdict.dimensions["identity"].reason
-    assert "no single face in the sampled frames" in verdict.dimensions["face_consistency"].reason
+    # Not measured, and said so; never a pass on a value of 0 (nor counted against the clip).
+    identity, consistency = verdict.dimensions["identity"], verdict.dimensions["face_consistency"]
+    assert (identity.value, identity.passed, consistency.value, consistency.passed) == (None, False, None, False)
+    assert "identity not measured" in identity.reason
+    assert "the reference photo shows no single face" in identity.reason
+    assert "face_consistency not measured" in consistency.reason
+    assert "no single face in the sampled frames" in consistency.reason
 
 
 def test_a_clip_that_cuts_to_another_person_says_both(scorer, profile, astronaut, grace):
@@ -264,6 +269,29 @@ def test_a_clip_shorter_than_asked_fails_its_container_check_and_is_never_decode
     assert set(verdict.not_measured) == later
     for name in later:
         assert verdict.dimensions[name].reason == f"{name} unmeasured: rejected at the container check by duration"
+
+
+def test_a_clip_cut_halfway_is_damaged_not_short(scorer, profile, astronaut, monkeypatch):
+    """Its index still declares every frame, fewer are in the file: the container check fails
+    because the file does not decode as it declares, and its length is not judged."""
+    def no_decoding(data):
+        raise AssertionError("a clip that failed its container check was decoded")
+
+    monkeypatch.setattr(clip_reading, "_decoded", no_decoding)
+    verdict = scored(scorer, cut_between_frames(encode(astronaut)), profile)
+
+    assert verdict.failed == ("container",), reasons(verdict)
+    reason = verdict.dimensions["container"].reason
+    assert "damaged" in reason and "declares 48 frames, 24 are in the file" in reason and "decode" in reason
+    assert "MP4" in reason
+    duration = verdict.dimensions["duration"]
+    assert (duration.value, duration.passed) == (None, False) and "short" not in duration.reason
+
+
+def test_a_clip_s_container_is_named_as_its_file_is_known(scorer, profile, astronaut):
+    verdict = scored(scorer, encode(astronaut), profile)
+    assert "h264 in MP4, 48 frames" in verdict.dimensions["container"].reason
+    assert "mov" not in verdict.dimensions["container"].reason
 
 
 def test_a_clip_of_another_shape_or_rate_fails_its_container_check(scorer, profile, photos):

@@ -27,6 +27,7 @@ from genline_client.errors import (
 )
 from genline_client.models import (
     FINAL_STATES,
+    Account,
     Checkout,
     FirstFrame,
     Job,
@@ -53,7 +54,7 @@ from genline_client.sync import Genline
 from genline_client.webhooks import WebhookVerificationError, verify_webhook
 
 __all__ = [
-    "APIConnectionError", "APIError", "AsyncGenline", "BadRequest", "Checkout", "ChecksumMismatch", "ConfigurationError",
+    "APIConnectionError", "Account", "APIError", "AsyncGenline", "BadRequest", "Checkout", "ChecksumMismatch", "ConfigurationError",
     "Conflict", "FINAL_STATES", "FirstFrame", "Genline", "GenlineError", "Job", "JobEvent", "JobPage", "JobSummary",
     "NO_RETRIES", "NotFound", "Output", "PayloadTooLarge", "PhotoVerdict", "PhotosAdded", "Subject", "SubjectPage", "PaymentRequired", "PermissionDenied", "Preview", "Progress",
     "RateLimited",

@@ -309,6 +309,10 @@ def without_authorization(request: httpx.Request) -> httpx.Request:
     return request
 
 
+def account() -> Call:
+    return Call("GET", "/v1/account")
+
+
 def billing() -> Call:
     return Call("GET", "/v1/billing")
 

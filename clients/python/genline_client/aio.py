@@ -24,6 +24,7 @@ from genline_client import _calls
 from genline_client._download import OutputFile, download_request, take_up
 from genline_client.errors import APIConnectionError, NotFound, WaitTimeout, raise_for_problem
 from genline_client.models import (
+    Account,
     Checkout,
     Job,
     JobEvent,
@@ -81,6 +82,11 @@ class AsyncGenline:
     async def signing_keys(self) -> dict[str, Any]:
         """The public keys receipts are signed with (JWK), rotated-out ones included."""
         return await self.call(_calls.signing_keys())
+
+    async def account(self) -> Account:
+        """Your credits: available, held for jobs in progress, and owed (`Account.owed`: while
+        above 0, new jobs are refused until credits bought pay it)."""
+        return Account.model_validate(await self.call(_calls.account()))
 
     async def billing(self) -> dict[str, Any]:
         """The credit packs on sale, your auto top-up rule, and your latest checkouts and top-ups."""

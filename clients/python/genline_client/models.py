@@ -307,6 +307,33 @@ class Usage(APIModel):
     daily: list[UsageDay] = []
 
 
+class Grant(APIModel):
+    id: str
+    source: str
+    amount: int
+    remaining: int
+    expires_at: str | None = None
+
+
+class Account(APIModel):
+    """Your credits: `available` to hold for new jobs, `pending` held for jobs in progress, and
+    `owed`, what a refund or a lost dispute left you owing: while it is above 0 new jobs are
+    refused (`PaymentRequired`, `account-in-debt`) until credits bought pay it."""
+
+    tenant_id: str
+    available: int
+    posted: int
+    pending: int
+    owed: int = 0
+    retry_tokens: int = 0
+    report_policy: str | None = None
+    grants: list[Grant] = []
+
+    @property
+    def in_debt(self) -> bool:
+        return self.owed > 0
+
+
 class Checkout(APIModel):
     """A checkout opened for a credit pack: send the payer to `url`, the payment processor's
     page. The credits arrive once the processor says the payment succeeded."""

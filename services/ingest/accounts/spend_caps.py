@@ -1,7 +1,9 @@
-"""Spend caps per API key, as ingest shows and checks them. The ledger enforces a key's caps
-in the hold's own transaction (a job past one is rejected, `key_cap_reached`); ingest writes
-the caps into each job the key submits, shows each key's spend beside its caps, and refuses
-at once (402 naming the cap) a job the key's spend already leaves no room for."""
+"""What a job is refused at the door for with a 402, as ingest judges it on the ledger's quote:
+an account that owes credits, and spend caps per API key. The ledger enforces both in the
+hold's own transaction (a job that slips through a race is rejected, `account_in_debt` or
+`key_cap_reached`); ingest writes a key's caps into each job the key submits, shows each
+key's spend beside its caps, and refuses at once (402 naming the debt, or the cap) a job the
+account's debt or the key's spend already leaves no room for. One quote answers both."""
 
 from dataclasses import dataclass
 from uuid import UUID
@@ -64,18 +66,34 @@ async def spent_by_keys(ledger: LedgerClient, tenant_id: str, key_ids: list[UUID
     return {UUID(k.api_key_id): KeySpent(k.spent_today, k.spent_this_month) for k in answer.keys}
 
 
-async def refusal(ledger: LedgerClient, submitter: Submitter, quote: Quote) -> Problem | None:
-    """The 402 a job of this key would get, judged on the key's spend so far and the job's
-    quote (a video job's clips by the second); None when it fits, when the key has no cap, or
-    when the ledger does not answer (it still enforces the cap when it holds)."""
-    if submitter.caps.daily is None and submitter.caps.monthly is None:
-        return None
+# How a tenant settles what it owes: buying credits (a checkout), whose grant pays the debt first.
+SETTLE = "POST /v1/billing/checkout"
+
+
+def debt_problem(owed: int) -> Problem:
+    return Problem(402, "account-in-debt",
+                   f"the account owes {owed} credits (a refund or a lost dispute took back credits already spent);"
+                   f" no job is accepted until it is paid: buy credits ({SETTLE}, or the console's billing page),"
+                   " which pay the debt first", extra={"owed": owed, "settle": SETTLE})
+
+
+async def refusal(ledger: LedgerClient, submitter: Submitter | None, quote: Quote) -> Problem | None:
+    """The 402 a job gets at the door, judged on one quote of the ledger: the account owes
+    credits, or the key's spend so far and the job's price (a video job's clips by the second)
+    pass one of its caps. None when it fits, and when the ledger does not answer or knows no
+    such tenant (it still decides when it holds)."""
     try:
         priced = await ledger.quote(quote)
     except Problem:
         return None
+    if priced is None:
+        return None
+    if priced.owed > 0:
+        return debt_problem(priced.owed)
+    if submitter is None or (submitter.caps.daily is None and submitter.caps.monthly is None):
+        return None
     key_id = submitter.key_id
     spent = await spent_by_keys(ledger, quote.tenant_id, [key_id])
-    if priced is None or spent is None:
+    if spent is None:
         return None
     return submitter.beyond_caps(spent.get(key_id, KeySpent(0, 0)), priced.credits)

@@ -17,10 +17,11 @@ export async function accountPage() {
   const alerts = h("section", {"data-testid": "alerts"}, h("h2", {text: "Alerts"}));
   const hooks = h("section", {}, h("h2", {text: "Webhook endpoints"}));
   show(h("h1", {text: "Account"}), balance, billing, usage, holds, keys, alerts, hooks);
+  const account = api("/v1/account");  // read once: the balance shows it, billing says what is owed
   await Promise.all([
-    fill(balance, async () => drawBalance(await api("/v1/account"))),
+    fill(balance, async () => drawBalance(await account)),
     fill(billing, async () => (can("billing:manage")
-      ? drawBilling(await api("/v1/billing"), (note, session) => watchCredits(balance, note, session))
+      ? drawBilling(await api("/v1/billing"), (note, session) => watchCredits(balance, note, session), (await account).owed)
       : h("p", {class: "notice", "data-testid": "billing-refused", text: "Buying credits needs billing:manage."}))),
     fill(usage, async () => drawUsage(await api("/v1/usage"))),
     fill(holds, async () => drawHolds((await api("/v1/jobs?limit=100")).data)),
@@ -32,7 +33,8 @@ export async function accountPage() {
 
 function drawBalance(account) {
   return [facts([
-    ["Available", account.available, "account-available"], ["Posted", account.posted],
+    ["Available", account.available, "account-available"], ["Owed", account.owed || 0, "account-owed"],
+    ["Posted", account.posted],
     ["Held for jobs in progress", account.pending], ["Retry tokens", account.retry_tokens],
     ["A reported image earns", account.report_policy || "the platform's default"],
   ]), h("h3", {text: "Grants"}), account.grants.length

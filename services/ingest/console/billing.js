@@ -7,7 +7,15 @@ import {h, facts, table, badge, when, field, select, fillWith, errorBox, announc
 
 const money = (minor, currency) => `${(minor / 100).toFixed(2)} ${currency.toUpperCase()}`;
 
-export function drawBilling(billing, onPaid) {
+// What an account in debt is told above the packs: how much, why, and that buying settles it.
+function debtNotice(owed) {
+  if (!owed) return null;
+  return h("p", {class: "error", role: "alert", "data-testid": "debt-notice",
+    text: `The account owes ${owed} credits: a refund or a lost dispute took back credits already spent. New jobs`
+      + " are refused until it is paid; credits bought below pay the debt first."});
+}
+
+export function drawBilling(billing, onPaid, owed = 0) {
   const saveCard = h("input", {type: "checkbox", name: "save_card"});
   const status = h("div", {"aria-live": "polite"});
   const packs = h("ul", {class: "packs"}, billing.packs.map((pack) => h("li", {},
@@ -15,7 +23,7 @@ export function drawBilling(billing, onPaid) {
     h("button", {type: "button", "data-testid": `buy-${pack.name}`, onclick: () => buy(pack, saveCard.checked, status),
       text: `Buy ${pack.name}`}))));
   return [
-    returned(onPaid),
+    returned(onPaid), debtNotice(owed),
     h("h3", {text: "Buy credits"}), packs,
     h("label", {}, saveCard, " Save the card for auto top-up"), status,
     h("h3", {text: "Auto top-up"}), ...autoTopUp(billing),
@@ -28,7 +36,7 @@ export function drawBilling(billing, onPaid) {
     h("h3", {text: "Latest auto top-ups"}), billing.auto_topups.length
       ? table([["When"], ["Credits", "num"], ["State"], ["Why it failed"]], billing.auto_topups.map((a) => h("tr", {},
         h("td", {text: when(a.created_at)}), h("td", {class: "num", text: a.credits}), h("td", {}, badge(a.state)),
-        h("td", {text: a.failure_message || ""}))), "Latest auto top-ups")
+        h("td", {text: a.failure_code ? `${a.failure_code}: ${a.failure_message || ""}` : ""}))), "Latest auto top-ups")
       : h("p", {class: "muted", text: "No auto top-ups yet."}),
   ].filter((node) => node !== null);
 }
@@ -73,7 +81,9 @@ function autoTopUp(billing) {
     }
   }}, field("topup-below", "When the balance falls below", below), field("topup-pack", "buy", pack),
   field("topup-most", "at most this many times a month", most), h("button", {type: "submit", text: "Save auto top-up"}));
-  const state = rule ? facts([["Auto top-up", rule.enabled ? "on" : `paused: ${rule.paused_reason || "off"}`,
-    "auto-topup-state"]]) : h("p", {class: "muted", text: "Auto top-up is off."});
+  const shown = !rule ? null : !rule.enabled ? `paused: ${rule.paused_reason || "off"}`
+    : rule.next_try_at ? `on; the declined charge is tried again ${when(rule.next_try_at)}` : "on";
+  const state = rule ? facts([["Auto top-up", shown, "auto-topup-state"]])
+    : h("p", {class: "muted", text: "Auto top-up is off."});
   return [state, form, saved];
 }

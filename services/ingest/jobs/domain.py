@@ -271,7 +271,8 @@ def merged(view: JobView, event: AnyJobEvent, at: datetime) -> JobView:
             return advance(view, Move("scoring", at, event.reason, {"scores": merged_scores(view, event.scores),
                                                                     "regenerations": with_regeneration(view, event)}))
         case CandidatesScored():
-            return advance(view, Move("delivering", at, f"{len(event.selected)} of {event.images} images selected",
+            outputs = "clips" if view.video is not None else "images"
+            return advance(view, Move("delivering", at, f"{len(event.selected)} of {event.images} {outputs} selected",
                                       {"scores": merged_scores(view, [*event.scores, *event.selected_scores]),
                                        "selected": event.selected}))
         case ScoringFailed():

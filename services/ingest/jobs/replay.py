@@ -10,9 +10,10 @@ after its retention window no longer holds the whole history of older jobs: thos
 before its horizon are counted and left out.
 
 The auditor runs it under its own identity (AuditorSettings: a role that reads and writes
-nothing). Prompts are sealed under each job's data key: with the key-encryption key the
-replay opens and compares them; without it, it compares every other field and says which
-it left out.
+nothing). Prompts are sealed under each job's data key, in the events as in the read model
+(which keeps no prompt in clear): the replay compares each job's sealed prompt as both hold
+it, and with the key-encryption key also opens the events' to rebuild the views; without it,
+it leaves the opened prompt out and says so.
 """
 
 from collections.abc import Callable

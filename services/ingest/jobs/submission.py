@@ -275,10 +275,11 @@ class Intake:
         return subject_order.SubjectOrder(await subject_order.resolved_subject(self.runtime, asked), styles)
 
     async def over_cap(self, order: Order, subject: SubjectRef | None = None) -> Problem | None:
-        """The 402 the submitting key's spend caps give this job (its training line included),
-        where a key and the ledger are there."""
+        """The 402 this job gets at the door (the account owes credits, or the submitting key's
+        spend caps leave no room for it, its training line included), where the ledger is there:
+        one quote answers both."""
         tenant_id, body, submitter = order.tenant_id, order.body, order.submitter
-        if submitter is None or self.ledger is None:
+        if self.ledger is None:
             return None
         video = video_request.video_spec(body.video, template_of(body), None)
         quote = Quote(tenant_id, body.template, body.tier, images=body.images, use_retry_tokens=body.use_retry_tokens,

@@ -50,7 +50,9 @@ class Quote(BaseModel):
                                                        " a shorter clip delivered costs less")
     price_book_version: str
     available: int = Field(description="credits available now")
-    affordable: bool = Field(description="whether the balance covers the images and the training line")
+    affordable: bool = Field(description="the balance covers the images and the training line, and the account"
+                                         " owes nothing")
+    owed: int = Field(0, description="credits the account owes; no job is accepted until they are paid")
     retry_tokens_applied: int
     training_credits: int = Field(0, description="a job of a subject: held besides `credits` to train its identity,"
                                                  " charged only if the job trains it (once per subject and photo"
@@ -67,7 +69,7 @@ class Grant(BaseModel):
 
 class Account(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
-        "tenant_id": "acme", "available": 940, "posted": 1000, "pending": 60, "retry_tokens": 1,
+        "tenant_id": "acme", "available": 940, "posted": 1000, "pending": 60, "owed": 0, "retry_tokens": 1,
         "report_policy": "refund", "grants": [{"id": "5b0f9c7e-8d1a-4e52-9a57-3f1c2b7d6e40", "source": "payment",
                                                "amount": 1000, "remaining": 1000, "expires_at": None}]}]})
 
@@ -75,6 +77,9 @@ class Account(BaseModel):
     available: int
     posted: int
     pending: int = Field(description="credits held for jobs in progress")
+    owed: int = Field(0, description="credits owed after a refund or a lost dispute took back credits already"
+                                     " spent: while above 0 new jobs are refused (402 `account-in-debt`); credits"
+                                     " bought (POST /v1/billing/checkout) pay it first")
     retry_tokens: int = Field(description="free images earned by reported images")
     report_policy: str | None = Field(None, description="what a reported image earns: refund or retry_token")
     grants: list[Grant]
@@ -96,7 +101,8 @@ async def quote(body: QuoteRequest, tenant: AccountReader, ledger: Ledger, setti
             "unit_price": answer.unit_price, "second_price": answer.second_price or None,
             "clip_seconds": answer.clip_seconds or None, "price_book_version": answer.pricebook_version,
             "available": answer.available, "affordable": answer.affordable,
-            "retry_tokens_applied": answer.retry_tokens_applied, "training_credits": answer.training_credits}
+            "owed": answer.owed, "retry_tokens_applied": answer.retry_tokens_applied,
+            "training_credits": answer.training_credits}
 
 
 async def quoted_subject(body: QuoteRequest, tenant: str, runtime: Runtime) -> dict[str, str]:
@@ -116,9 +122,11 @@ async def account(tenant: AccountReader, ledger: Ledger, settings: Settings) -> 
     balance = await call_ledger(ledger.GetBalance, pb.GetBalanceRequest(tenant_id=tenant),
                                 settings.ledger_grpc_timeout_s)
     if balance is None:
-        return {"tenant_id": tenant, "available": 0, "posted": 0, "pending": 0, "retry_tokens": 0, "grants": []}
+        return {"tenant_id": tenant, "available": 0, "posted": 0, "pending": 0, "owed": 0, "retry_tokens": 0,
+                "grants": []}
     return {
         "tenant_id": tenant, "available": balance.available, "posted": balance.posted, "pending": balance.pending,
+        "owed": balance.owed,
         "retry_tokens": balance.retry_tokens, "report_policy": balance.report_policy,
         "grants": [{"id": g.id, "source": g.source, "amount": g.amount, "remaining": g.remaining,
                     "expires_at": g.expires_at or None} for g in balance.grants],

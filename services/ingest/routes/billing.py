@@ -72,8 +72,11 @@ class AutoTopUp(BaseModel):
     pack: str
     max_per_month: int
     enabled: bool
-    paused_reason: str | None = Field(description="why it stopped: repeated failed charges, or a dispute")
-    failures: int = Field(description="failed charges in a row")
+    paused_reason: str | None = Field(description="why it stopped: a decline the card networks forbid retrying or"
+                                                   " that needs the cardholder, the retries spent, or a dispute")
+    failures: int = Field(description="declined charges in a row")
+    next_try_at: datetime | None = Field(None, description="when a declined charge is tried again (hours, then days"
+                                                           " later, as the card networks allow); null when none is due")
 
 
 class CheckoutRecord(BaseModel):
@@ -93,7 +96,8 @@ class AutoTopUpAttempt(BaseModel):
     amount_minor: int
     currency: str
     state: Literal["requested", "processing", "succeeded", "failed"]
-    failure_code: str | None = Field(description="e.g. card_declined, authentication_required")
+    failure_code: str | None = Field(description="the decline's code where the processor gives one (insufficient_funds,"
+                                                 " lost_card), else its error's (authentication_required)")
     failure_message: str | None
     created_at: datetime
 
@@ -103,13 +107,13 @@ class Billing(BaseModel):
                                                  "has_customer": True,
         "packs": [{"name": "starter", "credits": 1000, "amount_minor": 1000, "currency": "usd"}],
         "auto_topup": {"below": 500, "pack": "starter", "max_per_month": 4, "enabled": True, "paused_reason": None,
-                       "failures": 0},
+                       "failures": 1, "next_try_at": "2026-11-26T06:10:00Z"},
         "checkouts": [{"session_id": "cs_test_a1b2", "pack": "starter", "credits": 1000, "amount_minor": 1000,
                        "currency": "usd", "state": "paid", "created_at": "2026-11-26T02:50:00Z"}],
         "auto_topups": [{"id": "0b7c1e52-6f0a-4a8e-9c1d-2e3f4a5b6c7d", "pack": "starter", "credits": 1000,
                          "amount_minor": 1000, "currency": "usd", "state": "failed",
-                         "failure_code": "authentication_required",
-                         "failure_message": "This payment requires authentication.",
+                         "failure_code": "insufficient_funds",
+                         "failure_message": "Your card has insufficient funds.",
                          "created_at": "2026-11-26T03:10:00Z"}]}]})
 
     has_customer: bool = Field(description="the account has a customer at the payment processor, who can save a card")
@@ -189,8 +193,12 @@ async def on_record(runtime: Any, action: Action) -> None:
 async def set_auto_topup(body: AutoTopUpRequest, tenant: BillingManager, http: LedgerHttp, runtime: Runtime) -> Any:
     """Buy `pack` with the saved card whenever a charge takes the balance below `below`, at
     most `max_per_month` times a month. A failed charge is reported as
-    `billing.topup_failed`; three in a row pause the rule (as does a dispute) until it is set
-    again."""
+    `billing.topup_failed`, saying when it is tried again: a decline that may be retried is
+    charged again hours, then days later (8 tries in under two weeks, never more than the card
+    networks allow in 30 days); one they forbid retrying (a lost or closed card, the processor's
+    `do_not_try_again`) or that needs the cardholder (`authentication_required`) pauses the
+    rule and that card is not charged again. A dispute pauses it too. Setting the rule again
+    turns it back on."""
     billing = await TenantBilling(http, tenant).ask("PUT", "/auto-topup", body.model_dump())
     await on_record(runtime, Action(f"tenant:{tenant}", "billing.auto_topup", f"tenant:{tenant}", tenant,
                                     body.model_dump()))

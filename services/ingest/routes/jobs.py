@@ -40,6 +40,7 @@ from services.ingest.jobs.examples import (
 from services.ingest.jobs.job_lookup import parse_job_id, refuse_missing
 from services.ingest.jobs.submission import JobRequest
 from services.ingest.jobs.view_parts import Billing, Failure
+from services.ingest.key_encryption import keyring_of
 from services.ingest.ledger_calls import Ledger
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -53,7 +54,23 @@ class JobAccepted(BaseModel):
     url: str
 
 
-@router.post("", status_code=202, response_model=JobAccepted, responses=problems.responses(402, 413, 415, 422, 503))
+REFUSED_AT_THE_DOOR = problems.shown(
+    402, "Payment required: the account owes credits (`account-in-debt`: `owed`, and `settle`, how to pay it), or the"
+         " API key's spend cap has no room for the job (`key-cap-reached`: `cap`, `cap_credits`, `spent`, `cost`,"
+         " `api_key_id`)",
+    {"type": "/problems/account-in-debt", "instance": "/v1/jobs", "owed": 120, "settle": "POST /v1/billing/checkout",
+     "detail": "the account owes 120 credits (a refund or a lost dispute took back credits already spent); no job is"
+               " accepted until it is paid: buy credits (POST /v1/billing/checkout, or the console's billing page),"
+               " which pay the debt first"},
+    {"type": "/problems/key-cap-reached", "instance": "/v1/jobs", "cap": "daily", "cap_credits": 500, "spent": 480,
+     "cost": 40, "api_key_id": "2c1f6b0e-8a44-4c39-9d0e-51c7a2f9e6b3",
+     "detail": "API key 2c1f6b0e-8a44-4c39-9d0e-51c7a2f9e6b3 has a daily spend cap of 500 credits: 480 spent today,"
+               " and the job costs 40; raise the cap (PUT /v1/api-keys/2c1f6b0e-8a44-4c39-9d0e-51c7a2f9e6b3/caps)"
+               " or wait"})
+
+
+@router.post("", status_code=202, response_model=JobAccepted,
+             responses=problems.responses(413, 415, 422, 503) | REFUSED_AT_THE_DOOR)
 async def submit_job(body: JobRequest, response: Response, caller: JobsSubmitter, runtime: Runtime,
                      settings: Settings, objects: Objects, plans: Plans, gate: Screening, ledger: Ledger,
                      prompts: PromptScreen, routing: Router,
@@ -68,9 +85,12 @@ async def submit_job(body: JobRequest, response: Response, caller: JobsSubmitter
     `deadline_s`, or the `Cancel-After` header (`90`, `90s`, `5m`, `1h30m`), or its tier's.
     A job beyond your plan's jobs in progress or images per day is refused (429, with the
     reason and `Retry-After`) and nothing is held; an accepted job is never dropped by a limit.
-    A job the API key's spend cap (daily or monthly, `PUT /v1/api-keys/{id}/caps`) has no room
-    for is refused (402 `key-cap-reached`, naming the cap); under a race the ledger enforces the
-    cap when it holds the credits, and the job is then rejected (`key_cap_reached`).
+    While the account owes credits (a refund or a lost dispute took back credits already spent:
+    `owed` in `GET /v1/account`) a job is refused (402 `account-in-debt`, naming `owed` and how
+    to settle it: buy credits, which pay the debt first). A job the API key's spend cap (daily or
+    monthly, `PUT /v1/api-keys/{id}/caps`) has no room for is refused (402 `key-cap-reached`,
+    naming the cap). Under a race the ledger decides when it holds the credits, and the job is
+    then rejected (`account_in_debt`, `key_cap_reached`).
     The prompt is screened first, before anything is held or generated: the platform's rules,
     yours (`PUT /v1/account/prompt-screening`), then the hosted moderation provider where one is
     configured; a refused prompt gets 422 `prompt-refused` naming the category, and while the
@@ -155,6 +175,7 @@ async def get_job(job_id: str, tenant: JobsReader, runtime: Runtime, settings: S
         view = await store.read_view(conn, parse_job_id(job_id), tenant)
         if view is None:
             await refuse_missing(conn, job_id, tenant)
+        view = await data_keys.with_prompt(conn, view, keyring_of(settings))
     return fresh_links(view, objects, settings.link_ttl_s)
 
 
@@ -210,6 +231,7 @@ async def cancel_job(job_id: str, tenant: JobsWriter, runtime: Runtime, settings
         if event is not None:
             await projection.record(conn, store.Change(before, view, event, event.requested_at))
             await runtime.emit(conn, event)
+        view = await data_keys.with_prompt(conn, view, keyring_of(settings))
     runtime.relay.notify()
     return fresh_links(view, objects, settings.link_ttl_s)
 

@@ -1,6 +1,7 @@
 """Provenance for anyone: `POST /v1/verify` says what a file proves (no account needed,
-rate-limited per address), and `GET /.well-known/genline-c2pa-anchors.pem` publishes the trust
-anchor that delivered images' Content Credentials chain to."""
+rate-limited per address: the client's, read behind the proxies the operator names), and
+`GET /.well-known/genline-c2pa-anchors.pem` publishes the trust anchor that delivered images'
+Content Credentials chain to."""
 
 import random
 from typing import Annotated, Literal
@@ -11,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, Field
 
 from services.common import problems
+from services.common.http_headers import client_address
 from services.common.problems import Problem
 from services.common.provenance import ANCHORS_PATH
 from services.ingest import provenance, store
@@ -105,7 +107,9 @@ async def take_anonymous(request: Request, response: Response) -> None:
     runtime, settings = await get_runtime(request), await get_settings(request)
     plan = Plan(name="anonymous", requests_per_s=settings.verify_requests_per_s, burst=settings.verify_burst,
                 concurrent_jobs=None, images_per_day=None, priority=0)
-    client = request.client.host if request.client else "unknown"
+    peer = request.client.host if request.client else None
+    forwarded = ", ".join(request.headers.getlist(settings.forwarded_header)) or None
+    client = client_address(peer, forwarded, settings.proxy_networks())
     async with runtime.pool.connection() as conn:
         ahead = await store.take_anonymous_request(conn, client, plan.interval_s, plan.tolerance_s)
         if random.random() < FORGET_SHARE:  # now and then, so the table holds only recent addresses

@@ -5,6 +5,8 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 from uuid import UUID
 
+from services.ledger.payments.retries import Decline
+
 
 class InvalidNotice(ValueError):
     """An event whose signature does not verify, or that is not an event at all."""
@@ -54,12 +56,16 @@ class ReceivedPayment:
 
 @dataclass(frozen=True)
 class OffSessionCharge:
+    """An auto top-up's charge of the customer's saved card; `refused_cards` are the payment
+    methods a decline the networks forbid retrying refused (never charged again)."""
+
     attempt_id: UUID
     tenant_id: str
     customer_id: str
     credits: int
     amount_minor: int
     currency: str
+    refused_cards: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,8 @@ class ChargeOutcome:
     payment_intent: str | None
     failure_code: str | None = None
     failure_message: str | None = None
+    decline: Decline | None = None  # a failure's codes, as the processor and the card network gave them
+    payment_method: str | None = None  # the card charged
 
 
 # ---- notices: the processor's events, as the ledger acts on them -------------------------
@@ -115,6 +123,8 @@ class IntentFailed:
     attempt_id: UUID | None
     failure_code: str
     failure_message: str
+    decline: Decline | None = None
+    payment_method: str | None = None
 
 
 @dataclass(frozen=True)

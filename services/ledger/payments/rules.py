@@ -25,6 +25,43 @@ class AutoTopUpRule(BaseModel):
     enabled: bool = True
 
 
+# Where a checkout's state may go from each state: forward only, whatever order the
+# processor's events arrive in. Paid and failed are final; an expired checkout is recorded
+# paid only if the processor says its money came all the same.
+CHECKOUT_MOVES: dict[str, frozenset[str]] = {
+    "open": frozenset({"awaiting_payment", "paid", "failed", "expired"}),
+    "awaiting_payment": frozenset({"paid", "failed"}),
+    "expired": frozenset({"paid"}),
+    "paid": frozenset(),
+    "failed": frozenset(),
+}
+# The same for an auto top-up's off-session charge: succeeded and failed are final.
+ATTEMPT_MOVES: dict[str, frozenset[str]] = {
+    "requested": frozenset({"processing", "succeeded", "failed"}),
+    "processing": frozenset({"succeeded", "failed"}),
+    "succeeded": frozenset(),
+    "failed": frozenset(),
+}
+
+
+def checkout_after(state: str, told: str) -> str:
+    """A checkout's state once an event says `told`: the new state if it lies ahead, else as it was."""
+    return told if told in CHECKOUT_MOVES[state] else state
+
+
+def checkout_states_before(told: str) -> list[str]:
+    """The states a checkout may move to `told` from."""
+    return sorted(state for state, ahead in CHECKOUT_MOVES.items() if told in ahead)
+
+
+def attempt_after(state: str, told: str) -> str:
+    return told if told in ATTEMPT_MOVES[state] else state
+
+
+def attempt_states_before(told: str) -> list[str]:
+    return sorted(state for state, ahead in ATTEMPT_MOVES.items() if told in ahead)
+
+
 def share_of_credits(credits: int, paid_minor: int, taken_minor: int) -> int:
     """The credits a payment bought in proportion to the money taken back from it (rounded
     down, never more than it bought)."""
@@ -39,8 +76,3 @@ def dispute_stage(status: str) -> Literal["open", "won", "lost"]:
     if status in DISPUTE_LOST:
         return "lost"
     return "open"
-
-
-def pauses_after(failures: int, limit: int) -> bool:
-    """An auto top-up rule stops after `limit` failed charges in a row."""
-    return failures >= limit

@@ -2,7 +2,6 @@
 transaction with the record of its event id, so a repeat changes nothing), and auto top-ups
 charged off-session. No processor call is made while a ledger row is locked."""
 
-import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -12,14 +11,13 @@ from uuid import UUID
 from psycopg.rows import DictRow
 
 from services.common.bus import retry_races
-from services.common.contracts import AutoTopUpFailed, CreditsGranted, CreditsReclaimed, Event
+from services.common.contracts import CreditsGranted, CreditsReclaimed, Event
 from services.common.db import Conn
 from services.common.problems import Problem
 from services.common.runtime import ServiceRuntime
-from services.common.supervision import every, stop_tasks, supervise
-from services.ledger import alerts
 from services.ledger.domain import Book
 from services.ledger.payments import rules
+from services.ledger.payments.auto_topup import AutoTopUps
 from services.ledger.payments.gateway import (
     Action,
     ChargeOutcome,
@@ -34,7 +32,6 @@ from services.ledger.payments.gateway import (
     IntentSucceeded,
     NothingToDo,
     Notice,
-    OffSessionCharge,
     PaymentGateway,
     ReceivedPayment,
 )
@@ -44,9 +41,7 @@ from services.ledger.records import CreditGrant, DisputeHold, Takeback
 from services.ledger.settings import LedgerSettings
 from services.ledger.store import payments as payment_store
 from services.ledger.store import write_book
-from services.ledger.store.alerts import Crossing
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
@@ -82,6 +77,7 @@ class Payments:
     def __init__(self, ledger: LedgerOperations, gateway: PaymentGateway, settings: LedgerSettings) -> None:
         self.ledger, self.gateway, self.settings = ledger, gateway, settings
         self.runtime = ledger.runtime
+        self.auto_topups = AutoTopUps(ledger, gateway, settings)
 
     # ---- checkout ------------------------------------------------------------------------
 
@@ -145,16 +141,19 @@ class Payments:
             case CheckoutPaid():
                 return await self._checkout_paid(conn, event_id, action)
             case CheckoutAwaitingPayment():
-                await payment_store.move_checkout(conn, action.session_id, "awaiting_payment")
-                return Applied(detail="the payment is not complete yet; credits come when it succeeds")
+                if await payment_store.move_checkout(conn, action.session_id, "awaiting_payment"):
+                    return Applied(detail="the payment is not complete yet; credits come when it succeeds")
+                return Applied(detail="the checkout had moved past awaiting payment; it stays as it was")
             case CheckoutClosed():
-                await payment_store.move_checkout(conn, action.session_id, action.state)
-                return Applied(detail=f"the checkout {action.state}")
+                moved = await payment_store.move_checkout(conn, action.session_id, action.state)
+                return Applied(detail=f"the checkout {action.state}" if moved else
+                               f"the checkout had ended before it {action.state}; it stays as it was")
             case IntentSucceeded():
                 return await self._intent_succeeded(conn, event_id, action)
             case IntentFailed():
-                failure = ChargeOutcome("failed", action.payment_intent, action.failure_code, action.failure_message)
-                failed = action.attempt_id and await self._fail_attempt(conn, action.attempt_id, failure)
+                failure = ChargeOutcome("failed", action.payment_intent, action.failure_code, action.failure_message,
+                                        action.decline, action.payment_method)
+                failed = action.attempt_id and await self.auto_topups.fail_attempt(conn, action.attempt_id, failure)
                 return Applied(detail="auto top-up failed: " + action.failure_code if failed else "recorded")
             case ChargeRefunded():
                 await payment_store.note_refund(conn, action.payment_intent, action.charge_id, action.refunded_minor)
@@ -182,8 +181,8 @@ class Payments:
             attempt = await payment_store.attempt(conn, paid.attempt_id)
             if attempt is None:
                 return Applied(detail=f"no auto top-up {paid.attempt_id}; nothing granted")
-            await payment_store.end_attempt(conn, paid.attempt_id, ChargeOutcome("succeeded", paid.payment_intent))
-            await payment_store.reset_failures(conn, attempt["tenant_id"])
+            if await payment_store.end_attempt(conn, paid.attempt_id, ChargeOutcome("succeeded", paid.payment_intent)):
+                await payment_store.reset_failures(conn, attempt["tenant_id"])
             return await self._grant_payment(conn, ReceivedPayment(
                 event_id, paid.payment_intent, attempt["tenant_id"], attempt["credits"], paid.amount_minor,
                 paid.currency, "auto_topup"))
@@ -274,73 +273,22 @@ class Payments:
             await self.runtime.emit(conn, event)
         return events
 
-    # ---- auto top-up ---------------------------------------------------------------------
+    # ---- auto top-up (auto_topup.py) -----------------------------------------------------
 
     async def set_auto_topup(self, tenant_id: str, rule: AutoTopUpRule) -> dict[str, Any]:
         self.require_api_key()
         self.pack(rule.pack)
         async with self.runtime.pool.connection() as conn, conn.transaction():
             await payment_store.set_rule(conn, tenant_id, rule)
-            await payment_store.request_due_topups(conn, [tenant_id], self.ledger.price_book.at(datetime.now(UTC)).credit_packs)
+            await self.auto_topups.request_now(conn, tenant_id)
         return await self.billing(tenant_id)
 
     def packs(self) -> dict[str, tuple[int, int, str]]:
         packs = self.ledger.price_book.at(datetime.now(UTC)).credit_packs
         return {name: (p.credits, p.amount_minor, p.currency) for name, p in packs.items()}
 
-    async def charge_due(self) -> int:
-        """Charge the requested auto top-ups off-session, each with its attempt's idempotency key."""
-        async with self.runtime.pool.connection() as conn, conn.transaction():
-            attempts = await payment_store.claim_attempts(conn, self.settings.auto_topup_stale_s)
-        for attempt in attempts:
-            await self._charge(attempt)
-        if attempts:
-            self.runtime.relay.notify()
-        return len(attempts)
-
-    async def _charge(self, attempt: DictRow) -> None:
-        async with self.runtime.pool.connection() as conn:
-            customer = await payment_store.customer_of(conn, attempt["tenant_id"])
-        if customer is None:
-            failure = ChargeOutcome("failed", None, "no_saved_card", "the account has no saved card to charge")
-        else:
-            try:
-                outcome = await self.gateway.charge_saved_card(OffSessionCharge(
-                    attempt["id"], attempt["tenant_id"], customer, attempt["credits"], attempt["amount_minor"],
-                    attempt["currency"]))
-            except GatewayUnavailable as error:
-                log.warning("auto top-up %s: the processor did not answer (%s); tried again later", attempt["id"], error)
-                return
-            if outcome.state == "pending":
-                assert outcome.payment_intent is not None  # an accepted charge has its intent
-                async with self.runtime.pool.connection() as conn:
-                    await payment_store.attempt_charged(conn, attempt["id"], outcome.payment_intent)
-                return
-            failure = ChargeOutcome("failed", None, outcome.failure_code or "payment_failed",
-                                    outcome.failure_message or "")
-        async with self.runtime.pool.connection() as conn, conn.transaction():
-            await self._fail_attempt(conn, attempt["id"], failure)
-
-    async def _fail_attempt(self, conn: Conn, attempt_id: UUID, failure: ChargeOutcome) -> bool:
-        """Record a failed charge once, tell the tenant, and pause the rule after repeated failures."""
-        code, message = failure.failure_code or "payment_failed", failure.failure_message or ""
-        ended = await payment_store.end_attempt(conn, attempt_id, failure)
-        if ended is None:
-            return False
-        failures = await payment_store.count_failure(conn, ended["tenant_id"])
-        paused = rules.pauses_after(failures, self.settings.auto_topup_max_failures)
-        if paused:
-            await payment_store.pause_rule(conn, ended["tenant_id"], f"{failures} failed charges in a row; last: {code}")
-        await self.runtime.emit(conn, AutoTopUpFailed(tenant_id=ended["tenant_id"], attempt_id=attempt_id,
-                                                      credits=ended["credits"], failure_code=code,
-                                                      failure_message=message, paused=paused))
-        # The tenant is told on its endpoints (billing.topup_failed), once per failed charge.
-        details = {"attempt_id": str(attempt_id), "credits": ended["credits"], "failure_code": code,
-                   "failure_message": message, "paused": paused}
-        crossing = Crossing(ended["tenant_id"], "billing.topup_failed", str(attempt_id), details)
-        if (alert := await alerts.raise_once(conn, crossing)) is not None:
-            await self.runtime.emit(conn, alert)
-        return True
+    async def charge_due(self, now: datetime | None = None) -> int:
+        return await self.auto_topups.charge_due(now)
 
     async def billing(self, tenant_id: str) -> dict[str, Any]:
         async with self.runtime.pool.connection() as conn:
@@ -352,18 +300,7 @@ class Payments:
                     "auto_topups": await payment_store.attempts_of(conn, tenant_id)}
 
     def serve_in_background(self) -> None:
-        """The auto top-up charger starts and stops with the service."""
-        state: dict[str, Any] = {}
-
-        async def start() -> None:
-            state["charger"] = supervise("auto-topup", lambda: every(self.settings.auto_topup_poll_s, self.charge_due,
-                                                                     "auto-topup"))
-
-        async def stop() -> None:
-            await stop_tasks(state["charger"])
-
-        self.runtime.startup_hooks.append(start)
-        self.runtime.shutdown_hooks.append(stop)
+        self.auto_topups.serve_in_background()
 
 
 def payment_key(action: Action) -> str | None:

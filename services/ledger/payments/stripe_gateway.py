@@ -29,6 +29,7 @@ from services.ledger.payments.gateway import (
     Notice,
     OffSessionCharge,
 )
+from services.ledger.payments.retries import Decline
 
 # The metadata the ledger writes on what it creates, and reads back from the events.
 TENANT, CREDITS, PACK, ATTEMPT = "genline_tenant", "genline_credits", "genline_pack", "genline_auto_topup"
@@ -83,24 +84,31 @@ class StripeGateway:
     async def charge_saved_card(self, charge: OffSessionCharge) -> ChargeOutcome:
         cards = await self._call(self.client.v1.customers.payment_methods.list_async(
             charge.customer_id, params={"type": "card", "limit": 1}))
-        if not cards.data:
-            return ChargeOutcome("failed", None, "no_saved_card", "the account has no saved card to charge")
+        usable = [card.id for card in cards.data if card.id not in charge.refused_cards]
+        if not cards.data or not usable:
+            code = "no_saved_card" if not cards.data else "card_refused_before"
+            return ChargeOutcome("failed", None, code, "the account has no saved card to charge" if not cards.data else
+                                 "the saved card was declined before in a way that forbids charging it again;"
+                                 " save another card through a checkout", Decline(code))
         try:
             intent = await self.client.v1.payment_intents.create_async(params={
                 "amount": charge.amount_minor, "currency": charge.currency, "customer": charge.customer_id,
-                "payment_method": cards.data[0].id, "off_session": True, "confirm": True,
+                "payment_method": usable[0], "off_session": True, "confirm": True,
                 "metadata": {TENANT: charge.tenant_id, CREDITS: str(charge.credits), ATTEMPT: str(charge.attempt_id)},
             }, options={"idempotency_key": f"genline-auto-topup-{charge.attempt_id}"})
         except stripe.CardError as error:  # declined, or the bank wants the cardholder
             details = error.error
             intent_id = details.payment_intent.id if details and details.payment_intent else None
-            return ChargeOutcome("failed", intent_id, error.code or "card_error", error.user_message or str(error))
+            decline = Decline(error.code or "card_error", *(getattr(details, name, None) for name in (
+                "decline_code", "advice_code", "network_decline_code", "network_advice_code")))
+            return ChargeOutcome("failed", intent_id, decline.shown, error.user_message or str(error), decline, usable[0])
         except stripe.StripeError as error:
             raise GatewayUnavailable(str(error)) from error
         if intent.status in ("requires_action", "requires_payment_method", "canceled"):
-            return ChargeOutcome("failed", intent.id, "authentication_required" if intent.status == "requires_action"
-                                 else "payment_failed", f"the payment intent is {intent.status}")
-        return ChargeOutcome("pending", intent.id)
+            code = "authentication_required" if intent.status == "requires_action" else "payment_failed"
+            return ChargeOutcome("failed", intent.id, code, f"the payment intent is {intent.status}", Decline(code),
+                                 usable[0])
+        return ChargeOutcome("pending", intent.id, payment_method=usable[0])
 
     async def _call(self, call: Awaitable[T]) -> T:
         try:
@@ -152,8 +160,11 @@ def action_of(kind: str, obj: dict[str, Any]) -> Action:
                                    int(obj.get("amount_received") or obj["amount"]), str(obj["currency"]))
         case "payment_intent.payment_failed":
             error = obj.get("last_payment_error") or {}
-            return IntentFailed(obj["id"], _attempt(obj.get("metadata") or {}), str(error.get("code") or "payment_failed"),
-                                str(error.get("message") or "the payment failed"))
+            decline = Decline(str(error.get("code") or "payment_failed"), *(_text(error.get(name)) for name in (
+                "decline_code", "advice_code", "network_decline_code", "network_advice_code")))
+            return IntentFailed(obj["id"], _attempt(obj.get("metadata") or {}), decline.shown,
+                                str(error.get("message") or "the payment failed"), decline,
+                                _id(error.get("payment_method") or obj.get("payment_method")))
         case "charge.refunded" if obj.get("payment_intent"):  # a charge without one was never the ledger's
             return ChargeRefunded(str(_id(obj["payment_intent"])), obj["id"], int(obj["amount_refunded"]))
         case "charge.dispute.created" | "charge.dispute.updated" | "charge.dispute.closed" \
@@ -166,6 +177,10 @@ def _id(value: Any) -> str | None:
     """An id, or the id of an expanded object."""
     if isinstance(value, dict):
         return str(value["id"])
+    return None if value is None else str(value)
+
+
+def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 

@@ -11,7 +11,7 @@ from services.ledger.store.rows import row_of, rows_of
 
 
 async def account_of(conn: Conn, tenant_id: str) -> DictRow | None:
-    return await row_of(conn, "SELECT posted, pending, retry_tokens, report_policy FROM accounts"
+    return await row_of(conn, "SELECT posted, pending, retry_tokens, report_policy, owed FROM accounts"
                               " WHERE tenant_id = %s", [tenant_id])
 
 

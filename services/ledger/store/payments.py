@@ -2,12 +2,14 @@
 refunds and disputes took back, auto top-up rules and attempts. All their SQL is here."""
 
 from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from psycopg.rows import DictRow
 
 from services.common.db import Conn
+from services.ledger.payments import rules
 from services.ledger.payments.gateway import (
     ChargeOutcome,
     CheckoutOrder,
@@ -15,6 +17,7 @@ from services.ledger.payments.gateway import (
     HostedCheckout,
     ReceivedPayment,
 )
+from services.ledger.payments.retries import NETWORK_TRIES_IN_30_DAYS
 from services.ledger.payments.rules import AutoTopUpRule
 from services.ledger.records import DisputeHold
 
@@ -23,7 +26,7 @@ async def _one(conn: Conn, sql: str, params: list[Any]) -> DictRow | None:
     return await (await conn.execute(sql, params)).fetchone()
 
 
-async def _all(conn: Conn, sql: str, params: list[Any]) -> list[DictRow]:
+async def _all(conn: Conn, sql: str, params: list[Any] | dict[str, Any]) -> list[DictRow]:
     return await (await conn.execute(sql, params)).fetchall()
 
 
@@ -78,11 +81,12 @@ async def checkout(conn: Conn, session_id: str) -> DictRow | None:
     return await _one(conn, "SELECT * FROM checkout_sessions WHERE session_id = %s FOR UPDATE", [session_id])
 
 
-async def move_checkout(conn: Conn, session_id: str, state: str, payment_intent: str | None = None) -> None:
-    """A checkout's new state; a paid one stays paid."""
-    await conn.execute("UPDATE checkout_sessions SET state = %s, payment_intent = coalesce(%s, payment_intent),"
-                       " updated_at = now() WHERE session_id = %s AND state <> 'paid'",
-                       [state, payment_intent, session_id])
+async def move_checkout(conn: Conn, session_id: str, state: str, payment_intent: str | None = None) -> bool:
+    """A checkout's new state, where it lies ahead of the one recorded (rules.CHECKOUT_MOVES);
+    whether it moved."""
+    return await _one(conn, "UPDATE checkout_sessions SET state = %s, payment_intent = coalesce(%s, payment_intent),"
+                            " updated_at = now() WHERE session_id = %s AND state = ANY(%s) RETURNING session_id",
+                      [state, payment_intent, session_id, rules.checkout_states_before(state)]) is not None
 
 
 async def checkouts_of(conn: Conn, tenant_id: str, limit: int = 10) -> list[DictRow]:
@@ -154,21 +158,52 @@ async def save_dispute(conn: Conn, dispute_id: str, hold: DisputeHold, resolutio
 
 
 async def set_rule(conn: Conn, tenant_id: str, rule: AutoTopUpRule) -> None:
+    """The tenant's rule, set again: on, if asked, with no retry pending (the networks' count
+    in 30 days and the cards refused for good still hold)."""
     await conn.execute(
         "INSERT INTO auto_topup_rules (tenant_id, below, pack, max_per_month, enabled) VALUES (%s, %s, %s, %s, %s)"
         " ON CONFLICT (tenant_id) DO UPDATE SET below = excluded.below, pack = excluded.pack,"
         " max_per_month = excluded.max_per_month, enabled = excluded.enabled, paused_reason = NULL, failures = 0,"
-        " updated_at = now()", [tenant_id, rule.below, rule.pack, rule.max_per_month, rule.enabled])
+        " next_try_at = NULL, updated_at = now()", [tenant_id, rule.below, rule.pack, rule.max_per_month, rule.enabled])
 
 
 async def rule_of(conn: Conn, tenant_id: str) -> DictRow | None:
-    return await _one(conn, "SELECT below, pack, max_per_month, enabled, paused_reason, failures"
+    return await _one(conn, "SELECT below, pack, max_per_month, enabled, paused_reason, failures, next_try_at"
                             " FROM auto_topup_rules WHERE tenant_id = %s", [tenant_id])
 
 
 async def pause_rule(conn: Conn, tenant_id: str, reason: str) -> None:
-    await conn.execute("UPDATE auto_topup_rules SET enabled = false, paused_reason = %s, updated_at = now()"
-                       " WHERE tenant_id = %s AND enabled", [reason, tenant_id])
+    await conn.execute("UPDATE auto_topup_rules SET enabled = false, paused_reason = %s, next_try_at = NULL,"
+                       " updated_at = now() WHERE tenant_id = %s AND enabled", [reason, tenant_id])
+
+
+async def retry_at(conn: Conn, tenant_id: str, at: datetime) -> None:
+    """A declined charge is tried again at `at`, not before."""
+    await conn.execute("UPDATE auto_topup_rules SET next_try_at = %s, updated_at = now() WHERE tenant_id = %s",
+                       [at, tenant_id])
+
+
+async def retries_due(conn: Conn, now: datetime) -> list[str]:
+    """The tenants whose declined charge is to be tried again by `now`."""
+    return [row["tenant_id"] for row in await _all(
+        conn, "SELECT tenant_id FROM auto_topup_rules WHERE enabled AND next_try_at <= %s", [now])]
+
+
+async def declined_lately(conn: Conn, tenant_id: str, now: datetime) -> int:
+    """The tenant's declined charges in the 30 days before `now`."""
+    row = await _one(conn, "SELECT count(*) AS n FROM auto_topup_attempts WHERE tenant_id = %s AND state = 'failed'"
+                           " AND updated_at > %s", [tenant_id, now - timedelta(days=30)])
+    return int(row["n"]) if row else 0
+
+
+async def refuse_card(conn: Conn, tenant_id: str, payment_method: str, code: str) -> None:
+    await conn.execute("INSERT INTO refused_cards (tenant_id, payment_method, failure_code) VALUES (%s, %s, %s)"
+                       " ON CONFLICT DO NOTHING", [tenant_id, payment_method, code])
+
+
+async def refused_cards(conn: Conn, tenant_id: str) -> list[str]:
+    return [row["payment_method"] for row in await _all(
+        conn, "SELECT payment_method FROM refused_cards WHERE tenant_id = %s ORDER BY payment_method", [tenant_id])]
 
 
 async def count_failure(conn: Conn, tenant_id: str) -> int:
@@ -178,31 +213,39 @@ async def count_failure(conn: Conn, tenant_id: str) -> int:
 
 
 async def reset_failures(conn: Conn, tenant_id: str) -> None:
-    await conn.execute("UPDATE auto_topup_rules SET failures = 0 WHERE tenant_id = %s AND failures > 0", [tenant_id])
+    await conn.execute("UPDATE auto_topup_rules SET failures = 0, next_try_at = NULL WHERE tenant_id = %s"
+                       " AND (failures > 0 OR next_try_at IS NOT NULL)", [tenant_id])
 
 
-# An attempt for each tenant of `tenants` whose rule is on, whose balance is below it, and
-# that has not used its month; none where one is in flight (the partial unique index).
+# An attempt for each tenant of `tenants` whose rule is on, whose balance is below it, that
+# has not used its month, whose declined charge is not waiting for its next try, and whose
+# declines in the last 30 days are fewer than the card networks allow; none where one is in
+# flight (the partial unique index).
 REQUEST_DUE = (
     "INSERT INTO auto_topup_attempts (id, tenant_id, pack, credits, amount_minor, currency, state)"
     " SELECT gen_random_uuid(), r.tenant_id, r.pack, p.credits, p.amount_minor, p.currency, 'requested'"
     " FROM auto_topup_rules r JOIN accounts a ON a.tenant_id = r.tenant_id"
-    " JOIN unnest(%s::text[], %s::bigint[], %s::bigint[], %s::text[]) AS p(pack, credits, amount_minor, currency)"
-    "  ON p.pack = r.pack"
-    " WHERE r.tenant_id = ANY(%s) AND r.enabled AND a.posted - a.pending < r.below"
+    " JOIN unnest(%(packs)s::text[], %(credits)s::bigint[], %(amounts)s::bigint[], %(currencies)s::text[])"
+    "  AS p(pack, credits, amount_minor, currency) ON p.pack = r.pack"
+    " WHERE r.tenant_id = ANY(%(tenants)s) AND r.enabled AND a.posted - a.pending < r.below"
+    " AND (r.next_try_at IS NULL OR r.next_try_at <= %(now)s)"
     " AND (SELECT count(*) FROM auto_topup_attempts t WHERE t.tenant_id = r.tenant_id AND t.state <> 'failed'"
     "      AND t.created_at >= date_trunc('month', now())) < r.max_per_month"
+    " AND (SELECT count(*) FROM auto_topup_attempts t WHERE t.tenant_id = r.tenant_id AND t.state = 'failed'"
+    "      AND t.updated_at > %(now)s - interval '30 days') < %(most_declined)s"
     " ON CONFLICT (tenant_id) WHERE state IN ('requested', 'processing') DO NOTHING RETURNING id")
 
 
-async def request_due_topups(conn: Conn, tenants: Iterable[str], packs: Mapping[str, Any]) -> int:
-    """Request an auto top-up for the tenants of `tenants` that are due one (`packs`: the
-    price book's credit packs by name); how many were requested."""
-    names = sorted(packs)
-    if not names:
+async def request_due_topups(conn: Conn, tenants: Iterable[str], packs: Mapping[str, Any], now: datetime) -> int:
+    """Request an auto top-up for the tenants of `tenants` that are due one as of `now`
+    (`packs`: the price book's credit packs by name); how many were requested."""
+    names, tenants = sorted(packs), sorted(tenants)
+    if not names or not tenants:
         return 0
-    rows = await _all(conn, REQUEST_DUE, [names, [packs[n].credits for n in names], [packs[n].amount_minor for n in names],
-                                          [packs[n].currency for n in names], sorted(tenants)])
+    rows = await _all(conn, REQUEST_DUE, {
+        "packs": names, "credits": [packs[n].credits for n in names], "amounts": [packs[n].amount_minor for n in names],
+        "currencies": [packs[n].currency for n in names], "tenants": tenants, "now": now,
+        "most_declined": NETWORK_TRIES_IN_30_DAYS})
     return len(rows)
 
 
@@ -226,8 +269,9 @@ async def end_attempt(conn: Conn, attempt_id: UUID, outcome: ChargeOutcome) -> D
     return await _one(conn, (
         "UPDATE auto_topup_attempts SET state = %s, payment_intent = coalesce(%s, payment_intent),"
         " failure_code = %s, failure_message = %s, updated_at = now()"
-        " WHERE id = %s AND state IN ('requested', 'processing') RETURNING *"),
-        [outcome.state, outcome.payment_intent, outcome.failure_code, outcome.failure_message, attempt_id])
+        " WHERE id = %s AND state = ANY(%s) RETURNING *"),
+        [outcome.state, outcome.payment_intent, outcome.failure_code, outcome.failure_message, attempt_id,
+         rules.attempt_states_before(outcome.state)])
 
 
 async def attempt(conn: Conn, attempt_id: UUID) -> DictRow | None:

@@ -34,3 +34,22 @@ def differing_balances(conn: psycopg.Connection[Any], schema: str,
         f' FROM "{schema}".accounts l FULL JOIN replayed_accounts r ON l.tenant_id = r.tenant_id'
         f' WHERE {" OR ".join(f"l.{c} IS DISTINCT FROM r.{c}" for c in columns)} ORDER BY 1'
     ).fetchall()
+
+
+def differing_key_spend(conn: psycopg.Connection[Any], schema: str,
+                        replayed: Iterable[tuple[Any, str, Any, int]]) -> list[tuple[Any, ...]]:
+    """The replayed spend of each API key per period (key, period, first day, spent), in a
+    temporary table of this session, against the live key_spend: (key, period, first day, live,
+    replayed) of each row that differs (a row of no spend equals one that is absent). Call
+    inside a transaction, which drops the table."""
+    conn.execute("CREATE TEMPORARY TABLE replayed_key_spend (api_key_id uuid, period text, starts_on date,"
+                 " spent bigint, PRIMARY KEY (api_key_id, period, starts_on)) ON COMMIT DROP")
+    with conn.cursor().copy("COPY replayed_key_spend FROM STDIN") as copy:
+        for row in replayed:
+            copy.write_row(row)
+    return conn.execute(
+        "SELECT coalesce(l.api_key_id, r.api_key_id), coalesce(l.period, r.period), coalesce(l.starts_on, r.starts_on),"
+        " coalesce(l.spent, 0), coalesce(r.spent, 0)"
+        f' FROM "{schema}".key_spend l FULL JOIN replayed_key_spend r'
+        " ON l.api_key_id = r.api_key_id AND l.period = r.period AND l.starts_on = r.starts_on"
+        " WHERE coalesce(l.spent, 0) <> coalesce(r.spent, 0) ORDER BY 1, 2, 3").fetchall()

@@ -16,10 +16,10 @@ import json
 from dataclasses import dataclass
 from typing import Protocol
 
-from services.common.storage import Blob, ObjectStore, StorageError
+from services.common.storage import PROVIDER_COPIES, Blob, ObjectStore, StorageError
 from services.router.providers.journal import RemoteJobKey
 
-PREFIX = "provider-outputs"
+PREFIX = PROVIDER_COPIES  # delivery removes them: with the job's erasure, and by retention
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,8 @@ configuration lets blanks through. A refusal is `bad_output`: the provider's def
 counts against its breaker. Stages other than generate are held to decoding only: their
 output size is the stage's business (an upscaler doubles it). A clip is read as a file
 (`checked_clip`): a container with a video stream of more than one frame, at the size asked,
-whose frames decode; its length and rate are the scorer's to judge against the job.
+whose frames decode and are what its index and header declare (a file cut short is damaged,
+not a short clip); its length and rate are the scorer's to judge against the job.
 """
 
 import io
@@ -63,12 +64,14 @@ def checked_clip(data: bytes, expected: Expectation, declared: str | None = None
     provider = expected.provider
     try:
         info = video.probe(data)
-        if info.frames >= 2:
-            for _ in video.frames(data, video.Sampling(every=info.frames)):
-                pass  # decodes every frame (only the first is converted): damaged media fails here
     except video.ClipError as error:
         raise ProviderError("bad_output", f"{provider}: output ({declared or 'no media type'}, {len(data)} bytes)"
                                           f" is not a clip: {error}") from None
+    if (damaged := video.damage(info)) is not None:
+        raise ProviderError("bad_output", f"{provider}: the clip is damaged: {damaged}")
+    if info.frames >= 2 and (decoded := video.decoded_count(data)) < info.frames:
+        raise ProviderError("bad_output", f"{provider}: the clip is damaged: {decoded} of its {info.frames} frames"
+                                          " decode")
     if info.frames < 2:
         raise ProviderError("bad_output", f"{provider}: the clip has {info.frames} frame(s): a still, not a clip")
     if expected.refuses_size((info.width, info.height)):

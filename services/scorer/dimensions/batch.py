@@ -95,6 +95,7 @@ class ScoringContext:
     subject: "Likeness | None" = None
     _memo: dict[str, Any] = field(default_factory=dict, repr=False)
     _notes: dict[tuple[str, int | None], list[str]] = field(default_factory=dict, repr=False)
+    _unmeasured: set[tuple[str, int]] = field(default_factory=set, repr=False)
     _lock: Any = field(default_factory=threading.RLock, repr=False)
 
     def memo(self, key: str, compute: Callable[[], T]) -> T:
@@ -111,6 +112,17 @@ class ScoringContext:
             said = self._notes.setdefault((dimension, index), [])
             if text not in said:  # a batch's measure may say it again; a clip's stages add to it
                 said.append(text)
+
+    def not_measured(self, dimension: str, why: str, index: int) -> None:
+        """The dimension does not apply to input image `index` (a clip with no face to keep):
+        it is reported not measured, with `why`, never as a pass on whatever value it gave."""
+        with self._lock:
+            self._unmeasured.add((dimension, index))
+        self.note(dimension, why, index)
+
+    def unmeasured(self, dimension: str, index: int) -> bool:
+        with self._lock:
+            return (dimension, index) in self._unmeasured
 
     def notes_for(self, dimension: str, index: int) -> list[str]:
         with self._lock:

@@ -25,6 +25,9 @@ from typing import Protocol
 
 from services.common.quality.dimensions import MISSING_REQUIREMENT_REASONS, Bounds, Dimension, readable
 
+# A measured value; None where the dimension does not apply to the image (`not_measured`).
+Measured = float | None
+
 
 @dataclass(frozen=True)
 class DimensionResult:
@@ -105,6 +108,13 @@ def waived(dimension: Dimension, bounds: Bounds, missing: str) -> DimensionResul
     why = MISSING_REQUIREMENT_REASONS.get(missing, missing)
     reason = f"{dimension.name} passes unmeasured: {why}"
     return DimensionResult(None, bounds.nearest(None), True, reason)
+
+
+def not_measured(dimension: Dimension, bounds: Bounds) -> DimensionResult:
+    """A dimension that does not apply to this image (a clip without a face to keep, a file
+    whose damage its container check already names): reported, never passed, and counted
+    against the image only where required (as `unavailable`); the measure notes why."""
+    return DimensionResult(None, bounds.nearest(None), False, f"{dimension.name} not measured", available=False)
 
 
 def skipped(dimension: Dimension, bounds: Bounds, why: str) -> DimensionResult:

@@ -51,7 +51,7 @@ from services.scorer.dimensions.batch import (
     stack_batch,
 )
 from services.scorer.dimensions.clip import PromptAligner
-from services.scorer.dimensions.core import ImageVerdict
+from services.scorer.dimensions.core import ImageVerdict, Measured
 from services.scorer.dimensions.likeness import judged_against_subject
 from services.scorer.dimensions.measures import check_every_dimension_measured, image_values, measure_batch, over_frames
 from services.scorer.dimensions.scoring import Equipment, Scoring
@@ -266,12 +266,12 @@ class Scorer:
 
     def _measure_kept(
         self, kept: list[tuple[Walked, bytes, Step]], last: Step
-    ) -> dict[int, tuple[Walked, dict[str, float]]]:
+    ) -> dict[int, tuple[Walked, dict[str, Measured]]]:
         """Each kept image's next step (with its encoded bytes, to add colour where the step
         reads it), and the image as measured, what its dimensions shared kept for its next
         step: on the CPU one image per worker; on CUDA the stills at the `last` step stacked
         by size (one model run for all of them), the others one by one."""
-        def one(batch: Walked, data: bytes, step: Step) -> tuple[Walked, dict[int, dict[str, float]]]:
+        def one(batch: Walked, data: bytes, step: Step) -> tuple[Walked, dict[int, dict[str, Measured]]]:
             if isinstance(batch, ClipReading):
                 return batch, {batch.index: clip_values(batch, step.dimensions)}
             batch = _for_step(step, batch, data)
@@ -328,10 +328,11 @@ def _walk_clip(leg: Leg, index: int, data: bytes) -> tuple[Progress, ClipReading
     return progress, reading if leg.more_after else None
 
 
-def clip_values(reading: ClipReading, dimensions: Sequence[Dimension]) -> dict[str, float]:
+def clip_values(reading: ClipReading, dimensions: Sequence[Dimension]) -> dict[str, Measured]:
     """A clip's value of each dimension: the container and temporal ones from its reading,
-    the others from its sampled frames (NaN, unmeasurable, when it does not decode)."""
-    values = {d.name: reading.value_of(d) for d in dimensions if d.reads in CLIP_READS}
+    the others from its sampled frames (NaN, unmeasurable, when it does not decode; None where
+    the dimension does not apply to this clip, as its measure noted)."""
+    values: dict[str, Measured] = {d.name: reading.value_of(d) for d in dimensions if d.reads in CLIP_READS}
     on_frames = [d for d in dimensions if d.reads not in CLIP_READS]
     if not on_frames:
         return values
@@ -340,7 +341,9 @@ def clip_values(reading: ClipReading, dimensions: Sequence[Dimension]) -> dict[s
         return values | {d.name: math.nan for d in on_frames}
     rows = measure_batch(sampled, on_frames)
     tell_worst_frames(reading, on_frames, rows)
-    return values | {d.name: over_frames(d, row) for d, row in zip(on_frames, rows, strict=True)}
+    unmeasured = reading.context.unmeasured
+    return values | {d.name: None if unmeasured(d.name, reading.index) else over_frames(d, row)
+                     for d, row in zip(on_frames, rows, strict=True)}
 
 
 def _for_step(step: Step, batch: ImageBatch, data: bytes) -> ImageBatch:

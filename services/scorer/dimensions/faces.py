@@ -168,10 +168,10 @@ def identity_distance(batch: ImageBatch) -> torch.Tensor:
     else:
         wanted = context.memo("reference_embedding", lambda: reference_embedding(context.reference))
     if wanted is None and batch.clip and context.subject is None:
-        # A clip from a still without one face (a landscape) has no person to stay.
-        context.note("identity", "the reference photo shows no single face: the clip is not held to one",
-                     batch.indices[0])
-        return per_image([0.0] * batch.size)
+        # A clip from a still without one face (a landscape) has no person to stay: not measured.
+        context.not_measured("identity", "the reference photo shows no single face: the clip is not held to one",
+                             batch.indices[0])
+        return per_image([math.nan] * batch.size)
     if wanted is None:
         return per_image([math.nan] * batch.size)
     return per_image([math.nan if embedding is None else _distance(embedding, wanted)
@@ -181,14 +181,18 @@ def identity_distance(batch: ImageBatch) -> torch.Tensor:
 def face_drift(batch: ImageBatch) -> torch.Tensor:
     """Each frame's face against the clip's first face (the first frame showing exactly one):
     a face that turns into another person's drifts past dlib's 0.6. Frames without one face
-    are not measured; a clip with at most one such frame, and a still, read 0."""
+    are not measured; a clip with fewer than two such frames has nothing to compare and is not
+    measured (never a pass on 0); a still reads 0."""
     embeddings = face_embeddings(batch) if batch.clip else []
     first = next((embedding for embedding in embeddings if embedding is not None), None)
-    if first is None:
-        if batch.clip:
-            batch.context.note("face_consistency", "no single face in the sampled frames", batch.indices[0])
-        return per_image([0.0] * batch.size)
     shown = sum(embedding is not None for embedding in embeddings)
+    if batch.clip and shown < 2:
+        why = "no single face in the sampled frames" if first is None else \
+            f"one face in only 1 of {batch.size} sampled frames: nothing to compare it with"
+        batch.context.not_measured("face_consistency", why, batch.indices[0])
+        return per_image([math.nan] * batch.size)
+    if first is None:
+        return per_image([0.0] * batch.size)
     batch.context.note("face_consistency", f"one face in {shown} of {batch.size} sampled frames", batch.indices[0])
     return per_image([math.nan if embedding is None else _distance(embedding, first) for embedding in embeddings])
 

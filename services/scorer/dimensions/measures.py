@@ -16,6 +16,7 @@ import torch
 
 from services.common.quality.dimensions import DIMENSIONS, Dimension
 from services.scorer.dimensions.batch import ImageBatch
+from services.scorer.dimensions.core import Measured
 
 
 @dataclass(frozen=True)
@@ -74,11 +75,14 @@ def check_every_dimension_measured() -> None:
         raise UnmeasuredDimension(f"dimensions without a measure: {', '.join(missing)}")
 
 
-def image_values(batch: ImageBatch, dimensions: Sequence[Dimension]) -> dict[int, dict[str, float]]:
-    """Each input image's value of each dimension; a clip's frames combined (`over_frames`)."""
+def image_values(batch: ImageBatch, dimensions: Sequence[Dimension]) -> dict[int, dict[str, Measured]]:
+    """Each input image's value of each dimension; a clip's frames combined (`over_frames`),
+    None where the dimension does not apply to the clip (as its measure noted)."""
     rows = measure_batch(batch, dimensions)
     if batch.clip:
-        return {batch.indices[0]: {d.name: over_frames(d, row) for d, row in zip(dimensions, rows)}}
+        index, unmeasured = batch.indices[0], batch.context.unmeasured
+        return {index: {d.name: None if unmeasured(d.name, index) else over_frames(d, row)
+                        for d, row in zip(dimensions, rows)}}
     return {index: {d.name: row[position] for d, row in zip(dimensions, rows)}
             for position, index in enumerate(batch.indices)}
 

@@ -55,8 +55,10 @@ from services.scorer.dimensions import built_in  # noqa: F401 — registers the 
 from services.scorer.dimensions.core import (
     DimensionResult,
     ImageVerdict,
+    Measured,
     judge,
     judge_forbidden,
+    not_measured,
     ranking_score,
     skipped,
     unavailable,
@@ -108,7 +110,7 @@ class Judgement:
     def ranks(self) -> bool:
         return bool(self.weight)
 
-    def judged(self, values: Mapping[str, float]) -> DimensionResult:
+    def judged(self, values: Mapping[str, Measured]) -> DimensionResult:
         planned, forbidden = self.planned, self.weight is None
         if planned.missing is not None:
             return unavailable(planned.dimension, self.bounds, planned.missing)
@@ -118,6 +120,8 @@ class Judgement:
             # A forbidden condition on a dimension with nothing to measure cannot be violated.
             return DimensionResult(None, self.bounds.nearest(None), True, f"{planned.dimension.name} not measured")
         value = values[planned.dimension.name]
+        if value is None:
+            return not_measured(planned.dimension, self.bounds)
         if forbidden:
             return judge_forbidden(planned.dimension, value, self.bounds)
         return judge(planned.dimension, value, self.bounds)
@@ -126,7 +130,7 @@ class Judgement:
         """An unavailable check that is not required does not count against an image."""
         return self.weight is not None and not result.available and not self.required
 
-    def term(self, values: Mapping[str, float]) -> tuple[float, float] | None:
+    def term(self, values: Mapping[str, Measured]) -> tuple[float, float] | None:
         """(weight, log1p(headroom)) of a measured value, as the ranking score adds it."""
         value = values.get(self.dimension.name)
         if self.weight is None or value is None or math.isnan(value):
@@ -163,7 +167,7 @@ class Progress:
     """How far one image got: its measured values, the steps judged, and why it stopped
     early (None when every step was judged); its fingerprint, taken when it was decoded."""
 
-    values: dict[str, float] = field(default_factory=dict)
+    values: dict[str, Measured] = field(default_factory=dict)
     steps_done: int = 0
     stopped: str | None = None
     fingerprint: str | None = None
@@ -221,7 +225,7 @@ class TierWalk:
         """The walk measures what only a video clip's file shows (a video profile)."""
         return any(d.reads == "container" for step in self.steps for d in step.dimensions)
 
-    def judge_step(self, progress: Progress, values: Mapping[str, float], position: int) -> bool:
+    def judge_step(self, progress: Progress, values: Mapping[str, Measured], position: int) -> bool:
         """Judge step `position` on the `values` it measured, added to the image's progress;
         False (and why) when it rejects the image."""
         progress.values |= values

@@ -5,7 +5,10 @@ makes each its own step):
 
 1. The container (`probe`: header and packets, nothing decoded): a video stream of a
    codec this platform plays, and what the file says compared with the job's video block:
-   * container — 1 for a readable video stream of H.264, HEVC, VP9 or AV1, else 0;
+   * container — 1 for a readable video stream of H.264, HEVC, VP9 or AV1 that holds what it
+     declares, else 0: a file whose index declares frames that are not in it, or whose
+     header declares a length it does not play, is damaged (cut or corrupt), and its length,
+     rate and shape are not measured (a damaged file is not a short clip);
    * duration — the playing length (frames over rate) over the length asked;
    * frame_rate — |ln(rate / rate asked)|, only when the job asks a rate;
    * clip_aspect — |ln(aspect / aspect asked)|;
@@ -52,7 +55,7 @@ import numpy as np
 import torch
 
 from services.common.quality.dimensions import Dimension
-from services.common.video import ClipError, ClipInfo, probe, rgb_of
+from services.common.video import ClipError, ClipInfo, damage, probe, rgb_of
 from services.scorer.dimensions.batch import ClipRequest, ImageBatch, ScoringContext, with_luma
 from services.scorer.dimensions.measures import measure_of
 
@@ -190,8 +193,17 @@ class ClipReading:
             return None
         return self._sampled
 
-    def value_of(self, dimension: Dimension) -> float:
-        """A container or temporal dimension's value, checked against its declared range."""
+    @cached_property
+    def damage(self) -> str | None:
+        """How the file disagrees with what it declares (`video.damage`), or None."""
+        return damage(self.info) if self.info is not None else None
+
+    def value_of(self, dimension: Dimension) -> float | None:
+        """A container or temporal dimension's value, checked against its declared range; None
+        (not measured) for what the container declares of a damaged file, whose `container`
+        check fails naming the damage: its length is no clip's length."""
+        if self.damage is not None and dimension.reads == "container" and dimension.name != "container":
+            return None
         value = float(torch.as_tensor(measure_of(dimension)(self)).reshape(-1)[0])
         if (dimension.lowest is not None and value < dimension.lowest) or (
                 dimension.highest is not None and value > dimension.highest):
@@ -263,7 +275,8 @@ def _over_time(compute: Callable[[OverTime, ClipInfo], float]) -> Callable[[Clip
 
 
 def _playable(info: ClipInfo, _: ClipRequest | None) -> float:
-    return 1.0 if info.codec in PLAYABLE_CODECS and info.frames > 0 and info.width > 0 else 0.0
+    playable = info.codec in PLAYABLE_CODECS and info.frames > 0 and info.width > 0 and damage(info) is None
+    return 1.0 if playable else 0.0
 
 
 def _duration(info: ClipInfo, asked: ClipRequest | None) -> float:
@@ -339,7 +352,13 @@ MEASURES = {
 def describe(reading: ClipReading, info: ClipInfo) -> None:
     """What a clip's container reasons add: what the file holds against what was asked."""
     note, asked = partial(reading.context.note, index=reading.index), reading.context.requested_clip
-    note("container", f"{info.codec} in {info.container.split(',')[0]}, {info.frames} frames")
+    note("container", f"{info.codec} in {info.format_name}, {info.frames} frames")
+    if (damaged := damage(info)) is not None:
+        why = f"damaged: {damaged}; the file does not decode as it declares (its length is not judged)"
+        note("container", why)
+        for name in ("duration", "frame_rate", "clip_aspect", "resolution"):
+            note(name, "the file is damaged (see container)")
+        return
     if asked is None:
         return
     note("duration", f"{info.duration_ms / 1000:.2f} s of the {asked.duration_s:g} s asked")
