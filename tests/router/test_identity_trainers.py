@@ -225,17 +225,17 @@ async def test_a_router_that_dies_mid_training_leaves_it_to_another_that_resumes
     market, url = replicate
     market.reset(TrainingScript(polls=40))
     entries = {"replicate-trainer": replicate_trainer(url, trainer={"poll_interval_s": 0.05})}
-    first, _ = bench.supervisor(entries, lease_s=1.0)
+    first, _ = bench.supervisor(entries, lease_s=30.0)
     row = await bench.identity("replicate-trainer", subject)
     driving = asyncio.create_task(first.drive(await bench.claimed(first, row)))
     while not market.trainings or next(iter(market.trainings.values())).polls < 3:
         await asyncio.sleep(0.02)
     driving.cancel()  # the router dies: its claim is not given back
     await asyncio.gather(driving, return_exceptions=True)
-    second, announced = bench.supervisor(entries, lease_s=1.0)
+    second, announced = bench.supervisor(entries, lease_s=30.0)
     async with bench.pool.connection() as conn:
         assert await store.claim_identities(conn, second._lease, 10) == []  # held until the claim lapses
-    await asyncio.sleep(1.2)
+        await conn.execute("UPDATE identities SET claimed_until = now() - interval '1 second'")  # 30 s later
     await second.drive(await bench.claimed(second, row))
     [training] = market.trainings.values()
     assert len(announced.of(IdentityTrained)) == 1 and not training.canceled
