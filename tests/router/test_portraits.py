@@ -151,3 +151,17 @@ async def test_the_local_trainers_weights_are_small_and_paint_the_same_subject()
     painted = await portraits().generate(request(lora, 4))
     mean_face = centroid(photos[:4])
     assert all(judged(image.data, mean_face)[1] < 0.6 for image in painted)
+
+
+async def test_a_product_is_cut_out_of_its_photos_and_placed_on_each_styles_backdrop():
+    import skimage.data
+    buffer = io.BytesIO()
+    Image.fromarray(skimage.data.coffee()).save(buffer, format="PNG")
+    photo = buffer.getvalue()
+    product = IdentityInput("reference", "mug", kind="product", photos=(photo,), photo_set="mug")
+    painted = await portraits({"another_person": 1.0}).generate(request(product, 4))
+    assert len({fingerprint(image.data) for image in painted}) == 4
+    for image in painted:
+        pixels = np.asarray(Image.open(io.BytesIO(image.data)).convert("RGB"))
+        assert pixels[:16, :16].reshape(-1, 3).std(axis=0).max() < 12  # the backdrop, not the photo's background
+        assert pixels[pixels.shape[0] // 2 - 40: pixels.shape[0] // 2 + 40].std() > 25  # the product in the middle

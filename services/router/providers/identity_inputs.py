@@ -79,6 +79,7 @@ class IdentityInput:
     mode: IdentityMode
     subject_id: str
     trigger_word: str = ""
+    kind: str = "person"
     base: str = ""
     weights_url: str | None = None
     provider_version: str | None = None

@@ -17,6 +17,7 @@ from services.router.providers.identity_inputs import IdentityInput
 from services.router.providers.portraits.defects import PortraitDefect
 from services.router.providers.portraits.faces import LocalWeights, NoFace, WeightsCache, weights_from_photos
 from services.router.providers.portraits.painter import Sitting, paint_portrait
+from services.router.providers.portraits.products import product_weights
 from services.router.providers.portraits.scene import Look
 from services.router.providers.registry import ProviderConfig
 
@@ -56,8 +57,9 @@ class LocalPortraits:
         kept = self._kept(self._from_photos, identity.photo_set)
         if kept is not None:
             return kept
+        made_of = product_weights if identity.kind == "product" else weights_from_photos
         try:
-            made = await asyncio.to_thread(weights_from_photos, list(identity.photos), identity.trigger_word)
+            made = await asyncio.to_thread(made_of, list(identity.photos), identity.trigger_word)
         except NoFace as error:
             raise ProviderError("bad_request", f"{self.name}: {error}") from None
         self._from_photos.put(identity.photo_set, made)

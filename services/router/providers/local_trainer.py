@@ -1,7 +1,8 @@
 """The local trainer: a subject's identity trained offline, for the local portrait model.
 
 Its "weights" are the subject's face crops (portraits/faces.py, `LocalWeights`: a ZIP of
-aligned 256×256 JPEGs with their eyes and nose, and the donor face its defects borrow), made
+aligned 256×256 JPEGs with their eyes and nose, and the donor face its defects borrow; a
+product's cut-outs, portraits/products.py), made
 when the training is submitted and handed back once `trainer.expected_s` has passed since: the
 training's time is set in providers.yaml, like a hosted trainer's minutes. The handle (written
 down before the first poll) holds the weights and when they are ready, so a router that
@@ -19,6 +20,7 @@ from typing import Any
 
 from services.router.providers.base import ProviderContext, ProviderError
 from services.router.providers.portraits.faces import NoFace, weights_from_photos
+from services.router.providers.portraits.products import product_weights
 from services.router.providers.registry import ProviderConfig
 from services.router.providers.trainers import TrainingOutput, TrainingRequest, trainer
 from services.router.providers.training_config import TrainerConfig
@@ -42,7 +44,8 @@ class LocalTrainer:
             raise ProviderError("bad_request", f"{self.name} trains from {images.min} to {images.max} photos, not"
                                                f" {len(request.photos)}")
         try:
-            weights = await asyncio.to_thread(weights_from_photos, list(request.photos), request.trigger_word)
+            made_of = product_weights if request.kind == "product" else weights_from_photos
+            weights = await asyncio.to_thread(made_of, list(request.photos), request.trigger_word)
         except NoFace as error:
             raise ProviderError("bad_request", f"{self.name}: {error}") from None
         return {"id": uuid.uuid4().hex, "identity": request.identity_id, "ready_at": time.time() + self.training.expected_s,

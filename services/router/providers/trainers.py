@@ -35,12 +35,14 @@ _Class = TypeVar("_Class", bound=type)
 @dataclass(frozen=True, slots=True)
 class TrainingRequest:
     """One training: of which identity, with which trigger word, from which photos (in clear);
-    `images_url` the link to them where the trainer takes a link (`images.via: presigned`)."""
+    `images_url` the link to them where the trainer takes a link (`images.via: presigned`); of a
+    person or a product."""
 
     identity_id: str
     trigger_word: str
     photos: tuple[bytes, ...]
     images_url: str | None = None
+    kind: str = "person"
 
 
 @dataclass(frozen=True, slots=True)

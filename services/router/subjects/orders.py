@@ -232,7 +232,7 @@ class SubjectOrders:
                 return moved
         photos = await self.files.photos(subject)
         identity = IdentityInput("reference", str(subject.subject_id), trigger_word=subject.trigger_word,
-                                 photos=photos, photo_set=subject.photo_set_sha256)
+                                 kind=subject.kind, photos=photos, photo_set=subject.photo_set_sha256)
         return Ready(self._routed(attempted, identity))
 
     def _routed(self, attempted: Attempted, identity: IdentityInput) -> RouteRequest:

@@ -171,7 +171,8 @@ class TrainingSupervisor:
         if trainer.training.images.via == "presigned":
             kept = await self.files.keep_photos(_place(row), photos_zip(photos))
             images_url = self.files.link(kept.key, int(trainer.training.timeout_s) + 3600)
-        handle = await trainer.submit(TrainingRequest(str(row.identity_id), row.trigger_word, photos, images_url))
+        handle = await trainer.submit(TrainingRequest(str(row.identity_id), row.trigger_word, photos, images_url,
+                                                      kind=job.spec.subject.kind))
         async with self.runtime.pool.connection() as conn:
             written = await store.training_submitted(conn, _with_handle(row, handle), self.owner)
         if not written:

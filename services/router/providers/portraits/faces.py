@@ -10,8 +10,9 @@ this process while the photo set is in use).
 
 The local weights are a ZIP: `manifest.json` (format `genline-local-faces`, version 1, the
 trigger word, the donor face a planted defect borrows, each crop's file with its eyes and
-nose in crop pixels) and one JPEG per crop (`crops/<n>.jpg`, 256×256). Small (about 15 kB a
-photo) and in clear: they are the subject's faces, deleted with the subject.
+nose in crop pixels, and a product's cut-outs) and one JPEG per crop (`crops/<n>.jpg`,
+256×256) or one PNG per cut-out (`products/<n>.png`). Small (about 15 kB a photo) and in
+clear: they are the subject's faces, deleted with the subject.
 
 A donor is another real person's face shipped with the router (`donors/`, public-domain
 portraits, see donors/README.md): a defect that needs another person borrows the donor
@@ -72,11 +73,13 @@ class FaceCrop:
 
 @dataclass(frozen=True)
 class LocalWeights:
-    """What the local trainer makes of a subject: its face crops and the donor its defects borrow."""
+    """What the local trainer makes of a subject: a person's face crops and the donor its defects
+    borrow, or a product's cut-outs (RGBA, background transparent: products.py)."""
 
     trigger_word: str
     crops: tuple[FaceCrop, ...]
     donor: str
+    products: tuple[Image.Image, ...] = field(default=(), compare=False)
 
     def pack(self) -> bytes:
         buffer = io.BytesIO()
@@ -86,8 +89,11 @@ class LocalWeights:
                 archive.writestr(f"crops/{n}.jpg", crop.jpeg())
                 entries.append({"file": f"crops/{n}.jpg", "eyes": [list(p) for p in crop.eyes],
                                 "nose": list(crop.nose)})
+            for n, cutout in enumerate(self.products):
+                archive.writestr(f"products/{n}.png", _png(cutout))
             manifest = {"format": FORMAT, "version": VERSION, "trigger_word": self.trigger_word,
-                        "donor": self.donor, "crops": entries}
+                        "donor": self.donor, "crops": entries,
+                        "products": [f"products/{n}.png" for n in range(len(self.products))]}
             archive.writestr("manifest.json", json.dumps(manifest))
         return buffer.getvalue()
 
@@ -100,11 +106,19 @@ class LocalWeights:
                 if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
                     raise ValueError(f"not {FORMAT} version {VERSION} weights")
                 crops = tuple(_crop(archive.read(entry["file"]), entry) for entry in manifest["crops"])
+                products = tuple(Image.open(io.BytesIO(archive.read(name))).convert("RGBA")
+                                 for name in manifest.get("products", []))
         except (zipfile.BadZipFile, KeyError, TypeError) as error:
             raise ValueError(f"not local weights: {error}") from None
-        if not crops:
-            raise ValueError("local weights without a face")
-        return cls(str(manifest["trigger_word"]), crops, str(manifest["donor"]))
+        if not crops and not products:
+            raise ValueError("local weights without a face or a product")
+        return cls(str(manifest["trigger_word"]), crops, str(manifest["donor"]), products)
+
+
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def _crop(jpeg: bytes, entry: dict[str, Any]) -> FaceCrop:

@@ -14,6 +14,7 @@ from PIL import Image
 
 from services.router.providers.portraits.defects import PortraitDefect, closed_eyes, drifted
 from services.router.providers.portraits.faces import FaceCrop, LocalWeights, donor
+from services.router.providers.portraits.products import paint_product
 from services.router.providers.portraits.scene import Look, Take, heads_for, paint_scene
 
 _STREAM = 3  # apart from the plain painter's streams
@@ -33,12 +34,14 @@ class Sitting:
 
 def paint_portrait(sitting: Sitting) -> bytes:
     rng = np.random.default_rng([_STREAM, *sitting.draw])
-    crops = sitting.weights.crops
-    faces = _faces(sitting, crops[int(rng.integers(len(crops)))], rng)
     width, height = sitting.size
     take = Take(rng, width, height)
-    image = paint_scene(sitting.look, take, heads_for(sitting.look, take, faces))
-    return _jpeg(image)
+    products = sitting.weights.products
+    if products:  # a product: no face, so no face's defect
+        return _jpeg(paint_product(sitting.look, take, products[int(rng.integers(len(products)))]))
+    crops = sitting.weights.crops
+    faces = _faces(sitting, crops[int(rng.integers(len(crops)))], rng)
+    return _jpeg(paint_scene(sitting.look, take, heads_for(sitting.look, take, faces)))
 
 
 def _faces(sitting: Sitting, subject: FaceCrop, rng: np.random.Generator) -> list[FaceCrop]:

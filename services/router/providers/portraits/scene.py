@@ -97,15 +97,15 @@ def heads_for(look: Look, take: Take, crops: list[FaceCrop]) -> list[Head]:
 
 def paint_scene(look: Look, take: Take, heads: list[Head]) -> Image.Image:
     """The backdrop, each head's body in the wardrobe's colour and the head itself, under the light."""
-    canvas = _backdrop(look, take)
+    canvas = backdrop(look, take)
     for head in heads:
         _body(canvas, Shot(look, take), head)
     for head in heads:
         _paste_head(canvas, head)
-    return _lit(canvas, look, take)
+    return lit(canvas, look, take)
 
 
-def _backdrop(look: Look, take: Take) -> Image.Image:
+def backdrop(look: Look, take: Take) -> Image.Image:
     """A gradient of the backdrop's colour with a few soft lights, painted small and enlarged."""
     rng = take.rng
     small_w, small_h = max(8, take.width // 4), max(8, take.height // 4)
@@ -191,7 +191,7 @@ def _head_mask() -> Image.Image:
     return _MASK[0]
 
 
-def _lit(canvas: Image.Image, look: Look, take: Take) -> Image.Image:
+def lit(canvas: Image.Image, look: Look, take: Take) -> Image.Image:
     """The light: from one side (its strength), a vignette, a gain and a tint."""
     side, vignette, gain, tint = LIGHTS[look.light]
     direction = 1.0 if take.rng.random() < 0.5 else -1.0
