@@ -131,6 +131,7 @@ async def test_an_order_trains_its_identity_then_makes_each_candidate_in_its_sty
     assert {c.provider for c in event.candidates} == {"portraits"} and {c.media_type for c in event.candidates} == \
         {"image/jpeg"}
     assert not reused.trains and reused.use.mode == "lora" and reused.use.identity_id == trained.identity_id
+    assert reused.use.weights_sha256 == trained.weights_sha256 and reused.expected_cost_micro_usd == 0
     assert len(again.candidates) == 2
     assert [(row["state"], row["job_id"]) for row in rows] == [("trained", first.job_id)]
 

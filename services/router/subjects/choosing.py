@@ -43,6 +43,8 @@ class Way:
     identity_id: UUID | None = None
     trains: bool = False
     training_micro_usd: int = 0
+    # An identity reused that is trained already: its weights' hash, which receipts name.
+    weights_sha256: str | None = None
 
 
 def cheapest_way(ways: list[Way], forced: str = "auto") -> Way | None:

@@ -144,7 +144,7 @@ class SubjectOrders:
                                   provider_version=live.provider_version or "planned")
             priced = self._priced(route, probe)
             return [] if priced is None else [Way(mode="lora", identity_id=live.identity_id, provider=live.provider,
-                                                  model=live.model,
+                                                  model=live.model, weights_sha256=live.weights_sha256,
                                                   cost_per_passing_image=per_passing_image(priced[1], 0, candidates))]
         ways = []
         for config in self.engine.registry.trainers():
@@ -194,7 +194,7 @@ class SubjectOrders:
             plan = store.JobPlan(job_id=spec.job_id, subject_id=subject.subject_id, mode=way.mode,
                                  identity_id=identity_id, trains=way.trains, provider=way.provider, model=way.model)
             if await store.plan_job(conn, plan, identity_key(spec.template, way.mode)):
-                await self.runtime.emit(conn, self._event(attempted, plan, way.training_micro_usd if way.trains else 0))
+                await self.runtime.emit(conn, self._event(attempted, plan, way))
         self.runtime.relay.notify()
         return plan
 
@@ -209,12 +209,14 @@ class SubjectOrders:
                                  expected_cost_micro_usd=way.training_micro_usd)
 
     @staticmethod
-    def _event(attempted: Attempted, plan: store.JobPlan, training_micro_usd: int) -> IdentityPlanned:
+    def _event(attempted: Attempted, plan: store.JobPlan, way: Way) -> IdentityPlanned:
         spec = attempted.claimed.job.spec
         use = IdentityUse(subject_id=plan.subject_id, mode="lora" if plan.mode == "lora" else "reference",
-                          identity_id=plan.identity_id, provider=plan.provider, model=plan.model)
+                          identity_id=plan.identity_id, provider=plan.provider, model=plan.model,
+                          weights_sha256=way.weights_sha256 if plan.mode == "lora" else None)
         return IdentityPlanned(job_id=spec.job_id, tenant_id=spec.tenant_id, use=use, trains=plan.trains,
-                               expected_cost_micro_usd=training_micro_usd, planned_at=datetime.now(UTC))
+                               expected_cost_micro_usd=way.training_micro_usd if plan.trains else 0,
+                               planned_at=datetime.now(UTC))
 
     # ---- the identity this run carries --------------------------------------------------
 
@@ -259,6 +261,7 @@ class SubjectOrders:
                         model=self._model_of(priced[0], attempted.route))
         async with self.runtime.pool.connection() as conn, conn.transaction():
             if await store.plan_by_reference(conn, moved, identity_key(spec.template, "reference")):
-                await self.runtime.emit(conn, self._event(attempted, moved, 0))
+                await self.runtime.emit(conn, self._event(attempted, moved, Way(mode="reference",
+                                                                                 cost_per_passing_image=0.0)))
         self.runtime.relay.notify()
         return moved
