@@ -156,7 +156,9 @@ class RoutingEngine:
 
     def _usable(self) -> list[str]:
         only = self.policy.only_provider
-        return [only] if only is not None else list(self._health)
+        # A provider that only trains (no stage) makes no candidates: its room is no room for attempts.
+        return [only] if only is not None else [name for name in self._health
+                                                if self.registry.providers[name].capabilities.stages]
 
     def _capable(self, request: RouteRequest) -> list[ProviderConfig]:
         return planning.capable_providers(self.registry.providers.values(), self.policy, request)
