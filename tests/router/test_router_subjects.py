@@ -101,8 +101,8 @@ def generated(job_id, attempt: int = 1):
 
 async def identity_rows(router, subject_id) -> list[dict]:
     async with router.runtime.pool.connection() as conn:
-        return await (await conn.execute("SELECT identity_id, state, job_id, weights_key, cleanup FROM identities"
-                                         " WHERE subject_id = %s", [subject_id])).fetchall()
+        return await (await conn.execute("SELECT identity_id, state, job_id, weights_key, cleanup, handle"
+                                         " FROM identities WHERE subject_id = %s", [subject_id])).fetchall()
 
 
 async def test_an_order_trains_its_identity_then_makes_each_candidate_in_its_style_and_a_later_one_reuses_it(
@@ -134,6 +134,7 @@ async def test_an_order_trains_its_identity_then_makes_each_candidate_in_its_sty
     assert reused.use.weights_sha256 == trained.weights_sha256 and reused.expected_cost_micro_usd == 0
     assert len(again.candidates) == 2
     assert [(row["state"], row["job_id"]) for row in rows] == [("trained", first.job_id)]
+    assert "weights" not in rows[0]["handle"]  # the local trainer's handle held them: the bucket's copy is kept
 
 
 async def test_two_orders_racing_for_one_subject_pay_one_training(endpoints, object_store, tmp_path, keys):
@@ -211,7 +212,7 @@ async def test_an_erased_subjects_identities_are_gone_however_often_the_erasure_
             if rows[0]["state"] == "erased" and rows[0]["cleanup"] is None:
                 break
             await asyncio.sleep(0.1)
-    assert [(r["state"], r["cleanup"], r["weights_key"]) for r in rows] == [("erased", None, None)]
+    assert [(r["state"], r["cleanup"], r["weights_key"], r["handle"]) for r in rows] == [("erased", None, None, None)]
     with pytest.raises(StorageError):
         await object_store.get(object_store.internal_bucket, trained.weights_key)
     assert uuid.UUID(str(rows[0]["identity_id"])) == trained.identity_id

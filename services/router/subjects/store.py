@@ -220,10 +220,12 @@ class TrainingEnd:
 
 async def training_ended(conn: Conn, end: TrainingEnd) -> bool:
     """Record the end of a training this router drives and wake the attempts that wait for it;
-    False if it ended otherwise meanwhile (canceled, erased) or another router holds it."""
+    False if it ended otherwise meanwhile (canceled, erased) or another router holds it. The
+    local trainer's handle carries its weights until then: the bucket's copy is the one kept."""
     cur = await conn.execute(
         "UPDATE identities SET state = %s, cost_micro_usd = %s, weights_key = %s, weights_sha256 = %s,"
-        " weights_size_bytes = %s, provider_version = %s, failure_code = %s, reason = %s, ended_at = now()"
+        " weights_size_bytes = %s, provider_version = %s, failure_code = %s, reason = %s, ended_at = now(),"
+        " handle = handle - 'weights'"
         " WHERE identity_id = %s AND state = 'training' AND claimed_by = %s",
         [end.state, end.cost_micro_usd, end.weights_key, end.weights_sha256, end.weights_size_bytes,
          end.provider_version, end.failure_code, end.reason, end.identity_id, end.owner])
@@ -240,10 +242,12 @@ async def wake_waiting(conn: Conn, identity_id: UUID) -> None:
 
 
 async def cleaned(conn: Conn, identity_id: UUID, owner: str) -> None:
-    """The cleanup owed is done: an erased identity keeps no key to weights that are gone."""
+    """The cleanup owed is done: an erased identity keeps no key to weights that are gone, and no
+    handle (the local trainer's held its weights)."""
     await conn.execute(
         "UPDATE identities SET cleanup = NULL, claimed_by = NULL, claimed_until = NULL,"
-        " weights_key = CASE WHEN state = 'erased' THEN NULL ELSE weights_key END"
+        " weights_key = CASE WHEN state = 'erased' THEN NULL ELSE weights_key END,"
+        " handle = CASE WHEN state = 'erased' THEN NULL ELSE handle END"
         " WHERE identity_id = %s AND claimed_by = %s", [identity_id, owner])
 
 
