@@ -6,6 +6,8 @@ they cannot drift from it:
   the two equal): every operation with its scope, parameters, body, answers and problems,
   and every schema with its fields.
 * `reference/cli.md`: the `genline` command line, each command's generated `--help`.
+* `reference/roles.md`: the scopes and the roles made of them, from
+  `services.ingest.accounts.roles`, the table the API's dependencies and the console read.
 """
 
 import argparse
@@ -16,6 +18,7 @@ from typing import Any
 from mkdocs.structure.files import File, Files
 
 from genline_cli.main import command_tree
+from services.ingest.accounts import roles
 from services.ingest.app import openapi_document
 
 METHODS = ("get", "post", "put", "patch", "delete")
@@ -24,6 +27,7 @@ METHODS = ("get", "post", "put", "patch", "delete")
 def on_files(files: Files, config: Any) -> Files:
     files.append(File.generated(config, "reference/api.md", content=api_page(openapi_document())))
     files.append(File.generated(config, "reference/cli.md", content=cli_page(command_tree().parser)))
+    files.append(File.generated(config, "reference/roles.md", content=roles_page()))
     return files
 
 
@@ -33,8 +37,10 @@ def api_page(document: dict) -> str:
     info, schemas = document["info"], document["components"]["schemas"]
     lines = ["# HTTP API", "", "Rendered from the OpenAPI document the platform serves (`GET /openapi.json`,"
              " or `genline openapi` without a platform).", "", info["description"], "",
-             "Authenticate with `Authorization: Bearer <API key>`. Each operation names the scope its key"
-             " needs; a key without it gets 403 `missing-scope`. Every error is a problem"
+             "Authenticate with `Authorization: Bearer <API key>`, or, in the console, with the session"
+             " a member signed in to (its cookie, and its `X-CSRF-Token` on every change). Each operation"
+             " names the scope it needs; a key or a member's role without it gets 403 `missing-scope`"
+             " (see [Roles and scopes](roles.md)). Every error is a problem"
              " (`application/problem+json`, [RFC 9457](https://www.rfc-editor.org/rfc/rfc9457)):"
              " see [Problem](#schema-problem).", ""]
     for tag in document.get("tags", []):
@@ -70,8 +76,8 @@ def operations_tagged(document: dict, tag: str) -> Iterator[tuple[str, str, dict
 def operation_section(method: str, path: str, operation: dict, schemas: dict) -> list[str]:
     lines = [f"### {operation.get('summary', operation['operationId'])} {{ #{operation['operationId']} }}", "",
              f"`{method.upper()} {path}`", ""]
-    scopes = [scope for requirement in operation.get("security", []) for scopes in requirement.values()
-              for scope in scopes]
+    scopes = list(dict.fromkeys(scope for requirement in operation.get("security", [])
+                                for scopes in requirement.values() for scope in scopes))
     if operation.get("security"):
         lines += [f"Scope: {', '.join(f'`{s}`' for s in scopes) or 'any valid key'}", ""]
     if operation.get("description"):
@@ -180,3 +186,26 @@ def commands(parser: argparse.ArgumentParser, words: tuple[str, ...]) -> Iterato
                 child.prog = " ".join(path)
                 yield path, child
                 yield from commands(child, path)
+
+
+# Roles and scopes ------------------------------------------------------------------------
+
+def roles_page() -> str:
+    """The role table: which scopes each role holds, and what each scope allows."""
+    names = roles.ROLE_NAMES
+    lines = ["# Roles and scopes", "",
+             "A member of a tenant has one role; a role is a set of scopes. An API key holds scopes too; a key a"
+             " member or service account owns does what both its scopes and its owner's role allow, so a"
+             " demotion narrows the owner's keys at once. Every operation of the [HTTP API](api.md) names the"
+             " scope it needs, and the console offers only the pages the role allows. This table is rendered"
+             " from the one the platform enforces (`GET /v1/roles` serves the same).", "",
+             "| scope | what it allows | " + " | ".join(names) + " |",
+             "|---|---|" + "---|" * len(names)]
+    for scope, description in roles.SCOPE_DESCRIPTIONS.items():
+        marks = " | ".join("yes" if scope in roles.ROLES[role] else "" for role in names)
+        lines.append(f"| `{scope}` | {description} | {marks} |")
+    lines += ["", "## The roles", ""]
+    lines += [f"- **{role}**: {roles.ROLE_DESCRIPTIONS[role]}." for role in names]
+    lines += ["", "A member gives or takes away only roles whose scopes are all their own: an admin cannot make,"
+              " demote or remove an owner. A tenant with an owner always keeps one.", ""]
+    return "\n".join(lines)

@@ -47,6 +47,8 @@ MAY_CALL: dict[str, dict[str, frozenset[str]]] = {
     "ledger": {"genline.ledger.v1.LedgerService": frozenset({"ingest"}),
                # Its billing API: checkouts and auto top-up rules, for ingest's /v1/billing.
                "billing": frozenset({"ingest"}),
+               # A tenant's own audit trail, for ingest's /v1/audit (owners and admins).
+               "audit": frozenset({"ingest"}),
                "grpc.reflection.v1alpha.ServerReflection": frozenset(INTERNAL_SERVICES)},
     # The router's gRPC: providers' state for ingest's operator view.
     "router": {"genline.router.v1.RouterService": frozenset({"ingest"}),

@@ -5,13 +5,16 @@ Module map: the service's frame at the top, its features in folders.
 __main__.py        `python -m services.ingest`: the service (its commands run through `genline`)
 app.py             the FastAPI app: routers, gRPC and HTTP clients, sweeper, lifespan hooks
 settings.py        IngestSettings, the service's configuration
-deps.py            FastAPI dependencies: runtime, settings, objects, plans, the scoped caller
+deps.py            FastAPI dependencies: runtime, settings, objects, plans, the scoped caller (an API key, or a
+                   member's console session with its CSRF token)
 cli.py             ingest's commands in the `genline` tree
 routes/            one module per API area; each declares routes and calls the modules below
 domain.py          the job read model (JobView, a log entry), without I/O
 handlers.py        bus handlers: every service's job events projected into the read model and its log
 store/             all of ingest's SQL: the read model and submissions (__init__), the event log (log.py),
-                   reads over many jobs (listing.py), callers' keys, uploads and rates (callers.py), data keys
+                   reads over many jobs (listing.py), callers' keys, uploads and rates (callers.py), data keys,
+                   subjects and their photos (subjects.py), members, invitations and sign-in links
+                   (members.py), sessions and single sign-on (sessions.py)
 ledger_calls.py    the ledger's gRPC messages, its stub as a dependency, its errors as problems
 data_keys.py       each job's data key, which seals its prompt; erasure destroys it
 key_encryption.py  the key-encryption keys the data keys are stored wrapped under (a key file, or KMS)
@@ -19,6 +22,8 @@ provenance.py      what a file proves (POST /v1/verify): its Content Credentials
 
 jobs/              a job from submission to its end
   submission.py      JobRequest, its checks, the idempotent write with JobSubmitted
+  scoring_checks.py  the profile and rules the scorer will apply, checked at submission
+  subject_order.py   a job's subject, identity and styles: the request's fields, resolved and checked
   request_rules.py   pure rules of a request: candidates planned, Cancel-After, request fingerprint
   examples.py        example bodies of the jobs API for the OpenAPI document (JOB_ID and friends)
   job_lookup.py      a job id as a route names it: parsed, and 404/410 for a job the tenant cannot see
@@ -31,6 +36,7 @@ jobs/              a job from submission to its end
   sweeper.py         the sweeper's rounds: one replica at a time ends the overdue jobs
   replay.py          `genline replay jobs`: every read model rebuilt from the events and compared
 accounts/          who may call, and how much
+  roles.py           the scopes and the role table (owner, admin, developer, billing, viewer) everything reads
   tenants.py         the tenants table, and creating a tenant or moving its plan from outside the service
   keys.py            API keys: scopes, spend caps, making and hashing a key, the api_keys table
   spend_caps.py      a key's spend as the ledger counts it, and the 402 a job past its cap gets
@@ -38,6 +44,24 @@ accounts/          who may call, and how much
   plans.py           plans as data (plans.yaml) and the request-rate arithmetic
   limits.py          a plan's limits enforced on the database (rate, jobs in progress, images per day)
   webhook_targets.py whether a webhook URL may be used (public addresses only)
+subjects/          the people and products jobs are of, known by the tenant's photos
+  domain.py          a subject as clients see it, its states and how identity events move it, without I/O
+  judging.py         each photo's verdict: checks, repeats, one person across the photos, room; without I/O
+  photos.py          photos added: screened, measured by the scorer, judged under the row lock, kept sealed
+  views.py           a subject's view from its rows; its sealed embeddings and centroid; the SubjectRef of a job
+  changes.py         a change written and announced (SubjectChanged); erasure; the router's identity events
+  lifecycle.py       create, read and erase; the retention sweeper
+  examples.py        example bodies of the subjects API for the OpenAPI document
+members/           a tenant's people: members, service accounts, invitations, sign-in and sessions
+  settings.py        TeamSettings (SMTP, the link key, session timeouts, identity providers), part of IngestSettings
+  team.py            changes to members with their audit records: roles, removals, service accounts, invitations
+  links.py           signed, expiring, single-use links (invitations, sign-in by mail)
+  mail.py            mail through the operator's SMTP server
+  sessions.py        console sessions: cookies, CSRF, opening one at sign-in
+  oidc.py            the OpenID Connect relying party: discovery, JWKS, PKCE, the id_token checked (joserfc)
+  sso.py             a tenant's provider, and who a verified id_token is (linked, invited, just in time)
+  web.py             what the sign-in routes share: base URL, redirect URI, the throttle
+  wiring.py          the link signer, mailer and provider client on app.state, as dependencies
 receipts/          signed job receipts
   document.py        what a receipt says and how it is signed, without I/O
   issuing.py         issuing and reading receipts, and the keys they were signed with

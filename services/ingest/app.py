@@ -24,14 +24,17 @@ from services.ingest.inputs.moderation import Breaker, HostedModeration
 from services.ingest.inputs.screening import ScreeningGate
 from services.ingest.jobs.live import LogWatch
 from services.ingest.jobs.sweeper import Sweeper
+from services.ingest.members import wiring as member_wiring
 from services.ingest.receipts.document import Signer, load_signing_key
 from services.ingest.receipts.issuing import record_signing_key
 from services.ingest.routes import (
     account,
     admin,
+    admin_members,
     admin_platform,
     admin_tenants,
     alerts,
+    audit,
     billing,
     candidates,
     console,
@@ -39,10 +42,14 @@ from services.ingest.routes import (
     events,
     internal,
     jobs,
+    members,
     prompt_screening,
     provenance,
     receipts,
     root,
+    sign_in,
+    sso,
+    subjects,
     templates,
     uploads,
     usage,
@@ -50,6 +57,7 @@ from services.ingest.routes import (
 )
 from services.ingest.routes import keys as key_routes
 from services.ingest.settings import IngestSettings
+from services.ingest.subjects.lifecycle import RetentionSweeper, Subjects
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +68,9 @@ Every error is an RFC 9457 problem (`application/problem+json`) with the request
 `X-Request-ID` to choose that id, and retry a submission safely with `Idempotency-Key`."""
 TAGS = [
     {"name": "jobs", "description": "Submit a job, follow it to its links, report a bad image."},
+    {"name": "subjects", "description": "The people and products your jobs are of: made known by your photos, each"
+                                        " photo screened and judged, kept sealed, erased on request or after the"
+                                        " retention."},
     {"name": "events", "description": "Each job's event log, and live streams of it (Server-Sent Events)."},
     {"name": "uploads", "description": "Input photos for jobs, screened and stored without metadata."},
     {"name": "templates", "description": "The template catalogue: what each template asks of its input photo, its"
@@ -73,6 +84,10 @@ TAGS = [
                                           " anyone, and the trust anchor they chain to."},
     {"name": "keys", "description": "Your API keys: create them with scopes, list, revoke and rotate them."},
     {"name": "webhooks", "description": "Signed webhooks when jobs end: endpoints, secrets, every attempt, redelivery."},
+    {"name": "members", "description": "The tenant's people and machines: members with roles, invitations, service"
+                                       " accounts, the role table, and the audit log."},
+    {"name": "sign-in", "description": "Signing in to the console: single sign-on through the tenant's OpenID Connect"
+                                       " provider, links by mail, and sessions."},
     {"name": "meta", "description": "Where to start: the documentation, this document, the console."},
 ]
 
@@ -86,10 +101,11 @@ def receipt_signer(settings: IngestSettings) -> Signer:
     return Signer(Ed25519PrivateKey.generate())
 
 
-ROUTERS = (root.router, jobs.router, candidates.router, events.router, uploads.router, account.router, alerts.router,
+ROUTERS = (root.router, jobs.router, subjects.router, candidates.router, events.router, uploads.router, account.router, alerts.router,
            prompt_screening.router, usage.router, receipts.router, provenance.router, templates.router,
            key_routes.router, webhooks.router, admin.router, admin_tenants.router, admin_platform.router,
-           internal.router, billing.router)
+           internal.router, billing.router, members.router, sign_in.router, sso.router, audit.router,
+           admin_members.router)
 
 
 def create_api(lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None) -> FastAPI:
@@ -116,7 +132,7 @@ def build(settings: IngestSettings) -> tuple[ServiceRuntime, FastAPI]:
     objects = ObjectStore(settings)
     signer = receipt_signer(settings)
     if settings.consume_events:
-        handlers.register(runtime.consumer, signer)
+        handlers.register(runtime.consumer, handlers.Projection(signer, settings))
         runtime.consume(SUBSCRIPTIONS["ingest"])
     app = create_api(runtime.lifespan)
     app.state.runtime, app.state.settings, app.state.objects, app.state.signer = runtime, settings, objects, signer
@@ -125,6 +141,7 @@ def build(settings: IngestSettings) -> tuple[ServiceRuntime, FastAPI]:
     app.state.service_verifier = verifier_of(settings)
     app.state.screening = ScreeningGate(settings.screening_budget_bytes(), settings.screening_threads,
                                         settings.screening_wait_s)
+    member_wiring.install(app, runtime, settings)
     app.state.prompt_gate = PromptGate(settings.prompt_rules, settings.prompt_screening_policy,
                                        hosted_moderation(runtime, settings))
     peers = Peers(runtime, app)
@@ -133,9 +150,11 @@ def build(settings: IngestSettings) -> tuple[ServiceRuntime, FastAPI]:
     peers.http("delivery", settings.delivery_url, settings.delivery_timeout_s)
     peers.http("ledger", settings.ledger_url, settings.ledger_timeout_s)
     sweeper = Sweeper(runtime, settings, signer)
+    retention = RetentionSweeper(Subjects(runtime, settings, objects))
     app.state.log_watch = LogWatch(runtime, settings.stream_poll_s)
-    runtime.startup_hooks += [partial(publish_signing_key, runtime, signer), sweeper.start, app.state.log_watch.start]
-    runtime.shutdown_hooks += [sweeper.stop, app.state.log_watch.stop]
+    runtime.startup_hooks += [partial(publish_signing_key, runtime, signer), sweeper.start, retention.start,
+                              app.state.log_watch.start]
+    runtime.shutdown_hooks += [sweeper.stop, retention.stop, app.state.log_watch.stop]
     app.router.routes.extend(telemetry.ops_routes(runtime.readiness_checks, runtime.reported_checks))
     return runtime, app
 

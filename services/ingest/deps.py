@@ -1,26 +1,31 @@
 """FastAPI dependencies: the service's runtime, its settings, and the caller: the tenant of
-an API key that holds the scope the route needs."""
+an API key, or of a member signed in to the console, that holds the scope the route needs
+(a member's scopes are their role's, services.ingest.accounts.roles)."""
 
 from dataclasses import dataclass
 from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import Depends, Request, Response, Security
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
 
-from services.common import telemetry
+from services.common import audit, telemetry
 from services.common.contracts import KeySpendCaps
+from services.common.db import Conn
 from services.common.problems import Problem
 from services.common.runtime import ServiceRuntime
 from services.common.storage import ObjectStore
 from services.ingest import store
-from services.ingest.accounts import limits
+from services.ingest.accounts import limits, roles
 from services.ingest.accounts.keys import hash_api_key
 from services.ingest.accounts.plans import PlanBook
 from services.ingest.accounts.prompt_screening import PromptGate
 from services.ingest.inputs.screening import ScreeningGate
 from services.ingest.jobs.live import LogWatch
+from services.ingest.members import sessions
+from services.ingest.members.links import digest
 from services.ingest.settings import IngestSettings
+from services.ingest.store import sessions as session_store
 
 UNAUTHORIZED = {"WWW-Authenticate": 'Bearer realm="genline"'}
 # The scheme the OpenAPI document names, with the scopes each operation needs; the key
@@ -29,6 +34,13 @@ api_key = HTTPBearer(scheme_name="apiKey", bearerFormat="gl_…", auto_error=Fal
                      description="`Authorization: Bearer <api key>`; one tenant per key. An operation"
                                  " lists the scope the key needs (`jobs:write`, `jobs:read`, `account:read`,"
                                  " `keys:manage`, `webhooks:manage`); without it the answer is 403.")
+# The console's session (services.ingest.members.sessions): a member signed in, whose role
+# gives the scopes; every change also carries the session's X-CSRF-Token.
+session_cookie = APIKeyCookie(name=sessions.SESSION_COOKIE, scheme_name="session", auto_error=False,
+                              description="The console's session cookie, set at sign-in (HttpOnly, Secure,"
+                                          " SameSite=Lax); a request that changes something also sends the"
+                                          " session's CSRF token as `X-CSRF-Token`. The member's role gives the"
+                                          " scopes (see `GET /v1/roles`).")
 
 
 async def get_runtime(request: Request) -> ServiceRuntime:
@@ -78,44 +90,110 @@ PromptScreen = Annotated[PromptGate, Depends(get_prompt_gate)]
 
 
 @dataclass(frozen=True)
+class Member:
+    """The member (a person, or a service account through its key) a caller acts as."""
+
+    id: UUID
+    role: str
+    email: str | None = None
+
+
+@dataclass(frozen=True)
 class Caller:
-    """Who is calling: the tenant, the key it used, and what that key may do."""
+    """Who is calling: the tenant, the key it used (None for a console session), what it may
+    do, and the member it acts as (None for a key no member owns)."""
 
     tenant_id: str
-    key_id: UUID
+    key_id: UUID | None
     scopes: frozenset[str]
     caps: KeySpendCaps = KeySpendCaps()
+    member: Member | None = None
+    session_id: UUID | None = None
+
+    @property
+    def actor(self) -> str:
+        """The caller as the audit trail names it."""
+        return audit.member_actor(str(self.member.id)) if self.member else audit.key_actor(str(self.key_id))
+
+    def owns(self, owner_id: UUID | None) -> bool:
+        """Whether a thing owned by `owner_id` (None: the tenant) is the caller's own."""
+        return owner_id == (self.member.id if self.member else None)
+
+
+def acting(caller: Caller, request: Request) -> audit.Acting:
+    details: dict[str, Any] = {}
+    if caller.member is not None and caller.member.email:
+        details["actor_email"] = caller.member.email
+    if caller.member is not None and caller.key_id is not None:
+        details["actor_key"] = str(caller.key_id)
+    return audit.Acting(caller.actor, sessions.client_address(request), details)
+
+
+async def by_session(request: Request, conn: Conn, token: str) -> tuple[Caller, str]:
+    """The caller of a console session (401 once it has ended), and its tenant's plan; a change
+    must carry the session's CSRF token (403)."""
+    settings = await get_settings(request)
+    row = await session_store.live_session(conn, digest(token), settings.session_idle_s)
+    if row is None:
+        raise Problem(401, "session-ended", "this session has ended (signed out, timed out, or the member's role"
+                      " changed): sign in again", UNAUTHORIZED)
+    sessions.check_csrf(request, row["csrf_hash"], settings.public_url)
+    member = Member(row["member_id"], row["role"], row["email"])
+    return Caller(row["tenant_id"], None, roles.scopes_of(row["role"]), member=member, session_id=row["id"]), row["plan"]
+
+
+async def by_key(conn: Conn, secret: str) -> tuple[Caller, str]:
+    """The caller of an API key (401 when it is not live), and its tenant's plan. A key a
+    member or service account owns does what its scopes and its owner's role both allow."""
+    row = await store.live_key(conn, hash_api_key(secret))
+    if row is None:
+        raise Problem(401, "invalid-api-key", "the API key is not valid", UNAUTHORIZED)
+    caps = KeySpendCaps(daily=row["daily_cap_credits"], monthly=row["monthly_cap_credits"])
+    member = Member(row["owner_id"], row["owner_role"], row["owner_email"]) if row["owner_id"] else None
+    scopes = roles.effective_scopes(row["scopes"], row["owner_role"] if member else None)
+    return Caller(row["tenant_id"], row["id"], scopes, caps, member), row["plan"]
 
 
 async def authenticated(request: Request, response: Response,
                         bearer: Annotated[HTTPAuthorizationCredentials | None, Security(api_key)]) -> Caller:
-    """`Authorization: Bearer <api key>`, looked up on every request (no cache), so a key
-    revoked or past its rotation overlap is refused at once by every replica. Then the
-    request counts against the tenant's plan's rate (429 beyond it); every answer carries
-    the RateLimit headers."""
+    """`Authorization: Bearer <api key>`, else the console's session cookie, looked up on every
+    request (no cache), so a key revoked, a session ended or a member removed is refused at
+    once by every replica. Then the request counts against the tenant's plan's rate (429
+    beyond it); every answer carries the RateLimit headers."""
     runtime, plans = await get_runtime(request), await get_plans(request)
-    if not request.headers.get("authorization"):
+    cookie = request.cookies.get(sessions.SESSION_COOKIE)
+    if not request.headers.get("authorization") and not cookie:
         raise Problem(401, "missing-api-key", "send your API key as 'Authorization: Bearer <key>'", UNAUTHORIZED)
-    if bearer is None:
+    if request.headers.get("authorization") and bearer is None:
         raise Problem(401, "invalid-api-key", "the Authorization header must be 'Bearer <key>'", UNAUTHORIZED)
     async with runtime.pool.connection() as conn:
-        row = await store.live_key(conn, hash_api_key(bearer.credentials.strip()))
-        if row is None:
-            raise Problem(401, "invalid-api-key", "the API key is not valid", UNAUTHORIZED)
-        plan = plans.get(row["plan"])
-        decision = await limits.take_request(conn, row["tenant_id"], plan)
-    telemetry.bind_tenant(row["tenant_id"])
+        if bearer is not None:
+            caller, plan_name = await by_key(conn, bearer.credentials.strip())
+        else:
+            assert cookie is not None  # one of the two was sent
+            caller, plan_name = await by_session(request, conn, cookie)
+        plan = plans.get(plan_name)
+        decision = await limits.take_request(conn, caller.tenant_id, plan)
+    telemetry.bind_tenant(caller.tenant_id)
+    audit.ACTING.set(acting(caller, request))
     if not decision.allowed:
         raise Problem(429, "rate-limited", f"plan {plan.name!r} allows {plan.requests_per_s:g} requests a second"
                       f" with bursts of {plan.burst}; retry after {decision.retry_after_s} s",
                       decision.headers(plan), extra={"retry_after": decision.retry_after_s, "plan": plan.name})
     response.headers.update(decision.headers(plan))
-    caps = KeySpendCaps(daily=row["daily_cap_credits"], monthly=row["monthly_cap_credits"])
-    return Caller(row["tenant_id"], row["id"], frozenset(row["scopes"]), caps)
+    return caller
 
 
-async def scoped_caller(security_scopes: SecurityScopes, caller: Annotated[Caller, Depends(authenticated)]) -> Caller:
+async def scoped_caller(security_scopes: SecurityScopes, caller: Annotated[Caller, Depends(authenticated)],
+                        _session: Annotated[str | None, Security(session_cookie)] = None) -> Caller:
+    """The caller, when what it may do holds every scope the operation lists (403 else). The
+    session cookie is named here so that the document lists it beside the key; `authenticated`
+    reads it."""
     missing = [scope for scope in security_scopes.scopes if scope not in caller.scopes]
+    if missing and caller.key_id is None:
+        assert caller.member is not None  # a session is always a member's
+        raise Problem(403, "missing-scope", f"the role {caller.member.role!r} does not allow this operation (it needs"
+                      f" the scope {missing[0]!r})", extra={"scope": missing[0], "role": caller.member.role})
     if missing:
         raise Problem(403, "missing-scope", f"this API key lacks the scope {missing[0]!r} that this operation needs",
                       extra={"scope": missing[0]})
@@ -140,5 +218,11 @@ def ScopedCaller(scope: str) -> Any:  # noqa: N802
 JobsWriter = Scoped("jobs:write")
 JobsSubmitter = ScopedCaller("jobs:write")  # a job carries the key that submitted it, and its spend caps
 JobsReader = Scoped("jobs:read")
+ReceiptsReader = Scoped("receipts:read")  # receipts hold no prompt: billing reads them, not jobs
 AccountReader = Scoped("account:read")
 KeysManager = ScopedCaller("keys:manage")
+MembersManager = ScopedCaller("members:manage")
+AuditReader = ScopedCaller("audit:read")
+SsoManager = ScopedCaller("sso:manage")
+# Anyone signed in, whatever they may do: who am I, my sessions.
+SignedIn = Annotated[Caller, Security(scoped_caller)]

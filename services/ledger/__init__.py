@@ -17,7 +17,7 @@ payments/              money in through a payment gateway (Stripe): checkouts, a
 pricebook.py           credits per delivered image by template × tier (pricebook.yaml)
 routes/                the HTTP API: admin grants, settings, reconciliation, Stripe's payment webhooks
                        (here), the audit trail's admin view (audit.py), the internal billing API ingest
-                       calls (billing.py)
+                       calls (billing.py), one tenant's trail for ingest's /v1/audit (tenant_audit.py)
 grpc.py                the gRPC server: GetBalance, Quote, ListEntries, GetKeySpend, GetAlerts, SetAlertSettings
 metrics.py             counters of credits and money the ledger announced
 audit.py               the audit trail of every service's AuditRecorded events, kept once each

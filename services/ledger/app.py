@@ -10,7 +10,7 @@ from services.common.contracts import SUBSCRIPTIONS
 from services.common.internal_calls import verifier_of
 from services.common.runtime import ServiceRuntime
 from services.ledger import handlers, routes
-from services.ledger.routes import audit, billing
+from services.ledger.routes import audit, billing, tenant_audit
 from services.ledger.service import LedgerApp, grant
 from services.ledger.settings import LedgerSettings
 
@@ -49,6 +49,7 @@ def http_app(ledger: LedgerApp, lifespan: Any = None) -> FastAPI:
     app.state.grant, app.state.ledger = ledger.grant, ledger
     app.include_router(routes.router)
     app.include_router(audit.router)
+    app.router.routes.extend(tenant_audit.routes(verifier_of(ledger.settings)))
     if ledger.payments:
         app.router.routes.extend(billing.routes(ledger.payments, verifier_of(ledger.settings)))
     return app

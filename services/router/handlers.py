@@ -116,10 +116,11 @@ async def erase_prompt(ctx: HandlerContext, event: JobErased) -> None:
 
 
 def training_stopped(row: subjects_store.IdentityRow, code: str, reason: str) -> IdentityTrainingFailed:
-    """A training its order's tenant stopped (the order canceled, the subject erased): failed, the tenant's doing."""
+    """A training its order's tenant stopped (the order canceled, the subject erased): the tenant's
+    doing once it was submitted (the provider bills what ran); before, nothing was spent."""
     return IdentityTrainingFailed(job_id=row.job_id, tenant_id=row.tenant_id, subject_id=row.subject_id,
-                                  identity_id=row.identity_id, failure_code=code, reason=reason, tenant_fault=True,
-                                  failed_at=datetime.now(UTC))
+                                  identity_id=row.identity_id, failure_code=code, reason=reason,
+                                  tenant_fault=row.handle is not None, failed_at=datetime.now(UTC))
 
 
 # The events on the topics the router reads that it has no use for. A type new on those topics is
@@ -129,7 +130,7 @@ PASSED_OVER: tuple[type[contracts.Event], ...] = (
     contracts.JobProgressed, contracts.RetentionSet, contracts.AuditRecorded, contracts.ReservationRejected,
     contracts.ReservationSettled, contracts.CreditsGranted, contracts.CreditsExpired, contracts.CreditsReclaimed,
     contracts.AutoTopUpFailed, contracts.CreditsRefunded, contracts.RetryTokenIssued, contracts.ReportDeclined,
-    contracts.AccountAlerted,
+    contracts.AccountAlerted, contracts.TrainingSettled,
 )
 
 

@@ -22,6 +22,7 @@ from services.ledger.app import grant
 from services.ledger.records import CreditGrant
 from services.ledger.settings import LedgerSettings
 from tests.kafka import unread_records
+from tests.mailbox import Mailbox, smtp_server
 from tests.payments.stripe_simulator import StripeSimulator, simulator_in_thread
 
 FINAL = set(FINAL_STATES)
@@ -39,7 +40,14 @@ def stripe() -> Iterator[StripeSimulator]:
 
 
 @pytest.fixture(scope="package")
-def platform(endpoints, tmp_path_factory, stripe) -> Iterator[ServiceFleet]:
+def mailbox() -> Iterator[Mailbox]:
+    """The platform's SMTP server: a real one on loopback that keeps what it is handed."""
+    with smtp_server() as box:
+        yield box
+
+
+@pytest.fixture(scope="package")
+def platform(endpoints, tmp_path_factory, stripe, mailbox) -> Iterator[ServiceFleet]:
     fleet = ServiceFleet(endpoints, tmp_path_factory.mktemp("service-logs"),
                          extra_env={"GENLINE_ENVIRONMENT": "test", "GENLINE_KAFKA_SESSION_TIMEOUT_MS": "6000",
                                     "GENLINE_ADMIN_TOKEN": LEDGER_ADMIN_TOKEN,
@@ -48,7 +56,15 @@ def platform(endpoints, tmp_path_factory, stripe) -> Iterator[ServiceFleet]:
                                     # Webhook retries within seconds, not a day.
                                     "GENLINE_WEBHOOK_RETRY_SCHEDULE_S": "[0.3, 0.6, 1.2, 2.4]",
                                     # The ledger looks for alerts due every second, not every 15.
-                                    "GENLINE_ALERT_INTERVAL_S": "1"})
+                                    "GENLINE_ALERT_INTERVAL_S": "1",
+                                    # Subjects past their retention are erased within a second.
+                                    "GENLINE_SUBJECT_SWEEP_INTERVAL_S": "1",
+                                    # Invitations and sign-in links go out through the mailbox.
+                                    "GENLINE_SMTP_HOST": "127.0.0.1", "GENLINE_SMTP_PORT": str(mailbox.port),
+                                    "GENLINE_SMTP_SECURITY": "none",
+                                    # The identity provider of the console's tests is on loopback.
+                                    "GENLINE_OIDC_ALLOWED_NETWORKS": '["127.0.0.0/8"]',
+                                    "GENLINE_MEMBER_LINK_KEY": "e2e-member-link-key-3f9a1c7d2b"})
     stripe.webhook_url = f"{fleet.url('ledger')}/v1/webhooks/payments"
     try:
         fleet.start_all()

@@ -62,9 +62,20 @@ def create_job(prompt: str, images: int, template: str | None, idempotency_key: 
     # One key for every try of this submission: a retry after a lost answer finds the first job.
     key = idempotency_key or str(uuid.uuid4())
     body = without_none({"prompt": prompt, "images": images, "template": template} | options)
+    if "subject" in body:  # a Subject, or its id
+        body["subject"] = job_id_of(body["subject"])
     if "video" in body:
         body["video"] = video_request(body["video"])
     return Call("POST", "/v1/jobs", json=body, headers={"Idempotency-Key": key})
+
+
+def quote(template: str, images: int, options: dict[str, Any]) -> Call:
+    body = without_none({"template": template, "images": images} | options)
+    if "subject" in body:
+        body["subject"] = job_id_of(body["subject"])
+    if "video" in body:
+        body["video"] = video_request(body["video"])
+    return Call("POST", "/v1/quotes", json=body)
 
 
 def video_request(video: Video | dict[str, Any]) -> dict[str, Any]:
@@ -141,6 +152,38 @@ def api_keys() -> Call:
 
 def set_key_caps(key_id: str, daily: int | None, monthly: int | None) -> Call:
     return Call("PUT", f"/v1/api-keys/{key_id}/caps", json={"daily_cap_credits": daily, "monthly_cap_credits": monthly})
+
+
+def me() -> Call:
+    return Call("GET", "/v1/me")
+
+
+def members() -> Call:
+    return Call("GET", "/v1/members")
+
+
+def invite(email: str, role: str) -> Call:
+    return Call("POST", "/v1/invitations", json={"email": email, "role": role})
+
+
+def invitations() -> Call:
+    return Call("GET", "/v1/invitations")
+
+
+def revoke_invitation(invitation_id: str) -> Call:
+    return Call("DELETE", f"/v1/invitations/{invitation_id}")
+
+
+def set_member_role(member_id: str, role: str) -> Call:
+    return Call("PUT", f"/v1/members/{member_id}/role", json={"role": role})
+
+
+def remove_member(member_id: str, move_keys_to: str | None) -> Call:
+    return Call("DELETE", f"/v1/members/{member_id}", params={"move_keys_to": move_keys_to} if move_keys_to else None)
+
+
+def audit_log(filters: dict[str, Any]) -> Call:
+    return Call("GET", "/v1/audit", params={k: v for k, v in filters.items() if v is not None})
 
 
 def alerts() -> Call:

@@ -39,6 +39,7 @@ from genline_client.models import (
 )
 from genline_client.retry import RetryPolicy
 from genline_client.sse import EventStreamParser
+from genline_client.subjects import AsyncSubjects
 
 
 class AsyncGenline:
@@ -50,6 +51,7 @@ class AsyncGenline:
                                        headers={"Authorization": f"Bearer {api_key}", "User-Agent": _calls.USER_AGENT})
         self._retry, self._sleep = retry, sleep
         self.jobs = AsyncJobs(self)
+        self.subjects = AsyncSubjects(self)
 
     async def __aenter__(self) -> AsyncGenline:
         return self
@@ -71,6 +73,10 @@ class AsyncGenline:
             for document in page["data"]:
                 yield document
             position = page["next_after"]
+
+    async def quote(self, template: str = "generic", images: int = 1, **options: Any) -> dict[str, Any]:
+        """What a job would cost now (see `Genline.quote`)."""
+        return await self.call(_calls.quote(template, images, options))
 
     async def signing_keys(self) -> dict[str, Any]:
         """The public keys receipts are signed with (JWK), rotated-out ones included."""
@@ -110,6 +116,37 @@ class AsyncGenline:
         """Set a key's spend caps in credits per UTC day and month (None lifts one)."""
         return await self.call(_calls.set_key_caps(str(key_id), daily_cap_credits, monthly_cap_credits))
 
+    async def me(self) -> dict[str, Any]:
+        """Who this key is: its tenant, the member or service account that owns it, and its scopes."""
+        return await self.call(_calls.me())
+
+    async def members(self) -> list[dict[str, Any]]:
+        """Your organization's members and service accounts, each with its role (members:manage)."""
+        return (await self.call(_calls.members()))["data"]
+
+    async def invite(self, email: str, role: str) -> dict[str, Any]:
+        """Invite someone by mail to join in `role`; the mail carries a signed, single-use link."""
+        return await self.call(_calls.invite(email, role))
+
+    async def invitations(self) -> list[dict[str, Any]]:
+        return (await self.call(_calls.invitations()))["data"]
+
+    async def revoke_invitation(self, invitation_id: str) -> None:
+        await self.call(_calls.revoke_invitation(str(invitation_id)))
+
+    async def set_member_role(self, member_id: str, role: str) -> dict[str, Any]:
+        """Give a member another role; their sessions end, their keys narrow to the new role."""
+        return await self.call(_calls.set_member_role(str(member_id), role))
+
+    async def remove_member(self, member_id: str, *, move_keys_to: str | None = None) -> None:
+        """Remove a member; their keys are revoked unless moved to another member or service account."""
+        await self.call(_calls.remove_member(str(member_id), move_keys_to and str(move_keys_to)))
+
+    async def audit_log(self, *, action: str | None = None, actor: str | None = None,
+                        limit: int = 100) -> list[dict[str, Any]]:
+        """Your organization's audit log, newest first (audit:read)."""
+        return (await self.call(_calls.audit_log({"action": action, "actor": actor, "limit": limit})))["entries"]
+
     async def alerts(self) -> dict[str, Any]:
         """Your alert settings and latest alerts (balance low, grant expiring, key cap reached,
         top-up failed), newest first."""
@@ -129,7 +166,8 @@ class AsyncGenline:
         """Send one call, with retries; its JSON answer, or the problem as an exception."""
         request = self._http.build_request(call.method, call.path, params=call.params, json=call.json,
                                            headers=call.headers, content=call.content)
-        return (await self._send(request)).json()
+        response = await self._send(request)
+        return None if response.status_code == 204 else response.json()
 
     async def content(self, path: str) -> bytes:
         """The body of a GET of `path` with your key, with retries: an image, not JSON."""
@@ -223,6 +261,8 @@ class AsyncJobs:
         """Submit a job (with `video`, a job for clips); see `Jobs.create`."""
         call = _calls.create_job(prompt, images, template, idempotency_key, options | {"video": video})
         return SubmittedJob.model_validate(await self._client.call(call))
+
+    submit = create
 
     async def get(self, job: Any) -> Job:
         return Job.model_validate(await self._client.call(_calls.Call("GET", f"/v1/jobs/{_calls.job_id_of(job)}")))

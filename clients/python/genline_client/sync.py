@@ -39,6 +39,7 @@ from genline_client.models import (
 )
 from genline_client.retry import RetryPolicy
 from genline_client.sse import EventStreamParser
+from genline_client.subjects import Subjects
 
 
 class Genline:
@@ -50,6 +51,7 @@ class Genline:
                                   headers={"Authorization": f"Bearer {api_key}", "User-Agent": _calls.USER_AGENT})
         self._retry, self._sleep = retry, sleep
         self.jobs = Jobs(self)
+        self.subjects = Subjects(self)
 
     def __enter__(self) -> Genline:
         return self
@@ -74,6 +76,12 @@ class Genline:
         screens it and answers 422 with what to change when it cannot be used."""
         content = photo if isinstance(photo, bytes) else Path(photo).read_bytes()
         return Upload.model_validate(self.call(_calls.upload(content, media_type)))
+
+    def quote(self, template: str = "generic", images: int = 1, **options: Any) -> dict[str, Any]:
+        """What a job would cost now (nothing is held): `credits`, and for a job of a subject
+        (`subject=`) its training line, `training_credits`; other fields of POST /v1/quotes in
+        `options` (`tier`, `identity`, `video` …)."""
+        return self.call(_calls.quote(template, images, options))
 
     def signing_keys(self) -> dict[str, Any]:
         """The public keys receipts are signed with (JWK), rotated-out ones included."""
@@ -113,6 +121,37 @@ class Genline:
         """Set a key's spend caps in credits per UTC day and month (None lifts one)."""
         return self.call(_calls.set_key_caps(str(key_id), daily_cap_credits, monthly_cap_credits))
 
+    def me(self) -> dict[str, Any]:
+        """Who this key is: its tenant, the member or service account that owns it, and its scopes."""
+        return self.call(_calls.me())
+
+    def members(self) -> list[dict[str, Any]]:
+        """Your organization's members and service accounts, each with its role (members:manage)."""
+        return self.call(_calls.members())["data"]
+
+    def invite(self, email: str, role: str) -> dict[str, Any]:
+        """Invite someone by mail to join in `role`; the mail carries a signed, single-use link."""
+        return self.call(_calls.invite(email, role))
+
+    def invitations(self) -> list[dict[str, Any]]:
+        return self.call(_calls.invitations())["data"]
+
+    def revoke_invitation(self, invitation_id: str) -> None:
+        self.call(_calls.revoke_invitation(str(invitation_id)))
+
+    def set_member_role(self, member_id: str, role: str) -> dict[str, Any]:
+        """Give a member another role; their sessions end, their keys narrow to the new role."""
+        return self.call(_calls.set_member_role(str(member_id), role))
+
+    def remove_member(self, member_id: str, *, move_keys_to: str | None = None) -> None:
+        """Remove a member; their keys are revoked unless moved to another member or service account."""
+        self.call(_calls.remove_member(str(member_id), move_keys_to and str(move_keys_to)))
+
+    def audit_log(self, *, action: str | None = None, actor: str | None = None,
+                  limit: int = 100) -> list[dict[str, Any]]:
+        """Your organization's audit log, newest first (audit:read)."""
+        return self.call(_calls.audit_log({"action": action, "actor": actor, "limit": limit}))["entries"]
+
     def alerts(self) -> dict[str, Any]:
         """Your alert settings and latest alerts (balance low, grant expiring, key cap reached,
         top-up failed), newest first."""
@@ -132,7 +171,8 @@ class Genline:
         """Send one call, with retries; its JSON answer, or the problem as an exception."""
         request = self._http.build_request(call.method, call.path, params=call.params, json=call.json,
                                            headers=call.headers, content=call.content)
-        return self._send(request).json()
+        response = self._send(request)
+        return None if response.status_code == 204 else response.json()
 
     def content(self, path: str) -> bytes:
         """The body of a GET of `path` with your key, with retries: an image, not JSON."""
@@ -217,7 +257,8 @@ class Jobs:
                idempotency_key: str | None = None, video: Video | dict[str, Any] | None = None,
                **options: Any) -> SubmittedJob:
         """Submit a job. Other fields of the API's job request (`candidates`, `tier`, `seed`,
-        `quality`, `deadline_s`, `input_upload` …) go in `options`. Retries carry one
+        `quality`, `deadline_s`, `input_upload`, `subject` (a Subject or its id), `identity`,
+        `styles` …) go in `options`. Retries carry one
         Idempotency-Key, so a submission retried after a lost answer is still one job.
 
         With `video` the job delivers clips (MP4) rather than images, `images` of them::
@@ -230,6 +271,8 @@ class Jobs:
         """
         call = _calls.create_job(prompt, images, template, idempotency_key, options | {"video": video})
         return SubmittedJob.model_validate(self._client.call(call))
+
+    submit = create  # a job of a subject: `submit(prompt, template="subject-headshots", subject=subject)`
 
     def get(self, job: Any) -> Job:
         return Job.model_validate(self._client.call(_calls.Call("GET", f"/v1/jobs/{_calls.job_id_of(job)}")))

@@ -12,6 +12,7 @@ from psycopg.rows import DictRow
 
 from services.common.contracts import KeySpendCaps
 from services.common.db import Conn
+from services.ingest.accounts import roles
 from services.ingest.store import accounts as store
 from services.ingest.store.accounts import list_keys as list_keys
 from services.ingest.store.accounts import revoke_key as revoke_key
@@ -20,7 +21,7 @@ from services.ingest.store.accounts import set_caps as set_caps
 API_KEY_PREFIX = "gl_"
 # What a key may do; a key is created with a subset of its creator's. Keys made before
 # scopes existed, and keys operators create, hold all of them.
-SCOPES = ("jobs:write", "jobs:read", "account:read", "keys:manage", "webhooks:manage", "billing:manage")
+SCOPES = roles.SCOPES
 
 # How much of a key is kept in clear, so a tenant can tell its keys apart: "gl_" and 5 more.
 DISPLAY_PREFIX_LENGTH = 8
@@ -52,12 +53,13 @@ class KeyGrant:
     name: str = ""
     scopes: tuple[str, ...] = SCOPES
     caps: KeySpendCaps = field(default_factory=KeySpendCaps)
+    owner_id: UUID | None = None  # a member or service account; None: the tenant's own
 
 
 async def issue_key(conn: Conn, tenant_id: str, grant: KeyGrant) -> IssuedKey:
     secret = new_api_key()
     row = await store.insert_key(conn, tenant_id, store.NewKey(
-        hash_api_key(secret), secret[:DISPLAY_PREFIX_LENGTH], grant.name, grant.scopes, grant.caps))
+        hash_api_key(secret), secret[:DISPLAY_PREFIX_LENGTH], grant.name, grant.scopes, grant.caps, grant.owner_id))
     return IssuedKey(row["id"], secret, secret[:DISPLAY_PREFIX_LENGTH], row["created_at"])
 
 
@@ -76,5 +78,5 @@ def caps_of(row: DictRow) -> KeySpendCaps:
 
 
 def grant_of(row: DictRow) -> KeyGrant:
-    """A stored key's name, scopes and caps, as a key rotated from it is issued with."""
-    return KeyGrant(row["name"], tuple(row["scopes"]), caps_of(row))
+    """A stored key's name, scopes, caps and owner, as a key rotated from it is issued with."""
+    return KeyGrant(row["name"], tuple(row["scopes"]), caps_of(row), row["owner_id"])

@@ -3,6 +3,8 @@
 // webhook endpoints with their latest attempts.
 import {FINAL, api} from "./api.js";
 import {drawBilling} from "./billing.js";
+import {newKeyForm, ownerOf} from "./keys.js";
+import {can} from "./session.js";
 import {h, facts, field, table, badge, when, show, fill, fillWith, announce, errorBox} from "./dom.js";
 
 export async function accountPage() {
@@ -17,10 +19,12 @@ export async function accountPage() {
   show(h("h1", {text: "Account"}), balance, billing, usage, holds, keys, alerts, hooks);
   await Promise.all([
     fill(balance, async () => drawBalance(await api("/v1/account"))),
-    fill(billing, async () => drawBilling(await api("/v1/billing"), (note, session) => watchCredits(balance, note, session))),
+    fill(billing, async () => (can("billing:manage")
+      ? drawBilling(await api("/v1/billing"), (note, session) => watchCredits(balance, note, session))
+      : h("p", {class: "notice", "data-testid": "billing-refused", text: "Buying credits needs billing:manage."}))),
     fill(usage, async () => drawUsage(await api("/v1/usage"))),
     fill(holds, async () => drawHolds((await api("/v1/jobs?limit=100")).data)),
-    fill(keys, async () => drawKeys((await api("/v1/api-keys")).data)),
+    fill(keys, async () => [newKeyForm(), ...drawKeys((await api("/v1/api-keys")).data)]),
     fill(alerts, async () => drawAlerts(await api("/v1/account/alerts"))),
     fill(hooks, async () => drawEndpoints((await api("/v1/webhook-endpoints")).data)),
   ]);
@@ -94,9 +98,10 @@ function drawHolds(jobs) {
 const spent = (used, cap) => `${used ?? "?"} of ${cap ?? "no cap"}`;
 
 function drawKeys(keys) {
-  return [table([["Name"], ["Prefix"], ["Scopes"], ["Spent today", "num"], ["Spent this month", "num"], ["Last used"],
-    ["Expires"]], keys.map((k) => h("tr", {"data-testid": `key-${k.id}`},
-    h("td", {text: k.name}), h("td", {class: "mono", text: `${k.prefix}…`}), h("td", {text: k.scopes.join(", ")}),
+  return [table([["Name"], ["Owner"], ["Prefix"], ["Scopes"], ["Spent today", "num"], ["Spent this month", "num"],
+    ["Last used"], ["Expires"]], keys.map((k) => h("tr", {"data-testid": `key-${k.id}`},
+    h("td", {text: k.name}), h("td", {"data-testid": "key-owner", text: ownerOf(k)}),
+    h("td", {class: "mono", text: `${k.prefix}…`}), h("td", {text: k.scopes.join(", ")}),
     h("td", {class: "num", "data-testid": "key-spent-today", text: spent(k.spent_today, k.daily_cap_credits)}),
     h("td", {class: "num", text: spent(k.spent_this_month, k.monthly_cap_credits)}),
     h("td", {text: when(k.last_used_at)}), h("td", {text: k.expires_at ? when(k.expires_at) : "—"}))), "API keys"),

@@ -1,5 +1,5 @@
-// The console's calls to the API: JSON in and out with the key of this tab, problems as
-// ApiError, and Server-Sent Events read with fetch (EventSource cannot send the
+// The console's calls to the API: JSON in and out with the key of this tab or the console
+// session's cookie (and its CSRF token on every change), problems as ApiError, and Server-Sent Events read with fetch (EventSource cannot send the
 // Authorization header), a dropped stream resumed with Last-Event-ID.
 import {pageSignal} from "./navigation.js";
 
@@ -25,8 +25,16 @@ export function authorization(admin) {
   return token ? {Authorization: `Bearer ${token}`} : {};
 }
 
+// A console session (no key in this tab) sends its cookie by itself; a change also carries the
+// session's CSRF token, which only a page of this origin can read.
+export function csrfToken() {
+  const found = document.cookie.split("; ").find((c) => c.startsWith("__Host-genline-csrf="));
+  return found ? decodeURIComponent(found.split("=")[1]) : null;
+}
+
 export async function api(path, {method = "GET", body, admin = false, raw = false, signal} = {}) {
   const headers = authorization(admin);
+  if (method !== "GET" && !headers.Authorization && csrfToken()) headers["X-CSRF-Token"] = csrfToken();
   if (body !== undefined && !(body instanceof Blob)) {
     headers["Content-Type"] = "application/json";
     body = JSON.stringify(body);

@@ -4,6 +4,7 @@ import {FINAL, STATES, TEMPLATES, TIERS, api, events, templates} from "./api.js"
 import {ASPECT_RATIOS, RESOLUTIONS} from "./clips.js";
 import {h, field, select, table, badge, when, announce, show, errorBox, debounce} from "./dom.js";
 import {pageSignal, navigate} from "./navigation.js";
+import {can} from "./session.js";
 
 export function jobsPage() {
   document.title = "Jobs · Genline";
@@ -26,7 +27,8 @@ export function jobsPage() {
   });
   const body = h("div");
   const live = h("p", {class: "muted", "aria-live": "polite"});
-  show(h("div", {class: "actions"}, h("h1", {text: "Jobs"}), h("a", {class: "button", href: "/console/new", text: "New job"})),
+  show(h("div", {class: "actions"}, h("h1", {text: "Jobs"}),
+    can("jobs:write") ? h("a", {class: "button", href: "/console/new", text: "New job"}) : null),
     filters, live, body);
   const progress = new Map(); // job id → its latest progress entry's payload, kept across reloads
   const load = async () => {

@@ -12,8 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.common import problems
 from services.common.api import RequestModel
+from services.common.audit import Action, record_action
 from services.common.problems import Problem
-from services.ingest.deps import AccountReader, Scoped
+from services.ingest.deps import AccountReader, Runtime, Scoped
 
 router = APIRouter(prefix="/v1/billing", tags=["billing"], responses=problems.responses(503))
 # The caller's tenant, when its key holds `billing:manage` (a dependency FastAPI reads from the
@@ -163,21 +164,34 @@ async def get_billing(tenant: AccountReader, http: LedgerHttp) -> Any:
 
 @router.post("/checkout", status_code=201, response_model=Checkout, responses=problems.responses(404, 422))
 async def create_checkout(body: CheckoutRequest, tenant: BillingManager, http: LedgerHttp,
-                          request: Request) -> Any:
+                          request: Request, runtime: Runtime) -> Any:
     """Open a checkout for a credit pack; send the payer to `url`. Credits arrive once the
     processor says the payment succeeded (at once for a card, later for a bank debit), and
     never twice for one payment."""
     account_page = f"{str(request.base_url).rstrip('/')}/console/account"
-    return await TenantBilling(http, tenant).ask("POST", "/checkout", {
+    checkout = await TenantBilling(http, tenant).ask("POST", "/checkout", {
         "pack": body.pack, "save_card": body.save_card,
         "success_url": body.success_url or f"{account_page}?checkout={{CHECKOUT_SESSION_ID}}",
         "cancel_url": body.cancel_url or f"{account_page}?checkout=canceled"})
+    await on_record(runtime, Action(f"tenant:{tenant}", "billing.checkout", f"tenant:{tenant}", tenant, {
+        "pack": body.pack, "session_id": checkout.get("session_id"), "credits": checkout.get("credits")}))
+    return checkout
+
+
+async def on_record(runtime: Any, action: Action) -> None:
+    """A top-up asked for, on the record as its caller's (the ledger records the payment itself)."""
+    async with runtime.pool.connection() as conn, conn.transaction():
+        await record_action(runtime, conn, action)
+    runtime.relay.notify()
 
 
 @router.put("/auto-topup", response_model=Billing, responses=problems.responses(404, 422))
-async def set_auto_topup(body: AutoTopUpRequest, tenant: BillingManager, http: LedgerHttp) -> Any:
+async def set_auto_topup(body: AutoTopUpRequest, tenant: BillingManager, http: LedgerHttp, runtime: Runtime) -> Any:
     """Buy `pack` with the saved card whenever a charge takes the balance below `below`, at
     most `max_per_month` times a month. A failed charge is reported as
     `billing.topup_failed`; three in a row pause the rule (as does a dispute) until it is set
     again."""
-    return await TenantBilling(http, tenant).ask("PUT", "/auto-topup", body.model_dump())
+    billing = await TenantBilling(http, tenant).ask("PUT", "/auto-topup", body.model_dump())
+    await on_record(runtime, Action(f"tenant:{tenant}", "billing.auto_topup", f"tenant:{tenant}", tenant,
+                                    body.model_dump()))
+    return billing

@@ -1,7 +1,7 @@
 """`/console`: the web console, a static page and a few hand-written ES modules that call the
-public `/v1` API (and, on the operator view, `/admin/v1`) from the browser with the key the
-person signed in with; the key stays in the tab's sessionStorage and nothing is rendered on
-the server. Every path under `/console` that is not an asset is the same page: the script
+public `/v1` API (and, on the operator view, `/admin/v1`) from the browser, as the member signed
+in (a session the server holds, its cookie HttpOnly) or with an API key kept in the tab's
+sessionStorage; nothing is rendered on the server. Every path under `/console` that is not an asset is the same page: the script
 reads the path (`/console/jobs/{id}`, `/console/operator` …) and draws it.
 
 The pages load nothing from anywhere but this origin (the Content-Security-Policy says so),
@@ -20,7 +20,8 @@ CONSOLE_DIR = Path(str(files("services.ingest") / "console"))  # a folder on dis
 # The script is ES modules, loaded as they are written (no build step): console.js draws the
 # page from the path and imports the others; the page preloads them all.
 MODULES = ("console.js", "navigation.js", "api.js", "dom.js", "jobs.js", "job.js", "clips.js", "receipts.js",
-           "account.js", "billing.js", "usage.js", "operator.js", "verify.js")
+           "account.js", "billing.js", "usage.js", "operator.js", "verify.js", "subjects.js", "session.js", "signin.js",
+           "members.js", "audit.js", "keys.js")
 ASSETS = {**dict.fromkeys(MODULES, "text/javascript"), "console.css": "text/css", "favicon.svg": "image/svg+xml"}
 
 

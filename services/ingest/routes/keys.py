@@ -1,10 +1,11 @@
 """`/v1/api-keys`: a tenant's own keys. Create one with a name, a subset of the caller's
 scopes and spend caps (the secret is shown once), list them with what each spent, set a key's
 caps, revoke one, or rotate one with an overlap in which the old secret still works. All
-behind `keys:manage`."""
+behind `keys:manage`; a key belongs to the member (or service account) who made it or was given
+it, and only `keys:admin` manages keys one does not own."""
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Path, Response
@@ -13,13 +14,14 @@ from pydantic.config import JsonDict
 
 from services.common import problems
 from services.common.api import RequestModel, StorableText
-from services.common.audit import Action, key_actor, record_action
+from services.common.audit import Action, record_action
 from services.common.contracts import KeySpendCaps
 from services.common.problems import Problem
-from services.ingest.accounts import keys, spend_caps
+from services.ingest.accounts import keys, roles, spend_caps
 from services.ingest.accounts.keys import SCOPES
-from services.ingest.deps import KeysManager, Runtime, Settings
+from services.ingest.deps import Caller, KeysManager, Runtime, Settings
 from services.ingest.ledger_calls import Ledger, LedgerClient
+from services.ingest.store import members as member_store
 
 router = APIRouter(prefix="/v1/api-keys", tags=["keys"])
 Scope = Annotated[str, Field(pattern="^(" + "|".join(SCOPES) + ")$")]
@@ -28,11 +30,12 @@ KeyId = Annotated[str, Path(max_length=64, examples=[KEY_ID], description="the k
 KEY_EXAMPLE: JsonDict = {
     "id": KEY_ID, "name": "ci reader", "prefix": "gl_Xk3v9", "scopes": ["jobs:read"],
     "created_at": "2026-11-02T10:00:00Z", "last_used_at": "2026-11-02T10:05:00Z", "expires_at": None,
-    "daily_cap_credits": 20, "monthly_cap_credits": None, "spent_today": 12, "spent_this_month": 140}
+    "daily_cap_credits": 20, "monthly_cap_credits": None, "spent_today": 12, "spent_this_month": 140,
+    "owner_id": "5e2b7c10-3a4d-4f6e-8b9a-0c1d2e3f4a5b", "owner_kind": "person", "owner_name": "dev@example.com"}
 NEW_KEY_EXAMPLE: JsonDict = {
     "id": KEY_ID, "name": "ci reader", "prefix": "gl_Xk3v9", "scopes": ["jobs:read"],
     "created_at": "2026-11-02T10:00:00Z", "last_used_at": None, "expires_at": None,
-    "secret": "gl_Xk3v9TqL2mZ8wR4yP0aB6cD1eF5gH7iJ9kL3nO5pQ"}
+    "owner_id": "5e2b7c10-3a4d-4f6e-8b9a-0c1d2e3f4a5b", "secret": "gl_Xk3v9TqL2mZ8wR4yP0aB6cD1eF5gH7iJ9kL3nO5pQ"}
 
 
 class KeyRequest(RequestModel):
@@ -45,6 +48,15 @@ class KeyRequest(RequestModel):
                                                                             " day; null: no cap")
     monthly_cap_credits: int | None = Field(None, ge=0, le=10**12, description="credits the key may spend per UTC"
                                                                               " month; null: no cap")
+    owner_id: Annotated[UUID, Field(strict=False)] | None = Field(None, description="the member or service account the key is for (needs"
+                                                    " `keys:admin` unless it is you); you when left out")
+
+
+class OwnerRequest(RequestModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"owner_id": "5e2b7c10-3a4d-4f6e-8b9a-0c1d2e3f4a5b"}]})
+
+    owner_id: Annotated[UUID, Field(strict=False)] | None = Field(description="the member or service account that owns the key from now on;"
+                                              " null: the tenant itself")
 
 
 class CapsRequest(RequestModel):
@@ -81,6 +93,12 @@ class ApiKey(BaseModel):
     spent_today: int | None = Field(None, description="credits held and charged for the key's jobs today (UTC);"
                                                       " null when the ledger does not answer")
     spent_this_month: int | None = Field(None, description="the same, this UTC month")
+    owner_id: UUID | None = Field(None, description="the member or service account that owns the key; null: the"
+                                                    " tenant itself. The key does what its scopes and its owner's"
+                                                    " role both allow, and is revoked when its owner is removed")
+    owner_kind: Literal["person", "service"] | None = Field(None, description="whether the owner is a person or a"
+                                                                             " service account")
+    owner_name: str | None = Field(None, description="the owner's email, or the service account's name")
 
 
 class NewApiKey(ApiKey):
@@ -115,7 +133,33 @@ def new_key_body(issued: keys.IssuedKey, grant: keys.KeyGrant) -> NewApiKey:
     return NewApiKey(id=issued.id, name=grant.name, prefix=issued.prefix, scopes=list(grant.scopes),
                      created_at=issued.created_at, last_used_at=None, expires_at=None, secret=issued.secret,
                      daily_cap_credits=caps.daily, monthly_cap_credits=caps.monthly, spent_today=0,
-                     spent_this_month=0)
+                     spent_this_month=0, owner_id=grant.owner_id)
+
+
+async def check_owned(conn: Any, caller: Caller, key_id: UUID) -> None:
+    """404 for a key the tenant does not have; 403 for one the caller neither owns nor may
+    manage as `keys:admin`."""
+    found, owner = await member_store.key_owner(conn, caller.tenant_id, key_id)
+    if not found:
+        raise Problem(404, "api-key-not-found", f"no API key {key_id}")
+    if "keys:admin" not in caller.scopes and not caller.owns(owner):
+        raise Problem(403, "api-key-not-yours", "this key belongs to someone else; managing it needs the scope"
+                      " 'keys:admin'", extra={"scope": "keys:admin"})
+
+
+async def owner_scopes(conn: Any, caller: Caller, owner_id: UUID | None) -> frozenset[str]:
+    """What a key for `owner_id` may at most hold: its owner's role (everything for the
+    tenant's own keys). 404 for an owner the tenant does not have; 403 when it is not the
+    caller and the caller lacks `keys:admin`."""
+    if not caller.owns(owner_id) and "keys:admin" not in caller.scopes:
+        raise Problem(403, "api-key-not-yours", "making or moving a key for someone else needs the scope"
+                      " 'keys:admin'", extra={"scope": "keys:admin"})
+    if owner_id is None:
+        return frozenset(SCOPES)
+    owner = await member_store.read_member(conn, caller.tenant_id, owner_id)
+    if owner is None:
+        raise Problem(404, "member-not-found", f"no member or service account {owner_id}")
+    return roles.scopes_of(owner["role"])
 
 
 def key_body(row: dict[str, Any], spent: dict[UUID, spend_caps.KeySpent] | None) -> ApiKey:
@@ -124,23 +168,27 @@ def key_body(row: dict[str, Any], spent: dict[UUID, spend_caps.KeySpent] | None)
     return ApiKey.model_validate(row | {"spent_today": used and used.today, "spent_this_month": used and used.this_month})
 
 
-@router.post("", status_code=201, response_model=NewApiKey)
+@router.post("", status_code=201, response_model=NewApiKey, responses=problems.responses(404))
 async def create_api_key(caller: KeysManager, runtime: Runtime, response: Response,
                          body: Annotated[KeyRequest, Body()] = KeyRequest()) -> NewApiKey:
-    """A new key for your tenant, with a name and scopes (a subset of this key's; 403 names
-    one it lacks). The secret is in this answer only; only its hash is kept."""
-    scopes = [s for s in SCOPES if s in (body.scopes or caller.scopes)]
-    beyond = [s for s in (body.scopes or []) if s not in caller.scopes]
-    if beyond:
-        raise Problem(403, "scope-not-held", f"this API key cannot grant {beyond[0]!r}, a scope it does not hold",
-                      extra={"scope": beyond[0]})
-    caps = KeySpendCaps(daily=body.daily_cap_credits, monthly=body.monthly_cap_credits)
-    grant = keys.KeyGrant(body.name, tuple(scopes), caps)
+    """A new key for your tenant, with a name and scopes (a subset of yours; 403 names one you
+    lack), owned by you, or by the member or service account `owner_id` names (within their
+    role). The secret is in this answer only; only its hash is kept."""
+    owner_id = body.owner_id if "owner_id" in body.model_fields_set else (caller.member.id if caller.member else None)
     async with runtime.pool.connection() as conn, conn.transaction():
+        allowed = caller.scopes & await owner_scopes(conn, caller, owner_id)
+        scopes = [s for s in SCOPES if s in (body.scopes or allowed)]
+        beyond = [s for s in (body.scopes or []) if s not in allowed]
+        if beyond:
+            raise Problem(403, "scope-not-held", f"this key cannot be given {beyond[0]!r}: you or its owner do not"
+                          " hold it", extra={"scope": beyond[0]})
+        caps = KeySpendCaps(daily=body.daily_cap_credits, monthly=body.monthly_cap_credits)
+        grant = keys.KeyGrant(body.name, tuple(scopes), caps, owner_id)
         issued = await keys.issue_key(conn, caller.tenant_id, grant)
-        await record_action(runtime, conn, Action(key_actor(str(caller.key_id)), "api_key.create",
-                                                  f"api_key:{issued.id}", caller.tenant_id,
-                                                  {"name": body.name, "scopes": scopes, **caps.model_dump()}))
+        await record_action(runtime, conn, Action(caller.actor, "api_key.create", f"api_key:{issued.id}",
+                                                  caller.tenant_id, {"name": body.name, "scopes": scopes,
+                                                                     "owner": str(owner_id) if owner_id else None,
+                                                                     **caps.model_dump()}))
     runtime.relay.notify()
     response.headers["Location"] = f"/v1/api-keys/{issued.id}"
     return new_key_body(issued, grant)
@@ -148,10 +196,12 @@ async def create_api_key(caller: KeysManager, runtime: Runtime, response: Respon
 
 @router.get("", response_model=ApiKeyList)
 async def list_api_keys(caller: KeysManager, runtime: Runtime, settings: Settings, ledger: Ledger) -> ApiKeyList:
-    """Your tenant's keys that still work, oldest first, each with its spend caps and what it
-    spent today and this month (null when the ledger does not answer); never their secrets."""
+    """Your tenant's keys that still work (all of them with `keys:admin`, else the ones you
+    own), oldest first, each with its owner, its spend caps and what it spent today and this
+    month (null when the ledger does not answer); never their secrets."""
     async with runtime.pool.connection() as conn:
-        rows = await keys.list_keys(conn, caller.tenant_id)
+        rows = [row for row in await keys.list_keys(conn, caller.tenant_id)
+                if "keys:admin" in caller.scopes or caller.owns(row["owner_id"])]
     spent = await spend_caps.spent_by_keys(LedgerClient(ledger, settings.ledger_grpc_timeout_s), caller.tenant_id,
                                            [row["id"] for row in rows]) if rows else {}
     return ApiKeyList(data=[key_body(row, spent) for row in rows])
@@ -166,10 +216,11 @@ async def set_api_key_caps(key_id: KeyId, body: CapsRequest, caller: KeysManager
     released does not. Rotating a key keeps its caps."""
     caps = body.caps()
     async with runtime.pool.connection() as conn, conn.transaction():
+        await check_owned(conn, caller, parse_key_id(key_id))
         row = await keys.set_caps(conn, caller.tenant_id, parse_key_id(key_id), caps)
         if row is None:
             raise Problem(404, "api-key-not-found", f"no API key {key_id!r}")
-        await record_action(runtime, conn, Action(key_actor(str(caller.key_id)), "api_key.caps", f"api_key:{row['id']}",
+        await record_action(runtime, conn, Action(caller.actor, "api_key.caps", f"api_key:{row['id']}",
                                                   caller.tenant_id, caps.model_dump()))
     runtime.relay.notify()
     spent = await spend_caps.spent_by_keys(LedgerClient(ledger, settings.ledger_grpc_timeout_s), caller.tenant_id,
@@ -183,9 +234,10 @@ async def revoke_api_key(key_id: KeyId, caller: KeysManager, runtime: Runtime) -
     A key may revoke itself."""
     revoked = parse_key_id(key_id)
     async with runtime.pool.connection() as conn, conn.transaction():
+        await check_owned(conn, caller, revoked)
         if not await keys.revoke_key(conn, caller.tenant_id, revoked):
             raise Problem(404, "api-key-not-found", f"no API key {key_id!r}")
-        await record_action(runtime, conn, Action(key_actor(str(caller.key_id)), "api_key.revoke", f"api_key:{revoked}",
+        await record_action(runtime, conn, Action(caller.actor, "api_key.revoke", f"api_key:{revoked}",
                                                   caller.tenant_id))
     runtime.relay.notify()
     return Response(status_code=204)
@@ -199,13 +251,31 @@ async def rotate_api_key(key_id: KeyId, caller: KeysManager, runtime: Runtime, s
     overlap_s = min(settings.max_key_rotation_overlap_s,
                     body.overlap_s if body.overlap_s is not None else settings.key_rotation_overlap_s)
     async with runtime.pool.connection() as conn, conn.transaction():
+        await check_owned(conn, caller, parse_key_id(key_id))
         rotated = await keys.rotate_key(conn, caller.tenant_id, parse_key_id(key_id), overlap_s)
         if rotated is None:
             raise Problem(404, "api-key-not-found", f"no API key {key_id!r}")
         issued, old = rotated
-        await record_action(runtime, conn, Action(key_actor(str(caller.key_id)), "api_key.rotate",
+        await record_action(runtime, conn, Action(caller.actor, "api_key.rotate",
                                                   f"api_key:{old['id']}", caller.tenant_id,
                                                   {"new_key": str(issued.id), "overlap_s": overlap_s}))
     runtime.relay.notify()
     return RotatedApiKey(new=new_key_body(issued, keys.grant_of(old)),
                          old=ApiKey.model_validate(old))
+
+
+@router.put("/{key_id}/owner", response_model=ApiKey, responses=problems.responses(404))
+async def move_api_key(key_id: KeyId, body: OwnerRequest, caller: KeysManager, runtime: Runtime) -> ApiKey:
+    """Give a key to another member or service account (or to the tenant itself, `null`), for
+    instance before its owner is removed: a key dies with its owner unless it was moved. Needs
+    `keys:admin`; the key then does what its scopes and its new owner's role both allow."""
+    moved = parse_key_id(key_id)
+    async with runtime.pool.connection() as conn, conn.transaction():
+        await check_owned(conn, caller, moved)
+        await owner_scopes(conn, caller, body.owner_id)
+        await member_store.set_key_owner(conn, moved, body.owner_id)
+        await record_action(runtime, conn, Action(caller.actor, "api_key.move", f"api_key:{moved}", caller.tenant_id,
+                                                  {"owner": str(body.owner_id) if body.owner_id else None}))
+        row = next(row for row in await keys.list_keys(conn, caller.tenant_id) if row["id"] == moved)
+    runtime.relay.notify()
+    return key_body(row, None)

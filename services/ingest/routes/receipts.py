@@ -11,7 +11,7 @@ from services.common import problems
 from services.common.contracts import FINAL_STATES
 from services.common.problems import Problem
 from services.ingest import store
-from services.ingest.deps import JobsReader, Runtime
+from services.ingest.deps import ReceiptsReader, Runtime
 from services.ingest.jobs.examples import JOB_ID
 from services.ingest.jobs.job_lookup import parse_job_id
 from services.ingest.receipts import issuing
@@ -75,7 +75,7 @@ RECEIPT_EXAMPLE = {
 @router.get("/v1/jobs/{job_id}/receipt", response_model=SignedReceipt,
             responses=problems.responses(404, 409) | {200: {"content": {"application/json": {
                 "example": RECEIPT_EXAMPLE}}}})
-async def get_receipt(job_id: str, tenant: JobsReader, runtime: Runtime) -> Response:
+async def get_receipt(job_id: str, tenant: ReceiptsReader, runtime: Runtime) -> Response:
     """The job's signed receipt, issued when the job is final and settled: what it was asked,
     produced and charged, chained to your previous receipt. Verify it offline with the keys
     of `/.well-known/genline-keys.json` (genline-client: `verify_receipt`). An erased job
@@ -97,7 +97,7 @@ async def get_receipt(job_id: str, tenant: JobsReader, runtime: Runtime) -> Resp
 @router.get("/v1/receipts", response_model=ReceiptPage,
             responses={200: {"content": {"application/json": {"example": {"data": [RECEIPT_EXAMPLE],
                                                                           "next_after": 7}}}}})
-async def list_receipts(tenant: JobsReader, runtime: Runtime,
+async def list_receipts(tenant: ReceiptsReader, runtime: Runtime,
                         after: Annotated[int, Query(ge=0, le=2**62, description="the sequence to start after")] = 0,
                         limit: Annotated[int, Query(ge=1, le=500)] = 100) -> Response:
     """Your receipts in chain order, after `sequence` `after` (0: from the first). Check the

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
-from services.common import audit, problems
+from services.common import problems
 from services.common.api import RequestModel
 from services.common.contracts import DEFAULT_ENDPOINT_EVENTS, ENDPOINT_EVENTS, EndpointEvent
 from services.common.problems import Problem
@@ -179,7 +179,7 @@ else:
 
 
 async def delivery_client(request: Request, caller: WebhooksManager) -> DeliveryClient:
-    return DeliveryClient(request.app.state.delivery_http, caller.tenant_id, audit.key_actor(str(caller.key_id)))
+    return DeliveryClient(request.app.state.delivery_http, caller.tenant_id, caller.actor)
 
 
 # Every route here needs a key with the scope `webhooks:manage`.

@@ -13,7 +13,7 @@ from services.common.contracts import FINAL_STATES, KeySpendCaps
 from services.common.db import Conn
 
 KEY_COLUMNS = ("id, name, prefix, scopes, created_at, last_used_at, expires_at, revoked_at, daily_cap_credits,"
-               " monthly_cap_credits")
+               " monthly_cap_credits, owner_id")
 # The UTC day of the database's clock, which every counter here reads.
 TODAY = "(now() AT TIME ZONE 'UTC')::date"
 
@@ -30,24 +30,28 @@ class NewKey:
     name: str
     scopes: tuple[str, ...]
     caps: KeySpendCaps
+    owner_id: UUID | None = None
 
 
 async def insert_key(conn: Conn, tenant_id: str, key: NewKey) -> DictRow:
     """Write the key; its id and created_at."""
     row = await (await conn.execute(
-        "INSERT INTO api_keys (key_hash, tenant_id, prefix, name, scopes, daily_cap_credits, monthly_cap_credits)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id, created_at",
+        "INSERT INTO api_keys (key_hash, tenant_id, prefix, name, scopes, daily_cap_credits, monthly_cap_credits,"
+        " owner_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id, created_at",
         [key.key_hash, tenant_id, key.prefix, key.name, list(key.scopes), key.caps.daily,
-         key.caps.monthly])).fetchone()
+         key.caps.monthly, key.owner_id])).fetchone()
     assert row is not None, "an INSERT ... RETURNING gives its row"
     return row
 
 
 async def list_keys(conn: Conn, tenant_id: str) -> list[DictRow]:
-    """The tenant's keys still in use (not revoked, not past their rotation overlap), oldest first."""
+    """The tenant's keys still in use (not revoked, not past their rotation overlap), oldest
+    first, each with its owner's kind and email or name (`owner_kind`, `owner_name`)."""
+    columns = ", ".join(f"k.{column.strip()}" for column in KEY_COLUMNS.split(","))
     return await (await conn.execute(
-        f"SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = %s AND revoked_at IS NULL"
-        " AND (expires_at IS NULL OR expires_at > now()) ORDER BY created_at, id", [tenant_id])).fetchall()
+        f"SELECT {columns}, m.kind AS owner_kind, coalesce(m.email, m.name) AS owner_name FROM api_keys k"
+        " LEFT JOIN members m ON m.id = k.owner_id WHERE k.tenant_id = %s AND k.revoked_at IS NULL"
+        " AND (k.expires_at IS NULL OR k.expires_at > now()) ORDER BY k.created_at, k.id", [tenant_id])).fetchall()
 
 
 async def revoke_key(conn: Conn, tenant_id: str, key_id: UUID) -> bool:

@@ -15,13 +15,15 @@ LAST_USED_RESOLUTION = "1 minute"
 
 
 async def live_key(conn: Conn, key_hash: str) -> dict[str, Any] | None:
-    """The API key with this hash, neither revoked nor expired, with its tenant's plan, and
-    whether its last use was written recently (`fresh`); its last use written when not."""
+    """The API key with this hash, neither revoked nor expired nor its owner removed, with its
+    tenant's plan, its owner's role, and whether its last use was written recently (`fresh`);
+    its last use written when not."""
     row: dict[str, Any] | None = await (await conn.execute(
         "SELECT k.id, k.tenant_id, k.scopes, k.daily_cap_credits, k.monthly_cap_credits, t.plan,"
-        " k.last_used_at > now() - %s::interval AS fresh"
-        " FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.key_hash = %s"
-        " AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())",
+        " k.last_used_at > now() - %s::interval AS fresh, k.owner_id, m.role AS owner_role, m.email AS owner_email"
+        " FROM api_keys k JOIN tenants t ON t.id = k.tenant_id LEFT JOIN members m ON m.id = k.owner_id"
+        " WHERE k.key_hash = %s AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())"
+        " AND (k.owner_id IS NULL OR m.removed_at IS NULL)",
         [LAST_USED_RESOLUTION, key_hash])).fetchone()
     if row is not None and not row["fresh"]:
         await conn.execute("UPDATE api_keys SET last_used_at = now() WHERE id = %s", [row["id"]])
