@@ -183,6 +183,8 @@ async def test_a_canceled_order_cancels_its_training_and_the_order_waiting_for_i
         await until_found(topic, of_type(IdentityPlanned, trains.job_id))
         await publish(settings, credits_reserved(waits))
         [waiting] = await until_found(topic, of_type(IdentityPlanned, waits.job_id))
+        while not (await identity_rows(router, subject.subject_id))[0]["handle"]:
+            await asyncio.sleep(0.1)  # submitted: the provider bills what runs, so stopping it is the tenant's doing
         await publish(settings, JobCancelRequested(job_id=trains.job_id, tenant_id=trains.tenant_id, reason="changed my mind",
                                                    requested_at=datetime.now(UTC)))
         [stopped] = await until_found(topic, of_type(IdentityTrainingFailed, trains.job_id))
