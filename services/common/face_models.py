@@ -136,3 +136,17 @@ def face_embedding(rgb: np.ndarray, face: Face) -> np.ndarray:
     image = np.ascontiguousarray(rgb)
     rect = dlib.rectangle(face.x, face.y, face.x + face.width - 1, face.y + face.height - 1)
     return np.asarray(encoder.compute_face_descriptor(image, predictor(image, rect)))
+
+
+def face_landmarks(rgb: np.ndarray, face: Face) -> np.ndarray:
+    """The five landmarks of `face` in an (H, W, 3) uint8 RGB image, as (5, 2) pixel
+    coordinates: the outer and inner corner of one eye, of the other, and the base of the
+    nose (the order of the 5-point model)."""
+    folder = models_dir()
+    if folder is None:
+        raise RuntimeError("no face models: face landmarks need dlib's landmark file")
+    predictor = _loaded("landmarks", lambda: dlib.shape_predictor(str(folder / LANDMARKS_FILE)))
+    image = np.ascontiguousarray(rgb)
+    rect = dlib.rectangle(face.x, face.y, face.x + face.width - 1, face.y + face.height - 1)
+    shape = predictor(image, rect)
+    return np.array([(point.x, point.y) for point in shape.parts()], dtype=np.float64)

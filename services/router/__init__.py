@@ -12,6 +12,10 @@ routing_types.py   what an attempt takes and gives: policy and its settings, req
                    plan, call records, errors
 planning.py        the plan without I/O: pass-rate estimates, capable providers, their
                    ranking, how many candidates
+styles.py          which style each candidate of an order across styles is made in
+subjects/          orders of a subject: how each carries its identity (choosing.py), an attempt
+                   made ready (orders.py), trainings driven as remote jobs and identities erased
+                   (training.py), the subject's photos and weights (files.py), their tables (store.py)
 capacity.py        what a call reserves (a provider slot, its share of the cost cap); waiting for slots
 health.py          each provider's health: circuit and quality breakers, AIMD limits, retry
                    backoff, timeouts on the clock, learnt ratios, how calls update them, its status
@@ -25,7 +29,9 @@ settings.py        the router's settings
 providers.yaml     the shipped provider registry
 providers/         base.py (the adapter interface, its errors), registry.py (providers.yaml's
                    model), inputs.py (how a model takes its inputs, a
-                   video model a clip's length, shape, rate and frames), model_calls.py (a
+                   video model a clip's length, shape, rate and frames), identity_inputs.py (how
+                   a model carries a subject: a LoRA by URL, reference photos), training_config.py
+                   (a trainer's declaration), model_calls.py (a
                    request turned into a model's input), adapters.py (adapters by
                    name) and factory.py (adapters from the registry); remote.py (the flow every
                    hosted adapter shares: submit, write down, poll, fetch, check, cancel),
@@ -35,8 +41,11 @@ providers/         base.py (the adapter interface, its errors), registry.py (pro
                    table), outputs.py (image and clip checks), journal.py (remote jobs written down),
                    copies.py (fetched outputs copied to the internal bucket),
                    webhooks.py (signed callbacks); one module per API: replicate, fal, comfyui,
-                   openai_images, bfl, stability, runware; local_provider.py (the local
-                   adapter), painter.py (its offline painter), clip_maker.py (its offline MP4
+                   openai_images, bfl, stability, runware; trainers.py (a trainer's interface and
+                   input) with fal_training, replicate_training and local_trainer;
+                   local_provider.py (the local adapter), painter.py (its offline painter),
+                   local_portraits.py and portraits/ (its portraits of a subject, with planted
+                   defects), clip_maker.py (its offline MP4
                    clips, with planted defects), image_stages.py (the built-in
                    stages' image operations)
 migrations/        the router's schema

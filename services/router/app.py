@@ -21,11 +21,15 @@ from services.router.providers.base import ProviderContext
 from services.router.providers.copies import BucketCopies
 from services.router.providers.factory import build_providers
 from services.router.providers.registry import Registry, load_registry
+from services.router.providers.trainers import Trainer, build_trainer
 from services.router.providers.webhooks import WebhookInbox
 from services.router.routes import provider_webhook_route
 from services.router.routing_types import BreakerSettings, QualitySettings, RetryPolicy, RoutingPolicy
 from services.router.scheduler import AttemptScheduler
 from services.router.settings import RouterSettings
+from services.router.subjects.files import SubjectFiles
+from services.router.subjects.orders import SubjectOrders
+from services.router.subjects.training import TrainingSettings, TrainingSupervisor
 
 # Attempts running when the router stops get this long to finish; their claims lapse otherwise.
 ATTEMPT_DRAIN_S = 15
@@ -43,10 +47,17 @@ def routing_policy(settings: RouterSettings) -> RoutingPolicy:
 
 def routing_engine(settings: RouterSettings, registry: Registry, context: ProviderContext) -> RoutingEngine:
     secrets = {name: secret.get_secret_value() for name, secret in settings.provider_secrets.items()}
-    estimator = PassRateEstimator({name: config.pass_rate_prior for name, config in registry.providers.items()},
+    estimator = PassRateEstimator(registry.pass_rate_priors(),
                                   half_life_s=settings.pass_rate_half_life_s)
     return RoutingEngine(registry, build_providers(registry, secrets=secrets, context=context), estimator=estimator,
                          policy=routing_policy(settings), journal=context.journal)
+
+
+def trainers_of(settings: RouterSettings, registry: Registry, context: ProviderContext) -> dict[str, Trainer]:
+    """A trainer for each provider that declares one, with its API key."""
+    secrets = {name: secret.get_secret_value() for name, secret in settings.provider_secrets.items()}
+    return {config.name: build_trainer(config, context, secrets.get(config.credentials or ""))
+            for config in registry.trainers()}
 
 
 class RouterApp:
@@ -65,7 +76,13 @@ class RouterApp:
         # Names this process in the claims it holds on attempts.
         owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.data_keys = DataKeys(settings, "router")
-        self.runner = AttemptRunner(self.runtime, self.engine, self.objects, settings, owner, self.data_keys)
+        files = SubjectFiles(self.objects, self.data_keys)
+        self.runner = AttemptRunner(self.runtime, self.engine, self.objects, settings, owner, self.data_keys,
+                                    SubjectOrders(self.runtime, self.engine, files, settings.weights_link_ttl_s))
+        self.trainings = TrainingSupervisor(
+            self.runtime, trainers_of(settings, registry, self.providers), files, owner,
+            TrainingSettings(settings.training_look_interval_s, settings.claim_lease_s,
+                             settings.max_concurrent_trainings), webhooks=self.webhooks)
         self.scheduler = AttemptScheduler(
             self.runtime.pool, self.engine, self.runner.run, owner=owner, max_queued=settings.max_queued_attempts,
             max_running=settings.max_concurrent_attempts, poll_interval_s=settings.attempt_poll_interval_s,
@@ -79,10 +96,12 @@ class RouterApp:
     async def _start(self) -> None:
         self.grpc = await start_router_grpc(RouterService(self.engine, self.runner.refresh_pass_rates), self.settings)
         self.scheduler.start()
+        self.trainings.start()
 
     async def _stop(self) -> None:
         # Remote jobs still running are left to the next router, which resumes them.
         self.providers.handing_over = True
+        await self.trainings.stop()
         await self.scheduler.stop(ATTEMPT_DRAIN_S)
         await self.grpc.stop(grace=GRPC_DRAIN_S)
         await self.http.aclose()

@@ -122,7 +122,7 @@ def stored_ref(routed: RoutedImage, at: StoredAt, steps: list[CandidateStep]) ->
                         width=width, height=height, provider=routed.provider,
                         cost_micro_usd=sum(s.cost_micro_usd for s in steps) if steps else image.cost_micro_usd,
                         frames=frames, duration_ms=duration_ms, steps=steps, model=routed.model,
-                        model_version=routed.model_version)
+                        model_version=routed.model_version, style=routed.style)
 
 
 def _stored_clip(routed: RoutedImage, at: StoredAt, steps: list[CandidateStep]) -> CandidateRef:
@@ -140,7 +140,8 @@ def _stored_clip(routed: RoutedImage, at: StoredAt, steps: list[CandidateStep]) 
                         size_bytes=len(image.data), sha256=hashlib.sha256(image.data).hexdigest(),
                         provider=routed.provider,
                         cost_micro_usd=sum(s.cost_micro_usd for s in steps) if steps else image.cost_micro_usd,
-                        steps=steps, model=routed.model, model_version=routed.model_version, **shape)
+                        steps=steps, model=routed.model, model_version=routed.model_version, style=routed.style,
+                        **shape)
 
 
 def _frame_durations(clip: Image.Image) -> list[int]:

@@ -96,7 +96,7 @@ class RoutingEngine:
             raise ValueError(f"no adapter given for providers: {', '.join(sorted(missing))}")
         self.providers = dict(self.providers)
         self.pass_rates = estimator or PassRateEstimator(
-            {name: c.pass_rate_prior for name, c in self.registry.providers.items()}, clock=self.clock)
+            self.registry.pass_rate_priors(), clock=self.clock)
         self._health = {name: new_health(config, self.clock, self.policy)
                         for name, config in self.registry.providers.items()}
         self._slots = ProviderSlots(self._health, self.clock, self.policy.breaker.enabled)
@@ -156,7 +156,9 @@ class RoutingEngine:
 
     def _usable(self) -> list[str]:
         only = self.policy.only_provider
-        return [only] if only is not None else list(self._health)
+        # A provider that only trains (no stage) makes no candidates: its room is no room for attempts.
+        return [only] if only is not None else [name for name in self._health
+                                                if self.registry.providers[name].capabilities.stages]
 
     def _capable(self, request: RouteRequest) -> list[ProviderConfig]:
         return planning.capable_providers(self.registry.providers.values(), self.policy, request)
@@ -282,7 +284,8 @@ class RoutingEngine:
         answer = await self._make_call(call, request)
         run.budget.settle(call.expected_cost, answer.cost_micro_usd)
         self._health[call.provider].learn_from_call(self.registry.providers[call.provider], request, answer)
-        routed = [RoutedImage(call.provider, image, model=call.pin.name, model_version=call.pin.version)
+        routed = [RoutedImage(call.provider, image, model=call.pin.name, model_version=call.pin.version,
+                              style=request.styles.style_of(image.index).name if request.styles else None)
                   for image in answer.images]
         if request.keep is not None and routed:
             routed = await request.keep.keep(request.capability, routed)
@@ -331,7 +334,8 @@ class RoutingEngine:
             model=call.pin.name, model_version=call.pin.version,
             timeout_s=timeout_s, capability=request.capability, params=request.params,
             inputs={i: request.inputs[i] for i in indices if i in request.inputs}, input=request.input,
-            video=request.video,
+            video=request.video, styles=request.styles.styles_for(indices) if request.styles else {},
+            identity=request.identity if request.capability == "generate" else None,
         )
         try:
             return await run_with_timeout(self.clock, self.providers[name].generate(generation), timeout_s), None

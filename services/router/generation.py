@@ -47,6 +47,8 @@ from services.router.routing_types import (
 )
 from services.router.settings import RouterSettings
 from services.router.store import AttemptRecord, AttemptRequest, Claimed, Lease
+from services.router.subjects import store as subjects_store
+from services.router.subjects.orders import Refused, SubjectOrders, Waiting
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +106,8 @@ class AttemptRunner:
     settings: RouterSettings
     owner: str
     data_keys: DataKeys
+    # Orders of a subject or across styles are made ready here before they are routed.
+    subjects: SubjectOrders | None = None
     _rates_read_at: float = field(init=False, default=-math.inf)
 
     async def run(self, request: AttemptRequest) -> None:
@@ -132,6 +136,12 @@ class AttemptRunner:
         except Exception:
             log.warning("could not release attempt %s of job %s; its claim lapses", request.attempt, request.job_id,
                         exc_info=True)
+
+    async def _defer(self, request: AttemptRequest) -> None:
+        """Put the attempt back while the identity it needs trains (the training's end wakes it)."""
+        async with self.runtime.pool.connection() as conn:
+            await subjects_store.defer_attempt(conn, request, subjects_store.Deferral(
+                self.owner, self.settings.identity_wait_s))
 
     async def refresh_pass_rates(self, max_age_s: float = 0.0) -> None:
         """Every router process shares the scorer's verdicts through the database; read
@@ -173,6 +183,15 @@ class AttemptRunner:
                                    f" {request.attempt} started"))
             return
         await self.refresh_pass_rates(self.settings.pass_rates_refresh_s)
+        if self.subjects is not None and (job.spec.subject is not None or job.spec.styles):
+            prepared = await self.subjects.prepare(claimed, route)
+            if isinstance(prepared, Waiting):
+                await self._defer(request)
+                return
+            if isinstance(prepared, Refused):
+                await self._publish_failure(run, Failure(prepared.code, prepared.reason))
+                return
+            route = prepared.route
         clock = time.perf_counter()
         keeper = CandidateKeeper(self.runtime, self.objects, job, request, tries, self.owner,
                                  self.settings.chunk_candidates, candidates_before=route.start_index)

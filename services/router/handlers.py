@@ -3,6 +3,7 @@ scorer's verdicts teach the pass-rate estimate. Attempts run in the scheduler, o
 the consumer, so one slow provider call never holds up the topic."""
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import partial
 
 from services.common import contracts
@@ -11,15 +12,18 @@ from services.common.contracts import (
     CandidatesChecked,
     CandidatesScored,
     CreditsReserved,
+    IdentityTrainingFailed,
     JobCancelRequested,
     JobErased,
     RegenerationRequested,
     ScoringFailed,
+    SubjectChanged,
 )
 from services.router import domain, store
 from services.router.planning import Tally
 from services.router.scheduler import AttemptScheduler
 from services.router.store import AttemptRequest, JobVerdicts
+from services.router.subjects import store as subjects_store
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,12 +85,27 @@ async def regenerate(ctx: HandlerContext, event: RegenerationRequested, intake: 
     if await store.request_attempt(ctx.conn, event.job_id, event.attempt + 1, event.needed):
         request = AttemptRequest(event.job_id, event.attempt + 1, event.needed, job.spec.tier, event.tenant_id,
                                  job.spec.priority, job.spec.job_priority)
+        if event.needed_by_style:
+            await subjects_store.note_needed_by_style(ctx.conn, request, event.needed_by_style)
         ctx.after_commit(lambda: intake.scheduler.announce(request))
 
 
 async def cancel(ctx: HandlerContext, event: JobCancelRequested, scheduler: AttemptScheduler) -> None:
+    """Generate nothing more for the job, and cancel the training it started (its router tells the provider)."""
     if await store.cancel_job(ctx.conn, event.job_id):
+        for row in await subjects_store.cancel_trainings_of(ctx.conn, event.job_id):
+            await ctx.emit(training_stopped(row, "canceled", "the order was canceled"))
         ctx.after_commit(lambda: scheduler.abort(event.job_id))
+
+
+async def erase_subject(ctx: HandlerContext, event: SubjectChanged) -> None:
+    """An erased subject's identities go: their weights, their copies at providers and trainings
+    still running (the router that takes each row cleans it up); a training it stops fails its order's."""
+    if event.state != "erased":
+        return
+    for row in await subjects_store.erase_identities(ctx.conn, event.tenant_id, event.subject_id):
+        if row.state == "training":
+            await ctx.emit(training_stopped(row, "subject_erased", "the subject was erased"))
 
 
 async def erase_prompt(ctx: HandlerContext, event: JobErased) -> None:
@@ -96,6 +115,14 @@ async def erase_prompt(ctx: HandlerContext, event: JobErased) -> None:
     await erase_prompt_from_outbox(ctx.conn, event.job_id)
 
 
+def training_stopped(row: subjects_store.IdentityRow, code: str, reason: str) -> IdentityTrainingFailed:
+    """A training its order's tenant stopped (the order canceled, the subject erased): the tenant's
+    doing once it was submitted (the provider bills what ran); before, nothing was spent."""
+    return IdentityTrainingFailed(job_id=row.job_id, tenant_id=row.tenant_id, subject_id=row.subject_id,
+                                  identity_id=row.identity_id, failure_code=code, reason=reason,
+                                  tenant_fault=row.handle is not None, failed_at=datetime.now(UTC))
+
+
 # The events on the topics the router reads that it has no use for. A type new on those topics is
 # handled (register) or named here, or tests/common/test_event_branches.py fails.
 PASSED_OVER: tuple[type[contracts.Event], ...] = (
@@ -103,7 +130,7 @@ PASSED_OVER: tuple[type[contracts.Event], ...] = (
     contracts.JobProgressed, contracts.RetentionSet, contracts.AuditRecorded, contracts.ReservationRejected,
     contracts.ReservationSettled, contracts.CreditsGranted, contracts.CreditsExpired, contracts.CreditsReclaimed,
     contracts.AutoTopUpFailed, contracts.CreditsRefunded, contracts.RetryTokenIssued, contracts.ReportDeclined,
-    contracts.AccountAlerted, contracts.SubjectChanged, contracts.TrainingSettled,
+    contracts.AccountAlerted, contracts.TrainingSettled,
 )
 
 
@@ -142,3 +169,7 @@ def register(consumer: EventConsumer, intake: Intake) -> None:
     @consumer.on(JobErased)
     async def on_job_erased(ctx: HandlerContext, event: JobErased) -> None:
         await erase_prompt(ctx, event)
+
+    @consumer.on(SubjectChanged)
+    async def on_subject_changed(ctx: HandlerContext, event: SubjectChanged) -> None:
+        await erase_subject(ctx, event)

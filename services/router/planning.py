@@ -86,6 +86,16 @@ def round_target(target: float, rounds: int) -> float:
     return per_round
 
 
+# A template's pass rates for an order of a subject are kept apart per way of carrying it: the
+# identity is among what must pass, and a model passes it more often with a LoRA than by reference.
+IDENTITY_MARK = "+identity:"
+
+
+def identity_key(template: str, mode: str) -> str:
+    """The key a subject order's verdicts and pass rates are kept under: `headshots+identity:lora`."""
+    return f"{template}{IDENTITY_MARK}{mode}"
+
+
 @dataclass(frozen=True, slots=True)
 class Tally:
     """The scorer's verdicts on a provider's candidates for a template: how many passed and failed
@@ -130,11 +140,15 @@ class PassRateEstimator:
     def templates_of(self, provider: str) -> list[str]:
         return sorted(template for name, template in self._evidence if name == provider)
 
-    def prior(self, provider: str) -> PassRatePrior:
-        return self.priors.get(provider, self.default_prior)
+    def prior(self, provider: str, template: str = "") -> PassRatePrior:
+        """The provider's prior; for a template keyed by an identity (`identity_key`), its prior
+        for that way of carrying a subject where it declares one."""
+        _, marked, way = template.partition(IDENTITY_MARK)
+        own = self.priors.get(f"{provider}{IDENTITY_MARK}{way}") if marked else None
+        return own or self.priors.get(provider, self.default_prior)
 
     def _posterior(self, provider: str, template: str) -> tuple[float, float]:
-        prior = self.prior(provider)
+        prior = self.prior(provider, template)
         passed, failed = self._faded(provider, template)
         return prior.mean * prior.strength + passed, (1 - prior.mean) * prior.strength + failed
 
@@ -210,6 +224,8 @@ def is_capable(config: ProviderConfig, request: RouteRequest) -> bool:
     pin = config.model_for(request.model, request.model_version)
     return (pin is not None
             and config.can_make(pin, request.width, request.height)
+            and (config.carries(pin, request.identity) if request.identity is not None
+                 else not capabilities.subjects_only)
             and (capabilities.image_input or not request.needs_image_input)
             and (capabilities.seed_control or not request.needs_seed_control))
 
@@ -232,8 +248,9 @@ def incapable_reason(request: RouteRequest) -> str:
         pinned = f" pinned to {request.provider}" if request.provider else ""
         return f"job {request.job_id}: no provider{pinned} runs the stage {request.capability}"
     pin = f"model {request.model} {request.model_version or '(any version)'}" if request.model else "default model"
+    carrying = f" carrying the subject by {request.identity.mode}" if request.identity is not None else ""
     return (f"job {request.job_id}: no provider offers {pin} at {request.width}×{request.height}"
-            f"{' with image input' if request.needs_image_input else ''}")
+            f"{' with image input' if request.needs_image_input else ''}{carrying}")
 
 
 def price_micro_usd(config: ProviderConfig, request: RouteRequest, price_ratio: float) -> int:

@@ -10,6 +10,8 @@ from typing import Literal, Protocol
 from services.common.contracts import Tier, VideoSpec
 from services.common.templates import Capability
 from services.router.providers.base import GeneratedImage
+from services.router.providers.identity_inputs import IdentityInput
+from services.router.styles import StylePlan
 
 RankBy = Literal["cost_per_passing_image", "price_per_image"]
 
@@ -176,6 +178,11 @@ class RouteRequest:
     # The stage makes clips of this shape (a video job's last stage): from text on generate,
     # from each candidate's still on animate. None: images.
     video: VideoSpec | None = None
+    # An order across styles: the style of each candidate (styles.py). None: one style.
+    styles: StylePlan | None = None
+    # An order of a subject: the identity every generation carries; only providers whose model
+    # carries it are capable. None: no subject.
+    identity: IdentityInput | None = None
 
     @property
     def clip_source(self) -> str | None:
@@ -245,6 +252,8 @@ class RoutedImage:
     # The model and pinned version that generated it (its Content Credentials name them).
     model: str = ""
     model_version: str = ""
+    # The style it was made in, for an order across styles.
+    style: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

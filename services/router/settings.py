@@ -55,6 +55,13 @@ class RouterSettings(SealedContentSettings):
     quality_cooldown_s: float = 60.0
     retry_base_delay_s: float = 0.5
     retry_max_delay_s: float = 10.0
+    # Orders of a subject: an attempt waiting for its identity's training is looked at again
+    # this often (the training's end wakes it sooner); links to trained weights last this long;
+    # trainings are looked for this often, and this many driven at once by one router.
+    identity_wait_s: float = 30.0
+    weights_link_ttl_s: int = 6 * 3600
+    training_look_interval_s: float = 2.0
+    max_concurrent_trainings: int = 8
 
     @model_validator(mode="after")
     def reject_placeholder_provider_secrets(self) -> "RouterSettings":

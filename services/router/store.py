@@ -222,7 +222,8 @@ class JobVerdicts:
 
 async def add_verdicts(conn: Conn, verdicts: JobVerdicts, half_life_s: float,
                        claim: InboxClaim | None = None) -> list[dict[str, Any]]:
-    """Add scored outcomes per provider under the job's template, fading what was there by
+    """Add scored outcomes per provider under the job's template (or, for an order of a subject,
+    its key: the template and the way its identity was carried), fading what was there by
     its age, in one statement, which makes `claim` too if given (then told what is fresh);
     the counts now (provider, template, passed, failed), none for a job this router never
     admitted."""
@@ -230,7 +231,7 @@ async def add_verdicts(conn: Conn, verdicts: JobVerdicts, half_life_s: float,
     providers = sorted(by_provider)  # concurrent writers lock in one order
     counted = (
         "INSERT INTO pass_rates AS p (provider, template, passed, failed, updated_at)"
-        " SELECT v.provider, j.template, v.passed, v.failed, now() FROM jobs j,"
+        " SELECT v.provider, coalesce(j.rates_key, j.template), v.passed, v.failed, now() FROM jobs j,"
         " unnest(%(providers)s::text[], %(passed)s::float8[], %(failed)s::float8[]) WITH ORDINALITY"
         "  AS v(provider, passed, failed, n)"
         " WHERE j.job_id = %(job)s ORDER BY v.n"

@@ -171,7 +171,7 @@ def test_an_order_of_a_subject_holds_its_training_line_and_releases_it_when_it_t
     assert job["subject"]["id"] == first["id"] and job["subject"]["identity_asked"] == "auto"
     assert job["styles"] == ["corporate", "casual"]
     assert job["billing"]["training"] == {"state": "released", "reserved": 300, "charged": 0, "released": 300,
-                                          "reason": "the job ended without training its subject's identity"}
+                                          "reason": "the job carries its subject by reference"}
     assert tenant.balance()["pending"] == 0
     receipt = tenant.http.get(f"/v1/jobs/{job_id}/receipt").json()["receipt"]
     assert receipt["subject"]["id"] == first["id"] and "photos" not in receipt["subject"]

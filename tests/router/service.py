@@ -131,7 +131,8 @@ class RouterTopic:
         raise TimeoutError(f"no router event for attempt {attempt} of job {job_id} in {timeout_s}s")
 
     def of(self, job_id: uuid.UUID, attempt: int | None = None) -> list[Event]:
-        return [e for e in self.events if e.job_id == job_id and (attempt is None or e.attempt == attempt)]
+        return [e for e in self.events
+                if e.job_id == job_id and (attempt is None or getattr(e, "attempt", None) == attempt)]
 
     async def read_some(self, timeout_ms: int = 300) -> None:
         batch = await self.consumer.getmany(timeout_ms=timeout_ms)

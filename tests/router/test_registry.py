@@ -31,7 +31,8 @@ def registry_error(**fal_changes) -> str:
 
 def test_shipped_registry_has_several_distinct_local_providers():
     registry = load_registry()
-    local = {name: p for name, p in registry.providers.items() if p.adapter == "local" and p.runs("generate")}
+    local = {name: p for name, p in registry.providers.items()
+             if p.adapter == "local" and p.runs("generate") and not p.capabilities.subjects_only}
     assert {"local-standard", "local-budget", "local-premium"} <= set(local)
     prices = {p.list_price_micro_usd(1024, 1024) for p in local.values()}
     defects = {p.local_options.defect_rate for p in local.values()}

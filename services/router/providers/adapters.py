@@ -35,6 +35,8 @@ class AdapterTraits:
     runs_stages: bool = False
     # Whether it can run video models (capabilities.video): submit, wait minutes, fetch one clip.
     makes_clips: bool = False
+    # Whether it can train a subject's identity (a provider's `trainer`): trainers.py finds its trainer.
+    trains: bool = False
     default_endpoint: str | None = None
     # Hosts (fnmatch patterns, `host` or `host:port`) the API key may go to besides the endpoint's.
     credential_hosts: tuple[str, ...] = ()

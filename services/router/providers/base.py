@@ -29,14 +29,20 @@ clip, its `data` the file and its `media_type` video/mp4 (or video/webm).
 
 Seeds: a batch is sent one seed, `seed + start_index` (so a candidate is the same whichever
 provider runs its batch); each image records the seed its provider reports, or None.
+
+An order across styles gives each candidate its style (`styles`, by index): its words are added
+to the prompt and its parameters to the request's (`prompt_for`, `params_for`); a hosted model
+makes one style per call (`style_runs`). An order of a subject carries its identity
+(`identity`: LoRA weights or reference photos, identity_inputs.py) in every call.
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from services.common.contracts import VideoSpec
+from services.common.contracts import StyleSpec, VideoSpec
 from services.common.templates import Capability
+from services.router.providers.identity_inputs import IdentityInput
 
 if TYPE_CHECKING:
     import httpx
@@ -73,6 +79,28 @@ class GenerationRequest:
     inputs: Mapping[int, bytes] = field(default_factory=dict)
     input: bytes | None = None
     video: VideoSpec | None = None
+    styles: Mapping[int, StyleSpec] = field(default_factory=dict)
+    identity: IdentityInput | None = None
+
+    def prompt_for(self, index: int) -> str:
+        """The prompt of candidate `index`: the job's, with its style's words after it."""
+        style = self.styles.get(index)
+        return f"{self.prompt}, {style.prompt}" if style is not None and style.prompt else self.prompt
+
+    def params_for(self, index: int) -> Mapping[str, Any]:
+        """The request's parameters with candidate `index`'s style's (backdrop, wardrobe, light, framing)."""
+        style = self.styles.get(index)
+        return {**self.params, **style.params} if style is not None and style.params else self.params
+
+    def style_runs(self) -> list["GenerationRequest"]:
+        """The request cut into runs of neighbouring candidates of one style (itself when it has one)."""
+        names = [style.name if (style := self.styles.get(index)) else None for index in self.indices]
+        runs, first = [], 0
+        for offset in range(1, len(names) + 1):
+            if offset == len(names) or names[offset] != names[first]:
+                runs.append(replace(self, start_index=self.start_index + first, count=offset - first))
+                first = offset
+        return runs
 
     @property
     def clip_source(self) -> Literal["text", "image"] | None:

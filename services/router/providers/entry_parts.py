@@ -44,11 +44,16 @@ class Capabilities(Frozen):
     seed_control: bool = True
     image_input: bool = False
     max_images_per_request: int = Field(4, ge=1, le=64)
-    # The stages of a template this provider can run; generation alone by default.
-    stages: tuple[Capability, ...] = Field(("generate",), min_length=1)
+    # The stages of a template this provider can run; generation alone by default (none: a
+    # provider that only trains, under `trainer`).
+    stages: tuple[Capability, ...] = ("generate",)
     # A video provider makes clips (and nothing else): from text (a video job's `generate`),
     # from an image (its `animate`), or both. Empty: an image provider.
     video: tuple[Literal["text", "image"], ...] = ()
+    # How its models carry a subject's identity (identity_inputs.py): LoRA weights by URL, reference photos.
+    identity: tuple[Literal["lora", "reference"], ...] = ()
+    # It makes only orders of a subject (a reference model needs the photos; the local portrait model).
+    subjects_only: bool = False
 
     def supports_size(self, width: int, height: int) -> bool:
         if self.sizes:
@@ -192,6 +197,28 @@ class PassRatePrior(Frozen):
     strength: float = Field(4.0, gt=0, description="worth this many scored images")
 
 
+class PortraitDefects(Frozen):
+    """How often the local portrait model plants each defect (portraits/defects.py), of every portrait."""
+
+    another_person: float = Field(0.0, ge=0, le=1)
+    two_faces: float = Field(0.0, ge=0, le=1)
+    closed_eyes: float = Field(0.0, ge=0, le=1)
+    drift: float = Field(0.0, ge=0, le=1)
+    # Painting from the photos (reference), the identity drifts this much more often than from weights.
+    reference_drift: float = Field(0.0, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def at_most_all(self) -> "PortraitDefects":
+        if self.another_person + self.two_faces + self.closed_eyes + self.drift + self.reference_drift > 1 + 1e-9:
+            raise ValueError("the portrait defects' rates add up to more than 1")
+        return self
+
+    def rates(self, by_reference: bool) -> list[tuple[str, float]]:
+        drift = self.drift + (self.reference_drift if by_reference else 0.0)
+        return [("another_person", self.another_person), ("two_faces", self.two_faces),
+                ("closed_eyes", self.closed_eyes), ("drift", drift)]
+
+
 class LocalOptions(Frozen):
     """How a local provider behaves, so several local providers can stand in for a market."""
 
@@ -203,6 +230,8 @@ class LocalOptions(Frozen):
     # parameters of this provider's own, which the stage's parameters cannot override.
     operation: str | None = None
     options: dict[str, Any] = {}
+    # A portrait model (`capabilities.identity`): the share of its portraits with each planted defect.
+    portrait: PortraitDefects = PortraitDefects()
 
     @field_validator("operation")
     @classmethod

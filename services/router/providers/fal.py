@@ -38,7 +38,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.router.providers.adapters import AdapterTraits, adapter, adapter_options
 from services.router.providers.base import ErrorKind, GeneratedImage, ProviderError
@@ -62,12 +62,14 @@ class FalOptions(BaseModel):
 
     # Where fal publishes the keys its callbacks are signed with.
     jwks_url: str = "https://rest.alpha.fal.ai/.well-known/jwks.json"
+    # How long fal keeps a training's outputs once made (fal_training.py): the router copies them at once.
+    output_expiration_s: int = Field(24 * 3600, ge=60)
 
 
 @adapter("fal")
 class FalProvider(RemoteProvider):
     traits = AdapterTraits(
-        runs_stages=True, makes_clips=True, default_endpoint="https://queue.fal.run", options=FalOptions, megapixels="whole",
+        runs_stages=True, makes_clips=True, trains=True, default_endpoint="https://queue.fal.run", options=FalOptions, megapixels="whole",
         default_inputs=ModelInputs(size=SizeInput(style="image_size", field="image_size", multiple_of=8),
                                    count=CountInput(field="num_images", max=4), seed=SeedInput()),
     )

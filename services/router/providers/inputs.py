@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from services.common.contracts import VideoSpec
+from services.router.providers.identity_inputs import IdentityInputs
 
 _RATIO = re.compile(r"^(\d+):(\d+)$")
 # A megapixel as image models count them: "1" megapixel at 1:1 is 1024×1024.
@@ -278,6 +279,8 @@ class ModelInputs(_Frozen):
     size_tolerance: float = Field(0.1, ge=0, lt=1)
     # A video model: how a clip's length, shape, rate and frames go in (None: an image model).
     video: VideoInputs | None = None
+    # How the model carries a subject's identity: LoRA weights by URL, reference photos (identity_inputs.py).
+    identity: IdentityInputs | None = None
 
     @model_validator(mode="after")
     def each_field_is_written_once(self) -> "ModelInputs":
@@ -298,6 +301,8 @@ class ModelInputs(_Frozen):
         targets += [(f"params.{name}", field) for name, field in self.params.items()]
         if self.video is not None:
             targets += self.video.fields()
+        if self.identity is not None:
+            targets += self.identity.fields()
         return targets
 
     @property

@@ -12,6 +12,11 @@ A local provider that declares `capabilities.video` makes real MP4 clips instead
 A local provider configured for another stage (`local.operation`) runs that image
 operation (`image_stages`) on each candidate's input instead of painting, priced like a
 painting of the output's size.
+
+A local provider that declares `capabilities.identity` paints an order of a subject as
+portraits of it (`local_portraits`): the subject's face from its weights or its photos, in each
+candidate's style, with the defects `local.portrait` plants. Another order it paints as any
+local provider does, each style's words added to the prompt.
 """
 
 import asyncio
@@ -33,6 +38,7 @@ from services.router.providers.clip_maker import (
     still_of,
 )
 from services.router.providers.inputs import CountInput, ModelInputs, SeedInput
+from services.router.providers.local_portraits import Costed, LocalPortraits
 from services.router.providers.painter import Batch, LocalGenerator
 from services.router.providers.registry import ProviderConfig
 
@@ -40,7 +46,7 @@ from services.router.providers.registry import ProviderConfig
 @adapter("local")
 class LocalProvider:
     # It paints any size, as many as asked, each candidate from its own seed.
-    traits = AdapterTraits(needs_endpoint=False, needs_credentials=False, makes_clips=True,
+    traits = AdapterTraits(needs_endpoint=False, needs_credentials=False, makes_clips=True, trains=True,
                            default_inputs=ModelInputs(count=CountInput(field="count", max=64), seed=SeedInput()))
 
     def __init__(self, config: ProviderConfig, context: ProviderContext | None = None,
@@ -48,6 +54,7 @@ class LocalProvider:
         self.name = config.name
         self.config = config
         self.clock = (context.clock if context else None) or LoopClock()
+        self.portraits = LocalPortraits(config)
 
     @classmethod
     def check_config(cls, config: ProviderConfig, options: Any) -> None:
@@ -69,10 +76,14 @@ class LocalProvider:
             return await self._make_clips(request, latency)
         if request.capability != "generate":
             return await self._run_stage(request, latency)
-        generator = _generator(request.width, request.height, self.config.local_options.defect_rate)
-        batch = Batch(request.prompt, request.seed, request.count, request.start_index)
-        painted = await asyncio.to_thread(generator.paint, batch)
         cost = self.config.price.price_micro_usd((request.width, request.height), latency / max(1, request.count))
+        if request.identity is not None:
+            return await self.portraits.paint(request, Costed(cost, latency))
+        generator = _generator(request.width, request.height, self.config.local_options.defect_rate)
+        painted = []
+        for run in request.style_runs():
+            batch = Batch(run.prompt_for(run.start_index), run.seed, run.count, run.start_index)
+            painted += await asyncio.to_thread(generator.paint, batch)
         return [GeneratedImage(index=p.index, data=p.png, media_type="image/png", seed=request.seed_for(p.index),
                                cost_micro_usd=cost, latency_s=latency) for p in painted]
 

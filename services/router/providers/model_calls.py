@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.router.providers.base import GenerationRequest
+from services.router.providers.identity_inputs import lora_fields, prompted, reference_fields
 from services.router.providers.inputs import ModelInputs
 
 
@@ -20,21 +21,37 @@ class ModelCall:
 
 
 def model_input(inputs: ModelInputs, request: GenerationRequest) -> ModelCall:
+    """The model's input for the request's candidates, of one style (its first candidate's)."""
+    first = request.start_index
+    params = request.params_for(first)
     size_fields, size = inputs.size.plan(request.width, request.height)
-    payload: dict[str, Any] = {inputs.prompt_field: request.prompt, **size_fields}
+    payload: dict[str, Any] = {inputs.prompt_field: request.prompt_for(first), **size_fields}
     if inputs.count:
         payload[inputs.count.field] = request.count
     if inputs.seed:
         payload[inputs.seed.field] = request.batch_seed % (inputs.seed.max + 1)
-    negative = request.params.get("negative_prompt")
+    negative = params.get("negative_prompt")
     if inputs.negative_prompt and negative:
         payload[inputs.negative_prompt.field] = negative
     steps = _steps(inputs, request)
     if inputs.steps and steps is not None:
         payload[inputs.steps.field] = steps
-    payload |= {field: request.params[name] for name, field in inputs.params.items() if name in request.params}
+    payload |= {field: params[name] for name, field in inputs.params.items() if name in params}
+    payload |= _identity(inputs, request, payload[inputs.prompt_field])
     payload |= inputs.fixed
     return ModelCall(payload, size, steps)
+
+
+def _identity(inputs: ModelInputs, request: GenerationRequest, prompt: str) -> dict[str, Any]:
+    """The subject's identity as the model takes it (and the prompt with its trigger word)."""
+    identity, declared = request.identity, inputs.identity
+    if identity is None or declared is None:
+        return {}
+    if identity.mode == "reference" and declared.reference is not None:
+        return reference_fields(declared.reference, identity, request.start_index)
+    if identity.mode == "lora" and declared.lora is not None:
+        return {**lora_fields(declared.lora, identity), inputs.prompt_field: prompted(declared.lora, identity, prompt)}
+    return {}
 
 
 def clip_input(inputs: ModelInputs, request: GenerationRequest, first_frame: str | None) -> "ClipCall":

@@ -13,7 +13,7 @@ import fnmatch
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import SplitResult, urlsplit
 
 import yaml
@@ -35,7 +35,10 @@ from services.router.providers.entry_parts import (
     Timeouts,
     Webhooks,
 )
+from services.router.providers.identity_inputs import LOCAL_BASE as LOCAL_FACES
+from services.router.providers.identity_inputs import IdentityInput, IdentityInputs, can_carry
 from services.router.providers.inputs import DurationInput, ModelInputs, NamedInput, VideoInputs
+from services.router.providers.training_config import TrainerConfig
 
 DEFAULT_PATH = Path(__file__).resolve().parents[1] / "providers.yaml"
 # A secret's name looks like an environment variable; anything else is likely the secret.
@@ -64,10 +67,14 @@ class ProviderConfig(Frozen):
     timeouts: Timeouts = Timeouts()
     latency: LatencyEstimate = LatencyEstimate()
     pass_rate_prior: PassRatePrior = PassRatePrior()
+    # Its priors for an order of a subject, per way of carrying the subject's identity.
+    identity_pass_rate_prior: dict[Literal["lora", "reference"], PassRatePrior] = {}
     poll_interval_s: float = Field(1.0, gt=0)
     local: LocalOptions | None = None
     # For adapters that run stages: how each stage of `capabilities.stages` other than generate runs.
     stages: dict[Capability, HostedStage] = {}
+    # For adapters that train: how a subject's identity is trained here (training_config.py).
+    trainer: TrainerConfig | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -121,6 +128,7 @@ class ProviderConfig(Frozen):
         if unused:
             raise ValueError(f"stages {', '.join(unused)} are configured but not in capabilities.stages")
         self._check_clips(traits)
+        self._check_identity(traits)
         pins = [(m.name, m.version) for m in self.models]
         if len(set(pins)) != len(pins):
             raise ValueError("each model name and version may be listed once")
@@ -143,6 +151,29 @@ class ProviderConfig(Frozen):
         if "image" in self.capabilities.video and any(self.clip_inputs_for(p).first_frame is None
                                                       for p in self.models):
             raise ValueError("capabilities.video names image, but a model takes no first frame (inputs.video.first_frame)")
+
+    def _check_identity(self, traits: "adapters.AdapterTraits") -> None:
+        if not self.capabilities.stages and self.trainer is None:
+            raise ValueError("capabilities.stages is empty: a provider that runs no stage declares a trainer")
+        if self.trainer is not None and not traits.trains:
+            raise ValueError(f"adapter {self.adapter!r} trains no identities (trainer)")
+        if self.trainer is not None and self.adapter == "replicate" and not self.trainer.destination:
+            raise ValueError("a Replicate trainer names its destination model (trainer.destination: owner/name)")
+        if self.adapter == "local":
+            return  # the local portrait model carries both ways, from the request itself
+        for mode in self.capabilities.identity:
+            lacking = [pin.name for pin in self.models if not (self.inputs_for(pin).identity or _NONE).takes(mode)]
+            if lacking:
+                raise ValueError(f"capabilities.identity names {mode}, but models {', '.join(lacking)} declare no"
+                                 f" inputs.identity.{mode}")
+
+    def carries(self, pin: ModelPin, identity: IdentityInput) -> bool:
+        """Whether `pin` here can carry the identity (declared way, the weights' base, a link it reads)."""
+        if identity.mode not in self.capabilities.identity:
+            return False
+        if self.adapter == "local":
+            return identity.base in ("", LOCAL_FACES) if identity.mode == "lora" else bool(identity.photos)
+        return can_carry(self.inputs_for(pin).identity, identity)
 
     @property
     def makes_clips(self) -> bool:
@@ -223,6 +254,7 @@ class ProviderConfig(Frozen):
         return self.price.price_micro_usd((width, height), self.latency.per_image_s, steps)
 
 
+_NONE = IdentityInputs()
 # The local provider makes clips of any length, shape and rate, from text or from a first frame.
 LOCAL_CLIPS = VideoInputs(duration=DurationInput(min_s=0.5, max_s=60), first_frame=NamedInput(field="first_frame"))
 
@@ -269,6 +301,15 @@ class Registry(Frozen):
 
     def provider(self, name: str) -> ProviderConfig:
         return self.providers[name]
+
+    def pass_rate_priors(self) -> dict[str, PassRatePrior]:
+        """Each provider's prior, and its priors per way of carrying a subject (`name+identity:lora`)."""
+        priors = {name: config.pass_rate_prior for name, config in self.providers.items()}
+        return priors | {f"{name}+identity:{mode}": prior for name, config in self.providers.items()
+                         for mode, prior in config.identity_pass_rate_prior.items()}
+
+    def trainers(self) -> list[ProviderConfig]:
+        return [config for config in self.providers.values() if config.trainer is not None]
 
     def clip_makers(self, spec: VideoSpec, from_image: bool, model: str = "") -> tuple[list[str], list[str]]:
         """The providers whose models can make a clip of `spec` (from a still, or from the

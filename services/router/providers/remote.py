@@ -122,6 +122,9 @@ class RemoteProvider(ABC):
             # A video model makes one clip per job: one remote job per candidate.
             return await self._one_by_one(request, self._clip_call)
         if request.capability == "generate":
+            runs = request.style_runs()
+            if len(runs) > 1:  # a model makes one style per call: a call per run of one style
+                return await self._each(runs, self._generate_call)
             return await self._run(self._generate_call(request))
         stage = self.config.stages.get(request.capability)
         if stage is None:
@@ -135,10 +138,14 @@ class RemoteProvider(ABC):
 
     async def _one_by_one(self, request: GenerationRequest,
                          call_for: Callable[[GenerationRequest], Call]) -> list[GeneratedImage]:
-        singles = [replace(request, start_index=index, count=1) for index in request.indices]
+        return await self._each([replace(request, start_index=index, count=1) for index in request.indices], call_for)
+
+    async def _each(self, parts: list[GenerationRequest],
+                    call_for: Callable[[GenerationRequest], Call]) -> list[GeneratedImage]:
+        """One remote job per part, side by side; the first provider error fails them all."""
         try:
             async with asyncio.TaskGroup() as group:
-                runs = [group.create_task(self._run(call_for(single))) for single in singles]
+                runs = [group.create_task(self._run(call_for(part))) for part in parts]
         except ExceptionGroup as failed:
             raise _first_provider_error(failed) from None
         return [image for run in runs for image in run.result()]
@@ -366,8 +373,6 @@ class RemoteProvider(ABC):
 
     def _billed(self, job: BilledJob) -> int:
         return billed_micro_usd(self.config, job)
-
-    # ---- helpers -------------------------------------------------------------------------
 
     def provider_deadline_s(self, call: Call) -> int:
         """The call's deadline in whole seconds, for APIs that take one (rounded up)."""

@@ -38,7 +38,7 @@ RUNNING = frozenset({"starting", "processing"})
 @adapter("replicate")
 class ReplicateProvider(RemoteProvider):
     traits = AdapterTraits(
-        runs_stages=True, makes_clips=True, default_endpoint="https://api.replicate.com",
+        runs_stages=True, makes_clips=True, trains=True, default_endpoint="https://api.replicate.com",
         credential_hosts=("replicate.delivery", "*.replicate.delivery"),
         default_inputs=ModelInputs(size=SizeInput(multiple_of=8), count=CountInput(field="num_outputs", max=4),
                                    seed=SeedInput()),

@@ -1,0 +1,98 @@
+"""The local provider's portraits of a subject (`local_provider` hands it an order that carries
+an identity): each candidate the subject's face from its weights (lora: the local trainer's
+`LocalWeights`) or its photos (reference: cropped here, kept while the photo set is in use), in
+its style's scene, with a defect drawn for it at the rates of `local.portrait` (portraits/).
+
+Which defect a candidate gets is fixed by the job, its seed and its index, so a repeated call
+paints the same candidates. Painting runs in a worker thread.
+"""
+
+import asyncio
+import hashlib
+from dataclasses import dataclass
+from typing import cast
+
+from services.router.providers.base import GeneratedImage, GenerationRequest, ProviderError
+from services.router.providers.identity_inputs import IdentityInput
+from services.router.providers.portraits.defects import PortraitDefect
+from services.router.providers.portraits.faces import LocalWeights, NoFace, WeightsCache, weights_from_photos
+from services.router.providers.portraits.painter import Sitting, paint_portrait
+from services.router.providers.portraits.products import product_weights
+from services.router.providers.portraits.scene import Look
+from services.router.providers.registry import ProviderConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Costed:
+    """What each image of a call costs, and how long the call took."""
+
+    cost_micro_usd: int
+    latency_s: float
+
+
+class LocalPortraits:
+    def __init__(self, config: ProviderConfig) -> None:
+        self.config = config
+        self.name = config.name
+        self._from_photos = WeightsCache()
+        self._unpacked = WeightsCache()
+
+    async def paint(self, request: GenerationRequest, costed: Costed) -> list[GeneratedImage]:
+        assert request.identity is not None
+        weights = await self._weights(request.identity)
+        sittings = [(index, Sitting(weights, Look.of(dict(request.params_for(index))), (request.width, request.height),
+                                    _draw(request, index), self._defect(request, index)))
+                    for index in request.indices]
+        painted = await asyncio.to_thread(lambda: [(index, paint_portrait(sitting)) for index, sitting in sittings])
+        return [GeneratedImage(index=index, data=data, media_type="image/jpeg", seed=request.seed_for(index),
+                               cost_micro_usd=costed.cost_micro_usd, latency_s=costed.latency_s)
+                for index, data in painted]
+
+    async def _weights(self, identity: IdentityInput) -> LocalWeights:
+        if identity.mode == "lora":
+            if identity.weights is None:
+                raise ProviderError("bad_request", f"{self.name}: the identity's weights were not given")
+            digest = hashlib.sha256(identity.weights).hexdigest()
+            return self._kept(self._unpacked, digest) or self._unpack(digest, identity.weights)
+        kept = self._kept(self._from_photos, identity.photo_set)
+        if kept is not None:
+            return kept
+        made_of = product_weights if identity.kind == "product" else weights_from_photos
+        try:
+            made = await asyncio.to_thread(made_of, list(identity.photos), identity.trigger_word)
+        except NoFace as error:
+            raise ProviderError("bad_request", f"{self.name}: {error}") from None
+        self._from_photos.put(identity.photo_set, made)
+        return made
+
+    @staticmethod
+    def _kept(cache: WeightsCache, key: str) -> LocalWeights | None:
+        return cache.get(key) if key else None
+
+    def _unpack(self, digest: str, data: bytes) -> LocalWeights:
+        try:
+            weights = LocalWeights.unpack(data)
+        except ValueError as error:
+            raise ProviderError("bad_request", f"{self.name}: {error}") from None
+        self._unpacked.put(digest, weights)
+        return weights
+
+    def _defect(self, request: GenerationRequest, index: int) -> PortraitDefect | None:
+        """The defect planted in candidate `index`, if any: each kind at its rate of every portrait."""
+        draw = _unit(f"portrait-defect|{request.job_id}|{request.seed}|{index}")
+        assert request.identity is not None
+        for kind, rate in self.config.local_options.portrait.rates(request.identity.mode == "reference"):
+            if draw < rate:
+                return cast(PortraitDefect, kind)  # rates() names the kinds of PortraitDefect
+            draw -= rate
+        return None
+
+
+def _draw(request: GenerationRequest, index: int) -> tuple[int, ...]:
+    """Candidate `index`'s own stream: its seed and index, and the words of its prompt."""
+    digest = hashlib.sha256(request.prompt_for(index).encode()).digest()
+    return request.seed % 2**63, index, int.from_bytes(digest[:8], "big")
+
+
+def _unit(text: str) -> float:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") / 2**64

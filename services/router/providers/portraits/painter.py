@@ -1,0 +1,64 @@
+"""The local portrait model: a subject's face, from its weights or its photos, painted into a
+style's scene, with a planted defect where asked.
+
+`paint_portrait(sitting)` gives one JPEG. Which of the subject's crops a candidate shows, and
+every variation of its scene, come from its own random stream (the job's seed and its index),
+so a candidate comes out the same whichever batch paints it.
+"""
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from services.router.providers.portraits.defects import PortraitDefect, closed_eyes, drifted
+from services.router.providers.portraits.faces import FaceCrop, LocalWeights, donor
+from services.router.providers.portraits.products import paint_product
+from services.router.providers.portraits.scene import Look, Take, heads_for, paint_scene
+
+_STREAM = 3  # apart from the plain painter's streams
+
+
+@dataclass(frozen=True)
+class Sitting:
+    """One portrait to paint: whose faces, in which look, at what size, from which draw, with
+    which defect (None: a clean one)."""
+
+    weights: LocalWeights
+    look: Look
+    size: tuple[int, int]
+    draw: tuple[int, ...]
+    defect: PortraitDefect | None = None
+
+
+def paint_portrait(sitting: Sitting) -> bytes:
+    rng = np.random.default_rng([_STREAM, *sitting.draw])
+    width, height = sitting.size
+    take = Take(rng, width, height)
+    products = sitting.weights.products
+    if products:  # a product: no face, so no face's defect
+        return _jpeg(paint_product(sitting.look, take, products[int(rng.integers(len(products)))]))
+    crops = sitting.weights.crops
+    faces = _faces(sitting, crops[int(rng.integers(len(crops)))], rng)
+    return _jpeg(paint_scene(sitting.look, take, heads_for(sitting.look, take, faces)))
+
+
+def _faces(sitting: Sitting, subject: FaceCrop, rng: np.random.Generator) -> list[FaceCrop]:
+    defect, crops = sitting.defect, sitting.weights.crops
+    if defect == "another_person":
+        return [donor(sitting.weights.donor).crop]
+    if defect == "two_faces":
+        return [subject, crops[int(rng.integers(len(crops)))]]
+    if defect == "closed_eyes":
+        return [closed_eyes(subject)]
+    if defect == "drift":
+        return [drifted(subject, donor(sitting.weights.donor).crop)]
+    return [subject]
+
+
+def _jpeg(image: Image.Image) -> bytes:
+    """A photograph's encoding: a tenth of a PNG's time and size for a picture like this."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=92)
+    return buffer.getvalue()
