@@ -134,11 +134,11 @@ def _document(app: FastAPI) -> dict[str, Any]:
                                summary=app.summary, description=app.description, routes=app.routes,
                                tags=app.openapi_tags, contact=app.contact, license_info=app.license_info,
                                separate_input_output_schemas=app.separate_input_output_schemas)
-        app.openapi_schema = declare_problems(document)
+        app.openapi_schema = declare_problems(document, problems.error_shapes(app))
     return app.openapi_schema
 
 
-def declare_problems(document: dict[str, Any]) -> dict[str, Any]:
+def declare_problems(document: dict[str, Any], shapes: tuple[problems.ErrorShape, ...] = ()) -> dict[str, Any]:
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
@@ -152,7 +152,21 @@ def declare_problems(document: dict[str, Any]) -> dict[str, Any]:
                 raise RuntimeError(f"two operations are named {operation['operationId']!r}")
             seen.add(operation["operationId"])
             _declare_operation_problems(operation)
+    for shape in shapes:
+        schema = dict(shape.schema)
+        schemas.update(schema.pop("$defs", {}))
+        schemas[shape.name] = schema
+        for path in (p for p in document.get("paths", {}) if shape.covers(p)):
+            for operation in document["paths"][path].values():
+                _declare_shaped_errors(operation, shape)
     return document
+
+
+def _declare_shaped_errors(operation: dict[str, Any], shape: problems.ErrorShape) -> None:
+    """An operation whose errors another API's shape answers (problems.ErrorShape) declares them so."""
+    for status, response in operation["responses"].items():
+        if int(status) >= 400:
+            response["content"] = {"application/json": {"schema": {"$ref": f"#/components/schemas/{shape.name}"}}}
 
 
 def _declare_operation_problems(operation: dict[str, Any]) -> None:

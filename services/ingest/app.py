@@ -12,7 +12,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 
-from services.common import api, telemetry, tracing
+from services.common import api, problems, telemetry, tracing
 from services.common.contracts import SUBSCRIPTIONS
 from services.common.internal_calls import ServiceAuth, identity_client_interceptor, signer_of, verifier_of
 from services.common.runtime import ServiceRuntime
@@ -20,6 +20,8 @@ from services.common.storage import ObjectStore
 from services.ingest import handlers, ledger_calls
 from services.ingest.accounts.plans import load_plans
 from services.ingest.accounts.prompt_screening import PromptGate
+from services.ingest.compat import errors as openai_errors
+from services.ingest.compat.models import load_models
 from services.ingest.inputs.moderation import Breaker, HostedModeration
 from services.ingest.inputs.screening import ScreeningGate
 from services.ingest.jobs.live import LogWatch
@@ -39,6 +41,7 @@ from services.ingest.routes import (
     events,
     internal,
     jobs,
+    openai_images,
     prompt_screening,
     provenance,
     receipts,
@@ -73,6 +76,8 @@ TAGS = [
                                           " anyone, and the trust anchor they chain to."},
     {"name": "keys", "description": "Your API keys: create them with scopes, list, revoke and rotate them."},
     {"name": "webhooks", "description": "Signed webhooks when jobs end: endpoints, secrets, every attempt, redelivery."},
+    {"name": "openai", "description": "OpenAI's Images, Files and Batches APIs, so the `openai` package and LiteLLM"
+                                      " call Genline unchanged; errors in OpenAI's shape."},
     {"name": "meta", "description": "Where to start: the documentation, this document, the console."},
 ]
 
@@ -89,7 +94,7 @@ def receipt_signer(settings: IngestSettings) -> Signer:
 ROUTERS = (root.router, jobs.router, candidates.router, events.router, uploads.router, account.router, alerts.router,
            prompt_screening.router, usage.router, receipts.router, provenance.router, templates.router,
            key_routes.router, webhooks.router, admin.router, admin_tenants.router, admin_platform.router,
-           internal.router, billing.router)
+           internal.router, billing.router, openai_images.router, openai_images.keys_router)
 
 
 def create_api(lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None) -> FastAPI:
@@ -100,6 +105,7 @@ def create_api(lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] 
     app = api.create_app("ingest", api.Described("Genline", DESCRIPTION, TAGS, swagger_url="/swagger"), lifespan)
     for router in ROUTERS:
         app.include_router(router)
+    problems.answer_errors_as(app, openai_errors.SHAPE)
     console.mount(app)
     documentation.mount(app)
     return app
@@ -121,6 +127,7 @@ def build(settings: IngestSettings) -> tuple[ServiceRuntime, FastAPI]:
     app = create_api(runtime.lifespan)
     app.state.runtime, app.state.settings, app.state.objects, app.state.signer = runtime, settings, objects, signer
     app.state.plans = load_plans(settings.plans_path)
+    app.state.openai_models = load_models(settings.openai_models_path)
     app.state.trust_anchors = settings.trust_anchors()
     app.state.service_verifier = verifier_of(settings)
     app.state.screening = ScreeningGate(settings.screening_budget_bytes(), settings.screening_threads,

@@ -117,6 +117,11 @@ class IngestSettings(AdminApiSettings):
     verify_requests_per_s: float = 1.0
     verify_burst: int = 20
 
+    # The OpenAI-compatible API: how long a call waits for its job before answering 504 with
+    # the job's id, and the model aliases it maps onto templates (compat/models.yaml when unset).
+    openai_wait_s: float = 300.0
+    openai_models_path: str | None = None
+
     def trust_anchors(self) -> str | None:
         if self.provenance_trust_anchors_file:
             return Path(self.provenance_trust_anchors_file).read_text()
