@@ -20,6 +20,7 @@ from services.common.storage import ObjectStore
 from services.ingest import handlers, ledger_calls
 from services.ingest.accounts.plans import load_plans
 from services.ingest.accounts.prompt_screening import PromptGate
+from services.ingest.batches.runner import BatchRunner
 from services.ingest.compat import errors as openai_errors
 from services.ingest.compat.models import load_models
 from services.ingest.inputs.moderation import Breaker, HostedModeration
@@ -34,6 +35,8 @@ from services.ingest.routes import (
     admin_platform,
     admin_tenants,
     alerts,
+    batch_files,
+    batches,
     billing,
     candidates,
     console,
@@ -94,7 +97,8 @@ def receipt_signer(settings: IngestSettings) -> Signer:
 ROUTERS = (root.router, jobs.router, candidates.router, events.router, uploads.router, account.router, alerts.router,
            prompt_screening.router, usage.router, receipts.router, provenance.router, templates.router,
            key_routes.router, webhooks.router, admin.router, admin_tenants.router, admin_platform.router,
-           internal.router, billing.router, openai_images.router, openai_images.keys_router)
+           internal.router, billing.router, openai_images.router, openai_images.keys_router, batch_files.router,
+           batches.router)
 
 
 def create_api(lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None) -> FastAPI:
@@ -139,10 +143,11 @@ def build(settings: IngestSettings) -> tuple[ServiceRuntime, FastAPI]:
     peers.grpc("router", settings.router_grpc_target, admin_platform.rpc.RouterServiceStub)
     peers.http("delivery", settings.delivery_url, settings.delivery_timeout_s)
     peers.http("ledger", settings.ledger_url, settings.ledger_timeout_s)
-    sweeper = Sweeper(runtime, settings, signer)
+    sweeper, batch_runner = Sweeper(runtime, settings, signer), BatchRunner(app, settings)
     app.state.log_watch = LogWatch(runtime, settings.stream_poll_s)
-    runtime.startup_hooks += [partial(publish_signing_key, runtime, signer), sweeper.start, app.state.log_watch.start]
-    runtime.shutdown_hooks += [sweeper.stop, app.state.log_watch.stop]
+    runtime.startup_hooks += [partial(publish_signing_key, runtime, signer), sweeper.start, app.state.log_watch.start,
+                              batch_runner.start]
+    runtime.shutdown_hooks += [batch_runner.stop, sweeper.stop, app.state.log_watch.stop]
     app.router.routes.extend(telemetry.ops_routes(runtime.readiness_checks, runtime.reported_checks))
     return runtime, app
 

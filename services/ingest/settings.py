@@ -121,6 +121,16 @@ class IngestSettings(AdminApiSettings):
     # the job's id, and the model aliases it maps onto templates (compat/models.yaml when unset).
     openai_wait_s: float = 300.0
     openai_models_path: str | None = None
+    # Batches: an input file's bounds (bytes, lines, bytes a line), the chunks it is stored in,
+    # the jobs of one batch in flight at once (at most half the plan's jobs in progress), how
+    # often the runner looks for work and how long it holds a batch it works on.
+    batch_file_max_bytes: int = 100 * 1024 * 1024
+    batch_max_lines: int = 50_000
+    batch_line_max_bytes: int = 1024 * 1024
+    batch_chunk_bytes: int = 1024 * 1024
+    batch_window: int = 32
+    batch_interval_s: float = 0.25
+    batch_lease_s: float = 60.0
 
     def trust_anchors(self) -> str | None:
         if self.provenance_trust_anchors_file:
