@@ -202,7 +202,7 @@ PASSED_OVER: tuple[type[contracts.Event], ...] = (
     contracts.CreditsReserved, contracts.ReservationRejected, contracts.ReservationSettled,
     contracts.CreditsGranted, contracts.CreditsExpired, contracts.CreditsReclaimed, contracts.AutoTopUpFailed,
     contracts.CreditsRefunded, contracts.RetryTokenIssued, contracts.ReportDeclined, contracts.CandidatesChecked,
-    contracts.RegenerationRequested, contracts.ScoringFailed, contracts.SubjectChanged,
+    contracts.RegenerationRequested, contracts.ScoringFailed, contracts.SubjectChanged, contracts.EvaluationCharged,
 )
 
 

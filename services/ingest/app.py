@@ -23,6 +23,7 @@ from services.ingest.accounts.prompt_screening import PromptGate
 from services.ingest.batches.runner import BatchRunner
 from services.ingest.compat import errors as openai_errors
 from services.ingest.compat.models import load_models
+from services.ingest.evaluations.runner import EvaluationRunner
 from services.ingest.inputs.moderation import Breaker, HostedModeration
 from services.ingest.inputs.screening import ScreeningGate
 from services.ingest.jobs.live import LogWatch
@@ -41,6 +42,7 @@ from services.ingest.routes import (
     candidates,
     console,
     documentation,
+    evaluations,
     events,
     internal,
     jobs,
@@ -81,6 +83,8 @@ TAGS = [
     {"name": "webhooks", "description": "Signed webhooks when jobs end: endpoints, secrets, every attempt, redelivery."},
     {"name": "openai", "description": "OpenAI's Images, Files and Batches APIs, so the `openai` package and LiteLLM"
                                       " call Genline unchanged; errors in OpenAI's shape."},
+    {"name": "evaluations", "description": "Images you bring, judged by the scorer as a job's candidates are: a"
+                                           " verdict per dimension with reasons; nothing generated."},
     {"name": "meta", "description": "Where to start: the documentation, this document, the console."},
 ]
 
@@ -98,7 +102,7 @@ ROUTERS = (root.router, jobs.router, candidates.router, events.router, uploads.r
            prompt_screening.router, usage.router, receipts.router, provenance.router, templates.router,
            key_routes.router, webhooks.router, admin.router, admin_tenants.router, admin_platform.router,
            internal.router, billing.router, openai_images.router, openai_images.keys_router, batch_files.router,
-           batches.router)
+           batches.router, evaluations.router)
 
 
 def create_api(lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None) -> FastAPI:
@@ -144,10 +148,11 @@ def build(settings: IngestSettings) -> tuple[ServiceRuntime, FastAPI]:
     peers.http("delivery", settings.delivery_url, settings.delivery_timeout_s)
     peers.http("ledger", settings.ledger_url, settings.ledger_timeout_s)
     sweeper, batch_runner = Sweeper(runtime, settings, signer), BatchRunner(app, settings)
+    evaluation_runner = EvaluationRunner(app, settings)
     app.state.log_watch = LogWatch(runtime, settings.stream_poll_s)
     runtime.startup_hooks += [partial(publish_signing_key, runtime, signer), sweeper.start, app.state.log_watch.start,
-                              batch_runner.start]
-    runtime.shutdown_hooks += [batch_runner.stop, sweeper.stop, app.state.log_watch.stop]
+                              batch_runner.start, evaluation_runner.start]
+    runtime.shutdown_hooks += [evaluation_runner.stop, batch_runner.stop, sweeper.stop, app.state.log_watch.stop]
     app.router.routes.extend(telemetry.ops_routes(runtime.readiness_checks, runtime.reported_checks))
     return runtime, app
 

@@ -131,6 +131,13 @@ class IngestSettings(AdminApiSettings):
     batch_window: int = 32
     batch_interval_s: float = 0.25
     batch_lease_s: float = 60.0
+    # Evaluations: how long fetching an image by URL may take, how often the runner looks for
+    # evaluation batches (and webhooks to send), the images it judges at a time, and how often a
+    # batch's webhook is tried before it is given up.
+    evaluation_fetch_timeout_s: float = 10.0
+    evaluation_interval_s: float = 0.5
+    evaluation_window: int = 8
+    evaluation_webhook_attempts: int = 5
 
     def trust_anchors(self) -> str | None:
         if self.provenance_trust_anchors_file:

@@ -10,7 +10,7 @@ from services.common.contracts import SUBSCRIPTIONS
 from services.common.internal_calls import verifier_of
 from services.common.runtime import ServiceRuntime
 from services.ledger import handlers, routes
-from services.ledger.routes import audit, billing
+from services.ledger.routes import audit, billing, evaluations
 from services.ledger.service import LedgerApp, grant
 from services.ledger.settings import LedgerSettings
 
@@ -51,4 +51,5 @@ def http_app(ledger: LedgerApp, lifespan: Any = None) -> FastAPI:
     app.include_router(audit.router)
     if ledger.payments:
         app.router.routes.extend(billing.routes(ledger.payments, verifier_of(ledger.settings)))
+    app.router.routes.extend(evaluations.routes(ledger, verifier_of(ledger.settings)))
     return app

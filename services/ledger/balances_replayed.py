@@ -10,6 +10,7 @@ from services.common.contracts import (
     CreditsReclaimed,
     CreditsRefunded,
     CreditsReserved,
+    EvaluationCharged,
     Event,
     ReservationSettled,
     RetryTokenIssued,
@@ -25,7 +26,7 @@ class ReplayedAccount:
 
 
 BALANCE_EVENTS = (CreditsGranted, CreditsRefunded, CreditsExpired, CreditsReserved, ReservationSettled, RetryTokenIssued,
-                  CreditsReclaimed)
+                  CreditsReclaimed, EvaluationCharged)
 
 
 def replay_balances(events: Iterable[Event]) -> dict[str, ReplayedAccount]:
@@ -40,7 +41,7 @@ def replay_balances(events: Iterable[Event]) -> dict[str, ReplayedAccount]:
         match event:
             case CreditsGranted() | CreditsRefunded():
                 account.posted += event.amount
-            case CreditsExpired():
+            case CreditsExpired() | EvaluationCharged():
                 account.posted -= event.amount
             case CreditsReserved():
                 account.pending += event.amount
