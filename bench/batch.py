@@ -90,6 +90,8 @@ def main() -> None:
     (small_s, small_rss), (large_s, large_rss) = results[args.small], results[args.large]
     ratios = {name: large_rss[name] / small_rss[name] for name in SERVICES}
     print("peak RSS, large vs small: " + ", ".join(f"{name} {ratio:.2f}" for name, ratio in ratios.items()))
+    print(f"ms a line: {small_s * 1000 / args.small:.1f} over {args.small} lines,"
+          f" {large_s * 1000 / args.large:.1f} over {args.large}")
     print(f"\nbatch: lines={args.large} rss_ratio={ratios['ingest']:.2f} per_line_ms={large_s * 1000 / args.large:.1f}")
 
 
