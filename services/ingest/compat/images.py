@@ -133,6 +133,15 @@ class Usage(BaseModel):
 class ImagesResponse(BaseModel):
     """OpenAI's answer to an images request, with the job behind it (extension fields)."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "created": 1795000000, "data": [{"url": "https://…/t-acme/2026/11/0b7e…/1.png?X-Amz-Signature=…"}],
+        "background": "opaque", "output_format": "png", "quality": "high", "size": "1024x1024",
+        "usage": {"input_tokens": 0, "input_tokens_details": {"image_tokens": 0, "text_tokens": 0},
+                  "output_tokens": 0, "total_tokens": 0, "images": 1, "candidates": 2},
+        "job_id": "0b7e6a52-8a8f-4a4e-9c47-3f0d2a1c9b11", "state": "succeeded",
+        "cost": {"credits_charged": 10, "credits_reserved": 10, "price_book_version": "2026-11-27",
+                 "billing_state": "settled"}}]})
+
     created: int
     data: list[ImageData]
     background: str | None = None
