@@ -164,9 +164,19 @@ def declare_problems(document: dict[str, Any], shapes: tuple[problems.ErrorShape
 
 def _declare_shaped_errors(operation: dict[str, Any], shape: problems.ErrorShape) -> None:
     """An operation whose errors another API's shape answers (problems.ErrorShape) declares them so."""
-    for status, response in operation["responses"].items():
+    responses = operation["responses"]
+    if "422" in responses:  # the shape answers a request its schema refuses as its own status (400)
+        responses.setdefault("400", _problem(400))
+    if "429" in responses:  # a shape may answer 429 for what no wait cures (OpenAI's insufficient_quota)
+        responses["429"] = {**responses["429"], "headers": {
+            **responses["429"].get("headers", {}), "Retry-After": {**RATE_LIMIT_HEADERS["Retry-After"],
+                                                                   "required": False}}}
+    for status, response in responses.items():
         if int(status) >= 400:
             response["content"] = {"application/json": {"schema": {"$ref": f"#/components/schemas/{shape.name}"}}}
+            response.setdefault("headers", {})["X-Request-ID"] = {
+                "description": "the request's id: the one sent, when usable, else a new one", "required": True,
+                "schema": {"type": "string"}}
 
 
 def _declare_operation_problems(operation: dict[str, Any]) -> None:

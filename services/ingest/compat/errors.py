@@ -55,8 +55,12 @@ def error_type(status: int, code: str) -> str:
 
 
 def validation_param(problem: Problem) -> str | None:
+    """The parameter at fault, named as the client sent it (`limit`, not `query.limit`)."""
     errors: list[dict[str, Any]] = problem.extra.get("errors") or []
-    return str(errors[0]["field"]) if errors else None
+    if not errors:
+        return None
+    field = str(errors[0]["field"])
+    return field.split(".", 1)[1] if field.startswith(("query.", "path.", "header.")) else field
 
 
 def validation_code(problem: Problem) -> str:

@@ -66,7 +66,11 @@ async def create_batch(body: BatchRequest, caller: JobsSubmitter, runtime: Runti
 async def list_batches(tenant: JobsReader, runtime: Runtime, limit: Annotated[int, Query(ge=1, le=100)] = 20,
                        after: Annotated[str | None, Query(max_length=64)] = None) -> BatchPage:
     """Your batches, newest first; `after` (a batch id, the page's last) for the next page."""
-    after_id = internal_id(BATCH_PREFIX, after, "batch") if after else None
+    try:
+        after_id = internal_id(BATCH_PREFIX, after, "batch") if after else None
+    except Problem:
+        raise Problem(400, "invalid-cursor", f"after must be a batch's id (batch_…), not {after!r}",
+                      extra={"param": "after"}) from None
     async with runtime.pool.connection() as conn:
         rows = await batch_store.list_batches(conn, tenant, after_id, limit + 1)
     data = [await shown(runtime, row) for row in rows[:limit]]
