@@ -68,6 +68,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     submit.add_argument("--idempotency-key", help="the same key and request within 24 h return the first job")
     submit.add_argument("--input", type=Path, metavar="PATH",
                         help="a photo to upload as the job's input (with --video: the clip's first frame)")
+    submit.add_argument("--subject", metavar="SUBJECT_ID", help="the subject (`genline subjects create`) the job is of,"
+                                                                 " with --template subject-headshots or subject-product")
+    submit.add_argument("--identity", choices=["auto", "lora", "reference"],
+                        help="how the subject's identity is carried (default auto: the cheaper per passing image)")
+    submit.add_argument("--styles", type=lambda text: [s for s in text.split(",") if s], metavar="A,B,…",
+                        help="the template's styles to spread the images over (default: all of them)")
     add_video_arguments(submit)
     submit.add_argument("--wait", action="store_true", help="follow the job, with live progress, until it is final")
     submit.add_argument("--download", type=Path, metavar="DIR", help="write the images (or clips) into DIR (implies --wait)")
@@ -140,7 +146,8 @@ def submit(client: Genline, args, output: Output) -> int:
     except (ValueError, OSError) as error:
         output.err.print(f"genline: {error}")
         return EXIT_USAGE
-    options = {name: getattr(args, name) for name in ("candidates", "tier", "priority", "seed", "profile", "deadline_s")}
+    options = {name: getattr(args, name) for name in ("candidates", "tier", "priority", "seed", "profile", "deadline_s",
+                                                      "subject", "identity", "styles")}
     if photo is not None:
         upload = client.upload(photo)
         options["input_upload"] = str(upload.id)
@@ -257,6 +264,10 @@ def show_job(console: Console, job: Job) -> None:
     for state, when in job.history:
         reason = job.reasons.get(state)
         console.print(f"  {when:%Y-%m-%d %H:%M:%S}  {state}" + (f"  ({reason})" if reason else ""))
+    if job.subject:
+        identity = job.subject.get("identity") or {}
+        console.print(f"  subject: {job.subject['name']} ({job.subject['id']}), identity {identity.get('mode') or job.subject['identity_asked']}"
+                      + (f" by {identity['provider']} {identity['model']}" if identity.get("provider") else ""))
     if job.failure:
         console.print(f"  failure: {job.failure.code} at {job.failure.stage}: {job.failure.reason}")
     if job.billing:

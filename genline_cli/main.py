@@ -1,7 +1,8 @@
 """`genline`: the one parser, and the parts of the platform that add their commands to it.
 
 Your jobs and account (GENLINE_API_URL, GENLINE_API_KEY; --json on every command): `genline jobs …`,
-`genline batches …`, `genline evaluate …`, `genline usage`, `genline billing …` (buy credits).
+`genline batches …`, `genline evaluate …`, `genline subjects …` (the people and products jobs are of),
+`genline usage`, `genline billing …` (buy credits).
 Receipts checked offline: `genline receipts verify`; what a file proves: `genline verify FILE`. Operating the platform: `genline run`,
 tenants, credits, replays, the bus, keys; `genline score` scores image files without it.
 `genline COMMAND --help` describes each command.
@@ -10,7 +11,7 @@ tenants, credits, replays, the bus, keys; `genline score` scores image files wit
 import argparse
 from collections.abc import Sequence
 
-from genline_cli import batches, billing, jobs, provenance, receipts, spend, usage
+from genline_cli import batches, billing, jobs, provenance, receipts, spend, subjects, usage
 from genline_stack import cli as stack
 from services.common import cli as common
 from services.common.bus import cli as bus
@@ -20,7 +21,8 @@ from services.ledger import cli as ledger
 from services.scorer import cli as scorer
 
 # In the order `genline --help` lists their commands: a user's first, then the operator's.
-PARTS = (jobs, batches, usage, billing, spend, receipts, provenance, stack, ingest, ledger, bus, common, scorer)
+PARTS = (jobs, batches, subjects, usage, billing, spend, receipts, provenance, stack, ingest, ledger, bus, common,
+         scorer)
 
 
 def command_tree() -> CommandTree:

@@ -13,6 +13,7 @@ pytestmark = pytest.mark.processes  # runs a Genline service, or starts processe
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = [[], ["jobs"], *(["jobs", c] for c in ("submit", "list", "get", "cancel", "events", "watch", "download")),
+            ["subjects"], *(["subjects", c] for c in ("create", "add-photos", "list", "show", "delete", "wait")),
             ["run"], ["create-tenant"], ["set-plan"], ["grant"], ["replay"], ["replay", "ledger"], ["replay", "jobs"],
             ["replay", "audit"], ["replay", "receipts"], ["receipts"], ["receipts", "verify"], ["receipts", "keygen"],
             ["bus"], ["bus", "status"], ["bus", "rebuild"], ["data-keys"], ["data-keys", "status"], ["service-keys"],

@@ -508,6 +508,9 @@ class RetentionSet(Event):
     tenant_id: str
     outputs_days: int | None = Field(None, ge=1)
     candidates_days: int | None = Field(None, ge=1)
+    subjects_days: int | None = Field(None, ge=1, description="a subject's photos, embeddings and identities, counted"
+                                                          " from its last order (ingest's sweeper erases it);"
+                                                          " None: the platform's default")
     set_at: datetime
 
 
@@ -608,6 +611,25 @@ class ReservationSettled(JobEvent):
     revenue_micro_usd: int = 0
     delivered_seconds: int = Field(0, description="a video job's delivered seconds charged (each clip's length"
                                                   " rounded up, at most the seconds asked; retry tokens aside)")
+
+
+class TrainingSettled(JobEvent):
+    """Published by the ledger when an order's training line (`CreditsReserved.training_credits`)
+    is settled: charged when this order trained the subject's identity (IdentityTrained) or its
+    training failed through the tenant's fault, released when the order reused an identity
+    (IdentityPlanned without training), when its training failed through no fault of the
+    tenant, and when the order ended with neither. Exactly one per training line; at most one
+    charge per tenant, subject and identity."""
+
+    event_type = "genline.credits.training_settled.v1"
+    publisher = "ledger"
+    subject_id: UUID
+    identity_id: UUID | None = Field(None, description="the identity trained (charged), where one was")
+    held: int = Field(ge=0)
+    charged: int = Field(ge=0)
+    released: int = Field(ge=0)
+    outcome: Literal["charged", "released"]
+    reason: str
 
 
 class CreditsGranted(Event):

@@ -8,7 +8,10 @@ measures the dimensions (its internal API), ingest judges and explains. Its stag
 ordered list of capabilities the router runs one after the other, each on the output of
 the one before; a template without stages generates, as every template did before stages.
 Its `delivery` says the output format and quality, a watermark and the thumbnail;
-delivery applies it. Its `video` says whether a job may ask for clips (MP4) and must.
+delivery applies it. Its `video` says whether a job may ask for clips (MP4) and must. Its
+`subject` says which kind of subject (a person, a product) its jobs may be of, and its `styles`
+the styles an order's images are spread over; the catalogue's `subjects` the checks every
+photo of a subject passes.
 """
 
 from functools import lru_cache
@@ -16,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import yaml
+from PIL import ImageColor
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 CATALOGUE = Path(__file__).with_name("templates.yaml")
@@ -114,6 +118,45 @@ class Delivery(BaseModel):
     clip: ClipDelivery = Field(ClipDelivery(), description="video clips only; their thumbnail is a poster frame")
 
 
+class Style(BaseModel):
+    """One style of a template's order across styles: words added to the job's prompt and the
+    generation parameters it sets (`backdrop`: a CSS colour name or #rrggbb; `wardrobe`: a
+    colour; `light`: soft, window, studio, dramatic or golden; `framing`: close, shoulders or
+    waist). Candidate i of a job is made in style i modulo the job's styles."""
+
+    model_config = FROZEN
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")
+    prompt: str = Field("", max_length=300)
+    params: dict[str, str] = {}
+
+    @model_validator(mode="after")
+    def params_are_known(self) -> "Style":
+        unknown = set(self.params) - set(STYLE_PARAMS)
+        if unknown:
+            raise ValueError(f"style {self.name}: unknown params {sorted(unknown)}; known: {', '.join(STYLE_PARAMS)}")
+        for name, allowed in STYLE_PARAMS.items():
+            value = self.params.get(name)
+            if value is None:
+                continue
+            if allowed and value not in allowed:
+                raise ValueError(f"style {self.name}: {name} must be one of {', '.join(allowed)}")
+            if not allowed:
+                try:
+                    ImageColor.getrgb(value)
+                except ValueError:
+                    raise ValueError(f"style {self.name}: {name} {value!r} is no colour (a CSS name or #rrggbb)") from None
+        return self
+
+
+# A style's parameters, and the values each may take (empty: any colour).
+STYLE_PARAMS: dict[str, tuple[str, ...]] = {
+    "backdrop": (), "wardrobe": (), "light": ("soft", "window", "studio", "dramatic", "golden"),
+    "framing": ("close", "shoulders", "waist"),
+}
+SubjectKind = Literal["person", "product"]
+
+
 class Template(BaseModel):
     model_config = FROZEN
 
@@ -126,6 +169,16 @@ class Template(BaseModel):
     score_all: bool = Field(False, description="measure every dimension of every candidate, not tier by tier")
     video: Literal["never", "optional", "required"] = Field(
         "never", description="whether a job of the template asks for clips (its request's `video`): never, may, must")
+    subject: SubjectKind | None = Field(None, description="the kind of subject (POST /v1/subjects) a job of the"
+                                                           " template is of: a job may name one; None: never")
+    styles: tuple[Style, ...] = Field((), description="the styles a job's images are spread over; empty: one")
+
+    @model_validator(mode="after")
+    def style_names_differ(self) -> "Template":
+        names = [style.name for style in self.styles]
+        if len(set(names)) != len(names):
+            raise ValueError(f"style names must differ: {names}")
+        return self
 
     @property
     def pipeline(self) -> tuple[Stage, ...]:
@@ -149,6 +202,16 @@ class Catalogue(BaseModel):
 
     version: str
     templates: dict[str, Template]
+    # What every photo of a subject must pass, by the subject's kind, besides the subject's own
+    # checks (one person in all of a person's photos, no near-duplicates, a product found).
+    subjects: dict[str, TemplateInput] = {}
+
+    @model_validator(mode="after")
+    def subjects_are_kinds(self) -> "Catalogue":
+        unknown = set(self.subjects) - set(get_args(SubjectKind))
+        if unknown:
+            raise ValueError(f"subjects: {sorted(unknown)} are no kind of subject (person, product)")
+        return self
 
     @model_validator(mode="after")
     def needs_name_a_check(self) -> "Catalogue":
@@ -175,6 +238,10 @@ class Catalogue(BaseModel):
     def input_checks(self, template: str) -> dict[str, InputCheck]:
         found = self.templates.get(template)
         return dict(found.input.checks) if found and found.input else {}
+
+    def subject_checks(self, kind: str) -> dict[str, InputCheck]:
+        found = self.subjects.get(kind)
+        return dict(found.checks) if found else {}
 
 
 @lru_cache(maxsize=4)

@@ -28,6 +28,7 @@ from services.common.contracts import (
     DeliveryFailed,
     JobCanceled,
     JobCancelRequested,
+    SubjectChanged,
 )
 from services.common.storage import EXTENSIONS
 from services.common.templates import Delivery
@@ -138,6 +139,17 @@ def alert_data(event: AccountAlerted) -> dict[str, Any]:
     """What an alert's webhook says: which crossing, when, and what was crossed."""
     return {"id": event.alert_id, "tenant_id": event.tenant_id, "raised_at": event.raised_at.isoformat(),
             **event.details}
+
+
+def subject_webhook_id(event: SubjectChanged, target: str) -> str:
+    """The `webhook-id` of one change of a subject to one endpoint: its `seq` names the change."""
+    return "msg_" + uuid5(NAMESPACE_URL, f"genline:subject:{event.subject_id}:{event.seq}:{target}").hex
+
+
+def subject_data(event: SubjectChanged) -> dict[str, Any]:
+    """What a subject's webhook says: the subject as GET /v1/subjects/{id} shows it, without photos."""
+    return {"id": str(event.subject_id), "tenant_id": event.tenant_id, "kind": event.kind, "state": event.state,
+            "reason": event.reason, "changed_at": event.changed_at.isoformat()} | event.view
 
 
 def webhook_body(event_type: str, at: datetime, view: dict[str, Any]) -> bytes:

@@ -20,13 +20,14 @@ from services.common.contracts import (
     JobFinished,
     JobProgressed,
     RetentionSet,
+    SubjectChanged,
 )
 from services.common.db import Pool
 from services.common.storage import ObjectStore, candidate_prefix
 from services.common.templates import Delivery, load_catalogue
 from services.delivery import clips, domain, postprocess, provenance, store
 from services.delivery.settings import DeliverySettings
-from services.delivery.webhooks import WebhookSender, queue_alert_webhooks, queue_webhooks
+from services.delivery.webhooks import WebhookSender, queue_alert_webhooks, queue_subject_webhooks, queue_webhooks
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -202,7 +203,7 @@ PASSED_OVER: tuple[type[contracts.Event], ...] = (
     contracts.CreditsReserved, contracts.ReservationRejected, contracts.ReservationSettled,
     contracts.CreditsGranted, contracts.CreditsExpired, contracts.CreditsReclaimed, contracts.AutoTopUpFailed,
     contracts.CreditsRefunded, contracts.RetryTokenIssued, contracts.ReportDeclined, contracts.CandidatesChecked,
-    contracts.RegenerationRequested, contracts.ScoringFailed, contracts.SubjectChanged, contracts.EvaluationCharged,
+    contracts.RegenerationRequested, contracts.ScoringFailed, contracts.TrainingSettled, contracts.EvaluationCharged,
 )
 
 
@@ -231,6 +232,12 @@ def register(consumer: EventConsumer, publisher: Publisher, sender: WebhookSende
     async def on_account_alerted(ctx: HandlerContext, event: AccountAlerted) -> None:
         assert ctx.claim is not None  # registered with claims=True
         if await queue_alert_webhooks(ctx.conn, event, ctx.claim):
+            ctx.after_commit(sender.notify)
+
+    @consumer.on(SubjectChanged, claims=True)
+    async def on_subject_changed(ctx: HandlerContext, event: SubjectChanged) -> None:
+        assert ctx.claim is not None  # registered with claims=True
+        if await queue_subject_webhooks(ctx.conn, event, ctx.claim):
             ctx.after_commit(sender.notify)
 
     @consumer.on(RetentionSet)

@@ -31,10 +31,12 @@ from services.common import targets, telemetry
 from services.common.bus import InboxClaim, OutboxRelay, add_to_outbox, envelop
 from services.common.contracts import (
     PROGRESS_WEBHOOK_EVENT,
+    SUBJECT_WEBHOOK_EVENTS,
     AccountAlerted,
     JobFinished,
     JobProgressed,
     SealedText,
+    SubjectChanged,
     WebhookSent,
 )
 from services.common.data_keys import DataKeys
@@ -87,6 +89,22 @@ async def queue_alert_webhooks(conn: Conn, event: AccountAlerted, claim: InboxCl
         await store.queue_message(conn, store.WebhookMessage(
             domain.alert_webhook_id(event.alert_id, str(endpoint["id"])), event.tenant_id, endpoint["id"],
             endpoint["url"], None, event.alert, payload))
+    return len(endpoints)
+
+
+async def queue_subject_webhooks(conn: Conn, event: SubjectChanged, claim: InboxClaim) -> int:
+    """The messages of a subject's change (`subject.ready`, `.trained`, `.failed`): one per
+    endpoint subscribed to it, the subject as the API shows it (never its photos); its first
+    statement claims the event on the inbox. Other states are sent nowhere."""
+    event_type = f"subject.{event.state}"
+    endpoints = await store.subscribed_endpoints(conn, event.tenant_id, event_type, claim)
+    if not claim.claimed or event_type not in SUBJECT_WEBHOOK_EVENTS:
+        return 0
+    payload = json.dumps(domain.subject_data(event))
+    for endpoint in endpoints:
+        await store.queue_message(conn, store.WebhookMessage(
+            domain.subject_webhook_id(event, str(endpoint["id"])), event.tenant_id, endpoint["id"], endpoint["url"],
+            None, event_type, payload))
     return len(endpoints)
 
 

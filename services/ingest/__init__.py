@@ -11,7 +11,8 @@ routes/            one module per API area; each declares routes and calls the m
 domain.py          the job read model (JobView, a log entry), without I/O
 handlers.py        bus handlers: every service's job events projected into the read model and its log
 store/             all of ingest's SQL: the read model and submissions (__init__), the event log (log.py),
-                   reads over many jobs (listing.py), callers' keys, uploads and rates (callers.py), data keys
+                   reads over many jobs (listing.py), callers' keys, uploads and rates (callers.py), data keys,
+                   subjects and their photos (subjects.py)
 ledger_calls.py    the ledger's gRPC messages, its stub as a dependency, its errors as problems
 data_keys.py       each job's data key, which seals its prompt; erasure destroys it
 key_encryption.py  the key-encryption keys the data keys are stored wrapped under (a key file, or KMS)
@@ -19,6 +20,8 @@ provenance.py      what a file proves (POST /v1/verify): its Content Credentials
 
 jobs/              a job from submission to its end
   submission.py      JobRequest, its checks, the idempotent write with JobSubmitted
+  scoring_checks.py  the profile and rules the scorer will apply, checked at submission
+  subject_order.py   a job's subject, identity and styles: the request's fields, resolved and checked
   request_rules.py   pure rules of a request: candidates planned, Cancel-After, request fingerprint
   examples.py        example bodies of the jobs API for the OpenAPI document (JOB_ID and friends)
   job_lookup.py      a job id as a route names it: parsed, and 404/410 for a job the tenant cannot see
@@ -38,6 +41,14 @@ accounts/          who may call, and how much
   plans.py           plans as data (plans.yaml) and the request-rate arithmetic
   limits.py          a plan's limits enforced on the database (rate, jobs in progress, images per day)
   webhook_targets.py whether a webhook URL may be used (public addresses only)
+subjects/          the people and products jobs are of, known by the tenant's photos
+  domain.py          a subject as clients see it, its states and how identity events move it, without I/O
+  judging.py         each photo's verdict: checks, repeats, one person across the photos, room; without I/O
+  photos.py          photos added: screened, measured by the scorer, judged under the row lock, kept sealed
+  views.py           a subject's view from its rows; its sealed embeddings and centroid; the SubjectRef of a job
+  changes.py         a change written and announced (SubjectChanged); erasure; the router's identity events
+  lifecycle.py       create, read and erase; the retention sweeper
+  examples.py        example bodies of the subjects API for the OpenAPI document
 receipts/          signed job receipts
   document.py        what a receipt says and how it is signed, without I/O
   issuing.py         issuing and reading receipts, and the keys they were signed with

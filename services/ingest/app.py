@@ -51,6 +51,7 @@ from services.ingest.routes import (
     provenance,
     receipts,
     root,
+    subjects,
     templates,
     uploads,
     usage,
@@ -58,6 +59,7 @@ from services.ingest.routes import (
 )
 from services.ingest.routes import keys as key_routes
 from services.ingest.settings import IngestSettings
+from services.ingest.subjects.lifecycle import RetentionSweeper, Subjects
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,9 @@ Every error is an RFC 9457 problem (`application/problem+json`) with the request
 `X-Request-ID` to choose that id, and retry a submission safely with `Idempotency-Key`."""
 TAGS = [
     {"name": "jobs", "description": "Submit a job, follow it to its links, report a bad image."},
+    {"name": "subjects", "description": "The people and products your jobs are of: made known by your photos, each"
+                                        " photo screened and judged, kept sealed, erased on request or after the"
+                                        " retention."},
     {"name": "events", "description": "Each job's event log, and live streams of it (Server-Sent Events)."},
     {"name": "uploads", "description": "Input photos for jobs, screened and stored without metadata."},
     {"name": "templates", "description": "The template catalogue: what each template asks of its input photo, its"
@@ -98,7 +103,7 @@ def receipt_signer(settings: IngestSettings) -> Signer:
     return Signer(Ed25519PrivateKey.generate())
 
 
-ROUTERS = (root.router, jobs.router, candidates.router, events.router, uploads.router, account.router, alerts.router,
+ROUTERS = (root.router, jobs.router, subjects.router, candidates.router, events.router, uploads.router, account.router, alerts.router,
            prompt_screening.router, usage.router, receipts.router, provenance.router, templates.router,
            key_routes.router, webhooks.router, admin.router, admin_tenants.router, admin_platform.router,
            internal.router, billing.router, openai_images.router, openai_images.keys_router, batch_files.router,
@@ -130,7 +135,7 @@ def build(settings: IngestSettings) -> tuple[ServiceRuntime, FastAPI]:
     objects = ObjectStore(settings)
     signer = receipt_signer(settings)
     if settings.consume_events:
-        handlers.register(runtime.consumer, signer)
+        handlers.register(runtime.consumer, handlers.Projection(signer, settings))
         runtime.consume(SUBSCRIPTIONS["ingest"])
     app = create_api(runtime.lifespan)
     app.state.runtime, app.state.settings, app.state.objects, app.state.signer = runtime, settings, objects, signer
@@ -149,10 +154,12 @@ def build(settings: IngestSettings) -> tuple[ServiceRuntime, FastAPI]:
     peers.http("ledger", settings.ledger_url, settings.ledger_timeout_s)
     sweeper, batch_runner = Sweeper(runtime, settings, signer), BatchRunner(app, settings)
     evaluation_runner = EvaluationRunner(app, settings)
+    retention = RetentionSweeper(Subjects(runtime, settings, objects))
     app.state.log_watch = LogWatch(runtime, settings.stream_poll_s)
-    runtime.startup_hooks += [partial(publish_signing_key, runtime, signer), sweeper.start, app.state.log_watch.start,
-                              batch_runner.start, evaluation_runner.start]
-    runtime.shutdown_hooks += [evaluation_runner.stop, batch_runner.stop, sweeper.stop, app.state.log_watch.stop]
+    runtime.startup_hooks += [partial(publish_signing_key, runtime, signer), sweeper.start, retention.start,
+                              app.state.log_watch.start, batch_runner.start, evaluation_runner.start]
+    runtime.shutdown_hooks += [evaluation_runner.stop, batch_runner.stop, sweeper.stop, retention.stop,
+                               app.state.log_watch.stop]
     app.router.routes.extend(telemetry.ops_routes(runtime.readiness_checks, runtime.reported_checks))
     return runtime, app
 

@@ -20,7 +20,16 @@ from services.common.contracts import (
     SealedText,
 )
 from services.common.sealing import ERASED
-from services.ingest.jobs.view_parts import Billing, Clips, Failure, ReceiptRef, Regeneration, ReportOutcome, StageCost
+from services.ingest.jobs.view_parts import (
+    Billing,
+    Clips,
+    Failure,
+    JobSubject,
+    ReceiptRef,
+    Regeneration,
+    ReportOutcome,
+    StageCost,
+)
 
 # The job's states in the order the API has always listed them; the final ones are
 # contracts.FINAL_STATES.
@@ -82,6 +91,9 @@ class JobView(BaseModel):
     video: Clips | None = Field(None, description="a video job's clips as asked; its outputs are clips (video/mp4)"
                                                   " with duration_ms, fps, codec and frames, the poster as thumbnail")
     end_user: str | None = Field(None, description="your customer the job is for, as submitted")
+    subject: JobSubject | None = Field(None, description="the person or product the job is of, and how its identity"
+                                                         " was carried")
+    styles: list[str] | None = Field(None, description="the styles its images are spread over, each an equal share")
     created_at: datetime
     updated_at: datetime
     timestamps: dict[str, datetime]
@@ -148,7 +160,10 @@ def submitted_view(spec: JobSpec, prompt: str | None = None) -> JobView:
                    quality=spec.quality_rules, width=spec.width, height=spec.height,
                    model=spec.model, model_version=spec.model_version, deadline_s=spec.deadline_s,
                    min_images=spec.min_images, webhook_url=spec.webhook_url, webhook_events=spec.webhook_events,
-                   metadata=spec.metadata, end_user=spec.end_user, video=Clips.of(spec.video), created_at=at, updated_at=at, timestamps={"submitted": at},
+                   metadata=spec.metadata, end_user=spec.end_user, video=Clips.of(spec.video),
+                   subject=JobSubject.of(spec.subject, spec.identity),
+                   styles=[style.name for style in spec.styles] if spec.styles else None,
+                   created_at=at, updated_at=at, timestamps={"submitted": at},
                    reasons={"submitted": "submitted by the client"})
 
 

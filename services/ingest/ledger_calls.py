@@ -9,6 +9,7 @@ from uuid import UUID
 import grpc
 from fastapi import Depends, Request
 
+from services.common.contracts import SubjectRef
 from services.common.problems import Problem
 from services.common.protos import load
 
@@ -54,6 +55,20 @@ class LedgerClient:
 
 
 @dataclass(frozen=True)
+class SubjectQuote:
+    """A job's subject as the ledger prices its training line: which subject, its photo set,
+    and how its identity is carried."""
+
+    subject_id: UUID
+    photo_set_sha256: str
+    identity: str
+
+    @classmethod
+    def of(cls, subject: SubjectRef | None, identity: str) -> "SubjectQuote | None":
+        return cls(subject.subject_id, subject.photo_set_sha256, identity) if subject is not None else None
+
+
+@dataclass(frozen=True)
 class Quote:
     """What the ledger is asked to price: so many images of a template in a tier for a tenant
     (retry tokens spent first where asked), or clips of a length and resolution."""
@@ -65,9 +80,13 @@ class Quote:
     use_retry_tokens: bool = False
     video_duration_s: float | None = None
     video_resolution: str | None = None
+    subject: SubjectQuote | None = None
 
     def message(self) -> Any:
         clips = {"video_duration_s": self.video_duration_s, "video_resolution": self.video_resolution}
+        subject = self.subject
+        of_subject = {"subject_id": str(subject.subject_id), "photo_set_sha256": subject.photo_set_sha256,
+                      "identity": subject.identity} if subject is not None else {}
         return pb.QuoteRequest(tenant_id=self.tenant_id, template=self.template, tier=self.tier, images=self.images,
-                               use_retry_tokens=self.use_retry_tokens,
+                               use_retry_tokens=self.use_retry_tokens, **of_subject,
                                **{name: value for name, value in clips.items() if value is not None})

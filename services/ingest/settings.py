@@ -82,6 +82,14 @@ class IngestSettings(AdminApiSettings):
                                           "scoring": 1800, "delivering": 900}
     deadline_grace_s: float = 120.0
     cancel_answer_timeout_s: float = 120.0
+    # Subjects (POST /v1/subjects): erased this many days after their last order (or their
+    # creation) unless the tenant keeps them or an operator sets the tenant's own retention;
+    # the sweeper looks every `subject_sweep_interval_s`, at most `subject_sweep_batch` a round.
+    subject_retention_days: int = 30
+    subject_sweep_interval_s: float = 60.0
+    subject_sweep_batch: int = 100
+    # Photos of a subject screened side by side (the scorer measures each).
+    subject_screening_concurrency: int = 2
     # Plans (rates, concurrent jobs, images a day, priority); the packaged plans.yaml when unset.
     plans_path: str | None = None
     # A rotated API key keeps working this long, so clients can switch over, unless the

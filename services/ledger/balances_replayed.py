@@ -14,6 +14,7 @@ from services.common.contracts import (
     Event,
     ReservationSettled,
     RetryTokenIssued,
+    TrainingSettled,
 )
 
 
@@ -26,7 +27,7 @@ class ReplayedAccount:
 
 
 BALANCE_EVENTS = (CreditsGranted, CreditsRefunded, CreditsExpired, CreditsReserved, ReservationSettled, RetryTokenIssued,
-                  CreditsReclaimed, EvaluationCharged)
+                  CreditsReclaimed, EvaluationCharged, TrainingSettled)
 
 
 def replay_balances(events: Iterable[Event]) -> dict[str, ReplayedAccount]:
@@ -44,12 +45,15 @@ def replay_balances(events: Iterable[Event]) -> dict[str, ReplayedAccount]:
             case CreditsExpired() | EvaluationCharged():
                 account.posted -= event.amount
             case CreditsReserved():
-                account.pending += event.amount
+                account.pending += event.amount + event.training_credits  # a job's training line is held with it
                 account.retry_tokens -= event.tokens_held
             case ReservationSettled():
                 account.pending -= event.reserved
                 account.posted -= event.charged
                 account.retry_tokens += event.tokens_returned
+            case TrainingSettled():
+                account.pending -= event.held
+                account.posted -= event.charged
             case RetryTokenIssued():
                 account.retry_tokens += 1
             case CreditsReclaimed():

@@ -52,6 +52,7 @@ from services.ledger.records import (
     ProviderCost,
     Rejection,
     Takeback,
+    Trainings,
     Transfer,
     tenant_account,
 )
@@ -99,6 +100,7 @@ class Book:
     # payments change them, never a job's batch).
     owed_changes: dict[str, int] = field(default_factory=dict)
     key_spend: KeySpend = field(default_factory=KeySpend)
+    trainings: Trainings = field(default_factory=Trainings)  # jobs' training lines (training.py)
 
     def account_deltas(self) -> list[tuple[str, int, int, int]]:
         """(tenant, Δposted, Δpending, Δretry tokens) of every account the batch changed."""

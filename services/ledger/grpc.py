@@ -22,6 +22,7 @@ from services.ledger.pricing import Order, Unpriced, price_of
 from services.ledger.settings import LedgerSettings
 from services.ledger.store import accounts, key_spend_of
 from services.ledger.store import alerts as alert_store
+from services.ledger.store.training import photo_set_trained
 
 pb, rpc = load("genline.ledger.v1")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["LedgerService"].full_name
@@ -85,11 +86,22 @@ class LedgerService(rpc.LedgerServiceServicer):  # type: ignore[name-defined,mis
         account = await self._account(request.tenant_id) or {"posted": 0, "pending": 0, "retry_tokens": 0}
         tokens = min(account["retry_tokens"], request.images) if request.use_retry_tokens else 0
         credits, available = (request.images - tokens) * price.unit, account["posted"] - account["pending"]
+        training = await self._training_credits(request, prices.training_price())
         return pb.QuoteResponse(credits=credits, unit_price=price.unit, pricebook_version=prices.version,
-                                available=available, affordable=credits <= available, retry_tokens_applied=tokens,
+                                available=available, affordable=credits + training <= available,
+                                retry_tokens_applied=tokens, training_credits=training,
                                 max_provider_spend_micro_usd=price.spend_cap, second_price=price.second_price or 0,
                                 clip_seconds=price.clip_seconds or 0,
                                 second_prices=prices.video_second_prices.get(tier, {}))
+
+    async def _training_credits(self, request: Any, price: int) -> int:
+        """A quote's training line: a job of a subject whose identity is not by reference and
+        whose photo set the ledger has not seen trained."""
+        if not request.subject_id or request.identity == "reference" or not price:
+            return 0
+        async with self.pool.connection() as conn:
+            trained = await photo_set_trained(conn, request.tenant_id, (request.subject_id, request.photo_set_sha256))
+        return 0 if trained else price
 
     async def ListEntries(self, request: Any, context: Context) -> Any:
         size = request.page_size or 50

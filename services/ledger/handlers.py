@@ -16,6 +16,9 @@ from services.common.contracts import (
     DeliveryFailed,
     Event,
     GenerationFailed,
+    IdentityPlanned,
+    IdentityTrained,
+    IdentityTrainingFailed,
     JobCanceled,
     JobClosed,
     JobDelivered,
@@ -24,13 +27,15 @@ from services.common.contracts import (
     OutputReported,
     ScoringFailed,
 )
+from services.ledger import training
 from services.ledger.domain import Book
 from services.ledger.records import Delivery, ProviderCost
 
 # What the ledger consumes (app.py's on_batch); one added here without its branch in `decide`
 # fails the type check (assert_never).
 Consumed: TypeAlias = (JobSubmitted | JobDelivered | GenerationFailed | ScoringFailed | DeliveryFailed
-                       | CandidatesGenerated | OutputReported | JobCanceled | JobClosed | AuditRecorded | JobErased)
+                       | CandidatesGenerated | OutputReported | JobCanceled | JobClosed | AuditRecorded | JobErased
+                       | IdentityPlanned | IdentityTrained | IdentityTrainingFailed)
 CONSUMED: tuple[type[Event], ...] = get_args(Consumed)
 # Each settles its job's reservation; the first to arrive settles it, the others change nothing.
 SETTLING = (JobDelivered, GenerationFailed, ScoringFailed, DeliveryFailed, JobCanceled, JobClosed)
@@ -41,8 +46,7 @@ SETTLING = (JobDelivered, GenerationFailed, ScoringFailed, DeliveryFailed, JobCa
 PASSED_OVER: tuple[type[contracts.Event], ...] = (
     contracts.JobCancelRequested, contracts.JobFinished, contracts.JobProgressed, contracts.RetentionSet,
     contracts.AttemptStarted, contracts.CandidatesStored, contracts.CandidatesChecked, contracts.CandidatesScored,
-    contracts.RegenerationRequested, contracts.WebhookSent, contracts.SubjectChanged, contracts.IdentityPlanned,
-    contracts.IdentityTrained, contracts.IdentityTrainingFailed,
+    contracts.RegenerationRequested, contracts.WebhookSent, contracts.SubjectChanged,
 )
 
 
@@ -59,14 +63,18 @@ def consumed(event: Event) -> Consumed:
 def decide(book: Book, event: Consumed, now: datetime) -> list[Event | None]:
     match event:
         case JobSubmitted():
-            return [book.reserve(event.job, now)]
+            return [training.reserve(book, event.job, now)]
         case JobDelivered():
             delivered = Delivery(len(event.images), [i.duration_ms for i in event.images])
-            return [book.settle(event.job_id, delivered, now)]
+            return [*training.released_with_job(book, event.job_id, now), book.settle(event.job_id, delivered, now)]
         case GenerationFailed() | ScoringFailed() | DeliveryFailed():
-            return [book.settle(event.job_id, Delivery(outcome="voided"), now)]  # the platform's failure costs nothing
+            # The platform's failure costs nothing.
+            return [*training.released_with_job(book, event.job_id, now),
+                    book.settle(event.job_id, Delivery(outcome="voided"), now)]
         case JobCanceled() | JobClosed():
-            return [book.close(event, now)]
+            return [*training.released_with_job(book, event.job_id, now), book.close(event, now)]
+        case IdentityPlanned() | IdentityTrained() | IdentityTrainingFailed():
+            return [training.on_identity(book, event, now)]
         case CandidatesGenerated():
             for provider, cost in costs_by_provider(event).items():
                 book.record_provider_cost(ProviderCost(event.job_id, event.attempt, provider, cost))

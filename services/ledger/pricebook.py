@@ -1,5 +1,6 @@
-"""The price book, versioned in YAML: credits per delivered image by template × tier, and
-credits per delivered second of a clip by tier × resolution."""
+"""The price book, versioned in YAML: credits per delivered image by template × tier,
+credits per delivered second of a clip by tier × resolution, and credits for training a
+subject's identity."""
 
 from datetime import datetime
 from importlib import resources
@@ -39,6 +40,10 @@ class PriceBookVersion(BaseModel):
     # much per image scored (versions before batches and evaluations have neither).
     batch_discount_percent: int = Field(0, ge=0, lt=100)
     evaluation_price_per_image: int | None = Field(None, gt=0)
+    # A subject's identity: credits for training it, by how it is carried (`lora`), held with
+    # the job that may train it and charged once per subject and photo set (versions before
+    # subjects have none).
+    training_credits: dict[str, int] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def prices_are_positive_per_known_tier(self) -> "PriceBookVersion":
@@ -63,6 +68,10 @@ class PriceBookVersion(BaseModel):
     def second_price(self, tier: str, resolution: str) -> int | None:
         """Credits per delivered second of a clip at `resolution`; None where the book has no price."""
         return self.video_second_prices.get(tier, {}).get(resolution)
+
+    def training_price(self, mode: str = "lora") -> int:
+        """Credits for training a subject's identity carried as `mode`; 0 where the book has none."""
+        return self.training_credits.get(mode, 0)
 
     def spend_cap(self, tier: str, images: int) -> int:
         return self.provider_spend_cap_per_image_micro_usd.get(tier, 0) * images

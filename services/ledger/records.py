@@ -2,7 +2,7 @@
 double-entry journal's lines, and the names of the platform's accounts they move credits
 between; and what a book is asked to decide on (a grant, a delivery, credits taken back)."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from uuid import UUID, uuid4
 
@@ -165,3 +165,28 @@ class DisputeHold:
     held: int
     owed: int
     payment_id: str | None
+
+
+@dataclass
+class TrainingHold:
+    job_id: UUID
+    tenant_id: str
+    subject_id: UUID
+    photo_set_sha256: str
+    amount: int
+    state: str = "pending"
+    charged: int | None = None
+    identity_id: UUID | None = None
+    settled_at: datetime | None = None
+
+
+@dataclass
+class Trainings:
+    """What a batch knows of training lines (loaded, the jobs' locked) and what it changed."""
+
+    holds: dict[UUID, TrainingHold] = field(default_factory=dict)  # by job id
+    trained: set[tuple[str, UUID, str]] = field(default_factory=set)  # tenant, subject, photo set
+    charged: set[tuple[str, UUID, UUID]] = field(default_factory=set)  # tenant, subject, identity
+    new_holds: list[TrainingHold] = field(default_factory=list)
+    changed_holds: list[TrainingHold] = field(default_factory=list)
+    new_trained: list[tuple[str, UUID, str, UUID, datetime]] = field(default_factory=list)

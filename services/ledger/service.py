@@ -19,11 +19,12 @@ from services.common.contracts import (
     JobEvent,
     JobSubmitted,
     OutputReported,
+    ReservationSettled,
 )
 from services.common.db import Conn
 from services.common.runtime import GRPC_DRAIN_S, ServiceRuntime
 from services.common.supervision import every, stop_tasks, supervise
-from services.ledger import alerts, audit, metrics
+from services.ledger import alerts, audit, metrics, training
 from services.ledger.alerts import FailedTopUp
 from services.ledger.domain import Book
 from services.ledger.grpc import LedgerService, start_grpc_server
@@ -36,6 +37,7 @@ from services.ledger.records import CreditGrant
 from services.ledger.settings import LedgerSettings
 from services.ledger.store import JobsRead, accounts, load_book, read_balances, read_jobs, read_key_spend, write_book
 from services.ledger.store.payments import request_due_topups
+from services.ledger.store.training import training_subjects
 
 
 class Ledger:
@@ -69,6 +71,7 @@ class Ledger:
             return
         events = [e.event for e in envelopes]
         await read_jobs(conn, book, JobsRead({e.job_id for e in events if isinstance(e, JobEvent)},
+                                             subjects=training_subjects(events),
                                              costs_of=[e.job_id for e in events if isinstance(e, SETTLING)],
                                              reports_of=[e.job_id for e in events if isinstance(e, OutputReported)]))
         now = datetime.now(UTC)
@@ -88,6 +91,8 @@ class Ledger:
             return []
         book = await self.open_book(conn, {r["tenant_id"] for r in due}, {r["job_id"] for r in due if r["job_id"]})
         events = book.expire_due(now)
+        events += [released for e in list(events) if isinstance(e, ReservationSettled)
+                   for released in training.released_with_job(book, e.job_id, now)]
         await write_book(conn, book)
         return [e for e in events if e]
 

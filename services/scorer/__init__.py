@@ -11,6 +11,8 @@ what may ship. What profiles, rules and dimensions are is shared vocabulary in
 * `calibration.py` — pure: thresholds against images people judged, with suggestions.
 * `routes/` — the internal HTTP API: `calibration.py` for ingest's calibration report (here),
   and `measurements.py`, one input photo measured for ingest's template checks.
+* `subject_photos.py` — what a subject's photo shows (faces and embedding, or a product's
+  foreground; size, fingerprint) for ingest's screening of a subject's photos.
 * `cli.py` — `genline score`: judge image files from the command line.
 * `dimensions/` — the measures (tier 1, faces, portrait, moderation, CLIP, motion, video
   clips read with PyAV), the tier-by-tier walk and the `Scorer` engine.

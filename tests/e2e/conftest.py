@@ -48,7 +48,9 @@ def platform(endpoints, tmp_path_factory, stripe) -> Iterator[ServiceFleet]:
                                     # Webhook retries within seconds, not a day.
                                     "GENLINE_WEBHOOK_RETRY_SCHEDULE_S": "[0.3, 0.6, 1.2, 2.4]",
                                     # The ledger looks for alerts due every second, not every 15.
-                                    "GENLINE_ALERT_INTERVAL_S": "1"})
+                                    "GENLINE_ALERT_INTERVAL_S": "1",
+                                    # Subjects past their retention are erased within a second.
+                                    "GENLINE_SUBJECT_SWEEP_INTERVAL_S": "1"})
     stripe.webhook_url = f"{fleet.url('ledger')}/v1/webhooks/payments"
     try:
         fleet.start_all()

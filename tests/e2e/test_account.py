@@ -39,7 +39,7 @@ def test_a_quote_through_ingest_is_the_ledgers_quote(tenant_factory, ledger, bod
     assert response.json() == fields | {
         "credits": quote.credits, "unit_price": quote.unit_price, "second_price": None, "clip_seconds": None,
         "price_book_version": quote.pricebook_version, "available": 100, "affordable": quote.credits <= 100,
-        "retry_tokens_applied": 0}
+        "retry_tokens_applied": 0, "training_credits": 0}
     assert quote.credits == quote.unit_price * fields["images"] > 0
     assert tenant.balance()["available"] == 100  # a quote holds nothing
 
@@ -86,7 +86,7 @@ def test_a_tenant_without_credits_has_an_empty_account_and_unaffordable_quotes(t
 
 @pytest.mark.parametrize("body, field", [
     ({"images": 0}, "images"),
-    ({"images": 17}, "images"),
+    ({"images": 101}, "images"),  # the largest order the platform takes is 100 images
     ({"tier": "premium"}, "tier"),
     ({"colour": "blue"}, "colour"),
     ({"template": "x" * 65}, "template"),

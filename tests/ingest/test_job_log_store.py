@@ -24,8 +24,9 @@ TENANT = "t-log"
 
 @pytest.fixture
 async def ingest(endpoints):
-    runtime = ServiceRuntime(f"ingest_log_{uuid.uuid4().hex[:8]}", settings_for(endpoints), "services.ingest")
-    handlers.register(runtime.consumer, Signer(Ed25519PrivateKey.generate()))
+    settings = settings_for(endpoints)
+    runtime = ServiceRuntime(f"ingest_log_{uuid.uuid4().hex[:8]}", settings, "services.ingest")
+    handlers.register(runtime.consumer, handlers.Projection(Signer(Ed25519PrivateKey.generate()), settings))
     await migrate(runtime.database_url, runtime.name, runtime.migrations)
     await runtime.pool.open(wait=True)
     async with runtime.pool.connection() as conn:

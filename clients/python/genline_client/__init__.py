@@ -1,5 +1,6 @@
 """Genline's Python client: `Genline` (sync) and `AsyncGenline` (asyncio), typed errors,
-`Video` to ask for clips (MP4) rather than images, `verify_webhook` for the webhooks Genline
+`Video` to ask for clips (MP4) rather than images, `client.subjects` for the people and
+products jobs are of, `verify_webhook` for the webhooks Genline
 sends, and `verify_receipt` / `verify_chain` for its signed job receipts (offline, with the
 published keys); `verify_file` asks a deployment what a file proves (its Content Credentials
 and watermark)."""
@@ -33,8 +34,12 @@ from genline_client.models import (
     JobPage,
     JobSummary,
     Output,
+    PhotosAdded,
+    PhotoVerdict,
     Preview,
     Progress,
+    Subject,
+    SubjectPage,
     SubmittedJob,
     Upload,
     Usage,
@@ -50,7 +55,7 @@ from genline_client.webhooks import WebhookVerificationError, verify_webhook
 __all__ = [
     "APIConnectionError", "APIError", "AsyncGenline", "BadRequest", "Checkout", "ChecksumMismatch", "ConfigurationError",
     "Conflict", "FINAL_STATES", "FirstFrame", "Genline", "GenlineError", "Job", "JobEvent", "JobPage", "JobSummary",
-    "NO_RETRIES", "NotFound", "Output", "PayloadTooLarge", "PaymentRequired", "PermissionDenied", "Preview", "Progress",
+    "NO_RETRIES", "NotFound", "Output", "PayloadTooLarge", "PhotoVerdict", "PhotosAdded", "Subject", "SubjectPage", "PaymentRequired", "PermissionDenied", "Preview", "Progress",
     "RateLimited",
     "ReceiptVerificationError", "RetryPolicy", "ServerError", "ServiceUnavailable", "SubmittedJob", "Unauthorized",
     "Upload", "Usage", "UsageDay", "ValidationError", "Video", "WaitTimeout", "WebhookVerificationError", "verify_chain",

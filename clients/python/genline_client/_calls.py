@@ -62,9 +62,20 @@ def create_job(prompt: str, images: int, template: str | None, idempotency_key: 
     # One key for every try of this submission: a retry after a lost answer finds the first job.
     key = idempotency_key or str(uuid.uuid4())
     body = without_none({"prompt": prompt, "images": images, "template": template} | options)
+    if "subject" in body:  # a Subject, or its id
+        body["subject"] = job_id_of(body["subject"])
     if "video" in body:
         body["video"] = video_request(body["video"])
     return Call("POST", "/v1/jobs", json=body, headers={"Idempotency-Key": key})
+
+
+def quote(template: str, images: int, options: dict[str, Any]) -> Call:
+    body = without_none({"template": template, "images": images} | options)
+    if "subject" in body:
+        body["subject"] = job_id_of(body["subject"])
+    if "video" in body:
+        body["video"] = video_request(body["video"])
+    return Call("POST", "/v1/quotes", json=body)
 
 
 def video_request(video: Video | dict[str, Any]) -> dict[str, Any]:

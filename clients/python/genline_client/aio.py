@@ -40,6 +40,7 @@ from genline_client.models import (
 )
 from genline_client.retry import RetryPolicy
 from genline_client.sse import EventStreamParser
+from genline_client.subjects import AsyncSubjects
 
 
 class AsyncGenline:
@@ -53,6 +54,7 @@ class AsyncGenline:
         self.jobs = AsyncJobs(self)
         self.batches = AsyncBatches(self)
         self.evaluations = AsyncEvaluations(self)
+        self.subjects = AsyncSubjects(self)
 
     async def __aenter__(self) -> AsyncGenline:
         return self
@@ -74,6 +76,10 @@ class AsyncGenline:
             for document in page["data"]:
                 yield document
             position = page["next_after"]
+
+    async def quote(self, template: str = "generic", images: int = 1, **options: Any) -> dict[str, Any]:
+        """What a job would cost now (see `Genline.quote`)."""
+        return await self.call(_calls.quote(template, images, options))
 
     async def signing_keys(self) -> dict[str, Any]:
         """The public keys receipts are signed with (JWK), rotated-out ones included."""
@@ -226,6 +232,8 @@ class AsyncJobs:
         """Submit a job (with `video`, a job for clips); see `Jobs.create`."""
         call = _calls.create_job(prompt, images, template, idempotency_key, options | {"video": video})
         return SubmittedJob.model_validate(await self._client.call(call))
+
+    submit = create
 
     async def get(self, job: Any) -> Job:
         return Job.model_validate(await self._client.call(_calls.Call("GET", f"/v1/jobs/{_calls.job_id_of(job)}")))

@@ -151,6 +151,9 @@ class Job(APIModel):
     billing: Billing | None = None
     provider_cost_micro_usd: int = 0
     video: dict[str, Any] | None = Field(None, description="a video job's clips as asked; None for an image job")
+    subject: dict[str, Any] | None = Field(None, description="the subject the job is of, and how its identity was"
+                                                             " carried (mode, provider, model, weights hash)")
+    styles: list[str] | None = Field(None, description="the styles its images are spread over")
 
     @property
     def final(self) -> bool:
@@ -314,3 +317,43 @@ class Checkout(APIModel):
     credits: int
     amount_minor: int
     currency: str
+
+
+class PhotoVerdict(APIModel):
+    """One photo offered to a subject and its verdict: accepted, or refused with `reasons`."""
+
+    n: int
+    sha256: str
+    accepted: bool
+    reasons: list[str] = []
+    identity_distance: float | None = None
+    near_duplicate_of: int | None = None
+    source: str = ""
+
+
+class Subject(APIModel):
+    """A person or a product your jobs may be of (`client.subjects`)."""
+
+    id: UUID
+    kind: str
+    name: str
+    state: str = Field(description="screening, ready, training, trained or failed")
+    keep: bool = False
+    photos_accepted: int = 0
+    photos_refused: int = 0
+    photo_set_sha256: str | None = None
+    reason: str = ""
+    identity: dict[str, Any] | None = None
+    photos: list[PhotoVerdict] = []
+    created_at: datetime
+    updated_at: datetime
+
+
+class SubjectPage(APIModel):
+    data: list[Subject]
+    next: str | None = None
+
+
+class PhotosAdded(APIModel):
+    subject: Subject
+    added: list[PhotoVerdict]

@@ -40,6 +40,7 @@ from genline_client.models import (
 )
 from genline_client.retry import RetryPolicy
 from genline_client.sse import EventStreamParser
+from genline_client.subjects import Subjects
 
 
 class Genline:
@@ -53,6 +54,7 @@ class Genline:
         self.jobs = Jobs(self)
         self.batches = Batches(self)
         self.evaluations = Evaluations(self)
+        self.subjects = Subjects(self)
 
     def __enter__(self) -> Genline:
         return self
@@ -77,6 +79,12 @@ class Genline:
         screens it and answers 422 with what to change when it cannot be used."""
         content = photo if isinstance(photo, bytes) else Path(photo).read_bytes()
         return Upload.model_validate(self.call(_calls.upload(content, media_type)))
+
+    def quote(self, template: str = "generic", images: int = 1, **options: Any) -> dict[str, Any]:
+        """What a job would cost now (nothing is held): `credits`, and for a job of a subject
+        (`subject=`) its training line, `training_credits`; other fields of POST /v1/quotes in
+        `options` (`tier`, `identity`, `video` …)."""
+        return self.call(_calls.quote(template, images, options))
 
     def signing_keys(self) -> dict[str, Any]:
         """The public keys receipts are signed with (JWK), rotated-out ones included."""
@@ -220,7 +228,8 @@ class Jobs:
                idempotency_key: str | None = None, video: Video | dict[str, Any] | None = None,
                **options: Any) -> SubmittedJob:
         """Submit a job. Other fields of the API's job request (`candidates`, `tier`, `seed`,
-        `quality`, `deadline_s`, `input_upload` …) go in `options`. Retries carry one
+        `quality`, `deadline_s`, `input_upload`, `subject` (a Subject or its id), `identity`,
+        `styles` …) go in `options`. Retries carry one
         Idempotency-Key, so a submission retried after a lost answer is still one job.
 
         With `video` the job delivers clips (MP4) rather than images, `images` of them::
@@ -233,6 +242,8 @@ class Jobs:
         """
         call = _calls.create_job(prompt, images, template, idempotency_key, options | {"video": video})
         return SubmittedJob.model_validate(self._client.call(call))
+
+    submit = create  # a job of a subject: `submit(prompt, template="subject-headshots", subject=subject)`
 
     def get(self, job: Any) -> Job:
         return Job.model_validate(self._client.call(_calls.Call("GET", f"/v1/jobs/{_calls.job_id_of(job)}")))

@@ -1,5 +1,5 @@
 // The Genline console: one page that draws itself from the path (/console/jobs,
-// /console/jobs/{id}, /console/new, /console/usage, /console/account, /console/verify,
+// /console/jobs/{id}, /console/new, /console/subjects, /console/subjects/{id}, /console/usage, /console/account, /console/verify,
 // /console/operator) with
 // data from the public /v1 API (and /admin/v1 on the operator view). The API key lives in
 // this tab's sessionStorage only. Each page is a module of its own; this one signs in and out and
@@ -11,6 +11,7 @@ import {jobPage} from "./job.js";
 import {jobsPage, newJobPage} from "./jobs.js";
 import {drawPagesWith, navigate, newPage, route} from "./navigation.js";
 import {operatorPage} from "./operator.js";
+import {subjectPage, subjectsPage} from "./subjects.js";
 import {usagePage} from "./usage.js";
 import {verifyPage} from "./verify.js";
 
@@ -28,7 +29,7 @@ function draw() {
   newPage();
   const path = location.pathname.replace(/\/+$/, "");
   for (const link of document.querySelectorAll(".top nav a")) {
-    const current = path === link.pathname || (link.pathname === "/console/jobs" && path.startsWith("/console/jobs/"));
+    const current = path === link.pathname || (link.pathname !== "/docs/" && path.startsWith(`${link.pathname}/`));
     if (current) link.setAttribute("aria-current", "page"); else link.removeAttribute("aria-current");
   }
   const signOut =
@@ -41,6 +42,9 @@ document.getElementById("sign-out");
   const job = path.match(/^\/console\/jobs\/([^/]+)$/);
   if (job) return jobPage(decodeURIComponent(job[1]));
   if (path === "/console/new") return newJobPage();
+  const subject = path.match(/^\/console\/subjects\/([^/]+)$/);
+  if (subject) return subjectPage(decodeURIComponent(subject[1]));
+  if (path === "/console/subjects") return subjectsPage();
   if (path === "/console/account") return accountPage();
   if (path === "/console/usage") return usagePage();
   return jobsPage();

@@ -42,7 +42,7 @@ export function table(headers, rows, caption, wide = false) {
 
 export const TONES = {succeeded: "ok", partially_succeeded: "warn", failed: "bad", rejected: "bad", canceled: "warn",
   not_judged: "",
-  expired: "warn", verified: "ok", closed: "ok", open: "bad", half_open: "warn", selected: "ok", enabled: "ok", disabled: "bad"};
+  expired: "warn", accepted: "ok", refused: "bad", ready: "ok", trained: "ok", training: "warn", verified: "ok", closed: "ok", open: "bad", half_open: "warn", selected: "ok", enabled: "ok", disabled: "bad"};
 
 export function badge(state) {
   return h("span", {class: `badge ${TONES[state] || ""}`, text: state.replace("_", " ")});

@@ -140,6 +140,8 @@ function drawJob(state, parts) {
   parts.outputsTitle.textContent = clips ? "Delivered clips" : "Delivered images";
   parts.summary.replaceChildren(h("h2", {id: "summary-title", text: "Summary"}), facts([
     ["Template", job.template], ["Prompt", job.prompt], [clips ? "Clips asked" : "Images asked", job.images, "total-images"],
+    ["Subject", job.subject ? subjectFact(job.subject) : undefined, "job-subject"],
+    ["Styles", job.styles ? job.styles.join(", ") : undefined, "job-styles"],
     ["Each clip", job.video ? clipAsked(job.video) : undefined, "clip-asked"],
     ["Candidates generated", job.scores.length, "total-candidates"],
     ["Passed", job.scores.filter((s) => s.passed).length, "total-passed"],
@@ -162,6 +164,14 @@ function drawJob(state, parts) {
   }
 }
 
+// The subject and how its identity was carried (never its photos).
+function subjectFact(subject) {
+  const use = subject.identity;
+  const how = use ? (use.mode === "lora" ? `trained by ${use.provider} (${use.model})` : `by reference (${use.model})`)
+    : `identity ${subject.identity_asked}`;
+  return `${subject.name} (${subject.kind}), ${how}${subject.training ? `, training ${subject.training}` : ""}`;
+}
+
 // A job for clips: it asked for them, or what it made or delivered is video.
 function isVideoJob(job) {
   return Boolean(job.video) || job.scores.some((s) => isClip(s.media_type)) || job.outputs.some((o) => isClip(o.media_type));
@@ -179,6 +189,8 @@ function costFacts(job) {
   return facts([
     ["Billing", b.state, "billing-state"], ["Reserved", b.reserved, "billing-reserved"],
     ["Charged", b.charged, "billing-charged"], ["Released", b.released, "billing-released"],
+    ["Training line", b.training ? `${b.training.state}: held ${b.training.reserved}, charged ${b.training.charged ?? 0}`
+      : undefined, "billing-training"],
     ["Retry tokens used", b.retry_tokens_used], ["Price book", b.price_book_version],
     ["Provider cost", usd(job.provider_cost_micro_usd || 0), "provider-cost"],
     ["Candidates by provider", Object.entries(byProvider).map(([p, n]) => `${p}: ${n}`).join(", ") || null],
@@ -318,10 +330,26 @@ function provenance(output) {
     h("a", {href: "/console/verify", text: "Verify a copy"}));
 }
 
+// A job across styles shows its delivered images grouped by style: output n is the nth
+// candidate selected, which was made in its style.
 function outputList(job) {
   if (!job.outputs.length) return h("p", {class: "muted", text: "Nothing delivered yet."});
+  if (!job.styles) return outputItems(job, job.outputs);
+  const styleOf = new Map(job.scores.map((s) => [s.index, s.style]));
+  const groups = new Map(job.styles.map((name) => [name, []]));
+  for (const output of job.outputs) {
+    const style = styleOf.get(job.selected[output.n - 1]) || "other";
+    if (!groups.has(style)) groups.set(style, []);
+    groups.get(style).push(output);
+  }
+  return h("div", {}, [...groups].filter(([, outputs]) => outputs.length).map(([style, outputs]) =>
+    h("div", {class: "style-group", "data-style": style}, h("h3", {text: `${style} (${outputs.length})`}),
+      outputItems(job, outputs))));
+}
+
+function outputItems(job, outputs) {
   const reported = new Map(job.reports.map((r) => [r.n, r]));
-  return h("ul", {class: "outputs"}, job.outputs.map((output) => {
+  return h("ul", {class: "outputs"}, outputs.map((output) => {
     const noun = isClip(output.media_type) ? "clip" : "image";
     return h("li", {class: `panel ${noun}`, "data-n": output.n},
       noun === "clip" ? clipPlayer({src: output.url, poster: output.thumbnail_url, label: `Delivered clip ${output.n}`,

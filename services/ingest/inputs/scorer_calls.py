@@ -1,5 +1,5 @@
-"""What ingest asks of the scorer's internal API: measurements of an input photo, and
-calibration rows for images people judged. A scorer that does not answer is a 503 with
+"""What ingest asks of the scorer's internal API: measurements of an input photo (or of a
+subject's photo, with what it shows), and calibration rows for images people judged. A scorer that does not answer is a 503 with
 Retry-After, never a 500."""
 
 from dataclasses import dataclass, field
@@ -54,6 +54,22 @@ async def measure(settings: IngestSettings, photo: bytes, dimensions: list[str])
         photo=photo, params={"dimensions": ",".join(dimensions)}))
     values: dict[str, float | None] = answer["values"]
     return values
+
+
+async def measure_subject(settings: IngestSettings, photo: bytes, question: "SubjectQuestion") -> dict[str, Any]:
+    """The scorer's values of the checks' dimensions for a subject's photo, and what the photo
+    shows (`subject`: size, fingerprint, faces and embedding, or a product's foreground)."""
+    return await ask_scorer(settings, ScorerQuestion(
+        "/internal/v1/measurements", "subject-screening-unavailable", "the subject's photos could not be checked",
+        photo=photo, params={"dimensions": ",".join(question.dimensions), "subject": question.kind}))
+
+
+@dataclass(frozen=True)
+class SubjectQuestion:
+    """What is measured of a subject's photo: the kind of subject, and its checks' dimensions."""
+
+    kind: str
+    dimensions: tuple[str, ...]
 
 
 async def calibrate(settings: IngestSettings, judged: list[Judged]) -> list[dict[str, Any]]:

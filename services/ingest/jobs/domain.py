@@ -55,6 +55,7 @@ from services.common.contracts import (
     ReservationSettled,
     RetryTokenIssued,
     ScoringFailed,
+    TrainingSettled,
     WebhookSent,
 )
 from services.ingest.domain import (
@@ -67,7 +68,14 @@ from services.ingest.domain import (
     submitted_view,
     with_receipt,
 )
-from services.ingest.jobs.view_parts import Billing, Failure, Regeneration, ReportOutcome, stage_costs
+from services.ingest.jobs.view_parts import (
+    Billing,
+    Failure,
+    Regeneration,
+    ReportOutcome,
+    TrainingLine,
+    stage_costs,
+)
 
 # Named here too for the modules that read the state machine and the view together.
 __all__ = ["JobView", "Progress", "State", "erased", "rank", "submitted_view", "with_receipt"]
@@ -139,6 +147,8 @@ def complete(view: JobView, final_state: str) -> bool:
     scores of a job that got as far as delivery."""
     if final_state == "rejected":
         return view.billing.state == "rejected"
+    if view.billing.training is not None and view.billing.training.state == "reserved":
+        return False  # the training line settles with the job, or before it
     if final_state in ("canceled", "expired"):  # released, or never held (the ledger refused it)
         return view.billing.state in ("settled", "rejected")
     if view.billing.state != "settled" or view.billing.price_book_version is None:  # None: reservation not seen
@@ -206,7 +216,7 @@ AnyJobEvent = (
     | AttemptStarted | CandidatesGenerated | CandidatesStored | GenerationFailed
     | CandidatesChecked | CandidatesScored | RegenerationRequested | ScoringFailed
     | JobDelivered | DeliveryFailed | JobCanceled | WebhookSent
-    | IdentityPlanned | IdentityTrained | IdentityTrainingFailed
+    | IdentityPlanned | IdentityTrained | IdentityTrainingFailed | TrainingSettled
 )
 JOB_EVENTS: tuple[type[JobEvent], ...] = get_args(AnyJobEvent)
 
@@ -225,7 +235,10 @@ def apply_event(view: JobView, event: Event, at: datetime) -> JobView:
 def merged(view: JobView, event: AnyJobEvent, at: datetime) -> JobView:
     match event:
         case CreditsReserved():
-            reserved = Billing(state="reserved", reserved=event.amount, price_book_version=event.pricebook_version)
+            training = view.billing.training or (TrainingLine(reserved=event.training_credits)
+                                                 if event.training_credits else None)
+            reserved = Billing(state="reserved", reserved=event.amount, price_book_version=event.pricebook_version,
+                               training=training)
             settled = view.billing.model_copy(update={"price_book_version": event.pricebook_version})
             billing = settled if view.billing.state == "settled" else reserved
             return advance(view, Move("admitted", at, f"{event.amount} credits reserved", {"billing": billing}))
@@ -299,10 +312,18 @@ def merged(view: JobView, event: AnyJobEvent, at: datetime) -> JobView:
             return with_receipt(view, event.receipt_sha256)
         case JobErased():
             return erased(view, event.requested_at)
+        case IdentityPlanned() | IdentityTrained() | IdentityTrainingFailed() if view.subject is not None:
+            subject = view.subject.with_identity(event)
+            return view.model_copy(update={"subject": subject, "updated_at": max(view.updated_at, at)})
+        case TrainingSettled():
+            line = TrainingLine(state="charged" if event.outcome == "charged" else "released", reserved=event.held,
+                                charged=event.charged, released=event.released, reason=event.reason)
+            billing = view.billing.model_copy(update={"training": line})
+            return view.model_copy(update={"billing": billing, "updated_at": max(view.updated_at, at)})
         # What the view does not show: the submission made it, the rest is told elsewhere
         # (reports through their outcomes, progress and endings through the view itself).
         case (JobSubmitted() | OutputReported() | JobFinished() | JobProgressed() | CandidatesStored() | WebhookSent()
-              | IdentityPlanned() | IdentityTrained() | IdentityTrainingFailed()):
+              | IdentityPlanned() | IdentityTrained() | IdentityTrainingFailed()):  # of a job without a subject
             return view
         case _:
             assert_never(event)

@@ -60,6 +60,7 @@ from services.common.contracts import (
     ReservationSettled,
     RetryTokenIssued,
     ScoringFailed,
+    TrainingSettled,
     WebhookSent,
 )
 from services.ingest.domain import Change, JobView, NewEntry, rank
@@ -115,7 +116,8 @@ def event_facts(after: JobView, event: Event | None) -> list[tuple[str, dict[str
     assert is_job_event(event), f"{event.event_type} is not an event about a job"
     match event:
         case CreditsReserved():
-            return [("billing.reserved", {"credits": event.amount, "unit_price": event.unit_price})]
+            training = {"training_credits": event.training_credits} if event.training_credits else {}
+            return [("billing.reserved", {"credits": event.amount, "unit_price": event.unit_price} | training)]
         case ReservationRejected():
             return [("billing.rejected", {"code": event.reason_code, "reason": event.reason})]
         case ReservationSettled():
@@ -148,11 +150,24 @@ def event_facts(after: JobView, event: Event | None) -> list[tuple[str, dict[str
             return [("report.retry_token", {"n": event.n, "reason": event.reason})]
         case ReportDeclined():
             return [("report.declined", {"n": event.n, "reason": event.reason})]
+        case IdentityPlanned():
+            use = event.use.model_dump(mode="json", exclude={"subject_id"})
+            return [("identity.planned", {"subject_id": str(event.use.subject_id), "trains": event.trains} | use)]
+        case IdentityTrained():
+            return [("identity.trained", {"subject_id": str(event.subject_id), "identity_id": str(event.identity_id),
+                                          "provider": event.provider, "model": event.model,
+                                          "weights_sha256": event.weights_sha256})]
+        case IdentityTrainingFailed():
+            return [("identity.training_failed", {"subject_id": str(event.subject_id), "code": event.failure_code,
+                                                  "reason": event.reason})]
+        case TrainingSettled():
+            return [("billing.training_settled", {"held": event.held, "charged": event.charged,
+                                                  "released": event.released, "reason": event.reason})]
         # Told by the states they move the job through (a failure or an end carries its
         # reason there), by the receipt, or not a client's concern.
         case (JobSubmitted() | OutputReported() | JobClosed() | JobFinished() | JobProgressed() | JobErased()
               | CandidatesStored() | GenerationFailed() | ScoringFailed() | DeliveryFailed() | JobCanceled()
-              | WebhookSent() | IdentityPlanned() | IdentityTrained() | IdentityTrainingFailed()):
+              | WebhookSent()):
             return []
         case _:
             assert_never(event)

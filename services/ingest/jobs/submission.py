@@ -10,11 +10,10 @@ job with its JobSubmitted.
    with its first job, or check the plan's limits and write the job, its data key and event.
 """
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Annotated, Literal, TypeAlias
 from uuid import UUID
 
 import psycopg
@@ -27,11 +26,12 @@ from services.common.contracts import (
     JobPriority,
     JobSpec,
     JobSubmitted,
+    SubjectRef,
     Tier,
     WebhookEvent,
 )
 from services.common.problems import Problem
-from services.common.quality.profiles import Profile, ProfileError, QualityRules, job_profile, profile_names
+from services.common.quality.profiles import Profile, QualityRules
 from services.common.runtime import ServiceRuntime
 from services.common.sealing import JobField, seal
 from services.common.storage import ObjectStore, StorageError
@@ -42,11 +42,12 @@ from services.ingest.accounts.plans import PlanBook
 from services.ingest.accounts.spend_caps import Submitter
 from services.ingest.accounts.webhook_targets import check_webhook_url
 from services.ingest.inputs import guidance, screening
-from services.ingest.jobs import clip_makers, domain, projection, request_rules, video_request
+from services.ingest.jobs import clip_makers, domain, projection, request_rules, subject_order, video_request
 from services.ingest.jobs.examples import JOB_REQUEST_EXAMPLE, VIDEO_JOB_REQUEST_EXAMPLE
+from services.ingest.jobs.scoring_checks import check_scoring, profile_version, quality_rules
 from services.ingest.jobs.video_request import VideoRequest
 from services.ingest.key_encryption import keyring_of
-from services.ingest.ledger_calls import LedgerClient, Quote
+from services.ingest.ledger_calls import LedgerClient, Quote, SubjectQuote
 from services.ingest.settings import IngestSettings
 
 # The catalogue's names, as the OpenAPI document lists them; to the type checker, a string.
@@ -63,7 +64,7 @@ MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=METADATA
 MetadataValue = Annotated[StorableText, StringConstraints(max_length=METADATA_VALUE_LENGTH)]
 
 
-class JobRequest(RequestModel):
+class JobRequest(RequestModel, subject_order.SubjectFields):
     model_config = ConfigDict(json_schema_extra={"examples": [JOB_REQUEST_EXAMPLE, VIDEO_JOB_REQUEST_EXAMPLE]})
 
     prompt: str = Field(min_length=1, max_length=2000)
@@ -183,38 +184,8 @@ def job_spec(submission: "Submission", settings: IngestSettings, priority: int) 
                    webhook_url=body.webhook_url, webhook_events=body.webhook_events,
                    priority=priority, job_priority=body.priority, metadata=body.metadata, end_user=body.end_user,
                    api_key_id=submitter.key_id if submitter else None, key_caps=submitter.caps if submitter else None,
-                   video=video_request.video_spec(body.video, template_of(body), reference_key))
-
-
-def quality_rules(body: JobRequest) -> dict[str, Any] | None:
-    """The rules as the client wrote them, without the defaults of what it left out."""
-    return body.quality.model_dump(mode="json", exclude_unset=True) if body.quality is not None else None
-
-
-def profile_version(profile: Profile) -> str:
-    """A digest of the checks a profile applies (its thresholds, weights, required and
-    forbidden dimensions, the job's rules included): it changes exactly when they do."""
-    return hashlib.sha256(repr(profile).encode()).hexdigest()[:16]
-
-
-def check_scoring(body: JobRequest, settings: IngestSettings) -> Profile:
-    """Refuse at submission what the scorer would refuse later: an unknown profile, invalid
-    rules, or a dimension that must be computed without the model it needs; the profile the
-    job will be scored with."""
-    if body.profile is not None and body.profile not in profile_names():
-        raise Problem(422, "unknown-profile", f"unknown profile {body.profile!r}; known: {profile_names()}")
-    try:
-        profile = job_profile(body.template, body.profile, quality_rules(body))
-    except ProfileError as error:
-        raise Problem(422, "invalid-quality-rules", str(error)) from None
-    capabilities = frozenset({"clip_model"}) if settings.clip_model_dir else frozenset()
-    missing = profile.missing_capabilities(capabilities)
-    if missing:
-        raise Problem(422, "dimension-unavailable",
-                      f"profile {profile.name!r} with these rules requires {', '.join(missing)}, but no CLIP model"
-                      " is configured on this platform, so it could not be scored; do not require it",
-                      extra={"unavailable": missing})
-    return profile
+                   video=video_request.video_spec(body.video, template_of(body), reference_key),
+                   subject=submission.order.subject, identity=body.identity, styles=submission.order.styles)
 
 
 @dataclass(frozen=True)
@@ -234,6 +205,7 @@ class Submission:
     job_key: data_keys.JobKey
     submitter: Submitter | None = None
     over_cap: Problem | None = None
+    order: subject_order.SubjectOrder = subject_order.SubjectOrder()
 
     def binding(self, ttl_s: int) -> store.KeyBinding | None:
         if self.idempotency_key is None:
@@ -277,16 +249,17 @@ class Intake:
         body = with_deadline(order.body, order.cancel_after, settings)
         video_request.check_video(body.template, template_of(body), body.video)
         profile = check_scoring(body, settings)
+        order_of = await self.subject_order(order.tenant_id, body)
         clips = clip_makers.ClipOrder(body.video, template_of(body), body.model) if body.video is not None else None
         await clip_makers.check_clip_makers(self.router, settings.router_grpc_timeout_s, clips)
         if body.webhook_url is not None:
             await check_webhook_url(body.webhook_url, settings)
         reference_key = await self.input_photo(order.tenant_id, body)
         fingerprint = request_rules.request_fingerprint(body.model_dump(mode="json"))
-        over_cap = await self.over_cap(order.tenant_id, body, order.submitter)
+        over_cap = await self.over_cap(order, order_of.subject)
         job_key = await data_keys.job_key(keyring_of(settings))  # before the transaction: see data_keys.job_key
         submission = Submission(order.tenant_id, body, order.idempotency_key, fingerprint, reference_key, profile,
-                                job_key, order.submitter, over_cap)
+                                job_key, order.submitter, over_cap, order_of)
         try:
             return await self.record(submission)
         except (psycopg.errors.UniqueViolation, store.IdempotencyKeyTaken):
@@ -294,14 +267,24 @@ class Intake:
             # so its job id and wrapped key are free to use again.
             return await self.record(submission)
 
-    async def over_cap(self, tenant_id: str, body: JobRequest, submitter: Submitter | None) -> Problem | None:
-        """The 402 the submitting key's spend caps give this job, where a key and the ledger are there."""
+    async def subject_order(self, tenant_id: str, body: JobRequest) -> subject_order.SubjectOrder:
+        """The job's subject and styles, checked (422 for one it cannot have)."""
+        template = template_of(body)
+        styles = subject_order.resolved_styles(body.template, template, body.styles)
+        asked = subject_order.Asked(tenant_id, body.template, template, body.subject)
+        return subject_order.SubjectOrder(await subject_order.resolved_subject(self.runtime, asked), styles)
+
+    async def over_cap(self, order: Order, subject: SubjectRef | None = None) -> Problem | None:
+        """The 402 the submitting key's spend caps give this job (its training line included),
+        where a key and the ledger are there."""
+        tenant_id, body, submitter = order.tenant_id, order.body, order.submitter
         if submitter is None or self.ledger is None:
             return None
         video = video_request.video_spec(body.video, template_of(body), None)
         quote = Quote(tenant_id, body.template, body.tier, images=body.images, use_retry_tokens=body.use_retry_tokens,
                       video_duration_s=video.duration_s if video else None,
-                      video_resolution=video.resolution if video else None)
+                      video_resolution=video.resolution if video else None,
+                      subject=SubjectQuote.of(subject, body.identity))
         return await spend_caps.refusal(LedgerClient(self.ledger, self.settings.ledger_grpc_timeout_s), submitter,
                                         quote)
 
@@ -379,6 +362,7 @@ class Intake:
             spec = job_spec(submission, settings, plan.priority)
             view = domain.submitted_view(spec, body.prompt)
             await projection.record_submitted(conn, view, spec.submitted_at)
+            await subject_order.note_ordered(conn, spec.subject, spec.submitted_at)
             if submission.reference_key:
                 await store.remember_reference(conn, view.id, submission.reference_key)
             await store.write_submission(conn, submission.data_key_row(), submission.binding(ttl_s),

@@ -3,16 +3,40 @@ each clip was asked to be, its regenerations, what each stage cost, its receipt,
 reported images earned. The view itself is services/ingest/domain.py's."""
 
 from typing import Literal
+from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from services.common.contracts import AspectRatio, ProviderCall, Resolution, VideoSpec
+from services.common.contracts import (
+    AspectRatio,
+    IdentityMode,
+    IdentityPlanned,
+    IdentityTrained,
+    IdentityTrainingFailed,
+    IdentityUse,
+    ProviderCall,
+    Resolution,
+    SubjectRef,
+    VideoSpec,
+)
 
 
 class Failure(BaseModel):
     code: str
     stage: str
     reason: str
+
+
+class TrainingLine(BaseModel):
+    """The order's line for training its subject's identity, held apart from its images: charged
+    when the order trained it, released when it reused one or its training failed through no
+    fault of yours."""
+
+    state: Literal["reserved", "charged", "released"] = "reserved"
+    reserved: int
+    charged: int | None = None
+    released: int | None = None
+    reason: str = ""
 
 
 class Billing(BaseModel):
@@ -25,6 +49,45 @@ class Billing(BaseModel):
     revenue_micro_usd: int | None = Field(None, description="what the charged credits are worth, once settled")
     seconds_charged: int | None = Field(None, description="a video job's delivered seconds charged, once settled"
                                                           " (each clip's length rounded up, at most the seconds asked)")
+    training: TrainingLine | None = Field(None, description="a job of a subject: the line for training its identity,"
+                                                            " when one was held")
+
+
+class JobSubject(BaseModel):
+    """The subject a job is of, and how its identity was carried into the candidates."""
+
+    id: UUID
+    kind: str
+    name: str
+    photo_set_sha256: str
+    identity_asked: IdentityMode = Field(description="as the job asked: auto, lora or reference")
+    identity: IdentityUse | None = Field(None, description="how the router carried it: trained weights (lora, with"
+                                                           " the provider, trainer and weights' hash) or reference")
+    training: Literal["training", "trained", "failed"] | None = Field(None, description="this job's training of"
+                                                                                         " the identity, if it trained")
+    training_reason: str = ""
+
+    @classmethod
+    def of(cls, subject: SubjectRef | None, asked: IdentityMode) -> "JobSubject | None":
+        if subject is None:
+            return None
+        return cls(id=subject.subject_id, kind=subject.kind, name=subject.name,
+                   photo_set_sha256=subject.photo_set_sha256, identity_asked=asked)
+
+    def with_identity(self, event: IdentityPlanned | IdentityTrained | IdentityTrainingFailed) -> "JobSubject":
+        """Once the router said how it carries the identity, trained it, or failed to: a trained
+        identity is this job's `lora` from then on."""
+        match event:
+            case IdentityPlanned():
+                return self.model_copy(update={"identity": event.use,
+                                               "training": "training" if event.trains else self.training})
+            case IdentityTrained():
+                use = IdentityUse(subject_id=event.subject_id, mode="lora", identity_id=event.identity_id,
+                                  provider=event.provider, model=event.model, weights_sha256=event.weights_sha256)
+                return self.model_copy(update={"identity": use, "training": "trained"})
+            case IdentityTrainingFailed():
+                return self.model_copy(update={"training": "failed",
+                                               "training_reason": f"{event.failure_code}: {event.reason}"})
 
 
 class Clips(BaseModel):

@@ -8,7 +8,9 @@ issues the job's receipt in the same transaction as the JobFinished that announc
    the label of its C2PA manifest and its watermark's id, so that a file and its receipt
    lead to each other; a clip's duration, codec, frame rate and frame count; each candidate's
    verdict and failing dimensions), what it cost (credits reserved, charged and released with
-   the price book's version, a video job's seconds charged; provider cost per stage), when it
+   the price book's version, a video job's seconds charged, a job of a subject's training line;
+   provider cost per stage), the subject it was of and its identity (provider, model and the
+   weights' hash; never a photo), when it
    entered each state, and the hash of the tenant's previous receipt (`sequence` and
    `previous_sha256`: a chain per tenant). No prompt: a receipt outlives an erasure.
 2. Its hash is the SHA-256 of its RFC 8785 canonical JSON; the Ed25519 signature covers the
@@ -90,6 +92,36 @@ class ReceiptCandidate(BaseModel):
     failed: list[str] = Field(description="the dimensions that rejected it")
 
 
+class ReceiptIdentity(BaseModel):
+    """How the subject's identity was carried: trained weights (which provider and trainer made
+    them, and their hash) or reference to its photos; never a photo."""
+
+    mode: Literal["lora", "reference"]
+    identity_id: str | None = None
+    provider: str
+    model: str
+    weights_sha256: str | None = None
+
+
+class ReceiptSubject(BaseModel):
+    """The subject the job was of: its id, kind and name, and the photo set it was known by."""
+
+    id: str
+    kind: str
+    name: str
+    photo_set_sha256: str
+    identity: ReceiptIdentity | None = Field(None, description="absent when the router never said (a job that ended"
+                                                                " before generating)")
+
+
+class ReceiptTraining(BaseModel):
+    """The training line of a job of a subject: held, charged (the job trained the identity) and released."""
+
+    reserved: int
+    charged: int
+    released: int
+
+
 class ReceiptCredits(BaseModel):
     reserved: int
     charged: int
@@ -98,6 +130,8 @@ class ReceiptCredits(BaseModel):
     price_book_version: str | None
     seconds_charged: int | None = Field(None, description="a video job's delivered seconds charged; absent for"
                                                           " image jobs")
+    training: ReceiptTraining | None = Field(None, description="a job of a subject: its training line; absent"
+                                                               " when none was held")
 
 
 class ReceiptStage(BaseModel):
@@ -134,6 +168,8 @@ class ReceiptBody(BaseModel):
     times: dict[str, str] = Field(description="when the job entered each state, RFC 3339")
     metadata: dict[str, str] | None = Field(None, description="the job's labels, as submitted; absent when none")
     end_user: str | None = Field(None, description="the tenant's customer the job was for; absent when none")
+    subject: ReceiptSubject | None = Field(None, description="the person or product the job was of, and its"
+                                                             " identity; absent for a job of none")
 
 
 class ReceiptSignature(BaseModel):
@@ -252,14 +288,33 @@ def receipt_body(view: JobView, stamp: ReceiptStamp) -> dict[str, Any]:
         credits=ReceiptCredits(reserved=billing.reserved or 0, charged=billing.charged or 0,
                                released=billing.released or 0, retry_tokens_used=billing.retry_tokens_used,
                                price_book_version=billing.price_book_version,
-                               seconds_charged=billing.seconds_charged),
+                               seconds_charged=billing.seconds_charged, training=receipt_training(view)),
         provider_cost=ReceiptProviderCost(
             total_micro_usd=view.provider_cost_micro_usd,
             stages=[ReceiptStage(attempt=s.attempt, stage_index=s.stage_index, stage=s.stage, provider=s.provider,
                                  calls=s.calls, cost_micro_usd=s.cost_micro_usd) for s in view.stages]),
         times={state: _json(at) for state, at in sorted(view.timestamps.items(), key=lambda item: item[1])},
-        metadata=view.metadata, end_user=view.end_user,
+        metadata=view.metadata, end_user=view.end_user, subject=receipt_subject(view),
     ).model_dump(mode="json", exclude=absent_parts(view))
+
+
+def receipt_subject(view: JobView) -> ReceiptSubject | None:
+    subject = view.subject
+    if subject is None:
+        return None
+    use = subject.identity
+    identity = ReceiptIdentity(mode=use.mode, identity_id=str(use.identity_id) if use.identity_id else None,
+                               provider=use.provider, model=use.model,
+                               weights_sha256=use.weights_sha256) if use is not None else None
+    return ReceiptSubject(id=str(subject.id), kind=subject.kind, name=subject.name,
+                          photo_set_sha256=subject.photo_set_sha256, identity=identity)
+
+
+def receipt_training(view: JobView) -> ReceiptTraining | None:
+    line = view.billing.training
+    if line is None:
+        return None
+    return ReceiptTraining(reserved=line.reserved, charged=line.charged or 0, released=line.released or 0)
 
 
 # A receipt names these only when the job had them, so receipts of jobs without them read as before.
@@ -279,6 +334,12 @@ def absent_parts(view: JobView) -> dict[str, Any]:
     stills = {i: {"clip"} for i, output in enumerate(view.outputs) if receipt_clip(output) is None}
     if stills:
         absent["outputs"] = stills
-    if view.billing.seconds_charged is None:
-        absent["credits"] = {"seconds_charged"}
+    absent["credits"] = {name for name, missing in (("seconds_charged", view.billing.seconds_charged is None),
+                                                    ("training", view.billing.training is None)) if missing}
+    if not absent["credits"]:
+        del absent["credits"]
+    if view.subject is None:
+        absent["subject"] = True
+    elif view.subject.identity is None:
+        absent["subject"] = {"identity"}
     return absent

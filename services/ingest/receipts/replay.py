@@ -4,8 +4,9 @@ For each tenant's chain of receipts (ingest's `receipts`), in sequence order:
 
 1. the signature verifies with its published key, the receipt hashes to its `sha256`, and it
    names the hash of the receipt before it (nothing changed, dropped or slipped in);
-2. its credits (reserved, charged, released, retry tokens, a video job's seconds charged) and
-   price book version are those of the ledger's journal (CreditsReserved and ReservationSettled of the job);
+2. its credits (reserved, charged, released, retry tokens, a video job's seconds charged, a job
+   of a subject's training line) and price book version are those of the ledger's journal
+   (CreditsReserved, ReservationSettled and TrainingSettled of the job);
 3. every delivered output it lists is in the public bucket with that sha256 and size.
 
 Prints every difference and exits non-zero if there is any. An output no longer stored (its
@@ -26,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from psycopg.rows import TupleRow
 
 from services.common.bus import Differences, client_options, decoded_envelopes, read_topic_to_end, report
-from services.common.contracts import CreditsReserved, ReservationSettled, topic_of
+from services.common.contracts import CreditsReserved, ReservationSettled, TrainingSettled, topic_of
 from services.common.storage import ObjectStore, StorageError
 from services.ingest.receipts.document import canonical, receipt_sha256
 from services.ingest.settings import IngestSettings
@@ -39,6 +40,7 @@ class Journal:
 
     reserved: dict[UUID, CreditsReserved] = field(default_factory=dict)
     settled: dict[UUID, ReservationSettled] = field(default_factory=dict)
+    trainings: dict[UUID, TrainingSettled] = field(default_factory=dict)
 
     def credits(self, job_id: UUID) -> dict[str, Any]:
         reserved, settled = self.reserved.get(job_id), self.settled.get(job_id)
@@ -56,6 +58,8 @@ async def read_journal(bootstrap: str | dict[str, Any], namespace: str) -> tuple
             journal.reserved[envelope.event.job_id] = envelope.event
         elif isinstance(envelope.event, ReservationSettled):
             journal.settled[envelope.event.job_id] = envelope.event
+        elif isinstance(envelope.event, TrainingSettled):
+            journal.trainings[envelope.event.job_id] = envelope.event
     return journal, malformed
 
 
@@ -117,6 +121,10 @@ def credit_problems(body: dict[str, Any], journal: Journal) -> list[str]:
     if "seconds_charged" in body["credits"]:  # a video job's
         settled = journal.settled.get(job_id)
         recorded["seconds_charged"] = settled.delivered_seconds if settled else 0
+    if "training" in body["credits"]:  # a job of a subject's training line
+        line = journal.trainings.get(job_id)
+        recorded["training"] = {"reserved": line.held, "charged": line.charged, "released": line.released} \
+            if line else None
     return [f"receipt={body['job_id']} credits.{name}: receipt={body['credits'][name]!r} journal={value!r}"
             for name, value in recorded.items() if body["credits"][name] != value]
 

@@ -1,16 +1,20 @@
 """`/v1/quotes` and `/v1/account`: prices and balances, answered by the ledger over gRPC."""
 
 from typing import Any
+from uuid import UUID
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.common import problems
 from services.common.api import RequestModel
-from services.common.contracts import Tier
-from services.ingest.deps import AccountReader, Settings
+from services.common.contracts import IdentityMode, Tier
+from services.common.problems import Problem
+from services.ingest.deps import AccountReader, Runtime, Settings
+from services.ingest.jobs.submission import MAX_IMAGES
 from services.ingest.jobs.video_request import VideoRequest
 from services.ingest.ledger_calls import Ledger, call_ledger, pb
+from services.ingest.store import subjects as subject_store
 
 # Both answer from the ledger, which may be briefly away (503).
 router = APIRouter(prefix="/v1", tags=["account"], responses=problems.responses(503))
@@ -21,10 +25,14 @@ class QuoteRequest(RequestModel):
 
     template: str = Field("generic", max_length=64)
     tier: Tier = "stable"
-    images: int = Field(1, ge=1, le=16, description="images, or a video job's clips")
+    images: int = Field(1, ge=1, le=MAX_IMAGES, description="images, or a video job's clips")
     use_retry_tokens: bool = False
     video: VideoRequest | None = Field(None, description="a video job's clips (as POST /v1/jobs takes them): priced"
                                                          " by the second at their resolution")
+    subject: UUID | None = Field(None, strict=False, description="a subject of yours the job would be of: its"
+                                                                 " training line is quoted too")
+    identity: IdentityMode = Field("auto", description="how the subject's identity would be carried; `reference`"
+                                                       " trains nothing")
 
 
 class Quote(BaseModel):
@@ -42,8 +50,11 @@ class Quote(BaseModel):
                                                        " a shorter clip delivered costs less")
     price_book_version: str
     available: int = Field(description="credits available now")
-    affordable: bool
+    affordable: bool = Field(description="whether the balance covers the images and the training line")
     retry_tokens_applied: int
+    training_credits: int = Field(0, description="a job of a subject: held besides `credits` to train its identity,"
+                                                 " charged only if the job trains it (once per subject and photo"
+                                                 " set); 0 when its identity is trained already or by reference")
 
 
 class Grant(BaseModel):
@@ -69,18 +80,35 @@ class Account(BaseModel):
     grants: list[Grant]
 
 
-@router.post("/quotes", response_model=Quote)
-async def quote(body: QuoteRequest, tenant: AccountReader, ledger: Ledger, settings: Settings) -> dict[str, Any]:
+@router.post("/quotes", response_model=Quote, responses=problems.responses(422))
+async def quote(body: QuoteRequest, tenant: AccountReader, ledger: Ledger, settings: Settings,
+                runtime: Runtime) -> dict[str, Any]:
     """What a job would cost now, and whether the balance covers it. Nothing is held. A video
-    job (`video`) is quoted at the seconds asked; it is charged for the seconds delivered."""
+    job (`video`) is quoted at the seconds asked; it is charged for the seconds delivered. A
+    job of a subject (`subject`) shows its training line (`training_credits`), held with the
+    job and charged only if the job trains the subject's identity."""
     clips = {"video_duration_s": body.video.duration_s, "video_resolution": body.video.resolution} if body.video else {}
-    answer = await call_ledger(ledger.Quote, pb.QuoteRequest(tenant_id=tenant, **body.model_dump(exclude={"video"}),
-                                                             **clips), settings.ledger_grpc_timeout_s)
+    subject = await quoted_subject(body, tenant, runtime)
+    answer = await call_ledger(ledger.Quote, pb.QuoteRequest(
+        tenant_id=tenant, **body.model_dump(exclude={"video", "subject", "identity"}), **clips, **subject),
+        settings.ledger_grpc_timeout_s)
     return {"template": body.template, "tier": body.tier, "images": body.images, "credits": answer.credits,
             "unit_price": answer.unit_price, "second_price": answer.second_price or None,
             "clip_seconds": answer.clip_seconds or None, "price_book_version": answer.pricebook_version,
             "available": answer.available, "affordable": answer.affordable,
-            "retry_tokens_applied": answer.retry_tokens_applied}
+            "retry_tokens_applied": answer.retry_tokens_applied, "training_credits": answer.training_credits}
+
+
+async def quoted_subject(body: QuoteRequest, tenant: str, runtime: Runtime) -> dict[str, str]:
+    """The subject's fields of the ledger's quote: its id, photo set and identity mode."""
+    if body.subject is None:
+        return {}
+    async with runtime.pool.connection() as conn:
+        row = await subject_store.read_subject(conn, body.subject, tenant)
+    if row is None or row["state"] == "erased" or not row["photo_set_sha256"]:
+        raise Problem(422, "unknown-subject", f"subject: you have no subject {body.subject} with accepted photos",
+                      extra={"field": "subject"})
+    return {"subject_id": str(body.subject), "photo_set_sha256": row["photo_set_sha256"], "identity": body.identity}
 
 
 @router.get("/account", response_model=Account)

@@ -1,7 +1,8 @@
 """The ingest admin API: tenants' retention, and the calibration report.
 
 `/admin/v1/tenants/{tenant}/retention`: how long a tenant's images are kept (RetentionSet,
-which delivery's sweeper enforces), recorded in the audit trail.
+which delivery's sweeper enforces) and its subjects after their last order (ingest's own
+sweeper erases them), recorded in the audit trail.
 
 `/admin/v1/calibration`: how the scorer's thresholds fare against what customers said.
 
@@ -35,6 +36,7 @@ from services.ingest.deps import Runtime, Settings
 from services.ingest.domain import Period
 from services.ingest.inputs.scorer_calls import calibrate
 from services.ingest.jobs.domain import JobView
+from services.ingest.store import subjects as subject_store
 
 router = APIRouter(prefix="/admin/v1", include_in_schema=False)
 # Each route's operator scope; to the type checker, the Operator the dependency yields.
@@ -57,12 +59,17 @@ class Retention(RequestModel):
     outputs_days: int | None = Field(None, ge=1, le=36500, description="delivered images; null keeps them")
     candidates_days: int | None = Field(None, ge=1, le=36500,
                                         description="candidates (rejected ones at least the audit period)")
+    subjects_days: int | None = Field(None, ge=1, le=36500,
+                                      description="subjects' photos, embeddings and identities, after their last"
+                                                  " order (those the tenant keeps aside); null: the platform's"
+                                                  " default (30)")
 
 
 class RetentionApplied(BaseModel):
     tenant_id: str
     outputs_days: int | None
     candidates_days: int | None
+    subjects_days: int | None = None
 
 
 @router.put("/tenants/{tenant_id}/retention", response_model=RetentionApplied)
@@ -71,11 +78,15 @@ async def set_retention(runtime: Runtime, operator: TenantsManager, body: Retent
     async with runtime.pool.connection() as conn, conn.transaction():
         if not await store.tenant_exists(conn, tenant_id):
             raise Problem(404, "tenant-not-found", f"no tenant {tenant_id!r}")
+        await subject_store.set_subject_retention(conn, tenant_id, body.subjects_days)
         await runtime.emit(conn, RetentionSet(tenant_id=tenant_id, outputs_days=body.outputs_days,
-                                              candidates_days=body.candidates_days, set_at=datetime.now(UTC)))
+                                              candidates_days=body.candidates_days, subjects_days=body.subjects_days,
+                                              set_at=datetime.now(UTC)))
         await record_action(runtime, conn, Action(operator_actor(operator.name), "retention.set", f"tenant:{tenant_id}",
                                                   tenant_id, {"outputs_days": body.outputs_days,
-                                                              "candidates_days": body.candidates_days}))
+                                                              "candidates_days": body.candidates_days}
+                                                  | ({"subjects_days": body.subjects_days}
+                                                     if body.subjects_days is not None else {})))
     runtime.relay.notify()
     return RetentionApplied(tenant_id=tenant_id, **body.model_dump())
 

@@ -20,7 +20,7 @@ CONSOLE_DIR = Path(str(files("services.ingest") / "console"))  # a folder on dis
 # The script is ES modules, loaded as they are written (no build step): console.js draws the
 # page from the path and imports the others; the page preloads them all.
 MODULES = ("console.js", "navigation.js", "api.js", "dom.js", "jobs.js", "job.js", "clips.js", "receipts.js",
-           "account.js", "billing.js", "usage.js", "operator.js", "verify.js")
+           "account.js", "billing.js", "usage.js", "operator.js", "verify.js", "subjects.js")
 ASSETS = {**dict.fromkeys(MODULES, "text/javascript"), "console.css": "text/css", "favicon.svg": "image/svg+xml"}
 
 

@@ -30,6 +30,12 @@ class InputInfo(BaseModel):
     checks: dict[str, dict[str, Any]] = Field({}, description="per scorer dimension, the bounds an input photo must keep")
 
 
+class StyleInfo(BaseModel):
+    name: str
+    prompt: str = Field("", description="words added to a job's prompt for this style's images")
+    params: dict[str, str] = Field({}, description="backdrop, wardrobe, light, framing")
+
+
 class TemplateInfo(BaseModel):
     name: str
     description: str
@@ -43,6 +49,9 @@ class TemplateInfo(BaseModel):
         {}, description="a video template's credits per delivered second of clip, by tier and resolution; each"
                         " delivered clip is charged its length rounded up to whole seconds, at most the seconds asked")
     price_book_version: str | None
+    subject: Literal["person", "product"] | None = Field(None, description="the kind of subject (POST /v1/subjects)"
+                                                                           " its jobs are of; null: none")
+    styles: list[StyleInfo] = Field([], description="the styles its images are spread over (a job may name some)")
 
 
 class TemplateList(BaseModel):
@@ -112,14 +121,16 @@ def template_info(name: str, template: Template, prices: Prices) -> TemplateInfo
                         checks={d: c.model_dump(include={"min", "max"}, exclude_none=True) for d, c in checks.items()}),
         stages=[StageInfo(capability=s.capability, params=s.params, provider=s.provider) for s in template.pipeline],
         prices=prices.per_image, video=template.video, second_prices=prices.per_second,
-        price_book_version=prices.version)
+        price_book_version=prices.version, subject=template.subject,
+        styles=[StyleInfo(name=s.name, prompt=s.prompt, params=dict(s.params)) for s in template.styles])
 
 
 @router.get("/templates", response_model=TemplateList)
 async def list_templates(tenant: AccountReader, ledger: Ledger, settings: Settings) -> dict[str, Any]:
     """Every template: what it makes, the stages that make it, the photo it needs and the checks
-    that photo must pass, its scoring profile, its price per delivered image by tier, and a
-    video template's price per delivered second of clip by tier and resolution."""
+    that photo must pass, its scoring profile, its price per delivered image by tier, a video
+    template's price per delivered second of clip by tier and resolution, and a template of a
+    subject's kind of subject and styles."""
     catalogue = load_catalogue()
     client = LedgerClient(ledger, settings.ledger_grpc_timeout_s)
     priced = await asyncio.gather(*(template_prices(client, tenant, name) for name in catalogue.templates))

@@ -8,6 +8,7 @@ audit.py      the audit trail: entries kept once, the operators' view, a schema'
 payments.py   the payment tables: events once, customers, checkouts, refunds, disputes, auto top-up
 replay.py     `genline replay ledger`: unpublished events, replayed balances against the live ones
 rows.py       rows as dicts in one call
+training.py   jobs' training lines, the identities charged and the photo sets seen trained
 """
 
 from collections.abc import Iterable
@@ -35,6 +36,7 @@ from services.ledger.domain import Book
 from services.ledger.key_caps import period_start
 from services.ledger.records import Account, Grant, Transfer
 from services.ledger.store.rows import rows_of
+from services.ledger.store.training import read_training, training_written
 
 TRANSFER_COLUMNS = {"id": "uuid", "job_id": "uuid", "tenant_id": "text", "amount": "bigint", "unit_price": "bigint",
                     "images": "int", "tokens_held": "int", "tier": "text", "pricebook_version": "text",
@@ -78,6 +80,7 @@ class JobsRead:
     jobs: Iterable[UUID]
     costs_of: Iterable[UUID] | None = None
     reports_of: Iterable[UUID] | None = None
+    subjects: Iterable[tuple[str, UUID]] = ()  # (tenant, subject) of the jobs submitted: their photo sets trained
 
 
 async def load_book(conn: Conn, book: Book, tenant_ids: Iterable[str], job_ids: Iterable[UUID]) -> Book:
@@ -122,6 +125,7 @@ async def read_jobs(conn: Conn, book: Book, read: JobsRead) -> Book:
         for row in await rows_of(conn, f"SELECT {', '.join(TRANSFER_COLUMNS)} FROM transfers"
                                      " WHERE job_id = ANY(%b) FOR UPDATE", [jobs]):
             book.transfers[row["job_id"]] = Transfer(**row)
+    await read_training(conn, book, jobs, read.subjects)
     if not (jobs or costs or reports):
         return book
     # The reads after the lock, in one statement: rows of one shape, a kind each.
@@ -184,8 +188,10 @@ async def _write_book(conn: Conn, book: Book, published: Statement | None) -> No
     (settled transfers, grants drawn on, balances), which may include rows the first
     inserted. The rows concurrent batches share (balances, grants) are written last, so
     their locks are held for the shortest time."""
+    new_training, training_changes = training_written(book)
     await together(conn, [
         published,
+        *new_training,
         inserted_if_absent("accounts", ACCOUNT_COLUMNS, [(t, 0, 0, 0) for t in sorted(book.new_accounts)]),
         inserted("grants", GRANT_COLUMNS, [_values(g, GRANT_COLUMNS) for g in book.new_grants]),
         inserted("transfers", TRANSFER_COLUMNS, [_values(t, TRANSFER_COLUMNS) for t in book.new_transfers]),
@@ -195,6 +201,7 @@ async def _write_book(conn: Conn, book: Book, published: Statement | None) -> No
         inserted_if_absent("closed_jobs", CLOSED_COLUMNS, book.new_closed)])
     await together(conn, [
         updated("transfers", SETTLED_COLUMNS, [_values(t, SETTLED_COLUMNS) for t in book.changed_transfers]),
+        *training_changes,
         added("grants", {"id": "uuid", "remaining": "bigint"}, [(gid, -taken) for gid, taken in book.grants_taken()]),
         *key_spend_written(book.key_spend.changes()),
         added("accounts", ACCOUNT_COLUMNS, book.account_deltas())])

@@ -1,7 +1,10 @@
 """The scorer's internal API: measure one photo with named dimensions, judge nothing.
 
 Ingest asks it to check an input photo against its template (services/ingest/inputs/guidance.py)
-with the very code that scores candidates, so a threshold means the same on both sides.
+with the very code that scores candidates, so a threshold means the same on both sides; with
+`subject=person|product`, the answer's `subject` says what a subject's photo shows besides
+(services/scorer/subject_photos.py: faces and the face's embedding, or the product's
+foreground; size and fingerprint).
 Internal: served on the scorer's own port, which only the cluster reaches.
 """
 
@@ -14,8 +17,10 @@ from starlette.routing import Route
 
 from services.common.quality.profiles import profile_of_dimensions
 from services.scorer.dimensions import Scorer, Scoring, UndecodableImage
+from services.scorer.subject_photos import UnreadablePhoto, measured_subject
 
 MAX_PHOTO_BYTES = 32 * 1024 * 1024
+SUBJECT_KINDS = ("person", "product")
 
 
 def measured_values(scorer: Scorer, photo: bytes, dimensions: tuple[str, ...]) -> dict[str, float | None]:
@@ -31,15 +36,18 @@ def _finite(value: float | None) -> float | None:
 def route(scorer: Scorer) -> Route:
     async def measurements(request: Request) -> JSONResponse:
         names = tuple(n for n in request.query_params.get("dimensions", "").split(",") if n)
+        subject = request.query_params.get("subject")
         photo = await request.body()
-        if not names or len(photo) > MAX_PHOTO_BYTES:
-            return JSONResponse({"error": "name dimensions and send at most 32 MiB"}, status_code=400)
+        if not names or len(photo) > MAX_PHOTO_BYTES or subject not in (None, *SUBJECT_KINDS):
+            return JSONResponse({"error": "name dimensions (a subject: person or product) and send at most 32 MiB"},
+                                status_code=400)
         try:
             values = await asyncio.to_thread(measured_values, scorer, photo, names)
-        except UndecodableImage as error:
+            shown = await asyncio.to_thread(measured_subject, photo, subject) if subject else None
+        except (UndecodableImage, UnreadablePhoto) as error:
             return JSONResponse({"error": str(error)}, status_code=422)
         except ValueError as error:  # an unknown dimension
             return JSONResponse({"error": str(error)}, status_code=400)
-        return JSONResponse({"values": values})
+        return JSONResponse({"values": values} | ({"subject": shown} if shown is not None else {}))
 
     return Route("/internal/v1/measurements", measurements, methods=["POST"])

@@ -1,0 +1,43 @@
+"""What the scorer will apply to a job, checked at submission: its profile and rules exist,
+and every dimension they require can be computed on this platform."""
+
+import hashlib
+from typing import TYPE_CHECKING, Any
+
+from services.common.problems import Problem
+from services.common.quality.profiles import Profile, ProfileError, job_profile, profile_names
+from services.ingest.settings import IngestSettings
+
+if TYPE_CHECKING:
+    from services.ingest.jobs.submission import JobRequest
+
+
+def quality_rules(body: "JobRequest") -> dict[str, Any] | None:
+    """The rules as the client wrote them, without the defaults of what it left out."""
+    return body.quality.model_dump(mode="json", exclude_unset=True) if body.quality is not None else None
+
+
+def profile_version(profile: Profile) -> str:
+    """A digest of the checks a profile applies (its thresholds, weights, required and
+    forbidden dimensions, the job's rules included): it changes exactly when they do."""
+    return hashlib.sha256(repr(profile).encode()).hexdigest()[:16]
+
+
+def check_scoring(body: "JobRequest", settings: IngestSettings) -> Profile:
+    """Refuse at submission what the scorer would refuse later: an unknown profile, invalid
+    rules, or a dimension that must be computed without the model it needs; the profile the
+    job will be scored with."""
+    if body.profile is not None and body.profile not in profile_names():
+        raise Problem(422, "unknown-profile", f"unknown profile {body.profile!r}; known: {profile_names()}")
+    try:
+        profile = job_profile(body.template, body.profile, quality_rules(body))
+    except ProfileError as error:
+        raise Problem(422, "invalid-quality-rules", str(error)) from None
+    capabilities = frozenset({"clip_model"}) if settings.clip_model_dir else frozenset()
+    missing = profile.missing_capabilities(capabilities)
+    if missing:
+        raise Problem(422, "dimension-unavailable",
+                      f"profile {profile.name!r} with these rules requires {', '.join(missing)}, but no CLIP model"
+                      " is configured on this platform, so it could not be scored; do not require it",
+                      extra={"unavailable": missing})
+    return profile

@@ -1,0 +1,92 @@
+"""A subject as the API shows it, built from its rows, and what is kept sealed of it: its
+photos' embeddings and its centroid, under the subject's own data key."""
+
+import base64
+import binascii
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import numpy as np
+
+from services.common.contracts import SealedText, SubjectPhoto, SubjectRef
+from services.common.problems import Problem
+from services.common.sealing import SubjectField, open_bytes, seal_bytes, seal_subject_text
+from services.ingest.subjects.domain import PhotoVerdict, Subject, SubjectIdentity, erase_after
+from services.ingest.subjects.judging import Kept
+
+
+def photo_verdict(row: dict[str, Any]) -> PhotoVerdict:
+    verdict = row["verdict"]
+    return PhotoVerdict(n=row["n"], sha256=row["sha256"], accepted=row["accepted"], reasons=verdict.get("reasons", []),
+                        checks=verdict.get("checks", []), identity_distance=verdict.get("identity_distance"),
+                        near_duplicate_of=verdict.get("near_duplicate_of"), source=verdict.get("source", ""),
+                        width=row["width"], height=row["height"], added_at=row["added_at"])
+
+
+def subject_view(row: dict[str, Any], photos: Sequence[dict[str, Any]], retention: timedelta) -> Subject:
+    """The subject as GET /v1/subjects/{id} shows it (its photos' verdicts, never their bytes)."""
+    identity = SubjectIdentity.model_validate(row["identity"]) if row["identity"] else None
+    return Subject(id=row["id"], kind=row["kind"], name=row["name"], state=row["state"], keep=row["keep"],
+                   trigger_word=row["trigger_word"], photos_accepted=row["photos_accepted"],
+                   photos_refused=row["photos_refused"], photo_set_sha256=row["photo_set_sha256"],
+                   reason=row["reason"], identity=identity, created_at=row["created_at"],
+                   updated_at=row["updated_at"], last_ordered_at=row["last_ordered_at"],
+                   erase_after=erase_after(row, retention), photos=[photo_verdict(p) for p in photos],
+                   url=f"/v1/subjects/{row['id']}")
+
+
+def encode_cursor(row: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(f"{row['created_at'].isoformat()}|{row['id']}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+    try:
+        created, subject_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        return datetime.fromisoformat(created), UUID(subject_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise Problem(422, "invalid-cursor", "the cursor is not one this API gave") from None
+
+
+# ---- sealed: embeddings and the centroid -----------------------------------------------------
+
+
+def embedding_field(subject_id: UUID, sha256: str) -> SubjectField:
+    return SubjectField(subject_id, f"embedding/{sha256}")
+
+
+def sealed_embedding(key: bytes, field: SubjectField, embedding: Sequence[float]) -> bytes:
+    return seal_bytes(key, field, np.asarray(embedding, dtype="<f4").tobytes())
+
+
+def kept_photo(key: bytes, row: dict[str, Any]) -> Kept:
+    """An accepted photo as a new batch is judged against it, its embedding opened."""
+    embedding = None
+    if row["embedding"] is not None:
+        clear = open_bytes(key, embedding_field(row["subject_id"], row["sha256"]), bytes(row["embedding"]))
+        embedding = tuple(float(v) for v in np.frombuffer(clear, dtype="<f4"))
+    return Kept(n=row["n"], sha256=row["sha256"], fingerprint=row["fingerprint"], embedding=embedding)
+
+
+def sealed_centroid(key: bytes, subject_id: UUID, centroid: np.ndarray | None) -> dict[str, Any] | None:
+    """The centroid (float32 little-endian, base64) sealed as events carry it, as JSON."""
+    if centroid is None:
+        return None
+    text = base64.b64encode(np.asarray(centroid, dtype="<f4").tobytes()).decode()
+    return seal_subject_text(key, SubjectField(subject_id, "centroid"), text).model_dump()
+
+
+def subject_ref(row: dict[str, Any], photos: Sequence[dict[str, Any]]) -> SubjectRef:
+    """The subject as a job carries it (JobSpec.subject): its accepted photos' keys and hashes,
+    its photo set, its sealed centroid and its trigger word."""
+    kept = [SubjectPhoto(key=p["object_key"], sha256=p["sha256"], media_type=p["media_type"], width=p["width"],
+                         height=p["height"]) for p in photos if p["accepted"]]
+    centroid = SealedText.model_validate(row["centroid"]) if row["centroid"] else None
+    return SubjectRef(subject_id=row["id"], kind=row["kind"], name=row["name"], photos=kept,
+                      photo_set_sha256=row["photo_set_sha256"], centroid=centroid, trigger_word=row["trigger_word"])
+
+
+def photo_key(tenant_id: str, subject_id: UUID, sha256: str) -> str:
+    """Where a subject's accepted photo is stored, sealed, in the internal bucket."""
+    return f"subjects/{tenant_id}/{subject_id}/{sha256}"
