@@ -24,5 +24,6 @@ def build(settings: ScorerSettings) -> tuple[ServiceRuntime, Starlette]:
     verifier = verifier_of(settings)
     app.router.routes.append(guard(measurements.route(scorer), verifier, "measurements"))
     app.router.routes.append(guard(routes.route(), verifier, "calibration"))
-    app.router.routes.append(guard(evaluations.route(scorer, ObjectStore(settings), settings), verifier, "evaluations"))
+    bench = evaluations.Bench(ObjectStore(settings), settings, DataKeys(settings, "scorer"))
+    app.router.routes.append(guard(evaluations.route(scorer, bench), verifier, "evaluations"))
     return runtime, app

@@ -113,6 +113,9 @@ def test_images_come_by_url_upload_or_delivery_and_private_addresses_are_refused
 
     refused = tenant.http.post("/v1/evaluations", json={"images": [{"url": "http://169.254.169.254/latest"}]})
     assert refused.status_code == 422 and refused.json()["type"] == "/problems/image-unusable"
+    strange = tenant.http.post("/v1/evaluations", json={"images": [{"upload_id": upload["id"]}],
+                                                        "subject": "5b0e6c1a-7d2f-4e8b-9a3c-1f2e3d4c5b6a"})
+    assert strange.status_code == 422 and strange.json()["type"] == "/problems/unknown-subject"
 
 
 def test_without_credits_no_verdict_is_given(tenant_factory):

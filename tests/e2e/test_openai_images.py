@@ -97,6 +97,9 @@ def test_each_error_is_its_own_exception(tenant_factory, platform):
     with pytest.raises(openai.NotFoundError) as unknown:
         client.images.generate(prompt=PROMPT, model="no-such-model")
     assert unknown.value.code == "model_not_found" and unknown.value.param == "model"
+    with pytest.raises(openai.UnprocessableEntityError) as no_subject:  # the extension field reaches the job's checks
+        client.images.generate(prompt=PROMPT, model="subject-headshots", extra_body={"subject": str(uuid.uuid4())})
+    assert no_subject.value.param == "subject"
     key = {"Idempotency-Key": f"reused-{uuid.uuid4()}"}
     client.images.generate(prompt=PROMPT, size="128x128", extra_headers=key)
     with pytest.raises(openai.UnprocessableEntityError):

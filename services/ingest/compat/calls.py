@@ -16,7 +16,7 @@ from services.ingest.jobs.submission import Intake, JobRequest, Order
 
 # The job's fields under the names the images API gives them.
 PARAM_OF_FIELD = {"images": "n", "end_user": "user", "width": "size", "height": "size", "tier": "quality",
-                  "reference_image": "image", "template": "model"}
+                  "reference_image": "image", "template": "model", "subject": "subject"}
 
 
 def checked_job(body: dict[str, Any]) -> JobRequest:

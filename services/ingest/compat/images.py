@@ -5,11 +5,12 @@ job, its images and its cost besides."""
 import base64
 import re
 from typing import Annotated, Any, Literal
+from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from services.common.api import RequestModel, StorableText
-from services.common.contracts import Tier
+from services.common.contracts import IdentityMode, Tier
 from services.common.problems import Problem
 from services.common.templates import load_catalogue
 from services.ingest.compat.models import Alias, ResponseFormat
@@ -59,6 +60,12 @@ class ImageOptions(RequestModel):
     seed: int | None = Field(None, ge=0, le=2**31 - 1, description="extension: the job's seed")
     metadata: dict[str, str] | None = Field(None, description="extension: the job's labels (as POST /v1/jobs)")
     deadline_s: int | None = Field(None, ge=1, le=7 * 24 * 3600, description="extension: the job's deadline")
+    subject: UUID | None = Field(None, strict=False, description="extension: the subject (POST /v1/subjects) the"
+                                                                 " images are of; the model names a template for its"
+                                                                 " kind (subject-headshots, subject-product)")
+    identity: IdentityMode | None = Field(None, description="extension: how the subject's identity is carried")
+    styles: list[Annotated[str, StringConstraints(min_length=1, max_length=40)]] | None = Field(
+        None, min_length=1, max_length=20, description="extension: the template's styles to spread the images over")
 
 
 class ImageGenerationRequest(ImageOptions):
@@ -96,7 +103,9 @@ def job_request(options: ImageOptions, alias: Alias, template: str) -> dict[str,
     tier = TIER_OF_QUALITY.get(options.quality or "auto") or alias.tier or "stable"
     body: dict[str, Any] = {"prompt": options.prompt, "template": template, "tier": tier, "images": options.n or 1,
                             "candidates": options.candidates, "seed": options.seed, "metadata": options.metadata,
-                            "end_user": options.user, "deadline_s": options.deadline_s, "model": alias.model}
+                            "end_user": options.user, "deadline_s": options.deadline_s, "model": alias.model,
+                            "subject": str(options.subject) if options.subject else None,
+                            "identity": options.identity, "styles": options.styles}
     if size is not None:
         body["width"], body["height"] = size
     return {key: value for key, value in body.items() if value is not None}

@@ -43,6 +43,7 @@ class Judgement:
     asked: JudgedBy
     image_keys: list[str]
     reference_keys: list[str]
+    subject_photo_keys: list[str] | None = None
 
     def body(self) -> dict[str, Any]:
         asked = self.asked
@@ -50,7 +51,9 @@ class Judgement:
         return {"tenant_id": self.tenant_id, "image_keys": self.image_keys, "reference_keys": self.reference_keys,
                 "template": asked.template, "profile": asked.profile,
                 "rules": asked.rules.model_dump(mode="json", exclude_unset=True) if asked.rules else None,
-                "prompt": asked.prompt, "size": size}
+                "prompt": asked.prompt, "size": size,
+                "subject": {"id": str(asked.subject), "photo_keys": self.subject_photo_keys}
+                if asked.subject is not None and self.subject_photo_keys else None}
 
 
 async def judged(settings: IngestSettings, judgement: Judgement) -> list[dict[str, Any]]:

@@ -57,6 +57,9 @@ class JudgedBy(RequestModel):
     references: list[ImageSource] = Field([], max_length=MAX_REFERENCES,
                                           description="photos of the person the images must show (identity, skin"
                                                       " tone): an image passes when it passes against each")
+    subject: UUID | None = Field(None, strict=False, description="a subject of yours (POST /v1/subjects) the images"
+                                                                 " must show: up to four of its accepted photos are"
+                                                                 " references, opened from their seal by the scorer")
     prompt: str | None = Field(None, max_length=2000, description="what the images were made for (prompt alignment,"
                                                                   " where a CLIP model is configured)")
     size: str | None = Field(None, pattern=r"^\d{2,5}x\d{2,5}$", description="the size asked, WIDTHxHEIGHT")

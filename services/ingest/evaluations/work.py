@@ -11,9 +11,10 @@ import httpx
 from services.common.problems import Problem
 from services.common.runtime import ServiceRuntime
 from services.ingest.evaluations import judging
-from services.ingest.evaluations.models import Evaluation, ImageSource, ImageVerdict, JudgedBy
+from services.ingest.evaluations.models import MAX_REFERENCES, Evaluation, ImageSource, ImageVerdict, JudgedBy
 from services.ingest.evaluations.sources import Sources
 from services.ingest.store import evaluations as evaluation_store
+from services.ingest.store import subjects as subject_store
 from services.ingest.store.evaluations import ImageOutcome
 
 
@@ -45,11 +46,27 @@ class Workshop:
                 outcomes[image["n"]] = ImageOutcome(image["n"], error={"code": problem.slug,
                                                                        "message": problem.detail})
         if keys:
-            verdicts = await judging.judged(self.sources.settings, judging.Judgement(tenant, asked, list(keys.values()),
-                                                                                   references))
+            subject_photos = await self.subject_photos(tenant, asked)
+            verdicts = await judging.judged(self.sources.settings, judging.Judgement(
+                tenant, asked, list(keys.values()), references, subject_photos))
             for (n, key), verdict in zip(keys.items(), verdicts, strict=True):
                 outcomes[n] = ImageOutcome(n, key=key, verdict=verdict)
         return [outcomes[n] for n in sorted(outcomes)]
+
+    async def subject_photos(self, tenant_id: str, asked: JudgedBy) -> list[str] | None:
+        """The sealed objects of up to four of the subject's accepted photos; 422 for a subject
+        that is not the tenant's or has none."""
+        if asked.subject is None:
+            return None
+        async with self.runtime.pool.connection() as conn:
+            subject = await subject_store.read_subject(conn, asked.subject, tenant_id)
+            photos = await subject_store.subject_photos(conn, asked.subject) \
+                if subject and subject["state"] != "erased" else []
+        keys = [p["object_key"] for p in photos if p["accepted"] and p["object_key"]][:MAX_REFERENCES]
+        if not keys:
+            raise Problem(422, "unknown-subject", f"subject: you have no subject {asked.subject} with accepted photos",
+                          extra={"field": "subject"})
+        return keys
 
     async def stored(self, tenant_id: str, image: dict[str, Any]) -> str:
         """The image's internal key: kept already (a batch's base64 images are stored when it is
