@@ -134,11 +134,11 @@ def _document(app: FastAPI) -> dict[str, Any]:
                                summary=app.summary, description=app.description, routes=app.routes,
                                tags=app.openapi_tags, contact=app.contact, license_info=app.license_info,
                                separate_input_output_schemas=app.separate_input_output_schemas)
-        app.openapi_schema = declare_problems(document)
+        app.openapi_schema = declare_problems(document, problems.error_shapes(app))
     return app.openapi_schema
 
 
-def declare_problems(document: dict[str, Any]) -> dict[str, Any]:
+def declare_problems(document: dict[str, Any], shapes: tuple[problems.ErrorShape, ...] = ()) -> dict[str, Any]:
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
@@ -152,7 +152,31 @@ def declare_problems(document: dict[str, Any]) -> dict[str, Any]:
                 raise RuntimeError(f"two operations are named {operation['operationId']!r}")
             seen.add(operation["operationId"])
             _declare_operation_problems(operation)
+    for shape in shapes:
+        schema = dict(shape.schema)
+        schemas.update(schema.pop("$defs", {}))
+        schemas[shape.name] = schema
+        for path in (p for p in document.get("paths", {}) if shape.covers(p)):
+            for operation in document["paths"][path].values():
+                _declare_shaped_errors(operation, shape)
     return document
+
+
+def _declare_shaped_errors(operation: dict[str, Any], shape: problems.ErrorShape) -> None:
+    """An operation whose errors another API's shape answers (problems.ErrorShape) declares them so."""
+    responses = operation["responses"]
+    if "422" in responses:  # the shape answers a request its schema refuses as its own status (400)
+        responses.setdefault("400", _problem(400))
+    if "429" in responses:  # a shape may answer 429 for what no wait cures (OpenAI's insufficient_quota)
+        responses["429"] = {**responses["429"], "headers": {
+            **responses["429"].get("headers", {}), "Retry-After": {**RATE_LIMIT_HEADERS["Retry-After"],
+                                                                   "required": False}}}
+    for status, response in responses.items():
+        if int(status) >= 400:
+            response["content"] = {"application/json": {"schema": {"$ref": f"#/components/schemas/{shape.name}"}}}
+            response.setdefault("headers", {})["X-Request-ID"] = {
+                "description": "the request's id: the one sent, when usable, else a new one", "required": True,
+                "schema": {"type": "string"}}
 
 
 def _declare_operation_problems(operation: dict[str, Any]) -> None:

@@ -661,6 +661,22 @@ class CreditsExpired(Event):
     available_after: int
 
 
+class EvaluationCharged(Event):
+    """Published by the ledger when it charges a tenant for an evaluation (images scored on
+    their own, POST /v1/evaluations): `images` at `unit_price` each, once per evaluation."""
+
+    event_type = "genline.evaluation.charged.v1"
+    publisher = "ledger"
+    tenant_id: str
+    evaluation_id: UUID
+    images: int
+    unit_price: int
+    amount: int
+    pricebook_version: str
+    available_after: int
+    charged_at: datetime
+
+
 class CreditsReclaimed(Event):
     """Published by the ledger when a payment processor takes money back (a refund, a
     dispute) and the ledger takes back its credits: `amount` leaves the balance, and what the

@@ -49,12 +49,15 @@ MAY_CALL: dict[str, dict[str, frozenset[str]]] = {
                "billing": frozenset({"ingest"}),
                # A tenant's own audit trail, for ingest's /v1/audit (owners and admins).
                "audit": frozenset({"ingest"}),
+               # Its evaluation charges: images scored on their own, for ingest's /v1/evaluations.
+               "evaluations": frozenset({"ingest"}),
                "grpc.reflection.v1alpha.ServerReflection": frozenset(INTERNAL_SERVICES)},
     # The router's gRPC: providers' state for ingest's operator view.
     "router": {"genline.router.v1.RouterService": frozenset({"ingest"}),
                "grpc.reflection.v1alpha.ServerReflection": frozenset(INTERNAL_SERVICES)},
     # The scorer's internal API: input photos measured, thresholds calibrated, for ingest.
-    "scorer": {"measurements": frozenset({"ingest"}), "calibration": frozenset({"ingest"})},
+    "scorer": {"measurements": frozenset({"ingest"}), "calibration": frozenset({"ingest"}),
+               "evaluations": frozenset({"ingest"})},
     # Delivery's webhook endpoints, secrets and attempts, for ingest's public routes.
     "delivery": {"webhooks": frozenset({"ingest"})},
 }

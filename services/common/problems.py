@@ -2,7 +2,7 @@
 the schema that declares them in the OpenAPI documents."""
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,7 +82,44 @@ class Problem(Exception):
         super().__init__(self.detail)
 
 
+@dataclass(frozen=True)
+class Rendered:
+    """An error as another API's shape answers it: its status, body and headers."""
+
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ErrorShape:
+    """The errors of the paths under `prefixes` answered in another API's shape, which its
+    clients read (an OpenAI-compatible API's `{"error": {...}}`): `render` turns a problem
+    into it, and `schema` (named `name`) declares it in the OpenAPI document."""
+
+    name: str
+    prefixes: tuple[str, ...]
+    render: Callable[[Problem], Rendered]
+    schema: dict[str, Any]
+
+    def covers(self, path: str) -> bool:
+        return any(path == prefix or path.startswith(prefix + "/") for prefix in self.prefixes)
+
+
+def answer_errors_as(app: FastAPI, shape: ErrorShape) -> None:
+    """Errors on the shape's paths are answered in that shape, whatever raised them."""
+    app.state.error_shapes = (*error_shapes(app), shape)
+
+
+def error_shapes(app: FastAPI) -> tuple[ErrorShape, ...]:
+    shapes: tuple[ErrorShape, ...] = getattr(app.state, "error_shapes", ())
+    return shapes
+
+
 def problem_response(request: Request, problem: Problem) -> JSONResponse:
+    shape = next((s for s in error_shapes(request.app) if s.covers(request.url.path)), None)
+    if shape is not None:
+        return shaped_response(shape.render(problem))
     status, headers = problem.status, problem.headers
     body = {"type": f"/problems/{problem.slug}", "title": TITLES.get(status, "Error"), "status": status,
             "detail": problem.detail, "instance": request.url.path,
@@ -91,6 +128,13 @@ def problem_response(request: Request, problem: Problem) -> JSONResponse:
     if rid := telemetry.request_id.get():
         headers = (headers or {}) | {telemetry.REQUEST_ID_HEADER: rid}
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def shaped_response(rendered: Rendered) -> JSONResponse:
+    headers = rendered.headers
+    if rid := telemetry.request_id.get():
+        headers = headers | {telemetry.REQUEST_ID_HEADER: rid}
+    return JSONResponse(rendered.body, status_code=rendered.status, headers=headers)
 
 
 def _field(loc: Sequence[str | int]) -> str:

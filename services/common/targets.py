@@ -1,4 +1,4 @@
-"""Where webhooks may go: no private, loopback, link-local or otherwise special address (SSRF),
+"""Where webhooks may go, and where images to evaluate may be fetched from: no private, loopback, link-local or otherwise special address (SSRF),
 unless the deployment allows its network by name (the embedded stack allows loopback).
 
 Ingest checks a URL when a tenant names it (an endpoint, a job's `webhook_url`); delivery
@@ -10,6 +10,8 @@ import asyncio
 import ipaddress
 import socket
 from urllib.parse import urlsplit
+
+import httpx
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -102,3 +104,11 @@ async def checked_address(url: str, allowed: list[IPNetwork]) -> IPAddress:
     for address in addresses:
         check_address(address, allowed)
     return addresses[0]
+
+
+def pinned_request(url: str, address: IPAddress) -> tuple[str, dict[str, str], dict[str, str]]:
+    """The URL with the checked address in place of the host, the Host header, and the TLS
+    server name, so the connection goes where the check said, whatever DNS says next."""
+    parts = httpx.URL(url)
+    extensions = {"sni_hostname": parts.host} if parts.scheme == "https" else {}
+    return str(parts.copy_with(host=str(address))), {"Host": parts.netloc.decode()}, extensions

@@ -205,7 +205,7 @@ PASSED_OVER: tuple[type[contracts.Event], ...] = (
     contracts.CreditsReserved, contracts.ReservationRejected, contracts.ReservationSettled,
     contracts.CreditsGranted, contracts.CreditsExpired, contracts.CreditsReclaimed, contracts.AutoTopUpFailed,
     contracts.CreditsRefunded, contracts.RetryTokenIssued, contracts.ReportDeclined, contracts.CandidatesChecked,
-    contracts.RegenerationRequested, contracts.ScoringFailed, contracts.TrainingSettled,
+    contracts.RegenerationRequested, contracts.ScoringFailed, contracts.TrainingSettled, contracts.EvaluationCharged,
 )
 
 

@@ -127,14 +127,6 @@ async def read_excerpt(response: httpx.Response, limit: int = domain.RESPONSE_EX
     return data.decode(errors="replace")[: domain.RESPONSE_EXCERPT_CHARS]
 
 
-def pinned_request(url: str, address: targets.IPAddress) -> tuple[str, dict[str, str], dict[str, str]]:
-    """The URL with the checked address in place of the host, the Host header, and the TLS
-    server name, so the connection goes where the check said, whatever DNS says next."""
-    parts = httpx.URL(url)
-    extensions = {"sni_hostname": parts.host} if parts.scheme == "https" else {}
-    return str(parts.copy_with(host=str(address))), {"Host": parts.netloc.decode()}, extensions
-
-
 @dataclass(eq=False, repr=False)
 class WebhookSender:
     """Claims the due messages of `webhook_messages`, posts them and records how each attempt went."""
@@ -232,7 +224,7 @@ class WebhookSender:
         started = time.perf_counter()
         try:
             address = await targets.checked_address(url, self.allowed)
-            pinned, host, extensions = pinned_request(url, address)
+            pinned, host, extensions = targets.pinned_request(url, address)
             async with self.http.stream("POST", pinned, content=body, headers=headers | host,
                                         extensions=extensions) as response:
                 excerpt = await read_excerpt(response)

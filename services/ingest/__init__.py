@@ -13,8 +13,9 @@ domain.py          the job read model (JobView, a log entry), without I/O
 handlers.py        bus handlers: every service's job events projected into the read model and its log
 store/             all of ingest's SQL: the read model and submissions (__init__), the event log (log.py),
                    reads over many jobs (listing.py), callers' keys, uploads and rates (callers.py), data keys,
-                   subjects and their photos (subjects.py), members, invitations and sign-in links
-                   (members.py), sessions and single sign-on (sessions.py)
+                   subjects and their photos (subjects.py), batches (batches.py), evaluations (evaluations.py),
+                   an Idempotency-Key's job (keys_bound.py), members, invitations and sign-in links (members.py),
+                   sessions and single sign-on (sessions.py)
 ledger_calls.py    the ledger's gRPC messages, its stub as a dependency, its errors as problems
 data_keys.py       each job's data key, which seals its prompt; erasure destroys it
 key_encryption.py  the key-encryption keys the data keys are stored wrapped under (a key file, or KMS)
@@ -72,6 +73,13 @@ inputs/            what a client sends besides its request, checked before anyth
   moderation.py      the hosted moderation adapter (OpenAI-style) behind its breaker
   guidance.py        an input photo judged against its template's checks before a job is accepted
   scorer_calls.py    what ingest asks of the scorer's internal API: measurements, calibration
+compat/            OpenAI's Images API in Genline's terms (routes/openai_images.py): errors, model aliases, a
+                   request as a job, a final job as OpenAI's answer, the call's wait
+batches/           OpenAI's Files and Batch APIs (routes/batch_files.py, routes/batches.py): the JSONL checked and
+                   stored in chunks as it streams in, the runner that submits lines a window at a time, the
+                   output and error files
+evaluations/       images the line did not make, judged by the scorer and charged per image (routes/evaluations.py):
+                   their sources, the scorer's and the ledger's calls, the background runner and its webhook
 console/           the web console's files, served by routes/console.py
 migrations/        the ingest schema, numbered once
 """

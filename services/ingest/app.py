@@ -12,7 +12,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 
-from services.common import api, telemetry, tracing
+from services.common import api, problems, telemetry, tracing
 from services.common.contracts import SUBSCRIPTIONS
 from services.common.internal_calls import ServiceAuth, identity_client_interceptor, signer_of, verifier_of
 from services.common.runtime import ServiceRuntime
@@ -20,6 +20,10 @@ from services.common.storage import ObjectStore
 from services.ingest import handlers, ledger_calls
 from services.ingest.accounts.plans import load_plans
 from services.ingest.accounts.prompt_screening import PromptGate
+from services.ingest.batches.runner import BatchRunner
+from services.ingest.compat import errors as openai_errors
+from services.ingest.compat.models import load_models
+from services.ingest.evaluations.runner import EvaluationRunner
 from services.ingest.inputs.moderation import Breaker, HostedModeration
 from services.ingest.inputs.screening import ScreeningGate
 from services.ingest.jobs.live import LogWatch
@@ -35,14 +39,18 @@ from services.ingest.routes import (
     admin_tenants,
     alerts,
     audit,
+    batch_files,
+    batches,
     billing,
     candidates,
     console,
     documentation,
+    evaluations,
     events,
     internal,
     jobs,
     members,
+    openai_images,
     prompt_screening,
     provenance,
     receipts,
@@ -88,6 +96,10 @@ TAGS = [
                                        " accounts, the role table, and the audit log."},
     {"name": "sign-in", "description": "Signing in to the console: single sign-on through the tenant's OpenID Connect"
                                        " provider, links by mail, and sessions."},
+    {"name": "openai", "description": "OpenAI's Images, Files and Batches APIs, so the `openai` package and LiteLLM"
+                                      " call Genline unchanged; errors in OpenAI's shape."},
+    {"name": "evaluations", "description": "Images you bring, judged by the scorer as a job's candidates are: a"
+                                           " verdict per dimension with reasons; nothing generated."},
     {"name": "meta", "description": "Where to start: the documentation, this document, the console."},
 ]
 
@@ -105,7 +117,8 @@ ROUTERS = (root.router, jobs.router, subjects.router, candidates.router, events.
            prompt_screening.router, usage.router, receipts.router, provenance.router, templates.router,
            key_routes.router, webhooks.router, admin.router, admin_tenants.router, admin_platform.router,
            internal.router, billing.router, members.router, sign_in.router, sso.router, audit.router,
-           admin_members.router)
+           admin_members.router, openai_images.router, openai_images.keys_router, batch_files.router,
+           batches.router, evaluations.router)
 
 
 def create_api(lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None) -> FastAPI:
@@ -116,6 +129,7 @@ def create_api(lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] 
     app = api.create_app("ingest", api.Described("Genline", DESCRIPTION, TAGS, swagger_url="/swagger"), lifespan)
     for router in ROUTERS:
         app.include_router(router)
+    problems.answer_errors_as(app, openai_errors.SHAPE)
     console.mount(app)
     documentation.mount(app)
     return app
@@ -137,6 +151,7 @@ def build(settings: IngestSettings) -> tuple[ServiceRuntime, FastAPI]:
     app = create_api(runtime.lifespan)
     app.state.runtime, app.state.settings, app.state.objects, app.state.signer = runtime, settings, objects, signer
     app.state.plans = load_plans(settings.plans_path)
+    app.state.openai_models = load_models(settings.openai_models_path)
     app.state.trust_anchors = settings.trust_anchors()
     app.state.service_verifier = verifier_of(settings)
     app.state.screening = ScreeningGate(settings.screening_budget_bytes(), settings.screening_threads,
@@ -149,12 +164,14 @@ def build(settings: IngestSettings) -> tuple[ServiceRuntime, FastAPI]:
     peers.grpc("router", settings.router_grpc_target, admin_platform.rpc.RouterServiceStub)
     peers.http("delivery", settings.delivery_url, settings.delivery_timeout_s)
     peers.http("ledger", settings.ledger_url, settings.ledger_timeout_s)
-    sweeper = Sweeper(runtime, settings, signer)
+    sweeper, batch_runner = Sweeper(runtime, settings, signer), BatchRunner(app, settings)
+    evaluation_runner = EvaluationRunner(app, settings)
     retention = RetentionSweeper(Subjects(runtime, settings, objects))
     app.state.log_watch = LogWatch(runtime, settings.stream_poll_s)
     runtime.startup_hooks += [partial(publish_signing_key, runtime, signer), sweeper.start, retention.start,
-                              app.state.log_watch.start]
-    runtime.shutdown_hooks += [sweeper.stop, retention.stop, app.state.log_watch.stop]
+                              app.state.log_watch.start, batch_runner.start, evaluation_runner.start]
+    runtime.shutdown_hooks += [evaluation_runner.stop, batch_runner.stop, sweeper.stop, retention.stop,
+                               app.state.log_watch.stop]
     app.router.routes.extend(telemetry.ops_routes(runtime.readiness_checks, runtime.reported_checks))
     return runtime, app
 

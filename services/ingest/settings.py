@@ -143,6 +143,28 @@ class IngestSettings(AdminApiSettings, TeamSettings):
     def proxy_networks(self) -> tuple[Network, ...]:
         return networks(self.trusted_proxies)
 
+    # The OpenAI-compatible API: how long a call waits for its job before answering 504 with
+    # the job's id, and the model aliases it maps onto templates (compat/models.yaml when unset).
+    openai_wait_s: float = 300.0
+    openai_models_path: str | None = None
+    # Batches: an input file's bounds (bytes, lines, bytes a line), the chunks it is stored in,
+    # the jobs of one batch in flight at once (at most half the plan's jobs in progress), how
+    # often the runner looks for work and how long it holds a batch it works on.
+    batch_file_max_bytes: int = 100 * 1024 * 1024
+    batch_max_lines: int = 50_000
+    batch_line_max_bytes: int = 1024 * 1024
+    batch_chunk_bytes: int = 1024 * 1024
+    batch_window: int = 32
+    batch_interval_s: float = 0.25
+    batch_lease_s: float = 60.0
+    # Evaluations: how long fetching an image by URL may take, how often the runner looks for
+    # evaluation batches (and webhooks to send), the images it judges at a time, and how often a
+    # batch's webhook is tried before it is given up.
+    evaluation_fetch_timeout_s: float = 10.0
+    evaluation_interval_s: float = 0.5
+    evaluation_window: int = 8
+    evaluation_webhook_attempts: int = 5
+
     def trust_anchors(self) -> str | None:
         if self.provenance_trust_anchors_file:
             return Path(self.provenance_trust_anchors_file).read_text()

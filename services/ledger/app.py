@@ -10,7 +10,7 @@ from services.common.contracts import SUBSCRIPTIONS
 from services.common.internal_calls import verifier_of
 from services.common.runtime import ServiceRuntime
 from services.ledger import handlers, routes
-from services.ledger.routes import audit, billing, tenant_audit
+from services.ledger.routes import audit, billing, evaluations, tenant_audit
 from services.ledger.service import LedgerApp, grant
 from services.ledger.settings import LedgerSettings
 
@@ -52,4 +52,5 @@ def http_app(ledger: LedgerApp, lifespan: Any = None) -> FastAPI:
     app.router.routes.extend(tenant_audit.routes(verifier_of(ledger.settings)))
     if ledger.payments:
         app.router.routes.extend(billing.routes(ledger.payments, verifier_of(ledger.settings)))
+    app.router.routes.extend(evaluations.routes(ledger, verifier_of(ledger.settings)))
     return app

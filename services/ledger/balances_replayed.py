@@ -11,6 +11,7 @@ from services.common.contracts import (
     CreditsReclaimed,
     CreditsRefunded,
     CreditsReserved,
+    EvaluationCharged,
     Event,
     ReservationSettled,
     RetryTokenIssued,
@@ -28,7 +29,7 @@ class ReplayedAccount:
 
 
 BALANCE_EVENTS = (CreditsGranted, CreditsRefunded, CreditsExpired, CreditsReserved, ReservationSettled, RetryTokenIssued,
-                  CreditsReclaimed, TrainingSettled)
+                  CreditsReclaimed, EvaluationCharged, TrainingSettled)
 
 
 def replay_balances(events: Iterable[Event]) -> dict[str, ReplayedAccount]:
@@ -43,7 +44,7 @@ def replay_balances(events: Iterable[Event]) -> dict[str, ReplayedAccount]:
         match event:
             case CreditsGranted() | CreditsRefunded():
                 account.posted += event.amount
-            case CreditsExpired():
+            case CreditsExpired() | EvaluationCharged():
                 account.posted -= event.amount
             case CreditsReserved():
                 account.pending += event.amount + event.training_credits  # a job's training line is held with it

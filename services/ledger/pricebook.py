@@ -36,6 +36,10 @@ class PriceBookVersion(BaseModel):
     # job may reach per second of clip asked for (versions before clips have neither).
     video_second_prices: dict[str, dict[str, int]] = Field(default_factory=dict)
     provider_spend_cap_per_video_second_micro_usd: dict[str, int] = Field(default_factory=dict)
+    # Bulk work (a batch's lines) costs this much less per output; an evaluation costs this
+    # much per image scored (versions before batches and evaluations have neither).
+    batch_discount_percent: int = Field(0, ge=0, lt=100)
+    evaluation_price_per_image: int | None = Field(None, gt=0)
     # A subject's identity: credits for training it, by how it is carried (`lora`), held with
     # the job that may train it and charged once per subject and photo set (versions before
     # subjects have none).
@@ -56,6 +60,10 @@ class PriceBookVersion(BaseModel):
 
     def unit_price(self, template: str, tier: str) -> int | None:
         return self.prices.get(template, {}).get(tier)
+
+    def bulk_price(self, price: int) -> int:
+        """An output's price at bulk priority: the batch discount off, rounded down, at least 1."""
+        return max(1, price * (100 - self.batch_discount_percent) // 100) if self.batch_discount_percent else price
 
     def second_price(self, tier: str, resolution: str) -> int | None:
         """Credits per delivered second of a clip at `resolution`; None where the book has no price."""

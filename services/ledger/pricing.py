@@ -76,10 +76,11 @@ class Order:
     tier: str
     images: int
     video: VideoSpec | None = None
+    bulk: bool = False  # at bulk priority (a batch's line): the price book's batch discount
 
     @classmethod
     def of(cls, job: JobSpec) -> "Order":
-        return cls(job.template, job.tier, job.images, job.video)
+        return cls(job.template, job.tier, job.images, job.video, job.job_priority == "bulk")
 
 
 def price_of(prices: PriceBookVersion, order: Order) -> JobPrice | Unpriced:
@@ -90,10 +91,11 @@ def price_of(prices: PriceBookVersion, order: Order) -> JobPrice | Unpriced:
         per_second = prices.second_price(tier, video.resolution)
         if per_second is None:
             return Unpriced("unknown_tier", f"no price per second for {video.resolution} clips in tier {tier!r}")
+        per_second = prices.bulk_price(per_second) if order.bulk else per_second
         seconds = video.billed_seconds()
         return JobPrice(per_second * seconds, prices.video_spend_cap(tier, order.images, seconds), per_second, seconds)
     unit = prices.unit_price(order.template, tier)
     if unit is None:
         code = "unknown_tier" if order.template in prices.prices else "unknown_template"
         return Unpriced(code, f"no price for template {order.template!r} in tier {tier!r}")
-    return JobPrice(unit, prices.spend_cap(tier, order.images))
+    return JobPrice(prices.bulk_price(unit) if order.bulk else unit, prices.spend_cap(tier, order.images))

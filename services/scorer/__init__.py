@@ -12,7 +12,8 @@ what may ship. What profiles, rules and dimensions are is shared vocabulary in
 * `store.py` — every SQL statement of the scorer (`scored_jobs`, `scores`).
 * `calibration.py` — pure: thresholds against images people judged, with suggestions.
 * `routes/` — the internal HTTP API: `calibration.py` for ingest's calibration report (here),
-  and `measurements.py`, one input photo measured for ingest's template checks.
+  `measurements.py`, one input photo measured for ingest's template checks, and `evaluations.py`,
+  images the line did not make judged as a job's candidates are (ingest's /v1/evaluations).
 * `subject_photos.py` — what a subject's photo shows (faces and embedding, or a product's
   foreground; size, fingerprint) for ingest's screening of a subject's photos.
 * `cli.py` — `genline score`: judge image files from the command line.

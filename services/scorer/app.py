@@ -10,7 +10,7 @@ from services.common.internal_calls import guard, verifier_of
 from services.common.runtime import ServiceRuntime, build_worker
 from services.common.storage import ObjectStore
 from services.scorer import handlers, routes
-from services.scorer.routes import measurements
+from services.scorer.routes import evaluations, measurements
 from services.scorer.settings import ScorerSettings
 from services.scorer.subjects import Subjects
 
@@ -27,4 +27,6 @@ def build(settings: ScorerSettings) -> tuple[ServiceRuntime, Starlette]:
     verifier = verifier_of(settings)
     app.router.routes.append(guard(measurements.route(scorer), verifier, "measurements"))
     app.router.routes.append(guard(routes.route(), verifier, "calibration"))
+    bench = evaluations.Bench(ObjectStore(settings), settings, DataKeys(settings, "scorer"))
+    app.router.routes.append(guard(evaluations.route(scorer, bench), verifier, "evaluations"))
     return runtime, app

@@ -103,8 +103,14 @@ def test_every_operation_is_documented_for_a_client_generator(platform, service)
         text = json.dumps(operation)
         referenced = re.findall(r"#/components/schemas/(\w+)", text)
         assert "example" in text or any("examples" in schemas[r] for r in referenced if r != "Problem"), name
+        shape = ("application/json", "OpenAIErrorResponse") if "openai" in operation.get("tags", ()) else (
+            "application/problem+json", "Problem")
         for status, response in operation["responses"].items():
             if int(status) >= 400:
+                if shape[1] == "OpenAIErrorResponse":
+                    assert response["content"] == {shape[0]: {"schema": {
+                        "$ref": f"#/components/schemas/{shape[1]}"}}}, (name, status)
+                    continue
                 assert list(response["content"]) == ["application/problem+json"], (name, status)
                 declared = response["content"]["application/problem+json"]
                 assert declared["schema"] == {"$ref": "#/components/schemas/Problem"}, (name, status)

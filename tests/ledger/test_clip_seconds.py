@@ -57,7 +57,7 @@ def test_the_hold_covers_every_clip_at_the_seconds_asked_and_its_resolution():
     book.grant(CreditGrant("t", 1000, "admin", "r"), NOW)
     reserved = book.reserve(video_job(clips=3, seconds=4.2), NOW)  # 5 seconds a clip, billed whole
     assert isinstance(reserved, CreditsReserved)
-    assert (reserved.amount, reserved.unit_price, reserved.pricebook_version) == (3 * 5 * STABLE_720P, 50, "2026-11-26")
+    assert (reserved.amount, reserved.unit_price, reserved.pricebook_version) == (3 * 5 * STABLE_720P, 50, "2026-11-27")
     assert reserved.max_provider_spend_micro_usd == 3 * 5 * 400_000
     fast = book.reserve(video_job(clips=1, seconds=2, resolution="480p", tier="fast"), NOW)
     assert isinstance(fast, CreditsReserved) and fast.amount == 2 * FAST_480P

@@ -22,6 +22,7 @@ import httpx
 
 from genline_client import _calls
 from genline_client._download import OutputFile, download_request, take_up
+from genline_client.aio_batches import AsyncBatches, AsyncEvaluations
 from genline_client.errors import APIConnectionError, NotFound, WaitTimeout, raise_for_problem
 from genline_client.models import (
     Account,
@@ -52,6 +53,8 @@ class AsyncGenline:
                                        headers={"Authorization": f"Bearer {api_key}", "User-Agent": _calls.USER_AGENT})
         self._retry, self._sleep = retry, sleep
         self.jobs = AsyncJobs(self)
+        self.batches = AsyncBatches(self)
+        self.evaluations = AsyncEvaluations(self)
         self.subjects = AsyncSubjects(self)
 
     async def __aenter__(self) -> AsyncGenline:
@@ -339,3 +342,4 @@ class AsyncJobs:
             job = await self.get(job)
         return [await self._client.download_to(output.url, OutputFile(Path(directory), str(job.id), output))
                 for output in job.outputs]
+

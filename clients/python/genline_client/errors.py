@@ -115,6 +115,11 @@ def problem_of(response: httpx.Response) -> dict:
         body = None
     if isinstance(body, dict) and "title" in body:
         return body
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):  # the OpenAI-compatible routes' shape
+        error = body["error"]
+        return {"type": f"/problems/{str(error.get('code') or error.get('type')).replace('_', '-')}",
+                "title": response.reason_phrase or str(response.status_code), "status": response.status_code,
+                "detail": error.get("message"), "param": error.get("param")}
     excerpt = response.text[:300].strip() if response.content else ""
     return {"type": "about:blank", "title": response.reason_phrase or str(response.status_code),
             "status": response.status_code, "detail": excerpt or None}

@@ -22,6 +22,7 @@ import httpx
 
 from genline_client import _calls
 from genline_client._download import OutputFile, download_request, take_up
+from genline_client.batches import Batches, Evaluations
 from genline_client.errors import APIConnectionError, NotFound, WaitTimeout, raise_for_problem
 from genline_client.models import (
     Account,
@@ -52,6 +53,8 @@ class Genline:
                                   headers={"Authorization": f"Bearer {api_key}", "User-Agent": _calls.USER_AGENT})
         self._retry, self._sleep = retry, sleep
         self.jobs = Jobs(self)
+        self.batches = Batches(self)
+        self.evaluations = Evaluations(self)
         self.subjects = Subjects(self)
 
     def __enter__(self) -> Genline:
@@ -374,3 +377,4 @@ class Jobs:
             job = self.get(job)
         return [self._client.download_to(output.url, OutputFile(Path(directory), str(job.id), output))
                 for output in job.outputs]
+

@@ -36,6 +36,7 @@ class Plan(BaseModel):
     candidates_per_job: int = Field(240, ge=1, le=1000, description="candidates one job may ask for")
     video_seconds_max: float = Field(10, gt=0, le=VIDEO_SECONDS_MAX, description="the longest clip a job may ask for")
     video_resolution_max: Resolution = Field("720p", description="the sharpest resolution tier a clip may be asked at")
+    evaluation_batch_images: int = Field(100, ge=1, le=10_000, description="images one evaluation batch may hold")
 
     @property
     def interval_s(self) -> float:

@@ -5,6 +5,7 @@ and the tables it touches.
 accounts.py   a balance, grants and journal as the API shows them; report policy; the sweep; reconciliation
 alerts.py     alerts cleared and raised, and a tenant's alert settings
 audit.py      the audit trail: entries kept once, the operators' view, a schema's whole trail
+evaluations.py evaluations charged, once each
 payments.py   the payment tables: events once, customers, checkouts, refunds, disputes, auto top-up
 replay.py     `genline replay ledger`: unpublished events, replayed balances against the live ones
 rows.py       rows as dicts in one call

@@ -1,0 +1,9 @@
+"""Batches, as OpenAI's Batch API runs them: a JSONL file of requests, each run as a job at
+bulk priority, with output and error files that keep each line's `custom_id`.
+
+jsonl.py     an input file read line by line from the upload, each line checked, stored in chunks
+models.py    files and batches as OpenAI's APIs show them, and the request that makes a batch
+lines.py     a line as the job it asks for; a recorded line as its output or error file's line
+runner.py    the runner: a window of lines submitted at a time, recorded durably, a batch ended
+results.py   the files' content streamed: an input chunk by chunk, results a page of lines at a time
+"""

@@ -1,0 +1,82 @@
+"""A batch's line as the job it asks for (at bulk priority, under its own idempotency key),
+and a recorded line as the line of the output or error file OpenAI's Batch API gives:
+`{id, custom_id, response: {status_code, request_id, body}, error}`. Without I/O."""
+
+import json
+from typing import Any
+from uuid import UUID
+
+from pydantic import ValidationError
+
+from services.common.problems import Problem
+from services.ingest.compat import errors
+from services.ingest.compat.calls import Asked, checked_job
+from services.ingest.compat.images import ImageGenerationRequest, ImagesResponse, answered_quality, job_request
+from services.ingest.compat.models import ModelBook
+from services.ingest.compat.outcomes import refusal
+from services.ingest.domain import JobView
+from services.ingest.jobs.submission import JobRequest
+from services.ingest.store.batches import DELIVERED
+
+# Why a line's job did not end before its batch did.
+UNFINISHED = {"expired": ("batch_expired", "the batch expired before this request's job ended; it was canceled"),
+              "cancelled": ("batch_cancelled", "the batch was cancelled before this request's job ended")}
+
+
+def line_key(batch_id: UUID, line: int) -> str:
+    """The line's Idempotency-Key: submitted again after a restart, it finds its first job."""
+    return f"batch:{batch_id}:{line}"
+
+
+def line_job(body: dict[str, Any], endpoint: str, models: ModelBook) -> tuple[JobRequest, Asked | None]:
+    """The job a line asks for, at bulk priority; an images line's answer as it asks for it."""
+    if endpoint == "/v1/jobs":
+        return checked_job(body | {"priority": "bulk"}), None
+    try:
+        options = ImageGenerationRequest.model_validate(body)
+    except ValidationError as error:
+        errors_ = [{"field": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"], "code": e["type"]}
+                   for e in error.errors()]
+        raise Problem(422, "validation-error", "; ".join(f"{e['field']}: {e['message']}" for e in errors_),
+                      extra={"errors": errors_}) from None
+    alias = models.resolve(options.model)
+    job = job_request(options, alias, alias.template)
+    asked = Asked(options.response_format or alias.response_format, answered_quality(options, job))
+    return checked_job(job | {"priority": "bulk"}), asked
+
+
+def refused_body(problem: Problem) -> tuple[int, dict[str, Any]]:
+    rendered = errors.render(problem)
+    return rendered.status, rendered.body
+
+
+def result_line(row: dict[str, Any], response: dict[str, Any] | None, error: dict[str, str] | None) -> bytes:
+    line = {"id": f"batch_req_{row['line']}", "custom_id": row["custom_id"], "response": response, "error": error}
+    return json.dumps(line, separators=(",", ":")).encode() + b"\n"
+
+
+def delivered(row: dict[str, Any]) -> JobView | None:
+    """The line's job, when it delivered."""
+    view = JobView.model_validate(row["view"]) if row.get("view") else None
+    return view if view is not None and view.state in DELIVERED and view.outputs else None
+
+
+def error_line(row: dict[str, Any], batch_status: str) -> bytes:
+    """The error file's line of a line refused, or whose job ended without images or did not end."""
+    if row["job_id"] is None:
+        return result_line(row, {"status_code": row["status_code"], "request_id": None, "body": row["error"]}, None)
+    view = JobView.model_validate(row["view"]) if row.get("view") else None
+    if view is None:
+        return result_line(row, None, {"code": "job_erased", "message": f"job {row['job_id']} was erased"})
+    if not view.final:
+        code, message = UNFINISHED.get(batch_status, ("batch_unfinished", "the job has not ended"))
+        return result_line(row, None, {"code": code, "message": message})
+    problem = refusal(view)
+    assert problem is not None
+    status, body = refused_body(problem)
+    return result_line(row, {"status_code": status, "request_id": str(view.id), "body": body}, None)
+
+
+def output_line(row: dict[str, Any], body: ImagesResponse | JobView) -> bytes:
+    return result_line(row, {"status_code": 200, "request_id": str(row["job_id"]),
+                             "body": body.model_dump(mode="json")}, None)

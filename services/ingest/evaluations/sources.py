@@ -1,0 +1,96 @@
+"""An evaluation's images, from wherever they come, screened like an upload and stored by
+content in the internal bucket, where the scorer reads them: an upload of the tenant's (already
+screened), an image the tenant was delivered, base64, or a URL fetched behind the SSRF guard
+(public addresses only, the connection pinned to the address checked, no redirect, bounded in
+size and time). What cannot be had is a 422 naming the image and why."""
+
+import base64
+import binascii
+from dataclasses import dataclass
+
+import httpx
+
+from services.common import targets
+from services.common.problems import Problem
+from services.common.runtime import ServiceRuntime
+from services.common.storage import ObjectStore, StorageError
+from services.ingest import store
+from services.ingest.evaluations.models import ImageSource
+from services.ingest.inputs import screening
+from services.ingest.settings import IngestSettings
+
+
+def unusable(name: str, why: str) -> Problem:
+    return Problem(422, "image-unusable", f"{name}: {why}", extra={"field": name})
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Where an evaluation's images are read from and kept, and how they are screened."""
+
+    runtime: ServiceRuntime
+    settings: IngestSettings
+    objects: ObjectStore
+    gate: screening.ScreeningGate
+
+    async def stored(self, tenant_id: str, source: ImageSource, name: str) -> str:
+        """The internal key of the image `source` names, screened and stored."""
+        if source.upload_id is not None:
+            async with self.runtime.pool.connection() as conn:
+                upload = await store.read_upload(conn, source.upload_id, tenant_id)
+            if upload is None:
+                raise unusable(name, f"you have no upload {source.upload_id}")
+            return str(upload["key"])
+        data = await self.fetched(tenant_id, source, name)
+        limits = screening.ScreeningLimits(self.settings.max_upload_bytes, self.settings.max_reference_pixels)
+        photo = await self.gate.screen(data, limits, name)
+        key = f"{tenant_id}/evaluations/{photo.sha256}.{photo.extension}"
+        await self.objects.put(self.objects.internal_bucket, key, photo)
+        return key
+
+    async def fetched(self, tenant_id: str, source: ImageSource, name: str) -> bytes:
+        if source.b64 is not None:
+            try:
+                return base64.b64decode(source.b64, validate=True)
+            except (binascii.Error, ValueError):
+                raise unusable(name, "b64 is not valid base64") from None
+        if source.delivered is not None:
+            return await self.delivered(tenant_id, source, name)
+        assert source.url is not None
+        return await self.downloaded(source.url, name)
+
+    async def delivered(self, tenant_id: str, source: ImageSource, name: str) -> bytes:
+        asked = source.delivered
+        assert asked is not None
+        async with self.runtime.pool.connection() as conn:
+            view = await store.read_view(conn, asked.job_id, tenant_id)
+        output = next((o for o in view.outputs if o.n == asked.n), None) if view is not None else None
+        if output is None or not output.media_type.startswith("image/"):
+            raise unusable(name, f"you were delivered no image {asked.n} of job {asked.job_id}")
+        try:
+            return await self.objects.get(self.objects.public_bucket, output.key)
+        except StorageError:
+            raise unusable(name, f"image {asked.n} of job {asked.job_id} is no longer stored") from None
+
+    async def downloaded(self, url: str, name: str) -> bytes:
+        """The body at `url`, fetched from the address checked (a public one), at most the
+        upload limit, within the fetch timeout."""
+        settings = self.settings
+        try:
+            address = await targets.checked_address(url, targets.allowed_networks(settings.webhook_allowed_networks))
+        except targets.RefusedTarget as refused:
+            raise unusable(name, f"the URL cannot be fetched: {refused}") from None
+        pinned, host, extensions = targets.pinned_request(url, address)
+        limit, data = settings.max_upload_bytes, b""
+        try:
+            async with httpx.AsyncClient(timeout=settings.evaluation_fetch_timeout_s, follow_redirects=False) as http, \
+                    http.stream("GET", pinned, headers=host, extensions=extensions) as response:
+                if response.status_code != 200:
+                    raise unusable(name, f"the URL answered {response.status_code}")
+                async for chunk in response.aiter_bytes():
+                    data += chunk
+                    if len(data) > limit:
+                        raise unusable(name, f"the image is larger than {limit} bytes")
+        except httpx.HTTPError as error:
+            raise unusable(name, f"the URL could not be fetched ({type(error).__name__})") from None
+        return data

@@ -1,0 +1,111 @@
+"""`/v1/evaluations`: images the line did not make, judged by the scorer as a job's candidates
+are (same profiles, tiers, early exit and reasons), charged per image judged, without any
+generation or provider call. One evaluation answers at once; a batch (up to the plan's
+`evaluation_batch_images`) runs in the background and tells its webhook_url when it ends."""
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+
+from services.common import problems
+from services.common.problems import Problem
+from services.ingest.accounts.webhook_targets import check_webhook_url
+from services.ingest.deps import JobsReader, JobsWriter, Objects, Plans, Runtime, Screening, Settings
+from services.ingest.evaluations.judging import checked_profile
+from services.ingest.evaluations.models import Evaluation, EvaluationBatchRequest, EvaluationRequest
+from services.ingest.evaluations.sources import Sources
+from services.ingest.evaluations.work import Workshop
+from services.ingest.store import evaluations as evaluation_store
+from services.ingest.store.accounts import tenant_plan
+from services.ingest.store.evaluations import NewEvaluation
+
+router = APIRouter(prefix="/v1/evaluations", tags=["evaluations"])
+RESPONSES = problems.responses(402, 404, 413, 422, 503)
+
+
+def workshop_of(request: Request, sources: Sources) -> Workshop:
+    return Workshop(sources, request.app.state.ledger_http)
+
+
+@router.post("", response_model=Evaluation, responses=RESPONSES)
+async def create_evaluation(body: EvaluationRequest, request: Request, tenant: JobsWriter, runtime: Runtime,
+                            settings: Settings, objects: Objects, gate: Screening) -> Evaluation:
+    """Judge up to four images now: each image's verdict per dimension, with the reason, the
+    threshold and the tier, exactly as the scorer judges a job's candidates (the template's
+    profile, or `profile`, with your `rules`); an image rejected by a cheap tier is not
+    measured by the dearer ones. Images come by `upload_id`, `url` (public addresses only),
+    `delivered` (an image of yours) or `b64`, screened like an upload; `references` (up to four
+    photos of the person) are compared with each. Charged per image judged, at the price book's
+    `evaluation_price_per_image`, once the verdicts are in (402, and no verdicts, without the
+    credits). Nothing is generated and no provider is called."""
+    profile = checked_profile(body, settings)
+    workshop = workshop_of(request, Sources(runtime, settings, objects, gate))
+    row = {"id": uuid.uuid4(), "tenant_id": tenant, "kind": "single", "request": stored_request(body)}
+    outcomes = await workshop.judge(row, [{"n": n, "source": image.model_dump(mode="json", exclude_none=True)}
+                                          for n, image in enumerate(body.images, 1)])
+    async with runtime.pool.connection() as conn, conn.transaction():
+        await evaluation_store.insert_evaluation(conn, NewEvaluation(
+            id=row["id"], tenant_id=tenant, kind="single", status="running", request=stored_request(body),
+            profile=profile, sources=[image.shown() for image in body.images]))
+        await evaluation_store.record_images(conn, row["id"], outcomes)
+    await workshop.finish(row)
+    shown = await workshop.shown(row["id"], tenant)
+    assert shown is not None
+    if shown.status == "failed":
+        raise Problem(402, "insufficient-credits", (shown.failure or {}).get("reason", "not enough credits"),
+                      extra={"evaluation_id": str(shown.id)})
+    return shown
+
+
+def stored_request(body: EvaluationRequest) -> dict[str, Any]:
+    """What is kept of the request: how to judge, not the images (kept one by one)."""
+    return body.judged_by().model_dump(mode="json", exclude_unset=True)
+
+
+@router.post("/batches", status_code=202, response_model=Evaluation, responses=RESPONSES | problems.responses(429))
+async def create_evaluation_batch(body: EvaluationBatchRequest, request: Request, response: Response,
+                                  tenant: JobsWriter, runtime: Runtime, settings: Settings, objects: Objects,
+                                  gate: Screening, plans: Plans) -> Evaluation:
+    """Judge many images in the background (202): up to your plan's `evaluation_batch_images`,
+    a few at a time, each as `POST /v1/evaluations` judges it; follow it at
+    `GET /v1/evaluations/{id}`, and name a `webhook_url` to be told `evaluation.completed`
+    (signed with the secret of GET /v1/webhooks/default/secret). Images given as `b64` are
+    screened and stored now; an image that cannot be had is shown with its error and not
+    charged. Charged once, per image judged, when the batch ends."""
+    checked_profile(body, settings)
+    async with runtime.pool.connection() as conn:
+        plan = plans.get(await tenant_plan(conn, tenant))
+    if len(body.images) > plan.evaluation_batch_images:
+        raise Problem(422, "batch-too-large", f"plan {plan.name!r} allows {plan.evaluation_batch_images} images in an"
+                      f" evaluation batch; this one has {len(body.images)}",
+                      extra={"plan": plan.name, "limit": plan.evaluation_batch_images, "field": "images"})
+    if body.webhook_url is not None:
+        await check_webhook_url(body.webhook_url, settings)
+    sources = Sources(runtime, settings, objects, gate)
+    kept = [{"key": await sources.stored(tenant, image, f"images[{n}]")} if image.b64 is not None else image.shown()
+            for n, image in enumerate(body.images)]
+    evaluation_id = uuid.uuid4()
+    async with runtime.pool.connection() as conn, conn.transaction():
+        await evaluation_store.insert_evaluation(conn, NewEvaluation(
+            id=evaluation_id, tenant_id=tenant, kind="batch", status="pending", request=stored_request(body),
+            profile=checked_profile(body, settings), sources=kept, webhook_url=body.webhook_url))
+    response.headers["Location"] = f"/v1/evaluations/{evaluation_id}"
+    shown = await workshop_of(request, sources).shown(evaluation_id, tenant)
+    assert shown is not None
+    return shown
+
+
+@router.get("/{evaluation_id}", response_model=Evaluation, responses=problems.responses(404))
+async def get_evaluation(evaluation_id: str, request: Request, tenant: JobsReader, runtime: Runtime,
+                         settings: Settings, objects: Objects, gate: Screening) -> Evaluation:
+    """An evaluation of yours, with every image's verdict so far."""
+    try:
+        parsed = uuid.UUID(evaluation_id)
+    except ValueError:
+        parsed = None
+    shown = await workshop_of(request, Sources(runtime, settings, objects, gate)).shown(parsed, tenant) \
+        if parsed else None
+    if shown is None:
+        raise Problem(404, "evaluation-not-found", f"no evaluation {evaluation_id!r}")
+    return shown
