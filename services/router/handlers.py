@@ -130,7 +130,7 @@ PASSED_OVER: tuple[type[contracts.Event], ...] = (
     contracts.JobProgressed, contracts.RetentionSet, contracts.AuditRecorded, contracts.ReservationRejected,
     contracts.ReservationSettled, contracts.CreditsGranted, contracts.CreditsExpired, contracts.CreditsReclaimed,
     contracts.AutoTopUpFailed, contracts.CreditsRefunded, contracts.RetryTokenIssued, contracts.ReportDeclined,
-    contracts.AccountAlerted, contracts.SubjectChanged, contracts.EvaluationCharged, contracts.TrainingSettled,
+    contracts.AccountAlerted, contracts.EvaluationCharged, contracts.TrainingSettled,
 )
 
 

@@ -86,11 +86,19 @@ def fresh_session(team: Team, member_id: uuid.UUID) -> sessions.OpenedSession:
 
 
 def call(team: Team, operation: Operation, headers: dict[str, str]) -> tuple[int, dict | None]:
-    """The status and, for a problem, its body (a stream is closed once its headers came)."""
+    """The status and, for a problem, its body (a stream is closed once its headers came). An
+    error of the OpenAI-shaped routes reads as the problem it stands for: its code is the
+    problem's type, and its message names the scope."""
     body = {"json": {}} if operation.body else {}
     with team.client.stream(operation.method, operation.url(), headers=headers, **body) as answer:
-        problem = answer.headers.get("content-type", "").startswith("application/problem+json")
-        return answer.status_code, json.loads(answer.read()) if problem else None
+        if answer.headers.get("content-type", "").startswith("application/problem+json"):
+            return answer.status_code, json.loads(answer.read())
+        if answer.status_code >= 400 and answer.headers.get("content-type", "").startswith("application/json"):
+            error = json.loads(answer.read()).get("error") or {}
+            scope = re.search(r"the scope '([^']+)'", error.get("message", ""))
+            return answer.status_code, {"type": f"/problems/{str(error.get('code')).replace('_', '-')}",
+                                        "scope": scope.group(1) if scope else None}
+        return answer.status_code, None
 
 
 def test_every_operation_answers_every_role_as_the_role_table_says(team, members):
