@@ -239,7 +239,7 @@ def platform_copy(clip: bytes) -> bytes:
                                                      Image.Resampling.BICUBIC)) for rgb in decoded(clip)]
     out_buffer = io.BytesIO()
     with av.open(out_buffer, mode="w", format="mp4") as out:
-        stream = out.add_stream("libx264", rate=FPS)
+        stream = out.add_stream("libx264", rate=round(info.fps))
         stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
         stream.bit_rate = int(kbps * 1000 / 2)
         for rgb in frames:
