@@ -78,7 +78,7 @@ class Renderer:
     """The pool, and whose turn it is to use it."""
 
     def __init__(self, marker: provenance.Marker, workers: int) -> None:
-        self.marker, self.workers = marker, max(1, workers or os.cpu_count() or 1)
+        self.marker, self.workers = marker, max(1, workers or len(os.sched_getaffinity(0)))
         self._executor: Executor | None = None
         self._turns: FairTurns[asyncio.Future[None]] = FairTurns()
         self._busy = 0
