@@ -1,14 +1,18 @@
 """Delivery under a flood: how long another tenant's one-image job takes while one tenant's flood
 of jobs of many images drains, against the same job on an idle platform.
 
-Starts the embedded stack and the five services as separate processes (bench/e2e.py's platform:
-one local provider that paints without latency or defects), then:
+Starts the embedded stack and the five services as separate processes (bench/e2e.py's platform),
+with one local provider that paints without latency or defects, as many candidates at once as
+this machine has cores (`concurrency`): more would only queue the paintings in the router's
+threads, first come first served, where no turn is fair (with bench/e2e.py's 64, the router
+held the other tenant's job 24 s of its 36 under a flood of 60 jobs). Then:
 
 1. idle: --probes one-image jobs of a second tenant, one after another; each job's time from its
    202 to final and settled;
 2. flood: the first tenant submits --flood jobs of --images images (as many candidates), all
    at once; once the flood has reached delivery, the second tenant's --probes one-image jobs
-   again, one after another, each timed the same way;
+   again, one after another, each timed the same way, and each stage's share of it (from the
+   job's own timestamps: to admitted, generating, scoring, delivering and succeeded);
 3. the flood drained: how long it took, the most of its jobs in `delivering` at once (sampled
    from ingest's read model), and, from delivery's /metrics, the CPU its rendering workers spent
    a file and the invisible watermark's CPU a megapixel.
@@ -23,34 +27,65 @@ images=<> drained_s=<> max_delivering=<> render_cpu_ms=<a file> watermark_ms_per
 """
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx  # noqa: E402
 import psycopg  # noqa: E402
 
-from bench.e2e import PROMPT, start_platform, submit, tenant  # noqa: E402
+from bench.e2e import PROMPT, PROVIDERS_YAML, submit, tenant  # noqa: E402
 from bench.watcher import Watcher  # noqa: E402
+from genline_stack.embedded import EmbeddedStack  # noqa: E402
+from genline_stack.fleet import ServiceFleet  # noqa: E402
+
+
+def start_platform(data_dir: Path) -> tuple[EmbeddedStack, Any, ServiceFleet]:
+    stack = EmbeddedStack(data_dir)
+    endpoints = stack.start()
+    providers = data_dir / "providers.yaml"
+    providers.write_text(PROVIDERS_YAML.replace("concurrency: 64", f"concurrency: {len(os.sched_getaffinity(0))}"))
+    return stack, endpoints, ServiceFleet(endpoints, data_dir / "logs",
+                                          extra_env={"GENLINE_PROVIDERS_PATH": str(providers)})
 
 
 def body(images: int, side: int, seed: int) -> dict:
     return {"prompt": PROMPT, "images": images, "candidates": images, "width": side, "height": side, "seed": seed}
 
 
-def probe(http: httpx.Client, watcher: Watcher, side: int, seed: int) -> float:
-    """One one-image job, from its 202 to final and settled (seconds)."""
+HOPS = ("admitted", "generating", "scoring", "delivering", "succeeded")
+
+
+@dataclass
+class Probe:
+    """One one-image job: seconds from its 202 to final and settled, and to each state from the last."""
+
+    total_s: float
+    hops_s: dict[str, float]
+
+
+def probe(http: httpx.Client, watcher: Watcher, side: int, seed: int) -> Probe:
     job_id = submit(http, watcher, body(1, side, seed))
     while job_id not in watcher.done:
         watcher.poll()
         time.sleep(0.05)
     accepted, settled = watcher.done[job_id]
-    return settled - accepted
+    times = {state: datetime.fromisoformat(at).timestamp() for state, at in http.get(f"/v1/jobs/{job_id}").json()
+             ["timestamps"].items()}
+    previous, hops = times.get("submitted", accepted), {}
+    for state in HOPS:
+        if state in times:
+            hops[state], previous = times[state] - previous, times[state]
+    return Probe(settled - accepted, hops)
 
 
 class Delivering:
@@ -101,7 +136,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="genline-bench-delivery-") as folder:
         stack, endpoints, fleet = start_platform(Path(folder))
         try:
-            fleet.start_all()
+            fleet.start_all(timeout_s=600)  # a busy machine starts five services slowly
             flooder, other = tenant(endpoints), tenant(endpoints)
             watcher = Watcher(endpoints.database_url, interval_s=0.05)
             with httpx.Client(base_url=fleet.url("ingest"), headers={"Authorization": f"Bearer {other}"},
@@ -123,10 +158,14 @@ def main() -> None:
         finally:
             fleet.stop_all()
             stack.stop()
-    idle_s, flood_s = statistics.median(idle), statistics.median(flooded)
-    print(f"{'':<28}{'idle':>10}{'under the flood':>18}")
-    print(f"{'one-image job, s (each)':<28}{' '.join(f'{s:.2f}' for s in idle):>10}"
-          f"{' '.join(f'{s:.2f}' for s in flooded):>18}")
+    idle_s, flood_s = statistics.median(p.total_s for p in idle), statistics.median(p.total_s for p in flooded)
+    print(f"{'one-image job, seconds':<34}{'idle (median)':>14}{'under the flood (median)':>26}")
+    print(f"{'  202 to final and settled':<34}{idle_s:>14.2f}{flood_s:>26.2f}")
+    for hop in HOPS:
+        print(f"{'  to ' + hop:<34}{statistics.median(p.hops_s.get(hop, 0) for p in idle):>14.2f}"
+              f"{statistics.median(p.hops_s.get(hop, 0) for p in flooded):>26.2f}")
+    print(f"  each: idle {', '.join(f'{p.total_s:.2f}' for p in idle)};"
+          f" flooded {', '.join(f'{p.total_s:.2f}' for p in flooded)}")
     print(f"flood: {len(flood)} jobs of {args.images} images at {args.side} px, drained in {drained:.0f} s,"
           f" at most {delivering.most} jobs in delivering at once")
     render_ms = per(sums, "genline_delivery_cpu_seconds") * 1000

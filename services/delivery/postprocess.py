@@ -35,6 +35,10 @@ MEDIA_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
 PIL_FORMATS = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP"}
 WHITE = (255, 255, 255)
 THUMBNAIL_QUALITY = 80
+# zlib's level for PNG: 3 wrote a megapixel photograph in a quarter of the time of the
+# default 6 (0.14 s against 0.5 s), 8 % larger; a painting 25 % larger. Delivery's CPU is what
+# other tenants wait on.
+PNG_COMPRESS_LEVEL = 3
 # A thumbnail or poster is small and its encoder coarse: WebP 80 wiped the invisible watermark
 # from the flat parts of painted images' thumbnails. A marked one is written at 90, its mark
 # half again as strong (a small copy shows no grain at the size it is seen).
@@ -127,7 +131,7 @@ def encoded(image: Image.Image, pil_format: str, quality: int) -> Rendered:
     else:
         pixels = image.convert("RGBA" if alpha else "RGB")
     buffer = io.BytesIO()
-    options = {"quality": quality} if pil_format in ("JPEG", "WEBP") else {}
+    options = {"quality": quality} if pil_format in ("JPEG", "WEBP") else {"compress_level": PNG_COMPRESS_LEVEL}
     pixels.save(buffer, format=pil_format, **options)
     return Rendered(buffer.getvalue(), MEDIA_TYPES[pil_format], *pixels.size)
 

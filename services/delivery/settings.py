@@ -12,11 +12,6 @@ class DeliverySettings(SealedContentSettings):
     # processes, in the same turns (services/delivery/rendering.py); 0: one a CPU core.
     consumer_fair_turns: bool = True
     render_workers: int = Field(0, ge=0)
-    # More jobs under way than the default 4, so that a flood's jobs holding every lane do not
-    # keep another tenant's job from the workers' turns: a lane holds no memory until the
-    # workers take its files, and a connection only for its short transaction (more of them).
-    consumer_lanes: int = 12
-    database_pool_size: int = 16
     # A copy to the public bucket is tried this many times, with backoff, before the job
     # fails at stage delivery (DeliveryFailed, uncharged).
     copy_attempts: int = 4

@@ -24,6 +24,7 @@ found, as the mark files delivered before it carried (`watermark_dwt`).
 import asyncio
 import hashlib
 import io
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,7 +121,7 @@ def detected_mark(data: bytes, media_type: str) -> watermark.Detection | None:
                 return None
             if getattr(opened, "n_frames", 1) > 1:
                 return read_frames([np.asarray(frame.convert("RGB"))
-                                    for frame in ImageSequence.Iterator(opened)][:FRAMES_READ])
+                                    for frame in itertools.islice(ImageSequence.Iterator(opened), FRAMES_READ)])
             pixels = np.asarray(opened.convert("RGB"))
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, video.ClipError):
         return None
