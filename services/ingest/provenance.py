@@ -111,26 +111,27 @@ def media_type_of(data: bytes) -> str | None:
     return sniffed_media_type(data)
 
 
-def detected_mark(data: bytes, media_type: str) -> watermark.Detection | None:
-    """The watermark of an image, an animation or a clip, or None when the file is none it can search."""
+def detected_marks(data: bytes, media_type: str) -> list[watermark.Detection]:
+    """The watermark of an image, an animation or a clip (nothing when the file is none it can
+    search); for a still in which the tiled mark names no id, also the earlier method's reading,
+    which counts only if its id names a delivery (its check is weaker)."""
     try:
         if media_type.startswith("video/"):
-            return read_frames(clip_frames(data))
+            return [read_frames(clip_frames(data))]
         with Image.open(io.BytesIO(data)) as opened:
             if opened.width * opened.height > MAX_WATERMARK_PIXELS:
-                return None
+                return []
             if getattr(opened, "n_frames", 1) > 1:
-                return read_frames([np.asarray(frame.convert("RGB"))
-                                    for frame in itertools.islice(ImageSequence.Iterator(opened), FRAMES_READ)])
+                return [read_frames([np.asarray(frame.convert("RGB"))
+                                     for frame in itertools.islice(ImageSequence.Iterator(opened), FRAMES_READ)])]
             pixels = np.asarray(opened.convert("RGB"))
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, video.ClipError):
-        return None
+        return []
     found = watermark.detect(pixels)
-    if found.mark_id is None:  # a file delivered before the tiled mark
-        earlier = watermark_dwt.detect(pixels)
-        if earlier.mark_id is not None:
-            return watermark.Detection(earlier.mark_id, watermark.MIN_STRENGTH + 6 * earlier.confidence)
-    return found
+    if found.mark_id is not None:
+        return [found]
+    earlier = watermark_dwt.detect(pixels)  # a file delivered before the tiled mark
+    return [found, watermark.Detection(earlier.mark_id, watermark.MIN_STRENGTH + 6 * earlier.confidence)]
 
 
 def clip_frames(data: bytes) -> list[np.ndarray]:
@@ -170,8 +171,13 @@ async def verify(evidence: Evidence, anchors_pem: str | None, pool: Pool) -> Ver
             row = await store.job_with_output(conn, manifest_label=manifest.label)
             found = Found(str(row[0]), row[1], row[2], "content_credentials") if row else None
         if found is None or manifest.state != "Trusted":
-            mark = await asyncio.to_thread(detected_mark, data, media_type)
-            if mark is not None and mark.mark_id is not None:
-                row = await store.job_with_output(conn, watermark_id=watermark.mark_hex(mark.mark_id))
-                found = Found(str(row[0]), row[1], row[2], "watermark") if row else found
+            readings = await asyncio.to_thread(detected_marks, data, media_type)
+            mark = readings[0] if readings else None
+            for reading in readings:
+                if reading.mark_id is None:
+                    continue
+                row = await store.job_with_output(conn, watermark_id=watermark.mark_hex(reading.mark_id))
+                if row:
+                    found, mark = Found(str(row[0]), row[1], row[2], "watermark"), reading
+                    break
     return Verification(media_type, sha256, manifest, mark, found)
