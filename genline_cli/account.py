@@ -10,7 +10,7 @@ from genline_client import Genline
 from services.common.cli import CommandTree, Help
 
 
-def show_account(client: Genline, args: argparse.Namespace, output: Output) -> int:
+def show_account(client: Genline, args: argparse.Namespace, *, output: Output) -> int:
     account = client.account()
     if output.as_json:
         output.json(account.model_dump(mode="json"))
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_commands(tree: CommandTree) -> None:
-    tree.command("account", run, Help(
-        "your credits: available, held, and what you owe", parents=[common_options()],
+    tree.command("account", run, help=Help(
+        text="your credits: available, held, and what you owe", parents=[common_options()],
         description="Your credits: available for new jobs, held for jobs in progress, your grants, and what the"
                     " account owes after a refund or a lost dispute (new jobs are refused until it is paid)."))

@@ -28,7 +28,7 @@ def show_batch(batch: dict, output: Output) -> None:
                      f" failed of {counts['total']}")
 
 
-def submit(client: Genline, args: argparse.Namespace, output: Output) -> int:
+def submit(client: Genline, args: argparse.Namespace, *, output: Output) -> int:
     batch = client.batches.create(args.file, endpoint=args.endpoint, filename=args.file.name)
     if args.wait or args.output:
         if not output.as_json:
@@ -42,25 +42,25 @@ def submit(client: Genline, args: argparse.Namespace, output: Output) -> int:
     return 0 if batch["status"] in ("completed", "in_progress") else EXIT_NO_IMAGES
 
 
-def status(client: Genline, args: argparse.Namespace, output: Output) -> int:
+def status(client: Genline, args: argparse.Namespace, *, output: Output) -> int:
     batch = client.batches.get(args.batch)
     output.json(batch) if output.as_json else show_batch(batch, output)
     return 0
 
 
-def results(client: Genline, args: argparse.Namespace, output: Output) -> int:
+def results(client: Genline, args: argparse.Namespace, *, output: Output) -> int:
     for line in client.batches.results(args.batch, errors=args.errors):
         output.json(line)
     return 0
 
 
-def cancel(client: Genline, args: argparse.Namespace, output: Output) -> int:
+def cancel(client: Genline, args: argparse.Namespace, *, output: Output) -> int:
     batch = client.batches.cancel(args.batch)
     output.json(batch) if output.as_json else show_batch(batch, output)
     return 0
 
 
-def listing(client: Genline, args: argparse.Namespace, output: Output) -> int:
+def listing(client: Genline, args: argparse.Namespace, *, output: Output) -> int:
     page = client.batches.list(limit=args.limit)
     if output.as_json:
         output.json(page)
@@ -77,7 +77,7 @@ def listing(client: Genline, args: argparse.Namespace, output: Output) -> int:
 COMMANDS = {"submit": submit, "status": status, "results": results, "cancel": cancel, "list": listing}
 
 
-def evaluate(client: Genline, args: argparse.Namespace, output: Output) -> int:
+def evaluate(client: Genline, args: argparse.Namespace, *, output: Output) -> int:
     options = {"template": args.template, "profile": args.profile, "prompt": args.prompt, "size": args.size,
                "references": [str(path) for path in args.reference] or None}
     images = [image if image.startswith(("http://", "https://")) else Path(image) for image in args.images]
@@ -96,8 +96,8 @@ def evaluate(client: Genline, args: argparse.Namespace, output: Output) -> int:
 
 
 def add_commands(tree: CommandTree) -> None:
-    batches = tree.command("batches", lambda args: with_client(args, COMMANDS[args.batches_command]), Help(
-        "run a JSONL of requests as a batch at the batch price", description=__doc__.split("\n\n")[0],
+    batches = tree.command("batches", lambda args: with_client(args, COMMANDS[args.batches_command]), help=Help(
+        text="run a JSONL of requests as a batch at the batch price", description=__doc__.split("\n\n")[0],
         epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter))
     common = common_options()
     commands = batches.add_subparsers(dest="batches_command", required=True, metavar="COMMAND")
@@ -116,8 +116,8 @@ def add_commands(tree: CommandTree) -> None:
     commands.add_parser("list", parents=[common], help="your batches, newest first").add_argument(
         "--limit", type=int, default=20)
 
-    judge = tree.command("evaluate", lambda args: with_client(args, evaluate), Help(
-        "judge images you bring with the scorer, per dimension", parents=[common_options()],
+    judge = tree.command("evaluate", lambda args: with_client(args, evaluate), help=Help(
+        text="judge images you bring with the scorer, per dimension", parents=[common_options()],
         description="Judge up to four images (paths or URLs) as the scorer judges a job's candidates; charged per"
                     " image judged. Exit status 3 when an image did not pass."))
     judge.add_argument("images", nargs="+", metavar="IMAGE", help="a path or an http(s) URL")

@@ -15,7 +15,7 @@ def money(minor: int, currency: str) -> str:
     return f"{minor / 100:.2f} {currency.upper()}"
 
 
-def show_billing(client: Genline, args: argparse.Namespace, output: Output) -> int:
+def show_billing(client: Genline, args: argparse.Namespace, *, output: Output) -> int:
     return print_billing(client.billing(), output)
 
 
@@ -44,7 +44,7 @@ def print_billing(billing: dict, output: Output) -> int:
     return 0
 
 
-def open_checkout(client: Genline, args: argparse.Namespace, output: Output) -> int:
+def open_checkout(client: Genline, args: argparse.Namespace, *, output: Output) -> int:
     checkout = client.checkout(args.pack, save_card=args.save_card)
     if output.as_json:
         output.json(checkout.model_dump(mode="json"))
@@ -54,8 +54,8 @@ def open_checkout(client: Genline, args: argparse.Namespace, output: Output) -> 
     return 0
 
 
-def set_auto_topup(client: Genline, args: argparse.Namespace, output: Output) -> int:
-    return print_billing(client.set_auto_topup(args.below, args.pack, args.max_per_month, not args.off), output)
+def set_auto_topup(client: Genline, args: argparse.Namespace, *, output: Output) -> int:
+    return print_billing(client.set_auto_topup(args.below, args.pack, max_per_month=args.max_per_month, enabled=not args.off), output)
 
 
 def run_show(args: argparse.Namespace) -> int:
@@ -72,14 +72,14 @@ def run_auto_topup(args: argparse.Namespace) -> int:
 
 def add_commands(tree: CommandTree) -> None:
     tree.group("billing", help="buy credits: packs, checkout, auto top-up")
-    tree.command("billing show", run_show, Help("the credit packs on sale, your auto top-up rule, your latest checkouts"
+    tree.command("billing show", run_show, help=Help(text="the credit packs on sale, your auto top-up rule, your latest checkouts"
                                                 " and top-ups", parents=[common_options()]))
     checkout = tree.command("billing checkout", run_checkout,
-                            Help("open a checkout for a credit pack and print where to pay", parents=[common_options()]))
+                            help=Help(text="open a checkout for a credit pack and print where to pay", parents=[common_options()]))
     checkout.add_argument("pack", help="a pack of `genline billing show`")
     checkout.add_argument("--save-card", action="store_true", help="keep the card for auto top-up")
     rule = tree.command("billing auto-topup", run_auto_topup,
-                        Help("buy a pack with the saved card when the balance runs low", parents=[common_options()]))
+                        help=Help(text="buy a pack with the saved card when the balance runs low", parents=[common_options()]))
     rule.add_argument("--below", type=int, required=True, metavar="CREDITS", help="buy when fewer are available")
     rule.add_argument("--pack", required=True, help="the pack to buy")
     rule.add_argument("--max-per-month", type=int, default=4, metavar="N", help="at most N a month (default 4)")

@@ -16,14 +16,13 @@ configuration; 3 the job ended without images (failed, rejected, canceled, expir
 """
 
 import argparse
-from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from genline_cli.session import EXIT_NO_IMAGES, EXIT_USAGE, Output, common_options, with_client
+from genline_cli.session import EXIT_NO_IMAGES, EXIT_USAGE, Command, Output, common_options, with_client
 from genline_client import FirstFrame, Genline, Job, JobEvent, Video, verify_receipt
 from genline_client import Output as Delivered
 from genline_client import Progress as ClientProgress
@@ -43,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_commands(tree: CommandTree) -> None:
-    add_arguments(tree.command("jobs", run, Help("submit jobs and follow them to their images",
+    add_arguments(tree.command("jobs", run, help=Help(text="submit jobs and follow them to their images",
                                                  description="Submit jobs and follow them to their images.",
                                                  epilog=__doc__.split("\n\n")[-1],
                                                  formatter_class=argparse.RawDescriptionHelpFormatter)))
@@ -139,7 +138,7 @@ def video_of(args) -> Video | None:
                  **{name: value for name, value in shape.items() if value is not None})
 
 
-def submit(client: Genline, args, output: Output) -> int:
+def submit(client: Genline, args, *, output: Output) -> int:
     try:
         video = video_of(args)
         photo = args.input.read_bytes() if args.input is not None else None
@@ -164,11 +163,11 @@ def submit(client: Genline, args, output: Output) -> int:
         return 0
     if not output.as_json:
         output.err.print(f"job {submitted.id} submitted")
-    job = follow(client, submitted.id, output, args.timeout)
-    return finish(client, job, args.download, output)
+    job = follow(client, submitted.id, output=output, timeout=args.timeout)
+    return finish(client, job, directory=args.download, output=output)
 
 
-def follow(client: Genline, job_id, output: Output, timeout: float | None) -> Job:
+def follow(client: Genline, job_id, *, output: Output, timeout: float | None) -> Job:
     """Wait for the job, showing what happens to it as it happens.
 
     On a terminal a live bar on stderr shows the job's progress (candidates generated,
@@ -196,7 +195,7 @@ class ProgressBar:
     what was generated and scored, what is still needed, the job's state and the ETA the
     platform gives (until the first progress entry, the stages the job has passed)."""
 
-    def __init__(self, console: Console, job_id, shown: bool) -> None:
+    def __init__(self, console: Console, job_id, *, shown: bool) -> None:
         self.shown = shown
         self.display = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[counts]}"),
                                 TextColumn("{task.fields[state]}"), TextColumn("{task.fields[eta]}"),
@@ -231,7 +230,7 @@ def stage_of(state: str) -> int:
     return STAGES.index(state) if state in STAGES else len(STAGES)
 
 
-def finish(client: Genline, job: Job, directory: Path | None, output: Output) -> int:
+def finish(client: Genline, job: Job, *, directory: Path | None, output: Output) -> int:
     paths = client.jobs.download(job, directory) if directory and job.outputs else []
     if output.as_json:
         output.json(job.model_dump(mode="json") | ({"files": [str(p) for p in paths]} if directory else {}))
@@ -293,7 +292,7 @@ def clip_asked(video: dict) -> str:
     return f"{video.get('duration_s')} s, {video.get('aspect_ratio')}, {video.get('resolution')}{fps}"
 
 
-def get(client: Genline, args, output: Output) -> int:
+def get(client: Genline, args, *, output: Output) -> int:
     job = client.jobs.get(args.job_id)
     if output.as_json:
         output.json(job.model_dump(mode="json"))
@@ -302,7 +301,7 @@ def get(client: Genline, args, output: Output) -> int:
     return 0
 
 
-def cancel(client: Genline, args, output: Output) -> int:
+def cancel(client: Genline, args, *, output: Output) -> int:
     job = client.jobs.cancel(args.job_id)
     if output.as_json:
         output.json(job.model_dump(mode="json"))
@@ -311,7 +310,7 @@ def cancel(client: Genline, args, output: Output) -> int:
     return 0
 
 
-def list_jobs(client: Genline, args, output: Output) -> int:
+def list_jobs(client: Genline, args, *, output: Output) -> int:
     page = client.jobs.list(limit=args.limit, cursor=args.cursor, state=args.state, template=args.template)
     if output.as_json:
         output.json(page.model_dump(mode="json"))
@@ -326,7 +325,7 @@ def list_jobs(client: Genline, args, output: Output) -> int:
     return 0
 
 
-def events(client: Genline, args, output: Output) -> int:
+def events(client: Genline, args, *, output: Output) -> int:
     entries = client.jobs.events(args.job_id, after=args.after)
     if output.as_json:
         output.json([entry.model_dump(mode="json") for entry in entries])
@@ -336,17 +335,17 @@ def events(client: Genline, args, output: Output) -> int:
     return 0
 
 
-def watch(client: Genline, args, output: Output) -> int:
+def watch(client: Genline, args, *, output: Output) -> int:
     if output.as_json:  # one JSON object per event, as it happens
         job = client.jobs.wait(args.job_id, timeout=args.timeout,
                                on_event=lambda event: output.json(event.model_dump(mode="json")))
     else:
-        job = follow(client, args.job_id, output, args.timeout)
+        job = follow(client, args.job_id, output=output, timeout=args.timeout)
         output.out.print(f"{job.id}  {job.state}")
     return 0 if job.state in SUCCESSFUL_STATES else EXIT_NO_IMAGES
 
 
-def download(client: Genline, args, output: Output) -> int:
+def download(client: Genline, args, *, output: Output) -> int:
     paths = client.jobs.download(args.job_id, args.directory)
     if output.as_json:
         output.json([str(p) for p in paths])
@@ -355,7 +354,7 @@ def download(client: Genline, args, output: Output) -> int:
     return 0
 
 
-def receipt(client: Genline, args, output: Output) -> int:
+def receipt(client: Genline, args, *, output: Output) -> int:
     document = client.receipt(args.job_id)
     if args.verify:
         body = verify_receipt(document, client.signing_keys())  # ReceiptVerificationError: exit 1
@@ -365,7 +364,7 @@ def receipt(client: Genline, args, output: Output) -> int:
     return 0
 
 
-COMMANDS: dict[str, Callable[[Genline, argparse.Namespace, Output], int]] = {
+COMMANDS: dict[str, Command] = {
     "submit": submit, "list": list_jobs, "get": get, "cancel": cancel, "events": events, "watch": watch,
     "download": download, "receipt": receipt,
 }

@@ -13,7 +13,7 @@ from services.common.cli import CommandTree, Help
 ROLES = ("owner", "admin", "developer", "billing", "viewer")
 
 
-def list_members(client: Genline, args: argparse.Namespace, output: Output) -> int:
+def list_members(client: Genline, args: argparse.Namespace, *, output: Output) -> int:
     members = client.members()
     if output.as_json:
         output.json(members)
@@ -26,7 +26,7 @@ def list_members(client: Genline, args: argparse.Namespace, output: Output) -> i
     return 0
 
 
-def invite(client: Genline, args: argparse.Namespace, output: Output) -> int:
+def invite(client: Genline, args: argparse.Namespace, *, output: Output) -> int:
     invitation = client.invite(args.email, args.role)
     if output.as_json:
         output.json(invitation)
@@ -37,7 +37,7 @@ def invite(client: Genline, args: argparse.Namespace, output: Output) -> int:
     return 0 if invitation["mailed"] else 1
 
 
-def set_role(client: Genline, args: argparse.Namespace, output: Output) -> int:
+def set_role(client: Genline, args: argparse.Namespace, *, output: Output) -> int:
     member = client.set_member_role(args.member_id, args.role)
     if output.as_json:
         output.json(member)
@@ -46,14 +46,14 @@ def set_role(client: Genline, args: argparse.Namespace, output: Output) -> int:
     return 0
 
 
-def remove(client: Genline, args: argparse.Namespace, output: Output) -> int:
+def remove(client: Genline, args: argparse.Namespace, *, output: Output) -> int:
     client.remove_member(args.member_id, move_keys_to=args.move_keys_to)
     output.out.print(f"removed {args.member_id}" + (f"; keys moved to {args.move_keys_to}" if args.move_keys_to
                                                       else "; their keys are revoked"))
     return 0
 
 
-def audit_log(client: Genline, args: argparse.Namespace, output: Output) -> int:
+def audit_log(client: Genline, args: argparse.Namespace, *, output: Output) -> int:
     entries = client.audit_log(action=args.action, limit=args.limit)
     if output.as_json:
         output.json(entries)
@@ -69,20 +69,20 @@ def audit_log(client: Genline, args: argparse.Namespace, output: Output) -> int:
 def add_commands(tree: CommandTree) -> None:
     tree.group("members", help="your organization's members, their roles and invitations")
     tree.command("members list", lambda args: with_client(args, list_members),
-                 Help("members and service accounts with their roles", parents=[common_options()]))
+                 help=Help(text="members and service accounts with their roles", parents=[common_options()]))
     invited = tree.command("members invite", lambda args: with_client(args, invite),
-                           Help("invite someone by mail to join in a role", parents=[common_options()]))
+                           help=Help(text="invite someone by mail to join in a role", parents=[common_options()]))
     invited.add_argument("email")
     invited.add_argument("--role", choices=ROLES, default="developer")
     role = tree.command("members role", lambda args: with_client(args, set_role),
-                        Help("give a member another role (their sessions end)", parents=[common_options()]))
+                        help=Help(text="give a member another role (their sessions end)", parents=[common_options()]))
     role.add_argument("member_id")
     role.add_argument("role", choices=ROLES)
     removed = tree.command("members remove", lambda args: with_client(args, remove),
-                           Help("remove a member; their keys are revoked unless moved", parents=[common_options()]))
+                           help=Help(text="remove a member; their keys are revoked unless moved", parents=[common_options()]))
     removed.add_argument("member_id")
     removed.add_argument("--move-keys-to", metavar="MEMBER_ID", help="another member or service account")
     audit = tree.command("audit", lambda args: with_client(args, audit_log),
-                         Help("your organization's audit log, newest first", parents=[common_options()]))
+                         help=Help(text="your organization's audit log, newest first", parents=[common_options()]))
     audit.add_argument("--action", help="only this action, e.g. member.sign_in")
     audit.add_argument("--limit", type=int, default=50)

@@ -34,13 +34,13 @@ def verify(args: argparse.Namespace) -> int:
     if output.as_json:
         output.json(answer)
     else:
-        show(output, args.file, answer)
+        show(output, args.file, answer=answer)
     if not answer["generated_here"]:
         return EXIT_UNKNOWN
     return 0 if answer["intact"] else EXIT_ALTERED
 
 
-def show(output: Output, name: str, answer: dict) -> None:
+def show(output: Output, name: str, *, answer: dict) -> None:
     credentials, mark = answer["content_credentials"], answer["watermark"]
     output.out.print(f"[bold]{name}[/bold]: {answer['summary']}")
     state = credentials["state"] or ("absent" if not credentials["present"] else "unreadable")
@@ -67,8 +67,8 @@ def show_recovered(output: Output, recovered: dict) -> None:
 
 
 def add_commands(tree: CommandTree) -> None:
-    command = tree.command("verify", verify, Help(
-        "what a file proves: AI-generated here, intact or altered",
+    command = tree.command("verify", verify, help=Help(
+        text="what a file proves: AI-generated here, intact or altered",
         description="Ask the deployment what FILE proves: its Content Credentials checked against the deployment's"
                     " trust anchor, its invisible watermark when they are gone."))
     command.add_argument("file", help="a PNG, JPEG, WebP or MP4 file")

@@ -9,7 +9,7 @@ configuration; 3 the job ended without images (failed, rejected, canceled, expir
 import argparse
 import json
 import sys
-from collections.abc import Callable
+from typing import Protocol
 
 from rich.console import Console
 
@@ -53,7 +53,7 @@ def with_client(args: argparse.Namespace, command: "Command") -> int:
     output = Output(args.json)
     try:
         with Genline(args.api_key, args.api_url) as client:
-            return command(client, args, output)
+            return command(client, args, output=output)
     except ConfigurationError as error:
         output.err.print(f"genline: {error}")
         return EXIT_USAGE
@@ -76,4 +76,7 @@ def report_problem(output: Output, error: APIError) -> None:
         output.err.print(f"  {field.get('field')}: {field.get('message')}")
 
 
-Command = Callable[[Genline, argparse.Namespace, Output], int]
+class Command(Protocol):
+    """A subcommand: the client and the parsed arguments, and where its output goes."""
+
+    def __call__(self, client: Genline, args: argparse.Namespace, *, output: Output) -> int: ...

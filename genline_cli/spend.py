@@ -15,7 +15,7 @@ def _credits(value: int | None) -> str:
     return "no cap" if value is None else str(value)
 
 
-def list_keys(client: Genline, args: argparse.Namespace, output: Output) -> int:
+def list_keys(client: Genline, args: argparse.Namespace, *, output: Output) -> int:
     keys = client.api_keys()
     if output.as_json:
         output.json(keys)
@@ -29,7 +29,7 @@ def list_keys(client: Genline, args: argparse.Namespace, output: Output) -> int:
     return 0
 
 
-def set_caps(client: Genline, args: argparse.Namespace, output: Output) -> int:
+def set_caps(client: Genline, args: argparse.Namespace, *, output: Output) -> int:
     key = client.set_key_caps(args.key_id, daily_cap_credits=args.daily, monthly_cap_credits=args.monthly)
     if output.as_json:
         output.json(key)
@@ -39,7 +39,7 @@ def set_caps(client: Genline, args: argparse.Namespace, output: Output) -> int:
     return 0
 
 
-def show_alerts(client: Genline, args: argparse.Namespace, output: Output) -> int:
+def show_alerts(client: Genline, args: argparse.Namespace, *, output: Output) -> int:
     if args.balance_low_below is not None or args.grant_expiring_days is not None:
         current = client.alerts()["settings"]
         below = None if args.balance_low_below == -1 else (
@@ -64,15 +64,15 @@ def show_alerts(client: Genline, args: argparse.Namespace, output: Output) -> in
 def add_commands(tree: CommandTree) -> None:
     tree.group("keys", help="your API keys, their spend caps and what each spent")
     tree.command("keys list", lambda args: with_client(args, list_keys),
-                 Help("your keys with their caps and spend", parents=[common_options()]))
+                 help=Help(text="your keys with their caps and spend", parents=[common_options()]))
     caps = tree.command("keys caps", lambda args: with_client(args, set_caps),
-                        Help("set a key's spend caps (credits per UTC day and month; leave one out to lift it)",
+                        help=Help(text="set a key's spend caps (credits per UTC day and month; leave one out to lift it)",
                              parents=[common_options()]))
     caps.add_argument("key_id", help="the key's id (genline keys list)")
     caps.add_argument("--daily", type=int, metavar="CREDITS", help="credits the key may spend per UTC day")
     caps.add_argument("--monthly", type=int, metavar="CREDITS", help="credits the key may spend per UTC month")
-    alerts = tree.command("alerts", lambda args: with_client(args, show_alerts), Help(
-        "your alerts, and when you are alerted", parents=[common_options()],
+    alerts = tree.command("alerts", lambda args: with_client(args, show_alerts), help=Help(
+        text="your alerts, and when you are alerted", parents=[common_options()],
         description="Your latest alerts (balance low, grant expiring, key cap reached, top-up failed) and your"
                     " settings; --balance-low-below and --grant-expiring-days change them."))
     alerts.add_argument("--balance-low-below", type=int, metavar="CREDITS",

@@ -11,13 +11,12 @@ the request was accepted.
 """
 
 import argparse
-from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from genline_cli.session import EXIT_NO_IMAGES, EXIT_USAGE, Output, common_options, with_client
+from genline_cli.session import EXIT_NO_IMAGES, EXIT_USAGE, Command, Output, common_options, with_client
 from genline_client import Genline, PhotoVerdict, Subject
 from services.common.cli import CommandTree, Help
 
@@ -27,8 +26,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_commands(tree: CommandTree) -> None:
-    add_arguments(tree.command("subjects", run, Help(
-        "the people and products your jobs are of", description="Make subjects from photos, follow and erase them.",
+    add_arguments(tree.command("subjects", run, help=Help(
+        text="the people and products your jobs are of", description="Make subjects from photos, follow and erase them.",
         epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)))
 
 
@@ -64,32 +63,32 @@ def read_photos(paths: list[Path], output: Output) -> list[bytes] | None:
         return None
 
 
-def create(client: Genline, args, output: Output) -> int:
+def create(client: Genline, args, *, output: Output) -> int:
     photos = read_photos(args.photos, output)
     if photos is None:
         return EXIT_USAGE
     subject = client.subjects.create(args.kind, args.name, photos=photos, keep=args.keep)
-    return shown(subject, subject.photos, output)
+    return shown(subject, subject.photos, output=output)
 
 
-def add_photos(client: Genline, args, output: Output) -> int:
+def add_photos(client: Genline, args, *, output: Output) -> int:
     photos = read_photos(args.photos, output)
     if photos is None:
         return EXIT_USAGE
     added = client.subjects.add_photos(args.subject_id, photos=photos)
-    return shown(added.subject, added.added, output)
+    return shown(added.subject, added.added, output=output)
 
 
-def shown(subject: Subject, verdicts: list[PhotoVerdict], output: Output) -> int:
+def shown(subject: Subject, verdicts: list[PhotoVerdict], *, output: Output) -> int:
     """The subject with the verdicts of the photos just sent; 3 when none was accepted."""
     if output.as_json:
         output.json(subject.model_dump(mode="json") | {"added": [v.model_dump(mode="json") for v in verdicts]})
     else:
-        show_subject(output.out, subject, verdicts)
+        show_subject(output.out, subject, verdicts=verdicts)
     return 0 if not verdicts or any(v.accepted for v in verdicts) else EXIT_NO_IMAGES
 
 
-def show_subject(console: Console, subject: Subject, verdicts: list[PhotoVerdict]) -> None:
+def show_subject(console: Console, subject: Subject, *, verdicts: list[PhotoVerdict]) -> None:
     console.print(f"[bold]{subject.id}[/bold]  {subject.kind}  {subject.name}  {subject.state}  "
                   f"{subject.photos_accepted} accepted, {subject.photos_refused} refused")
     if subject.reason:
@@ -103,16 +102,16 @@ def show_subject(console: Console, subject: Subject, verdicts: list[PhotoVerdict
                       (f": {'; '.join(verdict.reasons)}" if verdict.reasons else ""), soft_wrap=True)
 
 
-def show(client: Genline, args, output: Output) -> int:
+def show(client: Genline, args, *, output: Output) -> int:
     subject = client.subjects.get(args.subject_id)
     if output.as_json:
         output.json(subject.model_dump(mode="json"))
     else:
-        show_subject(output.out, subject, subject.photos)
+        show_subject(output.out, subject, verdicts=subject.photos)
     return 0
 
 
-def list_subjects(client: Genline, args, output: Output) -> int:
+def list_subjects(client: Genline, args, *, output: Output) -> int:
     page = client.subjects.list(limit=args.limit, cursor=args.cursor)
     if output.as_json:
         output.json(page.model_dump(mode="json"))
@@ -127,7 +126,7 @@ def list_subjects(client: Genline, args, output: Output) -> int:
     return 0
 
 
-def delete(client: Genline, args, output: Output) -> int:
+def delete(client: Genline, args, *, output: Output) -> int:
     answer = client.subjects.delete(args.subject_id)
     if output.as_json:
         output.json(answer)
@@ -136,7 +135,7 @@ def delete(client: Genline, args, output: Output) -> int:
     return 0
 
 
-def wait(client: Genline, args, output: Output) -> int:
+def wait(client: Genline, args, *, output: Output) -> int:
     subject = client.subjects.wait(args.subject_id, until=args.until, timeout=args.timeout)
     if output.as_json:
         output.json(subject.model_dump(mode="json"))
@@ -145,6 +144,6 @@ def wait(client: Genline, args, output: Output) -> int:
     return 0 if subject.state == args.until else EXIT_NO_IMAGES
 
 
-COMMANDS: dict[str, Callable[[Genline, argparse.Namespace, Output], int]] = {
+COMMANDS: dict[str, Command] = {
     "create": create, "add-photos": add_photos, "list": list_subjects, "show": show, "delete": delete, "wait": wait,
 }

@@ -11,7 +11,7 @@ from genline_client import Genline
 from services.common.cli import CommandTree, Help
 
 
-def show_attribution(client: Genline, args: argparse.Namespace, output: Output) -> int:
+def show_attribution(client: Genline, args: argparse.Namespace, *, output: Output) -> int:
     attribution = client.usage_attribution(group_by=args.by, days=args.days)
     if output.as_json:
         output.json(attribution)
@@ -25,9 +25,9 @@ def show_attribution(client: Genline, args: argparse.Namespace, output: Output) 
     return 0
 
 
-def show_usage(client: Genline, args: argparse.Namespace, output: Output) -> int:
+def show_usage(client: Genline, args: argparse.Namespace, *, output: Output) -> int:
     if args.by:
-        return show_attribution(client, args, output)
+        return show_attribution(client, args, output=output)
     usage = client.usage(days=args.days)
     if output.as_json:
         output.json(usage.model_dump(mode="json"))
@@ -57,8 +57,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_commands(tree: CommandTree) -> None:
-    usage = tree.command("usage", run, Help(
-        "your plan, its limits and where you stand; your last days", parents=[common_options()],
+    usage = tree.command("usage", run, help=Help(
+        text="your plan, its limits and where you stand; your last days", parents=[common_options()],
         description="Your plan, its limits and where you stand against each, and per UTC day the jobs that ended,"
                     " the images they delivered and the credits they were charged."))
     usage.add_argument("--days", type=int, default=7, metavar="N", help="days of history, today included (1-366;"

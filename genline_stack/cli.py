@@ -21,7 +21,7 @@ def run_platform(args: argparse.Namespace) -> int:
 
 
 def add_commands(tree: CommandTree) -> None:
-    add_arguments(tree.command("run", run_platform, Help(
-        "the platform on the embedded stack, with a demo job",
+    add_arguments(tree.command("run", run_platform, help=Help(
+        text="the platform on the embedded stack, with a demo job",
         description="Start the platform on the embedded stack (PostgreSQL, Kafka, S3 and the five services), run a"
                     " demo job, and serve until Ctrl-C.")))

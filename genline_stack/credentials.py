@@ -53,9 +53,9 @@ class ServiceCredentials:
 
     def database_url(self, admin_url: str) -> str:
         """The administrator's URL with this service's role and password instead."""
-        return url_as(admin_url, role_of(self.service), self.database_password)
+        return url_as(admin_url, role_of(self.service), password=self.database_password)
 
-    def env(self, admin_url: str, public_keys: dict[str, str], directory: Path) -> dict[str, str]:
+    def env(self, admin_url: str, public_keys: dict[str, str], *, directory: Path) -> dict[str, str]:
         env = {"GENLINE_DATABASE_URL": self.database_url(admin_url), "GENLINE_SERVICE_KEY": self.identity_key,
                "GENLINE_SERVICE_KEYS": json.dumps(public_keys)}
         if self.service == "ingest":  # the jobs' key-encryption key and the receipt signing key, ingest's alone
@@ -127,7 +127,7 @@ class PersonCredentials:
     database_password: str
 
     def database_url(self, admin_url: str) -> str:
-        return url_as(admin_url, role_of(self.person), self.database_password)
+        return url_as(admin_url, role_of(self.person), password=self.database_password)
 
 
 def read_person(directory: Path, person: str) -> PersonCredentials:
@@ -139,7 +139,7 @@ def public_keys(directory: Path) -> dict[str, str]:
     return {service: public_key_of(read_credentials(directory, service).identity_key) for service in SERVICES}
 
 
-def url_as(database_url: str, user: str, password: str) -> str:
+def url_as(database_url: str, user: str, *, password: str) -> str:
     parts = urlsplit(database_url)
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"))
@@ -218,7 +218,7 @@ def read_credentials(directory: Path, service: str) -> ServiceCredentials:
 
 
 async def provision_roles(admin_url: str, credentials: dict[str, ServiceCredentials],
-                          people: dict[str, PersonCredentials] | None = None) -> None:
+                          *, people: dict[str, PersonCredentials] | None = None) -> None:
     """A login role per service with its password, allowed to connect and to create its own
     schemas; schemas made before roles existed (an older data folder) are handed to their
     service's role with everything in them. Then the operator's and the auditor's roles, when
@@ -228,15 +228,15 @@ async def provision_roles(admin_url: str, credentials: dict[str, ServiceCredenti
         assert row is not None, "a SELECT of a function answers one row"
         database = row[0]
         for service, creds in credentials.items():
-            await login_role(conn, role_of(service), creds.database_password, inherit=False)
+            await login_role(conn, role_of(service), password=creds.database_password, inherit=False)
             await conn.execute(psycopg.sql.SQL("GRANT CONNECT, CREATE ON DATABASE {} TO {}").format(
                 psycopg.sql.Identifier(database), psycopg.sql.Identifier(role_of(service))))
             await adopt_schemas(conn, service)
         if people:
-            await provision_people(conn, database, list(credentials), people)
+            await provision_people(conn, database, services=list(credentials), people=people)
 
 
-async def login_role(conn: psycopg.AsyncConnection, role: str, password: str, inherit: bool) -> None:
+async def login_role(conn: psycopg.AsyncConnection, role: str, *, password: str, inherit: bool) -> None:
     exists = await (await conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role])).fetchone()
     verb = "ALTER" if exists else "CREATE"
     await conn.execute(psycopg.sql.SQL(verb + " ROLE {} LOGIN " + ("INHERIT" if inherit else "NOINHERIT")
@@ -244,15 +244,15 @@ async def login_role(conn: psycopg.AsyncConnection, role: str, password: str, in
                                                                 psycopg.sql.Literal(password)))
 
 
-async def provision_people(conn: psycopg.AsyncConnection, database: str, services: list[str],
+async def provision_people(conn: psycopg.AsyncConnection, database: str, *, services: list[str],
                            people: dict[str, PersonCredentials]) -> None:
     """The auditor reads what every service's role makes, now and later (default privileges
     of each service's role), and writes nothing; the operator acts as any service (a member
     of their roles), with no privilege of its own."""
     sql, name = psycopg.sql.SQL, psycopg.sql.Identifier
     auditor, operator = name(role_of(AUDITOR)), name(role_of(OPERATOR))
-    await login_role(conn, role_of(AUDITOR), people[AUDITOR].database_password, inherit=False)
-    await login_role(conn, role_of(OPERATOR), people[OPERATOR].database_password, inherit=True)
+    await login_role(conn, role_of(AUDITOR), password=people[AUDITOR].database_password, inherit=False)
+    await login_role(conn, role_of(OPERATOR), password=people[OPERATOR].database_password, inherit=True)
     for person in (auditor, operator):
         await conn.execute(sql("GRANT CONNECT ON DATABASE {} TO {}").format(name(database), person))
     for service in services:

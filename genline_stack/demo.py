@@ -14,7 +14,7 @@ DEMO_TIMEOUT_S = 180
 Say = Callable[[str], object]
 
 
-def submit_demo_job(client: httpx.Client, images: int = 4, candidates: int = 6) -> str:
+def submit_demo_job(client: httpx.Client, images: int = 4, *, candidates: int = 6) -> str:
     response = client.post("/v1/jobs", json={
         "prompt": "a lighthouse on a cliff at dawn, watercolour", "template": "generic",
         "images": images, "candidates": candidates, "width": 512, "height": 512,
@@ -24,7 +24,7 @@ def submit_demo_job(client: httpx.Client, images: int = 4, candidates: int = 6) 
     return job_id
 
 
-def follow_job(client: httpx.Client, job_id: str, say: Say = print) -> dict[str, Any]:
+def follow_job(client: httpx.Client, job_id: str, *, say: Say = print) -> dict[str, Any]:
     """Poll until the job is final and settled (at most DEMO_TIMEOUT_S), printing each new state."""
     deadline, seen = time.monotonic() + DEMO_TIMEOUT_S, None
     while time.monotonic() < deadline:
@@ -63,7 +63,7 @@ def print_report(job: dict[str, Any], say: Say = print) -> None:
     say(f"  credits: reserved {billing['reserved']}, charged {billing['charged']}, released {billing['released']}")
 
 
-def run_demo(ingest_url: str, api_key: str, say: Say = print) -> bool:
+def run_demo(ingest_url: str, api_key: str, *, say: Say = print) -> bool:
     with httpx.Client(base_url=ingest_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=10) as client:
         job_id = submit_demo_job(client)
         say(f"demo job {job_id} submitted")

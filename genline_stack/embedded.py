@@ -63,7 +63,7 @@ __all__ = ["TOPIC_PARTITIONS", "EmbeddedStack", "Endpoints", "bus_fence", "creat
            "start_tansu", "write_first"]
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, kw_only=True)
 class EmbeddedStack:
     """The embedded servers; `rotate_after_records` is the services' topic rotation size
     (None: never). With `kafka_tls` the broker is reached over TLS only
@@ -93,7 +93,7 @@ class EmbeddedStack:
             tls = self._start_tls_proxy() if self.kafka_tls else {}
             self._start_tansu()  # while SeaweedFS boots
             database_url = self._start_postgres()
-            wait_for_s3(s3_url, self.servers["s3"], self.data_dir / "seaweedfs.log")
+            wait_for_s3(s3_url, self.servers["s3"], log=self.data_dir / "seaweedfs.log")
             self.endpoints = Endpoints(kafka_bootstrap=f"127.0.0.1:{self.kafka_port}", database_url=database_url,
                                        s3_endpoint_url=s3_url, kafka_fetch_max_wait_ms=TANSU_FETCH_MAX_WAIT_MS,
                                        bus_rotate_after_records=self.rotate_after_records, bus_wake_on_publish=True,
@@ -198,7 +198,7 @@ class EmbeddedStack:
         ports = dict(zip(SEAWEED_COMPONENTS, free_ports_with_grpc_neighbours(len(SEAWEED_COMPONENTS), taken),
                          strict=True))
         self.seaweed_ports = ports
-        self._spawn("s3", mini_command(data, {"s3": self.s3_port} | ports, identities_file), "seaweedfs.log")
+        self._spawn("s3", mini_command(data, {"s3": self.s3_port} | ports, identities_file=identities_file), log_name="seaweedfs.log")
         return f"http://127.0.0.1:{self.s3_port}"
 
     def _start_tansu(self) -> None:
@@ -211,11 +211,11 @@ class EmbeddedStack:
 
         ca, cert, key = make_certificates(self.data_dir / "credentials" / "kafka-tls")
         self._spawn("broker-tls", [sys.executable, "-m", "genline_stack.tls_proxy", str(self.kafka_port),
-                                   str(self.broker_port), str(cert), str(key)], "tls-proxy.log")
-        wait_for_port(self.kafka_port, 30, self.servers["broker-tls"])
+                                   str(self.broker_port), str(cert), str(key)], log_name="tls-proxy.log")
+        wait_for_port(self.kafka_port, 30, process=self.servers["broker-tls"])
         return {"kafka_security_protocol": "SSL", "kafka_ca_file": str(ca)}
 
-    def _spawn(self, part: str, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
+    def _spawn(self, part: str, args: list[str], *, log_name: str) -> subprocess.Popen[bytes]:
         log = open(self.data_dir / log_name, "ab")
         process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.servers[part] = process
@@ -236,4 +236,4 @@ async def provision(endpoints: Endpoints) -> None:
         directory = Path(endpoints.credentials_dir)
         credentials = ensure_credentials(directory)
         await provision_roles(endpoints.database_url, credentials,
-                              {person: read_person(directory, person) for person in PEOPLE})
+                              people={person: read_person(directory, person) for person in PEOPLE})

@@ -18,7 +18,7 @@ DEV_S3_SECRET = "genline-dev-secret-not-for-production"
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Endpoints:
     kafka_bootstrap: str
     database_url: str
@@ -106,7 +106,7 @@ class Endpoints:
         """`env` with the service's database login and keys, and its own object-store key
         instead of the stack's where it has one (none at all where it uses no store)."""
         directory = self.credentials_path()
-        env = env | read_credentials(directory, service).env(self.database_url, public_keys(directory), directory)
+        env = env | read_credentials(directory, service).env(self.database_url, public_keys(directory), directory=directory)
         own_key = object_store_env(directory, service)
         if own_key is not None:
             env = {k: v for k, v in env.items() if not k.startswith("GENLINE_S3_") or k == "GENLINE_S3_ENDPOINT_URL"}

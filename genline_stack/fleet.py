@@ -19,7 +19,7 @@ SERVICES = ("ledger", "router", "scorer", "delivery", "ingest")
 ADMIN_SERVICES = ("ingest", "ledger")
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, kw_only=True)
 class ServiceFleet:
     """`namespace` gives this fleet topics and schemas of its own (`<namespace>_<service>`),
     so it can share a broker and a database with another fleet without either seeing the

@@ -38,14 +38,14 @@ def raise_stop(signum: int, _frame: FrameType | None) -> None:
     raise Stop(signal.Signals(signum).name)
 
 
-async def seed(endpoints: Endpoints, credits: int, key_file: Path) -> str:
+async def seed(endpoints: Endpoints, credits: int, *, key_file: Path) -> str:
     """The demo tenant, granted its credits when it is created; a later run on the same data
     reuses the tenant and the key saved in `key_file`, and grants nothing."""
     saved = key_file.read_text().strip() if key_file.exists() else None
     settings = endpoints.settings(IngestSettings)
     api_key, created = await ensure_tenant(settings, Tenant(DEMO_TENANT, "Demo tenant"), known_key=saved)
     if created:
-        await grant(endpoints.settings(LedgerSettings), CreditGrant(DEMO_TENANT, credits, "admin", "demo seed"))
+        await grant(endpoints.settings(LedgerSettings), CreditGrant(tenant_id=DEMO_TENANT, amount=credits, source="admin", reason="demo seed"))
     if api_key != saved:
         key_file.touch(mode=0o600)
         key_file.write_text(api_key)
@@ -127,7 +127,7 @@ class Restarts:
         return True
 
 
-def keep_up(stack: EmbeddedStack, fleet: ServiceFleet, restarts: Restarts) -> None:
+def keep_up(stack: EmbeddedStack, fleet: ServiceFleet, *, restarts: Restarts) -> None:
     """One look at every process: each one that exited is started again. PostgreSQL first:
     replacing the broker takes the bus fence, a lock in the database. A replacement that
     fails (the other died meanwhile) is tried again at the next look."""
@@ -157,7 +157,7 @@ def serve_until_stopped(stack: EmbeddedStack, fleet: ServiceFleet) -> None:
     """Until stopped, keeping every process up (see `keep_up`)."""
     restarts = Restarts()
     while True:
-        keep_up(stack, fleet, restarts)
+        keep_up(stack, fleet, restarts=restarts)
         time.sleep(0.5)
 
 
@@ -165,17 +165,17 @@ def launch(args: argparse.Namespace) -> int:
     """What `genline run` does (its arguments in `genline_stack.cli`); the exit status."""
     signal.signal(signal.SIGTERM, raise_stop)
     signal.signal(signal.SIGINT, raise_stop)
-    stack = EmbeddedStack(args.data_dir.resolve(), kafka_tls=True)  # as a cluster: the broker over TLS only
+    stack = EmbeddedStack(data_dir=args.data_dir.resolve(), kafka_tls=True)  # as a cluster: the broker over TLS only
     fleet = None
     started = time.monotonic()
     try:
         endpoints = stack.start()
         print(f"embedded stack up: kafka {endpoints.kafka_bootstrap}, s3 {endpoints.s3_endpoint_url}", flush=True)
-        api_key = asyncio.run(seed(endpoints, args.credits, args.data_dir / "demo-api-key"))
+        api_key = asyncio.run(seed(endpoints, args.credits, key_file=args.data_dir / "demo-api-key"))
         operator_env = write_operator_env(endpoints, args.data_dir / "operator.env")
         auditor_env = write_auditor_env(endpoints, args.data_dir / "auditor.env")
         dev_secrets = dev_ledger_secrets(endpoints)
-        fleet = ServiceFleet(endpoints, args.data_dir / "logs", ingest_port=args.port, admin_ports=True,
+        fleet = ServiceFleet(endpoints=endpoints, log_dir=args.data_dir / "logs", ingest_port=args.port, admin_ports=True,
                              extra_env={f"GENLINE_{name.upper()}": value for name, value in dev_secrets.items()})
         fleet.start_all()
         print(f"services ready in {time.monotonic() - started:.1f}s; public API {fleet.ingest_url}", flush=True)

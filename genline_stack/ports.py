@@ -87,7 +87,7 @@ def remembered_s3_port(record: Path) -> int:
     return port
 
 
-def wait_for_port(port: int, timeout_s: float, process: subprocess.Popen[bytes] | None = None) -> None:
+def wait_for_port(port: int, timeout_s: float, *, process: subprocess.Popen[bytes] | None = None) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:

@@ -47,7 +47,7 @@ def identities(credentials_dir: Path) -> dict[str, Any]:
         *object_store_identities(credentials_dir, buckets)]}
 
 
-def mini_command(data: Path, ports: dict[str, int], identities_file: Path) -> list[str]:
+def mini_command(data: Path, ports: dict[str, int], *, identities_file: Path) -> list[str]:
     """`weed mini`: master, volume server, filer and S3 gateway in one process, on loopback,
     each component on its port of `ports` (the S3 gateway's under "s3", the others' by
     SEAWEED_COMPONENTS)."""
@@ -61,7 +61,7 @@ def mini_command(data: Path, ports: dict[str, int], identities_file: Path) -> li
             "-s3.autoCreateBucket=false"]
 
 
-def wait_for_s3(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+def wait_for_s3(url: str, process: subprocess.Popen[bytes], *, log: Path) -> None:
     """Up once a signed request is answered (the port opens before that)."""
     client = s3_client(url)
     deadline = time.monotonic() + S3_READY_TIMEOUT_S
@@ -93,5 +93,5 @@ async def write_first(store: "ObjectStore", buckets: list[str]) -> None:
     from services.common.storage import Blob
 
     for bucket in buckets:
-        await store.put(bucket, FIRST_WRITE_KEY, Blob(bytes(1024), "application/octet-stream"))
+        await store.put(bucket, FIRST_WRITE_KEY, content=Blob(bytes(1024), "application/octet-stream"))
         await store.delete(bucket, FIRST_WRITE_KEY)

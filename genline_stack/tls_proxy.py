@@ -43,7 +43,7 @@ def server_context(cert: Path, key: Path) -> ssl.SSLContext:
     return context
 
 
-async def serve(listen_port: int, target_port: int, context: ssl.SSLContext) -> None:
+async def serve(listen_port: int, target_port: int, *, context: ssl.SSLContext) -> None:
     async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", target_port)
@@ -105,4 +105,4 @@ if __name__ == "__main__":
     listen, target, cert_file, key_file = sys.argv[1:5]
     import uvloop
 
-    uvloop.run(serve(int(listen), int(target), server_context(Path(cert_file), Path(key_file))))
+    uvloop.run(serve(int(listen), int(target), context=server_context(Path(cert_file), Path(key_file))))

@@ -50,16 +50,16 @@ def _guard(scope: str) -> Callable[..., Awaitable[Operator]]:
                       bearer: Annotated[HTTPAuthorizationCredentials | None, Security(admin_token)]) -> Operator:
         settings = request.app.state.settings
         if settings.admin_port and request.scope["server"][1] != settings.admin_port:
-            raise Problem(404, "not-found", "no such resource on this port")
+            raise Problem(status=404, slug="not-found", detail="no such resource on this port")
         if not settings.operators():
-            raise Problem(404, "admin-api-disabled",
-                          "the admin API is off: set GENLINE_ADMIN_TOKENS (or GENLINE_ADMIN_TOKEN) to enable it")
+            raise Problem(status=404, slug="admin-api-disabled",
+                          detail="the admin API is off: set GENLINE_ADMIN_TOKENS (or GENLINE_ADMIN_TOKEN) to enable it")
         operator = operator_of(settings, bearer.credentials if bearer else "")
         if operator is None:
-            raise Problem(401, "invalid-admin-token", "send an operator token as 'Authorization: Bearer <token>'",
-                          UNAUTHORIZED)
+            raise Problem(status=401, slug="invalid-admin-token", detail="send an operator token as 'Authorization: Bearer <token>'",
+                          headers=UNAUTHORIZED)
         if not operator.allows(scope):
-            raise Problem(403, "missing-scope", f"operator {operator.name!r} lacks the scope {scope!r}",
+            raise Problem(status=403, slug="missing-scope", detail=f"operator {operator.name!r} lacks the scope {scope!r}",
                           extra={"scope": scope})
         return operator
 

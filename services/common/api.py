@@ -104,7 +104,7 @@ def operation_id(route: APIRoute) -> str:
     return route.name
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Described:
     """How a service's API document presents it; `swagger_url`: where FastAPI's interactive
     explorer answers."""
@@ -116,7 +116,7 @@ class Described:
     swagger_url: str = "/docs"
 
 
-def create_app(service: str, described: Described, lifespan: Any) -> FastAPI:
+def create_app(service: str, described: Described, *, lifespan: Any) -> FastAPI:
     """A service's FastAPI app: problems for every error, traced requests, and a document
     that declares them."""
     app = FastAPI(title=described.title, description=described.description, version=described.version,

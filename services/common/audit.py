@@ -59,7 +59,7 @@ def who_acted(action: "Action") -> tuple[str, dict[str, Any]]:
     return acting.actor, {**action.details, **acting.details, "origin": acting.origin}  # acting's keys are actor_*
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Action:
     """What someone (`actor`) did (`name`, like `api_key.create`) to what (`target`), for
     which tenant, with what the trail should say besides (`details`)."""
@@ -71,7 +71,7 @@ class Action:
     details: Mapping[str, Any] = field(default_factory=dict)
 
 
-async def record_action(runtime: "ServiceRuntime", conn: psycopg.AsyncConnection[Any], action: Action) -> Envelope:
+async def record_action(runtime: "ServiceRuntime", conn: psycopg.AsyncConnection[Any], *, action: Action) -> Envelope:
     """Add the action's event to `runtime`'s outbox inside the caller's transaction; the caller
     notifies the relay after commit."""
     actor, details = who_acted(action)

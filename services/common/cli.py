@@ -25,7 +25,7 @@ def add_replay_source(parser: argparse.ArgumentParser, help: str) -> None:  # no
     parser.add_argument("--source", choices=REPLAY_SOURCES, default="journal", help=help)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Help:
     """What a command says of itself: `text` in its group's list, `description` (else the same
     text) atop its own help and `epilog` below it; `parents` lend it their options."""
@@ -44,7 +44,7 @@ class CommandTree:
         self.parser = parser
         self._groups: dict[tuple[str, ...], argparse._SubParsersAction[argparse.ArgumentParser]] = {}
 
-    def group(self, path: str, help: str, description: str | None = None) -> argparse.ArgumentParser:  # noqa: A002
+    def group(self, path: str, help: str, *, description: str | None = None) -> argparse.ArgumentParser:  # noqa: A002
         """The parser of a group of commands (`replay`, `receipts`), made on first mention."""
         words = tuple(path.split())
         parent = self._subcommands(words[:-1])
@@ -54,11 +54,11 @@ class CommandTree:
                                                       metavar="COMMAND")
         return parent.choices[words[-1]]
 
-    def command(self, path: str, run: Run, help: str | Help) -> argparse.ArgumentParser:  # noqa: A002
+    def command(self, path: str, run: Run, *, help: str | Help) -> argparse.ArgumentParser:  # noqa: A002
         """A command at `path` (its group made when missing), whose `run(args)` does it; `help`
         is its line in its group's list, or all it says of itself."""
         *group, name = path.split()
-        about = help if isinstance(help, Help) else Help(help)
+        about = help if isinstance(help, Help) else Help(text=help)
         parser = self._subcommands(tuple(group)).add_parser(
             name, help=about.text, description=about.description or about.text, epilog=about.epilog,
             parents=list(about.parents), formatter_class=about.formatter_class)
@@ -94,8 +94,8 @@ def new_service_keys(args: argparse.Namespace) -> int:
 
 
 def add_commands(tree: CommandTree) -> None:
-    keys = tree.command("service-keys", new_service_keys, Help(
-        "new identity keys for internal calls",
+    keys = tree.command("service-keys", new_service_keys, help=Help(
+        text="new identity keys for internal calls",
         description="Print a new Ed25519 identity key per service: each GENLINE_SERVICE_KEY goes into that service's"
                     " own Secret only; GENLINE_SERVICE_KEYS (public) goes to every service."))
     keys.add_argument("services", nargs="*", metavar="SERVICE",

@@ -71,11 +71,11 @@ class DataKeys:
         for job in [j for j, (_, at) in self._keys.items() if now - at >= self.settings.data_key_cache_s]:
             del self._keys[job]
 
-    async def open(self, job_id: UUID | str, sealed: SealedText, field: str = "prompt") -> str:
+    async def open(self, job_id: UUID | str, sealed: SealedText, *, field: str = "prompt") -> str:
         """The clear text (ERASED for an erased job); asks for the key only when it is sealed."""
         if sealed.ciphertext is None:
-            return open_sealed(None, JobField(job_id, field), sealed)
-        return open_sealed(await self.key(job_id), JobField(job_id, field), sealed)
+            return open_sealed(None, JobField(job_id, field), sealed=sealed)
+        return open_sealed(await self.key(job_id), JobField(job_id, field), sealed=sealed)
 
     def forget(self, job_id: UUID | str) -> None:
         self._keys.pop(str(job_id), None)

@@ -71,7 +71,7 @@ async def ping(conn: psycopg.AsyncConnection[Any]) -> None:
     await conn.execute("SELECT 1")
 
 
-async def migrate(database_url: str, schema: str, packages: list[str]) -> list[str]:
+async def migrate(database_url: str, schema: str, *, packages: list[str]) -> list[str]:
     """Apply the not-yet-applied migrations of `packages`, in order, inside `schema`.
 
     An advisory lock makes concurrent starts of the same service apply each file once.
@@ -123,7 +123,7 @@ class CountingCursor(psycopg.AsyncCursor):
         return super().copy(statement, params, **kwargs)
 
 
-def open_pool(database_url: str, schema: str, size: int) -> Pool:
+def open_pool(database_url: str, schema: str, *, size: int) -> Pool:
     """A pool of autocommit connections that see the service's own schema by default;
     `conn.transaction()` is then a real transaction, never a savepoint. Its statements are
     counted under the schema's name."""
@@ -173,7 +173,7 @@ async def until_database_answers(pool: AsyncConnectionPool[Any], give_up_after_s
         pause = min(2.0, pause * 2)
 
 
-async def while_database_away(work: Callable[[], Awaitable[T]], pool: AsyncConnectionPool[Any], for_s: float) -> T:
+async def while_database_away(work: Callable[[], Awaitable[T]], pool: AsyncConnectionPool[Any], *, for_s: float) -> T:
     """Run `work` (one whole transaction, safe to run again) until it gets through, while
     the database is away, for up to `for_s` seconds; its error if still away then."""
     deadline = time.monotonic() + for_s
@@ -198,7 +198,7 @@ def as_arrays(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
     return [list(column) for column in zip(*rows, strict=True)]
 
 
-async def insert_many(conn: psycopg.AsyncConnection[Any], table: str, columns: dict[str, str],
+async def insert_many(conn: psycopg.AsyncConnection[Any], table: str, *, columns: dict[str, str],
                       rows: list[tuple[Any, ...]]) -> None:
     """All rows in one `COPY` (each value written by the driver's compiled dumpers, the
     cheapest path). `columns` maps column name to PostgreSQL type."""
@@ -213,7 +213,7 @@ async def insert_many(conn: psycopg.AsyncConnection[Any], table: str, columns: d
 Statement = tuple[str, list[Any]]
 
 
-def inserted(table: str, columns: dict[str, str], rows: list[tuple[Any, ...]]) -> Statement | None:
+def inserted(table: str, columns: dict[str, str], *, rows: list[tuple[Any, ...]]) -> Statement | None:
     """`INSERT … SELECT FROM unnest(arrays)` of `rows` (None for no rows)."""
     if not rows:
         return None
@@ -221,14 +221,14 @@ def inserted(table: str, columns: dict[str, str], rows: list[tuple[Any, ...]]) -
             as_arrays(rows))
 
 
-def inserted_if_absent(table: str, columns: dict[str, str], rows: list[tuple[Any, ...]]) -> Statement | None:
+def inserted_if_absent(table: str, columns: dict[str, str], *, rows: list[tuple[Any, ...]]) -> Statement | None:
     """`inserted`, skipping each row whose key is already there (`ON CONFLICT DO NOTHING`): a
     fact recorded twice is recorded once."""
-    statement = inserted(table, columns, rows)
+    statement = inserted(table, columns, rows=rows)
     return None if statement is None else (f"{statement[0]} ON CONFLICT DO NOTHING", statement[1])
 
 
-def _update_sql(table: str, columns: dict[str, str], assign: str) -> str:
+def _update_sql(table: str, columns: dict[str, str], *, assign: str) -> str:
     """`UPDATE … FROM unnest(arrays)` keyed by the first column, rows in key order (so
     concurrent batches lock rows in the same order); `assign` formats each other column's
     assignment from `{c}`."""
@@ -238,15 +238,15 @@ def _update_sql(table: str, columns: dict[str, str], assign: str) -> str:
             f" AS u({', '.join(columns)}) ORDER BY {key}) AS u WHERE t.{key} = u.{key}")
 
 
-def updated(table: str, columns: dict[str, str], rows: list[tuple[Any, ...]]) -> Statement | None:
+def updated(table: str, columns: dict[str, str], *, rows: list[tuple[Any, ...]]) -> Statement | None:
     """Set columns, the first column being the key; each row is (key value, *column values)."""
-    return (_update_sql(table, columns, "{c} = u.{c}"), as_arrays(sorted(rows))) if rows else None
+    return (_update_sql(table, columns, assign="{c} = u.{c}"), as_arrays(sorted(rows))) if rows else None
 
 
-def added(table: str, columns: dict[str, str], rows: list[tuple[Any, ...]]) -> Statement | None:
+def added(table: str, columns: dict[str, str], *, rows: list[tuple[Any, ...]]) -> Statement | None:
     """Add deltas (`c = c + delta`), the first column being the key: concurrent writers add up
     instead of overwriting each other; each row is (key value, *deltas)."""
-    return (_update_sql(table, columns, "{c} = t.{c} + u.{c}"), as_arrays(sorted(rows))) if rows else None
+    return (_update_sql(table, columns, assign="{c} = t.{c} + u.{c}"), as_arrays(sorted(rows))) if rows else None
 
 
 def as_ctes(statements: Sequence[Statement | None], name: str) -> Statement:
@@ -280,7 +280,7 @@ class Channel:
 
 
 async def listen(channel: Channel, on_notify: Callable[[str | None], None],
-                 on_lost: Callable[[], None] | None = None) -> None:
+                 *, on_lost: Callable[[], None] | None = None) -> None:
     """Call `on_notify(payload)` for each NOTIFY on `channel`, and `on_notify(None)` whenever
     listening (re)starts, since commits may have happened while nobody listened; `on_lost()`
     when the connection is lost. Runs until cancelled."""

@@ -42,7 +42,7 @@ _per_thread = threading.local()
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Face:
     x: int
     y: int
@@ -54,7 +54,8 @@ class Face:
         return self.width * self.height
 
     def scaled(self, factor: float) -> "Face":
-        return Face(*(round(v * factor) for v in (self.x, self.y, self.width, self.height)))
+        return Face(x=round(self.x * factor), y=round(self.y * factor), width=round(self.width * factor),
+                    height=round(self.height * factor))
 
 
 def models_dir() -> Path | None:
@@ -98,7 +99,7 @@ def detect_faces(luma: np.ndarray, smallest: int) -> list[Face]:
     if dlib is None:
         boxes = _cascade(FACE_CASCADE).detectMultiScale(luma, scaleFactor=1.1, minNeighbors=5,
                                                         minSize=(smallest, smallest))
-        found = [Face(*(int(v) for v in box)) for box in boxes]
+        found = [Face(x=int(x), y=int(y), width=int(width), height=int(height)) for x, y, width, height in boxes]
     else:
         rects, scores, _ = _loaded("hog", dlib.get_frontal_face_detector).run(luma, 0, 0.0)
         found = [_clipped(rect, luma.shape) for rect, score in zip(rects, scores) if score >= MIN_HOG_SCORE]
@@ -109,10 +110,10 @@ def detect_faces(luma: np.ndarray, smallest: int) -> list[Face]:
 def _clipped(rect: Any, shape: tuple[int, ...]) -> Face:  # a dlib.rectangle
     left, top = max(rect.left(), 0), max(rect.top(), 0)
     right, bottom = min(rect.right(), shape[1] - 1), min(rect.bottom(), shape[0] - 1)
-    return Face(left, top, right - left + 1, bottom - top + 1)
+    return Face(x=left, y=top, width=right - left + 1, height=bottom - top + 1)
 
 
-def count_eyes(luma: np.ndarray, face: Face, band: float) -> float:
+def count_eyes(luma: np.ndarray, face: Face, *, band: float) -> float:
     """Eyes the Haar eye cascade finds in the top `band` of the face; NaN without the cascade."""
     try:
         cascade = _cascade(EYE_CASCADE)

@@ -38,7 +38,7 @@ class GrpcService:
     add_servicer: Callable[[grpc.aio.Server], None]
 
 
-async def start_grpc_server(service: GrpcService, address: str, verifier: ServiceVerifier) -> grpc.aio.Server:
+async def start_grpc_server(service: GrpcService, address: str, *, verifier: ServiceVerifier) -> grpc.aio.Server:
     """The service served on `address` (host:port). Every call but health checks must carry a
     caller `verifier` proves (GrpcIdentity)."""
     service_name = service.name
@@ -82,12 +82,12 @@ class GrpcTelemetry(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc s
                 failed = True
                 raise
             finally:
-                self._record(method, _code_name(context, failed), time.perf_counter() - started)
+                self._record(method, _code_name(context, failed), elapsed_s=time.perf_counter() - started)
 
         return grpc.unary_unary_rpc_method_handler(observed, request_deserializer=handler.request_deserializer,
                                                    response_serializer=handler.response_serializer)
 
-    def _record(self, method: str, code_name: str, elapsed_s: float) -> None:
+    def _record(self, method: str, code_name: str, *, elapsed_s: float) -> None:
         telemetry.GRPC_REQUESTS.labels(self.service, method, code_name).inc()
         telemetry.GRPC_SECONDS.labels(self.service, method).observe(elapsed_s)
 

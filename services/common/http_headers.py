@@ -41,7 +41,7 @@ def networks(named: Sequence[str]) -> tuple[Network, ...]:
     return tuple(ipaddress.ip_network(name.strip(), strict=False) for name in named)
 
 
-def client_address(peer: str | None, forwarded: str | None, proxies: Sequence[Network]) -> str:
+def client_address(peer: str | None, forwarded: str | None, *, proxies: Sequence[Network]) -> str:
     """The address a request came from. The connection's `peer`, unless the peer is one of the
     operator's `proxies`: then `forwarded` (the header those proxies write: X-Forwarded-For's
     list, or Forwarded's `for=` parameters) is read from the right, skipping the operator's

@@ -57,8 +57,8 @@ class ServiceAuth(httpx.Auth):
 def problem_of(error: Unauthenticated | Forbidden) -> Problem:
     """The refusal of an internal call: 401 without a proven caller, 403 for one with no business there."""
     if isinstance(error, Unauthenticated):
-        return Problem(401, "service-unauthenticated", str(error), {"WWW-Authenticate": 'Bearer realm="genline-internal"'})
-    return Problem(403, "service-forbidden", str(error))
+        return Problem(status=401, slug="service-unauthenticated", detail=str(error), headers={"WWW-Authenticate": 'Bearer realm="genline-internal"'})
+    return Problem(status=403, slug="service-forbidden", detail=str(error))
 
 
 def refusal(error: Unauthenticated | Forbidden, request: Request) -> Response:
@@ -67,7 +67,7 @@ def refusal(error: Unauthenticated | Forbidden, request: Request) -> Response:
 
 
 def require_service(verifier: ServiceVerifier, capability: str,
-                    endpoint: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+                    *, endpoint: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
     """`endpoint`, answering only callers `verifier` proves and `MAY_CALL` lets use `capability`."""
 
     async def checked(request: Request) -> Response:
@@ -80,9 +80,9 @@ def require_service(verifier: ServiceVerifier, capability: str,
     return checked
 
 
-def guard(route: Route, verifier: ServiceVerifier, capability: str) -> Route:
+def guard(route: Route, verifier: ServiceVerifier, *, capability: str) -> Route:
     """`route`, answering only callers that may use `capability` (see require_service)."""
-    return Route(route.path, require_service(verifier, capability, route.endpoint),
+    return Route(route.path, require_service(verifier, capability, endpoint=route.endpoint),
                  methods=sorted((route.methods or set()) - {"HEAD"}), name=route.name)
 
 
@@ -98,22 +98,22 @@ class _Token:
 # One class per arity: a channel files each interceptor under the first kind it is. grpc ships
 # no types, so to mypy the classes they subclass are Any (the ignores below).
 class _UnaryUnaryToken(_Token, grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
-    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+    async def intercept_unary_unary(self, continuation: Any, details: Any, *, request: Any) -> Any:
         return await continuation(self._signed(details), request)
 
 
 class _UnaryStreamToken(_Token, grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
-    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+    async def intercept_unary_stream(self, continuation: Any, details: Any, *, request: Any) -> Any:
         return await continuation(self._signed(details), request)
 
 
 class _StreamUnaryToken(_Token, grpc.aio.StreamUnaryClientInterceptor):  # type: ignore[misc]
-    async def intercept_stream_unary(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
+    async def intercept_stream_unary(self, continuation: Any, details: Any, *, request_iterator: Any) -> Any:
         return await continuation(self._signed(details), request_iterator)
 
 
 class _StreamStreamToken(_Token, grpc.aio.StreamStreamClientInterceptor):  # type: ignore[misc]
-    async def intercept_stream_stream(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
+    async def intercept_stream_stream(self, continuation: Any, details: Any, *, request_iterator: Any) -> Any:
         return await continuation(self._signed(details), request_iterator)
 
 
@@ -142,13 +142,13 @@ class GrpcIdentity(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc sh
         try:
             self.verifier.authorize(authorization, service)
         except Unauthenticated as error:
-            return _refusing(handler, grpc.StatusCode.UNAUTHENTICATED, str(error))
+            return _refusing(handler, grpc.StatusCode.UNAUTHENTICATED, detail=str(error))
         except Forbidden as error:
-            return _refusing(handler, grpc.StatusCode.PERMISSION_DENIED, str(error))
+            return _refusing(handler, grpc.StatusCode.PERMISSION_DENIED, detail=str(error))
         return handler
 
 
-def _refusing(handler: Any, code: grpc.StatusCode, detail: str) -> Any:
+def _refusing(handler: Any, code: grpc.StatusCode, *, detail: str) -> Any:
     """A handler of the same arity as `handler` that refuses the call with `code`."""
 
     async def refuse(_request: Any, context: Any) -> None:

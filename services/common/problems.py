@@ -67,7 +67,7 @@ def shown(status: int, description: str, *bodies: dict[str, Any]) -> dict[int | 
     return {status: {"description": description, "content": {MEDIA_TYPE: {"examples": examples}}}}
 
 
-@dataclass(eq=False)  # an exception is itself, not equal to another with the same fields
+@dataclass(eq=False, kw_only=True)  # an exception is itself, not equal to another with the same fields
 class Problem(Exception):
     """An error answered as a problem document: `slug` names its type (`/problems/<slug>`),
     `headers` go with the answer, and `extra` are the members this problem adds."""
@@ -91,7 +91,7 @@ class Rendered:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ErrorShape:
     """The errors of the paths under `prefixes` answered in another API's shape, which its
     clients read (an OpenAI-compatible API's `{"error": {...}}`): `render` turns a problem
@@ -162,7 +162,7 @@ def install(app: FastAPI) -> None:
     async def on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [{"field": _field(e["loc"]), "message": e["msg"], "code": e["type"]} for e in exc.errors()]
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-        return problem_response(request, Problem(422, "validation-error", detail, extra={"errors": errors}))
+        return problem_response(request, Problem(status=422, slug="validation-error", detail=detail, extra={"errors": errors}))
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -170,16 +170,16 @@ def install(app: FastAPI) -> None:
         headers = getattr(exc, "headers", None)
         if exc.status_code == 405:
             headers = (headers or {}) | {"Allow": allowed_methods(request)}
-        return problem_response(request, Problem(exc.status_code, slug, str(exc.detail), headers))
+        return problem_response(request, Problem(status=exc.status_code, slug=slug, detail=str(exc.detail), headers=headers))
 
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         if database_away(exc):  # every operation declares this 503 (services.common.api)
             log.warning("the database is away on %s %s: %s", request.method, request.url.path, exc)
-            return problem_response(request, Problem(503, "database-unavailable",
-                                                     "the service's database does not answer; try again shortly",
-                                                     {"Retry-After": str(DATABASE_RETRY_AFTER_S)},
-                                                     {"retry_after": DATABASE_RETRY_AFTER_S}))
+            return problem_response(request, Problem(status=503, slug="database-unavailable",
+                                                     detail="the service's database does not answer; try again shortly",
+                                                     headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+                                                     extra={"retry_after": DATABASE_RETRY_AFTER_S}))
         log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-        return problem_response(request, Problem(500, "internal-error",
-                                                 "an unexpected error occurred; it has been logged"))
+        return problem_response(request, Problem(status=500, slug="internal-error",
+                                                 detail="an unexpected error occurred; it has been logged"))

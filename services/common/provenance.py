@@ -87,7 +87,7 @@ def new_certificate_authority(deployment: str, valid_days: int = 3650) -> Certif
     return CertificateAuthority(key, certificate)
 
 
-def issue_signing_credentials(ca: CertificateAuthority, name: str, valid_days: int = 825) -> SigningCredentials:
+def issue_signing_credentials(ca: CertificateAuthority, name: str, *, valid_days: int = 825) -> SigningCredentials:
     """An ES256 signing certificate issued by `ca`, with the key usage and EKU a C2PA
     validator requires of a signer. Rotating is issuing another: files signed under the one
     before still chain to the same anchor."""
@@ -128,7 +128,7 @@ def sniffed_media_type(data: bytes) -> str | None:
 # ---- reading ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ManifestReading:
     """What a file's Content Credentials say, as the C2PA SDK validated them."""
 
@@ -150,7 +150,7 @@ def _context(anchors_pem: str | None) -> Any:
     return c2pa.Context.from_dict(trust) if trust else None
 
 
-def read_manifest(data: bytes, media_type: str, anchors_pem: str | None) -> ManifestReading:
+def read_manifest(data: bytes, media_type: str, *, anchors_pem: str | None) -> ManifestReading:
     """The active manifest of `data`, validated against `anchors_pem` (the deployment's trust
     anchors); `present=False` when the file has none (or is not a format the SDK reads)."""
     import c2pa

@@ -29,7 +29,7 @@ def round_lock_id(schema: str, round_name: str) -> int:
 
 
 @asynccontextmanager
-async def exclusive_round(pool: "AsyncConnectionPool[Any]", schema: str, round_name: str
+async def exclusive_round(pool: "AsyncConnectionPool[Any]", schema: str, *, round_name: str
                           ) -> AsyncIterator[psycopg.AsyncConnection[Any] | None]:
     """A connection in a transaction that holds the round's lock, or None when another
     replica holds it (the transaction then ends at once)."""
@@ -50,7 +50,7 @@ class PeriodicRound:
         raise NotImplementedError
 
     async def start(self) -> None:
-        self._task = supervise(self.task_name, lambda: every(self.interval_s, self.sweep_once, self.task_name))
+        self._task = supervise(self.task_name, lambda: every(self.interval_s, self.sweep_once, what=self.task_name))
 
     async def stop(self) -> None:
         await stop_tasks(self._task)

@@ -39,18 +39,18 @@ S = TypeVar("S", bound=ServiceSettings)
 
 
 class ServiceRuntime:
-    def __init__(self, name: str, settings: ServiceSettings, migrations_package: str | None) -> None:
+    def __init__(self, name: str, settings: ServiceSettings, *, migrations_package: str | None) -> None:
         # `service` is what it is (ingest); `name` its schema, which a namespace may prefix.
         self.service, self.name, self.settings = name, settings.schema_name or name, settings
         self.migrations = [COMMON_MIGRATIONS] + ([migrations_package] if migrations_package else [])
         self.database_url = settings.database_url.get_secret_value()
-        self.pool = open_pool(self.database_url, self.name, settings.database_pool_size)
+        self.pool = open_pool(self.database_url, self.name, size=settings.database_pool_size)
         # Its producer sends only dead letters: acknowledged by every in-sync replica, once.
         # The consumer's handlers take the fetched batch as it is (consumer.as_fetched).
         self.broker = KafkaBroker(settings.kafka_bootstrap, logger=logging.getLogger("faststream"), apply_types=False,
                                   security=faststream_security(settings), acks="all",
                                   enable_idempotence=settings.kafka_idempotent_producer)
-        self.schema = ServiceSchema(self.name, self.pool, self.database_url, settings)
+        self.schema = ServiceSchema(name=self.name, pool=self.pool, database_url=self.database_url, settings=settings)
         self.journal = self._journal()
         self.relay = OutboxRelay(self.schema, self.journal)
         self.consumer = EventConsumer(self.schema, self.relay)
@@ -71,7 +71,7 @@ class ServiceRuntime:
                                       if self.service in readers_of(publisher) and self.name.endswith(self.service)}
 
     async def start(self) -> None:
-        applied = await migrate(self.database_url, self.name, self.migrations)
+        applied = await migrate(self.database_url, self.name, packages=self.migrations)
         if applied:
             log.info("applied migrations %s", applied)
         await self.pool.open(wait=True)
@@ -102,7 +102,7 @@ class ServiceRuntime:
         """Add an event to the outbox inside the caller's transaction; call `relay.notify()`
         after the commit."""
         envelope = envelop(event, f"/genline/{self.name}")
-        await add_to_outbox(conn, envelope, self.settings.topic_namespace)
+        await add_to_outbox(conn, envelope, namespace=self.settings.topic_namespace)
         return envelope
 
     def outbox_row(self, event: Event) -> OutboxRow:
@@ -126,7 +126,7 @@ class ServiceRuntime:
             return Journal(self.schema)
         prefix = schema.removesuffix(service)
         readers = tuple(consumer_group(namespace, prefix + reader) for reader in readers_of(service))
-        return Journal(self.schema, topic_of(service, namespace), readers)
+        return Journal(self.schema, topic_of(service, namespace), readers=readers)
 
     async def _ping_database(self) -> None:
         # Asked twice: the first may meet a connection the database dropped when it restarted,
@@ -153,12 +153,12 @@ def ops_app(runtime: ServiceRuntime) -> Starlette:
     return app
 
 
-def build_worker(name: str, settings: ServiceSettings, register: Callable[..., None]) -> tuple[ServiceRuntime, Starlette]:
+def build_worker(name: str, settings: ServiceSettings, *, register: Callable[..., None]) -> tuple[ServiceRuntime, Starlette]:
     """A worker service that handles the events of the services it subscribes to and reads or
     writes object storage; `register(consumer, objects, settings)` adds its handlers."""
     from services.common.storage import ObjectStore
 
-    runtime = ServiceRuntime(name, settings, f"services.{name}")
+    runtime = ServiceRuntime(name, settings, migrations_package=f"services.{name}")
     objects = ObjectStore(settings)
     runtime.readiness_checks["object_store"] = objects.ping
     register(runtime.consumer, objects, settings)
@@ -186,7 +186,7 @@ class OpsPort:
         if self.ops_port and scope["type"] == "http":
             on_ops_port = (scope.get("server") or (None, None))[1] == self.ops_port
             if on_ops_port != (scope["path"] in telemetry.OPS_PATHS):
-                response = problem_response(Request(scope), Problem(404, "not-found", "no such resource on this port"))
+                response = problem_response(Request(scope), Problem(status=404, slug="not-found", detail="no such resource on this port"))
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -217,7 +217,7 @@ def tune_collector() -> None:
 def run(settings_class: type[S], build: Callable[[S], tuple[object, ASGIApp]]) -> None:
     """`python -m services.<name>`: settings from the environment, then serve until SIGTERM."""
     settings = settings_class()
-    telemetry.configure_logging(settings.service_name, settings.log_level, settings.redact_prompts)
+    telemetry.configure_logging(settings.service_name, settings.log_level, redact_prompts=settings.redact_prompts)
     tracing.configure_tracing(settings.service_name, settings.otlp_endpoint)
     hold_grpc_aio()
     _, app = build(settings)

@@ -48,13 +48,13 @@ class JobField:
         return f"genline/{self.job_id}/{self.name}".encode()
 
 
-def seal(key: bytes, field: JobField, text: str) -> SealedText:
+def seal(key: bytes, field: JobField, *, text: str) -> SealedText:
     nonce = os.urandom(NONCE_BYTES)  # random per value: a key seals a handful of values, far from the 2^32 bound
     ciphertext = AESGCM(key).encrypt(nonce, text.encode(), field.associated())
     return SealedText(ciphertext=base64.b64encode(nonce + ciphertext).decode())
 
 
-def open_sealed(key: bytes | None, field: JobField, sealed: SealedText) -> str:
+def open_sealed(key: bytes | None, field: JobField, *, sealed: SealedText) -> str:
     """The clear text; ERASED when the key is gone (or an old event's clear text was blanked
     by an erasure). BrokenSeal when the key does not open it."""
     if sealed.ciphertext is None:
@@ -80,13 +80,13 @@ class SubjectField:
         return f"genline/subject/{self.subject_id}/{self.name}".encode()
 
 
-def seal_bytes(key: bytes, field: SubjectField, data: bytes) -> bytes:
+def seal_bytes(key: bytes, field: SubjectField, *, data: bytes) -> bytes:
     """Nonce, ciphertext and tag of `data`, as one object is stored."""
     nonce = os.urandom(NONCE_BYTES)
     return nonce + AESGCM(key).encrypt(nonce, data, field.associated())
 
 
-def open_bytes(key: bytes, field: SubjectField, sealed: bytes) -> bytes:
+def open_bytes(key: bytes, field: SubjectField, *, sealed: bytes) -> bytes:
     """The clear bytes; BrokenSeal when the key does not open them (changed, or moved)."""
     try:
         return AESGCM(key).decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], field.associated())
@@ -94,15 +94,15 @@ def open_bytes(key: bytes, field: SubjectField, sealed: bytes) -> bytes:
         raise BrokenSeal(f"the sealed {field.name} of subject {field.subject_id} does not open with its key") from error
 
 
-def seal_subject_text(key: bytes, field: SubjectField, text: str) -> SealedText:
+def seal_subject_text(key: bytes, field: SubjectField, *, text: str) -> SealedText:
     """A subject's text (its centroid, as base64) sealed as events carry it."""
-    return SealedText(ciphertext=base64.b64encode(seal_bytes(key, field, text.encode())).decode())
+    return SealedText(ciphertext=base64.b64encode(seal_bytes(key, field, data=text.encode())).decode())
 
 
-def open_subject_text(key: bytes | None, field: SubjectField, sealed: SealedText) -> str:
+def open_subject_text(key: bytes | None, field: SubjectField, *, sealed: SealedText) -> str:
     """The clear text; ERASED once the subject's key is gone."""
     if sealed.ciphertext is None:
         return sealed.clear or ERASED
     if key is None:
         return ERASED
-    return open_bytes(key, field, base64.b64decode(sealed.ciphertext)).decode()
+    return open_bytes(key, field, sealed=base64.b64decode(sealed.ciphertext)).decode()

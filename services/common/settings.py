@@ -239,7 +239,7 @@ class ServiceSettings(BaseSettings):
         return self
 
 
-def refuse_missing_or_weak(env_name: str, value: SecretStr | None, required: bool) -> None:
+def refuse_missing_or_weak(env_name: str, value: SecretStr | None, *, required: bool) -> None:
     """A secret the service cannot do without in production: refused when missing there,
     and when it is a placeholder anywhere."""
     if value is None:

@@ -30,7 +30,7 @@ def canonical_query(params: dict[str, str]) -> str:
     return "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(params.items()))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Request:
     """An HTTP request to sign: `headers` as the caller sends them, `payload_sha256` its body's."""
 
@@ -42,7 +42,7 @@ class Request:
     query: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Link:
     """A link to sign: an object's `path` at `endpoint`, whose host is `host`."""
 
@@ -52,7 +52,7 @@ class Link:
     method: str = "GET"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class _Canonical:
     """What a signature covers; `headers` lower-case names with trimmed values."""
 
@@ -66,7 +66,7 @@ class _Canonical:
 class Signer:
     service = "s3"
 
-    def __init__(self, access_key_id: str, secret_access_key: str, region: str) -> None:
+    def __init__(self, access_key_id: str, secret_access_key: str, *, region: str) -> None:
         self.access_key_id, self.region = access_key_id, region
         self._secret = secret_access_key
         self._keys: dict[str, bytes] = {}
@@ -97,18 +97,18 @@ class Signer:
         stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
         signed = {k.lower(): v.strip() for k, v in request.headers.items()} | {
             "host": request.host, "x-amz-date": stamp, "x-amz-content-sha256": request.payload_sha256}
-        names, signature = self._signature(_Canonical(request.method, request.path, canonical_query(request.query),
-                                                      signed, request.payload_sha256), stamp)
+        names, signature = self._signature(_Canonical(method=request.method, path=request.path, query=canonical_query(request.query),
+                                                      headers=signed, payload_sha256=request.payload_sha256), stamp)
         credential = f"{self.access_key_id}/{self._scope(stamp[:8])}"
         authorization = f"{ALGORITHM} Credential={credential}, SignedHeaders={names}, Signature={signature}"
         return signed | {"authorization": authorization}
 
-    def presign(self, link: Link, expires_s: int, now: datetime | None = None) -> str:
+    def presign(self, link: Link, expires_s: int, *, now: datetime | None = None) -> str:
         """The link, signed: anyone may use it for `expires_s` seconds (the query-string form of SigV4)."""
         stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
         params = {"X-Amz-Algorithm": ALGORITHM, "X-Amz-Credential": f"{self.access_key_id}/{self._scope(stamp[:8])}",
                   "X-Amz-Date": stamp, "X-Amz-Expires": str(expires_s), "X-Amz-SignedHeaders": "host"}
         query = canonical_query(params)
-        _, signature = self._signature(_Canonical(link.method, link.path, query, {"host": link.host}, UNSIGNED_PAYLOAD),
+        _, signature = self._signature(_Canonical(method=link.method, path=link.path, query=query, headers={"host": link.host}, payload_sha256=UNSIGNED_PAYLOAD),
                                        stamp)
         return f"{link.endpoint}{link.path}?{query}&X-Amz-Signature={signature}"

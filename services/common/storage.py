@@ -30,7 +30,7 @@ MAX_LINK_TTL_S = 7 * 24 * 3600  # SigV4 presigned URLs cannot live longer
 class StorageError(Exception):
     """The object store refused a request (status and its error body)."""
 
-    def __init__(self, operation: str, status: int, body: bytes) -> None:
+    def __init__(self, operation: str, status: int, *, body: bytes) -> None:
         super().__init__(f"S3 {operation} answered {status}: {body[:300].decode(errors='replace')}")
         self.status = status
 
@@ -77,7 +77,7 @@ ATTEMPT_SUFFIX = ".candidates"
 ATTEMPT_MEDIA_TYPE = "application/octet-stream"
 
 
-def attempt_key(tenant_id: str, job_id: UUID | str, attempt: int) -> str:
+def attempt_key(tenant_id: str, job_id: UUID | str, *, attempt: int) -> str:
     """The object of an attempt's candidates; each candidate names its offset and size in it."""
     return f"{candidate_prefix(tenant_id, job_id)}{attempt}{ATTEMPT_SUFFIX}"
 
@@ -105,14 +105,14 @@ def holds_candidates(key: str) -> bool:
     return key.endswith(ATTEMPT_SUFFIX)
 
 
-def candidate_part(data: bytes, offset: int | None, size_bytes: int) -> bytes:
+def candidate_part(data: bytes, offset: int | None, *, size_bytes: int) -> bytes:
     """A candidate's bytes in the object its `key` names: the whole object when `offset` is
     None, else `size_bytes` from `offset`; StorageError when the object is too short."""
     if offset is None:
         return data
     part = data[offset: offset + size_bytes]
     if len(part) != size_bytes:
-        raise StorageError("GetObject", 416, f"{size_bytes} bytes at {offset} of an object of {len(data)}".encode())
+        raise StorageError("GetObject", 416, body=f"{size_bytes} bytes at {offset} of an object of {len(data)}".encode())
     return part
 
 
@@ -157,7 +157,7 @@ class Slice:
     size_bytes: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class S3Request:
     """One call of the S3 API: `operation` as AWS names it, for metrics and traces."""
 
@@ -172,7 +172,7 @@ class S3Request:
     query: dict[str, str] | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StoredObject:
     key: str
     size_bytes: int
@@ -192,7 +192,7 @@ class ObjectStore:
             raise ValueError(f"the {settings.service_name} has no object-store key (GENLINE_S3_ACCESS_KEY_ID,"
                              " GENLINE_S3_SECRET_ACCESS_KEY)")
         self._signer = Signer(settings.s3_access_key_id, settings.s3_secret_access_key.get_secret_value(),
-                              settings.s3_region)
+                              region=settings.s3_region)
         self._http: httpx.AsyncClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         for counter in (telemetry.STORED_BYTES, telemetry.STORED_OBJECTS):
@@ -210,8 +210,8 @@ class ObjectStore:
         path = uri_path(call.bucket, call.key)
         url = httpx.URL(self.endpoint + path + (f"?{canonical_query(call.query)}" if call.query else ""))
         payload_sha256 = call.payload_sha256 or (hashlib.sha256(call.body).hexdigest() if call.body else EMPTY_SHA256)
-        signed = self._signer.authorize(Request(call.method, url.netloc.decode(), path, call.headers,
-                                                payload_sha256, call.query or {}))
+        signed = self._signer.authorize(Request(method=call.method, host=url.netloc.decode(), path=path, headers=call.headers,
+                                                payload_sha256=payload_sha256, query=call.query or {}))
         # Named and described as OpenTelemetry's botocore instrumentation does an S3 call.
         attributes = {"rpc.system": "aws-api", "rpc.service": "S3", "rpc.method": call.operation,
                       "aws.s3.bucket": call.bucket}
@@ -220,19 +220,19 @@ class ObjectStore:
             response = await self._client().request(call.method, url, content=call.body, headers=signed)
         # A copy can fail after its 200 has been sent: the error is then in the body.
         if response.status_code >= 300 or (call.operation == "CopyObject" and b"<Error>" in response.content):
-            raise StorageError(call.operation, response.status_code, response.content)
+            raise StorageError(call.operation, response.status_code, body=response.content)
         return response
 
-    async def put(self, bucket: str, key: str, content: Content) -> StoredObject:
+    async def put(self, bucket: str, key: str, *, content: Content) -> StoredObject:
         data, media_type = content.data, content.media_type
         digest = hashlib.sha256(data).hexdigest()
-        await self._request(S3Request("PutObject", "PUT", bucket, key, data, payload_sha256=digest,
+        await self._request(S3Request(operation="PutObject", method="PUT", bucket=bucket, key=key, body=data, payload_sha256=digest,
                                       headers={"content-type": media_type, "x-amz-meta-sha256": digest}))
         self._count_stored(bucket, len(data))
-        return StoredObject(key, len(data), digest, media_type)
+        return StoredObject(key=key, size_bytes=len(data), sha256=digest, media_type=media_type)
 
     async def get(self, bucket: str, key: str) -> bytes:
-        return (await self._request(S3Request("GetObject", "GET", bucket, key))).content
+        return (await self._request(S3Request(operation="GetObject", method="GET", bucket=bucket, key=key))).content
 
     async def get_part(self, bucket: str, part: Part) -> bytes:
         """The part's `size_bytes` of its object from its `offset` (a ranged GET); the whole
@@ -242,28 +242,28 @@ class ObjectStore:
             return await self.get(bucket, part.key)
         if size_bytes < 1:
             return b""
-        response = await self._request(S3Request("GetObject", "GET", bucket, part.key,
+        response = await self._request(S3Request(operation="GetObject", method="GET", bucket=bucket, key=part.key,
                                                  headers={"range": f"bytes={offset}-{offset + size_bytes - 1}"}))
         if response.status_code == 206:
-            return candidate_part(response.content, 0, size_bytes)
-        return candidate_part(response.content, offset, size_bytes)  # a store that ignores ranges
+            return candidate_part(response.content, 0, size_bytes=size_bytes)
+        return candidate_part(response.content, offset, size_bytes=size_bytes)  # a store that ignores ranges
 
-    async def copy(self, stored: StoredObject, from_bucket: str, to_bucket: str) -> None:
+    async def copy(self, stored: StoredObject, from_bucket: str, *, to_bucket: str) -> None:
         """The stored object, under its key, into another bucket; its size counted as stored there."""
         source = quote(f"/{from_bucket}/{stored.key}", safe="/-_.~")
-        await self._request(S3Request("CopyObject", "PUT", to_bucket, stored.key, headers={"x-amz-copy-source": source}))
+        await self._request(S3Request(operation="CopyObject", method="PUT", bucket=to_bucket, key=stored.key, headers={"x-amz-copy-source": source}))
         self._count_stored(to_bucket, stored.size_bytes)
 
     async def delete(self, bucket: str, key: str) -> None:
         """Delete an object; one that is not there is no error (S3 answers 204 either way)."""
-        await self._request(S3Request("DeleteObject", "DELETE", bucket, key))
+        await self._request(S3Request(operation="DeleteObject", method="DELETE", bucket=bucket, key=key))
 
     async def list_objects(self, bucket: str, prefix: str) -> list[ListedObject]:
         """Every object whose key starts with `prefix` (ListObjectsV2, page after page)."""
         found, token = [], None
         while True:
             query = {"list-type": "2", "prefix": prefix} | ({"continuation-token": token} if token else {})
-            root = ElementTree.fromstring((await self._request(S3Request("ListObjectsV2", "GET", bucket, query=query))).content)
+            root = ElementTree.fromstring((await self._request(S3Request(operation="ListObjectsV2", method="GET", bucket=bucket, query=query))).content)
             ns = {"s3": root.tag[1:].split("}")[0]} if root.tag.startswith("{") else {}
             tag = (lambda name: f"s3:{name}") if ns else (lambda name: name)
             for item in root.findall(tag("Contents"), ns):
@@ -278,16 +278,16 @@ class ObjectStore:
         telemetry.STORED_BYTES.labels(bucket).inc(size_bytes)
         telemetry.STORED_OBJECTS.labels(bucket).inc()
 
-    def presign_get(self, bucket: str, key: str, ttl_s: int) -> str:
+    def presign_get(self, bucket: str, key: str, *, ttl_s: int) -> str:
         ttl_s = max(1, min(ttl_s, MAX_LINK_TTL_S))
-        return self._signer.presign(Link(self.public_endpoint, self._public_host, uri_path(bucket, key)), ttl_s)
+        return self._signer.presign(Link(endpoint=self.public_endpoint, host=self._public_host, path=uri_path(bucket, key)), ttl_s)
 
     async def ensure_buckets(self) -> None:
         for bucket in (self.internal_bucket, self.public_bucket):
             try:
-                await self._request(S3Request("HeadBucket", "HEAD", bucket))
+                await self._request(S3Request(operation="HeadBucket", method="HEAD", bucket=bucket))
             except StorageError:
-                await self._request(S3Request("CreateBucket", "PUT", bucket, body=self._location()))
+                await self._request(S3Request(operation="CreateBucket", method="PUT", bucket=bucket, body=self._location()))
 
     def _location(self) -> bytes:
         if self.region == "us-east-1":  # the default region takes no location
@@ -295,12 +295,12 @@ class ObjectStore:
         return (b'<CreateBucketConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
                 b"<LocationConstraint>" + self.region.encode() + b"</LocationConstraint></CreateBucketConfiguration>")
 
-    def signed_links(self, key: str, thumbnail_key: str | None, ttl_s: int) -> dict[str, Any]:
+    def signed_links(self, key: str, thumbnail_key: str | None, *, ttl_s: int) -> dict[str, Any]:
         """Fresh links to a delivered image and to its thumbnail (when it has one), and when they
         expire. Links are signed on every read, so nobody is handed one that has expired."""
-        return {"url": self.presign_get(self.public_bucket, key, ttl_s),
-                "thumbnail_url": self.presign_get(self.public_bucket, thumbnail_key, ttl_s) if thumbnail_key else None,
+        return {"url": self.presign_get(self.public_bucket, key, ttl_s=ttl_s),
+                "thumbnail_url": self.presign_get(self.public_bucket, thumbnail_key, ttl_s=ttl_s) if thumbnail_key else None,
                 "expires_at": datetime.now(UTC) + timedelta(seconds=max(1, min(ttl_s, MAX_LINK_TTL_S)))}
 
     async def ping(self) -> None:
-        await self._request(S3Request("HeadBucket", "HEAD", self.internal_bucket))
+        await self._request(S3Request(operation="HeadBucket", method="HEAD", bucket=self.internal_bucket))

@@ -50,7 +50,7 @@ class Backoff:
         return float(min(self.ceiling_s, self.floor_s * 2 ** (failures_in_a_row - 1)) * (0.5 + random.random()))
 
 
-async def _supervised(name: str, run: Callable[[], Awaitable[object]], backoff: Backoff) -> None:
+async def _supervised(name: str, run: Callable[[], Awaitable[object]], *, backoff: Backoff) -> None:
     in_a_row = 0
     while True:
         started = time.monotonic()
@@ -63,13 +63,13 @@ async def _supervised(name: str, run: Callable[[], Awaitable[object]], backoff: 
         await asyncio.sleep(backoff.wait_s(in_a_row))
 
 
-def supervise(name: str, run: Callable[[], Awaitable[object]], backoff: Backoff = Backoff()) -> asyncio.Task[None]:
+def supervise(name: str, run: Callable[[], Awaitable[object]], *, backoff: Backoff = Backoff()) -> asyncio.Task[None]:
     """Run `run()` in a task named `name`, again after a `backoff` whenever it raises."""
     BACKGROUND_FAILURES.labels(name)  # at zero from the start, so the first failure is an increase
-    return asyncio.create_task(_supervised(name, run, backoff), name=name)
+    return asyncio.create_task(_supervised(name, run, backoff=backoff), name=name)
 
 
-async def every(interval_s: float, tick: Callable[[], Awaitable[object]], what: str) -> None:
+async def every(interval_s: float, tick: Callable[[], Awaitable[object]], *, what: str) -> None:
     """Call `tick` forever, `interval_s` apart: a sweeper's loop. A failed call is logged and
     counted, and the next one comes as usual."""
     BACKGROUND_FAILURES.labels(what)

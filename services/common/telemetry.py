@@ -108,7 +108,7 @@ def preinitialise(counter: Counter, *label_sets: tuple[str, ...]) -> None:
 preinitialise(JOBS_FINISHED, *((state,) for state in FINAL_STATES))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class JobContext:
     """What log lines about a job name: the job, its tenant, and the trace of the event being
     handled; `prompt` is the job's, which they never show when prompts are redacted (a sealed
@@ -209,7 +209,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
-def configure_logging(service: str, level: str, redact_prompts: bool = True) -> None:
+def configure_logging(service: str, level: str, *, redact_prompts: bool = True) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(service, redact_prompts))
     root = logging.getLogger()
@@ -319,9 +319,9 @@ class HttpTelemetry:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            self._record(scope, status, time.perf_counter() - started)
+            self._record(scope, status, elapsed_s=time.perf_counter() - started)
 
-    def _record(self, scope: Scope, status: int, elapsed_s: float) -> None:
+    def _record(self, scope: Scope, status: int, *, elapsed_s: float) -> None:
         method, route = scope["method"], _route_template(scope)
         HTTP_REQUESTS.labels(self.service, method, route, str(status)).inc()
         HTTP_SECONDS.labels(self.service, method, route).observe(elapsed_s)

@@ -66,7 +66,7 @@ def current_traceparent() -> str | None:
 
 
 @contextlib.contextmanager
-def continued(traceparent: str | None, name: str, kind: SpanKind = SpanKind.INTERNAL) -> Iterator[None]:
+def continued(traceparent: str | None, name: str, *, kind: SpanKind = SpanKind.INTERNAL) -> Iterator[None]:
     """A span that continues the trace of `traceparent` (an event's, a stored job's)."""
     parent = _propagator.extract({"traceparent": traceparent}) if traceparent else context.Context()
     with tracer.start_as_current_span(name, context=parent, kind=kind):

@@ -31,7 +31,7 @@ def plan_share(priority: int) -> int:
     return int(SHARE_STEP ** max(0, priority))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Turn:
     """Whose an item is (`tenant`, with its plan's `share`), its `rank` among the tenant's own
     items (lower first), and its `cost`: what its turn takes of the tenant's share."""
@@ -42,7 +42,7 @@ class Turn:
     cost: float = 1
 
 
-@dataclass
+@dataclass(kw_only=True)
 class _Tenant(Generic[Item]):
     start: float  # on the virtual clock, when the tenant's next turn starts
     share: int
@@ -71,7 +71,7 @@ class FairTurns(Generic[Item]):
         waiting = self._tenants.get(turn.tenant)
         if waiting is None:
             start = max(self._clock, self._finished.pop(turn.tenant, self._clock))
-            waiting = self._tenants[turn.tenant] = _Tenant(start, turn.share, next(self._order))
+            waiting = self._tenants[turn.tenant] = _Tenant(start=start, share=turn.share, arrival=next(self._order))
         waiting.share = turn.share
         heapq.heappush(waiting.items, (turn.rank, next(self._order), turn.cost, item))
 

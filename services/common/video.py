@@ -43,7 +43,7 @@ class ClipError(ValueError):
     or a stream that does not decode."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ClipInfo:
     """What a clip's file says about it."""
 
@@ -109,7 +109,7 @@ def probe(data: bytes) -> ClipInfo:
                 height=stream.codec_context.height,
                 fps=_rate(stream),
                 frames=frames,
-                duration_ms=_duration_ms(container, stream, frames),
+                duration_ms=_duration_ms(container, stream, frames=frames),
                 index_first=index_first(data),
                 declared_frames=max(int(stream.frames or 0), 0),
                 declared_ms=_declared_ms(container, stream),
@@ -172,7 +172,7 @@ def decoded_count(data: bytes) -> int:
     return count
 
 
-def encode(rgb_frames: Iterable[np.ndarray], fps: float, codec: Codec = Codec()) -> bytes:
+def encode(rgb_frames: Iterable[np.ndarray], fps: float, *, codec: Codec = Codec()) -> bytes:
     """Write RGB frames (all one size, even sides) as a clip, an MP4's index first."""
     container_format = "webm" if codec.name == "vp9" else "mp4"
     with _written(container_format) as (path, options):
@@ -180,7 +180,7 @@ def encode(rgb_frames: Iterable[np.ndarray], fps: float, codec: Codec = Codec())
             stream: Any = None
             for rgb in rgb_frames:
                 if stream is None:
-                    stream = _output_stream(out, codec, fps)
+                    stream = _output_stream(out, codec, fps=fps)
                     stream.width, stream.height = rgb.shape[1], rgb.shape[0]
                 frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb, dtype=np.uint8), format="rgb24")
                 out.mux(stream.encode(frame))
@@ -239,7 +239,7 @@ def _video_stream(container: Any) -> Any:
     return container.streams.video[0]
 
 
-def _output_stream(out: Any, codec: Codec, fps: float) -> Any:
+def _output_stream(out: Any, codec: Codec, *, fps: float) -> Any:
     """A YUV 4:2:0 video stream of `out`; the caller sets its size from the first frame."""
     if codec.name not in ENCODERS:
         raise ClipError(f"no encoder for {codec.name!r}; one of {sorted(ENCODERS)}")
@@ -254,7 +254,7 @@ def _rate(stream: Any) -> float:
     return round(float(rate), 3) if rate else 0.0
 
 
-def _duration_ms(container: Any, stream: Any, frames: int) -> int:
+def _duration_ms(container: Any, stream: Any, *, frames: int) -> int:
     """What plays: the frames there are at the stream's rate (a cut-off file's header still
     claims its whole length), else what the header says."""
     rate = _rate(stream)

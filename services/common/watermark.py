@@ -73,7 +73,7 @@ def mask(plane: np.ndarray) -> np.ndarray:
     return weights
 
 
-def embed(rgb: np.ndarray, mark_id: int, strength: float = STRENGTH) -> np.ndarray:
+def embed(rgb: np.ndarray, mark_id: int, *, strength: float = STRENGTH) -> np.ndarray:
     """`rgb` (H x W x 3, uint8) with `mark_id` hidden in its luminance."""
     height, width = rgb.shape[:2]
     assert can_carry(width, height), "image too small to carry a watermark"
@@ -102,7 +102,7 @@ class Embedding:
 
     def __call__(self, rgb: np.ndarray, boost: float = 1.0) -> np.ndarray:
         started = time.process_time()
-        marked = embed(rgb, self.mark_id, STRENGTH * boost)
+        marked = embed(rgb, self.mark_id, strength=STRENGTH * boost)
         self.cpu_s += time.process_time() - started
         self.megapixels += rgb.shape[0] * rgb.shape[1] / 1e6
         return marked
@@ -132,13 +132,13 @@ def reach(height: int, width: int) -> tuple[float, float]:
     return tuple(0.45 * TILE * min(1.0, side / SIDE) for side in (height, width))  # type: ignore[return-value]
 
 
-def _reading(plane: np.ndarray, mapping: np.ndarray, within: tuple[float, float]) -> Detection:
+def _reading(plane: np.ndarray, mapping: np.ndarray, *, within: tuple[float, float]) -> Detection:
     """The plane folded by one tile map, its pilot located and, where it stands out, its bits decoded."""
     tile = fold(plane, mapping)
     found = located(tile, within)
     if found.strength < MIN_STRENGTH:
         return Detection(None, found.strength)
-    bits = watermark_code.decode(watermark_code.soft_bits(tile, found.shift, within))
+    bits = watermark_code.decode(watermark_code.soft_bits(tile, found.shift, reach=within))
     return Detection(watermark_code.mark_id_of(bits), found.strength, tuple(int(b) for b in bits))
 
 
@@ -146,11 +146,11 @@ def detect_plane(plane: np.ndarray, within: tuple[float, float] = (SIDE, SIDE)) 
     """The mark in a whitened SIDE x SIDE plane, reading the carriers `within` reach: where the
     tiles were written, then, failing that, along the likeliest lattices its autocorrelation shows
     (a crop, a rotation)."""
-    best = _reading(plane, IDENTITY, within)
+    best = _reading(plane, IDENTITY, within=within)
     if best.mark_id is not None:
         return best
     for mapping in lattices(plane, TRIED_LATTICES):
-        reading = _reading(plane, mapping, within)
+        reading = _reading(plane, mapping, within=within)
         if reading.mark_id is not None:
             return reading
         best = max(best, reading, key=lambda detection: detection.strength)

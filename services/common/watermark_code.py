@@ -117,7 +117,7 @@ def decode(soft: np.ndarray) -> np.ndarray:
 # ---- the carriers ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Carriers:
     """The tile's carriers: each one's frequency (ky, kx) and part (0 cosine, 1 sine), its sign,
     the coded bit it carries (-1: the pilot), and its pattern over the tile (carriers x TILE²)."""
@@ -149,7 +149,7 @@ def carriers() -> Carriers:
     yy, xx = np.mgrid[:TILE, :TILE]
     phase = 2 * np.pi * (ky[:, None, None] * yy + kx[:, None, None] * xx) / TILE
     patterns = np.where(part[:, None, None] == 0, np.cos(phase), np.sin(phase)).reshape(len(dims), -1)
-    return Carriers(ky, kx, part, signs, owner, patterns.astype(np.float32))
+    return Carriers(ky=ky, kx=kx, part=part, signs=signs, owner=owner, patterns=patterns.astype(np.float32))
 
 
 def _tile(values: np.ndarray) -> np.ndarray:
@@ -177,7 +177,7 @@ def pilot_tile(reach: tuple[float, float] = (HIGH, HIGH)) -> np.ndarray:
     return _tile(np.where(kept, layout.signs, 0.0))
 
 
-def soft_bits(tile: np.ndarray, shift: np.ndarray, reach: tuple[float, float] = (HIGH, HIGH)) -> np.ndarray:
+def soft_bits(tile: np.ndarray, shift: np.ndarray, *, reach: tuple[float, float] = (HIGH, HIGH)) -> np.ndarray:
     """Each coded bit's soft value in a tile read back, whose pilot was found `shift` (rows,
     columns; fractions allowed) from where it was written: every carrier is read at its frequency
     with the shift undone, signed, and summed into its bit. Carriers past `reach` (cycles a tile,

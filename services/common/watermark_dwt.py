@@ -100,7 +100,7 @@ def _to_rgb(yuv: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(np.stack([r, g, b], axis=-1)), 0, 255).astype(np.uint8)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SubBands:
     """A plane's one-level Haar wavelet transform: its approximation (`ll`) and its details."""
 
@@ -112,7 +112,7 @@ class SubBands:
 
 def _haar(plane: np.ndarray) -> SubBands:
     a, b, c, d = plane[0::2, 0::2], plane[0::2, 1::2], plane[1::2, 0::2], plane[1::2, 1::2]
-    return SubBands((a + b + c + d) / 2, (a - b + c - d) / 2, (a + b - c - d) / 2, (a - b - c + d) / 2)
+    return SubBands(ll=(a + b + c + d) / 2, lh=(a - b + c - d) / 2, hl=(a + b - c - d) / 2, hh=(a - b - c + d) / 2)
 
 
 def _inverse_haar(bands: SubBands) -> np.ndarray:
@@ -148,7 +148,7 @@ def _carrier(dct_blocks: np.ndarray, method: Method) -> np.ndarray:
     return dct_blocks[..., 1, 1]
 
 
-def _with_carrier(dct_blocks: np.ndarray, values: np.ndarray, method: Method) -> np.ndarray:
+def _with_carrier(dct_blocks: np.ndarray, values: np.ndarray, *, method: Method) -> np.ndarray:
     if method == "dwtDctSvd":
         u, s, vt = np.linalg.svd(dct_blocks)
         s[..., 0] = values
@@ -166,7 +166,7 @@ def can_carry(width: int, height: int) -> bool:
     return min(width, height) >= MIN_SIDE
 
 
-def embed(rgb: np.ndarray, mark_id: int, method: Method = "dwtDctSvd") -> np.ndarray:
+def embed(rgb: np.ndarray, mark_id: int, *, method: Method = "dwtDctSvd") -> np.ndarray:
     """`rgb` (H x W x 3, uint8) with `mark_id` hidden in it; pixels past the last whole block
     of 8 are left as they are."""
     height, width = (rgb.shape[0] // CELL) * CELL, (rgb.shape[1] // CELL) * CELL
@@ -179,7 +179,7 @@ def embed(rgb: np.ndarray, mark_id: int, method: Method = "dwtDctSvd") -> np.nda
     # Each value onto the lattice of its bit: a quarter of the way into its cell for 0,
     # three quarters for 1, so a change of up to a quarter of `scale` still reads right.
     quantized = (np.floor(_carrier(dct, method) / scale) + 0.25 + 0.5 * bits) * scale
-    ll = _unblocks(DCT.T @ _with_carrier(dct, quantized, method) @ DCT)
+    ll = _unblocks(DCT.T @ _with_carrier(dct, quantized, method=method) @ DCT)
     yuv[:height, :width, 1] = _inverse_haar(replace(bands, ll=ll))
     return _to_rgb(yuv)
 
@@ -249,7 +249,7 @@ def _candidates(bits: np.ndarray, margins: np.ndarray) -> list[np.ndarray]:
     return tries
 
 
-def detect(rgb: np.ndarray, method: Method = "dwtDctSvd", search_alignment: bool = True) -> Detection:
+def detect(rgb: np.ndarray, method: Method = "dwtDctSvd", *, search_alignment: bool = True) -> Detection:
     """The mark in `rgb`, if any. With `search_alignment`, every offset of the 8-pixel block
     grid is tried (a crop from the top or left moves it) and the best agreeing one read."""
     if not can_carry(rgb.shape[1], rgb.shape[0]):

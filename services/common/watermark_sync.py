@@ -55,7 +55,7 @@ def whitened(plane: np.ndarray) -> np.ndarray:
 # ---- the lattice -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Lags:
     """Each autocorrelation lag as a signed vector (rows, columns), its length, and where a lattice
     vector near each axis may be."""
@@ -74,7 +74,7 @@ def lags() -> Lags:
     ring = (length >= SHORTEST) & (length <= LONGEST)
     near_x = ring & (cols > 0) & (np.abs(np.degrees(np.arctan2(rows, cols))) <= MAX_ANGLE)
     near_y = ring & (rows > 0) & (np.abs(np.degrees(np.arctan2(cols, rows))) <= MAX_ANGLE)
-    return Lags(rows, cols, near_x, near_y)
+    return Lags(rows=rows, cols=cols, near_x=near_x, near_y=near_y)
 
 
 def autocorrelation(plane: np.ndarray) -> np.ndarray:
@@ -118,7 +118,7 @@ def _shortest(correlation: np.ndarray, lag: np.ndarray) -> np.ndarray:
     return lag
 
 
-def _subsample(correlation: np.ndarray, row: int, col: int) -> np.ndarray:
+def _subsample(correlation: np.ndarray, row: int, *, col: int) -> np.ndarray:
     """The peak at (row, col) of a cyclic correlation to a fraction of a sample, by a parabola
     through its neighbours."""
     rows, cols = correlation.shape
@@ -144,7 +144,7 @@ def _refined(correlation: np.ndarray, lag: np.ndarray) -> np.ndarray:
         row, col = int(round(guess[0])), int(round(guess[1]))
         _, dy, dx = max((correlation[(row + dy) % SIDE, (col + dx) % SIDE], dy, dx)
                         for dy in (-1, 0, 1) for dx in (-1, 0, 1))
-        weighted += k * _subsample(correlation, row + dy, col + dx)
+        weighted += k * _subsample(correlation, row + dy, col=col + dx)
         weights += k * k
         lag = weighted / weights
     return lag
@@ -210,5 +210,5 @@ def located(folded: np.ndarray, reach: tuple[float, float]) -> Located:
     row, col = np.unravel_index(np.argmax(correlation), correlation.shape)
     spread = float(correlation.std())
     strength = float((correlation[row, col] - correlation.mean()) / spread) if spread > 0 else 0.0
-    return Located(_subsample(correlation, int(row), int(col)), strength)
+    return Located(_subsample(correlation, int(row), col=int(col)), strength)
 

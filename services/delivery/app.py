@@ -19,21 +19,21 @@ def build(settings: DeliverySettings) -> tuple[ServiceRuntime, Starlette]:
     publishers: list[handlers.Publisher] = []
     objects_of: list[ObjectStore] = []  # the worker's one object store, the one its readiness pings
 
-    def register(consumer: EventConsumer, objects: ObjectStore, settings_: DeliverySettings) -> None:
+    def register(consumer: EventConsumer, objects: ObjectStore, *, settings_: DeliverySettings) -> None:
         objects_of.append(objects)
-        senders.append(WebhookSender(consumer.pool, consumer.relay, objects, settings_))
-        publishers.append(handlers.Publisher.of(consumer.pool, objects, settings_))
-        handlers.register(consumer, publishers[0], senders[0])
+        senders.append(WebhookSender(pool=consumer.pool, relay=consumer.relay, objects=objects, settings=settings_))
+        publishers.append(handlers.Publisher.of(consumer.pool, objects, settings=settings_))
+        handlers.register(consumer, publishers[0], sender=senders[0])
 
-    runtime, app = build_worker("delivery", settings, register)
+    runtime, app = build_worker("delivery", settings, register=register)
     sender = senders[0]
     runtime.startup_hooks.append(sender.start)
     runtime.shutdown_hooks.append(sender.stop)
     runtime.shutdown_hooks.append(publishers[0].renderer.close)
     verifier = verifier_of(settings)
-    app.router.routes.extend(guard(route, verifier, "webhooks") for route in WebhookApi(runtime, sender, settings).routes())
+    app.router.routes.extend(guard(route, verifier, capability="webhooks") for route in WebhookApi(runtime, sender, settings=settings).routes())
     app.add_exception_handler(NotFound, not_found_handler)
-    sweeper = RetentionSweeper(runtime, objects_of[0], settings)
+    sweeper = RetentionSweeper(runtime, objects_of[0], settings=settings)
     runtime.startup_hooks.append(sweeper.start)
     runtime.shutdown_hooks.append(sweeper.stop)
     return runtime, app

@@ -54,7 +54,7 @@ MP4_SOUND_CODECS = frozenset({"aac", "mp3", "opus", "alac", "flac", "ac3", "eac3
 VIDEO_BOOST = 1.5
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Source:
     """A clip as the candidate holds it, and what its file says of it: its header, its pixel
     format and its average bitrate."""
@@ -67,7 +67,7 @@ class Source:
     @classmethod
     def read(cls, data: bytes) -> "Source":
         info = video.probe(data)
-        return cls(data, info, pixel_format(data), bitrate_kbps(data, info))
+        return cls(data=data, info=info, pix_fmt=pixel_format(data), kbps=bitrate_kbps(data, info))
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ class Shape:
     fps: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Plan:
     """What the delivered clip will be: its codec, its pictures' size and rate, the invisible
     watermark its frames carry (None: none), and why it is re-encoded (nothing: remuxed)."""
@@ -90,7 +90,7 @@ class Plan:
     mark: watermark.Embedding | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Encoding:
     """How frames are encoded: the codec, at a rate, at CRF `quality`, held under `max_kbps`
     where given."""
@@ -101,17 +101,17 @@ class Encoding:
     max_kbps: int | None
 
 
-def postprocess(data: bytes, delivery: Delivery, mark: watermark.Embedding | None = None) -> Delivered:
+def postprocess(data: bytes, delivery: Delivery, *, mark: watermark.Embedding | None = None) -> Delivered:
     """The clip to deliver (MP4, index first) and its poster, as the template's delivery says,
     every frame and the poster carrying the invisible watermark `mark` embeds, where given;
     `UnpublishableImage` when the bytes are not a clip that can be read."""
     try:
         source = Source.read(data)
-        plan = planned(source, delivery, mark)
-        clip = reencoded(source, plan, delivery) if plan.reasons else remuxed(data)
+        plan = planned(source, delivery, mark=mark)
+        clip = reencoded(source, plan, delivery=delivery) if plan.reasons else remuxed(data)
         mark_hex = watermark.mark_hex(plan.mark.mark_id) if plan.mark is not None else None
-        return Delivered(described(clip), thumbnail(Image.fromarray(poster(clip)), delivery.thumbnail, mark),
-                         mark_hex)
+        return Delivered(image=described(clip), thumbnail=thumbnail(Image.fromarray(poster(clip)), delivery.thumbnail, mark=mark),
+                         watermark_id=mark_hex)
     except video.ClipError as error:
         raise UnpublishableImage(f"not a clip delivery can publish: {error}") from error
 
@@ -119,29 +119,29 @@ def postprocess(data: bytes, delivery: Delivery, mark: watermark.Embedding | Non
 def described(clip: bytes) -> Rendered:
     """The clip as its file says it is (size, frames, length, rate, codec), not as asked."""
     info = video.probe(clip)
-    return Rendered(clip, video.MP4, info.width, info.height, info.frames, info.duration_ms, info.fps, info.codec)
+    return Rendered(data=clip, media_type=video.MP4, width=info.width, height=info.height, frames=info.frames, duration_ms=info.duration_ms, fps=info.fps, codec=info.codec)
 
 
 # ---- what is done to a clip -------------------------------------------------------------------
 
 
-def planned(source: Source, delivery: Delivery, mark: watermark.Embedding | None = None) -> Plan:
+def planned(source: Source, delivery: Delivery, *, mark: watermark.Embedding | None = None) -> Plan:
     info = source.info
     if info.fps <= 0 or info.frames == 0:  # nothing to play, or no rate to play it at
         raise video.ClipError(f"the clip has {info.frames} frames at {info.fps:g} fps")
     settings = delivery.clip
     fps = settings.fps if settings.fps and abs(settings.fps - info.fps) > FPS_TOLERANCE else info.fps
-    shape = Shape(*capped_size(info.width, info.height, settings.max_side), fps)
-    reasons = reencode_reasons(source, delivery, shape)
+    shape = Shape(*capped_size(info.width, info.height, max_side=settings.max_side), fps)
+    reasons = reencode_reasons(source, delivery, shape=shape)
     if mark is not None and watermark.can_carry(shape.width, shape.height):
         reasons = ("an invisible watermark", *reasons)
     else:
         mark = None
     codec = settings.codec or (info.codec if not reasons else "h264")
-    return Plan(codec, shape, reasons, mark)
+    return Plan(codec=codec, shape=shape, reasons=reasons, mark=mark)
 
 
-def reencode_reasons(source: Source, delivery: Delivery, shape: Shape) -> tuple[str, ...]:
+def reencode_reasons(source: Source, delivery: Delivery, *, shape: Shape) -> tuple[str, ...]:
     """Why the clip's frames must be encoded again to be delivered in `shape`; empty: a remux will do."""
     settings: ClipDelivery = delivery.clip
     info = source.info
@@ -163,7 +163,7 @@ def reencode_reasons(source: Source, delivery: Delivery, shape: Shape) -> tuple[
     return tuple(reasons)
 
 
-def capped_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
+def capped_size(width: int, height: int, *, max_side: int | None) -> tuple[int, int]:
     """The clip's size with its longer side at most `max_side` and both sides even (4:2:0
     chroma needs even sides); as it is when it already fits."""
     scale = min(1.0, max_side / max(width, height)) if max_side else 1.0
@@ -188,29 +188,29 @@ def bitrate_kbps(data: bytes, info: video.ClipInfo) -> float:
     return len(data) * 8 / info.duration_ms if info.duration_ms else 0.0
 
 
-def reencoded(source: Source, plan: Plan, delivery: Delivery) -> bytes:
+def reencoded(source: Source, plan: Plan, *, delivery: Delivery) -> bytes:
     """The clip's frames, scaled, resampled in time and watermarked as planned, encoded again.
     The encoder holds the rate under a cap over every second, but its buffer starts full, so
     a short clip may still average past it: then it is encoded once more under a cap lowered
     by the overshoot."""
     settings = delivery.clip
-    encoding = Encoding(plan.codec, plan.shape.fps, settings.quality, settings.max_kbps)
-    clip = encoded_mp4(delivered_frames(source, plan, delivery), encoding, sound_from=source.data)
+    encoding = Encoding(codec=plan.codec, fps=plan.shape.fps, quality=settings.quality, max_kbps=settings.max_kbps)
+    clip = encoded_mp4(delivered_frames(source, plan, delivery=delivery), encoding, sound_from=source.data)
     if settings.max_kbps is not None:
         kbps = bitrate_kbps(clip, video.probe(clip))
         if kbps > settings.max_kbps:
             lowered = max(1, int(settings.max_kbps * settings.max_kbps / kbps))
-            clip = encoded_mp4(delivered_frames(source, plan, delivery), replace(encoding, max_kbps=lowered),
+            clip = encoded_mp4(delivered_frames(source, plan, delivery=delivery), replace(encoding, max_kbps=lowered),
                                sound_from=source.data)
     return clip
 
 
-def delivered_frames(source: Source, plan: Plan, delivery: Delivery) -> Iterator[np.ndarray]:
+def delivered_frames(source: Source, plan: Plan, *, delivery: Delivery) -> Iterator[np.ndarray]:
     shape, info = plan.shape, source.info
-    frames: Iterator[np.ndarray] = (fitted(frame.rgb, shape.width, shape.height)
+    frames: Iterator[np.ndarray] = (fitted(frame.rgb, shape.width, height=shape.height)
                                     for frame in video.frames(source.data, video.Sampling(max_side=max(shape.width, shape.height))))
     if shape.fps != info.fps:
-        frames = resampled(frames, info.fps / shape.fps, max(1, round(info.frames * shape.fps / info.fps)))
+        frames = resampled(frames, info.fps / shape.fps, count=max(1, round(info.frames * shape.fps / info.fps)))
     if delivery.watermark is not None:
         visible = delivery.watermark
         frames = (np.asarray(watermarked(Image.fromarray(rgb), visible)) for rgb in frames)
@@ -220,13 +220,13 @@ def delivered_frames(source: Source, plan: Plan, delivery: Delivery) -> Iterator
     return frames
 
 
-def fitted(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
+def fitted(rgb: np.ndarray, width: int, *, height: int) -> np.ndarray:
     if rgb.shape[1] == width and rgb.shape[0] == height:
         return rgb
     return np.asarray(Image.fromarray(rgb).resize((width, height), Image.Resampling.BICUBIC))
 
 
-def resampled(frames: Iterable[np.ndarray], step: float, count: int) -> Iterator[np.ndarray]:
+def resampled(frames: Iterable[np.ndarray], step: float, *, count: int) -> Iterator[np.ndarray]:
     """`count` frames at `step` source frames apart, each blended from the two source frames
     around its time (weighted by nearness), so motion stays smooth at the new rate."""
     source = iter(frames)
@@ -241,15 +241,15 @@ def resampled(frames: Iterable[np.ndarray], step: float, count: int) -> Iterator
         if following is None or weight < 1e-3:
             yield current
         else:
-            yield blended(current, following, weight)
+            yield blended(current, following, weight=weight)
 
 
-def blended(first: np.ndarray, second: np.ndarray, weight: float) -> np.ndarray:
+def blended(first: np.ndarray, second: np.ndarray, *, weight: float) -> np.ndarray:
     mixed = first.astype(np.float32) * (1 - weight) + second.astype(np.float32) * weight
     return np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
 
 
-def encoded_mp4(frames: Iterable[np.ndarray], encoding: Encoding, sound_from: bytes | None = None) -> bytes:
+def encoded_mp4(frames: Iterable[np.ndarray], encoding: Encoding, *, sound_from: bytes | None = None) -> bytes:
     """RGB frames as an MP4 (index first), encoded as `encoding` says, with the sound of the
     clip `sound_from` copied beside them.
     (`video.encode` writes VP9 in WebM, without sound; delivery's clips are MP4.)"""
@@ -257,7 +257,7 @@ def encoded_mp4(frames: Iterable[np.ndarray], encoding: Encoding, sound_from: by
         stream: Any = None
         for rgb in frames:
             if stream is None:
-                stream = output_stream(out, encoding, (rgb.shape[1], rgb.shape[0]))
+                stream = output_stream(out, encoding, size=(rgb.shape[1], rgb.shape[0]))
                 if sound_from is not None:
                     copy_sound(sound_from, out)
             out.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")))
@@ -318,7 +318,7 @@ def written_mp4() -> Iterator[tuple[str, dict[str, str]]]:
         yield str(Path(folder) / "clip.mp4"), {"movflags": "+faststart"}
 
 
-def output_stream(out: Any, encoding: Encoding, size: tuple[int, int]) -> Any:
+def output_stream(out: Any, encoding: Encoding, *, size: tuple[int, int]) -> Any:
     """`out`'s video stream for frames of `size` (width, height), encoded as `encoding` says."""
     codec, max_kbps = encoding.codec, encoding.max_kbps
     stream = out.add_stream(ENCODERS[codec], rate=Fraction(encoding.fps).limit_denominator(1001))

@@ -43,12 +43,12 @@ def folder_of(key: str) -> str:
     return key.rsplit("/", 1)[0] + "/"
 
 
-def job_folder(tenant_id: str, when: datetime, job_id: UUID) -> str:
+def job_folder(tenant_id: str, when: datetime, *, job_id: UUID) -> str:
     """`{tenant}/{yyyy}/{mm}/{job}/`, where a job's images and thumbnails are published."""
     return f"{tenant_id}/{when:%Y}/{when:%m}/{job_id}/"
 
 
-def public_key(folder: str, n: int, media_type: str) -> str:
+def public_key(folder: str, n: int, *, media_type: str) -> str:
     """`{folder}{n}.{ext}`, n counting from 1 in selection order."""
     return f"{folder}{n}.{EXTENSIONS.get(media_type, 'bin')}"
 
@@ -58,7 +58,7 @@ def thumbnail_key(key: str, media_type: str) -> str:
     return f"{key.rsplit('.', 1)[0]}.thumb.{EXTENSIONS.get(media_type, 'bin')}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Published:
     """Where the `n`th image (or clip) of a job lies in the public bucket, its thumbnail beside
     it, and the signed links to both (`url`, `thumbnail_url`, `expires_at`)."""
@@ -69,7 +69,7 @@ class Published:
     links: dict[str, Any]
 
 
-def delivered_image(published: Published, done: Delivered, delivery: Delivery) -> DeliveredImage:
+def delivered_image(published: Published, done: Delivered, *, delivery: Delivery) -> DeliveredImage:
     """What JobDelivered says of one image or clip: the delivered bytes' hash, size and shape
     (a clip's length, rate and codec too)."""
     image, links = done.image, published.links
@@ -82,7 +82,7 @@ def delivered_image(published: Published, done: Delivered, delivery: Delivery) -
                           manifest_label=done.manifest_label, watermark_id=done.watermark_id, claims=done.claims)
 
 
-def copy_backoff_s(attempt: int, base_s: float, max_s: float) -> float:
+def copy_backoff_s(attempt: int, base_s: float, *, max_s: float) -> float:
     """Seconds to wait after failed copy `attempt` (1, 2, …) before the next one."""
     return min(max_s, base_s * 2.0 ** (attempt - 1))
 
@@ -97,7 +97,7 @@ def unpublishable(event: CandidatesScored, error: Exception) -> DeliveryFailed:
                           reason=f"a selected image could not be post-processed: {error}"[:1000])
 
 
-def copy_failed(event: CandidatesScored, attempts: int, error: Exception) -> DeliveryFailed:
+def copy_failed(event: CandidatesScored, attempts: int, *, error: Exception) -> DeliveryFailed:
     return DeliveryFailed(job_id=event.job_id, tenant_id=event.tenant_id, failure_code=COPY_FAILED,
                           reason=f"publishing the images failed {attempts} times: {type(error).__name__}: {error}"[:1000])
 
@@ -123,7 +123,7 @@ def wanted(event_type: str, subscribed: list[str] | None) -> bool:
     return event_type in WEBHOOK_EVENTS and event_type in subscribed
 
 
-def webhook_id(job_id: UUID, event_type: str, target: str) -> str:
+def webhook_id(job_id: UUID, event_type: str, *, target: str) -> str:
     """The `webhook-id` of one event to one target (an endpoint's id, or `job` for the job's own
     URL): the same for every retry and redelivery, so a receiver can deduplicate."""
     return "msg_" + uuid5(NAMESPACE_URL, f"genline:{job_id}:{event_type}:{target}").hex
@@ -152,7 +152,7 @@ def subject_data(event: SubjectChanged) -> dict[str, Any]:
             "reason": event.reason, "changed_at": event.changed_at.isoformat()} | event.view
 
 
-def webhook_body(event_type: str, at: datetime, view: dict[str, Any]) -> bytes:
+def webhook_body(event_type: str, at: datetime, *, view: dict[str, Any]) -> bytes:
     """The Standard Webhooks payload shape: type, timestamp, data (the job as the API shows it)."""
     return json.dumps({"type": event_type, "timestamp": at.isoformat(), "data": view},
                       separators=(",", ":")).encode()
@@ -190,7 +190,7 @@ class RetrySchedule:
         return self.delays_s[failures - 1] * (1 + self.jitter * (2 * rand - 1))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Attempt:
     """What one POST came to: the status and the start of the answer, or the error; how long it took."""
 

@@ -43,7 +43,7 @@ async def with_retries(settings: DeliverySettings, operation: Callable[[], Await
         except Exception:
             if attempt == settings.copy_attempts:
                 raise
-            await asyncio.sleep(domain.copy_backoff_s(attempt, settings.copy_backoff_s, settings.copy_backoff_max_s))
+            await asyncio.sleep(domain.copy_backoff_s(attempt, settings.copy_backoff_s, max_s=settings.copy_backoff_max_s))
     raise AssertionError("copy_attempts must be at least 1")
 
 
@@ -64,14 +64,14 @@ class Selection:
 
     @property
     def folder(self) -> str:
-        return domain.job_folder(self.event.tenant_id, self.envelope.time, self.event.job_id)
+        return domain.job_folder(self.event.tenant_id, self.envelope.time, job_id=self.event.job_id)
 
     @property
     def turn(self) -> Turn:
         """The job's turn at the rendering workers: its tenant's, by plan, then its own priority."""
         envelope = self.envelope
         priority = JOB_PRIORITIES.index(envelope.job_priority) if envelope.job_priority in JOB_PRIORITIES else 0
-        return Turn(self.event.tenant_id, plan_share(envelope.plan_priority), (priority,))
+        return Turn(tenant=self.event.tenant_id, share=plan_share(envelope.plan_priority), rank=(priority,))
 
 
 def chosen_candidates(event: CandidatesScored) -> list[CandidateScore]:
@@ -79,7 +79,7 @@ def chosen_candidates(event: CandidatesScored) -> list[CandidateScore]:
     return [by_index[i] for i in event.selected[: event.images]]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Publisher:
     """Publishes a scored job's selected images and decides its outcome, with the database,
     the buckets, the settings, and the workers that render and sign every file."""
@@ -90,11 +90,11 @@ class Publisher:
     renderer: rendering.Renderer
 
     @classmethod
-    def of(cls, pool: Pool, objects: ObjectStore, settings: DeliverySettings) -> "Publisher":
+    def of(cls, pool: Pool, objects: ObjectStore, *, settings: DeliverySettings) -> "Publisher":
         marker = provenance.Marker.from_settings(settings)
-        return cls(pool, objects, settings, rendering.Renderer(marker, settings.render_workers))
+        return cls(pool=pool, objects=objects, settings=settings, renderer=rendering.Renderer(marker, settings.render_workers))
 
-    async def publish_image(self, selection: Selection, n: int, candidate: CandidateScore) -> DeliveredImage:
+    async def publish_image(self, selection: Selection, n: int, *, candidate: CandidateScore) -> DeliveredImage:
         """Render one selected candidate in its tenant's turn at the workers (format, both
         watermarks, thumbnail; a clip re-encoded, its poster; signed last), and store the image
         (or clip) and its thumbnail side by side in the public bucket."""
@@ -102,19 +102,19 @@ class Publisher:
 
         async def order() -> rendering.Order:
             source = await with_retries(settings, lambda: objects.get_part(objects.internal_bucket, candidate))
-            origin = provenance.Origin(event.job_id, n, candidate.provider, event.template, selection.envelope.time,
-                                       source, candidate.model, candidate.model_version)
+            origin = provenance.Origin(job_id=event.job_id, n=n, provider=candidate.provider, template=event.template, created_at=selection.envelope.time,
+                                       source=source, model=candidate.model, model_version=candidate.model_version)
             return rendering.Order(origin, delivery, candidate.media_type.startswith("video/"))
 
         with telemetry.timed_stage("delivery", "render"):
             done = (await self.renderer.render(selection.turn, order)).done
-        key = domain.public_key(selection.folder, n, done.image.media_type)
+        key = domain.public_key(selection.folder, n, media_type=done.image.media_type)
         thumbnail_key = domain.thumbnail_key(key, done.thumbnail.media_type)
         await asyncio.gather(
-            with_retries(settings, lambda: objects.put(objects.public_bucket, key, done.image)),
-            with_retries(settings, lambda: objects.put(objects.public_bucket, thumbnail_key, done.thumbnail)))
-        links = objects.signed_links(key, thumbnail_key, settings.link_ttl_s)
-        return domain.delivered_image(domain.Published(n, key, thumbnail_key, links), done, delivery)
+            with_retries(settings, lambda: objects.put(objects.public_bucket, key, content=done.image)),
+            with_retries(settings, lambda: objects.put(objects.public_bucket, thumbnail_key, content=done.thumbnail)))
+        links = objects.signed_links(key, thumbnail_key, ttl_s=settings.link_ttl_s)
+        return domain.delivered_image(domain.Published(n=n, key=key, thumbnail_key=thumbnail_key, links=links), done, delivery=delivery)
 
     async def prepare_delivery(self, envelope: Envelope) -> list[DeliveredImage] | Exception | None:
         """Publish the selected images before the transaction opens, so that no transaction (nor
@@ -128,7 +128,7 @@ class Publisher:
                 return None
         selection = Selection(envelope, load_catalogue().delivery(event.template))
         try:
-            return list(await asyncio.gather(*(self.publish_image(selection, n, c)
+            return list(await asyncio.gather(*(self.publish_image(selection, n, candidate=c)
                                                for n, c in enumerate(chosen_candidates(event), start=1))))
         except Exception as error:  # judged under the outcome's claim, in the transaction
             return error
@@ -147,13 +147,13 @@ class Publisher:
                 decided_before(event)
             return
         if isinstance(published, list):
-            rows = [store.DeliveredRow(image.n, image.key, candidate.key, candidate.offset, candidate.size_bytes,
-                                       image.sha256, image.size_bytes)
+            rows = [store.DeliveredRow(n=image.n, key=image.key, source_key=candidate.key, source_offset=candidate.offset, source_size=candidate.size_bytes,
+                                       sha256=image.sha256, size_bytes=image.size_bytes)
                     for image, candidate in zip(published, chosen_candidates(event), strict=True)]
             delivered = JobDelivered(job_id=event.job_id, tenant_id=event.tenant_id, requested=event.images,
                                      images=published)
             won = await store.claim_delivered(
-                ctx.conn, store.DeliveredJob(event.job_id, event.tenant_id, rows, ctx.announcing(delivered)), claim)
+                ctx.conn, store.DeliveredJob(job_id=event.job_id, tenant_id=event.tenant_id, images=rows, announces=ctx.announcing(delivered)), claim=claim)
             if won or ctx.applied_before:
                 return
             decided_before(event)
@@ -161,7 +161,7 @@ class Publisher:
                                    for key in (image.key, image.thumbnail_key) if key))
             return
         won = await store.claim_outcome(ctx.conn, store.JobOutcome(event.job_id, event.tenant_id, "delivered"),
-                                        claim)
+                                        claim=claim)
         if ctx.applied_before:
             return
         if not won:
@@ -169,13 +169,13 @@ class Publisher:
             return
         if isinstance(published, postprocess.UnpublishableImage):
             log.warning("job %s selected an image delivery cannot publish: %s", event.job_id, published)
-            await store.set_outcome(ctx.conn, event.job_id, "failed")
+            await store.set_outcome(ctx.conn, event.job_id, outcome="failed")
             await ctx.emit(domain.unpublishable(event, published))
             return
         if isinstance(published, Exception):
             log.warning("publishing the images of job %s failed: %s", event.job_id, published)
-            await store.set_outcome(ctx.conn, event.job_id, "failed")
-            await ctx.emit(domain.copy_failed(event, self.settings.copy_attempts, published))
+            await store.set_outcome(ctx.conn, event.job_id, outcome="failed")
+            await ctx.emit(domain.copy_failed(event, self.settings.copy_attempts, error=published))
             return
 
 
@@ -188,7 +188,7 @@ async def answer_cancel(ctx: HandlerContext, event: JobCancelRequested) -> None:
         await ctx.emit(domain.canceled(event))
 
 
-async def erase_images(ctx: HandlerContext, event: JobErased, objects: ObjectStore) -> None:
+async def erase_images(ctx: HandlerContext, event: JobErased, *, objects: ObjectStore) -> None:
     """Delete every object of the job, in both buckets: its candidates (all attempts), the
     router's copies of hosted providers' outputs, its delivered images and whatever lies beside
     them (thumbnails), and the reference photo ingest names. Deleting again deletes nothing, so
@@ -218,7 +218,7 @@ PASSED_OVER: tuple[type[contracts.Event], ...] = (
 )
 
 
-def register(consumer: EventConsumer, publisher: Publisher, sender: WebhookSender) -> None:
+def register(consumer: EventConsumer, publisher: Publisher, *, sender: WebhookSender) -> None:
     @consumer.on(CandidatesScored, prepare=publisher.prepare_delivery, claims=True)
     async def on_candidates_scored(ctx: HandlerContext, event: CandidatesScored) -> None:
         await publisher.deliver_selection(ctx, event)
@@ -230,25 +230,25 @@ def register(consumer: EventConsumer, publisher: Publisher, sender: WebhookSende
     @consumer.on(JobProgressed, claims=True)
     async def on_job_progressed(ctx: HandlerContext, event: JobProgressed) -> None:
         assert ctx.claim is not None
-        if await queue_webhooks(ctx.conn, event, ctx.claim):
+        if await queue_webhooks(ctx.conn, event, claim=ctx.claim):
             ctx.after_commit(sender.notify)
 
     @consumer.on(JobFinished, claims=True)
     async def on_job_finished(ctx: HandlerContext, event: JobFinished) -> None:
         assert ctx.claim is not None  # registered with claims=True
-        if await queue_webhooks(ctx.conn, event, ctx.claim):
+        if await queue_webhooks(ctx.conn, event, claim=ctx.claim):
             ctx.after_commit(sender.notify)
 
     @consumer.on(AccountAlerted, claims=True)
     async def on_account_alerted(ctx: HandlerContext, event: AccountAlerted) -> None:
         assert ctx.claim is not None  # registered with claims=True
-        if await queue_alert_webhooks(ctx.conn, event, ctx.claim):
+        if await queue_alert_webhooks(ctx.conn, event, claim=ctx.claim):
             ctx.after_commit(sender.notify)
 
     @consumer.on(SubjectChanged, claims=True)
     async def on_subject_changed(ctx: HandlerContext, event: SubjectChanged) -> None:
         assert ctx.claim is not None  # registered with claims=True
-        if await queue_subject_webhooks(ctx.conn, event, ctx.claim):
+        if await queue_subject_webhooks(ctx.conn, event, claim=ctx.claim):
             ctx.after_commit(sender.notify)
 
     @consumer.on(RetentionSet)
@@ -257,5 +257,5 @@ def register(consumer: EventConsumer, publisher: Publisher, sender: WebhookSende
 
     @consumer.on(JobErased)
     async def on_job_erased(ctx: HandlerContext, event: JobErased) -> None:
-        await erase_images(ctx, event, publisher.objects)
+        await erase_images(ctx, event, objects=publisher.objects)
         ctx.after_commit(lambda: sender.data_keys.forget(event.job_id))

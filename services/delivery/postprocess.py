@@ -45,7 +45,7 @@ PNG_COMPRESS_LEVEL = 3
 MARKED_THUMBNAIL_QUALITY, THUMBNAIL_BOOST = 90, 1.5
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Rendered:
     """Encoded bytes and what they show; a video clip also its length, rate and codec."""
 
@@ -59,7 +59,7 @@ class Rendered:
     codec: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Delivered:
     image: Rendered
     thumbnail: Rendered
@@ -83,7 +83,7 @@ class UnpublishableImage(ValueError):
     """The candidate is not an image delivery can decode and publish."""
 
 
-def postprocess(data: bytes, delivery: Delivery, mark: watermark.Embedding | None = None) -> Delivered:
+def postprocess(data: bytes, delivery: Delivery, *, mark: watermark.Embedding | None = None) -> Delivered:
     """The image to deliver and its thumbnail, as the template's delivery says, each carrying
     the invisible watermark `mark` embeds, where it is given and the image can hold one."""
     try:
@@ -92,25 +92,26 @@ def postprocess(data: bytes, delivery: Delivery, mark: watermark.Embedding | Non
             source_format, loop = source.format, source.info.get("loop", 0)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         raise UnpublishableImage(f"{type(error).__name__}: {error}") from error
-    target = target_format(source_format, len(frames), delivery)
+    target = target_format(source_format, len(frames), delivery=delivery)
     durations = [frame.info.get("duration") or 100 for frame in frames]
     if delivery.watermark is not None:
         frames = [watermarked(frame, delivery.watermark) for frame in frames]
-    small = thumbnail(frames[0], delivery.thumbnail, mark)
+    small = thumbnail(frames[0], delivery.thumbnail, mark=mark)
     carried = mark is not None and watermark.can_carry(*frames[0].size)
     if carried:
         frames = [marked(frame, mark) for frame in frames]
     if target == source_format and delivery.watermark is None and not carried:
-        image = Rendered(data, MEDIA_TYPES[target], *frames[0].size, len(frames))
+        width, height = frames[0].size
+        image = Rendered(data=data, media_type=MEDIA_TYPES[target], width=width, height=height, frames=len(frames))
     elif len(frames) > 1:
         image = encoded_clip(Animation(frames, durations, loop), delivery.quality)
     else:
-        image = encoded(frames[0], target, delivery.quality)
+        image = encoded(frames[0], target, quality=delivery.quality)
     mark_hex = watermark.mark_hex(mark.mark_id) if carried and mark is not None else None
-    return Delivered(image, small, mark_hex)
+    return Delivered(image=image, thumbnail=small, watermark_id=mark_hex)
 
 
-def target_format(source_format: str | None, frames: int, delivery: Delivery) -> str:
+def target_format(source_format: str | None, frames: int, *, delivery: Delivery) -> str:
     if source_format not in MEDIA_TYPES:
         raise UnpublishableImage(f"not an image delivery can publish: {source_format or 'unknown format'}")
     if frames > 1:
@@ -123,7 +124,7 @@ def has_alpha(image: Image.Image) -> bool:
     return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
 
 
-def encoded(image: Image.Image, pil_format: str, quality: int) -> Rendered:
+def encoded(image: Image.Image, pil_format: str, *, quality: int) -> Rendered:
     """One still image in `pil_format`, keeping transparency where the format has it."""
     alpha = has_alpha(image)
     if pil_format == "JPEG":
@@ -133,7 +134,8 @@ def encoded(image: Image.Image, pil_format: str, quality: int) -> Rendered:
     buffer = io.BytesIO()
     options = {"quality": quality} if pil_format in ("JPEG", "WEBP") else {"compress_level": PNG_COMPRESS_LEVEL}
     pixels.save(buffer, format=pil_format, **options)
-    return Rendered(buffer.getvalue(), MEDIA_TYPES[pil_format], *pixels.size)
+    width, height = pixels.size
+    return Rendered(data=buffer.getvalue(), media_type=MEDIA_TYPES[pil_format], width=width, height=height)
 
 
 def encoded_clip(animation: Animation, quality: int) -> Rendered:
@@ -142,7 +144,8 @@ def encoded_clip(animation: Animation, quality: int) -> Rendered:
     buffer = io.BytesIO()
     pixels[0].save(buffer, format="WEBP", save_all=True, append_images=pixels[1:], duration=animation.durations,
                    loop=animation.loop, quality=quality)
-    return Rendered(buffer.getvalue(), "image/webp", *pixels[0].size, len(pixels))
+    width, height = pixels[0].size
+    return Rendered(data=buffer.getvalue(), media_type="image/webp", width=width, height=height, frames=len(pixels))
 
 
 def on_white(image: Image.Image) -> Image.Image:
@@ -158,15 +161,15 @@ def thumbnail_of(image: Image.Image, spec: Thumbnail) -> Image.Image:
     return small
 
 
-def thumbnail(image: Image.Image, spec: Thumbnail, mark: watermark.Embedding | None = None) -> Rendered:
+def thumbnail(image: Image.Image, spec: Thumbnail, *, mark: watermark.Embedding | None = None) -> Rendered:
     """The thumbnail of `image`, carrying the invisible watermark `mark` embeds, where given."""
     small = thumbnail_of(image, spec)
     if mark is None or not watermark.can_carry(*small.size):
         return encoded(small, PIL_FORMATS[spec.format], quality=THUMBNAIL_QUALITY)
-    return encoded(marked(small, mark, THUMBNAIL_BOOST), PIL_FORMATS[spec.format], quality=MARKED_THUMBNAIL_QUALITY)
+    return encoded(marked(small, mark, boost=THUMBNAIL_BOOST), PIL_FORMATS[spec.format], quality=MARKED_THUMBNAIL_QUALITY)
 
 
-def marked(image: Image.Image, mark: watermark.Embedding | None, boost: float = 1.0) -> Image.Image:
+def marked(image: Image.Image, mark: watermark.Embedding | None, *, boost: float = 1.0) -> Image.Image:
     """`image` with the invisible watermark `mark` embeds (transparency kept); as it is when
     there is no mark to draw or the image is too small to hold one."""
     if mark is None or not watermark.can_carry(*image.size):
@@ -192,7 +195,7 @@ def watermarked(image: Image.Image, mark: Watermark) -> Image.Image:
     draw = ImageDraw.Draw(overlay)
     # Whole pixels from a font at (0, 0); Pillow's types allow fractions.
     left, top, right, bottom = (int(edge) for edge in draw.textbbox((0, 0), mark.text, font=font, stroke_width=stroke))
-    x, y = placed(base.size, (right - left, bottom - top), mark.position)
+    x, y = placed(base.size, (right - left, bottom - top), position=mark.position)
     opacity = round(255 * mark.opacity)
     draw.text((x - left, y - top), mark.text, font=font, fill=(*WHITE, opacity), stroke_width=stroke,
               stroke_fill=(0, 0, 0, opacity))
@@ -205,7 +208,7 @@ def text_size(size: tuple[int, int]) -> int:
     return max(10, min(size) // 16)
 
 
-def placed(size: tuple[int, int], box: tuple[int, int], position: str) -> tuple[int, int]:
+def placed(size: tuple[int, int], box: tuple[int, int], *, position: str) -> tuple[int, int]:
     """Top-left corner of a `box` at `position` in an image of `size`, half the mark's font
     size from its edges."""
     margin = text_size(size) // 2

@@ -57,7 +57,7 @@ WRAP_AAD = b"genline/provenance-signing-key/v1"
 SOFT_BINDING = "c2pa.soft-binding"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Origin:
     """What the credentials say of one delivered image, and the candidate it was made from
     (`source`, as the provider made it: its own manifest is kept as an ingredient)."""
@@ -156,11 +156,11 @@ class Marker:
         image = done.image
         if image.media_type not in SIGNABLE:
             return done
-        signed = self.sign(image, manifest(origin, done), origin.source)
+        signed = self.sign(image, manifest(origin, done), source=origin.source)
         return replace(done, image=replace(image, data=signed), manifest_label=manifest_label(origin.job_id, origin.n),
                        claims=claims(origin, done))
 
-    def sign(self, image: Rendered, manifest: dict[str, Any], source: bytes) -> bytes:
+    def sign(self, image: Rendered, manifest: dict[str, Any], *, source: bytes) -> bytes:
         """`image`'s bytes with `manifest` embedded and signed; `source` its ingredient when it
         carries Content Credentials of its own."""
         info = c2pa.C2paSignerInfo(self.algorithm, self.credentials.chain_pem.encode(),

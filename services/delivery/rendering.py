@@ -43,7 +43,7 @@ class Order:
     is_clip: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RenderedFile:
     """A rendered file, and the CPU it took: in all, and the watermark's part of it."""
 
@@ -68,10 +68,10 @@ def render(order: Order) -> RenderedFile:
     origin = order.origin
     mark = watermark.Embedding(provenance.mark_id(origin.job_id, origin.n))
     finish = clips.postprocess if order.is_clip else postprocess.postprocess
-    done = _marker.mark(finish(origin.source, order.delivery, mark), origin)
+    done = _marker.mark(finish(origin.source, order.delivery, mark=mark), origin)
     if order.is_clip:  # what the receipt says of a clip is read from the file as delivered, signed
         done = replace(done, image=clips.described(done.image.data))
-    return RenderedFile(done, time.process_time() - started, mark.cpu_s, mark.megapixels)
+    return RenderedFile(done=done, cpu_s=time.process_time() - started, watermark_cpu_s=mark.cpu_s, watermark_megapixels=mark.megapixels)
 
 
 class Renderer:

@@ -49,7 +49,7 @@ def expired(objects: list[ListedObject], older_than: datetime) -> list[str]:
 
 
 class RetentionSweeper(PeriodicRound):
-    def __init__(self, runtime: ServiceRuntime, objects: ObjectStore, settings: DeliverySettings) -> None:
+    def __init__(self, runtime: ServiceRuntime, objects: ObjectStore, *, settings: DeliverySettings) -> None:
         self.runtime, self.objects, self.settings = runtime, objects, settings
         self.interval_s, self.task_name = settings.retention_sweep_interval_s, "delivery-retention"
 
@@ -59,11 +59,11 @@ class RetentionSweeper(PeriodicRound):
         logged, not counted: they are no tenant's."""
         now = now or datetime.now(UTC)
         deleted = copies = 0
-        async with exclusive_round(self.runtime.pool, self.runtime.name, "retention") as conn:
+        async with exclusive_round(self.runtime.pool, self.runtime.name, round_name="retention") as conn:
             if conn is None:
                 return 0
             for tenant in await store.retention_rules(conn):
-                deleted += await self._sweep_outputs(tenant, now) + await self._sweep_candidates(conn, tenant, now)
+                deleted += await self._sweep_outputs(tenant, now) + await self._sweep_candidates(conn, tenant, now=now)
             copies = await self._sweep_copies(conn, now)
         if deleted or copies:
             log.info("retention: deleted %d objects, and %d copies of hosted outputs", deleted, copies)
@@ -88,7 +88,7 @@ class RetentionSweeper(PeriodicRound):
         await asyncio.gather(*(self.objects.delete(bucket, key) for key in doomed))
         return len(doomed)
 
-    async def _sweep_candidates(self, conn: Conn, tenant: dict[str, Any], now: datetime) -> int:
+    async def _sweep_candidates(self, conn: Conn, tenant: dict[str, Any], *, now: datetime) -> int:
         """Candidates past the tenant's retention deleted, or blanked where rejected ones
         share their object; the number of objects deleted or written again."""
         if tenant["candidates_days"] is None:
@@ -111,7 +111,7 @@ class RetentionSweeper(PeriodicRound):
             elif parts and written < kept_before and obj.key not in blanked:
                 to_blank.append((obj, parts))
         for obj, parts in to_blank:
-            await store.note_blanked(conn, tenant_id, obj.key, obj.last_modified)
+            await store.note_blanked(conn, tenant_id, source_key=obj.key, written_at=obj.last_modified)
             await self._blank(obj.key, parts)
         await asyncio.gather(*(self.objects.delete(self.objects.internal_bucket, key) for key in doomed))
         await store.forget_blanked(conn, [key for key in doomed if key in blanked])
@@ -123,7 +123,7 @@ class RetentionSweeper(PeriodicRound):
         for offset, size in parts:
             if offset is not None and size:
                 data[offset: offset + size] = bytes(len(data[offset: offset + size]))
-        await self.objects.put(self.objects.internal_bucket, key, Blob(bytes(data), ATTEMPT_MEDIA_TYPE))
+        await self.objects.put(self.objects.internal_bucket, key, content=Blob(bytes(data), ATTEMPT_MEDIA_TYPE))
 
 
 def _all_delivered(parts: list[tuple[int | None, int | None]], obj: ListedObject) -> bool:

@@ -35,7 +35,7 @@ def answer(body: object, status: int = 200) -> Response:
     return Response(json.dumps(body, default=_json_value), status, media_type="application/json")
 
 
-def problem(status: int, slug: str, detail: str) -> JSONResponse:
+def problem(status: int, slug: str, *, detail: str) -> JSONResponse:
     return JSONResponse({"status": status, "slug": slug, "detail": detail}, status)
 
 
@@ -62,14 +62,14 @@ class EndpointChange:
 
 
 class WebhookApi:
-    def __init__(self, runtime: ServiceRuntime, sender: WebhookSender, settings: DeliverySettings) -> None:
+    def __init__(self, runtime: ServiceRuntime, sender: WebhookSender, *, settings: DeliverySettings) -> None:
         self.runtime, self.pool, self.sender, self.settings = runtime, runtime.pool, sender, settings
 
-    async def _audit(self, conn: Conn, request: Request, change: EndpointChange) -> None:
+    async def _audit(self, conn: Conn, request: Request, *, change: EndpointChange) -> None:
         actor = request.headers.get("x-genline-actor") or system_actor("delivery")
-        await record_action(self.runtime, conn, Action(actor, f"webhook_endpoint.{change.action}",
-                                                       f"webhook_endpoint:{change.endpoint_id}",
-                                                       request.path_params["tenant"], change.details))
+        await record_action(self.runtime, conn, action=Action(actor=actor, name=f"webhook_endpoint.{change.action}",
+                                                       target=f"webhook_endpoint:{change.endpoint_id}",
+                                                       tenant_id=request.path_params["tenant"], details=change.details))
 
     def routes(self) -> list[Route]:
         endpoints, one = f"{PREFIX}/webhook-endpoints", f"{PREFIX}/webhook-endpoints/{{endpoint_id}}"
@@ -86,8 +86,8 @@ class WebhookApi:
             Route(f"{PREFIX}/webhook-secret", self.secret, methods=["GET"]),
         ]
 
-    async def _endpoint(self, conn: Conn, tenant: str, endpoint_id: str, lock: bool = False) -> dict[str, Any]:
-        row = await store.endpoint(conn, tenant, parse_uuid(endpoint_id), lock)
+    async def _endpoint(self, conn: Conn, tenant: str, *, endpoint_id: str, lock: bool = False) -> dict[str, Any]:
+        row = await store.endpoint(conn, tenant, endpoint_id=parse_uuid(endpoint_id), lock=lock)
         if row is None:
             raise NotFound
         return row
@@ -97,8 +97,8 @@ class WebhookApi:
         secret = domain.new_webhook_secret()
         async with self.pool.connection() as conn, conn.transaction():
             row = await store.create_endpoint(conn, store.NewEndpoint(
-                tenant, body["url"], body.get("description", ""), body["event_types"], body.get("enabled", True), secret))
-            await self._audit(conn, request, EndpointChange("create", row["id"], {
+                tenant_id=tenant, url=body["url"], description=body.get("description", ""), event_types=body["event_types"], enabled=body.get("enabled", True), secret=secret))
+            await self._audit(conn, request, change=EndpointChange("create", row["id"], {
                 "url": row["url"], "event_types": row["event_types"], "enabled": row["enabled"]}))
         self.runtime.relay.notify()
         return answer(row | {"secret": secret}, 201)
@@ -110,7 +110,7 @@ class WebhookApi:
 
     async def get(self, request: Request) -> Response:
         async with self.pool.connection() as conn:
-            return answer(await self._endpoint(conn, request.path_params["tenant"], request.path_params["endpoint_id"]))
+            return answer(await self._endpoint(conn, request.path_params["tenant"], endpoint_id=request.path_params["endpoint_id"]))
 
     async def update(self, request: Request) -> Response:
         """Changes what is given; enabling an endpoint again clears why it was disabled."""
@@ -119,19 +119,19 @@ class WebhookApi:
         if changes.get("enabled"):
             changes["disabled_reason"] = None
         async with self.pool.connection() as conn, conn.transaction():
-            row = await self._endpoint(conn, params["tenant"], params["endpoint_id"], lock=True)
+            row = await self._endpoint(conn, params["tenant"], endpoint_id=params["endpoint_id"], lock=True)
             if changes:
-                row = await store.update_endpoint(conn, row["id"], changes)
-                await self._audit(conn, request, EndpointChange("update", row["id"], changes))
+                row = await store.update_endpoint(conn, row["id"], changes=changes)
+                await self._audit(conn, request, change=EndpointChange("update", row["id"], changes))
         self.runtime.relay.notify()
         return answer(row)
 
     async def delete(self, request: Request) -> Response:
         params = request.path_params
         async with self.pool.connection() as conn, conn.transaction():
-            row = await self._endpoint(conn, params["tenant"], params["endpoint_id"], lock=True)
+            row = await self._endpoint(conn, params["tenant"], endpoint_id=params["endpoint_id"], lock=True)
             await store.delete_endpoint(conn, row["id"])
-            await self._audit(conn, request, EndpointChange("delete", row["id"], {"url": row["url"]}))
+            await self._audit(conn, request, change=EndpointChange("delete", row["id"], {"url": row["url"]}))
         self.runtime.relay.notify()
         return Response(status_code=204)
 
@@ -141,34 +141,34 @@ class WebhookApi:
         overlap_s = body.get("overlap_s", self.settings.webhook_secret_overlap_s)
         secret = domain.new_webhook_secret()
         async with self.pool.connection() as conn, conn.transaction():
-            row = await self._endpoint(conn, params["tenant"], params["endpoint_id"], lock=True)
-            row = await store.rotate_secret(conn, row["id"], secret, datetime.now(UTC) + timedelta(seconds=overlap_s))
-            await self._audit(conn, request, EndpointChange("rotate_secret", row["id"], {"overlap_s": overlap_s}))
+            row = await self._endpoint(conn, params["tenant"], endpoint_id=params["endpoint_id"], lock=True)
+            row = await store.rotate_secret(conn, row["id"], secret=secret, previous_expires_at=datetime.now(UTC) + timedelta(seconds=overlap_s))
+            await self._audit(conn, request, change=EndpointChange("rotate_secret", row["id"], {"overlap_s": overlap_s}))
         self.runtime.relay.notify()
         return answer(row | {"secret": secret})
 
     async def endpoint_attempts(self, request: Request) -> Response:
         params = request.path_params
         async with self.pool.connection() as conn:
-            row = await self._endpoint(conn, params["tenant"], params["endpoint_id"])
-            rows = await store.endpoint_attempts(conn, params["tenant"], row["id"], attempts_limit(request))
+            row = await self._endpoint(conn, params["tenant"], endpoint_id=params["endpoint_id"])
+            rows = await store.endpoint_attempts(conn, params["tenant"], endpoint_id=row["id"], limit=attempts_limit(request))
         return answer({"data": rows})
 
     async def job_attempts(self, request: Request) -> Response:
         params = request.path_params
         async with self.pool.connection() as conn:
-            rows = await store.job_attempts(conn, params["tenant"], parse_uuid(params["job_id"]), attempts_limit(request))
+            rows = await store.job_attempts(conn, params["tenant"], job_id=parse_uuid(params["job_id"]), limit=attempts_limit(request))
         return answer({"data": rows})
 
     async def redeliver(self, request: Request) -> Response:
         """Queue the attempt's message again, at once, with the same `webhook-id`."""
         params = request.path_params
         async with self.pool.connection() as conn, conn.transaction():
-            row = await store.attempted_message(conn, params["tenant"], parse_uuid(params["attempt_id"]))
+            row = await store.attempted_message(conn, params["tenant"], attempt_id=parse_uuid(params["attempt_id"]))
             if row is None:
                 raise NotFound
             if row["enabled"] is False:
-                return problem(409, "endpoint-disabled", "the endpoint is disabled; enable it before redelivering")
+                return problem(409, "endpoint-disabled", detail="the endpoint is disabled; enable it before redelivering")
             await store.send_again(conn, row["id"])
         self.sender.notify()
         return answer({"message_id": row["id"], "webhook_id": row["webhook_id"], "state": "pending"}, 202)
@@ -179,4 +179,4 @@ class WebhookApi:
 
 
 def not_found_handler(_request: Request, _exc: Exception) -> JSONResponse:
-    return problem(404, "not-found", "no such webhook endpoint or attempt")
+    return problem(404, "not-found", detail="no such webhook endpoint or attempt")

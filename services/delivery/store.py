@@ -18,7 +18,7 @@ from services.common.db import Conn, as_arrays, typed_arrays
 from services.delivery import domain
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DeliveredRow:
     """One published image: its number and key, the candidate's object and its place in it
     (offset None: the candidate alone), and the published bytes' digest and size."""
@@ -41,7 +41,7 @@ class JobOutcome:
     outcome: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DeliveredJob:
     """A job delivered: its published images, each with the candidate it came from, and
     `announces`, the outbox row of its JobDelivered."""
@@ -55,7 +55,7 @@ class DeliveredJob:
 # ---- outcomes ------------------------------------------------------------------------------
 
 
-async def claim_outcome(conn: Conn, outcome: JobOutcome, claim: InboxClaim | None = None) -> bool:
+async def claim_outcome(conn: Conn, outcome: JobOutcome, *, claim: InboxClaim | None = None) -> bool:
     """Claim the job's one outcome for this transaction, in the statement that makes `claim`
     (if given; then told what is fresh); False if it has one already."""
     if claim is None:
@@ -74,7 +74,7 @@ async def claim_outcome(conn: Conn, outcome: JobOutcome, claim: InboxClaim | Non
     return won == 1
 
 
-async def set_outcome(conn: Conn, job_id: uuid.UUID, outcome: str) -> None:
+async def set_outcome(conn: Conn, job_id: uuid.UUID, *, outcome: str) -> None:
     await conn.execute("UPDATE job_outcomes SET outcome = %s WHERE job_id = %s", [outcome, job_id])
 
 
@@ -89,12 +89,12 @@ DELIVERED_COLUMNS = {"n": "int", "key": "text", "source_key": "text", "source_of
                      "sha256": "text", "size_bytes": "int8"}
 
 
-async def claim_delivered(conn: Conn, job: DeliveredJob, claim: InboxClaim) -> bool:
+async def claim_delivered(conn: Conn, job: DeliveredJob, *, claim: InboxClaim) -> bool:
     """Claim the job's one outcome as delivered, record its published images and add its
     JobDelivered, in the statement that makes `claim` (then told what is fresh); False
     (nothing recorded, nothing announced) if the job has its outcome already."""
     if not job.images:
-        won = await claim_outcome(conn, JobOutcome(job.job_id, job.tenant_id, "delivered"), claim)
+        won = await claim_outcome(conn, JobOutcome(job.job_id, job.tenant_id, "delivered"), claim=claim)
         if won:
             await conn.execute(*staged_event(job.announces))
         return won
@@ -149,7 +149,7 @@ async def blanked_sources(conn: Conn, tenant_id: str) -> dict[str, datetime]:
     return {row["source_key"]: row["written_at"] for row in rows}
 
 
-async def note_blanked(conn: Conn, tenant_id: str, source_key: str, written_at: datetime) -> None:
+async def note_blanked(conn: Conn, tenant_id: str, *, source_key: str, written_at: datetime) -> None:
     await conn.execute("INSERT INTO blanked_sources (source_key, tenant_id, written_at) VALUES (%s, %s, %s)"
                        " ON CONFLICT (source_key) DO NOTHING", [source_key, tenant_id, written_at])
 
@@ -194,14 +194,14 @@ ENDPOINT_COLUMNS = ("id, url, description, event_types, enabled, disabled_reason
                     " CASE WHEN previous_expires_at > now() THEN previous_expires_at END AS previous_secret_expires_at")
 
 
-async def endpoint(conn: Conn, tenant_id: str, endpoint_id: uuid.UUID, lock: bool = False) -> DictRow | None:
+async def endpoint(conn: Conn, tenant_id: str, *, endpoint_id: uuid.UUID, lock: bool = False) -> DictRow | None:
     """The tenant's endpoint unless deleted; with `lock`, held for this transaction."""
     return await (await conn.execute(
         f"SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = %s AND tenant_id = %s AND deleted_at IS NULL"
         + (" FOR UPDATE" if lock else ""), [endpoint_id, tenant_id])).fetchone()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class NewEndpoint:
     """A tenant's webhook endpoint as it is created: where to post, what it asked for, and the
     secret that signs for it."""
@@ -232,7 +232,7 @@ async def endpoints(conn: Conn, tenant_id: str) -> list[DictRow]:
 UPDATABLE = ("url", "description", "event_types", "enabled", "disabled_reason")
 
 
-async def update_endpoint(conn: Conn, endpoint_id: uuid.UUID, changes: dict[str, Any]) -> DictRow:
+async def update_endpoint(conn: Conn, endpoint_id: uuid.UUID, *, changes: dict[str, Any]) -> DictRow:
     """`changes` names columns of UPDATABLE only."""
     if not set(changes) <= set(UPDATABLE):
         raise ValueError(f"not an updatable column: {', '.join(sorted(set(changes) - set(UPDATABLE)))}")
@@ -248,7 +248,7 @@ async def delete_endpoint(conn: Conn, endpoint_id: uuid.UUID) -> None:
     await conn.execute("UPDATE webhook_endpoints SET deleted_at = now(), enabled = false WHERE id = %s", [endpoint_id])
 
 
-async def rotate_secret(conn: Conn, endpoint_id: uuid.UUID, secret: str, previous_expires_at: datetime) -> DictRow:
+async def rotate_secret(conn: Conn, endpoint_id: uuid.UUID, *, secret: str, previous_expires_at: datetime) -> DictRow:
     """`secret` signs from now on; the one it replaces too, until `previous_expires_at`."""
     row = await (await conn.execute(
         f"UPDATE webhook_endpoints SET previous_secret = secret, secret = %s, previous_expires_at = %s,"
@@ -258,13 +258,13 @@ async def rotate_secret(conn: Conn, endpoint_id: uuid.UUID, secret: str, previou
     return row
 
 
-async def disable_endpoint(conn: Conn, endpoint_id: uuid.UUID | None, reason: str) -> None:
+async def disable_endpoint(conn: Conn, endpoint_id: uuid.UUID | None, *, reason: str) -> None:
     if endpoint_id is not None:
         await conn.execute("UPDATE webhook_endpoints SET enabled = false, disabled_reason = %s, updated_at = now()"
                            " WHERE id = %s", [reason, endpoint_id])
 
 
-async def subscribed_endpoints(conn: Conn, tenant_id: str, event_type: str, claim: InboxClaim) -> list[DictRow]:
+async def subscribed_endpoints(conn: Conn, tenant_id: str, *, event_type: str, claim: InboxClaim) -> list[DictRow]:
     """The tenant's enabled endpoints that asked for `event_type`: id and url; read in the
     statement that claims the event on the inbox (`claim`, told what is fresh)."""
     rows = await (await conn.execute(*claim.first(
@@ -289,7 +289,7 @@ async def job_secret(conn: Conn, tenant_id: str) -> str:
 # ---- webhook messages and attempts ----------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class WebhookMessage:
     """One event to one target, to send: its `webhook-id`, the target's endpoint (None: the job's
     own webhook URL) and URL, the job (None: a tenant's alert), and the JSON it carries."""
@@ -330,14 +330,14 @@ WHERE m.id = ANY(%s)
 """
 
 
-async def claim_due(conn: Conn, claim_s: float, limit: int) -> list[DictRow]:
+async def claim_due(conn: Conn, claim_s: float, *, limit: int) -> list[DictRow]:
     """Up to `limit` messages due, put out of every other sender's reach for `claim_s`, with
     their endpoint's URL and secrets (call in a transaction)."""
     ids = [r["id"] for r in await (await conn.execute(CLAIM, [claim_s, limit])).fetchall()]
     return await (await conn.execute(CLAIMED, [ids])).fetchall() if ids else []
 
 
-async def record_attempt(conn: Conn, message_id: uuid.UUID, at: datetime, attempt: domain.Attempt) -> None:
+async def record_attempt(conn: Conn, message_id: uuid.UUID, *, at: datetime, attempt: domain.Attempt) -> None:
     await conn.execute(
         "INSERT INTO webhook_attempts (id, message_id, attempted_at, status_code, latency_ms, response_excerpt,"
         " error) VALUES (%s, %s, %s, %s, %s, %s, %s)",
@@ -345,12 +345,12 @@ async def record_attempt(conn: Conn, message_id: uuid.UUID, at: datetime, attemp
          attempt.error])
 
 
-async def schedule_retry(conn: Conn, message_id: uuid.UUID, failures: int, delay_s: float) -> None:
+async def schedule_retry(conn: Conn, message_id: uuid.UUID, *, failures: int, delay_s: float) -> None:
     await conn.execute("UPDATE webhook_messages SET failures = %s, next_attempt_at = now() + make_interval(secs => %s)"
                        " WHERE id = %s", [failures, delay_s, message_id])
 
 
-async def close_message(conn: Conn, message_id: uuid.UUID, state: str) -> int:
+async def close_message(conn: Conn, message_id: uuid.UUID, *, state: str) -> int:
     """The message's final state; how many attempts it took."""
     await conn.execute("UPDATE webhook_messages SET state = %s WHERE id = %s", [state, message_id])
     row = await (await conn.execute("SELECT count(*) AS n FROM webhook_attempts WHERE message_id = %s",
@@ -372,17 +372,17 @@ WHERE m.tenant_id = %s AND m.{by} = %s ORDER BY a.attempted_at DESC, a.id LIMIT 
 """
 
 
-async def endpoint_attempts(conn: Conn, tenant_id: str, endpoint_id: uuid.UUID, limit: int) -> list[DictRow]:
+async def endpoint_attempts(conn: Conn, tenant_id: str, *, endpoint_id: uuid.UUID, limit: int) -> list[DictRow]:
     """The tenant's latest attempts to one endpoint, newest first."""
     return await (await conn.execute(ATTEMPTS.format(by="endpoint_id"), [tenant_id, endpoint_id, limit])).fetchall()
 
 
-async def job_attempts(conn: Conn, tenant_id: str, job_id: uuid.UUID, limit: int) -> list[DictRow]:
+async def job_attempts(conn: Conn, tenant_id: str, *, job_id: uuid.UUID, limit: int) -> list[DictRow]:
     """The tenant's latest attempts for one job, newest first."""
     return await (await conn.execute(ATTEMPTS.format(by="job_id"), [tenant_id, job_id, limit])).fetchall()
 
 
-async def attempted_message(conn: Conn, tenant_id: str, attempt_id: uuid.UUID) -> DictRow | None:
+async def attempted_message(conn: Conn, tenant_id: str, *, attempt_id: uuid.UUID) -> DictRow | None:
     """The message of one of the tenant's attempts (id, webhook_id, its endpoint's enabled),
     held for this transaction."""
     return await (await conn.execute(

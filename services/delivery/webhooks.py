@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 
 
 async def queue_webhooks(conn: Conn, event: JobFinished | JobProgressed,
-                         claim: InboxClaim) -> int:
+                         *, claim: InboxClaim) -> int:
     """The messages of a finished job (or of a job's progress): one per subscribed endpoint,
     one for its own URL; its first statement claims the event on the inbox (nothing is queued
     for a duplicate)."""
@@ -64,7 +64,7 @@ async def queue_webhooks(conn: Conn, event: JobFinished | JobProgressed,
             event_type, payload, occurrence = domain.webhook_event(event.state), event.view, ""
         case _:
             assert_never(event)
-    endpoints = await store.subscribed_endpoints(conn, event.tenant_id, event_type, claim)
+    endpoints = await store.subscribed_endpoints(conn, event.tenant_id, event_type=event_type, claim=claim)
     if not claim.claimed:
         return 0
     targets_ = [(e["id"], e["url"], str(e["id"])) for e in endpoints]
@@ -72,39 +72,39 @@ async def queue_webhooks(conn: Conn, event: JobFinished | JobProgressed,
         await store.job_secret(conn, event.tenant_id)
         targets_.append((None, event.webhook_url, "job"))
     for endpoint_id, url, target in targets_:
-        webhook_id = domain.webhook_id(event.job_id, event_type + occurrence, target)
-        await store.queue_message(conn, store.WebhookMessage(webhook_id, event.tenant_id, endpoint_id, url, event.job_id,
-                                                             event_type, json.dumps(payload)))
+        webhook_id = domain.webhook_id(event.job_id, event_type + occurrence, target=target)
+        await store.queue_message(conn, store.WebhookMessage(webhook_id=webhook_id, tenant_id=event.tenant_id, endpoint_id=endpoint_id, url=url, job_id=event.job_id,
+                                                             event_type=event_type, payload=json.dumps(payload)))
     return len(targets_)
 
 
-async def queue_alert_webhooks(conn: Conn, event: AccountAlerted, claim: InboxClaim) -> int:
+async def queue_alert_webhooks(conn: Conn, event: AccountAlerted, *, claim: InboxClaim) -> int:
     """The messages of a tenant's alert: one per endpoint subscribed to it; its first statement
     claims the event on the inbox (nothing is queued for a duplicate)."""
-    endpoints = await store.subscribed_endpoints(conn, event.tenant_id, event.alert, claim)
+    endpoints = await store.subscribed_endpoints(conn, event.tenant_id, event_type=event.alert, claim=claim)
     if not claim.claimed:
         return 0
     payload = json.dumps(domain.alert_data(event))
     for endpoint in endpoints:
         await store.queue_message(conn, store.WebhookMessage(
-            domain.alert_webhook_id(event.alert_id, str(endpoint["id"])), event.tenant_id, endpoint["id"],
-            endpoint["url"], None, event.alert, payload))
+            webhook_id=domain.alert_webhook_id(event.alert_id, str(endpoint["id"])), tenant_id=event.tenant_id, endpoint_id=endpoint["id"],
+            url=endpoint["url"], job_id=None, event_type=event.alert, payload=payload))
     return len(endpoints)
 
 
-async def queue_subject_webhooks(conn: Conn, event: SubjectChanged, claim: InboxClaim) -> int:
+async def queue_subject_webhooks(conn: Conn, event: SubjectChanged, *, claim: InboxClaim) -> int:
     """The messages of a subject's change (`subject.ready`, `.trained`, `.failed`): one per
     endpoint subscribed to it, the subject as the API shows it (never its photos); its first
     statement claims the event on the inbox. Other states are sent nowhere."""
     event_type = f"subject.{event.state}"
-    endpoints = await store.subscribed_endpoints(conn, event.tenant_id, event_type, claim)
+    endpoints = await store.subscribed_endpoints(conn, event.tenant_id, event_type=event_type, claim=claim)
     if not claim.claimed or event_type not in SUBJECT_WEBHOOK_EVENTS:
         return 0
     payload = json.dumps(domain.subject_data(event))
     for endpoint in endpoints:
         await store.queue_message(conn, store.WebhookMessage(
-            domain.subject_webhook_id(event, str(endpoint["id"])), event.tenant_id, endpoint["id"], endpoint["url"],
-            None, event_type, payload))
+            webhook_id=domain.subject_webhook_id(event, str(endpoint["id"])), tenant_id=event.tenant_id, endpoint_id=endpoint["id"], url=endpoint["url"],
+            job_id=None, event_type=event_type, payload=payload))
     return len(endpoints)
 
 
@@ -127,7 +127,7 @@ async def read_excerpt(response: httpx.Response, limit: int = domain.RESPONSE_EX
     return data.decode(errors="replace")[: domain.RESPONSE_EXCERPT_CHARS]
 
 
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, kw_only=True)
 class WebhookSender:
     """Claims the due messages of `webhook_messages`, posts them and records how each attempt went."""
 
@@ -189,7 +189,7 @@ class WebhookSender:
     async def _claim(self, limit: int) -> list[DictRow]:
         try:
             async with self.pool.connection() as conn, conn.transaction():
-                return await store.claim_due(conn, self.settings.webhook_claim_s, limit)
+                return await store.claim_due(conn, self.settings.webhook_claim_s, limit=limit)
         except Exception:  # the database is away: try again at the next poll
             log.warning("claiming due webhooks failed", exc_info=True)
             return []
@@ -200,12 +200,12 @@ class WebhookSender:
             return
         view = await self.with_clear_prompt(message["job_id"], self.with_fresh_links(message["payload"]))
         at = datetime.now(UTC)
-        outgoing = domain.WebhookPost(message["webhook_id"], at, domain.webhook_body(message["event_type"], at, view))
+        outgoing = domain.WebhookPost(message["webhook_id"], at, domain.webhook_body(message["event_type"], at, view=view))
         headers = {"webhook-id": outgoing.webhook_id, "webhook-timestamp": str(int(at.timestamp())),
                    "webhook-signature": domain.signature_header(signing_secrets(message), outgoing),
                    "content-type": "application/json", "user-agent": "Genline-Webhooks/1"}
-        attempt = await self.post(message["url"], outgoing.body, headers)
-        await self.record(message, at, attempt)
+        attempt = await self.post(message["url"], outgoing.body, headers=headers)
+        await self.record(message, at, attempt=attempt)
 
     async def with_clear_prompt(self, job_id: uuid.UUID, view: dict[str, Any]) -> dict[str, Any]:
         """The view as its tenant sees it: the prompt opened with the job's data key."""
@@ -216,11 +216,11 @@ class WebhookSender:
     def with_fresh_links(self, view: dict[str, Any]) -> dict[str, Any]:
         outputs = []
         for output in view.get("outputs", []):
-            links = self.objects.signed_links(output["key"], output.get("thumbnail_key"), self.settings.link_ttl_s)
+            links = self.objects.signed_links(output["key"], output.get("thumbnail_key"), ttl_s=self.settings.link_ttl_s)
             outputs.append(output | links | {"expires_at": links["expires_at"].isoformat()})
         return view | {"outputs": outputs}
 
-    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> domain.Attempt:
+    async def post(self, url: str, body: bytes, *, headers: dict[str, str]) -> domain.Attempt:
         started = time.perf_counter()
         try:
             address = await targets.checked_address(url, self.allowed)
@@ -228,25 +228,25 @@ class WebhookSender:
             async with self.http.stream("POST", pinned, content=body, headers=headers | host,
                                         extensions=extensions) as response:
                 excerpt = await read_excerpt(response)
-            return domain.Attempt(response.status_code, excerpt, latency_ms=elapsed_ms(started))
+            return domain.Attempt(status_code=response.status_code, excerpt=excerpt, latency_ms=elapsed_ms(started))
         except targets.RefusedTarget as refused:
             return domain.Attempt(error=f"refused: {refused}", latency_ms=elapsed_ms(started))
         except httpx.HTTPError as error:
             return domain.Attempt(error=f"{type(error).__name__}: {error}"[:500], latency_ms=elapsed_ms(started))
 
-    async def record(self, message: DictRow, at: datetime, attempt: domain.Attempt) -> None:
+    async def record(self, message: DictRow, at: datetime, *, attempt: domain.Attempt) -> None:
         outcome = domain.attempt_outcome(attempt.status_code)
         telemetry.WEBHOOK_SECONDS.observe(attempt.latency_ms / 1000)
         async with self.pool.connection() as conn, conn.transaction():
-            await store.record_attempt(conn, message["id"], at, attempt)
+            await store.record_attempt(conn, message["id"], at=at, attempt=attempt)
             if outcome == "delivered":
-                await self._close(conn, message, "delivered", attempt)
+                await self._close(conn, message, state="delivered", attempt=attempt)
             elif outcome == "gone":
-                await self._close(conn, message, "failed", attempt)
-                await store.disable_endpoint(conn, message["endpoint_id"], f"answered 410 Gone at {at:%Y-%m-%d %H:%M:%S}Z")
+                await self._close(conn, message, state="failed", attempt=attempt)
+                await store.disable_endpoint(conn, message["endpoint_id"], reason=f"answered 410 Gone at {at:%Y-%m-%d %H:%M:%S}Z")
             elif not await self._schedule_retry(conn, message):
                 outcome = "given_up"
-                await self._close(conn, message, "failed", attempt)
+                await self._close(conn, message, state="failed", attempt=attempt)
         telemetry.WEBHOOK_ATTEMPTS.labels(outcome).inc()
         if outcome != "retry":
             self.relay.notify()
@@ -259,16 +259,16 @@ class WebhookSender:
         delay_s = self.retries.delay_s(failures)
         if delay_s is None:
             return False
-        await store.schedule_retry(conn, message["id"], failures, delay_s)
+        await store.schedule_retry(conn, message["id"], failures=failures, delay_s=delay_s)
         return True
 
-    async def _close(self, conn: Conn, message: DictRow, state: str, attempt: domain.Attempt) -> None:
+    async def _close(self, conn: Conn, message: DictRow, *, state: str, attempt: domain.Attempt) -> None:
         """The message is done: its state, and WebhookSent for the job's history."""
-        attempts = await store.close_message(conn, message["id"], state)
+        attempts = await store.close_message(conn, message["id"], state=state)
         sent = WebhookSent(job_id=message["job_id"], tenant_id=message["tenant_id"], webhook_id=message["webhook_id"],
                            event=message["event_type"], endpoint_id=message["endpoint_id"], outcome=state,
                            attempts=attempts, status_code=attempt.status_code)
-        await add_to_outbox(conn, envelop(sent, "/genline/delivery"), self.settings.topic_namespace)
+        await add_to_outbox(conn, envelop(sent, "/genline/delivery"), namespace=self.settings.topic_namespace)
 
     async def _abandon(self, message_id: uuid.UUID) -> None:
         async with self.pool.connection() as conn:

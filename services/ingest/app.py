@@ -126,7 +126,7 @@ def create_api(lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] 
     `build` serves, and the document `openapi_document` renders."""
     # /docs/ is the documentation site (its API reference is rendered from this document);
     # FastAPI's interactive explorer answers at /swagger.
-    app = api.create_app("ingest", api.Described("Genline", DESCRIPTION, TAGS, swagger_url="/swagger"), lifespan)
+    app = api.create_app("ingest", api.Described(title="Genline", description=DESCRIPTION, tags=TAGS, swagger_url="/swagger"), lifespan=lifespan)
     for router in ROUTERS:
         app.include_router(router)
     problems.answer_errors_as(app, openai_errors.SHAPE)
@@ -142,7 +142,7 @@ def openapi_document() -> dict[str, Any]:
 
 
 def build(settings: IngestSettings) -> tuple[ServiceRuntime, FastAPI]:
-    runtime = ServiceRuntime("ingest", settings, "services.ingest")
+    runtime = ServiceRuntime("ingest", settings, migrations_package="services.ingest")
     objects = ObjectStore(settings)
     signer = receipt_signer(settings)
     if settings.consume_events:
@@ -155,16 +155,16 @@ def build(settings: IngestSettings) -> tuple[ServiceRuntime, FastAPI]:
     app.state.trust_anchors = settings.trust_anchors()
     app.state.service_verifier = verifier_of(settings)
     app.state.screening = ScreeningGate(settings.screening_budget_bytes(), settings.screening_threads,
-                                        settings.screening_wait_s)
-    member_wiring.install(app, runtime, settings)
+                                        wait_s=settings.screening_wait_s)
+    member_wiring.install(app, runtime, settings=settings)
     app.state.prompt_gate = PromptGate(settings.prompt_rules, settings.prompt_screening_policy,
-                                       hosted_moderation(runtime, settings))
+                                       moderation=hosted_moderation(runtime, settings))
     peers = Peers(runtime, app)
-    peers.grpc("ledger", settings.ledger_grpc_target, ledger_calls.rpc.LedgerServiceStub)
-    peers.grpc("router", settings.router_grpc_target, admin_platform.rpc.RouterServiceStub)
-    peers.http("delivery", settings.delivery_url, settings.delivery_timeout_s)
-    peers.http("ledger", settings.ledger_url, settings.ledger_timeout_s)
-    sweeper, batch_runner = Sweeper(runtime, settings, signer), BatchRunner(app, settings)
+    peers.grpc("ledger", settings.ledger_grpc_target, stub_class=ledger_calls.rpc.LedgerServiceStub)
+    peers.grpc("router", settings.router_grpc_target, stub_class=admin_platform.rpc.RouterServiceStub)
+    peers.http("delivery", settings.delivery_url, timeout_s=settings.delivery_timeout_s)
+    peers.http("ledger", settings.ledger_url, timeout_s=settings.ledger_timeout_s)
+    sweeper, batch_runner = Sweeper(runtime, settings, signer=signer), BatchRunner(app, settings)
     evaluation_runner = EvaluationRunner(app, settings)
     retention = RetentionSweeper(Subjects(runtime, settings, objects))
     app.state.log_watch = LogWatch(runtime, settings.stream_poll_s)
@@ -183,8 +183,8 @@ def hosted_moderation(runtime: ServiceRuntime, settings: IngestSettings) -> Host
     http = httpx.AsyncClient(follow_redirects=False)
     runtime.shutdown_hooks.append(http.aclose)
     key = settings.moderation_api_key.get_secret_value() if settings.moderation_api_key else None
-    return HostedModeration(http, settings.moderation_url, key, settings.moderation_model, settings.moderation_timeout_s,
-                            Breaker(settings.moderation_breaker_failures, settings.moderation_breaker_cooldown_s))
+    return HostedModeration(http=http, url=settings.moderation_url, api_key=key, model=settings.moderation_model, timeout_s=settings.moderation_timeout_s,
+                            breaker=Breaker(failures=settings.moderation_breaker_failures, cooldown_s=settings.moderation_breaker_cooldown_s))
 
 
 async def publish_signing_key(runtime: ServiceRuntime, signer: Signer) -> None:
@@ -200,7 +200,7 @@ class Peers:
     runtime: ServiceRuntime
     app: FastAPI
 
-    def grpc(self, name: str, target: str, stub_class: Callable[..., object]) -> None:
+    def grpc(self, name: str, target: str, *, stub_class: Callable[..., object]) -> None:
         """One gRPC channel to service `name`; its stub is `app.state.<name>_stub`."""
         state = self.app.state
 
@@ -217,7 +217,7 @@ class Peers:
         self.runtime.startup_hooks.append(open_channel)
         self.runtime.shutdown_hooks.append(close_channel)
 
-    def http(self, name: str, base_url: str, timeout_s: float) -> None:
+    def http(self, name: str, base_url: str, *, timeout_s: float) -> None:
         """One HTTP client for service `name`'s internal API, signed as ingest: `app.state.<name>_http`
         (delivery's webhook endpoints and attempts, the ledger's checkouts and auto top-up)."""
         state = self.app.state

@@ -26,7 +26,7 @@ def set_plan(args: argparse.Namespace) -> int:
     from services.ingest.settings import IngestSettings
 
     try:
-        previous = asyncio.run(set_tenant_plan(IngestSettings(), args.tenant, args.plan))
+        previous = asyncio.run(set_tenant_plan(IngestSettings(), args.tenant, plan=args.plan))
     except ValueError as error:
         args.parser.exit(2, f"{args.parser.prog}: {error}\n")
     print(f"{args.tenant}: {previous} -> {args.plan}")
@@ -71,7 +71,7 @@ def replay_jobs(args: argparse.Namespace) -> int:
     from services.common.settings import AuditorSettings
     from services.ingest.jobs.replay import JobReplay, replay_jobs
 
-    return replay_jobs(AuditorSettings(), JobReplay(args.schema, args.tenant, args.settle, args.source))
+    return replay_jobs(AuditorSettings(), JobReplay(schema=args.schema, tenant=args.tenant, settle_s=args.settle, source=args.source))
 
 
 def replay_receipts(args: argparse.Namespace) -> int:
@@ -91,8 +91,8 @@ def print_openapi(args: argparse.Namespace) -> int:
 
 
 def add_commands(tree: CommandTree) -> None:
-    tree.command("openapi", print_openapi, Help(
-        "print the public API's OpenAPI document, as ingest serves it",
+    tree.command("openapi", print_openapi, help=Help(
+        text="print the public API's OpenAPI document, as ingest serves it",
         description="Print the OpenAPI document ingest serves at /openapi.json (to generate a client, or to read the"
                     " API offline); no platform needs to run.")
                  ).add_argument("--indent", action="store_true", help="indented, for people")
@@ -117,15 +117,15 @@ def add_commands(tree: CommandTree) -> None:
 
     tree.group("receipts", help="signed job receipts, checked offline; a signing key")
     tree.command("receipts keygen", new_receipt_key,
-                 Help("print a new receipt signing key",
+                 help=Help(text="print a new receipt signing key",
                       description="Print a new receipt signing key (GENLINE_RECEIPT_SIGNING_KEY)."))
 
     tree.group("replay", help="rebuild state from the journals and compare it with the live one",
                description="Rebuild state from the journals and compare it with the live one, as the auditor:"
                " GENLINE_DATABASE_URL with the role genline_auditor (reads every schema, writes nothing),"
                " GENLINE_KAFKA_* as the KafkaUser genline-auditor (reads the topics only); no service key.")
-    jobs = tree.command("replay jobs", replay_jobs, Help(
-        "rebuild every job's read model from every journal and compare",
+    jobs = tree.command("replay jobs", replay_jobs, help=Help(
+        text="rebuild every job's read model from every journal and compare",
         description="Rebuild every job's read model from every journal and compare. Sealed prompts are opened and"
                     " compared with the key-encryption key (GENLINE_DATA_KEY_KEK_FILE or GENLINE_DATA_KEY_KMS_KEY_ID);"
                     " without it every other field is compared."))

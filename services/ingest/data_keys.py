@@ -29,20 +29,20 @@ __all__ = ["JobKey", "destroy", "insert", "job_key", "wrapped", "key_of", "keys_
            "rewrap_all", "status", "with_prompt"]
 
 
-async def _off_loop(keyring: Keyring, kek_id: str | None, work: Callable[[], T]) -> T:
+async def _off_loop(keyring: Keyring, kek_id: str | None, *, work: Callable[[], T]) -> T:
     """KMS is a network call (boto3 blocks); a local KEK is a few microseconds of AES."""
     if (kek_id or keyring.active or "").startswith(KMS):
         return await asyncio.to_thread(work)
     return work()
 
 
-async def wrapped(job_id: UUID, key: bytes, keyring: Keyring) -> "JobKey":
+async def wrapped(job_id: UUID, key: bytes, *, keyring: Keyring) -> "JobKey":
     """The job's key wrapped under the keyring's active KEK."""
-    kek_id, wrapped_key = await _off_loop(keyring, None, partial(keyring.wrap, key, job_id))
-    return JobKey(job_id, key, kek_id, wrapped_key)
+    kek_id, wrapped_key = await _off_loop(keyring, None, work=partial(keyring.wrap, key, job_id))
+    return JobKey(job_id=job_id, key=key, kek_id=kek_id, wrapped=wrapped_key)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class JobKey:
     """A new job's id and data key, and the key wrapped for its row (under `kek_id`)."""
 
@@ -56,41 +56,41 @@ async def job_key(keyring: Keyring) -> JobKey:
     """A new job's id and data key, wrapped. Call it before the transaction that records the
     job: wrapping is a network call under KMS, and that transaction holds the tenant's row, so
     every submission of the tenant would wait on KMS."""
-    return await wrapped(uuid4(), new_data_key(), keyring)
+    return await wrapped(uuid4(), new_data_key(), keyring=keyring)
 
 
-async def insert(conn: Conn, tenant_id: str, key: JobKey) -> None:
+async def insert(conn: Conn, tenant_id: str, *, key: JobKey) -> None:
     """Store a job's wrapped key outside a submission (which writes its own with the job)."""
-    await store.insert_data_key(conn, store.WrappedDataKey(key.job_id, tenant_id, key.wrapped, key.kek_id))
+    await store.insert_data_key(conn, store.WrappedDataKey(job_id=key.job_id, tenant_id=tenant_id, wrapped=key.wrapped, kek_id=key.kek_id))
 
 
-async def key_of(conn: Conn, job_id: UUID, keyring: Keyring) -> bytes | None:
+async def key_of(conn: Conn, job_id: UUID, *, keyring: Keyring) -> bytes | None:
     stored = await store.read_data_key(conn, job_id)
     if stored is None:
         return None
     wrapped_key, kek_id = stored
-    return await _off_loop(keyring, kek_id, partial(keyring.unwrap, kek_id, wrapped_key, job_id))
+    return await _off_loop(keyring, kek_id, work=partial(keyring.unwrap, kek_id, wrapped_key, job_id=job_id))
 
 
-async def with_prompt(conn: Conn, view: JobView, keyring: Keyring) -> JobView:
+async def with_prompt(conn: Conn, view: JobView, *, keyring: Keyring) -> JobView:
     """The job's view with its prompt opened, for its tenant: the read model keeps it sealed
     (JobView.stored_json); an erased job's reads as erased."""
     if not view.prompt_sealed or view.sealed_prompt is None:
         return view
-    key = await key_of(conn, view.id, keyring)
-    return view.model_copy(update={"prompt": open_sealed(key, JobField(view.id, "prompt"), view.sealed_prompt)})
+    key = await key_of(conn, view.id, keyring=keyring)
+    return view.model_copy(update={"prompt": open_sealed(key, JobField(view.id, "prompt"), sealed=view.sealed_prompt)})
 
 
-def keys_of(conn: psycopg.Connection[TupleRow], schema: str, keyring: Keyring) -> dict[UUID, bytes]:
+def keys_of(conn: psycopg.Connection[TupleRow], schema: str, *, keyring: Keyring) -> dict[UUID, bytes]:
     """Every job's key, for a replay run outside the service (a synchronous connection)."""
-    return {job_id: keyring.unwrap(kek_id, key, job_id) for job_id, key, kek_id in store.read_every_data_key(conn, schema)}
+    return {job_id: keyring.unwrap(kek_id, key, job_id=job_id) for job_id, key, kek_id in store.read_every_data_key(conn, schema)}
 
 
 async def destroy(conn: Conn, job_id: UUID) -> bool:
     return await store.delete_data_key(conn, job_id)
 
 
-async def rewrap(conn: Conn, keyring: Keyring, batch: int = 200) -> int:
+async def rewrap(conn: Conn, keyring: Keyring, *, batch: int = 200) -> int:
     """Wrap again, under the active KEK, up to `batch` keys wrapped under another one (or
     stored in clear), in one transaction that locks only those rows (ingest keeps serving);
     returns how many. Call until it returns 0."""
@@ -98,12 +98,12 @@ async def rewrap(conn: Conn, keyring: Keyring, batch: int = 200) -> int:
     if active is None:
         raise ValueError("no key-encryption key is configured: set GENLINE_DATA_KEY_KEK_FILE or _KMS_KEY_ID")
     async with conn.transaction():
-        rows = await store.keys_not_under(conn, active, batch)
+        rows = await store.keys_not_under(conn, active, batch=batch)
         for row in rows:
             key = await _off_loop(keyring, row["kek_id"],
-                                  partial(keyring.unwrap, row["kek_id"], bytes(row["key"]), row["job_id"]))
-            again = await wrapped(row["job_id"], key, keyring)
-            await store.rewrite_data_key(conn, again.job_id, again.wrapped, again.kek_id)
+                                  work=partial(keyring.unwrap, row["kek_id"], bytes(row["key"]), job_id=row["job_id"]))
+            again = await wrapped(row["job_id"], key, keyring=keyring)
+            await store.rewrite_data_key(conn, again.job_id, wrapped=again.wrapped, kek_id=again.kek_id)
     return len(rows)
 
 

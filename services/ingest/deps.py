@@ -98,7 +98,7 @@ class Member:
     email: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Caller:
     """Who is calling: the tenant, the key it used (None for a console session), what it may
     do, and the member it acts as (None for a key no member owns)."""
@@ -129,17 +129,17 @@ def acting(caller: Caller, request: Request) -> audit.Acting:
     return audit.Acting(caller.actor, sessions.client_address(request), details)
 
 
-async def by_session(request: Request, conn: Conn, token: str) -> tuple[Caller, str]:
+async def by_session(request: Request, conn: Conn, *, token: str) -> tuple[Caller, str]:
     """The caller of a console session (401 once it has ended), and its tenant's plan; a change
     must carry the session's CSRF token (403)."""
     settings = await get_settings(request)
-    row = await session_store.live_session(conn, digest(token), settings.session_idle_s)
+    row = await session_store.live_session(conn, digest(token), idle_s=settings.session_idle_s)
     if row is None:
-        raise Problem(401, "session-ended", "this session has ended (signed out, timed out, or the member's role"
-                      " changed): sign in again", UNAUTHORIZED)
-    sessions.check_csrf(request, row["csrf_hash"], settings.public_url)
+        raise Problem(status=401, slug="session-ended", detail="this session has ended (signed out, timed out, or the member's role"
+                      " changed): sign in again", headers=UNAUTHORIZED)
+    sessions.check_csrf(request, row["csrf_hash"], public_url=settings.public_url)
     member = Member(row["member_id"], row["role"], row["email"])
-    return Caller(row["tenant_id"], None, roles.scopes_of(row["role"]), member=member, session_id=row["id"]), row["plan"]
+    return Caller(tenant_id=row["tenant_id"], key_id=None, scopes=roles.scopes_of(row["role"]), member=member, session_id=row["id"]), row["plan"]
 
 
 async def by_key(conn: Conn, secret: str) -> tuple[Caller, str]:
@@ -147,15 +147,15 @@ async def by_key(conn: Conn, secret: str) -> tuple[Caller, str]:
     member or service account owns does what its scopes and its owner's role both allow."""
     row = await store.live_key(conn, hash_api_key(secret))
     if row is None:
-        raise Problem(401, "invalid-api-key", "the API key is not valid", UNAUTHORIZED)
+        raise Problem(status=401, slug="invalid-api-key", detail="the API key is not valid", headers=UNAUTHORIZED)
     caps = KeySpendCaps(daily=row["daily_cap_credits"], monthly=row["monthly_cap_credits"])
     member = Member(row["owner_id"], row["owner_role"], row["owner_email"]) if row["owner_id"] else None
     scopes = roles.effective_scopes(row["scopes"], row["owner_role"] if member else None)
-    return Caller(row["tenant_id"], row["id"], scopes, caps, member), row["plan"]
+    return Caller(tenant_id=row["tenant_id"], key_id=row["id"], scopes=scopes, caps=caps, member=member), row["plan"]
 
 
 async def authenticated(request: Request, response: Response,
-                        bearer: Annotated[HTTPAuthorizationCredentials | None, Security(api_key)]) -> Caller:
+                        *, bearer: Annotated[HTTPAuthorizationCredentials | None, Security(api_key)]) -> Caller:
     """`Authorization: Bearer <api key>`, else the console's session cookie, looked up on every
     request (no cache), so a key revoked, a session ended or a member removed is refused at
     once by every replica. Then the request counts against the tenant's plan's rate (429
@@ -163,39 +163,39 @@ async def authenticated(request: Request, response: Response,
     runtime, plans = await get_runtime(request), await get_plans(request)
     cookie = request.cookies.get(sessions.SESSION_COOKIE)
     if not request.headers.get("authorization") and not cookie:
-        raise Problem(401, "missing-api-key", "send your API key as 'Authorization: Bearer <key>'", UNAUTHORIZED)
+        raise Problem(status=401, slug="missing-api-key", detail="send your API key as 'Authorization: Bearer <key>'", headers=UNAUTHORIZED)
     if request.headers.get("authorization") and bearer is None:
-        raise Problem(401, "invalid-api-key", "the Authorization header must be 'Bearer <key>'", UNAUTHORIZED)
+        raise Problem(status=401, slug="invalid-api-key", detail="the Authorization header must be 'Bearer <key>'", headers=UNAUTHORIZED)
     async with runtime.pool.connection() as conn:
         if bearer is not None:
             caller, plan_name = await by_key(conn, bearer.credentials.strip())
         else:
             assert cookie is not None  # one of the two was sent
-            caller, plan_name = await by_session(request, conn, cookie)
+            caller, plan_name = await by_session(request, conn, token=cookie)
         plan = plans.get(plan_name)
-        decision = await limits.take_request(conn, caller.tenant_id, plan)
+        decision = await limits.take_request(conn, caller.tenant_id, plan=plan)
     telemetry.bind_tenant(caller.tenant_id)
     audit.ACTING.set(acting(caller, request))
     if not decision.allowed:
-        raise Problem(429, "rate-limited", f"plan {plan.name!r} allows {plan.requests_per_s:g} requests a second"
+        raise Problem(status=429, slug="rate-limited", detail=f"plan {plan.name!r} allows {plan.requests_per_s:g} requests a second"
                       f" with bursts of {plan.burst}; retry after {decision.retry_after_s} s",
-                      decision.headers(plan), extra={"retry_after": decision.retry_after_s, "plan": plan.name})
+                      headers=decision.headers(plan), extra={"retry_after": decision.retry_after_s, "plan": plan.name})
     response.headers.update(decision.headers(plan))
     return caller
 
 
 async def scoped_caller(security_scopes: SecurityScopes, caller: Annotated[Caller, Depends(authenticated)],
-                        _session: Annotated[str | None, Security(session_cookie)] = None) -> Caller:
+                        *, _session: Annotated[str | None, Security(session_cookie)] = None) -> Caller:
     """The caller, when what it may do holds every scope the operation lists (403 else). The
     session cookie is named here so that the document lists it beside the key; `authenticated`
     reads it."""
     missing = [scope for scope in security_scopes.scopes if scope not in caller.scopes]
     if missing and caller.key_id is None:
         assert caller.member is not None  # a session is always a member's
-        raise Problem(403, "missing-scope", f"the role {caller.member.role!r} does not allow this operation (it needs"
+        raise Problem(status=403, slug="missing-scope", detail=f"the role {caller.member.role!r} does not allow this operation (it needs"
                       f" the scope {missing[0]!r})", extra={"scope": missing[0], "role": caller.member.role})
     if missing:
-        raise Problem(403, "missing-scope", f"this API key lacks the scope {missing[0]!r} that this operation needs",
+        raise Problem(status=403, slug="missing-scope", detail=f"this API key lacks the scope {missing[0]!r} that this operation needs",
                       extra={"scope": missing[0]})
     return caller
 

@@ -193,7 +193,7 @@ class NewEntry(BaseModel):
     payload: dict[str, Any]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Change:
     """What an event (None: a request of the service's own) did to a job, and when."""
 

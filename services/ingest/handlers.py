@@ -56,7 +56,7 @@ class Projection:
     settings: IngestSettings
 
 
-async def project_batch(conn: Conn, claim: InboxClaim, publish: Publish,
+async def project_batch(conn: Conn, claim: InboxClaim, *, publish: Publish,
                         projection: Projection) -> None:
     """Apply a fetch's events in one transaction: each job's row is locked once (in the
     statement that claims the batch), its events applied in their order, a job shown final
@@ -71,16 +71,16 @@ async def project_batch(conn: Conn, claim: InboxClaim, publish: Publish,
         event = envelope.event
         assert isinstance(event, JobEvent), f"ingest projects job events only, not {event.event_type}"
         if isinstance(event, IDENTITY_EVENTS) and (moved := await moved_by_identity(conn, event,
-                                                                                    projection.settings)):
+                                                                                    settings=projection.settings)):
             await publish([(moved, envelope)])
         before = views.get(event.job_id)
         if before is None:
             log.warning("%s for unknown job %s ignored", event.event_type, event.job_id)
             continue
-        views[event.job_id] = after = apply_event(before, event, envelope.time)
-        changes.append(store.Change(before, after, event, envelope.time))
+        views[event.job_id] = after = apply_event(before, event, at=envelope.time)
+        changes.append(store.Change(before=before, after=after, event=event, at=envelope.time))
         causes.append(envelope)
-    await commit_changes(conn, changes, Issuance(projection.signer, datetime.now(UTC)),
+    await commit_changes(conn, changes, issuance=Issuance(projection.signer, datetime.now(UTC)),
                          announce=lambda announcements: publish.statement(
                              [(announcement, causes[index]) for announcement, index in announcements]))
 

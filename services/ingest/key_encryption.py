@@ -69,7 +69,7 @@ class LocalKeys:
         nonce = os.urandom(NONCE_BYTES)
         return LOCAL + self.active, nonce + AESGCM(self.keys[self.active]).encrypt(nonce, key, _aad(job_id))
 
-    def unwrap(self, kid: str, wrapped: bytes, job_id: UUID) -> bytes:
+    def unwrap(self, kid: str, wrapped: bytes, *, job_id: UUID) -> bytes:
         kek = self.keys.get(kid)
         if kek is None:
             raise KeyUnavailable(f"no KEK {kid!r} in the key file")
@@ -94,7 +94,7 @@ def new_key_file(path: Path, kid: str | None = None) -> str:
     return kid
 
 
-@dataclass
+@dataclass(kw_only=True)
 class AwsKms:
     key_id: str
     endpoint_url: str | None = None
@@ -112,7 +112,7 @@ class AwsKms:
         answer = self.client().encrypt(KeyId=self.key_id, Plaintext=key, EncryptionContext={"genline_job": str(job_id)})
         return KMS + self.key_id, bytes(answer["CiphertextBlob"])
 
-    def unwrap(self, key_id: str, wrapped: bytes, job_id: UUID) -> bytes:
+    def unwrap(self, key_id: str, wrapped: bytes, *, job_id: UUID) -> bytes:
         from botocore.exceptions import (  # botocore ships no type information, as boto3
             BotoCoreError,
             ClientError,
@@ -146,13 +146,13 @@ class Keyring:
             return self.local.wrap(key, job_id)
         return None, key
 
-    def unwrap(self, kek_id: str | None, stored: bytes, job_id: UUID) -> bytes:
+    def unwrap(self, kek_id: str | None, stored: bytes, *, job_id: UUID) -> bytes:
         if kek_id is None:
             return stored
         if kek_id.startswith(LOCAL) and self.local is not None:
-            return self.local.unwrap(kek_id.removeprefix(LOCAL), stored, job_id)
+            return self.local.unwrap(kek_id.removeprefix(LOCAL), stored, job_id=job_id)
         if kek_id.startswith(KMS) and self.kms is not None:
-            return self.kms.unwrap(kek_id.removeprefix(KMS), stored, job_id)
+            return self.kms.unwrap(kek_id.removeprefix(KMS), stored, job_id=job_id)
         raise KeyUnavailable(f"the data key of job {job_id} is wrapped under {kek_id!r}, which this ingest does not hold")
 
 
@@ -169,7 +169,7 @@ class KeySettings(Protocol):
     def s3_region(self) -> str: ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class KekPlaces:
     """Where a process's key-encryption keys are, as one hashable value: a keyring is read
     once for each."""
@@ -182,12 +182,12 @@ class KekPlaces:
 
 def keyring_of(settings: KeySettings) -> Keyring:
     """The process's keyring for these settings, read once (a new KEK takes a restart)."""
-    return _keyring(KekPlaces(settings.data_key_kek_file, settings.data_key_kms_key_id,
-                              settings.data_key_kms_endpoint_url, settings.s3_region))
+    return _keyring(KekPlaces(kek_file=settings.data_key_kek_file, kms_key_id=settings.data_key_kms_key_id,
+                              kms_endpoint_url=settings.data_key_kms_endpoint_url, region=settings.s3_region))
 
 
 @functools.cache
 def _keyring(places: KekPlaces) -> Keyring:
     local = LocalKeys.read(Path(places.kek_file)) if places.kek_file else None
-    kms = AwsKms(places.kms_key_id, places.kms_endpoint_url, places.region) if places.kms_key_id else None
+    kms = AwsKms(key_id=places.kms_key_id, endpoint_url=places.kms_endpoint_url, region=places.region) if places.kms_key_id else None
     return Keyring(local, kms)

@@ -25,16 +25,16 @@ async def ledger_stub(request: Request) -> LedgerStub:
 Ledger = Annotated[LedgerStub, Depends(ledger_stub)]
 
 
-async def call_ledger(method: Callable[..., Awaitable[Any]], message: Any, timeout_s: float) -> Any:
+async def call_ledger(method: Callable[..., Awaitable[Any]], message: Any, *, timeout_s: float) -> Any:
     try:
         return await method(message, timeout=timeout_s)
     except grpc.aio.AioRpcError as exc:
         if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
-            raise Problem(422, "invalid-quote", exc.details()) from None
+            raise Problem(status=422, slug="invalid-quote", detail=exc.details()) from None
         if exc.code() == grpc.StatusCode.NOT_FOUND:
             return None
-        raise Problem(503, "ledger-unavailable", "the ledger does not answer; try again shortly",
-                      {"Retry-After": "2"}, extra={"retry_after": 2}) from None
+        raise Problem(status=503, slug="ledger-unavailable", detail="the ledger does not answer; try again shortly",
+                      headers={"Retry-After": "2"}, extra={"retry_after": 2}) from None
 
 
 @dataclass(frozen=True)
@@ -46,12 +46,12 @@ class LedgerClient:
 
     async def quote(self, quote: "Quote") -> Any:
         """The ledger's quote; None when it knows no such tenant (see call_ledger)."""
-        return await call_ledger(self.stub.Quote, quote.message(), self.timeout_s)
+        return await call_ledger(self.stub.Quote, quote.message(), timeout_s=self.timeout_s)
 
     async def key_spend(self, tenant_id: str, key_ids: list[UUID]) -> Any:
         """What each of the tenant's keys spent today and this month (see call_ledger)."""
         return await call_ledger(self.stub.GetKeySpend, pb.GetKeySpendRequest(
-            tenant_id=tenant_id, api_key_ids=[str(key) for key in key_ids]), self.timeout_s)
+            tenant_id=tenant_id, api_key_ids=[str(key) for key in key_ids]), timeout_s=self.timeout_s)
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class SubjectQuote:
         return cls(subject.subject_id, subject.photo_set_sha256, identity) if subject is not None else None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Quote:
     """What the ledger is asked to price: so many images of a template in a tier for a tenant
     (retry tokens spent first where asked), or clips of a length and resolution."""

@@ -46,7 +46,7 @@ FRAMES_READ, FRAME_SIDE = 16, 640
 FRAMES_READ_ALONE = 4
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Found:
     """The delivered output a file was traced to, and how."""
 
@@ -56,7 +56,7 @@ class Found:
     by: str  # content_credentials | watermark
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Verification:
     media_type: str
     sha256: str
@@ -159,17 +159,17 @@ class Evidence:
     media_type: str
 
 
-async def verify(evidence: Evidence, anchors_pem: str | None, pool: Pool) -> Verification:
+async def verify(evidence: Evidence, anchors_pem: str | None, *, pool: Pool) -> Verification:
     """Read the file's manifest (and its watermark, where the manifest leads nowhere), and
     find the delivered output they name."""
     data, media_type = evidence.data, evidence.media_type
     sha256 = hashlib.sha256(data).hexdigest()
-    manifest = await asyncio.to_thread(read_manifest, data, media_type, anchors_pem)
+    manifest = await asyncio.to_thread(read_manifest, data, media_type, anchors_pem=anchors_pem)
     found, mark = None, None
     async with pool.connection() as conn:
         if manifest.label:
             row = await store.job_with_output(conn, manifest_label=manifest.label)
-            found = Found(str(row[0]), row[1], row[2], "content_credentials") if row else None
+            found = Found(job_id=str(row[0]), tenant_id=row[1], output=row[2], by="content_credentials") if row else None
         if found is None or manifest.state != "Trusted":
             readings = await asyncio.to_thread(detected_marks, data, media_type)
             mark = readings[0] if readings else None
@@ -178,6 +178,6 @@ async def verify(evidence: Evidence, anchors_pem: str | None, pool: Pool) -> Ver
                     continue
                 row = await store.job_with_output(conn, watermark_id=watermark.mark_hex(reading.mark_id))
                 if row:
-                    found, mark = Found(str(row[0]), row[1], row[2], "watermark"), reading
+                    found, mark = Found(job_id=str(row[0]), tenant_id=row[1], output=row[2], by="watermark"), reading
                     break
-    return Verification(media_type, sha256, manifest, mark, found)
+    return Verification(media_type=media_type, sha256=sha256, manifest=manifest, mark=mark, found=found)

@@ -173,7 +173,7 @@ class IngestSettings(AdminApiSettings, TeamSettings):
     @model_validator(mode="after")
     def signing_key(self) -> "IngestSettings":
         production = self.environment == "production"
-        refuse_missing_or_weak("GENLINE_RECEIPT_SIGNING_KEY", self.receipt_signing_key, production)
+        refuse_missing_or_weak("GENLINE_RECEIPT_SIGNING_KEY", self.receipt_signing_key, required=production)
         if self.receipt_signing_key is not None:
             load_signing_key(self.receipt_signing_key.get_secret_value())  # InvalidSigningKey names what is wrong
         if production and not (self.data_key_kek_file or self.data_key_kms_key_id):

@@ -23,7 +23,7 @@ from services.ledger.store.alerts import Crossing
 DEFAULT_GRANT_NOTICE_DAYS = 7
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FailedTopUp:
     """A top-up that failed, as whoever saw it fail tells it: the tenant, the payment, why,
     and what it was for."""
@@ -37,7 +37,7 @@ class FailedTopUp:
     def crossing(self) -> Crossing:
         details = {"payment_id": self.payment_id, "reason": self.reason, "amount_minor": self.amount_minor,
                    "currency": self.currency}
-        return Crossing(self.tenant_id, "billing.topup_failed", self.payment_id, details)
+        return Crossing(tenant_id=self.tenant_id, alert="billing.topup_failed", subject=self.payment_id, details=details)
 
 
 def alerted(row: dict[str, Any]) -> AccountAlerted:
@@ -47,12 +47,12 @@ def alerted(row: dict[str, Any]) -> AccountAlerted:
 
 async def raise_due(conn: Conn, now: datetime | None = None) -> list[AccountAlerted]:
     """Every crossing not raised yet, raised (call in a transaction; emit what it returns)."""
-    rows = await alert_store.raise_due_alerts(conn, now or datetime.now(UTC), DEFAULT_GRANT_NOTICE_DAYS)
+    rows = await alert_store.raise_due_alerts(conn, now or datetime.now(UTC), notice_days=DEFAULT_GRANT_NOTICE_DAYS)
     return [alerted(row) for row in rows]
 
 
-async def raise_once(conn: Conn, crossing: Crossing, now: datetime | None = None) -> AccountAlerted | None:
+async def raise_once(conn: Conn, crossing: Crossing, *, now: datetime | None = None) -> AccountAlerted | None:
     """An alert of a crossing the caller saw (its `subject` names it: a failed payment's id);
     None when it was raised before."""
-    row = await alert_store.raise_alert(conn, crossing, now or datetime.now(UTC))
+    row = await alert_store.raise_alert(conn, crossing, now=now or datetime.now(UTC))
     return alerted(row) if row else None

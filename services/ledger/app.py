@@ -44,7 +44,7 @@ def build(settings: LedgerSettings) -> tuple[ServiceRuntime, FastAPI]:
 
 def http_app(ledger: LedgerApp, lifespan: Any = None) -> FastAPI:
     """The ledger's HTTP API over `ledger`: admin, payment webhooks, the internal billing API."""
-    app = api.create_app("ledger", api.Described("Genline ledger", DESCRIPTION, TAGS), lifespan)
+    app = api.create_app("ledger", api.Described(title="Genline ledger", description=DESCRIPTION, tags=TAGS), lifespan=lifespan)
     app.state.runtime, app.state.settings = ledger.runtime, ledger.settings
     app.state.grant, app.state.ledger = ledger.grant, ledger
     app.include_router(routes.router)

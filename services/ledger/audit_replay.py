@@ -33,12 +33,12 @@ Entry: TypeAlias = tuple[Any, ...]
 Look: TypeAlias = tuple[dict[str, Entry], int, int, set[str]]
 
 
-def rebuilt_trail(conn: psycopg.Connection[Any], settings: ServiceSettings, schema: str,
+def rebuilt_trail(conn: psycopg.Connection[Any], settings: ServiceSettings, *, schema: str,
                   source: str) -> tuple[dict[str, Entry], int, int]:
     """The trail the services' events hold, by event id; how many records were read, how
     many undecodable."""
-    schemas = {publisher: journal_schema(publisher, schema, "ledger") or publisher for publisher in PUBLISHERS}
-    records = read_history(conn, source, settings, schemas)
+    schemas = {publisher: journal_schema(publisher, schema, service="ledger") or publisher for publisher in PUBLISHERS}
+    records = read_history(conn, source, settings=settings, schemas=schemas)
     envelopes, malformed = decoded_envelopes(records)
     trail = {e.id: (e.event.at, e.event.service, e.event.actor, e.event.action, e.event.target, e.event.tenant_id,
                     e.event.details) for e in envelopes if isinstance(e.event, AuditRecorded)}
@@ -73,15 +73,15 @@ class AuditReplay:
     settle_s: float = 30
 
 
-def replay_audit(settings: ServiceSettings, replay: AuditReplay, out: Callable[[str], object] = print) -> int:
+def replay_audit(settings: ServiceSettings, replay: AuditReplay, *, out: Callable[[str], object] = print) -> int:
     schema, source = replay.schema, replay.source
     with psycopg.connect(settings.database_url.get_secret_value(), autocommit=True) as conn:
         horizon = None
         if source == "journal":
-            horizon = journal_horizon(conn, [journal_schema(p, schema, "ledger") or p for p in PUBLISHERS])
+            horizon = journal_horizon(conn, [journal_schema(p, schema, service="ledger") or p for p in PUBLISHERS])
 
         def look() -> tuple[list[str], Look]:
-            replayed, records, malformed = rebuilt_trail(conn, settings, schema, source)
+            replayed, records, malformed = rebuilt_trail(conn, settings, schema=schema, source=source)
             live = live_trail(conn, schema)
             older = {i for i, entry in live.items() if horizon is not None and entry[0] < horizon}
             return compare({i: e for i, e in live.items() if i not in older},
@@ -92,4 +92,4 @@ def replay_audit(settings: ServiceSettings, replay: AuditReplay, out: Callable[[
         f" {'journals' if source == 'journal' else 'topics'}")
     if older and horizon is not None:
         out(f"{len(older)} entries older than the journals' horizon ({horizon.isoformat()}) not compared")
-    return report(out, Differences(differences, len({d.split()[0] for d in differences}), "audit entry", malformed))
+    return report(out, Differences(lines=differences, differing=len({d.split()[0] for d in differences}), noun="audit entry", malformed=malformed))

@@ -20,7 +20,7 @@ from services.common.contracts import (
 from services.ledger.key_caps import PERIODS, SpendRow, period_start
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ReplayedAccount:
     posted: int = 0
     pending: int = 0
@@ -76,13 +76,13 @@ def replay_key_spend(events: Iterable[Event]) -> dict[SpendRow, int]:
             case CreditsReserved() if event.job.api_key_id is not None and event.amount:
                 day = event.spent_on or event.job.submitted_at.date()
                 holds[event.transfer_id] = (event.job.api_key_id, "day", day)
-                _add(spent, holds[event.transfer_id], event.amount)
+                _add(spent, holds[event.transfer_id], amount=event.amount)
             case ReservationSettled() if event.transfer_id in holds and event.released:
-                _add(spent, holds[event.transfer_id], -event.released)
+                _add(spent, holds[event.transfer_id], amount=-event.released)
     return spent
 
 
-def _add(spent: dict[SpendRow, int], hold: SpendRow, amount: int) -> None:
+def _add(spent: dict[SpendRow, int], hold: SpendRow, *, amount: int) -> None:
     key, _, day = hold
     for period in PERIODS:
         row = (key, period, period_start(period, day))

@@ -12,7 +12,7 @@ def grant_credits(args: argparse.Namespace) -> int:
     from services.ledger.service import grant
     from services.ledger.settings import LedgerSettings
 
-    available = asyncio.run(grant(LedgerSettings(), CreditGrant(args.tenant, args.credits, "admin", args.reason)))
+    available = asyncio.run(grant(LedgerSettings(), CreditGrant(tenant_id=args.tenant, amount=args.credits, source="admin", reason=args.reason)))
     print(f"{args.tenant}: {available} credits available")
     return 0
 

@@ -67,7 +67,7 @@ def owed_credits_reason(owed: int) -> str:
             " new jobs are refused until a top-up settles the debt")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Book:
     """The accounts, transfers and grants a batch touches, loaded by the caller, and what the
     batch changed: the caller writes back exactly the `changed_*` and `new_*` rows."""
@@ -120,53 +120,53 @@ class Book:
         if job.job_id in self.transfers:
             return None  # the same job submitted again under another event id
         if job.job_id in self.closed:
-            return Rejection("job_closed", "the job was canceled before credits were reserved").of(job)
+            return Rejection(code="job_closed", reason="the job was canceled before credits were reserved").of(job)
         prices = self.price_book.at(job.submitted_at)  # the price in force when the client submitted
         price = price_of(prices, Order.of(job))
         if isinstance(price, Unpriced):
-            return Rejection(price.code, price.reason).of(job)
+            return Rejection(code=price.code, reason=price.reason).of(job)
         account = self.accounts.get(job.tenant_id)
         if account is None:
-            return Rejection("unknown_account", f"tenant {job.tenant_id!r} has no credit account").of(job)
+            return Rejection(code="unknown_account", reason=f"tenant {job.tenant_id!r} has no credit account").of(job)
         if account.owed > 0:
-            return Rejection("account_in_debt", owed_credits_reason(account.owed), 0, account.available).of(job)
+            return Rejection(code="account_in_debt", reason=owed_credits_reason(account.owed), required=0, available=account.available).of(job)
         tokens = min(account.retry_tokens, job.images) if job.use_retry_tokens else 0
         amount = (job.images - tokens) * price.unit
         if amount > account.available:
             reason = insufficient_credits_reason(amount, account.available)
-            return Rejection("insufficient_credits", reason, amount, account.available).of(job)
+            return Rejection(code="insufficient_credits", reason=reason, required=amount, available=account.available).of(job)
         spent_on = now.date()
         if job.api_key_id is not None and amount:
-            key_hold = KeyHold(job.tenant_id, job.api_key_id, spent_on, amount, job.key_caps)
+            key_hold = KeyHold(tenant_id=job.tenant_id, api_key_id=job.api_key_id, day=spent_on, amount=amount, caps=job.key_caps)
             beyond = self.key_spend.beyond_cap(key_hold)
             if beyond is not None:
                 self.key_spend.refuse(key_hold, beyond)
-                return Rejection("key_cap_reached", beyond.reason, amount, max(beyond.cap - beyond.spent, 0)).of(job)
+                return Rejection(code="key_cap_reached", reason=beyond.reason, required=amount, available=max(beyond.cap - beyond.spent, 0)).of(job)
             self.key_spend.hold(key_hold)
         assert 0 <= amount <= account.available and 0 <= tokens <= job.images, (amount, tokens, account)
         account.pending += amount
         account.retry_tokens -= tokens
         self.changed_accounts.add(job.tenant_id)
-        transfer = Transfer(uuid4(), job.job_id, job.tenant_id, amount, price.unit, job.images, tokens, job.tier,
-                            prices.version, price.spend_cap, now + self.reservation_timeout,
+        transfer = Transfer(id=uuid4(), job_id=job.job_id, tenant_id=job.tenant_id, amount=amount, unit_price=price.unit, images=job.images, tokens_held=tokens, tier=job.tier,
+                            pricebook_version=prices.version, max_provider_spend=price.spend_cap, timeout_at=now + self.reservation_timeout,
                             api_key_id=job.api_key_id, spent_on=spent_on, second_price=price.second_price,
                             clip_seconds=price.clip_seconds)
         self.transfers[job.job_id] = transfer
         self.new_transfers.append(transfer)
-        self._journal(Entry(job.tenant_id, "reserve", amount, tenant_account(job.tenant_id), HOLDS, transfer.id))
+        self._journal(Entry(tenant_id=job.tenant_id, kind="reserve", amount=amount, debit_account=tenant_account(job.tenant_id), credit_account=HOLDS, transfer_id=transfer.id))
         assert_holds_covered(account)
         return CreditsReserved(job_id=job.job_id, tenant_id=job.tenant_id, job=job, transfer_id=transfer.id,
                                amount=amount, unit_price=price.unit, tokens_held=tokens,
                                pricebook_version=prices.version,
                                max_provider_spend_micro_usd=transfer.max_provider_spend, spent_on=spent_on)
 
-    def settle(self, job_id: UUID, delivery: Delivery, now: datetime) -> Event | None:
+    def settle(self, job_id: UUID, delivery: Delivery, *, now: datetime) -> Event | None:
         """Post what was delivered (images; a video job's clips by their lengths) and release
         the rest of the hold."""
         transfer = self.transfers.get(job_id)
         if transfer is None or transfer.state != "pending":
             return None  # never reserved, or settled already: settlement happens once
-        s = settle_amounts(transfer, delivery.images, delivery.clip_ms)
+        s = settle_amounts(transfer, delivery.images, clip_ms=delivery.clip_ms)
         assert 0 <= s.charged <= transfer.amount and s.charged + s.released == transfer.amount, (transfer, s)
         assert 0 <= s.tokens_used <= transfer.tokens_held, (transfer, s)
         transfer.state = "posted" if s.charged or s.tokens_used else "voided"
@@ -179,10 +179,10 @@ class Book:
         self._consume_grants(account, s.charged)
         self.changed_accounts.add(account.tenant_id)
         if transfer.api_key_id is not None and transfer.spent_on is not None and s.released:
-            self.key_spend.give_back(KeyHold(transfer.tenant_id, transfer.api_key_id, transfer.spent_on, s.released))
+            self.key_spend.give_back(KeyHold(tenant_id=transfer.tenant_id, api_key_id=transfer.api_key_id, day=transfer.spent_on, amount=s.released))
         tenant = tenant_account(account.tenant_id)
-        self._journal(Entry(account.tenant_id, "charge", s.charged, HOLDS, REVENUE, transfer.id))
-        self._journal(Entry(account.tenant_id, "release", s.released, HOLDS, tenant, transfer.id))
+        self._journal(Entry(tenant_id=account.tenant_id, kind="charge", amount=s.charged, debit_account=HOLDS, credit_account=REVENUE, transfer_id=transfer.id))
+        self._journal(Entry(tenant_id=account.tenant_id, kind="release", amount=s.released, debit_account=HOLDS, credit_account=tenant, transfer_id=transfer.id))
         assert_holds_covered(account)
         outcome = delivery.outcome
         if outcome == "charged" and transfer.state == "voided":
@@ -199,7 +199,7 @@ class Book:
         """A job ended without delivering (canceled, expired): release its hold, or, when the
         ledger has not reserved for it yet, remember it so that it never will."""
         if ended.job_id in self.transfers:
-            return self.settle(ended.job_id, Delivery(outcome=ended.final_state), now)
+            return self.settle(ended.job_id, Delivery(outcome=ended.final_state), now=now)
         if ended.job_id not in self.closed:
             self.closed.add(ended.job_id)
             self.new_closed.append((ended.job_id, ended.tenant_id, ended.final_state))
@@ -213,7 +213,7 @@ class Book:
 
     def open_account(self, tenant_id: str) -> Account:
         if tenant_id not in self.accounts:
-            self.accounts[tenant_id] = Account(tenant_id)
+            self.accounts[tenant_id] = Account(tenant_id=tenant_id)
             self.new_accounts.add(tenant_id)
         return self.accounts[tenant_id]
 
@@ -229,7 +229,7 @@ class Book:
         # A refund gives back revenue, a won dispute what it held; any other grant issues new credits.
         kind, debit = {"refund": ("refund", REVENUE), "dispute_won": ("grant", DISPUTES)}.get(grant.source,
                                                                                              ("grant", ISSUED))
-        self._journal(Entry(grant.tenant_id, kind, grant.amount, debit, tenant_account(grant.tenant_id),
+        self._journal(Entry(tenant_id=grant.tenant_id, kind=kind, amount=grant.amount, debit_account=debit, credit_account=tenant_account(grant.tenant_id),
                             grant_id=grant.id, reason=given.reason))
         return CreditsGranted(tenant_id=grant.tenant_id, amount=grant.amount, reason=given.reason,
                               available_after=account.available, grant_id=grant.id, source=grant.source,
@@ -248,21 +248,21 @@ class Book:
         self._consume_grants(account, taken)
         self.changed_accounts.add(tenant_id)
         to = DISPUTES if takeback.cause == "dispute_held" else RECLAIMED
-        self._journal(Entry(tenant_id, "reclaim", taken, tenant_account(tenant_id), to,
+        self._journal(Entry(tenant_id=tenant_id, kind="reclaim", amount=taken, debit_account=tenant_account(tenant_id), credit_account=to,
                             reason=f"{takeback.cause} {takeback.payment_id}"))
-        return self._owe(takeback, taken, takeback.amount - taken)
+        return self._owe(takeback, taken, owed_change=takeback.amount - taken)
 
     def forgive(self, takeback: Takeback) -> CreditsReclaimed:
         """A debt that no longer stands (a dispute won) is cancelled."""
         account = self.open_account(takeback.tenant_id)
-        return self._owe(takeback, 0, -min(takeback.amount, account.owed))
+        return self._owe(takeback, 0, owed_change=-min(takeback.amount, account.owed))
 
     def charge_back(self, lost: DisputeHold) -> CreditsReclaimed:
         """A lost dispute: the credits it held are gone for good; the debt stays."""
         self.open_account(lost.tenant_id)
-        self._journal(Entry(lost.tenant_id, "chargeback", lost.held, DISPUTES, CHARGEBACKS,
+        self._journal(Entry(tenant_id=lost.tenant_id, kind="chargeback", amount=lost.held, debit_account=DISPUTES, credit_account=CHARGEBACKS,
                             reason=f"dispute lost {lost.payment_id}"))
-        return self._owe(Takeback(lost.tenant_id, 0, "dispute_lost", lost.payment_id), 0, 0)
+        return self._owe(Takeback(tenant_id=lost.tenant_id, amount=0, cause="dispute_lost", payment_id=lost.payment_id), 0, owed_change=0)
 
     def pay_debt(self, tenant_id: str, payment_id: str | None) -> CreditsReclaimed | None:
         """A grant to a tenant that owes pays the debt first, as far as it goes."""
@@ -272,10 +272,10 @@ class Book:
         paid = min(account.owed, account.available)
         self._consume_grants(account, paid)
         self.changed_accounts.add(tenant_id)
-        self._journal(Entry(tenant_id, "reclaim", paid, tenant_account(tenant_id), RECLAIMED, reason="debt paid"))
-        return self._owe(Takeback(tenant_id, paid, "debt_paid", payment_id), paid, -paid)
+        self._journal(Entry(tenant_id=tenant_id, kind="reclaim", amount=paid, debit_account=tenant_account(tenant_id), credit_account=RECLAIMED, reason="debt paid"))
+        return self._owe(Takeback(tenant_id=tenant_id, amount=paid, cause="debt_paid", payment_id=payment_id), paid, owed_change=-paid)
 
-    def _owe(self, takeback: Takeback, taken: int, owed_change: int) -> CreditsReclaimed:
+    def _owe(self, takeback: Takeback, taken: int, *, owed_change: int) -> CreditsReclaimed:
         account = self.accounts[takeback.tenant_id]
         account.owed += owed_change
         assert_holds_covered(account)
@@ -314,14 +314,14 @@ class Book:
         account.posted -= amount
         self._touch(grant)
         self.changed_accounts.add(grant.tenant_id)
-        self._journal(Entry(grant.tenant_id, "expire", amount, tenant_account(grant.tenant_id), EXPIRED,
+        self._journal(Entry(tenant_id=grant.tenant_id, kind="expire", amount=amount, debit_account=tenant_account(grant.tenant_id), credit_account=EXPIRED,
                             grant_id=grant.id))
         assert_holds_covered(account)
         events: list[Event] = [CreditsExpired(tenant_id=grant.tenant_id, grant_id=grant.id, amount=amount,
                                               available_after=account.available)]
         if grant.rollover_days and grant.source != "rollover" and grant.expires_at is not None:
             until = grant.expires_at + timedelta(days=grant.rollover_days)
-            rollover = CreditGrant(grant.tenant_id, amount, "rollover", f"rollover of grant {grant.id}", until)
+            rollover = CreditGrant(tenant_id=grant.tenant_id, amount=amount, source="rollover", reason=f"rollover of grant {grant.id}", expires_at=until)
             events.append(self.grant(rollover, now))
         return events
 
@@ -330,7 +330,7 @@ class Book:
         events: list[Event] = []
         for transfer in list(self.transfers.values()):
             if transfer.state == "pending" and transfer.timeout_at <= now:
-                settled = self.settle(transfer.job_id, Delivery(outcome="expired"), now)
+                settled = self.settle(transfer.job_id, Delivery(outcome="expired"), now=now)
                 events += [settled] if settled is not None else []
         for grants in list(self.grants.values()):
             for grant in list(grants):
@@ -357,7 +357,7 @@ class Book:
             return RetryTokenIssued(job_id=job_id, tenant_id=transfer.tenant_id, n=n, reason=reported.reason,
                                     tokens_after=account.retry_tokens)
         refund = transfer.charged // transfer.delivered  # what one delivered image cost, tokens aside
-        granted = self.grant(CreditGrant(transfer.tenant_id, refund, "refund", f"refund for image {n} of job {job_id}"),
+        granted = self.grant(CreditGrant(tenant_id=transfer.tenant_id, amount=refund, source="refund", reason=f"refund for image {n} of job {job_id}"),
                              reported.reported_at)
         self.new_reports.append((job_id, n, transfer.tenant_id, "refund", refund))
         self.reported.add((job_id, n))

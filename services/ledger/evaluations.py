@@ -20,7 +20,7 @@ class EvaluationAsked:
     images: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ChargeRefused:
     """Why an evaluation was not charged: its code (insufficient_credits, unpriced) and reason."""
 
@@ -30,19 +30,19 @@ class ChargeRefused:
     available: int = 0
 
 
-def charge_evaluation(book: Book, asked: EvaluationAsked, now: datetime) -> EvaluationCharged | ChargeRefused:
+def charge_evaluation(book: Book, asked: EvaluationAsked, *, now: datetime) -> EvaluationCharged | ChargeRefused:
     prices = book.price_book.at(now)
     unit = prices.evaluation_price_per_image
     if unit is None:
-        return ChargeRefused("unpriced", f"price book {prices.version} has no price for evaluations")
+        return ChargeRefused(code="unpriced", reason=f"price book {prices.version} has no price for evaluations")
     account = book.accounts.get(asked.tenant_id)
     amount = unit * asked.images
     available = account.available if account is not None else 0
     if account is None or account.owed > 0 or amount > available:
-        return ChargeRefused("insufficient_credits", insufficient_credits_reason(amount, available), amount, available)
+        return ChargeRefused(code="insufficient_credits", reason=insufficient_credits_reason(amount, available), required=amount, available=available)
     book._consume_grants(account, amount)  # the book's own rule: earliest-expiring grants first
     book.changed_accounts.add(asked.tenant_id)
-    book._journal(Entry(asked.tenant_id, "charge", amount, tenant_account(asked.tenant_id), REVENUE,
+    book._journal(Entry(tenant_id=asked.tenant_id, kind="charge", amount=amount, debit_account=tenant_account(asked.tenant_id), credit_account=REVENUE,
                         reason=f"evaluation {asked.evaluation_id}"))
     assert_holds_covered(account)
     return EvaluationCharged(tenant_id=asked.tenant_id, evaluation_id=asked.evaluation_id, images=asked.images,

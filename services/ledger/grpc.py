@@ -38,7 +38,7 @@ def _iso(value: datetime | None) -> str:
     return value.isoformat() if value else ""
 
 
-async def _refuse(context: Context, code: grpc.StatusCode, message: str) -> NoReturn:
+async def _refuse(context: Context, code: grpc.StatusCode, *, message: str) -> NoReturn:
     """End the call with `code`: the context's abort raises."""
     await context.abort(code, message)
     raise AssertionError("abort raises")
@@ -51,7 +51,7 @@ async def _quoted_video(request: Any, context: Context) -> VideoSpec | None:
     try:
         return VideoSpec(duration_s=request.video_duration_s, resolution=request.video_resolution or "720p")
     except ValidationError as error:
-        await _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, f"no such clip: {error.errors()[0]['msg']}")
+        await _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, message=f"no such clip: {error.errors()[0]['msg']}")
 
 
 class LedgerService(rpc.LedgerServiceServicer):  # type: ignore[name-defined,misc]  # generated at start-up
@@ -65,7 +65,7 @@ class LedgerService(rpc.LedgerServiceServicer):  # type: ignore[name-defined,mis
     async def GetBalance(self, request: Any, context: Context) -> Any:
         account = await self._account(request.tenant_id)
         if account is None:
-            await _refuse(context, grpc.StatusCode.NOT_FOUND, f"tenant {request.tenant_id!r} has no credit account")
+            await _refuse(context, grpc.StatusCode.NOT_FOUND, message=f"tenant {request.tenant_id!r} has no credit account")
         async with self.pool.connection() as conn:
             grants = await accounts.live_grants(conn, request.tenant_id)
         return pb.Balance(
@@ -77,12 +77,12 @@ class LedgerService(rpc.LedgerServiceServicer):  # type: ignore[name-defined,mis
 
     async def Quote(self, request: Any, context: Context) -> Any:
         if request.images < 1:
-            await _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, "images must be at least 1")
+            await _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, message="images must be at least 1")
         prices, tier = self.price_book.at(datetime.now(UTC)), request.tier or "stable"
         video = await _quoted_video(request, context)
-        price = price_of(prices, Order(request.template, tier, request.images, video))
+        price = price_of(prices, Order(template=request.template, tier=tier, images=request.images, video=video))
         if isinstance(price, Unpriced):
-            await _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, price.reason)
+            await _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, message=price.reason)
         account = await self._account(request.tenant_id) or {"posted": 0, "pending": 0, "retry_tokens": 0, "owed": 0}
         tokens = min(account["retry_tokens"], request.images) if request.use_retry_tokens else 0
         credits, available = (request.images - tokens) * price.unit, account["posted"] - account["pending"]
@@ -101,19 +101,19 @@ class LedgerService(rpc.LedgerServiceServicer):  # type: ignore[name-defined,mis
         if not request.subject_id or request.identity == "reference" or not price:
             return 0
         async with self.pool.connection() as conn:
-            trained = await photo_set_trained(conn, request.tenant_id, (request.subject_id, request.photo_set_sha256))
+            trained = await photo_set_trained(conn, request.tenant_id, subject=(request.subject_id, request.photo_set_sha256))
         return 0 if trained else price
 
     async def ListEntries(self, request: Any, context: Context) -> Any:
         size = request.page_size or 50
         if not 1 <= size <= MAX_PAGE or (request.page_token and not request.page_token.isdigit()):
             await _refuse(context, grpc.StatusCode.INVALID_ARGUMENT,
-                          f"page_size must be 1..{MAX_PAGE} and page_token one returned by a previous page")
+                          message=f"page_size must be 1..{MAX_PAGE} and page_token one returned by a previous page")
         before = int(request.page_token) if request.page_token else 2**63 - 1
         async with self.pool.connection() as conn:
-            rows = await accounts.entries_before(conn, request.tenant_id, before, size + 1)
+            rows = await accounts.entries_before(conn, request.tenant_id, before=before, limit=size + 1)
         if not rows and not request.page_token and await self._account(request.tenant_id) is None:
-            await _refuse(context, grpc.StatusCode.NOT_FOUND, f"tenant {request.tenant_id!r} has no credit account")
+            await _refuse(context, grpc.StatusCode.NOT_FOUND, message=f"tenant {request.tenant_id!r} has no credit account")
         entries = [pb.Entry(id=r["id"], kind=r["kind"], amount=r["amount"], debit_account=r["debit_account"],
                             credit_account=r["credit_account"], transfer_id=str(r["transfer_id"] or ""),
                             grant_id=str(r["grant_id"] or ""), reason=r["reason"] or "",
@@ -125,12 +125,12 @@ class LedgerService(rpc.LedgerServiceServicer):  # type: ignore[name-defined,mis
         try:
             keys = [UUID(key) for key in request.api_key_ids]
         except ValueError:
-            await _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, "api_key_ids must be UUIDs")
+            await _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, message="api_key_ids must be UUIDs")
         if len(keys) > MAX_PAGE:
-            await _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, f"at most {MAX_PAGE} api_key_ids")
+            await _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, message=f"at most {MAX_PAGE} api_key_ids")
         today = datetime.now(UTC).date()
         async with self.pool.connection() as conn:
-            rows = await key_spend_of(conn, request.tenant_id, keys, today)
+            rows = await key_spend_of(conn, request.tenant_id, api_key_ids=keys, day=today)
         spent = {(r["api_key_id"], r["period"]): r["spent"] for r in rows}
         return pb.GetKeySpendResponse(
             keys=[pb.KeySpend(api_key_id=str(key), spent_today=spent.get((key, "day"), 0),
@@ -140,10 +140,10 @@ class LedgerService(rpc.LedgerServiceServicer):  # type: ignore[name-defined,mis
     async def GetAlerts(self, request: Any, context: Context) -> Any:
         limit = request.limit or 50
         if not 1 <= limit <= 200:
-            await _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, "limit must be 1..200")
+            await _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, message="limit must be 1..200")
         async with self.pool.connection() as conn:
             settings = await alert_store.alert_settings(conn, request.tenant_id)
-            rows = await alert_store.recent_alerts(conn, request.tenant_id, limit)
+            rows = await alert_store.recent_alerts(conn, request.tenant_id, limit=limit)
         return pb.Alerts(settings=self._settings(request.tenant_id, settings), alerts=[
             pb.Alert(id=r["id"], alert=r["alert"], details_json=json.dumps(r["details"]), raised_at=_iso(r["raised_at"]),
                      cleared_at=_iso(r["cleared_at"])) for r in rows])
@@ -152,9 +152,9 @@ class LedgerService(rpc.LedgerServiceServicer):  # type: ignore[name-defined,mis
         below = request.balance_low_below if request.HasField("balance_low_below") else None
         if (below is not None and below < 0) or not 0 <= request.grant_expiring_days <= 365:
             await _refuse(context, grpc.StatusCode.INVALID_ARGUMENT,
-                          "balance_low_below must be at least 0 and grant_expiring_days 0..365")
+                          message="balance_low_below must be at least 0 and grant_expiring_days 0..365")
         async with self.pool.connection() as conn:
-            await alert_store.set_alert_settings(conn, request.tenant_id, below, request.grant_expiring_days)
+            await alert_store.set_alert_settings(conn, request.tenant_id, balance_low_below=below, grant_expiring_days=request.grant_expiring_days)
             settings = await alert_store.alert_settings(conn, request.tenant_id)
         return self._settings(request.tenant_id, settings)
 
@@ -170,4 +170,4 @@ async def start_grpc_server(service: LedgerService, settings: LedgerSettings) ->
     verifier admits."""
     return await grpc_server.start_grpc_server(grpc_server.GrpcService(
         SERVICE_NAME, lambda server: rpc.add_LedgerServiceServicer_to_server(service, server)),
-        f"{settings.grpc_host}:{settings.grpc_port}", verifier_of(settings))
+        f"{settings.grpc_host}:{settings.grpc_port}", verifier=verifier_of(settings))

@@ -60,24 +60,24 @@ def consumed(event: Event) -> Consumed:
     return event
 
 
-def decide(book: Book, event: Consumed, now: datetime) -> list[Event | None]:
+def decide(book: Book, event: Consumed, *, now: datetime) -> list[Event | None]:
     match event:
         case JobSubmitted():
-            return [training.reserve(book, event.job, now)]
+            return [training.reserve(book, event.job, now=now)]
         case JobDelivered():
             delivered = Delivery(len(event.images), [i.duration_ms for i in event.images])
-            return [*training.released_with_job(book, event.job_id, now), book.settle(event.job_id, delivered, now)]
+            return [*training.released_with_job(book, event.job_id, now=now), book.settle(event.job_id, delivered, now=now)]
         case GenerationFailed() | ScoringFailed() | DeliveryFailed():
             # The platform's failure costs nothing.
-            return [*training.released_with_job(book, event.job_id, now),
-                    book.settle(event.job_id, Delivery(outcome="voided"), now)]
+            return [*training.released_with_job(book, event.job_id, now=now),
+                    book.settle(event.job_id, Delivery(outcome="voided"), now=now)]
         case JobCanceled() | JobClosed():
-            return [*training.released_with_job(book, event.job_id, now), book.close(event, now)]
+            return [*training.released_with_job(book, event.job_id, now=now), book.close(event, now)]
         case IdentityPlanned() | IdentityTrained() | IdentityTrainingFailed():
-            return [training.on_identity(book, event, now)]
+            return [training.on_identity(book, event, now=now)]
         case CandidatesGenerated():
             for provider, cost in costs_by_provider(event).items():
-                book.record_provider_cost(ProviderCost(event.job_id, event.attempt, provider, cost))
+                book.record_provider_cost(ProviderCost(job_id=event.job_id, attempt=event.attempt, provider=provider, cost_micro_usd=cost))
             return []
         case OutputReported():
             return [book.report(event)]

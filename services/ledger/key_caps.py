@@ -31,7 +31,7 @@ def cap_of(caps: KeySpendCaps | None, period: str) -> int | None:
     return caps.daily if period == "day" else caps.monthly
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CapReached:
     """The cap a hold would pass: which one, how much is spent, what the hold asks."""
 
@@ -48,7 +48,7 @@ class CapReached:
                 f" and the job costs {self.amount}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class KeyHold:
     """Credits a job's hold counts in (or a settlement gives back to) its API key's spend: the
     key's tenant, the key, the day the hold was made, the credits, and the key's caps."""
@@ -63,7 +63,7 @@ class KeyHold:
         return self.api_key_id, period, period_start(period, self.day)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class KeySpend:
     """The spend rows a batch read, and what the batch adds to each (with the cap in force at
     its last hold), written back as deltas."""
@@ -83,7 +83,7 @@ class KeySpend:
             cap = cap_of(hold.caps, period)
             spent = self.spent(hold.row(period))
             if cap is not None and spent + hold.amount > cap:
-                return CapReached(hold.api_key_id, period, cap, spent, hold.amount)
+                return CapReached(api_key_id=hold.api_key_id, period=period, cap=cap, spent=spent, amount=hold.amount)
         return None
 
     def hold(self, hold: KeyHold) -> None:

@@ -76,7 +76,7 @@ class PriceBookVersion(BaseModel):
     def spend_cap(self, tier: str, images: int) -> int:
         return self.provider_spend_cap_per_image_micro_usd.get(tier, 0) * images
 
-    def video_spend_cap(self, tier: str, clips: int, seconds: int) -> int:
+    def video_spend_cap(self, tier: str, clips: int, *, seconds: int) -> int:
         """The provider spend a job of `clips` clips of `seconds` each may reach."""
         return self.provider_spend_cap_per_video_second_micro_usd.get(tier, 0) * clips * seconds
 

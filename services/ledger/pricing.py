@@ -9,7 +9,7 @@ from services.ledger.pricebook import PriceBookVersion
 from services.ledger.records import Transfer
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Settlement:
     charged: int
     released: int
@@ -18,7 +18,7 @@ class Settlement:
     seconds: int | None = None  # a video job's delivered seconds charged (tokens aside)
 
 
-def settle_amounts(transfer: Transfer, delivered: int, clip_ms: list[int] | None = None) -> Settlement:
+def settle_amounts(transfer: Transfer, delivered: int, *, clip_ms: list[int] | None = None) -> Settlement:
     """Charge only what was delivered, retry tokens first, never more than was held. A video
     job's clips (`clip_ms`, each delivered clip's length) are charged by the second."""
     if transfer.priced_by_the_second:
@@ -26,7 +26,7 @@ def settle_amounts(transfer: Transfer, delivered: int, clip_ms: list[int] | None
     delivered = min(max(delivered, 0), transfer.images)
     tokens_used = min(delivered, transfer.tokens_held)
     charged = min((delivered - tokens_used) * transfer.unit_price, transfer.amount)
-    return Settlement(charged, transfer.amount - charged, tokens_used, transfer.tokens_held - tokens_used)
+    return Settlement(charged=charged, released=transfer.amount - charged, tokens_used=tokens_used, tokens_returned=transfer.tokens_held - tokens_used)
 
 
 def billed_clip_seconds(duration_ms: int, asked_seconds: int) -> int:
@@ -45,11 +45,11 @@ def _settle_seconds(transfer: Transfer, clip_ms: list[int]) -> Settlement:
     charged_seconds = sum(seconds[tokens_used:])
     charged = min(charged_seconds * transfer.second_price, transfer.amount)
     assert charged <= transfer.amount
-    return Settlement(charged, transfer.amount - charged, tokens_used, transfer.tokens_held - tokens_used,
-                      charged_seconds)
+    return Settlement(charged=charged, released=transfer.amount - charged, tokens_used=tokens_used, tokens_returned=transfer.tokens_held - tokens_used,
+                      seconds=charged_seconds)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class JobPrice:
     """What one delivered output of a job costs (a clip: at the seconds asked), the provider
     spend the job may reach, and a video job's price per second and seconds per clip."""
@@ -68,7 +68,7 @@ class Unpriced:
     reason: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Order:
     """What a job asks to be priced: outputs of a template in a tier, or clips (`video`)."""
 
@@ -80,7 +80,7 @@ class Order:
 
     @classmethod
     def of(cls, job: JobSpec) -> "Order":
-        return cls(job.template, job.tier, job.images, job.video, job.job_priority == "bulk")
+        return cls(template=job.template, tier=job.tier, images=job.images, video=job.video, bulk=job.job_priority == "bulk")
 
 
 def price_of(prices: PriceBookVersion, order: Order) -> JobPrice | Unpriced:
@@ -93,9 +93,9 @@ def price_of(prices: PriceBookVersion, order: Order) -> JobPrice | Unpriced:
             return Unpriced("unknown_tier", f"no price per second for {video.resolution} clips in tier {tier!r}")
         per_second = prices.bulk_price(per_second) if order.bulk else per_second
         seconds = video.billed_seconds()
-        return JobPrice(per_second * seconds, prices.video_spend_cap(tier, order.images, seconds), per_second, seconds)
+        return JobPrice(unit=per_second * seconds, spend_cap=prices.video_spend_cap(tier, order.images, seconds=seconds), second_price=per_second, clip_seconds=seconds)
     unit = prices.unit_price(order.template, tier)
     if unit is None:
         code = "unknown_tier" if order.template in prices.prices else "unknown_template"
         return Unpriced(code, f"no price for template {order.template!r} in tier {tier!r}")
-    return JobPrice(prices.bulk_price(unit) if order.bulk else unit, prices.spend_cap(tier, order.images))
+    return JobPrice(unit=prices.bulk_price(unit) if order.bulk else unit, spend_cap=prices.spend_cap(tier, order.images))

@@ -17,7 +17,7 @@ def tenant_account(tenant_id: str) -> str:
     return f"tenant:{tenant_id}"
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Account:
     tenant_id: str
     posted: int = 0
@@ -31,7 +31,7 @@ class Account:
         return self.posted - self.pending
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Transfer:
     id: UUID
     job_id: UUID
@@ -62,7 +62,7 @@ class Transfer:
         return self.second_price is not None
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Grant:
     id: UUID
     tenant_id: str
@@ -79,7 +79,7 @@ class Grant:
         return (self.expires_at is None, self.expires_at or self.created_at, self.created_at, str(self.id))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Entry:
     tenant_id: str
     kind: str
@@ -91,7 +91,7 @@ class Entry:
     reason: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CreditGrant:
     """Credits given to a tenant: how many, where they come from (`admin`, `payment`, `refund`,
     `rollover`...), why, and the terms they carry: when they expire, how long their unused
@@ -107,8 +107,8 @@ class CreditGrant:
 
     def issued(self, now: datetime) -> Grant:
         """The grant's row, made `now`, with all its credits remaining."""
-        return Grant(uuid4(), self.tenant_id, self.source, self.amount, self.amount, self.expires_at, now,
-                     self.rollover_days, self.payment_id)
+        return Grant(id=uuid4(), tenant_id=self.tenant_id, source=self.source, amount=self.amount, remaining=self.amount, expires_at=self.expires_at, created_at=now,
+                     rollover_days=self.rollover_days, payment_id=self.payment_id)
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,7 @@ class Delivery:
     outcome: str = "charged"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Rejection:
     """Why a reservation is refused, and the credits it needed and found."""
 
@@ -135,7 +135,7 @@ class Rejection:
                                    reason=self.reason, required=self.required, available=self.available)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ProviderCost:
     """What one attempt of a job spent at one provider."""
 
@@ -145,7 +145,7 @@ class ProviderCost:
     cost_micro_usd: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Takeback:
     """Credits a payment processor takes back from a tenant (a refund, a dispute), or a debt it
     no longer stands behind: how many, why (`cause`), and the payment they came with."""
@@ -156,7 +156,7 @@ class Takeback:
     payment_id: str | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DisputeHold:
     """What an open dispute of a payment took from a tenant: `held` from its balance, `owed`
     beyond it."""
@@ -167,7 +167,7 @@ class DisputeHold:
     payment_id: str | None
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainingHold:
     job_id: UUID
     tenant_id: str
@@ -180,7 +180,7 @@ class TrainingHold:
     settled_at: datetime | None = None
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Trainings:
     """What a batch knows of training lines (loaded, the jobs' locked) and what it changed."""
 

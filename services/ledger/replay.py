@@ -32,7 +32,7 @@ from services.ledger.key_caps import SpendRow
 from services.ledger.store.replay import BALANCE_COLUMNS, differing_balances, differing_key_spend, unpublished
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Difference:
     tenant_id: str
     column: str
@@ -46,7 +46,7 @@ def ledger_events(records: Sequence[HistoryRecord]) -> tuple[list[Event], int]:
     return [envelope.event for envelope in envelopes], malformed
 
 
-def wait_for_outbox(conn: psycopg.Connection[Any], schema: str, timeout_s: float) -> int:
+def wait_for_outbox(conn: psycopg.Connection[Any], schema: str, *, timeout_s: float) -> int:
     """The live tables are ahead of the topic until the outbox is relayed; wait for it."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -56,20 +56,20 @@ def wait_for_outbox(conn: psycopg.Connection[Any], schema: str, timeout_s: float
         time.sleep(0.2)
 
 
-def compare_key_spend(conn: psycopg.Connection[Any], schema: str, spent: dict[SpendRow, int]) -> list[str]:
+def compare_key_spend(conn: psycopg.Connection[Any], schema: str, *, spent: dict[SpendRow, int]) -> list[str]:
     """Each key's replayed spend against the live key_spend, as report lines; in a transaction."""
-    rows = differing_key_spend(conn, schema, ((key, period, starts_on, amount)
+    rows = differing_key_spend(conn, schema, replayed=((key, period, starts_on, amount)
                                               for (key, period, starts_on), amount in spent.items()))
     return [f"key={key} {period} from {starts_on} spent: live={live} replayed={replayed}"
             for key, period, starts_on, live, replayed in rows]
 
 
-def compare(conn: psycopg.Connection[Any], schema: str, balances: dict[str, ReplayedAccount]) -> list[Difference]:
+def compare(conn: psycopg.Connection[Any], schema: str, *, balances: dict[str, ReplayedAccount]) -> list[Difference]:
     """The replayed balances, in a temporary table of this session (the auditor's role writes
     no schema), against the live accounts; called inside a transaction, which drops it."""
-    rows = differing_balances(conn, schema, ((tenant_id, a.posted, a.pending, a.retry_tokens, a.owed)
+    rows = differing_balances(conn, schema, replayed=((tenant_id, a.posted, a.pending, a.retry_tokens, a.owed)
                                              for tenant_id, a in balances.items()))
-    return [Difference(row[0], column, row[1 + 2 * i], row[2 + 2 * i])
+    return [Difference(tenant_id=row[0], column=column, live=row[1 + 2 * i], replayed=row[2 + 2 * i])
             for row in rows for i, column in enumerate(BALANCE_COLUMNS) if row[1 + 2 * i] != row[2 + 2 * i]]
 
 
@@ -83,14 +83,14 @@ class LedgerReplay:
     outbox_timeout_s: float = 30
 
 
-def replay_ledger(settings: ServiceSettings, replay: LedgerReplay, out: Callable[[str], object] = print) -> int:
+def replay_ledger(settings: ServiceSettings, replay: LedgerReplay, *, out: Callable[[str], object] = print) -> int:
     schema, source = replay.schema, replay.source
     topic = topic_of("ledger", settings.topic_namespace)
     unrelayed = 0
     records: Sequence[HistoryRecord] = []
     with psycopg.connect(settings.database_url.get_secret_value(), autocommit=True) as conn:
         if source == "topics":
-            unrelayed = wait_for_outbox(conn, schema, replay.outbox_timeout_s)
+            unrelayed = wait_for_outbox(conn, schema, timeout_s=replay.outbox_timeout_s)
             records = asyncio.run(read_topic_to_end(client_options(settings), topic))
             where = topic
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
@@ -99,8 +99,8 @@ def replay_ledger(settings: ServiceSettings, replay: LedgerReplay, out: Callable
                 records, where = read_journal(conn, schema), f"the journal of {schema}"
             events, malformed = ledger_events(records)
             balances, spent = replay_balances(events), replay_key_spend(events)
-            differences = compare(conn, schema, balances)
-            key_lines = compare_key_spend(conn, schema, spent)
+            differences = compare(conn, schema, balances=balances)
+            key_lines = compare_key_spend(conn, schema, spent=spent)
     out(f"replayed {len(events)} events ({len(records)} records) from {where} into {len(balances)} accounts"
         f" and {len(spent)} rows of key spend")
     if unrelayed:
@@ -108,4 +108,4 @@ def replay_ledger(settings: ServiceSettings, replay: LedgerReplay, out: Callable
     lines = [f"tenant={d.tenant_id} {d.column}: live={d.live} replayed={d.replayed}" for d in differences]
     accounts = len({d.tenant_id for d in differences})
     noun = "key spend row" if not accounts else "account or key spend row" if key_lines else "account"
-    return report(out, Differences(lines + key_lines, accounts + len(key_lines), noun, malformed))
+    return report(out, Differences(lines=lines + key_lines, differing=accounts + len(key_lines), noun=noun, malformed=malformed))

@@ -49,19 +49,19 @@ class Ledger:
 
     def new_book(self) -> Book:
         prices = self.price_book.at(datetime.now(UTC))
-        return Book(self.price_book, prices.credit_value_micro_usd,
-                    timedelta(seconds=self.settings.reservation_timeout_s),
-                    timedelta(seconds=self.settings.report_window_s))
+        return Book(price_book=self.price_book, credit_value_micro_usd=prices.credit_value_micro_usd,
+                    reservation_timeout=timedelta(seconds=self.settings.reservation_timeout_s),
+                    report_window=timedelta(seconds=self.settings.report_window_s))
 
-    async def open_book(self, conn: Conn, tenants: Iterable[str], jobs: Iterable[UUID] = ()) -> Book:
-        return await load_book(conn, self.new_book(), tenants, jobs)
+    async def open_book(self, conn: Conn, tenants: Iterable[str], *, jobs: Iterable[UUID] = ()) -> Book:
+        return await load_book(conn, self.new_book(), tenant_ids=tenants, job_ids=jobs)
 
     async def apply_events(self, conn: Conn, claim: InboxClaim, publish: Publish) -> None:
         """Apply a batch: the statement that reads the balances of the tenants it names claims
         it in the inbox; what is fresh is then applied."""
         book = self.new_book()
-        await read_balances(conn, book, {e.event.tenant_id for e in claim.envelopes
-                                         if isinstance(e.event, JobEvent) and not kept_aside(e)}, claim)
+        await read_balances(conn, book, tenant_ids={e.event.tenant_id for e in claim.envelopes
+                                         if isinstance(e.event, JobEvent) and not kept_aside(e)}, claim=claim)
         fresh = claim.claimed or []
         await audit.keep(conn, [e for e in fresh if isinstance(e.event, AuditRecorded)])
         for erased in {e.event.job_id for e in fresh if isinstance(e.event, JobErased)}:
@@ -70,29 +70,29 @@ class Ledger:
         if not envelopes:
             return
         events = [e.event for e in envelopes]
-        await read_jobs(conn, book, JobsRead({e.job_id for e in events if isinstance(e, JobEvent)},
+        await read_jobs(conn, book, read=JobsRead(jobs={e.job_id for e in events if isinstance(e, JobEvent)},
                                              subjects=training_subjects(events),
                                              costs_of=[e.job_id for e in events if isinstance(e, SETTLING)],
                                              reports_of=[e.job_id for e in events if isinstance(e, OutputReported)]))
         now = datetime.now(UTC)
-        await read_key_spend(conn, book, {e.job.api_key_id for e in events if isinstance(e, JobSubmitted)
+        await read_key_spend(conn, book, api_key_ids={e.job.api_key_id for e in events if isinstance(e, JobSubmitted)
                                           and e.job.api_key_id is not None},
-                             [period_start(period, now.date()) for period in PERIODS])
+                             starts=[period_start(period, now.date()) for period in PERIODS])
         published = publish.statement([(out, envelope) for envelope in envelopes
-                                       for out in decide(book, consumed(envelope.event), now) if out])
-        await write_book(conn, book, published)  # balances last: the hot rows stay locked only until commit
+                                       for out in decide(book, consumed(envelope.event), now=now) if out])
+        await write_book(conn, book, published=published)  # balances last: the hot rows stay locked only until commit
         if self.settings.stripe_api_key is not None:  # auto top-up charges through Stripe
-            await request_due_topups(conn, book.changed_accounts, self.price_book.at(now).credit_packs, now)
+            await request_due_topups(conn, book.changed_accounts, packs=self.price_book.at(now).credit_packs, now=now)
 
-    async def sweep(self, conn: Conn, now: datetime, limit: int = 500) -> list[Event]:
+    async def sweep(self, conn: Conn, now: datetime, *, limit: int = 500) -> list[Event]:
         """Void holds past their timeout and expire grants past their date."""
-        due = await accounts.due_for_sweep(conn, now, limit)
+        due = await accounts.due_for_sweep(conn, now, limit=limit)
         if not due:
             return []
-        book = await self.open_book(conn, {r["tenant_id"] for r in due}, {r["job_id"] for r in due if r["job_id"]})
+        book = await self.open_book(conn, {r["tenant_id"] for r in due}, jobs={r["job_id"] for r in due if r["job_id"]})
         events = book.expire_due(now)
         events += [released for e in list(events) if isinstance(e, ReservationSettled)
-                   for released in training.released_with_job(book, e.job_id, now)]
+                   for released in training.released_with_job(book, e.job_id, now=now)]
         await write_book(conn, book)
         return [e for e in events if e]
 
@@ -102,7 +102,7 @@ class LedgerApp:
 
     def __init__(self, settings: LedgerSettings, runtime: ServiceRuntime | None = None) -> None:
         self.settings = settings
-        self.runtime = runtime or ServiceRuntime("ledger", settings, "services.ledger")
+        self.runtime = runtime or ServiceRuntime("ledger", settings, migrations_package="services.ledger")
         self.price_book = load_price_book(settings.price_book_path)
         self.ledger = Ledger(settings, self.price_book)
         self.runtime.relay.observers.append(metrics.count_published)
@@ -114,9 +114,9 @@ class LedgerApp:
             async with self.runtime.pool.connection() as conn, conn.transaction():
                 granted = await self.grant_in(conn, grant)
                 if actor:
-                    await self.audit(conn, await record_action(self.runtime, conn, Action(
-                        actor, "credits.grant", f"tenant:{grant.tenant_id}", grant.tenant_id,
-                        {"credits": grant.amount, "reason": grant.reason, "grant_id": str(granted.grant_id),
+                    await self.audit(conn, await record_action(self.runtime, conn, action=Action(
+                        actor=actor, name="credits.grant", target=f"tenant:{grant.tenant_id}", tenant_id=grant.tenant_id,
+                        details={"credits": grant.amount, "reason": grant.reason, "grant_id": str(granted.grant_id),
                          "expires_at": _iso_or_none(grant.expires_at)})))
                 return granted
 
@@ -140,15 +140,15 @@ class LedgerApp:
         in the trail at once: the ledger does not consume its own topic."""
         await audit.keep(conn, [recorded])
 
-    async def set_report_policy(self, tenant_id: str, policy: str, actor: str) -> bool:
+    async def set_report_policy(self, tenant_id: str, policy: str, *, actor: str) -> bool:
         async with self.runtime.pool.connection() as conn, conn.transaction():
             previous = await accounts.lock_report_policy(conn, tenant_id)
             if previous is None:
                 return False
-            await accounts.set_report_policy(conn, tenant_id, policy)
-            await self.audit(conn, await record_action(self.runtime, conn, Action(
-                actor, "report_policy.set", f"tenant:{tenant_id}", tenant_id,
-                {"report_policy": policy, "previous": previous})))
+            await accounts.set_report_policy(conn, tenant_id, policy=policy)
+            await self.audit(conn, await record_action(self.runtime, conn, action=Action(
+                actor=actor, name="report_policy.set", target=f"tenant:{tenant_id}", tenant_id=tenant_id,
+                details={"report_policy": policy, "previous": previous})))
         self.runtime.relay.notify()
         return True
 
@@ -191,9 +191,9 @@ class LedgerApp:
         async def start() -> None:
             state["grpc"] = await start_grpc_server(LedgerService(self.runtime.pool, self.price_book), self.settings)
             state["sweeper"] = supervise("ledger-sweep", lambda: every(self.settings.sweep_interval_s, self.sweep_once,
-                                                                      "ledger-sweep"))
+                                                                      what="ledger-sweep"))
             state["alerts"] = supervise("ledger-alerts", lambda: every(self.settings.alert_interval_s, self.alert_once,
-                                                                      "ledger-alerts"))
+                                                                      what="ledger-alerts"))
 
         async def stop() -> None:
             await stop_tasks(state["sweeper"], state["alerts"])
@@ -210,9 +210,9 @@ def payments_of(ledger: LedgerApp, settings: LedgerSettings) -> Payments | None:
         return None
     # Without an API key only the webhook works: the gateway is never called (require_api_key).
     key = settings.stripe_api_key.get_secret_value() if settings.stripe_api_key else "sk_unset"
-    gateway = StripeGateway(StripeAccount(key, settings.payment_webhook_secret.get_secret_value(),
-                                          settings.payment_webhook_tolerance_s, settings.stripe_api_base))
-    return Payments(ledger, gateway, settings)
+    gateway = StripeGateway(StripeAccount(api_key=key, webhook_secret=settings.payment_webhook_secret.get_secret_value(),
+                                          tolerance_s=settings.payment_webhook_tolerance_s, api_base=settings.stripe_api_base))
+    return Payments(ledger, gateway, settings=settings)
 
 
 async def grant(settings: LedgerSettings, grant: CreditGrant) -> int:

@@ -43,7 +43,7 @@ def training_credits(book: Book, job: JobSpec) -> int:
     return book.price_book.at(job.submitted_at).training_price()
 
 
-def reserve(book: Book, job: JobSpec, now: datetime) -> Event | None:
+def reserve(book: Book, job: JobSpec, *, now: datetime) -> Event | None:
     """The job's reservation with its training line: both held, or the job refused."""
     credits = training_credits(book, job)
     account = book.accounts.get(job.tenant_id)
@@ -66,18 +66,18 @@ def reserve(book: Book, job: JobSpec, now: datetime) -> Event | None:
                           " the subject's identity)"})
         return reserved
     assert job.subject is not None
-    hold = TrainingHold(job.job_id, job.tenant_id, job.subject.subject_id, job.subject.photo_set_sha256, credits)
+    hold = TrainingHold(job_id=job.job_id, tenant_id=job.tenant_id, subject_id=job.subject.subject_id, photo_set_sha256=job.subject.photo_set_sha256, amount=credits)
     book.trainings.holds[job.job_id] = hold
     book.trainings.new_holds.append(hold)
     book.changed_accounts.add(job.tenant_id)
-    book._journal(Entry(job.tenant_id, "reserve", credits, tenant_account(job.tenant_id), HOLDS,
+    book._journal(Entry(tenant_id=job.tenant_id, kind="reserve", amount=credits, debit_account=tenant_account(job.tenant_id), credit_account=HOLDS,
                         reason=f"training line of job {job.job_id}"))
     assert_holds_covered(account)
     spend = book.transfers[job.job_id].max_provider_spend + credits * book.credit_value_micro_usd
     return reserved.model_copy(update={"training_credits": credits, "max_provider_spend_micro_usd": spend})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Outcome:
     """How a job's training line ends: charged or released, why, and the identity it paid for."""
 
@@ -87,7 +87,7 @@ class Outcome:
     identity_id: UUID | None = None
 
 
-def settle(book: Book, outcome: Outcome, now: datetime) -> TrainingSettled | None:
+def settle(book: Book, outcome: Outcome, *, now: datetime) -> TrainingSettled | None:
     """Charge or release the job's training line, once; None when it has none left pending."""
     job_id = outcome.job_id
     hold = book.trainings.holds.get(job_id)
@@ -102,8 +102,8 @@ def settle(book: Book, outcome: Outcome, now: datetime) -> TrainingSettled | Non
     book._consume_grants(account, charged)
     book.changed_accounts.add(hold.tenant_id)
     reason = f"training line of job {job_id}"
-    book._journal(Entry(hold.tenant_id, "charge", charged, HOLDS, REVENUE, reason=reason))
-    book._journal(Entry(hold.tenant_id, "release", hold.amount - charged, HOLDS, tenant_account(hold.tenant_id),
+    book._journal(Entry(tenant_id=hold.tenant_id, kind="charge", amount=charged, debit_account=HOLDS, credit_account=REVENUE, reason=reason))
+    book._journal(Entry(tenant_id=hold.tenant_id, kind="release", amount=hold.amount - charged, debit_account=HOLDS, credit_account=tenant_account(hold.tenant_id),
                         reason=reason))
     assert_holds_covered(account)
     if charged and outcome.identity_id is not None:
@@ -115,37 +115,37 @@ def settle(book: Book, outcome: Outcome, now: datetime) -> TrainingSettled | Non
 
 
 def on_identity(book: Book, event: IdentityPlanned | IdentityTrained | IdentityTrainingFailed,
-                now: datetime) -> TrainingSettled | None:
+                *, now: datetime) -> TrainingSettled | None:
     """What an identity event of a job does to its training line."""
     match event:
         case IdentityPlanned() if not event.trains:
             how = "by reference" if event.use.mode == "reference" else "with an identity trained before"
-            return settle(book, Outcome(event.job_id, False, f"the job carries its subject {how}"), now)
+            return settle(book, Outcome(job_id=event.job_id, charge=False, reason=f"the job carries its subject {how}"), now=now)
         case IdentityPlanned():
             return None
         case IdentityTrained():
-            return trained(book, event, now)
+            return trained(book, event, now=now)
         case IdentityTrainingFailed() if event.tenant_fault:
-            return settle(book, Outcome(event.job_id, True, f"the training failed: {event.reason}"), now)
+            return settle(book, Outcome(job_id=event.job_id, charge=True, reason=f"the training failed: {event.reason}"), now=now)
         case IdentityTrainingFailed():
-            return settle(book, Outcome(event.job_id, False, f"the training failed through no fault of yours:"
-                                                             f" {event.reason}"), now)
+            return settle(book, Outcome(job_id=event.job_id, charge=False, reason=f"the training failed through no fault of yours:"
+                                                             f" {event.reason}"), now=now)
 
 
-def trained(book: Book, event: IdentityTrained, now: datetime) -> TrainingSettled | None:
+def trained(book: Book, event: IdentityTrained, *, now: datetime) -> TrainingSettled | None:
     """Remember the photo set as trained; charge the job's line unless the identity was paid."""
     key = (event.tenant_id, event.subject_id, event.photo_set_sha256)
     if key not in book.trainings.trained:
         book.trainings.trained.add(key)
         book.trainings.new_trained.append((*key, event.identity_id, event.trained_at))
     if (event.tenant_id, event.subject_id, event.identity_id) in book.trainings.charged:
-        return settle(book, Outcome(event.job_id, False, f"identity {event.identity_id} was charged before"), now)
-    return settle(book, Outcome(event.job_id, True, f"identity {event.identity_id} trained by {event.provider}",
-                                              event.identity_id), now)
+        return settle(book, Outcome(job_id=event.job_id, charge=False, reason=f"identity {event.identity_id} was charged before"), now=now)
+    return settle(book, Outcome(job_id=event.job_id, charge=True, reason=f"identity {event.identity_id} trained by {event.provider}",
+                                              identity_id=event.identity_id), now=now)
 
 
-def released_with_job(book: Book, job_id: UUID, now: datetime) -> list[Event]:
+def released_with_job(book: Book, job_id: UUID, *, now: datetime) -> list[Event]:
     """The job is settled: a training line still pending trained nothing, and is released
     (its TrainingSettled; none when there is no line left pending)."""
-    released = settle(book, Outcome(job_id, False, "the job ended without training its subject's identity"), now)
+    released = settle(book, Outcome(job_id=job_id, charge=False, reason="the job ended without training its subject's identity"), now=now)
     return [released] if released is not None else []

@@ -45,25 +45,25 @@ def routing_policy(settings: RouterSettings) -> RoutingPolicy:
     )
 
 
-def routing_engine(settings: RouterSettings, registry: Registry, context: ProviderContext) -> RoutingEngine:
+def routing_engine(settings: RouterSettings, registry: Registry, *, context: ProviderContext) -> RoutingEngine:
     secrets = {name: secret.get_secret_value() for name, secret in settings.provider_secrets.items()}
-    estimator = PassRateEstimator(registry.pass_rate_priors(),
+    estimator = PassRateEstimator(priors=registry.pass_rate_priors(),
                                   half_life_s=settings.pass_rate_half_life_s)
-    return RoutingEngine(registry, build_providers(registry, secrets=secrets, context=context), estimator=estimator,
+    return RoutingEngine(registry=registry, providers=build_providers(registry, secrets=secrets, context=context), estimator=estimator,
                          policy=routing_policy(settings), journal=context.journal)
 
 
-def trainers_of(settings: RouterSettings, registry: Registry, context: ProviderContext) -> dict[str, Trainer]:
+def trainers_of(settings: RouterSettings, registry: Registry, *, context: ProviderContext) -> dict[str, Trainer]:
     """A trainer for each provider that declares one, with its API key."""
     secrets = {name: secret.get_secret_value() for name, secret in settings.provider_secrets.items()}
-    return {config.name: build_trainer(config, context, secrets.get(config.credentials or ""))
+    return {config.name: build_trainer(config, context, secret=secrets.get(config.credentials or ""))
             for config in registry.trainers()}
 
 
 class RouterApp:
     def __init__(self, settings: RouterSettings) -> None:
         self.settings = settings
-        self.runtime = ServiceRuntime("router", settings, "services.router")
+        self.runtime = ServiceRuntime("router", settings, migrations_package="services.router")
         self.objects = ObjectStore(settings)
         self.runtime.readiness_checks["object_store"] = self.objects.ping
         self.http = httpx.AsyncClient()
@@ -71,20 +71,20 @@ class RouterApp:
         self.webhooks = WebhookInbox()
         self.providers = ProviderContext(client=self.http, journal=store.RemoteJobs(self.runtime.pool),
                                          webhooks=self.webhooks, copies=BucketCopies(self.objects))
-        self.engine = routing_engine(settings, registry, self.providers)
-        metrics.expose(self.engine, registry.providers, settings.spend_alert_usd_per_hour)
+        self.engine = routing_engine(settings, registry, context=self.providers)
+        metrics.expose(self.engine, registry.providers, spend_alert_usd_per_hour=settings.spend_alert_usd_per_hour)
         # Names this process in the claims it holds on attempts.
         owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.data_keys = DataKeys(settings, "router")
         files = SubjectFiles(self.objects, self.data_keys)
-        self.runner = AttemptRunner(self.runtime, self.engine, self.objects, settings, owner, self.data_keys,
-                                    SubjectOrders(self.runtime, self.engine, files, settings.weights_link_ttl_s))
+        self.runner = AttemptRunner(runtime=self.runtime, engine=self.engine, objects=self.objects, settings=settings, owner=owner, data_keys=self.data_keys,
+                                    subjects=SubjectOrders(runtime=self.runtime, engine=self.engine, files=files, link_ttl_s=settings.weights_link_ttl_s))
         self.trainings = TrainingSupervisor(
-            self.runtime, trainers_of(settings, registry, self.providers), files, owner,
-            TrainingSettings(settings.training_look_interval_s, settings.claim_lease_s,
+            runtime=self.runtime, trainers=trainers_of(settings, registry, context=self.providers), files=files, owner=owner,
+            settings=TrainingSettings(settings.training_look_interval_s, settings.claim_lease_s,
                              settings.max_concurrent_trainings), webhooks=self.webhooks)
         self.scheduler = AttemptScheduler(
-            self.runtime.pool, self.engine, self.runner.run, owner=owner, max_queued=settings.max_queued_attempts,
+            pool=self.runtime.pool, engine=self.engine, run=self.runner.run, owner=owner, max_queued=settings.max_queued_attempts,
             max_running=settings.max_concurrent_attempts, poll_interval_s=settings.attempt_poll_interval_s,
             lease_s=settings.claim_lease_s)
         handlers.register(self.runtime.consumer, handlers.Intake(self.scheduler, settings.max_attempts,

@@ -20,7 +20,7 @@ from services.router.routing_types import (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AttemptRun:
     """An attempt under way: what it asks, its plan, the cost budget its calls share, and the
     clock time by which its calls must be done (None: no deadline)."""
@@ -31,7 +31,7 @@ class AttemptRun:
     deadline: float | None
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Batch:
     """The indices one chunk of the attempt still has to get, and what it has got so far."""
 
@@ -50,17 +50,17 @@ class Batch:
 
 
 async def resumed_batches(journal: RemoteJobJournal | None, request: RouteRequest,
-                          providers: Collection[str]) -> list[Batch]:
+                          *, providers: Collection[str]) -> list[Batch]:
     """One batch per remote job of this attempt and stage still running or done at its provider."""
     if journal is None or not request.resumable:
         return []
-    jobs = await journal.unfinished(request.job_id, request.attempt, request.capability)
+    jobs = await journal.unfinished(request.job_id, request.attempt, capability=request.capability)
     batches: list[Batch] = []
     taken: set[int] = set()
     for job in sorted(jobs, key=lambda j: j.key.start_index):
         indices = list(range(job.key.start_index, job.key.start_index + job.key.count))
         if belongs(job, request) and job.key.provider in providers and not taken & set(indices):
-            batches.append(Batch(indices, resume_on=job.key.provider))
+            batches.append(Batch(pending=indices, resume_on=job.key.provider))
             taken |= set(indices)
     return batches
 
@@ -76,7 +76,7 @@ def belongs(job: RemoteJob, request: RouteRequest) -> bool:
     return job.key.start_index == request.start_index
 
 
-def attempt_result(run: AttemptRun, batches: list[Batch], latency_s: float) -> AttemptResult:
+def attempt_result(run: AttemptRun, batches: list[Batch], *, latency_s: float) -> AttemptResult:
     """The attempt's images in index order with every call made; raised as the reason when
     no call generated anything."""
     request, plan, budget = run.request, run.plan, run.budget
@@ -84,7 +84,7 @@ def attempt_result(run: AttemptRun, batches: list[Batch], latency_s: float) -> A
     images = tuple(sorted((i for batch in batches for i in batch.images), key=lambda r: r.image.index))
     errors = tuple(call.error for call in calls if call.error)
     if not images:
-        raise with_calls(nothing_generated(run, errors), calls, budget.spent)
+        raise with_calls(nothing_generated(run, errors), calls, spent_micro_usd=budget.spent)
     return AttemptResult(
         job_id=request.job_id, attempt=request.attempt, planned_candidates=plan.candidates,
         success_target=plan.success_target, images=images, calls=calls,

@@ -38,7 +38,7 @@ class CostBudget:
 class ProviderSlots:
     """The providers' call slots: taken and given back around each call, and waited for."""
 
-    def __init__(self, health: Mapping[str, ProviderHealth], clock: Clock, breaker_enabled: bool) -> None:
+    def __init__(self, health: Mapping[str, ProviderHealth], clock: Clock, *, breaker_enabled: bool) -> None:
         self._health = health
         self._clock = clock
         self._breaker_enabled = breaker_enabled
@@ -106,7 +106,7 @@ class ProviderSlots:
             if limit_s is None:
                 await offered
             else:
-                await run_with_timeout(self._clock, offered, limit_s)
+                await run_with_timeout(self._clock, offered, timeout_s=limit_s)
             return True
         except TimeoutError:
             return False

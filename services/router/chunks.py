@@ -24,7 +24,7 @@ from services.router.routing_types import RoutedImage
 from services.router.store import AttemptRequest
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, kw_only=True)
 class CandidateKeeper:
     """Stores one run (`run`: its try number) of an attempt's candidates, announcing them every
     `chunk_candidates` while `owner` holds the attempt; `candidates_before` earlier attempts made."""
@@ -49,13 +49,13 @@ class CandidateKeeper:
         spec = self.job.spec
         key = AttemptKeys(spec.tenant_id, spec.job_id, self.request.attempt).chunk(self.run, images[0].image.index)
         await self.objects.put(self.objects.internal_bucket, key,
-                               Blob(b"".join(r.image.data for r in images), ATTEMPT_MEDIA_TYPE))
+                               content=Blob(b"".join(r.image.data for r in images), ATTEMPT_MEDIA_TYPE))
         offset = 0
         for routed in images:
             image = routed.image
             step = CandidateStep(stage=stage, provider=routed.provider, cost_micro_usd=image.cost_micro_usd,
                                  latency_ms=round(image.latency_s * 1000))
-            self.refs[image.index] = stored_ref(routed, StoredAt(key, offset), [step])
+            self.refs[image.index] = stored_ref(routed, StoredAt(key, offset), steps=[step])
             self._pending.append(self.refs[image.index])
             offset += len(image.data)
         if len(self._pending) >= self.chunk_candidates:
@@ -80,7 +80,7 @@ class CandidateKeeper:
                                  stored=len(self.refs), candidates_before=self.candidates_before,
                                  eta_s=self._eta_s(), job=spec)
         async with self.runtime.pool.connection() as conn:
-            announced = await store.announce_if_held(conn, self.request, self.owner, self.runtime.outbox_row(event))
+            announced = await store.announce_if_held(conn, self.request, owner=self.owner, announces=self.runtime.outbox_row(event))
         if announced:
             self.runtime.relay.notify()
 
@@ -109,11 +109,11 @@ class StoredAt:
     offset: int
 
 
-def stored_ref(routed: RoutedImage, at: StoredAt, steps: list[CandidateStep]) -> CandidateRef:
+def stored_ref(routed: RoutedImage, at: StoredAt, *, steps: list[CandidateStep]) -> CandidateRef:
     """A candidate stored `at` a place, described from its bytes."""
     image = routed.image
     if image.media_type in video.VIDEO_MEDIA_TYPES:
-        return _stored_clip(routed, at, steps)
+        return _stored_clip(routed, at, steps=steps)
     with Image.open(io.BytesIO(image.data)) as opened:  # reads the header (and a clip's frame table)
         (width, height), frames = opened.size, getattr(opened, "n_frames", 1)
         duration_ms = sum(_frame_durations(opened)) if frames > 1 else 0
@@ -125,7 +125,7 @@ def stored_ref(routed: RoutedImage, at: StoredAt, steps: list[CandidateStep]) ->
                         model_version=routed.model_version, style=routed.style)
 
 
-def _stored_clip(routed: RoutedImage, at: StoredAt, steps: list[CandidateStep]) -> CandidateRef:
+def _stored_clip(routed: RoutedImage, at: StoredAt, *, steps: list[CandidateStep]) -> CandidateRef:
     """A clip described from its file (`video.probe`): frames, length, rate, codec and size; one
     whose file does not read is stored all the same, with nothing claimed for it, for the
     scorer to refuse with its reason."""

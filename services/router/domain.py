@@ -20,7 +20,7 @@ CANCELED = "canceled"
 _CALL_OUTCOMES = {"ok": "ok", "timeout": "timeout", "rate_limited": "rate_limited"}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class JobState:
     """What the router keeps of an admitted job."""
 
@@ -44,7 +44,7 @@ def time_left_s(spec: JobSpec, now: datetime) -> float | None:
     return (spec.submitted_at + timedelta(seconds=spec.deadline_s) - now).total_seconds()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AttemptStart:
     """An attempt as a router starts it: its number and the images it still needs, the size they
     are made at unless the job names one, when it starts, the prompt in clear, and whether this
@@ -98,7 +98,7 @@ class Outlook:
     time_left_s: float | None = None
 
 
-def stop_reason(attempt: int, max_attempts: int, outlook: Outlook) -> str | None:
+def stop_reason(attempt: int, max_attempts: int, *, outlook: Outlook) -> str | None:
     """Why the router will generate nothing more after this attempt, or None if it could."""
     if outlook.time_left_s is not None and outlook.time_left_s <= 0:
         return DEADLINE_EXCEEDED
@@ -110,11 +110,11 @@ def stop_reason(attempt: int, max_attempts: int, outlook: Outlook) -> str | None
     return None
 
 
-def provider_calls(calls: Iterable[CallRecord], registry: Registry, route: RouteRequest) -> list[ProviderCall]:
-    return [_provider_call(call, registry, route) for call in calls]
+def provider_calls(calls: Iterable[CallRecord], registry: Registry, *, route: RouteRequest) -> list[ProviderCall]:
+    return [_provider_call(call, registry, route=route) for call in calls]
 
 
-def _provider_call(call: CallRecord, registry: Registry, route: RouteRequest) -> ProviderCall:
+def _provider_call(call: CallRecord, registry: Registry, *, route: RouteRequest) -> ProviderCall:
     """The call as published, with the model it was made with: the job's pin where it has one."""
     config = registry.providers[call.provider]
     model = config.model_for(route.model, route.model_version) or config.models[0]
@@ -172,7 +172,7 @@ def quality_verdicts(scores: Iterable[CandidateScore], attempt: int) -> dict[str
     return verdicts
 
 
-def nothing_more(job: JobState, attempt: int, reason: str) -> CandidatesGenerated:
+def nothing_more(job: JobState, attempt: int, *, reason: str) -> CandidatesGenerated:
     """The answer to a rework request for a job the router has already said it is done with."""
     spec = job.spec
     return CandidatesGenerated(job_id=spec.job_id, tenant_id=spec.tenant_id, attempt=attempt, images=spec.images,

@@ -58,7 +58,7 @@ from services.router.routing_types import (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class _Call:
     """One call about to be made: its provider and indices, what it should cost and take, its timeout, its model."""
 
@@ -70,7 +70,7 @@ class _Call:
     pin: ModelPin
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, kw_only=True)
 class RoutingEngine:
     """Routes attempts over the registry's providers (an adapter for each), learning as it goes.
 
@@ -96,10 +96,10 @@ class RoutingEngine:
             raise ValueError(f"no adapter given for providers: {', '.join(sorted(missing))}")
         self.providers = dict(self.providers)
         self.pass_rates = estimator or PassRateEstimator(
-            self.registry.pass_rate_priors(), clock=self.clock)
-        self._health = {name: new_health(config, self.clock, self.policy)
+            priors=self.registry.pass_rate_priors(), clock=self.clock)
+        self._health = {name: new_health(config, self.clock, policy=self.policy)
                         for name, config in self.registry.providers.items()}
-        self._slots = ProviderSlots(self._health, self.clock, self.policy.breaker.enabled)
+        self._slots = ProviderSlots(self._health, self.clock, breaker_enabled=self.policy.breaker.enabled)
 
     # ---- the service's calls ------------------------------------------------------------
 
@@ -109,24 +109,24 @@ class RoutingEngine:
         if request.keep is not None:
             request.keep.planned(plan.candidates)
         deadline = started + request.time_left_s if request.time_left_s is not None else None
-        run = AttemptRun(request, plan, CostBudget(request.cost_cap_micro_usd), deadline)
-        resumed = await resumed_batches(self.journal, request, self.providers)
+        run = AttemptRun(request=request, plan=plan, budget=CostBudget(request.cost_cap_micro_usd), deadline=deadline)
+        resumed = await resumed_batches(self.journal, request, providers=self.providers)
         taken = {index for batch in resumed for index in batch.pending}
         fresh = [i for i in range(request.start_index, request.start_index + plan.candidates) if i not in taken]
-        batches = resumed + [Batch(chunk) for chunk in split(fresh, plan.primary.max_batch)]
+        batches = resumed + [Batch(pending=chunk) for chunk in split(fresh, plan.primary.max_batch)]
         batches = await asyncio.gather(*(self._generate(run, batch) for batch in batches))
-        return attempt_result(run, batches, self.clock.now() - started)
+        return attempt_result(run, batches, latency_s=self.clock.now() - started)
 
     def plan(self, request: RouteRequest) -> RoutePlan:
         """The provider chain and the number of candidates for this attempt (no calls made)."""
         planning.check_request(request)
         capable = self._capable(request)
         planner = planning.Planner(self.registry, self.policy)
-        return planner.plan_attempt(request, capable, self._snapshot(capable, request.template))
+        return planner.plan_attempt(request, capable, snapshot=self._snapshot(capable, request.template))
 
     def cheapest_price_micro_usd(self, request: RouteRequest) -> int | None:
         """What one candidate costs at the cheapest capable provider now; None if none is capable."""
-        prices = [planning.price_micro_usd(config, request, self._health[config.name].price.value)
+        prices = [planning.price_micro_usd(config, request, price_ratio=self._health[config.name].price.value)
                   for config in self._capable(request)]
         return min(prices) if prices else None
 
@@ -135,13 +135,13 @@ class RoutingEngine:
         if self.policy.learn_pass_rates:
             self.pass_rates.observe(tally)
 
-    def observe_verdicts(self, provider: str, template: str, verdicts: list[Verdict]) -> None:
+    def observe_verdicts(self, provider: str, template: str, *, verdicts: list[Verdict]) -> None:
         """The scorer's verdicts on candidates from `provider` for `template`, for its quality breaker."""
         if provider in self._health:
             self._quality_of(provider, template).record(verdicts)
 
     def provider_status(self) -> list[ProviderStatus]:
-        return [self._health[name].status(config, self.pass_rates, self._quality)
+        return [self._health[name].status(config, self.pass_rates, quality=self._quality)
                 for name, config in self.registry.providers.items()]
 
     def has_capacity(self) -> bool:
@@ -161,7 +161,7 @@ class RoutingEngine:
                                                 if self.registry.providers[name].capabilities.stages]
 
     def _capable(self, request: RouteRequest) -> list[ProviderConfig]:
-        return planning.capable_providers(self.registry.providers.values(), self.policy, request)
+        return planning.capable_providers(self.registry.providers.values(), self.policy, request=request)
 
     def _snapshot(self, capable: list[ProviderConfig], template: str) -> dict[str, ProviderSnapshot]:
         return {config.name: self._snapshot_of(config.name, template) for config in capable}
@@ -180,7 +180,7 @@ class RoutingEngine:
         return self._quality[key]
 
     def _expected_latency_s(self, name: str, count: int) -> float:
-        return planning.expected_latency_s(self.registry.providers[name], self._health[name].latency.value, count)
+        return planning.expected_latency_s(self.registry.providers[name], self._health[name].latency.value, count=count)
 
     # ---- generating ---------------------------------------------------------------------
 
@@ -192,18 +192,18 @@ class RoutingEngine:
         resume = next((q for q in plan.chain if q.provider == batch.resume_on), None)
         if resume is not None:
             # Its adapter finds the job in the journal and polls it: it is not submitted again.
-            await self._call(run, resume, batch)
+            await self._call(run, resume, batch=batch)
         while batch.pending and len(batch.calls) < self.policy.retry.max_calls and not _past(self.clock, deadline):
             patient = errors_seen == 0 and self.clock.now() < patient_until
             spill_limit = self._spill_limit(plan) if patient else math.inf
-            called = await self._walk_chain(run, batch, spill_limit)
+            called = await self._walk_chain(run, batch, spill_limit=spill_limit)
             if not batch.pending:
                 break
             if not called:
                 if run.budget.refused:
                     break
                 preferred = [q for q in plan.chain if q.rank_key(self.policy.rank_by) <= spill_limit]
-                freed = await self._wait_for_chain(plan, preferred, patient_until if patient else deadline)
+                freed = await self._wait_for_chain(plan, preferred, until=patient_until if patient else deadline)
                 if not freed and not patient:
                     break
                 if not freed:
@@ -227,7 +227,7 @@ class RoutingEngine:
     def _spill_limit(self, plan: RoutePlan) -> float:
         return plan.primary.rank_key(self.policy.rank_by) * (self.policy.spill_tolerance or math.inf)
 
-    async def _walk_chain(self, run: AttemptRun, batch: Batch, spill_limit: float = math.inf) -> bool:
+    async def _walk_chain(self, run: AttemptRun, batch: Batch, *, spill_limit: float = math.inf) -> bool:
         """One pass over the chain for the pending indices; whether any call was made.
 
         Providers dearer than `spill_limit` are only tried once a call in this pass failed.
@@ -243,26 +243,26 @@ class RoutingEngine:
                 continue
             retries = 0
             while batch.pending and len(batch.calls) < self.policy.retry.max_calls:
-                error = await self._call(run, quote, batch)
+                error = await self._call(run, quote, batch=batch)
                 if isinstance(error, _NotCalled):
                     break
                 called = True
                 failed = failed or error is not None
-                if error is None or not self._retry_same_provider(error, retries, run.deadline):
+                if error is None or not self._retry_same_provider(error, retries, deadline=run.deadline):
                     break
                 retries += 1
-                await self.clock.sleep(self.policy.retry.backoff_s(retries, self.rng, error.retry_after_s))
+                await self.clock.sleep(self.policy.retry.backoff_s(retries, self.rng, retry_after_s=error.retry_after_s))
             if not batch.pending:
                 break
         return called
 
-    def _retry_same_provider(self, error: ProviderError, retries: int, deadline: float | None) -> bool:
+    def _retry_same_provider(self, error: ProviderError, retries: int, *, deadline: float | None) -> bool:
         # Without fallback a provider is retried whatever the error; with it, only a
         # server error is worth a second try before moving on.
         retryable = error.kind != "bad_request" and (not self.policy.fallback or error.kind == "server_error")
         return retryable and retries < self.policy.retry.same_provider_retries and not _past(self.clock, deadline)
 
-    async def _wait_for_chain(self, plan: RoutePlan, quotes: list[ProviderQuote], until: float | None) -> bool:
+    async def _wait_for_chain(self, plan: RoutePlan, quotes: list[ProviderQuote], *, until: float | None) -> bool:
         """Wait for one of `quotes` to free up, no later than `until`; whether one did."""
         # Without a limit, wait as long as one call to the primary may take.
         limit = (until - self.clock.now() if until is not None
@@ -272,10 +272,10 @@ class RoutingEngine:
 
     # ---- one call -----------------------------------------------------------------------
 
-    async def _call(self, run: AttemptRun, quote: ProviderQuote, batch: Batch) -> "ProviderError | None | _NotCalled":
+    async def _call(self, run: AttemptRun, quote: ProviderQuote, *, batch: Batch) -> "ProviderError | None | _NotCalled":
         """One call for the batch's pending indices (as many as fit the provider's batch)."""
         request = run.request
-        call = self._prepare_call(run, quote, batch)
+        call = self._prepare_call(run, quote, batch=batch)
         if not self._reserve_cost_and_slot(call, run.budget):
             return _NOT_CALLED
         if not run.plan.quality_waived:
@@ -283,8 +283,8 @@ class RoutingEngine:
             self._quality_of(quote.provider, request.template).try_acquire()
         answer = await self._make_call(call, request)
         run.budget.settle(call.expected_cost, answer.cost_micro_usd)
-        self._health[call.provider].learn_from_call(self.registry.providers[call.provider], request, answer)
-        routed = [RoutedImage(call.provider, image, model=call.pin.name, model_version=call.pin.version,
+        self._health[call.provider].learn_from_call(self.registry.providers[call.provider], request, answer=answer)
+        routed = [RoutedImage(provider=call.provider, image=image, model=call.pin.name, model_version=call.pin.version,
                               style=request.styles.style_of(image.index).name if request.styles else None)
                   for image in answer.images]
         if request.keep is not None and routed:
@@ -292,12 +292,12 @@ class RoutingEngine:
         batch.add(_call_record(call, answer), routed)
         if answer.error is None and len(routed) < len(call.indices):
             returned = f"{len(routed)} of {len(call.indices)} images"
-            return ProviderError("server_error", f"{call.provider} returned {returned}")
+            return ProviderError(kind="server_error", message=f"{call.provider} returned {returned}")
         return answer.error
 
-    def _prepare_call(self, run: AttemptRun, quote: ProviderQuote, batch: Batch) -> _Call:
+    def _prepare_call(self, run: AttemptRun, quote: ProviderQuote, *, batch: Batch) -> _Call:
         indices = batch.pending[: quote.max_batch]
-        return _Call(quote.provider, indices, expected_cost=quote.price_micro_usd * len(indices),
+        return _Call(provider=quote.provider, indices=indices, expected_cost=quote.price_micro_usd * len(indices),
                      expected_latency_s=self._expected_latency_s(quote.provider, len(indices)),
                      timeout_s=self._call_timeout_s(quote.provider, run.deadline),
                      pin=self._model_of(quote.provider, run.request))
@@ -338,13 +338,13 @@ class RoutingEngine:
             identity=request.identity if request.capability == "generate" else None,
         )
         try:
-            return await run_with_timeout(self.clock, self.providers[name].generate(generation), timeout_s), None
+            return await run_with_timeout(self.clock, self.providers[name].generate(generation), timeout_s=timeout_s), None
         except TimeoutError:
-            return [], ProviderError("timeout", f"{name} gave no answer within {timeout_s:.1f} s")
+            return [], ProviderError(kind="timeout", message=f"{name} gave no answer within {timeout_s:.1f} s")
         except ProviderError as error:
             return [], error
         except Exception as error:  # noqa: BLE001 — a broken adapter must not take the router down
-            return [], ProviderError("server_error", f"{name} adapter failed: {error!r}")
+            return [], ProviderError(kind="server_error", message=f"{name} adapter failed: {error!r}")
 
     def _model_of(self, name: str, request: RouteRequest) -> ModelPin:
         # Capability was checked at planning, so the pin is there.
@@ -362,9 +362,9 @@ class RoutingEngine:
 
 def _call_record(call: _Call, answer: CallAnswer) -> CallRecord:
     error = answer.error
-    return CallRecord(call.provider, call.indices[0], len(call.indices), call.expected_cost, answer.cost_micro_usd,
-                      call.expected_latency_s, answer.latency_s, error.kind if error else "ok",
-                      str(error) if error else None)
+    return CallRecord(provider=call.provider, start_index=call.indices[0], count=len(call.indices), expected_cost_micro_usd=call.expected_cost, actual_cost_micro_usd=answer.cost_micro_usd,
+                      expected_latency_s=call.expected_latency_s, latency_s=answer.latency_s, outcome=error.kind if error else "ok",
+                      error=str(error) if error else None)
 
 
 class _NotCalled:

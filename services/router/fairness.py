@@ -22,7 +22,7 @@ Job = TypeVar("Job")
 DEFAULT_TIER_ORDER = ("stable", "fast", "low-cost")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Place:
     """Where a job queues: its tenant and tier; `cost` is what it takes from the tenant's share
     (its image count), `priority` its tenant's plan's (a larger share), `job_priority` its place
@@ -57,8 +57,8 @@ class FairQueue(Generic[Job]):
             raise ValueError(f"unknown job priority {job_priority!r}; known: {', '.join(self._job_rank)}")
         if cost < 1:
             raise ValueError(f"cost must be at least 1, got {cost}")
-        self._turns.push(job, Turn(place.tenant, plan_share(place.priority),
-                                   (self._job_rank[job_priority], self._tier_rank[tier]), cost))
+        self._turns.push(job, Turn(tenant=place.tenant, share=plan_share(place.priority),
+                                   rank=(self._job_rank[job_priority], self._tier_rank[tier]), cost=cost))
 
     def pop(self) -> Job | None:
         return self._turns.pop()

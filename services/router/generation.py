@@ -87,7 +87,7 @@ class ClaimedRun:
         return self.claimed.job
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Outcome:
     """What a run announces: the attempt's record, its provider calls as published, its stored
     candidates, and why it generated nothing (None: it generated candidates)."""
@@ -98,7 +98,7 @@ class Outcome:
     failure: Failure | None = None
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, kw_only=True)
 class AttemptRunner:
     runtime: ServiceRuntime
     engine: RoutingEngine
@@ -115,7 +115,7 @@ class AttemptRunner:
         started = AttemptStarted(job_id=request.job_id, tenant_id=request.tenant_id, attempt=request.attempt,
                                  images_needed=request.images_needed, started_at=datetime.now(UTC))
         async with self.runtime.pool.connection() as conn, conn.transaction():
-            claimed = await store.claim_job_attempt(conn, request, Lease(self.owner, self.settings.claim_lease_s),
+            claimed = await store.claim_job_attempt(conn, request, lease=Lease(self.owner, self.settings.claim_lease_s),
                                                     first_announces=self.runtime.outbox_row(started))
         if claimed is None:
             return  # another router has it, or it is done
@@ -132,7 +132,7 @@ class AttemptRunner:
         database is away), the claim is no longer renewed and lapses, with the same effect."""
         try:
             async with self.runtime.pool.connection() as conn:
-                await store.release_claim(conn, request, self.owner, retry_in_s=min(60.0, 2.0 ** tries))
+                await store.release_claim(conn, request, owner=self.owner, retry_in_s=min(60.0, 2.0 ** tries))
         except Exception:
             log.warning("could not release attempt %s of job %s; its claim lapses", request.attempt, request.job_id,
                         exc_info=True)
@@ -140,7 +140,7 @@ class AttemptRunner:
     async def _defer(self, request: AttemptRequest) -> None:
         """Put the attempt back while the identity it needs trains (the training's end wakes it)."""
         async with self.runtime.pool.connection() as conn:
-            await subjects_store.defer_attempt(conn, request, subjects_store.Deferral(
+            await subjects_store.defer_attempt(conn, request, deferral=subjects_store.Deferral(
                 self.owner, self.settings.identity_wait_s))
 
     async def refresh_pass_rates(self, max_age_s: float = 0.0) -> None:
@@ -151,7 +151,7 @@ class AttemptRunner:
         async with self.runtime.pool.connection() as conn:
             rows = await store.verdict_counts(conn)
         for row in rows:
-            tally = Tally(row["provider"], row["template"], row["passed"], row["failed"])
+            tally = Tally(provider=row["provider"], template=row["template"], passed=row["passed"], failed=row["failed"])
             self.engine.pass_rates.set_evidence(tally, row["age_s"])
         self._rates_read_at = time.monotonic()
 
@@ -162,7 +162,7 @@ class AttemptRunner:
             prompt = await self.data_keys.open(job.spec.job_id, job.spec.prompt)
         finally:
             self.data_keys.forget(job.spec.job_id)
-        context = telemetry.JobContext(str(request.job_id), request.tenant_id, job.traceparent, prompt)
+        context = telemetry.JobContext(job_id=str(request.job_id), tenant_id=request.tenant_id, traceparent=job.traceparent, prompt=prompt)
         with (telemetry.job_context(context),
               tracing.continued(job.traceparent, f"generate attempt {request.attempt}")):
             await self._attempt(claimed, prompt)
@@ -170,8 +170,8 @@ class AttemptRunner:
     async def _attempt(self, claimed: Claimed, prompt: str) -> None:
         request, job, tries = claimed.request, claimed.job, claimed.tries
         started_at = datetime.now(UTC)
-        start = domain.AttemptStart(request.attempt, request.images_needed, self.settings.image_width,
-                                    self.settings.image_height, now=started_at, prompt=prompt, first_run=tries == 1)
+        start = domain.AttemptStart(number=request.attempt, images_needed=request.images_needed, width=self.settings.image_width,
+                                    height=self.settings.image_height, now=started_at, prompt=prompt, first_run=tries == 1)
         route = domain.route_request(job, start)
         run = ClaimedRun(claimed, route, started_at)
         if tries > self.settings.attempt_max_tries:
@@ -193,11 +193,11 @@ class AttemptRunner:
                 return
             route = prepared.route
         clock = time.perf_counter()
-        keeper = CandidateKeeper(self.runtime, self.objects, job, request, tries, self.owner,
-                                 self.settings.chunk_candidates, candidates_before=route.start_index)
+        keeper = CandidateKeeper(runtime=self.runtime, objects=self.objects, job=job, request=request, run=tries, owner=self.owner,
+                                 chunk_candidates=self.settings.chunk_candidates, candidates_before=route.start_index)
         try:
             result = await run_pipeline(self.engine, replace(route, keep=keeper, input=await self._input_photo(job)),
-                                        load_catalogue().pipeline(job.spec.template))
+                                        stages=load_catalogue().pipeline(job.spec.template))
         except RoutingError as error:
             metrics.observe_calls(error.calls)
             await self._publish_failure(run, self._failure(error, job))
@@ -205,7 +205,7 @@ class AttemptRunner:
         metrics.observe_calls(result.calls)
         refs = await self._store_candidates(result.images, keeper)
         telemetry.STAGE_SECONDS.labels("router", "generate").observe(time.perf_counter() - clock)
-        await self._publish_candidates(run, result, list(refs))
+        await self._publish_candidates(run, result, refs=list(refs))
 
     @staticmethod
     def _failure(error: RoutingError, job: domain.JobState) -> Failure:
@@ -235,26 +235,26 @@ class AttemptRunner:
         rest = [r for r in routed if r.image.index not in kept]
         if rest:
             spec = keeper.job.spec
-            key = attempt_key(spec.tenant_id, spec.job_id, keeper.request.attempt)
+            key = attempt_key(spec.tenant_id, spec.job_id, attempt=keeper.request.attempt)
             offsets = list(itertools.accumulate((len(r.image.data) for r in rest[:-1]), initial=0))
-            await self.objects.put(self.objects.internal_bucket, key, Blob(b"".join(r.image.data for r in rest),
+            await self.objects.put(self.objects.internal_bucket, key, content=Blob(b"".join(r.image.data for r in rest),
                                                                           ATTEMPT_MEDIA_TYPE))
-            kept |= {r.image.index: stored_ref(r, StoredAt(key, offset), steps_of(r))
+            kept |= {r.image.index: stored_ref(r, StoredAt(key, offset), steps=steps_of(r))
                      for r, offset in zip(rest, offsets, strict=True)}
         return [kept[index] for index in sorted(kept)]
 
-    async def _publish_candidates(self, run: ClaimedRun, result: AttemptResult, refs: list[CandidateRef]) -> None:
+    async def _publish_candidates(self, run: ClaimedRun, result: AttemptResult, *, refs: list[CandidateRef]) -> None:
         request, job, route = run.request, run.job, run.route
         remaining = None if job.remaining_micro_usd is None else job.remaining_micro_usd - result.actual_cost_micro_usd
         outlook = domain.Outlook(remaining, self.engine.cheapest_price_micro_usd(self._priced_as_the_clip(route, job)),
                                  domain.time_left_s(job.spec, datetime.now(UTC)))
-        reason = domain.stop_reason(request.attempt, self.settings.max_attempts, outlook)
+        reason = domain.stop_reason(request.attempt, self.settings.max_attempts, outlook=outlook)
         record = AttemptRecord(
             job_id=request.job_id, attempt=request.attempt, tenant_id=request.tenant_id,
             providers=",".join(result.providers_used), candidates=len(refs), cost_micro_usd=result.actual_cost_micro_usd,
             expected_cost_micro_usd=result.expected_cost_micro_usd,
             started_at=run.started_at, next_index=route.start_index + result.planned_candidates, stop_reason=reason)
-        await self._publish(run, Outcome(record, self._published_calls(run, result.calls), refs))
+        await self._publish(run, Outcome(record=record, calls=self._published_calls(run, result.calls), refs=refs))
 
     @staticmethod
     def _priced_as_the_clip(route: RouteRequest, job: domain.JobState) -> RouteRequest:
@@ -272,10 +272,10 @@ class AttemptRunner:
             cost_micro_usd=error.spent_micro_usd if error else 0, expected_cost_micro_usd=0,
             started_at=run.started_at, next_index=run.route.start_index, stop_reason=failure.code)
         calls = self._published_calls(run, error.calls if error else ())
-        await self._publish(run, Outcome(record, calls, failure=failure))
+        await self._publish(run, Outcome(record=record, calls=calls, failure=failure))
 
     def _published_calls(self, run: ClaimedRun, calls: tuple[CallRecord, ...]) -> list[ProviderCall]:
-        return domain.provider_calls(calls, self.engine.registry, run.route)
+        return domain.provider_calls(calls, self.engine.registry, route=run.route)
 
     async def _publish(self, run: ClaimedRun, outcome: Outcome) -> None:
         """Close the claim, add the attempt to the job and announce it, in one transaction."""
@@ -285,22 +285,22 @@ class AttemptRunner:
 
         async def close_and_announce() -> bool:
             async with self.runtime.pool.connection() as conn, conn.transaction():
-                spent = await store.close_attempt(conn, request, self.owner, record)
+                spent = await store.close_attempt(conn, request, owner=self.owner, record=record)
                 if spent is None:
                     log.warning("attempt %d of job %s was taken over by another router, or is done; not publishing",
                                 request.attempt, request.job_id)
                     return False
-                await self.runtime.emit(conn, self._event(run, outcome, spent))
+                await self.runtime.emit(conn, self._event(run, outcome, spent=spent))
                 return True
 
         # What the providers made is not thrown away for a database that restarts meanwhile:
         # the transaction runs again once it answers (a commit that did get through finds the
         # attempt done). Past the claim's lease another router may run the attempt instead.
-        if await while_database_away(close_and_announce, self.runtime.pool, self.settings.claim_lease_s):
+        if await while_database_away(close_and_announce, self.runtime.pool, for_s=self.settings.claim_lease_s):
             self.runtime.relay.notify()
 
     @staticmethod
-    def _event(run: ClaimedRun, outcome: Outcome, spent: int) -> GenerationFailed | CandidatesGenerated:
+    def _event(run: ClaimedRun, outcome: Outcome, *, spent: int) -> GenerationFailed | CandidatesGenerated:
         job, record, failure = run.job, outcome.record, outcome.failure
         spec = job.spec
         if failure is not None and run.request.attempt == 1:

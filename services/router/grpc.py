@@ -21,7 +21,7 @@ pb, rpc = load("genline.router.v1")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RouterService"].full_name
 
 
-def _provider(status: ProviderStatus, estimate: Callable[[str], float], templates: list[str]) -> Any:
+def _provider(status: ProviderStatus, estimate: Callable[[str], float], *, templates: list[str]) -> Any:
     pass_rates = status.pass_rates | {t: estimate(t) for t in templates if t not in status.pass_rates}
     return pb.Provider(
         name=status.name, adapter=status.adapter, state=status.state, healthy=status.healthy,
@@ -46,7 +46,7 @@ class RouterService:
         await self.refresh()  # other router processes may have learnt since
         templates = list(request.templates)
         return pb.ListProvidersResponse(providers=[
-            _provider(status, partial(self.engine.pass_rates.mean, status.name), templates)
+            _provider(status, partial(self.engine.pass_rates.mean, status.name), templates=templates)
             for status in self.engine.provider_status()
         ])
 
@@ -56,7 +56,7 @@ class RouterService:
                              resolution=request.resolution or "720p", fps=request.fps or None)
         except ValidationError as error:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"no such clip: {error.errors()[0]['msg']}")
-        makers, reasons = self.engine.registry.clip_makers(spec, request.from_image, request.model)
+        makers, reasons = self.engine.registry.clip_makers(spec, request.from_image, model=request.model)
         return pb.FindClipMakersResponse(providers=makers, reasons=reasons)
 
 
@@ -64,4 +64,4 @@ async def start_router_grpc(service: RouterService, settings: RouterSettings) ->
     """Serve `service` on the settings' gRPC address, to callers the settings' identities verify."""
     return await start_grpc_server(GrpcService(
         SERVICE_NAME, lambda server: rpc.add_RouterServiceServicer_to_server(service, server)),
-        f"{settings.grpc_host}:{settings.grpc_port}", verifier_of(settings))
+        f"{settings.grpc_host}:{settings.grpc_port}", verifier=verifier_of(settings))

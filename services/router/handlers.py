@@ -40,15 +40,15 @@ class Intake:
 Judged = RegenerationRequested | CandidatesScored | ScoringFailed | CandidatesChecked
 
 
-async def admit(ctx: HandlerContext, event: CreditsReserved, scheduler: AttemptScheduler) -> None:
-    job = domain.JobState(event.job, event.max_provider_spend_micro_usd, traceparent=ctx.envelope.traceparent)
-    if await store.admit_job(ctx.conn, job, ctx.claim):
-        request = AttemptRequest(event.job_id, 1, event.job.images, event.job.tier, event.tenant_id,
-                                 event.job.priority, event.job.job_priority)
+async def admit(ctx: HandlerContext, event: CreditsReserved, *, scheduler: AttemptScheduler) -> None:
+    job = domain.JobState(spec=event.job, budget_micro_usd=event.max_provider_spend_micro_usd, traceparent=ctx.envelope.traceparent)
+    if await store.admit_job(ctx.conn, job, claim=ctx.claim):
+        request = AttemptRequest(job_id=event.job_id, attempt=1, images_needed=event.job.images, tier=event.job.tier, tenant_id=event.tenant_id,
+                                 priority=event.job.priority, job_priority=event.job.job_priority)
         ctx.after_commit(lambda: scheduler.announce(request))
 
 
-async def learn(ctx: HandlerContext, event: Judged, intake: Intake) -> None:
+async def learn(ctx: HandlerContext, event: Judged, *, intake: Intake) -> None:
     """Count the verdicts on this attempt's candidates (earlier attempts were counted before)
     for a job this router admitted, and, once that is committed (so a redelivery counts
     nothing twice), show the counts to this process's estimator and the verdicts to its
@@ -56,8 +56,8 @@ async def learn(ctx: HandlerContext, event: Judged, intake: Intake) -> None:
     engine = intake.scheduler.engine
     verdicts = domain.verdicts_by_provider(event.scores, event.attempt)
     if verdicts:
-        counted = await store.add_verdicts(ctx.conn, JobVerdicts(event.job_id, verdicts), intake.half_life_s,
-                                           ctx.claim)
+        counted = await store.add_verdicts(ctx.conn, JobVerdicts(event.job_id, verdicts), half_life_s=intake.half_life_s,
+                                           claim=ctx.claim)
     else:
         counted = []
         if ctx.claim is not None:
@@ -65,36 +65,36 @@ async def learn(ctx: HandlerContext, event: Judged, intake: Intake) -> None:
     if ctx.applied_before:
         return
     for row in counted:
-        tally = Tally(row["provider"], row["template"], row["passed"], row["failed"])
+        tally = Tally(provider=row["provider"], template=row["template"], passed=row["passed"], failed=row["failed"])
         ctx.after_commit(partial(engine.pass_rates.set_evidence, tally))
     if counted:
         template = counted[0]["template"]
         for provider, judged in domain.quality_verdicts(event.scores, event.attempt).items():
-            ctx.after_commit(partial(engine.observe_verdicts, provider, template, judged))
+            ctx.after_commit(partial(engine.observe_verdicts, provider, template, verdicts=judged))
 
 
-async def regenerate(ctx: HandlerContext, event: RegenerationRequested, intake: Intake) -> None:
+async def regenerate(ctx: HandlerContext, event: RegenerationRequested, *, intake: Intake) -> None:
     job = await store.load_job(ctx.conn, event.job_id, lock=True)
     if job is None:
         raise PermanentError(f"rework asked for job {event.job_id}, which this router never admitted")
-    await learn(ctx, event, intake)
+    await learn(ctx, event, intake=intake)
     if job.final or event.attempt + 1 > intake.max_attempts:
         reason = job.stop_reason or domain.MAX_ATTEMPTS_REACHED
-        await ctx.emit(domain.nothing_more(job, event.attempt + 1, reason))
+        await ctx.emit(domain.nothing_more(job, event.attempt + 1, reason=reason))
         return
-    if await store.request_attempt(ctx.conn, event.job_id, event.attempt + 1, event.needed):
-        request = AttemptRequest(event.job_id, event.attempt + 1, event.needed, job.spec.tier, event.tenant_id,
-                                 job.spec.priority, job.spec.job_priority)
+    if await store.request_attempt(ctx.conn, event.job_id, attempt=event.attempt + 1, images_needed=event.needed):
+        request = AttemptRequest(job_id=event.job_id, attempt=event.attempt + 1, images_needed=event.needed, tier=job.spec.tier, tenant_id=event.tenant_id,
+                                 priority=job.spec.priority, job_priority=job.spec.job_priority)
         if event.needed_by_style:
-            await subjects_store.note_needed_by_style(ctx.conn, request, event.needed_by_style)
+            await subjects_store.note_needed_by_style(ctx.conn, request, needed=event.needed_by_style)
         ctx.after_commit(lambda: intake.scheduler.announce(request))
 
 
-async def cancel(ctx: HandlerContext, event: JobCancelRequested, scheduler: AttemptScheduler) -> None:
+async def cancel(ctx: HandlerContext, event: JobCancelRequested, *, scheduler: AttemptScheduler) -> None:
     """Generate nothing more for the job, and cancel the training it started (its router tells the provider)."""
     if await store.cancel_job(ctx.conn, event.job_id):
         for row in await subjects_store.cancel_trainings_of(ctx.conn, event.job_id):
-            await ctx.emit(training_stopped(row, "canceled", "the order was canceled"))
+            await ctx.emit(training_stopped(row, "canceled", reason="the order was canceled"))
         ctx.after_commit(lambda: scheduler.abort(event.job_id))
 
 
@@ -103,9 +103,9 @@ async def erase_subject(ctx: HandlerContext, event: SubjectChanged) -> None:
     still running (the router that takes each row cleans it up); a training it stops fails its order's."""
     if event.state != "erased":
         return
-    for row in await subjects_store.erase_identities(ctx.conn, event.tenant_id, event.subject_id):
+    for row in await subjects_store.erase_identities(ctx.conn, event.tenant_id, subject_id=event.subject_id):
         if row.state == "training":
-            await ctx.emit(training_stopped(row, "subject_erased", "the subject was erased"))
+            await ctx.emit(training_stopped(row, "subject_erased", reason="the subject was erased"))
 
 
 async def erase_prompt(ctx: HandlerContext, event: JobErased) -> None:
@@ -115,7 +115,7 @@ async def erase_prompt(ctx: HandlerContext, event: JobErased) -> None:
     await erase_prompt_from_outbox(ctx.conn, event.job_id)
 
 
-def training_stopped(row: subjects_store.IdentityRow, code: str, reason: str) -> IdentityTrainingFailed:
+def training_stopped(row: subjects_store.IdentityRow, code: str, *, reason: str) -> IdentityTrainingFailed:
     """A training its order's tenant stopped (the order canceled, the subject erased): the tenant's
     doing once it was submitted (the provider bills what ran); before, nothing was spent."""
     return IdentityTrainingFailed(job_id=row.job_id, tenant_id=row.tenant_id, subject_id=row.subject_id,
@@ -144,27 +144,27 @@ def register(consumer: EventConsumer, intake: Intake) -> None:
 
     @consumer.on(CreditsReserved, prepare=wait_for_room, claims=True)
     async def on_credits_reserved(ctx: HandlerContext, event: CreditsReserved) -> None:
-        await admit(ctx, event, scheduler)
+        await admit(ctx, event, scheduler=scheduler)
 
     @consumer.on(RegenerationRequested)
     async def on_regeneration_requested(ctx: HandlerContext, event: RegenerationRequested) -> None:
-        await regenerate(ctx, event, intake)
+        await regenerate(ctx, event, intake=intake)
 
     @consumer.on(CandidatesScored, claims=True)
     async def on_candidates_scored(ctx: HandlerContext, event: CandidatesScored) -> None:
-        await learn(ctx, event, intake)
+        await learn(ctx, event, intake=intake)
 
     @consumer.on(CandidatesChecked, claims=True)
     async def on_candidates_checked(ctx: HandlerContext, event: CandidatesChecked) -> None:
-        await learn(ctx, event, intake)
+        await learn(ctx, event, intake=intake)
 
     @consumer.on(ScoringFailed, claims=True)
     async def on_scoring_failed(ctx: HandlerContext, event: ScoringFailed) -> None:
-        await learn(ctx, event, intake)
+        await learn(ctx, event, intake=intake)
 
     @consumer.on(JobCancelRequested)
     async def on_cancel_requested(ctx: HandlerContext, event: JobCancelRequested) -> None:
-        await cancel(ctx, event, scheduler)
+        await cancel(ctx, event, scheduler=scheduler)
 
     @consumer.on(JobErased)
     async def on_job_erased(ctx: HandlerContext, event: JobErased) -> None:

@@ -206,7 +206,7 @@ class QualityBreaker:
 class AimdLimiter:
     """In-flight calls to one provider, under a limit that adapts to its 429s."""
 
-    def __init__(self, clock: Clock, max_limit: int, settings: AimdSettings = AimdSettings()) -> None:
+    def __init__(self, clock: Clock, max_limit: int, *, settings: AimdSettings = AimdSettings()) -> None:
         self._clock = clock
         self.settings = settings
         self.max_limit = max_limit
@@ -242,7 +242,7 @@ class AimdLimiter:
         self.paused_until = max(self.paused_until, self._clock.now() + pause)
 
 
-async def run_with_timeout(clock: Clock, call: Awaitable[T], timeout_s: float) -> T:
+async def run_with_timeout(clock: Clock, call: Awaitable[T], *, timeout_s: float) -> T:
     """Await `call` until the clock says `timeout_s` has passed; then cancel it and raise TimeoutError."""
     task = asyncio.ensure_future(call)
     timer = asyncio.ensure_future(clock.sleep(timeout_s))
@@ -267,7 +267,7 @@ REFERENCE_SIZE = (1024, 1024)
 REFERENCE_CLIP = VideoSpec(duration_s=5, aspect_ratio="16:9", resolution="720p")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ProviderHealth:
     """What the router knows of one provider now: its breaker and concurrency limit decide
     whether it takes a call; its price and latency ratios and counts are learnt from calls."""
@@ -282,7 +282,7 @@ class ProviderHealth:
     def available(self) -> bool:
         return self.breaker.is_available() and self.limiter.has_capacity()
 
-    def learn_from_call(self, config: ProviderConfig, request: RouteRequest, answer: "CallAnswer") -> None:
+    def learn_from_call(self, config: ProviderConfig, request: RouteRequest, *, answer: "CallAnswer") -> None:
         self.calls += 1
         error = answer.error
         if error is not None:
@@ -305,7 +305,7 @@ class ProviderHealth:
             self.latency.update(answer.latency_s, config.latency.batch_s(len(images)))
 
     def status(self, config: ProviderConfig, estimator: PassRateEstimator,
-               quality: Mapping[tuple[str, str], QualityBreaker]) -> ProviderStatus:
+               *, quality: Mapping[tuple[str, str], QualityBreaker]) -> ProviderStatus:
         """The provider's status: this health, with what verdicts taught (pass rates, quality breakers)."""
         name = config.name
         return ProviderStatus(
@@ -314,7 +314,7 @@ class ProviderHealth:
             pass_rates={t: estimator.mean(name, t) for t in estimator.templates_of(name)},
             prior_pass_rate=estimator.prior(name).mean, in_flight=self.limiter.in_flight,
             concurrency_limit=self.limiter.current_limit, max_concurrency=config.concurrency,
-            latency_estimate_s=expected_latency_s(config, self.latency.value, 1),
+            latency_estimate_s=expected_latency_s(config, self.latency.value, count=1),
             calls=self.calls, failures=self.failures,
             quality={template: QualityStatus(state=str(q.state), reason=q.reason, pass_rate=q.pass_rate,
                                              verdicts=q.verdicts)
@@ -337,9 +337,9 @@ class CallAnswer:
         return sum(i.cost_micro_usd for i in self.images) + billed
 
 
-def new_health(config: ProviderConfig, clock: Clock, policy: RoutingPolicy) -> ProviderHealth:
+def new_health(config: ProviderConfig, clock: Clock, *, policy: RoutingPolicy) -> ProviderHealth:
     return ProviderHealth(breaker=CircuitBreaker(clock, policy.breaker),
-                          limiter=AimdLimiter(clock, config.concurrency, policy.aimd))
+                          limiter=AimdLimiter(clock, config.concurrency, settings=policy.aimd))
 
 
 def reference_price_micro_usd(config: ProviderConfig) -> int:

@@ -58,7 +58,7 @@ class BreakerCollector(Collector):
 REGISTRY.register(BreakerCollector())
 
 
-def expose(engine: "RoutingEngine", providers: typing.Iterable[str], spend_alert_usd_per_hour: float) -> None:
+def expose(engine: "RoutingEngine", providers: typing.Iterable[str], *, spend_alert_usd_per_hour: float) -> None:
     """Counters at zero for every configured provider; the breakers and the alert threshold."""
     for provider in providers:
         telemetry.preinitialise(PROVIDER_CALLS, *((provider, outcome) for outcome in OUTCOMES))

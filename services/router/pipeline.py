@@ -41,7 +41,7 @@ class MissingInput(RoutingError):
     """The pipeline starts from the job's input photo, and the job has none."""
 
 
-async def run_pipeline(engine: RoutingEngine, request: RouteRequest, stages: tuple[Stage, ...]) -> AttemptResult:
+async def run_pipeline(engine: RoutingEngine, request: RouteRequest, *, stages: tuple[Stage, ...]) -> AttemptResult:
     """The attempt through the stages; only the first works on the job's input photo (`request.input`)."""
     first, input_photo = stages[0], request.input
     if first.capability != "generate" and input_photo is None:
@@ -50,11 +50,11 @@ async def run_pipeline(engine: RoutingEngine, request: RouteRequest, stages: tup
     keep = request.keep if len(stages) == 1 else None
     video = request.video if len(stages) == 1 else None
     result = await engine.route(_stage_request(request, first, input=input_photo, keep=keep, video=video))
-    result = _tagged(result, first, 0)
+    result = _tagged(result, first, number=0)
     for number, stage in enumerate(stages[1:], start=1):
         last = number == len(stages) - 1
         later = replace(request, input=None, keep=request.keep if last else None, video=request.video if last else None)
-        result = await StageRun(engine, later, stage, number).over(result)
+        result = await StageRun(engine=engine, request=later, stage=stage, number=number).over(result)
     return result
 
 
@@ -63,7 +63,7 @@ def _stage_request(request: RouteRequest, stage: Stage, **changes: Any) -> Route
                    **changes)
 
 
-def _tagged(result: AttemptResult, stage: Stage, number: int) -> AttemptResult:
+def _tagged(result: AttemptResult, stage: Stage, *, number: int) -> AttemptResult:
     """The first stage's result with its calls and images marked as that stage's."""
     calls = tuple(replace(call, stage=stage.capability, stage_index=number) for call in result.calls)
     images = tuple(replace(routed, steps=(_step(stage, routed),)) for routed in result.images)
@@ -71,10 +71,10 @@ def _tagged(result: AttemptResult, stage: Stage, number: int) -> AttemptResult:
 
 
 def _step(stage: Stage, routed: RoutedImage) -> StageStep:
-    return StageStep(stage.capability, routed.provider, routed.image.cost_micro_usd, routed.image.latency_s)
+    return StageStep(stage=stage.capability, provider=routed.provider, cost_micro_usd=routed.image.cost_micro_usd, latency_s=routed.image.latency_s)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StageRun:
     """A later stage run on the candidates the stages before it made: the engine routes each
     candidate's `request` through `stage`, the `number`th of the pipeline (0: the first)."""
@@ -96,7 +96,7 @@ class StageRun:
         if not images:
             errors = tuple(call.error for call in calls if call.error)
             raise with_calls(AllProvidersFailed(f"job {request.job_id}: no candidate got through {stage.capability}",
-                                                 errors), calls, spent)
+                                                 errors), calls, spent_micro_usd=spent)
         return replace(previous, images=images, calls=calls, actual_cost_micro_usd=spent,
                        expected_cost_micro_usd=sum(c.expected_cost_micro_usd for c in calls if c.outcome == "ok"),
                        latency_s=previous.latency_s + max((c.latency_s for _, cs in runs for c in cs), default=0.0),

@@ -42,7 +42,7 @@ from services.router.routing_types import (
 )
 
 
-def probability_at_least(k: int, n: int, p: float) -> float:
+def probability_at_least(k: int, n: int, *, p: float) -> float:
     """P(X ≥ k) for X ~ Binomial(n, p), summed exactly."""
     if k <= 0:
         return 1.0
@@ -70,7 +70,7 @@ def candidates_needed(need: Need, p: float) -> int:
     if p == 0:
         return max(k, max_n)
     for n in range(k, max(k, max_n) + 1):
-        if probability_at_least(k, n, p) >= target:
+        if probability_at_least(k, n, p=p) >= target:
             return n
     return max(k, max_n)
 
@@ -96,7 +96,7 @@ def identity_key(template: str, mode: str) -> str:
     return f"{template}{IDENTITY_MARK}{mode}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Tally:
     """The scorer's verdicts on a provider's candidates for a template: how many passed and failed
     (fractions once faded)."""
@@ -107,7 +107,7 @@ class Tally:
     failed: float
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, kw_only=True)
 class PassRateEstimator:
     """Beta(α, β) per (provider, template): the prior plus scored outcomes, fading with time."""
 
@@ -178,7 +178,7 @@ class RunningRatio:
 
 
 def rank_providers(quotes: list[ProviderQuote], latency_target_s: float,
-                   rank_by: RankBy = "cost_per_passing_image") -> list[ProviderQuote]:
+                   *, rank_by: RankBy = "cost_per_passing_image") -> list[ProviderQuote]:
     """Available providers: within the latency target by cost, then the rest by latency."""
     available = [q for q in quotes if q.available]
     within = sorted((q for q in available if q.latency_s <= latency_target_s),
@@ -188,7 +188,7 @@ def rank_providers(quotes: list[ProviderQuote], latency_target_s: float,
     return within + beyond
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ProviderSnapshot:
     """One capable provider's health as planning reads it, for the request's template."""
 
@@ -205,7 +205,7 @@ def check_request(request: RouteRequest) -> None:
 
 
 def capable_providers(configs: Iterable[ProviderConfig], policy: RoutingPolicy,
-                      request: RouteRequest) -> list[ProviderConfig]:
+                      *, request: RouteRequest) -> list[ProviderConfig]:
     if policy.only_provider is not None:
         configs = [c for c in configs if c.name == policy.only_provider]
     if request.provider is not None:
@@ -223,7 +223,7 @@ def is_capable(config: ProviderConfig, request: RouteRequest) -> bool:
         return True  # works on the image it is given, whatever its size
     pin = config.model_for(request.model, request.model_version)
     return (pin is not None
-            and config.can_make(pin, request.width, request.height)
+            and config.can_make(pin, request.width, height=request.height)
             and (config.carries(pin, request.identity) if request.identity is not None
                  else not capabilities.subjects_only)
             and (capabilities.image_input or not request.needs_image_input)
@@ -236,7 +236,7 @@ def _makes_the_clip(config: ProviderConfig, request: RouteRequest) -> bool:
     assert request.video is not None
     from_image = request.clip_source == "image"
     pin = config.model_for(request.model, request.model_version) if not from_image else config.models[0]
-    return pin is not None and config.can_make_clip(pin, request.video, from_image)
+    return pin is not None and config.can_make_clip(pin, request.video, from_image=from_image)
 
 
 def incapable_reason(request: RouteRequest) -> str:
@@ -253,7 +253,7 @@ def incapable_reason(request: RouteRequest) -> str:
             f"{' with image input' if request.needs_image_input else ''}{carrying}")
 
 
-def price_micro_usd(config: ProviderConfig, request: RouteRequest, price_ratio: float) -> int:
+def price_micro_usd(config: ProviderConfig, request: RouteRequest, *, price_ratio: float) -> int:
     """One image of the request's size (or one clip of its shape) at the provider's list price,
     corrected by what calls cost."""
     if request.video is not None:
@@ -261,7 +261,7 @@ def price_micro_usd(config: ProviderConfig, request: RouteRequest, price_ratio: 
     return round(config.list_price_micro_usd(request.width, request.height) * price_ratio)
 
 
-def expected_latency_s(config: ProviderConfig, latency_ratio: float, count: int) -> float:
+def expected_latency_s(config: ProviderConfig, latency_ratio: float, *, count: int) -> float:
     return config.latency.batch_s(count) * latency_ratio
 
 
@@ -283,33 +283,33 @@ class Planner:
     policy: RoutingPolicy
 
     def plan_attempt(self, request: RouteRequest, capable: list[ProviderConfig],
-                     snapshot: Mapping[str, ProviderSnapshot]) -> RoutePlan:
+                     *, snapshot: Mapping[str, ProviderSnapshot]) -> RoutePlan:
         """The provider chain and the number of candidates for this attempt (no calls made)."""
         if not capable:
             raise NoCapableProvider(incapable_reason(request))
         waived = not any(snapshot[c.name].quality_available for c in capable)
         # Waived: quality cannot tell the providers apart, so it passes none over.
-        quotes = [self.quote(config, request, replace(snapshot[config.name], quality_available=True)
+        quotes = [self.quote(config, request, health=replace(snapshot[config.name], quality_available=True)
                              if waived else snapshot[config.name]) for config in capable]
         affordable = [q for q in quotes if fits(request.cost_cap_micro_usd, q.price_micro_usd)]
         if not affordable:
             raise CostCapReached(f"job {request.job_id}: {request.cost_cap_micro_usd} µUSD left, "
                                  f"cheapest capable image costs {min(q.price_micro_usd for q in quotes)}")
-        chain = rank_providers(affordable, tier_of(self.registry, request).latency_target_s, self.policy.rank_by)
+        chain = rank_providers(affordable, tier_of(self.registry, request).latency_target_s, rank_by=self.policy.rank_by)
         if not chain:
             raise AllProvidersFailed(f"job {request.job_id}: every capable provider is open or saturated")
         chain = chain if self.policy.fallback else chain[:1]
         priced_out = tuple(q.provider for q in quotes if q not in affordable)
         return self.sized_plan(request, Ranking(tuple(chain), priced_out, quality_waived=waived))
 
-    def quote(self, config: ProviderConfig, request: RouteRequest, health: ProviderSnapshot) -> ProviderQuote:
+    def quote(self, config: ProviderConfig, request: RouteRequest, *, health: ProviderSnapshot) -> ProviderQuote:
         batch = min(request.images_needed, config.max_batch)
         breaker_ok = health.breaker_available or not self.policy.breaker.enabled
         return ProviderQuote(
             provider=config.name,
-            price_micro_usd=price_micro_usd(config, request, health.price_ratio),
+            price_micro_usd=price_micro_usd(config, request, price_ratio=health.price_ratio),
             pass_rate=health.pass_rate,
-            latency_s=expected_latency_s(config, health.latency_ratio, batch),
+            latency_s=expected_latency_s(config, health.latency_ratio, count=batch),
             max_batch=config.max_batch,
             available=breaker_ok and health.quality_available,
         )
@@ -317,7 +317,7 @@ class Planner:
     def sized_plan(self, request: RouteRequest, ranking: Ranking) -> RoutePlan:
         primary = ranking.chain[0]
         target = self._round_target(request, primary)
-        wanted = self._candidates_for(request, primary.pass_rate, target)
+        wanted = self._candidates_for(request, primary.pass_rate, target=target)
         affordable = wanted if request.cost_cap_micro_usd is None else \
             request.cost_cap_micro_usd // max(primary.price_micro_usd, 1)
         candidates = max(1, min(wanted, affordable))
@@ -326,7 +326,7 @@ class Planner:
                          expected_latency_s=primary.latency_s, cost_cap_limited=candidates < wanted,
                          priced_out=ranking.priced_out, quality_waived=ranking.quality_waived)
 
-    def _candidates_for(self, request: RouteRequest, pass_rate: float, target: float) -> int:
+    def _candidates_for(self, request: RouteRequest, pass_rate: float, *, target: float) -> int:
         limit = min(self.registry.planning.max_candidates, request.max_candidates or math.inf)
         if request.candidates is not None:
             wanted = request.candidates

@@ -27,15 +27,15 @@ def provider_webhook_route(providers: Mapping[str, object], inbox: WebhookInbox)
         name = request.path_params["provider"]
         provider = providers.get(name)
         if not isinstance(provider, RemoteProvider) or provider.config.webhooks is None:
-            return _problem(request, 404, f"no provider {name!r} takes callbacks here")
+            return _problem(request, 404, detail=f"no provider {name!r} takes callbacks here")
         body = await _bounded_body(request)
         if body is None:
-            return _problem(request, 413, f"a callback is at most {MAX_BODY} bytes")
+            return _problem(request, 413, detail=f"a callback is at most {MAX_BODY} bytes")
         try:
             remote_id = await provider.verify_webhook(request.headers, body)
         except WebhookRejected as error:
             log.warning("callback for provider %s refused: %s", name, error)
-            return _problem(request, 401, f"the callback is not signed by {name}: {error}")
+            return _problem(request, 401, detail=f"the callback is not signed by {name}: {error}")
         inbox.notify(name, remote_id)
         return Response(status_code=204)
 
@@ -56,7 +56,7 @@ async def _bounded_body(request: Request) -> bytes | None:
 _TITLES = {401: "Unauthorized", 404: "Not found", 413: "Content too large"}
 
 
-def _problem(request: Request, status: int, detail: str) -> JSONResponse:
+def _problem(request: Request, status: int, *, detail: str) -> JSONResponse:
     title = _TITLES[status]
     slug = title.lower().replace(" ", "-")  # "Not found": /problems/not-found
     return JSONResponse({"type": f"/problems/{slug}", "title": title, "status": status, "detail": detail,

@@ -16,7 +16,7 @@ from services.router.styles import StylePlan
 RankBy = Literal["cost_per_passing_image", "price_per_image"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ProviderQuote:
     """What a provider is expected to charge and deliver for one job, right now."""
 
@@ -38,7 +38,7 @@ class ProviderQuote:
 # ---- the breakers', limits' and retries' settings (health.py holds what uses them) ----
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class BreakerSettings:
     enabled: bool = True
     window_s: float = 60.0
@@ -52,7 +52,7 @@ class BreakerSettings:
     max_calls: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class QualitySettings:
     enabled: bool = True
     # The last `window_verdicts` verdicts count, if no older than `window_s`: a short
@@ -69,7 +69,7 @@ class QualitySettings:
                                cooldown_s=self.cooldown_s, probe_lost_after_s=self.cooldown_s)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AimdSettings:
     enabled: bool = True
     # The limit grows by `increase` after `limit` successes in a row, as TCP's window does.
@@ -80,7 +80,7 @@ class AimdSettings:
     default_pause_s: float = 1.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RetryPolicy:
     # Calls one chunk of candidates may make, over all providers of its chain.
     max_calls: int = 4
@@ -89,7 +89,7 @@ class RetryPolicy:
     base_delay_s: float = 0.5
     max_delay_s: float = 10.0
 
-    def backoff_s(self, retry_number: int, rng: random.Random, retry_after_s: float | None = None) -> float:
+    def backoff_s(self, retry_number: int, rng: random.Random, *, retry_after_s: float | None = None) -> float:
         """Full jitter: uniform in [0, min(max, base·2ⁿ)], but never sooner than Retry-After."""
         ceiling = min(self.max_delay_s, self.base_delay_s * 2 ** max(0, retry_number))
         return max(rng.uniform(0, ceiling), retry_after_s or 0.0)
@@ -116,7 +116,7 @@ class AllProvidersFailed(RoutingError):
         self.errors = errors
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RoutingPolicy:
     """How the engine decides. The defaults are Genline's; the benchmark turns parts off."""
 
@@ -136,7 +136,7 @@ class RoutingPolicy:
     aimd: AimdSettings = AimdSettings()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RouteRequest:
     job_id: str
     tenant_id: str
@@ -199,7 +199,7 @@ class ImageKeeper(Protocol):
         """Store a call's images (made at `stage`); the same images without their bytes."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RoutePlan:
     chain: tuple[ProviderQuote, ...]
     candidates: int
@@ -218,7 +218,7 @@ class RoutePlan:
         return self.chain[0]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CallRecord:
     provider: str
     start_index: int
@@ -233,7 +233,7 @@ class CallRecord:
     stage_index: int = 0  # the stage's place in the template's pipeline
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StageStep:
     """What one stage did to one candidate: where it ran, what it cost, how long it took."""
 
@@ -243,7 +243,7 @@ class StageStep:
     latency_s: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RoutedImage:
     provider: str
     image: GeneratedImage
@@ -256,7 +256,7 @@ class RoutedImage:
     style: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AttemptResult:
     job_id: str
     attempt: int
@@ -280,6 +280,6 @@ class AttemptResult:
         return self.planned_candidates - len(self.images)
 
 
-def with_calls(error: RoutingError, calls: tuple[CallRecord, ...], spent_micro_usd: int) -> RoutingError:
+def with_calls(error: RoutingError, calls: tuple[CallRecord, ...], *, spent_micro_usd: int) -> RoutingError:
     error.calls, error.spent_micro_usd = calls, spent_micro_usd
     return error

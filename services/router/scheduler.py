@@ -29,7 +29,7 @@ from services.router.store import AttemptRequest
 log = logging.getLogger(__name__)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, kw_only=True)
 class AttemptScheduler:
     """Runs attempts (`run`) as `owner`, taking their claims for `lease_s`; looks for attempts no
     router holds every `poll_interval_s`."""
@@ -119,7 +119,7 @@ class AttemptScheduler:
         for request in requests:
             if request.key not in self.known and len(self.queue) < self.max_queued:
                 self.known.add(request.key)
-                self.queue.push(request, Place(request.tenant_id, request.tier, cost=request.images_needed,
+                self.queue.push(request, Place(tenant=request.tenant_id, tier=request.tier, cost=request.images_needed,
                                                priority=request.priority, job_priority=request.job_priority))
 
     def _start_what_fits(self) -> None:
@@ -153,6 +153,6 @@ class AttemptScheduler:
                 continue
             try:
                 async with self.pool.connection() as conn:
-                    await store.renew_claims(conn, self.owner, held, self.lease_s)
+                    await store.renew_claims(conn, self.owner, keys=held, lease_s=self.lease_s)
             except Exception:
                 failed("router-renew-claims")

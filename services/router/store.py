@@ -17,7 +17,7 @@ from services.router.domain import JobState
 from services.router.providers.journal import RESUMABLE, RemoteJob, RemoteJobKey
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AttemptRequest:
     """An attempt waiting for a router process: what the fair queue needs to order it."""
 
@@ -34,7 +34,7 @@ class AttemptRequest:
         return self.job_id, self.attempt
 
 
-async def admit_job(conn: Conn, job: JobState, claim: InboxClaim | None = None) -> bool:
+async def admit_job(conn: Conn, job: JobState, *, claim: InboxClaim | None = None) -> bool:
     """Record an admitted job (its spend and next index are the new job's) and ask for its first
     attempt, in one statement, which makes `claim` too if given (then told what is fresh); False
     if it was admitted (or canceled) before."""
@@ -56,7 +56,7 @@ async def admit_job(conn: Conn, job: JobState, claim: InboxClaim | None = None) 
     return bool(row["requested"] == 1)
 
 
-async def request_attempt(conn: Conn, job_id: UUID, attempt: int, images_needed: int) -> bool:
+async def request_attempt(conn: Conn, job_id: UUID, *, attempt: int, images_needed: int) -> bool:
     cur = await conn.execute(
         "INSERT INTO attempt_requests (job_id, attempt, images_needed) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
         [job_id, attempt, images_needed])
@@ -81,7 +81,7 @@ async def erase_clear_prompt(conn: Conn, job_id: UUID) -> None:
 JOB_COLUMNS = "spec, budget_micro_usd, spent_micro_usd, next_index, final, stop_reason, traceparent"
 
 
-async def load_job(conn: Conn, job_id: UUID, lock: bool = False) -> JobState | None:
+async def load_job(conn: Conn, job_id: UUID, *, lock: bool = False) -> JobState | None:
     row = await (await conn.execute(
         f"SELECT {JOB_COLUMNS} FROM jobs WHERE job_id = %s{' FOR UPDATE' if lock else ''}", [job_id])).fetchone()
     return _job_state(row) if row is not None else None
@@ -110,7 +110,7 @@ CLAIM = ("UPDATE attempt_requests SET claimed_by = %s, claimed_until = now() + m
          " AND (claimed_until IS NULL OR claimed_until < now()) RETURNING job_id, tries")
 
 
-async def claim_attempt(conn: Conn, request: AttemptRequest, owner: str,
+async def claim_attempt(conn: Conn, request: AttemptRequest, *, owner: str,
                         lease_s: float) -> int | None:
     """Take the attempt for `owner`; its try number, or None if another router holds it or it is done."""
     row = await (await conn.execute(CLAIM, [owner, lease_s, request.job_id, request.attempt])).fetchone()
@@ -134,7 +134,7 @@ class Claimed:
     job: JobState
 
 
-async def claim_job_attempt(conn: Conn, request: AttemptRequest, lease: Lease,
+async def claim_job_attempt(conn: Conn, request: AttemptRequest, *, lease: Lease,
                             first_announces: OutboxRow | None = None) -> Claimed | None:
     """`claim_attempt` and the job's state, in one statement; None if another router holds
     the attempt or it is done. `first_announces`, an outbox row (outbox_row), is added by
@@ -147,7 +147,7 @@ async def claim_job_attempt(conn: Conn, request: AttemptRequest, lease: Lease,
     return Claimed(request, row["tries"], _job_state(row)) if row else None
 
 
-async def announce_if_held(conn: Conn, request: AttemptRequest, owner: str,
+async def announce_if_held(conn: Conn, request: AttemptRequest, *, owner: str,
                            announces: OutboxRow) -> bool:
     """Add `announces`, an outbox row (outbox_row), only while `owner` still holds the attempt."""
     announce, announced = staged_event(announces, from_rows="held")
@@ -158,7 +158,7 @@ async def announce_if_held(conn: Conn, request: AttemptRequest, owner: str,
     return cur.rowcount == 1
 
 
-async def renew_claims(conn: Conn, owner: str, keys: list[tuple[UUID, int]],
+async def renew_claims(conn: Conn, owner: str, *, keys: list[tuple[UUID, int]],
                        lease_s: float) -> None:
     """Extend the claims `owner` holds on these attempts (job id, attempt): those it is running."""
     await conn.execute(
@@ -168,14 +168,14 @@ async def renew_claims(conn: Conn, owner: str, keys: list[tuple[UUID, int]],
         [lease_s, owner, [job for job, _ in keys], [attempt for _, attempt in keys]])
 
 
-async def release_claim(conn: Conn, request: AttemptRequest, owner: str, retry_in_s: float) -> None:
+async def release_claim(conn: Conn, request: AttemptRequest, *, owner: str, retry_in_s: float) -> None:
     await conn.execute(
         "UPDATE attempt_requests SET claimed_by = NULL, claimed_until = now() + make_interval(secs => %s)"
         " WHERE job_id = %s AND attempt = %s AND claimed_by = %s AND state = 'pending'",
         [retry_in_s, request.job_id, request.attempt, owner])
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AttemptRecord:
     job_id: UUID
     attempt: int
@@ -190,7 +190,7 @@ class AttemptRecord:
     calls: tuple[dict[str, Any], ...] = ()  # ProviderCall, as JSON
 
 
-async def close_attempt(conn: Conn, request: AttemptRequest, owner: str,
+async def close_attempt(conn: Conn, request: AttemptRequest, *, owner: str,
                         record: AttemptRecord) -> int | None:
     """In one statement: mark the attempt done, store its outcome and add it to its job; the
     job's spend after it, or None (nothing changed) if `owner` no longer holds the attempt
@@ -220,7 +220,7 @@ class JobVerdicts:
     by_provider: dict[str, tuple[float, float]]
 
 
-async def add_verdicts(conn: Conn, verdicts: JobVerdicts, half_life_s: float,
+async def add_verdicts(conn: Conn, verdicts: JobVerdicts, *, half_life_s: float,
                        claim: InboxClaim | None = None) -> list[dict[str, Any]]:
     """Add scored outcomes per provider under the job's template (or, for an order of a subject,
     its key: the template and the way its identity was carried), fading what was there by
@@ -290,13 +290,13 @@ class RemoteJobs:
                 [*_key_values(key), sorted(RESUMABLE)])).fetchone()
         return RemoteJob(key, row["handle"], row["state"]) if row else None
 
-    async def unfinished(self, job_id: str, attempt: int, capability: str) -> list[RemoteJob]:
+    async def unfinished(self, job_id: str, attempt: int, *, capability: str) -> list[RemoteJob]:
         async with self.pool.connection() as conn:
             rows = await (await conn.execute(
                 "SELECT provider, start_index, count, handle, state FROM remote_jobs WHERE job_id = %s"
                 " AND attempt = %s AND capability = %s AND state = ANY(%s) ORDER BY start_index",
                 [job_id, attempt, capability, sorted(RESUMABLE)])).fetchall()
-        return [RemoteJob(RemoteJobKey(job_id, attempt, capability, row["provider"], row["start_index"], row["count"]),
+        return [RemoteJob(RemoteJobKey(job_id=job_id, attempt=attempt, capability=capability, provider=row["provider"], start_index=row["start_index"], count=row["count"]),
                           row["handle"], row["state"]) for row in rows]
 
 

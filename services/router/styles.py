@@ -30,7 +30,7 @@ class StylePlan:
 
 
 def style_plan(styles: list[StyleSpec] | None, needed_by_style: Mapping[str, int] | None = None,
-               start: int = 0) -> StylePlan | None:
+               *, start: int = 0) -> StylePlan | None:
     """The plan of an attempt starting at candidate `start`: every style in turn (i % S), or,
     for a rework that names what each style misses, those styles in proportion; None for a job
     of one style."""

@@ -18,15 +18,15 @@ from services.scorer.subjects import Subjects
 def build(settings: ScorerSettings) -> tuple[ServiceRuntime, Starlette]:
     scorer = handlers.new_scorer(settings)
 
-    def register(consumer: EventConsumer, objects: ObjectStore, settings_: ScorerSettings) -> None:
+    def register(consumer: EventConsumer, objects: ObjectStore, *, settings_: ScorerSettings) -> None:
         data_keys = DataKeys(settings_, "scorer")
-        subjects = Subjects(objects, data_keys, settings_.data_key_cache_s)
-        handlers.register(consumer, handlers.Workbench(objects, scorer, settings_, data_keys, subjects))
+        subjects = Subjects(objects=objects, data_keys=data_keys, keep_s=settings_.data_key_cache_s)
+        handlers.register(consumer, handlers.Workbench(objects=objects, scorer=scorer, settings=settings_, data_keys=data_keys, subjects=subjects))
 
-    runtime, app = build_worker("scorer", settings, register)
+    runtime, app = build_worker("scorer", settings, register=register)
     verifier = verifier_of(settings)
-    app.router.routes.append(guard(measurements.route(scorer), verifier, "measurements"))
-    app.router.routes.append(guard(routes.route(), verifier, "calibration"))
+    app.router.routes.append(guard(measurements.route(scorer), verifier, capability="measurements"))
+    app.router.routes.append(guard(routes.route(), verifier, capability="calibration"))
     bench = evaluations.Bench(ObjectStore(settings), settings, DataKeys(settings, "scorer"))
-    app.router.routes.append(guard(evaluations.route(scorer, bench), verifier, "evaluations"))
+    app.router.routes.append(guard(evaluations.route(scorer, bench), verifier, capability="evaluations"))
     return runtime, app

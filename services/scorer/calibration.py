@@ -27,7 +27,7 @@ from services.common.quality.dimensions import DIMENSIONS
 POLICY_DIMENSIONS = frozenset({"nsfw"})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DimensionCalibration:
     profile: str
     dimension: str
@@ -48,10 +48,10 @@ def calibrate(images: Iterable[Judged]) -> list[DimensionCalibration]:
     for image in images:
         for name, (value, passed) in image.dimensions.items():
             groups.setdefault((image.profile, name), []).append((image, value, passed))
-    return [_row(profile, name, members) for (profile, name), members in groups.items()]
+    return [_row(profile, name, members=members) for (profile, name), members in groups.items()]
 
 
-def _row(profile: str, name: str, members: list[tuple[Judged, float | None, bool]]) -> DimensionCalibration:
+def _row(profile: str, name: str, *, members: list[tuple[Judged, float | None, bool]]) -> DimensionCalibration:
     threshold = members[0][0].threshold.get(name, math.nan)
     side = _side(name)
     good = [v for image, v, _ in members if not image.bad and v is not None and not math.isnan(v)]
@@ -79,7 +79,7 @@ def _side(name: str) -> str | None:
     return "min" if dimension.bounds.minimum is not None else "max"
 
 
-def _passes(value: float, side: str, threshold: float) -> bool:
+def _passes(value: float, side: str, *, threshold: float) -> bool:
     return value >= threshold if side == "min" else value <= threshold
 
 
@@ -93,8 +93,8 @@ class Evidence:
     side: str
 
     def separation(self, threshold: float) -> float:
-        good_share = sum(_passes(v, self.side, threshold) for v in self.good) / len(self.good)
-        return good_share - sum(_passes(v, self.side, threshold) for v in self.bad) / len(self.bad)
+        good_share = sum(_passes(v, self.side, threshold=threshold) for v in self.good) / len(self.good)
+        return good_share - sum(_passes(v, self.side, threshold=threshold) for v in self.bad) / len(self.bad)
 
     def best_threshold(self, now: float) -> tuple[float, float]:
         """The threshold that separates best and its separation; ties go to the one closer to `now`."""

@@ -21,8 +21,8 @@ def score_files(args: argparse.Namespace) -> int:
 
 
 def add_commands(tree: CommandTree) -> None:
-    score = tree.command("score", score_files, Help(
-        "score image files against a profile, without the platform",
+    score = tree.command("score", score_files, help=Help(
+        text="score image files against a profile, without the platform",
         description="Judge image files against a scoring profile. Exit status: 0 when every image passed, 1 when any"
                     " failed, 2 on a usage error."))
     score.add_argument("paths", nargs="*", metavar="PATH", help="image files (PNG, JPEG, WebP, ...)")
@@ -39,7 +39,7 @@ def add_commands(tree: CommandTree) -> None:
     score.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
-def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, *, stderr: TextIO | None = None) -> int:
     """`score …` as `genline score …` runs it, writing to `stdout` and `stderr`."""
     from services.scorer.offline import USAGE_ERROR, score
 
@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr
         args = tree.parser.parse_args(argv)
     except SystemExit as stop:  # argparse has printed usage or help already
         return stop.code if isinstance(stop.code, int) else USAGE_ERROR
-    return score(args, stdout, stderr)
+    return score(args, stdout, stderr=stderr)
 
 
 if __name__ == "__main__":

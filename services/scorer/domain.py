@@ -37,7 +37,7 @@ Outcome = CandidatesScored | RegenerationRequested | ScoringFailed
 UNDECODABLE = "decodable"
 
 
-def candidate_score(candidate: CandidateRef, attempt: int, verdict: ImageVerdict) -> CandidateScore:
+def candidate_score(candidate: CandidateRef, attempt: int, *, verdict: ImageVerdict) -> CandidateScore:
     return CandidateScore(
         index=candidate.index, attempt=attempt, provider=candidate.provider, key=candidate.key, offset=candidate.offset,
         sha256=candidate.sha256, size_bytes=candidate.size_bytes, media_type=candidate.media_type,
@@ -58,7 +58,7 @@ def _measured(value: float | None) -> float | None:
 
 def undecodable_verdict(detail: str) -> ImageVerdict:
     """A candidate that is not an image: rejected, with the decoder's word as the reason."""
-    result = DimensionResult(None, 0.0, False, f"the candidate could not be decoded: {detail}")
+    result = DimensionResult(value=None, threshold=0.0, passed=False, reason=f"the candidate could not be decoded: {detail}")
     return ImageVerdict(dimensions={UNDECODABLE: result}, passed=False, score=0.0, failed=(UNDECODABLE,))
 
 
@@ -75,7 +75,7 @@ def rejection_summary(scores: Sequence[CandidateScore]) -> str:
 
 
 def decide(event: CandidatesGenerated, job_scores: Sequence[CandidateScore],
-           fresh: Sequence[CandidateScore]) -> Outcome:
+           *, fresh: Sequence[CandidateScore]) -> Outcome:
     """What follows this attempt, given every score of the job (this attempt's included);
     the outcome carries the `fresh` scores, those no CandidatesChecked published."""
     selection = select(Order.of(event.job, event.images), job_scores, fill=event.final)
@@ -92,8 +92,8 @@ def decide(event: CandidatesGenerated, job_scores: Sequence[CandidateScore],
                                 selected=[score.index for score in chosen], selected_scores=chosen,
                                 template=event.job.template if event.job else None)
     if not event.final:
-        return regeneration(event, AttemptScores(job_scores, fresh), selection)
-    return failed(event, job_scores, fresh)
+        return regeneration(event, AttemptScores(job_scores, fresh), selection=selection)
+    return failed(event, job_scores, fresh=fresh)
 
 
 def outputs_of(event: CandidatesGenerated) -> str:
@@ -109,7 +109,7 @@ class AttemptScores:
     fresh: Sequence[CandidateScore]
 
 
-def regeneration(event: CandidatesGenerated, scores: AttemptScores, selection: Selection) -> RegenerationRequested:
+def regeneration(event: CandidatesGenerated, scores: AttemptScores, *, selection: Selection) -> RegenerationRequested:
     """More candidates for what the selection misses, style by style where the job has styles;
     the reason says what passed, what each style misses and why this attempt's were rejected."""
     job_scores, fresh = scores.job, scores.fresh
@@ -138,7 +138,7 @@ class Tally:
     passing: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Passing:
     """A candidate of the job that passed, as the selection reads it (`selection.Selectable`)."""
 
@@ -150,7 +150,7 @@ class Passing:
 
     @classmethod
     def of(cls, score: CandidateScore) -> "Passing":
-        return cls(score.index, score.score, score.style, score.fingerprint)
+        return cls(index=score.index, score=score.score, style=score.style, fingerprint=score.fingerprint)
 
 
 @dataclass(frozen=True)
@@ -166,7 +166,7 @@ class ScoredSoFar:
         return [c for c in candidates if c.index not in self.indices]
 
 
-def checked(event: CandidatesStored, tally: Tally, measured: "HasSeconds") -> CandidatesChecked:
+def checked(event: CandidatesStored, tally: Tally, *, measured: "HasSeconds") -> CandidatesChecked:
     """Where the job stands after a chunk: counts over every attempt, and an ETA from the
     router's estimate for the rest of generation and the time this chunk took to score."""
     candidates = event.candidates_before + event.planned
@@ -189,7 +189,7 @@ def enough(event: CandidatesGenerated) -> int:
 
 
 def failed(event: CandidatesGenerated, job_scores: Sequence[CandidateScore],
-           fresh: Sequence[CandidateScore]) -> ScoringFailed:
+           *, fresh: Sequence[CandidateScore]) -> ScoringFailed:
     if job_scores:
         code = "no_candidate_passed"
         reason = f"no candidate passed: {rejection_summary(job_scores)}"
@@ -201,7 +201,7 @@ def failed(event: CandidatesGenerated, job_scores: Sequence[CandidateScore],
                          failure_code=code, reason=reason, scores=list(fresh))
 
 
-def unscorable(event: CandidatesGenerated, code: str, reason: str) -> ScoringFailed:
+def unscorable(event: CandidatesGenerated, code: str, *, reason: str) -> ScoringFailed:
     """The job cannot be scored at all (invalid rules, a capability this scorer lacks)."""
     return ScoringFailed(job_id=event.job_id, tenant_id=event.tenant_id, attempt=event.attempt,
                          failure_code=code, reason=reason, scores=[])

@@ -63,14 +63,14 @@ def profile_of(spec: JobSpec | None, nsfw_ceiling: float | None = None) -> Profi
     are scored by its template's profile where that one reads clips, else by `video`, unless
     the job names its own. A job of a subject is checked against it whatever its profile."""
     if spec is None:  # a router that does not pass the job on: technical quality only
-        return with_ceiling(job_profile("generic"), "nsfw", nsfw_ceiling)
+        return with_ceiling(job_profile("generic"), "nsfw", maximum=nsfw_ceiling)
     profile = spec.profile
     if spec.video is not None and profile is None and not reads_clips(template_profile(spec.template)):
         profile = VIDEO_PROFILE
-    chosen = job_profile(spec.template, profile, spec.quality_rules)
+    chosen = job_profile(spec.template, profile, rules=spec.quality_rules)
     if spec.subject is not None:
         chosen = with_subject_checks(chosen, spec.subject.kind)
-    return with_ceiling(chosen, "nsfw", nsfw_ceiling)
+    return with_ceiling(chosen, "nsfw", maximum=nsfw_ceiling)
 
 
 def reads_clips(profile: str) -> bool:
@@ -83,7 +83,7 @@ def clip_request(spec: JobSpec | None) -> ClipRequest | None:
     if spec is None or spec.video is None:
         return None
     width, height = spec.video.size()
-    return ClipRequest(spec.video.duration_s, width, height, spec.video.fps)
+    return ClipRequest(duration_s=spec.video.duration_s, width=width, height=height, fps=spec.video.fps)
 
 
 def reference_key(spec: JobSpec | None) -> str | None:
@@ -94,7 +94,7 @@ def reference_key(spec: JobSpec | None) -> str | None:
     return spec.reference_key or (spec.video.first_frame_key if spec.video is not None else None)
 
 
-def score_decodable(scorer: Scorer, images: list[bytes], scoring: Scoring) -> list[ImageVerdict]:
+def score_decodable(scorer: Scorer, images: list[bytes], *, scoring: Scoring) -> list[ImageVerdict]:
     """Verdicts in input order; a candidate that cannot be decoded is rejected as such
     and the others are scored without it. With `enough`, tier by tier (`tiers`)."""
     rejected: dict[int, ImageVerdict] = {}
@@ -111,7 +111,7 @@ def score_decodable(scorer: Scorer, images: list[bytes], scoring: Scoring) -> li
         return [by_index[i] for i in range(len(images))]
 
 
-async def job_prompt(spec: JobSpec | None, settings: ScorerSettings, data_keys: DataKeys | None) -> str | None:
+async def job_prompt(spec: JobSpec | None, settings: ScorerSettings, *, data_keys: DataKeys | None) -> str | None:
     """The job's prompt in clear, for prompt alignment: opened (its key asked of ingest) only
     by a scorer with a CLIP model, and the key not kept past this attempt."""
     if spec is None or not settings.clip_model_dir or data_keys is None:
@@ -135,10 +135,10 @@ async def candidate_images(objects: ObjectStore, candidates: Sequence[CandidateR
     keys = list(dict.fromkeys(c.key for c in candidates))
     found = dict(zip(keys, await asyncio.gather(*(objects.get(objects.internal_bucket, key) for key in keys)),
                      strict=True))
-    return [candidate_part(found[c.key], c.offset, c.size_bytes) for c in candidates]
+    return [candidate_part(found[c.key], c.offset, size_bytes=c.size_bytes) for c in candidates]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Workbench:
     """What the handlers score with: the object store the candidates are read from, the
     Scorer, the service's settings, the keys that open a job's prompt, and the subjects
@@ -176,7 +176,7 @@ async def job_scoring(event: CandidatesGenerated | CandidatesStored, bench: Work
     key = reference_key(spec)
     reference = await bench.objects.get(bench.objects.internal_bucket, key) if key else None
     size = (spec.width, spec.height) if spec and spec.width and spec.height else None
-    prompt = await job_prompt(spec, bench.settings, bench.data_keys)
+    prompt = await job_prompt(spec, bench.settings, data_keys=bench.data_keys)
     return Scoring(profile, prompt=prompt, reference=reference, requested_size=size, requested_clip=clip_request(spec),
                    subject=await job_subject(spec, bench))
 
@@ -192,7 +192,7 @@ async def job_subject(spec: JobSpec | None, bench: Workbench) -> Likeness | None
 
 
 async def score_candidates(event: CandidatesGenerated | CandidatesStored, so_far: domain.ScoredSoFar,
-                           bench: Workbench) -> Scored:
+                           *, bench: Workbench) -> Scored:
     """Score the event's candidates the job has no score for yet, batch by batch (one
     batch's images in memory at a time), against the job's passing candidates so far, which
     grow with each batch; ProfileError when the job's profile or rules are invalid."""
@@ -207,14 +207,14 @@ async def score_candidates(event: CandidatesGenerated | CandidatesStored, so_far
         data = await candidate_images(bench.objects, batch)
         verdicts: dict[int, ImageVerdict] = {}
         clock = time.perf_counter()
-        for lot in lots(order, batch, passed):  # style by style: each is measured until its own best are known
+        for lot in lots(order, batch, passing=passed):  # style by style: each is measured until its own best are known
             enough = (Enough(lot.share, tuple(batch[p].index for p in lot.positions), lot.selected)
                       if tiered and lot.share else None)
             found = await asyncio.to_thread(score_decodable, bench.scorer, [data[p] for p in lot.positions],
-                                            replace(scoring, tiered=tiered, enough=enough))
+                                            scoring=replace(scoring, tiered=tiered, enough=enough))
             verdicts |= dict(zip(lot.positions, found, strict=True))
         seconds += time.perf_counter() - clock
-        batch_scores = [domain.candidate_score(c, event.attempt, verdicts[p]) for p, c in enumerate(batch)]
+        batch_scores = [domain.candidate_score(c, event.attempt, verdict=verdicts[p]) for p, c in enumerate(batch)]
         passed += tuple(domain.Passing.of(s) for s in batch_scores if s.passed)
         scores += batch_scores
     telemetry.STAGE_SECONDS.labels("scorer", "score").observe(seconds)
@@ -233,7 +233,7 @@ Unscorable = ProfileError | SubjectUnavailable  # why a job cannot be scored at 
 
 
 async def prepare_scores(event: CandidatesGenerated | CandidatesStored, pool: Pool,
-                         bench: Workbench) -> Scored | Unscorable | None:
+                         *, bench: Workbench) -> Scored | Unscorable | None:
     """Fetch and score, before the transaction opens, the event's candidates the job has no
     score for yet (a chunk announced them before, or a run of the attempt taken over), so
     that no transaction (nor a pooled connection) waits on S3 or on the scoring threads; None
@@ -243,7 +243,7 @@ async def prepare_scores(event: CandidatesGenerated | CandidatesStored, pool: Po
             return None
         so_far = await store.scoring_so_far(conn, event.job_id)
     try:
-        return await score_candidates(event, so_far, bench)
+        return await score_candidates(event, so_far, bench=bench)
     except (ProfileError, SubjectUnavailable) as error:
         return error
 
@@ -252,7 +252,7 @@ async def judge_attempt(ctx: HandlerContext, event: CandidatesGenerated) -> None
     """Judge the attempt over every score of the job, under the job's row lock: a cancel or
     another attempt's outcome committed since is seen here and wins."""
     assert ctx.claim is not None  # registered with claims=True
-    decided = await store.lock_job(ctx.conn, event.job_id, event.attempt, ctx.claim)
+    decided = await store.lock_job(ctx.conn, event.job_id, attempt=event.attempt, claim=ctx.claim)
     if ctx.applied_before:
         return
     if decided or ctx.prepared is None:
@@ -261,24 +261,24 @@ async def judge_attempt(ctx: HandlerContext, event: CandidatesGenerated) -> None
         return
     outcome: domain.Outcome
     if isinstance(ctx.prepared, ProfileError):
-        outcome = domain.unscorable(event, "unscorable_profile", str(ctx.prepared))
+        outcome = domain.unscorable(event, "unscorable_profile", reason=str(ctx.prepared))
     elif isinstance(ctx.prepared, SubjectUnavailable):
-        outcome = domain.unscorable(event, ctx.prepared.code, str(ctx.prepared))
+        outcome = domain.unscorable(event, ctx.prepared.code, reason=str(ctx.prepared))
     else:
         fresh = ctx.prepared.scores
-        outcome = domain.decide(event, await store.store_scores(ctx.conn, event.job_id, fresh), fresh)
-    await store.record_outcome(ctx.conn, event.job_id, outcome, ctx.emitting(outcome))
+        outcome = domain.decide(event, await store.store_scores(ctx.conn, event.job_id, scores=fresh), fresh=fresh)
+    await store.record_outcome(ctx.conn, event.job_id, outcome=outcome, announced=ctx.emitting(outcome))
 
 
 async def check_chunk(ctx: HandlerContext, event: CandidatesStored) -> None:
     """Store a chunk's scores and tell where the job stands; the outcome waits for the
     attempt's CandidatesGenerated. A job decided meanwhile (canceled) takes nothing more."""
     assert ctx.claim is not None  # registered with claims=True
-    decided = await store.lock_job(ctx.conn, event.job_id, event.attempt, ctx.claim)
+    decided = await store.lock_job(ctx.conn, event.job_id, attempt=event.attempt, claim=ctx.claim)
     if ctx.applied_before or decided or not isinstance(ctx.prepared, Scored):
         return  # an invalid profile or an erased subject is told once, when the attempt is judged
-    tally = await store.add_chunk_scores(ctx.conn, event.job_id, ctx.prepared.scores)
-    await ctx.emit(domain.checked(event, tally, ctx.prepared))
+    tally = await store.add_chunk_scores(ctx.conn, event.job_id, scores=ctx.prepared.scores)
+    await ctx.emit(domain.checked(event, tally, measured=ctx.prepared))
 
 
 def count_from_zero() -> None:
@@ -291,7 +291,7 @@ def count_from_zero() -> None:
 
 async def drop_job(ctx: HandlerContext, event: JobCancelRequested) -> None:
     """A canceled job's outcome is decided: candidates that arrive later are not scored."""
-    await store.decide_canceled(ctx.conn, event.job_id, event.event_type)
+    await store.decide_canceled(ctx.conn, event.job_id, outcome=event.event_type)
 
 
 def new_scorer(settings: ScorerSettings) -> Scorer:
@@ -316,7 +316,7 @@ def register(consumer: EventConsumer, bench: Workbench) -> None:
     async def prepare(envelope: Envelope) -> Scored | Unscorable | None:
         event = envelope.event
         assert isinstance(event, CandidatesGenerated | CandidatesStored), "registered for these two only"
-        return await prepare_scores(event, consumer.pool, bench)
+        return await prepare_scores(event, consumer.pool, bench=bench)
 
     @consumer.on(CandidatesStored, prepare=prepare, claims=True)
     async def on_candidates_stored(ctx: HandlerContext, event: CandidatesStored) -> None:

@@ -60,7 +60,7 @@ class UsageError(Exception):
     """Something the user can fix; reported in one line, exit status 2."""
 
 
-def score(args: argparse.Namespace, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+def score(args: argparse.Namespace, stdout: TextIO | None = None, *, stderr: TextIO | None = None) -> int:
     """What `genline score` does with its arguments; the exit status."""
     stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
     try:
@@ -85,8 +85,8 @@ def print_calibration(args: argparse.Namespace, stdout: TextIO) -> int:
     args.paths = [str(path) for path, _ in labelled]
     verdicts = score_files(args)
     rows = calibration.calibrate(
-        Judged(args.profile, bad, {n: (r.value, r.passed) for n, r in v.dimensions.items()},
-                           {n: r.threshold for n, r in v.dimensions.items()})
+        Judged(profile=args.profile, bad=bad, dimensions={n: (r.value, r.passed) for n, r in v.dimensions.items()},
+                           threshold={n: r.threshold for n, r in v.dimensions.items()})
         for (_, bad), v in zip(labelled, verdicts)
     )
     if args.json:
@@ -152,7 +152,7 @@ def _subject(directory: str, kind: SubjectKind) -> Likeness:
     if not photos:
         raise UsageError(f"--subject {directory} holds no photos")
     try:
-        return likeness_of(OpenedSubject(directory, kind, photos))
+        return likeness_of(OpenedSubject(subject_id=directory, kind=kind, photos=photos))
     except ValueError as error:
         raise UsageError(f"{directory}: {error}") from None
 

@@ -108,7 +108,7 @@ def ranked(candidates: Sequence[Selectable]) -> list[int]:
     return sorted(passing, key=lambda p: (-candidates[p].score, candidates[p].index))
 
 
-def select(order: Order, candidates: Sequence[Selectable], fill: bool = False) -> Selection:
+def select(order: Order, candidates: Sequence[Selectable], *, fill: bool = False) -> Selection:
     """The best of each style up to its share, no two near-duplicates; with `fill`, the
     shortfall taken from the best distinct candidates left, up to K."""
     room = order.shares()
@@ -141,7 +141,7 @@ def select(order: Order, candidates: Sequence[Selectable], fill: bool = False) -
     return Selection(sorted(chosen, key=best_first.index), short)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Lot:
     """The candidates of one style in a batch being scored (`positions` in it), the style's
     `share`, and the (score, index) of the job's candidates of that style selected so far:
@@ -153,13 +153,13 @@ class Lot:
     selected: tuple[tuple[float, int], ...]
 
 
-def lots(order: Order, batch: Sequence[Styled], passing: Sequence[Selectable]) -> list[Lot]:
+def lots(order: Order, batch: Sequence[Styled], *, passing: Sequence[Selectable]) -> list[Lot]:
     """The batch split by style, in the job's order of styles (one lot without styles), each
     with what its style has selected so far among the job's `passing` candidates."""
     chosen = [passing[p] for p in select(order, passing).chosen]
     by_style: dict[str | None, list[int]] = {}
     for position, candidate in enumerate(batch):
         by_style.setdefault(order.style_of(candidate), []).append(position)
-    return [Lot(style, positions, order.room(style),
-                tuple((c.score, c.index) for c in chosen if order.style_of(c) == style))
+    return [Lot(style=style, positions=positions, share=order.room(style),
+                selected=tuple((c.score, c.index) for c in chosen if order.style_of(c) == style))
             for style, positions in by_style.items()]

@@ -19,7 +19,7 @@ async def decided_outcome(conn: Conn, job_id: UUID) -> str | None:
     return outcome
 
 
-async def lock_job(conn: Conn, job_id: UUID, attempt: int, claim: InboxClaim) -> str | None:
+async def lock_job(conn: Conn, job_id: UUID, *, attempt: int, claim: InboxClaim) -> str | None:
     """Claim the event on the inbox (`claim`, told what is fresh) and take the job's row for
     this transaction, in one statement; the outcome already published, if any."""
     row = await (await conn.execute(*claim.first(
@@ -41,7 +41,7 @@ SCORE_COLUMNS = {"job_id": "uuid", "attempt": "int", "index": "int", "key": "tex
                  "style": "text", "fingerprint": "text"}
 
 
-async def store_scores(conn: Conn, job_id: UUID, scores: list[CandidateScore]) -> list[CandidateScore]:
+async def store_scores(conn: Conn, job_id: UUID, *, scores: list[CandidateScore]) -> list[CandidateScore]:
     """The attempt's scores stored (a candidate scored before keeps its row) and every score
     of the job read back, in index order, in one statement: the rows this statement adds
     come from its RETURNING, those of earlier attempts from the table (a statement does not
@@ -62,7 +62,7 @@ async def scoring_so_far(conn: Conn, job_id: UUID) -> ScoredSoFar:
     rows = await (await conn.execute(
         "SELECT index, passed, score, style, fingerprint FROM scores WHERE job_id = %s", [job_id])).fetchall()
     return ScoredSoFar(frozenset(row["index"] for row in rows),
-                       tuple(Passing(row["index"], row["score"], row["style"], row["fingerprint"])
+                       tuple(Passing(index=row["index"], score=row["score"], style=row["style"], fingerprint=row["fingerprint"])
                              for row in rows if row["passed"]))
 
 
@@ -82,7 +82,7 @@ def _score_rows(job_id: UUID, scores: list[CandidateScore]) -> list[tuple[Any, .
              False, json.dumps(d), s.style, s.fingerprint) for s, d in zip(scores, dumped, strict=True)]
 
 
-async def add_chunk_scores(conn: Conn, job_id: UUID, scores: list[CandidateScore]) -> Tally:
+async def add_chunk_scores(conn: Conn, job_id: UUID, *, scores: list[CandidateScore]) -> Tally:
     """A chunk's scores stored (an index scored before keeps its row), in one statement: the
     scores it added, and how many candidates of the job are scored and pass, these included.
     A chunk with nothing new (a run taken over announced what was scored) only counts."""
@@ -100,7 +100,7 @@ async def add_chunk_scores(conn: Conn, job_id: UUID, scores: list[CandidateScore
     return Tally([CandidateScore.model_validate(c) for c in row["added"]], row["scored"], row["passing"])
 
 
-async def record_outcome(conn: Conn, job_id: UUID, outcome: Outcome, announced: Statement | None = None) -> None:
+async def record_outcome(conn: Conn, job_id: UUID, *, outcome: Outcome, announced: Statement | None = None) -> None:
     """The job's outcome and its selected candidates (a regeneration decides nothing yet),
     written with `announced` (HandlerContext.emitting's) in one statement."""
     writes = [announced]
@@ -113,7 +113,7 @@ async def record_outcome(conn: Conn, job_id: UUID, outcome: Outcome, announced: 
     await together(conn, writes)
 
 
-async def decide_canceled(conn: Conn, job_id: UUID, outcome: str) -> None:
+async def decide_canceled(conn: Conn, job_id: UUID, *, outcome: str) -> None:
     """A canceled job's outcome, unless one was decided before."""
     await conn.execute(
         "INSERT INTO scored_jobs (job_id, outcome, decided_at) VALUES (%s, %s, now()) ON CONFLICT (job_id)"

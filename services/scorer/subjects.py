@@ -36,7 +36,7 @@ class SubjectUnavailable(Exception):
         self.code = code
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Subjects:
     """Likenesses of the subjects jobs are of, opened with their keys and kept for `keep_s`."""
 
@@ -72,11 +72,11 @@ class Subjects:
         bucket, subject_id = self.objects.internal_bucket, subject.subject_id
         try:
             sealed = await asyncio.gather(*(self.objects.get(bucket, photo.key) for photo in subject.photos))
-            photos = [open_bytes(key, SubjectField(subject_id, f"photo/{photo.sha256}"), data)
+            photos = [open_bytes(key, SubjectField(subject_id, f"photo/{photo.sha256}"), sealed=data)
                       for photo, data in zip(subject.photos, sealed, strict=True)]
             centroid = None
             if subject.centroid is not None:
-                text = open_subject_text(key, SubjectField(subject_id, "centroid"), subject.centroid)
+                text = open_subject_text(key, SubjectField(subject_id, "centroid"), sealed=subject.centroid)
                 centroid = centroid_from(base64.b64decode(text))
         except StorageError as error:
             if error.status != 404:
@@ -86,7 +86,7 @@ class Subjects:
         except (BrokenSeal, ValueError) as error:
             raise SubjectUnavailable(UNREADABLE, f"the subject {subject.name!r} ({subject_id}) does not open with its"
                                                  f" key: {error}") from error
-        return OpenedSubject(str(subject_id), subject.kind, photos, centroid)
+        return OpenedSubject(subject_id=str(subject_id), kind=subject.kind, photos=photos, centroid=centroid)
 
     def _forget_stale(self) -> None:
         now = time.monotonic()

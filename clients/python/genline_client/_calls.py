@@ -36,7 +36,7 @@ def resolve_config(api_key: str | None, base_url: str | None) -> tuple[str, str]
     return base_url.rstrip("/"), api_key
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Call:
     method: str
     path: str
@@ -57,7 +57,7 @@ def without_none(values: dict[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in values.items() if value is not None}
 
 
-def create_job(prompt: str, images: int, template: str | None, idempotency_key: str | None,
+def create_job(prompt: str, images: int, *, template: str | None, idempotency_key: str | None,
                options: dict[str, Any]) -> Call:
     # One key for every try of this submission: a retry after a lost answer finds the first job.
     key = idempotency_key or str(uuid.uuid4())
@@ -66,16 +66,16 @@ def create_job(prompt: str, images: int, template: str | None, idempotency_key: 
         body["subject"] = job_id_of(body["subject"])
     if "video" in body:
         body["video"] = video_request(body["video"])
-    return Call("POST", "/v1/jobs", json=body, headers={"Idempotency-Key": key})
+    return Call(method="POST", path="/v1/jobs", json=body, headers={"Idempotency-Key": key})
 
 
-def quote(template: str, images: int, options: dict[str, Any]) -> Call:
+def quote(template: str, images: int, *, options: dict[str, Any]) -> Call:
     body = without_none({"template": template, "images": images} | options)
     if "subject" in body:
         body["subject"] = job_id_of(body["subject"])
     if "video" in body:
         body["video"] = video_request(body["video"])
-    return Call("POST", "/v1/quotes", json=body)
+    return Call(method="POST", path="/v1/quotes", json=body)
 
 
 def video_request(video: Video | dict[str, Any]) -> dict[str, Any]:
@@ -93,14 +93,14 @@ def upload(content: bytes, media_type: str | None) -> Call:
         riff_webp = content[:4] == b"RIFF" and content[8:12] == b"WEBP"
         media_type = "image/webp" if riff_webp else next(
             (kind for signature, kind in IMAGE_SIGNATURES if content.startswith(signature)), "application/octet-stream")
-    return Call("POST", "/v1/uploads", headers={"Content-Type": media_type}, content=content)
+    return Call(method="POST", path="/v1/uploads", headers={"Content-Type": media_type}, content=content)
 
 
-def list_jobs(limit: int | None, cursor: str | None, state: str | None, template: str | None,
+def list_jobs(limit: int | None, cursor: str | None, *, state: str | None, template: str | None,
               created_after, created_before) -> Call:
     params = without_none({"limit": limit, "cursor": cursor, "state": state, "template": template,
                            "created_after": _time(created_after), "created_before": _time(created_before)})
-    return Call("GET", "/v1/jobs", params=params)
+    return Call(method="GET", path="/v1/jobs", params=params)
 
 
 def _time(value) -> str | None:
@@ -108,7 +108,7 @@ def _time(value) -> str | None:
 
 
 def job_events(job: Any, after: int) -> Call:
-    return Call("GET", f"/v1/jobs/{job_id_of(job)}/events", params={"after": after})
+    return Call(method="GET", path=f"/v1/jobs/{job_id_of(job)}/events", params={"after": after})
 
 
 def job_stream(job: Any) -> str:
@@ -127,75 +127,75 @@ def preview_path(preview: Preview | str) -> str:
 
 
 def job_receipt(job: Any) -> Call:
-    return Call("GET", f"/v1/jobs/{job_id_of(job)}/receipt")
+    return Call(method="GET", path=f"/v1/jobs/{job_id_of(job)}/receipt")
 
 
 def receipt_page(after: int, limit: int) -> Call:
-    return Call("GET", "/v1/receipts", params={"after": after, "limit": limit})
+    return Call(method="GET", path="/v1/receipts", params={"after": after, "limit": limit})
 
 
 def signing_keys() -> Call:
-    return Call("GET", "/.well-known/genline-keys.json")
+    return Call(method="GET", path="/.well-known/genline-keys.json")
 
 
 def usage(days: int) -> Call:
-    return Call("GET", "/v1/usage", params={"days": days})
+    return Call(method="GET", path="/v1/usage", params={"days": days})
 
 
 def usage_attribution(group_by: str, days: int) -> Call:
-    return Call("GET", "/v1/usage/attribution", params={"group_by": group_by, "days": days})
+    return Call(method="GET", path="/v1/usage/attribution", params={"group_by": group_by, "days": days})
 
 
 def api_keys() -> Call:
-    return Call("GET", "/v1/api-keys")
+    return Call(method="GET", path="/v1/api-keys")
 
 
-def set_key_caps(key_id: str, daily: int | None, monthly: int | None) -> Call:
-    return Call("PUT", f"/v1/api-keys/{key_id}/caps", json={"daily_cap_credits": daily, "monthly_cap_credits": monthly})
+def set_key_caps(key_id: str, daily: int | None, *, monthly: int | None) -> Call:
+    return Call(method="PUT", path=f"/v1/api-keys/{key_id}/caps", json={"daily_cap_credits": daily, "monthly_cap_credits": monthly})
 
 
 def me() -> Call:
-    return Call("GET", "/v1/me")
+    return Call(method="GET", path="/v1/me")
 
 
 def members() -> Call:
-    return Call("GET", "/v1/members")
+    return Call(method="GET", path="/v1/members")
 
 
 def invite(email: str, role: str) -> Call:
-    return Call("POST", "/v1/invitations", json={"email": email, "role": role})
+    return Call(method="POST", path="/v1/invitations", json={"email": email, "role": role})
 
 
 def invitations() -> Call:
-    return Call("GET", "/v1/invitations")
+    return Call(method="GET", path="/v1/invitations")
 
 
 def revoke_invitation(invitation_id: str) -> Call:
-    return Call("DELETE", f"/v1/invitations/{invitation_id}")
+    return Call(method="DELETE", path=f"/v1/invitations/{invitation_id}")
 
 
 def set_member_role(member_id: str, role: str) -> Call:
-    return Call("PUT", f"/v1/members/{member_id}/role", json={"role": role})
+    return Call(method="PUT", path=f"/v1/members/{member_id}/role", json={"role": role})
 
 
 def remove_member(member_id: str, move_keys_to: str | None) -> Call:
-    return Call("DELETE", f"/v1/members/{member_id}", params={"move_keys_to": move_keys_to} if move_keys_to else None)
+    return Call(method="DELETE", path=f"/v1/members/{member_id}", params={"move_keys_to": move_keys_to} if move_keys_to else None)
 
 
 def audit_log(filters: dict[str, Any]) -> Call:
-    return Call("GET", "/v1/audit", params={k: v for k, v in filters.items() if v is not None})
+    return Call(method="GET", path="/v1/audit", params={k: v for k, v in filters.items() if v is not None})
 
 
 def alerts() -> Call:
-    return Call("GET", "/v1/account/alerts")
+    return Call(method="GET", path="/v1/account/alerts")
 
 
 def set_alert_settings(balance_low_below: int | None, grant_expiring_days: int) -> Call:
-    return Call("PUT", "/v1/account/alerts/settings",
+    return Call(method="PUT", path="/v1/account/alerts/settings",
                 json={"balance_low_below": balance_low_below, "grant_expiring_days": grant_expiring_days})
 
 
-@dataclass
+@dataclass(kw_only=True)
 class StreamPosition:
     """Where a client is in an event stream, so that a dropped connection resumes after the
     last entry received (`Last-Event-ID`) rather than from the start."""
@@ -293,7 +293,7 @@ def links_expire_soon(job: Job) -> bool:
     return any(output.expires_at <= soon for output in job.outputs)
 
 
-def resume_delay(error: httpx.TransportError, url: str, retry: RetryPolicy, stalled: int) -> float:
+def resume_delay(error: httpx.TransportError, url: str, *, retry: RetryPolicy, stalled: int) -> float:
     """How long to wait before taking up a broken download again, after `stalled` tries in
     a row that received nothing; raises when the retries are spent. Only those count: a
     slow connection that keeps breaking still finishes, as long as each try gets further."""
@@ -310,18 +310,18 @@ def without_authorization(request: httpx.Request) -> httpx.Request:
 
 
 def account() -> Call:
-    return Call("GET", "/v1/account")
+    return Call(method="GET", path="/v1/account")
 
 
 def billing() -> Call:
-    return Call("GET", "/v1/billing")
+    return Call(method="GET", path="/v1/billing")
 
 
-def checkout(pack: str, save_card: bool, success_url: str | None, cancel_url: str | None) -> Call:
-    return Call("POST", "/v1/billing/checkout", json=without_none({
+def checkout(pack: str, save_card: bool, *, success_url: str | None, cancel_url: str | None) -> Call:
+    return Call(method="POST", path="/v1/billing/checkout", json=without_none({
         "pack": pack, "save_card": save_card, "success_url": success_url, "cancel_url": cancel_url}))
 
 
-def set_auto_topup(below: int, pack: str, max_per_month: int, enabled: bool) -> Call:
-    return Call("PUT", "/v1/billing/auto-topup", json={"below": below, "pack": pack, "max_per_month": max_per_month,
+def set_auto_topup(below: int, pack: str, *, max_per_month: int, enabled: bool) -> Call:
+    return Call(method="PUT", path="/v1/billing/auto-topup", json={"below": below, "pack": pack, "max_per_month": max_per_month,
                                                        "enabled": enabled})

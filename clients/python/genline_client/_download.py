@@ -18,7 +18,7 @@ from genline_client.errors import APIConnectionError, ChecksumMismatch
 from genline_client.models import Output
 
 
-def output_path(directory: Path, job_id: str, output: Output) -> Path:
+def output_path(directory: Path, job_id: str, *, output: Output) -> Path:
     extension = PurePosixPath(output.key).suffix or mimetypes.guess_extension(output.media_type) or ""
     return directory / f"{job_id}-{output.n}{extension}"
 
@@ -27,9 +27,9 @@ class OutputFile:
     """The partial file of one download, its hash so far, and what the server said the
     content was (its ETag), so that a resumed request continues the same content."""
 
-    def __init__(self, directory: Path, job_id: str, output: Output) -> None:
+    def __init__(self, directory: Path, job_id: str, *, output: Output) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        self.output, self.path = output, output_path(directory, job_id, output)
+        self.output, self.path = output, output_path(directory, job_id, output=output)
         self.received, self.validator = 0, None
         self._hash = hashlib.sha256()
         descriptor, self._partial = tempfile.mkstemp(dir=directory, prefix=f".{self.path.name}.", suffix=".part")
@@ -63,7 +63,7 @@ class OutputFile:
         return "clip" if self.output.is_video else "image"
 
 
-def download_request(http: httpx.Client | httpx.AsyncClient, url: str, file: OutputFile) -> httpx.Request:
+def download_request(http: httpx.Client | httpx.AsyncClient, url: str, *, file: OutputFile) -> httpx.Request:
     """The GET of a signed link, asking for the bytes after those `file` has, if it has any.
     If-Range makes a server whose content changed since send it whole (200) instead."""
     headers = {"Accept-Encoding": "identity"}  # ranges count the bytes as stored, none compressed on the way

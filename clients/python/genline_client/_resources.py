@@ -36,12 +36,12 @@ def upload_file(content: bytes, filename: str) -> Call:
             f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
             "Content-Type: application/jsonl\r\n\r\n").encode()
     body = head + content + f"\r\n--{BOUNDARY}--\r\n".encode()
-    return Call("POST", "/v1/files", content=body,
+    return Call(method="POST", path="/v1/files", content=body,
                 headers={"content-type": f"multipart/form-data; boundary={BOUNDARY}"})
 
 
-def create_batch(file_id: str, endpoint: str, metadata: dict[str, str] | None) -> Call:
-    return Call("POST", "/v1/batches", json=without_none({"input_file_id": file_id, "endpoint": endpoint,
+def create_batch(file_id: str, endpoint: str, *, metadata: dict[str, str] | None) -> Call:
+    return Call(method="POST", path="/v1/batches", json=without_none({"input_file_id": file_id, "endpoint": endpoint,
                                                           "completion_window": "24h", "metadata": metadata}))
 
 

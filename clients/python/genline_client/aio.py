@@ -80,7 +80,7 @@ class AsyncGenline:
 
     async def quote(self, template: str = "generic", images: int = 1, **options: Any) -> dict[str, Any]:
         """What a job would cost now (see `Genline.quote`)."""
-        return await self.call(_calls.quote(template, images, options))
+        return await self.call(_calls.quote(template, images, options=options))
 
     async def signing_keys(self) -> dict[str, Any]:
         """The public keys receipts are signed with (JWK), rotated-out ones included."""
@@ -99,12 +99,12 @@ class AsyncGenline:
                  cancel_url: str | None = None) -> Checkout:
         """Open a checkout for credit `pack` (see `billing()`); the payer pays at `Checkout.url`.
         `save_card` keeps the card for auto top-up."""
-        return Checkout.model_validate(await self.call(_calls.checkout(pack, save_card, success_url, cancel_url)))
+        return Checkout.model_validate(await self.call(_calls.checkout(pack, save_card, success_url=success_url, cancel_url=cancel_url)))
 
     async def set_auto_topup(self, below: int, pack: str, max_per_month: int, enabled: bool = True) -> dict[str, Any]:
         """Buy `pack` with the saved card whenever charges take the balance below `below`, at
         most `max_per_month` times a month; answers like `billing()`."""
-        return await self.call(_calls.set_auto_topup(below, pack, max_per_month, enabled))
+        return await self.call(_calls.set_auto_topup(below, pack, max_per_month=max_per_month, enabled=enabled))
 
     async def usage(self, days: int = 30) -> Usage:
         """Your plan, its limits and where you stand against each, and your last `days` UTC
@@ -123,7 +123,7 @@ class AsyncGenline:
     async def set_key_caps(self, key_id: str, *, daily_cap_credits: int | None = None,
                      monthly_cap_credits: int | None = None) -> dict[str, Any]:
         """Set a key's spend caps in credits per UTC day and month (None lifts one)."""
-        return await self.call(_calls.set_key_caps(str(key_id), daily_cap_credits, monthly_cap_credits))
+        return await self.call(_calls.set_key_caps(str(key_id), daily_cap_credits, monthly=monthly_cap_credits))
 
     async def me(self) -> dict[str, Any]:
         """Who this key is: its tenant, the member or service account that owns it, and its scopes."""
@@ -210,11 +210,11 @@ class AsyncGenline:
                             deadline: float | None = None) -> AsyncIterator[JobEvent]:
         """The entries of an event stream, resumed after the last one received when the
         connection drops; ends when the server ends the stream."""
-        position = _calls.StreamPosition(path, after, deadline)
+        position = _calls.StreamPosition(path=path, last_id=after, deadline=deadline)
         while True:
             try:
                 async with self._open(position.request(self._http)) as response:
-                    parser = EventStreamParser(position.last_id)
+                    parser = EventStreamParser(last_event_id=position.last_id)
                     async for line in response.aiter_lines():
                         if (message := parser.feed(line)) and (event := position.received(message)):
                             yield event
@@ -230,14 +230,14 @@ class AsyncGenline:
             while True:
                 had = file.received
                 try:
-                    async with self._open(download_request(self._http, url, file)) as response:
+                    async with self._open(download_request(self._http, url, file=file)) as response:
                         take_up(response, file)
                         async for chunk in response.aiter_bytes():
                             file.write(chunk)
                     return file.finish()
                 except httpx.TransportError as error:
                     stalled = 0 if file.received > had else stalled
-                    await self._sleep(_calls.resume_delay(error, url, self._retry, stalled))
+                    await self._sleep(_calls.resume_delay(error, url, retry=self._retry, stalled=stalled))
                     stalled += 1
         except BaseException:
             file.discard()
@@ -268,17 +268,17 @@ class AsyncJobs:
                      idempotency_key: str | None = None, video: Video | dict[str, Any] | None = None,
                      **options: Any) -> SubmittedJob:
         """Submit a job (with `video`, a job for clips); see `Jobs.create`."""
-        call = _calls.create_job(prompt, images, template, idempotency_key, options | {"video": video})
+        call = _calls.create_job(prompt, images, template=template, idempotency_key=idempotency_key, options=options | {"video": video})
         return SubmittedJob.model_validate(await self._client.call(call))
 
     submit = create
 
     async def get(self, job: Any) -> Job:
-        return Job.model_validate(await self._client.call(_calls.Call("GET", f"/v1/jobs/{_calls.job_id_of(job)}")))
+        return Job.model_validate(await self._client.call(_calls.Call(method="GET", path=f"/v1/jobs/{_calls.job_id_of(job)}")))
 
     async def list(self, *, limit: int | None = None, cursor: str | None = None, state: str | None = None,
                    template: str | None = None, created_after=None, created_before=None) -> JobPage:
-        call = _calls.list_jobs(limit, cursor, state, template, created_after, created_before)
+        call = _calls.list_jobs(limit, cursor, state=state, template=template, created_after=created_after, created_before=created_before)
         return JobPage.model_validate(await self._client.call(call))
 
     async def iterate(self, **filters: Any) -> AsyncIterator[JobSummary]:
@@ -291,7 +291,7 @@ class AsyncJobs:
                 return
 
     async def cancel(self, job: Any) -> Job:
-        call = _calls.Call("POST", f"/v1/jobs/{_calls.job_id_of(job)}/cancel")
+        call = _calls.Call(method="POST", path=f"/v1/jobs/{_calls.job_id_of(job)}/cancel")
         return Job.model_validate(await self._client.call(call))
 
     async def events(self, job: Any, after: int = 0) -> list[JobEvent]:
@@ -317,7 +317,7 @@ class AsyncJobs:
         deadline = _calls.deadline_in(timeout)
         listeners = _calls.Listeners(on_event, on_progress)
         try:
-            async for event in self._client.stream_events(_calls.job_stream(job), None, deadline):
+            async for event in self._client.stream_events(_calls.job_stream(job), None, deadline=deadline):
                 await _awaited(listeners.hand_on(event))
         except NotFound as error:
             if not _calls.has_no_stream(error):
@@ -340,6 +340,6 @@ class AsyncJobs:
     async def download(self, job: Any, directory: str | PathLike) -> list[Path]:
         if not isinstance(job, Job) or _calls.links_expire_soon(job):
             job = await self.get(job)
-        return [await self._client.download_to(output.url, OutputFile(Path(directory), str(job.id), output))
+        return [await self._client.download_to(output.url, OutputFile(Path(directory), str(job.id), output=output))
                 for output in job.outputs]
 

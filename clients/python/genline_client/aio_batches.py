@@ -22,13 +22,13 @@ class AsyncBatches:
                      metadata: dict[str, str] | None = None, filename: str = "batch.jsonl") -> dict[str, Any]:
         content = _resources.jsonl_of(_resources.with_defaults(lines, endpoint))
         uploaded = await self._client.call(_resources.upload_file(content, filename))
-        return await self._client.call(_resources.create_batch(uploaded["id"], endpoint, metadata))
+        return await self._client.call(_resources.create_batch(uploaded["id"], endpoint, metadata=metadata))
 
     async def get(self, batch: Any) -> dict[str, Any]:
-        return await self._client.call(_calls.Call("GET", f"/v1/batches/{_resources.batch_id_of(batch)}"))
+        return await self._client.call(_calls.Call(method="GET", path=f"/v1/batches/{_resources.batch_id_of(batch)}"))
 
     async def cancel(self, batch: Any) -> dict[str, Any]:
-        return await self._client.call(_calls.Call("POST", f"/v1/batches/{_resources.batch_id_of(batch)}/cancel"))
+        return await self._client.call(_calls.Call(method="POST", path=f"/v1/batches/{_resources.batch_id_of(batch)}/cancel"))
 
     async def wait(self, batch: Any, *, timeout: float | None = None, poll_interval: float = 2.0) -> dict[str, Any]:
         deadline = _calls.deadline_in(timeout)
@@ -58,15 +58,15 @@ class AsyncEvaluations:
 
     async def create(self, images: list[Any], **options: Any) -> dict[str, Any]:
         body = _resources.evaluation_body(images, options)
-        return await self._client.call(_calls.Call("POST", "/v1/evaluations", json=body))
+        return await self._client.call(_calls.Call(method="POST", path="/v1/evaluations", json=body))
 
     async def create_batch(self, images: list[Any], *, webhook_url: str | None = None,
                            **options: Any) -> dict[str, Any]:
         body = _resources.evaluation_body(images, options | {"webhook_url": webhook_url})
-        return await self._client.call(_calls.Call("POST", "/v1/evaluations/batches", json=body))
+        return await self._client.call(_calls.Call(method="POST", path="/v1/evaluations/batches", json=body))
 
     async def get(self, evaluation: Any) -> dict[str, Any]:
-        return await self._client.call(_calls.Call("GET", f"/v1/evaluations/{_resources.batch_id_of(evaluation)}"))
+        return await self._client.call(_calls.Call(method="GET", path=f"/v1/evaluations/{_resources.batch_id_of(evaluation)}"))
 
     async def wait(self, evaluation: Any, *, timeout: float | None = None,
                    poll_interval: float = 1.0) -> dict[str, Any]:

@@ -29,17 +29,17 @@ class Batches:
         """Upload the requests (a JSONL path, its bytes, or dicts) and start the batch."""
         content = _resources.jsonl_of(_resources.with_defaults(lines, endpoint))
         uploaded = self._client.call(_resources.upload_file(content, filename))
-        return self._client.call(_resources.create_batch(uploaded["id"], endpoint, metadata))
+        return self._client.call(_resources.create_batch(uploaded["id"], endpoint, metadata=metadata))
 
     def get(self, batch: Any) -> dict[str, Any]:
-        return self._client.call(_calls.Call("GET", f"/v1/batches/{_resources.batch_id_of(batch)}"))
+        return self._client.call(_calls.Call(method="GET", path=f"/v1/batches/{_resources.batch_id_of(batch)}"))
 
     def list(self, *, limit: int = 20, after: str | None = None) -> dict[str, Any]:
-        return self._client.call(_calls.Call("GET", "/v1/batches", params=_calls.without_none(
+        return self._client.call(_calls.Call(method="GET", path="/v1/batches", params=_calls.without_none(
             {"limit": limit, "after": after})))
 
     def cancel(self, batch: Any) -> dict[str, Any]:
-        return self._client.call(_calls.Call("POST", f"/v1/batches/{_resources.batch_id_of(batch)}/cancel"))
+        return self._client.call(_calls.Call(method="POST", path=f"/v1/batches/{_resources.batch_id_of(batch)}/cancel"))
 
     def wait(self, batch: Any, *, timeout: float | None = None, poll_interval: float = 2.0) -> dict[str, Any]:
         """The batch once it has ended (completed, failed, expired or cancelled)."""
@@ -76,15 +76,15 @@ class Evaluations:
         """Judge up to four images now (paths, bytes, URLs or API sources); `template`, `profile`,
         `rules`, `references`, `prompt` and `size` as the API takes them."""
         body = _resources.evaluation_body(images, options)
-        return self._client.call(_calls.Call("POST", "/v1/evaluations", json=body))
+        return self._client.call(_calls.Call(method="POST", path="/v1/evaluations", json=body))
 
     def create_batch(self, images: list[Any], *, webhook_url: str | None = None, **options: Any) -> dict[str, Any]:
         """Judge many images in the background (up to your plan's limit); follow with `wait`."""
         body = _resources.evaluation_body(images, options | {"webhook_url": webhook_url})
-        return self._client.call(_calls.Call("POST", "/v1/evaluations/batches", json=body))
+        return self._client.call(_calls.Call(method="POST", path="/v1/evaluations/batches", json=body))
 
     def get(self, evaluation: Any) -> dict[str, Any]:
-        return self._client.call(_calls.Call("GET", f"/v1/evaluations/{_resources.batch_id_of(evaluation)}"))
+        return self._client.call(_calls.Call(method="GET", path=f"/v1/evaluations/{_resources.batch_id_of(evaluation)}"))
 
     def wait(self, evaluation: Any, *, timeout: float | None = None, poll_interval: float = 1.0) -> dict[str, Any]:
         deadline = _calls.deadline_in(timeout)

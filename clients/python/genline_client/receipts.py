@@ -138,12 +138,12 @@ def verify_chain(receipts: Iterable[Mapping[str, Any]], keys: Mapping[str, Any] 
     chained: list[dict] = []
     for tenant, bodies in sorted(by_tenant.items()):
         bodies.sort(key=lambda b: b.get("sequence", 0))
-        _check_links(tenant, bodies, previous_sha256)
+        _check_links(tenant, bodies, previous_sha256=previous_sha256)
         chained += bodies
     return chained
 
 
-def _check_links(tenant: str, bodies: list[dict], previous_sha256: str | None) -> None:
+def _check_links(tenant: str, bodies: list[dict], *, previous_sha256: str | None) -> None:
     first = bodies[0]
     if first.get("sequence") == 1 and first.get("previous_sha256") is not None:
         raise ReceiptVerificationError(f"{_describe(first)}: the first receipt of tenant {tenant} names a previous one")
@@ -187,7 +187,7 @@ def verify_files(args: argparse.Namespace, prog: str) -> int:
         for name in args.files:
             with open(name, encoding="utf-8") as file:
                 receipts += receipts_in(json.load(file))
-        bodies = verify_chain(receipts, keys, args.previous)
+        bodies = verify_chain(receipts, keys, previous_sha256=args.previous)
     except ReceiptVerificationError as error:
         print(f"FAILED {error}", file=sys.stderr)
         return 1

@@ -17,7 +17,7 @@ from genline_client.errors import retry_after
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RetryPolicy:
     max_retries: int = 4
     backoff_s: float = 0.5

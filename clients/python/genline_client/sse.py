@@ -8,7 +8,7 @@ parser is fed lines and returns whole events, so the sync and async clients shar
 from dataclasses import dataclass, field
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ServerSentEvent:
     event: str = "message"
     data: str = ""
@@ -16,7 +16,7 @@ class ServerSentEvent:
     retry: int | None = None
 
 
-@dataclass
+@dataclass(kw_only=True)
 class EventStreamParser:
     last_event_id: str | None = None  # kept across events, as the spec says
     _event: str = ""
@@ -45,6 +45,6 @@ class EventStreamParser:
         # An event without data is not dispatched (an `id:` alone still moves last_event_id).
         event = None
         if self._data:
-            event = ServerSentEvent(self._event or "message", "\n".join(self._data), self.last_event_id, self._retry)
+            event = ServerSentEvent(event=self._event or "message", data="\n".join(self._data), id=self.last_event_id, retry=self._retry)
         self._event, self._data, self._retry = "", [], None
         return event

@@ -49,15 +49,15 @@ def subject_id_of(subject: Any) -> str:
 
 
 def create_call(kind: str, name: str, keep: bool, first: dict[str, Any]) -> Call:
-    return Call("POST", "/v1/subjects", json={"kind": kind, "name": name, "keep": keep} | first)
+    return Call(method="POST", path="/v1/subjects", json={"kind": kind, "name": name, "keep": keep} | first)
 
 
 def photos_call(subject: Any, batch: dict[str, Any]) -> Call:
-    return Call("POST", f"/v1/subjects/{subject_id_of(subject)}/photos", json=batch)
+    return Call(method="POST", path=f"/v1/subjects/{subject_id_of(subject)}/photos", json=batch)
 
 
 def list_call(limit: int | None, cursor: str | None) -> Call:
-    return Call("GET", "/v1/subjects", params=without_none({"limit": limit, "cursor": cursor}))
+    return Call(method="GET", path="/v1/subjects", params=without_none({"limit": limit, "cursor": cursor}))
 
 
 def wanted(until: str | Iterable[str]) -> frozenset[str]:
@@ -76,7 +76,7 @@ class Subjects:
         (ids of `client.upload`); the answer lists each photo's verdict. It is `ready` with 4
         accepted photos. `keep` keeps it past the retention (30 days after its last order)."""
         first, *more = batches(encoded(photos), [subject_id_of(u) for u in uploads])
-        subject = Subject.model_validate(self._client.call(create_call(kind, name, keep, first)))
+        subject = Subject.model_validate(self._client.call(create_call(kind, name, keep=keep, first=first)))
         for batch in more:
             subject = self._add(subject, batch).subject
         return subject
@@ -95,7 +95,7 @@ class Subjects:
         return PhotosAdded.model_validate(self._client.call(photos_call(subject, batch)))
 
     def get(self, subject: Any) -> Subject:
-        return Subject.model_validate(self._client.call(Call("GET", f"/v1/subjects/{subject_id_of(subject)}")))
+        return Subject.model_validate(self._client.call(Call(method="GET", path=f"/v1/subjects/{subject_id_of(subject)}")))
 
     def list(self, *, limit: int | None = None, cursor: str | None = None) -> SubjectPage:
         return SubjectPage.model_validate(self._client.call(list_call(limit, cursor)))
@@ -111,7 +111,7 @@ class Subjects:
 
     def delete(self, subject: Any) -> dict[str, Any]:
         """Erase a subject: its photos, embeddings and the identities trained from it."""
-        return self._client.call(Call("DELETE", f"/v1/subjects/{subject_id_of(subject)}"))
+        return self._client.call(Call(method="DELETE", path=f"/v1/subjects/{subject_id_of(subject)}"))
 
     def wait(self, subject: Any, *, until: str | Iterable[str] = ("trained", "failed"), timeout: float | None = None,
              poll_interval: float = 2.0) -> Subject:
@@ -136,7 +136,7 @@ class AsyncSubjects:
     async def create(self, kind: str, name: str, *, photos: Iterable[Photo] = (), uploads: Iterable[Any] = (),
                      keep: bool = False) -> Subject:
         first, *more = batches(encoded(photos), [subject_id_of(u) for u in uploads])
-        subject = Subject.model_validate(await self._client.call(create_call(kind, name, keep, first)))
+        subject = Subject.model_validate(await self._client.call(create_call(kind, name, keep=keep, first=first)))
         for batch in more:
             subject = PhotosAdded.model_validate(await self._client.call(photos_call(subject, batch))).subject
         return subject
@@ -152,7 +152,7 @@ class AsyncSubjects:
         return result.model_copy(update={"added": added})
 
     async def get(self, subject: Any) -> Subject:
-        call = Call("GET", f"/v1/subjects/{subject_id_of(subject)}")
+        call = Call(method="GET", path=f"/v1/subjects/{subject_id_of(subject)}")
         return Subject.model_validate(await self._client.call(call))
 
     async def list(self, *, limit: int | None = None, cursor: str | None = None) -> SubjectPage:
@@ -168,7 +168,7 @@ class AsyncSubjects:
                 return
 
     async def delete(self, subject: Any) -> dict[str, Any]:
-        return await self._client.call(Call("DELETE", f"/v1/subjects/{subject_id_of(subject)}"))
+        return await self._client.call(Call(method="DELETE", path=f"/v1/subjects/{subject_id_of(subject)}"))
 
     async def wait(self, subject: Any, *, until: str | Iterable[str] = ("trained", "failed"),
                    timeout: float | None = None, poll_interval: float = 2.0) -> Subject:

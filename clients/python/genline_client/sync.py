@@ -85,7 +85,7 @@ class Genline:
         """What a job would cost now (nothing is held): `credits`, and for a job of a subject
         (`subject=`) its training line, `training_credits`; other fields of POST /v1/quotes in
         `options` (`tier`, `identity`, `video` …)."""
-        return self.call(_calls.quote(template, images, options))
+        return self.call(_calls.quote(template, images, options=options))
 
     def signing_keys(self) -> dict[str, Any]:
         """The public keys receipts are signed with (JWK), rotated-out ones included."""
@@ -104,12 +104,12 @@ class Genline:
                  cancel_url: str | None = None) -> Checkout:
         """Open a checkout for credit `pack` (see `billing()`); the payer pays at `Checkout.url`.
         `save_card` keeps the card for auto top-up."""
-        return Checkout.model_validate(self.call(_calls.checkout(pack, save_card, success_url, cancel_url)))
+        return Checkout.model_validate(self.call(_calls.checkout(pack, save_card, success_url=success_url, cancel_url=cancel_url)))
 
     def set_auto_topup(self, below: int, pack: str, max_per_month: int, enabled: bool = True) -> dict[str, Any]:
         """Buy `pack` with the saved card whenever charges take the balance below `below`, at
         most `max_per_month` times a month; answers like `billing()`."""
-        return self.call(_calls.set_auto_topup(below, pack, max_per_month, enabled))
+        return self.call(_calls.set_auto_topup(below, pack, max_per_month=max_per_month, enabled=enabled))
 
     def usage(self, days: int = 30) -> Usage:
         """Your plan, its limits and where you stand against each, and your last `days` UTC
@@ -128,7 +128,7 @@ class Genline:
     def set_key_caps(self, key_id: str, *, daily_cap_credits: int | None = None,
                      monthly_cap_credits: int | None = None) -> dict[str, Any]:
         """Set a key's spend caps in credits per UTC day and month (None lifts one)."""
-        return self.call(_calls.set_key_caps(str(key_id), daily_cap_credits, monthly_cap_credits))
+        return self.call(_calls.set_key_caps(str(key_id), daily_cap_credits, monthly=monthly_cap_credits))
 
     def me(self) -> dict[str, Any]:
         """Who this key is: its tenant, the member or service account that owns it, and its scopes."""
@@ -214,11 +214,11 @@ class Genline:
     def stream_events(self, path: str, after: str | None = None, deadline: float | None = None) -> Iterator[JobEvent]:
         """The entries of an event stream, resumed after the last one received when the
         connection drops; ends when the server ends the stream."""
-        position = _calls.StreamPosition(path, after, deadline)
+        position = _calls.StreamPosition(path=path, last_id=after, deadline=deadline)
         while True:
             try:
                 with self._open(position.request(self._http)) as response:
-                    parser = EventStreamParser(position.last_id)
+                    parser = EventStreamParser(last_event_id=position.last_id)
                     for line in response.iter_lines():
                         if (message := parser.feed(line)) and (event := position.received(message)):
                             yield event
@@ -234,14 +234,14 @@ class Genline:
             while True:
                 had = file.received
                 try:
-                    with self._open(download_request(self._http, url, file)) as response:
+                    with self._open(download_request(self._http, url, file=file)) as response:
                         take_up(response, file)
                         for chunk in response.iter_bytes():
                             file.write(chunk)
                     return file.finish()
                 except httpx.TransportError as error:
                     stalled = 0 if file.received > had else stalled
-                    self._sleep(_calls.resume_delay(error, url, self._retry, stalled))
+                    self._sleep(_calls.resume_delay(error, url, retry=self._retry, stalled=stalled))
                     stalled += 1
         except BaseException:
             file.discard()
@@ -278,17 +278,17 @@ class Jobs:
             job = client.jobs.create("the tide comes in", template="image-to-video", input_upload=str(still.id),
                                      video=Video(duration_s=4, resolution="480p"))
         """
-        call = _calls.create_job(prompt, images, template, idempotency_key, options | {"video": video})
+        call = _calls.create_job(prompt, images, template=template, idempotency_key=idempotency_key, options=options | {"video": video})
         return SubmittedJob.model_validate(self._client.call(call))
 
     submit = create  # a job of a subject: `submit(prompt, template="subject-headshots", subject=subject)`
 
     def get(self, job: Any) -> Job:
-        return Job.model_validate(self._client.call(_calls.Call("GET", f"/v1/jobs/{_calls.job_id_of(job)}")))
+        return Job.model_validate(self._client.call(_calls.Call(method="GET", path=f"/v1/jobs/{_calls.job_id_of(job)}")))
 
     def list(self, *, limit: int | None = None, cursor: str | None = None, state: str | None = None,
              template: str | None = None, created_after=None, created_before=None) -> JobPage:
-        call = _calls.list_jobs(limit, cursor, state, template, created_after, created_before)
+        call = _calls.list_jobs(limit, cursor, state=state, template=template, created_after=created_after, created_before=created_before)
         return JobPage.model_validate(self._client.call(call))
 
     def iterate(self, **filters: Any) -> Iterator[JobSummary]:
@@ -302,7 +302,7 @@ class Jobs:
 
     def cancel(self, job: Any) -> Job:
         """Cancel a job that is not final (again is harmless); `Conflict` once it is final."""
-        return Job.model_validate(self._client.call(_calls.Call("POST", f"/v1/jobs/{_calls.job_id_of(job)}/cancel")))
+        return Job.model_validate(self._client.call(_calls.Call(method="POST", path=f"/v1/jobs/{_calls.job_id_of(job)}/cancel")))
 
     def events(self, job: Any, after: int = 0) -> list[JobEvent]:
         """The job's event log after entry `after`, every page of it."""
@@ -345,14 +345,14 @@ class Jobs:
         deadline = _calls.deadline_in(timeout)
         listeners = _calls.Listeners(on_event, on_progress)
         try:
-            for event in self._client.stream_events(_calls.job_stream(job), None, deadline):
+            for event in self._client.stream_events(_calls.job_stream(job), None, deadline=deadline):
                 listeners.hand_on(event)
         except NotFound as error:
             if not _calls.has_no_stream(error):
                 raise
-        return self._poll(job, deadline, poll_interval, listeners)
+        return self._poll(job, deadline, poll_interval=poll_interval, listeners=listeners)
 
-    def _poll(self, job: Any, deadline: float | None, poll_interval: float, listeners: _calls.Listeners) -> Job:
+    def _poll(self, job: Any, deadline: float | None, *, poll_interval: float, listeners: _calls.Listeners) -> Job:
         while True:
             view = self.get(job)
             # The log read after the view: a final view's entries are all in it by then.
@@ -375,6 +375,6 @@ class Jobs:
         download whose connection breaks goes on from the bytes it has (`Range`)."""
         if not isinstance(job, Job) or _calls.links_expire_soon(job):
             job = self.get(job)
-        return [self._client.download_to(output.url, OutputFile(Path(directory), str(job.id), output))
+        return [self._client.download_to(output.url, OutputFile(Path(directory), str(job.id), output=output))
                 for output in job.outputs]
 

@@ -30,9 +30,9 @@ def verify_webhook(headers: Mapping[str, str], body: bytes | str, secret: str,
     `WebhookVerificationError`. `body` must be the raw body as received, not re-serialised."""
     lowered = {name.lower(): value for name, value in headers.items()}
     message_id, timestamp, signatures = (_header(lowered, name) for name in ("id", "timestamp", "signature"))
-    _check_timestamp(timestamp, tolerance_s, time.time() if now is None else now)
+    _check_timestamp(timestamp, tolerance_s, now=time.time() if now is None else now)
     payload = body if isinstance(body, bytes) else body.encode()
-    expected = sign(secret, message_id, int(timestamp), payload)
+    expected = sign(secret, message_id, timestamp=int(timestamp), body=payload)
     if not any(hmac.compare_digest(expected, candidate) for candidate in _v1_signatures(signatures)):
         raise WebhookVerificationError("no matching signature")
     try:
@@ -62,7 +62,7 @@ def _header(headers: dict[str, str], name: str) -> str:
     return value
 
 
-def _check_timestamp(timestamp: str, tolerance_s: int, now: float) -> None:
+def _check_timestamp(timestamp: str, tolerance_s: int, *, now: float) -> None:
     try:
         sent = int(timestamp)
     except ValueError:

@@ -28,7 +28,7 @@ def show_status(args: argparse.Namespace) -> int:
 def rebuild_topics(args: argparse.Namespace) -> int:
     from services.common.bus.rebuild import BusSettings, Journals, rebuild
 
-    asyncio.run(rebuild(Journals(BusSettings(), args.schema_prefix), args.all, print))
+    asyncio.run(rebuild(Journals(BusSettings(), args.schema_prefix), args.all, out=print))
     return 0
 
 

@@ -85,7 +85,7 @@ class EventConsumer:
         self.inbox_floors = InboxFloors(self.service, self.pool)
 
     def on(self, event_type: type[E], prepare: "Prepare | None" = None,
-           claims: bool = False) -> Callable[[HandlerOf[E]], HandlerOf[E]]:
+           *, claims: bool = False) -> Callable[[HandlerOf[E]], HandlerOf[E]]:
         """Register the handler of `event_type`. `prepare`, if given, does the event's slow
         I/O and computation before the transaction opens (it must be safe to repeat); the
         handler finds its result in `ctx.prepared`. With `claims`, the handler claims the
@@ -190,7 +190,7 @@ class EventConsumer:
             if isinstance(exc, Exception) and database_away(exc):
                 await until_database_answers(self.pool)
             raise
-        self.read_ahead.take(msg.consumer, msg.raw_message, to_apply)
+        self.read_ahead.take(msg.consumer, msg.raw_message, to_apply=to_apply)
         self.end_watch.watch(msg.consumer)
 
     async def _apply_one(self, record: ConsumerRecord, envelope: Envelope) -> None:
@@ -280,7 +280,7 @@ class EventConsumer:
         claim = InboxClaim(envelopes)
         async with self.pool.connection() as conn:
             async with conn.transaction():
-                publish = Publish(conn, f"/genline/{self.service}", self.settings.topic_namespace)
+                publish = Publish(conn, f"/genline/{self.service}", namespace=self.settings.topic_namespace)
                 if self.batch_handler is None:
                     await claim.alone(conn)
                 else:  # its first statement claims the batch, and it applies what is fresh
@@ -294,7 +294,7 @@ class EventConsumer:
             telemetry.EVENTS_CONSUMED.labels(self.service, event_type, "applied").inc(count)
         if log.isEnabledFor(logging.INFO):
             for envelope in fresh:
-                context = telemetry.JobContext(envelope.subject, envelope.tenant_id, envelope.traceparent)
+                context = telemetry.JobContext(job_id=envelope.subject, tenant_id=envelope.tenant_id, traceparent=envelope.traceparent)
                 with telemetry.job_context(context):
                     log.info("applied %s", envelope.type)
         if outgoing:
@@ -306,9 +306,9 @@ class EventConsumer:
         """Logs name the job, tenant and trace (and know its prompt, to redact it); a consumer
         span continues the event's trace."""
         spec = getattr(envelope.event, "job", None)
-        with (telemetry.job_context(telemetry.JobContext(envelope.subject, envelope.tenant_id, envelope.traceparent,
-                                                         getattr(spec, "prompt", None))),
-              tracing.continued(envelope.traceparent, f"{record.topic} process", SpanKind.CONSUMER)):
+        with (telemetry.job_context(telemetry.JobContext(job_id=envelope.subject, tenant_id=envelope.tenant_id, traceparent=envelope.traceparent,
+                                                         prompt=getattr(spec, "prompt", None))),
+              tracing.continued(envelope.traceparent, f"{record.topic} process", kind=SpanKind.CONSUMER)):
             yield
 
     async def _apply_with_retries(self, record: ConsumerRecord, envelope: Envelope) -> None:
@@ -353,7 +353,7 @@ class EventConsumer:
                 async with conn.transaction():
                     if claim is None and not await record_applied(conn, envelope):
                         raise AppliedBefore
-                    ctx = HandlerContext(conn, envelope, f"/genline/{self.service}", self.settings.topic_namespace,
+                    ctx = HandlerContext(conn=conn, envelope=envelope, source=f"/genline/{self.service}", namespace=self.settings.topic_namespace,
                                          prepared=prepared, claim=claim)
                     with telemetry.timed_stage(self.service, f"apply:{envelope.type}"):
                         await handler(ctx, envelope.event)
@@ -373,7 +373,7 @@ class EventConsumer:
             callback()
         return True
 
-    async def _dead_letter(self, record: ConsumerRecord, exc: Exception, attempts: int) -> None:
+    async def _dead_letter(self, record: ConsumerRecord, exc: Exception, *, attempts: int) -> None:
         headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
         headers |= {
             "genline_error": f"{type(exc).__name__}: {exc}"[:2000],

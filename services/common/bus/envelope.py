@@ -30,7 +30,7 @@ JOURNALED_AT = "genline_journaled_at"
 FLOOR = "genline_floor"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Envelope:
     id: str
     source: str
@@ -87,15 +87,15 @@ def new_event_id() -> str:
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{VARIANT_NIBBLES[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
 
 
-def envelop(event: Event, source: str, cause: Envelope | None = None) -> Envelope:
+def envelop(event: Event, source: str, *, cause: Envelope | None = None) -> Envelope:
     subject = str(event.job_id) if isinstance(event, JobEvent) else None
     tenant_id = getattr(event, "tenant_id", None)
-    plan_priority, job_priority = turn_of(event, subject, cause)
-    return Envelope(new_event_id(), source, datetime.now(UTC), subject, tenant_id, trace_of(cause), event,
+    plan_priority, job_priority = turn_of(event, subject, cause=cause)
+    return Envelope(id=new_event_id(), source=source, time=datetime.now(UTC), subject=subject, tenant_id=tenant_id, traceparent=trace_of(cause), event=event,
                     plan_priority=plan_priority, job_priority=job_priority)
 
 
-def turn_of(event: Event, subject: str | None, cause: Envelope | None) -> tuple[int, str]:
+def turn_of(event: Event, subject: str | None, *, cause: Envelope | None) -> tuple[int, str]:
     """The job's turn: from the JobSpec the event carries, else from its cause about the same job."""
     spec = getattr(event, "job", None)
     if isinstance(spec, JobSpec):

@@ -22,7 +22,7 @@ from services.common.db import Conn, Statement
 T = TypeVar("T")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class HandlerContext:
     """What a handler gets: the open transaction, the incoming envelope, what was prepared
     for it, `emit`, and `after_commit` for what may only happen once its work is visible."""
@@ -54,7 +54,7 @@ class HandlerContext:
 
     async def emit(self, event: Event) -> Envelope:
         envelope = self._emitted(event)
-        await add_to_outbox(self.conn, envelope, self.namespace)
+        await add_to_outbox(self.conn, envelope, namespace=self.namespace)
         return envelope
 
     def announcing(self, event: Event) -> OutboxRow:
@@ -77,7 +77,7 @@ class Publish:
     statement the handler sends with its own last writes (`publish.statement(caused)`, run
     with `db.together`): one statement fewer."""
 
-    def __init__(self, conn: Conn, source: str, namespace: str) -> None:
+    def __init__(self, conn: Conn, source: str, *, namespace: str) -> None:
         self.conn, self.source, self.namespace = conn, source, namespace
         self.outgoing: list[Envelope] = []
 
@@ -90,7 +90,7 @@ class Publish:
         return outbox_statement(self._envelopes(caused), self.namespace)
 
     async def __call__(self, caused: list[tuple[Event, Envelope]]) -> None:
-        await add_many_to_outbox(self.conn, self._envelopes(caused), self.namespace)
+        await add_many_to_outbox(self.conn, self._envelopes(caused), namespace=self.namespace)
 
 
 # A batch handler gets the open transaction, the batch's claim on the inbox (InboxClaim),

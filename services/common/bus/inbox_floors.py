@@ -35,7 +35,7 @@ class InboxFloors:
     def start_pruning(self) -> None:
         """Forget, every little while, the applied events that can never arrive again."""
         self._pruning = supervise(f"{self.service}-inbox-prune",
-                                  partial(every, INBOX_PRUNE_INTERVAL_S, self.prune_inbox, f"{self.service}-inbox-prune"))
+                                  partial(every, INBOX_PRUNE_INTERVAL_S, self.prune_inbox, what=f"{self.service}-inbox-prune"))
 
     async def stop_pruning(self) -> None:
         await stop_tasks(self._pruning)

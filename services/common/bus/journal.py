@@ -123,7 +123,7 @@ class Journal:
     """One service's outbox seen as a journal (see the module's account). `owned_topic` is the
     topic the service owns, which it alone rotates; `readers` the consumer groups reading it."""
 
-    def __init__(self, schema: ServiceSchema, owned_topic: str | None = None, readers: tuple[str, ...] = ()) -> None:
+    def __init__(self, schema: ServiceSchema, owned_topic: str | None = None, *, readers: tuple[str, ...] = ()) -> None:
         self.pool, self.database_url, self.schema, self.settings = (schema.pool, schema.database_url, schema.name,
                                                                     schema.settings)
         self.owned_topic, self.readers = owned_topic, readers
@@ -179,25 +179,25 @@ class Journal:
             await self._admin.close()
             self._admin = None
 
-    async def _gap(self, client: AIOKafkaClient, where: TopicPartition, span: int) -> None:
+    async def _gap(self, client: AIOKafkaClient, where: TopicPartition, *, span: int) -> None:
         if span <= 0:
             return
         try:
-            await kafka_admin.produce_gap(client, where, span)
+            await kafka_admin.produce_gap(client, where, span=span)
         except KafkaError as exc:  # Apache Kafka refuses control batches from clients
             log.warning("the broker refused a gap on %s/%s (%s): readers standing past its end start over",
                         where.topic, where.partition, exc)
 
-    async def _ensure_topic(self, client: AIOKafkaClient, topic: str, count: int) -> list[int]:
+    async def _ensure_topic(self, client: AIOKafkaClient, topic: str, *, count: int) -> list[int]:
         partitions = await kafka_admin.partitions_of(client, topic, fresh=True)
         if not partitions and count:
-            await (await self.admin()).create_topics([new_topic(self.settings, topic, count)])
+            await (await self.admin()).create_topics([new_topic(self.settings, topic, partitions=count)])
             partitions = await kafka_admin.partitions_of(client, topic, fresh=True)
         return partitions
 
     # ---- 1. the broker lost its log ---------------------------------------------------------
 
-    async def recover(self, client: AIOKafkaClient, broker: str, how: Recovery = Recovery()) -> int:
+    async def recover(self, client: AIOKafkaClient, broker: str, *, how: Recovery = Recovery()) -> int:
         """Open each partition past the lost log and queue again the rows a reader may lack
         (Recovery says which, and when); returns how many were queued."""
         async with self.exclusive() as conn:
@@ -211,7 +211,7 @@ class Journal:
             topics = sorted({topic for topic, _ in known} | ({self.owned_topic} if self.owned_topic else set()))
             opened: list[Partition] = []
             for topic in topics:
-                opened += [replace(p, broker=broker) for p in await self._open_after_loss(client, topic, known)]
+                opened += [replace(p, broker=broker) for p in await self._open_after_loss(client, topic, known=known)]
             async with conn.transaction():
                 # Never below the floor: every reader read those rows, and may have forgotten them.
                 queued = await conn.execute(
@@ -235,20 +235,20 @@ class Journal:
         return queued.rowcount
 
     async def _open_after_loss(self, client: AIOKafkaClient, topic: str,
-                               known: dict[tuple[str, int], Partition]) -> list[Partition]:
+                               *, known: dict[tuple[str, int], Partition]) -> list[Partition]:
         """The topic's partitions opened past what was known of them (the broker's id is the
         caller's to note)."""
         written = sorted(p for t, p in known if t == topic)
-        partitions = await self._ensure_topic(client, topic, max(written, default=-1) + 1)
+        partitions = await self._ensure_topic(client, topic, count=max(written, default=-1) + 1)
         if topic != self.owned_topic:  # another service's topic: only where this one wrote
             partitions = [p for p in partitions if p in written]
-        ends = await kafka_admin.high_watermarks(client, topic, partitions)
+        ends = await kafka_admin.high_watermarks(client, topic, partitions=partitions)
         opened = []
         for partition in partitions:
-            reach = (known.get((topic, partition)) or Partition(topic, partition)).reach()
+            reach = (known.get((topic, partition)) or Partition(topic=topic, partition=partition)).reach()
             start = max(ends[partition], reach + LOSS_MARGIN if reach else 0)
-            await self._gap(client, TopicPartition(topic, partition), start - ends[partition])
-            opened.append(Partition(topic, partition, log_start=start, log_end=start))
+            await self._gap(client, TopicPartition(topic, partition), span=start - ends[partition])
+            opened.append(Partition(topic=topic, partition=partition, log_start=start, log_end=start))
         return opened
 
     # ---- the periodic look: readers, rotation, pruning -----------------------------------------
@@ -266,7 +266,7 @@ class Journal:
             starts, ends, committed = await self.observe(client)
             if journal_tables.ends_below(acked, ends):
                 raise LogLost(self.broker)
-            if self._rotation_due(starts, ends, committed):
+            if self._rotation_due(starts, ends, committed=committed):
                 await self.rotate(client)
             if time.monotonic() >= self._next_floor:
                 self._next_floor = time.monotonic() + FLOOR_INTERVAL_S
@@ -279,9 +279,9 @@ class Journal:
         """Each partition's start and end, and each reader's committed offsets, noted."""
         topic = self.topic
         partitions = await kafka_admin.partitions_of(client, topic)
-        ends = await kafka_admin.high_watermarks(client, topic, partitions)
+        ends = await kafka_admin.high_watermarks(client, topic, partitions=partitions)
         committed = await self.committed(topic, partitions)
-        rows = [Partition(topic, p, broker=self.broker, log_end=end, consumed_through=journal_tables.read_by_all(p, committed))
+        rows = [Partition(topic=topic, partition=p, broker=self.broker, log_end=end, consumed_through=journal_tables.read_by_all(p, committed))
                 for p, end in ends.items()]
         async with self.pool.connection() as conn:
             await write_partitions(conn, rows, "log_end = excluded.log_end", journal_tables.KEEP_READ)
@@ -293,22 +293,22 @@ class Journal:
             return False
         mine = {key: row for key, row in known.items() if key[0] == self.owned_topic}
         partitions = await kafka_admin.partitions_of(client, self.owned_topic)
-        ends = await kafka_admin.high_watermarks(client, self.owned_topic, partitions) if partitions else {}
+        ends = await kafka_admin.high_watermarks(client, self.owned_topic, partitions=partitions) if partitions else {}
         return journal_tables.ends_below(mine, ends)
 
     async def committed(self, topic: str, partitions: list[int]) -> dict[str, dict[int, int]]:
         admin = await self.admin()
         on = [TopicPartition(topic, p) for p in partitions]
-        return {group: await kafka_admin.committed_offsets(admin, group, on) for group in self.readers}
+        return {group: await kafka_admin.committed_offsets(admin, group, partitions=on) for group in self.readers}
 
-    def _rotation_due(self, starts: dict[int, int], ends: dict[int, int], committed: dict[str, dict[int, int]]) -> bool:
+    def _rotation_due(self, starts: dict[int, int], ends: dict[int, int], *, committed: dict[str, dict[int, int]]) -> bool:
         limit = self.settings.bus_rotate_after_records
         if not limit or time.monotonic() < self._next_rotation_try:
             return False
         if not any(end - starts[p] >= limit for p, end in ends.items()):
             return False
         slack = max(ROTATION_LAG_MIN, int(limit * ROTATION_LAG_SHARE))
-        return journal_tables.lag(starts, ends, committed) <= slack
+        return journal_tables.lag(starts, ends, committed=committed) <= slack
 
     # ---- 2. rotation ----------------------------------------------------------------------------
 
@@ -322,41 +322,41 @@ class Journal:
             targets = {p: row.rotate_to for p, row in known.items() if row.rotate_to is not None}
             if not targets:
                 partitions = await kafka_admin.partitions_of(client, topic)
-                ends = await kafka_admin.high_watermarks(client, topic, partitions)
+                ends = await kafka_admin.high_watermarks(client, topic, partitions=partitions)
                 starts = {p: known[p].log_start if p in known else 0 for p in partitions}
-                if not await self._wait_until_read(topic, ends, starts):
+                if not await self._wait_until_read(topic, ends, starts=starts):
                     self._next_rotation_try = time.monotonic() + ROTATION_BACKOFF_S
                     log.info("not rotating %s yet: its readers did not catch up", topic)
                     return False
                 targets = ends
                 # Noted before the topic goes, so that a crash from here on is finished later.
-                await write_partitions(conn, [Partition(topic, p, broker=self.broker, rotate_to=end)
+                await write_partitions(conn, [Partition(topic=topic, partition=p, broker=self.broker, rotate_to=end)
                                               for p, end in targets.items()], "rotate_to = excluded.rotate_to")
-                await kafka_admin.recreate_topic(await self.admin(), new_topic(self.settings, topic, len(targets)))
-            await self._open_at(client, topic, targets)
-            await write_partitions(conn, [Partition(topic, p, log_start=end, log_end=end, consumed_through=end)
+                await kafka_admin.recreate_topic(await self.admin(), new_topic(self.settings, topic, partitions=len(targets)))
+            await self._open_at(client, topic, targets=targets)
+            await write_partitions(conn, [Partition(topic=topic, partition=p, log_start=end, log_end=end, consumed_through=end)
                                           for p, end in targets.items()],
                                    "rotate_to = NULL", "log_start = excluded.log_start", "log_end = excluded.log_end",
                                    journal_tables.KEEP_READ, "rotations = outbox_partitions.rotations + 1")
         log.info("rotated %s: its partitions start again at %s", topic, targets)
         return True
 
-    async def _wait_until_read(self, topic: str, ends: dict[int, int], starts: dict[int, int]) -> bool:
+    async def _wait_until_read(self, topic: str, ends: dict[int, int], *, starts: dict[int, int]) -> bool:
         deadline = time.monotonic() + self.settings.bus_rotation_wait_s
         while True:
             committed = await self.committed(topic, list(ends))
-            if journal_tables.lag(starts, ends, committed) == 0:
+            if journal_tables.lag(starts, ends, committed=committed) == 0:
                 return True
             if time.monotonic() > deadline:
                 return False
             await asyncio.sleep(0.05)
 
-    async def _open_at(self, client: AIOKafkaClient, topic: str, targets: dict[int, int]) -> None:
+    async def _open_at(self, client: AIOKafkaClient, topic: str, *, targets: dict[int, int]) -> None:
         """Each partition of the (re-created) topic opened by a gap up to its target offset."""
-        await self._ensure_topic(client, topic, len(targets))
-        ends = await kafka_admin.high_watermarks(client, topic, list(targets))
+        await self._ensure_topic(client, topic, count=len(targets))
+        ends = await kafka_admin.high_watermarks(client, topic, partitions=list(targets))
         for partition, target in targets.items():
-            await self._gap(client, TopicPartition(topic, partition), target - ends[partition])
+            await self._gap(client, TopicPartition(topic, partition), span=target - ends[partition])
 
     # ---- 3. retention ---------------------------------------------------------------------------
 

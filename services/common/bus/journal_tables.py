@@ -10,7 +10,7 @@ from services.common.db import Conn, Pool, as_arrays
 from services.common.settings import ServiceSettings
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ServiceSchema:
     """Where a service keeps its outbox, inbox and journal: its schema (`name`), reached through
     its pool, or through `database_url` for what holds a connection of its own (a listener, the
@@ -22,7 +22,7 @@ class ServiceSchema:
     settings: ServiceSettings
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Partition:
     """One row of `outbox_partitions`."""
 
@@ -109,7 +109,7 @@ def read_by_all(partition: int, committed: dict[str, dict[int, int]]) -> int | N
     return min(offsets) if offsets and len(offsets) == len(committed) else None
 
 
-def lag(starts: dict[int, int], ends: dict[int, int], committed: dict[str, dict[int, int]]) -> int:
+def lag(starts: dict[int, int], ends: dict[int, int], *, committed: dict[str, dict[int, int]]) -> int:
     """The most records a reader group has yet to read on a partition, each partition's log
     from its start to its end (a group that committed nothing there since the log began has
     all of them to read)."""

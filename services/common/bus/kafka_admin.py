@@ -57,7 +57,7 @@ def connections(client: AIOKafkaClient) -> frozenset[Any]:
     return frozenset(conn for conn in client._conns.values() if conn.connected())
 
 
-async def partitions_of(client: AIOKafkaClient, topic: str, fresh: bool = False) -> list[int]:
+async def partitions_of(client: AIOKafkaClient, topic: str, *, fresh: bool = False) -> list[int]:
     """The topic's partitions, as last known (`fresh`: as the broker says now); none when it
     does not exist."""
     if fresh or not client.cluster.partitions_for_topic(topic):
@@ -65,7 +65,7 @@ async def partitions_of(client: AIOKafkaClient, topic: str, fresh: bool = False)
     return sorted(client.cluster.partitions_for_topic(topic) or ())
 
 
-def _by_leader(client: AIOKafkaClient, topic: str, partitions: list[int]) -> dict[int, list[int]]:
+def _by_leader(client: AIOKafkaClient, topic: str, *, partitions: list[int]) -> dict[int, list[int]]:
     leaders: dict[int, list[int]] = defaultdict(list)
     for partition in partitions:
         leader = client.cluster.leader_for_partition(TopicPartition(topic, partition))
@@ -75,10 +75,10 @@ def _by_leader(client: AIOKafkaClient, topic: str, partitions: list[int]) -> dic
     return leaders
 
 
-async def latest_offsets(client: AIOKafkaClient, topic: str, partitions: list[int]) -> dict[int, int]:
+async def latest_offsets(client: AIOKafkaClient, topic: str, *, partitions: list[int]) -> dict[int, int]:
     """The latest offset of each partition, as the broker lists it."""
     found = {}
-    for leader, mine in _by_leader(client, topic, partitions).items():
+    for leader, mine in _by_leader(client, topic, partitions=partitions).items():
         response = await client.send(leader, OffsetRequest(-1, 0, [(topic, [(p, LATEST) for p in mine])]))
         for _, answers in response.topics:
             for answer in answers:
@@ -89,11 +89,11 @@ async def latest_offsets(client: AIOKafkaClient, topic: str, partitions: list[in
     return found
 
 
-async def high_watermarks(client: AIOKafkaClient, topic: str, partitions: list[int]) -> dict[int, int]:
+async def high_watermarks(client: AIOKafkaClient, topic: str, *, partitions: list[int]) -> dict[int, int]:
     """Each partition's exact end: the offset its next record will take."""
-    latest = await latest_offsets(client, topic, partitions)
+    latest = await latest_offsets(client, topic, partitions=partitions)
     ends = {}
-    for leader, mine in _by_leader(client, topic, partitions).items():
+    for leader, mine in _by_leader(client, topic, partitions=partitions).items():
         # Tansu answers a fetch that may not wait with no partition at all: wait a little.
         request = FetchRequest(10, 1, 1 << 16, 0, [(topic, [(p, latest[p], 1 << 16) for p in mine])])
         response = await client.send(leader, request)
@@ -122,12 +122,12 @@ def gap_batch(span: int) -> bytes:
     return bytes(batch)
 
 
-async def produce_gap(client: AIOKafkaClient, where: TopicPartition, span: int) -> None:
+async def produce_gap(client: AIOKafkaClient, where: TopicPartition, *, span: int) -> None:
     """Move the partition's next offset `span` further on, without a record a reader sees."""
     topic, partition = where
     while span > 0:
         step = min(span, MAX_GAP)
-        [leader] = _by_leader(client, topic, [partition])
+        [leader] = _by_leader(client, topic, partitions=[partition])
         request = ProduceRequest(required_acks=-1, timeout=10_000, topics=[(topic, [(partition, gap_batch(step))])],
                                  transactional_id=None)
         response = await client.send(leader, request)
@@ -138,7 +138,7 @@ async def produce_gap(client: AIOKafkaClient, where: TopicPartition, span: int) 
         span -= step
 
 
-async def committed_offsets(admin: AIOKafkaAdminClient, group: str, partitions: list[TopicPartition]) -> dict[int, int]:
+async def committed_offsets(admin: AIOKafkaAdminClient, group: str, *, partitions: list[TopicPartition]) -> dict[int, int]:
     """The offsets `group` committed on these partitions (of one topic); a partition it never
     committed on is left out."""
     offsets = await admin.list_consumer_group_offsets(group, partitions=partitions)

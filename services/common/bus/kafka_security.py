@@ -57,7 +57,7 @@ def compression(settings: ServiceSettings) -> str | None:
     return None if settings.kafka_compression_type == "none" else settings.kafka_compression_type
 
 
-def new_topic(settings: ServiceSettings, name: str, partitions: int) -> Any:  # an aiokafka NewTopic
+def new_topic(settings: ServiceSettings, name: str, *, partitions: int) -> Any:  # an aiokafka NewTopic
     """A topic this service creates: as many replicas as configured, min ISR one less."""
     from aiokafka.admin import NewTopic
 

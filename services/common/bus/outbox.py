@@ -41,7 +41,7 @@ OUTBOX_INSERT_SELECT = ("INSERT INTO outbox (event_id, event_type, topic, record
                         " SELECT %s::uuid, %s::text, %s::text, %s::bytea, %s::jsonb, %s::bytea")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class OutboxRow:
     """An event as the relay will publish it: what a service's statement adds to the outbox
     (staged_event), its fields in the outbox's column order."""
@@ -62,11 +62,11 @@ def outbox_row(envelope: Envelope, namespace: str) -> OutboxRow:
     """The record as the relay will publish it (tests/common/test_envelope.py holds it equal to
     `to_kafka`): its headers as JSON text (pydantic's compiled encoder, a fifth of the
     standard library's time on every event), its body the event's JSON."""
-    return OutboxRow(envelope.id, envelope.type, envelope.event.topic(namespace), envelope.key,
-                     to_json(ce_headers(envelope)).decode(), envelope.event.model_dump_json().encode())
+    return OutboxRow(event_id=envelope.id, event_type=envelope.type, topic=envelope.event.topic(namespace), record_key=envelope.key,
+                     headers=to_json(ce_headers(envelope)).decode(), body=envelope.event.model_dump_json().encode())
 
 
-async def add_to_outbox(conn: Conn, envelope: Envelope, namespace: str) -> None:
+async def add_to_outbox(conn: Conn, envelope: Envelope, *, namespace: str) -> None:
     await conn.execute(OUTBOX_INSERT, outbox_row(envelope, namespace).values)
 
 
@@ -83,13 +83,13 @@ OUTBOX_COLUMNS = {"event_id": "uuid", "event_type": "text", "topic": "text", "re
                   "headers": "jsonb", "body": "bytea"}
 
 
-async def add_many_to_outbox(conn: Conn, envelopes: list[Envelope], namespace: str) -> None:
-    await insert_many(conn, "outbox", OUTBOX_COLUMNS, [outbox_row(e, namespace).values for e in envelopes])
+async def add_many_to_outbox(conn: Conn, envelopes: list[Envelope], *, namespace: str) -> None:
+    await insert_many(conn, "outbox", columns=OUTBOX_COLUMNS, rows=[outbox_row(e, namespace).values for e in envelopes])
 
 
 def outbox_statement(envelopes: list[Envelope], namespace: str) -> Statement | None:
     """The insert of `envelopes`, to send with other writes (db.together); None for none."""
-    return inserted("outbox", OUTBOX_COLUMNS, [outbox_row(e, namespace).values for e in envelopes])
+    return inserted("outbox", OUTBOX_COLUMNS, rows=[outbox_row(e, namespace).values for e in envelopes])
 
 
 # Where a prompt sits in the events that carry one: a JobSpec (`job`), a job view (`view`).
@@ -200,7 +200,7 @@ class OutboxRelay:
         def on_lost() -> None:
             self._listening = False
 
-        await listen(Channel(self.database_url, outbox_channel(self.service), self.poll_interval_s), on_notify, on_lost)
+        await listen(Channel(self.database_url, outbox_channel(self.service), self.poll_interval_s), on_notify, on_lost=on_lost)
 
     async def stop(self, grace_s: float = 15) -> None:
         """Publish what is committed, then stop; never cancel a send half-way (what is left
@@ -303,7 +303,7 @@ class OutboxRelay:
 
     async def _recover(self, changed: BrokerChanged) -> None:
         lost = isinstance(changed, LogLost)
-        await self.journal.recover((await self.producer()).client, changed.broker, Recovery(rebuild=lost, if_lost=lost))
+        await self.journal.recover((await self.producer()).client, changed.broker, how=Recovery(rebuild=lost, if_lost=lost))
         self._verified = frozenset()
         self._wake.set()
 

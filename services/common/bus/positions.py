@@ -41,7 +41,7 @@ class OffsetCommits:
         if not self._flushed and (self._task is None or self._task.done()):
             self._task = supervise(f"{self.service}-offset-commits", self._every_interval)
 
-    def reached(self, kafka: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> None:
+    def reached(self, kafka: AIOKafkaConsumer, tp: TopicPartition, *, offset: int) -> None:
         """Everything of `tp` below `offset` is applied (a consumer that applies out of order
         says so for its lowest record not applied yet, Unapplied)."""
         self._kafka = kafka
@@ -119,7 +119,7 @@ class EndWatch:
 
 
 async def take_as_they_come(subscriber: Any, consumer: AIOKafkaConsumer,
-                            room: Callable[[], int] | None = None) -> tuple[ConsumerRecord, ...]:
+                            *, room: Callable[[], int] | None = None) -> tuple[ConsumerRecord, ...]:
     """FastStream's batch subscriber, but without its sleep after a wait that found nothing:
     aiokafka hands records over as soon as a fetch brings them, so the wait costs nothing,
     while records that came during the sleep waited it out (up to a whole batch timeout more

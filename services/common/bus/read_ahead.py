@@ -42,7 +42,7 @@ UNKEYED: Key = b"\x00unkeyed"
 JOB_RANK = {priority: rank for rank, priority in enumerate(JOB_PRIORITIES)}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Held:
     record: ConsumerRecord
     envelope: Envelope
@@ -92,7 +92,7 @@ class ReadAhead:
         return max(0, self.limit - self.waiting)
 
     def take(self, kafka: AIOKafkaConsumer, fetched: Iterable[ConsumerRecord],
-             to_apply: list[tuple[ConsumerRecord, Envelope]]) -> None:
+             *, to_apply: list[tuple[ConsumerRecord, Envelope]]) -> None:
         """A fetch's records: `to_apply` those this consumer handles and has not applied, in the
         order fetched; the others count as applied."""
         self._attach(kafka)
@@ -100,7 +100,7 @@ class ReadAhead:
         for tp in self._unapplied.fetched(fetched):
             self._forget(tp)
         for record, envelope in to_apply:
-            held = Held(record, envelope, next(self._arrivals), self._unapplied.hold(record))
+            held = Held(record=record, envelope=envelope, arrival=next(self._arrivals), epoch=self._unapplied.hold(record))
             key = record.key if record.key is not None else UNKEYED
             self._keys.setdefault(key, deque()).append(held)
             self.waiting += 1
@@ -130,8 +130,8 @@ class ReadAhead:
         if not queue or key in self._in_turns or key in self._running:
             return
         head = queue[0].envelope
-        self._turns.push(key, Turn(head.tenant_id or "", plan_share(head.plan_priority),
-                                   (JOB_RANK.get(head.job_priority, 0), queue[0].arrival)))
+        self._turns.push(key, Turn(tenant=head.tenant_id or "", share=plan_share(head.plan_priority),
+                                   rank=(JOB_RANK.get(head.job_priority, 0), queue[0].arrival)))
         self._in_turns.add(key)
 
     def _dispatch(self) -> None:
@@ -190,7 +190,7 @@ class ReadAhead:
     def _note(self, tp: TopicPartition) -> None:
         offset = self._unapplied.committable(tp)
         if offset is not None and self._kafka is not None:
-            self.offsets.reached(self._kafka, tp, offset)
+            self.offsets.reached(self._kafka, tp, offset=offset)
 
     def _forget(self, tp: TopicPartition) -> None:
         """The partition comes again from an earlier offset: what waits of it is read again."""

@@ -70,14 +70,14 @@ async def status(journals: Journals) -> list[dict[str, Any]]:
                 except psycopg.errors.UndefinedTable:
                     continue  # a service that never ran keeps no journal
                 partitions = await kafka_admin.partitions_of(admin._client, topic)
-                ends = await kafka_admin.high_watermarks(admin._client, topic, partitions) if partitions else {}
+                ends = await kafka_admin.high_watermarks(admin._client, topic, partitions=partitions) if partitions else {}
                 known = {p: row for (_, p), row in (await read_partitions(conn, topic)).items()}
                 on = [TopicPartition(topic, p) for p in partitions]
-                groups = {reader: await kafka_admin.committed_offsets(admin, consumer_group(namespace, prefix + reader), on)
+                groups = {reader: await kafka_admin.committed_offsets(admin, consumer_group(namespace, prefix + reader), partitions=on)
                           for reader in readers_of(service)}
                 journal = dict(rows) | {"floor": rows["floor"].isoformat() if rows["floor"] else None}
                 services.append({"service": service, "topic": topic, "journal": journal, "partitions": [
-                    partition_status(replace(known.get(p) or Partition(topic, p), log_end=end), groups)
+                    partition_status(replace(known.get(p) or Partition(topic=topic, partition=p), log_end=end), groups)
                     for p, end in ends.items()]})
     finally:
         await admin.close()
@@ -93,7 +93,7 @@ def partition_status(row: Partition, groups: dict[str, dict[int, int]]) -> dict[
                        for reader, committed in groups.items()}}
 
 
-async def rebuild(journals: Journals, everything: bool, out: Callable[[str], object]) -> int:
+async def rebuild(journals: Journals, everything: bool, *, out: Callable[[str], object]) -> int:
     """Every service's journal, recovered as after a lost broker: returns the rows queued."""
     settings, prefix = journals.settings, journals.prefix
     database_url = settings.database_url.get_secret_value()
@@ -104,13 +104,13 @@ async def rebuild(journals: Journals, everything: bool, out: Callable[[str], obj
         broker = await kafka_admin.cluster_id(producer.client)
         for service in PUBLISHERS:
             schema = prefix + service
-            pool = open_pool(database_url, schema, 2)
+            pool = open_pool(database_url, schema, size=2)
             await pool.open(wait=True)
             readers = tuple(consumer_group(settings.topic_namespace, prefix + r) for r in readers_of(service))
-            journal = Journal(ServiceSchema(schema, pool, database_url, settings),
-                              topic_of(service, settings.topic_namespace), readers)
+            journal = Journal(ServiceSchema(name=schema, pool=pool, database_url=database_url, settings=settings),
+                              topic_of(service, settings.topic_namespace), readers=readers)
             try:
-                count = await journal.recover(producer.client, broker, Recovery(rebuild=True, everything=everything))
+                count = await journal.recover(producer.client, broker, how=Recovery(rebuild=True, everything=everything))
             except psycopg.errors.UndefinedTable:
                 count = 0  # a service that never ran keeps no journal
             finally:

@@ -46,7 +46,7 @@ class JournalRecord:
     value: bytes
 
 
-def journal_schema(publisher: str, schema: str, service: str) -> str | None:
+def journal_schema(publisher: str, schema: str, *, service: str) -> str | None:
     """The schema of `publisher`'s journal, found beside `schema`, the schema of `service`:
     the services of one platform share their schemas' prefix (`<namespace>_`), as they share
     their consumer groups'. None when `schema` does not end with its service's name."""
@@ -78,7 +78,7 @@ def journal_horizon(conn: psycopg.Connection[Any], schemas: list[str]) -> dateti
     return max((h for h in horizons if h is not None), default=None)
 
 
-def read_history(conn: psycopg.Connection[Any], source: str, settings: ServiceSettings,
+def read_history(conn: psycopg.Connection[Any], source: str, *, settings: ServiceSettings,
                  schemas: dict[str, str]) -> Sequence[HistoryRecord]:
     """The records of these publishers (publisher → its journal's schema), from their
     journals or from their topics (on the broker and in the topic namespace of `settings`)."""
@@ -99,7 +99,7 @@ def kafka_options(bootstrap: Bootstrap) -> dict[str, Any]:
     return {"bootstrap_servers": bootstrap} if isinstance(bootstrap, str) else bootstrap
 
 
-async def read_topic_to_end(bootstrap: Bootstrap, topic: str, timeout_s: float = 120) -> list[HistoryRecord]:
+async def read_topic_to_end(bootstrap: Bootstrap, topic: str, *, timeout_s: float = 120) -> list[HistoryRecord]:
     """Every record from offset 0 to at least the end as it was when the read began; fails,
     rather than returning a partial history, if that end is not reached in time.
 
@@ -137,7 +137,7 @@ async def read_topic_to_end(bootstrap: Bootstrap, topic: str, timeout_s: float =
         await consumer.stop()
 
 
-async def topic_sizes(bootstrap: Bootstrap, topics: list[str], timeout_s: float = 10) -> dict[str, int]:
+async def topic_sizes(bootstrap: Bootstrap, topics: list[str], *, timeout_s: float = 10) -> dict[str, int]:
     """How many records each topic holds (end minus beginning offsets, every partition); a
     topic that does not exist holds none. The end is as the broker reports it (see above)."""
     consumer = AIOKafkaConsumer(**kafka_options(bootstrap), enable_auto_commit=False, group_id=None,
@@ -198,7 +198,7 @@ def until_settled(settle_s: float, look: Callable[[], tuple[list[D], T]]) -> tup
         time.sleep(1)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Differences:
     """What a replay found: each difference as a line, how many things (`noun`s) differ, and
     how many records could not be decoded."""

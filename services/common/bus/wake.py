@@ -74,7 +74,7 @@ def announced(payload: str) -> tuple[str, dict[TopicPartition, int]]:
     return topic, ends
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Waking:
     """How a consumer hears the relays: on its topic namespace's channel, fetching everything
     at least every `idle_fetch_s`, listening again `retry_s` after a lost connection; its
@@ -87,7 +87,7 @@ class Waking:
 
 
 class FetchWaker:
-    def __init__(self, database_url: str, topics: list[str], waking: Waking) -> None:
+    def __init__(self, database_url: str, topics: list[str], *, waking: Waking) -> None:
         self.database_url, self.namespace, self.topics = database_url, waking.namespace, set(topics)
         self.fetched = {brought: telemetry.BUS_FETCHES.labels(waking.service, brought) for brought in ("yes", "no")}
         self.idle_fetch_s, self.retry_s = waking.idle_fetch_s, waking.retry_s
@@ -121,7 +121,7 @@ class FetchWaker:
         await stop_tasks(*self._tasks)
 
     def _watching(self, kafka: AIOKafkaConsumer, fetch: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-        async def fetch_and_see(assignment: Any, node_id: int, request: Any) -> Any:
+        async def fetch_and_see(assignment: Any, node_id: int, *, request: Any) -> Any:
             sent_at = time.monotonic()
             brought = await fetch(assignment, node_id, request)
             self.fetched["yes" if brought else "no"].inc()

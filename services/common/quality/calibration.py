@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Judged:
     profile: str
     bad: bool
@@ -32,4 +32,4 @@ class Judged:
         dimensions = {str(name): (None if value is None else float(value), bool(passed))
                       for name, (value, passed) in data["dimensions"].items()}
         threshold = {str(name): float(value) for name, value in data["threshold"].items()}
-        return cls(str(data["profile"]), bool(data["bad"]), dimensions, threshold)
+        return cls(profile=str(data["profile"]), bad=bool(data["bad"]), dimensions=dimensions, threshold=threshold)

@@ -108,7 +108,7 @@ class Bounds:
         unit = scale or self._natural_scale()
         return max(min(gaps), 0.0) / unit
 
-    def most_headroom(self, lowest: float | None, highest: float | None, scale: float | None) -> float:
+    def most_headroom(self, lowest: float | None, highest: float | None, *, scale: float | None) -> float:
         """The most headroom any value from `lowest` to `highest` (None: unbounded) can
         have: the middle of a range, else the value farthest from the one bound; infinite
         when nothing limits it."""
@@ -129,7 +129,7 @@ class Bounds:
         return abs(self.nearest(None)) or 1.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Dimension:
     """A batched measurement with default bounds.
 

@@ -88,7 +88,7 @@ class Forbidden:
         return f"forbid:{low:g}<={self.dimension}<={high:g}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Profile:
     name: str
     description: str
@@ -149,7 +149,7 @@ def template_profile(template: str) -> str:
     return template if template in profile_names() else "generic"
 
 
-def job_profile(template: str, profile: str | None = None, rules: dict[str, Any] | None = None) -> Profile:
+def job_profile(template: str, profile: str | None = None, *, rules: dict[str, Any] | None = None) -> Profile:
     """The profile a job is scored with: the rules' profile, else the job's, else its
     template's (`template_profile`); measuring everything when the rules or the template
     ask to. ProfileError names what is wrong."""
@@ -198,7 +198,7 @@ def build_profile(spec: ProfileSpec, rules: QualityRules | None = None) -> Profi
     except ValueError as error:
         raise ProfileError(f"profile {spec.name!r} with these rules is contradictory: {error}") from error
     required = frozenset(spec.require) | frozenset(rules.require)
-    return Profile(spec.name, spec.description, checks, required, forbidden, rules.score_all)
+    return Profile(name=spec.name, description=spec.description, checks=checks, required=required, forbidden=forbidden, score_all=rules.score_all)
 
 
 def _defaults_stated(dimension: Dimension, entry: Threshold) -> Threshold:
@@ -225,7 +225,7 @@ def _check(dimension: Dimension, layers: list[Threshold]) -> Check:
     return Check(dimension.name, bounds, weight)
 
 
-def with_ceiling(profile: Profile, dimension: str, maximum: float | None) -> Profile:
+def with_ceiling(profile: Profile, dimension: str, *, maximum: float | None) -> Profile:
     """`profile` with `dimension`'s maximum lowered to `maximum` where it is higher (a
     tenant's moderation ceiling over a job's own rules); unchanged without the dimension."""
     if maximum is None:
@@ -267,4 +267,4 @@ def profile_of_dimensions(names: tuple[str, ...]) -> Profile:
     """An ad-hoc profile of registered dimensions with their default bounds."""
     check_known_dimensions(names, "dimensions")
     checks = tuple(_check(DIMENSIONS[name], []) for name in dict.fromkeys(names))
-    return Profile("custom", "the listed dimensions with their default bounds", checks)
+    return Profile(name="custom", description="the listed dimensions with their default bounds", checks=checks)

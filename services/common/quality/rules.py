@@ -41,7 +41,7 @@ from services.common.quality.plugins import discover_plugins
 STRICT = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
-def _check_order(minimum: float | None, maximum: float | None, what: str) -> None:
+def _check_order(minimum: float | None, maximum: float | None, *, what: str) -> None:
     if minimum is not None and maximum is not None and minimum > maximum:
         raise ValueError(f"{what}: min {minimum} is above max {maximum}")
 
@@ -65,7 +65,7 @@ class Threshold(BaseModel):
 
     @model_validator(mode="after")
     def _ordered(self) -> "Threshold":
-        _check_order(self.min, self.max, "threshold")
+        _check_order(self.min, self.max, what="threshold")
         return self
 
 
@@ -82,7 +82,7 @@ class ForbiddenCondition(BaseModel):
     def _meaningful(self) -> "ForbiddenCondition":
         if self.min is None and self.max is None:
             raise ValueError(f"forbidden condition on {self.dimension!r} needs a min, a max or both")
-        _check_order(self.min, self.max, f"forbidden condition on {self.dimension!r}")
+        _check_order(self.min, self.max, what=f"forbidden condition on {self.dimension!r}")
         check_known_dimensions([self.dimension], "forbid")
         return self
 

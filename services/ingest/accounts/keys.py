@@ -38,7 +38,7 @@ def hash_api_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class IssuedKey:
     id: UUID
     secret: str
@@ -46,7 +46,7 @@ class IssuedKey:
     created_at: datetime
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class KeyGrant:
     """What a key is issued as: its name, the scopes it holds and its spend caps."""
 
@@ -56,21 +56,21 @@ class KeyGrant:
     owner_id: UUID | None = None  # a member or service account; None: the tenant's own
 
 
-async def issue_key(conn: Conn, tenant_id: str, grant: KeyGrant) -> IssuedKey:
+async def issue_key(conn: Conn, tenant_id: str, *, grant: KeyGrant) -> IssuedKey:
     secret = new_api_key()
-    row = await store.insert_key(conn, tenant_id, store.NewKey(
-        hash_api_key(secret), secret[:DISPLAY_PREFIX_LENGTH], grant.name, grant.scopes, grant.caps, grant.owner_id))
-    return IssuedKey(row["id"], secret, secret[:DISPLAY_PREFIX_LENGTH], row["created_at"])
+    row = await store.insert_key(conn, tenant_id, key=store.NewKey(
+        key_hash=hash_api_key(secret), prefix=secret[:DISPLAY_PREFIX_LENGTH], name=grant.name, scopes=grant.scopes, caps=grant.caps, owner_id=grant.owner_id))
+    return IssuedKey(id=row["id"], secret=secret, prefix=secret[:DISPLAY_PREFIX_LENGTH], created_at=row["created_at"])
 
 
-async def rotate_key(conn: Conn, tenant_id: str, key_id: UUID,
+async def rotate_key(conn: Conn, tenant_id: str, *, key_id: UUID,
                      overlap_s: int) -> tuple[IssuedKey, DictRow] | None:
     """A new key with the old one's name and scopes; the old one keeps working for `overlap_s`
     (never longer than it already would). None when the tenant has no live key by that id."""
-    old = await store.expire_key(conn, tenant_id, key_id, overlap_s)
+    old = await store.expire_key(conn, tenant_id, key_id=key_id, overlap_s=overlap_s)
     if old is None:
         return None
-    return await issue_key(conn, tenant_id, grant_of(old)), old
+    return await issue_key(conn, tenant_id, grant=grant_of(old)), old
 
 
 def caps_of(row: DictRow) -> KeySpendCaps:
@@ -79,4 +79,4 @@ def caps_of(row: DictRow) -> KeySpendCaps:
 
 def grant_of(row: DictRow) -> KeyGrant:
     """A stored key's name, scopes, caps and owner, as a key rotated from it is issued with."""
-    return KeyGrant(row["name"], tuple(row["scopes"]), caps_of(row), row["owner_id"])
+    return KeyGrant(name=row["name"], scopes=tuple(row["scopes"]), caps=caps_of(row), owner_id=row["owner_id"])

@@ -72,7 +72,7 @@ def load_plans(path: str | Path | None = None) -> PlanBook:
     return PlanBook.model_validate(yaml.safe_load(text))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RateDecision:
     """What the rate limiter answered, in the terms of the RateLimit headers."""
 
@@ -89,10 +89,10 @@ class RateDecision:
         return headers | ({"Retry-After": str(self.retry_after_s)} if not self.allowed else {})
 
 
-def rate_decision(plan: Plan, allowed: bool, ahead_s: float) -> RateDecision:
+def rate_decision(plan: Plan, allowed: bool, *, ahead_s: float) -> RateDecision:
     """The decision from how far the tenant's TAT runs ahead of now (after the request, when
     it was allowed; as it stands, when it was refused)."""
     ahead_s = max(0.0, ahead_s)
     remaining = max(0, math.floor((plan.tolerance_s - ahead_s) / plan.interval_s + 1e-9))
     retry_after = 0 if allowed else max(1, math.ceil(ahead_s + plan.interval_s - plan.tolerance_s))
-    return RateDecision(allowed, plan.burst, remaining, math.ceil(ahead_s), retry_after)
+    return RateDecision(allowed=allowed, limit=plan.burst, remaining=remaining, reset_s=math.ceil(ahead_s), retry_after_s=retry_after)

@@ -25,13 +25,13 @@ async def read_screening(conn: Conn, tenant_id: str) -> TenantScreening:
     return TenantScreening([PromptRule.model_validate(rule) for rule in row["rules"]], row["policy"])
 
 
-async def write_screening(conn: Conn, tenant_id: str, screening: TenantScreening) -> None:
-    await store.write_screening(conn, tenant_id, [rule.model_dump() for rule in screening.rules], screening.policy)
+async def write_screening(conn: Conn, tenant_id: str, *, screening: TenantScreening) -> None:
+    await store.write_screening(conn, tenant_id, rules=[rule.model_dump() for rule in screening.rules], policy=screening.policy)
 
 
 def refused(refusal: Refusal) -> Problem:
     whose = {"operator": "the platform's", "tenant": "your", "moderation": "the moderation provider's"}[refusal.source]
-    return Problem(422, "prompt-refused", f"the prompt was refused by {whose} screening: category"
+    return Problem(status=422, slug="prompt-refused", detail=f"the prompt was refused by {whose} screening: category"
                    f" {refusal.category!r}; nothing was held or generated", extra={"category": refusal.category,
                                                                                    "screened_by": refusal.source})
 
@@ -40,15 +40,15 @@ class PromptGate:
     """The operator's rules, the default policy and the moderation adapter (None: none)."""
 
     def __init__(self, operator_rules: list[OperatorRule], default_policy: Policy,
-                 moderation: HostedModeration | None) -> None:
+                 *, moderation: HostedModeration | None) -> None:
         self.operator_rules, self.default_policy, self.moderation = operator_rules, default_policy, moderation
 
-    async def check(self, pool: Pool, tenant_id: str, prompt: str) -> None:
+    async def check(self, pool: Pool, tenant_id: str, *, prompt: str) -> None:
         """Raise the 422 a refused prompt gets, or the 503 of a moderation outage under a
         fail-closed policy; return when the prompt may go on."""
         async with pool.connection() as conn:
             tenant = await read_screening(conn, tenant_id)
-        refusal = screen(prompt, self.operator_rules, tenant.rules)
+        refusal = screen(prompt, self.operator_rules, tenant=tenant.rules)
         if refusal is not None:
             raise refused(refusal)
         if self.moderation is None:
@@ -57,9 +57,9 @@ class PromptGate:
             category = await self.moderation.category_of(prompt)
         except ModerationUnavailable:
             if (tenant.policy or self.default_policy) == "fail_closed":
-                raise Problem(503, "prompt-screening-unavailable", "the moderation provider does not answer and your"
+                raise Problem(status=503, slug="prompt-screening-unavailable", detail="the moderation provider does not answer and your"
                               " policy is to refuse prompts it has not seen; try again shortly",
-                              {"Retry-After": "10"}, extra={"retry_after": 10}) from None
+                              headers={"Retry-After": "10"}, extra={"retry_after": 10}) from None
             return
         if category is not None:
             raise refused(Refusal(category, "moderation"))

@@ -42,8 +42,8 @@ class Submitter:
     def cap_problem(self, cap: Cap, cost: int) -> Problem:
         word, when = ("daily", "today") if cap.period == "day" else ("monthly", "this month")
         key_id = self.key_id
-        return Problem(402, "key-cap-reached",
-                       f"API key {key_id} has a {word} spend cap of {cap.credits} credits: {cap.spent} spent {when},"
+        return Problem(status=402, slug="key-cap-reached",
+                       detail=f"API key {key_id} has a {word} spend cap of {cap.credits} credits: {cap.spent} spent {when},"
                        f" and the job costs {cost}; raise the cap (PUT /v1/api-keys/{key_id}/caps) or wait",
                        extra={"cap": word, "cap_credits": cap.credits, "spent": cap.spent, "cost": cost,
                               "api_key_id": str(key_id)})
@@ -56,7 +56,7 @@ class Submitter:
         return None
 
 
-async def spent_by_keys(ledger: LedgerClient, tenant_id: str, key_ids: list[UUID]) -> dict[UUID, KeySpent] | None:
+async def spent_by_keys(ledger: LedgerClient, tenant_id: str, *, key_ids: list[UUID]) -> dict[UUID, KeySpent] | None:
     """What each key spent today and this month (UTC), as the ledger counts it; None when the
     ledger does not answer."""
     try:
@@ -71,13 +71,13 @@ SETTLE = "POST /v1/billing/checkout"
 
 
 def debt_problem(owed: int) -> Problem:
-    return Problem(402, "account-in-debt",
-                   f"the account owes {owed} credits (a refund or a lost dispute took back credits already spent);"
+    return Problem(status=402, slug="account-in-debt",
+                   detail=f"the account owes {owed} credits (a refund or a lost dispute took back credits already spent);"
                    f" no job is accepted until it is paid: buy credits ({SETTLE}, or the console's billing page),"
                    " which pay the debt first", extra={"owed": owed, "settle": SETTLE})
 
 
-async def refusal(ledger: LedgerClient, submitter: Submitter | None, quote: Quote) -> Problem | None:
+async def refusal(ledger: LedgerClient, submitter: Submitter | None, *, quote: Quote) -> Problem | None:
     """The 402 a job gets at the door, judged on one quote of the ledger: the account owes
     credits, or the key's spend so far and the job's price (a video job's clips by the second)
     pass one of its caps. None when it fits, and when the ledger does not answer or knows no
@@ -93,7 +93,7 @@ async def refusal(ledger: LedgerClient, submitter: Submitter | None, quote: Quot
     if submitter is None or (submitter.caps.daily is None and submitter.caps.monthly is None):
         return None
     key_id = submitter.key_id
-    spent = await spent_by_keys(ledger, quote.tenant_id, [key_id])
+    spent = await spent_by_keys(ledger, quote.tenant_id, key_ids=[key_id])
     if spent is None:
         return None
     return submitter.beyond_caps(spent.get(key_id, KeySpent(0, 0)), priced.credits)

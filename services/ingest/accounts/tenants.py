@@ -19,8 +19,8 @@ from services.ingest.store.accounts import set_plan as set_plan
 TENANT_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
 
-async def key_is_live(conn: Conn, tenant_id: str, key: str) -> bool:
-    return await store.key_hash_is_live(conn, tenant_id, hash_api_key(key))
+async def key_is_live(conn: Conn, tenant_id: str, *, key: str) -> bool:
+    return await store.key_hash_is_live(conn, tenant_id, key_hash=hash_api_key(key))
 
 
 def check_plan(settings: IngestSettings, plan: str | None) -> None:
@@ -29,11 +29,11 @@ def check_plan(settings: IngestSettings, plan: str | None) -> None:
         raise ValueError(f"unknown plan {plan!r}; offered: {', '.join(offered)}")
 
 
-async def set_tenant_plan(settings: IngestSettings, tenant_id: str, plan: str) -> str:
+async def set_tenant_plan(settings: IngestSettings, tenant_id: str, *, plan: str) -> str:
     """Move a tenant to another plan (the CLI's set-plan); the plan it was on."""
     check_plan(settings, plan)
     async with tenants_transaction(settings) as conn:
-        previous = await set_plan(conn, tenant_id, plan)
+        previous = await set_plan(conn, tenant_id, plan=plan)
     if previous is None:
         raise ValueError(f"no tenant {tenant_id!r}")
     return previous
@@ -42,8 +42,8 @@ async def set_tenant_plan(settings: IngestSettings, tenant_id: str, plan: str) -
 @asynccontextmanager
 async def tenants_transaction(settings: IngestSettings) -> AsyncIterator[Conn]:
     """One transaction on ingest's tables, for commands run outside the service (CLI, seeding)."""
-    runtime = ServiceRuntime("ingest", settings, "services.ingest")
-    await migrate(runtime.database_url, runtime.name, runtime.migrations)
+    runtime = ServiceRuntime("ingest", settings, migrations_package="services.ingest")
+    await migrate(runtime.database_url, runtime.name, packages=runtime.migrations)
     await runtime.pool.open(wait=True)
     try:
         async with runtime.pool.connection() as conn, conn.transaction():
@@ -58,13 +58,13 @@ async def create_tenant(settings: IngestSettings, tenant: Tenant) -> str:
     return key
 
 
-async def ensure_tenant(settings: IngestSettings, tenant: Tenant, known_key: str | None = None) -> tuple[str, bool]:
+async def ensure_tenant(settings: IngestSettings, tenant: Tenant, *, known_key: str | None = None) -> tuple[str, bool]:
     """The tenant's API key, `known_key` while it is still a valid key of this tenant, else a
     new one; and whether the tenant was created now (on its plan, the default one when None)."""
     check_plan(settings, tenant.plan)
     async with tenants_transaction(settings) as conn:
         created = await insert_tenant(conn, tenant)
-        if known_key and await key_is_live(conn, tenant.id, known_key):
+        if known_key and await key_is_live(conn, tenant.id, key=known_key):
             return known_key, created
-        key = (await keys.issue_key(conn, tenant.id, keys.KeyGrant(keys.OPERATOR_KEY_NAME))).secret
+        key = (await keys.issue_key(conn, tenant.id, grant=keys.KeyGrant(name=keys.OPERATOR_KEY_NAME))).secret
     return key, created

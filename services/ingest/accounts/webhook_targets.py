@@ -11,4 +11,4 @@ async def check_webhook_url(url: str, settings: IngestSettings) -> None:
     try:
         await targets.checked_address(url, targets.allowed_networks(settings.webhook_allowed_networks))
     except targets.RefusedTarget as refused:
-        raise Problem(422, "webhook-url-refused", f"webhooks cannot be sent to {url!r}: {refused}") from None
+        raise Problem(status=422, slug="webhook-url-refused", detail=f"webhooks cannot be sent to {url!r}: {refused}") from None

@@ -19,7 +19,7 @@ CUSTOM_ID_LENGTH = 64
 JSONL = "application/jsonl"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FileLimits:
     """How large a file may be: bytes in all, lines, bytes a line, and bytes a chunk holds."""
 
@@ -29,15 +29,15 @@ class FileLimits:
     chunk_bytes: int
 
 
-def chunk_key(tenant_id: str, file_id: UUID, chunk: int) -> str:
+def chunk_key(tenant_id: str, file_id: UUID, *, chunk: int) -> str:
     return f"{tenant_id}/batch-files/{file_id}/{chunk:06d}.jsonl"
 
 
 def bad_line(number: int, why: str) -> Problem:
-    return Problem(400, "invalid-batch-file", f"line {number + 1}: {why}", extra={"param": "file", "line": number + 1})
+    return Problem(status=400, slug="invalid-batch-file", detail=f"line {number + 1}: {why}", extra={"param": "file", "line": number + 1})
 
 
-def checked_line(raw: bytes, number: int, limits: FileLimits) -> dict[str, Any]:
+def checked_line(raw: bytes, number: int, *, limits: FileLimits) -> dict[str, Any]:
     """A line as a request of the batch, or the 400 naming what is wrong with it."""
     if len(raw) > limits.max_line_bytes:
         raise bad_line(number, f"a line may hold at most {limits.max_line_bytes} bytes")
@@ -59,7 +59,7 @@ def checked_line(raw: bytes, number: int, limits: FileLimits) -> dict[str, Any]:
     return request
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Spooler:
     """Writes checked lines to the object store a chunk at a time."""
 
@@ -83,15 +83,15 @@ class Spooler:
         if not self.pending:
             return
         data = b"".join(self.pending)
-        chunk = Chunk(len(self.chunks), self.lines - len(self.pending), len(self.pending), len(data))
-        await self.objects.put(self.objects.internal_bucket, chunk_key(self.tenant_id, self.file_id, chunk.chunk),
-                               Blob(data, JSONL))
+        chunk = Chunk(chunk=len(self.chunks), first_line=self.lines - len(self.pending), lines=len(self.pending), bytes=len(data))
+        await self.objects.put(self.objects.internal_bucket, chunk_key(self.tenant_id, self.file_id, chunk=chunk.chunk),
+                               content=Blob(data, JSONL))
         self.chunks.append(chunk)
         self.pending, self.pending_bytes = [], 0
 
     async def discard(self) -> None:
         for chunk in self.chunks:
-            await self.objects.delete(self.objects.internal_bucket, chunk_key(self.tenant_id, self.file_id, chunk.chunk))
+            await self.objects.delete(self.objects.internal_bucket, chunk_key(self.tenant_id, self.file_id, chunk=chunk.chunk))
 
 
 async def raw_lines(pieces: AsyncIterator[bytes], max_line_bytes: int) -> AsyncIterator[bytes]:
@@ -113,7 +113,7 @@ async def raw_lines(pieces: AsyncIterator[bytes], max_line_bytes: int) -> AsyncI
         yield pending.rstrip(b"\r")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Received:
     lines: int
     bytes: int
@@ -121,7 +121,7 @@ class Received:
     chunks: list[Chunk]
 
 
-async def spool_file(pieces: AsyncIterator[bytes], spooler: Spooler, limits: FileLimits) -> Received:
+async def spool_file(pieces: AsyncIterator[bytes], spooler: Spooler, *, limits: FileLimits) -> Received:
     """Every line checked and stored; the file's one endpoint (None when it names several)."""
     seen: set[bytes] = set()  # 8-byte digests of custom_ids, bounded by the line limit
     endpoints: set[str] = set()
@@ -132,13 +132,13 @@ async def spool_file(pieces: AsyncIterator[bytes], spooler: Spooler, limits: Fil
             number += 1
             size += len(raw) + 1
             if size > limits.max_bytes:
-                raise Problem(400, "batch-file-too-large", f"a batch file may hold at most {limits.max_bytes} bytes",
+                raise Problem(status=400, slug="batch-file-too-large", detail=f"a batch file may hold at most {limits.max_bytes} bytes",
                               extra={"param": "file"})
             if number >= limits.max_lines:
                 raise bad_line(number, f"a batch file may hold at most {limits.max_lines} lines")
             if not raw.strip():
                 raise bad_line(number, "empty line")
-            request = checked_line(raw, number, limits)
+            request = checked_line(raw, number, limits=limits)
             digest = hashlib.blake2b(request["custom_id"].encode(), digest_size=8).digest()
             if digest in seen:
                 raise bad_line(number, f"custom_id {request['custom_id']!r} was used by an earlier line")
@@ -146,12 +146,12 @@ async def spool_file(pieces: AsyncIterator[bytes], spooler: Spooler, limits: Fil
             endpoints.add(request["url"])
             await spooler.add(raw)
         if spooler.lines == 0:
-            raise Problem(400, "invalid-batch-file", "the file has no lines", extra={"param": "file"})
+            raise Problem(status=400, slug="invalid-batch-file", detail="the file has no lines", extra={"param": "file"})
         await spooler.flush()
     except BaseException:
         await spooler.discard()
         raise
-    return Received(spooler.lines, size, endpoints.pop() if len(endpoints) == 1 else None, spooler.chunks)
+    return Received(lines=spooler.lines, bytes=size, endpoint=endpoints.pop() if len(endpoints) == 1 else None, chunks=spooler.chunks)
 
 
 @dataclass(frozen=True)
@@ -164,7 +164,7 @@ class StoredChunk:
 
     @property
     def key(self) -> str:
-        return chunk_key(self.tenant_id, self.file_id, self.chunk)
+        return chunk_key(self.tenant_id, self.file_id, chunk=self.chunk)
 
 
 async def read_chunk(objects: ObjectStore, stored: StoredChunk) -> list[bytes]:

@@ -28,7 +28,7 @@ def line_key(batch_id: UUID, line: int) -> str:
     return f"batch:{batch_id}:{line}"
 
 
-def line_job(body: dict[str, Any], endpoint: str, models: ModelBook) -> tuple[JobRequest, Asked | None]:
+def line_job(body: dict[str, Any], endpoint: str, *, models: ModelBook) -> tuple[JobRequest, Asked | None]:
     """The job a line asks for, at bulk priority; an images line's answer as it asks for it."""
     if endpoint == "/v1/jobs":
         return checked_job(body | {"priority": "bulk"}), None
@@ -37,10 +37,10 @@ def line_job(body: dict[str, Any], endpoint: str, models: ModelBook) -> tuple[Jo
     except ValidationError as error:
         errors_ = [{"field": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"], "code": e["type"]}
                    for e in error.errors()]
-        raise Problem(422, "validation-error", "; ".join(f"{e['field']}: {e['message']}" for e in errors_),
+        raise Problem(status=422, slug="validation-error", detail="; ".join(f"{e['field']}: {e['message']}" for e in errors_),
                       extra={"errors": errors_}) from None
     alias = models.resolve(options.model)
-    job = job_request(options, alias, alias.template)
+    job = job_request(options, alias, template=alias.template)
     asked = Asked(options.response_format or alias.response_format, answered_quality(options, job))
     return checked_job(job | {"priority": "bulk"}), asked
 
@@ -50,7 +50,7 @@ def refused_body(problem: Problem) -> tuple[int, dict[str, Any]]:
     return rendered.status, rendered.body
 
 
-def result_line(row: dict[str, Any], response: dict[str, Any] | None, error: dict[str, str] | None) -> bytes:
+def result_line(row: dict[str, Any], response: dict[str, Any] | None, *, error: dict[str, str] | None) -> bytes:
     line = {"id": f"batch_req_{row['line']}", "custom_id": row["custom_id"], "response": response, "error": error}
     return json.dumps(line, separators=(",", ":")).encode() + b"\n"
 
@@ -64,19 +64,19 @@ def delivered(row: dict[str, Any]) -> JobView | None:
 def error_line(row: dict[str, Any], batch_status: str) -> bytes:
     """The error file's line of a line refused, or whose job ended without images or did not end."""
     if row["job_id"] is None:
-        return result_line(row, {"status_code": row["status_code"], "request_id": None, "body": row["error"]}, None)
+        return result_line(row, {"status_code": row["status_code"], "request_id": None, "body": row["error"]}, error=None)
     view = JobView.model_validate(row["view"]) if row.get("view") else None
     if view is None:
-        return result_line(row, None, {"code": "job_erased", "message": f"job {row['job_id']} was erased"})
+        return result_line(row, None, error={"code": "job_erased", "message": f"job {row['job_id']} was erased"})
     if not view.final:
         code, message = UNFINISHED.get(batch_status, ("batch_unfinished", "the job has not ended"))
-        return result_line(row, None, {"code": code, "message": message})
+        return result_line(row, None, error={"code": code, "message": message})
     problem = refusal(view)
     assert problem is not None
     status, body = refused_body(problem)
-    return result_line(row, {"status_code": status, "request_id": str(view.id), "body": body}, None)
+    return result_line(row, {"status_code": status, "request_id": str(view.id), "body": body}, error=None)
 
 
 def output_line(row: dict[str, Any], body: ImagesResponse | JobView) -> bytes:
     return result_line(row, {"status_code": 200, "request_id": str(row["job_id"]),
-                             "body": body.model_dump(mode="json")}, None)
+                             "body": body.model_dump(mode="json")}, error=None)

@@ -31,14 +31,14 @@ def external_id(prefix: str, value: UUID) -> str:
     return f"{prefix}{value.hex}"
 
 
-def internal_id(prefix: str, value: str, what: str) -> UUID:
+def internal_id(prefix: str, value: str, *, what: str) -> UUID:
     """The UUID behind an OpenAI-like id; 404 for one that names nothing."""
     try:
         if value.startswith(prefix):
             return UUID(hex=value[len(prefix):])
     except ValueError:
         pass
-    raise Problem(404, f"{what}-not-found", f"No such {what}: {value}", extra={"param": f"{what}_id"})
+    raise Problem(status=404, slug=f"{what}-not-found", detail=f"No such {what}: {value}", extra={"param": f"{what}_id"})
 
 
 def epoch(when: datetime | None) -> int | None:

@@ -34,7 +34,7 @@ def boundary_of(content_type: str) -> bytes:
     message = HeaderParser().parsestr(f"Content-Type: {content_type}\r\n\r\n")
     boundary = message.get_param("boundary") if message.get_content_type() == "multipart/form-data" else None
     if not isinstance(boundary, str) or not boundary:
-        raise Problem(400, "invalid-content-type", "send the file as multipart/form-data", extra={"param": "file"})
+        raise Problem(status=400, slug="invalid-content-type", detail="send the file as multipart/form-data", extra={"param": "file"})
     return boundary.encode("latin-1")
 
 
@@ -77,14 +77,14 @@ async def form_events(chunks: AsyncIterator[bytes], boundary: bytes) -> AsyncIte
                 end = buffer.find(b"\r\n\r\n")
                 if end < 0:
                     if len(buffer) > MAX_HEADERS_BYTES:
-                        raise Problem(400, "invalid-form", "a part's headers are too long", extra={"param": "file"})
+                        raise Problem(status=400, slug="invalid-form", detail="a part's headers are too long", extra={"param": "file"})
                     break
                 yield part_start(buffer[:end])
                 buffer, state = buffer[end + 4:], "data"
-    raise Problem(400, "invalid-form", "the multipart body ended before its closing boundary", extra={"param": "file"})
+    raise Problem(status=400, slug="invalid-form", detail="the multipart body ended before its closing boundary", extra={"param": "file"})
 
 
-@dataclass
+@dataclass(kw_only=True)
 class FileForm:
     """The text fields of a form whose one file part streams on (`file_pieces`)."""
 
@@ -112,7 +112,7 @@ async def file_pieces(events: AsyncIterator[Event], form: FileForm) -> AsyncIter
             elif current.name is not None:
                 text = form.fields.get(current.name, "") + event.data.decode("utf-8", errors="replace")
                 if len(text) > MAX_FIELD_BYTES:
-                    raise Problem(400, "invalid-form", f"field {current.name!r} is too long",
+                    raise Problem(status=400, slug="invalid-form", detail=f"field {current.name!r} is too long",
                                   extra={"param": current.name})
                 form.fields[current.name] = text
         else:
@@ -125,6 +125,6 @@ async def capped(chunks: AsyncIterator[bytes], limit: int) -> AsyncIterator[byte
     async for chunk in chunks:
         size += len(chunk)
         if size > limit:
-            raise Problem(413, "batch-file-too-large", f"the upload is larger than {limit} bytes",
+            raise Problem(status=413, slug="batch-file-too-large", detail=f"the upload is larger than {limit} bytes",
                           extra={"param": "file"})
         yield chunk

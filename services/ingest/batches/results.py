@@ -41,23 +41,23 @@ class Contents:
         after = -1
         while True:
             async with self.runtime.pool.connection() as conn:
-                rows = await batch_store.lines_page(conn, batch["id"], after, PAGE)
+                rows = await batch_store.lines_page(conn, batch["id"], after=after, limit=PAGE)
             for row in rows:
                 view = delivered(row)
                 if file["kind"] == "output" and view is not None:
-                    yield output_line(row, await self.answer(row, view, batch["endpoint"]))
+                    yield output_line(row, await self.answer(row, view, endpoint=batch["endpoint"]))
                 elif file["kind"] == "error" and view is None:
                     yield error_line(row, batch["status"])
             if len(rows) < PAGE:
                 return
             after = rows[-1]["line"]
 
-    async def answer(self, row: dict[str, Any], view: JobView, endpoint: str) -> Any:
+    async def answer(self, row: dict[str, Any], view: JobView, *, endpoint: str) -> Any:
         """What the line's request would have answered: OpenAI's images answer, or the job."""
         if endpoint == "/v1/jobs":
             objects, ttl_s = self.pictures.objects, self.pictures.link_ttl_s
-            outputs = [o.model_copy(update=objects.signed_links(o.key, o.thumbnail_key, ttl_s)) for o in view.outputs]
+            outputs = [o.model_copy(update=objects.signed_links(o.key, o.thumbnail_key, ttl_s=ttl_s)) for o in view.outputs]
             return view.model_copy(update={"outputs": outputs})
         asked = row["asked"] or {"response_format": "url", "quality": "high"}
         data = await self.pictures.data(view, asked["response_format"])
-        return images_response(view, data, asked["quality"])
+        return images_response(view, data, quality=asked["quality"])

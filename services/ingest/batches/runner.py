@@ -63,8 +63,8 @@ class BatchRunner(PeriodicRound):
 
     def intake(self) -> Intake:
         state = self.app.state
-        return Intake(state.runtime, self.settings, state.objects, state.plans, state.screening,
-                      getattr(state, "ledger_stub", None), getattr(state, "router_stub", None))
+        return Intake(runtime=state.runtime, settings=self.settings, objects=state.objects, plans=state.plans, gate=state.screening,
+                      ledger=getattr(state, "ledger_stub", None), router=getattr(state, "router_stub", None))
 
     async def sweep_once(self) -> int:
         worked = 0
@@ -78,7 +78,7 @@ class BatchRunner(PeriodicRound):
                 wait_s = await self.work(batch)
             finally:
                 async with self.runtime.pool.connection() as conn:
-                    await batch_store.release_batch(conn, batch["id"], wait_s)
+                    await batch_store.release_batch(conn, batch["id"], wait_s=wait_s)
             worked += 1
         return worked
 
@@ -113,7 +113,7 @@ class BatchRunner(PeriodicRound):
         """Up to `room` lines from the next to submit, within the chunk that holds it."""
         first = batch["next_line"]
         async with self.runtime.pool.connection() as conn:
-            chunk = await batch_store.chunk_with_line(conn, batch["input_file_id"], first)
+            chunk = await batch_store.chunk_with_line(conn, batch["input_file_id"], line=first)
         assert chunk is not None, f"batch {batch['id']}: no chunk holds line {first}"
         raw = await jsonl.read_chunk(self.app.state.objects,
                                      jsonl.StoredChunk(batch["tenant_id"], batch["input_file_id"], chunk.chunk))
@@ -127,23 +127,23 @@ class BatchRunner(PeriodicRound):
         wait_s = AGAIN_S
         for line, raw in window.lines:
             try:
-                records.append(await self.submit_line(batch, line, json.loads(raw)))
+                records.append(await self.submit_line(batch, line, request=json.loads(raw)))
             except Problem as problem:
                 if problem.status in (429, 503):  # a plan's limit or an outage: this line again later
                     wait_s = float(problem.extra.get("retry_after") or REFUSED_S)
                     break
                 raise
         async with self.runtime.pool.connection() as conn, conn.transaction():
-            await batch_store.record_lines(conn, batch["id"], records, window.first + len(records))
+            await batch_store.record_lines(conn, batch["id"], lines=records, next_line=window.first + len(records))
         return wait_s
 
-    async def submit_line(self, batch: dict[str, Any], line: int, request: dict[str, Any]) -> LineRecord:
+    async def submit_line(self, batch: dict[str, Any], line: int, *, request: dict[str, Any]) -> LineRecord:
         tenant, custom_id = batch["tenant_id"], request["custom_id"]
         try:
-            body, asked = line_job(request["body"], batch["endpoint"], self.app.state.openai_models)
+            body, asked = line_job(request["body"], batch["endpoint"], models=self.app.state.openai_models)
             await self.app.state.prompt_gate.check(self.runtime.pool, tenant, body.prompt)
-            view = await self.intake().submit(Order(tenant, body, line_key(batch["id"], line), None,
-                                                    submitter_of(batch)))
+            view = await self.intake().submit(Order(tenant_id=tenant, body=body, idempotency_key=line_key(batch["id"], line), cancel_after=None,
+                                                    submitter=submitter_of(batch)))
         except Problem as problem:
             if problem.status in (429, 503):
                 raise
@@ -156,24 +156,24 @@ class BatchRunner(PeriodicRound):
         """Cancel the batch's unfinished jobs; once none is left, end the batch as `status`."""
         async with self.runtime.pool.connection() as conn:
             if batch["status"] != "cancelling":
-                await batch_store.set_status(conn, batch["id"], "cancelling", "cancelling_at")
-            unfinished = await batch_store.unfinished_jobs(conn, batch["id"], CANCELS_A_ROUND)
+                await batch_store.set_status(conn, batch["id"], status="cancelling", at_column="cancelling_at")
+            unfinished = await batch_store.unfinished_jobs(conn, batch["id"], limit=CANCELS_A_ROUND)
         for job_id in unfinished:
-            await self.cancel(job_id, batch["tenant_id"], f"its batch was {status}")
+            await self.cancel(job_id, batch["tenant_id"], reason=f"its batch was {status}")
         if unfinished:
             self.runtime.relay.notify()
             return WAITING_S
         await self.finish(batch, status)
         return WAITING_S
 
-    async def cancel(self, job_id: uuid.UUID, tenant_id: str, reason: str) -> None:
+    async def cancel(self, job_id: uuid.UUID, tenant_id: str, *, reason: str) -> None:
         async with self.runtime.pool.connection() as conn, conn.transaction():
-            before = await store.read_view(conn, job_id, tenant_id, lock=True)
+            before = await store.read_view(conn, job_id, tenant_id=tenant_id, lock=True)
             if before is None or before.final:
                 return
-            view, event = domain.request_cancel(before, datetime.now(UTC), reason)
+            view, event = domain.request_cancel(before, datetime.now(UTC), reason=reason)
             if event is not None:
-                await projection.record(conn, store.Change(before, view, event, event.requested_at))
+                await projection.record(conn, store.Change(before=before, after=view, event=event, at=event.requested_at))
                 await self.runtime.emit(conn, event)
 
     async def finish(self, batch: dict[str, Any], status: str) -> None:
@@ -183,10 +183,10 @@ class BatchRunner(PeriodicRound):
                  for kind in ("output", "error")]
         async with self.runtime.pool.connection() as conn, conn.transaction():
             for file in files:
-                await batch_store.insert_file(conn, file, [])
-            await batch_store.attach_results(conn, batch["id"], files[0].id, files[1].id)
-            await batch_store.set_status(conn, batch["id"], "finalizing", "finalizing_at")
-            await batch_store.set_status(conn, batch["id"], status, f"{status}_at")
+                await batch_store.insert_file(conn, file, chunks=[])
+            await batch_store.attach_results(conn, batch["id"], output_file_id=files[0].id, error_file_id=files[1].id)
+            await batch_store.set_status(conn, batch["id"], status="finalizing", at_column="finalizing_at")
+            await batch_store.set_status(conn, batch["id"], status=status, at_column=f"{status}_at")
         log.info("batch %s %s: %d lines", batch["id"], status, batch["total"])
 
 

@@ -28,7 +28,7 @@ def checked_job(body: dict[str, Any]) -> JobRequest:
         errors = [{"field": PARAM_OF_FIELD.get(str(e["loc"][0]), ".".join(str(p) for p in e["loc"])) if e["loc"]
                    else "body", "message": e["msg"], "code": e["type"]} for e in error.errors()]
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-        raise Problem(422, "validation-error", detail, extra={"errors": errors}) from None
+        raise Problem(status=422, slug="validation-error", detail=detail, extra={"errors": errors}) from None
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class Asked:
     quality: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ImageCall:
     """What a call goes through: the job's intake, the prompt screen, the wait and the images."""
 
@@ -51,12 +51,12 @@ class ImageCall:
     async def answer(self, order: Order, asked: Asked) -> ImagesResponse:
         """The job's images once it has delivered; its refusal, failure or a 504 naming it
         otherwise. Every answer names the job (Genline-Job-Id)."""
-        await self.prompts.check(self.intake.runtime.pool, order.tenant_id, order.body.prompt)
+        await self.prompts.check(self.intake.runtime.pool, order.tenant_id, prompt=order.body.prompt)
         view = await self.intake.submit(order)
         view, waited_s = await self.waiter.final_view(view)
         if not view.final:
-            raise still_running(view, waited_s, order.idempotency_key is not None)
+            raise still_running(view, waited_s, retry_attaches=order.idempotency_key is not None)
         refused = refusal(view)
         if refused is not None:
             raise refused
-        return images_response(view, await self.pictures.data(view, asked.response_format), asked.quality)
+        return images_response(view, await self.pictures.data(view, asked.response_format), quality=asked.quality)

@@ -85,5 +85,5 @@ def render(problem: Problem) -> Rendered:
     return Rendered(status, {"error": error.model_dump()}, headers)
 
 
-SHAPE = ErrorShape("OpenAIErrorResponse", PREFIXES, render,
-                   OpenAIErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}"))
+SHAPE = ErrorShape(name="OpenAIErrorResponse", prefixes=PREFIXES, render=render,
+                   schema=OpenAIErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}"))

@@ -31,7 +31,7 @@ class EditForm:
                 try:
                     values[name] = int(values[name])
                 except ValueError:
-                    raise Problem(400, "invalid-type", f"{name} must be an integer, not {values[name]!r}",
+                    raise Problem(status=400, slug="invalid-type", detail=f"{name} must be an integer, not {values[name]!r}",
                                   extra={"param": name}) from None
         for name in BOOLEANS:
             if name in values:
@@ -53,14 +53,14 @@ async def capped_body(request: Request, limit: int) -> bytes:
 
 
 def too_large(limit: int) -> Problem:
-    return Problem(413, "request-too-large", f"the form is larger than {limit} bytes; send one photo of at most the"
+    return Problem(status=413, slug="request-too-large", detail=f"the form is larger than {limit} bytes; send one photo of at most the"
                    " upload limit", extra={"param": "image"})
 
 
 async def edit_form(request: Request, max_image_bytes: int) -> EditForm:
     content_type = request.headers.get("content-type", "")
     if not content_type.lower().startswith("multipart/form-data"):
-        raise Problem(400, "invalid-content-type", "send the edit as multipart/form-data, as OpenAI's clients do",
+        raise Problem(status=400, slug="invalid-content-type", detail="send the edit as multipart/form-data, as OpenAI's clients do",
                       extra={"param": "image"})
     body = await capped_body(request, max_image_bytes + FORM_OVERHEAD)
     message = BytesParser(policy=policy.HTTP).parsebytes(

@@ -78,25 +78,25 @@ def parse_size(size: str | None) -> tuple[int, int] | None:
     match = SIZE.match(size)
     width, height = (int(match[1]), int(match[2])) if match else (0, 0)
     if not (SIDE_MIN <= width <= SIDE_MAX and SIDE_MIN <= height <= SIDE_MAX):
-        raise Problem(400, "invalid-size", f"size {size!r} must be auto or WIDTHxHEIGHT, each side from {SIDE_MIN} to"
+        raise Problem(status=400, slug="invalid-size", detail=f"size {size!r} must be auto or WIDTHxHEIGHT, each side from {SIDE_MIN} to"
                       f" {SIDE_MAX} pixels", extra={"param": "size"})
     return width, height
 
 
 def refuse_unsupported(options: ImageOptions, template: str) -> None:
     if options.stream:
-        raise Problem(400, "unsupported-value", "streaming image generation is not supported; leave stream out",
+        raise Problem(status=400, slug="unsupported-value", detail="streaming image generation is not supported; leave stream out",
                       extra={"param": "stream"})
     delivered = load_catalogue().delivery(template).format
     if options.output_format is not None and delivered not in ("original", options.output_format):
-        raise Problem(400, "unsupported-value", f"model {options.model or template!r} delivers {delivered};"
+        raise Problem(status=400, slug="unsupported-value", detail=f"model {options.model or template!r} delivers {delivered};"
                       f" ask for output_format {delivered!r} or leave it out", extra={"param": "output_format"})
     if options.background == "transparent" and delivered != "png":
-        raise Problem(400, "unsupported-value", "a transparent background needs a template that cuts out its subject"
+        raise Problem(status=400, slug="unsupported-value", detail="a transparent background needs a template that cuts out its subject"
                       " (model product-cutout, through /v1/images/edits)", extra={"param": "background"})
 
 
-def job_request(options: ImageOptions, alias: Alias, template: str) -> dict[str, Any]:
+def job_request(options: ImageOptions, alias: Alias, *, template: str) -> dict[str, Any]:
     """The body of the job an images request asks for (POST /v1/jobs's JobRequest)."""
     refuse_unsupported(options, template)
     size = parse_size(options.size)
@@ -163,7 +163,7 @@ class ImagesResponse(BaseModel):
     cost: Cost
 
 
-def images_response(view: JobView, data: list[ImageData], quality: str) -> ImagesResponse:
+def images_response(view: JobView, data: list[ImageData], *, quality: str) -> ImagesResponse:
     """A final job as OpenAI answers: its delivered images (links or base64, as `data`), the
     size and format they have, and usage and cost besides."""
     first = view.outputs[0] if view.outputs else None

@@ -51,7 +51,7 @@ class ModelBook(BaseModel):
         if model in load_catalogue().templates:
             template = load_catalogue().templates[model]
             return Alias(template=model, edit_template=model if template.needs_input else None)
-        raise Problem(404, "model-not-found", f"The model '{model}' does not exist: name a template of GET"
+        raise Problem(status=404, slug="model-not-found", detail=f"The model '{model}' does not exist: name a template of GET"
                       f" /v1/templates or one of {sorted(self.aliases)}", extra={"param": "model"})
 
     def edit_template_of(self, alias: Alias) -> str:

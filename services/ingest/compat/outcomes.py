@@ -24,18 +24,18 @@ def refusal(view: JobView) -> Problem | None:
     extra = {"job_id": str(view.id), "state": view.state}
     if view.state == "rejected" and failure is not None:
         status, slug = REJECTIONS.get(failure.code, (400, "job-rejected"))
-        return Problem(status, slug, f"job {view.id} was rejected: {reason}", job_headers(view), extra)
+        return Problem(status=status, slug=slug, detail=f"job {view.id} was rejected: {reason}", headers=job_headers(view), extra=extra)
     if view.state == "canceled":
-        return Problem(409, "job-canceled", f"job {view.id} was canceled: {reason}", job_headers(view), extra)
-    return Problem(500, f"job-{view.state.replace('_', '-')}", f"job {view.id} ended {view.state}: {reason}; nothing"
-                   " was charged for what was not delivered", job_headers(view), extra)
+        return Problem(status=409, slug="job-canceled", detail=f"job {view.id} was canceled: {reason}", headers=job_headers(view), extra=extra)
+    return Problem(status=500, slug=f"job-{view.state.replace('_', '-')}", detail=f"job {view.id} ended {view.state}: {reason}; nothing"
+                   " was charged for what was not delivered", headers=job_headers(view), extra=extra)
 
 
-def still_running(view: JobView, waited_s: float, retry_attaches: bool) -> Problem:
+def still_running(view: JobView, waited_s: float, *, retry_attaches: bool) -> Problem:
     """The answer when the job outlives the call's wait: 504 naming the job. A retry is safe, and
     waits on, when the call carried an Idempotency-Key (it attaches to the same job); without
     one it would submit another job, so the client is told not to retry."""
     headers = job_headers(view) | {"x-should-retry": "true" if retry_attaches else "false"}
-    return Problem(504, "job-still-running", f"job {view.id} is still {view.state} after {waited_s:.0f} s; follow it"
+    return Problem(status=504, slug="job-still-running", detail=f"job {view.id} is still {view.state} after {waited_s:.0f} s; follow it"
                    f" at /v1/jobs/{view.id}, or call again with the same Idempotency-Key to wait on it",
-                   headers, {"job_id": str(view.id), "state": view.state})
+                   headers=headers, extra={"job_id": str(view.id), "state": view.state})

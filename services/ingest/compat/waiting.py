@@ -45,7 +45,7 @@ class Waiter:
 
     async def read(self, job_id: UUID, tenant_id: str) -> JobView | None:
         async with self.runtime.pool.connection() as conn:
-            return await store.read_view(conn, job_id, tenant_id)
+            return await store.read_view(conn, job_id, tenant_id=tenant_id)
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class Pictures:
 
     async def data(self, view: JobView, response_format: str) -> list[ImageData]:
         if response_format == "url":
-            return [ImageData(url=self.objects.presign_get(self.objects.public_bucket, o.key, self.link_ttl_s))
+            return [ImageData(url=self.objects.presign_get(self.objects.public_bucket, o.key, ttl_s=self.link_ttl_s))
                     for o in view.outputs]
         return [ImageData(b64_json=as_b64(await self.objects.get(self.objects.public_bucket, o.key)))
                 for o in view.outputs]

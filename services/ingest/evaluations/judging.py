@@ -21,21 +21,21 @@ def checked_profile(asked: JudgedBy, settings: IngestSettings) -> str:
     """The name of the profile the images are judged by; 422 as POST /v1/jobs answers an
     unknown profile, invalid rules or a dimension this platform cannot measure."""
     if asked.profile is not None and asked.profile not in profile_names():
-        raise Problem(422, "unknown-profile", f"unknown profile {asked.profile!r}; known: {profile_names()}")
+        raise Problem(status=422, slug="unknown-profile", detail=f"unknown profile {asked.profile!r}; known: {profile_names()}")
     rules = asked.rules.model_dump(mode="json", exclude_unset=True) if asked.rules is not None else None
     try:
-        profile = job_profile(asked.template, asked.profile, rules)
+        profile = job_profile(asked.template, asked.profile, rules=rules)
     except ProfileError as error:
-        raise Problem(422, "invalid-quality-rules", str(error)) from None
+        raise Problem(status=422, slug="invalid-quality-rules", detail=str(error)) from None
     capabilities = frozenset({"clip_model"}) if settings.clip_model_dir else frozenset()
     missing = profile.missing_capabilities(capabilities)
     if missing:
-        raise Problem(422, "dimension-unavailable", f"profile {profile.name!r} with these rules requires"
+        raise Problem(status=422, slug="dimension-unavailable", detail=f"profile {profile.name!r} with these rules requires"
                       f" {', '.join(missing)}, which this platform cannot measure", extra={"unavailable": missing})
     return profile.name
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Judgement:
     """What the scorer is asked about some of an evaluation's images (by their internal keys)."""
 
@@ -58,8 +58,8 @@ class Judgement:
 
 async def judged(settings: IngestSettings, judgement: Judgement) -> list[dict[str, Any]]:
     """The scorer's verdicts, one per image, in order."""
-    answer = await ask_scorer(settings, ScorerQuestion("/internal/v1/evaluations", "evaluation-unavailable",
-                                                       "the images could not be judged", json=judgement.body()))
+    answer = await ask_scorer(settings, ScorerQuestion(path="/internal/v1/evaluations", problem_type="evaluation-unavailable",
+                                                       cannot="the images could not be judged", json=judgement.body()))
     verdicts: list[dict[str, Any]] = answer["verdicts"]
     return verdicts
 
@@ -82,10 +82,10 @@ async def charged(ledger: httpx.AsyncClient, bill: Bill) -> Charge:
         response = None
     if response is not None and response.status_code == 402:
         problem = response.json()
-        raise Problem(402, "insufficient-credits", problem.get("detail", "not enough credits"),
+        raise Problem(status=402, slug="insufficient-credits", detail=problem.get("detail", "not enough credits"),
                       extra={k: problem[k] for k in ("required", "available") if k in problem})
     if response is None or response.status_code != 201:
-        raise Problem(503, "ledger-unavailable", "the ledger could not charge the evaluation; try again shortly",
-                      {"Retry-After": str(LEDGER_RETRY_AFTER_S)}, extra={"retry_after": LEDGER_RETRY_AFTER_S})
+        raise Problem(status=503, slug="ledger-unavailable", detail="the ledger could not charge the evaluation; try again shortly",
+                      headers={"Retry-After": str(LEDGER_RETRY_AFTER_S)}, extra={"retry_after": LEDGER_RETRY_AFTER_S})
     event = response.json()
     return Charge(credits=event["amount"], unit_price=event["unit_price"], price_book_version=event["pricebook_version"])

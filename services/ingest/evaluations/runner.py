@@ -43,7 +43,7 @@ class EvaluationRunner(PeriodicRound):
 
     def workshop(self) -> Workshop:
         state = self.app.state
-        return Workshop(Sources(state.runtime, self.settings, state.objects, state.screening), state.ledger_http)
+        return Workshop(Sources(runtime=state.runtime, settings=self.settings, objects=state.objects, gate=state.screening), state.ledger_http)
 
     async def sweep_once(self) -> int:
         runtime = self.app.state.runtime
@@ -59,7 +59,7 @@ class EvaluationRunner(PeriodicRound):
             log.warning("evaluation %s waits %.0f s: %s", row["id"], wait_s, problem.detail)
         finally:
             async with runtime.pool.connection() as conn:
-                await evaluation_store.release_evaluation(conn, row["id"], wait_s)
+                await evaluation_store.release_evaluation(conn, row["id"], wait_s=wait_s)
         return 1
 
     async def work(self, row: dict[str, Any]) -> float:
@@ -81,15 +81,15 @@ class EvaluationRunner(PeriodicRound):
         webhook_id, stamp = f"msg_{uuid.uuid5(row['id'], 'evaluation.completed').hex}", str(int(time.time()))
         headers = {"content-type": "application/json", "webhook-id": webhook_id, "webhook-timestamp": stamp,
                    "webhook-signature": signature(secret, f"{webhook_id}.{stamp}.{body}")}
-        delivered = await self.post(row["webhook_url"], body, headers)
+        delivered = await self.post(row["webhook_url"], body, headers=headers)
         attempts = row["webhook_attempts"] + 1
         state = "delivered" if delivered else "failed" if attempts >= self.settings.evaluation_webhook_attempts \
             else "pending"
         async with runtime.pool.connection() as conn:
-            await evaluation_store.webhook_tried(conn, row["id"], state)
+            await evaluation_store.webhook_tried(conn, row["id"], state=state)
         return float(WEBHOOK_BACKOFF_S[min(attempts, len(WEBHOOK_BACKOFF_S)) - 1])
 
-    async def post(self, url: str, body: str, headers: dict[str, str]) -> bool:
+    async def post(self, url: str, body: str, *, headers: dict[str, str]) -> bool:
         try:
             address = await targets.checked_address(url, targets.allowed_networks(
                 self.settings.webhook_allowed_networks))

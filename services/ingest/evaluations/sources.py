@@ -21,10 +21,10 @@ from services.ingest.settings import IngestSettings
 
 
 def unusable(name: str, why: str) -> Problem:
-    return Problem(422, "image-unusable", f"{name}: {why}", extra={"field": name})
+    return Problem(status=422, slug="image-unusable", detail=f"{name}: {why}", extra={"field": name})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Sources:
     """Where an evaluation's images are read from and kept, and how they are screened."""
 
@@ -33,37 +33,37 @@ class Sources:
     objects: ObjectStore
     gate: screening.ScreeningGate
 
-    async def stored(self, tenant_id: str, source: ImageSource, name: str) -> str:
+    async def stored(self, tenant_id: str, source: ImageSource, *, name: str) -> str:
         """The internal key of the image `source` names, screened and stored."""
         if source.upload_id is not None:
             async with self.runtime.pool.connection() as conn:
-                upload = await store.read_upload(conn, source.upload_id, tenant_id)
+                upload = await store.read_upload(conn, source.upload_id, tenant_id=tenant_id)
             if upload is None:
                 raise unusable(name, f"you have no upload {source.upload_id}")
             return str(upload["key"])
-        data = await self.fetched(tenant_id, source, name)
+        data = await self.fetched(tenant_id, source, name=name)
         limits = screening.ScreeningLimits(self.settings.max_upload_bytes, self.settings.max_reference_pixels)
-        photo = await self.gate.screen(data, limits, name)
+        photo = await self.gate.screen(data, limits, name=name)
         key = f"{tenant_id}/evaluations/{photo.sha256}.{photo.extension}"
-        await self.objects.put(self.objects.internal_bucket, key, photo)
+        await self.objects.put(self.objects.internal_bucket, key, content=photo)
         return key
 
-    async def fetched(self, tenant_id: str, source: ImageSource, name: str) -> bytes:
+    async def fetched(self, tenant_id: str, source: ImageSource, *, name: str) -> bytes:
         if source.b64 is not None:
             try:
                 return base64.b64decode(source.b64, validate=True)
             except (binascii.Error, ValueError):
                 raise unusable(name, "b64 is not valid base64") from None
         if source.delivered is not None:
-            return await self.delivered(tenant_id, source, name)
+            return await self.delivered(tenant_id, source, name=name)
         assert source.url is not None
         return await self.downloaded(source.url, name)
 
-    async def delivered(self, tenant_id: str, source: ImageSource, name: str) -> bytes:
+    async def delivered(self, tenant_id: str, source: ImageSource, *, name: str) -> bytes:
         asked = source.delivered
         assert asked is not None
         async with self.runtime.pool.connection() as conn:
-            view = await store.read_view(conn, asked.job_id, tenant_id)
+            view = await store.read_view(conn, asked.job_id, tenant_id=tenant_id)
         output = next((o for o in view.outputs if o.n == asked.n), None) if view is not None else None
         if output is None or not output.media_type.startswith("image/"):
             raise unusable(name, f"you were delivered no image {asked.n} of job {asked.job_id}")

@@ -33,7 +33,7 @@ class Workshop:
     async def judge(self, row: dict[str, Any], images: list[dict[str, Any]]) -> list[ImageOutcome]:
         """Each image stored and judged; one that cannot be had is an outcome with its error."""
         tenant, asked = row["tenant_id"], JudgedBy.model_validate(row["request"])
-        references = [await self.sources.stored(tenant, ref, f"references[{n}]") for n, ref in
+        references = [await self.sources.stored(tenant, ref, name=f"references[{n}]") for n, ref in
                       enumerate(asked.references)]
         keys: dict[int, str] = {}
         outcomes: dict[int, ImageOutcome] = {}
@@ -43,14 +43,14 @@ class Workshop:
             except Problem as problem:
                 if row["kind"] == "single":
                     raise
-                outcomes[image["n"]] = ImageOutcome(image["n"], error={"code": problem.slug,
+                outcomes[image["n"]] = ImageOutcome(n=image["n"], error={"code": problem.slug,
                                                                        "message": problem.detail})
         if keys:
             subject_photos = await self.subject_photos(tenant, asked)
             verdicts = await judging.judged(self.sources.settings, judging.Judgement(
-                tenant, asked, list(keys.values()), references, subject_photos))
+                tenant_id=tenant, asked=asked, image_keys=list(keys.values()), reference_keys=references, subject_photo_keys=subject_photos))
             for (n, key), verdict in zip(keys.items(), verdicts, strict=True):
-                outcomes[n] = ImageOutcome(n, key=key, verdict=verdict)
+                outcomes[n] = ImageOutcome(n=n, key=key, verdict=verdict)
         return [outcomes[n] for n in sorted(outcomes)]
 
     async def subject_photos(self, tenant_id: str, asked: JudgedBy) -> list[str] | None:
@@ -59,12 +59,12 @@ class Workshop:
         if asked.subject is None:
             return None
         async with self.runtime.pool.connection() as conn:
-            subject = await subject_store.read_subject(conn, asked.subject, tenant_id)
+            subject = await subject_store.read_subject(conn, asked.subject, tenant_id=tenant_id)
             photos = await subject_store.subject_photos(conn, asked.subject) \
                 if subject and subject["state"] != "erased" else []
         keys = [p["object_key"] for p in photos if p["accepted"] and p["object_key"]][:MAX_REFERENCES]
         if not keys:
-            raise Problem(422, "unknown-subject", f"subject: you have no subject {asked.subject} with accepted photos",
+            raise Problem(status=422, slug="unknown-subject", detail=f"subject: you have no subject {asked.subject} with accepted photos",
                           extra={"field": "subject"})
         return keys
 
@@ -74,16 +74,16 @@ class Workshop:
         if "key" in image["source"]:
             return str(image["source"]["key"])
         source = ImageSource.model_validate(image["source"])
-        return await self.sources.stored(tenant_id, source, f"images[{image['n'] - 1}]")
+        return await self.sources.stored(tenant_id, source, name=f"images[{image['n'] - 1}]")
 
     async def window(self, row: dict[str, Any], size: int) -> bool:
         """Judge the next `size` images and record them; True when none is left."""
         async with self.runtime.pool.connection() as conn:
-            images = await evaluation_store.evaluation_images(conn, row["id"], row["next_image"], size)
+            images = await evaluation_store.evaluation_images(conn, row["id"], after=row["next_image"], limit=size)
         if images:
             outcomes = await self.judge(row, images)
             async with self.runtime.pool.connection() as conn, conn.transaction():
-                await evaluation_store.record_images(conn, row["id"], outcomes)
+                await evaluation_store.record_images(conn, row["id"], outcomes=outcomes)
         return len(images) < size
 
     async def finish(self, row: dict[str, Any]) -> None:
@@ -102,11 +102,11 @@ class Workshop:
                     raise
                 failure = {"code": "insufficient_credits", "reason": problem.detail}
         async with self.runtime.pool.connection() as conn:
-            await evaluation_store.end_evaluation(conn, row["id"], charge, failure)
+            await evaluation_store.end_evaluation(conn, row["id"], charge=charge, failure=failure)
 
     async def shown(self, evaluation_id: uuid.UUID, tenant_id: str) -> Evaluation | None:
         async with self.runtime.pool.connection() as conn:
-            row = await evaluation_store.read_evaluation(conn, evaluation_id, tenant_id)
+            row = await evaluation_store.read_evaluation(conn, evaluation_id, tenant_id=tenant_id)
             images = await evaluation_store.evaluation_images(conn, evaluation_id) if row else []
         return evaluation_of(row, images) if row else None
 

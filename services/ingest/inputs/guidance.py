@@ -15,7 +15,7 @@ from services.ingest.inputs.scorer_calls import measure
 from services.ingest.settings import IngestSettings
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FailedCheck:
     dimension: str
     value: float | None
@@ -37,35 +37,35 @@ def failed_checks(checks: dict[str, InputCheck], values: dict[str, float | None]
             continue
         value = values.get(dimension)
         if value is None or math.isnan(value):
-            failed.append(FailedCheck(dimension, None, check.min, check.max,
-                                      f"the photo's {dimension.replace('_', ' ')} could not be measured"))
+            failed.append(FailedCheck(dimension=dimension, value=None, min=check.min, max=check.max,
+                                      message=f"the photo's {dimension.replace('_', ' ')} could not be measured"))
         elif check.min is not None and value < check.min:
             assert check.below is not None, "an input check's min comes with its sentence"
-            failed.append(FailedCheck(dimension, value, check.min, check.max, said(check.below, value, check)))
+            failed.append(FailedCheck(dimension=dimension, value=value, min=check.min, max=check.max, message=said(check.below, value, check=check)))
         elif check.max is not None and value > check.max:
             assert check.above is not None, "an input check's max comes with its sentence"
-            failed.append(FailedCheck(dimension, value, check.min, check.max, said(check.above, value, check)))
+            failed.append(FailedCheck(dimension=dimension, value=value, min=check.min, max=check.max, message=said(check.above, value, check=check)))
     return failed
 
 
-def said(sentence: str, value: float, check: InputCheck) -> str:
+def said(sentence: str, value: float, *, check: InputCheck) -> str:
     return sentence.format(value=value, min=check.min if check.min is not None else math.nan,
                            max=check.max if check.max is not None else math.nan)
 
 
 def guidance_problem(template: str, failed: list[FailedCheck]) -> Problem:
     sentences = "; and ".join(f.message for f in failed)
-    return Problem(422, "input-guidance",
-                   f"the input photo does not suit the {template} template: {sentences}.",
+    return Problem(status=422, slug="input-guidance",
+                   detail=f"the input photo does not suit the {template} template: {sentences}.",
                    extra={"template": template, "checks": [f.as_json() for f in failed]})
 
 
-async def check_input(settings: IngestSettings, template: str, photo: bytes) -> None:
+async def check_input(settings: IngestSettings, template: str, *, photo: bytes) -> None:
     """Refuse (422, with guidance) a photo that fails its template's input checks."""
     checks = load_catalogue().input_checks(template)
     if not checks:
         return
-    values = await measure(settings, photo, list(checks))
+    values = await measure(settings, photo, dimensions=list(checks))
     failed = failed_checks(checks, values)
     if failed:
         raise guidance_problem(template, failed)

@@ -16,7 +16,7 @@ class ModerationUnavailable(Exception):
     """The moderation provider did not answer usably, or its breaker is open."""
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Breaker:
     """Open after `failures` failures in a row, for `cooldown_s`; then one call may try again."""
 
@@ -53,7 +53,7 @@ def flagged_category(answer: dict[str, Any]) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class HostedModeration:
     """The hosted moderation provider: its client, endpoint, API key (None: none sent), model,
     the time an answer may take, and the breaker that stops asking while it fails."""

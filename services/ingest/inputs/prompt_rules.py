@@ -96,6 +96,6 @@ def screen_operator(prompt: str, rules: list[OperatorRule]) -> Refusal | None:
     return None
 
 
-def screen(prompt: str, operator: list[OperatorRule], tenant: list[PromptRule]) -> Refusal | None:
+def screen(prompt: str, operator: list[OperatorRule], *, tenant: list[PromptRule]) -> Refusal | None:
     """The operator's rules first (they hold for every tenant), then the tenant's own."""
     return screen_operator(prompt, operator) or screen_tenant(prompt, tenant)

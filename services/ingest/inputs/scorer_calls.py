@@ -15,7 +15,7 @@ from services.ingest.settings import IngestSettings
 RETRY_AFTER_S = 5
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ScorerQuestion:
     """A POST to the scorer's internal API (a photo's bytes, or a JSON body), and the problem
     ingest answers when the scorer cannot: its type, and what could not be done now."""
@@ -41,26 +41,26 @@ async def ask_scorer(settings: IngestSettings, question: ScorerQuestion) -> dict
                                          json=question.json, headers=question.headers)
             response.raise_for_status()
     except httpx.HTTPError as error:
-        raise Problem(503, question.problem_type, f"{question.cannot} now ({type(error).__name__}); try again"
-                      " shortly", {"Retry-After": str(RETRY_AFTER_S)}, extra={"retry_after": RETRY_AFTER_S}) from None
+        raise Problem(status=503, slug=question.problem_type, detail=f"{question.cannot} now ({type(error).__name__}); try again"
+                      " shortly", headers={"Retry-After": str(RETRY_AFTER_S)}, extra={"retry_after": RETRY_AFTER_S}) from None
     answer: dict[str, Any] = response.json()
     return answer
 
 
-async def measure(settings: IngestSettings, photo: bytes, dimensions: list[str]) -> dict[str, float | None]:
+async def measure(settings: IngestSettings, photo: bytes, *, dimensions: list[str]) -> dict[str, float | None]:
     """The scorer's values of `dimensions` for `photo` (None where it cannot measure one)."""
     answer = await ask_scorer(settings, ScorerQuestion(
-        "/internal/v1/measurements", "input-check-unavailable", "the input photo could not be checked",
+        path="/internal/v1/measurements", problem_type="input-check-unavailable", cannot="the input photo could not be checked",
         photo=photo, params={"dimensions": ",".join(dimensions)}))
     values: dict[str, float | None] = answer["values"]
     return values
 
 
-async def measure_subject(settings: IngestSettings, photo: bytes, question: "SubjectQuestion") -> dict[str, Any]:
+async def measure_subject(settings: IngestSettings, photo: bytes, *, question: "SubjectQuestion") -> dict[str, Any]:
     """The scorer's values of the checks' dimensions for a subject's photo, and what the photo
     shows (`subject`: size, fingerprint, faces and embedding, or a product's foreground)."""
     return await ask_scorer(settings, ScorerQuestion(
-        "/internal/v1/measurements", "subject-screening-unavailable", "the subject's photos could not be checked",
+        path="/internal/v1/measurements", problem_type="subject-screening-unavailable", cannot="the subject's photos could not be checked",
         photo=photo, params={"dimensions": ",".join(question.dimensions), "subject": question.kind}))
 
 
@@ -75,7 +75,7 @@ class SubjectQuestion:
 async def calibrate(settings: IngestSettings, judged: list[Judged]) -> list[dict[str, Any]]:
     """The scorer's calibration rows for `judged`, as JSON."""
     answer = await ask_scorer(settings, ScorerQuestion(
-        "/internal/v1/calibration", "calibration-unavailable", "the scorer could not calibrate",
+        path="/internal/v1/calibration", problem_type="calibration-unavailable", cannot="the scorer could not calibrate",
         json={"images": [image.as_json() for image in judged]}))
     rows: list[dict[str, Any]] = answer["dimensions"]
     return rows

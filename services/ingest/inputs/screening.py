@@ -36,6 +36,7 @@ import struct
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from PIL import Image, ImageOps
@@ -65,10 +66,10 @@ class ScreeningLimits:
     max_bytes: int = MAX_REFERENCE_BYTES
     max_pixels: int = 40_000_000
 
-    def check_pixels(self, width: int, height: int, name: str) -> None:
+    def check_pixels(self, width: int, height: int, *, name: str) -> None:
         if width * height > self.max_pixels:
-            raise Problem(413, "too-many-pixels",
-                          f"{name} declares {width}×{height} = {width * height} pixels; at most {self.max_pixels} "
+            raise Problem(status=413, slug="too-many-pixels",
+                          detail=f"{name} declares {width}×{height} = {width * height} pixels; at most {self.max_pixels} "
                           "are accepted", extra={"reason": "pixels", "limit": self.max_pixels})
 
 
@@ -80,7 +81,7 @@ class Sent:
     name: str = "the image"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ScreenedImage:
     """A screened image, re-encoded upright and without metadata."""
 
@@ -119,36 +120,36 @@ class Declared:
         return self.width * self.height * BYTES_PER_PIXEL[self.image_format]
 
 
-def screen_image(data: bytes, limits: ScreeningLimits, name: str = "the image") -> ScreenedImage:
+def screen_image(data: bytes, limits: ScreeningLimits, *, name: str = "the image") -> ScreenedImage:
     """`data` screened and cleaned; a Problem naming the reason when it is refused."""
     sent = Sent(data, name)
-    return decoded_clean(sent, declared(sent, limits), limits)
+    return decoded_clean(sent, declared(sent, limits), limits=limits)
 
 
 def declared(sent: Sent, limits: ScreeningLimits) -> Declared:
     """Steps 1-4: bytes, type by content, structure and declared pixels, from headers only."""
     data, name = sent.data, sent.name
     if len(data) > limits.max_bytes:
-        raise Problem(413, "image-too-large", f"{name} is {len(data)} bytes; at most {limits.max_bytes} are accepted",
+        raise Problem(status=413, slug="image-too-large", detail=f"{name} is {len(data)} bytes; at most {limits.max_bytes} are accepted",
                       extra={"reason": "bytes", "limit": limits.max_bytes})
     image_format = format_by_content(data, name)
-    check_structure(image_format, data, name)
-    with opened(sent, image_format, limits) as image:
-        check_compression(image.width * image.height * len(image.getbands()), len(data), name)
+    check_structure(image_format, data, name=name)
+    with opened(sent, image_format, limits=limits) as image:
+        check_compression(image.width * image.height * len(image.getbands()), len(data), name=name)
         return Declared(image_format, image.width, image.height)
 
 
-def check_compression(decoded_bytes: int, file_bytes: int, name: str) -> None:
+def check_compression(decoded_bytes: int, file_bytes: int, *, name: str) -> None:
     if decoded_bytes > BOMB_FLOOR_BYTES and decoded_bytes > file_bytes * MAX_COMPRESSION_RATIO:
-        raise Problem(413, "decompression-bomb",
-                      f"{name} is {file_bytes} bytes but declares {decoded_bytes} bytes of pixels, more than"
+        raise Problem(status=413, slug="decompression-bomb",
+                      detail=f"{name} is {file_bytes} bytes but declares {decoded_bytes} bytes of pixels, more than"
                       f" {MAX_COMPRESSION_RATIO} times its size: a decompression bomb, not a photograph",
                       extra={"reason": "compression-ratio", "limit": MAX_COMPRESSION_RATIO})
 
 
-def decoded_clean(sent: Sent, found: Declared, limits: ScreeningLimits) -> ScreenedImage:
+def decoded_clean(sent: Sent, found: Declared, *, limits: ScreeningLimits) -> ScreenedImage:
     """Steps 5-6: every pixel decoded once, then an upright copy without metadata."""
-    return clean_copy(decoded(sent, found.image_format, limits), found.image_format)
+    return clean_copy(decoded(sent, found.image_format, limits=limits), found.image_format)
 
 
 def format_by_content(data: bytes, name: str) -> str:
@@ -163,27 +164,27 @@ def format_by_content(data: bytes, name: str) -> str:
     if kind is None and TEXT_KINDS.match(data[:512]):
         kind = "HTML, SVG or XML text"
     looks = f"; its content is {kind}" if kind else ""
-    raise Problem(415, "unsupported-image-type",
-                  f"{name} is not a JPEG, PNG or WebP image{looks} (the type is read from the content, "
+    raise Problem(status=415, slug="unsupported-image-type",
+                  detail=f"{name} is not a JPEG, PNG or WebP image{looks} (the type is read from the content, "
                   "not from the file name or Content-Type)", extra={"reason": "type"})
 
 
-def check_structure(image_format: str, data: bytes, name: str) -> None:
+def check_structure(image_format: str, data: bytes, *, name: str) -> None:
     """Truncation, trailing data and embedded payloads, from the container's own structure."""
     walk = {"JPEG": jpeg_layout, "PNG": png_layout, "WEBP": webp_layout}[image_format]
     try:
         end, metadata = walk(data)
     except (IndexError, struct.error, ValueError) as error:
-        raise Problem(422, "truncated-image", f"{name} is truncated or corrupt: {error}",
+        raise Problem(status=422, slug="truncated-image", detail=f"{name} is truncated or corrupt: {error}",
                       extra={"reason": "truncated"}) from None
     if len(data) > end:
-        raise Problem(422, "polyglot-image",
-                      f"{name} has {len(data) - end} bytes after the end of its {image_format} data; a file that "
+        raise Problem(status=422, slug="polyglot-image",
+                      detail=f"{name} has {len(data) - end} bytes after the end of its {image_format} data; a file that "
                       "is an image and something else is refused", extra={"reason": "trailing-data"})
     found = next((m for m in (EMBEDDED.search(segment) for segment in metadata) if m), None)
     if found:
-        raise Problem(422, "polyglot-image",
-                      f"{name} carries {found.group().decode('latin-1')!r} in its metadata, the signature of an "
+        raise Problem(status=422, slug="polyglot-image",
+                      detail=f"{name} carries {found.group().decode('latin-1')!r} in its metadata, the signature of an "
                       "archive, document or script; such files are refused", extra={"reason": "embedded-payload"})
 
 
@@ -259,28 +260,28 @@ def webp_layout(data: bytes) -> tuple[int, list[bytes]]:
 
 
 @contextlib.contextmanager
-def opened(sent: Sent, image_format: str, limits: ScreeningLimits) -> Iterator[Image.Image]:
+def opened(sent: Sent, image_format: str, *, limits: ScreeningLimits) -> Iterator[Image.Image]:
     """The image opened (headers read, nothing decoded), its declared pixels checked; the
     errors of opening and of decoding inside the block become problems."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(sent.data), formats=[image_format])
-            limits.check_pixels(image.width, image.height, sent.name)
+            limits.check_pixels(image.width, image.height, name=sent.name)
             yield image
     except Problem:
         raise
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
-        raise Problem(413, "too-many-pixels", f"{sent.name} declares more pixels than are accepted ({error})",
+        raise Problem(status=413, slug="too-many-pixels", detail=f"{sent.name} declares more pixels than are accepted ({error})",
                       extra={"reason": "pixels", "limit": limits.max_pixels}) from None
     except (OSError, SyntaxError, ValueError, EOFError) as error:
-        raise Problem(422, "corrupt-image", f"{sent.name} could not be decoded completely ({error})",
+        raise Problem(status=422, slug="corrupt-image", detail=f"{sent.name} could not be decoded completely ({error})",
                       extra={"reason": "corrupt"}) from None
 
 
-def decoded(sent: Sent, image_format: str, limits: ScreeningLimits) -> Image.Image:
+def decoded(sent: Sent, image_format: str, *, limits: ScreeningLimits) -> Image.Image:
     """Every pixel decoded once, after the declared size was checked against the limits."""
-    with opened(sent, image_format, limits) as image:
+    with opened(sent, image_format, limits=limits) as image:
         image.load()
         return image
 
@@ -293,7 +294,7 @@ def clean_copy(image: Image.Image, image_format: str) -> ScreenedImage:
     options = {"JPEG": {"quality": 95}, "PNG": {}, "WEBP": {"quality": 95}}[image_format]
     upright.save(out, format=image_format, exif=b"", **options)
     media_type, extension = FORMATS[image_format]
-    return ScreenedImage(out.getvalue(), media_type, extension, upright.width, upright.height)
+    return ScreenedImage(data=out.getvalue(), media_type=media_type, extension=extension, width=upright.width, height=upright.height)
 
 
 def reference_photo_bytes(encoded: str) -> bytes:
@@ -301,7 +302,7 @@ def reference_photo_bytes(encoded: str) -> bytes:
     try:
         return base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
-        raise Problem(422, "invalid-reference-image", "reference_image is not valid base64") from None
+        raise Problem(status=422, slug="invalid-reference-image", detail="reference_image is not valid base64") from None
 
 
 CGROUP_MEMORY_LIMITS = (Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
@@ -328,24 +329,24 @@ class ScreeningGate:
     pool (asyncio's default has cpu + 4 threads) would leave up to one decode's memory
     resident per thread, well past the budget."""
 
-    def __init__(self, budget_bytes: int, threads: int, wait_s: float) -> None:
+    def __init__(self, budget_bytes: int, threads: int, *, wait_s: float) -> None:
         self.budget_bytes, self.threads, self.wait_s = budget_bytes, threads, wait_s
         self.held_bytes, self.running = 0, 0
         self._changed = asyncio.Condition()
         self._decoders = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="screening")
 
-    async def screen(self, data: bytes, limits: ScreeningLimits, name: str) -> ScreenedImage:
+    async def screen(self, data: bytes, limits: ScreeningLimits, *, name: str) -> ScreenedImage:
         sent = Sent(data, name)
         found = await asyncio.to_thread(declared, sent, limits)
         if found.decode_bytes > self.budget_bytes:
             most = self.budget_bytes // BYTES_PER_PIXEL[found.image_format]
-            raise Problem(413, "too-many-pixels",
-                          f"{name} declares {found.width}×{found.height} = {found.width * found.height} pixels; this"
+            raise Problem(status=413, slug="too-many-pixels",
+                          detail=f"{name} declares {found.width}×{found.height} = {found.width * found.height} pixels; this"
                           f" service screens at most {most} pixels of {found.image_format}", extra={"reason": "pixels",
                                                                                                     "limit": most})
         async with self._holding(found.decode_bytes, name):
             return await asyncio.get_running_loop().run_in_executor(
-                self._decoders, decoded_clean, sent, found, limits)
+                self._decoders, partial(decoded_clean, sent, found, limits=limits))
 
     @contextlib.asynccontextmanager
     async def _holding(self, need: int, name: str) -> AsyncIterator[None]:
@@ -354,8 +355,8 @@ class ScreeningGate:
                 await asyncio.wait_for(self._changed.wait_for(lambda: self._fits(need)), self.wait_s)
             except TimeoutError:
                 retry = max(1, round(self.wait_s))
-                raise Problem(503, "screening-busy", f"{name} cannot be screened right now: other photos are being"
-                              " screened; try again shortly", {"Retry-After": str(retry)},
+                raise Problem(status=503, slug="screening-busy", detail=f"{name} cannot be screened right now: other photos are being"
+                              " screened; try again shortly", headers={"Retry-After": str(retry)},
                               extra={"retry_after": retry}) from None
             self.held_bytes += need
             self.running += 1

@@ -54,7 +54,7 @@ class ClipOrder:
         return f"{video.duration_s:g} s {video.resolution} {video.aspect_ratio} clips {source}"
 
 
-async def check_clip_makers(stub: Any, timeout_s: float, order: ClipOrder | None) -> None:
+async def check_clip_makers(stub: Any, timeout_s: float, *, order: ClipOrder | None) -> None:
     """Refuse (422 no-video-model) a clip no provider's model can make."""
     if order is None or stub is None:
         return
@@ -67,5 +67,5 @@ async def check_clip_makers(stub: Any, timeout_s: float, order: ClipOrder | None
         reasons = list(answer.reasons)
         why = f": {'; '.join(reasons)}" if reasons else ": no provider here makes clips"
         pinned = f" with model {order.model!r}" if order.model else ""
-        raise Problem(422, "no-video-model", f"no video model{pinned} on this platform makes {order.said()}{why}",
+        raise Problem(status=422, slug="no-video-model", detail=f"no video model{pinned} on this platform makes {order.said()}{why}",
                       extra={"reasons": reasons})

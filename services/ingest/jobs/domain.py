@@ -104,7 +104,7 @@ def with_regeneration(view: JobView, event: RegenerationRequested) -> list[Regen
     return sorted([*earlier, added], key=lambda r: r.attempt)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Move:
     """Where an event takes a job: to `state`, at `at`, for `reason`, with the fields of the
     view it changes."""
@@ -174,13 +174,13 @@ def with_generated(view: JobView, event: CandidatesGenerated) -> dict[str, Any]:
             "attempts": max(view.attempts, event.attempt)}
 
 
-def failed_or_expired(failure: Failure, at: datetime, changes: Mapping[str, object] | None = None) -> Move:
+def failed_or_expired(failure: Failure, at: datetime, *, changes: Mapping[str, object] | None = None) -> Move:
     """A failure, or the deadline passing (then the job expires), at the failure's stage."""
     state: State = "expired" if failure.code == DEADLINE_EXCEEDED else "failed"
-    return Move(state, at, failure.reason, {**(changes or {}), "failure": failure})
+    return Move(state=state, at=at, reason=failure.reason, changes={**(changes or {}), "failure": failure})
 
 
-def cancel_requested(view: JobView, at: datetime, final_state: str = "canceled") -> JobView:
+def cancel_requested(view: JobView, at: datetime, *, final_state: str = "canceled") -> JobView:
     """Asked to end (by the client, or by the sweeper: then it expires); the job ends when
     delivery confirms, or when the sweeper gives up waiting."""
     if view.cancel_requested_at is not None:
@@ -193,7 +193,7 @@ class JobIsFinal(Exception):
     pass
 
 
-def request_cancel(view: JobView, at: datetime, reason: str) -> tuple[JobView, JobCancelRequested | None]:
+def request_cancel(view: JobView, at: datetime, *, reason: str) -> tuple[JobView, JobCancelRequested | None]:
     """Cancel a job that is not final; asking again changes nothing and publishes nothing,
     also once the job has ended since the first request (a client retrying its cancel)."""
     if view.cancel_requested_at is not None:
@@ -225,14 +225,14 @@ def is_job_event(event: Event) -> TypeGuard[AnyJobEvent]:
     return isinstance(event, JOB_EVENTS)
 
 
-def apply_event(view: JobView, event: Event, at: datetime) -> JobView:
+def apply_event(view: JobView, event: Event, *, at: datetime) -> JobView:
     """The view after `event`, whatever order the job's events arrive in."""
     assert is_job_event(event), f"{event.event_type} is not an event about a job"
     assert event.job_id == view.id, f"{event.event_type} of job {event.job_id} applied to job {view.id}"
-    return checked_transition(view, shown_when_complete(merged(view, event, at)))
+    return checked_transition(view, shown_when_complete(merged(view, event, at=at)))
 
 
-def merged(view: JobView, event: AnyJobEvent, at: datetime) -> JobView:
+def merged(view: JobView, event: AnyJobEvent, *, at: datetime) -> JobView:
     match event:
         case CreditsReserved():
             training = view.billing.training or (TrainingLine(reserved=event.training_credits)
@@ -241,21 +241,21 @@ def merged(view: JobView, event: AnyJobEvent, at: datetime) -> JobView:
                                training=training)
             settled = view.billing.model_copy(update={"price_book_version": event.pricebook_version})
             billing = settled if view.billing.state == "settled" else reserved
-            return advance(view, Move("admitted", at, f"{event.amount} credits reserved", {"billing": billing}))
+            return advance(view, Move(state="admitted", at=at, reason=f"{event.amount} credits reserved", changes={"billing": billing}))
         case ReservationRejected() if view.final or view.reached:  # ended before the ledger held anything
             return view.model_copy(update={"billing": Billing(state="rejected"), "updated_at": max(view.updated_at, at)})
         case ReservationRejected():
             failure = Failure(code=event.reason_code, stage="admission", reason=event.reason)
-            return advance(view, Move("rejected", at, event.reason,
-                                      {"failure": failure, "billing": Billing(state="rejected")}))
+            return advance(view, Move(state="rejected", at=at, reason=event.reason,
+                                      changes={"failure": failure, "billing": Billing(state="rejected")}))
         case AttemptStarted():
-            view = admitted_by_attempt(view, event.started_at, event.attempt)
-            return advance(view, Move("generating", event.started_at, f"attempt {event.attempt} started"))
+            view = admitted_by_attempt(view, event.started_at, attempt=event.attempt)
+            return advance(view, Move(state="generating", at=event.started_at, reason=f"attempt {event.attempt} started"))
         case CandidatesGenerated():
-            view = admitted_by_attempt(view, event.started_at, event.attempt)
-            view = advance(view, Move("generating", event.started_at, f"attempt {event.attempt} started"))
-            return advance(view, Move("scoring", at, f"attempt {event.attempt} generated {len(event.candidates)}"
-                                      " candidates", with_generated(view, event)))
+            view = admitted_by_attempt(view, event.started_at, attempt=event.attempt)
+            view = advance(view, Move(state="generating", at=event.started_at, reason=f"attempt {event.attempt} started"))
+            return advance(view, Move(state="scoring", at=at, reason=f"attempt {event.attempt} generated {len(event.candidates)}"
+                                      " candidates", changes=with_generated(view, event)))
         case CandidatesChecked() if view.final or view.reached:
             return view
         case CandidatesChecked():
@@ -268,34 +268,34 @@ def merged(view: JobView, event: AnyJobEvent, at: datetime) -> JobView:
             failure = Failure(code=event.failure_code, stage="generation", reason=event.reason)
             return advance(view, failed_or_expired(failure, at))
         case RegenerationRequested():
-            return advance(view, Move("scoring", at, event.reason, {"scores": merged_scores(view, event.scores),
+            return advance(view, Move(state="scoring", at=at, reason=event.reason, changes={"scores": merged_scores(view, event.scores),
                                                                     "regenerations": with_regeneration(view, event)}))
         case CandidatesScored():
             outputs = "clips" if view.video is not None else "images"
-            return advance(view, Move("delivering", at, f"{len(event.selected)} of {event.images} {outputs} selected",
-                                      {"scores": merged_scores(view, [*event.scores, *event.selected_scores]),
+            return advance(view, Move(state="delivering", at=at, reason=f"{len(event.selected)} of {event.images} {outputs} selected",
+                                      changes={"scores": merged_scores(view, [*event.scores, *event.selected_scores]),
                                        "selected": event.selected}))
         case ScoringFailed():
             failure = Failure(code=event.failure_code, stage="scoring", reason=event.reason)
-            return advance(view, failed_or_expired(failure, at, {"scores": merged_scores(view, event.scores)}))
+            return advance(view, failed_or_expired(failure, at, changes={"scores": merged_scores(view, event.scores)}))
         case JobDelivered():
             state: State = "succeeded" if len(event.images) >= event.requested else "partially_succeeded"
             outputs = "clips" if view.video is not None else "images"
-            return advance(view, Move(state, at, f"{len(event.images)} of {event.requested} {outputs} delivered",
-                                      {"outputs": event.images}))
+            return advance(view, Move(state=state, at=at, reason=f"{len(event.images)} of {event.requested} {outputs} delivered",
+                                      changes={"outputs": event.images}))
         case DeliveryFailed():
             failure = Failure(code=event.failure_code, stage="delivery", reason=event.reason)
             return advance(view, failed_or_expired(failure, at))
         case JobCancelRequested():
-            return cancel_requested(view, event.requested_at, event.final_state)
+            return cancel_requested(view, event.requested_at, final_state=event.final_state)
         case JobCanceled():
             code = "canceled" if event.final_state == "canceled" else DEADLINE_EXCEEDED
             failure = Failure(code=code, stage=view.state, reason=event.reason)
-            return advance(view, Move(event.final_state, at, event.reason, {"failure": failure}))
+            return advance(view, Move(state=event.final_state, at=at, reason=event.reason, changes={"failure": failure}))
         case JobClosed():
             code = "canceled" if event.final_state == "canceled" else DEADLINE_EXCEEDED
             failure = Failure(code=code, stage=event.stuck_in, reason=event.reason)
-            return advance(view, Move(event.final_state, at, event.reason, {"failure": failure}))
+            return advance(view, Move(state=event.final_state, at=at, reason=event.reason, changes={"failure": failure}))
         case ReservationSettled():
             billing = view.billing.model_copy(update={"state": "settled", "reserved": event.reserved, "charged": event.charged,
                                                           "released": event.released, "retry_tokens_used": event.tokens_used,
@@ -304,11 +304,11 @@ def merged(view: JobView, event: AnyJobEvent, at: datetime) -> JobView:
                                                           if view.video is not None else None})
             return view.model_copy(update={"billing": billing, "updated_at": max(view.updated_at, at)})
         case CreditsRefunded():
-            return add_report(view, ReportOutcome(n=event.n, outcome="refunded", credits=event.amount, reason=event.reason), at)
+            return add_report(view, ReportOutcome(n=event.n, outcome="refunded", credits=event.amount, reason=event.reason), at=at)
         case RetryTokenIssued():
-            return add_report(view, ReportOutcome(n=event.n, outcome="retry_token", reason=event.reason), at)
+            return add_report(view, ReportOutcome(n=event.n, outcome="retry_token", reason=event.reason), at=at)
         case ReportDeclined():
-            return add_report(view, ReportOutcome(n=event.n, outcome="declined", reason=event.reason), at)
+            return add_report(view, ReportOutcome(n=event.n, outcome="declined", reason=event.reason), at=at)
         case JobFinished() if event.receipt_sha256:  # ingest's own announcement, read back by a replay
             return with_receipt(view, event.receipt_sha256)
         case JobErased():
@@ -341,12 +341,12 @@ def checked_transition(before: JobView, after: JobView) -> JobView:
     return after
 
 
-def admitted_by_attempt(view: JobView, at: datetime, attempt: int) -> JobView:
+def admitted_by_attempt(view: JobView, at: datetime, *, attempt: int) -> JobView:
     """The router starts attempts only for a job whose credits are held, so an attempt that
     arrives before the ledger's reservation (ingest reads its topics in no set order) shows
     the job admitted first: every job passes through `admitted`, in the view and in its log.
     Whichever says so first in time is kept, so the view is the same in any arrival order."""
-    return advance(view, Move("admitted", at, f"credits held (attempt {attempt} started)"))
+    return advance(view, Move(state="admitted", at=at, reason=f"credits held (attempt {attempt} started)"))
 
 
 def progressed(before: JobView, after: JobView) -> JobProgressed | None:
@@ -377,11 +377,11 @@ def replay_views(events: list[tuple[datetime, Event]],
              for _, event in events if isinstance(event, JobSubmitted)}
     for at, event in sorted(events, key=lambda timed: timed[0]):
         if isinstance(event, JobEvent) and not isinstance(event, JobSubmitted) and event.job_id in views:
-            views[event.job_id] = apply_event(views[event.job_id], event, at)
+            views[event.job_id] = apply_event(views[event.job_id], event, at=at)
     return views
 
 
-def add_report(view: JobView, outcome: ReportOutcome, at: datetime) -> JobView:
+def add_report(view: JobView, outcome: ReportOutcome, *, at: datetime) -> JobView:
     reports = [r for r in view.reports if r.n != outcome.n] + [outcome]
     return view.model_copy(update={"reports": sorted(reports, key=lambda r: r.n), "updated_at": max(view.updated_at, at)})
 

@@ -12,12 +12,12 @@ def parse_job_id(job_id: str) -> UUID:
     try:
         return UUID(job_id)
     except ValueError:
-        raise Problem(404, "job-not-found", f"no job {job_id!r}") from None
+        raise Problem(status=404, slug="job-not-found", detail=f"no job {job_id!r}") from None
 
 
-async def refuse_missing(conn: Conn, job_id: str, tenant: str) -> NoReturn:
+async def refuse_missing(conn: Conn, job_id: str, *, tenant: str) -> NoReturn:
     """410 for a job its tenant erased; 404 otherwise: another tenant's job is as unknown as
     a job that never existed."""
-    if await store.was_erased(conn, parse_job_id(job_id), tenant):
-        raise Problem(410, "job-erased", f"job {job_id} and its data were deleted at its owner's request")
-    raise Problem(404, "job-not-found", f"no job {job_id!r}")
+    if await store.was_erased(conn, parse_job_id(job_id), tenant_id=tenant):
+        raise Problem(status=410, slug="job-erased", detail=f"job {job_id} and its data were deleted at its owner's request")
+    raise Problem(status=404, slug="job-not-found", detail=f"no job {job_id!r}")

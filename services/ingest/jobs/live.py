@@ -63,7 +63,7 @@ class LogWatch:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(woken.wait(), self.poll_s)
 
-    async def job_entries(self, job_id: UUID, tenant_id: str, after: int) -> AsyncIterator[dict[str, Any]]:
+    async def job_entries(self, job_id: UUID, tenant_id: str, *, after: int) -> AsyncIterator[dict[str, Any]]:
         """The job's entries after `after`, then each as it commits, until the job is final and
         every entry up to its final state has been given."""
         with self.watching(tenant_id) as woken:
@@ -71,8 +71,8 @@ class LogWatch:
                 woken.clear()
                 async with self.pool.connection() as conn:
                     # The state first: a final state is committed with its entry, so the read below sees it.
-                    state = await store.job_state(conn, job_id, tenant_id)
-                    rows = await store.read_log(conn, job_id, after, PAGE)
+                    state = await store.job_state(conn, job_id, tenant_id=tenant_id)
+                    rows = await store.read_log(conn, job_id, after=after, limit=PAGE)
                 for row in rows:
                     yield row
                     after = row["seq"]
@@ -88,7 +88,7 @@ class LogWatch:
             while True:
                 woken.clear()
                 async with self.pool.connection() as conn:
-                    rows = await store.read_tenant_log(conn, tenant_id, after, PAGE)
+                    rows = await store.read_tenant_log(conn, tenant_id, after=after, limit=PAGE)
                 for row in rows:
                     yield row
                     after = row["tenant_seq"]

@@ -21,13 +21,13 @@ from services.ingest.receipts.issuing import Issuance, issue_receipts
 Announce = Callable[[list[tuple[JobFinished | JobProgressed, int]]], Statement | None]
 
 
-async def commit_changes(conn: Conn, changes: list[Change], issuance: Issuance,
+async def commit_changes(conn: Conn, changes: list[Change], *, issuance: Issuance,
                          announce: Announce | None = None) -> list[tuple[JobFinished | JobProgressed, int]]:
     """Write the changes in the caller's transaction, with the receipts of the jobs they
     finish; the JobFinished (and JobProgressed) events to publish with it, each with the index
     of the change that finished its job (or made its progress due), written with the changes
     by `announce` if given."""
-    changes, receipts = await issue_receipts(conn, changes, issuance)
+    changes, receipts = await issue_receipts(conn, changes, issuance=issuance)
     announcements: list[tuple[JobFinished | JobProgressed, int]] = []
     for index, change in enumerate(changes):
         if progress := progressed(change.before, change.after):
@@ -36,17 +36,17 @@ async def commit_changes(conn: Conn, changes: list[Change], issuance: Issuance,
             announcements.append((announcement, index))
             telemetry.JOBS_FINISHED.labels(change.after.state).inc()
     # One write for every job, tenants' counters in order, the receipts and the announcements.
-    await record_changes(conn, changes, [receipts, announce(announcements) if announce else None])
+    await record_changes(conn, changes, also=[receipts, announce(announcements) if announce else None])
     return announcements
 
 
-async def record_submitted(conn: Conn, view: JobView, at: datetime) -> None:
+async def record_submitted(conn: Conn, view: JobView, *, at: datetime) -> None:
     """Store a new job's view and open its log, in the caller's transaction."""
     entries = first_entries(view, at)
     if not entries:
         await store.insert_job(conn, view)
         return
-    await store.append_new_job(conn, view, entries)
+    await store.append_new_job(conn, view, entries=entries)
 
 
 async def record(conn: Conn, change: Change) -> None:
@@ -56,7 +56,7 @@ async def record(conn: Conn, change: Change) -> None:
 
 
 async def record_changes(conn: Conn, changes: list[Change],
-                         also: Sequence[Statement | None] = ()) -> None:
+                         *, also: Sequence[Statement | None] = ()) -> None:
     """Store what a series of events did to existing jobs (a job's changes in the order they
     happened, each `before` the previous `after`): each job's last view written once, in
     one statement for every job, with every entry appended at once and `also` (writes to
@@ -70,6 +70,6 @@ async def record_changes(conn: Conn, changes: list[Change],
     entries = [(change.after, entry) for change in changes
                for entry in entries_for(change)]
     if entries:
-        await store.append_log(conn, entries, views, also=also)
+        await store.append_log(conn, entries, views=views, also=also)
     else:
-        await store.write_views(conn, views, also)
+        await store.write_views(conn, views, also=also)

@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 
-def plan_candidates(images: int, candidates: int | None, oversample: float) -> int:
+def plan_candidates(images: int, candidates: int | None, *, oversample: float) -> int:
     """N defaults to K × oversample, and always at least one spare candidate."""
     return candidates if candidates is not None else max(images + 1, math.ceil(images * oversample))
 

@@ -28,16 +28,16 @@ def check_scoring(body: "JobRequest", settings: IngestSettings) -> Profile:
     rules, or a dimension that must be computed without the model it needs; the profile the
     job will be scored with."""
     if body.profile is not None and body.profile not in profile_names():
-        raise Problem(422, "unknown-profile", f"unknown profile {body.profile!r}; known: {profile_names()}")
+        raise Problem(status=422, slug="unknown-profile", detail=f"unknown profile {body.profile!r}; known: {profile_names()}")
     try:
-        profile = job_profile(body.template, body.profile, quality_rules(body))
+        profile = job_profile(body.template, body.profile, rules=quality_rules(body))
     except ProfileError as error:
-        raise Problem(422, "invalid-quality-rules", str(error)) from None
+        raise Problem(status=422, slug="invalid-quality-rules", detail=str(error)) from None
     capabilities = frozenset({"clip_model"}) if settings.clip_model_dir else frozenset()
     missing = profile.missing_capabilities(capabilities)
     if missing:
-        raise Problem(422, "dimension-unavailable",
-                      f"profile {profile.name!r} with these rules requires {', '.join(missing)}, but no CLIP model"
+        raise Problem(status=422, slug="dimension-unavailable",
+                      detail=f"profile {profile.name!r} with these rules requires {', '.join(missing)}, but no CLIP model"
                       " is configured on this platform, so it could not be scored; do not require it",
                       extra={"unavailable": missing})
     return profile

@@ -49,23 +49,23 @@ class SubjectOrder:
     styles: list[StyleSpec] | None = None
 
 
-def resolved_styles(template_name: str, template: Template, asked: list[str] | None) -> list[StyleSpec] | None:
+def resolved_styles(template_name: str, template: Template, *, asked: list[str] | None) -> list[StyleSpec] | None:
     """The template's styles the job asks for (all of them by default), in the template's order."""
     if not template.styles:
         if asked:
-            raise Problem(422, "unknown-style", f"template {template_name!r} has no styles; leave `styles` out",
+            raise Problem(status=422, slug="unknown-style", detail=f"template {template_name!r} has no styles; leave `styles` out",
                           extra={"field": "styles"})
         return None
     names = [style.name for style in template.styles]
     unknown = [name for name in asked or [] if name not in names]
     if unknown:
-        raise Problem(422, "unknown-style", f"template {template_name!r} has no style {unknown[0]!r}; its styles:"
+        raise Problem(status=422, slug="unknown-style", detail=f"template {template_name!r} has no style {unknown[0]!r}; its styles:"
                       f" {', '.join(names)}", extra={"field": "styles", "styles": names})
     wanted = set(asked or names)
     return [StyleSpec(name=s.name, prompt=s.prompt, params=dict(s.params)) for s in template.styles if s.name in wanted]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Asked:
     """What a request asks of its subject: the tenant, the template (by name), the subject's id."""
 
@@ -80,29 +80,29 @@ async def resolved_subject(runtime: ServiceRuntime, asked: Asked) -> SubjectRef 
     template, name = asked.template, asked.template_name
     if asked.subject_id is None:
         if template.subject is not None:
-            raise Problem(422, "subject-required", f"template {name!r} makes pictures of your {template.subject}:"
+            raise Problem(status=422, slug="subject-required", detail=f"template {name!r} makes pictures of your {template.subject}:"
                           " give `subject`, a subject of yours (POST /v1/subjects)", extra={"field": "subject"})
         return None
     if template.subject is None:
-        raise Problem(422, "subject-not-allowed", f"template {name!r} takes no subject; use subject-headshots or"
+        raise Problem(status=422, slug="subject-not-allowed", detail=f"template {name!r} takes no subject; use subject-headshots or"
                       " subject-product", extra={"field": "subject"})
     async with runtime.pool.connection() as conn:
-        row = await subject_store.read_subject(conn, asked.subject_id, asked.tenant_id)
+        row = await subject_store.read_subject(conn, asked.subject_id, tenant_id=asked.tenant_id)
         if row is None or row["state"] == "erased":
-            raise Problem(422, "unknown-subject", f"subject: you have no subject {asked.subject_id}",
+            raise Problem(status=422, slug="unknown-subject", detail=f"subject: you have no subject {asked.subject_id}",
                           extra={"field": "subject"})
         photos = await subject_store.subject_photos(conn, asked.subject_id)
     if row["kind"] != template.subject:
-        raise Problem(422, "subject-kind-mismatch", f"template {name!r} is for a {template.subject}; subject"
+        raise Problem(status=422, slug="subject-kind-mismatch", detail=f"template {name!r} is for a {template.subject}; subject"
                       f" {asked.subject_id} is a {row['kind']}", extra={"field": "subject"})
     if row["state"] not in ORDERABLE:
-        raise Problem(422, "subject-not-ready", f"subject {asked.subject_id} has {row['photos_accepted']} accepted"
+        raise Problem(status=422, slug="subject-not-ready", detail=f"subject {asked.subject_id} has {row['photos_accepted']} accepted"
                       " photos; it needs 4 before it can be ordered", extra={"field": "subject",
                                                                            "state": row["state"]})
     return subject_ref(row, photos)
 
 
-async def note_ordered(conn: Conn, subject: SubjectRef | None, at: datetime) -> None:
+async def note_ordered(conn: Conn, subject: SubjectRef | None, *, at: datetime) -> None:
     """The subject's retention counts from this order (in the submission's transaction)."""
     if subject is not None:
-        await subject_store.ordered(conn, subject.subject_id, at)
+        await subject_store.ordered(conn, subject.subject_id, at=at)

@@ -150,7 +150,7 @@ def template_of(body: JobRequest) -> Template:
     return load_catalogue().templates[body.template]
 
 
-def with_deadline(body: JobRequest, cancel_after: str | None, settings: IngestSettings) -> JobRequest:
+def with_deadline(body: JobRequest, cancel_after: str | None, *, settings: IngestSettings) -> JobRequest:
     """The body's `deadline_s`, else the `Cancel-After` header, else the tier's default."""
     if body.deadline_s is not None:
         return body
@@ -159,22 +159,22 @@ def with_deadline(body: JobRequest, cancel_after: str | None, settings: IngestSe
         try:
             deadline_s = request_rules.parse_duration(cancel_after)
         except ValueError as error:
-            raise Problem(422, "invalid-cancel-after", str(error)) from None
+            raise Problem(status=422, slug="invalid-cancel-after", detail=str(error)) from None
     else:
         deadline_s = settings.tier_deadline_s.get(body.tier)
     return body.model_copy(update={"deadline_s": deadline_s})
 
 
-def job_spec(submission: "Submission", settings: IngestSettings, priority: int) -> JobSpec:
+def job_spec(submission: "Submission", settings: IngestSettings, *, priority: int) -> JobSpec:
     """What the job asks for, its prompt sealed with its own data key; a video job's first
     frame is its input photo (`reference_key`) where its template starts from one."""
     body, submitter, reference_key = submission.body, submission.submitter, submission.reference_key
-    candidates = request_rules.plan_candidates(body.images, body.candidates, settings.default_oversample)
+    candidates = request_rules.plan_candidates(body.images, body.candidates, oversample=settings.default_oversample)
     seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
     job_id = submission.job_key.job_id
     return JobSpec(job_id=job_id, tenant_id=submission.tenant_id, template=body.template, tier=body.tier,
                    deadline_s=body.deadline_s, min_images=body.min_images, use_retry_tokens=body.use_retry_tokens,
-                   prompt=seal(submission.job_key.key, JobField(job_id, "prompt"), body.prompt),
+                   prompt=seal(submission.job_key.key, JobField(job_id, "prompt"), text=body.prompt),
                    template_version=load_catalogue().version, profile_name=submission.profile.name,
                    profile_version=profile_version(submission.profile),
                    images=body.images, candidates=candidates, candidates_fixed=body.candidates is not None,
@@ -184,11 +184,11 @@ def job_spec(submission: "Submission", settings: IngestSettings, priority: int) 
                    webhook_url=body.webhook_url, webhook_events=body.webhook_events,
                    priority=priority, job_priority=body.priority, metadata=body.metadata, end_user=body.end_user,
                    api_key_id=submitter.key_id if submitter else None, key_caps=submitter.caps if submitter else None,
-                   video=video_request.video_spec(body.video, template_of(body), reference_key),
+                   video=video_request.video_spec(body.video, template_of(body), input_key=reference_key),
                    subject=submission.order.subject, identity=body.identity, styles=submission.order.styles)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Submission:
     """A checked request, ready to record: whose it is, what it asks, under which
     Idempotency-Key (and request fingerprint), its stored input photo, the profile it will be
@@ -210,14 +210,14 @@ class Submission:
     def binding(self, ttl_s: int) -> store.KeyBinding | None:
         if self.idempotency_key is None:
             return None
-        return store.KeyBinding(self.tenant_id, self.idempotency_key, self.fingerprint, self.job_key.job_id, ttl_s)
+        return store.KeyBinding(tenant_id=self.tenant_id, key=self.idempotency_key, request_hash=self.fingerprint, job_id=self.job_key.job_id, ttl_s=ttl_s)
 
     def data_key_row(self) -> store.WrappedDataKey:
         key = self.job_key
-        return store.WrappedDataKey(key.job_id, self.tenant_id, key.wrapped, key.kek_id)
+        return store.WrappedDataKey(job_id=key.job_id, tenant_id=self.tenant_id, wrapped=key.wrapped, kek_id=key.kek_id)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Order:
     """A job request as it arrived: the tenant's, with the key it came with (None where no
     key's caps apply), its `Idempotency-Key` and `Cancel-After` headers."""
@@ -229,7 +229,7 @@ class Order:
     submitter: Submitter | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Intake:
     """What checks and records a job: the service's runtime and settings, the object store its
     input photo goes to, the plans that bound it, the gate that screens photos, and the ledger
@@ -246,20 +246,20 @@ class Intake:
     async def submit(self, order: Order) -> domain.JobView:
         """The job the order asks for, checked and recorded (or the first job of a retried key)."""
         settings = self.settings
-        body = with_deadline(order.body, order.cancel_after, settings)
-        video_request.check_video(body.template, template_of(body), body.video)
+        body = with_deadline(order.body, order.cancel_after, settings=settings)
+        video_request.check_video(body.template, template_of(body), video=body.video)
         profile = check_scoring(body, settings)
         order_of = await self.subject_order(order.tenant_id, body)
         clips = clip_makers.ClipOrder(body.video, template_of(body), body.model) if body.video is not None else None
-        await clip_makers.check_clip_makers(self.router, settings.router_grpc_timeout_s, clips)
+        await clip_makers.check_clip_makers(self.router, settings.router_grpc_timeout_s, order=clips)
         if body.webhook_url is not None:
             await check_webhook_url(body.webhook_url, settings)
         reference_key = await self.input_photo(order.tenant_id, body)
         fingerprint = request_rules.request_fingerprint(body.model_dump(mode="json"))
         over_cap = await self.over_cap(order, order_of.subject)
         job_key = await data_keys.job_key(keyring_of(settings))  # before the transaction: see data_keys.job_key
-        submission = Submission(order.tenant_id, body, order.idempotency_key, fingerprint, reference_key, profile,
-                                job_key, order.submitter, over_cap, order_of)
+        submission = Submission(tenant_id=order.tenant_id, body=body, idempotency_key=order.idempotency_key, fingerprint=fingerprint, reference_key=reference_key, profile=profile,
+                                job_key=job_key, submitter=order.submitter, over_cap=over_cap, order=order_of)
         try:
             return await self.record(submission)
         except (psycopg.errors.UniqueViolation, store.IdempotencyKeyTaken):
@@ -270,8 +270,8 @@ class Intake:
     async def subject_order(self, tenant_id: str, body: JobRequest) -> subject_order.SubjectOrder:
         """The job's subject and styles, checked (422 for one it cannot have)."""
         template = template_of(body)
-        styles = subject_order.resolved_styles(body.template, template, body.styles)
-        asked = subject_order.Asked(tenant_id, body.template, template, body.subject)
+        styles = subject_order.resolved_styles(body.template, template, asked=body.styles)
+        asked = subject_order.Asked(tenant_id=tenant_id, template_name=body.template, template=template, subject_id=body.subject)
         return subject_order.SubjectOrder(await subject_order.resolved_subject(self.runtime, asked), styles)
 
     async def over_cap(self, order: Order, subject: SubjectRef | None = None) -> Problem | None:
@@ -281,13 +281,13 @@ class Intake:
         tenant_id, body, submitter = order.tenant_id, order.body, order.submitter
         if self.ledger is None:
             return None
-        video = video_request.video_spec(body.video, template_of(body), None)
-        quote = Quote(tenant_id, body.template, body.tier, images=body.images, use_retry_tokens=body.use_retry_tokens,
+        video = video_request.video_spec(body.video, template_of(body), input_key=None)
+        quote = Quote(tenant_id=tenant_id, template=body.template, tier=body.tier, images=body.images, use_retry_tokens=body.use_retry_tokens,
                       video_duration_s=video.duration_s if video else None,
                       video_resolution=video.resolution if video else None,
                       subject=SubjectQuote.of(subject, body.identity))
         return await spend_caps.refusal(LedgerClient(self.ledger, self.settings.ledger_grpc_timeout_s), submitter,
-                                        quote)
+                                        quote=quote)
 
     async def input_photo(self, tenant_id: str, body: JobRequest) -> str | None:
         """The key of the job's input photo in the internal bucket, after screening and the
@@ -297,47 +297,47 @@ class Intake:
         first_frame = body.video.first_frame if body.video is not None else None
         if template.needs_input and body.input_upload is None and body.reference_image is None and first_frame is None:
             also = " or video.first_frame" if template.video != "never" else ""
-            raise Problem(422, "input-required", f"template {body.template!r} works on your photo: give"
+            raise Problem(status=422, slug="input-required", detail=f"template {body.template!r} works on your photo: give"
                           f" input_upload{also} ({template.input.description if template.input else 'an upload'})")
         if first_frame is not None:
-            return await self.first_frame_photo(tenant_id, body.template, first_frame)
+            return await self.first_frame_photo(tenant_id, body.template, first_frame=first_frame)
         if body.input_upload is not None:
             async with self.runtime.pool.connection() as conn:
-                upload = await store.read_upload(conn, body.input_upload, tenant_id)
+                upload = await store.read_upload(conn, body.input_upload, tenant_id=tenant_id)
             if upload is None:
-                raise Problem(422, "unknown-upload", f"input_upload: you have no upload {body.input_upload}")
+                raise Problem(status=422, slug="unknown-upload", detail=f"input_upload: you have no upload {body.input_upload}")
             objects = self.objects
             await guidance.check_input(self.settings, body.template,
-                                       await objects.get(objects.internal_bucket, upload["key"]))
+                                       photo=await objects.get(objects.internal_bucket, upload["key"]))
             return str(upload["key"])
         if body.reference_image is None:
             return None
         photo = screening.Sent(screening.reference_photo_bytes(body.reference_image), "reference_image")
-        return await self.stored_reference(tenant_id, body.template, photo)
+        return await self.stored_reference(tenant_id, body.template, sent=photo)
 
-    async def stored_reference(self, tenant_id: str, template: str, sent: screening.Sent) -> str:
+    async def stored_reference(self, tenant_id: str, template: str, *, sent: screening.Sent) -> str:
         """A photo screened like an upload, judged by the template's checks, and stored by content
         in the internal bucket (a retried submission stores nothing new); its key."""
         settings, objects = self.settings, self.objects
         limits = screening.ScreeningLimits(settings.max_upload_bytes, settings.max_reference_pixels)
-        photo = await self.gate.screen(sent.data, limits, sent.name)
-        await guidance.check_input(settings, template, photo.data)
+        photo = await self.gate.screen(sent.data, limits, name=sent.name)
+        await guidance.check_input(settings, template, photo=photo.data)
         key = f"{tenant_id}/references/{photo.sha256}.{photo.extension}"
-        await objects.put(objects.internal_bucket, key, photo)
+        await objects.put(objects.internal_bucket, key, content=photo)
         return key
 
-    async def first_frame_photo(self, tenant_id: str, template: str, first_frame: video_request.FirstFrame) -> str:
+    async def first_frame_photo(self, tenant_id: str, template: str, *, first_frame: video_request.FirstFrame) -> str:
         """An image the tenant was delivered, as a video job's first frame: copied from the public
         bucket into the internal one like a reference photo, after the same screening and checks."""
         async with self.runtime.pool.connection() as conn:
-            public_key, _ = await video_request.delivered_still(conn, tenant_id, first_frame)
+            public_key, _ = await video_request.delivered_still(conn, tenant_id, first_frame=first_frame)
         try:
             data = await self.objects.get(self.objects.public_bucket, public_key)
         except StorageError:
-            raise Problem(422, "unknown-first-frame", f"video.first_frame: image {first_frame.n} of job"
+            raise Problem(status=422, slug="unknown-first-frame", detail=f"video.first_frame: image {first_frame.n} of job"
                           f" {first_frame.job_id} is no longer stored (erased, or past retention)",
                           extra={"field": "video.first_frame"}) from None
-        return await self.stored_reference(tenant_id, template, screening.Sent(data, "video.first_frame"))
+        return await self.stored_reference(tenant_id, template, sent=screening.Sent(data, "video.first_frame"))
 
     async def record(self, submission: Submission) -> domain.JobView:
         """The job, written with its JobSubmitted; a retry with the same key gets the first job,
@@ -346,28 +346,28 @@ class Intake:
         runtime, settings = self.runtime, self.settings
         tenant, body, ttl_s = submission.tenant_id, submission.body, settings.idempotency_key_ttl_s
         async with runtime.pool.connection() as conn, conn.transaction():
-            plan_name, bound = await store.lock_plan_and_key(conn, tenant, submission.idempotency_key, ttl_s)
+            plan_name, bound = await store.lock_plan_and_key(conn, tenant, key=submission.idempotency_key, ttl_s=ttl_s)
             plan = self.plans.get(plan_name)
             if bound is not None:
                 if bound[1] != submission.fingerprint:
-                    raise Problem(422, "idempotency-key-reused", f"Idempotency-Key {submission.idempotency_key!r}"
+                    raise Problem(status=422, slug="idempotency-key-reused", detail=f"Idempotency-Key {submission.idempotency_key!r}"
                                   " was used with a different request")
-                first = await store.read_view(conn, bound[0], tenant)
+                first = await store.read_view(conn, bound[0], tenant_id=tenant)
                 assert first is not None, "a live Idempotency-Key names a job that is not erased (erasure forgets it)"
                 return first
-            limits.check_order_size(plan, body.images, body.candidates)
+            limits.check_order_size(plan, body.images, candidates=body.candidates)
             video_request.check_plan_limits(body.video, plan)
             if submission.over_cap is not None:
                 raise submission.over_cap
-            limits.check_submission(plan, await limits.count_usage(conn, tenant, datetime.now(UTC)), body.images)
-            spec = job_spec(submission, settings, plan.priority)
+            limits.check_submission(plan, await limits.count_usage(conn, tenant, now=datetime.now(UTC)), images=body.images)
+            spec = job_spec(submission, settings, priority=plan.priority)
             view = domain.submitted_view(spec, body.prompt)
-            await projection.record_submitted(conn, view, spec.submitted_at)
-            await subject_order.note_ordered(conn, spec.subject, spec.submitted_at)
+            await projection.record_submitted(conn, view, at=spec.submitted_at)
+            await subject_order.note_ordered(conn, spec.subject, at=spec.submitted_at)
             if submission.reference_key:
-                await store.remember_reference(conn, view.id, submission.reference_key)
-            await store.write_submission(conn, submission.data_key_row(), submission.binding(ttl_s),
-                                         runtime.outbox_row(JobSubmitted(job_id=spec.job_id, tenant_id=tenant,
+                await store.remember_reference(conn, view.id, key=submission.reference_key)
+            await store.write_submission(conn, submission.data_key_row(), binding=submission.binding(ttl_s),
+                                         outbox_row=runtime.outbox_row(JobSubmitted(job_id=spec.job_id, tenant_id=tenant,
                                                                          job=spec)))
         runtime.relay.notify()
         telemetry.JOBS_SUBMITTED.labels(view.template).inc()

@@ -23,7 +23,7 @@ class SweepPolicy:
         return min([*self.state_deadline_s.values(), self.deadline_grace_s, self.answer_timeout_s])
 
 
-def overdue(view: JobView, now: datetime, policy: SweepPolicy) -> str | None:
+def overdue(view: JobView, now: datetime, *, policy: SweepPolicy) -> str | None:
     """Why the job should have ended by now, or None."""
     if view.deadline_s is not None:
         if now > view.created_at + timedelta(seconds=view.deadline_s + policy.deadline_grace_s):
@@ -35,7 +35,7 @@ def overdue(view: JobView, now: datetime, policy: SweepPolicy) -> str | None:
     return None
 
 
-def sweep(view: JobView, now: datetime, policy: SweepPolicy) -> tuple[JobView, Event | None]:
+def sweep(view: JobView, now: datetime, *, policy: SweepPolicy) -> tuple[JobView, Event | None]:
     """One look at a job that is not final: ask it to end when it is overdue (it expires),
     and end it here when an earlier request got no answer in time. A job whose final state
     is reached but not shown yet (its settlement on the way) is left alone."""
@@ -47,10 +47,10 @@ def sweep(view: JobView, now: datetime, policy: SweepPolicy) -> tuple[JobView, E
         reason = f"asked to end at {view.cancel_requested_at:%H:%M:%S}, nothing answered in {policy.answer_timeout_s:g} s"
         closed = JobClosed(job_id=view.id, tenant_id=view.tenant_id, final_state=view.cancel_requested_as or "expired",
                            stuck_in=view.state, reason=reason)
-        return apply_event(view, closed, now), closed
-    why = overdue(view, now, policy)
+        return apply_event(view, closed, at=now), closed
+    why = overdue(view, now, policy=policy)
     if why is None:
         return view, None
     event = JobCancelRequested(job_id=view.id, tenant_id=view.tenant_id, reason=why, final_state="expired",
                                requested_at=now)
-    return cancel_requested(view, now, "expired"), event
+    return cancel_requested(view, now, final_state="expired"), event

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 class Sweeper(PeriodicRound):
-    def __init__(self, runtime: ServiceRuntime, settings: IngestSettings, signer: Signer) -> None:
+    def __init__(self, runtime: ServiceRuntime, settings: IngestSettings, *, signer: Signer) -> None:
         self.runtime, self.settings, self.signer = runtime, settings, signer
         self.policy = sweep_rules.SweepPolicy(settings.state_deadline_s, settings.deadline_grace_s,
                                               settings.cancel_answer_timeout_s)
@@ -34,19 +34,19 @@ class Sweeper(PeriodicRound):
         """One round; the number of events it published (0 when another replica holds the round)."""
         now = now or datetime.now(UTC)
         published = 0
-        async with exclusive_round(self.runtime.pool, self.runtime.name, "sweeper") as conn:
+        async with exclusive_round(self.runtime.pool, self.runtime.name, round_name="sweeper") as conn:
             if conn is None:
                 return 0
             changes: list[store.Change] = []
-            for view in await store.quiet_open_views(conn, now, self.policy.shortest_wait_s,
-                                                     self.settings.sweep_batch_size):
-                after, event = sweep_rules.sweep(view, now, self.policy)
+            for view in await store.quiet_open_views(conn, now, quiet_s=self.policy.shortest_wait_s,
+                                                     limit=self.settings.sweep_batch_size):
+                after, event = sweep_rules.sweep(view, now, policy=self.policy)
                 if event is None:
                     continue
-                changes.append(store.Change(view, after, event, now))
+                changes.append(store.Change(before=view, after=after, event=event, at=now))
                 await self.runtime.emit(conn, event)
                 published += 1
-            for announcement, _ in await commit_changes(conn, changes, Issuance(self.signer, now)):
+            for announcement, _ in await commit_changes(conn, changes, issuance=Issuance(self.signer, now)):
                 await self.runtime.emit(conn, announcement)
             await store.forget_expired_keys(conn, self.settings.idempotency_key_ttl_s)
         if published:

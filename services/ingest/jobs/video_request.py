@@ -49,24 +49,24 @@ class VideoRequest(RequestModel):
                                                              " instead of input_upload or reference_image")
 
 
-def check_video(template_name: str, template: Template, video: VideoRequest | None) -> None:
+def check_video(template_name: str, template: Template, *, video: VideoRequest | None) -> None:
     """Refuse (422) a request whose clips the template or the platform does not allow, or that
     a video template needs and lacks."""
     if video is None:
         if template.video == "required":
-            raise Problem(422, "video-required", f"template {template_name!r} makes video clips: give `video`"
+            raise Problem(status=422, slug="video-required", detail=f"template {template_name!r} makes video clips: give `video`"
                           " (duration_s, aspect_ratio, resolution, fps)", extra={"template": template_name})
         return
     if template.video == "never":
-        raise Problem(422, "video-not-allowed", f"template {template_name!r} makes images, not clips: leave out"
+        raise Problem(status=422, slug="video-not-allowed", detail=f"template {template_name!r} makes images, not clips: leave out"
                       " `video`, or use a video template (text-to-video, image-to-video, motion)",
                       extra={"template": template_name, "field": "video"})
     if video.first_frame is not None and not template.needs_input:
-        raise Problem(422, "video-not-allowed", f"template {template_name!r} does not start from a still, so"
+        raise Problem(status=422, slug="video-not-allowed", detail=f"template {template_name!r} does not start from a still, so"
                       " video.first_frame has no use; use image-to-video", extra={"template": template_name,
                                                                                   "field": "video.first_frame"})
     if video.duration_s > VIDEO_SECONDS_MAX:
-        raise Problem(422, "video-not-allowed", f"clips are at most {VIDEO_SECONDS_MAX} seconds long; this job asks"
+        raise Problem(status=422, slug="video-not-allowed", detail=f"clips are at most {VIDEO_SECONDS_MAX} seconds long; this job asks"
                       f" for {video.duration_s:g}", extra={"limit": VIDEO_SECONDS_MAX, "field": "video.duration_s"})
 
 
@@ -76,16 +76,16 @@ def check_plan_limits(video: VideoRequest | None, plan: Plan) -> None:
         return
     if video.duration_s > plan.video_seconds_max:
         limit = plan.video_seconds_max
-        raise Problem(422, "video-not-allowed", f"plan {plan.name!r} allows clips of at most {limit:g} seconds;"
+        raise Problem(status=422, slug="video-not-allowed", detail=f"plan {plan.name!r} allows clips of at most {limit:g} seconds;"
                       f" this job asks for {video.duration_s:g}",
                       extra={"plan": plan.name, "limit": limit, "field": "video.duration_s"})
     if RESOLUTIONS[video.resolution] > RESOLUTIONS[plan.video_resolution_max]:
-        raise Problem(422, "video-not-allowed", f"plan {plan.name!r} allows clips up to"
+        raise Problem(status=422, slug="video-not-allowed", detail=f"plan {plan.name!r} allows clips up to"
                       f" {plan.video_resolution_max}; this job asks for {video.resolution}", extra={"plan": plan.name,
                       "limit": plan.video_resolution_max, "field": "video.resolution"})
 
 
-def video_spec(video: VideoRequest | None, template: Template, input_key: str | None) -> VideoSpec | None:
+def video_spec(video: VideoRequest | None, template: Template, *, input_key: str | None) -> VideoSpec | None:
     """What the job asks of its clips; the first frame is its input photo where the template's
     pipeline starts from one (otherwise the template makes its own still, or none)."""
     if video is None:
@@ -94,16 +94,16 @@ def video_spec(video: VideoRequest | None, template: Template, input_key: str | 
                      fps=video.fps, first_frame_key=input_key if template.needs_input else None)
 
 
-async def delivered_still(conn: Conn, tenant_id: str, first_frame: FirstFrame) -> tuple[str, str]:
+async def delivered_still(conn: Conn, tenant_id: str, *, first_frame: FirstFrame) -> tuple[str, str]:
     """The public key and media type of the image `first_frame` names; 422 when the tenant was
     delivered no such image (another tenant's job is as unknown as none), or it is a clip."""
-    view = await store.read_view(conn, first_frame.job_id, tenant_id)
+    view = await store.read_view(conn, first_frame.job_id, tenant_id=tenant_id)
     output = next((o for o in view.outputs if o.n == first_frame.n), None) if view is not None else None
     if output is None:
-        raise Problem(422, "unknown-first-frame", f"video.first_frame: you were delivered no image {first_frame.n}"
+        raise Problem(status=422, slug="unknown-first-frame", detail=f"video.first_frame: you were delivered no image {first_frame.n}"
                       f" of job {first_frame.job_id}", extra={"field": "video.first_frame"})
     if not output.media_type.startswith("image/") or output.frames > 1:
-        raise Problem(422, "unknown-first-frame", f"video.first_frame: output {first_frame.n} of job"
+        raise Problem(status=422, slug="unknown-first-frame", detail=f"video.first_frame: output {first_frame.n} of job"
                       f" {first_frame.job_id} is a clip ({output.media_type}), not a still",
                       extra={"field": "video.first_frame"})
     return output.key, output.media_type

@@ -30,7 +30,7 @@ class OidcError(Exception):
     """The provider could not be used, or what it sent back is not to be trusted."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Metadata:
     issuer: str
     authorization_endpoint: str
@@ -38,7 +38,7 @@ class Metadata:
     jwks_uri: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Client:
     """The tenant's registration at its provider."""
 
@@ -72,7 +72,7 @@ class Expected:
     nonce: str
 
 
-def authorization_url(metadata: Metadata, client: Client, pkce: Pkce) -> str:
+def authorization_url(metadata: Metadata, client: Client, *, pkce: Pkce) -> str:
     query = {"response_type": "code", "client_id": client.client_id, "redirect_uri": client.redirect_uri,
              "scope": "openid email profile", "state": pkce.state, "nonce": pkce.nonce,
              "code_challenge": pkce.challenge, "code_challenge_method": "S256"}
@@ -80,7 +80,7 @@ def authorization_url(metadata: Metadata, client: Client, pkce: Pkce) -> str:
     return f"{metadata.authorization_endpoint}{separator}{urlencode(query)}"
 
 
-def check_claims(claims: dict[str, Any], expected: Expected, now: float) -> None:
+def check_claims(claims: dict[str, Any], expected: Expected, *, now: float) -> None:
     """Issuer, audience (and the authorized party when there are several), expiry, issue time and nonce."""
     registry = jwt.JWTClaimsRegistry(now=int(now), leeway=LEEWAY_S, iss={"essential": True, "value": expected.issuer},
                                      aud={"essential": True, "value": expected.client_id}, exp={"essential": True},
@@ -97,7 +97,7 @@ def check_claims(claims: dict[str, Any], expected: Expected, now: float) -> None
         raise OidcError("the id_token was issued too long ago")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Provider:
     """Talks to identity providers over `http`, keeping their documents for `cache_s`."""
 
@@ -133,8 +133,8 @@ class Provider:
         """The provider's discovery document, which must name the issuer it was asked for."""
         document = await self._get(issuer.rstrip("/") + "/.well-known/openid-configuration")
         try:
-            metadata = Metadata(document["issuer"], document["authorization_endpoint"], document["token_endpoint"],
-                                document["jwks_uri"])
+            metadata = Metadata(issuer=document["issuer"], authorization_endpoint=document["authorization_endpoint"], token_endpoint=document["token_endpoint"],
+                                jwks_uri=document["jwks_uri"])
         except KeyError as missing:
             raise OidcError(f"the provider's discovery document has no {missing}") from None
         if metadata.issuer != issuer:
@@ -161,7 +161,7 @@ class Provider:
             raise OidcError(f"the identity provider did not redeem the code ({said})")
         return str(answer["id_token"])
 
-    async def verified_claims(self, metadata: Metadata, id_token: str, expected: Expected) -> dict[str, Any]:
+    async def verified_claims(self, metadata: Metadata, id_token: str, *, expected: Expected) -> dict[str, Any]:
         """The id_token's claims, once its signature and claims are checked; OidcError else."""
         keys = KeySet.import_key_set(await self._get(metadata.jwks_uri))  # type: ignore[arg-type]
         try:
@@ -172,7 +172,7 @@ class Provider:
                 token = jwt.decode(id_token, keys, algorithms=ALGORITHMS)
         except (JoseError, ValueError) as error:
             raise OidcError(f"the id_token's signature was refused: {type(error).__name__}") from None
-        check_claims(dict(token.claims), expected, time.time())
+        check_claims(dict(token.claims), expected, now=time.time())
         return dict(token.claims)
 
 

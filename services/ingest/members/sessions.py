@@ -40,7 +40,7 @@ class SignIn:
     email: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class OpenedSession:
     id: UUID
     token: str
@@ -53,20 +53,20 @@ def client_address(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-async def open_session(conn: Conn, sign_in: SignIn, timeouts: SessionTimeouts) -> OpenedSession:
+async def open_session(conn: Conn, sign_in: SignIn, *, timeouts: SessionTimeouts) -> OpenedSession:
     token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     row = await store.insert_session(conn, store.NewSession(
         token_hash=digest(token), csrf_hash=digest(csrf), tenant_id=sign_in.tenant_id, member_id=sign_in.member_id,
         method=sign_in.method, origin=sign_in.origin, user_agent=sign_in.user_agent, lifetime_s=timeouts.absolute_s))
-    return OpenedSession(row["id"], token, csrf, timeouts.absolute_s)
+    return OpenedSession(id=row["id"], token=token, csrf=csrf, max_age_s=timeouts.absolute_s)
 
 
-async def open_for(runtime: ServiceRuntime, conn: Conn, sign_in: SignIn, settings: TeamSettings) -> OpenedSession:
+async def open_for(runtime: ServiceRuntime, conn: Conn, *, sign_in: SignIn, settings: TeamSettings) -> OpenedSession:
     """A new session for a member who just signed in, with the sign-in on record."""
-    opened = await open_session(conn, sign_in, SessionTimeouts(settings.session_idle_s, settings.session_absolute_s))
-    await record_action(runtime, conn, Action(member_actor(str(sign_in.member_id)), "member.sign_in",
-                                              f"session:{opened.id}", sign_in.tenant_id,
-                                              {"method": sign_in.method, "origin": sign_in.origin,
+    opened = await open_session(conn, sign_in, timeouts=SessionTimeouts(settings.session_idle_s, settings.session_absolute_s))
+    await record_action(runtime, conn, action=Action(actor=member_actor(str(sign_in.member_id)), name="member.sign_in",
+                                              target=f"session:{opened.id}", tenant_id=sign_in.tenant_id,
+                                              details={"method": sign_in.method, "origin": sign_in.origin,
                                                "actor_email": sign_in.email,
                                                "user_agent": sign_in.user_agent[:200]}))
     return opened
@@ -90,15 +90,15 @@ def own_origin(request: Request, public_url: str | None) -> str:
     return f"{scheme}://{rest.split('/', 1)[0]}"
 
 
-def check_csrf(request: Request, csrf_hash: str, public_url: str | None) -> None:
+def check_csrf(request: Request, csrf_hash: str, *, public_url: str | None) -> None:
     """Refuse (403) a change sent with the session's cookie but without its CSRF token, or
     from a page of another origin."""
     if request.method in SAFE_METHODS:
         return
     origin = request.headers.get("origin")
     if origin is not None and origin != own_origin(request, public_url):
-        raise Problem(403, "csrf-refused", f"a change to this session's account cannot come from {origin[:100]!r}")
+        raise Problem(status=403, slug="csrf-refused", detail=f"a change to this session's account cannot come from {origin[:100]!r}")
     sent = request.headers.get(CSRF_HEADER, "")
     if not sent or not hmac.compare_digest(digest(sent), csrf_hash):
-        raise Problem(403, "csrf-refused", f"a change made with a session must carry its {CSRF_HEADER} header"
+        raise Problem(status=403, slug="csrf-refused", detail=f"a change made with a session must carry its {CSRF_HEADER} header"
                       " (the console sends it)")

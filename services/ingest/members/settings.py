@@ -45,5 +45,5 @@ class TeamSettings(BaseSettings):
 
     @model_validator(mode="after")
     def link_key(self) -> "TeamSettings":
-        refuse_missing_or_weak("GENLINE_MEMBER_LINK_KEY", self.member_link_key, False)
+        refuse_missing_or_weak("GENLINE_MEMBER_LINK_KEY", self.member_link_key, required=False)
         return self

@@ -27,17 +27,17 @@ def secret_context(tenant_id: str) -> uuid.UUID:
     return uuid.uuid5(uuid.NAMESPACE_URL, f"genline:sso-client-secret:{tenant_id}")
 
 
-async def wrap_secret(keyring: Keyring, tenant_id: str, secret: str) -> tuple[str | None, bytes]:
+async def wrap_secret(keyring: Keyring, tenant_id: str, *, secret: str) -> tuple[str | None, bytes]:
     return await asyncio.to_thread(keyring.wrap, secret.encode(), secret_context(tenant_id))
 
 
-async def client_of(keyring: Keyring, provider: ProviderRow, redirect_uri: str) -> oidc.Client:
+async def client_of(keyring: Keyring, provider: ProviderRow, *, redirect_uri: str) -> oidc.Client:
     secret = await asyncio.to_thread(keyring.unwrap, provider.secret_kek, provider.client_secret,
-                                     secret_context(provider.tenant_id))
-    return oidc.Client(provider.issuer, provider.client_id, secret.decode(), redirect_uri)
+                                     job_id=secret_context(provider.tenant_id))
+    return oidc.Client(issuer=provider.issuer, client_id=provider.client_id, client_secret=secret.decode(), redirect_uri=redirect_uri)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Claimed:
     """What a verified id_token says about its person."""
 
@@ -52,8 +52,9 @@ class Claimed:
         if email is not None and claims.get("email_verified") is False:
             email = None  # an address the provider did not verify proves nothing
         groups = claims.get(groups_claim) or []
-        return cls(str(claims["iss"]), str(claims["sub"]), str(email).lower() if isinstance(email, str) else None,
-                   tuple(str(g) for g in groups) if isinstance(groups, list) else (str(groups),))
+        return cls(issuer=str(claims["iss"]), subject=str(claims["sub"]),
+                   email=str(email).lower() if isinstance(email, str) else None,
+                   groups=tuple(str(g) for g in groups) if isinstance(groups, list) else (str(groups),))
 
 
 def role_from_groups(provider: ProviderRow, groups: tuple[str, ...]) -> str | None:
@@ -64,13 +65,13 @@ def role_from_groups(provider: ProviderRow, groups: tuple[str, ...]) -> str | No
 
 def refuse_domain(provider: ProviderRow, email: str | None) -> None:
     if email is None:
-        raise Problem(403, "sso-no-email", "the identity provider did not give a verified email address")
+        raise Problem(status=403, slug="sso-no-email", detail="the identity provider did not give a verified email address")
     if provider.allowed_domains and email.rsplit("@", 1)[-1] not in provider.allowed_domains:
-        raise Problem(403, "sso-domain-refused", f"addresses at {email.rsplit('@', 1)[-1]!r} may not sign in to"
+        raise Problem(status=403, slug="sso-domain-refused", detail=f"addresses at {email.rsplit('@', 1)[-1]!r} may not sign in to"
                       " this tenant")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Arrival:
     """A verified sign-in through the tenant's provider: who, from where, with which invitation."""
 
@@ -80,39 +81,39 @@ class Arrival:
     invitation: str | None = None
 
 
-async def member_for(runtime: ServiceRuntime, conn: Conn, arrival: Arrival) -> DictRow:
+async def member_for(runtime: ServiceRuntime, conn: Conn, *, arrival: Arrival) -> DictRow:
     """The member this sign-in is, made or linked as the tenant's settings say; 403 else."""
     provider, claimed = arrival.provider, arrival.claimed
     refuse_domain(provider, claimed.email)
     assert claimed.email is not None  # refused above
     if arrival.invitation is not None:
-        return await team.accept(runtime, conn, arrival.invitation, team.Identity(
-            arrival.origin, claimed.email, claimed.issuer, claimed.subject))
+        return await team.accept(runtime, conn, token=arrival.invitation, identity=team.Identity(
+            origin=arrival.origin, email=claimed.email, issuer=claimed.issuer, subject=claimed.subject))
     tenant_id = provider.tenant_id
-    member = await store.member_by_identity(conn, tenant_id, claimed.issuer, claimed.subject)
+    member = await store.member_by_identity(conn, tenant_id, issuer=claimed.issuer, subject=claimed.subject)
     if member is None:
-        member = await store.member_by_email(conn, tenant_id, claimed.email)
+        member = await store.member_by_email(conn, tenant_id, email=claimed.email)
         if member is not None and member["idp_subject"] is not None:
-            raise Problem(403, "sso-identity-mismatch", "this address belongs to a member who signs in with another"
+            raise Problem(status=403, slug="sso-identity-mismatch", detail="this address belongs to a member who signs in with another"
                           " identity at the provider")
         if member is not None:
-            await store.link_identity(conn, member["id"], claimed.issuer, claimed.subject)
+            await store.link_identity(conn, member["id"], issuer=claimed.issuer, subject=claimed.subject)
     if member is None:
-        member = await just_in_time(runtime, conn, arrival)
+        member = await just_in_time(runtime, conn, arrival=arrival)
     return member
 
 
-async def just_in_time(runtime: ServiceRuntime, conn: Conn, arrival: Arrival) -> DictRow:
+async def just_in_time(runtime: ServiceRuntime, conn: Conn, *, arrival: Arrival) -> DictRow:
     provider, claimed = arrival.provider, arrival.claimed
     role = role_from_groups(provider, claimed.groups) or provider.default_role
     if not provider.just_in_time or role is None:
-        raise Problem(403, "sso-not-a-member", f"{claimed.email} is not a member of this tenant; ask an admin for an"
+        raise Problem(status=403, slug="sso-not-a-member", detail=f"{claimed.email} is not a member of this tenant; ask an admin for an"
                       " invitation")
     await store.lock_members(conn, provider.tenant_id)
     member = await store.insert_member(conn, store.NewMember(
         tenant_id=provider.tenant_id, role=role, email=claimed.email, issuer=claimed.issuer, subject=claimed.subject))
-    await record_action(runtime, conn, Action("system:sso", "member.join", f"member:{member['id']}",
-                                              provider.tenant_id, {"email": claimed.email, "role": role,
+    await record_action(runtime, conn, action=Action(actor="system:sso", name="member.join", target=f"member:{member['id']}",
+                                              tenant_id=provider.tenant_id, details={"email": claimed.email, "role": role,
                                                                    "groups": list(claimed.groups),
                                                                    "origin": arrival.origin}))
     return member

@@ -36,24 +36,24 @@ class Changer:
     actor: str
 
 
-def refuse_beyond(changer: Changer, role: str, verb: str) -> None:
+def refuse_beyond(changer: Changer, role: str, *, verb: str) -> None:
     if not roles.may_grant(changer.scopes, role):
-        raise Problem(403, "role-beyond-yours", f"you cannot {verb} the role {role!r}: it holds scopes you do not",
+        raise Problem(status=403, slug="role-beyond-yours", detail=f"you cannot {verb} the role {role!r}: it holds scopes you do not",
                       extra={"role": role})
 
 
-async def member_to_change(conn: Conn, changer: Changer, member_id: UUID) -> DictRow:
+async def member_to_change(conn: Conn, changer: Changer, *, member_id: UUID) -> DictRow:
     """The member, its tenant's members locked; 404 when the tenant has none by that id."""
     await store.lock_members(conn, changer.tenant_id)
-    member = await store.read_member(conn, changer.tenant_id, member_id)
+    member = await store.read_member(conn, changer.tenant_id, member_id=member_id)
     if member is None:
-        raise Problem(404, "member-not-found", f"no member {member_id}")
+        raise Problem(status=404, slug="member-not-found", detail=f"no member {member_id}")
     return member
 
 
-async def refuse_last_owner(conn: Conn, member: DictRow, verb: str) -> None:
+async def refuse_last_owner(conn: Conn, member: DictRow, *, verb: str) -> None:
     if member["role"] == "owner" and await store.count_owners(conn, member["tenant_id"]) <= 1:
-        raise Problem(409, "last-owner", f"{member['email']} is the tenant's last owner and cannot be {verb};"
+        raise Problem(status=409, slug="last-owner", detail=f"{member['email']} is the tenant's last owner and cannot be {verb};"
                       " make another member owner first")
 
 
@@ -67,67 +67,67 @@ class Team:
 
     async def record(self, conn: Conn, action: tuple[str, str, dict[str, Any]]) -> None:
         name, target, details = action
-        await record_action(self.runtime, conn, Action(self.changer.actor, name, target, self.changer.tenant_id,
-                                                       details))
+        await record_action(self.runtime, conn, action=Action(actor=self.changer.actor, name=name, target=target, tenant_id=self.changer.tenant_id,
+                                                       details=details))
 
-    async def change_role(self, conn: Conn, member_id: UUID, role: str) -> DictRow:
+    async def change_role(self, conn: Conn, member_id: UUID, *, role: str) -> DictRow:
         """Give a member another role; their sessions end (they sign in again with the new one)."""
         changer = self.changer
-        member = await member_to_change(conn, changer, member_id)
-        refuse_beyond(changer, member["role"], "take away")
-        refuse_beyond(changer, role, "give")
+        member = await member_to_change(conn, changer, member_id=member_id)
+        refuse_beyond(changer, member["role"], verb="take away")
+        refuse_beyond(changer, role, verb="give")
         if member["kind"] == "service" and role == "owner":
-            raise Problem(422, "owner-is-a-person", "a service account cannot be an owner")
+            raise Problem(status=422, slug="owner-is-a-person", detail="a service account cannot be an owner")
         if role != member["role"]:
             if role != "owner":
-                await refuse_last_owner(conn, member, "demoted")
-            await store.set_role(conn, member_id, role)
-            ended = await session_store.end_sessions_of(conn, member_id, "role_changed")
+                await refuse_last_owner(conn, member, verb="demoted")
+            await store.set_role(conn, member_id, role=role)
+            ended = await session_store.end_sessions_of(conn, member_id, reason="role_changed")
             await self.record(conn, ("member.role_change", f"member:{member_id}", {
                 "member_email": member["email"], "from": member["role"], "to": role, "sessions_ended": ended}))
-        return await store.read_member(conn, changer.tenant_id, member_id) or member
+        return await store.read_member(conn, changer.tenant_id, member_id=member_id) or member
 
-    async def remove(self, conn: Conn, member_id: UUID, move_keys_to: UUID | None) -> None:
+    async def remove(self, conn: Conn, member_id: UUID, *, move_keys_to: UUID | None) -> None:
         """Remove a member or service account: its keys move to `move_keys_to` or are revoked,
         its sessions end, and it is marked removed."""
         changer = self.changer
-        member = await member_to_change(conn, changer, member_id)
-        refuse_beyond(changer, member["role"], "remove a member with")
-        await refuse_last_owner(conn, member, "removed")
+        member = await member_to_change(conn, changer, member_id=member_id)
+        refuse_beyond(changer, member["role"], verb="remove a member with")
+        await refuse_last_owner(conn, member, verb="removed")
         moved = revoked = 0
         if move_keys_to is not None:
-            heir = await store.read_member(conn, changer.tenant_id, move_keys_to)
+            heir = await store.read_member(conn, changer.tenant_id, member_id=move_keys_to)
             if heir is None or heir["id"] == member_id:
-                raise Problem(422, "invalid-heir", f"the keys cannot move to {move_keys_to}: not another member of"
+                raise Problem(status=422, slug="invalid-heir", detail=f"the keys cannot move to {move_keys_to}: not another member of"
                               " this tenant")
-            moved = await store.move_keys(conn, member_id, move_keys_to)
+            moved = await store.move_keys(conn, member_id, to_member=move_keys_to)
         else:
             revoked = await store.revoke_keys_of(conn, member_id)
-        ended = await session_store.end_sessions_of(conn, member_id, "member_removed")
+        ended = await session_store.end_sessions_of(conn, member_id, reason="member_removed")
         await store.mark_removed(conn, member_id)
         await self.record(conn, ("member.remove", f"member:{member_id}", {
             "member_email": member["email"], "name": member["name"], "role": member["role"], "keys_moved": moved,
             "keys_revoked": revoked, "moved_to": str(move_keys_to) if move_keys_to else None,
             "sessions_ended": ended}))
 
-    async def add_service_account(self, conn: Conn, name: str, role: str) -> DictRow:
-        refuse_beyond(self.changer, role, "give")
+    async def add_service_account(self, conn: Conn, name: str, *, role: str) -> DictRow:
+        refuse_beyond(self.changer, role, verb="give")
         if role == "owner":
-            raise Problem(422, "owner-is-a-person", "a service account cannot be an owner")
+            raise Problem(status=422, slug="owner-is-a-person", detail="a service account cannot be an owner")
         await store.lock_members(conn, self.changer.tenant_id)
         row = await store.insert_member(conn, store.NewMember(tenant_id=self.changer.tenant_id, role=role, name=name))
         await self.record(conn, ("service_account.create", f"member:{row['id']}", {"name": name, "role": role}))
         return row
 
-    async def invite(self, conn: Conn, wanted: "Invite", signer: LinkSigner) -> tuple[DictRow, str]:
+    async def invite(self, conn: Conn, wanted: "Invite", *, signer: LinkSigner) -> tuple[DictRow, str]:
         """A new invitation and its link's token (to be mailed, never stored or shown)."""
         changer = self.changer
-        refuse_beyond(changer, wanted.role, "give")
+        refuse_beyond(changer, wanted.role, verb="give")
         email = wanted.email.strip().lower()
         if not await store.lock_members(conn, changer.tenant_id):
-            raise Problem(404, "tenant-not-found", f"no tenant {changer.tenant_id!r}")
-        if await store.member_by_email(conn, changer.tenant_id, email) is not None:
-            raise Problem(409, "already-a-member", f"{email} is already a member of this tenant")
+            raise Problem(status=404, slug="tenant-not-found", detail=f"no tenant {changer.tenant_id!r}")
+        if await store.member_by_email(conn, changer.tenant_id, email=email) is not None:
+            raise Problem(status=409, slug="already-a-member", detail=f"{email} is already a member of this tenant")
         expires = time.time() + wanted.ttl_s
         token = signer.sign("invitation", expires)
         row = await store.insert_invitation(conn, store.NewInvitation(
@@ -137,9 +137,9 @@ class Team:
         return row, token
 
     async def revoke_invitation(self, conn: Conn, invitation_id: UUID) -> None:
-        row = await store.revoke_invitation(conn, self.changer.tenant_id, invitation_id)
+        row = await store.revoke_invitation(conn, self.changer.tenant_id, invitation_id=invitation_id)
         if row is None:
-            raise Problem(404, "invitation-not-found", f"no open invitation {invitation_id}")
+            raise Problem(status=404, slug="invitation-not-found", detail=f"no open invitation {invitation_id}")
         await self.record(conn, ("invitation.revoke", f"invitation:{invitation_id}",
                                  {"email": row["email"], "role": row["role"]}))
 
@@ -151,7 +151,7 @@ class Invite:
     ttl_s: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Identity:
     """Who follows an invitation's link, and from where: their provider's identity when they
     came through single sign-on (then their address must be the invited one)."""
@@ -162,28 +162,28 @@ class Identity:
     subject: str | None = None
 
 
-async def accept(runtime: ServiceRuntime, conn: Conn, token: str, identity: Identity) -> DictRow:
+async def accept(runtime: ServiceRuntime, conn: Conn, *, token: str, identity: Identity) -> DictRow:
     """The member an invitation makes, in the role it names; the invitation used up. 404 for
     a link that is not (or no longer) an open invitation; 403 when a provider's address is
     not the invited one."""
     invitation = await store.open_invitation(conn, digest(token), lock=True)
     if invitation is None:
-        raise Problem(404, "invitation-not-found", "this invitation was used, revoked or has expired; ask for a new one")
+        raise Problem(status=404, slug="invitation-not-found", detail="this invitation was used, revoked or has expired; ask for a new one")
     if identity.email is not None and identity.email.lower() != invitation["email"]:
-        raise Problem(403, "invitation-for-another", f"this invitation is for {invitation['email']}, and you signed in"
+        raise Problem(status=403, slug="invitation-for-another", detail=f"this invitation is for {invitation['email']}, and you signed in"
                       f" as {identity.email.lower()}")
     await store.lock_members(conn, invitation["tenant_id"])
-    member = await store.member_by_email(conn, invitation["tenant_id"], invitation["email"])
+    member = await store.member_by_email(conn, invitation["tenant_id"], email=invitation["email"])
     if member is None:
         member = await store.insert_member(conn, store.NewMember(
             tenant_id=invitation["tenant_id"], role=invitation["role"], email=invitation["email"],
             issuer=identity.issuer, subject=identity.subject))
-    await store.mark_accepted(conn, invitation["id"], member["id"])
+    await store.mark_accepted(conn, invitation["id"], member_id=member["id"])
     details: dict[str, Any] = {"email": invitation["email"], "actor_email": invitation["email"],
                                "role": invitation["role"], "origin": identity.origin,
                                "invited_by": invitation["invited_by"]}
-    await record_action(runtime, conn, Action(member_actor(str(member["id"])), "invitation.accept",
-                                              f"invitation:{invitation['id']}", invitation["tenant_id"], details))
+    await record_action(runtime, conn, action=Action(actor=member_actor(str(member["id"])), name="invitation.accept",
+                                              target=f"invitation:{invitation['id']}", tenant_id=invitation["tenant_id"], details=details))
     return member
 
 
@@ -196,12 +196,12 @@ class Outbound:
     base_url: str
 
 
-async def invite_by_mail(team: Team, wanted: Invite, outbound: Outbound) -> tuple[DictRow, str]:
+async def invite_by_mail(team: Team, wanted: Invite, *, outbound: Outbound) -> tuple[DictRow, str]:
     """Make the invitation (committed, with its audit record), then mail its link; the
     invitation as it then stands (mailed, or why not) and the link."""
     runtime = team.runtime
     async with runtime.pool.connection() as conn, conn.transaction():
-        row, token = await team.invite(conn, wanted, outbound.signer)
+        row, token = await team.invite(conn, wanted, signer=outbound.signer)
     runtime.relay.notify()
     link = f"{outbound.base_url}/console/invitation#{token}"
     tenant = team.changer.tenant_id
@@ -213,4 +213,4 @@ async def invite_by_mail(team: Team, wanted: Invite, outbound: Outbound) -> tupl
     except MailUnsent as unsent:
         error = str(unsent)
     async with runtime.pool.connection() as conn:
-        return await store.note_mailing(conn, row["id"], error) or row, link
+        return await store.note_mailing(conn, row["id"], error=error) or row, link

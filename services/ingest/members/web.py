@@ -29,14 +29,14 @@ async def throttle(request: Request, runtime: ServiceRuntime) -> None:
     plan = SIGN_IN_RATE
     async with runtime.pool.connection() as conn:
         ahead = await callers.take_anonymous_request(conn, f"sign-in:{sessions.client_address(request)}",
-                                                     plan.interval_s, plan.tolerance_s)
+                                                     interval_s=plan.interval_s, tolerance_s=plan.tolerance_s)
     if ahead is None:
-        decision = rate_decision(plan, False, plan.tolerance_s)
-        raise Problem(429, "rate-limited", f"too many sign-in requests; retry after {decision.retry_after_s} s",
-                      decision.headers(plan), extra={"retry_after": decision.retry_after_s})
+        decision = rate_decision(plan, False, ahead_s=plan.tolerance_s)
+        raise Problem(status=429, slug="rate-limited", detail=f"too many sign-in requests; retry after {decision.retry_after_s} s",
+                      headers=decision.headers(plan), extra={"retry_after": decision.retry_after_s})
 
 
-def sign_in_of(request: Request, member: Any, method: str) -> sessions.SignIn:
+def sign_in_of(request: Request, member: Any, *, method: str) -> sessions.SignIn:
     return sessions.SignIn(tenant_id=member["tenant_id"], member_id=member["id"], method=method,
                            origin=sessions.client_address(request), user_agent=request.headers.get("user-agent", ""),
                            email=member["email"])

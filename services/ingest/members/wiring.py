@@ -14,14 +14,14 @@ from services.ingest.members.oidc import Provider
 from services.ingest.settings import IngestSettings
 
 
-def install(app: FastAPI, runtime: ServiceRuntime, settings: IngestSettings) -> None:
+def install(app: FastAPI, runtime: ServiceRuntime, *, settings: IngestSettings) -> None:
     app.state.link_signer = LinkSigner.from_settings(settings.member_link_key, settings.receipt_signing_key)
     app.state.mailer = Mailer(settings)
     # Identity providers are reached directly, never through a redirect (a discovery document
     # or a key set must come from the address configured).
     http = httpx.AsyncClient(timeout=settings.oidc_timeout_s, follow_redirects=False)
-    app.state.identity_providers = Provider(http, settings.oidc_cache_s,
-                                            targets.allowed_networks(settings.oidc_allowed_networks))
+    app.state.identity_providers = Provider(http=http, cache_s=settings.oidc_cache_s,
+                                            allowed=targets.allowed_networks(settings.oidc_allowed_networks))
     runtime.shutdown_hooks.append(http.aclose)
 
 

@@ -257,7 +257,7 @@ def _json(value: Any) -> Any:
     return value.isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else value
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ReceiptStamp:
     """What a receipt says of its own issue: its place in the tenant's chain (its sequence and
     the previous receipt's hash, None for the first), the key that signs it, and when."""

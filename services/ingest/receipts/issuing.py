@@ -27,14 +27,14 @@ class Issuance:
     at: datetime
 
 
-async def issue_receipts(conn: Conn, changes: list[Change], issuance: Issuance) -> tuple[list[Change], Statement | None]:
+async def issue_receipts(conn: Conn, changes: list[Change], *, issuance: Issuance) -> tuple[list[Change], Statement | None]:
     """The changes with a receipt in every view of a job they show final for the first time,
     the receipts issued (and chained) in the caller's transaction, which holds the jobs' rows;
     and the statement that writes them, for the caller to send with its own last write (db.together)."""
     finishing = [change.after for change in changes if change.after.final and not change.before.final]
     if not finishing:
         return changes, None
-    issued, written = await issue(conn, finishing, issuance)
+    issued, written = await issue(conn, finishing, issuance=issuance)
 
     def patched(view: JobView) -> JobView:
         return with_receipt(view, issued[view.id]) if view.id in issued and view.final else view
@@ -42,7 +42,7 @@ async def issue_receipts(conn: Conn, changes: list[Change], issuance: Issuance) 
     return [replace(change, before=patched(change.before), after=patched(change.after)) for change in changes], written
 
 
-async def issue(conn: Conn, views: list[JobView], issuance: Issuance) -> tuple[dict[UUID, str], Statement | None]:
+async def issue(conn: Conn, views: list[JobView], *, issuance: Issuance) -> tuple[dict[UUID, str], Statement | None]:
     """Sign a receipt for each view, in order, each after its tenant's last; the hashes by
     job, and the statement that writes the receipts (the caller sends it before it commits).
     The tenants' rows are locked in one order first, so chains grow one receipt at a time
@@ -58,17 +58,17 @@ async def issue(conn: Conn, views: list[JobView], issuance: Issuance) -> tuple[d
     rows = []
     for view in views:
         sequence, previous = heads[view.tenant_id]
-        signed = signer.sign(receipt_body(view, ReceiptStamp(sequence + 1, previous, signer.kid, now)))
+        signed = signer.sign(receipt_body(view, ReceiptStamp(sequence=sequence + 1, previous_sha256=previous, kid=signer.kid, issued_at=now)))
         rows.append((view.id, view.tenant_id, sequence + 1, signed["sha256"], json.dumps(signed), now))
         heads[view.tenant_id] = (sequence + 1, signed["sha256"])
         issued[view.id] = signed["sha256"]
         telemetry.RECEIPTS_ISSUED.labels(view.state).inc()
-    return issued, inserted("receipts", store.RECEIPT_COLUMNS, rows)
+    return issued, inserted("receipts", store.RECEIPT_COLUMNS, rows=rows)
 
 
 async def record_signing_key(conn: Conn, signer: Signer) -> None:
     """Publish the key this process signs with, for as long as receipts signed with it exist."""
-    await store.record_signing_key(conn, signer.kid, signer.public_key)
+    await store.record_signing_key(conn, signer.kid, public_key=signer.public_key)
 
 
 async def published_keys(conn: Conn, current_kid: str) -> list[dict[str, Any]]:

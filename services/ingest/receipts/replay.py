@@ -129,8 +129,8 @@ def credit_problems(body: dict[str, Any], journal: Journal) -> list[str]:
             for name, value in recorded.items() if body["credits"][name] != value]
 
 
-def load_receipts(conn: psycopg.Connection[TupleRow], schema: str, tenant: str | None) -> dict[str, list[dict[str, Any]]]:
-    rows = store.receipt_documents(conn, schema, tenant)
+def load_receipts(conn: psycopg.Connection[TupleRow], schema: str, *, tenant: str | None) -> dict[str, list[dict[str, Any]]]:
+    rows = store.receipt_documents(conn, schema, tenant=tenant)
     chains: dict[str, list[dict[str, Any]]] = {}
     for tenant_id, document in rows:
         chains.setdefault(tenant_id, []).append(document)
@@ -143,7 +143,7 @@ def load_keys(conn: psycopg.Connection[TupleRow], schema: str) -> dict[str, Ed25
 
 
 async def check(settings: IngestSettings, chains: dict[str, list[dict[str, Any]]],
-                keys: dict[str, Ed25519PublicKey]) -> tuple[list[str], int, int, int]:
+                *, keys: dict[str, Ed25519PublicKey]) -> tuple[list[str], int, int, int]:
     journal, malformed = await read_journal(client_options(settings), settings.topic_namespace)
     objects = ObjectStore(settings)
     lines, gone, checked = [], 0, 0
@@ -170,13 +170,13 @@ class ReceiptReplay:
 
 
 def replay_receipts(settings: IngestSettings, replay: ReceiptReplay = ReceiptReplay(),
-                    out: Callable[[str], object] = print) -> int:
+                    *, out: Callable[[str], object] = print) -> int:
     with psycopg.connect(settings.database_url.get_secret_value(), autocommit=True) as conn:
-        chains, keys = load_receipts(conn, replay.schema, replay.tenant), load_keys(conn, replay.schema)
-    lines, gone, checked, malformed = asyncio.run(check(settings, chains, keys))
+        chains, keys = load_receipts(conn, replay.schema, tenant=replay.tenant), load_keys(conn, replay.schema)
+    lines, gone, checked, malformed = asyncio.run(check(settings, chains, keys=keys))
     receipts = sum(len(documents) for documents in chains.values())
     out(f"checked {receipts} receipts of {len(chains)} tenants against the ledger's journal and {checked} delivered"
         " objects")
     if gone:
         out(f"note: {gone} outputs are no longer stored (erased, or past their retention) and were not checked")
-    return report(out, Differences(lines, len({line.split()[0] for line in lines}), "receipt", malformed))
+    return report(out, Differences(lines=lines, differing=len({line.split()[0] for line in lines}), noun="receipt", malformed=malformed))

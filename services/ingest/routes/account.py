@@ -93,10 +93,10 @@ async def quote(body: QuoteRequest, tenant: AccountReader, ledger: Ledger, setti
     job of a subject (`subject`) shows its training line (`training_credits`), held with the
     job and charged only if the job trains the subject's identity."""
     clips = {"video_duration_s": body.video.duration_s, "video_resolution": body.video.resolution} if body.video else {}
-    subject = await quoted_subject(body, tenant, runtime)
+    subject = await quoted_subject(body, tenant, runtime=runtime)
     answer = await call_ledger(ledger.Quote, pb.QuoteRequest(
         tenant_id=tenant, **body.model_dump(exclude={"video", "subject", "identity"}), **clips, **subject),
-        settings.ledger_grpc_timeout_s)
+        timeout_s=settings.ledger_grpc_timeout_s)
     return {"template": body.template, "tier": body.tier, "images": body.images, "credits": answer.credits,
             "unit_price": answer.unit_price, "second_price": answer.second_price or None,
             "clip_seconds": answer.clip_seconds or None, "price_book_version": answer.pricebook_version,
@@ -105,14 +105,14 @@ async def quote(body: QuoteRequest, tenant: AccountReader, ledger: Ledger, setti
             "training_credits": answer.training_credits}
 
 
-async def quoted_subject(body: QuoteRequest, tenant: str, runtime: Runtime) -> dict[str, str]:
+async def quoted_subject(body: QuoteRequest, tenant: str, *, runtime: Runtime) -> dict[str, str]:
     """The subject's fields of the ledger's quote: its id, photo set and identity mode."""
     if body.subject is None:
         return {}
     async with runtime.pool.connection() as conn:
-        row = await subject_store.read_subject(conn, body.subject, tenant)
+        row = await subject_store.read_subject(conn, body.subject, tenant_id=tenant)
     if row is None or row["state"] == "erased" or not row["photo_set_sha256"]:
-        raise Problem(422, "unknown-subject", f"subject: you have no subject {body.subject} with accepted photos",
+        raise Problem(status=422, slug="unknown-subject", detail=f"subject: you have no subject {body.subject} with accepted photos",
                       extra={"field": "subject"})
     return {"subject_id": str(body.subject), "photo_set_sha256": row["photo_set_sha256"], "identity": body.identity}
 
@@ -120,7 +120,7 @@ async def quoted_subject(body: QuoteRequest, tenant: str, runtime: Runtime) -> d
 @router.get("/account", response_model=Account)
 async def account(tenant: AccountReader, ledger: Ledger, settings: Settings) -> dict[str, Any]:
     balance = await call_ledger(ledger.GetBalance, pb.GetBalanceRequest(tenant_id=tenant),
-                                settings.ledger_grpc_timeout_s)
+                                timeout_s=settings.ledger_grpc_timeout_s)
     if balance is None:
         return {"tenant_id": tenant, "available": 0, "posted": 0, "pending": 0, "owed": 0, "retry_tokens": 0,
                 "grants": []}

@@ -77,13 +77,13 @@ async def set_retention(runtime: Runtime, operator: TenantsManager, body: Retent
                         tenant_id: Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]) -> RetentionApplied:
     async with runtime.pool.connection() as conn, conn.transaction():
         if not await store.tenant_exists(conn, tenant_id):
-            raise Problem(404, "tenant-not-found", f"no tenant {tenant_id!r}")
-        await subject_store.set_subject_retention(conn, tenant_id, body.subjects_days)
+            raise Problem(status=404, slug="tenant-not-found", detail=f"no tenant {tenant_id!r}")
+        await subject_store.set_subject_retention(conn, tenant_id, days=body.subjects_days)
         await runtime.emit(conn, RetentionSet(tenant_id=tenant_id, outputs_days=body.outputs_days,
                                               candidates_days=body.candidates_days, subjects_days=body.subjects_days,
                                               set_at=datetime.now(UTC)))
-        await record_action(runtime, conn, Action(operator_actor(operator.name), "retention.set", f"tenant:{tenant_id}",
-                                                  tenant_id, {"outputs_days": body.outputs_days,
+        await record_action(runtime, conn, action=Action(actor=operator_actor(operator.name), name="retention.set", target=f"tenant:{tenant_id}",
+                                                  tenant_id=tenant_id, details={"outputs_days": body.outputs_days,
                                                               "candidates_days": body.candidates_days}
                                                   | ({"subjects_days": body.subjects_days}
                                                      if body.subjects_days is not None else {})))
@@ -96,7 +96,7 @@ async def calibration_report(runtime: Runtime, settings: Settings, _: Calibratio
                              since: datetime | None = None, until: datetime | None = None) -> dict[str, Any]:
     since, until = report_range(since, until)
     async with runtime.pool.connection() as conn:
-        views = await store.views_with_outputs(conn, tenant_id, Period(since, until))
+        views = await store.views_with_outputs(conn, tenant_id, period=Period(since, until))
     judged = [image for view in views for image in delivered_images(view)]
     return {"tenant_id": tenant_id, "since": since, "until": until, "images": len(judged),
             "reported_bad": sum(image.bad for image in judged),
@@ -149,9 +149,9 @@ def delivered_images(view: JobView) -> list[Judged]:
     for output in view.outputs:
         score = scores.get(view.selected[output.n - 1]) if output.n <= len(view.selected) else None
         if score is not None:
-            judged.append(Judged(profile, output.n in bad,
-                                 {name: (d.value, d.passed) for name, d in score.dimensions.items()},
-                                 {name: d.threshold for name, d in score.dimensions.items()}))
+            judged.append(Judged(profile=profile, bad=output.n in bad,
+                                 dimensions={name: (d.value, d.passed) for name, d in score.dimensions.items()},
+                                 threshold={name: d.threshold for name, d in score.dimensions.items()}))
     return judged
 
 
@@ -160,7 +160,7 @@ def report_range(since: datetime | None, until: datetime | None) -> tuple[dateti
     until = _aware(until) or datetime.now(UTC)
     since = _aware(since) or until - DEFAULT_RANGE
     if since >= until:
-        raise Problem(422, "invalid-range", f"since ({since.isoformat()}) must be before until ({until.isoformat()})")
+        raise Problem(status=422, slug="invalid-range", detail=f"since ({since.isoformat()}) must be before until ({until.isoformat()})")
     return since, until
 
 

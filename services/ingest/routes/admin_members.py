@@ -44,6 +44,6 @@ async def invite_to_tenant(tenant_id: str, body: OwnerInvitation, request: Reque
     changer = team.Changer(tenant_id, frozenset(roles.SCOPES), operator_actor(operator.name))
     outbound = team.Outbound(signer, mailer, base_of(request, settings.public_url))
     row, link = await team.invite_by_mail(team.Team(runtime, changer),
-                                          team.Invite(body.email, body.role, settings.invitation_ttl_s), outbound)
+                                          team.Invite(body.email, body.role, settings.invitation_ttl_s), outbound=outbound)
     return OperatorInvitation(id=str(row["id"]), email=row["email"], role=row["role"],
                               mailed=row["mailed_at"] is not None, mail_error=row["mail_error"], link=link)

@@ -66,8 +66,8 @@ async def list_providers(_: Reader, stub: RouterStub, settings: Settings) -> Pro
         answer = await stub.ListProviders(pb.ListProvidersRequest(templates=templates),
                                           timeout=settings.router_grpc_timeout_s)
     except grpc.aio.AioRpcError:
-        raise Problem(503, "router-unavailable", "the router does not answer; try again shortly",
-                      {"Retry-After": "2"}, extra={"retry_after": 2}) from None
+        raise Problem(status=503, slug="router-unavailable", detail="the router does not answer; try again shortly",
+                      headers={"Retry-After": "2"}, extra={"retry_after": 2}) from None
     return ProviderList(providers=[provider_status(p) for p in answer.providers])
 
 
@@ -77,6 +77,6 @@ async def dead_letters(_: Reader, settings: Settings) -> DeadLetters:
     try:
         sizes = await asyncio.wait_for(topic_sizes(client_options(settings), topics), timeout=15)
     except Exception:  # noqa: BLE001 - whatever the broker client raised, the answer is the same
-        raise Problem(503, "broker-unavailable", "the broker does not answer; try again shortly",
-                      {"Retry-After": "2"}, extra={"retry_after": 2}) from None
+        raise Problem(status=503, slug="broker-unavailable", detail="the broker does not answer; try again shortly",
+                      headers={"Retry-After": "2"}, extra={"retry_after": 2}) from None
     return DeadLetters(topics=sizes, total=sum(sizes.values()))

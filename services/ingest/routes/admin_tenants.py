@@ -48,13 +48,13 @@ async def create_tenant(operator: TenantsManager, runtime: Runtime, plans: Plans
     plan = offered_plan(plans, body.plan or plans.default)
     async with runtime.pool.connection() as conn, conn.transaction():
         if not await tenants.insert_tenant(conn, tenants.Tenant(body.id, body.name, plan)):
-            raise Problem(409, "tenant-exists", f"tenant {body.id!r} exists already; create its keys with its own keys")
-        issued = await keys.issue_key(conn, body.id, keys.KeyGrant(keys.OPERATOR_KEY_NAME))
+            raise Problem(status=409, slug="tenant-exists", detail=f"tenant {body.id!r} exists already; create its keys with its own keys")
+        issued = await keys.issue_key(conn, body.id, grant=keys.KeyGrant(name=keys.OPERATOR_KEY_NAME))
         actor = operator_actor(operator.name)
-        await record_action(runtime, conn, Action(actor, "tenant.create", f"tenant:{body.id}", body.id,
-                                                  {"name": body.name, "plan": plan}))
-        await record_action(runtime, conn, Action(actor, "api_key.create", f"api_key:{issued.id}", body.id,
-                                                  {"name": keys.OPERATOR_KEY_NAME, "scopes": list(SCOPES)}))
+        await record_action(runtime, conn, action=Action(actor=actor, name="tenant.create", target=f"tenant:{body.id}", tenant_id=body.id,
+                                                  details={"name": body.name, "plan": plan}))
+        await record_action(runtime, conn, action=Action(actor=actor, name="api_key.create", target=f"api_key:{issued.id}", tenant_id=body.id,
+                                                  details={"name": keys.OPERATOR_KEY_NAME, "scopes": list(SCOPES)}))
     runtime.relay.notify()
     return NewTenant(id=body.id, plan=plan, api_key=issued.secret, key_id=str(issued.id))
 
@@ -66,16 +66,16 @@ async def set_plan(tenant_id: str, operator: TenantsManager, runtime: Runtime, p
     already accepted go on."""
     plan = offered_plan(plans, body.plan)
     async with runtime.pool.connection() as conn, conn.transaction():
-        previous = await tenants.set_plan(conn, tenant_id, plan)
+        previous = await tenants.set_plan(conn, tenant_id, plan=plan)
         if previous is None:
-            raise Problem(404, "tenant-not-found", f"no tenant {tenant_id!r}")
-        await record_action(runtime, conn, Action(operator_actor(operator.name), "plan.set", f"tenant:{tenant_id}",
-                                                  tenant_id, {"previous": previous, "plan": plan}))
+            raise Problem(status=404, slug="tenant-not-found", detail=f"no tenant {tenant_id!r}")
+        await record_action(runtime, conn, action=Action(actor=operator_actor(operator.name), name="plan.set", target=f"tenant:{tenant_id}",
+                                                  tenant_id=tenant_id, details={"previous": previous, "plan": plan}))
     runtime.relay.notify()
     return {"id": tenant_id, "plan": plan, "previous": previous}
 
 
 def offered_plan(plans: PlanBook, name: str) -> str:
     if name not in plans.plans:
-        raise Problem(422, "unknown-plan", f"no plan {name!r}; offered: {', '.join(plans.plans)}")
+        raise Problem(status=422, slug="unknown-plan", detail=f"no plan {name!r}; offered: {', '.join(plans.plans)}")
     return name

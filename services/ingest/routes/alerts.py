@@ -65,7 +65,7 @@ async def list_alerts(tenant: AccountReader, ledger: Ledger, settings: Settings)
     spend cap reached, a top-up failed), newest first. Each is raised once per crossing and
     sent to your webhook endpoints subscribed to it."""
     answer = await call_ledger(ledger.GetAlerts, pb.GetAlertsRequest(tenant_id=tenant, limit=50),
-                               settings.ledger_grpc_timeout_s)
+                               timeout_s=settings.ledger_grpc_timeout_s)
     return Alerts(settings=settings_of(answer.settings), alerts=[
         Alert(id=a.id, alert=a.alert, details=json.loads(a.details_json), raised_at=a.raised_at,
               cleared_at=a.cleared_at or None) for a in answer.alerts])
@@ -79,5 +79,5 @@ async def set_alert_settings(body: AlertSettings, tenant: AccountWriter, ledger:
     alerted at the ledger's next look (seconds)."""
     answer = await call_ledger(ledger.SetAlertSettings, pb.AlertSettings(
         tenant_id=tenant, balance_low_below=body.balance_low_below, grant_expiring_days=body.grant_expiring_days),
-        settings.ledger_grpc_timeout_s)
+        timeout_s=settings.ledger_grpc_timeout_s)
     return settings_of(answer)

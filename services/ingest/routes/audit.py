@@ -52,7 +52,7 @@ async def ledger_http(request: Request) -> httpx.AsyncClient:
     return client
 
 
-async def trail_of(http: httpx.AsyncClient, tenant_id: str, params: dict[str, Any]) -> list[AuditEntry]:
+async def trail_of(http: httpx.AsyncClient, tenant_id: str, *, params: dict[str, Any]) -> list[AuditEntry]:
     """The tenant's entries the ledger keeps; 503 when it does not answer."""
     try:
         response = await http.get(f"/internal/v1/tenants/{tenant_id}/audit",
@@ -61,8 +61,8 @@ async def trail_of(http: httpx.AsyncClient, tenant_id: str, params: dict[str, An
         response.raise_for_status()
         rows = response.json()["entries"]
     except (httpx.HTTPError, ValueError, KeyError):
-        raise Problem(503, "audit-unavailable", "the audit log cannot be read right now; try again shortly",
-                      {"Retry-After": "5"}, extra={"retry_after": 5}) from None
+        raise Problem(status=503, slug="audit-unavailable", detail="the audit log cannot be read right now; try again shortly",
+                      headers={"Retry-After": "5"}, extra={"retry_after": 5}) from None
     return [AuditEntry(**{k: row[k] for k in ("event_id", "at", "service", "actor", "action", "target", "details")},
                        origin=(row["details"] or {}).get("origin")) for row in rows]
 
@@ -81,7 +81,7 @@ class AuditFilters(BaseModel):
 
 async def filters(wanted: Annotated[AuditFilters, Query()]) -> dict[str, Any]:
     if wanted.since and wanted.until and wanted.since >= wanted.until:
-        raise Problem(422, "invalid-range", "since must be before until")
+        raise Problem(status=422, slug="invalid-range", detail="since must be before until")
     return wanted.model_dump()
 
 
@@ -92,7 +92,7 @@ LedgerHttp = Annotated[httpx.AsyncClient, Depends(ledger_http)]
 @router.get("", response_model=AuditLog)
 async def read_audit_log(caller: AuditReader, wanted: Filters, http: LedgerHttp) -> AuditLog:
     """The tenant's audit log, newest first, filtered by actor, action and time."""
-    return AuditLog(entries=await trail_of(http, caller.tenant_id, wanted))
+    return AuditLog(entries=await trail_of(http, caller.tenant_id, params=wanted))
 
 
 @router.get("/export", response_class=Response, responses={
@@ -104,7 +104,7 @@ async def export_audit_log(caller: AuditReader, wanted: Filters, http: LedgerHtt
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
-    for entry in await trail_of(http, caller.tenant_id, wanted):
+    for entry in await trail_of(http, caller.tenant_id, params=wanted):
         writer.writerow([entry.at.isoformat(), entry.actor, entry.details.get("actor_email", ""), entry.origin or "",
                          entry.action, entry.target, entry.service, json.dumps(entry.details, sort_keys=True),
                          entry.event_id])

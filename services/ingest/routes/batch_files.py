@@ -30,8 +30,8 @@ FILE_RESPONSES = problems.responses(400, 404, 413) | {200: {"content": {"applica
 
 
 def limits_of(settings: Any) -> jsonl.FileLimits:
-    return jsonl.FileLimits(settings.batch_file_max_bytes, settings.batch_max_lines, settings.batch_line_max_bytes,
-                            settings.batch_chunk_bytes)
+    return jsonl.FileLimits(max_bytes=settings.batch_file_max_bytes, max_lines=settings.batch_max_lines, max_line_bytes=settings.batch_line_max_bytes,
+                            chunk_bytes=settings.batch_chunk_bytes)
 
 
 def expiry(form: dict[str, str]) -> datetime | None:
@@ -39,7 +39,7 @@ def expiry(form: dict[str, str]) -> datetime | None:
     if seconds is None:
         return None
     if not str(seconds).isdigit() or not 3600 <= int(seconds) <= 2_592_000:
-        raise Problem(400, "invalid-value", "expires_after[seconds] must be from 3600 to 2592000",
+        raise Problem(status=400, slug="invalid-value", detail="expires_after[seconds] must be from 3600 to 2592000",
                       extra={"param": "expires_after"})
     return datetime.now(UTC) + timedelta(seconds=int(seconds))
 
@@ -56,39 +56,39 @@ async def create_file(request: Request, tenant: JobsWriter, runtime: Runtime, se
     limits = limits_of(settings)
     declared = request.headers.get("content-length", "")
     if not declared.isdigit():
-        raise Problem(400, "length-required", "send the file with a Content-Length", extra={"param": "file"})
+        raise Problem(status=400, slug="length-required", detail="send the file with a Content-Length", extra={"param": "file"})
     if int(declared) > limits.max_bytes + FORM_OVERHEAD:
-        raise Problem(413, "batch-file-too-large", f"a batch file may hold at most {limits.max_bytes} bytes",
+        raise Problem(status=413, slug="batch-file-too-large", detail=f"a batch file may hold at most {limits.max_bytes} bytes",
                       extra={"param": "file"})
-    form = multipart.FileForm("file", {})
+    form = multipart.FileForm(file_field="file", fields={})
     file_id = uuid4()
     events = multipart.form_events(multipart.capped(request.stream(), limits.max_bytes + FORM_OVERHEAD),
                                    multipart.boundary_of(request.headers.get("content-type", "")))
     received = await jsonl.spool_file(multipart.file_pieces(events, form),
-                                      jsonl.Spooler(objects, tenant, file_id, limits.chunk_bytes), limits)
+                                      jsonl.Spooler(objects=objects, tenant_id=tenant, file_id=file_id, chunk_bytes=limits.chunk_bytes), limits=limits)
     if form.fields.get("purpose") != "batch":
-        await jsonl.Spooler(objects, tenant, file_id, limits.chunk_bytes, chunks=received.chunks).discard()
-        raise Problem(400, "invalid-purpose", "only purpose 'batch' is accepted", extra={"param": "purpose"})
+        await jsonl.Spooler(objects=objects, tenant_id=tenant, file_id=file_id, chunk_bytes=limits.chunk_bytes, chunks=received.chunks).discard()
+        raise Problem(status=400, slug="invalid-purpose", detail="only purpose 'batch' is accepted", extra={"param": "purpose"})
     stored = NewFile(id=file_id, tenant_id=tenant, purpose="batch", kind="input",
                      filename=(form.filename or "batch.jsonl")[:255], bytes=received.bytes, lines=received.lines,
                      endpoint=received.endpoint, expires_at=expiry(form.fields))
     async with runtime.pool.connection() as conn, conn.transaction():
-        row = await batch_store.insert_file(conn, stored, received.chunks)
+        row = await batch_store.insert_file(conn, stored, chunks=received.chunks)
     return file_object(row)
 
 
-async def tenant_file(runtime: Any, file_id: str, tenant: str) -> dict[str, Any]:
+async def tenant_file(runtime: Any, file_id: str, *, tenant: str) -> dict[str, Any]:
     async with runtime.pool.connection() as conn:
-        row = await batch_store.read_file(conn, internal_id(FILE_PREFIX, file_id, "file"), tenant)
+        row = await batch_store.read_file(conn, internal_id(FILE_PREFIX, file_id, what="file"), tenant_id=tenant)
     if row is None:
-        raise Problem(404, "file-not-found", f"No such file: {file_id}", extra={"param": "file_id"})
+        raise Problem(status=404, slug="file-not-found", detail=f"No such file: {file_id}", extra={"param": "file_id"})
     return row
 
 
 @router.get("/{file_id}", response_model=FileObject, responses=FILE_RESPONSES)
 async def get_file(file_id: str, tenant: JobsReader, runtime: Runtime) -> FileObject:
     """A file of yours: an input you uploaded, or a batch's output or error file."""
-    return file_object(await tenant_file(runtime, file_id, tenant))
+    return file_object(await tenant_file(runtime, file_id, tenant=tenant))
 
 
 @router.get("/{file_id}/content", response_class=StreamingResponse, responses=problems.responses(404) | {
@@ -101,7 +101,7 @@ async def get_file_content(file_id: str, tenant: JobsReader, runtime: Runtime, s
     request whose job delivered: its `custom_id` and the answer its url gives, links signed now)
     or error file (a line per request refused, or whose job ended without images, with the
     error OpenAI's API would give)."""
-    file = await tenant_file(runtime, file_id, tenant)
+    file = await tenant_file(runtime, file_id, tenant=tenant)
     contents = Contents(runtime, Pictures(objects, settings.link_ttl_s))
     lines = contents.input(file) if file["kind"] == "input" else contents.results(file)
     return StreamingResponse(lines, media_type=jsonl.JSONL)

@@ -43,14 +43,14 @@ async def create_batch(body: BatchRequest, caller: JobsSubmitter, runtime: Runti
     `completed` when every line's job has ended, with its `output_file_id` and `error_file_id`;
     unfinished after `completion_window` it `expired`, its unfinished jobs canceled. Each line is
     charged once, whatever restarts meanwhile."""
-    file_id = internal_id(FILE_PREFIX, body.input_file_id, "file")
+    file_id = internal_id(FILE_PREFIX, body.input_file_id, what="file")
     async with runtime.pool.connection() as conn, conn.transaction():
-        file = await batch_store.read_file(conn, file_id, caller.tenant_id)
+        file = await batch_store.read_file(conn, file_id, tenant_id=caller.tenant_id)
         if file is None or file["kind"] != "input":
-            raise Problem(404, "file-not-found", f"No such file: {body.input_file_id}",
+            raise Problem(status=404, slug="file-not-found", detail=f"No such file: {body.input_file_id}",
                           extra={"param": "input_file_id"})
         if file["endpoint"] != body.endpoint:
-            raise Problem(400, "endpoint-mismatch", f"every line of the file must have url {body.endpoint!r}"
+            raise Problem(status=400, slug="endpoint-mismatch", detail=f"every line of the file must have url {body.endpoint!r}"
                           f" (it names {file['endpoint'] or 'several urls'})", extra={"param": "endpoint"})
         row = await batch_store.insert_batch(conn, NewBatch(
             id=uuid4(), tenant_id=caller.tenant_id, endpoint=body.endpoint, input_file_id=file_id,
@@ -67,22 +67,22 @@ async def list_batches(tenant: JobsReader, runtime: Runtime, limit: Annotated[in
                        after: Annotated[str | None, Query(max_length=64)] = None) -> BatchPage:
     """Your batches, newest first; `after` (a batch id, the page's last) for the next page."""
     try:
-        after_id = internal_id(BATCH_PREFIX, after, "batch") if after else None
+        after_id = internal_id(BATCH_PREFIX, after, what="batch") if after else None
     except Problem:
-        raise Problem(400, "invalid-cursor", f"after must be a batch's id (batch_…), not {after!r}",
+        raise Problem(status=400, slug="invalid-cursor", detail=f"after must be a batch's id (batch_…), not {after!r}",
                       extra={"param": "after"}) from None
     async with runtime.pool.connection() as conn:
-        rows = await batch_store.list_batches(conn, tenant, after_id, limit + 1)
+        rows = await batch_store.list_batches(conn, tenant, after=after_id, limit=limit + 1)
     data = [await shown(runtime, row) for row in rows[:limit]]
     return BatchPage(data=data, first_id=data[0].id if data else None, last_id=data[-1].id if data else None,
                      has_more=len(rows) > limit)
 
 
-async def tenant_batch(runtime: Any, batch_id: str, tenant: str) -> dict[str, Any]:
+async def tenant_batch(runtime: Any, batch_id: str, *, tenant: str) -> dict[str, Any]:
     async with runtime.pool.connection() as conn:
-        row = await batch_store.read_batch(conn, internal_id(BATCH_PREFIX, batch_id, "batch"), tenant)
+        row = await batch_store.read_batch(conn, internal_id(BATCH_PREFIX, batch_id, what="batch"), tenant_id=tenant)
     if row is None:
-        raise Problem(404, "batch-not-found", f"No such batch: {batch_id}", extra={"param": "batch_id"})
+        raise Problem(status=404, slug="batch-not-found", detail=f"No such batch: {batch_id}", extra={"param": "batch_id"})
     return row
 
 
@@ -90,7 +90,7 @@ async def tenant_batch(runtime: Any, batch_id: str, tenant: str) -> dict[str, An
 async def get_batch(batch_id: str, tenant: JobsReader, runtime: Runtime) -> Batch:
     """A batch, with its `request_counts`: lines whose job delivered (completed), and lines
     refused or whose job ended without images (failed)."""
-    return await shown(runtime, await tenant_batch(runtime, batch_id, tenant))
+    return await shown(runtime, await tenant_batch(runtime, batch_id, tenant=tenant))
 
 
 @router.post("/{batch_id}/cancel", response_model=Batch, responses=BATCH_RESPONSES | problems.responses(409))
@@ -98,10 +98,10 @@ async def cancel_batch(batch_id: str, caller: JobsSubmitter, runtime: Runtime) -
     """Stop a batch: no more lines are submitted, its unfinished jobs are canceled (`cancelling`),
     then it is `cancelled`, with output and error files of what ended. What was delivered stays
     delivered and charged. A batch that has ended answers 409."""
-    row = await tenant_batch(runtime, batch_id, caller.tenant_id)
+    row = await tenant_batch(runtime, batch_id, tenant=caller.tenant_id)
     if row["status"] not in ("in_progress", "cancelling", "validating"):
-        raise Problem(409, "batch-ended", f"batch {batch_id} is {row['status']}", extra={"param": "batch_id"})
+        raise Problem(status=409, slug="batch-ended", detail=f"batch {batch_id} is {row['status']}", extra={"param": "batch_id"})
     async with runtime.pool.connection() as conn:
-        await batch_store.set_status(conn, row["id"], "cancelling", "cancelling_at")
+        await batch_store.set_status(conn, row["id"], status="cancelling", at_column="cancelling_at")
         row = await batch_store.read_batch(conn, row["id"]) or row
     return await shown(runtime, row)

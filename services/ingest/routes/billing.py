@@ -138,7 +138,7 @@ class TenantBilling:
     http: httpx.AsyncClient
     tenant: str
 
-    async def ask(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    async def ask(self, method: str, path: str, *, body: dict[str, Any] | None = None) -> Any:
         """The ledger's answer for `tenant`; its problems become ours, its absence a 503."""
         try:
             response = await self.http.request(method, f"/internal/v1/tenants/{self.tenant}{path}", json=body)
@@ -147,17 +147,17 @@ class TenantBilling:
             raise billing_unavailable() from None
         slug = str(answer.get("type", "")).rsplit("/", 1)[-1] if isinstance(answer, dict) else ""
         if response.status_code in (404, 405) and slug in ("", "not-found", "method-not-allowed"):  # no such route
-            raise Problem(404, "billing-disabled", "payments are not configured on this deployment")
+            raise Problem(status=404, slug="billing-disabled", detail="payments are not configured on this deployment")
         if response.status_code >= 400 and response.status_code != 503 and slug:
-            raise Problem(response.status_code, slug, answer.get("detail", ""))
+            raise Problem(status=response.status_code, slug=slug, detail=answer.get("detail", ""))
         if response.status_code >= 400:
             raise billing_unavailable()
         return answer
 
 
 def billing_unavailable() -> Problem:
-    return Problem(503, "billing-unavailable", "payments cannot be reached right now; try again shortly",
-                   {"Retry-After": "5"}, extra={"retry_after": 5})
+    return Problem(status=503, slug="billing-unavailable", detail="payments cannot be reached right now; try again shortly",
+                   headers={"Retry-After": "5"}, extra={"retry_after": 5})
 
 
 @router.get("", response_model=Billing, responses=problems.responses(404))
@@ -173,11 +173,11 @@ async def create_checkout(body: CheckoutRequest, tenant: BillingManager, http: L
     processor says the payment succeeded (at once for a card, later for a bank debit), and
     never twice for one payment."""
     account_page = f"{str(request.base_url).rstrip('/')}/console/account"
-    checkout = await TenantBilling(http, tenant).ask("POST", "/checkout", {
+    checkout = await TenantBilling(http, tenant).ask("POST", "/checkout", body={
         "pack": body.pack, "save_card": body.save_card,
         "success_url": body.success_url or f"{account_page}?checkout={{CHECKOUT_SESSION_ID}}",
         "cancel_url": body.cancel_url or f"{account_page}?checkout=canceled"})
-    await on_record(runtime, Action(f"tenant:{tenant}", "billing.checkout", f"tenant:{tenant}", tenant, {
+    await on_record(runtime, Action(actor=f"tenant:{tenant}", name="billing.checkout", target=f"tenant:{tenant}", tenant_id=tenant, details={
         "pack": body.pack, "session_id": checkout.get("session_id"), "credits": checkout.get("credits")}))
     return checkout
 
@@ -185,7 +185,7 @@ async def create_checkout(body: CheckoutRequest, tenant: BillingManager, http: L
 async def on_record(runtime: Any, action: Action) -> None:
     """A top-up asked for, on the record as its caller's (the ledger records the payment itself)."""
     async with runtime.pool.connection() as conn, conn.transaction():
-        await record_action(runtime, conn, action)
+        await record_action(runtime, conn, action=action)
     runtime.relay.notify()
 
 
@@ -199,7 +199,7 @@ async def set_auto_topup(body: AutoTopUpRequest, tenant: BillingManager, http: L
     `do_not_try_again`) or that needs the cardholder (`authentication_required`) pauses the
     rule and that card is not charged again. A dispute pauses it too. Setting the rule again
     turns it back on."""
-    billing = await TenantBilling(http, tenant).ask("PUT", "/auto-topup", body.model_dump())
-    await on_record(runtime, Action(f"tenant:{tenant}", "billing.auto_topup", f"tenant:{tenant}", tenant,
-                                    body.model_dump()))
+    billing = await TenantBilling(http, tenant).ask("PUT", "/auto-topup", body=body.model_dump())
+    await on_record(runtime, Action(actor=f"tenant:{tenant}", name="billing.auto_topup", target=f"tenant:{tenant}", tenant_id=tenant,
+                                    details=body.model_dump()))
     return billing

@@ -35,12 +35,12 @@ async def candidate_image(job_id: str, index: Annotated[int, Path(ge=0, le=10_00
     selected or rejected: an image, or a video job's clip (MP4 or WebM) as the provider made it. 404 for a candidate that was not scored (yet), 410 once retention
     has deleted it."""
     async with runtime.pool.connection() as conn:
-        view = await store.read_view(conn, parse_job_id(job_id), tenant)
+        view = await store.read_view(conn, parse_job_id(job_id), tenant_id=tenant)
         if view is None:
-            await refuse_missing(conn, job_id, tenant)
+            await refuse_missing(conn, job_id, tenant=tenant)
     score = next((s for s in view.scores if s.index == index), None)
     if score is None:
-        raise Problem(404, "candidate-not-found", f"job {job_id} has no scored candidate {index}")
+        raise Problem(status=404, slug="candidate-not-found", detail=f"job {job_id} has no scored candidate {index}")
     try:
         data = await objects.get_part(objects.internal_bucket, score)
     except StorageError as error:
@@ -50,6 +50,6 @@ async def candidate_image(job_id: str, index: Annotated[int, Path(ge=0, le=10_00
     # A delivered candidate that shares its attempt's object is blanked, not deleted, past
     # its retention (delivery's retention.py): its bytes no longer match its digest.
     if data is None or hashlib.sha256(data).hexdigest() != score.sha256:
-        raise Problem(410, "candidate-deleted", f"candidate {index} of job {job_id} is past its retention")
+        raise Problem(status=410, slug="candidate-deleted", detail=f"candidate {index} of job {job_id} is past its retention")
     media_type = score.media_type if score.media_type in IMAGE_TYPES else "application/octet-stream"
     return Response(data, media_type=media_type, headers={"Cache-Control": CACHE_CONTROL})

@@ -44,7 +44,7 @@ async def console_page(request: Request) -> FileResponse:
 
 async def console_asset(name: str) -> FileResponse:
     if name not in ASSETS:
-        raise Problem(404, "not-found", f"the console has no asset {name!r}")
+        raise Problem(status=404, slug="not-found", detail=f"the console has no asset {name!r}")
     return FileResponse(CONSOLE_DIR / name, media_type=ASSETS[name], headers={"Cache-Control": "no-cache"})
 
 

@@ -29,11 +29,11 @@ async def documentation(request: Request, path: str = "") -> Response:
     if settings.docs_url:
         return RedirectResponse(settings.docs_url.rstrip("/") + "/" + path, status_code=307)
     if not settings.docs_dir.is_dir():
-        raise Problem(404, "docs-not-built", f"the documentation site is not built here ({settings.docs_dir}):"
+        raise Problem(status=404, slug="docs-not-built", detail=f"the documentation site is not built here ({settings.docs_dir}):"
                       " run `make docs`, or set GENLINE_DOCS_URL to where it is published")
     found = site_file(settings.docs_dir, path)
     if found is None:
-        raise Problem(404, "not-found", f"the documentation has no page {path!r}")
+        raise Problem(status=404, slug="not-found", detail=f"the documentation has no page {path!r}")
     # The media type is guessed from the file's name, as any static server does.
     return FileResponse(found, headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
 

@@ -40,7 +40,7 @@ async def create_evaluation(body: EvaluationRequest, request: Request, tenant: J
     `evaluation_price_per_image`, once the verdicts are in (402, and no verdicts, without the
     credits). Nothing is generated and no provider is called."""
     profile = checked_profile(body, settings)
-    workshop = workshop_of(request, Sources(runtime, settings, objects, gate))
+    workshop = workshop_of(request, Sources(runtime=runtime, settings=settings, objects=objects, gate=gate))
     row = {"id": uuid.uuid4(), "tenant_id": tenant, "kind": "single", "request": stored_request(body)}
     outcomes = await workshop.judge(row, [{"n": n, "source": image.model_dump(mode="json", exclude_none=True)}
                                           for n, image in enumerate(body.images, 1)])
@@ -48,12 +48,12 @@ async def create_evaluation(body: EvaluationRequest, request: Request, tenant: J
         await evaluation_store.insert_evaluation(conn, NewEvaluation(
             id=row["id"], tenant_id=tenant, kind="single", status="running", request=stored_request(body),
             profile=profile, sources=[image.shown() for image in body.images]))
-        await evaluation_store.record_images(conn, row["id"], outcomes)
+        await evaluation_store.record_images(conn, row["id"], outcomes=outcomes)
     await workshop.finish(row)
     shown = await workshop.shown(row["id"], tenant)
     assert shown is not None
     if shown.status == "failed":
-        raise Problem(402, "insufficient-credits", (shown.failure or {}).get("reason", "not enough credits"),
+        raise Problem(status=402, slug="insufficient-credits", detail=(shown.failure or {}).get("reason", "not enough credits"),
                       extra={"evaluation_id": str(shown.id)})
     return shown
 
@@ -77,13 +77,13 @@ async def create_evaluation_batch(body: EvaluationBatchRequest, request: Request
     async with runtime.pool.connection() as conn:
         plan = plans.get(await tenant_plan(conn, tenant))
     if len(body.images) > plan.evaluation_batch_images:
-        raise Problem(422, "batch-too-large", f"plan {plan.name!r} allows {plan.evaluation_batch_images} images in an"
+        raise Problem(status=422, slug="batch-too-large", detail=f"plan {plan.name!r} allows {plan.evaluation_batch_images} images in an"
                       f" evaluation batch; this one has {len(body.images)}",
                       extra={"plan": plan.name, "limit": plan.evaluation_batch_images, "field": "images"})
     if body.webhook_url is not None:
         await check_webhook_url(body.webhook_url, settings)
-    sources = Sources(runtime, settings, objects, gate)
-    kept = [{"key": await sources.stored(tenant, image, f"images[{n}]")} if image.b64 is not None else image.shown()
+    sources = Sources(runtime=runtime, settings=settings, objects=objects, gate=gate)
+    kept = [{"key": await sources.stored(tenant, image, name=f"images[{n}]")} if image.b64 is not None else image.shown()
             for n, image in enumerate(body.images)]
     evaluation_id = uuid.uuid4()
     async with runtime.pool.connection() as conn, conn.transaction():
@@ -104,8 +104,8 @@ async def get_evaluation(evaluation_id: str, request: Request, tenant: JobsReade
         parsed = uuid.UUID(evaluation_id)
     except ValueError:
         parsed = None
-    shown = await workshop_of(request, Sources(runtime, settings, objects, gate)).shown(parsed, tenant) \
+    shown = await workshop_of(request, Sources(runtime=runtime, settings=settings, objects=objects, gate=gate)).shown(parsed, tenant) \
         if parsed else None
     if shown is None:
-        raise Problem(404, "evaluation-not-found", f"no evaluation {evaluation_id!r}")
+        raise Problem(status=404, slug="evaluation-not-found", detail=f"no evaluation {evaluation_id!r}")
     return shown

@@ -46,32 +46,32 @@ class JobEvents(BaseModel):
     next: int | None = Field(description="`after` of the next page; null when this page reached the end of the log")
 
 
-def entry_example(kind: str, second: int, payload: dict[str, object]) -> dict[str, object]:
+def entry_example(kind: str, second: int, *, payload: dict[str, object]) -> dict[str, object]:
     """A log entry as the examples show it, numbered by its place in the log."""
     return {"type": kind, "time": f"2026-11-02T10:00:0{second}Z", "payload": payload}
 
 
 EXAMPLE_ENTRIES = [
-    entry_example("state", 0, {"state": "submitted", "previous": None, "reason": "submitted by the client"}),
-    entry_example("billing.reserved", 1, {"credits": 10, "unit_price": 10}),
-    entry_example("state", 1, {"state": "admitted", "previous": "submitted", "reason": "10 credits reserved"}),
-    entry_example("attempt.started", 2, {"attempt": 1, "images_needed": 1}),
-    entry_example("state", 2, {"state": "generating", "previous": "admitted", "reason": "attempt 1 started"}),
-    entry_example("attempt.generated", 5, {"attempt": 1, "candidates": 2, "cost_micro_usd": 4000,
+    entry_example("state", 0, payload={"state": "submitted", "previous": None, "reason": "submitted by the client"}),
+    entry_example("billing.reserved", 1, payload={"credits": 10, "unit_price": 10}),
+    entry_example("state", 1, payload={"state": "admitted", "previous": "submitted", "reason": "10 credits reserved"}),
+    entry_example("attempt.started", 2, payload={"attempt": 1, "images_needed": 1}),
+    entry_example("state", 2, payload={"state": "generating", "previous": "admitted", "reason": "attempt 1 started"}),
+    entry_example("attempt.generated", 5, payload={"attempt": 1, "candidates": 2, "cost_micro_usd": 4000,
                                            "cost_so_far_micro_usd": 4000, "final": False}),
-    entry_example("state", 5, {"state": "scoring", "previous": "generating",
+    entry_example("state", 5, payload={"state": "scoring", "previous": "generating",
                                "reason": "attempt 1 generated 2 candidates"}),
-    entry_example("attempt.scored", 7, {"attempt": 1, "scored": 2, "passed": 1, "passed_so_far": 1,
+    entry_example("attempt.scored", 7, payload={"attempt": 1, "scored": 2, "passed": 1, "passed_so_far": 1,
                                         "cost_so_far_micro_usd": 4000,
                                         "rejected": [{"index": 1, "failed": ["sharpness", "blank"],
                                                       "not_measured": ["nsfw"]}],
                                         "not_judged": [], "selected": 1}),
-    entry_example("state", 7, {"state": "delivering", "previous": "scoring", "reason": "1 of 1 images selected"}),
-    entry_example("delivery.published", 8, {"images": 1, "requested": 1}),
-    entry_example("billing.settled", 9, {"reserved": 10, "charged": 10, "released": 0, "delivered_images": 1}),
-    entry_example("receipt.issued", 9, {"url": f"/v1/jobs/{JOB_ID}/receipt",
+    entry_example("state", 7, payload={"state": "delivering", "previous": "scoring", "reason": "1 of 1 images selected"}),
+    entry_example("delivery.published", 8, payload={"images": 1, "requested": 1}),
+    entry_example("billing.settled", 9, payload={"reserved": 10, "charged": 10, "released": 0, "delivered_images": 1}),
+    entry_example("receipt.issued", 9, payload={"url": f"/v1/jobs/{JOB_ID}/receipt",
                                         "sha256": "5d2a6c3e8f1b0a9d7c4e2f6a8b1d3c5e7f9a0b2c4d6e8f0a1b3c5d7e9f1a2b3c"}),
-    entry_example("state", 9, {"state": "succeeded", "previous": "delivering", "reason": "1 of 1 images delivered"}),
+    entry_example("state", 9, payload={"state": "succeeded", "previous": "delivering", "reason": "1 of 1 images delivered"}),
 ]
 EVENTS_EXAMPLE = {"job_id": JOB_ID, "state": "succeeded", "next": None,
                   "data": [{"seq": seq} | entry for seq, entry in enumerate(EXAMPLE_ENTRIES, 1)]}
@@ -93,22 +93,22 @@ def stream_responses(example: str, *statuses: int) -> dict[int | str, dict[str, 
         "content": {"text/event-stream": {"schema": {"type": "string"}, "example": example}}}}
 
 
-def resume_point(last_event_id: str | None, after: int | None, largest: int) -> int | None:
+def resume_point(last_event_id: str | None, after: int | None, *, largest: int) -> int | None:
     """Where a stream resumes: `Last-Event-ID` (a reconnecting browser sends it, with the
     URL's first `after` unchanged), else `after`."""
     if last_event_id is None:
         return after
     if not last_event_id.strip().isdigit() or int(last_event_id) > largest:
-        raise Problem(422, "invalid-last-event-id", f"Last-Event-ID {last_event_id!r} is not an event id of this stream")
+        raise Problem(status=422, slug="invalid-last-event-id", detail=f"Last-Event-ID {last_event_id!r} is not an event id of this stream")
     return int(last_event_id)
 
 
-async def owned_state(runtime: ServiceRuntime, job_id: str, tenant: str) -> tuple[UUID, str]:
+async def owned_state(runtime: ServiceRuntime, job_id: str, *, tenant: str) -> tuple[UUID, str]:
     parsed = parse_job_id(job_id)
     async with runtime.pool.connection() as conn:
-        state = await store.job_state(conn, parsed, tenant)
+        state = await store.job_state(conn, parsed, tenant_id=tenant)
         if state is None:  # 410 for an erased job; another tenant's is as unknown as one that never existed
-            await refuse_missing(conn, job_id, tenant)
+            await refuse_missing(conn, job_id, tenant=tenant)
     return parsed, state
 
 
@@ -119,9 +119,9 @@ async def list_job_events(job_id: str, tenant: JobsReader, runtime: Runtime,
                           limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> JobEvents:
     """The job's event log after `seq` `after`, oldest first: each state it entered and why,
     each attempt started and finished, billing, delivery, cancel and reports."""
-    parsed, state = await owned_state(runtime, job_id, tenant)
+    parsed, state = await owned_state(runtime, job_id, tenant=tenant)
     async with runtime.pool.connection() as conn:
-        rows = await store.read_log(conn, parsed, after, limit + 1)
+        rows = await store.read_log(conn, parsed, after=after, limit=limit + 1)
     entries = [LogEntry(**row) for row in rows[:limit]]
     return JobEvents(job_id=parsed, state=state, data=entries, next=entries[-1].seq if len(rows) > limit else None)
 
@@ -143,9 +143,9 @@ async def stream_job_events(job_id: str, tenant: JobsReader, runtime: Runtime, s
     """The job's event log as Server-Sent Events from after `Last-Event-ID` (or `after`; from
     the start without either), then each entry as it happens; the stream ends after the
     job's final state."""
-    parsed, _ = await owned_state(runtime, job_id, tenant)
-    start = resume_point(last_event_id, after, MAX_SEQ) or 0
-    rows = watch.job_entries(parsed, tenant, start)
+    parsed, _ = await owned_state(runtime, job_id, tenant=tenant)
+    start = resume_point(last_event_id, after, largest=MAX_SEQ) or 0
+    rows = watch.job_entries(parsed, tenant, after=start)
     return EventStream((job_event(row) async for row in rows), ping=settings.stream_keepalive_s)
 
 
@@ -157,7 +157,7 @@ async def stream_tenant_events(tenant: JobsReader, runtime: Runtime, settings: S
     `cursor` in `Last-Event-ID` (or `after`; `after=0` is from your first job). Each event's
     id is its `cursor`, which numbers all of your entries 1, 2, 3 … in the order they were
     written; `job_id` and `seq` say whose entry it is. The stream does not end by itself."""
-    start = resume_point(last_event_id, after, MAX_CURSOR)
+    start = resume_point(last_event_id, after, largest=MAX_CURSOR)
     if start is None:
         async with runtime.pool.connection() as conn:
             start = await store.tenant_log_position(conn, tenant)

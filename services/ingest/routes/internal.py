@@ -33,10 +33,10 @@ class DataKey(BaseModel):
     key: str  # base64 of the 32-byte AES-256-GCM key
 
 
-def check_caller(request: Request, settings: IngestSettings, authorization: str | None) -> str:
+def check_caller(request: Request, settings: IngestSettings, *, authorization: str | None) -> str:
     """The proven service calling, once it may read data keys."""
     if settings.admin_port and request.scope["server"][1] != settings.admin_port:
-        raise Problem(404, "not-found", "no such resource on this port")
+        raise Problem(status=404, slug="not-found", detail="no such resource on this port")
     try:
         caller: str = request.app.state.service_verifier.authorize(authorization, "data-keys")
     except (Unauthenticated, Forbidden) as error:
@@ -47,8 +47,8 @@ def check_caller(request: Request, settings: IngestSettings, authorization: str 
 @router.get("/jobs/{job_id}/data-key", response_model=DataKey)
 async def data_key(job_id: str, request: Request, runtime: Runtime, settings: Settings,
                    authorization: Annotated[str | None, Header()] = None) -> DataKey:
-    caller = check_caller(request, settings, authorization)
-    return await key_answered(runtime, settings, Owner("job", job_id, caller))
+    caller = check_caller(request, settings, authorization=authorization)
+    return await key_answered(runtime, settings, owner=Owner("job", job_id, caller))
 
 
 @router.get("/subjects/{subject_id}/data-key", response_model=DataKey)
@@ -56,8 +56,8 @@ async def subject_data_key(subject_id: str, request: Request, runtime: Runtime, 
                            authorization: Annotated[str | None, Header()] = None) -> DataKey:
     """A subject's key (its sealed photos and centroid), a row of `data_keys` under the
     subject's id; 404 once the subject was erased."""
-    caller = check_caller(request, settings, authorization)
-    return await key_answered(runtime, settings, Owner("subject", subject_id, caller))
+    caller = check_caller(request, settings, authorization=authorization)
+    return await key_answered(runtime, settings, owner=Owner("subject", subject_id, caller))
 
 
 @dataclass(frozen=True)
@@ -69,15 +69,15 @@ class Owner:
     caller: str
 
 
-async def key_answered(runtime: ServiceRuntime, settings: IngestSettings, owner: Owner) -> DataKey:
+async def key_answered(runtime: ServiceRuntime, settings: IngestSettings, *, owner: Owner) -> DataKey:
     try:
         parsed = UUID(owner.id)
     except ValueError:
-        raise Problem(404, "data-key-not-found", f"no {owner.kind} {owner.id!r}") from None
+        raise Problem(status=404, slug="data-key-not-found", detail=f"no {owner.kind} {owner.id!r}") from None
     async with runtime.pool.connection() as conn:
-        key = await data_keys.key_of(conn, parsed, keyring_of(settings))
+        key = await data_keys.key_of(conn, parsed, keyring=keyring_of(settings))
     telemetry.DATA_KEYS_READ.labels(owner.caller, "found" if key else "none").inc()
     if key is None:
-        raise Problem(404, "data-key-not-found", f"{owner.kind} {owner.id} has no data key: it was erased, or never"
+        raise Problem(status=404, slug="data-key-not-found", detail=f"{owner.kind} {owner.id} has no data key: it was erased, or never"
                                                  " existed")
     return DataKey(job_id=parsed, key=base64.b64encode(key).decode())

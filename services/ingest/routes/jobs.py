@@ -106,10 +106,10 @@ async def submit_job(body: JobRequest, response: Response, caller: JobsSubmitter
     input photo (`input-guidance`). A video job is charged by the delivered second (each clip's
     length rounded up, at most `duration_s`)."""
     telemetry.bind_prompt(body.prompt)
-    await prompts.check(runtime.pool, caller.tenant_id, body.prompt)
-    intake = submission.Intake(runtime, settings, objects, plans, gate, ledger, routing)
-    order = submission.Order(caller.tenant_id, body, idempotency_key, cancel_after,
-                             Submitter(caller.key_id, caller.caps))
+    await prompts.check(runtime.pool, caller.tenant_id, prompt=body.prompt)
+    intake = submission.Intake(runtime=runtime, settings=settings, objects=objects, plans=plans, gate=gate, ledger=ledger, router=routing)
+    order = submission.Order(tenant_id=caller.tenant_id, body=body, idempotency_key=idempotency_key, cancel_after=cancel_after,
+                             submitter=Submitter(caller.key_id, caller.caps))
     view = await intake.submit(order)
     response.headers["Location"] = f"/v1/jobs/{view.id}"
     log.info("accepted job %s: %d image(s) of template %s", view.id, view.images, view.template,
@@ -117,9 +117,9 @@ async def submit_job(body: JobRequest, response: Response, caller: JobsSubmitter
     return JobAccepted(id=view.id, state=view.state, created_at=view.created_at, url=f"/v1/jobs/{view.id}")
 
 
-def fresh_links(view: domain.JobView, objects: ObjectStore, ttl_s: int) -> domain.JobView:
+def fresh_links(view: domain.JobView, objects: ObjectStore, *, ttl_s: int) -> domain.JobView:
     """Links are signed on every read, so a client never gets one that has already expired."""
-    outputs = [o.model_copy(update=objects.signed_links(o.key, o.thumbnail_key, ttl_s)) for o in view.outputs]
+    outputs = [o.model_copy(update=objects.signed_links(o.key, o.thumbnail_key, ttl_s=ttl_s)) for o in view.outputs]
     return view.model_copy(update={"outputs": outputs})
 
 
@@ -160,10 +160,10 @@ async def list_jobs(tenant: JobsReader, runtime: Runtime,
     try:
         after = store.Cursor.decode(cursor) if cursor else None
     except store.InvalidCursor as error:
-        raise Problem(422, "invalid-cursor", str(error)) from None
-    where = store.JobFilter(state, template, created_after, created_before)
+        raise Problem(status=422, slug="invalid-cursor", detail=str(error)) from None
+    where = store.JobFilter(state=state, template=template, created_after=created_after, created_before=created_before)
     async with runtime.pool.connection() as conn:
-        views, more = await store.list_views(conn, tenant, where, store.Page(after, limit))
+        views, more = await store.list_views(conn, tenant, where=where, page=store.Page(after, limit))
     return JobPage(data=[summary(v) for v in views], next=more.encode() if more else None)
 
 
@@ -172,11 +172,11 @@ async def list_jobs(tenant: JobsReader, runtime: Runtime,
 async def get_job(job_id: str, tenant: JobsReader, runtime: Runtime, settings: Settings,
                   objects: Objects) -> domain.JobView:
     async with runtime.pool.connection() as conn:
-        view = await store.read_view(conn, parse_job_id(job_id), tenant)
+        view = await store.read_view(conn, parse_job_id(job_id), tenant_id=tenant)
         if view is None:
-            await refuse_missing(conn, job_id, tenant)
-        view = await data_keys.with_prompt(conn, view, keyring_of(settings))
-    return fresh_links(view, objects, settings.link_ttl_s)
+            await refuse_missing(conn, job_id, tenant=tenant)
+        view = await data_keys.with_prompt(conn, view, keyring=keyring_of(settings))
+    return fresh_links(view, objects, ttl_s=settings.link_ttl_s)
 
 
 class JobErasure(BaseModel):
@@ -195,19 +195,19 @@ async def erase_job(job_id: str, tenant: JobsWriter, runtime: Runtime) -> JobEra
     job still running answers 409: cancel it first."""
     now = datetime.now(UTC)
     async with runtime.pool.connection() as conn, conn.transaction():
-        view = await store.read_view(conn, parse_job_id(job_id), tenant, lock=True)
+        view = await store.read_view(conn, parse_job_id(job_id), tenant_id=tenant, lock=True)
         if view is None:
-            await refuse_missing(conn, job_id, tenant)
+            await refuse_missing(conn, job_id, tenant=tenant)
         if not view.final:
-            raise Problem(409, "job-not-final", f"job {job_id} is {view.state}; cancel it and delete it once it has"
+            raise Problem(status=409, slug="job-not-final", detail=f"job {job_id} is {view.state}; cancel it and delete it once it has"
                           " ended", extra={"state": view.state})
         reference_key = await store.reference_to_delete(conn, view.id)
-        await store.erase_job(conn, view, now)
+        await store.erase_job(conn, view, now=now)
         await data_keys.destroy(conn, view.id)  # every sealed copy of the prompt, anywhere, is now unreadable
         await erase_prompt_from_outbox(conn, view.id)  # clear prompts of events from before sealing
         await runtime.emit(conn, JobErased(job_id=view.id, tenant_id=tenant, requested_at=now,
                                            reference_key=reference_key))
-        await record_action(runtime, conn, Action(f"tenant:{tenant}", "job.erase", f"job:{view.id}", tenant))
+        await record_action(runtime, conn, action=Action(actor=f"tenant:{tenant}", name="job.erase", target=f"job:{view.id}", tenant_id=tenant))
     runtime.relay.notify()
     return JobErasure(id=view.id)
 
@@ -221,19 +221,19 @@ async def cancel_job(job_id: str, tenant: JobsWriter, runtime: Runtime, settings
     stay delivered and charged. A final job answers 409 and stays as it is, unless its cancel
     was asked for before: asking again answers 202 with the job as it ended."""
     async with runtime.pool.connection() as conn, conn.transaction():
-        before = await store.read_view(conn, parse_job_id(job_id), tenant, lock=True)
+        before = await store.read_view(conn, parse_job_id(job_id), tenant_id=tenant, lock=True)
         if before is None:
-            await refuse_missing(conn, job_id, tenant)
+            await refuse_missing(conn, job_id, tenant=tenant)
         try:
-            view, event = domain.request_cancel(before, datetime.now(UTC), "canceled by the client")
+            view, event = domain.request_cancel(before, datetime.now(UTC), reason="canceled by the client")
         except domain.JobIsFinal as error:
-            raise Problem(409, "job-final", str(error), extra={"state": before.state}) from None
+            raise Problem(status=409, slug="job-final", detail=str(error), extra={"state": before.state}) from None
         if event is not None:
-            await projection.record(conn, store.Change(before, view, event, event.requested_at))
+            await projection.record(conn, store.Change(before=before, after=view, event=event, at=event.requested_at))
             await runtime.emit(conn, event)
-        view = await data_keys.with_prompt(conn, view, keyring_of(settings))
+        view = await data_keys.with_prompt(conn, view, keyring=keyring_of(settings))
     runtime.relay.notify()
-    return fresh_links(view, objects, settings.link_ttl_s)
+    return fresh_links(view, objects, ttl_s=settings.link_ttl_s)
 
 
 class OutputReport(RequestModel):
@@ -256,13 +256,13 @@ async def report_output(job_id: str, n: int, body: OutputReport, tenant: JobsWri
     token, by the tenant's setting; the outcome shows on the job."""
     parsed = parse_job_id(job_id)
     async with runtime.pool.connection() as conn, conn.transaction():
-        view = await store.read_view(conn, parsed, tenant)
+        view = await store.read_view(conn, parsed, tenant_id=tenant)
         if view is None:
-            await refuse_missing(conn, job_id, tenant)
+            await refuse_missing(conn, job_id, tenant=tenant)
         if not any(o.n == n for o in view.outputs):
-            raise Problem(404, "output-not-found", f"job {job_id} has no delivered image {n}")
-        if not await store.insert_output_report(conn, parsed, n, body.reason):
-            raise Problem(409, "already-reported", f"image {n} of job {job_id} was reported before")
+            raise Problem(status=404, slug="output-not-found", detail=f"job {job_id} has no delivered image {n}")
+        if not await store.insert_output_report(conn, parsed, n=n, reason=body.reason):
+            raise Problem(status=409, slug="already-reported", detail=f"image {n} of job {job_id} was reported before")
         await runtime.emit(conn, OutputReported(job_id=parsed, tenant_id=tenant, n=n, reason=body.reason,
                                                 reported_at=datetime.now(UTC)))
     runtime.relay.notify()

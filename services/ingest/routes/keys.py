@@ -125,7 +125,7 @@ def parse_key_id(key_id: str) -> UUID:
     try:
         return UUID(key_id)
     except ValueError:
-        raise Problem(404, "api-key-not-found", f"no API key {key_id!r}") from None
+        raise Problem(status=404, slug="api-key-not-found", detail=f"no API key {key_id!r}") from None
 
 
 def new_key_body(issued: keys.IssuedKey, grant: keys.KeyGrant) -> NewApiKey:
@@ -136,29 +136,29 @@ def new_key_body(issued: keys.IssuedKey, grant: keys.KeyGrant) -> NewApiKey:
                      spent_this_month=0, owner_id=grant.owner_id)
 
 
-async def check_owned(conn: Any, caller: Caller, key_id: UUID) -> None:
+async def check_owned(conn: Any, caller: Caller, *, key_id: UUID) -> None:
     """404 for a key the tenant does not have; 403 for one the caller neither owns nor may
     manage as `keys:admin`."""
-    found, owner = await member_store.key_owner(conn, caller.tenant_id, key_id)
+    found, owner = await member_store.key_owner(conn, caller.tenant_id, key_id=key_id)
     if not found:
-        raise Problem(404, "api-key-not-found", f"no API key {key_id}")
+        raise Problem(status=404, slug="api-key-not-found", detail=f"no API key {key_id}")
     if "keys:admin" not in caller.scopes and not caller.owns(owner):
-        raise Problem(403, "api-key-not-yours", "this key belongs to someone else; managing it needs the scope"
+        raise Problem(status=403, slug="api-key-not-yours", detail="this key belongs to someone else; managing it needs the scope"
                       " 'keys:admin'", extra={"scope": "keys:admin"})
 
 
-async def owner_scopes(conn: Any, caller: Caller, owner_id: UUID | None) -> frozenset[str]:
+async def owner_scopes(conn: Any, caller: Caller, *, owner_id: UUID | None) -> frozenset[str]:
     """What a key for `owner_id` may at most hold: its owner's role (everything for the
     tenant's own keys). 404 for an owner the tenant does not have; 403 when it is not the
     caller and the caller lacks `keys:admin`."""
     if not caller.owns(owner_id) and "keys:admin" not in caller.scopes:
-        raise Problem(403, "api-key-not-yours", "making or moving a key for someone else needs the scope"
+        raise Problem(status=403, slug="api-key-not-yours", detail="making or moving a key for someone else needs the scope"
                       " 'keys:admin'", extra={"scope": "keys:admin"})
     if owner_id is None:
         return frozenset(SCOPES)
-    owner = await member_store.read_member(conn, caller.tenant_id, owner_id)
+    owner = await member_store.read_member(conn, caller.tenant_id, member_id=owner_id)
     if owner is None:
-        raise Problem(404, "member-not-found", f"no member or service account {owner_id}")
+        raise Problem(status=404, slug="member-not-found", detail=f"no member or service account {owner_id}")
     return roles.scopes_of(owner["role"])
 
 
@@ -176,17 +176,17 @@ async def create_api_key(caller: KeysManager, runtime: Runtime, response: Respon
     role). The secret is in this answer only; only its hash is kept."""
     owner_id = body.owner_id if "owner_id" in body.model_fields_set else (caller.member.id if caller.member else None)
     async with runtime.pool.connection() as conn, conn.transaction():
-        allowed = caller.scopes & await owner_scopes(conn, caller, owner_id)
+        allowed = caller.scopes & await owner_scopes(conn, caller, owner_id=owner_id)
         scopes = [s for s in SCOPES if s in (body.scopes or allowed)]
         beyond = [s for s in (body.scopes or []) if s not in allowed]
         if beyond:
-            raise Problem(403, "scope-not-held", f"this key cannot be given {beyond[0]!r}: you or its owner do not"
+            raise Problem(status=403, slug="scope-not-held", detail=f"this key cannot be given {beyond[0]!r}: you or its owner do not"
                           " hold it", extra={"scope": beyond[0]})
         caps = KeySpendCaps(daily=body.daily_cap_credits, monthly=body.monthly_cap_credits)
-        grant = keys.KeyGrant(body.name, tuple(scopes), caps, owner_id)
-        issued = await keys.issue_key(conn, caller.tenant_id, grant)
-        await record_action(runtime, conn, Action(caller.actor, "api_key.create", f"api_key:{issued.id}",
-                                                  caller.tenant_id, {"name": body.name, "scopes": scopes,
+        grant = keys.KeyGrant(name=body.name, scopes=tuple(scopes), caps=caps, owner_id=owner_id)
+        issued = await keys.issue_key(conn, caller.tenant_id, grant=grant)
+        await record_action(runtime, conn, action=Action(actor=caller.actor, name="api_key.create", target=f"api_key:{issued.id}",
+                                                  tenant_id=caller.tenant_id, details={"name": body.name, "scopes": scopes,
                                                                      "owner": str(owner_id) if owner_id else None,
                                                                      **caps.model_dump()}))
     runtime.relay.notify()
@@ -203,7 +203,7 @@ async def list_api_keys(caller: KeysManager, runtime: Runtime, settings: Setting
         rows = [row for row in await keys.list_keys(conn, caller.tenant_id)
                 if "keys:admin" in caller.scopes or caller.owns(row["owner_id"])]
     spent = await spend_caps.spent_by_keys(LedgerClient(ledger, settings.ledger_grpc_timeout_s), caller.tenant_id,
-                                           [row["id"] for row in rows]) if rows else {}
+                                           key_ids=[row["id"] for row in rows]) if rows else {}
     return ApiKeyList(data=[key_body(row, spent) for row in rows])
 
 
@@ -216,15 +216,15 @@ async def set_api_key_caps(key_id: KeyId, body: CapsRequest, caller: KeysManager
     released does not. Rotating a key keeps its caps."""
     caps = body.caps()
     async with runtime.pool.connection() as conn, conn.transaction():
-        await check_owned(conn, caller, parse_key_id(key_id))
-        row = await keys.set_caps(conn, caller.tenant_id, parse_key_id(key_id), caps)
+        await check_owned(conn, caller, key_id=parse_key_id(key_id))
+        row = await keys.set_caps(conn, caller.tenant_id, key_id=parse_key_id(key_id), caps=caps)
         if row is None:
-            raise Problem(404, "api-key-not-found", f"no API key {key_id!r}")
-        await record_action(runtime, conn, Action(caller.actor, "api_key.caps", f"api_key:{row['id']}",
-                                                  caller.tenant_id, caps.model_dump()))
+            raise Problem(status=404, slug="api-key-not-found", detail=f"no API key {key_id!r}")
+        await record_action(runtime, conn, action=Action(actor=caller.actor, name="api_key.caps", target=f"api_key:{row['id']}",
+                                                  tenant_id=caller.tenant_id, details=caps.model_dump()))
     runtime.relay.notify()
     spent = await spend_caps.spent_by_keys(LedgerClient(ledger, settings.ledger_grpc_timeout_s), caller.tenant_id,
-                                           [row["id"]])
+                                           key_ids=[row["id"]])
     return key_body(row, spent)
 
 
@@ -234,11 +234,11 @@ async def revoke_api_key(key_id: KeyId, caller: KeysManager, runtime: Runtime) -
     A key may revoke itself."""
     revoked = parse_key_id(key_id)
     async with runtime.pool.connection() as conn, conn.transaction():
-        await check_owned(conn, caller, revoked)
-        if not await keys.revoke_key(conn, caller.tenant_id, revoked):
-            raise Problem(404, "api-key-not-found", f"no API key {key_id!r}")
-        await record_action(runtime, conn, Action(caller.actor, "api_key.revoke", f"api_key:{revoked}",
-                                                  caller.tenant_id))
+        await check_owned(conn, caller, key_id=revoked)
+        if not await keys.revoke_key(conn, caller.tenant_id, key_id=revoked):
+            raise Problem(status=404, slug="api-key-not-found", detail=f"no API key {key_id!r}")
+        await record_action(runtime, conn, action=Action(actor=caller.actor, name="api_key.revoke", target=f"api_key:{revoked}",
+                                                  tenant_id=caller.tenant_id))
     runtime.relay.notify()
     return Response(status_code=204)
 
@@ -251,14 +251,14 @@ async def rotate_api_key(key_id: KeyId, caller: KeysManager, runtime: Runtime, s
     overlap_s = min(settings.max_key_rotation_overlap_s,
                     body.overlap_s if body.overlap_s is not None else settings.key_rotation_overlap_s)
     async with runtime.pool.connection() as conn, conn.transaction():
-        await check_owned(conn, caller, parse_key_id(key_id))
-        rotated = await keys.rotate_key(conn, caller.tenant_id, parse_key_id(key_id), overlap_s)
+        await check_owned(conn, caller, key_id=parse_key_id(key_id))
+        rotated = await keys.rotate_key(conn, caller.tenant_id, key_id=parse_key_id(key_id), overlap_s=overlap_s)
         if rotated is None:
-            raise Problem(404, "api-key-not-found", f"no API key {key_id!r}")
+            raise Problem(status=404, slug="api-key-not-found", detail=f"no API key {key_id!r}")
         issued, old = rotated
-        await record_action(runtime, conn, Action(caller.actor, "api_key.rotate",
-                                                  f"api_key:{old['id']}", caller.tenant_id,
-                                                  {"new_key": str(issued.id), "overlap_s": overlap_s}))
+        await record_action(runtime, conn, action=Action(actor=caller.actor, name="api_key.rotate",
+                                                  target=f"api_key:{old['id']}", tenant_id=caller.tenant_id,
+                                                  details={"new_key": str(issued.id), "overlap_s": overlap_s}))
     runtime.relay.notify()
     return RotatedApiKey(new=new_key_body(issued, keys.grant_of(old)),
                          old=ApiKey.model_validate(old))
@@ -271,11 +271,11 @@ async def move_api_key(key_id: KeyId, body: OwnerRequest, caller: KeysManager, r
     `keys:admin`; the key then does what its scopes and its new owner's role both allow."""
     moved = parse_key_id(key_id)
     async with runtime.pool.connection() as conn, conn.transaction():
-        await check_owned(conn, caller, moved)
-        await owner_scopes(conn, caller, body.owner_id)
-        await member_store.set_key_owner(conn, moved, body.owner_id)
-        await record_action(runtime, conn, Action(caller.actor, "api_key.move", f"api_key:{moved}", caller.tenant_id,
-                                                  {"owner": str(body.owner_id) if body.owner_id else None}))
+        await check_owned(conn, caller, key_id=moved)
+        await owner_scopes(conn, caller, owner_id=body.owner_id)
+        await member_store.set_key_owner(conn, moved, owner_id=body.owner_id)
+        await record_action(runtime, conn, action=Action(actor=caller.actor, name="api_key.move", target=f"api_key:{moved}", tenant_id=caller.tenant_id,
+                                                  details={"owner": str(body.owner_id) if body.owner_id else None}))
         row = next(row for row in await keys.list_keys(conn, caller.tenant_id) if row["id"] == moved)
     runtime.relay.notify()
     return key_body(row, None)

@@ -177,7 +177,7 @@ async def who_am_i(caller: SignedIn, runtime: Runtime) -> Me:
     member = None
     if caller.member is not None:
         async with runtime.pool.connection() as conn:
-            row = await store.read_member(conn, caller.tenant_id, caller.member.id)
+            row = await store.read_member(conn, caller.tenant_id, member_id=caller.member.id)
         member = MemberOut.of(row) if row else None
     return Me(tenant_id=caller.tenant_id, via="session" if caller.key_id is None else "api_key",
               scopes=[s for s in roles.SCOPES if s in caller.scopes], member=member, api_key_id=caller.key_id)
@@ -197,7 +197,7 @@ async def change_member_role(member_id: MemberId, body: RoleChange, caller: Memb
     and they sign in again); their keys do from now on what the new role allows. Only roles
     within your own can be given or taken away (403); the last owner stays one (409)."""
     async with runtime.pool.connection() as conn, conn.transaction():
-        row = await team.Team(runtime, changer_of(caller)).change_role(conn, member_id, body.role)
+        row = await team.Team(runtime, changer_of(caller)).change_role(conn, member_id, role=body.role)
     runtime.relay.notify()
     return MemberOut.of(row)
 
@@ -210,7 +210,7 @@ async def remove_member(member_id: MemberId, caller: MembersManager, runtime: Ru
     """Remove a member or service account: their sessions end, their keys are revoked (or moved
     to `move_keys_to`), and their next request is refused. The last owner cannot be removed."""
     async with runtime.pool.connection() as conn, conn.transaction():
-        await team.Team(runtime, changer_of(caller)).remove(conn, member_id, move_keys_to)
+        await team.Team(runtime, changer_of(caller)).remove(conn, member_id, move_keys_to=move_keys_to)
     runtime.relay.notify()
     return Response(status_code=204)
 
@@ -220,7 +220,7 @@ async def create_service_account(body: ServiceAccountRequest, caller: MembersMan
     """A service account: no person, a role, and API keys of its own (create them with
     `owner_id`), which outlive any member."""
     async with runtime.pool.connection() as conn, conn.transaction():
-        row = await team.Team(runtime, changer_of(caller)).add_service_account(conn, body.name, body.role)
+        row = await team.Team(runtime, changer_of(caller)).add_service_account(conn, body.name, role=body.role)
     runtime.relay.notify()
     return MemberOut.of(row | {"keys": 0})
 
@@ -233,7 +233,7 @@ async def invite_member(body: InvitationRequest, request: Request, caller: Membe
     replaces an open one. When the mail cannot be sent the invitation says why."""
     wanted = team.Invite(body.email, body.role, settings.invitation_ttl_s)
     outbound = team.Outbound(signer, mailer, public_base(request, settings.public_url))
-    row, _ = await team.invite_by_mail(team.Team(runtime, changer_of(caller)), wanted, outbound)
+    row, _ = await team.invite_by_mail(team.Team(runtime, changer_of(caller)), wanted, outbound=outbound)
     return Invitation.of(row)
 
 
@@ -252,16 +252,16 @@ async def revoke_invitation(invitation_id: Annotated[UUID, Path(examples=[INVITA
     return Response(status_code=204)
 
 
-async def open_invitation(runtime: Any, signer: Any, token: str) -> Any:
+async def open_invitation(runtime: Any, signer: Any, *, token: str) -> Any:
     try:
         signer.check("invitation", token)
     except BadLink:
-        raise Problem(404, "invitation-not-found", "this invitation link is not valid or has expired") from None
+        raise Problem(status=404, slug="invitation-not-found", detail="this invitation link is not valid or has expired") from None
     async with runtime.pool.connection() as conn:
         row = await store.open_invitation(conn, digest(token))
         provider = await session_store.read_provider(conn, row["tenant_id"]) if row else None
     if row is None:
-        raise Problem(404, "invitation-not-found", "this invitation was used, revoked or has expired")
+        raise Problem(status=404, slug="invitation-not-found", detail="this invitation was used, revoked or has expired")
     return row, provider is not None
 
 
@@ -269,7 +269,7 @@ async def open_invitation(runtime: Any, signer: Any, token: str) -> Any:
 async def look_up_invitation(body: InvitationToken, runtime: Runtime, signer: Signer) -> InvitationView:
     """What an invitation link offers (no key needed: the link is the proof), and whether it is
     accepted by signing in at the tenant's identity provider."""
-    row, sso = await open_invitation(runtime, signer, body.token)
+    row, sso = await open_invitation(runtime, signer, token=body.token)
     return InvitationView(tenant_id=row["tenant_id"], email=row["email"], role=row["role"],
                           expires_at=row["expires_at"], sso=sso)
 
@@ -280,16 +280,16 @@ async def accept_invitation(body: InvitationToken, request: Request, response: R
     """Join through an invitation's link and sign in to the console (the session's cookies are
     set). A tenant with an identity provider is joined by signing in there instead (409, with
     the address that starts it)."""
-    _, sso = await open_invitation(runtime, signer, body.token)
+    _, sso = await open_invitation(runtime, signer, token=body.token)
     if sso:
-        raise Problem(409, "sign-in-with-provider", "this tenant signs in through its identity provider: continue"
+        raise Problem(status=409, slug="sign-in-with-provider", detail="this tenant signs in through its identity provider: continue"
                       " there to accept the invitation")
     origin = sessions.client_address(request)
     async with runtime.pool.connection() as conn, conn.transaction():
-        member = await team.accept(runtime, conn, body.token, team.Identity(origin))
-        opened = await sessions.open_for(runtime, conn, sessions.SignIn(
+        member = await team.accept(runtime, conn, token=body.token, identity=team.Identity(origin=origin))
+        opened = await sessions.open_for(runtime, conn, sign_in=sessions.SignIn(
             tenant_id=member["tenant_id"], member_id=member["id"], method="invitation", origin=origin,
-            user_agent=request.headers.get("user-agent", "")), settings)
+            user_agent=request.headers.get("user-agent", "")), settings=settings)
     runtime.relay.notify()
     sessions.set_cookies(response, opened)
     return MemberOut.of(member)

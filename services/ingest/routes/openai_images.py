@@ -73,10 +73,10 @@ async def get_models(request: Request) -> ModelBook:
 Models = Annotated[ModelBook, Depends(get_models)]
 
 
-def image_call(intake: Intake, prompts: PromptGate, watch: LogWatch) -> ImageCall:
+def image_call(intake: Intake, prompts: PromptGate, *, watch: LogWatch) -> ImageCall:
     settings = intake.settings
-    return ImageCall(intake, prompts, Waiter(intake.runtime, watch, settings.openai_wait_s),
-                     Pictures(intake.objects, settings.link_ttl_s))
+    return ImageCall(intake=intake, prompts=prompts, waiter=Waiter(intake.runtime, watch, settings.openai_wait_s),
+                     pictures=Pictures(intake.objects, settings.link_ttl_s))
 
 
 def named(answer: ImagesResponse, response: Response) -> ImagesResponse:
@@ -86,7 +86,7 @@ def named(answer: ImagesResponse, response: Response) -> ImagesResponse:
     return answer
 
 
-def asked_of(options: ImageOptions, alias: Alias, body: dict[str, Any]) -> Asked:
+def asked_of(options: ImageOptions, alias: Alias, *, body: dict[str, Any]) -> Asked:
     return Asked(options.response_format or alias.response_format, answered_quality(options, body))
 
 
@@ -103,10 +103,10 @@ async def create_image(body: ImageGenerationRequest, request: Request, response:
     submitting another, and so that `GET /v1/idempotency-keys/{key}` finds the job of a call
     that timed out. Usage and cost come with the images."""
     alias = models.resolve(body.model)
-    job = job_request(body, alias, alias.template)
-    intake = Intake(runtime, settings, objects, plans, gate, ledger, routing)
-    order = Order(caller.tenant_id, checked_job(job), idempotency_key, None, Submitter(caller.key_id, caller.caps))
-    return named(await image_call(intake, prompts, watch).answer(order, asked_of(body, alias, job)), response)
+    job = job_request(body, alias, template=alias.template)
+    intake = Intake(runtime=runtime, settings=settings, objects=objects, plans=plans, gate=gate, ledger=ledger, router=routing)
+    order = Order(tenant_id=caller.tenant_id, body=checked_job(job), idempotency_key=idempotency_key, cancel_after=None, submitter=Submitter(caller.key_id, caller.caps))
+    return named(await image_call(intake, prompts, watch=watch).answer(order, asked_of(body, alias, body=job)), response)
 
 
 @router.post("/edits", response_model=ImagesResponse, responses=RESPONSES | problems.responses(413),
@@ -122,17 +122,17 @@ async def edit_image(request: Request, response: Response, caller: JobsSubmitter
     from a photo, such as product-cutout, by its name). A `mask` is not supported (400)."""
     form = await forms.edit_form(request, settings.max_upload_bytes)
     if form.mask is not None:
-        raise Problem(400, "unsupported-value", "masks are not supported: the prompt says what to change",
+        raise Problem(status=400, slug="unsupported-value", detail="masks are not supported: the prompt says what to change",
                       extra={"param": "mask"})
     if len(form.images) != 1:
-        raise Problem(400, "invalid-image", f"send exactly one photo as `image` ({len(form.images)} were sent)",
+        raise Problem(status=400, slug="invalid-image", detail=f"send exactly one photo as `image` ({len(form.images)} were sent)",
                       extra={"param": "image"})
     options = edit_options(form)
     alias = models.resolve(options.model)
-    job = job_request(options, alias, models.edit_template_of(alias)) | {"reference_image": as_b64(form.images[0])}
-    intake = Intake(runtime, settings, objects, plans, gate, ledger, routing)
-    order = Order(caller.tenant_id, checked_job(job), idempotency_key, None, Submitter(caller.key_id, caller.caps))
-    return named(await image_call(intake, prompts, watch).answer(order, asked_of(options, alias, job)), response)
+    job = job_request(options, alias, template=models.edit_template_of(alias)) | {"reference_image": as_b64(form.images[0])}
+    intake = Intake(runtime=runtime, settings=settings, objects=objects, plans=plans, gate=gate, ledger=ledger, router=routing)
+    order = Order(tenant_id=caller.tenant_id, body=checked_job(job), idempotency_key=idempotency_key, cancel_after=None, submitter=Submitter(caller.key_id, caller.caps))
+    return named(await image_call(intake, prompts, watch=watch).answer(order, asked_of(options, alias, body=job)), response)
 
 
 class EditOptions(ImageOptions):
@@ -145,7 +145,7 @@ def edit_options(form: forms.EditForm) -> EditOptions:
     except ValidationError as error:
         errors = [{"field": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"], "code": e["type"]}
                   for e in error.errors()]
-        raise Problem(422, "validation-error", "; ".join(f"{e['field']}: {e['message']}" for e in errors),
+        raise Problem(status=422, slug="validation-error", detail="; ".join(f"{e['field']}: {e['message']}" for e in errors),
                       extra={"errors": errors}) from None
 
 
@@ -164,8 +164,8 @@ async def get_idempotency_key(key: str, tenant: JobsReader, runtime: Runtime, se
     """The job an `Idempotency-Key` you sent is bound to (for 24 hours), whichever API you sent it
     to: a call that timed out before it was answered finds its job here."""
     async with runtime.pool.connection() as conn:
-        bound = await keys_bound.job_of_key(conn, tenant, key, settings.idempotency_key_ttl_s)
+        bound = await keys_bound.job_of_key(conn, tenant, key=key, ttl_s=settings.idempotency_key_ttl_s)
     if bound is None:
-        raise Problem(404, "idempotency-key-not-found", f"no job is bound to Idempotency-Key {key!r}")
+        raise Problem(status=404, slug="idempotency-key-not-found", detail=f"no job is bound to Idempotency-Key {key!r}")
     return BoundKey(key=key, job_id=bound[0], url=f"/v1/jobs/{bound[0]}", expires_at=bound[1])
 

@@ -47,5 +47,5 @@ async def set_prompt_screening(body: PromptScreening, tenant: ScreeningWriter, r
     """Replace your prompt rules and policy; jobs submitted from now on are screened with them.
     A refused prompt gets 422 `prompt-refused` naming the rule's category."""
     async with runtime.pool.connection() as conn:
-        await write_screening(conn, tenant, TenantScreening(body.rules, body.policy))
+        await write_screening(conn, tenant, screening=TenantScreening(body.rules, body.policy))
     return body

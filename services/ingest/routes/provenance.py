@@ -121,7 +121,7 @@ async def capped_file(request: Request, limit: int) -> bytes:
 
 
 def too_large(limit: int) -> Problem:
-    return Problem(413, "file-too-large", f"at most {limit} bytes are verified", extra={"limit": limit})
+    return Problem(status=413, slug="file-too-large", detail=f"at most {limit} bytes are verified", extra={"limit": limit})
 
 
 async def take_anonymous(request: Request, response: Response) -> None:
@@ -131,15 +131,15 @@ async def take_anonymous(request: Request, response: Response) -> None:
                 concurrent_jobs=None, images_per_day=None, priority=0)
     peer = request.client.host if request.client else None
     forwarded = ", ".join(request.headers.getlist(settings.forwarded_header)) or None
-    client = client_address(peer, forwarded, settings.proxy_networks())
+    client = client_address(peer, forwarded, proxies=settings.proxy_networks())
     async with runtime.pool.connection() as conn:
-        ahead = await store.take_anonymous_request(conn, client, plan.interval_s, plan.tolerance_s)
+        ahead = await store.take_anonymous_request(conn, client, interval_s=plan.interval_s, tolerance_s=plan.tolerance_s)
         if random.random() < FORGET_SHARE:  # now and then, so the table holds only recent addresses
             await store.forget_idle_clients(conn)
-    decision = rate_decision(plan, ahead is not None, ahead if ahead is not None else plan.tolerance_s)
+    decision = rate_decision(plan, ahead is not None, ahead_s=ahead if ahead is not None else plan.tolerance_s)
     if not decision.allowed:
-        raise Problem(429, "rate-limited", f"verify allows {plan.requests_per_s:g} requests a second per address with"
-                      f" bursts of {plan.burst}; retry after {decision.retry_after_s} s", decision.headers(plan),
+        raise Problem(status=429, slug="rate-limited", detail=f"verify allows {plan.requests_per_s:g} requests a second per address with"
+                      f" bursts of {plan.burst}; retry after {decision.retry_after_s} s", headers=decision.headers(plan),
                       extra={"retry_after": decision.retry_after_s})
     response.headers.update(decision.headers(plan))
 
@@ -188,15 +188,15 @@ async def verify_file(request: Request, response: Response, runtime: Runtime, se
     content). Rate-limited per address without a key, by the plan with one."""
     tenant = None
     if request.headers.get("authorization"):
-        tenant = (await authenticated(request, response, bearer)).tenant_id
+        tenant = (await authenticated(request, response, bearer=bearer)).tenant_id
     else:
         await take_anonymous(request, response)
     data = await capped_file(request, settings.verify_max_bytes)
     media_type = provenance.media_type_of(data)
     if media_type is None:
-        raise Problem(415, "unsupported-media-type", "send a PNG, JPEG, WebP or MP4 file as the request's body")
+        raise Problem(status=415, slug="unsupported-media-type", detail="send a PNG, JPEG, WebP or MP4 file as the request's body")
     found = await provenance.verify(provenance.Evidence(data, media_type), request.app.state.trust_anchors,
-                                    runtime.pool)
+                                    pool=runtime.pool)
     return as_verification(found, tenant)
 
 
@@ -208,6 +208,6 @@ async def trust_anchors(request: Request) -> PlainTextResponse:
     Trusted. No key needed."""
     anchors = request.app.state.trust_anchors
     if not anchors:
-        raise Problem(404, "no-trust-anchor", "this deployment publishes no Content Credentials trust anchor")
+        raise Problem(status=404, slug="no-trust-anchor", detail="this deployment publishes no Content Credentials trust anchor")
     return PlainTextResponse(anchors, media_type="application/x-pem-file",
                              headers={"Cache-Control": "public, max-age=300"})

@@ -82,15 +82,15 @@ async def get_receipt(job_id: str, tenant: ReceiptsReader, runtime: Runtime) -> 
     keeps its receipt, which holds no prompt. 409 while the job is not final."""
     parsed = parse_job_id(job_id)
     async with runtime.pool.connection() as conn:
-        document = await issuing.receipt_of(conn, parsed, tenant)
+        document = await issuing.receipt_of(conn, parsed, tenant_id=tenant)
         if document is None:
-            state = await store.job_state(conn, parsed, tenant)
-            if state is None and not await store.was_erased(conn, parsed, tenant):
-                raise Problem(404, "job-not-found", f"no job {job_id!r}")
+            state = await store.job_state(conn, parsed, tenant_id=tenant)
+            if state is None and not await store.was_erased(conn, parsed, tenant_id=tenant):
+                raise Problem(status=404, slug="job-not-found", detail=f"no job {job_id!r}")
             if state is not None and state not in FINAL_STATES:
-                raise Problem(409, "job-not-final", f"job {job_id} is {state}; its receipt is issued when it is final"
+                raise Problem(status=409, slug="job-not-final", detail=f"job {job_id} is {state}; its receipt is issued when it is final"
                               " and settled", extra={"state": state})
-            raise Problem(404, "receipt-not-found", f"job {job_id} ended before receipts were issued")
+            raise Problem(status=404, slug="receipt-not-found", detail=f"job {job_id} ended before receipts were issued")
     return signed_json(document)
 
 
@@ -104,7 +104,7 @@ async def list_receipts(tenant: ReceiptsReader, runtime: Runtime,
     whole chain offline with genline-client's `verify_chain` (or `genline receipts verify`):
     a receipt changed, dropped or added breaks it."""
     async with runtime.pool.connection() as conn:
-        documents = await issuing.chain(conn, tenant, after, limit + 1)  # one more: is there a next page?
+        documents = await issuing.chain(conn, tenant, after=after, limit=limit + 1)  # one more: is there a next page?
     page, more = documents[:limit], len(documents) > limit
     return signed_json({"data": page, "next_after": page[-1]["receipt"]["sequence"] if more else None})
 

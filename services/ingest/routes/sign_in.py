@@ -92,13 +92,13 @@ async def send_sign_in_link(body: EmailLinkRequest, request: Request, runtime: R
     email = body.email.lower()
     async with runtime.pool.connection() as conn, conn.transaction():
         if await store.read_provider(conn, body.tenant_id) is not None:
-            raise Problem(409, "sign-in-with-provider", f"{body.tenant_id!r} signs in through its identity provider",
+            raise Problem(status=409, slug="sign-in-with-provider", detail=f"{body.tenant_id!r} signs in through its identity provider",
                           extra={"start": f"/v1/sso/{body.tenant_id}/start"})
-        member = await member_store.member_by_email(conn, body.tenant_id, email)
+        member = await member_store.member_by_email(conn, body.tenant_id, email=email)
         expires = time.time() + settings.sign_in_link_ttl_s
         token = signer.sign("sign-in", expires)
         if member is not None:
-            await member_store.insert_sign_in_link(conn, member, digest(token), datetime.fromtimestamp(expires, UTC))
+            await member_store.insert_sign_in_link(conn, member, token_hash=digest(token), expires_at=datetime.fromtimestamp(expires, UTC))
     if member is not None:
         link = f"{base_of(request, settings.public_url)}/console/sign-in/link#{token}"
         try:
@@ -118,12 +118,12 @@ async def redeem_sign_in_link(body: LinkToken, request: Request, response: Respo
     try:
         signer.check("sign-in", body.token)
     except BadLink:
-        raise Problem(404, "sign-in-link-not-found", "this sign-in link is not valid or has expired") from None
+        raise Problem(status=404, slug="sign-in-link-not-found", detail="this sign-in link is not valid or has expired") from None
     async with runtime.pool.connection() as conn, conn.transaction():
         member = await member_store.use_sign_in_link(conn, digest(body.token))
         if member is None:
-            raise Problem(404, "sign-in-link-not-found", "this sign-in link was used or has expired")
-        opened = await sessions.open_for(runtime, conn, sign_in_of(request, member, "email_link"), settings)
+            raise Problem(status=404, slug="sign-in-link-not-found", detail="this sign-in link was used or has expired")
+        opened = await sessions.open_for(runtime, conn, sign_in=sign_in_of(request, member, method="email_link"), settings=settings)
     runtime.relay.notify()
     sessions.set_cookies(response, opened)
     now = datetime.now(UTC)
@@ -137,7 +137,7 @@ async def redeem_sign_in_link(body: LinkToken, request: Request, response: Respo
 
 def member_of(caller: Any) -> Any:
     if caller.member is None or caller.member.email is None:
-        raise Problem(409, "not-a-member", "this API key belongs to no member, so it has no sessions")
+        raise Problem(status=409, slug="not-a-member", detail="this API key belongs to no member, so it has no sessions")
     return caller.member
 
 
@@ -146,7 +146,7 @@ async def list_sessions(caller: SignedIn, runtime: Runtime, settings: Settings) 
     """Your open sessions, newest first, the current one marked."""
     timeouts = SessionTimeouts(settings.session_idle_s, settings.session_absolute_s)
     async with runtime.pool.connection() as conn:
-        rows = await store.list_sessions(conn, member_of(caller).id, timeouts)
+        rows = await store.list_sessions(conn, member_of(caller).id, timeouts=timeouts)
     return SessionList(data=[SessionOut(**row, current=row["id"] == caller.session_id) for row in rows])
 
 
@@ -154,11 +154,11 @@ async def list_sessions(caller: SignedIn, runtime: Runtime, settings: Settings) 
 async def sign_out(caller: SignedIn, response: Response, runtime: Runtime) -> Ended:
     """End this session (sign out); its cookies are cleared."""
     if caller.session_id is None:
-        raise Problem(409, "not-a-session", "an API key is not a session: revoke the key instead")
+        raise Problem(status=409, slug="not-a-session", detail="an API key is not a session: revoke the key instead")
     async with runtime.pool.connection() as conn, conn.transaction():
-        await store.end_session(conn, caller.session_id, "signed_out")
-        await record_action(runtime, conn, Action(caller.actor, "member.sign_out", f"session:{caller.session_id}",
-                                                  caller.tenant_id))
+        await store.end_session(conn, caller.session_id, reason="signed_out")
+        await record_action(runtime, conn, action=Action(actor=caller.actor, name="member.sign_out", target=f"session:{caller.session_id}",
+                                                  tenant_id=caller.tenant_id))
     runtime.relay.notify()
     sessions.clear_cookies(response)
     return Ended(ended=1)
@@ -169,9 +169,9 @@ async def sign_out_everywhere(caller: SignedIn, response: Response, runtime: Run
     """End every session of yours, in every browser (sign out everywhere)."""
     member = member_of(caller)
     async with runtime.pool.connection() as conn, conn.transaction():
-        ended = await store.end_sessions_of(conn, member.id, "signed_out_everywhere")
-        await record_action(runtime, conn, Action(caller.actor, "member.sign_out_everywhere", f"member:{member.id}",
-                                                  caller.tenant_id, {"sessions_ended": ended}))
+        ended = await store.end_sessions_of(conn, member.id, reason="signed_out_everywhere")
+        await record_action(runtime, conn, action=Action(actor=caller.actor, name="member.sign_out_everywhere", target=f"member:{member.id}",
+                                                  tenant_id=caller.tenant_id, details={"sessions_ended": ended}))
     runtime.relay.notify()
     if caller.session_id is not None:
         sessions.clear_cookies(response)

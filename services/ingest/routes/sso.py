@@ -77,7 +77,7 @@ class ProviderOut(BaseModel):
 
 
 
-def provider_out(row: store.ProviderRow, request: Request, public_url: str | None) -> ProviderOut:
+def provider_out(row: store.ProviderRow, request: Request, *, public_url: str | None) -> ProviderOut:
     return ProviderOut(issuer=row.issuer, client_id=row.client_id, allowed_domains=row.allowed_domains,
                        groups_claim=row.groups_claim, group_roles=row.group_roles, just_in_time=row.just_in_time,
                        default_role=row.default_role, redirect_uri=redirect_uri(request, public_url))
@@ -89,8 +89,8 @@ async def get_sso(caller: SsoManager, request: Request, runtime: Runtime, settin
     async with runtime.pool.connection() as conn:
         row = await store.read_provider(conn, caller.tenant_id)
     if row is None:
-        raise Problem(404, "sso-not-configured", "this tenant has no identity provider")
-    return provider_out(row, request, settings.public_url)
+        raise Problem(status=404, slug="sso-not-configured", detail="this tenant has no identity provider")
+    return provider_out(row, request, public_url=settings.public_url)
 
 
 @router.put("/sso", response_model=ProviderOut, responses=problems.responses(422))
@@ -100,22 +100,22 @@ async def set_sso(body: ProviderRequest, caller: SsoManager, request: Request, r
     with PKCE). Its discovery document is read now (422 when it cannot be, or names another
     issuer). From then on members sign in there only, not by mailed links."""
     if body.issuer.startswith("http://") and settings.environment == "production":
-        raise Problem(422, "insecure-issuer", "an identity provider must be reached over https")
+        raise Problem(status=422, slug="insecure-issuer", detail="an identity provider must be reached over https")
     try:
         await providers.metadata(body.issuer)
     except oidc.OidcError as error:
-        raise Problem(422, "sso-provider-unusable", str(error)) from None
-    kek, wrapped = await sso.wrap_secret(keyring_of(settings), caller.tenant_id, body.client_secret)
+        raise Problem(status=422, slug="sso-provider-unusable", detail=str(error)) from None
+    kek, wrapped = await sso.wrap_secret(keyring_of(settings), caller.tenant_id, secret=body.client_secret)
     row = store.ProviderRow(tenant_id=caller.tenant_id, issuer=body.issuer, client_id=body.client_id, secret_kek=kek,
                             client_secret=wrapped, allowed_domains=body.allowed_domains,
                             groups_claim=body.groups_claim, group_roles=dict(body.group_roles),
                             just_in_time=body.just_in_time, default_role=body.default_role)
     async with runtime.pool.connection() as conn, conn.transaction():
         await store.write_provider(conn, row)
-        await record_action(runtime, conn, Action(caller.actor, "sso.set", f"tenant:{caller.tenant_id}",
-                                                  caller.tenant_id, body.model_dump(exclude={"client_secret"})))
+        await record_action(runtime, conn, action=Action(actor=caller.actor, name="sso.set", target=f"tenant:{caller.tenant_id}",
+                                                  tenant_id=caller.tenant_id, details=body.model_dump(exclude={"client_secret"})))
     runtime.relay.notify()
-    return provider_out(row, request, settings.public_url)
+    return provider_out(row, request, public_url=settings.public_url)
 
 
 @router.delete("/sso", response_model=ProviderOut, responses=problems.responses(404))
@@ -125,11 +125,11 @@ async def delete_sso(caller: SsoManager, request: Request, runtime: Runtime, set
     async with runtime.pool.connection() as conn, conn.transaction():
         row = await store.read_provider(conn, caller.tenant_id)
         if row is None or not await store.delete_provider(conn, caller.tenant_id):
-            raise Problem(404, "sso-not-configured", "this tenant has no identity provider")
-        await record_action(runtime, conn, Action(caller.actor, "sso.delete", f"tenant:{caller.tenant_id}",
-                                                  caller.tenant_id, {"issuer": row.issuer}))
+            raise Problem(status=404, slug="sso-not-configured", detail="this tenant has no identity provider")
+        await record_action(runtime, conn, action=Action(actor=caller.actor, name="sso.delete", target=f"tenant:{caller.tenant_id}",
+                                                  tenant_id=caller.tenant_id, details={"issuer": row.issuer}))
     runtime.relay.notify()
-    return provider_out(row, request, settings.public_url)
+    return provider_out(row, request, public_url=settings.public_url)
 
 
 def back_to_console(problem: Problem) -> RedirectResponse:
@@ -151,18 +151,18 @@ async def start_sso(tenant_id: Annotated[str, Path(pattern=TENANT, examples=["ac
     async with runtime.pool.connection() as conn:
         provider = await store.read_provider(conn, tenant_id)
     if provider is None:
-        raise Problem(404, "sso-not-configured", f"{tenant_id!r} has no identity provider")
+        raise Problem(status=404, slug="sso-not-configured", detail=f"{tenant_id!r} has no identity provider")
     try:
         metadata = await providers.metadata(provider.issuer)
-        client = await sso.client_of(keyring_of(settings), provider, redirect_uri(request, settings.public_url))
+        client = await sso.client_of(keyring_of(settings), provider, redirect_uri=redirect_uri(request, settings.public_url))
     except oidc.OidcError as error:
-        raise Problem(503, "sso-provider-unreachable", str(error)) from None
+        raise Problem(status=503, slug="sso-provider-unreachable", detail=str(error)) from None
     pkce, browser = oidc.Pkce(), oidc.Pkce().state
     async with runtime.pool.connection() as conn:
         await store.insert_attempt(conn, store.Attempt(
             state=pkce.state, browser_hash=digest(browser), tenant_id=tenant_id, nonce=pkce.nonce,
-            code_verifier=pkce.verifier, invitation=invitation, return_to=return_to), settings.sso_attempt_ttl_s)
-    answer = RedirectResponse(oidc.authorization_url(metadata, client, pkce), status_code=303)
+            code_verifier=pkce.verifier, invitation=invitation, return_to=return_to), lifetime_s=settings.sso_attempt_ttl_s)
+    answer = RedirectResponse(oidc.authorization_url(metadata, client, pkce=pkce), status_code=303)
     answer.set_cookie(BROWSER_COOKIE, browser, max_age=settings.sso_attempt_ttl_s, path="/", secure=True,
                       httponly=True, samesite="lax")
     return answer
@@ -177,43 +177,43 @@ async def finish_sso(request: Request, runtime: Runtime, settings: Settings, pro
     session opens (its cookies set) and the browser goes on to the console page it came from;
     otherwise to the sign-in page with the reason (303 either way)."""
     try:
-        return await signed_in(request, (runtime, settings, providers), (state, code, error))
+        return await signed_in(request, (runtime, settings, providers), answer=(state, code, error))
     except Problem as refused:
         return back_to_console(refused)
 
 
 async def signed_in(request: Request, served: tuple[Any, Any, oidc.Provider],
-                    answer: tuple[str, str, str | None]) -> RedirectResponse:
+                    *, answer: tuple[str, str, str | None]) -> RedirectResponse:
     runtime, settings, providers = served
     state, code, error = answer
     async with runtime.pool.connection() as conn:
         attempt = await store.take_attempt(conn, state) if state else None
     if attempt is None or attempt.browser_hash != digest(request.cookies.get(BROWSER_COOKIE, "")):
-        raise Problem(400, "sso-state-refused", "this sign-in was not begun in this browser, was already used, or"
+        raise Problem(status=400, slug="sso-state-refused", detail="this sign-in was not begun in this browser, was already used, or"
                       " took too long: sign in again")
     if error is not None or not code:
-        raise Problem(403, "sso-refused-by-provider", f"the identity provider refused the sign-in ({error})")
+        raise Problem(status=403, slug="sso-refused-by-provider", detail=f"the identity provider refused the sign-in ({error})")
     async with runtime.pool.connection() as conn:
         provider = await store.read_provider(conn, attempt.tenant_id)
     if provider is None:
-        raise Problem(403, "sso-not-configured", "the tenant no longer signs in through an identity provider")
+        raise Problem(status=403, slug="sso-not-configured", detail="the tenant no longer signs in through an identity provider")
     try:
         metadata = await providers.metadata(provider.issuer)
-        client = await sso.client_of(keyring_of(settings), provider, redirect_uri(request, settings.public_url))
+        client = await sso.client_of(keyring_of(settings), provider, redirect_uri=redirect_uri(request, settings.public_url))
         id_token = await providers.redeem(oidc.CodeRedemption(metadata=metadata, client=client, code=code,
                                                               verifier=attempt.code_verifier))
-        claims = await providers.verified_claims(metadata, id_token, oidc.Expected(provider.issuer, provider.client_id,
+        claims = await providers.verified_claims(metadata, id_token, expected=oidc.Expected(provider.issuer, provider.client_id,
                                                                                     attempt.nonce))
     except oidc.OidcError as refused:
-        raise Problem(403, "sso-token-refused", str(refused)) from None
-    arrival = sso.Arrival(provider, sso.Claimed.of(claims, provider.groups_claim), sessions.client_address(request),
-                          attempt.invitation)
+        raise Problem(status=403, slug="sso-token-refused", detail=str(refused)) from None
+    arrival = sso.Arrival(provider=provider, claimed=sso.Claimed.of(claims, provider.groups_claim), origin=sessions.client_address(request),
+                          invitation=attempt.invitation)
     async with runtime.pool.connection() as conn, conn.transaction():
         if not await store.first_use_of_token(conn, hashlib.sha256(id_token.encode()).hexdigest(),
-                                              datetime.fromtimestamp(int(claims["exp"]), UTC)):
-            raise Problem(403, "sso-token-replayed", "this id_token was already used to sign in")
-        member = await sso.member_for(runtime, conn, arrival)
-        opened = await sessions.open_for(runtime, conn, sign_in_of(request, member, "sso"), settings)
+                                              expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC)):
+            raise Problem(status=403, slug="sso-token-replayed", detail="this id_token was already used to sign in")
+        member = await sso.member_for(runtime, conn, arrival=arrival)
+        opened = await sessions.open_for(runtime, conn, sign_in=sign_in_of(request, member, method="sso"), settings=settings)
     runtime.relay.notify()
     answer_ = RedirectResponse(attempt.return_to, status_code=303)
     sessions.set_cookies(answer_, opened)

@@ -80,19 +80,19 @@ class SubjectErasure(BaseModel):
                                              " deleted where they were trained")
 
 
-def subjects_of(runtime: Runtime, settings: Settings, objects: Objects) -> Subjects:
+def subjects_of(runtime: Runtime, settings: Settings, *, objects: Objects) -> Subjects:
     return Subjects(runtime, settings, objects)
 
 
-async def sent_photos(body: Photos, tenant: str, intake: PhotoIntake) -> list[screening.Sent]:
+async def sent_photos(body: Photos, tenant: str, *, intake: PhotoIntake) -> list[screening.Sent]:
     """The request's photos: its base64 ones, then its uploads' (the tenant's own only)."""
     sent = [screening.Sent(screening.reference_photo_bytes(photo), f"photos[{i}]") for i, photo in enumerate(body.photos)]
     objects = intake.objects
     async with intake.runtime.pool.connection() as conn:
         for i, upload_id in enumerate(body.uploads):
-            upload = await store.read_upload(conn, upload_id, tenant)
+            upload = await store.read_upload(conn, upload_id, tenant_id=tenant)
             if upload is None:
-                raise Problem(422, "unknown-upload", f"uploads[{i}]: you have no upload {upload_id}",
+                raise Problem(status=422, slug="unknown-upload", detail=f"uploads[{i}]: you have no upload {upload_id}",
                               extra={"field": f"uploads[{i}]"})
             sent.append(screening.Sent(await objects.get(objects.internal_bucket, upload["key"]), f"uploads[{i}]"))
     return sent
@@ -102,7 +102,7 @@ def parse_subject_id(subject_id: str) -> UUID:
     try:
         return UUID(subject_id)
     except ValueError:
-        raise Problem(404, "subject-not-found", f"no subject {subject_id!r}") from None
+        raise Problem(status=404, slug="subject-not-found", detail=f"no subject {subject_id!r}") from None
 
 
 @router.post("", status_code=201, response_model=Subject, responses=problems.responses(413, 422, 503) | {
@@ -120,14 +120,14 @@ async def create_subject(body: SubjectRequest, response: Response, caller: JobsS
     only accepted photos are kept, sealed with the subject's own key. Unless `keep`, a subject is
     erased 30 days (the platform's retention, or an operator's for your account) after its last
     order."""
-    tenant, intake = caller.tenant_id, PhotoIntake(runtime, settings, objects, gate)
-    sent = await sent_photos(body, tenant, intake)
+    tenant, intake = caller.tenant_id, PhotoIntake(runtime=runtime, settings=settings, objects=objects, gate=gate)
+    sent = await sent_photos(body, tenant, intake=intake)
     actor = key_actor(str(caller.key_id))
-    subjects = subjects_of(runtime, settings, objects)
+    subjects = subjects_of(runtime, settings, objects=objects)
     subject_id = await subjects.create(NewSubject(tenant_id=tenant, kind=body.kind, name=body.name, keep=body.keep,
                                                   actor=actor))
     if sent:
-        await intake.add(PhotoOffer(tenant, subject_id, sent, actor))
+        await intake.add(PhotoOffer(tenant_id=tenant, subject_id=subject_id, photos=sent, actor=actor))
     response.headers["Location"] = f"/v1/subjects/{subject_id}"
     return await subjects.view(tenant, subject_id)
 
@@ -143,11 +143,11 @@ async def add_photos(subject_id: str, body: PhotosRequest, caller: JobsSubmitter
     trained subject make a new photo set, which a later order trains again (the subject is
     `ready`). A subject being trained takes no photos until its training ends (409)."""
     parsed = parse_subject_id(subject_id)
-    subjects = subjects_of(runtime, settings, objects)
+    subjects = subjects_of(runtime, settings, objects=objects)
     before = len((await subjects.view(caller.tenant_id, parsed)).photos)
-    intake = PhotoIntake(runtime, settings, objects, gate)
-    sent = await sent_photos(body, caller.tenant_id, intake)
-    await intake.add(PhotoOffer(caller.tenant_id, parsed, sent, key_actor(str(caller.key_id))))
+    intake = PhotoIntake(runtime=runtime, settings=settings, objects=objects, gate=gate)
+    sent = await sent_photos(body, caller.tenant_id, intake=intake)
+    await intake.add(PhotoOffer(tenant_id=caller.tenant_id, subject_id=parsed, photos=sent, actor=key_actor(str(caller.key_id))))
     subject = await subjects.view(caller.tenant_id, parsed)
     return PhotosAdded(subject=subject, added=[p for p in subject.photos if p.n > before][:len(sent)])
 
@@ -162,8 +162,8 @@ async def list_subjects(tenant: JobsReader, runtime: Runtime, settings: Settings
     async with runtime.pool.connection() as conn:
         rows = await subject_store.list_subjects(conn, subject_store.SubjectPage(tenant_id=tenant, limit=limit + 1,
                                                                                  before=before))
-        retention = await retention_of(conn, tenant, settings)
-    page = [subject_view(row, [], retention) for row in rows[:limit]]
+        retention = await retention_of(conn, tenant, settings=settings)
+    page = [subject_view(row, [], retention=retention) for row in rows[:limit]]
     return SubjectPage(data=page, next=encode_cursor(rows[limit - 1]) if len(rows) > limit else None)
 
 
@@ -173,7 +173,7 @@ async def get_subject(subject_id: str, tenant: JobsReader, runtime: Runtime, set
                       objects: Objects) -> Subject:
     """A subject with every photo's verdict (never a photo: they are kept sealed for your
     jobs only). Another tenant's subject is as unknown as none (404); an erased one answers 410."""
-    return await subjects_of(runtime, settings, objects).view(tenant, parse_subject_id(subject_id))
+    return await subjects_of(runtime, settings, objects=objects).view(tenant, parse_subject_id(subject_id))
 
 
 @router.delete("/{subject_id}", status_code=202, response_model=SubjectErasure,
@@ -187,5 +187,5 @@ async def erase_subject(subject_id: str, caller: JobsSubmitter, runtime: Runtime
     Jobs made of it keep their delivered images; new jobs cannot name it. It answers 410 from
     then on."""
     parsed = parse_subject_id(subject_id)
-    await subjects_of(runtime, settings, objects).erase(caller.tenant_id, parsed, key_actor(str(caller.key_id)))
+    await subjects_of(runtime, settings, objects=objects).erase(caller.tenant_id, parsed, actor=key_actor(str(caller.key_id)))
     return SubjectErasure(id=parsed)

@@ -88,15 +88,15 @@ class Prices:
     version: str | None = None
 
 
-async def template_prices(ledger: LedgerClient, tenant: str, name: str) -> Prices:
+async def template_prices(ledger: LedgerClient, tenant: str, *, name: str) -> Prices:
     """The template's prices in each tier the price book prices it in, from the ledger's quotes
     (a quote of a clip for a template that only makes clips)."""
     template = load_catalogue().templates[name]
     prices = Prices()
     clip_only = template.video == "required"
     for tier in TIERS:
-        quote = Quote(tenant, name, tier, video_duration_s=1, video_resolution="480p") if clip_only \
-            else Quote(tenant, name, tier)
+        quote = Quote(tenant_id=tenant, template=name, tier=tier, video_duration_s=1, video_resolution="480p") if clip_only \
+            else Quote(tenant_id=tenant, template=name, tier=tier)
         try:
             answer = await ledger.quote(quote)
         except problems.Problem as problem:
@@ -113,7 +113,7 @@ async def template_prices(ledger: LedgerClient, tenant: str, name: str) -> Price
     return prices
 
 
-def template_info(name: str, template: Template, prices: Prices) -> TemplateInfo:
+def template_info(name: str, template: Template, *, prices: Prices) -> TemplateInfo:
     checks = template.input.checks if template.input else {}
     return TemplateInfo(
         name=name, description=template.description, profile=template_profile(name),
@@ -133,7 +133,7 @@ async def list_templates(tenant: AccountReader, ledger: Ledger, settings: Settin
     subject's kind of subject and styles."""
     catalogue = load_catalogue()
     client = LedgerClient(ledger, settings.ledger_grpc_timeout_s)
-    priced = await asyncio.gather(*(template_prices(client, tenant, name) for name in catalogue.templates))
+    priced = await asyncio.gather(*(template_prices(client, tenant, name=name) for name in catalogue.templates))
     return {"version": catalogue.version,
-            "templates": [template_info(name, template, prices)
+            "templates": [template_info(name, template, prices=prices)
                           for (name, template), prices in zip(catalogue.templates.items(), priced)]}

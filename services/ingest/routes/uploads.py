@@ -59,7 +59,7 @@ async def capped_body(request: Request, limit: int) -> bytes:
 
 
 def too_large(size: int, limit: int) -> Problem:
-    return Problem(413, "image-too-large", f"the upload is {size} bytes or more; at most {limit} are accepted",
+    return Problem(status=413, slug="image-too-large", detail=f"the upload is {size} bytes or more; at most {limit} are accepted",
                    extra={"reason": "bytes", "limit": limit})
 
 
@@ -72,7 +72,7 @@ def file_part(body: bytes, content_type: str) -> bytes:
         if part.get_param("name", header="content-disposition") == "file":
             payload = part.get_payload(decode=True)  # bytes, or None when the part holds none
             return payload if isinstance(payload, bytes) else b""
-    raise Problem(422, "missing-file-part", "a multipart upload needs a part named 'file' holding the photo")
+    raise Problem(status=422, slug="missing-file-part", detail="a multipart upload needs a part named 'file' holding the photo")
 
 
 async def received_photo(request: Request, max_bytes: int) -> bytes:
@@ -101,9 +101,9 @@ async def create_upload(request: Request, response: Response, tenant: JobsWriter
     applied) and carries no metadata (EXIF, GPS, XMP, ICC)."""
     data = await received_photo(request, settings.max_upload_bytes)
     limits = screening.ScreeningLimits(settings.max_upload_bytes, settings.max_reference_pixels)
-    photo = await gate.screen(data, limits, "the upload")
+    photo = await gate.screen(data, limits, name="the upload")
     upload = store.NewUpload(uuid4(), tenant, photo)
-    await objects.put(objects.internal_bucket, upload.key, photo)
+    await objects.put(objects.internal_bucket, upload.key, content=photo)
     async with runtime.pool.connection() as conn:
         row = await store.insert_upload(conn, upload)
     response.headers["Location"] = f"/v1/uploads/{upload.id}"
@@ -114,7 +114,7 @@ def parse_upload_id(upload_id: str) -> UUID:
     try:
         return UUID(upload_id)
     except ValueError:
-        raise Problem(404, "upload-not-found", f"no upload {upload_id!r}") from None
+        raise Problem(status=404, slug="upload-not-found", detail=f"no upload {upload_id!r}") from None
 
 
 @router.get("/{upload_id}", response_model=Upload,
@@ -122,7 +122,7 @@ def parse_upload_id(upload_id: str) -> UUID:
 async def get_upload(upload_id: str, tenant: JobsReader, runtime: Runtime) -> Upload:
     """An upload's screened properties; another tenant's upload is as unknown as none."""
     async with runtime.pool.connection() as conn:
-        row = await store.read_upload(conn, parse_upload_id(upload_id), tenant)
+        row = await store.read_upload(conn, parse_upload_id(upload_id), tenant_id=tenant)
     if row is None:
-        raise Problem(404, "upload-not-found", f"no upload {upload_id!r}")
+        raise Problem(status=404, slug="upload-not-found", detail=f"no upload {upload_id!r}")
     return as_upload(row)

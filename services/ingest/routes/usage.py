@@ -85,28 +85,28 @@ class Usage(BaseModel):
                                          " finished job are zeros")
 
 
-def limit_bars(plan: Plan, usage: limits.Usage, burst_remaining: int) -> list[Limit]:
-    def bar(name: str, used: int, limit: int | None) -> Limit:
+def limit_bars(plan: Plan, usage: limits.Usage, *, burst_remaining: int) -> list[Limit]:
+    def bar(name: str, used: int, *, limit: int | None) -> Limit:
         return Limit(name=name, used=used, limit=limit, remaining=None if limit is None else max(0, limit - used),
                      resets_at=None)
 
-    daily = bar("images_per_day", usage.images_today, plan.images_per_day)
-    return [bar("requests_burst", plan.burst - burst_remaining, plan.burst),
-            bar("concurrent_jobs", usage.active, plan.concurrent_jobs),
+    daily = bar("images_per_day", usage.images_today, limit=plan.images_per_day)
+    return [bar("requests_burst", plan.burst - burst_remaining, limit=plan.burst),
+            bar("concurrent_jobs", usage.active, limit=plan.concurrent_jobs),
             daily.model_copy(update={"resets_at": usage.resets_at})]
 
 
-async def credits_held(request: Request, tenant: str, settings: IngestSettings) -> int | None:
+async def credits_held(request: Request, tenant: str, *, settings: IngestSettings) -> int | None:
     try:
         balance = await call_ledger(request.app.state.ledger_stub.GetBalance, pb.GetBalanceRequest(tenant_id=tenant),
-                                    settings.ledger_grpc_timeout_s)
+                                    timeout_s=settings.ledger_grpc_timeout_s)
     except Problem:  # the ledger is away: the limits, which ingest counts, are still shown
         return None
     pending: int = balance.pending if balance is not None else 0
     return pending
 
 
-def days_of(totals: dict[date, dict[str, int]], first: date, days: int) -> list[Day]:
+def days_of(totals: dict[date, dict[str, int]], first: date, *, days: int) -> list[Day]:
     """`days` days from `first`, a day without a finished job as zeros."""
     return [Day(date=day, **totals.get(day, {"jobs": 0, "images": 0, "credits": 0}))
             for day in (first + timedelta(days=n) for n in range(days))]
@@ -127,15 +127,15 @@ async def usage(request: Request, tenant: AccountReader, runtime: Runtime, plans
         plan_name = await account_store.tenant_plan(conn, tenant)
         assert plan_name is not None, "the caller's key belongs to a tenant"
         plan = plans.get(plan_name)
-        counted = await limits.count_usage(conn, tenant, now)
+        counted = await limits.count_usage(conn, tenant, now=now)
         requests, ahead_s = await limits.requests_today(conn, tenant)
-        totals = await daily_totals(conn, tenant, datetime.combine(first_day, time(), UTC))
-    held = await credits_held(request, tenant, settings)
-    burst_remaining = rate_decision(plan, True, ahead_s).remaining
+        totals = await daily_totals(conn, tenant, since=datetime.combine(first_day, time(), UTC))
+    held = await credits_held(request, tenant, settings=settings)
+    burst_remaining = rate_decision(plan, True, ahead_s=ahead_s).remaining
     return Usage(tenant_id=tenant, plan=PlanLimits(**plan.model_dump()), requests_today=requests,
                  images_today=counted.images_today, jobs_in_progress=counted.active, credits_held=held,
-                 resets_at=counted.resets_at, limits=limit_bars(plan, counted, burst_remaining),
-                 daily=days_of(totals, first_day, days))
+                 resets_at=counted.resets_at, limits=limit_bars(plan, counted, burst_remaining=burst_remaining),
+                 daily=days_of(totals, first_day, days=days))
 
 
 class AttributedGroup(BaseModel):
@@ -193,7 +193,7 @@ async def usage_attribution(
     metadata_key = None if group_by == "end_user" else group_by.removeprefix("metadata.")
     async with runtime.pool.connection() as conn:
         period = Period(datetime.combine(since, time(), UTC), datetime.combine(today + timedelta(days=1), time(), UTC))
-        rows = await attributed_totals(conn, tenant, period, metadata_key)
+        rows = await attributed_totals(conn, tenant, period=period, metadata_key=metadata_key)
     groups = [AttributedGroup(**row) for row in rows]
     total = AttributedGroup(value=None, jobs=sum(g.jobs for g in groups), images=sum(g.images for g in groups),
                             credits=sum(g.credits for g in groups))

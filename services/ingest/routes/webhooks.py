@@ -155,7 +155,7 @@ class DeliveryClient:
     tenant: str
     actor: str
 
-    async def ask(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    async def ask(self, method: str, path: str, *, body: dict[str, Any] | None = None) -> Any:
         """Delivery's answer for the caller's tenant; its problems become ours, its absence a 503."""
         try:
             response = await self.http.request(method, f"/internal/v1/tenants/{self.tenant}{path}", json=body,
@@ -166,7 +166,7 @@ class DeliveryClient:
         if response.status_code >= 500 or (response.status_code >= 400 and not isinstance(answer, dict)):
             raise delivery_unavailable()
         if response.status_code >= 400:
-            raise Problem(response.status_code, answer["slug"], answer["detail"])
+            raise Problem(status=response.status_code, slug=answer["slug"], detail=answer["detail"])
         return answer
 
 
@@ -187,8 +187,8 @@ Delivery = Annotated[DeliveryClient, Depends(delivery_client)]
 
 
 def delivery_unavailable() -> Problem:
-    return Problem(503, "delivery-unavailable", "webhooks cannot be reached right now; try again shortly",
-                   {"Retry-After": "2"}, extra={"retry_after": 2})
+    return Problem(status=503, slug="delivery-unavailable", detail="webhooks cannot be reached right now; try again shortly",
+                   headers={"Retry-After": "2"}, extra={"retry_after": 2})
 
 
 def endpoint_path(endpoint_id: UUID) -> str:
@@ -205,7 +205,7 @@ async def create_webhook_endpoint(body: EndpointRequest, settings: Settings, del
     (`webhook-id`, `webhook-timestamp`, `webhook-signature`). A URL on a private, loopback or
     link-local address is refused (422)."""
     await check_webhook_url(body.url, settings)
-    return await delivery.ask("POST", "/webhook-endpoints", body.model_dump(mode="json"))
+    return await delivery.ask("POST", "/webhook-endpoints", body=body.model_dump(mode="json"))
 
 
 @router.get("/webhook-endpoints", response_model=EndpointList)
@@ -225,7 +225,7 @@ async def update_webhook_endpoint(endpoint_id: EndpointId, body: EndpointChange,
     if body.url is not None:
         await check_webhook_url(body.url, settings)
     return await delivery.ask("PATCH", endpoint_path(endpoint_id),
-                              body.model_dump(mode="json", exclude_unset=True))
+                              body=body.model_dump(mode="json", exclude_unset=True))
 
 
 @router.delete("/webhook-endpoints/{endpoint_id}", status_code=204, response_class=Response, responses=NOT_FOUND)
@@ -241,7 +241,7 @@ async def rotate_webhook_secret(endpoint_id: EndpointId, delivery: Delivery, bod
     """A new secret, shown only now, signs from now on; the old one signs beside it (two
     signatures in `webhook-signature`) for `overlap_s`, so receivers can switch without a gap."""
     change = body.model_dump(exclude_unset=True) if body else {}
-    return await delivery.ask("POST", f"{endpoint_path(endpoint_id)}/rotate-secret", change)
+    return await delivery.ask("POST", f"{endpoint_path(endpoint_id)}/rotate-secret", body=change)
 
 
 @router.get("/webhook-endpoints/{endpoint_id}/attempts", response_model=AttemptList, responses=NOT_FOUND)
@@ -264,8 +264,8 @@ async def list_job_webhook_attempts(job_id: str, runtime: Runtime, delivery: Del
     """Every webhook attempt about this job, to every endpoint and its own URL, newest first."""
     parsed = parse_job_id(job_id)
     async with runtime.pool.connection() as conn:
-        if await store.read_view(conn, parsed, delivery.tenant) is None:
-            raise Problem(404, "job-not-found", f"no job {job_id!r}")
+        if await store.read_view(conn, parsed, tenant_id=delivery.tenant) is None:
+            raise Problem(status=404, slug="job-not-found", detail=f"no job {job_id!r}")
     return await delivery.ask("GET", f"/jobs/{parsed}/webhook-attempts")
 
 

@@ -75,12 +75,12 @@ async def insert_job(conn: Conn, view: JobView) -> None:
     )
 
 
-async def remember_reference(conn: Conn, job_id: UUID, key: str) -> None:
+async def remember_reference(conn: Conn, job_id: UUID, *, key: str) -> None:
     """The job's reference photo, deleted with the last job of its tenant that uses it."""
     await conn.execute("UPDATE jobs SET reference_key = %s WHERE id = %s", [key, job_id])
 
 
-async def read_view(conn: Conn, job_id: UUID, tenant_id: str | None = None,
+async def read_view(conn: Conn, job_id: UUID, *, tenant_id: str | None = None,
                     lock: bool = False) -> JobView | None:
     """The job, if it is `tenant_id`'s (any tenant's when None) and not erased; locked for the
     transaction with `lock`. Events that arrive for an erased job change nothing."""
@@ -111,20 +111,20 @@ CLAIMED_AND_LOCKED_VIEWS = (
     " ON true")
 
 
-async def write_views(conn: Conn, views: list[JobView], also: Sequence[Statement | None] = ()) -> None:
+async def write_views(conn: Conn, views: list[JobView], *, also: Sequence[Statement | None] = ()) -> None:
     """Write the jobs' views, and `also` (writes to other tables) in the same statement."""
     await together(conn, [*also, updated("jobs", VIEW_COLUMNS,
-                                        [(view.id, view.state, view.stored_json(), view.updated_at) for view in views])])
+                                        rows=[(view.id, view.state, view.stored_json(), view.updated_at) for view in views])])
 
 
-async def job_state(conn: Conn, job_id: UUID, tenant_id: str) -> str | None:
+async def job_state(conn: Conn, job_id: UUID, *, tenant_id: str) -> str | None:
     """The job's shown state if it is `tenant_id`'s and not erased, else None."""
     row = await (await conn.execute("SELECT state FROM jobs WHERE id = %s AND tenant_id = %s AND erased_at IS NULL",
                                     [job_id, tenant_id])).fetchone()
     return row["state"] if row else None
 
 
-async def quiet_open_views(conn: Conn, now: datetime, quiet_s: float,
+async def quiet_open_views(conn: Conn, now: datetime, *, quiet_s: float,
                            limit: int) -> list[JobView]:
     """Non-final jobs unchanged for `quiet_s`, least recently changed first, locked (others
     that a client or a consumer holds right now are skipped: they are moving)."""
@@ -138,13 +138,13 @@ async def quiet_open_views(conn: Conn, now: datetime, quiet_s: float,
 # ---- erasure ---------------------------------------------------------------------------
 
 
-async def was_erased(conn: Conn, job_id: UUID, tenant_id: str) -> bool:
+async def was_erased(conn: Conn, job_id: UUID, *, tenant_id: str) -> bool:
     row = await (await conn.execute("SELECT 1 FROM jobs WHERE id = %s AND tenant_id = %s AND erased_at IS NOT NULL",
                                     [job_id, tenant_id])).fetchone()
     return row is not None
 
 
-async def erase_job(conn: Conn, view: JobView, now: datetime) -> None:
+async def erase_job(conn: Conn, view: JobView, *, now: datetime) -> None:
     """Keep the row (its id answers 410) without the prompt; forget the idempotency keys
     that name the job."""
     await conn.execute("UPDATE jobs SET view = %s, erased_at = %s, updated_at = %s WHERE id = %s",
@@ -181,7 +181,7 @@ PLAN_AND_KEY = (
     " AND k.created_at > now() - make_interval(secs => %(ttl)s)")
 
 
-async def lock_plan_and_key(conn: Conn, tenant_id: str, key: str | None,
+async def lock_plan_and_key(conn: Conn, tenant_id: str, *, key: str | None,
                             ttl_s: int) -> tuple[str | None, tuple[UUID, str] | None]:
     """The tenant's plan name (None: no row), locked, and what `key` is bound to (PLAN_AND_KEY)."""
     row = await (await conn.execute(PLAN_AND_KEY, {"tenant": tenant_id, "key": key, "ttl": ttl_s})).fetchone()
@@ -202,7 +202,7 @@ BIND_KEY = (
 NO_KEY = "bound AS (SELECT 1 WHERE false)"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class KeyBinding:
     """An Idempotency-Key bound to the job it was first used with, for `ttl_s` seconds."""
 
@@ -216,7 +216,7 @@ class KeyBinding:
         return self.tenant_id, self.key, self.request_hash, self.job_id, self.ttl_s
 
 
-async def write_submission(conn: Conn, data_key: WrappedDataKey, binding: KeyBinding | None,
+async def write_submission(conn: Conn, data_key: WrappedDataKey, *, binding: KeyBinding | None,
                            outbox_row: OutboxRow) -> None:
     """Write a submission's data key row, its key's binding (None without a key) and its
     event's outbox row."""
@@ -228,7 +228,7 @@ async def write_submission(conn: Conn, data_key: WrappedDataKey, binding: KeyBin
         raise IdempotencyKeyTaken(binding.key)
 
 
-async def forget_expired_keys(conn: Conn, ttl_s: int, limit: int = 1000) -> int:
+async def forget_expired_keys(conn: Conn, ttl_s: int, *, limit: int = 1000) -> int:
     cur = await conn.execute(
         "DELETE FROM idempotency_keys WHERE ctid = ANY(ARRAY(SELECT ctid FROM idempotency_keys"
         " WHERE created_at <= now() - make_interval(secs => %s) LIMIT %s))", [ttl_s, limit])

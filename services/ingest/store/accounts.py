@@ -21,7 +21,7 @@ TODAY = "(now() AT TIME ZONE 'UTC')::date"
 # ---- API keys ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class NewKey:
     """An API key's row as it is issued: only the secret's hash, and its first characters."""
 
@@ -33,7 +33,7 @@ class NewKey:
     owner_id: UUID | None = None
 
 
-async def insert_key(conn: Conn, tenant_id: str, key: NewKey) -> DictRow:
+async def insert_key(conn: Conn, tenant_id: str, *, key: NewKey) -> DictRow:
     """Write the key; its id and created_at."""
     row = await (await conn.execute(
         "INSERT INTO api_keys (key_hash, tenant_id, prefix, name, scopes, daily_cap_credits, monthly_cap_credits,"
@@ -54,7 +54,7 @@ async def list_keys(conn: Conn, tenant_id: str) -> list[DictRow]:
         " AND (k.expires_at IS NULL OR k.expires_at > now()) ORDER BY k.created_at, k.id", [tenant_id])).fetchall()
 
 
-async def revoke_key(conn: Conn, tenant_id: str, key_id: UUID) -> bool:
+async def revoke_key(conn: Conn, tenant_id: str, *, key_id: UUID) -> bool:
     """Revoke a live key of the tenant; False when it has none by that id."""
     cur = await conn.execute(
         "UPDATE api_keys SET revoked_at = now() WHERE id = %s AND tenant_id = %s AND revoked_at IS NULL"
@@ -62,7 +62,7 @@ async def revoke_key(conn: Conn, tenant_id: str, key_id: UUID) -> bool:
     return cur.rowcount == 1
 
 
-async def expire_key(conn: Conn, tenant_id: str, key_id: UUID, overlap_s: int) -> DictRow | None:
+async def expire_key(conn: Conn, tenant_id: str, *, key_id: UUID, overlap_s: int) -> DictRow | None:
     """Let a live key of the tenant work `overlap_s` more (never longer than it already would);
     its row, or None when the tenant has no live key by that id."""
     return await (await conn.execute(
@@ -71,7 +71,7 @@ async def expire_key(conn: Conn, tenant_id: str, key_id: UUID, overlap_s: int) -
         f" RETURNING {KEY_COLUMNS}", [overlap_s, key_id, tenant_id])).fetchone()
 
 
-async def set_caps(conn: Conn, tenant_id: str, key_id: UUID, caps: KeySpendCaps) -> DictRow | None:
+async def set_caps(conn: Conn, tenant_id: str, *, key_id: UUID, caps: KeySpendCaps) -> DictRow | None:
     """Set a live key's spend caps (None lifts one); the key's row, or None when the tenant has
     no live key by that id. Jobs submitted from now on carry the new caps."""
     return await (await conn.execute(
@@ -80,7 +80,7 @@ async def set_caps(conn: Conn, tenant_id: str, key_id: UUID, caps: KeySpendCaps)
         [caps.daily, caps.monthly, key_id, tenant_id])).fetchone()
 
 
-async def key_hash_is_live(conn: Conn, tenant_id: str, key_hash: str) -> bool:
+async def key_hash_is_live(conn: Conn, tenant_id: str, *, key_hash: str) -> bool:
     row = await (await conn.execute(
         "SELECT 1 FROM api_keys WHERE key_hash = %s AND tenant_id = %s AND revoked_at IS NULL"
         " AND (expires_at IS NULL OR expires_at > now())", [key_hash, tenant_id])).fetchone()
@@ -108,7 +108,7 @@ async def insert_tenant(conn: Conn, tenant: Tenant) -> bool:
     return row is not None
 
 
-async def set_plan(conn: Conn, tenant_id: str, plan: str) -> str | None:
+async def set_plan(conn: Conn, tenant_id: str, *, plan: str) -> str | None:
     """Move the tenant to `plan`; the plan it was on, or None when there is no such tenant."""
     row = await (await conn.execute("SELECT plan FROM tenants WHERE id = %s FOR UPDATE", [tenant_id])).fetchone()
     if row is not None:
@@ -137,7 +137,7 @@ async def read_screening(conn: Conn, tenant_id: str) -> DictRow | None:
                                      [tenant_id])).fetchone()
 
 
-async def write_screening(conn: Conn, tenant_id: str, rules: list[dict[str, Any]], policy: str | None) -> None:
+async def write_screening(conn: Conn, tenant_id: str, *, rules: list[dict[str, Any]], policy: str | None) -> None:
     await conn.execute(
         "INSERT INTO prompt_screening (tenant_id, rules, policy) VALUES (%s, %s, %s) ON CONFLICT (tenant_id)"
         " DO UPDATE SET rules = EXCLUDED.rules, policy = EXCLUDED.policy, updated_at = now()",
@@ -157,7 +157,7 @@ class Rate(Protocol):
     def tolerance_s(self) -> float: ...
 
 
-async def take_request(conn: Conn, tenant_id: str, rate: Rate) -> tuple[bool, float]:
+async def take_request(conn: Conn, tenant_id: str, *, rate: Rate) -> tuple[bool, float]:
     """Count one request against the tenant's rate, and among the requests it was answered
     today; the row moves only when the request is allowed. Whether it was, and how far the
     rate's TAT runs ahead of now (seconds)."""
@@ -176,7 +176,7 @@ async def take_request(conn: Conn, tenant_id: str, rate: Rate) -> tuple[bool, fl
     return False, row["ahead"] if row else 0.0
 
 
-async def count_usage(conn: Conn, tenant_id: str, day_start: datetime) -> tuple[int, int]:
+async def count_usage(conn: Conn, tenant_id: str, *, day_start: datetime) -> tuple[int, int]:
     """The tenant's jobs not yet final, and the images asked for since `day_start` by jobs
     that were not rejected: one query."""
     row = await (await conn.execute(

@@ -31,7 +31,7 @@ class NewFile:
     expires_at: datetime | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Chunk:
     """`lines` whole lines of a file from `first_line`, in one object of `bytes`."""
 
@@ -41,7 +41,7 @@ class Chunk:
     bytes: int
 
 
-async def insert_file(conn: Conn, file: NewFile, chunks: list[Chunk]) -> dict[str, Any]:
+async def insert_file(conn: Conn, file: NewFile, *, chunks: list[Chunk]) -> dict[str, Any]:
     row = await (await conn.execute(
         "INSERT INTO batch_files (id, tenant_id, purpose, kind, filename, bytes, lines, endpoint, batch_id,"
         " expires_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *",
@@ -55,7 +55,7 @@ async def insert_file(conn: Conn, file: NewFile, chunks: list[Chunk]) -> dict[st
     return dict(row)
 
 
-async def read_file(conn: Conn, file_id: UUID, tenant_id: str) -> dict[str, Any] | None:
+async def read_file(conn: Conn, file_id: UUID, *, tenant_id: str) -> dict[str, Any] | None:
     row = await (await conn.execute("SELECT * FROM batch_files WHERE id = %s AND tenant_id = %s",
                                     [file_id, tenant_id])).fetchone()
     return dict(row) if row else None
@@ -64,14 +64,14 @@ async def read_file(conn: Conn, file_id: UUID, tenant_id: str) -> dict[str, Any]
 async def chunks_of(conn: Conn, file_id: UUID) -> list[Chunk]:
     rows = await (await conn.execute("SELECT chunk, first_line, lines, bytes FROM batch_file_chunks"
                                      " WHERE file_id = %s ORDER BY chunk", [file_id])).fetchall()
-    return [Chunk(r["chunk"], r["first_line"], r["lines"], r["bytes"]) for r in rows]
+    return [Chunk(chunk=r["chunk"], first_line=r["first_line"], lines=r["lines"], bytes=r["bytes"]) for r in rows]
 
 
-async def chunk_with_line(conn: Conn, file_id: UUID, line: int) -> Chunk | None:
+async def chunk_with_line(conn: Conn, file_id: UUID, *, line: int) -> Chunk | None:
     row = await (await conn.execute(
         "SELECT chunk, first_line, lines, bytes FROM batch_file_chunks WHERE file_id = %s AND first_line <= %s"
         " ORDER BY first_line DESC LIMIT 1", [file_id, line])).fetchone()
-    return Chunk(row["chunk"], row["first_line"], row["lines"], row["bytes"]) if row else None
+    return Chunk(chunk=row["chunk"], first_line=row["first_line"], lines=row["lines"], bytes=row["bytes"]) if row else None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,14 +100,14 @@ async def insert_batch(conn: Conn, batch: NewBatch) -> dict[str, Any]:
     return dict(row)
 
 
-async def read_batch(conn: Conn, batch_id: UUID, tenant_id: str | None = None) -> dict[str, Any] | None:
+async def read_batch(conn: Conn, batch_id: UUID, *, tenant_id: str | None = None) -> dict[str, Any] | None:
     clause = " AND tenant_id = %s" if tenant_id is not None else ""
     row = await (await conn.execute(f"SELECT * FROM batches WHERE id = %s{clause}",
                                     [batch_id] + ([tenant_id] if tenant_id is not None else []))).fetchone()
     return dict(row) if row else None
 
 
-async def list_batches(conn: Conn, tenant_id: str, after: UUID | None, limit: int) -> list[dict[str, Any]]:
+async def list_batches(conn: Conn, tenant_id: str, *, after: UUID | None, limit: int) -> list[dict[str, Any]]:
     """The tenant's batches, newest first, after the batch `after` (a page's last)."""
     rows = await (await conn.execute(
         "SELECT * FROM batches WHERE tenant_id = %(tenant)s AND (%(after)s::uuid IS NULL OR (created_at, id) <"
@@ -140,7 +140,7 @@ async def claim_batch(conn: Conn, lease_s: float) -> dict[str, Any] | None:
     return dict(row) if row else None
 
 
-async def release_batch(conn: Conn, batch_id: UUID, wait_s: float) -> None:
+async def release_batch(conn: Conn, batch_id: UUID, *, wait_s: float) -> None:
     """Free the lease; look again in `wait_s`."""
     await conn.execute("UPDATE batches SET lease_until = NULL, not_before = now() + make_interval(secs => %s)"
                        " WHERE id = %s", [wait_s, batch_id])
@@ -162,34 +162,34 @@ def _json(value: dict[str, Any] | None) -> Jsonb | None:
     return Jsonb(value) if value is not None else None
 
 
-async def record_lines(conn: Conn, batch_id: UUID, lines: list[LineRecord], next_line: int) -> None:
+async def record_lines(conn: Conn, batch_id: UUID, *, lines: list[LineRecord], next_line: int) -> None:
     """Lines recorded (a line recorded before keeps its first record) and the next line to submit."""
-    statement = inserted_if_absent("batch_lines", LINE_COLUMNS, [
+    statement = inserted_if_absent("batch_lines", LINE_COLUMNS, rows=[
         (batch_id, r.line, r.custom_id, r.job_id, _json(r.asked), r.status_code, _json(r.error)) for r in lines])
     if statement is not None:
         await conn.execute(statement[0], statement[1])
     await conn.execute("UPDATE batches SET next_line = greatest(next_line, %s) WHERE id = %s", [next_line, batch_id])
 
 
-async def set_status(conn: Conn, batch_id: UUID, status: str, at_column: str) -> None:
+async def set_status(conn: Conn, batch_id: UUID, *, status: str, at_column: str) -> None:
     assert at_column in ("finalizing_at", "completed_at", "failed_at", "expired_at", "cancelling_at", "cancelled_at")
     await conn.execute(f"UPDATE batches SET status = %s, {at_column} = coalesce({at_column}, now()) WHERE id = %s",
                        [status, batch_id])
 
 
-async def attach_results(conn: Conn, batch_id: UUID, output_file_id: UUID, error_file_id: UUID) -> None:
+async def attach_results(conn: Conn, batch_id: UUID, *, output_file_id: UUID, error_file_id: UUID) -> None:
     await conn.execute("UPDATE batches SET output_file_id = %s, error_file_id = %s WHERE id = %s",
                        [output_file_id, error_file_id, batch_id])
 
 
-async def unfinished_jobs(conn: Conn, batch_id: UUID, limit: int) -> list[UUID]:
+async def unfinished_jobs(conn: Conn, batch_id: UUID, *, limit: int) -> list[UUID]:
     rows = await (await conn.execute(
         "SELECT l.job_id FROM batch_lines l JOIN jobs j ON j.id = l.job_id WHERE l.batch_id = %s"
         " AND j.state <> ALL(%s) LIMIT %s", [batch_id, list(DELIVERED + UNDELIVERED), limit])).fetchall()
     return [r["job_id"] for r in rows]
 
 
-async def lines_page(conn: Conn, batch_id: UUID, after: int, limit: int) -> list[dict[str, Any]]:
+async def lines_page(conn: Conn, batch_id: UUID, *, after: int, limit: int) -> list[dict[str, Any]]:
     """Recorded lines after line `after`, in order, with their job's view."""
     rows = await (await conn.execute(
         "SELECT l.line, l.custom_id, l.job_id, l.asked, l.status_code, l.error, j.view FROM batch_lines l"

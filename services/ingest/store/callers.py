@@ -55,13 +55,13 @@ async def insert_upload(conn: Conn, upload: NewUpload) -> dict[str, Any]:
     return row
 
 
-async def read_upload(conn: Conn, upload_id: UUID, tenant_id: str) -> dict[str, Any] | None:
+async def read_upload(conn: Conn, upload_id: UUID, *, tenant_id: str) -> dict[str, Any] | None:
     return await (await conn.execute(
         "SELECT * FROM uploads WHERE id = %s AND tenant_id = %s", [upload_id, tenant_id])).fetchone()
 
 
 
-async def take_anonymous_request(conn: Conn, client: str, interval_s: float,
+async def take_anonymous_request(conn: Conn, client: str, *, interval_s: float,
                                  tolerance_s: float) -> float | None:
     """Count one request of an anonymous `client` (its address) against a GCRA rate, as
     accounts/limits.py does for tenants: how far its TAT now runs ahead (allowed), or None

@@ -13,7 +13,7 @@ from services.common.db import Conn
 INSERT_DATA_KEY = "INSERT INTO data_keys (job_id, tenant_id, key, kek_id) VALUES (%s, %s, %s, %s)"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class WrappedDataKey:
     """A job's data key as its row stores it: wrapped under the KEK named (None: in clear)."""
 
@@ -47,7 +47,7 @@ async def delete_data_key(conn: Conn, job_id: UUID) -> bool:
     return cur.rowcount == 1
 
 
-async def keys_not_under(conn: Conn, kek_id: str, batch: int) -> list[dict[str, Any]]:
+async def keys_not_under(conn: Conn, kek_id: str, *, batch: int) -> list[dict[str, Any]]:
     """Up to `batch` keys wrapped under another KEK than `kek_id` (or in clear), locked for the
     transaction; rows another transaction holds are skipped."""
     return await (await conn.execute(
@@ -55,7 +55,7 @@ async def keys_not_under(conn: Conn, kek_id: str, batch: int) -> list[dict[str, 
         " LIMIT %s FOR UPDATE SKIP LOCKED", [kek_id, batch])).fetchall()
 
 
-async def rewrite_data_key(conn: Conn, job_id: UUID, wrapped: bytes, kek_id: str | None) -> None:
+async def rewrite_data_key(conn: Conn, job_id: UUID, *, wrapped: bytes, kek_id: str | None) -> None:
     await conn.execute("UPDATE data_keys SET key = %s, kek_id = %s WHERE job_id = %s", [wrapped, kek_id, job_id])
 
 

@@ -34,7 +34,7 @@ async def insert_evaluation(conn: Conn, evaluation: NewEvaluation) -> None:
                                  [(evaluation.id, n, Jsonb(source)) for n, source in enumerate(evaluation.sources, 1)])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ImageOutcome:
     """An image judged (its key and verdict) or not (why)."""
 
@@ -44,7 +44,7 @@ class ImageOutcome:
     error: dict[str, Any] | None = None
 
 
-async def record_images(conn: Conn, evaluation_id: UUID, outcomes: list[ImageOutcome]) -> None:
+async def record_images(conn: Conn, evaluation_id: UUID, *, outcomes: list[ImageOutcome]) -> None:
     async with conn.cursor() as cursor:
         await cursor.executemany(
             "UPDATE evaluation_images SET key = %s, verdict = %s, error = %s WHERE evaluation_id = %s AND n = %s",
@@ -55,7 +55,7 @@ async def record_images(conn: Conn, evaluation_id: UUID, outcomes: list[ImageOut
                            " WHERE id = %s", [max(o.n for o in outcomes), evaluation_id])
 
 
-async def end_evaluation(conn: Conn, evaluation_id: UUID, charge: dict[str, Any] | None,
+async def end_evaluation(conn: Conn, evaluation_id: UUID, *, charge: dict[str, Any] | None,
                          failure: dict[str, Any] | None = None) -> None:
     """Completed with its charge, or failed with why; a webhook owed is now due."""
     await conn.execute(
@@ -65,14 +65,14 @@ async def end_evaluation(conn: Conn, evaluation_id: UUID, charge: dict[str, Any]
                            Jsonb(failure) if failure else None, evaluation_id])
 
 
-async def read_evaluation(conn: Conn, evaluation_id: UUID, tenant_id: str | None = None) -> dict[str, Any] | None:
+async def read_evaluation(conn: Conn, evaluation_id: UUID, *, tenant_id: str | None = None) -> dict[str, Any] | None:
     clause = " AND tenant_id = %s" if tenant_id is not None else ""
     row = await (await conn.execute(f"SELECT * FROM evaluations WHERE id = %s{clause}",
                                     [evaluation_id] + ([tenant_id] if tenant_id is not None else []))).fetchone()
     return dict(row) if row else None
 
 
-async def evaluation_images(conn: Conn, evaluation_id: UUID, after: int = 0, limit: int = 10_000) -> list[dict[str, Any]]:
+async def evaluation_images(conn: Conn, evaluation_id: UUID, *, after: int = 0, limit: int = 10_000) -> list[dict[str, Any]]:
     rows = await (await conn.execute("SELECT n, source, key, verdict, error FROM evaluation_images"
                                      " WHERE evaluation_id = %s AND n > %s ORDER BY n LIMIT %s",
                                      [evaluation_id, after, limit])).fetchall()
@@ -89,11 +89,11 @@ async def claim_evaluation(conn: Conn, lease_s: float) -> dict[str, Any] | None:
     return dict(row) if row else None
 
 
-async def release_evaluation(conn: Conn, evaluation_id: UUID, wait_s: float) -> None:
+async def release_evaluation(conn: Conn, evaluation_id: UUID, *, wait_s: float) -> None:
     await conn.execute("UPDATE evaluations SET lease_until = NULL, not_before = now() + make_interval(secs => %s)"
                        " WHERE id = %s", [wait_s, evaluation_id])
 
 
-async def webhook_tried(conn: Conn, evaluation_id: UUID, state: str) -> None:
+async def webhook_tried(conn: Conn, evaluation_id: UUID, *, state: str) -> None:
     await conn.execute("UPDATE evaluations SET webhook_state = %s, webhook_attempts = webhook_attempts + 1"
                        " WHERE id = %s", [state, evaluation_id])

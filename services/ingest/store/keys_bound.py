@@ -7,7 +7,7 @@ from uuid import UUID
 from services.common.db import Conn
 
 
-async def job_of_key(conn: Conn, tenant_id: str, key: str, ttl_s: int) -> tuple[UUID, datetime] | None:
+async def job_of_key(conn: Conn, tenant_id: str, *, key: str, ttl_s: int) -> tuple[UUID, datetime] | None:
     """The job and the binding's expiry, while the binding lives."""
     row = await (await conn.execute(
         "SELECT job_id, created_at + make_interval(secs => %s) AS expires_at FROM idempotency_keys"

@@ -16,7 +16,7 @@ from services.common.db import Conn
 from services.ingest.domain import JobView, Period
 
 
-async def insert_output_report(conn: Conn, job_id: UUID, n: int, reason: str) -> bool:
+async def insert_output_report(conn: Conn, job_id: UUID, *, n: int, reason: str) -> bool:
     """Record a report of the job's image `n`; False when it was reported before."""
     cur = await conn.execute("INSERT INTO output_reports (job_id, n, reason) VALUES (%s, %s, %s)"
                              " ON CONFLICT DO NOTHING", [job_id, n, reason])
@@ -48,7 +48,7 @@ class Cursor:
             raise InvalidCursor(f"the cursor {text!r} was not issued by this API") from error
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class JobFilter:
     state: str | None = None
     template: str | None = None
@@ -64,7 +64,7 @@ class Page:
     limit: int
 
 
-async def list_views(conn: Conn, tenant_id: str, where: JobFilter, page: Page) -> tuple[list[JobView], Cursor | None]:
+async def list_views(conn: Conn, tenant_id: str, *, where: JobFilter, page: Page) -> tuple[list[JobView], Cursor | None]:
     """A page of the tenant's jobs, newest first, and the cursor of the next page (None at the end)."""
     after, limit = page.after, page.limit
     clauses: list[str] = ["tenant_id = %s", "erased_at IS NULL"]
@@ -103,7 +103,7 @@ async def tenant_exists(conn: Conn, tenant_id: str) -> bool:
     return await (await conn.execute("SELECT 1 FROM tenants WHERE id = %s", [tenant_id])).fetchone() is not None
 
 
-async def views_with_outputs(conn: Conn, tenant_id: str, period: Period) -> list[JobView]:
+async def views_with_outputs(conn: Conn, tenant_id: str, *, period: Period) -> list[JobView]:
     """The tenant's jobs created in the period that delivered something."""
     rows = await (await conn.execute(
         "SELECT view FROM jobs WHERE tenant_id = %s AND created_at >= %s AND created_at < %s"
@@ -127,7 +127,7 @@ def erased_job_ids(conn: psycopg.Connection[TupleRow], schema: str) -> set[UUID]
 
 
 def stored_views(conn: psycopg.Connection[TupleRow], schema: str,
-                 tenant: str | None) -> list[tuple[UUID, dict[str, Any], bool]]:
+                 *, tenant: str | None) -> list[tuple[UUID, dict[str, Any], bool]]:
     """Every job's stored view (the tenant's only, when named), and whether it was erased."""
     rows = conn.execute(f'SELECT id, view, erased_at IS NOT NULL FROM "{schema}".jobs'
                         ' WHERE %(tenant)s::text IS NULL OR tenant_id = %(tenant)s', {"tenant": tenant}).fetchall()

@@ -20,7 +20,7 @@ def log_channel(schema: str) -> str:
 
 
 async def append_log(conn: Conn, entries: list[tuple[JobView, NewEntry]],
-                     views: Sequence[JobView] = (), also: Sequence[Statement | None] = ()) -> None:
+                     *, views: Sequence[JobView] = (), also: Sequence[Statement | None] = ()) -> None:
     """Append the entries, write the jobs' new `views` and `also` (writes to other tables) in
     one statement (see `appended`). The caller holds the jobs' rows."""
     if not entries:
@@ -31,17 +31,17 @@ async def append_log(conn: Conn, entries: list[tuple[JobView, NewEntry]],
         job: Statement = (JOB_CHANGES.format(viewed=VIEWS), as_arrays(written))
     else:
         job = (JOB_CHANGES.format(viewed=NO_VIEWS), [])
-    await appended(conn, entries, job, also)
+    await appended(conn, entries, job=job, also=also)
 
 
-async def append_new_job(conn: Conn, new_job: JobView, entries: list[NewEntry]) -> None:
+async def append_new_job(conn: Conn, new_job: JobView, *, entries: list[NewEntry]) -> None:
     """Insert a new job with the first entries of its log, in one statement (see `appended`)."""
     params: list[Any] = [new_job.id, new_job.tenant_id, new_job.state, new_job.template, new_job.stored_json(),
                          new_job.created_at, new_job.updated_at]
-    await appended(conn, [(new_job, entry) for entry in entries], (NEW_JOB, params))
+    await appended(conn, [(new_job, entry) for entry in entries], job=(NEW_JOB, params))
 
 
-async def appended(conn: Conn, entries: list[tuple[JobView, NewEntry]], job: Statement,
+async def appended(conn: Conn, entries: list[tuple[JobView, NewEntry]], *, job: Statement,
                    also: Sequence[Statement | None] = ()) -> None:
     """Number each job's entries after its last one and each tenant's after the tenant's last
     one, in the order given, append them, write the jobs' rows (`job`: their new views, or
@@ -94,14 +94,14 @@ SELECT pg_notify(%b || current_schema(), id) FROM tenant
 """
 
 
-async def read_log(conn: Conn, job_id: UUID, after: int, limit: int) -> list[dict[str, Any]]:
+async def read_log(conn: Conn, job_id: UUID, *, after: int, limit: int) -> list[dict[str, Any]]:
     """The job's entries after `seq` `after`, in order."""
     return await (await conn.execute(
         "SELECT seq, type, time, payload FROM job_log WHERE job_id = %s AND seq > %s ORDER BY seq LIMIT %s",
         [job_id, after, limit])).fetchall()
 
 
-async def read_tenant_log(conn: Conn, tenant_id: str, after: int, limit: int) -> list[dict[str, Any]]:
+async def read_tenant_log(conn: Conn, tenant_id: str, *, after: int, limit: int) -> list[dict[str, Any]]:
     """All of the tenant's entries after `tenant_seq` `after`, in order, each with its job."""
     return await (await conn.execute(
         "SELECT tenant_seq, job_id, seq, type, time, payload FROM job_log WHERE tenant_id = %s AND tenant_seq > %s"

@@ -58,28 +58,28 @@ async def list_members(conn: Conn, tenant_id: str) -> list[DictRow]:
         f" FROM members m WHERE m.tenant_id = %s AND m.{LIVE} ORDER BY m.created_at, m.id", [tenant_id])).fetchall()
 
 
-async def read_member(conn: Conn, tenant_id: str, member_id: UUID) -> DictRow | None:
+async def read_member(conn: Conn, tenant_id: str, *, member_id: UUID) -> DictRow | None:
     return await (await conn.execute(f"SELECT {MEMBER_COLUMNS} FROM members WHERE id = %s AND tenant_id = %s"
                                      f" AND {LIVE}", [member_id, tenant_id])).fetchone()
 
 
-async def member_by_email(conn: Conn, tenant_id: str, email: str) -> DictRow | None:
+async def member_by_email(conn: Conn, tenant_id: str, *, email: str) -> DictRow | None:
     return await (await conn.execute(f"SELECT {MEMBER_COLUMNS} FROM members WHERE tenant_id = %s AND email = %s"
                                      f" AND {LIVE}", [tenant_id, email])).fetchone()
 
 
-async def member_by_identity(conn: Conn, tenant_id: str, issuer: str, subject: str) -> DictRow | None:
+async def member_by_identity(conn: Conn, tenant_id: str, *, issuer: str, subject: str) -> DictRow | None:
     return await (await conn.execute(
         f"SELECT {MEMBER_COLUMNS} FROM members WHERE tenant_id = %s AND idp_issuer = %s AND idp_subject = %s"
         f" AND {LIVE}", [tenant_id, issuer, subject])).fetchone()
 
 
-async def link_identity(conn: Conn, member_id: UUID, issuer: str, subject: str) -> None:
+async def link_identity(conn: Conn, member_id: UUID, *, issuer: str, subject: str) -> None:
     await conn.execute("UPDATE members SET idp_issuer = %s, idp_subject = %s WHERE id = %s",
                        [issuer, subject, member_id])
 
 
-async def set_role(conn: Conn, member_id: UUID, role: str) -> None:
+async def set_role(conn: Conn, member_id: UUID, *, role: str) -> None:
     await conn.execute("UPDATE members SET role = %s WHERE id = %s", [role, member_id])
 
 
@@ -97,7 +97,7 @@ async def count_owners(conn: Conn, tenant_id: str) -> int:
 # ---- keys and their owners ---------------------------------------------------------------
 
 
-async def key_owner(conn: Conn, tenant_id: str, key_id: UUID) -> tuple[bool, UUID | None]:
+async def key_owner(conn: Conn, tenant_id: str, *, key_id: UUID) -> tuple[bool, UUID | None]:
     """Whether the tenant has a live key by that id, and who owns it (None: the tenant)."""
     row = await (await conn.execute(
         "SELECT owner_id FROM api_keys WHERE id = %s AND tenant_id = %s AND revoked_at IS NULL"
@@ -105,11 +105,11 @@ async def key_owner(conn: Conn, tenant_id: str, key_id: UUID) -> tuple[bool, UUI
     return (row is not None, row["owner_id"] if row else None)
 
 
-async def set_key_owner(conn: Conn, key_id: UUID, owner_id: UUID | None) -> None:
+async def set_key_owner(conn: Conn, key_id: UUID, *, owner_id: UUID | None) -> None:
     await conn.execute("UPDATE api_keys SET owner_id = %s WHERE id = %s", [owner_id, key_id])
 
 
-async def move_keys(conn: Conn, from_member: UUID, to_member: UUID) -> int:
+async def move_keys(conn: Conn, from_member: UUID, *, to_member: UUID) -> int:
     cur = await conn.execute("UPDATE api_keys SET owner_id = %s WHERE owner_id = %s AND revoked_at IS NULL",
                              [to_member, from_member])
     return cur.rowcount
@@ -148,7 +148,7 @@ async def insert_invitation(conn: Conn, invitation: NewInvitation) -> DictRow:
     return row
 
 
-async def note_mailing(conn: Conn, invitation_id: UUID, error: str | None) -> DictRow | None:
+async def note_mailing(conn: Conn, invitation_id: UUID, *, error: str | None) -> DictRow | None:
     return await (await conn.execute(
         f"UPDATE invitations SET mailed_at = CASE WHEN %s::text IS NULL THEN now() ELSE mailed_at END,"
         f" mail_error = %s WHERE id = %s RETURNING {INVITATION_COLUMNS}", [error, error, invitation_id])).fetchone()
@@ -161,25 +161,25 @@ async def list_invitations(conn: Conn, tenant_id: str) -> list[DictRow]:
         " AND revoked_at IS NULL AND expires_at > now() ORDER BY created_at DESC", [tenant_id])).fetchall()
 
 
-async def read_invitation(conn: Conn, tenant_id: str, invitation_id: UUID) -> DictRow | None:
+async def read_invitation(conn: Conn, tenant_id: str, *, invitation_id: UUID) -> DictRow | None:
     return await (await conn.execute(f"SELECT {INVITATION_COLUMNS} FROM invitations WHERE id = %s AND tenant_id = %s",
                                      [invitation_id, tenant_id])).fetchone()
 
 
-async def revoke_invitation(conn: Conn, tenant_id: str, invitation_id: UUID) -> DictRow | None:
+async def revoke_invitation(conn: Conn, tenant_id: str, *, invitation_id: UUID) -> DictRow | None:
     return await (await conn.execute(
         f"UPDATE invitations SET revoked_at = now() WHERE id = %s AND tenant_id = %s AND accepted_at IS NULL"
         f" AND revoked_at IS NULL RETURNING {INVITATION_COLUMNS}", [invitation_id, tenant_id])).fetchone()
 
 
-async def open_invitation(conn: Conn, token_hash: str, lock: bool = False) -> DictRow | None:
+async def open_invitation(conn: Conn, token_hash: str, *, lock: bool = False) -> DictRow | None:
     """The invitation with this link, while it can still be accepted."""
     return await (await conn.execute(
         f"SELECT {INVITATION_COLUMNS} FROM invitations WHERE token_hash = %s AND accepted_at IS NULL"
         f" AND revoked_at IS NULL AND expires_at > now(){' FOR UPDATE' if lock else ''}", [token_hash])).fetchone()
 
 
-async def mark_accepted(conn: Conn, invitation_id: UUID, member_id: UUID) -> None:
+async def mark_accepted(conn: Conn, invitation_id: UUID, *, member_id: UUID) -> None:
     await conn.execute("UPDATE invitations SET accepted_at = now(), accepted_by = %s WHERE id = %s",
                        [member_id, invitation_id])
 
@@ -187,7 +187,7 @@ async def mark_accepted(conn: Conn, invitation_id: UUID, member_id: UUID) -> Non
 # ---- sign-in links -----------------------------------------------------------------------
 
 
-async def insert_sign_in_link(conn: Conn, member: DictRow, token_hash: str, expires_at: datetime) -> None:
+async def insert_sign_in_link(conn: Conn, member: DictRow, *, token_hash: str, expires_at: datetime) -> None:
     await conn.execute("INSERT INTO sign_in_links (token_hash, tenant_id, member_id, expires_at) VALUES (%s, %s, %s, %s)",
                        [token_hash, member["tenant_id"], member["id"], expires_at])
 

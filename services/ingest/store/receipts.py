@@ -25,13 +25,13 @@ async def lock_chain_heads(conn: Conn, tenants: list[str]) -> dict[str, tuple[in
         [tenants])).fetchall()}
 
 
-async def receipt_of(conn: Conn, job_id: UUID, tenant_id: str) -> dict[str, Any] | None:
+async def receipt_of(conn: Conn, job_id: UUID, *, tenant_id: str) -> dict[str, Any] | None:
     row = await (await conn.execute("SELECT document FROM receipts WHERE job_id = %s AND tenant_id = %s",
                                     [job_id, tenant_id])).fetchone()
     return row["document"] if row else None
 
 
-async def chain(conn: Conn, tenant_id: str, after: int, limit: int) -> list[dict[str, Any]]:
+async def chain(conn: Conn, tenant_id: str, *, after: int, limit: int) -> list[dict[str, Any]]:
     """The tenant's receipts after `sequence` `after`, in chain order."""
     rows = await (await conn.execute(
         "SELECT document FROM receipts WHERE tenant_id = %s AND sequence > %s ORDER BY sequence LIMIT %s",
@@ -39,7 +39,7 @@ async def chain(conn: Conn, tenant_id: str, after: int, limit: int) -> list[dict
     return [row["document"] for row in rows]
 
 
-async def daily_totals(conn: Conn, tenant_id: str, since: datetime) -> dict[date, dict[str, int]]:
+async def daily_totals(conn: Conn, tenant_id: str, *, since: datetime) -> dict[date, dict[str, int]]:
     """Per UTC day from `since`: the jobs that ended (each has its receipt), the images they
     delivered and the credits they were charged, as the signed receipts say."""
     rows = await (await conn.execute(
@@ -50,7 +50,7 @@ async def daily_totals(conn: Conn, tenant_id: str, since: datetime) -> dict[date
     return {row["day"]: {"jobs": row["jobs"], "images": row["images"], "credits": row["credits"]} for row in rows}
 
 
-async def attributed_totals(conn: Conn, tenant_id: str, period: Period, metadata_key: str | None) -> list[DictRow]:
+async def attributed_totals(conn: Conn, tenant_id: str, *, period: Period, metadata_key: str | None) -> list[DictRow]:
     """From the receipts issued in the period: the jobs, images delivered and credits charged
     per end user (`metadata_key` None) or per value of that metadata key; jobs without one
     under the value None."""
@@ -65,7 +65,7 @@ async def attributed_totals(conn: Conn, tenant_id: str, period: Period, metadata
         {"tenant": tenant_id, "since": period.since, "until": period.until, "key": metadata_key})).fetchall()
 
 
-async def record_signing_key(conn: Conn, kid: str, public_key: bytes) -> None:
+async def record_signing_key(conn: Conn, kid: str, *, public_key: bytes) -> None:
     """Publish a key receipts are signed with, for as long as receipts signed with it exist."""
     await conn.execute("INSERT INTO signing_keys (kid, public_key) VALUES (%s, %s)"
                        " ON CONFLICT (kid) DO UPDATE SET last_started_at = now()", [kid, public_key])
@@ -80,7 +80,7 @@ async def signing_keys(conn: Conn) -> list[DictRow]:
 # ---- a replay's reads (a synchronous connection, the schema named) ------------------------
 
 
-def receipt_documents(conn: psycopg.Connection[TupleRow], schema: str, tenant: str | None) -> list[TupleRow]:
+def receipt_documents(conn: psycopg.Connection[TupleRow], schema: str, *, tenant: str | None) -> list[TupleRow]:
     """(tenant_id, document) of every receipt, or `tenant`'s, each chain in order."""
     return conn.execute(f'SELECT tenant_id, document FROM "{schema}".receipts'
                         " WHERE %(tenant)s::text IS NULL OR tenant_id = %(tenant)s ORDER BY tenant_id, sequence",

@@ -45,7 +45,7 @@ async def insert_session(conn: Conn, session: NewSession) -> DictRow:
     return row
 
 
-async def live_session(conn: Conn, token_hash: str, idle_s: int) -> DictRow | None:
+async def live_session(conn: Conn, token_hash: str, *, idle_s: int) -> DictRow | None:
     """The session with this token, with its member and the tenant's plan, while it is neither
     ended, idle longer than `idle_s`, past its absolute expiry, nor its member removed; its last
     activity written when older than SEEN_RESOLUTION_S."""
@@ -61,20 +61,20 @@ async def live_session(conn: Conn, token_hash: str, idle_s: int) -> DictRow | No
     return row
 
 
-async def end_session(conn: Conn, session_id: UUID, reason: str) -> bool:
+async def end_session(conn: Conn, session_id: UUID, *, reason: str) -> bool:
     cur = await conn.execute("UPDATE sessions SET ended_at = now(), ended_reason = %s WHERE id = %s"
                              " AND ended_at IS NULL", [reason, session_id])
     return cur.rowcount == 1
 
 
-async def end_sessions_of(conn: Conn, member_id: UUID, reason: str) -> int:
+async def end_sessions_of(conn: Conn, member_id: UUID, *, reason: str) -> int:
     """End every session of the member; how many were still open."""
     cur = await conn.execute("UPDATE sessions SET ended_at = now(), ended_reason = %s WHERE member_id = %s"
                              " AND ended_at IS NULL", [reason, member_id])
     return cur.rowcount
 
 
-async def list_sessions(conn: Conn, member_id: UUID, timeouts: SessionTimeouts) -> list[DictRow]:
+async def list_sessions(conn: Conn, member_id: UUID, *, timeouts: SessionTimeouts) -> list[DictRow]:
     """The member's sessions still open, newest first."""
     return await (await conn.execute(
         "SELECT id, method, origin, user_agent, created_at, last_seen_at,"
@@ -142,7 +142,7 @@ class Attempt:
     return_to: str
 
 
-async def insert_attempt(conn: Conn, attempt: Attempt, lifetime_s: int) -> None:
+async def insert_attempt(conn: Conn, attempt: Attempt, *, lifetime_s: int) -> None:
     await conn.execute("DELETE FROM sso_attempts WHERE expires_at < now()")
     await conn.execute(
         "INSERT INTO sso_attempts (state, browser_hash, tenant_id, nonce, code_verifier, invitation, return_to,"
@@ -161,7 +161,7 @@ async def take_attempt(conn: Conn, state: str) -> Attempt | None:
     return Attempt(**row)
 
 
-async def first_use_of_token(conn: Conn, token_hash: str, expires_at: datetime) -> bool:
+async def first_use_of_token(conn: Conn, token_hash: str, *, expires_at: datetime) -> bool:
     """Record an id_token as used; False when it was used before (a replay)."""
     await conn.execute("DELETE FROM sso_seen_tokens WHERE expires_at < now()")
     row = await (await conn.execute("INSERT INTO sso_seen_tokens (token_hash, expires_at) VALUES (%s, %s)"

@@ -33,7 +33,7 @@ async def insert_subject(conn: Conn, subject: NewSubject) -> None:
         [subject.id, subject.tenant_id, subject.kind, subject.name, subject.keep, subject.trigger_word])
 
 
-async def read_subject(conn: Conn, subject_id: UUID, tenant_id: str | None, lock: bool = False) -> dict[str, Any] | None:
+async def read_subject(conn: Conn, subject_id: UUID, *, tenant_id: str | None, lock: bool = False) -> dict[str, Any] | None:
     """The subject with its photos counted (the tenant's only, when `tenant_id` is given);
     `lock` holds its row for the transaction."""
     if lock:
@@ -100,13 +100,13 @@ async def update_subject(conn: Conn, update: SubjectUpdate) -> None:
          update.reason, json.dumps(update.identity) if update.identity else None, update.at, update.id])
 
 
-async def ordered(conn: Conn, subject_id: UUID, at: datetime) -> None:
+async def ordered(conn: Conn, subject_id: UUID, *, at: datetime) -> None:
     """A job named the subject: its retention counts from now."""
     await conn.execute("UPDATE subjects SET last_ordered_at = greatest(coalesce(last_ordered_at, %s), %s)"
                        " WHERE id = %s", [at, at, subject_id])
 
 
-async def erase_subject(conn: Conn, subject_id: UUID, at: datetime) -> list[str]:
+async def erase_subject(conn: Conn, subject_id: UUID, *, at: datetime) -> list[str]:
     """Forget the subject's photos, embeddings, centroid, identity and name (its id answers
     410 from now on); the keys of its stored photos, to delete."""
     rows = await (await conn.execute("DELETE FROM subject_photos WHERE subject_id = %s RETURNING object_key",
@@ -134,7 +134,7 @@ async def list_subjects(conn: Conn, page: SubjectPage) -> list[dict[str, Any]]:
         [page.tenant_id, created, created, last_id, page.limit])).fetchall()
 
 
-async def subjects_past_retention(conn: Conn, default_days: int, limit: int) -> list[dict[str, Any]]:
+async def subjects_past_retention(conn: Conn, default_days: int, *, limit: int) -> list[dict[str, Any]]:
     """Subjects not kept whose last order (or creation) is older than their tenant's retention,
     locked (skipping those another transaction holds)."""
     return await (await conn.execute(
@@ -151,5 +151,5 @@ async def subject_retention_days(conn: Conn, tenant_id: str) -> int | None:
     return row["subject_retention_days"] if row else None
 
 
-async def set_subject_retention(conn: Conn, tenant_id: str, days: int | None) -> None:
+async def set_subject_retention(conn: Conn, tenant_id: str, *, days: int | None) -> None:
     await conn.execute("UPDATE tenants SET subject_retention_days = %s WHERE id = %s", [days, tenant_id])

@@ -22,17 +22,17 @@ from services.ingest.subjects.views import subject_view
 log = logging.getLogger(__name__)
 
 
-async def retention_of(conn: Conn, tenant_id: str, settings: IngestSettings) -> timedelta:
+async def retention_of(conn: Conn, tenant_id: str, *, settings: IngestSettings) -> timedelta:
     """How long the tenant's subjects are kept after their last order."""
     days = await store.subject_retention_days(conn, tenant_id)
     return timedelta(days=days or settings.subject_retention_days)
 
 
-async def current_view(conn: Conn, subject_id: UUID, settings: IngestSettings) -> Subject:
-    row = await store.read_subject(conn, subject_id, None)
+async def current_view(conn: Conn, subject_id: UUID, *, settings: IngestSettings) -> Subject:
+    row = await store.read_subject(conn, subject_id, tenant_id=None)
     assert row is not None, f"subject {subject_id} is read in the transaction that holds it"
     return subject_view(row, await store.subject_photos(conn, subject_id),
-                        await retention_of(conn, row["tenant_id"], settings))
+                        retention=await retention_of(conn, row["tenant_id"], settings=settings))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,7 +49,7 @@ class SubjectChange:
         return bool(self.state != self.before["state"])
 
 
-async def write_change(conn: Conn, change: SubjectChange, settings: IngestSettings) -> SubjectChanged | None:
+async def write_change(conn: Conn, change: SubjectChange, *, settings: IngestSettings) -> SubjectChanged | None:
     """Write the change in the caller's transaction (which holds the subject's row); the event
     that announces it, when its state moved, for the caller to publish."""
     before = change.before
@@ -59,7 +59,7 @@ async def write_change(conn: Conn, change: SubjectChange, settings: IngestSettin
                                                          **fields))
     if not change.announced:
         return None
-    return Changed(await current_view(conn, before["id"], settings), change.at).event(before["tenant_id"], seq)
+    return Changed(await current_view(conn, before["id"], settings=settings), change.at).event(before["tenant_id"], seq)
 
 
 @dataclass(frozen=True)
@@ -77,10 +77,10 @@ class Erasure:
                 log.warning("the sealed photo %s of an erased subject could not be deleted: %s", key, error)
 
 
-async def erase(conn: Conn, row: dict[str, Any], at: datetime) -> tuple[SubjectChanged, Erasure]:
+async def erase(conn: Conn, row: dict[str, Any], *, at: datetime) -> tuple[SubjectChanged, Erasure]:
     """Erase a subject (its row held by the caller's transaction): photos, embeddings, centroid,
     identity and data key; the SubjectChanged(erased) to publish, and what is left to delete."""
-    keys = await store.erase_subject(conn, row["id"], at)
+    keys = await store.erase_subject(conn, row["id"], at=at)
     await data_keys.destroy(conn, row["id"])  # every sealed photo, embedding and centroid is now unreadable
     event = SubjectChanged(tenant_id=row["tenant_id"], subject_id=row["id"], kind=row["kind"], state="erased",
                            seq=row["seq"] + 1, reason="erased", view={"id": str(row["id"]), "state": "erased"},
@@ -88,18 +88,18 @@ async def erase(conn: Conn, row: dict[str, Any], at: datetime) -> tuple[SubjectC
     return event, Erasure(keys)
 
 
-async def moved_by_identity(conn: Conn, event: IdentityEvent, settings: IngestSettings) -> SubjectChanged | None:
+async def moved_by_identity(conn: Conn, event: IdentityEvent, *, settings: IngestSettings) -> SubjectChanged | None:
     """What an order's identity event does to its subject, written; the announcement, if any."""
     subject_id = event.use.subject_id if isinstance(event, IdentityPlanned) else event.subject_id
-    row = await store.read_subject(conn, subject_id, event.tenant_id, lock=True)
+    row = await store.read_subject(conn, subject_id, tenant_id=event.tenant_id, lock=True)
     if row is None:
         log.warning("%s for unknown subject %s ignored", event.event_type, subject_id)
         return None
-    move = identity_move(row["state"], row["photo_set_sha256"], event)
+    move = identity_move(row["state"], row["photo_set_sha256"], event=event)
     if move is None:
         return None
     updates: dict[str, Any] = {"reason": move.reason}
     if move.identity is not None:
         updates["identity"] = move.identity.model_dump(mode="json")
     return await write_change(conn, SubjectChange(before=row, at=datetime.now(UTC), state=move.state,
-                                                  updates=updates), settings)
+                                                  updates=updates), settings=settings)

@@ -100,7 +100,7 @@ def photo_set_sha256(hashes: Sequence[str]) -> str | None:
     return hashlib.sha256("\n".join(sorted(hashes)).encode()).hexdigest()
 
 
-def state_after_photos(state: str, accepted: int, photo_set_changed: bool) -> str:
+def state_after_photos(state: str, accepted: int, *, photo_set_changed: bool) -> str:
     """A subject's state once photos were added: ready with enough accepted photos; a trained
     or failed subject whose photo set changed is ready again (its identity was trained from
     another set)."""
@@ -123,7 +123,7 @@ class Move:
 IdentityEvent = IdentityPlanned | IdentityTrained | IdentityTrainingFailed
 
 
-def identity_move(state: str, photo_set: str | None, event: IdentityEvent) -> Move | None:
+def identity_move(state: str, photo_set: str | None, *, event: IdentityEvent) -> Move | None:
     """What an order's identity event does to its subject; None: nothing (an erased subject, a
     plan that trains nothing, a late report of a training of another photo set)."""
     if state == "erased":

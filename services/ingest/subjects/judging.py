@@ -38,7 +38,7 @@ FOREGROUND_SHARE = (0.05, 0.9)
 FOREGROUND_CONTRAST = 6.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Measured:
     """What the scorer measured of a new photo (`inputs/scorer_calls.measure_subject_photo`)."""
 
@@ -50,7 +50,7 @@ class Measured:
     foreground: dict[str, Any] | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Offered:
     """A photo offered to a subject: its hash, where in the request it came from, and what was
     measured of it; or, for a file screening refused (not an image, too large, a polyglot),
@@ -62,7 +62,7 @@ class Offered:
     refused: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Kept:
     """A photo the subject accepted before: its number, hash, fingerprint and embedding."""
 
@@ -72,7 +72,7 @@ class Kept:
     embedding: tuple[float, ...] | None = None
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Verdict:
     """A new photo's verdict: accepted, or refused with its reasons (and the checks it failed,
     its distance from the subject's other photos, the photo it repeats)."""
@@ -106,7 +106,7 @@ class Batch:
 def judged(batch: Batch, offered: Sequence[Offered]) -> list[Verdict]:
     """The verdict of each offered photo, in order, numbered after the subject's photos."""
     first_n = max((k.n for k in batch.kept), default=0) + 1
-    verdicts = [Verdict(photo, first_n + i) for i, photo in enumerate(offered)]
+    verdicts = [Verdict(offered=photo, n=first_n + i) for i, photo in enumerate(offered)]
     for verdict in verdicts:
         own_checks(batch, verdict)
     repeats(batch, verdicts)

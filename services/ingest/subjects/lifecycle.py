@@ -45,43 +45,43 @@ class Subjects:
     async def create(self, new: NewSubject) -> UUID:
         """A new subject in `screening`, with its data key (wrapped before the transaction: a
         KMS call holds no row)."""
-        key = await data_keys.wrapped(uuid4(), new_data_key(), keyring_of(self.settings))
+        key = await data_keys.wrapped(uuid4(), new_data_key(), keyring=keyring_of(self.settings))
         async with self.runtime.pool.connection() as conn, conn.transaction():
             await store.insert_subject(conn, store.NewSubject(id=key.job_id, tenant_id=new.tenant_id, kind=new.kind,
                                                               name=new.name, keep=new.keep,
                                                               trigger_word=trigger_word()))
-            await data_keys.insert(conn, new.tenant_id, key)
-            await record_action(self.runtime, conn, Action(new.actor, "subject.create", f"subject:{key.job_id}",
-                                                           new.tenant_id, {"kind": new.kind, "keep": new.keep}))
+            await data_keys.insert(conn, new.tenant_id, key=key)
+            await record_action(self.runtime, conn, action=Action(actor=new.actor, name="subject.create", target=f"subject:{key.job_id}",
+                                                           tenant_id=new.tenant_id, details={"kind": new.kind, "keep": new.keep}))
         self.runtime.relay.notify()
         return key.job_id
 
     async def view(self, tenant_id: str, subject_id: UUID) -> Subject:
         """The tenant's subject: 404 for one it does not have (another tenant's too), 410 once erased."""
         async with self.runtime.pool.connection() as conn:
-            row = await store.read_subject(conn, subject_id, tenant_id)
+            row = await store.read_subject(conn, subject_id, tenant_id=tenant_id)
             refuse_missing(row, subject_id)
-            return await current_view(conn, subject_id, self.settings)
+            return await current_view(conn, subject_id, settings=self.settings)
 
-    async def erase(self, tenant_id: str, subject_id: UUID, actor: str) -> None:
+    async def erase(self, tenant_id: str, subject_id: UUID, *, actor: str) -> None:
         """Erase the tenant's subject: photos, embeddings, centroid and key at once; the router
         deletes its identities on the SubjectChanged(erased) this publishes."""
         async with self.runtime.pool.connection() as conn, conn.transaction():
-            row = await store.read_subject(conn, subject_id, tenant_id, lock=True)
+            row = await store.read_subject(conn, subject_id, tenant_id=tenant_id, lock=True)
             refuse_missing(row, subject_id)
             assert row is not None
-            event, erasure = await erase(conn, row, datetime.now(UTC))
+            event, erasure = await erase(conn, row, at=datetime.now(UTC))
             await self.runtime.emit(conn, event)
-            await record_action(self.runtime, conn, Action(actor, "subject.erase", f"subject:{subject_id}", tenant_id))
+            await record_action(self.runtime, conn, action=Action(actor=actor, name="subject.erase", target=f"subject:{subject_id}", tenant_id=tenant_id))
         self.runtime.relay.notify()
         await erasure.delete_photos(self.objects)
 
 
 def refuse_missing(row: dict[str, object] | None, subject_id: UUID) -> None:
     if row is None:
-        raise Problem(404, "subject-not-found", f"no subject {subject_id}")
+        raise Problem(status=404, slug="subject-not-found", detail=f"no subject {subject_id}")
     if row["state"] == "erased":
-        raise Problem(410, "subject-erased", f"subject {subject_id} was erased")
+        raise Problem(status=410, slug="subject-erased", detail=f"subject {subject_id} was erased")
 
 
 class RetentionSweeper(PeriodicRound):
@@ -95,18 +95,18 @@ class RetentionSweeper(PeriodicRound):
         """One round; how many subjects it erased (0 when another replica holds the round)."""
         runtime, settings = self.subjects.runtime, self.subjects.settings
         erased: list[tuple[SubjectChanged, Erasure]] = []
-        async with exclusive_round(runtime.pool, runtime.name, "subject-retention") as conn:
+        async with exclusive_round(runtime.pool, runtime.name, round_name="subject-retention") as conn:
             if conn is None:
                 return 0
             for due in await store.subjects_past_retention(conn, settings.subject_retention_days,
-                                                           settings.subject_sweep_batch):
-                row = await store.read_subject(conn, due["id"], None)
+                                                           limit=settings.subject_sweep_batch):
+                row = await store.read_subject(conn, due["id"], tenant_id=None)
                 assert row is not None, "a row the round holds"
-                event, erasure = await erase(conn, row, datetime.now(UTC))
+                event, erasure = await erase(conn, row, at=datetime.now(UTC))
                 await runtime.emit(conn, event)
-                await record_action(runtime, conn, Action(system_actor(runtime.service), "subject.erase",
-                                                          f"subject:{row['id']}", row["tenant_id"],
-                                                          {"reason": "retention"}))
+                await record_action(runtime, conn, action=Action(actor=system_actor(runtime.service), name="subject.erase",
+                                                          target=f"subject:{row['id']}", tenant_id=row["tenant_id"],
+                                                          details={"reason": "retention"}))
                 erased.append((event, erasure))
         if erased:
             log.info("retention erased %d subjects", len(erased))

@@ -39,7 +39,7 @@ class Screened:
     refused: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PhotoOffer:
     """Photos a request offers a subject, and who offers them (for the audit trail)."""
 
@@ -49,7 +49,7 @@ class PhotoOffer:
     actor: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PhotoIntake:
     runtime: ServiceRuntime
     settings: IngestSettings
@@ -60,24 +60,24 @@ class PhotoIntake:
         """Screen, measure, judge and keep the offered photos (raises the problem of a subject
         that cannot take photos now)."""
         async with self.runtime.pool.connection() as conn:
-            row = await store.read_subject(conn, offer.subject_id, offer.tenant_id)
+            row = await store.read_subject(conn, offer.subject_id, tenant_id=offer.tenant_id)
             refuse_unwilling(row, offer.subject_id)
             assert row is not None
-            key = await data_keys.key_of(conn, offer.subject_id, keyring_of(self.settings))
+            key = await data_keys.key_of(conn, offer.subject_id, keyring=keyring_of(self.settings))
         assert key is not None, "a subject that is not erased has its data key"
         screened = [await self.screened(sent) for sent in offer.photos]
         offered = await self.measured(row["kind"], screened)
         async with self.runtime.pool.connection() as conn, conn.transaction():
-            row = await store.read_subject(conn, offer.subject_id, offer.tenant_id, lock=True)
+            row = await store.read_subject(conn, offer.subject_id, tenant_id=offer.tenant_id, lock=True)
             refuse_unwilling(row, offer.subject_id)
             assert row is not None
-            await self.keep(conn, Judging(row, key, screened, offered), offer.actor)
+            await self.keep(conn, Judging(row=row, key=key, screened=screened, offered=offered), actor=offer.actor)
         self.runtime.relay.notify()
 
     async def screened(self, sent: screening.Sent) -> Screened:
         limits = screening.ScreeningLimits(self.settings.max_upload_bytes, self.settings.max_reference_pixels)
         try:
-            return Screened(sent, await self.gate.screen(sent.data, limits, sent.name))
+            return Screened(sent, await self.gate.screen(sent.data, limits, name=sent.name))
         except Problem as problem:
             if problem.status == 503:  # no room to decode now: the whole request comes back later
                 raise
@@ -90,15 +90,15 @@ class PhotoIntake:
 
         async def one(photo: Screened) -> judging.Offered:
             if photo.image is None:
-                return judging.Offered(hashlib.sha256(photo.sent.data).hexdigest(), photo.sent.name,
+                return judging.Offered(sha256=hashlib.sha256(photo.sent.data).hexdigest(), source=photo.sent.name,
                                        refused=photo.refused)
             async with room:
-                answer = await measure_subject(self.settings, photo.image.data, question)
-            return judging.Offered(photo.image.sha256, photo.sent.name, measured_of(answer))
+                answer = await measure_subject(self.settings, photo.image.data, question=question)
+            return judging.Offered(sha256=photo.image.sha256, source=photo.sent.name, measured=measured_of(answer))
 
         return list(await asyncio.gather(*(one(photo) for photo in screened)))
 
-    async def keep(self, conn: Any, judging_: "Judging", actor: str) -> None:
+    async def keep(self, conn: Any, judging_: "Judging", *, actor: str) -> None:
         row, key = judging_.row, judging_.key
         subject_id = row["id"]
         before = await store.subject_photos(conn, subject_id)
@@ -106,27 +106,27 @@ class PhotoIntake:
         batch = judging.Batch(row["kind"], load_catalogue().subject_checks(row["kind"]),
                               [views.kept_photo(key, p) for p in accepted_before])
         verdicts = judging.judged(batch, judging_.offered)
-        rows = [await self.photo_row(judging_, verdict, shot.image) for verdict, shot in zip(verdicts, judging_.screened)]
+        rows = [await self.photo_row(judging_, verdict, image=shot.image) for verdict, shot in zip(verdicts, judging_.screened)]
         await store.insert_photos(conn, rows)
         accepted = [p["sha256"] for p in accepted_before] + [r.sha256 for r in rows if r.object_key]
         photo_set = photo_set_sha256(accepted)
         embeddings = [k.embedding for k in batch.kept if k.embedding] + [
             v.offered.measured.embedding for v in verdicts
             if v.accepted and v.offered.measured is not None and v.offered.measured.embedding]
-        state = state_after_photos(row["state"], len(accepted), photo_set != row["photo_set_sha256"])
+        state = state_after_photos(row["state"], len(accepted), photo_set_changed=photo_set != row["photo_set_sha256"])
         updates = {"photo_set_sha256": photo_set,
-                   "centroid": views.sealed_centroid(key, subject_id, judging.centroid_of(embeddings))}
+                   "centroid": views.sealed_centroid(key, subject_id, centroid=judging.centroid_of(embeddings))}
         changed = await write_change(conn, SubjectChange(before=row, at=datetime.now(UTC), state=state,
-                                                         updates=updates), self.settings)
+                                                         updates=updates), settings=self.settings)
         if changed is not None:
             await self.runtime.emit(conn, changed)
-        await record_action(self.runtime, conn, Action(actor, "subject.photos_add", f"subject:{subject_id}",
-                                                       row["tenant_id"], {
+        await record_action(self.runtime, conn, action=Action(actor=actor, name="subject.photos_add", target=f"subject:{subject_id}",
+                                                       tenant_id=row["tenant_id"], details={
                                                            "accepted": sum(v.accepted for v in verdicts),
                                                            "refused": sum(not v.accepted for v in verdicts)}))
 
     async def photo_row(self, judging_: "Judging", verdict: judging.Verdict,
-                        image: screening.ScreenedImage | None) -> store.PhotoRow:
+                        *, image: screening.ScreenedImage | None) -> store.PhotoRow:
         """The photo's row; an accepted photo is stored sealed first."""
         row, key = judging_.row, judging_.key
         subject_id, measured = row["id"], verdict.offered.measured
@@ -135,17 +135,17 @@ class PhotoIntake:
                               height=measured.height if measured else None)
         if not verdict.accepted or image is None or measured is None:
             return base
-        object_key = views.photo_key(row["tenant_id"], subject_id, image.sha256)
-        sealed = seal_bytes(key, SubjectField(subject_id, f"photo/{image.sha256}"), image.data)
-        await self.objects.put(self.objects.internal_bucket, object_key, Blob(sealed, "application/octet-stream"))
-        embedding = (views.sealed_embedding(key, views.embedding_field(subject_id, image.sha256), measured.embedding)
+        object_key = views.photo_key(row["tenant_id"], subject_id, sha256=image.sha256)
+        sealed = seal_bytes(key, SubjectField(subject_id, f"photo/{image.sha256}"), data=image.data)
+        await self.objects.put(self.objects.internal_bucket, object_key, content=Blob(sealed, "application/octet-stream"))
+        embedding = (views.sealed_embedding(key, views.embedding_field(subject_id, image.sha256), embedding=measured.embedding)
                      if measured.embedding else None)
         return store.PhotoRow(subject_id=subject_id, n=verdict.n, sha256=image.sha256, verdict=verdict.as_json(),
                               object_key=object_key, media_type=image.media_type, width=image.width,
                               height=image.height, fingerprint=measured.fingerprint, embedding=embedding)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Judging:
     """A batch being judged: the subject's row (held), its key, the photos as screened and as
     offered to the judge."""
@@ -167,9 +167,9 @@ def measured_of(answer: dict[str, Any]) -> judging.Measured:
 def refuse_unwilling(row: dict[str, Any] | None, subject_id: UUID) -> None:
     """404 for a subject the tenant does not have, 410 once erased, 409 while it is trained."""
     if row is None:
-        raise Problem(404, "subject-not-found", f"no subject {subject_id}")
+        raise Problem(status=404, slug="subject-not-found", detail=f"no subject {subject_id}")
     if row["state"] == "erased":
-        raise Problem(410, "subject-erased", f"subject {subject_id} was erased")
+        raise Problem(status=410, slug="subject-erased", detail=f"subject {subject_id} was erased")
     if row["state"] == "training":
-        raise Problem(409, "subject-training", f"subject {subject_id} is being trained from its photos; add photos"
+        raise Problem(status=409, slug="subject-training", detail=f"subject {subject_id} is being trained from its photos; add photos"
                       " once its training has ended", extra={"state": row["state"]})

@@ -25,7 +25,7 @@ def photo_verdict(row: dict[str, Any]) -> PhotoVerdict:
                         width=row["width"], height=row["height"], added_at=row["added_at"])
 
 
-def subject_view(row: dict[str, Any], photos: Sequence[dict[str, Any]], retention: timedelta) -> Subject:
+def subject_view(row: dict[str, Any], photos: Sequence[dict[str, Any]], *, retention: timedelta) -> Subject:
     """The subject as GET /v1/subjects/{id} shows it (its photos' verdicts, never their bytes)."""
     identity = SubjectIdentity.model_validate(row["identity"]) if row["identity"] else None
     return Subject(id=row["id"], kind=row["kind"], name=row["name"], state=row["state"], keep=row["keep"],
@@ -46,7 +46,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
         created, subject_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
         return datetime.fromisoformat(created), UUID(subject_id)
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise Problem(422, "invalid-cursor", "the cursor is not one this API gave") from None
+        raise Problem(status=422, slug="invalid-cursor", detail="the cursor is not one this API gave") from None
 
 
 # ---- sealed: embeddings and the centroid -----------------------------------------------------
@@ -56,25 +56,25 @@ def embedding_field(subject_id: UUID, sha256: str) -> SubjectField:
     return SubjectField(subject_id, f"embedding/{sha256}")
 
 
-def sealed_embedding(key: bytes, field: SubjectField, embedding: Sequence[float]) -> bytes:
-    return seal_bytes(key, field, np.asarray(embedding, dtype="<f4").tobytes())
+def sealed_embedding(key: bytes, field: SubjectField, *, embedding: Sequence[float]) -> bytes:
+    return seal_bytes(key, field, data=np.asarray(embedding, dtype="<f4").tobytes())
 
 
 def kept_photo(key: bytes, row: dict[str, Any]) -> Kept:
     """An accepted photo as a new batch is judged against it, its embedding opened."""
     embedding = None
     if row["embedding"] is not None:
-        clear = open_bytes(key, embedding_field(row["subject_id"], row["sha256"]), bytes(row["embedding"]))
+        clear = open_bytes(key, embedding_field(row["subject_id"], row["sha256"]), sealed=bytes(row["embedding"]))
         embedding = tuple(float(v) for v in np.frombuffer(clear, dtype="<f4"))
     return Kept(n=row["n"], sha256=row["sha256"], fingerprint=row["fingerprint"], embedding=embedding)
 
 
-def sealed_centroid(key: bytes, subject_id: UUID, centroid: np.ndarray | None) -> dict[str, Any] | None:
+def sealed_centroid(key: bytes, subject_id: UUID, *, centroid: np.ndarray | None) -> dict[str, Any] | None:
     """The centroid (float32 little-endian, base64) sealed as events carry it, as JSON."""
     if centroid is None:
         return None
     text = base64.b64encode(np.asarray(centroid, dtype="<f4").tobytes()).decode()
-    return seal_subject_text(key, SubjectField(subject_id, "centroid"), text).model_dump()
+    return seal_subject_text(key, SubjectField(subject_id, "centroid"), text=text).model_dump()
 
 
 def subject_ref(row: dict[str, Any], photos: Sequence[dict[str, Any]]) -> SubjectRef:
@@ -87,6 +87,6 @@ def subject_ref(row: dict[str, Any], photos: Sequence[dict[str, Any]]) -> Subjec
                       photo_set_sha256=row["photo_set_sha256"], centroid=centroid, trigger_word=row["trigger_word"])
 
 
-def photo_key(tenant_id: str, subject_id: UUID, sha256: str) -> str:
+def photo_key(tenant_id: str, subject_id: UUID, *, sha256: str) -> str:
     """Where a subject's accepted photo is stored, sealed, in the internal bucket."""
     return f"subjects/{tenant_id}/{subject_id}/{sha256}"

@@ -20,7 +20,7 @@ class GatewayUnavailable(Exception):
     """The processor did not answer, or answered with an error that is not the card's."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CheckoutOrder:
     tenant_id: str
     customer_id: str
@@ -39,7 +39,7 @@ class HostedCheckout:
     url: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ReceivedPayment:
     """A payment the processor confirmed: the event that said so, the payment it is (its
     intent, or its checkout's session), the tenant and credits it buys, what was paid, and how
@@ -54,7 +54,7 @@ class ReceivedPayment:
     source: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class OffSessionCharge:
     """An auto top-up's charge of the customer's saved card; `refused_cards` are the payment
     methods a decline the networks forbid retrying refused (never charged again)."""
@@ -68,7 +68,7 @@ class OffSessionCharge:
     refused_cards: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ChargeOutcome:
     """`pending`: accepted, the credits come with the processor's success event;
     `succeeded`: that event came; `failed`: declined or in need of the cardholder
@@ -85,7 +85,7 @@ class ChargeOutcome:
 # ---- notices: the processor's events, as the ledger acts on them -------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CheckoutPaid:
     session_id: str
     payment_intent: str | None
@@ -107,7 +107,7 @@ class CheckoutClosed:
     state: Literal["expired", "failed"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class IntentSucceeded:
     payment_intent: str
     attempt_id: UUID | None  # set for the ledger's own auto top-ups
@@ -117,7 +117,7 @@ class IntentSucceeded:
     currency: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class IntentFailed:
     payment_intent: str
     attempt_id: UUID | None
@@ -134,7 +134,7 @@ class ChargeRefunded:
     refunded_minor: int  # cumulative, as the processor reports it
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DisputeChanged:
     dispute_id: str
     payment_intent: str
@@ -151,7 +151,7 @@ Action = (CheckoutPaid | CheckoutAwaitingPayment | CheckoutClosed | IntentSuccee
           | DisputeChanged | NothingToDo)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Notice:
     event_id: str
     type: str

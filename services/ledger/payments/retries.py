@@ -40,7 +40,7 @@ STRIPE_NEVER = frozenset({"pickup_card", "lost_card", "stolen_card", "invalid_ac
 NEEDS_THE_TENANT = frozenset({"authentication_required", "no_saved_card", "card_refused_before"})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Decline:
     """Why a charge failed, as the processor and the card network say it: the error's `code`
     (card_declined, authentication_required, …), Stripe's `decline_code` and `advice_code`,
@@ -72,7 +72,7 @@ def refusal(decline: Decline) -> str | None:
     return None
 
 
-def next_try(declined_in_a_row: int, declined_in_30_days: int, failed_at: datetime) -> datetime | None:
+def next_try(declined_in_a_row: int, declined_in_30_days: int, *, failed_at: datetime) -> datetime | None:
     """When to charge again after the `declined_in_a_row`th decline in a row (at `failed_at`),
     with `declined_in_30_days` declines of the tenant in the last 30 days, this one counted;
     None once the schedule is spent or the networks' count is reached."""

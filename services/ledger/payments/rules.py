@@ -62,7 +62,7 @@ def attempt_states_before(told: str) -> list[str]:
     return sorted(state for state, ahead in ATTEMPT_MOVES.items() if told in ahead)
 
 
-def share_of_credits(credits: int, paid_minor: int, taken_minor: int) -> int:
+def share_of_credits(credits: int, paid_minor: int, *, taken_minor: int) -> int:
     """The credits a payment bought in proportion to the money taken back from it (rounded
     down, never more than it bought)."""
     if paid_minor <= 0:

@@ -37,7 +37,7 @@ T = TypeVar("T")
 TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StripeAccount:
     """The Stripe account the ledger works with: its API key, the secret its webhook events
     are signed with, how old a signed event may be, and where its API is (Stripe's own by
@@ -87,9 +87,9 @@ class StripeGateway:
         usable = [card.id for card in cards.data if card.id not in charge.refused_cards]
         if not cards.data or not usable:
             code = "no_saved_card" if not cards.data else "card_refused_before"
-            return ChargeOutcome("failed", None, code, "the account has no saved card to charge" if not cards.data else
+            return ChargeOutcome(state="failed", payment_intent=None, failure_code=code, failure_message="the account has no saved card to charge" if not cards.data else
                                  "the saved card was declined before in a way that forbids charging it again;"
-                                 " save another card through a checkout", Decline(code))
+                                 " save another card through a checkout", decline=Decline(code=code))
         try:
             intent = await self.client.v1.payment_intents.create_async(params={
                 "amount": charge.amount_minor, "currency": charge.currency, "customer": charge.customer_id,
@@ -99,16 +99,16 @@ class StripeGateway:
         except stripe.CardError as error:  # declined, or the bank wants the cardholder
             details = error.error
             intent_id = details.payment_intent.id if details and details.payment_intent else None
-            decline = Decline(error.code or "card_error", *(getattr(details, name, None) for name in (
-                "decline_code", "advice_code", "network_decline_code", "network_advice_code")))
-            return ChargeOutcome("failed", intent_id, decline.shown, error.user_message or str(error), decline, usable[0])
+            decline = Decline(code=error.code or "card_error", **{name: getattr(details, name, None) for name in (
+                "decline_code", "advice_code", "network_decline_code", "network_advice_code")})
+            return ChargeOutcome(state="failed", payment_intent=intent_id, failure_code=decline.shown, failure_message=error.user_message or str(error), decline=decline, payment_method=usable[0])
         except stripe.StripeError as error:
             raise GatewayUnavailable(str(error)) from error
         if intent.status in ("requires_action", "requires_payment_method", "canceled"):
             code = "authentication_required" if intent.status == "requires_action" else "payment_failed"
-            return ChargeOutcome("failed", intent.id, code, f"the payment intent is {intent.status}", Decline(code),
-                                 usable[0])
-        return ChargeOutcome("pending", intent.id, payment_method=usable[0])
+            return ChargeOutcome(state="failed", payment_intent=intent.id, failure_code=code, failure_message=f"the payment intent is {intent.status}", decline=Decline(code=code),
+                                 payment_method=usable[0])
+        return ChargeOutcome(state="pending", payment_intent=intent.id, payment_method=usable[0])
 
     async def _call(self, call: Awaitable[T]) -> T:
         try:
@@ -138,7 +138,7 @@ def notice_of(event: Any) -> Notice:
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise InvalidNotice("invalid-payload", f"{event['type']} without the fields it needs: {error!r}") from None
     object_id = obj.get("id") if isinstance(obj.get("id"), str) else None
-    return Notice(event["id"], event["type"], object_id, action)
+    return Notice(event_id=event["id"], type=event["type"], object_id=object_id, action=action)
 
 
 def action_of(kind: str, obj: dict[str, Any]) -> Action:
@@ -147,29 +147,29 @@ def action_of(kind: str, obj: dict[str, Any]) -> Action:
             if obj.get("payment_status") not in ("paid", "no_payment_required"):
                 return CheckoutAwaitingPayment(obj["id"])
             metadata = obj.get("metadata") or {}
-            return CheckoutPaid(obj["id"], _id(obj.get("payment_intent")), _id(obj.get("customer")),
-                                _tenant(metadata), _credits(metadata), int(obj.get("amount_total") or 0),
-                                str(obj.get("currency") or ""))
+            return CheckoutPaid(session_id=obj["id"], payment_intent=_id(obj.get("payment_intent")), customer_id=_id(obj.get("customer")),
+                                tenant_id=_tenant(metadata), credits=_credits(metadata), amount_minor=int(obj.get("amount_total") or 0),
+                                currency=str(obj.get("currency") or ""))
         case "checkout.session.expired":
             return CheckoutClosed(obj["id"], "expired")
         case "checkout.session.async_payment_failed":
             return CheckoutClosed(obj["id"], "failed")
         case "payment_intent.succeeded":
             metadata = obj.get("metadata") or {}
-            return IntentSucceeded(obj["id"], _attempt(metadata), _tenant(metadata), _credits(metadata),
-                                   int(obj.get("amount_received") or obj["amount"]), str(obj["currency"]))
+            return IntentSucceeded(payment_intent=obj["id"], attempt_id=_attempt(metadata), tenant_id=_tenant(metadata), credits=_credits(metadata),
+                                   amount_minor=int(obj.get("amount_received") or obj["amount"]), currency=str(obj["currency"]))
         case "payment_intent.payment_failed":
             error = obj.get("last_payment_error") or {}
-            decline = Decline(str(error.get("code") or "payment_failed"), *(_text(error.get(name)) for name in (
-                "decline_code", "advice_code", "network_decline_code", "network_advice_code")))
-            return IntentFailed(obj["id"], _attempt(obj.get("metadata") or {}), decline.shown,
-                                str(error.get("message") or "the payment failed"), decline,
-                                _id(error.get("payment_method") or obj.get("payment_method")))
+            decline = Decline(code=str(error.get("code") or "payment_failed"), **{name: _text(error.get(name)) for name in (
+                "decline_code", "advice_code", "network_decline_code", "network_advice_code")})
+            return IntentFailed(payment_intent=obj["id"], attempt_id=_attempt(obj.get("metadata") or {}), failure_code=decline.shown,
+                                failure_message=str(error.get("message") or "the payment failed"), decline=decline,
+                                payment_method=_id(error.get("payment_method") or obj.get("payment_method")))
         case "charge.refunded" if obj.get("payment_intent"):  # a charge without one was never the ledger's
             return ChargeRefunded(str(_id(obj["payment_intent"])), obj["id"], int(obj["amount_refunded"]))
         case "charge.dispute.created" | "charge.dispute.updated" | "charge.dispute.closed" \
                 | "charge.dispute.funds_withdrawn" | "charge.dispute.funds_reinstated" if obj.get("payment_intent"):
-            return DisputeChanged(obj["id"], str(_id(obj["payment_intent"])), int(obj["amount"]), str(obj["status"]))
+            return DisputeChanged(dispute_id=obj["id"], payment_intent=str(_id(obj["payment_intent"])), amount_minor=int(obj["amount"]), status=str(obj["status"]))
     return NothingToDo()
 
 

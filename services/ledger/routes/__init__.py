@@ -68,7 +68,7 @@ ADMIN_PROBLEMS = problems.responses(403, 404)
 @router.post("/admin/v1/grants", status_code=201, tags=["admin"], response_model=GrantMade,
              responses=ADMIN_PROBLEMS)
 async def admin_grant(body: GrantRequest, request: Request, operator: Granter) -> GrantMade:
-    grant = CreditGrant(body.tenant_id, body.credits, "admin", body.reason, body.expires_at, body.rollover_days)
+    grant = CreditGrant(tenant_id=body.tenant_id, amount=body.credits, source="admin", reason=body.reason, expires_at=body.expires_at, rollover_days=body.rollover_days)
     granted = await request.app.state.grant(grant, operator_actor(operator.name))
     return GrantMade(grant_id=str(granted.grant_id), tenant_id=body.tenant_id, available=granted.available_after)
 
@@ -79,7 +79,7 @@ async def set_report_policy(tenant_id: Annotated[str, Path(pattern=TENANT_ID)], 
                             request: Request, operator: SettingsManager) -> PolicySet:
     if not await request.app.state.ledger.set_report_policy(tenant_id, body.report_policy,
                                                             operator_actor(operator.name)):
-        raise Problem(404, "account-not-found", f"tenant {tenant_id!r} has no credit account")
+        raise Problem(status=404, slug="account-not-found", detail=f"tenant {tenant_id!r} has no credit account")
     return PolicySet(tenant_id=tenant_id, report_policy=body.report_policy)
 
 
@@ -132,7 +132,7 @@ async def reconcile(conn: Conn) -> dict[str, Any]:
         "payments": len(paid),
         "credits_paid": sum(r["credits"] for r in paid),
         "credits_granted": sum(r["granted"] or 0 for r in rows),
-        "amount_minor_by_currency": _sum_by(paid, "currency", "amount_minor"),
+        "amount_minor_by_currency": _sum_by(paid, "currency", value="amount_minor"),
         "problems": problems,
         "lines": [_line(r) for r in rows],
     }
@@ -146,7 +146,7 @@ def _line(row: dict[str, Any]) -> dict[str, Any]:
             "credits_reclaimed": row["credits_reclaimed"]}
 
 
-def _sum_by(rows: list[dict[str, Any]], key: str, value: str) -> dict[str, int]:
+def _sum_by(rows: list[dict[str, Any]], key: str, *, value: str) -> dict[str, int]:
     totals: dict[str, int] = {}
     for r in rows:
         totals[r[key]] = totals.get(r[key], 0) + r[value]
@@ -181,11 +181,11 @@ async def payment_webhook(request: Request,
     answer for days."""
     payments = request.app.state.ledger.payments
     if payments is None:
-        raise Problem(404, "webhooks-disabled", "payment webhooks are off: set GENLINE_PAYMENT_WEBHOOK_SECRET")
+        raise Problem(status=404, slug="webhooks-disabled", detail="payment webhooks are off: set GENLINE_PAYMENT_WEBHOOK_SECRET")
     try:
         notice = payments.gateway.read_notice(await request.body(), stripe_signature)
     except InvalidNotice as exc:
-        raise Problem(400, exc.reason, str(exc)) from None
+        raise Problem(status=400, slug=exc.reason, detail=str(exc)) from None
     applied = await payments.apply(notice)
     return WebhookReceipt(received=True, granted=applied.granted, grant_id=applied.grant_id,
                           duplicate=applied.duplicate, detail=applied.detail)

@@ -53,7 +53,7 @@ async def list_audit(request: Request, _: AuditReader,
     """Admin and account actions of every service, newest first, filtered by actor, action,
     tenant and time (`since` inclusive, `until` exclusive)."""
     if since and until and since >= until:
-        raise Problem(422, "invalid-range", "since must be before until")
+        raise Problem(status=422, slug="invalid-range", detail="since must be before until")
     query = AuditQuery(actor=actor, action=action, tenant_id=tenant_id, since=since, until=until, limit=limit)
     async with request.app.state.runtime.pool.connection() as conn:
         rows = await trail.entries(conn, query)

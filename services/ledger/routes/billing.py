@@ -34,7 +34,7 @@ async def _body(request: Request, model: type[M]) -> M:
     try:
         return model.model_validate_json(await request.body())
     except ValidationError as error:
-        raise Problem(422, "validation-error", str(error)) from None
+        raise Problem(status=422, slug="validation-error", detail=str(error)) from None
 
 
 def routes(payments: Payments, verifier: ServiceVerifier) -> list[Route]:
@@ -52,4 +52,4 @@ def routes(payments: Payments, verifier: ServiceVerifier) -> list[Route]:
     plain = [Route(f"{PREFIX}/billing", billing, methods=["GET"]),
              Route(f"{PREFIX}/checkout", checkout, methods=["POST"]),
              Route(f"{PREFIX}/auto-topup", auto_topup, methods=["PUT"])]
-    return [guard(route, verifier, "billing") for route in plain]
+    return [guard(route, verifier, capability="billing") for route in plain]

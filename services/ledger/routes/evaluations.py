@@ -41,9 +41,9 @@ async def charge(ledger: LedgerApp, asked: EvaluationAsked) -> EvaluationCharged
             if before is not None:
                 return before
             book = await ledger.ledger.open_book(conn, [asked.tenant_id])
-            decided = charge_evaluation(book, asked, datetime.now(UTC))
+            decided = charge_evaluation(book, asked, now=datetime.now(UTC))
             if isinstance(decided, ChargeRefused):
-                raise Problem(402, decided.code.replace("_", "-"), decided.reason,
+                raise Problem(status=402, slug=decided.code.replace("_", "-"), detail=decided.reason,
                               extra={"required": decided.required, "available": decided.available})
             if not await record_charge(conn, decided):
                 raise ChargedMeanwhile()
@@ -65,9 +65,9 @@ def routes(ledger: LedgerApp, verifier: ServiceVerifier) -> list[Route]:
             evaluation_id = uuid.UUID(request.path_params["evaluation"])
             asked = ChargeAsked.model_validate_json(await request.body())
         except (ValueError, ValidationError) as error:
-            raise Problem(422, "validation-error", str(error)) from None
+            raise Problem(status=422, slug="validation-error", detail=str(error)) from None
         charged = await charge(ledger, EvaluationAsked(asked.tenant_id, evaluation_id, asked.images))
         return answer(charged.model_dump(mode="json"), 201)
 
     return [guard(Route("/internal/v1/evaluations/{evaluation}/charge", evaluation_charge, methods=["POST"]),
-                  verifier, "evaluations")]
+                  verifier, capability="evaluations")]

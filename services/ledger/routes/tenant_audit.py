@@ -25,16 +25,16 @@ def parsed_time(request: Request, name: str) -> datetime | None:
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        raise Problem(422, "validation-error", f"{name} must be an RFC 3339 date-time") from None
+        raise Problem(status=422, slug="validation-error", detail=f"{name} must be an RFC 3339 date-time") from None
     if moment.tzinfo is None:
-        raise Problem(422, "validation-error", f"{name} must name its offset")
+        raise Problem(status=422, slug="validation-error", detail=f"{name} must name its offset")
     return moment
 
 
 def limit_of(request: Request) -> int:
     value = request.query_params.get("limit", "100")
     if not value.isdigit() or not 1 <= int(value) <= MAX_ENTRIES:
-        raise Problem(422, "validation-error", f"limit must be between 1 and {MAX_ENTRIES}")
+        raise Problem(status=422, slug="validation-error", detail=f"limit must be between 1 and {MAX_ENTRIES}")
     return int(value)
 
 
@@ -48,4 +48,4 @@ def routes(verifier: ServiceVerifier) -> list[Route]:
             rows = await trail.entries(conn, query)
         return answer({"entries": rows})
 
-    return [guard(Route("/internal/v1/tenants/{tenant}/audit", tenant_trail, methods=["GET"]), verifier, "audit")]
+    return [guard(Route("/internal/v1/tenants/{tenant}/audit", tenant_trail, methods=["GET"]), verifier, capability="audit")]

@@ -73,7 +73,7 @@ KEY_SPEND_RELEASED = (
 REPORT_COLUMNS = {"job_id": "uuid", "n": "int", "tenant_id": "text", "outcome": "text", "amount": "bigint"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class JobsRead:
     """The jobs a batch touches (their transfers locked), and of those, the ones whose provider
     costs (`costs_of`) and reports (`reports_of`) it needs; by default every job."""
@@ -84,23 +84,24 @@ class JobsRead:
     subjects: Iterable[tuple[str, UUID]] = ()  # (tenant, subject) of the jobs submitted: their photo sets trained
 
 
-async def load_book(conn: Conn, book: Book, tenant_ids: Iterable[str], job_ids: Iterable[UUID]) -> Book:
+async def load_book(conn: Conn, book: Book, *, tenant_ids: Iterable[str], job_ids: Iterable[UUID]) -> Book:
     """The balances of `tenant_ids` (read_balances) and what the book knows of `job_ids`
     (read_jobs)."""
-    await read_balances(conn, book, tenant_ids)
-    return await read_jobs(conn, book, JobsRead(job_ids))
+    await read_balances(conn, book, tenant_ids=tenant_ids)
+    return await read_jobs(conn, book, read=JobsRead(jobs=job_ids))
 
 
-async def read_balances(conn: Conn, book: Book, tenant_ids: Iterable[str],
+async def read_balances(conn: Conn, book: Book, *, tenant_ids: Iterable[str],
                         claim: InboxClaim | None = None) -> Book:
     """Accounts and grants are read without locks, together (their changes are written as
     deltas that the database checks), so the statement can come first in a transaction and
     carry the batch's claim on the inbox (`claim`, then told which events are fresh)."""
     tenants = sorted(set(tenant_ids))
     if claim is None:
-        rows = await rows_of(conn, BALANCES, [tenants, tenants])
+        rows = await rows_of(conn, BALANCES, params=[tenants, tenants])
     else:
-        rows = await rows_of(conn, *claim.first(CLAIMED_AND_BALANCES, [tenants, tenants]))
+        sql, params = claim.first(CLAIMED_AND_BALANCES, [tenants, tenants])
+        rows = await rows_of(conn, sql, params=params)
         claim.fresh(row["source"] for row in rows if row["kind"] == "claimed")
     for row in rows:
         kind = row.pop("kind")
@@ -114,7 +115,7 @@ async def read_balances(conn: Conn, book: Book, tenant_ids: Iterable[str],
     return book
 
 
-async def read_jobs(conn: Conn, book: Book, read: JobsRead) -> Book:
+async def read_jobs(conn: Conn, book: Book, *, read: JobsRead) -> Book:
     """A job's transfer is locked, so it settles once; what the statements after the lock read
     (closed jobs, costs, reports) is then what the lock's last holder committed. Provider
     costs and reports are read for the jobs `read` names: a batch that settles nothing needs
@@ -124,13 +125,13 @@ async def read_jobs(conn: Conn, book: Book, read: JobsRead) -> Book:
     reports = jobs if read.reports_of is None else list(set(read.reports_of))
     if jobs:
         for row in await rows_of(conn, f"SELECT {', '.join(TRANSFER_COLUMNS)} FROM transfers"
-                                     " WHERE job_id = ANY(%b) FOR UPDATE", [jobs]):
+                                     " WHERE job_id = ANY(%b) FOR UPDATE", params=[jobs]):
             book.transfers[row["job_id"]] = Transfer(**row)
-    await read_training(conn, book, jobs, read.subjects)
+    await read_training(conn, book, jobs=jobs, subjects=read.subjects)
     if not (jobs or costs or reports):
         return book
     # The reads after the lock, in one statement: rows of one shape, a kind each.
-    for row in await rows_of(conn, AFTER_THE_LOCK, [jobs, costs, reports]):
+    for row in await rows_of(conn, AFTER_THE_LOCK, params=[jobs, costs, reports]):
         if row["kind"] == "closed":
             book.closed.add(row["job_id"])
         elif row["kind"] == "cost":
@@ -176,14 +177,14 @@ class LostRace(TransientConflict):
 RACES = (psycopg.errors.CheckViolation, psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected)
 
 
-async def write_book(conn: Conn, book: Book, published: Statement | None = None) -> None:
+async def write_book(conn: Conn, book: Book, *, published: Statement | None = None) -> None:
     try:
-        await _write_book(conn, book, published)
+        await _write_book(conn, book, published=published)
     except RACES as exc:
         raise LostRace(str(exc)) from exc
 
 
-async def _write_book(conn: Conn, book: Book, published: Statement | None) -> None:
+async def _write_book(conn: Conn, book: Book, *, published: Statement | None) -> None:
     """Two statements: the new rows, each table's in a CTE of one, with the outbox rows of
     what the batch `published` (Publish.statement); then the changes to rows that exist
     (settled transfers, grants drawn on, balances), which may include rows the first
@@ -193,22 +194,22 @@ async def _write_book(conn: Conn, book: Book, published: Statement | None) -> No
     await together(conn, [
         published,
         *new_training,
-        inserted_if_absent("accounts", ACCOUNT_COLUMNS, [(t, 0, 0, 0) for t in sorted(book.new_accounts)]),
-        inserted("grants", GRANT_COLUMNS, [_values(g, GRANT_COLUMNS) for g in book.new_grants]),
-        inserted("transfers", TRANSFER_COLUMNS, [_values(t, TRANSFER_COLUMNS) for t in book.new_transfers]),
-        inserted("entries", ENTRY_COLUMNS, [_values(e, ENTRY_COLUMNS) for e in book.entries]),
-        inserted_if_absent("provider_costs", COST_COLUMNS, [_values(c, COST_COLUMNS) for c in book.new_costs]),
-        inserted("reports", REPORT_COLUMNS, book.new_reports),
-        inserted_if_absent("closed_jobs", CLOSED_COLUMNS, book.new_closed)])
+        inserted_if_absent("accounts", ACCOUNT_COLUMNS, rows=[(t, 0, 0, 0) for t in sorted(book.new_accounts)]),
+        inserted("grants", GRANT_COLUMNS, rows=[_values(g, GRANT_COLUMNS) for g in book.new_grants]),
+        inserted("transfers", TRANSFER_COLUMNS, rows=[_values(t, TRANSFER_COLUMNS) for t in book.new_transfers]),
+        inserted("entries", ENTRY_COLUMNS, rows=[_values(e, ENTRY_COLUMNS) for e in book.entries]),
+        inserted_if_absent("provider_costs", COST_COLUMNS, rows=[_values(c, COST_COLUMNS) for c in book.new_costs]),
+        inserted("reports", REPORT_COLUMNS, rows=book.new_reports),
+        inserted_if_absent("closed_jobs", CLOSED_COLUMNS, rows=book.new_closed)])
     await together(conn, [
-        updated("transfers", SETTLED_COLUMNS, [_values(t, SETTLED_COLUMNS) for t in book.changed_transfers]),
+        updated("transfers", SETTLED_COLUMNS, rows=[_values(t, SETTLED_COLUMNS) for t in book.changed_transfers]),
         *training_changes,
-        added("grants", {"id": "uuid", "remaining": "bigint"}, [(gid, -taken) for gid, taken in book.grants_taken()]),
+        added("grants", {"id": "uuid", "remaining": "bigint"}, rows=[(gid, -taken) for gid, taken in book.grants_taken()]),
         *key_spend_written(book.key_spend.changes()),
-        added("accounts", ACCOUNT_COLUMNS, book.account_deltas())])
+        added("accounts", ACCOUNT_COLUMNS, rows=book.account_deltas())])
     if book.owed_changes:  # only payments change debts, never a job's batch
         await together(conn, [added("accounts", {"tenant_id": "text", "owed": "bigint"},
-                                    sorted(book.owed_changes.items()))])
+                                    rows=sorted(book.owed_changes.items()))])
 
 
 def key_spend_written(rows: list[tuple[Any, ...]]) -> list[Statement | None]:
@@ -219,21 +220,21 @@ def key_spend_written(rows: list[tuple[Any, ...]]) -> list[Statement | None]:
             (KEY_SPEND_RELEASED.format(arrays=arrays), as_arrays(released)) if released else None]
 
 
-async def read_key_spend(conn: Conn, book: Book, api_key_ids: Iterable[UUID],
+async def read_key_spend(conn: Conn, book: Book, *, api_key_ids: Iterable[UUID],
                          starts: Iterable[date]) -> Book:
     """What `api_key_ids` spent in the periods starting on `starts` (unlocked: the batch's
     holds are written as deltas that the database checks against the cap)."""
     keys, days = sorted(set(api_key_ids)), sorted(set(starts))
     if keys:
         for row in await rows_of(conn, "SELECT api_key_id, period, starts_on, spent FROM key_spend"
-                                     " WHERE api_key_id = ANY(%b) AND starts_on = ANY(%b)", [keys, days]):
+                                     " WHERE api_key_id = ANY(%b) AND starts_on = ANY(%b)", params=[keys, days]):
             book.key_spend.loaded[(row["api_key_id"], row["period"], row["starts_on"])] = row["spent"]
     return book
 
 
-async def key_spend_of(conn: Conn, tenant_id: str, api_key_ids: list[UUID], day: date) -> list[DictRow]:
+async def key_spend_of(conn: Conn, tenant_id: str, *, api_key_ids: list[UUID], day: date) -> list[DictRow]:
     """Each of the tenant's keys' spend on `day` and in its month, as the ledger's API shows it."""
     return await rows_of(conn, "SELECT api_key_id, period, spent FROM key_spend WHERE tenant_id = %s"
                              " AND api_key_id = ANY(%b)"
                              " AND ((period = 'day' AND starts_on = %s) OR (period = 'month' AND starts_on = %s))",
-                       [tenant_id, api_key_ids, day, period_start("month", day)])
+                       params=[tenant_id, api_key_ids, day, period_start("month", day)])

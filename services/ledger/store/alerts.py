@@ -50,7 +50,7 @@ RAISE_ONE_ALERT = (
     " RETURNING id, tenant_id, alert, details, raised_at")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Crossing:
     """A line a tenant crossed that the caller saw: the alert it raises, what it is about
     (`subject`: a failed payment's id), and the alert's details."""
@@ -61,23 +61,23 @@ class Crossing:
     details: dict[str, Any]
 
 
-async def raise_due_alerts(conn: Conn, now: datetime, notice_days: int) -> list[DictRow]:
+async def raise_due_alerts(conn: Conn, now: datetime, *, notice_days: int) -> list[DictRow]:
     """Clear the balance alerts whose balance is back, then raise every crossing not raised yet
     (key caps: of `now`'s day and month); the alerts raised (id, tenant_id, alert, details,
     raised_at)."""
     await conn.execute(CLEAR_BALANCE_ALERTS, {"now": now})
     day = now.date()
-    return await rows_of(conn, RAISE_ALERTS, {"now": now, "day": day, "month": period_start("month", day),
+    return await rows_of(conn, RAISE_ALERTS, params={"now": now, "day": day, "month": period_start("month", day),
                                               "notice": notice_days})
 
 
-async def raise_alert(conn: Conn, crossing: Crossing, now: datetime) -> DictRow | None:
+async def raise_alert(conn: Conn, crossing: Crossing, *, now: datetime) -> DictRow | None:
     """One alert of a crossing the caller saw (a failed top-up); None when it was raised before."""
-    return await row_of(conn, RAISE_ONE_ALERT, [crossing.tenant_id, crossing.alert, crossing.subject,
+    return await row_of(conn, RAISE_ONE_ALERT, params=[crossing.tenant_id, crossing.alert, crossing.subject,
                                                Jsonb(crossing.details), now])
 
 
-async def set_alert_settings(conn: Conn, tenant_id: str, balance_low_below: int | None,
+async def set_alert_settings(conn: Conn, tenant_id: str, *, balance_low_below: int | None,
                              grant_expiring_days: int) -> None:
     await conn.execute(
         "INSERT INTO alert_settings (tenant_id, balance_low_below, grant_expiring_days) VALUES (%s, %s, %s)"
@@ -88,9 +88,9 @@ async def set_alert_settings(conn: Conn, tenant_id: str, balance_low_below: int 
 
 async def alert_settings(conn: Conn, tenant_id: str) -> DictRow | None:
     return await row_of(conn, "SELECT balance_low_below, grant_expiring_days FROM alert_settings WHERE tenant_id = %s",
-                        [tenant_id])
+                        params=[tenant_id])
 
 
-async def recent_alerts(conn: Conn, tenant_id: str, limit: int) -> list[DictRow]:
+async def recent_alerts(conn: Conn, tenant_id: str, *, limit: int) -> list[DictRow]:
     return await rows_of(conn, "SELECT id, alert, details, raised_at, cleared_at FROM alerts WHERE tenant_id = %s"
-                             " ORDER BY raised_at DESC, id LIMIT %s", [tenant_id, limit])
+                             " ORDER BY raised_at DESC, id LIMIT %s", params=[tenant_id, limit])

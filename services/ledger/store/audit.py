@@ -15,7 +15,7 @@ from services.ledger.store.rows import rows_of
 COLUMNS = ("event_id", "at", "service", "actor", "action", "target", "tenant_id", "details")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AuditQuery:
     """Which entries an operator asked for: each filter set narrows them (`since` inclusive,
     `until` exclusive); the newest `limit` are returned."""
@@ -45,7 +45,7 @@ async def entries(conn: Conn, query: AuditQuery) -> list[DictRow]:
     chosen = query.clauses()
     where = " AND ".join(chosen) or "true"
     return await rows_of(conn, f"SELECT {', '.join(COLUMNS)} FROM audit_log WHERE {where}"
-                               " ORDER BY at DESC, event_id DESC LIMIT %s", [*chosen.values(), query.limit])
+                               " ORDER BY at DESC, event_id DESC LIMIT %s", params=[*chosen.values(), query.limit])
 
 
 def whole_trail(conn: psycopg.Connection[Any], schema: str) -> list[tuple[Any, ...]]:

@@ -22,11 +22,11 @@ from services.ledger.payments.rules import AutoTopUpRule
 from services.ledger.records import DisputeHold
 
 
-async def _one(conn: Conn, sql: str, params: list[Any]) -> DictRow | None:
+async def _one(conn: Conn, sql: str, *, params: list[Any]) -> DictRow | None:
     return await (await conn.execute(sql, params)).fetchone()
 
 
-async def _all(conn: Conn, sql: str, params: list[Any] | dict[str, Any]) -> list[DictRow]:
+async def _all(conn: Conn, sql: str, *, params: list[Any] | dict[str, Any]) -> list[DictRow]:
     return await (await conn.execute(sql, params)).fetchall()
 
 
@@ -39,18 +39,18 @@ async def lock_payment(conn: Conn, payment_key: str) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 54))", [f"payment:{payment_key}"])
 
 
-async def record_event(conn: Conn, event_id: str, kind: str, object_id: str | None) -> bool:
+async def record_event(conn: Conn, event_id: str, *, kind: str, object_id: str | None) -> bool:
     """True the first time `event_id` is seen; its row commits with what the event did."""
     return await _one(conn, "INSERT INTO payment_events (event_id, type, object_id, outcome) VALUES (%s, %s, %s, '')"
-                            " ON CONFLICT DO NOTHING RETURNING event_id", [event_id, kind, object_id]) is not None
+                            " ON CONFLICT DO NOTHING RETURNING event_id", params=[event_id, kind, object_id]) is not None
 
 
-async def set_event_outcome(conn: Conn, event_id: str, outcome: str) -> None:
+async def set_event_outcome(conn: Conn, event_id: str, *, outcome: str) -> None:
     await conn.execute("UPDATE payment_events SET outcome = %s WHERE event_id = %s", [outcome, event_id])
 
 
 async def event_outcome(conn: Conn, event_id: str) -> str | None:
-    row = await _one(conn, "SELECT outcome FROM payment_events WHERE event_id = %s", [event_id])
+    row = await _one(conn, "SELECT outcome FROM payment_events WHERE event_id = %s", params=[event_id])
     return row["outcome"] if row else None
 
 
@@ -58,18 +58,18 @@ async def event_outcome(conn: Conn, event_id: str) -> str | None:
 
 
 async def customer_of(conn: Conn, tenant_id: str) -> str | None:
-    row = await _one(conn, "SELECT customer_id FROM payment_customers WHERE tenant_id = %s", [tenant_id])
+    row = await _one(conn, "SELECT customer_id FROM payment_customers WHERE tenant_id = %s", params=[tenant_id])
     return row["customer_id"] if row else None
 
 
-async def keep_customer(conn: Conn, tenant_id: str, customer_id: str) -> str:
+async def keep_customer(conn: Conn, tenant_id: str, *, customer_id: str) -> str:
     """The tenant's customer: the one kept first, if two requests made one at once."""
     await conn.execute("INSERT INTO payment_customers (tenant_id, customer_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
                        [tenant_id, customer_id])
     return await customer_of(conn, tenant_id) or customer_id
 
 
-async def add_checkout(conn: Conn, order: CheckoutOrder, hosted: HostedCheckout) -> None:
+async def add_checkout(conn: Conn, order: CheckoutOrder, *, hosted: HostedCheckout) -> None:
     await conn.execute(
         "INSERT INTO checkout_sessions (session_id, tenant_id, pack, credits, amount_minor, currency, save_card, url,"
         " state) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'open') ON CONFLICT DO NOTHING",
@@ -78,21 +78,21 @@ async def add_checkout(conn: Conn, order: CheckoutOrder, hosted: HostedCheckout)
 
 
 async def checkout(conn: Conn, session_id: str) -> DictRow | None:
-    return await _one(conn, "SELECT * FROM checkout_sessions WHERE session_id = %s FOR UPDATE", [session_id])
+    return await _one(conn, "SELECT * FROM checkout_sessions WHERE session_id = %s FOR UPDATE", params=[session_id])
 
 
-async def move_checkout(conn: Conn, session_id: str, state: str, payment_intent: str | None = None) -> bool:
+async def move_checkout(conn: Conn, session_id: str, *, state: str, payment_intent: str | None = None) -> bool:
     """A checkout's new state, where it lies ahead of the one recorded (rules.CHECKOUT_MOVES);
     whether it moved."""
     return await _one(conn, "UPDATE checkout_sessions SET state = %s, payment_intent = coalesce(%s, payment_intent),"
                             " updated_at = now() WHERE session_id = %s AND state = ANY(%s) RETURNING session_id",
-                      [state, payment_intent, session_id, rules.checkout_states_before(state)]) is not None
+                      params=[state, payment_intent, session_id, rules.checkout_states_before(state)]) is not None
 
 
-async def checkouts_of(conn: Conn, tenant_id: str, limit: int = 10) -> list[DictRow]:
+async def checkouts_of(conn: Conn, tenant_id: str, *, limit: int = 10) -> list[DictRow]:
     return await _all(conn, "SELECT session_id, pack, credits, amount_minor, currency, state, created_at"
                             " FROM checkout_sessions WHERE tenant_id = %s ORDER BY created_at DESC LIMIT %s",
-                      [tenant_id, limit])
+                      params=[tenant_id, limit])
 
 
 # ---- payments -----------------------------------------------------------------------------
@@ -102,24 +102,24 @@ async def add_payment(conn: Conn, payment: ReceivedPayment) -> bool:
     """True for the first record of the payment `payment_key`: only that one grants."""
     return await _one(conn, "INSERT INTO payments (event_id, payment_intent, tenant_id, credits, amount_minor, currency,"
                             " source) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING event_id",
-                      [payment.event_id, payment.payment_key, payment.tenant_id, payment.credits,
+                      params=[payment.event_id, payment.payment_key, payment.tenant_id, payment.credits,
                        payment.amount_minor, payment.currency, payment.source]) is not None
 
 
-async def link_grant(conn: Conn, event_id: str, grant_id: UUID | None) -> None:
+async def link_grant(conn: Conn, event_id: str, *, grant_id: UUID | None) -> None:
     await conn.execute("UPDATE payments SET grant_id = %s WHERE event_id = %s", [grant_id, event_id])
 
 
 async def payment_by_intent(conn: Conn, payment_intent: str) -> DictRow | None:
-    return await _one(conn, "SELECT * FROM payments WHERE payment_intent = %s FOR UPDATE", [payment_intent])
+    return await _one(conn, "SELECT * FROM payments WHERE payment_intent = %s FOR UPDATE", params=[payment_intent])
 
 
-async def add_reclaimed(conn: Conn, event_id: str, credits: int) -> None:
+async def add_reclaimed(conn: Conn, event_id: str, *, credits: int) -> None:
     await conn.execute("UPDATE payments SET credits_reclaimed = credits_reclaimed + %s WHERE event_id = %s",
                        [credits, event_id])
 
 
-async def note_refund(conn: Conn, payment_intent: str, charge_id: str, refunded_minor: int) -> None:
+async def note_refund(conn: Conn, payment_intent: str, *, charge_id: str, refunded_minor: int) -> None:
     """The cumulative refunded amount: the largest reported is the truth, whatever the order."""
     await conn.execute(
         "INSERT INTO payment_refunds (payment_intent, charge_id, refunded_minor) VALUES (%s, %s, %s)"
@@ -128,7 +128,7 @@ async def note_refund(conn: Conn, payment_intent: str, charge_id: str, refunded_
 
 
 async def refunded_minor(conn: Conn, payment_intent: str) -> int:
-    row = await _one(conn, "SELECT refunded_minor FROM payment_refunds WHERE payment_intent = %s", [payment_intent])
+    row = await _one(conn, "SELECT refunded_minor FROM payment_refunds WHERE payment_intent = %s", params=[payment_intent])
     return row["refunded_minor"] if row else 0
 
 
@@ -146,10 +146,10 @@ async def note_dispute(conn: Conn, dispute: DisputeChanged) -> None:
 
 async def disputes_of(conn: Conn, payment_intent: str) -> list[DictRow]:
     return await _all(conn, "SELECT * FROM disputes WHERE payment_intent = %s ORDER BY dispute_id FOR UPDATE",
-                      [payment_intent])
+                      params=[payment_intent])
 
 
-async def save_dispute(conn: Conn, dispute_id: str, hold: DisputeHold, resolution: str | None) -> None:
+async def save_dispute(conn: Conn, dispute_id: str, *, hold: DisputeHold, resolution: str | None) -> None:
     await conn.execute("UPDATE disputes SET credits_held = %s, credits_owed = %s, resolution = %s, updated_at = now()"
                        " WHERE dispute_id = %s", [hold.held, hold.owed, resolution, dispute_id])
 
@@ -157,7 +157,7 @@ async def save_dispute(conn: Conn, dispute_id: str, hold: DisputeHold, resolutio
 # ---- auto top-up --------------------------------------------------------------------------
 
 
-async def set_rule(conn: Conn, tenant_id: str, rule: AutoTopUpRule) -> None:
+async def set_rule(conn: Conn, tenant_id: str, *, rule: AutoTopUpRule) -> None:
     """The tenant's rule, set again: on, if asked, with no retry pending (the networks' count
     in 30 days and the cards refused for good still hold)."""
     await conn.execute(
@@ -169,15 +169,15 @@ async def set_rule(conn: Conn, tenant_id: str, rule: AutoTopUpRule) -> None:
 
 async def rule_of(conn: Conn, tenant_id: str) -> DictRow | None:
     return await _one(conn, "SELECT below, pack, max_per_month, enabled, paused_reason, failures, next_try_at"
-                            " FROM auto_topup_rules WHERE tenant_id = %s", [tenant_id])
+                            " FROM auto_topup_rules WHERE tenant_id = %s", params=[tenant_id])
 
 
-async def pause_rule(conn: Conn, tenant_id: str, reason: str) -> None:
+async def pause_rule(conn: Conn, tenant_id: str, *, reason: str) -> None:
     await conn.execute("UPDATE auto_topup_rules SET enabled = false, paused_reason = %s, next_try_at = NULL,"
                        " updated_at = now() WHERE tenant_id = %s AND enabled", [reason, tenant_id])
 
 
-async def retry_at(conn: Conn, tenant_id: str, at: datetime) -> None:
+async def retry_at(conn: Conn, tenant_id: str, *, at: datetime) -> None:
     """A declined charge is tried again at `at`, not before."""
     await conn.execute("UPDATE auto_topup_rules SET next_try_at = %s, updated_at = now() WHERE tenant_id = %s",
                        [at, tenant_id])
@@ -186,29 +186,29 @@ async def retry_at(conn: Conn, tenant_id: str, at: datetime) -> None:
 async def retries_due(conn: Conn, now: datetime) -> list[str]:
     """The tenants whose declined charge is to be tried again by `now`."""
     return [row["tenant_id"] for row in await _all(
-        conn, "SELECT tenant_id FROM auto_topup_rules WHERE enabled AND next_try_at <= %s", [now])]
+        conn, "SELECT tenant_id FROM auto_topup_rules WHERE enabled AND next_try_at <= %s", params=[now])]
 
 
-async def declined_lately(conn: Conn, tenant_id: str, now: datetime) -> int:
+async def declined_lately(conn: Conn, tenant_id: str, *, now: datetime) -> int:
     """The tenant's declined charges in the 30 days before `now`."""
     row = await _one(conn, "SELECT count(*) AS n FROM auto_topup_attempts WHERE tenant_id = %s AND state = 'failed'"
-                           " AND updated_at > %s", [tenant_id, now - timedelta(days=30)])
+                           " AND updated_at > %s", params=[tenant_id, now - timedelta(days=30)])
     return int(row["n"]) if row else 0
 
 
-async def refuse_card(conn: Conn, tenant_id: str, payment_method: str, code: str) -> None:
+async def refuse_card(conn: Conn, tenant_id: str, *, payment_method: str, code: str) -> None:
     await conn.execute("INSERT INTO refused_cards (tenant_id, payment_method, failure_code) VALUES (%s, %s, %s)"
                        " ON CONFLICT DO NOTHING", [tenant_id, payment_method, code])
 
 
 async def refused_cards(conn: Conn, tenant_id: str) -> list[str]:
     return [row["payment_method"] for row in await _all(
-        conn, "SELECT payment_method FROM refused_cards WHERE tenant_id = %s ORDER BY payment_method", [tenant_id])]
+        conn, "SELECT payment_method FROM refused_cards WHERE tenant_id = %s ORDER BY payment_method", params=[tenant_id])]
 
 
 async def count_failure(conn: Conn, tenant_id: str) -> int:
     row = await _one(conn, "UPDATE auto_topup_rules SET failures = failures + 1 WHERE tenant_id = %s RETURNING failures",
-                     [tenant_id])
+                     params=[tenant_id])
     return row["failures"] if row else 0
 
 
@@ -236,49 +236,49 @@ REQUEST_DUE = (
     " ON CONFLICT (tenant_id) WHERE state IN ('requested', 'processing') DO NOTHING RETURNING id")
 
 
-async def request_due_topups(conn: Conn, tenants: Iterable[str], packs: Mapping[str, Any], now: datetime) -> int:
+async def request_due_topups(conn: Conn, tenants: Iterable[str], *, packs: Mapping[str, Any], now: datetime) -> int:
     """Request an auto top-up for the tenants of `tenants` that are due one as of `now`
     (`packs`: the price book's credit packs by name); how many were requested."""
     names, tenants = sorted(packs), sorted(tenants)
     if not names or not tenants:
         return 0
-    rows = await _all(conn, REQUEST_DUE, {
+    rows = await _all(conn, REQUEST_DUE, params={
         "packs": names, "credits": [packs[n].credits for n in names], "amounts": [packs[n].amount_minor for n in names],
         "currencies": [packs[n].currency for n in names], "tenants": tenants, "now": now,
         "most_declined": NETWORK_TRIES_IN_30_DAYS})
     return len(rows)
 
 
-async def claim_attempts(conn: Conn, stale_s: float, limit: int = 20) -> list[DictRow]:
+async def claim_attempts(conn: Conn, stale_s: float, *, limit: int = 20) -> list[DictRow]:
     """Attempts to charge now: requested ones, and those a charge left without an answer
     (sent again under the same idempotency key)."""
     return await _all(conn, (
         "UPDATE auto_topup_attempts SET state = 'processing', updated_at = now() WHERE id IN ("
         " SELECT id FROM auto_topup_attempts WHERE state = 'requested'"
         "  OR (state = 'processing' AND payment_intent IS NULL AND updated_at < now() - make_interval(secs => %s))"
-        " ORDER BY created_at LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING *"), [stale_s, limit])
+        " ORDER BY created_at LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING *"), params=[stale_s, limit])
 
 
-async def attempt_charged(conn: Conn, attempt_id: UUID, payment_intent: str) -> None:
+async def attempt_charged(conn: Conn, attempt_id: UUID, *, payment_intent: str) -> None:
     await conn.execute("UPDATE auto_topup_attempts SET payment_intent = %s, updated_at = now() WHERE id = %s"
                        " AND state = 'processing'", [payment_intent, attempt_id])
 
 
-async def end_attempt(conn: Conn, attempt_id: UUID, outcome: ChargeOutcome) -> DictRow | None:
+async def end_attempt(conn: Conn, attempt_id: UUID, *, outcome: ChargeOutcome) -> DictRow | None:
     """The attempt's end (`succeeded` or `failed`), once: None when it had ended already."""
     return await _one(conn, (
         "UPDATE auto_topup_attempts SET state = %s, payment_intent = coalesce(%s, payment_intent),"
         " failure_code = %s, failure_message = %s, updated_at = now()"
         " WHERE id = %s AND state = ANY(%s) RETURNING *"),
-        [outcome.state, outcome.payment_intent, outcome.failure_code, outcome.failure_message, attempt_id,
+        params=[outcome.state, outcome.payment_intent, outcome.failure_code, outcome.failure_message, attempt_id,
          rules.attempt_states_before(outcome.state)])
 
 
 async def attempt(conn: Conn, attempt_id: UUID) -> DictRow | None:
-    return await _one(conn, "SELECT * FROM auto_topup_attempts WHERE id = %s", [attempt_id])
+    return await _one(conn, "SELECT * FROM auto_topup_attempts WHERE id = %s", params=[attempt_id])
 
 
-async def attempts_of(conn: Conn, tenant_id: str, limit: int = 10) -> list[DictRow]:
+async def attempts_of(conn: Conn, tenant_id: str, *, limit: int = 10) -> list[DictRow]:
     return await _all(conn, "SELECT id, pack, credits, amount_minor, currency, state, failure_code, failure_message,"
                             " created_at FROM auto_topup_attempts WHERE tenant_id = %s ORDER BY created_at DESC LIMIT %s",
-                      [tenant_id, limit])
+                      params=[tenant_id, limit])

@@ -18,7 +18,7 @@ def unpublished(conn: psycopg.Connection[Any], schema: str) -> int:
 
 
 def differing_balances(conn: psycopg.Connection[Any], schema: str,
-                       replayed: Iterable[tuple[str, int, int, int, int]]) -> list[tuple[Any, ...]]:
+                       *, replayed: Iterable[tuple[str, int, int, int, int]]) -> list[tuple[Any, ...]]:
     """The replayed balances (tenant, then BALANCE_COLUMNS), in a temporary table of this
     session (the auditor's role writes no schema), against the live accounts: a row per tenant
     that differs, (tenant, live and replayed value of each column in turn). Call inside a
@@ -37,7 +37,7 @@ def differing_balances(conn: psycopg.Connection[Any], schema: str,
 
 
 def differing_key_spend(conn: psycopg.Connection[Any], schema: str,
-                        replayed: Iterable[tuple[Any, str, Any, int]]) -> list[tuple[Any, ...]]:
+                        *, replayed: Iterable[tuple[Any, str, Any, int]]) -> list[tuple[Any, ...]]:
     """The replayed spend of each API key per period (key, period, first day, spent), in a
     temporary table of this session, against the live key_spend: (key, period, first day, live,
     replayed) of each row that differs (a row of no spend equals one that is absent). Call

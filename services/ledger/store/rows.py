@@ -7,9 +7,9 @@ from psycopg.rows import DictRow
 from services.common.db import Conn
 
 
-async def rows_of(conn: Conn, sql: str, params: Any) -> list[DictRow]:
+async def rows_of(conn: Conn, sql: str, *, params: Any) -> list[DictRow]:
     return await (await conn.execute(sql, params)).fetchall()
 
 
-async def row_of(conn: Conn, sql: str, params: Any) -> DictRow | None:
+async def row_of(conn: Conn, sql: str, *, params: Any) -> DictRow | None:
     return await (await conn.execute(sql, params)).fetchone()

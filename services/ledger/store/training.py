@@ -19,19 +19,19 @@ TRAINED_COLUMNS = {"tenant_id": "text", "subject_id": "uuid", "photo_set_sha256"
                    "trained_at": "timestamptz"}
 
 
-async def read_training(conn: Conn, book: Book, jobs: list[UUID], subjects: Iterable[tuple[str, UUID]] = ()) -> None:
+async def read_training(conn: Conn, book: Book, *, jobs: list[UUID], subjects: Iterable[tuple[str, UUID]] = ()) -> None:
     """The jobs' training lines (locked: each settles once), and for the subjects named (tenant,
     subject) the photo sets seen trained and the identities charged."""
     if jobs:
         for row in await rows_of(conn, f"SELECT {', '.join(HOLD_COLUMNS)} FROM training_holds"
-                                     " WHERE job_id = ANY(%b) FOR UPDATE", [jobs]):
+                                     " WHERE job_id = ANY(%b) FOR UPDATE", params=[jobs]):
             book.trainings.holds[row["job_id"]] = TrainingHold(**row)
     held = [(h.tenant_id, h.subject_id) for h in book.trainings.holds.values()]
     named = sorted(set(subjects) | set(held))
     if not named:
         return
     tenants, subject_ids = [t for t, _ in named], [s for _, s in named]
-    for row in await rows_of(conn, TRAINED_AND_CHARGED, [tenants, subject_ids, tenants, subject_ids]):
+    for row in await rows_of(conn, TRAINED_AND_CHARGED, params=[tenants, subject_ids, tenants, subject_ids]):
         if row["kind"] == "trained":
             book.trainings.trained.add((row["tenant_id"], row["subject_id"], row["photo_set_sha256"]))
         else:
@@ -49,11 +49,11 @@ def training_written(book: Book) -> tuple[list[Statement | None], list[Statement
     """The statements that write the batch's training lines: new rows (with the batch's other
     new rows), then the lines it settled (with its other changes)."""
     trainings = book.trainings
-    new = [inserted("training_holds", HOLD_COLUMNS, [tuple(getattr(h, c) for c in HOLD_COLUMNS)
+    new = [inserted("training_holds", HOLD_COLUMNS, rows=[tuple(getattr(h, c) for c in HOLD_COLUMNS)
                                                      for h in trainings.new_holds]),
-           inserted_if_absent("identities_trained", TRAINED_COLUMNS, trainings.new_trained)]
+           inserted_if_absent("identities_trained", TRAINED_COLUMNS, rows=trainings.new_trained)]
     settled = [h for h in trainings.changed_holds if h not in trainings.new_holds]
-    changes = [updated("training_holds", SETTLED_COLUMNS, [tuple(getattr(h, c) for c in SETTLED_COLUMNS)
+    changes = [updated("training_holds", SETTLED_COLUMNS, rows=[tuple(getattr(h, c) for c in SETTLED_COLUMNS)
                                                            for h in settled])]
     return new, changes
 
@@ -64,7 +64,7 @@ def training_subjects(events: Iterable[object]) -> list[tuple[str, UUID]]:
             if isinstance(e, JobSubmitted) and e.job.subject is not None]
 
 
-async def photo_set_trained(conn: Conn, tenant_id: str, subject: tuple[str, str]) -> bool:
+async def photo_set_trained(conn: Conn, tenant_id: str, *, subject: tuple[str, str]) -> bool:
     """Whether an identity was seen trained from the subject's photo set (`subject`: its id and
     the photo set's digest), for a quote."""
     subject_id, photo_set = subject

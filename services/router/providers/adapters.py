@@ -28,7 +28,7 @@ class NoOptions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AdapterTraits:
     needs_endpoint: bool = True
     needs_credentials: bool = True

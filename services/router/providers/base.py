@@ -61,7 +61,7 @@ HEALTH_ERRORS: frozenset[ErrorKind] = frozenset({"server_error", "timeout", "una
 OPERATOR_ERRORS: frozenset[ErrorKind] = frozenset({"unavailable", "credentials"})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class GenerationRequest:
     job_id: str
     attempt: int
@@ -131,7 +131,7 @@ class GenerationRequest:
         return f"{self.job_id}:{self.attempt}:{self.capability}:{self.start_index}:{self.count}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class GeneratedImage:
     index: int
     data: bytes
@@ -143,7 +143,7 @@ class GeneratedImage:
 
 
 # Compared and hashed as the exception it is (by identity), and shown as `kind: message`.
-@dataclass(eq=False, repr=False)
+@dataclass(eq=False, repr=False, kw_only=True)
 class ProviderError(Exception):
     """A call that failed: its kind, and what the engine and the flow read from it."""
 
@@ -171,7 +171,7 @@ class ProviderError(Exception):
         return self.kind in OPERATOR_ERRORS and not self.transient
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ProviderContext:
     """What adapters share in one router: the HTTP client, the clock, where remote jobs are
     written down and their outputs copied, the callbacks inbox, and whether the router is

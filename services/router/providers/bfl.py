@@ -42,11 +42,11 @@ class BlackForestLabsProvider(RemoteProvider):
         return {"x-key": self.secret} if self.secret else {}
 
     async def _submit(self, call: Call) -> dict[str, Any]:
-        body = json_object(await self._send(ApiRequest("POST", self.url(f"/v1/{call.pin.remote}"), json=call.payload),
+        body = json_object(await self._send(ApiRequest(method="POST", url=self.url(f"/v1/{call.pin.remote}"), json=call.payload),
                                             ok=(200,)), self.name)
         task_id = body.get("id")
         if not task_id:
-            raise ProviderError("server_error", f"{self.name}: the submit answer has no id")
+            raise ProviderError(kind="server_error", message=f"{self.name}: the submit answer has no id")
         polling = body.get("polling_url")
         own = isinstance(polling, str) and self.config.may_receive_credentials(polling)
         cost = body.get("cost")
@@ -54,18 +54,18 @@ class BlackForestLabsProvider(RemoteProvider):
                 "cost": cost if isinstance(cost, (int, float)) else None}
 
     async def _poll(self, handle: dict[str, Any]) -> RemoteOutput | None:
-        answer = json_object(await self._send(ApiRequest("GET", handle["poll"]), ok=(200,)), self.name)
+        answer = json_object(await self._send(ApiRequest(method="GET", url=handle["poll"]), ok=(200,)), self.name)
         status = answer.get("status")
         if status in RUNNING:
             return None
         if status in MODERATED:
-            raise ProviderError("bad_request", f"{self.name}: {status}", terminal=True)
+            raise ProviderError(kind="bad_request", message=f"{self.name}: {status}", terminal=True)
         if status != "Ready":
-            raise ProviderError("server_error", f"{self.name}: task {handle['id']} is {status!r}: "
+            raise ProviderError(kind="server_error", message=f"{self.name}: task {handle['id']} is {status!r}: "
                                                 f"{answer.get('details')}", terminal=True)
         result = object_at(answer, "result")
         if not isinstance(result.get("sample"), str):
-            raise ProviderError("bad_output", f"{self.name}: a Ready task has no sample", terminal=True)
+            raise ProviderError(kind="bad_output", message=f"{self.name}: a Ready task has no sample", terminal=True)
         seed = result.get("seed") if isinstance(result.get("seed"), int) else None
         cost = handle.get("cost")
         return RemoteOutput(images=(OutputImage(url=result["sample"], seed=seed),),

@@ -10,7 +10,7 @@ from services.router.providers.registry import ProviderConfig
 from services.router.providers.remote_calls import Call, RemoteOutput
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class BilledJob:
     """A hosted job as it is billed: its call, what it gave back, the images it bills, and how
     long it took (its compute time where the provider states none)."""
@@ -30,7 +30,7 @@ def billed_micro_usd(config: ProviderConfig, job: BilledJob) -> int:
         return config.clip_price_micro_usd(call.request.video, call.pin) * count
     size = call.size or (call.request.width, call.request.height)
     compute_s = output.compute_s if output.compute_s is not None else job.latency_s
-    per_image = config.price.price_micro_usd(size, compute_s / max(1, count), call.steps)
+    per_image = config.price.price_micro_usd(size, compute_s / max(1, count), steps=call.steps)
     return per_image * count + (output.usage_micro_usd or 0)
 
 

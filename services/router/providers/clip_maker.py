@@ -61,7 +61,7 @@ class _Backdrop:
     swapped: np.ndarray
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ClipShape:
     width: int
     height: int
@@ -82,17 +82,17 @@ class ClipMaker:
     def from_text(self, prompt: str, take: Take) -> MadeClip:
         return self.from_still(self.painted(prompt, take.seed), take, other=self.painted(prompt, take.seed + 7919))
 
-    def from_still(self, still: np.ndarray, take: Take, other: np.ndarray | None = None) -> MadeClip:
+    def from_still(self, still: np.ndarray, take: Take, *, other: np.ndarray | None = None) -> MadeClip:
         canvas = _fitted(still, self._canvas_size())
         backdrop = _Backdrop(canvas, _subject_swapped(canvas, _fitted(other, self._canvas_size())
                                                       if other is not None else canvas[::-1].copy()))
-        frames = [self._frame(backdrop, n, take) for n in range(self._frame_count(take.defect))]
+        frames = [self._frame(backdrop, n, take=take) for n in range(self._frame_count(take.defect))]
         data = video.encode(frames, self.shape.fps)
         return MadeClip(_corrupted(data) if take.defect == "corrupt" else data, take.defect)
 
     def painted(self, prompt: str, seed: int) -> np.ndarray:
         width, height = self._canvas_size()
-        png = LocalGenerator(width, height, defect_rate=0).paint(Batch(prompt or "clip", seed, 1))[0].png
+        png = LocalGenerator(width, height, defect_rate=0).paint(Batch(prompt=prompt or "clip", seed=seed, count=1))[0].png
         with Image.open(io.BytesIO(png)) as image:
             return np.asarray(image.convert("RGB"))
 
@@ -104,21 +104,21 @@ class ClipMaker:
     def _frame_count(self, defect: ClipDefect | None) -> int:
         return max(2, self.shape.frames // 2) if defect == "short" else self.shape.frames
 
-    def _frame(self, backdrop: _Backdrop, n: int, take: Take) -> np.ndarray:
+    def _frame(self, backdrop: _Backdrop, n: int, *, take: Take) -> np.ndarray:
         total, defect = self.shape.frames, take.defect
         if defect == "still":
-            return _noisy(self._view(backdrop.canvas, 0, total), take.seed, n)
+            return _noisy(self._view(backdrop.canvas, 0, total=total), take.seed, n=n)
         if defect == "frozen":
             n = min(n, total // 3)
         if defect == "black" and total // 3 <= n < total // 3 + max(3, total // 4):
             return np.zeros((self.shape.height, self.shape.width, 3), np.uint8)
         source = backdrop.swapped if defect == "face_change" and n >= total // 2 else backdrop.canvas
-        frame = self._view(source, n, total)
+        frame = self._view(source, n, total=total)
         if defect == "flicker" and n % 2:
             frame = (frame * _FLICKER_DARKEN).astype(np.uint8)
         return frame
 
-    def _view(self, canvas: np.ndarray, n: int, total: int) -> np.ndarray:
+    def _view(self, canvas: np.ndarray, n: int, *, total: int) -> np.ndarray:
         """Frame `n`: the camera's window over the canvas, with the subject drawn where it is."""
         t = n / max(1, total - 1)
         width, height = self.shape.width, self.shape.height
@@ -168,7 +168,7 @@ def _subject_swapped(canvas: np.ndarray, other: np.ndarray) -> np.ndarray:
     return swapped
 
 
-def _noisy(frame: np.ndarray, seed: int, n: int) -> np.ndarray:
+def _noisy(frame: np.ndarray, seed: int, *, n: int) -> np.ndarray:
     """The same frame with a little sensor noise: not identical frames, and still no motion."""
     noise = np.random.default_rng([seed % 2**32, n]).integers(-2, 3, frame.shape)
     noisy: np.ndarray = np.clip(frame.astype(np.int16) + noise, 0, 255).astype(np.uint8)

@@ -112,7 +112,7 @@ class ComfyUIProvider(RemoteProvider):
             raise ValueError("capabilities.max_images_per_request: the workflow has no {{count}} placeholder, so it"
                              " makes one image a call; set it to 1")
 
-    def _model_payload(self, payload: dict[str, Any], request: GenerationRequest, pin: ModelPin) -> dict[str, Any]:
+    def _model_payload(self, payload: dict[str, Any], request: GenerationRequest, *, pin: ModelPin) -> dict[str, Any]:
         inputs = self.config.inputs_for(pin)
         values = {
             "prompt": request.prompt, "negative_prompt": request.params.get("negative_prompt", ""),
@@ -126,28 +126,28 @@ class ComfyUIProvider(RemoteProvider):
         return filled(self.options.workflow, values)
 
     async def _submit(self, call: Call) -> dict[str, Any]:
-        response = await self.http.request(ApiRequest("POST", self.url("/prompt"),
+        response = await self.http.request(ApiRequest(method="POST", url=self.url("/prompt"),
                                                       json={"prompt": call.payload, "client_id": CLIENT_ID}))
         if response.status_code == 400:
             kind: ErrorKind = "server_error" if _server_lacks_a_part(response) else "bad_request"
-            raise ProviderError(kind, f"{self.name}: ComfyUI refused the workflow: {response.text[:300]}")
+            raise ProviderError(kind=kind, message=f"{self.name}: ComfyUI refused the workflow: {response.text[:300]}")
         if response.status_code != 200:
             raise self._error(response)
         prompt_id = json_object(response, self.name).get("prompt_id")
         if not prompt_id:
-            raise ProviderError("server_error", f"{self.name}: /prompt answer has no prompt_id")
+            raise ProviderError(kind="server_error", message=f"{self.name}: /prompt answer has no prompt_id")
         return {"id": prompt_id}
 
     async def _poll(self, handle: dict[str, Any]) -> RemoteOutput | None:
         prompt_id = handle["id"]
-        answer = await self._send(ApiRequest("GET", self.url(f"/history/{prompt_id}")), ok=(200,))
+        answer = await self._send(ApiRequest(method="GET", url=self.url(f"/history/{prompt_id}")), ok=(200,))
         history = json_object(answer, self.name)
         entry = history.get(prompt_id)
         if not entry:
             return None
         status = entry.get("status") or {}
         if status.get("status_str") == "error":
-            raise _failure(prompt_id, status, self.name)
+            raise _failure(prompt_id, status, provider=self.name)
         if not status.get("completed", True):
             return None
         seed = self._seed_ran(entry)
@@ -157,10 +157,10 @@ class ComfyUIProvider(RemoteProvider):
 
     async def _cancel(self, handle: dict[str, Any]) -> None:
         prompt_id = handle["id"]
-        await self._send(ApiRequest("POST", self.url("/queue"), json={"delete": [prompt_id]}), ok=(200,))
+        await self._send(ApiRequest(method="POST", url=self.url("/queue"), json={"delete": [prompt_id]}), ok=(200,))
         if self.options.targeted_interrupt:
             # The server checks that this prompt is the one running, at the moment it interrupts.
-            await self._send(ApiRequest("POST", self.url("/interrupt"), json={"prompt_id": prompt_id}), ok=(200,))
+            await self._send(ApiRequest(method="POST", url=self.url("/interrupt"), json={"prompt_id": prompt_id}), ok=(200,))
 
     def _view_url(self, image: dict[str, Any]) -> str:
         request = self.http.client.build_request("GET", self.url("/view"), params={
@@ -190,16 +190,16 @@ def placeholders_in(value: Any) -> Iterator[str]:
             yield from placeholders_in(item)
 
 
-def paths_of(value: Any, name: str, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+def paths_of(value: Any, name: str, *, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
     """Where in the graph the string `{{name}}` stands alone."""
     if isinstance(value, str) and _PLACEHOLDER.fullmatch(value.strip()) and _PLACEHOLDER.findall(value) == [name]:
         yield path
     elif isinstance(value, dict):
         for key, item in value.items():
-            yield from paths_of(item, name, (*path, key))
+            yield from paths_of(item, name, path=(*path, key))
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            yield from paths_of(item, name, (*path, index))
+            yield from paths_of(item, name, path=(*path, index))
 
 
 def filled(workflow: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
@@ -255,18 +255,18 @@ def _server_lacks_a_part(response: httpx.Response) -> bool:
     return False
 
 
-def _failure(prompt_id: str, status: dict[str, Any], provider: str) -> ProviderError:
+def _failure(prompt_id: str, status: dict[str, Any], *, provider: str) -> ProviderError:
     kinds = {name for name, _ in (m for m in status.get("messages", []) if isinstance(m, list) and len(m) == 2)}
     if "execution_interrupted" in kinds:
-        return ProviderError("timeout", f"{provider}: prompt {prompt_id} was interrupted", terminal=True)
-    return ProviderError("server_error", f"{provider}: prompt {prompt_id} failed", terminal=True)
+        return ProviderError(kind="timeout", message=f"{provider}: prompt {prompt_id} was interrupted", terminal=True)
+    return ProviderError(kind="server_error", message=f"{provider}: prompt {prompt_id} failed", terminal=True)
 
 
 def output_images(entry: dict[str, Any], provider: str) -> list[dict[str, Any]]:
     images = [image for node in (entry.get("outputs") or {}).values() for image in node.get("images", [])
               if image.get("type", "output") == "output"]
     if not images:
-        raise ProviderError("bad_output", f"{provider}: finished prompt has no output images", terminal=True)
+        raise ProviderError(kind="bad_output", message=f"{provider}: finished prompt has no output images", terminal=True)
     return images
 
 

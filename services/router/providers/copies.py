@@ -45,10 +45,10 @@ class BucketCopies:
     async def put(self, key: RemoteJobKey, output: CopiedOutput) -> None:
         bucket, prefix = self.objects.internal_bucket, copy_prefix(key)
         for n, (data, media_type, _) in enumerate(output.images):
-            await self.objects.put(bucket, f"{prefix}{n}", Blob(data, media_type))
+            await self.objects.put(bucket, f"{prefix}{n}", content=Blob(data, media_type))
         manifest = {"compute_s": output.compute_s, "cost_micro_usd": output.cost_micro_usd,
                     "images": [{"media_type": media_type, "seed": seed} for _, media_type, seed in output.images]}
-        await self.objects.put(bucket, f"{prefix}manifest.json", Blob(json.dumps(manifest).encode(), "application/json"))
+        await self.objects.put(bucket, f"{prefix}manifest.json", content=Blob(json.dumps(manifest).encode(), "application/json"))
 
     async def get(self, key: RemoteJobKey) -> CopiedOutput | None:
         bucket, prefix = self.objects.internal_bucket, copy_prefix(key)

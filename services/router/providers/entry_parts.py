@@ -129,7 +129,7 @@ class PriceModel(Frozen):
                 raise ValueError(f"the price of {size} must not be negative")
         return table
 
-    def price_micro_usd(self, size: tuple[int, int], seconds: float, steps: int | None = None) -> int:
+    def price_micro_usd(self, size: tuple[int, int], seconds: float, *, steps: int | None = None) -> int:
         """One image of `size` (width, height) that took `seconds` of compute and `steps` steps."""
         return round(
             self.per_image_micro_usd
@@ -149,7 +149,7 @@ class PriceModel(Frozen):
         return any((self.per_text_input_token_micro_usd, self.per_image_input_token_micro_usd,
                     self.per_output_token_micro_usd))
 
-    def tokens_micro_usd(self, text_in: int, image_in: int, out: int) -> int:
+    def tokens_micro_usd(self, text_in: int, image_in: int, *, out: int) -> int:
         """What a job's token usage bills (input tokens alone where no output price is set)."""
         return round(self.per_text_input_token_micro_usd * text_in + self.per_image_input_token_micro_usd * image_in
                      + self.per_output_token_micro_usd * out)

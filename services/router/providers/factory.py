@@ -13,12 +13,12 @@ from services.router.providers.base import Provider, ProviderContext
 from services.router.providers.registry import ProviderConfig, Registry, RegistryError
 
 
-def build_provider(config: ProviderConfig, secret: str | None = None, context: ProviderContext | None = None) -> Provider:
+def build_provider(config: ProviderConfig, secret: str | None = None, *, context: ProviderContext | None = None) -> Provider:
     return adapter_class(config.adapter)(config, context or ProviderContext(), secret)
 
 
 def build_providers(registry: Registry, secrets: Mapping[str, str] | None = None,
-                    context: ProviderContext | None = None) -> dict[str, Provider]:
+                    *, context: ProviderContext | None = None) -> dict[str, Provider]:
     """Every provider of the registry; fails up front if a needed secret was not given."""
     secrets = secrets or {}
     context = context or ProviderContext()
@@ -28,5 +28,5 @@ def build_providers(registry: Registry, secrets: Mapping[str, str] | None = None
     missing = sorted(name for name in named if not secrets.get(name))
     if missing:
         raise RegistryError(f"no secret given for credentials: {', '.join(missing)}")
-    return {name: build_provider(config, secrets.get(config.credentials or ""), context)
+    return {name: build_provider(config, secrets.get(config.credentials or ""), context=context)
             for name, config in registry.providers.items()}

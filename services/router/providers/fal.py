@@ -88,41 +88,41 @@ class FalProvider(RemoteProvider):
             url += "?" + urlencode({"fal_webhook": f"{self.config.webhooks.url}/{self.name}"})
         # fal refuses a timeout of one second or less.
         timeout = max(2, self.provider_deadline_s(call))
-        body = json_object(await self._send(ApiRequest("POST", url, json=call.payload,
+        body = json_object(await self._send(ApiRequest(method="POST", url=url, json=call.payload,
                                                        headers={"X-Fal-Request-Timeout": str(timeout)})), self.name)
         request_id = body.get("request_id")
         if not request_id:
-            raise ProviderError("server_error", f"{self.name}: the submit answer has no request_id")
+            raise ProviderError(kind="server_error", message=f"{self.name}: the submit answer has no request_id")
         base = self.url(f"/{app_id(call.pin.remote)}/requests/{request_id}")
         return {"id": request_id, "status": self._own(body.get("status_url"), f"{base}/status"),
                 "response": self._own(body.get("response_url"), base),
                 "cancel": self._own(body.get("cancel_url"), f"{base}/cancel")}
 
     async def _poll(self, handle: dict[str, Any]) -> RemoteOutput | None:
-        status = json_object(await self._send(ApiRequest("GET", handle["status"])), self.name)
+        status = json_object(await self._send(ApiRequest(method="GET", url=handle["status"])), self.name)
         state = status.get("status")
         if state in RUNNING:
             return None
         if state != "COMPLETED":
-            raise ProviderError("server_error", f"{self.name}: request {handle['id']} is {state!r}", terminal=True)
+            raise ProviderError(kind="server_error", message=f"{self.name}: request {handle['id']} is {state!r}", terminal=True)
         if status.get("error"):
             raise self._failed(status.get("error_type"), status["error"])
-        response = await self.http.request(ApiRequest("GET", handle["response"]))
+        response = await self.http.request(ApiRequest(method="GET", url=handle["response"]))
         if response.status_code != 200:
             raise self._result_error(response)
         return self._output(json_object(response, self.name))
 
     async def _cancel(self, handle: dict[str, Any]) -> None:
-        await self._send(ApiRequest("PUT", handle["cancel"]), ok=(200, 202, 400))
+        await self._send(ApiRequest(method="PUT", url=handle["cancel"]), ok=(200, 202, 400))
 
     def _error(self, response: httpx.Response) -> ProviderError:
         error = super()._error(response)
         # fal locks an account whose balance is exhausted: a 403 that no key can cure.
         if response.status_code == 403 and "balance" in response.text.lower():
-            return ProviderError("unavailable", str(error))
+            return ProviderError(kind="unavailable", message=str(error))
         if response.status_code == 504 and response.headers.get(TIMEOUT_TYPE, "").lower() == "user":
             # Not started within X-Fal-Request-Timeout: the request's own deadline, not fal's failure.
-            return ProviderError("timeout", f"{self.name}: no runner started the request before its"
+            return ProviderError(kind="timeout", message=f"{self.name}: no runner started the request before its"
                                             f" X-Fal-Request-Timeout: {error}", terminal=True)
         return error
 
@@ -131,7 +131,7 @@ class FalProvider(RemoteProvider):
 
     def _failed(self, error_type: object, error: object) -> ProviderError:
         kind: ErrorKind = "timeout" if "timeout" in str(error_type or "").lower() else "server_error"
-        return ProviderError(kind, f"{self.name}: request failed ({error_type}): {error}", terminal=True)
+        return ProviderError(kind=kind, message=f"{self.name}: request failed ({error_type}): {error}", terminal=True)
 
     def _result_error(self, response: httpx.Response) -> ProviderError:
         error = self._error(response)
@@ -144,7 +144,7 @@ class FalProvider(RemoteProvider):
         single = result.get("image") or result.get("video")
         images = result.get("images") or ([single] if single else None)
         if not isinstance(images, list) or not all(isinstance(i, dict) and i.get("url") for i in images):
-            raise ProviderError("bad_output", f"{self.name}: the result has no image URLs", terminal=True)
+            raise ProviderError(kind="bad_output", message=f"{self.name}: the result has no image URLs", terminal=True)
         flagged = result.get("has_nsfw_concepts") or []
         kept = [image for n, image in enumerate(images) if not (n < len(flagged) and flagged[n] is True)]
         seed = result.get("seed") if isinstance(result.get("seed"), int) else None
@@ -153,20 +153,20 @@ class FalProvider(RemoteProvider):
                             compute_s=float(inference) if isinstance(inference, (int, float)) else None,
                             dropped=len(images) - len(kept))
 
-    def _generated(self, call: Call, done: Fetched, latency_s: float) -> list[GeneratedImage]:
+    def _generated(self, call: Call, done: Fetched, *, latency_s: float) -> list[GeneratedImage]:
         output, _ = done
         if output.dropped and not output.images:
-            raise ProviderError("bad_request", f"{self.name}: the safety checker flagged every image", terminal=True,
-                                billed_micro_usd=self._billed(BilledJob(call, output, output.dropped, latency_s)))
-        return super()._generated(call, done, latency_s)
+            raise ProviderError(kind="bad_request", message=f"{self.name}: the safety checker flagged every image", terminal=True,
+                                billed_micro_usd=self._billed(BilledJob(call=call, output=output, count=output.dropped, latency_s=latency_s)))
+        return super()._generated(call, done, latency_s=latency_s)
 
     async def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> str:
-        verify_fal_webhook(await self._public_keys(), headers, body)
+        verify_fal_webhook(await self._public_keys(), headers, body=body)
         return str(callback_json(body).get("request_id", ""))
 
     async def _public_keys(self) -> list[bytes]:
         if self._jwks is None or time.monotonic() - self._jwks[0] > JWKS_TTL_S:
-            document = json_object(await self._send(ApiRequest("GET", self.options.jwks_url)), self.name)
+            document = json_object(await self._send(ApiRequest(method="GET", url=self.options.jwks_url)), self.name)
             self._jwks = (time.monotonic(), jwks_ed25519_keys(document))
         return self._jwks[1]
 

@@ -38,12 +38,12 @@ LIFECYCLE = "X-Fal-Object-Lifecycle-Preference"
 
 @trainer("fal")
 class FalTrainer:
-    def __init__(self, config: ProviderConfig, context: ProviderContext, secret: str | None = None) -> None:
+    def __init__(self, config: ProviderConfig, context: ProviderContext, *, secret: str | None = None) -> None:
         assert config.trainer is not None and context.client is not None
         self.name, self.config = config.name, config
         capped = config.model_copy(update={"outputs": config.outputs.model_copy(
             update={"max_bytes": config.trainer.max_weights_bytes})})
-        self.http = ProviderHttp(capped, context.client, {"Authorization": f"Key {secret}"} if secret else {})
+        self.http = ProviderHttp(capped, context.client, auth_headers={"Authorization": f"Key {secret}"} if secret else {})
         self.options = FalOptions.model_validate(config.options)
 
     @property
@@ -57,41 +57,41 @@ class FalTrainer:
         if self.config.webhooks is not None:
             url += "?" + urlencode({"fal_webhook": f"{self.config.webhooks.url}/{self.name}"})
         lifecycle = json.dumps({"expiration_duration_seconds": self.options.output_expiration_s})
-        response = await self.http.request(ApiRequest("POST", url, json=training_input(self.training, request),
+        response = await self.http.request(ApiRequest(method="POST", url=url, json=training_input(self.training, request),
                                                       headers={LIFECYCLE: lifecycle}))
         if response.status_code not in (200, 201, 202):
             raise status_error(self.name, response)
         body = json_object(response, self.name)
         if not body.get("request_id"):
-            raise ProviderError("server_error", f"{self.name}: the training's submit answer has no request_id")
+            raise ProviderError(kind="server_error", message=f"{self.name}: the training's submit answer has no request_id")
         base = f"{self.config.base_url}/{app_id(model)}/requests/{body['request_id']}"
         return {"id": body["request_id"], "status": self._own(body.get("status_url"), f"{base}/status"),
                 "response": self._own(body.get("response_url"), base),
                 "cancel": self._own(body.get("cancel_url"), f"{base}/cancel")}
 
     async def poll(self, handle: dict[str, Any]) -> TrainingOutput | None:
-        response = await self.http.request(ApiRequest("GET", handle["status"]))
+        response = await self.http.request(ApiRequest(method="GET", url=handle["status"]))
         if response.status_code != 200:
             raise status_error(self.name, response)
         status = json_object(response, self.name)
         if status.get("status") in RUNNING:
             return None
         if status.get("status") != "COMPLETED" or status.get("error"):
-            raise ProviderError("server_error", f"{self.name}: training {handle['id']} failed"
+            raise ProviderError(kind="server_error", message=f"{self.name}: training {handle['id']} failed"
                                                 f" ({status.get('error_type')}): {status.get('error')}", terminal=True)
-        result = await self.http.request(ApiRequest("GET", handle["response"]))
+        result = await self.http.request(ApiRequest(method="GET", url=handle["response"]))
         if result.status_code != 200:
             error = status_error(self.name, result)
             error.terminal = "x-fal-request-id" in result.headers
             raise error
         url = output_at(json_object(result, self.name), self.training.weights)
         if not isinstance(url, str):
-            raise ProviderError("bad_output", f"{self.name}: the training's result has no {self.training.weights}",
+            raise ProviderError(kind="bad_output", message=f"{self.name}: the training's result has no {self.training.weights}",
                                 terminal=True)
         return TrainingOutput(weights_url=url)
 
     async def cancel(self, handle: dict[str, Any]) -> None:
-        await self.http.request(ApiRequest("PUT", handle["cancel"]))
+        await self.http.request(ApiRequest(method="PUT", url=handle["cancel"]))
 
     async def weights(self, output: TrainingOutput) -> bytes:
         assert output.weights_url is not None

@@ -70,7 +70,7 @@ class IdentityInputs(_Frozen):
         return [(role, field) for role, field in named if field]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class IdentityInput:
     """The identity one call carries: by LoRA (the weights' base, a link to them, or the
     Replicate version a training made; the bytes themselves for the local model) or by
@@ -101,7 +101,7 @@ def can_carry(inputs: IdentityInputs | None, identity: IdentityInput) -> bool:
     return bool(identity.provider_version if lora.link == "replicate_version" else identity.weights_url)
 
 
-def reference_fields(reference: ReferenceInput, identity: IdentityInput, index: int) -> dict[str, Any]:
+def reference_fields(reference: ReferenceInput, identity: IdentityInput, *, index: int) -> dict[str, Any]:
     """The subject's photos as candidate `index` sends them: one (each candidate another), or up to `max`."""
     photos = identity.photos
     if reference.style == "url":
@@ -110,7 +110,7 @@ def reference_fields(reference: ReferenceInput, identity: IdentityInput, index: 
     return {reference.field: [photo_uri(photo) for photo in chosen]}
 
 
-def prompted(lora: LoraInput, identity: IdentityInput, prompt: str) -> str:
+def prompted(lora: LoraInput, identity: IdentityInput, *, prompt: str) -> str:
     """The prompt with the subject's trigger word where the model wants it."""
     return f"{identity.trigger_word} {prompt}".strip() if lora.trigger == "prefix" else prompt
 

@@ -22,9 +22,9 @@ dlib's HOG, else OpenCV's bundled Haar cascade, failing as it fails), so nothing
 import functools
 import io
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -35,7 +35,7 @@ GRABCUT_SIDE = 512
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StageOutput:
     data: bytes
     media_type: str
@@ -64,7 +64,7 @@ def encode_png(pixels: np.ndarray) -> StageOutput:
     image = Image.fromarray(pixels)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", optimize=False, compress_level=3)
-    return StageOutput(buffer.getvalue(), "image/png", image.width, image.height)
+    return StageOutput(data=buffer.getvalue(), media_type="image/png", width=image.width, height=image.height)
 
 
 # ---- preprocess ----------------------------------------------------------------------
@@ -91,7 +91,7 @@ def say_which_detector(name: str, fallback: bool) -> None:
         log.info("the crop stage finds faces with %s", name)
 
 
-def square_around(box: tuple[int, int, int, int] | None, shape: tuple[int, ...], margin: float) -> tuple[int, int, int]:
+def square_around(box: tuple[int, int, int, int] | None, shape: tuple[int, ...], *, margin: float) -> tuple[int, int, int]:
     """(left, top, side) of the square around `box` grown by `margin`, kept inside the frame."""
     height, width = shape[:2]
     if box is None:
@@ -104,9 +104,9 @@ def square_around(box: tuple[int, int, int, int] | None, shape: tuple[int, ...],
     return left, top, side
 
 
-def crop_to_subject(data: bytes, params: Mapping[str, Any], seed: int) -> StageOutput:
+def crop_to_subject(data: bytes, params: Mapping[str, Any], *, seed: int) -> StageOutput:
     rgb = decode(data)
-    left, top, side = square_around(subject_box(rgb), rgb.shape, float(params.get("margin", 0.8)))
+    left, top, side = square_around(subject_box(rgb), rgb.shape, margin=float(params.get("margin", 0.8)))
     size = int(params.get("size", side))
     crop = rgb[top:top + side, left:left + side]
     return encode_png(cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if size < side else cv2.INTER_CUBIC))
@@ -115,7 +115,7 @@ def crop_to_subject(data: bytes, params: Mapping[str, Any], seed: int) -> StageO
 # ---- remove_background ---------------------------------------------------------------
 
 
-def remove_background(data: bytes, params: Mapping[str, Any], seed: int) -> StageOutput:
+def remove_background(data: bytes, params: Mapping[str, Any], *, seed: int) -> StageOutput:
     rgb = decode(data)
     height, width = rgb.shape[:2]
     border = float(params.get("border", 0.08))
@@ -149,7 +149,7 @@ STYLES = {
 }
 
 
-def stylize(data: bytes, params: Mapping[str, Any], seed: int) -> StageOutput:
+def stylize(data: bytes, params: Mapping[str, Any], *, seed: int) -> StageOutput:
     rgb = decode(data)
     style = str(params.get("style", "studio"))
     if style not in STYLES:
@@ -169,7 +169,7 @@ def stylize(data: bytes, params: Mapping[str, Any], seed: int) -> StageOutput:
 # ---- upscale -------------------------------------------------------------------------
 
 
-def upscale(data: bytes, params: Mapping[str, Any], seed: int) -> StageOutput:
+def upscale(data: bytes, params: Mapping[str, Any], *, seed: int) -> StageOutput:
     pixels = decode(data, "keep_alpha")
     factor = float(params.get("factor", 2))
     height, width = pixels.shape[:2]
@@ -186,7 +186,7 @@ def upscale(data: bytes, params: Mapping[str, Any], seed: int) -> StageOutput:
 # ---- animate -------------------------------------------------------------------------
 
 
-def animate(data: bytes, params: Mapping[str, Any], seed: int) -> StageOutput:
+def animate(data: bytes, params: Mapping[str, Any], *, seed: int) -> StageOutput:
     rgb = decode(data)
     frames, frame_ms = int(params.get("frames", 8)), int(params.get("frame_ms", 120))
     width, height = int(params.get("width", rgb.shape[1])), int(params.get("height", rgb.shape[0]))
@@ -199,7 +199,7 @@ def animate(data: bytes, params: Mapping[str, Any], seed: int) -> StageOutput:
     buffer = io.BytesIO()
     stills[0].save(buffer, format="WEBP", save_all=True, append_images=stills[1:], duration=frame_ms, loop=0,
                    quality=85, method=2)
-    return StageOutput(buffer.getvalue(), "image/webp", width, height, frames, frames * frame_ms)
+    return StageOutput(data=buffer.getvalue(), media_type="image/webp", width=width, height=height, frames=frames, duration_ms=frames * frame_ms)
 
 
 @dataclass(frozen=True)
@@ -226,7 +226,7 @@ class _PanAndZoom:
 # ---- postprocess ---------------------------------------------------------------------
 
 
-def postprocess(data: bytes, params: Mapping[str, Any], seed: int) -> StageOutput:
+def postprocess(data: bytes, params: Mapping[str, Any], *, seed: int) -> StageOutput:
     rgb = decode(data)
     smoothed = cv2.bilateralFilter(rgb, 5, 20, 5)
     low, high = np.percentile(smoothed, (1, 99))
@@ -234,7 +234,10 @@ def postprocess(data: bytes, params: Mapping[str, Any], seed: int) -> StageOutpu
     return encode_png(np.clip(stretched, 0, 255).astype(np.uint8))
 
 
-StageOperation = Callable[[bytes, Mapping[str, Any], int], StageOutput]
+class StageOperation(Protocol):
+    """A local operation: the input's bytes and the stage's parameters, with the seed named."""
+
+    def __call__(self, data: bytes, params: Mapping[str, Any], *, seed: int) -> StageOutput: ...
 # The local providers' operations by name (`local: {operation: …}` in the registry).
 OPERATIONS: dict[str, StageOperation] = {
     "crop_to_subject": crop_to_subject,

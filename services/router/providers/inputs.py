@@ -132,7 +132,7 @@ class SizeInput(_Frozen):
         if self.style == "image_size" and self.presets:
             name = min(self.presets, key=lambda n: _distance(parse_size(self.presets[n]), (width, height)))
             return {self.size_field: name}, parse_size(self.presets[name])
-        made = _nearest(self.sizes, width, height) if self.sizes else (self._rounded(width), self._rounded(height))
+        made = _nearest(self.sizes, width, height=height) if self.sizes else (self._rounded(width), self._rounded(height))
         value: Any = f"{made[0]}x{made[1]}" if self.style == "size" else {"width": made[0], "height": made[1]}
         return {self.size_field: value}, made
 
@@ -314,10 +314,10 @@ class ModelInputs(_Frozen):
         return self.steps.default if self.steps else None
 
     def can_make(self, width: int, height: int) -> bool:
-        return within(self.size.plan(width, height)[1], (width, height), self.size_tolerance)
+        return within(self.size.plan(width, height)[1], (width, height), tolerance=self.size_tolerance)
 
 
-def within(made: tuple[int, int], asked: tuple[int, int], tolerance: float) -> bool:
+def within(made: tuple[int, int], asked: tuple[int, int], *, tolerance: float) -> bool:
     """Whether each side of `made` is within `tolerance` (relative) of `asked`'s."""
     return all(abs(m - a) <= tolerance * a for m, a in zip(made, asked))
 
@@ -328,5 +328,5 @@ def _distance(size: tuple[int, int], asked: tuple[int, int]) -> tuple[float, flo
     return round(ratio, 3), abs(math.log(size[0] * size[1] / (asked[0] * asked[1])))
 
 
-def _nearest(sizes: tuple[str, ...], width: int, height: int) -> tuple[int, int]:
+def _nearest(sizes: tuple[str, ...], width: int, *, height: int) -> tuple[int, int]:
     return min((parse_size(size) for size in sizes), key=lambda s: _distance(s, (width, height)))

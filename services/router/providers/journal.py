@@ -19,7 +19,7 @@ JobState = Literal["running", "succeeded", "failed", "canceled"]
 RESUMABLE: frozenset[str] = frozenset({"running", "succeeded"})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RemoteJobKey:
     """One call: these candidates of this attempt and stage, on this provider."""
 
@@ -45,7 +45,7 @@ class RemoteJobJournal(Protocol):
 
     async def resumable(self, key: RemoteJobKey) -> RemoteJob | None: ...
 
-    async def unfinished(self, job_id: str, attempt: int, capability: str) -> list[RemoteJob]: ...
+    async def unfinished(self, job_id: str, attempt: int, *, capability: str) -> list[RemoteJob]: ...
 
 
 @dataclass
@@ -63,6 +63,6 @@ class MemoryJournal:
         job = self.jobs.get(key)
         return job if job is not None and job.state in RESUMABLE else None
 
-    async def unfinished(self, job_id: str, attempt: int, capability: str) -> list[RemoteJob]:
+    async def unfinished(self, job_id: str, attempt: int, *, capability: str) -> list[RemoteJob]:
         return [job for key, job in self.jobs.items() if (key.job_id, key.attempt, key.capability)
                 == (job_id, attempt, capability) and job.state in RESUMABLE]

@@ -40,8 +40,8 @@ class LocalPortraits:
     async def paint(self, request: GenerationRequest, costed: Costed) -> list[GeneratedImage]:
         assert request.identity is not None
         weights = await self._weights(request.identity)
-        sittings = [(index, Sitting(weights, Look.of(dict(request.params_for(index))), (request.width, request.height),
-                                    _draw(request, index), self._defect(request, index)))
+        sittings = [(index, Sitting(weights=weights, look=Look.of(dict(request.params_for(index))), size=(request.width, request.height),
+                                    draw=_draw(request, index), defect=self._defect(request, index)))
                     for index in request.indices]
         painted = await asyncio.to_thread(lambda: [(index, paint_portrait(sitting)) for index, sitting in sittings])
         return [GeneratedImage(index=index, data=data, media_type="image/jpeg", seed=request.seed_for(index),
@@ -51,7 +51,7 @@ class LocalPortraits:
     async def _weights(self, identity: IdentityInput) -> LocalWeights:
         if identity.mode == "lora":
             if identity.weights is None:
-                raise ProviderError("bad_request", f"{self.name}: the identity's weights were not given")
+                raise ProviderError(kind="bad_request", message=f"{self.name}: the identity's weights were not given")
             digest = hashlib.sha256(identity.weights).hexdigest()
             return self._kept(self._unpacked, digest) or self._unpack(digest, identity.weights)
         kept = self._kept(self._from_photos, identity.photo_set)
@@ -61,7 +61,7 @@ class LocalPortraits:
         try:
             made = await asyncio.to_thread(made_of, list(identity.photos), identity.trigger_word)
         except NoFace as error:
-            raise ProviderError("bad_request", f"{self.name}: {error}") from None
+            raise ProviderError(kind="bad_request", message=f"{self.name}: {error}") from None
         self._from_photos.put(identity.photo_set, made)
         return made
 
@@ -73,7 +73,7 @@ class LocalPortraits:
         try:
             weights = LocalWeights.unpack(data)
         except ValueError as error:
-            raise ProviderError("bad_request", f"{self.name}: {error}") from None
+            raise ProviderError(kind="bad_request", message=f"{self.name}: {error}") from None
         self._unpacked.put(digest, weights)
         return weights
 

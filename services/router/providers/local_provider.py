@@ -50,7 +50,7 @@ class LocalProvider:
                            default_inputs=ModelInputs(count=CountInput(field="count", max=64), seed=SeedInput()))
 
     def __init__(self, config: ProviderConfig, context: ProviderContext | None = None,
-                 secret: str | None = None) -> None:
+                 *, secret: str | None = None) -> None:
         self.name = config.name
         self.config = config
         self.clock = (context.clock if context else None) or LoopClock()
@@ -67,11 +67,11 @@ class LocalProvider:
         latency = self._latency_s(request.count)
         if latency > request.timeout_s:
             await self.clock.sleep(request.timeout_s)
-            raise ProviderError("timeout", f"{self.name} takes {latency:.1f} s, "
+            raise ProviderError(kind="timeout", message=f"{self.name} takes {latency:.1f} s, "
                                            f"over the {request.timeout_s:.1f} s allowed")
         await self.clock.sleep(latency)
         if self._fails(request):
-            raise ProviderError("server_error", f"{self.name} failed (simulated)")
+            raise ProviderError(kind="server_error", message=f"{self.name} failed (simulated)")
         if request.video is not None:
             return await self._make_clips(request, latency)
         if request.capability != "generate":
@@ -82,7 +82,7 @@ class LocalProvider:
         generator = _generator(request.width, request.height, self.config.local_options.defect_rate)
         painted = []
         for run in request.style_runs():
-            batch = Batch(run.prompt_for(run.start_index), run.seed, run.count, run.start_index)
+            batch = Batch(prompt=run.prompt_for(run.start_index), seed=run.seed, count=run.count, start_index=run.start_index)
             painted += await asyncio.to_thread(generator.paint, batch)
         return [GeneratedImage(index=p.index, data=p.png, media_type="image/png", seed=request.seed_for(p.index),
                                cost_micro_usd=cost, latency_s=latency) for p in painted]
@@ -94,11 +94,11 @@ class LocalProvider:
         for index in request.indices:
             source = request.input_for(index)
             if source is None:
-                raise ProviderError("bad_request", f"{self.name}: {request.capability} needs an input image")
+                raise ProviderError(kind="bad_request", message=f"{self.name}: {request.capability} needs an input image")
             try:
-                out = await asyncio.to_thread(operation, source, params, request.seed_for(index))
+                out = await asyncio.to_thread(operation, source, params, seed=request.seed_for(index))
             except image_stages.StageInputError as error:
-                raise ProviderError("bad_request", f"{self.name}: {error}") from None
+                raise ProviderError(kind="bad_request", message=f"{self.name}: {error}") from None
             cost = self.config.price.price_micro_usd((out.width, out.height), latency / max(1, request.count))
             images.append(GeneratedImage(index=index, data=out.data, media_type=out.media_type,
                                          seed=request.seed_for(index), cost_micro_usd=cost, latency_s=latency))
@@ -109,7 +109,7 @@ class LocalProvider:
         spec = request.video
         width, height = spec.size()
         fps = self.config.clip_inputs_for(self.config.models[0]).fps.rate_for(spec.fps)
-        maker = ClipMaker(ClipShape(width, height, spec.duration_s, spec.fps or fps))
+        maker = ClipMaker(ClipShape(width=width, height=height, duration_s=spec.duration_s, fps=spec.fps or fps))
         cost = self.config.clip_price_micro_usd(spec)
         clips = []
         for index in request.indices:
@@ -117,7 +117,7 @@ class LocalProvider:
             if request.clip_source == "image":
                 first = request.input_for(index)
                 if first is None:
-                    raise ProviderError("bad_request", f"{self.name}: candidate {index} has no first frame to animate")
+                    raise ProviderError(kind="bad_request", message=f"{self.name}: candidate {index} has no first frame to animate")
                 made = await asyncio.to_thread(maker.from_still, still_of(first), take)
             else:
                 made = await asyncio.to_thread(maker.from_text, request.prompt, take)
@@ -139,20 +139,20 @@ class LocalProvider:
             self._check_clip(request)
             return
         if self.config.makes_clips:
-            raise ProviderError("bad_request", f"{self.name} makes clips only")
+            raise ProviderError(kind="bad_request", message=f"{self.name} makes clips only")
         if not self.config.runs(request.capability):
-            raise ProviderError("bad_request", f"{self.name} does not run {request.capability}")
+            raise ProviderError(kind="bad_request", message=f"{self.name} does not run {request.capability}")
         if request.capability != "generate":
             return  # the size is the input's; no model pin applies to it
         if self.config.model_for(request.model, request.model_version) is None:
-            raise ProviderError("bad_request", f"{self.name} has no model {request.model} {request.model_version}")
+            raise ProviderError(kind="bad_request", message=f"{self.name} has no model {request.model} {request.model_version}")
         if not self.config.capabilities.supports_size(request.width, request.height):
-            raise ProviderError("bad_request", f"{self.name} cannot paint {request.width}×{request.height}")
+            raise ProviderError(kind="bad_request", message=f"{self.name} cannot paint {request.width}×{request.height}")
 
     def _check_clip(self, request: GenerationRequest) -> None:
         assert request.video is not None
-        if not self.config.can_make_clip(self.config.models[0], request.video, request.clip_source == "image"):
-            raise ProviderError("bad_request", f"{self.name} does not make clips from {request.clip_source}")
+        if not self.config.can_make_clip(self.config.models[0], request.video, from_image=request.clip_source == "image"):
+            raise ProviderError(kind="bad_request", message=f"{self.name} does not make clips from {request.clip_source}")
 
     def _latency_s(self, count: int) -> float:
         configured = self.config.local_options.latency_s
@@ -164,8 +164,8 @@ class LocalProvider:
 
 
 @lru_cache(maxsize=32)
-def _generator(width: int, height: int, defect_rate: float) -> LocalGenerator:
-    return LocalGenerator(width, height, defect_rate)
+def _generator(width: int, height: int, *, defect_rate: float) -> LocalGenerator:
+    return LocalGenerator(width, height, defect_rate=defect_rate)
 
 
 def _unit_draw(*parts: object) -> float:

@@ -29,7 +29,7 @@ from services.router.providers.training_config import TrainerConfig
 @trainer("local")
 class LocalTrainer:
     def __init__(self, config: ProviderConfig, context: ProviderContext | None = None,
-                 secret: str | None = None) -> None:
+                 *, secret: str | None = None) -> None:
         assert config.trainer is not None
         self.name, self.config = config.name, config
 
@@ -41,13 +41,13 @@ class LocalTrainer:
     async def submit(self, request: TrainingRequest) -> dict[str, Any]:
         images = self.training.images
         if not images.min <= len(request.photos) <= images.max:
-            raise ProviderError("bad_request", f"{self.name} trains from {images.min} to {images.max} photos, not"
+            raise ProviderError(kind="bad_request", message=f"{self.name} trains from {images.min} to {images.max} photos, not"
                                                f" {len(request.photos)}")
         try:
             made_of = product_weights if request.kind == "product" else weights_from_photos
             weights = await asyncio.to_thread(made_of, list(request.photos), request.trigger_word)
         except NoFace as error:
-            raise ProviderError("bad_request", f"{self.name}: {error}") from None
+            raise ProviderError(kind="bad_request", message=f"{self.name}: {error}") from None
         return {"id": uuid.uuid4().hex, "identity": request.identity_id, "ready_at": time.time() + self.training.expected_s,
                 "weights": base64.b64encode(weights.pack()).decode("ascii")}
 
@@ -55,7 +55,7 @@ class LocalTrainer:
         if time.time() < float(handle["ready_at"]):
             return None
         if self._fails(handle):
-            raise ProviderError("server_error", f"{self.name}: the training failed (simulated)", terminal=True)
+            raise ProviderError(kind="server_error", message=f"{self.name}: the training failed (simulated)", terminal=True)
         return TrainingOutput(weights=base64.b64decode(handle["weights"]), compute_s=self.training.expected_s)
 
     async def cancel(self, handle: dict[str, Any]) -> None:

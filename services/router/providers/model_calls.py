@@ -37,24 +37,24 @@ def model_input(inputs: ModelInputs, request: GenerationRequest) -> ModelCall:
     if inputs.steps and steps is not None:
         payload[inputs.steps.field] = steps
     payload |= {field: params[name] for name, field in inputs.params.items() if name in params}
-    payload |= _identity(inputs, request, payload[inputs.prompt_field])
+    payload |= _identity(inputs, request, prompt=payload[inputs.prompt_field])
     payload |= inputs.fixed
     return ModelCall(payload, size, steps)
 
 
-def _identity(inputs: ModelInputs, request: GenerationRequest, prompt: str) -> dict[str, Any]:
+def _identity(inputs: ModelInputs, request: GenerationRequest, *, prompt: str) -> dict[str, Any]:
     """The subject's identity as the model takes it (and the prompt with its trigger word)."""
     identity, declared = request.identity, inputs.identity
     if identity is None or declared is None:
         return {}
     if identity.mode == "reference" and declared.reference is not None:
-        return reference_fields(declared.reference, identity, request.start_index)
+        return reference_fields(declared.reference, identity, index=request.start_index)
     if identity.mode == "lora" and declared.lora is not None:
-        return {**lora_fields(declared.lora, identity), inputs.prompt_field: prompted(declared.lora, identity, prompt)}
+        return {**lora_fields(declared.lora, identity), inputs.prompt_field: prompted(declared.lora, identity, prompt=prompt)}
     return {}
 
 
-def clip_input(inputs: ModelInputs, request: GenerationRequest, first_frame: str | None) -> "ClipCall":
+def clip_input(inputs: ModelInputs, request: GenerationRequest, *, first_frame: str | None) -> "ClipCall":
     """What one call sends a video model for one clip of `request.video`; `first_frame` is the
     still it starts from as a data: URI (None: text-to-video)."""
     spec, shape = request.video, inputs.video

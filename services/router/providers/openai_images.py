@@ -66,7 +66,7 @@ class OpenAIImagesProvider(RemoteProvider):
 
     async def _submit(self, call: Call) -> RemoteOutput:
         body = {"model": call.pin.remote, **call.payload}
-        response = await self._send(ApiRequest("POST", self._route(), json=body, timeout_s=call.deadline_s), ok=(200,))
+        response = await self._send(ApiRequest(method="POST", url=self._route(), json=body, timeout_s=call.deadline_s), ok=(200,))
         return self._output(json_object(response, self.name))
 
     def _route(self) -> str:
@@ -77,13 +77,14 @@ class OpenAIImagesProvider(RemoteProvider):
     def _output(self, answer: dict[str, Any]) -> RemoteOutput:
         data = answer.get("data")
         if not isinstance(data, list) or not data:
-            raise ProviderError("bad_output", f"{self.name}: the answer has no images")
+            raise ProviderError(kind="bad_output", message=f"{self.name}: the answer has no images")
         images = tuple(self._output_image(item) for item in data)
         tokens = _token_usage(answer.get("usage"))
         price = self.config.price
         if tokens is None or not price.prices_tokens:
             return RemoteOutput(images=images)
-        billed = price.tokens_micro_usd(*tokens)
+        text_in, image_in, out = tokens
+        billed = price.tokens_micro_usd(text_in, image_in, out=out)
         if price.per_output_token_micro_usd:
             return RemoteOutput(images=images, cost_micro_usd=billed)  # the usage is the whole bill
         return RemoteOutput(images=images, usage_micro_usd=billed)  # the prompt's tokens, beside the per-image price
@@ -93,15 +94,15 @@ class OpenAIImagesProvider(RemoteProvider):
             return OutputImage(data=decode_base64(item["b64_json"], self.name))
         if isinstance(item, dict) and isinstance(item.get("url"), str):
             return OutputImage(url=item["url"])
-        raise ProviderError("bad_output", f"{self.name}: an image has neither b64_json nor url")
+        raise ProviderError(kind="bad_output", message=f"{self.name}: an image has neither b64_json nor url")
 
     def _error(self, response: httpx.Response) -> ProviderError:
         error = super()._error(response)
         code = _error_code(response)
         if code in OUT_OF_CREDIT:
-            return ProviderError("unavailable", str(error))
+            return ProviderError(kind="unavailable", message=str(error))
         if code in REFUSED:
-            return ProviderError("bad_request", str(error))
+            return ProviderError(kind="bad_request", message=str(error))
         return error
 
 

@@ -26,7 +26,7 @@ _BLANK_SPREAD = 2.0
 _THUMBNAIL = (64, 64)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Expectation:
     """What an output of `provider` is held to: the size asked (None: any) within the model's
     tolerance, and whether one flat colour is refused."""
@@ -37,27 +37,27 @@ class Expectation:
     reject_blank: bool = False
 
     def refuses_size(self, size: tuple[int, int]) -> bool:
-        return self.size is not None and not within(size, self.size, self.tolerance)
+        return self.size is not None and not within(size, self.size, tolerance=self.tolerance)
 
     def size_asked(self) -> str:
         assert self.size is not None
         return f"{self.size[0]}×{self.size[1]} (±{self.tolerance:.0%})"
 
 
-def checked_image(data: bytes, expected: Expectation, declared: str | None = None) -> str:
+def checked_image(data: bytes, expected: Expectation, *, declared: str | None = None) -> str:
     """The image's media type, if it passes; else raises `bad_output`. `declared`: the media
     type the provider gave it, for the message."""
     provider = expected.provider
-    media_type, size, spread = _decoded(provider, data, declared)
+    media_type, size, spread = _decoded(provider, data, declared=declared)
     if expected.refuses_size(size):
-        raise ProviderError("bad_output", f"{provider}: image is {size[0]}×{size[1]}, asked for "
+        raise ProviderError(kind="bad_output", message=f"{provider}: image is {size[0]}×{size[1]}, asked for "
                                           f"{expected.size_asked()}")
     if expected.reject_blank and spread < _BLANK_SPREAD:
-        raise ProviderError("bad_output", f"{provider}: image is blank (one flat colour)")
+        raise ProviderError(kind="bad_output", message=f"{provider}: image is blank (one flat colour)")
     return media_type
 
 
-def checked_clip(data: bytes, expected: Expectation, declared: str | None = None) -> str:
+def checked_clip(data: bytes, expected: Expectation, *, declared: str | None = None) -> str:
     """A clip's media type, if it is one: its container and video stream read (`video.probe`:
     size and frames from the file, never from the provider), more than one frame, the size
     asked within the model's tolerance, and every frame decodes. Else `bad_output`."""
@@ -65,22 +65,22 @@ def checked_clip(data: bytes, expected: Expectation, declared: str | None = None
     try:
         info = video.probe(data)
     except video.ClipError as error:
-        raise ProviderError("bad_output", f"{provider}: output ({declared or 'no media type'}, {len(data)} bytes)"
+        raise ProviderError(kind="bad_output", message=f"{provider}: output ({declared or 'no media type'}, {len(data)} bytes)"
                                           f" is not a clip: {error}") from None
     if (damaged := video.damage(info)) is not None:
-        raise ProviderError("bad_output", f"{provider}: the clip is damaged: {damaged}")
+        raise ProviderError(kind="bad_output", message=f"{provider}: the clip is damaged: {damaged}")
     if info.frames >= 2 and (decoded := video.decoded_count(data)) < info.frames:
-        raise ProviderError("bad_output", f"{provider}: the clip is damaged: {decoded} of its {info.frames} frames"
+        raise ProviderError(kind="bad_output", message=f"{provider}: the clip is damaged: {decoded} of its {info.frames} frames"
                                           " decode")
     if info.frames < 2:
-        raise ProviderError("bad_output", f"{provider}: the clip has {info.frames} frame(s): a still, not a clip")
+        raise ProviderError(kind="bad_output", message=f"{provider}: the clip has {info.frames} frame(s): a still, not a clip")
     if expected.refuses_size((info.width, info.height)):
-        raise ProviderError("bad_output", f"{provider}: clip is {info.width}×{info.height}, asked for "
+        raise ProviderError(kind="bad_output", message=f"{provider}: clip is {info.width}×{info.height}, asked for "
                                           f"{expected.size_asked()}")
     return info.media_type
 
 
-def _decoded(provider: str, data: bytes, declared: str | None) -> tuple[str, tuple[int, int], float]:
+def _decoded(provider: str, data: bytes, *, declared: str | None) -> tuple[str, tuple[int, int], float]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -91,5 +91,5 @@ def _decoded(provider: str, data: bytes, declared: str | None) -> tuple[str, tup
                 thumbnail.thumbnail(_THUMBNAIL)
                 return media_type, image.size, ImageStat.Stat(thumbnail).stddev[0]
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ProviderError("bad_output", f"{provider}: output ({declared or 'no media type'}, {len(data)} bytes)"
+        raise ProviderError(kind="bad_output", message=f"{provider}: output ({declared or 'no media type'}, {len(data)} bytes)"
                                           " is not an image the scorer and delivery can read") from None

@@ -42,7 +42,7 @@ class PaintedCandidate:
     defect: Defect | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Batch:
     """Candidates `start_index … start_index+count-1` of one prompt and seed."""
 
@@ -76,7 +76,7 @@ class Batch:
         return np.random.default_rng([_CANDIDATE_STREAM, *self.prompt_words, _seed_word(self.seed), index])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Canvas:
     """A painting under way: its random stream, the prompt's hue, and its size."""
 
@@ -89,7 +89,7 @@ class Canvas:
 class LocalGenerator:
     """Paints `width`×`height` PNG candidates; `defect_rate` of each batch is defective."""
 
-    def __init__(self, width: int = 512, height: int = 512, defect_rate: float = 0.25) -> None:
+    def __init__(self, width: int = 512, height: int = 512, *, defect_rate: float = 0.25) -> None:
         _check_side("width", width)
         _check_side("height", height)
         if not isinstance(defect_rate, (int, float)) or not 0 <= defect_rate < 1:
@@ -100,7 +100,7 @@ class LocalGenerator:
 
     def paint(self, batch: Batch) -> list[PaintedCandidate]:
         defects = self._choose_defects(batch)
-        return [self._paint_one(batch, index, defects.get(index)) for index in batch.indices]
+        return [self._paint_one(batch, index, defect=defects.get(index)) for index in batch.indices]
 
     def _choose_defects(self, batch: Batch) -> dict[int, Defect]:
         """Pick exactly floor(count * defect_rate) defective indices, kinds alternating."""
@@ -114,13 +114,13 @@ class LocalGenerator:
             start_index + offset: kinds[(first_kind + n) % 2] for n, offset in enumerate(offsets)
         }
 
-    def _paint_one(self, batch: Batch, index: int, defect: Defect | None) -> PaintedCandidate:
+    def _paint_one(self, batch: Batch, index: int, *, defect: Defect | None) -> PaintedCandidate:
         rng = batch.candidate_rng(index)
         if defect == "blank":
-            image = _blank_frame(rng, self.width, self.height)
+            image = _blank_frame(rng, self.width, height=self.height)
         else:
             hue = (batch.prompt_words[0] % 360) / 360
-            image = _paint_clean(Canvas(rng, hue, self.width, self.height))
+            image = _paint_clean(Canvas(rng=rng, base_hue=hue, width=self.width, height=self.height))
         if defect == "blur":
             image = image.filter(ImageFilter.GaussianBlur(radius=BLUR_RADIUS))
         return PaintedCandidate(index=index, png=_encode_png(image), defect=defect)
@@ -153,7 +153,7 @@ def _paint_clean(canvas: Canvas) -> Image.Image:
 
 
 def _colour(
-    canvas: Canvas, luma: tuple[float, float], saturation: tuple[float, float] = (0.35, 0.9)
+    canvas: Canvas, luma: tuple[float, float], *, saturation: tuple[float, float] = (0.35, 0.9)
 ) -> np.ndarray:
     """An RGB colour (0..255) near the prompt's hue whose luminance lies in the `luma` band.
 
@@ -248,7 +248,7 @@ def _draw_line(canvas: Canvas, draw: ImageDraw.ImageDraw) -> None:
     draw.line(ends, fill=colour, width=int(rng.integers(1, 4)))
 
 
-def _blank_frame(rng: np.random.Generator, width: int, height: int) -> Image.Image:
+def _blank_frame(rng: np.random.Generator, width: int, *, height: int) -> Image.Image:
     """A black frame or a frame of one random colour."""
     if rng.random() < 0.5:
         return Image.new("RGB", (width, height), (0, 0, 0))

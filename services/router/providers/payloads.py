@@ -16,7 +16,7 @@ def stage_input(request: GenerationRequest, stage: HostedStage) -> dict[str, Any
     where the stage's configuration puts them."""
     image = request.input_for(request.start_index)
     if image is None:
-        raise ProviderError("bad_request", f"candidate {request.start_index} has no image for {request.capability}")
+        raise ProviderError(kind="bad_request", message=f"candidate {request.start_index} has no image for {request.capability}")
     payload = {field: request.params[name] for name, field in stage.param_fields.items() if name in request.params}
     payload |= stage.params | {stage.image_field: data_uri(image)}
     if stage.prompt_field:
@@ -28,7 +28,7 @@ def data_uri(image: bytes) -> str:
     try:
         media_type = Image.open(io.BytesIO(image)).get_format_mimetype() or "application/octet-stream"
     except (OSError, ValueError):
-        raise ProviderError("bad_request", "the stage's input is not an image") from None
+        raise ProviderError(kind="bad_request", message="the stage's input is not an image") from None
     return f"data:{media_type};base64,{base64.b64encode(image).decode('ascii')}"
 
 
@@ -37,13 +37,13 @@ def decode_data_uri(uri: str) -> bytes:
     try:
         return base64.b64decode(payload, validate=True) if ";base64" in header else payload.encode()
     except ValueError:
-        raise ProviderError("bad_output", "an output data: URI is not base64") from None
+        raise ProviderError(kind="bad_output", message="an output data: URI is not base64") from None
 
 
 def decode_base64(text: object, provider: str) -> bytes:
     if not isinstance(text, str):
-        raise ProviderError("bad_output", f"{provider}: an output has no base64 image")
+        raise ProviderError(kind="bad_output", message=f"{provider}: an output has no base64 image")
     try:
         return base64.b64decode(text, validate=True)
     except ValueError:
-        raise ProviderError("bad_output", f"{provider}: an output's base64 does not decode") from None
+        raise ProviderError(kind="bad_output", message=f"{provider}: an output's base64 does not decode") from None

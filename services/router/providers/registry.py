@@ -182,11 +182,11 @@ class ProviderConfig(Frozen):
     def clip_inputs_for(self, pin: ModelPin) -> VideoInputs:
         return self.inputs_for(pin).video or LOCAL_CLIPS
 
-    def can_make_clip(self, pin: ModelPin, spec: VideoSpec, from_image: bool) -> bool:
+    def can_make_clip(self, pin: ModelPin, spec: VideoSpec, *, from_image: bool) -> bool:
         source = "image" if from_image else "text"
         return source in self.capabilities.video and self.clip_inputs_for(pin).why_not(spec, from_image) is None
 
-    def why_no_clip(self, pin: ModelPin, spec: VideoSpec, from_image: bool) -> str:
+    def why_no_clip(self, pin: ModelPin, spec: VideoSpec, *, from_image: bool) -> str:
         """Why `can_make_clip` says no."""
         if ("image" if from_image else "text") not in self.capabilities.video:
             return f"no clips from {'a still' if from_image else 'a prompt'}"
@@ -215,7 +215,7 @@ class ProviderConfig(Frozen):
         """The most images one call asks for: the capability, and what every model takes."""
         return min([self.capabilities.max_images_per_request, *(self.inputs_for(p).max_count for p in self.models)])
 
-    def can_make(self, pin: ModelPin, width: int, height: int) -> bool:
+    def can_make(self, pin: ModelPin, width: int, *, height: int) -> bool:
         return self.capabilities.supports_size(width, height) and self.inputs_for(pin).can_make(width, height)
 
     def may_receive_credentials(self, url: str) -> bool:
@@ -251,7 +251,7 @@ class ProviderConfig(Frozen):
         """The price of one image, its compute time taken from the latency estimate and its
         steps from the default model's."""
         steps = self.inputs_for(self.models[0]).default_steps
-        return self.price.price_micro_usd((width, height), self.latency.per_image_s, steps)
+        return self.price.price_micro_usd((width, height), self.latency.per_image_s, steps=steps)
 
 
 _NONE = IdentityInputs()
@@ -311,7 +311,7 @@ class Registry(Frozen):
     def trainers(self) -> list[ProviderConfig]:
         return [config for config in self.providers.values() if config.trainer is not None]
 
-    def clip_makers(self, spec: VideoSpec, from_image: bool, model: str = "") -> tuple[list[str], list[str]]:
+    def clip_makers(self, spec: VideoSpec, from_image: bool, *, model: str = "") -> tuple[list[str], list[str]]:
         """The providers whose models can make a clip of `spec` (from a still, or from the
         prompt), and why each other provider of clips cannot; only models named `model` count
         when one is given."""
@@ -321,10 +321,10 @@ class Registry(Frozen):
             pins = [pin for pin in config.models if not model or pin.name == model]
             if not config.makes_clips or not pins:
                 continue
-            if any(config.can_make_clip(pin, spec, from_image) for pin in pins):
+            if any(config.can_make_clip(pin, spec, from_image=from_image) for pin in pins):
                 makers.append(config.name)
             else:
-                reasons.append(f"{config.name}: {config.why_no_clip(pins[0], spec, from_image)}")
+                reasons.append(f"{config.name}: {config.why_no_clip(pins[0], spec, from_image=from_image)}")
         return makers, reasons
 
 

@@ -73,7 +73,7 @@ class RemoteProvider(ABC):
     # it stays written down as running, so the next call for it polls it instead.
     can_cancel: ClassVar[bool] = True
 
-    def __init__(self, config: ProviderConfig, context: ProviderContext, secret: str | None = None) -> None:
+    def __init__(self, config: ProviderConfig, context: ProviderContext, *, secret: str | None = None) -> None:
         if context.client is None:
             raise ValueError(f"provider {config.name!r} ({config.adapter}) needs an httpx.AsyncClient")
         self.name = config.name
@@ -81,7 +81,7 @@ class RemoteProvider(ABC):
         self.secret = secret
         self.context = context
         self.clock = context.clock or LoopClock()
-        self.http = ProviderHttp(config, context.client, self._auth_headers())
+        self.http = ProviderHttp(config, context.client, auth_headers=self._auth_headers())
 
     # ---- what an adapter says ------------------------------------------------------------
 
@@ -130,7 +130,7 @@ class RemoteProvider(ABC):
         if stage is None:
             # A stage declared in capabilities with no `stages` entry: we would not know where
             # its image goes, so refuse rather than return a fresh painting as its output.
-            raise ProviderError("bad_request", f"{self.name}: no stages.{request.capability} is configured for"
+            raise ProviderError(kind="bad_request", message=f"{self.name}: no stages.{request.capability} is configured for"
                                                f" the {self.config.adapter} adapter, so it cannot run"
                                                f" {request.capability}")
         # Image-to-image models take one image per call: one remote job per candidate.
@@ -155,12 +155,12 @@ class RemoteProvider(ABC):
 
     def _generate_call(self, request: GenerationRequest) -> Call:
         call = generate_call(self.config, request)
-        return replace(call, payload=self._model_payload(call.payload, request, call.pin))
+        return replace(call, payload=self._model_payload(call.payload, request, pin=call.pin))
 
     def _stage_call(self, request: GenerationRequest, stage: HostedStage) -> Call:
-        return stage_call(self.config, request, stage)
+        return stage_call(self.config, request, stage=stage)
 
-    def _model_payload(self, payload: dict[str, Any], request: GenerationRequest, pin: ModelPin) -> dict[str, Any]:
+    def _model_payload(self, payload: dict[str, Any], request: GenerationRequest, *, pin: ModelPin) -> dict[str, Any]:
         """The model's input as this API wants it (ComfyUI puts it in a workflow graph)."""
         return payload
 
@@ -170,8 +170,8 @@ class RemoteProvider(ABC):
             async with asyncio.timeout(call.deadline_s):
                 output = await self._job(call)
         except TimeoutError:
-            raise ProviderError("timeout", f"{self.name} did not finish in {call.deadline_s:.1f} s") from None
-        return self._generated(call, output, self.clock.now() - started)
+            raise ProviderError(kind="timeout", message=f"{self.name} did not finish in {call.deadline_s:.1f} s") from None
+        return self._generated(call, output, latency_s=self.clock.now() - started)
 
     async def _job(self, call: Call) -> "Fetched":
         journal = self.context.journal
@@ -191,10 +191,10 @@ class RemoteProvider(ABC):
             done = await self._wait_and_fetch(call, handle)
         except BaseException as error:
             if submitted is not None:
-                await self._abandon(call, submitted, error)
+                await self._abandon(call, submitted, error=error)
             raise
         await self._copy(call, done)
-        await self._ended(call, handle, "succeeded")
+        await self._ended(call, handle, state="succeeded")
         return done
 
     async def _wait_and_fetch(self, call: Call, handle: dict[str, Any]) -> "Fetched":
@@ -217,9 +217,9 @@ class RemoteProvider(ABC):
         except ProviderError as error:
             if not error.output_gone:
                 raise
-            raise ProviderError("server_error", f"{self.name}: the outputs expired before they were fetched:"
+            raise ProviderError(kind="server_error", message=f"{self.name}: the outputs expired before they were fetched:"
                                                 f" {error}", terminal=True,
-                                billed_micro_usd=self._billed(BilledJob(call, output, len(output.images)))) from None
+                                billed_micro_usd=self._billed(BilledJob(call=call, output=output, count=len(output.images)))) from None
 
     # ---- copies of fetched outputs -------------------------------------------------------
 
@@ -256,10 +256,10 @@ class RemoteProvider(ABC):
             # A submit lost on the network may have arrived: a named job stays written down,
             # so the next try polls it rather than submitting it again.
             if named is not None and not error.transient:
-                await self._ended(call, named, "failed")
+                await self._ended(call, named, state="failed")
             raise
         if isinstance(submitted, RemoteOutput) and named is not None:
-            await self._ended(call, named, "succeeded")  # it answered at once
+            await self._ended(call, named, state="succeeded")  # it answered at once
         if isinstance(submitted, dict) and named is None and journal is not None:
             try:
                 await journal.started(call.key, submitted)
@@ -282,7 +282,7 @@ class RemoteProvider(ABC):
                 except ProviderError as error:
                     if error.kind == "bad_request" and not error.terminal:
                         # We asked about our own job: a 404 or 400 now means the provider lost it.
-                        raise ProviderError("server_error", f"{self.name} no longer knows the job: {error}",
+                        raise ProviderError(kind="server_error", message=f"{self.name} no longer knows the job: {error}",
                                             terminal=True) from None
                     if not _worth_polling_again(error):
                         raise
@@ -300,7 +300,7 @@ class RemoteProvider(ABC):
     async def _pause(self, handle: dict[str, Any], seconds: float) -> None:
         inbox = self.context.webhooks
         if inbox is not None and self.config.webhooks is not None:
-            await inbox.wait(self.name, self._remote_id(handle), seconds)
+            await inbox.wait(self.name, self._remote_id(handle), timeout_s=seconds)
         else:
             await self.clock.sleep(seconds)
 
@@ -313,10 +313,10 @@ class RemoteProvider(ABC):
         doubled: float = self.config.poll_interval_s * 2 ** (failures - 1)
         return min(self.config.timeouts.poll_backoff_max_s, max(doubled, asked_s or 0.0))
 
-    async def _abandon(self, call: Call, handle: dict[str, Any] | RemoteOutput, error: BaseException) -> None:
+    async def _abandon(self, call: Call, handle: dict[str, Any] | RemoteOutput, *, error: BaseException) -> None:
         """After a failure, or when the caller gives up: cancel the job, and write its end."""
         if isinstance(error, ProviderError) and (error.terminal or error.kind == "bad_output"):
-            await self._ended(call, handle, "failed")  # it ended at the provider: nothing to cancel
+            await self._ended(call, handle, state="failed")  # it ended at the provider: nothing to cancel
             return
         if self.context.handing_over and isinstance(error, asyncio.CancelledError):
             return  # left running and written down: the next router resumes it
@@ -328,9 +328,9 @@ class RemoteProvider(ABC):
             await asyncio.wait_for(self._cancel(handle), self.config.timeouts.submit_s)
         except (ProviderError, TimeoutError):
             pass
-        await self._ended(call, handle, "canceled")
+        await self._ended(call, handle, state="canceled")
 
-    async def _ended(self, call: Call, handle: dict[str, Any] | RemoteOutput | None, state: JobState) -> None:
+    async def _ended(self, call: Call, handle: dict[str, Any] | RemoteOutput | None, *, state: JobState) -> None:
         journal = self.context.journal
         if journal is None or handle is None:
             return
@@ -355,17 +355,17 @@ class RemoteProvider(ABC):
             download = await self.http.download(image.url)
             data, declared = download.data, download.media_type
         else:
-            raise ProviderError("bad_output", f"{self.name}: an output has neither a URL nor bytes")
-        expected = Expectation(self.name, call.size, self.config.inputs_for(call.pin).size_tolerance,
+            raise ProviderError(kind="bad_output", message=f"{self.name}: an output has neither a URL nor bytes")
+        expected = Expectation(provider=self.name, size=call.size, tolerance=self.config.inputs_for(call.pin).size_tolerance,
                                reject_blank=self.config.outputs.reject_blank and not call.is_stage)
         checked = checked_clip if call.clip_seconds is not None else checked_image
-        return data, checked(data, expected, declared), image.seed
+        return data, checked(data, expected, declared=declared), image.seed
 
-    def _generated(self, call: Call, done: "Fetched", latency_s: float) -> list[GeneratedImage]:
+    def _generated(self, call: Call, done: "Fetched", *, latency_s: float) -> list[GeneratedImage]:
         output, images = done
         # What the job was billed is spread over the images kept: one billed and dropped (a
         # safety filter's) makes the others dearer, as it does on the invoice.
-        billed = self._billed(BilledJob(call, output, max(output.billed_images, len(images)), latency_s))
+        billed = self._billed(BilledJob(call=call, output=output, count=max(output.billed_images, len(images)), latency_s=latency_s))
         costs = shares(billed, len(images))
         return [GeneratedImage(index=index, data=data, media_type=media_type, seed=seed, cost_micro_usd=cost,
                                latency_s=latency_s)

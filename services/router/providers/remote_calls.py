@@ -25,7 +25,7 @@ class OutputImage:
     seed: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RemoteOutput:
     images: tuple[OutputImage, ...]
     compute_s: float | None = None
@@ -41,7 +41,7 @@ class RemoteOutput:
         return len(self.images) + self.dropped
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Call:
     """One call to make: the request, the model and its input, the size expected back."""
 
@@ -68,8 +68,8 @@ Fetched = tuple[RemoteOutput, list[tuple[bytes, str, int | None]]]
 
 def call_key(config: ProviderConfig, request: GenerationRequest) -> RemoteJobKey:
     """Where the call's remote job is written down: the same call after a restart finds it."""
-    return RemoteJobKey(request.job_id, request.attempt, request.capability, config.name, request.start_index,
-                        request.count)
+    return RemoteJobKey(job_id=request.job_id, attempt=request.attempt, capability=request.capability, provider=config.name, start_index=request.start_index,
+                        count=request.count)
 
 
 def call_deadline_s(config: ProviderConfig, request: GenerationRequest) -> float:
@@ -81,31 +81,31 @@ def clip_call(config: ProviderConfig, request: GenerationRequest) -> Call:
     pin = config.model_for(request.model, request.model_version) or config.models[0]
     assert request.video is not None
     from_image = request.clip_source == "image"
-    if not config.can_make_clip(pin, request.video, from_image):
-        raise ProviderError("bad_request", f"{config.name}: {pin.name} cannot make this clip:"
+    if not config.can_make_clip(pin, request.video, from_image=from_image):
+        raise ProviderError(kind="bad_request", message=f"{config.name}: {pin.name} cannot make this clip:"
                                            f" {config.clip_inputs_for(pin).why_not(request.video, from_image)}")
     first = request.input_for(request.start_index) if from_image else None
     if from_image and first is None:
-        raise ProviderError("bad_request", f"candidate {request.start_index} has no first frame to animate")
-    made = clip_input(config.inputs_for(pin), request, data_uri(first) if first is not None else None)
-    return Call(request, pin, made.payload, made.size, None, call_key(config, request),
-                call_deadline_s(config, request), clip_seconds=made.seconds)
+        raise ProviderError(kind="bad_request", message=f"candidate {request.start_index} has no first frame to animate")
+    made = clip_input(config.inputs_for(pin), request, first_frame=data_uri(first) if first is not None else None)
+    return Call(request=request, pin=pin, payload=made.payload, size=made.size, steps=None, key=call_key(config, request),
+                deadline_s=call_deadline_s(config, request), clip_seconds=made.seconds)
 
 
 def generate_call(config: ProviderConfig, request: GenerationRequest) -> Call:
     """Images from a prompt, with the model's input in its plain form (an adapter may wrap it)."""
     pin = config.model_for(request.model, request.model_version)
     if pin is None:
-        raise ProviderError("bad_request", f"{config.name} has no model {request.model} {request.model_version}")
+        raise ProviderError(kind="bad_request", message=f"{config.name} has no model {request.model} {request.model_version}")
     inputs = config.inputs_for(pin)
     if not inputs.can_make(request.width, request.height):
-        raise ProviderError("bad_request", f"{config.name}: {pin.name} cannot make {request.width}×"
+        raise ProviderError(kind="bad_request", message=f"{config.name}: {pin.name} cannot make {request.width}×"
                                            f"{request.height}")
     made = model_input(inputs, request)
-    return Call(request, pin, made.payload, made.size, made.steps, call_key(config, request),
-                call_deadline_s(config, request))
+    return Call(request=request, pin=pin, payload=made.payload, size=made.size, steps=made.steps, key=call_key(config, request),
+                deadline_s=call_deadline_s(config, request))
 
 
-def stage_call(config: ProviderConfig, request: GenerationRequest, stage: HostedStage) -> Call:
-    return Call(request, config.stage_model(stage), stage_input(request, stage), None, None,
-                call_key(config, request), call_deadline_s(config, request))
+def stage_call(config: ProviderConfig, request: GenerationRequest, *, stage: HostedStage) -> Call:
+    return Call(request=request, pin=config.stage_model(stage), payload=stage_input(request, stage), size=None, steps=None,
+                key=call_key(config, request), deadline_s=call_deadline_s(config, request))

@@ -50,19 +50,19 @@ class ReplicateProvider(RemoteProvider):
         if self.config.webhooks is not None:
             body |= {"webhook": f"{self.config.webhooks.url}/{self.name}", "webhook_events_filter": ["completed"]}
         cancel_after = max(MIN_CANCEL_AFTER_S, self.provider_deadline_s(call))
-        response = await self._send(ApiRequest("POST", self.url(path), json=body,
+        response = await self._send(ApiRequest(method="POST", url=self.url(path), json=body,
                                                 headers={"Cancel-After": f"{cancel_after}s"}))
         prediction = json_object(response, self.name)
         if not prediction.get("id"):
-            raise ProviderError("server_error", f"{self.name}: the created prediction has no id")
+            raise ProviderError(kind="server_error", message=f"{self.name}: the created prediction has no id")
         return self._handle(prediction)
 
     async def _poll(self, handle: dict[str, Any]) -> RemoteOutput | None:
-        prediction = json_object(await self._send(ApiRequest("GET", handle["get"])), self.name)
+        prediction = json_object(await self._send(ApiRequest(method="GET", url=handle["get"])), self.name)
         return self._output(prediction)
 
     async def _cancel(self, handle: dict[str, Any]) -> None:
-        await self._send(ApiRequest("POST", handle["cancel"]))
+        await self._send(ApiRequest(method="POST", url=handle["cancel"]))
 
     def _handle(self, prediction: dict[str, Any]) -> dict[str, Any]:
         """The prediction's id and URLs: its own `urls` where they are Replicate's, else built."""
@@ -79,16 +79,16 @@ class ReplicateProvider(RemoteProvider):
         if status in RUNNING:
             return None
         if status == "failed":
-            raise ProviderError("server_error", f"{self.name}: prediction failed: {error}", terminal=True)
+            raise ProviderError(kind="server_error", message=f"{self.name}: prediction failed: {error}", terminal=True)
         if status in ("canceled", "aborted"):
             # We cancel only jobs we stopped waiting for: this one met its Cancel-After deadline
             # (aborted: before it even started), or someone canceled it on Replicate.
-            raise ProviderError("timeout", f"{self.name}: prediction {status}", terminal=True)
+            raise ProviderError(kind="timeout", message=f"{self.name}: prediction {status}", terminal=True)
         if status != "succeeded":
-            raise ProviderError("server_error", f"{self.name}: unknown prediction status {status!r}", terminal=True)
+            raise ProviderError(kind="server_error", message=f"{self.name}: unknown prediction status {status!r}", terminal=True)
         urls = _output_urls(prediction.get("output"))
         if urls is None:
-            raise ProviderError("bad_output", f"{self.name}: prediction output is not image URLs", terminal=True)
+            raise ProviderError(kind="bad_output", message=f"{self.name}: prediction output is not image URLs", terminal=True)
         predict_time = (prediction.get("metrics") or {}).get("predict_time")
         return RemoteOutput(images=tuple(OutputImage(url=url) for url in urls),
                             compute_s=float(predict_time) if isinstance(predict_time, (int, float)) else None)
@@ -97,7 +97,7 @@ class ReplicateProvider(RemoteProvider):
         secret = self.context.secrets.get(self.config.webhooks.secret or "") if self.config.webhooks else None
         if not secret:
             raise WebhookRejected(f"{self.name} has no webhook signing secret configured")
-        verify_standard_webhook(secret, headers, body)
+        verify_standard_webhook(secret, headers, body=body)
         return str(callback_json(body).get("id", ""))
 
 

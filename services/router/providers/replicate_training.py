@@ -31,12 +31,12 @@ DESTINATION_MISSING = "destination does not exist"
 
 @trainer("replicate")
 class ReplicateTrainer:
-    def __init__(self, config: ProviderConfig, context: ProviderContext, secret: str | None = None) -> None:
+    def __init__(self, config: ProviderConfig, context: ProviderContext, *, secret: str | None = None) -> None:
         assert config.trainer is not None and context.client is not None
         self.name, self.config = config.name, config
         capped = config.model_copy(update={"outputs": config.outputs.model_copy(
             update={"max_bytes": config.trainer.max_weights_bytes})})
-        self.http = ProviderHttp(capped, context.client, {"Authorization": f"Bearer {secret}"} if secret else {})
+        self.http = ProviderHttp(capped, context.client, auth_headers={"Authorization": f"Bearer {secret}"} if secret else {})
 
     @property
     def training(self) -> TrainerConfig:
@@ -49,15 +49,15 @@ class ReplicateTrainer:
         if self.config.webhooks is not None:
             body |= {"webhook": f"{self.config.webhooks.url}/{self.name}", "webhook_events_filter": ["completed"]}
         url = f"{self.config.base_url}/v1/models/{owner_name}/versions/{version}/trainings"
-        response = await self.http.request(ApiRequest("POST", url, json=body))
+        response = await self.http.request(ApiRequest(method="POST", url=url, json=body))
         if response.status_code == 404 and DESTINATION_MISSING in response.text:
-            raise ProviderError("unavailable", f"{self.name}: the training's destination {self.training.destination}"
+            raise ProviderError(kind="unavailable", message=f"{self.name}: the training's destination {self.training.destination}"
                                                " does not exist: create the model at Replicate first")
         if response.status_code not in (200, 201):
             raise status_error(self.name, response)
         training = json_object(response, self.name)
         if not training.get("id"):
-            raise ProviderError("server_error", f"{self.name}: the created training has no id")
+            raise ProviderError(kind="server_error", message=f"{self.name}: the created training has no id")
         return self._handle(training)
 
     def _handle(self, training: dict[str, Any]) -> dict[str, Any]:
@@ -70,7 +70,7 @@ class ReplicateTrainer:
                 "cancel": cancel if own and isinstance(cancel, str) else f"{base}/cancel"}
 
     async def poll(self, handle: dict[str, Any]) -> TrainingOutput | None:
-        response = await self.http.request(ApiRequest("GET", handle["get"]))
+        response = await self.http.request(ApiRequest(method="GET", url=handle["get"]))
         if response.status_code != 200:
             raise status_error(self.name, response)
         training = json_object(response, self.name)
@@ -78,18 +78,18 @@ class ReplicateTrainer:
         if status in RUNNING:
             return None
         if status != "succeeded":
-            raise ProviderError("server_error", f"{self.name}: training {handle['id']} {status}:"
+            raise ProviderError(kind="server_error", message=f"{self.name}: training {handle['id']} {status}:"
                                                 f" {training.get('error')}", terminal=True)
         output = object_at(training, "output")
         weights, version = output.get("weights"), output.get("version")
         if not isinstance(weights, str):
-            raise ProviderError("bad_output", f"{self.name}: the training's output has no weights", terminal=True)
+            raise ProviderError(kind="bad_output", message=f"{self.name}: the training's output has no weights", terminal=True)
         predict_time = object_at(training, "metrics").get("predict_time")
         return TrainingOutput(weights_url=weights, provider_version=version if isinstance(version, str) else None,
                               compute_s=float(predict_time) if isinstance(predict_time, (int, float)) else None)
 
     async def cancel(self, handle: dict[str, Any]) -> None:
-        await self.http.request(ApiRequest("POST", handle["cancel"]))
+        await self.http.request(ApiRequest(method="POST", url=handle["cancel"]))
 
     async def weights(self, output: TrainingOutput) -> bytes:
         assert output.weights_url is not None
@@ -101,7 +101,7 @@ class ReplicateTrainer:
             return
         owner_name, _, version = provider_version.partition(":")
         url = f"{self.config.base_url}/v1/models/{owner_name}/versions/{version}"
-        response = await self.http.request(ApiRequest("DELETE", url))
+        response = await self.http.request(ApiRequest(method="DELETE", url=url))
         if response.status_code not in (200, 202, 204, 404):
             raise status_error(self.name, response)
 

@@ -58,13 +58,13 @@ class RunwareProvider(RemoteProvider):
         handle = call.named or self._name_before_submit(call)
         task = {"taskType": "imageInference", "taskUUID": handle["id"], "model": call.pin.remote, **call.payload,
                 "outputType": "URL", "includeCost": True, "deliveryMethod": "async"}
-        answer = json_object(await self._send(ApiRequest("POST", self.url("/v1"), json=[task]), ok=(200,)), self.name)
+        answer = json_object(await self._send(ApiRequest(method="POST", url=self.url("/v1"), json=[task]), ok=(200,)), self.name)
         self._raise_errors(answer, handle["id"])
         # A server that answers at once (Runware's synchronous delivery) gives the images here.
         return self._images(answer, handle) or handle
 
     async def _poll(self, handle: dict[str, Any]) -> RemoteOutput | None:
-        asked = ApiRequest("POST", self.url("/v1"), json=[{"taskType": "getResponse", "taskUUID": handle["id"]}])
+        asked = ApiRequest(method="POST", url=self.url("/v1"), json=[{"taskType": "getResponse", "taskUUID": handle["id"]}])
         answer = json_object(await self._send(asked, ok=(200,)), self.name)
         self._raise_errors(answer, handle["id"])
         return self._images(answer, handle)
@@ -75,7 +75,7 @@ class RunwareProvider(RemoteProvider):
         failed = next((item for item in items if _is_error(item)), None)
         if failed is not None:
             # A task that failed says so in its own result: the wait ends here, as the SDK's does.
-            raise _error_of(self.name, failed, handle["id"])
+            raise _error_of(self.name, failed, task_id=handle["id"])
         # An image is listed once its generation starts, and has its URL once it succeeded.
         done = [item for item in items if isinstance(item.get("imageURL"), str)]
         if len(done) < handle.get("count", 1) or any(item.get("status") == "processing" for item in items):
@@ -89,7 +89,7 @@ class RunwareProvider(RemoteProvider):
     def _raise_errors(self, answer: dict[str, Any], task_id: str) -> None:
         errors = [e for e in answer.get("errors") or [] if isinstance(e, dict)]
         if errors:
-            raise _error_of(self.name, errors[0], task_id)
+            raise _error_of(self.name, errors[0], task_id=task_id)
 
     def _error(self, response: httpx.Response) -> ProviderError:
         error = super()._error(response)
@@ -99,7 +99,7 @@ class RunwareProvider(RemoteProvider):
             return error
         code = errors[0].get("code") if errors and isinstance(errors[0], dict) else None
         if code in OUT_OF_CREDIT:
-            return ProviderError("unavailable", str(error))
+            return ProviderError(kind="unavailable", message=str(error))
         return error
 
 
@@ -108,13 +108,13 @@ def _is_error(item: dict[str, Any]) -> bool:
     return item.get("status") == "error" or bool(item.get("code") or item.get("error") or item.get("errorId"))
 
 
-def _error_of(provider: str, error: dict[str, Any], task_id: str) -> ProviderError:
+def _error_of(provider: str, error: dict[str, Any], *, task_id: str) -> ProviderError:
     code, message = error.get("code"), error.get("message")
     detail = f"{provider}: task {task_id}: {code}: {message}"
     if code in OUT_OF_CREDIT:
-        return ProviderError("unavailable", detail, terminal=True)
+        return ProviderError(kind="unavailable", message=detail, terminal=True)
     if code in ("invalidApiKey", "unauthorized"):
-        return ProviderError("credentials", detail, terminal=True)
+        return ProviderError(kind="credentials", message=detail, terminal=True)
     if code in REFUSED or str(code).startswith("invalid"):
-        return ProviderError("bad_request", detail, terminal=True)
-    return ProviderError("server_error", detail, terminal=True)
+        return ProviderError(kind="bad_request", message=detail, terminal=True)
+    return ProviderError(kind="server_error", message=detail, terminal=True)

@@ -58,21 +58,21 @@ class StabilityProvider(RemoteProvider):
         # Parts without a file name are form fields: httpx sends them as multipart/form-data,
         # which the API requires.
         form = {name: (None, str(value)) for name, value in call.payload.items()}
-        response = await self._send(ApiRequest("POST", self.url(f"/v2beta/stable-image/generate/{call.pin.remote}"),
+        response = await self._send(ApiRequest(method="POST", url=self.url(f"/v2beta/stable-image/generate/{call.pin.remote}"),
                                                files=form, headers={"accept": self.options.accept},
                                                timeout_s=call.deadline_s), ok=(200,))
         # Read by what came back, whatever was asked for.
         if response.headers.get("content-type", "").startswith("image/"):
-            return self._output(response.headers.get("finish-reason"), response.content, response.headers.get("seed"))
+            return self._output(response.headers.get("finish-reason"), response.content, seed=response.headers.get("seed"))
         answer = json_object(response, self.name)
         return self._output(answer.get("finish_reason"), decode_base64(answer.get("image"), self.name),
-                            answer.get("seed"))
+                            seed=answer.get("seed"))
 
-    def _output(self, finish_reason: object, image: bytes, seed: Any) -> RemoteOutput:
+    def _output(self, finish_reason: object, image: bytes, *, seed: Any) -> RemoteOutput:
         if finish_reason == "CONTENT_FILTERED":
-            raise ProviderError("bad_request", f"{self.name}: the image was filtered as unsafe content")
+            raise ProviderError(kind="bad_request", message=f"{self.name}: the image was filtered as unsafe content")
         if finish_reason not in (None, "SUCCESS"):
-            raise ProviderError("server_error", f"{self.name}: finish reason {finish_reason!r}")
+            raise ProviderError(kind="server_error", message=f"{self.name}: finish reason {finish_reason!r}")
         return RemoteOutput(images=(OutputImage(data=image, seed=_int(seed)),))
 
     def _error(self, response: httpx.Response) -> ProviderError:
@@ -82,10 +82,10 @@ class StabilityProvider(RemoteProvider):
         except (ProviderError, AttributeError):
             name = None
         if name == "content_moderation":
-            return ProviderError("bad_request", str(error))
+            return ProviderError(kind="bad_request", message=str(error))
         if error.kind == "rate_limited" and not response.headers.get("retry-after"):
             locked = _LOCKED_FOR.search(response.text)
-            return ProviderError("rate_limited", str(error), float(locked[1]) if locked else LOCKOUT_S)
+            return ProviderError(kind="rate_limited", message=str(error), retry_after_s=float(locked[1]) if locked else LOCKOUT_S)
         return error
 
 

@@ -32,7 +32,7 @@ _TRAINERS: dict[str, "TrainerClass"] = {}
 _Class = TypeVar("_Class", bound=type)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TrainingRequest:
     """One training: of which identity, with which trigger word, from which photos (in clear);
     `images_url` the link to them where the trainer takes a link (`images.via: presigned`); of a
@@ -45,7 +45,7 @@ class TrainingRequest:
     kind: str = "person"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TrainingOutput:
     """A finished training: where its weights are (or the weights, from the local trainer), the
     model version it pushed (Replicate), and what it reports it cost or took."""
@@ -88,7 +88,7 @@ def trainer(adapter: str) -> Callable[[_Class], _Class]:
     return register
 
 
-def build_trainer(config: ProviderConfig, context: ProviderContext, secret: str | None = None) -> Trainer:
+def build_trainer(config: ProviderConfig, context: ProviderContext, *, secret: str | None = None) -> Trainer:
     from services.router.providers import adapters
 
     adapters.known_adapters()  # imports every adapter module, and so every trainer
@@ -101,7 +101,7 @@ def training_input(config: TrainerConfig, request: TrainingRequest) -> dict[str,
     """The trainer's input: the photos where `images` says, the trigger word, the steps, the fixed inputs."""
     images = config.images
     if not images.min <= len(request.photos) <= images.max:
-        raise ProviderError("bad_request", f"the trainer takes {images.min} to {images.max} photos, not"
+        raise ProviderError(kind="bad_request", message=f"the trainer takes {images.min} to {images.max} photos, not"
                                            f" {len(request.photos)}")
     if request.images_url is not None:
         sent: Any = request.images_url
@@ -144,16 +144,16 @@ def safetensors_of(data: bytes, provider: str) -> bytes:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as archive:
             found = [member for member in archive.getmembers() if member.isfile() and member.name.endswith(".safetensors")]
             if len(found) != 1:
-                raise ProviderError("bad_output", f"{provider}: the weights' tar holds {len(found)} .safetensors files,"
+                raise ProviderError(kind="bad_output", message=f"{provider}: the weights' tar holds {len(found)} .safetensors files,"
                                                   " not one", terminal=True)
             extracted = archive.extractfile(found[0])
             assert extracted is not None, "a regular member has a file"
             data = extracted.read()
     except tarfile.TarError:
-        raise ProviderError("bad_output", f"{provider}: the weights are neither safetensors nor a tar",
+        raise ProviderError(kind="bad_output", message=f"{provider}: the weights are neither safetensors nor a tar",
                             terminal=True) from None
     if not _is_safetensors(data):
-        raise ProviderError("bad_output", f"{provider}: the weights' file is not safetensors", terminal=True)
+        raise ProviderError(kind="bad_output", message=f"{provider}: the weights' file is not safetensors", terminal=True)
     return data
 
 

@@ -48,7 +48,7 @@ DOWNLOAD_TRIES = 3
 OUTPUT_GONE = frozenset({401, 403, 404, 410})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ApiRequest:
     """One request to a provider's API: a JSON body or a multipart form (fields without a file
     name), the adapter's own headers (its key is added where the key may go), and a timeout
@@ -69,7 +69,7 @@ class Download:
 
 
 class ProviderHttp:
-    def __init__(self, config: ProviderConfig, client: httpx.AsyncClient, auth_headers: dict[str, str]) -> None:
+    def __init__(self, config: ProviderConfig, client: httpx.AsyncClient, *, auth_headers: dict[str, str]) -> None:
         self.config = config
         self.client = client
         self.auth_headers = auth_headers
@@ -89,7 +89,7 @@ class ProviderHttp:
             if response.status_code not in REDIRECTS or "location" not in response.headers:
                 return response
             asked = _redirected(asked, response)
-        raise ProviderError("server_error", f"{self.name}: more than {self.config.outputs.max_redirects} redirects"
+        raise ProviderError(kind="server_error", message=f"{self.name}: more than {self.config.outputs.max_redirects} redirects"
                                             f" from {asked.method} {asked.url}")
 
     async def download(self, url: str) -> Download:
@@ -99,11 +99,11 @@ class ProviderHttp:
                 return await self._download_once(url)
             except (httpx.RemoteProtocolError, httpx.ReadError) as error:
                 if attempt == DOWNLOAD_TRIES:
-                    raise ProviderError("server_error", f"{self.name}: the connection was lost downloading {url}"
+                    raise ProviderError(kind="server_error", message=f"{self.name}: the connection was lost downloading {url}"
                                                         f" ({DOWNLOAD_TRIES} tries): {error!r}") from None
                 await asyncio.sleep(0.1 * attempt)
             except httpx.TimeoutException:
-                raise ProviderError("timeout", f"{self.name}: downloading {url} timed out") from None
+                raise ProviderError(kind="timeout", message=f"{self.name}: downloading {url} timed out") from None
         raise AssertionError("unreachable")
 
     async def _download_once(self, url: str) -> Download:
@@ -123,19 +123,19 @@ class ProviderHttp:
                 return Download(data, media_type)
             finally:
                 await response.aclose()
-        raise ProviderError("server_error", f"{self.name}: more than {self.config.outputs.max_redirects} redirects"
+        raise ProviderError(kind="server_error", message=f"{self.name}: more than {self.config.outputs.max_redirects} redirects"
                                             f" downloading {url}")
 
     async def _capped_body(self, response: httpx.Response, url: str) -> bytes:
         cap = self.config.outputs.max_bytes
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > cap:
-            raise ProviderError("bad_output", f"{self.name}: {url} is {declared} bytes, over the {cap} allowed")
+            raise ProviderError(kind="bad_output", message=f"{self.name}: {url} is {declared} bytes, over the {cap} allowed")
         chunks, size = [], 0
         async for chunk in response.aiter_bytes():
             size += len(chunk)
             if size > cap:
-                raise ProviderError("bad_output", f"{self.name}: {url} is over the {cap} bytes allowed")
+                raise ProviderError(kind="bad_output", message=f"{self.name}: {url} is over the {cap} bytes allowed")
             chunks.append(chunk)
         return b"".join(chunks)
 
@@ -144,14 +144,14 @@ class ProviderHttp:
         try:
             return await self.client.send(request, stream=stream)
         except httpx.TimeoutException:
-            raise ProviderError("timeout", f"{self.name}: {where} timed out", transient=True) from None
+            raise ProviderError(kind="timeout", message=f"{self.name}: {where} timed out", transient=True) from None
         except (httpx.RemoteProtocolError, httpx.ReadError):
             if stream:
                 raise
-            raise ProviderError("unavailable", f"{self.name}: the connection was lost: {where}",
+            raise ProviderError(kind="unavailable", message=f"{self.name}: the connection was lost: {where}",
                                 transient=True) from None
         except httpx.TransportError as error:
-            raise ProviderError("unavailable", f"{self.name}: {where}: {error!r}", transient=True) from None
+            raise ProviderError(kind="unavailable", message=f"{self.name}: {where}: {error!r}", transient=True) from None
 
     def _headers(self, url: str, extra: Mapping[str, str] | None) -> dict[str, str]:
         own = self.auth_headers if self.config.may_receive_credentials(url) else {}
@@ -172,23 +172,23 @@ def status_error(provider: str, response: httpx.Response) -> ProviderError:
     status = response.status_code
     detail = f"{provider}: HTTP {status} from {response.request.method} {response.request.url}: {response.text[:300]}"
     if status in (401, 403):
-        return ProviderError("credentials", detail)
+        return ProviderError(kind="credentials", message=detail)
     if status == 402:
-        return ProviderError("unavailable", detail)
+        return ProviderError(kind="unavailable", message=detail)
     if status == 408:
-        return ProviderError("timeout", detail)
+        return ProviderError(kind="timeout", message=detail)
     if status == 429:
-        return ProviderError("rate_limited", detail, wait_hint_s(response))
+        return ProviderError(kind="rate_limited", message=detail, retry_after_s=wait_hint_s(response))
     if status >= 500:
-        return ProviderError("server_error", detail, wait_hint_s(response))
-    return ProviderError("bad_request", detail)
+        return ProviderError(kind="server_error", message=detail, retry_after_s=wait_hint_s(response))
+    return ProviderError(kind="bad_request", message=detail)
 
 
 def download_error(provider: str, response: httpx.Response) -> ProviderError:
     """An output's host refusing it: gone (expired or deleted) for 401/403/404/410, else the table."""
     if response.status_code not in OUTPUT_GONE:
         return status_error(provider, response)
-    return ProviderError("server_error", f"{provider}: the output at {response.request.url.copy_with(query=None)}"
+    return ProviderError(kind="server_error", message=f"{provider}: the output at {response.request.url.copy_with(query=None)}"
                                          f" expired or is gone (HTTP {response.status_code})", output_gone=True)
 
 
@@ -219,13 +219,13 @@ def json_body(response: httpx.Response, provider: str) -> Any:
     try:
         return response.json()
     except ValueError:
-        raise ProviderError("server_error", f"{provider}: answer is not JSON: {response.text[:200]}") from None
+        raise ProviderError(kind="server_error", message=f"{provider}: answer is not JSON: {response.text[:200]}") from None
 
 
 def json_object(response: httpx.Response, provider: str) -> dict[str, Any]:
     body = json_body(response, provider)
     if not isinstance(body, dict):
-        raise ProviderError("server_error", f"{provider}: answer is not a JSON object: {response.text[:200]}")
+        raise ProviderError(kind="server_error", message=f"{provider}: answer is not a JSON object: {response.text[:200]}")
     return body
 
 

@@ -43,7 +43,7 @@ class WebhookInbox:
     def __init__(self) -> None:
         self._events: dict[tuple[str, str], asyncio.Event] = {}
 
-    async def wait(self, provider: str, remote_id: str, timeout_s: float) -> bool:
+    async def wait(self, provider: str, remote_id: str, *, timeout_s: float) -> bool:
         """Wait up to `timeout_s` for a callback about the job; whether one came."""
         event = self._events.setdefault((provider, remote_id), asyncio.Event())
         try:
@@ -62,7 +62,7 @@ class WebhookInbox:
         self._events.setdefault((provider, remote_id), asyncio.Event()).set()
 
 
-def verify_standard_webhook(secret: str, headers: Mapping[str, str], body: bytes) -> None:
+def verify_standard_webhook(secret: str, headers: Mapping[str, str], *, body: bytes) -> None:
     """Standard Webhooks, as Replicate signs its callbacks."""
     webhook_id, timestamp, signatures = (headers.get(name) for name in
                                          ("webhook-id", "webhook-timestamp", "webhook-signature"))
@@ -77,7 +77,7 @@ def verify_standard_webhook(secret: str, headers: Mapping[str, str], body: bytes
         raise WebhookRejected("no webhook-signature matches")
 
 
-def verify_fal_webhook(public_keys: list[bytes], headers: Mapping[str, str], body: bytes) -> None:
+def verify_fal_webhook(public_keys: list[bytes], headers: Mapping[str, str], *, body: bytes) -> None:
     """fal's Ed25519 signature, against the raw keys of its JWKS document."""
     parts = [headers.get(f"x-fal-webhook-{name}") for name in ("request-id", "user-id", "timestamp", "signature")]
     request_id, user_id, timestamp, signature_hex = parts

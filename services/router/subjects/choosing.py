@@ -25,7 +25,7 @@ class Priced:
     pass_rate: float
 
 
-def per_passing_image(priced: Priced, training_micro_usd: int, candidates: int) -> float:
+def per_passing_image(priced: Priced, training_micro_usd: int, *, candidates: int) -> float:
     """Expected cost per passing image, a training's cost spread over the order's candidates."""
     per_candidate = priced.price_micro_usd + training_micro_usd / max(1, candidates)
     return per_candidate / max(priced.pass_rate, 1e-6)

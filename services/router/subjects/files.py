@@ -32,7 +32,7 @@ class KeptWeights:
     size_bytes: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class WeightsPlace:
     """Where an identity's weights are kept: whose, which identity, for which base."""
 
@@ -71,7 +71,7 @@ class SubjectFiles:
         opened = []
         for photo in subject.photos:
             sealed = await self.objects.get(self.objects.internal_bucket, photo.key)
-            clear = open_bytes(key, SubjectField(subject.subject_id, f"photo/{photo.sha256}"), sealed)
+            clear = open_bytes(key, SubjectField(subject.subject_id, f"photo/{photo.sha256}"), sealed=sealed)
             if hashlib.sha256(clear).hexdigest() != photo.sha256:
                 raise ValueError(f"photo {photo.key} of subject {subject.subject_id} is not the photo it names")
             opened.append(clear)
@@ -79,12 +79,12 @@ class SubjectFiles:
 
     async def keep_weights(self, place: WeightsPlace, data: bytes) -> KeptWeights:
         stored = await self.objects.put(self.objects.internal_bucket, place.key,
-                                        Blob(data, "application/zip" if place.key.endswith(".zip")
+                                        content=Blob(data, "application/zip" if place.key.endswith(".zip")
                                              else "application/octet-stream"))
         return KeptWeights(stored.key, stored.sha256, stored.size_bytes)
 
     async def keep_photos(self, place: WeightsPlace, zipped: bytes) -> KeptWeights:
-        stored = await self.objects.put(self.objects.internal_bucket, place.photos_key, Blob(zipped, "application/zip"))
+        stored = await self.objects.put(self.objects.internal_bucket, place.photos_key, content=Blob(zipped, "application/zip"))
         return KeptWeights(stored.key, stored.sha256, stored.size_bytes)
 
     async def weights(self, key: str) -> bytes:
@@ -92,7 +92,7 @@ class SubjectFiles:
 
     def link(self, key: str, ttl_s: int) -> str:
         """A link a provider fetches the weights by (the object store's public endpoint, signed)."""
-        return self.objects.presign_get(self.objects.internal_bucket, key, ttl_s)
+        return self.objects.presign_get(self.objects.internal_bucket, key, ttl_s=ttl_s)
 
     async def drop_weights(self, key: str) -> None:
         await self.objects.delete(self.objects.internal_bucket, key)

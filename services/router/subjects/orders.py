@@ -75,7 +75,7 @@ class Attempted:
         return store.SubjectKey(spec.tenant_id, self.subject.subject_id, self.subject.photo_set_sha256)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, kw_only=True)
 class SubjectOrders:
     runtime: ServiceRuntime
     engine: RoutingEngine
@@ -102,8 +102,8 @@ class SubjectOrders:
         needed = None
         if attempt > 1:
             async with self.runtime.pool.connection() as conn:
-                needed = await store.needed_by_style(conn, spec.job_id, attempt)
-        return replace(route, styles=style_plan(spec.styles, needed, route.start_index))
+                needed = await store.needed_by_style(conn, spec.job_id, attempt=attempt)
+        return replace(route, styles=style_plan(spec.styles, needed, start=route.start_index))
 
     # ---- the plan ----------------------------------------------------------------------
 
@@ -124,9 +124,9 @@ class SubjectOrders:
         spec, subject = attempted.claimed.job.spec, attempted.subject
         candidates = max(spec.candidates, spec.images)
         ways, tried = [], []
-        reference = self._priced(attempted.route, IdentityInput("reference", str(subject.subject_id), photos=(b"",)))
+        reference = self._priced(attempted.route, IdentityInput(mode="reference", subject_id=str(subject.subject_id), photos=(b"",)))
         if reference is not None:
-            ways.append(Way(mode="reference", cost_per_passing_image=per_passing_image(reference[1], 0, candidates),
+            ways.append(Way(mode="reference", cost_per_passing_image=per_passing_image(reference[1], 0, candidates=candidates),
                             provider=reference[0], model=self._model_of(reference[0], attempted.route)))
         else:
             tried.append("no model takes reference photos")
@@ -140,12 +140,12 @@ class SubjectOrders:
         spec = attempted.claimed.job.spec
         candidates = max(spec.candidates, spec.images)
         if live is not None:
-            probe = IdentityInput("lora", str(subject.subject_id), base=live.base, weights_url="planned",
+            probe = IdentityInput(mode="lora", subject_id=str(subject.subject_id), base=live.base, weights_url="planned",
                                   provider_version=live.provider_version or "planned")
             priced = self._priced(route, probe)
             return [] if priced is None else [Way(mode="lora", identity_id=live.identity_id, provider=live.provider,
                                                   model=live.model, weights_sha256=live.weights_sha256,
-                                                  cost_per_passing_image=per_passing_image(priced[1], 0, candidates))]
+                                                  cost_per_passing_image=per_passing_image(priced[1], 0, candidates=candidates))]
         ways = []
         for config in self.engine.registry.trainers():
             trainer = config.trainer
@@ -153,11 +153,11 @@ class SubjectOrders:
             if not trainer.images.min <= len(subject.photos) <= trainer.images.max or \
                     (route.time_left_s is not None and route.time_left_s < trainer.expected_s):
                 continue
-            probe = IdentityInput("lora", str(subject.subject_id), base=trainer.base, weights_url="planned",
+            probe = IdentityInput(mode="lora", subject_id=str(subject.subject_id), base=trainer.base, weights_url="planned",
                                   provider_version="planned" if config.adapter == "replicate" else None)
             priced = self._priced(route, probe)
             if priced is not None:
-                cost = per_passing_image(priced[1], trainer.price_micro_usd, candidates)
+                cost = per_passing_image(priced[1], trainer.price_micro_usd, candidates=candidates)
                 ways.append(Way(mode="lora", cost_per_passing_image=cost, provider=config.name,
                                 model=trainer.model.name, trains=True, training_micro_usd=trainer.price_micro_usd))
         return ways
@@ -193,8 +193,8 @@ class SubjectOrders:
                     identity_id = live.identity_id
             plan = store.JobPlan(job_id=spec.job_id, subject_id=subject.subject_id, mode=way.mode,
                                  identity_id=identity_id, trains=way.trains, provider=way.provider, model=way.model)
-            if await store.plan_job(conn, plan, identity_key(spec.template, way.mode)):
-                await self.runtime.emit(conn, self._event(attempted, plan, way))
+            if await store.plan_job(conn, plan, rates_key=identity_key(spec.template, way.mode)):
+                await self.runtime.emit(conn, self._event(attempted, plan, way=way))
         self.runtime.relay.notify()
         return plan
 
@@ -209,7 +209,7 @@ class SubjectOrders:
                                  expected_cost_micro_usd=way.training_micro_usd)
 
     @staticmethod
-    def _event(attempted: Attempted, plan: store.JobPlan, way: Way) -> IdentityPlanned:
+    def _event(attempted: Attempted, plan: store.JobPlan, *, way: Way) -> IdentityPlanned:
         spec = attempted.claimed.job.spec
         use = IdentityUse(subject_id=plan.subject_id, mode="lora" if plan.mode == "lora" else "reference",
                           identity_id=plan.identity_id, provider=plan.provider, model=plan.model,
@@ -233,7 +233,7 @@ class SubjectOrders:
             if isinstance(moved, Refused):
                 return moved
         photos = await self.files.photos(subject)
-        identity = IdentityInput("reference", str(subject.subject_id), trigger_word=subject.trigger_word,
+        identity = IdentityInput(mode="reference", subject_id=str(subject.subject_id), trigger_word=subject.trigger_word,
                                  kind=subject.kind, photos=photos, photo_set=subject.photo_set_sha256)
         return Ready(self._routed(attempted, identity))
 
@@ -244,7 +244,7 @@ class SubjectOrders:
     async def _trained(self, row: store.IdentityRow) -> IdentityInput:
         assert row.weights_key is not None
         local = row.weights_key.endswith(".zip")
-        return IdentityInput("lora", str(row.subject_id), trigger_word=row.trigger_word, base=row.base,
+        return IdentityInput(mode="lora", subject_id=str(row.subject_id), trigger_word=row.trigger_word, base=row.base,
                              weights_url=None if local else self.files.link(row.weights_key, self.link_ttl_s),
                              provider_version=row.provider_version,
                              weights=await self.files.weights(row.weights_key) if local else None)
@@ -252,7 +252,7 @@ class SubjectOrders:
     async def _by_reference(self, attempted: Attempted, plan: store.JobPlan) -> store.JobPlan | Refused:
         """The training the order waited for did not give an identity: on by reference, announced."""
         spec, subject = attempted.claimed.job.spec, attempted.subject
-        probe = IdentityInput("reference", str(subject.subject_id), photos=(b"",))
+        probe = IdentityInput(mode="reference", subject_id=str(subject.subject_id), photos=(b"",))
         priced = self._priced(attempted.route, probe) if spec.identity != "lora" else None
         if priced is None:
             return Refused("identity_training_failed", f"job {spec.job_id}: the subject's identity was not trained,"
@@ -260,8 +260,8 @@ class SubjectOrders:
         moved = replace(plan, mode="reference", identity_id=None, trains=False, provider=priced[0],
                         model=self._model_of(priced[0], attempted.route))
         async with self.runtime.pool.connection() as conn, conn.transaction():
-            if await store.plan_by_reference(conn, moved, identity_key(spec.template, "reference")):
-                await self.runtime.emit(conn, self._event(attempted, moved, Way(mode="reference",
+            if await store.plan_by_reference(conn, moved, rates_key=identity_key(spec.template, "reference")):
+                await self.runtime.emit(conn, self._event(attempted, moved, way=Way(mode="reference",
                                                                                  cost_per_passing_image=0.0)))
         self.runtime.relay.notify()
         return moved

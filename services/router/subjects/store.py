@@ -108,7 +108,7 @@ async def job_plan(conn: Conn, job_id: UUID) -> JobPlan | None:
     return JobPlan(**row) if row else None
 
 
-async def plan_job(conn: Conn, plan: JobPlan, rates_key: str) -> bool:
+async def plan_job(conn: Conn, plan: JobPlan, *, rates_key: str) -> bool:
     """Write the order's plan and the key its verdicts are counted under; False if it was planned
     before (a run of the attempt that planned it died), when nothing changes."""
     cur = await conn.execute(
@@ -120,7 +120,7 @@ async def plan_job(conn: Conn, plan: JobPlan, rates_key: str) -> bool:
     return cur.rowcount == 1
 
 
-async def plan_by_reference(conn: Conn, plan: JobPlan, rates_key: str) -> bool:
+async def plan_by_reference(conn: Conn, plan: JobPlan, *, rates_key: str) -> bool:
     """The order goes on by reference, its training having failed; False if it was moved before."""
     cur = await conn.execute(
         "UPDATE job_identities SET mode = 'reference', trains = false, provider = %s, model = %s, planned_at = now()"
@@ -138,7 +138,7 @@ class Deferral:
     retry_in_s: float
 
 
-async def defer_attempt(conn: Conn, request: AttemptRequest, deferral: Deferral) -> None:
+async def defer_attempt(conn: Conn, request: AttemptRequest, *, deferral: Deferral) -> None:
     """Give the attempt's claim back without counting the run as a try (it waited, it did not
     fail); the training that ends wakes it sooner (`wake_waiting`)."""
     await conn.execute(
@@ -147,13 +147,13 @@ async def defer_attempt(conn: Conn, request: AttemptRequest, deferral: Deferral)
         [deferral.retry_in_s, request.job_id, request.attempt, deferral.owner])
 
 
-async def needed_by_style(conn: Conn, job_id: UUID, attempt: int) -> dict[str, int] | None:
+async def needed_by_style(conn: Conn, job_id: UUID, *, attempt: int) -> dict[str, int] | None:
     row = await (await conn.execute("SELECT needed_by_style FROM attempt_requests WHERE job_id = %s AND attempt = %s",
                                     [job_id, attempt])).fetchone()
     return row["needed_by_style"] if row else None
 
 
-async def note_needed_by_style(conn: Conn, request: AttemptRequest, needed: dict[str, int]) -> None:
+async def note_needed_by_style(conn: Conn, request: AttemptRequest, *, needed: dict[str, int]) -> None:
     await conn.execute("UPDATE attempt_requests SET needed_by_style = %s WHERE job_id = %s AND attempt = %s",
                        [Jsonb(needed), request.job_id, request.attempt])
 
@@ -161,7 +161,7 @@ async def note_needed_by_style(conn: Conn, request: AttemptRequest, needed: dict
 # ---- driving trainings -----------------------------------------------------------------
 
 
-async def claim_identities(conn: Conn, lease: Lease, limit: int) -> list[IdentityRow]:
+async def claim_identities(conn: Conn, lease: Lease, *, limit: int) -> list[IdentityRow]:
     """Identities with work owed (a training to drive, a cleanup) that no live router holds, now `lease.owner`'s."""
     rows = await (await conn.execute(
         f"WITH free AS (SELECT identity_id FROM identities WHERE (state = 'training' OR cleanup IS NOT NULL)"
@@ -174,13 +174,13 @@ async def claim_identities(conn: Conn, lease: Lease, limit: int) -> list[Identit
     return [_identity(row) for row in rows]
 
 
-async def renew_identity_claims(conn: Conn, lease: Lease, identity_ids: list[UUID]) -> None:
+async def renew_identity_claims(conn: Conn, lease: Lease, *, identity_ids: list[UUID]) -> None:
     await conn.execute(
         "UPDATE identities SET claimed_until = now() + make_interval(secs => %s)"
         " WHERE claimed_by = %s AND identity_id = ANY(%s)", [lease.lease_s, lease.owner, identity_ids])
 
 
-async def release_identity(conn: Conn, identity_id: UUID, owner: str) -> None:
+async def release_identity(conn: Conn, identity_id: UUID, *, owner: str) -> None:
     await conn.execute("UPDATE identities SET claimed_by = NULL, claimed_until = NULL"
                        " WHERE identity_id = %s AND claimed_by = %s", [identity_id, owner])
 
@@ -192,7 +192,7 @@ async def current_state(conn: Conn, identity_id: UUID) -> tuple[str, str | None]
     return (row["state"], row["cleanup"]) if row else ("erased", None)
 
 
-async def training_submitted(conn: Conn, row: IdentityRow, owner: str) -> bool:
+async def training_submitted(conn: Conn, row: IdentityRow, *, owner: str) -> bool:
     """Write the training's handle down, before its first poll; False if it was canceled or
     erased meanwhile, or another router holds it now."""
     cur = await conn.execute(
@@ -241,7 +241,7 @@ async def wake_waiting(conn: Conn, identity_id: UUID) -> None:
         " AND job_id IN (SELECT job_id FROM job_identities WHERE identity_id = %s)", [identity_id])
 
 
-async def cleaned(conn: Conn, identity_id: UUID, owner: str) -> None:
+async def cleaned(conn: Conn, identity_id: UUID, *, owner: str) -> None:
     """The cleanup owed is done: an erased identity keeps no key to weights that are gone, and no
     handle (the local trainer's held its weights)."""
     await conn.execute(
@@ -267,7 +267,7 @@ async def cancel_trainings_of(conn: Conn, job_id: UUID) -> list[IdentityRow]:
     return [_identity(row) for row in rows]
 
 
-async def erase_identities(conn: Conn, tenant_id: str, subject_id: UUID) -> list[IdentityRow]:
+async def erase_identities(conn: Conn, tenant_id: str, *, subject_id: UUID) -> list[IdentityRow]:
     """Every identity of the subject, erased (its weights, its copy at the provider and a
     training still running are cleaned up by the router that takes the row); as they were."""
     rows = await (await conn.execute(

@@ -69,7 +69,7 @@ class Stopped(Exception):
     """The identity is no longer training (its order was canceled, its subject erased)."""
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, kw_only=True)
 class TrainingSupervisor:
     runtime: ServiceRuntime
     trainers: Mapping[str, Trainer]
@@ -99,7 +99,7 @@ class TrainingSupervisor:
         if room <= 0:
             return
         async with self.runtime.pool.connection() as conn:
-            rows = await store.claim_identities(conn, self._lease, room)
+            rows = await store.claim_identities(conn, self._lease, limit=room)
         for row in rows:
             self.running[row.identity_id] = asyncio.create_task(self._run(row), name=f"identity-{row.identity_id}")
 
@@ -116,7 +116,7 @@ class TrainingSupervisor:
             await asyncio.sleep(self.settings.lease_s / 3)
             if self.running:
                 async with self.runtime.pool.connection() as conn:
-                    await store.renew_identity_claims(conn, self._lease, list(self.running))
+                    await store.renew_identity_claims(conn, self._lease, identity_ids=list(self.running))
 
     @property
     def _lease(self) -> Lease:
@@ -131,7 +131,7 @@ class TrainingSupervisor:
         elif row.state == "training":
             await self._train(row)
             async with self.runtime.pool.connection() as conn:
-                await store.release_identity(conn, row.identity_id, self.owner)
+                await store.release_identity(conn, row.identity_id, owner=self.owner)
 
     async def _train(self, row: store.IdentityRow) -> None:
         trainer = self.trainers.get(row.provider)
@@ -143,8 +143,8 @@ class TrainingSupervisor:
         try:
             if handle is None:
                 handle = await self._submitted(row, trainer)
-            output = await self._waited(Driven(row, trainer, handle, deadline))
-            data = await self._fetched(Driven(row, trainer, handle, deadline), output)
+            output = await self._waited(Driven(row=row, trainer=trainer, handle=handle, deadline=deadline))
+            data = await self._fetched(Driven(row=row, trainer=trainer, handle=handle, deadline=deadline), output)
         except Stopped:
             return  # the cleanup its cancel or erasure owes cancels it at the provider
         except SubjectErased as error:
@@ -164,17 +164,17 @@ class TrainingSupervisor:
         async with self.runtime.pool.connection() as conn:
             job = await router_store.load_job(conn, row.job_id)
         if job is None or job.spec.subject is None:
-            raise ProviderError("bad_request", f"identity {row.identity_id}: its order {row.job_id} is unknown here",
+            raise ProviderError(kind="bad_request", message=f"identity {row.identity_id}: its order {row.job_id} is unknown here",
                                 terminal=True)
         photos = await self.files.photos(job.spec.subject)
         images_url = None
         if trainer.training.images.via == "presigned":
             kept = await self.files.keep_photos(_place(row), photos_zip(photos))
             images_url = self.files.link(kept.key, int(trainer.training.timeout_s) + 3600)
-        handle = await trainer.submit(TrainingRequest(str(row.identity_id), row.trigger_word, photos, images_url,
+        handle = await trainer.submit(TrainingRequest(identity_id=str(row.identity_id), trigger_word=row.trigger_word, photos=photos, images_url=images_url,
                                                       kind=job.spec.subject.kind))
         async with self.runtime.pool.connection() as conn:
-            written = await store.training_submitted(conn, _with_handle(row, handle), self.owner)
+            written = await store.training_submitted(conn, _with_handle(row, handle), owner=self.owner)
         if not written:
             await self._cancel_quietly(trainer, handle)
             raise Stopped()
@@ -185,7 +185,7 @@ class TrainingSupervisor:
         try:
             while True:
                 if self.clock.now() >= driven.deadline:
-                    raise ProviderError("timeout", f"{trainer.name}: the training did not end within"
+                    raise ProviderError(kind="timeout", message=f"{trainer.name}: the training did not end within"
                                                    f" {trainer.training.timeout_s:g} s")
                 await self._still_training(driven.row)
                 try:
@@ -211,7 +211,7 @@ class TrainingSupervisor:
         trainer = driven.trainer
         hooks = trainer.config.webhooks
         if hooks is not None and self.webhooks is not None:
-            await self.webhooks.wait(trainer.name, trainer.remote_id(driven.handle), hooks.poll_interval_s)
+            await self.webhooks.wait(trainer.name, trainer.remote_id(driven.handle), timeout_s=hooks.poll_interval_s)
         else:
             await self.clock.sleep(trainer.training.poll_interval_s)
 
@@ -232,7 +232,7 @@ class TrainingSupervisor:
         try:
             return await driven.trainer.weights(fresh)
         except ProviderError as error:
-            raise ProviderError("server_error", f"{driven.trainer.name}: the weights expired before they were"
+            raise ProviderError(kind="server_error", message=f"{driven.trainer.name}: the weights expired before they were"
                                                 f" copied: {error}", terminal=True) from None
 
     async def _trained(self, row: store.IdentityRow, made: "Made") -> None:
@@ -287,7 +287,7 @@ class TrainingSupervisor:
                     log.warning("%s keeps identity %s's version %s: %s", row.provider, row.identity_id,
                                 row.provider_version, error)
         async with self.runtime.pool.connection() as conn:
-            await store.cleaned(conn, row.identity_id, self.owner)
+            await store.cleaned(conn, row.identity_id, owner=self.owner)
 
     async def _cancel_quietly(self, trainer: Trainer, handle: dict[str, object]) -> None:
         try:
@@ -300,7 +300,7 @@ class TrainingSupervisor:
             await self.files.drop_weights(_place(row).photos_key)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Driven:
     """A training being driven: its identity, trainer, handle, and the clock time it must end by."""
 
@@ -318,7 +318,7 @@ class Made:
 
 
 def _place(row: store.IdentityRow) -> WeightsPlace:
-    return WeightsPlace(row.tenant_id, row.subject_id, row.identity_id, row.base)
+    return WeightsPlace(tenant_id=row.tenant_id, subject_id=row.subject_id, identity_id=row.identity_id, base=row.base)
 
 
 def _with_handle(row: store.IdentityRow, handle: dict[str, object]) -> store.IdentityRow:

@@ -64,7 +64,7 @@ class VideoSampling:
         return frozenset(round(i * (count - 1) / (self.frames - 1)) for i in range(self.frames))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ClipRequest:
     """The clip a video job asks for: its length, its size (width, height) and, where the job
     asks one, its frame rate."""
@@ -75,7 +75,7 @@ class ClipRequest:
     fps: float | None = None
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class ScoringContext:
     """What one scoring call knows besides the images: inputs, models and a memo.
 
@@ -105,7 +105,7 @@ class ScoringContext:
                 self._memo[key] = compute()
             return cast(T, self._memo[key])  # what compute() gave under this key
 
-    def note(self, dimension: str, text: str, index: int | None = None) -> None:
+    def note(self, dimension: str, text: str, *, index: int | None = None) -> None:
         """Something a dimension's reason must add: how it was measured (for every image,
         `index` None) or what it found in input image `index`."""
         with self._lock:
@@ -113,12 +113,12 @@ class ScoringContext:
             if text not in said:  # a batch's measure may say it again; a clip's stages add to it
                 said.append(text)
 
-    def not_measured(self, dimension: str, why: str, index: int) -> None:
+    def not_measured(self, dimension: str, why: str, *, index: int) -> None:
         """The dimension does not apply to input image `index` (a clip with no face to keep):
         it is reported not measured, with `why`, never as a pass on whatever value it gave."""
         with self._lock:
             self._unmeasured.add((dimension, index))
-        self.note(dimension, why, index)
+        self.note(dimension, why, index=index)
 
     def unmeasured(self, dimension: str, index: int) -> bool:
         with self._lock:
@@ -128,15 +128,15 @@ class ScoringContext:
         with self._lock:
             return [text for key in ((dimension, None), (dimension, index)) for text in self._notes.get(key, [])]
 
-    def decoded(self, index: int, data: bytes, color: bool) -> "ImageBatch":
+    def decoded(self, index: int, data: bytes, *, color: bool) -> "ImageBatch":
         """Input image `index` as a batch of its own on this call's device: a still, or a clip's frames."""
         clip = is_clip(data)
-        planes = decode_frames(index, data, color) if clip else decode_planes(index, data, color)[None]
+        planes = decode_frames(index, data, color=color) if clip else decode_planes(index, data, color=color)[None]
         return ImageBatch(indices=(index,) * len(planes), planes=torch.from_numpy(planes).to(self.device),
                           context=self, clip=clip)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class ImageBatch:
     """Decoded images of one size: `planes[j]` is input image `indices[j]`; or, with `clip`,
     the frames of one input image in order (`indices` names it once per frame)."""
@@ -190,7 +190,7 @@ class ImageBatch:
     def kept(self) -> "ImageBatch":
         """This batch to measure later: the same planes and shared results, without the float
         copies of luma and colour (four bytes a pixel each), which are made again if read."""
-        return ImageBatch(self.indices, self.planes, self.context, self.clip, self._memo)
+        return ImageBatch(indices=self.indices, planes=self.planes, context=self.context, clip=self.clip, _memo=self._memo)
 
     def select(self, indices: Sequence[int]) -> "ImageBatch | None":
         """The batch of these input images only (all frames of a clip); None for none. What
@@ -205,7 +205,7 @@ class ImageBatch:
         planes = self.planes[positions[0] : positions[0] + 1] if len(positions) == 1 else self.planes[positions]
         per_image = {key: [value[p] for p in positions] for key, value in self._memo.items()
                      if isinstance(value, list) and len(value) == self.size}
-        return ImageBatch(tuple(self.indices[p] for p in positions), planes, self.context, self.clip, per_image)
+        return ImageBatch(indices=tuple(self.indices[p] for p in positions), planes=planes, context=self.context, clip=self.clip, _memo=per_image)
 
 
 class UndecodableImage(ValueError):
@@ -216,13 +216,13 @@ class UndecodableImage(ValueError):
         self.index = index
 
 
-def decode_planes(index: int, data: bytes, color: bool) -> np.ndarray:
+def decode_planes(index: int, data: bytes, *, color: bool) -> np.ndarray:
     """(H, W, 1) luma or (H, W, 4) R, G, B, luma, uint8."""
-    luma = _decoded(index, data, cv2.IMREAD_GRAYSCALE)
-    return with_luma(_decoded(index, data, cv2.IMREAD_COLOR_RGB), luma) if color else luma[:, :, None]
+    luma = _decoded(index, data, flags=cv2.IMREAD_GRAYSCALE)
+    return with_luma(_decoded(index, data, flags=cv2.IMREAD_COLOR_RGB), luma) if color else luma[:, :, None]
 
 
-def _decoded(index: int, data: bytes, flags: int) -> np.ndarray:
+def _decoded(index: int, data: bytes, *, flags: int) -> np.ndarray:
     try:
         decoded = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
     except (cv2.error, TypeError, ValueError) as error:
@@ -239,9 +239,9 @@ def in_color(batch: "ImageBatch", data: bytes) -> "ImageBatch":
     if batch.has_color:
         return batch
     luma = batch.planes[0, :, :, 0].cpu().numpy()
-    planes = with_luma(_decoded(batch.indices[0], data, cv2.IMREAD_COLOR_RGB), luma)
-    return ImageBatch(batch.indices, torch.from_numpy(planes[None]).to(batch.planes.device), batch.context,
-                      batch.clip, dict(batch._memo))
+    planes = with_luma(_decoded(batch.indices[0], data, flags=cv2.IMREAD_COLOR_RGB), luma)
+    return ImageBatch(indices=batch.indices, planes=torch.from_numpy(planes[None]).to(batch.planes.device), context=batch.context,
+                      clip=batch.clip, _memo=dict(batch._memo))
 
 
 def is_clip(data: bytes) -> bool:
@@ -249,7 +249,7 @@ def is_clip(data: bytes) -> bool:
     return data[:4] == b"RIFF" and data[8:16] == b"WEBPVP8X" and len(data) > 20 and bool(data[20] & 0x02)
 
 
-def decode_frames(index: int, data: bytes, color: bool) -> np.ndarray:
+def decode_frames(index: int, data: bytes, *, color: bool) -> np.ndarray:
     """(F, H, W, 1) luma or (F, H, W, 4) R, G, B, luma of every frame of a clip, in order."""
     try:
         with Image.open(io.BytesIO(data)) as clip:
@@ -286,17 +286,17 @@ class Readahead:
     def decoded(self, images: Iterable[tuple[int, bytes]], color: bool) -> Iterator[tuple[int, np.ndarray]]:
         """(index, planes) of (index, encoded image) pairs, in order."""
         work = iter(images)
-        pending = deque((index, self.pool.submit(decode_planes, index, data, color))
+        pending = deque((index, self.pool.submit(decode_planes, index, data, color=color))
                         for index, data in islice(work, self.window))
         while pending:
             index, future = pending.popleft()
             for next_index, data in islice(work, 1):
-                pending.append((next_index, self.pool.submit(decode_planes, next_index, data, color)))
+                pending.append((next_index, self.pool.submit(decode_planes, next_index, data, color=color)))
             yield index, future.result()
 
 
 def group_by_size(
-    decoded: Iterable[tuple[int, np.ndarray]], max_pixels: int, max_images: int
+    decoded: Iterable[tuple[int, np.ndarray]], max_pixels: int, *, max_images: int
 ) -> Iterator[list[tuple[int, np.ndarray]]]:
     """Runs of equal-sized images, each full as soon as it reaches the limits."""
     pending: dict[tuple[int, ...], list[tuple[int, np.ndarray]]] = {}
@@ -326,8 +326,8 @@ def _stacked(group: list[ImageBatch]) -> ImageBatch:
     shared = set.intersection(*({k for k, v in b._memo.items() if isinstance(v, list) and len(v) == b.size}
                                 for b in group))
     per_image = {key: [value for b in group for value in b._memo[key]] for key in shared}
-    return ImageBatch(tuple(i for b in group for i in b.indices), torch.cat([b.planes for b in group]),
-                      group[0].context, False, per_image)
+    return ImageBatch(indices=tuple(i for b in group for i in b.indices), planes=torch.cat([b.planes for b in group]),
+                      context=group[0].context, clip=False, _memo=per_image)
 
 
 def stack_batch(

@@ -54,7 +54,7 @@ class PromptAligner:
     """A CLIP model (in evaluation mode) and its tokenizer on one device, the model's,
     embedding prompts and images."""
 
-    def __init__(self, model: "CLIPModel", tokenizer: "PreTrainedTokenizerBase", preprocessing: Preprocessing) -> None:
+    def __init__(self, model: "CLIPModel", tokenizer: "PreTrainedTokenizerBase", *, preprocessing: Preprocessing) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.input_size = preprocessing.input_size
@@ -85,7 +85,7 @@ class PromptAligner:
         assert isinstance(vision.image_size, int), "a CLIP model's input is square: one side"
         # transformers wraps to() in a decorator whose type loses the bound model.
         on_device = model.to(device).eval()  # type: ignore[arg-type]
-        return cls(on_device, tokenizer, Preprocessing.of(path, vision.image_size))
+        return cls(on_device, tokenizer, preprocessing=Preprocessing.of(path, vision.image_size))
 
     @torch.inference_mode()
     def embed_text(self, prompt: str) -> torch.Tensor:

@@ -29,7 +29,7 @@ from services.common.quality.dimensions import MISSING_REQUIREMENT_REASONS, Boun
 Measured = float | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DimensionResult:
     """One dimension's judgement of one image.
 
@@ -47,7 +47,7 @@ class DimensionResult:
     skipped: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ImageVerdict:
     """Every result of one image; `failed` names those that keep it from shipping and
     `not_measured` those skipped. An image that neither passed nor failed has no verdict:
@@ -66,13 +66,13 @@ class ImageVerdict:
         return self.passed or bool(self.failed)
 
 
-def judge(dimension: Dimension, value: float, bounds: Bounds) -> DimensionResult:
+def judge(dimension: Dimension, value: float, *, bounds: Bounds) -> DimensionResult:
     passed = bounds.admits(value)
     threshold = bounds.nearest(value)
-    return DimensionResult(value, threshold, passed, _reason(dimension, value, bounds))
+    return DimensionResult(value=value, threshold=threshold, passed=passed, reason=_reason(dimension, value, bounds=bounds))
 
 
-def _reason(dimension: Dimension, value: float, bounds: Bounds) -> str:
+def _reason(dimension: Dimension, value: float, *, bounds: Bounds) -> str:
     name = dimension.name
     if math.isnan(value):
         return f"{name} could not be measured ({dimension.unmeasurable_hint})"
@@ -87,38 +87,38 @@ def _reason(dimension: Dimension, value: float, bounds: Bounds) -> str:
     return f"{said} is {side} the {bound} {readable(limit)} ({dimension.failure_hint})"
 
 
-def judge_forbidden(dimension: Dimension, value: float, bounds: Bounds) -> DimensionResult:
+def judge_forbidden(dimension: Dimension, value: float, *, bounds: Bounds) -> DimensionResult:
     """A forbidden condition fails when the value falls inside `bounds`."""
     threshold = bounds.nearest(value)
     if math.isnan(value):
         reason = f"{dimension.name} could not be measured ({dimension.unmeasurable_hint})"
-        return DimensionResult(value, threshold, False, reason)
+        return DimensionResult(value=value, threshold=threshold, passed=False, reason=reason)
     inside = bounds.admits(value)
     verdict = "is inside" if inside else "stays outside"
     reason = f"{dimension.name} {readable(value)} {verdict} the forbidden {bounds.describe()}"
-    return DimensionResult(value, threshold, not inside, reason)
+    return DimensionResult(value=value, threshold=threshold, passed=not inside, reason=reason)
 
 
-def unavailable(dimension: Dimension, bounds: Bounds, missing: str) -> DimensionResult:
+def unavailable(dimension: Dimension, bounds: Bounds, *, missing: str) -> DimensionResult:
     reason = f"{dimension.name} unavailable: {MISSING_REQUIREMENT_REASONS.get(missing, missing)}"
-    return DimensionResult(None, bounds.nearest(None), False, reason, available=False)
+    return DimensionResult(value=None, threshold=bounds.nearest(None), passed=False, reason=reason, available=False)
 
 
-def waived(dimension: Dimension, bounds: Bounds, missing: str) -> DimensionResult:
+def waived(dimension: Dimension, bounds: Bounds, *, missing: str) -> DimensionResult:
     why = MISSING_REQUIREMENT_REASONS.get(missing, missing)
     reason = f"{dimension.name} passes unmeasured: {why}"
-    return DimensionResult(None, bounds.nearest(None), True, reason)
+    return DimensionResult(value=None, threshold=bounds.nearest(None), passed=True, reason=reason)
 
 
 def not_measured(dimension: Dimension, bounds: Bounds) -> DimensionResult:
     """A dimension that does not apply to this image (a clip without a face to keep, a file
     whose damage its container check already names): reported, never passed, and counted
     against the image only where required (as `unavailable`); the measure notes why."""
-    return DimensionResult(None, bounds.nearest(None), False, f"{dimension.name} not measured", available=False)
+    return DimensionResult(value=None, threshold=bounds.nearest(None), passed=False, reason=f"{dimension.name} not measured", available=False)
 
 
-def skipped(dimension: Dimension, bounds: Bounds, why: str) -> DimensionResult:
-    return DimensionResult(None, bounds.nearest(None), False, f"{dimension.name} unmeasured: {why}", skipped=True)
+def skipped(dimension: Dimension, bounds: Bounds, *, why: str) -> DimensionResult:
+    return DimensionResult(value=None, threshold=bounds.nearest(None), passed=False, reason=f"{dimension.name} unmeasured: {why}", skipped=True)
 
 
 def ranking_score(weighted: Sequence[tuple[Dimension, Bounds, float, DimensionResult]]) -> float:

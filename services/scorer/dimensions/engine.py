@@ -64,7 +64,7 @@ if TYPE_CHECKING:
     from services.common.quality.profiles import Profile
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Leg:
     """The first `steps` steps of a call's walk, which every image is taken through as far as
     it passes them, in the call's `context`; colour is decoded when a step reads it (`color`)."""
@@ -154,13 +154,13 @@ class Scorer:
         if enough is not None and (not scoring.tiered or len(enough.indices) != len(images)):
             raise ValueError("enough needs a tiered call and one job index per image")
         context = self._context(scoring)
-        walk = TierWalk.of(scoring.profile, self._plan(scoring.profile, context), scoring.tiered)
-        leg = Leg(walk, context, color=any(step.reads_color for step in walk.steps),
+        walk = TierWalk.of(scoring.profile, self._plan(scoring.profile, context), tiered=scoring.tiered)
+        leg = Leg(walk=walk, context=context, color=any(step.reads_color for step in walk.steps),
                   steps=walk.ordered_from if enough is not None else len(walk.steps))
         trail = self._walk(images, leg)
         if enough is not None and leg.more_after:
-            self._measure_in_order(images, trail, enough)
-        return [_noted(walk.verdict(p), context, index) for index, p in enumerate(trail.progress)]
+            self._measure_in_order(images, trail, enough=enough)
+        return [_noted(walk.verdict(p), context, index=index) for index, p in enumerate(trail.progress)]
 
     def walk_of(self, scoring: Scoring) -> TierWalk:
         """The tiered walk a call with these inputs takes (tiered, whatever `scoring` says):
@@ -168,9 +168,9 @@ class Scorer:
         return TierWalk.of(scoring.profile, self._plan(scoring.profile, self._context(scoring)), tiered=True)
 
     def _context(self, scoring: Scoring) -> ScoringContext:
-        context = ScoringContext(self.device, scoring.prompt, scoring.reference, _checked_size(scoring.requested_size),
-                                 self.clip, self.moderated_classes, scoring.requested_clip, self.video_sampling,
-                                 scoring.subject)
+        context = ScoringContext(device=self.device, prompt=scoring.prompt, reference=scoring.reference, requested_size=_checked_size(scoring.requested_size),
+                                 clip=self.clip, moderated_classes=self.moderated_classes, requested_clip=scoring.requested_clip, video_sampling=self.video_sampling,
+                                 subject=scoring.subject)
         for dimension, text in (scoring.subject.notes() if scoring.subject is not None else {}).items():
             context.note(dimension, text)
         return context
@@ -213,11 +213,11 @@ class Scorer:
         stills = []
         for index, data in enumerate(images):
             if is_clip(data) or read_as_clip(walk, data):  # a clip is a batch of its own frames
-                walked[index] = _walk_one(leg, index, data)
+                walked[index] = _walk_one(leg, index, data=data)
             else:
                 stills.append((index, data))
         decoded = Readahead(self._pool, window=4 * self.threads).decoded(stills, leg.color)
-        for members in group_by_size(decoded, CUDA_BATCH_PIXELS, CUDA_BATCH_IMAGES):
+        for members in group_by_size(decoded, CUDA_BATCH_PIXELS, max_images=CUDA_BATCH_IMAGES):
             prints = self._pool.map(lambda member: fingerprint_of_luma(member[1][..., -1]), members)
             stacked = stack_batch(members, leg.context)
             progress = {index: Progress(fingerprint=fingerprint)
@@ -226,7 +226,7 @@ class Scorer:
             for position in range(leg.steps):
                 assert batch is not None  # the loop breaks once no image is left
                 values = image_values(batch, walk.steps[position].dimensions)
-                batch = batch.select([i for i in batch.indices if walk.judge_step(progress[i], values[i], position)])
+                batch = batch.select([i for i in batch.indices if walk.judge_step(progress[i], values[i], position=position)])
                 if batch is None:
                     break
             kept = set(batch.indices) if batch is not None and leg.more_after else set()
@@ -234,7 +234,7 @@ class Scorer:
                 walked[index] = (progress[index], _kept(batch, index) if index in kept else None)
         return walked
 
-    def _measure_in_order(self, images: Sequence[bytes], trail: Trail, enough: Enough) -> None:
+    def _measure_in_order(self, images: Sequence[bytes], trail: Trail, *, enough: Enough) -> None:
         """The steps after the first, best first (`tiers`): each round measures the next step
         of as many images as the job still lacks, those whose ceilings rank highest, until
         the job's best K are known; those left unmeasured are told why."""
@@ -254,7 +254,7 @@ class Scorer:
             for index in chunk:
                 batch, values = measured[index]
                 position = progress[index].steps_done
-                passed = walk.judge_step(progress[index], values, position)
+                passed = walk.judge_step(progress[index], values, position=position)
                 if passed and position + 1 < len(walk.steps):
                     waiting[index], ceilings[index] = batch, ceiling(index)
                     continue
@@ -271,22 +271,22 @@ class Scorer:
         reads it), and the image as measured, what its dimensions shared kept for its next
         step: on the CPU one image per worker; on CUDA the stills at the `last` step stacked
         by size (one model run for all of them), the others one by one."""
-        def one(batch: Walked, data: bytes, step: Step) -> tuple[Walked, dict[int, dict[str, Measured]]]:
+        def one(batch: Walked, data: bytes, *, step: Step) -> tuple[Walked, dict[int, dict[str, Measured]]]:
             if isinstance(batch, ClipReading):
                 return batch, {batch.index: clip_values(batch, step.dimensions)}
-            batch = _for_step(step, batch, data)
+            batch = _for_step(step, batch, data=data)
             return batch, image_values(batch, step.dimensions)
 
         if self.device.type == "cpu":
-            found = list(self._pool.map(lambda item: one(*item), kept))
+            found = list(self._pool.map(lambda item: one(item[0], item[1], step=item[2]), kept))
         else:
             stacked: list[ImageBatch] = []
             found = []
             for batch, data, step in kept:
                 if step is last and isinstance(batch, ImageBatch) and not batch.clip:
-                    stacked.append(_for_step(last, batch, data))
+                    stacked.append(_for_step(last, batch, data=data))
                 else:
-                    found.append(one(batch, data, step))
+                    found.append(one(batch, data, step=step))
             found += [(group, image_values(group, last.dimensions)) for group in joined(stacked)]
         return {index: (batch, values) for batch, by_index in found for index, values in by_index.items()}
 
@@ -297,17 +297,17 @@ def read_as_clip(walk: TierWalk, data: bytes) -> bool:
     return looks_like_video(data) or walk.reads_clips
 
 
-def _walk_one(leg: Leg, index: int, data: bytes) -> tuple[Progress, Walked | None]:
+def _walk_one(leg: Leg, index: int, *, data: bytes) -> tuple[Progress, Walked | None]:
     """Decode image `index` and take it through the leg in a worker thread, while it is in
     cache; its batch (planes and what its dimensions shared) is kept when it passed."""
     walk = leg.walk
     if read_as_clip(walk, data):
-        return _walk_clip(leg, index, data)
-    batch = leg.context.decoded(index, data, leg.color and (walk.steps[0].reads_color or is_clip(data)))
+        return _walk_clip(leg, index, data=data)
+    batch = leg.context.decoded(index, data, color=leg.color and (walk.steps[0].reads_color or is_clip(data)))
     progress = Progress(fingerprint=fingerprint_of_luma(batch.luma_u8[0].cpu().numpy()))
     for position in range(leg.steps):
-        batch = _for_step(walk.steps[position], batch, data)
-        if not walk.judge_step(progress, image_values(batch, walk.steps[position].dimensions)[index], position):
+        batch = _for_step(walk.steps[position], batch, data=data)
+        if not walk.judge_step(progress, image_values(batch, walk.steps[position].dimensions)[index], position=position):
             return progress, None
     return progress, batch.kept() if leg.more_after else None
 
@@ -317,13 +317,13 @@ def fingerprint_of_luma(luma: np.ndarray) -> str:
     return fingerprint_of(Image.fromarray(np.ascontiguousarray(luma)))
 
 
-def _walk_clip(leg: Leg, index: int, data: bytes) -> tuple[Progress, ClipReading | None]:
+def _walk_clip(leg: Leg, index: int, *, data: bytes) -> tuple[Progress, ClipReading | None]:
     """A video clip through the leg: its container read first, its frames decoded only once a
     step needs them (`video`); its reading kept as `_walk_one` keeps a batch."""
-    reading = ClipReading(index, data, leg.context)
+    reading = ClipReading(index, data, context=leg.context)
     progress = Progress()
     for position in range(leg.steps):
-        if not leg.walk.judge_step(progress, clip_values(reading, leg.walk.steps[position].dimensions), position):
+        if not leg.walk.judge_step(progress, clip_values(reading, leg.walk.steps[position].dimensions), position=position):
             return progress, None
     return progress, reading if leg.more_after else None
 
@@ -340,13 +340,13 @@ def clip_values(reading: ClipReading, dimensions: Sequence[Dimension]) -> dict[s
     if sampled is None:
         return values | {d.name: math.nan for d in on_frames}
     rows = measure_batch(sampled, on_frames)
-    tell_worst_frames(reading, on_frames, rows)
+    tell_worst_frames(reading, on_frames, rows=rows)
     unmeasured = reading.context.unmeasured
     return values | {d.name: None if unmeasured(d.name, reading.index) else over_frames(d, row)
                      for d, row in zip(on_frames, rows, strict=True)}
 
 
-def _for_step(step: Step, batch: ImageBatch, data: bytes) -> ImageBatch:
+def _for_step(step: Step, batch: ImageBatch, *, data: bytes) -> ImageBatch:
     """The batch with colour where the step reads it and the still was decoded in luma alone."""
     return in_color(batch, data) if step.reads_color and not batch.clip else batch
 
@@ -367,7 +367,7 @@ def _kept(batch: ImageBatch | None, index: int) -> ImageBatch:
     return selected.kept()
 
 
-def _noted(verdict: ImageVerdict, context: ScoringContext, index: int) -> ImageVerdict:
+def _noted(verdict: ImageVerdict, context: ScoringContext, *, index: int) -> ImageVerdict:
     """The verdict with what the dimensions noted (how they measured, what they found)
     added to their reasons."""
     noted = {}

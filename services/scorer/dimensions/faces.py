@@ -63,7 +63,7 @@ def find_faces(luma: np.ndarray) -> FaceFinding:
     found = face_models.detect_faces(small, max(24, int(min(small.shape) * SMALLEST_FACE_SHARE)))
     if not found:
         return FaceFinding(faces=(), eyes=0.0)
-    eyes = face_models.count_eyes(small, found[0], EYE_BAND)
+    eyes = face_models.count_eyes(small, found[0], band=EYE_BAND)
     return FaceFinding(faces=tuple(face.scaled(1 / scale) for face in found), eyes=eyes)
 
 
@@ -170,7 +170,7 @@ def identity_distance(batch: ImageBatch) -> torch.Tensor:
     if wanted is None and batch.clip and context.subject is None:
         # A clip from a still without one face (a landscape) has no person to stay: not measured.
         context.not_measured("identity", "the reference photo shows no single face: the clip is not held to one",
-                             batch.indices[0])
+                             index=batch.indices[0])
         return per_image([math.nan] * batch.size)
     if wanted is None:
         return per_image([math.nan] * batch.size)
@@ -189,11 +189,11 @@ def face_drift(batch: ImageBatch) -> torch.Tensor:
     if batch.clip and shown < 2:
         why = "no single face in the sampled frames" if first is None else \
             f"one face in only 1 of {batch.size} sampled frames: nothing to compare it with"
-        batch.context.not_measured("face_consistency", why, batch.indices[0])
+        batch.context.not_measured("face_consistency", why, index=batch.indices[0])
         return per_image([math.nan] * batch.size)
     if first is None:
         return per_image([0.0] * batch.size)
-    batch.context.note("face_consistency", f"one face in {shown} of {batch.size} sampled frames", batch.indices[0])
+    batch.context.note("face_consistency", f"one face in {shown} of {batch.size} sampled frames", index=batch.indices[0])
     return per_image([math.nan if embedding is None else _distance(embedding, first) for embedding in embeddings])
 
 

@@ -45,7 +45,7 @@ MOST_MATCHES = 100
 EMBEDDING_SIZE = 128
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class OpenedSubject:
     """A subject as opened with its key: its photos' clear bytes, and its centroid (None for a
     product, or a person whose centroid the job did not carry)."""
@@ -64,7 +64,7 @@ class ProductView:
     descriptors: np.ndarray
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class Likeness:
     """What candidates are compared with, for one subject: decoded once per job and read by
     every batch (read-only). `photos` counts the photos it was made of, `faced` those that
@@ -109,7 +109,7 @@ def likeness_of(subject: OpenedSubject) -> Likeness:
     decoded = [_decoded(index, data) for index, data in enumerate(subject.photos)]
     if subject.kind == "product":
         views = tuple(product_view(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)) for rgb in decoded)
-        return Likeness(subject.subject_id, "product", len(decoded), views=views)
+        return Likeness(subject_id=subject.subject_id, kind="product", photos=len(decoded), views=views)
     faces = [(rgb, find_faces(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)).single) for rgb in decoded]
     faced = [(rgb, face) for rgb, face in faces if face is not None]
     colours = [colour for rgb, face in faced if (colour := skin_colour(rgb, face)) is not None]
@@ -120,7 +120,7 @@ def likeness_of(subject: OpenedSubject) -> Likeness:
     if centroid is not None:
         centroid = np.asarray(centroid, dtype=np.float64)
         centroid.flags.writeable = False
-    return Likeness(subject.subject_id, "person", len(decoded), centroid, skin, len(faced))
+    return Likeness(subject_id=subject.subject_id, kind="person", photos=len(decoded), centroid=centroid, skin=skin, faced=len(faced))
 
 
 def centroid_from(clear: bytes) -> np.ndarray:

@@ -109,7 +109,7 @@ def nsfw_score(batch: ImageBatch) -> torch.Tensor:
         strongest = int(image_scores.argmax())
         if image_scores[strongest] >= NAMED_FROM:
             batch.context.note("nsfw", f"detected {moderated[strongest]} ({image_scores[strongest]:.2f})",
-                               batch.indices[position])
+                               index=batch.indices[position])
     return per_image([float(s.max()) for s in scores])
 
 

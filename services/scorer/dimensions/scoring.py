@@ -11,7 +11,7 @@ from services.scorer.dimensions.likeness import Likeness
 from services.scorer.dimensions.tiers import Enough
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Equipment:
     """What a `Scorer` measures with.
 
@@ -31,7 +31,7 @@ class Equipment:
     moderated_classes: frozenset[str] = moderation.MODERATED_BY_DEFAULT
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Scoring:
     """What one call judges its images against, and how far it measures.
 

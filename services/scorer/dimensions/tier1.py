@@ -88,7 +88,7 @@ def second_differences(batch: ImageBatch) -> dict[str, torch.Tensor]:
     return {"laplacian_variance": (mean_square - mean.square()).clamp_(min=0), "noise_sigma": sigma}
 
 
-def _step_sums(luma: torch.Tensor, axis: int, before: int) -> tuple[torch.Tensor, int]:
+def _step_sums(luma: torch.Tensor, axis: int, *, before: int) -> tuple[torch.Tensor, int]:
     """Sum of |luma[k] − luma[k−1]| over k ≡ before+1 (mod 8) along `axis`, and its count."""
     length = luma.shape[axis]
     after = luma.narrow(axis, before + 1, length - before - 1)[_every_eighth(axis)]
@@ -108,9 +108,9 @@ def block_step_ratio(batch: ImageBatch) -> torch.Tensor:
     for axis in (1, 2):
         if luma.shape[axis] < 2 * BLOCK:
             continue
-        boundary_sum, count = _step_sums(luma, axis, BLOCK - 1)
+        boundary_sum, count = _step_sums(luma, axis, before=BLOCK - 1)
         boundary, boundary_count = boundary + boundary_sum, boundary_count + count
-        middle_sum, count = _step_sums(luma, axis, BLOCK // 2 - 1)
+        middle_sum, count = _step_sums(luma, axis, before=BLOCK // 2 - 1)
         middle, middle_count = middle + middle_sum, middle_count + count
     if boundary_count == 0:
         return luma.new_ones(batch.size)
@@ -178,20 +178,20 @@ def banding_counts_cpu(luma: np.ndarray) -> tuple[int, int]:
         length = luma.shape[axis]
         if length < 6:
             continue
-        steps = cv2.absdiff(_shifted(luma, axis, slice(1, length)), _shifted(luma, axis, slice(0, length - 1)))
+        steps = cv2.absdiff(_shifted(luma, axis, span=slice(1, length)), _shifted(luma, axis, span=slice(0, length - 1)))
         # OpenCV compares with a scalar; its stubs want an array there.
         flat, inner = cv2.compare(steps, 0, cv2.CMP_EQ), length - 5  # type: ignore[call-overload]
-        step = _shifted(steps, axis, slice(2, 2 + inner))
+        step = _shifted(steps, axis, span=slice(2, 2 + inner))
         flat_around = cv2.bitwise_and(
-            cv2.bitwise_and(_shifted(flat, axis, slice(0, inner)), _shifted(flat, axis, slice(1, 1 + inner))),
-            cv2.bitwise_and(_shifted(flat, axis, slice(3, 3 + inner)), _shifted(flat, axis, slice(4, 4 + inner))))
+            cv2.bitwise_and(_shifted(flat, axis, span=slice(0, inner)), _shifted(flat, axis, span=slice(1, 1 + inner))),
+            cv2.bitwise_and(_shifted(flat, axis, span=slice(3, 3 + inner)), _shifted(flat, axis, span=slice(4, 4 + inner))))
         contour = cv2.bitwise_and(flat_around, cv2.inRange(step, BANDING_STEP[0], BANDING_STEP[1]))
         contours += cv2.countNonZero(contour)
         gentle += cv2.countNonZero(cv2.inRange(step, 1, BANDING_STEP[1]))
     return contours, gentle
 
 
-def _shifted(plane: np.ndarray, axis: int, span: slice) -> np.ndarray:
+def _shifted(plane: np.ndarray, axis: int, *, span: slice) -> np.ndarray:
     """The rows (axis 0) or the columns (axis 1) of `span`, a view."""
     return plane[span] if axis == 0 else plane[:, span]
 

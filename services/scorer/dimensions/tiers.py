@@ -86,7 +86,7 @@ class PlannedDimension:
         return self.missing is None and self.waived_for is None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Judgement:
     """One result of a verdict: a profile's check (with its ranking weight) or a forbidden
     condition (`weight` None), under `label` ('sharpness', 'forbid:faces>=1')."""
@@ -113,18 +113,18 @@ class Judgement:
     def judged(self, values: Mapping[str, Measured]) -> DimensionResult:
         planned, forbidden = self.planned, self.weight is None
         if planned.missing is not None:
-            return unavailable(planned.dimension, self.bounds, planned.missing)
+            return unavailable(planned.dimension, self.bounds, missing=planned.missing)
         if planned.waived_for is not None and not forbidden:
-            return waived(planned.dimension, self.bounds, planned.waived_for)
+            return waived(planned.dimension, self.bounds, missing=planned.waived_for)
         if planned.waived_for is not None:
             # A forbidden condition on a dimension with nothing to measure cannot be violated.
-            return DimensionResult(None, self.bounds.nearest(None), True, f"{planned.dimension.name} not measured")
+            return DimensionResult(value=None, threshold=self.bounds.nearest(None), passed=True, reason=f"{planned.dimension.name} not measured")
         value = values[planned.dimension.name]
         if value is None:
             return not_measured(planned.dimension, self.bounds)
         if forbidden:
-            return judge_forbidden(planned.dimension, value, self.bounds)
-        return judge(planned.dimension, value, self.bounds)
+            return judge_forbidden(planned.dimension, value, bounds=self.bounds)
+        return judge(planned.dimension, value, bounds=self.bounds)
 
     def excused(self, result: DimensionResult) -> bool:
         """An unavailable check that is not required does not count against an image."""
@@ -139,11 +139,11 @@ class Judgement:
 
     def largest_term(self) -> tuple[float, float]:
         assert self.weight is not None, "only a judgement that ranks has a term"
-        most = self.bounds.most_headroom(self.dimension.lowest, self.dimension.highest, self.dimension.scale)
+        most = self.bounds.most_headroom(self.dimension.lowest, self.dimension.highest, scale=self.dimension.scale)
         return self.weight, math.log1p(most)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Step:
     """Judgements (by label) of one tier, or of tiers judged together, and the dimensions
     measured for them."""
@@ -162,7 +162,7 @@ class Step:
         return any(d.reads in ("pixels", "color") for d in self.dimensions)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Progress:
     """How far one image got: its measured values, the steps judged, and why it stopped
     early (None when every step was judged); its fingerprint, taken when it was decoded."""
@@ -181,7 +181,7 @@ class TierWalk:
     steps: tuple[Step, ...]
 
     @classmethod
-    def of(cls, profile: "Profile", plan: Mapping[str, PlannedDimension], tiered: bool) -> "TierWalk":
+    def of(cls, profile: "Profile", plan: Mapping[str, PlannedDimension], *, tiered: bool) -> "TierWalk":
         """One step per tier when `tiered`, else one for all; within tier 1, a clip's
         container, then its frames over time, then its frames one by one (`_stages`); from
         tier 2 on, one step per measure family within a tier (`_families`). A step with
@@ -202,13 +202,13 @@ class TierWalk:
                     steps[-1] = replace(steps[-1], tiers=steps[-1].tiers | tiers, labels=steps[-1].labels | labels)
                 else:
                     stage = STAGES.get(part[0].dimension.reads) if tiered and min(tiers) == 1 else None
-                    steps.append(Step(tiers, measured, labels, stage))
+                    steps.append(Step(tiers=tiers, dimensions=measured, labels=labels, stage=stage))
         return cls(judgements, tuple(steps))
 
     @classmethod
     def measuring(cls, dimensions: Sequence[Dimension]) -> "TierWalk":
         """A walk that measures `dimensions` in one step and judges nothing."""
-        return cls((), (Step(frozenset(TIERS), tuple(dimensions)),))
+        return cls((), (Step(tiers=frozenset(TIERS), dimensions=tuple(dimensions)),))
 
     @property
     def measured(self) -> tuple[Dimension, ...]:
@@ -225,7 +225,7 @@ class TierWalk:
         """The walk measures what only a video clip's file shows (a video profile)."""
         return any(d.reads == "container" for step in self.steps for d in step.dimensions)
 
-    def judge_step(self, progress: Progress, values: Mapping[str, Measured], position: int) -> bool:
+    def judge_step(self, progress: Progress, values: Mapping[str, Measured], *, position: int) -> bool:
         """Judge step `position` on the `values` it measured, added to the image's progress;
         False (and why) when it rejects the image."""
         progress.values |= values
@@ -240,7 +240,7 @@ class TierWalk:
     def verdict(self, progress: Progress) -> ImageVerdict:
         reached = {label for step in self.steps[: progress.steps_done] for label in step.labels}
         why = progress.stopped or ""
-        results = {j.label: j.judged(progress.values) if j.label in reached else skipped(j.dimension, j.bounds, why)
+        results = {j.label: j.judged(progress.values) if j.label in reached else skipped(j.dimension, j.bounds, why=why)
                    for j in self.judgements}
         ranked = [(j.dimension, j.bounds, j.weight, results[j.label]) for j in self.judgements if j.weight is not None]
         failed = tuple(j.label for j in self.judgements if _counts_against(j, results[j.label]))
@@ -272,13 +272,13 @@ def _counts_against(judgement: Judgement, result: DimensionResult) -> bool:
 
 
 def _judgements(profile: "Profile", plan: Mapping[str, PlannedDimension]) -> tuple[Judgement, ...]:
-    judgements = [Judgement(c.dimension, plan[c.dimension], c.bounds, c.weight, c.dimension in profile.required)
+    judgements = [Judgement(label=c.dimension, planned=plan[c.dimension], bounds=c.bounds, weight=c.weight, required=c.dimension in profile.required)
                   for c in profile.checks]
     taken = {j.label for j in judgements}
     for condition in profile.forbidden:
         label = _unique(condition.label, taken)
         taken.add(label)
-        judgements.append(Judgement(label, plan[condition.dimension], condition.bounds, None))
+        judgements.append(Judgement(label=label, planned=plan[condition.dimension], bounds=condition.bounds, weight=None))
     return tuple(judgements)
 
 

@@ -76,7 +76,7 @@ CUT_MIN_FRAMES = 15
 FLOW_PAIRS = 24
 
 
-@dataclass
+@dataclass(kw_only=True)
 class OverTime:
     """What the pass over every frame found, frame by frame, without keeping the frames."""
 
@@ -146,7 +146,7 @@ class ClipReading:
 
     clip = True  # measured as one input image of many frames, alone (as `ImageBatch.clip`)
 
-    def __init__(self, index: int, data: bytes, context: ScoringContext) -> None:
+    def __init__(self, index: int, data: bytes, *, context: ScoringContext) -> None:
         self.index = index
         self.data = data
         self.context = context
@@ -159,7 +159,7 @@ class ClipReading:
         try:
             info = probe(self.data)
         except ClipError as error:
-            self.context.note("container", str(error), self.index)
+            self.context.note("container", str(error), index=self.index)
             return None
         describe(self, info)
         return info
@@ -183,8 +183,8 @@ class ClipReading:
             reader.found.error = f"frame {reader.found.frames} does not decode: {error}"
         if kept and reader.found.error is None:
             planes = torch.from_numpy(np.stack(kept)).to(self.context.device)
-            self._sampled = ImageBatch((self.index,) * len(kept), planes, self.context, clip=True)
-        told(self, reader.found, info)
+            self._sampled = ImageBatch(indices=(self.index,) * len(kept), planes=planes, context=self.context, clip=True)
+        told(self, reader.found, info=info)
         return reader.found
 
     def sampled(self) -> ImageBatch | None:
@@ -212,7 +212,7 @@ class ClipReading:
         return value
 
 
-def tell_worst_frames(reading: ClipReading, dimensions: list[Dimension], rows: list[list[float]]) -> None:
+def tell_worst_frames(reading: ClipReading, dimensions: list[Dimension], *, rows: list[list[float]]) -> None:
     """Where in the clip a dimension that keeps its worst frame found it, for its reason."""
     for dimension, row in zip(dimensions, rows, strict=True):
         measured = [(value, position) for position, value in enumerate(row) if not math.isnan(value)]
@@ -221,7 +221,7 @@ def tell_worst_frames(reading: ClipReading, dimensions: list[Dimension], rows: l
         pick = min if dimension.over_frames == "min" else max
         _, position = pick(measured)
         reading.context.note(dimension.name, f"worst of {len(row)} sampled frames at"
-                             f" {reading.sampled_ms[position] / 1000:.2f} s", reading.index)
+                             f" {reading.sampled_ms[position] / 1000:.2f} s", index=reading.index)
 
 
 def flow_pairs(frames: int) -> frozenset[int]:
@@ -268,7 +268,7 @@ def _over_time(compute: Callable[[OverTime, ClipInfo], float]) -> Callable[[Clip
         found = reading.sequence
         if found.error is not None:
             for name in ("frozen", "black_frames", "scene_cuts", "temporal_flicker", "movement"):
-                reading.context.note(name, found.error, reading.index)
+                reading.context.note(name, found.error, index=reading.index)
             return math.nan
         return compute(found, info)
     return measured
@@ -368,7 +368,7 @@ def describe(reading: ClipReading, info: ClipInfo) -> None:
         note("frame_rate", f"{info.fps:g} fps against {asked.fps:g} asked")
 
 
-def told(reading: ClipReading, found: OverTime, info: ClipInfo) -> None:
+def told(reading: ClipReading, found: OverTime, *, info: ClipInfo) -> None:
     """What a clip's temporal reasons add: where it froze, how many frames were black."""
     note, fps = partial(reading.context.note, index=reading.index), info.fps or 1.0
     note("frozen", f"longest frozen run {found.longest_frozen / fps:.2f} s of {found.frames / fps:.2f} s")

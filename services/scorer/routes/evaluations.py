@@ -73,7 +73,7 @@ class Bench:
         photos = []
         for object_key in subject.photo_keys:
             sealed = await self.objects.get(self.objects.internal_bucket, object_key)
-            photos.append(open_bytes(key, SubjectField(subject.id, f"photo/{object_key.rsplit('/', 1)[-1]}"), sealed))
+            photos.append(open_bytes(key, SubjectField(subject.id, f"photo/{object_key.rsplit('/', 1)[-1]}"), sealed=sealed))
         return photos
 
 
@@ -91,10 +91,10 @@ def as_json(verdict: ImageVerdict, reference: int | None) -> dict[str, Any]:
             "dimensions": dimensions}
 
 
-def judged(scorer: Scorer, images: list[bytes], scorings: list[Scoring]) -> list[dict[str, Any]]:
+def judged(scorer: Scorer, images: list[bytes], *, scorings: list[Scoring]) -> list[dict[str, Any]]:
     """Each image judged against each scoring (one a reference photo): the first that rejects it
     is its verdict, else the first's."""
-    per_scoring = [score_decodable(scorer, images, scoring) for scoring in scorings]
+    per_scoring = [score_decodable(scorer, images, scoring=scoring) for scoring in scorings]
     verdicts = []
     for index in range(len(images)):
         rejecting = next((n for n, verdicts_ in enumerate(per_scoring) if not verdicts_[index].passed), None)
@@ -106,8 +106,8 @@ def judged(scorer: Scorer, images: list[bytes], scorings: list[Scoring]) -> list
 async def scorings_of(asked: EvaluationAsked, bench: Bench) -> list[Scoring]:
     """One scoring per reference photo (the subject's accepted photos among them); one without."""
     settings, objects = bench.settings, bench.objects
-    profile = with_ceiling(job_profile(asked.template, asked.profile, asked.rules), "nsfw",
-                           settings.nsfw_max_by_tenant.get(asked.tenant_id))
+    profile = with_ceiling(job_profile(asked.template, asked.profile, rules=asked.rules), "nsfw",
+                           maximum=settings.nsfw_max_by_tenant.get(asked.tenant_id))
     base = Scoring(profile, prompt=asked.prompt if settings.clip_model_dir else None,
                    requested_size=asked.size, tiered=True)
     references = [await objects.get(objects.internal_bucket, key) for key in asked.reference_keys]
@@ -135,7 +135,7 @@ def route(scorer: Scorer, bench: Bench) -> Route:
         objects = bench.objects
         images = list(await asyncio.gather(*(objects.get(objects.internal_bucket, key) for key in asked.image_keys)))
         try:
-            verdicts = await asyncio.to_thread(judged, scorer, images, scorings)
+            verdicts = await asyncio.to_thread(judged, scorer, images, scorings=scorings)
         except ValueError as error:  # a reference photo that cannot be decoded
             return JSONResponse({"error": str(error)}, status_code=422)
         return JSONResponse({"profile": scorings[0].profile.name, "verdicts": verdicts})

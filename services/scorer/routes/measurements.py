@@ -23,7 +23,7 @@ MAX_PHOTO_BYTES = 32 * 1024 * 1024
 SUBJECT_KINDS = ("person", "product")
 
 
-def measured_values(scorer: Scorer, photo: bytes, dimensions: tuple[str, ...]) -> dict[str, float | None]:
+def measured_values(scorer: Scorer, photo: bytes, *, dimensions: tuple[str, ...]) -> dict[str, float | None]:
     """Each dimension's value for `photo`; None where it was not measured (no model, no input)."""
     verdict = scorer.score([photo], Scoring(profile_of_dimensions(dimensions)))[0]
     return {name: _finite(verdict.dimensions[name].value) for name in dimensions}
@@ -42,7 +42,7 @@ def route(scorer: Scorer) -> Route:
             return JSONResponse({"error": "name dimensions (a subject: person or product) and send at most 32 MiB"},
                                 status_code=400)
         try:
-            values = await asyncio.to_thread(measured_values, scorer, photo, names)
+            values = await asyncio.to_thread(measured_values, scorer, photo, dimensions=names)
             shown = await asyncio.to_thread(measured_subject, photo, subject) if subject else None
         except (UndecodableImage, UnreadablePhoto) as error:
             return JSONResponse({"error": str(error)}, status_code=422)

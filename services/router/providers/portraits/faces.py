@@ -71,7 +71,7 @@ class FaceCrop:
         return buffer.getvalue()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LocalWeights:
     """What the local trainer makes of a subject: a person's face crops and the donor its defects
     borrow, or a product's cut-outs (RGBA, background transparent: products.py)."""
@@ -112,7 +112,7 @@ class LocalWeights:
             raise ValueError(f"not local weights: {error}") from None
         if not crops and not products:
             raise ValueError("local weights without a face or a product")
-        return cls(str(manifest["trigger_word"]), crops, str(manifest["donor"]), products)
+        return cls(trigger_word=str(manifest["trigger_word"]), crops=crops, donor=str(manifest["donor"]), products=products)
 
 
 def _png(image: Image.Image) -> bytes:
@@ -151,10 +151,10 @@ def measured(photo: bytes) -> Measured:
     face = found[0].scaled(1 / scale)
     marks = face_models.face_landmarks(rgb, face)
     embedding = face_models.face_embedding(rgb, face)
-    return Measured(cropped(rgb, Located(face.x, face.y, face.width, marks)), embedding)
+    return Measured(cropped(rgb, Located(x=face.x, y=face.y, width=face.width, marks=marks)), embedding)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Located:
     """A face in a photo: its box's left, top and width, and its five landmarks."""
 
@@ -224,7 +224,7 @@ def weights_from_photos(photos: list[bytes], trigger_word: str) -> LocalWeights:
             continue
     if not found:
         raise NoFace("no photo of the subject shows a face")
-    return LocalWeights(trigger_word, tuple(m.crop for m in found), farthest_donor([m.embedding for m in found]))
+    return LocalWeights(trigger_word=trigger_word, crops=tuple(m.crop for m in found), donor=farthest_donor([m.embedding for m in found]))
 
 
 class WeightsCache:

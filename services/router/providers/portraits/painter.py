@@ -20,7 +20,7 @@ from services.router.providers.portraits.scene import Look, Take, heads_for, pai
 _STREAM = 3  # apart from the plain painter's streams
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Sitting:
     """One portrait to paint: whose faces, in which look, at what size, from which draw, with
     which defect (None: a clean one)."""
@@ -38,13 +38,13 @@ def paint_portrait(sitting: Sitting) -> bytes:
     take = Take(rng, width, height)
     products = sitting.weights.products
     if products:  # a product: no face, so no face's defect
-        return _jpeg(paint_product(sitting.look, take, products[int(rng.integers(len(products)))]))
+        return _jpeg(paint_product(sitting.look, take, cutout=products[int(rng.integers(len(products)))]))
     crops = sitting.weights.crops
-    faces = _faces(sitting, crops[int(rng.integers(len(crops)))], rng)
-    return _jpeg(paint_scene(sitting.look, take, heads_for(sitting.look, take, faces)))
+    faces = _faces(sitting, crops[int(rng.integers(len(crops)))], rng=rng)
+    return _jpeg(paint_scene(sitting.look, take, heads=heads_for(sitting.look, take, crops=faces)))
 
 
-def _faces(sitting: Sitting, subject: FaceCrop, rng: np.random.Generator) -> list[FaceCrop]:
+def _faces(sitting: Sitting, subject: FaceCrop, *, rng: np.random.Generator) -> list[FaceCrop]:
     defect, crops = sitting.defect, sitting.weights.crops
     if defect == "another_person":
         return [donor(sitting.weights.donor).crop]

@@ -19,7 +19,7 @@ HEIGHTS = {"close": 0.78, "shoulders": 0.62, "waist": 0.46}
 
 def cutout_of(photo: bytes) -> Image.Image:
     """The product of a photo, its background transparent, cropped to it, at most `SIDE` a side."""
-    cut = image_stages.remove_background(photo, {}, 0)
+    cut = image_stages.remove_background(photo, {}, seed=0)
     image = Image.open(io.BytesIO(cut.data)).convert("RGBA")
     box = image.getchannel("A").getbbox() or (0, 0, image.width, image.height)
     image = image.crop(box)
@@ -28,10 +28,10 @@ def cutout_of(photo: bytes) -> Image.Image:
 
 
 def product_weights(photos: list[bytes], trigger_word: str) -> LocalWeights:
-    return LocalWeights(trigger_word, (), "", tuple(cutout_of(photo) for photo in photos))
+    return LocalWeights(trigger_word=trigger_word, crops=(), donor="", products=tuple(cutout_of(photo) for photo in photos))
 
 
-def paint_product(look: Look, take: Take, cutout: Image.Image) -> Image.Image:
+def paint_product(look: Look, take: Take, *, cutout: Image.Image) -> Image.Image:
     rng = take.rng
     canvas = backdrop(look, take)
     height = take.height * HEIGHTS[look.framing] * rng.uniform(0.9, 1.1)
@@ -51,4 +51,4 @@ def paint_product(look: Look, take: Take, cutout: Image.Image) -> Image.Image:
     shade = np.zeros((canvas.height, canvas.width, 3), np.uint8)
     canvas.paste(Image.fromarray(shade), (0, 0), shadow.filter(ImageFilter.GaussianBlur(product.width * 0.05)))
     canvas.paste(product, (left, top), product)
-    return lit(canvas, look, take)
+    return lit(canvas, look, take=take)

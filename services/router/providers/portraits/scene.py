@@ -35,7 +35,7 @@ CROP_FACE = SIDE / SPAN
 CROP_CENTRE = (SIDE / 2, SIDE / 2 + LIFT * CROP_FACE)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Look:
     """A style's parameters, read: colours as RGB, the light and the framing by name."""
 
@@ -47,8 +47,9 @@ class Look:
     @classmethod
     def of(cls, params: dict[str, object]) -> "Look":
         light, framing = str(params.get("light", "soft")), str(params.get("framing", "shoulders"))
-        return cls(_colour(params.get("backdrop"), DEFAULT_BACKDROP), _colour(params.get("wardrobe"), DEFAULT_WARDROBE),
-                   light if light in LIGHTS else "soft", framing if framing in FRAMINGS else "shoulders")
+        return cls(backdrop=_colour(params.get("backdrop"), DEFAULT_BACKDROP),
+                   wardrobe=_colour(params.get("wardrobe"), DEFAULT_WARDROBE),
+                   light=light if light in LIGHTS else "soft", framing=framing if framing in FRAMINGS else "shoulders")
 
 
 def _colour(value: object, default: str) -> tuple[int, int, int]:
@@ -68,7 +69,7 @@ class Take:
     height: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Head:
     """A head to place: its crop, its centre in the frame and its face width, in frame pixels."""
 
@@ -80,7 +81,7 @@ class Head:
     mirrored: bool = False
 
 
-def heads_for(look: Look, take: Take, crops: list[FaceCrop]) -> list[Head]:
+def heads_for(look: Look, take: Take, *, crops: list[FaceCrop]) -> list[Head]:
     """One head per crop, side by side (one crop: the subject alone), sized by the framing."""
     rng, short = take.rng, min(take.width, take.height)
     share, height = FRAMINGS[look.framing]
@@ -90,19 +91,19 @@ def heads_for(look: Look, take: Take, crops: list[FaceCrop]) -> list[Head]:
     # Alone: left of centre, centred or right of it; two people side by side.
     slots = [float(rng.choice([0.36, 0.5, 0.64]))] if len(crops) == 1 else \
         [0.28 + 0.44 * n / (len(crops) - 1) for n in range(len(crops))]
-    return [Head(crop, take.width * (slot + rng.uniform(-0.08, 0.08) / len(crops)),
-                 take.height * (height + rng.uniform(-0.04, 0.04)), face_width, float(rng.uniform(-4, 4)),
-                 bool(rng.random() < 0.5)) for crop, slot in zip(crops, slots)]
+    return [Head(crop=crop, x=take.width * (slot + rng.uniform(-0.08, 0.08) / len(crops)),
+                 y=take.height * (height + rng.uniform(-0.04, 0.04)), face_width=face_width, tilt_deg=float(rng.uniform(-4, 4)),
+                 mirrored=bool(rng.random() < 0.5)) for crop, slot in zip(crops, slots)]
 
 
-def paint_scene(look: Look, take: Take, heads: list[Head]) -> Image.Image:
+def paint_scene(look: Look, take: Take, *, heads: list[Head]) -> Image.Image:
     """The backdrop, each head's body in the wardrobe's colour and the head itself, under the light."""
     canvas = backdrop(look, take)
     for head in heads:
-        _body(canvas, Shot(look, take), head)
+        _body(canvas, Shot(look, take), head=head)
     for head in heads:
         _paste_head(canvas, head)
-    return lit(canvas, look, take)
+    return lit(canvas, look, take=take)
 
 
 def backdrop(look: Look, take: Take) -> Image.Image:
@@ -116,7 +117,7 @@ def backdrop(look: Look, take: Take) -> Image.Image:
     # Darker towards one side, never past the colour (a white backdrop keeps its falloff).
     gain = 1.0 - rng.uniform(0.0, 0.15) - along * rng.uniform(0.3, 0.5)
     pixels = np.array(look.backdrop, dtype=np.float32)[None, None, :] * gain[:, :, None]
-    _panel(pixels, rng, look)
+    _panel(pixels, rng, look=look)
     for _ in range(int(rng.integers(2, 6))):
         cx, cy = rng.uniform(0, small_w), rng.uniform(0, small_h)
         radius = rng.uniform(0.1, 0.35) * small_w
@@ -126,7 +127,7 @@ def backdrop(look: Look, take: Take) -> Image.Image:
     return small.resize((take.width, take.height), Image.Resampling.BILINEAR)
 
 
-def _panel(pixels: np.ndarray, rng: np.random.Generator, look: Look) -> None:
+def _panel(pixels: np.ndarray, rng: np.random.Generator, *, look: Look) -> None:
     """A broad band of light or shade across the backdrop (a window's light, a wall's edge), in place."""
     height, width, _ = pixels.shape
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
@@ -146,7 +147,7 @@ class Shot:
     take: Take
 
 
-def _body(canvas: Image.Image, shot: Shot, head: Head) -> None:
+def _body(canvas: Image.Image, shot: Shot, *, head: Head) -> None:
     """Shoulders and chest below the head: a rounded shape in the wardrobe's colour, shaded downwards."""
     look, fw, rng = shot.look, head.face_width, shot.take.rng
     half = fw * rng.uniform(1.35, 1.85)
@@ -191,7 +192,7 @@ def _head_mask() -> Image.Image:
     return _MASK[0]
 
 
-def lit(canvas: Image.Image, look: Look, take: Take) -> Image.Image:
+def lit(canvas: Image.Image, look: Look, *, take: Take) -> Image.Image:
     """The light: from one side (its strength), a vignette, a gain and a tint."""
     side, vignette, gain, tint = LIGHTS[look.light]
     direction = 1.0 if take.rng.random() < 0.5 else -1.0
