@@ -7,7 +7,7 @@ from rich.table import Table
 
 from genline_cli.session import Output, common_options, with_client
 from genline_client import Genline
-from services.common.cli import CommandTree, Help
+from services.common.cli import CommandTree
 
 
 def show_account(client: Genline, args: argparse.Namespace, *, output: Output) -> int:
@@ -34,7 +34,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_commands(tree: CommandTree) -> None:
-    tree.command("account", run, help=Help(
-        text="your credits: available, held, and what you owe", parents=[common_options()],
+    tree.command("account", run, help="your credits: available, held, and what you owe", parents=[common_options()],
         description="Your credits: available for new jobs, held for jobs in progress, your grants, and what the"
-                    " account owes after a refund or a lost dispute (new jobs are refused until it is paid)."))
+                    " account owes after a refund or a lost dispute (new jobs are refused until it is paid).")

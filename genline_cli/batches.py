@@ -19,7 +19,7 @@ from rich.table import Table
 
 from genline_cli.session import EXIT_NO_IMAGES, Output, common_options, with_client
 from genline_client import Genline
-from services.common.cli import CommandTree, Help
+from services.common.cli import CommandTree
 
 
 def show_batch(batch: dict, output: Output) -> None:
@@ -96,9 +96,8 @@ def evaluate(client: Genline, args: argparse.Namespace, *, output: Output) -> in
 
 
 def add_commands(tree: CommandTree) -> None:
-    batches = tree.command("batches", lambda args: with_client(args, COMMANDS[args.batches_command]), help=Help(
-        text="run a JSONL of requests as a batch at the batch price", description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter))
+    batches = tree.command("batches", lambda args: with_client(args, COMMANDS[args.batches_command]), help="run a JSONL of requests as a batch at the batch price", description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     common = common_options()
     commands = batches.add_subparsers(dest="batches_command", required=True, metavar="COMMAND")
     run = commands.add_parser("submit", parents=[common], help="upload a JSONL file and start its batch")
@@ -116,10 +115,9 @@ def add_commands(tree: CommandTree) -> None:
     commands.add_parser("list", parents=[common], help="your batches, newest first").add_argument(
         "--limit", type=int, default=20)
 
-    judge = tree.command("evaluate", lambda args: with_client(args, evaluate), help=Help(
-        text="judge images you bring with the scorer, per dimension", parents=[common_options()],
+    judge = tree.command("evaluate", lambda args: with_client(args, evaluate), help="judge images you bring with the scorer, per dimension", parents=[common_options()],
         description="Judge up to four images (paths or URLs) as the scorer judges a job's candidates; charged per"
-                    " image judged. Exit status 3 when an image did not pass."))
+                    " image judged. Exit status 3 when an image did not pass.")
     judge.add_argument("images", nargs="+", metavar="IMAGE", help="a path or an http(s) URL")
     judge.add_argument("--template", default="generic")
     judge.add_argument("--profile")

@@ -8,7 +8,7 @@ from rich.table import Table
 
 from genline_cli.session import Output, common_options, with_client
 from genline_client import Genline
-from services.common.cli import CommandTree, Help
+from services.common.cli import CommandTree
 
 
 def money(minor: int, currency: str) -> str:
@@ -72,14 +72,14 @@ def run_auto_topup(args: argparse.Namespace) -> int:
 
 def add_commands(tree: CommandTree) -> None:
     tree.group("billing", help="buy credits: packs, checkout, auto top-up")
-    tree.command("billing show", run_show, help=Help(text="the credit packs on sale, your auto top-up rule, your latest checkouts"
-                                                " and top-ups", parents=[common_options()]))
+    tree.command("billing show", run_show, help="the credit packs on sale, your auto top-up rule, your latest checkouts"
+                                                " and top-ups", parents=[common_options()])
     checkout = tree.command("billing checkout", run_checkout,
-                            help=Help(text="open a checkout for a credit pack and print where to pay", parents=[common_options()]))
+                            help="open a checkout for a credit pack and print where to pay", parents=[common_options()])
     checkout.add_argument("pack", help="a pack of `genline billing show`")
     checkout.add_argument("--save-card", action="store_true", help="keep the card for auto top-up")
     rule = tree.command("billing auto-topup", run_auto_topup,
-                        help=Help(text="buy a pack with the saved card when the balance runs low", parents=[common_options()]))
+                        help="buy a pack with the saved card when the balance runs low", parents=[common_options()])
     rule.add_argument("--below", type=int, required=True, metavar="CREDITS", help="buy when fewer are available")
     rule.add_argument("--pack", required=True, help="the pack to buy")
     rule.add_argument("--max-per-month", type=int, default=4, metavar="N", help="at most N a month (default 4)")

@@ -27,7 +27,7 @@ from genline_client import FirstFrame, Genline, Job, JobEvent, Video, verify_rec
 from genline_client import Output as Delivered
 from genline_client import Progress as ClientProgress
 from genline_client.models import SUCCESSFUL_STATES
-from services.common.cli import CommandTree, Help
+from services.common.cli import CommandTree
 
 STAGES = ["submitted", "admitted", "generating", "scoring", "delivering"]  # then a final state
 ASPECT_RATIOS = ["16:9", "9:16", "1:1", "4:3", "3:4"]
@@ -42,10 +42,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_commands(tree: CommandTree) -> None:
-    add_arguments(tree.command("jobs", run, help=Help(text="submit jobs and follow them to their images",
+    add_arguments(tree.command("jobs", run, help="submit jobs and follow them to their images",
                                                  description="Submit jobs and follow them to their images.",
                                                  epilog=__doc__.split("\n\n")[-1],
-                                                 formatter_class=argparse.RawDescriptionHelpFormatter)))
+                                                 formatter_class=argparse.RawDescriptionHelpFormatter))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

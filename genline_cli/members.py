@@ -8,7 +8,7 @@ from rich.table import Table
 
 from genline_cli.session import Output, common_options, with_client
 from genline_client import Genline
-from services.common.cli import CommandTree, Help
+from services.common.cli import CommandTree
 
 ROLES = ("owner", "admin", "developer", "billing", "viewer")
 
@@ -69,20 +69,20 @@ def audit_log(client: Genline, args: argparse.Namespace, *, output: Output) -> i
 def add_commands(tree: CommandTree) -> None:
     tree.group("members", help="your organization's members, their roles and invitations")
     tree.command("members list", lambda args: with_client(args, list_members),
-                 help=Help(text="members and service accounts with their roles", parents=[common_options()]))
+                 help="members and service accounts with their roles", parents=[common_options()])
     invited = tree.command("members invite", lambda args: with_client(args, invite),
-                           help=Help(text="invite someone by mail to join in a role", parents=[common_options()]))
+                           help="invite someone by mail to join in a role", parents=[common_options()])
     invited.add_argument("email")
     invited.add_argument("--role", choices=ROLES, default="developer")
     role = tree.command("members role", lambda args: with_client(args, set_role),
-                        help=Help(text="give a member another role (their sessions end)", parents=[common_options()]))
+                        help="give a member another role (their sessions end)", parents=[common_options()])
     role.add_argument("member_id")
     role.add_argument("role", choices=ROLES)
     removed = tree.command("members remove", lambda args: with_client(args, remove),
-                           help=Help(text="remove a member; their keys are revoked unless moved", parents=[common_options()]))
+                           help="remove a member; their keys are revoked unless moved", parents=[common_options()])
     removed.add_argument("member_id")
     removed.add_argument("--move-keys-to", metavar="MEMBER_ID", help="another member or service account")
     audit = tree.command("audit", lambda args: with_client(args, audit_log),
-                         help=Help(text="your organization's audit log, newest first", parents=[common_options()]))
+                         help="your organization's audit log, newest first", parents=[common_options()])
     audit.add_argument("--action", help="only this action, e.g. member.sign_in")
     audit.add_argument("--limit", type=int, default=50)

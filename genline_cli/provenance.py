@@ -13,7 +13,7 @@ import sys
 
 from genline_cli.session import EXIT_API, Output, report_problem
 from genline_client import APIError, GenlineError, verify_file
-from services.common.cli import CommandTree, Help
+from services.common.cli import CommandTree
 
 EXIT_ALTERED, EXIT_UNKNOWN = 4, 5
 
@@ -67,10 +67,9 @@ def show_recovered(output: Output, recovered: dict) -> None:
 
 
 def add_commands(tree: CommandTree) -> None:
-    command = tree.command("verify", verify, help=Help(
-        text="what a file proves: AI-generated here, intact or altered",
+    command = tree.command("verify", verify, help="what a file proves: AI-generated here, intact or altered",
         description="Ask the deployment what FILE proves: its Content Credentials checked against the deployment's"
-                    " trust anchor, its invisible watermark when they are gone."))
+                    " trust anchor, its invisible watermark when they are gone.")
     command.add_argument("file", help="a PNG, JPEG, WebP or MP4 file")
     command.add_argument("--json", action="store_true", help="the API's answer as JSON, on stdout")
     command.add_argument("--api-url", help="the API's URL (default: GENLINE_API_URL, else http://127.0.0.1:8000)")

@@ -8,7 +8,7 @@ from rich.table import Table
 
 from genline_cli.session import Output, common_options, with_client
 from genline_client import Genline
-from services.common.cli import CommandTree, Help
+from services.common.cli import CommandTree
 
 
 def _credits(value: int | None) -> str:
@@ -64,17 +64,16 @@ def show_alerts(client: Genline, args: argparse.Namespace, *, output: Output) ->
 def add_commands(tree: CommandTree) -> None:
     tree.group("keys", help="your API keys, their spend caps and what each spent")
     tree.command("keys list", lambda args: with_client(args, list_keys),
-                 help=Help(text="your keys with their caps and spend", parents=[common_options()]))
+                 help="your keys with their caps and spend", parents=[common_options()])
     caps = tree.command("keys caps", lambda args: with_client(args, set_caps),
-                        help=Help(text="set a key's spend caps (credits per UTC day and month; leave one out to lift it)",
-                             parents=[common_options()]))
+                        help="set a key's spend caps (credits per UTC day and month; leave one out to lift it)",
+                        parents=[common_options()])
     caps.add_argument("key_id", help="the key's id (genline keys list)")
     caps.add_argument("--daily", type=int, metavar="CREDITS", help="credits the key may spend per UTC day")
     caps.add_argument("--monthly", type=int, metavar="CREDITS", help="credits the key may spend per UTC month")
-    alerts = tree.command("alerts", lambda args: with_client(args, show_alerts), help=Help(
-        text="your alerts, and when you are alerted", parents=[common_options()],
+    alerts = tree.command("alerts", lambda args: with_client(args, show_alerts), help="your alerts, and when you are alerted", parents=[common_options()],
         description="Your latest alerts (balance low, grant expiring, key cap reached, top-up failed) and your"
-                    " settings; --balance-low-below and --grant-expiring-days change them."))
+                    " settings; --balance-low-below and --grant-expiring-days change them.")
     alerts.add_argument("--balance-low-below", type=int, metavar="CREDITS",
                         help="alert below this many available credits (-1: never)")
     alerts.add_argument("--grant-expiring-days", type=int, metavar="DAYS",

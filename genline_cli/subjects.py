@@ -18,7 +18,7 @@ from rich.table import Table
 
 from genline_cli.session import EXIT_NO_IMAGES, EXIT_USAGE, Command, Output, common_options, with_client
 from genline_client import Genline, PhotoVerdict, Subject
-from services.common.cli import CommandTree, Help
+from services.common.cli import CommandTree
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,9 +26,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_commands(tree: CommandTree) -> None:
-    add_arguments(tree.command("subjects", run, help=Help(
-        text="the people and products your jobs are of", description="Make subjects from photos, follow and erase them.",
-        epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)))
+    add_arguments(tree.command("subjects", run, help="the people and products your jobs are of", description="Make subjects from photos, follow and erase them.",
+        epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -8,7 +8,7 @@ from rich.table import Table
 
 from genline_cli.session import Output, common_options, with_client
 from genline_client import Genline
-from services.common.cli import CommandTree, Help
+from services.common.cli import CommandTree
 
 
 def show_attribution(client: Genline, args: argparse.Namespace, *, output: Output) -> int:
@@ -57,10 +57,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_commands(tree: CommandTree) -> None:
-    usage = tree.command("usage", run, help=Help(
-        text="your plan, its limits and where you stand; your last days", parents=[common_options()],
+    usage = tree.command("usage", run, help="your plan, its limits and where you stand; your last days", parents=[common_options()],
         description="Your plan, its limits and where you stand against each, and per UTC day the jobs that ended,"
-                    " the images they delivered and the credits they were charged."))
+                    " the images they delivered and the credits they were charged.")
     usage.add_argument("--days", type=int, default=7, metavar="N", help="days of history, today included (1-366;"
                        " default 7)")
     usage.add_argument("--by", metavar="GROUP", help="spend per end_user, or per metadata.<key> (your jobs' labels)")

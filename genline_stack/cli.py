@@ -4,7 +4,7 @@ is `genline_stack.launcher.launch`, imported when the command runs)."""
 import argparse
 from pathlib import Path
 
-from services.common.cli import CommandTree, Help
+from services.common.cli import CommandTree
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,7 +21,6 @@ def run_platform(args: argparse.Namespace) -> int:
 
 
 def add_commands(tree: CommandTree) -> None:
-    add_arguments(tree.command("run", run_platform, help=Help(
-        text="the platform on the embedded stack, with a demo job",
+    add_arguments(tree.command("run", run_platform, help="the platform on the embedded stack, with a demo job",
         description="Start the platform on the embedded stack (PostgreSQL, Kafka, S3 and the five services), run a"
-                    " demo job, and serve until Ctrl-C.")))
+                    " demo job, and serve until Ctrl-C."))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from services.common.identity import INTERNAL_SERVICES, new_service_key
 
@@ -23,18 +22,6 @@ REPLAY_SOURCES = ("journal", "topics")
 
 def add_replay_source(parser: argparse.ArgumentParser, help: str) -> None:  # noqa: A002
     parser.add_argument("--source", choices=REPLAY_SOURCES, default="journal", help=help)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Help:
-    """What a command says of itself: `text` in its group's list, `description` (else the same
-    text) atop its own help and `epilog` below it; `parents` lend it their options."""
-
-    text: str
-    description: str | None = None
-    epilog: str | None = None
-    parents: Sequence[argparse.ArgumentParser] = ()
-    formatter_class: type[argparse.HelpFormatter] = argparse.HelpFormatter
 
 
 class CommandTree:
@@ -54,14 +41,16 @@ class CommandTree:
                                                       metavar="COMMAND")
         return parent.choices[words[-1]]
 
-    def command(self, path: str, run: Run, *, help: str | Help) -> argparse.ArgumentParser:  # noqa: A002
-        """A command at `path` (its group made when missing), whose `run(args)` does it; `help`
-        is its line in its group's list, or all it says of itself."""
+    def command(self, path: str, run: Run, *, help: str, description: str | None = None,  # noqa: A002
+                epilog: str | None = None, parents: Sequence[argparse.ArgumentParser] = (),
+                formatter_class: type[argparse.HelpFormatter] = argparse.HelpFormatter) -> argparse.ArgumentParser:
+        """A command at `path` (its group made when missing), whose `run(args)` does it: `help` in
+        its group's list, `description` (else the same text) atop its own help and `epilog` below
+        it; `parents` lend it their options."""
         *group, name = path.split()
-        about = help if isinstance(help, Help) else Help(text=help)
         parser = self._subcommands(tuple(group)).add_parser(
-            name, help=about.text, description=about.description or about.text, epilog=about.epilog,
-            parents=list(about.parents), formatter_class=about.formatter_class)
+            name, help=help, description=description or help, epilog=epilog, parents=list(parents),
+            formatter_class=formatter_class)
         parser.set_defaults(run=run)
         return parser
 
@@ -94,10 +83,9 @@ def new_service_keys(args: argparse.Namespace) -> int:
 
 
 def add_commands(tree: CommandTree) -> None:
-    keys = tree.command("service-keys", new_service_keys, help=Help(
-        text="new identity keys for internal calls",
+    keys = tree.command("service-keys", new_service_keys, help="new identity keys for internal calls",
         description="Print a new Ed25519 identity key per service: each GENLINE_SERVICE_KEY goes into that service's"
-                    " own Secret only; GENLINE_SERVICE_KEYS (public) goes to every service."))
+                    " own Secret only; GENLINE_SERVICE_KEYS (public) goes to every service.")
     keys.add_argument("services", nargs="*", metavar="SERVICE",
                       help=f"the services to make keys for: {', '.join(INTERNAL_SERVICES)} (default: all)")
     keys.set_defaults(parser=keys)

@@ -3,7 +3,6 @@
 import logging
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -159,11 +158,12 @@ def build(settings: IngestSettings) -> tuple[ServiceRuntime, FastAPI]:
     member_wiring.install(app, runtime, settings=settings)
     app.state.prompt_gate = PromptGate(settings.prompt_rules, settings.prompt_screening_policy,
                                        moderation=hosted_moderation(runtime, settings))
-    peers = Peers(runtime, app)
-    peers.grpc("ledger", settings.ledger_grpc_target, stub_class=ledger_calls.rpc.LedgerServiceStub)
-    peers.grpc("router", settings.router_grpc_target, stub_class=admin_platform.rpc.RouterServiceStub)
-    peers.http("delivery", settings.delivery_url, timeout_s=settings.delivery_timeout_s)
-    peers.http("ledger", settings.ledger_url, timeout_s=settings.ledger_timeout_s)
+    connect_grpc(runtime, app, name="ledger", target=settings.ledger_grpc_target,
+                 stub_class=ledger_calls.rpc.LedgerServiceStub)
+    connect_grpc(runtime, app, name="router", target=settings.router_grpc_target,
+                 stub_class=admin_platform.rpc.RouterServiceStub)
+    connect_http(runtime, app, name="delivery", base_url=settings.delivery_url, timeout_s=settings.delivery_timeout_s)
+    connect_http(runtime, app, name="ledger", base_url=settings.ledger_url, timeout_s=settings.ledger_timeout_s)
     sweeper, batch_runner = Sweeper(runtime, settings, signer=signer), BatchRunner(app, settings)
     evaluation_runner = EvaluationRunner(app, settings)
     retention = RetentionSweeper(Subjects(runtime, settings, objects))
@@ -192,42 +192,40 @@ async def publish_signing_key(runtime: ServiceRuntime, signer: Signer) -> None:
         await record_signing_key(conn, signer)
 
 
-@dataclass(frozen=True)
-class Peers:
-    """The services ingest calls, each connected for the life of the service: opened onto
-    `app.state` when the runtime starts, closed when it stops."""
+# The services ingest calls, each connected for the life of the service: opened onto
+# `app.state` when the runtime starts, closed when it stops.
 
-    runtime: ServiceRuntime
-    app: FastAPI
 
-    def grpc(self, name: str, target: str, *, stub_class: Callable[..., object]) -> None:
-        """One gRPC channel to service `name`; its stub is `app.state.<name>_stub`."""
-        state = self.app.state
+def connect_grpc(runtime: ServiceRuntime, app: FastAPI, *, name: str, target: str,
+                 stub_class: Callable[..., object]) -> None:
+    """One gRPC channel to service `name`; its stub is `app.state.<name>_stub`."""
+    state = app.state
 
-        async def open_channel() -> None:
-            interceptors = tracing.grpc_client_interceptors() + identity_client_interceptor(signer_of(state.settings),
-                                                                                            name)
-            channel = grpc.aio.insecure_channel(target, interceptors=interceptors)
-            setattr(state, f"{name}_channel", channel)
-            setattr(state, f"{name}_stub", stub_class(channel))
+    async def open_channel() -> None:
+        interceptors = tracing.grpc_client_interceptors() + identity_client_interceptor(signer_of(state.settings),
+                                                                                        name)
+        channel = grpc.aio.insecure_channel(target, interceptors=interceptors)
+        setattr(state, f"{name}_channel", channel)
+        setattr(state, f"{name}_stub", stub_class(channel))
 
-        async def close_channel() -> None:
-            await getattr(state, f"{name}_channel").close()
+    async def close_channel() -> None:
+        await getattr(state, f"{name}_channel").close()
 
-        self.runtime.startup_hooks.append(open_channel)
-        self.runtime.shutdown_hooks.append(close_channel)
+    runtime.startup_hooks.append(open_channel)
+    runtime.shutdown_hooks.append(close_channel)
 
-    def http(self, name: str, base_url: str, *, timeout_s: float) -> None:
-        """One HTTP client for service `name`'s internal API, signed as ingest: `app.state.<name>_http`
-        (delivery's webhook endpoints and attempts, the ledger's checkouts and auto top-up)."""
-        state = self.app.state
 
-        async def open_client() -> None:
-            setattr(state, f"{name}_http", httpx.AsyncClient(base_url=base_url, timeout=timeout_s,
-                                                             auth=ServiceAuth(signer_of(state.settings), name)))
+def connect_http(runtime: ServiceRuntime, app: FastAPI, *, name: str, base_url: str, timeout_s: float) -> None:
+    """One HTTP client for service `name`'s internal API, signed as ingest: `app.state.<name>_http`
+    (delivery's webhook endpoints and attempts, the ledger's checkouts and auto top-up)."""
+    state = app.state
 
-        async def close_client() -> None:
-            await getattr(state, f"{name}_http").aclose()
+    async def open_client() -> None:
+        setattr(state, f"{name}_http", httpx.AsyncClient(base_url=base_url, timeout=timeout_s,
+                                                         auth=ServiceAuth(signer_of(state.settings), name)))
 
-        self.runtime.startup_hooks.append(open_client)
-        self.runtime.shutdown_hooks.append(close_client)
+    async def close_client() -> None:
+        await getattr(state, f"{name}_http").aclose()
+
+    runtime.startup_hooks.append(open_client)
+    runtime.shutdown_hooks.append(close_client)

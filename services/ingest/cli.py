@@ -7,7 +7,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from services.common.cli import CommandTree, Help, add_replay_source
+from services.common.cli import CommandTree, add_replay_source
 
 
 def create_tenant(args: argparse.Namespace) -> int:
@@ -91,10 +91,9 @@ def print_openapi(args: argparse.Namespace) -> int:
 
 
 def add_commands(tree: CommandTree) -> None:
-    tree.command("openapi", print_openapi, help=Help(
-        text="print the public API's OpenAPI document, as ingest serves it",
+    tree.command("openapi", print_openapi, help="print the public API's OpenAPI document, as ingest serves it",
         description="Print the OpenAPI document ingest serves at /openapi.json (to generate a client, or to read the"
-                    " API offline); no platform needs to run.")
+                    " API offline); no platform needs to run."
                  ).add_argument("--indent", action="store_true", help="indented, for people")
     tenant = tree.command("create-tenant", create_tenant, help="a tenant and a new API key (printed)")
     tenant.add_argument("tenant")
@@ -117,18 +116,17 @@ def add_commands(tree: CommandTree) -> None:
 
     tree.group("receipts", help="signed job receipts, checked offline; a signing key")
     tree.command("receipts keygen", new_receipt_key,
-                 help=Help(text="print a new receipt signing key",
-                      description="Print a new receipt signing key (GENLINE_RECEIPT_SIGNING_KEY)."))
+                 help="print a new receipt signing key",
+                      description="Print a new receipt signing key (GENLINE_RECEIPT_SIGNING_KEY).")
 
     tree.group("replay", help="rebuild state from the journals and compare it with the live one",
                description="Rebuild state from the journals and compare it with the live one, as the auditor:"
                " GENLINE_DATABASE_URL with the role genline_auditor (reads every schema, writes nothing),"
                " GENLINE_KAFKA_* as the KafkaUser genline-auditor (reads the topics only); no service key.")
-    jobs = tree.command("replay jobs", replay_jobs, help=Help(
-        text="rebuild every job's read model from every journal and compare",
+    jobs = tree.command("replay jobs", replay_jobs, help="rebuild every job's read model from every journal and compare",
         description="Rebuild every job's read model from every journal and compare. Sealed prompts are opened and"
                     " compared with the key-encryption key (GENLINE_DATA_KEY_KEK_FILE or GENLINE_DATA_KEY_KMS_KEY_ID);"
-                    " without it every other field is compared."))
+                    " without it every other field is compared.")
     jobs.add_argument("--schema", default="ingest", help="the live ingest schema to compare with")
     jobs.add_argument("--tenant", help="only this tenant's jobs")
     jobs.add_argument("--settle", type=float, default=30, help="seconds a difference must last to count")

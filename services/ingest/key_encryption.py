@@ -169,25 +169,14 @@ class KeySettings(Protocol):
     def s3_region(self) -> str: ...
 
 
-@dataclass(frozen=True, kw_only=True)
-class KekPlaces:
-    """Where a process's key-encryption keys are, as one hashable value: a keyring is read
-    once for each."""
-
-    kek_file: str | None
-    kms_key_id: str | None
-    kms_endpoint_url: str | None
-    region: str
-
-
 def keyring_of(settings: KeySettings) -> Keyring:
     """The process's keyring for these settings, read once (a new KEK takes a restart)."""
-    return _keyring(KekPlaces(kek_file=settings.data_key_kek_file, kms_key_id=settings.data_key_kms_key_id,
-                              kms_endpoint_url=settings.data_key_kms_endpoint_url, region=settings.s3_region))
+    return _keyring(kek_file=settings.data_key_kek_file, kms_key_id=settings.data_key_kms_key_id,
+                    kms_endpoint_url=settings.data_key_kms_endpoint_url, region=settings.s3_region)
 
 
-@functools.cache
-def _keyring(places: KekPlaces) -> Keyring:
-    local = LocalKeys.read(Path(places.kek_file)) if places.kek_file else None
-    kms = AwsKms(key_id=places.kms_key_id, endpoint_url=places.kms_endpoint_url, region=places.region) if places.kms_key_id else None
+@functools.cache  # one keyring for each place the keys are kept
+def _keyring(*, kek_file: str | None, kms_key_id: str | None, kms_endpoint_url: str | None, region: str) -> Keyring:
+    local = LocalKeys.read(Path(kek_file)) if kek_file else None
+    kms = AwsKms(key_id=kms_key_id, endpoint_url=kms_endpoint_url, region=region) if kms_key_id else None
     return Keyring(local, kms)

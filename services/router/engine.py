@@ -34,7 +34,7 @@ import asyncio
 import math
 import random
 from collections.abc import Mapping
-from dataclasses import InitVar, dataclass, field
+from dataclasses import dataclass
 
 from services.common.contracts import ProviderStatus
 from services.router import planning
@@ -70,7 +70,6 @@ class _Call:
     pin: ModelPin
 
 
-@dataclass(eq=False, kw_only=True)
 class RoutingEngine:
     """Routes attempts over the registry's providers (an adapter for each), learning as it goes.
 
@@ -78,28 +77,24 @@ class RoutingEngine:
     the registry's priors, fading on the engine's clock.
     """
 
-    registry: Registry
-    providers: Mapping[str, Provider]
-    estimator: InitVar[PassRateEstimator | None] = None
-    clock: Clock = field(default_factory=LoopClock)
-    policy: RoutingPolicy = RoutingPolicy()
-    rng: random.Random = field(default_factory=random.Random)
-    journal: RemoteJobJournal | None = None
-    pass_rates: PassRateEstimator = field(init=False)
-    _health: dict[str, ProviderHealth] = field(init=False)
-    _quality: dict[tuple[str, str], QualityBreaker] = field(init=False, default_factory=dict)
-    _slots: ProviderSlots = field(init=False)
-
-    def __post_init__(self, estimator: PassRateEstimator | None) -> None:
-        missing = set(self.registry.providers) - set(self.providers)
+    def __init__(self, registry: Registry, providers: Mapping[str, Provider], *,
+                 estimator: PassRateEstimator | None = None, clock: Clock | None = None,
+                 policy: RoutingPolicy = RoutingPolicy(), rng: random.Random | None = None,
+                 journal: RemoteJobJournal | None = None) -> None:
+        missing = set(registry.providers) - set(providers)
         if missing:
             raise ValueError(f"no adapter given for providers: {', '.join(sorted(missing))}")
-        self.providers = dict(self.providers)
-        self.pass_rates = estimator or PassRateEstimator(
-            priors=self.registry.pass_rate_priors(), clock=self.clock)
-        self._health = {name: new_health(config, self.clock, policy=self.policy)
-                        for name, config in self.registry.providers.items()}
-        self._slots = ProviderSlots(self._health, self.clock, breaker_enabled=self.policy.breaker.enabled)
+        self.registry = registry
+        self.providers = dict(providers)
+        self.clock: Clock = clock or LoopClock()
+        self.policy = policy
+        self.rng = rng or random.Random()
+        self.journal = journal
+        self.pass_rates = estimator or PassRateEstimator(priors=registry.pass_rate_priors(), clock=self.clock)
+        self._health: dict[str, ProviderHealth] = {name: new_health(config, self.clock, policy=policy)
+                                                   for name, config in registry.providers.items()}
+        self._quality: dict[tuple[str, str], QualityBreaker] = {}
+        self._slots = ProviderSlots(self._health, self.clock, breaker_enabled=policy.breaker.enabled)
 
     # ---- the service's calls ------------------------------------------------------------
 

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from services.common.cli import CommandTree, Help
+from services.common.cli import CommandTree
 from services.common.contracts import SUBJECT_KINDS
 from services.common.quality.profiles import profile_names
 
@@ -21,10 +21,9 @@ def score_files(args: argparse.Namespace) -> int:
 
 
 def add_commands(tree: CommandTree) -> None:
-    score = tree.command("score", score_files, help=Help(
-        text="score image files against a profile, without the platform",
+    score = tree.command("score", score_files, help="score image files against a profile, without the platform",
         description="Judge image files against a scoring profile. Exit status: 0 when every image passed, 1 when any"
-                    " failed, 2 on a usage error."))
+                    " failed, 2 on a usage error.")
     score.add_argument("paths", nargs="*", metavar="PATH", help="image files (PNG, JPEG, WebP, ...)")
     score.add_argument("--calibrate", metavar="DIR", help="suggest thresholds from the images in DIR/good and DIR/bad")
     score.add_argument("--profile", default="generic", help=f"scoring profile: {', '.join(profile_names())}")

@@ -212,9 +212,6 @@ class KeyBinding:
     job_id: UUID
     ttl_s: int
 
-    def row(self) -> tuple[str, str, str, UUID, int]:
-        return self.tenant_id, self.key, self.request_hash, self.job_id, self.ttl_s
-
 
 async def write_submission(conn: Conn, data_key: WrappedDataKey, *, binding: KeyBinding | None,
                            outbox_row: OutboxRow) -> None:
@@ -223,7 +220,8 @@ async def write_submission(conn: Conn, data_key: WrappedDataKey, *, binding: Key
     announce, announced = staged_event(outbox_row)
     sql = (f"WITH {DATA_KEY}, {BIND_KEY if binding else NO_KEY}, announced AS ({announce})"
            " SELECT count(*) AS bound FROM bound")
-    row = await (await conn.execute(sql, [*data_key.row(), *(binding.row() if binding else ()), *announced])).fetchone()
+    bound = [binding.tenant_id, binding.key, binding.request_hash, binding.job_id, binding.ttl_s] if binding else []
+    row = await (await conn.execute(sql, [*data_key.row(), *bound, *announced])).fetchone()
     if binding and row is not None and row["bound"] == 0:
         raise IdempotencyKeyTaken(binding.key)
 
