@@ -50,11 +50,11 @@ from genline_stack.fleet import ServiceFleet  # noqa: E402
 
 
 def start_platform(data_dir: Path) -> tuple[EmbeddedStack, Any, ServiceFleet]:
-    stack = EmbeddedStack(data_dir)
+    stack = EmbeddedStack(data_dir=data_dir)
     endpoints = stack.start()
     providers = data_dir / "providers.yaml"
     providers.write_text(PROVIDERS_YAML.replace("concurrency: 64", f"concurrency: {len(os.sched_getaffinity(0))}"))
-    return stack, endpoints, ServiceFleet(endpoints, data_dir / "logs",
+    return stack, endpoints, ServiceFleet(endpoints=endpoints, log_dir=data_dir / "logs",
                                           extra_env={"GENLINE_PROVIDERS_PATH": str(providers)})
 
 

@@ -213,7 +213,7 @@ async def in_process(endpoints: Endpoints, jobs: int, side: int, candidates: int
                            " url text, score float8)")
         for i in range(jobs + 3):  # the first few warm up
             clock = time.perf_counter()
-            painted = generator.paint(Batch(PROMPT, seed=i, count=candidates))
+            painted = generator.paint(Batch(prompt=PROMPT, seed=i, count=candidates))
             painted_at = time.perf_counter()
             # As the scorer service scores an attempt: in tiers, until the job's one image is known.
             scoring = Scoring(profile, prompt=PROMPT, requested_size=(side, side), tiered=True,
@@ -223,8 +223,8 @@ async def in_process(endpoints: Endpoints, jobs: int, side: int, candidates: int
             best = max(range(candidates), key=lambda n: (verdicts[n].passed, verdicts[n].score))
             job_id = uuid.uuid4()
             key = f"bench/{job_id}/1.png"
-            await store.put(store.public_bucket, key, Blob(painted[best].png, "image/png"))
-            url = store.presign_get(store.public_bucket, key, 3600)
+            await store.put(store.public_bucket, key, content=Blob(painted[best].png, "image/png"))
+            url = store.presign_get(store.public_bucket, key, ttl_s=3600)
             await conn.execute("INSERT INTO bench_delivered VALUES (%s, %s, %s, %s)",
                                [job_id, key, url, verdicts[best].score])
             totals.append((time.perf_counter() - clock) * 1000)
@@ -238,18 +238,18 @@ async def in_process(endpoints: Endpoints, jobs: int, side: int, candidates: int
 
 
 def start_platform(data_dir: Path, kafka_tls: bool = True):
-    stack = EmbeddedStack(data_dir, kafka_tls=kafka_tls)
+    stack = EmbeddedStack(data_dir=data_dir, kafka_tls=kafka_tls)
     endpoints = stack.start()
     providers = data_dir / "providers.yaml"
     providers.write_text(PROVIDERS_YAML)
-    fleet = ServiceFleet(endpoints, data_dir / "logs", extra_env={"GENLINE_PROVIDERS_PATH": str(providers)})
+    fleet = ServiceFleet(endpoints=endpoints, log_dir=data_dir / "logs", extra_env={"GENLINE_PROVIDERS_PATH": str(providers)})
     return stack, endpoints, fleet
 
 
 def tenant(endpoints: Endpoints) -> str:
     name = f"bench-{uuid.uuid4().hex[:8]}"
     api_key = asyncio.run(create_tenant(endpoints.settings(IngestSettings), Tenant(name, plan="enterprise")))
-    asyncio.run(grant(endpoints.settings(LedgerSettings), CreditGrant(name, 10_000_000, "admin", "bench")))
+    asyncio.run(grant(endpoints.settings(LedgerSettings), CreditGrant(tenant_id=name, amount=10_000_000, source="admin", reason="bench")))
     return api_key
 
 

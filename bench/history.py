@@ -66,9 +66,9 @@ async def unread(options: dict, database_url: str) -> int:
         for reader, publishers in SUBSCRIPTIONS.items():
             for topic in (topic_of(p) for p in publishers):
                 partitions = await partitions_of(client, topic)
-                ends = await high_watermarks(client, topic, partitions)
+                ends = await high_watermarks(client, topic, partitions=partitions)
                 committed = await committed_offsets(admin, consumer_group("genline", reader),
-                                                    [TopicPartition(topic, p) for p in partitions])
+                                                    partitions=[TopicPartition(topic, p) for p in partitions])
                 behind += sum(max(0, end - max(committed.get(p, 0), starts.get((topic, p), 0)))
                               for p, end in ends.items())
         return behind

@@ -61,7 +61,7 @@ def open_ledger(database_url: str, schema: str, pool_size: int) -> LedgerApp:
     settings = LedgerSettings(environment="development", database_url=database_url, s3_access_key_id="-",
                               s3_secret_access_key="-",
                               schema_name=schema, database_pool_size=pool_size)
-    ledger = LedgerApp(settings, ServiceRuntime("ledger", settings, "services.ledger"))
+    ledger = LedgerApp(settings, ServiceRuntime("ledger", settings, migrations_package="services.ledger"))
     ledger.runtime.consumer.on_batch(handlers.CONSUMED, ledger.ledger.apply_events)
     return ledger
 
@@ -184,10 +184,10 @@ def check_invariants(database_url: str, schema: str, tenant: str, pairs: int) ->
 
 async def prepare(database_url: str, schema: str, tenant: str, credits: int) -> None:
     ledger = open_ledger(database_url, schema, 1)
-    await migrate(database_url, schema, ledger.runtime.migrations)
+    await migrate(database_url, schema, packages=ledger.runtime.migrations)
     await ledger.runtime.pool.open(wait=True)
     try:
-        await ledger.grant(CreditGrant(tenant, credits, "admin", "bench"))
+        await ledger.grant(CreditGrant(tenant_id=tenant, amount=credits, source="admin", reason="bench"))
     finally:
         await ledger.runtime.pool.close()
 

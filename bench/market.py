@@ -54,7 +54,7 @@ class MarketProvider:
 
     def price_at(self, t: float, width: int = 1024, height: int = 1024) -> float:
         """What one image of this size costs at simulated time `t`."""
-        listed = PriceModel(**self.price).price_micro_usd((width, height), self.compute_s, self.steps)
+        listed = PriceModel(**self.price).price_micro_usd((width, height), self.compute_s, steps=self.steps)
         return listed * by_hour(self.price_curve, t)
 
     def pass_rate_at(self, template: str, t: float) -> float:
@@ -138,13 +138,13 @@ class SimulatedProvider:
         outage = next((w for w in self.truth.outages if w.covers(now)), None)
         if outage is not None and outage.what == "hang":
             await self.clock.sleep(request.timeout_s + 1)
-            raise ProviderError("timeout", f"{self.name} hung")
+            raise ProviderError(kind="timeout", message=f"{self.name} hung")
         if outage is not None or unit_draw(self.seed, self.name, request.call_key) < self.truth.error_rate:
             await self.clock.sleep(1.0)
-            raise ProviderError("server_error", f"{self.name} answered 500")
+            raise ProviderError(kind="server_error", message=f"{self.name} answered 500")
         if self.in_flight >= by_hour(self.truth.ceiling_curve, now):
             await self.clock.sleep(0.2)
-            raise ProviderError("rate_limited", f"{self.name} answered 429", self.truth.retry_after_s)
+            raise ProviderError(kind="rate_limited", message=f"{self.name} answered 429", retry_after_s=self.truth.retry_after_s)
 
     def _latency_s(self, request: GenerationRequest, now: float) -> float:
         truth = self.truth

@@ -124,7 +124,7 @@ def work_in_process(order: Order, side: int, batch: int) -> float:
     with Scorer(Equipment(load_entry_points=False)) as scorer:
         for start in range(0, order.candidates, batch):
             count = min(batch, order.candidates - start)
-            painted = generator.paint(Batch(PROMPT, seed=start, count=count))
+            painted = generator.paint(Batch(prompt=PROMPT, seed=start, count=count))
             indices = tuple(range(start, start + count))
             scoring = Scoring(profile, prompt=PROMPT, requested_size=(side, side), tiered=True,
                               enough=Enough(order.images, indices, passed))

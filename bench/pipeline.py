@@ -84,7 +84,7 @@ def job_cpu_s(template: str, input_photo: bytes, repeat: int) -> float:
         request = RouteRequest(job_id=uuid.uuid4().hex, tenant_id="bench", tier="stable", template=template,
                                prompt="a portrait in a studio", seed=7, images_needed=1, candidates=1,
                                width=SIDE, height=SIDE)
-        asyncio.run(run_pipeline(engine, replace(request, input=input_photo), stages))
+        asyncio.run(run_pipeline(engine, replace(request, input=input_photo), stages=stages))
 
     return cpu_s(one_job, repeat)
 

@@ -171,7 +171,7 @@ def score(day: Day, job: SimJob, result) -> int:
         verdicts.setdefault(routed.provider, []).append(
             unit_draw(day.seed, job.job_id, routed.image.index, routed.provider) < rate)
     for provider, passes in verdicts.items():
-        day.engine.observe_scores(Tally(provider, job.template, sum(passes), len(passes) - sum(passes)))
+        day.engine.observe_scores(Tally(provider=provider, template=job.template, passed=sum(passes), failed=len(passes) - sum(passes)))
     return sum(sum(passes) for passes in verdicts.values())
 
 
@@ -187,7 +187,7 @@ async def run_day(policy: RoutingPolicy, jobs: list[SimJob], seed: int) -> list[
     async def arrive() -> None:
         for job in jobs:
             await clock.sleep(job.arrival_s - clock.now())
-            queue.push(job, Place(job.tenant, job.tier, cost=job.images))
+            queue.push(job, Place(tenant=job.tenant, tier=job.tier, cost=job.images))
             arrived.set()
 
     feeder = asyncio.create_task(arrive())

@@ -71,7 +71,7 @@ IMMERKAER_KERNEL = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.floa
 def tier_one_profile() -> Profile:
     generic = load_profile("generic")
     checks = tuple(check for check in generic.checks if check.dimension in TIER_ONE)
-    return Profile("tier1", "generic's Tier-1 dimensions", checks)
+    return Profile(name="tier1", description="generic's Tier-1 dimensions", checks=checks)
 
 
 def baseline_metrics(data: bytes, requested: tuple[int, int]) -> dict[str, float]:

@@ -28,7 +28,7 @@ def source_images() -> list[np.ndarray]:
         rgb = np.stack([image] * 3, axis=-1) if image.ndim == 2 else image[..., :3]
         sources.append(cv2.resize(rgb, (SIDE, SIDE), interpolation=cv2.INTER_LANCZOS4))
     generator = LocalGenerator(SIDE, SIDE, defect_rate=0.25)
-    for candidate in generator.paint(Batch("bench", seed=7, count=8)):
+    for candidate in generator.paint(Batch(prompt="bench", seed=7, count=8)):
         sources.append(cv2.imdecode(np.frombuffer(candidate.png, np.uint8), cv2.IMREAD_COLOR_RGB))
     rng = np.random.default_rng(0)
     photo = sources[0]
@@ -82,7 +82,7 @@ def clip_pool(rng: np.random.Generator) -> tuple[list[bytes], list[bytes]]:
     """(sound, defective) clips: pan-and-zoom animations of stills, and of degraded stills."""
     params = {"frames": 8, "width": CLIP_SIDE, "height": CLIP_SIDE, "zoom": 1.2}
     scenes = source_images()[: len(PHOTOS) + 8]
-    sound = [animate(encode(rgb), params, seed).data for seed, rgb in enumerate(scenes)]
+    sound = [animate(encode(rgb), params, seed=seed).data for seed, rgb in enumerate(scenes)]
     broken = [copy for rgb in scenes[:2] for copy in degraded(rgb, rng)]
-    defective = [animate(encode(rgb), params, seed).data for seed, rgb in enumerate(broken)]
+    defective = [animate(encode(rgb), params, seed=seed).data for seed, rgb in enumerate(broken)]
     return sound, defective + [encode(cv2.resize(scenes[0], (CLIP_SIDE, CLIP_SIDE)))]  # a still is no clip

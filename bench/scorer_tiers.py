@@ -69,7 +69,7 @@ def must_measure(walk: TierWalk, verdicts: list[ImageVerdict], wanted: list[int]
                 break
             measured = {d.name: values[d.name] for d in step.dimensions if d.name in values}
             dimensions |= {d.name for d in step.dimensions} if ordered else set()
-            if not walk.judge_step(progress, measured, position):
+            if not walk.judge_step(progress, measured, position=position):
                 break
         if dimensions:
             needed[index] = frozenset(dimensions)

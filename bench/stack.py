@@ -42,10 +42,10 @@ def cpu_s(process: psutil.Process) -> float:
 
 async def s3_round(store: ObjectStore, n: int) -> None:
     key = f"bench/{n}.png"
-    stored = await store.put(store.internal_bucket, key, Blob(CANDIDATE, "image/png"))
-    await store.copy(stored, store.internal_bucket, store.public_bucket)
+    stored = await store.put(store.internal_bucket, key, content=Blob(CANDIDATE, "image/png"))
+    await store.copy(stored, store.internal_bucket, to_bucket=store.public_bucket)
     assert await store.get(store.public_bucket, key) == CANDIDATE
-    link = store.presign_get(store.public_bucket, key, 60)
+    link = store.presign_get(store.public_bucket, key, ttl_s=60)
     response = await asyncio.to_thread(httpx.get, link, timeout=10)
     assert hashlib.sha256(response.content).digest() == hashlib.sha256(CANDIDATE).digest()
 
@@ -90,7 +90,7 @@ def measure_broker(endpoints: Endpoints, broker: psutil.Process, records: int) -
 def embedded(args) -> None:
     data = Path(tempfile.mkdtemp(prefix="genline-bench-"))
     for label in ("fresh directory", "restart on the same data"):
-        stack = EmbeddedStack(data)
+        stack = EmbeddedStack(data_dir=data)
         started = time.perf_counter()
         endpoints = stack.start()
         print(f"stack start, {label}: {time.perf_counter() - started:.1f}s")
@@ -108,8 +108,8 @@ def moto(args) -> None:
     server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for_port(port, 60, server)
-        endpoints = Endpoints("unused:9092", "unused", f"http://127.0.0.1:{port}")
+        wait_for_port(port, 60, process=server)
+        endpoints = Endpoints(kafka_bootstrap="unused:9092", database_url="unused", s3_endpoint_url=f"http://127.0.0.1:{port}")
         measure_s3(endpoints, psutil.Process(server.pid), args.requests, "moto")
     finally:
         server.terminate()

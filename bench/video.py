@@ -113,7 +113,7 @@ def clips(seconds: float) -> dict[str, bytes]:
 
 def score(scorer: Scorer, data: list[bytes], tiered: bool) -> tuple[list[ImageVerdict], float]:
     width, height = ASKED.size()
-    request = ClipRequest(ASKED.duration_s, width, height, ASKED.fps)
+    request = ClipRequest(duration_s=ASKED.duration_s, width=width, height=height, fps=ASKED.fps)
     profile = load_profile("video")
     started = time.process_time()
     verdicts = scorer.score(data, Scoring(profile, requested_clip=request, tiered=tiered))

@@ -152,8 +152,8 @@ def dwt_detect(method: watermark_dwt.Method) -> Callable[[Pixels, int], tuple[in
 
 METHODS: dict[str, tuple[Callable[[Pixels, int], Pixels], Callable[[Pixels, int], tuple[int | None, float]]]] = {
     "tiles": (watermark.embed, tiles_detect),
-    "dwtDctSvd": (lambda p, m: watermark_dwt.embed(p, m, "dwtDctSvd"), dwt_detect("dwtDctSvd")),
-    "dwtDct": (lambda p, m: watermark_dwt.embed(p, m, "dwtDct"), dwt_detect("dwtDct")),
+    "dwtDctSvd": (lambda p, m: watermark_dwt.embed(p, m, method="dwtDctSvd"), dwt_detect("dwtDctSvd")),
+    "dwtDct": (lambda p, m: watermark_dwt.embed(p, m, method="dwtDct"), dwt_detect("dwtDct")),
 }
 
 

@@ -2,7 +2,8 @@
 
 * dataclasses: how many; how many are built at exactly one call site, and of those how many
   have no method (a bag that exists for one call);
-* positional calls: calls that pass four or more arguments by position;
+* positional calls: calls that pass four or more arguments by position (and apart, those into
+  the library callees tests/test_calls.py excepts, which take a row of values by position);
 * classes defined twice: one class name defined in two modules;
 * long functions: functions over 70 lines.
 
@@ -68,6 +69,7 @@ class Shape:
     built_once: list[str]
     built_once_without_methods: list[str]
     positional_calls: list[str]
+    positional_excepted: list[str]
     defined_twice: dict[str, list[str]]
     long_functions: list[str]
 
@@ -78,7 +80,9 @@ def shape_of(root: Path) -> Shape:
     where: dict[str, str] = {}
     classes: defaultdict[str, list[str]] = defaultdict(list)
     calls: Counter[str] = Counter()
-    positional, long_functions = [], []
+    from tests.test_calls import POSITIONAL_CALLEES  # here: test_calls reads this module's readings
+
+    positional, excepted, long_functions = [], [], []
     for file in files:
         relative = file.path.relative_to(root)
         for node in ast.walk(file.tree):
@@ -93,7 +97,8 @@ def shape_of(root: Path) -> Shape:
                     calls[name] += 1
                 plain = [arg for arg in node.args if not isinstance(arg, ast.Starred)]
                 if len(plain) > MOST_POSITIONAL:
-                    positional.append(f"{relative}:{node.lineno} {name or '?'}({len(plain)} by position)")
+                    found = excepted if name in POSITIONAL_CALLEES else positional
+                    found.append(f"{relative}:{node.lineno} {name or '?'}({len(plain)} by position)")
             elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 length = (node.end_lineno or node.lineno) - node.lineno + 1
                 if length > LONGEST_FUNCTION:
@@ -104,6 +109,7 @@ def shape_of(root: Path) -> Shape:
         built_once=once,
         built_once_without_methods=[name for name in once if not has_methods(dataclasses[name])],
         positional_calls=positional,
+        positional_excepted=excepted,
         defined_twice={name: paths for name, paths in sorted(classes.items()) if len(set(paths)) > 1},
         long_functions=long_functions,
     )
@@ -114,7 +120,8 @@ def report(shape: Shape) -> list[str]:
         f"dataclasses: {len(shape.dataclasses)}",
         f"dataclasses built at one call site: {len(shape.built_once)}"
         f" ({len(shape.built_once_without_methods)} of them without a method)",
-        f"calls with {MOST_POSITIONAL + 1}+ arguments by position: {len(shape.positional_calls)}",
+        f"calls with {MOST_POSITIONAL + 1}+ arguments by position: {len(shape.positional_calls)}"
+        f" (and {len(shape.positional_excepted)} into library callees that take a row by position)",
         f"class names defined twice: {len(shape.defined_twice)}",
         f"functions over {LONGEST_FUNCTION} lines: {len(shape.long_functions)}",
     ]

@@ -67,5 +67,5 @@ class ContainerStack:
 def start_stack(kind: str, data_dir: Path):
     # The services rotate nothing on the session's broker: tests read their topics from the
     # beginning to see what was published (tests/test_broker_loss.py rotates its own).
-    stack = ContainerStack(data_dir) if kind == "containers" else EmbeddedStack(data_dir, rotate_after_records=None)
+    stack = ContainerStack(data_dir) if kind == "containers" else EmbeddedStack(data_dir=data_dir, rotate_after_records=None)
     return stack, stack.start()

@@ -40,7 +40,7 @@ async def schemas(endpoints) -> dict[str, str]:
     made = {}
     for service in SERVICES:
         made[service] = f"{namespace}_{service}"
-        await migrate(role_url(endpoints, service), made[service], [COMMON_MIGRATIONS, f"services.{service}"])
+        await migrate(role_url(endpoints, service), made[service], packages=[COMMON_MIGRATIONS, f"services.{service}"])
     return made
 
 
@@ -75,7 +75,7 @@ def test_a_service_role_needs_its_password(endpoints):
         pytest.skip("the container stack's server keeps its own authentication rules")
     for password in ("wrong-password", ""):
         with pytest.raises(psycopg.OperationalError, match="password"):
-            psycopg.connect(url_as(endpoints.database_url, role_of("router"), password)).close()
+            psycopg.connect(url_as(endpoints.database_url, role_of("router"), password=password)).close()
 
 
 # ---- the auditor's and the operator's own roles ------------------------------------------
@@ -91,7 +91,7 @@ async def people(endpoints, schemas) -> None:
     (existing schemas are granted; later ones through default privileges)."""
     directory = Path(endpoints.credentials_dir)
     await provision_roles(endpoints.database_url, ensure_credentials(directory),
-                          {person: read_person(directory, person) for person in PEOPLE})
+                          people={person: read_person(directory, person) for person in PEOPLE})
 
 
 def test_the_auditor_reads_every_schema_and_can_write_nowhere(endpoints, schemas, people):
@@ -121,7 +121,7 @@ def first_column(conn: psycopg.Connection, schema: str, owner: str) -> str:
 async def test_the_auditor_reads_a_schema_made_after_its_role(endpoints, people):
     """Default privileges: a service that migrates a new schema later grants the auditor reading."""
     schema = f"later{uuid.uuid4().hex[:6]}_ledger"
-    await migrate(role_url(endpoints, "ledger"), schema, [COMMON_MIGRATIONS, "services.ledger"])
+    await migrate(role_url(endpoints, "ledger"), schema, packages=[COMMON_MIGRATIONS, "services.ledger"])
     with psycopg.connect(person_url(endpoints, AUDITOR), autocommit=True) as conn:
         assert conn.execute(f'SELECT count(*) FROM "{schema}".accounts').fetchone()[0] == 0
         with pytest.raises(psycopg.errors.InsufficientPrivilege):

@@ -31,9 +31,9 @@ class Platform:
         self.fleet_env, self.stack_options = FLEET_ENV | (fleet_env or {}), stack_options
 
     def start(self) -> ServiceFleet:
-        self.stack = EmbeddedStack(self.data_dir, **self.stack_options)
+        self.stack = EmbeddedStack(data_dir=self.data_dir, **self.stack_options)
         self.endpoints = self.stack.start()
-        self.fleet = ServiceFleet(self.endpoints, self.data_dir / "logs", extra_env=self.fleet_env)
+        self.fleet = ServiceFleet(endpoints=self.endpoints, log_dir=self.data_dir / "logs", extra_env=self.fleet_env)
         self.fleet.start_all()
         return self.fleet
 

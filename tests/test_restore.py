@@ -81,10 +81,10 @@ def genline(endpoints: Endpoints, person: str, *args: str) -> str:
 
 def test_a_database_restored_on_empty_topics_and_rebuilt_from_the_journals_loses_nothing(tmp_path):
     data = tmp_path / "data"
-    stack, fleet = EmbeddedStack(data, rotate_after_records=None), None
+    stack, fleet = EmbeddedStack(data_dir=data, rotate_after_records=None), None
     try:
         endpoints = stack.start()
-        fleet = ServiceFleet(endpoints, data / "logs", extra_env=FLEET_ENV)
+        fleet = ServiceFleet(endpoints=endpoints, log_dir=data / "logs", extra_env=FLEET_ENV)
         fleet.start_all()
         tenant = make_tenant(endpoints, fleet, credits=1_000)
         job_ids = [tenant.submit(images=1 + i % 2, candidates=2 + i % 2, seed=i) for i in range(8)]
@@ -102,13 +102,13 @@ def test_a_database_restored_on_empty_topics_and_rebuilt_from_the_journals_loses
         started = time.monotonic()
         # 2, 3. An empty server (the roles made again, as the Secrets name them) and a new, empty
         # broker with the topics made again; the database restored from the backup.
-        stack = EmbeddedStack(data, rotate_after_records=None)
+        stack = EmbeddedStack(data_dir=data, rotate_after_records=None)
         endpoints = stack.start()
         assert rows_in(endpoints.database_url) == 0
         restore(endpoints.database_url, tmp_path / "genline.dump")
         assert rows_in(endpoints.database_url) == rows
         # 4, 5. The services started; every journal published again, as the operator.
-        fleet = ServiceFleet(endpoints, data / "logs-restored", extra_env=FLEET_ENV)
+        fleet = ServiceFleet(endpoints=endpoints, log_dir=data / "logs-restored", extra_env=FLEET_ENV)
         fleet.start_all()
         rebuilt = genline(endpoints, OPERATOR, "bus", "rebuild", "--all")
         records = sum(int(n) for n in re.findall(r": (\d+) rows to publish again", rebuilt))

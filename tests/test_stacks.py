@@ -30,8 +30,8 @@ async def exercise(endpoints) -> None:
         assert conn.execute("SHOW server_version").fetchone()[0].startswith("16")
     store = ObjectStore(endpoints.settings(ServiceSettings))
     key = f"roundtrip/{uuid.uuid4()}.bin"
-    stored = await store.put(store.internal_bucket, key, Blob(b"\x89PNG genline", "image/png"))
-    await store.copy(stored, store.internal_bucket, store.public_bucket)
+    stored = await store.put(store.internal_bucket, key, content=Blob(b"\x89PNG genline", "image/png"))
+    await store.copy(stored, store.internal_bucket, to_bucket=store.public_bucket)
     assert await store.get(store.public_bucket, key) == b"\x89PNG genline"
     link = store.presign_get(store.public_bucket, key, ttl_s=60)
     async with httpx.AsyncClient() as client:

@@ -4,7 +4,7 @@ from genline_client.sse import EventStreamParser, ServerSentEvent
 
 
 def parse(text: str, last_event_id: str | None = None) -> tuple[list[ServerSentEvent], EventStreamParser]:
-    parser = EventStreamParser(last_event_id)
+    parser = EventStreamParser(last_event_id=last_event_id)
     events = [event for line in text.split("\n") if (event := parser.feed(line.rstrip("\r")))]
     return events, parser
 
@@ -12,7 +12,7 @@ def parse(text: str, last_event_id: str | None = None) -> tuple[list[ServerSentE
 def test_fields_comments_and_multi_line_data():
     events, parser = parse(": keep-alive\n\nid: 3\nevent: state\ndata: {\"a\":\ndata: 1}\nretry: 5000\n\n"
                            "data:no space\n\n")
-    assert events == [ServerSentEvent("state", '{"a":\n1}', "3", 5000), ServerSentEvent("message", "no space", "3")]
+    assert events == [ServerSentEvent(event="state", data='{"a":\n1}', id="3", retry=5000), ServerSentEvent(event="message", data="no space", id="3")]
     assert parser.last_event_id == "3"
 
 

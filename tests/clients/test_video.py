@@ -129,15 +129,15 @@ def test_a_delivered_clip_reads_as_a_clip():
 def test_a_video_job_is_sent_as_the_api_takes_it():
     first = FirstFrame(job_id=uuid.UUID(JOB_ID), n=2)
     video = Video(duration_s=4, aspect_ratio="9:16", resolution="720p", fps=24, first_frame=first)
-    call = _calls.create_job("the tide comes in", 1, "image-to-video", None, {"candidates": 3, "video": video})
-    as_dict = _calls.create_job("waves", 2, "text-to-video", None,
-                                {"video": {"duration_s": 4, "aspect_ratio": "16:9", "resolution": "480p"}})
+    call = _calls.create_job("the tide comes in", 1, template="image-to-video", idempotency_key=None, options={"candidates": 3, "video": video})
+    as_dict = _calls.create_job("waves", 2, template="text-to-video", idempotency_key=None,
+                                options={"video": {"duration_s": 4, "aspect_ratio": "16:9", "resolution": "480p"}})
 
     assert call.json == {"prompt": "the tide comes in", "images": 1, "template": "image-to-video", "candidates": 3,
                          "video": {"duration_s": 4.0, "aspect_ratio": "9:16", "resolution": "720p", "fps": 24,
                                    "first_frame": {"job_id": JOB_ID, "n": 2}}}
     assert as_dict.json["video"] == {"duration_s": 4.0, "aspect_ratio": "16:9", "resolution": "480p"}
-    assert "video" not in _calls.create_job("a bicycle", 1, None, None, {"video": None}).json
+    assert "video" not in _calls.create_job("a bicycle", 1, template=None, idempotency_key=None, options={"video": None}).json
 
 
 @pytest.mark.parametrize("wrong", [{"duration_s": 0}, {"duration_s": 4, "aspect_ratio": "wide"},
@@ -145,7 +145,7 @@ def test_a_video_job_is_sent_as_the_api_takes_it():
                                    {"aspect_ratio": "16:9"}])
 def test_a_video_request_that_cannot_be_right_is_refused_before_it_is_sent(wrong):
     with pytest.raises(ValueError):
-        _calls.create_job("waves", 1, "text-to-video", None, {"video": wrong})
+        _calls.create_job("waves", 1, template="text-to-video", idempotency_key=None, options={"video": wrong})
 
 
 def test_an_upload_names_what_its_bytes_are():

@@ -24,21 +24,21 @@ def signed(body: str = BODY, secret: str = SECRET, sent: float | None = None, me
 
 
 def test_a_request_signed_by_the_reference_signer_verifies_and_gives_the_payload():
-    assert verify_webhook(signed(), BODY.encode(), SECRET) == json.loads(BODY)
-    assert verify_webhook(signed(), BODY, SECRET)["data"]["state"] == "succeeded"
+    assert verify_webhook(signed(), BODY.encode(), secret=SECRET) == json.loads(BODY)
+    assert verify_webhook(signed(), BODY, secret=SECRET)["data"]["state"] == "succeeded"
 
 
 def test_header_names_are_case_insensitive():
     headers = {name.title(): value for name, value in signed().items()}
-    assert verify_webhook(headers, BODY, SECRET)["type"] == "job.succeeded"
+    assert verify_webhook(headers, BODY, secret=SECRET)["type"] == "job.succeeded"
 
 
 def test_both_signatures_of_a_rotation_overlap_verify_with_either_secret():
     headers = signed()
     old = signed(secret=OLD_SECRET)["webhook-signature"]
     headers["webhook-signature"] = f"{old} {headers['webhook-signature']}"
-    assert verify_webhook(headers, BODY, SECRET)["type"] == "job.succeeded"
-    assert verify_webhook(headers, BODY, OLD_SECRET)["type"] == "job.succeeded"
+    assert verify_webhook(headers, BODY, secret=SECRET)["type"] == "job.succeeded"
+    assert verify_webhook(headers, BODY, secret=OLD_SECRET)["type"] == "job.succeeded"
     # and the reference verifier agrees about the same header
     assert Webhook(OLD_SECRET).verify(BODY, headers)["type"] == "job.succeeded"
 
@@ -52,17 +52,17 @@ def test_both_signatures_of_a_rotation_overlap_verify_with_either_secret():
 def test_a_tampered_request_is_refused(tamper):
     headers, body = tamper(signed(), BODY)
     with pytest.raises(WebhookVerificationError):
-        verify_webhook(headers, body, SECRET)
+        verify_webhook(headers, body, secret=SECRET)
 
 
 def test_the_wrong_secret_is_refused():
     with pytest.raises(WebhookVerificationError, match="signature"):
-        verify_webhook(signed(), BODY, OLD_SECRET)
+        verify_webhook(signed(), BODY, secret=OLD_SECRET)
 
 
 @pytest.mark.parametrize("offset_s", [-301, 301])
 def test_a_timestamp_outside_the_tolerance_is_refused_even_when_signed(offset_s):
     headers = signed(sent=time.time() + offset_s)
     with pytest.raises(WebhookVerificationError):
-        verify_webhook(headers, BODY, SECRET)
-    assert verify_webhook(headers, BODY, SECRET, tolerance_s=400)["type"] == "job.succeeded"
+        verify_webhook(headers, BODY, secret=SECRET)
+    assert verify_webhook(headers, BODY, secret=SECRET, tolerance_s=400)["type"] == "job.succeeded"

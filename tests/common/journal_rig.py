@@ -112,7 +112,7 @@ async def ledger_on(endpoints, broker: Broker, **settings):
     await create_topics(broker.bootstrap, all_topics(namespace))
     runtime = ServiceRuntime("ledger", settings_for(
         endpoints, kafka_bootstrap=broker.bootstrap, topic_namespace=namespace, schema_name=f"{namespace}_ledger",
-        **({"outbox_poll_interval_s": 0.2, "bus_check_interval_s": 0.2, "bus_send_timeout_ms": 2000} | settings)), None)
+        **({"outbox_poll_interval_s": 0.2, "bus_check_interval_s": 0.2, "bus_send_timeout_ms": 2000} | settings)), migrations_package=None)
     # The rig's topic is read by the ingest and router groups alone: no delivery reads here
     # (on the platform delivery's group reads the ledger's topic too, for the tenants' alerts).
     runtime.journal.readers = tuple(group for group in runtime.journal.readers if group.endswith(READ_BY))

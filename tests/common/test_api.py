@@ -23,7 +23,7 @@ class Note(api.RequestModel):
 
 
 def small_app(*routers: APIRouter):
-    app = api.create_app("test", api.Described("t", "d", []), None)
+    app = api.create_app("test", api.Described(title="t", description="d", tags=[]), lifespan=None)
     for router in routers:
         app.include_router(router)
     return app

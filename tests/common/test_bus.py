@@ -21,7 +21,7 @@ from tests.polling import eventually
 
 @pytest.fixture
 async def runtime(endpoints):
-    rt = ServiceRuntime(f"bus_{uuid.uuid4().hex[:8]}", settings_for(endpoints), None)
+    rt = ServiceRuntime(f"bus_{uuid.uuid4().hex[:8]}", settings_for(endpoints), migrations_package=None)
     await rt.start()
     async with rt.pool.connection() as conn:
         await conn.execute("CREATE TABLE effects (job_id uuid, n int)")
@@ -112,7 +112,7 @@ async def test_a_failing_handler_rolls_back_and_leaves_no_inbox_row(runtime):
 
 async def test_poison_and_always_failing_messages_go_to_the_dlq(endpoints):
     settings = settings_for(endpoints, consumer_max_attempts=2, consumer_backoff_s=0.01)
-    rt = ServiceRuntime(f"dlq_{uuid.uuid4().hex[:8]}", settings, None)
+    rt = ServiceRuntime(f"dlq_{uuid.uuid4().hex[:8]}", settings, migrations_package=None)
     failing = submitted(tenant="t-dlq")
 
     @rt.consumer.on(JobSubmitted)
@@ -145,8 +145,8 @@ async def test_the_outbox_backlog_is_counted_while_the_broker_is_away(endpoints)
     """With no broker to publish to, the committed rows stay and the gauge shows how many."""
     name = f"backlog_{uuid.uuid4().hex[:8]}"
     rt = ServiceRuntime(name, settings_for(endpoints, kafka_bootstrap="127.0.0.1:9", outbox_poll_interval_s=0.1),
-                        None)
-    await migrate(rt.database_url, rt.name, rt.migrations)
+                        migrations_package=None)
+    await migrate(rt.database_url, rt.name, packages=rt.migrations)
     await rt.pool.open(wait=True)
     try:
         async with rt.pool.connection() as conn, conn.transaction():
@@ -168,7 +168,7 @@ async def test_the_outbox_backlog_is_counted_while_the_broker_is_away(endpoints)
 async def test_dead_letter_counters_exist_at_zero_before_the_first_message(endpoints):
     """So `increase()` sees the first message dead-lettered from each consumed topic."""
     name = f"dlqzero_{uuid.uuid4().hex[:8]}"
-    rt = ServiceRuntime(name, settings_for(endpoints), None)
+    rt = ServiceRuntime(name, settings_for(endpoints), migrations_package=None)
     rt.consumer.on(JobSubmitted)(lambda ctx, event: None)
     rt.consume(["ingest", "ledger"])
     for topic in (TOPICS["ingest"], TOPICS["ledger"]):
@@ -180,9 +180,9 @@ async def test_dead_letter_counters_exist_at_zero_before_the_first_message(endpo
 async def test_a_commit_in_another_process_wakes_the_relay_without_a_poll(endpoints):
     """The relay polls once an hour here: only the outbox's commit notification can wake it."""
     schema = f"wake_{uuid.uuid4().hex[:8]}"
-    relaying = ServiceRuntime(schema, settings_for(endpoints, outbox_poll_interval_s=3600), None)
+    relaying = ServiceRuntime(schema, settings_for(endpoints, outbox_poll_interval_s=3600), migrations_package=None)
     await relaying.start()
-    writer = ServiceRuntime(schema, settings_for(endpoints), None)  # never started: no relay of its own
+    writer = ServiceRuntime(schema, settings_for(endpoints), migrations_package=None)  # never started: no relay of its own
     await writer.pool.open(wait=True)
     try:
         await asyncio.sleep(0.5)  # the relay's first pass has run; it now sleeps until woken
@@ -246,7 +246,7 @@ async def test_while_listening_the_relay_makes_one_pass_per_commit_of_this_proce
     """A commit's own NOTIFY wakes the relay; the process's `notify()` of the same commit must
     not wake it again, which made a second, empty pass whenever the NOTIFY came during the
     first. The relay polls once an hour here."""
-    rt = ServiceRuntime(f"onepass_{uuid.uuid4().hex[:8]}", settings_for(endpoints, outbox_poll_interval_s=3600), None)
+    rt = ServiceRuntime(f"onepass_{uuid.uuid4().hex[:8]}", settings_for(endpoints, outbox_poll_interval_s=3600), migrations_package=None)
     await rt.start()
     passes: list[int] = []
     relay_batch = rt.relay.relay_batch
@@ -275,7 +275,7 @@ async def test_without_its_listener_the_relay_wakes_on_this_process_commits(endp
     """The relay polls once an hour and listens again only after as long: once its listening
     connection is gone, `notify()` alone must wake it."""
     rt = ServiceRuntime(f"nolisten_{uuid.uuid4().hex[:8]}", settings_for(endpoints, outbox_poll_interval_s=3600),
-                        None)
+                        migrations_package=None)
     await rt.start()
     try:
         await listening(rt)
@@ -317,7 +317,7 @@ async def test_a_relay_pass_that_waited_for_a_recovery_reads_what_the_recovery_q
     started meanwhile waits, and must then read them, in their order, before anything newer:
     its read takes its snapshot after the locks, not when the pass began."""
     schema = f"relay_{uuid.uuid4().hex[:8]}"
-    await migrate(endpoints.database_url, schema, [COMMON_MIGRATIONS])
+    await migrate(endpoints.database_url, schema, packages=[COMMON_MIGRATIONS])
     locks = [BUS_FENCE, outbox_lock(schema), relay_lock(schema), RELAY_BATCH]
 
     async def connect() -> psycopg.AsyncConnection:

@@ -33,7 +33,7 @@ async def run_two_jobs_in_lanes(endpoints):
     # different fetches, and lanes only run side by side what one fetch brought.
     settings = settings_for(endpoints, topic_namespace=f"lanes{tag}")
     await create_topics(settings.kafka_bootstrap, all_topics(settings.topic_namespace))
-    rt = ServiceRuntime(f"lanes_{tag}", settings, None)
+    rt = ServiceRuntime(f"lanes_{tag}", settings, migrations_package=None)
     first, second = submitted(tenant=f"t-lanes-{tag}"), submitted(tenant=f"t-lanes-{tag}")
     applied = {first.job_id: [], second.job_id: []}
     second_started, overlapped = asyncio.Event(), []
@@ -90,7 +90,7 @@ async def apply_jobs_then(endpoints, commit_interval_ms: int, while_running):
     tag = uuid.uuid4().hex[:8]
     settings = settings_for(endpoints, topic_namespace=f"commits{tag}", kafka_commit_interval_ms=commit_interval_ms)
     await create_topics(settings.kafka_bootstrap, all_topics(settings.topic_namespace))
-    rt = ServiceRuntime(f"commits_{tag}", settings, None)
+    rt = ServiceRuntime(f"commits_{tag}", settings, migrations_package=None)
     applied = []
 
     @rt.consumer.on(JobSubmitted)
@@ -147,7 +147,7 @@ async def test_two_relays_of_one_outbox_keep_each_jobs_order(endpoints):
     tag = uuid.uuid4().hex[:8]
     settings = settings_for(endpoints, topic_namespace=f"relays{tag}")
     await create_topics(settings.kafka_bootstrap, all_topics(settings.topic_namespace))
-    replicas = [ServiceRuntime(f"relays_{tag}", settings, None) for _ in range(3)]
+    replicas = [ServiceRuntime(f"relays_{tag}", settings, migrations_package=None) for _ in range(3)]
     for replica in replicas:
         await replica.start()
     jobs = [submitted(tenant=f"t-relays-{tag}") for _ in range(6)]

@@ -34,8 +34,8 @@ ACCOUNT_EVENT = CreditsGranted(tenant_id="acme", amount=5, reason="r", available
                                     datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone(timedelta(hours=2)))])
 def test_the_binding_equals_the_sdks_and_reads_back(event, moment):
     envelope = envelop(event, "/genline/test")
-    envelope = Envelope(envelope.id, envelope.source, moment, envelope.subject, envelope.tenant_id,
-                        envelope.traceparent, envelope.event)
+    envelope = Envelope(id=envelope.id, source=envelope.source, time=moment, subject=envelope.subject, tenant_id=envelope.tenant_id,
+                        traceparent=envelope.traceparent, event=envelope.event)
     ours, sdk = to_kafka(envelope), sdk_binding(envelope)
     assert ours.headers == sdk.headers
     assert (ours.value, ours.key) == (sdk.value, envelope.key)

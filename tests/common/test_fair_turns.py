@@ -40,7 +40,7 @@ async def apply_in_turns(endpoints, envelopes: list[Envelope], *, tag: str | Non
 
 async def consume_in_turns(settings, tag: str, want: int, on_event: Callable | None = None,
                            linger_s: float = 0) -> list:
-    rt = ServiceRuntime(f"fair_{tag}", settings, None)
+    rt = ServiceRuntime(f"fair_{tag}", settings, migrations_package=None)
     applied: list[tuple] = []
 
     @rt.consumer.on(JobSubmitted)

@@ -126,7 +126,7 @@ async def test_a_rotation_cut_short_by_a_crash_is_finished_before_anything_is_pu
         await reader.read(set(range(20)))
         # A rotation noted its targets and re-created the topic, then its process died.
         ends = await kafka_admin.high_watermarks(ledger.runtime.relay._producer.client, ledger.topic,
-                                                 list(range(TOPIC_PARTITIONS)))
+                                                 partitions=list(range(TOPIC_PARTITIONS)))
         async with ledger.runtime.pool.connection() as conn:
             for partition, end in ends.items():
                 await conn.execute("INSERT INTO outbox_partitions (topic, partition, rotate_to) VALUES (%s, %s, %s)"
@@ -172,7 +172,7 @@ async def test_a_consumer_past_the_end_of_a_log_restarted_without_a_gap_reads_it
     await create_topics(broker.bootstrap, all_topics(namespace))
     runtime = ServiceRuntime(f"{namespace}_reader", settings_for(
         endpoints, kafka_bootstrap=broker.bootstrap, topic_namespace=namespace, bus_check_interval_s=0.2,
-        kafka_session_timeout_ms=6000), None)
+        kafka_session_timeout_ms=6000), migrations_package=None)
     applied: list[int] = []
 
     @runtime.consumer.on(ReservationRejected)

@@ -95,7 +95,7 @@ async def test_an_inbox_forgets_below_the_floor_and_a_rebuild_never_publishes_wh
     async with ledger_on(endpoints, broker, bus_republish_window_s=0) as ledger:
         ingest = ServiceRuntime("ingest", settings_for(
             endpoints, kafka_bootstrap=broker.bootstrap, topic_namespace=ledger.namespace,
-            schema_name=f"{ledger.namespace}_ingest", kafka_commit_interval_ms=100), None)
+            schema_name=f"{ledger.namespace}_ingest", kafka_commit_interval_ms=100), migrations_package=None)
 
         @ingest.consumer.on(ReservationRejected)
         async def note(ctx, event):
@@ -148,7 +148,7 @@ def test_an_inbox_forgets_only_on_topics_whose_journals_count_its_group_among_th
     every event it applied."""
     namespace = f"f{uuid.uuid4().hex[:8]}"
     runtimes = {name: ServiceRuntime(name, settings_for(endpoints, topic_namespace=namespace,
-                                                        schema_name=f"{namespace}_{name}"), None)
+                                                        schema_name=f"{namespace}_{name}"), migrations_package=None)
                 for name in ("router", "audit_copy")}
     runtimes["router"].consume(["ledger", "scorer", "delivery"])  # not a contract reader of delivery
     runtimes["audit_copy"].consume(["ledger"])

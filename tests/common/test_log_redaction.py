@@ -12,7 +12,7 @@ def line(redact: bool, message: str, *args, exc: BaseException | None = None, **
     record = logging.LogRecord("test", logging.WARNING, __file__, 1, message, args,
                                (type(exc), exc, exc.__traceback__) if exc else None)
     record.__dict__.update(extra)
-    with telemetry.job_context(telemetry.JobContext("job-1", "acme", prompt=PROMPT)):
+    with telemetry.job_context(telemetry.JobContext(job_id="job-1", tenant_id="acme", prompt=PROMPT)):
         return json.loads(telemetry.JsonFormatter("ingest", redact).format(record))
 
 

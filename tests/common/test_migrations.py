@@ -33,7 +33,7 @@ async def test_a_database_migrated_before_the_renumbering_applies_nothing_again(
     applied them before: a start records their new names and runs none of them."""
     schema = f"renumbered_{uuid.uuid4().hex[:8]}"
     packages = [COMMON_MIGRATIONS, "services.ingest"]
-    await migrate(endpoints.database_url, schema, packages)
+    await migrate(endpoints.database_url, schema, packages=packages)
     async with await psycopg.AsyncConnection.connect(endpoints.database_url, autocommit=True) as conn:
         await conn.execute(f'SET search_path TO "{schema}"')
         renamed = [(version, sql.split("\n", 1)[0].removeprefix("-- formerly: "))
@@ -43,7 +43,7 @@ async def test_a_database_migrated_before_the_renumbering_applies_nothing_again(
             await conn.execute("UPDATE schema_migrations SET version = %s WHERE version = %s",
                                [f"services.ingest:{former}", f"services.ingest:{version}"])
         # Were any of them run again, its CREATE TABLE would fail on the table it made before.
-        assert await migrate(endpoints.database_url, schema, packages) == [
+        assert await migrate(endpoints.database_url, schema, packages=packages) == [
             f"services.ingest:{version}" for version, _ in renamed]
-        assert await migrate(endpoints.database_url, schema, packages) == []
+        assert await migrate(endpoints.database_url, schema, packages=packages) == []
         await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')

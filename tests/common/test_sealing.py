@@ -14,22 +14,22 @@ JOB = uuid.uuid4()
 
 def test_a_sealed_prompt_opens_with_its_key_and_shows_nothing_without_it():
     key = new_data_key()
-    sealed = seal(key, JobField(JOB, "prompt"), "a lighthouse at dusk")
+    sealed = seal(key, JobField(JOB, "prompt"), text="a lighthouse at dusk")
     assert "lighthouse" not in sealed.model_dump_json() and sealed.clear is None
-    assert open_sealed(key, JobField(JOB, "prompt"), sealed) == "a lighthouse at dusk"
-    assert open_sealed(None, JobField(JOB, "prompt"), sealed) == ERASED  # the key destroyed: erased, not an error
-    assert seal(key, JobField(JOB, "prompt"), "a lighthouse at dusk") != sealed  # a fresh nonce each time
+    assert open_sealed(key, JobField(JOB, "prompt"), sealed=sealed) == "a lighthouse at dusk"
+    assert open_sealed(None, JobField(JOB, "prompt"), sealed=sealed) == ERASED  # the key destroyed: erased, not an error
+    assert seal(key, JobField(JOB, "prompt"), text="a lighthouse at dusk") != sealed  # a fresh nonce each time
 
 
 def test_a_sealed_value_opens_only_for_its_own_job_and_field():
     key = new_data_key()
-    sealed = seal(key, JobField(JOB, "prompt"), "a red bicycle")
+    sealed = seal(key, JobField(JOB, "prompt"), text="a red bicycle")
     with pytest.raises(BrokenSeal):
-        open_sealed(key, JobField(uuid.uuid4(), "prompt"), sealed)
+        open_sealed(key, JobField(uuid.uuid4(), "prompt"), sealed=sealed)
     with pytest.raises(BrokenSeal):
-        open_sealed(key, JobField(JOB, "negative_prompt"), sealed)
+        open_sealed(key, JobField(JOB, "negative_prompt"), sealed=sealed)
     with pytest.raises(BrokenSeal):
-        open_sealed(new_data_key(), JobField(JOB, "prompt"), sealed)
+        open_sealed(new_data_key(), JobField(JOB, "prompt"), sealed=sealed)
 
 
 SPEC = {"job_id": str(JOB), "tenant_id": "t", "template": "generic", "prompt": "an old clear prompt", "images": 1,
@@ -39,11 +39,11 @@ SPEC = {"job_id": str(JOB), "tenant_id": "t", "template": "generic", "prompt": "
 def test_events_from_before_sealing_read_with_their_clear_prompt_and_blanked_ones_as_erased():
     submitted = parse_event("genline.job.submitted.v1", {"job_id": str(JOB), "tenant_id": "t", "job": SPEC})
     assert isinstance(submitted, JobSubmitted) and submitted.event_type == "genline.job.submitted.v2"
-    assert open_sealed(None, JobField(JOB, "prompt"), submitted.job.prompt) == "an old clear prompt"
+    assert open_sealed(None, JobField(JOB, "prompt"), sealed=submitted.job.prompt) == "an old clear prompt"
     finished = parse_event("genline.job.finished.v1", {"job_id": str(JOB), "tenant_id": "t", "state": "succeeded",
                                                        "view": {"id": str(JOB), "prompt": ""}})
     assert isinstance(finished, JobFinished) and finished.receipt_sha256 is None
-    assert open_sealed(None, JobField(JOB, "prompt"), SealedText.read(finished.view["prompt"])) == ERASED
+    assert open_sealed(None, JobField(JOB, "prompt"), sealed=SealedText.read(finished.view["prompt"])) == ERASED
 
 
 def test_a_subjects_photo_opens_only_with_its_key_for_its_own_subject_and_field():
@@ -51,14 +51,14 @@ def test_a_subjects_photo_opens_only_with_its_key_for_its_own_subject_and_field(
 
     key, subject = new_data_key(), uuid.uuid4()
     photo = b"\x89PNG not really, but bytes"
-    sealed = seal_bytes(key, SubjectField(subject, "photo/abc"), photo)
+    sealed = seal_bytes(key, SubjectField(subject, "photo/abc"), data=photo)
     assert photo not in sealed
-    assert open_bytes(key, SubjectField(subject, "photo/abc"), sealed) == photo
+    assert open_bytes(key, SubjectField(subject, "photo/abc"), sealed=sealed) == photo
     for field in (SubjectField(uuid.uuid4(), "photo/abc"), SubjectField(subject, "photo/def")):
         with pytest.raises(BrokenSeal):
-            open_bytes(key, field, sealed)
+            open_bytes(key, field, sealed=sealed)
     with pytest.raises(BrokenSeal):
-        open_bytes(new_data_key(), SubjectField(subject, "photo/abc"), sealed)
-    centroid = seal_subject_text(key, SubjectField(subject, "centroid"), "AAAA")
-    assert open_subject_text(key, SubjectField(subject, "centroid"), centroid) == "AAAA"
-    assert open_subject_text(None, SubjectField(subject, "centroid"), centroid) == ERASED
+        open_bytes(new_data_key(), SubjectField(subject, "photo/abc"), sealed=sealed)
+    centroid = seal_subject_text(key, SubjectField(subject, "centroid"), text="AAAA")
+    assert open_subject_text(key, SubjectField(subject, "centroid"), sealed=centroid) == "AAAA"
+    assert open_subject_text(None, SubjectField(subject, "centroid"), sealed=centroid) == ERASED

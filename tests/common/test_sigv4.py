@@ -11,13 +11,13 @@ import httpx
 from services.common.sigv4 import EMPTY_SHA256, Link, Request, Signer
 from services.common.storage import Blob
 
-EXAMPLE = Signer("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "us-east-1")
+EXAMPLE = Signer("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", region="us-east-1")
 MAY_24_2013 = datetime(2013, 5, 24, tzinfo=UTC)
 HOST = "examplebucket.s3.amazonaws.com"
 
 
 def test_a_get_with_a_range_is_signed_as_in_the_aws_example():
-    headers = EXAMPLE.authorize(Request("GET", HOST, "/test.txt", {"Range": "bytes=0-9"}, EMPTY_SHA256), MAY_24_2013)
+    headers = EXAMPLE.authorize(Request(method="GET", host=HOST, path="/test.txt", headers={"Range": "bytes=0-9"}, payload_sha256=EMPTY_SHA256), MAY_24_2013)
     assert headers["authorization"] == (
         "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,"
         " SignedHeaders=host;range;x-amz-content-sha256;x-amz-date,"
@@ -25,7 +25,7 @@ def test_a_get_with_a_range_is_signed_as_in_the_aws_example():
 
 
 def test_a_presigned_link_is_signed_as_in_the_aws_example():
-    url = EXAMPLE.presign(Link(f"https://{HOST}", HOST, "/test.txt"), 86400, MAY_24_2013)
+    url = EXAMPLE.presign(Link(endpoint=f"https://{HOST}", host=HOST, path="/test.txt"), 86400, now=MAY_24_2013)
     assert url == (
         "https://examplebucket.s3.amazonaws.com/test.txt?X-Amz-Algorithm=AWS4-HMAC-SHA256"
         "&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request"

@@ -15,7 +15,7 @@ async def test_each_statement_and_each_row_of_executemany_is_counted(endpoints):
     schema = f"count_{uuid.uuid4().hex[:8]}"
     # One connection, opened before counting: a pool that may grow would set up a second
     # connection (its SET search_path is counted too) whenever the first is still busy.
-    pool = open_pool(endpoints.database_url, schema, 1)
+    pool = open_pool(endpoints.database_url, schema, size=1)
     await pool.open(wait=True)
     try:
         async with pool.connection() as conn:

@@ -111,6 +111,6 @@ def test_a_part_of_an_object_is_read_with_one_ranged_request(object_store):
     assert asyncio.run(object_store.get_part(object_store.internal_bucket, storage.Slice(key, None, 0))) == b"".join(parts)
     with pytest.raises(storage.StorageError):
         asyncio.run(object_store.get_part(object_store.internal_bucket, storage.Slice(key, offsets[2], len(parts[2]) + 1)))
-    assert storage.candidate_part(b"".join(parts), offsets[1], len(parts[1])) == parts[1]
+    assert storage.candidate_part(b"".join(parts), offsets[1], size_bytes=len(parts[1])) == parts[1]
     with pytest.raises(storage.StorageError):
-        storage.candidate_part(b"short", 2, 10)
+        storage.candidate_part(b"short", 2, size_bytes=10)

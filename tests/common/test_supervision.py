@@ -20,7 +20,7 @@ async def test_a_task_that_raises_is_logged_counted_and_started_again(caplog):
             raise ConnectionError(f"run {len(runs)} lost its connection")
 
     with caplog.at_level(logging.ERROR, logger="services.common.supervision"):
-        task = supervise("test-flaky", flaky, Backoff(floor_s=0.01))
+        task = supervise("test-flaky", flaky, backoff=Backoff(floor_s=0.01))
         await asyncio.wait_for(task, 10)
 
     assert runs == [0, 1, 2]  # the third run got through and the task ended
@@ -33,7 +33,7 @@ async def test_a_cancelled_task_stops_even_while_it_waits_to_restart():
     async def always_fails() -> None:
         raise RuntimeError("no")
 
-    task = supervise("test-always-fails", always_fails, Backoff(floor_s=5))
+    task = supervise("test-always-fails", always_fails, backoff=Backoff(floor_s=5))
     await asyncio.sleep(0.05)  # failed once, now in its backoff
     await stop_tasks(task)
     assert task.cancelled()
@@ -54,7 +54,7 @@ async def test_a_periodic_round_that_fails_is_counted_and_the_next_comes_as_usua
         if len(ticks) % 2:
             raise ValueError("every other round fails")
 
-    task = asyncio.create_task(every(0.01, tick, "test-every"))
+    task = asyncio.create_task(every(0.01, tick, what="test-every"))
     while len(ticks) < 6:
         await asyncio.sleep(0.01)
     await stop_tasks(task)

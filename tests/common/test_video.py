@@ -48,7 +48,7 @@ def test_what_is_not_a_clip_is_refused(data: bytes) -> None:
 
 
 def test_remux_puts_the_index_first_without_reencoding() -> None:
-    webm = video.encode(_frames(12), 12, video.Codec("vp9"))
+    webm = video.encode(_frames(12), 12, codec=video.Codec("vp9"))
     assert not video.index_first(webm)
 
     mp4 = video.remux(webm)

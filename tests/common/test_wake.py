@@ -52,7 +52,7 @@ async def test_records_announced_after_a_fetch_that_found_nothing_still_come_by_
     topic, consumer = await two_partitions(endpoints, namespace)
     producer = AIOKafkaProducer(bootstrap_servers=endpoints.kafka_bootstrap)
     await producer.start()
-    waker = FetchWaker(endpoints.database_url, [topic], Waking(namespace, idle_fetch_s=AN_HOUR, service=service))
+    waker = FetchWaker(endpoints.database_url, [topic], waking=Waking(namespace=namespace, idle_fetch_s=AN_HOUR, service=service))
     try:
         waker.start(consumer)
         # Nothing to read: the first fetch comes back empty and every partition pauses.
@@ -82,7 +82,7 @@ async def test_an_end_that_never_comes_is_given_up_at_the_idle_fetch(endpoints):
     stops being fetched after the idle fetch that follows, instead of for ever."""
     namespace, service = f"wake{uuid.uuid4().hex[:8]}", f"wake-{uuid.uuid4().hex[:8]}"
     topic, consumer = await two_partitions(endpoints, namespace)
-    waker = FetchWaker(endpoints.database_url, [topic], Waking(namespace, idle_fetch_s=2.0, service=service))
+    waker = FetchWaker(endpoints.database_url, [topic], waking=Waking(namespace=namespace, idle_fetch_s=2.0, service=service))
     try:
         waker.start(consumer)
         await eventually(lambda: consumer.paused() == consumer.assignment(), what="the partitions never paused")
@@ -99,7 +99,7 @@ async def test_an_end_that_never_comes_is_given_up_at_the_idle_fetch(endpoints):
 
 async def test_a_relay_announces_each_partition_it_published_to_and_where_it_ends(endpoints):
     settings = settings_for(endpoints, bus_wake_on_publish=True)
-    runtime = ServiceRuntime(f"wake_{uuid.uuid4().hex[:8]}", settings, None)
+    runtime = ServiceRuntime(f"wake_{uuid.uuid4().hex[:8]}", settings, migrations_package=None)
     heard: list[str] = []
     async with await psycopg.AsyncConnection.connect(endpoints.database_url, autocommit=True) as listener:
         await listener.execute(f'LISTEN "{bus_channel(settings.topic_namespace)}"')

@@ -128,7 +128,7 @@ async def selected_clip(settings: DeliverySettings, objects: ObjectStore, tenant
     published; the job and the candidate's key."""
     job_id = uuid.uuid4()
     key = AttemptKeys(tenant_id, job_id, 1).candidate(0, "video/mp4")
-    await objects.put(objects.internal_bucket, key, Blob(source, "video/mp4"))
+    await objects.put(objects.internal_bucket, key, content=Blob(source, "video/mp4"))
     score = CandidateScore(index=0, provider="local-video", key=key, sha256=hashlib.sha256(source).hexdigest(),
                            size_bytes=len(source), media_type="video/mp4", passed=True, score=0.9, dimensions={},
                            model="local-clip", model_version="1")
@@ -174,7 +174,7 @@ def test_a_delivered_clip_streams_with_range_requests_and_is_what_its_receipt_sa
            ("video/mp4", info.codec, info.frames, info.fps, info.duration_ms) == ("video/mp4", "h264", 48, 24.0, 2000)
     assert (image.width, image.height) == (info.width, info.height) == (320, 192)
     assert image.key.endswith("/1.mp4") and image.thumbnail_key and image.thumbnail_key.endswith("/1.thumb.webp")
-    reading = read_manifest(data, "video/mp4", None)
+    reading = read_manifest(data, "video/mp4", anchors_pem=None)
     assert reading.present and reading.label == image.manifest_label
     assert poster.status_code == 200 and poster.headers["content-type"] == "image/webp"
     with Image.open(io.BytesIO(poster.content)) as opened:
@@ -228,7 +228,7 @@ def test_the_retention_sweeper_deletes_a_clip_and_its_poster_past_the_tenant_s_r
             await delivered_of(settings, job_id)
             published = await keys_under(object_store, object_store.public_bucket, f"{tenant_id}/")
             now = datetime.now(UTC)
-            sweeper = RetentionSweeper(runtime, object_store, settings)
+            sweeper = RetentionSweeper(runtime, object_store, settings=settings)
             await publish(settings, RetentionSet(tenant_id=tenant_id, outputs_days=1, set_at=now))
             await retention_applied(runtime, tenant_id)
             early = await sweeper.sweep_once(now + timedelta(hours=23))  # younger than a day: kept

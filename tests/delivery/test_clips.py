@@ -100,7 +100,7 @@ def test_a_clip_with_its_index_last_is_remuxed_index_first_frame_for_frame():
 
 
 def test_a_webm_vp9_clip_becomes_an_mp4_keeping_its_vp9_stream():
-    source = video.encode(scene(12), FPS, video.Codec("vp9"))
+    source = video.encode(scene(12), FPS, codec=video.Codec("vp9"))
     assert video.probe(source).media_type == "video/webm"
 
     clip = clips.postprocess(source, Delivery()).image
@@ -147,7 +147,7 @@ def test_a_clip_already_within_its_caps_is_only_remuxed():
     source = written(scene(6))
     kbps = clips.bitrate_kbps(source, video.probe(source))
 
-    plan = clips.planned(clips.Source(source, video.probe(source), "yuv420p", kbps),
+    plan = clips.planned(clips.Source(data=source, info=video.probe(source), pix_fmt="yuv420p", kbps=kbps),
                          Delivery(clip=ClipDelivery(max_side=WIDTH, max_kbps=int(kbps) + 100, fps=24, codec="h264")))
 
     assert plan.reasons == () and plan.codec == "h264"
@@ -222,7 +222,7 @@ def test_bytes_that_are_not_a_clip_are_unpublishable_not_a_crash():
     with pytest.raises(UnpublishableImage):
         clips.postprocess(source[: len(source) // 3], Delivery())  # cut off before its index
     with pytest.raises(UnpublishableImage):
-        clips.postprocess(video.encode(scene(6), FPS, video.Codec("vp9"))[:200], Delivery())  # a header and no frames
+        clips.postprocess(video.encode(scene(6), FPS, codec=video.Codec("vp9"))[:200], Delivery())  # a header and no frames
 
 
 def panning(count: int = 24) -> list[np.ndarray]:
@@ -250,16 +250,16 @@ def platform_copy(clip: bytes) -> bytes:
 
 def test_a_delivered_clip_carries_the_mark_in_every_frame_is_signed_last_and_stays_index_first():
     source = written(panning(), crf=18)
-    origin = provenance.Origin(UUID("5f0c1d2e-3a4b-4c5d-8e6f-708192a3b4c5"), 2, "local-video", "text-to-video",
-                               datetime(2026, 11, 26, tzinfo=UTC), source, "local-clip", "2026-11")
+    origin = provenance.Origin(job_id=UUID("5f0c1d2e-3a4b-4c5d-8e6f-708192a3b4c5"), n=2, provider="local-video", template="text-to-video",
+                               created_at=datetime(2026, 11, 26, tzinfo=UTC), source=source, model="local-clip", model_version="2026-11")
     identity = provenance.mark_id(origin.job_id, 2)
-    done = clips.postprocess(source, Delivery(), watermark.Embedding(identity))
+    done = clips.postprocess(source, Delivery(), mark=watermark.Embedding(identity))
 
     marked = provenance.Marker(CREDENTIALS).mark(done, origin)
     delivered = clips.described(marked.image.data)
 
     assert video.index_first(delivered.data)  # the manifest does not push the index behind the media
-    reading = read_manifest(delivered.data, "video/mp4", CREDENTIALS.anchor_pem)
+    reading = read_manifest(delivered.data, "video/mp4", anchors_pem=CREDENTIALS.anchor_pem)
     assert reading.state == "Trusted"
     assert marked.manifest_label == provenance.manifest_label(origin.job_id, 2)
     assert (delivered.frames, delivered.duration_ms, delivered.fps, delivered.codec) == (24, 1000, 24.0, "h264")
@@ -282,11 +282,11 @@ def test_a_delivered_clip_carries_the_mark_in_every_frame_is_signed_last_and_sta
 def test_what_a_receipt_says_of_a_clip_comes_from_the_file():
     done = clips.postprocess(written(scene(12)), Delivery())
     links = {"url": "https://s3/x", "expires_at": datetime(2026, 11, 26, tzinfo=UTC), "thumbnail_url": "https://s3/t"}
-    key = domain.public_key(domain.job_folder("t1", datetime(2026, 11, 26, tzinfo=UTC), uuid4()), 1,
-                            done.image.media_type)
+    key = domain.public_key(domain.job_folder("t1", datetime(2026, 11, 26, tzinfo=UTC), job_id=uuid4()), 1,
+                            media_type=done.image.media_type)
 
-    image = domain.delivered_image(domain.Published(1, key, domain.thumbnail_key(key, "image/webp"), links), done,
-                                   Delivery())
+    image = domain.delivered_image(domain.Published(n=1, key=key, thumbnail_key=domain.thumbnail_key(key, "image/webp"), links=links), done,
+                                   delivery=Delivery())
 
     assert key.endswith("/1.mp4") and image.thumbnail_key.endswith("/1.thumb.webp")
     assert (image.media_type, image.frames, image.duration_ms, image.fps, image.codec) == \

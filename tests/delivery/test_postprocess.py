@@ -172,7 +172,7 @@ def test_templates_that_say_nothing_keep_their_format_and_get_a_thumbnail():
 @pytest.mark.parametrize("fmt", ["jpeg", "webp", "png"])
 def test_the_image_and_its_thumbnail_both_carry_the_invisible_watermark(fmt):
     source = encoded(Image.fromarray(photograph("coffee", side=768)), "PNG")
-    done = postprocess(source, Delivery(format=fmt, quality=85), watermark.Embedding(0x00C0FFEE0042))
+    done = postprocess(source, Delivery(format=fmt, quality=85), mark=watermark.Embedding(0x00C0FFEE0042))
 
     assert done.watermark_id == "00c0ffee0042"
     assert watermark.detect(np.asarray(opened(done.image.data).convert("RGB"))).mark_id == 0x00C0FFEE0042
@@ -182,11 +182,11 @@ def test_the_image_and_its_thumbnail_both_carry_the_invisible_watermark(fmt):
 
 def test_a_transparent_image_keeps_its_transparency_under_the_invisible_watermark():
     source = encoded(cut_out(320, 320), "PNG")
-    done = postprocess(source, Delivery(format="png"), watermark.Embedding(7))
+    done = postprocess(source, Delivery(format="png"), mark=watermark.Embedding(7))
     assert opened(done.image.data).getchannel("A").getextrema() == (0, 255) and done.watermark_id == watermark.mark_hex(7)
 
 
 def test_an_image_too_small_for_the_mark_is_delivered_without_one():
     source = encoded(textured(80, 60), "PNG")
-    done = postprocess(source, Delivery(format="png"), watermark.Embedding(7))
+    done = postprocess(source, Delivery(format="png"), mark=watermark.Embedding(7))
     assert done.image.data == source and done.watermark_id is None

@@ -57,10 +57,10 @@ def reader_json(data: bytes, media_type: str, anchors: str | None = CREDENTIALS.
 
 def delivered(pil_format: str, target: str) -> tuple[provenance.Origin, bytes, str, str | None, str | None]:
     source = encoded(photo_like(), pil_format)
-    origin = provenance.Origin(uuid4(), 1, "local-fast", "generic", datetime(2026, 11, 26, 2, 0, tzinfo=UTC),
-                               source, "painter", "2026-11-01")
+    origin = provenance.Origin(job_id=uuid4(), n=1, provider="local-fast", template="generic", created_at=datetime(2026, 11, 26, 2, 0, tzinfo=UTC),
+                               source=source, model="painter", model_version="2026-11-01")
     done = postprocess(source, Delivery(format=target, quality=90),
-                       watermark.Embedding(provenance.mark_id(origin.job_id, 1)))
+                       mark=watermark.Embedding(provenance.mark_id(origin.job_id, 1)))
     marked = provenance.Marker(CREDENTIALS).mark(done, origin)
     return origin, marked.image.data, marked.image.media_type, marked.manifest_label, marked.watermark_id
 
@@ -86,7 +86,7 @@ def test_a_delivered_image_reads_trusted_with_its_source_type_and_job(pil_format
     soft = assertions["c2pa.soft-binding"]
     assert soft["alg"] == watermark.ALGORITHM and base64.b64decode(soft["blocks"][0]["value"]).hex() == mark
     # The same reading through the platform's verifier path.
-    reading = read_manifest(data, media_type, CREDENTIALS.anchor_pem)
+    reading = read_manifest(data, media_type, anchors_pem=CREDENTIALS.anchor_pem)
     assert (reading.state, reading.label, reading.source_type) == ("Trusted", label, TRAINED_ALGORITHMIC_MEDIA)
     assert reading.job is not None and reading.job["job_id"] == str(origin.job_id)
 
@@ -102,7 +102,7 @@ def test_a_flipped_byte_reads_invalid(target):
     # A byte of the image's own data, past the manifest (which the encoders put first).
     changed = bytearray(data)
     changed[-40] ^= 0x01
-    assert read_manifest(bytes(changed), media_type, CREDENTIALS.anchor_pem).state == "Invalid"
+    assert read_manifest(bytes(changed), media_type, anchors_pem=CREDENTIALS.anchor_pem).state == "Invalid"
 
 
 def test_a_reencoded_copy_has_no_manifest_and_is_attributed_by_its_watermark():
@@ -110,7 +110,7 @@ def test_a_reencoded_copy_has_no_manifest_and_is_attributed_by_its_watermark():
     with Image.open(io.BytesIO(data)) as opened:
         copy = encoded(opened.convert("RGB"), "JPEG", quality=75)  # as a social network re-encodes it
 
-    assert read_manifest(copy, "image/jpeg", CREDENTIALS.anchor_pem).present is False
+    assert read_manifest(copy, "image/jpeg", anchors_pem=CREDENTIALS.anchor_pem).present is False
     found = watermark.detect(np.asarray(Image.open(io.BytesIO(copy)).convert("RGB")))
     assert found.mark_id == provenance.mark_id(origin.job_id, 1) and found.confidence > 0
     assert provenance.mark_hex(found.mark_id) == mark
@@ -124,16 +124,17 @@ def test_an_unmarked_photo_carries_no_mark():
 def test_a_provider_manifest_is_kept_as_an_ingredient():
     provider = new_signing_credentials("a provider")
     photo = photo_like()
-    source = Rendered(encoded(photo, "PNG"), "image/png", *photo.size)
+    width, height = photo.size
+    source = Rendered(data=encoded(photo, "PNG"), media_type="image/png", width=width, height=height)
     signed_by_provider = provenance.Marker(provider).sign(source, {
         "claim_generator_info": [{"name": "provider"}], "assertions": [{"label": "c2pa.actions", "data": {
-            "actions": [{"action": "c2pa.created", "digitalSourceType": TRAINED_ALGORITHMIC_MEDIA}]}}]}, b"")
+            "actions": [{"action": "c2pa.created", "digitalSourceType": TRAINED_ALGORITHMIC_MEDIA}]}}]}, source=b"")
 
     done = postprocess(signed_by_provider, Delivery(format="png"))
-    origin = provenance.Origin(uuid4(), 1, "hosted", None, datetime.now(UTC), signed_by_provider)
+    origin = provenance.Origin(job_id=uuid4(), n=1, provider="hosted", template=None, created_at=datetime.now(UTC), source=signed_by_provider)
     marked = provenance.Marker(CREDENTIALS).mark(done, origin)
 
-    reading = read_manifest(marked.image.data, "image/png", CREDENTIALS.anchor_pem)
+    reading = read_manifest(marked.image.data, "image/png", anchors_pem=CREDENTIALS.anchor_pem)
     assert reading.state == "Trusted" and reading.ingredients == 1
 
 
@@ -169,8 +170,8 @@ def iso_bmff(media_bytes: int = 64) -> bytes:
 
 def test_an_mp4_is_signed_trusted_and_a_flipped_byte_reads_invalid():
     clip = iso_bmff()
-    done = Delivered(Rendered(clip, "video/mp4", 16, 16), Rendered(b"", "image/webp", 1, 1))
-    origin = provenance.Origin(uuid4(), 2, "local-video", "generic", datetime.now(UTC), clip)
+    done = Delivered(image=Rendered(data=clip, media_type="video/mp4", width=16, height=16), thumbnail=Rendered(data=b"", media_type="image/webp", width=1, height=1))
+    origin = provenance.Origin(job_id=uuid4(), n=2, provider="local-video", template="generic", created_at=datetime.now(UTC), source=clip)
     marked = provenance.Marker(CREDENTIALS).mark(done, origin)
 
     state, store = reader_json(marked.image.data, "video/mp4")
@@ -180,7 +181,7 @@ def test_an_mp4_is_signed_trusted_and_a_flipped_byte_reads_invalid():
     assert assertions[JOB_ASSERTION]["job_id"] == str(origin.job_id) and "c2pa.soft-binding" not in assertions
     changed = bytearray(marked.image.data)
     changed[-10] ^= 0x01  # inside mdat, the media
-    assert read_manifest(bytes(changed), "video/mp4", CREDENTIALS.anchor_pem).state == "Invalid"
+    assert read_manifest(bytes(changed), "video/mp4", anchors_pem=CREDENTIALS.anchor_pem).state == "Invalid"
 
 
 def test_a_rotated_signing_certificate_leaves_what_was_signed_before_trusted():
@@ -190,22 +191,22 @@ def test_a_rotated_signing_certificate_leaves_what_was_signed_before_trusted():
     signed = []
     for credentials in (before, after):
         done = postprocess(source, Delivery(format="png"))
-        origin = provenance.Origin(uuid4(), 1, "local-fast", None, datetime.now(UTC), source)
+        origin = provenance.Origin(job_id=uuid4(), n=1, provider="local-fast", template=None, created_at=datetime.now(UTC), source=source)
         signed.append(provenance.Marker(credentials).mark(done, origin).image.data)
 
-    assert [read_manifest(data, "image/png", before.anchor_pem).state for data in signed] == ["Trusted", "Trusted"]
+    assert [read_manifest(data, "image/png", anchors_pem=before.anchor_pem).state for data in signed] == ["Trusted", "Trusted"]
 
 
 def test_an_animated_webp_clip_is_signed_stays_animated_and_every_frame_carries_the_mark():
     frames = [Image.fromarray(np.asarray(photo_like(256, 256))[:, ::-1] if i % 2 else np.asarray(photo_like(256, 256)))
               for i in range(4)]
     source = encoded(frames[0], "WEBP", save_all=True, append_images=frames[1:], duration=100, loop=0)
-    origin = provenance.Origin(uuid4(), 1, "local-clip", "generic", datetime.now(UTC), source)
+    origin = provenance.Origin(job_id=uuid4(), n=1, provider="local-clip", template="generic", created_at=datetime.now(UTC), source=source)
     identity = provenance.mark_id(origin.job_id, 1)
-    done = postprocess(source, Delivery(format="png"), watermark.Embedding(identity))  # a clip stays animated
+    done = postprocess(source, Delivery(format="png"), mark=watermark.Embedding(identity))  # a clip stays animated
     marked = provenance.Marker(CREDENTIALS).mark(done, origin)
 
-    assert read_manifest(marked.image.data, "image/webp", CREDENTIALS.anchor_pem).state == "Trusted"
+    assert read_manifest(marked.image.data, "image/webp", anchors_pem=CREDENTIALS.anchor_pem).state == "Trusted"
     with Image.open(io.BytesIO(marked.image.data)) as clip:
         assert clip.n_frames == 4
         pictures = [np.asarray(frame.convert("RGB")) for frame in ImageSequence.Iterator(clip)]

@@ -26,7 +26,7 @@ COPIES = "provider-outputs"
 
 async def copied(objects, job_id: uuid.UUID | str, data: bytes) -> set[str]:
     """A hosted call's output copied as the router copies it; the keys written."""
-    key = RemoteJobKey(str(job_id), 1, "generate", "fal-hailuo-02", 0, 1)
+    key = RemoteJobKey(job_id=str(job_id), attempt=1, capability="generate", provider="fal-hailuo-02", start_index=0, count=1)
     await BucketCopies(objects).put(key, CopiedOutput(12.0, 280_000, ((data, "video/mp4", 7),)))
     return await keys_under(objects, objects.internal_bucket, f"{COPIES}/{job_id}/")
 
@@ -62,7 +62,7 @@ def test_the_sweeper_removes_the_copies_of_an_ended_job_and_any_a_day_old(settin
             await copied(object_store, ended, clip)
             await copied(object_store, running, clip)
             await delivered_of(settings, ended)
-            sweeper, now = RetentionSweeper(runtime, object_store, settings), datetime.now(UTC)
+            sweeper, now = RetentionSweeper(runtime, object_store, settings=settings), datetime.now(UTC)
             await sweeper.sweep_once(now)
             of_ended = await keys_under(object_store, object_store.internal_bucket, f"{COPIES}/{ended}/")
             of_running = await keys_under(object_store, object_store.internal_bucket, f"{COPIES}/{running}/")

@@ -29,7 +29,7 @@ def png(side: int) -> bytes:
 
 
 def order(source: bytes, n: int = 1) -> rendering.Order:
-    origin = provenance.Origin(uuid4(), n, "local-fast", "generic", datetime.now(UTC), source, "painter", "1")
+    origin = provenance.Origin(job_id=uuid4(), n=n, provider="local-fast", template="generic", created_at=datetime.now(UTC), source=source, model="painter", model_version="1")
     return rendering.Order(origin, Delivery(format="jpeg", quality=85), is_clip=False)
 
 
@@ -43,12 +43,12 @@ async def test_a_file_comes_back_marked_and_signed_with_the_cpu_it_took():
     renderer = rendering.Renderer(provenance.Marker(CREDENTIALS), workers=1)
     try:
         job = order(png(512))
-        rendered = await renderer.render(Turn("t1"), ready(job))
+        rendered = await renderer.render(Turn(tenant="t1"), ready(job))
     finally:
         renderer.stop()
     done = rendered.done
     identity = provenance.mark_id(job.origin.job_id, 1)
-    assert read_manifest(done.image.data, "image/jpeg", CREDENTIALS.anchor_pem).state == "Trusted"
+    assert read_manifest(done.image.data, "image/jpeg", anchors_pem=CREDENTIALS.anchor_pem).state == "Trusted"
     with Image.open(io.BytesIO(done.image.data)) as opened:
         assert watermark.detect(np.asarray(opened.convert("RGB"))).mark_id == identity
     assert done.claims is not None and done.claims.provider == "local-fast" and done.claims.soft_binding
@@ -61,7 +61,7 @@ async def test_another_tenants_file_is_rendered_next_after_those_under_way():
     source = png(384)
 
     async def one(tenant: str, n: int) -> None:
-        await renderer.render(Turn(tenant), ready(order(source, n)))
+        await renderer.render(Turn(tenant=tenant), ready(order(source, n)))
         finished.append(tenant)
 
     try:
@@ -78,12 +78,12 @@ async def test_another_tenants_file_is_rendered_next_after_those_under_way():
 async def test_a_worker_that_dies_is_replaced_and_the_file_rendered_all_the_same():
     renderer = rendering.Renderer(provenance.Marker(CREDENTIALS), workers=1)
     try:
-        await renderer.render(Turn("t1"), ready(order(png(256))))
+        await renderer.render(Turn(tenant="t1"), ready(order(png(256))))
         pool = renderer._pool()
         for pid in list(pool._processes):  # type: ignore[attr-defined]
             os.kill(pid, signal.SIGKILL)
         await asyncio.sleep(0.5)
-        rendered = await renderer.render(Turn("t1"), ready(order(png(256))))
+        rendered = await renderer.render(Turn(tenant="t1"), ready(order(png(256))))
     finally:
         renderer.stop()
     assert rendered.done.watermark_id is not None

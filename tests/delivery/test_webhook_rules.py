@@ -11,17 +11,17 @@ from services.delivery import domain
 
 def test_a_webhook_id_is_stable_per_event_and_target():
     job = uuid4()
-    first = domain.webhook_id(job, "job.succeeded", "endpoint-a")
-    assert first == domain.webhook_id(job, "job.succeeded", "endpoint-a")
+    first = domain.webhook_id(job, "job.succeeded", target="endpoint-a")
+    assert first == domain.webhook_id(job, "job.succeeded", target="endpoint-a")
     assert first.startswith("msg_")
-    assert len({first, domain.webhook_id(job, "job.succeeded", "job"), domain.webhook_id(job, "job.failed", "endpoint-a"),
-                domain.webhook_id(uuid4(), "job.succeeded", "endpoint-a")}) == 4
+    assert len({first, domain.webhook_id(job, "job.succeeded", target="job"), domain.webhook_id(job, "job.failed", target="endpoint-a"),
+                domain.webhook_id(uuid4(), "job.succeeded", target="endpoint-a")}) == 4
 
 
 def test_every_secret_in_force_signs_and_each_verifies_alone():
     old, new, stranger = (domain.new_webhook_secret() for _ in range(3))
     at = datetime.now(UTC)
-    body = domain.webhook_body("job.succeeded", at, {"id": "j"})
+    body = domain.webhook_body("job.succeeded", at, view={"id": "j"})
     headers = {"webhook-id": "msg_1", "webhook-timestamp": str(int(at.timestamp())),
                "webhook-signature": domain.signature_header([new, old], domain.WebhookPost("msg_1", at, body))}
     assert Webhook(new).verify(body, headers)["data"] == {"id": "j"}

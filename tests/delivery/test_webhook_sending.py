@@ -42,7 +42,7 @@ def sender(allowed: list[str]) -> WebhookSender:
 async def test_a_redirect_is_recorded_and_not_followed(redirecting_server):
     port, seen = redirecting_server
     webhooks = sender(["127.0.0.0/8"])
-    attempt = await webhooks.post(f"http://127.0.0.1:{port}/hook", b"{}", {"content-type": "application/json"})
+    attempt = await webhooks.post(f"http://127.0.0.1:{port}/hook", b"{}", headers={"content-type": "application/json"})
     await webhooks.http.aclose()
     assert attempt.status_code == 302 and attempt.error is None
     assert seen == [f"127.0.0.1:{port}"]  # one request, not a second to where it pointed
@@ -51,7 +51,7 @@ async def test_a_redirect_is_recorded_and_not_followed(redirecting_server):
 async def test_an_address_refused_at_send_time_is_never_contacted(redirecting_server):
     port, seen = redirecting_server
     webhooks = sender([])  # loopback not allowed here
-    attempt = await webhooks.post(f"http://localhost:{port}/hook", b"{}", {})
+    attempt = await webhooks.post(f"http://localhost:{port}/hook", b"{}", headers={})
     await webhooks.http.aclose()
     assert attempt.status_code is None and attempt.error.startswith("refused:")
     assert seen == []

@@ -48,7 +48,7 @@ def mailbox() -> Iterator[Mailbox]:
 
 @pytest.fixture(scope="package")
 def platform(endpoints, tmp_path_factory, stripe, mailbox) -> Iterator[ServiceFleet]:
-    fleet = ServiceFleet(endpoints, tmp_path_factory.mktemp("service-logs"),
+    fleet = ServiceFleet(endpoints=endpoints, log_dir=tmp_path_factory.mktemp("service-logs"),
                          extra_env={"GENLINE_ENVIRONMENT": "test", "GENLINE_KAFKA_SESSION_TIMEOUT_MS": "6000",
                                     "GENLINE_ADMIN_TOKEN": LEDGER_ADMIN_TOKEN,
                                     "GENLINE_PAYMENT_WEBHOOK_SECRET": PAYMENT_WEBHOOK_SECRET,
@@ -93,7 +93,7 @@ def own_fleet(endpoints: Endpoints, directory: Path, name: str, registry: dict,
     asyncio.run(create_topics(endpoints.kafka_bootstrap, all_topics(namespace)))
     providers = directory / "providers.yaml"
     providers.write_text(yaml.safe_dump(registry))
-    fleet = ServiceFleet(endpoints, directory / "logs", namespace=namespace,
+    fleet = ServiceFleet(endpoints=endpoints, log_dir=directory / "logs", namespace=namespace,
                          extra_env={"GENLINE_ENVIRONMENT": "test", "GENLINE_KAFKA_SESSION_TIMEOUT_MS": "6000",
                                     "GENLINE_PROVIDERS_PATH": str(providers)} | (env or {}))
     try:
@@ -150,7 +150,7 @@ def make_tenant(endpoints: Endpoints, platform: ServiceFleet, credits: int, plan
     api_key = asyncio.run(accounts.create_tenant(ingest, accounts.Tenant(tenant_id, plan=plan)))
     if credits:
         ledger = endpoints.settings(LedgerSettings, schema_name=platform.schema("ledger"), **scoped)
-        asyncio.run(grant(ledger, CreditGrant(tenant_id, credits, "admin", "test grant")))
+        asyncio.run(grant(ledger, CreditGrant(tenant_id=tenant_id, amount=credits, source="admin", reason="test grant")))
     http = httpx.Client(base_url=platform.ingest_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=10)
     return Tenant(tenant_id, api_key, http, endpoints, platform.schema("ledger"))
 

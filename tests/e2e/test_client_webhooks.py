@@ -21,9 +21,9 @@ def test_verify_webhook_accepts_what_delivery_sends_and_nothing_else(tenant_fact
 
     headers, body = receiver.wait("/client", 1, timeout_s=240)[0]
 
-    payload = verify_webhook(headers, body, endpoint.json()["secret"])
+    payload = verify_webhook(headers, body, secret=endpoint.json()["secret"])
     assert payload["type"] == "job.succeeded" and job_id in body.decode()
     with pytest.raises(WebhookVerificationError):
-        verify_webhook(headers, body, OTHER_SECRET)
+        verify_webhook(headers, body, secret=OTHER_SECRET)
     with pytest.raises(WebhookVerificationError):
-        verify_webhook(headers, body.replace(b"succeeded", b"failed"), endpoint.json()["secret"])
+        verify_webhook(headers, body.replace(b"succeeded", b"failed"), secret=endpoint.json()["secret"])

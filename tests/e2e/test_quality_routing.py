@@ -57,7 +57,7 @@ def fleet(endpoints, tmp_path_factory, stub) -> Iterator[ServiceFleet]:
     directory = tmp_path_factory.mktemp("quality")
     providers = directory / "providers.yaml"
     providers.write_text(yaml.safe_dump(registry(stub)))
-    fleet = ServiceFleet(endpoints, directory / "logs", namespace=namespace, extra_env={
+    fleet = ServiceFleet(endpoints=endpoints, log_dir=directory / "logs", namespace=namespace, extra_env={
         "GENLINE_ENVIRONMENT": "test", "GENLINE_KAFKA_SESSION_TIMEOUT_MS": "6000",
         "GENLINE_PROVIDERS_PATH": str(providers), "GENLINE_PROVIDER_SECRETS": f'{{"STUB_KEY": "{STUB_SECRET}"}}',
         "GENLINE_IMAGE_WIDTH": str(SIDE), "GENLINE_IMAGE_HEIGHT": str(SIDE),

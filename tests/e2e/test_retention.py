@@ -30,11 +30,11 @@ def sweep(endpoints, schema: str, now: datetime) -> int:
     settings = endpoints.settings(DeliverySettings, environment="test", schema_name=schema)
 
     async def once() -> int:
-        pool = open_pool(settings.database_url.get_secret_value(), schema, 2)
+        pool = open_pool(settings.database_url.get_secret_value(), schema, size=2)
         await pool.open(wait=True)
         try:
             return await RetentionSweeper(SimpleNamespace(pool=pool, name=schema), ObjectStore(settings),
-                                          settings).sweep_once(now)
+                                          settings=settings).sweep_once(now)
         finally:
             await pool.close()
 

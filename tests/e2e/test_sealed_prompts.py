@@ -61,7 +61,7 @@ def data_key(endpoints, job_id: str) -> bytes | None:
     """The job's data key, opened with ingest's key-encryption key."""
     stored = stored_key(endpoints.database_url, job_id)
     keyring = keyring_of(endpoints.settings(IngestSettings))
-    return keyring.unwrap(stored[0], stored[1], uuid.UUID(job_id)) if stored else None
+    return keyring.unwrap(stored[0], stored[1], job_id=uuid.UUID(job_id)) if stored else None
 
 
 def submitted_of(records: list, job_id: str) -> list[JobSubmitted]:
@@ -84,7 +84,7 @@ def test_an_erased_job_s_prompt_is_nowhere_in_clear_and_the_replays_still_agree(
     assert not in_clear(records, marker) and not outboxes_holding(endpoints.database_url, schemas, marker)
     [submitted] = submitted_of(records, job_id)
     key = data_key(endpoints, job_id)
-    assert key is not None and open_sealed(key, JobField(job_id, "prompt"), submitted.job.prompt).endswith(marker)
+    assert key is not None and open_sealed(key, JobField(job_id, "prompt"), sealed=submitted.job.prompt).endswith(marker)
 
     assert tenant.http.delete(f"/v1/jobs/{job_id}").status_code == 202
     wait_for_audit(platform, tenant.id, "job.erase")
@@ -98,7 +98,7 @@ def test_an_erased_job_s_prompt_is_nowhere_in_clear_and_the_replays_still_agree(
     envelopes, malformed = decoded_envelopes(ours)
     assert malformed == 0 and len(envelopes) >= len(PUBLISHERS)  # every service's events of the job still read
     [submitted] = submitted_of(records, job_id)
-    assert open_sealed(data_key(endpoints, job_id), JobField(job_id, "prompt"), submitted.job.prompt) == ERASED
+    assert open_sealed(data_key(endpoints, job_id), JobField(job_id, "prompt"), sealed=submitted.job.prompt) == ERASED
 
     lines: list[str] = []
     assert replay_ledger(endpoints.settings(LedgerSettings), LedgerReplay("ledger"), out=lines.append) == 0, lines
@@ -126,8 +126,8 @@ def test_a_copy_of_the_database_alone_opens_no_sealed_prompt(platform, tenant_fa
     for _, key in backup:  # no stored value, nor any 32 bytes of one, opens the prompt
         for candidate in [key] + [key[i:i + 32] for i in range(len(key) - 31)]:
             with pytest.raises(BrokenSeal):
-                open_sealed(candidate, JobField(job_id, "prompt"), submitted.job.prompt)
-    assert open_sealed(data_key(endpoints, job_id), JobField(job_id, "prompt"), submitted.job.prompt).endswith(marker)
+                open_sealed(candidate, JobField(job_id, "prompt"), sealed=submitted.job.prompt)
+    assert open_sealed(data_key(endpoints, job_id), JobField(job_id, "prompt"), sealed=submitted.job.prompt).endswith(marker)
 
 
 def test_the_data_key_api_answers_only_the_services_that_open_sealed_content(platform, tenant_factory, endpoints):

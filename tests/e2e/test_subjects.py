@@ -68,7 +68,7 @@ def subject_key(endpoints, subject_id: str) -> bytes | None:
     with psycopg.connect(endpoints.database_url) as conn:
         row = conn.execute("SELECT kek_id, key FROM ingest.data_keys WHERE job_id = %s", [subject_id]).fetchone()
     keyring = keyring_of(endpoints.settings(IngestSettings))
-    return keyring.unwrap(row[0], bytes(row[1]), uuid.UUID(subject_id)) if row else None
+    return keyring.unwrap(row[0], bytes(row[1]), job_id=uuid.UUID(subject_id)) if row else None
 
 
 def ready_subject(tenant, photos, count: int = 4) -> dict:
@@ -134,7 +134,7 @@ def test_only_accepted_photos_are_kept_sealed_with_the_subjects_own_key(screened
         sealed = asyncio_get(object_store, object_key)
         with pytest.raises(Exception):  # noqa: B017 — sealed: not an image to anyone without the key
             Image.open(io.BytesIO(sealed)).load()
-        clear = open_bytes(key, SubjectField(subject["id"], f"photo/{object_key.rsplit('/', 1)[1]}"), sealed)
+        clear = open_bytes(key, SubjectField(subject["id"], f"photo/{object_key.rsplit('/', 1)[1]}"), sealed=sealed)
         assert Image.open(io.BytesIO(clear)).size == (384, 384)
     listed = tenant.http.get("/v1/subjects").json()["data"]
     assert subject["id"] in [s["id"] for s in listed] and all(s["photos"] == [] for s in listed)

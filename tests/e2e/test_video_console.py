@@ -143,13 +143,13 @@ def real_links(endpoints):
 
     def put_both() -> None:
         asyncio.run(store.ensure_buckets())
-        asyncio.run(store.put(store.public_bucket, f"{folder}/1.mp4", Blob(clip, "video/mp4")))
-        asyncio.run(store.put(store.public_bucket, f"{folder}/1.thumb.webp", Blob(poster.getvalue(), "image/webp")))
+        asyncio.run(store.put(store.public_bucket, f"{folder}/1.mp4", content=Blob(clip, "video/mp4")))
+        asyncio.run(store.put(store.public_bucket, f"{folder}/1.thumb.webp", content=Blob(poster.getvalue(), "image/webp")))
 
     with ThreadPoolExecutor(1) as pool:
         pool.submit(put_both).result()
-    return clip, folder, {"url": store.presign_get(store.public_bucket, f"{folder}/1.mp4", 3600),
-                          "thumbnail_url": store.presign_get(store.public_bucket, f"{folder}/1.thumb.webp", 3600)}
+    return clip, folder, {"url": store.presign_get(store.public_bucket, f"{folder}/1.mp4", ttl_s=3600),
+                          "thumbnail_url": store.presign_get(store.public_bucket, f"{folder}/1.thumb.webp", ttl_s=3600)}
 
 
 def dimension(value, threshold, passed, **times) -> dict:

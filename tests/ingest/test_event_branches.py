@@ -68,9 +68,9 @@ def test_an_event_without_a_branch_fails_loudly_at_run_time(unheard):
     view = domain.submitted_view(SPEC)
     event = Unheard(job_id=view.id, tenant_id=view.tenant_id)
     with pytest.raises(AssertionError, match="not an event about a job"):
-        domain.apply_event(view, event, datetime.now(UTC))
+        domain.apply_event(view, event, at=datetime.now(UTC))
     with pytest.raises(AssertionError):
-        domain.merged(view, event, datetime.now(UTC))  # type: ignore[arg-type]  # what mypy would refuse
+        domain.merged(view, event, at=datetime.now(UTC))  # type: ignore[arg-type]  # what mypy would refuse
     with pytest.raises(AssertionError, match="not an event about a job"):
         job_log.event_facts(view, event)
 
@@ -79,4 +79,4 @@ def test_an_event_of_another_job_is_refused():
     view = domain.submitted_view(SPEC)
     other = JobErased(job_id=uuid.uuid4(), tenant_id=view.tenant_id, requested_at=datetime.now(UTC))
     with pytest.raises(AssertionError, match="applied to job"):
-        domain.apply_event(view, other, datetime.now(UTC))
+        domain.apply_event(view, other, at=datetime.now(UTC))

@@ -25,8 +25,8 @@ def log_of(events) -> list:
     view = submitted_view(SPEC)
     log = first_entries(view, T0)
     for i, event in enumerate(events):
-        after = apply_event(view, event, T0 + timedelta(seconds=i + 1))
-        log += entries_for(Change(view, after, event, T0 + timedelta(seconds=i + 1)))
+        after = apply_event(view, event, at=T0 + timedelta(seconds=i + 1))
+        log += entries_for(Change(before=view, after=after, event=event, at=T0 + timedelta(seconds=i + 1)))
         view = after
     return log
 
@@ -69,14 +69,14 @@ def test_facts_read_after_the_final_state_change_the_view_and_the_log_takes_only
     assert after_the_end == ["state", "report.declined"]
     view = submitted_view(SPEC)
     for i, event in enumerate([CANCELED, RELEASED, STARTED, generated]):
-        view = apply_event(view, event, T0 + timedelta(seconds=i + 1))
+        view = apply_event(view, event, at=T0 + timedelta(seconds=i + 1))
     assert view.state == "canceled" and view.provider_cost_micro_usd == 5  # the view still takes the late cost
 
 
 def test_an_event_that_changes_no_state_adds_only_its_fact():
-    view = apply_event(submitted_view(SPEC), EVENTS[0], T0)
-    again = apply_event(view, STARTED, T0)
-    assert [e.type for e in entries_for(Change(again, apply_event(again, STARTED, T0), STARTED, T0))] == ["attempt.started"]
+    view = apply_event(submitted_view(SPEC), EVENTS[0], at=T0)
+    again = apply_event(view, STARTED, at=T0)
+    assert [e.type for e in entries_for(Change(before=again, after=apply_event(again, STARTED, at=T0), event=STARTED, at=T0))] == ["attempt.started"]
 
 
 def test_an_attempts_scores_say_why_each_candidate_was_rejected_and_which_were_not_judged():
@@ -100,13 +100,13 @@ def test_a_receipt_comes_just_before_the_final_state_when_the_job_passed_another
     # One change (a batch's) takes the job from scoring through delivering to its end.
     before = submitted_view(SPEC)
     for i, event in enumerate([EVENTS[0], STARTED, EVENTS[1]]):
-        before = apply_event(before, event, T0 + timedelta(seconds=i + 1))
+        before = apply_event(before, event, at=T0 + timedelta(seconds=i + 1))
     after = before
     for event in EVENTS[2:]:
-        after = apply_event(after, event, T0 + timedelta(seconds=9))
+        after = apply_event(after, event, at=T0 + timedelta(seconds=9))
     assert after.final
 
-    log = entries_for(Change(before, with_receipt(after, "ab" * 32), EVENTS[4], T0 + timedelta(seconds=9)))
+    log = entries_for(Change(before=before, after=with_receipt(after, "ab" * 32), event=EVENTS[4], at=T0 + timedelta(seconds=9)))
 
     assert [(e.type, e.payload.get("state")) for e in log] == [
         ("billing.settled", None), ("state", "delivering"), ("receipt.issued", None), ("state", "succeeded")]

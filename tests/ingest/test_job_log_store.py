@@ -25,9 +25,9 @@ TENANT = "t-log"
 @pytest.fixture
 async def ingest(endpoints):
     settings = settings_for(endpoints)
-    runtime = ServiceRuntime(f"ingest_log_{uuid.uuid4().hex[:8]}", settings, "services.ingest")
+    runtime = ServiceRuntime(f"ingest_log_{uuid.uuid4().hex[:8]}", settings, migrations_package="services.ingest")
     handlers.register(runtime.consumer, handlers.Projection(Signer(Ed25519PrivateKey.generate()), settings))
-    await migrate(runtime.database_url, runtime.name, runtime.migrations)
+    await migrate(runtime.database_url, runtime.name, packages=runtime.migrations)
     await runtime.pool.open(wait=True)
     async with runtime.pool.connection() as conn:
         await conn.execute("INSERT INTO tenants (id, name) VALUES (%s, %s)", [TENANT, TENANT])
@@ -39,7 +39,7 @@ async def submit(runtime) -> JobSpec:
     spec = JobSpec(job_id=uuid.uuid4(), tenant_id=TENANT, template="generic", prompt="a red fox", images=1,
                    candidates=2, seed=7, submitted_at=datetime.now(UTC))
     async with runtime.pool.connection() as conn, conn.transaction():
-        await projection.record_submitted(conn, submitted_view(spec), spec.submitted_at)
+        await projection.record_submitted(conn, submitted_view(spec), at=spec.submitted_at)
     return spec
 
 
@@ -55,7 +55,7 @@ def started(spec: JobSpec) -> AttemptStarted:
 
 async def job_log(runtime, job_id) -> list[dict]:
     async with runtime.pool.connection() as conn:
-        return await store.read_log(conn, job_id, 0, 1000)
+        return await store.read_log(conn, job_id, after=0, limit=1000)
 
 
 async def test_a_redelivered_event_adds_no_entry(ingest):
@@ -77,7 +77,7 @@ async def test_concurrent_events_number_entries_without_gaps_per_job_and_per_ten
         assert [e["seq"] for e in log] == [1, 2, 3, 4, 5]
         assert [e["payload"]["state"] for e in log if e["type"] == "state"] == ["submitted", "admitted", "generating"]
     async with ingest.pool.connection() as conn:
-        everything = await store.read_tenant_log(conn, TENANT, 0, 1000)
+        everything = await store.read_tenant_log(conn, TENANT, after=0, limit=1000)
         position = await store.tenant_log_position(conn, TENANT)
     assert [e["tenant_seq"] for e in everything] == list(range(1, 6 * 5 + 1)) and position == 30
 
@@ -116,6 +116,6 @@ async def test_a_batch_tells_each_job_what_its_events_one_by_one_would(ingest):
     assert told[0] == told[1] == told[2] == told[3] and [seq for seq, _, _ in told[0]] == [1, 2, 3, 4, 5]
     async with ingest.pool.connection() as conn:
         views = [await store.read_view(conn, s.job_id) for s in batched + single]
-        everything = await store.read_tenant_log(conn, TENANT, 0, 1000)
+        everything = await store.read_tenant_log(conn, TENANT, after=0, limit=1000)
     assert {(v.state, v.billing.state, v.billing.reserved) for v in views} == {("generating", "reserved", 10)}
     assert [e["tenant_seq"] for e in everything] == list(range(1, 4 * 5 + 1))

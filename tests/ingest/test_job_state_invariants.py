@@ -14,7 +14,7 @@ from tests.ingest.test_read_model import EVENTS, SPEC, T0
 def test_a_view_holding_back_a_final_state_it_already_shows_is_caught():
     planted = domain.submitted_view(SPEC).model_copy(update={"state": "succeeded", "reached": "failed"})
     with pytest.raises(AssertionError, match="holds 'failed' back while showing succeeded"):
-        domain.apply_event(planted, EVENTS[0], T0 + timedelta(seconds=1))
+        domain.apply_event(planted, EVENTS[0], at=T0 + timedelta(seconds=1))
 
 
 def test_a_transition_back_or_out_of_a_final_state_is_caught():
@@ -29,5 +29,5 @@ def test_a_transition_back_or_out_of_a_final_state_is_caught():
 def test_the_transitions_events_decide_keep_them():
     view = domain.submitted_view(SPEC)
     for i, event in enumerate([*EVENTS, JobCanceled(job_id=view.id, tenant_id=view.tenant_id, reason="late")]):
-        view = domain.apply_event(view, event, T0 + timedelta(seconds=i + 1))
+        view = domain.apply_event(view, event, at=T0 + timedelta(seconds=i + 1))
     assert view.state == "succeeded" and view.reached is None

@@ -27,13 +27,13 @@ def test_a_wrapped_key_opens_under_its_kek_for_its_job_only(key_file):
     keys, key = LocalKeys.read(key_file), new_data_key()
     kek_id, wrapped = keys.wrap(key, JOB)
     assert kek_id == f"local:{keys.active}" and key not in wrapped and len(wrapped) == 60
-    assert keys.unwrap(keys.active, wrapped, JOB) == key
+    assert keys.unwrap(keys.active, wrapped, job_id=JOB) == key
     with pytest.raises(KeyUnavailable):  # moved to another job's row
-        keys.unwrap(keys.active, wrapped, OTHER)
+        keys.unwrap(keys.active, wrapped, job_id=OTHER)
     with pytest.raises(KeyUnavailable):
-        keys.unwrap(keys.active, wrapped[:-1] + bytes([wrapped[-1] ^ 1]), JOB)
+        keys.unwrap(keys.active, wrapped[:-1] + bytes([wrapped[-1] ^ 1]), job_id=JOB)
     with pytest.raises(KeyUnavailable, match="no KEK"):
-        keys.unwrap("k-unknown", wrapped, JOB)
+        keys.unwrap("k-unknown", wrapped, job_id=JOB)
 
 
 def test_a_new_kek_becomes_active_and_the_old_one_still_opens(key_file):
@@ -42,7 +42,7 @@ def test_a_new_kek_becomes_active_and_the_old_one_still_opens(key_file):
     new_key_file(key_file)
     rotated = Keyring(LocalKeys.read(key_file))
     assert rotated.active != f"local:{old.active}"
-    assert rotated.unwrap(f"local:{old.active}", wrapped, JOB) == b"k" * 32
+    assert rotated.unwrap(f"local:{old.active}", wrapped, job_id=JOB) == b"k" * 32
     assert oct(key_file.stat().st_mode & 0o777) == "0o600"
 
 
@@ -57,10 +57,10 @@ def test_a_broken_key_file_is_refused_naming_it(tmp_path, document):
 
 def test_without_a_kek_keys_stay_as_they_are_and_a_wrapped_one_is_refused(key_file):
     bare, key = Keyring(), new_data_key()
-    assert bare.wrap(key, JOB) == (None, key) and bare.unwrap(None, key, JOB) == key
+    assert bare.wrap(key, JOB) == (None, key) and bare.unwrap(None, key, job_id=JOB) == key
     kek_id, wrapped = Keyring(LocalKeys.read(key_file)).wrap(key, JOB)
     with pytest.raises(KeyUnavailable, match="does not hold"):
-        bare.unwrap(kek_id, wrapped, JOB)
+        bare.unwrap(kek_id, wrapped, job_id=JOB)
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def kms(kms_endpoint, monkeypatch):
         monkeypatch.setenv(name, value)
     client = boto3.client("kms", endpoint_url=kms_endpoint, region_name="us-east-1")
     key_id = client.create_key(Description="genline data keys")["KeyMetadata"]["KeyId"]
-    return AwsKms(key_id, kms_endpoint, "us-east-1")
+    return AwsKms(key_id=key_id, endpoint_url=kms_endpoint, region="us-east-1")
 
 
 def test_kms_wraps_with_the_job_as_encryption_context(kms):
@@ -93,9 +93,9 @@ def test_kms_wraps_with_the_job_as_encryption_context(kms):
     kek_id, wrapped = kms.wrap(key, JOB)
     assert kek_id == f"aws-kms:{kms.key_id}" and key not in wrapped
     keyring = Keyring(kms=kms)
-    assert keyring.unwrap(kek_id, wrapped, JOB) == key
+    assert keyring.unwrap(kek_id, wrapped, job_id=JOB) == key
     with pytest.raises(KeyUnavailable):
-        keyring.unwrap(kek_id, wrapped, OTHER)
+        keyring.unwrap(kek_id, wrapped, job_id=OTHER)
 
 
 @pytest.fixture
@@ -115,7 +115,7 @@ async def test_rotation_rewraps_every_stored_key_and_erasure_still_destroys_one(
     clear = {uuid.uuid4(): new_data_key() for _ in range(3)}
     first = Keyring(LocalKeys.read(key_file))
     for job, key in jobs.items():
-        await data_keys.insert(table, "t", await data_keys.wrapped(job, key, first))
+        await data_keys.insert(table, "t", key=await data_keys.wrapped(job, key, keyring=first))
     for job, key in clear.items():  # stored before wrapping
         await table.execute("INSERT INTO data_keys (job_id, tenant_id, key) VALUES (%s, 't', %s)", [job, key])
 
@@ -125,7 +125,7 @@ async def test_rotation_rewraps_every_stored_key_and_erasure_still_destroys_one(
     rows = await (await table.execute("SELECT DISTINCT kek_id FROM data_keys")).fetchall()
     assert [r["kek_id"] for r in rows] == [second.active]
     for job, key in (jobs | clear).items():
-        assert await data_keys.key_of(table, job, second) == key
+        assert await data_keys.key_of(table, job, keyring=second) == key
 
     to_kms = Keyring(LocalKeys.read(key_file), kms)  # and on to KMS, the old file still opening
     while await data_keys.rewrap(table, to_kms):
@@ -134,5 +134,5 @@ async def test_rotation_rewraps_every_stored_key_and_erasure_still_destroys_one(
         to_kms.active}
     erased = next(iter(jobs))
     assert await data_keys.destroy(table, erased)
-    assert await data_keys.key_of(table, erased, to_kms) is None
-    assert await data_keys.key_of(table, next(iter(clear)), Keyring(kms=kms)) == next(iter(clear.values()))
+    assert await data_keys.key_of(table, erased, keyring=to_kms) is None
+    assert await data_keys.key_of(table, next(iter(clear)), keyring=Keyring(kms=kms)) == next(iter(clear.values()))

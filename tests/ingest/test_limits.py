@@ -40,7 +40,7 @@ def run_in_transaction(settings, work):
 
 def test_a_burst_then_one_request_per_interval(settings, tenant):
     async def burst(conn):
-        return [await limits.take_request(conn, tenant, PLAN) for _ in range(4)]
+        return [await limits.take_request(conn, tenant, plan=PLAN) for _ in range(4)]
 
     decisions = run_in_transaction(settings, burst)
     assert [d.allowed for d in decisions] == [True, True, True, False]
@@ -49,7 +49,7 @@ def test_a_burst_then_one_request_per_interval(settings, tenant):
 
     async def later(conn):  # 0.4 s after the burst was spent: two intervals of 0.2 s have passed, two more fit
         await conn.execute("UPDATE rate_limits SET tat = now() + interval '0.2 seconds' WHERE tenant_id = %s", [tenant])
-        return [(await limits.take_request(conn, tenant, PLAN)).allowed for _ in range(3)]
+        return [(await limits.take_request(conn, tenant, plan=PLAN)).allowed for _ in range(3)]
 
     assert run_in_transaction(settings, later) == [True, True, False]
 
@@ -66,9 +66,9 @@ def add_job(settings, tenant: str, state: str, images: int, created_at: datetime
 def refusal(settings, tenant: str, images: int) -> Problem | None:
     async def check(conn):
         try:
-            plan = await limits.lock_plan(conn, tenant, _Book())
+            plan = await limits.lock_plan(conn, tenant, plans=_Book())
             assert plan.name == "free"  # the tenant's own plan, by name, from the book
-            limits.check_submission(PLAN, await limits.count_usage(conn, tenant, NOW), images)
+            limits.check_submission(PLAN, await limits.count_usage(conn, tenant, now=NOW), images=images)
         except Problem as problem:
             return problem
         return None

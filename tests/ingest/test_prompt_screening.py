@@ -28,13 +28,13 @@ CLEAN = {"id": "modr-1", "model": "omni-moderation-latest", "results": [{"flagge
 def test_terms_match_whole_words_in_any_case_and_patterns_each_word():
     tenant = [PromptRule(category="competitors", terms=["acme corp"], patterns=["glob?x*"])]
     operator = [OperatorRule(category="weapons", terms=["rifle"], patterns=[r"\bguns?\b"])]
-    assert screen("A RIFLE at dawn", operator, tenant).category == "weapons"
-    assert screen("two guns", operator, tenant).source == "operator"
-    assert screen("riflescope photography", operator, tenant) is None
-    assert screen("logo for Acme  Corp", operator, tenant) is None  # a phrase is matched as written
-    assert screen("logo for acme corp, blue", operator, tenant).category == "competitors"
-    assert screen("the globex tower", operator, tenant).source == "tenant"
-    assert screen("a red bicycle", operator, tenant) is None
+    assert screen("A RIFLE at dawn", operator, tenant=tenant).category == "weapons"
+    assert screen("two guns", operator, tenant=tenant).source == "operator"
+    assert screen("riflescope photography", operator, tenant=tenant) is None
+    assert screen("logo for Acme  Corp", operator, tenant=tenant) is None  # a phrase is matched as written
+    assert screen("logo for acme corp, blue", operator, tenant=tenant).category == "competitors"
+    assert screen("the globex tower", operator, tenant=tenant).source == "tenant"
+    assert screen("a red bicycle", operator, tenant=tenant) is None
 
 
 def test_a_tenants_pattern_is_a_wildcard_not_a_regular_expression():
@@ -43,7 +43,7 @@ def test_a_tenants_pattern_is_a_wildcard_not_a_regular_expression():
     with pytest.raises(ValueError):
         OperatorRule(category="x", patterns=["(unclosed"])
     evil = PromptRule(category="x", patterns=["*a*a*a*a*b"])
-    assert screen("a" * 2000, [], [evil]) is None  # judged on words of at most 64 characters
+    assert screen("a" * 2000, [], tenant=[evil]) is None  # judged on words of at most 64 characters
 
 
 def test_a_flagged_answer_names_its_first_true_category():
@@ -95,7 +95,7 @@ def test_the_adapter_asks_the_provider_and_its_breaker_opens_after_failures(prov
 
     async def run():
         async with httpx.AsyncClient() as http:
-            adapter = HostedModeration(http, provider.url, "sk-test", "omni-moderation-latest", 2.0, breaker)
+            adapter = HostedModeration(http=http, url=provider.url, api_key="sk-test", model="omni-moderation-latest", timeout_s=2.0, breaker=breaker)
             outcomes = [await adapter.category_of("a knife fight"), await adapter.category_of("a bicycle")]
             for _ in range(3):
                 with pytest.raises(ModerationUnavailable):
@@ -130,21 +130,21 @@ def test_the_gate_refuses_by_rule_or_moderation_and_a_down_provider_follows_the_
         await create_tenant(ingest_settings, Tenant("closed-tenant"))
         await create_tenant(ingest_settings, Tenant("open-tenant"))
         async with tenants_transaction(ingest_settings) as conn:
-            await write_screening(conn, "closed-tenant", TenantScreening(
+            await write_screening(conn, "closed-tenant", screening=TenantScreening(
                 [PromptRule(category="competitors", terms=["globex"])], "fail_closed"))
         from services.common.runtime import ServiceRuntime
 
-        runtime = ServiceRuntime("ingest", ingest_settings, "services.ingest")
+        runtime = ServiceRuntime("ingest", ingest_settings, migrations_package="services.ingest")
         await runtime.pool.open(wait=True)
         seen = []
         async with httpx.AsyncClient() as http:
-            adapter = HostedModeration(http, provider.url, None, "omni-moderation-latest", 2.0, Breaker(5, 30))
-            gate = PromptGate([OperatorRule(category="weapons", terms=["rifle"])], "fail_open", adapter)
+            adapter = HostedModeration(http=http, url=provider.url, api_key=None, model="omni-moderation-latest", timeout_s=2.0, breaker=Breaker(failures=5, cooldown_s=30))
+            gate = PromptGate([OperatorRule(category="weapons", terms=["rifle"])], "fail_open", moderation=adapter)
             for tenant, prompt in [("closed-tenant", "a rifle"), ("closed-tenant", "the globex tower"),
                                    ("closed-tenant", "a knife fight"), ("closed-tenant", "a bicycle"),
                                    ("closed-tenant", "a bicycle"), ("open-tenant", "a bicycle")]:
                 try:
-                    await gate.check(runtime.pool, tenant, prompt)
+                    await gate.check(runtime.pool, tenant, prompt=prompt)
                     seen.append("accepted")
                 except Problem as problem:
                     seen.append(f"{problem.status} {problem.extra.get('category', problem.slug)}")

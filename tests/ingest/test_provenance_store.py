@@ -48,8 +48,8 @@ def test_an_address_gets_a_burst_then_is_refused_and_another_address_is_not(sett
     client = f"192.0.2.{uuid.uuid4().int % 250}"
 
     async def burst(conn):
-        taken = [await store.take_anonymous_request(conn, client, 1.0, 3.0) for _ in range(5)]
-        return taken, await store.take_anonymous_request(conn, client + "1", 1.0, 3.0)
+        taken = [await store.take_anonymous_request(conn, client, interval_s=1.0, tolerance_s=3.0) for _ in range(5)]
+        return taken, await store.take_anonymous_request(conn, client + "1", interval_s=1.0, tolerance_s=3.0)
 
     taken, elsewhere = run_in_transaction(settings, burst)
     assert [ahead is not None for ahead in taken] == [True, True, True, False, False]

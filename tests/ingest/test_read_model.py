@@ -50,7 +50,7 @@ def views_in_every_order(events) -> list:
     for order in itertools.permutations(range(len(events))):
         view = submitted_view(SPEC)
         for i in order:
-            view = apply_event(view, events[i], T0 + timedelta(seconds=i + 1))
+            view = apply_event(view, events[i], at=T0 + timedelta(seconds=i + 1))
         views.append(view)
     return views
 
@@ -67,16 +67,16 @@ def test_any_arrival_order_ends_in_the_same_view():
 def test_a_final_state_is_never_left():
     view = submitted_view(SPEC)
     for i in (3, 2, 4, 1, 0):
-        view = apply_event(view, EVENTS[i], T0 + timedelta(seconds=i))
+        view = apply_event(view, EVENTS[i], at=T0 + timedelta(seconds=i))
     assert view.state == "succeeded"
-    assert apply_event(view, EVENTS[1], T0 + timedelta(seconds=9)).state == "succeeded"
+    assert apply_event(view, EVENTS[1], at=T0 + timedelta(seconds=9)).state == "succeeded"
 
 
 def test_partial_delivery_is_partially_succeeded():
     partial = JobDelivered(job_id=JOB, tenant_id="t", requested=2, images=[IMAGE])
     view = submitted_view(SPEC)
     for event in (*EVENTS[:3], partial, EVENTS[4]):
-        view = apply_event(view, event, T0)
+        view = apply_event(view, event, at=T0)
     assert view.state == "partially_succeeded"
 
 
@@ -85,7 +85,7 @@ def test_a_job_is_shown_final_only_with_its_scores_selection_outputs_and_billing
     for order in itertools.permutations(range(len(EVENTS))):
         view = submitted_view(SPEC)
         for step, i in enumerate(order, start=1):
-            view = apply_event(view, EVENTS[i], T0 + timedelta(seconds=i + 1))
+            view = apply_event(view, EVENTS[i], at=T0 + timedelta(seconds=i + 1))
             if view.final:
                 assert view.scores == [SCORE] and view.selected == [0] and view.outputs == [IMAGE]
                 assert view.billing.state == "settled" and view.billing.charged == 10
@@ -98,23 +98,23 @@ def test_a_failed_job_is_shown_failed_once_its_credits_are_released():
     released = EVENTS[4].model_copy(update={"charged": 0, "released": 10, "delivered_images": 0})
     held = submitted_view(SPEC)
     for i, event in enumerate((EVENTS[0], EVENTS[1], failed)):
-        held = apply_event(held, event, T0 + timedelta(seconds=i))
+        held = apply_event(held, event, at=T0 + timedelta(seconds=i))
     assert held.state == "scoring" and held.failure.stage == "scoring"
-    shown = apply_event(held, released, T0 + timedelta(seconds=3))
+    shown = apply_event(held, released, at=T0 + timedelta(seconds=3))
     assert shown.state == "failed" and shown.billing.released == 10
 
 
 def test_clients_never_see_the_state_held_back():
-    view = apply_event(submitted_view(SPEC), EVENTS[3], T0)
+    view = apply_event(submitted_view(SPEC), EVENTS[3], at=T0)
     assert view.reached == "succeeded" and view.state == "submitted"
     assert "reached" not in view.model_dump() and "reached" not in view.model_dump_json()
     assert JobView.model_validate_json(view.stored_json()).reached == "succeeded"
 
 
 def test_candidates_default_to_oversampling_with_a_spare():
-    assert plan_candidates(1, None, 1.5) == 2
-    assert plan_candidates(4, None, 1.5) == 6
-    assert plan_candidates(4, 4, 1.5) == 4
+    assert plan_candidates(1, None, oversample=1.5) == 2
+    assert plan_candidates(4, None, oversample=1.5) == 6
+    assert plan_candidates(4, 4, oversample=1.5) == 4
 
 
 def test_a_rework_loop_keeps_every_attempts_scores_in_any_arrival_order():
@@ -142,8 +142,8 @@ def test_a_rework_loop_keeps_every_attempts_scores_in_any_arrival_order():
 def test_regeneration_does_not_move_a_job_back():
     regeneration = RegenerationRequested(job_id=JOB, tenant_id="t", attempt=1, images=1, passed=0, needed=1,
                                          reason="r", scores=[])
-    view = apply_event(submitted_view(SPEC), EVENTS[2], T0)
-    assert apply_event(view, regeneration, T0 + timedelta(seconds=1)).state == "delivering"
+    view = apply_event(submitted_view(SPEC), EVENTS[2], at=T0)
+    assert apply_event(view, regeneration, at=T0 + timedelta(seconds=1)).state == "delivering"
 
 
 def test_an_attempt_seen_before_the_reservation_still_shows_the_job_admitted_first():
@@ -151,9 +151,9 @@ def test_an_attempt_seen_before_the_reservation_still_shows_the_job_admitted_fir
     attempts only for admitted jobs, so every job passes through `admitted`, once."""
     started = AttemptStarted(job_id=JOB, tenant_id="t", attempt=1, images_needed=1, started_at=T0 + timedelta(seconds=2))
     before = submitted_view(SPEC)
-    generating = apply_event(before, started, T0 + timedelta(seconds=2))
+    generating = apply_event(before, started, at=T0 + timedelta(seconds=2))
     assert [c["state"] for c in state_changes(before, generating)] == ["admitted", "generating"]
-    reserved = apply_event(generating, EVENTS[0], T0 + timedelta(seconds=1))
+    reserved = apply_event(generating, EVENTS[0], at=T0 + timedelta(seconds=1))
     assert state_changes(generating, reserved) == [] and reserved.billing.state == "reserved"
     assert reserved.reasons["admitted"] == "10 credits reserved"  # the earlier of the two is kept
 
@@ -165,14 +165,14 @@ def test_progress_never_goes_back_when_chunks_are_checked_out_of_order():
         return CandidatesChecked(job_id=JOB, tenant_id="t", attempt=1, images=60, scores=[], candidates=240,
                                  generated=generated, scored=scored, passing=passing)
 
-    view = apply_event(submitted_view(SPEC), EVENTS[0], T0)
-    view = apply_event(view, checked(192, 160, 40), T0 + timedelta(seconds=1))
-    view = apply_event(view, checked(160, 128, 30), T0 + timedelta(seconds=2))
+    view = apply_event(submitted_view(SPEC), EVENTS[0], at=T0)
+    view = apply_event(view, checked(192, 160, 40), at=T0 + timedelta(seconds=1))
+    view = apply_event(view, checked(160, 128, 30), at=T0 + timedelta(seconds=2))
 
     assert view.progress is not None
     assert (view.progress.generated, view.progress.scored, view.progress.passing, view.progress.needed) == \
         (192, 160, 40, 20)
-    view = apply_event(view, checked(224, 192, 45), T0 + timedelta(seconds=3))
+    view = apply_event(view, checked(224, 192, 45), at=T0 + timedelta(seconds=3))
     assert (view.progress.generated, view.progress.scored, view.progress.passing) == (224, 192, 45)
 
 
@@ -181,13 +181,13 @@ def test_the_read_model_keeps_a_sealed_prompt_sealed_and_an_erased_one_as_erased
     from services.ingest.jobs.domain import erased
 
     key, marker = new_data_key(), f"kept-out-{uuid.uuid4().hex}"
-    sealed = seal(key, JobField(JOB, "prompt"), f"a harbour {marker}")
+    sealed = seal(key, JobField(JOB, "prompt"), text=f"a harbour {marker}")
     view = submitted_view(SPEC.model_copy(update={"prompt": sealed}), prompt=f"a harbour {marker}")
 
     stored = view.stored_json()
     kept = JobView.model_validate_json(stored)
 
     assert marker not in stored and kept.prompt == ""
-    assert open_sealed(key, JobField(JOB, "prompt"), kept.sealed_prompt).endswith(marker)
+    assert open_sealed(key, JobField(JOB, "prompt"), sealed=kept.sealed_prompt).endswith(marker)
     gone = erased(kept, T0)
     assert (gone.prompt, gone.sealed_prompt) == (ERASED, None) and ERASED in gone.stored_json()

@@ -83,12 +83,12 @@ async def test_a_signer_that_waited_for_the_tenant_chains_after_what_the_one_bef
         await chain_head_migration(first)
         await first.execute("INSERT INTO tenants (id, name) VALUES ('t', 't')")
         async with first.transaction():
-            issued_first, written = await issue(first, [view(), view()], Issuance(signer, now))
+            issued_first, written = await issue(first, [view(), view()], issuance=Issuance(signer, now))
             await together(first, [written])
 
             async def sign_second():
                 async with second.transaction():
-                    issued, written = await issue(second, [view()], Issuance(signer, now))
+                    issued, written = await issue(second, [view()], issuance=Issuance(signer, now))
                     await together(second, [written])
                     return issued
             signing = asyncio.create_task(sign_second())

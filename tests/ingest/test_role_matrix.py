@@ -80,7 +80,7 @@ def fresh_session(team: Team, member_id: uuid.UUID) -> sessions.OpenedSession:
             await conn.execute(f'SET search_path TO "{team.settings.schema_name}"')
             return await sessions.open_session(conn, sessions.SignIn(
                 tenant_id=team.tenant_id, member_id=member_id, method="invitation", origin=None, user_agent=""),
-                SessionTimeouts(3600, 3600))
+                timeouts=SessionTimeouts(3600, 3600))
 
     return asyncio.run(opened())
 

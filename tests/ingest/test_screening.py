@@ -176,7 +176,7 @@ def test_megapixels_in_a_few_kilobytes_are_a_decompression_bomb():
 async def test_an_image_whose_decode_would_not_fit_the_budget_is_refused_before_decoding():
     gate = ScreeningGate(budget_bytes=50 * 1024 * 1024, threads=2, wait_s=1)
     with pytest.raises(Problem) as caught:
-        await gate.screen(noisy_png(4000, 3000), LARGE, "the upload")  # 12 MP × 10 bytes > 50 MiB
+        await gate.screen(noisy_png(4000, 3000), LARGE, name="the upload")  # 12 MP × 10 bytes > 50 MiB
     assert (caught.value.status, caught.value.slug) == (413, "too-many-pixels")
     assert caught.value.extra["limit"] == 50 * 1024 * 1024 // BYTES_PER_PIXEL["PNG"]
     assert gate.held_bytes == 0 and gate.running == 0
@@ -187,7 +187,7 @@ async def test_screenings_beyond_the_budget_wait_for_room_then_are_asked_to_come
     gate = ScreeningGate(budget_bytes=40 * 1024 * 1024, threads=4, wait_s=0.3)
     async with gate._holding(35 * 1024 * 1024, "another photo"):
         with pytest.raises(Problem) as caught:
-            await gate.screen(photo, LARGE, "the upload")
+            await gate.screen(photo, LARGE, name="the upload")
     assert (caught.value.status, caught.value.slug) == (503, "screening-busy")
     assert caught.value.headers == {"Retry-After": "1"}
 
@@ -197,7 +197,7 @@ async def test_screenings_beyond_the_budget_wait_for_room_then_are_asked_to_come
 
     holder = asyncio.create_task(release_soon())
     await asyncio.sleep(0.01)
-    screened = await gate.screen(photo, LARGE, "the upload")  # waited for the room, then went through
+    screened = await gate.screen(photo, LARGE, name="the upload")  # waited for the room, then went through
     await holder
     assert screened.width == 2000 and gate.held_bytes == 0
 
@@ -206,12 +206,12 @@ async def test_no_more_screenings_run_at_once_than_the_gate_has_threads():
     gate = ScreeningGate(budget_bytes=1 << 34, threads=2, wait_s=10)
     most = 0
 
-    def watched(*args):
+    def watched(*args, **kwargs):
         nonlocal most
         most = max(most, gate.running)
-        return decoded_clean(*args)
+        return decoded_clean(*args, **kwargs)
 
     photo = encoded("PNG", size=(640, 480))
     with unittest.mock.patch("services.ingest.inputs.screening.decoded_clean", watched):
-        await asyncio.gather(*(gate.screen(photo, LARGE, f"photo {i}") for i in range(8)))
+        await asyncio.gather(*(gate.screen(photo, LARGE, name=f"photo {i}") for i in range(8)))
     assert most == 2

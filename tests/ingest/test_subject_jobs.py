@@ -52,7 +52,7 @@ def settled_training() -> TrainingSettled:
 
 def applied(view, events):
     for i, event in enumerate(events):
-        view = apply_event(view, event, T0 + timedelta(seconds=i + 1))
+        view = apply_event(view, event, at=T0 + timedelta(seconds=i + 1))
     return view
 
 
@@ -72,9 +72,9 @@ def test_a_final_state_waits_for_the_training_line_and_the_receipt_names_the_ide
                                released=0, delivered_images=1)]
     view = applied(submitted_view(OF_SUBJECT), flow)
     assert view.state == "delivering" and view.reached == "succeeded"  # the training line is not settled yet
-    view = apply_event(view, settled_training(), T0 + timedelta(minutes=1))
+    view = apply_event(view, settled_training(), at=T0 + timedelta(minutes=1))
     assert view.state == "succeeded" and view.billing.training.charged == 300
-    body = receipt_body(view, ReceiptStamp(1, None, "kid", datetime.now(UTC)))
+    body = receipt_body(view, ReceiptStamp(sequence=1, previous_sha256=None, kid="kid", issued_at=datetime.now(UTC)))
     assert body["subject"] == {"id": str(SUBJECT.subject_id), "kind": "person", "name": "Ada",
                                "photo_set_sha256": "b" * 64,
                                "identity": {"mode": "lora", "identity_id": str(IDENTITY), "provider": "local",
@@ -87,14 +87,14 @@ def test_the_log_tells_the_identity_and_the_training_line():
     view = applied(submitted_view(OF_SUBJECT), [reserved(300)])
     told = []
     for event in [*identity_events(), settled_training()]:
-        after = apply_event(view, event, T0)
-        told += [entry.type for entry in entries_for(Change(view, after, event, T0))]
+        after = apply_event(view, event, at=T0)
+        told += [entry.type for entry in entries_for(Change(before=view, after=after, event=event, at=T0))]
         view = after
     assert told == ["identity.planned", "identity.trained", "billing.training_settled"]
 
 
 def test_a_job_without_a_subject_has_a_receipt_as_before():
     view = applied(submitted_view(SPEC), [*EVENTS])
-    body = receipt_body(view, ReceiptStamp(1, None, "kid", datetime.now(UTC)))
+    body = receipt_body(view, ReceiptStamp(sequence=1, previous_sha256=None, kid="kid", issued_at=datetime.now(UTC)))
     assert "subject" not in body and "training" not in body["credits"]
     assert view.subject is None and view.styles is None

@@ -34,7 +34,7 @@ def fingerprint(i: int) -> str:
 
 def photo(i: int, face=ADA, **values) -> Offered:
     embedding = tuple(face + RNG.normal(0, 0.01, 128))
-    return Offered(f"sha{i}", f"photos[{i}]", Measured(values=GOOD | values, width=512, height=512,
+    return Offered(sha256=f"sha{i}", source=f"photos[{i}]", measured=Measured(values=GOOD | values, width=512, height=512,
                                                        fingerprint=fingerprint(i), embedding=embedding))
 
 
@@ -72,8 +72,8 @@ def test_two_faces_and_a_blurred_photo_fail_their_checks_with_sentences():
 
 def test_a_repeat_or_a_near_duplicate_is_refused_naming_the_photo_it_repeats():
     first = photo(0)
-    same = Offered("sha0", "photos[1]", first.measured)
-    near = Offered("other", "photos[2]", Measured(values=GOOD, width=512, height=512,
+    same = Offered(sha256="sha0", source="photos[1]", measured=first.measured)
+    near = Offered(sha256="other", source="photos[2]", measured=Measured(values=GOOD, width=512, height=512,
                                                   fingerprint=f"{int(fingerprint(0), 16) ^ 0b111:016x}",
                                                   embedding=first.measured.embedding))
     verdicts = judged(PERSON, [first, same, near])
@@ -83,9 +83,9 @@ def test_a_repeat_or_a_near_duplicate_is_refused_naming_the_photo_it_repeats():
 
 
 def test_a_small_photo_and_a_file_screening_refused_are_refused():
-    small = Offered("s", "photos[0]", Measured(values=GOOD, width=200, height=900, fingerprint=fingerprint(1),
+    small = Offered(sha256="s", source="photos[0]", measured=Measured(values=GOOD, width=200, height=900, fingerprint=fingerprint(1),
                                                embedding=tuple(ADA)))
-    broken = Offered("b", "photos[1]", refused="the image is truncated")
+    broken = Offered(sha256="b", source="photos[1]", refused="the image is truncated")
     verdicts = judged(PERSON, [small, broken])
     assert "200×900 pixels" in verdicts[0].reasons[0]
     assert verdicts[1].reasons == ["the image is truncated"]
@@ -95,7 +95,7 @@ def test_a_product_must_be_found_and_separated_from_its_background():
     product = Batch("product", load_catalogue().subject_checks("product"))
 
     def shot(i, share, contrast):
-        return Offered(f"p{i}", f"photos[{i}]", Measured(values={"sharpness": 200.0, "exposure": 0.5}, width=600,
+        return Offered(sha256=f"p{i}", source=f"photos[{i}]", measured=Measured(values={"sharpness": 200.0, "exposure": 0.5}, width=600,
                                                          height=600, fingerprint=fingerprint(i),
                                                          foreground={"share": share, "contrast": contrast}))
 
@@ -119,10 +119,10 @@ def test_the_centroid_is_the_mean_embedding_as_float32():
 
 
 def test_states_move_with_photos():
-    assert state_after_photos("screening", 3, True) == "screening"
-    assert state_after_photos("screening", 4, True) == "ready"
-    assert state_after_photos("trained", 6, True) == "ready"  # a new photo set is trained again
-    assert state_after_photos("trained", 5, False) == "trained"
+    assert state_after_photos("screening", 3, photo_set_changed=True) == "screening"
+    assert state_after_photos("screening", 4, photo_set_changed=True) == "ready"
+    assert state_after_photos("trained", 6, photo_set_changed=True) == "ready"  # a new photo set is trained again
+    assert state_after_photos("trained", 5, photo_set_changed=False) == "trained"
     assert photo_set_sha256(["b", "a"]) == photo_set_sha256(["a", "b"]) != photo_set_sha256(["a"])
     assert photo_set_sha256([]) is None
 
@@ -139,10 +139,10 @@ def test_states_move_with_identity_events():
                               trained_at=now)
     failed = IdentityTrainingFailed(job_id=job, tenant_id="t", subject_id=subject, identity_id=uuid.uuid4(),
                                     failure_code="provider_error", reason="boom", failed_at=now)
-    assert identity_move("ready", "set", planned).state == "training"
-    assert identity_move("ready", "set", reused) is None
-    move = identity_move("training", "set", trained)
+    assert identity_move("ready", "set", event=planned).state == "training"
+    assert identity_move("ready", "set", event=reused) is None
+    move = identity_move("training", "set", event=trained)
     assert move.state == "trained" and move.identity.weights_sha256 == "h"
-    assert identity_move("training", "newer", trained).state == "ready"  # photos changed while it trained
-    assert identity_move("training", "set", failed).state == "failed"
-    assert identity_move("erased", "set", trained) is None
+    assert identity_move("training", "newer", event=trained).state == "ready"  # photos changed while it trained
+    assert identity_move("training", "set", event=failed).state == "failed"
+    assert identity_move("erased", "set", event=trained) is None

@@ -99,14 +99,14 @@ def test_behind_a_named_proxy_each_client_has_its_own_allowance_and_cannot_choos
 
 def test_forwarded_headers_are_read_from_the_right_past_the_named_proxies():
     proxies = networks(["10.0.0.0/8", "2001:db8:ffff::/48"])
-    assert client_address("10.1.2.3", "192.0.2.60, 198.51.100.7, 10.9.9.9", proxies) == "198.51.100.7"
-    assert client_address("203.0.113.5", "198.51.100.7", proxies) == "203.0.113.5"  # not a named proxy
-    assert client_address("10.1.2.3", None, proxies) == "10.1.2.3"
-    assert client_address("10.1.2.3", 'for=192.0.2.43, for="[2001:db8:cafe::17]:4711";proto=https', proxies) \
+    assert client_address("10.1.2.3", "192.0.2.60, 198.51.100.7, 10.9.9.9", proxies=proxies) == "198.51.100.7"
+    assert client_address("203.0.113.5", "198.51.100.7", proxies=proxies) == "203.0.113.5"  # not a named proxy
+    assert client_address("10.1.2.3", None, proxies=proxies) == "10.1.2.3"
+    assert client_address("10.1.2.3", 'for=192.0.2.43, for="[2001:db8:cafe::17]:4711";proto=https', proxies=proxies) \
         == "2001:db8:cafe::17"
-    assert client_address("10.1.2.3", "for=198.51.100.9;by=10.0.0.1, for=unknown", proxies) == "10.1.2.3"
-    assert client_address("10.1.2.3", "192.0.2.1:8443, 10.0.0.7", proxies) == "192.0.2.1"
-    assert client_address("10.1.2.3", "10.0.0.8, 10.0.0.7", proxies) == "10.0.0.8"
-    assert client_address(None, "198.51.100.7", proxies) == "unknown"
+    assert client_address("10.1.2.3", "for=198.51.100.9;by=10.0.0.1, for=unknown", proxies=proxies) == "10.1.2.3"
+    assert client_address("10.1.2.3", "192.0.2.1:8443, 10.0.0.7", proxies=proxies) == "192.0.2.1"
+    assert client_address("10.1.2.3", "10.0.0.8, 10.0.0.7", proxies=proxies) == "10.0.0.8"
+    assert client_address(None, "198.51.100.7", proxies=proxies) == "unknown"
     with pytest.raises(ValueError):
         networks(["not-an-address"])

@@ -68,7 +68,7 @@ def clip_router() -> Iterator[tuple[str, OneClipMaker]]:
 def scorer_url(endpoints) -> Iterator[str]:
     """The scorer's measurements API alone, as ingest calls it for an input photo's checks."""
     settings = endpoints.settings(ScorerSettings, environment="test")
-    app = Starlette(routes=[guard(measurements.route(new_scorer(settings)), verifier_of(settings), "measurements")])
+    app = Starlette(routes=[guard(measurements.route(new_scorer(settings)), verifier_of(settings), capability="measurements")])
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -42,7 +42,7 @@ def ended(job: JobSpec, outputs: list[DeliveredImage], charged: int, seconds: in
                                  delivered_seconds=seconds)]
     view = submitted_view(job)
     for i, event in enumerate(events):
-        view = apply_event(view, event, T0 + timedelta(seconds=i + 1))
+        view = apply_event(view, event, at=T0 + timedelta(seconds=i + 1))
     return view
 
 
@@ -64,7 +64,7 @@ def test_a_video_jobs_view_shows_its_clips_and_the_seconds_charged():
 def test_a_video_jobs_receipt_names_each_clips_duration_codec_and_frames():
     job = spec(VideoSpec(duration_s=4, resolution="480p"))
     body = receipt_body(ended(job, [clip(1, 4000), clip(2, 2500)], charged=70, seconds=7),
-                        ReceiptStamp(1, None, "kid", T0))
+                        ReceiptStamp(sequence=1, previous_sha256=None, kid="kid", issued_at=T0))
     ReceiptBody.model_validate(body)
     assert [o["clip"] for o in body["outputs"]] == [
         {"duration_ms": 4000, "codec": "h264", "fps": 24.0, "frames": 96},
@@ -76,7 +76,7 @@ def test_an_image_jobs_receipt_has_no_clip_parts():
     job = spec(None)
     image = DeliveredImage(n=1, key="t/2026/11/j/1.png", url="u", expires_at=T0, sha256="s", size_bytes=1,
                            media_type="image/png")
-    body = receipt_body(ended(job, [image], charged=10, seconds=0), ReceiptStamp(1, None, "kid", T0))
+    body = receipt_body(ended(job, [image], charged=10, seconds=0), ReceiptStamp(sequence=1, previous_sha256=None, kid="kid", issued_at=T0))
     assert "clip" not in body["outputs"][0] and "seconds_charged" not in body["credits"]
     assert body["outputs"][0] == {"n": 1, "key": "t/2026/11/j/1.png", "sha256": "s", "media_type": "image/png",
                                   "size_bytes": 1, "manifest_label": None, "watermark_id": None}
@@ -101,7 +101,7 @@ def test_a_video_jobs_log_lists_each_delivered_clip_and_the_seconds_charged():
 def test_the_receipt_replay_holds_a_video_receipts_seconds_to_the_ledgers_journal():
     job = spec(VideoSpec(duration_s=4, resolution="480p"))
     body = receipt_body(ended(job, [clip(1, 4000), clip(2, 2500)], charged=70, seconds=7),
-                        ReceiptStamp(1, None, "kid", T0))
+                        ReceiptStamp(sequence=1, previous_sha256=None, kid="kid", issued_at=T0))
     journal = Journal()
     journal.reserved[job.job_id] = CreditsReserved(job_id=job.job_id, tenant_id="t", job=job, transfer_id=uuid.uuid4(),
                                                    amount=80, unit_price=40, pricebook_version="2026-11-26")
@@ -121,5 +121,5 @@ def test_a_video_jobs_selection_is_told_in_clips():
     chosen = CandidateScore(index=0, key="k", sha256="s", size_bytes=1, media_type="video/mp4", passed=True, score=1.0,
                             dimensions={})
     view = apply_event(submitted_view(job), CandidatesScored(job_id=job.job_id, tenant_id="t", attempt=1, images=2,
-                                                             scores=[chosen], selected=[0]), T0)
+                                                             scores=[chosen], selected=[0]), at=T0)
     assert view.reasons["delivering"] == "1 of 2 clips selected"

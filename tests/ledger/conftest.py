@@ -84,7 +84,7 @@ async def replica(ledger):
     from services.ledger.app import LedgerApp
 
     settings = ledger.settings
-    app = LedgerApp(settings, ServiceRuntime(ledger.runtime.name, settings, "services.ledger"))
+    app = LedgerApp(settings, ServiceRuntime(ledger.runtime.name, settings, migrations_package="services.ledger"))
     app.runtime.consumer.on_batch(handlers.CONSUMED, app.ledger.apply_events)
     await app.runtime.pool.open(wait=True)
     yield app

@@ -20,7 +20,7 @@ async def alerts_of(ledger, tenant: str) -> list[dict]:
 
 async def settings(ledger, tenant: str, below: int | None, days: int = 7) -> None:
     async with ledger.runtime.pool.connection() as conn:
-        await alert_store.set_alert_settings(conn, tenant, below, days)
+        await alert_store.set_alert_settings(conn, tenant, balance_low_below=below, grant_expiring_days=days)
 
 
 def job(tenant: str, key: uuid.UUID | None = None, caps: KeySpendCaps | None = None) -> JobSubmitted:
@@ -75,7 +75,7 @@ async def test_a_key_reaching_its_cap_is_alerted_once_per_period(ledger):
 
 
 async def test_a_failed_top_up_is_alerted_once_per_payment(ledger):
-    failed = FailedTopUp("al4", "pi_123", "card_declined", 2000, "eur")
+    failed = FailedTopUp(tenant_id="al4", payment_id="pi_123", reason="card_declined", amount_minor=2000, currency="eur")
     assert await ledger.topup_failed(failed) is True
     assert await ledger.topup_failed(failed) is False
     [alert] = await alerts_of(ledger, "al4")

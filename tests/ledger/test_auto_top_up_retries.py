@@ -99,9 +99,9 @@ async def test_a_decline_that_may_not_be_retried_is_never_charged_again(billing,
 def test_the_schedule_stays_within_the_networks_count_in_any_30_days():
     failed_at = datetime(2026, 1, 1)
     tries, declined = [failed_at], 1
-    while (later := retries.next_try(declined, declined, tries[-1])) is not None:
+    while (later := retries.next_try(declined, declined, failed_at=tries[-1])) is not None:
         tries.append(later)
         declined += 1
     for start in tries:
         assert sum(start <= t < start + timedelta(days=30) for t in tries) <= retries.NETWORK_TRIES_IN_30_DAYS
-    assert retries.next_try(1, retries.NETWORK_TRIES_IN_30_DAYS, failed_at) is None
+    assert retries.next_try(1, retries.NETWORK_TRIES_IN_30_DAYS, failed_at=failed_at) is None

@@ -14,13 +14,13 @@ BEFORE_BATCHES = datetime(2026, 11, 20, 12, tzinfo=UTC)
 
 
 def reserved(priority: str, when: datetime, template: str = "generic") -> CreditsReserved:
-    book = Book(load_price_book(), 10_000, reservation_timeout=timedelta(days=1), report_window=timedelta(days=7))
-    book.grant(CreditGrant("t", 1_000, "admin", "r"), when)
+    book = Book(price_book=load_price_book(), credit_value_micro_usd=10_000, reservation_timeout=timedelta(days=1), report_window=timedelta(days=7))
+    book.grant(CreditGrant(tenant_id="t", amount=1_000, source="admin", reason="r"), when)
     job = JobSpec(job_id=uuid.uuid4(), tenant_id="t", template=template, tier="stable", prompt="p", images=3,
                   candidates=4, seed=1, submitted_at=when, job_priority=priority)
     held = book.reserve(job, when)
     assert isinstance(held, CreditsReserved)
-    settled = book.settle(job.job_id, Delivery(3), when)
+    settled = book.settle(job.job_id, Delivery(3), now=when)
     assert settled is not None and settled.charged == held.amount
     return held
 

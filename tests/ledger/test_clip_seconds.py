@@ -44,7 +44,7 @@ def clip(n: int, duration_ms: int) -> DeliveredImage:
 
 
 def new_book() -> Book:
-    return Book(load_price_book(), 10_000, reservation_timeout=timedelta(days=3), report_window=timedelta(days=7))
+    return Book(price_book=load_price_book(), credit_value_micro_usd=10_000, reservation_timeout=timedelta(days=3), report_window=timedelta(days=7))
 
 
 def test_a_clip_is_billed_its_seconds_rounded_up_and_never_more_than_asked():
@@ -54,7 +54,7 @@ def test_a_clip_is_billed_its_seconds_rounded_up_and_never_more_than_asked():
 
 def test_the_hold_covers_every_clip_at_the_seconds_asked_and_its_resolution():
     book = new_book()
-    book.grant(CreditGrant("t", 1000, "admin", "r"), NOW)
+    book.grant(CreditGrant(tenant_id="t", amount=1000, source="admin", reason="r"), NOW)
     reserved = book.reserve(video_job(clips=3, seconds=4.2), NOW)  # 5 seconds a clip, billed whole
     assert isinstance(reserved, CreditsReserved)
     assert (reserved.amount, reserved.unit_price, reserved.pricebook_version) == (3 * 5 * STABLE_720P, 50, "2026-11-27")
@@ -65,10 +65,10 @@ def test_the_hold_covers_every_clip_at_the_seconds_asked_and_its_resolution():
 
 def test_only_delivered_seconds_are_charged_and_a_short_clip_costs_less():
     book = new_book()
-    book.grant(CreditGrant("t", 1000, "admin", "r"), NOW)
+    book.grant(CreditGrant(tenant_id="t", amount=1000, source="admin", reason="r"), NOW)
     job = video_job(clips=3, seconds=4)  # holds 3 × 4 × 10 = 120
     book.reserve(job, NOW)
-    settled = book.settle(job.job_id, Delivery(2, [4000, 2300]), NOW)  # one full clip, one cut at 2.3 s
+    settled = book.settle(job.job_id, Delivery(2, [4000, 2300]), now=NOW)  # one full clip, one cut at 2.3 s
     assert isinstance(settled, ReservationSettled)
     assert (settled.charged, settled.released, settled.delivered_seconds) == ((4 + 3) * STABLE_720P, 50, 7)
     assert book.accounts["t"].posted == 1000 - 70 and book.accounts["t"].pending == 0
@@ -76,27 +76,27 @@ def test_only_delivered_seconds_are_charged_and_a_short_clip_costs_less():
 
 def test_a_clip_longer_than_asked_costs_the_seconds_asked():
     book = new_book()
-    book.grant(CreditGrant("t", 1000, "admin", "r"), NOW)
+    book.grant(CreditGrant(tenant_id="t", amount=1000, source="admin", reason="r"), NOW)
     job = video_job(clips=1, seconds=3)
     book.reserve(job, NOW)
-    settled = book.settle(job.job_id, Delivery(1, [6100]), NOW)
+    settled = book.settle(job.job_id, Delivery(1, [6100]), now=NOW)
     assert (settled.charged, settled.released, settled.delivered_seconds) == (30, 0, 3)
 
 
 def test_a_retry_token_pays_for_a_whole_clip():
     book = new_book()
-    book.grant(CreditGrant("t", 1000, "admin", "r"), NOW)
+    book.grant(CreditGrant(tenant_id="t", amount=1000, source="admin", reason="r"), NOW)
     book.accounts["t"].retry_tokens = 1
     job = video_job(clips=2, seconds=5, tokens=True)
     reserved = book.reserve(job, NOW)
     assert reserved.amount == 50 and reserved.tokens_held == 1  # one clip of two paid by the token
-    settled = book.settle(job.job_id, Delivery(2, [5000, 3000]), NOW)
+    settled = book.settle(job.job_id, Delivery(2, [5000, 3000]), now=NOW)
     assert (settled.charged, settled.tokens_used, settled.delivered_seconds) == (30, 1, 3)
 
 
 def test_a_video_job_before_the_book_priced_clips_is_rejected_with_the_reason():
     book = new_book()
-    book.grant(CreditGrant("t", 1000, "admin", "r"), NOW)
+    book.grant(CreditGrant(tenant_id="t", amount=1000, source="admin", reason="r"), NOW)
     rejected = book.reserve(video_job(submitted_at=datetime(2026, 11, 20, tzinfo=UTC)), NOW)
     assert isinstance(rejected, ReservationRejected) and rejected.reason_code == "unknown_tier"
     assert "per second" in rejected.reason
@@ -104,11 +104,11 @@ def test_a_video_job_before_the_book_priced_clips_is_rejected_with_the_reason():
 
 def test_an_image_job_is_priced_per_image_as_before():
     book = new_book()
-    book.grant(CreditGrant("t", 100, "admin", "r"), NOW)
+    book.grant(CreditGrant(tenant_id="t", amount=100, source="admin", reason="r"), NOW)
     job = JobSpec(job_id=uuid.uuid4(), tenant_id="t", template="generic", prompt="p", images=2, candidates=3, seed=1,
                   submitted_at=NOW)
     assert book.reserve(job, NOW).amount == 20
-    assert book.settle(job.job_id, Delivery(1), NOW).charged == 10
+    assert book.settle(job.job_id, Delivery(1), now=NOW).charged == 10
 
 
 def submitted_video(tenant: str, clips: int, seconds: float) -> JobSubmitted:

@@ -33,10 +33,10 @@ def terminal_events(job):
 
 def test_a_canceled_job_releases_its_whole_hold():
     book = new_book()
-    book.grant(CreditGrant("t", 100, "admin", "r"), NOW)
+    book.grant(CreditGrant(tenant_id="t", amount=100, source="admin", reason="r"), NOW)
     job = spec(images=3)
     book.reserve(job, NOW)
-    settled = decide(book, JobCanceled(job_id=job.job_id, tenant_id="t", reason="client"), NOW)[0]
+    settled = decide(book, JobCanceled(job_id=job.job_id, tenant_id="t", reason="client"), now=NOW)[0]
     assert isinstance(settled, ReservationSettled) and settled.outcome == "canceled"
     assert (settled.charged, settled.released) == (0, 30)
     assert book.accounts["t"].available == 100 and book.accounts["t"].pending == 0
@@ -45,11 +45,11 @@ def test_a_canceled_job_releases_its_whole_hold():
 def test_whichever_terminal_event_comes_first_settles_and_the_others_change_nothing():
     for order in itertools.permutations(range(3)):
         book = new_book()
-        book.grant(CreditGrant("t", 100, "admin", "r"), NOW)
+        book.grant(CreditGrant(tenant_id="t", amount=100, source="admin", reason="r"), NOW)
         job = spec(images=2)
         book.reserve(job, NOW)
         events = terminal_events(job)
-        settlements = [out for i in order for out in decide(book, events[i], NOW) if out]
+        settlements = [out for i in order for out in decide(book, events[i], now=NOW) if out]
         assert len(settlements) == 1
         charged = 10 if order[0] == 0 else 0  # delivered first: the one delivered image is charged
         assert settlements[0].charged == charged
@@ -58,10 +58,10 @@ def test_whichever_terminal_event_comes_first_settles_and_the_others_change_noth
 
 def test_a_job_canceled_before_its_reservation_is_never_reserved():
     book = new_book()
-    book.grant(CreditGrant("t", 100, "admin", "r"), NOW)
+    book.grant(CreditGrant(tenant_id="t", amount=100, source="admin", reason="r"), NOW)
     job = spec(images=2)
-    assert decide(book, JobCanceled(job_id=job.job_id, tenant_id="t", reason="client"), NOW) == [None]
-    rejected = decide(book, JobSubmitted(job_id=job.job_id, tenant_id="t", job=job), NOW)[0]
+    assert decide(book, JobCanceled(job_id=job.job_id, tenant_id="t", reason="client"), now=NOW) == [None]
+    rejected = decide(book, JobSubmitted(job_id=job.job_id, tenant_id="t", job=job), now=NOW)[0]
     assert isinstance(rejected, ReservationRejected) and rejected.reason_code == "job_closed"
     assert book.accounts["t"].pending == 0 and book.new_closed == [(job.job_id, "t", "canceled")]
 
@@ -75,5 +75,5 @@ def test_each_provider_called_in_an_attempt_is_booked_its_own_cost():
                                 started_at=datetime.now(UTC), candidates=[ref], cost_micro_usd=500, calls=calls)
     assert costs_by_provider(event) == {"flaky": 200, "cheap": 300}
     book = new_book()
-    decide(book, event, NOW)
+    decide(book, event, now=NOW)
     assert sorted((c.provider, c.cost_micro_usd) for c in book.new_costs) == [("cheap", 300), ("flaky", 200)]

@@ -87,9 +87,9 @@ def test_a_cap_is_judged_on_what_was_read_plus_what_the_batch_held():
     key, day = uuid.uuid4(), date(2026, 11, 26)
     spend = KeySpend(loaded={(key, "day", day): 5, (key, "month", date(2026, 11, 1)): 50})
     caps = KeySpendCaps(daily=20, monthly=60)
-    assert spend.beyond_cap(KeyHold("t", key, day, 10, caps)) is None
-    spend.hold(KeyHold("t", key, day, 10, caps))
-    beyond = spend.beyond_cap(KeyHold("t", key, day, 1, caps))
+    assert spend.beyond_cap(KeyHold(tenant_id="t", api_key_id=key, day=day, amount=10, caps=caps)) is None
+    spend.hold(KeyHold(tenant_id="t", api_key_id=key, day=day, amount=10, caps=caps))
+    beyond = spend.beyond_cap(KeyHold(tenant_id="t", api_key_id=key, day=day, amount=1, caps=caps))
     assert beyond is not None and (beyond.period, beyond.spent, beyond.cap) == ("month", 60, 60)
     assert spend.changes() == [(key, "day", day, "t", 10, 20, False),
                                (key, "month", date(2026, 11, 1), "t", 10, 60, False)]

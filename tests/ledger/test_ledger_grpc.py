@@ -142,11 +142,11 @@ async def test_a_video_quote_is_priced_by_the_second_at_its_resolution(http, led
 
 async def test_the_template_list_shows_a_video_templates_prices_per_second_from_the_ledger(ledger):
     client = LedgerClient(ledger, 5)
-    clips = await template_prices(client, tenant(), "text-to-video")
+    clips = await template_prices(client, tenant(), name="text-to-video")
     assert (clips.per_image, clips.per_second, clips.version) == ({}, PRICES["video_second_prices"], PRICES["version"])
-    motion = await template_prices(client, tenant(), "motion")
+    motion = await template_prices(client, tenant(), name="motion")
     assert motion.per_image == PRICES["prices"]["motion"] and motion.per_second == PRICES["video_second_prices"]
-    stills = await template_prices(client, tenant(), "generic")
+    stills = await template_prices(client, tenant(), name="generic")
     assert stills.per_image == PRICES["prices"]["generic"] and stills.per_second == {}
 
 

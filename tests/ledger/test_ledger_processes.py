@@ -91,7 +91,7 @@ def consumed_submissions(port: int) -> float:
 
 def test_200_reservations_over_two_ledger_processes_admit_exactly_what_57_images_cost(isolated_settings, tmp_path):
     settings = isolated_settings
-    asyncio.run(grant(settings, CreditGrant("hot", 57 * 10, "admin", "test")))
+    asyncio.run(grant(settings, CreditGrant(tenant_id="hot", amount=57 * 10, source="admin", reason="test")))
     processes = [start_ledger_process(settings, tmp_path / f"ledger-{i}.log") for i in range(2)]
     try:
         for _, port in processes:
@@ -118,9 +118,9 @@ def test_200_reservations_over_two_ledger_processes_admit_exactly_what_57_images
 async def test_an_event_committed_but_never_published_is_relayed_after_a_restart(isolated_settings):
     crashed = LedgerApp(isolated_settings)
     runtime = crashed.runtime
-    await migrate(runtime.database_url, runtime.name, runtime.migrations)
+    await migrate(runtime.database_url, runtime.name, packages=runtime.migrations)
     await runtime.pool.open(wait=True)
-    granted = await crashed.grant(CreditGrant("t-crash", 40, "admin", "before the crash"))  # committed; the relay never ran
+    granted = await crashed.grant(CreditGrant(tenant_id="t-crash", amount=40, source="admin", reason="before the crash"))  # committed; the relay never ran
     async with runtime.pool.connection() as conn:
         unpublished = await (await conn.execute("SELECT count(*) AS n FROM outbox WHERE published_at IS NULL")).fetchone()
     await runtime.pool.close()  # the process dies before publishing

@@ -61,7 +61,7 @@ class Workload:
     async def grant(self, tenant, size, pick) -> None:
         await self.flush()
         expires = self.now + timedelta(days=pick % 4) if pick % 3 == 0 else None
-        await self.ledger.grant(CreditGrant(tenant, size * 25, "admin", "workload", expires_at=expires,
+        await self.ledger.grant(CreditGrant(tenant_id=tenant, amount=size * 25, source="admin", reason="workload", expires_at=expires,
                                             rollover_days=30 if pick % 5 == 0 and expires else None))
 
     async def submit(self, tenant, size, pick) -> None:

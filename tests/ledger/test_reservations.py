@@ -30,14 +30,14 @@ def scratch_ledger(endpoints, **overrides) -> LedgerApp:
     """The ledger on a schema of its own; without `start()`, no broker: events are applied
     directly and what it would publish stays in its outbox, where the test reads it."""
     settings = settings_for(endpoints, LedgerSettings, **overrides)
-    ledger = LedgerApp(settings, ServiceRuntime(f"ledger_{uuid.uuid4().hex[:8]}", settings, "services.ledger"))
+    ledger = LedgerApp(settings, ServiceRuntime(f"ledger_{uuid.uuid4().hex[:8]}", settings, migrations_package="services.ledger"))
     ledger.runtime.consumer.on_batch(handlers.CONSUMED, ledger.ledger.apply_events)
     return ledger
 
 
 async def open_scratch(ledger: LedgerApp) -> LedgerApp:
     runtime = ledger.runtime
-    await migrate(runtime.database_url, runtime.name, runtime.migrations)
+    await migrate(runtime.database_url, runtime.name, packages=runtime.migrations)
     await runtime.pool.open(wait=True)
     return ledger
 
@@ -50,7 +50,7 @@ async def ledger(endpoints):
 
 
 async def grant(ledger: LedgerApp, tenant: str, credits: int, **terms) -> None:
-    await ledger.grant(CreditGrant(tenant, credits, "admin", "test", **terms))
+    await ledger.grant(CreditGrant(tenant_id=tenant, amount=credits, source="admin", reason="test", **terms))
 
 
 async def apply(ledger: LedgerApp, event) -> bool:

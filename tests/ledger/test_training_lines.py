@@ -78,12 +78,12 @@ def delivered(job: JobSpec, images: int) -> JobDelivered:
 
 def funded_book(credits: int = 1000):
     book = new_book()
-    book.grant(CreditGrant("t", credits, "admin", "r"), NOW)
+    book.grant(CreditGrant(tenant_id="t", amount=credits, source="admin", reason="r"), NOW)
     return book
 
 
 def decided(book, events):
-    return [out for event in events for out in handlers.decide(book, event, NOW) if out]
+    return [out for event in events for out in handlers.decide(book, event, now=NOW) if out]
 
 
 def test_a_job_that_trains_holds_its_line_and_is_charged_for_it_once():
@@ -155,7 +155,7 @@ def test_a_job_whose_images_fit_but_not_its_training_is_refused_whole():
 def test_the_balances_replayed_from_the_events_match_the_book():
     book, identity = new_book(), uuid.uuid4()
     jobs = [order(subject()) for _ in range(3)]
-    granted = book.grant(CreditGrant("t", 2000, "admin", "r"), NOW)
+    granted = book.grant(CreditGrant(tenant_id="t", amount=2000, source="admin", reason="r"), NOW)
     events = [granted, *decided(book, [JobSubmitted(job_id=j.job_id, tenant_id="t", job=j) for j in jobs]),
               *decided(book, [trained(jobs[0], identity), failed(jobs[1], False), delivered(jobs[2], 1),
                               delivered(jobs[0], 2), delivered(jobs[1], 0)])]
@@ -172,7 +172,7 @@ async def run_orders(ledger_settings) -> dict[str, uuid.UUID]:
     ledger.runtime.consumer.on_batch(handlers.CONSUMED, ledger.ledger.apply_events)
     await ledger.runtime.start()
     try:
-        await ledger.grant(CreditGrant("t", 2000, "admin", "test"))
+        await ledger.grant(CreditGrant(tenant_id="t", amount=2000, source="admin", reason="test"))
         of, identity = subject(), uuid.uuid4()
         trains, reuses, by_reference, fails = order(of), order(of), order(subject(), identity="reference"), order(subject())
 

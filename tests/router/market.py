@@ -258,7 +258,7 @@ MP4_BYTES = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
 
 @functools.lru_cache(maxsize=256)
 def _painted(width: int, height: int, prompt: str, seed: int) -> bytes:
-    return LocalGenerator(width=width, height=height, defect_rate=0).paint(Batch(prompt or "x", seed % 2**31, 1))[0].png
+    return LocalGenerator(width=width, height=height, defect_rate=0).paint(Batch(prompt=prompt or "x", seed=seed % 2**31, count=1))[0].png
 
 
 @functools.lru_cache(maxsize=32)

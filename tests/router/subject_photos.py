@@ -93,8 +93,8 @@ async def sealed_subject(objects: ObjectStore, keys: SubjectKeys, photos: tuple[
     for photo in photos:
         digest = hashlib.sha256(photo).hexdigest()
         object_key = f"subjects/{tenant}/{subject_id}/{digest}"
-        sealed = seal_bytes(key, SubjectField(subject_id, f"photo/{digest}"), photo)
-        await objects.put(objects.internal_bucket, object_key, Blob(sealed, "application/octet-stream"))
+        sealed = seal_bytes(key, SubjectField(subject_id, f"photo/{digest}"), data=photo)
+        await objects.put(objects.internal_bucket, object_key, content=Blob(sealed, "application/octet-stream"))
         with Image.open(io.BytesIO(photo)) as opened:
             stored.append(SubjectPhoto(key=object_key, sha256=digest, media_type=opened.get_format_mimetype() or "",
                                        width=opened.width, height=opened.height))

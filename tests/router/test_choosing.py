@@ -15,11 +15,11 @@ TRAINING = 450_000
 
 
 def ways(candidates: int, trained: uuid.UUID | None = None) -> list[Way]:
-    lora = Way(mode="lora", cost_per_passing_image=per_passing_image(LORA_MODEL, 0 if trained else TRAINING, candidates),
+    lora = Way(mode="lora", cost_per_passing_image=per_passing_image(LORA_MODEL, 0 if trained else TRAINING, candidates=candidates),
                provider="trainer", identity_id=trained, trains=trained is None,
                training_micro_usd=0 if trained else TRAINING)
     reference = Way(mode="reference", provider="portraits",
-                    cost_per_passing_image=per_passing_image(REFERENCE_MODEL, 0, candidates))
+                    cost_per_passing_image=per_passing_image(REFERENCE_MODEL, 0, candidates=candidates))
     return [reference, lora]
 
 
@@ -27,7 +27,7 @@ def test_a_training_pays_for_itself_on_a_large_order_and_not_on_a_small_one():
     large, small = cheapest_way(ways(240)), cheapest_way(ways(8))
     assert large is not None and large.mode == "lora" and large.trains
     assert small is not None and small.mode == "reference"
-    assert per_passing_image(LORA_MODEL, TRAINING, 240) == (4000 + TRAINING / 240) / 0.85
+    assert per_passing_image(LORA_MODEL, TRAINING, candidates=240) == (4000 + TRAINING / 240) / 0.85
 
 
 def test_a_trained_identity_costs_nothing_more_even_on_a_small_order():
@@ -45,7 +45,7 @@ def test_a_job_that_names_its_way_gets_it_or_none():
 
 
 def test_each_way_has_its_own_pass_rate_and_prior():
-    estimator = PassRateEstimator({"portraits": PassRatePrior(mean=0.75, strength=4),
+    estimator = PassRateEstimator(priors={"portraits": PassRatePrior(mean=0.75, strength=4),
                                    "portraits+identity:reference": PassRatePrior(mean=0.5, strength=4)})
     assert estimator.mean("portraits", identity_key("headshots", "reference")) == 0.5
     assert estimator.mean("portraits", identity_key("headshots", "lora")) == 0.75

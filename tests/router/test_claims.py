@@ -31,7 +31,7 @@ class RoomForAll:
 @pytest.fixture
 async def schema(endpoints):
     name = f"router_claims_{uuid.uuid4().hex[:8]}"
-    await migrate(endpoints.database_url, name, [COMMON_MIGRATIONS, "services.router"])
+    await migrate(endpoints.database_url, name, packages=[COMMON_MIGRATIONS, "services.router"])
     return name
 
 
@@ -52,35 +52,35 @@ def outcome_of(request: AttemptRequest) -> store.AttemptRecord:
 async def test_a_task_that_died_with_the_database_down_leaves_a_claim_another_scheduler_takes(endpoints, schema):
     proxy = DatabaseProxy(endpoints.database_url)
     await proxy.open()
-    direct = open_pool(endpoints.database_url, schema, 2)
-    through_proxy = open_pool(proxy.url, schema, 2)
+    direct = open_pool(endpoints.database_url, schema, size=2)
+    through_proxy = open_pool(proxy.url, schema, size=2)
     await direct.open()
     await through_proxy.open()
     spec = job_spec()
     async with direct.connection() as conn:
-        await store.admit_job(conn, JobState(spec, budget_micro_usd=0))
+        await store.admit_job(conn, JobState(spec=spec, budget_micro_usd=0))
     died, taken_by_b = asyncio.Event(), asyncio.Event()
 
     async def run_in_a(request: AttemptRequest) -> None:
         # Router A claims the attempt, then loses its database mid-run: whatever it does next fails.
         async with through_proxy.connection() as conn:
-            assert await store.claim_attempt(conn, request, "router-a", LEASE_S) == 1
+            assert await store.claim_attempt(conn, request, owner="router-a", lease_s=LEASE_S) == 1
         await proxy.cut()
         died.set()
         async with through_proxy.connection(timeout=1) as conn:
-            await store.close_attempt(conn, request, "router-a", outcome_of(request))
+            await store.close_attempt(conn, request, owner="router-a", record=outcome_of(request))
 
     async def run_in_b(request: AttemptRequest) -> None:
         async with direct.connection() as conn, conn.transaction():
-            if await store.claim_attempt(conn, request, "router-b", LEASE_S) is not None:
-                assert await store.close_attempt(conn, request, "router-b", outcome_of(request)) is not None
+            if await store.claim_attempt(conn, request, owner="router-b", lease_s=LEASE_S) is not None:
+                assert await store.close_attempt(conn, request, owner="router-b", record=outcome_of(request)) is not None
                 taken_by_b.set()
 
     failures_before = BACKGROUND_FAILURES.labels("router-attempt")._value.get()
     # A looks for attempts once, at its start; B only once A's task is dead and A's database back.
-    a = AttemptScheduler(through_proxy, RoomForAll(), run_in_a, owner="router-a", max_queued=10, max_running=2,
+    a = AttemptScheduler(pool=through_proxy, engine=RoomForAll(), run=run_in_a, owner="router-a", max_queued=10, max_running=2,
                          poll_interval_s=600, lease_s=LEASE_S)
-    b = AttemptScheduler(direct, RoomForAll(), run_in_b, owner="router-b", max_queued=10, max_running=2,
+    b = AttemptScheduler(pool=direct, engine=RoomForAll(), run=run_in_b, owner="router-b", max_queued=10, max_running=2,
                          poll_interval_s=0.2, lease_s=LEASE_S)
     a.start()
     try:
@@ -103,15 +103,15 @@ async def test_a_task_that_died_with_the_database_down_leaves_a_claim_another_sc
 
 
 async def test_only_the_claims_of_running_attempts_are_renewed(endpoints, schema):
-    pool = open_pool(endpoints.database_url, schema, 2)
+    pool = open_pool(endpoints.database_url, schema, size=2)
     await pool.open()
     running, abandoned = job_spec(), job_spec()
     async with pool.connection() as conn:
         for spec in (running, abandoned):
-            await store.admit_job(conn, JobState(spec, budget_micro_usd=0))
-            await store.claim_attempt(conn, AttemptRequest(spec.job_id, 1, 1, "stable", spec.tenant_id),
-                                      "router-a", LEASE_S)
-        await store.renew_claims(conn, "router-a", [(running.job_id, 1)], 60)
+            await store.admit_job(conn, JobState(spec=spec, budget_micro_usd=0))
+            await store.claim_attempt(conn, AttemptRequest(job_id=spec.job_id, attempt=1, images_needed=1, tier="stable", tenant_id=spec.tenant_id),
+                                      owner="router-a", lease_s=LEASE_S)
+        await store.renew_claims(conn, "router-a", keys=[(running.job_id, 1)], lease_s=60)
     await asyncio.sleep(LEASE_S + 0.2)
     assert (await claim_row(pool, running.job_id))["held"] is True
     assert (await claim_row(pool, abandoned.job_id))["held"] is False

@@ -21,26 +21,26 @@ def verdict(provider: str, passed: bool, attempt: int = 1, judged: bool = True, 
 
 
 def test_only_the_first_attempt_of_a_client_chosen_n_is_fixed():
-    job = domain.JobState(spec(candidates_fixed=True), budget_micro_usd=50_000, spent_micro_usd=20_000,
+    job = domain.JobState(spec=spec(candidates_fixed=True), budget_micro_usd=50_000, spent_micro_usd=20_000,
                           next_index=5)
-    first = domain.route_request(job, domain.AttemptStart(1, 2, 512, 512))
-    rework = domain.route_request(job, domain.AttemptStart(2, 1, 512, 512))
+    first = domain.route_request(job, domain.AttemptStart(number=1, images_needed=2, width=512, height=512))
+    rework = domain.route_request(job, domain.AttemptStart(number=2, images_needed=1, width=512, height=512))
     assert first.candidates == 5 and rework.candidates is None
     assert rework.start_index == 5 and rework.images_needed == 1
     assert rework.cost_cap_micro_usd == 30_000
 
 
 def test_no_budget_means_no_cap_and_an_adaptive_n():
-    request = domain.route_request(domain.JobState(spec(), budget_micro_usd=0), domain.AttemptStart(1, 2, 64, 64))
+    request = domain.route_request(domain.JobState(spec=spec(), budget_micro_usd=0), domain.AttemptStart(number=1, images_needed=2, width=64, height=64))
     assert request.cost_cap_micro_usd is None and request.candidates is None
 
 
 def test_a_job_stops_when_attempts_run_out_or_no_candidate_fits_the_budget():
-    assert domain.stop_reason(3, 3, domain.Outlook(None, 1_000)) == domain.MAX_ATTEMPTS_REACHED
-    assert domain.stop_reason(1, 3, domain.Outlook(999, 1_000)) == domain.COST_CAP_REACHED
-    assert domain.stop_reason(1, 3, domain.Outlook(5_000, None)) == domain.COST_CAP_REACHED
-    assert domain.stop_reason(1, 3, domain.Outlook(1_000, 1_000)) is None
-    assert domain.stop_reason(2, 3, domain.Outlook(None, None)) is None
+    assert domain.stop_reason(3, 3, outlook=domain.Outlook(None, 1_000)) == domain.MAX_ATTEMPTS_REACHED
+    assert domain.stop_reason(1, 3, outlook=domain.Outlook(999, 1_000)) == domain.COST_CAP_REACHED
+    assert domain.stop_reason(1, 3, outlook=domain.Outlook(5_000, None)) == domain.COST_CAP_REACHED
+    assert domain.stop_reason(1, 3, outlook=domain.Outlook(1_000, 1_000)) is None
+    assert domain.stop_reason(2, 3, outlook=domain.Outlook(None, None)) is None
 
 
 def test_verdicts_are_counted_per_provider_for_one_attempt_only():
@@ -67,27 +67,27 @@ def test_candidates_left_without_a_verdict_count_as_those_that_passed_tier_one()
 
 
 def test_the_jobs_size_and_model_pin_reach_every_attempt():
-    job = domain.JobState(spec(width=320, height=240, model="local-painter", model_version="1"), budget_micro_usd=0)
+    job = domain.JobState(spec=spec(width=320, height=240, model="local-painter", model_version="1"), budget_micro_usd=0)
     for attempt in (1, 2):
-        request = domain.route_request(job, domain.AttemptStart(attempt, 1, 512, 512))
+        request = domain.route_request(job, domain.AttemptStart(number=attempt, images_needed=1, width=512, height=512))
         assert (request.width, request.height) == (320, 240)
         assert (request.model, request.model_version) == ("local-painter", "1")
-    default = domain.route_request(domain.JobState(spec(), budget_micro_usd=0), domain.AttemptStart(1, 1, 512, 384))
+    default = domain.route_request(domain.JobState(spec=spec(), budget_micro_usd=0), domain.AttemptStart(number=1, images_needed=1, width=512, height=384))
     assert (default.width, default.height, default.model, default.model_version) == (512, 384, None, None)
 
 
 def test_the_time_left_to_the_deadline_reaches_the_engine_and_stops_the_job_once_past():
     from datetime import timedelta
 
-    job = domain.JobState(spec(deadline_s=60), budget_micro_usd=0)
-    start = domain.AttemptStart(1, 2, 512, 512, now=job.spec.submitted_at + timedelta(seconds=45))
+    job = domain.JobState(spec=spec(deadline_s=60), budget_micro_usd=0)
+    start = domain.AttemptStart(number=1, images_needed=2, width=512, height=512, now=job.spec.submitted_at + timedelta(seconds=45))
     request = domain.route_request(job, start)
     assert request.time_left_s == 15
-    no_deadline = domain.route_request(domain.JobState(spec(), budget_micro_usd=0),
-                                       domain.AttemptStart(1, 2, 512, 512, now=datetime.now(UTC)))
+    no_deadline = domain.route_request(domain.JobState(spec=spec(), budget_micro_usd=0),
+                                       domain.AttemptStart(number=1, images_needed=2, width=512, height=512, now=datetime.now(UTC)))
     assert no_deadline.time_left_s is None
-    assert domain.stop_reason(1, 3, domain.Outlook(None, None, time_left_s=-0.1)) == "deadline_exceeded"
-    assert domain.stop_reason(1, 3, domain.Outlook(None, None, time_left_s=10)) is None
+    assert domain.stop_reason(1, 3, outlook=domain.Outlook(None, None, time_left_s=-0.1)) == "deadline_exceeded"
+    assert domain.stop_reason(1, 3, outlook=domain.Outlook(None, None, time_left_s=10)) is None
 
 
 def test_a_call_reports_the_pinned_model_it_was_made_with(tmp_path):
@@ -102,7 +102,7 @@ def test_a_call_reports_the_pinned_model_it_was_made_with(tmp_path):
     registry = load_registry(str(tmp_path / "providers.yaml"))
     call = CallRecord(provider="two-versions", start_index=0, count=1, expected_cost_micro_usd=1,
                       actual_cost_micro_usd=1, expected_latency_s=0.1, latency_s=0.1, outcome="ok")
-    pinned = domain.route_request(domain.JobState(spec(model="stub-model", model_version="2"), budget_micro_usd=0),
-                                  domain.AttemptStart(1, 1, 512, 512))
-    (published,) = domain.provider_calls([call], registry, pinned)
+    pinned = domain.route_request(domain.JobState(spec=spec(model="stub-model", model_version="2"), budget_micro_usd=0),
+                                  domain.AttemptStart(number=1, images_needed=1, width=512, height=512))
+    (published,) = domain.provider_calls([call], registry, route=pinned)
     assert (published.model, published.model_version) == ("stub-model", "2")

@@ -42,7 +42,7 @@ def engine_over(client, primary: Stub, fallback: Stub, clock=None, *, primary_en
         "primary": stub_provider(primary, **({"price": 10_000, "overall_s": 0.5} | (primary_entry or {}))),
         "fallback": stub_provider(fallback, **({"price": 30_000, "overall_s": 2.0} | (fallback_entry or {}))),
     }})
-    providers = build_providers(registry, {"STUB_KEY": STUB_SECRET}, ProviderContext(client=client, clock=clock))
+    providers = build_providers(registry, {"STUB_KEY": STUB_SECRET}, context=ProviderContext(client=client, clock=clock))
     return RoutingEngine(registry, providers, clock=clock or LoopClock(),
                          policy=policy or RoutingPolicy(breaker=BREAKER, retry=RETRY))
 

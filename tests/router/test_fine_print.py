@@ -34,7 +34,7 @@ def expiring_replicate_first(client, replicate, fal) -> RoutingEngine:
         "replicate": stub_provider(replicate, price=10_000, overall_s=5.0),
         "fal": stub_provider(fal, price=30_000, overall_s=5.0),
     }})
-    return RoutingEngine(registry, build_providers(registry, {"STUB_KEY": STUB_SECRET}, ProviderContext(client=client)),
+    return RoutingEngine(registry, build_providers(registry, {"STUB_KEY": STUB_SECRET}, context=ProviderContext(client=client)),
                          policy=RoutingPolicy(breaker=BREAKER, retry=RETRY))
 
 

@@ -39,7 +39,7 @@ def upscaler(stub: Stub, **stages) -> dict:
 
 def provider_over(stub: Stub, client, entry: dict):
     registry = parse_registry({"providers": {"hosted": entry}})
-    return build_providers(registry, {"STUB_KEY": STUB_SECRET}, ProviderContext(client=client))["hosted"]
+    return build_providers(registry, {"STUB_KEY": STUB_SECRET}, context=ProviderContext(client=client))["hosted"]
 
 
 def candidate_png(side: int = 32) -> bytes:
@@ -110,12 +110,12 @@ async def test_a_hosted_upscale_stage_is_the_pipelines_output_with_its_cost(fal,
                "concurrency": 4, "latency": {"base_s": 0.01, "per_image_s": 0.0},
                "local": {"defect_rate": 0.0, "latency_s": 0.0}}
     registry = parse_registry({"providers": {"painter": painter, "fal-upscale": upscaler(fal)}})
-    engine = RoutingEngine(registry, build_providers(registry, {"STUB_KEY": STUB_SECRET}, ProviderContext(client=client)))
+    engine = RoutingEngine(registry, build_providers(registry, {"STUB_KEY": STUB_SECRET}, context=ProviderContext(client=client)))
     request = RouteRequest(job_id=uuid.uuid4().hex, tenant_id="t1", tier="stable", template="generic",
                            prompt="a red fox", seed=7, images_needed=1, candidates=2, width=32, height=32,
                            time_left_s=20.0)
 
-    result = await run_pipeline(engine, request, (Stage(capability="generate"), Stage(capability="upscale")))
+    result = await run_pipeline(engine, request, stages=(Stage(capability="generate"), Stage(capability="upscale")))
 
     assert len(result.images) == 2 and len(fal.market.requests) == 2
     for routed in result.images:

@@ -17,7 +17,7 @@ from services.router.providers.registry import RegistryError, parse_registry
 from services.router.styles import style_plan
 
 PHOTO = b"\x89PNG\r\n\x1a\n" + b"0" * 16
-LORA = IdentityInput("lora", "s1", trigger_word="glxqzvyk", base="flux-dev",
+LORA = IdentityInput(mode="lora", subject_id="s1", trigger_word="glxqzvyk", base="flux-dev",
                      weights_url="https://s3.example/identities/w.safetensors?X-Amz-Signature=abc",
                      provider_version="me/identities:0123")
 
@@ -63,7 +63,7 @@ def test_a_lora_goes_where_the_model_takes_it_with_the_trigger_word_first(adapte
 
 def test_reference_photos_go_as_data_uris_one_per_candidate_or_a_list():
     photos = (PHOTO, PHOTO + b"1", PHOTO + b"2")
-    reference = IdentityInput("reference", "s1", photos=photos)
+    reference = IdentityInput(mode="reference", subject_id="s1", photos=photos)
     one = config("fal", PULID)
     second = model_input(one.inputs_for(one.models[0]), request(reference, start_index=1)).payload
     assert second["reference_image_url"] == "data:image/png;base64," + base64.b64encode(photos[1]).decode()
@@ -77,11 +77,11 @@ def test_a_model_carries_only_weights_of_its_base_by_a_link_it_reads():
     fal = config("fal", FAL_LORA)
     pin = fal.models[0]
     assert fal.carries(pin, LORA)
-    assert not fal.carries(pin, IdentityInput("lora", "s1", base="sdxl", weights_url="https://x/w.safetensors"))
-    assert not fal.carries(pin, IdentityInput("reference", "s1", photos=(PHOTO,)))
+    assert not fal.carries(pin, IdentityInput(mode="lora", subject_id="s1", base="sdxl", weights_url="https://x/w.safetensors"))
+    assert not fal.carries(pin, IdentityInput(mode="reference", subject_id="s1", photos=(PHOTO,)))
     old_cog = config("replicate", {"identity": {"lora": {**COG_FLUX["identity"]["lora"], "link": "replicate_version"}}})
     assert old_cog.carries(old_cog.models[0], LORA)
-    assert not old_cog.carries(old_cog.models[0], IdentityInput("lora", "s1", base="flux-dev", weights_url="https://x"))
+    assert not old_cog.carries(old_cog.models[0], IdentityInput(mode="lora", subject_id="s1", base="flux-dev", weights_url="https://x"))
     assert model_input(old_cog.inputs_for(old_cog.models[0]), request(LORA)).payload["lora_weights"] == \
         "me/identities:0123"
 

@@ -61,7 +61,7 @@ def provider(simulated, client, adapter: str, model: dict, identity: list[str]):
              "price": {"per_image_micro_usd": 30_000}, "concurrency": 2, "poll_interval_s": 0.01,
              "timeouts": {"submit_s": 5, "overall_s": 20}}
     config = parse_registry({"providers": {"p": entry}}).providers["p"]
-    return build_provider(config, SECRET, ProviderContext(client=client))
+    return build_provider(config, SECRET, context=ProviderContext(client=client))
 
 
 def asked(identity: IdentityInput, **fields) -> GenerationRequest:
@@ -71,7 +71,7 @@ def asked(identity: IdentityInput, **fields) -> GenerationRequest:
 
 
 def lora(link: str, version: str | None = None) -> IdentityInput:
-    return IdentityInput("lora", "s", trigger_word="glxqzvyk", base="flux-dev", weights_url=link,
+    return IdentityInput(mode="lora", subject_id="s", trigger_word="glxqzvyk", base="flux-dev", weights_url=link,
                          provider_version=version)
 
 
@@ -143,7 +143,7 @@ async def test_reference_models_get_the_subjects_photos(simulated, client):
     market, _ = simulated
     market.reset()
     photos = astronaut_photos()[:3]
-    reference = IdentityInput("reference", "s", photos=photos, photo_set="p")
+    reference = IdentityInput(mode="reference", subject_id="s", photos=photos, photo_set="p")
     pulid = provider(simulated, client, "fal", {"remote_id": "fal-ai/flux-pulid", "inputs": {
         "size": {"style": "image_size", "field": "image_size", "multiple_of": 8}, "seed": {"field": "seed"},
         "fixed": {"id_weight": 1.0}, "identity": {"reference": {"field": "reference_image_url"}}}}, ["reference"])

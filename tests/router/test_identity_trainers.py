@@ -64,8 +64,8 @@ def keys():
 @pytest.fixture
 async def bench(endpoints, object_store, keys):
     schema = f"router_trainings_{__import__('uuid').uuid4().hex[:8]}"
-    await migrate(endpoints.database_url, schema, [COMMON_MIGRATIONS, "services.router"])
-    pool = open_pool(endpoints.database_url, schema, 4)
+    await migrate(endpoints.database_url, schema, packages=[COMMON_MIGRATIONS, "services.router"])
+    pool = open_pool(endpoints.database_url, schema, size=4)
     await pool.open()
     async with httpx.AsyncClient() as client:
         yield Bench(pool, SubjectFiles(object_store, data_keys_at(endpoints, keys[1])), client)
@@ -205,7 +205,7 @@ async def test_callbacks_twice_or_never_end_in_one_training(bench, replicate, su
                                                  "poll_interval_s": interval_s}, trainer={"poll_interval_s": 30})
         registry = parse_registry({"providers": {"replicate-trainer": entry}})
         context = ProviderContext(client=bench.client, webhooks=bench.inbox)
-        adapters = build_providers(registry, {"STUB_KEY": SECRET, "HOOKS": WEBHOOK_SECRET}, context)
+        adapters = build_providers(registry, {"STUB_KEY": SECRET, "HOOKS": WEBHOOK_SECRET}, context=context)
         route = provider_webhook_route(adapters, bench.inbox)
         async with serving_here(Starlette(routes=[route])) as hooks_url:
             entry["webhooks"]["url"] = f"{hooks_url}/webhooks/providers"
@@ -234,7 +234,7 @@ async def test_a_router_that_dies_mid_training_leaves_it_to_another_that_resumes
     await asyncio.gather(driving, return_exceptions=True)
     second, announced = bench.supervisor(entries, lease_s=30.0)
     async with bench.pool.connection() as conn:
-        assert await store.claim_identities(conn, second._lease, 10) == []  # held until the claim lapses
+        assert await store.claim_identities(conn, second._lease, limit=10) == []  # held until the claim lapses
         await conn.execute("UPDATE identities SET claimed_until = now() - interval '1 second'")  # 30 s later
     await second.drive(await bench.claimed(second, row))
     [training] = market.trainings.values()
@@ -252,7 +252,7 @@ async def test_an_erased_identity_leaves_nothing_in_the_bucket_nor_its_version_a
     [trained] = announced.of(IdentityTrained)
     for _ in range(2):  # erased twice: the second finds nothing more to do
         async with bench.pool.connection() as conn:
-            erased = await store.erase_identities(conn, row.tenant_id, row.subject_id)
+            erased = await store.erase_identities(conn, row.tenant_id, subject_id=row.subject_id)
         for left in erased:
             await supervisor.drive(await bench.claimed(supervisor, left))
     stored = await bench.row(row.identity_id)

@@ -45,7 +45,7 @@ def test_a_crop_without_dlib_says_once_that_the_haar_cascade_finds_its_faces(mon
 
 
 def test_without_a_face_the_crop_is_the_central_square():
-    assert image_stages.square_around(None, (100, 300, 3), 0.5) == (100, 0, 100)
+    assert image_stages.square_around(None, (100, 300, 3), margin=0.5) == (100, 0, 100)
 
 
 def test_stylize_is_deterministic_per_seed_and_differs_between_seeds():

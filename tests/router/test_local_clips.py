@@ -94,7 +94,7 @@ def test_image_to_video_starts_from_the_first_frame_at_the_asked_size():
     first = np.zeros((720, 720, 3), np.uint8)
     first[:, :, 0] = np.linspace(0, 255, 720, dtype=np.uint8)[None, :]  # a red ramp left to right
     first[200:520, 200:520, 2] = 255
-    clip = ClipMaker(ClipShape(480, 480, 1, 12)).from_still(first, Take(3)).data
+    clip = ClipMaker(ClipShape(width=480, height=480, duration_s=1, fps=12)).from_still(first, Take(3)).data
     info = video.probe(clip)
     assert (info.width, info.height, info.frames, info.fps) == (480, 480, 12, 12.0)
     opening = next(video.frames(clip)).rgb.astype(np.float32)

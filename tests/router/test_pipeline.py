@@ -58,7 +58,7 @@ def test_each_stage_runs_on_the_cheapest_provider_of_its_capability_and_costs_ad
                        animate=provider(3000, "animate", "animate"))
     stages = (Stage(capability="generate"), Stage(capability="upscale", params={"factor": 2}),
               Stage(capability="animate", params={"frames": 4, "width": 48, "height": 40}))
-    result = run_simulated(run_pipeline(engine, request(), stages))
+    result = run_simulated(run_pipeline(engine, request(), stages=stages))
 
     assert [[s.stage for s in i.steps] for i in result.images] == [["generate", "upscale", "animate"]] * 2
     assert {s.provider for i in result.images for s in i.steps} == {"paint", "upscale_cheap", "animate"}
@@ -72,8 +72,8 @@ def test_a_pipeline_that_starts_from_the_photo_needs_one():
     engine = engine_of(cutout=provider(1500, "remove_background", "remove_background"))
     stages = (Stage(capability="remove_background"),)
     with pytest.raises(MissingInput):
-        run_simulated(run_pipeline(engine, request(), stages))
-    result = run_simulated(run_pipeline(engine, replace(request(), input=photo()), stages))
+        run_simulated(run_pipeline(engine, request(), stages=stages))
+    result = run_simulated(run_pipeline(engine, replace(request(), input=photo()), stages=stages))
     cut = np.asarray(Image.open(io.BytesIO(result.images[0].image.data)))
     assert cut.shape[2] == 4 and cut[0, 0, 3] == 0 and cut[48, 48, 3] == 255
 
@@ -82,7 +82,7 @@ def test_a_failing_stage_provider_falls_back_to_another_of_the_stage():
     engine = engine_of(paint=provider(4000), broken=provider(100, "upscale", "upscale", failure=1.0),
                        steady=provider(900, "upscale", "upscale"))
     result = run_simulated(run_pipeline(engine, request(candidates=1),
-                                        (Stage(capability="generate"), Stage(capability="upscale"))))
+                                        stages=(Stage(capability="generate"), Stage(capability="upscale"))))
     upscale_calls = [c for c in result.calls if c.stage == "upscale"]
     assert [c.provider for c in upscale_calls][-1] == "steady" and "broken" in {c.provider for c in upscale_calls}
     assert result.images[0].steps[-1].provider == "steady"
@@ -92,7 +92,7 @@ def test_a_stage_pinned_to_a_provider_runs_only_there():
     engine = engine_of(paint=provider(4000), cheap=provider(100, "upscale", "upscale"),
                        pinned=provider(900, "upscale", "upscale"))
     stages = (Stage(capability="generate"), Stage(capability="upscale", provider="pinned"))
-    result = run_simulated(run_pipeline(engine, request(candidates=1), stages))
+    result = run_simulated(run_pipeline(engine, request(candidates=1), stages=stages))
     assert result.images[0].steps[-1].provider == "pinned"
 
 
@@ -100,7 +100,7 @@ def test_a_stage_no_provider_runs_fails_the_attempt_with_the_calls_made():
     engine = engine_of(paint=provider(4000))
     with pytest.raises(AllProvidersFailed) as failed:
         run_simulated(run_pipeline(engine, request(candidates=1),
-                                   (Stage(capability="generate"), Stage(capability="stylize"))))
+                                   stages=(Stage(capability="generate"), Stage(capability="stylize"))))
     assert failed.value.spent_micro_usd == 4000 and [c.stage for c in failed.value.calls] == ["generate"]
 
 
@@ -117,7 +117,7 @@ def test_a_hosted_adapter_refuses_a_stage_it_cannot_send_an_image_to():
 
     async def call():
         async with httpx.AsyncClient() as client:
-            provider = build_providers(registry, {"FAL_KEY": "k"}, ProviderContext(client=client))["hosted"]
+            provider = build_providers(registry, {"FAL_KEY": "k"}, context=ProviderContext(client=client))["hosted"]
             await provider.generate(GenerationRequest(job_id="j", attempt=1, prompt="p", seed=1, count=1, width=64,
                                                       height=64, model="m", model_version="1", capability="upscale",
                                                       input=photo()))

@@ -37,7 +37,7 @@ from services.router.routing_types import ProviderQuote
     ],
 )
 def test_probability_of_at_least_k_passing_is_the_exact_binomial_tail(k, n, p, expected):
-    assert probability_at_least(k, n, p) == pytest.approx(expected, abs=1e-12)
+    assert probability_at_least(k, n, p=p) == pytest.approx(expected, abs=1e-12)
 
 
 @pytest.mark.parametrize(
@@ -66,9 +66,9 @@ def test_candidates_needed_is_minimal(k, p, target):
     n = candidates_needed(Need(k, target, max_candidates=200), p)
     assert n >= k
     if n < 200:
-        assert probability_at_least(k, n, p) >= target
+        assert probability_at_least(k, n, p=p) >= target
     if n > k:
-        assert probability_at_least(k, n - 1, p) < target
+        assert probability_at_least(k, n - 1, p=p) < target
 
 
 @pytest.mark.parametrize(("k", "p"), [(0, 0.5), (1, 1.5), (1, -0.1)])
@@ -89,9 +89,9 @@ def test_fixed_oversample_matches_the_platform_default():
 
 
 def test_estimator_starts_at_the_prior_and_learns_from_outcomes():
-    estimator = PassRateEstimator({"cheap": PassRatePrior(mean=0.8, strength=4)}, half_life_s=None)
+    estimator = PassRateEstimator(priors={"cheap": PassRatePrior(mean=0.8, strength=4)}, half_life_s=None)
     assert estimator.mean("cheap", "headshot") == pytest.approx(0.8)
-    estimator.observe(Tally("cheap", "headshot", passed=2, failed=14))
+    estimator.observe(Tally(provider="cheap", template="headshot", passed=2, failed=14))
     # Beta(3.2 + 2, 0.8 + 14)
     assert estimator.mean("cheap", "headshot") == pytest.approx(5.2 / 20)
     assert estimator.mean("cheap", "generic") == pytest.approx(0.8), "templates are learnt apart"
@@ -99,8 +99,8 @@ def test_estimator_starts_at_the_prior_and_learns_from_outcomes():
 
 def test_estimator_evidence_fades_back_toward_the_prior():
     clock = ManualClock()
-    estimator = PassRateEstimator({"p": PassRatePrior(mean=0.8, strength=4)}, half_life_s=3600, clock=clock)
-    estimator.observe(Tally("p", "t", passed=0, failed=40))
+    estimator = PassRateEstimator(priors={"p": PassRatePrior(mean=0.8, strength=4)}, half_life_s=3600, clock=clock)
+    estimator.observe(Tally(provider="p", template="t", passed=0, failed=40))
     fresh = estimator.mean("p", "t")
     clock.advance(3600)
     clock.advance(10 * 3600)
@@ -110,17 +110,17 @@ def test_estimator_evidence_fades_back_toward_the_prior():
 
 def test_estimator_rejects_negative_counts():
     with pytest.raises(ValueError):
-        PassRateEstimator().observe(Tally("p", "t", passed=-1, failed=0))
+        PassRateEstimator().observe(Tally(provider="p", template="t", passed=-1, failed=0))
 
 
 def quote(name, price, pass_rate, latency=5.0, available=True):
-    return ProviderQuote(name, price, pass_rate, latency, max_batch=4, available=available)
+    return ProviderQuote(provider=name, price_micro_usd=price, pass_rate=pass_rate, latency_s=latency, max_batch=4, available=available)
 
 
 def test_ranking_is_by_cost_per_passing_image_not_price():
     quotes = [quote("cheap", 8_000, 0.4), quote("solid", 12_000, 0.9), quote("premium", 30_000, 0.95)]
     assert [q.provider for q in rank_providers(quotes, 60)] == ["solid", "cheap", "premium"]
-    assert [q.provider for q in rank_providers(quotes, 60, "price_per_image")] == ["cheap", "solid", "premium"]
+    assert [q.provider for q in rank_providers(quotes, 60, rank_by="price_per_image")] == ["cheap", "solid", "premium"]
 
 
 def test_ranking_puts_slow_providers_after_those_within_the_latency_target():

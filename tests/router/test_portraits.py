@@ -59,7 +59,7 @@ def judged(data: bytes, mean_face: np.ndarray) -> tuple[int, float | None, float
     if len(faces) != 1:
         return len(faces), None, 0.0
     distance = float(np.linalg.norm(face_models.face_embedding(rgb, faces[0]) - mean_face))
-    return 1, distance, face_models.count_eyes(luma, faces[0], 0.6)
+    return 1, distance, face_models.count_eyes(luma, faces[0], band=0.6)
 
 
 def request(identity: IdentityInput, count: int, start: int = 0, **fields) -> GenerationRequest:
@@ -72,7 +72,7 @@ def request(identity: IdentityInput, count: int, start: int = 0, **fields) -> Ge
 
 
 def by_reference(photos: tuple[bytes, ...]) -> IdentityInput:
-    return IdentityInput("reference", "subject", trigger_word="glxqzvyk", photos=photos, photo_set="set-" + str(len(photos)))
+    return IdentityInput(mode="reference", subject_id="subject", trigger_word="glxqzvyk", photos=photos, photo_set="set-" + str(len(photos)))
 
 
 async def test_clean_portraits_are_the_subject_alone_with_eyes_open_in_each_style():
@@ -139,7 +139,7 @@ async def test_the_local_trainers_weights_are_small_and_paint_the_same_subject()
                                                    "expected_s": 0.01, "timeout_s": 10}}}})
     trainer = LocalTrainer(registry.providers["trainer"])
     photos = astronaut_photos()
-    handle = await trainer.submit(TrainingRequest("identity", "glxqzvyk", photos))
+    handle = await trainer.submit(TrainingRequest(identity_id="identity", trigger_word="glxqzvyk", photos=photos))
     output = None
     while output is None:
         output = await trainer.poll(handle)
@@ -147,7 +147,7 @@ async def test_the_local_trainers_weights_are_small_and_paint_the_same_subject()
     unpacked = LocalWeights.unpack(weights)
     assert len(unpacked.crops) == len(photos) and unpacked.donor == "grace_hopper"
     assert len(weights) < 30_000 * len(photos)
-    lora = IdentityInput("lora", "subject", trigger_word="glxqzvyk", base="genline-local-faces", weights=weights)
+    lora = IdentityInput(mode="lora", subject_id="subject", trigger_word="glxqzvyk", base="genline-local-faces", weights=weights)
     painted = await portraits().generate(request(lora, 4))
     mean_face = centroid(photos[:4])
     assert all(judged(image.data, mean_face)[1] < 0.6 for image in painted)
@@ -158,7 +158,7 @@ async def test_a_product_is_cut_out_of_its_photos_and_placed_on_each_styles_back
     buffer = io.BytesIO()
     Image.fromarray(skimage.data.coffee()).save(buffer, format="PNG")
     photo = buffer.getvalue()
-    product = IdentityInput("reference", "mug", kind="product", photos=(photo,), photo_set="mug")
+    product = IdentityInput(mode="reference", subject_id="mug", kind="product", photos=(photo,), photo_set="mug")
     painted = await portraits({"another_person": 1.0}).generate(request(product, 4))
     assert len({fingerprint(image.data) for image in painted}) == 4
     for image in painted:

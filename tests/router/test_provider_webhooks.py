@@ -59,26 +59,26 @@ def jwks_of(key: Ed25519PrivateKey) -> dict:
 
 def test_replicate_callbacks_are_verified_as_standard_webhooks():
     body = json.dumps({"id": "p1", "status": "succeeded"}).encode()
-    verify_standard_webhook(SIGNING_SECRET, replicate_signed(body), body)
+    verify_standard_webhook(SIGNING_SECRET, replicate_signed(body), body=body)
     with pytest.raises(WebhookRejected):
-        verify_standard_webhook(SIGNING_SECRET, replicate_signed(body), body + b" ")
+        verify_standard_webhook(SIGNING_SECRET, replicate_signed(body), body=body + b" ")
     with pytest.raises(WebhookRejected):
-        verify_standard_webhook(SIGNING_SECRET, replicate_signed(body, when=time.time() - 3600), body)
+        verify_standard_webhook(SIGNING_SECRET, replicate_signed(body, when=time.time() - 3600), body=body)
     with pytest.raises(WebhookRejected):
-        verify_standard_webhook(SIGNING_SECRET, {}, body)
+        verify_standard_webhook(SIGNING_SECRET, {}, body=body)
 
 
 def test_fal_callbacks_are_verified_with_the_keys_of_its_jwks():
     key, other = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
     keys = jwks_ed25519_keys(jwks_of(key))
     body = json.dumps({"request_id": "req-1", "status": "OK", "payload": {}}).encode()
-    verify_fal_webhook(keys, fal_signed(key, body), body)
+    verify_fal_webhook(keys, fal_signed(key, body), body=body)
     with pytest.raises(WebhookRejected):
-        verify_fal_webhook(keys, fal_signed(other, body), body)
+        verify_fal_webhook(keys, fal_signed(other, body), body=body)
     with pytest.raises(WebhookRejected):
-        verify_fal_webhook(keys, fal_signed(key, body), b"{}")
+        verify_fal_webhook(keys, fal_signed(key, body), body=b"{}")
     with pytest.raises(WebhookRejected):
-        verify_fal_webhook(keys, fal_signed(key, body, when=time.time() - 3600), body)
+        verify_fal_webhook(keys, fal_signed(key, body, when=time.time() - 3600), body=body)
 
 
 @pytest.fixture

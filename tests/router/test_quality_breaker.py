@@ -76,7 +76,7 @@ def test_the_template_moves_to_the_next_provider_and_comes_back_after_a_passing_
     async def scenario() -> None:
         engine = engine_of(cheap=local(5_000, latency=1), solid=local(20_000, latency=1))
         assert engine.plan(job()).primary.provider == "cheap"
-        engine.observe_verdicts("cheap", "headshot", [BLACK] * 4)
+        engine.observe_verdicts("cheap", "headshot", verdicts=[BLACK] * 4)
 
         assert [q.provider for q in engine.plan(job()).chain] == ["solid"]
         assert engine.plan(job("generic")).primary.provider == "cheap"  # other templates keep it
@@ -88,7 +88,7 @@ def test_the_template_moves_to_the_next_provider_and_comes_back_after_a_passing_
         await engine.clock.sleep(31)
         probe = await engine.route(job())
         assert probe.providers_used == ("cheap",)
-        engine.observe_verdicts("cheap", "headshot", [Verdict(True), Verdict(True)])
+        engine.observe_verdicts("cheap", "headshot", verdicts=[Verdict(True), Verdict(True)])
         assert {s.name: s for s in engine.provider_status()}["cheap"].quality["headshot"].state == "closed"
         assert (await engine.route(job())).providers_used == ("cheap",)
 
@@ -97,7 +97,7 @@ def test_the_template_moves_to_the_next_provider_and_comes_back_after_a_passing_
 
 def test_when_every_provider_collapsed_none_is_passed_over():
     engine = engine_of(cheap=local(5_000), solid=local(20_000))
-    engine.observe_verdicts("cheap", "headshot", [BLACK] * 4)
-    engine.observe_verdicts("solid", "headshot", [BLACK] * 4)
+    engine.observe_verdicts("cheap", "headshot", verdicts=[BLACK] * 4)
+    engine.observe_verdicts("solid", "headshot", verdicts=[BLACK] * 4)
     plan = engine.plan(job())
     assert plan.quality_waived and [q.provider for q in plan.chain] == ["cheap", "solid"]

@@ -61,7 +61,7 @@ async def test_a_router_killed_while_a_prediction_runs_resumes_it_after_restart(
     settings = router_settings(endpoints, tmp_path, {"replicate": entry(replicate, overall_s=60.0)},
                                topic_namespace=namespace, schema_name=f"{namespace}_router")
     await create_topics(settings.kafka_bootstrap, all_topics(namespace))
-    fleet = ServiceFleet(endpoints, tmp_path / "logs", namespace=namespace, extra_env={
+    fleet = ServiceFleet(endpoints=endpoints, log_dir=tmp_path / "logs", namespace=namespace, extra_env={
         "GENLINE_ENVIRONMENT": "test", "GENLINE_KAFKA_SESSION_TIMEOUT_MS": "6000",
         "GENLINE_PROVIDERS_PATH": settings.providers_path, "GENLINE_PROVIDER_SECRETS": f'{{"STUB_KEY": "{SECRET}"}}',
         "GENLINE_CLAIM_LEASE_S": "2", "GENLINE_ATTEMPT_POLL_INTERVAL_S": "0.3"})

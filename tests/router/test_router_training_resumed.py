@@ -50,7 +50,7 @@ async def test_a_router_killed_mid_training_resumes_it_after_restart_and_pays_on
             "trainer": replicate_trainer(url, trainer={"poll_interval_s": 0.3}), "flux-dev-lora": cog_flux},
             topic_namespace=namespace, schema_name=f"{namespace}_router")
         await create_topics(settings.kafka_bootstrap, all_topics(namespace))
-        fleet = ServiceFleet(endpoints, tmp_path / "logs", namespace=namespace, extra_env={
+        fleet = ServiceFleet(endpoints=endpoints, log_dir=tmp_path / "logs", namespace=namespace, extra_env={
             "GENLINE_ENVIRONMENT": "test", "GENLINE_KAFKA_SESSION_TIMEOUT_MS": "6000",
             "GENLINE_PROVIDERS_PATH": settings.providers_path,
             "GENLINE_PROVIDER_SECRETS": json.dumps({"STUB_KEY": SECRET}), "GENLINE_DATA_KEY_URL": keys_url,

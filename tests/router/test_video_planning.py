@@ -33,7 +33,7 @@ def request(capability: str = "generate", video: VideoSpec | None = CLIP, **chan
 
 
 def names(req: RouteRequest, reg=None) -> set[str]:
-    return {c.name for c in capable_providers((reg or registry()).providers.values(), RoutingPolicy(), req)}
+    return {c.name for c in capable_providers((reg or registry()).providers.values(), RoutingPolicy(), request=req)}
 
 
 def test_generate_makes_clips_from_text_and_animate_from_a_still():
@@ -56,7 +56,7 @@ def test_image_jobs_never_go_to_a_video_provider_nor_clips_to_an_image_one():
 def test_a_clip_no_model_can_make_is_refused_with_its_shape():
     with pytest.raises(NoCapableProvider, match="no video provider makes a 30 s 1080p 9:16 clip from image"):
         Planner(registry(), RoutingPolicy()).plan_attempt(
-            request("animate", VideoSpec(duration_s=30, aspect_ratio="9:16", resolution="1080p")), [], {})
+            request("animate", VideoSpec(duration_s=30, aspect_ratio="9:16", resolution="1080p")), [], snapshot={})
     assert "from text" in incapable_reason(request())
 
 
@@ -71,22 +71,22 @@ def test_clip_prices_per_second_per_clip_and_per_tier_and_length():
 
 
 def snapshot(reg, req, pass_rates: dict[str, float]) -> dict[str, ProviderSnapshot]:
-    return {c.name: ProviderSnapshot(True, True, 1.0, 1.0, pass_rates.get(c.name, 0.5))
-            for c in capable_providers(reg.providers.values(), RoutingPolicy(), req)}
+    return {c.name: ProviderSnapshot(breaker_available=True, quality_available=True, price_ratio=1.0, latency_ratio=1.0, pass_rate=pass_rates.get(c.name, 0.5))
+            for c in capable_providers(reg.providers.values(), RoutingPolicy(), request=req)}
 
 
 def test_the_cheapest_clip_per_passing_clip_leads_not_the_cheapest_clip():
     reg, req = registry(), request("animate")
-    capable = capable_providers(reg.providers.values(), RoutingPolicy(), req)
+    capable = capable_providers(reg.providers.values(), RoutingPolicy(), request=req)
     # A clip and its pass rate, per passing clip: local 100,000 at 0.2 (500,000), Wan 110,000 at 0.3
     # (366,667), Kling on fal 280,000 at 0.9 (311,111), on Replicate 250,000 at 0.9 (277,778).
     rates = {"local-video": 0.2, "replicate-wan-2-2-i2v-fast": 0.3, "replicate-kling-2-1": 0.9,
              "fal-kling-2-1-i2v": 0.9}
-    plan = Planner(reg, RoutingPolicy()).plan_attempt(req, capable, snapshot(reg, req, rates))
+    plan = Planner(reg, RoutingPolicy()).plan_attempt(req, capable, snapshot=snapshot(reg, req, rates))
     assert [q.provider for q in plan.chain] == ["replicate-kling-2-1", "fal-kling-2-1-i2v",
                                                 "replicate-wan-2-2-i2v-fast", "local-video"]
     assert plan.primary.price_micro_usd == 250_000
-    cheap = Planner(reg, RoutingPolicy()).plan_attempt(req, capable, snapshot(reg, req, {"local-video": 0.8}))
+    cheap = Planner(reg, RoutingPolicy()).plan_attempt(req, capable, snapshot=snapshot(reg, req, {"local-video": 0.8}))
     assert cheap.primary.provider == "local-video"
 
 
@@ -117,14 +117,14 @@ def test_a_clips_rework_asks_the_missing_clips_at_the_clips_expected_pass_rate(r
     image job's rework at the same rate still aims for the target."""
     reg = registry()
     rework = request("animate", attempt=2)
-    capable = capable_providers(reg.providers.values(), RoutingPolicy(), rework)
+    capable = capable_providers(reg.providers.values(), RoutingPolicy(), request=rework)
     rates = {c.name: rate for c in capable}
-    plan = Planner(reg, RoutingPolicy()).plan_attempt(rework, capable, snapshot(reg, rework, rates))
+    plan = Planner(reg, RoutingPolicy()).plan_attempt(rework, capable, snapshot=snapshot(reg, rework, rates))
     assert plan.candidates == clips
 
     stills = request("generate", video=None, template="generic", attempt=2, width=1024, height=1024)
-    painters = capable_providers(reg.providers.values(), RoutingPolicy(), stills)
-    images = Planner(reg, RoutingPolicy()).plan_attempt(stills, painters, snapshot(reg, stills, {
+    painters = capable_providers(reg.providers.values(), RoutingPolicy(), request=stills)
+    images = Planner(reg, RoutingPolicy()).plan_attempt(stills, painters, snapshot=snapshot(reg, stills, {
         c.name: rate for c in painters}))
     assert images.candidates > clips
 
@@ -134,7 +134,7 @@ def test_a_clips_rework_asks_the_missing_clips_at_the_clips_expected_pass_rate(r
 def test_a_clips_last_rework_still_aims_for_the_target(last):
     reg = registry()
     rework = request("animate", **last)
-    capable = capable_providers(reg.providers.values(), RoutingPolicy(), rework)
-    plan = Planner(reg, RoutingPolicy()).plan_attempt(rework, capable, snapshot(reg, rework, {
+    capable = capable_providers(reg.providers.values(), RoutingPolicy(), request=rework)
+    plan = Planner(reg, RoutingPolicy()).plan_attempt(rework, capable, snapshot=snapshot(reg, rework, {
         c.name: 0.72 for c in capable}))
     assert plan.candidates == 3  # 1 − 0.28³ ≥ 0.95

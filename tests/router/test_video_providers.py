@@ -97,7 +97,7 @@ def adapter_for(name: str, simulator: Provider, client, journal=None, copies=Non
 def still(width: int, height: int) -> bytes:
     from services.router.providers.clip_maker import ClipMaker, ClipShape
 
-    frame = ClipMaker(ClipShape(width, height, 1, 24)).painted("a harbour at dawn", 3)
+    frame = ClipMaker(ClipShape(width=width, height=height, duration_s=1, fps=24)).painted("a harbour at dawn", 3)
     from PIL import Image
 
     buffer = io.BytesIO()
@@ -240,7 +240,7 @@ async def test_a_fetched_clip_is_copied_to_the_internal_bucket(video_simulators,
     request = clip_request("replicate-kling-2-1")
     copies = BucketCopies(object_store)
     [clip] = await adapter_for("replicate-kling-2-1", simulator, client, MemoryJournal(), copies).generate(request)
-    key = RemoteJobKey(request.job_id, 1, "animate", "replicate-kling-2-1", 0, 1)
+    key = RemoteJobKey(job_id=request.job_id, attempt=1, capability="animate", provider="replicate-kling-2-1", start_index=0, count=1)
     copied = await copies.get(key)
     assert copied is not None and copied.images[0][0] == clip.data and copied.images[0][1] == "video/mp4"
 
@@ -248,10 +248,10 @@ async def test_a_fetched_clip_is_copied_to_the_internal_bucket(video_simulators,
 def test_a_video_model_that_cannot_make_the_clip_is_refused_before_any_call(video_simulators):
     config = ProviderConfig.model_validate({"name": "veo", **ENTRIES["fal-veo3-fast"]})
     pin = config.models[0]
-    assert config.can_make_clip(pin, VideoSpec(duration_s=6, aspect_ratio="9:16", resolution="1080p"), False)
-    assert not config.can_make_clip(pin, VideoSpec(duration_s=9, resolution="720p"), False)  # at most 8 s
-    assert not config.can_make_clip(pin, VideoSpec(duration_s=4, aspect_ratio="1:1"), False)
-    assert not config.can_make_clip(pin, VideoSpec(duration_s=4), True)  # text-to-video only
+    assert config.can_make_clip(pin, VideoSpec(duration_s=6, aspect_ratio="9:16", resolution="1080p"), from_image=False)
+    assert not config.can_make_clip(pin, VideoSpec(duration_s=9, resolution="720p"), from_image=False)  # at most 8 s
+    assert not config.can_make_clip(pin, VideoSpec(duration_s=4, aspect_ratio="1:1"), from_image=False)
+    assert not config.can_make_clip(pin, VideoSpec(duration_s=4), from_image=True)  # text-to-video only
     # A 3 s clip is asked, and paid, as the model's shortest: 4 s at 0.10 USD a second.
     assert config.clip_price_micro_usd(VideoSpec(duration_s=3)) == 400_000
 

@@ -61,12 +61,12 @@ class Bench:
         """A supervisor of the trainers these providers.yaml entries declare, announcing to a fresh record."""
         registry = parse_registry({"providers": entries})
         context = ProviderContext(client=self.client, webhooks=self.inbox)
-        trainers = {c.name: build_trainer(c, context, SECRET) for c in registry.trainers()}
+        trainers = {c.name: build_trainer(c, context, secret=SECRET) for c in registry.trainers()}
         announced = Announced(self.pool)
         clock: Clock = options.pop("clock", LoopClock())
         owner = options.pop("owner", f"router-{uuid.uuid4().hex[:6]}")
         settings = TrainingSettings(**({"lease_s": 30.0} | options))
-        return TrainingSupervisor(announced, trainers, self.files, owner, settings, clock=clock,  # type: ignore[arg-type]
+        return TrainingSupervisor(runtime=announced, trainers=trainers, files=self.files, owner=owner, settings=settings, clock=clock,  # type: ignore[arg-type]
                                   webhooks=self.inbox), announced
 
     async def identity(self, provider: str, subject: SubjectRef, base: str = "flux-dev") -> store.IdentityRow:
@@ -77,7 +77,7 @@ class Bench:
                                 base=base, trigger_word=subject.trigger_word, job_id=spec.job_id,
                                 expected_cost_micro_usd=2_000_000)
         async with self.pool.connection() as conn:
-            await router_store.admit_job(conn, JobState(spec, 0))
+            await router_store.admit_job(conn, JobState(spec=spec, budget_micro_usd=0))
             assert await store.new_identity(conn, row)
         return row
 
@@ -85,7 +85,7 @@ class Bench:
         """The row as `supervisor` claims it to drive it."""
         async with self.pool.connection() as conn:
             rows = await store.claim_identities(conn, router_store.Lease(supervisor.owner, supervisor.settings.lease_s),
-                                                100)
+                                                limit=100)
         [mine] = [r for r in rows if r.identity_id == row.identity_id]
         return mine
 

@@ -78,7 +78,7 @@ def clip_shape(model: str, given: dict, first_frame: bytes | None) -> tuple[int,
 
 @functools.lru_cache(maxsize=16)
 def sim_clip(width: int, height: int, fps: int, prompt: str, defect: str | None = None) -> bytes:
-    maker = ClipMaker(ClipShape(width, height, SIM_CLIP_S, fps))
+    maker = ClipMaker(ClipShape(width=width, height=height, duration_s=SIM_CLIP_S, fps=fps))
     return maker.from_text(prompt or "clip", Take(1, defect)).data  # type: ignore[arg-type]
 
 

@@ -12,8 +12,8 @@ from services.scorer.calibration import calibrate
 
 THRESHOLDS = {"sharpness": 20.0, "faces": 1.0}
 IMAGES = [
-    Judged("generic", False, {"sharpness": (300.0, True), "faces": (None, False)}, THRESHOLDS),
-    Judged("generic", True, {"sharpness": (40.0, True), "faces": (2.0, False)}, THRESHOLDS),
+    Judged(profile="generic", bad=False, dimensions={"sharpness": (300.0, True), "faces": (None, False)}, threshold=THRESHOLDS),
+    Judged(profile="generic", bad=True, dimensions={"sharpness": (40.0, True), "faces": (2.0, False)}, threshold=THRESHOLDS),
 ]
 
 

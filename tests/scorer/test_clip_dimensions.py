@@ -108,8 +108,8 @@ def test_batched_scoring_measures_clips_beside_stills_as_one_by_one_scoring_does
     dimensions = [d.dimension for d in scorer._plan(CLIP_CHECKS, scorer_context(scorer)).values()]
 
     walk = TierWalk.measuring(dimensions)
-    batched = [p.values for p, _ in scorer._walk_batched(images, Leg(walk, scorer_context(scorer), False, 1))]
-    one_by_one = [p.values for p, _ in scorer._walk_each(images, Leg(walk, scorer_context(scorer), False, 1))]
+    batched = [p.values for p, _ in scorer._walk_batched(images, Leg(walk=walk, context=scorer_context(scorer), color=False, steps=1))]
+    one_by_one = [p.values for p, _ in scorer._walk_each(images, Leg(walk=walk, context=scorer_context(scorer), color=False, steps=1))]
 
     for measured_batched, measured_alone in zip(batched, one_by_one, strict=True):
         assert measured_batched == pytest.approx(measured_alone)
@@ -119,7 +119,7 @@ def test_batched_scoring_measures_clips_beside_stills_as_one_by_one_scoring_does
 def scorer_context(scorer):
     from services.scorer.dimensions.batch import ScoringContext
 
-    return ScoringContext(scorer.device)
+    return ScoringContext(device=scorer.device)
 
 
 def test_only_an_animated_webp_is_a_clip(frames):

@@ -39,7 +39,7 @@ def score_images(images, dimension_names=("sharpness", "blank"), device=CPU) -> 
 @pytest.fixture(scope="module")
 def painted() -> list[PaintedCandidate]:
     generator = LocalGenerator(width=256, height=256, defect_rate=0.5)
-    return [c for seed in SEEDS for c in generator.paint(Batch(f"prompt {seed}", seed=seed, count=8))]
+    return [c for seed in SEEDS for c in generator.paint(Batch(prompt=f"prompt {seed}", seed=seed, count=8))]
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +150,7 @@ def test_select_best_rejects_negative_k():
 
 def test_sharper_image_scores_higher():
     generator = LocalGenerator(width=128, height=128, defect_rate=0)
-    clean = Image.open(io.BytesIO(generator.paint(Batch("rank", seed=1, count=1))[0].png))
+    clean = Image.open(io.BytesIO(generator.paint(Batch(prompt="rank", seed=1, count=1))[0].png))
     softened = clean.resize((64, 64)).resize((128, 128), Image.Resampling.BILINEAR)
     sharp, soft = score_images([_png(clean), _png(softened)], device=CPU)
     assert sharp.score > soft.score
@@ -168,8 +168,8 @@ def test_truncated_png_names_the_index(painted):
 
 
 def test_mixed_sizes_come_back_in_input_order():
-    wide = LocalGenerator(width=96, height=64, defect_rate=0).paint(Batch("mix", seed=1, count=2))
-    tall = LocalGenerator(width=64, height=96, defect_rate=0).paint(Batch("mix", seed=1, count=2))
+    wide = LocalGenerator(width=96, height=64, defect_rate=0).paint(Batch(prompt="mix", seed=1, count=2))
+    tall = LocalGenerator(width=64, height=96, defect_rate=0).paint(Batch(prompt="mix", seed=1, count=2))
     black = _png(Image.new("RGB", (96, 64)))
     images = [wide[0].png, tall[0].png, black, tall[1].png, wide[1].png]
     mixed = score_images(images, device=CPU)
@@ -244,7 +244,7 @@ def test_a_registered_dimension_is_scored():
 
 
 def test_a_different_dimension_under_a_taken_name_is_rejected():
-    impostor = Dimension("blank", DIMENSIONS["blank"].measure, Bounds(minimum=0.5), failure_hint="x", reads="luma")
+    impostor = Dimension(name="blank", measure=DIMENSIONS["blank"].measure, bounds=Bounds(minimum=0.5), failure_hint="x", reads="luma")
     with pytest.raises(ValueError, match="already registered"):
         register_dimension(impostor)
 
@@ -255,7 +255,7 @@ def test_a_different_dimension_under_a_taken_name_is_rejected():
 )
 def test_invalid_dimension_is_rejected(bounds, reads, weight):
     with pytest.raises(ValueError):
-        Dimension("bad", DIMENSIONS["blank"].measure, bounds, "hint", weight, reads)
+        Dimension(name="bad", measure=DIMENSIONS["blank"].measure, bounds=bounds, failure_hint="hint", weight=weight, reads=reads)
 
 
 @pytest.mark.parametrize(("minimum", "maximum"), [(None, None), (2.0, 1.0), (float("nan"), None), (None, float("inf"))])
@@ -265,7 +265,7 @@ def test_invalid_bounds_are_rejected(minimum, maximum):
 
 
 def test_a_dimension_giving_the_wrong_number_of_values_is_reported():
-    broken = Dimension("test-broken", lambda pixels: torch.zeros(2), Bounds(minimum=0), "hint")
+    broken = Dimension(name="test-broken", measure=lambda pixels: torch.zeros(2), bounds=Bounds(minimum=0), failure_hint="hint")
     register_dimension(broken)
     try:
         with pytest.raises(ValueError, match="'test-broken' gave 2 values for a batch of 1"):

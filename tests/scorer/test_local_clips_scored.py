@@ -25,7 +25,7 @@ def profile():
 @pytest.fixture(scope="module")
 def maker() -> ClipMaker:
     width, height = ASKED.size()
-    return ClipMaker(ClipShape(width, height, ASKED.duration_s, ASKED.fps or 24))
+    return ClipMaker(ClipShape(width=width, height=height, duration_s=ASKED.duration_s, fps=ASKED.fps or 24))
 
 
 def verdict_of(scorer, profile, data: bytes, **inputs):
@@ -60,7 +60,8 @@ def test_a_clip_from_a_still_passes_clean_and_fails_frozen(scorer, profile, make
 
 def test_a_portraits_clip_whose_face_changes_halfway_fails(scorer, profile, photos):
     square = VideoSpec(duration_s=2, aspect_ratio="1:1", resolution="480p", fps=12)
-    maker = ClipMaker(ClipShape(*square.size(), square.duration_s, 12))
+    width, height = square.size()
+    maker = ClipMaker(ClipShape(width=width, height=height, duration_s=square.duration_s, fps=12))
     portrait = grace_hopper()[40:552]
     another = np.asarray(photos["astronaut"])[0:300, 60:360]  # her face, centred
 

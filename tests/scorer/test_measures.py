@@ -27,7 +27,7 @@ def test_every_built_in_dimension_has_a_measure_registered_under_its_name():
 
 
 def test_a_dimension_with_no_measure_stops_the_scorer_from_starting(monkeypatch):
-    orphan = Dimension("orphan", None, Bounds(maximum=1.0), failure_hint="no code measures this")
+    orphan = Dimension(name="orphan", measure=None, bounds=Bounds(maximum=1.0), failure_hint="no code measures this")
     monkeypatch.setitem(DIMENSIONS, "orphan", orphan)
 
     assert unmeasured_dimensions() == ["orphan"]

@@ -103,7 +103,7 @@ def test_a_plugin_cannot_replace_a_built_in_dimension():
 
 
 def impostor() -> Dimension:
-    return Dimension("sharpness", mean_red, Bounds(minimum=0.1), "not the real one")
+    return Dimension(name="sharpness", measure=mean_red, bounds=Bounds(minimum=0.1), failure_hint="not the real one")
 
 
 def test_no_plugins_are_installed_here():

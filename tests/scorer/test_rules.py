@@ -195,7 +195,7 @@ finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False)
 def test_judging_agrees_with_the_bounds(value, low, high):
     low, high = min(low, high), max(low, high)
     bounds = Bounds(minimum=low, maximum=high)
-    result = judge(DIMENSIONS["exposure"], value, bounds)
+    result = judge(DIMENSIONS["exposure"], value, bounds=bounds)
     assert result.passed == (low <= value <= high)
     assert result.threshold in (low, high)
     assert ("meets the range" in result.reason) == result.passed
@@ -203,8 +203,8 @@ def test_judging_agrees_with_the_bounds(value, low, high):
 
 def test_tenant_nsfw_ceiling_tightens_and_never_loosens():
     loose = QualityRules.model_validate({"thresholds": {"nsfw": {"max": 0.9}}})
-    capped = with_ceiling(load_profile("generic", loose), "nsfw", 0.3)
+    capped = with_ceiling(load_profile("generic", loose), "nsfw", maximum=0.3)
     assert bounds_of(capped, "nsfw") == Bounds(maximum=0.3)
     strict = QualityRules.model_validate({"thresholds": {"nsfw": {"max": 0.1}}})
-    assert bounds_of(with_ceiling(load_profile("generic", strict), "nsfw", 0.3), "nsfw") == Bounds(maximum=0.1)
-    assert with_ceiling(load_profile("generic"), "nsfw", None) == load_profile("generic")
+    assert bounds_of(with_ceiling(load_profile("generic", strict), "nsfw", maximum=0.3), "nsfw") == Bounds(maximum=0.1)
+    assert with_ceiling(load_profile("generic"), "nsfw", maximum=None) == load_profile("generic")

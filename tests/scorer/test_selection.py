@@ -110,7 +110,7 @@ def test_lots_split_a_batch_by_style_with_what_each_selected_so_far():
     order = Order(4, ("studio", "window"), distinct=True)
     batch = [scored(10 + i, 0.0, style=style) for i, style in enumerate(["window", "studio", "window"])]
     passing = [scored(1, 3.0, style="studio"), scored(2, 2.0, style="studio"), scored(3, 1.0, style="studio")]
-    by_style = {lot.style: lot for lot in lots(order, batch, passing)}
+    by_style = {lot.style: lot for lot in lots(order, batch, passing=passing)}
     assert by_style["window"].positions == [0, 2] and by_style["window"].selected == ()
     assert by_style["studio"].positions == [1] and by_style["studio"].share == 2
     assert by_style["studio"].selected == ((3.0, 1), (2.0, 2)), "the third is not selected: the share is full"
@@ -129,7 +129,7 @@ def test_a_style_short_asks_the_router_for_that_style():
     scores = [scored(0, 5.0, style="studio"), scored(1, 4.0, style="studio"), scored(2, 3.0, style="window"),
               scored(3, 2.0, style="window", print_=near(fingerprint(2), 2)),
               scored(4, 1.0, style="outdoor", passed=False)]
-    outcome = domain.decide(attempt(scores, images=6), scores, scores)
+    outcome = domain.decide(attempt(scores, images=6), scores, fresh=scores)
     assert isinstance(outcome, RegenerationRequested)
     assert outcome.needed_by_style == {"window": 1, "outdoor": 2} and outcome.needed == 3 and outcome.passed == 4
     assert "styles short: window 1, outdoor 2" in outcome.reason
@@ -138,16 +138,16 @@ def test_a_style_short_asks_the_router_for_that_style():
 
 def test_every_style_full_selects_and_a_final_attempt_fills_what_stays_short():
     full = [scored(i, 9.0 - i, style=STYLES[i % 3]) for i in range(6)]
-    scored_ = domain.decide(attempt(full, images=6), full, full)
+    scored_ = domain.decide(attempt(full, images=6), full, fresh=full)
     assert isinstance(scored_, CandidatesScored) and sorted(scored_.selected) == list(range(6))
     assert [s.fingerprint for s in scored_.selected_scores] == [fingerprint(i) for i in scored_.selected]
 
     short = [scored(i, 9.0 - i, style="studio") for i in range(4)] + [scored(8, 1.0, style="window")]
-    partial = domain.decide(attempt(short, images=6, final=True), short, short)
+    partial = domain.decide(attempt(short, images=6, final=True), short, fresh=short)
     assert isinstance(partial, CandidatesScored) and partial.selected == [0, 1, 2, 3, 8]
 
 
 def test_a_job_without_styles_asks_for_no_style():
     scores = [scored(0, 1.0), scored(1, 1.0, passed=False)]
-    outcome = domain.decide(attempt(scores, images=2, styles=None), scores, scores)
+    outcome = domain.decide(attempt(scores, images=2, styles=None), scores, fresh=scores)
     assert isinstance(outcome, RegenerationRequested) and outcome.needed_by_style is None and outcome.needed == 1

@@ -77,7 +77,7 @@ def running_scorer(endpoints, object_store, log_dir, **env: str) -> Iterator[Sco
     suffix = uuid.uuid4().hex[:8]
     namespace = f"s{suffix}"
     asyncio.run(create_topics(endpoints.kafka_bootstrap, all_topics(namespace)))
-    fleet = ServiceFleet(endpoints, log_dir, extra_env={
+    fleet = ServiceFleet(endpoints=endpoints, log_dir=log_dir, extra_env={
         "GENLINE_ENVIRONMENT": "test", "GENLINE_TOPIC_NAMESPACE": namespace,
         "GENLINE_SCHEMA_NAME": f"scorer_{suffix}", "GENLINE_KAFKA_SESSION_TIMEOUT_MS": "6000",
         "PGAPPNAME": f"scorer-{suffix}",
@@ -196,7 +196,7 @@ def test_tiers_deliver_what_measuring_every_dimension_delivers(scorer_service):
     the tiered job left the rejected and the unneeded candidates' moderation unmeasured."""
     from services.router.providers.painter import Batch, LocalGenerator
 
-    painted = LocalGenerator(256, 256, defect_rate=0.34).paint(Batch("a lighthouse at dusk", seed=11, count=8))
+    painted = LocalGenerator(256, 256, defect_rate=0.34).paint(Batch(prompt="a lighthouse at dusk", seed=11, count=8))
     tiered, everything = uuid.uuid4(), uuid.uuid4()
     judged = scorer_service.metric("genline_candidates_scored_total", profile="generic", verdict="passed")
     judged += scorer_service.metric("genline_candidates_scored_total", profile="generic", verdict="rejected")

@@ -17,7 +17,7 @@ from tests.scorer.conftest import CPU, png, rgb_photo
 @pytest.fixture(scope="module")
 def person():
     photos = planted.subject_photos()
-    return likeness_of(OpenedSubject("s-astronaut", "person", photos, planted.centroid_of(photos)))
+    return likeness_of(OpenedSubject(subject_id="s-astronaut", kind="person", photos=photos, centroid=planted.centroid_of(photos)))
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +115,7 @@ def test_a_subject_profile_without_a_subject_fails_rather_than_pass(scorer, subj
 
 
 def test_a_product_subject_is_found_where_it_is_and_not_elsewhere(scorer):
-    product = likeness_of(OpenedSubject("s-cup", "product", planted.product_photos()))
+    product = likeness_of(OpenedSubject(subject_id="s-cup", kind="product", photos=planted.product_photos()))
     profile = load_profile("subject-product")
     pasted = [planted.on_backdrop((230, 220, 200), 0.9), planted.on_backdrop((70, 100, 150), 0.7)]
     others = [rgb_photo("rocket"), rgb_photo("chelsea")]
@@ -142,8 +142,8 @@ def test_the_batched_walk_judges_against_the_subject_as_the_image_by_image_walk(
                                                                  found.drifted]
     scoring = Scoring(subject_headshot, subject=person)
     walk = TierWalk.of(subject_headshot, scorer._plan(subject_headshot, scorer._context(scoring)), tiered=True)
-    one_by_one = scorer._walk_each(images, Leg(walk, scorer._context(scoring), True, len(walk.steps)))
-    batched = scorer._walk_batched(images, Leg(walk, scorer._context(scoring), True, len(walk.steps)))
+    one_by_one = scorer._walk_each(images, Leg(walk=walk, context=scorer._context(scoring), color=True, steps=len(walk.steps)))
+    batched = scorer._walk_batched(images, Leg(walk=walk, context=scorer._context(scoring), color=True, steps=len(walk.steps)))
     for (alone, _), (together, _) in zip(one_by_one, batched, strict=True):
         assert together.values == pytest.approx(alone.values, rel=1e-5, nan_ok=True)
         assert (together.steps_done, together.stopped, together.fingerprint) == (

@@ -87,11 +87,11 @@ def sealed_subject(store: ObjectStore, keys: KeyServer, photos: list[bytes]) -> 
     for photo in photos:
         sha = hashlib.sha256(photo).hexdigest()
         object_key = f"subjects/{TENANT}/{subject_id}/{sha}"
-        sealed = seal_bytes(key, SubjectField(subject_id, f"photo/{sha}"), photo)
-        asyncio.run(store.put(store.internal_bucket, object_key, Blob(sealed, "application/octet-stream")))
+        sealed = seal_bytes(key, SubjectField(subject_id, f"photo/{sha}"), data=photo)
+        asyncio.run(store.put(store.internal_bucket, object_key, content=Blob(sealed, "application/octet-stream")))
         kept.append(SubjectPhoto(key=object_key, sha256=sha, media_type="image/png", width=512, height=512))
     centroid = seal_subject_text(key, SubjectField(subject_id, "centroid"),
-                                 planted.centroid_text(planted.centroid_of(photos)))
+                                 text=planted.centroid_text(planted.centroid_of(photos)))
     photo_set = hashlib.sha256("\n".join(sorted(p.sha256 for p in kept)).encode()).hexdigest()
     return SubjectRef(subject_id=subject_id, kind="person", name="Eileen", photos=kept, photo_set_sha256=photo_set,
                       centroid=centroid, trigger_word="glqwerty")
@@ -204,7 +204,7 @@ def test_a_subject_is_opened_once_for_all_its_orders_and_never_once_erased(endpo
     keys, url = key_server
     ref = sealed_subject(object_store, keys, planted.subject_photos()[:4])
     settings = KeysOnly(database_url=endpoints.database_url, data_key_url=url, data_key_cache_s=0.0)
-    subjects = Subjects(object_store, DataKeys(settings, "scorer"), 600)
+    subjects = Subjects(objects=object_store, data_keys=DataKeys(settings, "scorer"), keep_s=600)
 
     async def twice_then_erased():
         first, second = await subjects.likeness(ref), await subjects.likeness(ref)

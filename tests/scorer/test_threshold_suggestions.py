@@ -7,8 +7,8 @@ from services.scorer.calibration import calibrate
 
 
 def judged(bad: bool, **values: float) -> Judged:
-    return Judged("generic", bad, {name: (value, True) for name, value in values.items()},
-                  {"sharpness": 20.0, "noise": 10.0, "faces": 1.0, "nsfw": 0.5})
+    return Judged(profile="generic", bad=bad, dimensions={name: (value, True) for name, value in values.items()},
+                  threshold={"sharpness": 20.0, "noise": 10.0, "faces": 1.0, "nsfw": 0.5})
 
 
 def test_a_min_threshold_is_suggested_between_the_bad_and_the_good():
@@ -30,8 +30,8 @@ def test_a_max_threshold_and_no_suggestion_when_nothing_separates_better():
 
 
 def test_ranges_policy_and_unmeasured_values_get_no_suggestion():
-    images = [Judged("headshot", bad, {"faces": (count, count == 1), "nsfw": (score, True),
-                                       "sharpness": (None, False)}, {"faces": 1.0, "nsfw": 0.5, "sharpness": 20})
+    images = [Judged(profile="headshot", bad=bad, dimensions={"faces": (count, count == 1), "nsfw": (score, True),
+                                       "sharpness": (None, False)}, threshold={"faces": 1.0, "nsfw": 0.5, "sharpness": 20})
               for bad, count, score in ((False, 1, 0.01), (True, 2, 0.3))]
     rows = {row.dimension: row for row in calibrate(images)}
     assert all(row.suggested_threshold is None for row in rows.values())

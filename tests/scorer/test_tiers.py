@@ -40,7 +40,7 @@ CANDIDATES = 8
 def jobs() -> list[list[bytes]]:
     """Eight jobs of eight paintings each; about a third blurred or blank (Tier 1 rejects them)."""
     generator = LocalGenerator(256, 256, defect_rate=0.34)
-    return [[c.png for c in generator.paint(Batch(f"a lighthouse, take {seed}", seed=seed, count=CANDIDATES))]
+    return [[c.png for c in generator.paint(Batch(prompt=f"a lighthouse, take {seed}", seed=seed, count=CANDIDATES))]
             for seed in SEEDS]
 
 
@@ -97,12 +97,12 @@ def test_each_dimension_declares_its_tier_by_cost():
 
 
 def test_the_most_headroom_is_where_the_declared_values_end():
-    assert Bounds(minimum=20).most_headroom(0.0, None, None) == math.inf
-    assert Bounds(minimum=20).most_headroom(0.0, 60.0, None) == pytest.approx(2.0)
-    assert Bounds(maximum=0.25).most_headroom(0.0, 1.0, None) == pytest.approx(1.0)
-    assert Bounds(maximum=0.25).most_headroom(None, 1.0, None) == math.inf
-    assert Bounds(minimum=0.02, maximum=0.6).most_headroom(0.0, None, None) == pytest.approx(1.0)
-    assert Bounds(minimum=0.02, maximum=0.6).most_headroom(0.5, None, None) == pytest.approx(0.1 / 0.29)
+    assert Bounds(minimum=20).most_headroom(0.0, None, scale=None) == math.inf
+    assert Bounds(minimum=20).most_headroom(0.0, 60.0, scale=None) == pytest.approx(2.0)
+    assert Bounds(maximum=0.25).most_headroom(0.0, 1.0, scale=None) == pytest.approx(1.0)
+    assert Bounds(maximum=0.25).most_headroom(None, 1.0, scale=None) == math.inf
+    assert Bounds(minimum=0.02, maximum=0.6).most_headroom(0.0, None, scale=None) == pytest.approx(1.0)
+    assert Bounds(minimum=0.02, maximum=0.6).most_headroom(0.5, None, scale=None) == pytest.approx(0.1 / 0.29)
 
 
 def test_a_candidate_rejected_at_tier_one_is_not_measured_further_and_says_so(scorer, jobs):
@@ -240,7 +240,7 @@ def test_ceilings_bound_the_scores_of_passing_candidates(scorer, jobs, portraits
         first_steps = {d.name for step in walk.steps[:-1] for d in step.dimensions}
         for verdict in everything:
             if verdict.passed:
-                so_far = Progress({n: r.value for n, r in verdict.dimensions.items() if n in first_steps})
+                so_far = Progress(values={n: r.value for n, r in verdict.dimensions.items() if n in first_steps})
                 assert verdict.score <= walk.ceiling(so_far)
 
 
@@ -261,12 +261,12 @@ def test_a_ceiling_is_the_best_score_the_last_tier_can_give():
     best = {"faces": 1.0, "face_size": 0.31, "face_position": 0.0, "eyes_open": 2.0, "lighting": 0.0,
             "background": 0.0, "nsfw": 0.0}
 
-    ceiling = walk.ceiling(Progress(dict(tier_one)))
-    assert ceiling > walk.score(Progress(dict(tier_one))), "a low Tier-1 score can rise with Tier 2"
-    assert walk.score(Progress(tier_one | best)) == pytest.approx(ceiling, rel=1e-8)
-    assert walk.score(Progress(tier_one | best)) <= ceiling
+    ceiling = walk.ceiling(Progress(values=dict(tier_one)))
+    assert ceiling > walk.score(Progress(values=dict(tier_one))), "a low Tier-1 score can rise with Tier 2"
+    assert walk.score(Progress(values=tier_one | best)) == pytest.approx(ceiling, rel=1e-8)
+    assert walk.score(Progress(values=tier_one | best)) <= ceiling
     for name, worse in (("face_size", 0.05), ("face_position", 0.3), ("lighting", 0.4), ("background", 0.2)):
-        assert walk.score(Progress(tier_one | best | {name: worse})) < ceiling
+        assert walk.score(Progress(values=tier_one | best | {name: worse})) < ceiling
 
 
 def test_a_weighted_dimension_without_limits_is_measured_wherever_it_could_rank(scorer, portraits):
@@ -300,8 +300,8 @@ def test_the_batched_walk_judges_as_the_image_by_image_walk(scorer, jobs, portra
     images = [*jobs[3], *portraits]
     context = _context(scorer, portraits[0])
     walk = TierWalk.of(profile, scorer._plan(profile, context), tiered=True)
-    one_by_one = scorer._walk_each(images, Leg(walk, context, True, len(walk.steps) - 1))
-    batched = scorer._walk_batched(images, Leg(walk, _context(scorer, portraits[0]), True, len(walk.steps) - 1))
+    one_by_one = scorer._walk_each(images, Leg(walk=walk, context=context, color=True, steps=len(walk.steps) - 1))
+    batched = scorer._walk_batched(images, Leg(walk=walk, context=_context(scorer, portraits[0]), color=True, steps=len(walk.steps) - 1))
     for (alone, kept_alone), (together, kept_together) in zip(one_by_one, batched, strict=True):
         assert together.values == pytest.approx(alone.values, rel=1e-5, nan_ok=True)
         assert (together.steps_done, together.stopped) == (alone.steps_done, alone.stopped)
@@ -311,7 +311,7 @@ def test_the_batched_walk_judges_as_the_image_by_image_walk(scorer, jobs, portra
 def _context(scorer, reference):
     from services.scorer.dimensions.batch import ScoringContext
 
-    return ScoringContext(scorer.device, None, reference, None, scorer.clip, scorer.moderated_classes)
+    return ScoringContext(device=scorer.device, prompt=None, reference=reference, requested_size=None, clip=scorer.clip, moderated_classes=scorer.moderated_classes)
 
 
 def test_a_job_or_its_template_can_ask_for_every_dimension(monkeypatch):
@@ -346,14 +346,14 @@ def test_faces_are_found_once_per_image_whichever_tier_reads_them(scorer, portra
         found.clear()
         faces.reference_portrait.cache_clear()
         faces.reference_embedding.cache_clear()
-        walked = way(portraits, Leg(walk, _context(scorer, portraits[0]), True, len(walk.steps)))
+        walked = way(portraits, Leg(walk=walk, context=_context(scorer, portraits[0]), color=True, steps=len(walk.steps)))
         reached_tier_two = sum(progress.steps_done >= 2 for progress, _ in walked)
         assert len(found) == reached_tier_two + 1, way.__name__  # and the reference photo's, once
         assert any(progress.values.get("identity") is not None for progress, _ in walked)
     # The next call with the same reference photo finds the faces of its images alone.
     found.clear()
-    walked = scorer._walk_each(portraits, Leg(walk, _context(scorer, bytes(bytearray(portraits[0]))), True,
-                                              len(walk.steps)))
+    walked = scorer._walk_each(portraits, Leg(walk=walk, context=_context(scorer, bytes(bytearray(portraits[0]))), color=True,
+                                              steps=len(walk.steps)))
     assert len(found) == sum(progress.steps_done >= 2 for progress, _ in walked)
 
 

@@ -38,7 +38,7 @@ def asked() -> ClipRequest:
 
 def clip_request_of(spec: VideoSpec) -> ClipRequest:
     width, height = spec.size()
-    return ClipRequest(spec.duration_s, width, height, spec.fps)
+    return ClipRequest(duration_s=spec.duration_s, width=width, height=height, fps=spec.fps)
 
 
 def drift(pixels: np.ndarray, frames: int, size: tuple[int, int] = (SIDE, SIDE), step: float = 2.0) -> list[np.ndarray]:
@@ -56,7 +56,7 @@ def crossfade(first: list[np.ndarray], second: list[np.ndarray], frames: int) ->
 
 
 def encode(frames: list[np.ndarray], fps: float = FPS, codec: str = "h264") -> bytes:
-    return video.encode(frames, fps, video.Codec(codec))
+    return video.encode(frames, fps, codec=video.Codec(codec))
 
 
 def slow_zoom(pixels: np.ndarray, frames: int, zoom: float = 1.2) -> list[np.ndarray]:
@@ -123,9 +123,9 @@ def test_batched_scoring_reads_clips_as_one_by_one_scoring_does(scorer, profile,
     """The path a CUDA scorer takes (stills stacked, each clip alone), run here on the CPU."""
     images = [encode(astronaut), png(photos["coffee"]), encode(astronaut[:24])]
     walk = scorer.walk_of(Scoring(profile, requested_clip=asked()))
-    context = ScoringContext(CPU, requested_clip=asked())
+    context = ScoringContext(device=CPU, requested_clip=asked())
 
-    leg = Leg(walk, context, True, walk.ordered_from)
+    leg = Leg(walk=walk, context=context, color=True, steps=walk.ordered_from)
     batched = [p.values for p, _ in scorer._walk_batched(images, leg)]
     alone = [p.values for p, _ in scorer._walk_each(images, leg)]
 
@@ -160,9 +160,9 @@ def test_a_slow_zoom_over_a_painting_moves_and_is_not_frozen():
     by a fraction of a luma level): well under the frozen bound, movement above its floor."""
     from services.router.providers.painter import Batch, LocalGenerator
 
-    [painted] = LocalGenerator(512, 512, defect_rate=0).paint(Batch("a lighthouse at dusk", seed=3, count=1))
+    [painted] = LocalGenerator(512, 512, defect_rate=0).paint(Batch(prompt="a lighthouse at dusk", seed=3, count=1))
     pixels = np.asarray(Image.open(io.BytesIO(painted.png)).convert("RGB"))
-    reading = ClipReading(0, encode(slow_zoom(pixels, 10 * FPS)), ScoringContext(CPU, requested_clip=asked()))
+    reading = ClipReading(0, encode(slow_zoom(pixels, 10 * FPS)), context=ScoringContext(device=CPU, requested_clip=asked()))
 
     assert reading.value_of(DIMENSIONS["frozen"]) < 0.1
     assert 0.002 < reading.value_of(DIMENSIONS["movement"]) < 0.01
@@ -335,7 +335,7 @@ def test_one_flagged_frame_flags_the_clip(profile, photos):
 
 def test_sampled_frames_are_few_and_small_whatever_the_clip(photos):
     long_clip = encode(drift(photos["astronaut"], 6 * FPS, size=(1280, 720), step=1.0))
-    reading = ClipReading(0, long_clip, ScoringContext(CPU, video_sampling=VideoSampling(frames=8, side=640)))
+    reading = ClipReading(0, long_clip, context=ScoringContext(device=CPU, video_sampling=VideoSampling(frames=8, side=640)))
 
     sampled = reading.sampled()
 
