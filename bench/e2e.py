@@ -216,7 +216,7 @@ async def in_process(endpoints: Endpoints, jobs: int, side: int, candidates: int
             painted = generator.paint(Batch(prompt=PROMPT, seed=i, count=candidates))
             painted_at = time.perf_counter()
             # As the scorer service scores an attempt: in tiers, until the job's one image is known.
-            scoring = Scoring(profile, prompt=PROMPT, requested_size=(side, side), tiered=True,
+            scoring = Scoring(profile=profile, prompt=PROMPT, requested_size=(side, side), tiered=True,
                               enough=Enough(1, tuple(range(candidates))))
             verdicts = scorer.score([p.png for p in painted], scoring)
             scored_at = time.perf_counter()

@@ -126,7 +126,7 @@ def work_in_process(order: Order, side: int, batch: int) -> float:
             count = min(batch, order.candidates - start)
             painted = generator.paint(Batch(prompt=PROMPT, seed=start, count=count))
             indices = tuple(range(start, start + count))
-            scoring = Scoring(profile, prompt=PROMPT, requested_size=(side, side), tiered=True,
+            scoring = Scoring(profile=profile, prompt=PROMPT, requested_size=(side, side), tiered=True,
                               enough=Enough(order.images, indices, passed))
             verdicts = scorer.score([p.png for p in painted], scoring)
             passed += tuple((v.score, i) for v, i in zip(verdicts, indices, strict=True) if v.passed)

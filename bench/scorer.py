@@ -114,7 +114,7 @@ def scorer_verdicts(scorer: Scorer, images: list[bytes], profile: Profile, batch
     verdicts = []
     for start in range(0, len(images), batch):
         chunk = images[start : start + batch]
-        verdicts += scorer.score(chunk, Scoring(profile, requested_size=requested))
+        verdicts += scorer.score(chunk, Scoring(profile=profile, requested_size=requested))
     if scorer.device.type == "cuda":
         torch.cuda.synchronize()
     return [{name: result.passed for name, result in v.dimensions.items()} for v in verdicts]
@@ -130,7 +130,7 @@ def dimension_rates(scorer: Scorer, images: list[bytes], count: int, batch: int)
         profile = profile_of_dimensions((name,))
 
         def run(chosen=chosen, profile=profile):
-            return [scorer.score(chosen[s : s + batch], Scoring(profile, reference=faces[0]))
+            return [scorer.score(chosen[s : s + batch], Scoring(profile=profile, reference=faces[0]))
                     for s in range(0, count, batch)]
 
         run()  # loads the model
@@ -155,7 +155,7 @@ def main() -> None:
     parser.add_argument("--tier-profiles", nargs="+", choices=TIER_PROFILES, default=TIER_PROFILES)
     args = parser.parse_args()
     if not args.images:
-        with Scorer(Equipment(torch.device(args.device), load_entry_points=False)) as scorer:
+        with Scorer(Equipment(device=torch.device(args.device), load_entry_points=False)) as scorer:
             if args.dimension_images:
                 print_dimension_rates(scorer, dimension_rates(scorer, bench_images(48), args.dimension_images,
                                                               args.batch), args.device)
@@ -166,7 +166,7 @@ def main() -> None:
     images = bench_images(args.images)
     profile = tier_one_profile()
     requested = (SIDE, SIDE)
-    scorer = Scorer(Equipment(torch.device(args.device), load_entry_points=False))
+    scorer = Scorer(Equipment(device=torch.device(args.device), load_entry_points=False))
     scorer_verdicts(scorer, images[: args.batch], profile, args.batch, requested)  # warm-up
 
     scorer_times, baseline_times = [], []
@@ -197,7 +197,7 @@ def main() -> None:
     print_dimension_rates(scorer, rates, args.device)
     print(f"images/s: {n_rate:.1f} baseline: {m_rate:.1f} ratio: {n_rate / m_rate:.2f} device: {args.device}")
     if args.tier_jobs:
-        with Scorer(Equipment(torch.device(args.device), load_entry_points=False)) as tiers_scorer:
+        with Scorer(Equipment(device=torch.device(args.device), load_entry_points=False)) as tiers_scorer:
             tier_report(tiers_scorer, args.tier_jobs, args.rounds, args.tier_profiles)
 
 

@@ -84,10 +84,10 @@ def tier_comparison(scorer: Scorer, name: str, jobs: list[list[bytes]], referenc
     `bound`: the oracle, and for the others what every exact walk must measure to tell them
     apart (`must_measure`): the least a walk that measures to find the K can cost."""
     profile = load_profile(name)
-    whole = lambda job: scorer.score(job, Scoring(profile, reference=reference))  # noqa: E731
-    tiered = lambda job: scorer.score(job, Scoring(profile, reference=reference, tiered=True,  # noqa: E731
+    whole = lambda job: scorer.score(job, Scoring(profile=profile, reference=reference))  # noqa: E731
+    tiered = lambda job: scorer.score(job, Scoring(profile=profile, reference=reference, tiered=True,  # noqa: E731
                                                    enough=Enough(JOB_IMAGES, tuple(range(len(job))))))
-    walk = scorer.walk_of(Scoring(profile, reference=reference))
+    walk = scorer.walk_of(Scoring(profile=profile, reference=reference))
     whole(jobs[0][:2]), tiered(jobs[0][:2])  # loads the models
     cpu = {"all": 0.0, "tiered": 0.0, "oracle": 0.0, "bound": 0.0}
     measured = {"all": 0, "tiered": 0}
@@ -104,12 +104,12 @@ def tier_comparison(scorer: Scorer, name: str, jobs: list[list[bytes]], referenc
                 groups.setdefault(needed.get(i, frozenset()), []).append(image)
 
         def oracle(job=job, wanted=wanted, others=others):
-            return (scorer.score([job[i] for i in wanted], Scoring(profile, reference=reference)),
-                    scorer.score(others, Scoring(tier_one_of(profile), reference=reference)))
+            return (scorer.score([job[i] for i in wanted], Scoring(profile=profile, reference=reference)),
+                    scorer.score(others, Scoring(profile=tier_one_of(profile), reference=reference)))
 
         def bound(job=job, wanted=wanted, groups=groups):
-            return (scorer.score([job[i] for i in wanted], Scoring(profile, reference=reference)),
-                    [scorer.score(images, Scoring(tier_one_of(profile, dimensions), reference=reference))
+            return (scorer.score([job[i] for i in wanted], Scoring(profile=profile, reference=reference)),
+                    [scorer.score(images, Scoring(profile=tier_one_of(profile, dimensions), reference=reference))
                      for dimensions, images in groups.items()])
 
         best = dict.fromkeys(cpu, math.inf)

@@ -116,7 +116,7 @@ def score(scorer: Scorer, data: list[bytes], tiered: bool) -> tuple[list[ImageVe
     request = ClipRequest(duration_s=ASKED.duration_s, width=width, height=height, fps=ASKED.fps)
     profile = load_profile("video")
     started = time.process_time()
-    verdicts = scorer.score(data, Scoring(profile, requested_clip=request, tiered=tiered))
+    verdicts = scorer.score(data, Scoring(profile=profile, requested_clip=request, tiered=tiered))
     return verdicts, time.process_time() - started
 
 
@@ -132,8 +132,8 @@ def main() -> None:
     made = clips(args.seconds)
     names, data = list(made), list(made.values())
     cpu = {"tiered": 0.0, "every frame": 0.0}
-    with Scorer(Equipment(torch.device("cpu"))) as sampled, \
-            Scorer(Equipment(torch.device("cpu"), video_sampling=VideoSampling(frames=None, side=None))) as thorough:
+    with Scorer(Equipment(device=torch.device("cpu"))) as sampled, \
+            Scorer(Equipment(device=torch.device("cpu"), video_sampling=VideoSampling(frames=None, side=None))) as thorough:
         score(sampled, data[:1], tiered=True)  # models loaded before the clock runs
         score(thorough, data[:1], tiered=False)
         for _ in range(args.rounds):

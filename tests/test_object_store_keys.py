@@ -51,7 +51,7 @@ def objects(endpoints, object_store) -> dict[str, str]:
 
     key = f"least-privilege/{uuid.uuid4().hex}"
     for bucket in BUCKETS.values():
-        asyncio.run(object_store.put(bucket, key, Blob(b"x" * 100, "application/octet-stream")))
+        asyncio.run(object_store.put(bucket, key, content=Blob(b"x" * 100, "application/octet-stream")))
     return dict.fromkeys(BUCKETS, key)
 
 

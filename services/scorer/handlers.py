@@ -177,7 +177,7 @@ async def job_scoring(event: CandidatesGenerated | CandidatesStored, bench: Work
     reference = await bench.objects.get(bench.objects.internal_bucket, key) if key else None
     size = (spec.width, spec.height) if spec and spec.width and spec.height else None
     prompt = await job_prompt(spec, bench.settings, data_keys=bench.data_keys)
-    return Scoring(profile, prompt=prompt, reference=reference, requested_size=size, requested_clip=clip_request(spec),
+    return Scoring(profile=profile, prompt=prompt, reference=reference, requested_size=size, requested_clip=clip_request(spec),
                    subject=await job_subject(spec, bench))
 
 
@@ -296,7 +296,7 @@ async def drop_job(ctx: HandlerContext, event: JobCancelRequested) -> None:
 
 def new_scorer(settings: ScorerSettings) -> Scorer:
     moderated = settings.moderated_classes or moderation.MODERATED_BY_DEFAULT
-    return Scorer(Equipment(settings.device, settings.clip_model_dir, threads=settings.scoring_threads,
+    return Scorer(Equipment(device=settings.device, clip_model_dir=settings.clip_model_dir, threads=settings.scoring_threads,
                             moderated_classes=moderated))
 
 

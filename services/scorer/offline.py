@@ -117,7 +117,7 @@ def score_files(args: argparse.Namespace) -> list[ImageVerdict]:
     if subject is not None:
         profile = with_subject_checks(profile, subject.kind)
     try:
-        scorer = Scorer(Equipment(args.device, clip_model_dir=args.clip_model))
+        scorer = Scorer(Equipment(device=args.device, clip_model_dir=args.clip_model))
     except (ClipModelError, RuntimeError) as error:
         raise UsageError(str(error)) from None
     with scorer:
@@ -125,7 +125,7 @@ def score_files(args: argparse.Namespace) -> list[ImageVerdict]:
         if missing:
             raise UsageError(f"profile {profile.name!r} requires {', '.join(missing)}, which needs --clip-model")
         try:
-            scoring = Scoring(profile, prompt=args.prompt, reference=reference, requested_size=_size(args.size),
+            scoring = Scoring(profile=profile, prompt=args.prompt, reference=reference, requested_size=_size(args.size),
                               subject=subject)
             verdicts: list[ImageVerdict] = scorer.score(images, scoring)
             return verdicts

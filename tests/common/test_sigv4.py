@@ -38,10 +38,10 @@ def test_objects_round_trip_through_the_stack_s3_and_their_links_download(object
     data = uuid.uuid4().bytes * 100
 
     async def round_trip() -> bytes:
-        stored = await object_store.put(object_store.internal_bucket, key, Blob(data, "image/png"))
+        stored = await object_store.put(object_store.internal_bucket, key, content=Blob(data, "image/png"))
         await object_store.copy(stored, object_store.internal_bucket, object_store.public_bucket)
         return await object_store.get(object_store.public_bucket, key)
 
     assert asyncio.run(round_trip()) == data
-    response = httpx.get(object_store.presign_get(object_store.public_bucket, key, 60))
+    response = httpx.get(object_store.presign_get(object_store.public_bucket, key, ttl_s=60))
     assert response.status_code == 200 and response.content == data

@@ -20,7 +20,7 @@ def stored(object_store) -> tuple[str, str]:
     """Two delivered objects in the public bucket."""
     keys = [f"t-links/2026/11/{uuid.uuid4()}/{n}.png" for n in (1, 2)]
     for n, key in enumerate(keys):
-        asyncio.run(object_store.put(object_store.public_bucket, key, storage.Blob(IMAGE + bytes([n]), "image/png")))
+        asyncio.run(object_store.put(object_store.public_bucket, key, content=storage.Blob(IMAGE + bytes([n]), "image/png")))
     return keys[0], keys[1]
 
 
@@ -85,7 +85,7 @@ def test_a_service_at_info_does_not_log_each_object_store_call(object_store, ser
     telemetry.configure_logging("router", "INFO")
     key = f"t-logs/{uuid.uuid4()}.png"
 
-    asyncio.run(object_store.put(object_store.internal_bucket, key, storage.Blob(IMAGE, "image/png")))
+    asyncio.run(object_store.put(object_store.internal_bucket, key, content=storage.Blob(IMAGE, "image/png")))
     assert asyncio.run(object_store.get(object_store.internal_bucket, key)) == IMAGE
     logging.getLogger("services.router").info("candidates stored")
 
@@ -99,7 +99,7 @@ def test_a_part_of_an_object_is_read_with_one_ranged_request(object_store):
     its offset and size, and a range the object does not hold is an error, not a short read."""
     parts = [b"first candidate", b"\x89PNG second", b"third, the last"]
     key = f"t-parts/{uuid.uuid4()}{storage.ATTEMPT_SUFFIX}"
-    asyncio.run(object_store.put(object_store.internal_bucket, key, storage.Blob(b"".join(parts), storage.ATTEMPT_MEDIA_TYPE)))
+    asyncio.run(object_store.put(object_store.internal_bucket, key, content=storage.Blob(b"".join(parts), storage.ATTEMPT_MEDIA_TYPE)))
     offsets = [0, len(parts[0]), len(parts[0]) + len(parts[1])]
     before = telemetry.S3_REQUESTS.labels("GetObject")._value.get()
 

@@ -175,7 +175,7 @@ def test_replay_receipts_reports_a_delivered_object_replaced_in_the_bucket(tenan
 
     output = tenant.job(job_ids[1])["outputs"][0]
     replacement = f"not the image that was delivered {uuid.uuid4()}".encode()
-    asyncio.run(object_store.put(object_store.public_bucket, output["key"], Blob(replacement, output["media_type"])))
+    asyncio.run(object_store.put(object_store.public_bucket, output["key"], content=Blob(replacement, output["media_type"])))
     lines.clear()
     assert replay_receipts(settings, ReceiptReplay(tenant=tenant.id), out=lines.append) == 1
     differences = [line for line in lines if line.startswith("DIFFERENCE")]

@@ -198,7 +198,7 @@ def delivered_to(client: TestClient, object_store, image: Image.Image | None, me
     if image is not None:
         buffer = io.BytesIO()
         image.save(buffer, format="PNG")
-        asyncio.run(object_store.put(object_store.public_bucket, key, Blob(buffer.getvalue(), media_type)))
+        asyncio.run(object_store.put(object_store.public_bucket, key, content=Blob(buffer.getvalue(), media_type)))
     output = DeliveredImage(n=1, key=key, url="u", expires_at=datetime.now(UTC), sha256="s", size_bytes=1,
                             media_type=media_type, frames=1 if image is not None else 96,
                             duration_ms=0 if image is not None else 4000)

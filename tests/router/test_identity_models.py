@@ -49,8 +49,8 @@ async def client():
 async def weights_link(object_store):
     """A LoRA's copy in the internal bucket and a presigned link to it, as a trained identity gives."""
     key = f"identities/t-models/subject/{base64.b32encode(b'identity').decode()}/weights.safetensors"
-    await object_store.put(object_store.internal_bucket, key, Blob(SAFETENSORS, "application/octet-stream"))
-    return object_store.presign_get(object_store.internal_bucket, key, 600)
+    await object_store.put(object_store.internal_bucket, key, content=Blob(SAFETENSORS, "application/octet-stream"))
+    return object_store.presign_get(object_store.internal_bucket, key, ttl_s=600)
 
 
 def provider(simulated, client, adapter: str, model: dict, identity: list[str]):

@@ -111,7 +111,7 @@ async def test_an_image_to_video_job_animates_its_first_frame(endpoints, object_
     first = io.BytesIO()
     Image.new("RGB", CLIP.size(), (200, 40, 40)).save(first, format="PNG")
     key = "uploads/t-router/first-frame.png"
-    await object_store.put(object_store.internal_bucket, key, Blob(first.getvalue(), "image/png"))
+    await object_store.put(object_store.internal_bucket, key, content=Blob(first.getvalue(), "image/png"))
     settings = router_settings(endpoints, tmp_path, shipped("local-video"))
     spec = job_spec(images=1, candidates=2, template="image-to-video",
                     video=CLIP.model_copy(update={"first_frame_key": key}))

@@ -52,7 +52,7 @@ def blown_out(pixels: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def scorer() -> Scorer:
-    with Scorer(Equipment(CPU)) as shared:
+    with Scorer(Equipment(device=CPU)) as shared:
         yield shared
 
 

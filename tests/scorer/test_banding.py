@@ -23,7 +23,7 @@ def sky(levels: int | None = None) -> np.ndarray:
 
 
 def test_posterised_gradient_fails_and_the_smooth_one_passes(scorer):
-    smooth, posterised = scorer.score([png(sky()), png(sky(levels=12))], Scoring(BANDING))
+    smooth, posterised = scorer.score([png(sky()), png(sky(levels=12))], Scoring(profile=BANDING))
     assert smooth.passed and smooth.dimensions["banding"].value < 0.05
     assert posterised.failed == ("banding",)
     assert posterised.dimensions["banding"].value > 0.9
@@ -33,7 +33,7 @@ def test_posterised_gradient_fails_and_the_smooth_one_passes(scorer):
 @pytest.mark.parametrize("name", [*PHOTO_NAMES, "moon"])
 def test_photographs_pass(scorer, name):
     """The moon is a nearest-neighbour upscale: its doubled pixels are not plateaus."""
-    [verdict] = scorer.score([png(rgb_photo(name))], Scoring(BANDING))
+    [verdict] = scorer.score([png(rgb_photo(name))], Scoring(profile=BANDING))
     assert verdict.dimensions["banding"].value < 0.05
 
 
@@ -60,7 +60,7 @@ def test_banding_is_measured_as_written(scorer, name):
     skies = [sky(), sky(levels=12), np.zeros((7, 40, 3), np.uint8), np.full((40, 5, 3), 9, np.uint8)]
     for image in [rgb_photo(name), *skies]:
         encoded = png(image)
-        [verdict] = scorer.score([encoded], Scoring(BANDING))
+        [verdict] = scorer.score([encoded], Scoring(profile=BANDING))
         luma = decode_planes(0, encoded, color=False)[..., 0]
         assert verdict.dimensions["banding"].value == pytest.approx(banding_as_written(luma), rel=1e-6)
 

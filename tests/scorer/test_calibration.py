@@ -34,7 +34,7 @@ def verdicts(scorer, photos, generic):
         for variant, make in {"original": png, "jpeg quality 75": lambda p: jpeg(p, 75), **DEGRADATIONS}.items():
             keys.append((name, variant))
             images.append(make(rgb))
-    return dict(zip(keys, scorer.score(images, Scoring(generic))))
+    return dict(zip(keys, scorer.score(images, Scoring(profile=generic))))
 
 
 @pytest.mark.parametrize("name", PHOTO_NAMES)
@@ -97,7 +97,7 @@ def test_degraded_copies_rank_below_their_originals(verdicts):
 
 def test_local_paintings_pass_generic_and_their_defects_fail(scorer, generic):
     painted = LocalGenerator(512, 512, defect_rate=0.5).paint(Batch(prompt="calibration", seed=3, count=12))
-    verdicts = scorer.score([c.png for c in painted], Scoring(generic))
+    verdicts = scorer.score([c.png for c in painted], Scoring(profile=generic))
     for candidate, verdict in zip(painted, verdicts):
         if candidate.defect is None:
             assert verdict.passed, verdict.failed

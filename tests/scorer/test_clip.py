@@ -16,7 +16,7 @@ from tests.scorer.conftest import CPU, png
 
 @pytest.fixture(scope="module")
 def clip_scorer(clip_dir):
-    with Scorer(Equipment(CPU, clip_model_dir=str(clip_dir))) as scorer:
+    with Scorer(Equipment(device=CPU, clip_model_dir=str(clip_dir))) as scorer:
         yield scorer
 
 
@@ -26,7 +26,7 @@ def images(photos) -> list[bytes]:
 
 
 def test_prompt_alignment_is_measured_with_a_model(clip_scorer, images):
-    verdicts = clip_scorer.score(images, Scoring(load_profile("generic"), prompt="a cat"))
+    verdicts = clip_scorer.score(images, Scoring(profile=load_profile("generic"), prompt="a cat"))
     values = [v.dimensions["prompt_alignment"].value for v in verdicts]
     assert all(v.dimensions["prompt_alignment"].available for v in verdicts)
     assert all(-1.0 <= value <= 1.0 for value in values)
@@ -59,7 +59,7 @@ def test_preparation_resizes_crops_and_normalises(clip_dir):
 
 
 def test_without_a_prompt_it_is_unavailable_and_excused(clip_scorer, images):
-    [verdict] = clip_scorer.score(images[:1], Scoring(load_profile("generic")))
+    [verdict] = clip_scorer.score(images[:1], Scoring(profile=load_profile("generic")))
     result = verdict.dimensions["prompt_alignment"]
     assert not result.available and result.value is None and not result.passed
     assert "no prompt was given" in result.reason
@@ -67,7 +67,7 @@ def test_without_a_prompt_it_is_unavailable_and_excused(clip_scorer, images):
 
 
 def test_without_a_model_it_is_unavailable_and_excused(scorer, images):
-    [verdict] = scorer.score(images[:1], Scoring(load_profile("generic"), prompt="a cat"))
+    [verdict] = scorer.score(images[:1], Scoring(profile=load_profile("generic"), prompt="a cat"))
     result = verdict.dimensions["prompt_alignment"]
     assert not result.available and not result.passed
     assert "unavailable: no CLIP model is configured" in result.reason
@@ -79,23 +79,23 @@ def test_requiring_it_makes_a_scorer_without_model_incapable(scorer, clip_scorer
     assert scorer.missing_capabilities(profile) == ["prompt_alignment"]
     assert clip_scorer.missing_capabilities(profile) == []
     assert scorer.missing_capabilities(load_profile("generic")) == []
-    [verdict] = scorer.score(images[:1], Scoring(profile, prompt="a cat"))
+    [verdict] = scorer.score(images[:1], Scoring(profile=profile, prompt="a cat"))
     assert verdict.failed == ("prompt_alignment",)
 
 
 def test_missing_or_empty_model_directory_is_refused(tmp_path):
     with pytest.raises(ClipModelError, match="does not exist"):
-        Scorer(Equipment(CPU, clip_model_dir=str(tmp_path / "absent")))
+        Scorer(Equipment(device=CPU, clip_model_dir=str(tmp_path / "absent")))
     with pytest.raises(ClipModelError, match="no CLIP model could be loaded"):
-        Scorer(Equipment(CPU, clip_model_dir=str(tmp_path)))
+        Scorer(Equipment(device=CPU, clip_model_dir=str(tmp_path)))
 
 
 def test_batches_of_mixed_sizes_align_like_single_images(clip_scorer, photos):
     small = png(np.ascontiguousarray(photos["chelsea"][:200, :300]))
     images = [png(photos["chelsea"]), small, png(photos["coffee"])]
-    together = clip_scorer.score(images, Scoring(load_profile("generic"), prompt="a cat"))
+    together = clip_scorer.score(images, Scoring(profile=load_profile("generic"), prompt="a cat"))
     for image, verdict in zip(images, together):
-        [alone] = clip_scorer.score([image], Scoring(load_profile("generic"), prompt="a cat"))
+        [alone] = clip_scorer.score([image], Scoring(profile=load_profile("generic"), prompt="a cat"))
         assert verdict.dimensions["prompt_alignment"].value == pytest.approx(
             alone.dimensions["prompt_alignment"].value, abs=1e-6
         )

@@ -45,7 +45,7 @@ def frames(photos) -> list[Image.Image]:
 
 
 def test_a_steady_clip_passes_the_motion_profile(scorer, frames):
-    [verdict] = scorer.score([animated_webp(frames)], Scoring(load_profile("motion")))
+    [verdict] = scorer.score([animated_webp(frames)], Scoring(profile=load_profile("motion")))
 
     assert verdict.passed, {name: verdict.dimensions[name].reason for name in verdict.failed}
     assert verdict.dimensions["frames"].value == len(frames)
@@ -56,7 +56,7 @@ def test_brightness_pulsing_between_frames_fails_flicker_only(scorer, frames):
     pulsing = [Image.fromarray(np.clip(np.asarray(f, float) * (1.1 if i % 2 else 0.9), 0, 255).astype(np.uint8))
                for i, f in enumerate(frames)]
 
-    steady, flickering = scorer.score([animated_webp(frames), animated_webp(pulsing)], Scoring(CLIP_CHECKS))
+    steady, flickering = scorer.score([animated_webp(frames), animated_webp(pulsing)], Scoring(profile=CLIP_CHECKS))
 
     assert steady.passed and flickering.failed == ("flicker",)
     assert flickering.dimensions["flicker"].value > 5 * steady.dimensions["flicker"].value
@@ -66,7 +66,7 @@ def test_brightness_pulsing_between_frames_fails_flicker_only(scorer, frames):
 def test_one_blurred_frame_fails_frame_sharpness_while_the_mean_sharpness_passes(scorer, frames):
     smeared = [f.filter(ImageFilter.GaussianBlur(3)) if i == 3 else f for i, f in enumerate(frames)]
 
-    [verdict] = scorer.score([animated_webp(smeared)], Scoring(CLIP_CHECKS))
+    [verdict] = scorer.score([animated_webp(smeared)], Scoring(profile=CLIP_CHECKS))
 
     assert verdict.failed == ("frame_sharpness",)
     assert verdict.dimensions["sharpness"].passed
@@ -74,12 +74,12 @@ def test_one_blurred_frame_fails_frame_sharpness_while_the_mean_sharpness_passes
 
 def test_a_clip_blurred_throughout_fails_both_sharpness_checks(scorer, frames):
     blurred = [f.filter(ImageFilter.GaussianBlur(4)) for f in frames]
-    [verdict] = scorer.score([animated_webp(blurred)], Scoring(CLIP_CHECKS))
+    [verdict] = scorer.score([animated_webp(blurred)], Scoring(profile=CLIP_CHECKS))
     assert set(verdict.failed) == {"sharpness", "frame_sharpness"}
 
 
 def test_a_still_is_not_a_clip(scorer, frames):
-    [verdict] = scorer.score([png(frames[0])], Scoring(CLIP_CHECKS))
+    [verdict] = scorer.score([png(frames[0])], Scoring(profile=CLIP_CHECKS))
 
     assert verdict.failed == ("frames",) and verdict.dimensions["frames"].value == 1
     assert verdict.dimensions["flicker"].value == 0
@@ -91,7 +91,7 @@ def test_tier_one_dimensions_of_a_clip_are_its_frames_mean(scorer, frames):
         stills = [png(frame.convert("RGB")) for frame in ImageSequence.Iterator(decoded)]
     checks = profile_of_dimensions(("sharpness", "exposure"))
 
-    [of_clip], of_frames = scorer.score([clip], Scoring(checks)), scorer.score(stills, Scoring(checks))
+    [of_clip], of_frames = scorer.score([clip], Scoring(profile=checks)), scorer.score(stills, Scoring(profile=checks))
 
     # Tolerances: float32 sums; and OpenCV's own grey decode of a PNG against BT.601 luma
     # from the clip's RGB frames, a level apart at most. The frames differ by far more.

@@ -32,8 +32,8 @@ SEEDS = range(5)
 
 
 def score_images(images, dimension_names=("sharpness", "blank"), device=CPU) -> list[ImageVerdict]:
-    with Scorer(Equipment(device, load_entry_points=False)) as scorer:
-        return scorer.score(images, Scoring(profile_of_dimensions(tuple(dimension_names))))
+    with Scorer(Equipment(device=device, load_entry_points=False)) as scorer:
+        return scorer.score(images, Scoring(profile=profile_of_dimensions(tuple(dimension_names))))
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +185,7 @@ def test_grouping_stacks_equal_sizes_and_keeps_indices():
     decoded = [(i, decode_planes(i, data, color=True)) for i, data in enumerate([small, large, small, small])]
     groups = list(group_by_size(decoded, max_pixels=1 << 20, max_images=2))
     assert [[i for i, _ in group] for group in groups] == [[0, 2], [1], [3]]
-    batch = stack_batch(groups[0], ScoringContext(CPU))
+    batch = stack_batch(groups[0], ScoringContext(device=CPU))
     assert batch.indices == (0, 2) and batch.planes.shape == (2, 10, 20, 4)
     assert batch.pixels.shape == (2, 3, 10, 20) and batch.pixels.dtype == torch.float32
     assert batch.pixels[0, :, 0, 0].tolist() == pytest.approx([10 / 255, 20 / 255, 30 / 255])
@@ -197,7 +197,7 @@ def test_a_batch_measures_like_its_images_one_by_one(painted):
     dimensions = [DIMENSIONS[name] for name in ("sharpness", "noise", "blockiness", "exposure", "clipping", "blank")]
     images = [c.png for c in painted[:6]]
     decoded = [(i, decode_planes(i, data, color=False)) for i, data in enumerate(images)]
-    context = ScoringContext(CPU)
+    context = ScoringContext(device=CPU)
     together = measure_batch(stack_batch(decoded, context), dimensions)
     for position, member in enumerate(decoded):
         alone = measure_batch(stack_batch([member], context), dimensions)

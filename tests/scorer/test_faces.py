@@ -51,7 +51,7 @@ def two_people_png(photos) -> bytes:
 
 @pytest.fixture(scope="module")
 def verdicts(scorer, headshot, photos, astronaut_png):
-    astronaut, cat = scorer.score([astronaut_png, png(photos["chelsea"])], Scoring(headshot))
+    astronaut, cat = scorer.score([astronaut_png, png(photos["chelsea"])], Scoring(profile=headshot))
     return {"astronaut": astronaut, "chelsea": cat}
 
 
@@ -84,7 +84,7 @@ def test_identity_and_skin_tone_without_reference_pass_and_say_so(verdicts):
 
 def test_same_person_passes_identity_another_fails(scorer, headshot, astronaut_png, edited_astronaut_png):
     same, edited, other = scorer.score([astronaut_png, edited_astronaut_png, png(grace_hopper())],
-                                       Scoring(headshot, reference=astronaut_png))
+                                       Scoring(profile=headshot, reference=astronaut_png))
     assert same.dimensions["identity"].value == pytest.approx(0, abs=0.01)
     assert edited.dimensions["identity"].passed and edited.dimensions["identity"].value < 0.3
     assert same.passed and edited.passed, (same.failed, edited.failed)
@@ -95,7 +95,7 @@ def test_same_person_passes_identity_another_fails(scorer, headshot, astronaut_p
 
 
 def test_no_face_and_two_faces_are_reported_as_such(scorer, headshot, photos, astronaut_png, two_people_png):
-    nobody, two = scorer.score([png(photos["coffee"]), two_people_png], Scoring(headshot, reference=astronaut_png))
+    nobody, two = scorer.score([png(photos["coffee"]), two_people_png], Scoring(profile=headshot, reference=astronaut_png))
     assert nobody.dimensions["faces"].value == 0 and two.dimensions["faces"].value == 2
     for verdict in (nobody, two):
         identity = verdict.dimensions["identity"]
@@ -107,41 +107,41 @@ def test_no_face_and_two_faces_are_reported_as_such(scorer, headshot, photos, as
 def test_darker_copy_fails_skin_tone_against_the_original_and_passes_against_itself(
     scorer, headshot, astronaut_png, darker_astronaut_png
 ):
-    same, darker = scorer.score([astronaut_png, darker_astronaut_png], Scoring(headshot, reference=astronaut_png))
+    same, darker = scorer.score([astronaut_png, darker_astronaut_png], Scoring(profile=headshot, reference=astronaut_png))
     assert same.dimensions["skin_tone"].value == pytest.approx(0, abs=0.01)
     assert darker.dimensions["faces"].value == 1
     assert darker.dimensions["skin_tone"].value > 2
     assert "skin_tone" in darker.failed and "identity" not in darker.failed
-    [itself] = scorer.score([darker_astronaut_png], Scoring(headshot, reference=darker_astronaut_png))
+    [itself] = scorer.score([darker_astronaut_png], Scoring(profile=headshot, reference=darker_astronaut_png))
     assert itself.dimensions["skin_tone"].passed and itself.dimensions["skin_tone"].value == pytest.approx(0, abs=0.01)
 
 
 def test_white_balance_cast_is_not_a_skin_tone(scorer, headshot, photos, astronaut_png):
     """A warm cast over the whole image (a white-balance error) leaves the skin tone."""
     warm = photos["astronaut"].astype(np.float64) * np.array([1.0, 0.85, 0.7])
-    [verdict] = scorer.score([png(warm.astype(np.uint8))], Scoring(headshot, reference=astronaut_png))
+    [verdict] = scorer.score([png(warm.astype(np.uint8))], Scoring(profile=headshot, reference=astronaut_png))
     assert verdict.dimensions["skin_tone"].value < 0.5
 
 
 def test_half_shadowed_face_fails_lighting(scorer, headshot, photos):
     shadowed = photos["astronaut"].astype(np.float64)
     shadowed[60:200, 170:222] *= 0.55  # the left half of her face
-    [verdict] = scorer.score([png(shadowed.astype(np.uint8))], Scoring(headshot))
+    [verdict] = scorer.score([png(shadowed.astype(np.uint8))], Scoring(profile=headshot))
     assert verdict.dimensions["faces"].value == 1
     assert verdict.failed == ("lighting",)
     assert "harsh shadow" in verdict.dimensions["lighting"].reason
 
 
 def test_reference_without_a_face_fails_identity_and_skin_tone(scorer, headshot, photos, astronaut_png):
-    [verdict] = scorer.score([astronaut_png], Scoring(headshot, reference=png(photos["coffee"])))
+    [verdict] = scorer.score([astronaut_png], Scoring(profile=headshot, reference=png(photos["coffee"])))
     assert verdict.failed == ("identity", "skin_tone")
     assert "reference photo" in verdict.dimensions["skin_tone"].reason
 
 
 def test_without_the_face_model_identity_is_unavailable_and_fails(monkeypatch, photos, headshot, astronaut_png):
     monkeypatch.setattr(face_models, "models_dir", lambda: None)
-    with Scorer(Equipment(CPU, load_entry_points=False)) as scorer:
-        [verdict] = scorer.score([astronaut_png], Scoring(headshot, reference=astronaut_png))
+    with Scorer(Equipment(device=CPU, load_entry_points=False)) as scorer:
+        [verdict] = scorer.score([astronaut_png], Scoring(profile=headshot, reference=astronaut_png))
     identity = verdict.dimensions["identity"]
     assert not identity.available and identity.value is None
     assert verdict.failed == ("identity",)
@@ -150,20 +150,20 @@ def test_without_the_face_model_identity_is_unavailable_and_fails(monkeypatch, p
 
 def test_without_dlib_haar_stands_in_and_says_so(monkeypatch, headshot, astronaut_png):
     monkeypatch.setattr(face_models, "dlib", None)
-    with Scorer(Equipment(CPU, load_entry_points=False)) as scorer:
-        [verdict] = scorer.score([astronaut_png], Scoring(headshot))
+    with Scorer(Equipment(device=CPU, load_entry_points=False)) as scorer:
+        [verdict] = scorer.score([astronaut_png], Scoring(profile=headshot))
     assert verdict.dimensions["faces"].value == 1
     assert "Haar cascade" in verdict.dimensions["faces"].reason
 
 
 def test_generic_profile_does_not_detect_faces(scorer, astronaut_png):
-    [verdict] = scorer.score([astronaut_png], Scoring(load_profile("generic")))
+    [verdict] = scorer.score([astronaut_png], Scoring(profile=load_profile("generic")))
     assert not set(FACE_DIMENSIONS) & set(verdict.dimensions)
 
 
 def test_product_profile_forbids_faces_and_clutter(scorer, photos, astronaut_png):
     astronaut, coffee, grass = scorer.score(
-        [astronaut_png, png(photos["coffee"]), png(rgb_photo("grass"))], Scoring(load_profile("product"))
+        [astronaut_png, png(photos["coffee"]), png(rgb_photo("grass"))], Scoring(profile=load_profile("product"))
     )
     assert astronaut.failed == ("forbid:faces>=1",)
     assert "inside the forbidden minimum 1" in astronaut.dimensions["forbid:faces>=1"].reason

@@ -29,7 +29,7 @@ def maker() -> ClipMaker:
 
 
 def verdict_of(scorer, profile, data: bytes, **inputs):
-    [verdict] = scorer.score([data], Scoring(profile, requested_clip=clip_request_of(ASKED), tiered=True, **inputs))
+    [verdict] = scorer.score([data], Scoring(profile=profile, requested_clip=clip_request_of(ASKED), tiered=True, **inputs))
     return verdict
 
 
@@ -67,7 +67,7 @@ def test_a_portraits_clip_whose_face_changes_halfway_fails(scorer, profile, phot
 
     changed = maker.from_still(portrait, Take(11, "face_change"), other=another).data
     [clean, verdict] = scorer.score([maker.from_still(portrait, Take(11)).data, changed],
-                                    Scoring(profile, requested_clip=clip_request_of(square), tiered=True))
+                                    Scoring(profile=profile, requested_clip=clip_request_of(square), tiered=True))
 
     assert clean.passed, {name: clean.dimensions[name].reason for name in clean.failed}
     assert not verdict.passed and {"identity", "face_consistency"} & set(verdict.failed), verdict.dimensions

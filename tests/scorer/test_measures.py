@@ -34,7 +34,7 @@ def test_a_dimension_with_no_measure_stops_the_scorer_from_starting(monkeypatch)
     with pytest.raises(UnmeasuredDimension, match="orphan"):
         check_every_dimension_measured()
     with pytest.raises(UnmeasuredDimension, match="orphan"):
-        Scorer(Equipment(CPU, load_entry_points=False))
+        Scorer(Equipment(device=CPU, load_entry_points=False))
     with pytest.raises(UnmeasuredDimension, match="orphan"):
         measure_of(orphan)
 

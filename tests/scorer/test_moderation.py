@@ -53,7 +53,7 @@ def benign_samples() -> dict[str, np.ndarray]:
 def test_no_benign_sample_image_is_flagged(scorer):
     samples = benign_samples()
     assert len(samples) >= 20 and {"astronaut", "grace_hopper.jpg", "colorwheel"} <= set(samples)
-    verdicts = scorer.score([png(rgb) for rgb in samples.values()], Scoring(load_profile("generic")))
+    verdicts = scorer.score([png(rgb) for rgb in samples.values()], Scoring(profile=load_profile("generic")))
     flagged = {name: v.dimensions["nsfw"].reason for name, v in zip(samples, verdicts) if not v.dimensions["nsfw"].passed}
     assert flagged == {}
     assert all(v.dimensions["nsfw"].value < 0.2 for v in verdicts)
@@ -61,8 +61,8 @@ def test_no_benign_sample_image_is_flagged(scorer):
 
 def test_a_flagged_candidate_is_rejected_alone_with_the_class_named(photos):
     batch = [png(photos["coffee"]), png(photos["astronaut"]), png(photos["chelsea"]), png(grace_hopper())]
-    with Scorer(Equipment(CPU, load_entry_points=False, moderated_classes=frozenset({"FACE_FEMALE"}))) as scorer:
-        coffee, astronaut, cat, grace = scorer.score(batch, Scoring(load_profile("generic")))
+    with Scorer(Equipment(device=CPU, load_entry_points=False, moderated_classes=frozenset({"FACE_FEMALE"}))) as scorer:
+        coffee, astronaut, cat, grace = scorer.score(batch, Scoring(profile=load_profile("generic")))
     assert coffee.passed and cat.passed
     for woman in (astronaut, grace):
         nsfw = woman.dimensions["nsfw"]
@@ -79,7 +79,7 @@ def test_default_moderation_covers_explicit_classes_only():
 
 def test_unknown_moderated_class_is_refused():
     with pytest.raises(ValueError, match="unknown"):
-        Scorer(Equipment(CPU, load_entry_points=False, moderated_classes=frozenset({"NAKED_TRUTH"})))
+        Scorer(Equipment(device=CPU, load_entry_points=False, moderated_classes=frozenset({"NAKED_TRUTH"})))
 
 
 def test_the_detector_runs_on_the_gpu_where_onnxruntime_can():

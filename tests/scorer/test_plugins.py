@@ -72,7 +72,7 @@ def test_a_plugin_dimension_is_scored_through_rules(registered_plugins, scorer):
     rules = QualityRules(thresholds={"test_redness": {}, "test_greenness": {"min": 0.2}})
     profile = load_profile("generic", rules)
     red_pixels = shaded((250, 20, 20))
-    red, green = scorer.score([png(red_pixels), png(shaded((20, 250, 20)))], Scoring(profile))
+    red, green = scorer.score([png(red_pixels), png(shaded((20, 250, 20)))], Scoring(profile=profile))
     assert red.dimensions["test_redness"].value == pytest.approx(red_pixels[..., 0].mean() / 255, abs=1e-6)
     assert "above the maximum 0.5 (image is too red)" in red.dimensions["test_redness"].reason
     assert {"test_redness", "test_greenness"} <= set(red.failed)

@@ -109,14 +109,14 @@ def test_an_override_that_contradicts_the_profile_is_a_profile_error():
 def test_thresholds_on_a_dimension_the_profile_lacks_add_it(scorer, camera_png):
     profile = load_profile("generic", QualityRules(thresholds={"faces": {"max": 0}}))
     assert bounds_of(profile, "faces") == Bounds(maximum=0)
-    [verdict] = scorer.score([camera_png], Scoring(profile))
+    [verdict] = scorer.score([camera_png], Scoring(profile=profile))
     assert verdict.dimensions["faces"].value == 0 and verdict.passed
 
 
 def test_a_stricter_threshold_fails_an_image_that_passed(scorer, camera_png):
     strict = load_profile("generic", QualityRules(thresholds={"sharpness": {"min": 5000}}))
-    plain, tightened = (scorer.score([camera_png], Scoring(load_profile("generic")))
-                        + scorer.score([camera_png], Scoring(strict)))
+    plain, tightened = (scorer.score([camera_png], Scoring(profile=load_profile("generic")))
+                        + scorer.score([camera_png], Scoring(profile=strict)))
     assert plain.passed
     assert tightened.failed == ("sharpness",)
     assert "below the minimum 5000.0" in tightened.dimensions["sharpness"].reason
@@ -124,7 +124,7 @@ def test_a_stricter_threshold_fails_an_image_that_passed(scorer, camera_png):
 
 def test_forbidden_condition_fails_only_the_images_it_matches(scorer, camera_png, astronaut_png):
     rules = QualityRules(forbid=[{"dimension": "faces", "min": 1}])
-    camera, astronaut = scorer.score([camera_png, astronaut_png], Scoring(load_profile("generic", rules)))
+    camera, astronaut = scorer.score([camera_png, astronaut_png], Scoring(profile=load_profile("generic", rules)))
     assert camera.passed
     assert astronaut.failed == ("forbid:faces>=1",)
     result = astronaut.dimensions["forbid:faces>=1"]
@@ -134,7 +134,7 @@ def test_forbidden_condition_fails_only_the_images_it_matches(scorer, camera_png
 
 def test_forbidden_range_is_labelled_and_judged(scorer, camera_png):
     rules = QualityRules(forbid=[{"dimension": "exposure", "min": 0.4, "max": 0.6}])
-    [verdict] = scorer.score([camera_png], Scoring(load_profile("generic", rules)))
+    [verdict] = scorer.score([camera_png], Scoring(profile=load_profile("generic", rules)))
     assert verdict.failed == ("forbid:0.4<=exposure<=0.6",)
     assert "inside the forbidden range 0.4 to 0.6" in verdict.dimensions["forbid:0.4<=exposure<=0.6"].reason
 
@@ -143,7 +143,7 @@ def test_a_forbidden_condition_that_cannot_be_computed_is_a_missing_capability(s
     rules = QualityRules(forbid=[{"dimension": "prompt_alignment", "max": 0.1}])
     profile = load_profile("generic", rules)
     assert scorer.missing_capabilities(profile) == ["prompt_alignment"]
-    [verdict] = scorer.score([camera_png], Scoring(profile, prompt="a camera"))
+    [verdict] = scorer.score([camera_png], Scoring(profile=profile, prompt="a camera"))
     assert "forbid:prompt_alignment<=0.1" in verdict.failed
 
 
@@ -151,12 +151,12 @@ def test_required_dimension_added_with_its_defaults(scorer, camera_png):
     profile = load_profile("generic", QualityRules(require=["eyes_open"]))
     assert bounds_of(profile, "eyes_open") == DIMENSIONS["eyes_open"].bounds
     assert scorer.missing_capabilities(profile) == []
-    [verdict] = scorer.score([camera_png], Scoring(profile))
+    [verdict] = scorer.score([camera_png], Scoring(profile=profile))
     assert verdict.failed == ("eyes_open",)
 
 
 def test_size_and_aspect_pass_when_nothing_is_requested(scorer, camera_png):
-    [verdict] = scorer.score([camera_png], Scoring(load_profile("generic")))
+    [verdict] = scorer.score([camera_png], Scoring(profile=load_profile("generic")))
     for name in ("size", "aspect"):
         assert verdict.dimensions[name].passed and verdict.dimensions[name].value is None
 
@@ -166,7 +166,7 @@ def test_size_and_aspect_pass_when_nothing_is_requested(scorer, camera_png):
     [((512, 512), 0.0, 0.0), ((500, 500), 0.024, 0.0), ((1024, 1024), 0.5, 0.0), ((1024, 512), 0.5, math.log(2))],
 )
 def test_size_and_aspect_against_the_request(scorer, camera_png, requested, size, aspect):
-    [verdict] = scorer.score([camera_png], Scoring(load_profile("generic"), requested_size=requested))
+    [verdict] = scorer.score([camera_png], Scoring(profile=load_profile("generic"), requested_size=requested))
     assert verdict.dimensions["size"].value == pytest.approx(size)
     assert verdict.dimensions["aspect"].value == pytest.approx(aspect)
     assert verdict.dimensions["size"].passed == (size <= 0.05)
@@ -176,8 +176,8 @@ def test_size_and_aspect_against_the_request(scorer, camera_png, requested, size
 def test_product_wants_exactly_the_requested_size(scorer, photos):
     coffee = png(photos["coffee"])  # 600 × 400
     product = load_profile("product")
-    [exact] = scorer.score([coffee], Scoring(product, requested_size=(600, 400)))
-    [close] = scorer.score([coffee], Scoring(product, requested_size=(608, 400)))
+    [exact] = scorer.score([coffee], Scoring(profile=product, requested_size=(600, 400)))
+    [close] = scorer.score([coffee], Scoring(profile=product, requested_size=(608, 400)))
     assert exact.passed
     assert close.failed == ("size", "aspect")
 
@@ -185,7 +185,7 @@ def test_product_wants_exactly_the_requested_size(scorer, photos):
 @pytest.mark.parametrize("requested", [(0, 10), (10, -1), (10.5, 10)])
 def test_invalid_requested_size_is_refused(scorer, camera_png, requested):
     with pytest.raises(ValueError, match="requested_size"):
-        scorer.score([camera_png], Scoring(load_profile("generic"), requested_size=requested))
+        scorer.score([camera_png], Scoring(profile=load_profile("generic"), requested_size=requested))
 
 
 finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False)

@@ -26,7 +26,7 @@ def subject_headshot():
 
 
 def judged(scorer, images, profile, person):
-    return scorer.score(images, Scoring(profile, subject=person))
+    return scorer.score(images, Scoring(profile=profile, subject=person))
 
 
 def drift_past_the_threshold(scorer, profile, person):
@@ -101,7 +101,7 @@ def test_any_profile_is_checked_against_the_subject(scorer, person):
 def test_without_the_face_model_identity_and_second_person_are_unavailable_and_fail(monkeypatch, subject_headshot,
                                                                                      person):
     monkeypatch.setattr(face_models, "models_dir", lambda: None)
-    with Scorer(Equipment(CPU, load_entry_points=False)) as scorer:
+    with Scorer(Equipment(device=CPU, load_entry_points=False)) as scorer:
         [verdict] = judged(scorer, [png(planted.astronaut())], subject_headshot, person)
     assert set(verdict.failed) == {"identity", "second_person"}
     for name in verdict.failed:
@@ -109,7 +109,7 @@ def test_without_the_face_model_identity_and_second_person_are_unavailable_and_f
 
 
 def test_a_subject_profile_without_a_subject_fails_rather_than_pass(scorer, subject_headshot):
-    [verdict] = scorer.score([png(planted.astronaut())], Scoring(subject_headshot))
+    [verdict] = scorer.score([png(planted.astronaut())], Scoring(profile=subject_headshot))
     assert "second_person" in verdict.failed
     assert "the job has no subject" in verdict.dimensions["second_person"].reason
 
@@ -119,7 +119,7 @@ def test_a_product_subject_is_found_where_it_is_and_not_elsewhere(scorer):
     profile = load_profile("subject-product")
     pasted = [planted.on_backdrop((230, 220, 200), 0.9), planted.on_backdrop((70, 100, 150), 0.7)]
     others = [rgb_photo("rocket"), rgb_photo("chelsea")]
-    *found, rocket, cat = scorer.score([png(p) for p in pasted + others], Scoring(profile, subject=product))
+    *found, rocket, cat = scorer.score([png(p) for p in pasted + others], Scoring(profile=profile, subject=product))
     for verdict in found:
         assert verdict.dimensions["product_match"].value >= 50, verdict.dimensions["product_match"]
         assert verdict.passed, [verdict.dimensions[f].reason for f in verdict.failed]
@@ -140,7 +140,7 @@ def test_the_batched_walk_judges_against_the_subject_as_the_image_by_image_walk(
     found = planted.defects(0.44)
     images = [png(c) for c in planted.clean_candidates()[:3]] + [found.subject_and_another, found.closed_eyes,
                                                                  found.drifted]
-    scoring = Scoring(subject_headshot, subject=person)
+    scoring = Scoring(profile=subject_headshot, subject=person)
     walk = TierWalk.of(subject_headshot, scorer._plan(subject_headshot, scorer._context(scoring)), tiered=True)
     one_by_one = scorer._walk_each(images, Leg(walk=walk, context=scorer._context(scoring), color=True, steps=len(walk.steps)))
     batched = scorer._walk_batched(images, Leg(walk=walk, context=scorer._context(scoring), color=True, steps=len(walk.steps)))

@@ -107,8 +107,8 @@ def test_the_most_headroom_is_where_the_declared_values_end():
 
 def test_a_candidate_rejected_at_tier_one_is_not_measured_further_and_says_so(scorer, jobs):
     images = [image for job in jobs[:3] for image in job]
-    everything = scorer.score(images, Scoring(load_profile("generic")))
-    tiered = scorer.score(images, Scoring(load_profile("generic"), tiered=True))
+    everything = scorer.score(images, Scoring(profile=load_profile("generic")))
+    tiered = scorer.score(images, Scoring(profile=load_profile("generic"), tiered=True))
 
     rejected = [(full, tier) for full, tier in zip(everything, tiered) if not full.passed]
     assert len(rejected) >= 6
@@ -127,9 +127,9 @@ def test_a_candidate_rejected_at_tier_one_is_not_measured_further_and_says_so(sc
 def test_tier_two_is_judged_only_where_tier_one_passed(scorer, portraits, photos, counted):
     rules = QualityRules(thresholds={"test_brightness": {}})
     profile = load_profile("headshot", rules)
-    everything = scorer.score(portraits, Scoring(profile, reference=portraits[0]))
+    everything = scorer.score(portraits, Scoring(profile=profile, reference=portraits[0]))
     counted.measured = 0
-    tiered = scorer.score(portraits, Scoring(profile, reference=portraits[0], tiered=True))
+    tiered = scorer.score(portraits, Scoring(profile=profile, reference=portraits[0], tiered=True))
 
     assert [v.passed for v in tiered] == [v.passed for v in everything]
     black, cat = tiered[-1], tiered[5]
@@ -154,8 +154,8 @@ def test_enough_not_all_delivers_the_best_k_of_measuring_everything(scorer, jobs
     profile = load_profile(name)
     skipped = 0
     for job in jobs:
-        everything = scorer.score(job, Scoring(profile))
-        tiered = scorer.score(job, Scoring(profile, tiered=True, enough=Enough(k, tuple(range(len(job))))))
+        everything = scorer.score(job, Scoring(profile=profile))
+        tiered = scorer.score(job, Scoring(profile=profile, tiered=True, enough=Enough(k, tuple(range(len(job))))))
 
         assert select_best(tiered, k) == select_best(everything, k)
         for full, tier in zip(everything, tiered):
@@ -181,9 +181,9 @@ def test_the_tiers_after_the_first_are_measured_best_first(scorer, jobs, counted
         profile = load_profile("generic", QualityRules(thresholds={"test_middle": {}, "test_brightness": {}}))
         survivors = measured_middle = measured_last = 0
         for job in jobs:
-            everything = scorer.score(job, Scoring(profile))
+            everything = scorer.score(job, Scoring(profile=profile))
             middle.measured = counted.measured = 0
-            tiered = scorer.score(job, Scoring(profile, tiered=True, enough=Enough(1, tuple(range(len(job))))))
+            tiered = scorer.score(job, Scoring(profile=profile, tiered=True, enough=Enough(1, tuple(range(len(job))))))
             assert select_best(tiered, 1) == select_best(everything, 1)
             survivors += sum(not set(full.failed) & set(TIER_ONE) for full in everything)
             measured_middle, measured_last = measured_middle + middle.measured, measured_last + counted.measured
@@ -197,8 +197,8 @@ def test_the_tiers_after_the_first_are_measured_best_first(scorer, jobs, counted
 def test_enough_not_all_on_portraits_selects_as_measuring_everything(scorer, portraits):
     profile = load_profile("headshot")
     for k in (1, 2):
-        everything = scorer.score(portraits, Scoring(profile, reference=portraits[0]))
-        tiered = scorer.score(portraits, Scoring(profile, reference=portraits[0], tiered=True,
+        everything = scorer.score(portraits, Scoring(profile=profile, reference=portraits[0]))
+        tiered = scorer.score(portraits, Scoring(profile=profile, reference=portraits[0], tiered=True,
                                                  enough=Enough(k, tuple(range(len(portraits))))))
         assert select_best(tiered, k) == select_best(everything, k)
         assert all(full.passed or not v.passed for v, full in zip(tiered, everything))
@@ -211,10 +211,10 @@ def test_a_job_whose_best_candidates_fail_measures_the_next_ones(photos, scorer)
     from services.scorer.dimensions import Scorer
 
     images = [png(photos["astronaut"]), png(grace_hopper()), png(blurred(photos["coffee"], 1.0))]
-    moderating_faces = Equipment(scorer.device, load_entry_points=False, moderated_classes=frozenset({"FACE_FEMALE"}))
+    moderating_faces = Equipment(device=scorer.device, load_entry_points=False, moderated_classes=frozenset({"FACE_FEMALE"}))
     with Scorer(moderating_faces) as strict:
-        everything = strict.score(images, Scoring(load_profile("generic")))
-        tiered = strict.score(images, Scoring(load_profile("generic"), tiered=True, enough=Enough(1, (0, 1, 2))))
+        everything = strict.score(images, Scoring(profile=load_profile("generic")))
+        tiered = strict.score(images, Scoring(profile=load_profile("generic"), tiered=True, enough=Enough(1, (0, 1, 2))))
     assert [v.passed for v in everything] == [False, False, True]
     assert [v.passed for v in tiered] == [False, False, True]
     assert tiered[0].failed == tiered[1].failed == ("nsfw",)
@@ -224,7 +224,7 @@ def test_candidates_of_earlier_attempts_count_towards_enough(scorer, jobs):
     """A job that already has K passing candidates better than anything this attempt can
     reach measures none of this attempt's last tier: none of them could be selected."""
     job = jobs[0]
-    tiered = scorer.score(job, Scoring(load_profile("generic"), tiered=True,
+    tiered = scorer.score(job, Scoring(profile=load_profile("generic"), tiered=True,
                                        enough=Enough(2, tuple(range(10, 10 + len(job))),
                                                      passed_before=((50.0, 0), (40.0, 1)))))
     assert not any(v.passed for v in tiered)
@@ -235,8 +235,8 @@ def test_ceilings_bound_the_scores_of_passing_candidates(scorer, jobs, portraits
     for images, profile, reference in ((portraits, load_profile("headshot"), portraits[0]),
                                        (portraits, load_profile("headshot"), None),
                                        (jobs[2], load_profile("product"), None)):
-        everything = scorer.score(images, Scoring(profile, reference=reference))
-        walk = scorer.walk_of(Scoring(profile, reference=reference))
+        everything = scorer.score(images, Scoring(profile=profile, reference=reference))
+        walk = scorer.walk_of(Scoring(profile=profile, reference=reference))
         first_steps = {d.name for step in walk.steps[:-1] for d in step.dimensions}
         for verdict in everything:
             if verdict.passed:
@@ -274,8 +274,8 @@ def test_a_weighted_dimension_without_limits_is_measured_wherever_it_could_rank(
     measured, so every candidate that passes Tier 1 is measured in Tier 2; the selection is
     that of measuring everything."""
     profile = load_profile("headshot", QualityRules(thresholds={"eyes_open": {"weight": 1.0}}))
-    everything = scorer.score(portraits, Scoring(profile))
-    tiered = scorer.score(portraits, Scoring(profile, tiered=True, enough=Enough(1, tuple(range(len(portraits))))))
+    everything = scorer.score(portraits, Scoring(profile=profile))
+    tiered = scorer.score(portraits, Scoring(profile=profile, tiered=True, enough=Enough(1, tuple(range(len(portraits))))))
     assert select_best(tiered, 1) == select_best(everything, 1)
     survivors = [t for t, e in zip(tiered, everything) if not set(e.failed) & set(TIER_ONE)]
     assert len(survivors) >= 4
@@ -288,7 +288,7 @@ def test_a_value_beyond_the_declared_range_is_an_error(scorer, jobs):
     DIMENSIONS[dimension.name] = dimension
     try:
         with pytest.raises(ValueError, match="outside its declared range"):
-            scorer.score(jobs[0][:1], Scoring(load_profile("generic", QualityRules(thresholds={"test_negative": {}}))))
+            scorer.score(jobs[0][:1], Scoring(profile=load_profile("generic", QualityRules(thresholds={"test_negative": {}}))))
     finally:
         DIMENSIONS.pop(dimension.name)
 

@@ -85,7 +85,7 @@ def grace() -> list[np.ndarray]:
 
 
 def scored(scorer, clip: bytes, profile, **inputs):
-    [verdict] = scorer.score([clip], Scoring(profile, requested_clip=asked(), tiered=True, **inputs))
+    [verdict] = scorer.score([clip], Scoring(profile=profile, requested_clip=asked(), tiered=True, **inputs))
     return verdict
 
 
@@ -122,7 +122,7 @@ def test_a_video_job_is_scored_by_the_video_profile_unless_it_names_its_own():
 def test_batched_scoring_reads_clips_as_one_by_one_scoring_does(scorer, profile, astronaut, photos):
     """The path a CUDA scorer takes (stills stacked, each clip alone), run here on the CPU."""
     images = [encode(astronaut), png(photos["coffee"]), encode(astronaut[:24])]
-    walk = scorer.walk_of(Scoring(profile, requested_clip=asked()))
+    walk = scorer.walk_of(Scoring(profile=profile, requested_clip=asked()))
     context = ScoringContext(device=CPU, requested_clip=asked())
 
     leg = Leg(walk=walk, context=context, color=True, steps=walk.ordered_from)
@@ -325,7 +325,7 @@ def test_one_flagged_frame_flags_the_clip(profile, photos):
     astronaut's face in a third of a clip of the coffee cup flags the clip; the cup alone not."""
     cup = drift(photos["coffee"], 2 * FPS, step=1.5)
     visited = crossfade(crossfade(cup[:16], drift(photos["astronaut"], 32), 6)[:32], cup[16:], 6)
-    with Scorer(Equipment(CPU, moderated_classes=frozenset({"FACE_FEMALE"}), load_entry_points=False)) as strict:
+    with Scorer(Equipment(device=CPU, moderated_classes=frozenset({"FACE_FEMALE"}), load_entry_points=False)) as strict:
         flagged, clean = (scored(strict, encode(frames), profile) for frames in (visited, cup))
 
     assert "nsfw" in flagged.failed and "FACE_FEMALE" in flagged.dimensions["nsfw"].reason
@@ -347,9 +347,9 @@ def test_tiers_and_sampling_give_the_verdicts_of_measuring_every_frame(scorer, p
     every_frame = VideoSampling(frames=None, side=None)
     clips = [encode(astronaut), encode([np.clip(f * (1.1 if i % 2 else 0.9), 0, 255).astype(np.uint8)
                                         for i, f in enumerate(astronaut)]), encode(astronaut[:30])]
-    with Scorer(Equipment(CPU, video_sampling=every_frame, load_entry_points=False)) as thorough:
-        full = thorough.score(clips, Scoring(profile, requested_clip=asked()))
-    tiered = scorer.score(clips, Scoring(profile, requested_clip=asked(), tiered=True))
+    with Scorer(Equipment(device=CPU, video_sampling=every_frame, load_entry_points=False)) as thorough:
+        full = thorough.score(clips, Scoring(profile=profile, requested_clip=asked()))
+    tiered = scorer.score(clips, Scoring(profile=profile, requested_clip=asked(), tiered=True))
 
     assert [v.passed for v in full] == [v.passed for v in tiered] == [True, False, False]
     assert [set(t.failed) <= set(f.failed) for t, f in zip(tiered, full, strict=True)] == [True] * 3

@@ -149,7 +149,7 @@ class EventConsumer:
         s = self.settings
         if s.bus_wake_on_publish and self.subscriber is not None and self.subscriber.consumer is not None:
             self.waker = FetchWaker(database_url, self.topics,
-                                    Waking(s.topic_namespace, s.bus_idle_fetch_interval_s, service=self.service))
+                                    waking=Waking(namespace=s.topic_namespace, idle_fetch_s=s.bus_idle_fetch_interval_s, service=self.service))
             self.waker.start(self.subscriber.consumer)
 
     def _fetch_again(self) -> None:

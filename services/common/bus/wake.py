@@ -121,7 +121,7 @@ class FetchWaker:
         await stop_tasks(*self._tasks)
 
     def _watching(self, kafka: AIOKafkaConsumer, fetch: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-        async def fetch_and_see(assignment: Any, node_id: int, *, request: Any) -> Any:
+        async def fetch_and_see(assignment: Any, node_id: int, request: Any) -> Any:
             sent_at = time.monotonic()
             brought = await fetch(assignment, node_id, request)
             self.fetched["yes" if brought else "no"].inc()

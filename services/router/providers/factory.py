@@ -14,7 +14,7 @@ from services.router.providers.registry import ProviderConfig, Registry, Registr
 
 
 def build_provider(config: ProviderConfig, secret: str | None = None, *, context: ProviderContext | None = None) -> Provider:
-    return adapter_class(config.adapter)(config, context or ProviderContext(), secret)
+    return adapter_class(config.adapter)(config, context or ProviderContext(), secret=secret)
 
 
 def build_providers(registry: Registry, secrets: Mapping[str, str] | None = None,

@@ -79,7 +79,7 @@ class LocalProvider:
         cost = self.config.price.price_micro_usd((request.width, request.height), latency / max(1, request.count))
         if request.identity is not None:
             return await self.portraits.paint(request, Costed(cost, latency))
-        generator = _generator(request.width, request.height, self.config.local_options.defect_rate)
+        generator = _generator(request.width, request.height, defect_rate=self.config.local_options.defect_rate)
         painted = []
         for run in request.style_runs():
             batch = Batch(prompt=run.prompt_for(run.start_index), seed=run.seed, count=run.count, start_index=run.start_index)

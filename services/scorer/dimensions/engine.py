@@ -24,7 +24,6 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -203,7 +202,7 @@ class Scorer:
 
     def _walk_each(self, images: Sequence[bytes], leg: Leg) -> list[tuple[Progress, Walked | None]]:
         """Each worker decodes one image at a time and takes it through the leg (the CPU path)."""
-        return list(self._pool.map(partial(_walk_one, leg), range(len(images)), images))
+        return list(self._pool.map(lambda index, data: _walk_one(leg, index, data=data), range(len(images)), images))
 
     def _walk_batched(self, images: Sequence[bytes], leg: Leg) -> list[tuple[Progress, Walked | None]]:
         """Stills decoded ahead and stacked by size, each clip a batch of its frames (CUDA);

@@ -108,7 +108,7 @@ async def scorings_of(asked: EvaluationAsked, bench: Bench) -> list[Scoring]:
     settings, objects = bench.settings, bench.objects
     profile = with_ceiling(job_profile(asked.template, asked.profile, rules=asked.rules), "nsfw",
                            maximum=settings.nsfw_max_by_tenant.get(asked.tenant_id))
-    base = Scoring(profile, prompt=asked.prompt if settings.clip_model_dir else None,
+    base = Scoring(profile=profile, prompt=asked.prompt if settings.clip_model_dir else None,
                    requested_size=asked.size, tiered=True)
     references = [await objects.get(objects.internal_bucket, key) for key in asked.reference_keys]
     references += await bench.subject_photos(asked.subject) if asked.subject else []

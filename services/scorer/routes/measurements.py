@@ -25,7 +25,7 @@ SUBJECT_KINDS = ("person", "product")
 
 def measured_values(scorer: Scorer, photo: bytes, *, dimensions: tuple[str, ...]) -> dict[str, float | None]:
     """Each dimension's value for `photo`; None where it was not measured (no model, no input)."""
-    verdict = scorer.score([photo], Scoring(profile_of_dimensions(dimensions)))[0]
+    verdict = scorer.score([photo], Scoring(profile=profile_of_dimensions(dimensions)))[0]
     return {name: _finite(verdict.dimensions[name].value) for name in dimensions}
 
 
