@@ -109,7 +109,7 @@ def attempt(job_id, candidates, *, images=1, number=1, final=False, stop_reason=
 def test_the_originals_pass_generic_and_the_best_k_are_selected_once(scorer_service):
     job = uuid.uuid4()
     names = ("astronaut", "coffee", "chelsea", "camera")
-    refs = [scorer_service.put(job, i, content=png(rgb_photo(name))) for i, name in enumerate(names)]
+    refs = [scorer_service.put(job, i, png(rgb_photo(name))) for i, name in enumerate(names)]
     submitted = attempt(job, refs, images=3, spec=False)  # no job spec: the generic profile
     scorer_service.publish(submitted, submitted)  # redelivered: judged once
 
@@ -129,7 +129,7 @@ def test_degraded_copies_fail_their_dimension_and_a_final_attempt_fails_the_job_
     coffee = rgb_photo("coffee")
     degraded = {"sharpness": png(blurred(coffee, 8)), "blockiness": jpeg(coffee, 2), "noise": png(noisy(coffee, 0.15)),
                 "blank": BLACK, "clipping": png(blown_out(coffee))}
-    refs = [scorer_service.put(job, i, content=data) for i, data in enumerate(degraded.values())]
+    refs = [scorer_service.put(job, i, data) for i, data in enumerate(degraded.values())]
     counted = {d: scorer_service.metric("genline_dimension_failures_total", profile="generic", dimension=d)
                for d in degraded}
     rejected = scorer_service.metric("genline_candidates_scored_total", profile="generic", verdict="rejected")
@@ -155,8 +155,8 @@ def test_degraded_copies_fail_their_dimension_and_a_final_attempt_fails_the_job_
 
 def test_the_astronaut_passes_headshot_and_the_cat_fails_it(scorer_service):
     job = uuid.uuid4()
-    refs = [scorer_service.put(job, 0, content=png(rgb_photo("chelsea"))), scorer_service.put(job, 1, content=png(rgb_photo("astronaut")))]
-    reference = scorer_service.put(job, 99, content=png(rgb_photo("astronaut"))).key  # the photo the job was given
+    refs = [scorer_service.put(job, 0, png(rgb_photo("chelsea"))), scorer_service.put(job, 1, png(rgb_photo("astronaut")))]
+    reference = scorer_service.put(job, 99, png(rgb_photo("astronaut"))).key  # the photo the job was given
     scorer_service.publish(attempt(job, refs, images=1, template="headshot", reference_key=reference))
 
     [scored] = scorer_service.outcomes(job)
@@ -170,7 +170,7 @@ def test_the_astronaut_passes_headshot_and_the_cat_fails_it(scorer_service):
 def test_passing_candidates_accumulate_across_attempts(scorer_service):
     job = uuid.uuid4()
     coffee, camera = rgb_photo("coffee"), rgb_photo("camera")
-    first = [scorer_service.put(job, 0, content=png(coffee)), scorer_service.put(job, 1, content=png(blurred(coffee, 8)))]
+    first = [scorer_service.put(job, 0, png(coffee)), scorer_service.put(job, 1, png(blurred(coffee, 8)))]
     scorer_service.publish(attempt(job, first, images=2))
     [regeneration] = scorer_service.outcomes(job)
     assert isinstance(regeneration, RegenerationRequested)
@@ -178,7 +178,7 @@ def test_passing_candidates_accumulate_across_attempts(scorer_service):
     assert [s.index for s in regeneration.scores] == [0, 1]
     assert "1 failed sharpness" in regeneration.reason
 
-    second = [scorer_service.put(job, 2, content=BLACK, provider="other"), scorer_service.put(job, 3, png(camera), "other")]
+    second = [scorer_service.put(job, 2, BLACK, provider="other"), scorer_service.put(job, 3, png(camera), "other")]
     scorer_service.publish(attempt(job, second, images=2, number=2))
     _, scored = scorer_service.outcomes(job, want=2)
     assert isinstance(scored, CandidatesScored) and scored.attempt == 2
@@ -201,7 +201,7 @@ def test_tiers_deliver_what_measuring_every_dimension_delivers(scorer_service):
     judged = scorer_service.metric("genline_candidates_scored_total", profile="generic", verdict="passed")
     judged += scorer_service.metric("genline_candidates_scored_total", profile="generic", verdict="rejected")
     for job, rules in ((tiered, None), (everything, {"score_all": True})):
-        refs = [scorer_service.put(job, c.index, content=c.png) for c in painted]
+        refs = [scorer_service.put(job, c.index, c.png) for c in painted]
         scorer_service.publish(attempt(job, refs, images=2, quality_rules=rules))
     [by_tiers], [in_full] = scorer_service.outcomes(tiered), scorer_service.outcomes(everything)
 
@@ -227,7 +227,7 @@ def test_tiers_deliver_what_measuring_every_dimension_delivers(scorer_service):
 
 def test_a_final_attempt_with_too_few_passing_delivers_what_passed(scorer_service):
     job = uuid.uuid4()
-    refs = [scorer_service.put(job, 0, content=BLACK), scorer_service.put(job, 1, content=png(rgb_photo("astronaut")))]
+    refs = [scorer_service.put(job, 0, BLACK), scorer_service.put(job, 1, png(rgb_photo("astronaut")))]
     scorer_service.publish(attempt(job, refs, images=3, final=True, stop_reason="attempts exhausted"))
     [scored] = scorer_service.outcomes(job)
     assert isinstance(scored, CandidatesScored) and scored.selected == [1] and scored.images == 3
@@ -246,7 +246,7 @@ def test_no_transaction_stays_open_while_candidates_are_fetched_and_scored(score
     sessions may sit idle inside a transaction (holding the job's row and a connection)."""
     job = uuid.uuid4()
     big = np.tile(rgb_photo("astronaut"), (3, 3, 1))  # 1536 pixels square, as sharp as the photo
-    refs = [scorer_service.put(job, i, content=png(np.rot90(big, i).copy())) for i in range(2)]
+    refs = [scorer_service.put(job, i, png(np.rot90(big, i).copy())) for i in range(2)]
     with watch_idle_in_transaction(scorer_service.database_url, "application_name = %s",
                                    [scorer_service.application_name]) as seen:
         scorer_service.publish(attempt(job, refs, images=1))
@@ -267,7 +267,7 @@ def test_with_a_clip_model_configured_the_service_measures_prompt_alignment(endp
     service = next(scorer)
     try:
         job = uuid.uuid4()
-        refs = [service.put(job, i, content=png(rgb_photo(name))) for i, name in enumerate(("astronaut", "coffee"))]
+        refs = [service.put(job, i, png(rgb_photo(name))) for i, name in enumerate(("astronaut", "coffee"))]
         service.publish(attempt(job, refs, images=1, final=True, prompt="a photograph of a cup of coffee",
                                 quality_rules={"require": ["prompt_alignment"], "thresholds": {
                                     "prompt_alignment": {"min": -1.0}}}))
@@ -290,7 +290,7 @@ def test_a_video_jobs_clips_are_scored_as_clips_by_the_video_profile(scorer_serv
     job = uuid.uuid4()
     moving = drift(rgb_photo("astronaut"), 48)
     clips = [encode([moving[0]] * 48), encode(moving), encode(moving[:24])]
-    refs = [scorer_service.put(job, i, content=data, media_type=video.MP4) for i, data in enumerate(clips)]
+    refs = [scorer_service.put(job, i, data, media_type=video.MP4) for i, data in enumerate(clips)]
     scorer_service.publish(attempt(job, refs, images=1, final=True, video=ASKED))
 
     [scored] = scorer_service.outcomes(job)
@@ -318,7 +318,7 @@ def test_chunks_are_scored_as_they_come_and_the_attempt_decides_over_all_of_them
     selection spans every chunk, and the close carries only what no chunk carried."""
     job = uuid.uuid4()
     names = ("astronaut", "coffee", "chelsea", "camera")
-    refs = [scorer_service.put(job, i, content=png(rgb_photo(name))) for i, name in enumerate(names)]
+    refs = [scorer_service.put(job, i, png(rgb_photo(name))) for i, name in enumerate(names)]
     scorer_service.publish(chunk(job, refs[:2], images=2), chunk(job, refs[:2], images=2),
                            chunk(job, refs[2:3], images=2, stored=3))
     scorer_service.publish(attempt(job, refs, images=2))

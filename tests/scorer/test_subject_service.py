@@ -132,7 +132,7 @@ def test_every_planted_defect_is_rejected_with_its_reason_and_the_clean_ones_shi
     clean = [png(c) for c in planted.clean_candidates()[:2]]
     images = [*clean, found.another_person, found.subject_twice, found.subject_and_another, found.closed_eyes,
               found.drifted]
-    refs = [styled(subject_scorer.put(job, i, content=data), STYLES[i % 2].name) for i, data in enumerate(images)]
+    refs = [styled(subject_scorer.put(job, i, data), STYLES[i % 2].name) for i, data in enumerate(images)]
     spec = order(job, subject, images=2, candidates=len(refs), quality_rules={"score_all": True})
     subject_scorer.publish(stored(spec, refs[:4], planned=len(refs)))
     subject_scorer.publish(generated(spec, refs))
@@ -157,9 +157,9 @@ def test_styles_keep_their_shares_and_a_near_duplicate_of_an_earlier_attempt_is_
     job = uuid.uuid4()
     clean = [png(c) for c in planted.clean_candidates()]
     found = planted.defects(0.44)
-    first = [styled(subject_scorer.put(job, 0, content=clean[0]), "studio"), styled(subject_scorer.put(job, 1, content=clean[1]), "studio"),
-             styled(subject_scorer.put(job, 2, content=clean[2]), "window"),
-             styled(subject_scorer.put(job, 3, content=found.closed_eyes), "window")]
+    first = [styled(subject_scorer.put(job, 0, clean[0]), "studio"), styled(subject_scorer.put(job, 1, clean[1]), "studio"),
+             styled(subject_scorer.put(job, 2, clean[2]), "window"),
+             styled(subject_scorer.put(job, 3, found.closed_eyes), "window")]
     spec = order(job, subject, images=4, candidates=4)
     subject_scorer.publish(generated(spec, first))
     [regeneration] = subject_scorer.outcomes(job)
@@ -168,8 +168,8 @@ def test_styles_keep_their_shares_and_a_near_duplicate_of_an_earlier_attempt_is_
     assert "styles short: window 1" in regeneration.reason
 
     again = planted.jpeg_again(clean[2])  # the window's selected picture, encoded again, a little better
-    second = [styled(subject_scorer.put(job, 4, content=again, media_type="image/jpeg"), "window"),
-              styled(subject_scorer.put(job, 5, content=clean[3]), "window")]
+    second = [styled(subject_scorer.put(job, 4, again, media_type="image/jpeg"), "window"),
+              styled(subject_scorer.put(job, 5, clean[3]), "window")]
     subject_scorer.publish(generated(spec, second, number=2))
     _, scored = subject_scorer.outcomes(job, want=2)
     assert isinstance(scored, CandidatesScored), scored
@@ -186,7 +186,7 @@ def test_an_erased_subject_fails_its_job_with_the_reason(subject_scorer, key_ser
     del keys.keys[str(gone.subject_id)]  # erased: ingest answers 404
     job = uuid.uuid4()
     spec = order(job, gone, images=1, candidates=1)
-    subject_scorer.publish(generated(spec, [subject_scorer.put(job, 0, content=png(planted.astronaut()))]))
+    subject_scorer.publish(generated(spec, [subject_scorer.put(job, 0, png(planted.astronaut()))]))
     [failed] = subject_scorer.outcomes(job)
     assert isinstance(failed, ScoringFailed) and failed.failure_code == "subject_erased"
     assert "was erased" in failed.reason and "no candidate can be checked against it" in failed.reason
