@@ -58,6 +58,11 @@ POSITIONAL_BY_CONTRACT = {
     "services/ledger/service.py:apply_events",
     # stands in for aiokafka's Fetcher._proc_fetch_request(assignment, node_id, request)
     "services/common/bus/wake.py:fetch_and_see",
+    # grpc.aio's client interceptors: grpc calls them with (continuation, details, request)
+    "services/common/internal_calls.py:intercept_unary_unary",
+    "services/common/internal_calls.py:intercept_unary_stream",
+    "services/common/internal_calls.py:intercept_stream_unary",
+    "services/common/internal_calls.py:intercept_stream_stream",
 }
 
 
