@@ -120,7 +120,7 @@ def ingest_topic(rt: ServiceRuntime) -> str:
 async def test_applied_offsets_are_committed_every_interval_while_the_consumer_runs(endpoints):
     async def committed_while_running(rt):
         for _ in range(300):
-            if await committed_offsets(endpoints.kafka_bootstrap, rt.consumer.group_id, partitions=ingest_topic(rt)) == 3:
+            if await committed_offsets(endpoints.kafka_bootstrap, rt.consumer.group_id, ingest_topic(rt)) == 3:
                 return
             await asyncio.sleep(0.1)
         raise AssertionError("the applied offsets were not committed while the consumer ran")
@@ -133,11 +133,11 @@ async def test_a_stopping_consumer_commits_what_it_applied_before_the_interval_i
 
     async def note_committed(rt):
         uncommitted_while_running.append(await committed_offsets(endpoints.kafka_bootstrap, rt.consumer.group_id,
-                                                                 partitions=ingest_topic(rt)))
+                                                                 ingest_topic(rt)))
 
     group_id, topic = await apply_jobs_then(endpoints, 600_000, note_committed)
     assert uncommitted_while_running == [0]
-    assert await committed_offsets(endpoints.kafka_bootstrap, group_id, partitions=topic) == 3
+    assert await committed_offsets(endpoints.kafka_bootstrap, group_id, topic) == 3
 
 
 async def test_two_relays_of_one_outbox_keep_each_jobs_order(endpoints):

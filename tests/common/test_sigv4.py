@@ -39,7 +39,7 @@ def test_objects_round_trip_through_the_stack_s3_and_their_links_download(object
 
     async def round_trip() -> bytes:
         stored = await object_store.put(object_store.internal_bucket, key, content=Blob(data, "image/png"))
-        await object_store.copy(stored, object_store.internal_bucket, object_store.public_bucket)
+        await object_store.copy(stored, object_store.internal_bucket, to_bucket=object_store.public_bucket)
         return await object_store.get(object_store.public_bucket, key)
 
     assert asyncio.run(round_trip()) == data

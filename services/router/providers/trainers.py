@@ -94,7 +94,7 @@ def build_trainer(config: ProviderConfig, context: ProviderContext, *, secret: s
     adapters.known_adapters()  # imports every adapter module, and so every trainer
     if config.trainer is None or config.adapter not in _TRAINERS:
         raise ValueError(f"provider {config.name!r} has no trainer")
-    return _TRAINERS[config.adapter](config, context, secret)
+    return _TRAINERS[config.adapter](config, context, secret=secret)
 
 
 def training_input(config: TrainerConfig, request: TrainingRequest) -> dict[str, Any]:
