@@ -56,6 +56,7 @@ POSITIONAL_BY_CONTRACT = {
     "services/router/clock.py:register",
     # a BatchHandler: the consumer calls it with (conn, claim, publish)
     "services/ledger/service.py:apply_events",
+    "services/ingest/handlers.py:project_batch",
     # stands in for aiokafka's Fetcher._proc_fetch_request(assignment, node_id, request)
     "services/common/bus/wake.py:fetch_and_see",
     # grpc.aio's client interceptors: grpc calls them with (continuation, details, request)

@@ -56,7 +56,7 @@ class Projection:
     settings: IngestSettings
 
 
-async def project_batch(conn: Conn, claim: InboxClaim, *, publish: Publish,
+async def project_batch(conn: Conn, claim: InboxClaim, publish: Publish, *,
                         projection: Projection) -> None:
     """Apply a fetch's events in one transaction: each job's row is locked once (in the
     statement that claims the batch), its events applied in their order, a job shown final
