@@ -57,6 +57,9 @@ POSITIONAL_BY_CONTRACT = {
     # a BatchHandler: the consumer calls it with (conn, claim, publish)
     "services/ledger/service.py:apply_events",
     "services/ingest/handlers.py:project_batch",
+    # services.common.runtime.build calls its `register` with (consumer, objects, settings)
+    "services/scorer/app.py:register",
+    "services/delivery/app.py:register",
     # stands in for aiokafka's Fetcher._proc_fetch_request(assignment, node_id, request)
     "services/common/bus/wake.py:fetch_and_see",
     # grpc.aio's client interceptors: grpc calls them with (continuation, details, request)

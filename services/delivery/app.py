@@ -19,7 +19,7 @@ def build(settings: DeliverySettings) -> tuple[ServiceRuntime, Starlette]:
     publishers: list[handlers.Publisher] = []
     objects_of: list[ObjectStore] = []  # the worker's one object store, the one its readiness pings
 
-    def register(consumer: EventConsumer, objects: ObjectStore, *, settings_: DeliverySettings) -> None:
+    def register(consumer: EventConsumer, objects: ObjectStore, settings_: DeliverySettings) -> None:
         objects_of.append(objects)
         senders.append(WebhookSender(pool=consumer.pool, relay=consumer.relay, objects=objects, settings=settings_))
         publishers.append(handlers.Publisher.of(consumer.pool, objects, settings=settings_))

@@ -18,7 +18,7 @@ from services.scorer.subjects import Subjects
 def build(settings: ScorerSettings) -> tuple[ServiceRuntime, Starlette]:
     scorer = handlers.new_scorer(settings)
 
-    def register(consumer: EventConsumer, objects: ObjectStore, *, settings_: ScorerSettings) -> None:
+    def register(consumer: EventConsumer, objects: ObjectStore, settings_: ScorerSettings) -> None:
         data_keys = DataKeys(settings_, "scorer")
         subjects = Subjects(objects=objects, data_keys=data_keys, keep_s=settings_.data_key_cache_s)
         handlers.register(consumer, handlers.Workbench(objects=objects, scorer=scorer, settings=settings_, data_keys=data_keys, subjects=subjects))
