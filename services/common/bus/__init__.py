@@ -48,6 +48,9 @@ if TYPE_CHECKING:
         Publish as Publish,
     )
     from services.common.bus.inbox import (
+        ServiceAway as ServiceAway,
+    )
+    from services.common.bus.inbox import (
         TransientConflict as TransientConflict,
     )
     from services.common.bus.inbox import (
@@ -105,7 +108,7 @@ MODULE_OF = {
     "EventConsumer": "consumer",
     "Envelope": "envelope", "envelop": "envelope",
     "HandlerContext": "inbox", "InboxClaim": "inbox", "PermanentError": "inbox", "Publish": "inbox",
-    "TransientConflict": "inbox", "retry_races": "inbox",
+    "ServiceAway": "inbox", "TransientConflict": "inbox", "retry_races": "inbox",
     "BUS_FENCE": "journal",
     "committed_offsets": "kafka_admin", "high_watermarks": "kafka_admin", "partitions_of": "kafka_admin",
     "client_options": "kafka_security", "tls_context": "kafka_security",

@@ -32,6 +32,7 @@ from services.common.bus.inbox import (
     PermanentError,
     Prepare,
     Publish,
+    ServiceAway,
     record_applied,
     retry_races,
 )
@@ -43,6 +44,7 @@ from services.common.bus.read_ahead import Applier, ReadAhead, Room
 from services.common.bus.wake import FetchWaker, Waking
 from services.common.contracts import Event, consumer_group, dead_letter_topic
 from services.common.db import database_away, until_database_answers
+from services.common.supervision import Backoff
 
 E = TypeVar("E", bound=Event)
 # A handler of one event type, as `on` registers it.
@@ -313,10 +315,11 @@ class EventConsumer:
 
     async def _apply_with_retries(self, record: ConsumerRecord, envelope: Envelope) -> None:
         """Apply the event, trying again with backoff; one that keeps failing goes to the DLQ.
-        While the database is away nothing can be applied, so waiting for it is not a failure
-        of the event and counts against none of its attempts."""
+        While the database, or a service the handler asks (ServiceAway), is away nothing can
+        be applied, so waiting for it is not a failure of the event and counts against none of
+        its attempts."""
         s = self.settings
-        attempt = 0
+        attempt, away = 0, 0
         while True:
             try:
                 await self.apply(envelope)
@@ -325,6 +328,10 @@ class EventConsumer:
                 if database_away(exc):
                     await self._wait_for_database(exc)
                     continue
+                if isinstance(exc, ServiceAway):
+                    away += 1
+                    await self._wait_for_service(envelope, exc, away)
+                    continue
                 attempt += 1
                 log.warning("handling %s failed (attempt %d): %s", envelope.type, attempt, exc, exc_info=True)
                 if isinstance(exc, PermanentError) or attempt == s.consumer_max_attempts:
@@ -332,6 +339,13 @@ class EventConsumer:
                     return
                 backoff = min(s.consumer_backoff_max_s, s.consumer_backoff_s * 2 ** (attempt - 1))
                 await asyncio.sleep(backoff * (0.5 + random.random()))
+
+    async def _wait_for_service(self, envelope: Envelope, exc: ServiceAway, in_a_row: int) -> None:
+        s = self.settings
+        if in_a_row == 1 or in_a_row % 10 == 0:
+            log.warning("handling %s waits for a service that does not answer (%d times so far): %s", envelope.type,
+                        in_a_row, exc)
+        await asyncio.sleep(Backoff(s.consumer_backoff_s, s.consumer_backoff_max_s).wait_s(in_a_row))
 
     async def _wait_for_database(self, exc: Exception) -> None:
         log.warning("the database is away (%s: %s); applying again once it answers", type(exc).__name__, exc)
