@@ -12,12 +12,11 @@ from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, Field
 
 from services.common import problems
-from services.common.http_headers import client_address
 from services.common.problems import Problem
 from services.common.provenance import ANCHORS_PATH
 from services.ingest import provenance, store
 from services.ingest.accounts.plans import Plan, rate_decision
-from services.ingest.deps import Runtime, Settings, api_key, authenticated, get_runtime, get_settings
+from services.ingest.deps import Runtime, Settings, api_key, authenticated, client_address, get_runtime, get_settings
 
 router = APIRouter(tags=["provenance"])
 
@@ -107,9 +106,7 @@ async def take_anonymous(request: Request, response: Response) -> None:
     runtime, settings = await get_runtime(request), await get_settings(request)
     plan = Plan(name="anonymous", requests_per_s=settings.verify_requests_per_s, burst=settings.verify_burst,
                 concurrent_jobs=None, images_per_day=None, priority=0)
-    peer = request.client.host if request.client else None
-    forwarded = ", ".join(request.headers.getlist(settings.forwarded_header)) or None
-    client = client_address(peer, forwarded, settings.proxy_networks())
+    client = client_address(request)
     async with runtime.pool.connection() as conn:
         ahead = await store.take_anonymous_request(conn, client, plan.interval_s, plan.tolerance_s)
         if random.random() < FORGET_SHARE:  # now and then, so the table holds only recent addresses
