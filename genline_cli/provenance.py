@@ -1,6 +1,8 @@
 """`genline verify FILE`: what a file proves, asked of the deployment's `POST /v1/verify`
 (no account needed; with your API key, the job and receipt of a file of yours): AI-generated
-by that deployment or not, by its Content Credentials or its watermark, intact or altered.
+by that deployment or not, by its Content Credentials or its watermark, intact or altered;
+for a file found by its watermark, the delivered file's Content Credentials recovered from
+the deployment's records.
 
 Exit status: 0 the file traces to a delivery and is intact; 4 it traces to one but was
 altered; 5 nothing ties it to the deployment; 1 the API refused or could not be reached.
@@ -49,7 +51,19 @@ def show(output: Output, name: str, answer: dict) -> None:
     if answer["job"]:
         job = answer["job"]
         output.out.print(f"  job {job['id']}, image {job['n']}; receipt {job['receipt']}")
+    if answer.get("recovered"):
+        show_recovered(output, answer["recovered"])
     sys.stdout.flush()
+
+
+def show_recovered(output: Output, recovered: dict) -> None:
+    output.out.print("  recovered from the deployment's records, not read from this file:")
+    output.out.print(f"    manifest {recovered['manifest_label']} (delivery {recovered['delivery_id']})")
+    if recovered.get("provider"):
+        source = (recovered.get("digital_source_type") or "").rsplit("/", 1)[-1]
+        output.out.print(f"    {source}, by {recovered['provider']} with {recovered['model']}"
+                         f" {recovered['model_version']}, created {recovered['created_at']}")
+        output.out.print(f"    soft binding: {recovered['soft_binding'] or 'none declared'}")
 
 
 def add_commands(tree: CommandTree) -> None:

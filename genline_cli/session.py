@@ -33,6 +33,9 @@ class Output:
     def __init__(self, as_json: bool) -> None:
         self.as_json = as_json
         self.out, self.err = Console(highlight=False), Console(stderr=True, highlight=False)
+        # Piped into a script, a line stays one line (a long file name does not fold it at 80 columns).
+        for console in (self.out, self.err):
+            console.soft_wrap = not console.is_terminal
 
     def json(self, value) -> None:
         sys.stdout.write(json.dumps(value, default=str) + "\n")

@@ -12,7 +12,10 @@ Data and content
     data_keys.py     the client of ingest's data-key API
     templates.py     the template catalogue (templates.yaml)
     provenance.py    Content Credentials (C2PA): certificates, the job assertion, reading a manifest
-    watermark.py     the invisible watermark: a 48-bit id embedded in an image and detected again
+    watermark.py     the invisible watermark: a 48-bit id embedded in an image or clip and detected
+                     again after resizes, crops and recompression; watermark_code.py its payload
+                     and carriers, watermark_sync.py how its tiles are found again,
+                     watermark_dwt.py the earlier method, still read
     quality/         the quality vocabulary: dimensions, profiles, rules, calibration
     face_models.py   the one face detector, for the scorer and the router's crop stage
 Serving and running

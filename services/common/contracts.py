@@ -358,6 +358,22 @@ class CandidateScore(Contract):
                                                       " near-duplicates are never selected together")
 
 
+class ManifestClaims(Contract):
+    """What a delivered file's signed C2PA manifest claims beyond its job, number and mark id:
+    kept with the output, so that `POST /v1/verify` recovers them for a copy whose manifest was
+    stripped (found by its watermark)."""
+
+    digital_source_type: str
+    software_agent: str
+    created_at: str = Field(description="when the manifest says the file was created, RFC 3339")
+    provider: str
+    model: str = ""
+    model_version: str = ""
+    template: str | None = None
+    soft_binding: str | None = Field(None, description="the watermark algorithm the manifest declares as its soft"
+                                                       " binding (c2pa.soft-binding); None: the file carries none")
+
+
 class DeliveredImage(Contract):
     """A published image: `sha256`, `size_bytes` and `media_type` describe the delivered
     bytes (after the template's format and watermark), and its thumbnail lies beside it."""
@@ -381,6 +397,8 @@ class DeliveredImage(Contract):
     thumbnail_media_type: str | None = None
     manifest_label: str | None = Field(None, description="the label of the image's signed C2PA manifest")
     watermark_id: str | None = Field(None, description="the 48-bit id (hex) its invisible watermark carries")
+    claims: ManifestClaims | None = Field(None, description="what the file's C2PA manifest claims (provider, model,"
+                                                            " creation time, soft binding); None before they were kept")
 
 
 # ---- ingest --------------------------------------------------------------------------

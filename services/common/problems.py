@@ -117,7 +117,9 @@ def error_shapes(app: FastAPI) -> tuple[ErrorShape, ...]:
 
 
 def problem_response(request: Request, problem: Problem) -> JSONResponse:
-    shape = next((s for s in error_shapes(request.app) if s.covers(request.url.path)), None)
+    # A response made before the app (the ops port's refusal) has no app to ask for shapes.
+    app = request.scope.get("app")
+    shape = next((s for s in error_shapes(app) if s.covers(request.url.path)), None) if app else None
     if shape is not None:
         return shaped_response(shape.render(problem))
     status, headers = problem.status, problem.headers

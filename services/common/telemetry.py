@@ -75,6 +75,12 @@ STAGE_SECONDS = Histogram(
     ["service", "stage"],
     buckets=SECONDS_BUCKETS,
 )
+DELIVERY_CPU_SECONDS = Histogram("genline_delivery_cpu_seconds",
+                                 "CPU a worker spent on one delivered file (decode, watermarks, encode, sign)",
+                                 ["step"], buckets=SECONDS_BUCKETS)
+WATERMARK_SECONDS_PER_MEGAPIXEL = Histogram(
+    "genline_watermark_embed_seconds_per_megapixel", "CPU the invisible watermark took a megapixel, per file",
+    buckets=(0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5))
 QUEUE_SECONDS = Histogram("genline_queue_seconds", "From an event's time to the moment a consumer handles it",
                           ["service", "topic"], buckets=SECONDS_BUCKETS)
 HTTP_REQUESTS = Counter("genline_http_requests_total", "HTTP requests served, by route template and status",

@@ -7,11 +7,15 @@ keeps each tenant's images only as long as its retention says.
 * `settings.py` — `DeliverySettings`: link lifetimes, webhook retries and networks, retention rounds.
 * `handlers.py` — thin adapters: a scored job's images published, or a cancel answered.
 * `domain.py` — pure rules: where images live, one outcome per job, what a webhook is.
-* `postprocess.py` — pure: a delivered image's format, quality, watermark and thumbnail.
-* `clips.py` — a delivered video clip: an MP4 with its index first, remuxed, or re-encoded
-  where the template's watermark, frame rate, size, bitrate or codec needs it; its poster.
-* `provenance.py` — the last step: the invisible watermark and the signed C2PA Content
-  Credentials on every delivered image and clip; the signing key, wrapped or from a Secret.
+* `postprocess.py` — pure: a delivered image's format, quality, both watermarks and thumbnail.
+* `clips.py` — a delivered video clip: an MP4 with its index first, re-encoded with the
+  invisible watermark in every frame (and whatever the template's visible watermark, frame
+  rate, size, bitrate or codec asks); its poster.
+* `provenance.py` — the last step: the signed C2PA Content Credentials on every delivered
+  image and clip, the watermark declared as their soft binding; the signing key, wrapped or
+  from a Secret.
+* `rendering.py` — the CPU work of a file (post-processing and signing) in a bounded pool of
+  worker processes, in fair turns across tenants.
 * `webhooks.py` — webhooks queued in delivery's own outbox and sent with retries: a job's, and
   a tenant's alerts (AccountAlerted from the ledger).
 * `routes.py` — internal HTTP API over the webhook tables, for ingest's public routes.

@@ -16,17 +16,20 @@ from services.delivery.webhooks import WebhookSender
 
 def build(settings: DeliverySettings) -> tuple[ServiceRuntime, Starlette]:
     senders: list[WebhookSender] = []
+    publishers: list[handlers.Publisher] = []
     objects_of: list[ObjectStore] = []  # the worker's one object store, the one its readiness pings
 
     def register(consumer: EventConsumer, objects: ObjectStore, settings_: DeliverySettings) -> None:
         objects_of.append(objects)
         senders.append(WebhookSender(consumer.pool, consumer.relay, objects, settings_))
-        handlers.register(consumer, handlers.Publisher.of(consumer.pool, objects, settings_), senders[0])
+        publishers.append(handlers.Publisher.of(consumer.pool, objects, settings_))
+        handlers.register(consumer, publishers[0], senders[0])
 
     runtime, app = build_worker("delivery", settings, register)
     sender = senders[0]
     runtime.startup_hooks.append(sender.start)
     runtime.shutdown_hooks.append(sender.stop)
+    runtime.shutdown_hooks.append(publishers[0].renderer.close)
     verifier = verifier_of(settings)
     app.router.routes.extend(guard(route, verifier, "webhooks") for route in WebhookApi(runtime, sender, settings).routes())
     app.add_exception_handler(NotFound, not_found_handler)

@@ -79,7 +79,7 @@ def delivered_image(published: Published, done: Delivered, delivery: Delivery) -
                           duration_ms=image.duration_ms, fps=image.fps, codec=image.codec,
                           watermarked=delivery.watermark is not None, thumbnail_key=published.thumbnail_key,
                           thumbnail_url=links["thumbnail_url"], thumbnail_media_type=done.thumbnail.media_type,
-                          manifest_label=done.manifest_label, watermark_id=done.watermark_id)
+                          manifest_label=done.manifest_label, watermark_id=done.watermark_id, claims=done.claims)
 
 
 def copy_backoff_s(attempt: int, base_s: float, max_s: float) -> float:

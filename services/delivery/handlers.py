@@ -4,12 +4,13 @@ cancel; each job gets one outcome (see domain). A finished job's webhooks are qu
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TypeVar
 
 from services.common import contracts, telemetry
 from services.common.bus import Envelope, EventConsumer, HandlerContext, erase_prompt_from_outbox
 from services.common.contracts import (
+    JOB_PRIORITIES,
     AccountAlerted,
     CandidateScore,
     CandidatesScored,
@@ -25,7 +26,8 @@ from services.common.contracts import (
 from services.common.db import Pool
 from services.common.storage import ObjectStore, candidate_prefix, provider_copies_prefix
 from services.common.templates import Delivery, load_catalogue
-from services.delivery import clips, domain, postprocess, provenance, store
+from services.common.turns import Turn, plan_share
+from services.delivery import domain, postprocess, provenance, rendering, store
 from services.delivery.settings import DeliverySettings
 from services.delivery.webhooks import WebhookSender, queue_alert_webhooks, queue_subject_webhooks, queue_webhooks
 
@@ -64,6 +66,13 @@ class Selection:
     def folder(self) -> str:
         return domain.job_folder(self.event.tenant_id, self.envelope.time, self.event.job_id)
 
+    @property
+    def turn(self) -> Turn:
+        """The job's turn at the rendering workers: its tenant's, by plan, then its own priority."""
+        envelope = self.envelope
+        priority = JOB_PRIORITIES.index(envelope.job_priority) if envelope.job_priority in JOB_PRIORITIES else 0
+        return Turn(self.event.tenant_id, plan_share(envelope.plan_priority), (priority,))
+
 
 def chosen_candidates(event: CandidatesScored) -> list[CandidateScore]:
     by_index = {s.index: s for s in event.selected_scores}
@@ -73,32 +82,32 @@ def chosen_candidates(event: CandidatesScored) -> list[CandidateScore]:
 @dataclass(frozen=True)
 class Publisher:
     """Publishes a scored job's selected images and decides its outcome, with the database,
-    the buckets, the settings, and the marker that signs every image."""
+    the buckets, the settings, and the workers that render and sign every file."""
 
     pool: Pool
     objects: ObjectStore
     settings: DeliverySettings
-    marker: provenance.Marker
+    renderer: rendering.Renderer
 
     @classmethod
     def of(cls, pool: Pool, objects: ObjectStore, settings: DeliverySettings) -> "Publisher":
-        return cls(pool, objects, settings, provenance.Marker.from_settings(settings))
+        marker = provenance.Marker.from_settings(settings)
+        return cls(pool, objects, settings, rendering.Renderer(marker, settings.render_workers))
 
     async def publish_image(self, selection: Selection, n: int, candidate: CandidateScore) -> DeliveredImage:
-        """Post-process one selected candidate (format, watermark, thumbnail; a clip remuxed or
-        re-encoded, its poster; in a thread), mark and sign it last (provenance), and store the
-        image (or clip) and its thumbnail side by side in the public bucket."""
+        """Render one selected candidate in its tenant's turn at the workers (format, both
+        watermarks, thumbnail; a clip re-encoded, its poster; signed last), and store the image
+        (or clip) and its thumbnail side by side in the public bucket."""
         event, delivery, objects, settings = selection.event, selection.delivery, self.objects, self.settings
-        source = await with_retries(settings, lambda: objects.get_part(objects.internal_bucket, candidate))
-        is_clip = candidate.media_type.startswith("video/")
-        with telemetry.timed_stage("delivery", "postprocess"):
-            done = await asyncio.to_thread(clips.postprocess if is_clip else postprocess.postprocess, source, delivery)
-        origin = provenance.Origin(event.job_id, n, candidate.provider, event.template, selection.envelope.time,
-                                   source, candidate.model, candidate.model_version)
-        with telemetry.timed_stage("delivery", "provenance"):
-            done = await asyncio.to_thread(self.marker.mark, done, origin, delivery.quality)
-        if is_clip:  # what the receipt says of a clip is read from the file as delivered, signed
-            done = replace(done, image=await asyncio.to_thread(clips.described, done.image.data))
+
+        async def order() -> rendering.Order:
+            source = await with_retries(settings, lambda: objects.get_part(objects.internal_bucket, candidate))
+            origin = provenance.Origin(event.job_id, n, candidate.provider, event.template, selection.envelope.time,
+                                       source, candidate.model, candidate.model_version)
+            return rendering.Order(origin, delivery, candidate.media_type.startswith("video/"))
+
+        with telemetry.timed_stage("delivery", "render"):
+            done = (await self.renderer.render(selection.turn, order)).done
         key = domain.public_key(selection.folder, n, done.image.media_type)
         thumbnail_key = domain.thumbnail_key(key, done.thumbnail.media_type)
         await asyncio.gather(

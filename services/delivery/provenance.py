@@ -1,24 +1,24 @@
-"""Provenance, the last step of delivery: every delivered image gets an invisible watermark
-and then signed Content Credentials (C2PA), after every other change to its bytes, since
-any later re-encode would break the signature.
+"""Provenance, the last step of delivery: every delivered image and clip gets signed Content
+Credentials (C2PA), after every other change to its bytes, since any later re-encode would
+break the signature.
 
-* The watermark (`services.common.watermark`) carries the delivery's mark id, 48 bits of
-  the hash of (job, n): the same for a redelivered event, and what `POST /v1/verify` looks
-  up when the metadata was stripped. Embedding changes pixels, so the image is encoded again
-  in its format at the template's quality (PNG stays lossless). A clip (an animated WebP)
-  and an image under 64 pixels a side are signed without a watermark. A video clip's frames
-  are not marked, its poster is: marking frames would re-encode every clip, which delivery
-  otherwise only remuxes, and the codec's quantizing of the chroma the mark lives in is a
-  second lossy step the mark was not sized for; the clip itself is bound to (job, n) by its
-  signed manifest, and its poster (the frame people share) by the mark.
+* The invisible watermark (`services.common.watermark`), drawn by post-processing into the
+  image, every frame of a clip or animation, and the thumbnail or poster, carries the
+  delivery's mark id, 48 bits of the hash of (job, n): the same for a redelivered event, and
+  what `POST /v1/verify` looks up when the metadata was stripped.
 * The manifest: a `c2pa.actions` assertion whose first action is `c2pa.created` with the
   IPTC digital source type `trainedAlgorithmicMedia`, Genline as the software agent, the
-  provider and the model with its pinned version, the creation time and the delivery's id; the `com.genline.job` assertion
-  (job, n, mark id, receipt path, and the SHA-256 of the bytes as they were before the
-  manifest was embedded: the delivered file's own hash cannot be inside it, so the receipt
-  records that one, with the manifest's label); the provider's own manifest as an
-  ingredient when the candidate carried one. The label is derived from (job, n), so the
-  receipt and a redelivery name the same manifest.
+  provider and the model with its pinned version, the creation time and the delivery's id;
+  the `com.genline.job` assertion (job, n, mark id, receipt path, and the SHA-256 of the bytes
+  as they were before the manifest was embedded: the delivered file's own hash cannot be
+  inside it, so the receipt records that one, with the manifest's label); where the file
+  carries the watermark, a `c2pa.soft-binding` assertion that declares it (the algorithm, and
+  the mark id as its value, over the whole image or the clip's whole length), so that a copy
+  whose manifest was stripped leads back to this one through the deployment's records; the
+  provider's own manifest as an ingredient when the candidate carried one. The label is
+  derived from (job, n), so the receipt and a redelivery name the same manifest.
+* `claims` is what a manifest says, as delivery records it with the delivered output
+  (`DeliveredImage.claims`): what `POST /v1/verify` recovers for a stripped copy.
 * Signed with the deployment's certificate (`load_signing_credentials`): its key from a
   Secret (`GENLINE_PROVENANCE_SIGNING_KEY`), or wrapped under a key-encryption key in a key
   file (the embedded stack's); an RFC 3161 timestamp when `GENLINE_PROVENANCE_TSA_URL` is set.
@@ -37,11 +37,10 @@ from typing import Any
 from uuid import UUID
 
 import c2pa
-import numpy as np
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from PIL import Image
 
 from services.common import watermark
+from services.common.contracts import ManifestClaims
 from services.common.provenance import (
     JOB_ASSERTION,
     SIGNABLE,
@@ -49,15 +48,13 @@ from services.common.provenance import (
     SigningCredentials,
     sniffed_media_type,
 )
-from services.delivery.postprocess import PIL_FORMATS, Delivered, Rendered, encoded, has_alpha
+from services.delivery.postprocess import Delivered, Rendered
 from services.delivery.settings import DeliverySettings
 
 log = logging.getLogger(__name__)
 SOFTWARE_AGENT = {"name": "Genline", "version": "0.1.0"}
 WRAP_AAD = b"genline/provenance-signing-key/v1"
-# A poster is small (256 pixels on its longer side in the video templates): at WebP quality
-# 80, as thumbnails are written, the mark read back from 17 of 20 posters; at 90, from 100 of 100.
-MARKED_POSTER_QUALITY = 90
+SOFT_BINDING = "c2pa.soft-binding"
 
 
 @dataclass(frozen=True)
@@ -80,8 +77,7 @@ def mark_id(job_id: UUID, n: int) -> int:
     return int.from_bytes(hashlib.sha256(f"genline:{job_id}:{n}".encode()).digest()[:6], "big")
 
 
-def mark_hex(value: int) -> str:
-    return f"{value:012x}"
+mark_hex = watermark.mark_hex
 
 
 def manifest_label(job_id: UUID, n: int) -> str:
@@ -155,43 +151,14 @@ class Marker:
             credentials = new_signing_credentials(f"{settings.service_name} (ephemeral)")
         return cls(credentials, settings.provenance_tsa_url)
 
-    def mark(self, done: Delivered, origin: Origin, quality: int) -> Delivered:
-        """`done` with its image watermarked (re-encoded at `quality`) and signed, and the mark
-        id and manifest label set."""
+    def mark(self, done: Delivered, origin: Origin) -> Delivered:
+        """`done` signed, with its manifest's label set; as it is when its format takes no manifest."""
         image = done.image
         if image.media_type not in SIGNABLE:
             return done
-        identity = mark_id(origin.job_id, origin.n)
-        marked = watermarked(image, identity, quality)
-        label = manifest_label(origin.job_id, origin.n)
-        signed = self.sign(marked, self.manifest(origin, marked), origin.source)
-        if image.media_type.startswith("video/"):  # a clip's frames stay as they are; its poster carries the mark
-            poster = watermarked(done.thumbnail, identity, MARKED_POSTER_QUALITY)
-            return replace(done, image=replace(image, data=signed), thumbnail=poster, manifest_label=label,
-                           watermark_id=mark_hex(identity) if poster is not done.thumbnail else None)
-        return replace(done, image=replace(marked, data=signed), manifest_label=label,
-                       watermark_id=mark_hex(identity) if marked is not image else None)
-
-    def manifest(self, origin: Origin, marked: Rendered) -> dict[str, Any]:
-        created = origin.created_at.isoformat().replace("+00:00", "Z")
-        identity = mark_id(origin.job_id, origin.n)
-        return {
-            "label": manifest_label(origin.job_id, origin.n),
-            "title": f"{origin.n}.{marked.media_type.rsplit('/', 1)[1]}",
-            "claim_generator_info": [SOFTWARE_AGENT],
-            "assertions": [
-                {"label": "c2pa.actions", "data": {"actions": [{
-                    "action": "c2pa.created", "digitalSourceType": TRAINED_ALGORITHMIC_MEDIA,
-                    "softwareAgent": SOFTWARE_AGENT, "when": created,
-                    "parameters": {"provider": origin.provider, "model": origin.model,
-                                   "model_version": origin.model_version, "template": origin.template,
-                                   "delivery_id": mark_hex(identity)}}]}},
-                {"label": JOB_ASSERTION, "data": {
-                    "job_id": str(origin.job_id), "n": origin.n, "delivery_id": mark_hex(identity),
-                    "created_at": created, "receipt": f"/v1/jobs/{origin.job_id}/receipt",
-                    "unsigned_sha256": hashlib.sha256(marked.data).hexdigest()}},
-            ],
-        }
+        signed = self.sign(image, manifest(origin, done), origin.source)
+        return replace(done, image=replace(image, data=signed), manifest_label=manifest_label(origin.job_id, origin.n),
+                       claims=claims(origin, done))
 
     def sign(self, image: Rendered, manifest: dict[str, Any], source: bytes) -> bytes:
         """`image`'s bytes with `manifest` embedded and signed; `source` its ingredient when it
@@ -224,18 +191,42 @@ def signed_source_type(source: bytes) -> str | None:
         return None
 
 
-def watermarked(image: Rendered, identity: int, quality: int) -> Rendered:
-    """`image` with the mark embedded, encoded again in its format; as it is when it cannot
-    carry one (a clip, a tiny image, a video)."""
-    if image.frames > 1 or not image.media_type.startswith("image/") \
-            or not watermark.can_carry(image.width, image.height):
-        return image
-    with Image.open(io.BytesIO(image.data)) as opened:
-        opened.load()
-        alpha = opened.getchannel("A") if has_alpha(opened) and opened.mode in ("RGBA", "LA") else None
-        pixels = watermark.embed(np.asarray(opened.convert("RGB")), identity)
-    marked = Image.fromarray(pixels)
-    if alpha is not None:
-        marked.putalpha(alpha)
-    pil_format = PIL_FORMATS[image.media_type.rsplit("/", 1)[1]]
-    return encoded(marked, pil_format, quality)
+def claims(origin: Origin, done: Delivered) -> ManifestClaims:
+    """What the manifest of a delivered file claims beyond its job, number and mark id."""
+    return ManifestClaims(digital_source_type=TRAINED_ALGORITHMIC_MEDIA, software_agent=SOFTWARE_AGENT["name"],
+                          created_at=origin.created_at.isoformat().replace("+00:00", "Z"), provider=origin.provider,
+                          model=origin.model, model_version=origin.model_version, template=origin.template,
+                          soft_binding=watermark.ALGORITHM if done.watermark_id else None)
+
+
+def manifest(origin: Origin, done: Delivered) -> dict[str, Any]:
+    """The manifest definition of a delivered file, as the C2PA SDK's builder takes it."""
+    said, delivery_id = claims(origin, done), mark_hex(mark_id(origin.job_id, origin.n))
+    assertions: list[dict[str, Any]] = [
+        {"label": "c2pa.actions", "data": {"actions": [{
+            "action": "c2pa.created", "digitalSourceType": said.digital_source_type,
+            "softwareAgent": SOFTWARE_AGENT, "when": said.created_at,
+            "parameters": {"provider": said.provider, "model": said.model, "model_version": said.model_version,
+                           "template": said.template, "delivery_id": delivery_id}}]}},
+        {"label": JOB_ASSERTION, "data": {
+            "job_id": str(origin.job_id), "n": origin.n, "delivery_id": delivery_id, "created_at": said.created_at,
+            "receipt": f"/v1/jobs/{origin.job_id}/receipt",
+            "unsigned_sha256": hashlib.sha256(done.image.data).hexdigest()}},
+    ]
+    if done.watermark_id:
+        assertions.append({"label": SOFT_BINDING, "data": soft_binding(done)})
+    return {"label": manifest_label(origin.job_id, origin.n), "title": f"{origin.n}.{done.image.media_type.rsplit('/', 1)[1]}",
+            "claim_generator_info": [SOFTWARE_AGENT], "assertions": assertions}
+
+
+def soft_binding(done: Delivered) -> dict[str, Any]:
+    """The `c2pa.soft-binding` assertion of a watermarked file: the algorithm, and one block
+    whose value is the mark id (its 6 bytes, base64) over the whole image, or over a clip's
+    whole length (its timespan, in milliseconds)."""
+    assert done.watermark_id is not None
+    scope: dict[str, Any] = {"timespan": {"start": 0, "end": done.image.duration_ms}} if done.image.duration_ms else {}
+    value = base64.b64encode(bytes.fromhex(done.watermark_id)).decode()
+    return {"alg": watermark.ALGORITHM, "blocks": [{"scope": scope, "value": value}],
+            "name": "Genline invisible watermark: the delivery's 48-bit mark id",
+            "alg_params": "32-sample tiles over the luminance scaled to 256x256; CRC-24; convolutional code 1/2, K=7",
+            "pad": []}

@@ -7,8 +7,11 @@ class DeliverySettings(SealedContentSettings):
     service_name: str = "delivery"
     http_port: int = 8085
     link_ttl_s: int = 3600
-    # Jobs are delivered in fair turns across tenants (services/common/bus/read_ahead.py).
+    # Jobs are delivered in fair turns across tenants (services/common/bus/read_ahead.py), and
+    # their files rendered (decoded, watermarked, encoded, signed) by this many worker
+    # processes, in the same turns (services/delivery/rendering.py); 0: one a CPU core.
     consumer_fair_turns: bool = True
+    render_workers: int = Field(0, ge=0)
     # A copy to the public bucket is tried this many times, with backoff, before the job
     # fails at stage delivery (DeliveryFailed, uncharged).
     copy_attempts: int = 4

@@ -18,6 +18,7 @@ from services.common.provenance import new_signing_credentials, read_manifest
 from services.common.templates import ClipDelivery, Delivery, Watermark
 from services.delivery import clips, domain, provenance
 from services.delivery.postprocess import UnpublishableImage
+from tests.common.test_watermark import photograph
 
 CREDENTIALS = new_signing_credentials("test deployment")
 WIDTH, HEIGHT, FPS = 320, 192, 24
@@ -224,13 +225,37 @@ def test_bytes_that_are_not_a_clip_are_unpublishable_not_a_crash():
         clips.postprocess(video.encode(scene(6), FPS, video.Codec("vp9"))[:200], Delivery())  # a header and no frames
 
 
-def test_a_delivered_clip_is_signed_last_stays_index_first_and_its_poster_carries_the_mark():
-    source = video.encode(scene(), FPS)
-    done = clips.postprocess(source, Delivery())
-    origin = provenance.Origin(UUID("5f0c1d2e-3a4b-4c5d-8e6f-708192a3b4c5"), 2, "local-video", "text-to-video", datetime(2026, 11, 26, tzinfo=UTC),
-                               source, "local-clip", "2026-11")
+def panning(count: int = 24) -> list[np.ndarray]:
+    """A 720p camera move over a real photograph, a few pixels a frame."""
+    photo = np.asarray(Image.fromarray(photograph("chelsea")).resize((1600, 1000), Image.Resampling.BICUBIC))
+    return [photo[80 + k: 80 + k + 720, 40 + 4 * k: 40 + 4 * k + 1280] for k in range(count)]
 
-    marked = provenance.Marker(CREDENTIALS).mark(done, origin, quality=90)
+
+def platform_copy(clip: bytes) -> bytes:
+    """What a video platform makes of a clip: scaled to 480 lines, re-encoded at half its bitrate."""
+    info = video.probe(clip)
+    kbps = len(clip) * 8 / info.duration_ms
+    frames = [np.asarray(Image.fromarray(rgb).resize((round(info.width * 480 / info.height / 2) * 2, 480),
+                                                     Image.Resampling.BICUBIC)) for rgb in decoded(clip)]
+    out_buffer = io.BytesIO()
+    with av.open(out_buffer, mode="w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=round(info.fps))
+        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        stream.bit_rate = int(kbps * 1000 / 2)
+        for rgb in frames:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")))
+        out.mux(stream.encode(None))
+    return out_buffer.getvalue()
+
+
+def test_a_delivered_clip_carries_the_mark_in_every_frame_is_signed_last_and_stays_index_first():
+    source = written(panning(), crf=18)
+    origin = provenance.Origin(UUID("5f0c1d2e-3a4b-4c5d-8e6f-708192a3b4c5"), 2, "local-video", "text-to-video",
+                               datetime(2026, 11, 26, tzinfo=UTC), source, "local-clip", "2026-11")
+    identity = provenance.mark_id(origin.job_id, 2)
+    done = clips.postprocess(source, Delivery(), watermark.Embedding(identity))
+
+    marked = provenance.Marker(CREDENTIALS).mark(done, origin)
     delivered = clips.described(marked.image.data)
 
     assert video.index_first(delivered.data)  # the manifest does not push the index behind the media
@@ -239,12 +264,19 @@ def test_a_delivered_clip_is_signed_last_stays_index_first_and_its_poster_carrie
     assert marked.manifest_label == provenance.manifest_label(origin.job_id, 2)
     assert (delivered.frames, delivered.duration_ms, delivered.fps, delivered.codec) == (24, 1000, 24.0, "h264")
     assert reading.job is not None and reading.job["job_id"] == str(origin.job_id)
-    # The frames are the delivered stream's (not re-encoded to carry a mark); the poster is marked.
-    assert all(np.array_equal(a, b) for a, b in zip(decoded(source), decoded(delivered.data), strict=True))
+    # Every frame carries the mark, and so does the poster; the manifest declares it over the clip's length.
+    frames = decoded(delivered.data)
+    assert [watermark.detect(frame).mark_id for frame in frames[::6]] == [identity] * 4
     with Image.open(io.BytesIO(marked.thumbnail.data)) as poster:
-        found = watermark.detect(np.asarray(poster.convert("RGB")))
-    assert found.mark_id == provenance.mark_id(origin.job_id, 2)
-    assert marked.watermark_id == provenance.mark_hex(found.mark_id)
+        assert watermark.detect(np.asarray(poster.convert("RGB"))).mark_id == identity
+    assert marked.watermark_id == provenance.mark_hex(identity)
+    soft = provenance.manifest(origin, marked)["assertions"][-1]
+    assert soft["label"] == "c2pa.soft-binding"
+    assert soft["data"]["blocks"][0]["scope"] == {"timespan": {"start": 0, "end": 1000}}
+    # A platform's copy, at 480 lines and half the bitrate, is still read, from its frames together.
+    copy = platform_copy(delivered.data)
+    assert video.probe(copy).height == 480
+    assert watermark.detect_frames(decoded(copy)[::3]).mark_id == identity
 
 
 def test_what_a_receipt_says_of_a_clip_comes_from_the_file():

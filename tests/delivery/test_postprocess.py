@@ -1,5 +1,6 @@
 """Post-processing of delivered images (pure): format and quality, transparency, the
-watermark where the template places it, thumbnails, and clips that stay animated."""
+watermark where the template places it, the invisible one in the image and its thumbnail,
+thumbnails, and clips that stay animated."""
 
 import io
 
@@ -7,9 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageSequence
 
+from services.common import watermark
 from services.common.templates import Delivery, Thumbnail, Watermark, load_catalogue
 from services.delivery import domain
 from services.delivery.postprocess import UnpublishableImage, postprocess
+from tests.common.test_watermark import photograph
 
 
 def encoded(image: Image.Image, pil_format: str, **options) -> bytes:
@@ -164,3 +167,26 @@ def test_templates_that_say_nothing_keep_their_format_and_get_a_thumbnail():
     assert catalogue.delivery("generic") == catalogue.delivery("no-such-template") == Delivery()
     assert Delivery().format == "original" and Delivery().watermark is None
     assert catalogue.delivery("headshot").format == "webp" and catalogue.delivery("headshot").watermark
+
+
+@pytest.mark.parametrize("fmt", ["jpeg", "webp", "png"])
+def test_the_image_and_its_thumbnail_both_carry_the_invisible_watermark(fmt):
+    source = encoded(Image.fromarray(photograph("coffee", side=768)), "PNG")
+    done = postprocess(source, Delivery(format=fmt, quality=85), watermark.Embedding(0x00C0FFEE0042))
+
+    assert done.watermark_id == "00c0ffee0042"
+    assert watermark.detect(np.asarray(opened(done.image.data).convert("RGB"))).mark_id == 0x00C0FFEE0042
+    small = opened(done.thumbnail.data)
+    assert max(small.size) == 256 and watermark.detect(np.asarray(small.convert("RGB"))).mark_id == 0x00C0FFEE0042
+
+
+def test_a_transparent_image_keeps_its_transparency_under_the_invisible_watermark():
+    source = encoded(cut_out(320, 320), "PNG")
+    done = postprocess(source, Delivery(format="png"), watermark.Embedding(7))
+    assert opened(done.image.data).getchannel("A").getextrema() == (0, 255) and done.watermark_id == watermark.mark_hex(7)
+
+
+def test_an_image_too_small_for_the_mark_is_delivered_without_one():
+    source = encoded(textured(80, 60), "PNG")
+    done = postprocess(source, Delivery(format="png"), watermark.Embedding(7))
+    assert done.image.data == source and done.watermark_id is None

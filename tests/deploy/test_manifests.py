@@ -218,6 +218,12 @@ def test_scorer_threads_follow_its_cpu_limit():
     assert source["resource"] == "limits.cpu" and source["containerName"] == "scorer"
 
 
+def test_delivery_renders_with_a_worker_a_core_of_its_cpu_limit():
+    delivery = of_kind("Deployment")["delivery"]
+    source = env_of(delivery)["GENLINE_RENDER_WORKERS"]["valueFrom"]["resourceFieldRef"]
+    assert source["resource"] == "limits.cpu" and source["containerName"] == "delivery"
+
+
 def test_the_providers_config_map_is_a_registry_the_router_loads(tmp_path):
     from services.router.providers.registry import load_registry
 

@@ -3,7 +3,9 @@ C2PA SDK's Reader finds Trusted against the anchor the deployment publishes, its
 records the file's hash and the manifest's label, and `POST /v1/verify` and `genline verify`
 say what a file proves: the delivered file intact, the same file with one pixel changed
 altered, a re-encoded copy still attributed by its watermark, and the job shown only to the
-tenant that owns it."""
+tenant that owns it; a thumbnail, an image through a social network's pipeline and a clip a
+video platform re-encoded at half its bitrate and 480 lines are each attributed to their job,
+the credentials their manifest carried recovered from the deployment's records."""
 
 import io
 import json
@@ -17,7 +19,9 @@ import httpx
 import numpy as np
 from PIL import Image
 
+from services.common import watermark
 from services.common.provenance import ANCHORS_PATH, JOB_ASSERTION, TRAINED_ALGORITHMIC_MEDIA
+from tests.delivery.test_clips import platform_copy
 
 GENLINE = [sys.executable, "-m", "genline_cli"]
 ROOT = Path(__file__).resolve().parents[2]
@@ -145,3 +149,54 @@ def test_a_file_of_no_delivery_proves_nothing_and_other_bytes_are_refused(platfo
     assert not answer["generated_here"] and answer["intact"] is None and not answer["content_credentials"]["present"]
     refused = httpx.post(f"{platform.ingest_url}/v1/verify", content=b"%PDF-1.7 not an image", timeout=10)
     assert refused.status_code == 415 and refused.headers["content-type"] == "application/problem+json"
+
+
+def genline_verify(platform, path: Path, api_key: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "GENLINE_API_KEY"} | {"GENLINE_API_URL": platform.ingest_url}
+    said = subprocess.run([*GENLINE, "verify", "--json", "--api-key", api_key, str(path)], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=180)
+    assert said.returncode == 4, said.stdout + said.stderr  # attributed, but not the file as delivered
+    return json.loads(said.stdout)
+
+
+def social(data: bytes) -> bytes:
+    """A social network's pipeline: 1080 pixels wide, JPEG 80, the metadata gone."""
+    with Image.open(io.BytesIO(data)) as opened:
+        image = opened.convert("RGB")
+    image = image.resize((1080, round(image.height * 1080 / image.width)), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=80)
+    return out.getvalue()
+
+
+def test_copies_in_the_wild_are_attributed_to_their_job_with_the_stripped_credentials_recovered(
+        platform, tenant_factory, tmp_path):
+    tenant = tenant_factory()
+    still = tenant.submit(images=1, candidates=1, seed=64, width=1024, height=768)
+    moving = tenant.submit(template="text-to-video", images=1, candidates=1, seed=65,
+                           video={"duration_s": 2, "aspect_ratio": "16:9", "resolution": "720p", "fps": 12})
+    jobs = tenant.wait_settled([still, moving], timeout_s=600)
+    assert {job["state"] for job in jobs.values()} == {"succeeded"}, jobs
+    image, clip = jobs[still]["outputs"][0], jobs[moving]["outputs"][0]
+    copies = {  # what people share: a gallery's thumbnail, a social network's copy, a video platform's copy
+        still: [("thumbnail.webp", httpx.get(image["thumbnail_url"], timeout=30).content),
+                ("social.jpg", social(httpx.get(image["url"], timeout=30).content))],
+        moving: [("platform.mp4", platform_copy(httpx.get(clip["url"], timeout=60).content))],
+    }
+    for job_id, files in copies.items():
+        job = jobs[job_id]
+        [made] = [s for s in job["scores"] if s["index"] in job["selected"]]
+        for name, data in files:
+            (tmp_path / name).write_bytes(data)
+            answer = genline_verify(platform, tmp_path / name, tenant.api_key)
+            assert not answer["content_credentials"]["present"] and answer["attributed_by"] == "watermark", name
+            assert answer["job"]["id"] == job_id and answer["generated_here"] and answer["intact"] is False
+            recovered = answer["recovered"]
+            assert recovered["manifest_label"] == job["outputs"][0]["manifest_label"], name
+            assert (recovered["provider"], recovered["model"]) == (made["provider"], made["model"]), name
+            assert recovered["digital_source_type"] == TRAINED_ALGORITHMIC_MEDIA
+            assert recovered["soft_binding"] == watermark.ALGORITHM
+            assert "recovered from this deployment's records" in answer["summary"]
+    # Anyone may verify: the claims the file once carried come back, the job only to its owner.
+    anonymous = verify(platform, (tmp_path / "social.jpg").read_bytes())
+    assert anonymous["recovered"]["provider"] and anonymous["job"] is None

@@ -34,6 +34,7 @@ class PlanLimits(BaseModel):
     candidates_per_job: int = Field(description="the most candidates one job may ask for")
     video_seconds_max: float = Field(description="the longest clip a video job may ask for, in seconds")
     video_resolution_max: str = Field(description="the sharpest resolution tier a clip may be asked at")
+    evaluation_batch_images: int = Field(description="the most images one evaluation batch may hold")
 
 
 class Limit(BaseModel):
@@ -61,7 +62,7 @@ class Usage(BaseModel):
         "tenant_id": "acme", "plan": {"name": "free", "requests_per_s": 5, "burst": 10, "concurrent_jobs": 3,
                                       "images_per_day": 100, "priority": 0, "images_per_job": 60,
                                       "candidates_per_job": 240, "video_seconds_max": 10,
-                                      "video_resolution_max": "720p"},
+                                      "video_resolution_max": "720p", "evaluation_batch_images": 100},
         "requests_today": 212, "images_today": 40, "jobs_in_progress": 2, "credits_held": 30,
         "resets_at": "2026-11-03T00:00:00Z",
         "limits": [{"name": "requests_burst", "used": 1, "limit": 10, "remaining": 9, "resets_at": None},

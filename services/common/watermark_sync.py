@@ -1,0 +1,214 @@
+"""Where the watermark's tiles lie in an image, without I/O (services/common/watermark.py).
+
+The mark is a tile repeated over the image's luminance scaled to `SIDE` x `SIDE`, whatever the
+image's size, so a resize that is not undone changes nothing the detector sees. What does move
+the tiles is a crop (each tile larger, and shifted) or a rotation. The detector finds them again:
+
+1. `whitened`: the plane less its local mean, divided by its local contrast, so the image's own
+   content weighs little and a brightness or contrast change nothing at all;
+2. `lattices`: the tiles repeat, so the plane's autocorrelation peaks at the vectors from one tile
+   to the next (Kutter's self-reference; here on the spectrum whitened again, where the mark's
+   harmonics stand out of the image's smooth spectrum). The strongest peaks near each axis are
+   paired into candidate lattices, and each is refined from the peaks at its multiples;
+3. `fold`: every sample of the plane added into the tile at the position the lattice gives it,
+   so that all the tiles' copies of a carrier sum into one;
+4. `located`: the tile's pilot found in the folded tile by cyclic correlation, to a fraction of
+   a sample: the tile's shift, and how far the peak stands above the correlation's spread.
+"""
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from PIL import Image
+
+from services.common.watermark_code import TILE, pilot_tile
+
+SIDE = 256  # the normalized plane's side: TILE x TILE tiles, 8 a side
+CANDIDATES = 3  # peaks kept near each axis
+# The lattice vectors looked for: from 0.8 tile (an image grown a little) to 2.6 tiles (a crop to
+# about 40 % of each side), within 15 degrees of their axis.
+SHORTEST, LONGEST, MAX_ANGLE = 0.8 * TILE, 2.6 * TILE, 15.0
+
+
+def box(plane: np.ndarray, radius: int) -> np.ndarray:
+    """The mean over a (2 radius + 1)² square around each sample (edges mirrored)."""
+    size = 2 * radius + 1
+    padded = np.pad(plane.astype(np.float64), radius, mode="reflect")
+    sums = np.pad(np.cumsum(np.cumsum(padded, 0), 1), ((1, 0), (1, 0)))
+    return (sums[size:, size:] - sums[:-size, size:] - sums[size:, :-size] + sums[:-size, :-size]) / (size * size)
+
+
+def normalized_luma(rgb: np.ndarray) -> np.ndarray:
+    """The image's luminance (BT.601) scaled to SIDE x SIDE: averaged down, or interpolated up."""
+    image = Image.fromarray(rgb).convert("L")
+    resample = Image.Resampling.BOX if min(image.size) >= SIDE else Image.Resampling.BILINEAR
+    return np.asarray(image.resize((SIDE, SIDE), resample), dtype=np.float32)
+
+
+def whitened(plane: np.ndarray) -> np.ndarray:
+    detail: np.ndarray = plane - box(plane, 1)
+    detail /= np.sqrt(np.maximum(box(detail * detail, 3), 0.0)) + 0.3
+    return detail
+
+
+# ---- the lattice -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Lags:
+    """Each autocorrelation lag as a signed vector (rows, columns), its length, and where a lattice
+    vector near each axis may be."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    near_x: np.ndarray
+    near_y: np.ndarray
+
+
+@lru_cache(maxsize=1)
+def lags() -> Lags:
+    rows, cols = np.mgrid[:SIDE, :SIDE]
+    rows, cols = np.where(rows > SIDE // 2, rows - SIDE, rows), np.where(cols > SIDE // 2, cols - SIDE, cols)
+    length = np.hypot(rows, cols)
+    ring = (length >= SHORTEST) & (length <= LONGEST)
+    near_x = ring & (cols > 0) & (np.abs(np.degrees(np.arctan2(rows, cols))) <= MAX_ANGLE)
+    near_y = ring & (rows > 0) & (np.abs(np.degrees(np.arctan2(cols, rows))) <= MAX_ANGLE)
+    return Lags(rows, cols, near_x, near_y)
+
+
+def autocorrelation(plane: np.ndarray) -> np.ndarray:
+    spectrum = np.abs(np.fft.rfft2(plane)) ** 2
+    # Whitened again, each frequency against its neighbours: periodic peaks stand out, the
+    # image's smooth spectrum flattens.
+    down = sum(np.roll(spectrum, dy, 0) for dy in range(-3, 4))
+    neighbours = sum(np.roll(down, dx, 1) for dx in range(-3, 4))
+    correlation: np.ndarray = np.fft.irfft2(spectrum / (neighbours / 49 + 1e-9), s=plane.shape)
+    correlation /= correlation[0, 0]
+    return correlation
+
+
+def _at(correlation: np.ndarray, lag: np.ndarray) -> float:
+    """The largest autocorrelation within one sample of a lag."""
+    row, col = int(round(lag[0])), int(round(lag[1]))
+    return float(max(correlation[(row + dy) % SIDE, (col + dx) % SIDE] for dy in (-1, 0, 1) for dx in (-1, 0, 1)))
+
+
+def _peaks(correlation: np.ndarray, where: np.ndarray) -> list[np.ndarray]:
+    shape, found = lags(), []
+    score = np.where(where, correlation, -np.inf)
+    for _ in range(CANDIDATES):
+        index = np.unravel_index(np.argmax(score), score.shape)
+        if not np.isfinite(score[index]):
+            break
+        lag = np.array([shape.rows[index], shape.cols[index]], dtype=np.float64)
+        found.append(_shortest(correlation, lag))
+        score[(np.abs(shape.rows - lag[0]) <= 3) & (np.abs(shape.cols - lag[1]) <= 3)] = -np.inf
+    return found
+
+
+def _shortest(correlation: np.ndarray, lag: np.ndarray) -> np.ndarray:
+    """The lag, or a third or half of it where that peaks too: a cyclic autocorrelation peaks as
+    high at two tiles as at one."""
+    top = _at(correlation, lag)
+    for divisor in (3, 2):
+        part = lag / divisor
+        if np.hypot(*part) >= SHORTEST and _at(correlation, part) >= 0.5 * top:
+            return part
+    return lag
+
+
+def _subsample(correlation: np.ndarray, row: int, col: int) -> np.ndarray:
+    """The peak at (row, col) of a cyclic correlation to a fraction of a sample, by a parabola
+    through its neighbours."""
+    rows, cols = correlation.shape
+
+    def value(dy: int, dx: int) -> float:
+        return float(correlation[(row + dy) % rows, (col + dx) % cols])
+
+    centre, offsets = value(0, 0), []
+    for before, after in ((value(-1, 0), value(1, 0)), (value(0, -1), value(0, 1))):
+        curvature = 2 * (2 * centre - before - after)
+        offsets.append(float(np.clip((after - before) / curvature, -0.5, 0.5)) if curvature > 0 else 0.0)
+    return np.array([row + offsets[0], col + offsets[1]])
+
+
+def _refined(correlation: np.ndarray, lag: np.ndarray) -> np.ndarray:
+    """The lag fitted to the peaks at its multiples (k times the lag, for each k that fits): the
+    error of one peak's position shrinks k times."""
+    weighted, weights = np.zeros(2), 0.0
+    for k in range(1, 8):
+        guess = lag * k
+        if np.hypot(*guess) > SIDE / 2 - 2:
+            break
+        row, col = int(round(guess[0])), int(round(guess[1]))
+        _, dy, dx = max((correlation[(row + dy) % SIDE, (col + dx) % SIDE], dy, dx)
+                        for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+        weighted += k * _subsample(correlation, row + dy, col + dx)
+        weights += k * k
+        lag = weighted / weights
+    return lag
+
+
+def tile_map(along_x: np.ndarray, along_y: np.ndarray) -> np.ndarray:
+    """The linear map from a sample's position (row, column) to its tile position (row, column),
+    for a lattice with vectors `along_x` and `along_y` (each as rows, columns)."""
+    inverse = np.linalg.inv(np.array([[along_x[0], along_y[0]], [along_x[1], along_y[1]]]))
+    return TILE * np.array([inverse[1], inverse[0]])
+
+
+IDENTITY = np.eye(2)
+
+
+def lattices(plane: np.ndarray, keep: int = 2) -> list[np.ndarray]:
+    """The `keep` likeliest tile maps of a whitened plane, best first: pairs of peaks near each
+    axis, scored by the peaks their lattice would also make (their sum and difference, their doubles)."""
+    correlation = autocorrelation(plane)
+    shape = lags()
+    pairs = [(sum(_at(correlation, v) for v in (a, b, a + b, a - b, 2 * a, 2 * b)), a, b)
+             for a in _peaks(correlation, shape.near_x) for b in _peaks(correlation, shape.near_y)]
+    pairs.sort(key=lambda pair: -pair[0])
+    return [tile_map(_refined(correlation, a), _refined(correlation, b)) for _, a, b in pairs[:keep]]
+
+
+# ---- folding and the pilot ---------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def _positions() -> np.ndarray:
+    # From the plane's centre: a lattice a little off drifts least over the plane.
+    return np.mgrid[:SIDE, :SIDE].reshape(2, -1).astype(np.float64) - SIDE / 2
+
+
+def fold(plane: np.ndarray, mapping: np.ndarray) -> np.ndarray:
+    """The plane's samples averaged into one tile, each at the tile position `mapping` gives it."""
+    if np.array_equal(mapping, IDENTITY):  # the tiles as written: whole tiles, no arithmetic
+        whole: np.ndarray = plane.reshape(SIDE // TILE, TILE, SIDE // TILE, TILE).mean(axis=(0, 2))
+        return whole
+    tile_rows, tile_cols = np.rint(mapping @ _positions()).astype(np.int64) % TILE
+    index = tile_rows * TILE + tile_cols
+    sums = np.bincount(index, weights=plane.ravel(), minlength=TILE * TILE)
+    counts = np.bincount(index, minlength=TILE * TILE)
+    folded: np.ndarray = (sums / np.maximum(counts, 1)).reshape(TILE, TILE)
+    return folded
+
+
+@dataclass(frozen=True)
+class Located:
+    """Where the pilot is in a folded tile (rows, columns, to a fraction of a sample), and how far
+    its correlation peak stands above the spread of the correlation over every shift (about 3 to
+    4.5 on an unmarked image, where the highest of 1,024 values of noise is taken)."""
+
+    shift: np.ndarray
+    strength: float
+
+
+def located(folded: np.ndarray, reach: tuple[float, float]) -> Located:
+    """The pilot in a folded tile, correlated on its carriers within `reach` (cycles a tile)."""
+    pilot = pilot_tile((round(reach[0] * 2) / 2, round(reach[1] * 2) / 2))
+    correlation = np.fft.irfft2(np.fft.rfft2(folded) * np.conj(np.fft.rfft2(pilot)), s=folded.shape)
+    row, col = np.unravel_index(np.argmax(correlation), correlation.shape)
+    spread = float(correlation.std())
+    strength = float((correlation[row, col] - correlation.mean()) / spread) if spread > 0 else 0.0
+    return Located(_subsample(correlation, int(row), int(col)), strength)
+

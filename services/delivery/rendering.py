@@ -1,0 +1,144 @@
+"""The CPU work of delivering a file (decode, both watermarks, encode, sign) in a bounded pool of
+worker processes, handed out in fair turns across tenants.
+
+* A job's images are rendered side by side on every core (`render_workers` processes, one per
+  core by default), not in the event loop's threads, which take turns on one interpreter.
+* Bounded: at most one order a worker is fetched and rendered at once (`Renderer.render` takes a
+  turn before its source is even read), so the memory held is a worker's count of images, not
+  a flood's.
+* Fair: the turns are `services.common.turns`' (start-time fair queuing over tenants, a plan's
+  share, a job's priority), so another tenant's image is rendered next after the images under
+  way, whatever a flood has waiting.
+* A worker process that dies (the kernel's OOM killer, a decoder's crash) breaks the pool: a
+  new one is started and the order tried again once.
+"""
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, replace
+
+from services.common import telemetry, watermark
+from services.common.provenance import SigningCredentials
+from services.common.templates import Delivery
+from services.common.turns import FairTurns, Turn
+from services.delivery import clips, postprocess, provenance
+from services.delivery.postprocess import Delivered
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Order:
+    """One file to render: the candidate as made (`origin.source`), the template's delivery,
+    and whether it is a video clip."""
+
+    origin: provenance.Origin
+    delivery: Delivery
+    is_clip: bool
+
+
+@dataclass(frozen=True)
+class RenderedFile:
+    """A rendered file, and the CPU it took: in all, and the watermark's part of it."""
+
+    done: Delivered
+    cpu_s: float
+    watermark_cpu_s: float
+    watermark_megapixels: float
+
+
+_marker: provenance.Marker | None = None  # a worker's own, made once by `start_worker`
+
+
+def start_worker(credentials: SigningCredentials, tsa_url: str | None) -> None:
+    global _marker
+    _marker = provenance.Marker(credentials, tsa_url)
+
+
+def render(order: Order) -> RenderedFile:
+    """Post-process, watermark and sign one file (in a worker process)."""
+    assert _marker is not None, "a worker starts with start_worker"
+    started = time.process_time()
+    origin = order.origin
+    mark = watermark.Embedding(provenance.mark_id(origin.job_id, origin.n))
+    finish = clips.postprocess if order.is_clip else postprocess.postprocess
+    done = _marker.mark(finish(origin.source, order.delivery, mark), origin)
+    if order.is_clip:  # what the receipt says of a clip is read from the file as delivered, signed
+        done = replace(done, image=clips.described(done.image.data))
+    return RenderedFile(done, time.process_time() - started, mark.cpu_s, mark.megapixels)
+
+
+class Renderer:
+    """The pool, and whose turn it is to use it."""
+
+    def __init__(self, marker: provenance.Marker, workers: int) -> None:
+        self.marker, self.workers = marker, max(1, workers or len(os.sched_getaffinity(0)))
+        self._executor: Executor | None = None
+        self._turns: FairTurns[asyncio.Future[None]] = FairTurns()
+        self._busy = 0
+
+    def _pool(self) -> Executor:
+        if self._executor is None:
+            # forkserver: workers fork from a clean process, not from this one's threads and loop.
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(["services.delivery.rendering"])
+            self._executor = ProcessPoolExecutor(self.workers, mp_context=context, initializer=start_worker,
+                                                 initargs=(self.marker.credentials, self.marker.tsa_url))
+        return self._executor
+
+    async def render(self, turn: Turn, fetch: Callable[[], Awaitable[Order]]) -> RenderedFile:
+        """The order `fetch` reads, rendered by a worker once it is the turn's tenant's turn."""
+        await self._take(turn)
+        try:
+            order = await fetch()
+            loop = asyncio.get_running_loop()
+            try:
+                rendered = await loop.run_in_executor(self._pool(), render, order)
+            except BrokenProcessPool:
+                log.warning("a rendering worker died; the pool is started again and the order retried")
+                self.stop()
+                rendered = await loop.run_in_executor(self._pool(), render, order)
+        finally:
+            self._release()
+        observe(rendered)
+        return rendered
+
+    async def _take(self, turn: Turn) -> None:
+        if self._busy < self.workers and not len(self._turns):
+            self._busy += 1
+            return
+        waiting: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._turns.push(waiting, turn)
+        try:
+            await waiting
+        except asyncio.CancelledError:
+            if waiting.done() and not waiting.cancelled():  # given the turn as it was canceled
+                self._release()
+            raise
+
+    def _release(self) -> None:
+        while (following := self._turns.pop()) is not None:
+            if not following.done():
+                following.set_result(None)  # the turn passes on; the count of busy stays
+                return
+        self._busy -= 1
+
+    async def close(self) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+
+def observe(rendered: RenderedFile) -> None:
+    telemetry.DELIVERY_CPU_SECONDS.labels("render").observe(rendered.cpu_s)
+    if rendered.watermark_megapixels:
+        telemetry.WATERMARK_SECONDS_PER_MEGAPIXEL.observe(rendered.watermark_cpu_s / rendered.watermark_megapixels)

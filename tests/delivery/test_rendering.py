@@ -1,0 +1,89 @@
+"""Delivery's rendering workers, real processes: a file comes back post-processed, watermarked
+and signed; the workers are handed out in fair turns, so another tenant's one file is rendered
+next after those under way, however many a flood has waiting; and a worker that dies is replaced."""
+
+import asyncio
+import io
+import os
+import signal
+from datetime import UTC, datetime
+from uuid import uuid4
+
+import numpy as np
+from PIL import Image
+
+from services.common import watermark
+from services.common.provenance import new_signing_credentials, read_manifest
+from services.common.templates import Delivery
+from services.common.turns import Turn
+from services.delivery import provenance, rendering
+from tests.common.test_watermark import photograph
+
+CREDENTIALS = new_signing_credentials("test deployment")
+
+
+def png(side: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(photograph("astronaut", side=side)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def order(source: bytes, n: int = 1) -> rendering.Order:
+    origin = provenance.Origin(uuid4(), n, "local-fast", "generic", datetime.now(UTC), source, "painter", "1")
+    return rendering.Order(origin, Delivery(format="jpeg", quality=85), is_clip=False)
+
+
+def ready(value: rendering.Order):
+    async def fetch() -> rendering.Order:
+        return value
+    return fetch
+
+
+async def test_a_file_comes_back_marked_and_signed_with_the_cpu_it_took():
+    renderer = rendering.Renderer(provenance.Marker(CREDENTIALS), workers=1)
+    try:
+        job = order(png(512))
+        rendered = await renderer.render(Turn("t1"), ready(job))
+    finally:
+        renderer.stop()
+    done = rendered.done
+    identity = provenance.mark_id(job.origin.job_id, 1)
+    assert read_manifest(done.image.data, "image/jpeg", CREDENTIALS.anchor_pem).state == "Trusted"
+    with Image.open(io.BytesIO(done.image.data)) as opened:
+        assert watermark.detect(np.asarray(opened.convert("RGB"))).mark_id == identity
+    assert done.claims is not None and done.claims.provider == "local-fast" and done.claims.soft_binding
+    assert rendered.cpu_s > 0 and rendered.watermark_megapixels > 0.25  # the image and its thumbnail
+
+
+async def test_another_tenants_file_is_rendered_next_after_those_under_way():
+    renderer = rendering.Renderer(provenance.Marker(CREDENTIALS), workers=1)
+    finished: list[str] = []
+    source = png(384)
+
+    async def one(tenant: str, n: int) -> None:
+        await renderer.render(Turn(tenant), ready(order(source, n)))
+        finished.append(tenant)
+
+    try:
+        flood = [asyncio.create_task(one("flood", n)) for n in range(1, 9)]
+        await asyncio.sleep(0)  # the flood's first takes the worker, the rest wait their turns
+        other = asyncio.create_task(one("other", 1))
+        await asyncio.gather(*flood, other)
+    finally:
+        renderer.stop()
+    assert len(finished) == 9
+    assert finished.index("other") <= 2, finished  # after the flood's file under way (and its next turn at most)
+
+
+async def test_a_worker_that_dies_is_replaced_and_the_file_rendered_all_the_same():
+    renderer = rendering.Renderer(provenance.Marker(CREDENTIALS), workers=1)
+    try:
+        await renderer.render(Turn("t1"), ready(order(png(256))))
+        pool = renderer._pool()
+        for pid in list(pool._processes):  # type: ignore[attr-defined]
+            os.kill(pid, signal.SIGKILL)
+        await asyncio.sleep(0.5)
+        rendered = await renderer.render(Turn("t1"), ready(order(png(256))))
+    finally:
+        renderer.stop()
+    assert rendered.done.watermark_id is not None
