@@ -207,9 +207,9 @@ def request_cancel(view: JobView, at: datetime, reason: str) -> tuple[JobView, J
 # ---- the sweeper -------------------------------------------------------------------------
 
 
-# Every event about a job, whoever publishes it: `merged` and `job_log.event_facts` each
-# end their match over it in assert_never, so a job event added to the contracts without
-# its branch fails the type check (and tests/ingest/test_event_branches.py).
+# The events about a job the read model takes, whoever publishes them: `merged` and
+# `job_log.event_facts` each end their match over it in assert_never, so one added here without
+# its branch fails the type check, and ingest projects none that is not here (handlers.as_projected).
 AnyJobEvent = (
     JobSubmitted | OutputReported | JobCancelRequested | JobClosed | JobFinished | JobProgressed | JobErased
     | CreditsReserved | ReservationRejected | ReservationSettled | CreditsRefunded | RetryTokenIssued | ReportDeclined
