@@ -25,7 +25,7 @@ def build(settings: DeliverySettings) -> tuple[ServiceRuntime, Starlette]:
         publishers.append(handlers.Publisher.of(consumer.pool, objects, settings_))
         handlers.register(consumer, publishers[0], senders[0])
 
-    runtime, app = build_worker("delivery", settings, register)
+    runtime, app = build_worker(handlers.CONSUMES, settings, register)
     sender = senders[0]
     runtime.startup_hooks.append(sender.start)
     runtime.shutdown_hooks.append(sender.stop)

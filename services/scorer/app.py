@@ -23,7 +23,7 @@ def build(settings: ScorerSettings) -> tuple[ServiceRuntime, Starlette]:
         subjects = Subjects(objects, data_keys, settings_.data_key_cache_s)
         handlers.register(consumer, handlers.Workbench(objects, scorer, settings_, data_keys, subjects))
 
-    runtime, app = build_worker("scorer", settings, register)
+    runtime, app = build_worker(handlers.CONSUMES, settings, register)
     verifier = verifier_of(settings)
     app.router.routes.append(guard(measurements.route(scorer), verifier, "measurements"))
     app.router.routes.append(guard(routes.route(), verifier, "calibration"))

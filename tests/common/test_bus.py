@@ -17,7 +17,7 @@ from services.common.bus.envelope import envelop, from_kafka
 from services.common.bus.journal import BUS_FENCE, outbox_lock, relay_lock
 from services.common.bus.outbox import RELAY_BATCH, UNPUBLISHED_ROWS, outbox_channel
 from services.common.bus.replay import read_topic_to_end
-from services.common.contracts import TOPICS, JobSubmitted, dead_letter_topic
+from services.common.contracts import EVENT_TYPES, TOPICS, JobEvent, JobSubmitted, dead_letter_topic
 from services.common.data_keys import DataKeys
 from services.common.db import COMMON_MIGRATIONS, migrate
 from services.common.runtime import ServiceRuntime
@@ -119,7 +119,7 @@ async def test_a_failing_handler_rolls_back_and_leaves_no_inbox_row(runtime):
     assert effects["n"] == 0 and inbox["n"] == 0
 
 
-async def test_poison_and_always_failing_messages_go_to_the_dlq(endpoints):
+async def test_poison_unbranched_and_always_failing_messages_go_to_the_dlq(endpoints):
     settings = settings_for(endpoints, consumer_max_attempts=2, consumer_backoff_s=0.01)
     rt = ServiceRuntime(f"dlq_{uuid.uuid4().hex[:8]}", settings, None)
     failing = submitted(tenant="t-dlq")
@@ -129,24 +129,33 @@ async def test_poison_and_always_failing_messages_go_to_the_dlq(endpoints):
         if event.job_id == failing.job_id:
             raise RuntimeError("handler cannot cope")
 
-    rt.consume(["ingest"])
+    rt.consume_topics(["ingest"])
     await rt.start()
+
+    class JobPaused(JobEvent):  # a type defined after it started: neither handled nor passed over
+        event_type = "genline.job.paused.v1"
+        publisher = "ingest"
+
+    unbranched = JobPaused(job_id=uuid.uuid4(), tenant_id="t-dlq")
     try:
         async with rt.pool.connection() as conn, conn.transaction():
             await rt.emit(conn, failing)
+            await rt.emit(conn, unbranched)
         rt.relay.notify()
         await rt.broker.publish(b"not json at all", TOPICS["ingest"], key=b"poison",
                                 headers={"ce_id": "x", "ce_type": "genline.job.submitted.v1"})
         # Only this consumer's dead letters: services running beside the test consume the
         # ingest topic too, and dead-letter the poison message under their own names.
         ours = rt.consumer.group_id.encode()
-        dlq = await read_topic(endpoints.kafka_bootstrap, dead_letter_topic(TOPICS["ingest"]), want=2, timeout_s=60,
+        dlq = await read_topic(endpoints.kafka_bootstrap, dead_letter_topic(TOPICS["ingest"]), want=3, timeout_s=60,
                                keep=lambda r: dict(r.headers).get("genline_consumer") == ours)
     finally:
+        del EVENT_TYPES[JobPaused.event_type]
         await rt.stop()
     errors = {r.key: dict(r.headers)["genline_error"] for r in dlq}
     assert b"handler cannot cope" in errors[str(failing.job_id).encode()]
     assert b"cannot decode event" in errors[b"poison"]
+    assert b"has no branch for genline.job.paused.v1" in errors[str(unbranched.job_id).encode()]
     assert dict(dlq[0].headers)["genline_consumer"].startswith(b"genline-dlq_")
 
 
@@ -182,7 +191,7 @@ async def test_a_handler_waiting_for_a_service_that_is_away_spends_no_attempt_an
                 await keys.key(event.job_id)
                 await ctx.conn.execute("INSERT INTO effects VALUES (%s, 1)", [event.job_id])
 
-        rt.consume(["ingest"])
+        rt.consume_topics(["ingest"])
         await rt.start()
         try:
             async with rt.pool.connection() as conn:
@@ -237,7 +246,7 @@ async def test_dead_letter_counters_exist_at_zero_before_the_first_message(endpo
     name = f"dlqzero_{uuid.uuid4().hex[:8]}"
     rt = ServiceRuntime(name, settings_for(endpoints), None)
     rt.consumer.on(JobSubmitted)(lambda ctx, event: None)
-    rt.consume(["ingest", "ledger"])
+    rt.consume_topics(["ingest", "ledger"])
     for topic in (TOPICS["ingest"], TOPICS["ledger"]):
         assert REGISTRY.get_sample_value("genline_dlq_messages_total", {"service": name, "topic": topic}) == 0
     assert REGISTRY.get_sample_value("genline_events_consumed_total", {

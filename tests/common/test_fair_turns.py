@@ -49,7 +49,7 @@ async def consume_in_turns(settings, tag: str, want: int, on_event: Callable | N
             await on_event(rt, event)
         applied.append((event.job_id, int(event.job.prompt.clear.removeprefix("step "))))
 
-    rt.consume(["ingest"])
+    rt.consume_topics(["ingest"])
     await rt.start()
     try:
         for _ in range(900):

@@ -22,6 +22,7 @@ from faststream.kafka.annotations import KafkaMessage
 from opentelemetry.trace import SpanKind
 
 from services.common import telemetry, tracing
+from services.common.bus.consumption import Consumption, Unbranched
 from services.common.bus.envelope import Envelope, MalformedEnvelope, from_kafka
 from services.common.bus.inbox import (
     SKIP_CHECK_BATCH,
@@ -42,7 +43,7 @@ from services.common.bus.outbox import OutboxRelay
 from services.common.bus.positions import EndWatch, OffsetCommits, rewind, take_as_they_come
 from services.common.bus.read_ahead import Applier, ReadAhead, Room
 from services.common.bus.wake import FetchWaker, Waking
-from services.common.contracts import Event, consumer_group, dead_letter_topic
+from services.common.contracts import Event, consumer_group, dead_letter_topic, topic_of
 from services.common.db import database_away, until_database_answers
 from services.common.supervision import Backoff
 
@@ -85,6 +86,7 @@ class EventConsumer:
         self.waker: FetchWaker | None = None
         self.read_ahead: ReadAhead | None = None
         self.inbox_floors = InboxFloors(self.service, self.pool)
+        self.consumption = Consumption(service=self.service, handled=(), passed_over=(), publishers=())
 
     def on(self, event_type: type[E], prepare: "Prepare | None" = None,
            claims: bool = False) -> Callable[[HandlerOf[E]], HandlerOf[E]]:
@@ -115,13 +117,21 @@ class EventConsumer:
     def handles(self, envelope: Envelope) -> bool:
         return type(envelope.event) in self.handlers or isinstance(envelope.event, self.batch_types)
 
-    def attach(self, broker: KafkaBroker, topics: Iterable[str]) -> None:
+    def registered(self) -> tuple[type[Event], ...]:
+        """The event types it has a handler for."""
+        return (*self.handlers, *self.batch_types)
+
+    def attach(self, broker: KafkaBroker, consumption: Consumption) -> list[str]:
+        """Subscribe to the topics `consumption` reads, once it holds (it raises Unbranched,
+        naming the types, otherwise: the service does not start); returns those topics."""
+        consumption.check(self.registered())
         s = self.settings
-        topics = list(topics)
+        self.consumption = consumption
+        topics = [topic_of(publisher, s.topic_namespace) for publisher in consumption.publishers]
         telemetry.preinitialise(telemetry.DLQ_MESSAGES, *((self.service, topic) for topic in topics))
-        handled = [*self.handlers, *self.batch_types]
         telemetry.preinitialise(telemetry.EVENTS_CONSUMED, *((self.service, t.event_type, outcome)
-                                                             for t in handled for outcome in ("applied", "duplicate")))
+                                                             for t in self.registered()
+                                                             for outcome in ("applied", "duplicate")))
         options: dict[str, Any] = {
             "group_id": self.group_id,
             "auto_offset_reset": "earliest",
@@ -145,6 +155,7 @@ class EventConsumer:
         room = self.read_ahead.room if self.read_ahead is not None else None
         subscriber.get_msg = partial(take_as_they_come, subscriber, room=room)
         self.broker, self.subscriber, self.topics = broker, subscriber, topics
+        return topics
 
     def start_waking(self, database_url: str) -> None:
         """Once the broker has started: fetch when the relays announce (wake.py), if so set."""
@@ -203,7 +214,9 @@ class EventConsumer:
 
     async def _decode(self, records: Iterable[ConsumerRecord],
                       observe: bool = True) -> list[tuple[ConsumerRecord, Envelope]]:
-        """The records this consumer handles, decoded; undecodable ones go to the DLQ."""
+        """The records this consumer handles, decoded; undecodable ones go to the DLQ, and so
+        does one of a type it neither handles nor passes over (one its declaration could not
+        know of: a type defined after it started), logged and counted there."""
         decoded = []
         for record in records:
             try:
@@ -216,6 +229,9 @@ class EventConsumer:
                 if observe:
                     self._observe_queue_time(record, envelope)
                 decoded.append((record, envelope))
+            elif not self.consumption.passes_over(type(envelope.event)):
+                await self._dead_letter(record, Unbranched(f"{self.service} has no branch for {envelope.type}"),
+                                        attempts=1)
         return decoded
 
     async def _on_records(self, msg: KafkaMessage) -> None:
