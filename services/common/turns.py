@@ -91,6 +91,12 @@ class FairTurns(Generic[Item]):
             self._remember_finish(name, tenant.start)
         return item
 
+    def next_tenant(self) -> str | None:
+        """The tenant whose turn is next (`pop` would serve it), or None when nothing waits."""
+        if not self._tenants:
+            return None
+        return min(self._tenants.items(), key=lambda named: named[1].precedence())[0]
+
     def waiting(self, tenant: str) -> int:
         """How many items of `tenant` wait."""
         queued = self._tenants.get(tenant)
