@@ -8,6 +8,7 @@ class RouterSettings(SealedContentSettings):
     # One event at a time: admission waits for room in the attempt queue, and that wait is
     # what pauses consumption when providers are saturated. Lanes would consume past it.
     consumer_lanes: int = 1
+    consumer_spare_lanes: bool = False
     # Admissions too are taken in fair turns across tenants: a router busy with one tenant's
     # flood of jobs is slow to admit, and another tenant's job must not wait behind the flood's.
     consumer_fair_turns: bool = True

@@ -147,7 +147,8 @@ class EventConsumer:
         if s.consumer_fair_turns:
             if self.batch_handler is not None:
                 raise ValueError(f"{self.service} applies events in batches, which fair turns cannot reorder")
-            self.read_ahead = ReadAhead(Room(s.consumer_read_ahead, s.consumer_lanes, s.consumer_backoff_max_s),
+            self.read_ahead = ReadAhead(Room(s.consumer_read_ahead, s.consumer_lanes, s.consumer_backoff_max_s,
+                                             spare_lanes=s.consumer_spare_lanes),
                                         Applier(self._apply_one, self.offsets, on_release=self._fetch_again))
             subscriber(self._reading_ahead)
         else:
