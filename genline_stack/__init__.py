@@ -6,6 +6,7 @@ machine.
     credentials.py    each service's own credentials on the embedded stack, as a Kubernetes Secret
                       per service holds them in production
     demo.py           the demo job: submitted through the public API and followed to its links
+    demo_subject.py   the demo's headshot order: a subject from eight photos, trained, ordered across styles
     embedded.py       the embedded stack
     endpoints.py      where the embedded stack's servers listen, and what follows from it
     fleet.py          the five services as separate processes: start, wait until ready, kill,
