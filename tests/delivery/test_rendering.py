@@ -131,3 +131,15 @@ def alive(pid: int) -> bool:
             return stat.read().split(") ")[1][0] != "Z"  # a zombie has ended, only its entry waits
     except FileNotFoundError:
         return False
+
+
+async def test_a_worker_runs_as_background_work_that_gives_way_to_the_services():
+    renderer = rendering.Renderer(provenance.Marker(CREDENTIALS), workers=1)
+    try:
+        await renderer.render(Turn("t1"), ready(order(png(128))))
+        [pid] = list(renderer._pool()._processes)  # type: ignore[attr-defined]
+        policy, niceness = os.sched_getscheduler(pid), os.getpriority(os.PRIO_PROCESS, pid)
+    finally:
+        renderer.stop()
+    assert policy == os.SCHED_BATCH
+    assert niceness >= os.getpriority(os.PRIO_PROCESS, 0) + rendering.WORKER_NICENESS or niceness == 19
