@@ -69,6 +69,9 @@ def file_object(row: dict[str, Any]) -> FileObject:
 class DeletedFile(BaseModel):
     """What OpenAI's `files.delete` answers."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"id": FILE_EXAMPLE["id"], "object": "file", "deleted": True}]})
+
     id: str
     object: Literal["file"] = "file"
     deleted: bool = True
