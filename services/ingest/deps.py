@@ -2,6 +2,7 @@
 an API key, or of a member signed in to the console, that holds the scope the route needs
 (a member's scopes are their role's, services.ingest.accounts.roles)."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 from uuid import UUID
@@ -41,6 +42,20 @@ session_cookie = APIKeyCookie(name=sessions.SESSION_COOKIE, scheme_name="session
                                           " SameSite=Lax); a request that changes something also sends the"
                                           " session's CSRF token as `X-CSRF-Token`. The member's role gives the"
                                           " scopes (see `GET /v1/roles`).")
+
+
+async def read_capped(request: Request, limit: int, *, refused: Callable[[int], Problem]) -> bytes:
+    """The body, refused with `refused(size)` as soon as its declared or its read length passes `limit`."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise refused(int(declared))
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise refused(size)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def get_runtime(request: Request) -> ServiceRuntime:

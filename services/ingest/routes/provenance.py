@@ -16,7 +16,16 @@ from services.common.problems import Problem
 from services.common.provenance import ANCHORS_PATH
 from services.ingest import provenance, store
 from services.ingest.accounts.plans import Plan, rate_decision
-from services.ingest.deps import Runtime, Settings, api_key, authenticated, client_address, get_runtime, get_settings
+from services.ingest.deps import (
+    Runtime,
+    Settings,
+    api_key,
+    authenticated,
+    client_address,
+    get_runtime,
+    get_settings,
+    read_capped,
+)
 
 router = APIRouter(tags=["provenance"])
 
@@ -106,19 +115,6 @@ FORGET_SHARE = 0.01
 PEM_EXAMPLE = "-----BEGIN CERTIFICATE-----\nMIIBxTCCAWugAwIBAgIU…\n-----END CERTIFICATE-----\n"
 
 
-async def capped_file(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise too_large(limit)
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def too_large(limit: int) -> Problem:
     return Problem(413, "file-too-large", f"at most {limit} bytes are verified", extra={"limit": limit})
 
@@ -188,7 +184,8 @@ async def verify_file(request: Request, response: Response, runtime: Runtime, se
         tenant = (await authenticated(request, response, bearer)).tenant_id
     else:
         await take_anonymous(request, response)
-    data = await capped_file(request, settings.verify_max_bytes)
+    limit = settings.verify_max_bytes
+    data = await read_capped(request, limit, refused=lambda _size: too_large(limit))
     media_type = provenance.media_type_of(data)
     if media_type is None:
         raise Problem(415, "unsupported-media-type", "send a PNG, JPEG, WebP or MP4 file as the request's body")
