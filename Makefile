@@ -63,9 +63,11 @@ install: $(VENV)/.installed-all
 install-test: $(VENV)/.installed-test
 
 # EXIT_AFTER_DEMO=1 stops everything after the demo; the exit code says whether images were delivered.
+# SUBJECT_DEMO=1 adds a headshot order of a subject to the demo (its identity trained: about a minute more).
 # The documentation site is built first (make docs), so the platform serves it at /docs/.
 run: install docs
-	$(PY) -m genline_stack $(if $(filter 1 true yes,$(EXIT_AFTER_DEMO)),--exit-after-demo)
+	$(PY) -m genline_stack $(if $(filter 1 true yes,$(EXIT_AFTER_DEMO)),--exit-after-demo) \
+		$(if $(filter 1 true yes,$(SUBJECT_DEMO)),--subject-demo)
 
 test: install-test
 	$(PY) -m pytest

@@ -62,7 +62,7 @@ def open_ledger(database_url: str, schema: str, pool_size: int) -> LedgerApp:
                               s3_secret_access_key="-",
                               schema_name=schema, database_pool_size=pool_size)
     ledger = LedgerApp(settings, ServiceRuntime("ledger", settings, migrations_package="services.ledger"))
-    ledger.runtime.consumer.on_batch(handlers.CONSUMED, ledger.ledger.apply_events)
+    ledger.runtime.consumer.on_batch(handlers.CONSUMES.handled, ledger.ledger.apply_events)
     return ledger
 
 

@@ -96,7 +96,7 @@ def main() -> None:
     inputs = {side: photo(side) for side in (SIDE, SIDE // 2)}
     print(f"CPU seconds per stage, one {SIDE}×{SIDE} image (median of {args.repeat}):")
     for label, (operation, params, side) in STAGE_RUNS.items():
-        seconds = cpu_s(partial(image_stages.OPERATIONS[operation], inputs[side], params, 7), args.repeat)
+        seconds = cpu_s(partial(image_stages.OPERATIONS[operation], inputs[side], params, seed=7), args.repeat)
         print(f"  {label:32s} {seconds:7.3f} s")
     print(f"\nCPU seconds per job, one candidate at {SIDE}×{SIDE} through the engine:")
     generate_only = job_cpu_s("generic", inputs[SIDE], args.repeat)

@@ -12,6 +12,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8000, help="public API port")
     parser.add_argument("--credits", type=int, default=1000, help="credits granted to the demo tenant when it is created")
     parser.add_argument("--exit-after-demo", action="store_true")
+    parser.add_argument("--subject-demo", action="store_true",
+                        help="after the demo job, a headshot order of a subject: eight photos and a ninth of someone"
+                             " else refused, its identity trained, six pictures across six styles (450 credits)")
 
 
 def run_platform(args: argparse.Namespace) -> int:

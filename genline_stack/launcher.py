@@ -18,6 +18,7 @@ from types import FrameType
 
 from genline_stack.credentials import AUDITOR, OPERATOR, kek_env, read_person
 from genline_stack.demo import run_demo
+from genline_stack.demo_subject import run_subject_demo
 from genline_stack.embedded import EmbeddedStack
 from genline_stack.endpoints import Endpoints
 from genline_stack.fleet import ServiceFleet
@@ -186,6 +187,9 @@ def launch(args: argparse.Namespace) -> int:
         print(f"the auditor's replays (genline replay ledger, audit, jobs): `set -a; . {auditor_env}; set +a`",
               flush=True)
         delivered = run_demo(fleet.ingest_url, api_key, say=lambda line: print(line, flush=True))
+        if args.subject_demo:
+            delivered = run_subject_demo(fleet.ingest_url, api_key, say=lambda line: print(line, flush=True)) \
+                and delivered
         print(f"demo finished {time.monotonic() - started:.1f}s after start", flush=True)
         if args.exit_after_demo:
             return 0 if delivered else 1

@@ -67,6 +67,8 @@ POSITIONAL_BY_CONTRACT = {
     "services/common/internal_calls.py:intercept_unary_stream",
     "services/common/internal_calls.py:intercept_stream_unary",
     "services/common/internal_calls.py:intercept_stream_stream",
+    # a ProcessPoolExecutor's initializer: the pool calls it with its initargs, by position
+    "services/delivery/rendering.py:start_worker",
 }
 
 

@@ -28,4 +28,16 @@ Serving and running
     http_headers.py  headers the services' clients act on (Retry-After)
     targets.py       where webhooks may go (no SSRF)
     telemetry.py     logs, metrics, health; tracing.py the traces
+
+Its modules besides those named above:
+    cli.py             the `genline` command tree, to which each part of the platform adds its
+                       commands
+    identity.py        service identity: every internal call says which service makes it, and proves
+                       it
+    internal_calls.py  internal calls, both ends
+    supervision.py     background tasks that never die silently: relays, watchers, sweepers,
+                       schedulers
+    turns.py           whose turn is next, wherever work waits
+    video.py           clips as files: read what an MP4 (or WebM) says about itself, decode its
+                       frames, write one
 """

@@ -73,6 +73,8 @@ class Event(Contract):
 
     event_type: ClassVar[str]
     publisher: ClassVar[str]
+    # True for a type any service publishes on its own topic (AuditRecorded): on every topic.
+    on_every_topic: ClassVar[bool] = False
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
@@ -565,6 +567,7 @@ class AuditRecorded(Event):
 
     event_type = "genline.audit.recorded.v1"
     publisher = "ledger"  # the default; `service` names the one that published it
+    on_every_topic = True
     service: Literal["ingest", "ledger", "router", "scorer", "delivery"]
     actor: str = Field(description="`operator:<token name>`, `key:<api key id>` or `system:<service>`")
     action: str = Field(description="what was done, `<thing>.<verb>`: credits.grant, report_policy.set, job.erase")

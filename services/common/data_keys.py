@@ -6,6 +6,11 @@ the job was erased (its prompt then opens as ERASED); `…/subjects/{subject_id}
 subject's, or 404 once the subject was erased. A key is kept in this process's memory
 only while the service works on the job: at most `data_key_cache_s`, and `forget(job_id)`
 drops it as soon as the service is done with the job.
+
+The key API not answering (ingest restarts, or is rolled out) is `DataKeyUnavailable`, a
+`ServiceAway`: never a reason to fail a job. A consumer's handler that raises it is applied
+again after a pause, counting none of its attempts; the router waits for it with its claim
+held while the job's deadline allows (services.router.generation).
 """
 
 import base64
@@ -14,6 +19,7 @@ from uuid import UUID
 
 import httpx
 
+from services.common.bus import ServiceAway
 from services.common.contracts import SealedText
 from services.common.internal_calls import ServiceAuth, signer_of
 from services.common.sealing import JobField, open_sealed
@@ -24,7 +30,7 @@ PATH = "/internal/v1/jobs/{job_id}/data-key"
 SUBJECT_PATH = "/internal/v1/subjects/{subject_id}/data-key"
 
 
-class DataKeyUnavailable(Exception):
+class DataKeyUnavailable(ServiceAway):
     """Ingest's data-key API did not answer (or refused this service): try again later."""
 
 

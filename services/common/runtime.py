@@ -17,12 +17,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.common import telemetry, tracing
 from services.common.bus.consumer import EventConsumer
+from services.common.bus.consumption import Consumption
 from services.common.bus.envelope import Envelope, envelop
 from services.common.bus.journal import Journal
 from services.common.bus.journal_tables import ServiceSchema
 from services.common.bus.kafka_security import faststream_security
 from services.common.bus.outbox import OutboxRelay, OutboxRow, add_to_outbox, outbox_row
-from services.common.contracts import PUBLISHERS, SUBSCRIPTIONS, Event, consumer_group, readers_of, topic_of
+from services.common.contracts import PUBLISHERS, Event, consumer_group, readers_of, topic_of
 from services.common.db import COMMON_MIGRATIONS, Conn, migrate, open_pool, ping
 from services.common.grpc_server import hold_grpc_aio
 from services.common.problems import Problem, problem_response
@@ -61,14 +62,21 @@ class ServiceRuntime:
         self.startup_hooks: list[Callable[[], Awaitable[None]]] = []
         self.shutdown_hooks: list[Callable[[], Awaitable[None]]] = []
 
-    def consume(self, publishers: Iterable[str]) -> None:
-        """Subscribe to the topics of these services (in this runtime's topic namespace)."""
-        topics = {p: topic_of(p, self.settings.topic_namespace) for p in publishers}
-        self.consumer.attach(self.broker, list(topics.values()))
+    def consume(self, consumption: Consumption) -> None:
+        """Subscribe to the topics `consumption` reads (in this runtime's topic namespace), with
+        the handlers registered on its consumer; a declaration that leaves a type on those
+        topics without a branch, or that its handlers do not match, raises Unbranched."""
+        self.consumer.attach(self.broker, consumption)
         # A journal's floor vouches only for the groups its contract names (journal_of): on
         # another service's topic, this inbox forgets below the floor only if it is one.
-        self.consumer.inbox_floors.topics = {topic for publisher, topic in topics.items()
-                                      if self.service in readers_of(publisher) and self.name.endswith(self.service)}
+        self.consumer.inbox_floors.topics = {topic_of(publisher, self.settings.topic_namespace)
+                                             for publisher in consumption.publishers
+                                             if self.service in readers_of(publisher) and self.name.endswith(self.service)}
+
+    def consume_topics(self, publishers: Iterable[str]) -> None:
+        """Subscribe to these services' topics, passing over whatever the consumer has no
+        handler for (tests and tools; a service declares what it consumes, `consume`)."""
+        self.consume(Consumption.passing_over_the_rest(self.service, publishers, handled=self.consumer.registered()))
 
     async def start(self) -> None:
         applied = await migrate(self.database_url, self.name, packages=self.migrations)
@@ -153,16 +161,18 @@ def ops_app(runtime: ServiceRuntime) -> Starlette:
     return app
 
 
-def build_worker(name: str, settings: ServiceSettings, *, register: Callable[..., None]) -> tuple[ServiceRuntime, Starlette]:
-    """A worker service that handles the events of the services it subscribes to and reads or
-    writes object storage; `register(consumer, objects, settings)` adds its handlers."""
+def build_worker(consumption: Consumption, settings: ServiceSettings, *,
+                 register: Callable[..., None]) -> tuple[ServiceRuntime, Starlette]:
+    """A worker service that handles the events it declares it consumes and reads or writes
+    object storage; `register(consumer, objects, settings)` adds its handlers."""
     from services.common.storage import ObjectStore
 
+    name = consumption.service
     runtime = ServiceRuntime(name, settings, migrations_package=f"services.{name}")
     objects = ObjectStore(settings)
     runtime.readiness_checks["object_store"] = objects.ping
     register(runtime.consumer, objects, settings)
-    runtime.consume(SUBSCRIPTIONS[name])
+    runtime.consume(consumption)
     return runtime, ops_app(runtime)
 
 

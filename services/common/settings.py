@@ -148,6 +148,9 @@ class ServiceSettings(BaseSettings):
     # broker, as lag), instead of a fetch's batch at a time in the order of its partitions.
     consumer_fair_turns: bool = False
     consumer_read_ahead: int = Field(256, ge=1)
+    # With fair turns, while every lane is taken, a tenant with nothing being applied takes a
+    # lane more (at most as many more as the lanes); off where the lanes are the back-pressure.
+    consumer_spare_lanes: bool = True
     consumer_backoff_max_s: float = 5.0
     # The relay wakes on every commit that adds outbox rows (PostgreSQL NOTIFY); this poll
     # is only the safety net for a lost listening connection.

@@ -13,6 +13,7 @@ consumers their events (services/common/bus/read_ahead.py).
 
 import heapq
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -75,11 +76,13 @@ class FairTurns(Generic[Item]):
         waiting.share = turn.share
         heapq.heappush(waiting.items, (turn.rank, next(self._order), turn.cost, item))
 
-    def pop(self) -> Item | None:
-        """The item whose turn it is, or None when nothing waits."""
-        if not self._tenants:
+    def pop(self, only: Callable[[str], bool] | None = None) -> Item | None:
+        """The item whose turn it is, or None when nothing waits; with `only`, the item whose turn
+        it is among the tenants `only` lets through (None when none of theirs waits)."""
+        tenants = [named for named in self._tenants.items() if only is None or only(named[0])]
+        if not tenants:
             return None
-        name, tenant = min(self._tenants.items(), key=lambda named: named[1].precedence())
+        name, tenant = min(tenants, key=lambda named: named[1].precedence())
         _, _, cost, item = heapq.heappop(tenant.items)
         self._clock = tenant.start
         tenant.start += cost / tenant.share
@@ -87,6 +90,12 @@ class FairTurns(Generic[Item]):
             del self._tenants[name]
             self._remember_finish(name, tenant.start)
         return item
+
+    def next_tenant(self) -> str | None:
+        """The tenant whose turn is next (`pop` would serve it), or None when nothing waits."""
+        if not self._tenants:
+            return None
+        return min(self._tenants.items(), key=lambda named: named[1].precedence())[0]
 
     def waiting(self, tenant: str) -> int:
         """How many items of `tenant` wait."""

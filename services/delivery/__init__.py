@@ -22,4 +22,7 @@ keeps each tenant's images only as long as its retention says.
 * `retention.py` — the retention sweeper: deletes images older than a tenant's retention,
   one replica a round (`services.common.rounds`).
 * `migrations/` — delivery's tables.
+
+Its modules besides those named above:
+    store.py          delivery's tables
 """

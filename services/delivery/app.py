@@ -25,7 +25,7 @@ def build(settings: DeliverySettings) -> tuple[ServiceRuntime, Starlette]:
         publishers.append(handlers.Publisher.of(consumer.pool, objects, settings=settings_))
         handlers.register(consumer, publishers[0], sender=senders[0])
 
-    runtime, app = build_worker("delivery", settings, register=register)
+    runtime, app = build_worker(handlers.CONSUMES, settings, register=register)
     sender = senders[0]
     runtime.startup_hooks.append(sender.start)
     runtime.shutdown_hooks.append(sender.stop)

@@ -5,10 +5,10 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TypeAlias, TypeVar
 
 from services.common import contracts, telemetry
-from services.common.bus import Envelope, EventConsumer, HandlerContext, erase_prompt_from_outbox
+from services.common.bus import Consumption, Envelope, EventConsumer, HandlerContext, erase_prompt_from_outbox
 from services.common.contracts import (
     JOB_PRIORITIES,
     AccountAlerted,
@@ -207,15 +207,23 @@ async def erase_images(ctx: HandlerContext, event: JobErased, *, objects: Object
     log.info("erased job %s: %d public and %d internal objects", event.job_id, len(public), len(internal))
 
 
-# The events on the topics delivery reads that it has no use for. A type new on those topics is
-# handled (register) or named here, or tests/common/test_event_branches.py fails.
-PASSED_OVER: tuple[type[contracts.Event], ...] = (
-    contracts.JobSubmitted, contracts.OutputReported, contracts.JobClosed, contracts.AuditRecorded,
-    contracts.CreditsReserved, contracts.ReservationRejected, contracts.ReservationSettled,
-    contracts.CreditsGranted, contracts.CreditsExpired, contracts.CreditsReclaimed, contracts.AutoTopUpFailed,
-    contracts.CreditsRefunded, contracts.RetryTokenIssued, contracts.ReportDeclined, contracts.CandidatesChecked,
-    contracts.RegenerationRequested, contracts.ScoringFailed, contracts.TrainingSettled, contracts.EvaluationCharged,
+# What delivery consumes, declared once: the events it handles (each has its handler in
+# `register`) and those on the topics it reads that it has no use for. Its subscription is derived
+# from it, and a type on those topics in neither union keeps the service from starting.
+Consumed: TypeAlias = (
+    contracts.CandidatesScored | contracts.JobCancelRequested | contracts.JobProgressed
+    | contracts.JobFinished | contracts.AccountAlerted | contracts.SubjectChanged | contracts.RetentionSet
+    | contracts.JobErased
 )
+PassedOver: TypeAlias = (
+    contracts.JobSubmitted | contracts.OutputReported | contracts.JobClosed | contracts.AuditRecorded
+    | contracts.CreditsReserved | contracts.ReservationRejected | contracts.ReservationSettled
+    | contracts.CreditsGranted | contracts.CreditsExpired | contracts.CreditsReclaimed
+    | contracts.AutoTopUpFailed | contracts.CreditsRefunded | contracts.RetryTokenIssued
+    | contracts.ReportDeclined | contracts.CandidatesChecked | contracts.RegenerationRequested
+    | contracts.ScoringFailed | contracts.TrainingSettled | contracts.EvaluationCharged
+)
+CONSUMES = Consumption.of("delivery", Consumed, passed_over=PassedOver)
 
 
 def register(consumer: EventConsumer, publisher: Publisher, *, sender: WebhookSender) -> None:

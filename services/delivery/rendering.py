@@ -11,12 +11,17 @@ worker processes, handed out in fair turns across tenants.
   way, whatever a flood has waiting.
 * A worker process that dies (the kernel's OOM killer, a decoder's crash) breaks the pool: a
   new one is started and the order tried again once.
+* A worker gives way: it runs as a batch process, niced, so a flood's rendering never keeps the
+  services' event loops from the CPU (under a real-time policy a busy peer is never preempted).
+* A worker outlives no delivery: killed (-9 too), delivery runs no shutdown, and the forkserver
+  lives as long as its workers do; each worker watches delivery's process and exits once it is gone.
 """
 
 import asyncio
 import logging
 import multiprocessing
 import os
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -56,9 +61,40 @@ class RenderedFile:
 _marker: provenance.Marker | None = None  # a worker's own, made once by `start_worker`
 
 
-def start_worker(credentials: SigningCredentials, tsa_url: str | None) -> None:
+ORPHAN_CHECK_S = 1.0
+WORKER_NICENESS = 10
+
+
+def start_worker(credentials: SigningCredentials, tsa_url: str | None, owner: int) -> None:
     global _marker
+    yield_to_services()  # first, so every thread the worker starts inherits it
     _marker = provenance.Marker(credentials, tsa_url)
+    threading.Thread(target=exit_without, args=(owner,), name="owner-check", daemon=True).start()
+
+
+def yield_to_services() -> None:
+    """A worker's CPU is background work: the services' event loops (delivery's own, and on a
+    shared node the broker's and the other services') run first. Under a real-time policy a
+    busy worker is otherwise never preempted by its peers and starves them; under the normal
+    policy it gives way as a niced batch process does."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    except (AttributeError, OSError):  # not Linux, or not allowed: the niceness still applies
+        pass
+    try:
+        os.nice(WORKER_NICENESS)
+    except OSError:
+        pass
+
+
+def exit_without(owner: int) -> None:
+    """A killed delivery cannot shut its pool down: its workers end themselves once it is gone."""
+    while True:
+        try:
+            os.kill(owner, 0)
+        except ProcessLookupError:
+            os._exit(0)
+        time.sleep(ORPHAN_CHECK_S)
 
 
 def render(order: Order) -> RenderedFile:
@@ -89,7 +125,7 @@ class Renderer:
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(["services.delivery.rendering"])
             self._executor = ProcessPoolExecutor(self.workers, mp_context=context, initializer=start_worker,
-                                                 initargs=(self.marker.credentials, self.marker.tsa_url))
+                                                 initargs=(self.marker.credentials, self.marker.tsa_url, os.getpid()))
         return self._executor
 
     async def render(self, turn: Turn, fetch: Callable[[], Awaitable[Order]]) -> RenderedFile:

@@ -12,7 +12,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 
 from services.common import api, problems, telemetry, tracing
-from services.common.contracts import SUBSCRIPTIONS
 from services.common.internal_calls import ServiceAuth, identity_client_interceptor, signer_of, verifier_of
 from services.common.runtime import ServiceRuntime
 from services.common.storage import ObjectStore
@@ -146,7 +145,7 @@ def build(settings: IngestSettings) -> tuple[ServiceRuntime, FastAPI]:
     signer = receipt_signer(settings)
     if settings.consume_events:
         handlers.register(runtime.consumer, handlers.Projection(signer, settings))
-        runtime.consume(SUBSCRIPTIONS["ingest"])
+        runtime.consume(handlers.CONSUMES)
     app = create_api(runtime.lifespan)
     app.state.runtime, app.state.settings, app.state.objects, app.state.signer = runtime, settings, objects, signer
     app.state.plans = load_plans(settings.plans_path)

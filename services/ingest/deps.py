@@ -2,6 +2,7 @@
 an API key, or of a member signed in to the console, that holds the scope the route needs
 (a member's scopes are their role's, services.ingest.accounts.roles)."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 from uuid import UUID
@@ -9,7 +10,7 @@ from uuid import UUID
 from fastapi import Depends, Request, Response, Security
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
 
-from services.common import audit, telemetry
+from services.common import audit, http_headers, telemetry
 from services.common.contracts import KeySpendCaps
 from services.common.db import Conn
 from services.common.problems import Problem
@@ -41,6 +42,20 @@ session_cookie = APIKeyCookie(name=sessions.SESSION_COOKIE, scheme_name="session
                                           " SameSite=Lax); a request that changes something also sends the"
                                           " session's CSRF token as `X-CSRF-Token`. The member's role gives the"
                                           " scopes (see `GET /v1/roles`).")
+
+
+async def read_capped(request: Request, limit: int, *, refused: Callable[[int], Problem]) -> bytes:
+    """The body, refused with `refused(size)` as soon as its declared or its read length passes `limit`."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise refused(int(declared))
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise refused(size)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def get_runtime(request: Request) -> ServiceRuntime:
@@ -120,13 +135,24 @@ class Caller:
         return owner_id == (self.member.id if self.member else None)
 
 
+def client_address(request: Request) -> str:
+    """Where a request came from: the connection's peer, or, for a peer among the proxies the
+    operator names (`trusted_proxies`), the client they forwarded it for. The verify rate limit,
+    the sign-in throttle, sessions and the audit trail all name callers by it, so behind an
+    ingress they name the client, never the ingress."""
+    settings: IngestSettings = request.app.state.settings
+    forwarded = ", ".join(request.headers.getlist(settings.forwarded_header)) or None
+    return http_headers.client_address(request.client.host if request.client else None, forwarded,
+                                       proxies=settings.proxy_networks())
+
+
 def acting(caller: Caller, request: Request) -> audit.Acting:
     details: dict[str, Any] = {}
     if caller.member is not None and caller.member.email:
         details["actor_email"] = caller.member.email
     if caller.member is not None and caller.key_id is not None:
         details["actor_key"] = str(caller.key_id)
-    return audit.Acting(caller.actor, sessions.client_address(request), details)
+    return audit.Acting(caller.actor, client_address(request), details)
 
 
 async def by_session(request: Request, conn: Conn, *, token: str) -> tuple[Caller, str]:

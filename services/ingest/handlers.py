@@ -5,23 +5,32 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
+from typing import TypeAlias
 
-from services.common.bus import Envelope, EventConsumer, InboxClaim, Publish
+from services.common.bus import Consumption, Envelope, EventConsumer, InboxClaim, Publish
 from services.common.contracts import (
+    AccountAlerted,
     AttemptStarted,
+    AuditRecorded,
+    AutoTopUpFailed,
     CandidatesChecked,
     CandidatesGenerated,
     CandidatesScored,
+    CandidatesStored,
+    CreditsExpired,
+    CreditsGranted,
+    CreditsReclaimed,
     CreditsRefunded,
     CreditsReserved,
     DeliveryFailed,
+    EvaluationCharged,
+    Event,
     GenerationFailed,
     IdentityPlanned,
     IdentityTrained,
     IdentityTrainingFailed,
     JobCanceled,
     JobDelivered,
-    JobEvent,
     RegenerationRequested,
     ReportDeclined,
     ReservationRejected,
@@ -29,10 +38,11 @@ from services.common.contracts import (
     RetryTokenIssued,
     ScoringFailed,
     TrainingSettled,
+    WebhookSent,
 )
 from services.common.db import Conn
 from services.ingest import store
-from services.ingest.jobs.domain import apply_event
+from services.ingest.jobs.domain import AnyJobEvent, apply_event
 from services.ingest.jobs.projection import commit_changes
 from services.ingest.receipts.document import Signer
 from services.ingest.receipts.issuing import Issuance
@@ -40,10 +50,22 @@ from services.ingest.settings import IngestSettings
 from services.ingest.subjects.changes import moved_by_identity
 
 log = logging.getLogger(__name__)
-PROJECTED = (CreditsReserved, ReservationRejected, ReservationSettled, AttemptStarted, CandidatesGenerated, CandidatesChecked,
-             GenerationFailed, RegenerationRequested, CandidatesScored, ScoringFailed, JobDelivered, DeliveryFailed, CreditsRefunded,
-             RetryTokenIssued, ReportDeclined, JobCanceled, IdentityPlanned, IdentityTrained, IdentityTrainingFailed,
-             TrainingSettled)
+# What ingest consumes, declared once: the other services' events about a job, which it projects
+# (each is one of the read model's AnyJobEvent, whose matches end in assert_never: `as_projected`
+# fails the type check for one that is not), and those on its topics it has no use for. Its
+# subscription and the projection's batch are derived from it; a type on those topics in neither
+# union keeps ingest from starting.
+Projected: TypeAlias = (
+    CreditsReserved | ReservationRejected | ReservationSettled | AttemptStarted | CandidatesGenerated
+    | CandidatesChecked | GenerationFailed | RegenerationRequested | CandidatesScored | ScoringFailed | JobDelivered
+    | DeliveryFailed | CreditsRefunded | RetryTokenIssued | ReportDeclined | JobCanceled | IdentityPlanned
+    | IdentityTrained | IdentityTrainingFailed | TrainingSettled
+)
+PassedOver: TypeAlias = (
+    AuditRecorded | CreditsGranted | CreditsExpired | EvaluationCharged | CreditsReclaimed | AutoTopUpFailed
+    | CandidatesStored | WebhookSent | AccountAlerted
+)
+CONSUMES = Consumption.of("ingest", Projected, passed_over=PassedOver)
 IDENTITY_EVENTS = (IdentityPlanned, IdentityTrained, IdentityTrainingFailed)
 
 
@@ -68,8 +90,7 @@ async def project_batch(conn: Conn, claim: InboxClaim, publish: Publish, *,
     changes: list[store.Change] = []
     causes: list[Envelope] = []
     for envelope in claim.claimed:
-        event = envelope.event
-        assert isinstance(event, JobEvent), f"ingest projects job events only, not {event.event_type}"
+        event = as_projected(envelope.event)
         if isinstance(event, IDENTITY_EVENTS) and (moved := await moved_by_identity(conn, event,
                                                                                     settings=projection.settings)):
             await publish([(moved, envelope)])
@@ -85,5 +106,11 @@ async def project_batch(conn: Conn, claim: InboxClaim, publish: Publish, *,
                              [(announcement, causes[index]) for announcement, index in announcements]))
 
 
+def as_projected(event: Event) -> AnyJobEvent:
+    """The event, one ingest projects (`on_batch(CONSUMES.handled)`); each is a job event."""
+    assert isinstance(event, Projected), f"ingest projects no {event.event_type}"
+    return event
+
+
 def register(consumer: EventConsumer, projection: Projection) -> None:
-    consumer.on_batch(PROJECTED, partial(project_batch, projection=projection))
+    consumer.on_batch(CONSUMES.handled, partial(project_batch, projection=projection))

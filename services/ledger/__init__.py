@@ -28,4 +28,7 @@ audit_replay.py        `genline replay audit`: rebuild the audit trail and compa
 replay.py              `genline replay ledger`: rebuild every account from events and compare
 settings.py            the ledger's settings
 migrations/            the ledger's schema
+
+Its modules besides those named above:
+    training.py       a job's training line, without I/O
 """

@@ -6,7 +6,6 @@ from typing import Any
 from fastapi import FastAPI
 
 from services.common import api, telemetry
-from services.common.contracts import SUBSCRIPTIONS
 from services.common.internal_calls import verifier_of
 from services.common.runtime import ServiceRuntime
 from services.ledger import handlers, routes
@@ -32,8 +31,8 @@ TAGS = [
 def build(settings: LedgerSettings) -> tuple[ServiceRuntime, FastAPI]:
     ledger = LedgerApp(settings)
     runtime = ledger.runtime
-    runtime.consumer.on_batch(handlers.CONSUMED, ledger.ledger.apply_events)
-    runtime.consume(SUBSCRIPTIONS["ledger"])
+    runtime.consumer.on_batch(handlers.CONSUMES.handled, ledger.ledger.apply_events)
+    runtime.consume(handlers.CONSUMES)
     ledger.serve_in_background()
     if ledger.payments and settings.stripe_api_key:
         ledger.payments.serve_in_background()

@@ -6,10 +6,10 @@ outbox rows.
 """
 
 from datetime import datetime
-from typing import TypeAlias, assert_never, get_args
+from typing import TypeAlias, assert_never
 
 from services.common import contracts
-from services.common.bus import Envelope
+from services.common.bus import Consumption, Envelope
 from services.common.contracts import (
     AuditRecorded,
     CandidatesGenerated,
@@ -31,23 +31,21 @@ from services.ledger import training
 from services.ledger.domain import Book
 from services.ledger.records import Delivery, ProviderCost
 
-# What the ledger consumes (app.py's on_batch); one added here without its branch in `decide`
-# fails the type check (assert_never).
+# What the ledger consumes, declared once: the events its book decides on (`decide`, whose match
+# ends in assert_never, so one added here without its branch fails the type check; app.py applies
+# them a batch per transaction) and those on the topics it reads that it has no use for. Its
+# subscription is derived from it, and a type on those topics in neither union keeps it from starting.
 Consumed: TypeAlias = (JobSubmitted | JobDelivered | GenerationFailed | ScoringFailed | DeliveryFailed
                        | CandidatesGenerated | OutputReported | JobCanceled | JobClosed | AuditRecorded | JobErased
                        | IdentityPlanned | IdentityTrained | IdentityTrainingFailed)
-CONSUMED: tuple[type[Event], ...] = get_args(Consumed)
+PassedOver: TypeAlias = (
+    contracts.JobCancelRequested | contracts.JobFinished | contracts.JobProgressed | contracts.RetentionSet
+    | contracts.AttemptStarted | contracts.CandidatesStored | contracts.CandidatesChecked | contracts.CandidatesScored
+    | contracts.RegenerationRequested | contracts.WebhookSent | contracts.SubjectChanged
+)
+CONSUMES = Consumption.of("ledger", Consumed, passed_over=PassedOver)
 # Each settles its job's reservation; the first to arrive settles it, the others change nothing.
 SETTLING = (JobDelivered, GenerationFailed, ScoringFailed, DeliveryFailed, JobCanceled, JobClosed)
-
-
-# The events on the topics the ledger reads that it has no use for. A type new on those topics is
-# handled (Consumed) or named here, or tests/common/test_event_branches.py fails.
-PASSED_OVER: tuple[type[contracts.Event], ...] = (
-    contracts.JobCancelRequested, contracts.JobFinished, contracts.JobProgressed, contracts.RetentionSet,
-    contracts.AttemptStarted, contracts.CandidatesStored, contracts.CandidatesChecked, contracts.CandidatesScored,
-    contracts.RegenerationRequested, contracts.WebhookSent, contracts.SubjectChanged,
-)
 
 
 def kept_aside(envelope: Envelope) -> bool:
@@ -56,7 +54,7 @@ def kept_aside(envelope: Envelope) -> bool:
 
 
 def consumed(event: Event) -> Consumed:
-    assert isinstance(event, Consumed), f"the ledger consumes no {event.event_type}"  # on_batch(CONSUMED)
+    assert isinstance(event, Consumed), f"the ledger consumes no {event.event_type}"  # on_batch(CONSUMES.handled)
     return event
 
 

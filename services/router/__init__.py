@@ -49,4 +49,8 @@ providers/         base.py (the adapter interface, its errors), registry.py (pro
                    clips, with planted defects), image_stages.py (the built-in
                    stages' image operations)
 migrations/        the router's schema
+
+Its modules besides those named above:
+    chunks.py         an attempt's candidates stored as its calls return them, and announced in
+                      chunks
 """

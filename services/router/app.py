@@ -8,7 +8,6 @@ import uuid
 import httpx
 from starlette.applications import Starlette
 
-from services.common.contracts import SUBSCRIPTIONS
 from services.common.data_keys import DataKeys
 from services.common.runtime import GRPC_DRAIN_S, ServiceRuntime, ops_app
 from services.common.storage import ObjectStore
@@ -89,7 +88,7 @@ class RouterApp:
             lease_s=settings.claim_lease_s)
         handlers.register(self.runtime.consumer, handlers.Intake(self.scheduler, settings.max_attempts,
                                                                  settings.pass_rate_half_life_s))
-        self.runtime.consume(SUBSCRIPTIONS["router"])
+        self.runtime.consume(handlers.CONSUMES)
         self.runtime.startup_hooks.append(self._start)
         self.runtime.shutdown_hooks.append(self._stop)
 

@@ -5,6 +5,8 @@ resumed on their provider first; then what the batches' calls add up to."""
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
+from services.common.contracts import JOB_PRIORITIES
+from services.common.turns import Turn, plan_share
 from services.router.capacity import CostBudget
 from services.router.providers.journal import RemoteJob, RemoteJobJournal
 from services.router.routing_types import (
@@ -19,6 +21,8 @@ from services.router.routing_types import (
     with_calls,
 )
 
+JOB_RANK = {priority: rank for rank, priority in enumerate(JOB_PRIORITIES)}
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AttemptRun:
@@ -29,6 +33,13 @@ class AttemptRun:
     plan: RoutePlan
     budget: CostBudget
     deadline: float | None
+
+    def turn(self, batch: "Batch") -> Turn:
+        """The batch's turn while its calls wait for a slot: its tenant's, with the plan's share,
+        the job's place among the tenant's own jobs, and the images its next call asks for."""
+        request = self.request
+        return Turn(tenant=request.tenant_id, share=plan_share(request.priority), rank=JOB_RANK.get(request.job_priority, 0),
+                    cost=max(1, min(len(batch.pending), self.plan.primary.max_batch)))
 
 
 @dataclass(kw_only=True)

@@ -1,17 +1,28 @@
 """What a call must hold before it is made: a slot at its provider and its share of the
 attempt's cost cap; and waiting for a slot to free up.
 
-A waiter sleeps until a released slot is offered to it (one waiter woken per free slot, in
-arrival order) or until a pause or breaker cooldown ends; it never polls. A woken waiter
-that leaves its slot unused passes it on to the next one.
+Waiting calls take their turns by tenant (services/common/turns.py: fair turns, a higher plan
+a larger share, a tenant's interactive jobs ahead of its bulk ones, a turn's cost the images
+the call asks for), so that one tenant's backlog of calls never holds another's behind it. A
+freed slot is handed to the waiter whose turn it is, taken on its behalf: nothing that comes
+later can take it first, and a call that finds waiters ahead of it queues behind them (in its
+turn). The slot handed over is the waiting task's own (a context variable): its next call to
+that provider uses it, and one it leaves unused goes to the next waiter (`return_unused`). A
+waiter sleeps until a slot is handed to it or until a pause or breaker cooldown ends; it never
+polls.
 """
 
 import asyncio
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from collections.abc import Mapping
+from contextvars import ContextVar
 
+from services.common.turns import FairTurns, Turn
 from services.router.clock import Clock
 from services.router.health import BreakerState, ProviderHealth, run_with_timeout
+
+# The provider whose slot was handed to this task while it waited, not used yet.
+_HANDED: ContextVar[str | None] = ContextVar("handed_slot", default=None)
 
 
 class CostBudget:
@@ -48,30 +59,40 @@ class ProviderSlots:
         return any(self._health[name].available() for name in names)
 
     def try_acquire(self, name: str) -> bool:
-        health = self._health[name]
-        if not health.limiter.has_capacity():
-            return False
-        if self._breaker_enabled and not health.breaker.try_acquire():
-            return False
-        return health.limiter.try_acquire()
+        """Take a slot of `name`: the one handed to this task, or a free one no waiter is owed."""
+        if _HANDED.get() == name:
+            _HANDED.set(None)
+            return True
+        self.offer([name])  # the waiters ahead go first
+        return self._take(name)
 
     def release(self, name: str) -> None:
         self._health[name].limiter.release()
         self.offer([name])
 
-    async def wait(self, names: list[str], timeout_s: float | None) -> bool:
-        """Wait until one of `names` can take a call; False if `timeout_s` passed first."""
+    def return_unused(self) -> None:
+        """The slot handed to this task and not used goes back, to the next waiter."""
+        name = _HANDED.get()
+        if name is not None:
+            _HANDED.set(None)
+            self._health[name].breaker.record(None)  # a half-open probe it held is not made
+            self.release(name)
+
+    async def wait(self, names: list[str], timeout_s: float | None, *, turn: Turn) -> bool:
+        """Wait, in `turn`, until one of `names` can take a call (its slot may be handed to this
+        task); False if `timeout_s` passed first."""
         deadline = self._clock.now() + timeout_s if timeout_s is not None else None
-        woken = False
-        while not self.any_available(names):
+        while True:
+            self.offer(names)
+            if self.any_available(names):
+                return True
             wait_s = self._next_check_s(names, deadline)
             if wait_s is not None and wait_s <= 0:
                 return False
-            woken = await self._sleep_until_offered(names, wait_s)
-        if woken:
-            # Pass the baton: if this waiter leaves a slot unused, the next one gets it.
-            asyncio.get_running_loop().call_soon(self.offer, names)
-        return True
+            handed = await self._sleep_until_offered(names, wait_s, turn=turn)
+            if handed is not None:
+                _HANDED.set(handed)
+                return True
 
     def may_free_up_within(self, names: list[str], limit_s: float) -> bool:
         """Whether a provider may take calls within `limit_s`: one is only busy, or its breaker half-opens."""
@@ -84,10 +105,21 @@ class ProviderSlots:
         return min(reopening) < self._clock.now() + limit_s
 
     def offer(self, names: list[str]) -> None:
+        """Hand the free slots of `names` to their waiters, in their turns."""
         for name in names:
-            health = self._health[name]
-            if health.available():
-                self._waiters.wake(name, health.limiter.current_limit - health.limiter.in_flight)
+            while self._health[name].available():
+                offered = self._waiters.next(name)
+                if offered is None:
+                    break
+                offered.set_result(name if self._take(name) else None)
+
+    def _take(self, name: str) -> bool:
+        health = self._health[name]
+        if not health.limiter.has_capacity():
+            return False
+        if self._breaker_enabled and not health.breaker.try_acquire():
+            return False
+        return health.limiter.try_acquire()
 
     def _next_check_s(self, names: list[str], deadline: float | None) -> float | None:
         """How long to sleep at most: until a pause or cooldown ends, or the deadline; None: until woken."""
@@ -99,47 +131,53 @@ class ProviderSlots:
             moments.append(deadline)
         return min(moments) - now if moments else None
 
-    async def _sleep_until_offered(self, names: list[str], limit_s: float | None) -> bool:
-        """Sleep until a slot of `names` is offered (True) or `limit_s` passes (False)."""
-        key, offered = self._waiters.add(names)
+    async def _sleep_until_offered(self, names: list[str], limit_s: float | None, *, turn: Turn) -> str | None:
+        """Sleep until a slot of `names` is handed over (its provider), or woken without one or
+        `limit_s` passes (None)."""
+        offered = self._waiters.add(names, turn)
         try:
             if limit_s is None:
-                await offered
+                await asyncio.shield(offered)
             else:
-                await run_with_timeout(self._clock, offered, timeout_s=limit_s)
-            return True
+                await run_with_timeout(self._clock, asyncio.shield(offered), timeout_s=limit_s)
         except TimeoutError:
-            return False
-        finally:
-            self._waiters.remove(key, names)
+            pass
+        except BaseException:
+            self._give_back(offered)
+            raise
+        if offered.done():
+            return offered.result()
+        offered.cancel()  # its places in the queues are passed over
+        return None
+
+    def _give_back(self, offered: "asyncio.Future[str | None]") -> None:
+        """A waiter cancelled while a slot was handed to it gives the slot back."""
+        if not offered.done():
+            offered.cancel()
+        elif (name := offered.result()) is not None:
+            self._health[name].breaker.record(None)
+            self.release(name)
 
 
 class CapacityWaiters:
-    """Tasks waiting for providers to free up, woken one per free slot in arrival order.
-
-    Waking every waiter on every release would cost O(waiters) per call when thousands
-    of batches wait out a saturated market.
-    """
+    """Tasks waiting for providers to free up, in fair turns per provider; a waiter for several
+    providers waits in each one's turns, and is handed the first slot that frees up (the places
+    it leaves, its future done, are passed over)."""
 
     def __init__(self) -> None:
-        self._by_provider: dict[str, OrderedDict[int, asyncio.Future[None]]] = defaultdict(OrderedDict)
-        self._next_key = 0
+        self._by_provider: dict[str, FairTurns[asyncio.Future[str | None]]] = defaultdict(FairTurns)
 
-    def add(self, names: list[str]) -> tuple[int, asyncio.Future[None]]:
-        key, self._next_key = self._next_key, self._next_key + 1
-        offered = asyncio.get_running_loop().create_future()
+    def add(self, names: list[str], turn: Turn) -> "asyncio.Future[str | None]":
+        offered: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
         for name in names:
-            self._by_provider[name][key] = offered
-        return key, offered
+            self._by_provider[name].push(offered, turn)
+        return offered
 
-    def remove(self, key: int, names: list[str]) -> None:
-        for name in names:
-            self._by_provider[name].pop(key, None)
-
-    def wake(self, name: str, slots: int) -> None:
+    def next(self, name: str) -> "asyncio.Future[str | None] | None":
+        """The waiter for `name` whose turn it is, or None when none waits."""
         waiting = self._by_provider.get(name)
-        while slots > 0 and waiting:
-            _, offered = waiting.popitem(last=False)
-            if not offered.done():
-                offered.set_result(None)
-                slots -= 1
+        while waiting:
+            offered = waiting.pop()
+            if offered is not None and not offered.done():
+                return offered
+        return None

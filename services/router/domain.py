@@ -84,6 +84,7 @@ def route_request(job: JobState, start: AttemptStart) -> RouteRequest:
         attempt=attempt, start_index=job.next_index, model=spec.model, model_version=spec.model_version,
         cost_cap_micro_usd=job.remaining_micro_usd, candidates=fixed,
         time_left_s=time_left_s(spec, now) if now is not None else None, resumable=not start.first_run,
+        priority=spec.priority, job_priority=spec.job_priority,
     )
 
 

@@ -37,6 +37,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from services.common.contracts import ProviderStatus
+from services.common.turns import Turn
 from services.router import planning
 from services.router.batches import AttemptRun, Batch, attempt_result, resumed_batches, split
 from services.router.capacity import CostBudget, ProviderSlots
@@ -145,7 +146,10 @@ class RoutingEngine:
 
     async def wait_for_capacity(self, timeout_s: float | None = None, providers: list[str] | None = None) -> bool:
         """Wait until one of `providers` (default: any usable) can take a call; False if `timeout_s` passed first."""
-        return await self._slots.wait(providers if providers is not None else self._usable(), timeout_s)
+        # No call follows from here: a slot handed over while waiting goes on to the next waiter.
+        freed = await self._slots.wait(providers if providers is not None else self._usable(), timeout_s, turn=Turn(tenant=""))
+        self._slots.return_unused()
+        return freed
 
     # ---- what planning reads --------------------------------------------------------------
 
@@ -192,13 +196,14 @@ class RoutingEngine:
             patient = errors_seen == 0 and self.clock.now() < patient_until
             spill_limit = self._spill_limit(plan) if patient else math.inf
             called = await self._walk_chain(run, batch, spill_limit=spill_limit)
+            self._slots.return_unused()
             if not batch.pending:
                 break
             if not called:
                 if run.budget.refused:
                     break
                 preferred = [q for q in plan.chain if q.rank_key(self.policy.rank_by) <= spill_limit]
-                freed = await self._wait_for_chain(plan, preferred, until=patient_until if patient else deadline)
+                freed = await self._wait_for_chain(run.turn(batch), preferred, until=patient_until if patient else deadline)
                 if not freed and not patient:
                     break
                 if not freed:
@@ -257,13 +262,15 @@ class RoutingEngine:
         retryable = error.kind != "bad_request" and (not self.policy.fallback or error.kind == "server_error")
         return retryable and retries < self.policy.retry.same_provider_retries and not _past(self.clock, deadline)
 
-    async def _wait_for_chain(self, plan: RoutePlan, quotes: list[ProviderQuote], *, until: float | None) -> bool:
-        """Wait for one of `quotes` to free up, no later than `until`; whether one did."""
-        # Without a limit, wait as long as one call to the primary may take.
+    async def _wait_for_chain(self, turn: Turn, quotes: list[ProviderQuote], *, until: float | None) -> bool:
+        """Wait in `turn` for one of `quotes` to free up, no later than `until`; whether one did."""
+        if not quotes:
+            return False
+        # Without a limit, wait as long as one call to the first (the primary) may take.
         limit = (until - self.clock.now() if until is not None
-                 else self.registry.providers[plan.primary.provider].timeouts.overall_s)
+                 else self.registry.providers[quotes[0].provider].timeouts.overall_s)
         names = [quote.provider for quote in quotes]
-        return self._slots.may_free_up_within(names, limit) and await self.wait_for_capacity(limit, names)
+        return self._slots.may_free_up_within(names, limit) and await self._slots.wait(names, limit, turn=turn)
 
     # ---- one call -----------------------------------------------------------------------
 

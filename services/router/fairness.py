@@ -9,7 +9,7 @@ while the plans below still get theirs. Among one tenant's jobs, interactive one
 bulk ones, and paid tiers ahead of cheaper ones; at a tie between tenants, the better job.
 """
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -60,8 +60,9 @@ class FairQueue(Generic[Job]):
         self._turns.push(job, Turn(tenant=place.tenant, share=plan_share(place.priority),
                                    rank=(self._job_rank[job_priority], self._tier_rank[tier]), cost=cost))
 
-    def pop(self) -> Job | None:
-        return self._turns.pop()
+    def pop(self, only: Callable[[str], bool] | None = None) -> Job | None:
+        """The job whose turn it is (with `only`, among the tenants it lets through), or None."""
+        return self._turns.pop(only)
 
     def pending(self, tenant: str) -> int:
         return self._turns.waiting(tenant)

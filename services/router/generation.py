@@ -9,6 +9,7 @@ and another process runs the attempt again; only the run that closes the claim i
 published.
 """
 
+import asyncio
 import itertools
 import logging
 import math
@@ -26,10 +27,11 @@ from services.common.contracts import (
     GenerationFailed,
     ProviderCall,
 )
-from services.common.data_keys import DataKeys
+from services.common.data_keys import DataKeys, DataKeyUnavailable
 from services.common.db import while_database_away
 from services.common.runtime import ServiceRuntime
 from services.common.storage import ATTEMPT_MEDIA_TYPE, Blob, ObjectStore, attempt_key
+from services.common.supervision import Backoff
 from services.common.templates import load_catalogue
 from services.router import domain, metrics, store
 from services.router.chunks import CandidateKeeper, StoredAt, steps_of, stored_ref
@@ -157,23 +159,50 @@ class AttemptRunner:
 
     async def _run_claimed(self, claimed: Claimed) -> None:
         request, job = claimed.request, claimed.job
-        # The prompt in clear for this attempt only: its key is not kept past it.
-        try:
-            prompt = await self.data_keys.open(job.spec.job_id, job.spec.prompt)
-        finally:
-            self.data_keys.forget(job.spec.job_id)
+        prompt = await self._opened_prompt(claimed)
+        if prompt is None:
+            return
         context = telemetry.JobContext(job_id=str(request.job_id), tenant_id=request.tenant_id, traceparent=job.traceparent, prompt=prompt)
         with (telemetry.job_context(context),
               tracing.continued(job.traceparent, f"generate attempt {request.attempt}")):
             await self._attempt(claimed, prompt)
 
+    async def _opened_prompt(self, claimed: Claimed) -> str | None:
+        """The prompt in clear, for this attempt only (its key is not kept past it). While
+        ingest's data-key API does not answer (ingest restarts) the attempt waits for it with
+        its claim held (renewed, as for any attempt running) and none of its tries spent; only
+        the job's deadline ends the wait: the attempt then fails on it (None)."""
+        spec, waits = claimed.job.spec, 0
+        while True:
+            try:
+                return await self.data_keys.open(spec.job_id, spec.prompt)
+            except DataKeyUnavailable as away:
+                waits += 1
+                left = domain.time_left_s(spec, datetime.now(UTC))
+                if left is not None and left <= 0:
+                    await self._publish_failure(self._run_of(claimed, ""), Failure(
+                        DEADLINE_EXCEEDED, f"the job's deadline ({spec.deadline_s} s) passed while attempt"
+                                           f" {claimed.request.attempt} waited for its prompt's key: {away}"))
+                    return None
+                if waits == 1 or waits % 10 == 0:
+                    log.warning("attempt %d of job %s waits for its prompt's key (%d times so far): %s",
+                                claimed.request.attempt, spec.job_id, waits, away)
+                pause = Backoff(self.settings.service_wait_s, self.settings.service_wait_max_s).wait_s(waits)
+                await asyncio.sleep(pause if left is None else min(pause, left))
+            finally:
+                self.data_keys.forget(spec.job_id)
+
+    def _run_of(self, claimed: Claimed, prompt: str) -> ClaimedRun:
+        request, started_at = claimed.request, datetime.now(UTC)
+        start = domain.AttemptStart(number=request.attempt, images_needed=request.images_needed,
+                                    width=self.settings.image_width, height=self.settings.image_height,
+                                    now=started_at, prompt=prompt, first_run=claimed.tries == 1)
+        return ClaimedRun(claimed, domain.route_request(claimed.job, start), started_at)
+
     async def _attempt(self, claimed: Claimed, prompt: str) -> None:
         request, job, tries = claimed.request, claimed.job, claimed.tries
-        started_at = datetime.now(UTC)
-        start = domain.AttemptStart(number=request.attempt, images_needed=request.images_needed, width=self.settings.image_width,
-                                    height=self.settings.image_height, now=started_at, prompt=prompt, first_run=tries == 1)
-        route = domain.route_request(job, start)
-        run = ClaimedRun(claimed, route, started_at)
+        run = self._run_of(claimed, prompt)
+        route = run.route
         if tries > self.settings.attempt_max_tries:
             await self._publish_failure(run, Failure("router_error", f"the router failed this attempt {tries - 1} times"))
             return

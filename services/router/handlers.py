@@ -5,9 +5,10 @@ the consumer, so one slow provider call never holds up the topic."""
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
+from typing import TypeAlias
 
 from services.common import contracts
-from services.common.bus import EventConsumer, HandlerContext, PermanentError, erase_prompt_from_outbox
+from services.common.bus import Consumption, EventConsumer, HandlerContext, PermanentError, erase_prompt_from_outbox
 from services.common.contracts import (
     CandidatesChecked,
     CandidatesScored,
@@ -123,15 +124,23 @@ def training_stopped(row: subjects_store.IdentityRow, code: str, *, reason: str)
                                   tenant_fault=row.handle is not None, failed_at=datetime.now(UTC))
 
 
-# The events on the topics the router reads that it has no use for. A type new on those topics is
-# handled (register) or named here, or tests/common/test_event_branches.py fails.
-PASSED_OVER: tuple[type[contracts.Event], ...] = (
-    contracts.JobSubmitted, contracts.OutputReported, contracts.JobClosed, contracts.JobFinished,
-    contracts.JobProgressed, contracts.RetentionSet, contracts.AuditRecorded, contracts.ReservationRejected,
-    contracts.ReservationSettled, contracts.CreditsGranted, contracts.CreditsExpired, contracts.CreditsReclaimed,
-    contracts.AutoTopUpFailed, contracts.CreditsRefunded, contracts.RetryTokenIssued, contracts.ReportDeclined,
-    contracts.AccountAlerted, contracts.EvaluationCharged, contracts.TrainingSettled,
+# What the router consumes, declared once: the events it handles (each has its handler in
+# `register`) and those on the topics it reads that it has no use for. Its subscription is derived
+# from it, and a type on those topics in neither union keeps the service from starting.
+Consumed: TypeAlias = (
+    contracts.CreditsReserved | contracts.RegenerationRequested | contracts.CandidatesScored
+    | contracts.CandidatesChecked | contracts.ScoringFailed | contracts.JobCancelRequested
+    | contracts.JobErased | contracts.SubjectChanged
 )
+PassedOver: TypeAlias = (
+    contracts.JobSubmitted | contracts.OutputReported | contracts.JobClosed | contracts.JobFinished
+    | contracts.JobProgressed | contracts.RetentionSet | contracts.AuditRecorded
+    | contracts.ReservationRejected | contracts.ReservationSettled | contracts.CreditsGranted
+    | contracts.CreditsExpired | contracts.CreditsReclaimed | contracts.AutoTopUpFailed
+    | contracts.CreditsRefunded | contracts.RetryTokenIssued | contracts.ReportDeclined
+    | contracts.AccountAlerted | contracts.EvaluationCharged | contracts.TrainingSettled
+)
+CONSUMES = Consumption.of("router", Consumed, passed_over=PassedOver)
 
 
 def register(consumer: EventConsumer, intake: Intake) -> None:

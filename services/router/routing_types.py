@@ -183,6 +183,10 @@ class RouteRequest:
     # An order of a subject: the identity every generation carries; only providers whose model
     # carries it are capable. None: no subject.
     identity: IdentityInput | None = None
+    # Its tenant's plan's priority (a larger share of the providers' slots) and the job's place
+    # among the tenant's own jobs: its turn when its calls wait for a slot (capacity.py).
+    priority: int = 0
+    job_priority: str = "interactive"
 
     @property
     def clip_source(self) -> str | None:

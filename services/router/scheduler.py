@@ -6,7 +6,8 @@ database. The handler that asks for one announces it, and the scheduler queues i
 ahead of its bulk ones, then paid tiers); every poll interval it
 also looks for attempts no live router holds (their router died, or a run failed). It
 starts queued attempts while providers have room, up to `max_concurrent_attempts` at
-once; the claim an attempt takes first keeps two routers from running it. The queue holds at most `max_queued_attempts`: when it
+once, and beyond that, up to as many more, the attempt of a tenant that has none running (it
+then waits for its turn at the providers' slots, handed out in fair turns too); the claim an attempt takes first keeps two routers from running it. The queue holds at most `max_queued_attempts`: when it
 is full, because every capable provider is busy, `wait_for_room` holds the consumer, so
 consumption pauses instead of work piling up in memory, and the backlog stays in Kafka as
 consumer lag, where autoscaling sees it. The queue must still be deep enough to hold the
@@ -123,13 +124,24 @@ class AttemptScheduler:
                                                priority=request.priority, job_priority=request.job_priority))
 
     def _start_what_fits(self) -> None:
-        while len(self.running) < self.max_running and self.engine.has_capacity():
-            request = self.queue.pop()
+        while True:
+            if len(self.running) < self.max_running and self.engine.has_capacity():
+                request = self.queue.pop()
+            elif len(self.running) < 2 * self.max_running:
+                # Full, or every provider busy: a tenant with nothing running still starts its
+                # attempt (as many more as the places), which takes its turn at the providers'
+                # slots (capacity.py), so one tenant's attempts never keep another's from them.
+                request = self.queue.pop(only=self._runs_nothing)
+            else:
+                return
             if request is None:
                 return
             self._room.set()
             task = asyncio.create_task(self._run(request), name=f"attempt-{request.job_id}-{request.attempt}")
             self.running[task] = request
+
+    def _runs_nothing(self, tenant: str) -> bool:
+        return all(running.tenant_id != tenant for running in self.running.values())
 
     async def _run(self, request: AttemptRequest) -> None:
         """One attempt. If it fails outright (the database went away under it), its claim is no

@@ -8,6 +8,7 @@ class RouterSettings(SealedContentSettings):
     # One event at a time: admission waits for room in the attempt queue, and that wait is
     # what pauses consumption when providers are saturated. Lanes would consume past it.
     consumer_lanes: int = 1
+    consumer_spare_lanes: bool = False
     # Admissions too are taken in fair turns across tenants: a router busy with one tenant's
     # flood of jobs is slow to admit, and another tenant's job must not wait behind the flood's.
     consumer_fair_turns: bool = True
@@ -36,6 +37,11 @@ class RouterSettings(SealedContentSettings):
     attempt_poll_interval_s: float = 2.0
     # An attempt that keeps failing inside the router (storage down) is given up after this many tries.
     attempt_max_tries: int = 5
+    # While a service an attempt asks does not answer (ingest's data-key API, as ingest
+    # restarts), the attempt waits, from the first pause doubling to the second, while its
+    # job's deadline allows: that spends none of its tries.
+    service_wait_s: float = 0.5
+    service_wait_max_s: float = 15.0
     pass_rate_half_life_s: float = 6 * 3600
     # An attempt reads the pass rates every router shares at most this often: the verdicts
     # this process counts it knows at once, other routers' this much later.

@@ -20,4 +20,7 @@ what may ship. What profiles, rules and dimensions are is shared vocabulary in
 * `dimensions/` — the measures (tier 1, faces, portrait, against a subject, moderation,
   CLIP, motion, video clips read with PyAV), the tier-by-tier walk and the `Scorer` engine.
 * `migrations/` — the scorer's tables.
+
+Its modules besides those named above:
+    offline.py        scoring image files without the platform
 """

@@ -23,7 +23,7 @@ def build(settings: ScorerSettings) -> tuple[ServiceRuntime, Starlette]:
         subjects = Subjects(objects=objects, data_keys=data_keys, keep_s=settings_.data_key_cache_s)
         handlers.register(consumer, handlers.Workbench(objects=objects, scorer=scorer, settings=settings_, data_keys=data_keys, subjects=subjects))
 
-    runtime, app = build_worker("scorer", settings, register=register)
+    runtime, app = build_worker(handlers.CONSUMES, settings, register=register)
     verifier = verifier_of(settings)
     app.router.routes.append(guard(measurements.route(scorer), verifier, capability="measurements"))
     app.router.routes.append(guard(routes.route(), verifier, capability="calibration"))

@@ -17,9 +17,10 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import TypeAlias
 
 from services.common import contracts, telemetry
-from services.common.bus import Envelope, EventConsumer, HandlerContext, erase_prompt_from_outbox
+from services.common.bus import Consumption, Envelope, EventConsumer, HandlerContext, erase_prompt_from_outbox
 from services.common.contracts import (
     CandidateRef,
     CandidateScore,
@@ -300,14 +301,20 @@ def new_scorer(settings: ScorerSettings) -> Scorer:
                             moderated_classes=moderated))
 
 
-# The events on the topics the scorer reads that it has no use for. A type new on those topics is
-# handled (register) or named here, or tests/common/test_event_branches.py fails.
-PASSED_OVER: tuple[type[contracts.Event], ...] = (
-    contracts.JobSubmitted, contracts.OutputReported, contracts.JobClosed, contracts.JobFinished,
-    contracts.JobProgressed, contracts.RetentionSet, contracts.AuditRecorded, contracts.AttemptStarted,
-    contracts.GenerationFailed, contracts.SubjectChanged, contracts.IdentityPlanned, contracts.IdentityTrained,
-    contracts.IdentityTrainingFailed,
+# What the scorer consumes, declared once: the events it handles (each has its handler in
+# `register`) and those on the topics it reads that it has no use for. Its subscription is derived
+# from it, and a type on those topics in neither union keeps the service from starting.
+Consumed: TypeAlias = (
+    contracts.CandidatesStored | contracts.CandidatesGenerated | contracts.JobCancelRequested
+    | contracts.JobErased
 )
+PassedOver: TypeAlias = (
+    contracts.JobSubmitted | contracts.OutputReported | contracts.JobClosed | contracts.JobFinished
+    | contracts.JobProgressed | contracts.RetentionSet | contracts.AuditRecorded | contracts.AttemptStarted
+    | contracts.GenerationFailed | contracts.SubjectChanged | contracts.IdentityPlanned
+    | contracts.IdentityTrained | contracts.IdentityTrainingFailed
+)
+CONSUMES = Consumption.of("scorer", Consumed, passed_over=PassedOver)
 
 
 def register(consumer: EventConsumer, bench: Workbench) -> None:

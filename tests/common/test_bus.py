@@ -1,22 +1,31 @@
 """The outbox, inbox and DLQ against the real broker and PostgreSQL."""
 
 import asyncio
+import base64
 import uuid
+from typing import ClassVar
 
 import psycopg
 import pytest
 from prometheus_client import REGISTRY
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from services.common.bus.envelope import envelop, from_kafka
 from services.common.bus.journal import BUS_FENCE, outbox_lock, relay_lock
 from services.common.bus.outbox import RELAY_BATCH, UNPUBLISHED_ROWS, outbox_channel
 from services.common.bus.replay import read_topic_to_end
-from services.common.contracts import TOPICS, JobSubmitted, dead_letter_topic
+from services.common.contracts import EVENT_TYPES, TOPICS, JobEvent, JobSubmitted, dead_letter_topic
+from services.common.data_keys import DataKeys
 from services.common.db import COMMON_MIGRATIONS, migrate
 from services.common.runtime import ServiceRuntime
+from services.common.settings import SealedContentSettings
 from tests.conftest import settings_for
 from tests.kafka import read_topic, submitted
 from tests.polling import eventually
+from tests.router.stubs import serve
 
 
 @pytest.fixture
@@ -110,7 +119,7 @@ async def test_a_failing_handler_rolls_back_and_leaves_no_inbox_row(runtime):
     assert effects["n"] == 0 and inbox["n"] == 0
 
 
-async def test_poison_and_always_failing_messages_go_to_the_dlq(endpoints):
+async def test_poison_unbranched_and_always_failing_messages_go_to_the_dlq(endpoints):
     settings = settings_for(endpoints, consumer_max_attempts=2, consumer_backoff_s=0.01)
     rt = ServiceRuntime(f"dlq_{uuid.uuid4().hex[:8]}", settings, migrations_package=None)
     failing = submitted(tenant="t-dlq")
@@ -120,25 +129,92 @@ async def test_poison_and_always_failing_messages_go_to_the_dlq(endpoints):
         if event.job_id == failing.job_id:
             raise RuntimeError("handler cannot cope")
 
-    rt.consume(["ingest"])
+    rt.consume_topics(["ingest"])
     await rt.start()
+
+    class JobPaused(JobEvent):  # a type defined after it started: neither handled nor passed over
+        event_type = "genline.job.paused.v1"
+        publisher = "ingest"
+
+    unbranched = JobPaused(job_id=uuid.uuid4(), tenant_id="t-dlq")
     try:
         async with rt.pool.connection() as conn, conn.transaction():
             await rt.emit(conn, failing)
+            await rt.emit(conn, unbranched)
         rt.relay.notify()
         await rt.broker.publish(b"not json at all", TOPICS["ingest"], key=b"poison",
                                 headers={"ce_id": "x", "ce_type": "genline.job.submitted.v1"})
         # Only this consumer's dead letters: services running beside the test consume the
         # ingest topic too, and dead-letter the poison message under their own names.
         ours = rt.consumer.group_id.encode()
-        dlq = await read_topic(endpoints.kafka_bootstrap, dead_letter_topic(TOPICS["ingest"]), want=2, timeout_s=60,
+        dlq = await read_topic(endpoints.kafka_bootstrap, dead_letter_topic(TOPICS["ingest"]), want=3, timeout_s=60,
                                keep=lambda r: dict(r.headers).get("genline_consumer") == ours)
     finally:
+        del EVENT_TYPES[JobPaused.event_type]
         await rt.stop()
     errors = {r.key: dict(r.headers)["genline_error"] for r in dlq}
     assert b"handler cannot cope" in errors[str(failing.job_id).encode()]
     assert b"cannot decode event" in errors[b"poison"]
+    assert b"has no branch for genline.job.paused.v1" in errors[str(unbranched.job_id).encode()]
     assert dict(dlq[0].headers)["genline_consumer"].startswith(b"genline-dlq_")
+
+
+class KeysOnly(SealedContentSettings):
+    """A service that asks ingest's data-key API, as the scorer and delivery do."""
+
+    uses_object_store: ClassVar[bool] = False
+
+
+async def test_a_handler_waiting_for_a_service_that_is_away_spends_no_attempt_and_applies_once_it_answers(endpoints):
+    """Ingest's data-key API (a real HTTP server on loopback) answers 503 more times than the
+    consumer tries an event (ingest restarts): the handler that asks it is applied again after
+    a pause each time, counting none of its attempts, and takes effect once the API answers;
+    the event never reaches the DLQ (it would, never to take effect, were the waits failures)."""
+    unanswered, asked = 5, []
+
+    async def job_key(request: Request) -> JSONResponse:
+        asked.append(request.path_params["job_id"])
+        if len(asked) <= unanswered:
+            return JSONResponse({"status": 503}, status_code=503)
+        return JSONResponse({"job_id": asked[-1], "key": base64.b64encode(b"k" * 32).decode()})
+
+    with serve(Starlette(routes=[Route("/internal/v1/jobs/{job_id}/data-key", job_key)])) as url:
+        settings = settings_for(endpoints, KeysOnly, data_key_url=url, data_key_cache_s=0.0, consumer_max_attempts=2,
+                                consumer_backoff_s=0.01, consumer_backoff_max_s=0.05)
+        rt = ServiceRuntime(f"away_{uuid.uuid4().hex[:8]}", settings, migrations_package=None)
+        keys = DataKeys(settings, "scorer")
+        waiting = submitted(tenant="t-away")
+
+        @rt.consumer.on(JobSubmitted)
+        async def with_the_key(ctx, event):
+            if event.job_id == waiting.job_id:
+                await keys.key(event.job_id)
+                await ctx.conn.execute("INSERT INTO effects VALUES (%s, 1)", [event.job_id])
+
+        rt.consume_topics(["ingest"])
+        await rt.start()
+        try:
+            async with rt.pool.connection() as conn:
+                await conn.execute("CREATE TABLE effects (job_id uuid, n int)")
+            async with rt.pool.connection() as conn, conn.transaction():
+                await rt.emit(conn, waiting)
+            rt.relay.notify()
+
+            async def applied() -> bool:
+                async with rt.pool.connection() as conn:
+                    return bool(await (await conn.execute("SELECT 1 FROM effects WHERE job_id = %s",
+                                                          [waiting.job_id])).fetchone())
+
+            await eventually(applied, 60)
+        finally:
+            await rt.stop()
+            await keys.aclose()
+    assert len(asked) == unanswered + 1
+    # This consumer's dead letters hold nothing of the event (it reads the topic from its start,
+    # so what other tests left there unreadable may be among them).
+    ours = rt.consumer.group_id.encode()
+    dead = await read_topic_to_end(endpoints.kafka_bootstrap, dead_letter_topic(TOPICS["ingest"]))
+    assert str(waiting.job_id).encode() not in {r.key for r in dead if dict(r.headers).get("genline_consumer") == ours}
 
 
 async def test_the_outbox_backlog_is_counted_while_the_broker_is_away(endpoints):
@@ -170,7 +246,7 @@ async def test_dead_letter_counters_exist_at_zero_before_the_first_message(endpo
     name = f"dlqzero_{uuid.uuid4().hex[:8]}"
     rt = ServiceRuntime(name, settings_for(endpoints), migrations_package=None)
     rt.consumer.on(JobSubmitted)(lambda ctx, event: None)
-    rt.consume(["ingest", "ledger"])
+    rt.consume_topics(["ingest", "ledger"])
     for topic in (TOPICS["ingest"], TOPICS["ledger"]):
         assert REGISTRY.get_sample_value("genline_dlq_messages_total", {"service": name, "topic": topic}) == 0
     assert REGISTRY.get_sample_value("genline_events_consumed_total", {

@@ -56,7 +56,7 @@ async def run_two_jobs_in_lanes(endpoints):
     steps = [envelop(job.model_copy(update={"job": job.job.model_copy(update={"prompt": f"step {n}"})}), "/test")
              for n in range(5) for job in (first, second)]
     await publish_envelopes(endpoints.kafka_bootstrap, steps, lambda _: topic_of("ingest", settings.topic_namespace))
-    rt.consume(["ingest"])
+    rt.consume_topics(["ingest"])
     await rt.start()
     try:
         for _ in range(600):
@@ -99,7 +99,7 @@ async def apply_jobs_then(endpoints, commit_interval_ms: int, while_running):
 
     jobs = [envelop(submitted(tenant=f"t-commits-{tag}"), "/test") for _ in range(3)]
     await publish_envelopes(endpoints.kafka_bootstrap, jobs, lambda _: topic_of("ingest", settings.topic_namespace))
-    rt.consume(["ingest"])
+    rt.consume_topics(["ingest"])
     await rt.start()
     try:
         for _ in range(600):

@@ -1,8 +1,8 @@
 """A consumer in fair turns (read_ahead.py) against the real broker and PostgreSQL: another
-tenant's events go ahead of a flood that came first, a tenant's interactive job ahead of its
-bulk ones, each job's events stay in their order, the buffer stays within its bound, and what
-was not applied comes again after a stop while what was applied is not applied twice; a
-partition is committed only up to its lowest record not applied."""
+tenant's events go ahead of a flood that came first (and past a flood that holds the lanes), a
+tenant's interactive job ahead of its bulk ones, each job's events stay in their order, the
+buffer stays within its bound, and what was not applied comes again after a stop while what was
+applied is not applied twice; a partition is committed only up to its lowest record not applied."""
 
 import asyncio
 import uuid
@@ -49,7 +49,7 @@ async def consume_in_turns(settings, tag: str, want: int, on_event: Callable | N
             await on_event(rt, event)
         applied.append((event.job_id, int(event.job.prompt.clear.removeprefix("step "))))
 
-    rt.consume(["ingest"])
+    rt.consume_topics(["ingest"])
     await rt.start()
     try:
         for _ in range(900):
@@ -100,6 +100,24 @@ async def test_a_tenants_interactive_job_goes_ahead_of_its_bulk_ones(endpoints):
     assert from_kafka(to_kafka(envelopes[0])).job_priority == "bulk"
     applied = await apply_in_turns(endpoints, envelopes)
     assert applied.index((interactive.job_id, 0)) < 3, applied.index((interactive.job_id, 0))
+
+
+async def test_a_tenant_with_nothing_applied_takes_a_lane_more_past_a_flood_that_holds_the_lanes(endpoints):
+    flood = [submitted(tenant="t-holding") for _ in range(5)]
+    other = submitted(tenant="t-passing")
+    passed = asyncio.Event()
+
+    async def flood_waits_for_the_other(rt, event):
+        # The flood's events hold the one lane until the other tenant's event has been applied.
+        if event.job_id == other.job_id:
+            passed.set()
+        else:
+            await passed.wait()
+
+    applied = await apply_in_turns(endpoints, [step(job, 0) for job in flood] + [step(other, 0)],
+                                   on_event=flood_waits_for_the_other)
+    assert applied[0] == (other.job_id, 0), applied
+    assert sorted(applied[1:]) == sorted((job.job_id, 0) for job in flood)
 
 
 async def test_the_read_ahead_stays_within_its_bound(endpoints):

@@ -179,7 +179,7 @@ async def test_a_consumer_past_the_end_of_a_log_restarted_without_a_gap_reads_it
     async def note(ctx, event):
         ctx.after_commit(lambda: applied.append(event.required))
 
-    runtime.consume(["ledger"])
+    runtime.consume_topics(["ledger"])
     await runtime.start()
     try:
         await publish_numbered(broker.bootstrap, namespace, range(20))

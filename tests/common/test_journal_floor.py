@@ -101,7 +101,7 @@ async def test_an_inbox_forgets_below_the_floor_and_a_rebuild_never_publishes_wh
         async def note(ctx, event):
             await ctx.conn.execute("INSERT INTO effects VALUES (%s)", [event.required])
 
-        ingest.consume(["ledger"])
+        ingest.consume_topics(["ledger"])
         await ingest.start()
         try:
             async with ingest.pool.connection() as conn:
@@ -150,7 +150,7 @@ def test_an_inbox_forgets_only_on_topics_whose_journals_count_its_group_among_th
     runtimes = {name: ServiceRuntime(name, settings_for(endpoints, topic_namespace=namespace,
                                                         schema_name=f"{namespace}_{name}"), migrations_package=None)
                 for name in ("router", "audit_copy")}
-    runtimes["router"].consume(["ledger", "scorer", "delivery"])  # not a contract reader of delivery
-    runtimes["audit_copy"].consume(["ledger"])
+    runtimes["router"].consume_topics(["ledger", "scorer", "delivery"])  # not a contract reader of delivery
+    runtimes["audit_copy"].consume_topics(["ledger"])
     assert runtimes["router"].consumer.inbox_floors.topics == {topic_of("ledger", namespace), topic_of("scorer", namespace)}
     assert runtimes["audit_copy"].consumer.inbox_floors.topics == set()

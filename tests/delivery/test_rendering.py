@@ -87,3 +87,59 @@ async def test_a_worker_that_dies_is_replaced_and_the_file_rendered_all_the_same
     finally:
         renderer.stop()
     assert rendered.done.watermark_id is not None
+
+
+OWNER = """
+import asyncio, sys
+sys.path.insert(0, ".")
+from services.common.turns import Turn
+from services.delivery import provenance, rendering
+from tests.delivery.test_rendering import CREDENTIALS, order, png, ready
+
+async def main():
+    renderer = rendering.Renderer(provenance.Marker(CREDENTIALS), workers=1)
+    await renderer.render(Turn(tenant="t1"), ready(order(png(128))))
+    print(" ".join(str(pid) for pid in renderer._pool()._processes), flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+def test_the_workers_of_a_killed_delivery_end_themselves():
+    """Delivery killed with -9 runs no shutdown: its workers must not live on without it."""
+    import subprocess
+    import sys
+
+    from tests.polling import until
+
+    owner = subprocess.Popen([sys.executable, "-c", OWNER], stdout=subprocess.PIPE, text=True,
+                             cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    try:
+        assert owner.stdout is not None
+        workers = [int(pid) for pid in owner.stdout.readline().split()]
+        assert len(workers) == 1 and all(alive(pid) for pid in workers)
+    finally:
+        owner.kill()
+        owner.wait()
+    until(lambda: not any(alive(pid) for pid in workers), timeout_s=30, what=f"workers {workers} still alive")
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ")[1][0] != "Z"  # a zombie has ended, only its entry waits
+    except FileNotFoundError:
+        return False
+
+
+async def test_a_worker_runs_as_background_work_that_gives_way_to_the_services():
+    renderer = rendering.Renderer(provenance.Marker(CREDENTIALS), workers=1)
+    try:
+        await renderer.render(Turn(tenant="t1"), ready(order(png(128))))
+        [pid] = list(renderer._pool()._processes)  # type: ignore[attr-defined]
+        policy, niceness = os.sched_getscheduler(pid), os.getpriority(os.PRIO_PROCESS, pid)
+    finally:
+        renderer.stop()
+    assert policy == os.SCHED_BATCH
+    assert niceness >= os.getpriority(os.PRIO_PROCESS, 0) + rendering.WORKER_NICENESS or niceness == 19

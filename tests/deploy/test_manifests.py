@@ -438,3 +438,45 @@ def test_images_carry_the_release_version_never_latest():
             for container in obj.get("spec", {}).get("template", {}).get("spec", {}).get("containers", ()):
                 image = container["image"]
                 assert "@sha256:" in image or image.endswith(f":{version}"), (directory.name, image)
+
+
+def settings_classes() -> dict[str, type]:
+    from services.delivery.settings import DeliverySettings
+    from services.ingest.settings import IngestSettings
+    from services.ledger.settings import LedgerSettings
+    from services.router.settings import RouterSettings
+    from services.scorer.settings import ScorerSettings
+
+    return {"ledger": LedgerSettings, "router": RouterSettings, "ingest": IngestSettings, "scorer": ScorerSettings,
+            "delivery": DeliverySettings}
+
+
+def test_every_setting_a_service_is_given_in_the_cluster_is_one_it_reads():
+    """A name the service's settings do not know is ignored in silence: a typo, or a setting
+    renamed in the code and not in the manifests, would change nothing."""
+    config = of_kind("ConfigMap")["genline-config"]["data"]
+    for service, settings_class in settings_classes().items():
+        known = {f"GENLINE_{name.upper()}" for name in settings_class.model_fields}
+        given = set(config) | set(env_of(of_kind("Deployment")[service])) | \
+            set(example_secrets([service])[service]["stringData"])
+        unread = sorted(name for name in given if name.startswith("GENLINE_") and name not in known)
+        assert unread == [], f"{service} is given settings it does not read: {unread}"
+
+
+def test_the_cluster_starts_with_the_packaged_provider_registry():
+    """Every provider the templates' stages, subjects and clips need is in the ConfigMap, as packaged."""
+    (config_map,) = [c for name, c in of_kind("ConfigMap").items() if name.startswith("genline-providers")]
+    (registry,) = config_map["data"].values()
+    assert yaml.safe_load(registry) == yaml.safe_load((ROOT / "services/router/providers.yaml").read_text())
+
+
+def test_ingest_believes_only_the_ingress_and_sends_invitations_through_smtp(monkeypatch):
+    from services.common.http_headers import networks
+    from services.ingest.members.settings import TeamSettings
+
+    env = {name: e["value"] for name, e in env_of(of_kind("Deployment")["ingest"]).items() if "value" in e}
+    assert networks(json.loads(env["GENLINE_TRUSTED_PROXIES"])) and env["GENLINE_FORWARDED_HEADER"] == "x-forwarded-for"
+    for name, value in (env | example_secrets(["ingest"])["ingest"]["stringData"]).items():
+        monkeypatch.setenv(name, value)
+    team = TeamSettings()
+    assert team.smtp_host and team.smtp_username and team.smtp_password is not None and team.public_url

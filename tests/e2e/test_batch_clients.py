@@ -18,6 +18,9 @@ def test_the_client_runs_a_batch_and_reads_each_line_back(tenant_factory, platfo
         batch = client.batches.wait(client.batches.create(LINES, metadata={"shelf": "mugs"}), timeout=300)
         lines = list(client.batches.results(batch))
         assert client.batches.list()["data"][0]["id"] == batch["id"]
+        assert client.batches.delete_file(batch["output_file_id"]) == {"id": batch["output_file_id"],
+                                                                       "object": "file", "deleted": True}
+        assert list(client.batches.results(batch, errors=True)) == []
         try:
             client.batches.get("batch_missing")
             raise AssertionError("a batch that does not exist was found")

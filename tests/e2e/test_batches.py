@@ -81,10 +81,23 @@ def test_a_cancelled_batch_stops_submitting_and_ends_with_what_ended(tenant_fact
     batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/images/generations",
                                   completion_window="24h")
 
+    with pytest.raises(openai.ConflictError):  # the batch still reads it
+        client.with_options(max_retries=0).files.delete(uploaded.id)
     cancelling = client.batches.cancel(batch.id)
     ended = wait_ended(client, batch.id)
 
     assert cancelling.status == "cancelling" and ended.status == "cancelled" and ended.cancelled_at
     counts = ended.request_counts
-    assert counts.total == 200 and counts.completed + counts.failed < 200
-    assert len(results(client, ended.output_file_id)) == counts.completed
+    assert counts.total == 200 and counts.completed + counts.failed == 200
+    output, errors = results(client, ended.output_file_id), results(client, ended.error_file_id)
+    assert (len(output), len(errors)) == (counts.completed, counts.failed)
+    assert sorted(line["custom_id"] for line in output + errors) == sorted(f"l{i}" for i in range(200))
+    never_ran = [line for line in errors if line["response"] is None]
+    assert never_ran and {line["error"]["code"] for line in never_ran} == {"batch_cancelled"}
+
+    for file_id in (uploaded.id, ended.output_file_id, ended.error_file_id):  # as OpenAI's files.delete
+        deleted = client.files.delete(file_id)
+        assert (deleted.id, deleted.deleted) == (file_id, True)
+        with pytest.raises(openai.NotFoundError):
+            client.files.retrieve(file_id)
+    assert client.batches.retrieve(batch.id).input_file_id == uploaded.id

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -215,7 +216,7 @@ def test_on_a_terminal_the_bar_shows_the_counts_and_eta(tenant_factory, platform
     with Genline(tenant.api_key, platform.ingest_url) as client, ThreadPoolExecutor(1) as waiting:
         with platform.paused("router"):
             job_id = held_job(tenant, platform)
-            finished = waiting.submit(follow, client, job_id, output, JOB_TIMEOUT_S)
+            finished = waiting.submit(partial(follow, client, job_id, output=output, timeout=JOB_TIMEOUT_S))
             append_progress(platform, job_id, progress(job_id, candidates=4, generated=3, scored=1, passing=1,
                                                        images=2, eta_s=42, previews=(1,)))
             until(lambda: "1/2 passing" in screen.getvalue(), 60, "the bar with the entry's counts")

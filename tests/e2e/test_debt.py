@@ -66,6 +66,8 @@ def test_an_account_in_debt_is_refused_at_the_door_and_shown_what_it_owes(consol
     assert problem["settle"] == "POST /v1/billing/checkout"
     assert len(tenant.http.get("/v1/jobs").json()["data"]) == 3  # the refused job was not recorded
     assert tenant.balance() == {"posted": 0, "pending": 0, "available": 0}  # nothing held
+    evaluation = tenant.http.post("/v1/evaluations", json={"images": [{"url": "https://images.example.com/a.png"}]})
+    assert evaluation.status_code == 402 and evaluation.json()["type"] == "/problems/account-in-debt", evaluation.text
 
     account = tenant.http.get("/v1/account").json()
     assert (account["owed"], account["available"]) == (owed, 0)

@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
+from tests.e2e.test_api_keys import as_key, assert_problem, create_key
 from tests.e2e.test_webhooks import Receiver, verifies
 from tests.scorer.conftest import blurred, noisy, png, rgb_photo
 
@@ -124,3 +125,16 @@ def test_without_credits_no_verdict_is_given(tenant_factory):
     refused = tenant.http.post("/v1/evaluations", json={"images": [b64(photo), b64(photo)]})
     assert refused.status_code == 402 and "images" not in refused.json()
     assert httpx.codes.is_success(tenant.http.post("/v1/evaluations", json={"images": [b64(photo)]}).status_code)
+
+
+def test_a_key_whose_cap_leaves_no_room_is_refused_before_any_image_is_judged(tenant_factory, platform):
+    tenant = tenant_factory(credits=100)
+    key = create_key(tenant, name="capped", scopes=["jobs:write", "jobs:read"], daily_cap_credits=0)
+    photo = png(rgb_photo("camera"))
+    with as_key(platform.ingest_url, key["secret"]) as client:
+        single = client.post("/v1/evaluations", json={"images": [b64(photo)]}, timeout=60)
+        batch = client.post("/v1/evaluations/batches", json={"images": [b64(photo), b64(photo)]}, timeout=60)
+    for refused, images in ((single, 1), (batch, 2)):
+        problem = assert_problem(refused, 402, "key-cap-reached")
+        assert (problem["cap"], problem["cap_credits"], problem["cost"]) == ("daily", 0, images)
+    assert tenant.balance()["available"] == 100  # nothing judged, nothing charged

@@ -1,26 +1,30 @@
-"""POST /v1/verify's rate per address behind an ingress: ingest served on loopback, the test
-calling as the proxy (127.0.0.1) with the header a proxy writes. Only the proxies the operator
-names are believed: with none named every caller behind the proxy shares its address; with it
-named each client has its own allowance, and a client that writes its own X-Forwarded-For
-cannot choose another."""
+"""Callers' addresses behind an ingress: ingest served on loopback, the test calling as the proxy
+(127.0.0.1) with the header a proxy writes. Only the proxies the operator names are believed:
+POST /v1/verify's rate per address, with none named, is shared by every caller behind the
+proxy; with it named each client has its own allowance, and a client that writes its own
+X-Forwarded-For cannot choose another. The audit trail says "from where" by the same rule."""
 
 import asyncio
 import io
+import json
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import httpx
+import psycopg
 import pytest
 import uvicorn
 from PIL import Image
 
 from genline_stack.embedded import create_topics
 from genline_stack.ports import free_port
-from services.common.contracts import all_topics
+from services.common.contracts import AuditRecorded, all_topics
 from services.common.http_headers import client_address, networks
 from services.common.runtime import listen
+from services.ingest.accounts.tenants import Tenant, create_tenant
 from services.ingest.app import build
 from services.ingest.settings import IngestSettings
 
@@ -35,12 +39,18 @@ def png() -> bytes:
     return out.getvalue()
 
 
+@dataclass(frozen=True)
+class Served:
+    url: str
+    settings: IngestSettings
+
+
 @pytest.fixture(scope="module")
 def served(endpoints) -> Iterator[callable]:
-    """`served(**settings)`: the base URL of an ingest with these settings, on loopback."""
+    """`served(**settings)`: an ingest with these settings, on loopback."""
     servers = []
 
-    def serve(**overrides) -> str:
+    def serve(**overrides) -> Served:
         suffix = uuid.uuid4().hex[:8]
         settings = endpoints.settings(IngestSettings, **({"environment": "test", "topic_namespace": f"v{suffix}",
                                                           "schema_name": f"verify_{suffix}", "verify_burst": BURST,
@@ -58,7 +68,7 @@ def served(endpoints) -> Iterator[callable]:
             if server.started:
                 break
             time.sleep(0.05)
-        return url
+        return Served(url, settings)
 
     yield serve
     for server, thread in servers:
@@ -81,13 +91,13 @@ def until_refused(url: str, forwarded_for) -> list[int]:
 
 
 def test_a_proxy_nobody_named_is_one_address_whatever_it_forwards(served):
-    url = served()
+    url = served().url
     answers = until_refused(url, lambda n: f"198.51.100.{n}")  # a new client each time, to the proxy
     assert set(answers[:-1]) == {200} and len(answers) - 1 >= BURST
 
 
 def test_behind_a_named_proxy_each_client_has_its_own_allowance_and_cannot_choose_another(served):
-    url = served(trusted_proxies=["127.0.0.0/8"])
+    url = served(trusted_proxies=["127.0.0.0/8"]).url
     first = until_refused(url, lambda n: "198.51.100.7")
     # The client writes an address of its own to the left; the proxy appends the real one.
     forged = verify(url, **{"X-Forwarded-For": "203.0.113.9, 198.51.100.7"})
@@ -95,6 +105,25 @@ def test_behind_a_named_proxy_each_client_has_its_own_allowance_and_cannot_choos
 
     assert set(first[:-1]) == {200} and len(first) - 1 >= BURST
     assert forged == 429 and others == [200] * len(first)
+
+
+def audit_origins(settings: IngestSettings, action: str) -> list[str | None]:
+    """Where the audit records of `action` that ingest wrote (its outbox) say it came from."""
+    with psycopg.connect(settings.database_url.get_secret_value()) as conn:
+        bodies = conn.execute(f'SELECT body FROM "{settings.schema_name}".outbox WHERE event_type = %s',
+                              [AuditRecorded.event_type]).fetchall()
+    return [record["details"].get("origin") for (body,) in bodies
+            if (record := json.loads(bytes(body)))["action"] == action]
+
+
+@pytest.mark.parametrize(("proxies", "origin"), [(["127.0.0.0/8"], "198.51.100.7"), ([], "127.0.0.1")])
+def test_the_audit_trail_names_the_client_behind_a_named_proxy_and_never_believes_another(served, proxies, origin):
+    ingest = served(trusted_proxies=proxies)
+    key = asyncio.run(create_tenant(ingest.settings, Tenant(f"t-{uuid.uuid4().hex[:8]}", plan="enterprise")))
+    created = httpx.post(f"{ingest.url}/v1/api-keys", json={"name": "ci", "scopes": ["jobs:read"]}, timeout=30,
+                         headers={"Authorization": f"Bearer {key}", "X-Forwarded-For": "203.0.113.9, 198.51.100.7"})
+    assert created.status_code == 201, created.text
+    assert audit_origins(ingest.settings, "api_key.create") == [origin]
 
 
 def test_forwarded_headers_are_read_from_the_right_past_the_named_proxies():

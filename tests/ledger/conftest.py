@@ -85,7 +85,7 @@ async def replica(ledger):
 
     settings = ledger.settings
     app = LedgerApp(settings, ServiceRuntime(ledger.runtime.name, settings, migrations_package="services.ledger"))
-    app.runtime.consumer.on_batch(handlers.CONSUMED, app.ledger.apply_events)
+    app.runtime.consumer.on_batch(handlers.CONSUMES.handled, app.ledger.apply_events)
     await app.runtime.pool.open(wait=True)
     yield app
     await app.runtime.pool.close()

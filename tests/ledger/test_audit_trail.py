@@ -133,13 +133,13 @@ async def test_another_service_s_actions_are_kept_from_its_topic_and_the_replay_
         ("ingest", "api_key.revoke", "key:k_1f2e"), ("ledger", "credits.grant", "operator:finance")]
 
     lines: list[str] = []
-    assert await asyncio.to_thread(replay_audit, settings, AuditReplay(settings.schema_name, "topics", 10), lines.append) == 0, lines
+    assert await asyncio.to_thread(replay_audit, settings, AuditReplay(settings.schema_name, "topics", 10), out=lines.append) == 0, lines
     assert lines[-1] == "no differences"
     with psycopg.connect(settings.database_url.get_secret_value(), autocommit=True) as conn:
         conn.execute(f'UPDATE "{settings.schema_name}".audit_log SET actor = %s WHERE event_id = %s',
                      ["operator:someone-else", envelope.id])
     lines.clear()
-    assert await asyncio.to_thread(replay_audit, settings, AuditReplay(settings.schema_name, "topics", 0), lines.append) == 1
+    assert await asyncio.to_thread(replay_audit, settings, AuditReplay(settings.schema_name, "topics", 0), out=lines.append) == 1
     assert f"DIFFERENCE entry={envelope.id} actor: live='operator:someone-else' replayed='key:k_1f2e'" in lines
 
 

@@ -109,7 +109,7 @@ class Workload:
 
 async def run_workload(ledger_settings, operations) -> None:
     ledger = LedgerApp(ledger_settings)
-    ledger.runtime.consumer.on_batch(handlers.CONSUMED, ledger.ledger.apply_events)
+    ledger.runtime.consumer.on_batch(handlers.CONSUMES.handled, ledger.ledger.apply_events)
     await ledger.runtime.start()  # relays the outbox to the isolated ledger topic
     try:
         await Workload(ledger).run(operations)

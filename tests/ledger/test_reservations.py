@@ -31,7 +31,7 @@ def scratch_ledger(endpoints, **overrides) -> LedgerApp:
     directly and what it would publish stays in its outbox, where the test reads it."""
     settings = settings_for(endpoints, LedgerSettings, **overrides)
     ledger = LedgerApp(settings, ServiceRuntime(f"ledger_{uuid.uuid4().hex[:8]}", settings, migrations_package="services.ledger"))
-    ledger.runtime.consumer.on_batch(handlers.CONSUMED, ledger.ledger.apply_events)
+    ledger.runtime.consumer.on_batch(handlers.CONSUMES.handled, ledger.ledger.apply_events)
     return ledger
 
 

@@ -169,7 +169,7 @@ def test_the_balances_replayed_from_the_events_match_the_book():
 
 async def run_orders(ledger_settings) -> dict[str, uuid.UUID]:
     ledger = LedgerApp(ledger_settings)
-    ledger.runtime.consumer.on_batch(handlers.CONSUMED, ledger.ledger.apply_events)
+    ledger.runtime.consumer.on_batch(handlers.CONSUMES.handled, ledger.ledger.apply_events)
     await ledger.runtime.start()
     try:
         await ledger.grant(CreditGrant(tenant_id="t", amount=2000, source="admin", reason="test"))

@@ -200,3 +200,25 @@ def test_cheapest_capable_price_ignores_providers_that_cannot_take_the_job():
     engine = engine_of(small=local(1_000, versions=("2",)), big=local(7_000))
     assert engine.cheapest_price_micro_usd(job(model="painter", model_version="1")) == 7_000
     assert engine.cheapest_price_micro_usd(job(model="painter", model_version="3")) is None
+
+
+def test_a_tenants_call_waits_for_a_slot_in_its_turn_not_behind_another_tenants_backlog():
+    # Four slots; one tenant's twelve attempts of eight images each, then another's one image.
+    engine = engine_of(only=local(5_000, latency=10, max_batch=8))
+    finished: list[str] = []
+
+    async def attempt(tenant: str, images: int) -> None:
+        result = await engine.route(job(images=images, candidates=images, tenant_id=tenant))
+        finished.append(tenant)
+        assert len(result.images) == images
+
+    async def scenario():
+        flood = [asyncio.create_task(attempt("flood", 8)) for _ in range(12)]
+        await asyncio.sleep(0)
+        await asyncio.gather(attempt("other", 1), *flood)
+
+    run_simulated(scenario())
+    # In its turn it takes one of the four slots the first calls free, so it ends with the second
+    # round of calls; behind the backlog, first come first served, it waited a round longer at least.
+    assert len(finished) == 13 and finished.count("other") == 1
+    assert finished.index("other") < 8, finished

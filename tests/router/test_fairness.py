@@ -153,3 +153,13 @@ def test_a_tenants_interactive_jobs_go_ahead_of_its_bulk_ones():
     assert order[0] == ("interactive", 0)
     # The priority orders a tenant's own jobs only: the other tenant's bulk job still has its turn.
     assert order.index(("other", 0)) < 3
+
+
+def test_a_turn_among_some_tenants_only():
+    queue = FairQueue()
+    for n in range(3):
+        queue.push(("A", n), Place(tenant="A", tier="stable"))
+    queue.push(("B", 0), Place(tenant="B", tier="stable"))
+    assert queue.pop(only=lambda tenant: tenant != "A") == ("B", 0)
+    assert queue.pop(only=lambda tenant: tenant == "C") is None
+    assert drain(queue) == [("A", 0), ("A", 1), ("A", 2)]

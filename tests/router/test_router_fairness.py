@@ -67,6 +67,7 @@ async def test_a_saturated_provider_pauses_consumption(endpoints, object_store, 
             return row["done"] == len(jobs)
 
         await until(all_done, Waiter(), timeout_s=120)
-    # Consumed but not yet generated: one running, two queued, and no more.
-    assert max(backlog) <= 3, backlog
+    # Consumed but not yet generated: one running, one more started for a tenant with none running
+    # (it waits for its turn at the provider), two queued, and no more.
+    assert max(backlog) <= 4, backlog
     assert sum(fal.market.generated_candidates().values()) == 2 * len(jobs)

@@ -123,6 +123,18 @@ def test_white_balance_cast_is_not_a_skin_tone(scorer, headshot, photos, astrona
     assert verdict.dimensions["skin_tone"].value < 0.5
 
 
+def test_a_coloured_backdrop_is_not_a_skin_tone(scorer, headshot, photos, astronaut_png):
+    """Half the frame a light blue backdrop, beside and above her: her skin is her own (a grey
+    world white balance read the blue as a cast and her skin a stop redder)."""
+    pixels = photos["astronaut"].copy()
+    face = face_models.detect_faces(np.ascontiguousarray(pixels.mean(axis=2).astype(np.uint8)), 24)[0]
+    backdrop = np.ones(pixels.shape[:2], dtype=bool)
+    backdrop[max(0, face.y - face.height // 2):, max(0, face.x - face.width): face.x + 2 * face.width] = False
+    pixels[backdrop] = (173, 216, 230)
+    [verdict] = scorer.score([png(pixels)], Scoring(headshot, reference=astronaut_png))
+    assert verdict.dimensions["skin_tone"].value < 0.3, verdict.dimensions["skin_tone"]
+
+
 def test_half_shadowed_face_fails_lighting(scorer, headshot, photos):
     shadowed = photos["astronaut"].astype(np.float64)
     shadowed[60:200, 170:222] *= 0.55  # the left half of her face

@@ -167,7 +167,7 @@ def test_styles_keep_their_shares_and_a_near_duplicate_of_an_earlier_attempt_is_
     assert regeneration.needed_by_style == {"window": 1} and regeneration.needed == 1
     assert "styles short: window 1" in regeneration.reason
 
-    again = planted.jpeg_again(clean[2])  # the window's selected picture, encoded again, a little better
+    again = planted.jpeg_again(clean[2], quality=95)  # the window's selected picture, encoded again, a little better
     second = [styled(subject_scorer.put(job, 4, again, media_type="image/jpeg"), "window"),
               styled(subject_scorer.put(job, 5, clean[3]), "window")]
     subject_scorer.publish(generated(spec, second, number=2))

@@ -30,6 +30,9 @@ class AsyncBatches:
     async def cancel(self, batch: Any) -> dict[str, Any]:
         return await self._client.call(_calls.Call(method="POST", path=f"/v1/batches/{_resources.batch_id_of(batch)}/cancel"))
 
+    async def delete_file(self, file_id: str) -> dict[str, Any]:
+        return await self._client.call(_calls.Call("DELETE", f"/v1/files/{file_id}"))
+
     async def wait(self, batch: Any, *, timeout: float | None = None, poll_interval: float = 2.0) -> dict[str, Any]:
         deadline = _calls.deadline_in(timeout)
         while (current := await self.get(batch))["status"] not in _resources.BATCH_ENDED:

@@ -41,6 +41,11 @@ class Batches:
     def cancel(self, batch: Any) -> dict[str, Any]:
         return self._client.call(_calls.Call(method="POST", path=f"/v1/batches/{_resources.batch_id_of(batch)}/cancel"))
 
+    def delete_file(self, file_id: str) -> dict[str, Any]:
+        """Delete one of your batch files (an ended batch's input, output or error file):
+        `{"id", "object": "file", "deleted": true}`, as OpenAI's `files.delete` answers."""
+        return self._client.call(_calls.Call("DELETE", f"/v1/files/{file_id}"))
+
     def wait(self, batch: Any, *, timeout: float | None = None, poll_interval: float = 2.0) -> dict[str, Any]:
         """The batch once it has ended (completed, failed, expired or cancelled)."""
         deadline = _calls.deadline_in(timeout)

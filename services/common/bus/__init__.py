@@ -14,6 +14,8 @@ inbox's claim or an outbox row is handed to it (`InboxClaim.first`, `staged_even
     envelope.py       CloudEvents 1.0 envelopes and their Kafka binary binding
     outbox.py         the transactional outbox and the relay that publishes it
     inbox.py          applied-event records, what a handler gets, retryable errors
+    consumption.py    what a service consumes, declared once; a consumer without a branch
+                      does not start
     consumer.py       subscribers: batches in one transaction, DLQ, offset commits
     inbox_floors.py   the journals' floors a consumer saw, and the inbox pruned below them
     journal.py        the outbox as the service's journal; broker loss, rotation, pruning
@@ -23,6 +25,13 @@ inbox's claim or an outbox row is handed to it (`InboxClaim.first`, `staged_even
     replay.py         reading a service's history from its journal or its topic
 
 The tables it keeps (outbox, inbox, journal floor) are created by common's migrations.
+
+Its modules besides those named above:
+    journal_tables.py  the journal's own tables, and the statements that read and write them
+    positions.py       where a consumer stands on its partitions
+    read_ahead.py      a consumer's fair turns across tenants (opt-in, `consumer_fair_turns`)
+    rebuild.py         the bus as the services' journals see it, and topics rebuilt from them
+                       (`genline bus`)
 """
 
 from importlib import import_module
@@ -33,6 +42,8 @@ from typing import TYPE_CHECKING
 # Kafka client (tests/test_cli.py). The imports below are what type checkers read.
 if TYPE_CHECKING:
     from services.common.bus.consumer import EventConsumer as EventConsumer
+    from services.common.bus.consumption import Consumption as Consumption
+    from services.common.bus.consumption import Unbranched as Unbranched
     from services.common.bus.envelope import Envelope as Envelope
     from services.common.bus.envelope import envelop as envelop
     from services.common.bus.inbox import (
@@ -46,6 +57,9 @@ if TYPE_CHECKING:
     )
     from services.common.bus.inbox import (
         Publish as Publish,
+    )
+    from services.common.bus.inbox import (
+        ServiceAway as ServiceAway,
     )
     from services.common.bus.inbox import (
         TransientConflict as TransientConflict,
@@ -102,10 +116,10 @@ if TYPE_CHECKING:
     )
 
 MODULE_OF = {
-    "EventConsumer": "consumer",
+    "EventConsumer": "consumer", "Consumption": "consumption", "Unbranched": "consumption",
     "Envelope": "envelope", "envelop": "envelope",
     "HandlerContext": "inbox", "InboxClaim": "inbox", "PermanentError": "inbox", "Publish": "inbox",
-    "TransientConflict": "inbox", "retry_races": "inbox",
+    "ServiceAway": "inbox", "TransientConflict": "inbox", "retry_races": "inbox",
     "BUS_FENCE": "journal",
     "committed_offsets": "kafka_admin", "high_watermarks": "kafka_admin", "partitions_of": "kafka_admin",
     "client_options": "kafka_security", "tls_context": "kafka_security",

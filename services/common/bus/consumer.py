@@ -22,6 +22,7 @@ from faststream.kafka.annotations import KafkaMessage
 from opentelemetry.trace import SpanKind
 
 from services.common import telemetry, tracing
+from services.common.bus.consumption import Consumption, Unbranched
 from services.common.bus.envelope import Envelope, MalformedEnvelope, from_kafka
 from services.common.bus.inbox import (
     SKIP_CHECK_BATCH,
@@ -32,6 +33,7 @@ from services.common.bus.inbox import (
     PermanentError,
     Prepare,
     Publish,
+    ServiceAway,
     record_applied,
     retry_races,
 )
@@ -39,10 +41,11 @@ from services.common.bus.inbox_floors import InboxFloors
 from services.common.bus.journal_tables import ServiceSchema
 from services.common.bus.outbox import OutboxRelay
 from services.common.bus.positions import EndWatch, OffsetCommits, rewind, take_as_they_come
-from services.common.bus.read_ahead import Applier, ReadAhead, Room
+from services.common.bus.read_ahead import Applier, ReadAhead, ReadAheadLimits
 from services.common.bus.wake import FetchWaker, Waking
-from services.common.contracts import Event, consumer_group, dead_letter_topic
+from services.common.contracts import Event, consumer_group, dead_letter_topic, topic_of
 from services.common.db import database_away, until_database_answers
+from services.common.supervision import Backoff
 
 E = TypeVar("E", bound=Event)
 # A handler of one event type, as `on` registers it.
@@ -83,6 +86,7 @@ class EventConsumer:
         self.waker: FetchWaker | None = None
         self.read_ahead: ReadAhead | None = None
         self.inbox_floors = InboxFloors(self.service, self.pool)
+        self.consumption = Consumption(service=self.service, handled=(), passed_over=(), publishers=())
 
     def on(self, event_type: type[E], prepare: "Prepare | None" = None,
            *, claims: bool = False) -> Callable[[HandlerOf[E]], HandlerOf[E]]:
@@ -113,13 +117,21 @@ class EventConsumer:
     def handles(self, envelope: Envelope) -> bool:
         return type(envelope.event) in self.handlers or isinstance(envelope.event, self.batch_types)
 
-    def attach(self, broker: KafkaBroker, topics: Iterable[str]) -> None:
+    def registered(self) -> tuple[type[Event], ...]:
+        """The event types it has a handler for."""
+        return (*self.handlers, *self.batch_types)
+
+    def attach(self, broker: KafkaBroker, consumption: Consumption) -> list[str]:
+        """Subscribe to the topics `consumption` reads, once it holds (it raises Unbranched,
+        naming the types, otherwise: the service does not start); returns those topics."""
+        consumption.check(self.registered())
         s = self.settings
-        topics = list(topics)
+        self.consumption = consumption
+        topics = [topic_of(publisher, s.topic_namespace) for publisher in consumption.publishers]
         telemetry.preinitialise(telemetry.DLQ_MESSAGES, *((self.service, topic) for topic in topics))
-        handled = [*self.handlers, *self.batch_types]
         telemetry.preinitialise(telemetry.EVENTS_CONSUMED, *((self.service, t.event_type, outcome)
-                                                             for t in handled for outcome in ("applied", "duplicate")))
+                                                             for t in self.registered()
+                                                             for outcome in ("applied", "duplicate")))
         options: dict[str, Any] = {
             "group_id": self.group_id,
             "auto_offset_reset": "earliest",
@@ -135,7 +147,9 @@ class EventConsumer:
         if s.consumer_fair_turns:
             if self.batch_handler is not None:
                 raise ValueError(f"{self.service} applies events in batches, which fair turns cannot reorder")
-            self.read_ahead = ReadAhead(Room(s.consumer_read_ahead, s.consumer_lanes, s.consumer_backoff_max_s),
+            self.read_ahead = ReadAhead(ReadAheadLimits(limit=s.consumer_read_ahead, lanes=s.consumer_lanes,
+                                                        retry_s=s.consumer_backoff_max_s,
+                                                        spare_lanes=s.consumer_spare_lanes),
                                         Applier(self._apply_one, self.offsets, on_release=self._fetch_again))
             subscriber(self._reading_ahead)
         else:
@@ -143,6 +157,7 @@ class EventConsumer:
         room = self.read_ahead.room if self.read_ahead is not None else None
         subscriber.get_msg = partial(take_as_they_come, subscriber, room=room)
         self.broker, self.subscriber, self.topics = broker, subscriber, topics
+        return topics
 
     def start_waking(self, database_url: str) -> None:
         """Once the broker has started: fetch when the relays announce (wake.py), if so set."""
@@ -201,7 +216,9 @@ class EventConsumer:
 
     async def _decode(self, records: Iterable[ConsumerRecord],
                       observe: bool = True) -> list[tuple[ConsumerRecord, Envelope]]:
-        """The records this consumer handles, decoded; undecodable ones go to the DLQ."""
+        """The records this consumer handles, decoded; undecodable ones go to the DLQ, and so
+        does one of a type it neither handles nor passes over (one its declaration could not
+        know of: a type defined after it started), logged and counted there."""
         decoded = []
         for record in records:
             try:
@@ -214,6 +231,9 @@ class EventConsumer:
                 if observe:
                     self._observe_queue_time(record, envelope)
                 decoded.append((record, envelope))
+            elif not self.consumption.passes_over(type(envelope.event)):
+                await self._dead_letter(record, Unbranched(f"{self.service} has no branch for {envelope.type}"),
+                                        attempts=1)
         return decoded
 
     async def _on_records(self, msg: KafkaMessage) -> None:
@@ -313,10 +333,11 @@ class EventConsumer:
 
     async def _apply_with_retries(self, record: ConsumerRecord, envelope: Envelope) -> None:
         """Apply the event, trying again with backoff; one that keeps failing goes to the DLQ.
-        While the database is away nothing can be applied, so waiting for it is not a failure
-        of the event and counts against none of its attempts."""
+        While the database, or a service the handler asks (ServiceAway), is away nothing can
+        be applied, so waiting for it is not a failure of the event and counts against none of
+        its attempts."""
         s = self.settings
-        attempt = 0
+        attempt, away = 0, 0
         while True:
             try:
                 await self.apply(envelope)
@@ -325,6 +346,10 @@ class EventConsumer:
                 if database_away(exc):
                     await self._wait_for_database(exc)
                     continue
+                if isinstance(exc, ServiceAway):
+                    away += 1
+                    await self._wait_for_service(envelope, exc, in_a_row=away)
+                    continue
                 attempt += 1
                 log.warning("handling %s failed (attempt %d): %s", envelope.type, attempt, exc, exc_info=True)
                 if isinstance(exc, PermanentError) or attempt == s.consumer_max_attempts:
@@ -332,6 +357,13 @@ class EventConsumer:
                     return
                 backoff = min(s.consumer_backoff_max_s, s.consumer_backoff_s * 2 ** (attempt - 1))
                 await asyncio.sleep(backoff * (0.5 + random.random()))
+
+    async def _wait_for_service(self, envelope: Envelope, exc: ServiceAway, *, in_a_row: int) -> None:
+        s = self.settings
+        if in_a_row == 1 or in_a_row % 10 == 0:
+            log.warning("handling %s waits for a service that does not answer (%d times so far): %s", envelope.type,
+                        in_a_row, exc)
+        await asyncio.sleep(Backoff(s.consumer_backoff_s, s.consumer_backoff_max_s).wait_s(in_a_row))
 
     async def _wait_for_database(self, exc: Exception) -> None:
         log.warning("the database is away (%s: %s); applying again once it answers", type(exc).__name__, exc)

@@ -216,3 +216,10 @@ async def retry_races(work: Callable[[], Awaitable[T]]) -> T:
 
 class PermanentError(Exception):
     """A failure that retrying cannot fix: the message goes to the DLQ at once."""
+
+
+class ServiceAway(Exception):
+    """Another service that the handler asks (ingest's data-key API, say) does not answer: it
+    restarts, or is being rolled out. As with the database, waiting for it is no failure of
+    the event: the consumer applies the event again after a pause, counting none of its
+    attempts, so a crash of one service never sends another's events to the DLQ."""

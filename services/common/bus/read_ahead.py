@@ -8,7 +8,11 @@ another tenant's job behind it.
   plan, never the only one; within a tenant, the job's priority (interactive ahead of bulk),
   then the order in which the events came.
 * Each key's (job's) events are applied in their order, one at a time, and up to
-  `consumer_lanes` keys side by side.
+  `consumer_lanes` keys side by side; while they are all taken, the next turn, if it is a
+  tenant's with nothing being applied, takes a lane more (at most as many more as the lanes;
+  `consumer_spare_lanes`, off for the router, whose one lane is its back-pressure), so that a
+  flood whose events are long to apply holds no other tenant's event behind them, and each
+  tenant's share is still its turns'.
 * Bounded: once `consumer_read_ahead` records wait, the consumer's partitions are paused
   (positions.FetchHold) until half of them are applied; the rest of the backlog stays in the
   broker, as the group's lag, which autoscaling reads. Fairness reaches as far as the buffer:
@@ -50,14 +54,16 @@ class Held:
     epoch: int  # its partition's, when it was fetched (Unapplied)
 
 
-@dataclass(frozen=True)
-class Room:
+@dataclass(frozen=True, kw_only=True)
+class ReadAheadLimits:
     """How many records a consumer reads ahead (`limit`), how many keys it applies at once
-    (`lanes`), and how long it waits before it applies again an event that failed."""
+    (`lanes`, and as many more for tenants with nothing being applied with `spare_lanes`), and
+    how long it waits before it applies again an event that failed."""
 
     limit: int
     lanes: int
     retry_s: float
+    spare_lanes: bool = True
 
 
 @dataclass(frozen=True)
@@ -71,16 +77,18 @@ class Applier:
 
 
 class ReadAhead:
-    def __init__(self, room: Room, applier: Applier) -> None:
-        if room.limit < 1 or room.lanes < 1:
-            raise ValueError(f"the read-ahead needs room and a lane, got limit={room.limit}, lanes={room.lanes}")
-        self.limit, self.lanes, self.retry_s = room.limit, room.lanes, room.retry_s
+    def __init__(self, limits: ReadAheadLimits, applier: Applier) -> None:
+        if limits.limit < 1 or limits.lanes < 1:
+            raise ValueError(f"the read-ahead needs room and a lane, got limit={limits.limit}, lanes={limits.lanes}")
+        self.limit, self.lanes, self.retry_s = limits.limit, limits.lanes, limits.retry_s
+        self.most_lanes = 2 * limits.lanes if limits.spare_lanes else limits.lanes
         self.apply, self.offsets, self.on_release = applier.apply, applier.offsets, applier.on_release
         self.waiting = 0  # records read ahead and not started
         self._keys: dict[Key, deque[Held]] = {}
         self._turns: FairTurns[Key] = FairTurns()
         self._in_turns: set[Key] = set()  # keys with a turn queued
         self._running: dict[Key, asyncio.Task[None]] = {}
+        self._applying: dict[Key, str] = {}  # the tenant of each key being applied
         self._unapplied = Unapplied()
         self._arrivals = itertools.count()
         self._kafka: AIOKafkaConsumer | None = None
@@ -135,16 +143,26 @@ class ReadAhead:
         self._in_turns.add(key)
 
     def _dispatch(self) -> None:
-        while not self._stopped and len(self._running) < self.lanes:
+        while not self._stopped and self._lane_for_next():
             key = self._turns.pop()
             if key is None:
                 break
             self._in_turns.discard(key)
             held = self._next_of(key)
             if held is not None:
+                self._applying[key] = held.envelope.tenant_id or ""
                 self._running[key] = asyncio.create_task(self._run(key, held), name=f"apply-{key!r}")
         if self.waiting <= self.limit // 2 and self._hold is not None:
             self._hold.release()
+
+    def _lane_for_next(self) -> bool:
+        """Whether the next turn may start: a lane is free, or it is a tenant's that has nothing
+        being applied and fewer than twice the lanes are taken."""
+        if len(self._running) < self.lanes:
+            return True
+        tenant = self._turns.next_tenant()
+        return (len(self._running) < self.most_lanes and tenant is not None
+                and tenant not in self._applying.values())
 
     def _next_of(self, key: Key) -> Held | None:
         """The key's first waiting event that is still this consumer's to apply."""
@@ -177,6 +195,7 @@ class ReadAhead:
                 await asyncio.sleep(self.retry_s)
         self._settle(held)
         del self._running[key]
+        self._applying.pop(key, None)
         if not self._keys.get(key):
             self._keys.pop(key, None)
         self._queue_turn(key)

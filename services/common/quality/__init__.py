@@ -11,6 +11,9 @@ measures and judges with the very same declarations. Nothing here measures (no t
   `template_profile`, `profile_names`, …
 * `profile_files/` — the packaged profiles, one YAML file each.
 * `fingerprints` — perceptual hashes: near-duplicate pictures are a few bits apart.
+
+Its modules besides those named above:
+    calibration.py    the calibration request's contract
 """
 
 from services.common.quality import builtin  # noqa: F401 — registers the built-in dimensions

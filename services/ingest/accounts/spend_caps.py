@@ -82,6 +82,27 @@ async def refusal(ledger: LedgerClient, submitter: Submitter | None, *, quote: Q
     credits, or the key's spend so far and the job's price (a video job's clips by the second)
     pass one of its caps. None when it fits, and when the ledger does not answer or knows no
     such tenant (it still decides when it holds)."""
+    return await _refused(ledger, submitter, asked=Asked(quote))
+
+
+async def evaluation_refusal(ledger: LedgerClient, submitter: Submitter | None, *, quote: Quote) -> Problem | None:
+    """The 402 an evaluation of `quote.images` images gets before any is judged, as a job does at
+    the door: the account owes credits, or the key's caps leave no room for it. An image judged
+    costs at least a credit (the price book's price per image is positive), so that is what the
+    caps are held to here; the quote (the evaluation's template) is asked for the debt only."""
+    return await _refused(ledger, submitter, asked=Asked(quote, quote.images))
+
+
+@dataclass(frozen=True)
+class Asked:
+    """What is asked at the door: the quote, and what the caps are held to (None: its price)."""
+
+    quote: Quote
+    cost: int | None = None
+
+
+async def _refused(ledger: LedgerClient, submitter: Submitter | None, *, asked: Asked) -> Problem | None:
+    quote, cost = asked.quote, asked.cost
     try:
         priced = await ledger.quote(quote)
     except Problem:
@@ -96,4 +117,4 @@ async def refusal(ledger: LedgerClient, submitter: Submitter | None, *, quote: Q
     spent = await spent_by_keys(ledger, quote.tenant_id, key_ids=[key_id])
     if spent is None:
         return None
-    return submitter.beyond_caps(spent.get(key_id, KeySpent(0, 0)), priced.credits)
+    return submitter.beyond_caps(spent.get(key_id, KeySpent(0, 0)), priced.credits if cost is None else cost)

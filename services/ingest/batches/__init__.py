@@ -6,4 +6,7 @@ models.py    files and batches as OpenAI's APIs show them, and the request that 
 lines.py     a line as the job it asks for; a recorded line as its output or error file's line
 runner.py    the runner: a window of lines submitted at a time, recorded durably, a batch ended
 results.py   the files' content streamed: an input chunk by chunk, results a page of lines at a time
+
+Its modules besides those named above:
+    multipart.py      a multipart/form-data body read as it streams
 """

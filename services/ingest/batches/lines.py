@@ -77,6 +77,15 @@ def error_line(row: dict[str, Any], batch_status: str) -> bytes:
     return result_line(row, {"status_code": status, "request_id": str(view.id), "body": body}, error=None)
 
 
+def never_run_line(line: int, raw: bytes, *, batch_status: str) -> bytes:
+    """The error file's line of an input line its batch ended (cancelled, or expired) before
+    submitting: no response, and the error that says why it never ran."""
+    code, message = UNFINISHED[batch_status]
+    custom_id = json.loads(raw).get("custom_id")
+    return result_line({"line": line, "custom_id": custom_id}, None,
+                       error={"code": code, "message": message.replace("this request's job ended", "this request ran")})
+
+
 def output_line(row: dict[str, Any], body: ImagesResponse | JobView) -> bytes:
     return result_line(row, {"status_code": 200, "request_id": str(row["job_id"]),
                              "body": body.model_dump(mode="json")}, error=None)

@@ -66,6 +66,17 @@ def file_object(row: dict[str, Any]) -> FileObject:
                       lines=row["lines"])
 
 
+class DeletedFile(BaseModel):
+    """What OpenAI's `files.delete` answers."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"id": FILE_EXAMPLE["id"], "object": "file", "deleted": True}]})
+
+    id: str
+    object: Literal["file"] = "file"
+    deleted: bool = True
+
+
 class RequestCounts(BaseModel):
     total: int
     completed: int
@@ -121,7 +132,12 @@ def batch_object(row: dict[str, Any], counts: dict[str, int]) -> Batch:
                  output_file_id=file_id(row["output_file_id"]), error_file_id=file_id(row["error_file_id"]),
                  created_at=epoch(row["created_at"]) or 0, **times, metadata=row["metadata"],
                  request_counts=RequestCounts(total=row["total"], completed=counts["completed"],
-                                              failed=counts["failed"]))
+                                              failed=counts["failed"] + never_run(row)))
+
+
+def never_run(row: dict[str, Any]) -> int:
+    """Lines a batch ended (cancelled, expired) before submitting: failed, each in its error file."""
+    return row["total"] - row["next_line"] if row["status"] in ("cancelled", "expired") else 0
 
 
 class BatchPage(BaseModel):

@@ -8,7 +8,7 @@ from typing import Any
 
 from services.common.runtime import ServiceRuntime
 from services.ingest.batches import jsonl
-from services.ingest.batches.lines import delivered, error_line, output_line
+from services.ingest.batches.lines import UNFINISHED, delivered, error_line, never_run_line, output_line
 from services.ingest.compat.images import images_response
 from services.ingest.compat.waiting import Pictures
 from services.ingest.domain import JobView
@@ -49,8 +49,24 @@ class Contents:
                 elif file["kind"] == "error" and view is None:
                     yield error_line(row, batch["status"])
             if len(rows) < PAGE:
-                return
+                break
             after = rows[-1]["line"]
+        if file["kind"] == "error" and batch["status"] in UNFINISHED:
+            async for line in self.never_run(batch):
+                yield line
+
+    async def never_run(self, batch: dict[str, Any]) -> AsyncIterator[bytes]:
+        """The error file's lines of the input lines the batch ended before submitting (from
+        its `next_line` on), read from the input a chunk at a time."""
+        first = batch["next_line"]
+        async with self.runtime.pool.connection() as conn:
+            chunks = [c for c in await batch_store.chunks_of(conn, batch["input_file_id"])
+                      if c.first_line + c.lines > first]
+        for chunk in chunks:
+            stored = jsonl.StoredChunk(batch["tenant_id"], batch["input_file_id"], chunk.chunk)
+            for line, raw in enumerate(await jsonl.read_chunk(self.pictures.objects, stored), chunk.first_line):
+                if line >= first:
+                    yield never_run_line(line, raw, batch_status=batch["status"])
 
     async def answer(self, row: dict[str, Any], view: JobView, *, endpoint: str) -> Any:
         """What the line's request would have answered: OpenAI's images answer, or the job."""

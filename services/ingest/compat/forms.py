@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import Request
 
 from services.common.problems import Problem
+from services.ingest.deps import read_capped
 
 # Boundaries and part headers around the files, and the text fields beside them.
 FORM_OVERHEAD = 256 * 1024
@@ -39,19 +40,6 @@ class EditForm:
         return values
 
 
-async def capped_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise too_large(limit)
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def too_large(limit: int) -> Problem:
     return Problem(status=413, slug="request-too-large", detail=f"the form is larger than {limit} bytes; send one photo of at most the"
                    " upload limit", extra={"param": "image"})
@@ -62,7 +50,8 @@ async def edit_form(request: Request, max_image_bytes: int) -> EditForm:
     if not content_type.lower().startswith("multipart/form-data"):
         raise Problem(status=400, slug="invalid-content-type", detail="send the edit as multipart/form-data, as OpenAI's clients do",
                       extra={"param": "image"})
-    body = await capped_body(request, max_image_bytes + FORM_OVERHEAD)
+    limit = max_image_bytes + FORM_OVERHEAD
+    body = await read_capped(request, limit, refused=lambda _size: too_large(limit))
     message = BytesParser(policy=policy.HTTP).parsebytes(
         b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body)
     form = EditForm()

@@ -207,9 +207,9 @@ def request_cancel(view: JobView, at: datetime, *, reason: str) -> tuple[JobView
 # ---- the sweeper -------------------------------------------------------------------------
 
 
-# Every event about a job, whoever publishes it: `merged` and `job_log.event_facts` each
-# end their match over it in assert_never, so a job event added to the contracts without
-# its branch fails the type check (and tests/ingest/test_event_branches.py).
+# The events about a job the read model takes, whoever publishes them: `merged` and
+# `job_log.event_facts` each end their match over it in assert_never, so one added here without
+# its branch fails the type check, and ingest projects none that is not here (handlers.as_projected).
 AnyJobEvent = (
     JobSubmitted | OutputReported | JobCancelRequested | JobClosed | JobFinished | JobProgressed | JobErased
     | CreditsReserved | ReservationRejected | ReservationSettled | CreditsRefunded | RetryTokenIssued | ReportDeclined
@@ -234,6 +234,45 @@ def apply_event(view: JobView, event: Event, *, at: datetime) -> JobView:
 
 def merged(view: JobView, event: AnyJobEvent, *, at: datetime) -> JobView:
     match event:
+        case (CreditsReserved() | ReservationRejected() | ReservationSettled() | CreditsRefunded() | RetryTokenIssued()
+              | ReportDeclined() | TrainingSettled()):
+            return billed(view, event, at=at)
+        case (AttemptStarted() | CandidatesGenerated() | CandidatesChecked() | GenerationFailed()
+              | RegenerationRequested() | CandidatesScored() | ScoringFailed() | JobDelivered() | DeliveryFailed()):
+            return along_the_line(view, event, at=at)
+        case JobCancelRequested():
+            return cancel_requested(view, event.requested_at, final_state=event.final_state)
+        case JobCanceled():
+            code = "canceled" if event.final_state == "canceled" else DEADLINE_EXCEEDED
+            failure = Failure(code=code, stage=view.state, reason=event.reason)
+            return advance(view, Move(state=event.final_state, at=at, reason=event.reason, changes={"failure": failure}))
+        case JobClosed():
+            code = "canceled" if event.final_state == "canceled" else DEADLINE_EXCEEDED
+            failure = Failure(code=code, stage=event.stuck_in, reason=event.reason)
+            return advance(view, Move(state=event.final_state, at=at, reason=event.reason, changes={"failure": failure}))
+        case JobFinished() if event.receipt_sha256:  # ingest's own announcement, read back by a replay
+            return with_receipt(view, event.receipt_sha256)
+        case JobErased():
+            return erased(view, event.requested_at)
+        case IdentityPlanned() | IdentityTrained() | IdentityTrainingFailed() if view.subject is not None:
+            subject = view.subject.with_identity(event)
+            return view.model_copy(update={"subject": subject, "updated_at": max(view.updated_at, at)})
+        # What the view does not show: the submission made it, the rest is told elsewhere
+        # (reports through their outcomes, progress and endings through the view itself).
+        case (JobSubmitted() | OutputReported() | JobFinished() | JobProgressed() | CandidatesStored() | WebhookSent()
+              | IdentityPlanned() | IdentityTrained() | IdentityTrainingFailed()):  # of a job without a subject
+            return view
+        case _:
+            assert_never(event)
+
+
+LedgerEvent = (CreditsReserved | ReservationRejected | ReservationSettled | CreditsRefunded | RetryTokenIssued
+               | ReportDeclined | TrainingSettled)
+
+
+def billed(view: JobView, event: LedgerEvent, *, at: datetime) -> JobView:
+    """The view after the ledger's word on the job: its reservation, its settlement, its reports."""
+    match event:
         case CreditsReserved():
             training = view.billing.training or (TrainingLine(reserved=event.training_credits)
                                                  if event.training_credits else None)
@@ -248,6 +287,35 @@ def merged(view: JobView, event: AnyJobEvent, *, at: datetime) -> JobView:
             failure = Failure(code=event.reason_code, stage="admission", reason=event.reason)
             return advance(view, Move(state="rejected", at=at, reason=event.reason,
                                       changes={"failure": failure, "billing": Billing(state="rejected")}))
+        case ReservationSettled():
+            billing = view.billing.model_copy(update={"state": "settled", "reserved": event.reserved, "charged": event.charged,
+                                                          "released": event.released, "retry_tokens_used": event.tokens_used,
+                                                          "revenue_micro_usd": event.revenue_micro_usd,
+                                                          "seconds_charged": event.delivered_seconds
+                                                          if view.video is not None else None})
+            return view.model_copy(update={"billing": billing, "updated_at": max(view.updated_at, at)})
+        case CreditsRefunded():
+            return add_report(view, ReportOutcome(n=event.n, outcome="refunded", credits=event.amount, reason=event.reason), at=at)
+        case RetryTokenIssued():
+            return add_report(view, ReportOutcome(n=event.n, outcome="retry_token", reason=event.reason), at=at)
+        case ReportDeclined():
+            return add_report(view, ReportOutcome(n=event.n, outcome="declined", reason=event.reason), at=at)
+        case TrainingSettled():
+            line = TrainingLine(state="charged" if event.outcome == "charged" else "released", reserved=event.held,
+                                charged=event.charged, released=event.released, reason=event.reason)
+            billing = view.billing.model_copy(update={"training": line})
+            return view.model_copy(update={"billing": billing, "updated_at": max(view.updated_at, at)})
+        case _:
+            assert_never(event)
+
+
+LineEvent = (AttemptStarted | CandidatesGenerated | CandidatesChecked | GenerationFailed | RegenerationRequested
+             | CandidatesScored | ScoringFailed | JobDelivered | DeliveryFailed)
+
+
+def along_the_line(view: JobView, event: LineEvent, *, at: datetime) -> JobView:
+    """The view after a step of the line: an attempt, its candidates, their scores, the delivery."""
+    match event:
         case AttemptStarted():
             view = admitted_by_attempt(view, event.started_at, attempt=event.attempt)
             return advance(view, Move(state="generating", at=event.started_at, reason=f"attempt {event.attempt} started"))
@@ -286,46 +354,6 @@ def merged(view: JobView, event: AnyJobEvent, *, at: datetime) -> JobView:
         case DeliveryFailed():
             failure = Failure(code=event.failure_code, stage="delivery", reason=event.reason)
             return advance(view, failed_or_expired(failure, at))
-        case JobCancelRequested():
-            return cancel_requested(view, event.requested_at, final_state=event.final_state)
-        case JobCanceled():
-            code = "canceled" if event.final_state == "canceled" else DEADLINE_EXCEEDED
-            failure = Failure(code=code, stage=view.state, reason=event.reason)
-            return advance(view, Move(state=event.final_state, at=at, reason=event.reason, changes={"failure": failure}))
-        case JobClosed():
-            code = "canceled" if event.final_state == "canceled" else DEADLINE_EXCEEDED
-            failure = Failure(code=code, stage=event.stuck_in, reason=event.reason)
-            return advance(view, Move(state=event.final_state, at=at, reason=event.reason, changes={"failure": failure}))
-        case ReservationSettled():
-            billing = view.billing.model_copy(update={"state": "settled", "reserved": event.reserved, "charged": event.charged,
-                                                          "released": event.released, "retry_tokens_used": event.tokens_used,
-                                                          "revenue_micro_usd": event.revenue_micro_usd,
-                                                          "seconds_charged": event.delivered_seconds
-                                                          if view.video is not None else None})
-            return view.model_copy(update={"billing": billing, "updated_at": max(view.updated_at, at)})
-        case CreditsRefunded():
-            return add_report(view, ReportOutcome(n=event.n, outcome="refunded", credits=event.amount, reason=event.reason), at=at)
-        case RetryTokenIssued():
-            return add_report(view, ReportOutcome(n=event.n, outcome="retry_token", reason=event.reason), at=at)
-        case ReportDeclined():
-            return add_report(view, ReportOutcome(n=event.n, outcome="declined", reason=event.reason), at=at)
-        case JobFinished() if event.receipt_sha256:  # ingest's own announcement, read back by a replay
-            return with_receipt(view, event.receipt_sha256)
-        case JobErased():
-            return erased(view, event.requested_at)
-        case IdentityPlanned() | IdentityTrained() | IdentityTrainingFailed() if view.subject is not None:
-            subject = view.subject.with_identity(event)
-            return view.model_copy(update={"subject": subject, "updated_at": max(view.updated_at, at)})
-        case TrainingSettled():
-            line = TrainingLine(state="charged" if event.outcome == "charged" else "released", reserved=event.held,
-                                charged=event.charged, released=event.released, reason=event.reason)
-            billing = view.billing.model_copy(update={"training": line})
-            return view.model_copy(update={"billing": billing, "updated_at": max(view.updated_at, at)})
-        # What the view does not show: the submission made it, the rest is told elsewhere
-        # (reports through their outcomes, progress and endings through the view itself).
-        case (JobSubmitted() | OutputReported() | JobFinished() | JobProgressed() | CandidatesStored() | WebhookSent()
-              | IdentityPlanned() | IdentityTrained() | IdentityTrainingFailed()):  # of a job without a subject
-            return view
         case _:
             assert_never(event)
 

@@ -1,6 +1,7 @@
 """What the scorer will apply to a job, checked at submission: its profile and rules exist,
 and every dimension they require can be computed on this platform."""
 
+import dataclasses
 import hashlib
 from typing import TYPE_CHECKING, Any
 
@@ -19,8 +20,24 @@ def quality_rules(body: "JobRequest") -> dict[str, Any] | None:
 
 def profile_version(profile: Profile) -> str:
     """A digest of the checks a profile applies (its thresholds, weights, required and
-    forbidden dimensions, the job's rules included): it changes exactly when they do."""
-    return hashlib.sha256(repr(profile).encode()).hexdigest()[:16]
+    forbidden dimensions, the job's rules included): it changes exactly when they do, and is
+    the same in every process (sets are written sorted: their order follows string hashing,
+    which differs from one process to the next)."""
+    return hashlib.sha256(repr(_canonical(profile)).encode()).hexdigest()[:16]
+
+
+def _canonical(value: object) -> object:
+    """`value` with every set sorted, through dataclasses, tuples, lists and dicts."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return (type(value).__name__, tuple((f.name, _canonical(getattr(value, f.name)))
+                                            for f in dataclasses.fields(value)))
+    if isinstance(value, (set, frozenset)):
+        return tuple(sorted((_canonical(item) for item in value), key=repr))
+    if isinstance(value, (tuple, list)):
+        return tuple(_canonical(item) for item in value)
+    if isinstance(value, dict):
+        return tuple(sorted(((repr(k), _canonical(v)) for k, v in value.items()), key=repr))
+    return value
 
 
 def check_scoring(body: "JobRequest", settings: IngestSettings) -> Profile:

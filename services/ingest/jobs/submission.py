@@ -31,7 +31,7 @@ from services.common.contracts import (
     WebhookEvent,
 )
 from services.common.problems import Problem
-from services.common.quality.profiles import Profile, QualityRules
+from services.common.quality.profiles import Profile, QualityRules, with_subject_checks
 from services.common.runtime import ServiceRuntime
 from services.common.sealing import JobField, seal
 from services.common.storage import ObjectStore, StorageError
@@ -250,6 +250,8 @@ class Intake:
         video_request.check_video(body.template, template_of(body), video=body.video)
         profile = check_scoring(body, settings)
         order_of = await self.subject_order(order.tenant_id, body)
+        if order_of.subject is not None:  # checked against it, as the scorer will: the version says so
+            profile = with_subject_checks(profile, order_of.subject.kind)
         clips = clip_makers.ClipOrder(body.video, template_of(body), body.model) if body.video is not None else None
         await clip_makers.check_clip_makers(self.router, settings.router_grpc_timeout_s, order=clips)
         if body.webhook_url is not None:

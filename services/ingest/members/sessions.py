@@ -48,11 +48,6 @@ class OpenedSession:
     max_age_s: int
 
 
-def client_address(request: Request) -> str | None:
-    """Where a request came from: the peer's address (a proxy in front says so in its own logs)."""
-    return request.client.host if request.client else None
-
-
 async def open_session(conn: Conn, sign_in: SignIn, *, timeouts: SessionTimeouts) -> OpenedSession:
     token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     row = await store.insert_session(conn, store.NewSession(

@@ -8,6 +8,7 @@ from fastapi import Request
 from services.common.problems import Problem
 from services.common.runtime import ServiceRuntime
 from services.ingest.accounts.plans import Plan, rate_decision
+from services.ingest.deps import client_address
 from services.ingest.members import sessions
 from services.ingest.store import callers
 
@@ -28,7 +29,7 @@ async def throttle(request: Request, runtime: ServiceRuntime) -> None:
     """Count a request without a key against its address's sign-in rate (429 beyond it)."""
     plan = SIGN_IN_RATE
     async with runtime.pool.connection() as conn:
-        ahead = await callers.take_anonymous_request(conn, f"sign-in:{sessions.client_address(request)}",
+        ahead = await callers.take_anonymous_request(conn, f"sign-in:{client_address(request)}",
                                                      interval_s=plan.interval_s, tolerance_s=plan.tolerance_s)
     if ahead is None:
         decision = rate_decision(plan, False, ahead_s=plan.tolerance_s)
@@ -38,5 +39,5 @@ async def throttle(request: Request, runtime: ServiceRuntime) -> None:
 
 def sign_in_of(request: Request, member: Any, *, method: str) -> sessions.SignIn:
     return sessions.SignIn(tenant_id=member["tenant_id"], member_id=member["id"], method=method,
-                           origin=sessions.client_address(request), user_agent=request.headers.get("user-agent", ""),
+                           origin=client_address(request), user_agent=request.headers.get("user-agent", ""),
                            email=member["email"])

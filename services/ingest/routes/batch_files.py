@@ -12,7 +12,16 @@ from fastapi.responses import StreamingResponse
 from services.common import problems
 from services.common.problems import Problem
 from services.ingest.batches import jsonl, multipart
-from services.ingest.batches.models import FILE_EXAMPLE, FILE_PREFIX, FileObject, file_object, internal_id
+from services.ingest.batches.models import (
+    BATCH_PREFIX,
+    FILE_EXAMPLE,
+    FILE_PREFIX,
+    DeletedFile,
+    FileObject,
+    external_id,
+    file_object,
+    internal_id,
+)
 from services.ingest.batches.results import Contents
 from services.ingest.compat.waiting import Pictures
 from services.ingest.deps import JobsReader, JobsWriter, Objects, Runtime, Settings
@@ -89,6 +98,27 @@ async def tenant_file(runtime: Any, file_id: str, *, tenant: str) -> dict[str, A
 async def get_file(file_id: str, tenant: JobsReader, runtime: Runtime) -> FileObject:
     """A file of yours: an input you uploaded, or a batch's output or error file."""
     return file_object(await tenant_file(runtime, file_id, tenant=tenant))
+
+
+@router.delete("/{file_id}", response_model=DeletedFile, responses=problems.responses(404, 409))
+async def delete_file(file_id: str, tenant: JobsWriter, runtime: Runtime, settings: Settings,
+                      objects: Objects) -> DeletedFile:
+    """Delete a file of yours, as OpenAI's `files.delete` does: an input file (its stored lines
+    with it), or a batch's output or error file; it is gone from `GET /v1/files/{file_id}`, while
+    a batch keeps naming it. An input file a batch still reads (one that has not ended) is
+    refused (409 `file-in-use`, naming the batch): cancel the batch, or wait for it to end."""
+    file = await tenant_file(runtime, file_id, tenant=tenant)
+    async with runtime.pool.connection() as conn, conn.transaction():
+        reading = await batch_store.batch_reading(conn, file["id"])
+        if reading is not None:
+            batch = external_id(BATCH_PREFIX, reading)
+            raise Problem(status=409, slug="file-in-use", detail=f"batch {batch} still reads file {file_id}: cancel it or wait for it to"
+                          " end", extra={"param": "file_id", "batch_id": batch})
+        chunks = await batch_store.delete_file(conn, file["id"], tenant_id=tenant)
+    if chunks is None:
+        raise Problem(status=404, slug="file-not-found", detail=f"No such file: {file_id}", extra={"param": "file_id"})
+    await jsonl.Spooler(objects=objects, tenant_id=tenant, file_id=file["id"], chunk_bytes=settings.batch_chunk_bytes, chunks=chunks).discard()
+    return DeletedFile(id=file_id)
 
 
 @router.get("/{file_id}/content", response_class=StreamingResponse, responses=problems.responses(404) | {

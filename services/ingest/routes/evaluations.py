@@ -10,12 +10,16 @@ from fastapi import APIRouter, Request, Response
 
 from services.common import problems
 from services.common.problems import Problem
+from services.ingest.accounts import spend_caps
+from services.ingest.accounts.spend_caps import Submitter
 from services.ingest.accounts.webhook_targets import check_webhook_url
-from services.ingest.deps import JobsReader, JobsWriter, Objects, Plans, Runtime, Screening, Settings
+from services.ingest.deps import Caller, JobsReader, JobsSubmitter, Objects, Plans, Runtime, Screening, Settings
 from services.ingest.evaluations.judging import checked_profile
-from services.ingest.evaluations.models import Evaluation, EvaluationBatchRequest, EvaluationRequest
+from services.ingest.evaluations.models import Evaluation, EvaluationBatchRequest, EvaluationRequest, JudgedBy
 from services.ingest.evaluations.sources import Sources
 from services.ingest.evaluations.work import Workshop
+from services.ingest.ledger_calls import Ledger, LedgerClient, LedgerStub, Quote
+from services.ingest.settings import IngestSettings
 from services.ingest.store import evaluations as evaluation_store
 from services.ingest.store.accounts import tenant_plan
 from services.ingest.store.evaluations import NewEvaluation
@@ -29,8 +33,8 @@ def workshop_of(request: Request, sources: Sources) -> Workshop:
 
 
 @router.post("", response_model=Evaluation, responses=RESPONSES)
-async def create_evaluation(body: EvaluationRequest, request: Request, tenant: JobsWriter, runtime: Runtime,
-                            settings: Settings, objects: Objects, gate: Screening) -> Evaluation:
+async def create_evaluation(body: EvaluationRequest, request: Request, caller: JobsSubmitter, runtime: Runtime,
+                            settings: Settings, objects: Objects, gate: Screening, ledger: Ledger) -> Evaluation:
     """Judge up to four images now: each image's verdict per dimension, with the reason, the
     threshold and the tier, exactly as the scorer judges a job's candidates (the template's
     profile, or `profile`, with your `rules`); an image rejected by a cheap tier is not
@@ -38,10 +42,13 @@ async def create_evaluation(body: EvaluationRequest, request: Request, tenant: J
     `delivered` (an image of yours) or `b64`, screened like an upload; `references` (up to four
     photos of the person) are compared with each. Charged per image judged, at the price book's
     `evaluation_price_per_image`, once the verdicts are in (402, and no verdicts, without the
-    credits). Nothing is generated and no provider is called."""
+    credits). Nothing is generated and no provider is called. As a job is, an evaluation is
+    refused before any image is judged (402) while the account owes credits
+    (`account-in-debt`), or when the key's spend caps have no room left (`key-cap-reached`)."""
     profile = checked_profile(body, settings)
+    tenant = await at_the_door(caller, body=body, images=len(body.images), ledger=ledger, settings=settings)
     workshop = workshop_of(request, Sources(runtime=runtime, settings=settings, objects=objects, gate=gate))
-    row = {"id": uuid.uuid4(), "tenant_id": tenant, "kind": "single", "request": stored_request(body)}
+    row: dict[str, Any] = {"id": uuid.uuid4(), "tenant_id": tenant, "kind": "single", "request": stored_request(body)}
     outcomes = await workshop.judge(row, [{"n": n, "source": image.model_dump(mode="json", exclude_none=True)}
                                           for n, image in enumerate(body.images, 1)])
     async with runtime.pool.connection() as conn, conn.transaction():
@@ -58,6 +65,20 @@ async def create_evaluation(body: EvaluationRequest, request: Request, tenant: J
     return shown
 
 
+async def at_the_door(caller: Caller, *, body: JudgedBy, images: int, ledger: LedgerStub, settings: IngestSettings) -> str:
+    """The caller's tenant, once an evaluation of `images` judged as `body` says may be judged:
+    402 while the account owes credits, or when the key's caps have no room for the images
+    (each costs a credit at least)."""
+    if ledger is not None:
+        quote = Quote(tenant_id=caller.tenant_id, template=body.template, tier="stable", images=images)
+        submitter = Submitter(caller.key_id, caller.caps) if caller.key_id is not None else None
+        refused = await spend_caps.evaluation_refusal(LedgerClient(ledger, settings.ledger_grpc_timeout_s),
+                                                      submitter, quote=quote)
+        if refused is not None:
+            raise refused
+    return caller.tenant_id
+
+
 def stored_request(body: EvaluationRequest) -> dict[str, Any]:
     """What is kept of the request: how to judge, not the images (kept one by one)."""
     return body.judged_by().model_dump(mode="json", exclude_unset=True)
@@ -65,15 +86,17 @@ def stored_request(body: EvaluationRequest) -> dict[str, Any]:
 
 @router.post("/batches", status_code=202, response_model=Evaluation, responses=RESPONSES | problems.responses(429))
 async def create_evaluation_batch(body: EvaluationBatchRequest, request: Request, response: Response,
-                                  tenant: JobsWriter, runtime: Runtime, settings: Settings, objects: Objects,
-                                  gate: Screening, plans: Plans) -> Evaluation:
+                                  caller: JobsSubmitter, runtime: Runtime, settings: Settings, objects: Objects,
+                                  gate: Screening, plans: Plans, ledger: Ledger) -> Evaluation:
     """Judge many images in the background (202): up to your plan's `evaluation_batch_images`,
     a few at a time, each as `POST /v1/evaluations` judges it; follow it at
     `GET /v1/evaluations/{id}`, and name a `webhook_url` to be told `evaluation.completed`
     (signed with the secret of GET /v1/webhooks/default/secret). Images given as `b64` are
     screened and stored now; an image that cannot be had is shown with its error and not
-    charged. Charged once, per image judged, when the batch ends."""
+    charged. Charged once, per image judged, when the batch ends; refused at once (402) as
+    `POST /v1/evaluations` is, for a debt or a key's caps."""
     checked_profile(body, settings)
+    tenant = await at_the_door(caller, body=body, images=len(body.images), ledger=ledger, settings=settings)
     async with runtime.pool.connection() as conn:
         plan = plans.get(await tenant_plan(conn, tenant))
     if len(body.images) > plan.evaluation_batch_images:

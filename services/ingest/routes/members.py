@@ -17,7 +17,7 @@ from services.common import problems
 from services.common.api import RequestModel, StorableText
 from services.common.problems import Problem
 from services.ingest.accounts import roles
-from services.ingest.deps import MembersManager, Runtime, Settings, SignedIn
+from services.ingest.deps import MembersManager, Runtime, Settings, SignedIn, client_address
 from services.ingest.members import sessions, team
 from services.ingest.members.links import BadLink, digest
 from services.ingest.members.wiring import Mail, Signer
@@ -284,7 +284,7 @@ async def accept_invitation(body: InvitationToken, request: Request, response: R
     if sso:
         raise Problem(status=409, slug="sign-in-with-provider", detail="this tenant signs in through its identity provider: continue"
                       " there to accept the invitation")
-    origin = sessions.client_address(request)
+    origin = client_address(request)
     async with runtime.pool.connection() as conn, conn.transaction():
         member = await team.accept(runtime, conn, token=body.token, identity=team.Identity(origin=origin))
         opened = await sessions.open_for(runtime, conn, sign_in=sessions.SignIn(

@@ -12,12 +12,20 @@ from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, Field
 
 from services.common import problems
-from services.common.http_headers import client_address
 from services.common.problems import Problem
 from services.common.provenance import ANCHORS_PATH
 from services.ingest import provenance, store
 from services.ingest.accounts.plans import Plan, rate_decision
-from services.ingest.deps import Runtime, Settings, api_key, authenticated, get_runtime, get_settings
+from services.ingest.deps import (
+    Runtime,
+    Settings,
+    api_key,
+    authenticated,
+    client_address,
+    get_runtime,
+    get_settings,
+    read_capped,
+)
 
 router = APIRouter(tags=["provenance"])
 
@@ -107,19 +115,6 @@ FORGET_SHARE = 0.01
 PEM_EXAMPLE = "-----BEGIN CERTIFICATE-----\nMIIBxTCCAWugAwIBAgIU…\n-----END CERTIFICATE-----\n"
 
 
-async def capped_file(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise too_large(limit)
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def too_large(limit: int) -> Problem:
     return Problem(status=413, slug="file-too-large", detail=f"at most {limit} bytes are verified", extra={"limit": limit})
 
@@ -129,9 +124,7 @@ async def take_anonymous(request: Request, response: Response) -> None:
     runtime, settings = await get_runtime(request), await get_settings(request)
     plan = Plan(name="anonymous", requests_per_s=settings.verify_requests_per_s, burst=settings.verify_burst,
                 concurrent_jobs=None, images_per_day=None, priority=0)
-    peer = request.client.host if request.client else None
-    forwarded = ", ".join(request.headers.getlist(settings.forwarded_header)) or None
-    client = client_address(peer, forwarded, proxies=settings.proxy_networks())
+    client = client_address(request)
     async with runtime.pool.connection() as conn:
         ahead = await store.take_anonymous_request(conn, client, interval_s=plan.interval_s, tolerance_s=plan.tolerance_s)
         if random.random() < FORGET_SHARE:  # now and then, so the table holds only recent addresses
@@ -191,7 +184,8 @@ async def verify_file(request: Request, response: Response, runtime: Runtime, se
         tenant = (await authenticated(request, response, bearer=bearer)).tenant_id
     else:
         await take_anonymous(request, response)
-    data = await capped_file(request, settings.verify_max_bytes)
+    limit = settings.verify_max_bytes
+    data = await read_capped(request, limit, refused=lambda _size: too_large(limit))
     media_type = provenance.media_type_of(data)
     if media_type is None:
         raise Problem(status=415, slug="unsupported-media-type", detail="send a PNG, JPEG, WebP or MP4 file as the request's body")

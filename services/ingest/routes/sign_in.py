@@ -15,7 +15,7 @@ from services.common import problems
 from services.common.api import RequestModel, StorableText
 from services.common.audit import Action, record_action
 from services.common.problems import Problem
-from services.ingest.deps import Runtime, Settings, SignedIn
+from services.ingest.deps import Runtime, Settings, SignedIn, client_address
 from services.ingest.members import sessions
 from services.ingest.members.links import BadLink, digest
 from services.ingest.members.mail import Mail as Message
@@ -127,7 +127,7 @@ async def redeem_sign_in_link(body: LinkToken, request: Request, response: Respo
     runtime.relay.notify()
     sessions.set_cookies(response, opened)
     now = datetime.now(UTC)
-    return SessionOut(id=opened.id, method="email_link", origin=sessions.client_address(request),
+    return SessionOut(id=opened.id, method="email_link", origin=client_address(request),
                       user_agent=request.headers.get("user-agent", ""), created_at=now, last_seen_at=now,
                       expires_at=now, current=True)
 

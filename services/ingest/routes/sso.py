@@ -20,7 +20,7 @@ from services.common import problems
 from services.common.api import RequestModel, StorableText
 from services.common.audit import Action, record_action
 from services.common.problems import Problem
-from services.ingest.deps import Runtime, Settings, SsoManager
+from services.ingest.deps import Runtime, Settings, SsoManager, client_address
 from services.ingest.key_encryption import keyring_of
 from services.ingest.members import oidc, sessions, sso
 from services.ingest.members.links import digest
@@ -206,8 +206,8 @@ async def signed_in(request: Request, served: tuple[Any, Any, oidc.Provider],
                                                                                     attempt.nonce))
     except oidc.OidcError as refused:
         raise Problem(status=403, slug="sso-token-refused", detail=str(refused)) from None
-    arrival = sso.Arrival(provider=provider, claimed=sso.Claimed.of(claims, provider.groups_claim), origin=sessions.client_address(request),
-                          invitation=attempt.invitation)
+    arrival = sso.Arrival(provider=provider, claimed=sso.Claimed.of(claims, provider.groups_claim),
+                          origin=client_address(request), invitation=attempt.invitation)
     async with runtime.pool.connection() as conn, conn.transaction():
         if not await store.first_use_of_token(conn, hashlib.sha256(id_token.encode()).hexdigest(),
                                               expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC)):

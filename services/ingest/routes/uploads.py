@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from services.common import problems
 from services.common.problems import Problem
 from services.ingest import store
-from services.ingest.deps import JobsReader, JobsWriter, Objects, Runtime, Screening, Settings
+from services.ingest.deps import JobsReader, JobsWriter, Objects, Runtime, Screening, Settings, read_capped
 from services.ingest.inputs import screening
 
 router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
@@ -46,16 +46,7 @@ class Upload(BaseModel):
 
 async def capped_body(request: Request, limit: int) -> bytes:
     """The body, refused (413) as soon as its declared or its read length passes `limit`."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise too_large(int(declared), limit)
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large(size, limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return await read_capped(request, limit, refused=lambda size: too_large(size, limit))
 
 
 def too_large(size: int, limit: int) -> Problem:

@@ -61,6 +61,22 @@ async def read_file(conn: Conn, file_id: UUID, *, tenant_id: str) -> dict[str, A
     return dict(row) if row else None
 
 
+async def batch_reading(conn: Conn, file_id: UUID) -> UUID | None:
+    """A batch that has not ended and still reads this input file, if any."""
+    row = await (await conn.execute(
+        "SELECT id FROM batches WHERE input_file_id = %s AND status IN ('validating', 'in_progress', 'finalizing',"
+        " 'cancelling') LIMIT 1", [file_id])).fetchone()
+    return row["id"] if row else None
+
+
+async def delete_file(conn: Conn, file_id: UUID, *, tenant_id: str) -> list[Chunk] | None:
+    """Delete the tenant's file (its chunks' rows with it); the chunks it had, None when there was no such file."""
+    chunks = await chunks_of(conn, file_id)
+    row = await (await conn.execute("DELETE FROM batch_files WHERE id = %s AND tenant_id = %s RETURNING id",
+                                    [file_id, tenant_id])).fetchone()
+    return chunks if row else None
+
+
 async def chunks_of(conn: Conn, file_id: UUID) -> list[Chunk]:
     rows = await (await conn.execute("SELECT chunk, first_line, lines, bytes FROM batch_file_chunks"
                                      " WHERE file_id = %s ORDER BY chunk", [file_id])).fetchall()

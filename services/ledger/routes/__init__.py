@@ -1,5 +1,14 @@
 """The ledger's HTTP API: admin top-ups and settings, reconciliation, and Stripe's payment
-webhooks (`Stripe-Signature: t=…,v1=…`, checked by its library), each event applied once."""
+webhooks (`Stripe-Signature: t=…,v1=…`, checked by its library), each event applied once.
+
+Its modules:
+    audit.py          the operators' view of the audit trail (`GET /admin/v1/audit`);
+                      services.ledger.audit keeps it
+    billing.py        the ledger's internal billing API, for ingest, which serves the public
+                      `/v1/billing` routes
+    evaluations.py    the ledger's internal evaluation charges, for ingest's /v1/evaluations
+    tenant_audit.py   the ledger's internal audit API
+"""
 
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 

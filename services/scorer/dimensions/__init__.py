@@ -32,6 +32,11 @@ check is not measured by the expensive ones.
 `Scoring` (`scoring`); `select_best` picks the best passing ones. Declaring, judging and
 checking rules need no torch: the names that measure (`Scorer`, `ImageBatch`,
 `PromptAligner`, …) are imported on first use.
+
+Its modules besides those named above:
+    built_in.py       the built-in dimensions' measures, registered under their dimensions' names
+                      when the scorer imports them
+    core.py           what judging a dimension yields
 """
 
 import importlib

@@ -4,8 +4,9 @@ face, and the background around the subject.
 Colour is read in linear light (sRGB decoded) and compared in CIELAB (D65):
 
 * skin_tone — the subject's cheeks and nose (the middle of the face box), white-balanced
-  by grey world (each channel scaled so the image's channel means agree, brightness kept,
-  so a colour cast of the whole image is not read as a skin tone), as lightness L* and
+  by grey edge (each channel scaled so the image's mean edge strengths agree, brightness
+  kept, so a colour cast of the whole image is not read as a skin tone, nor is a coloured
+  backdrop, which grey world would), as lightness L* and
   chroma C*. The value is in stops: the larger of |log2| of the skin's luminance ratio and
   of its chroma ratio to the reference face's. A stop is a doubling of light. For a job of
   a subject, to the skin of the subject's photos (`likeness`).
@@ -46,10 +47,15 @@ def linear(rgb: np.ndarray) -> np.ndarray:
     return linear_light
 
 
-def grey_world_gains(rgb: np.ndarray) -> np.ndarray:
-    """Per-channel gains that make the image's linear channel means equal, keeping their mean."""
-    means = linear(rgb[::4, ::4]).reshape(-1, 3).mean(axis=0)
-    gains: np.ndarray = means.mean() / np.maximum(means, 1e-6)
+def grey_edge_gains(rgb: np.ndarray) -> np.ndarray:
+    """Per-channel gains that make the image's mean linear edge strengths equal, keeping their
+    mean (grey edge: the light's colour read from where colours change). Grey world, the means
+    of the channels themselves, reads a coloured backdrop as a cast: a blue one turned every
+    skin before it redder by over a stop of chroma; a flat backdrop has no edges to mislead."""
+    light = linear(rgb[::2, ::2]).astype(np.float32)
+    edges = np.array([np.hypot(cv2.Sobel(light[..., c], cv2.CV_32F, 1, 0), cv2.Sobel(light[..., c], cv2.CV_32F, 0, 1))
+                      .mean() for c in range(3)])
+    gains: np.ndarray = edges.mean() / np.maximum(edges, 1e-6)
     return gains
 
 
@@ -83,7 +89,7 @@ def skin_colour(rgb: np.ndarray, face: Face | None) -> tuple[float, float] | Non
     patch = skin_patch(rgb, face)
     if not patch.size:
         return None
-    mean = linear(patch).reshape(-1, 3).mean(axis=0) * grey_world_gains(rgb)
+    mean = linear(patch).reshape(-1, 3).mean(axis=0) * grey_edge_gains(rgb)
     return lab_of(mean)
 
 

@@ -4,6 +4,12 @@ Ingest's calibration report (`/admin/v1/calibration`) gathers the delivered imag
 customers said of them, and asks the scorer for the per-profile, per-dimension figures
 (`calibration.calibrate`), so that what a threshold is stays the scorer's. Internal:
 served on the scorer's own port, which only the cluster reaches.
+
+Its modules:
+    evaluations.py    the scorer's internal API: images the line did not make, judged as a job's
+                      candidates are
+    measurements.py   the scorer's internal API: measure one photo with named dimensions, judge
+                      nothing
 """
 
 import asyncio
