@@ -70,7 +70,7 @@ from services.ingest.settings import IngestSettings  # noqa: E402
 from services.ledger.app import grant  # noqa: E402
 from services.ledger.records import CreditGrant  # noqa: E402
 from services.ledger.settings import LedgerSettings  # noqa: E402
-from services.router.providers.painter import Batch, LocalGenerator  # noqa: E402
+from services.router.providers.painter import CandidateRange, LocalGenerator  # noqa: E402
 from services.scorer.dimensions import Equipment, Scorer, Scoring  # noqa: E402
 from services.scorer.dimensions.tiers import Enough  # noqa: E402
 
@@ -213,7 +213,7 @@ async def in_process(endpoints: Endpoints, jobs: int, side: int, candidates: int
                            " url text, score float8)")
         for i in range(jobs + 3):  # the first few warm up
             clock = time.perf_counter()
-            painted = generator.paint(Batch(prompt=PROMPT, seed=i, count=candidates))
+            painted = generator.paint(CandidateRange(prompt=PROMPT, seed=i, count=candidates))
             painted_at = time.perf_counter()
             # As the scorer service scores an attempt: in tiers, until the job's one image is known.
             scoring = Scoring(profile=profile, prompt=PROMPT, requested_size=(side, side), tiered=True,

@@ -37,7 +37,7 @@ from bench.costs import CpuMeter, counted  # noqa: E402
 from bench.e2e import PROMPT, Watcher, start_platform, submit, tenant  # noqa: E402
 from genline_stack.fleet import SERVICES  # noqa: E402
 from services.common.quality.profiles import job_profile  # noqa: E402
-from services.router.providers.painter import Batch, LocalGenerator  # noqa: E402
+from services.router.providers.painter import CandidateRange, LocalGenerator  # noqa: E402
 from services.scorer.dimensions import Equipment, Scorer, Scoring  # noqa: E402
 from services.scorer.dimensions.tiers import Enough  # noqa: E402
 from services.scorer.settings import ScorerSettings  # noqa: E402
@@ -124,7 +124,7 @@ def work_in_process(order: Order, side: int, batch: int) -> float:
     with Scorer(Equipment(load_entry_points=False)) as scorer:
         for start in range(0, order.candidates, batch):
             count = min(batch, order.candidates - start)
-            painted = generator.paint(Batch(prompt=PROMPT, seed=start, count=count))
+            painted = generator.paint(CandidateRange(prompt=PROMPT, seed=start, count=count))
             indices = tuple(range(start, start + count))
             scoring = Scoring(profile=profile, prompt=PROMPT, requested_size=(side, side), tiered=True,
                               enough=Enough(order.images, indices, passed))

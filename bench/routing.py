@@ -43,7 +43,7 @@ from services.router.clock import LoopClock, run_simulated  # noqa: E402
 from services.router.engine import RoutingEngine  # noqa: E402
 from services.router.fairness import FairQueue, Place  # noqa: E402
 from services.router.health import BreakerSettings  # noqa: E402
-from services.router.planning import Tally  # noqa: E402
+from services.router.planning import VerdictTally  # noqa: E402
 from services.router.routing_types import (  # noqa: E402
     AimdSettings,
     AllProvidersFailed,
@@ -171,7 +171,7 @@ def score(day: Day, job: SimJob, result) -> int:
         verdicts.setdefault(routed.provider, []).append(
             unit_draw(day.seed, job.job_id, routed.image.index, routed.provider) < rate)
     for provider, passes in verdicts.items():
-        day.engine.observe_scores(Tally(provider=provider, template=job.template, passed=sum(passes), failed=len(passes) - sum(passes)))
+        day.engine.observe_scores(VerdictTally(provider=provider, template=job.template, passed=sum(passes), failed=len(passes) - sum(passes)))
     return sum(sum(passes) for passes in verdicts.values())
 
 

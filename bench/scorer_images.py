@@ -8,7 +8,7 @@ import numpy as np
 from skimage import data as photos
 
 from services.router.providers.image_stages import animate
-from services.router.providers.painter import Batch, LocalGenerator
+from services.router.providers.painter import CandidateRange, LocalGenerator
 
 SIDE = 1024
 PHOTOS = ("astronaut", "coffee", "chelsea", "camera", "rocket")
@@ -28,7 +28,7 @@ def source_images() -> list[np.ndarray]:
         rgb = np.stack([image] * 3, axis=-1) if image.ndim == 2 else image[..., :3]
         sources.append(cv2.resize(rgb, (SIDE, SIDE), interpolation=cv2.INTER_LANCZOS4))
     generator = LocalGenerator(SIDE, SIDE, defect_rate=0.25)
-    for candidate in generator.paint(Batch(prompt="bench", seed=7, count=8)):
+    for candidate in generator.paint(CandidateRange(prompt="bench", seed=7, count=8)):
         sources.append(cv2.imdecode(np.frombuffer(candidate.png, np.uint8), cv2.IMREAD_COLOR_RGB))
     rng = np.random.default_rng(0)
     photo = sources[0]

@@ -12,7 +12,7 @@ from bench.scorer_images import clip_pool, still_pools
 from services.common.quality.dimensions import registered
 from services.common.quality.profiles import Profile, load_profile
 from services.scorer.dimensions import ImageVerdict, Scorer, Scoring, select_best
-from services.scorer.dimensions.tiers import Enough, Progress, TierWalk, outranks
+from services.scorer.dimensions.tiers import Enough, ImageProgress, TierWalk, outranks
 
 TIER_PROFILES = ("generic", "headshot", "product", "motion")
 JOB_SOUND, JOB_DEFECTIVE, JOB_IMAGES = 8, 4, 3
@@ -62,7 +62,7 @@ def must_measure(walk: TierWalk, verdicts: list[ImageVerdict], wanted: list[int]
             continue
         values = {names[label]: result.value for label, result in verdict.dimensions.items()
                   if label in names and result.value is not None}
-        progress, dimensions = Progress(), set()
+        progress, dimensions = ImageProgress(), set()
         for position, step in enumerate(walk.steps):
             ordered = position >= walk.ordered_from
             if ordered and not outranks((walk.ceiling(progress), index), kth):

@@ -5,12 +5,12 @@ import argparse
 
 from rich.table import Table
 
-from genline_cli.session import Output, common_options, with_client
+from genline_cli.session import CommandOutput, common_options, with_client
 from genline_client import Genline
 from services.common.cli import CommandTree
 
 
-def show_account(client: Genline, args: argparse.Namespace, *, output: Output) -> int:
+def show_account(client: Genline, args: argparse.Namespace, *, output: CommandOutput) -> int:
     account = client.account()
     if output.as_json:
         output.json(account.model_dump(mode="json"))

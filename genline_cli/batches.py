@@ -17,18 +17,18 @@ from pathlib import Path
 
 from rich.table import Table
 
-from genline_cli.session import EXIT_NO_IMAGES, Output, common_options, with_client
+from genline_cli.session import EXIT_NO_IMAGES, CommandOutput, common_options, with_client
 from genline_client import Genline
 from services.common.cli import CommandTree
 
 
-def show_batch(batch: dict, output: Output) -> None:
+def show_batch(batch: dict, output: CommandOutput) -> None:
     counts = batch["request_counts"]
     output.out.print(f"{batch['id']}: {batch['status']}, {counts['completed']} completed and {counts['failed']}"
                      f" failed of {counts['total']}")
 
 
-def submit(client: Genline, args: argparse.Namespace, *, output: Output) -> int:
+def submit(client: Genline, args: argparse.Namespace, *, output: CommandOutput) -> int:
     batch = client.batches.create(args.file, endpoint=args.endpoint, filename=args.file.name)
     if args.wait or args.output:
         if not output.as_json:
@@ -42,25 +42,25 @@ def submit(client: Genline, args: argparse.Namespace, *, output: Output) -> int:
     return 0 if batch["status"] in ("completed", "in_progress") else EXIT_NO_IMAGES
 
 
-def status(client: Genline, args: argparse.Namespace, *, output: Output) -> int:
+def status(client: Genline, args: argparse.Namespace, *, output: CommandOutput) -> int:
     batch = client.batches.get(args.batch)
     output.json(batch) if output.as_json else show_batch(batch, output)
     return 0
 
 
-def results(client: Genline, args: argparse.Namespace, *, output: Output) -> int:
+def results(client: Genline, args: argparse.Namespace, *, output: CommandOutput) -> int:
     for line in client.batches.results(args.batch, errors=args.errors):
         output.json(line)
     return 0
 
 
-def cancel(client: Genline, args: argparse.Namespace, *, output: Output) -> int:
+def cancel(client: Genline, args: argparse.Namespace, *, output: CommandOutput) -> int:
     batch = client.batches.cancel(args.batch)
     output.json(batch) if output.as_json else show_batch(batch, output)
     return 0
 
 
-def listing(client: Genline, args: argparse.Namespace, *, output: Output) -> int:
+def listing(client: Genline, args: argparse.Namespace, *, output: CommandOutput) -> int:
     page = client.batches.list(limit=args.limit)
     if output.as_json:
         output.json(page)
@@ -77,7 +77,7 @@ def listing(client: Genline, args: argparse.Namespace, *, output: Output) -> int
 COMMANDS = {"submit": submit, "status": status, "results": results, "cancel": cancel, "list": listing}
 
 
-def evaluate(client: Genline, args: argparse.Namespace, *, output: Output) -> int:
+def evaluate(client: Genline, args: argparse.Namespace, *, output: CommandOutput) -> int:
     options = {"template": args.template, "profile": args.profile, "prompt": args.prompt, "size": args.size,
                "references": [str(path) for path in args.reference] or None}
     images = [image if image.startswith(("http://", "https://")) else Path(image) for image in args.images]

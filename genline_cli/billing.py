@@ -6,7 +6,7 @@ import argparse
 
 from rich.table import Table
 
-from genline_cli.session import Output, common_options, with_client
+from genline_cli.session import CommandOutput, common_options, with_client
 from genline_client import Genline
 from services.common.cli import CommandTree
 
@@ -15,11 +15,11 @@ def money(minor: int, currency: str) -> str:
     return f"{minor / 100:.2f} {currency.upper()}"
 
 
-def show_billing(client: Genline, args: argparse.Namespace, *, output: Output) -> int:
+def show_billing(client: Genline, args: argparse.Namespace, *, output: CommandOutput) -> int:
     return print_billing(client.billing(), output)
 
 
-def print_billing(billing: dict, output: Output) -> int:
+def print_billing(billing: dict, output: CommandOutput) -> int:
     if output.as_json:
         output.json(billing)
         return 0
@@ -44,7 +44,7 @@ def print_billing(billing: dict, output: Output) -> int:
     return 0
 
 
-def open_checkout(client: Genline, args: argparse.Namespace, *, output: Output) -> int:
+def open_checkout(client: Genline, args: argparse.Namespace, *, output: CommandOutput) -> int:
     checkout = client.checkout(args.pack, save_card=args.save_card)
     if output.as_json:
         output.json(checkout.model_dump(mode="json"))
@@ -54,7 +54,7 @@ def open_checkout(client: Genline, args: argparse.Namespace, *, output: Output) 
     return 0
 
 
-def set_auto_topup(client: Genline, args: argparse.Namespace, *, output: Output) -> int:
+def set_auto_topup(client: Genline, args: argparse.Namespace, *, output: CommandOutput) -> int:
     return print_billing(client.set_auto_topup(args.below, args.pack, max_per_month=args.max_per_month, enabled=not args.off), output)
 
 

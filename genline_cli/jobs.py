@@ -22,9 +22,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from genline_cli.session import EXIT_NO_IMAGES, EXIT_USAGE, Command, Output, common_options, with_client
-from genline_client import FirstFrame, Genline, Job, JobEvent, Video, verify_receipt
+from genline_cli.session import EXIT_NO_IMAGES, EXIT_USAGE, Command, CommandOutput, common_options, with_client
 from genline_client import Output as Delivered
+from genline_client import FirstFrame, Genline, Job, JobEvent, Video, verify_receipt
 from genline_client import Progress as ClientProgress
 from genline_client.models import SUCCESSFUL_STATES
 from services.common.cli import CommandTree
@@ -138,7 +138,7 @@ def video_of(args) -> Video | None:
                  **{name: value for name, value in shape.items() if value is not None})
 
 
-def submit(client: Genline, args, *, output: Output) -> int:
+def submit(client: Genline, args, *, output: CommandOutput) -> int:
     try:
         video = video_of(args)
         photo = args.input.read_bytes() if args.input is not None else None
@@ -167,7 +167,7 @@ def submit(client: Genline, args, *, output: Output) -> int:
     return finish(client, job, directory=args.download, output=output)
 
 
-def follow(client: Genline, job_id, *, output: Output, timeout: float | None) -> Job:
+def follow(client: Genline, job_id, *, output: CommandOutput, timeout: float | None) -> Job:
     """Wait for the job, showing what happens to it as it happens.
 
     On a terminal a live bar on stderr shows the job's progress (candidates generated,
@@ -230,7 +230,7 @@ def stage_of(state: str) -> int:
     return STAGES.index(state) if state in STAGES else len(STAGES)
 
 
-def finish(client: Genline, job: Job, *, directory: Path | None, output: Output) -> int:
+def finish(client: Genline, job: Job, *, directory: Path | None, output: CommandOutput) -> int:
     paths = client.jobs.download(job, directory) if directory and job.outputs else []
     if output.as_json:
         output.json(job.model_dump(mode="json") | ({"files": [str(p) for p in paths]} if directory else {}))
@@ -292,7 +292,7 @@ def clip_asked(video: dict) -> str:
     return f"{video.get('duration_s')} s, {video.get('aspect_ratio')}, {video.get('resolution')}{fps}"
 
 
-def get(client: Genline, args, *, output: Output) -> int:
+def get(client: Genline, args, *, output: CommandOutput) -> int:
     job = client.jobs.get(args.job_id)
     if output.as_json:
         output.json(job.model_dump(mode="json"))
@@ -301,7 +301,7 @@ def get(client: Genline, args, *, output: Output) -> int:
     return 0
 
 
-def cancel(client: Genline, args, *, output: Output) -> int:
+def cancel(client: Genline, args, *, output: CommandOutput) -> int:
     job = client.jobs.cancel(args.job_id)
     if output.as_json:
         output.json(job.model_dump(mode="json"))
@@ -310,7 +310,7 @@ def cancel(client: Genline, args, *, output: Output) -> int:
     return 0
 
 
-def list_jobs(client: Genline, args, *, output: Output) -> int:
+def list_jobs(client: Genline, args, *, output: CommandOutput) -> int:
     page = client.jobs.list(limit=args.limit, cursor=args.cursor, state=args.state, template=args.template)
     if output.as_json:
         output.json(page.model_dump(mode="json"))
@@ -325,7 +325,7 @@ def list_jobs(client: Genline, args, *, output: Output) -> int:
     return 0
 
 
-def events(client: Genline, args, *, output: Output) -> int:
+def events(client: Genline, args, *, output: CommandOutput) -> int:
     entries = client.jobs.events(args.job_id, after=args.after)
     if output.as_json:
         output.json([entry.model_dump(mode="json") for entry in entries])
@@ -335,7 +335,7 @@ def events(client: Genline, args, *, output: Output) -> int:
     return 0
 
 
-def watch(client: Genline, args, *, output: Output) -> int:
+def watch(client: Genline, args, *, output: CommandOutput) -> int:
     if output.as_json:  # one JSON object per event, as it happens
         job = client.jobs.wait(args.job_id, timeout=args.timeout,
                                on_event=lambda event: output.json(event.model_dump(mode="json")))
@@ -345,7 +345,7 @@ def watch(client: Genline, args, *, output: Output) -> int:
     return 0 if job.state in SUCCESSFUL_STATES else EXIT_NO_IMAGES
 
 
-def download(client: Genline, args, *, output: Output) -> int:
+def download(client: Genline, args, *, output: CommandOutput) -> int:
     paths = client.jobs.download(args.job_id, args.directory)
     if output.as_json:
         output.json([str(p) for p in paths])
@@ -354,7 +354,7 @@ def download(client: Genline, args, *, output: Output) -> int:
     return 0
 
 
-def receipt(client: Genline, args, *, output: Output) -> int:
+def receipt(client: Genline, args, *, output: CommandOutput) -> int:
     document = client.receipt(args.job_id)
     if args.verify:
         body = verify_receipt(document, client.signing_keys())  # ReceiptVerificationError: exit 1

@@ -6,14 +6,14 @@ import argparse
 
 from rich.table import Table
 
-from genline_cli.session import Output, common_options, with_client
+from genline_cli.session import CommandOutput, common_options, with_client
 from genline_client import Genline
 from services.common.cli import CommandTree
 
 ROLES = ("owner", "admin", "developer", "billing", "viewer")
 
 
-def list_members(client: Genline, args: argparse.Namespace, *, output: Output) -> int:
+def list_members(client: Genline, args: argparse.Namespace, *, output: CommandOutput) -> int:
     members = client.members()
     if output.as_json:
         output.json(members)
@@ -26,7 +26,7 @@ def list_members(client: Genline, args: argparse.Namespace, *, output: Output) -
     return 0
 
 
-def invite(client: Genline, args: argparse.Namespace, *, output: Output) -> int:
+def invite(client: Genline, args: argparse.Namespace, *, output: CommandOutput) -> int:
     invitation = client.invite(args.email, args.role)
     if output.as_json:
         output.json(invitation)
@@ -37,7 +37,7 @@ def invite(client: Genline, args: argparse.Namespace, *, output: Output) -> int:
     return 0 if invitation["mailed"] else 1
 
 
-def set_role(client: Genline, args: argparse.Namespace, *, output: Output) -> int:
+def set_role(client: Genline, args: argparse.Namespace, *, output: CommandOutput) -> int:
     member = client.set_member_role(args.member_id, args.role)
     if output.as_json:
         output.json(member)
@@ -46,14 +46,14 @@ def set_role(client: Genline, args: argparse.Namespace, *, output: Output) -> in
     return 0
 
 
-def remove(client: Genline, args: argparse.Namespace, *, output: Output) -> int:
+def remove(client: Genline, args: argparse.Namespace, *, output: CommandOutput) -> int:
     client.remove_member(args.member_id, move_keys_to=args.move_keys_to)
     output.out.print(f"removed {args.member_id}" + (f"; keys moved to {args.move_keys_to}" if args.move_keys_to
                                                       else "; their keys are revoked"))
     return 0
 
 
-def audit_log(client: Genline, args: argparse.Namespace, *, output: Output) -> int:
+def audit_log(client: Genline, args: argparse.Namespace, *, output: CommandOutput) -> int:
     entries = client.audit_log(action=args.action, limit=args.limit)
     if output.as_json:
         output.json(entries)

@@ -11,7 +11,7 @@ altered; 5 nothing ties it to the deployment; 1 the API refused or could not be 
 import argparse
 import sys
 
-from genline_cli.session import EXIT_API, Output, report_problem
+from genline_cli.session import EXIT_API, CommandOutput, report_problem
 from genline_client import APIError, GenlineError, verify_file
 from services.common.cli import CommandTree
 
@@ -19,7 +19,7 @@ EXIT_ALTERED, EXIT_UNKNOWN = 4, 5
 
 
 def verify(args: argparse.Namespace) -> int:
-    output = Output(args.json)
+    output = CommandOutput(args.json)
     try:
         answer = verify_file(args.file, base_url=args.api_url, api_key=args.api_key)
     except OSError as error:
@@ -40,7 +40,7 @@ def verify(args: argparse.Namespace) -> int:
     return 0 if answer["intact"] else EXIT_ALTERED
 
 
-def show(output: Output, name: str, *, answer: dict) -> None:
+def show(output: CommandOutput, name: str, *, answer: dict) -> None:
     credentials, mark = answer["content_credentials"], answer["watermark"]
     output.out.print(f"[bold]{name}[/bold]: {answer['summary']}")
     state = credentials["state"] or ("absent" if not credentials["present"] else "unreadable")
@@ -56,7 +56,7 @@ def show(output: Output, name: str, *, answer: dict) -> None:
     sys.stdout.flush()
 
 
-def show_recovered(output: Output, recovered: dict) -> None:
+def show_recovered(output: CommandOutput, recovered: dict) -> None:
     output.out.print("  recovered from the deployment's records, not read from this file:")
     output.out.print(f"    manifest {recovered['manifest_label']} (delivery {recovered['delivery_id']})")
     if recovered.get("provider"):

@@ -27,7 +27,7 @@ def common_options() -> argparse.ArgumentParser:
     return common
 
 
-class Output:
+class CommandOutput:
     """Where a command writes: JSON or rich text on stdout, people's messages on stderr."""
 
     def __init__(self, as_json: bool) -> None:
@@ -50,7 +50,7 @@ class Output:
 def with_client(args: argparse.Namespace, command: "Command") -> int:
     """Run `command` with a client made from the arguments; an API's refusal or a bad
     configuration becomes a message and an exit status, never a traceback."""
-    output = Output(args.json)
+    output = CommandOutput(args.json)
     try:
         with Genline(args.api_key, args.api_url) as client:
             return command(client, args, output=output)
@@ -67,7 +67,7 @@ def with_client(args: argparse.Namespace, command: "Command") -> int:
         return 130
 
 
-def report_problem(output: Output, error: APIError) -> None:
+def report_problem(output: CommandOutput, error: APIError) -> None:
     if output.as_json:
         print(json.dumps(error.problem), file=sys.stderr)
         return
@@ -79,4 +79,4 @@ def report_problem(output: Output, error: APIError) -> None:
 class Command(Protocol):
     """A subcommand: the client and the parsed arguments, and where its output goes."""
 
-    def __call__(self, client: Genline, args: argparse.Namespace, *, output: Output) -> int: ...
+    def __call__(self, client: Genline, args: argparse.Namespace, *, output: CommandOutput) -> int: ...

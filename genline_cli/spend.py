@@ -6,7 +6,7 @@ import argparse
 
 from rich.table import Table
 
-from genline_cli.session import Output, common_options, with_client
+from genline_cli.session import CommandOutput, common_options, with_client
 from genline_client import Genline
 from services.common.cli import CommandTree
 
@@ -15,7 +15,7 @@ def _credits(value: int | None) -> str:
     return "no cap" if value is None else str(value)
 
 
-def list_keys(client: Genline, args: argparse.Namespace, *, output: Output) -> int:
+def list_keys(client: Genline, args: argparse.Namespace, *, output: CommandOutput) -> int:
     keys = client.api_keys()
     if output.as_json:
         output.json(keys)
@@ -29,7 +29,7 @@ def list_keys(client: Genline, args: argparse.Namespace, *, output: Output) -> i
     return 0
 
 
-def set_caps(client: Genline, args: argparse.Namespace, *, output: Output) -> int:
+def set_caps(client: Genline, args: argparse.Namespace, *, output: CommandOutput) -> int:
     key = client.set_key_caps(args.key_id, daily_cap_credits=args.daily, monthly_cap_credits=args.monthly)
     if output.as_json:
         output.json(key)
@@ -39,7 +39,7 @@ def set_caps(client: Genline, args: argparse.Namespace, *, output: Output) -> in
     return 0
 
 
-def show_alerts(client: Genline, args: argparse.Namespace, *, output: Output) -> int:
+def show_alerts(client: Genline, args: argparse.Namespace, *, output: CommandOutput) -> int:
     if args.balance_low_below is not None or args.grant_expiring_days is not None:
         current = client.alerts()["settings"]
         below = None if args.balance_low_below == -1 else (

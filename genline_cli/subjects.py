@@ -16,7 +16,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from genline_cli.session import EXIT_NO_IMAGES, EXIT_USAGE, Command, Output, common_options, with_client
+from genline_cli.session import EXIT_NO_IMAGES, EXIT_USAGE, Command, CommandOutput, common_options, with_client
 from genline_client import Genline, PhotoVerdict, Subject
 from services.common.cli import CommandTree
 
@@ -54,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     wait.add_argument("--timeout", type=float, metavar="SECONDS")
 
 
-def read_photos(paths: list[Path], output: Output) -> list[bytes] | None:
+def read_photos(paths: list[Path], output: CommandOutput) -> list[bytes] | None:
     try:
         return [path.read_bytes() for path in paths]
     except OSError as error:
@@ -62,7 +62,7 @@ def read_photos(paths: list[Path], output: Output) -> list[bytes] | None:
         return None
 
 
-def create(client: Genline, args, *, output: Output) -> int:
+def create(client: Genline, args, *, output: CommandOutput) -> int:
     photos = read_photos(args.photos, output)
     if photos is None:
         return EXIT_USAGE
@@ -70,7 +70,7 @@ def create(client: Genline, args, *, output: Output) -> int:
     return shown(subject, subject.photos, output=output)
 
 
-def add_photos(client: Genline, args, *, output: Output) -> int:
+def add_photos(client: Genline, args, *, output: CommandOutput) -> int:
     photos = read_photos(args.photos, output)
     if photos is None:
         return EXIT_USAGE
@@ -78,7 +78,7 @@ def add_photos(client: Genline, args, *, output: Output) -> int:
     return shown(added.subject, added.added, output=output)
 
 
-def shown(subject: Subject, verdicts: list[PhotoVerdict], *, output: Output) -> int:
+def shown(subject: Subject, verdicts: list[PhotoVerdict], *, output: CommandOutput) -> int:
     """The subject with the verdicts of the photos just sent; 3 when none was accepted."""
     if output.as_json:
         output.json(subject.model_dump(mode="json") | {"added": [v.model_dump(mode="json") for v in verdicts]})
@@ -101,7 +101,7 @@ def show_subject(console: Console, subject: Subject, *, verdicts: list[PhotoVerd
                       (f": {'; '.join(verdict.reasons)}" if verdict.reasons else ""), soft_wrap=True)
 
 
-def show(client: Genline, args, *, output: Output) -> int:
+def show(client: Genline, args, *, output: CommandOutput) -> int:
     subject = client.subjects.get(args.subject_id)
     if output.as_json:
         output.json(subject.model_dump(mode="json"))
@@ -110,7 +110,7 @@ def show(client: Genline, args, *, output: Output) -> int:
     return 0
 
 
-def list_subjects(client: Genline, args, *, output: Output) -> int:
+def list_subjects(client: Genline, args, *, output: CommandOutput) -> int:
     page = client.subjects.list(limit=args.limit, cursor=args.cursor)
     if output.as_json:
         output.json(page.model_dump(mode="json"))
@@ -125,7 +125,7 @@ def list_subjects(client: Genline, args, *, output: Output) -> int:
     return 0
 
 
-def delete(client: Genline, args, *, output: Output) -> int:
+def delete(client: Genline, args, *, output: CommandOutput) -> int:
     answer = client.subjects.delete(args.subject_id)
     if output.as_json:
         output.json(answer)
@@ -134,7 +134,7 @@ def delete(client: Genline, args, *, output: Output) -> int:
     return 0
 
 
-def wait(client: Genline, args, *, output: Output) -> int:
+def wait(client: Genline, args, *, output: CommandOutput) -> int:
     subject = client.subjects.wait(args.subject_id, until=args.until, timeout=args.timeout)
     if output.as_json:
         output.json(subject.model_dump(mode="json"))

@@ -6,12 +6,12 @@ import argparse
 
 from rich.table import Table
 
-from genline_cli.session import Output, common_options, with_client
+from genline_cli.session import CommandOutput, common_options, with_client
 from genline_client import Genline
 from services.common.cli import CommandTree
 
 
-def show_attribution(client: Genline, args: argparse.Namespace, *, output: Output) -> int:
+def show_attribution(client: Genline, args: argparse.Namespace, *, output: CommandOutput) -> int:
     attribution = client.usage_attribution(group_by=args.by, days=args.days)
     if output.as_json:
         output.json(attribution)
@@ -25,7 +25,7 @@ def show_attribution(client: Genline, args: argparse.Namespace, *, output: Outpu
     return 0
 
 
-def show_usage(client: Genline, args: argparse.Namespace, *, output: Output) -> int:
+def show_usage(client: Genline, args: argparse.Namespace, *, output: CommandOutput) -> int:
     if args.by:
         return show_attribution(client, args, output=output)
     usage = client.usage(days=args.days)

@@ -76,8 +76,7 @@ class Shape:
 
 def shape_of(root: Path) -> Shape:
     files = parsed(root)
-    dataclasses: dict[str, ast.ClassDef] = {}
-    where: dict[str, str] = {}
+    dataclasses: dict[str, ast.ClassDef] = {}  # by `path:line name`: two classes of one name count twice
     classes: defaultdict[str, list[str]] = defaultdict(list)
     calls: Counter[str] = Counter()
     from tests.test_calls import POSITIONAL_CALLEES  # here: test_calls reads this module's readings
@@ -89,8 +88,7 @@ def shape_of(root: Path) -> Shape:
             if isinstance(node, ast.ClassDef):
                 classes[node.name].append(str(relative))
                 if is_dataclass(node):
-                    dataclasses[node.name] = node
-                    where[node.name] = f"{relative}:{node.lineno}"
+                    dataclasses[f"{relative}:{node.lineno} {node.name}"] = node
             elif isinstance(node, ast.Call):
                 name = called_name(node)
                 if name:
@@ -103,11 +101,12 @@ def shape_of(root: Path) -> Shape:
                 length = (node.end_lineno or node.lineno) - node.lineno + 1
                 if length > LONGEST_FUNCTION:
                     long_functions.append(f"{relative}:{node.lineno} {node.name} ({length} lines)")
-    once = sorted(name for name in dataclasses if calls[name] == 1)
+    # A call is known by its callee's name only: a name two dataclasses share counts both's calls.
+    once = sorted(place for place, node in dataclasses.items() if calls[node.name] == 1)
     return Shape(
-        dataclasses=sorted(where[name] + " " + name for name in dataclasses),
+        dataclasses=sorted(dataclasses),
         built_once=once,
-        built_once_without_methods=[name for name in once if not has_methods(dataclasses[name])],
+        built_once_without_methods=[place for place in once if not has_methods(dataclasses[place])],
         positional_calls=positional,
         positional_excepted=excepted,
         defined_twice={name: paths for name, paths in sorted(classes.items()) if len(set(paths)) > 1},

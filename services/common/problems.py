@@ -83,7 +83,7 @@ class Problem(Exception):
 
 
 @dataclass(frozen=True)
-class Rendered:
+class ShapedError:
     """An error as another API's shape answers it: its status, body and headers."""
 
     status: int
@@ -99,7 +99,7 @@ class ErrorShape:
 
     name: str
     prefixes: tuple[str, ...]
-    render: Callable[[Problem], Rendered]
+    render: Callable[[Problem], ShapedError]
     schema: dict[str, Any]
 
     def covers(self, path: str) -> bool:
@@ -132,7 +132,7 @@ def problem_response(request: Request, problem: Problem) -> JSONResponse:
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
-def shaped_response(rendered: Rendered) -> JSONResponse:
+def shaped_response(rendered: ShapedError) -> JSONResponse:
     headers = rendered.headers
     if rid := telemetry.request_id.get():
         headers = headers | {telemetry.REQUEST_ID_HEADER: rid}

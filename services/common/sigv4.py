@@ -63,7 +63,7 @@ class _Canonical:
     payload_sha256: str
 
 
-class Signer:
+class SigV4Signer:
     service = "s3"
 
     def __init__(self, access_key_id: str, secret_access_key: str, *, region: str) -> None:

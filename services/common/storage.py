@@ -21,7 +21,7 @@ from opentelemetry.trace import SpanKind
 
 from services.common import telemetry
 from services.common.settings import ServiceSettings
-from services.common.sigv4 import EMPTY_SHA256, Link, Request, Signer, canonical_query, uri_path
+from services.common.sigv4 import EMPTY_SHA256, Link, Request, SigV4Signer, canonical_query, uri_path
 from services.common.tracing import tracer
 
 MAX_LINK_TTL_S = 7 * 24 * 3600  # SigV4 presigned URLs cannot live longer
@@ -191,7 +191,7 @@ class ObjectStore:
         if settings.s3_access_key_id is None or settings.s3_secret_access_key is None:
             raise ValueError(f"the {settings.service_name} has no object-store key (GENLINE_S3_ACCESS_KEY_ID,"
                              " GENLINE_S3_SECRET_ACCESS_KEY)")
-        self._signer = Signer(settings.s3_access_key_id, settings.s3_secret_access_key.get_secret_value(),
+        self._signer = SigV4Signer(settings.s3_access_key_id, settings.s3_secret_access_key.get_secret_value(),
                               region=settings.s3_region)
         self._http: httpx.AsyncClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

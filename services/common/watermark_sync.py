@@ -194,7 +194,7 @@ def fold(plane: np.ndarray, mapping: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class Located:
+class PilotLocation:
     """Where the pilot is in a folded tile (rows, columns, to a fraction of a sample), and how far
     its correlation peak stands above the spread of the correlation over every shift (about 3 to
     4.5 on an unmarked image, where the highest of 1,024 values of noise is taken)."""
@@ -203,12 +203,12 @@ class Located:
     strength: float
 
 
-def located(folded: np.ndarray, reach: tuple[float, float]) -> Located:
+def located(folded: np.ndarray, reach: tuple[float, float]) -> PilotLocation:
     """The pilot in a folded tile, correlated on its carriers within `reach` (cycles a tile)."""
     pilot = pilot_tile((round(reach[0] * 2) / 2, round(reach[1] * 2) / 2))
     correlation = np.fft.irfft2(np.fft.rfft2(folded) * np.conj(np.fft.rfft2(pilot)), s=folded.shape)
     row, col = np.unravel_index(np.argmax(correlation), correlation.shape)
     spread = float(correlation.std())
     strength = float((correlation[row, col] - correlation.mean()) / spread) if spread > 0 else 0.0
-    return Located(_subsample(correlation, int(row), col=int(col)), strength)
+    return PilotLocation(_subsample(correlation, int(row), col=int(col)), strength)
 

@@ -39,7 +39,7 @@ from PIL import Image
 
 from services.common import video, watermark
 from services.common.templates import ClipDelivery, Delivery
-from services.delivery.postprocess import Delivered, Rendered, UnpublishableImage, thumbnail, watermarked
+from services.delivery.postprocess import Rendered, RenderedFiles, UnpublishableImage, thumbnail, watermarked
 
 PLAYABLE_CODECS = frozenset({"h264", "vp9", "av1"})
 PLAYABLE_PIXEL_FORMATS = frozenset({"yuv420p", "yuvj420p"})
@@ -80,7 +80,7 @@ class Shape:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Plan:
+class ClipPlan:
     """What the delivered clip will be: its codec, its pictures' size and rate, the invisible
     watermark its frames carry (None: none), and why it is re-encoded (nothing: remuxed)."""
 
@@ -101,7 +101,7 @@ class Encoding:
     max_kbps: int | None
 
 
-def postprocess(data: bytes, delivery: Delivery, *, mark: watermark.Embedding | None = None) -> Delivered:
+def postprocess(data: bytes, delivery: Delivery, *, mark: watermark.Embedding | None = None) -> RenderedFiles:
     """The clip to deliver (MP4, index first) and its poster, as the template's delivery says,
     every frame and the poster carrying the invisible watermark `mark` embeds, where given;
     `UnpublishableImage` when the bytes are not a clip that can be read."""
@@ -110,7 +110,7 @@ def postprocess(data: bytes, delivery: Delivery, *, mark: watermark.Embedding | 
         plan = planned(source, delivery, mark=mark)
         clip = reencoded(source, plan, delivery=delivery) if plan.reasons else remuxed(data)
         mark_hex = watermark.mark_hex(plan.mark.mark_id) if plan.mark is not None else None
-        return Delivered(image=described(clip), thumbnail=thumbnail(Image.fromarray(poster(clip)), delivery.thumbnail, mark=mark),
+        return RenderedFiles(image=described(clip), thumbnail=thumbnail(Image.fromarray(poster(clip)), delivery.thumbnail, mark=mark),
                          watermark_id=mark_hex)
     except video.ClipError as error:
         raise UnpublishableImage(f"not a clip delivery can publish: {error}") from error
@@ -125,7 +125,7 @@ def described(clip: bytes) -> Rendered:
 # ---- what is done to a clip -------------------------------------------------------------------
 
 
-def planned(source: Source, delivery: Delivery, *, mark: watermark.Embedding | None = None) -> Plan:
+def planned(source: Source, delivery: Delivery, *, mark: watermark.Embedding | None = None) -> ClipPlan:
     info = source.info
     if info.fps <= 0 or info.frames == 0:  # nothing to play, or no rate to play it at
         raise video.ClipError(f"the clip has {info.frames} frames at {info.fps:g} fps")
@@ -138,7 +138,7 @@ def planned(source: Source, delivery: Delivery, *, mark: watermark.Embedding | N
     else:
         mark = None
     codec = settings.codec or (info.codec if not reasons else "h264")
-    return Plan(codec=codec, shape=shape, reasons=reasons, mark=mark)
+    return ClipPlan(codec=codec, shape=shape, reasons=reasons, mark=mark)
 
 
 def reencode_reasons(source: Source, delivery: Delivery, *, shape: Shape) -> tuple[str, ...]:
@@ -188,7 +188,7 @@ def bitrate_kbps(data: bytes, info: video.ClipInfo) -> float:
     return len(data) * 8 / info.duration_ms if info.duration_ms else 0.0
 
 
-def reencoded(source: Source, plan: Plan, *, delivery: Delivery) -> bytes:
+def reencoded(source: Source, plan: ClipPlan, *, delivery: Delivery) -> bytes:
     """The clip's frames, scaled, resampled in time and watermarked as planned, encoded again.
     The encoder holds the rate under a cap over every second, but its buffer starts full, so
     a short clip may still average past it: then it is encoded once more under a cap lowered
@@ -205,7 +205,7 @@ def reencoded(source: Source, plan: Plan, *, delivery: Delivery) -> bytes:
     return clip
 
 
-def delivered_frames(source: Source, plan: Plan, *, delivery: Delivery) -> Iterator[np.ndarray]:
+def delivered_frames(source: Source, plan: ClipPlan, *, delivery: Delivery) -> Iterator[np.ndarray]:
     shape, info = plan.shape, source.info
     frames: Iterator[np.ndarray] = (fitted(frame.rgb, shape.width, height=shape.height)
                                     for frame in video.frames(source.data, video.Sampling(max_side=max(shape.width, shape.height))))

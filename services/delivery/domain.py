@@ -32,7 +32,7 @@ from services.common.contracts import (
 )
 from services.common.storage import EXTENSIONS
 from services.common.templates import Delivery
-from services.delivery.postprocess import Delivered
+from services.delivery.postprocess import RenderedFiles
 
 COPY_FAILED = "copy_failed"
 UNPUBLISHABLE = "unpublishable_image"
@@ -69,7 +69,7 @@ class Published:
     links: dict[str, Any]
 
 
-def delivered_image(published: Published, done: Delivered, *, delivery: Delivery) -> DeliveredImage:
+def delivered_image(published: Published, done: RenderedFiles, *, delivery: Delivery) -> DeliveredImage:
     """What JobDelivered says of one image or clip: the delivered bytes' hash, size and shape
     (a clip's length, rate and codec too)."""
     image, links = done.image, published.links

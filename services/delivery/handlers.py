@@ -48,7 +48,7 @@ async def with_retries(settings: DeliverySettings, operation: Callable[[], Await
 
 
 @dataclass(frozen=True)
-class Selection:
+class SelectedImages:
     """A scored job's selected images, as they are published: the scored event's envelope,
     whose time names the job's folder (so a redelivered event writes the same objects), and
     the template's delivery."""
@@ -94,17 +94,17 @@ class Publisher:
         marker = provenance.Marker.from_settings(settings)
         return cls(pool=pool, objects=objects, settings=settings, renderer=rendering.Renderer(marker, settings.render_workers))
 
-    async def publish_image(self, selection: Selection, n: int, *, candidate: CandidateScore) -> DeliveredImage:
+    async def publish_image(self, selection: SelectedImages, n: int, *, candidate: CandidateScore) -> DeliveredImage:
         """Render one selected candidate in its tenant's turn at the workers (format, both
         watermarks, thumbnail; a clip re-encoded, its poster; signed last), and store the image
         (or clip) and its thumbnail side by side in the public bucket."""
         event, delivery, objects, settings = selection.event, selection.delivery, self.objects, self.settings
 
-        async def order() -> rendering.Order:
+        async def order() -> rendering.FileToRender:
             source = await with_retries(settings, lambda: objects.get_part(objects.internal_bucket, candidate))
             origin = provenance.Origin(job_id=event.job_id, n=n, provider=candidate.provider, template=event.template, created_at=selection.envelope.time,
                                        source=source, model=candidate.model, model_version=candidate.model_version)
-            return rendering.Order(origin, delivery, candidate.media_type.startswith("video/"))
+            return rendering.FileToRender(origin, delivery, candidate.media_type.startswith("video/"))
 
         with telemetry.timed_stage("delivery", "render"):
             done = (await self.renderer.render(selection.turn, order)).done
@@ -126,7 +126,7 @@ class Publisher:
         async with self.pool.connection() as conn:
             if await store.has_outcome(conn, event.job_id):
                 return None
-        selection = Selection(envelope, load_catalogue().delivery(event.template))
+        selection = SelectedImages(envelope, load_catalogue().delivery(event.template))
         try:
             return list(await asyncio.gather(*(self.publish_image(selection, n, candidate=c)
                                                for n, c in enumerate(chosen_candidates(event), start=1))))

@@ -60,7 +60,7 @@ class Rendered:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Delivered:
+class RenderedFiles:
     image: Rendered
     thumbnail: Rendered
     # The id the invisible watermark carries (hex), when the image carries one; the label of its
@@ -83,7 +83,7 @@ class UnpublishableImage(ValueError):
     """The candidate is not an image delivery can decode and publish."""
 
 
-def postprocess(data: bytes, delivery: Delivery, *, mark: watermark.Embedding | None = None) -> Delivered:
+def postprocess(data: bytes, delivery: Delivery, *, mark: watermark.Embedding | None = None) -> RenderedFiles:
     """The image to deliver and its thumbnail, as the template's delivery says, each carrying
     the invisible watermark `mark` embeds, where it is given and the image can hold one."""
     try:
@@ -108,7 +108,7 @@ def postprocess(data: bytes, delivery: Delivery, *, mark: watermark.Embedding | 
     else:
         image = encoded(frames[0], target, quality=delivery.quality)
     mark_hex = watermark.mark_hex(mark.mark_id) if carried and mark is not None else None
-    return Delivered(image=image, thumbnail=small, watermark_id=mark_hex)
+    return RenderedFiles(image=image, thumbnail=small, watermark_id=mark_hex)
 
 
 def target_format(source_format: str | None, frames: int, *, delivery: Delivery) -> str:

@@ -48,7 +48,7 @@ from services.common.provenance import (
     SigningCredentials,
     sniffed_media_type,
 )
-from services.delivery.postprocess import Delivered, Rendered
+from services.delivery.postprocess import Rendered, RenderedFiles
 from services.delivery.settings import DeliverySettings
 
 log = logging.getLogger(__name__)
@@ -151,7 +151,7 @@ class Marker:
             credentials = new_signing_credentials(f"{settings.service_name} (ephemeral)")
         return cls(credentials, settings.provenance_tsa_url)
 
-    def mark(self, done: Delivered, origin: Origin) -> Delivered:
+    def mark(self, done: RenderedFiles, origin: Origin) -> RenderedFiles:
         """`done` signed, with its manifest's label set; as it is when its format takes no manifest."""
         image = done.image
         if image.media_type not in SIGNABLE:
@@ -191,7 +191,7 @@ def signed_source_type(source: bytes) -> str | None:
         return None
 
 
-def claims(origin: Origin, done: Delivered) -> ManifestClaims:
+def claims(origin: Origin, done: RenderedFiles) -> ManifestClaims:
     """What the manifest of a delivered file claims beyond its job, number and mark id."""
     return ManifestClaims(digital_source_type=TRAINED_ALGORITHMIC_MEDIA, software_agent=SOFTWARE_AGENT["name"],
                           created_at=origin.created_at.isoformat().replace("+00:00", "Z"), provider=origin.provider,
@@ -199,7 +199,7 @@ def claims(origin: Origin, done: Delivered) -> ManifestClaims:
                           soft_binding=watermark.ALGORITHM if done.watermark_id else None)
 
 
-def manifest(origin: Origin, done: Delivered) -> dict[str, Any]:
+def manifest(origin: Origin, done: RenderedFiles) -> dict[str, Any]:
     """The manifest definition of a delivered file, as the C2PA SDK's builder takes it."""
     said, delivery_id = claims(origin, done), mark_hex(mark_id(origin.job_id, origin.n))
     assertions: list[dict[str, Any]] = [
@@ -219,7 +219,7 @@ def manifest(origin: Origin, done: Delivered) -> dict[str, Any]:
             "claim_generator_info": [SOFTWARE_AGENT], "assertions": assertions}
 
 
-def soft_binding(done: Delivered) -> dict[str, Any]:
+def soft_binding(done: RenderedFiles) -> dict[str, Any]:
     """The `c2pa.soft-binding` assertion of a watermarked file: the algorithm, and one block
     whose value is the mark id (its 6 bytes, base64) over the whole image, or over a clip's
     whole length (its timespan, in milliseconds)."""

@@ -33,13 +33,13 @@ from services.common.provenance import SigningCredentials
 from services.common.templates import Delivery
 from services.common.turns import FairTurns, Turn
 from services.delivery import clips, postprocess, provenance
-from services.delivery.postprocess import Delivered
+from services.delivery.postprocess import RenderedFiles
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Order:
+class FileToRender:
     """One file to render: the candidate as made (`origin.source`), the template's delivery,
     and whether it is a video clip."""
 
@@ -52,7 +52,7 @@ class Order:
 class RenderedFile:
     """A rendered file, and the CPU it took: in all, and the watermark's part of it."""
 
-    done: Delivered
+    done: RenderedFiles
     cpu_s: float
     watermark_cpu_s: float
     watermark_megapixels: float
@@ -97,7 +97,7 @@ def exit_without(owner: int) -> None:
         time.sleep(ORPHAN_CHECK_S)
 
 
-def render(order: Order) -> RenderedFile:
+def render(order: FileToRender) -> RenderedFile:
     """Post-process, watermark and sign one file (in a worker process)."""
     assert _marker is not None, "a worker starts with start_worker"
     started = time.process_time()
@@ -128,7 +128,7 @@ class Renderer:
                                                  initargs=(self.marker.credentials, self.marker.tsa_url, os.getpid()))
         return self._executor
 
-    async def render(self, turn: Turn, fetch: Callable[[], Awaitable[Order]]) -> RenderedFile:
+    async def render(self, turn: Turn, fetch: Callable[[], Awaitable[FileToRender]]) -> RenderedFile:
         """The order `fetch` reads, rendered by a worker once it is the turn's tenant's turn."""
         await self._take(turn)
         try:

@@ -52,7 +52,7 @@ def attempts_limit(request: Request) -> int:
 
 
 @dataclass(frozen=True)
-class EndpointChange:
+class EndpointAudit:
     """A change to a webhook endpoint as the audit trail records it: what was done (`create`,
     `update`, `delete`, `rotate_secret`), to which endpoint, and with what."""
 
@@ -65,7 +65,7 @@ class WebhookApi:
     def __init__(self, runtime: ServiceRuntime, sender: WebhookSender, *, settings: DeliverySettings) -> None:
         self.runtime, self.pool, self.sender, self.settings = runtime, runtime.pool, sender, settings
 
-    async def _audit(self, conn: Conn, request: Request, *, change: EndpointChange) -> None:
+    async def _audit(self, conn: Conn, request: Request, *, change: EndpointAudit) -> None:
         actor = request.headers.get("x-genline-actor") or system_actor("delivery")
         await record_action(self.runtime, conn, action=Action(actor=actor, name=f"webhook_endpoint.{change.action}",
                                                        target=f"webhook_endpoint:{change.endpoint_id}",
@@ -98,7 +98,7 @@ class WebhookApi:
         async with self.pool.connection() as conn, conn.transaction():
             row = await store.create_endpoint(conn, store.NewEndpoint(
                 tenant_id=tenant, url=body["url"], description=body.get("description", ""), event_types=body["event_types"], enabled=body.get("enabled", True), secret=secret))
-            await self._audit(conn, request, change=EndpointChange("create", row["id"], {
+            await self._audit(conn, request, change=EndpointAudit("create", row["id"], {
                 "url": row["url"], "event_types": row["event_types"], "enabled": row["enabled"]}))
         self.runtime.relay.notify()
         return answer(row | {"secret": secret}, 201)
@@ -122,7 +122,7 @@ class WebhookApi:
             row = await self._endpoint(conn, params["tenant"], endpoint_id=params["endpoint_id"], lock=True)
             if changes:
                 row = await store.update_endpoint(conn, row["id"], changes=changes)
-                await self._audit(conn, request, change=EndpointChange("update", row["id"], changes))
+                await self._audit(conn, request, change=EndpointAudit("update", row["id"], changes))
         self.runtime.relay.notify()
         return answer(row)
 
@@ -131,7 +131,7 @@ class WebhookApi:
         async with self.pool.connection() as conn, conn.transaction():
             row = await self._endpoint(conn, params["tenant"], endpoint_id=params["endpoint_id"], lock=True)
             await store.delete_endpoint(conn, row["id"])
-            await self._audit(conn, request, change=EndpointChange("delete", row["id"], {"url": row["url"]}))
+            await self._audit(conn, request, change=EndpointAudit("delete", row["id"], {"url": row["url"]}))
         self.runtime.relay.notify()
         return Response(status_code=204)
 
@@ -143,7 +143,7 @@ class WebhookApi:
         async with self.pool.connection() as conn, conn.transaction():
             row = await self._endpoint(conn, params["tenant"], endpoint_id=params["endpoint_id"], lock=True)
             row = await store.rotate_secret(conn, row["id"], secret=secret, previous_expires_at=datetime.now(UTC) + timedelta(seconds=overlap_s))
-            await self._audit(conn, request, change=EndpointChange("rotate_secret", row["id"], {"overlap_s": overlap_s}))
+            await self._audit(conn, request, change=EndpointAudit("rotate_secret", row["id"], {"overlap_s": overlap_s}))
         self.runtime.relay.notify()
         return answer(row | {"secret": secret})
 

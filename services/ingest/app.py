@@ -27,7 +27,7 @@ from services.ingest.inputs.screening import ScreeningGate
 from services.ingest.jobs.live import LogWatch
 from services.ingest.jobs.sweeper import Sweeper
 from services.ingest.members import wiring as member_wiring
-from services.ingest.receipts.document import Signer, load_signing_key
+from services.ingest.receipts.document import ReceiptSigner, load_signing_key
 from services.ingest.receipts.issuing import record_signing_key
 from services.ingest.routes import (
     account,
@@ -63,7 +63,7 @@ from services.ingest.routes import (
 )
 from services.ingest.routes import keys as key_routes
 from services.ingest.settings import IngestSettings
-from services.ingest.subjects.lifecycle import RetentionSweeper, Subjects
+from services.ingest.subjects.lifecycle import SubjectRetentionSweeper, Subjects
 
 log = logging.getLogger(__name__)
 
@@ -102,13 +102,13 @@ TAGS = [
 ]
 
 
-def receipt_signer(settings: IngestSettings) -> Signer:
+def receipt_signer(settings: IngestSettings) -> ReceiptSigner:
     """The configured key; without one (development, tests), a key of this process's own,
     published like any other."""
     if settings.receipt_signing_key is not None:
-        return Signer(load_signing_key(settings.receipt_signing_key.get_secret_value()))
+        return ReceiptSigner(load_signing_key(settings.receipt_signing_key.get_secret_value()))
     log.warning("GENLINE_RECEIPT_SIGNING_KEY is not set: receipts are signed with a key made for this process")
-    return Signer(Ed25519PrivateKey.generate())
+    return ReceiptSigner(Ed25519PrivateKey.generate())
 
 
 ROUTERS = (root.router, jobs.router, subjects.router, candidates.router, events.router, uploads.router, account.router, alerts.router,
@@ -165,7 +165,7 @@ def build(settings: IngestSettings) -> tuple[ServiceRuntime, FastAPI]:
     connect_http(runtime, app, name="ledger", base_url=settings.ledger_url, timeout_s=settings.ledger_timeout_s)
     sweeper, batch_runner = Sweeper(runtime, settings, signer=signer), BatchRunner(app, settings)
     evaluation_runner = EvaluationRunner(app, settings)
-    retention = RetentionSweeper(Subjects(runtime, settings, objects))
+    retention = SubjectRetentionSweeper(Subjects(runtime, settings, objects))
     app.state.log_watch = LogWatch(runtime, settings.stream_poll_s)
     runtime.startup_hooks += [partial(publish_signing_key, runtime, signer), sweeper.start, retention.start,
                               app.state.log_watch.start, batch_runner.start, evaluation_runner.start]
@@ -186,7 +186,7 @@ def hosted_moderation(runtime: ServiceRuntime, settings: IngestSettings) -> Host
                             breaker=Breaker(failures=settings.moderation_breaker_failures, cooldown_s=settings.moderation_breaker_cooldown_s))
 
 
-async def publish_signing_key(runtime: ServiceRuntime, signer: Signer) -> None:
+async def publish_signing_key(runtime: ServiceRuntime, signer: ReceiptSigner) -> None:
     async with runtime.pool.connection() as conn:
         await record_signing_key(conn, signer)
 

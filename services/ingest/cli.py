@@ -58,11 +58,11 @@ def data_keys_status(args: argparse.Namespace) -> int:
 
 
 def new_receipt_key(args: argparse.Namespace) -> int:
-    from services.ingest.receipts.document import Signer, load_signing_key, new_signing_key_text
+    from services.ingest.receipts.document import ReceiptSigner, load_signing_key, new_signing_key_text
 
     text = new_signing_key_text()
     print(f"GENLINE_RECEIPT_SIGNING_KEY={text}")
-    print(f"# key id (kid): {Signer(load_signing_key(text)).kid}; keep the key secret, publish nothing: ingest"
+    print(f"# key id (kid): {ReceiptSigner(load_signing_key(text)).kid}; keep the key secret, publish nothing: ingest"
           " publishes its public key", file=sys.stderr)
     return 0
 

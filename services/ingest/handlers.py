@@ -44,7 +44,7 @@ from services.common.db import Conn
 from services.ingest import store
 from services.ingest.jobs.domain import AnyJobEvent, apply_event
 from services.ingest.jobs.projection import commit_changes
-from services.ingest.receipts.document import Signer
+from services.ingest.receipts.document import ReceiptSigner
 from services.ingest.receipts.issuing import Issuance
 from services.ingest.settings import IngestSettings
 from services.ingest.subjects.changes import moved_by_identity
@@ -74,7 +74,7 @@ class Projection:
     """What projecting needs besides the batch: the receipts' signer, and the settings a
     subject's view is shown with."""
 
-    signer: Signer
+    signer: ReceiptSigner
     settings: IngestSettings
 
 

@@ -44,7 +44,7 @@ class LedgerClient:
     stub: LedgerStub
     timeout_s: float
 
-    async def quote(self, quote: "Quote") -> Any:
+    async def quote(self, quote: "QuoteAsk") -> Any:
         """The ledger's quote; None when it knows no such tenant (see call_ledger)."""
         return await call_ledger(self.stub.Quote, quote.message(), timeout_s=self.timeout_s)
 
@@ -69,7 +69,7 @@ class SubjectQuote:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Quote:
+class QuoteAsk:
     """What the ledger is asked to price: so many images of a template in a tier for a tenant
     (retry tokens spent first where asked), or clips of a length and resolution."""
 

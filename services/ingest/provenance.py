@@ -152,14 +152,14 @@ def read_frames(frames: list[np.ndarray]) -> watermark.Detection:
 
 
 @dataclass(frozen=True)
-class Evidence:
+class SentFile:
     """A file sent to be verified, and its media type as read from its content."""
 
     data: bytes = field(repr=False)
     media_type: str
 
 
-async def verify(evidence: Evidence, anchors_pem: str | None, *, pool: Pool) -> Verification:
+async def verify(evidence: SentFile, anchors_pem: str | None, *, pool: Pool) -> Verification:
     """Read the file's manifest (and its watermark, where the manifest leads nowhere), and
     find the delivered output they name."""
     data, media_type = evidence.data, evidence.media_type

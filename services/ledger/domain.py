@@ -34,7 +34,7 @@ from services.common.contracts import (
 )
 from services.ledger.key_caps import KeyHold, KeySpend
 from services.ledger.pricebook import PriceBook
-from services.ledger.pricing import Order, Unpriced, price_of, settle_amounts
+from services.ledger.pricing import PriceAsk, Unpriced, price_of, settle_amounts
 from services.ledger.records import (
     CHARGEBACKS,
     DISPUTES,
@@ -45,7 +45,7 @@ from services.ledger.records import (
     REVENUE,
     Account,
     CreditGrant,
-    Delivery,
+    DeliveryRecord,
     DisputeHold,
     Entry,
     Grant,
@@ -122,7 +122,7 @@ class Book:
         if job.job_id in self.closed:
             return Rejection(code="job_closed", reason="the job was canceled before credits were reserved").of(job)
         prices = self.price_book.at(job.submitted_at)  # the price in force when the client submitted
-        price = price_of(prices, Order.of(job))
+        price = price_of(prices, PriceAsk.of(job))
         if isinstance(price, Unpriced):
             return Rejection(code=price.code, reason=price.reason).of(job)
         account = self.accounts.get(job.tenant_id)
@@ -160,7 +160,7 @@ class Book:
                                pricebook_version=prices.version,
                                max_provider_spend_micro_usd=transfer.max_provider_spend, spent_on=spent_on)
 
-    def settle(self, job_id: UUID, delivery: Delivery, *, now: datetime) -> Event | None:
+    def settle(self, job_id: UUID, delivery: DeliveryRecord, *, now: datetime) -> Event | None:
         """Post what was delivered (images; a video job's clips by their lengths) and release
         the rest of the hold."""
         transfer = self.transfers.get(job_id)
@@ -199,7 +199,7 @@ class Book:
         """A job ended without delivering (canceled, expired): release its hold, or, when the
         ledger has not reserved for it yet, remember it so that it never will."""
         if ended.job_id in self.transfers:
-            return self.settle(ended.job_id, Delivery(outcome=ended.final_state), now=now)
+            return self.settle(ended.job_id, DeliveryRecord(outcome=ended.final_state), now=now)
         if ended.job_id not in self.closed:
             self.closed.add(ended.job_id)
             self.new_closed.append((ended.job_id, ended.tenant_id, ended.final_state))
@@ -330,7 +330,7 @@ class Book:
         events: list[Event] = []
         for transfer in list(self.transfers.values()):
             if transfer.state == "pending" and transfer.timeout_at <= now:
-                settled = self.settle(transfer.job_id, Delivery(outcome="expired"), now=now)
+                settled = self.settle(transfer.job_id, DeliveryRecord(outcome="expired"), now=now)
                 events += [settled] if settled is not None else []
         for grants in list(self.grants.values()):
             for grant in list(grants):

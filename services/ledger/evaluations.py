@@ -12,7 +12,7 @@ from services.ledger.records import REVENUE, Entry, tenant_account
 
 
 @dataclass(frozen=True)
-class EvaluationAsked:
+class EvaluationCharge:
     """An evaluation to charge: whose, which, and how many images it scored."""
 
     tenant_id: str
@@ -30,7 +30,7 @@ class ChargeRefused:
     available: int = 0
 
 
-def charge_evaluation(book: Book, asked: EvaluationAsked, *, now: datetime) -> EvaluationCharged | ChargeRefused:
+def charge_evaluation(book: Book, asked: EvaluationCharge, *, now: datetime) -> EvaluationCharged | ChargeRefused:
     prices = book.price_book.at(now)
     unit = prices.evaluation_price_per_image
     if unit is None:

@@ -18,7 +18,7 @@ from services.common.internal_calls import verifier_of
 from services.common.protos import load
 from services.ledger.alerts import DEFAULT_GRANT_NOTICE_DAYS
 from services.ledger.pricebook import PriceBook
-from services.ledger.pricing import Order, Unpriced, price_of
+from services.ledger.pricing import PriceAsk, Unpriced, price_of
 from services.ledger.settings import LedgerSettings
 from services.ledger.store import accounts, key_spend_of
 from services.ledger.store import alerts as alert_store
@@ -80,7 +80,7 @@ class LedgerService(rpc.LedgerServiceServicer):  # type: ignore[name-defined,mis
             await _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, message="images must be at least 1")
         prices, tier = self.price_book.at(datetime.now(UTC)), request.tier or "stable"
         video = await _quoted_video(request, context)
-        price = price_of(prices, Order(template=request.template, tier=tier, images=request.images, video=video))
+        price = price_of(prices, PriceAsk(template=request.template, tier=tier, images=request.images, video=video))
         if isinstance(price, Unpriced):
             await _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, message=price.reason)
         account = await self._account(request.tenant_id) or {"posted": 0, "pending": 0, "retry_tokens": 0, "owed": 0}

@@ -29,7 +29,7 @@ from services.common.contracts import (
 )
 from services.ledger import training
 from services.ledger.domain import Book
-from services.ledger.records import Delivery, ProviderCost
+from services.ledger.records import DeliveryRecord, ProviderCost
 
 # What the ledger consumes, declared once: the events its book decides on (`decide`, whose match
 # ends in assert_never, so one added here without its branch fails the type check; app.py applies
@@ -63,12 +63,12 @@ def decide(book: Book, event: Consumed, *, now: datetime) -> list[Event | None]:
         case JobSubmitted():
             return [training.reserve(book, event.job, now=now)]
         case JobDelivered():
-            delivered = Delivery(len(event.images), [i.duration_ms for i in event.images])
+            delivered = DeliveryRecord(len(event.images), [i.duration_ms for i in event.images])
             return [*training.released_with_job(book, event.job_id, now=now), book.settle(event.job_id, delivered, now=now)]
         case GenerationFailed() | ScoringFailed() | DeliveryFailed():
             # The platform's failure costs nothing.
             return [*training.released_with_job(book, event.job_id, now=now),
-                    book.settle(event.job_id, Delivery(outcome="voided"), now=now)]
+                    book.settle(event.job_id, DeliveryRecord(outcome="voided"), now=now)]
         case JobCanceled() | JobClosed():
             return [*training.released_with_job(book, event.job_id, now=now), book.close(event, now)]
         case IdentityPlanned() | IdentityTrained() | IdentityTrainingFailed():

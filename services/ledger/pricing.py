@@ -69,7 +69,7 @@ class Unpriced:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Order:
+class PriceAsk:
     """What a job asks to be priced: outputs of a template in a tier, or clips (`video`)."""
 
     template: str
@@ -79,11 +79,11 @@ class Order:
     bulk: bool = False  # at bulk priority (a batch's line): the price book's batch discount
 
     @classmethod
-    def of(cls, job: JobSpec) -> "Order":
+    def of(cls, job: JobSpec) -> "PriceAsk":
         return cls(template=job.template, tier=job.tier, images=job.images, video=job.video, bulk=job.job_priority == "bulk")
 
 
-def price_of(prices: PriceBookVersion, order: Order) -> JobPrice | Unpriced:
+def price_of(prices: PriceBookVersion, order: PriceAsk) -> JobPrice | Unpriced:
     """A job's price in the book's version `prices`: a clip (`video`) by the second at its
     resolution, an image by template × tier."""
     tier, video = order.tier, order.video

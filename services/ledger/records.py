@@ -112,7 +112,7 @@ class CreditGrant:
 
 
 @dataclass(frozen=True)
-class Delivery:
+class DeliveryRecord:
     """What a job delivered when it ended: its images, a video job's clips by their lengths
     (`clip_ms`), and how it ended."""
 

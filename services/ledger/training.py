@@ -78,7 +78,7 @@ def reserve(book: Book, job: JobSpec, *, now: datetime) -> Event | None:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Outcome:
+class TrainingOutcome:
     """How a job's training line ends: charged or released, why, and the identity it paid for."""
 
     job_id: UUID
@@ -87,7 +87,7 @@ class Outcome:
     identity_id: UUID | None = None
 
 
-def settle(book: Book, outcome: Outcome, *, now: datetime) -> TrainingSettled | None:
+def settle(book: Book, outcome: TrainingOutcome, *, now: datetime) -> TrainingSettled | None:
     """Charge or release the job's training line, once; None when it has none left pending."""
     job_id = outcome.job_id
     hold = book.trainings.holds.get(job_id)
@@ -120,15 +120,15 @@ def on_identity(book: Book, event: IdentityPlanned | IdentityTrained | IdentityT
     match event:
         case IdentityPlanned() if not event.trains:
             how = "by reference" if event.use.mode == "reference" else "with an identity trained before"
-            return settle(book, Outcome(job_id=event.job_id, charge=False, reason=f"the job carries its subject {how}"), now=now)
+            return settle(book, TrainingOutcome(job_id=event.job_id, charge=False, reason=f"the job carries its subject {how}"), now=now)
         case IdentityPlanned():
             return None
         case IdentityTrained():
             return trained(book, event, now=now)
         case IdentityTrainingFailed() if event.tenant_fault:
-            return settle(book, Outcome(job_id=event.job_id, charge=True, reason=f"the training failed: {event.reason}"), now=now)
+            return settle(book, TrainingOutcome(job_id=event.job_id, charge=True, reason=f"the training failed: {event.reason}"), now=now)
         case IdentityTrainingFailed():
-            return settle(book, Outcome(job_id=event.job_id, charge=False, reason=f"the training failed through no fault of yours:"
+            return settle(book, TrainingOutcome(job_id=event.job_id, charge=False, reason=f"the training failed through no fault of yours:"
                                                              f" {event.reason}"), now=now)
 
 
@@ -139,13 +139,13 @@ def trained(book: Book, event: IdentityTrained, *, now: datetime) -> TrainingSet
         book.trainings.trained.add(key)
         book.trainings.new_trained.append((*key, event.identity_id, event.trained_at))
     if (event.tenant_id, event.subject_id, event.identity_id) in book.trainings.charged:
-        return settle(book, Outcome(job_id=event.job_id, charge=False, reason=f"identity {event.identity_id} was charged before"), now=now)
-    return settle(book, Outcome(job_id=event.job_id, charge=True, reason=f"identity {event.identity_id} trained by {event.provider}",
+        return settle(book, TrainingOutcome(job_id=event.job_id, charge=False, reason=f"identity {event.identity_id} was charged before"), now=now)
+    return settle(book, TrainingOutcome(job_id=event.job_id, charge=True, reason=f"identity {event.identity_id} trained by {event.provider}",
                                               identity_id=event.identity_id), now=now)
 
 
 def released_with_job(book: Book, job_id: UUID, *, now: datetime) -> list[Event]:
     """The job is settled: a training line still pending trained nothing, and is released
     (its TrainingSettled; none when there is no line left pending)."""
-    released = settle(book, Outcome(job_id=job_id, charge=False, reason="the job ended without training its subject's identity"), now=now)
+    released = settle(book, TrainingOutcome(job_id=job_id, charge=False, reason="the job ended without training its subject's identity"), now=now)
     return [released] if released is not None else []

@@ -23,7 +23,7 @@ from services.router.providers.registry import Registry, load_registry
 from services.router.providers.trainers import Trainer, build_trainer
 from services.router.providers.webhooks import WebhookInbox
 from services.router.routes import provider_webhook_route
-from services.router.routing_types import BreakerSettings, QualitySettings, RetryPolicy, RoutingPolicy
+from services.router.routing_types import BreakerSettings, ProviderRetries, QualitySettings, RoutingPolicy
 from services.router.scheduler import AttemptScheduler
 from services.router.settings import RouterSettings
 from services.router.subjects.files import SubjectFiles
@@ -40,7 +40,7 @@ def routing_policy(settings: RouterSettings) -> RoutingPolicy:
                                 failure_rate=settings.breaker_failure_rate, cooldown_s=settings.breaker_cooldown_s),
         quality=QualitySettings(window_s=settings.quality_window_s, window_verdicts=settings.quality_window_verdicts,
                                 max_pass_rate=settings.quality_max_pass_rate, cooldown_s=settings.quality_cooldown_s),
-        retry=RetryPolicy(base_delay_s=settings.retry_base_delay_s, max_delay_s=settings.retry_max_delay_s),
+        retry=ProviderRetries(base_delay_s=settings.retry_base_delay_s, max_delay_s=settings.retry_max_delay_s),
     )
 
 
@@ -86,7 +86,7 @@ class RouterApp:
             pool=self.runtime.pool, engine=self.engine, run=self.runner.run, owner=owner, max_queued=settings.max_queued_attempts,
             max_running=settings.max_concurrent_attempts, poll_interval_s=settings.attempt_poll_interval_s,
             lease_s=settings.claim_lease_s)
-        handlers.register(self.runtime.consumer, handlers.Intake(self.scheduler, settings.max_attempts,
+        handlers.register(self.runtime.consumer, handlers.AttemptHandling(self.scheduler, settings.max_attempts,
                                                                  settings.pass_rate_half_life_s))
         self.runtime.consume(handlers.CONSUMES)
         self.runtime.startup_hooks.append(self._start)

@@ -34,7 +34,7 @@ class AttemptRun:
     budget: CostBudget
     deadline: float | None
 
-    def turn(self, batch: "Batch") -> Turn:
+    def turn(self, batch: "AttemptChunk") -> Turn:
         """The batch's turn while its calls wait for a slot: its tenant's, with the plan's share,
         the job's place among the tenant's own jobs, and the images its next call asks for."""
         request = self.request
@@ -43,7 +43,7 @@ class AttemptRun:
 
 
 @dataclass(kw_only=True)
-class Batch:
+class AttemptChunk:
     """The indices one chunk of the attempt still has to get, and what it has got so far."""
 
     pending: list[int]
@@ -61,17 +61,17 @@ class Batch:
 
 
 async def resumed_batches(journal: RemoteJobJournal | None, request: RouteRequest,
-                          *, providers: Collection[str]) -> list[Batch]:
+                          *, providers: Collection[str]) -> list[AttemptChunk]:
     """One batch per remote job of this attempt and stage still running or done at its provider."""
     if journal is None or not request.resumable:
         return []
     jobs = await journal.unfinished(request.job_id, request.attempt, capability=request.capability)
-    batches: list[Batch] = []
+    batches: list[AttemptChunk] = []
     taken: set[int] = set()
     for job in sorted(jobs, key=lambda j: j.key.start_index):
         indices = list(range(job.key.start_index, job.key.start_index + job.key.count))
         if belongs(job, request) and job.key.provider in providers and not taken & set(indices):
-            batches.append(Batch(pending=indices, resume_on=job.key.provider))
+            batches.append(AttemptChunk(pending=indices, resume_on=job.key.provider))
             taken |= set(indices)
     return batches
 
@@ -87,7 +87,7 @@ def belongs(job: RemoteJob, request: RouteRequest) -> bool:
     return job.key.start_index == request.start_index
 
 
-def attempt_result(run: AttemptRun, batches: list[Batch], *, latency_s: float) -> AttemptResult:
+def attempt_result(run: AttemptRun, batches: list[AttemptChunk], *, latency_s: float) -> AttemptResult:
     """The attempt's images in index order with every call made; raised as the reason when
     no call generated anything."""
     request, plan, budget = run.request, run.plan, run.budget

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from services.common.contracts import DEADLINE_EXCEEDED, CandidateScore, CandidatesGenerated, JobSpec, ProviderCall
 from services.common.quality.dimensions import DIMENSIONS
-from services.router.health import Verdict
+from services.router.health import CandidateVerdict
 from services.router.providers.registry import Registry
 from services.router.routing_types import CallRecord, RouteRequest
 
@@ -164,12 +164,12 @@ def _first_tier(dimension: str) -> bool:
     return any((known := DIMENSIONS.get(part)) is not None and known.tier == 1 for part in parts)
 
 
-def quality_verdicts(scores: Iterable[CandidateScore], attempt: int) -> dict[str, list[Verdict]]:
+def quality_verdicts(scores: Iterable[CandidateScore], attempt: int) -> dict[str, list[CandidateVerdict]]:
     """The verdicts of `attempt`, per provider, with the dimensions that failed, for the quality breakers."""
-    verdicts: dict[str, list[Verdict]] = {}
+    verdicts: dict[str, list[CandidateVerdict]] = {}
     for score in scores:
         if score.provider and score.judged and score.attempt == attempt:
-            verdicts.setdefault(score.provider, []).append(Verdict(score.passed, tuple(score.failed)))
+            verdicts.setdefault(score.provider, []).append(CandidateVerdict(score.passed, tuple(score.failed)))
     return verdicts
 
 

@@ -39,11 +39,18 @@ from dataclasses import dataclass
 from services.common.contracts import ProviderStatus
 from services.common.turns import Turn
 from services.router import planning
-from services.router.batches import AttemptRun, Batch, attempt_result, resumed_batches, split
+from services.router.batches import AttemptChunk, AttemptRun, attempt_result, resumed_batches, split
 from services.router.capacity import CostBudget, ProviderSlots
 from services.router.clock import Clock, LoopClock
-from services.router.health import CallAnswer, ProviderHealth, QualityBreaker, Verdict, new_health, run_with_timeout
-from services.router.planning import PassRateEstimator, ProviderSnapshot, Tally
+from services.router.health import (
+    CallAnswer,
+    CandidateVerdict,
+    ProviderHealth,
+    QualityBreaker,
+    new_health,
+    run_with_timeout,
+)
+from services.router.planning import PassRateEstimator, ProviderSnapshot, VerdictTally
 from services.router.providers.base import GeneratedImage, GenerationRequest, Provider, ProviderError
 from services.router.providers.entry_parts import ModelPin
 from services.router.providers.journal import RemoteJobJournal
@@ -109,7 +116,7 @@ class RoutingEngine:
         resumed = await resumed_batches(self.journal, request, providers=self.providers)
         taken = {index for batch in resumed for index in batch.pending}
         fresh = [i for i in range(request.start_index, request.start_index + plan.candidates) if i not in taken]
-        batches = resumed + [Batch(pending=chunk) for chunk in split(fresh, plan.primary.max_batch)]
+        batches = resumed + [AttemptChunk(pending=chunk) for chunk in split(fresh, plan.primary.max_batch)]
         batches = await asyncio.gather(*(self._generate(run, batch) for batch in batches))
         return attempt_result(run, batches, latency_s=self.clock.now() - started)
 
@@ -126,12 +133,12 @@ class RoutingEngine:
                   for config in self._capable(request)]
         return min(prices) if prices else None
 
-    def observe_scores(self, tally: Tally) -> None:
+    def observe_scores(self, tally: VerdictTally) -> None:
         """The scorer's verdicts on candidates from a provider for a template."""
         if self.policy.learn_pass_rates:
             self.pass_rates.observe(tally)
 
-    def observe_verdicts(self, provider: str, template: str, *, verdicts: list[Verdict]) -> None:
+    def observe_verdicts(self, provider: str, template: str, *, verdicts: list[CandidateVerdict]) -> None:
         """The scorer's verdicts on candidates from `provider` for `template`, for its quality breaker."""
         if provider in self._health:
             self._quality_of(provider, template).record(verdicts)
@@ -183,7 +190,7 @@ class RoutingEngine:
 
     # ---- generating ---------------------------------------------------------------------
 
-    async def _generate(self, run: AttemptRun, batch: Batch) -> Batch:
+    async def _generate(self, run: AttemptRun, batch: AttemptChunk) -> AttemptChunk:
         """Get the batch's indices from the chain, within the call budget and the deadline."""
         plan, deadline = run.plan, run.deadline
         errors_seen = 0
@@ -227,7 +234,7 @@ class RoutingEngine:
     def _spill_limit(self, plan: RoutePlan) -> float:
         return plan.primary.rank_key(self.policy.rank_by) * (self.policy.spill_tolerance or math.inf)
 
-    async def _walk_chain(self, run: AttemptRun, batch: Batch, *, spill_limit: float = math.inf) -> bool:
+    async def _walk_chain(self, run: AttemptRun, batch: AttemptChunk, *, spill_limit: float = math.inf) -> bool:
         """One pass over the chain for the pending indices; whether any call was made.
 
         Providers dearer than `spill_limit` are only tried once a call in this pass failed.
@@ -274,7 +281,7 @@ class RoutingEngine:
 
     # ---- one call -----------------------------------------------------------------------
 
-    async def _call(self, run: AttemptRun, quote: ProviderQuote, *, batch: Batch) -> "ProviderError | None | _NotCalled":
+    async def _call(self, run: AttemptRun, quote: ProviderQuote, *, batch: AttemptChunk) -> "ProviderError | None | _NotCalled":
         """One call for the batch's pending indices (as many as fit the provider's batch)."""
         request = run.request
         call = self._prepare_call(run, quote, batch=batch)
@@ -297,7 +304,7 @@ class RoutingEngine:
             return ProviderError(kind="server_error", message=f"{call.provider} returned {returned}")
         return answer.error
 
-    def _prepare_call(self, run: AttemptRun, quote: ProviderQuote, *, batch: Batch) -> _Call:
+    def _prepare_call(self, run: AttemptRun, quote: ProviderQuote, *, batch: AttemptChunk) -> _Call:
         indices = batch.pending[: quote.max_batch]
         return _Call(provider=quote.provider, indices=indices, expected_cost=quote.price_micro_usd * len(indices),
                      expected_latency_s=self._expected_latency_s(quote.provider, len(indices)),

@@ -37,7 +37,7 @@ from services.router import domain, metrics, store
 from services.router.chunks import CandidateKeeper, StoredAt, steps_of, stored_ref
 from services.router.engine import RoutingEngine
 from services.router.pipeline import MissingInput, run_pipeline
-from services.router.planning import Tally
+from services.router.planning import VerdictTally
 from services.router.routing_types import (
     AttemptResult,
     CallRecord,
@@ -56,20 +56,20 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class Failure:
+class AttemptFailure:
     code: str
     reason: str
     error: RoutingError | None = None
 
 
-def failure_of(error: RoutingError) -> Failure:
+def failure_of(error: RoutingError) -> AttemptFailure:
     if isinstance(error, CostCapReached):
-        return Failure(domain.COST_CAP_REACHED, str(error), error)
+        return AttemptFailure(domain.COST_CAP_REACHED, str(error), error)
     if isinstance(error, NoCapableProvider):
-        return Failure("no_capable_provider", str(error), error)
+        return AttemptFailure("no_capable_provider", str(error), error)
     if isinstance(error, MissingInput):
-        return Failure("missing_input", str(error), error)
-    return Failure("all_providers_failed", str(error), error)
+        return AttemptFailure("missing_input", str(error), error)
+    return AttemptFailure("all_providers_failed", str(error), error)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,14 +90,14 @@ class ClaimedRun:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Outcome:
+class RunOutcome:
     """What a run announces: the attempt's record, its provider calls as published, its stored
     candidates, and why it generated nothing (None: it generated candidates)."""
 
     record: AttemptRecord
     calls: list[ProviderCall]
     refs: list[CandidateRef] = field(default_factory=list)
-    failure: Failure | None = None
+    failure: AttemptFailure | None = None
 
 
 @dataclass(eq=False, kw_only=True)
@@ -153,7 +153,7 @@ class AttemptRunner:
         async with self.runtime.pool.connection() as conn:
             rows = await store.verdict_counts(conn)
         for row in rows:
-            tally = Tally(provider=row["provider"], template=row["template"], passed=row["passed"], failed=row["failed"])
+            tally = VerdictTally(provider=row["provider"], template=row["template"], passed=row["passed"], failed=row["failed"])
             self.engine.pass_rates.set_evidence(tally, row["age_s"])
         self._rates_read_at = time.monotonic()
 
@@ -180,7 +180,7 @@ class AttemptRunner:
                 waits += 1
                 left = domain.time_left_s(spec, datetime.now(UTC))
                 if left is not None and left <= 0:
-                    await self._publish_failure(self._run_of(claimed, ""), Failure(
+                    await self._publish_failure(self._run_of(claimed, ""), AttemptFailure(
                         DEADLINE_EXCEEDED, f"the job's deadline ({spec.deadline_s} s) passed while attempt"
                                            f" {claimed.request.attempt} waited for its prompt's key: {away}"))
                     return None
@@ -204,10 +204,10 @@ class AttemptRunner:
         run = self._run_of(claimed, prompt)
         route = run.route
         if tries > self.settings.attempt_max_tries:
-            await self._publish_failure(run, Failure("router_error", f"the router failed this attempt {tries - 1} times"))
+            await self._publish_failure(run, AttemptFailure("router_error", f"the router failed this attempt {tries - 1} times"))
             return
         if route.time_left_s is not None and route.time_left_s <= 0:
-            await self._publish_failure(run, Failure(
+            await self._publish_failure(run, AttemptFailure(
                 DEADLINE_EXCEEDED, f"the job's deadline ({job.spec.deadline_s} s) passed before attempt"
                                    f" {request.attempt} started"))
             return
@@ -218,7 +218,7 @@ class AttemptRunner:
                 await self._defer(request)
                 return
             if isinstance(prepared, Refused):
-                await self._publish_failure(run, Failure(prepared.code, prepared.reason))
+                await self._publish_failure(run, AttemptFailure(prepared.code, prepared.reason))
                 return
             route = prepared.route
         clock = time.perf_counter()
@@ -237,11 +237,11 @@ class AttemptRunner:
         await self._publish_candidates(run, result, refs=list(refs))
 
     @staticmethod
-    def _failure(error: RoutingError, job: domain.JobState) -> Failure:
+    def _failure(error: RoutingError, job: domain.JobState) -> AttemptFailure:
         """Nothing generated: because the deadline came (the job expires), or as the engine says."""
         left = domain.time_left_s(job.spec, datetime.now(UTC))
         if left is not None and left <= 0:
-            return Failure(DEADLINE_EXCEEDED, f"the job's deadline ({job.spec.deadline_s} s) passed: {error}", error)
+            return AttemptFailure(DEADLINE_EXCEEDED, f"the job's deadline ({job.spec.deadline_s} s) passed: {error}", error)
         return failure_of(error)
 
     async def _input_photo(self, job: domain.JobState) -> bytes | None:
@@ -283,7 +283,7 @@ class AttemptRunner:
             providers=",".join(result.providers_used), candidates=len(refs), cost_micro_usd=result.actual_cost_micro_usd,
             expected_cost_micro_usd=result.expected_cost_micro_usd,
             started_at=run.started_at, next_index=route.start_index + result.planned_candidates, stop_reason=reason)
-        await self._publish(run, Outcome(record=record, calls=self._published_calls(run, result.calls), refs=refs))
+        await self._publish(run, RunOutcome(record=record, calls=self._published_calls(run, result.calls), refs=refs))
 
     @staticmethod
     def _priced_as_the_clip(route: RouteRequest, job: domain.JobState) -> RouteRequest:
@@ -292,7 +292,7 @@ class AttemptRunner:
             return route
         return replace(route, capability=load_catalogue().pipeline(job.spec.template)[-1].capability)
 
-    async def _publish_failure(self, run: ClaimedRun, failure: Failure) -> None:
+    async def _publish_failure(self, run: ClaimedRun, failure: AttemptFailure) -> None:
         request = run.request
         log.warning("attempt %d of job %s generated nothing: %s", request.attempt, request.job_id, failure.reason)
         error = failure.error
@@ -301,12 +301,12 @@ class AttemptRunner:
             cost_micro_usd=error.spent_micro_usd if error else 0, expected_cost_micro_usd=0,
             started_at=run.started_at, next_index=run.route.start_index, stop_reason=failure.code)
         calls = self._published_calls(run, error.calls if error else ())
-        await self._publish(run, Outcome(record=record, calls=calls, failure=failure))
+        await self._publish(run, RunOutcome(record=record, calls=calls, failure=failure))
 
     def _published_calls(self, run: ClaimedRun, calls: tuple[CallRecord, ...]) -> list[ProviderCall]:
         return domain.provider_calls(calls, self.engine.registry, route=run.route)
 
-    async def _publish(self, run: ClaimedRun, outcome: Outcome) -> None:
+    async def _publish(self, run: ClaimedRun, outcome: RunOutcome) -> None:
         """Close the claim, add the attempt to the job and announce it, in one transaction."""
         request = run.request
         record = replace(outcome.record, calls=tuple(call.model_dump(mode="json") for call in outcome.calls))
@@ -329,7 +329,7 @@ class AttemptRunner:
             self.runtime.relay.notify()
 
     @staticmethod
-    def _event(run: ClaimedRun, outcome: Outcome, *, spent: int) -> GenerationFailed | CandidatesGenerated:
+    def _event(run: ClaimedRun, outcome: RunOutcome, *, spent: int) -> GenerationFailed | CandidatesGenerated:
         job, record, failure = run.job, outcome.record, outcome.failure
         spec = job.spec
         if failure is not None and run.request.attempt == 1:

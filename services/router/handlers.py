@@ -21,14 +21,14 @@ from services.common.contracts import (
     SubjectChanged,
 )
 from services.router import domain, store
-from services.router.planning import Tally
+from services.router.planning import VerdictTally
 from services.router.scheduler import AttemptScheduler
 from services.router.store import AttemptRequest, JobVerdicts
 from services.router.subjects import store as subjects_store
 
 
 @dataclass(frozen=True, slots=True)
-class Intake:
+class AttemptHandling:
     """What the handlers hand work to and judge it by: the scheduler attempts go to (its engine
     learns from verdicts), the most attempts a job gets, and how fast verdicts fade."""
 
@@ -49,7 +49,7 @@ async def admit(ctx: HandlerContext, event: CreditsReserved, *, scheduler: Attem
         ctx.after_commit(lambda: scheduler.announce(request))
 
 
-async def learn(ctx: HandlerContext, event: Judged, *, intake: Intake) -> None:
+async def learn(ctx: HandlerContext, event: Judged, *, intake: AttemptHandling) -> None:
     """Count the verdicts on this attempt's candidates (earlier attempts were counted before)
     for a job this router admitted, and, once that is committed (so a redelivery counts
     nothing twice), show the counts to this process's estimator and the verdicts to its
@@ -66,7 +66,7 @@ async def learn(ctx: HandlerContext, event: Judged, *, intake: Intake) -> None:
     if ctx.applied_before:
         return
     for row in counted:
-        tally = Tally(provider=row["provider"], template=row["template"], passed=row["passed"], failed=row["failed"])
+        tally = VerdictTally(provider=row["provider"], template=row["template"], passed=row["passed"], failed=row["failed"])
         ctx.after_commit(partial(engine.pass_rates.set_evidence, tally))
     if counted:
         template = counted[0]["template"]
@@ -74,7 +74,7 @@ async def learn(ctx: HandlerContext, event: Judged, *, intake: Intake) -> None:
             ctx.after_commit(partial(engine.observe_verdicts, provider, template, verdicts=judged))
 
 
-async def regenerate(ctx: HandlerContext, event: RegenerationRequested, *, intake: Intake) -> None:
+async def regenerate(ctx: HandlerContext, event: RegenerationRequested, *, intake: AttemptHandling) -> None:
     job = await store.load_job(ctx.conn, event.job_id, lock=True)
     if job is None:
         raise PermanentError(f"rework asked for job {event.job_id}, which this router never admitted")
@@ -143,7 +143,7 @@ PassedOver: TypeAlias = (
 CONSUMES = Consumption.of("router", Consumed, passed_over=PassedOver)
 
 
-def register(consumer: EventConsumer, intake: Intake) -> None:
+def register(consumer: EventConsumer, intake: AttemptHandling) -> None:
     scheduler = intake.scheduler
 
     async def wait_for_room(_envelope: object) -> None:

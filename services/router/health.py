@@ -11,7 +11,7 @@
 * `AimdLimiter`: a provider's concurrency limit, additive increase on success,
   multiplicative decrease on 429 (floor 1), and a pause for Retry-After. The engine never
   queues behind a full limiter; it moves on or reports that it is saturated.
-* `RetryPolicy`: bounded calls per chunk, exponential backoff with full jitter.
+* `ProviderRetries`: bounded calls per chunk, exponential backoff with full jitter.
 * `run_with_timeout`: races a call against the injected clock, so timeouts hold on
   simulated time too.
 * `ProviderHealth`: one provider's breaker and AIMD limit with its price and latency
@@ -139,7 +139,7 @@ class CircuitBreaker:
 
 
 @dataclass(frozen=True, slots=True)
-class Verdict:
+class CandidateVerdict:
     """The scorer's word on one candidate: passed, or the dimensions that rejected it."""
 
     passed: bool
@@ -152,7 +152,7 @@ class QualityBreaker:
     def __init__(self, clock: Clock, settings: QualitySettings = QualitySettings()) -> None:
         self._clock = clock
         self._breaker = CircuitBreaker(clock, settings.breaker())
-        self._window: deque[tuple[float, Verdict]] = deque()
+        self._window: deque[tuple[float, CandidateVerdict]] = deque()
         self.reason = ""
 
     @property
@@ -174,7 +174,7 @@ class QualityBreaker:
         """Permission for an attempt on this provider; half-open, only the probe gets it."""
         return self._breaker.try_acquire()
 
-    def record(self, verdicts: Sequence[Verdict]) -> None:
+    def record(self, verdicts: Sequence[CandidateVerdict]) -> None:
         # While open, the window keeps the verdicts that opened it, for ListProviders.
         for verdict in verdicts:
             was_open = self._breaker.state is not BreakerState.CLOSED
@@ -188,7 +188,7 @@ class QualityBreaker:
                 self._window.clear()
                 self.reason = ""
 
-    def _remember(self, verdict: Verdict) -> None:
+    def _remember(self, verdict: CandidateVerdict) -> None:
         now = self._clock.now()
         self._window.append((now, verdict))
         settings = self._breaker.settings

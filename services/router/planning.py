@@ -97,7 +97,7 @@ def identity_key(template: str, mode: str) -> str:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Tally:
+class VerdictTally:
     """The scorer's verdicts on a provider's candidates for a template: how many passed and failed
     (fractions once faded)."""
 
@@ -121,13 +121,13 @@ class PassRateEstimator:
     def __post_init__(self) -> None:
         self.priors = dict(self.priors)
 
-    def observe(self, tally: Tally) -> None:
+    def observe(self, tally: VerdictTally) -> None:
         _check(tally)
         old_passed, old_failed = self._faded(tally.provider, tally.template)
         self._evidence[(tally.provider, tally.template)] = (
             old_passed + tally.passed, old_failed + tally.failed, self.clock.now())
 
-    def set_evidence(self, tally: Tally, age_s: float = 0.0) -> None:
+    def set_evidence(self, tally: VerdictTally, age_s: float = 0.0) -> None:
         """Replace the evidence with counts kept elsewhere (faded as of `age_s` seconds ago)."""
         _check(tally)
         self._evidence[(tally.provider, tally.template)] = (tally.passed, tally.failed,
@@ -160,7 +160,7 @@ class PassRateEstimator:
         return passed * weight, failed * weight
 
 
-def _check(tally: Tally) -> None:
+def _check(tally: VerdictTally) -> None:
     if tally.passed < 0 or tally.failed < 0:
         raise ValueError(f"counts must not be negative, got passed={tally.passed}, failed={tally.failed}")
 

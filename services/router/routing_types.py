@@ -81,7 +81,7 @@ class AimdSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class RetryPolicy:
+class ProviderRetries:
     # Calls one chunk of candidates may make, over all providers of its chain.
     max_calls: int = 4
     # Extra calls to the same provider after a server error, before falling back.
@@ -130,7 +130,7 @@ class RoutingPolicy:
     # latency target and the deadline allow. None: spill at once.
     spill_tolerance: float | None = 1.25
     only_provider: str | None = None
-    retry: RetryPolicy = RetryPolicy()
+    retry: ProviderRetries = ProviderRetries()
     breaker: BreakerSettings = BreakerSettings()
     quality: QualitySettings = QualitySettings()
     aimd: AimdSettings = AimdSettings()

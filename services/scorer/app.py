@@ -12,7 +12,7 @@ from services.common.storage import ObjectStore
 from services.scorer import handlers, routes
 from services.scorer.routes import evaluations, measurements
 from services.scorer.settings import ScorerSettings
-from services.scorer.subjects import Subjects
+from services.scorer.subjects import Likenesses
 
 
 def build(settings: ScorerSettings) -> tuple[ServiceRuntime, Starlette]:
@@ -20,7 +20,7 @@ def build(settings: ScorerSettings) -> tuple[ServiceRuntime, Starlette]:
 
     def register(consumer: EventConsumer, objects: ObjectStore, settings_: ScorerSettings) -> None:
         data_keys = DataKeys(settings_, "scorer")
-        subjects = Subjects(objects=objects, data_keys=data_keys, keep_s=settings_.data_key_cache_s)
+        subjects = Likenesses(objects=objects, data_keys=data_keys, keep_s=settings_.data_key_cache_s)
         handlers.register(consumer, handlers.Workbench(objects=objects, scorer=scorer, settings=settings_, data_keys=data_keys, subjects=subjects))
 
     runtime, app = build_worker(handlers.CONSUMES, settings, register=register)

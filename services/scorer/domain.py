@@ -31,7 +31,7 @@ from services.common.contracts import (
     ScoringFailed,
 )
 from services.scorer.dimensions.core import DimensionResult, ImageVerdict
-from services.scorer.selection import Order, Selection, select
+from services.scorer.selection import Selection, SelectionAsk, select
 
 Outcome = CandidatesScored | RegenerationRequested | ScoringFailed
 UNDECODABLE = "decodable"
@@ -78,7 +78,7 @@ def decide(event: CandidatesGenerated, job_scores: Sequence[CandidateScore],
            *, fresh: Sequence[CandidateScore]) -> Outcome:
     """What follows this attempt, given every score of the job (this attempt's included);
     the outcome carries the `fresh` scores, those no CandidatesChecked published."""
-    selection = select(Order.of(event.job, event.images), job_scores, fill=event.final)
+    selection = select(SelectionAsk.of(event.job, event.images), job_scores, fill=event.final)
     selectable = len(selection.chosen)
     common = {"job_id": event.job_id, "tenant_id": event.tenant_id, "attempt": event.attempt}
     outputs = outputs_of(event)
@@ -129,7 +129,7 @@ def regeneration(event: CandidatesGenerated, scores: AttemptScores, *, selection
 
 
 @dataclass(frozen=True)
-class Tally:
+class ChunkScores:
     """A chunk's scores as stored: those it added (a candidate scored before keeps its
     score), and how many candidates of the job, over every attempt, are scored and pass."""
 
@@ -166,7 +166,7 @@ class ScoredSoFar:
         return [c for c in candidates if c.index not in self.indices]
 
 
-def checked(event: CandidatesStored, tally: Tally, *, measured: "HasSeconds") -> CandidatesChecked:
+def checked(event: CandidatesStored, tally: ChunkScores, *, measured: "HasSeconds") -> CandidatesChecked:
     """Where the job stands after a chunk: counts over every attempt, and an ETA from the
     router's estimate for the rest of generation and the time this chunk took to score."""
     candidates = event.candidates_before + event.planned

@@ -49,9 +49,9 @@ from services.scorer.dimensions import Equipment, ImageVerdict, Scorer, Scoring,
 from services.scorer.dimensions.batch import ClipRequest
 from services.scorer.dimensions.likeness import Likeness
 from services.scorer.dimensions.tiers import Enough
-from services.scorer.selection import Order, lots
+from services.scorer.selection import SelectionAsk, lots
 from services.scorer.settings import ScorerSettings
-from services.scorer.subjects import UNREADABLE, Subjects, SubjectUnavailable
+from services.scorer.subjects import UNREADABLE, Likenesses, SubjectUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ class Workbench:
     scorer: Scorer
     settings: ScorerSettings
     data_keys: DataKeys | None = None
-    subjects: Subjects | None = None
+    subjects: Likenesses | None = None
 
 
 @dataclass(frozen=True)
@@ -203,7 +203,7 @@ async def score_candidates(event: CandidatesGenerated | CandidatesStored, so_far
     seconds, passed = 0.0, so_far.passed
     settings = bench.settings
     batch_size = settings.scoring_batch_clips if event.job and event.job.video else settings.scoring_batch_candidates
-    order = Order.of(event.job, event.images)
+    order = SelectionAsk.of(event.job, event.images)
     for batch in batches_of(so_far.fresh(event.candidates), batch_size):
         data = await candidate_images(bench.objects, batch)
         verdicts: dict[int, ImageVerdict] = {}

@@ -53,7 +53,7 @@ class Selectable(Styled, Protocol):
 
 
 @dataclass(frozen=True)
-class Order:
+class SelectionAsk:
     """What a job asks the selection for: `images` (K), over its `styles` (none: one style),
     each picture different from the others (`distinct`)."""
 
@@ -62,7 +62,7 @@ class Order:
     distinct: bool = False
 
     @classmethod
-    def of(cls, spec: JobSpec | None, images: int) -> "Order":
+    def of(cls, spec: JobSpec | None, images: int) -> "SelectionAsk":
         if spec is None:
             return cls(images)
         styles = tuple(style.name for style in spec.styles or ())
@@ -108,7 +108,7 @@ def ranked(candidates: Sequence[Selectable]) -> list[int]:
     return sorted(passing, key=lambda p: (-candidates[p].score, candidates[p].index))
 
 
-def select(order: Order, candidates: Sequence[Selectable], *, fill: bool = False) -> Selection:
+def select(order: SelectionAsk, candidates: Sequence[Selectable], *, fill: bool = False) -> Selection:
     """The best of each style up to its share, no two near-duplicates; with `fill`, the
     shortfall taken from the best distinct candidates left, up to K."""
     room = order.shares()
@@ -153,7 +153,7 @@ class Lot:
     selected: tuple[tuple[float, int], ...]
 
 
-def lots(order: Order, batch: Sequence[Styled], *, passing: Sequence[Selectable]) -> list[Lot]:
+def lots(order: SelectionAsk, batch: Sequence[Styled], *, passing: Sequence[Selectable]) -> list[Lot]:
     """The batch split by style, in the job's order of styles (one lot without styles), each
     with what its style has selected so far among the job's `passing` candidates."""
     chosen = [passing[p] for p in select(order, passing).chosen]

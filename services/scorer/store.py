@@ -9,7 +9,7 @@ from uuid import UUID
 from services.common.bus import InboxClaim
 from services.common.contracts import CandidateScore, CandidatesScored, RegenerationRequested, ScoringFailed
 from services.common.db import Conn, Statement, as_arrays, together, typed_arrays
-from services.scorer.domain import Passing, ScoredSoFar, Tally
+from services.scorer.domain import ChunkScores, Passing, ScoredSoFar
 
 
 async def decided_outcome(conn: Conn, job_id: UUID) -> str | None:
@@ -82,7 +82,7 @@ def _score_rows(job_id: UUID, scores: list[CandidateScore]) -> list[tuple[Any, .
              False, json.dumps(d), s.style, s.fingerprint) for s, d in zip(scores, dumped, strict=True)]
 
 
-async def add_chunk_scores(conn: Conn, job_id: UUID, *, scores: list[CandidateScore]) -> Tally:
+async def add_chunk_scores(conn: Conn, job_id: UUID, *, scores: list[CandidateScore]) -> ChunkScores:
     """A chunk's scores stored (an index scored before keeps its row), in one statement: the
     scores it added, and how many candidates of the job are scored and pass, these included.
     A chunk with nothing new (a run taken over announced what was scored) only counts."""
@@ -97,7 +97,7 @@ async def add_chunk_scores(conn: Conn, job_id: UUID, *, scores: list[CandidateSc
         "  (SELECT coalesce(jsonb_agg(candidate ORDER BY index), '[]'::jsonb) FROM added) AS added FROM before",
         [*as_arrays(rows), str(job_id)])).fetchone()
     assert row is not None, "an aggregate over one row returns one row"
-    return Tally([CandidateScore.model_validate(c) for c in row["added"]], row["scored"], row["passing"])
+    return ChunkScores([CandidateScore.model_validate(c) for c in row["added"]], row["scored"], row["passing"])
 
 
 async def record_outcome(conn: Conn, job_id: UUID, *, outcome: Outcome, announced: Statement | None = None) -> None:

@@ -33,13 +33,13 @@ class UnreadablePhoto(ValueError):
 
 
 @dataclass(frozen=True)
-class SubjectPhoto:
+class DecodedPhoto:
     """A photo decoded once, in RGB."""
 
     rgb: np.ndarray
 
     @classmethod
-    def decoded(cls, data: bytes) -> "SubjectPhoto":
+    def decoded(cls, data: bytes) -> "DecodedPhoto":
         rgb = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR_RGB)
         if rgb is None:
             raise UnreadablePhoto("the photo could not be decoded")
@@ -94,5 +94,5 @@ def foreground(rgb: np.ndarray) -> dict[str, Any]:
 
 def measured_subject(photo: bytes, kind: str) -> dict[str, Any]:
     """What ingest's screening reads of one photo of a subject of `kind` (person, product)."""
-    decoded = SubjectPhoto.decoded(photo)
+    decoded = DecodedPhoto.decoded(photo)
     return decoded.common() | (decoded.person() if kind == "person" else decoded.product())

@@ -37,7 +37,7 @@ class SubjectUnavailable(Exception):
 
 
 @dataclass(kw_only=True)
-class Subjects:
+class Likenesses:
     """Likenesses of the subjects jobs are of, opened with their keys and kept for `keep_s`."""
 
     objects: ObjectStore

@@ -9,12 +9,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from genline_client import ReceiptVerificationError, verify_chain, verify_receipt
 from genline_client.receipts import main as receipts_cli
 from genline_client.receipts import receipt_sha256
-from services.ingest.receipts.document import FORMAT, Signer, jwk
+from services.ingest.receipts.document import FORMAT, ReceiptSigner, jwk
 
 TENANT = "t-receipts"
 
 
-def chain_of(signer: Signer, count: int, start: int = 1, previous: str | None = None) -> list[dict]:
+def chain_of(signer: ReceiptSigner, count: int, start: int = 1, previous: str | None = None) -> list[dict]:
     receipts = []
     for sequence in range(start, start + count):
         body = {"format": FORMAT, "kid": signer.kid, "job_id": f"job-{sequence}", "tenant_id": TENANT,
@@ -25,11 +25,11 @@ def chain_of(signer: Signer, count: int, start: int = 1, previous: str | None = 
     return receipts
 
 
-def keys_of(*signers: Signer) -> dict:
+def keys_of(*signers: ReceiptSigner) -> dict:
     return {"keys": [jwk(s.public_key, status="active") for s in signers]}
 
 
-SIGNER = Signer(Ed25519PrivateKey.generate())
+SIGNER = ReceiptSigner(Ed25519PrivateKey.generate())
 
 
 def test_a_chain_verifies_with_the_published_keys_alone():
@@ -79,7 +79,7 @@ def test_a_dropped_receipt_breaks_the_chain_naming_the_missing_one():
 
 
 def test_a_receipt_signed_with_another_key_is_refused():
-    impostor = Signer(Ed25519PrivateKey.generate())
+    impostor = ReceiptSigner(Ed25519PrivateKey.generate())
     forged = chain_of(impostor, 1)[0]
     with pytest.raises(ReceiptVerificationError, match="not among the published keys"):
         verify_receipt(forged, keys_of(SIGNER))
@@ -90,7 +90,7 @@ def test_a_receipt_signed_with_another_key_is_refused():
 
 def test_after_a_rotation_old_and_new_receipts_verify_with_the_published_keys():
     old = chain_of(SIGNER, 2)
-    rotated = Signer(Ed25519PrivateKey.generate())
+    rotated = ReceiptSigner(Ed25519PrivateKey.generate())
     new = chain_of(rotated, 2, start=3, previous=old[-1]["sha256"])
     assert len(verify_chain(old + new, keys_of(SIGNER, rotated))) == 4
     with pytest.raises(ReceiptVerificationError, match="not among the published keys"):
@@ -99,7 +99,7 @@ def test_after_a_rotation_old_and_new_receipts_verify_with_the_published_keys():
 
 def test_a_key_document_whose_kid_is_not_the_key_s_thumbprint_is_refused():
     document = keys_of(SIGNER)
-    document["keys"][0]["kid"] = Signer(Ed25519PrivateKey.generate()).kid
+    document["keys"][0]["kid"] = ReceiptSigner(Ed25519PrivateKey.generate()).kid
     with pytest.raises(ReceiptVerificationError, match="not named by its thumbprint"):
         verify_chain(chain_of(SIGNER, 1), document)
 

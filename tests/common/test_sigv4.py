@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 
 import httpx
 
-from services.common.sigv4 import EMPTY_SHA256, Link, Request, Signer
+from services.common.sigv4 import EMPTY_SHA256, Link, Request, SigV4Signer
 from services.common.storage import Blob
 
-EXAMPLE = Signer("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", region="us-east-1")
+EXAMPLE = SigV4Signer("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", region="us-east-1")
 MAY_24_2013 = datetime(2013, 5, 24, tzinfo=UTC)
 HOST = "examplebucket.s3.amazonaws.com"
 

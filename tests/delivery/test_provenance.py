@@ -27,7 +27,7 @@ from services.common.provenance import (
 )
 from services.common.templates import Delivery
 from services.delivery import provenance
-from services.delivery.postprocess import Delivered, Rendered, postprocess
+from services.delivery.postprocess import Rendered, RenderedFiles, postprocess
 from services.delivery.settings import DeliverySettings
 
 CREDENTIALS = new_signing_credentials("test deployment")
@@ -170,7 +170,7 @@ def iso_bmff(media_bytes: int = 64) -> bytes:
 
 def test_an_mp4_is_signed_trusted_and_a_flipped_byte_reads_invalid():
     clip = iso_bmff()
-    done = Delivered(image=Rendered(data=clip, media_type="video/mp4", width=16, height=16), thumbnail=Rendered(data=b"", media_type="image/webp", width=1, height=1))
+    done = RenderedFiles(image=Rendered(data=clip, media_type="video/mp4", width=16, height=16), thumbnail=Rendered(data=b"", media_type="image/webp", width=1, height=1))
     origin = provenance.Origin(job_id=uuid4(), n=2, provider="local-video", template="generic", created_at=datetime.now(UTC), source=clip)
     marked = provenance.Marker(CREDENTIALS).mark(done, origin)
 

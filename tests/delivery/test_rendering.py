@@ -28,13 +28,13 @@ def png(side: int) -> bytes:
     return buffer.getvalue()
 
 
-def order(source: bytes, n: int = 1) -> rendering.Order:
+def order(source: bytes, n: int = 1) -> rendering.FileToRender:
     origin = provenance.Origin(job_id=uuid4(), n=n, provider="local-fast", template="generic", created_at=datetime.now(UTC), source=source, model="painter", model_version="1")
-    return rendering.Order(origin, Delivery(format="jpeg", quality=85), is_clip=False)
+    return rendering.FileToRender(origin, Delivery(format="jpeg", quality=85), is_clip=False)
 
 
-def ready(value: rendering.Order):
-    async def fetch() -> rendering.Order:
+def ready(value: rendering.FileToRender):
+    async def fetch() -> rendering.FileToRender:
         return value
     return fetch
 

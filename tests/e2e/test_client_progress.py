@@ -21,7 +21,7 @@ from PIL import Image
 from rich.console import Console
 
 from genline_cli.jobs import follow
-from genline_cli.session import Output
+from genline_cli.session import CommandOutput
 from genline_client import AsyncGenline, Genline, JobEvent, Progress
 from tests.e2e.progress_entries import append_progress, progress
 from tests.polling import until
@@ -210,7 +210,7 @@ def test_submit_wait_json_writes_each_progress_entry_as_a_json_line_and_keeps_st
 
 def test_on_a_terminal_the_bar_shows_the_counts_and_eta(tenant_factory, platform):
     tenant = tenant_factory()
-    output = Output(as_json=False)
+    output = CommandOutput(as_json=False)
     screen = io.StringIO()
     output.out = output.err = Console(file=screen, force_terminal=True, width=200, color_system=None)
     with Genline(tenant.api_key, platform.ingest_url) as client, ThreadPoolExecutor(1) as waiting:

@@ -23,7 +23,7 @@ from genline_client import ReceiptVerificationError, verify_chain, verify_receip
 from services.common.bus.replay import decoded_envelopes, read_topic_to_end
 from services.common.contracts import TOPICS, JobFinished
 from services.common.storage import Blob
-from services.ingest.receipts.document import Signer, canonical, jwk, new_signing_key_text
+from services.ingest.receipts.document import ReceiptSigner, canonical, jwk, new_signing_key_text
 from services.ingest.receipts.replay import ReceiptReplay, replay_receipts
 from services.ingest.settings import IngestSettings
 from tests.e2e.test_webhooks import receiver  # noqa: F401 - the fixture
@@ -104,7 +104,7 @@ def test_receipts_verify_offline_and_any_change_drop_or_forgery_fails_naming_wha
             verify_receipt(tampered, keys)
     with pytest.raises(ReceiptVerificationError, match="jumps from 1 to 3: receipt 2 is missing"):
         verify_chain([receipts[0], receipts[2]], keys)
-    forger = Signer(Ed25519PrivateKey.generate())
+    forger = ReceiptSigner(Ed25519PrivateKey.generate())
     forged = forger.sign(receipts[2]["receipt"] | {"kid": forger.kid})
     with pytest.raises(ReceiptVerificationError, match="signed with key .* not among the published keys"):
         verify_chain([*receipts[:2], forged], keys)
@@ -131,7 +131,7 @@ def test_a_served_receipt_is_the_signed_document_whole(tenant_factory, endpoints
     stored document's own canonical bytes, not what a response model keeps of them."""
     tenant = tenant_factory()
     [job_id] = run_jobs(tenant, 1)
-    signer = Signer(Ed25519PrivateKey.generate())
+    signer = ReceiptSigner(Ed25519PrivateKey.generate())
     amended = signer.sign(chain(tenant)[0]["receipt"] | {"kid": signer.kid, "region": "eu-west-1",
                                                          "terms": {"version": 3}})
     with psycopg.connect(endpoints.database_url, autocommit=True) as conn:

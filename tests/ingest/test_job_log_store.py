@@ -16,7 +16,7 @@ from services.ingest import handlers, store
 from services.ingest.jobs import projection
 from services.ingest.jobs.domain import submitted_view
 from services.ingest.jobs.live import LogWatch
-from services.ingest.receipts.document import Signer
+from services.ingest.receipts.document import ReceiptSigner
 from tests.conftest import settings_for
 
 TENANT = "t-log"
@@ -26,7 +26,7 @@ TENANT = "t-log"
 async def ingest(endpoints):
     settings = settings_for(endpoints)
     runtime = ServiceRuntime(f"ingest_log_{uuid.uuid4().hex[:8]}", settings, migrations_package="services.ingest")
-    handlers.register(runtime.consumer, handlers.Projection(Signer(Ed25519PrivateKey.generate()), settings))
+    handlers.register(runtime.consumer, handlers.Projection(ReceiptSigner(Ed25519PrivateKey.generate()), settings))
     await migrate(runtime.database_url, runtime.name, packages=runtime.migrations)
     await runtime.pool.open(wait=True)
     async with runtime.pool.connection() as conn:

@@ -11,7 +11,7 @@ import pytest
 
 from services.common.db import COMMON_MIGRATIONS, migration_files, together
 from services.ingest.jobs.domain import submitted_view
-from services.ingest.receipts.document import Signer, load_signing_key, new_signing_key_text
+from services.ingest.receipts.document import ReceiptSigner, load_signing_key, new_signing_key_text
 from services.ingest.receipts.issuing import Issuance, issue
 from tests.ingest.test_read_model import SPEC
 from tests.polling import eventually
@@ -73,7 +73,7 @@ async def test_the_migration_brings_each_chain_s_head_and_the_trigger_keeps_it(e
 async def test_a_signer_that_waited_for_the_tenant_chains_after_what_the_one_before_committed(endpoints, schema):
     """Two transactions sign receipts of one tenant; the second waits at the tenant's lock
     and must then see the head the first committed, not the one its statement began with."""
-    signer = Signer(load_signing_key(new_signing_key_text()))
+    signer = ReceiptSigner(load_signing_key(new_signing_key_text()))
     now = datetime.now(UTC)
 
     def view():

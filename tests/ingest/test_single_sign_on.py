@@ -160,7 +160,7 @@ def signed(provider: Provider, **claims) -> str:
 def test_an_id_token_for_another_client_sign_in_issuer_or_time_is_refused(provider, claims, why):
     async def check() -> None:
         async with httpx.AsyncClient() as http:
-            providers = oidc.Provider(http=http, cache_s=60, allowed=targets.allowed_networks(["127.0.0.0/8"]))
+            providers = oidc.OidcClient(http=http, cache_s=60, allowed=targets.allowed_networks(["127.0.0.0/8"]))
             metadata = await providers.metadata(provider.issuer)
             expected = oidc.Expected(provider.issuer, "genline", "n-1")
             assert (await providers.verified_claims(metadata, signed(provider), expected=expected))["sub"] == "sub-x"
@@ -185,7 +185,7 @@ def test_a_provider_on_a_network_not_allowed_is_refused(team, provider):
     async def check() -> None:
         async with httpx.AsyncClient() as http:
             with pytest.raises(oidc.OidcError, match="cannot be reached"):
-                await oidc.Provider(http=http, cache_s=60).metadata(provider.issuer)
+                await oidc.OidcClient(http=http, cache_s=60).metadata(provider.issuer)
 
     import asyncio
     asyncio.run(check())

@@ -13,10 +13,10 @@ from services.common.templates import load_catalogue
 from services.ingest.subjects.domain import identity_move, photo_set_sha256, state_after_photos
 from services.ingest.subjects.judging import (
     MAX_PHOTOS,
-    Batch,
+    JudgedAgainst,
     Kept,
-    Measured,
     Offered,
+    PhotoMeasures,
     centroid_of,
     judged,
 )
@@ -24,7 +24,7 @@ from services.ingest.subjects.judging import (
 RNG = np.random.default_rng(7)
 ADA, GRACE = RNG.normal(0, 0.08, 128), RNG.normal(0, 0.08, 128)
 GOOD = {"faces": 1.0, "face_size": 0.1, "sharpness": 300.0, "exposure": 0.4}
-PERSON = Batch("person", load_catalogue().subject_checks("person"))
+PERSON = JudgedAgainst("person", load_catalogue().subject_checks("person"))
 
 
 def fingerprint(i: int) -> str:
@@ -34,7 +34,7 @@ def fingerprint(i: int) -> str:
 
 def photo(i: int, face=ADA, **values) -> Offered:
     embedding = tuple(face + RNG.normal(0, 0.01, 128))
-    return Offered(sha256=f"sha{i}", source=f"photos[{i}]", measured=Measured(values=GOOD | values, width=512, height=512,
+    return Offered(sha256=f"sha{i}", source=f"photos[{i}]", measured=PhotoMeasures(values=GOOD | values, width=512, height=512,
                                                        fingerprint=fingerprint(i), embedding=embedding))
 
 
@@ -58,7 +58,7 @@ def test_another_person_is_refused_with_its_distance_wherever_it_stands(odd):
 
 def test_a_new_photo_is_held_to_the_person_the_subject_already_has():
     kept = [Kept(n=i + 1, sha256=f"k{i}", fingerprint=fingerprint(i + 20), embedding=tuple(ADA)) for i in range(4)]
-    verdicts = judged(Batch("person", PERSON.checks, kept), [photo(30, GRACE), photo(31, GRACE), photo(32, ADA)])
+    verdicts = judged(JudgedAgainst("person", PERSON.checks, kept), [photo(30, GRACE), photo(31, GRACE), photo(32, ADA)])
     assert [v.accepted for v in verdicts] == [False, False, True]
     assert [v.n for v in verdicts] == [5, 6, 7]
 
@@ -73,7 +73,7 @@ def test_two_faces_and_a_blurred_photo_fail_their_checks_with_sentences():
 def test_a_repeat_or_a_near_duplicate_is_refused_naming_the_photo_it_repeats():
     first = photo(0)
     same = Offered(sha256="sha0", source="photos[1]", measured=first.measured)
-    near = Offered(sha256="other", source="photos[2]", measured=Measured(values=GOOD, width=512, height=512,
+    near = Offered(sha256="other", source="photos[2]", measured=PhotoMeasures(values=GOOD, width=512, height=512,
                                                   fingerprint=f"{int(fingerprint(0), 16) ^ 0b111:016x}",
                                                   embedding=first.measured.embedding))
     verdicts = judged(PERSON, [first, same, near])
@@ -83,7 +83,7 @@ def test_a_repeat_or_a_near_duplicate_is_refused_naming_the_photo_it_repeats():
 
 
 def test_a_small_photo_and_a_file_screening_refused_are_refused():
-    small = Offered(sha256="s", source="photos[0]", measured=Measured(values=GOOD, width=200, height=900, fingerprint=fingerprint(1),
+    small = Offered(sha256="s", source="photos[0]", measured=PhotoMeasures(values=GOOD, width=200, height=900, fingerprint=fingerprint(1),
                                                embedding=tuple(ADA)))
     broken = Offered(sha256="b", source="photos[1]", refused="the image is truncated")
     verdicts = judged(PERSON, [small, broken])
@@ -92,10 +92,10 @@ def test_a_small_photo_and_a_file_screening_refused_are_refused():
 
 
 def test_a_product_must_be_found_and_separated_from_its_background():
-    product = Batch("product", load_catalogue().subject_checks("product"))
+    product = JudgedAgainst("product", load_catalogue().subject_checks("product"))
 
     def shot(i, share, contrast):
-        return Offered(sha256=f"p{i}", source=f"photos[{i}]", measured=Measured(values={"sharpness": 200.0, "exposure": 0.5}, width=600,
+        return Offered(sha256=f"p{i}", source=f"photos[{i}]", measured=PhotoMeasures(values={"sharpness": 200.0, "exposure": 0.5}, width=600,
                                                          height=600, fingerprint=fingerprint(i),
                                                          foreground={"share": share, "contrast": contrast}))
 
@@ -108,7 +108,7 @@ def test_a_product_must_be_found_and_separated_from_its_background():
 def test_a_subject_takes_at_most_thirty_photos():
     kept = [Kept(n=i + 1, sha256=f"k{i}", fingerprint=fingerprint(i + 40), embedding=tuple(ADA))
             for i in range(MAX_PHOTOS - 1)]
-    verdicts = judged(Batch("person", PERSON.checks, kept), [photo(0), photo(1)])
+    verdicts = judged(JudgedAgainst("person", PERSON.checks, kept), [photo(0), photo(1)])
     assert verdicts[0].accepted and verdicts[1].reasons == ["the subject has 30 photos, the most it takes"]
 
 

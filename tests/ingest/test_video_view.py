@@ -16,7 +16,7 @@ from services.common.contracts import (
 from services.ingest.jobs.domain import JobView, apply_event, submitted_view
 from services.ingest.jobs.job_log import event_facts
 from services.ingest.receipts.document import ReceiptBody, ReceiptStamp, receipt_body
-from services.ingest.receipts.replay import Journal, credit_problems
+from services.ingest.receipts.replay import LedgerJournal, credit_problems
 
 T0 = datetime(2026, 11, 27, tzinfo=UTC)
 
@@ -102,7 +102,7 @@ def test_the_receipt_replay_holds_a_video_receipts_seconds_to_the_ledgers_journa
     job = spec(VideoSpec(duration_s=4, resolution="480p"))
     body = receipt_body(ended(job, [clip(1, 4000), clip(2, 2500)], charged=70, seconds=7),
                         ReceiptStamp(sequence=1, previous_sha256=None, kid="kid", issued_at=T0))
-    journal = Journal()
+    journal = LedgerJournal()
     journal.reserved[job.job_id] = CreditsReserved(job_id=job.job_id, tenant_id="t", job=job, transfer_id=uuid.uuid4(),
                                                    amount=80, unit_price=40, pricebook_version="2026-11-26")
     settled = ReservationSettled(job_id=job.job_id, tenant_id="t", transfer_id=uuid.uuid4(), reserved=80, charged=70,

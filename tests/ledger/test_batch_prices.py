@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from services.common.contracts import CreditsReserved, JobSpec
 from services.ledger.domain import Book
 from services.ledger.pricebook import load_price_book
-from services.ledger.records import CreditGrant, Delivery
+from services.ledger.records import CreditGrant, DeliveryRecord
 
 BATCHES_PRICED = datetime(2026, 11, 27, 12, tzinfo=UTC)
 BEFORE_BATCHES = datetime(2026, 11, 20, 12, tzinfo=UTC)
@@ -20,7 +20,7 @@ def reserved(priority: str, when: datetime, template: str = "generic") -> Credit
                   candidates=4, seed=1, submitted_at=when, job_priority=priority)
     held = book.reserve(job, when)
     assert isinstance(held, CreditsReserved)
-    settled = book.settle(job.job_id, Delivery(3), now=when)
+    settled = book.settle(job.job_id, DeliveryRecord(3), now=when)
     assert settled is not None and settled.charged == held.amount
     return held
 

@@ -23,7 +23,7 @@ from services.ledger.payments.gateway import CheckoutAwaitingPayment, CheckoutPa
 from services.ledger.payments.rules import share_of_credits
 from services.ledger.payments.stripe_gateway import notice_of
 from services.ledger.pricebook import load_price_book
-from services.ledger.records import CreditGrant, Delivery, DisputeHold, Takeback
+from services.ledger.records import CreditGrant, DeliveryRecord, DisputeHold, Takeback
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -53,7 +53,7 @@ def test_charges_consume_the_earliest_expiring_grant_first():
     book.grant(CreditGrant(tenant_id="t", amount=30, source="soon", reason="r", expires_at=NOW + 2 * DAY), NOW)
     job = spec(images=4)
     book.reserve(job, NOW)
-    book.settle(job.job_id, Delivery(4), now=NOW)
+    book.settle(job.job_id, DeliveryRecord(4), now=NOW)
     assert remaining(book) == {"never": 30, "late": 20, "soon": 0}
     assert book.accounts["t"].posted == 50 and book.accounts["t"].pending == 0
 
@@ -76,7 +76,7 @@ def test_expiry_spares_credits_held_by_a_reservation_and_takes_them_once_settled
     events = book.expire_due(NOW + 2 * DAY)
     assert [type(e) for e in events] == [CreditsExpired] and events[0].amount == 10
     assert book.accounts["t"].available == 0
-    book.settle(job.job_id, Delivery(1), now=NOW + 2 * DAY)  # charges 10, releases 20 of an expired grant
+    book.settle(job.job_id, DeliveryRecord(1), now=NOW + 2 * DAY)  # charges 10, releases 20 of an expired grant
     later = book.expire_due(NOW + 2 * DAY)
     assert sum(e.amount for e in later) == 20 and book.accounts["t"].posted == 0
 
@@ -107,13 +107,13 @@ def test_retry_tokens_pay_for_images_before_credits():
     book.accounts["t"].report_policy = "retry_token"
     job = spec(images=2)
     book.reserve(job, NOW)
-    book.settle(job.job_id, Delivery(2), now=NOW)
+    book.settle(job.job_id, DeliveryRecord(2), now=NOW)
     assert isinstance(book.report(reported(job, "t", 1, "blurry", NOW + DAY)), RetryTokenIssued)
     assert book.accounts["t"].retry_tokens == 1
     paid_with_token = spec(images=2, tokens=True)
     reserved = book.reserve(paid_with_token, NOW)
     assert (reserved.amount, reserved.tokens_held) == (10, 1)
-    settled = book.settle(paid_with_token.job_id, Delivery(1), now=NOW)  # one delivered: the token pays for it
+    settled = book.settle(paid_with_token.job_id, DeliveryRecord(1), now=NOW)  # one delivered: the token pays for it
     assert (settled.charged, settled.tokens_used, settled.tokens_returned) == (0, 1, 0)
 
 
@@ -122,7 +122,7 @@ def test_reports_are_refunded_once_within_the_window_and_declined_otherwise():
     book.grant(CreditGrant(tenant_id="t", amount=100, source="admin", reason="r"), NOW)
     job = spec(images=2, template="headshot")
     book.reserve(job, NOW)
-    book.settle(job.job_id, Delivery(2), now=NOW)
+    book.settle(job.job_id, DeliveryRecord(2), now=NOW)
     refund = book.report(reported(job, "t", 2, "two noses", NOW + DAY))
     assert isinstance(refund, CreditsRefunded) and refund.amount == 20 and book.accounts["t"].available == 80
     for n, when, why in [(2, NOW + DAY, "reported before"), (3, NOW + DAY, "was not delivered"),
@@ -137,7 +137,7 @@ def test_replaying_the_events_gives_the_same_balances():
     events.append(book.grant(CreditGrant(tenant_id="t", amount=100, source="admin", reason="r", expires_at=NOW + DAY), NOW))
     jobs = [spec(images=i % 3 + 1) for i in range(6)]
     events += [book.reserve(j, NOW) for j in jobs]
-    events += [book.settle(j.job_id, Delivery(i % 2), now=NOW) for i, j in enumerate(jobs[:4])]
+    events += [book.settle(j.job_id, DeliveryRecord(i % 2), now=NOW) for i, j in enumerate(jobs[:4])]
     events += book.expire_due(NOW + 2 * DAY)
     replayed = replay_balances(events)["t"]
     account = book.accounts["t"]

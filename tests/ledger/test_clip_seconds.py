@@ -23,7 +23,7 @@ from services.common.contracts import (
 from services.ledger.domain import Book
 from services.ledger.pricebook import load_price_book
 from services.ledger.pricing import billed_clip_seconds
-from services.ledger.records import CreditGrant, Delivery
+from services.ledger.records import CreditGrant, DeliveryRecord
 from tests.ledger.test_reservations import account, grant, ledger, published  # noqa: F401 - the fixture
 
 # After the price book's version that prices clips took effect.
@@ -68,7 +68,7 @@ def test_only_delivered_seconds_are_charged_and_a_short_clip_costs_less():
     book.grant(CreditGrant(tenant_id="t", amount=1000, source="admin", reason="r"), NOW)
     job = video_job(clips=3, seconds=4)  # holds 3 × 4 × 10 = 120
     book.reserve(job, NOW)
-    settled = book.settle(job.job_id, Delivery(2, [4000, 2300]), now=NOW)  # one full clip, one cut at 2.3 s
+    settled = book.settle(job.job_id, DeliveryRecord(2, [4000, 2300]), now=NOW)  # one full clip, one cut at 2.3 s
     assert isinstance(settled, ReservationSettled)
     assert (settled.charged, settled.released, settled.delivered_seconds) == ((4 + 3) * STABLE_720P, 50, 7)
     assert book.accounts["t"].posted == 1000 - 70 and book.accounts["t"].pending == 0
@@ -79,7 +79,7 @@ def test_a_clip_longer_than_asked_costs_the_seconds_asked():
     book.grant(CreditGrant(tenant_id="t", amount=1000, source="admin", reason="r"), NOW)
     job = video_job(clips=1, seconds=3)
     book.reserve(job, NOW)
-    settled = book.settle(job.job_id, Delivery(1, [6100]), now=NOW)
+    settled = book.settle(job.job_id, DeliveryRecord(1, [6100]), now=NOW)
     assert (settled.charged, settled.released, settled.delivered_seconds) == (30, 0, 3)
 
 
@@ -90,7 +90,7 @@ def test_a_retry_token_pays_for_a_whole_clip():
     job = video_job(clips=2, seconds=5, tokens=True)
     reserved = book.reserve(job, NOW)
     assert reserved.amount == 50 and reserved.tokens_held == 1  # one clip of two paid by the token
-    settled = book.settle(job.job_id, Delivery(2, [5000, 3000]), now=NOW)
+    settled = book.settle(job.job_id, DeliveryRecord(2, [5000, 3000]), now=NOW)
     assert (settled.charged, settled.tokens_used, settled.delivered_seconds) == (30, 1, 3)
 
 
@@ -108,7 +108,7 @@ def test_an_image_job_is_priced_per_image_as_before():
     job = JobSpec(job_id=uuid.uuid4(), tenant_id="t", template="generic", prompt="p", images=2, candidates=3, seed=1,
                   submitted_at=NOW)
     assert book.reserve(job, NOW).amount == 20
-    assert book.settle(job.job_id, Delivery(1), now=NOW).charged == 10
+    assert book.settle(job.job_id, DeliveryRecord(1), now=NOW).charged == 10
 
 
 def submitted_video(tenant: str, clips: int, seconds: float) -> JobSubmitted:

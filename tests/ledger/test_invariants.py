@@ -9,7 +9,7 @@ import pytest
 
 from services.ledger.domain import Book
 from services.ledger.pricebook import load_price_book
-from services.ledger.records import Account, CreditGrant, Delivery, Takeback, Transfer
+from services.ledger.records import Account, CreditGrant, DeliveryRecord, Takeback, Transfer
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
 
@@ -38,7 +38,7 @@ def test_a_settlement_beyond_its_hold_is_caught():
     negative = hold(-10)
     book = book_with(Account(tenant_id="t", posted=100, pending=0), negative)
     with pytest.raises(AssertionError):
-        book.settle(negative.job_id, Delivery(1), now=NOW)
+        book.settle(negative.job_id, DeliveryRecord(1), now=NOW)
     assert not book.entries and not book.changed_transfers  # nothing of the decision was recorded
 
 
@@ -54,6 +54,6 @@ def test_a_hold_settled_after_a_stale_read_passes():
     pending below zero: the change is a delta the database judges, and no invariant breaks."""
     late = hold(10)
     book = book_with(Account(tenant_id="t", posted=10, pending=0), late)
-    settled = book.settle(late.job_id, Delivery(0, outcome="voided"), now=NOW)
+    settled = book.settle(late.job_id, DeliveryRecord(0, outcome="voided"), now=NOW)
     assert settled is not None and settled.released == 10
     assert book.account_deltas() == [("t", 0, -10, 0)]

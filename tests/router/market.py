@@ -41,7 +41,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from services.router.providers.painter import Batch, LocalGenerator
+from services.router.providers.painter import CandidateRange, LocalGenerator
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SECRET = "sim-secret"
@@ -258,7 +258,7 @@ MP4_BYTES = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
 
 @functools.lru_cache(maxsize=256)
 def _painted(width: int, height: int, prompt: str, seed: int) -> bytes:
-    return LocalGenerator(width=width, height=height, defect_rate=0).paint(Batch(prompt=prompt or "x", seed=seed % 2**31, count=1))[0].png
+    return LocalGenerator(width=width, height=height, defect_rate=0).paint(CandidateRange(prompt=prompt or "x", seed=seed % 2**31, count=1))[0].png
 
 
 @functools.lru_cache(maxsize=32)

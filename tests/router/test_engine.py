@@ -10,7 +10,7 @@ from PIL import Image
 
 from services.router.clock import LoopClock, run_simulated
 from services.router.engine import RoutingEngine
-from services.router.planning import Tally
+from services.router.planning import VerdictTally
 from services.router.providers.factory import build_providers
 from services.router.providers.registry import parse_registry
 from services.router.routing_types import AllProvidersFailed, NoCapableProvider, RouteRequest
@@ -67,7 +67,7 @@ def test_cheap_provider_whose_images_fail_loses_the_traffic():
             chosen.append(result.providers_used[0])
             for provider in result.providers_used:
                 verdicts = [looks_fine(r.image.data) for r in result.images if r.provider == provider]
-                engine.observe_scores(Tally(provider=provider, template="headshot", passed=sum(verdicts), failed=len(verdicts) - sum(verdicts)))
+                engine.observe_scores(VerdictTally(provider=provider, template="headshot", passed=sum(verdicts), failed=len(verdicts) - sum(verdicts)))
         # Read on the loop's own clock. Outside it the evidence, stamped in the loop's seconds
         # from zero, would fade by the machine's uptime: past a few hours, back to the prior.
         return (chosen, engine.pass_rates.mean("cheap", "headshot"), engine.plan(job()).primary.provider,
@@ -130,7 +130,7 @@ def test_attempt_records_expected_and_actual_cost_and_latency():
 
 def test_provider_status_reports_health_price_pass_rate_and_load():
     engine = engine_of(a=local(7_000, prior=0.6), b=local(9_000))
-    engine.observe_scores(Tally(provider="a", template="headshot", passed=10, failed=0))
+    engine.observe_scores(VerdictTally(provider="a", template="headshot", passed=10, failed=0))
     status = {s.name: s for s in engine.provider_status()}
     assert status["a"].state == "closed" and status["a"].healthy
     assert status["a"].price_micro_usd == 7_000

@@ -15,12 +15,12 @@ from services.router.engine import RoutingEngine
 from services.router.providers.base import ProviderContext
 from services.router.providers.factory import build_providers
 from services.router.providers.registry import parse_registry
-from services.router.routing_types import BreakerSettings, CostCapReached, RetryPolicy, RouteRequest, RoutingPolicy
+from services.router.routing_types import BreakerSettings, CostCapReached, ProviderRetries, RouteRequest, RoutingPolicy
 from tests.router.market import Behaviour
 from tests.router.stubs import STUB_SECRET, Stub, stub_provider
 
 BREAKER = BreakerSettings(window_s=60, min_calls=3, failure_rate=0.5, cooldown_s=30)
-RETRY = RetryPolicy(max_calls=4, base_delay_s=0.01, max_delay_s=0.05)
+RETRY = ProviderRetries(max_calls=4, base_delay_s=0.01, max_delay_s=0.05)
 
 
 class ShiftedClock:

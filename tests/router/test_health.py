@@ -7,7 +7,7 @@ import pytest
 
 from services.router.clock import LoopClock, ManualClock, run_simulated
 from services.router.health import AimdLimiter, BreakerState, CircuitBreaker, run_with_timeout
-from services.router.routing_types import AimdSettings, BreakerSettings, RetryPolicy
+from services.router.routing_types import AimdSettings, BreakerSettings, ProviderRetries
 
 SETTINGS = BreakerSettings(window_s=60, min_calls=4, failure_rate=0.5, cooldown_s=30)
 
@@ -138,7 +138,7 @@ def test_aimd_disabled_keeps_the_configured_limit():
 
 
 def test_backoff_is_jittered_within_the_exponential_ceiling_and_honours_retry_after():
-    policy = RetryPolicy(base_delay_s=0.5, max_delay_s=4)
+    policy = ProviderRetries(base_delay_s=0.5, max_delay_s=4)
     rng = random.Random(3)
     delays = [policy.backoff_s(n, rng) for n in range(6) for _ in range(50)]
     assert all(0 <= d <= 4 for d in delays)

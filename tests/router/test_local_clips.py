@@ -12,7 +12,7 @@ from PIL import Image
 from services.common import video
 from services.common.contracts import VideoSpec
 from services.router.providers.base import GenerationRequest, ProviderError
-from services.router.providers.clip_maker import CLIP_DEFECTS, ClipMaker, ClipShape, Take
+from services.router.providers.clip_maker import CLIP_DEFECTS, ClipMaker, ClipShape, ClipTake
 from services.router.providers.factory import build_provider
 from services.router.providers.registry import ProviderConfig, load_registry
 
@@ -22,7 +22,7 @@ SHAPE = ClipShape(width=854, height=480, duration_s=2, fps=24)
 @pytest.fixture(scope="module")
 def clips() -> dict[str | None, bytes]:
     maker = ClipMaker(SHAPE)
-    return {defect: maker.from_text("a kite over a beach", Take(11, defect)).data for defect in (None, *CLIP_DEFECTS)}
+    return {defect: maker.from_text("a kite over a beach", ClipTake(11, defect)).data for defect in (None, *CLIP_DEFECTS)}
 
 
 def decoded(data: bytes) -> np.ndarray:
@@ -94,7 +94,7 @@ def test_image_to_video_starts_from_the_first_frame_at_the_asked_size():
     first = np.zeros((720, 720, 3), np.uint8)
     first[:, :, 0] = np.linspace(0, 255, 720, dtype=np.uint8)[None, :]  # a red ramp left to right
     first[200:520, 200:520, 2] = 255
-    clip = ClipMaker(ClipShape(width=480, height=480, duration_s=1, fps=12)).from_still(first, Take(3)).data
+    clip = ClipMaker(ClipShape(width=480, height=480, duration_s=1, fps=12)).from_still(first, ClipTake(3)).data
     info = video.probe(clip)
     assert (info.width, info.height, info.frames, info.fps) == (480, 480, 12, 12.0)
     opening = next(video.frames(clip)).rgb.astype(np.float32)

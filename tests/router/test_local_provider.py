@@ -5,7 +5,7 @@ import pytest
 from services.router.clock import LoopClock, run_simulated
 from services.router.providers.base import GenerationRequest, ProviderContext, ProviderError
 from services.router.providers.local_provider import LocalProvider
-from services.router.providers.painter import Batch, LocalGenerator
+from services.router.providers.painter import CandidateRange, LocalGenerator
 from services.router.providers.registry import ProviderConfig
 
 
@@ -29,7 +29,7 @@ def test_local_provider_paints_what_the_generator_paints_after_its_latency():
         return images, clock.now()
 
     images, elapsed = run_simulated(scenario())
-    painted = LocalGenerator(48, 48, defect_rate=0.25).paint(Batch(prompt="a harbour", seed=11, count=4, start_index=2))
+    painted = LocalGenerator(48, 48, defect_rate=0.25).paint(CandidateRange(prompt="a harbour", seed=11, count=4, start_index=2))
     assert [i.data for i in images] == [p.png for p in painted]
     assert [i.index for i in images] == [2, 3, 4, 5]
     assert elapsed == pytest.approx(3.0 + 4 * 1.0)

@@ -10,7 +10,7 @@ from services.router.clock import ManualClock
 from services.router.planning import (
     Need,
     PassRateEstimator,
-    Tally,
+    VerdictTally,
     candidates_needed,
     fixed_oversample,
     probability_at_least,
@@ -91,7 +91,7 @@ def test_fixed_oversample_matches_the_platform_default():
 def test_estimator_starts_at_the_prior_and_learns_from_outcomes():
     estimator = PassRateEstimator(priors={"cheap": PassRatePrior(mean=0.8, strength=4)}, half_life_s=None)
     assert estimator.mean("cheap", "headshot") == pytest.approx(0.8)
-    estimator.observe(Tally(provider="cheap", template="headshot", passed=2, failed=14))
+    estimator.observe(VerdictTally(provider="cheap", template="headshot", passed=2, failed=14))
     # Beta(3.2 + 2, 0.8 + 14)
     assert estimator.mean("cheap", "headshot") == pytest.approx(5.2 / 20)
     assert estimator.mean("cheap", "generic") == pytest.approx(0.8), "templates are learnt apart"
@@ -100,7 +100,7 @@ def test_estimator_starts_at_the_prior_and_learns_from_outcomes():
 def test_estimator_evidence_fades_back_toward_the_prior():
     clock = ManualClock()
     estimator = PassRateEstimator(priors={"p": PassRatePrior(mean=0.8, strength=4)}, half_life_s=3600, clock=clock)
-    estimator.observe(Tally(provider="p", template="t", passed=0, failed=40))
+    estimator.observe(VerdictTally(provider="p", template="t", passed=0, failed=40))
     fresh = estimator.mean("p", "t")
     clock.advance(3600)
     clock.advance(10 * 3600)
@@ -110,7 +110,7 @@ def test_estimator_evidence_fades_back_toward_the_prior():
 
 def test_estimator_rejects_negative_counts():
     with pytest.raises(ValueError):
-        PassRateEstimator().observe(Tally(provider="p", template="t", passed=-1, failed=0))
+        PassRateEstimator().observe(VerdictTally(provider="p", template="t", passed=-1, failed=0))
 
 
 def quote(name, price, pass_rate, latency=5.0, available=True):

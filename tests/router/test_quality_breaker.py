@@ -5,23 +5,23 @@ import uuid
 
 from services.router.clock import ManualClock, run_simulated
 from services.router.engine import RoutingEngine
-from services.router.health import BreakerState, QualityBreaker, Verdict
+from services.router.health import BreakerState, CandidateVerdict, QualityBreaker
 from services.router.providers.factory import build_providers
 from services.router.providers.registry import parse_registry
 from services.router.routing_types import QualitySettings, RouteRequest, RoutingPolicy
 from tests.router.test_engine import local
 
 SETTINGS = QualitySettings(window_s=600, window_verdicts=4, max_pass_rate=0.2, cooldown_s=30)
-BLACK = Verdict(False, ("blank", "exposure", "clipping"))
+BLACK = CandidateVerdict(False, ("blank", "exposure", "clipping"))
 
 
 def test_a_dip_keeps_it_closed_a_collapse_opens_it_with_the_reason():
     clock = ManualClock()
     breaker = QualityBreaker(clock, SETTINGS)
-    breaker.record([Verdict(True), BLACK, BLACK, Verdict(True), BLACK])
+    breaker.record([CandidateVerdict(True), BLACK, BLACK, CandidateVerdict(True), BLACK])
     assert breaker.state is BreakerState.CLOSED  # 2 of 5 pass: poor, not collapsed
     breaker = QualityBreaker(clock, SETTINGS)
-    breaker.record([BLACK, BLACK, Verdict(False, ("sharpness",)), BLACK])
+    breaker.record([BLACK, BLACK, CandidateVerdict(False, ("sharpness",)), BLACK])
     assert breaker.state is BreakerState.OPEN and not breaker.try_acquire()
     assert breaker.reason == ("0 of 4 recent candidates passed scoring;"
                               " failed most: blank 3, exposure 3, clipping 3, sharpness 1")
@@ -29,7 +29,7 @@ def test_a_dip_keeps_it_closed_a_collapse_opens_it_with_the_reason():
 
 def test_passes_before_a_collapse_do_not_hide_it():
     breaker = QualityBreaker(ManualClock(), SETTINGS)
-    breaker.record([Verdict(True)] * 20 + [BLACK] * 3)
+    breaker.record([CandidateVerdict(True)] * 20 + [BLACK] * 3)
     assert breaker.state is BreakerState.CLOSED
     breaker.record([BLACK])
     assert breaker.state is BreakerState.OPEN and breaker.reason.startswith("0 of 4")
@@ -46,7 +46,7 @@ def test_after_the_cooldown_one_probe_decides():
     assert breaker.state is BreakerState.OPEN and "0 of" in breaker.reason
     clock.advance(31)
     assert breaker.try_acquire()
-    breaker.record([Verdict(True)])
+    breaker.record([CandidateVerdict(True)])
     assert breaker.state is BreakerState.CLOSED and breaker.reason == ""
 
 
@@ -88,7 +88,7 @@ def test_the_template_moves_to_the_next_provider_and_comes_back_after_a_passing_
         await engine.clock.sleep(31)
         probe = await engine.route(job())
         assert probe.providers_used == ("cheap",)
-        engine.observe_verdicts("cheap", "headshot", verdicts=[Verdict(True), Verdict(True)])
+        engine.observe_verdicts("cheap", "headshot", verdicts=[CandidateVerdict(True), CandidateVerdict(True)])
         assert {s.name: s for s in engine.provider_status()}["cheap"].quality["headshot"].state == "closed"
         assert (await engine.route(job())).providers_used == ("cheap",)
 

@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from services.router.providers.clip_maker import ClipMaker, ClipShape, Take
+from services.router.providers.clip_maker import ClipMaker, ClipShape, ClipTake
 from tests.router.market import SECRET, Market, SimJob, _base, fixture
 
 # The models each simulator runs: the schema of its input, how it reads the asked shape.
@@ -79,7 +79,7 @@ def clip_shape(model: str, given: dict, first_frame: bytes | None) -> tuple[int,
 @functools.lru_cache(maxsize=16)
 def sim_clip(width: int, height: int, fps: int, prompt: str, defect: str | None = None) -> bytes:
     maker = ClipMaker(ClipShape(width=width, height=height, duration_s=SIM_CLIP_S, fps=fps))
-    return maker.from_text(prompt or "clip", Take(1, defect)).data  # type: ignore[arg-type]
+    return maker.from_text(prompt or "clip", ClipTake(1, defect)).data  # type: ignore[arg-type]
 
 
 def served_clip(market: Market, job_id: str) -> Response:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from services.common.quality.profiles import load_profile
-from services.router.providers.painter import Batch, LocalGenerator
+from services.router.providers.painter import CandidateRange, LocalGenerator
 from services.scorer.dimensions import Scoring
 from tests.scorer.conftest import PHOTO_NAMES, blown_out, blurred, jpeg, noisy, png
 
@@ -96,7 +96,7 @@ def test_degraded_copies_rank_below_their_originals(verdicts):
 
 
 def test_local_paintings_pass_generic_and_their_defects_fail(scorer, generic):
-    painted = LocalGenerator(512, 512, defect_rate=0.5).paint(Batch(prompt="calibration", seed=3, count=12))
+    painted = LocalGenerator(512, 512, defect_rate=0.5).paint(CandidateRange(prompt="calibration", seed=3, count=12))
     verdicts = scorer.score([c.png for c in painted], Scoring(profile=generic))
     for candidate, verdict in zip(painted, verdicts):
         if candidate.defect is None:

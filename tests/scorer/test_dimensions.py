@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from services.common.quality.profiles import profile_of_dimensions
-from services.router.providers.painter import Batch, LocalGenerator, PaintedCandidate
+from services.router.providers.painter import CandidateRange, LocalGenerator, PaintedCandidate
 from services.scorer.dimensions import (
     DIMENSIONS,
     Bounds,
@@ -39,7 +39,7 @@ def score_images(images, dimension_names=("sharpness", "blank"), device=CPU) -> 
 @pytest.fixture(scope="module")
 def painted() -> list[PaintedCandidate]:
     generator = LocalGenerator(width=256, height=256, defect_rate=0.5)
-    return [c for seed in SEEDS for c in generator.paint(Batch(prompt=f"prompt {seed}", seed=seed, count=8))]
+    return [c for seed in SEEDS for c in generator.paint(CandidateRange(prompt=f"prompt {seed}", seed=seed, count=8))]
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +150,7 @@ def test_select_best_rejects_negative_k():
 
 def test_sharper_image_scores_higher():
     generator = LocalGenerator(width=128, height=128, defect_rate=0)
-    clean = Image.open(io.BytesIO(generator.paint(Batch(prompt="rank", seed=1, count=1))[0].png))
+    clean = Image.open(io.BytesIO(generator.paint(CandidateRange(prompt="rank", seed=1, count=1))[0].png))
     softened = clean.resize((64, 64)).resize((128, 128), Image.Resampling.BILINEAR)
     sharp, soft = score_images([_png(clean), _png(softened)], device=CPU)
     assert sharp.score > soft.score
@@ -168,8 +168,8 @@ def test_truncated_png_names_the_index(painted):
 
 
 def test_mixed_sizes_come_back_in_input_order():
-    wide = LocalGenerator(width=96, height=64, defect_rate=0).paint(Batch(prompt="mix", seed=1, count=2))
-    tall = LocalGenerator(width=64, height=96, defect_rate=0).paint(Batch(prompt="mix", seed=1, count=2))
+    wide = LocalGenerator(width=96, height=64, defect_rate=0).paint(CandidateRange(prompt="mix", seed=1, count=2))
+    tall = LocalGenerator(width=64, height=96, defect_rate=0).paint(CandidateRange(prompt="mix", seed=1, count=2))
     black = _png(Image.new("RGB", (96, 64)))
     images = [wide[0].png, tall[0].png, black, tall[1].png, wide[1].png]
     mixed = score_images(images, device=CPU)

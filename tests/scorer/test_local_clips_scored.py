@@ -9,7 +9,7 @@ import pytest
 
 from services.common.contracts import VideoSpec
 from services.common.quality.profiles import load_profile
-from services.router.providers.clip_maker import CLIP_DEFECTS, ClipMaker, ClipShape, Take
+from services.router.providers.clip_maker import CLIP_DEFECTS, ClipMaker, ClipShape, ClipTake
 from services.scorer.dimensions import Scoring
 from tests.scorer.test_faces import grace_hopper
 from tests.scorer.test_video import clip_request_of
@@ -35,14 +35,14 @@ def verdict_of(scorer, profile, data: bytes, **inputs):
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_the_local_providers_clean_clips_pass(scorer, profile, maker, seed):
-    verdict = verdict_of(scorer, profile, maker.from_text("a harbour at dawn", Take(seed)).data)
+    verdict = verdict_of(scorer, profile, maker.from_text("a harbour at dawn", ClipTake(seed)).data)
 
     assert verdict.passed, {name: verdict.dimensions[name].reason for name in verdict.failed}
 
 
 @pytest.mark.parametrize("defect", [defect for defect in CLIP_DEFECTS if defect != "face_change"])
 def test_every_defect_the_local_provider_plants_is_caught_with_a_reason(scorer, profile, maker, defect):
-    verdict = verdict_of(scorer, profile, maker.from_text("a harbour at dawn", Take(5, defect)).data)
+    verdict = verdict_of(scorer, profile, maker.from_text("a harbour at dawn", ClipTake(5, defect)).data)
 
     assert not verdict.passed and verdict.failed
     assert all(verdict.dimensions[name].reason for name in verdict.failed)
@@ -51,8 +51,8 @@ def test_every_defect_the_local_provider_plants_is_caught_with_a_reason(scorer, 
 def test_a_clip_from_a_still_passes_clean_and_fails_frozen(scorer, profile, maker, photos):
     still = np.asarray(photos["astronaut"])
 
-    clean = verdict_of(scorer, profile, maker.from_still(still, Take(9)).data)
-    frozen = verdict_of(scorer, profile, maker.from_still(still, Take(9, "frozen")).data)
+    clean = verdict_of(scorer, profile, maker.from_still(still, ClipTake(9)).data)
+    frozen = verdict_of(scorer, profile, maker.from_still(still, ClipTake(9, "frozen")).data)
 
     assert clean.passed, {name: clean.dimensions[name].reason for name in clean.failed}
     assert "frozen" in frozen.failed
@@ -65,8 +65,8 @@ def test_a_portraits_clip_whose_face_changes_halfway_fails(scorer, profile, phot
     portrait = grace_hopper()[40:552]
     another = np.asarray(photos["astronaut"])[0:300, 60:360]  # her face, centred
 
-    changed = maker.from_still(portrait, Take(11, "face_change"), other=another).data
-    [clean, verdict] = scorer.score([maker.from_still(portrait, Take(11)).data, changed],
+    changed = maker.from_still(portrait, ClipTake(11, "face_change"), other=another).data
+    [clean, verdict] = scorer.score([maker.from_still(portrait, ClipTake(11)).data, changed],
                                     Scoring(profile=profile, requested_clip=clip_request_of(square), tiered=True))
 
     assert clean.passed, {name: clean.dimensions[name].reason for name in clean.failed}

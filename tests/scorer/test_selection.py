@@ -16,7 +16,7 @@ from services.common.contracts import (
 )
 from services.common.quality.fingerprints import NEAR_DUPLICATE_BITS, distance
 from services.scorer import domain
-from services.scorer.selection import Order, lots, select
+from services.scorer.selection import SelectionAsk, lots, select
 
 STYLES = ("studio", "window", "outdoor")
 
@@ -46,12 +46,12 @@ def test_the_test_fingerprints_are_far_apart_and_near_ones_near():
 @pytest.mark.parametrize(("images", "styles", "shares"), [
     (60, 6, [10] * 6), (10, 4, [3, 3, 2, 2]), (7, 3, [3, 2, 2]), (2, 3, [1, 1, 0]), (5, 1, [5])])
 def test_k_is_split_over_the_styles_as_evenly_as_possible_the_remainder_to_the_first(images, styles, shares):
-    order = Order(images, tuple(f"s{i}" for i in range(styles)), distinct=True)
+    order = SelectionAsk(images, tuple(f"s{i}" for i in range(styles)), distinct=True)
     assert list(order.shares().values()) == shares and sum(shares) == images
 
 
 def test_each_style_keeps_its_share_with_its_own_best():
-    order = Order(6, STYLES, distinct=True)
+    order = SelectionAsk(6, STYLES, distinct=True)
     # The studio style has the six best candidates of the job; it still ships two.
     candidates = [scored(i, 10 - i, style="studio") for i in range(6)]
     candidates += [scored(10 + i, 3 - i * 0.1, style=style) for i, style in enumerate(["window"] * 3 + ["outdoor"] * 3)]
@@ -63,7 +63,7 @@ def test_each_style_keeps_its_share_with_its_own_best():
 
 
 def test_no_two_near_duplicates_are_selected_even_across_styles():
-    order = Order(4, ("studio", "window"), distinct=True)
+    order = SelectionAsk(4, ("studio", "window"), distinct=True)
     best = fingerprint(1)
     candidates = [scored(1, 9.0, style="studio", print_=best),
                   scored(2, 8.0, style="studio", print_=near(best, 3)),   # the same picture encoded again
@@ -75,7 +75,7 @@ def test_no_two_near_duplicates_are_selected_even_across_styles():
 
 
 def test_a_style_short_of_its_share_says_what_it_misses():
-    order = Order(6, STYLES, distinct=True)
+    order = SelectionAsk(6, STYLES, distinct=True)
     candidates = [scored(0, 5.0, style="studio"), scored(1, 4.0, style="studio"), scored(2, 3.0, style="window"),
                   scored(3, 9.0, style="outdoor", passed=False), scored(4, 8.0, style="studio")]
     selection = select(order, candidates)
@@ -84,7 +84,7 @@ def test_a_style_short_of_its_share_says_what_it_misses():
 
 
 def test_at_the_end_a_short_style_is_filled_from_the_best_of_the_others():
-    order = Order(6, STYLES, distinct=True)
+    order = SelectionAsk(6, STYLES, distinct=True)
     candidates = [scored(i, 10.0 - i, style="studio") for i in range(5)] + [scored(9, 1.0, style="window")]
     selection = select(order, candidates, fill=True)
     chosen = [candidates[p].index for p in selection.chosen]
@@ -93,7 +93,7 @@ def test_at_the_end_a_short_style_is_filled_from_the_best_of_the_others():
 
 
 def test_a_candidate_that_names_no_style_is_in_the_one_its_index_falls_in():
-    order = Order(3, STYLES, distinct=True)
+    order = SelectionAsk(3, STYLES, distinct=True)
     assert [order.style_of(scored(i, 1.0)) for i in range(4)] == ["studio", "window", "outdoor", "studio"]
     assert order.style_of(scored(0, 1.0, style="elsewhere")) is None
 
@@ -103,11 +103,11 @@ def test_a_plain_job_keeps_its_best_k_near_duplicates_and_all():
     candidates alike by design, and its best K ship as before."""
     same = fingerprint(7)
     candidates = [scored(i, 5.0 - i, print_=same) for i in range(4)]
-    assert [candidates[p].index for p in select(Order(3), candidates).chosen] == [0, 1, 2]
+    assert [candidates[p].index for p in select(SelectionAsk(3), candidates).chosen] == [0, 1, 2]
 
 
 def test_lots_split_a_batch_by_style_with_what_each_selected_so_far():
-    order = Order(4, ("studio", "window"), distinct=True)
+    order = SelectionAsk(4, ("studio", "window"), distinct=True)
     batch = [scored(10 + i, 0.0, style=style) for i, style in enumerate(["window", "studio", "window"])]
     passing = [scored(1, 3.0, style="studio"), scored(2, 2.0, style="studio"), scored(3, 1.0, style="studio")]
     by_style = {lot.style: lot for lot in lots(order, batch, passing=passing)}

@@ -37,7 +37,7 @@ from services.common.quality.fingerprints import near_duplicates
 from services.common.sealing import SubjectField, new_data_key, seal_bytes, seal_subject_text
 from services.common.settings import SealedContentSettings
 from services.common.storage import Blob, ObjectStore
-from services.scorer.subjects import ERASED, Subjects, SubjectUnavailable
+from services.scorer.subjects import ERASED, Likenesses, SubjectUnavailable
 from tests.router.stubs import serve
 from tests.scorer import planted
 from tests.scorer.conftest import png
@@ -204,7 +204,7 @@ def test_a_subject_is_opened_once_for_all_its_orders_and_never_once_erased(endpo
     keys, url = key_server
     ref = sealed_subject(object_store, keys, planted.subject_photos()[:4])
     settings = KeysOnly(database_url=endpoints.database_url, data_key_url=url, data_key_cache_s=0.0)
-    subjects = Subjects(objects=object_store, data_keys=DataKeys(settings, "scorer"), keep_s=600)
+    subjects = Likenesses(objects=object_store, data_keys=DataKeys(settings, "scorer"), keep_s=600)
 
     async def twice_then_erased():
         first, second = await subjects.likeness(ref), await subjects.likeness(ref)

@@ -14,7 +14,7 @@ import torch
 
 from services.common.quality.dimensions import registered
 from services.common.quality.profiles import load_profile
-from services.router.providers.painter import Batch, LocalGenerator
+from services.router.providers.painter import CandidateRange, LocalGenerator
 from services.scorer.dimensions import (
     DIMENSIONS,
     TIER_ONE,
@@ -28,7 +28,7 @@ from services.scorer.dimensions import (
     select_best,
 )
 from services.scorer.dimensions.engine import Leg
-from services.scorer.dimensions.tiers import Enough, PlannedDimension, Progress, TierWalk
+from services.scorer.dimensions.tiers import Enough, ImageProgress, PlannedDimension, TierWalk
 from tests.scorer.conftest import blurred, png
 from tests.scorer.test_faces import grace_hopper
 
@@ -40,7 +40,7 @@ CANDIDATES = 8
 def jobs() -> list[list[bytes]]:
     """Eight jobs of eight paintings each; about a third blurred or blank (Tier 1 rejects them)."""
     generator = LocalGenerator(256, 256, defect_rate=0.34)
-    return [[c.png for c in generator.paint(Batch(prompt=f"a lighthouse, take {seed}", seed=seed, count=CANDIDATES))]
+    return [[c.png for c in generator.paint(CandidateRange(prompt=f"a lighthouse, take {seed}", seed=seed, count=CANDIDATES))]
             for seed in SEEDS]
 
 
@@ -240,7 +240,7 @@ def test_ceilings_bound_the_scores_of_passing_candidates(scorer, jobs, portraits
         first_steps = {d.name for step in walk.steps[:-1] for d in step.dimensions}
         for verdict in everything:
             if verdict.passed:
-                so_far = Progress(values={n: r.value for n, r in verdict.dimensions.items() if n in first_steps})
+                so_far = ImageProgress(values={n: r.value for n, r in verdict.dimensions.items() if n in first_steps})
                 assert verdict.score <= walk.ceiling(so_far)
 
 
@@ -261,12 +261,12 @@ def test_a_ceiling_is_the_best_score_the_last_tier_can_give():
     best = {"faces": 1.0, "face_size": 0.31, "face_position": 0.0, "eyes_open": 2.0, "lighting": 0.0,
             "background": 0.0, "nsfw": 0.0}
 
-    ceiling = walk.ceiling(Progress(values=dict(tier_one)))
-    assert ceiling > walk.score(Progress(values=dict(tier_one))), "a low Tier-1 score can rise with Tier 2"
-    assert walk.score(Progress(values=tier_one | best)) == pytest.approx(ceiling, rel=1e-8)
-    assert walk.score(Progress(values=tier_one | best)) <= ceiling
+    ceiling = walk.ceiling(ImageProgress(values=dict(tier_one)))
+    assert ceiling > walk.score(ImageProgress(values=dict(tier_one))), "a low Tier-1 score can rise with Tier 2"
+    assert walk.score(ImageProgress(values=tier_one | best)) == pytest.approx(ceiling, rel=1e-8)
+    assert walk.score(ImageProgress(values=tier_one | best)) <= ceiling
     for name, worse in (("face_size", 0.05), ("face_position", 0.3), ("lighting", 0.4), ("background", 0.2)):
-        assert walk.score(Progress(values=tier_one | best | {name: worse})) < ceiling
+        assert walk.score(ImageProgress(values=tier_one | best | {name: worse})) < ceiling
 
 
 def test_a_weighted_dimension_without_limits_is_measured_wherever_it_could_rank(scorer, portraits):

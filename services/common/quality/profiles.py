@@ -46,7 +46,7 @@ PROFILE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
 __all__ = [
     "Check",
-    "Forbidden",
+    "ForbiddenRange",
     "Profile",
     "ProfileError",
     "QualityRules",
@@ -71,7 +71,7 @@ class Check:
 
 
 @dataclass(frozen=True)
-class Forbidden:
+class ForbiddenRange:
     """An image fails when `dimension`'s value lies within `bounds`."""
 
     dimension: str
@@ -94,7 +94,7 @@ class Profile:
     description: str
     checks: tuple[Check, ...]
     required: frozenset[str] = frozenset()
-    forbidden: tuple[Forbidden, ...] = ()
+    forbidden: tuple[ForbiddenRange, ...] = ()
     score_all: bool = False
 
     @property
@@ -192,7 +192,7 @@ def build_profile(spec: ProfileSpec, rules: QualityRules | None = None) -> Profi
     try:
         checks = tuple(_check(DIMENSIONS[name], [layer[name] for layer in layers if name in layer]) for name in names)
         forbidden = tuple(
-            Forbidden(condition.dimension, Bounds(condition.min, condition.max))
+            ForbiddenRange(condition.dimension, Bounds(condition.min, condition.max))
             for condition in (*spec.forbid, *rules.forbid)
         )
     except ValueError as error:

@@ -31,7 +31,7 @@ async def lock_plan(conn: Conn, tenant_id: str, *, plans: PlanBook) -> Plan:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Usage:
+class LimitCounts:
     """What the plan's limits count, as of `counted_at`: jobs not yet final, and images asked
     for since `day_start` (midnight UTC) by jobs that were not rejected."""
 
@@ -49,11 +49,11 @@ def day_start_of(now: datetime) -> datetime:
     return now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-async def count_usage(conn: Conn, tenant_id: str, *, now: datetime) -> Usage:
+async def count_usage(conn: Conn, tenant_id: str, *, now: datetime) -> LimitCounts:
     """The counts the limits are checked against (and `GET /v1/usage` shows): one query."""
     day_start = day_start_of(now)
     active, images_today = await store.count_usage(conn, tenant_id, day_start=day_start)
-    return Usage(active=active, images_today=images_today, day_start=day_start, counted_at=now)
+    return LimitCounts(active=active, images_today=images_today, day_start=day_start, counted_at=now)
 
 
 def check_order_size(plan: Plan, images: int, *, candidates: int | None) -> None:
@@ -68,7 +68,7 @@ def check_order_size(plan: Plan, images: int, *, candidates: int | None) -> None
                                                                           "field": "candidates"})
 
 
-def check_submission(plan: Plan, usage: Usage, *, images: int) -> None:
+def check_submission(plan: Plan, usage: LimitCounts, *, images: int) -> None:
     """Refuse (429, with the reason) a job of `images` that would pass the plan's concurrent
     jobs or images per day; count the usage under `lock_plan`."""
     if plan.concurrent_jobs is not None and usage.active >= plan.concurrent_jobs:

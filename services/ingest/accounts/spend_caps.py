@@ -10,7 +10,7 @@ from uuid import UUID
 
 from services.common.contracts import KeySpendCaps
 from services.common.problems import Problem
-from services.ingest.ledger_calls import LedgerClient, Quote
+from services.ingest.ledger_calls import LedgerClient, QuoteAsk
 
 
 @dataclass(frozen=True)
@@ -77,31 +77,31 @@ def debt_problem(owed: int) -> Problem:
                    " which pay the debt first", extra={"owed": owed, "settle": SETTLE})
 
 
-async def refusal(ledger: LedgerClient, submitter: Submitter | None, *, quote: Quote) -> Problem | None:
+async def refusal(ledger: LedgerClient, submitter: Submitter | None, *, quote: QuoteAsk) -> Problem | None:
     """The 402 a job gets at the door, judged on one quote of the ledger: the account owes
     credits, or the key's spend so far and the job's price (a video job's clips by the second)
     pass one of its caps. None when it fits, and when the ledger does not answer or knows no
     such tenant (it still decides when it holds)."""
-    return await _refused(ledger, submitter, asked=Asked(quote))
+    return await _refused(ledger, submitter, asked=CapCheck(quote))
 
 
-async def evaluation_refusal(ledger: LedgerClient, submitter: Submitter | None, *, quote: Quote) -> Problem | None:
+async def evaluation_refusal(ledger: LedgerClient, submitter: Submitter | None, *, quote: QuoteAsk) -> Problem | None:
     """The 402 an evaluation of `quote.images` images gets before any is judged, as a job does at
     the door: the account owes credits, or the key's caps leave no room for it. An image judged
     costs at least a credit (the price book's price per image is positive), so that is what the
     caps are held to here; the quote (the evaluation's template) is asked for the debt only."""
-    return await _refused(ledger, submitter, asked=Asked(quote, quote.images))
+    return await _refused(ledger, submitter, asked=CapCheck(quote, quote.images))
 
 
 @dataclass(frozen=True)
-class Asked:
+class CapCheck:
     """What is asked at the door: the quote, and what the caps are held to (None: its price)."""
 
-    quote: Quote
+    quote: QuoteAsk
     cost: int | None = None
 
 
-async def _refused(ledger: LedgerClient, submitter: Submitter | None, *, asked: Asked) -> Problem | None:
+async def _refused(ledger: LedgerClient, submitter: Submitter | None, *, asked: CapCheck) -> Problem | None:
     quote, cost = asked.quote, asked.cost
     try:
         priced = await ledger.quote(quote)

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from services.common.problems import Problem
 from services.ingest.compat import errors
-from services.ingest.compat.calls import Asked, checked_job
+from services.ingest.compat.calls import AnswerShape, checked_job
 from services.ingest.compat.images import ImageGenerationRequest, ImagesResponse, answered_quality, job_request
 from services.ingest.compat.models import ModelBook
 from services.ingest.compat.outcomes import refusal
@@ -28,7 +28,7 @@ def line_key(batch_id: UUID, line: int) -> str:
     return f"batch:{batch_id}:{line}"
 
 
-def line_job(body: dict[str, Any], endpoint: str, *, models: ModelBook) -> tuple[JobRequest, Asked | None]:
+def line_job(body: dict[str, Any], endpoint: str, *, models: ModelBook) -> tuple[JobRequest, AnswerShape | None]:
     """The job a line asks for, at bulk priority; an images line's answer as it asks for it."""
     if endpoint == "/v1/jobs":
         return checked_job(body | {"priority": "bulk"}), None
@@ -41,7 +41,7 @@ def line_job(body: dict[str, Any], endpoint: str, *, models: ModelBook) -> tuple
                       extra={"errors": errors_}) from None
     alias = models.resolve(options.model)
     job = job_request(options, alias, template=alias.template)
-    asked = Asked(options.response_format or alias.response_format, answered_quality(options, job))
+    asked = AnswerShape(options.response_format or alias.response_format, answered_quality(options, job))
     return checked_job(job | {"priority": "bulk"}), asked
 
 

@@ -26,7 +26,7 @@ from services.ingest.accounts.spend_caps import Submitter
 from services.ingest.batches import jsonl
 from services.ingest.batches.lines import line_job, line_key, refused_body
 from services.ingest.jobs import domain, projection
-from services.ingest.jobs.submission import Intake, Order
+from services.ingest.jobs.submission import JobAdmission, Order
 from services.ingest.settings import IngestSettings
 from services.ingest.store import batches as batch_store
 from services.ingest.store.accounts import tenant_plan
@@ -61,9 +61,9 @@ class BatchRunner(PeriodicRound):
     def runtime(self) -> Any:
         return self.app.state.runtime
 
-    def intake(self) -> Intake:
+    def intake(self) -> JobAdmission:
         state = self.app.state
-        return Intake(runtime=state.runtime, settings=self.settings, objects=state.objects, plans=state.plans, gate=state.screening,
+        return JobAdmission(runtime=state.runtime, settings=self.settings, objects=state.objects, plans=state.plans, gate=state.screening,
                       ledger=getattr(state, "ledger_stub", None), router=getattr(state, "router_stub", None))
 
     async def sweep_once(self) -> int:

@@ -12,7 +12,7 @@ from services.ingest.compat.images import ImagesResponse, images_response
 from services.ingest.compat.models import ResponseFormat
 from services.ingest.compat.outcomes import refusal, still_running
 from services.ingest.compat.waiting import Pictures, Waiter
-from services.ingest.jobs.submission import Intake, JobRequest, Order
+from services.ingest.jobs.submission import JobAdmission, JobRequest, Order
 
 # The job's fields under the names the images API gives them.
 PARAM_OF_FIELD = {"images": "n", "end_user": "user", "width": "size", "height": "size", "tier": "quality",
@@ -32,7 +32,7 @@ def checked_job(body: dict[str, Any]) -> JobRequest:
 
 
 @dataclass(frozen=True)
-class Asked:
+class AnswerShape:
     """How the caller wants its answer: links or base64, and the quality it names."""
 
     response_format: ResponseFormat
@@ -43,12 +43,12 @@ class Asked:
 class ImageCall:
     """What a call goes through: the job's intake, the prompt screen, the wait and the images."""
 
-    intake: Intake
+    intake: JobAdmission
     prompts: PromptGate
     waiter: Waiter
     pictures: Pictures
 
-    async def answer(self, order: Order, asked: Asked) -> ImagesResponse:
+    async def answer(self, order: Order, asked: AnswerShape) -> ImagesResponse:
         """The job's images once it has delivered; its refusal, failure or a 504 naming it
         otherwise. Every answer names the job (Genline-Job-Id)."""
         await self.prompts.check(self.intake.runtime.pool, order.tenant_id, prompt=order.body.prompt)

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from services.common.problems import ErrorShape, Problem, Rendered
+from services.common.problems import ErrorShape, Problem, ShapedError
 
 # The paths answered in this shape: the images API, and the files and batches the `openai`
 # package sends its batches through.
@@ -69,7 +69,7 @@ def validation_code(problem: Problem) -> str:
     return "unknown_parameter" if kind == "extra_forbidden" else kind
 
 
-def render(problem: Problem) -> Rendered:
+def render(problem: Problem) -> ShapedError:
     """A problem as OpenAI answers an error, with the headers it came with (Retry-After, the
     job's id) and whether a retry may help."""
     if problem.slug == "validation-error":
@@ -82,7 +82,7 @@ def render(problem: Problem) -> Rendered:
     headers = dict(problem.headers or {})
     if problem.slug in FINAL:
         headers["x-should-retry"] = "false"
-    return Rendered(status, {"error": error.model_dump()}, headers)
+    return ShapedError(status, {"error": error.model_dump()}, headers)
 
 
 SHAPE = ErrorShape(name="OpenAIErrorResponse", prefixes=PREFIXES, render=render,

@@ -36,7 +36,7 @@ def checked_profile(asked: JudgedBy, settings: IngestSettings) -> str:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Judgement:
+class JudgingRequest:
     """What the scorer is asked about some of an evaluation's images (by their internal keys)."""
 
     tenant_id: str
@@ -56,7 +56,7 @@ class Judgement:
                 if asked.subject is not None and self.subject_photo_keys else None}
 
 
-async def judged(settings: IngestSettings, judgement: Judgement) -> list[dict[str, Any]]:
+async def judged(settings: IngestSettings, judgement: JudgingRequest) -> list[dict[str, Any]]:
     """The scorer's verdicts, one per image, in order."""
     answer = await ask_scorer(settings, ScorerQuestion(path="/internal/v1/evaluations", problem_type="evaluation-unavailable",
                                                        cannot="the images could not be judged", json=judgement.body()))

@@ -47,7 +47,7 @@ class Workshop:
                                                                        "message": problem.detail})
         if keys:
             subject_photos = await self.subject_photos(tenant, asked)
-            verdicts = await judging.judged(self.sources.settings, judging.Judgement(
+            verdicts = await judging.judged(self.sources.settings, judging.JudgingRequest(
                 tenant_id=tenant, asked=asked, image_keys=list(keys.values()), reference_keys=references, subject_photo_keys=subject_photos))
             for (n, key), verdict in zip(keys.items(), verdicts, strict=True):
                 outcomes[n] = ImageOutcome(n=n, key=key, verdict=verdict)

@@ -47,7 +47,7 @@ from services.ingest.jobs.examples import JOB_REQUEST_EXAMPLE, VIDEO_JOB_REQUEST
 from services.ingest.jobs.scoring_checks import check_scoring, profile_version, quality_rules
 from services.ingest.jobs.video_request import VideoRequest
 from services.ingest.key_encryption import keyring_of
-from services.ingest.ledger_calls import LedgerClient, Quote, SubjectQuote
+from services.ingest.ledger_calls import LedgerClient, QuoteAsk, SubjectQuote
 from services.ingest.settings import IngestSettings
 
 # The catalogue's names, as the OpenAPI document lists them; to the type checker, a string.
@@ -230,7 +230,7 @@ class Order:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Intake:
+class JobAdmission:
     """What checks and records a job: the service's runtime and settings, the object store its
     input photo goes to, the plans that bound it, the gate that screens photos, and the ledger
     (a key's spend caps) and router (who makes clips) it asks, where they are connected."""
@@ -284,7 +284,7 @@ class Intake:
         if self.ledger is None:
             return None
         video = video_request.video_spec(body.video, template_of(body), input_key=None)
-        quote = Quote(tenant_id=tenant_id, template=body.template, tier=body.tier, images=body.images, use_retry_tokens=body.use_retry_tokens,
+        quote = QuoteAsk(tenant_id=tenant_id, template=body.template, tier=body.tier, images=body.images, use_retry_tokens=body.use_retry_tokens,
                       video_duration_s=video.duration_s if video else None,
                       video_resolution=video.resolution if video else None,
                       subject=SubjectQuote.of(subject, body.identity))

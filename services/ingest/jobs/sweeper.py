@@ -16,7 +16,7 @@ from services.common.runtime import ServiceRuntime
 from services.ingest import store
 from services.ingest.jobs import sweep_rules
 from services.ingest.jobs.projection import commit_changes
-from services.ingest.receipts.document import Signer
+from services.ingest.receipts.document import ReceiptSigner
 from services.ingest.receipts.issuing import Issuance
 from services.ingest.settings import IngestSettings
 
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 class Sweeper(PeriodicRound):
-    def __init__(self, runtime: ServiceRuntime, settings: IngestSettings, *, signer: Signer) -> None:
+    def __init__(self, runtime: ServiceRuntime, settings: IngestSettings, *, signer: ReceiptSigner) -> None:
         self.runtime, self.settings, self.signer = runtime, settings, signer
         self.policy = sweep_rules.SweepPolicy(settings.state_deadline_s, settings.deadline_grace_s,
                                               settings.cancel_answer_timeout_s)

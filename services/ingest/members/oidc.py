@@ -98,7 +98,7 @@ def check_claims(claims: dict[str, Any], expected: Expected, *, now: float) -> N
 
 
 @dataclass(kw_only=True)
-class Provider:
+class OidcClient:
     """Talks to identity providers over `http`, keeping their documents for `cache_s`."""
 
     http: httpx.AsyncClient

@@ -38,7 +38,7 @@ async def client_of(keyring: Keyring, provider: ProviderRow, *, redirect_uri: st
 
 
 @dataclass(frozen=True, kw_only=True)
-class Claimed:
+class TokenClaims:
     """What a verified id_token says about its person."""
 
     issuer: str
@@ -47,7 +47,7 @@ class Claimed:
     groups: tuple[str, ...]
 
     @classmethod
-    def of(cls, claims: dict[str, Any], groups_claim: str) -> "Claimed":
+    def of(cls, claims: dict[str, Any], groups_claim: str) -> "TokenClaims":
         email = claims.get("email")
         if email is not None and claims.get("email_verified") is False:
             email = None  # an address the provider did not verify proves nothing
@@ -76,7 +76,7 @@ class Arrival:
     """A verified sign-in through the tenant's provider: who, from where, with which invitation."""
 
     provider: ProviderRow
-    claimed: Claimed
+    claimed: TokenClaims
     origin: str | None
     invitation: str | None = None
 

@@ -10,7 +10,7 @@ from services.common import targets
 from services.common.runtime import ServiceRuntime
 from services.ingest.members.links import LinkSigner
 from services.ingest.members.mail import Mailer
-from services.ingest.members.oidc import Provider
+from services.ingest.members.oidc import OidcClient
 from services.ingest.settings import IngestSettings
 
 
@@ -20,7 +20,7 @@ def install(app: FastAPI, runtime: ServiceRuntime, *, settings: IngestSettings) 
     # Identity providers are reached directly, never through a redirect (a discovery document
     # or a key set must come from the address configured).
     http = httpx.AsyncClient(timeout=settings.oidc_timeout_s, follow_redirects=False)
-    app.state.identity_providers = Provider(http=http, cache_s=settings.oidc_cache_s,
+    app.state.identity_providers = OidcClient(http=http, cache_s=settings.oidc_cache_s,
                                             allowed=targets.allowed_networks(settings.oidc_allowed_networks))
     runtime.shutdown_hooks.append(http.aclose)
 
@@ -35,11 +35,11 @@ async def get_mailer(request: Request) -> Mailer:
     return mailer
 
 
-async def get_identity_providers(request: Request) -> Provider:
-    providers: Provider = request.app.state.identity_providers
+async def get_identity_providers(request: Request) -> OidcClient:
+    providers: OidcClient = request.app.state.identity_providers
     return providers
 
 
 Signer = Annotated[LinkSigner, Depends(get_link_signer)]
 Mail = Annotated[Mailer, Depends(get_mailer)]
-IdentityProviders = Annotated[Provider, Depends(get_identity_providers)]
+IdentityProviders = Annotated[OidcClient, Depends(get_identity_providers)]

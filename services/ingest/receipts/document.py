@@ -238,7 +238,7 @@ def new_signing_key_text() -> str:
     return b64url(seed)
 
 
-class Signer:
+class ReceiptSigner:
     """Signs receipt bodies with one key."""
 
     def __init__(self, key: Ed25519PrivateKey) -> None:

@@ -11,7 +11,7 @@ from uuid import UUID
 from services.common import telemetry
 from services.common.db import Conn, Statement, inserted
 from services.ingest.domain import Change, JobView, with_receipt
-from services.ingest.receipts.document import ReceiptStamp, Signer, jwk, receipt_body
+from services.ingest.receipts.document import ReceiptSigner, ReceiptStamp, jwk, receipt_body
 from services.ingest.store import receipts as store
 from services.ingest.store.receipts import attributed_totals as attributed_totals
 from services.ingest.store.receipts import chain as chain
@@ -23,7 +23,7 @@ from services.ingest.store.receipts import receipt_of as receipt_of
 class Issuance:
     """Who signs the receipts a commit issues, and when they are issued."""
 
-    signer: Signer
+    signer: ReceiptSigner
     at: datetime
 
 
@@ -66,7 +66,7 @@ async def issue(conn: Conn, views: list[JobView], *, issuance: Issuance) -> tupl
     return issued, inserted("receipts", store.RECEIPT_COLUMNS, rows=rows)
 
 
-async def record_signing_key(conn: Conn, signer: Signer) -> None:
+async def record_signing_key(conn: Conn, signer: ReceiptSigner) -> None:
     """Publish the key this process signs with, for as long as receipts signed with it exist."""
     await store.record_signing_key(conn, signer.kid, public_key=signer.public_key)
 

@@ -35,7 +35,7 @@ from services.ingest.store import receipts as store
 
 
 @dataclass
-class Journal:
+class LedgerJournal:
     """What the ledger's journal says of each job's credits."""
 
     reserved: dict[UUID, CreditsReserved] = field(default_factory=dict)
@@ -50,9 +50,9 @@ class Journal:
                 "price_book_version": reserved.pricebook_version if reserved else None}
 
 
-async def read_journal(bootstrap: str | dict[str, Any], namespace: str) -> tuple[Journal, int]:
+async def read_journal(bootstrap: str | dict[str, Any], namespace: str) -> tuple[LedgerJournal, int]:
     envelopes, malformed = decoded_envelopes(await read_topic_to_end(bootstrap, topic_of("ledger", namespace)))
-    journal = Journal()
+    journal = LedgerJournal()
     for envelope in envelopes:
         if isinstance(envelope.event, CreditsReserved):
             journal.reserved[envelope.event.job_id] = envelope.event
@@ -115,7 +115,7 @@ async def output_problems(objects: ObjectStore, body: dict[str, Any]) -> tuple[l
     return problems, gone
 
 
-def credit_problems(body: dict[str, Any], journal: Journal) -> list[str]:
+def credit_problems(body: dict[str, Any], journal: LedgerJournal) -> list[str]:
     job_id = UUID(body["job_id"])
     recorded = journal.credits(job_id)
     if "seconds_charged" in body["credits"]:  # a video job's

@@ -18,7 +18,7 @@ from services.ingest.evaluations.judging import checked_profile
 from services.ingest.evaluations.models import Evaluation, EvaluationBatchRequest, EvaluationRequest, JudgedBy
 from services.ingest.evaluations.sources import Sources
 from services.ingest.evaluations.work import Workshop
-from services.ingest.ledger_calls import Ledger, LedgerClient, LedgerStub, Quote
+from services.ingest.ledger_calls import Ledger, LedgerClient, LedgerStub, QuoteAsk
 from services.ingest.settings import IngestSettings
 from services.ingest.store import evaluations as evaluation_store
 from services.ingest.store.accounts import tenant_plan
@@ -70,7 +70,7 @@ async def at_the_door(caller: Caller, *, body: JudgedBy, images: int, ledger: Le
     402 while the account owes credits, or when the key's caps have no room for the images
     (each costs a credit at least)."""
     if ledger is not None:
-        quote = Quote(tenant_id=caller.tenant_id, template=body.template, tier="stable", images=images)
+        quote = QuoteAsk(tenant_id=caller.tenant_id, template=body.template, tier="stable", images=images)
         submitter = Submitter(caller.key_id, caller.caps) if caller.key_id is not None else None
         refused = await spend_caps.evaluation_refusal(LedgerClient(ledger, settings.ledger_grpc_timeout_s),
                                                       submitter, quote=quote)

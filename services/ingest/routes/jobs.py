@@ -107,7 +107,7 @@ async def submit_job(body: JobRequest, response: Response, caller: JobsSubmitter
     length rounded up, at most `duration_s`)."""
     telemetry.bind_prompt(body.prompt)
     await prompts.check(runtime.pool, caller.tenant_id, prompt=body.prompt)
-    intake = submission.Intake(runtime=runtime, settings=settings, objects=objects, plans=plans, gate=gate, ledger=ledger, router=routing)
+    intake = submission.JobAdmission(runtime=runtime, settings=settings, objects=objects, plans=plans, gate=gate, ledger=ledger, router=routing)
     order = submission.Order(tenant_id=caller.tenant_id, body=body, idempotency_key=idempotency_key, cancel_after=cancel_after,
                              submitter=Submitter(caller.key_id, caller.caps))
     view = await intake.submit(order)

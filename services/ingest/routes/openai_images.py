@@ -17,7 +17,7 @@ from services.common.problems import Problem
 from services.ingest.accounts.prompt_screening import PromptGate
 from services.ingest.accounts.spend_caps import Submitter
 from services.ingest.compat import forms
-from services.ingest.compat.calls import Asked, ImageCall, checked_job
+from services.ingest.compat.calls import AnswerShape, ImageCall, checked_job
 from services.ingest.compat.images import (
     ImageGenerationRequest,
     ImageOptions,
@@ -42,7 +42,7 @@ from services.ingest.deps import (
 )
 from services.ingest.jobs.clip_makers import Router
 from services.ingest.jobs.live import LogWatch
-from services.ingest.jobs.submission import Intake, Order
+from services.ingest.jobs.submission import JobAdmission, Order
 from services.ingest.ledger_calls import Ledger
 from services.ingest.store import keys_bound
 
@@ -73,7 +73,7 @@ async def get_models(request: Request) -> ModelBook:
 Models = Annotated[ModelBook, Depends(get_models)]
 
 
-def image_call(intake: Intake, prompts: PromptGate, *, watch: LogWatch) -> ImageCall:
+def image_call(intake: JobAdmission, prompts: PromptGate, *, watch: LogWatch) -> ImageCall:
     settings = intake.settings
     return ImageCall(intake=intake, prompts=prompts, waiter=Waiter(intake.runtime, watch, settings.openai_wait_s),
                      pictures=Pictures(intake.objects, settings.link_ttl_s))
@@ -86,8 +86,8 @@ def named(answer: ImagesResponse, response: Response) -> ImagesResponse:
     return answer
 
 
-def asked_of(options: ImageOptions, alias: Alias, *, body: dict[str, Any]) -> Asked:
-    return Asked(options.response_format or alias.response_format, answered_quality(options, body))
+def asked_of(options: ImageOptions, alias: Alias, *, body: dict[str, Any]) -> AnswerShape:
+    return AnswerShape(options.response_format or alias.response_format, answered_quality(options, body))
 
 
 @router.post("/generations", response_model=ImagesResponse, responses=RESPONSES)
@@ -104,7 +104,7 @@ async def create_image(body: ImageGenerationRequest, request: Request, response:
     that timed out. Usage and cost come with the images."""
     alias = models.resolve(body.model)
     job = job_request(body, alias, template=alias.template)
-    intake = Intake(runtime=runtime, settings=settings, objects=objects, plans=plans, gate=gate, ledger=ledger, router=routing)
+    intake = JobAdmission(runtime=runtime, settings=settings, objects=objects, plans=plans, gate=gate, ledger=ledger, router=routing)
     order = Order(tenant_id=caller.tenant_id, body=checked_job(job), idempotency_key=idempotency_key, cancel_after=None, submitter=Submitter(caller.key_id, caller.caps))
     return named(await image_call(intake, prompts, watch=watch).answer(order, asked_of(body, alias, body=job)), response)
 
@@ -130,7 +130,7 @@ async def edit_image(request: Request, response: Response, caller: JobsSubmitter
     options = edit_options(form)
     alias = models.resolve(options.model)
     job = job_request(options, alias, template=models.edit_template_of(alias)) | {"reference_image": as_b64(form.images[0])}
-    intake = Intake(runtime=runtime, settings=settings, objects=objects, plans=plans, gate=gate, ledger=ledger, router=routing)
+    intake = JobAdmission(runtime=runtime, settings=settings, objects=objects, plans=plans, gate=gate, ledger=ledger, router=routing)
     order = Order(tenant_id=caller.tenant_id, body=checked_job(job), idempotency_key=idempotency_key, cancel_after=None, submitter=Submitter(caller.key_id, caller.caps))
     return named(await image_call(intake, prompts, watch=watch).answer(order, asked_of(options, alias, body=job)), response)
 

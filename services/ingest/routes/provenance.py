@@ -189,7 +189,7 @@ async def verify_file(request: Request, response: Response, runtime: Runtime, se
     media_type = provenance.media_type_of(data)
     if media_type is None:
         raise Problem(status=415, slug="unsupported-media-type", detail="send a PNG, JPEG, WebP or MP4 file as the request's body")
-    found = await provenance.verify(provenance.Evidence(data, media_type), request.app.state.trust_anchors,
+    found = await provenance.verify(provenance.SentFile(data, media_type), request.app.state.trust_anchors,
                                     pool=runtime.pool)
     return as_verification(found, tenant)
 

@@ -159,7 +159,7 @@ async def start_sso(tenant_id: Annotated[str, Path(pattern=TENANT, examples=["ac
         raise Problem(status=503, slug="sso-provider-unreachable", detail=str(error)) from None
     pkce, browser = oidc.Pkce(), oidc.Pkce().state
     async with runtime.pool.connection() as conn:
-        await store.insert_attempt(conn, store.Attempt(
+        await store.insert_attempt(conn, store.SignInAttempt(
             state=pkce.state, browser_hash=digest(browser), tenant_id=tenant_id, nonce=pkce.nonce,
             code_verifier=pkce.verifier, invitation=invitation, return_to=return_to), lifetime_s=settings.sso_attempt_ttl_s)
     answer = RedirectResponse(oidc.authorization_url(metadata, client, pkce=pkce), status_code=303)
@@ -182,7 +182,7 @@ async def finish_sso(request: Request, runtime: Runtime, settings: Settings, pro
         return back_to_console(refused)
 
 
-async def signed_in(request: Request, served: tuple[Any, Any, oidc.Provider],
+async def signed_in(request: Request, served: tuple[Any, Any, oidc.OidcClient],
                     *, answer: tuple[str, str, str | None]) -> RedirectResponse:
     runtime, settings, providers = served
     state, code, error = answer
@@ -206,7 +206,7 @@ async def signed_in(request: Request, served: tuple[Any, Any, oidc.Provider],
                                                                                     attempt.nonce))
     except oidc.OidcError as refused:
         raise Problem(status=403, slug="sso-token-refused", detail=str(refused)) from None
-    arrival = sso.Arrival(provider=provider, claimed=sso.Claimed.of(claims, provider.groups_claim),
+    arrival = sso.Arrival(provider=provider, claimed=sso.TokenClaims.of(claims, provider.groups_claim),
                           origin=client_address(request), invitation=attempt.invitation)
     async with runtime.pool.connection() as conn, conn.transaction():
         if not await store.first_use_of_token(conn, hashlib.sha256(id_token.encode()).hexdigest(),

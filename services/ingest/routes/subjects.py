@@ -160,7 +160,7 @@ async def list_subjects(tenant: JobsReader, runtime: Runtime, settings: Settings
     """Your subjects (erased ones aside), newest first, `limit` per page."""
     before = decode_cursor(cursor) if cursor else None
     async with runtime.pool.connection() as conn:
-        rows = await subject_store.list_subjects(conn, subject_store.SubjectPage(tenant_id=tenant, limit=limit + 1,
+        rows = await subject_store.list_subjects(conn, subject_store.SubjectRows(tenant_id=tenant, limit=limit + 1,
                                                                                  before=before))
         retention = await retention_of(conn, tenant, settings=settings)
     page = [subject_view(row, [], retention=retention) for row in rows[:limit]]

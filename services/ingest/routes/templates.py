@@ -12,7 +12,7 @@ from services.common.contracts import Tier
 from services.common.quality.profiles import template_profile
 from services.common.templates import Template, load_catalogue
 from services.ingest.deps import AccountReader, Settings
-from services.ingest.ledger_calls import Ledger, LedgerClient, Quote
+from services.ingest.ledger_calls import Ledger, LedgerClient, QuoteAsk
 
 router = APIRouter(prefix="/v1", tags=["templates"], responses=problems.responses(503))
 TIERS: tuple[Tier, ...] = ("stable", "fast", "low-cost")
@@ -95,8 +95,8 @@ async def template_prices(ledger: LedgerClient, tenant: str, *, name: str) -> Pr
     prices = Prices()
     clip_only = template.video == "required"
     for tier in TIERS:
-        quote = Quote(tenant_id=tenant, template=name, tier=tier, video_duration_s=1, video_resolution="480p") if clip_only \
-            else Quote(tenant_id=tenant, template=name, tier=tier)
+        quote = QuoteAsk(tenant_id=tenant, template=name, tier=tier, video_duration_s=1, video_resolution="480p") if clip_only \
+            else QuoteAsk(tenant_id=tenant, template=name, tier=tier)
         try:
             answer = await ledger.quote(quote)
         except problems.Problem as problem:

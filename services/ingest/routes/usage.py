@@ -85,7 +85,7 @@ class Usage(BaseModel):
                                          " finished job are zeros")
 
 
-def limit_bars(plan: Plan, usage: limits.Usage, *, burst_remaining: int) -> list[Limit]:
+def limit_bars(plan: Plan, usage: limits.LimitCounts, *, burst_remaining: int) -> list[Limit]:
     def bar(name: str, used: int, *, limit: int | None) -> Limit:
         return Limit(name=name, used=used, limit=limit, remaining=None if limit is None else max(0, limit - used),
                      resets_at=None)

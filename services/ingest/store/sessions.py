@@ -130,7 +130,7 @@ async def delete_provider(conn: Conn, tenant_id: str) -> bool:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Attempt:
+class SignInAttempt:
     """A sign-in through a provider, between the redirect to it and the browser's return."""
 
     state: str
@@ -142,7 +142,7 @@ class Attempt:
     return_to: str
 
 
-async def insert_attempt(conn: Conn, attempt: Attempt, *, lifetime_s: int) -> None:
+async def insert_attempt(conn: Conn, attempt: SignInAttempt, *, lifetime_s: int) -> None:
     await conn.execute("DELETE FROM sso_attempts WHERE expires_at < now()")
     await conn.execute(
         "INSERT INTO sso_attempts (state, browser_hash, tenant_id, nonce, code_verifier, invitation, return_to,"
@@ -151,14 +151,14 @@ async def insert_attempt(conn: Conn, attempt: Attempt, *, lifetime_s: int) -> No
          attempt.invitation, attempt.return_to, lifetime_s])
 
 
-async def take_attempt(conn: Conn, state: str) -> Attempt | None:
+async def take_attempt(conn: Conn, state: str) -> SignInAttempt | None:
     """The attempt with this state, taken (a state works once); None when unknown or expired."""
     row: dict[str, Any] | None = await (await conn.execute(
         "DELETE FROM sso_attempts WHERE state = %s RETURNING state, browser_hash, tenant_id, nonce, code_verifier,"
         " invitation, return_to, expires_at > now() AS live", [state])).fetchone()
     if row is None or not row.pop("live"):
         return None
-    return Attempt(**row)
+    return SignInAttempt(**row)
 
 
 async def first_use_of_token(conn: Conn, token_hash: str, *, expires_at: datetime) -> bool:

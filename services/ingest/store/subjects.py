@@ -17,7 +17,7 @@ SUBJECT_ROW = (
 
 
 @dataclass(frozen=True, kw_only=True)
-class NewSubject:
+class SubjectRow:
     id: UUID
     tenant_id: str
     kind: str
@@ -26,7 +26,7 @@ class NewSubject:
     trigger_word: str
 
 
-async def insert_subject(conn: Conn, subject: NewSubject) -> None:
+async def insert_subject(conn: Conn, subject: SubjectRow) -> None:
     await conn.execute(
         "INSERT INTO subjects (id, tenant_id, kind, name, state, keep, trigger_word)"
         " VALUES (%s, %s, %s, %s, 'screening', %s, %s)",
@@ -118,13 +118,13 @@ async def erase_subject(conn: Conn, subject_id: UUID, *, at: datetime) -> list[s
 
 
 @dataclass(frozen=True, kw_only=True)
-class SubjectPage:
+class SubjectRows:
     tenant_id: str
     limit: int
     before: tuple[datetime, UUID] | None = None
 
 
-async def list_subjects(conn: Conn, page: SubjectPage) -> list[dict[str, Any]]:
+async def list_subjects(conn: Conn, page: SubjectRows) -> list[dict[str, Any]]:
     """The tenant's subjects not erased, newest first, `limit` after the cursor `before`."""
     created, last_id = page.before or (None, None)
     return await (await conn.execute(

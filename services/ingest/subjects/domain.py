@@ -112,7 +112,7 @@ def state_after_photos(state: str, accepted: int, *, photo_set_changed: bool) ->
 
 
 @dataclass(frozen=True)
-class Move:
+class SubjectMove:
     """Where an identity event takes a subject: its state, why, and the identity trained."""
 
     state: str
@@ -123,22 +123,22 @@ class Move:
 IdentityEvent = IdentityPlanned | IdentityTrained | IdentityTrainingFailed
 
 
-def identity_move(state: str, photo_set: str | None, *, event: IdentityEvent) -> Move | None:
+def identity_move(state: str, photo_set: str | None, *, event: IdentityEvent) -> SubjectMove | None:
     """What an order's identity event does to its subject; None: nothing (an erased subject, a
     plan that trains nothing, a late report of a training of another photo set)."""
     if state == "erased":
         return None
     match event:
         case IdentityPlanned() if event.trains and state != "training":
-            return Move("training", f"an identity is being trained by job {event.job_id}")
+            return SubjectMove("training", f"an identity is being trained by job {event.job_id}")
         case IdentityTrained():
             identity = SubjectIdentity(identity_id=event.identity_id, provider=event.provider, model=event.model,
                                        weights_sha256=event.weights_sha256, photo_set_sha256=event.photo_set_sha256,
                                        trained_at=event.trained_at)
             moved = "trained" if event.photo_set_sha256 == photo_set else "ready" if state == "training" else state
-            return Move(moved, f"trained by {event.provider} ({event.model})", identity)
+            return SubjectMove(moved, f"trained by {event.provider} ({event.model})", identity)
         case IdentityTrainingFailed() if state == "training":
-            return Move("failed", f"training failed ({event.failure_code}): {event.reason}; orders go on by reference")
+            return SubjectMove("failed", f"training failed ({event.failure_code}): {event.reason}; orders go on by reference")
         case _:
             return None
 

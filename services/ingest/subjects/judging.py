@@ -39,7 +39,7 @@ FOREGROUND_CONTRAST = 6.0
 
 
 @dataclass(frozen=True, kw_only=True)
-class Measured:
+class PhotoMeasures:
     """What the scorer measured of a new photo (`inputs/scorer_calls.measure_subject_photo`)."""
 
     values: dict[str, float | None]
@@ -58,7 +58,7 @@ class Offered:
 
     sha256: str
     source: str
-    measured: Measured | None = None
+    measured: PhotoMeasures | None = None
     refused: str | None = None
 
 
@@ -73,7 +73,7 @@ class Kept:
 
 
 @dataclass(kw_only=True)
-class Verdict:
+class PhotoJudgement:
     """A new photo's verdict: accepted, or refused with its reasons (and the checks it failed,
     its distance from the subject's other photos, the photo it repeats)."""
 
@@ -94,7 +94,7 @@ class Verdict:
 
 
 @dataclass(frozen=True)
-class Batch:
+class JudgedAgainst:
     """What a batch is judged against: the subject's kind, the checks its photos pass, and the
     photos it has accepted."""
 
@@ -103,10 +103,10 @@ class Batch:
     kept: Sequence[Kept] = ()
 
 
-def judged(batch: Batch, offered: Sequence[Offered]) -> list[Verdict]:
+def judged(batch: JudgedAgainst, offered: Sequence[Offered]) -> list[PhotoJudgement]:
     """The verdict of each offered photo, in order, numbered after the subject's photos."""
     first_n = max((k.n for k in batch.kept), default=0) + 1
-    verdicts = [Verdict(offered=photo, n=first_n + i) for i, photo in enumerate(offered)]
+    verdicts = [PhotoJudgement(offered=photo, n=first_n + i) for i, photo in enumerate(offered)]
     for verdict in verdicts:
         own_checks(batch, verdict)
     repeats(batch, verdicts)
@@ -116,7 +116,7 @@ def judged(batch: Batch, offered: Sequence[Offered]) -> list[Verdict]:
     return verdicts
 
 
-def own_checks(batch: Batch, verdict: Verdict) -> None:
+def own_checks(batch: JudgedAgainst, verdict: PhotoJudgement) -> None:
     measured = verdict.offered.measured
     if measured is None:
         verdict.reasons.append(verdict.offered.refused or "the file could not be read as a photo")
@@ -142,7 +142,7 @@ def separated(foreground: dict[str, Any] | None) -> bool:
     return low <= float(foreground.get("share", 0.0)) <= high and float(foreground.get("contrast", 0.0)) >= FOREGROUND_CONTRAST
 
 
-def repeats(batch: Batch, verdicts: list[Verdict]) -> None:
+def repeats(batch: JudgedAgainst, verdicts: list[PhotoJudgement]) -> None:
     """Refuse a photo that repeats one the subject has, or an earlier one of the batch that
     passed its checks (a photo refused for something else is told this too)."""
     seen: list[tuple[int, str, str]] = [(k.n, k.sha256, k.fingerprint) for k in batch.kept]
@@ -167,7 +167,7 @@ def repeats(batch: Batch, verdicts: list[Verdict]) -> None:
                 seen.append((verdict.n, photo.sha256, photo.measured.fingerprint))
 
 
-def one_person(batch: Batch, verdicts: list[Verdict]) -> None:
+def one_person(batch: JudgedAgainst, verdicts: list[PhotoJudgement]) -> None:
     """Accept the new photos of the subject's person; refuse the others with their distance."""
     kept = [np.asarray(k.embedding) for k in batch.kept if k.embedding is not None]
     embeddings = {v.n: np.asarray(v.offered.measured.embedding) for v in verdicts
@@ -196,7 +196,7 @@ def largest_group(embeddings: list[np.ndarray]) -> list[np.ndarray]:
     return max(neighbours, key=len)
 
 
-def room(batch: Batch, verdicts: list[Verdict]) -> None:
+def room(batch: JudgedAgainst, verdicts: list[PhotoJudgement]) -> None:
     accepted = len(batch.kept)
     for verdict in verdicts:
         if verdict.accepted:

@@ -1,5 +1,5 @@
 """A subject's life outside its photos: made with its own data key and trigger word, read,
-erased by its tenant, and erased by the retention (`RetentionSweeper`: one replica a round,
+erased by its tenant, and erased by the retention (`SubjectRetentionSweeper`: one replica a round,
 like the job sweeper) once nobody ordered it for the tenant's retention (default 30 days)
 unless the tenant keeps it. Every action is on the audit trail."""
 
@@ -47,7 +47,7 @@ class Subjects:
         KMS call holds no row)."""
         key = await data_keys.wrapped(uuid4(), new_data_key(), keyring=keyring_of(self.settings))
         async with self.runtime.pool.connection() as conn, conn.transaction():
-            await store.insert_subject(conn, store.NewSubject(id=key.job_id, tenant_id=new.tenant_id, kind=new.kind,
+            await store.insert_subject(conn, store.SubjectRow(id=key.job_id, tenant_id=new.tenant_id, kind=new.kind,
                                                               name=new.name, keep=new.keep,
                                                               trigger_word=trigger_word()))
             await data_keys.insert(conn, new.tenant_id, key=key)
@@ -84,7 +84,7 @@ def refuse_missing(row: dict[str, object] | None, subject_id: UUID) -> None:
         raise Problem(status=410, slug="subject-erased", detail=f"subject {subject_id} was erased")
 
 
-class RetentionSweeper(PeriodicRound):
+class SubjectRetentionSweeper(PeriodicRound):
     """Erases, one replica a round, the subjects past their tenant's retention."""
 
     def __init__(self, subjects: Subjects) -> None:

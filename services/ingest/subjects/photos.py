@@ -103,7 +103,7 @@ class PhotoIntake:
         subject_id = row["id"]
         before = await store.subject_photos(conn, subject_id)
         accepted_before = [p for p in before if p["accepted"]]
-        batch = judging.Batch(row["kind"], load_catalogue().subject_checks(row["kind"]),
+        batch = judging.JudgedAgainst(row["kind"], load_catalogue().subject_checks(row["kind"]),
                               [views.kept_photo(key, p) for p in accepted_before])
         verdicts = judging.judged(batch, judging_.offered)
         rows = [await self.photo_row(judging_, verdict, image=shot.image) for verdict, shot in zip(verdicts, judging_.screened)]
@@ -125,7 +125,7 @@ class PhotoIntake:
                                                            "accepted": sum(v.accepted for v in verdicts),
                                                            "refused": sum(not v.accepted for v in verdicts)}))
 
-    async def photo_row(self, judging_: "Judging", verdict: judging.Verdict,
+    async def photo_row(self, judging_: "Judging", verdict: judging.PhotoJudgement,
                         *, image: screening.ScreenedImage | None) -> store.PhotoRow:
         """The photo's row; an accepted photo is stored sealed first."""
         row, key = judging_.row, judging_.key
@@ -156,10 +156,10 @@ class Judging:
     offered: list[judging.Offered]
 
 
-def measured_of(answer: dict[str, Any]) -> judging.Measured:
+def measured_of(answer: dict[str, Any]) -> judging.PhotoMeasures:
     shown = answer["subject"]
     embedding = shown.get("embedding")
-    return judging.Measured(values=answer["values"], width=shown["width"], height=shown["height"],
+    return judging.PhotoMeasures(values=answer["values"], width=shown["width"], height=shown["height"],
                             fingerprint=shown["fingerprint"], embedding=tuple(embedding) if embedding else None,
                             foreground=shown.get("foreground"))
 

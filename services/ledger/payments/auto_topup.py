@@ -25,7 +25,7 @@ from services.ledger.store.alerts import Crossing
 log = logging.getLogger(__name__)
 
 
-class Ledger(Protocol):
+class TopUpLedger(Protocol):
     @property
     def runtime(self) -> ServiceRuntime: ...
     @property
@@ -37,7 +37,7 @@ def _now(now: datetime | None) -> datetime:
 
 
 class AutoTopUps:
-    def __init__(self, ledger: Ledger, gateway: PaymentGateway, *, settings: LedgerSettings) -> None:
+    def __init__(self, ledger: TopUpLedger, gateway: PaymentGateway, *, settings: LedgerSettings) -> None:
         self.ledger, self.gateway, self.settings = ledger, gateway, settings
         self.runtime = ledger.runtime
 

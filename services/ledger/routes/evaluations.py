@@ -16,7 +16,7 @@ from services.common.contracts import EvaluationCharged
 from services.common.identity import ServiceVerifier
 from services.common.internal_calls import guard
 from services.common.problems import Problem
-from services.ledger.evaluations import ChargeRefused, EvaluationAsked, charge_evaluation
+from services.ledger.evaluations import ChargeRefused, EvaluationCharge, charge_evaluation
 from services.ledger.routes.billing import answer
 from services.ledger.service import LedgerApp
 from services.ledger.store import write_book
@@ -32,7 +32,7 @@ class ChargedMeanwhile(Exception):
     """Another request charged the evaluation between the look and the write: look again."""
 
 
-async def charge(ledger: LedgerApp, asked: EvaluationAsked) -> EvaluationCharged:
+async def charge(ledger: LedgerApp, asked: EvaluationCharge) -> EvaluationCharged:
     runtime = ledger.runtime
 
     async def once() -> EvaluationCharged:
@@ -66,7 +66,7 @@ def routes(ledger: LedgerApp, verifier: ServiceVerifier) -> list[Route]:
             asked = ChargeAsked.model_validate_json(await request.body())
         except (ValueError, ValidationError) as error:
             raise Problem(status=422, slug="validation-error", detail=str(error)) from None
-        charged = await charge(ledger, EvaluationAsked(asked.tenant_id, evaluation_id, asked.images))
+        charged = await charge(ledger, EvaluationCharge(asked.tenant_id, evaluation_id, asked.images))
         return answer(charged.model_dump(mode="json"), 201)
 
     return [guard(Route("/internal/v1/evaluations/{evaluation}/charge", evaluation_charge, methods=["POST"]),

@@ -22,7 +22,7 @@ from services.router.providers.adapters import AdapterTraits, adapter
 from services.router.providers.base import ProviderError
 from services.router.providers.inputs import ModelInputs, SeedInput, SizeInput
 from services.router.providers.remote import RemoteProvider
-from services.router.providers.remote_calls import Call, OutputImage, RemoteOutput
+from services.router.providers.remote_calls import OutputImage, RemoteCall, RemoteOutput
 from services.router.providers.transport import ApiRequest, json_object, object_at
 
 MICRO_USD_PER_CREDIT = 10_000
@@ -41,7 +41,7 @@ class BlackForestLabsProvider(RemoteProvider):
     def _auth_headers(self) -> dict[str, str]:
         return {"x-key": self.secret} if self.secret else {}
 
-    async def _submit(self, call: Call) -> dict[str, Any]:
+    async def _submit(self, call: RemoteCall) -> dict[str, Any]:
         body = json_object(await self._send(ApiRequest(method="POST", url=self.url(f"/v1/{call.pin.remote}"), json=call.payload),
                                             ok=(200,)), self.name)
         task_id = body.get("id")

@@ -7,7 +7,7 @@ length, an image's by its size, compute seconds and steps, plus what token usage
 from dataclasses import dataclass
 
 from services.router.providers.registry import ProviderConfig
-from services.router.providers.remote_calls import Call, RemoteOutput
+from services.router.providers.remote_calls import RemoteCall, RemoteOutput
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -15,7 +15,7 @@ class BilledJob:
     """A hosted job as it is billed: its call, what it gave back, the images it bills, and how
     long it took (its compute time where the provider states none)."""
 
-    call: Call
+    call: RemoteCall
     output: RemoteOutput
     count: int
     latency_s: float = 0.0

@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from services.common import video
-from services.router.providers.painter import Batch, LocalGenerator
+from services.router.providers.painter import CandidateRange, LocalGenerator
 
 ClipDefect = Literal["frozen", "black", "flicker", "still", "face_change", "short", "corrupt"]
 CLIP_DEFECTS: tuple[ClipDefect, ...] = get_args(ClipDefect)
@@ -45,7 +45,7 @@ class MadeClip:
 
 
 @dataclass(frozen=True)
-class Take:
+class ClipTake:
     """One clip of a shape: the seed its painting and noise come from, and the defect planted in it."""
 
     seed: int
@@ -79,10 +79,10 @@ class ClipMaker:
     def __init__(self, shape: ClipShape) -> None:
         self.shape = shape
 
-    def from_text(self, prompt: str, take: Take) -> MadeClip:
+    def from_text(self, prompt: str, take: ClipTake) -> MadeClip:
         return self.from_still(self.painted(prompt, take.seed), take, other=self.painted(prompt, take.seed + 7919))
 
-    def from_still(self, still: np.ndarray, take: Take, *, other: np.ndarray | None = None) -> MadeClip:
+    def from_still(self, still: np.ndarray, take: ClipTake, *, other: np.ndarray | None = None) -> MadeClip:
         canvas = _fitted(still, self._canvas_size())
         backdrop = _Backdrop(canvas, _subject_swapped(canvas, _fitted(other, self._canvas_size())
                                                       if other is not None else canvas[::-1].copy()))
@@ -92,7 +92,7 @@ class ClipMaker:
 
     def painted(self, prompt: str, seed: int) -> np.ndarray:
         width, height = self._canvas_size()
-        png = LocalGenerator(width, height, defect_rate=0).paint(Batch(prompt=prompt or "clip", seed=seed, count=1))[0].png
+        png = LocalGenerator(width, height, defect_rate=0).paint(CandidateRange(prompt=prompt or "clip", seed=seed, count=1))[0].png
         with Image.open(io.BytesIO(png)) as image:
             return np.asarray(image.convert("RGB"))
 
@@ -104,7 +104,7 @@ class ClipMaker:
     def _frame_count(self, defect: ClipDefect | None) -> int:
         return max(2, self.shape.frames // 2) if defect == "short" else self.shape.frames
 
-    def _frame(self, backdrop: _Backdrop, n: int, *, take: Take) -> np.ndarray:
+    def _frame(self, backdrop: _Backdrop, n: int, *, take: ClipTake) -> np.ndarray:
         total, defect = self.shape.frames, take.defect
         if defect == "still":
             return _noisy(self._view(backdrop.canvas, 0, total=total), take.seed, n=n)

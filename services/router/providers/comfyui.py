@@ -48,7 +48,7 @@ from services.router.providers.entry_parts import ModelPin
 from services.router.providers.inputs import CountInput, ModelInputs, SeedInput, SizeInput, StepsInput
 from services.router.providers.registry import ProviderConfig
 from services.router.providers.remote import RemoteProvider
-from services.router.providers.remote_calls import Call, OutputImage, RemoteOutput
+from services.router.providers.remote_calls import OutputImage, RemoteCall, RemoteOutput
 from services.router.providers.transport import ApiRequest, json_object, object_at
 
 CLIENT_ID = "genline-router"
@@ -125,7 +125,7 @@ class ComfyUIProvider(RemoteProvider):
         }
         return filled(self.options.workflow, values)
 
-    async def _submit(self, call: Call) -> dict[str, Any]:
+    async def _submit(self, call: RemoteCall) -> dict[str, Any]:
         response = await self.http.request(ApiRequest(method="POST", url=self.url("/prompt"),
                                                       json={"prompt": call.payload, "client_id": CLIENT_ID}))
         if response.status_code == 400:

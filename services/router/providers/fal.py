@@ -45,7 +45,7 @@ from services.router.providers.base import ErrorKind, GeneratedImage, ProviderEr
 from services.router.providers.billing import BilledJob
 from services.router.providers.inputs import CountInput, ModelInputs, SeedInput, SizeInput
 from services.router.providers.remote import RemoteProvider
-from services.router.providers.remote_calls import Call, Fetched, OutputImage, RemoteOutput
+from services.router.providers.remote_calls import Fetched, OutputImage, RemoteCall, RemoteOutput
 from services.router.providers.transport import ApiRequest, json_object
 from services.router.providers.webhooks import callback_json, jwks_ed25519_keys, verify_fal_webhook
 
@@ -82,7 +82,7 @@ class FalProvider(RemoteProvider):
     def _auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Key {self.secret}"} if self.secret else {}
 
-    async def _submit(self, call: Call) -> dict[str, Any]:
+    async def _submit(self, call: RemoteCall) -> dict[str, Any]:
         url = self.url(f"/{call.pin.remote}")
         if self.config.webhooks is not None:
             url += "?" + urlencode({"fal_webhook": f"{self.config.webhooks.url}/{self.name}"})
@@ -153,7 +153,7 @@ class FalProvider(RemoteProvider):
                             compute_s=float(inference) if isinstance(inference, (int, float)) else None,
                             dropped=len(images) - len(kept))
 
-    def _generated(self, call: Call, done: Fetched, *, latency_s: float) -> list[GeneratedImage]:
+    def _generated(self, call: RemoteCall, done: Fetched, *, latency_s: float) -> list[GeneratedImage]:
         output, _ = done
         if output.dropped and not output.images:
             raise ProviderError(kind="bad_request", message=f"{self.name}: the safety checker flagged every image", terminal=True,

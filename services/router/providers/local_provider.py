@@ -33,13 +33,13 @@ from services.router.providers.clip_maker import (
     ClipDefect,
     ClipMaker,
     ClipShape,
-    Take,
+    ClipTake,
     clip_defect,
     still_of,
 )
 from services.router.providers.inputs import CountInput, ModelInputs, SeedInput
 from services.router.providers.local_portraits import Costed, LocalPortraits
-from services.router.providers.painter import Batch, LocalGenerator
+from services.router.providers.painter import CandidateRange, LocalGenerator
 from services.router.providers.registry import ProviderConfig
 
 
@@ -82,7 +82,7 @@ class LocalProvider:
         generator = _generator(request.width, request.height, defect_rate=self.config.local_options.defect_rate)
         painted = []
         for run in request.style_runs():
-            batch = Batch(prompt=run.prompt_for(run.start_index), seed=run.seed, count=run.count, start_index=run.start_index)
+            batch = CandidateRange(prompt=run.prompt_for(run.start_index), seed=run.seed, count=run.count, start_index=run.start_index)
             painted += await asyncio.to_thread(generator.paint, batch)
         return [GeneratedImage(index=p.index, data=p.png, media_type="image/png", seed=request.seed_for(p.index),
                                cost_micro_usd=cost, latency_s=latency) for p in painted]
@@ -113,7 +113,7 @@ class LocalProvider:
         cost = self.config.clip_price_micro_usd(spec)
         clips = []
         for index in request.indices:
-            take = Take(request.seed_for(index), self._clip_defect(request, index))
+            take = ClipTake(request.seed_for(index), self._clip_defect(request, index))
             if request.clip_source == "image":
                 first = request.input_for(index)
                 if first is None:

@@ -37,7 +37,7 @@ from services.router.providers.base import ProviderError
 from services.router.providers.inputs import CountInput, ModelInputs, SizeInput
 from services.router.providers.payloads import decode_base64
 from services.router.providers.remote import RemoteProvider
-from services.router.providers.remote_calls import Call, OutputImage, RemoteOutput
+from services.router.providers.remote_calls import OutputImage, RemoteCall, RemoteOutput
 from services.router.providers.transport import ApiRequest, json_body, json_object, object_at
 
 OUT_OF_CREDIT = frozenset({"insufficient_quota", "billing_hard_limit_reached", "billing_not_active"})
@@ -64,7 +64,7 @@ class OpenAIImagesProvider(RemoteProvider):
         super().__init__(*args, **kwargs)
         self.options: ImagesOptions = adapter_options(self.config)
 
-    async def _submit(self, call: Call) -> RemoteOutput:
+    async def _submit(self, call: RemoteCall) -> RemoteOutput:
         body = {"model": call.pin.remote, **call.payload}
         response = await self._send(ApiRequest(method="POST", url=self._route(), json=body, timeout_s=call.deadline_s), ok=(200,))
         return self._output(json_object(response, self.name))

@@ -43,7 +43,7 @@ class PaintedCandidate:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Batch:
+class CandidateRange:
     """Candidates `start_index … start_index+count-1` of one prompt and seed."""
 
     prompt: str
@@ -98,11 +98,11 @@ class LocalGenerator:
         self.height = height
         self.defect_rate = float(defect_rate)
 
-    def paint(self, batch: Batch) -> list[PaintedCandidate]:
+    def paint(self, batch: CandidateRange) -> list[PaintedCandidate]:
         defects = self._choose_defects(batch)
         return [self._paint_one(batch, index, defect=defects.get(index)) for index in batch.indices]
 
-    def _choose_defects(self, batch: Batch) -> dict[int, Defect]:
+    def _choose_defects(self, batch: CandidateRange) -> dict[int, Defect]:
         """Pick exactly floor(count * defect_rate) defective indices, kinds alternating."""
         count, start_index = batch.count, batch.start_index
         defective = math.floor(count * self.defect_rate)
@@ -114,7 +114,7 @@ class LocalGenerator:
             start_index + offset: kinds[(first_kind + n) % 2] for n, offset in enumerate(offsets)
         }
 
-    def _paint_one(self, batch: Batch, index: int, *, defect: Defect | None) -> PaintedCandidate:
+    def _paint_one(self, batch: CandidateRange, index: int, *, defect: Defect | None) -> PaintedCandidate:
         rng = batch.candidate_rng(index)
         if defect == "blank":
             image = _blank_frame(rng, self.width, height=self.height)

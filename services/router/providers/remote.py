@@ -54,9 +54,9 @@ from services.router.providers.outputs import Expectation, checked_clip, checked
 from services.router.providers.payloads import decode_data_uri
 from services.router.providers.registry import ProviderConfig
 from services.router.providers.remote_calls import (
-    Call,
     Fetched,
     OutputImage,
+    RemoteCall,
     RemoteOutput,
     clip_call,
     generate_call,
@@ -93,7 +93,7 @@ class RemoteProvider(ABC):
         return {"Authorization": f"Bearer {self.secret}"} if self.secret else {}
 
     @abstractmethod
-    async def _submit(self, call: Call) -> dict[str, Any] | RemoteOutput:
+    async def _submit(self, call: RemoteCall) -> dict[str, Any] | RemoteOutput:
         """Queue the call; the handle `_poll` and `_cancel` need (JSON), or, for an API that
         answers at once, the output itself."""
 
@@ -137,11 +137,11 @@ class RemoteProvider(ABC):
         return await self._one_by_one(request, lambda single: self._stage_call(single, stage))
 
     async def _one_by_one(self, request: GenerationRequest,
-                         call_for: Callable[[GenerationRequest], Call]) -> list[GeneratedImage]:
+                         call_for: Callable[[GenerationRequest], RemoteCall]) -> list[GeneratedImage]:
         return await self._each([replace(request, start_index=index, count=1) for index in request.indices], call_for)
 
     async def _each(self, parts: list[GenerationRequest],
-                    call_for: Callable[[GenerationRequest], Call]) -> list[GeneratedImage]:
+                    call_for: Callable[[GenerationRequest], RemoteCall]) -> list[GeneratedImage]:
         """One remote job per part, side by side; the first provider error fails them all."""
         try:
             async with asyncio.TaskGroup() as group:
@@ -150,21 +150,21 @@ class RemoteProvider(ABC):
             raise _first_provider_error(failed) from None
         return [image for run in runs for image in run.result()]
 
-    def _clip_call(self, request: GenerationRequest) -> Call:
+    def _clip_call(self, request: GenerationRequest) -> RemoteCall:
         return clip_call(self.config, request)
 
-    def _generate_call(self, request: GenerationRequest) -> Call:
+    def _generate_call(self, request: GenerationRequest) -> RemoteCall:
         call = generate_call(self.config, request)
         return replace(call, payload=self._model_payload(call.payload, request, pin=call.pin))
 
-    def _stage_call(self, request: GenerationRequest, stage: HostedStage) -> Call:
+    def _stage_call(self, request: GenerationRequest, stage: HostedStage) -> RemoteCall:
         return stage_call(self.config, request, stage=stage)
 
     def _model_payload(self, payload: dict[str, Any], request: GenerationRequest, *, pin: ModelPin) -> dict[str, Any]:
         """The model's input as this API wants it (ComfyUI puts it in a workflow graph)."""
         return payload
 
-    async def _run(self, call: Call) -> list[GeneratedImage]:
+    async def _run(self, call: RemoteCall) -> list[GeneratedImage]:
         started = self.clock.now()
         try:
             async with asyncio.timeout(call.deadline_s):
@@ -173,7 +173,7 @@ class RemoteProvider(ABC):
             raise ProviderError(kind="timeout", message=f"{self.name} did not finish in {call.deadline_s:.1f} s") from None
         return self._generated(call, output, latency_s=self.clock.now() - started)
 
-    async def _job(self, call: Call) -> "Fetched":
+    async def _job(self, call: RemoteCall) -> "Fetched":
         journal = self.context.journal
         earlier = await journal.resumable(call.key) if journal is not None else None
         if earlier is not None and earlier.state == "succeeded":
@@ -197,7 +197,7 @@ class RemoteProvider(ABC):
         await self._ended(call, handle, state="succeeded")
         return done
 
-    async def _wait_and_fetch(self, call: Call, handle: dict[str, Any]) -> "Fetched":
+    async def _wait_and_fetch(self, call: RemoteCall, handle: dict[str, Any]) -> "Fetched":
         """The job's output and images; an output whose host no longer serves it (a signature
         that expired, an output deleted after its hour) is asked of the job once more, which
         gives its URL again, signed anew where the API signs them."""
@@ -210,7 +210,7 @@ class RemoteProvider(ABC):
         output = await self._wait(call, handle)
         return output, await self._fetched_or_lost(call, output)
 
-    async def _fetched_or_lost(self, call: Call, output: RemoteOutput) -> list[tuple[bytes, str, int | None]]:
+    async def _fetched_or_lost(self, call: RemoteCall, output: RemoteOutput) -> list[tuple[bytes, str, int | None]]:
         """The images; one that is gone loses the call's candidates, billed all the same."""
         try:
             return await self._fetched(call, output)
@@ -223,7 +223,7 @@ class RemoteProvider(ABC):
 
     # ---- copies of fetched outputs -------------------------------------------------------
 
-    async def _copy(self, call: Call, done: "Fetched") -> None:
+    async def _copy(self, call: RemoteCall, done: "Fetched") -> None:
         """Keep the fetched images where a resumed call finds them (the internal bucket)."""
         copies = self.context.copies
         if copies is None:
@@ -235,7 +235,7 @@ class RemoteProvider(ABC):
         except Exception:  # noqa: BLE001 - the images are in hand; only a resume after a crash would miss them
             pass
 
-    async def _copied(self, call: Call) -> "Fetched | None":
+    async def _copied(self, call: RemoteCall) -> "Fetched | None":
         copies = self.context.copies
         copied = await copies.get(call.key) if copies is not None else None
         if copied is None:
@@ -243,7 +243,7 @@ class RemoteProvider(ABC):
         return RemoteOutput(images=tuple(OutputImage(data=data, seed=seed) for data, _, seed in copied.images),
                             compute_s=copied.compute_s, cost_micro_usd=copied.cost_micro_usd), list(copied.images)
 
-    async def _submitted(self, call: Call) -> dict[str, Any] | RemoteOutput:
+    async def _submitted(self, call: RemoteCall) -> dict[str, Any] | RemoteOutput:
         """Submit, and write the job down before it is polled: first, where the API lets us
         name the job ourselves (then a crash between the two cannot lose it)."""
         journal = self.context.journal
@@ -269,11 +269,11 @@ class RemoteProvider(ABC):
                 raise
         return submitted
 
-    def _name_before_submit(self, call: Call) -> dict[str, Any] | None:
+    def _name_before_submit(self, call: RemoteCall) -> dict[str, Any] | None:
         """The job's handle before it is submitted, for APIs where the client names jobs."""
         return None
 
-    async def _wait(self, call: Call, handle: dict[str, Any]) -> RemoteOutput:
+    async def _wait(self, call: RemoteCall, handle: dict[str, Any]) -> RemoteOutput:
         failures = 0
         try:
             while True:
@@ -313,7 +313,7 @@ class RemoteProvider(ABC):
         doubled: float = self.config.poll_interval_s * 2 ** (failures - 1)
         return min(self.config.timeouts.poll_backoff_max_s, max(doubled, asked_s or 0.0))
 
-    async def _abandon(self, call: Call, handle: dict[str, Any] | RemoteOutput, *, error: BaseException) -> None:
+    async def _abandon(self, call: RemoteCall, handle: dict[str, Any] | RemoteOutput, *, error: BaseException) -> None:
         """After a failure, or when the caller gives up: cancel the job, and write its end."""
         if isinstance(error, ProviderError) and (error.terminal or error.kind == "bad_output"):
             await self._ended(call, handle, state="failed")  # it ended at the provider: nothing to cancel
@@ -323,14 +323,14 @@ class RemoteProvider(ABC):
         if self.can_cancel and isinstance(handle, dict):  # an answer given at once left no job to cancel
             await asyncio.shield(self._cancel_quietly(call, handle))
 
-    async def _cancel_quietly(self, call: Call, handle: dict[str, Any]) -> None:
+    async def _cancel_quietly(self, call: RemoteCall, handle: dict[str, Any]) -> None:
         try:
             await asyncio.wait_for(self._cancel(handle), self.config.timeouts.submit_s)
         except (ProviderError, TimeoutError):
             pass
         await self._ended(call, handle, state="canceled")
 
-    async def _ended(self, call: Call, handle: dict[str, Any] | RemoteOutput | None, *, state: JobState) -> None:
+    async def _ended(self, call: RemoteCall, handle: dict[str, Any] | RemoteOutput | None, *, state: JobState) -> None:
         journal = self.context.journal
         if journal is None or handle is None:
             return
@@ -341,11 +341,11 @@ class RemoteProvider(ABC):
 
     # ---- outputs -------------------------------------------------------------------------
 
-    async def _fetched(self, call: Call, output: RemoteOutput) -> list[tuple[bytes, str, int | None]]:
+    async def _fetched(self, call: RemoteCall, output: RemoteOutput) -> list[tuple[bytes, str, int | None]]:
         wanted = output.images[: call.request.count]
         return list(await asyncio.gather(*(self._image(call, image) for image in wanted)))
 
-    async def _image(self, call: Call, image: OutputImage) -> tuple[bytes, str, int | None]:
+    async def _image(self, call: RemoteCall, image: OutputImage) -> tuple[bytes, str, int | None]:
         declared = None
         if image.data is not None:
             data = image.data
@@ -361,7 +361,7 @@ class RemoteProvider(ABC):
         checked = checked_clip if call.clip_seconds is not None else checked_image
         return data, checked(data, expected, declared=declared), image.seed
 
-    def _generated(self, call: Call, done: "Fetched", *, latency_s: float) -> list[GeneratedImage]:
+    def _generated(self, call: RemoteCall, done: "Fetched", *, latency_s: float) -> list[GeneratedImage]:
         output, images = done
         # What the job was billed is spread over the images kept: one billed and dropped (a
         # safety filter's) makes the others dearer, as it does on the invoice.
@@ -374,7 +374,7 @@ class RemoteProvider(ABC):
     def _billed(self, job: BilledJob) -> int:
         return billed_micro_usd(self.config, job)
 
-    def provider_deadline_s(self, call: Call) -> int:
+    def provider_deadline_s(self, call: RemoteCall) -> int:
         """The call's deadline in whole seconds, for APIs that take one (rounded up)."""
         return max(1, math.ceil(call.deadline_s))
 

@@ -42,7 +42,7 @@ class RemoteOutput:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Call:
+class RemoteCall:
     """One call to make: the request, the model and its input, the size expected back."""
 
     request: GenerationRequest
@@ -76,7 +76,7 @@ def call_deadline_s(config: ProviderConfig, request: GenerationRequest) -> float
     return min(request.timeout_s, config.timeouts.overall_s)
 
 
-def clip_call(config: ProviderConfig, request: GenerationRequest) -> Call:
+def clip_call(config: ProviderConfig, request: GenerationRequest) -> RemoteCall:
     """One clip: from text, or from the candidate's image as the model's first frame."""
     pin = config.model_for(request.model, request.model_version) or config.models[0]
     assert request.video is not None
@@ -88,11 +88,11 @@ def clip_call(config: ProviderConfig, request: GenerationRequest) -> Call:
     if from_image and first is None:
         raise ProviderError(kind="bad_request", message=f"candidate {request.start_index} has no first frame to animate")
     made = clip_input(config.inputs_for(pin), request, first_frame=data_uri(first) if first is not None else None)
-    return Call(request=request, pin=pin, payload=made.payload, size=made.size, steps=None, key=call_key(config, request),
+    return RemoteCall(request=request, pin=pin, payload=made.payload, size=made.size, steps=None, key=call_key(config, request),
                 deadline_s=call_deadline_s(config, request), clip_seconds=made.seconds)
 
 
-def generate_call(config: ProviderConfig, request: GenerationRequest) -> Call:
+def generate_call(config: ProviderConfig, request: GenerationRequest) -> RemoteCall:
     """Images from a prompt, with the model's input in its plain form (an adapter may wrap it)."""
     pin = config.model_for(request.model, request.model_version)
     if pin is None:
@@ -102,10 +102,10 @@ def generate_call(config: ProviderConfig, request: GenerationRequest) -> Call:
         raise ProviderError(kind="bad_request", message=f"{config.name}: {pin.name} cannot make {request.width}×"
                                            f"{request.height}")
     made = model_input(inputs, request)
-    return Call(request=request, pin=pin, payload=made.payload, size=made.size, steps=made.steps, key=call_key(config, request),
+    return RemoteCall(request=request, pin=pin, payload=made.payload, size=made.size, steps=made.steps, key=call_key(config, request),
                 deadline_s=call_deadline_s(config, request))
 
 
-def stage_call(config: ProviderConfig, request: GenerationRequest, *, stage: HostedStage) -> Call:
-    return Call(request=request, pin=config.stage_model(stage), payload=stage_input(request, stage), size=None, steps=None,
+def stage_call(config: ProviderConfig, request: GenerationRequest, *, stage: HostedStage) -> RemoteCall:
+    return RemoteCall(request=request, pin=config.stage_model(stage), payload=stage_input(request, stage), size=None, steps=None,
                 key=call_key(config, request), deadline_s=call_deadline_s(config, request))

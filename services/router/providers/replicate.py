@@ -26,7 +26,7 @@ from services.router.providers.adapters import AdapterTraits, adapter
 from services.router.providers.base import ProviderError
 from services.router.providers.inputs import CountInput, ModelInputs, SeedInput, SizeInput
 from services.router.providers.remote import RemoteProvider
-from services.router.providers.remote_calls import Call, OutputImage, RemoteOutput
+from services.router.providers.remote_calls import OutputImage, RemoteCall, RemoteOutput
 from services.router.providers.transport import ApiRequest, json_object, object_at
 from services.router.providers.webhooks import WebhookRejected, callback_json, verify_standard_webhook
 
@@ -44,7 +44,7 @@ class ReplicateProvider(RemoteProvider):
                                    seed=SeedInput()),
     )
 
-    async def _submit(self, call: Call) -> dict[str, Any]:
+    async def _submit(self, call: RemoteCall) -> dict[str, Any]:
         body: dict[str, Any] = {"input": call.payload}
         path = _create_path(call.pin.remote, body)
         if self.config.webhooks is not None:

@@ -29,7 +29,7 @@ from services.router.providers.adapters import AdapterTraits, adapter
 from services.router.providers.base import ProviderError
 from services.router.providers.inputs import CountInput, ModelInputs, NamedInput, SeedInput, SizeInput, StepsInput
 from services.router.providers.remote import RemoteProvider
-from services.router.providers.remote_calls import Call, OutputImage, RemoteOutput
+from services.router.providers.remote_calls import OutputImage, RemoteCall, RemoteOutput
 from services.router.providers.transport import ApiRequest, json_object
 
 OUT_OF_CREDIT = frozenset({"insufficientCredits", "insufficientBalance", "paymentRequired"})
@@ -51,10 +51,10 @@ class RunwareProvider(RemoteProvider):
                                    steps=StepsInput(field="steps", default=20, max=100)),
     )
 
-    def _name_before_submit(self, call: Call) -> dict[str, Any]:
+    def _name_before_submit(self, call: RemoteCall) -> dict[str, Any]:
         return {"id": str(uuid.uuid4()), "count": call.request.count}
 
-    async def _submit(self, call: Call) -> dict[str, Any] | RemoteOutput:
+    async def _submit(self, call: RemoteCall) -> dict[str, Any] | RemoteOutput:
         handle = call.named or self._name_before_submit(call)
         task = {"taskType": "imageInference", "taskUUID": handle["id"], "model": call.pin.remote, **call.payload,
                 "outputType": "URL", "includeCost": True, "deliveryMethod": "async"}

@@ -25,7 +25,7 @@ from services.router.providers.base import ProviderError
 from services.router.providers.inputs import ModelInputs, NamedInput, SeedInput, SizeInput
 from services.router.providers.payloads import decode_base64
 from services.router.providers.remote import RemoteProvider
-from services.router.providers.remote_calls import Call, OutputImage, RemoteOutput
+from services.router.providers.remote_calls import OutputImage, RemoteCall, RemoteOutput
 from services.router.providers.transport import ApiRequest, json_body, json_object
 
 # A key that passes Stability's rate limit is refused for this long (its 429's own words).
@@ -54,7 +54,7 @@ class StabilityProvider(RemoteProvider):
         super().__init__(*args, **kwargs)
         self.options: StabilityOptions = adapter_options(self.config)
 
-    async def _submit(self, call: Call) -> RemoteOutput:
+    async def _submit(self, call: RemoteCall) -> RemoteOutput:
         # Parts without a file name are form fields: httpx sends them as multipart/form-data,
         # which the API requires.
         form = {name: (None, str(value)) for name, value in call.payload.items()}

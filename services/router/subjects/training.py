@@ -51,18 +51,18 @@ class TrainingSettings:
 
 
 @dataclass(frozen=True, slots=True)
-class Failure:
+class TrainingFailure:
     code: str
     reason: str
     tenant_fault: bool = False
 
 
-def failure_of(error: ProviderError) -> Failure:
+def failure_of(error: ProviderError) -> TrainingFailure:
     if error.kind == "bad_request":
-        return Failure("training_refused", str(error), tenant_fault=True)
+        return TrainingFailure("training_refused", str(error), tenant_fault=True)
     if error.kind == "timeout":
-        return Failure("training_timeout", str(error))
-    return Failure("training_failed", str(error))
+        return TrainingFailure("training_timeout", str(error))
+    return TrainingFailure("training_failed", str(error))
 
 
 class Stopped(Exception):
@@ -136,7 +136,7 @@ class TrainingSupervisor:
     async def _train(self, row: store.IdentityRow) -> None:
         trainer = self.trainers.get(row.provider)
         if trainer is None:
-            await self._failed(row, Failure("no_trainer", f"no provider {row.provider!r} trains here"))
+            await self._failed(row, TrainingFailure("no_trainer", f"no provider {row.provider!r} trains here"))
             return
         deadline = self.clock.now() + max(0.0, trainer.training.timeout_s - row.age_s)
         handle = row.handle
@@ -148,7 +148,7 @@ class TrainingSupervisor:
         except Stopped:
             return  # the cleanup its cancel or erasure owes cancels it at the provider
         except SubjectErased as error:
-            await self._failed(row, Failure("subject_erased", str(error), tenant_fault=True))
+            await self._failed(row, TrainingFailure("subject_erased", str(error), tenant_fault=True))
             return
         except ProviderError as error:
             if handle is not None and not error.terminal:
@@ -257,7 +257,7 @@ class TrainingSupervisor:
             if trainer is not None:
                 await trainer.forget(made.output.provider_version)
 
-    async def _failed(self, row: store.IdentityRow, failure: Failure) -> None:
+    async def _failed(self, row: store.IdentityRow, failure: TrainingFailure) -> None:
         log.warning("the training of identity %s failed: %s", row.identity_id, failure.reason)
         end = store.TrainingEnd(identity_id=row.identity_id, owner=self.owner, state="failed",
                                 failure_code=failure.code, reason=failure.reason[:500])

@@ -54,7 +54,7 @@ from services.scorer.dimensions.core import ImageVerdict, Measured
 from services.scorer.dimensions.likeness import judged_against_subject
 from services.scorer.dimensions.measures import check_every_dimension_measured, image_values, measure_batch, over_frames
 from services.scorer.dimensions.scoring import Equipment, Scoring
-from services.scorer.dimensions.tiers import Enough, PlannedDimension, Progress, Step, TierWalk
+from services.scorer.dimensions.tiers import Enough, ImageProgress, PlannedDimension, Step, TierWalk
 from services.scorer.dimensions.video import CLIP_READS, ClipReading, tell_worst_frames
 
 Walked = ImageBatch | ClipReading  # what an image kept between the steps of its walk is
@@ -85,7 +85,7 @@ class Trail:
     order, and the images kept, decoded, for the steps after it, by input index."""
 
     walk: TierWalk
-    progress: list[Progress]
+    progress: list[ImageProgress]
     kept: dict[int, Walked]
 
 
@@ -200,15 +200,15 @@ class Scorer:
                 trail.kept[index] = batch
         return trail
 
-    def _walk_each(self, images: Sequence[bytes], leg: Leg) -> list[tuple[Progress, Walked | None]]:
+    def _walk_each(self, images: Sequence[bytes], leg: Leg) -> list[tuple[ImageProgress, Walked | None]]:
         """Each worker decodes one image at a time and takes it through the leg (the CPU path)."""
         return list(self._pool.map(lambda index, data: _walk_one(leg, index, data=data), range(len(images)), images))
 
-    def _walk_batched(self, images: Sequence[bytes], leg: Leg) -> list[tuple[Progress, Walked | None]]:
+    def _walk_batched(self, images: Sequence[bytes], leg: Leg) -> list[tuple[ImageProgress, Walked | None]]:
         """Stills decoded ahead and stacked by size, each clip a batch of its frames (CUDA);
         each step measures only the images of a batch that passed the steps before."""
         walk = leg.walk
-        walked: list[tuple[Progress, Walked | None]] = [(Progress(), None) for _ in images]
+        walked: list[tuple[ImageProgress, Walked | None]] = [(ImageProgress(), None) for _ in images]
         stills = []
         for index, data in enumerate(images):
             if is_clip(data) or read_as_clip(walk, data):  # a clip is a batch of its own frames
@@ -219,7 +219,7 @@ class Scorer:
         for members in group_by_size(decoded, CUDA_BATCH_PIXELS, max_images=CUDA_BATCH_IMAGES):
             prints = self._pool.map(lambda member: fingerprint_of_luma(member[1][..., -1]), members)
             stacked = stack_batch(members, leg.context)
-            progress = {index: Progress(fingerprint=fingerprint)
+            progress = {index: ImageProgress(fingerprint=fingerprint)
                         for index, fingerprint in zip(stacked.indices, prints, strict=True)}
             batch: ImageBatch | None = stacked
             for position in range(leg.steps):
@@ -296,14 +296,14 @@ def read_as_clip(walk: TierWalk, data: bytes) -> bool:
     return looks_like_video(data) or walk.reads_clips
 
 
-def _walk_one(leg: Leg, index: int, *, data: bytes) -> tuple[Progress, Walked | None]:
+def _walk_one(leg: Leg, index: int, *, data: bytes) -> tuple[ImageProgress, Walked | None]:
     """Decode image `index` and take it through the leg in a worker thread, while it is in
     cache; its batch (planes and what its dimensions shared) is kept when it passed."""
     walk = leg.walk
     if read_as_clip(walk, data):
         return _walk_clip(leg, index, data=data)
     batch = leg.context.decoded(index, data, color=leg.color and (walk.steps[0].reads_color or is_clip(data)))
-    progress = Progress(fingerprint=fingerprint_of_luma(batch.luma_u8[0].cpu().numpy()))
+    progress = ImageProgress(fingerprint=fingerprint_of_luma(batch.luma_u8[0].cpu().numpy()))
     for position in range(leg.steps):
         batch = _for_step(walk.steps[position], batch, data=data)
         if not walk.judge_step(progress, image_values(batch, walk.steps[position].dimensions)[index], position=position):
@@ -316,11 +316,11 @@ def fingerprint_of_luma(luma: np.ndarray) -> str:
     return fingerprint_of(Image.fromarray(np.ascontiguousarray(luma)))
 
 
-def _walk_clip(leg: Leg, index: int, *, data: bytes) -> tuple[Progress, ClipReading | None]:
+def _walk_clip(leg: Leg, index: int, *, data: bytes) -> tuple[ImageProgress, ClipReading | None]:
     """A video clip through the leg: its container read first, its frames decoded only once a
     step needs them (`video`); its reading kept as `_walk_one` keeps a batch."""
     reading = ClipReading(index, data, context=leg.context)
-    progress = Progress()
+    progress = ImageProgress()
     for position in range(leg.steps):
         if not leg.walk.judge_step(progress, clip_values(reading, leg.walk.steps[position].dimensions), position=position):
             return progress, None

@@ -163,7 +163,7 @@ class Step:
 
 
 @dataclass(kw_only=True)
-class Progress:
+class ImageProgress:
     """How far one image got: its measured values, the steps judged, and why it stopped
     early (None when every step was judged); its fingerprint, taken when it was decoded."""
 
@@ -225,7 +225,7 @@ class TierWalk:
         """The walk measures what only a video clip's file shows (a video profile)."""
         return any(d.reads == "container" for step in self.steps for d in step.dimensions)
 
-    def judge_step(self, progress: Progress, values: Mapping[str, Measured], *, position: int) -> bool:
+    def judge_step(self, progress: ImageProgress, values: Mapping[str, Measured], *, position: int) -> bool:
         """Judge step `position` on the `values` it measured, added to the image's progress;
         False (and why) when it rejects the image."""
         progress.values |= values
@@ -237,7 +237,7 @@ class TierWalk:
             progress.stopped = f"rejected at {step.name} by {', '.join(failing)}"
         return not failing
 
-    def verdict(self, progress: Progress) -> ImageVerdict:
+    def verdict(self, progress: ImageProgress) -> ImageVerdict:
         reached = {label for step in self.steps[: progress.steps_done] for label in step.labels}
         why = progress.stopped or ""
         results = {j.label: j.judged(progress.values) if j.label in reached else skipped(j.dimension, j.bounds, why=why)
@@ -248,11 +248,11 @@ class TierWalk:
         return ImageVerdict(dimensions=results, passed=not failed and not not_measured, score=ranking_score(ranked),
                             failed=failed, not_measured=not_measured, fingerprint=progress.fingerprint)
 
-    def score(self, progress: Progress) -> float:
+    def score(self, progress: ImageProgress) -> float:
         """The ranking score of what has been measured."""
         return weighted_mean([term for j in self.judgements if (term := j.term(progress.values)) is not None])
 
-    def ceiling(self, progress: Progress) -> float:
+    def ceiling(self, progress: ImageProgress) -> float:
         """The highest ranking score the image can reach if it passes the steps it has not
         been measured in: each of their weighted dimensions at its largest term."""
         terms = []

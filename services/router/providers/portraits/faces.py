@@ -129,14 +129,14 @@ def _crop(jpeg: bytes, entry: dict[str, Any]) -> FaceCrop:
 
 
 @dataclass(frozen=True)
-class Measured:
+class FaceReading:
     """A photo's face crop and its embedding (dlib's 128 numbers)."""
 
     crop: FaceCrop
     embedding: np.ndarray = field(compare=False)
 
 
-def measured(photo: bytes) -> Measured:
+def measured(photo: bytes) -> FaceReading:
     """The largest face of a photo, cropped, with its embedding; NoFace when it shows none."""
     from services.common import face_models  # dlib loads where faces are cropped, not on import
 
@@ -151,11 +151,11 @@ def measured(photo: bytes) -> Measured:
     face = found[0].scaled(1 / scale)
     marks = face_models.face_landmarks(rgb, face)
     embedding = face_models.face_embedding(rgb, face)
-    return Measured(cropped(rgb, Located(x=face.x, y=face.y, width=face.width, marks=marks)), embedding)
+    return FaceReading(cropped(rgb, FaceBox(x=face.x, y=face.y, width=face.width, marks=marks)), embedding)
 
 
 @dataclass(frozen=True, kw_only=True)
-class Located:
+class FaceBox:
     """A face in a photo: its box's left, top and width, and its five landmarks."""
 
     x: int
@@ -164,7 +164,7 @@ class Located:
     marks: np.ndarray = field(compare=False)
 
 
-def cropped(rgb: np.ndarray, face: Located) -> FaceCrop:
+def cropped(rgb: np.ndarray, face: FaceBox) -> FaceCrop:
     """The square around `face`, `SPAN` face widths a side, its eyes levelled, resized to
     `SIDE`; the image's edge is continued by reflection where the square runs past it."""
     import cv2  # with the face models: only where faces are cropped

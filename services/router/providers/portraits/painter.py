@@ -15,7 +15,7 @@ from PIL import Image, ImageFilter
 from services.router.providers.portraits.defects import PortraitDefect, closed_eyes, drifted
 from services.router.providers.portraits.faces import FaceCrop, LocalWeights, donor
 from services.router.providers.portraits.products import paint_product
-from services.router.providers.portraits.scene import Look, Take, heads_for, paint_scene
+from services.router.providers.portraits.scene import Look, PictureDraws, heads_for, paint_scene
 
 _STREAM = 3  # apart from the plain painter's streams
 
@@ -35,7 +35,7 @@ class Sitting:
 def paint_portrait(sitting: Sitting) -> bytes:
     rng = np.random.default_rng([_STREAM, *sitting.draw])
     width, height = sitting.size
-    take = Take(rng, width, height)
+    take = PictureDraws(rng, width, height)
     products = sitting.weights.products
     if products:  # a product: no face, so no face's defect
         return _jpeg(paint_product(sitting.look, take, cutout=products[int(rng.integers(len(products)))]))

@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from services.router.providers import image_stages
 from services.router.providers.portraits.faces import LocalWeights
-from services.router.providers.portraits.scene import Look, Take, backdrop, lit
+from services.router.providers.portraits.scene import Look, PictureDraws, backdrop, lit
 
 SIDE = 384
 # The product's height as a share of the frame's, per framing.
@@ -31,7 +31,7 @@ def product_weights(photos: list[bytes], trigger_word: str) -> LocalWeights:
     return LocalWeights(trigger_word=trigger_word, crops=(), donor="", products=tuple(cutout_of(photo) for photo in photos))
 
 
-def paint_product(look: Look, take: Take, *, cutout: Image.Image) -> Image.Image:
+def paint_product(look: Look, take: PictureDraws, *, cutout: Image.Image) -> Image.Image:
     rng = take.rng
     canvas = backdrop(look, take)
     height = take.height * HEIGHTS[look.framing] * rng.uniform(0.9, 1.1)

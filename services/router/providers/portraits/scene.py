@@ -5,7 +5,7 @@ light and the framing a style's parameters name (DESIGN.md §13):
 * light: soft | window | studio | dramatic | golden — a direction, a strength, a tint;
 * framing: close | shoulders | waist — how large the face is in the frame.
 
-Every picture of a style varies (`Take`): where the head sits and how large, its tilt and
+Every picture of a style varies (`PictureDraws`): where the head sits and how large, its tilt and
 mirror, the backdrop's gradient and the soft lights behind it, the side the light comes
 from; so two candidates of one style are not near-duplicates of each other.
 """
@@ -61,7 +61,7 @@ def _colour(value: object, default: str) -> tuple[int, int, int]:
 
 
 @dataclass(frozen=True)
-class Take:
+class PictureDraws:
     """One picture's own draws: the random stream every variation comes from, and its size."""
 
     rng: np.random.Generator
@@ -81,7 +81,7 @@ class Head:
     mirrored: bool = False
 
 
-def heads_for(look: Look, take: Take, *, crops: list[FaceCrop]) -> list[Head]:
+def heads_for(look: Look, take: PictureDraws, *, crops: list[FaceCrop]) -> list[Head]:
     """One head per crop, side by side (one crop: the subject alone), sized by the framing."""
     rng, short = take.rng, min(take.width, take.height)
     share, height = FRAMINGS[look.framing]
@@ -96,7 +96,7 @@ def heads_for(look: Look, take: Take, *, crops: list[FaceCrop]) -> list[Head]:
                  mirrored=bool(rng.random() < 0.5)) for crop, slot in zip(crops, slots)]
 
 
-def paint_scene(look: Look, take: Take, *, heads: list[Head]) -> Image.Image:
+def paint_scene(look: Look, take: PictureDraws, *, heads: list[Head]) -> Image.Image:
     """The backdrop, each head's body in the wardrobe's colour and the head itself, under the light."""
     canvas = backdrop(look, take)
     for head in heads:
@@ -106,7 +106,7 @@ def paint_scene(look: Look, take: Take, *, heads: list[Head]) -> Image.Image:
     return lit(canvas, look, take=take)
 
 
-def backdrop(look: Look, take: Take) -> Image.Image:
+def backdrop(look: Look, take: PictureDraws) -> Image.Image:
     """A gradient of the backdrop's colour with a few soft lights, painted small and enlarged."""
     rng = take.rng
     small_w, small_h = max(8, take.width // 4), max(8, take.height // 4)
@@ -144,7 +144,7 @@ class Shot:
     """The look a picture is painted in and its own draws."""
 
     look: Look
-    take: Take
+    take: PictureDraws
 
 
 def _body(canvas: Image.Image, shot: Shot, *, head: Head) -> None:
@@ -192,7 +192,7 @@ def _head_mask() -> Image.Image:
     return _MASK[0]
 
 
-def lit(canvas: Image.Image, look: Look, *, take: Take) -> Image.Image:
+def lit(canvas: Image.Image, look: Look, *, take: PictureDraws) -> Image.Image:
     """The light: from one side (its strength), a vignette, a gain and a tint."""
     side, vignette, gain, tint = LIGHTS[look.light]
     direction = 1.0 if take.rng.random() < 0.5 else -1.0
