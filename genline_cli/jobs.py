@@ -23,8 +23,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from genline_cli.session import EXIT_NO_IMAGES, EXIT_USAGE, Command, CommandOutput, common_options, with_client
-from genline_client import Output as Delivered
 from genline_client import FirstFrame, Genline, Job, JobEvent, Video, verify_receipt
+from genline_client import Output as Delivered
 from genline_client import Progress as ClientProgress
 from genline_client.models import SUCCESSFUL_STATES
 from services.common.cli import CommandTree

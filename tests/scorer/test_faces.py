@@ -131,7 +131,7 @@ def test_a_coloured_backdrop_is_not_a_skin_tone(scorer, headshot, photos, astron
     backdrop = np.ones(pixels.shape[:2], dtype=bool)
     backdrop[max(0, face.y - face.height // 2):, max(0, face.x - face.width): face.x + 2 * face.width] = False
     pixels[backdrop] = (173, 216, 230)
-    [verdict] = scorer.score([png(pixels)], Scoring(headshot, reference=astronaut_png))
+    [verdict] = scorer.score([png(pixels)], Scoring(profile=headshot, reference=astronaut_png))
     assert verdict.dimensions["skin_tone"].value < 0.3, verdict.dimensions["skin_tone"]
 
 
