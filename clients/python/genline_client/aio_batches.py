@@ -31,7 +31,7 @@ class AsyncBatches:
         return await self._client.call(_calls.Call(method="POST", path=f"/v1/batches/{_resources.batch_id_of(batch)}/cancel"))
 
     async def delete_file(self, file_id: str) -> dict[str, Any]:
-        return await self._client.call(_calls.Call("DELETE", f"/v1/files/{file_id}"))
+        return await self._client.call(_calls.Call(method="DELETE", path=f"/v1/files/{file_id}"))
 
     async def wait(self, batch: Any, *, timeout: float | None = None, poll_interval: float = 2.0) -> dict[str, Any]:
         deadline = _calls.deadline_in(timeout)

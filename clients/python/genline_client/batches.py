@@ -44,7 +44,7 @@ class Batches:
     def delete_file(self, file_id: str) -> dict[str, Any]:
         """Delete one of your batch files (an ended batch's input, output or error file):
         `{"id", "object": "file", "deleted": true}`, as OpenAI's `files.delete` answers."""
-        return self._client.call(_calls.Call("DELETE", f"/v1/files/{file_id}"))
+        return self._client.call(_calls.Call(method="DELETE", path=f"/v1/files/{file_id}"))
 
     def wait(self, batch: Any, *, timeout: float | None = None, poll_interval: float = 2.0) -> dict[str, Any]:
         """The batch once it has ended (completed, failed, expired or cancelled)."""
