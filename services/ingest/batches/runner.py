@@ -141,7 +141,7 @@ class BatchRunner(PeriodicRound):
         tenant, custom_id = batch["tenant_id"], request["custom_id"]
         try:
             body, asked = line_job(request["body"], batch["endpoint"], models=self.app.state.openai_models)
-            await self.app.state.prompt_gate.check(self.runtime.pool, tenant, body.prompt)
+            await self.app.state.prompt_gate.check(self.runtime.pool, tenant, prompt=body.prompt)
             view = await self.intake().submit(Order(tenant_id=tenant, body=body, idempotency_key=line_key(batch["id"], line), cancel_after=None,
                                                     submitter=submitter_of(batch)))
         except Problem as problem:

@@ -87,7 +87,7 @@ async def admin_grant(body: GrantRequest, request: Request, operator: Granter) -
 async def set_report_policy(tenant_id: Annotated[str, Path(pattern=TENANT_ID)], body: PolicyRequest,
                             request: Request, operator: SettingsManager) -> PolicySet:
     if not await request.app.state.ledger.set_report_policy(tenant_id, body.report_policy,
-                                                            operator_actor(operator.name)):
+                                                            actor=operator_actor(operator.name)):
         raise Problem(status=404, slug="account-not-found", detail=f"tenant {tenant_id!r} has no credit account")
     return PolicySet(tenant_id=tenant_id, report_policy=body.report_policy)
 
