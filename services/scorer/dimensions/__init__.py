@@ -40,13 +40,24 @@ Its modules besides those named above:
 """
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from services.common.quality import builtin
 from services.common.quality.dimensions import DIMENSIONS, Bounds, Dimension, register_dimension
 from services.common.quality.plugins import ENTRY_POINT_GROUP, PluginError, discover_plugins, load_plugins
 from services.common.quality.rules import ForbiddenCondition, QualityRules, Threshold
 from services.scorer.dimensions.core import DimensionResult, ImageVerdict, select_best
+
+if TYPE_CHECKING:  # what the checker reads of the names imported on first use (as services.common.bus does)
+    from services.scorer.dimensions.batch import ImageBatch as ImageBatch
+    from services.scorer.dimensions.batch import ScoringContext as ScoringContext
+    from services.scorer.dimensions.batch import UndecodableImage as UndecodableImage
+    from services.scorer.dimensions.batch import pick_device as pick_device
+    from services.scorer.dimensions.clip import ClipModelError as ClipModelError
+    from services.scorer.dimensions.clip import PromptAligner as PromptAligner
+    from services.scorer.dimensions.engine import Scorer as Scorer
+    from services.scorer.dimensions.scoring import Equipment as Equipment
+    from services.scorer.dimensions.scoring import Scoring as Scoring
 
 TIER_ONE = tuple(d.name for d in builtin.BUILT_IN if d.tier == 1)
 TIER_TWO = tuple(d.name for d in builtin.BUILT_IN if d.tier == 2)
