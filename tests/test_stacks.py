@@ -124,11 +124,11 @@ def test_each_bucket_has_its_volumes_before_a_job_writes_to_it_and_keeps_nothing
     assert left == [[], []]
 
 
-def test_the_container_stack_serves_the_same(stack_kind):
+def test_the_container_stack_serves_the_same(stack_kind, tmp_path):
     available, why = docker_engine_answers()
     if not available:
         pytest.skip(f"container stack not tested: {why}")
-    stack = ContainerStack()
+    stack = ContainerStack(tmp_path)
     try:
         asyncio.run(exercise(stack.start()))
     finally:
