@@ -9,7 +9,7 @@ deps.py            FastAPI dependencies: runtime, settings, objects, plans, the 
                    member's console session with its CSRF token)
 cli.py             ingest's commands in the `genline` tree
 routes/            one module per API area; each declares routes and calls the modules below
-domain.py          the job read model (JobView, a log entry), without I/O
+domain.py          the job read model (JobView and its parts: billing, failure, stage costs…; a log entry), without I/O
 handlers.py        bus handlers: every service's job events projected into the read model and its log
 store/             all of ingest's SQL: the read model and submissions (__init__), the event log (log.py),
                    reads over many jobs (listing.py), callers' keys, uploads and rates (callers.py), data keys,
@@ -29,7 +29,6 @@ jobs/              a job from submission to its end
   examples.py        example bodies of the jobs API for the OpenAPI document (JOB_ID and friends)
   job_lookup.py      a job id as a route names it: parsed, and 404/410 for a job the tenant cannot see
   domain.py          the job's state machine: how events move its view, without I/O
-  view_parts.py      the parts of a job's view that are models of their own (billing, failure, stage costs…)
   projection.py      a change to jobs' views committed with its log entries, whoever made it
   job_log.py         the per-job event log a client reads, without I/O
   live.py            live log entries for the SSE streams, whichever replica wrote them

@@ -21,7 +21,7 @@ from services.common.runtime import ServiceRuntime
 from services.common.storage import ATTEMPT_MEDIA_TYPE, AttemptKeys, Blob, ObjectStore
 from services.router import domain, store
 from services.router.routing_types import RoutedImage
-from services.router.store import AttemptRequest
+from services.router.store import QueuedAttempt
 
 
 @dataclass(eq=False, kw_only=True)
@@ -31,8 +31,8 @@ class CandidateKeeper:
 
     runtime: ServiceRuntime
     objects: ObjectStore
-    job: domain.JobState
-    request: AttemptRequest
+    job: domain.AdmittedJob
+    request: QueuedAttempt
     run: int
     owner: str
     chunk_candidates: int

@@ -21,7 +21,7 @@ _CALL_OUTCOMES = {"ok": "ok", "timeout": "timeout", "rate_limited": "rate_limite
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class JobState:
+class AdmittedJob:
     """What the router keeps of an admitted job."""
 
     spec: JobSpec
@@ -59,7 +59,7 @@ class AttemptStart:
     first_run: bool = False
 
 
-def route_request(job: JobState, start: AttemptStart) -> RouteRequest:
+def route_request(job: AdmittedJob, start: AttemptStart) -> RouteRequest:
     """Attempt 1 generates the client's N when the client chose it; every other attempt is
     sized from the pass-rate estimate. Indices continue where the last attempt stopped.
     The time left until the job's deadline (as of `now`) bounds the engine's calls and
@@ -173,7 +173,7 @@ def quality_verdicts(scores: Iterable[CandidateScore], attempt: int) -> dict[str
     return verdicts
 
 
-def nothing_more(job: JobState, attempt: int, *, reason: str) -> CandidatesGenerated:
+def nothing_more(job: AdmittedJob, attempt: int, *, reason: str) -> CandidatesGenerated:
     """The answer to a rework request for a job the router has already said it is done with."""
     spec = job.spec
     return CandidatesGenerated(job_id=spec.job_id, tenant_id=spec.tenant_id, attempt=attempt, images=spec.images,

@@ -48,7 +48,7 @@ from services.router.routing_types import (
     RoutingError,
 )
 from services.router.settings import RouterSettings
-from services.router.store import AttemptRecord, AttemptRequest, Claimed, Lease
+from services.router.store import AttemptRecord, ClaimedAttempt, Lease, QueuedAttempt
 from services.router.subjects import store as subjects_store
 from services.router.subjects.orders import Refused, SubjectOrders, Waiting
 
@@ -76,16 +76,16 @@ def failure_of(error: RoutingError) -> AttemptFailure:
 class ClaimedRun:
     """A run of a claimed attempt: the claim, what it asks the engine, and when it started."""
 
-    claimed: Claimed
+    claimed: ClaimedAttempt
     route: RouteRequest
     started_at: datetime
 
     @property
-    def request(self) -> AttemptRequest:
+    def request(self) -> QueuedAttempt:
         return self.claimed.request
 
     @property
-    def job(self) -> domain.JobState:
+    def job(self) -> domain.AdmittedJob:
         return self.claimed.job
 
 
@@ -112,7 +112,7 @@ class AttemptRunner:
     subjects: SubjectOrders | None = None
     _rates_read_at: float = field(init=False, default=-math.inf)
 
-    async def run(self, request: AttemptRequest) -> None:
+    async def run(self, request: QueuedAttempt) -> None:
         # Clients see the job generating now; a takeover announces nothing new.
         started = AttemptStarted(job_id=request.job_id, tenant_id=request.tenant_id, attempt=request.attempt,
                                  images_needed=request.images_needed, started_at=datetime.now(UTC))
@@ -129,7 +129,7 @@ class AttemptRunner:
                           claimed.tries)
             await self._release(request, claimed.tries)
 
-    async def _release(self, request: AttemptRequest, tries: int) -> None:
+    async def _release(self, request: QueuedAttempt, tries: int) -> None:
         """Give the claim back, to be taken again after a pause; when even that fails (the
         database is away), the claim is no longer renewed and lapses, with the same effect."""
         try:
@@ -139,7 +139,7 @@ class AttemptRunner:
             log.warning("could not release attempt %s of job %s; its claim lapses", request.attempt, request.job_id,
                         exc_info=True)
 
-    async def _defer(self, request: AttemptRequest) -> None:
+    async def _defer(self, request: QueuedAttempt) -> None:
         """Put the attempt back while the identity it needs trains (the training's end wakes it)."""
         async with self.runtime.pool.connection() as conn:
             await subjects_store.defer_attempt(conn, request, deferral=subjects_store.Deferral(
@@ -157,7 +157,7 @@ class AttemptRunner:
             self.engine.pass_rates.set_evidence(tally, row["age_s"])
         self._rates_read_at = time.monotonic()
 
-    async def _run_claimed(self, claimed: Claimed) -> None:
+    async def _run_claimed(self, claimed: ClaimedAttempt) -> None:
         request, job = claimed.request, claimed.job
         prompt = await self._opened_prompt(claimed)
         if prompt is None:
@@ -167,7 +167,7 @@ class AttemptRunner:
               tracing.continued(job.traceparent, f"generate attempt {request.attempt}")):
             await self._attempt(claimed, prompt)
 
-    async def _opened_prompt(self, claimed: Claimed) -> str | None:
+    async def _opened_prompt(self, claimed: ClaimedAttempt) -> str | None:
         """The prompt in clear, for this attempt only (its key is not kept past it). While
         ingest's data-key API does not answer (ingest restarts) the attempt waits for it with
         its claim held (renewed, as for any attempt running) and none of its tries spent; only
@@ -192,14 +192,14 @@ class AttemptRunner:
             finally:
                 self.data_keys.forget(spec.job_id)
 
-    def _run_of(self, claimed: Claimed, prompt: str) -> ClaimedRun:
+    def _run_of(self, claimed: ClaimedAttempt, prompt: str) -> ClaimedRun:
         request, started_at = claimed.request, datetime.now(UTC)
         start = domain.AttemptStart(number=request.attempt, images_needed=request.images_needed,
                                     width=self.settings.image_width, height=self.settings.image_height,
                                     now=started_at, prompt=prompt, first_run=claimed.tries == 1)
         return ClaimedRun(claimed, domain.route_request(claimed.job, start), started_at)
 
-    async def _attempt(self, claimed: Claimed, prompt: str) -> None:
+    async def _attempt(self, claimed: ClaimedAttempt, prompt: str) -> None:
         request, job, tries = claimed.request, claimed.job, claimed.tries
         run = self._run_of(claimed, prompt)
         route = run.route
@@ -237,14 +237,14 @@ class AttemptRunner:
         await self._publish_candidates(run, result, refs=list(refs))
 
     @staticmethod
-    def _failure(error: RoutingError, job: domain.JobState) -> AttemptFailure:
+    def _failure(error: RoutingError, job: domain.AdmittedJob) -> AttemptFailure:
         """Nothing generated: because the deadline came (the job expires), or as the engine says."""
         left = domain.time_left_s(job.spec, datetime.now(UTC))
         if left is not None and left <= 0:
             return AttemptFailure(DEADLINE_EXCEEDED, f"the job's deadline ({job.spec.deadline_s} s) passed: {error}", error)
         return failure_of(error)
 
-    async def _input_photo(self, job: domain.JobState) -> bytes | None:
+    async def _input_photo(self, job: domain.AdmittedJob) -> bytes | None:
         """The job's input photo (an upload, or its reference photo), for pipelines that start from
         it; a video job's first frame, for one that starts by animating it."""
         video = job.spec.video
@@ -286,7 +286,7 @@ class AttemptRunner:
         await self._publish(run, RunOutcome(record=record, calls=self._published_calls(run, result.calls), refs=refs))
 
     @staticmethod
-    def _priced_as_the_clip(route: RouteRequest, job: domain.JobState) -> RouteRequest:
+    def _priced_as_the_clip(route: RouteRequest, job: domain.AdmittedJob) -> RouteRequest:
         """A video job's next candidate is a clip made by its last stage: priced as such."""
         if route.video is None:
             return route

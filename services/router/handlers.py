@@ -23,7 +23,7 @@ from services.common.contracts import (
 from services.router import domain, store
 from services.router.planning import VerdictTally
 from services.router.scheduler import AttemptScheduler
-from services.router.store import AttemptRequest, JobVerdicts
+from services.router.store import JobVerdicts, QueuedAttempt
 from services.router.subjects import store as subjects_store
 
 
@@ -42,9 +42,9 @@ Judged = RegenerationRequested | CandidatesScored | ScoringFailed | CandidatesCh
 
 
 async def admit(ctx: HandlerContext, event: CreditsReserved, *, scheduler: AttemptScheduler) -> None:
-    job = domain.JobState(spec=event.job, budget_micro_usd=event.max_provider_spend_micro_usd, traceparent=ctx.envelope.traceparent)
+    job = domain.AdmittedJob(spec=event.job, budget_micro_usd=event.max_provider_spend_micro_usd, traceparent=ctx.envelope.traceparent)
     if await store.admit_job(ctx.conn, job, claim=ctx.claim):
-        request = AttemptRequest(job_id=event.job_id, attempt=1, images_needed=event.job.images, tier=event.job.tier, tenant_id=event.tenant_id,
+        request = QueuedAttempt(job_id=event.job_id, attempt=1, images_needed=event.job.images, tier=event.job.tier, tenant_id=event.tenant_id,
                                  priority=event.job.priority, job_priority=event.job.job_priority)
         ctx.after_commit(lambda: scheduler.announce(request))
 
@@ -84,7 +84,7 @@ async def regenerate(ctx: HandlerContext, event: RegenerationRequested, *, intak
         await ctx.emit(domain.nothing_more(job, event.attempt + 1, reason=reason))
         return
     if await store.request_attempt(ctx.conn, event.job_id, attempt=event.attempt + 1, images_needed=event.needed):
-        request = AttemptRequest(job_id=event.job_id, attempt=event.attempt + 1, images_needed=event.needed, tier=job.spec.tier, tenant_id=event.tenant_id,
+        request = QueuedAttempt(job_id=event.job_id, attempt=event.attempt + 1, images_needed=event.needed, tier=job.spec.tier, tenant_id=event.tenant_id,
                                  priority=job.spec.priority, job_priority=job.spec.job_priority)
         if event.needed_by_style:
             await subjects_store.note_needed_by_style(ctx.conn, request, needed=event.needed_by_style)

@@ -25,7 +25,7 @@ from services.common.supervision import failed, stop_tasks, supervise
 from services.router import store
 from services.router.engine import RoutingEngine
 from services.router.fairness import FairQueue, Place
-from services.router.store import AttemptRequest
+from services.router.store import QueuedAttempt
 
 log = logging.getLogger(__name__)
 
@@ -37,22 +37,22 @@ class AttemptScheduler:
 
     pool: Pool
     engine: RoutingEngine
-    run: Callable[[AttemptRequest], Awaitable[None]]
+    run: Callable[[QueuedAttempt], Awaitable[None]]
     owner: str = field(kw_only=True)
     max_queued: int = field(kw_only=True)
     max_running: int = field(kw_only=True)
     poll_interval_s: float = field(kw_only=True)
     lease_s: float = field(kw_only=True)
-    queue: FairQueue[AttemptRequest] = field(init=False, default_factory=FairQueue)
+    queue: FairQueue[QueuedAttempt] = field(init=False, default_factory=FairQueue)
     known: set[tuple[UUID, int]] = field(init=False, default_factory=set)  # queued or running, by (job id, attempt)
     # The attempts running, by the task that runs each: only their claims are renewed, so
     # the claim of a task that died lapses and the attempt is taken again.
-    running: dict[asyncio.Task[None], AttemptRequest] = field(init=False, default_factory=dict)
+    running: dict[asyncio.Task[None], QueuedAttempt] = field(init=False, default_factory=dict)
     _changed: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     _room: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     # Asked for by a committed transaction, not queued yet; counted as queued, so a burst
     # of events cannot overfill the queue.
-    _announced: list[AttemptRequest] = field(init=False, default_factory=list)
+    _announced: list[QueuedAttempt] = field(init=False, default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
@@ -66,7 +66,7 @@ class AttemptScheduler:
             self._room.clear()
             await self._room.wait()
 
-    def announce(self, request: AttemptRequest) -> None:
+    def announce(self, request: QueuedAttempt) -> None:
         """An attempt was asked for by a transaction that has committed (call it after the
         commit, or its claim could fail and wait for the next look)."""
         self._announced.append(request)
@@ -116,7 +116,7 @@ class AttemptScheduler:
             async with self.pool.connection() as conn:
                 self._queue_all(await store.claimable_attempts(conn, room + len(self.known)))
 
-    def _queue_all(self, requests: list[AttemptRequest]) -> None:
+    def _queue_all(self, requests: list[QueuedAttempt]) -> None:
         for request in requests:
             if request.key not in self.known and len(self.queue) < self.max_queued:
                 self.known.add(request.key)
@@ -143,7 +143,7 @@ class AttemptScheduler:
     def _runs_nothing(self, tenant: str) -> bool:
         return all(running.tenant_id != tenant for running in self.running.values())
 
-    async def _run(self, request: AttemptRequest) -> None:
+    async def _run(self, request: QueuedAttempt) -> None:
         """One attempt. If it fails outright (the database went away under it), its claim is no
         longer renewed and lapses, and the attempt is taken again, here or by another router."""
         try:

@@ -13,12 +13,12 @@ from psycopg.types.json import Jsonb
 from services.common.bus import InboxClaim, OutboxRow, staged_event
 from services.common.contracts import JobSpec
 from services.common.db import Conn, Pool
-from services.router.domain import JobState
+from services.router.domain import AdmittedJob
 from services.router.providers.journal import RESUMABLE, RemoteJob, RemoteJobKey
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class AttemptRequest:
+class QueuedAttempt:
     """An attempt waiting for a router process: what the fair queue needs to order it."""
 
     job_id: UUID
@@ -34,7 +34,7 @@ class AttemptRequest:
         return self.job_id, self.attempt
 
 
-async def admit_job(conn: Conn, job: JobState, *, claim: InboxClaim | None = None) -> bool:
+async def admit_job(conn: Conn, job: AdmittedJob, *, claim: InboxClaim | None = None) -> bool:
     """Record an admitted job (its spend and next index are the new job's) and ask for its first
     attempt, in one statement, which makes `claim` too if given (then told what is fresh); False
     if it was admitted (or canceled) before."""
@@ -81,19 +81,19 @@ async def erase_clear_prompt(conn: Conn, job_id: UUID) -> None:
 JOB_COLUMNS = "spec, budget_micro_usd, spent_micro_usd, next_index, final, stop_reason, traceparent"
 
 
-async def load_job(conn: Conn, job_id: UUID, *, lock: bool = False) -> JobState | None:
+async def load_job(conn: Conn, job_id: UUID, *, lock: bool = False) -> AdmittedJob | None:
     row = await (await conn.execute(
         f"SELECT {JOB_COLUMNS} FROM jobs WHERE job_id = %s{' FOR UPDATE' if lock else ''}", [job_id])).fetchone()
     return _job_state(row) if row is not None else None
 
 
-def _job_state(row: dict[str, Any]) -> JobState:
-    return JobState(spec=JobSpec.model_validate(row["spec"]), budget_micro_usd=row["budget_micro_usd"],
+def _job_state(row: dict[str, Any]) -> AdmittedJob:
+    return AdmittedJob(spec=JobSpec.model_validate(row["spec"]), budget_micro_usd=row["budget_micro_usd"],
                     spent_micro_usd=row["spent_micro_usd"], next_index=row["next_index"], final=row["final"],
                     stop_reason=row["stop_reason"], traceparent=row["traceparent"])
 
 
-async def claimable_attempts(conn: Conn, limit: int) -> list[AttemptRequest]:
+async def claimable_attempts(conn: Conn, limit: int) -> list[QueuedAttempt]:
     """Pending attempts no live router holds, oldest first."""
     rows = await (await conn.execute(
         "SELECT r.job_id, r.attempt, r.images_needed, j.tier, j.tenant_id,"
@@ -102,7 +102,7 @@ async def claimable_attempts(conn: Conn, limit: int) -> list[AttemptRequest]:
         " JOIN jobs j USING (job_id) WHERE r.state = 'pending'"
         " AND (r.claimed_until IS NULL OR r.claimed_until < now()) ORDER BY r.requested_at LIMIT %s",
         [limit])).fetchall()
-    return [AttemptRequest(**row) for row in rows]
+    return [QueuedAttempt(**row) for row in rows]
 
 
 CLAIM = ("UPDATE attempt_requests SET claimed_by = %s, claimed_until = now() + make_interval(secs => %s),"
@@ -110,7 +110,7 @@ CLAIM = ("UPDATE attempt_requests SET claimed_by = %s, claimed_until = now() + m
          " AND (claimed_until IS NULL OR claimed_until < now()) RETURNING job_id, tries")
 
 
-async def claim_attempt(conn: Conn, request: AttemptRequest, *, owner: str,
+async def claim_attempt(conn: Conn, request: QueuedAttempt, *, owner: str,
                         lease_s: float) -> int | None:
     """Take the attempt for `owner`; its try number, or None if another router holds it or it is done."""
     row = await (await conn.execute(CLAIM, [owner, lease_s, request.job_id, request.attempt])).fetchone()
@@ -126,16 +126,16 @@ class Lease:
 
 
 @dataclass(frozen=True, slots=True)
-class Claimed:
+class ClaimedAttempt:
     """An attempt a router claimed: what was asked, which try this is, and its job's state."""
 
-    request: AttemptRequest
+    request: QueuedAttempt
     tries: int
-    job: JobState
+    job: AdmittedJob
 
 
-async def claim_job_attempt(conn: Conn, request: AttemptRequest, *, lease: Lease,
-                            first_announces: OutboxRow | None = None) -> Claimed | None:
+async def claim_job_attempt(conn: Conn, request: QueuedAttempt, *, lease: Lease,
+                            first_announces: OutboxRow | None = None) -> ClaimedAttempt | None:
     """`claim_attempt` and the job's state, in one statement; None if another router holds
     the attempt or it is done. `first_announces`, an outbox row (outbox_row), is added by
     the same statement if this is the attempt's first claim: a takeover announces nothing."""
@@ -144,10 +144,10 @@ async def claim_job_attempt(conn: Conn, request: AttemptRequest, *, lease: Lease
     row = await (await conn.execute(
         f"WITH claimed AS ({CLAIM}){announce} SELECT claimed.tries, {JOB_COLUMNS} FROM claimed JOIN jobs USING (job_id)",
         [lease.owner, lease.lease_s, request.job_id, request.attempt, *(staged[1] if staged else ())])).fetchone()
-    return Claimed(request, row["tries"], _job_state(row)) if row else None
+    return ClaimedAttempt(request, row["tries"], _job_state(row)) if row else None
 
 
-async def announce_if_held(conn: Conn, request: AttemptRequest, *, owner: str,
+async def announce_if_held(conn: Conn, request: QueuedAttempt, *, owner: str,
                            announces: OutboxRow) -> bool:
     """Add `announces`, an outbox row (outbox_row), only while `owner` still holds the attempt."""
     announce, announced = staged_event(announces, from_rows="held")
@@ -168,7 +168,7 @@ async def renew_claims(conn: Conn, owner: str, *, keys: list[tuple[UUID, int]],
         [lease_s, owner, [job for job, _ in keys], [attempt for _, attempt in keys]])
 
 
-async def release_claim(conn: Conn, request: AttemptRequest, *, owner: str, retry_in_s: float) -> None:
+async def release_claim(conn: Conn, request: QueuedAttempt, *, owner: str, retry_in_s: float) -> None:
     await conn.execute(
         "UPDATE attempt_requests SET claimed_by = NULL, claimed_until = now() + make_interval(secs => %s)"
         " WHERE job_id = %s AND attempt = %s AND claimed_by = %s AND state = 'pending'",
@@ -190,7 +190,7 @@ class AttemptRecord:
     calls: tuple[dict[str, Any], ...] = ()  # ProviderCall, as JSON
 
 
-async def close_attempt(conn: Conn, request: AttemptRequest, *, owner: str,
+async def close_attempt(conn: Conn, request: QueuedAttempt, *, owner: str,
                         record: AttemptRecord) -> int | None:
     """In one statement: mark the attempt done, store its outcome and add it to its job; the
     job's spend after it, or None (nothing changed) if `owner` no longer holds the attempt

@@ -1,8 +1,8 @@
 """The job view's cost per stage and the margin per template, from the router's calls."""
 
 from services.common.contracts import ProviderCall
+from services.ingest.domain import Billing, stage_costs
 from services.ingest.jobs.domain import JobView
-from services.ingest.jobs.view_parts import Billing, stage_costs
 from services.ingest.routes.admin import template_margins
 
 

@@ -11,9 +11,9 @@ import pytest
 from services.common.db import COMMON_MIGRATIONS, migrate, open_pool
 from services.common.supervision import BACKGROUND_FAILURES
 from services.router import store
-from services.router.domain import JobState
+from services.router.domain import AdmittedJob
 from services.router.scheduler import AttemptScheduler
-from services.router.store import AttemptRequest
+from services.router.store import QueuedAttempt
 from tests.db_proxy import DatabaseProxy
 from tests.polling import eventually
 from tests.router.service import job_spec
@@ -42,7 +42,7 @@ async def claim_row(pool, job_id) -> dict:
             [job_id])).fetchone()
 
 
-def outcome_of(request: AttemptRequest) -> store.AttemptRecord:
+def outcome_of(request: QueuedAttempt) -> store.AttemptRecord:
     """An attempt that generated nothing, as closing it records it."""
     return store.AttemptRecord(job_id=request.job_id, attempt=request.attempt, tenant_id=request.tenant_id,
                                providers="", candidates=0, cost_micro_usd=0, expected_cost_micro_usd=0,
@@ -58,10 +58,10 @@ async def test_a_task_that_died_with_the_database_down_leaves_a_claim_another_sc
     await through_proxy.open()
     spec = job_spec()
     async with direct.connection() as conn:
-        await store.admit_job(conn, JobState(spec=spec, budget_micro_usd=0))
+        await store.admit_job(conn, AdmittedJob(spec=spec, budget_micro_usd=0))
     died, taken_by_b = asyncio.Event(), asyncio.Event()
 
-    async def run_in_a(request: AttemptRequest) -> None:
+    async def run_in_a(request: QueuedAttempt) -> None:
         # Router A claims the attempt, then loses its database mid-run: whatever it does next fails.
         async with through_proxy.connection() as conn:
             assert await store.claim_attempt(conn, request, owner="router-a", lease_s=LEASE_S) == 1
@@ -70,7 +70,7 @@ async def test_a_task_that_died_with_the_database_down_leaves_a_claim_another_sc
         async with through_proxy.connection(timeout=1) as conn:
             await store.close_attempt(conn, request, owner="router-a", record=outcome_of(request))
 
-    async def run_in_b(request: AttemptRequest) -> None:
+    async def run_in_b(request: QueuedAttempt) -> None:
         async with direct.connection() as conn, conn.transaction():
             if await store.claim_attempt(conn, request, owner="router-b", lease_s=LEASE_S) is not None:
                 assert await store.close_attempt(conn, request, owner="router-b", record=outcome_of(request)) is not None
@@ -108,8 +108,8 @@ async def test_only_the_claims_of_running_attempts_are_renewed(endpoints, schema
     running, abandoned = job_spec(), job_spec()
     async with pool.connection() as conn:
         for spec in (running, abandoned):
-            await store.admit_job(conn, JobState(spec=spec, budget_micro_usd=0))
-            await store.claim_attempt(conn, AttemptRequest(job_id=spec.job_id, attempt=1, images_needed=1, tier="stable", tenant_id=spec.tenant_id),
+            await store.admit_job(conn, AdmittedJob(spec=spec, budget_micro_usd=0))
+            await store.claim_attempt(conn, QueuedAttempt(job_id=spec.job_id, attempt=1, images_needed=1, tier="stable", tenant_id=spec.tenant_id),
                                       owner="router-a", lease_s=LEASE_S)
         await store.renew_claims(conn, "router-a", keys=[(running.job_id, 1)], lease_s=60)
     await asyncio.sleep(LEASE_S + 0.2)

@@ -21,7 +21,7 @@ def verdict(provider: str, passed: bool, attempt: int = 1, judged: bool = True, 
 
 
 def test_only_the_first_attempt_of_a_client_chosen_n_is_fixed():
-    job = domain.JobState(spec=spec(candidates_fixed=True), budget_micro_usd=50_000, spent_micro_usd=20_000,
+    job = domain.AdmittedJob(spec=spec(candidates_fixed=True), budget_micro_usd=50_000, spent_micro_usd=20_000,
                           next_index=5)
     first = domain.route_request(job, domain.AttemptStart(number=1, images_needed=2, width=512, height=512))
     rework = domain.route_request(job, domain.AttemptStart(number=2, images_needed=1, width=512, height=512))
@@ -31,7 +31,7 @@ def test_only_the_first_attempt_of_a_client_chosen_n_is_fixed():
 
 
 def test_no_budget_means_no_cap_and_an_adaptive_n():
-    request = domain.route_request(domain.JobState(spec=spec(), budget_micro_usd=0), domain.AttemptStart(number=1, images_needed=2, width=64, height=64))
+    request = domain.route_request(domain.AdmittedJob(spec=spec(), budget_micro_usd=0), domain.AttemptStart(number=1, images_needed=2, width=64, height=64))
     assert request.cost_cap_micro_usd is None and request.candidates is None
 
 
@@ -67,23 +67,23 @@ def test_candidates_left_without_a_verdict_count_as_those_that_passed_tier_one()
 
 
 def test_the_jobs_size_and_model_pin_reach_every_attempt():
-    job = domain.JobState(spec=spec(width=320, height=240, model="local-painter", model_version="1"), budget_micro_usd=0)
+    job = domain.AdmittedJob(spec=spec(width=320, height=240, model="local-painter", model_version="1"), budget_micro_usd=0)
     for attempt in (1, 2):
         request = domain.route_request(job, domain.AttemptStart(number=attempt, images_needed=1, width=512, height=512))
         assert (request.width, request.height) == (320, 240)
         assert (request.model, request.model_version) == ("local-painter", "1")
-    default = domain.route_request(domain.JobState(spec=spec(), budget_micro_usd=0), domain.AttemptStart(number=1, images_needed=1, width=512, height=384))
+    default = domain.route_request(domain.AdmittedJob(spec=spec(), budget_micro_usd=0), domain.AttemptStart(number=1, images_needed=1, width=512, height=384))
     assert (default.width, default.height, default.model, default.model_version) == (512, 384, None, None)
 
 
 def test_the_time_left_to_the_deadline_reaches_the_engine_and_stops_the_job_once_past():
     from datetime import timedelta
 
-    job = domain.JobState(spec=spec(deadline_s=60), budget_micro_usd=0)
+    job = domain.AdmittedJob(spec=spec(deadline_s=60), budget_micro_usd=0)
     start = domain.AttemptStart(number=1, images_needed=2, width=512, height=512, now=job.spec.submitted_at + timedelta(seconds=45))
     request = domain.route_request(job, start)
     assert request.time_left_s == 15
-    no_deadline = domain.route_request(domain.JobState(spec=spec(), budget_micro_usd=0),
+    no_deadline = domain.route_request(domain.AdmittedJob(spec=spec(), budget_micro_usd=0),
                                        domain.AttemptStart(number=1, images_needed=2, width=512, height=512, now=datetime.now(UTC)))
     assert no_deadline.time_left_s is None
     assert domain.stop_reason(1, 3, outlook=domain.Outlook(None, None, time_left_s=-0.1)) == "deadline_exceeded"
@@ -102,7 +102,7 @@ def test_a_call_reports_the_pinned_model_it_was_made_with(tmp_path):
     registry = load_registry(str(tmp_path / "providers.yaml"))
     call = CallRecord(provider="two-versions", start_index=0, count=1, expected_cost_micro_usd=1,
                       actual_cost_micro_usd=1, expected_latency_s=0.1, latency_s=0.1, outcome="ok")
-    pinned = domain.route_request(domain.JobState(spec=spec(model="stub-model", model_version="2"), budget_micro_usd=0),
+    pinned = domain.route_request(domain.AdmittedJob(spec=spec(model="stub-model", model_version="2"), budget_micro_usd=0),
                                   domain.AttemptStart(number=1, images_needed=1, width=512, height=512))
     (published,) = domain.provider_calls([call], registry, route=pinned)
     assert (published.model, published.model_version) == ("stub-model", "2")

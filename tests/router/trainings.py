@@ -20,7 +20,7 @@ from services.common.data_keys import DataKeys
 from services.common.db import Pool
 from services.router import store as router_store
 from services.router.clock import Clock, LoopClock
-from services.router.domain import JobState
+from services.router.domain import AdmittedJob
 from services.router.providers.base import ProviderContext
 from services.router.providers.registry import parse_registry
 from services.router.providers.trainers import build_trainer
@@ -77,7 +77,7 @@ class Bench:
                                 base=base, trigger_word=subject.trigger_word, job_id=spec.job_id,
                                 expected_cost_micro_usd=2_000_000)
         async with self.pool.connection() as conn:
-            await router_store.admit_job(conn, JobState(spec=spec, budget_micro_usd=0))
+            await router_store.admit_job(conn, AdmittedJob(spec=spec, budget_micro_usd=0))
             assert await store.new_identity(conn, row)
         return row
 

@@ -26,7 +26,7 @@ from services.ingest.accounts.spend_caps import Submitter
 from services.ingest.batches import jsonl
 from services.ingest.batches.lines import line_job, line_key, refused_body
 from services.ingest.jobs import domain, projection
-from services.ingest.jobs.submission import JobAdmission, Order
+from services.ingest.jobs.submission import JobAdmission
 from services.ingest.settings import IngestSettings
 from services.ingest.store import batches as batch_store
 from services.ingest.store.accounts import tenant_plan
@@ -142,8 +142,8 @@ class BatchRunner(PeriodicRound):
         try:
             body, asked = line_job(request["body"], batch["endpoint"], models=self.app.state.openai_models)
             await self.app.state.prompt_gate.check(self.runtime.pool, tenant, prompt=body.prompt)
-            view = await self.intake().submit(Order(tenant_id=tenant, body=body, idempotency_key=line_key(batch["id"], line), cancel_after=None,
-                                                    submitter=submitter_of(batch)))
+            view = await self.intake().submit(body, tenant_id=tenant, idempotency_key=line_key(batch["id"], line),
+                                              submitter=submitter_of(batch))
         except Problem as problem:
             if problem.status in (429, 503):
                 raise

@@ -8,11 +8,12 @@ from pydantic import ValidationError
 
 from services.common.problems import Problem
 from services.ingest.accounts.prompt_screening import PromptGate
+from services.ingest.accounts.spend_caps import Submitter
 from services.ingest.compat.images import ImagesResponse, images_response
 from services.ingest.compat.models import ResponseFormat
 from services.ingest.compat.outcomes import refusal, still_running
 from services.ingest.compat.waiting import Pictures, Waiter
-from services.ingest.jobs.submission import JobAdmission, JobRequest, Order
+from services.ingest.jobs.submission import JobAdmission, JobRequest
 
 # The job's fields under the names the images API gives them.
 PARAM_OF_FIELD = {"images": "n", "end_user": "user", "width": "size", "height": "size", "tier": "quality",
@@ -48,14 +49,15 @@ class ImageCall:
     waiter: Waiter
     pictures: Pictures
 
-    async def answer(self, order: Order, asked: AnswerShape) -> ImagesResponse:
+    async def answer(self, body: JobRequest, *, tenant_id: str, idempotency_key: str | None,
+                     submitter: Submitter | None, asked: AnswerShape) -> ImagesResponse:
         """The job's images once it has delivered; its refusal, failure or a 504 naming it
         otherwise. Every answer names the job (Genline-Job-Id)."""
-        await self.prompts.check(self.intake.runtime.pool, order.tenant_id, prompt=order.body.prompt)
-        view = await self.intake.submit(order)
+        await self.prompts.check(self.intake.runtime.pool, tenant_id, prompt=body.prompt)
+        view = await self.intake.submit(body, tenant_id=tenant_id, idempotency_key=idempotency_key, submitter=submitter)
         view, waited_s = await self.waiter.final_view(view)
         if not view.final:
-            raise still_running(view, waited_s, retry_attaches=order.idempotency_key is not None)
+            raise still_running(view, waited_s, retry_attaches=idempotency_key is not None)
         refused = refusal(view)
         if refused is not None:
             raise refused

@@ -20,5 +20,4 @@ Its modules besides those named above:
     subject_order.py   a job of a subject, across styles
     sweep_rules.py     the sweeper's rules, without I/O
     video_request.py   a job's `video` object
-    view_parts.py      the parts of a job's view that are models of their own
 """

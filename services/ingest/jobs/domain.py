@@ -60,21 +60,19 @@ from services.common.contracts import (
 )
 from services.ingest.domain import (
     PROGRESS_ANNOUNCED_EVERY_S,
-    JobView,
-    Progress,
-    State,
-    erased,
-    rank,
-    submitted_view,
-    with_receipt,
-)
-from services.ingest.jobs.view_parts import (
     Billing,
     Failure,
+    JobView,
+    Progress,
     Regeneration,
     ReportOutcome,
+    State,
     TrainingLine,
+    erased,
+    rank,
     stage_costs,
+    submitted_view,
+    with_receipt,
 )
 
 # Named here too for the modules that read the state machine and the view together.

@@ -165,68 +165,29 @@ def with_deadline(body: JobRequest, cancel_after: str | None, *, settings: Inges
     return body.model_copy(update={"deadline_s": deadline_s})
 
 
-def job_spec(submission: "Submission", settings: IngestSettings, *, priority: int) -> JobSpec:
+def job_spec(body: JobRequest, *, tenant_id: str, job_key: data_keys.JobKey, profile: Profile,
+             reference_key: str | None, submitter: Submitter | None, subject: subject_order.SubjectOrder,
+             settings: IngestSettings) -> JobSpec:
     """What the job asks for, its prompt sealed with its own data key; a video job's first
-    frame is its input photo (`reference_key`) where its template starts from one."""
-    body, submitter, reference_key = submission.body, submission.submitter, submission.reference_key
+    frame is its input photo (`reference_key`) where its template starts from one. Its plan's
+    priority is set when the job is recorded, under the plan's lock."""
     candidates = request_rules.plan_candidates(body.images, body.candidates, oversample=settings.default_oversample)
     seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
-    job_id = submission.job_key.job_id
-    return JobSpec(job_id=job_id, tenant_id=submission.tenant_id, template=body.template, tier=body.tier,
+    job_id = job_key.job_id
+    return JobSpec(job_id=job_id, tenant_id=tenant_id, template=body.template, tier=body.tier,
                    deadline_s=body.deadline_s, min_images=body.min_images, use_retry_tokens=body.use_retry_tokens,
-                   prompt=seal(submission.job_key.key, JobField(job_id, "prompt"), text=body.prompt),
-                   template_version=load_catalogue().version, profile_name=submission.profile.name,
-                   profile_version=profile_version(submission.profile),
+                   prompt=seal(job_key.key, JobField(job_id, "prompt"), text=body.prompt),
+                   template_version=load_catalogue().version, profile_name=profile.name,
+                   profile_version=profile_version(profile),
                    images=body.images, candidates=candidates, candidates_fixed=body.candidates is not None,
                    seed=seed, submitted_at=datetime.now(UTC),
                    profile=body.profile, quality_rules=quality_rules(body), reference_key=reference_key,
                    width=body.width, height=body.height, model=body.model, model_version=body.model_version,
                    webhook_url=body.webhook_url, webhook_events=body.webhook_events,
-                   priority=priority, job_priority=body.priority, metadata=body.metadata, end_user=body.end_user,
+                   job_priority=body.priority, metadata=body.metadata, end_user=body.end_user,
                    api_key_id=submitter.key_id if submitter else None, key_caps=submitter.caps if submitter else None,
                    video=video_request.video_spec(body.video, template_of(body), input_key=reference_key),
-                   subject=submission.order.subject, identity=body.identity, styles=submission.order.styles)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Submission:
-    """A checked request, ready to record: whose it is, what it asks, under which
-    Idempotency-Key (and request fingerprint), its stored input photo, the profile it will be
-    scored with, its data key (already wrapped: no KMS call under the tenant's lock), the key
-    it came with, and the spend-cap refusal it meets (raised after the idempotency check, so a
-    retry still gets its first job)."""
-
-    tenant_id: str
-    body: JobRequest
-    idempotency_key: str | None
-    fingerprint: str
-    reference_key: str | None
-    profile: Profile
-    job_key: data_keys.JobKey
-    submitter: Submitter | None = None
-    over_cap: Problem | None = None
-    order: subject_order.SubjectOrder = subject_order.SubjectOrder()
-
-    def binding(self, ttl_s: int) -> store.KeyBinding | None:
-        if self.idempotency_key is None:
-            return None
-        return store.KeyBinding(tenant_id=self.tenant_id, key=self.idempotency_key, request_hash=self.fingerprint, job_id=self.job_key.job_id, ttl_s=ttl_s)
-
-    def data_key_row(self) -> store.WrappedDataKey:
-        key = self.job_key
-        return store.WrappedDataKey(job_id=key.job_id, tenant_id=self.tenant_id, wrapped=key.wrapped, kek_id=key.kek_id)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Order:
-    """A job request as it arrived: the tenant's, with the key it came with (None where no
-    key's caps apply), its `Idempotency-Key` and `Cancel-After` headers."""
-
-    tenant_id: str
-    body: JobRequest
-    idempotency_key: str | None = None
-    cancel_after: str | None = None
-    submitter: Submitter | None = None
+                   subject=subject.subject, identity=body.identity, styles=subject.styles)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -243,31 +204,39 @@ class JobAdmission:
     ledger: object | None = None
     router: object | None = None
 
-    async def submit(self, order: Order) -> domain.JobView:
-        """The job the order asks for, checked and recorded (or the first job of a retried key)."""
+    async def submit(self, body: JobRequest, *, tenant_id: str, idempotency_key: str | None,
+                     submitter: Submitter | None, cancel_after: str | None = None) -> domain.JobView:
+        """The job `body` asks for, checked and recorded (or the first job of a retried key):
+        the tenant's, sent with that `Idempotency-Key` and `Cancel-After` header by that key
+        (None where no key's caps apply)."""
         settings = self.settings
-        body = with_deadline(order.body, order.cancel_after, settings=settings)
+        body = with_deadline(body, cancel_after, settings=settings)
         video_request.check_video(body.template, template_of(body), video=body.video)
         profile = check_scoring(body, settings)
-        order_of = await self.subject_order(order.tenant_id, body)
-        if order_of.subject is not None:  # checked against it, as the scorer will: the version says so
-            profile = with_subject_checks(profile, order_of.subject.kind)
+        subject = await self.subject_order(tenant_id, body)
+        if subject.subject is not None:  # checked against it, as the scorer will: the version says so
+            profile = with_subject_checks(profile, subject.subject.kind)
         clips = clip_makers.ClipOrder(body.video, template_of(body), body.model) if body.video is not None else None
         await clip_makers.check_clip_makers(self.router, settings.router_grpc_timeout_s, order=clips)
         if body.webhook_url is not None:
             await check_webhook_url(body.webhook_url, settings)
-        reference_key = await self.input_photo(order.tenant_id, body)
-        fingerprint = request_rules.request_fingerprint(body.model_dump(mode="json"))
-        over_cap = await self.over_cap(order, order_of.subject)
+        reference_key = await self.input_photo(tenant_id, body)
+        over_cap = await self.over_cap(body, tenant_id=tenant_id, submitter=submitter, subject=subject.subject)
         job_key = await data_keys.job_key(keyring_of(settings))  # before the transaction: see data_keys.job_key
-        submission = Submission(tenant_id=order.tenant_id, body=body, idempotency_key=order.idempotency_key, fingerprint=fingerprint, reference_key=reference_key, profile=profile,
-                                job_key=job_key, submitter=order.submitter, over_cap=over_cap, order=order_of)
+        spec = job_spec(body, tenant_id=tenant_id, job_key=job_key, profile=profile, reference_key=reference_key,
+                        submitter=submitter, subject=subject, settings=settings)
+        fingerprint = request_rules.request_fingerprint(body.model_dump(mode="json"))
+        binding = None if idempotency_key is None else store.KeyBinding(
+            tenant_id=tenant_id, key=idempotency_key, request_hash=fingerprint, job_id=job_key.job_id,
+            ttl_s=settings.idempotency_key_ttl_s)
+        data_key = store.WrappedDataKey(job_id=job_key.job_id, tenant_id=tenant_id, wrapped=job_key.wrapped,
+                                        kek_id=job_key.kek_id)
         try:
-            return await self.record(submission)
+            return await self.record(spec, body, binding=binding, data_key=data_key, over_cap=over_cap)
         except (psycopg.errors.UniqueViolation, store.IdempotencyKeyTaken):
             # A concurrent retry won the key: answer with its job. The first attempt rolled back,
             # so its job id and wrapped key are free to use again.
-            return await self.record(submission)
+            return await self.record(spec, body, binding=binding, data_key=data_key, over_cap=over_cap)
 
     async def subject_order(self, tenant_id: str, body: JobRequest) -> subject_order.SubjectOrder:
         """The job's subject and styles, checked (422 for one it cannot have)."""
@@ -276,11 +245,11 @@ class JobAdmission:
         asked = subject_order.Asked(tenant_id=tenant_id, template_name=body.template, template=template, subject_id=body.subject)
         return subject_order.SubjectOrder(await subject_order.resolved_subject(self.runtime, asked), styles)
 
-    async def over_cap(self, order: Order, subject: SubjectRef | None = None) -> Problem | None:
+    async def over_cap(self, body: JobRequest, *, tenant_id: str, submitter: Submitter | None,
+                       subject: SubjectRef | None = None) -> Problem | None:
         """The 402 this job gets at the door (the account owes credits, or the submitting key's
         spend caps leave no room for it, its training line included), where the ledger is there:
         one quote answers both."""
-        tenant_id, body, submitter = order.tenant_id, order.body, order.submitter
         if self.ledger is None:
             return None
         video = video_request.video_spec(body.video, template_of(body), input_key=None)
@@ -341,34 +310,36 @@ class JobAdmission:
                           extra={"field": "video.first_frame"}) from None
         return await self.stored_reference(tenant_id, template, sent=screening.Sent(data, "video.first_frame"))
 
-    async def record(self, submission: Submission) -> domain.JobView:
-        """The job, written with its JobSubmitted; a retry with the same key gets the first job,
-        and a job past the plan's limits or its key's spend cap (`over_cap`) is refused before
+    async def record(self, spec: JobSpec, body: JobRequest, *, binding: store.KeyBinding | None,
+                     data_key: store.WrappedDataKey, over_cap: Problem | None) -> domain.JobView:
+        """The job, written with its JobSubmitted; a retry with the same key (`binding`) gets the
+        first job, and a job past the plan's limits or its key's spend cap (`over_cap`, raised
+        after the idempotency check, so a retry still gets its first job) is refused before
         anything is written."""
-        runtime, settings = self.runtime, self.settings
-        tenant, body, ttl_s = submission.tenant_id, submission.body, settings.idempotency_key_ttl_s
+        runtime, tenant = self.runtime, spec.tenant_id
         async with runtime.pool.connection() as conn, conn.transaction():
-            plan_name, bound = await store.lock_plan_and_key(conn, tenant, key=submission.idempotency_key, ttl_s=ttl_s)
+            plan_name, bound = await store.lock_plan_and_key(conn, tenant, key=binding.key if binding else None,
+                                                             ttl_s=self.settings.idempotency_key_ttl_s)
             plan = self.plans.get(plan_name)
-            if bound is not None:
-                if bound[1] != submission.fingerprint:
-                    raise Problem(status=422, slug="idempotency-key-reused", detail=f"Idempotency-Key {submission.idempotency_key!r}"
+            if bound is not None and binding is not None:
+                if bound[1] != binding.request_hash:
+                    raise Problem(status=422, slug="idempotency-key-reused", detail=f"Idempotency-Key {binding.key!r}"
                                   " was used with a different request")
                 first = await store.read_view(conn, bound[0], tenant_id=tenant)
                 assert first is not None, "a live Idempotency-Key names a job that is not erased (erasure forgets it)"
                 return first
             limits.check_order_size(plan, body.images, candidates=body.candidates)
             video_request.check_plan_limits(body.video, plan)
-            if submission.over_cap is not None:
-                raise submission.over_cap
+            if over_cap is not None:
+                raise over_cap
             limits.check_submission(plan, await limits.count_usage(conn, tenant, now=datetime.now(UTC)), images=body.images)
-            spec = job_spec(submission, settings, priority=plan.priority)
+            spec = spec.model_copy(update={"priority": plan.priority})
             view = domain.submitted_view(spec, body.prompt)
             await projection.record_submitted(conn, view, at=spec.submitted_at)
             await subject_order.note_ordered(conn, spec.subject, at=spec.submitted_at)
-            if submission.reference_key:
-                await store.remember_reference(conn, view.id, key=submission.reference_key)
-            await store.write_submission(conn, submission.data_key_row(), binding=submission.binding(ttl_s),
+            if spec.reference_key:
+                await store.remember_reference(conn, view.id, key=spec.reference_key)
+            await store.write_submission(conn, data_key, binding=binding,
                                          outbox_row=runtime.outbox_row(JobSubmitted(job_id=spec.job_id, tenant_id=tenant,
                                                                          job=spec)))
         runtime.relay.notify()

@@ -28,6 +28,7 @@ from services.ingest.deps import (
     Screening,
     Settings,
 )
+from services.ingest.domain import Billing, Failure
 from services.ingest.jobs import domain, projection, submission
 from services.ingest.jobs.clip_makers import Router
 from services.ingest.jobs.examples import (
@@ -39,7 +40,6 @@ from services.ingest.jobs.examples import (
 )
 from services.ingest.jobs.job_lookup import parse_job_id, refuse_missing
 from services.ingest.jobs.submission import JobRequest
-from services.ingest.jobs.view_parts import Billing, Failure
 from services.ingest.key_encryption import keyring_of
 from services.ingest.ledger_calls import Ledger
 
@@ -108,9 +108,8 @@ async def submit_job(body: JobRequest, response: Response, caller: JobsSubmitter
     telemetry.bind_prompt(body.prompt)
     await prompts.check(runtime.pool, caller.tenant_id, prompt=body.prompt)
     intake = submission.JobAdmission(runtime=runtime, settings=settings, objects=objects, plans=plans, gate=gate, ledger=ledger, router=routing)
-    order = submission.Order(tenant_id=caller.tenant_id, body=body, idempotency_key=idempotency_key, cancel_after=cancel_after,
-                             submitter=Submitter(caller.key_id, caller.caps))
-    view = await intake.submit(order)
+    view = await intake.submit(body, tenant_id=caller.tenant_id, idempotency_key=idempotency_key, cancel_after=cancel_after,
+                               submitter=Submitter(caller.key_id, caller.caps))
     response.headers["Location"] = f"/v1/jobs/{view.id}"
     log.info("accepted job %s: %d image(s) of template %s", view.id, view.images, view.template,
              extra={"prompt": body.prompt})

@@ -42,7 +42,7 @@ from services.ingest.deps import (
 )
 from services.ingest.jobs.clip_makers import Router
 from services.ingest.jobs.live import LogWatch
-from services.ingest.jobs.submission import JobAdmission, Order
+from services.ingest.jobs.submission import JobAdmission
 from services.ingest.ledger_calls import Ledger
 from services.ingest.store import keys_bound
 
@@ -105,8 +105,9 @@ async def create_image(body: ImageGenerationRequest, request: Request, response:
     alias = models.resolve(body.model)
     job = job_request(body, alias, template=alias.template)
     intake = JobAdmission(runtime=runtime, settings=settings, objects=objects, plans=plans, gate=gate, ledger=ledger, router=routing)
-    order = Order(tenant_id=caller.tenant_id, body=checked_job(job), idempotency_key=idempotency_key, cancel_after=None, submitter=Submitter(caller.key_id, caller.caps))
-    return named(await image_call(intake, prompts, watch=watch).answer(order, asked_of(body, alias, body=job)), response)
+    return named(await image_call(intake, prompts, watch=watch).answer(
+        checked_job(job), tenant_id=caller.tenant_id, idempotency_key=idempotency_key,
+        submitter=Submitter(caller.key_id, caller.caps), asked=asked_of(body, alias, body=job)), response)
 
 
 @router.post("/edits", response_model=ImagesResponse, responses=RESPONSES | problems.responses(413),
@@ -131,8 +132,9 @@ async def edit_image(request: Request, response: Response, caller: JobsSubmitter
     alias = models.resolve(options.model)
     job = job_request(options, alias, template=models.edit_template_of(alias)) | {"reference_image": as_b64(form.images[0])}
     intake = JobAdmission(runtime=runtime, settings=settings, objects=objects, plans=plans, gate=gate, ledger=ledger, router=routing)
-    order = Order(tenant_id=caller.tenant_id, body=checked_job(job), idempotency_key=idempotency_key, cancel_after=None, submitter=Submitter(caller.key_id, caller.caps))
-    return named(await image_call(intake, prompts, watch=watch).answer(order, asked_of(options, alias, body=job)), response)
+    return named(await image_call(intake, prompts, watch=watch).answer(
+        checked_job(job), tenant_id=caller.tenant_id, idempotency_key=idempotency_key,
+        submitter=Submitter(caller.key_id, caller.caps), asked=asked_of(options, alias, body=job)), response)
 
 
 class EditOptions(ImageOptions):

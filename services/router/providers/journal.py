@@ -14,7 +14,7 @@ The service keeps the journal in PostgreSQL, with the attempt (`store.RemoteJobs
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-JobState = Literal["running", "succeeded", "failed", "canceled"]
+RemoteJobState = Literal["running", "succeeded", "failed", "canceled"]
 # States after which a job's images can still be fetched, or will be.
 RESUMABLE: frozenset[str] = frozenset({"running", "succeeded"})
 
@@ -35,13 +35,13 @@ class RemoteJobKey:
 class RemoteJob:
     key: RemoteJobKey
     handle: dict[str, Any]
-    state: JobState = "running"
+    state: RemoteJobState = "running"
 
 
 class RemoteJobJournal(Protocol):
     async def started(self, key: RemoteJobKey, handle: dict[str, Any]) -> None: ...
 
-    async def ended(self, key: RemoteJobKey, state: JobState) -> None: ...
+    async def ended(self, key: RemoteJobKey, state: RemoteJobState) -> None: ...
 
     async def resumable(self, key: RemoteJobKey) -> RemoteJob | None: ...
 
@@ -55,7 +55,7 @@ class MemoryJournal:
     async def started(self, key: RemoteJobKey, handle: dict[str, Any]) -> None:
         self.jobs[key] = RemoteJob(key, handle)
 
-    async def ended(self, key: RemoteJobKey, state: JobState) -> None:
+    async def ended(self, key: RemoteJobKey, state: RemoteJobState) -> None:
         if key in self.jobs:
             self.jobs[key] = RemoteJob(key, self.jobs[key].handle, state)
 

@@ -49,7 +49,7 @@ from services.router.providers.base import GeneratedImage, GenerationRequest, Pr
 from services.router.providers.billing import BilledJob, billed_micro_usd, shares
 from services.router.providers.copies import CopiedOutput
 from services.router.providers.entry_parts import HostedStage, ModelPin
-from services.router.providers.journal import JobState
+from services.router.providers.journal import RemoteJobState
 from services.router.providers.outputs import Expectation, checked_clip, checked_image
 from services.router.providers.payloads import decode_data_uri
 from services.router.providers.registry import ProviderConfig
@@ -330,7 +330,7 @@ class RemoteProvider(ABC):
             pass
         await self._ended(call, handle, state="canceled")
 
-    async def _ended(self, call: RemoteCall, handle: dict[str, Any] | RemoteOutput | None, *, state: JobState) -> None:
+    async def _ended(self, call: RemoteCall, handle: dict[str, Any] | RemoteOutput | None, *, state: RemoteJobState) -> None:
         journal = self.context.journal
         if journal is None or handle is None:
             return

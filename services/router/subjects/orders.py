@@ -29,7 +29,7 @@ from services.router.engine import RoutingEngine
 from services.router.planning import identity_key
 from services.router.providers.identity_inputs import IdentityInput
 from services.router.routing_types import RouteRequest, RoutingError
-from services.router.store import Claimed
+from services.router.store import ClaimedAttempt
 from services.router.styles import style_plan
 from services.router.subjects import store
 from services.router.subjects.choosing import Priced, Way, cheapest_way, per_passing_image, why_no_way
@@ -61,7 +61,7 @@ Prepared = Ready | Waiting | Refused
 class Attempted:
     """The claimed attempt being prepared and its route so far."""
 
-    claimed: Claimed
+    claimed: ClaimedAttempt
     route: RouteRequest
 
     @property
@@ -82,7 +82,7 @@ class SubjectOrders:
     files: SubjectFiles
     link_ttl_s: int = 6 * 3600
 
-    async def prepare(self, claimed: Claimed, route: RouteRequest) -> Prepared:
+    async def prepare(self, claimed: ClaimedAttempt, route: RouteRequest) -> Prepared:
         route = await self._styled(claimed, route)
         if claimed.job.spec.subject is None:
             return Ready(route)
@@ -95,7 +95,7 @@ class SubjectOrders:
         except SubjectErased as error:
             return Refused("subject_erased", str(error))
 
-    async def _styled(self, claimed: Claimed, route: RouteRequest) -> RouteRequest:
+    async def _styled(self, claimed: ClaimedAttempt, route: RouteRequest) -> RouteRequest:
         spec, attempt = claimed.job.spec, claimed.request.attempt
         if not spec.styles:
             return route

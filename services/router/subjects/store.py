@@ -9,7 +9,7 @@ from uuid import UUID
 from psycopg.types.json import Jsonb
 
 from services.common.db import Conn
-from services.router.store import AttemptRequest, Lease
+from services.router.store import Lease, QueuedAttempt
 
 IDENTITY_COLUMNS = (
     "identity_id, tenant_id, subject_id, photo_set_sha256, provider, model, base, trigger_word, job_id, state,"
@@ -138,7 +138,7 @@ class Deferral:
     retry_in_s: float
 
 
-async def defer_attempt(conn: Conn, request: AttemptRequest, *, deferral: Deferral) -> None:
+async def defer_attempt(conn: Conn, request: QueuedAttempt, *, deferral: Deferral) -> None:
     """Give the attempt's claim back without counting the run as a try (it waited, it did not
     fail); the training that ends wakes it sooner (`wake_waiting`)."""
     await conn.execute(
@@ -153,7 +153,7 @@ async def needed_by_style(conn: Conn, job_id: UUID, *, attempt: int) -> dict[str
     return row["needed_by_style"] if row else None
 
 
-async def note_needed_by_style(conn: Conn, request: AttemptRequest, *, needed: dict[str, int]) -> None:
+async def note_needed_by_style(conn: Conn, request: QueuedAttempt, *, needed: dict[str, int]) -> None:
     await conn.execute("UPDATE attempt_requests SET needed_by_style = %s WHERE job_id = %s AND attempt = %s",
                        [Jsonb(needed), request.job_id, request.attempt])
 
