@@ -179,7 +179,7 @@ async def job_scoring(event: CandidatesGenerated | CandidatesStored, bench: Work
     size = (spec.width, spec.height) if spec and spec.width and spec.height else None
     prompt = await job_prompt(spec, bench.settings, data_keys=bench.data_keys)
     return Scoring(profile=profile, prompt=prompt, reference=reference, requested_size=size, requested_clip=clip_request(spec),
-                   subject=await job_subject(spec, bench))
+                   subject=await job_subject(spec, bench), turn=event.tenant_id)
 
 
 async def job_subject(spec: JobSpec | None, bench: Workbench) -> Likeness | None:

@@ -37,6 +37,7 @@ Its modules besides those named above:
     built_in.py       the built-in dimensions' measures, registered under their dimensions' names
                       when the scorer imports them
     core.py           what judging a dimension yields
+    workers.py        the scorer's worker threads, which take their callers' images in turns
 """
 
 import importlib

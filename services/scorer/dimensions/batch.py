@@ -23,7 +23,7 @@ import io
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import islice
@@ -280,7 +280,7 @@ class Readahead:
     """Images decoded in `pool` up to `window` images ahead of the one the caller measures:
     the window bounds memory."""
 
-    pool: ThreadPoolExecutor
+    pool: Executor
     window: int
 
     def decoded(self, images: Iterable[tuple[int, bytes]], color: bool) -> Iterator[tuple[int, np.ndarray]]:

@@ -22,7 +22,6 @@ read their reasons for the subject and say what they compared with.
 import math
 import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -56,6 +55,7 @@ from services.scorer.dimensions.measures import check_every_dimension_measured, 
 from services.scorer.dimensions.scoring import Equipment, Scoring
 from services.scorer.dimensions.tiers import Enough, ImageProgress, PlannedDimension, Step, TierWalk
 from services.scorer.dimensions.video import CLIP_READS, ClipReading, tell_worst_frames
+from services.scorer.dimensions.workers import TakingTurns
 
 Walked = ImageBatch | ClipReading  # what an image kept between the steps of its walk is
 
@@ -72,6 +72,7 @@ class Leg:
     context: ScoringContext
     color: bool
     steps: int
+    turn: str | None = None
 
     @property
     def more_after(self) -> bool:
@@ -128,7 +129,7 @@ class Scorer:
             # Images, not operations, are spread over the cores: intra-op threads would
             # spin against the image workers (measured 20× slower on two cores).
             torch.set_num_threads(1)
-        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="scorer")
+        self._pool = TakingTurns(self.threads, name="scorer")
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -155,10 +156,10 @@ class Scorer:
         context = self._context(scoring)
         walk = TierWalk.of(scoring.profile, self._plan(scoring.profile, context), tiered=scoring.tiered)
         leg = Leg(walk=walk, context=context, color=any(step.reads_color for step in walk.steps),
-                  steps=walk.ordered_from if enough is not None else len(walk.steps))
+                  steps=walk.ordered_from if enough is not None else len(walk.steps), turn=scoring.turn)
         trail = self._walk(images, leg)
         if enough is not None and leg.more_after:
-            self._measure_in_order(images, trail, enough=enough)
+            self._measure_in_order(images, trail, enough=enough, turn=scoring.turn)
         return [_noted(walk.verdict(p), context, index=index) for index, p in enumerate(trail.progress)]
 
     def walk_of(self, scoring: Scoring) -> TierWalk:
@@ -202,7 +203,8 @@ class Scorer:
 
     def _walk_each(self, images: Sequence[bytes], leg: Leg) -> list[tuple[ImageProgress, Walked | None]]:
         """Each worker decodes one image at a time and takes it through the leg (the CPU path)."""
-        return list(self._pool.map(lambda index, data: _walk_one(leg, index, data=data), range(len(images)), images))
+        return list(self._pool.map(lambda index, data: _walk_one(leg, index, data=data), range(len(images)), images,
+                                   turn=leg.turn))
 
     def _walk_batched(self, images: Sequence[bytes], leg: Leg) -> list[tuple[ImageProgress, Walked | None]]:
         """Stills decoded ahead and stacked by size, each clip a batch of its frames (CUDA);
@@ -233,7 +235,7 @@ class Scorer:
                 walked[index] = (progress[index], _kept(batch, index) if index in kept else None)
         return walked
 
-    def _measure_in_order(self, images: Sequence[bytes], trail: Trail, *, enough: Enough) -> None:
+    def _measure_in_order(self, images: Sequence[bytes], trail: Trail, *, enough: Enough, turn: str | None) -> None:
         """The steps after the first, best first (`tiers`): each round measures the next step
         of as many images as the job still lacks, those whose ceilings rank highest, until
         the job's best K are known; those left unmeasured are told why."""
@@ -249,7 +251,7 @@ class Scorer:
             ranked = sorted(waiting, key=lambda i: (-ceilings[i][0], -walk.score(progress[i]), enough.indices[i]))
             chunk = ranked[: enough.wanted(passing)]
             measured = self._measure_kept([(waiting[i], images[i], walk.steps[progress[i].steps_done]) for i in chunk],
-                                          walk.steps[-1])
+                                          walk.steps[-1], turn=turn)
             for index in chunk:
                 batch, values = measured[index]
                 position = progress[index].steps_done
@@ -264,7 +266,7 @@ class Scorer:
             progress[index].stopped = enough.stop_reason
 
     def _measure_kept(
-        self, kept: list[tuple[Walked, bytes, Step]], last: Step
+        self, kept: list[tuple[Walked, bytes, Step]], last: Step, *, turn: str | None
     ) -> dict[int, tuple[Walked, dict[str, Measured]]]:
         """Each kept image's next step (with its encoded bytes, to add colour where the step
         reads it), and the image as measured, what its dimensions shared kept for its next
@@ -277,7 +279,7 @@ class Scorer:
             return batch, image_values(batch, step.dimensions)
 
         if self.device.type == "cpu":
-            found = list(self._pool.map(lambda item: one(item[0], item[1], step=item[2]), kept))
+            found = list(self._pool.map(lambda item: one(item[0], item[1], step=item[2]), kept, turn=turn))
         else:
             stacked: list[ImageBatch] = []
             found = []

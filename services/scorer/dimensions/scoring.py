@@ -44,6 +44,9 @@ class Scoring:
     `tiered` stops measuring an image at the first tier it fails; `enough` (tiered only, one
     job index per image) measures the tiers after the first best first until the job's best
     K are known, and the images left unmeasured then have no verdict (`tiers`).
+
+    `turn` (the job's tenant) is whose turn the call's images take with the scorer's workers:
+    behind that tenant's other calls, and in rotation with other tenants' (`workers`).
     """
 
     profile: Profile
@@ -54,3 +57,4 @@ class Scoring:
     subject: Likeness | None = None
     tiered: bool = False
     enough: Enough | None = None
+    turn: str | None = None
