@@ -92,7 +92,7 @@ class Publisher:
     @classmethod
     def of(cls, pool: Pool, objects: ObjectStore, *, settings: DeliverySettings) -> "Publisher":
         marker = provenance.Marker.from_settings(settings)
-        return cls(pool=pool, objects=objects, settings=settings, renderer=rendering.Renderer(marker, settings.render_workers))
+        return cls(pool=pool, objects=objects, settings=settings, renderer=rendering.Renderer(marker, settings.render_workers, spare_lane=settings.render_spare_lane))
 
     async def publish_image(self, selection: SelectedImages, n: int, *, candidate: CandidateScore) -> DeliveredImage:
         """Render one selected candidate in its tenant's turn at the workers (format, both

@@ -13,6 +13,10 @@ worker processes, handed out in fair turns across tenants.
   new one is started and the order tried again once.
 * A worker gives way: it runs as a batch process, niced, so a flood's rendering never keeps the
   services' event loops from the CPU (under a real-time policy a busy peer is never preempted).
+* A spare lane: one more worker, at the services' own priority, renders the file of a tenant
+  with nothing else under way here while every other worker is busy (a flood's): that file
+  neither waits for the flood's files in hand nor renders at their lower priority. It takes
+  one file at a time, so a flood, whose files are always under way, never uses it.
 * A worker outlives no delivery: killed (-9 too), delivery runs no shutdown, and the forkserver
   lives as long as its workers do; each worker watches delivery's process and exits once it is gone.
 """
@@ -23,6 +27,7 @@ import multiprocessing
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -65,9 +70,10 @@ ORPHAN_CHECK_S = 1.0
 WORKER_NICENESS = 10
 
 
-def start_worker(credentials: SigningCredentials, tsa_url: str | None, owner: int) -> None:
+def start_worker(credentials: SigningCredentials, tsa_url: str | None, owner: int, gives_way: bool = True) -> None:
     global _marker
-    yield_to_services()  # first, so every thread the worker starts inherits it
+    if gives_way:  # first, so every thread the worker starts inherits it
+        yield_to_services()
     _marker = provenance.Marker(credentials, tsa_url)
     threading.Thread(target=exit_without, args=(owner,), name="owner-check", daemon=True).start()
 
@@ -113,37 +119,71 @@ def render(order: FileToRender) -> RenderedFile:
 class Renderer:
     """The pool, and whose turn it is to use it."""
 
-    def __init__(self, marker: provenance.Marker, workers: int) -> None:
+    def __init__(self, marker: provenance.Marker, workers: int, *, spare_lane: bool = True) -> None:
         self.marker, self.workers = marker, max(1, workers or len(os.sched_getaffinity(0)))
+        self.spare_lane = spare_lane
         self._executor: Executor | None = None
+        self._spare_executor: Executor | None = None
         self._turns: FairTurns[asyncio.Future[None]] = FairTurns()
         self._busy = 0
+        self._spare_busy = False
+        self._under_way: Counter[str] = Counter()  # files of each tenant taken or waiting here
 
     def _pool(self) -> Executor:
         if self._executor is None:
-            # forkserver: workers fork from a clean process, not from this one's threads and loop.
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(["services.delivery.rendering"])
-            self._executor = ProcessPoolExecutor(self.workers, mp_context=context, initializer=start_worker,
-                                                 initargs=(self.marker.credentials, self.marker.tsa_url, os.getpid()))
+            self._executor = self._started(self.workers, gives_way=True)
         return self._executor
 
+    def _spare_pool(self) -> Executor:
+        if self._spare_executor is None:
+            self._spare_executor = self._started(1, gives_way=False)
+        return self._spare_executor
+
+    def _started(self, workers: int, *, gives_way: bool) -> Executor:
+        # forkserver: workers fork from a clean process, not from this one's threads and loop.
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["services.delivery.rendering"])
+        return ProcessPoolExecutor(workers, mp_context=context, initializer=start_worker,
+                                   initargs=(self.marker.credentials, self.marker.tsa_url, os.getpid(), gives_way))
+
     async def render(self, turn: Turn, fetch: Callable[[], Awaitable[FileToRender]]) -> RenderedFile:
-        """The order `fetch` reads, rendered by a worker once it is the turn's tenant's turn."""
-        await self._take(turn)
+        """The order `fetch` reads, rendered by a worker once it is the turn's tenant's turn, or
+        at once by the spare lane's when the tenant has nothing else under way and the others
+        are busy."""
+        spare = self._spare_free_for(turn.tenant)
+        self._under_way[turn.tenant] += 1
         try:
-            order = await fetch()
-            loop = asyncio.get_running_loop()
+            if spare:
+                self._spare_busy = True
+            else:
+                await self._take(turn)
             try:
-                rendered = await loop.run_in_executor(self._pool(), render, order)
-            except BrokenProcessPool:
-                log.warning("a rendering worker died; the pool is started again and the order retried")
-                self.stop()
-                rendered = await loop.run_in_executor(self._pool(), render, order)
+                rendered = await self._rendered(await fetch(), spare=spare)
+            finally:
+                if spare:
+                    self._spare_busy = False
+                else:
+                    self._release()
         finally:
-            self._release()
+            self._under_way[turn.tenant] -= 1
+            if not self._under_way[turn.tenant]:
+                del self._under_way[turn.tenant]
         observe(rendered)
         return rendered
+
+    def _spare_free_for(self, tenant: str) -> bool:
+        busy = self._busy >= self.workers or len(self._turns) > 0
+        return self.spare_lane and busy and not self._spare_busy and not self._under_way[tenant]
+
+    async def _rendered(self, order: FileToRender, *, spare: bool) -> RenderedFile:
+        pool = self._spare_pool if spare else self._pool
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(pool(), render, order)
+        except BrokenProcessPool:
+            log.warning("a rendering worker died; the pool is started again and the order retried")
+            self._stop(spare=spare)
+            return await loop.run_in_executor(pool(), render, order)
 
     async def _take(self, turn: Turn) -> None:
         if self._busy < self.workers and not len(self._turns):
@@ -169,8 +209,16 @@ class Renderer:
         self.stop()
 
     def stop(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+        self._stop(spare=False)
+        self._stop(spare=True)
+
+    def _stop(self, *, spare: bool) -> None:
+        executor = self._spare_executor if spare else self._executor
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+        if spare:
+            self._spare_executor = None
+        else:
             self._executor = None
 
 

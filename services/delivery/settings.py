@@ -12,6 +12,9 @@ class DeliverySettings(SealedContentSettings):
     # processes, in the same turns (services/delivery/rendering.py); 0: one a CPU core.
     consumer_fair_turns: bool = True
     render_workers: int = Field(0, ge=0)
+    # One more worker, at the service's own priority, for the file of a tenant with nothing
+    # else under way while the others are busy (rendering.py's spare lane).
+    render_spare_lane: bool = True
     # A copy to the public bucket is tried this many times, with backoff, before the job
     # fails at stage delivery (DeliveryFailed, uncharged).
     copy_attempts: int = 4

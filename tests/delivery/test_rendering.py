@@ -1,6 +1,7 @@
 """Delivery's rendering workers, real processes: a file comes back post-processed, watermarked
 and signed; the workers are handed out in fair turns, so another tenant's one file is rendered
-next after those under way, however many a flood has waiting; and a worker that dies is replaced."""
+next after those under way, however many a flood has waiting, and at once by the spare lane's
+worker; and a worker that dies is replaced."""
 
 import asyncio
 import io
@@ -56,7 +57,7 @@ async def test_a_file_comes_back_marked_and_signed_with_the_cpu_it_took():
 
 
 async def test_another_tenants_file_is_rendered_next_after_those_under_way():
-    renderer = rendering.Renderer(provenance.Marker(CREDENTIALS), workers=1)
+    renderer = rendering.Renderer(provenance.Marker(CREDENTIALS), workers=1, spare_lane=False)
     finished: list[str] = []
     source = png(384)
 
@@ -143,3 +144,44 @@ async def test_a_worker_runs_as_background_work_that_gives_way_to_the_services()
         renderer.stop()
     assert policy == os.SCHED_BATCH
     assert niceness >= os.getpriority(os.PRIO_PROCESS, 0) + rendering.WORKER_NICENESS or niceness == 19
+
+
+async def flood_and_another(renderer: rendering.Renderer, *, others: int) -> list[str]:
+    finished: list[str] = []
+    source = png(384)
+
+    async def one(tenant: str, n: int) -> None:
+        await renderer.render(Turn(tenant=tenant), ready(order(source, n)))
+        finished.append(tenant)
+
+    flood = [asyncio.create_task(one("flood", n)) for n in range(1, 9)]
+    await asyncio.sleep(0)  # the flood's first takes the worker, the rest wait their turns
+    rest = [asyncio.create_task(one("other", n)) for n in range(1, others + 1)]
+    await asyncio.gather(*flood, *rest)
+    return finished
+
+
+async def test_a_tenant_with_nothing_under_way_takes_the_spare_lane_at_the_services_priority():
+    renderer = rendering.Renderer(provenance.Marker(CREDENTIALS), workers=1)
+    try:
+        finished = await flood_and_another(renderer, others=1)
+        [pid] = list(renderer._spare_pool()._processes)  # type: ignore[attr-defined]
+        policy, niceness = os.sched_getscheduler(pid), os.getpriority(os.PRIO_PROCESS, pid)
+    finally:
+        renderer.stop()
+    assert len(finished) == 9
+    # Rendered beside the flood's file in hand, not after it.
+    assert finished.index("other") <= 1, finished
+    assert policy == os.SCHED_OTHER and niceness == os.getpriority(os.PRIO_PROCESS, 0)
+
+
+async def test_a_flood_never_takes_the_spare_lane():
+    renderer = rendering.Renderer(provenance.Marker(CREDENTIALS), workers=1)
+    try:
+        await flood_and_another(renderer, others=0)
+        assert renderer._spare_executor is None  # the flood alone: never started
+        finished = await flood_and_another(renderer, others=2)
+    finally:
+        renderer.stop()
+    # The other tenant's first file takes the spare lane; its second waits its turn with the flood's.
+    assert finished.count("other") == 2 and finished.index("other") <= 1, finished
