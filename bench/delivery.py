@@ -71,6 +71,7 @@ class Probe:
 
     total_s: float
     hops_s: dict[str, float]
+    provider_s: float = 0.0  # of `generating`, the provider's own call (the painting, here)
 
 
 def probe(http: httpx.Client, watcher: Watcher, side: int, seed: int) -> Probe:
@@ -79,13 +80,14 @@ def probe(http: httpx.Client, watcher: Watcher, side: int, seed: int) -> Probe:
         watcher.poll()
         time.sleep(0.05)
     accepted, settled = watcher.done[job_id]
-    times = {state: datetime.fromisoformat(at).timestamp() for state, at in http.get(f"/v1/jobs/{job_id}").json()
-             ["timestamps"].items()}
+    view = http.get(f"/v1/jobs/{job_id}").json()
+    times = {state: datetime.fromisoformat(at).timestamp() for state, at in view["timestamps"].items()}
     previous, hops = times.get("submitted", accepted), {}
     for state in HOPS:
         if state in times:
             hops[state], previous = times[state] - previous, times[state]
-    return Probe(settled - accepted, hops)
+    provider_s = sum(stage["latency_ms"] for stage in view.get("stages", []) if stage["stage"] == "generate") / 1000
+    return Probe(settled - accepted, hops, provider_s)
 
 
 class Delivering:
@@ -164,6 +166,9 @@ def main() -> None:
     for hop in HOPS:
         print(f"{'  to ' + hop:<34}{statistics.median(p.hops_s.get(hop, 0) for p in idle):>14.2f}"
               f"{statistics.median(p.hops_s.get(hop, 0) for p in flooded):>26.2f}")
+        if hop == "scoring":  # the hop that generates: how much of it the provider's call took
+            print(f"{'    of it the provider call':<34}{statistics.median(p.provider_s for p in idle):>14.2f}"
+                  f"{statistics.median(p.provider_s for p in flooded):>26.2f}")
     print(f"  each: idle {', '.join(f'{p.total_s:.2f}' for p in idle)};"
           f" flooded {', '.join(f'{p.total_s:.2f}' for p in flooded)}")
     print(f"flood: {len(flood)} jobs of {args.images} images at {args.side} px, drained in {drained:.0f} s,"
