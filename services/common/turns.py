@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from services.common.contracts import JOB_PRIORITIES
+
 Item = TypeVar("Item")
 
 # Each step of a plan's priority doubles its share: free (0) 1, pro (1) 2, enterprise (2) 4.
@@ -41,6 +43,13 @@ class Turn:
     share: int = 1
     rank: Any = ()
     cost: float = 1
+
+
+def job_turn(tenant: str, *, plan_priority: int, job_priority: str) -> Turn:
+    """A job's turn: its tenant's, with its plan's share, then its own priority among the
+    tenant's jobs (JOB_PRIORITIES: interactive before bulk)."""
+    rank = JOB_PRIORITIES.index(job_priority) if job_priority in JOB_PRIORITIES else 0
+    return Turn(tenant=tenant, share=plan_share(plan_priority), rank=(rank,))
 
 
 @dataclass(kw_only=True)

@@ -10,7 +10,6 @@ from typing import TypeAlias, TypeVar
 from services.common import contracts, telemetry
 from services.common.bus import Consumption, Envelope, EventConsumer, HandlerContext, erase_prompt_from_outbox
 from services.common.contracts import (
-    JOB_PRIORITIES,
     AccountAlerted,
     CandidateScore,
     CandidatesScored,
@@ -26,7 +25,7 @@ from services.common.contracts import (
 from services.common.db import Pool
 from services.common.storage import ObjectStore, candidate_prefix, provider_copies_prefix
 from services.common.templates import Delivery, load_catalogue
-from services.common.turns import Turn, plan_share
+from services.common.turns import Turn, job_turn
 from services.delivery import domain, postprocess, provenance, rendering, store
 from services.delivery.settings import DeliverySettings
 from services.delivery.webhooks import WebhookSender, queue_alert_webhooks, queue_subject_webhooks, queue_webhooks
@@ -70,8 +69,7 @@ class SelectedImages:
     def turn(self) -> Turn:
         """The job's turn at the rendering workers: its tenant's, by plan, then its own priority."""
         envelope = self.envelope
-        priority = JOB_PRIORITIES.index(envelope.job_priority) if envelope.job_priority in JOB_PRIORITIES else 0
-        return Turn(tenant=self.event.tenant_id, share=plan_share(envelope.plan_priority), rank=(priority,))
+        return job_turn(self.event.tenant_id, plan_priority=envelope.plan_priority, job_priority=envelope.job_priority)
 
 
 def chosen_candidates(event: CandidatesScored) -> list[CandidateScore]:

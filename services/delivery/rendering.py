@@ -72,8 +72,11 @@ WORKER_NICENESS = 10
 
 def start_worker(credentials: SigningCredentials, tsa_url: str | None, owner: int, gives_way: bool = True) -> None:
     global _marker
-    if gives_way:  # first, so every thread the worker starts inherits it
+    # First, so every thread the worker starts inherits it.
+    if gives_way:
         yield_to_services()
+    else:
+        keep_priority_of(owner)
     _marker = provenance.Marker(credentials, tsa_url)
     threading.Thread(target=exit_without, args=(owner,), name="owner-check", daemon=True).start()
 
@@ -90,6 +93,15 @@ def yield_to_services() -> None:
     try:
         os.nice(WORKER_NICENESS)
     except OSError:
+        pass
+
+
+def keep_priority_of(owner: int) -> None:
+    """The spare lane's worker runs under its owner's scheduling policy, whatever the process
+    it was forked from runs under."""
+    try:
+        os.sched_setscheduler(0, os.sched_getscheduler(owner), os.sched_getparam(owner))
+    except (AttributeError, OSError):  # not Linux, or not allowed: it keeps what it inherited
         pass
 
 

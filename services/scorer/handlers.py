@@ -44,6 +44,7 @@ from services.common.quality.profiles import (
     with_subject_checks,
 )
 from services.common.storage import ObjectStore, candidate_part
+from services.common.turns import Turn, job_turn
 from services.scorer import domain, store
 from services.scorer.dimensions import Equipment, ImageVerdict, Scorer, Scoring, UndecodableImage, moderation
 from services.scorer.dimensions.batch import ClipRequest
@@ -123,6 +124,15 @@ async def job_prompt(spec: JobSpec | None, settings: ScorerSettings, *, data_key
         data_keys.forget(spec.job_id)
 
 
+def scoring_turn(event: CandidatesGenerated | CandidatesStored) -> Turn:
+    """The job's turn at the scorer's workers (`TakingTurns`): its tenant's, by plan, then its
+    own priority; a batch that came without its job waits as its tenant's, at its plan's least."""
+    spec = event.job
+    if spec is None:
+        return Turn(tenant=event.tenant_id)
+    return job_turn(event.tenant_id, plan_priority=spec.priority, job_priority=spec.job_priority)
+
+
 def until_enough(event: CandidatesGenerated | CandidatesStored, profile: Profile) -> bool:
     """Whether a batch may stop measuring once the job has enough (`Enough`): not when the
     job asks for every dimension, did not come with the attempt (its wish is then unknown),
@@ -179,7 +189,7 @@ async def job_scoring(event: CandidatesGenerated | CandidatesStored, bench: Work
     size = (spec.width, spec.height) if spec and spec.width and spec.height else None
     prompt = await job_prompt(spec, bench.settings, data_keys=bench.data_keys)
     return Scoring(profile=profile, prompt=prompt, reference=reference, requested_size=size, requested_clip=clip_request(spec),
-                   subject=await job_subject(spec, bench), turn=event.tenant_id)
+                   subject=await job_subject(spec, bench), turn=scoring_turn(event))
 
 
 async def job_subject(spec: JobSpec | None, bench: Workbench) -> Likeness | None:

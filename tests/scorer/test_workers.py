@@ -5,6 +5,7 @@ import threading
 
 import pytest
 
+from services.common.turns import Turn
 from services.scorer.dimensions.workers import TakingTurns
 
 
@@ -68,9 +69,9 @@ def test_the_calls_of_one_turn_finish_one_after_another_while_another_turn_cuts_
     try:
         busy = pool.submit(held)
         started.wait(10)
-        first = pool.map(lambda n: ran.append(f"first {n}"), range(3), turn="flood")
-        second = pool.map(lambda n: ran.append(f"second {n}"), range(3), turn="flood")
-        other = pool.map(lambda n: ran.append(f"other {n}"), range(2), turn="another tenant")
+        first = pool.map(lambda n: ran.append(f"first {n}"), range(3), turn=Turn(tenant="flood"))
+        second = pool.map(lambda n: ran.append(f"second {n}"), range(3), turn=Turn(tenant="flood"))
+        other = pool.map(lambda n: ran.append(f"other {n}"), range(2), turn=Turn(tenant="another tenant"))
         gate.set()
         list(first), list(second), list(other)
         busy.result(10)

@@ -33,6 +33,7 @@ from services.common import face_models
 from services.common.quality.dimensions import Dimension, registered
 from services.common.quality.fingerprints import fingerprint_of
 from services.common.quality.plugins import discover_plugins
+from services.common.turns import Turn
 from services.common.video import looks_like_video
 from services.scorer.dimensions import moderation
 from services.scorer.dimensions.batch import (
@@ -72,7 +73,7 @@ class Leg:
     context: ScoringContext
     color: bool
     steps: int
-    turn: str | None = None
+    turn: Turn | None = None
 
     @property
     def more_after(self) -> bool:
@@ -235,7 +236,7 @@ class Scorer:
                 walked[index] = (progress[index], _kept(batch, index) if index in kept else None)
         return walked
 
-    def _measure_in_order(self, images: Sequence[bytes], trail: Trail, *, enough: Enough, turn: str | None) -> None:
+    def _measure_in_order(self, images: Sequence[bytes], trail: Trail, *, enough: Enough, turn: Turn | None) -> None:
         """The steps after the first, best first (`tiers`): each round measures the next step
         of as many images as the job still lacks, those whose ceilings rank highest, until
         the job's best K are known; those left unmeasured are told why."""
@@ -266,7 +267,7 @@ class Scorer:
             progress[index].stopped = enough.stop_reason
 
     def _measure_kept(
-        self, kept: list[tuple[Walked, bytes, Step]], last: Step, *, turn: str | None
+        self, kept: list[tuple[Walked, bytes, Step]], last: Step, *, turn: Turn | None
     ) -> dict[int, tuple[Walked, dict[str, Measured]]]:
         """Each kept image's next step (with its encoded bytes, to add colour where the step
         reads it), and the image as measured, what its dimensions shared kept for its next

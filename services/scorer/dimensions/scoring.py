@@ -5,6 +5,7 @@ from dataclasses import dataclass
 import torch
 
 from services.common.quality.profiles import Profile
+from services.common.turns import Turn
 from services.scorer.dimensions import moderation
 from services.scorer.dimensions.batch import ClipRequest, VideoSampling
 from services.scorer.dimensions.likeness import Likeness
@@ -45,8 +46,8 @@ class Scoring:
     job index per image) measures the tiers after the first best first until the job's best
     K are known, and the images left unmeasured then have no verdict (`tiers`).
 
-    `turn` (the job's tenant) is whose turn the call's images take with the scorer's workers:
-    behind that tenant's other calls, and in rotation with other tenants' (`workers`).
+    `turn` (the job's tenant, by plan, then its own priority) is the place the call's images
+    wait in for the scorer's workers, in fair turns with other tenants' (`workers`).
     """
 
     profile: Profile
@@ -57,4 +58,4 @@ class Scoring:
     subject: Likeness | None = None
     tiered: bool = False
     enough: Enough | None = None
-    turn: str | None = None
+    turn: Turn | None = None
