@@ -2,6 +2,8 @@
 behind the whole of a larger call queued before it."""
 
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -9,24 +11,34 @@ from services.common.turns import Turn
 from services.scorer.dimensions.workers import TakingTurns
 
 
-def test_a_call_of_one_task_is_taken_next_not_after_a_larger_call_queued_before_it():
+@contextmanager
+def one_worker_held() -> Iterator[tuple[TakingTurns, Callable[[], None]]]:
+    """A pool of one worker kept busy until the caller lets it go, so that what the caller
+    queues meanwhile waits, and is then taken in the pool's order."""
     pool = TakingTurns(1, name="test")
-    gate, started, ran = threading.Event(), threading.Event(), []
+    gate, started = threading.Event(), threading.Event()
 
-    def held():
+    def held() -> None:
         started.set()
         gate.wait(10)
 
+    busy = pool.submit(held)
+    started.wait(10)
     try:
-        busy = pool.submit(held)
-        started.wait(10)
-        flood = pool.map(lambda n: ran.append(f"flood {n}") or n, range(10))
-        other = pool.map(lambda n: ran.append("other") or n, [0])
-        gate.set()
-        assert list(flood) == list(range(10)) and list(other) == [0]
+        yield pool, gate.set
         busy.result(10)
     finally:
+        gate.set()
         pool.shutdown()
+
+
+def test_a_call_of_one_task_is_taken_next_not_after_a_larger_call_queued_before_it():
+    ran: list[str] = []
+    with one_worker_held() as (pool, release):
+        flood = pool.map(lambda n: ran.append(f"flood {n}") or n, range(10))
+        other = pool.map(lambda n: ran.append("other") or n, [0])
+        release()
+        assert list(flood) == list(range(10)) and list(other) == [0]
     # First come first served would run it eleventh; in turns it runs after one of the flood's.
     assert ran.index("other") == 1, ran
 
@@ -59,24 +71,13 @@ def test_a_shut_down_pool_takes_no_more_work_and_its_workers_end():
 
 
 def test_the_calls_of_one_turn_finish_one_after_another_while_another_turn_cuts_in():
-    pool = TakingTurns(1, name="test")
-    gate, started, ran = threading.Event(), threading.Event(), []
-
-    def held():
-        started.set()
-        gate.wait(10)
-
-    try:
-        busy = pool.submit(held)
-        started.wait(10)
+    ran: list[str] = []
+    with one_worker_held() as (pool, release):
         first = pool.map(lambda n: ran.append(f"first {n}"), range(3), turn=Turn(tenant="flood"))
         second = pool.map(lambda n: ran.append(f"second {n}"), range(3), turn=Turn(tenant="flood"))
         other = pool.map(lambda n: ran.append(f"other {n}"), range(2), turn=Turn(tenant="another tenant"))
-        gate.set()
+        release()
         list(first), list(second), list(other)
-        busy.result(10)
-    finally:
-        pool.shutdown()
     flood = [entry for entry in ran if not entry.startswith("other")]
     assert flood == ["first 0", "first 1", "first 2", "second 0", "second 1", "second 2"], ran
     assert ran.index("other 0") == 1 and ran.index("other 1") == 3, ran
