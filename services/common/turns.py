@@ -45,11 +45,14 @@ class Turn:
     cost: float = 1
 
 
+# A job's place among its tenant's own jobs (JOB_PRIORITIES: interactive before bulk).
+JOB_RANK = {priority: rank for rank, priority in enumerate(JOB_PRIORITIES)}
+
+
 def job_turn(tenant: str, *, plan_priority: int, job_priority: str) -> Turn:
     """A job's turn: its tenant's, with its plan's share, then its own priority among the
-    tenant's jobs (JOB_PRIORITIES: interactive before bulk)."""
-    rank = JOB_PRIORITIES.index(job_priority) if job_priority in JOB_PRIORITIES else 0
-    return Turn(tenant=tenant, share=plan_share(plan_priority), rank=(rank,))
+    tenant's jobs."""
+    return Turn(tenant=tenant, share=plan_share(plan_priority), rank=(JOB_RANK.get(job_priority, 0),))
 
 
 @dataclass(kw_only=True)

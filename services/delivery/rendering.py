@@ -134,29 +134,23 @@ class Renderer:
     def __init__(self, marker: provenance.Marker, workers: int, *, spare_lane: bool = True) -> None:
         self.marker, self.workers = marker, max(1, workers or len(os.sched_getaffinity(0)))
         self.spare_lane = spare_lane
-        self._executor: Executor | None = None
-        self._spare_executor: Executor | None = None
+        self._executors: dict[bool, Executor] = {}  # by lane: the spare one (True) and the others
         self._turns: FairTurns[asyncio.Future[None]] = FairTurns()
         self._busy = 0
         self._spare_busy = False
         self._under_way: Counter[str] = Counter()  # files of each tenant taken or waiting here
 
-    def _pool(self) -> Executor:
-        if self._executor is None:
-            self._executor = self._started(self.workers, gives_way=True)
-        return self._executor
-
-    def _spare_pool(self) -> Executor:
-        if self._spare_executor is None:
-            self._spare_executor = self._started(1, gives_way=False)
-        return self._spare_executor
-
-    def _started(self, workers: int, *, gives_way: bool) -> Executor:
-        # forkserver: workers fork from a clean process, not from this one's threads and loop.
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["services.delivery.rendering"])
-        return ProcessPoolExecutor(workers, mp_context=context, initializer=start_worker,
-                                   initargs=(self.marker.credentials, self.marker.tsa_url, os.getpid(), gives_way))
+    def _pool(self, *, spare: bool = False) -> Executor:
+        """The workers of a lane, started on first use: the spare lane's one at the service's
+        priority, the others giving way."""
+        if spare not in self._executors:
+            # forkserver: workers fork from a clean process, not from this one's threads and loop.
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(["services.delivery.rendering"])
+            self._executors[spare] = ProcessPoolExecutor(
+                1 if spare else self.workers, mp_context=context, initializer=start_worker,
+                initargs=(self.marker.credentials, self.marker.tsa_url, os.getpid(), not spare))
+        return self._executors[spare]
 
     async def render(self, turn: Turn, fetch: Callable[[], Awaitable[FileToRender]]) -> RenderedFile:
         """The order `fetch` reads, rendered by a worker once it is the turn's tenant's turn, or
@@ -188,14 +182,13 @@ class Renderer:
         return self.spare_lane and busy and not self._spare_busy and not self._under_way[tenant]
 
     async def _rendered(self, order: FileToRender, *, spare: bool) -> RenderedFile:
-        pool = self._spare_pool if spare else self._pool
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(pool(), render, order)
+            return await loop.run_in_executor(self._pool(spare=spare), render, order)
         except BrokenProcessPool:
             log.warning("a rendering worker died; the pool is started again and the order retried")
             self._stop(spare=spare)
-            return await loop.run_in_executor(pool(), render, order)
+            return await loop.run_in_executor(self._pool(spare=spare), render, order)
 
     async def _take(self, turn: Turn) -> None:
         if self._busy < self.workers and not len(self._turns):
@@ -221,17 +214,13 @@ class Renderer:
         self.stop()
 
     def stop(self) -> None:
-        self._stop(spare=False)
-        self._stop(spare=True)
+        for spare in list(self._executors):
+            self._stop(spare=spare)
 
     def _stop(self, *, spare: bool) -> None:
-        executor = self._spare_executor if spare else self._executor
+        executor = self._executors.pop(spare, None)
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)
-        if spare:
-            self._spare_executor = None
-        else:
-            self._executor = None
 
 
 def observe(rendered: RenderedFile) -> None:

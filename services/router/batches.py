@@ -5,8 +5,7 @@ resumed on their provider first; then what the batches' calls add up to."""
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
-from services.common.contracts import JOB_PRIORITIES
-from services.common.turns import Turn, plan_share
+from services.common.turns import JOB_RANK, Turn, plan_share
 from services.router.capacity import CostBudget
 from services.router.providers.journal import RemoteJob, RemoteJobJournal
 from services.router.routing_types import (
@@ -20,8 +19,6 @@ from services.router.routing_types import (
     RoutingError,
     with_calls,
 )
-
-JOB_RANK = {priority: rank for rank, priority in enumerate(JOB_PRIORITIES)}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

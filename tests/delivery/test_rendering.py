@@ -165,7 +165,7 @@ async def test_a_tenant_with_nothing_under_way_takes_the_spare_lane_at_the_servi
     renderer = rendering.Renderer(provenance.Marker(CREDENTIALS), workers=1)
     try:
         finished = await flood_and_another(renderer, others=1)
-        [pid] = list(renderer._spare_pool()._processes)  # type: ignore[attr-defined]
+        [pid] = list(renderer._pool(spare=True)._processes)  # type: ignore[attr-defined]
         policy, niceness = os.sched_getscheduler(pid), os.getpriority(os.PRIO_PROCESS, pid)
     finally:
         renderer.stop()
@@ -179,7 +179,7 @@ async def test_a_flood_never_takes_the_spare_lane():
     renderer = rendering.Renderer(provenance.Marker(CREDENTIALS), workers=1)
     try:
         await flood_and_another(renderer, others=0)
-        assert renderer._spare_executor is None  # the flood alone: never started
+        assert True not in renderer._executors  # the flood alone: never started
         finished = await flood_and_another(renderer, others=2)
     finally:
         renderer.stop()

@@ -33,9 +33,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from services.common.bus.envelope import Envelope
 from services.common.bus.positions import FetchHold, OffsetCommits, Unapplied
-from services.common.contracts import JOB_PRIORITIES
 from services.common.supervision import stop_tasks
-from services.common.turns import FairTurns, Turn, plan_share
+from services.common.turns import JOB_RANK, FairTurns, Turn, plan_share
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +42,6 @@ Key = bytes
 # Where the records without a key wait (an event about a tenant, not a job: RetentionSet): one
 # key of their own, so they too are applied in their order; None is the turns' "nobody waits".
 UNKEYED: Key = b"\x00unkeyed"
-JOB_RANK = {priority: rank for rank, priority in enumerate(JOB_PRIORITIES)}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
