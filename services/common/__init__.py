@@ -18,6 +18,7 @@ Data and content
                      watermark_dwt.py the earlier method, still read
     quality/         the quality vocabulary: dimensions, profiles, rules, calibration
     face_models.py   the one face detector, for the scorer and the router's crop stage
+    face_resnet.py   dlib's face-recognition ResNet read from its model file and run by torch
 Serving and running
     runtime.py       what every service process has, and its orderly start and stop
     settings.py      the settings every service shares

@@ -155,8 +155,10 @@ def open_eyes(batch: ImageBatch) -> torch.Tensor:
 def face_embeddings(batch: ImageBatch) -> list[np.ndarray | None]:
     """Each image's embedding of its one face; None where it does not show exactly one."""
     def embedded(batch: ImageBatch) -> list[np.ndarray | None]:
-        return [None if finding.single is None else face_models.face_embedding(rgb, finding.single)
-                for rgb, finding in zip(rgb_images(batch), findings(batch))]
+        single = [(rgb, finding.single) for rgb, finding in zip(rgb_images(batch), findings(batch))
+                  if finding.single is not None]
+        embeddings = iter(face_models.face_embeddings(single))
+        return [None if finding.single is None else next(embeddings) for finding in findings(batch)]
 
     return batch.memo("face_embeddings", embedded)
 

@@ -116,7 +116,7 @@ def likeness_of(subject: OpenedSubject) -> Likeness:
     skin = (float(np.median([c[0] for c in colours])), float(np.median([c[1] for c in colours]))) if colours else None
     centroid = subject.centroid
     if centroid is None and faced and face_models.embedding_available():
-        centroid = np.mean([face_models.face_embedding(rgb, face) for rgb, face in faced], axis=0)
+        centroid = np.mean(face_models.face_embeddings(faced), axis=0)
     if centroid is not None:
         centroid = np.asarray(centroid, dtype=np.float64)
         centroid.flags.writeable = False
@@ -189,7 +189,8 @@ def second_person(batch: ImageBatch) -> torch.Tensor:
         elif centroid is None:
             values.append(math.nan)
         else:
-            distances = [np.linalg.norm(face_models.face_embedding(rgb, face) - centroid) for face in finding.faces]
+            embeddings = face_models.face_embeddings([(rgb, face) for face in finding.faces])
+            distances = [np.linalg.norm(embedding - centroid) for embedding in embeddings]
             values.append(float(sum(distance >= ONE_PERSON for distance in distances)))
     return per_image(values)
 
