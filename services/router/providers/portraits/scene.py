@@ -13,6 +13,7 @@ from; so two candidates of one style are not near-duplicates of each other.
 import math
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from PIL import Image, ImageColor, ImageDraw, ImageFilter
 
@@ -148,33 +149,45 @@ class Shot:
 
 
 def _body(canvas: Image.Image, shot: Shot, *, head: Head) -> None:
-    """Shoulders and chest below the head: a rounded shape in the wardrobe's colour, shaded downwards."""
+    """Shoulders and chest below the head: a rounded shape in the wardrobe's colour, shaded
+    downwards, its edge feathered; drawn in the box it covers, not the whole frame."""
     look, fw, rng = shot.look, head.face_width, shot.take.rng
     half = fw * rng.uniform(1.35, 1.85)
     turn = fw * rng.uniform(-0.45, 0.45)  # the shoulders turned a little one way or the other
     top = head.y + 0.7 * fw
-    shape = Image.new("L", canvas.size, 0)
-    ImageDraw.Draw(shape).rounded_rectangle([head.x + turn - half, top, head.x + turn + half, top + 4 * half],
-                                            radius=0.65 * half, fill=255)
-    shade = np.linspace(1.1, 0.7, canvas.height, dtype=np.float32)[:, None, None]
-    cloth = np.clip(np.array(look.wardrobe, dtype=np.float32)[None, None, :] * shade, 0, 255)
-    cloth_image = Image.fromarray(np.broadcast_to(cloth, (canvas.height, canvas.width, 3)).astype(np.uint8))
-    canvas.paste(cloth_image, (0, 0), shape.filter(ImageFilter.GaussianBlur(max(1.0, fw * 0.03))))
+    feather = max(1.0, fw * 0.03)
+    margin = math.ceil(3 * feather) + 1
+    box = (max(0, math.floor(head.x + turn - half) - margin), max(0, math.floor(top) - margin),
+           min(canvas.width, math.ceil(head.x + turn + half) + margin + 1), canvas.height)
+    if box[0] >= box[2] or box[1] >= box[3]:
+        return
+    width, height = box[2] - box[0], box[3] - box[1]
+    shape = Image.new("L", (width, height), 0)
+    ImageDraw.Draw(shape).rounded_rectangle([head.x + turn - half - box[0], top - box[1], head.x + turn + half - box[0],
+                                             top + 4 * half - box[1]], radius=0.65 * half, fill=255)
+    shade = np.linspace(1.1, 0.7, canvas.height, dtype=np.float32)[box[1]:, None, None]
+    cloth = np.clip(np.array(look.wardrobe, dtype=np.float32)[None, None, :] * shade, 0, 255).astype(np.uint8)
+    cloth_image = Image.fromarray(np.ascontiguousarray(np.broadcast_to(cloth, (height, width, 3))))
+    canvas.paste(cloth_image, box[:2], shape.filter(ImageFilter.GaussianBlur(feather)))
 
 
 def _paste_head(canvas: Image.Image, head: Head) -> None:
     """The crop scaled so its face is `face_width` wide, tilted and mirrored, pasted through a
-    soft mask of the head, hair and neck, its face centre on the head's place."""
+    soft mask of the head, hair and neck, its face centre on the head's place (one affine
+    warp each for the crop and its mask, in OpenCV)."""
     scale = head.face_width / CROP_FACE
-    image, mask = head.crop.image, _head_mask()
+    image, mask = np.asarray(head.crop.image), np.asarray(_head_mask())
     if head.mirrored:
-        image, mask = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT), mask.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        image, mask = image[:, ::-1], mask[:, ::-1]
     side = max(8, round(SIDE * scale))
-    image = image.resize((side, side), Image.Resampling.BILINEAR).rotate(head.tilt_deg, Image.Resampling.BILINEAR)
-    mask = mask.resize((side, side), Image.Resampling.BILINEAR).rotate(head.tilt_deg, Image.Resampling.BILINEAR)
+    # Pillow's rotate turns counter-clockwise about the centre of the resized crop.
+    matrix = cv2.getRotationMatrix2D(((side - 1) / 2, (side - 1) / 2), head.tilt_deg, 1.0) @ np.array(
+        [[side / SIDE, 0, 0.5 * side / SIDE - 0.5], [0, side / SIDE, 0.5 * side / SIDE - 0.5], [0, 0, 1]])
+    warped = [Image.fromarray(cv2.warpAffine(np.ascontiguousarray(plane), matrix, (side, side), flags=cv2.INTER_LINEAR))
+              for plane in (image, mask)]
     left = round(head.x - CROP_CENTRE[0] * scale)
     top = round(head.y - CROP_CENTRE[1] * scale)
-    canvas.paste(image, (left, top), mask)
+    canvas.paste(warped[0], (left, top), warped[1])
 
 
 _MASK: list[Image.Image] = []
