@@ -41,4 +41,6 @@ Its modules besides those named above:
     turns.py           whose turn is next, wherever work waits
     video.py           clips as files: read what an MP4 (or WebM) says about itself, decode its
                        frames, write one
+    worker_processes.py  what worker processes share: they give way to the services and outlive
+                       none
 """

@@ -11,9 +11,12 @@ order they came. The router orders its attempts with it, and the scorer's and de
 consumers their events (services/common/bus/read_ahead.py).
 """
 
+import asyncio
+import contextlib
 import heapq
 import itertools
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -118,3 +121,76 @@ class FairTurns(Generic[Item]):
         self._finished[name] = finish
         if len(self._finished) > FORGET_AFTER:
             self._finished = {n: f for n, f in self._finished.items() if f > self._clock}
+
+
+class FairPlaces:
+    """`places` places that async callers of one event loop take in fair turns: a free place is
+    taken at once when nobody waits; otherwise the caller waits in its turn, and a place given
+    back passes straight to the waiter whose turn it is (nothing that comes later takes it
+    first). A waiter canceled as its turn came gives the place on."""
+
+    def __init__(self, places: int) -> None:
+        self.places = places
+        self.busy = 0
+        self._turns: FairTurns[asyncio.Future[None]] = FairTurns()
+
+    @property
+    def full(self) -> bool:
+        """Every place is taken, or someone waits for one."""
+        return self.busy >= self.places or len(self._turns) > 0
+
+    async def take(self, turn: Turn) -> None:
+        if not self.full:
+            self.busy += 1
+            return
+        waiting: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._turns.push(waiting, turn)
+        try:
+            await waiting
+        except asyncio.CancelledError:
+            if waiting.done() and not waiting.cancelled():  # given the place as it was canceled
+                self.give_back()
+            raise
+
+    def give_back(self) -> None:
+        while (following := self._turns.pop()) is not None:
+            if not following.done():
+                following.set_result(None)  # the place passes on; the count of busy stays
+                return
+        self.busy -= 1
+
+
+class PlacesAndSpare:
+    """`places` places taken in fair turns (`FairPlaces`), and, with `spare_lane`, one place
+    more: taken at once by a tenant with nothing else under way here while every other place
+    is taken or waited for, so that its one piece of work neither waits for a flood's in hand
+    nor queues behind it. It holds one piece at a time, and a flood, whose work is always under
+    way, never takes it."""
+
+    def __init__(self, places: int, *, spare_lane: bool) -> None:
+        self.fair = FairPlaces(places)
+        self.spare_lane = spare_lane
+        self._spare_busy = False
+        self._under_way: Counter[str] = Counter()  # pieces of each tenant taken or waiting here
+
+    @contextlib.asynccontextmanager
+    async def place(self, turn: Turn) -> AsyncIterator[bool]:
+        """Holds a place while the body runs; says whether it is the spare one."""
+        spare = self.spare_lane and self.fair.full and not self._spare_busy and not self._under_way[turn.tenant]
+        self._under_way[turn.tenant] += 1
+        try:
+            if spare:
+                self._spare_busy = True
+            else:
+                await self.fair.take(turn)
+            try:
+                yield spare
+            finally:
+                if spare:
+                    self._spare_busy = False
+                else:
+                    self.fair.give_back()
+        finally:
+            self._under_way[turn.tenant] -= 1
+            if not self._under_way[turn.tenant]:
+                del self._under_way[turn.tenant]

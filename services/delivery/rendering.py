@@ -11,8 +11,9 @@ worker processes, handed out in fair turns across tenants.
   way, whatever a flood has waiting.
 * A worker process that dies (the kernel's OOM killer, a decoder's crash) breaks the pool: a
   new one is started and the order tried again once.
-* A worker gives way: it runs as a batch process, niced, so a flood's rendering never keeps the
-  services' event loops from the CPU (under a real-time policy a busy peer is never preempted).
+* A worker gives way (`services.common.worker_processes`): it runs as a batch process, niced,
+  so a flood's rendering never keeps the services' event loops from the CPU (under a real-time
+  policy a busy peer is never preempted).
 * A spare lane: one more worker, at the services' own priority, renders the file of a tenant
   with nothing else under way here while every other worker is busy (a flood's): that file
   neither waits for the flood's files in hand nor renders at their lower priority. It takes
@@ -25,9 +26,7 @@ import asyncio
 import logging
 import multiprocessing
 import os
-import threading
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -36,7 +35,8 @@ from dataclasses import dataclass, replace
 from services.common import telemetry, watermark
 from services.common.provenance import SigningCredentials
 from services.common.templates import Delivery
-from services.common.turns import FairTurns, Turn
+from services.common.turns import PlacesAndSpare, Turn
+from services.common.worker_processes import keep_priority_of, watch_owner, yield_to_services
 from services.delivery import clips, postprocess, provenance
 from services.delivery.postprocess import RenderedFiles
 
@@ -66,10 +66,6 @@ class RenderedFile:
 _marker: provenance.Marker | None = None  # a worker's own, made once by `start_worker`
 
 
-ORPHAN_CHECK_S = 1.0
-WORKER_NICENESS = 10
-
-
 def start_worker(credentials: SigningCredentials, tsa_url: str | None, owner: int, gives_way: bool = True) -> None:
     global _marker
     # First, so every thread the worker starts inherits it.
@@ -78,41 +74,7 @@ def start_worker(credentials: SigningCredentials, tsa_url: str | None, owner: in
     else:
         keep_priority_of(owner)
     _marker = provenance.Marker(credentials, tsa_url)
-    threading.Thread(target=exit_without, args=(owner,), name="owner-check", daemon=True).start()
-
-
-def yield_to_services() -> None:
-    """A worker's CPU is background work: the services' event loops (delivery's own, and on a
-    shared node the broker's and the other services') run first. Under a real-time policy a
-    busy worker is otherwise never preempted by its peers and starves them; under the normal
-    policy it gives way as a niced batch process does."""
-    try:
-        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
-    except (AttributeError, OSError):  # not Linux, or not allowed: the niceness still applies
-        pass
-    try:
-        os.nice(WORKER_NICENESS)
-    except OSError:
-        pass
-
-
-def keep_priority_of(owner: int) -> None:
-    """The spare lane's worker runs under its owner's scheduling policy, whatever the process
-    it was forked from runs under."""
-    try:
-        os.sched_setscheduler(0, os.sched_getscheduler(owner), os.sched_getparam(owner))
-    except (AttributeError, OSError):  # not Linux, or not allowed: it keeps what it inherited
-        pass
-
-
-def exit_without(owner: int) -> None:
-    """A killed delivery cannot shut its pool down: its workers end themselves once it is gone."""
-    while True:
-        try:
-            os.kill(owner, 0)
-        except ProcessLookupError:
-            os._exit(0)
-        time.sleep(ORPHAN_CHECK_S)
+    watch_owner(owner)
 
 
 def render(order: FileToRender) -> RenderedFile:
@@ -135,10 +97,7 @@ class Renderer:
         self.marker, self.workers = marker, max(1, workers or len(os.sched_getaffinity(0)))
         self.spare_lane = spare_lane
         self._executors: dict[bool, Executor] = {}  # by lane: the spare one (True) and the others
-        self._turns: FairTurns[asyncio.Future[None]] = FairTurns()
-        self._busy = 0
-        self._spare_busy = False
-        self._under_way: Counter[str] = Counter()  # files of each tenant taken or waiting here
+        self._lanes = PlacesAndSpare(self.workers, spare_lane=spare_lane)
 
     def _pool(self, *, spare: bool = False) -> Executor:
         """The workers of a lane, started on first use: the spare lane's one at the service's
@@ -156,30 +115,10 @@ class Renderer:
         """The order `fetch` reads, rendered by a worker once it is the turn's tenant's turn, or
         at once by the spare lane's when the tenant has nothing else under way and the others
         are busy."""
-        spare = self._spare_free_for(turn.tenant)
-        self._under_way[turn.tenant] += 1
-        try:
-            if spare:
-                self._spare_busy = True
-            else:
-                await self._take(turn)
-            try:
-                rendered = await self._rendered(await fetch(), spare=spare)
-            finally:
-                if spare:
-                    self._spare_busy = False
-                else:
-                    self._release()
-        finally:
-            self._under_way[turn.tenant] -= 1
-            if not self._under_way[turn.tenant]:
-                del self._under_way[turn.tenant]
+        async with self._lanes.place(turn) as spare:
+            rendered = await self._rendered(await fetch(), spare=spare)
         observe(rendered)
         return rendered
-
-    def _spare_free_for(self, tenant: str) -> bool:
-        busy = self._busy >= self.workers or len(self._turns) > 0
-        return self.spare_lane and busy and not self._spare_busy and not self._under_way[tenant]
 
     async def _rendered(self, order: FileToRender, *, spare: bool) -> RenderedFile:
         loop = asyncio.get_running_loop()
@@ -189,26 +128,6 @@ class Renderer:
             log.warning("a rendering worker died; the pool is started again and the order retried")
             self._stop(spare=spare)
             return await loop.run_in_executor(self._pool(spare=spare), render, order)
-
-    async def _take(self, turn: Turn) -> None:
-        if self._busy < self.workers and not len(self._turns):
-            self._busy += 1
-            return
-        waiting: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._turns.push(waiting, turn)
-        try:
-            await waiting
-        except asyncio.CancelledError:
-            if waiting.done() and not waiting.cancelled():  # given the turn as it was canceled
-                self._release()
-            raise
-
-    def _release(self) -> None:
-        while (following := self._turns.pop()) is not None:
-            if not following.done():
-                following.set_result(None)  # the turn passes on; the count of busy stays
-                return
-        self._busy -= 1
 
     async def close(self) -> None:
         self.stop()

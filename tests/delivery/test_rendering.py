@@ -13,7 +13,7 @@ from uuid import uuid4
 import numpy as np
 from PIL import Image
 
-from services.common import watermark
+from services.common import watermark, worker_processes
 from services.common.provenance import new_signing_credentials, read_manifest
 from services.common.templates import Delivery
 from services.common.turns import Turn
@@ -143,7 +143,7 @@ async def test_a_worker_runs_as_background_work_that_gives_way_to_the_services()
     finally:
         renderer.stop()
     assert policy == os.SCHED_BATCH
-    assert niceness >= os.getpriority(os.PRIO_PROCESS, 0) + rendering.WORKER_NICENESS or niceness == 19
+    assert niceness >= os.getpriority(os.PRIO_PROCESS, 0) + worker_processes.WORKER_NICENESS or niceness == 19
 
 
 async def flood_and_another(renderer: rendering.Renderer, *, others: int) -> list[str]:

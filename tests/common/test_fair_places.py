@@ -1,0 +1,55 @@
+"""Places taken in fair turns (services/common/turns.py `FairPlaces`): a place given back goes
+to the waiter whose turn it is, not to the one that came first; a canceled waiter gives it on."""
+
+import asyncio
+
+from services.common.turns import FairPlaces, Turn
+
+
+async def taken_in_order(places: FairPlaces, turns: list[Turn]) -> list[str]:
+    order: list[str] = []
+
+    async def one(turn: Turn) -> None:
+        await places.take(turn)
+        order.append(turn.tenant)
+        await asyncio.sleep(0)
+        places.give_back()
+
+    await asyncio.gather(*(one(turn) for turn in turns))
+    return order
+
+
+async def test_a_free_place_is_taken_at_once_and_a_full_set_queues():
+    places = FairPlaces(2)
+    await places.take(Turn(tenant="a"))
+    assert not places.full
+    await places.take(Turn(tenant="a"))
+    assert places.full and places.busy == 2
+    places.give_back()
+    assert not places.full and places.busy == 1
+
+
+async def test_a_place_given_back_goes_to_the_tenant_whose_turn_it_is_not_to_the_first_that_came():
+    places = FairPlaces(1)
+    await places.take(Turn(tenant="flood"))  # the place is held while both queue
+    waiting = asyncio.create_task(taken_in_order(places, [Turn(tenant="flood")] * 6 + [Turn(tenant="other")]))
+    await asyncio.sleep(0.01)
+    places.give_back()
+    order = await waiting
+    assert order.index("other") <= 1, order  # first come first served would make it seventh
+    assert places.busy == 0 and not places.full
+
+
+async def test_a_waiter_canceled_as_its_place_came_gives_the_place_on():
+    places = FairPlaces(1)
+    await places.take(Turn(tenant="a"))
+    first = asyncio.create_task(places.take(Turn(tenant="b")))
+    second = asyncio.create_task(places.take(Turn(tenant="c")))
+    await asyncio.sleep(0.01)
+    places.give_back()  # handed to b's waiter ...
+    first.cancel()  # ... which is canceled before it runs
+    await asyncio.gather(first, return_exceptions=True)
+    await asyncio.wait_for(second, 1)
+    assert places.busy == 1
+    places.give_back()
+    assert places.busy == 0
