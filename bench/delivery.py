@@ -2,10 +2,11 @@
 of jobs of many images drains, against the same job on an idle platform.
 
 Starts the embedded stack and the five services as separate processes (bench/e2e.py's platform),
-with one local provider that paints without latency or defects, as many candidates at once as
-this machine has cores (`concurrency`): more would only queue the paintings in the router's
-threads, first come first served, where no turn is fair (with bench/e2e.py's 64, the router
-held the other tenant's job 24 s of its 36 under a flood of 60 jobs). Then:
+with bench/e2e.py's local provider, which paints without latency or defects and takes 64 calls
+at once; its paintings are made on this machine's cores by the router's painting workers, in
+fair turns by tenant (services/router/providers/painting_workers.py). (With its calls bounded
+by the cores instead, the one-image job waited for one of the flood's calls of 8 paintings to
+end before its own could start.) Then:
 
 1. idle: --probes one-image jobs of a second tenant, one after another; each job's time from its
    202 to final and settled;
@@ -13,7 +14,9 @@ held the other tenant's job 24 s of its 36 under a flood of 60 jobs). Then:
    at once; once the flood has reached delivery, the second tenant's --probes one-image jobs
    again, one after another, each timed the same way, and each stage's share of it (from the
    job's own timestamps: to admitted, generating, scoring, delivering and succeeded);
-3. the flood drained: how long it took, the most of its jobs in `delivering` at once (sampled
+3. while the flooded probes ran, each part's share of the CPU spent (the services with their
+   workers, the broker, PostgreSQL, the S3 server);
+4. the flood drained: how long it took, the most of its jobs in `delivering` at once (sampled
    from ingest's read model), and, from delivery's /metrics, the CPU its rendering workers spent
    a file and the invisible watermark's CPU a megapixel.
 
@@ -27,7 +30,6 @@ images=<> drained_s=<> max_delivering=<> render_cpu_ms=<a file> watermark_ms_per
 """
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -43,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx  # noqa: E402
 import psycopg  # noqa: E402
 
+from bench.costs import CpuMeter  # noqa: E402
 from bench.e2e import PROMPT, PROVIDERS_YAML, submit, tenant  # noqa: E402
 from bench.watcher import Watcher  # noqa: E402
 from genline_stack.embedded import EmbeddedStack  # noqa: E402
@@ -53,7 +56,7 @@ def start_platform(data_dir: Path) -> tuple[EmbeddedStack, Any, ServiceFleet]:
     stack = EmbeddedStack(data_dir=data_dir)
     endpoints = stack.start()
     providers = data_dir / "providers.yaml"
-    providers.write_text(PROVIDERS_YAML.replace("concurrency: 64", f"concurrency: {len(os.sched_getaffinity(0))}"))
+    providers.write_text(PROVIDERS_YAML)
     return stack, endpoints, ServiceFleet(endpoints=endpoints, log_dir=data_dir / "logs",
                                           extra_env={"GENLINE_PROVIDERS_PATH": str(providers)})
 
@@ -141,6 +144,8 @@ def main() -> None:
             fleet.start_all(timeout_s=600)  # a busy machine starts five services slowly
             flooder, other = tenant(endpoints), tenant(endpoints)
             watcher = Watcher(endpoints.database_url, interval_s=0.05)
+            meter = CpuMeter(stack, fleet, Path(folder) / "pgdata")
+            meter.client_backends = watcher.backend_pids
             with httpx.Client(base_url=fleet.url("ingest"), headers={"Authorization": f"Bearer {other}"},
                               timeout=60) as other_http, \
                     httpx.Client(base_url=fleet.url("ingest"), headers={"Authorization": f"Bearer {flooder}"},
@@ -152,7 +157,9 @@ def main() -> None:
                 flood = [submit(flood_http, watcher, body(args.images, args.side, 100 + n)) for n in range(args.flood)]
                 while delivering.now() < 4 and time.monotonic() - started < 600:  # the flood has reached delivery
                     time.sleep(0.5)
+                before = meter.read()
                 flooded = [probe(other_http, watcher, args.side, 20 + n) for n in range(args.probes)]
+                during = {part: seconds - before[part] for part, seconds in meter.read().items()}
                 watcher.wait_all(len(watcher.done) + len(watcher.pending), timeout_s=7200)
                 drained = time.monotonic() - started
                 delivering.stop()
@@ -171,6 +178,9 @@ def main() -> None:
                   f"{statistics.median(p.provider_s for p in flooded):>26.2f}")
     print(f"  each: idle {', '.join(f'{p.total_s:.2f}' for p in idle)};"
           f" flooded {', '.join(f'{p.total_s:.2f}' for p in flooded)}")
+    spent = sum(during.values())
+    print("CPU while the flooded probes ran, by part: " + ", ".join(
+        f"{part} {seconds / spent:.0%}" for part, seconds in sorted(during.items(), key=lambda item: -item[1])))
     print(f"flood: {len(flood)} jobs of {args.images} images at {args.side} px, drained in {drained:.0f} s,"
           f" at most {delivering.most} jobs in delivering at once")
     render_ms = per(sums, "genline_delivery_cpu_seconds") * 1000

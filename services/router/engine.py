@@ -51,7 +51,7 @@ from services.router.health import (
     run_with_timeout,
 )
 from services.router.planning import PassRateEstimator, ProviderSnapshot, VerdictTally
-from services.router.providers.base import GeneratedImage, GenerationRequest, Provider, ProviderError
+from services.router.providers.base import CALL_TURN, GeneratedImage, GenerationRequest, Provider, ProviderError
 from services.router.providers.entry_parts import ModelPin
 from services.router.providers.journal import RemoteJobJournal
 from services.router.providers.registry import ProviderConfig, Registry
@@ -290,7 +290,11 @@ class RoutingEngine:
         if not run.plan.quality_waived:
             # The half-open probe, if it is one: `_walk_chain` saw it free, with no await since.
             self._quality_of(quote.provider, request.template).try_acquire()
-        answer = await self._make_call(call, request)
+        turn = CALL_TURN.set(run.turn(batch))
+        try:
+            answer = await self._make_call(call, request)
+        finally:
+            CALL_TURN.reset(turn)
         run.budget.settle(call.expected_cost, answer.cost_micro_usd)
         self._health[call.provider].learn_from_call(self.registry.providers[call.provider], request, answer=answer)
         routed = [RoutedImage(provider=call.provider, image=image, model=call.pin.name, model_version=call.pin.version,

@@ -222,3 +222,25 @@ def test_a_tenants_call_waits_for_a_slot_in_its_turn_not_behind_another_tenants_
     # round of calls; behind the backlog, first come first served, it waited a round longer at least.
     assert len(finished) == 13 and finished.count("other") == 1
     assert finished.index("other") < 8, finished
+
+
+def test_a_providers_call_is_made_in_its_jobs_turn():
+    """The router names the job's turn around each provider call (`CALL_TURN`): the local
+    provider's painting workers take the call's paintings in it."""
+    from services.common.turns import plan_share
+    from services.router.providers.base import CALL_TURN
+
+    registry = parse_registry({"providers": {"only": local(10_000, latency=0.0, actual_latency=0.0, max_batch=2)}})
+    providers = build_providers(registry)
+    seen = []
+    painted = providers["only"].generate
+
+    async def generate(request):
+        seen.append(CALL_TURN.get())
+        return await painted(request)
+
+    providers["only"].generate = generate
+    result = asyncio.run(RoutingEngine(registry, providers).route(job(images=3, tenant_id="t9", priority=2)))
+    assert len(result.images) >= 3 and len(seen) >= 2
+    assert {(turn.tenant, turn.share) for turn in seen} == {("t9", plan_share(2))}
+    assert CALL_TURN.get() is None, "the turn is the call's, not left behind"

@@ -34,6 +34,7 @@ trainers.
     outputs.py             what an image (or a clip) from a provider must be before it counts as a
                            candidate
     painter.py             the built-in painter
+    painting_workers.py    the local provider's paintings, made in worker processes that give way
     payloads.py            images in JSON bodies
     registry.py            the provider registry: which providers exist, what they can do and what
                            they cost

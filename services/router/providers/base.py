@@ -37,11 +37,13 @@ makes one style per call (`style_runs`). An order of a subject carries its ident
 """
 
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from services.common.contracts import StyleSpec, VideoSpec
 from services.common.templates import Capability
+from services.common.turns import Turn
 from services.router.providers.identity_inputs import IdentityInput
 
 if TYPE_CHECKING:
@@ -55,6 +57,11 @@ if TYPE_CHECKING:
 ErrorKind = Literal["rate_limited", "server_error", "timeout", "bad_request", "unavailable", "credentials",
                     "bad_output"]
 # Errors that say something about the provider's health, not about the request.
+# The turn of the job a provider call is made for (its tenant, plan share and priority), set by
+# the router around the call: a provider that queues work of its own on this machine (the local
+# provider's painting workers) takes it in this turn, not first come first served.
+CALL_TURN: ContextVar[Turn | None] = ContextVar("call_turn", default=None)
+
 HEALTH_ERRORS: frozenset[ErrorKind] = frozenset({"server_error", "timeout", "unavailable", "credentials",
                                                  "bad_output"})
 # Errors no retry can cure until an operator acts (a key, a balance): the breaker opens at once.

@@ -3,7 +3,8 @@
 Several local providers can be configured with different prices, latencies, failure
 rates and defect rates, so that routing has a market to choose from offline. Everything
 is deterministic: the same request paints the same PNGs and fails or succeeds the same
-way. Painting runs in a worker thread; the simulated latency is slept on the clock.
+way. Paintings are made in worker processes (`painting_workers`); the simulated latency is
+slept on the clock.
 
 A local provider that declares `capabilities.video` makes real MP4 clips instead
 (`clip_maker`): from the prompt's painting on `generate`, from each candidate's image on
@@ -21,11 +22,10 @@ local provider does, each style's words added to the prompt.
 
 import asyncio
 import hashlib
-from functools import lru_cache
 from typing import Any
 
 from services.router.clock import LoopClock
-from services.router.providers import image_stages
+from services.router.providers import image_stages, painting_workers
 from services.router.providers.adapters import AdapterTraits, adapter
 from services.router.providers.base import GeneratedImage, GenerationRequest, ProviderContext, ProviderError
 from services.router.providers.clip_maker import (
@@ -39,7 +39,7 @@ from services.router.providers.clip_maker import (
 )
 from services.router.providers.inputs import CountInput, ModelInputs, SeedInput
 from services.router.providers.local_portraits import Costed, LocalPortraits
-from services.router.providers.painter import CandidateRange, LocalGenerator
+from services.router.providers.painter import CandidateRange
 from services.router.providers.registry import ProviderConfig
 
 
@@ -79,11 +79,11 @@ class LocalProvider:
         cost = self.config.price.price_micro_usd((request.width, request.height), latency / max(1, request.count))
         if request.identity is not None:
             return await self.portraits.paint(request, Costed(cost, latency))
-        generator = _generator(request.width, request.height, defect_rate=self.config.local_options.defect_rate)
         painted = []
         for run in request.style_runs():
             batch = CandidateRange(prompt=run.prompt_for(run.start_index), seed=run.seed, count=run.count, start_index=run.start_index)
-            painted += await asyncio.to_thread(generator.paint, batch)
+            painted += await painting_workers.paint(batch, width=request.width, height=request.height,
+                                                    defect_rate=self.config.local_options.defect_rate)
         return [GeneratedImage(index=p.index, data=p.png, media_type="image/png", seed=request.seed_for(p.index),
                                cost_micro_usd=cost, latency_s=latency) for p in painted]
 
@@ -161,11 +161,6 @@ class LocalProvider:
     def _fails(self, request: GenerationRequest) -> bool:
         rate = self.config.local_options.failure_rate
         return rate > 0 and _unit_draw(self.name, request.call_key, request.seed) < rate
-
-
-@lru_cache(maxsize=32)
-def _generator(width: int, height: int, *, defect_rate: float) -> LocalGenerator:
-    return LocalGenerator(width, height, defect_rate=defect_rate)
 
 
 def _unit_draw(*parts: object) -> float:
