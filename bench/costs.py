@@ -69,7 +69,10 @@ class CpuMeter:
         self.client_backends: set[int] = set()
 
     def read(self) -> dict[str, float]:
-        seconds = {name: _cpu(process) for name, process in self.parts.items()}
+        """Each part's CPU seconds so far; a service's with its live workers' (delivery's
+        rendering processes)."""
+        seconds = {name: _cpu(process) + (sum(_cpu(child) for child in _children(process)) if name in SERVICES else 0.0)
+                   for name, process in self.parts.items()}
         seconds["postgres"] = server_cpu_s(self.postgres, leave_out=self.client_backends)
         seconds["bench client"] = _cpu(self.client) + sum(
             _cpu(child) for child in self.postgres.children(recursive=True) if child.pid in self.client_backends)
@@ -86,6 +89,13 @@ def server_cpu_s(postmaster: psutil.Process, leave_out: set[int] | frozenset[int
     its live children's but those of the backends in `leave_out`."""
     return _cpu(postmaster, exited_children=True) + sum(
         _cpu(child) for child in postmaster.children(recursive=True) if child.pid not in leave_out)
+
+
+def _children(process: psutil.Process) -> list[psutil.Process]:
+    try:
+        return process.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
 
 
 def _cpu(process: psutil.Process, exited_children: bool = False) -> float:
