@@ -39,6 +39,10 @@ LANDMARKS_FILE = "shape_predictor_5_face_landmarks.dat"
 EMBEDDING_FILE = "dlib_face_recognition_resnet_model_v1.dat"
 FACE_CASCADE = "haarcascade_frontalface_default.xml"
 EYE_CASCADE = "haarcascade_eye.xml"
+# Eyes are looked for in a face at most this wide (its eyes some 20 pixels, the eye cascade's
+# own size): on 96 portrait candidates (faces 87 to 216 pixels wide) 5.5 ms a face instead of
+# 10.5, every eyes_open verdict the same.
+EYE_SEARCH_WIDTH = 96
 # HOG detections score about 1 to 2 on real faces; false ones on clutter stay under 0.2.
 MIN_HOG_SCORE = 0.3
 
@@ -124,9 +128,14 @@ def count_eyes(luma: np.ndarray, face: Face, *, band: float) -> float:
     except RuntimeError:
         return math.nan
     region = luma[face.y : face.y + int(face.height * band), face.x : face.x + face.width]
-    smallest = max(5, face.width // 10)
+    width = face.width
+    if width > EYE_SEARCH_WIDTH:  # the cascade's work grows with the face's area, not its eyes' count
+        region = cv2.resize(region, None, fx=EYE_SEARCH_WIDTH / width, fy=EYE_SEARCH_WIDTH / width,
+                            interpolation=cv2.INTER_AREA)
+        width = region.shape[1]
+    smallest = max(5, width // 10)
     eyes = cascade.detectMultiScale(np.ascontiguousarray(region), scaleFactor=1.1, minNeighbors=5,
-                                    minSize=(smallest, smallest), maxSize=(face.width // 2, face.width // 2))
+                                    minSize=(smallest, smallest), maxSize=(width // 2, width // 2))
     return float(len(eyes))
 
 
