@@ -1,6 +1,7 @@
 """The scorer's workers take their callers' tasks in turns: a call of one image is not kept
 behind the whole of a larger call queued before it."""
 
+import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -8,6 +9,7 @@ from contextlib import contextmanager
 import pytest
 
 from services.common.turns import Turn
+from services.common.worker_processes import WORKER_NICENESS
 from services.scorer.dimensions.workers import TakingTurns
 
 
@@ -81,3 +83,46 @@ def test_the_calls_of_one_turn_finish_one_after_another_while_another_turn_cuts_
     flood = [entry for entry in ran if not entry.startswith("other")]
     assert flood == ["first 0", "first 1", "first 2", "second 0", "second 1", "second 2"], ran
     assert ran.index("other 0") == 1 and ran.index("other 1") == 3, ran
+
+
+def test_another_tenant_takes_the_spare_worker_at_once_while_a_flood_holds_the_others():
+    pool = TakingTurns(1, name="test", spare_lane=True)
+    gate, started = threading.Event(), threading.Event()
+    try:
+        def flood_image(n: int) -> str:
+            started.set()
+            gate.wait(10)
+            return threading.current_thread().name
+
+        flood = pool.map(flood_image, range(4), turn=Turn(tenant="flood"))
+        started.wait(10)
+        [where] = pool.map(lambda n: threading.current_thread().name, [0], turn=Turn(tenant="other"), timeout=5)
+        assert where == "test_spare" and not gate.is_set(), "scored while the flood's image was still in hand"
+        gate.set()
+        assert set(flood) == {"test_0"}, "the flood, always with an image being scored, never takes the spare"
+    finally:
+        gate.set()
+        pool.shutdown()
+
+
+def test_the_workers_give_way_and_the_spare_keeps_the_services_priority():
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    def priority(_: int) -> tuple[str, int, int]:
+        thread = threading.get_native_id()
+        return threading.current_thread().name, os.getpriority(os.PRIO_PROCESS, thread), os.sched_getscheduler(thread)
+
+    pool = TakingTurns(1, name="test", gives_way=True, spare_lane=True)
+    gate = threading.Event()
+    try:
+        held = pool.submit(gate.wait, 10)
+        [spare] = pool.map(priority, [0], turn=Turn(tenant="other"), timeout=5)
+        gate.set()
+        held.result(5)
+        [worker] = pool.map(priority, [0], timeout=5)
+    finally:
+        gate.set()
+        pool.shutdown()
+    assert worker[0] == "test_0" and (worker[1] >= base + WORKER_NICENESS or worker[1] == 19)
+    assert worker[2] == os.SCHED_BATCH
+    assert spare == ("test_spare", base, os.sched_getscheduler(0))

@@ -130,7 +130,7 @@ class Scorer:
             # Images, not operations, are spread over the cores: intra-op threads would
             # spin against the image workers (measured 20× slower on two cores).
             torch.set_num_threads(1)
-        self._pool = TakingTurns(self.threads, name="scorer")
+        self._pool = TakingTurns(self.threads, name="scorer", gives_way=True, spare_lane=True)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
