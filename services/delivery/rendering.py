@@ -95,7 +95,6 @@ class Renderer:
 
     def __init__(self, marker: provenance.Marker, workers: int, *, spare_lane: bool = True) -> None:
         self.marker, self.workers = marker, max(1, workers or len(os.sched_getaffinity(0)))
-        self.spare_lane = spare_lane
         self._executors: dict[bool, Executor] = {}  # by lane: the spare one (True) and the others
         self._lanes = PlacesAndSpare(self.workers, spare_lane=spare_lane)
 

@@ -28,7 +28,6 @@ import threading
 import weakref
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from functools import lru_cache
 
 from services.common.turns import PlacesAndSpare, Turn
 from services.common.worker_processes import keep_priority_of, watch_owner, yield_to_services
@@ -54,7 +53,7 @@ def _start_worker(owner: int, gives_way: bool) -> None:
     watch_owner(owner)
 
 
-@lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=32)
 def _generator(width: int, height: int, *, defect_rate: float) -> LocalGenerator:
     return LocalGenerator(width, height, defect_rate=defect_rate)
 
