@@ -91,13 +91,19 @@ class FairTurns(Generic[Item]):
         waiting.share = turn.share
         heapq.heappush(waiting.items, (turn.rank, next(self._order), turn.cost, item))
 
-    def pop(self, only: Callable[[str], bool] | None = None) -> Item | None:
+    def pop(self, only: Callable[[str], bool] | None = None, *, within_a_turn: bool = False) -> Item | None:
         """The item whose turn it is, or None when nothing waits; with `only`, the item whose turn
-        it is among the tenants `only` lets through (None when none of theirs waits)."""
+        it is among the tenants `only` lets through (None when none of theirs waits), and with
+        `within_a_turn` too, only if its turn starts less than one of its own turns after the
+        next turn of all (a tenant let through goes ahead of the others by one turn at most)."""
         tenants = [named for named in self._tenants.items() if only is None or only(named[0])]
         if not tenants:
             return None
         name, tenant = min(tenants, key=lambda named: named[1].precedence())
+        if within_a_turn:
+            first = min(self._tenants.values(), key=_Tenant.precedence)
+            if tenant.start - first.start >= tenant.items[0][2] / tenant.share:
+                return None
         _, _, cost, item = heapq.heappop(tenant.items)
         self._clock = tenant.start
         tenant.start += cost / tenant.share

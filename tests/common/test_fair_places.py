@@ -1,9 +1,10 @@
 """Places taken in fair turns (services/common/turns.py `FairPlaces`): a place given back goes
-to the waiter whose turn it is, not to the one that came first; a canceled waiter gives it on."""
+to the waiter whose turn it is, not to the one that came first; a canceled waiter gives it on;
+a tenant let past the next turn (`FairTurns.pop`'s `within_a_turn`) goes ahead by one turn at most."""
 
 import asyncio
 
-from services.common.turns import FairPlaces, Turn
+from services.common.turns import FairPlaces, FairTurns, Turn
 
 
 async def taken_in_order(places: FairPlaces, turns: list[Turn]) -> list[str]:
@@ -53,3 +54,19 @@ async def test_a_waiter_canceled_as_its_place_came_gives_the_place_on():
     assert places.busy == 1
     places.give_back()
     assert places.busy == 0
+
+
+def test_a_tenant_let_past_the_next_turn_goes_ahead_by_one_turn_at_most():
+    turns: FairTurns[str] = FairTurns()
+    for n in range(4):
+        turns.push(f"busy-{n}", Turn(tenant="busy"))
+        turns.push(f"quiet-{n}", Turn(tenant="quiet"))
+    assert turns.pop() == "busy-0"  # both start at 0: the first to come
+    others = lambda tenant: tenant != "busy"  # noqa: E731
+    # The quiet tenant's turn starts at 0, the busy one's next at 1: it may go, and once more
+    # (at 1, a tie), not a third time (at 2, a whole turn after the busy tenant's next).
+    assert turns.pop(others, within_a_turn=True) == "quiet-0"
+    assert turns.pop(others, within_a_turn=True) == "quiet-1"
+    assert turns.pop(others, within_a_turn=True) is None
+    assert turns.pop(others) == "quiet-2"  # without the bound, on and on
+    assert turns.pop() == "busy-1"

@@ -120,6 +120,26 @@ async def test_a_tenant_with_nothing_applied_takes_a_lane_more_past_a_flood_that
     assert sorted(applied[1:]) == sorted((job.job_id, 0) for job in flood)
 
 
+async def test_a_tenant_with_nothing_applied_passes_a_busy_tenant_whose_turn_comes_first(endpoints):
+    """The busy tenant's turn comes before the other's second event (a tie on the virtual clock,
+    which the flood's interactive jobs win against the other's bulk one): the spare lane still
+    goes to the other tenant, the first in turn among those with nothing being applied."""
+    flood = [submitted(tenant="t-busy") for _ in range(5)]
+    first, second = submitted(tenant="t-quiet"), submitted(tenant="t-quiet")
+    passed = asyncio.Event()
+
+    async def flood_waits_for_the_others_second_job(rt, event):
+        if event.job_id == second.job_id:
+            passed.set()
+        elif event.job_id != first.job_id:
+            await passed.wait()
+
+    envelopes = [step(job, 0) for job in flood] + [step(first, 0), step(second, 0, job_priority="bulk")]
+    applied = await apply_in_turns(endpoints, envelopes, on_event=flood_waits_for_the_others_second_job)
+    assert applied[:2] == [(first.job_id, 0), (second.job_id, 0)], applied
+    assert sorted(applied[2:]) == sorted((job.job_id, 0) for job in flood)
+
+
 async def test_the_read_ahead_stays_within_its_bound(endpoints):
     jobs = [submitted(tenant=f"t-bound-{n % 3}") for n in range(120)]
     waiting: list[int] = []

@@ -8,11 +8,11 @@ another tenant's job behind it.
   plan, never the only one; within a tenant, the job's priority (interactive ahead of bulk),
   then the order in which the events came.
 * Each key's (job's) events are applied in their order, one at a time, and up to
-  `consumer_lanes` keys side by side; while they are all taken, the next turn, if it is a
-  tenant's with nothing being applied, takes a lane more (at most as many more as the lanes;
-  `consumer_spare_lanes`, off for the router, whose one lane is its back-pressure), so that a
-  flood whose events are long to apply holds no other tenant's event behind them, and each
-  tenant's share is still its turns'.
+  `consumer_lanes` keys side by side; while they are all taken, the next turn among the
+  tenants with nothing being applied takes a lane more, even when a busy tenant's turn comes
+  before it by one turn (at most as many more as the lanes; `consumer_spare_lanes`, off for the router,
+  whose one lane is its back-pressure), so that a flood whose events are long to apply holds
+  no other tenant's event behind them, and each tenant's share is still its turns'.
 * Bounded: once `consumer_read_ahead` records wait, the consumer's partitions are paused
   (positions.FetchHold) until half of them are applied; the rest of the backlog stays in the
   broker, as the group's lag, which autoscaling reads. Fairness reaches as far as the buffer:
@@ -141,10 +141,7 @@ class ReadAhead:
         self._in_turns.add(key)
 
     def _dispatch(self) -> None:
-        while not self._stopped and self._lane_for_next():
-            key = self._turns.pop()
-            if key is None:
-                break
+        while not self._stopped and (key := self._next_turn()) is not None:
             self._in_turns.discard(key)
             held = self._next_of(key)
             if held is not None:
@@ -153,14 +150,18 @@ class ReadAhead:
         if self.waiting <= self.limit // 2 and self._hold is not None:
             self._hold.release()
 
-    def _lane_for_next(self) -> bool:
-        """Whether the next turn may start: a lane is free, or it is a tenant's that has nothing
-        being applied and fewer than twice the lanes are taken."""
+    def _next_turn(self) -> Key | None:
+        """The key whose turn starts now: the next turn while a lane is free; while they are
+        all taken (and fewer than twice the lanes), the next turn among the tenants with nothing
+        being applied, even behind a busy tenant's turn, by one of its own turns at most (a busy
+        tenant's lanes stall the virtual clock, while the other's turns go on taking it ahead);
+        otherwise none."""
         if len(self._running) < self.lanes:
-            return True
-        tenant = self._turns.next_tenant()
-        return (len(self._running) < self.most_lanes and tenant is not None
-                and tenant not in self._applying.values())
+            return self._turns.pop()
+        if len(self._running) >= self.most_lanes:
+            return None
+        applying = set(self._applying.values())
+        return self._turns.pop(only=lambda tenant: tenant not in applying, within_a_turn=True)
 
     def _next_of(self, key: Key) -> Held | None:
         """The key's first waiting event that is still this consumer's to apply."""
