@@ -6,8 +6,9 @@ virtual clock, the tenant whose next turn starts earliest goes next, and a tenan
 nothing waiting rejoins at the clock, so it banks no credit while idle and waits behind no
 backlog when it comes back. A higher plan is a larger share, never a place in front of the
 plans below: a tenant of share 4 takes four turns for every one of a tenant of share 1, and
-the second still takes its turn. Within a tenant, items go by rank (lower first), then in the
-order they came. The router orders its attempts with it, and the scorer's and delivery's
+the second still takes its turn. An item's cost is its turn's, or, where it is known only as
+the turn comes, what `cost_of` says then (a consumer's event: what such events took lately).
+Within a tenant, items go by rank (lower first), then in the order they came. The router orders its attempts with it, and the scorer's and delivery's
 consumers their events (services/common/bus/read_ahead.py).
 """
 
@@ -71,7 +72,10 @@ class _Tenant(Generic[Item]):
 
 
 class FairTurns(Generic[Item]):
-    def __init__(self) -> None:
+    def __init__(self, cost_of: Callable[[Item], float] | None = None) -> None:
+        """`cost_of`: an item's cost as its turn comes, where it is known only then (else its
+        turn's, as pushed)."""
+        self._cost_of = cost_of
         self._tenants: dict[str, _Tenant[Item]] = {}
         self._clock = 0.0  # the start of the last turn given
         self._finished: dict[str, float] = {}  # idle tenants whose last turn ends past the clock
@@ -102,15 +106,19 @@ class FairTurns(Generic[Item]):
         name, tenant = min(tenants, key=lambda named: named[1].precedence())
         if within_a_turn:
             first = min(self._tenants.values(), key=_Tenant.precedence)
-            if tenant.start - first.start >= tenant.items[0][2] / tenant.share:
+            if tenant.start - first.start >= self._cost(tenant.items[0]) / tenant.share:
                 return None
-        _, _, cost, item = heapq.heappop(tenant.items)
+        queued = heapq.heappop(tenant.items)
+        item, cost = queued[3], self._cost(queued)
         self._clock = tenant.start
         tenant.start += cost / tenant.share
         if not tenant.items:
             del self._tenants[name]
             self._remember_finish(name, tenant.start)
         return item
+
+    def _cost(self, queued: tuple[Any, int, float, Item]) -> float:
+        return queued[2] if self._cost_of is None else self._cost_of(queued[3])
 
     def next_tenant(self) -> str | None:
         """The tenant whose turn is next (`pop` would serve it), or None when nothing waits."""

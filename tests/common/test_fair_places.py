@@ -1,6 +1,7 @@
 """Places taken in fair turns (services/common/turns.py `FairPlaces`): a place given back goes
 to the waiter whose turn it is, not to the one that came first; a canceled waiter gives it on;
-a tenant let past the next turn (`FairTurns.pop`'s `within_a_turn`) goes ahead by one turn at most."""
+a tenant let past the next turn (`FairTurns.pop`'s `within_a_turn`) goes ahead by one turn at most;
+an item's cost may be known only as its turn comes."""
 
 import asyncio
 
@@ -70,3 +71,15 @@ def test_a_tenant_let_past_the_next_turn_goes_ahead_by_one_turn_at_most():
     assert turns.pop(others, within_a_turn=True) is None
     assert turns.pop(others) == "quiet-2"  # without the bound, on and on
     assert turns.pop() == "busy-1"
+
+
+
+def test_an_items_cost_may_be_known_only_as_its_turn_comes():
+    costs = {"long-0": 3.0}
+    turns: FairTurns[str] = FairTurns(cost_of=lambda item: costs.get(item, 1.0))
+    for n in range(3):
+        turns.push(f"long-{n}", Turn(tenant="long"))
+        turns.push(f"short-{n}", Turn(tenant="short"))
+    assert turns.pop() == "long-0"  # it costs three turns: the short tenant's three go first
+    assert [turns.pop() for _ in range(3)] == ["short-0", "short-1", "short-2"]
+    assert turns.pop() == "long-1"

@@ -1,6 +1,7 @@
 """A consumer in fair turns (read_ahead.py) against the real broker and PostgreSQL: another
 tenant's events go ahead of a flood that came first (and past a flood that holds the lanes), a
-tenant's interactive job ahead of its bulk ones, each job's events stay in their order, the
+tenant's interactive job ahead of its bulk ones, a tenant whose events are long takes its share
+of the time, not of the events, each job's events stay in their order, the
 buffer stays within its bound, and what was not applied comes again after a stop while what was
 applied is not applied twice; a partition is committed only up to its lowest record not applied."""
 
@@ -138,6 +139,27 @@ async def test_a_tenant_with_nothing_applied_passes_a_busy_tenant_whose_turn_com
     applied = await apply_in_turns(endpoints, envelopes, on_event=flood_waits_for_the_others_second_job)
     assert applied[:2] == [(first.job_id, 0), (second.job_id, 0)], applied
     assert sorted(applied[2:]) == sorted((job.job_id, 0) for job in flood)
+
+
+async def test_a_tenant_whose_events_are_long_takes_its_share_of_the_time_not_of_the_events(endpoints):
+    """One lane, no spare: a tenant whose events take 2 s each against one whose events take
+    next to nothing. Turn by turn, the short events would alternate with the long ones and the
+    last of them wait for every long one; once a long event was timed, the next long turn costs
+    what it took, and most of the short tenant's events go before the long tenant's third."""
+    slow = [submitted(tenant="t-slow") for _ in range(3)]
+    quick = [submitted(tenant="t-quick") for _ in range(30)]
+    slow_ids = {job.job_id for job in slow}
+
+    async def slow_events_take_their_time(rt, event):
+        if event.job_id in slow_ids:
+            await asyncio.sleep(2.0)
+
+    envelopes = [step(job, 0) for job in slow] + [step(job, 0) for job in quick]
+    applied = await apply_in_turns(endpoints, envelopes, on_event=slow_events_take_their_time,
+                                   consumer_spare_lanes=False)
+    assert len(applied) == len(envelopes)
+    third_slow = [i for i, (job_id, _) in enumerate(applied) if job_id in slow_ids][2]
+    assert third_slow >= 25, [("slow" if job_id in slow_ids else "quick") for job_id, _ in applied]
 
 
 async def test_the_read_ahead_stays_within_its_bound(endpoints):

@@ -4,9 +4,10 @@ across tenants, not in the order of their partitions, so that one tenant's backl
 another tenant's job behind it.
 
 * The turn (services/common/turns.py): tenants by start-time fair queuing, an event a turn,
-  each tenant's share by the plan priority its events carry (envelope.py), larger for a higher
-  plan, never the only one; within a tenant, the job's priority (interactive ahead of bulk),
-  then the order in which the events came.
+  costing what such events of its tenant took to apply lately (`COST_WEIGHT`: shares of the
+  lanes' time, not of their events), each tenant's share by the plan priority its events carry
+  (envelope.py), larger for a higher plan, never the only one; within a tenant, the job's
+  priority (interactive ahead of bulk), then the order in which the events came.
 * Each key's (job's) events are applied in their order, one at a time, and up to
   `consumer_lanes` keys side by side; while they are all taken, the next turn among the
   tenants with nothing being applied takes a lane more, even when a busy tenant's turn comes
@@ -25,6 +26,7 @@ another tenant's job behind it.
 import asyncio
 import itertools
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -42,6 +44,15 @@ Key = bytes
 # Where the records without a key wait (an event about a tenant, not a job: RetentionSet): one
 # key of their own, so they too are applied in their order; None is the turns' "nobody waits".
 UNKEYED: Key = b"\x00unkeyed"
+# A turn costs, as it comes, what applying such an event of its tenant's has taken lately
+# (seconds, a moving average by tenant and event type, this weight to the latest), so that a
+# tenant whose events are long (a flood's jobs of 8 images to render) takes its share of the
+# lanes' time, not of their events. Never less than the floor, which an event not timed yet
+# costs: events shorter than it (most) take turns one for one, whatever the noise in their
+# timing.
+COST_WEIGHT = 0.3
+COST_FLOOR_S = 0.05
+COSTS_KEPT = 4096
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -83,11 +94,12 @@ class ReadAhead:
         self.apply, self.offsets, self.on_release = applier.apply, applier.offsets, applier.on_release
         self.waiting = 0  # records read ahead and not started
         self._keys: dict[Key, deque[Held]] = {}
-        self._turns: FairTurns[Key] = FairTurns()
+        self._turns: FairTurns[Key] = FairTurns(cost_of=self._cost_of)
         self._in_turns: set[Key] = set()  # keys with a turn queued
         self._running: dict[Key, asyncio.Task[None]] = {}
         self._applying: dict[Key, str] = {}  # the tenant of each key being applied
         self._unapplied = Unapplied()
+        self._apply_s: dict[tuple[str, str], float] = {}  # (tenant, event type): its cost
         self._arrivals = itertools.count()
         self._kafka: AIOKafkaConsumer | None = None
         self._hold: FetchHold | None = None
@@ -163,6 +175,19 @@ class ReadAhead:
         applying = set(self._applying.values())
         return self._turns.pop(only=lambda tenant: tenant not in applying, within_a_turn=True)
 
+    def _cost_of(self, key: Key) -> float:
+        """What the key's turn costs as it comes: what its first waiting event's kind took lately."""
+        queue = self._keys.get(key)
+        return self._apply_s.get(_kind(queue[0].envelope), COST_FLOOR_S) if queue else COST_FLOOR_S
+
+    def _timed(self, envelope: Envelope, seconds: float) -> None:
+        kind = _kind(envelope)
+        before = self._apply_s.pop(kind, None)  # and back at the end: the latest timed last
+        cost = seconds if before is None else before + COST_WEIGHT * (seconds - before)
+        self._apply_s[kind] = max(COST_FLOOR_S, cost)
+        if len(self._apply_s) > COSTS_KEPT:
+            del self._apply_s[next(iter(self._apply_s))]
+
     def _next_of(self, key: Key) -> Held | None:
         """The key's first waiting event that is still this consumer's to apply."""
         queue = self._keys.get(key)
@@ -186,7 +211,9 @@ class ReadAhead:
     async def _run(self, key: Key, held: Held) -> None:
         while True:
             try:
+                started = time.monotonic()
                 await self.apply(held.record, held.envelope)
+                self._timed(held.envelope, time.monotonic() - started)
                 break
             except Exception:  # not even the DLQ took it (the broker is away): its key waits and tries again
                 log.warning("applying %s failed; trying again in %.1fs", held.envelope.type, self.retry_s,
@@ -219,3 +246,7 @@ class ReadAhead:
                 self._keys[key] = kept
             else:
                 del self._keys[key]
+
+
+def _kind(envelope: Envelope) -> tuple[str, str]:
+    return envelope.tenant_id or "", type(envelope.event).__name__
