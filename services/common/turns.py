@@ -8,8 +8,9 @@ backlog when it comes back. A higher plan is a larger share, never a place in fr
 plans below: a tenant of share 4 takes four turns for every one of a tenant of share 1, and
 the second still takes its turn. An item's cost is its turn's, or, where it is known only as
 the turn comes, what `cost_of` says then (a consumer's event: what such events took lately).
-Within a tenant, items go by rank (lower first), then in the order they came. The router orders its attempts with it, and the scorer's and delivery's
-consumers their events (services/common/bus/read_ahead.py).
+Within a tenant, items go by rank (lower first), then in the order they came. The router
+orders its attempts with it, and the scorer's and delivery's consumers their events
+(services/common/bus/read_ahead.py).
 """
 
 import asyncio
@@ -119,12 +120,6 @@ class FairTurns(Generic[Item]):
 
     def _cost(self, queued: tuple[Any, int, float, Item]) -> float:
         return queued[2] if self._cost_of is None else self._cost_of(queued[3])
-
-    def next_tenant(self) -> str | None:
-        """The tenant whose turn is next (`pop` would serve it), or None when nothing waits."""
-        if not self._tenants:
-            return None
-        return min(self._tenants.items(), key=lambda named: named[1].precedence())[0]
 
     def waiting(self, tenant: str) -> int:
         """How many items of `tenant` wait."""

@@ -11,9 +11,9 @@ another tenant's job behind it.
 * Each key's (job's) events are applied in their order, one at a time, and up to
   `consumer_lanes` keys side by side; while they are all taken, the next turn among the
   tenants with nothing being applied takes a lane more, even when a busy tenant's turn comes
-  before it by one turn (at most as many more as the lanes; `consumer_spare_lanes`, off for the router,
-  whose one lane is its back-pressure), so that a flood whose events are long to apply holds
-  no other tenant's event behind them, and each tenant's share is still its turns'.
+  before it by one turn (at most as many more as the lanes; `consumer_spare_lanes`, off for
+  the router, whose one lane is its back-pressure), so that a flood whose events are long to
+  apply holds no other tenant's event behind them, and each tenant's share is still its turns'.
 * Bounded: once `consumer_read_ahead` records wait, the consumer's partitions are paused
   (positions.FetchHold) until half of them are applied; the rest of the backlog stays in the
   broker, as the group's lag, which autoscaling reads. Fairness reaches as far as the buffer:
