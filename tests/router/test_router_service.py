@@ -59,8 +59,10 @@ async def test_a_failing_primary_still_yields_candidates_through_the_fallback(en
 
 async def test_the_breaker_opens_on_errors_and_closes_after_the_cooldown(endpoints, object_store, tmp_path, fal,
                                                                          replicate):
+    # The cooldown outlasts the first job's fallback on a loaded machine, so the breaker still
+    # reads open when asked right after; the test then waits it out.
     settings = router_settings(endpoints, tmp_path, stub_registry(fal, replicate), breaker_min_calls=2,
-                               breaker_cooldown_s=1.0)
+                               breaker_cooldown_s=6.0)
     fal.market.reset(Behaviour(submit_status=500))
     async with running_router(settings), RouterTopic(settings) as topic:
         first = job_spec()
