@@ -1,21 +1,40 @@
 """The local provider's paintings are made in worker processes (services/router/providers/
-painting_workers.py): the same PNGs as painted here, by workers that give way to the services,
-taken in fair turns by the router's call turn."""
+painting_workers.py): the same PNGs, and the same portraits of a subject, as painted here, by
+workers that give way to the services, taken in fair turns by the router's call turn."""
 
 import asyncio
 import os
 
+import pytest
+
+from services.common import face_models
 from services.common.turns import Turn
 from services.common.worker_processes import WORKER_NICENESS
 from services.router.providers import painting_workers
 from services.router.providers.base import CALL_TURN
 from services.router.providers.painter import CandidateRange, LocalGenerator
+from services.router.providers.portraits.faces import weights_from_photos
+from services.router.providers.portraits.painter import Sitting, paint_portrait
+from services.router.providers.portraits.scene import Look
+from tests.router.subject_photos import astronaut_photos
 
 
 async def test_a_worker_paints_what_the_painter_paints_here():
     batch = CandidateRange(prompt="a lighthouse", seed=7, count=3, start_index=2)
     painted = await painting_workers.paint(batch, width=96, height=64, defect_rate=0.5)
     assert painted == LocalGenerator(96, 64, defect_rate=0.5).paint(batch)
+
+
+@pytest.mark.skipif(not face_models.embedding_available(), reason="needs dlib and its face models")
+async def test_a_worker_paints_the_portraits_painted_here_in_their_order():
+    weights = weights_from_photos(list(astronaut_photos()), "TOK")
+    sittings = [Sitting(weights=weights, look=Look.of({"backdrop": backdrop, "framing": framing}), size=(160, 200),
+                        draw=(11, n, 5), defect=defect)
+                for n, (backdrop, framing, defect) in enumerate([("navy", "close", None), ("white", "waist", "two_faces"),
+                                                                 ("black", "shoulders", "closed_eyes")])]
+    painted = await painting_workers.paint_portraits(sittings)
+    assert painted == [paint_portrait(sitting) for sitting in sittings]
+    assert len(set(painted)) == 3
 
 
 async def test_the_workers_give_way_to_the_services():

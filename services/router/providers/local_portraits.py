@@ -4,7 +4,8 @@ an identity): each candidate the subject's face from its weights (lora: the loca
 its style's scene, with a defect drawn for it at the rates of `local.portrait` (portraits/).
 
 Which defect a candidate gets is fixed by the job, its seed and its index, so a repeated call
-paints the same candidates. Painting runs in a worker thread.
+paints the same candidates. The portraits are painted in the local provider's worker processes
+(`painting_workers`), as its plain pictures are.
 """
 
 import asyncio
@@ -12,11 +13,12 @@ import hashlib
 from dataclasses import dataclass
 from typing import cast
 
+from services.router.providers import painting_workers
 from services.router.providers.base import GeneratedImage, GenerationRequest, ProviderError
 from services.router.providers.identity_inputs import IdentityInput
 from services.router.providers.portraits.defects import PortraitDefect
 from services.router.providers.portraits.faces import LocalWeights, NoFace, WeightsCache, weights_from_photos
-from services.router.providers.portraits.painter import Sitting, paint_portrait
+from services.router.providers.portraits.painter import Sitting
 from services.router.providers.portraits.products import product_weights
 from services.router.providers.portraits.scene import Look
 from services.router.providers.registry import ProviderConfig
@@ -43,10 +45,10 @@ class LocalPortraits:
         sittings = [(index, Sitting(weights=weights, look=Look.of(dict(request.params_for(index))), size=(request.width, request.height),
                                     draw=_draw(request, index), defect=self._defect(request, index)))
                     for index in request.indices]
-        painted = await asyncio.to_thread(lambda: [(index, paint_portrait(sitting)) for index, sitting in sittings])
+        painted = await painting_workers.paint_portraits([sitting for _, sitting in sittings])
         return [GeneratedImage(index=index, data=data, media_type="image/jpeg", seed=request.seed_for(index),
                                cost_micro_usd=costed.cost_micro_usd, latency_s=costed.latency_s)
-                for index, data in painted]
+                for (index, _), data in zip(sittings, painted, strict=True)]
 
     async def _weights(self, identity: IdentityInput) -> LocalWeights:
         if identity.mode == "lora":

@@ -1,4 +1,5 @@
-"""The local provider's paintings, made in worker processes.
+"""The local provider's paintings, made in worker processes: its plain pictures and its
+portraits of a subject.
 
 The local provider stands in for a provider's machines, and its paintings are the heaviest
 CPU work in the router: made in the router's threads, they took the interpreter from its
@@ -26,15 +27,19 @@ import multiprocessing
 import os
 import threading
 import weakref
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from typing import TypeVar
 
 from services.common.turns import PlacesAndSpare, Turn
 from services.common.worker_processes import keep_priority_of, watch_owner, yield_to_services
 from services.router.providers.base import CALL_TURN
 from services.router.providers.painter import CandidateRange, LocalGenerator, PaintedCandidate
+from services.router.providers.portraits.painter import Sitting, paint_portrait
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _lock = threading.Lock()
 _pools: dict[bool, ProcessPoolExecutor] = {}  # this process's pools by lane (the spare one: True), once started
@@ -89,12 +94,26 @@ def _places() -> PlacesAndSpare:
         return _places_by_loop[loop]
 
 
+def paint_sittings(sittings: list[Sitting]) -> list[bytes]:
+    """Portraits of a subject, painted (in a worker)."""
+    return [paint_portrait(sitting) for sitting in sittings]
+
+
 async def paint(batch: CandidateRange, *, width: int, height: int, defect_rate: float) -> list[PaintedCandidate]:
     """The range painted by a worker, once it is the call's turn (`CALL_TURN`), or at once by
     the spare worker."""
+    return await _by_a_worker(functools.partial(paint_range, batch, width=width, height=height, defect_rate=defect_rate))
+
+
+async def paint_portraits(sittings: Sequence[Sitting]) -> list[bytes]:
+    """The portraits of `sittings` (JPEGs, in their order), painted by a worker as `paint`'s
+    ranges are."""
+    return await _by_a_worker(functools.partial(paint_sittings, list(sittings)))
+
+
+async def _by_a_worker(painting: Callable[[], T]) -> T:
     async with _places().place(CALL_TURN.get() or Turn(tenant="")) as spare:
         loop = asyncio.get_running_loop()
-        painting = functools.partial(paint_range, batch, width=width, height=height, defect_rate=defect_rate)
         pool = _pool(spare=spare)
         try:
             return await loop.run_in_executor(pool, painting)
