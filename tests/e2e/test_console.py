@@ -37,13 +37,18 @@ def chromium_path() -> str:
     return found
 
 
+# Renderers started by the browser itself, not forked by a zygote: a zygote reaping a renderer
+# once hung in the kernel here, with every page after it waiting for a renderer.
+CHROMIUM_ARGS = ["--no-zygote"]
+
+
 @pytest.fixture(scope="module")
 def browser(platform) -> Iterator:
     """One browser for the module. Playwright's sync API keeps an event loop running on this
     thread while it is open, so the platform starts before it, and tenants are made on
     another thread (see `tenants`)."""
     with playwright_api.sync_playwright() as driver:
-        launched = driver.chromium.launch(executable_path=chromium_path(), headless=True)
+        launched = driver.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS)
         yield launched
         launched.close()
 
