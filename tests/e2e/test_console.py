@@ -6,10 +6,12 @@ found; screenshots of the job page and the operator view at desktop and phone wi
 under artifacts/console/); no request the pages made left 127.0.0.1, and no script raised."""
 
 import json
+import os
 import shutil
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -37,9 +39,26 @@ def chromium_path() -> str:
     return found
 
 
-# Renderers started by the browser itself, not forked by a zygote: a zygote reaping a renderer
-# once hung in the kernel here, with every page after it waiting for a renderer.
-CHROMIUM_ARGS = ["--no-zygote"]
+@contextmanager
+def ordinary_scheduling() -> Iterator[None]:
+    """This thread, and the processes it starts, under the default scheduling policy while it
+    lasts. A test run may be started under a real-time policy (the services' workers are
+    written for one: services.common.worker_processes); a browser's threads and its driver
+    then spin against one another at the same real-time priority, and on two cores its pages
+    hang (seen here: the driver and the browser at a core each, no page drawn)."""
+    try:
+        policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    except (AttributeError, OSError):  # not Linux
+        yield
+        return
+    if policy == os.SCHED_OTHER:
+        yield
+        return
+    os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    try:
+        yield
+    finally:
+        os.sched_setscheduler(0, policy, param)
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +66,8 @@ def browser(platform) -> Iterator:
     """One browser for the module. Playwright's sync API keeps an event loop running on this
     thread while it is open, so the platform starts before it, and tenants are made on
     another thread (see `tenants`)."""
-    with playwright_api.sync_playwright() as driver:
-        launched = driver.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS)
+    with ordinary_scheduling(), playwright_api.sync_playwright() as driver:
+        launched = driver.chromium.launch(executable_path=chromium_path(), headless=True)
         yield launched
         launched.close()
 

@@ -23,7 +23,7 @@ from genline_client import Genline, Job, Output, Video
 from services.common.contracts import VideoSpec
 from services.common.video import Sampling, frames, probe
 from tests.e2e.conftest import make_tenant
-from tests.e2e.test_console import CHROMIUM_ARGS
+from tests.e2e.test_console import ordinary_scheduling
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -81,8 +81,8 @@ def clips(endpoints, platform, tmp_path_factory) -> dict[str, Delivered]:
 def browser(clips) -> Iterator:
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     assert found, "no chromium on the PATH (make install-test installs Debian's)"
-    with playwright_api.sync_playwright() as driver:
-        launched = driver.chromium.launch(executable_path=found, headless=True, args=CHROMIUM_ARGS)
+    with ordinary_scheduling(), playwright_api.sync_playwright() as driver:
+        launched = driver.chromium.launch(executable_path=found, headless=True)
         yield launched
         launched.close()
 
