@@ -47,18 +47,17 @@ def ordinary_scheduling() -> Iterator[None]:
     then spin against one another at the same real-time priority, and on two cores its pages
     hang (seen here: the driver and the browser at a core each, no page drawn)."""
     try:
-        policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
-    except (AttributeError, OSError):  # not Linux
-        yield
-        return
-    if policy == os.SCHED_OTHER:
-        yield
-        return
-    os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+        saved = os.sched_getscheduler(0), os.sched_getparam(0)
+    except (AttributeError, OSError):  # not Linux: nothing to change
+        saved = None
+    changed = saved is not None and saved[0] != os.SCHED_OTHER
+    if changed:
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
     try:
         yield
     finally:
-        os.sched_setscheduler(0, policy, param)
+        if changed:
+            os.sched_setscheduler(0, *saved)
 
 
 @pytest.fixture(scope="module")

@@ -42,13 +42,14 @@ class LocalPortraits:
     async def paint(self, request: GenerationRequest, costed: Costed) -> list[GeneratedImage]:
         assert request.identity is not None
         weights = await self._weights(request.identity)
-        sittings = [(index, Sitting(weights=weights, look=Look.of(dict(request.params_for(index))), size=(request.width, request.height),
-                                    draw=_draw(request, index), defect=self._defect(request, index)))
-                    for index in request.indices]
-        painted = await painting_workers.paint_portraits([sitting for _, sitting in sittings])
+        indices = list(request.indices)
+        painted = await painting_workers.paint_portraits([
+            Sitting(weights=weights, look=Look.of(dict(request.params_for(index))), size=(request.width, request.height),
+                    draw=_draw(request, index), defect=self._defect(request, index))
+            for index in indices])
         return [GeneratedImage(index=index, data=data, media_type="image/jpeg", seed=request.seed_for(index),
                                cost_micro_usd=costed.cost_micro_usd, latency_s=costed.latency_s)
-                for (index, _), data in zip(sittings, painted, strict=True)]
+                for index, data in zip(indices, painted, strict=True)]
 
     async def _weights(self, identity: IdentityInput) -> LocalWeights:
         if identity.mode == "lora":
