@@ -24,6 +24,7 @@ should take at most 1.3 times the plain one.
 
 import argparse
 import base64
+import os
 import sys
 import tempfile
 import time
@@ -101,6 +102,10 @@ class Order:
     def platform_cpu_ms(self) -> float:
         return sum(ms for part, ms in self.cpu_ms.items() if part != "bench client")
 
+    @property
+    def platform_cpu_s(self) -> float:
+        return self.platform_cpu_ms * self.body["candidates"] / 1000
+
     def delivered(self) -> list[dict]:
         selected = set(self.view.get("selected", []))
         return [score for score in self.view.get("scores", []) if score["index"] in selected]
@@ -166,8 +171,23 @@ def report(orders: list[Order]) -> None:
     print(f"\nthe subject's delivered pictures by style: {dict(Counter(s['style'] for s in subject.delivered()))}")
     identity = (subject.view.get("subject") or {}).get("identity") or {}
     print(f"its identity: {identity.get('mode')} by {identity.get('provider')}/{identity.get('model')}")
-    failed = Counter(name for s in subject.view.get("scores", []) if s["judged"] and not s["passed"] for name in s["failed"])
+    scores = subject.view.get("scores", [])
+    failed = Counter(name for s in scores if s["judged"] and not s["passed"] for name in s["failed"])
     print(f"its candidates refused, by check: {dict(failed)}")
+    print(f"its candidates measured to a verdict: {sum(s['judged'] for s in scores)} of {len(scores)}")
+    print_floor(subject, orders[1])
+
+
+def print_floor(subject: Order, plain: Order) -> None:
+    """How busy the machine's cores were in each order, and the least time the subject's
+    order could take on all of them with its CPU work as measured: where the plain order
+    already keeps the cores busy, the ratio cannot fall below that floor's, however the
+    subject's work is spread."""
+    cores = len(os.sched_getaffinity(0))
+    floor_s = subject.platform_cpu_s / cores
+    print(f"cores busy: subject {subject.platform_cpu_s / subject.wall_s:.2f}, plain"
+          f" {plain.platform_cpu_s / plain.wall_s:.2f} of {cores}; the subject's {subject.platform_cpu_s:.1f} CPU s"
+          f" on all {cores} take at least {floor_s:.1f} s, a ratio of at least {floor_s / plain.wall_s:.2f}")
 
 
 def main() -> None:
