@@ -6,7 +6,8 @@ other edits of her (turned, shifted, zoomed), each a different picture (fingerpr
 bits apart). Another person is Grace Hopper (matplotlib's sample). Defects: two faces (the
 subject twice, the subject beside Grace Hopper), closed eyes (painted over with her skin and a
 lid line), a drifted identity (her face bulged until its distance from the subject's centroid
-passes 0.6), a near-duplicate (a candidate encoded again as JPEG).
+passes 0.6), a near-duplicate (a candidate encoded again as JPEG). In glasses (drawn on her
+photos and candidates) her eyes are hidden from the eye detector.
 
 A product subject is scikit-image's coffee cup: four photos of it; the cup pasted on plain
 backdrops is found, the cat and the rocket are not.
@@ -93,6 +94,27 @@ def closed_eyes(pixels: np.ndarray) -> np.ndarray:
         cv2.ellipse(painted, centre, (width // 2, height // 3), 0, 0, 360, skin, -1)
         cv2.ellipse(painted, centre, (width // 2 - 1, height // 6), 0, 0, 180, (60, 40, 35), 2)
     return painted
+
+
+def in_glasses(pixels: np.ndarray) -> np.ndarray:
+    """The portrait in dark round glasses, drawn around its eyes (dlib's five landmarks):
+    her face still, but OpenCV's eye cascade no longer finds her eyes behind the frames."""
+    face = find_faces(cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)).single
+    assert face is not None, "a portrait of one face"
+    marks = face_models.face_landmarks(pixels, face)
+    left, right = sorted((marks[0:2].mean(axis=0), marks[2:4].mean(axis=0)), key=lambda point: point[0])
+    span = float(np.linalg.norm(right - left))
+    rim = (round(span * 0.42), round(span * 0.3))
+    frame, dark = max(3, round(span / 8)), (20, 20, 20)
+    worn = pixels.copy()
+    for eye in (left, right):
+        cv2.ellipse(worn, (round(eye[0]), round(eye[1])), rim, 0, 0, 360, dark, frame, cv2.LINE_AA)
+    bridge = ((round(left[0]) + rim[0], round(left[1])), (round(right[0]) - rim[0], round(right[1])))
+    temples = [((round(left[0]) - rim[0], round(left[1])), (face.x, round(left[1]))),
+               ((round(right[0]) + rim[0], round(right[1])), (face.x + face.width, round(right[1])))]
+    for start, end in [bridge, *temples]:
+        cv2.line(worn, start, end, dark, frame, cv2.LINE_AA)
+    return worn
 
 
 def bulged(pixels: np.ndarray, strength: float) -> np.ndarray:

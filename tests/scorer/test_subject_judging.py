@@ -2,6 +2,7 @@
 photos make the subject, and each planted defect is caught with its reason while clean
 candidates pass; a product subject (the coffee cup) is found, or not."""
 
+import cv2
 import numpy as np
 import pytest
 
@@ -88,6 +89,30 @@ def test_skin_tone_is_the_subjects_not_one_photos(scorer, subject_headshot, pers
     [verdict] = judged(scorer, [png(darker)], subject_headshot, person)
     assert "skin_tone" in verdict.failed and verdict.dimensions["skin_tone"].value > 2
     assert "identity" not in verdict.failed
+
+
+def test_a_subject_whose_eyes_the_detector_cannot_see_is_not_held_to_them(scorer, subject_headshot, person):
+    """In glasses the eye cascade finds no eyes, in her photos as in her candidates: she is not
+    refused for it (eyes_open passes unmeasured, saying why), while a subject whose eyes it
+    sees is still held to them, glasses or closed eyes."""
+    photos = [png(planted.in_glasses(cv2.imdecode(np.frombuffer(photo, np.uint8), cv2.IMREAD_COLOR_RGB)))
+              for photo in planted.subject_photos()]
+    in_glasses = likeness_of(OpenedSubject(subject_id="s-glasses", kind="person", photos=photos,
+                                           centroid=planted.centroid_of(photos)))
+    assert in_glasses.eyes_seen == 0 and in_glasses.faced == 6
+    assert person.eyes_seen == 6 and person.eyes_waiver is None
+    candidates = [png(planted.in_glasses(c)) for c in planted.clean_candidates()[:4]]
+
+    for verdict in judged(scorer, candidates, subject_headshot, in_glasses):
+        assert verdict.passed, (verdict.failed, [verdict.dimensions[f].reason for f in verdict.failed])
+        eyes = verdict.dimensions["eyes_open"]
+        assert eyes.passed and eyes.value is None
+        assert eyes.reason == ("eyes_open passes unmeasured: two open eyes are found in only 0 of the subject's 6"
+                               " photos with one face (glasses can hide eyes from the eye detector), so its"
+                               " candidates are not held to them")
+    [glasses, closed] = judged(scorer, [candidates[0], png(planted.closed_eyes(planted.astronaut()))], subject_headshot,
+                               person)
+    assert "eyes_open" in glasses.failed and closed.failed == ("eyes_open",)
 
 
 def test_any_profile_is_checked_against_the_subject(scorer, person):

@@ -189,7 +189,11 @@ class Scorer:
         declared = {name: registered(name) for name in dict.fromkeys(names)}
         if context.subject is not None:  # reasons that say the subject, not a reference photo
             declared = {name: judged_against_subject(dimension) for name, dimension in declared.items()}
-        return {name: _planned(dimension, present) for name, dimension in declared.items()}
+        planned = {name: _planned(dimension, present) for name, dimension in declared.items()}
+        waiver = context.subject.eyes_waiver if context.subject is not None else None
+        if waiver is not None and "eyes_open" in planned:  # eyes the detector cannot see in the subject's own photos
+            planned["eyes_open"] = PlannedDimension(planned["eyes_open"].dimension, waived_for=waiver)
+        return planned
 
     def _walk(self, images: Sequence[bytes], leg: Leg) -> Trail:
         """Each image through the leg, as far as it passes its steps; the images that passed

@@ -7,7 +7,11 @@ subject gives.
   face embedding of all its photos, not one of them; under 0.6 is the subject's person.
 * skin_tone (`portrait`) — against the subject's skin: the median lightness and chroma of
   the skin of its photos that show one face, each white-balanced as a candidate is.
-* eyes_open, faces — as for any portrait: two open eyes, exactly one face.
+* eyes_open, faces — as for any portrait: two open eyes, exactly one face; but a person in
+  whose own photos the eye detector finds two open eyes in fewer than half (glasses hide
+  eyes from OpenCV's eye cascade) is not held to them: every candidate of theirs would fail,
+  so eyes_open passes unmeasured for them, saying why (`Likeness.eyes_waiver`), and closed
+  eyes are then not caught for that subject.
 * second_person — what "no second person's identity bleeding in" measures here: with two
   or more faces in the frame, how many of them are another person's (their embedding 0.6 or
   more from the subject's centroid). A frame of one face reads 0, since identity judges that
@@ -68,7 +72,8 @@ class ProductView:
 class Likeness:
     """What candidates are compared with, for one subject: decoded once per job and read by
     every batch (read-only). `photos` counts the photos it was made of, `faced` those that
-    show one face."""
+    show one face, `eyes_seen` those of them in which two open eyes were found (None when
+    the eye detector is not installed)."""
 
     subject_id: str
     kind: SubjectKind
@@ -76,7 +81,17 @@ class Likeness:
     centroid: np.ndarray | None = None
     skin: tuple[float, float] | None = None
     faced: int = 0
+    eyes_seen: int | None = None
     views: tuple[ProductView, ...] = ()
+
+    @property
+    def eyes_waiver(self) -> str | None:
+        """Why eyes_open does not hold this subject's candidates, or None where it does: the
+        eye detector finds two open eyes in fewer than half of the photos with one face."""
+        if self.kind != "person" or not self.faced or self.eyes_seen is None or 2 * self.eyes_seen >= self.faced:
+            return None
+        return (f"two open eyes are found in only {self.eyes_seen} of the subject's {self.faced} photos with one face"
+                " (glasses can hide eyes from the eye detector), so its candidates are not held to them")
 
     def notes(self) -> dict[str, str]:
         """What each dimension measured against, added to its reasons."""
@@ -110,8 +125,10 @@ def likeness_of(subject: OpenedSubject) -> Likeness:
     if subject.kind == "product":
         views = tuple(product_view(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)) for rgb in decoded)
         return Likeness(subject_id=subject.subject_id, kind="product", photos=len(decoded), views=views)
-    faces = [(rgb, find_faces(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)).single) for rgb in decoded]
-    faced = [(rgb, face) for rgb, face in faces if face is not None]
+    findings = [(rgb, find_faces(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))) for rgb in decoded]
+    faced = [(rgb, finding.single) for rgb, finding in findings if finding.single is not None]
+    eyes = [finding.eyes for _, finding in findings if finding.single is not None]
+    eyes_seen = None if any(math.isnan(found) for found in eyes) else sum(found >= 2 for found in eyes)
     colours = [colour for rgb, face in faced if (colour := skin_colour(rgb, face)) is not None]
     skin = (float(np.median([c[0] for c in colours])), float(np.median([c[1] for c in colours]))) if colours else None
     centroid = subject.centroid
@@ -120,7 +137,8 @@ def likeness_of(subject: OpenedSubject) -> Likeness:
     if centroid is not None:
         centroid = np.asarray(centroid, dtype=np.float64)
         centroid.flags.writeable = False
-    return Likeness(subject_id=subject.subject_id, kind="person", photos=len(decoded), centroid=centroid, skin=skin, faced=len(faced))
+    return Likeness(subject_id=subject.subject_id, kind="person", photos=len(decoded), centroid=centroid, skin=skin,
+                    faced=len(faced), eyes_seen=eyes_seen)
 
 
 def centroid_from(clear: bytes) -> np.ndarray:
