@@ -6,8 +6,9 @@ for more, or fail, over every candidate of the job.
 Candidates are scored tier by tier, and the tiers after the first best first, only until
 the job's best K are known, counting the candidates of its earlier attempts that passed (`tiers`); a job or
 template that asks for every dimension (`score_all`), or an attempt that comes without
-its job, is measured in full. A job across styles is measured style by style, each until its
-own share's best are known, counting what the selection took of it so far (`selection.lots`;
+its job, is measured in full. A job across styles is measured style by style, its styles side
+by side, each until its own share's best are known, counting what the selection took of it so
+far (`selection.lots`;
 two near-duplicates passing in one batch may stop a style early, and the shortfall is then
 asked for again). A job of a subject is judged against it (`subjects`), opened once for all
 its chunks and attempts; one whose subject was erased fails."""
@@ -50,7 +51,7 @@ from services.scorer.dimensions import Equipment, ImageVerdict, Scorer, Scoring,
 from services.scorer.dimensions.batch import ClipRequest
 from services.scorer.dimensions.likeness import Likeness
 from services.scorer.dimensions.tiers import Enough
-from services.scorer.selection import SelectionAsk, lots
+from services.scorer.selection import Lot, SelectionAsk, lots
 from services.scorer.settings import ScorerSettings
 from services.scorer.subjects import UNREADABLE, Likenesses, SubjectUnavailable
 
@@ -216,14 +217,10 @@ async def score_candidates(event: CandidatesGenerated | CandidatesStored, so_far
     order = SelectionAsk.of(event.job, event.images)
     for batch in batches_of(so_far.fresh(event.candidates), batch_size):
         data = await candidate_images(bench.objects, batch)
-        verdicts: dict[int, ImageVerdict] = {}
         clock = time.perf_counter()
-        for lot in lots(order, batch, passing=passed):  # style by style: each is measured until its own best are known
-            enough = (Enough(lot.share, tuple(batch[p].index for p in lot.positions), lot.selected)
-                      if tiered and lot.share else None)
-            found = await asyncio.to_thread(score_decodable, bench.scorer, [data[p] for p in lot.positions],
-                                            scoring=replace(scoring, tiered=tiered, enough=enough))
-            verdicts |= dict(zip(lot.positions, found, strict=True))
+        styled = lots(order, batch, passing=passed)  # style by style: each is measured until its own best are known
+        verdicts = await score_lots(bench.scorer, data, styled, [lot_scoring(scoring, lot, batch, tiered=tiered)
+                                                                 for lot in styled])
         seconds += time.perf_counter() - clock
         batch_scores = [domain.candidate_score(c, event.attempt, verdict=verdicts[p]) for p, c in enumerate(batch)]
         passed += tuple(domain.Passing.of(s) for s in batch_scores if s.passed)
@@ -231,6 +228,25 @@ async def score_candidates(event: CandidatesGenerated | CandidatesStored, so_far
     telemetry.STAGE_SECONDS.labels("scorer", "score").observe(seconds)
     count_verdicts(scoring.profile, scores)
     return Scored(scores, seconds)
+
+
+async def score_lots(scorer: Scorer, images: Sequence[bytes], styled: Sequence[Lot],
+                     scorings: Sequence[Scoring]) -> dict[int, ImageVerdict]:
+    """The verdicts of a batch's `images` by position, each style's lot scored as its `scorings`
+    says, the lots side by side: each walks its tiers in rounds of a few images, and one lot at
+    a time left the scorer's workers waiting at the end of every round."""
+    found = await asyncio.gather(*(asyncio.to_thread(score_decodable, scorer, [images[p] for p in lot.positions],
+                                                     scoring=lot_scoring)
+                                   for lot, lot_scoring in zip(styled, scorings, strict=True)))
+    return {p: verdict for lot, verdicts in zip(styled, found, strict=True)
+            for p, verdict in zip(lot.positions, verdicts, strict=True)}
+
+
+def lot_scoring(scoring: Scoring, lot: Lot, batch: Sequence[CandidateRef], *, tiered: bool) -> Scoring:
+    """How one style's candidates of a batch are scored: tiered, until its own share's best are
+    known (`Enough`), where the job allows it."""
+    enough = Enough(lot.share, tuple(batch[p].index for p in lot.positions), lot.selected) if tiered and lot.share else None
+    return replace(scoring, tiered=tiered, enough=enough)
 
 
 def count_verdicts(profile: Profile, scores: Sequence[CandidateScore]) -> None:
