@@ -219,8 +219,8 @@ async def score_candidates(event: CandidatesGenerated | CandidatesStored, so_far
         data = await candidate_images(bench.objects, batch)
         clock = time.perf_counter()
         styled = lots(order, batch, passing=passed)  # style by style: each is measured until its own best are known
-        verdicts = await score_lots(bench.scorer, data, styled, [lot_scoring(scoring, lot, batch, tiered=tiered)
-                                                                 for lot in styled])
+        verdicts = await score_lots(bench.scorer, data, styled=styled,
+                                    scorings=[lot_scoring(scoring, lot, batch=batch, tiered=tiered) for lot in styled])
         seconds += time.perf_counter() - clock
         batch_scores = [domain.candidate_score(c, event.attempt, verdict=verdicts[p]) for p, c in enumerate(batch)]
         passed += tuple(domain.Passing.of(s) for s in batch_scores if s.passed)
@@ -230,7 +230,7 @@ async def score_candidates(event: CandidatesGenerated | CandidatesStored, so_far
     return Scored(scores, seconds)
 
 
-async def score_lots(scorer: Scorer, images: Sequence[bytes], styled: Sequence[Lot],
+async def score_lots(scorer: Scorer, images: Sequence[bytes], *, styled: Sequence[Lot],
                      scorings: Sequence[Scoring]) -> dict[int, ImageVerdict]:
     """The verdicts of a batch's `images` by position, each style's lot scored as its `scorings`
     says, the lots side by side: each walks its tiers in rounds of a few images, and one lot at
@@ -242,7 +242,7 @@ async def score_lots(scorer: Scorer, images: Sequence[bytes], styled: Sequence[L
             for p, verdict in zip(lot.positions, verdicts, strict=True)}
 
 
-def lot_scoring(scoring: Scoring, lot: Lot, batch: Sequence[CandidateRef], *, tiered: bool) -> Scoring:
+def lot_scoring(scoring: Scoring, lot: Lot, *, batch: Sequence[CandidateRef], tiered: bool) -> Scoring:
     """How one style's candidates of a batch are scored: tiered, until its own share's best are
     known (`Enough`), where the job allows it."""
     enough = Enough(lot.share, tuple(batch[p].index for p in lot.positions), lot.selected) if tiered and lot.share else None

@@ -33,7 +33,7 @@ def test_the_styles_of_a_batch_are_scored_side_by_side_each_with_its_own_scoring
     generic = Scoring(profile=load_profile("generic"))
     scorings = [generic, replace(generic, profile=load_profile("product")), generic]
 
-    verdicts = asyncio.run(score_lots(MeetingScorer(scorer, len(styled)), images, styled, scorings))
+    verdicts = asyncio.run(score_lots(MeetingScorer(scorer, len(styled)), images, styled=styled, scorings=scorings))
 
     assert sorted(verdicts) == [0, 1, 2, 3, 4]
     for lot, scoring in zip(styled, scorings, strict=True):
