@@ -236,8 +236,8 @@ async def score_lots(scorer: Scorer, images: Sequence[bytes], *, styled: Sequenc
     says, the lots side by side: each walks its tiers in rounds of a few images, and one lot at
     a time left the scorer's workers waiting at the end of every round."""
     found = await asyncio.gather(*(asyncio.to_thread(score_decodable, scorer, [images[p] for p in lot.positions],
-                                                     scoring=lot_scoring)
-                                   for lot, lot_scoring in zip(styled, scorings, strict=True)))
+                                                     scoring=scoring)
+                                   for lot, scoring in zip(styled, scorings, strict=True)))
     return {p: verdict for lot, verdicts in zip(styled, found, strict=True)
             for p, verdict in zip(lot.positions, verdicts, strict=True)}
 
