@@ -3,6 +3,7 @@ painting_workers.py): the same PNGs, and the same portraits of a subject, as pai
 workers that give way to the services, taken in fair turns by the router's call turn."""
 
 import asyncio
+import functools
 import os
 
 import pytest
@@ -48,6 +49,12 @@ async def test_the_workers_give_way_to_the_services():
 async def test_another_tenants_painting_is_made_next_not_after_a_floods_queued_ones():
     workers = painting_workers._workers()
     finished: list[str] = []
+    # The spare worker's process started and its painting imported: a cold one took longer to
+    # start than the flood's workers took to finish more of theirs.
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(painting_workers._pool(spare=True), functools.partial(
+        painting_workers.paint_range, CandidateRange(prompt="warm", seed=0, count=1), width=64, height=64,
+        defect_rate=0.0))
 
     async def call(tenant: str, n: int) -> None:
         CALL_TURN.set(Turn(tenant=tenant))
