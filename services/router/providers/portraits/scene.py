@@ -97,14 +97,15 @@ def heads_for(look: Look, take: PictureDraws, *, crops: list[FaceCrop]) -> list[
                  mirrored=bool(rng.random() < 0.5)) for crop, slot in zip(crops, slots)]
 
 
-def paint_scene(look: Look, take: PictureDraws, *, heads: list[Head]) -> Image.Image:
-    """The backdrop, each head's body in the wardrobe's colour and the head itself, under the light."""
+def paint_scene(look: Look, take: PictureDraws, *, heads: list[Head]) -> np.ndarray:
+    """The backdrop, each head's body in the wardrobe's colour and the head itself, under the
+    light: (H, W, 3) float32 RGB, 0 to 255, for the camera's finish to work on."""
     canvas = backdrop(look, take)
     for head in heads:
         _body(canvas, Shot(look, take), head=head)
     for head in heads:
         _paste_head(canvas, head)
-    return lit(canvas, look, take=take)
+    return lit_pixels(canvas, look, take=take)
 
 
 def backdrop(look: Look, take: PictureDraws) -> Image.Image:
@@ -124,8 +125,8 @@ def backdrop(look: Look, take: PictureDraws) -> Image.Image:
         radius = rng.uniform(0.1, 0.35) * small_w
         glow = np.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / (2 * radius ** 2)) * rng.uniform(0.1, 0.3)
         pixels += 255 * glow[:, :, None]
-    small = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
-    return small.resize((take.width, take.height), Image.Resampling.BILINEAR)
+    small = np.clip(pixels, 0, 255).astype(np.uint8)
+    return Image.fromarray(cv2.resize(small, (take.width, take.height), interpolation=cv2.INTER_LINEAR))
 
 
 def _panel(pixels: np.ndarray, rng: np.random.Generator, *, look: Look) -> None:
@@ -206,11 +207,19 @@ def _head_mask() -> Image.Image:
 
 
 def lit(canvas: Image.Image, look: Look, *, take: PictureDraws) -> Image.Image:
-    """The light: from one side (its strength), a vignette, a gain and a tint."""
+    """The canvas under the light (`lit_pixels`), as an image."""
+    return Image.fromarray(lit_pixels(canvas, look, take=take).astype(np.uint8))
+
+
+def lit_pixels(canvas: Image.Image, look: Look, *, take: PictureDraws) -> np.ndarray:
+    """The light: from one side (its strength), a vignette, a gain and a tint; (H, W, 3)
+    float32, clipped to 0..255, not yet rounded."""
     side, vignette, gain, tint = LIGHTS[look.light]
     direction = 1.0 if take.rng.random() < 0.5 else -1.0
     xs = np.linspace(-1, 1, take.width, dtype=np.float32)[None, :]
     ys = np.linspace(-1, 1, take.height, dtype=np.float32)[:, None]
     field = gain * (1 + side * direction * xs) * (1 - vignette * (xs ** 2 + ys ** 2) / 2)
-    pixels = np.asarray(canvas, dtype=np.float32) * field[:, :, None] * np.array(tint, dtype=np.float32)
-    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+    pixels = np.asarray(canvas, dtype=np.float32)
+    pixels *= field[:, :, None]
+    pixels *= np.array(tint, dtype=np.float32)
+    return np.clip(pixels, 0, 255, out=pixels)
