@@ -95,6 +95,8 @@ def show_subject(console: Console, subject: Subject, *, verdicts: list[PhotoVerd
     if subject.identity:
         console.print(f"  identity: {subject.identity.get('provider')} {subject.identity.get('model')}"
                       f" weights {str(subject.identity.get('weights_sha256'))[:12]}")
+    for waived in subject.waived_checks:
+        console.print(f"  {waived.dimension} not checked: {waived.reason}", soft_wrap=True)
     for verdict in verdicts:
         mark = "accepted" if verdict.accepted else "refused"
         console.print(f"  photo {verdict.n} ({verdict.source}): {mark}" +

@@ -30,6 +30,7 @@ SAME_MEANING = {
     "SubjectPage": "a page of subjects, as the API and the client show it",
     "Subjects": "the subjects' operations: the service's and the client's `client.subjects`",
     "Upload": "a screened photo, as the API and the client show it",
+    "WaivedCheck": "a check a subject's candidates are not held to, as the API and the client show it",
     "Usage": "usage as the API answers it: the plan's (and the client's model), OpenAI's shape",
     "NotFound": "no such object: delivery's routes raise it, the client raises its own",
     # one idea in two services

@@ -5,7 +5,9 @@ with `subject=person|product`); judging it is ingest's.
   which finds a photo that repeats another.
 * A person: the faces found, with the detector the `faces` dimension uses, and the embedding
   of the face where exactly one is found (dlib's 128 numbers, aligned on five landmarks: the
-  one the `identity` dimension compares), so ingest can hold every photo to one person.
+  one the `identity` dimension compares), so ingest can hold every photo to one person; and
+  the open eyes found in that face (`eyes_open`'s count), so the subject can say whether its
+  candidates will be held to open eyes (`profiles.eyes_waiver`).
 * A product: the foreground found by GrabCut seeded with the central box (the idea of the
   local background removal stage), its share of the frame and its box, and how far its
   colour stands from the background's (CIELAB ΔE of their medians): a product that fills
@@ -55,7 +57,9 @@ class DecodedPhoto:
         embedding = None
         if finding.single is not None and face_models.embedding_available():
             embedding = [float(v) for v in face_models.face_embedding(self.rgb, finding.single)]
-        return {"faces": faces, "embedding": embedding, "embedding_available": face_models.embedding_available()}
+        eyes = None if finding.single is None or math.isnan(finding.eyes) else finding.eyes
+        return {"faces": faces, "embedding": embedding, "embedding_available": face_models.embedding_available(),
+                "eyes": eyes}
 
     def product(self) -> dict[str, Any]:
         return {"foreground": foreground(self.rgb)}

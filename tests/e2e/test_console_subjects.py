@@ -1,10 +1,13 @@
 """Subjects in the console, in a real headless browser: a subject made from photos dropped on
-the form (four of one person, one of someone else), each photo's verdict on its page, an order
+the form (four of one person, one of someone else), each photo's verdict on its page, a person in glasses told that their eyes will not be checked, an order
 of it across two styles with the training line in its quote, followed to the job's page, whose
 delivered images are grouped by style; screenshots under artifacts/console/."""
 
+import base64
+import io
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 from matplotlib import cbook
 from PIL import Image
 from skimage import data
@@ -18,6 +21,7 @@ from tests.e2e.test_console import (  # noqa: F401  (fixtures)
     screenshot,
     text_of,
 )
+from tests.scorer import planted
 
 
 def photo_files(folder) -> list[str]:
@@ -44,6 +48,7 @@ def test_a_subject_made_from_dropped_photos_is_ordered_across_styles(console, te
     page.wait_for_url("**/console/subjects/*", timeout=JOB_TIMEOUT_MS)
     page.locator("#subject-state[data-state=ready]").wait_for()
     assert text_of(page, "photos-accepted") == "4"
+    assert page.get_by_test_id("waived-checks").count() == 0, "her eyes are found: nothing goes unchecked"
     refused = page.get_by_test_id("verdict-3")
     assert refused.get_attribute("data-accepted") == "false"
     assert "another person: identity" in refused.inner_text()
@@ -68,4 +73,24 @@ def test_a_subject_made_from_dropped_photos_is_ordered_across_styles(console, te
     assert set(shown) <= {"corporate", "casual", "other"}
     assert page.locator(".style-group .outputs li").count() == len(job["outputs"])
     screenshot(page, "subject-order-desktop")
+    assert_only_local_requests(console)
+
+
+def test_a_subject_in_glasses_is_told_on_its_page_that_its_eyes_will_not_be_checked(console, tenant_factory):  # noqa: F811
+    photos = []
+    for photo in poses(Image.fromarray(data.astronaut()), 4):
+        with Image.open(io.BytesIO(photo)) as pose:
+            worn = planted.in_glasses(np.asarray(pose.convert("RGB")))
+        photos.append(base64.b64encode(jpeg(Image.fromarray(worn))).decode())
+    with ThreadPoolExecutor(1) as pool:  # beside Playwright's event loop
+        tenant = pool.submit(tenant_factory, 100).result()
+        made = pool.submit(tenant.http.post, "/v1/subjects", json={"kind": "person", "name": "Ada in glasses",
+                                                                   "photos": photos}, timeout=120).result()
+    assert made.status_code == 201, made.text
+    page = console.page(tenant.api_key)
+    page.goto(f"/console/subjects/{made.json()['id']}")
+    page.locator("#subject-state[data-state=ready]").wait_for()
+    assert text_of(page, "waived-checks").startswith(
+        "eyes_open: two open eyes are found in only 0 of the subject's 4 photos with one face")
+    screenshot(page, "subject-in-glasses-desktop")
     assert_only_local_requests(console)

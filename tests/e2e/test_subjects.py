@@ -30,15 +30,18 @@ from services.common.contracts import (
     IdentityUse,
     topic_of,
 )
+from services.common.quality.profiles import eyes_waiver
 from services.common.sealing import SubjectField, open_bytes
 from services.common.storage import ObjectStore
 from services.ingest.key_encryption import keyring_of
 from services.ingest.receipts.replay import ReceiptReplay, replay_receipts
 from services.ingest.settings import IngestSettings
 from tests.e2e.conftest import LEDGER_ADMIN_TOKEN, make_tenant, wait_for_audit
+from tests.e2e.test_jobs_cli import genline
 from tests.e2e.test_webhooks import Receiver, create_endpoint, verifies
 from tests.kafka import publish_envelopes
 from tests.polling import until
+from tests.scorer import planted
 
 
 def b64(photo: bytes) -> str:
@@ -121,6 +124,29 @@ def test_eight_photos_of_one_person_make_a_ready_subject_and_every_other_photo_i
     assert (subject["state"], subject["photos_accepted"], subject["photos_refused"]) == ("ready", 8, 4)
     assert [p["n"] for p in subject["photos"]] == list(range(1, 13))
     assert subject["trigger_word"].startswith("gl") and len(subject["photo_set_sha256"]) == 64
+    assert subject["waived_checks"] == [], "her eyes are found: her candidates are held to open eyes"
+
+
+def test_a_person_whose_eyes_the_detector_cannot_see_is_told_at_once_that_they_will_not_be_checked(module_tenant,
+                                                                                                  photos, platform):
+    in_glasses = []
+    for name in ("pose0", "pose1", "pose3", "pose4", "pose5"):
+        with Image.open(io.BytesIO(photos[name])) as pose:
+            in_glasses.append(jpeg(Image.fromarray(planted.in_glasses(np.asarray(pose.convert("RGB"))))))
+    response = create(module_tenant, name="Ada in glasses", photos=[b64(photo) for photo in in_glasses])
+    assert response.status_code == 201, response.text
+    subject = response.json()
+    assert (subject["state"], subject["photos_accepted"]) == ("ready", 5), subject["photos"]
+    assert all(photo["eyes"] is not None and photo["eyes"] < 2 for photo in subject["photos"])
+    assert subject["waived_checks"] == [{"dimension": "eyes_open", "reason": eyes_waiver(faced=5, eyes_seen=0)}]
+    assert subject["waived_checks"][0]["reason"].startswith("two open eyes are found in only 0 of the subject's 5"
+                                                            " photos with one face")
+    again = module_tenant.http.get(f"/v1/subjects/{subject['id']}").json()
+    assert again["waived_checks"] == subject["waived_checks"]
+    shown = genline("subjects", "show", subject["id"], api_url=platform.ingest_url, api_key=module_tenant.api_key)
+    assert shown.returncode == 0, shown.stderr
+    assert "eyes_open not checked: two open eyes are found in only 0 of the subject's 5 photos" in \
+        " ".join(shown.stdout.split())
 
 
 def test_only_accepted_photos_are_kept_sealed_with_the_subjects_own_key(screened, endpoints, object_store: ObjectStore):

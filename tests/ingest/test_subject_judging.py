@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from services.common.contracts import IdentityPlanned, IdentityTrained, IdentityTrainingFailed, IdentityUse
+from services.common.quality.profiles import eyes_waiver
 from services.common.templates import load_catalogue
 from services.ingest.subjects.domain import identity_move, photo_set_sha256, state_after_photos
 from services.ingest.subjects.judging import (
@@ -20,6 +21,7 @@ from services.ingest.subjects.judging import (
     centroid_of,
     judged,
 )
+from services.ingest.subjects.views import waived_checks
 
 RNG = np.random.default_rng(7)
 ADA, GRACE = RNG.normal(0, 0.08, 128), RNG.normal(0, 0.08, 128)
@@ -146,3 +148,21 @@ def test_states_move_with_identity_events():
     assert identity_move("training", "newer", event=trained).state == "ready"  # photos changed while it trained
     assert identity_move("training", "set", event=failed).state == "failed"
     assert identity_move("erased", "set", event=trained) is None
+
+
+def rows(eyes: list, *, refused: int = 0) -> list[dict]:
+    """Photo rows as stored: the accepted ones with the eyes counted in them (a missing key: a
+    photo kept before eyes were counted), then `refused` refused ones with none counted."""
+    kept = [{"accepted": True, "verdict": {} if count == "unknown" else {"eyes": count}} for count in eyes]
+    return kept + [{"accepted": False, "verdict": {"eyes": 0.0}}] * refused
+
+
+def test_a_person_is_told_their_eyes_will_not_be_checked_by_the_rule_the_scorer_judges_with():
+    assert waived_checks("person", rows([2.0, 2.0, 1.0, 0.0], refused=3)) == [], "two of four: held to them"
+    [waived] = waived_checks("person", rows([2.0, 1.0, 0.0, 0.0, 3.0]))
+    assert waived.dimension == "eyes_open"
+    assert waived.reason == eyes_waiver(faced=5, eyes_seen=2) and "only 2 of the subject's 5 photos" in waived.reason
+    assert waived_checks("person", rows([0.0, 0.0, 0.0, "unknown"])) == [], "not counted in one photo: not said"
+    assert waived_checks("person", rows([0.0, None, 0.0, 0.0])) == [], "no eye detector: not said"
+    assert waived_checks("product", rows([0.0, 0.0, 0.0, 0.0])) == []
+    assert waived_checks("person", rows([], refused=4)) == []

@@ -69,6 +69,7 @@ from genline_client.models import (
     Usage,
     UsageDay,
     Video,
+    WaivedCheck,
 )
 from genline_client.provenance import verify_file
 from genline_client.receipts import ReceiptVerificationError, verify_chain, verify_receipt
@@ -82,7 +83,7 @@ __all__ = [
     "NO_RETRIES", "NotFound", "Output", "PayloadTooLarge", "PhotoVerdict", "PhotosAdded", "Subject", "SubjectPage", "PaymentRequired", "PermissionDenied", "Preview", "Progress",
     "RateLimited",
     "ReceiptVerificationError", "RetryPolicy", "ServerError", "ServiceUnavailable", "SubmittedJob", "Unauthorized",
-    "Upload", "Usage", "UsageDay", "ValidationError", "Video", "WaitTimeout", "WebhookVerificationError", "verify_chain",
+    "Upload", "Usage", "UsageDay", "ValidationError", "Video", "WaitTimeout", "WaivedCheck", "WebhookVerificationError", "verify_chain",
     "verify_file", "verify_receipt",
     "verify_webhook",
 ]

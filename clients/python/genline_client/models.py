@@ -355,7 +355,15 @@ class PhotoVerdict(APIModel):
     reasons: list[str] = []
     identity_distance: float | None = None
     near_duplicate_of: int | None = None
+    eyes: float | None = Field(None, description="a person's photo: the open eyes found in its face")
     source: str = ""
+
+
+class WaivedCheck(APIModel):
+    """A check a subject's candidates are not held to, and why."""
+
+    dimension: str
+    reason: str
 
 
 class Subject(APIModel):
@@ -372,6 +380,7 @@ class Subject(APIModel):
     reason: str = ""
     identity: dict[str, Any] | None = None
     photos: list[PhotoVerdict] = []
+    waived_checks: list[WaivedCheck] = Field([], description="checks its candidates will not be held to, and why")
     created_at: datetime
     updated_at: datetime
 

@@ -254,6 +254,17 @@ SUBJECT_CHECKS = {
 }
 
 
+def eyes_waiver(*, faced: int, eyes_seen: int | None) -> str | None:
+    """Why `eyes_open` does not hold a person's candidates, or None where it does: in fewer
+    than half of the person's photos with one face are two open eyes found (glasses hide eyes
+    from OpenCV's eye cascade, and every candidate would then fail). None too where nothing
+    says (no photo with one face, or the eyes not counted)."""
+    if not faced or eyes_seen is None or 2 * eyes_seen >= faced:
+        return None
+    return (f"two open eyes are found in only {eyes_seen} of the subject's {faced} photos with one face"
+            " (glasses can hide eyes from the eye detector), so its candidates are not held to them")
+
+
 def with_subject_checks(profile: Profile, kind: str) -> Profile:
     """`profile` with the checks of a subject of `kind` that it lacks, at their dimensions'
     default bounds and weights, and all of them required: an order of a subject is checked

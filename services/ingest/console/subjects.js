@@ -106,6 +106,9 @@ export function subjectPage(subjectId) {
       h("span", {id: "subject-state", "data-state": subject.state, role: "status"}, badge(subject.state))),
     h("section", {}, facts([["Kind", subject.kind], ["Photos accepted", subject.photos_accepted, "photos-accepted"],
       ["Photos refused", subject.photos_refused], ["Why", subject.reason || undefined],
+      ["Not checked", (subject.waived_checks || []).length
+        ? subject.waived_checks.map((waived) => `${waived.dimension}: ${waived.reason}`).join("; ") : undefined,
+        "waived-checks"],
       ["Identity", identity ? `${identity.provider} ${identity.model}, weights ${identity.weights_sha256.slice(0, 12)}…`
         : "not trained yet (an order trains it, or goes by reference)"],
       ["Erased after", subject.keep ? "kept" : when(subject.erase_after)], ["Created", when(subject.created_at)]])),

@@ -47,10 +47,19 @@ class PhotoVerdict(BaseModel):
                                                               " centroid of the subject's other photos (one person:"
                                                               " under 0.6)")
     near_duplicate_of: int | None = Field(None, description="the photo it repeats, when it was refused for that")
+    eyes: float | None = Field(None, description="a person's photo with one face: the open eyes the eye detector"
+                                                 " found in it (2: both); null where not counted")
     source: str = Field(description="where the request held it: photos[i] or uploads[i] (an upload's id)")
     width: int | None = None
     height: int | None = None
     added_at: datetime
+
+
+class WaivedCheck(BaseModel):
+    """A check the subject's candidates are not held to, and why."""
+
+    dimension: str
+    reason: str
 
 
 class SubjectIdentity(BaseModel):
@@ -85,6 +94,9 @@ class Subject(BaseModel):
     erase_after: datetime | None = Field(None, description="when the retention erases it unless it is ordered"
                                                            " again; null when it is kept")
     photos: list[PhotoVerdict] = Field([], description="every photo offered, with its verdict")
+    waived_checks: list[WaivedCheck] = Field([], description="checks its candidates will not be held to, each with"
+                                                             " why: eyes_open for a person in whose own photos the eye"
+                                                             " detector finds two open eyes in fewer than half")
     url: str
 
 

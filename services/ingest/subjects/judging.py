@@ -48,6 +48,8 @@ class PhotoMeasures:
     fingerprint: str
     embedding: tuple[float, ...] | None = None
     foreground: dict[str, Any] | None = None
+    # Open eyes found in a person's one face; None without one face, or where not counted.
+    eyes: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,8 +91,10 @@ class PhotoJudgement:
         return not self.reasons
 
     def as_json(self) -> dict[str, Any]:
+        measured = self.offered.measured
         return {"source": self.offered.source, "reasons": self.reasons, "checks": self.checks,
-                "identity_distance": self.identity_distance, "near_duplicate_of": self.repeats}
+                "identity_distance": self.identity_distance, "near_duplicate_of": self.repeats,
+                "eyes": measured.eyes if measured is not None else None}
 
 
 @dataclass(frozen=True)

@@ -161,7 +161,7 @@ def measured_of(answer: dict[str, Any]) -> judging.PhotoMeasures:
     embedding = shown.get("embedding")
     return judging.PhotoMeasures(values=answer["values"], width=shown["width"], height=shown["height"],
                             fingerprint=shown["fingerprint"], embedding=tuple(embedding) if embedding else None,
-                            foreground=shown.get("foreground"))
+                            foreground=shown.get("foreground"), eyes=shown.get("eyes"))
 
 
 def refuse_unwilling(row: dict[str, Any] | None, subject_id: UUID) -> None:

@@ -12,8 +12,9 @@ import numpy as np
 
 from services.common.contracts import SealedText, SubjectPhoto, SubjectRef
 from services.common.problems import Problem
+from services.common.quality.profiles import eyes_waiver
 from services.common.sealing import SubjectField, open_bytes, seal_bytes, seal_subject_text
-from services.ingest.subjects.domain import PhotoVerdict, Subject, SubjectIdentity, erase_after
+from services.ingest.subjects.domain import PhotoVerdict, Subject, SubjectIdentity, WaivedCheck, erase_after
 from services.ingest.subjects.judging import Kept
 
 
@@ -21,8 +22,23 @@ def photo_verdict(row: dict[str, Any]) -> PhotoVerdict:
     verdict = row["verdict"]
     return PhotoVerdict(n=row["n"], sha256=row["sha256"], accepted=row["accepted"], reasons=verdict.get("reasons", []),
                         checks=verdict.get("checks", []), identity_distance=verdict.get("identity_distance"),
-                        near_duplicate_of=verdict.get("near_duplicate_of"), source=verdict.get("source", ""),
-                        width=row["width"], height=row["height"], added_at=row["added_at"])
+                        near_duplicate_of=verdict.get("near_duplicate_of"), eyes=verdict.get("eyes"),
+                        source=verdict.get("source", ""), width=row["width"], height=row["height"],
+                        added_at=row["added_at"])
+
+
+def waived_checks(kind: str, photos: Sequence[dict[str, Any]]) -> list[WaivedCheck]:
+    """The checks a subject's candidates will not be held to, told when its photos are: a
+    person's open eyes, by the rule the scorer judges them with (`profiles.eyes_waiver`), from
+    the eyes counted in each accepted photo (one face each). Photos kept before their eyes were
+    counted leave it unsaid; the scorer still applies the rule to them."""
+    accepted = [p["verdict"] for p in photos if p["accepted"]]
+    if kind != "person" or not accepted or any("eyes" not in verdict for verdict in accepted):
+        return []
+    counted = [verdict["eyes"] for verdict in accepted]
+    eyes_seen = None if any(eyes is None for eyes in counted) else sum(eyes >= 2 for eyes in counted)
+    waiver = eyes_waiver(faced=len(accepted), eyes_seen=eyes_seen)
+    return [WaivedCheck(dimension="eyes_open", reason=waiver)] if waiver else []
 
 
 def subject_view(row: dict[str, Any], photos: Sequence[dict[str, Any]], *, retention: timedelta) -> Subject:
@@ -34,7 +50,7 @@ def subject_view(row: dict[str, Any], photos: Sequence[dict[str, Any]], *, reten
                    reason=row["reason"], identity=identity, created_at=row["created_at"],
                    updated_at=row["updated_at"], last_ordered_at=row["last_ordered_at"],
                    erase_after=erase_after(row, retention), photos=[photo_verdict(p) for p in photos],
-                   url=f"/v1/subjects/{row['id']}")
+                   waived_checks=waived_checks(row["kind"], photos), url=f"/v1/subjects/{row['id']}")
 
 
 def encode_cursor(row: dict[str, Any]) -> str:

@@ -35,6 +35,7 @@ import torch
 from services.common import face_models
 from services.common.contracts import SubjectKind
 from services.common.quality.dimensions import Dimension
+from services.common.quality.profiles import eyes_waiver
 from services.scorer.dimensions.batch import ImageBatch
 from services.scorer.dimensions.faces import find_faces, findings, per_image, rgb_images
 from services.scorer.dimensions.portrait import skin_colour
@@ -88,10 +89,7 @@ class Likeness:
     def eyes_waiver(self) -> str | None:
         """Why eyes_open does not hold this subject's candidates, or None where it does: the
         eye detector finds two open eyes in fewer than half of the photos with one face."""
-        if self.kind != "person" or not self.faced or self.eyes_seen is None or 2 * self.eyes_seen >= self.faced:
-            return None
-        return (f"two open eyes are found in only {self.eyes_seen} of the subject's {self.faced} photos with one face"
-                " (glasses can hide eyes from the eye detector), so its candidates are not held to them")
+        return eyes_waiver(faced=self.faced, eyes_seen=self.eyes_seen) if self.kind == "person" else None
 
     def notes(self) -> dict[str, str]:
         """What each dimension measured against, added to its reasons."""
