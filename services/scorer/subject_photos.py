@@ -2,7 +2,10 @@
 with `subject=person|product`); judging it is ingest's.
 
 * Every photo: its size and its perceptual fingerprint (`services.common.quality.fingerprints`),
-  which finds a photo that repeats another.
+  which finds a photo that repeats another. Its checks' values (the route's) and a person's
+  faces are measured on its working copy (`likeness.working_copy`: at most 1,024 pixels a
+  side, the size it is used at), with its luma decoded as a candidate's, as the scorer will
+  see the photo when it judges the subject's candidates (`likeness.subject_photo`).
 * A person: the faces found, with the detector the `faces` dimension uses, and the embedding
   of the face where exactly one is found (dlib's 128 numbers, aligned on five landmarks: the
   one the `identity` dimension compares), so ingest can hold every photo to one person; and
@@ -25,6 +28,7 @@ from PIL import Image
 from services.common import face_models
 from services.common.quality.fingerprints import fingerprint_of
 from services.scorer.dimensions.faces import find_faces
+from services.scorer.dimensions.likeness import subject_photo
 
 GRABCUT_SIDE = 256
 BORDER = 0.08
@@ -51,19 +55,25 @@ class DecodedPhoto:
         height, width = self.rgb.shape[:2]
         return {"width": width, "height": height, "fingerprint": fingerprint_of(Image.fromarray(self.rgb))}
 
-    def person(self) -> dict[str, Any]:
-        finding = find_faces(cv2.cvtColor(self.rgb, cv2.COLOR_RGB2GRAY))
-        faces = [{"x": f.x, "y": f.y, "width": f.width, "height": f.height} for f in finding.faces]
-        embedding = None
-        if finding.single is not None and face_models.embedding_available():
-            embedding = [float(v) for v in face_models.face_embedding(self.rgb, finding.single)]
-        eyes = None if finding.single is None or math.isnan(finding.eyes) else finding.eyes
-        return {"faces": faces, "embedding": embedding, "embedding_available": face_models.embedding_available(),
-                "eyes": eyes}
-
     def product(self) -> dict[str, Any]:
         return {"foreground": foreground(self.rgb)}
 
+
+def person(photo: bytes, *, width: int) -> dict[str, Any]:
+    """A person's photo as the scorer will judge it (`likeness.subject_photo`: its working copy,
+    its luma decoded as a candidate's), so that screening and judging find the same faces; the
+    faces' boxes in the photo's own pixels (`width` its own)."""
+    rgb, luma = subject_photo(0, photo)
+    finding = find_faces(luma)
+    to_photo = width / rgb.shape[1]
+    faces = [{"x": round(f.x * to_photo), "y": round(f.y * to_photo), "width": round(f.width * to_photo),
+              "height": round(f.height * to_photo)} for f in finding.faces]
+    embedding = None
+    if finding.single is not None and face_models.embedding_available():
+        embedding = [float(v) for v in face_models.face_embedding(rgb, finding.single)]
+    eyes = None if finding.single is None or math.isnan(finding.eyes) else finding.eyes
+    return {"faces": faces, "embedding": embedding, "embedding_available": face_models.embedding_available(),
+            "eyes": eyes}
 
 def foreground(rgb: np.ndarray) -> dict[str, Any]:
     """The subject GrabCut separates from the border: its share of the frame, its box (in the
@@ -99,4 +109,6 @@ def foreground(rgb: np.ndarray) -> dict[str, Any]:
 def measured_subject(photo: bytes, kind: str) -> dict[str, Any]:
     """What ingest's screening reads of one photo of a subject of `kind` (person, product)."""
     decoded = DecodedPhoto.decoded(photo)
-    return decoded.common() | (decoded.person() if kind == "person" else decoded.product())
+    if kind != "person":
+        return decoded.common() | decoded.product()
+    return decoded.common() | person(photo, width=decoded.rgb.shape[1])

@@ -48,6 +48,12 @@ LOWE_RATIO = 0.75
 REPROJECTION_PX = 6.0
 MOST_MATCHES = 100
 EMBEDDING_SIZE = 128
+# A subject's photos are screened and judged at the size they are used at: trainers work on
+# copies of 512 to 1024 pixels (fal's multiresolution training), and candidates are made about
+# that size. A phone stores 12 megapixels where its lens and noise reduction resolve far fewer,
+# so at its own size a sharp photo reads as blurred to a per-pixel measure (the variance of the
+# Laplacian falls with every enlargement: a 384-pixel portrait's 915 is 50 at 1024 pixels).
+WORKING_SIDE = 1024
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -117,13 +123,14 @@ def judged_against_subject(dimension: Dimension) -> Dimension:
 
 
 def likeness_of(subject: OpenedSubject) -> Likeness:
-    """Decode the subject's photos once: a person's skin (and its centroid, when the job did
-    not carry one), a product's features. ValueError names a photo that does not decode."""
-    decoded = [_decoded(index, data) for index, data in enumerate(subject.photos)]
+    """Decode the subject's photos once, as their screening saw them (`subject_photo`): a
+    person's skin (and its centroid, when the job did not carry one), a product's features.
+    ValueError names a photo that does not decode."""
+    decoded = [subject_photo(index, data) for index, data in enumerate(subject.photos)]
     if subject.kind == "product":
-        views = tuple(product_view(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)) for rgb in decoded)
+        views = tuple(product_view(luma) for _, luma in decoded)
         return Likeness(subject_id=subject.subject_id, kind="product", photos=len(decoded), views=views)
-    findings = [(rgb, find_faces(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))) for rgb in decoded]
+    findings = [(rgb, find_faces(luma)) for rgb, luma in decoded]
     faced = [(rgb, finding.single) for rgb, finding in findings if finding.single is not None]
     eyes = [finding.eyes for _, finding in findings if finding.single is not None]
     eyes_seen = None if any(math.isnan(found) for found in eyes) else sum(found >= 2 for found in eyes)
@@ -147,11 +154,28 @@ def centroid_from(clear: bytes) -> np.ndarray:
     return values.astype(np.float64)
 
 
-def _decoded(index: int, data: bytes) -> np.ndarray:
-    rgb = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR_RGB)
-    if rgb is None:
+def working_copy(photo: bytes) -> bytes:
+    """A subject's photo at the size it is used at: itself when it is at most WORKING_SIDE
+    pixels on its longer side, else scaled down to that (averaging the pixels each one
+    covers), as a PNG. Bytes that do not decode are given back, for their reader to refuse."""
+    rgb = cv2.imdecode(np.frombuffer(photo, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if rgb is None or max(rgb.shape[:2]) <= WORKING_SIDE:
+        return photo
+    scale = WORKING_SIDE / max(rgb.shape[:2])
+    size = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))
+    return bytes(cv2.imencode(".png", cv2.resize(rgb, size, interpolation=cv2.INTER_AREA))[1])
+
+
+def subject_photo(index: int, data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """A subject's photo as it is screened and judged: its working copy in RGB, and its luma
+    decoded as a candidate's is (the decoder's own grey, not one converted from RGB: the two
+    differ by a level here and there, enough to tip a borderline second face in or out)."""
+    working = np.frombuffer(working_copy(data), dtype=np.uint8)
+    rgb = cv2.imdecode(working, cv2.IMREAD_COLOR_RGB)
+    luma = cv2.imdecode(working, cv2.IMREAD_GRAYSCALE)
+    if rgb is None or luma is None:
         raise ValueError(f"photo {index} of the subject could not be decoded")
-    return rgb
+    return rgb, luma
 
 
 def product_view(luma: np.ndarray) -> ProductView:

@@ -2,7 +2,8 @@
 
 Ingest asks it to check an input photo against its template (services/ingest/inputs/guidance.py)
 with the very code that scores candidates, so a threshold means the same on both sides; with
-`subject=person|product`, the answer's `subject` says what a subject's photo shows besides
+`subject=person|product`, the photo is measured at the size it is used at (at most 1,024
+pixels a side: `likeness.working_copy`), and the answer's `subject` says what it shows besides
 (services/scorer/subject_photos.py: faces and the face's embedding, or the product's
 foreground; size and fingerprint).
 Internal: served on the scorer's own port, which only the cluster reaches.
@@ -17,6 +18,7 @@ from starlette.routing import Route
 
 from services.common.quality.profiles import profile_of_dimensions
 from services.scorer.dimensions import Scorer, Scoring, UndecodableImage
+from services.scorer.dimensions.likeness import working_copy
 from services.scorer.subject_photos import UnreadablePhoto, measured_subject
 
 MAX_PHOTO_BYTES = 32 * 1024 * 1024
@@ -27,6 +29,12 @@ def measured_values(scorer: Scorer, photo: bytes, *, dimensions: tuple[str, ...]
     """Each dimension's value for `photo`; None where it was not measured (no model, no input)."""
     verdict = scorer.score([photo], Scoring(profile=profile_of_dimensions(dimensions)))[0]
     return {name: _finite(verdict.dimensions[name].value) for name in dimensions}
+
+
+def measured_photo(scorer: Scorer, photo: bytes, *, dimensions: tuple[str, ...],
+                   subject: str | None) -> dict[str, float | None]:
+    """The dimensions' values; a subject's photo measured at the size it is used at."""
+    return measured_values(scorer, working_copy(photo) if subject else photo, dimensions=dimensions)
 
 
 def _finite(value: float | None) -> float | None:
@@ -42,7 +50,7 @@ def route(scorer: Scorer) -> Route:
             return JSONResponse({"error": "name dimensions (a subject: person or product) and send at most 32 MiB"},
                                 status_code=400)
         try:
-            values = await asyncio.to_thread(measured_values, scorer, photo, dimensions=names)
+            values = await asyncio.to_thread(measured_photo, scorer, photo, dimensions=names, subject=subject)
             shown = await asyncio.to_thread(measured_subject, photo, subject) if subject else None
         except (UndecodableImage, UnreadablePhoto) as error:
             return JSONResponse({"error": str(error)}, status_code=422)
