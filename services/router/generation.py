@@ -14,9 +14,10 @@ import itertools
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from services.common import telemetry, tracing
 from services.common.contracts import (
@@ -53,6 +54,7 @@ from services.router.subjects import store as subjects_store
 from services.router.subjects.orders import Refused, SubjectOrders, Waiting
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,29 +170,40 @@ class AttemptRunner:
             await self._attempt(claimed, prompt)
 
     async def _opened_prompt(self, claimed: ClaimedAttempt) -> str | None:
-        """The prompt in clear, for this attempt only (its key is not kept past it). While
-        ingest's data-key API does not answer (ingest restarts) the attempt waits for it with
-        its claim held (renewed, as for any attempt running) and none of its tries spent; only
-        the job's deadline ends the wait: the attempt then fails on it (None)."""
+        """The prompt in clear, for this attempt only (its key is not kept past it); None when
+        the job's deadline passed while ingest was away (`_keyed`)."""
+        spec = claimed.job.spec
+
+        async def opened() -> str:
+            try:
+                return await self.data_keys.open(spec.job_id, spec.prompt)
+            finally:
+                self.data_keys.forget(spec.job_id)
+
+        return await self._keyed(claimed, opened, what="its prompt's key")
+
+    async def _keyed(self, claimed: ClaimedAttempt, work: Callable[[], Awaitable[T]], *, what: str) -> T | None:
+        """`work()`, which needs a key of ingest's (the prompt's, the subject's). While ingest's
+        data-key API does not answer (ingest restarts) the attempt waits for it with its claim
+        held (renewed, as for any attempt running) and none of its tries spent; only the job's
+        deadline ends the wait: the attempt then fails on it (None)."""
         spec, waits = claimed.job.spec, 0
         while True:
             try:
-                return await self.data_keys.open(spec.job_id, spec.prompt)
+                return await work()
             except DataKeyUnavailable as away:
                 waits += 1
                 left = domain.time_left_s(spec, datetime.now(UTC))
                 if left is not None and left <= 0:
                     await self._publish_failure(self._run_of(claimed, ""), AttemptFailure(
                         DEADLINE_EXCEEDED, f"the job's deadline ({spec.deadline_s} s) passed while attempt"
-                                           f" {claimed.request.attempt} waited for its prompt's key: {away}"))
+                                           f" {claimed.request.attempt} waited for {what}: {away}"))
                     return None
                 if waits == 1 or waits % 10 == 0:
-                    log.warning("attempt %d of job %s waits for its prompt's key (%d times so far): %s",
-                                claimed.request.attempt, spec.job_id, waits, away)
+                    log.warning("attempt %d of job %s waits for %s (%d times so far): %s",
+                                claimed.request.attempt, spec.job_id, what, waits, away)
                 pause = Backoff(self.settings.service_wait_s, self.settings.service_wait_max_s).wait_s(waits)
                 await asyncio.sleep(pause if left is None else min(pause, left))
-            finally:
-                self.data_keys.forget(spec.job_id)
 
     def _run_of(self, claimed: ClaimedAttempt, prompt: str) -> ClaimedRun:
         request, started_at = claimed.request, datetime.now(UTC)
@@ -213,7 +226,10 @@ class AttemptRunner:
             return
         await self.refresh_pass_rates(self.settings.pass_rates_refresh_s)
         if self.subjects is not None and (job.spec.subject is not None or job.spec.styles):
-            prepared = await self.subjects.prepare(claimed, route)
+            subjects = self.subjects
+            prepared = await self._keyed(claimed, lambda: subjects.prepare(claimed, route), what="its subject's key")
+            if prepared is None:
+                return
             if isinstance(prepared, Waiting):
                 await self._defer(request)
                 return

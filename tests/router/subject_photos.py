@@ -53,15 +53,20 @@ def hopper_photo() -> bytes:
 
 
 class SubjectKeys:
-    """Subjects' data keys, answered at ingest's internal route; an erased subject's is gone (404)."""
+    """Subjects' data keys, answered at ingest's internal route; an erased subject's is gone (404).
+    Until `reads` reaches `away_until` every request is answered 503, as a proxy in front of a
+    restarting ingest answers."""
 
     def __init__(self) -> None:
         self.keys: dict[str, bytes] = {}
         self.reads = 0
+        self.away_until = 0
 
     def app(self) -> Starlette:
         async def subject_key(request: Request) -> JSONResponse:
             self.reads += 1
+            if self.reads <= self.away_until:
+                return JSONResponse({"type": "/problems/unavailable", "status": 503}, status_code=503)
             key = self.keys.get(request.path_params["subject_id"])
             if key is None:
                 return JSONResponse({"type": "/problems/data-key-not-found", "status": 404}, status_code=404)

@@ -6,6 +6,7 @@ the local portrait model and trainer and the subject's key served at ingest's da
   LoRA; a later order of the subject reuses the identity, however small;
 * two orders racing for one subject pay one training; a small order goes by reference, its
   verdicts counted under the template and that way; a rework asks only for what each style misses;
+* an order by reference waits for its subject's key while ingest restarts, spending no tries;
 * an order canceled while it trains cancels the training, and the order that waited for it goes
   on by reference; an erased subject's identities are gone, however often the erasure comes."""
 
@@ -18,6 +19,7 @@ import pytest
 from services.common.bus.envelope import envelop
 from services.common.contracts import (
     CandidatesGenerated,
+    GenerationFailed,
     IdentityPlanned,
     IdentityTrained,
     IdentityTrainingFailed,
@@ -171,6 +173,26 @@ async def test_a_small_order_goes_by_reference_its_verdicts_teach_that_way_and_a
     assert planned.use.mode == "reference" and not planned.trains and planned.use.provider == "portraits"
     assert {c.style for c in second.candidates} == {"park"} and min(c.index for c in second.candidates) >= 6
     assert [(r["template"], r["passed"], r["failed"]) for r in rates] == [("generic+identity:reference", 2, 4)]
+
+
+async def test_an_order_by_reference_waits_for_its_subjects_key_past_its_tries_and_generates(endpoints, object_store,
+                                                                                             tmp_path, keys):
+    """Ingest restarts as the order starts: its subject's key is refused more often than the
+    attempt has tries; the attempt waits for it, as it waits for its prompt's, spending none."""
+    subject = await sealed_subject(object_store, keys[0], astronaut_photos())
+    settings = router_settings(endpoints, tmp_path, {"portraits": PORTRAITS, "trainer": trainer(1.5)},
+                               data_key_url=keys[1], attempt_max_tries=2, service_wait_s=0.05, service_wait_max_s=0.2)
+    small = order(subject, images=3, candidates=6, identity="reference")
+    keys[0].away_until = keys[0].reads + 6
+    try:
+        async with running_router(settings), RouterTopic(settings) as topic:
+            await publish(settings, credits_reserved(small))
+            first = await until_found(topic, generated(small.job_id))
+            failures = [e for e in topic.events if isinstance(e, GenerationFailed) and e.job_id == small.job_id]
+    finally:
+        keys[0].away_until = 0
+    assert len(first.candidates) == 6 and not failures
+    assert keys[0].reads > 6, "every refusal was waited out"
 
 
 async def test_a_canceled_order_cancels_its_training_and_the_order_waiting_for_it_goes_by_reference(
