@@ -59,11 +59,11 @@ class DecodedPhoto:
         return {"foreground": foreground(self.rgb)}
 
 
-def person(photo: bytes, *, width: int) -> dict[str, Any]:
-    """A person's photo as the scorer will judge it (`likeness.subject_photo`: its working copy,
-    its luma decoded as a candidate's), so that screening and judging find the same faces; the
-    faces' boxes in the photo's own pixels (`width` its own)."""
-    rgb, luma = subject_photo(0, photo)
+def person(working: bytes, *, width: int) -> dict[str, Any]:
+    """A person's photo as the scorer will judge it (`likeness.subject_photo`: from its working
+    copy, its luma decoded as a candidate's), so that screening and judging find the same faces;
+    the faces' boxes in the photo's own pixels (`width` its own)."""
+    rgb, luma = subject_photo(0, working)
     finding = find_faces(luma)
     to_photo = width / rgb.shape[1]
     faces = [{"x": round(f.x * to_photo), "y": round(f.y * to_photo), "width": round(f.width * to_photo),
@@ -74,6 +74,7 @@ def person(photo: bytes, *, width: int) -> dict[str, Any]:
     eyes = None if finding.single is None or math.isnan(finding.eyes) else finding.eyes
     return {"faces": faces, "embedding": embedding, "embedding_available": face_models.embedding_available(),
             "eyes": eyes}
+
 
 def foreground(rgb: np.ndarray) -> dict[str, Any]:
     """The subject GrabCut separates from the border: its share of the frame, its box (in the
@@ -106,9 +107,10 @@ def foreground(rgb: np.ndarray) -> dict[str, Any]:
     return {"share": share, "contrast": contrast if math.isfinite(contrast) else 0.0, "box": box}
 
 
-def measured_subject(photo: bytes, kind: str) -> dict[str, Any]:
-    """What ingest's screening reads of one photo of a subject of `kind` (person, product)."""
+def measured_subject(photo: bytes, kind: str, *, working: bytes | None = None) -> dict[str, Any]:
+    """What ingest's screening reads of one photo of a subject of `kind` (person, product);
+    `working`, its working copy where the caller made it already."""
     decoded = DecodedPhoto.decoded(photo)
     if kind != "person":
         return decoded.common() | decoded.product()
-    return decoded.common() | person(photo, width=decoded.rgb.shape[1])
+    return decoded.common() | person(working if working is not None else photo, width=decoded.rgb.shape[1])

@@ -16,7 +16,7 @@ from skimage import data as skimage_data
 from genline_stack.portraits import poses
 from services.common.quality.fingerprints import near_duplicates
 from services.scorer.dimensions.likeness import working_copy
-from services.scorer.routes.measurements import measured_photo, measured_values
+from services.scorer.routes.measurements import measured, measured_values
 from services.scorer.subject_photos import UnreadablePhoto, measured_subject
 from tests.scorer.conftest import jpeg, png
 
@@ -64,14 +64,14 @@ def test_a_subjects_photo_is_checked_at_the_size_it_is_used_at(scorer, photos):
     sharp_at_1024 = cv2.resize(photos["astronaut"], (1024, 1024), interpolation=cv2.INTER_LANCZOS4)
     stored = png(cv2.resize(sharp_at_1024, (3024, 3024), interpolation=cv2.INTER_CUBIC))
     native = measured_values(scorer, stored, dimensions=("sharpness", "exposure"))
-    as_used = measured_photo(scorer, stored, dimensions=("sharpness", "exposure"), subject="person")
+    as_used, _ = measured(scorer, stored, dimensions=("sharpness", "exposure"), subject="person")
     assert native["sharpness"] < 40 <= as_used["sharpness"], (native, as_used)
     assert as_used["exposure"] == pytest.approx(native["exposure"], abs=0.01)
     with Image.open(io.BytesIO(working_copy(stored))) as copy:
         assert copy.size == (1024, 1024)
     small = png(photos["astronaut"])
     assert working_copy(small) is small
-    assert measured_photo(scorer, small, dimensions=("sharpness",), subject="person") == \
+    assert measured(scorer, small, dimensions=("sharpness",), subject="person")[0] == \
         measured_values(scorer, small, dimensions=("sharpness",))
     assert working_copy(b"not a photo") == b"not a photo", "left for the scorer to refuse"
 
@@ -86,7 +86,7 @@ def test_screening_finds_the_faces_the_scorer_counts(scorer):
         with Image.open(io.BytesIO(pose)) as image:
             for side in (512, 600, 700):
                 photo = png(np.asarray(image.convert("RGB").resize((side, side))))
-                counted = measured_photo(scorer, photo, dimensions=("faces",), subject="person")["faces"]
+                counted = measured(scorer, photo, dimensions=("faces",), subject="person")[0]["faces"]
                 shown = measured_subject(photo, "person")
                 assert (counted, len(shown["faces"])) == (1, 1), (index, side)
                 assert shown["embedding"] is not None and shown["eyes"] == 2

@@ -11,6 +11,7 @@ Internal: served on the scorer's own port, which only the cluster reaches.
 
 import asyncio
 import math
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -31,10 +32,14 @@ def measured_values(scorer: Scorer, photo: bytes, *, dimensions: tuple[str, ...]
     return {name: _finite(verdict.dimensions[name].value) for name in dimensions}
 
 
-def measured_photo(scorer: Scorer, photo: bytes, *, dimensions: tuple[str, ...],
-                   subject: str | None) -> dict[str, float | None]:
-    """The dimensions' values; a subject's photo measured at the size it is used at."""
-    return measured_values(scorer, working_copy(photo) if subject else photo, dimensions=dimensions)
+def measured(scorer: Scorer, photo: bytes, *, dimensions: tuple[str, ...],
+             subject: str | None) -> tuple[dict[str, float | None], dict[str, Any] | None]:
+    """The dimensions' values, and for a subject's photo what it shows: both read from its
+    working copy (the size it is used at), made once."""
+    if subject is None:
+        return measured_values(scorer, photo, dimensions=dimensions), None
+    working = working_copy(photo)
+    return measured_values(scorer, working, dimensions=dimensions), measured_subject(photo, subject, working=working)
 
 
 def _finite(value: float | None) -> float | None:
@@ -50,8 +55,7 @@ def route(scorer: Scorer) -> Route:
             return JSONResponse({"error": "name dimensions (a subject: person or product) and send at most 32 MiB"},
                                 status_code=400)
         try:
-            values = await asyncio.to_thread(measured_photo, scorer, photo, dimensions=names, subject=subject)
-            shown = await asyncio.to_thread(measured_subject, photo, subject) if subject else None
+            values, shown = await asyncio.to_thread(measured, scorer, photo, dimensions=names, subject=subject)
         except (UndecodableImage, UnreadablePhoto) as error:
             return JSONResponse({"error": str(error)}, status_code=422)
         except ValueError as error:  # an unknown dimension
