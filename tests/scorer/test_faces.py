@@ -181,3 +181,43 @@ def test_product_profile_forbids_faces_and_clutter(scorer, photos, astronaut_png
     assert "inside the forbidden minimum 1" in astronaut.dimensions["forbid:faces>=1"].reason
     assert coffee.passed, coffee.failed
     assert "background" in grass.failed
+
+
+def test_each_thread_finds_faces_with_a_copy_of_one_built_detector(monkeypatch, photos):
+    """dlib's detector keeps scratch state, so threads do not share one; but building it
+    takes 230 ms, so it is built once a process and each thread runs a copy of it, which
+    finds the faces a newly built one finds, with the same scores."""
+    import threading
+
+    import dlib
+
+    built, build = [], dlib.get_frontal_face_detector
+
+    def counted():
+        built.append(1)
+        return build()
+
+    monkeypatch.setattr(face_models, "_built", {})
+    monkeypatch.setattr(face_models.dlib, "get_frontal_face_detector", counted)
+    two_people = np.concatenate([np.asarray(Image.fromarray(photos["astronaut"]).resize((512, 512))),
+                                 np.asarray(Image.fromarray(grace_hopper()).resize((437, 512)))], axis=1)
+    lumas = [np.ascontiguousarray(np.asarray(Image.fromarray(rgb).convert("L")))
+             for rgb in (photos["astronaut"], grace_hopper(), two_people)]
+    expected = [[(str(rect), score) for rect, score in zip(*counted().run(luma, 0, 0.0)[:2], strict=True)]
+                for luma in lumas]
+    built.clear()
+    found: dict[str, list] = {}
+
+    def detect(name: str) -> None:
+        detector = face_models._loaded("hog", face_models._hog_copy)
+        found[name] = [[(str(rect), score) for rect, score in zip(*detector.run(luma, 0, 0.0)[:2], strict=True)]
+                       for luma in lumas]
+
+    threads = [threading.Thread(target=detect, args=(f"t{n}",)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(built) == 1
+    assert [found[f"t{n}"] for n in range(3)] == [expected] * 3
+    assert [len(faces) >= 1 for faces in expected] == [True, True, True] and len(expected[2]) >= 2, expected
