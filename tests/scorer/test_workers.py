@@ -126,3 +126,21 @@ def test_the_workers_give_way_and_the_spare_keeps_the_services_priority():
     assert worker[0] == "test_0" and (worker[1] >= base + WORKER_NICENESS or worker[1] == 19)
     assert worker[2] == os.SCHED_BATCH
     assert spare == ("test_spare", base, os.sched_getscheduler(0))
+
+
+def test_a_scorer_on_the_cpu_spreads_images_not_operations_over_the_cores():
+    """Its workers each take an image; OpenCV's and torch's own pools, as wide as the
+    machine, would run inside each of them and contend for the same cores."""
+    import cv2
+    import torch
+
+    from services.scorer.dimensions import Equipment, Scorer
+
+    before = cv2.getNumThreads(), torch.get_num_threads()
+    cv2.setNumThreads(2)
+    try:
+        with Scorer(Equipment(device=torch.device("cpu"), threads=2)):
+            assert (cv2.getNumThreads(), torch.get_num_threads()) == (1, 1)
+    finally:
+        cv2.setNumThreads(before[0])
+        torch.set_num_threads(before[1])

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image
@@ -102,8 +103,8 @@ class Scorer:
     Its `threads` work in parallel. On CUDA they decode while the main thread measures
     batches of up to 128 images of one size, each batch copied to the device once from
     pinned memory. On the CPU each thread decodes and measures one image at a time, so the
-    image stays in cache between the passes of the dimensions; torch's intra-op
-    parallelism is then set to one thread, process-wide (torch.set_num_threads).
+    image stays in cache between the passes of the dimensions; torch's and OpenCV's intra-op
+    parallelism is then set to one thread, process-wide (torch.set_num_threads, cv2.setNumThreads).
     A call with `enough` keeps the decoded planes of the images that pass Tier 1, and what
     their dimensions shared, while the later tiers measure them best first, a chunk at a time.
     """
@@ -128,8 +129,10 @@ class Scorer:
         self.threads = equipment.threads or os.cpu_count() or 1
         if self.device.type == "cpu":
             # Images, not operations, are spread over the cores: intra-op threads would
-            # spin against the image workers (measured 20× slower on two cores).
+            # spin against the image workers (measured 20× slower on two cores). OpenCV's
+            # pool too: at one thread 96 portraits of a subject score in 8 % less time.
             torch.set_num_threads(1)
+            cv2.setNumThreads(1)
         self._pool = TakingTurns(self.threads, name="scorer", gives_way=True, spare_lane=True)
 
     def close(self) -> None:
