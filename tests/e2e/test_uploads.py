@@ -140,6 +140,22 @@ def test_a_portrait_without_a_face_is_refused_for_a_headshot_with_guidance(tenan
     assert tenant.balance()["pending"] == 0
 
 
+def test_a_phones_photo_is_checked_at_the_size_it_is_used_at_not_refused_as_blurred(tenant_factory):
+    """A 9-megapixel photo with the detail of a 1,024-pixel one, as a phone's lens and noise
+    reduction give: the variance of its Laplacian, per pixel, read as blurred at its own size
+    (21 where a headshot's reference needs 40), with the advice to upload the original."""
+    tenant = tenant_factory()
+    sharp_at_1024 = photo("astronaut").resize((1024, 1024), Image.Resampling.LANCZOS)
+    phone = encoded(sharp_at_1024.resize((3024, 3024), Image.Resampling.BICUBIC), "JPEG", quality=90)
+    uploaded = upload(tenant, phone, "phone.jpg", "image/jpeg")
+    assert uploaded.status_code == 201, uploaded.text
+    response = tenant.http.post("/v1/jobs", json={"prompt": "a studio headshot", "template": "headshot",
+                                                  "profile": "generic", "input_upload": uploaded.json()["id"],
+                                                  "images": 1, "candidates": 1}, timeout=120)
+    assert response.status_code == 202, response.text
+    tenant.http.post(f"/v1/jobs/{response.json()['id']}/cancel")
+
+
 def test_the_astronaut_passes_the_headshot_checks_and_its_job_succeeds(tenant_factory):
     tenant = tenant_factory()
     uploaded = upload(tenant, encoded(photo("astronaut"), "PNG"), "astronaut.png")

@@ -57,7 +57,7 @@ def test_bytes_that_are_no_photo_are_refused():
 
 
 def test_a_subjects_photo_is_checked_at_the_size_it_is_used_at(scorer, photos):
-    """A photo stored at 12 megapixels whose detail is that of a 1,024-pixel picture (as a
+    """A photo stored at 9 megapixels whose detail is that of a 1,024-pixel picture (as a
     phone's lens and noise reduction resolve far less than its pixels): at its own size the
     variance of its Laplacian reads as blurred; its working copy, at the size trainers and
     candidates use, does not. A photo at most that size is measured as it is."""
@@ -67,6 +67,8 @@ def test_a_subjects_photo_is_checked_at_the_size_it_is_used_at(scorer, photos):
     as_used, _ = measured(scorer, stored, dimensions=("sharpness", "exposure"), subject="person")
     assert native["sharpness"] < 40 <= as_used["sharpness"], (native, as_used)
     assert as_used["exposure"] == pytest.approx(native["exposure"], abs=0.01)
+    # A job's input photo (a headshot's reference, a video's first frame) too.
+    assert measured(scorer, stored, dimensions=("sharpness", "exposure"), subject=None) == (as_used, None)
     with Image.open(io.BytesIO(working_copy(stored))) as copy:
         assert copy.size == (1024, 1024)
     small = png(photos["astronaut"])

@@ -1,11 +1,11 @@
 """The scorer's internal API: measure one photo with named dimensions, judge nothing.
 
 Ingest asks it to check an input photo against its template (services/ingest/inputs/guidance.py)
-with the very code that scores candidates, so a threshold means the same on both sides; with
-`subject=person|product`, the photo is measured at the size it is used at (at most 1,024
-pixels a side: `likeness.working_copy`), and the answer's `subject` says what it shows besides
-(services/scorer/subject_photos.py: faces and the face's embedding, or the product's
-foreground; size and fingerprint).
+with the very code that scores candidates, so a threshold means the same on both sides. The
+photo is measured at the size it is used at (at most 1,024 pixels a side:
+`likeness.working_copy`); with `subject=person|product`, the answer's `subject` says what it
+shows besides (services/scorer/subject_photos.py: faces and the face's embedding, or the
+product's foreground; size and fingerprint).
 Internal: served on the scorer's own port, which only the cluster reaches.
 """
 
@@ -35,11 +35,12 @@ def measured_values(scorer: Scorer, photo: bytes, *, dimensions: tuple[str, ...]
 def measured(scorer: Scorer, photo: bytes, *, dimensions: tuple[str, ...],
              subject: str | None) -> tuple[dict[str, float | None], dict[str, Any] | None]:
     """The dimensions' values, and for a subject's photo what it shows: both read from its
-    working copy (the size it is used at), made once."""
-    if subject is None:
-        return measured_values(scorer, photo, dimensions=dimensions), None
+    working copy (the size it is used at), made once. A job's input photo is measured the
+    same way: at its own size a phone's 12-megapixel photo read as blurred to the sharpness
+    check of a headshot's reference or a video's first frame."""
     working = working_copy(photo)
-    return measured_values(scorer, working, dimensions=dimensions), measured_subject(photo, subject, working=working)
+    values = measured_values(scorer, working, dimensions=dimensions)
+    return values, None if subject is None else measured_subject(photo, subject, working=working)
 
 
 def _finite(value: float | None) -> float | None:
