@@ -143,6 +143,9 @@ def test_a_person_whose_eyes_the_detector_cannot_see_is_told_at_once_that_they_w
                                                             " photos with one face")
     again = module_tenant.http.get(f"/v1/subjects/{subject['id']}").json()
     assert again["waived_checks"] == subject["waived_checks"]
+    listed = {s["id"]: s for s in module_tenant.http.get("/v1/subjects", params={"limit": 100}).json()["data"]}
+    assert (listed[subject["id"]]["photos"], listed[subject["id"]]["waived_checks"]) == ([], subject["waived_checks"])
+    assert all(s["waived_checks"] == [] for id_, s in listed.items() if id_ != subject["id"]), "her eyes are seen"
     shown = genline("subjects", "show", subject["id"], api_url=platform.ingest_url, api_key=module_tenant.api_key)
     assert shown.returncode == 0, shown.stderr
     assert "eyes_open not checked: two open eyes are found in only 0 of the subject's 5 photos" in \

@@ -157,13 +157,15 @@ async def add_photos(subject_id: str, body: PhotosRequest, caller: JobsSubmitter
 async def list_subjects(tenant: JobsReader, runtime: Runtime, settings: Settings,
                         limit: Annotated[int, Query(ge=1, le=100)] = 20,
                         cursor: Annotated[str | None, Query(max_length=200)] = None) -> SubjectPage:
-    """Your subjects (erased ones aside), newest first, `limit` per page."""
+    """Your subjects (erased ones aside), newest first, `limit` per page: each without its
+    photos (`photos` is empty; GET /v1/subjects/{id} has them), but with the checks they waive."""
     before = decode_cursor(cursor) if cursor else None
     async with runtime.pool.connection() as conn:
         rows = await subject_store.list_subjects(conn, subject_store.SubjectRows(tenant_id=tenant, limit=limit + 1,
                                                                                  before=before))
         retention = await retention_of(conn, tenant, settings=settings)
-    page = [subject_view(row, [], retention=retention) for row in rows[:limit]]
+        judged = await subject_store.accepted_verdicts(conn, [row["id"] for row in rows[:limit]])
+    page = [subject_view(row, [], retention=retention, judged=judged.get(row["id"], [])) for row in rows[:limit]]
     return SubjectPage(data=page, next=encode_cursor(rows[limit - 1]) if len(rows) > limit else None)
 
 

@@ -52,6 +52,18 @@ async def subject_photos(conn: Conn, subject_id: UUID) -> list[dict[str, Any]]:
                                      [subject_id])).fetchall()
 
 
+async def accepted_verdicts(conn: Conn, subject_ids: list[UUID]) -> dict[UUID, list[dict[str, Any]]]:
+    """The verdicts of each subject's accepted photos (`accepted`, `verdict`), in order: what a
+    page of subjects shows of its photos (`waived_checks`)."""
+    rows = await (await conn.execute("SELECT subject_id, accepted, verdict FROM subject_photos"
+                                     " WHERE subject_id = ANY(%s) AND accepted ORDER BY subject_id, n",
+                                     [subject_ids])).fetchall()
+    verdicts: dict[UUID, list[dict[str, Any]]] = {}
+    for row in rows:
+        verdicts.setdefault(row["subject_id"], []).append(row)
+    return verdicts
+
+
 @dataclass(frozen=True, kw_only=True)
 class PhotoRow:
     """A photo offered to a subject, as its row keeps it (only an accepted one is stored)."""

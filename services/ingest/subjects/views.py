@@ -41,8 +41,10 @@ def waived_checks(kind: str, photos: Sequence[dict[str, Any]]) -> list[WaivedChe
     return [WaivedCheck(dimension="eyes_open", reason=waiver)] if waiver else []
 
 
-def subject_view(row: dict[str, Any], photos: Sequence[dict[str, Any]], *, retention: timedelta) -> Subject:
-    """The subject as GET /v1/subjects/{id} shows it (its photos' verdicts, never their bytes)."""
+def subject_view(row: dict[str, Any], photos: Sequence[dict[str, Any]], *, retention: timedelta,
+                 judged: Sequence[dict[str, Any]] | None = None) -> Subject:
+    """The subject as GET /v1/subjects/{id} shows it (its photos' verdicts, never their bytes);
+    a page of subjects shows none of its photos, but what their verdicts waive (`judged`)."""
     identity = SubjectIdentity.model_validate(row["identity"]) if row["identity"] else None
     return Subject(id=row["id"], kind=row["kind"], name=row["name"], state=row["state"], keep=row["keep"],
                    trigger_word=row["trigger_word"], photos_accepted=row["photos_accepted"],
@@ -50,7 +52,8 @@ def subject_view(row: dict[str, Any], photos: Sequence[dict[str, Any]], *, reten
                    reason=row["reason"], identity=identity, created_at=row["created_at"],
                    updated_at=row["updated_at"], last_ordered_at=row["last_ordered_at"],
                    erase_after=erase_after(row, retention), photos=[photo_verdict(p) for p in photos],
-                   waived_checks=waived_checks(row["kind"], photos), url=f"/v1/subjects/{row['id']}")
+                   waived_checks=waived_checks(row["kind"], photos if judged is None else judged),
+                   url=f"/v1/subjects/{row['id']}")
 
 
 def encode_cursor(row: dict[str, Any]) -> str:
