@@ -156,6 +156,47 @@ def test_a_product_subject_is_found_where_it_is_and_not_elsewhere(scorer):
             " the best counted")
 
 
+async def test_every_style_of_the_product_template_can_pass_its_profile(scorer):
+    """The local model paints the coffee cup in each of `subject-product`'s four settings; the
+    dramatic one, on black, is low-key (its frame's mean brightness 0.14 to 0.28), and the
+    catalogue's exposure minimum (0.25) refused most of its shots, so an order's share of that
+    style went undelivered. No style's shot fails exposure now, and each style has passes."""
+    import dataclasses
+
+    from services.common.contracts import StyleSpec
+    from services.common.templates import load_catalogue
+    from services.router.providers.base import GenerationRequest
+    from services.router.providers.factory import build_provider
+    from services.router.providers.identity_inputs import IdentityInput
+    from services.router.providers.registry import parse_registry
+
+    styles = load_catalogue().templates["subject-product"].styles
+    photos = tuple(planted.product_photos())
+    registry = parse_registry({"providers": {"portraits": {
+        "adapter": "local", "models": [{"name": "local-portrait", "version": "1"}],
+        "capabilities": {"identity": ["reference"], "subjects_only": True, "max_images_per_request": 8},
+        "price": {"per_image_micro_usd": 4000}, "concurrency": 4, "latency": {"base_s": 0, "per_image_s": 0},
+        "local": {"defect_rate": 0.0}}}})
+    painter = build_provider(registry.providers["portraits"])
+    count = 8 * len(styles)
+    asked = GenerationRequest(
+        job_id="job-products", attempt=1, prompt="the mug on a table", seed=5, count=8, width=512, height=512,
+        model="local-portrait", model_version="1", start_index=0, styles={},
+        identity=IdentityInput(mode="reference", subject_id="s-cup", kind="product", photos=photos, photo_set="cup"))
+    images = []
+    for start in range(0, count, 8):
+        painted = await painter.generate(dataclasses.replace(asked, start_index=start, styles={
+            i: StyleSpec.model_validate(styles[i % len(styles)].model_dump()) for i in range(start, start + 8)}))
+        images += [image.data for image in painted]
+    product = likeness_of(OpenedSubject(subject_id="s-cup", kind="product", photos=list(photos)))
+    verdicts = scorer.score(images, Scoring(profile=load_profile("subject-product"), prompt="the mug on a table",
+                                            subject=product))
+    for n, style in enumerate(styles):
+        mine = verdicts[n :: len(styles)]
+        assert not [v.dimensions["exposure"].reason for v in mine if "exposure" in v.failed], style.name
+        assert sum(v.passed for v in mine) >= 2, (style.name, [v.failed for v in mine])
+
+
 def test_the_batched_walk_judges_against_the_subject_as_the_image_by_image_walk(scorer, subject_headshot, person):
     """The path the scorer takes on a GPU (stills stacked by size), run here on the CPU: the
     same values, verdicts and fingerprints, two faces in a wider frame included."""
