@@ -166,18 +166,12 @@ async def test_every_style_of_the_product_template_can_pass_its_profile(scorer):
     from services.common.contracts import StyleSpec
     from services.common.templates import load_catalogue
     from services.router.providers.base import GenerationRequest
-    from services.router.providers.factory import build_provider
     from services.router.providers.identity_inputs import IdentityInput
-    from services.router.providers.registry import parse_registry
+    from tests.router.test_portraits import portraits
 
     styles = load_catalogue().templates["subject-product"].styles
     photos = tuple(planted.product_photos())
-    registry = parse_registry({"providers": {"portraits": {
-        "adapter": "local", "models": [{"name": "local-portrait", "version": "1"}],
-        "capabilities": {"identity": ["reference"], "subjects_only": True, "max_images_per_request": 8},
-        "price": {"per_image_micro_usd": 4000}, "concurrency": 4, "latency": {"base_s": 0, "per_image_s": 0},
-        "local": {"defect_rate": 0.0}}}})
-    painter = build_provider(registry.providers["portraits"])
+    painter = portraits()  # the local portrait model, no defect planted
     count = 8 * len(styles)
     asked = GenerationRequest(
         job_id="job-products", attempt=1, prompt="the mug on a table", seed=5, count=8, width=512, height=512,
