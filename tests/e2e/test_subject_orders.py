@@ -6,7 +6,9 @@ sample) refused with its distance, made as `make run`'s subject demo makes it; t
 every delivered picture is the subject (identity against its centroid) with its eyes open and
 alone; each style keeps its share; no two delivered pictures are near-duplicates; whatever
 candidate the portrait model spoiled (its planted defects) is refused with its reason; the
-receipt names the subject and its trained identity, never a photo."""
+receipt names the subject and its trained identity, never a photo. The same order of no subject
+(`styled-headshots`) is painted as a stranger in each style, held to the face checks and not
+the subject's."""
 
 import itertools
 from collections import Counter
@@ -88,3 +90,20 @@ def test_the_receipt_names_the_subject_and_its_trained_identity_never_a_photo(or
     assert named["identity"]["weights_sha256"] == job["subject"]["identity"]["weights_sha256"]
     assert "photos" not in named
     assert receipt["credits"]["training"]["charged"] == 300
+
+
+def test_the_same_order_of_no_subject_is_a_stranger_in_every_style_held_to_every_check_but_the_subjects(endpoints, platform):
+    tenant = make_tenant(endpoints, platform, 5_000)
+    images = 6
+    job_id = tenant.submit(prompt="professional headshot", template="styled-headshots", images=images, candidates=4 * images)
+    job = tenant.wait_settled([job_id], timeout_s=600)[job_id]
+    tenant.http.close()
+    assert job["state"] == "succeeded", job.get("failure")
+    assert job["scoring_profile"] == "styled-headshot" and not job.get("subject")
+    assert job["billing"]["charged"] == images * 20  # a headshot's price a delivered picture
+    chosen = [s for s in job["scores"] if s["index"] in job["selected"]]
+    assert Counter(s["style"] for s in chosen) == dict.fromkeys(job["styles"], 1) and len(job["styles"]) == 6
+    for score in chosen:  # a face the scorer finds, alone, eyes open; nothing to compare it with
+        dimensions = score["dimensions"]
+        assert dimensions["faces"]["value"] == 1 and dimensions["eyes_open"]["passed"], dimensions
+        assert not {"identity", "skin_tone", "second_person"} & set(dimensions), dimensions.keys()

@@ -4,7 +4,9 @@ subject and Grace Hopper as someone else, a clean portrait is one face, under 0.
 subject's mean face, eyes open; each planted defect lands where the scorer will refuse it
 (another person and a drifted identity over 0.6, two faces, closed eyes); each style's
 parameters are painted (its backdrop's colour), candidates of one style are not
-near-duplicates, and the local trainer's weights are small and paint the same subject."""
+near-duplicates, and the local trainer's weights are small and paint the same subject. An order
+of no subject across framed styles is painted as a stranger (the shipped donor whose eyes the
+detector finds), with a stranger's defects only."""
 
 import functools
 import io
@@ -15,6 +17,7 @@ import pytest
 from PIL import Image
 
 from services.common import face_models
+from services.common.contracts import StyleSpec
 from services.common.quality.fingerprints import fingerprint, near_duplicates
 from services.router.providers.base import GenerationRequest
 from services.router.providers.factory import build_provider
@@ -62,8 +65,7 @@ def judged(data: bytes, mean_face: np.ndarray) -> tuple[int, float | None, float
     return 1, distance, face_models.count_eyes(luma, faces[0], band=0.6)
 
 
-def request(identity: IdentityInput, count: int, start: int = 0, **fields) -> GenerationRequest:
-    from services.common.contracts import StyleSpec
+def request(identity: IdentityInput | None, count: int, start: int = 0, **fields) -> GenerationRequest:
     styles = {i: StyleSpec.model_validate(STYLES[i % len(STYLES)]) for i in range(start, start + count)}
     return GenerationRequest(**({"job_id": "job-portraits", "attempt": 1, "prompt": "a professional headshot",
                                  "seed": 11, "count": count, "width": 512, "height": 512, "model": "local-portrait",
@@ -165,3 +167,41 @@ async def test_a_product_is_cut_out_of_its_photos_and_placed_on_each_styles_back
         pixels = np.asarray(Image.open(io.BytesIO(image.data)).convert("RGB"))
         assert pixels[:16, :16].reshape(-1, 3).std(axis=0).max() < 12  # the backdrop, not the photo's background
         assert pixels[pixels.shape[0] // 2 - 40: pixels.shape[0] // 2 + 40].std() > 25  # the product in the middle
+
+
+def painter(defects: dict | None = None) -> object:
+    """A local provider of no identity: the market's generic painter."""
+    registry = parse_registry({"providers": {"painter": {
+        "adapter": "local", "models": [{"name": "local-painter", "version": "1"}],
+        "capabilities": {"max_images_per_request": 8}, "price": {"per_image_micro_usd": 4000}, "concurrency": 4,
+        "latency": {"base_s": 0, "per_image_s": 0}, "local": {"defect_rate": 0.0, "portrait": defects or {}}}}})
+    return build_provider(registry.providers["painter"])
+
+
+def stranger_request(count: int, **fields) -> GenerationRequest:
+    return request(None, count, model="local-painter", **fields)  # an order of no subject
+
+
+async def test_an_order_of_no_subject_across_framed_styles_is_painted_as_a_stranger_alone_with_eyes_open():
+    painted = await painter().generate(stranger_request(8))
+    assert [image.media_type for image in painted] == ["image/jpeg"] * 8 and [image.index for image in painted] == list(range(8))
+    stranger = centroid(astronaut_photos()[:4])  # the shipped donor whose eyes are found: the astronaut
+    found = [judged(image.data, stranger) for image in painted]
+    assert all(faces == 1 and distance < 0.6 and eyes >= 2 for faces, distance, eyes in found), found
+    prints = [fingerprint(image.data) for image in painted]
+    assert not any(near_duplicates(a, b) for a, b in itertools.combinations(prints, 2))
+
+
+async def test_a_style_without_a_framing_is_painted_as_any_picture_and_a_stranger_has_only_a_strangers_defects():
+    unframed = {i: StyleSpec(name="plain", prompt="a landscape", params={"backdrop": "white"}) for i in range(2)}
+    plain = await painter().generate(stranger_request(2, styles=unframed))
+    assert [image.media_type for image in plain] == ["image/png"] * 2
+    stranger = centroid(astronaut_photos()[:4])
+    two = await painter({"two_faces": 1.0}).generate(stranger_request(2))
+    assert [judged(image.data, stranger)[0] for image in two] == [2, 2]
+    shut = await painter({"closed_eyes": 1.0}).generate(stranger_request(2))
+    assert all(faces == 1 and eyes < 2 for faces, _, eyes in (judged(image.data, stranger) for image in shut))
+    # Another person and drift need a subject to be mistaken for: a stranger is painted clean.
+    clean = await painter({"another_person": 0.5, "drift": 0.5}).generate(stranger_request(4))
+    assert all(faces == 1 and distance < 0.6 and eyes >= 2
+               for faces, distance, eyes in (judged(image.data, stranger) for image in clean))

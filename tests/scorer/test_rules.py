@@ -35,7 +35,7 @@ def bounds_of(profile, name):
 
 
 def test_the_packaged_profiles_exist():
-    assert profile_names() == ["generic", "headshot", "motion", "product", "subject-headshot", "subject-product", "video"]
+    assert profile_names() == ["generic", "headshot", "motion", "product", "styled-headshot", "subject-headshot", "subject-product", "video"]
 
 
 def test_thresholds_come_from_the_yaml_files():

@@ -3,6 +3,11 @@ an identity): each candidate the subject's face from its weights (lora: the loca
 `LocalWeights`) or its photos (reference: cropped here, kept while the photo set is in use), in
 its style's scene, with a defect drawn for it at the rates of `local.portrait` (portraits/).
 
+And portraits of no subject (`paint_strangers`): a candidate whose style names a framing, in an
+order that carries no identity, shows a person the model makes up, as a text-to-image model
+asked for a headshot does — here one of the donor faces shipped with the router, drawn for each
+candidate — with the defects a face of no one in particular can show (two faces, closed eyes).
+
 Which defect a candidate gets is fixed by the job, its seed and its index, so a repeated call
 paints the same candidates. The portraits are painted in the local provider's worker processes
 (`painting_workers`), as its plain pictures are.
@@ -10,18 +15,27 @@ paints the same candidates. The portraits are painted in the local provider's wo
 
 import asyncio
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from services.router.providers import painting_workers
 from services.router.providers.base import GeneratedImage, GenerationRequest, ProviderError
 from services.router.providers.identity_inputs import IdentityInput
 from services.router.providers.portraits.defects import PortraitDefect
-from services.router.providers.portraits.faces import LocalWeights, NoFace, WeightsCache, weights_from_photos
+from services.router.providers.portraits.faces import LocalWeights, NoFace, WeightsCache, strangers, weights_from_photos
 from services.router.providers.portraits.painter import Sitting
 from services.router.providers.portraits.products import product_weights
 from services.router.providers.portraits.scene import Look
 from services.router.providers.registry import ProviderConfig
+
+# What a portrait of no subject can show wrong: there is no one for it to be mistaken for.
+STRANGER_DEFECTS = ("two_faces", "closed_eyes")
+
+
+def is_portrait(params: Mapping[str, Any]) -> bool:
+    """A candidate's style asks for a person: it names a framing (close, shoulders, waist)."""
+    return "framing" in params
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,9 +61,15 @@ class LocalPortraits:
             Sitting(weights=weights, look=Look.of(dict(request.params_for(index))), size=(request.width, request.height),
                     draw=_draw(request, index), defect=self._defect(request, index))
             for index in indices])
-        return [GeneratedImage(index=index, data=data, media_type="image/jpeg", seed=request.seed_for(index),
-                               cost_micro_usd=costed.cost_micro_usd, latency_s=costed.latency_s)
-                for index, data in zip(indices, painted, strict=True)]
+        return _generated(request, costed, indices=indices, painted=painted)
+
+    async def paint_strangers(self, request: GenerationRequest, costed: Costed, *, indices: list[int]) -> list[GeneratedImage]:
+        """Candidates `indices` of an order of no subject, each a stranger in its style's scene."""
+        painted = await painting_workers.paint_portraits([
+            Sitting(weights=strangers(), look=Look.of(dict(request.params_for(index))), size=(request.width, request.height),
+                    draw=_draw(request, index), defect=self._defect(request, index, kinds=STRANGER_DEFECTS))
+            for index in indices])
+        return _generated(request, costed, indices=indices, painted=painted)
 
     async def _weights(self, identity: IdentityInput) -> LocalWeights:
         if identity.mode == "lora":
@@ -80,15 +100,25 @@ class LocalPortraits:
         self._unpacked.put(digest, weights)
         return weights
 
-    def _defect(self, request: GenerationRequest, index: int) -> PortraitDefect | None:
-        """The defect planted in candidate `index`, if any: each kind at its rate of every portrait."""
+    def _defect(self, request: GenerationRequest, index: int, *,
+                kinds: tuple[str, ...] | None = None) -> PortraitDefect | None:
+        """The defect planted in candidate `index`, if any: each kind (of `kinds`, all by default)
+        at its rate of every portrait."""
         draw = _unit(f"portrait-defect|{request.job_id}|{request.seed}|{index}")
-        assert request.identity is not None
-        for kind, rate in self.config.local_options.portrait.rates(request.identity.mode == "reference"):
+        by_reference = request.identity is not None and request.identity.mode == "reference"
+        for kind, rate in self.config.local_options.portrait.rates(by_reference):
+            if kinds is not None and kind not in kinds:
+                continue
             if draw < rate:
                 return cast(PortraitDefect, kind)  # rates() names the kinds of PortraitDefect
             draw -= rate
         return None
+
+
+def _generated(request: GenerationRequest, costed: Costed, *, indices: list[int], painted: list[bytes]) -> list[GeneratedImage]:
+    return [GeneratedImage(index=index, data=data, media_type="image/jpeg", seed=request.seed_for(index),
+                           cost_micro_usd=costed.cost_micro_usd, latency_s=costed.latency_s)
+            for index, data in zip(indices, painted, strict=True)]
 
 
 def _draw(request: GenerationRequest, index: int) -> tuple[int, ...]:

@@ -18,6 +18,10 @@ A local provider that declares `capabilities.identity` paints an order of a subj
 portraits of it (`local_portraits`): the subject's face from its weights or its photos, in each
 candidate's style, with the defects `local.portrait` plants. Another order it paints as any
 local provider does, each style's words added to the prompt.
+
+Any local provider paints a candidate whose style names a framing (the styles of `styled-headshots`)
+in an order of no subject as a portrait of a stranger (`local_portraits.paint_strangers`): a
+text-to-image model asked for a headshot paints a person, and the scorer's face checks need one.
 """
 
 import asyncio
@@ -38,7 +42,7 @@ from services.router.providers.clip_maker import (
     still_of,
 )
 from services.router.providers.inputs import CountInput, ModelInputs, SeedInput
-from services.router.providers.local_portraits import Costed, LocalPortraits
+from services.router.providers.local_portraits import Costed, LocalPortraits, is_portrait
 from services.router.providers.painter import CandidateRange
 from services.router.providers.registry import ProviderConfig
 
@@ -79,13 +83,17 @@ class LocalProvider:
         cost = self.config.price.price_micro_usd((request.width, request.height), latency / max(1, request.count))
         if request.identity is not None:
             return await self.portraits.paint(request, Costed(cost, latency))
+        people = [index for index in request.indices if is_portrait(request.params_for(index))]
+        made = await self.portraits.paint_strangers(request, Costed(cost, latency), indices=people) if people else []
         painted = []
         for run in request.style_runs():
+            if run.start_index in people:  # a run is one style's, a portrait or not throughout
+                continue
             batch = CandidateRange(prompt=run.prompt_for(run.start_index), seed=run.seed, count=run.count, start_index=run.start_index)
             painted += await painting_workers.paint(batch, width=request.width, height=request.height,
                                                     defect_rate=self.config.local_options.defect_rate)
-        return [GeneratedImage(index=p.index, data=p.png, media_type="image/png", seed=request.seed_for(p.index),
-                               cost_micro_usd=cost, latency_s=latency) for p in painted]
+        return made + [GeneratedImage(index=p.index, data=p.png, media_type="image/png", seed=request.seed_for(p.index),
+                                      cost_micro_usd=cost, latency_s=latency) for p in painted]
 
     async def _run_stage(self, request: GenerationRequest, latency: float) -> list[GeneratedImage]:
         operation = image_stages.OPERATIONS[self.config.local_options.operation or ""]

@@ -208,6 +208,15 @@ def donor(name: str) -> Donor:
     return found[name]
 
 
+@cache
+def strangers() -> LocalWeights:
+    """The faces painted for an order of no subject: the donors' not marked `"stranger": false`
+    in donors.json (donors/README.md says why)."""
+    listed = json.loads((DONORS / "donors.json").read_text())
+    chosen = [d for d in donors() if listed[d.name].get("stranger", True)]
+    return LocalWeights(trigger_word="", crops=tuple(d.crop for d in chosen), donor=chosen[0].name)
+
+
 def farthest_donor(embeddings: list[np.ndarray]) -> str:
     """The donor whose face is farthest from the subject's mean face."""
     centroid = np.mean(embeddings, axis=0)
