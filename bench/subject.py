@@ -3,21 +3,32 @@ identity into every candidate, and checking every candidate against it, costs.
 
 Starts the embedded stack and the five services as separate processes (as bench/e2e.py does),
 with a local painter for orders of no subject and the local portrait model and trainer for
-orders of one, none of them waiting (no latency) and the painter planting no defects; the
-portrait model keeps the planted defects of the shipped providers.yaml (another person, two
-faces, closed eyes, drift), which the scorer has to catch. It makes a subject from eight
-photos of one person (the stack's demo portrait, framed eight ways) and trains its identity
-with a small order first, so the measured order reuses trained weights as a later order of a
-customer does. Then, one after the other: the order of 60 from 240 candidates across the six
-styles of `subject-headshots` with the subject (identity `lora`), and the same order (60 from
-240, same size) with no subject. Per order: the wall time from the 202 to the job final and
-settled, and CPU milliseconds per candidate of the services, the broker, PostgreSQL and the S3
-server; for the subject's order, how many of its delivered pictures are distinct (no two within
-NEAR_DUPLICATE_BITS of each other's fingerprint) and how many each style got.
+orders of one, none of them waiting (no latency). It makes a subject from eight photos of one
+person (the stack's demo portrait, framed eight ways) and trains its identity with a small order
+first, so the measured order reuses trained weights as a later order of a customer does. Then,
+one after the other:
 
-The last line: `subject: order_s=<subject's order> plain_order_s=<no subject> ratio=<the two>
-cpu_per_candidate_ratio=<the two> distinct=<delivered distinct>/<asked>`; the subject's order
-should take at most 1.3 times the plain one.
+* subject — 60 from 240 candidates across the six styles of `subject-headshots`, of the subject
+  (identity `lora`): the portrait model paints its face, the scorer checks every candidate's
+  face, and its identity, skin and any second person against the subject's photos;
+* plain — the same order of no subject: 60 from 240 across the same six styles, template
+  `styled-headshots`, whose painter paints a stranger (a text-to-image model asked for a headshot
+  makes someone up) and whose profile is the subject's without the checks only a subject
+  gives (identity, skin tone, a second person);
+* prompt — 60 from 240 of the prompt alone, no template: pictures checked for their technical
+  quality only, no face; its ratio (printed, not the last line) also counts the face checks
+  every headshot order makes, subject or not.
+
+Both painters plant the face defects the shipped providers.yaml plants (two faces, closed
+eyes; for the subject also another person and drift), which the scorer has to catch. Per order:
+the wall time from the 202 to the job final and settled, and CPU milliseconds per candidate of
+the services, the broker, PostgreSQL and the S3 server; for the subject's order, how many of its
+delivered pictures are distinct (no two within NEAR_DUPLICATE_BITS of each other's fingerprint)
+and how many each style got.
+
+The last line: `subject: order_s=<subject's order> plain_order_s=<the same order of no subject>
+ratio=<the two> cpu_per_candidate_ratio=<the two> distinct=<delivered distinct>/<asked>`; the
+subject's order should take at most 1.3 times the plain one.
 
     python bench/subject.py [--side 512] [--images 60] [--candidates 240]
 """
@@ -47,6 +58,7 @@ from services.common.quality.fingerprints import near_duplicates  # noqa: E402
 
 PROMPT = "professional headshot"
 TEMPLATE = "subject-headshots"
+NO_SUBJECT_TEMPLATE = "styled-headshots"
 PROVIDERS_YAML = """
 providers:
   local-bench:
@@ -58,7 +70,11 @@ providers:
     concurrency: 64
     latency: {base_s: 0, per_image_s: 0}
     pass_rate_prior: {mean: 0.95, strength: 4}
-    local: {defect_rate: 0.0, failure_rate: 0.0, latency_s: 0}
+    local:
+      defect_rate: 0.0
+      failure_rate: 0.0
+      latency_s: 0
+      portrait: {two_faces: 0.02, closed_eyes: 0.03}
   local-portraits:
     adapter: local
     models: [{name: local-portrait, version: "1"}]
@@ -171,10 +187,11 @@ def report(orders: list[Order]) -> None:
     print(f"\nthe subject's delivered pictures by style: {dict(Counter(s['style'] for s in subject.delivered()))}")
     identity = (subject.view.get("subject") or {}).get("identity") or {}
     print(f"its identity: {identity.get('mode')} by {identity.get('provider')}/{identity.get('model')}")
-    scores = subject.view.get("scores", [])
-    failed = Counter(name for s in scores if s["judged"] and not s["passed"] for name in s["failed"])
-    print(f"its candidates refused, by check: {dict(failed)}")
-    print(f"its candidates measured to a verdict: {sum(s['judged'] for s in scores)} of {len(scores)}")
+    for order in orders:
+        scores = order.view.get("scores", [])
+        failed = Counter(name for s in scores if s["judged"] and not s["passed"] for name in s["failed"])
+        print(f"{order.name}: candidates measured to a verdict {sum(s['judged'] for s in scores)} of {len(scores)},"
+              f" refused by check {dict(failed)}")
     print_floor(subject, orders[1])
 
 
@@ -214,7 +231,8 @@ def main() -> None:
             watcher.wait_all(len(watcher.done) + 1, timeout_s=300)
             orders = [Order("subject", {"prompt": PROMPT, "template": TEMPLATE, "subject": subject_id,
                                         "identity": "lora", "seed": 1} | sized),
-                      Order("plain", {"prompt": PROMPT, "seed": 1} | sized)]
+                      Order("plain", {"prompt": PROMPT, "template": NO_SUBJECT_TEMPLATE, "seed": 1} | sized),
+                      Order("prompt", {"prompt": PROMPT, "seed": 1} | sized)]
             for order in orders:
                 order.body["metadata"] = {"bench": uuid.uuid4().hex[:8]}
                 place(order, http, watcher, meter)
@@ -224,7 +242,10 @@ def main() -> None:
             fleet.stop_all()
             stack.stop()
     report(orders)
-    subject, plain = orders
+    subject, plain, prompt = orders
+    print(f"\nagainst the prompt alone (no face checked): prompt_order_s={prompt.wall_s:.1f}"
+          f" ratio={subject.wall_s / prompt.wall_s:.2f}"
+          f" cpu_per_candidate_ratio={subject.platform_cpu_ms / prompt.platform_cpu_ms:.2f}")
     print(f"\nsubject: order_s={subject.wall_s:.1f} plain_order_s={plain.wall_s:.1f}"
           f" ratio={subject.wall_s / plain.wall_s:.2f}"
           f" cpu_per_candidate_ratio={subject.platform_cpu_ms / plain.platform_cpu_ms:.2f}"
