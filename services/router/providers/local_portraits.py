@@ -55,21 +55,22 @@ class LocalPortraits:
 
     async def paint(self, request: GenerationRequest, costed: Costed) -> list[GeneratedImage]:
         assert request.identity is not None
-        weights = await self._weights(request.identity)
-        indices = list(request.indices)
-        painted = await painting_workers.paint_portraits([
-            Sitting(weights=weights, look=Look.of(dict(request.params_for(index))), size=(request.width, request.height),
-                    draw=_draw(request, index), defect=self._defect(request, index))
-            for index in indices])
-        return _generated(request, costed, indices=indices, painted=painted)
+        return await self._painted(request, costed, weights=await self._weights(request.identity),
+                                   indices=list(request.indices))
 
     async def paint_strangers(self, request: GenerationRequest, costed: Costed, *, indices: list[int]) -> list[GeneratedImage]:
         """Candidates `indices` of an order of no subject, each a stranger in its style's scene."""
+        return await self._painted(request, costed, weights=strangers(), indices=indices, kinds=STRANGER_DEFECTS)
+
+    async def _painted(self, request: GenerationRequest, costed: Costed, *, weights: LocalWeights, indices: list[int],
+                       kinds: tuple[str, ...] | None = None) -> list[GeneratedImage]:
         painted = await painting_workers.paint_portraits([
-            Sitting(weights=strangers(), look=Look.of(dict(request.params_for(index))), size=(request.width, request.height),
-                    draw=_draw(request, index), defect=self._defect(request, index, kinds=STRANGER_DEFECTS))
+            Sitting(weights=weights, look=Look.of(dict(request.params_for(index))), size=(request.width, request.height),
+                    draw=_draw(request, index), defect=self._defect(request, index, kinds=kinds))
             for index in indices])
-        return _generated(request, costed, indices=indices, painted=painted)
+        return [GeneratedImage(index=index, data=data, media_type="image/jpeg", seed=request.seed_for(index),
+                               cost_micro_usd=costed.cost_micro_usd, latency_s=costed.latency_s)
+                for index, data in zip(indices, painted, strict=True)]
 
     async def _weights(self, identity: IdentityInput) -> LocalWeights:
         if identity.mode == "lora":
@@ -113,12 +114,6 @@ class LocalPortraits:
                 return cast(PortraitDefect, kind)  # rates() names the kinds of PortraitDefect
             draw -= rate
         return None
-
-
-def _generated(request: GenerationRequest, costed: Costed, *, indices: list[int], painted: list[bytes]) -> list[GeneratedImage]:
-    return [GeneratedImage(index=index, data=data, media_type="image/jpeg", seed=request.seed_for(index),
-                           cost_micro_usd=costed.cost_micro_usd, latency_s=costed.latency_s)
-            for index, data in zip(indices, painted, strict=True)]
 
 
 def _draw(request: GenerationRequest, index: int) -> tuple[int, ...]:
