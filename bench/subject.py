@@ -19,8 +19,9 @@ one after the other:
   quality only, no face; its ratio (printed, not the last line) also counts the face checks
   every headshot order makes, subject or not.
 
-Both painters plant the face defects the shipped providers.yaml plants (two faces, closed
-eyes; for the subject also another person and drift), which the scorer has to catch. Per order:
+Both painters plant face defects at the rates the shipped providers.yaml gives its portrait
+model (two faces, closed eyes; for the subject also another person and drift), which the
+scorer has to catch. Per order:
 the wall time from the 202 to the job final and settled, and CPU milliseconds per candidate of
 the services, the broker, PostgreSQL and the S3 server; for the subject's order, how many of its
 delivered pictures are distinct (no two within NEAR_DUPLICATE_BITS of each other's fingerprint)

@@ -186,19 +186,21 @@ def cropped(rgb: np.ndarray, face: FaceBox) -> FaceCrop:
     return FaceCrop(Image.fromarray(image), (moved(left_eye), moved(right_eye)), moved(marks[4]))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Donor:
     name: str
     crop: FaceCrop
     embedding: np.ndarray = field(compare=False)
+    stranger: bool = True  # painted for an order of no subject (donors/README.md)
 
 
 @cache
 def donors() -> tuple[Donor, ...]:
     """The donor faces shipped with the router (donors/donors.json)."""
     listed = json.loads((DONORS / "donors.json").read_text())
-    return tuple(Donor(name, _crop((DONORS / entry["file"]).read_bytes(), entry),
-                       np.array(entry["embedding"], dtype=np.float64)) for name, entry in sorted(listed.items()))
+    return tuple(Donor(name=name, crop=_crop((DONORS / entry["file"]).read_bytes(), entry),
+                       embedding=np.array(entry["embedding"], dtype=np.float64), stranger=entry.get("stranger", True))
+                 for name, entry in sorted(listed.items()))
 
 
 def donor(name: str) -> Donor:
@@ -212,8 +214,7 @@ def donor(name: str) -> Donor:
 def strangers() -> LocalWeights:
     """The faces painted for an order of no subject: the donors' not marked `"stranger": false`
     in donors.json (donors/README.md says why)."""
-    listed = json.loads((DONORS / "donors.json").read_text())
-    chosen = [d for d in donors() if listed[d.name].get("stranger", True)]
+    chosen = [d for d in donors() if d.stranger]
     return LocalWeights(trigger_word="", crops=tuple(d.crop for d in chosen), donor=chosen[0].name)
 
 
