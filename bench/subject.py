@@ -54,7 +54,7 @@ from bench.e2e import submit, tenant  # noqa: E402
 from bench.watcher import Watcher  # noqa: E402
 from genline_stack.embedded import EmbeddedStack, Endpoints  # noqa: E402
 from genline_stack.fleet import ServiceFleet  # noqa: E402
-from genline_stack.portraits import demo_portrait, poses  # noqa: E402
+from genline_stack.portraits import demo_photograph, poses  # noqa: E402
 from services.common.quality.fingerprints import near_duplicates  # noqa: E402
 
 PROMPT = "professional headshot"
@@ -139,7 +139,7 @@ def start_platform(data_dir: Path) -> tuple[EmbeddedStack, Endpoints, ServiceFle
 
 def trained_subject(http: httpx.Client, watcher: Watcher) -> str:
     """A subject of eight photos whose identity a small order trained."""
-    photos = [base64.b64encode(photo).decode() for photo in poses(demo_portrait(), 8)]
+    photos = [base64.b64encode(photo).decode() for photo in poses(demo_photograph("portrait.jpg"), 8)]
     made = http.post("/v1/subjects", json={"kind": "person", "name": "bench", "photos": photos}, timeout=300)
     if made.status_code != 201 or made.json()["state"] != "ready":
         raise RuntimeError(f"the subject was not made: {made.status_code} {made.text}")

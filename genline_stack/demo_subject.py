@@ -1,17 +1,15 @@
 """The demo's headshot order: a subject made through the public API from eight photos of one
-person (the stack's demo portrait, framed eight ways) and a ninth of someone else (matplotlib's
-Grace Hopper sample), refused with its reason; its identity trained by the local trainer for an
+person (the stack's demo portrait, framed eight ways) and a ninth of someone else (the photograph
+the stack ships as `demo/someone_else.jpg`), refused with its reason; its identity trained by the local trainer for an
 order of six pictures across the six styles of `subject-headshots`, followed to the end."""
 
 import base64
 from typing import Any
 
 import httpx
-from matplotlib import cbook
-from PIL import Image
 
 from genline_stack.demo import Say, follow_job
-from genline_stack.portraits import demo_portrait, jpeg, poses
+from genline_stack.portraits import demo_photograph, jpeg, poses
 
 # Six pictures, one per style, from twelve candidates: the identity trained for them.
 IMAGES, CANDIDATES = 6, 12
@@ -19,9 +17,8 @@ IMAGES, CANDIDATES = 6, 12
 
 def demo_photos() -> list[bytes]:
     """Eight photos of the demo's person with someone else's fifth, as a customer might send them."""
-    with Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)) as other:
-        someone_else = jpeg(other.convert("RGB"))
-    photos = poses(demo_portrait(), 8)
+    someone_else = jpeg(demo_photograph("someone_else.jpg").convert("RGB"))
+    photos = poses(demo_photograph("portrait.jpg"), 8)
     return photos[:4] + [someone_else] + photos[4:]
 
 

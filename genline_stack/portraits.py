@@ -47,9 +47,9 @@ def jpeg(image: Image.Image, quality: int = 90) -> bytes:
     return buffer.getvalue()
 
 
-def demo_portrait() -> Image.Image:
-    """The portrait the stack ships for its demo subject."""
-    with resources.files("genline_stack").joinpath("demo/portrait.jpg").open("rb") as file:
+def demo_photograph(name: str) -> Image.Image:
+    """One of the photographs the stack ships for its demo (`demo/README.md` says whose)."""
+    with resources.files("genline_stack").joinpath("demo", name).open("rb") as file:
         image = Image.open(file)
         image.load()
     return image

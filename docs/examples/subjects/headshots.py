@@ -6,10 +6,10 @@ from matplotlib import cbook
 from PIL import Image
 
 from genline_client import Genline
-from genline_stack.portraits import demo_portrait, jpeg, poses
+from genline_stack.portraits import demo_photograph, jpeg, poses
 
 # Your customer's photos: here eight framings of the demo's portrait, and someone else's.
-photos = poses(demo_portrait(), 8)
+photos = poses(demo_photograph("portrait.jpg"), 8)
 with Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)) as other:
     someone_else = jpeg(other.convert("RGB"))
 
