@@ -87,3 +87,20 @@ async def stop_tasks(*tasks: asyncio.Task[Any] | None) -> None:
     for task in running:
         task.cancel()
     await asyncio.gather(*running, return_exceptions=True)
+
+
+# Each goodbye in a service's stop (the last commit of offsets, a producer's flush, the broker's
+# and the database's connections closed) is given this long: with the broker or PostgreSQL
+# gone, each would otherwise retry for ever, and a pod would wait out its whole grace.
+GOODBYE_S = 3
+
+
+async def goodbye(what: str, step: Awaitable[object]) -> None:
+    """One step of a stop that talks to a server which may be gone: given GOODBYE_S, then left."""
+    try:
+        await asyncio.wait_for(step, GOODBYE_S)
+    except TimeoutError:
+        log.warning("%s did not close in %ss (is its server away?); stopping without", what, GOODBYE_S)
+    except Exception as exc:
+        log.warning("%s did not close (%s: %s); stopping without", what, type(exc).__name__, exc)
+

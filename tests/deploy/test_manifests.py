@@ -177,13 +177,14 @@ def env_of(deployment: dict) -> dict[str, dict]:
 
 
 def test_every_pod_has_time_to_drain_before_it_is_killed():
-    from services.common.runtime import GRPC_DRAIN_S, HTTP_DRAIN_S, OUTBOX_DRAIN_S
+    from services.common.runtime import GRPC_DRAIN_S, HTTP_DRAIN_S, OUTBOX_DRAIN_S, STOP_GRACE_S
     from services.router.app import ATTEMPT_DRAIN_S
 
     extra = {"ledger": GRPC_DRAIN_S, "router": GRPC_DRAIN_S + ATTEMPT_DRAIN_S}
+    assert STOP_GRACE_S >= HTTP_DRAIN_S + OUTBOX_DRAIN_S + max(extra.values())  # a process exits when its drains are done
     for name, deployment in of_kind("Deployment").items():
         worst = HTTP_DRAIN_S + OUTBOX_DRAIN_S + extra.get(name, 0)
-        assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > worst, name
+        assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > max(worst, STOP_GRACE_S), name
 
 
 def test_every_workload_has_a_network_policy():

@@ -29,7 +29,7 @@ from services.common.bus.journal_tables import ServiceSchema
 from services.common.bus.kafka_security import client_options, compression
 from services.common.bus.wake import END_SEPARATOR, PARTITION_SEPARATOR, TOPIC_SEPARATOR, bus_channel
 from services.common.db import Channel, Conn, Statement, insert_many, inserted, listen
-from services.common.supervision import failed, stop_tasks, supervise
+from services.common.supervision import failed, goodbye, stop_tasks, supervise
 
 log = logging.getLogger(__name__)
 
@@ -215,9 +215,9 @@ class OutboxRelay:
                 log.warning("outbox relay did not drain in %ss; the next start relays the rest", grace_s)
                 self._task.cancel()
                 await asyncio.gather(self._task, return_exceptions=True)
-        await self.journal.close()
+        await goodbye("the outbox's journal", self.journal.close())
         if self._producer is not None:
-            await self._producer.stop()
+            await goodbye("the outbox's producer", self._producer.stop())
             self._producer = None
 
     async def _run(self) -> None:
