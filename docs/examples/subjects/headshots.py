@@ -2,16 +2,12 @@
 ninth of someone else, refused with its reason), its price with the training line, then six
 pictures of that person, one in each style of `subject-headshots`, followed to the end."""
 
-from matplotlib import cbook
-from PIL import Image
-
 from genline_client import Genline
 from genline_stack.portraits import demo_photograph, jpeg, poses
 
 # Your customer's photos: here eight framings of the demo's portrait, and someone else's.
 photos = poses(demo_photograph("portrait.jpg"), 8)
-with Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)) as other:
-    someone_else = jpeg(other.convert("RGB"))
+someone_else = jpeg(demo_photograph("someone_else.jpg").convert("RGB"))
 
 with Genline() as client:  # GENLINE_API_URL and GENLINE_API_KEY from the environment
     subject = client.subjects.create("person", "Ada, marketing", photos=photos[:4] + [someone_else] + photos[4:])
