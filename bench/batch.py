@@ -35,6 +35,7 @@ import psutil  # noqa: E402
 from bench.e2e import start_platform, tenant  # noqa: E402
 from bench.order import PeakRss  # noqa: E402
 from genline_stack.fleet import SERVICES  # noqa: E402
+from genline_stack.stopping import run_stoppable, signals_held  # noqa: E402
 
 
 def batch_file(lines: int) -> bytes:
@@ -85,8 +86,9 @@ def main() -> None:
                 print(f"{lines} lines: {results[lines][0]:.1f} s, peak RSS (MiB) "
                       + ", ".join(f"{name} {mb:.0f}" for name, mb in results[lines][1].items()), flush=True)
         finally:
-            fleet.stop_all()
-            stack.stop()
+            with signals_held():
+                fleet.stop_all()
+                stack.stop()
     (small_s, small_rss), (large_s, large_rss) = results[args.small], results[args.large]
     ratios = {name: large_rss[name] / small_rss[name] for name in SERVICES}
     print("peak RSS, large vs small: " + ", ".join(f"{name} {ratio:.2f}" for name, ratio in ratios.items()))
@@ -96,4 +98,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stoppable(main)

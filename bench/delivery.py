@@ -50,6 +50,7 @@ from bench.e2e import PROMPT, PROVIDERS_YAML, submit, tenant  # noqa: E402
 from bench.watcher import Watcher  # noqa: E402
 from genline_stack.embedded import EmbeddedStack  # noqa: E402
 from genline_stack.fleet import ServiceFleet  # noqa: E402
+from genline_stack.stopping import run_stoppable, signals_held  # noqa: E402
 
 
 def start_platform(data_dir: Path) -> tuple[EmbeddedStack, Any, ServiceFleet]:
@@ -165,8 +166,9 @@ def main() -> None:
                 delivering.stop()
             sums = metric_sums(fleet.url("delivery"))
         finally:
-            fleet.stop_all()
-            stack.stop()
+            with signals_held():
+                fleet.stop_all()
+                stack.stop()
     idle_s, flood_s = statistics.median(p.total_s for p in idle), statistics.median(p.total_s for p in flooded)
     print(f"{'one-image job, seconds':<34}{'idle (median)':>14}{'under the flood (median)':>26}")
     print(f"{'  202 to final and settled':<34}{idle_s:>14.2f}{flood_s:>26.2f}")
@@ -192,4 +194,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stoppable(main)

@@ -62,6 +62,7 @@ from bench.history import load_history  # noqa: E402
 from bench.watcher import Watcher  # noqa: E402
 from genline_stack.embedded import EmbeddedStack, Endpoints  # noqa: E402
 from genline_stack.fleet import SERVICES, ServiceFleet  # noqa: E402
+from genline_stack.stopping import run_stoppable, signals_held  # noqa: E402
 from services.common.quality.profiles import job_profile  # noqa: E402
 from services.common.settings import ServiceSettings  # noqa: E402
 from services.common.storage import Blob, ObjectStore  # noqa: E402
@@ -339,10 +340,11 @@ def main() -> None:
                 burst_work = asyncio.run(in_process(endpoints, 40, args.side, 4, threads=1))
             every_core = asyncio.run(in_process(endpoints, 40, args.side, 2))
         finally:
-            fleet.stop_all()
-            stack.stop()
+            with signals_held():
+                fleet.stop_all()
+                stack.stop()
     report(args, seq_latencies, hops, load, seq_work, burst_work, every_core, history)
 
 
 if __name__ == "__main__":
-    main()
+    run_stoppable(main)

@@ -31,6 +31,7 @@ import psutil  # noqa: E402
 import psycopg  # noqa: E402
 
 from bench.costs import postmaster_of, server_cpu_s  # noqa: E402
+from genline_stack.stopping import run_stoppable, signals_held  # noqa: E402
 from services.common.bus import envelop  # noqa: E402
 from services.common.contracts import DeliveredImage, JobDelivered, JobSpec, JobSubmitted  # noqa: E402
 from services.common.db import migrate  # noqa: E402
@@ -227,8 +228,9 @@ def main() -> None:
         try:
             run(args, server.get_uri(), postmaster_of(Path(data) / "pgdata"))
         finally:
-            server.cleanup()
+            with signals_held():
+                server.cleanup()
 
 
 if __name__ == "__main__":
-    main()
+    run_stoppable(main)

@@ -36,6 +36,7 @@ import psutil  # noqa: E402
 from bench.costs import CpuMeter, counted  # noqa: E402
 from bench.e2e import PROMPT, Watcher, start_platform, submit, tenant  # noqa: E402
 from genline_stack.fleet import SERVICES  # noqa: E402
+from genline_stack.stopping import run_stoppable, signals_held  # noqa: E402
 from services.common.quality.profiles import job_profile  # noqa: E402
 from services.router.providers.painter import CandidateRange, LocalGenerator  # noqa: E402
 from services.scorer.dimensions import Equipment, Scorer, Scoring  # noqa: E402
@@ -180,8 +181,9 @@ def main() -> None:
             for order in orders:
                 order.work_s = work_in_process(order, args.side, batch)
         finally:
-            fleet.stop_all()
-            stack.stop()
+            with signals_held():
+                fleet.stop_all()
+                stack.stop()
     report(orders)
     cpu = ratio(orders, 960, 64, lambda o: o.platform_cpu_ms)
     rss = max(ratio(orders, 960, 64, lambda o, name=name: o.peak_rss_mb[name]) for name in SERVICES)
@@ -191,4 +193,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stoppable(main)

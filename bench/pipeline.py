@@ -27,6 +27,7 @@ from skimage import data
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from genline_stack.stopping import run_stoppable  # noqa: E402
 from services.common.templates import load_catalogue  # noqa: E402
 from services.router.engine import RoutingEngine  # noqa: E402
 from services.router.pipeline import run_pipeline  # noqa: E402
@@ -108,4 +109,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stoppable(main)

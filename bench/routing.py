@@ -39,6 +39,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.market import DAY_S, HOUR, MARKET, SimulatedProvider, by_hour, market_registry, unit_draw  # noqa: E402
+from genline_stack.stopping import run_stoppable  # noqa: E402
 from services.router.clock import LoopClock, run_simulated  # noqa: E402
 from services.router.engine import RoutingEngine  # noqa: E402
 from services.router.fairness import FairQueue, Place  # noqa: E402
@@ -269,4 +270,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stoppable(main)

@@ -58,6 +58,7 @@ import torch  # noqa: E402
 
 from bench.scorer_images import SIDE, bench_images, portraits  # noqa: E402
 from bench.scorer_tiers import TIER_PROFILES, tier_report  # noqa: E402
+from genline_stack.stopping import run_stoppable  # noqa: E402
 from services.common.quality.profiles import Profile, load_profile, profile_of_dimensions  # noqa: E402
 from services.scorer.dimensions import Equipment, Scorer, Scoring  # noqa: E402
 from services.scorer.dimensions.tier1 import BLOCK_STEP_CAP, BLOWN_LEVEL, CRUSHED_LEVEL  # noqa: E402
@@ -208,4 +209,4 @@ def print_dimension_rates(scorer: Scorer, rates: dict[str, float], device: str) 
 
 
 if __name__ == "__main__":
-    main()
+    run_stoppable(main)

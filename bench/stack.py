@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from genline_stack.embedded import EmbeddedStack, Endpoints  # noqa: E402
 from genline_stack.ports import free_port, wait_for_port  # noqa: E402
+from genline_stack.stopping import run_stoppable, signals_held  # noqa: E402
 from services.common.settings import ServiceSettings  # noqa: E402
 from services.common.storage import Blob, ObjectStore  # noqa: E402
 
@@ -100,7 +101,8 @@ def embedded(args) -> None:
                 measure_s3(endpoints, servers["s3"], args.requests, "SeaweedFS")
                 measure_broker(endpoints, servers["broker"], args.records)
         finally:
-            stack.stop()
+            with signals_held():
+                stack.stop()
 
 
 def moto(args) -> None:
@@ -112,8 +114,9 @@ def moto(args) -> None:
         endpoints = Endpoints(kafka_bootstrap="unused:9092", database_url="unused", s3_endpoint_url=f"http://127.0.0.1:{port}")
         measure_s3(endpoints, psutil.Process(server.pid), args.requests, "moto")
     finally:
-        server.terminate()
-        server.wait()
+        with signals_held():
+            server.terminate()
+            server.wait()
 
 
 def main() -> None:
@@ -126,4 +129,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stoppable(main)

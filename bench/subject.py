@@ -55,6 +55,7 @@ from bench.watcher import Watcher  # noqa: E402
 from genline_stack.embedded import EmbeddedStack, Endpoints  # noqa: E402
 from genline_stack.fleet import ServiceFleet  # noqa: E402
 from genline_stack.portraits import demo_photograph, poses  # noqa: E402
+from genline_stack.stopping import run_stoppable, signals_held  # noqa: E402
 from services.common.quality.fingerprints import near_duplicates  # noqa: E402
 
 PROMPT = "professional headshot"
@@ -240,8 +241,9 @@ def main() -> None:
                 print(f"{order.name}: {order.view['state']}, {len(order.view.get('outputs', []))} delivered in"
                       f" {order.wall_s:.1f} s", flush=True)
         finally:
-            fleet.stop_all()
-            stack.stop()
+            with signals_held():
+                fleet.stop_all()
+                stack.stop()
     report(orders)
     subject, plain, prompt = orders
     print(f"\nagainst the prompt alone (no face checked): prompt_order_s={prompt.wall_s:.1f}"
@@ -254,4 +256,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stoppable(main)

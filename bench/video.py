@@ -39,6 +39,7 @@ from matplotlib import cbook  # noqa: E402
 from PIL import Image  # noqa: E402
 from skimage import data as photos  # noqa: E402
 
+from genline_stack.stopping import run_stoppable  # noqa: E402
 from services.common import video  # noqa: E402
 from services.common.contracts import VideoSpec  # noqa: E402
 from services.common.quality.profiles import load_profile  # noqa: E402
@@ -158,4 +159,4 @@ def verdict_text(verdict: ImageVerdict) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    run_stoppable(main)

@@ -39,6 +39,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from genline_stack.stopping import run_stoppable  # noqa: E402
 from services.common import watermark, watermark_dwt  # noqa: E402
 
 CHOSEN = "tiles"  # what delivery embeds (services/delivery/postprocess.py)
@@ -239,4 +240,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stoppable(main)

@@ -23,6 +23,8 @@ from pathlib import Path
 import httpx
 from e2e import percentile, start_platform, tenant  # bench/e2e.py, beside this file
 
+from genline_stack.stopping import run_stoppable, signals_held
+
 
 def receiver() -> tuple[ThreadingHTTPServer, dict[str, float]]:
     """A server that answers 200 and notes when each job's first webhook arrived."""
@@ -77,9 +79,10 @@ def main() -> None:
             measure(http, arrivals, 3)  # the first jobs pay for imports and connections
             to_attempt, to_arrival = measure(http, arrivals, args.jobs)
         finally:
-            server.shutdown()
-            fleet.stop_all()
-            stack.stop()
+            with signals_held():
+                server.shutdown()
+                fleet.stop_all()
+                stack.stop()
     for name, values in (("final event → first attempt", to_attempt), ("final event → arrival", to_arrival)):
         print(f"{name:<28} p50 {percentile(values, 50):6.0f} ms  p90 {percentile(values, 90):6.0f} ms"
               f"  max {max(values):6.0f} ms  ({len(values)} jobs)")
@@ -87,4 +90,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stoppable(main)

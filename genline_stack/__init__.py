@@ -17,6 +17,8 @@ machine.
     ports.py          ports and processes of the embedded stack and the fleet
     postgres.py       the embedded stack's PostgreSQL
     seaweedfs.py      the embedded stack's object store
+    stopping.py       stopping what a program started, whatever stops it: SIGTERM and SIGINT run
+                      its `finally` blocks
     tls_proxy.py      TLS in front of the embedded broker, so that the services' Kafka clients speak
                       TLS to it as to a real cluster
 """

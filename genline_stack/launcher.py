@@ -9,12 +9,10 @@ again, after a pause that doubles while it keeps exiting.
 
 import argparse
 import asyncio
-import signal
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 
 from genline_stack.credentials import AUDITOR, OPERATOR, kek_env, read_person
 from genline_stack.demo import run_demo
@@ -22,6 +20,7 @@ from genline_stack.demo_subject import run_subject_demo
 from genline_stack.embedded import EmbeddedStack
 from genline_stack.endpoints import Endpoints
 from genline_stack.fleet import ServiceFleet
+from genline_stack.stopping import Stop, signals_held, stopped_by_signals
 from services.ingest.accounts.tenants import Tenant, ensure_tenant
 from services.ingest.settings import IngestSettings
 from services.ledger.app import grant
@@ -29,14 +28,6 @@ from services.ledger.records import CreditGrant
 from services.ledger.settings import DEV_LEDGER_SECRETS, LedgerSettings
 
 DEMO_TENANT = "demo"
-
-
-class Stop(Exception):
-    pass
-
-
-def raise_stop(signum: int, _frame: FrameType | None) -> None:
-    raise Stop(signal.Signals(signum).name)
 
 
 async def seed(endpoints: Endpoints, credits: int, *, key_file: Path) -> str:
@@ -163,9 +154,13 @@ def serve_until_stopped(stack: EmbeddedStack, fleet: ServiceFleet) -> None:
 
 
 def launch(args: argparse.Namespace) -> int:
-    """What `genline run` does (its arguments in `genline_stack.cli`); the exit status."""
-    signal.signal(signal.SIGTERM, raise_stop)
-    signal.signal(signal.SIGINT, raise_stop)
+    """What `genline run` does (its arguments in `genline_stack.cli`); the exit status. SIGTERM
+    and SIGINT stop it, and everything it started, at any point (genline_stack.stopping)."""
+    with stopped_by_signals():
+        return launch_and_serve(args)
+
+
+def launch_and_serve(args: argparse.Namespace) -> int:
     stack = EmbeddedStack(data_dir=args.data_dir.resolve(), kafka_tls=True)  # as a cluster: the broker over TLS only
     fleet = None
     started = time.monotonic()
@@ -205,9 +200,8 @@ def launch(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 1
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if fleet:
-            fleet.stop_all()
-        stack.stop()
+        with signals_held():
+            if fleet:
+                fleet.stop_all()
+            stack.stop()
     return 0
