@@ -46,25 +46,30 @@ def mailbox() -> Iterator[Mailbox]:
         yield box
 
 
+def platform_env(stripe: StripeSimulator, mailbox: Mailbox) -> dict[str, str]:
+    """The settings the tests' platforms run with, on top of each service's own."""
+    return {"GENLINE_ENVIRONMENT": "test", "GENLINE_KAFKA_SESSION_TIMEOUT_MS": "6000",
+            "GENLINE_ADMIN_TOKEN": LEDGER_ADMIN_TOKEN,
+            "GENLINE_PAYMENT_WEBHOOK_SECRET": PAYMENT_WEBHOOK_SECRET,
+            "GENLINE_STRIPE_API_KEY": "sk_test_e2e", "GENLINE_STRIPE_API_BASE": stripe.base_url,
+            # Webhook retries within seconds, not a day.
+            "GENLINE_WEBHOOK_RETRY_SCHEDULE_S": "[0.3, 0.6, 1.2, 2.4]",
+            # The ledger looks for alerts due every second, not every 15.
+            "GENLINE_ALERT_INTERVAL_S": "1",
+            # Subjects past their retention are erased within a second.
+            "GENLINE_SUBJECT_SWEEP_INTERVAL_S": "1",
+            # Invitations and sign-in links go out through the mailbox.
+            "GENLINE_SMTP_HOST": "127.0.0.1", "GENLINE_SMTP_PORT": str(mailbox.port),
+            "GENLINE_SMTP_SECURITY": "none",
+            # The identity provider of the console's tests is on loopback.
+            "GENLINE_OIDC_ALLOWED_NETWORKS": '["127.0.0.0/8"]',
+            "GENLINE_MEMBER_LINK_KEY": "e2e-member-link-key-3f9a1c7d2b"}
+
+
 @pytest.fixture(scope="package")
 def platform(endpoints, tmp_path_factory, stripe, mailbox) -> Iterator[ServiceFleet]:
     fleet = ServiceFleet(endpoints=endpoints, log_dir=tmp_path_factory.mktemp("service-logs"),
-                         extra_env={"GENLINE_ENVIRONMENT": "test", "GENLINE_KAFKA_SESSION_TIMEOUT_MS": "6000",
-                                    "GENLINE_ADMIN_TOKEN": LEDGER_ADMIN_TOKEN,
-                                    "GENLINE_PAYMENT_WEBHOOK_SECRET": PAYMENT_WEBHOOK_SECRET,
-                                    "GENLINE_STRIPE_API_KEY": "sk_test_e2e", "GENLINE_STRIPE_API_BASE": stripe.base_url,
-                                    # Webhook retries within seconds, not a day.
-                                    "GENLINE_WEBHOOK_RETRY_SCHEDULE_S": "[0.3, 0.6, 1.2, 2.4]",
-                                    # The ledger looks for alerts due every second, not every 15.
-                                    "GENLINE_ALERT_INTERVAL_S": "1",
-                                    # Subjects past their retention are erased within a second.
-                                    "GENLINE_SUBJECT_SWEEP_INTERVAL_S": "1",
-                                    # Invitations and sign-in links go out through the mailbox.
-                                    "GENLINE_SMTP_HOST": "127.0.0.1", "GENLINE_SMTP_PORT": str(mailbox.port),
-                                    "GENLINE_SMTP_SECURITY": "none",
-                                    # The identity provider of the console's tests is on loopback.
-                                    "GENLINE_OIDC_ALLOWED_NETWORKS": '["127.0.0.0/8"]',
-                                    "GENLINE_MEMBER_LINK_KEY": "e2e-member-link-key-3f9a1c7d2b"})
+                         extra_env=platform_env(stripe, mailbox))
     stripe.webhook_url = f"{fleet.url('ledger')}/v1/webhooks/payments"
     try:
         fleet.start_all()

@@ -2,7 +2,8 @@
 snippets, so a page cannot drift from what runs):
 
 * `*.sh` runs in bash (`-euo pipefail`) and `*.py` in this Python, against the five services
-  as processes: GENLINE_API_URL and GENLINE_API_KEY name the API and a tenant of its own with
+  as processes, on a stack of their own whose local providers plant no defects (an example
+  shows the same outcome every time it runs): GENLINE_API_URL and GENLINE_API_KEY name the API and a tenant of its own with
   1,000 credits (also in `.genline/demo-api-key` of the scratch folder it runs in, as after
   `make run`), and the operator's environment is set, as `.genline/operator.env` sets it.
   An example exits 0 and checks its own outcome (a state, a signature, a count).
@@ -21,6 +22,7 @@ import shlex
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -29,26 +31,63 @@ import pytest
 import yaml
 
 from genline_stack.credentials import kek_env
-from genline_stack.fleet import SERVICES
+from genline_stack.embedded import EmbeddedStack, Endpoints
+from genline_stack.fleet import SERVICES, ServiceFleet
 from services.common.templates import Catalogue
 from services.router.providers.registry import parse_registry
 from tests.deploy.test_manifests import problems_of, render
-from tests.e2e.conftest import make_tenant
+from tests.e2e.conftest import make_tenant, platform_env
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "docs" / "examples"
 RUNNABLE = sorted(p for p in EXAMPLES.rglob("*") if p.suffix in (".sh", ".py") and "setup" not in p.parts)
 SETUP = sorted((EXAMPLES / "setup").glob("*.sh")) if (EXAMPLES / "setup").is_dir() else []
 DOCUMENTS = sorted(EXAMPLES.rglob("*.yaml"))
+SHIPPED_REGISTRY = ROOT / "services" / "router" / "providers.yaml"
 
 
 def name_of(path: Path) -> str:
     return str(path.relative_to(EXAMPLES))
 
 
+def steady_registry() -> dict:
+    """The shipped provider registry with every planted defect and failure taken out: its local
+    providers paint what is asked and answer every call, so what an example shows does not rest
+    on a draw (an example that shows a failure makes it happen on purpose)."""
+    registry = yaml.safe_load(SHIPPED_REGISTRY.read_text())
+    for provider in registry["providers"].values():
+        local = provider.get("local")
+        if local is not None:
+            local.update(defect_rate=0.0, failure_rate=0.0)
+            if "portrait" in local:
+                local["portrait"] = dict.fromkeys(local["portrait"], 0.0)
+    return registry
+
+
 @pytest.fixture(scope="module")
-def example_env(platform, endpoints, tmp_path_factory):
+def steady_platform(tmp_path_factory, stripe, mailbox) -> Iterator[tuple[ServiceFleet, Endpoints]]:
+    """The platform on a stack of its own, in the default namespace (the operator's commands
+    the examples run read it as they would after `make run`), generating on `steady_registry`."""
+    folder = tmp_path_factory.mktemp("steady")
+    stack = EmbeddedStack(data_dir=folder / "stack", rotate_after_records=None)
+    try:
+        endpoints = stack.start()
+        (folder / "providers.yaml").write_text(yaml.safe_dump(steady_registry()))
+        fleet = ServiceFleet(endpoints=endpoints, log_dir=folder / "logs", extra_env=platform_env(stripe, mailbox)
+                             | {"GENLINE_PROVIDERS_PATH": str(folder / "providers.yaml")})
+        try:
+            fleet.start_all()
+            yield fleet, endpoints
+        finally:
+            fleet.stop_all()
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="module")
+def example_env(steady_platform, tmp_path_factory):
     """The environment an example runs in, and the scratch folder it runs from."""
+    platform, endpoints = steady_platform
     tenant = make_tenant(endpoints, platform, 1_000)
     folder = tmp_path_factory.mktemp("docs-example")
     (folder / ".genline").mkdir()

@@ -1,8 +1,8 @@
 # Eight photos of one person (here framings of the demo's portrait; use your customer's own).
 mkdir -p photos
 python - <<'PY'
-from genline_stack.portraits import demo_portrait, poses
-for i, photo in enumerate(poses(demo_portrait(), 8)):
+from genline_stack.portraits import demo_photograph, poses
+for i, photo in enumerate(poses(demo_photograph("portrait.jpg"), 8)):
     open(f"photos/ada-{i}.jpg", "wb").write(photo)
 PY
 
