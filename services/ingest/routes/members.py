@@ -20,6 +20,7 @@ from services.ingest.accounts import roles
 from services.ingest.deps import MembersManager, Runtime, Settings, SignedIn, client_address
 from services.ingest.members import sessions, team
 from services.ingest.members.links import BadLink, digest
+from services.ingest.members.web import sign_in_of
 from services.ingest.members.wiring import Mail, Signer
 from services.ingest.store import members as store
 from services.ingest.store import sessions as session_store
@@ -284,12 +285,11 @@ async def accept_invitation(body: InvitationToken, request: Request, response: R
     if sso:
         raise Problem(status=409, slug="sign-in-with-provider", detail="this tenant signs in through its identity provider: continue"
                       " there to accept the invitation")
-    origin = client_address(request)
     async with runtime.pool.connection() as conn, conn.transaction():
-        member = await team.accept(runtime, conn, token=body.token, identity=team.Identity(origin=origin))
-        opened = await sessions.open_for(runtime, conn, sign_in=sessions.SignIn(
-            tenant_id=member["tenant_id"], member_id=member["id"], method="invitation", origin=origin,
-            user_agent=request.headers.get("user-agent", "")), settings=settings)
+        member = await team.accept(runtime, conn, token=body.token,
+                                   identity=team.Identity(origin=client_address(request)))
+        opened = await sessions.open_for(runtime, conn, sign_in=sign_in_of(request, member, method="invitation"),
+                                         settings=settings)
     runtime.relay.notify()
     sessions.set_cookies(response, opened)
     return MemberOut.of(member)
