@@ -19,7 +19,6 @@ from services.common.problems import Problem
 from services.ingest.accounts import roles
 from services.ingest.deps import MembersManager, Runtime, Settings, SignedIn, client_address
 from services.ingest.members import sessions, team
-from services.ingest.members.links import BadLink, digest
 from services.ingest.members.web import sign_in_of
 from services.ingest.members.wiring import Mail, Signer
 from services.ingest.store import members as store
@@ -254,15 +253,9 @@ async def revoke_invitation(invitation_id: Annotated[UUID, Path(examples=[INVITA
 
 
 async def open_invitation(runtime: Any, signer: Any, *, token: str) -> Any:
-    try:
-        signer.check("invitation", token)
-    except BadLink:
-        raise Problem(status=404, slug="invitation-not-found", detail="this invitation link is not valid or has expired") from None
     async with runtime.pool.connection() as conn:
-        row = await store.open_invitation(conn, digest(token))
-        provider = await session_store.read_provider(conn, row["tenant_id"]) if row else None
-    if row is None:
-        raise Problem(status=404, slug="invitation-not-found", detail="this invitation was used, revoked or has expired")
+        row = await team.open_invitation(conn, signer, token=token)
+        provider = await session_store.read_provider(conn, row["tenant_id"])
     return row, provider is not None
 
 
@@ -286,7 +279,7 @@ async def accept_invitation(body: InvitationToken, request: Request, response: R
         raise Problem(status=409, slug="sign-in-with-provider", detail="this tenant signs in through its identity provider: continue"
                       " there to accept the invitation")
     async with runtime.pool.connection() as conn, conn.transaction():
-        member = await team.accept(runtime, conn, token=body.token,
+        member = await team.accept(runtime, conn, token=body.token, signer=signer,
                                    identity=team.Identity(origin=client_address(request)))
         opened = await sessions.open_for(runtime, conn, sign_in=sign_in_of(request, member, method="invitation"),
                                          settings=settings)
