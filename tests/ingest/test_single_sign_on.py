@@ -165,7 +165,8 @@ def signed(provider: Provider, **claims) -> str:
 def test_an_id_token_for_another_client_sign_in_issuer_or_time_is_refused(provider, claims, why):
     async def check() -> None:
         async with httpx.AsyncClient() as http:
-            providers = oidc.OidcClient(http=http, cache_s=60, allowed=targets.allowed_networks(["127.0.0.0/8"]))
+            providers = oidc.OidcClient(http=http, cache_s=60, guard=targets.Guard.of(
+                targets.Purpose.IDENTITY_PROVIDERS, ["127.0.0.0/8"]))
             metadata = await providers.metadata(provider.issuer)
             expected = oidc.Expected(provider.issuer, "genline", "n-1")
             assert (await providers.verified_claims(metadata, signed(provider), expected=expected))["sub"] == "sub-x"

@@ -1,12 +1,14 @@
 """An evaluation's images, from wherever they come, screened like an upload and stored by
 content in the internal bucket, where the scorer reads them: an upload of the tenant's (already
 screened), an image the tenant was delivered, base64, or a URL fetched behind the SSRF guard
-(public addresses only, the connection pinned to the address checked, no redirect, bounded in
-size and time). What cannot be had is a 422 naming the image and why."""
+(public addresses, and the networks opened for images named by URL alone; the connection
+pinned to the address checked, each redirect checked again; bounded in size and time). What
+cannot be had is a 422 naming the image and why."""
 
 import base64
 import binascii
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -48,6 +50,16 @@ class Sources:
         await self.objects.put(self.objects.internal_bucket, key, content=photo)
         return key
 
+    async def named(self, source: ImageSource, *, name: str) -> dict[str, Any]:
+        """How a batch keeps an image it reads later: a URL checked now, so one the guard
+        refuses is refused with the batch, before anything is fetched."""
+        if source.url is not None:
+            try:
+                await image_url_guard(self.settings).address(source.url)
+            except targets.RefusedTarget as refused:
+                raise unusable(name, f"the URL cannot be fetched: {refused}") from None
+        return source.shown()
+
     async def fetched(self, tenant_id: str, source: ImageSource, *, name: str) -> bytes:
         if source.b64 is not None:
             try:
@@ -73,24 +85,28 @@ class Sources:
             raise unusable(name, f"image {asked.n} of job {asked.job_id} is no longer stored") from None
 
     async def downloaded(self, url: str, name: str) -> bytes:
-        """The body at `url`, fetched from the address checked (a public one), at most the
-        upload limit, within the fetch timeout."""
+        """The body at `url`, fetched through the guard of images named by URL (public
+        addresses, and the networks opened for this purpose alone; every redirect checked
+        again), at most the upload limit, within the fetch timeout."""
         settings = self.settings
-        try:
-            address = await targets.checked_address(url, targets.allowed_networks(settings.webhook_allowed_networks))
-        except targets.RefusedTarget as refused:
-            raise unusable(name, f"the URL cannot be fetched: {refused}") from None
-        pinned, host, extensions = targets.pinned_request(url, address)
         limit, data = settings.max_upload_bytes, b""
         try:
-            async with httpx.AsyncClient(timeout=settings.evaluation_fetch_timeout_s, follow_redirects=False) as http, \
-                    http.stream("GET", pinned, headers=host, extensions=extensions) as response:
+            async with httpx.AsyncClient(timeout=settings.evaluation_fetch_timeout_s) as http, \
+                    image_url_guard(settings).stream(http, "GET", url) as response:
                 if response.status_code != 200:
                     raise unusable(name, f"the URL answered {response.status_code}")
                 async for chunk in response.aiter_bytes():
                     data += chunk
                     if len(data) > limit:
                         raise unusable(name, f"the image is larger than {limit} bytes")
+        except targets.RefusedTarget as refused:
+            raise unusable(name, f"the URL cannot be fetched: {refused}") from None
         except httpx.HTTPError as error:
             raise unusable(name, f"the URL could not be fetched ({type(error).__name__})") from None
         return data
+
+
+def image_url_guard(settings: IngestSettings) -> targets.Guard:
+    """Images a tenant names by URL: their own allow-list, never the webhooks'."""
+    return targets.Guard.of(targets.Purpose.IMAGE_URLS, settings.image_url_allowed_networks,
+                            redirects=settings.image_url_redirects)
