@@ -787,6 +787,9 @@ class ProviderCall(Contract):
     detail: str = ""
     stage: str = Field("generate", description="the template stage the call was for")
     stage_index: int = Field(0, ge=0, description="that stage's place in the template's pipeline")
+    refused_outputs: int = Field(0, ge=0, description="outputs the provider made that the router refused before"
+                                                      " scoring (damaged, blank, not what was asked): billed all the"
+                                                      " same (in cost_micro_usd), never scored; `detail` says why")
 
 
 class QualityStatus(Contract):
