@@ -9,10 +9,12 @@ import base64
 import binascii
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 import httpx
 
 from services.common import targets
+from services.common.contracts import DeliveredImage
 from services.common.problems import Problem
 from services.common.runtime import ServiceRuntime
 from services.common.storage import ObjectStore, StorageError
@@ -38,11 +40,7 @@ class Sources:
     async def stored(self, tenant_id: str, source: ImageSource, *, name: str) -> str:
         """The internal key of the image `source` names, screened and stored."""
         if source.upload_id is not None:
-            async with self.runtime.pool.connection() as conn:
-                upload = await store.read_upload(conn, source.upload_id, tenant_id=tenant_id)
-            if upload is None:
-                raise unusable(name, f"you have no upload {source.upload_id}")
-            return str(upload["key"])
+            return await self.upload_key(tenant_id, source.upload_id, name=name)
         data = await self.fetched(tenant_id, source, name=name)
         limits = screening.ScreeningLimits(self.settings.max_upload_bytes, self.settings.max_reference_pixels)
         photo = await self.gate.screen(data, limits, name=name)
@@ -50,14 +48,26 @@ class Sources:
         await self.objects.put(self.objects.internal_bucket, key, content=photo)
         return key
 
-    async def named(self, source: ImageSource, *, name: str) -> dict[str, Any]:
-        """How a batch keeps an image it reads later: a URL checked now, so one the guard
-        refuses is refused with the batch, before anything is fetched."""
+    async def upload_key(self, tenant_id: str, upload_id: UUID, *, name: str) -> str:
+        async with self.runtime.pool.connection() as conn:
+            upload = await store.read_upload(conn, upload_id, tenant_id=tenant_id)
+        if upload is None:
+            raise unusable(name, f"you have no upload {upload_id}")
+        return str(upload["key"])
+
+    async def named(self, tenant_id: str, source: ImageSource, *, name: str) -> dict[str, Any]:
+        """How a batch keeps an image it reads later, checked now as it will be read: an upload
+        or a delivered image the tenant has, a URL the guard lets through. One that is none of
+        these is refused with the batch, before anything is fetched."""
         if source.url is not None:
             try:
                 await image_url_guard(self.settings).address(source.url)
             except targets.RefusedTarget as refused:
                 raise unusable(name, f"the URL cannot be fetched: {refused}") from None
+        elif source.upload_id is not None:
+            await self.upload_key(tenant_id, source.upload_id, name=name)
+        elif source.delivered is not None:
+            await self.delivered_output(tenant_id, source, name=name)
         return source.shown()
 
     async def fetched(self, tenant_id: str, source: ImageSource, *, name: str) -> bytes:
@@ -71,7 +81,7 @@ class Sources:
         assert source.url is not None
         return await self.downloaded(source.url, name)
 
-    async def delivered(self, tenant_id: str, source: ImageSource, *, name: str) -> bytes:
+    async def delivered_output(self, tenant_id: str, source: ImageSource, *, name: str) -> DeliveredImage:
         asked = source.delivered
         assert asked is not None
         async with self.runtime.pool.connection() as conn:
@@ -79,6 +89,12 @@ class Sources:
         output = next((o for o in view.outputs if o.n == asked.n), None) if view is not None else None
         if output is None or not output.media_type.startswith("image/"):
             raise unusable(name, f"you were delivered no image {asked.n} of job {asked.job_id}")
+        return output
+
+    async def delivered(self, tenant_id: str, source: ImageSource, *, name: str) -> bytes:
+        asked = source.delivered
+        assert asked is not None
+        output = await self.delivered_output(tenant_id, source, name=name)
         try:
             return await self.objects.get(self.objects.public_bucket, output.key)
         except StorageError:
