@@ -44,7 +44,7 @@ from services.ingest.accounts.spend_caps import Submitter
 from services.ingest.accounts.webhook_targets import check_webhook_url
 from services.ingest.inputs import guidance, screening
 from services.ingest.jobs import clip_makers, domain, projection, request_rules, subject_order, video_request
-from services.ingest.jobs.examples import JOB_REQUEST_EXAMPLE, VIDEO_JOB_REQUEST_EXAMPLE
+from services.ingest.jobs.examples import CLIP_FROM_IMAGE_EXAMPLE, JOB_REQUEST_EXAMPLE, VIDEO_JOB_REQUEST_EXAMPLE
 from services.ingest.jobs.scoring_checks import check_scoring, profile_version, quality_rules
 from services.ingest.jobs.video_request import VideoRequest
 from services.ingest.key_encryption import keyring_of
@@ -66,7 +66,8 @@ MetadataValue = Annotated[StorableText, StringConstraints(max_length=METADATA_VA
 
 
 class JobRequest(RequestModel, subject_order.SubjectFields):
-    model_config = ConfigDict(json_schema_extra={"examples": [JOB_REQUEST_EXAMPLE, VIDEO_JOB_REQUEST_EXAMPLE]})
+    model_config = ConfigDict(json_schema_extra={"examples": [JOB_REQUEST_EXAMPLE, VIDEO_JOB_REQUEST_EXAMPLE,
+                                                              CLIP_FROM_IMAGE_EXAMPLE]})
 
     prompt: str = Field(min_length=1, max_length=2000)
     template: TemplateName = Field("generic", description="a template of GET /v1/templates")
