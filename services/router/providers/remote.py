@@ -81,7 +81,7 @@ class RemoteProvider(ABC):
         self.secret = secret
         self.context = context
         self.clock = context.clock or LoopClock()
-        self.http = ProviderHttp(config, context.client, auth_headers=self._auth_headers())
+        self.http = ProviderHttp(config, context.client, auth_headers=self._auth_headers(), outputs=context.outputs)
 
     # ---- what an adapter says ------------------------------------------------------------
 
