@@ -35,6 +35,10 @@ class RefusedTarget(ValueError):
     """The URL is not one this purpose may fetch; the message says why."""
 
 
+class ClosedNetwork(RefusedTarget):
+    """The URL's host is (or resolves to) an address no network opened for the purpose holds."""
+
+
 def allowed_networks(names: list[str]) -> list[IPNetwork]:
     return [ipaddress.ip_network(name, strict=False) for name in names]
 
@@ -80,7 +84,7 @@ def is_public(address: IPAddress) -> bool:
 
 def check_address(address: IPAddress, allowed: list[IPNetwork]) -> None:
     if not is_public(address) and not any(address in network for network in allowed):
-        raise RefusedTarget(f"{address} is a private, loopback, link-local or reserved address")
+        raise ClosedNetwork(f"{address} is a private, loopback, link-local or reserved address")
 
 
 def parsed_target(url: str) -> tuple[str, str, int]:
@@ -172,9 +176,8 @@ class Guard:
         setting, when it may not be fetched."""
         try:
             return await checked_address(url, list(self.allowed))
-        except RefusedTarget as refused:
-            raise RefusedTarget(f"{refused} (not among the networks {SETTINGS[self.purpose]} opens for"
-                                f" {self.purpose})") from None
+        except ClosedNetwork as refused:
+            raise ClosedNetwork(f"{refused}, which {SETTINGS[self.purpose]} does not open for {self.purpose}") from None
 
     async def pinned(self, url: str) -> PinnedRequest:
         pinned, host, extensions = pinned_request(url, await self.address(url))

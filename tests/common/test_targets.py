@@ -115,5 +115,5 @@ async def test_a_purpose_reaches_only_what_its_own_setting_opens():
     images = targets.Guard.of(targets.Purpose.IMAGE_URLS, [])
     assert await webhooks.address("http://127.0.0.1:9/hook") == ipaddress.ip_address("127.0.0.1")
     for spelling in ("127.0.0.1", "localhost", "2130706433", "0x7f000001", "0177.0.0.1", "[::ffff:127.0.0.1]"):
-        with pytest.raises(targets.RefusedTarget, match="opens for images named by URL"):
+        with pytest.raises(targets.ClosedNetwork, match="does not open for images named by URL"):
             await images.address(f"http://{spelling}:9/cat.png")
