@@ -58,3 +58,25 @@ def test_every_example_file_is_shown_on_a_page_or_used_by_one_that_is():
     scripts = "\n".join((DOCS / path).read_text() for path in shown if path.endswith((".sh", ".py")))
     unused = [path for path in examples - shown if Path(path).name not in scripts]
     assert not unused, f"example files no page shows and no shown example uses: {unused}"
+
+
+NAMED_TEST = re.compile(r"`(tests/[\w/]+\.py)(?:::(\w+))?`|(?<=, )`(test_\w+)`")
+
+
+def test_every_test_the_threat_model_names_exists():
+    """Each row of the security guide's threat model names the test that shows its attack
+    refused: a file that exists, and in it a test of that name (a bare name: the row's file)."""
+    table = (DOCS / "guides" / "security.md").read_text().split("## Threat model", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "tests/" in line]
+    assert len(rows) >= 20
+    missing = []
+    for row in rows:
+        last_file = None
+        for path, name, bare in NAMED_TEST.findall(row):
+            last_file = path or last_file
+            assert last_file is not None, row
+            source = (ROOT / last_file).read_text() if (ROOT / last_file).exists() else ""
+            wanted = name or bare
+            if not source or (wanted and not re.search(rf"^(async )?def {wanted}\(", source, re.M)):
+                missing.append(f"{last_file}::{wanted or ''}")
+    assert not missing, missing

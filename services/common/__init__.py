@@ -27,7 +27,7 @@ Serving and running
     grpc_server.py   a service's internal gRPC server; protos.py builds its stubs
     rounds.py        the advisory-lock round of every periodic sweeper
     http_headers.py  headers the services' clients act on (Retry-After)
-    targets.py       where webhooks may go (no SSRF)
+    targets.py       where outbound fetches may go: one guard, an allow-list per purpose (no SSRF)
     telemetry.py     logs, metrics, health; tracing.py the traces
 
 Its modules besides those named above:

@@ -2,7 +2,9 @@
 
 1. Strict input: request bodies derive from `RequestModel`, which refuses unknown fields,
    numbers and booleans sent as strings, and text PostgreSQL cannot store (U+0000, unpaired
-   surrogates), naming the field (422).
+   surrogates), naming the field (422). Every value outside the body (path, query, header,
+   cookie), declared by the route or read by it, is held to the same and to a length bound
+   before any route runs (`refuse_unstorable_values`).
 2. Errors are problems: FastAPI's default 422 schema is replaced by the shared Problem
    schema, every error status is filed under `application/problem+json`, and an operation
    behind a security scheme declares its 401 (its 403 when it lists scopes, its 429 when
@@ -14,10 +16,12 @@
 """
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from pydantic import (
@@ -87,6 +91,36 @@ def _storable_text(value: str) -> str:
 StorableText = Annotated[str, AfterValidator(_storable_text)]
 
 
+# Bounds on every value a request carries outside its body, whether or not a route declares it
+# (a route reads a cookie or a header itself; its own declared bounds are tighter). Past them, or
+# with text PostgreSQL cannot keep, the request is refused before any route or query sees it.
+VALUE_LIMITS = {"path": 1024, "query": 4096, "header": 8192, "cookie": 4096}
+
+
+def request_values(request: Request) -> Iterator[tuple[str, str, str]]:
+    """(where, name, value) of every value a request carries outside its body."""
+    yield from (("path", name, str(value)) for name, value in request.path_params.items())
+    yield from (("query", name, value) for name, value in request.query_params.multi_items())
+    yield from (("header", name, value) for name, value in request.headers.items())
+    yield from (("cookie", name, value) for name, value in request.cookies.items())
+
+
+def value_error(where: str, name: str, value: str) -> dict[str, Any] | None:
+    if found := unstorable_character(value):
+        return {"loc": (where, name), "msg": f"contains {found}, which cannot be stored", "type": "unstorable_text"}
+    if len(value) > VALUE_LIMITS[where]:
+        return {"loc": (where, name), "msg": f"is longer than {VALUE_LIMITS[where]} characters",
+                "type": "string_too_long"}
+    return None
+
+
+async def refuse_unstorable_values(request: Request) -> None:
+    """Every route's first dependency: a value it could hand to the database unchecked is a 422."""
+    errors = [error for value in request_values(request) if (error := value_error(*value)) is not None]
+    if errors:
+        raise RequestValidationError(errors)
+
+
 class RequestModel(BaseModel):
     """A request body: JSON types as sent (no "5" for 5, no "yes" for true), no unknown
     fields, and only text that can be stored. Date-times are `Timestamp`s."""
@@ -121,7 +155,8 @@ def create_app(service: str, described: Described, *, lifespan: Any) -> FastAPI:
     that declares them."""
     app = FastAPI(title=described.title, description=described.description, version=described.version,
                   contact=CONTACT, license_info=LICENSE, openapi_tags=described.tags, lifespan=lifespan,
-                  generate_unique_id_function=operation_id, docs_url=described.swagger_url)
+                  generate_unique_id_function=operation_id, docs_url=described.swagger_url,
+                  dependencies=[Depends(refuse_unstorable_values)])
     problems.install(app)
     telemetry.instrument_http(app, service)
     app.openapi = lambda: _document(app)  # type: ignore[method-assign]  # FastAPI's documented override
@@ -181,8 +216,9 @@ def _declare_shaped_errors(operation: dict[str, Any], shape: problems.ErrorShape
 
 def _declare_operation_problems(operation: dict[str, Any]) -> None:
     responses = operation["responses"]
-    if "422" in responses:  # FastAPI's own, for routes with parameters or a body
-        responses["422"] = _problem(422)
+    # FastAPI's own, for routes with parameters or a body; and any request's cookie or header
+    # that cannot be stored (refuse_unstorable_values).
+    responses["422"] = _problem(422)
     if operation.get("security"):
         responses.setdefault("401", _problem(401))
     if any(scopes for requirement in operation.get("security", []) for scopes in requirement.values()):

@@ -239,6 +239,10 @@ class IdentityUse(Contract):
     weights_sha256: str | None = None
 
 
+# The formats a job may ask its images delivered in, over its template's (OpenAI's output_format).
+ImageFormat = Literal["png", "jpeg", "webp"]
+
+
 class JobSpec(Contract):
     """What the client asked for, carried along so no service needs another's tables."""
 
@@ -279,6 +283,8 @@ class JobSpec(Contract):
     identity: IdentityMode = Field("auto", description="how the subject's identity is carried (with `subject`)")
     styles: list[StyleSpec] | None = Field(None, description="the styles the order's images are spread over, each"
                                                              " an equal share of `images`; None: one style")
+    output_format: ImageFormat | None = Field(None, description="deliver the images in this format; None: the"
+                                                                " template's")
 
     @field_validator("prompt", mode="before")
     @classmethod
@@ -781,6 +787,9 @@ class ProviderCall(Contract):
     detail: str = ""
     stage: str = Field("generate", description="the template stage the call was for")
     stage_index: int = Field(0, ge=0, description="that stage's place in the template's pipeline")
+    refused_outputs: int = Field(0, ge=0, description="outputs the provider made that the router refused before"
+                                                      " scoring (damaged, blank, not what was asked): billed all the"
+                                                      " same (in cost_micro_usd), never scored; `detail` says why")
 
 
 class QualityStatus(Contract):
@@ -967,6 +976,8 @@ class CandidatesScored(JobEvent):
     selected: list[int] = Field(description="candidate indices to deliver, best first")
     selected_scores: list[CandidateScore] = Field([], description="the selected candidates' scores, best first")
     template: str | None = Field(None, description="the job's template: how delivery post-processes the images")
+    output_format: ImageFormat | None = Field(None, description="the format the job asked its images in, over the"
+                                                                " template's")
 
 
 class RegenerationRequested(JobEvent):

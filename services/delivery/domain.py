@@ -69,6 +69,12 @@ class Published:
     links: dict[str, Any]
 
 
+def as_asked(delivery: Delivery, event: CandidatesScored) -> Delivery:
+    """The template's delivery, in the format the job asked its images in where it asked one
+    (OpenAI's output_format): encoded so, its marks and Content Credentials as ever."""
+    return delivery if event.output_format is None else delivery.model_copy(update={"format": event.output_format})
+
+
 def delivered_image(published: Published, done: RenderedFiles, *, delivery: Delivery) -> DeliveredImage:
     """What JobDelivered says of one image or clip: the delivered bytes' hash, size and shape
     (a clip's length, rate and codec too)."""

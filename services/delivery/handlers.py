@@ -124,7 +124,7 @@ class Publisher:
         async with self.pool.connection() as conn:
             if await store.has_outcome(conn, event.job_id):
                 return None
-        selection = SelectedImages(envelope, load_catalogue().delivery(event.template))
+        selection = SelectedImages(envelope, domain.as_asked(load_catalogue().delivery(event.template), event))
         try:
             return list(await asyncio.gather(*(self.publish_image(selection, n, candidate=c)
                                                for n, c in enumerate(chosen_candidates(event), start=1))))

@@ -135,7 +135,7 @@ class WebhookSender:
     relay: OutboxRelay
     objects: ObjectStore
     settings: DeliverySettings
-    allowed: list[targets.IPNetwork] = field(init=False)
+    guard: targets.Guard = field(init=False)
     http: httpx.AsyncClient = field(init=False)
     data_keys: DataKeys = field(init=False)
     retries: domain.RetrySchedule = field(init=False)
@@ -144,7 +144,7 @@ class WebhookSender:
     _task: asyncio.Task[None] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
-        self.allowed = targets.allowed_networks(self.settings.webhook_allowed_networks)
+        self.guard = targets.Guard.of(targets.Purpose.WEBHOOK_RECEIVERS, self.settings.webhook_allowed_networks)
         self.http = httpx.AsyncClient(follow_redirects=False, timeout=self.settings.webhook_timeout_s)
         self.data_keys = DataKeys(self.settings, "delivery")
         self.retries = domain.RetrySchedule(self.settings.webhook_retry_schedule_s, self.settings.webhook_retry_jitter)
@@ -223,10 +223,7 @@ class WebhookSender:
     async def post(self, url: str, body: bytes, *, headers: dict[str, str]) -> domain.Attempt:
         started = time.perf_counter()
         try:
-            address = await targets.checked_address(url, self.allowed)
-            pinned, host, extensions = targets.pinned_request(url, address)
-            async with self.http.stream("POST", pinned, content=body, headers=headers | host,
-                                        extensions=extensions) as response:
+            async with self.guard.stream(self.http, "POST", url, content=body, headers=headers) as response:
                 excerpt = await read_excerpt(response)
             return domain.Attempt(status_code=response.status_code, excerpt=excerpt, latency_ms=elapsed_ms(started))
         except targets.RefusedTarget as refused:

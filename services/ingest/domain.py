@@ -143,6 +143,24 @@ class StageCost(BaseModel):
     cost_micro_usd: int
     expected_latency_ms: int
     latency_ms: int
+    refused_outputs: int = Field(0, description="outputs refused before scoring (damaged, blank, not what was asked):"
+                                                " in the cost, never scored")
+
+
+def refused_outputs(calls: list[ProviderCall]) -> list[dict[str, object]]:
+    """The calls whose outputs were refused before scoring: which provider and stage, how many,
+    what they cost, and why."""
+    return [{"provider": c.provider, "stage": c.stage, "outputs": c.refused_outputs, "cost_micro_usd": c.cost_micro_usd,
+             "reason": c.detail} for c in calls if c.refused_outputs]
+
+
+def refusal_note(calls: list[ProviderCall]) -> str:
+    """What a job's reason adds for outputs refused before scoring ('' for none)."""
+    refused = [c for c in calls if c.refused_outputs]
+    if not refused:
+        return ""
+    count = sum(c.refused_outputs for c in refused)
+    return f"; {count} output{'s' if count > 1 else ''} refused before scoring ({refused[0].detail})"
 
 
 def stage_costs(attempt: int, calls: list[ProviderCall]) -> list[StageCost]:
@@ -154,7 +172,8 @@ def stage_costs(attempt: int, calls: list[ProviderCall]) -> list[StageCost]:
                       expected_cost_micro_usd=sum(c.expected_cost_micro_usd for c in group),
                       cost_micro_usd=sum(c.cost_micro_usd for c in group),
                       expected_latency_ms=max(c.expected_latency_ms for c in group),
-                      latency_ms=max(c.latency_ms for c in group))
+                      latency_ms=max(c.latency_ms for c in group),
+                      refused_outputs=sum(c.refused_outputs for c in group))
             for (index, stage, provider), group in sorted(grouped.items())]
 
 

@@ -72,6 +72,11 @@ class IngestSettings(AdminApiSettings, TeamSettings):
     moderation_breaker_cooldown_s: float = 30.0
     # Networks webhook URLs may name although they are not public (delivery has the same setting).
     webhook_allowed_networks: list[str] = []
+    # Networks an image named by URL (an evaluation's) may be fetched from although they are not
+    # public: this purpose's own, whatever webhooks may reach.
+    image_url_allowed_networks: list[str] = []
+    # Redirects an image URL's fetch follows, each hop checked as the first.
+    image_url_redirects: int = 3
     # A retried POST /v1/jobs with the same Idempotency-Key returns the first job for this long.
     idempotency_key_ttl_s: int = 24 * 3600
     # A job's deadline when it names none (no deadline_s, no Cancel-After header), by tier.

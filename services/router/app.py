@@ -8,6 +8,7 @@ import uuid
 import httpx
 from starlette.applications import Starlette
 
+from services.common import targets
 from services.common.data_keys import DataKeys
 from services.common.runtime import GRPC_DRAIN_S, ServiceRuntime, ops_app
 from services.common.storage import ObjectStore
@@ -69,7 +70,9 @@ class RouterApp:
         registry = load_registry(settings.providers_path)
         self.webhooks = WebhookInbox()
         self.providers = ProviderContext(client=self.http, journal=store.RemoteJobs(self.runtime.pool),
-                                         webhooks=self.webhooks, copies=BucketCopies(self.objects))
+                                         webhooks=self.webhooks, copies=BucketCopies(self.objects),
+                                         outputs=targets.Guard.of(targets.Purpose.PROVIDER_HOSTS,
+                                                                  settings.provider_allowed_networks))
         self.engine = routing_engine(settings, registry, context=self.providers)
         metrics.expose(self.engine, registry.providers, spend_alert_usd_per_hour=settings.spend_alert_usd_per_hour)
         # Names this process in the claims it holds on attempts.

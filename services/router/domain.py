@@ -125,6 +125,7 @@ def _provider_call(call: CallRecord, registry: Registry, *, route: RouteRequest)
         expected_cost_micro_usd=call.expected_cost_micro_usd, cost_micro_usd=call.actual_cost_micro_usd,
         expected_latency_ms=round(call.expected_latency_s * 1000), latency_ms=round(call.latency_s * 1000),
         detail=(call.error or "")[:500], stage=call.stage, stage_index=call.stage_index,
+        refused_outputs=call.count if call.outcome == "bad_output" else 0,
     )
 
 

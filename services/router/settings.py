@@ -22,6 +22,9 @@ class RouterSettings(SealedContentSettings):
     providers_path: str | None = None
     # API keys of hosted providers, by the secret names the registry gives (JSON object).
     provider_secrets: dict[str, SecretStr] = {}
+    # Networks a provider's outputs may be fetched from, although they are not public, on hosts
+    # other than the provider's own (its endpoint and credential hosts, which the registry names).
+    provider_allowed_networks: list[str] = []
     # Jobs do not name a size yet: every candidate is generated at this one.
     image_width: int = 512
     image_height: int = 512

@@ -90,7 +90,8 @@ def decide(event: CandidatesGenerated, job_scores: Sequence[CandidateScore],
         chosen = [job_scores[i] for i in selection.chosen]
         return CandidatesScored(**common, images=event.images, scores=list(fresh),
                                 selected=[score.index for score in chosen], selected_scores=chosen,
-                                template=event.job.template if event.job else None)
+                                template=event.job.template if event.job else None,
+                                output_format=event.job.output_format if event.job else None)
     if not event.final:
         return regeneration(event, AttemptScores(job_scores, fresh), selection=selection)
     return failed(event, job_scores, fresh=fresh)

@@ -6,7 +6,7 @@ import logging
 from typing import Annotated
 
 import pytest
-from fastapi import APIRouter, Security
+from fastapi import APIRouter, Request, Security
 from fastapi.security import HTTPBearer
 from fastapi.testclient import TestClient
 
@@ -99,3 +99,44 @@ def test_an_unhandled_error_is_a_problem_naming_the_request_in_body_header_and_l
     assert error["request_id"] == "req-42" and "the disk is on fire" in error["exc"]
     [access] = [line for line in log_lines if line["logger"] == "genline.access"]
     assert access["request_id"] == "req-42" and access["status"] == 500
+
+
+def echo_router(seen: list[str]) -> APIRouter:
+    """A route that would hand every value it reads to the database (here: `seen`)."""
+    router = APIRouter()
+
+    @router.get("/things/{name}")
+    async def read_thing(name: str, request: Request, state: str = "") -> dict:
+        seen.extend([name, state, request.headers.get("user-agent", ""), *request.cookies.values()])
+        return {}
+
+    @router.get("/me")
+    async def who(request: Request) -> dict:  # takes no parameter: reads a cookie and a header itself
+        seen.extend([request.cookies.get("session", ""), request.headers.get("user-agent", "")])
+        return {}
+
+    return router
+
+
+@pytest.mark.parametrize(("path", "headers", "field"), [
+    ("/things/x?state=%00abc", {}, "query.state"),  # a sign-in callback's state, say
+    ("/things/a%00b", {}, "path.name"),
+    ("/me", {"Cookie": 'session="\\000"'}, "cookie.session"),  # a quoted cookie's escape is a NUL
+    ("/things/x?state=" + "s" * 5000, {}, "query.state"),
+    ("/me", {"Cookie": "session=" + "c" * 5000}, "cookie.session"),
+    ("/me", {"User-Agent": "u" * 9000}, "header.user-agent"),
+])
+def test_a_value_outside_the_body_that_cannot_be_stored_or_is_too_long_is_refused_before_any_route(path, headers,
+                                                                                                   field):
+    seen: list[str] = []
+    client = TestClient(small_app(echo_router(seen)), raise_server_exceptions=False)
+    response = client.get(path, headers=headers)
+    assert response.status_code == 422 and response.headers["content-type"] == "application/problem+json"
+    assert [e["field"] for e in response.json()["errors"]] == [field], response.text
+    assert not seen  # nothing reached the route
+
+
+def test_every_operation_declares_the_refusal_of_its_values():
+    document = small_app(echo_router([])).openapi()
+    assert document["paths"]["/me"]["get"]["responses"]["422"]["content"] == {
+        "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}

@@ -1,7 +1,12 @@
-"""Where webhooks may go: public addresses, and the networks a deployment allows by name."""
+"""Where outbound fetches may go: public addresses, and the networks a deployment opens for each
+purpose by its own setting; redirects through the same guard."""
 
 import ipaddress
+import threading
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import pytest
 
 from services.common import targets
@@ -58,3 +63,57 @@ async def test_public_addresses_pass():
 async def test_odd_or_unresolvable_urls_are_refused(url):
     with pytest.raises(targets.RefusedTarget):
         await targets.checked_address(url, [])
+
+
+class Counting(BaseHTTPRequestHandler):
+    """A listener that counts what reaches it, and redirects to `location` when it has one."""
+
+    location: str | None = None
+    seen: list[str]
+
+    def do_GET(self):
+        self.seen.append(self.path)
+        if self.location:
+            self.send_response(302)
+            self.send_header("Location", self.location)
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args):
+        pass
+
+
+@contextmanager
+def listening(host: str, location: str | None = None):
+    handler = type("Handler", (Counting,), {"location": location, "seen": []})
+    server = ThreadingHTTPServer((host, 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://{host}:{server.server_port}", handler.seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def test_a_redirect_goes_through_the_same_guard_and_one_to_a_closed_network_is_never_reached():
+    with listening("127.0.0.2") as (inner, reached), listening("127.0.0.1", location=f"{inner}/secret") as (outer, _):
+        guard = targets.Guard.of(targets.Purpose.IMAGE_URLS, ["127.0.0.1/32"], redirects=3)
+        with pytest.raises(targets.RefusedTarget, match="GENLINE_IMAGE_URL_ALLOWED_NETWORKS"):
+            async with httpx.AsyncClient() as http, guard.stream(http, "GET", f"{outer}/cat.png"):
+                pass
+        assert reached == []
+        opened = targets.Guard.of(targets.Purpose.IMAGE_URLS, ["127.0.0.0/30"], redirects=3)
+        async with httpx.AsyncClient() as http, opened.stream(http, "GET", f"{outer}/cat.png") as answer:
+            assert answer.status_code == 200 and reached == ["/secret"]
+
+
+async def test_a_purpose_reaches_only_what_its_own_setting_opens():
+    webhooks = targets.Guard.of(targets.Purpose.WEBHOOK_RECEIVERS, ["127.0.0.0/8"])
+    images = targets.Guard.of(targets.Purpose.IMAGE_URLS, [])
+    assert await webhooks.address("http://127.0.0.1:9/hook") == ipaddress.ip_address("127.0.0.1")
+    for spelling in ("127.0.0.1", "localhost", "2130706433", "0x7f000001", "0177.0.0.1", "[::ffff:127.0.0.1]"):
+        with pytest.raises(targets.ClosedNetwork, match="does not open for images named by URL"):
+            await images.address(f"http://{spelling}:9/cat.png")

@@ -86,37 +86,76 @@ def test_the_scorers_degraded_photographs_are_caught_at_once(tenant_factory):
     assert evaluation["charge"]["credits"] == 3 and tenant.balance()["available"] == 97
 
 
-def test_images_come_by_url_upload_or_delivery_and_private_addresses_are_refused(tenant_factory):
+class ImageServer:
+    """An image on loopback, and every request that reached it."""
+
+    def __init__(self, image: bytes) -> None:
+        seen = self.seen = []
+
+        class Serve(BaseHTTPRequestHandler):
+            def do_GET(self):
+                seen.append(self.path)
+                self.send_response(200)
+                self.send_header("content-length", str(len(image)))
+                self.end_headers()
+                self.wfile.write(image)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Serve)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def url(self, host: str = "127.0.0.1") -> str:
+        return f"http://{host}:{self.server.server_port}/cat.png"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def image_server():
+    server = ImageServer(png(rgb_photo("chelsea")))
+    yield server
+    server.close()
+
+
+def test_images_come_by_url_upload_or_delivery_and_private_addresses_are_refused(tenant_factory, platform,
+                                                                                 image_server):
+    """An ingest whose operator opened loopback for images named by URL (the platform's opens it
+    for webhooks only) fetches them; the metadata address stays refused."""
     tenant = tenant_factory(credits=100)
-    image = png(rgb_photo("chelsea"))
-
-    class Serve(BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("content-length", str(len(image)))
-            self.end_headers()
-            self.wfile.write(image)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Serve)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    replica = platform.start_replica("ingest", env={"GENLINE_IMAGE_URL_ALLOWED_NETWORKS": '["127.0.0.0/8"]'})
     try:
-        upload = tenant.http.post("/v1/uploads", content=image, headers={"content-type": "image/png"}).json()
-        evaluation = evaluate(tenant, images=[{"url": f"http://127.0.0.1:{server.server_port}/cat.png"},
-                                              {"upload_id": upload["id"]}])
+        with httpx.Client(base_url=platform.url(replica), headers=tenant.http.headers, timeout=60) as http:
+            upload = http.post("/v1/uploads", content=png(rgb_photo("chelsea")),
+                               headers={"content-type": "image/png"}).json()
+            answer = http.post("/v1/evaluations", json={"images": [{"url": image_server.url()},
+                                                                   {"upload_id": upload["id"]}]})
+            assert answer.status_code == 200, answer.text
+            refused = http.post("/v1/evaluations", json={"images": [{"url": "http://169.254.169.254/latest"}]})
     finally:
-        server.shutdown()
-        server.server_close()
-    by_url, by_upload = evaluation["images"]
+        platform.stop(replica)
+    by_url, by_upload = answer.json()["images"]
     assert by_url["passed"] == by_upload["passed"] and by_url["score"] == pytest.approx(by_upload["score"])
-
-    refused = tenant.http.post("/v1/evaluations", json={"images": [{"url": "http://169.254.169.254/latest"}]})
     assert refused.status_code == 422 and refused.json()["type"] == "/problems/image-unusable"
     strange = tenant.http.post("/v1/evaluations", json={"images": [{"upload_id": upload["id"]}],
                                                         "subject": "5b0e6c1a-7d2f-4e8b-9a3c-1f2e3d4c5b6a"})
     assert strange.status_code == 422 and strange.json()["type"] == "/problems/unknown-subject"
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_an_image_url_is_not_fetched_where_only_webhooks_may_go(tenant_factory, image_server, host):
+    """The platform opens loopback to webhook receivers (as `make run` does): an evaluation's
+    image there is refused, from a single call and from a batch, fetched never, charged never."""
+    tenant = tenant_factory(credits=100)
+    single = tenant.http.post("/v1/evaluations", json={"images": [{"url": image_server.url(host)}]}, timeout=60)
+    batch = tenant.http.post("/v1/evaluations/batches", json={"images": [{"url": image_server.url(host)}]}, timeout=60)
+    for answer in (single, batch):
+        assert answer.status_code == 422 and answer.json()["type"] == "/problems/image-unusable", answer.text
+        assert "GENLINE_IMAGE_URL_ALLOWED_NETWORKS" in answer.json()["detail"]
+    assert image_server.seen == [] and tenant.balance()["available"] == 100
 
 
 def test_without_credits_no_verdict_is_given(tenant_factory):

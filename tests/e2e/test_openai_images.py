@@ -67,6 +67,26 @@ def test_the_async_client_gets_links_and_an_edit(tenant_factory, platform):
     assert tenant.job(edited.job_id)["template"] == "image-edit"
 
 
+@pytest.mark.parametrize(("asked", "encoded"), [("jpeg", "JPEG"), ("webp", "WEBP")])
+def test_the_output_format_asked_is_the_format_delivered_with_its_provenance(tenant_factory, platform, asked,
+                                                                            encoded):
+    """OpenAI's GPT image models encode png, jpeg and webp as asked; so does Genline, its marks and
+    Content Credentials kept, whatever format the template delivers by itself (generic: the provider's)."""
+    tenant = tenant_factory(credits=1_000)
+    made = client_of(platform, tenant.api_key).images.generate(model="gpt-image-1", prompt=PROMPT, size="256x256",
+                                                               response_format="b64_json", output_format=asked)
+    data = base64.b64decode(made.data[0].b64_json)
+    assert (decoded(data).format, made.output_format) == (encoded, asked)
+    verified = httpx.post(f"{platform.ingest_url}/v1/verify", content=data, timeout=60,
+                          headers={"Authorization": f"Bearer {tenant.api_key}"}).json()
+    assert verified["intact"] and verified["content_credentials"]["state"] == "Trusted", verified
+    assert verified["job"]["id"] == made.job_id
+    copy = io.BytesIO()
+    decoded(data).convert("RGB").save(copy, format="PNG")  # its metadata gone: the watermark still says whose
+    stripped = httpx.post(f"{platform.ingest_url}/v1/verify", content=copy.getvalue(), timeout=60).json()
+    assert stripped["attributed_by"] == "watermark" and stripped["generated_here"], stripped
+
+
 def test_litellm_routes_image_generation_to_genline(tenant_factory, platform):
     import litellm
 

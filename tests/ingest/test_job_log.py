@@ -6,12 +6,14 @@ from services.common.contracts import (
     AttemptStarted,
     JobCanceled,
     JobCancelRequested,
+    ProviderCall,
     ReportDeclined,
     ReservationSettled,
 )
 from services.ingest.domain import Change
 from services.ingest.jobs.domain import apply_event, submitted_view, with_receipt
 from services.ingest.jobs.job_log import entries_for, first_entries
+from services.ingest.receipts.document import ReceiptStamp, receipt_body
 from tests.ingest.test_read_model import EVENTS, JOB, SPEC, T0
 
 STARTED = AttemptStarted(job_id=JOB, tenant_id="t", attempt=1, images_needed=1, started_at=T0)
@@ -110,3 +112,29 @@ def test_a_receipt_comes_just_before_the_final_state_when_the_job_passed_another
 
     assert [(e.type, e.payload.get("state")) for e in log] == [
         ("billing.settled", None), ("state", "delivering"), ("receipt.issued", None), ("state", "succeeded")]
+
+
+def test_an_output_refused_before_scoring_is_named_in_the_log_reasons_stages_and_receipt():
+    """A hosted clip that came back damaged: refused at the router, billed by its provider, and a
+    retake delivered. Both clips are the job's cost; the refused one says which attempt,
+    which provider and why."""
+    damaged = "bad_output: fal-veo3-fast: the clip is damaged: 0 of its 12 frames decode"
+    calls = [ProviderCall(provider="fal-veo3-fast", outcome="error", cost_micro_usd=120_000, refused_outputs=1,
+                          detail=damaged),
+             ProviderCall(provider="fal-veo3-fast", outcome="ok", candidates=1, cost_micro_usd=120_000)]
+    generated = EVENTS[1].model_copy(update={"calls": calls, "cost_micro_usd": 240_000})
+    log = log_of([EVENTS[0], STARTED, generated, *EVENTS[2:]])
+
+    entry = next(e for e in log if e.type == "attempt.generated").payload
+    assert entry["refused"] == [{"provider": "fal-veo3-fast", "stage": "generate", "outputs": 1,
+                                 "cost_micro_usd": 120_000, "reason": damaged}]
+    scoring = next(e for e in log if e.type == "state" and e.payload["state"] == "scoring").payload
+    assert "1 output refused before scoring" in scoring["reason"] and "damaged" in scoring["reason"]
+    view = submitted_view(SPEC)
+    for i, event in enumerate([EVENTS[0], generated, *EVENTS[2:]]):
+        view = apply_event(view, event, at=T0 + timedelta(seconds=i + 1))
+    [stage] = view.stages
+    assert (stage.calls, stage.refused_outputs, stage.cost_micro_usd) == (2, 1, 240_000)
+    assert view.provider_cost_micro_usd == 240_000
+    receipt = receipt_body(view, ReceiptStamp(sequence=1, previous_sha256=None, kid="k", issued_at=T0))
+    assert [(s["cost_micro_usd"], s["refused_outputs"]) for s in receipt["provider_cost"]["stages"]] == [(240_000, 1)]

@@ -4,10 +4,12 @@ within one's own; keys owned by members, managed by their owners, dying with the
 sessions that end (idle, absolute, sign-out, sign-out everywhere, a role change, a removal)
 and refuse a change without their CSRF token."""
 
+import json
 from collections.abc import Iterator
 
 import pytest
 
+from services.common.contracts import AuditRecorded
 from services.ingest.members.sessions import SESSION_COOKIE
 from tests.ingest.teams import Team, session_of, team_on
 from tests.mailbox import Mailbox, smtp_server
@@ -175,3 +177,25 @@ def test_a_sign_in_link_works_once_and_says_nothing_of_strangers(team):
                                                                  "email": "nobody@example.com"})
     assert stranger.status_code == 202 and stranger.json() == {"sent": "if-member"}
 
+
+
+def audit_records(team: Team) -> list[dict]:
+    """Every audit record this ingest wrote (its outbox), oldest first."""
+    rows = team.sql("SELECT body FROM outbox WHERE event_type = %s ORDER BY seq", [AuditRecorded.event_type])
+    return [json.loads(bytes(body)) for (body,) in rows]
+
+
+def test_every_member_action_names_its_actor_with_their_address(team):
+    """The trail's CSV has an email column: a member's every action fills it, the sign-in that
+    accepts an invitation too."""
+    joined = team.join("audited@example.com", "admin")
+    token = mailed_sign_in_token(team, "audited@example.com")
+    linked = session_of(team.client, team.client.post("/v1/sessions/email-link/redeem", json={"token": token}))
+    assert linked.request("POST", "/v1/invitations", json={"email": "later@example.com", "role": "viewer"}).status_code == 201
+    assert joined.request("DELETE", "/v1/sessions/current").status_code == 200
+
+    by_members = [r for r in audit_records(team) if r["actor"].startswith("member:")]
+    assert {"member.sign_in", "invitation.accept", "invitation.create", "member.sign_out"} <= {
+        r["action"] for r in by_members}
+    unnamed = [(r["action"], r["details"].get("method")) for r in by_members if not r["details"].get("actor_email")]
+    assert not unnamed, f"member actions without the actor's address: {unnamed}"

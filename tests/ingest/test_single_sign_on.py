@@ -5,7 +5,9 @@ their groups map to, or only by invitation; addresses of other domains are refus
 replayed, an id_token tampered with, expired, for another client or another sign-in are
 refused; a key the provider rotated in is accepted."""
 
+import asyncio
 import time
+import uuid
 from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
@@ -14,13 +16,16 @@ import pytest
 from joserfc import jwt
 
 from services.common import targets
+from services.ingest.accounts.tenants import Tenant, create_tenant
 from services.ingest.members import oidc
+from services.ingest.members.links import LinkSigner
 from tests.ingest.teams import Team, session_of, team_on
 from tests.mailbox import smtp_server
 from tests.oidc_provider import Client, Provider, User, provider_on_loopback
 
 pytestmark = pytest.mark.processes
 CALLBACK = "http://testserver/v1/sso/callback"
+BINDING = "__Host-genline-sso"
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +165,8 @@ def signed(provider: Provider, **claims) -> str:
 def test_an_id_token_for_another_client_sign_in_issuer_or_time_is_refused(provider, claims, why):
     async def check() -> None:
         async with httpx.AsyncClient() as http:
-            providers = oidc.OidcClient(http=http, cache_s=60, allowed=targets.allowed_networks(["127.0.0.0/8"]))
+            providers = oidc.OidcClient(http=http, cache_s=60, guard=targets.Guard.of(
+                targets.Purpose.IDENTITY_PROVIDERS, ["127.0.0.0/8"]))
             metadata = await providers.metadata(provider.issuer)
             expected = oidc.Expected(provider.issuer, "genline", "n-1")
             assert (await providers.verified_claims(metadata, signed(provider), expected=expected))["sub"] == "sub-x"
@@ -189,3 +195,49 @@ def test_a_provider_on_a_network_not_allowed_is_refused(team, provider):
 
     import asyncio
     asyncio.run(check())
+
+
+def members_of(team: Team, tenant_id: str) -> list[tuple[str, str]]:
+    return team.sql("SELECT email, role FROM members WHERE tenant_id = %s AND removed_at IS NULL ORDER BY email",
+                    [tenant_id])
+
+
+def test_an_invitation_is_accepted_only_through_its_own_tenants_sign_in(configured, provider):
+    """Any tenant's owner controls an identity provider of their own (here `configured`'s): another
+    tenant's invitation, followed through that sign-in by someone the provider says has the invited
+    address, is refused there, and the other tenant gains no member."""
+    other_id = f"o-{uuid.uuid4().hex[:8]}"
+    other_key = asyncio.run(create_tenant(configured.settings, Tenant(other_id, plan="enterprise")))
+    invited = configured.client.post("/v1/invitations", json={"email": "their-admin@example.com", "role": "admin"},
+                                     headers={"Authorization": f"Bearer {other_key}"})
+    assert invited.status_code == 201, invited.text
+    token = configured.token_mailed_to("their-admin@example.com")
+    provider.add_user(User("posing", "their-admin@example.com"))
+    before = members_of(configured, other_id)
+
+    started = configured.client.get(f"/v1/sso/{configured.tenant_id}/start", params={"invitation": token},
+                                    follow_redirects=False)
+    if started.status_code == 303:  # the sign-in began: see it through, as the attacker would
+        binding = next(h.split(";")[0] for h in started.headers.get_list("set-cookie") if h.startswith(BINDING))
+        came_back = come_back(configured, at_provider(started.headers["location"], "posing"), binding)
+        raise AssertionError(f"another tenant's invitation began a sign-in here; it ended at"
+                             f" {came_back.headers.get('location')} and {other_id} now has {members_of(configured, other_id)}")
+    assert started.status_code == 404 and started.json()["type"] == "/problems/invitation-not-found", started.text
+    assert members_of(configured, other_id) == before
+    looked = configured.client.post("/v1/invitation-links/lookup", json={"token": token})
+    assert looked.status_code == 200 and looked.json()["tenant_id"] == other_id  # still open, for its own tenant
+
+
+def test_a_link_of_one_purpose_is_refused_for_another(configured, provider):
+    """A sign-in link is no invitation, and an invitation no sign-in link."""
+    linked_team_token = configured.client.post("/v1/invitations", headers=configured.operator,
+                                               json={"email": "purpose@example.com", "role": "viewer"})
+    assert linked_team_token.status_code == 201
+    invitation = configured.token_mailed_to("purpose@example.com")
+    redeemed = configured.client.post("/v1/sessions/email-link/redeem", json={"token": invitation})
+    assert redeemed.status_code == 404 and redeemed.json()["type"] == "/problems/sign-in-link-not-found"
+    signer = LinkSigner(configured.settings.member_link_key.get_secret_value().encode())
+    sign_in_link = signer.sign("sign-in", time.time() + 600)
+    started = configured.client.get(f"/v1/sso/{configured.tenant_id}/start", params={"invitation": sign_in_link},
+                                    follow_redirects=False)
+    assert started.status_code == 404 and started.json()["type"] == "/problems/invitation-not-found", started.text

@@ -106,3 +106,11 @@ def test_a_call_reports_the_pinned_model_it_was_made_with(tmp_path):
                                   domain.AttemptStart(number=1, images_needed=1, width=512, height=512))
     (published,) = domain.provider_calls([call], registry, route=pinned)
     assert (published.model, published.model_version) == ("stub-model", "2")
+
+    # A call whose outputs were refused before scoring says so, with their bill and why.
+    refused = CallRecord(provider="two-versions", start_index=0, count=2, expected_cost_micro_usd=1,
+                         actual_cost_micro_usd=240_000, expected_latency_s=0.1, latency_s=0.1, outcome="bad_output",
+                         error="bad_output: two-versions: the clip is damaged")
+    (published,) = domain.provider_calls([refused], registry, route=pinned)
+    assert (published.outcome, published.candidates, published.refused_outputs, published.cost_micro_usd) == (
+        "error", 0, 2, 240_000) and "damaged" in published.detail

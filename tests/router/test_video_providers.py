@@ -188,12 +188,18 @@ async def test_an_output_gone_before_the_copy_loses_the_clip_billed_and_nothing_
 
 
 @pytest.mark.parametrize("output", ["corrupt", "cut", "still", "wrong_size"])
-async def test_a_file_that_is_not_the_clip_asked_is_the_providers_defect(output, video_simulators, client):
+async def test_a_file_that_is_not_the_clip_asked_is_the_providers_defect_and_billed_all_the_same(output,
+                                                                                                 video_simulators,
+                                                                                                 client):
     simulator = simulator_for("fal-veo3-fast", video_simulators)
     simulator.market.reset(Script(output=output))
     with pytest.raises(ProviderError) as failed:
         await adapter_for("fal-veo3-fast", simulator, client).generate(clip_request("fal-veo3-fast"))
     assert failed.value.kind == "bad_output" and failed.value.counts_against_health
+    # The clip was made, and the provider bills what it made: the job's cost counts it.
+    config = ProviderConfig.model_validate({"name": "fal-veo3-fast", **ENTRIES["fal-veo3-fast"]})
+    assert failed.value.billed_micro_usd == config.clip_price_micro_usd(CASES["fal-veo3-fast"][1]) > 0
+    assert len(simulator.market.submissions) == 1
 
 
 @pytest.mark.parametrize("name", ["fal-kling-2-1-i2v", "replicate-wan-2-2-i2v-fast"])

@@ -44,7 +44,9 @@ class ImageOptions(RequestModel):
     quality: Quality | None = Field(None, description="high and hd: the stable tier; medium and standard: fast;"
                                                       " low: low-cost; auto: the model's")
     response_format: ResponseFormat | None = Field(None, description="url (a signed link) or b64_json")
-    output_format: OutputFormat | None = Field(None, description="must be the format the template delivers")
+    output_format: OutputFormat | None = Field(None, description="the delivered images are encoded so (as OpenAI's GPT"
+                                                                 " image models encode them); the template's format"
+                                                                 " when left out")
     output_compression: int | None = Field(None, ge=0, le=100, description="accepted; the template sets quality")
     background: Literal["transparent", "opaque", "auto"] | None = None
     moderation: Literal["low", "auto"] | None = Field(None, description="accepted; prompts are always screened")
@@ -87,11 +89,11 @@ def refuse_unsupported(options: ImageOptions, template: str) -> None:
     if options.stream:
         raise Problem(status=400, slug="unsupported-value", detail="streaming image generation is not supported; leave stream out",
                       extra={"param": "stream"})
-    delivered = load_catalogue().delivery(template).format
-    if options.output_format is not None and delivered not in ("original", options.output_format):
-        raise Problem(status=400, slug="unsupported-value", detail=f"model {options.model or template!r} delivers {delivered};"
-                      f" ask for output_format {delivered!r} or leave it out", extra={"param": "output_format"})
-    if options.background == "transparent" and delivered != "png":
+    delivered = options.output_format or load_catalogue().delivery(template).format
+    if options.background == "transparent" and delivered == "jpeg":
+        raise Problem(status=400, slug="unsupported-value", detail="a transparent background needs output_format png or webp:"
+                      " JPEG has no transparency", extra={"param": "output_format"})
+    if options.background == "transparent" and load_catalogue().delivery(template).format != "png":
         raise Problem(status=400, slug="unsupported-value", detail="a transparent background needs a template that cuts out its subject"
                       " (model product-cutout, through /v1/images/edits)", extra={"param": "background"})
 
@@ -105,7 +107,8 @@ def job_request(options: ImageOptions, alias: Alias, *, template: str) -> dict[s
                             "candidates": options.candidates, "seed": options.seed, "metadata": options.metadata,
                             "end_user": options.user, "deadline_s": options.deadline_s, "model": alias.model,
                             "subject": str(options.subject) if options.subject else None,
-                            "identity": options.identity, "styles": options.styles}
+                            "identity": options.identity, "styles": options.styles,
+                            "output_format": options.output_format}
     if size is not None:
         body["width"], body["height"] = size
     return {key: value for key, value in body.items() if value is not None}

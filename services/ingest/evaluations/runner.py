@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from services.common import targets
 from services.common.problems import Problem
 from services.common.rounds import PeriodicRound
+from services.ingest.accounts.webhook_targets import webhook_guard
 from services.ingest.evaluations.sources import Sources
 from services.ingest.evaluations.work import Workshop, evaluation_of
 from services.ingest.settings import IngestSettings
@@ -91,12 +92,9 @@ class EvaluationRunner(PeriodicRound):
 
     async def post(self, url: str, body: str, *, headers: dict[str, str]) -> bool:
         try:
-            address = await targets.checked_address(url, targets.allowed_networks(
-                self.settings.webhook_allowed_networks))
-            pinned, host, extensions = targets.pinned_request(url, address)
-            async with httpx.AsyncClient(timeout=10, follow_redirects=False) as http:
-                response = await http.post(pinned, content=body, headers=headers | host, extensions=extensions)
-            return 200 <= response.status_code < 300
+            async with httpx.AsyncClient(timeout=10) as http, \
+                    webhook_guard(self.settings).stream(http, "POST", url, content=body, headers=headers) as response:
+                return 200 <= response.status_code < 300
         except (targets.RefusedTarget, httpx.HTTPError) as error:
             log.info("evaluation webhook to %s failed: %s", url, error)
             return False

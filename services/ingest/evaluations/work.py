@@ -33,6 +33,7 @@ class Workshop:
     async def judge(self, row: dict[str, Any], images: list[dict[str, Any]]) -> list[ImageOutcome]:
         """Each image stored and judged; one that cannot be had is an outcome with its error."""
         tenant, asked = row["tenant_id"], JudgedBy.model_validate(row["request"])
+        subject_photos = await self.subject_photos(tenant, asked)  # before any image is fetched
         references = [await self.sources.stored(tenant, ref, name=f"references[{n}]") for n, ref in
                       enumerate(asked.references)]
         keys: dict[int, str] = {}
@@ -46,7 +47,6 @@ class Workshop:
                 outcomes[image["n"]] = ImageOutcome(n=image["n"], error={"code": problem.slug,
                                                                        "message": problem.detail})
         if keys:
-            subject_photos = await self.subject_photos(tenant, asked)
             verdicts = await judging.judged(self.sources.settings, judging.JudgingRequest(
                 tenant_id=tenant, asked=asked, image_keys=list(keys.values()), reference_keys=references, subject_photo_keys=subject_photos))
             for (n, key), verdict in zip(keys.items(), verdicts, strict=True):

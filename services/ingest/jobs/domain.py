@@ -70,6 +70,7 @@ from services.ingest.domain import (
     TrainingLine,
     erased,
     rank,
+    refusal_note,
     stage_costs,
     submitted_view,
     with_receipt,
@@ -321,7 +322,7 @@ def along_the_line(view: JobView, event: LineEvent, *, at: datetime) -> JobView:
             view = admitted_by_attempt(view, event.started_at, attempt=event.attempt)
             view = advance(view, Move(state="generating", at=event.started_at, reason=f"attempt {event.attempt} started"))
             return advance(view, Move(state="scoring", at=at, reason=f"attempt {event.attempt} generated {len(event.candidates)}"
-                                      " candidates", changes=with_generated(view, event)))
+                                      f" candidates{refusal_note(event.calls)}", changes=with_generated(view, event)))
         case CandidatesChecked() if view.final or view.reached:
             return view
         case CandidatesChecked():

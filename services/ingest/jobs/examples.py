@@ -10,6 +10,10 @@ JOB_REQUEST_EXAMPLE: JsonDict = {"prompt": "a red bicycle against a brick wall",
 VIDEO_JOB_REQUEST_EXAMPLE: JsonDict = {"prompt": "waves rolling onto a beach at dusk", "template": "text-to-video", "images": 1,
                              "candidates": 3, "video": {"duration_s": 4, "aspect_ratio": "16:9", "resolution": "480p",
                                                         "fps": 24}}
+# A clip that starts from an image a job of yours delivered (its `n` in that job's outputs).
+CLIP_FROM_IMAGE_EXAMPLE: JsonDict = {"prompt": "the bicycle rolls slowly out of the frame", "template": "image-to-video",
+                                     "images": 1, "candidates": 2,
+                                     "video": {"duration_s": 4, "resolution": "480p", "first_frame": {"job_id": JOB_ID, "n": 1}}}
 JOB_EXAMPLE = {
     "id": JOB_ID, "tenant_id": "acme", "state": "succeeded", "template": "generic",
     "prompt": "a red bicycle against a brick wall", "images": 1, "candidates": 2, "seed": 7,

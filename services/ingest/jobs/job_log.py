@@ -63,7 +63,7 @@ from services.common.contracts import (
     TrainingSettled,
     WebhookSent,
 )
-from services.ingest.domain import Change, JobView, NewEntry, rank
+from services.ingest.domain import Change, JobView, NewEntry, rank, refused_outputs
 from services.ingest.jobs.domain import is_job_event
 
 AFTER_THE_END = "report."  # the entries a job's log still takes once it is shown final
@@ -128,10 +128,11 @@ def event_facts(after: JobView, event: Event | None) -> list[tuple[str, dict[str
         case AttemptStarted():
             return [("attempt.started", {"attempt": event.attempt, "images_needed": event.images_needed})]
         case CandidatesGenerated():
+            refused = {"refused": refused_outputs(event.calls)} if any(c.refused_outputs for c in event.calls) else {}
             return [("attempt.generated", {"attempt": event.attempt, "candidates": len(event.candidates),
                                            "cost_micro_usd": event.cost_micro_usd,
                                            "cost_so_far_micro_usd": after.provider_cost_micro_usd,
-                                           "final": event.final})]
+                                           "final": event.final} | refused)]
         case CandidatesChecked():
             return [("progress", progress_entry(after, event))]
         case RegenerationRequested():

@@ -23,6 +23,7 @@ from services.common import telemetry
 from services.common.api import RequestModel, StorableText
 from services.common.contracts import (
     WEBHOOK_EVENTS,
+    ImageFormat,
     JobPriority,
     JobSpec,
     JobSubmitted,
@@ -43,7 +44,7 @@ from services.ingest.accounts.spend_caps import Submitter
 from services.ingest.accounts.webhook_targets import check_webhook_url
 from services.ingest.inputs import guidance, screening
 from services.ingest.jobs import clip_makers, domain, projection, request_rules, subject_order, video_request
-from services.ingest.jobs.examples import JOB_REQUEST_EXAMPLE, VIDEO_JOB_REQUEST_EXAMPLE
+from services.ingest.jobs.examples import CLIP_FROM_IMAGE_EXAMPLE, JOB_REQUEST_EXAMPLE, VIDEO_JOB_REQUEST_EXAMPLE
 from services.ingest.jobs.scoring_checks import check_scoring, profile_version, quality_rules
 from services.ingest.jobs.video_request import VideoRequest
 from services.ingest.key_encryption import keyring_of
@@ -65,7 +66,8 @@ MetadataValue = Annotated[StorableText, StringConstraints(max_length=METADATA_VA
 
 
 class JobRequest(RequestModel, subject_order.SubjectFields):
-    model_config = ConfigDict(json_schema_extra={"examples": [JOB_REQUEST_EXAMPLE, VIDEO_JOB_REQUEST_EXAMPLE]})
+    model_config = ConfigDict(json_schema_extra={"examples": [JOB_REQUEST_EXAMPLE, VIDEO_JOB_REQUEST_EXAMPLE,
+                                                              CLIP_FROM_IMAGE_EXAMPLE]})
 
     prompt: str = Field(min_length=1, max_length=2000)
     template: TemplateName = Field("generic", description="a template of GET /v1/templates")
@@ -116,6 +118,9 @@ class JobRequest(RequestModel, subject_order.SubjectFields):
         None, description="ask for video clips (MP4) instead of images: `images` clips delivered out of `candidates`"
                           " made, each `duration_s` long, charged by the delivered second; templates text-to-video"
                           " and image-to-video require it, motion takes it")
+    output_format: ImageFormat | None = Field(
+        None, description="deliver the images encoded so (png, jpeg or webp) rather than in the template's format,"
+                          " watermark and Content Credentials as ever; JPEG has no transparency; not for clips")
 
     @model_validator(mode="after")
     def candidates_cover_images(self) -> "JobRequest":
@@ -129,6 +134,12 @@ class JobRequest(RequestModel, subject_order.SubjectFields):
             raise ValueError("width and height go together: give both or neither")
         if self.model_version is not None and self.model is None:
             raise ValueError("model_version needs model")
+        return self
+
+    @model_validator(mode="after")
+    def images_have_formats(self) -> "JobRequest":
+        if self.output_format is not None and (self.video is not None or template_of(self).delivery.format == "mp4"):
+            raise ValueError("output_format is for images: a clip is delivered as MP4")
         return self
 
     @model_validator(mode="after")
@@ -187,7 +198,8 @@ def job_spec(body: JobRequest, *, tenant_id: str, job_key: data_keys.JobKey, pro
                    job_priority=body.priority, metadata=body.metadata, end_user=body.end_user,
                    api_key_id=submitter.key_id if submitter else None, key_caps=submitter.caps if submitter else None,
                    video=video_request.video_spec(body.video, template_of(body), input_key=reference_key),
-                   subject=subject.subject, identity=body.identity, styles=subject.styles)
+                   subject=subject.subject, identity=body.identity, styles=subject.styles,
+                   output_format=body.output_format)
 
 
 @dataclass(frozen=True, kw_only=True)

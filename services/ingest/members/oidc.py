@@ -7,6 +7,7 @@ documents are cached for `cache_s`."""
 
 import base64
 import hashlib
+import json
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -103,31 +104,37 @@ class OidcClient:
 
     http: httpx.AsyncClient
     cache_s: float
-    allowed: list[targets.IPNetwork] = field(default_factory=list)  # networks besides public addresses
+    # A tenant names its issuer, so every call goes through the identity providers' guard:
+    # public addresses, and the networks opened for them alone; pinned; no redirect.
+    guard: targets.Guard = field(default_factory=lambda: targets.Guard(purpose=targets.Purpose.IDENTITY_PROVIDERS))
     _documents: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
 
     async def _get(self, url: str, fresh: bool = False) -> dict[str, Any]:
         cached = self._documents.get(url)
         if cached and not fresh and cached[0] > time.monotonic():
             return cached[1]
-        await self.check_address(url)
-        try:
-            response = await self.http.get(url, headers={"Accept": "application/json"})
-            response.raise_for_status()
-            document = response.json()
-        except (httpx.HTTPError, httpx.InvalidURL, ValueError) as error:
-            raise OidcError(f"the identity provider did not answer {url[:200]}: {type(error).__name__}") from None
+        status, document = await self._call("GET", url, headers={"Accept": "application/json"})
+        if status != 200:
+            raise OidcError(f"the identity provider did not answer {url[:200]}: HTTP {status}")
         if not isinstance(document, dict):
             raise OidcError(f"the identity provider's {url} is not a JSON object")
         self._documents[url] = (time.monotonic() + self.cache_s, document)
         return document
 
-    async def check_address(self, url: str) -> None:
-        """A provider's address must be public (or in an allowed network): a tenant names it."""
+    async def _call(self, method: str, url: str, **sent: Any) -> tuple[int, Any]:
+        """The status and JSON body (None when it is not JSON) of one call, through the guard;
+        OidcError when the provider may not be reached."""
         try:
-            await targets.checked_address(url, self.allowed)
+            async with self.guard.stream(self.http, method, url, **sent) as response:
+                body = await response.aread()
         except (targets.RefusedTarget, ValueError, OSError) as refused:  # a name that cannot even be looked up too
             raise OidcError(f"the identity provider cannot be reached at {url[:200]!r}: {refused}") from None
+        except (httpx.HTTPError, httpx.InvalidURL) as error:
+            raise OidcError(f"the identity provider did not answer {url[:200]}: {type(error).__name__}") from None
+        try:
+            return response.status_code, json.loads(body)
+        except ValueError:
+            return response.status_code, None
 
     async def metadata(self, issuer: str) -> Metadata:
         """The provider's discovery document, which must name the issuer it was asked for."""
@@ -147,17 +154,12 @@ class OidcClient:
     async def redeem(self, redemption: "CodeRedemption") -> str:
         """The id_token the provider gives for the code (client_secret_basic, with the PKCE verifier)."""
         r = redemption
-        await self.check_address(r.metadata.token_endpoint)
         form = {"grant_type": "authorization_code", "code": r.code, "redirect_uri": r.client.redirect_uri,
                 "code_verifier": r.verifier, "client_id": r.client.client_id}
-        try:
-            response = await self.http.post(r.metadata.token_endpoint, data=form,
-                                            auth=(r.client.client_id, r.client.client_secret))
-            answer = response.json()
-        except (httpx.HTTPError, httpx.InvalidURL, ValueError) as error:
-            raise OidcError(f"the identity provider's token endpoint did not answer: {type(error).__name__}") from None
-        if response.status_code != 200 or not isinstance(answer, dict) or not isinstance(answer.get("id_token"), str):
-            said = answer.get("error", response.status_code) if isinstance(answer, dict) else response.status_code
+        status, answer = await self._call("POST", r.metadata.token_endpoint, form=form,
+                                          auth=(r.client.client_id, r.client.client_secret))
+        if status != 200 or not isinstance(answer, dict) or not isinstance(answer.get("id_token"), str):
+            said = answer.get("error", status) if isinstance(answer, dict) else status
             raise OidcError(f"the identity provider did not redeem the code ({said})")
         return str(answer["id_token"])
 

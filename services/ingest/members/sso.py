@@ -18,6 +18,7 @@ from services.common.runtime import ServiceRuntime
 from services.ingest.accounts import roles
 from services.ingest.key_encryption import Keyring
 from services.ingest.members import oidc, team
+from services.ingest.members.links import LinkSigner
 from services.ingest.store import members as store
 from services.ingest.store.sessions import ProviderRow
 
@@ -81,14 +82,16 @@ class Arrival:
     invitation: str | None = None
 
 
-async def member_for(runtime: ServiceRuntime, conn: Conn, *, arrival: Arrival) -> DictRow:
-    """The member this sign-in is, made or linked as the tenant's settings say; 403 else."""
+async def member_for(runtime: ServiceRuntime, conn: Conn, *, arrival: Arrival, signer: LinkSigner) -> DictRow:
+    """The member this sign-in is, made or linked as the tenant's settings say; 403 else. An
+    invitation it follows must be this tenant's own (`signer` checks its link)."""
     provider, claimed = arrival.provider, arrival.claimed
     refuse_domain(provider, claimed.email)
     assert claimed.email is not None  # refused above
     if arrival.invitation is not None:
-        return await team.accept(runtime, conn, token=arrival.invitation, identity=team.Identity(
-            origin=arrival.origin, email=claimed.email, issuer=claimed.issuer, subject=claimed.subject))
+        return await team.accept(runtime, conn, token=arrival.invitation, signer=signer, identity=team.Identity(
+            origin=arrival.origin, email=claimed.email, issuer=claimed.issuer, subject=claimed.subject,
+            signed_in_at=provider.tenant_id))
     tenant_id = provider.tenant_id
     member = await store.member_by_identity(conn, tenant_id, issuer=claimed.issuer, subject=claimed.subject)
     if member is None:

@@ -21,7 +21,7 @@ from services.common.db import Conn
 from services.common.problems import Problem
 from services.common.runtime import ServiceRuntime
 from services.ingest.accounts import roles
-from services.ingest.members.links import LinkSigner, digest
+from services.ingest.members.links import BadLink, LinkSigner, digest
 from services.ingest.members.mail import Mail, Mailer, MailUnsent
 from services.ingest.store import members as store
 from services.ingest.store import sessions as session_store
@@ -154,21 +154,40 @@ class Invite:
 @dataclass(frozen=True, kw_only=True)
 class Identity:
     """Who follows an invitation's link, and from where: their provider's identity when they
-    came through single sign-on (then their address must be the invited one)."""
+    came through single sign-on (then their address must be the invited one, and the provider
+    the invitation's own tenant's: `signed_in_at`)."""
 
     origin: str | None = None
     email: str | None = None
     issuer: str | None = None
     subject: str | None = None
+    signed_in_at: str | None = None
 
 
-async def accept(runtime: ServiceRuntime, conn: Conn, *, token: str, identity: Identity) -> DictRow:
+def invitation_not_found(why: str = "was used, revoked or has expired") -> Problem:
+    return Problem(status=404, slug="invitation-not-found", detail=f"this invitation {why}; ask for a new one")
+
+
+async def open_invitation(conn: Conn, signer: LinkSigner, *, token: str, tenant_id: str | None = None,
+                          lock: bool = False) -> DictRow:
+    """The open invitation a link's token names: a token signed for invitations (a sign-in link
+    is none), and, where the link is followed into a tenant (its sign-in), that tenant's own.
+    404 otherwise, the same whichever check failed: a link says nothing of another tenant."""
+    try:
+        signer.check("invitation", token)
+    except BadLink:
+        raise invitation_not_found("link is not valid or has expired") from None
+    invitation = await store.open_invitation(conn, digest(token), lock=lock)
+    if invitation is None or (tenant_id is not None and invitation["tenant_id"] != tenant_id):
+        raise invitation_not_found()
+    return invitation
+
+
+async def accept(runtime: ServiceRuntime, conn: Conn, *, token: str, identity: Identity, signer: LinkSigner) -> DictRow:
     """The member an invitation makes, in the role it names; the invitation used up. 404 for
-    a link that is not (or no longer) an open invitation; 403 when a provider's address is
-    not the invited one."""
-    invitation = await store.open_invitation(conn, digest(token), lock=True)
-    if invitation is None:
-        raise Problem(status=404, slug="invitation-not-found", detail="this invitation was used, revoked or has expired; ask for a new one")
+    a link that is not (or no longer) an open invitation, or one of another tenant than the
+    provider that signed the person in; 403 when a provider's address is not the invited one."""
+    invitation = await open_invitation(conn, signer, token=token, tenant_id=identity.signed_in_at, lock=True)
     if identity.email is not None and identity.email.lower() != invitation["email"]:
         raise Problem(status=403, slug="invitation-for-another", detail=f"this invitation is for {invitation['email']}, and you signed in"
                       f" as {identity.email.lower()}")

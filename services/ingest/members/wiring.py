@@ -20,8 +20,8 @@ def install(app: FastAPI, runtime: ServiceRuntime, *, settings: IngestSettings) 
     # Identity providers are reached directly, never through a redirect (a discovery document
     # or a key set must come from the address configured).
     http = httpx.AsyncClient(timeout=settings.oidc_timeout_s, follow_redirects=False)
-    app.state.identity_providers = OidcClient(http=http, cache_s=settings.oidc_cache_s,
-                                            allowed=targets.allowed_networks(settings.oidc_allowed_networks))
+    app.state.identity_providers = OidcClient(http=http, cache_s=settings.oidc_cache_s, guard=targets.Guard.of(
+        targets.Purpose.IDENTITY_PROVIDERS, settings.oidc_allowed_networks))
     runtime.shutdown_hooks.append(http.aclose)
 
 

@@ -141,6 +141,8 @@ class ReceiptStage(BaseModel):
     provider: str
     calls: int
     cost_micro_usd: int
+    refused_outputs: int = Field(0, description="outputs the provider made that were refused before scoring (in the"
+                                                " cost, never scored)")
 
 
 class ReceiptProviderCost(BaseModel):
@@ -292,7 +294,8 @@ def receipt_body(view: JobView, stamp: ReceiptStamp) -> dict[str, Any]:
         provider_cost=ReceiptProviderCost(
             total_micro_usd=view.provider_cost_micro_usd,
             stages=[ReceiptStage(attempt=s.attempt, stage_index=s.stage_index, stage=s.stage, provider=s.provider,
-                                 calls=s.calls, cost_micro_usd=s.cost_micro_usd) for s in view.stages]),
+                                 calls=s.calls, cost_micro_usd=s.cost_micro_usd, refused_outputs=s.refused_outputs)
+                    for s in view.stages]),
         times={state: _json(at) for state, at in sorted(view.timestamps.items(), key=lambda item: item[1])},
         metadata=view.metadata, end_user=view.end_user, subject=receipt_subject(view),
     ).model_dump(mode="json", exclude=absent_parts(view))

@@ -11,6 +11,7 @@ from services.common.api import RequestModel
 from services.common.contracts import IdentityMode, Tier
 from services.common.problems import Problem
 from services.ingest.deps import AccountReader, Runtime, Settings
+from services.ingest.jobs.examples import CLIP_FROM_IMAGE_EXAMPLE
 from services.ingest.jobs.submission import MAX_IMAGES
 from services.ingest.jobs.video_request import VideoRequest
 from services.ingest.ledger_calls import Ledger, call_ledger, pb
@@ -21,7 +22,9 @@ router = APIRouter(prefix="/v1", tags=["account"], responses=problems.responses(
 
 
 class QuoteRequest(RequestModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"template": "headshot", "tier": "fast", "images": 4}]})
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"template": "headshot", "tier": "fast", "images": 4},
+        {key: CLIP_FROM_IMAGE_EXAMPLE[key] for key in ("template", "images", "video")}]})
 
     template: str = Field("generic", max_length=64)
     tier: Tier = "stable"

@@ -106,8 +106,11 @@ async def create_evaluation_batch(body: EvaluationBatchRequest, request: Request
     if body.webhook_url is not None:
         await check_webhook_url(body.webhook_url, settings)
     sources = Sources(runtime=runtime, settings=settings, objects=objects, gate=gate)
-    kept = [{"key": await sources.stored(tenant, image, name=f"images[{n}]")} if image.b64 is not None else image.shown()
-            for n, image in enumerate(body.images)]
+    for n, reference in enumerate(body.references):  # read when the batch runs: checked now
+        await sources.named(tenant, reference, name=f"references[{n}]")
+    await workshop_of(request, sources).subject_photos(tenant, body.judged_by())
+    kept = [{"key": await sources.stored(tenant, image, name=f"images[{n}]")} if image.b64 is not None else
+            await sources.named(tenant, image, name=f"images[{n}]") for n, image in enumerate(body.images)]
     evaluation_id = uuid.uuid4()
     async with runtime.pool.connection() as conn, conn.transaction():
         await evaluation_store.insert_evaluation(conn, NewEvaluation(

@@ -19,7 +19,7 @@ from services.common.problems import Problem
 from services.ingest.accounts import roles
 from services.ingest.deps import MembersManager, Runtime, Settings, SignedIn, client_address
 from services.ingest.members import sessions, team
-from services.ingest.members.links import BadLink, digest
+from services.ingest.members.web import sign_in_of
 from services.ingest.members.wiring import Mail, Signer
 from services.ingest.store import members as store
 from services.ingest.store import sessions as session_store
@@ -253,15 +253,9 @@ async def revoke_invitation(invitation_id: Annotated[UUID, Path(examples=[INVITA
 
 
 async def open_invitation(runtime: Any, signer: Any, *, token: str) -> Any:
-    try:
-        signer.check("invitation", token)
-    except BadLink:
-        raise Problem(status=404, slug="invitation-not-found", detail="this invitation link is not valid or has expired") from None
     async with runtime.pool.connection() as conn:
-        row = await store.open_invitation(conn, digest(token))
-        provider = await session_store.read_provider(conn, row["tenant_id"]) if row else None
-    if row is None:
-        raise Problem(status=404, slug="invitation-not-found", detail="this invitation was used, revoked or has expired")
+        row = await team.open_invitation(conn, signer, token=token)
+        provider = await session_store.read_provider(conn, row["tenant_id"])
     return row, provider is not None
 
 
@@ -284,12 +278,11 @@ async def accept_invitation(body: InvitationToken, request: Request, response: R
     if sso:
         raise Problem(status=409, slug="sign-in-with-provider", detail="this tenant signs in through its identity provider: continue"
                       " there to accept the invitation")
-    origin = client_address(request)
     async with runtime.pool.connection() as conn, conn.transaction():
-        member = await team.accept(runtime, conn, token=body.token, identity=team.Identity(origin=origin))
-        opened = await sessions.open_for(runtime, conn, sign_in=sessions.SignIn(
-            tenant_id=member["tenant_id"], member_id=member["id"], method="invitation", origin=origin,
-            user_agent=request.headers.get("user-agent", "")), settings=settings)
+        member = await team.accept(runtime, conn, token=body.token, signer=signer,
+                                   identity=team.Identity(origin=client_address(request)))
+        opened = await sessions.open_for(runtime, conn, sign_in=sign_in_of(request, member, method="invitation"),
+                                         settings=settings)
     runtime.relay.notify()
     sessions.set_cookies(response, opened)
     return MemberOut.of(member)

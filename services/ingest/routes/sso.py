@@ -22,10 +22,10 @@ from services.common.audit import Action, record_action
 from services.common.problems import Problem
 from services.ingest.deps import Runtime, Settings, SsoManager, client_address
 from services.ingest.key_encryption import keyring_of
-from services.ingest.members import oidc, sessions, sso
-from services.ingest.members.links import digest
+from services.ingest.members import oidc, sessions, sso, team
+from services.ingest.members.links import LinkSigner, digest
 from services.ingest.members.web import redirect_uri, sign_in_of, throttle
-from services.ingest.members.wiring import IdentityProviders
+from services.ingest.members.wiring import IdentityProviders, Signer
 from services.ingest.store import sessions as store
 
 router = APIRouter(prefix="/v1", tags=["sign-in"])
@@ -141,14 +141,17 @@ def back_to_console(problem: Problem) -> RedirectResponse:
 @router.get("/sso/{tenant_id}/start", status_code=303, response_class=RedirectResponse,
             responses=problems.responses(404, 429) | REDIRECTED)
 async def start_sso(tenant_id: Annotated[str, Path(pattern=TENANT, examples=["acme"])], request: Request, runtime: Runtime,
-                    settings: Settings, providers: IdentityProviders,
+                    settings: Settings, providers: IdentityProviders, signer: Signer,
                     invitation: Annotated[str | None, Query(max_length=200)] = None,
                     return_to: Annotated[str, Query(max_length=300, pattern=r"^/console(/[^\s]*)?$")] = "/console/jobs",
                     ) -> RedirectResponse:
     """Begin signing in through the tenant's provider: the browser is sent there (303) with a
-    fresh state, nonce and PKCE challenge, and comes back to `/v1/sso/callback`."""
+    fresh state, nonce and PKCE challenge, and comes back to `/v1/sso/callback`. An
+    `invitation` is this tenant's own open invitation, or 404."""
     await throttle(request, runtime)
     async with runtime.pool.connection() as conn:
+        if invitation is not None:
+            await team.open_invitation(conn, signer, token=invitation, tenant_id=tenant_id)
         provider = await store.read_provider(conn, tenant_id)
     if provider is None:
         raise Problem(status=404, slug="sso-not-configured", detail=f"{tenant_id!r} has no identity provider")
@@ -169,7 +172,7 @@ async def start_sso(tenant_id: Annotated[str, Path(pattern=TENANT, examples=["ac
 
 
 @router.get("/sso/callback", status_code=303, response_class=RedirectResponse, responses=REDIRECTED)
-async def finish_sso(request: Request, runtime: Runtime, settings: Settings, providers: IdentityProviders,
+async def finish_sso(request: Request, runtime: Runtime, settings: Settings, providers: IdentityProviders, signer: Signer,
                      state: Annotated[str, Query(max_length=200)] = "",
                      code: Annotated[str, Query(max_length=2000)] = "",
                      error: Annotated[str | None, Query(max_length=200)] = None) -> RedirectResponse:
@@ -177,14 +180,14 @@ async def finish_sso(request: Request, runtime: Runtime, settings: Settings, pro
     session opens (its cookies set) and the browser goes on to the console page it came from;
     otherwise to the sign-in page with the reason (303 either way)."""
     try:
-        return await signed_in(request, (runtime, settings, providers), answer=(state, code, error))
+        return await signed_in(request, (runtime, settings, providers, signer), answer=(state, code, error))
     except Problem as refused:
         return back_to_console(refused)
 
 
-async def signed_in(request: Request, served: tuple[Any, Any, oidc.OidcClient],
+async def signed_in(request: Request, served: tuple[Any, Any, oidc.OidcClient, LinkSigner],
                     *, answer: tuple[str, str, str | None]) -> RedirectResponse:
-    runtime, settings, providers = served
+    runtime, settings, providers, signer = served
     state, code, error = answer
     async with runtime.pool.connection() as conn:
         attempt = await store.take_attempt(conn, state) if state else None
@@ -212,7 +215,7 @@ async def signed_in(request: Request, served: tuple[Any, Any, oidc.OidcClient],
         if not await store.first_use_of_token(conn, hashlib.sha256(id_token.encode()).hexdigest(),
                                               expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC)):
             raise Problem(status=403, slug="sso-token-replayed", detail="this id_token was already used to sign in")
-        member = await sso.member_for(runtime, conn, arrival=arrival)
+        member = await sso.member_for(runtime, conn, arrival=arrival, signer=signer)
         opened = await sessions.open_for(runtime, conn, sign_in=sign_in_of(request, member, method="sso"), settings=settings)
     runtime.relay.notify()
     answer_ = RedirectResponse(attempt.return_to, status_code=303)

@@ -41,6 +41,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from services.common import targets
 from services.common.contracts import StyleSpec, VideoSpec
 from services.common.templates import Capability
 from services.common.turns import Turn
@@ -192,6 +193,9 @@ class ProviderContext:
     copies: "OutputCopies | None" = None
     # Secrets by name, for those an adapter needs besides its API key (a webhook signing secret).
     secrets: Mapping[str, str] = field(default_factory=dict)
+    # Where outputs on a host other than the provider's own may be fetched from (a provider names
+    # its output URLs): public addresses, and the networks opened for provider hosts alone.
+    outputs: targets.Guard = field(default_factory=lambda: targets.Guard(purpose=targets.Purpose.PROVIDER_HOSTS))
     # Set while the router stops: remote jobs in flight are left running (written down, with
     # their provider-side deadline) for the next router to resume, not canceled.
     handing_over: bool = False

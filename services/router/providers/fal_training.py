@@ -43,7 +43,8 @@ class FalTrainer:
         self.name, self.config = config.name, config
         capped = config.model_copy(update={"outputs": config.outputs.model_copy(
             update={"max_bytes": config.trainer.max_weights_bytes})})
-        self.http = ProviderHttp(capped, context.client, auth_headers={"Authorization": f"Key {secret}"} if secret else {})
+        self.http = ProviderHttp(capped, context.client, auth_headers={"Authorization": f"Key {secret}"} if secret else {},
+                                 outputs=context.outputs)
         self.options = FalOptions.model_validate(config.options)
 
     @property

@@ -218,6 +218,12 @@ class ProviderConfig(Frozen):
     def can_make(self, pin: ModelPin, width: int, *, height: int) -> bool:
         return self.capabilities.supports_size(width, height) and self.inputs_for(pin).can_make(width, height)
 
+    def own_host(self, url: str) -> bool:
+        """Whether `url` is on a host the registry names for this provider: its endpoint's (any
+        port: an operator's ComfyUI serves its outputs there), or a credential host."""
+        host = urlsplit(url).hostname
+        return host is not None and (host == urlsplit(self.base_url).hostname or self.may_receive_credentials(url))
+
     def may_receive_credentials(self, url: str) -> bool:
         """Whether the API key may go with a request to `url`: the endpoint's own origin, or
         an https host the adapter or this entry declares."""

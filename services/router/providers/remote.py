@@ -81,7 +81,7 @@ class RemoteProvider(ABC):
         self.secret = secret
         self.context = context
         self.clock = context.clock or LoopClock()
-        self.http = ProviderHttp(config, context.client, auth_headers=self._auth_headers())
+        self.http = ProviderHttp(config, context.client, auth_headers=self._auth_headers(), outputs=context.outputs)
 
     # ---- what an adapter says ------------------------------------------------------------
 
@@ -203,17 +203,28 @@ class RemoteProvider(ABC):
         gives its URL again, signed anew where the API signs them."""
         output = await self._wait(call, handle)
         try:
-            return output, await self._fetched(call, output)
+            return output, await self._kept(call, output)
         except ProviderError as error:
             if not error.output_gone:
                 raise
         output = await self._wait(call, handle)
         return output, await self._fetched_or_lost(call, output)
 
+    async def _kept(self, call: RemoteCall, output: RemoteOutput) -> list[tuple[bytes, str, int | None]]:
+        """The images, each checked; an output refused (damaged, blank, not what was asked) is
+        the provider's defect, and its job's whole bill all the same: the provider made it."""
+        try:
+            return await self._fetched(call, output)
+        except ProviderError as error:
+            if error.kind != "bad_output" or error.billed_micro_usd:
+                raise
+            raise replace(error, terminal=True, billed_micro_usd=self._billed(
+                BilledJob(call=call, output=output, count=max(output.billed_images, len(output.images))))) from None
+
     async def _fetched_or_lost(self, call: RemoteCall, output: RemoteOutput) -> list[tuple[bytes, str, int | None]]:
         """The images; one that is gone loses the call's candidates, billed all the same."""
         try:
-            return await self._fetched(call, output)
+            return await self._kept(call, output)
         except ProviderError as error:
             if not error.output_gone:
                 raise

@@ -36,7 +36,8 @@ class ReplicateTrainer:
         self.name, self.config = config.name, config
         capped = config.model_copy(update={"outputs": config.outputs.model_copy(
             update={"max_bytes": config.trainer.max_weights_bytes})})
-        self.http = ProviderHttp(capped, context.client, auth_headers={"Authorization": f"Bearer {secret}"} if secret else {})
+        self.http = ProviderHttp(capped, context.client, auth_headers={"Authorization": f"Bearer {secret}"} if secret else {},
+                                 outputs=context.outputs)
 
     @property
     def training(self) -> TrainerConfig:

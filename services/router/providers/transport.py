@@ -21,6 +21,12 @@ A request goes out with the adapter's auth headers only when `ProviderConfig.
 may_receive_credentials` says its URL is the provider's: an output URL on a storage host,
 or a redirect to one, gets no key. httpx follows no redirects here; this does, at most
 `outputs.max_redirects` hops, deciding about the key again at each hop.
+
+An output is fetched from the provider's own hosts (`ProviderConfig.own_host`), or from any
+other host only through the provider hosts' guard (services.common.targets): at a public
+address, or one `GENLINE_PROVIDER_ALLOWED_NETWORKS` opens, the connection pinned to it, each
+redirect's target checked again. A provider that names an output elsewhere gets nothing
+fetched: `bad_output`, its defect.
 """
 
 import asyncio
@@ -33,6 +39,7 @@ from urllib.parse import urljoin
 
 import httpx
 
+from services.common import targets
 from services.common.http_headers import retry_after_s
 from services.router.providers.base import ProviderError
 from services.router.providers.registry import ProviderConfig
@@ -69,10 +76,12 @@ class Download:
 
 
 class ProviderHttp:
-    def __init__(self, config: ProviderConfig, client: httpx.AsyncClient, *, auth_headers: dict[str, str]) -> None:
+    def __init__(self, config: ProviderConfig, client: httpx.AsyncClient, *, auth_headers: dict[str, str],
+                 outputs: targets.Guard | None = None) -> None:
         self.config = config
         self.client = client
         self.auth_headers = auth_headers
+        self.outputs = outputs or targets.Guard(purpose=targets.Purpose.PROVIDER_HOSTS)
 
     @property
     def name(self) -> str:
@@ -109,7 +118,9 @@ class ProviderHttp:
     async def _download_once(self, url: str) -> Download:
         timeout = httpx.Timeout(self.config.timeouts.submit_s)
         for _ in range(self.config.outputs.max_redirects + 1):
-            request = self.client.build_request("GET", url, headers=self._headers(url, None), timeout=timeout)
+            target = await self._output_target(url)
+            request = self.client.build_request("GET", target.url, headers=self._headers(url, None) | target.headers,
+                                                timeout=timeout, extensions=target.extensions)
             response = await self._send(request, stream=True)
             try:
                 if response.status_code in REDIRECTS and "location" in response.headers:
@@ -125,6 +136,18 @@ class ProviderHttp:
                 await response.aclose()
         raise ProviderError(kind="server_error", message=f"{self.name}: more than {self.config.outputs.max_redirects} redirects"
                                             f" downloading {url}")
+
+    async def _output_target(self, url: str) -> targets.PinnedRequest:
+        """Where an output is fetched from: the provider's own hosts as the registry names them;
+        any other host (a CDN, a bucket, a redirect's target) only at an address the provider
+        hosts' guard allows, pinned to it. Else the provider's defect: it named that URL."""
+        if self.config.own_host(url):
+            return targets.PinnedRequest(url, {}, {})
+        try:
+            return await self.outputs.pinned(url)
+        except targets.RefusedTarget as refused:
+            raise ProviderError(kind="bad_output", message=f"{self.name}: an output at {url[:200]} is not fetched: {refused}",
+                                terminal=True) from None
 
     async def _capped_body(self, response: httpx.Response, url: str) -> bytes:
         cap = self.config.outputs.max_bytes
