@@ -25,6 +25,21 @@ EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 _ports = random.Random()  # its own generator: a test that seeds `random` must not repeat ports
 _handed_out: set[int] = set()
 _handed_out_lock = threading.Lock()
+# (this process's share, how many): processes that start servers side by side (the suite's
+# workers) each hand out only ports of their own share, so no two pick the same free port
+# between one's check and its server's bind. A port and its +10000 neighbour share a share.
+_share = (0, 1)
+
+
+def take_share_of_ports(index: int, count: int) -> None:
+    """From now on hand out only the `index`th of `count` shares of the ports."""
+    global _share
+    _share = (index, count)
+
+
+def in_share(port: int) -> bool:
+    index, count = _share
+    return (port % SEAWEED_GRPC_OFFSET) * count // SEAWEED_GRPC_OFFSET == index
 
 
 @functools.cache
@@ -42,7 +57,7 @@ def free_port(below: int | None = None) -> int:
     with _handed_out_lock:
         for _ in range(2000 if ceiling - LISTEN_PORT_FLOOR >= 1000 else 0):
             port = _ports.randrange(LISTEN_PORT_FLOOR, ceiling)
-            if port not in _handed_out and port_is_free(port):
+            if port not in _handed_out and in_share(port) and port_is_free(port):
                 _handed_out.add(port)
                 return port
         with socket.socket() as s:

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from genline_stack.embedded import Endpoints
+from genline_stack.ports import take_share_of_ports
 from services.common.grpc_server import hold_grpc_aio
 from services.common.settings import ServiceSettings
 from services.common.storage import ObjectStore
@@ -18,16 +19,31 @@ hold_grpc_aio()
 # service's own default is production; tests/common/test_settings.py checks it is).
 os.environ.setdefault("GENLINE_ENVIRONMENT", "test")
 
+# The suite's workers (pytest-xdist: gw0, gw1, ...) each start servers of their own, on ports of
+# their own share, so that no two pick the same free port at once.
+if "PYTEST_XDIST_WORKER" in os.environ:
+    take_share_of_ports(int(os.environ["PYTEST_XDIST_WORKER"].removeprefix("gw")),
+                        int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+
 # Tests that run a Genline service (as a process, or its runtime in this one), a browser, or
 # stop and start the stack's own servers: left out of the fast lane (`make test-fast`). Every
 # end-to-end test is one; elsewhere a module says so with `pytestmark = pytest.mark.processes`.
-E2E = Path(__file__).parent / "e2e"
+ROOT = Path(__file__).resolve().parents[1]
+E2E = ROOT / "tests" / "e2e"
 
 
+# The suite runs on several workers (pytest-xdist, `--dist loadgroup`), each with a stack of its
+# own, a module's tests on one worker (its module-scoped fixtures start once). The tests that
+# start a stack or a fleet of their own to kill, restart or flood it (`own_stack`) are few and run
+# one after another on one worker, so they never compete with each other for the cores.
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items) -> None:
     for item in items:
         if item.path.is_relative_to(E2E):
             item.add_marker(pytest.mark.processes)
+        if item.get_closest_marker("xdist_group") is None:
+            group = "own-stack" if item.get_closest_marker("own_stack") else item.path.relative_to(ROOT).as_posix()
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")

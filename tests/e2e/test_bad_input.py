@@ -49,7 +49,7 @@ def test_missing_or_wrong_api_key_is_401(platform, headers):
     assert_problem(httpx.get(f"{platform.ingest_url}/v1/jobs/{uuid.uuid4()}", headers=headers), 401)
 
 
-@pytest.mark.parametrize("job_id", [str(uuid.uuid4()), "not-a-uuid", "0"])
+@pytest.mark.parametrize("job_id", [str(uuid.uuid4()), "not-a-uuid", "0"], ids=["unknown", "not-a-uuid", "zero"])
 def test_unknown_job_is_404(tenant_factory, job_id):
     tenant = tenant_factory(credits=0)
     assert_problem(tenant.http.get(f"/v1/jobs/{job_id}"), 404)
@@ -113,7 +113,7 @@ def post_json(http: httpx.Client, path: str, body: dict) -> httpx.Response:
     ("/v1/jobs", {"prompt": "a red bicycle", "quality": {"require": ["sharp\x00ness"]}}, "quality"),
     (f"/v1/jobs/{uuid.uuid4()}/outputs/1/report", {"reason": "blurry\x00"}, "reason"),
     ("/v1/quotes", {"template": "generic\ud800"}, "template"),
-])
+], ids=["prompt-nul", "model-nul", "prompt-surrogate", "quality-nul", "report-reason-nul", "template-surrogate"])
 def test_text_postgresql_cannot_store_is_422_naming_the_field(tenant_factory, path, body, field):
     tenant = tenant_factory(credits=0)
     problem = assert_problem(post_json(tenant.http, path, body), 422)
