@@ -69,8 +69,12 @@ run: install docs
 	$(PY) -m genline_stack $(if $(filter 1 true yes,$(EXIT_AFTER_DEMO)),--exit-after-demo) \
 		$(if $(filter 1 true yes,$(SUBJECT_DEMO)),--subject-demo)
 
+# The suite on TEST_WORKERS workers (pytest-xdist), each with a stack of its own: most tests
+# wait on the servers more than they compute, so three workers keep two cores busy; the tests
+# that start stacks of their own run one after another on one of them (tests/conftest.py).
+TEST_WORKERS ?= 3
 test: install-test
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 # Between edits: everything but the tests that start processes or a browser (a few minutes).
 test-fast: install-test

@@ -18,7 +18,7 @@ from services.ledger.settings import LedgerSettings
 from tests.e2e.conftest import make_tenant
 from tests.test_restart import Platform, delivered, sha256_at, wait_until_mid_flight
 
-pytestmark = pytest.mark.processes  # starts the platform's processes or the stack's servers again
+pytestmark = [pytest.mark.processes, pytest.mark.own_stack]  # starts the platform's processes or the stack's servers again
 
 UNIT_PRICE = 10
 

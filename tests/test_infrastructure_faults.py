@@ -25,7 +25,7 @@ from tests.polling import until
 from tests.test_broker_loss import replays_find_no_difference
 from tests.test_restart import Platform
 
-pytestmark = pytest.mark.processes  # starts the platform's processes and kills the stack's servers
+pytestmark = [pytest.mark.processes, pytest.mark.own_stack]  # starts the platform's processes and kills the stack's servers
 
 UNIT_PRICE = 10
 ROUNDS = int(os.environ.get("GENLINE_CHAOS_ROUNDS", "1"))

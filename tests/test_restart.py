@@ -18,7 +18,7 @@ from services.ledger.replay import LedgerReplay, replay_ledger
 from services.ledger.settings import LedgerSettings
 from tests.e2e.conftest import FINAL, make_tenant
 
-pytestmark = pytest.mark.processes  # starts the platform's processes or the stack's servers again
+pytestmark = [pytest.mark.processes, pytest.mark.own_stack]  # starts the platform's processes or the stack's servers again
 
 FLEET_ENV = {"GENLINE_ENVIRONMENT": "test", "GENLINE_KAFKA_SESSION_TIMEOUT_MS": "6000"}
 

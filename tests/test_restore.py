@@ -27,7 +27,7 @@ from genline_stack.fleet import SERVICES, ServiceFleet
 from tests.e2e.conftest import make_tenant
 from tests.test_restart import FLEET_ENV, delivered, sha256_at
 
-pytestmark = pytest.mark.processes  # starts the stack's servers and the platform's processes again
+pytestmark = [pytest.mark.processes, pytest.mark.own_stack]  # starts the stack's servers and the platform's processes again
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,7 +14,7 @@ from services.common.runtime import STOP_GRACE_S
 from tests.e2e.conftest import make_tenant
 from tests.test_restart import Platform
 
-pytestmark = pytest.mark.processes  # starts the platform's processes and stops the stack's servers
+pytestmark = [pytest.mark.processes, pytest.mark.own_stack]  # starts the platform's processes and stops the stack's servers
 
 
 def take_down(platform: Platform, part: str) -> None:

@@ -19,7 +19,7 @@ import pytest
 from genline_stack.ports import free_port
 from genline_stack.postgres import postgres_processes
 
-pytestmark = pytest.mark.processes  # starts the platform's processes or the stack's servers again
+pytestmark = [pytest.mark.processes, pytest.mark.own_stack]  # starts the platform's processes or the stack's servers again
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

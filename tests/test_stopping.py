@@ -20,7 +20,7 @@ import pytest
 
 from genline_stack.ports import free_port
 
-pytestmark = pytest.mark.processes  # starts the stack's servers and the platform's processes
+pytestmark = [pytest.mark.processes, pytest.mark.own_stack]  # starts the stack's servers and the platform's processes
 
 ROOT = Path(__file__).resolve().parents[1]
 GONE_WITHIN_S = 30

@@ -14,6 +14,8 @@ from genline_stack.fleet import SERVICES
 from tests.e2e.conftest import make_tenant, own_fleet
 from tests.e2e.test_batches import BULK_PRICE, image_line, jsonl, results, wait_ended
 
+pytestmark = pytest.mark.own_stack  # a fleet of its own, restarted or flooded
+
 LINES = 1_000
 # One local provider that paints without latency or defects.
 REGISTRY = {"providers": {"local-painter": {

@@ -16,6 +16,8 @@ from tests.e2e.conftest import Tenant, make_tenant, own_fleet
 from tests.e2e.test_job_endings import local_provider
 from tests.e2e.test_plans import patiently, wait_final
 
+pytestmark = pytest.mark.own_stack  # a fleet of its own, restarted or flooded
+
 FLOOD_JOBS, FLOOD_IMAGES = 100, 8  # 800 candidates, 800 delivered images
 SMALL = {"width": 256, "height": 256}  # the work per candidate is not what this test is about
 REGISTRY = {
