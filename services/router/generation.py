@@ -152,8 +152,9 @@ class AttemptRunner:
         unless they were read less than `max_age_s` ago."""
         if time.monotonic() - self._rates_read_at < max_age_s:
             return
-        async with self.runtime.pool.connection() as conn:
-            rows = await store.verdict_counts(conn)
+        with telemetry.counted_for("router-pass-rates"):  # read at most so often, however many attempts
+            async with self.runtime.pool.connection() as conn:
+                rows = await store.verdict_counts(conn)
         for row in rows:
             tally = VerdictTally(provider=row["provider"], template=row["template"], passed=row["passed"], failed=row["failed"])
             self.engine.pass_rates.set_evidence(tally, row["age_s"])
