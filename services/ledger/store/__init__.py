@@ -37,7 +37,7 @@ from services.ledger.domain import Book
 from services.ledger.key_caps import period_start
 from services.ledger.records import Account, Grant, Transfer
 from services.ledger.store.rows import rows_of
-from services.ledger.store.training import read_training, training_written
+from services.ledger.store.training import HOLD_COLUMNS, keep_hold, read_training, training_written
 
 TRANSFER_COLUMNS = {"id": "uuid", "job_id": "uuid", "tenant_id": "text", "amount": "bigint", "unit_price": "bigint",
                     "images": "int", "tokens_held": "int", "tier": "text", "pricebook_version": "text",
@@ -124,10 +124,12 @@ async def read_jobs(conn: Conn, book: Book, *, read: JobsRead) -> Book:
     costs = jobs if read.costs_of is None else list(set(read.costs_of))
     reports = jobs if read.reports_of is None else list(set(read.reports_of))
     if jobs:
-        for row in await rows_of(conn, f"SELECT {', '.join(TRANSFER_COLUMNS)} FROM transfers"
-                                     " WHERE job_id = ANY(%b) FOR UPDATE", params=[jobs]):
-            book.transfers[row["job_id"]] = Transfer(**row)
-    await read_training(conn, book, jobs=jobs, subjects=read.subjects)
+        for row in await rows_of(conn, JOBS_LOCKED, params=[jobs, jobs]):
+            if row.pop("kind") == "transfer":
+                book.transfers[row["job_id"]] = Transfer(**{column: row[column] for column in TRANSFER_COLUMNS})
+            else:
+                keep_hold(book, row)
+    await read_training(conn, book, subjects=read.subjects)
     if not (jobs or costs or reports):
         return book
     # The reads after the lock, in one statement: rows of one shape, a kind each.
@@ -140,6 +142,24 @@ async def read_jobs(conn: Conn, book: Book, *, read: JobsRead) -> Book:
             book.reported.add((row["job_id"], row["amount"]))
     return book
 
+
+def one_shape(kinds: dict[str, tuple[str, dict[str, str]]]) -> str:
+    """The rows of several sources as rows of one shape, a kind each: for each kind, its source
+    (a table or a CTE) and its columns; a column another kind has and it lacks is null."""
+    shape = {column: pg_type for _, columns in kinds.values() for column, pg_type in columns.items()}
+    return " UNION ALL ".join(
+        f"SELECT '{kind}' AS kind, "
+        + ", ".join(column if column in columns else f"NULL::{pg_type} AS {column}" for column, pg_type in shape.items())
+        + f" FROM {source}" for kind, (source, columns) in kinds.items())
+
+
+# A job's transfer and its training line, locked in one statement: a line is written only with
+# its job's transfer (held with the reservation, settled with it), so both are as the
+# transfer's last holder left them.
+JOBS_LOCKED = (
+    f"WITH transfer AS (SELECT {', '.join(TRANSFER_COLUMNS)} FROM transfers WHERE job_id = ANY(%b) FOR UPDATE),"
+    f" hold AS (SELECT {', '.join(HOLD_COLUMNS)} FROM training_holds WHERE job_id = ANY(%b) FOR UPDATE) "
+    + one_shape({"transfer": ("transfer", TRANSFER_COLUMNS), "hold": ("hold", HOLD_COLUMNS)}))
 
 AFTER_THE_LOCK = (
     "SELECT 'closed' AS kind, job_id, NULL::bigint AS amount FROM closed_jobs WHERE job_id = ANY(%b)"
