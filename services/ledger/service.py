@@ -35,7 +35,7 @@ from services.ledger.payments.stripe_gateway import StripeAccount, StripeGateway
 from services.ledger.pricebook import PriceBook, load_price_book
 from services.ledger.records import CreditGrant
 from services.ledger.settings import LedgerSettings
-from services.ledger.store import JobsRead, accounts, load_book, read_balances, read_jobs, read_key_spend, write_book
+from services.ledger.store import JobsRead, KeysSpent, accounts, load_book, read_balances, read_jobs, write_book
 from services.ledger.store.payments import request_due_topups
 from services.ledger.store.training import training_subjects
 
@@ -59,9 +59,11 @@ class Ledger:
     async def apply_events(self, conn: Conn, claim: InboxClaim, publish: Publish) -> None:
         """Apply a batch: the statement that reads the balances of the tenants it names claims
         it in the inbox; what is fresh is then applied."""
-        book = self.new_book()
-        await read_balances(conn, book, tenant_ids={e.event.tenant_id for e in claim.envelopes
-                                         if isinstance(e.event, JobEvent) and not kept_aside(e)}, claim=claim)
+        book, now = self.new_book(), datetime.now(UTC)
+        jobs = [e.event for e in claim.envelopes if isinstance(e.event, JobEvent) and not kept_aside(e)]
+        spent = KeysSpent(api_key_ids={e.job.api_key_id for e in jobs if isinstance(e, JobSubmitted) and e.job.api_key_id},
+                          starts=[period_start(period, now.date()) for period in PERIODS])
+        await read_balances(conn, book, tenant_ids={e.tenant_id for e in jobs}, spent=spent, claim=claim)
         fresh = claim.claimed or []
         await audit.keep(conn, [e for e in fresh if isinstance(e.event, AuditRecorded)])
         for erased in {e.event.job_id for e in fresh if isinstance(e.event, JobErased)}:
@@ -74,10 +76,6 @@ class Ledger:
                                              subjects=training_subjects(events),
                                              costs_of=[e.job_id for e in events if isinstance(e, SETTLING)],
                                              reports_of=[e.job_id for e in events if isinstance(e, OutputReported)]))
-        now = datetime.now(UTC)
-        await read_key_spend(conn, book, api_key_ids={e.job.api_key_id for e in events if isinstance(e, JobSubmitted)
-                                          and e.job.api_key_id is not None},
-                             starts=[period_start(period, now.date()) for period in PERIODS])
         published = publish.statement([(out, envelope) for envelope in envelopes
                                        for out in decide(book, consumed(envelope.event), now=now) if out])
         await write_book(conn, book, published=published)  # balances last: the hot rows stay locked only until commit

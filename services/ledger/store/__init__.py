@@ -73,6 +73,16 @@ KEY_SPEND_RELEASED = (
 REPORT_COLUMNS = {"job_id": "uuid", "n": "int", "tenant_id": "text", "outcome": "text", "amount": "bigint"}
 
 
+def one_shape(kinds: dict[str, tuple[str, dict[str, str]]]) -> str:
+    """The rows of several sources as rows of one shape, a kind each: for each kind, its source
+    (a table or a CTE) and its columns; a column another kind has and it lacks is null."""
+    shape = {column: pg_type for _, columns in kinds.values() for column, pg_type in columns.items()}
+    return " UNION ALL ".join(
+        f"SELECT '{kind}' AS kind, "
+        + ", ".join(column if column in columns else f"NULL::{pg_type} AS {column}" for column, pg_type in shape.items())
+        + f" FROM {source}" for kind, (source, columns) in kinds.items())
+
+
 @dataclass(frozen=True, kw_only=True)
 class JobsRead:
     """The jobs a batch touches (their transfers locked), and of those, the ones whose provider
@@ -91,16 +101,27 @@ async def load_book(conn: Conn, book: Book, *, tenant_ids: Iterable[str], job_id
     return await read_jobs(conn, book, read=JobsRead(jobs=job_ids))
 
 
-async def read_balances(conn: Conn, book: Book, *, tenant_ids: Iterable[str],
+@dataclass(frozen=True, kw_only=True)
+class KeysSpent:
+    """The API keys whose spend a batch reads (those its jobs were submitted with), in the
+    periods starting on `starts`."""
+
+    api_key_ids: Iterable[UUID] = ()
+    starts: Iterable[date] = ()
+
+
+async def read_balances(conn: Conn, book: Book, *, tenant_ids: Iterable[str], spent: KeysSpent = KeysSpent(),
                         claim: InboxClaim | None = None) -> Book:
-    """Accounts and grants are read without locks, together (their changes are written as
-    deltas that the database checks), so the statement can come first in a transaction and
-    carry the batch's claim on the inbox (`claim`, then told which events are fresh)."""
+    """Accounts, grants and the keys' spend (`spent`) are read without locks, together (their
+    changes are written as deltas that the database checks), so the statement can come first
+    in a transaction and carry the batch's claim on the inbox (`claim`, then told which events
+    are fresh)."""
     tenants = sorted(set(tenant_ids))
+    keys, days = sorted(set(spent.api_key_ids)), sorted(set(spent.starts))
     if claim is None:
-        rows = await rows_of(conn, BALANCES, params=[tenants, tenants])
+        rows = await rows_of(conn, BALANCES, params=[tenants, tenants, keys, days])
     else:
-        sql, params = claim.first(CLAIMED_AND_BALANCES, [tenants, tenants])
+        sql, params = claim.first(CLAIMED_AND_BALANCES, [tenants, tenants, keys, days])
         rows = await rows_of(conn, sql, params=params)
         claim.fresh(row["source"] for row in rows if row["kind"] == "claimed")
     for row in rows:
@@ -112,6 +133,8 @@ async def read_balances(conn: Conn, book: Book, *, tenant_ids: Iterable[str],
         elif kind == "account":
             book.accounts[row["tenant_id"]] = Account(**{column: row[column] for column in ACCOUNT_FIELDS})
             book.loaded_accounts[row["tenant_id"]] = (row["posted"], row["pending"], row["retry_tokens"])
+        elif kind == "spend":
+            book.key_spend.loaded[(row["api_key_id"], row["period"], row["starts_on"])] = row["spent"]
     return book
 
 
@@ -143,16 +166,6 @@ async def read_jobs(conn: Conn, book: Book, *, read: JobsRead) -> Book:
     return book
 
 
-def one_shape(kinds: dict[str, tuple[str, dict[str, str]]]) -> str:
-    """The rows of several sources as rows of one shape, a kind each: for each kind, its source
-    (a table or a CTE) and its columns; a column another kind has and it lacks is null."""
-    shape = {column: pg_type for _, columns in kinds.values() for column, pg_type in columns.items()}
-    return " UNION ALL ".join(
-        f"SELECT '{kind}' AS kind, "
-        + ", ".join(column if column in columns else f"NULL::{pg_type} AS {column}" for column, pg_type in shape.items())
-        + f" FROM {source}" for kind, (source, columns) in kinds.items())
-
-
 # A job's transfer and its training line, locked in one statement: a line is written only with
 # its job's transfer (held with the reservation, settled with it), so both are as the
 # transfer's last holder left them.
@@ -168,21 +181,22 @@ AFTER_THE_LOCK = (
     " UNION ALL SELECT 'report', job_id, n FROM reports WHERE job_id = ANY(%b)")
 
 
-# The tenants' accounts and their grants with credits left, in one statement: rows of one
-# shape, each a balance (kind 'account') or a grant (kind 'grant'), the other's columns null.
-ACCOUNT_FIELDS = ("tenant_id", "posted", "pending", "retry_tokens", "report_policy", "owed")
-BALANCES = (
-    "SELECT 'account' AS kind, tenant_id, posted, pending, retry_tokens, report_policy, owed, NULL::uuid AS id,"
-    " NULL::text AS source, NULL::bigint AS amount, NULL::bigint AS remaining, NULL::timestamptz AS expires_at,"
-    " NULL::timestamptz AS created_at, NULL::int AS rollover_days, NULL::text AS payment_id"
-    " FROM accounts WHERE tenant_id = ANY(%b)"
-    " UNION ALL SELECT 'grant', tenant_id, NULL, NULL, NULL, NULL, NULL, id, source, amount, remaining, expires_at,"
-    " created_at, rollover_days, payment_id FROM grants WHERE tenant_id = ANY(%b) AND remaining > 0")
+# The tenants' accounts, their grants with credits left and the keys' spend, in one
+# statement: rows of one shape, each a balance (kind 'account'), a grant or a key's spend in a
+# period.
+ACCOUNT_SHAPE = {"tenant_id": "text", "posted": "bigint", "pending": "bigint", "retry_tokens": "int",
+                 "report_policy": "text", "owed": "bigint"}
+ACCOUNT_FIELDS = tuple(ACCOUNT_SHAPE)
+BALANCE_KINDS = {
+    "account": ("accounts WHERE tenant_id = ANY(%b)", ACCOUNT_SHAPE),
+    "grant": ("grants WHERE tenant_id = ANY(%b) AND remaining > 0", GRANT_COLUMNS),
+    "spend": ("key_spend WHERE api_key_id = ANY(%b::uuid[]) AND starts_on = ANY(%b::date[])",
+              {"api_key_id": "uuid", "period": "text", "starts_on": "date", "spent": "bigint"})}
+BALANCES = one_shape(BALANCE_KINDS)
 # The same, for a statement that carries the batch's claim on the inbox: a row of kind
 # 'claimed' for each event id the claim inserted (in `source`).
-CLAIMED_AND_BALANCES = (
-    f"{BALANCES} UNION ALL SELECT 'claimed', NULL, NULL, NULL, NULL, NULL, NULL, NULL, unnest(ids),"
-    " NULL, NULL, NULL, NULL, NULL, NULL FROM claimed_ids")
+CLAIMED_AND_BALANCES = one_shape(BALANCE_KINDS | {
+    "claimed": ("(SELECT unnest(ids) AS source FROM claimed_ids) AS claimed", {"source": "text"})})
 
 
 def _values(obj: object, columns: dict[str, str]) -> tuple[Any, ...]:
@@ -238,18 +252,6 @@ def key_spend_written(rows: list[tuple[Any, ...]]) -> list[Statement | None]:
     arrays = typed_arrays(KEY_SPEND_COLUMNS)
     return [(KEY_SPEND_HELD.format(arrays=arrays), as_arrays(held)) if held else None,
             (KEY_SPEND_RELEASED.format(arrays=arrays), as_arrays(released)) if released else None]
-
-
-async def read_key_spend(conn: Conn, book: Book, *, api_key_ids: Iterable[UUID],
-                         starts: Iterable[date]) -> Book:
-    """What `api_key_ids` spent in the periods starting on `starts` (unlocked: the batch's
-    holds are written as deltas that the database checks against the cap)."""
-    keys, days = sorted(set(api_key_ids)), sorted(set(starts))
-    if keys:
-        for row in await rows_of(conn, "SELECT api_key_id, period, starts_on, spent FROM key_spend"
-                                     " WHERE api_key_id = ANY(%b) AND starts_on = ANY(%b)", params=[keys, days]):
-            book.key_spend.loaded[(row["api_key_id"], row["period"], row["starts_on"])] = row["spent"]
-    return book
 
 
 async def key_spend_of(conn: Conn, tenant_id: str, *, api_key_ids: list[UUID], day: date) -> list[DictRow]:
