@@ -219,8 +219,10 @@ class TrainingSupervisor:
             await self.clock.sleep(trainer.training.poll_interval_s)
 
     async def _still_training(self, row: store.IdentityRow) -> None:
-        async with self.runtime.pool.connection() as conn:
-            state, _ = await store.current_state(conn, row.identity_id)
+        # Asked at every poll of the training, so as often as it lasts: counted as a timer's.
+        with telemetry.counted_for("router-training-polls"):
+            async with self.runtime.pool.connection() as conn:
+                state, _ = await store.current_state(conn, row.identity_id)
         if state != "training":
             raise Stopped()
 
