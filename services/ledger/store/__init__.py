@@ -75,10 +75,11 @@ REPORT_COLUMNS = {"job_id": "uuid", "n": "int", "tenant_id": "text", "outcome": 
 
 def one_shape(kinds: dict[str, tuple[str, dict[str, str]]]) -> str:
     """The rows of several sources as rows of one shape, a kind each: for each kind, its source
-    (a table or a CTE) and its columns; a column another kind has and it lacks is null."""
-    shape = {column: pg_type for _, columns in kinds.values() for column, pg_type in columns.items()}
+    (a table, a CTE, a function) and its columns; a column another kind has and it lacks is
+    null. A source with a column `kind` names each row's kind itself."""
+    shape = {column: pg_type for _, columns in kinds.values() for column, pg_type in columns.items() if column != "kind"}
     return " UNION ALL ".join(
-        f"SELECT '{kind}' AS kind, "
+        ("SELECT kind, " if "kind" in columns else f"SELECT '{kind}' AS kind, ")
         + ", ".join(column if column in columns else f"NULL::{pg_type} AS {column}" for column, pg_type in shape.items())
         + f" FROM {source}" for kind, (source, columns) in kinds.items())
 
@@ -139,46 +140,41 @@ async def read_balances(conn: Conn, book: Book, *, tenant_ids: Iterable[str], sp
 
 
 async def read_jobs(conn: Conn, book: Book, *, read: JobsRead) -> Book:
-    """A job's transfer is locked, so it settles once; what the statements after the lock read
-    (closed jobs, costs, reports) is then what the lock's last holder committed. Provider
-    costs and reports are read for the jobs `read` names: a batch that settles nothing needs
-    no costs, one that reports nothing no reports."""
+    """A job's transfer is locked, so it settles once; what is read after the lock (closed
+    jobs, costs, reports) is then what the lock's last holder committed. Provider costs and
+    reports are read for the jobs `read` names: a batch that settles nothing needs no costs,
+    one that reports nothing no reports. One statement (JOBS_LOCKED)."""
     jobs = list(set(read.jobs))
     costs = jobs if read.costs_of is None else list(set(read.costs_of))
     reports = jobs if read.reports_of is None else list(set(read.reports_of))
-    if jobs:
-        for row in await rows_of(conn, JOBS_LOCKED, params=[jobs, jobs]):
-            if row.pop("kind") == "transfer":
+    if jobs or costs or reports:
+        for row in await rows_of(conn, JOBS_LOCKED, params=[jobs, jobs, jobs, costs, reports]):
+            kind = row.pop("kind")
+            if kind == "transfer":
                 book.transfers[row["job_id"]] = Transfer(**{column: row[column] for column in TRANSFER_COLUMNS})
-            else:
+            elif kind == "hold":
                 keep_hold(book, row)
+            elif kind == "closed":
+                book.closed.add(row["job_id"])
+            elif kind == "cost":
+                book.provider_costs[row["job_id"]] = row["amount"]
+            else:
+                book.reported.add((row["job_id"], row["amount"]))
     await read_training(conn, book, subjects=read.subjects)
-    if not (jobs or costs or reports):
-        return book
-    # The reads after the lock, in one statement: rows of one shape, a kind each.
-    for row in await rows_of(conn, AFTER_THE_LOCK, params=[jobs, costs, reports]):
-        if row["kind"] == "closed":
-            book.closed.add(row["job_id"])
-        elif row["kind"] == "cost":
-            book.provider_costs[row["job_id"]] = row["amount"]
-        else:
-            book.reported.add((row["job_id"], row["amount"]))
     return book
 
 
-# A job's transfer and its training line, locked in one statement: a line is written only with
-# its job's transfer (held with the reservation, settled with it), so both are as the
-# transfer's last holder left them.
+# The jobs' transfers and training lines, locked, then what was committed by the locks' last
+# holders, in one statement: a line is written only with its job's transfer (held with the
+# reservation, settled with it), and the function after_the_lock (migrations/0015) reads the
+# closed jobs, costs and reports as a query of its own, after the locks. Its rows come last:
+# the statement's parts run in order.
 JOBS_LOCKED = (
-    f"WITH transfer AS (SELECT {', '.join(TRANSFER_COLUMNS)} FROM transfers WHERE job_id = ANY(%b) FOR UPDATE),"
-    f" hold AS (SELECT {', '.join(HOLD_COLUMNS)} FROM training_holds WHERE job_id = ANY(%b) FOR UPDATE) "
-    + one_shape({"transfer": ("transfer", TRANSFER_COLUMNS), "hold": ("hold", HOLD_COLUMNS)}))
-
-AFTER_THE_LOCK = (
-    "SELECT 'closed' AS kind, job_id, NULL::bigint AS amount FROM closed_jobs WHERE job_id = ANY(%b)"
-    " UNION ALL SELECT 'cost', job_id, sum(cost_micro_usd)::bigint FROM provider_costs WHERE job_id = ANY(%b)"
-    "  GROUP BY job_id"
-    " UNION ALL SELECT 'report', job_id, n FROM reports WHERE job_id = ANY(%b)")
+    f"WITH transfer AS (SELECT {', '.join(TRANSFER_COLUMNS)} FROM transfers WHERE job_id = ANY(%b::uuid[]) FOR UPDATE),"
+    f" hold AS (SELECT {', '.join(HOLD_COLUMNS)} FROM training_holds WHERE job_id = ANY(%b::uuid[]) FOR UPDATE) "
+    + one_shape({"transfer": ("transfer", TRANSFER_COLUMNS), "hold": ("hold", HOLD_COLUMNS),
+                 "after": ("after_the_lock(%b::uuid[], %b::uuid[], %b::uuid[])",
+                           {"kind": "text", "job_id": "uuid", "amount": "bigint"})}))
 
 
 # The tenants' accounts, their grants with credits left and the keys' spend, in one
