@@ -215,13 +215,13 @@ async def write_book(conn: Conn, book: Book, *, published: Statement | None = No
 
 
 async def _write_book(conn: Conn, book: Book, *, published: Statement | None) -> None:
-    """Two statements: the new rows, each table's in a CTE of one, with the outbox rows of
-    what the batch `published` (Publish.statement); then the changes to rows that exist
-    (settled transfers, grants drawn on, balances), which may include rows the first
-    inserted. The rows concurrent batches share (balances, grants) are written last, so
-    their locks are held for the shortest time."""
+    """The new rows, each table's in a CTE, with the outbox rows of what the batch
+    `published` (Publish.statement); then the changes to rows that exist (settled transfers,
+    grants drawn on, balances), last, so that the rows concurrent batches share (balances,
+    grants) are locked for the shortest time. One statement, or two where a change is to a
+    row the first inserts (a new account's balance): a CTE does not see another's rows."""
     new_training, training_changes = training_written(book)
-    await together(conn, [
+    new_rows = [
         published,
         *new_training,
         inserted_if_absent("accounts", ACCOUNT_COLUMNS, rows=[(t, 0, 0, 0) for t in sorted(book.new_accounts)]),
@@ -230,13 +230,19 @@ async def _write_book(conn: Conn, book: Book, *, published: Statement | None) ->
         inserted("entries", ENTRY_COLUMNS, rows=[_values(e, ENTRY_COLUMNS) for e in book.entries]),
         inserted_if_absent("provider_costs", COST_COLUMNS, rows=[_values(c, COST_COLUMNS) for c in book.new_costs]),
         inserted("reports", REPORT_COLUMNS, rows=book.new_reports),
-        inserted_if_absent("closed_jobs", CLOSED_COLUMNS, rows=book.new_closed)])
-    await together(conn, [
-        updated("transfers", SETTLED_COLUMNS, rows=[_values(t, SETTLED_COLUMNS) for t in book.changed_transfers]),
+        inserted_if_absent("closed_jobs", CLOSED_COLUMNS, rows=book.new_closed)]
+    changes = [
+        updated("transfers", SETTLED_COLUMNS, rows=[_values(t, SETTLED_COLUMNS) for t in book.changed_transfers
+                                                    if t not in book.new_transfers]),  # a new one is inserted as it ends
         *training_changes,
         added("grants", {"id": "uuid", "remaining": "bigint"}, rows=[(gid, -taken) for gid, taken in book.grants_taken()]),
         *key_spend_written(book.key_spend.changes()),
-        added("accounts", ACCOUNT_COLUMNS, rows=book.account_deltas())])
+        added("accounts", ACCOUNT_COLUMNS, rows=book.account_deltas())]
+    if book.new_accounts:
+        await together(conn, new_rows)
+        await together(conn, changes)
+    else:
+        await together(conn, [*new_rows, *changes])
     if book.owed_changes:  # only payments change debts, never a job's batch
         await together(conn, [added("accounts", {"tenant_id": "text", "owed": "bigint"},
                                     rows=sorted(book.owed_changes.items()))])
