@@ -94,6 +94,12 @@ class JobsRead:
     reports_of: Iterable[UUID] | None = None
     subjects: Iterable[tuple[str, UUID]] = ()  # (tenant, subject) of the jobs submitted: their photo sets trained
 
+    def ids(self) -> tuple[list[UUID], list[UUID], list[UUID]]:
+        """The jobs, those whose costs are read and those whose reports are."""
+        jobs = list(set(self.jobs))
+        return (jobs, jobs if self.costs_of is None else list(set(self.costs_of)),
+                jobs if self.reports_of is None else list(set(self.reports_of)))
+
 
 async def load_book(conn: Conn, book: Book, *, tenant_ids: Iterable[str], job_ids: Iterable[UUID]) -> Book:
     """The balances of `tenant_ids` (read_balances) and what the book knows of `job_ids`
@@ -111,31 +117,29 @@ class KeysSpent:
     starts: Iterable[date] = ()
 
 
-async def read_balances(conn: Conn, book: Book, *, tenant_ids: Iterable[str], spent: KeysSpent = KeysSpent(),
-                        claim: InboxClaim | None = None) -> Book:
-    """Accounts, grants and the keys' spend (`spent`) are read without locks, together (their
-    changes are written as deltas that the database checks), so the statement can come first
-    in a transaction and carry the batch's claim on the inbox (`claim`, then told which events
-    are fresh)."""
+async def read_balances(conn: Conn, book: Book, *, tenant_ids: Iterable[str]) -> Book:
+    """Accounts and grants, read without locks (their changes are written as deltas that the
+    database checks)."""
     tenants = sorted(set(tenant_ids))
-    keys, days = sorted(set(spent.api_key_ids)), sorted(set(spent.starts))
-    if claim is None:
-        rows = await rows_of(conn, BALANCES, params=[tenants, tenants, keys, days])
-    else:
-        sql, params = claim.first(CLAIMED_AND_BALANCES, [tenants, tenants, keys, days])
-        rows = await rows_of(conn, sql, params=params)
-        claim.fresh(row["source"] for row in rows if row["kind"] == "claimed")
+    for row in await rows_of(conn, BALANCES, params=[tenants, tenants, [], []]):
+        keep(book, row)
+    return book
+
+
+async def read_claimed(conn: Conn, book: Book, *, claim: InboxClaim, tenant_ids: Iterable[str],
+                       spent: KeysSpent, jobs: JobsRead) -> Book:
+    """A batch's first statement, which claims it on the inbox (`claim`, then told which events
+    are fresh): the balances of `tenant_ids` and the keys' spend (`spent`), read without locks,
+    and the jobs `jobs` names, locked (read_jobs); then the photo sets their subjects trained."""
+    tenants, days = sorted(set(tenant_ids)), sorted(set(spent.starts))
+    ids, costs, reports = jobs.ids()
+    sql, params = claim.first(CLAIMED_BATCH, [ids, ids, tenants, tenants, sorted(set(spent.api_key_ids)), days,
+                                              ids, costs, reports])
+    rows = await rows_of(conn, sql, params=params)
+    claim.fresh(row["source"] for row in rows if row["kind"] == "claimed")
     for row in rows:
-        kind = row.pop("kind")
-        if kind == "grant":
-            grant = Grant(**{column: row[column] for column in GRANT_COLUMNS})
-            book.grants.setdefault(grant.tenant_id, []).append(grant)
-            book.loaded_grants[grant.id] = grant.remaining
-        elif kind == "account":
-            book.accounts[row["tenant_id"]] = Account(**{column: row[column] for column in ACCOUNT_FIELDS})
-            book.loaded_accounts[row["tenant_id"]] = (row["posted"], row["pending"], row["retry_tokens"])
-        elif kind == "spend":
-            book.key_spend.loaded[(row["api_key_id"], row["period"], row["starts_on"])] = row["spent"]
+        keep(book, row)
+    await read_training(conn, book, subjects=jobs.subjects)
     return book
 
 
@@ -144,24 +148,36 @@ async def read_jobs(conn: Conn, book: Book, *, read: JobsRead) -> Book:
     jobs, costs, reports) is then what the lock's last holder committed. Provider costs and
     reports are read for the jobs `read` names: a batch that settles nothing needs no costs,
     one that reports nothing no reports. One statement (JOBS_LOCKED)."""
-    jobs = list(set(read.jobs))
-    costs = jobs if read.costs_of is None else list(set(read.costs_of))
-    reports = jobs if read.reports_of is None else list(set(read.reports_of))
-    if jobs or costs or reports:
-        for row in await rows_of(conn, JOBS_LOCKED, params=[jobs, jobs, jobs, costs, reports]):
-            kind = row.pop("kind")
-            if kind == "transfer":
-                book.transfers[row["job_id"]] = Transfer(**{column: row[column] for column in TRANSFER_COLUMNS})
-            elif kind == "hold":
-                keep_hold(book, row)
-            elif kind == "closed":
-                book.closed.add(row["job_id"])
-            elif kind == "cost":
-                book.provider_costs[row["job_id"]] = row["amount"]
-            else:
-                book.reported.add((row["job_id"], row["amount"]))
+    ids, costs, reports = read.ids()
+    if ids or costs or reports:
+        for row in await rows_of(conn, JOBS_LOCKED, params=[ids, ids, ids, costs, reports]):
+            keep(book, row)
     await read_training(conn, book, subjects=read.subjects)
     return book
+
+
+def keep(book: Book, row: dict[str, Any]) -> None:
+    """A row of one shape (one_shape) kept in the book as what its kind says it is."""
+    kind = row.pop("kind")
+    if kind == "grant":
+        grant = Grant(**{column: row[column] for column in GRANT_COLUMNS})
+        book.grants.setdefault(grant.tenant_id, []).append(grant)
+        book.loaded_grants[grant.id] = grant.remaining
+    elif kind == "account":
+        book.accounts[row["tenant_id"]] = Account(**{column: row[column] for column in ACCOUNT_FIELDS})
+        book.loaded_accounts[row["tenant_id"]] = (row["posted"], row["pending"], row["retry_tokens"])
+    elif kind == "spend":
+        book.key_spend.loaded[(row["api_key_id"], row["period"], row["starts_on"])] = row["spent"]
+    elif kind == "transfer":
+        book.transfers[row["job_id"]] = Transfer(**{column: row[column] for column in TRANSFER_COLUMNS})
+    elif kind == "hold":
+        keep_hold(book, row)
+    elif kind == "closed":
+        book.closed.add(row["job_id"])
+    elif kind == "cost":
+        book.provider_costs[row["job_id"]] = row["amount"]
+    elif kind == "report":
+        book.reported.add((row["job_id"], row["amount"]))
 
 
 # The jobs' transfers and training lines, locked, then what was committed by the locks' last
@@ -169,12 +185,14 @@ async def read_jobs(conn: Conn, book: Book, *, read: JobsRead) -> Book:
 # reservation, settled with it), and the function after_the_lock (migrations/0015) reads the
 # closed jobs, costs and reports as a query of its own, after the locks. Its rows come last:
 # the statement's parts run in order.
-JOBS_LOCKED = (
-    f"WITH transfer AS (SELECT {', '.join(TRANSFER_COLUMNS)} FROM transfers WHERE job_id = ANY(%b::uuid[]) FOR UPDATE),"
-    f" hold AS (SELECT {', '.join(HOLD_COLUMNS)} FROM training_holds WHERE job_id = ANY(%b::uuid[]) FOR UPDATE) "
-    + one_shape({"transfer": ("transfer", TRANSFER_COLUMNS), "hold": ("hold", HOLD_COLUMNS),
-                 "after": ("after_the_lock(%b::uuid[], %b::uuid[], %b::uuid[])",
-                           {"kind": "text", "job_id": "uuid", "amount": "bigint"})}))
+LOCKED_JOBS = (f"WITH transfer AS (SELECT {', '.join(TRANSFER_COLUMNS)} FROM transfers"
+               " WHERE job_id = ANY(%b::uuid[]) FOR UPDATE),"
+               f" hold AS (SELECT {', '.join(HOLD_COLUMNS)} FROM training_holds"
+               " WHERE job_id = ANY(%b::uuid[]) FOR UPDATE) ")
+JOB_KINDS = {"transfer": ("transfer", TRANSFER_COLUMNS), "hold": ("hold", HOLD_COLUMNS),
+             "after": ("after_the_lock(%b::uuid[], %b::uuid[], %b::uuid[])",
+                       {"kind": "text", "job_id": "uuid", "amount": "bigint"})}
+JOBS_LOCKED = LOCKED_JOBS + one_shape(JOB_KINDS)
 
 
 # The tenants' accounts, their grants with credits left and the keys' spend, in one
@@ -189,10 +207,12 @@ BALANCE_KINDS = {
     "spend": ("key_spend WHERE api_key_id = ANY(%b::uuid[]) AND starts_on = ANY(%b::date[])",
               {"api_key_id": "uuid", "period": "text", "starts_on": "date", "spent": "bigint"})}
 BALANCES = one_shape(BALANCE_KINDS)
-# The same, for a statement that carries the batch's claim on the inbox: a row of kind
-# 'claimed' for each event id the claim inserted (in `source`).
-CLAIMED_AND_BALANCES = one_shape(BALANCE_KINDS | {
-    "claimed": ("(SELECT unnest(ids) AS source FROM claimed_ids) AS claimed", {"source": "text"})})
+# A batch's first statement: the balances, a row of kind 'claimed' for each event id its claim
+# on the inbox inserted (in `source`), then its jobs, locked (JOBS_LOCKED), last. The balances
+# are read in the statement's snapshot, as they were before a lock was waited for: their
+# changes are deltas the database checks.
+CLAIMED_BATCH = LOCKED_JOBS + one_shape(BALANCE_KINDS | {
+    "claimed": ("(SELECT unnest(ids) AS source FROM claimed_ids) AS claimed", {"source": "text"})} | JOB_KINDS)
 
 
 def _values(obj: object, columns: dict[str, str]) -> tuple[Any, ...]:
