@@ -4,14 +4,16 @@ subject; sixty from 240 candidates), each submitted alone on a fleet of its own,
 job and per candidate, service by service: PostgreSQL statements, S3 requests, events published
 and calls between services (internal HTTP and gRPC).
 
-The counts are exact and the same on any machine, so they can be held where a timing cannot.
-A job alone is the services' most expensive case: events that arrive together are applied
-together, in fewer statements, so a loaded machine can only lower a count. What loops on a
-timer send (sweepers, looks for work no one holds, a relay's poll) is counted apart by the
-services (`source`) and grows with time, not jobs; the idle platform is held to sending nothing
-else, which is what makes the jobs' counts exact. Each bound is written next to the count it
-was measured at: raising one is a decision a review sees. bench/e2e.py measures the same figures
-per job under a burst, where batching lowers them."""
+The counts are exact and do not depend on the machine, so they can be held where a timing
+cannot. A job alone is the services' most expensive case: events that arrive together are
+applied together, in fewer statements, so a loaded machine lowers a count rather than raises
+it (ingest's count of a one-image job came out a statement higher in one run of three, which
+its bound allows). What loops on a timer send (sweepers, looks for work no one holds, a relay's
+poll) is counted apart by the services (`source`) and grows with time, not jobs; the idle
+platform is held to sending nothing else, which is what makes the jobs' counts their own. Each
+bound is written next to the count it was measured at: raising one is a decision a review sees.
+bench/e2e.py measures the same figures per job under a burst, where batching lowers them and
+the timers' share comes on top."""
 
 import time
 import uuid
