@@ -1,6 +1,7 @@
 """All of the ledger's SQL. This module: loading the slice of ledger state a batch touches
-(locked), and writing back what the batch changed: two statements, whatever the batch size
-and the tables it touches.
+(its jobs locked) in the statement that claims it on the inbox, and writing back what the
+batch changed in one more (two where it opens an account), whatever the batch size and the
+tables it touches.
 
 accounts.py   a balance, grants and journal as the API shows them; report policy; the sweep; reconciliation
 alerts.py     alerts cleared and raised, and a tenant's alert settings
