@@ -19,6 +19,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -52,10 +53,10 @@ JOBS = {
     "one image": {"images": 1, "candidates": 2} | SMALL,
     "2 of 4": {"images": 2, "candidates": 4} | SMALL,
     # `make run`'s demo order (six styles a picture each, at the template's size: the scorer
-    # finds a face in a headshot that large), four candidates a picture (with two, a style whose
-    # candidates all missed a check now and then took a second attempt), of a subject whose
+    # finds a face in a headshot that large), four candidates a picture, of a subject whose
     # identity an earlier order trained: a training is the subject's, once, and how often its
-    # order is put back while it trains depends on how long it takes.
+    # order is put back while it trains depends on how long it takes. Now and then none of a
+    # style's candidates passes and the order takes a second attempt (SECOND_ATTEMPT).
     "subject headshots": {"prompt": "professional headshot", "template": "subject-headshots", "identity": "lora",
                           "images": 6, "candidates": 24},
     "60 from 240": {"images": 60, "candidates": 240} | SMALL,
@@ -84,6 +85,15 @@ BOUNDS = {
         "s3": (0, 4, 3, 18, 0),
         "published": (2, 3, 1, 1, 2),
         "calls": (1, 0, 0, 0, 1),
+    },
+}
+# The bounds of a job that took a second attempt (a style none of whose four candidates passed).
+SECOND_ATTEMPT = {
+    "subject headshots": {
+        "statements": (16, 30, 12, 5, 39),  # 102, measured in one run of six
+        "s3": (0, 6, 4, 18, 0),
+        "published": (2, 5, 2, 1, 2),
+        "calls": (1, 0, 0, 0, 2),
     },
 }
 # Per candidate of the large order, over the five services: its progress is announced as often
@@ -149,8 +159,16 @@ def fleet(endpoints, tmp_path_factory) -> Iterator[ServiceFleet]:
         yield fleet
 
 
+@dataclass(frozen=True)
+class Measured:
+    """Each job's counts, by (figure, service), and how many attempts it took."""
+
+    counts: dict[str, Counter]
+    attempts: dict[str, int]
+
+
 @pytest.fixture(scope="module")
-def costs(endpoints, fleet) -> dict[str, Counter]:
+def costs(endpoints, fleet) -> Measured:
     """Each standard job, alone, counted from before its submission until the services have
     done all it asked of them; the first jobs, uncounted, pay for connections and caches and
     train the subject's identity."""
@@ -159,6 +177,7 @@ def costs(endpoints, fleet) -> dict[str, Counter]:
     for first in (tenant.submit(**JOBS["subject headshots"], subject=subject["id"]), tenant.submit(**JOBS["one image"])):
         until(partial(settled, fleet, first), timeout_s=600, what=f"job {first} settled")
     measured: dict[str, Counter] = {"idle": Counter()}
+    attempts: dict[str, int] = {}
     wait_caught_up(fleet)
     before = counted(fleet)
     time.sleep(3)  # longer than a loop's interval (a relay's poll, a lease's look): they all come round
@@ -173,28 +192,32 @@ def costs(endpoints, fleet) -> dict[str, Counter]:
         job = tenant.job(job_id)
         failed = Counter(dimension for score in job["scores"] for dimension in score.get("failed") or ())
         assert job["state"] == "succeeded" and len(job["outputs"]) == body["images"], (name, job["state"], failed)
+        attempts[name] = job["attempts"]
     tenant.http.close()
-    print(f"\nper job, a job alone:\n{table(measured)}")
-    return measured
+    print(f"\nper job, a job alone:\n{table(measured)}\nattempts: {attempts}")
+    return Measured(measured, attempts)
 
 
 def test_an_idle_platform_sends_nothing_but_its_timers(costs):
     """What the idle platform sends is all on timers: so every count below is the job's own."""
-    assert not +costs["idle"], table({"idle": costs["idle"]})
+    assert not +costs.counts["idle"], table({"idle": costs.counts["idle"]})
 
 
 @pytest.mark.parametrize("job", list(BOUNDS))
 def test_a_standard_job_costs_no_more_than_its_bounds(costs, job):
-    over = {(figure, name): (costs[job][(figure, name)], bound)
-            for figure, bounds in BOUNDS[job].items() for name, bound in zip(SERVICES, bounds, strict=True)
-            if costs[job][(figure, name)] > bound}
-    assert not over, f"{job}: (count, bound) {over}\n{table({job: costs[job]})}"
+    attempts, counts = costs.attempts[job], costs.counts[job]
+    held = BOUNDS[job] if attempts == 1 else SECOND_ATTEMPT.get(job) if attempts == 2 else None
+    assert held is not None, f"{job} took {attempts} attempts, with no bounds measured for that\n{table({job: counts})}"
+    over = {(figure, name): (counts[(figure, name)], bound)
+            for figure, bounds in held.items() for name, bound in zip(SERVICES, bounds, strict=True)
+            if counts[(figure, name)] > bound}
+    assert not over, f"{job}, {attempts} attempt(s): (count, bound) {over}\n{table({job: counts})}"
 
 
 def test_a_large_orders_candidates_cost_no_more_than_their_bounds(costs):
     candidates = JOBS["60 from 240"]["candidates"]
-    per_candidate = {figure: sum(costs["60 from 240"][(figure, name)] for name in SERVICES) / candidates
+    per_candidate = {figure: sum(costs.counts["60 from 240"][(figure, name)] for name in SERVICES) / candidates
                      for figure in PER_CANDIDATE}
     over = {figure: (per_candidate[figure], bound) for figure, bound in PER_CANDIDATE.items()
             if per_candidate[figure] > bound}
-    assert not over, f"per candidate (count, bound): {over}\n{table({'60 from 240': costs['60 from 240']})}"
+    assert not over, f"per candidate (count, bound): {over}\n{table({'60 from 240': costs.counts['60 from 240']})}"
