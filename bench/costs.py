@@ -22,6 +22,9 @@ def every(labels: dict) -> bool:
 
 COUNTED = {
     "pg_statements": ("genline_db_statements_total", every),
+    # Of those, the ones a loop on a timer sent (a sweeper's round, a poll): they come with time, not jobs.
+    "pg_statements_on_timers": ("genline_db_statements_total",
+                                lambda labels: labels.get("source") not in ("work", "connection")),
     "s3_requests": ("genline_s3_requests_total", every),
     "records_produced": ("genline_outbox_relayed_total", every),
     "records_consumed": ("genline_events_consumed_total", every),

@@ -13,9 +13,10 @@ provider that paints without latency or defects, and runs in one go:
 3. Burst: --burst jobs of 4 candidates from --clients clients at once; jobs/s from the
    first 202 to the last job settled, latency under load, and CPU milliseconds per job of
    each service, the broker, PostgreSQL (every backend but those of this client's own
-   connections, which count with the client), the S3 server and this client;
+   connections, which count with the client), the S3 server and this client, each with its
+   share of the platform's and what it spends outside the work;
    and, counted by the services themselves (their /metrics before and after), per job:
-   SQL statements, S3 requests, records produced and consumed, fetch requests (and those
+   SQL statements (and of them, those loops on timers sent), S3 requests, records produced and consumed, fetch requests (and those
    that brought records), relay passes, gRPC calls
    and internal HTTP calls. Those counts are exact and machine-independent.
 4. Baseline: the same work in this process without the bus, one job after another, on one
@@ -269,9 +270,13 @@ def report(args, seq_latencies, hops, load: dict, seq_work: InProcess, burst_wor
     print(f"\nburst: {args.burst} jobs of 1 image from 4 candidates, {args.clients} clients")
     print(f"  {load['jobs_per_s']:.1f} jobs/s ({load['seconds']:.1f} s); latency p50"
           f" {percentile(load['latencies'], 50):.0f} ms, p99 {percentile(load['latencies'], 99):.0f} ms")
-    print("  CPU ms per job:")
+    platform_ms = sum(ms for name, ms in load["cpu_ms"].items() if name != "bench client")
+    work = {"router": burst_work.paint_ms, "scorer": burst_work.score_ms}  # the work, where it is done
+    print("  CPU ms per job, each part's share of the platform's, and what it spends outside the work"
+          " (the router less painting, the scorer less scoring, as measured in process):")
     for name, ms in sorted(load["cpu_ms"].items(), key=lambda item: -item[1]):
-        print(f"    {name:<14} {ms:7.1f}")
+        share = f"{100 * ms / platform_ms:5.1f} %" if name != "bench client" else "       "
+        print(f"    {name:<14} {ms:7.1f}  {share}  outside the work {ms - work.get(name, 0.0):7.1f}")
     print("  counted per job (exact, summed over the five services):")
     for name, value in load["counts"].items():
         if name in COUNTED:
@@ -279,7 +284,6 @@ def report(args, seq_latencies, hops, load: dict, seq_work: InProcess, burst_wor
     for figure in BY_SERVICE:
         print(f"    {figure} by service: " + ", ".join(f"{name} {load['counts'][f'{figure} {name}']:.1f}"
                                                    for name in SERVICES))
-    platform_ms = sum(ms for name, ms in load["cpu_ms"].items() if name != "bench client")
     print(f"    {'platform':<14} {platform_ms:7.1f}  (every process above but the bench client)")
     outside = platform_ms - burst_work.paint_ms - burst_work.score_ms
     print(f"    {'outside work':<14} {outside:7.1f}  (the platform less painting {burst_work.paint_ms:.1f}"

@@ -107,19 +107,25 @@ class CountingCursor(psycopg.AsyncCursor):
     """Counts the statements it sends (genline_db_statements_total): what a job costs in
     round trips to PostgreSQL, counted exactly, not guessed."""
 
-    counter: Any = None  # the schema's child of telemetry.DB_STATEMENTS, set by open_pool
+    # Set by open_pool: telemetry.DB_STATEMENTS, the schema counted, and what sends the statements.
+    counter: Any = None
+    schema = ""
+    source: Any = None
+
+    def count(self, statements: int = 1) -> None:
+        self.counter.labels(self.schema, self.source()).inc(statements)
 
     async def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Self:
-        self.counter.inc()
+        self.count()
         return await super().execute(query, params, **kwargs)
 
     async def executemany(self, query: Any, params_seq: Any, **kwargs: Any) -> None:
         params_seq = list(params_seq)
-        self.counter.inc(len(params_seq))
+        self.count(len(params_seq))
         await super().executemany(query, params_seq, **kwargs)
 
     def copy(self, statement: Any, params: Any = None, **kwargs: Any) -> Any:
-        self.counter.inc()
+        self.count()
         return super().copy(statement, params, **kwargs)
 
 
@@ -129,11 +135,13 @@ def open_pool(database_url: str, schema: str, *, size: int) -> Pool:
     counted under the schema's name."""
     from services.common import telemetry
 
-    counting = type("CountingCursor", (CountingCursor,), {"counter": telemetry.DB_STATEMENTS.labels(schema)})
+    counting = type("CountingCursor", (CountingCursor,), {"counter": telemetry.DB_STATEMENTS, "schema": schema,
+                                                          "source": staticmethod(telemetry.source)})
 
     async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
         conn.cursor_factory = counting
-        await conn.execute(f'SET search_path TO "{schema}"')
+        with telemetry.counted_for("connection"):  # a connection's setup, not the work it then serves
+            await conn.execute(f'SET search_path TO "{schema}"')
 
     pool = AsyncConnectionPool(
         database_url,

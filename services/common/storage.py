@@ -215,7 +215,7 @@ class ObjectStore:
         # Named and described as OpenTelemetry's botocore instrumentation does an S3 call.
         attributes = {"rpc.system": "aws-api", "rpc.service": "S3", "rpc.method": call.operation,
                       "aws.s3.bucket": call.bucket}
-        telemetry.S3_REQUESTS.labels(call.operation).inc()
+        telemetry.S3_REQUESTS.labels(call.operation, telemetry.source()).inc()
         with tracer.start_as_current_span(f"S3.{call.operation}", kind=SpanKind.CLIENT, attributes=attributes):
             response = await self._client().request(call.method, url, content=call.body, headers=signed)
         # A copy can fail after its 200 has been sent: the error is then in the body.

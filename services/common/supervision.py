@@ -22,6 +22,8 @@ from typing import Any
 
 from prometheus_client import Counter
 
+from services.common import telemetry
+
 log = logging.getLogger(__name__)
 
 BACKGROUND_FAILURES = Counter("genline_background_task_failures_total",
@@ -71,11 +73,12 @@ def supervise(name: str, run: Callable[[], Awaitable[object]], *, backoff: Backo
 
 async def every(interval_s: float, tick: Callable[[], Awaitable[object]], *, what: str) -> None:
     """Call `tick` forever, `interval_s` apart: a sweeper's loop. A failed call is logged and
-    counted, and the next one comes as usual."""
+    counted, and the next one comes as usual. Its statements are counted as `what`'s."""
     BACKGROUND_FAILURES.labels(what)
     while True:
         try:
-            await tick()
+            with telemetry.counted_for(what):
+                await tick()
         except Exception:
             failed(what)
         await asyncio.sleep(interval_s)

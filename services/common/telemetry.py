@@ -47,11 +47,13 @@ EVENTS_CONSUMED = Counter(
 )
 DLQ_MESSAGES = Counter("genline_dlq_messages_total", "Messages sent to a dead-letter topic", ["service", "topic"])
 OUTBOX_RELAYED = Counter("genline_outbox_relayed_total", "Outbox events published to Kafka", ["service"])
-# What a job costs, counted (bench/e2e.py divides these by the jobs): statements sent to
-# PostgreSQL by the service's pool, requests to object storage, relay passes that found rows.
-DB_STATEMENTS = Counter("genline_db_statements_total", "SQL statements the service's pool sent to PostgreSQL",
-                        ["service"])
-S3_REQUESTS = Counter("genline_s3_requests_total", "Requests made to object storage", ["operation"])
+# What a job costs, counted (bench/e2e.py divides these by the jobs, tests/e2e/test_job_costs.py
+# holds them): statements sent to PostgreSQL by the service's pool, requests to object storage,
+# relay passes that found rows. Statements and requests carry their `source` (counted_for).
+DB_STATEMENTS = Counter("genline_db_statements_total", "SQL statements the service's pool sent to PostgreSQL,"
+                        " by what sent them: work, or a loop on a timer", ["service", "source"])
+S3_REQUESTS = Counter("genline_s3_requests_total", "Requests made to object storage, by what sent them",
+                      ["operation", "source"])
 RELAY_PASSES = Counter("genline_outbox_relay_passes_total", "Outbox relay passes, by whether they found rows",
                        ["service", "found"])
 # Fetch requests a consumer sent (counted where it fetches when the relays announce, wake.py).
@@ -97,6 +99,32 @@ WEBHOOK_SECONDS = Histogram("genline_webhook_attempt_seconds", "Time a webhook r
                             buckets=SECONDS_BUCKETS)
 STORED_BYTES = Counter("genline_storage_bytes_total", "Bytes written to object storage", ["bucket"])
 STORED_OBJECTS = Counter("genline_storage_objects_total", "Objects written to object storage", ["bucket"])
+
+
+# What sends the statements and requests now: "work" (an event, a request), the name of a
+# loop that runs on a timer, whether or not there is anything to do (a sweeper's round, a look
+# for work no one holds), or "connection" (a pooled connection's setup). A timer's cost grows
+# with time and a job's with jobs, so each is counted apart: per second, and per job.
+_source: contextvars.ContextVar[str] = contextvars.ContextVar("source", default="work")
+
+
+@contextlib.contextmanager
+def counted_for(loop: str | None) -> Iterator[None]:
+    """Statements and requests sent inside are counted under `loop`, a loop on a timer (None:
+    as they would be outside, e.g. for a pass that work woke rather than the timer)."""
+    if loop is None:
+        yield
+        return
+    token = _source.set(loop)
+    try:
+        yield
+    finally:
+        _source.reset(token)
+
+
+def source() -> str:
+    """What the statements and requests sent now are counted under (see counted_for)."""
+    return _source.get()
 
 
 def preinitialise(counter: Counter, *label_sets: tuple[str, ...]) -> None:

@@ -165,9 +165,12 @@ class WebhookSender:
         await self.data_keys.aclose()
 
     async def _run(self) -> None:
+        woken = True
         while True:
             free = self.settings.webhook_concurrency - len(self._inflight)
-            claimed = await self._claim(free) if free > 0 else []
+            # A look the poll interval started is counted apart: it comes with time, not with jobs.
+            with telemetry.counted_for(None if woken else "delivery-webhooks-poll"):
+                claimed = await self._claim(free) if free > 0 else []
             for message in claimed:
                 task = asyncio.create_task(self.send(message))
                 self._inflight.add(task)
@@ -175,9 +178,9 @@ class WebhookSender:
             if claimed and len(claimed) == free:
                 continue  # more may be due
             try:
-                await asyncio.wait_for(self._wake.wait(), self.settings.webhook_poll_interval_s)
+                woken = await asyncio.wait_for(self._wake.wait(), self.settings.webhook_poll_interval_s)
             except TimeoutError:
-                pass
+                woken = False
             self._wake.clear()
 
     def _sent(self, task: asyncio.Task[None]) -> None:

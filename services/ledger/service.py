@@ -35,7 +35,7 @@ from services.ledger.payments.stripe_gateway import StripeAccount, StripeGateway
 from services.ledger.pricebook import PriceBook, load_price_book
 from services.ledger.records import CreditGrant
 from services.ledger.settings import LedgerSettings
-from services.ledger.store import JobsRead, accounts, load_book, read_balances, read_jobs, read_key_spend, write_book
+from services.ledger.store import JobsRead, KeysSpent, accounts, load_book, read_claimed, write_book
 from services.ledger.store.payments import request_due_topups
 from services.ledger.store.training import training_subjects
 
@@ -57,11 +57,17 @@ class Ledger:
         return await load_book(conn, self.new_book(), tenant_ids=tenants, job_ids=jobs)
 
     async def apply_events(self, conn: Conn, claim: InboxClaim, publish: Publish) -> None:
-        """Apply a batch: the statement that reads the balances of the tenants it names claims
-        it in the inbox; what is fresh is then applied."""
-        book = self.new_book()
-        await read_balances(conn, book, tenant_ids={e.event.tenant_id for e in claim.envelopes
-                                         if isinstance(e.event, JobEvent) and not kept_aside(e)}, claim=claim)
+        """Apply a batch: the statement that reads the balances of the tenants it names and
+        locks its jobs claims it in the inbox; what is fresh is then applied."""
+        book, now = self.new_book(), datetime.now(UTC)
+        events = [e.event for e in claim.envelopes if not kept_aside(e)]
+        jobs = [e for e in events if isinstance(e, JobEvent)]
+        spent = KeysSpent(api_key_ids={e.job.api_key_id for e in jobs if isinstance(e, JobSubmitted) and e.job.api_key_id},
+                          starts=[period_start(period, now.date()) for period in PERIODS])
+        await read_claimed(conn, book, claim=claim, tenant_ids={e.tenant_id for e in jobs}, spent=spent,
+                           jobs=JobsRead(jobs={e.job_id for e in jobs}, subjects=training_subjects(events),
+                                         costs_of=[e.job_id for e in events if isinstance(e, SETTLING)],
+                                         reports_of=[e.job_id for e in events if isinstance(e, OutputReported)]))
         fresh = claim.claimed or []
         await audit.keep(conn, [e for e in fresh if isinstance(e.event, AuditRecorded)])
         for erased in {e.event.job_id for e in fresh if isinstance(e.event, JobErased)}:
@@ -69,15 +75,6 @@ class Ledger:
         envelopes = [e for e in fresh if not kept_aside(e)]
         if not envelopes:
             return
-        events = [e.event for e in envelopes]
-        await read_jobs(conn, book, read=JobsRead(jobs={e.job_id for e in events if isinstance(e, JobEvent)},
-                                             subjects=training_subjects(events),
-                                             costs_of=[e.job_id for e in events if isinstance(e, SETTLING)],
-                                             reports_of=[e.job_id for e in events if isinstance(e, OutputReported)]))
-        now = datetime.now(UTC)
-        await read_key_spend(conn, book, api_key_ids={e.job.api_key_id for e in events if isinstance(e, JobSubmitted)
-                                          and e.job.api_key_id is not None},
-                             starts=[period_start(period, now.date()) for period in PERIODS])
         published = publish.statement([(out, envelope) for envelope in envelopes
                                        for out in decide(book, consumed(envelope.event), now=now) if out])
         await write_book(conn, book, published=published)  # balances last: the hot rows stay locked only until commit

@@ -152,8 +152,9 @@ class AttemptRunner:
         unless they were read less than `max_age_s` ago."""
         if time.monotonic() - self._rates_read_at < max_age_s:
             return
-        async with self.runtime.pool.connection() as conn:
-            rows = await store.verdict_counts(conn)
+        with telemetry.counted_for("router-pass-rates"):  # read at most so often, however many attempts
+            async with self.runtime.pool.connection() as conn:
+                rows = await store.verdict_counts(conn)
         for row in rows:
             tally = VerdictTally(provider=row["provider"], template=row["template"], passed=row["passed"], failed=row["failed"])
             self.engine.pass_rates.set_evidence(tally, row["age_s"])
@@ -329,13 +330,18 @@ class AttemptRunner:
         outcome = replace(outcome, record=record)
 
         async def close_and_announce() -> bool:
+            # The job's spend after the attempt is what it was at the claim and the attempt's cost
+            # (a job's attempts run one after another), so the close can add the event itself.
+            expected = run.job.spent_micro_usd + record.cost_micro_usd
+            announcing = store.Announcing(self.runtime.outbox_row(self._event(run, outcome, spent=expected)), expected)
             async with self.runtime.pool.connection() as conn, conn.transaction():
-                spent = await store.close_attempt(conn, request, owner=self.owner, record=record)
-                if spent is None:
+                closed = await store.close_attempt(conn, request, owner=self.owner, record=record, announcing=announcing)
+                if closed is None:
                     log.warning("attempt %d of job %s was taken over by another router, or is done; not publishing",
                                 request.attempt, request.job_id)
                     return False
-                await self.runtime.emit(conn, self._event(run, outcome, spent=spent))
+                if not closed.announced:  # the spend moved otherwise: announced as it is
+                    await self.runtime.emit(conn, self._event(run, outcome, spent=closed.spent_micro_usd))
                 return True
 
         # What the providers made is not thrown away for a database that restarts meanwhile:

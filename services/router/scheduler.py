@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from uuid import UUID
 
+from services.common import telemetry
 from services.common.db import Pool
 from services.common.supervision import failed, stop_tasks, supervise
 from services.router import store
@@ -113,8 +114,9 @@ class AttemptScheduler:
     async def _look_for_unheld(self) -> None:
         room = self.max_queued - len(self.queue)
         if room > 0:
-            async with self.pool.connection() as conn:
-                self._queue_all(await store.claimable_attempts(conn, room + len(self.known)))
+            with telemetry.counted_for("router-unheld-attempts"):
+                async with self.pool.connection() as conn:
+                    self._queue_all(await store.claimable_attempts(conn, room + len(self.known)))
 
     def _queue_all(self, requests: list[QueuedAttempt]) -> None:
         for request in requests:
@@ -164,7 +166,8 @@ class AttemptScheduler:
             if not held:
                 continue
             try:
-                async with self.pool.connection() as conn:
-                    await store.renew_claims(conn, self.owner, keys=held, lease_s=self.lease_s)
+                with telemetry.counted_for("router-renew-claims"):
+                    async with self.pool.connection() as conn:
+                        await store.renew_claims(conn, self.owner, keys=held, lease_s=self.lease_s)
             except Exception:
                 failed("router-renew-claims")

@@ -190,26 +190,53 @@ class AttemptRecord:
     calls: tuple[dict[str, Any], ...] = ()  # ProviderCall, as JSON
 
 
-async def close_attempt(conn: Conn, request: QueuedAttempt, *, owner: str,
-                        record: AttemptRecord) -> int | None:
-    """In one statement: mark the attempt done, store its outcome and add it to its job; the
-    job's spend after it, or None (nothing changed) if `owner` no longer holds the attempt
-    (its outcome must not be published)."""
-    row = await (await conn.execute(
-        "WITH finished AS (UPDATE attempt_requests SET state = 'done' WHERE job_id = %(job)s AND attempt = %(attempt)s"
-        "  AND state = 'pending' AND claimed_by = %(owner)s RETURNING job_id),"
-        " recorded AS (INSERT INTO attempts (job_id, attempt, tenant_id, provider, candidates, cost_micro_usd,"
-        "  expected_cost_micro_usd, calls, stop_reason, started_at) SELECT job_id, %(attempt)s, %(tenant)s,"
-        "  %(providers)s, %(candidates)s, %(cost)s, %(expected)s, %(calls)s, %(stop)s, %(started)s FROM finished)"
-        " UPDATE jobs SET spent_micro_usd = spent_micro_usd + %(cost)s, next_index = GREATEST(next_index, %(next)s),"
-        " final = final OR %(final)s, stop_reason = COALESCE(%(stop)s, stop_reason)"
-        " WHERE job_id = (SELECT job_id FROM finished) RETURNING spent_micro_usd",
-        {"job": request.job_id, "attempt": request.attempt, "owner": owner, "tenant": record.tenant_id,
-         "providers": record.providers, "candidates": record.candidates, "cost": record.cost_micro_usd,
-         "expected": record.expected_cost_micro_usd, "calls": json.dumps(list(record.calls)),
-         "stop": record.stop_reason, "started": record.started_at, "next": record.next_index,
-         "final": record.stop_reason is not None})).fetchone()
-    return row["spent_micro_usd"] if row else None
+@dataclass(frozen=True, slots=True)
+class Announcing:
+    """The event an attempt's close announces, made for the job's spend it expects after the
+    attempt (`spent_micro_usd`)."""
+
+    row: OutboxRow
+    spent_micro_usd: int
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """An attempt closed: the job's spend after it, and whether the close added its event."""
+
+    spent_micro_usd: int
+    announced: bool
+
+
+CLOSE = (
+    "WITH finished AS (UPDATE attempt_requests SET state = 'done' WHERE job_id = %s AND attempt = %s"
+    "  AND state = 'pending' AND claimed_by = %s RETURNING job_id),"
+    " recorded AS (INSERT INTO attempts (job_id, attempt, tenant_id, provider, candidates, cost_micro_usd,"
+    "  expected_cost_micro_usd, calls, stop_reason, started_at) SELECT job_id, %s, %s, %s, %s, %s, %s, %s, %s, %s"
+    "  FROM finished),"
+    " spent AS (UPDATE jobs SET spent_micro_usd = spent_micro_usd + %s, next_index = GREATEST(next_index, %s),"
+    "  final = final OR %s, stop_reason = COALESCE(%s, stop_reason)"
+    "  WHERE job_id = (SELECT job_id FROM finished) RETURNING spent_micro_usd)")
+
+
+async def close_attempt(conn: Conn, request: QueuedAttempt, *, owner: str, record: AttemptRecord,
+                        announcing: Announcing | None = None) -> Closed | None:
+    """In one statement: mark the attempt done, store its outcome and add it to its job, and
+    add the event `announcing` where the job's spend after it is the one the event was made
+    for (else the caller announces the spend as it is); None (nothing changed) if `owner` no
+    longer holds the attempt (its outcome must not be published)."""
+    params = [request.job_id, request.attempt, owner, request.attempt, record.tenant_id, record.providers,
+              record.candidates, record.cost_micro_usd, record.expected_cost_micro_usd, json.dumps(list(record.calls)),
+              record.stop_reason, record.started_at, record.cost_micro_usd, record.next_index,
+              record.stop_reason is not None, record.stop_reason]
+    announce = ""
+    if announcing is not None:
+        staged, staged_params = staged_event(announcing.row, "spent WHERE spent.spent_micro_usd = %s")
+        announce, params = f", announced AS ({staged})", [*params, *staged_params, announcing.spent_micro_usd]
+    row = await (await conn.execute(f"{CLOSE}{announce} SELECT spent_micro_usd FROM spent", params)).fetchone()
+    if row is None:
+        return None
+    spent: int = row["spent_micro_usd"]
+    return Closed(spent, announced=announcing is not None and spent == announcing.spent_micro_usd)
 
 
 @dataclass(frozen=True, slots=True)

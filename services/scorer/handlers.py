@@ -266,9 +266,9 @@ async def prepare_scores(event: CandidatesGenerated | CandidatesStored, pool: Po
     that no transaction (nor a pooled connection) waits on S3 or on the scoring threads; None
     for a job already decided (canceled, or judged before), which is not scored. Safe to repeat."""
     async with pool.connection() as conn:
-        if await store.decided_outcome(conn, event.job_id):
-            return None
         so_far = await store.scoring_so_far(conn, event.job_id)
+    if so_far is None:
+        return None
     try:
         return await score_candidates(event, so_far, bench=bench)
     except (ProfileError, SubjectUnavailable) as error:

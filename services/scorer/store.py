@@ -12,13 +12,6 @@ from services.common.db import Conn, Statement, as_arrays, together, typed_array
 from services.scorer.domain import ChunkScores, Passing, ScoredSoFar
 
 
-async def decided_outcome(conn: Conn, job_id: UUID) -> str | None:
-    """The outcome already published for the job, if any (no lock taken)."""
-    row = await (await conn.execute("SELECT outcome FROM scored_jobs WHERE job_id = %s", [job_id])).fetchone()
-    outcome: str | None = row["outcome"] if row else None
-    return outcome
-
-
 async def lock_job(conn: Conn, job_id: UUID, *, attempt: int, claim: InboxClaim) -> str | None:
     """Claim the event on the inbox (`claim`, told what is fresh) and take the job's row for
     this transaction, in one statement; the outcome already published, if any."""
@@ -56,14 +49,21 @@ async def store_scores(conn: Conn, job_id: UUID, *, scores: list[CandidateScore]
     return [CandidateScore.model_validate(row["candidate"]) for row in found]
 
 
-async def scoring_so_far(conn: Conn, job_id: UUID) -> ScoredSoFar:
+async def scoring_so_far(conn: Conn, job_id: UUID) -> ScoredSoFar | None:
     """The job's candidates scored so far, and those that pass (with their style and
-    fingerprint, for the selection), every attempt and chunk counted."""
+    fingerprint, for the selection), every attempt and chunk counted; None when the job's
+    outcome is published already. One statement, no lock taken: a row for each score, each
+    with the outcome (one row of no score where there is none)."""
     rows = await (await conn.execute(
-        "SELECT index, passed, score, style, fingerprint FROM scores WHERE job_id = %s", [job_id])).fetchall()
-    return ScoredSoFar(frozenset(row["index"] for row in rows),
+        "SELECT (SELECT outcome FROM scored_jobs WHERE job_id = %(job)s) AS outcome, s.index, s.passed, s.score,"
+        " s.style, s.fingerprint FROM (SELECT) AS one LEFT JOIN scores AS s ON s.job_id = %(job)s",
+        {"job": job_id})).fetchall()
+    if rows[0]["outcome"]:
+        return None
+    scored = [row for row in rows if row["index"] is not None]
+    return ScoredSoFar(frozenset(row["index"] for row in scored),
                        tuple(Passing(index=row["index"], score=row["score"], style=row["style"], fingerprint=row["fingerprint"])
-                             for row in rows if row["passed"]))
+                             for row in scored if row["passed"]))
 
 
 def inserted(rows: list[tuple[Any, ...]], returning: dict[str, str]) -> str:

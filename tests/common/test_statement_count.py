@@ -1,5 +1,6 @@
-"""The pool counts the statements it sends (genline_db_statements_total, under its schema):
-what bench/e2e.py divides by the jobs to give statements per job."""
+"""The pool counts the statements it sends (genline_db_statements_total, under its schema and
+what sent them): what bench/e2e.py divides by the jobs to give statements per job, and
+tests/e2e/test_job_costs.py holds; a loop on a timer counts its own apart."""
 
 import uuid
 
@@ -7,8 +8,8 @@ from services.common import telemetry
 from services.common.db import open_pool
 
 
-def sent(schema: str) -> float:
-    return telemetry.DB_STATEMENTS.labels(schema)._value.get()
+def sent(schema: str, source: str = "work") -> float:
+    return telemetry.DB_STATEMENTS.labels(schema, source)._value.get()
 
 
 async def test_each_statement_and_each_row_of_executemany_is_counted(endpoints):
@@ -26,5 +27,21 @@ async def test_each_statement_and_each_row_of_executemany_is_counted(endpoints):
                 await cursor.executemany("SELECT %s", [[3], [4], [5]])
             assert sent(schema) - before == 5
             assert (await (await conn.execute("SELECT 7 AS seven")).fetchone())["seven"] == 7  # rows still dicts
+    finally:
+        await pool.close()
+
+
+async def test_a_loop_on_a_timer_counts_its_statements_under_its_own_name(endpoints):
+    schema = f"count_{uuid.uuid4().hex[:8]}"
+    pool = open_pool(endpoints.database_url, schema, size=1)
+    await pool.open(wait=True)
+    try:
+        async with pool.connection() as conn:
+            work, looked = sent(schema), sent(schema, "a-sweeper")
+            with telemetry.counted_for("a-sweeper"):
+                await conn.execute("SELECT 1")
+                await conn.execute("SELECT 2")
+            await conn.execute("SELECT 3")
+            assert (sent(schema) - work, sent(schema, "a-sweeper") - looked) == (1, 2)
     finally:
         await pool.close()

@@ -101,13 +101,13 @@ def test_a_part_of_an_object_is_read_with_one_ranged_request(object_store):
     key = f"t-parts/{uuid.uuid4()}{storage.ATTEMPT_SUFFIX}"
     asyncio.run(object_store.put(object_store.internal_bucket, key, content=storage.Blob(b"".join(parts), storage.ATTEMPT_MEDIA_TYPE)))
     offsets = [0, len(parts[0]), len(parts[0]) + len(parts[1])]
-    before = telemetry.S3_REQUESTS.labels("GetObject")._value.get()
+    before = telemetry.S3_REQUESTS.labels("GetObject", "work")._value.get()
 
     read = [asyncio.run(object_store.get_part(object_store.internal_bucket, storage.Slice(key, offset, len(part))))
             for offset, part in zip(offsets, parts, strict=True)]
 
     assert read == parts
-    assert telemetry.S3_REQUESTS.labels("GetObject")._value.get() - before == 3
+    assert telemetry.S3_REQUESTS.labels("GetObject", "work")._value.get() - before == 3
     assert asyncio.run(object_store.get_part(object_store.internal_bucket, storage.Slice(key, None, 0))) == b"".join(parts)
     with pytest.raises(storage.StorageError):
         asyncio.run(object_store.get_part(object_store.internal_bucket, storage.Slice(key, offsets[2], len(parts[2]) + 1)))

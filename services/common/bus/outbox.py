@@ -221,28 +221,37 @@ class OutboxRelay:
             self._producer = None
 
     async def _run(self) -> None:
+        woken = True
         while True:
             # Only a pass that began after stop() was asked is sure to see every row committed
             # before it; a pass already running may have selected just before such a commit.
             stopping = self._stopping
-            try:
-                while await self.relay_batch() == RELAY_BATCH:
-                    if time.monotonic() - self._backlog_counted_at >= BACKLOG_COUNT_INTERVAL_S:
-                        await self.measure_backlog()
-                # A short batch took every row committed before it (but those another replica
-                # is publishing): no backlog, and no query to count it on every commit.
-                telemetry.OUTBOX_PENDING.labels(self.service).set(0)
-            except Exception:  # broker or database away: keep the rows, try again later
-                failed(f"{self.service}-outbox-relay")
-                stopping = False  # stop() gives up after its grace period
-                await self.measure_backlog()
-            if stopping:
+            # A pass the poll interval started has its statements counted apart: it comes with time.
+            with telemetry.counted_for(None if woken else f"{self.service}-outbox-poll"):
+                relayed = await self._relay_all()
+            if stopping and relayed:  # stop() gives up after its grace period
                 return
             try:
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
+                woken = await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
             except TimeoutError:
-                pass
+                woken = False
             self._wake.clear()
+
+    async def _relay_all(self) -> bool:
+        """Publish every row committed, batch after batch; False when the broker or the
+        database is away (the rows are kept, the backlog counted, and tried again later)."""
+        try:
+            while await self.relay_batch() == RELAY_BATCH:
+                if time.monotonic() - self._backlog_counted_at >= BACKLOG_COUNT_INTERVAL_S:
+                    await self.measure_backlog()
+            # A short batch took every row committed before it (but those another replica
+            # is publishing): no backlog, and no query to count it on every commit.
+            telemetry.OUTBOX_PENDING.labels(self.service).set(0)
+            return True
+        except Exception:
+            failed(f"{self.service}-outbox-relay")
+            await self.measure_backlog()
+            return False
 
     async def _watch(self) -> None:
         """The journal's periodic look (journal.Journal.tick), which also notices a broker
@@ -252,8 +261,9 @@ class OutboxRelay:
             try:  # a recovery that fails is tried again at the next look, never ends the looking
                 producer = await self.producer()
                 try:
-                    await self.verify_broker(producer, recheck=True)
-                    await self.journal.tick(producer.client)
+                    with telemetry.counted_for(f"{self.service}-journal"):
+                        await self.verify_broker(producer, recheck=True)
+                        await self.journal.tick(producer.client)
                 except BrokerChanged as changed:
                     await self._recover(changed)
             except Exception:

@@ -1,6 +1,7 @@
 """All of the ledger's SQL. This module: loading the slice of ledger state a batch touches
-(locked), and writing back what the batch changed: two statements, whatever the batch size
-and the tables it touches.
+(its jobs locked) in the statement that claims it on the inbox, and writing back what the
+batch changed in one more (two where it opens an account), whatever the batch size and the
+tables it touches.
 
 accounts.py   a balance, grants and journal as the API shows them; report policy; the sweep; reconciliation
 alerts.py     alerts cleared and raised, and a tenant's alert settings
@@ -37,7 +38,7 @@ from services.ledger.domain import Book
 from services.ledger.key_caps import period_start
 from services.ledger.records import Account, Grant, Transfer
 from services.ledger.store.rows import rows_of
-from services.ledger.store.training import read_training, training_written
+from services.ledger.store.training import HOLD_COLUMNS, keep_hold, read_training, training_written
 
 TRANSFER_COLUMNS = {"id": "uuid", "job_id": "uuid", "tenant_id": "text", "amount": "bigint", "unit_price": "bigint",
                     "images": "int", "tokens_held": "int", "tier": "text", "pricebook_version": "text",
@@ -73,6 +74,17 @@ KEY_SPEND_RELEASED = (
 REPORT_COLUMNS = {"job_id": "uuid", "n": "int", "tenant_id": "text", "outcome": "text", "amount": "bigint"}
 
 
+def one_shape(kinds: dict[str, tuple[str, dict[str, str]]]) -> str:
+    """The rows of several sources as rows of one shape, a kind each: for each kind, its source
+    (a table, a CTE, a function) and its columns; a column another kind has and it lacks is
+    null. A source with a column `kind` names each row's kind itself."""
+    shape = {column: pg_type for _, columns in kinds.values() for column, pg_type in columns.items() if column != "kind"}
+    return " UNION ALL ".join(
+        ("SELECT kind, " if "kind" in columns else f"SELECT '{kind}' AS kind, ")
+        + ", ".join(column if column in columns else f"NULL::{pg_type} AS {column}" for column, pg_type in shape.items())
+        + f" FROM {source}" for kind, (source, columns) in kinds.items())
+
+
 @dataclass(frozen=True, kw_only=True)
 class JobsRead:
     """The jobs a batch touches (their transfers locked), and of those, the ones whose provider
@@ -83,6 +95,12 @@ class JobsRead:
     reports_of: Iterable[UUID] | None = None
     subjects: Iterable[tuple[str, UUID]] = ()  # (tenant, subject) of the jobs submitted: their photo sets trained
 
+    def ids(self) -> tuple[list[UUID], list[UUID], list[UUID]]:
+        """The jobs, those whose costs are read and those whose reports are."""
+        jobs = list(set(self.jobs))
+        return (jobs, jobs if self.costs_of is None else list(set(self.costs_of)),
+                jobs if self.reports_of is None else list(set(self.reports_of)))
+
 
 async def load_book(conn: Conn, book: Book, *, tenant_ids: Iterable[str], job_ids: Iterable[UUID]) -> Book:
     """The balances of `tenant_ids` (read_balances) and what the book knows of `job_ids`
@@ -91,78 +109,111 @@ async def load_book(conn: Conn, book: Book, *, tenant_ids: Iterable[str], job_id
     return await read_jobs(conn, book, read=JobsRead(jobs=job_ids))
 
 
-async def read_balances(conn: Conn, book: Book, *, tenant_ids: Iterable[str],
-                        claim: InboxClaim | None = None) -> Book:
-    """Accounts and grants are read without locks, together (their changes are written as
-    deltas that the database checks), so the statement can come first in a transaction and
-    carry the batch's claim on the inbox (`claim`, then told which events are fresh)."""
+@dataclass(frozen=True, kw_only=True)
+class KeysSpent:
+    """The API keys whose spend a batch reads (those its jobs were submitted with), in the
+    periods starting on `starts`."""
+
+    api_key_ids: Iterable[UUID] = ()
+    starts: Iterable[date] = ()
+
+
+async def read_balances(conn: Conn, book: Book, *, tenant_ids: Iterable[str]) -> Book:
+    """Accounts and grants, read without locks (their changes are written as deltas that the
+    database checks)."""
     tenants = sorted(set(tenant_ids))
-    if claim is None:
-        rows = await rows_of(conn, BALANCES, params=[tenants, tenants])
-    else:
-        sql, params = claim.first(CLAIMED_AND_BALANCES, [tenants, tenants])
-        rows = await rows_of(conn, sql, params=params)
-        claim.fresh(row["source"] for row in rows if row["kind"] == "claimed")
+    for row in await rows_of(conn, BALANCES, params=[tenants, tenants, [], []]):
+        keep(book, row)
+    return book
+
+
+async def read_claimed(conn: Conn, book: Book, *, claim: InboxClaim, tenant_ids: Iterable[str],
+                       spent: KeysSpent, jobs: JobsRead) -> Book:
+    """A batch's first statement, which claims it on the inbox (`claim`, then told which events
+    are fresh): the balances of `tenant_ids` and the keys' spend (`spent`), read without locks,
+    and the jobs `jobs` names, locked (read_jobs); then the photo sets their subjects trained."""
+    tenants, days = sorted(set(tenant_ids)), sorted(set(spent.starts))
+    ids, costs, reports = jobs.ids()
+    sql, params = claim.first(CLAIMED_BATCH, [ids, ids, tenants, tenants, sorted(set(spent.api_key_ids)), days,
+                                              ids, costs, reports])
+    rows = await rows_of(conn, sql, params=params)
+    claim.fresh(row["source"] for row in rows if row["kind"] == "claimed")
     for row in rows:
-        kind = row.pop("kind")
-        if kind == "grant":
-            grant = Grant(**{column: row[column] for column in GRANT_COLUMNS})
-            book.grants.setdefault(grant.tenant_id, []).append(grant)
-            book.loaded_grants[grant.id] = grant.remaining
-        elif kind == "account":
-            book.accounts[row["tenant_id"]] = Account(**{column: row[column] for column in ACCOUNT_FIELDS})
-            book.loaded_accounts[row["tenant_id"]] = (row["posted"], row["pending"], row["retry_tokens"])
+        keep(book, row)
+    await read_training(conn, book, subjects=jobs.subjects)
     return book
 
 
 async def read_jobs(conn: Conn, book: Book, *, read: JobsRead) -> Book:
-    """A job's transfer is locked, so it settles once; what the statements after the lock read
-    (closed jobs, costs, reports) is then what the lock's last holder committed. Provider
-    costs and reports are read for the jobs `read` names: a batch that settles nothing needs
-    no costs, one that reports nothing no reports."""
-    jobs = list(set(read.jobs))
-    costs = jobs if read.costs_of is None else list(set(read.costs_of))
-    reports = jobs if read.reports_of is None else list(set(read.reports_of))
-    if jobs:
-        for row in await rows_of(conn, f"SELECT {', '.join(TRANSFER_COLUMNS)} FROM transfers"
-                                     " WHERE job_id = ANY(%b) FOR UPDATE", params=[jobs]):
-            book.transfers[row["job_id"]] = Transfer(**row)
-    await read_training(conn, book, jobs=jobs, subjects=read.subjects)
-    if not (jobs or costs or reports):
-        return book
-    # The reads after the lock, in one statement: rows of one shape, a kind each.
-    for row in await rows_of(conn, AFTER_THE_LOCK, params=[jobs, costs, reports]):
-        if row["kind"] == "closed":
-            book.closed.add(row["job_id"])
-        elif row["kind"] == "cost":
-            book.provider_costs[row["job_id"]] = row["amount"]
-        else:
-            book.reported.add((row["job_id"], row["amount"]))
+    """A job's transfer is locked, so it settles once; what is read after the lock (closed
+    jobs, costs, reports) is then what the lock's last holder committed. Provider costs and
+    reports are read for the jobs `read` names: a batch that settles nothing needs no costs,
+    one that reports nothing no reports. One statement (JOBS_LOCKED)."""
+    ids, costs, reports = read.ids()
+    if ids or costs or reports:
+        for row in await rows_of(conn, JOBS_LOCKED, params=[ids, ids, ids, costs, reports]):
+            keep(book, row)
+    await read_training(conn, book, subjects=read.subjects)
     return book
 
 
-AFTER_THE_LOCK = (
-    "SELECT 'closed' AS kind, job_id, NULL::bigint AS amount FROM closed_jobs WHERE job_id = ANY(%b)"
-    " UNION ALL SELECT 'cost', job_id, sum(cost_micro_usd)::bigint FROM provider_costs WHERE job_id = ANY(%b)"
-    "  GROUP BY job_id"
-    " UNION ALL SELECT 'report', job_id, n FROM reports WHERE job_id = ANY(%b)")
+def keep(book: Book, row: dict[str, Any]) -> None:
+    """A row of one shape (one_shape) kept in the book as what its kind says it is."""
+    kind = row.pop("kind")
+    if kind == "grant":
+        grant = Grant(**{column: row[column] for column in GRANT_COLUMNS})
+        book.grants.setdefault(grant.tenant_id, []).append(grant)
+        book.loaded_grants[grant.id] = grant.remaining
+    elif kind == "account":
+        book.accounts[row["tenant_id"]] = Account(**{column: row[column] for column in ACCOUNT_FIELDS})
+        book.loaded_accounts[row["tenant_id"]] = (row["posted"], row["pending"], row["retry_tokens"])
+    elif kind == "spend":
+        book.key_spend.loaded[(row["api_key_id"], row["period"], row["starts_on"])] = row["spent"]
+    elif kind == "transfer":
+        book.transfers[row["job_id"]] = Transfer(**{column: row[column] for column in TRANSFER_COLUMNS})
+    elif kind == "hold":
+        keep_hold(book, row)
+    elif kind == "closed":
+        book.closed.add(row["job_id"])
+    elif kind == "cost":
+        book.provider_costs[row["job_id"]] = row["amount"]
+    elif kind == "report":
+        book.reported.add((row["job_id"], row["amount"]))
 
 
-# The tenants' accounts and their grants with credits left, in one statement: rows of one
-# shape, each a balance (kind 'account') or a grant (kind 'grant'), the other's columns null.
-ACCOUNT_FIELDS = ("tenant_id", "posted", "pending", "retry_tokens", "report_policy", "owed")
-BALANCES = (
-    "SELECT 'account' AS kind, tenant_id, posted, pending, retry_tokens, report_policy, owed, NULL::uuid AS id,"
-    " NULL::text AS source, NULL::bigint AS amount, NULL::bigint AS remaining, NULL::timestamptz AS expires_at,"
-    " NULL::timestamptz AS created_at, NULL::int AS rollover_days, NULL::text AS payment_id"
-    " FROM accounts WHERE tenant_id = ANY(%b)"
-    " UNION ALL SELECT 'grant', tenant_id, NULL, NULL, NULL, NULL, NULL, id, source, amount, remaining, expires_at,"
-    " created_at, rollover_days, payment_id FROM grants WHERE tenant_id = ANY(%b) AND remaining > 0")
-# The same, for a statement that carries the batch's claim on the inbox: a row of kind
-# 'claimed' for each event id the claim inserted (in `source`).
-CLAIMED_AND_BALANCES = (
-    f"{BALANCES} UNION ALL SELECT 'claimed', NULL, NULL, NULL, NULL, NULL, NULL, NULL, unnest(ids),"
-    " NULL, NULL, NULL, NULL, NULL, NULL FROM claimed_ids")
+# The jobs' transfers and training lines, locked, then what was committed by the locks' last
+# holders, in one statement: a line is written only with its job's transfer (held with the
+# reservation, settled with it), and the function after_the_lock (migrations/0015) reads the
+# closed jobs, costs and reports as a query of its own, after the locks. Its rows come last:
+# the statement's parts run in order.
+LOCKED_JOBS = (f"WITH transfer AS (SELECT {', '.join(TRANSFER_COLUMNS)} FROM transfers"
+               " WHERE job_id = ANY(%b::uuid[]) FOR UPDATE),"
+               f" hold AS (SELECT {', '.join(HOLD_COLUMNS)} FROM training_holds"
+               " WHERE job_id = ANY(%b::uuid[]) FOR UPDATE) ")
+JOB_KINDS = {"transfer": ("transfer", TRANSFER_COLUMNS), "hold": ("hold", HOLD_COLUMNS),
+             "after": ("after_the_lock(%b::uuid[], %b::uuid[], %b::uuid[])",
+                       {"kind": "text", "job_id": "uuid", "amount": "bigint"})}
+JOBS_LOCKED = LOCKED_JOBS + one_shape(JOB_KINDS)
+
+
+# The tenants' accounts, their grants with credits left and the keys' spend, in one
+# statement: rows of one shape, each a balance (kind 'account'), a grant or a key's spend in a
+# period.
+ACCOUNT_SHAPE = {"tenant_id": "text", "posted": "bigint", "pending": "bigint", "retry_tokens": "int",
+                 "report_policy": "text", "owed": "bigint"}
+ACCOUNT_FIELDS = tuple(ACCOUNT_SHAPE)
+BALANCE_KINDS = {
+    "account": ("accounts WHERE tenant_id = ANY(%b)", ACCOUNT_SHAPE),
+    "grant": ("grants WHERE tenant_id = ANY(%b) AND remaining > 0", GRANT_COLUMNS),
+    "spend": ("key_spend WHERE api_key_id = ANY(%b::uuid[]) AND starts_on = ANY(%b::date[])",
+              {"api_key_id": "uuid", "period": "text", "starts_on": "date", "spent": "bigint"})}
+BALANCES = one_shape(BALANCE_KINDS)
+# A batch's first statement: the balances, a row of kind 'claimed' for each event id its claim
+# on the inbox inserted (in `source`), then its jobs, locked (JOBS_LOCKED), last. The balances
+# are read in the statement's snapshot, as they were before a lock was waited for: their
+# changes are deltas the database checks.
+CLAIMED_BATCH = LOCKED_JOBS + one_shape(BALANCE_KINDS | {
+    "claimed": ("(SELECT unnest(ids) AS source FROM claimed_ids) AS claimed", {"source": "text"})} | JOB_KINDS)
 
 
 def _values(obj: object, columns: dict[str, str]) -> tuple[Any, ...]:
@@ -185,13 +236,13 @@ async def write_book(conn: Conn, book: Book, *, published: Statement | None = No
 
 
 async def _write_book(conn: Conn, book: Book, *, published: Statement | None) -> None:
-    """Two statements: the new rows, each table's in a CTE of one, with the outbox rows of
-    what the batch `published` (Publish.statement); then the changes to rows that exist
-    (settled transfers, grants drawn on, balances), which may include rows the first
-    inserted. The rows concurrent batches share (balances, grants) are written last, so
-    their locks are held for the shortest time."""
+    """The new rows, each table's in a CTE, with the outbox rows of what the batch
+    `published` (Publish.statement); then the changes to rows that exist (settled transfers,
+    grants drawn on, balances), last, so that the rows concurrent batches share (balances,
+    grants) are locked for the shortest time. One statement, or two where a change is to a
+    row the first inserts (a new account's balance): a CTE does not see another's rows."""
     new_training, training_changes = training_written(book)
-    await together(conn, [
+    new_rows = [
         published,
         *new_training,
         inserted_if_absent("accounts", ACCOUNT_COLUMNS, rows=[(t, 0, 0, 0) for t in sorted(book.new_accounts)]),
@@ -200,13 +251,19 @@ async def _write_book(conn: Conn, book: Book, *, published: Statement | None) ->
         inserted("entries", ENTRY_COLUMNS, rows=[_values(e, ENTRY_COLUMNS) for e in book.entries]),
         inserted_if_absent("provider_costs", COST_COLUMNS, rows=[_values(c, COST_COLUMNS) for c in book.new_costs]),
         inserted("reports", REPORT_COLUMNS, rows=book.new_reports),
-        inserted_if_absent("closed_jobs", CLOSED_COLUMNS, rows=book.new_closed)])
-    await together(conn, [
-        updated("transfers", SETTLED_COLUMNS, rows=[_values(t, SETTLED_COLUMNS) for t in book.changed_transfers]),
+        inserted_if_absent("closed_jobs", CLOSED_COLUMNS, rows=book.new_closed)]
+    changes = [
+        updated("transfers", SETTLED_COLUMNS, rows=[_values(t, SETTLED_COLUMNS) for t in book.changed_transfers
+                                                    if t not in book.new_transfers]),  # a new one is inserted as it ends
         *training_changes,
         added("grants", {"id": "uuid", "remaining": "bigint"}, rows=[(gid, -taken) for gid, taken in book.grants_taken()]),
         *key_spend_written(book.key_spend.changes()),
-        added("accounts", ACCOUNT_COLUMNS, rows=book.account_deltas())])
+        added("accounts", ACCOUNT_COLUMNS, rows=book.account_deltas())]
+    if book.new_accounts:
+        await together(conn, new_rows)
+        await together(conn, changes)
+    else:
+        await together(conn, [*new_rows, *changes])
     if book.owed_changes:  # only payments change debts, never a job's batch
         await together(conn, [added("accounts", {"tenant_id": "text", "owed": "bigint"},
                                     rows=sorted(book.owed_changes.items()))])
@@ -218,18 +275,6 @@ def key_spend_written(rows: list[tuple[Any, ...]]) -> list[Statement | None]:
     arrays = typed_arrays(KEY_SPEND_COLUMNS)
     return [(KEY_SPEND_HELD.format(arrays=arrays), as_arrays(held)) if held else None,
             (KEY_SPEND_RELEASED.format(arrays=arrays), as_arrays(released)) if released else None]
-
-
-async def read_key_spend(conn: Conn, book: Book, *, api_key_ids: Iterable[UUID],
-                         starts: Iterable[date]) -> Book:
-    """What `api_key_ids` spent in the periods starting on `starts` (unlocked: the batch's
-    holds are written as deltas that the database checks against the cap)."""
-    keys, days = sorted(set(api_key_ids)), sorted(set(starts))
-    if keys:
-        for row in await rows_of(conn, "SELECT api_key_id, period, starts_on, spent FROM key_spend"
-                                     " WHERE api_key_id = ANY(%b) AND starts_on = ANY(%b)", params=[keys, days]):
-            book.key_spend.loaded[(row["api_key_id"], row["period"], row["starts_on"])] = row["spent"]
-    return book
 
 
 async def key_spend_of(conn: Conn, tenant_id: str, *, api_key_ids: list[UUID], day: date) -> list[DictRow]:

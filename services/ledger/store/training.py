@@ -2,6 +2,7 @@
 locked with the job's transfer, the identities charged, and the photo sets seen trained."""
 
 from collections.abc import Iterable
+from typing import Any
 from uuid import UUID
 
 from services.common.contracts import JobSubmitted
@@ -19,13 +20,14 @@ TRAINED_COLUMNS = {"tenant_id": "text", "subject_id": "uuid", "photo_set_sha256"
                    "trained_at": "timestamptz"}
 
 
-async def read_training(conn: Conn, book: Book, *, jobs: list[UUID], subjects: Iterable[tuple[str, UUID]] = ()) -> None:
-    """The jobs' training lines (locked: each settles once), and for the subjects named (tenant,
-    subject) the photo sets seen trained and the identities charged."""
-    if jobs:
-        for row in await rows_of(conn, f"SELECT {', '.join(HOLD_COLUMNS)} FROM training_holds"
-                                     " WHERE job_id = ANY(%b) FOR UPDATE", params=[jobs]):
-            book.trainings.holds[row["job_id"]] = TrainingHold(**row)
+def keep_hold(book: Book, row: dict[str, Any]) -> None:
+    """A job's training line as read, locked with the job's transfer (jobs_locked)."""
+    book.trainings.holds[row["job_id"]] = TrainingHold(**{column: row[column] for column in HOLD_COLUMNS})
+
+
+async def read_training(conn: Conn, book: Book, *, subjects: Iterable[tuple[str, UUID]] = ()) -> None:
+    """For the subjects named (tenant, subject) and those of the training lines the book holds,
+    the photo sets seen trained and the identities charged."""
     held = [(h.tenant_id, h.subject_id) for h in book.trainings.holds.values()]
     named = sorted(set(subjects) | set(held))
     if not named:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from uuid import UUID
 
+from services.common import telemetry
 from services.common.contracts import IdentityTrained, IdentityTrainingFailed
 from services.common.runtime import ServiceRuntime
 from services.common.supervision import failed, stop_tasks, supervise
@@ -98,8 +99,9 @@ class TrainingSupervisor:
         room = self.settings.max_trainings - len(self.running)
         if room <= 0:
             return
-        async with self.runtime.pool.connection() as conn:
-            rows = await store.claim_identities(conn, self._lease, limit=room)
+        with telemetry.counted_for("router-trainings"):
+            async with self.runtime.pool.connection() as conn:
+                rows = await store.claim_identities(conn, self._lease, limit=room)
         for row in rows:
             self.running[row.identity_id] = asyncio.create_task(self._run(row), name=f"identity-{row.identity_id}")
 
@@ -115,8 +117,9 @@ class TrainingSupervisor:
         while True:
             await asyncio.sleep(self.settings.lease_s / 3)
             if self.running:
-                async with self.runtime.pool.connection() as conn:
-                    await store.renew_identity_claims(conn, self._lease, identity_ids=list(self.running))
+                with telemetry.counted_for("router-renew-trainings"):
+                    async with self.runtime.pool.connection() as conn:
+                        await store.renew_identity_claims(conn, self._lease, identity_ids=list(self.running))
 
     @property
     def _lease(self) -> Lease:
@@ -216,8 +219,10 @@ class TrainingSupervisor:
             await self.clock.sleep(trainer.training.poll_interval_s)
 
     async def _still_training(self, row: store.IdentityRow) -> None:
-        async with self.runtime.pool.connection() as conn:
-            state, _ = await store.current_state(conn, row.identity_id)
+        # Asked at every poll of the training, so as often as it lasts: counted as a timer's.
+        with telemetry.counted_for("router-training-polls"):
+            async with self.runtime.pool.connection() as conn:
+                state, _ = await store.current_state(conn, row.identity_id)
         if state != "training":
             raise Stopped()
 
