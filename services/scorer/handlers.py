@@ -49,7 +49,7 @@ from services.common.turns import Turn, job_turn
 from services.scorer import domain, store
 from services.scorer.dimensions import Equipment, ImageVerdict, Scorer, Scoring, UndecodableImage, moderation
 from services.scorer.dimensions.batch import ClipRequest
-from services.scorer.dimensions.likeness import Likeness
+from services.scorer.dimensions.subject import Likeness
 from services.scorer.dimensions.tiers import Enough
 from services.scorer.selection import Lot, SelectionAsk, lots
 from services.scorer.settings import ScorerSettings

@@ -50,7 +50,8 @@ from services.scorer.dimensions import (
     Scoring,
     UndecodableImage,
 )
-from services.scorer.dimensions.likeness import Likeness, OpenedSubject, likeness_of
+from services.scorer.dimensions.likeness import likeness_of
+from services.scorer.dimensions.subject import Likeness, OpenedSubject
 
 ALL_PASSED, SOME_FAILED, USAGE_ERROR = 0, 1, 2
 SIZE = re.compile(r"(\d+)[xX×](\d+)")

@@ -18,7 +18,8 @@ from services.common.contracts import SubjectRef
 from services.common.data_keys import DataKeys
 from services.common.sealing import BrokenSeal, SubjectField, open_bytes, open_subject_text
 from services.common.storage import ObjectStore, StorageError
-from services.scorer.dimensions.likeness import Likeness, OpenedSubject, centroid_from, likeness_of
+from services.scorer.dimensions.likeness import centroid_from, likeness_of
+from services.scorer.dimensions.subject import Likeness, OpenedSubject
 
 ERASED = "subject_erased"
 UNREADABLE = "subject_unreadable"

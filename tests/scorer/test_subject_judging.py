@@ -10,7 +10,8 @@ from services.common import face_models
 from services.common.quality.fingerprints import fingerprint
 from services.common.quality.profiles import load_profile, with_subject_checks
 from services.scorer.dimensions import Equipment, Scorer, Scoring
-from services.scorer.dimensions.likeness import ONE_PERSON, OpenedSubject, likeness_of
+from services.scorer.dimensions.likeness import ONE_PERSON, likeness_of
+from services.scorer.dimensions.subject import OpenedSubject
 from tests.scorer import planted
 from tests.scorer.conftest import CPU, png, rgb_photo
 

@@ -5,10 +5,11 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 import httpx
@@ -325,3 +326,29 @@ def checkout(pack: str, save_card: bool, *, success_url: str | None, cancel_url:
 def set_auto_topup(below: int, pack: str, *, max_per_month: int, enabled: bool) -> Call:
     return Call(method="PUT", path="/v1/billing/auto-topup", json={"below": below, "pack": pack, "max_per_month": max_per_month,
                                                        "enabled": enabled})
+
+
+class Caller(Protocol):
+    """What a resource of the synchronous client (`client.batches`, `client.subjects`, ...)
+    needs of it: the client is passed in, so a resource never imports the client back."""
+
+    _http: httpx.Client
+
+    def call(self, call: Call) -> Any: ...
+
+    def _sleep(self, seconds: float) -> object: ...
+
+    def _open(self, request: httpx.Request) -> AbstractContextManager[httpx.Response]: ...
+
+
+class AsyncCaller(Protocol):
+    """`Caller`, for the resources of the asyncio client."""
+
+    _http: httpx.AsyncClient
+
+    def call(self, call: Call) -> Awaitable[Any]: ...
+
+    def _sleep(self, seconds: float) -> Awaitable[object]: ...
+
+    def _open(self, request: httpx.Request) -> AbstractAsyncContextManager[httpx.Response]: ...
+

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from genline_client import _calls, _resources
 from genline_client.errors import WaitTimeout
-
-if TYPE_CHECKING:
-    from genline_client.aio import AsyncGenline
 
 
 class AsyncBatches:
     """`client.batches`, as `Genline.batches`, awaited."""
 
-    def __init__(self, client: AsyncGenline) -> None:
+    def __init__(self, client: _calls.AsyncCaller) -> None:
         self._client = client
 
     async def create(self, lines: Any, *, endpoint: str = "/v1/images/generations",
@@ -56,7 +53,7 @@ class AsyncBatches:
 class AsyncEvaluations:
     """`client.evaluations`, as `Genline.evaluations`, awaited."""
 
-    def __init__(self, client: AsyncGenline) -> None:
+    def __init__(self, client: _calls.AsyncCaller) -> None:
         self._client = client
 
     async def create(self, images: list[Any], **options: Any) -> dict[str, Any]:

@@ -3,13 +3,10 @@
 from __future__ import annotations  # `list` below names a method
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from genline_client import _calls, _resources
 from genline_client.errors import WaitTimeout
-
-if TYPE_CHECKING:
-    from genline_client.sync import Genline
 
 
 class Batches:
@@ -21,7 +18,7 @@ class Batches:
             print(line["custom_id"], line["response"]["body"]["data"][0]["url"])
     """
 
-    def __init__(self, client: Genline) -> None:
+    def __init__(self, client: _calls.Caller) -> None:
         self._client = client
 
     def create(self, lines: Any, *, endpoint: str = "/v1/images/generations",
@@ -74,7 +71,7 @@ class Evaluations:
         print(evaluation["images"][0]["passed"], evaluation["images"][0]["failed"])
     """
 
-    def __init__(self, client: Genline) -> None:
+    def __init__(self, client: _calls.Caller) -> None:
         self._client = client
 
     def create(self, images: list[Any], **options: Any) -> dict[str, Any]:

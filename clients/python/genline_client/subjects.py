@@ -17,15 +17,11 @@ import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from os import PathLike
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from genline_client._calls import Call, deadline_in, job_id_of, past, without_none
+from genline_client._calls import AsyncCaller, Call, Caller, deadline_in, job_id_of, past, without_none
 from genline_client.errors import WaitTimeout
 from genline_client.models import PhotosAdded, Subject, SubjectPage
-
-if TYPE_CHECKING:
-    from genline_client.aio import AsyncGenline
-    from genline_client.sync import Genline
 
 # The API takes at most this many photos in one request's JSON; more go in further requests.
 PHOTOS_PER_REQUEST = 10
@@ -67,7 +63,7 @@ def wanted(until: str | Iterable[str]) -> frozenset[str]:
 class Subjects:
     """`client.subjects` of `Genline`."""
 
-    def __init__(self, client: Genline) -> None:
+    def __init__(self, client: Caller) -> None:
         self._client = client
 
     def create(self, kind: str, name: str, *, photos: Iterable[Photo] = (), uploads: Iterable[Any] = (),
@@ -130,7 +126,7 @@ class Subjects:
 class AsyncSubjects:
     """`client.subjects` of `AsyncGenline` (see `Subjects`)."""
 
-    def __init__(self, client: AsyncGenline) -> None:
+    def __init__(self, client: AsyncCaller) -> None:
         self._client = client
 
     async def create(self, kind: str, name: str, *, photos: Iterable[Photo] = (), uploads: Iterable[Any] = (),

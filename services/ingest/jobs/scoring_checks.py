@@ -3,17 +3,28 @@ and every dimension they require can be computed on this platform."""
 
 import dataclasses
 import hashlib
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from services.common.problems import Problem
-from services.common.quality.profiles import Profile, ProfileError, job_profile, profile_names
+from services.common.quality.profiles import Profile, ProfileError, QualityRules, job_profile, profile_names
 from services.ingest.settings import IngestSettings
 
-if TYPE_CHECKING:
-    from services.ingest.jobs.submission import JobRequest
+
+class ScoredRequest(Protocol):
+    """What these checks read of a job's request (`submission.JobRequest`): passed in, so that
+    this module never imports the submission back."""
+
+    @property
+    def template(self) -> str: ...
+
+    @property
+    def profile(self) -> str | None: ...
+
+    @property
+    def quality(self) -> QualityRules | None: ...
 
 
-def quality_rules(body: "JobRequest") -> dict[str, Any] | None:
+def quality_rules(body: ScoredRequest) -> dict[str, Any] | None:
     """The rules as the client wrote them, without the defaults of what it left out."""
     return body.quality.model_dump(mode="json", exclude_unset=True) if body.quality is not None else None
 
@@ -40,7 +51,7 @@ def _canonical(value: object) -> object:
     return value
 
 
-def check_scoring(body: "JobRequest", settings: IngestSettings) -> Profile:
+def check_scoring(body: ScoredRequest, settings: IngestSettings) -> Profile:
     """Refuse at submission what the scorer would refuse later: an unknown profile, invalid
     rules, or a dimension that must be computed without the model it needs; the profile the
     job will be scored with."""

@@ -37,6 +37,7 @@ Its modules besides those named above:
     built_in.py       the built-in dimensions' measures, registered under their dimensions' names
                       when the scorer imports them
     core.py           what judging a dimension yields
+    subject.py        what a job's subject gives the scorer to compare its candidates with
     workers.py        the scorer's worker threads, which take their callers' images in turns
 """
 

@@ -27,15 +27,14 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import islice
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import cv2
 import numpy as np
 import torch
 from PIL import Image, ImageSequence
 
-if TYPE_CHECKING:
-    from services.scorer.dimensions.likeness import Likeness
+from services.scorer.dimensions.subject import Likeness
 
 CUDA_BATCH_PIXELS = 1 << 27
 CUDA_BATCH_IMAGES = 128
@@ -92,7 +91,7 @@ class ScoringContext:
     moderated_classes: frozenset[str] = frozenset()
     requested_clip: ClipRequest | None = None
     video_sampling: VideoSampling = VideoSampling()
-    subject: "Likeness | None" = None
+    subject: Likeness | None = None
     _memo: dict[str, Any] = field(default_factory=dict, repr=False)
     _notes: dict[tuple[str, int | None], list[str]] = field(default_factory=dict, repr=False)
     _unmeasured: set[tuple[str, int]] = field(default_factory=set, repr=False)

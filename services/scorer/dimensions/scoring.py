@@ -8,7 +8,7 @@ from services.common.quality.profiles import Profile
 from services.common.turns import Turn
 from services.scorer.dimensions import moderation
 from services.scorer.dimensions.batch import ClipRequest, VideoSampling
-from services.scorer.dimensions.likeness import Likeness
+from services.scorer.dimensions.subject import Likeness
 from services.scorer.dimensions.tiers import Enough
 
 
