@@ -105,7 +105,7 @@ def request_values(request: Request) -> Iterator[tuple[str, str, str]]:
     yield from (("cookie", name, value) for name, value in request.cookies.items())
 
 
-def value_error(where: str, name: str, value: str) -> dict[str, Any] | None:
+def value_error(where: str, name: str, *, value: str) -> dict[str, Any] | None:
     if found := unstorable_character(value):
         return {"loc": (where, name), "msg": f"contains {found}, which cannot be stored", "type": "unstorable_text"}
     if len(value) > VALUE_LIMITS[where]:
@@ -116,7 +116,8 @@ def value_error(where: str, name: str, value: str) -> dict[str, Any] | None:
 
 async def refuse_unstorable_values(request: Request) -> None:
     """Every route's first dependency: a value it could hand to the database unchecked is a 422."""
-    errors = [error for value in request_values(request) if (error := value_error(*value)) is not None]
+    errors = [error for where, name, value in request_values(request)
+              if (error := value_error(where, name, value=value)) is not None]
     if errors:
         raise RequestValidationError(errors)
 

@@ -1,12 +1,14 @@
 """What every service process has: database pool and migrations, broker, outbox relay,
 consumer, ops endpoints, and an orderly start and stop (SIGTERM drains)."""
 
+import asyncio
 import contextlib
 import gc
 import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from types import FrameType
 from typing import TypeVar
@@ -101,10 +103,13 @@ class ServiceRuntime:
         log.info("%s started", self.name)
 
     async def stop(self) -> None:
+        """Stop in order, each step within its own time and all of them within what is left of
+        the service's grace (`STOP_CLOCK`): with the broker or the database gone every step
+        waits out its time, and the drains alone would outlast the grace."""
         await self.consumer.stop_applying()
         for hook in reversed(self.shutdown_hooks):
-            await hook()
-        await self.relay.stop(OUTBOX_DRAIN_S)  # drains the outbox first
+            await STOP_CLOCK.within("stopping " + getattr(hook, "__qualname__", "a part"), hook())
+        await self.relay.stop(STOP_CLOCK.left(OUTBOX_DRAIN_S))  # drains the outbox first
         await goodbye("the last commit of offsets", self.consumer.offsets.flush())
         await self.consumer.end_watch.stop()
         await self.consumer.inbox_floors.stop_pruning()
@@ -210,25 +215,55 @@ class OpsPort:
         await self.app(scope, receive, send)
 
 
+class StopClock:
+    """How long a stopping service has left: STOP_GRACE_S from the signal to stop, less what its
+    last goodbyes may take (GOODBYES_S: the outbox's journal and producer, the last commit of
+    offsets, the broker's and the database's connections), so that every step of
+    `ServiceRuntime.stop` ends within the grace. Past the grace the process exits whatever is
+    still stopping."""
+
+    GOODBYES_S = 5 * GOODBYE_S
+
+    def __init__(self) -> None:
+        self.signalled_at: float | None = None
+
+    def start(self, grace_s: float = STOP_GRACE_S) -> None:
+        if self.signalled_at is not None:
+            return
+        self.signalled_at = time.monotonic()
+        timer = threading.Timer(grace_s, exit_now, args=(grace_s,))
+        timer.daemon = True
+        timer.start()
+
+    def left(self, budget_s: float) -> float:
+        """`budget_s`, or less where the grace ends sooner (at least a moment)."""
+        if self.signalled_at is None:
+            return budget_s
+        ends = self.signalled_at + STOP_GRACE_S - self.GOODBYES_S
+        return max(0.5, min(budget_s, ends - time.monotonic()))
+
+    async def within(self, what: str, step: Awaitable[object]) -> None:
+        try:
+            await asyncio.wait_for(step, self.left(STOP_GRACE_S))
+        except TimeoutError:
+            log.warning("%s went past the grace; stopping without it", what)
+
+
+STOP_CLOCK = StopClock()
+
+
+def exit_now(grace_s: float) -> None:
+    log.error("still stopping %ss after the signal to stop: exiting", grace_s)
+    logging.shutdown()
+    os._exit(1)
+
+
 class Server(uvicorn.Server):
-    """uvicorn's server, which on SIGTERM or SIGINT also sets the moment the process ends
-    whatever is still stopping (STOP_GRACE_S later)."""
+    """uvicorn's server, which on SIGTERM or SIGINT also starts the stop clock."""
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if not self.should_exit:  # the first signal; a second one makes uvicorn hurry
-            exit_at_grace_end()
+        STOP_CLOCK.start()
         super().handle_exit(sig, frame)
-
-
-def exit_at_grace_end(grace_s: float = STOP_GRACE_S) -> None:
-    def exit_now() -> None:
-        log.error("still stopping %ss after the signal to stop: exiting", grace_s)
-        logging.shutdown()
-        os._exit(1)
-
-    timer = threading.Timer(grace_s, exit_now)
-    timer.daemon = True
-    timer.start()
 
 
 def serve(app: ASGIApp, settings: ServiceSettings) -> None:

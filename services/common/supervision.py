@@ -95,7 +95,7 @@ async def stop_tasks(*tasks: asyncio.Task[Any] | None) -> None:
 # Each goodbye in a service's stop (the last commit of offsets, a producer's flush, the broker's
 # and the database's connections closed) is given this long: with the broker or PostgreSQL
 # gone, each would otherwise retry for ever, and a pod would wait out its whole grace.
-GOODBYE_S = 3
+GOODBYE_S = 2
 
 
 async def goodbye(what: str, step: Awaitable[object]) -> None:

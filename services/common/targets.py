@@ -184,7 +184,7 @@ class Guard:
         return PinnedRequest(pinned, host, extensions)
 
     @asynccontextmanager
-    async def stream(self, http: httpx.AsyncClient, method: str, url: str, *, headers: dict[str, str] | None = None,
+    async def stream(self, method: str, url: str, *, http: httpx.AsyncClient, headers: dict[str, str] | None = None,
                      content: bytes | str | None = None, form: dict[str, str] | None = None,
                      auth: tuple[str, str] | None = None) -> AsyncIterator[httpx.Response]:
         """The answer to `method url` (a body as `content` or a `form`), its body unread, each

@@ -226,7 +226,7 @@ class WebhookSender:
     async def post(self, url: str, body: bytes, *, headers: dict[str, str]) -> domain.Attempt:
         started = time.perf_counter()
         try:
-            async with self.guard.stream(self.http, "POST", url, content=body, headers=headers) as response:
+            async with self.guard.stream("POST", url, http=self.http, content=body, headers=headers) as response:
                 excerpt = await read_excerpt(response)
             return domain.Attempt(status_code=response.status_code, excerpt=excerpt, latency_ms=elapsed_ms(started))
         except targets.RefusedTarget as refused:

@@ -102,11 +102,11 @@ async def test_a_redirect_goes_through_the_same_guard_and_one_to_a_closed_networ
     with listening("127.0.0.2") as (inner, reached), listening("127.0.0.1", location=f"{inner}/secret") as (outer, _):
         guard = targets.Guard.of(targets.Purpose.IMAGE_URLS, ["127.0.0.1/32"], redirects=3)
         with pytest.raises(targets.RefusedTarget, match="GENLINE_IMAGE_URL_ALLOWED_NETWORKS"):
-            async with httpx.AsyncClient() as http, guard.stream(http, "GET", f"{outer}/cat.png"):
+            async with httpx.AsyncClient() as http, guard.stream("GET", f"{outer}/cat.png", http=http):
                 pass
         assert reached == []
         opened = targets.Guard.of(targets.Purpose.IMAGE_URLS, ["127.0.0.0/30"], redirects=3)
-        async with httpx.AsyncClient() as http, opened.stream(http, "GET", f"{outer}/cat.png") as answer:
+        async with httpx.AsyncClient() as http, opened.stream("GET", f"{outer}/cat.png", http=http) as answer:
             assert answer.status_code == 200 and reached == ["/secret"]
 
 

@@ -93,7 +93,7 @@ class EvaluationRunner(PeriodicRound):
     async def post(self, url: str, body: str, *, headers: dict[str, str]) -> bool:
         try:
             async with httpx.AsyncClient(timeout=10) as http, \
-                    webhook_guard(self.settings).stream(http, "POST", url, content=body, headers=headers) as response:
+                    webhook_guard(self.settings).stream("POST", url, http=http, content=body, headers=headers) as response:
                 return 200 <= response.status_code < 300
         except (targets.RefusedTarget, httpx.HTTPError) as error:
             log.info("evaluation webhook to %s failed: %s", url, error)

@@ -108,7 +108,7 @@ class Sources:
         limit, data = settings.max_upload_bytes, b""
         try:
             async with httpx.AsyncClient(timeout=settings.evaluation_fetch_timeout_s) as http, \
-                    image_url_guard(settings).stream(http, "GET", url) as response:
+                    image_url_guard(settings).stream("GET", url, http=http) as response:
                 if response.status_code != 200:
                     raise unusable(name, f"the URL answered {response.status_code}")
                 async for chunk in response.aiter_bytes():

@@ -125,7 +125,7 @@ class OidcClient:
         """The status and JSON body (None when it is not JSON) of one call, through the guard;
         OidcError when the provider may not be reached."""
         try:
-            async with self.guard.stream(self.http, method, url, **sent) as response:
+            async with self.guard.stream(method, url, http=self.http, **sent) as response:
                 body = await response.aread()
         except (targets.RefusedTarget, ValueError, OSError) as refused:  # a name that cannot even be looked up too
             raise OidcError(f"the identity provider cannot be reached at {url[:200]!r}: {refused}") from None
