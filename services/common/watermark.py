@@ -89,7 +89,7 @@ class Scheme:
         return (f"{layout.tile}-sample tiles over the luminance scaled to {SIDE}x{SIDE}, carriers of {layout.low:g} to"
                 f" {layout.high:g} cycles a tile; CRC-24; convolutional code 1/2, K=7")
 
-    def boost(self, side: int) -> float:
+    def size_boost(self, side: int) -> float:
         """How much stronger the mark is drawn on a picture whose shorter side is `side` pixels."""
         return float(min(SMALL_BOOST, max(1.0, self.boost_below / side) ** self.boost_power))
 
@@ -147,12 +147,12 @@ def mask(plane: np.ndarray, scheme: Scheme) -> np.ndarray:
     return weights
 
 
-def embed(rgb: np.ndarray, mark_id: int, *, strength: float | None = None, scheme: Scheme = CURRENT) -> np.ndarray:
-    """`rgb` (H x W x 3, uint8) with `mark_id` hidden in its luminance, as `scheme` draws it
-    (at `strength` instead of the scheme's, where given)."""
+def embed(rgb: np.ndarray, mark_id: int, *, scheme: Scheme = CURRENT, boost: float = 1.0) -> np.ndarray:
+    """`rgb` (H x W x 3, uint8) with `mark_id` hidden in its luminance, as `scheme` draws it,
+    `boost` times as strong (a kind of file that takes more: a thumbnail, a clip's frames)."""
     height, width = rgb.shape[:2]
     assert can_carry(width, height), "image too small to carry a watermark"
-    strength = (scheme.strength if strength is None else strength) * scheme.boost(min(height, width))
+    strength = scheme.strength * boost * scheme.size_boost(min(height, width))
     plane = normalized_luma(rgb)
     repeats = SIDE // scheme.layout.tile
     pattern = np.tile(watermark_code.tile_of(mark_id, scheme.layout), (repeats, repeats))
@@ -172,9 +172,10 @@ def embed(rgb: np.ndarray, mark_id: int, *, strength: float | None = None, schem
 
 @dataclass
 class Embedding:
-    """One mark id embedded into every picture given (a still, a thumbnail, a clip's frames),
-    counting the CPU it spent and the megapixels it marked: what delivery reports as the
-    watermark's cost a megapixel. `boost` scales the strength (a clip's frames take more)."""
+    """One mark id embedded, as the current scheme draws it, into every picture given (a still, a
+    thumbnail, a clip's frames), counting the CPU it spent and the megapixels it marked: what
+    delivery reports as the watermark's cost a megapixel. `boost` scales the strength (a clip's
+    frames take more)."""
 
     mark_id: int
     cpu_s: float = 0.0
@@ -182,7 +183,7 @@ class Embedding:
 
     def __call__(self, rgb: np.ndarray, boost: float = 1.0) -> np.ndarray:
         started = time.process_time()
-        marked = embed(rgb, self.mark_id, strength=CURRENT.strength * boost)
+        marked = embed(rgb, self.mark_id, boost=boost)
         self.cpu_s += time.process_time() - started
         self.megapixels += rgb.shape[0] * rgb.shape[1] / 1e6
         return marked
